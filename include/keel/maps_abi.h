@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The data-plane ABI: every table the control plane writes and the data
+ * planes read. The XDP plane keeps these in BPF maps (bpf/lib/maps.h), the
+ * DPDK plane in its own per-lcore/RCU tables; the structs are the same bytes.
+ *
+ * Identity rules (one mechanism for removal, health-down and id reuse):
+ *  - A service has a small integer id (index into rings and service stats).
+ *  - A backend is one (service, real) pair with a small integer id (index into
+ *    the backends table and backend stats). Rings hold backend ids.
+ *  - A backend carries a generation. The connection table stores the
+ *    generation it saw. When a real is removed or goes down the control plane
+ *    first swaps in a ring without it, then bumps its generation, so every
+ *    connection-table entry that still points at it is stale and the flow is
+ *    re-picked from the ring. Drain only removes the backend from the ring and
+ *    keeps the generation, so established flows stay.
+ *  - A connection-table hit is valid only if backend.service_id matches the
+ *    service the packet matched and backend.gen matches the entry's gen and
+ *    the backend is KEEL_BE_F_VALID.
+ */
+#ifndef KEEL_MAPS_ABI_H
+#define KEEL_MAPS_ABI_H
+
+#include "keel/flow.h"
+
+#define KEEL_MAX_SERVICES_DEFAULT 1024u
+#define KEEL_MAX_BACKENDS_DEFAULT 16384u
+#define KEEL_CT_SIZE_DEFAULT 1000000u
+#define KEEL_INVALID_ID 0xffffffffu
+
+/* vips: VIP address -> flags. Lets the fast path tell "not ours" with one
+ * lookup before parsing L4, and classify malformed packets aimed at a VIP. */
+struct keel_vip_key {
+	__u32 addr[4];
+	__u8 family;
+	__u8 pad[3];
+};
+KEEL_STATIC_ASSERT(sizeof(struct keel_vip_key) == 20, "vip key ABI");
+
+struct keel_vip_value {
+	__u32 flags; /* reserved, 0 */
+};
+
+/* services: (VIP, port, proto) -> service. Port 0 matches every port; the
+ * data plane looks up the exact port first, then port 0. */
+struct keel_service_key {
+	__u32 vip[4];
+	__u16 port;   /* network order; 0 = any port */
+	__u8 proto;   /* KEEL_PROTO_* */
+	__u8 family;  /* KEEL_AF_* */
+};
+KEEL_STATIC_ASSERT(sizeof(struct keel_service_key) == 20, "service key ABI");
+
+#define KEEL_SVC_F_SCHED_SRC (1u << 0)  /* maglev-src: hash the source only */
+#define KEEL_SVC_F_FWD_L2DSR (1u << 1)  /* l2dsr; otherwise ipip */
+#define KEEL_SVC_F_HASH_SRC_IP (1u << 2) /* ipip: outer source from flow hash */
+
+struct keel_service_value {
+	__u32 id;        /* index into rings / service stats */
+	__u32 flags;     /* KEEL_SVC_F_* */
+	__u32 reserved[2];
+};
+KEEL_STATIC_ASSERT(sizeof(struct keel_service_value) == 16, "service value ABI");
+
+#define KEEL_BE_F_VALID (1u << 0)
+
+/* backends[id]: one real of one service. */
+struct keel_backend {
+	__u32 addr[4];     /* real address, network order bytes */
+	__u32 service_id;  /* owner service */
+	__u32 gen;         /* bumped when the real is removed or goes down */
+	__u8 family;       /* KEEL_AF_*; selects IPIP/IP6IP6 outer header */
+	__u8 flags;        /* KEEL_BE_F_* */
+	__u8 mac[6];       /* l2dsr: the real's MAC */
+};
+KEEL_STATIC_ASSERT(sizeof(struct keel_backend) == 32, "backend ABI");
+
+/* conntrack: flow key -> backend. */
+struct keel_ct_value {
+	__u32 backend_id;
+	__u32 gen;
+	__u64 last_seen_ns; /* refreshed at most once a second (cache-line economy) */
+};
+KEEL_STATIC_ASSERT(sizeof(struct keel_ct_value) == 16, "ct value ABI");
+
+#define KEEL_NODE_F_HASH_SRC_V4 (1u << 0) /* derive outer v4 source from flow hash */
+#define KEEL_NODE_F_HASH_SRC_V6 (1u << 1)
+
+/* node_config[0]: per-balancer settings. */
+struct keel_node_config {
+	__u32 tunnel_src_v4;        /* network order */
+	__u32 tunnel_src_v6[4];     /* network order bytes */
+	__u8 next_hop_mac[6];       /* ipip: outer destination MAC */
+	__u8 local_mac[6];          /* source MAC of everything we send */
+	__u32 flags;                /* KEEL_NODE_F_* */
+	__u32 hash_src_v4_prefix;   /* network order; hashed source = prefix | (hash & ~mask) */
+	__u32 hash_src_v4_mask;     /* network order netmask of that prefix */
+	__u32 udp_idle_timeout_s;   /* UDP conntrack entries older than this are re-picked */
+	__u32 tcp_idle_timeout_s;   /* same for TCP */
+	__u32 pad;
+};
+KEEL_STATIC_ASSERT(sizeof(struct keel_node_config) == 56, "node config ABI");
+
+/* Counters (per CPU / per lcore, summed by the control plane). */
+struct keel_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+KEEL_STATIC_ASSERT(sizeof(struct keel_counter) == 16, "counter ABI");
+
+/*
+ * Every packet is counted under exactly one reason. docs/architecture.md
+ * documents each verdict; keep that table and keel_reason_names in sync.
+ */
+enum keel_reason {
+	/* XDP_PASS: not ours, the kernel decides. */
+	KEEL_R_PASS_NOT_IP = 0,       /* not IPv4/IPv6 (ARP, LLDP, ...) */
+	KEEL_R_PASS_NOT_VIP,          /* destination is not a VIP */
+	KEEL_R_PASS_NO_SERVICE,       /* VIP, but no service for that port/proto */
+	KEEL_R_PASS_TRUNCATED,        /* too short to read the destination */
+	KEEL_R_PASS_BAD_HEADER,       /* IPv4 IHL < 5 or version mismatch */
+	/* Forwarded. */
+	KEEL_R_TX_IPIP,               /* encapsulated toward a real */
+	KEEL_R_TX_L2DSR,              /* MAC-rewritten toward a real */
+	KEEL_R_TX_ICMP_ECHO,          /* echo reply from a VIP */
+	/* Dropped: aimed at a VIP but unusable. */
+	KEEL_R_DROP_TRUNCATED,        /* VIP, L3/L4 header cut short */
+	KEEL_R_DROP_FRAGMENT,         /* VIP, IPv4 fragment or IPv6 fragment header */
+	KEEL_R_DROP_IPV6_EXT,         /* VIP, IPv6 extension header not supported */
+	KEEL_R_DROP_ICMP,             /* VIP, ICMP other than echo request */
+	KEEL_R_DROP_L4_PROTO,         /* VIP, protocol other than TCP/UDP/ICMP */
+	KEEL_R_DROP_NO_BACKEND,       /* service has no usable real */
+	KEEL_R_DROP_ENCAP_FAILED,     /* could not grow the packet (adjust_head) */
+	KEEL_R_DROP_TOO_BIG,          /* encapsulated packet would exceed the MTU */
+	KEEL_R_MAX
+};
+
+#define KEEL_REASON_NAMES                                                     \
+	"pass_not_ip", "pass_not_vip", "pass_no_service", "pass_truncated",   \
+	"pass_bad_header", "tx_ipip", "tx_l2dsr", "tx_icmp_echo",             \
+	"drop_truncated", "drop_fragment", "drop_ipv6_ext", "drop_icmp",      \
+	"drop_l4_proto", "drop_no_backend", "drop_encap_failed", "drop_too_big"
+
+#endif

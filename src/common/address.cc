@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/address.h"
+
+#include <arpa/inet.h>
+
+#include <cstdio>
+#include <cstring>
+
+namespace keel {
+
+std::optional<IpAddress> IpAddress::parse(std::string_view text) {
+  std::string s(text);
+  IpAddress a;
+  if (s.find(':') != std::string::npos) {
+    if (inet_pton(AF_INET6, s.c_str(), a.bytes_.data()) != 1) return std::nullopt;
+    a.family_ = KEEL_AF_INET6;
+  } else {
+    if (inet_pton(AF_INET, s.c_str(), a.bytes_.data()) != 1) return std::nullopt;
+    a.family_ = KEEL_AF_INET;
+  }
+  return a;
+}
+
+IpAddress IpAddress::fromV4(std::array<uint8_t, 4> b) {
+  IpAddress a;
+  a.family_ = KEEL_AF_INET;
+  std::memcpy(a.bytes_.data(), b.data(), 4);
+  return a;
+}
+
+IpAddress IpAddress::fromV6(std::array<uint8_t, 16> b) {
+  IpAddress a;
+  a.family_ = KEEL_AF_INET6;
+  a.bytes_ = b;
+  return a;
+}
+
+void IpAddress::toWords(__u32 out[4]) const { std::memcpy(out, bytes_.data(), 16); }
+
+std::string IpAddress::toString() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (family_ == KEEL_AF_INET) {
+    inet_ntop(AF_INET, bytes_.data(), buf, sizeof buf);
+  } else if (family_ == KEEL_AF_INET6) {
+    inet_ntop(AF_INET6, bytes_.data(), buf, sizeof buf);
+  } else {
+    return "<unset>";
+  }
+  return buf;
+}
+
+std::optional<MacAddress> MacAddress::parse(std::string_view text) {
+  if (text.size() != 17) return std::nullopt;
+  std::array<uint8_t, 6> b{};
+  for (size_t i = 0; i < 6; ++i) {
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    int hi = hex(text[i * 3]), lo = hex(text[i * 3 + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    if (i < 5 && text[i * 3 + 2] != ':') return std::nullopt;
+    b[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return MacAddress(b);
+}
+
+bool MacAddress::isZero() const {
+  for (uint8_t b : bytes_)
+    if (b) return false;
+  return true;
+}
+
+std::string MacAddress::toString() const {
+  char buf[18];
+  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", bytes_[0], bytes_[1], bytes_[2],
+                bytes_[3], bytes_[4], bytes_[5]);
+  return buf;
+}
+
+}  // namespace keel

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+// IP and MAC address value types shared by the control plane, the data
+// planes and the CLI. Parsing never throws: it returns std::nullopt and the
+// caller reports what was wrong and where.
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "keel/flow.h"
+
+namespace keel {
+
+class IpAddress {
+ public:
+  IpAddress() = default;
+  static std::optional<IpAddress> parse(std::string_view text);
+  static IpAddress fromV4(std::array<uint8_t, 4> bytes);
+  static IpAddress fromV6(std::array<uint8_t, 16> bytes);
+
+  bool isV4() const { return family_ == KEEL_AF_INET; }
+  bool isV6() const { return family_ == KEEL_AF_INET6; }
+  uint8_t family() const { return family_; }  // KEEL_AF_INET / KEEL_AF_INET6, 0 if unset
+  // Network-order bytes; IPv4 uses the first 4, the rest are zero.
+  const std::array<uint8_t, 16>& bytes() const { return bytes_; }
+  // The data-plane layout (include/keel/flow.h): 4 words of raw bytes.
+  void toWords(__u32 out[4]) const;
+  std::string toString() const;
+
+  auto operator<=>(const IpAddress&) const = default;
+
+ private:
+  uint8_t family_ = 0;
+  std::array<uint8_t, 16> bytes_{};
+};
+
+class MacAddress {
+ public:
+  MacAddress() = default;
+  explicit MacAddress(std::array<uint8_t, 6> b) : bytes_(b) {}
+  static std::optional<MacAddress> parse(std::string_view text);  // "02:00:00:00:00:01"
+  const std::array<uint8_t, 6>& bytes() const { return bytes_; }
+  bool isZero() const;
+  std::string toString() const;
+  auto operator<=>(const MacAddress&) const = default;
+
+ private:
+  std::array<uint8_t, 6> bytes_{};
+};
+
+}  // namespace keel
+
+template <>
+struct std::hash<keel::IpAddress> {
+  size_t operator()(const keel::IpAddress& a) const noexcept {
+    size_t h = a.family();
+    for (uint8_t b : a.bytes()) h = h * 131 + b;
+    return h;
+  }
+};

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+// The one interface between the control plane and a data plane. Two
+// implementations (xdp/, dpdk/) and a mock (tests/unit/mocks/). The control
+// plane never knows which one it drives.
+//
+// Contract (the ordering rules live in the control plane's registry):
+//  - Every call comes from the control-plane thread and is atomic as seen by
+//    packets: a packet sees the state before the call or after it.
+//  - Ids are dense small integers chosen by the control plane:
+//    ServiceId < limits().maxServices, BackendId < limits().maxBackends.
+//  - The structs are the shared ABI of include/keel/maps_abi.h.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "keel/maps_abi.h"
+
+namespace keel {
+
+using ServiceId = uint32_t;
+using BackendId = uint32_t;
+
+struct DataplaneLimits {
+  uint32_t maxServices = KEEL_MAX_SERVICES_DEFAULT;
+  uint32_t maxBackends = KEEL_MAX_BACKENDS_DEFAULT;
+  uint32_t connTableSize = KEEL_CT_SIZE_DEFAULT;
+};
+
+struct DataplaneStats {
+  std::vector<keel_counter> services;            // indexed by ServiceId
+  std::vector<keel_counter> backends;            // indexed by BackendId
+  std::array<keel_counter, KEEL_R_MAX> reasons{};  // indexed by keel_reason
+};
+
+class Dataplane {
+ public:
+  virtual ~Dataplane() = default;
+
+  virtual std::string kind() const = 0;  // "xdp", "dpdk", "mock"
+  virtual DataplaneLimits limits() const = 0;
+
+  virtual Status setNode(const keel_node_config& node) = 0;
+  // A VIP must be announced before any service on it is looked up.
+  virtual Status addVip(const keel_vip_key& vip) = 0;
+  virtual Status removeVip(const keel_vip_key& vip) = 0;
+  virtual Status upsertBackend(BackendId id, const keel_backend& backend) = 0;
+  virtual Status upsertService(const keel_service_key& key, const keel_service_value& value) = 0;
+  virtual Status removeService(const keel_service_key& key) = 0;
+  // Replaces the service's ring in one atomic step. slots.size() is M; each
+  // entry is a BackendId. An empty vector publishes "no usable backend".
+  virtual Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) = 0;
+
+  virtual DataplaneStats readStats() = 0;
+};
+
+}  // namespace keel

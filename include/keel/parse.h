@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Packet parsing shared by the XDP program, the DPDK workers and the tests.
+ *
+ * Two stages, because the verdict for a malformed packet depends on whether
+ * it is aimed at a VIP, and only the data plane can look that up:
+ *
+ *   keel_parse_l3()  Ethernet (at most one 802.1Q tag) and the fixed IP
+ *                    header: family, addresses, L4 protocol. Anything we
+ *                    cannot read this far is not provably ours -> XDP_PASS.
+ *   <data plane: is key.dst a VIP? if not -> PASS_NOT_VIP>
+ *   keel_parse_l4()  Everything after: IPv4 options and fragments, IPv6
+ *                    extension headers, ICMP, ports. Aimed at a VIP, so a
+ *                    packet that is unusable here is dropped and counted.
+ *
+ * Both return KEEL_CONTINUE or a keel_reason. The functions only read the
+ * packet. Every read is preceded by a bounds check against `end`, written so
+ * the BPF verifier can follow it (constant-size checks on pointers whose
+ * variable part is bounded by a mask).
+ *
+ * Verdict table (documented in docs/architecture.md):
+ *   frame < 14 bytes, VLAN tag cut, IP header cut     PASS_TRUNCATED
+ *   not IPv4/IPv6 (ARP, LLDP, QinQ inner tag, ...)    PASS_NOT_IP
+ *   IPv4 version != 4, IHL < 5, total length < IHL    PASS_BAD_HEADER (the kernel discards it)
+ *   IPv6 version != 6                                 PASS_BAD_HEADER
+ *   --- aimed at a VIP ---
+ *   IPv4 options                                      parsed past (IHL), forwarded normally
+ *   IPv4 fragment (MF set or offset != 0)             DROP_FRAGMENT (no ports: cannot hash consistently)
+ *   IPv6 hop-by-hop / destination options             parsed past (at most KEEL_IPV6_MAX_EXT), forwarded
+ *   IPv6 fragment header                              DROP_FRAGMENT
+ *   IPv6 routing header or other extension            DROP_IPV6_EXT (the VIP may not be the final destination)
+ *   TCP/UDP header cut short, IP length > frame       DROP_TRUNCATED
+ *   ICMP echo request                                 KEEL_ICMP_ECHO: the data plane answers it
+ *   ICMP dest-unreachable/frag-needed, ICMPv6 PTB     the flow it quotes is extracted, reversed, and the
+ *                                                     packet follows that flow to its real (PMTUD works)
+ *   other ICMP                                        DROP_ICMP
+ *   other L4 protocol                                 DROP_L4_PROTO
+ */
+#ifndef KEEL_PARSE_H
+#define KEEL_PARSE_H
+
+#include "keel/flow.h"
+#include "keel/maps_abi.h"
+
+/* All supported targets are little-endian (see hash.h). */
+#define KEEL_BSWAP16(x) ((__u16)((((__u16)(x) & 0xffu) << 8) | (((__u16)(x) >> 8) & 0xffu)))
+#define KEEL_HTONS(x) KEEL_BSWAP16(x)
+#define KEEL_NTOHS(x) KEEL_BSWAP16(x)
+
+#define KEEL_ETH_P_IP 0x0800
+#define KEEL_ETH_P_IPV6 0x86DD
+#define KEEL_ETH_P_8021Q 0x8100
+#define KEEL_ETH_P_8021AD 0x88A8
+
+#define KEEL_IPPROTO_HOPOPTS 0
+#define KEEL_IPPROTO_ICMP 1
+#define KEEL_IPPROTO_IPIP 4
+#define KEEL_IPPROTO_IPV6 41
+#define KEEL_IPPROTO_ROUTING 43
+#define KEEL_IPPROTO_FRAGMENT 44
+#define KEEL_IPPROTO_ICMPV6 58
+#define KEEL_IPPROTO_DSTOPTS 60
+
+#define KEEL_IPV6_MAX_EXT 4
+
+#define KEEL_CONTINUE KEEL_R_MAX         /* parsing may go on */
+#define KEEL_ICMP_ECHO (KEEL_R_MAX + 1)  /* echo request to a VIP: answer it */
+
+/* Wire headers, defined here so every target sees the same layout without
+ * mixing kernel uapi and libc headers. */
+struct keel_eth {
+	__u8 dst[6];
+	__u8 src[6];
+	__u16 proto;
+} __attribute__((packed));
+
+struct keel_vlan {
+	__u16 tci;
+	__u16 proto;
+} __attribute__((packed));
+
+struct keel_ipv4 {
+	__u8 ver_ihl;
+	__u8 tos;
+	__u16 tot_len;
+	__u16 id;
+	__u16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__u32 saddr;
+	__u32 daddr;
+} __attribute__((packed));
+
+struct keel_ipv6 {
+	__u32 ver_tc_flow;
+	__u16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u32 saddr[4];
+	__u32 daddr[4];
+} __attribute__((packed));
+
+struct keel_ports {
+	__u16 sport;
+	__u16 dport;
+} __attribute__((packed));
+
+struct keel_tcp {
+	__u16 sport;
+	__u16 dport;
+	__u32 seq;
+	__u32 ack;
+	__u8 doff_res;
+	__u8 flags;
+	__u16 window;
+	__u16 check;
+	__u16 urg;
+} __attribute__((packed));
+
+struct keel_udp {
+	__u16 sport;
+	__u16 dport;
+	__u16 len;
+	__u16 check;
+} __attribute__((packed));
+
+struct keel_icmp {
+	__u8 type;
+	__u8 code;
+	__u16 check;
+	__u32 rest;
+} __attribute__((packed));
+
+struct keel_ipv6_ext {
+	__u8 nexthdr;
+	__u8 hdrlen; /* in 8-octet units, not counting the first 8 */
+} __attribute__((packed));
+
+KEEL_STATIC_ASSERT(sizeof(struct keel_eth) == 14, "eth");
+KEEL_STATIC_ASSERT(sizeof(struct keel_ipv4) == 20, "ipv4");
+KEEL_STATIC_ASSERT(sizeof(struct keel_ipv6) == 40, "ipv6");
+KEEL_STATIC_ASSERT(sizeof(struct keel_tcp) == 20, "tcp");
+KEEL_STATIC_ASSERT(sizeof(struct keel_icmp) == 8, "icmp");
+
+#define KEEL_TCP_FIN 0x01
+#define KEEL_TCP_SYN 0x02
+#define KEEL_TCP_RST 0x04
+
+#define KEEL_IP_MF 0x2000
+#define KEEL_IP_OFFMASK 0x1fff
+
+#define KEEL_ICMP_ECHO_REQUEST 8
+#define KEEL_ICMP_DEST_UNREACH 3
+#define KEEL_ICMP_FRAG_NEEDED 4
+#define KEEL_ICMPV6_PKT_TOOBIG 2
+#define KEEL_ICMPV6_ECHO_REQUEST 128
+
+/* What the parser learned. Offsets are from the start of the frame. */
+struct keel_pkt {
+	struct keel_flow_key key; /* for ICMP errors: the quoted flow, reversed */
+	__u16 l3_off;             /* IP header (14, or 18 with a VLAN tag) */
+	__u16 l4_off;             /* TCP/UDP/ICMP header */
+	__u16 ip_len;             /* IPv4 total length / IPv6 40 + payload length */
+	__u8 l4_proto;            /* protocol of the header at l4_off */
+	__u8 tcp_flags;           /* KEEL_TCP_* of a TCP packet, else 0 */
+	__u8 icmp_error;          /* 1: ICMP error steered by its quoted flow */
+	__u8 tos;                 /* IPv4 TOS / IPv6 traffic class (copied to the outer header) */
+	__u8 pad[2];
+};
+
+/* Stage 1: Ethernet, VLAN and the fixed IP header. */
+KEEL_INLINE int keel_parse_l3(void *data, void *end, struct keel_pkt *pkt)
+{
+	struct keel_eth *eth = (struct keel_eth *)data;
+	__u16 proto;
+	__u16 off = sizeof(struct keel_eth);
+
+	__builtin_memset(pkt, 0, sizeof(*pkt));
+	if ((void *)(eth + 1) > end)
+		return KEEL_R_PASS_TRUNCATED;
+	proto = eth->proto;
+	if (proto == KEEL_HTONS(KEEL_ETH_P_8021Q) || proto == KEEL_HTONS(KEEL_ETH_P_8021AD)) {
+		struct keel_vlan *vlan = (struct keel_vlan *)(eth + 1);
+
+		if ((void *)(vlan + 1) > end)
+			return KEEL_R_PASS_TRUNCATED;
+		proto = vlan->proto;
+		off += sizeof(struct keel_vlan);
+		/* A second tag (QinQ) is not ours: the proto check below passes it. */
+	}
+	pkt->l3_off = off;
+
+	if (proto == KEEL_HTONS(KEEL_ETH_P_IP)) {
+		struct keel_ipv4 *ip = (struct keel_ipv4 *)((__u8 *)data + off);
+		__u16 ihl_bytes;
+
+		if ((void *)(ip + 1) > end)
+			return KEEL_R_PASS_TRUNCATED;
+		ihl_bytes = (__u16)((ip->ver_ihl & 0x0f) * 4);
+		if ((ip->ver_ihl >> 4) != 4 || ihl_bytes < sizeof(*ip))
+			return KEEL_R_PASS_BAD_HEADER;
+		pkt->ip_len = KEEL_NTOHS(ip->tot_len);
+		if (pkt->ip_len < ihl_bytes)
+			return KEEL_R_PASS_BAD_HEADER;
+		pkt->key.family = KEEL_AF_INET;
+		pkt->key.src[0] = ip->saddr;
+		pkt->key.dst[0] = ip->daddr;
+		pkt->key.proto = ip->protocol;
+		pkt->l4_proto = ip->protocol;
+		pkt->tos = ip->tos;
+		pkt->l4_off = off + ihl_bytes;
+		return KEEL_CONTINUE;
+	}
+	if (proto == KEEL_HTONS(KEEL_ETH_P_IPV6)) {
+		struct keel_ipv6 *ip6 = (struct keel_ipv6 *)((__u8 *)data + off);
+		__u32 vtf;
+
+		if ((void *)(ip6 + 1) > end)
+			return KEEL_R_PASS_TRUNCATED;
+		vtf = ip6->ver_tc_flow;
+		/* Network order: version is the top nibble of the first byte. */
+		if ((((__u8 *)&vtf)[0] >> 4) != 6)
+			return KEEL_R_PASS_BAD_HEADER;
+		pkt->ip_len = (__u16)(sizeof(*ip6) + KEEL_NTOHS(ip6->payload_len));
+		pkt->key.family = KEEL_AF_INET6;
+		pkt->key.src[0] = ip6->saddr[0];
+		pkt->key.src[1] = ip6->saddr[1];
+		pkt->key.src[2] = ip6->saddr[2];
+		pkt->key.src[3] = ip6->saddr[3];
+		pkt->key.dst[0] = ip6->daddr[0];
+		pkt->key.dst[1] = ip6->daddr[1];
+		pkt->key.dst[2] = ip6->daddr[2];
+		pkt->key.dst[3] = ip6->daddr[3];
+		pkt->key.proto = ip6->nexthdr;
+		pkt->l4_proto = ip6->nexthdr;
+		pkt->tos = (__u8)(((((__u8 *)&vtf)[0] & 0x0f) << 4) | (((__u8 *)&vtf)[1] >> 4));
+		pkt->l4_off = off + sizeof(*ip6);
+		return KEEL_CONTINUE;
+	}
+	return KEEL_R_PASS_NOT_IP;
+}
+
+/* Walk IPv6 hop-by-hop and destination-options headers (bounded). */
+KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
+{
+	__u8 nh = pkt->l4_proto;
+	__u16 off = pkt->l4_off;
+	int i;
+
+#if defined(__clang__)
+#pragma unroll
+#endif
+	for (i = 0; i < KEEL_IPV6_MAX_EXT; i++) {
+		struct keel_ipv6_ext *ext;
+
+		if (nh != KEEL_IPPROTO_HOPOPTS && nh != KEEL_IPPROTO_DSTOPTS)
+			break;
+		/* off stays below 18 + 40 + 4 * 2048: the mask makes that visible
+		 * to the verifier. */
+		off &= 0x3fff;
+		ext = (struct keel_ipv6_ext *)((__u8 *)data + off);
+		if ((void *)(ext + 1) > end)
+			return KEEL_R_DROP_TRUNCATED;
+		nh = ext->nexthdr;
+		off += (__u16)((ext->hdrlen + 1) * 8);
+	}
+	if (nh == KEEL_IPPROTO_FRAGMENT)
+		return KEEL_R_DROP_FRAGMENT;
+	if (nh == KEEL_IPPROTO_HOPOPTS || nh == KEEL_IPPROTO_DSTOPTS || nh == KEEL_IPPROTO_ROUTING)
+		return KEEL_R_DROP_IPV6_EXT;
+	pkt->l4_proto = nh;
+	pkt->key.proto = nh;
+	pkt->l4_off = off;
+	return KEEL_CONTINUE;
+}
+
+/* An ICMP error quotes the IP header and the first 8 bytes of the packet that
+ * caused it: one of ours, sent by a real from the VIP to the client. Steer the
+ * error by that flow, reversed to the client->VIP direction, so it reaches the
+ * real that owns the connection (needed for path-MTU discovery). */
+KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pkt, __u16 off)
+{
+	struct keel_ports *ports;
+
+	off &= 0x3fff;
+	if (pkt->key.family == KEEL_AF_INET) {
+		struct keel_ipv4 *in = (struct keel_ipv4 *)((__u8 *)data + off);
+		__u16 ihl_bytes;
+
+		if ((void *)(in + 1) > end)
+			return KEEL_R_DROP_TRUNCATED;
+		ihl_bytes = (__u16)((in->ver_ihl & 0x0f) * 4);
+		if (ihl_bytes < sizeof(*in))
+			return KEEL_R_DROP_ICMP;
+		if (in->protocol != KEEL_PROTO_TCP && in->protocol != KEEL_PROTO_UDP)
+			return KEEL_R_DROP_ICMP;
+		/* Quoted src must be the VIP we matched (the real sends as the VIP). */
+		if (in->saddr != pkt->key.dst[0])
+			return KEEL_R_DROP_ICMP;
+		pkt->key.src[0] = in->daddr;
+		pkt->key.proto = in->protocol;
+		off += ihl_bytes;
+	} else {
+		struct keel_ipv6 *in6 = (struct keel_ipv6 *)((__u8 *)data + off);
+
+		if ((void *)(in6 + 1) > end)
+			return KEEL_R_DROP_TRUNCATED;
+		if (in6->nexthdr != KEEL_PROTO_TCP && in6->nexthdr != KEEL_PROTO_UDP)
+			return KEEL_R_DROP_ICMP;
+		if (in6->saddr[0] != pkt->key.dst[0] || in6->saddr[1] != pkt->key.dst[1] ||
+		    in6->saddr[2] != pkt->key.dst[2] || in6->saddr[3] != pkt->key.dst[3])
+			return KEEL_R_DROP_ICMP;
+		pkt->key.src[0] = in6->daddr[0];
+		pkt->key.src[1] = in6->daddr[1];
+		pkt->key.src[2] = in6->daddr[2];
+		pkt->key.src[3] = in6->daddr[3];
+		pkt->key.proto = in6->nexthdr;
+		off += sizeof(*in6);
+	}
+	off &= 0x3fff;
+	ports = (struct keel_ports *)((__u8 *)data + off);
+	if ((void *)(ports + 1) > end)
+		return KEEL_R_DROP_TRUNCATED;
+	pkt->key.sport = ports->dport;
+	pkt->key.dport = ports->sport;
+	pkt->icmp_error = 1;
+	return KEEL_CONTINUE;
+}
+
+/* Stage 2, for packets aimed at a VIP: fragments, extension headers, ICMP,
+ * ports. On KEEL_CONTINUE pkt->key is the complete flow key. */
+KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
+{
+	__u16 off;
+	int rc;
+
+	if ((__u8 *)data + pkt->l3_off + pkt->ip_len > (__u8 *)end)
+		return KEEL_R_DROP_TRUNCATED;
+
+	if (pkt->key.family == KEEL_AF_INET) {
+		struct keel_ipv4 *ip = (struct keel_ipv4 *)((__u8 *)data + (pkt->l3_off & 0x1f));
+
+		if ((void *)(ip + 1) > end)
+			return KEEL_R_DROP_TRUNCATED;
+		if (ip->frag_off & KEEL_HTONS(KEEL_IP_MF | KEEL_IP_OFFMASK))
+			return KEEL_R_DROP_FRAGMENT;
+	} else {
+		rc = keel_parse_ipv6_ext(data, end, pkt);
+		if (rc != KEEL_CONTINUE)
+			return rc;
+	}
+
+	off = pkt->l4_off & 0x3fff;
+	switch (pkt->l4_proto) {
+	case KEEL_PROTO_TCP: {
+		struct keel_tcp *tcp = (struct keel_tcp *)((__u8 *)data + off);
+
+		if ((void *)(tcp + 1) > end)
+			return KEEL_R_DROP_TRUNCATED;
+		pkt->key.sport = tcp->sport;
+		pkt->key.dport = tcp->dport;
+		pkt->tcp_flags = tcp->flags;
+		return KEEL_CONTINUE;
+	}
+	case KEEL_PROTO_UDP: {
+		struct keel_udp *udp = (struct keel_udp *)((__u8 *)data + off);
+
+		if ((void *)(udp + 1) > end)
+			return KEEL_R_DROP_TRUNCATED;
+		pkt->key.sport = udp->sport;
+		pkt->key.dport = udp->dport;
+		return KEEL_CONTINUE;
+	}
+	case KEEL_IPPROTO_ICMP:
+	case KEEL_IPPROTO_ICMPV6: {
+		struct keel_icmp *icmp = (struct keel_icmp *)((__u8 *)data + off);
+
+		if ((void *)(icmp + 1) > end)
+			return KEEL_R_DROP_TRUNCATED;
+		if (pkt->key.family == KEEL_AF_INET && pkt->l4_proto == KEEL_IPPROTO_ICMP) {
+			if (icmp->type == KEEL_ICMP_ECHO_REQUEST && icmp->code == 0)
+				return KEEL_ICMP_ECHO;
+			if (icmp->type == KEEL_ICMP_DEST_UNREACH && icmp->code == KEEL_ICMP_FRAG_NEEDED)
+				return keel_parse_icmp_quote(data, end, pkt, off + sizeof(*icmp));
+		} else if (pkt->key.family == KEEL_AF_INET6 && pkt->l4_proto == KEEL_IPPROTO_ICMPV6) {
+			if (icmp->type == KEEL_ICMPV6_ECHO_REQUEST && icmp->code == 0)
+				return KEEL_ICMP_ECHO;
+			if (icmp->type == KEEL_ICMPV6_PKT_TOOBIG)
+				return keel_parse_icmp_quote(data, end, pkt, off + sizeof(*icmp));
+		}
+		return KEEL_R_DROP_ICMP;
+	}
+	default:
+		return KEEL_R_DROP_L4_PROTO;
+	}
+}
+
+#endif

@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Packet rewrites shared by the XDP program, the DPDK workers and the tests:
+ * the IPIP / IP6IP6 / 4in6 / 6in4 outer header, the outer source address, the
+ * L2 rewrite and the in-place ICMP echo reply.
+ *
+ * Like parse.h these compile as BPF C, C and C++. The functions never grow or
+ * shrink a packet: the caller makes room first (bpf_xdp_adjust_head with a
+ * negative delta, rte_pktmbuf_prepend), so `data` is the NEW start of the
+ * frame and the original frame begins at data + keel_encap_hdr_len(real).
+ * Every write is preceded by a bounds check against `end` in a form the BPF
+ * verifier can follow; a function returns 0 on success, -1 if the frame is
+ * too short (the caller counts DROP_ENCAP_FAILED).
+ *
+ * Outer header rules (identical on both data planes, so the fixture tables
+ * hold one expected byte string per row):
+ *   outer family   = the real's family (a v6 real behind a v4 VIP is 4in6)
+ *   IPv4 outer     ver 4, IHL 5, TOS = inner TOS/traffic class, total length,
+ *                  id 0, DF set, TTL 64, protocol 4 (inner v4) / 41 (inner v6),
+ *                  header checksum (RFC 791)
+ *   IPv6 outer     ver 6, traffic class = inner TOS/TC, flow label 0,
+ *                  payload length = inner IP length, nexthdr 41 / 4, hop limit 64
+ *   outer source   node tunnel_src_v4 / tunnel_src_v6, or, when hashed
+ *                  (keel_encap_hash_src), derived from the flow hash so that a
+ *                  real's NIC spreads tunnels over its RX queues (RSS sees one
+ *                  outer 2-tuple per balancer otherwise):
+ *                    v4: hash_src_v4_prefix | (hash & ~hash_src_v4_mask)
+ *                    v6: tunnel_src_v6 words 0..2, word 3 = hash
+ *                  (hash = keel_flow_hash of the flow key: per-flow, stable)
+ *   L2             dst = node next_hop_mac, src = node local_mac, an 802.1Q tag
+ *                  is kept, the ethertype becomes the outer family's
+ */
+#ifndef KEEL_ENCAP_H
+#define KEEL_ENCAP_H
+
+#include "keel/parse.h"
+
+#define KEEL_ENCAP_TTL 64
+#define KEEL_ETH_ALEN 6
+
+#define KEEL_HTONL(x)                                                                   \
+	((__u32)((((__u32)(x) & 0xffu) << 24) | (((__u32)(x) & 0xff00u) << 8) |         \
+		 (((__u32)(x) >> 8) & 0xff00u) | (((__u32)(x) >> 24) & 0xffu)))
+
+#define KEEL_IP_DF 0x4000
+
+/* ---- Internet checksum (RFC 1071 / RFC 1624) ----
+ * The one's-complement sum is byte-order independent (RFC 1071 §2(B)), so
+ * these work on 16-bit words exactly as they sit in memory: no swaps. */
+
+/* The 16-bit word two consecutive bytes form in memory (little-endian
+ * targets, see hash.h); avoids taking the address of a packed member. */
+KEEL_INLINE __u16 keel_mem_word16(__u8 first, __u8 second)
+{
+	return (__u16)(first | ((__u16)second << 8));
+}
+
+KEEL_INLINE __u16 keel_csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffffu) + (sum >> 16);
+	sum = (sum & 0xffffu) + (sum >> 16);
+	return (__u16)sum;
+}
+
+/* Header checksum of an option-less IPv4 header (check field must be 0 or is
+ * skipped: we skip word 5). */
+KEEL_INLINE __u16 keel_ipv4_hdr_csum(const struct keel_ipv4 *ip)
+{
+	const __u8 *b = (const __u8 *)ip;
+	__u32 sum = 0;
+
+	/* Unrolled by hand: 10 words, word 5 (bytes 10-11) is the checksum. */
+	sum += keel_mem_word16(b[0], b[1]);
+	sum += keel_mem_word16(b[2], b[3]);
+	sum += keel_mem_word16(b[4], b[5]);
+	sum += keel_mem_word16(b[6], b[7]);
+	sum += keel_mem_word16(b[8], b[9]);
+	sum += keel_mem_word16(b[12], b[13]);
+	sum += keel_mem_word16(b[14], b[15]);
+	sum += keel_mem_word16(b[16], b[17]);
+	sum += keel_mem_word16(b[18], b[19]);
+	return (__u16)~keel_csum_fold(sum);
+}
+
+/* RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). Using the complement form avoids
+ * the -0/+0 ambiguity of eqn. 2 (RFC 1624 §3). All values as in memory. */
+KEEL_INLINE __u16 keel_csum_replace16(__u16 check, __u16 old_word, __u16 new_word)
+{
+	__u32 sum = (__u16)~check;
+
+	sum += (__u16)~old_word;
+	sum += new_word;
+	return (__u16)~keel_csum_fold(sum);
+}
+
+/* ---- Outer header ---- */
+
+/* Bytes the caller must make room for in front of the frame. */
+KEEL_INLINE __u16 keel_encap_hdr_len(__u8 real_family)
+{
+	return real_family == KEEL_AF_INET6 ? (__u16)sizeof(struct keel_ipv6)
+					    : (__u16)sizeof(struct keel_ipv4);
+}
+
+/* Whether the outer source is derived from the flow hash: the node enables
+ * it per outer family, a service may ask for it on its own. */
+KEEL_INLINE int keel_encap_hash_src(const struct keel_node_config *node, __u32 svc_flags,
+				    __u8 real_family)
+{
+	if (svc_flags & KEEL_SVC_F_HASH_SRC_IP)
+		return 1;
+	if (real_family == KEEL_AF_INET6)
+		return (node->flags & KEEL_NODE_F_HASH_SRC_V6) != 0;
+	return (node->flags & KEEL_NODE_F_HASH_SRC_V4) != 0;
+}
+
+KEEL_INLINE __u32 keel_encap_src_v4(const struct keel_node_config *node, int hashed,
+				    __u32 flow_hash)
+{
+	if (!hashed)
+		return node->tunnel_src_v4;
+	return node->hash_src_v4_prefix | (flow_hash & ~node->hash_src_v4_mask);
+}
+
+KEEL_INLINE void keel_encap_src_v6(const struct keel_node_config *node, int hashed,
+				   __u32 flow_hash, __u32 out[4])
+{
+	out[0] = node->tunnel_src_v6[0];
+	out[1] = node->tunnel_src_v6[1];
+	out[2] = node->tunnel_src_v6[2];
+	out[3] = hashed ? flow_hash : node->tunnel_src_v6[3];
+}
+
+/* inner_len: inner IP length in bytes (keel_pkt.ip_len). */
+KEEL_INLINE void keel_write_outer_ipv4(struct keel_ipv4 *ip, __u32 saddr, __u32 daddr,
+				       __u8 inner_family, __u8 tos, __u16 inner_len)
+{
+	ip->ver_ihl = 0x45;
+	ip->tos = tos;
+	ip->tot_len = KEEL_HTONS((__u16)(inner_len + sizeof(struct keel_ipv4)));
+	ip->id = 0;
+	/* DF: the encapsulated packet must not be fragmented on the way to the
+	 * real (it could not reassemble at line rate); the MTU check and
+	 * PMTUD steering (parse.h) handle the size instead. */
+	ip->frag_off = KEEL_HTONS(KEEL_IP_DF);
+	ip->ttl = KEEL_ENCAP_TTL;
+	ip->protocol = inner_family == KEEL_AF_INET6 ? KEEL_IPPROTO_IPV6 : KEEL_IPPROTO_IPIP;
+	ip->check = 0;
+	ip->saddr = saddr;
+	ip->daddr = daddr;
+	ip->check = keel_ipv4_hdr_csum(ip);
+}
+
+KEEL_INLINE void keel_write_outer_ipv6(struct keel_ipv6 *ip6, const __u32 saddr[4],
+				       const __u32 daddr[4], __u8 inner_family, __u8 tc,
+				       __u16 inner_len)
+{
+	__u8 *v = (__u8 *)&ip6->ver_tc_flow;
+
+	v[0] = (__u8)(0x60 | (tc >> 4));
+	v[1] = (__u8)((tc & 0x0f) << 4);
+	v[2] = 0;
+	v[3] = 0;
+	ip6->payload_len = KEEL_HTONS(inner_len);
+	ip6->nexthdr = inner_family == KEEL_AF_INET6 ? KEEL_IPPROTO_IPV6 : KEEL_IPPROTO_IPIP;
+	ip6->hop_limit = KEEL_ENCAP_TTL;
+	ip6->saddr[0] = saddr[0];
+	ip6->saddr[1] = saddr[1];
+	ip6->saddr[2] = saddr[2];
+	ip6->saddr[3] = saddr[3];
+	ip6->daddr[0] = daddr[0];
+	ip6->daddr[1] = daddr[1];
+	ip6->daddr[2] = daddr[2];
+	ip6->daddr[3] = daddr[3];
+}
+
+/* ---- L2 ---- */
+
+KEEL_INLINE void keel_eth_set_macs(struct keel_eth *eth, const __u8 dst[6], const __u8 src[6])
+{
+	__builtin_memcpy(eth->dst, dst, KEEL_ETH_ALEN);
+	__builtin_memcpy(eth->src, src, KEEL_ETH_ALEN);
+}
+
+/* l2dsr: the frame goes to the real's MAC unchanged above L2 (the real owns
+ * the VIP on a loopback/dummy). A VLAN tag stays as it is. */
+KEEL_INLINE int keel_l2_rewrite(void *data, void *end, const __u8 dst[6], const __u8 src[6])
+{
+	struct keel_eth *eth = (struct keel_eth *)data;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	keel_eth_set_macs(eth, dst, src);
+	return 0;
+}
+
+/* ---- Encapsulation ----
+ * Writes the L2 header and the outer IP header into the room the caller made.
+ * Layout before:  data: [room: hdr_len][eth 14 (+ vlan 4)][inner IP ...]
+ *         after:  data: [eth 14 (+ vlan 4)][outer IP hdr_len][inner IP ...]
+ * l3_off: 14, or 18 with an 802.1Q tag (keel_pkt.l3_off of the original). */
+KEEL_INLINE int keel_encap(void *data, void *end, __u16 l3_off, const struct keel_node_config *node,
+			   const struct keel_backend *real, int hash_src, __u32 flow_hash,
+			   __u8 inner_family, __u8 tos, __u16 inner_len)
+{
+	__u8 *p = (__u8 *)data;
+	struct keel_eth *eth = (struct keel_eth *)data;
+	__u16 outer_proto = real->family == KEEL_AF_INET6 ? KEEL_HTONS(KEEL_ETH_P_IPV6)
+							  : KEEL_HTONS(KEEL_ETH_P_IP);
+
+	if (l3_off > sizeof(struct keel_eth)) {
+		/* Move the 802.1Q tag (TPID + TCI) from the original frame to
+		 * its new place BEFORE writing the outer header, which overlaps
+		 * where the old tag sits. */
+		struct keel_vlan *vlan = (struct keel_vlan *)(p + sizeof(struct keel_eth));
+		__u16 tpid;
+		__u16 tci;
+
+		if (real->family == KEEL_AF_INET6) {
+			struct keel_eth *old_eth = (struct keel_eth *)(p + sizeof(struct keel_ipv6));
+			struct keel_vlan *old_vlan = (struct keel_vlan *)(old_eth + 1);
+
+			if ((void *)(old_vlan + 1) > end)
+				return -1;
+			tpid = old_eth->proto;
+			tci = old_vlan->tci;
+		} else {
+			struct keel_eth *old_eth = (struct keel_eth *)(p + sizeof(struct keel_ipv4));
+			struct keel_vlan *old_vlan = (struct keel_vlan *)(old_eth + 1);
+
+			if ((void *)(old_vlan + 1) > end)
+				return -1;
+			tpid = old_eth->proto;
+			tci = old_vlan->tci;
+		}
+		if ((void *)(vlan + 1) > end)
+			return -1;
+		eth->proto = tpid;
+		vlan->tci = tci;
+		vlan->proto = outer_proto;
+	} else {
+		if ((void *)(eth + 1) > end)
+			return -1;
+		eth->proto = outer_proto;
+	}
+	keel_eth_set_macs(eth, node->next_hop_mac, node->local_mac);
+
+	if (real->family == KEEL_AF_INET6) {
+		struct keel_ipv6 *ip6 = (struct keel_ipv6 *)(p + (l3_off & 0x1f));
+		__u32 src[4];
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		keel_encap_src_v6(node, hash_src, flow_hash, src);
+		keel_write_outer_ipv6(ip6, src, real->addr, inner_family, tos, inner_len);
+	} else {
+		struct keel_ipv4 *ip = (struct keel_ipv4 *)(p + (l3_off & 0x1f));
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		keel_write_outer_ipv4(ip, keel_encap_src_v4(node, hash_src, flow_hash),
+				      real->addr[0], inner_family, tos, inner_len);
+	}
+	return 0;
+}
+
+/* ---- ICMP echo reply, in place ----
+ * Answers an echo request aimed at a VIP (pkt from keel_parse_l4 returning
+ * KEEL_ICMP_ECHO): swap MACs and addresses, type 0 / 129, TTL / hop limit 64.
+ * Checksums are updated incrementally (RFC 1624): swapping addresses leaves
+ * both the IPv4 header sum and the ICMPv6 pseudo-header sum unchanged, so only
+ * the changed type word and the TTL word need a fix-up. */
+KEEL_INLINE int keel_icmp_echo_reply(void *data, void *end, const struct keel_pkt *pkt)
+{
+	struct keel_eth *eth = (struct keel_eth *)data;
+	struct keel_icmp *icmp = (struct keel_icmp *)((__u8 *)data + (pkt->l4_off & 0x3fff));
+	__u8 mac[KEEL_ETH_ALEN];
+	__u16 old_word;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	if ((void *)(icmp + 1) > end)
+		return -1;
+
+	if (pkt->key.family == KEEL_AF_INET) {
+		struct keel_ipv4 *ip = (struct keel_ipv4 *)((__u8 *)data + (pkt->l3_off & 0x1f));
+		__u32 addr;
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		addr = ip->saddr;
+		ip->saddr = ip->daddr;
+		ip->daddr = addr;
+		/* ttl and protocol share a 16-bit word: the checksum sees both. */
+		old_word = keel_mem_word16(ip->ttl, ip->protocol);
+		ip->ttl = KEEL_ENCAP_TTL;
+		ip->check = keel_csum_replace16(ip->check, old_word,
+						keel_mem_word16(ip->ttl, ip->protocol));
+		old_word = keel_mem_word16(icmp->type, icmp->code);
+		icmp->type = 0; /* echo reply (RFC 792) */
+	} else {
+		struct keel_ipv6 *ip6 = (struct keel_ipv6 *)((__u8 *)data + (pkt->l3_off & 0x1f));
+		__u32 a0, a1, a2, a3;
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		a0 = ip6->saddr[0];
+		a1 = ip6->saddr[1];
+		a2 = ip6->saddr[2];
+		a3 = ip6->saddr[3];
+		ip6->saddr[0] = ip6->daddr[0];
+		ip6->saddr[1] = ip6->daddr[1];
+		ip6->saddr[2] = ip6->daddr[2];
+		ip6->saddr[3] = ip6->daddr[3];
+		ip6->daddr[0] = a0;
+		ip6->daddr[1] = a1;
+		ip6->daddr[2] = a2;
+		ip6->daddr[3] = a3;
+		ip6->hop_limit = KEEL_ENCAP_TTL; /* not covered by any checksum */
+		old_word = keel_mem_word16(icmp->type, icmp->code);
+		icmp->type = 129; /* ICMPv6 echo reply (RFC 4443 §4.2) */
+	}
+	icmp->check = keel_csum_replace16(icmp->check, old_word,
+					  keel_mem_word16(icmp->type, icmp->code));
+
+	__builtin_memcpy(mac, eth->dst, KEEL_ETH_ALEN);
+	__builtin_memcpy(eth->dst, eth->src, KEEL_ETH_ALEN);
+	__builtin_memcpy(eth->src, mac, KEEL_ETH_ALEN);
+	return 0;
+}
+
+#endif

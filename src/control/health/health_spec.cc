@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/health/health_spec.h"
+
+#include <charconv>
+#include <vector>
+
+namespace keel {
+
+namespace {
+
+bool parseU16(std::string_view text, uint16_t& out) {
+  if (text.empty()) return false;
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value > 0xffff) return false;
+  out = static_cast<uint16_t>(value);
+  return true;
+}
+
+}  // namespace
+
+std::optional<HealthCheckSpec::Type> parseHealthType(std::string_view text) {
+  using Type = HealthCheckSpec::Type;
+  if (text == "none") return Type::None;
+  if (text == "tcp") return Type::Tcp;
+  if (text == "http") return Type::Http;
+  if (text == "udp") return Type::Udp;
+  return std::nullopt;
+}
+
+const char* toString(HealthCheckSpec::Type type) {
+  switch (type) {
+    case HealthCheckSpec::Type::None: return "none";
+    case HealthCheckSpec::Type::Tcp: return "tcp";
+    case HealthCheckSpec::Type::Http: return "http";
+    case HealthCheckSpec::Type::Udp: return "udp";
+  }
+  return "?";
+}
+
+Status parseStatusRange(std::string_view text, uint16_t& statusMin, uint16_t& statusMax) {
+  uint16_t lo = 0;
+  uint16_t hi = 0;
+  size_t dash = text.find('-');
+  bool parsed = dash == std::string_view::npos
+                    ? (parseU16(text, lo) && (hi = lo, true))
+                    : (parseU16(text.substr(0, dash), lo) && parseU16(text.substr(dash + 1), hi));
+  if (!parsed) {
+    return Status::error("http status range \"" + std::string(text) +
+                         "\" is not \"CODE\" or \"MIN-MAX\" (e.g. \"200-399\")");
+  }
+  if (lo < 100 || hi > 599 || lo > hi) {
+    return Status::error("http status range \"" + std::string(text) +
+                         "\" must lie within 100-599 with MIN <= MAX");
+  }
+  statusMin = lo;
+  statusMax = hi;
+  return Status::ok();
+}
+
+std::string formatDuration(HealthDuration d) {
+  auto ms = d.count();
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+Status validateHealthTarget(const HealthTarget& target, std::string_view where) {
+  const HealthCheckSpec& s = target.spec;
+  std::vector<std::string> problems;
+  if (target.address.family() == 0) problems.push_back("address is unset");
+  if (s.type != HealthCheckSpec::Type::None) {
+    if (target.checkPort() == 0) problems.push_back("port is 0 and the service port is 0");
+    if (s.interval.count() <= 0) problems.push_back("interval must be > 0");
+    if (s.timeout.count() <= 0) problems.push_back("timeout must be > 0");
+    if (s.source && s.source->family() != target.address.family()) {
+      problems.push_back("source " + s.source->toString() + " is not the same family as " +
+                         target.address.toString());
+    }
+  }
+  if (s.rise == 0) problems.push_back("rise must be >= 1");
+  if (s.fall == 0) problems.push_back("fall must be >= 1");
+  if (s.type == HealthCheckSpec::Type::Http) {
+    if (s.path.empty() || s.path.front() != '/') problems.push_back("http path must start with '/'");
+    // A CR or LF would let the path or host inject header lines.
+    auto hasControl = [](const std::string& v) {
+      for (char c : v) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == ' ') return true;
+      }
+      return false;
+    };
+    if (hasControl(s.path)) problems.push_back("http path contains spaces or control characters");
+    if (hasControl(s.host)) problems.push_back("http host contains spaces or control characters");
+    if (s.statusMin < 100 || s.statusMax > 599 || s.statusMin > s.statusMax) {
+      problems.push_back("http status range " + std::to_string(s.statusMin) + "-" +
+                         std::to_string(s.statusMax) + " must lie within 100-599 with MIN <= MAX");
+    }
+  }
+  if (s.type == HealthCheckSpec::Type::Udp && s.udpPayload.size() > 1400) {
+    // Keep the probe in one unfragmented datagram on any sane path MTU.
+    problems.push_back("udp payload is " + std::to_string(s.udpPayload.size()) + " bytes, max 1400");
+  }
+  if (s.type == HealthCheckSpec::Type::Udp && s.udpExpect.size() > 1400) {
+    problems.push_back("udp expect is " + std::to_string(s.udpExpect.size()) + " bytes, max 1400");
+  }
+  if (problems.empty()) return Status::ok();
+  std::string msg(where.empty() ? "health check" : std::string(where) + ": health check");
+  for (size_t i = 0; i < problems.size(); ++i) msg += (i == 0 ? ": " : "; ") + problems[i];
+  return Status::error(msg);
+}
+
+}  // namespace keel

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+// What a health check is: its type and parameters (HealthCheckSpec), what it
+// is run against (HealthTarget) and what one run said (HealthResult).
+//
+// The config layer resolves service-level defaults and per-real overrides and
+// hands the health checker one fully resolved spec per real; nothing here
+// knows about YAML. The parse helpers below exist so that the config layer
+// and keelctl spell types and status ranges the same way.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/address.h"
+#include "common/status.h"
+
+namespace keel {
+
+using HealthDuration = std::chrono::milliseconds;
+
+struct HealthCheckSpec {
+  enum class Type : uint8_t {
+    None,  // always up, sends nothing
+    Tcp,   // up if a TCP connect succeeds within the timeout
+    Http,  // HTTP/1.1 GET `path` with a Host header; the status must be in [statusMin, statusMax]
+    Udp,   // send `udpPayload` on a connected UDP socket; see below
+  };
+  Type type = Type::Tcp;
+  // 0 means "the service port" (HealthTarget::port).
+  uint16_t port = 0;
+  // Http: request target, must start with '/'. `host` empty means the real's
+  // address literal (IPv6 in brackets), with ":port" unless the port is 80.
+  std::string path = "/";
+  std::string host;
+  uint16_t statusMin = 200;
+  uint16_t statusMax = 399;
+  // Udp: the datagram to send (may be empty) and the reply to expect.
+  //  - ICMP port unreachable (ECONNREFUSED on the connected socket) fails.
+  //  - udpExpect set: the first reply must start with these bytes; a
+  //    different reply fails, and no reply within the timeout fails.
+  //  - udpExpect empty: any reply succeeds, and "no ICMP error within the
+  //    timeout" also succeeds. UDP has no handshake, so silence is the best
+  //    evidence a payload-less check can get; configure udpExpect when the
+  //    service answers, so a dead process behind a live host is caught.
+  std::string udpPayload;
+  std::string udpExpect;
+  HealthDuration interval{1000};
+  HealthDuration timeout{1000};
+  uint32_t rise = 2;  // consecutive successes to go down -> up
+  uint32_t fall = 3;  // consecutive failures to go up -> down
+  // Source address to bind the check's socket to (e.g. the address the reals
+  // route back through); unset lets the kernel choose.
+  std::optional<IpAddress> source;
+
+  bool operator==(const HealthCheckSpec&) const = default;
+};
+
+struct HealthTarget {
+  std::string service;  // the service's name, carried for callbacks and listings
+  IpAddress address;    // the real
+  uint16_t port = 0;    // the service port, used when spec.port == 0
+  HealthCheckSpec spec;
+
+  // The port the check actually connects to.
+  uint16_t checkPort() const { return spec.port != 0 ? spec.port : port; }
+};
+
+struct HealthResult {
+  bool ok = false;
+  // Why, in words an operator can act on: "connect: connection refused",
+  // "http status 503 not in 200-399", "udp: no reply within 1s",
+  // "timeout after 1s". Also set on success ("http status 200").
+  std::string reason;
+};
+
+// Checks a target before it is added: every field that is wrong is named, and
+// the target is rejected as a whole. `where` prefixes the message (e.g.
+// "service web real 10.0.0.5") so config errors point at their source.
+Status validateHealthTarget(const HealthTarget& target, std::string_view where = {});
+
+// "none" | "tcp" | "http" | "udp".
+std::optional<HealthCheckSpec::Type> parseHealthType(std::string_view text);
+const char* toString(HealthCheckSpec::Type type);
+
+// "200" or "200-399" (inclusive, 100..599). Leaves min/max untouched on error.
+Status parseStatusRange(std::string_view text, uint16_t& statusMin, uint16_t& statusMax);
+
+// "1s", "250ms", "1500ms": how durations appear in reasons and listings.
+std::string formatDuration(HealthDuration d);
+
+}  // namespace keel

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+// http: HTTP/1.1 GET through Boost.Beast; up if the status code is in the
+// configured range. Only the response header is read: the status is all the
+// check needs, and a large or endless body must not cost the balancer.
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "control/health/probe.h"
+
+namespace keel::health_detail {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using asio::ip::tcp;
+
+namespace {
+
+class HttpProbe final : public Probe {
+ public:
+  HttpProbe(asio::io_context& io, std::shared_ptr<const ProbeConfig> config)
+      : Probe(io, std::move(config)), socket_(io) {}
+
+ private:
+  void begin() override {
+    if (std::string err = openTcpSocket(socket_, *config_); !err.empty()) return failSoon(std::move(err));
+    request_.method(http::verb::get);
+    request_.target(config_->spec.path);
+    request_.version(11);
+    request_.set(http::field::host, config_->hostHeader);
+    request_.set(http::field::user_agent, "keel-health");
+    // One request per connection: nothing to keep alive between checks.
+    request_.set(http::field::connection, "close");
+    socket_.async_connect(tcp::endpoint(config_->address, config_->port),
+                          [self = self<HttpProbe>()](const boost::system::error_code& ec) {
+                            if (self->finished()) return;
+                            if (ec) return self->finish({false, "connect: " + describe(ec)});
+                            self->write();
+                          });
+  }
+
+  void write() {
+    http::async_write(socket_, request_,
+                      [self = self<HttpProbe>()](const boost::system::error_code& ec, size_t) {
+                        if (self->finished()) return;
+                        if (ec) return self->finish({false, "http: write: " + describe(ec)});
+                        self->read();
+                      });
+  }
+
+  void read() {
+    http::async_read_header(socket_, buffer_, parser_,
+                            [self = self<HttpProbe>()](const boost::system::error_code& ec, size_t) {
+                              if (self->finished()) return;
+                              self->finish(self->judge(ec));
+                            });
+  }
+
+  HealthResult judge(const boost::system::error_code& ec) const {
+    if (ec == http::error::end_of_stream || ec == asio::error::eof) {
+      return {false, "http: connection closed before a response"};
+    }
+    if (ec) return {false, "http: " + describe(ec)};
+    unsigned code = parser_.get().result_int();
+    const HealthCheckSpec& s = config_->spec;
+    std::string text = "http status " + std::to_string(code);
+    if (code >= s.statusMin && code <= s.statusMax) return {true, text};
+    std::string range = s.statusMin == s.statusMax
+                            ? std::to_string(s.statusMin)
+                            : std::to_string(s.statusMin) + "-" + std::to_string(s.statusMax);
+    return {false, text + " not in " + range};
+  }
+
+  void closeSockets() override {
+    boost::system::error_code ignored;
+    if (socket_.is_open()) socket_.set_option(tcp::socket::linger(true, 0), ignored);  // see tcp_probe.cc
+    socket_.close(ignored);
+  }
+
+  tcp::socket socket_;
+  http::request<http::empty_body> request_;
+  boost::beast::flat_buffer buffer_;
+  http::response_parser<http::empty_body> parser_;
+};
+
+}  // namespace
+
+std::shared_ptr<Probe> makeHttpProbe(asio::io_context& io, std::shared_ptr<const ProbeConfig> config) {
+  return std::make_shared<HttpProbe>(io, std::move(config));
+}
+
+}  // namespace keel::health_detail

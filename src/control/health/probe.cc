@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/health/probe.h"
+
+#include <cctype>
+
+namespace keel::health_detail {
+
+namespace asio = boost::asio;
+
+asio::ip::address toAsio(const IpAddress& a) {
+  if (a.isV4()) {
+    asio::ip::address_v4::bytes_type b;
+    std::copy_n(a.bytes().begin(), 4, b.begin());
+    return asio::ip::address_v4(b);
+  }
+  asio::ip::address_v6::bytes_type b;
+  std::copy_n(a.bytes().begin(), 16, b.begin());
+  return asio::ip::address_v6(b);
+}
+
+std::shared_ptr<const ProbeConfig> makeProbeConfig(const HealthTarget& target) {
+  auto c = std::make_shared<ProbeConfig>();
+  c->spec = target.spec;
+  c->address = toAsio(target.address);
+  c->port = target.checkPort();
+  if (target.spec.source) c->source = toAsio(*target.spec.source);
+  if (!target.spec.host.empty()) {
+    c->hostHeader = target.spec.host;
+  } else {
+    // RFC 9112 section 3.2: Host is the authority; an IPv6 literal goes in
+    // brackets and the port is omitted when it is the scheme default.
+    std::string literal = target.address.toString();
+    c->hostHeader = target.address.isV6() ? "[" + literal + "]" : literal;
+    if (c->port != 80) c->hostHeader += ":" + std::to_string(c->port);
+  }
+  c->timeoutText = formatDuration(target.spec.timeout);
+  return c;
+}
+
+std::string describe(const boost::system::error_code& ec) {
+  std::string m = ec.message();
+  if (!m.empty()) m[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(m[0])));
+  return m;
+}
+
+void Probe::start(Done done) {
+  done_ = std::move(done);
+  deadline_.expires_after(config_->spec.timeout);
+  deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->finish(self->timedOut());
+  });
+  begin();
+}
+
+void Probe::finish(HealthResult result) {
+  if (finished_) return;
+  finished_ = true;
+  deadline_.cancel();
+  // Closing aborts whatever is still pending; those handlers see finished_.
+  closeSockets();
+  Done done = std::move(done_);
+  done_ = nullptr;
+  if (done) done(std::move(result));
+}
+
+void Probe::failSoon(std::string reason) {
+  asio::post(io_, [self = shared_from_this(), reason = std::move(reason)]() mutable {
+    self->finish({false, std::move(reason)});
+  });
+}
+
+}  // namespace keel::health_detail

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+// Internal to the health checker: one run of one check. A probe owns its
+// socket and its deadline timer, runs entirely on the checker's io_context
+// and reports exactly once. Not part of the public API.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "control/health/health_spec.h"
+
+namespace keel::health_detail {
+
+// Everything a probe needs, resolved once per spec change and shared
+// (immutably) by every run, so a run copies no strings.
+struct ProbeConfig {
+  HealthCheckSpec spec;
+  boost::asio::ip::address address;
+  uint16_t port = 0;
+  std::optional<boost::asio::ip::address> source;
+  std::string hostHeader;   // http only
+  std::string timeoutText;  // "1s", for reasons
+};
+
+std::shared_ptr<const ProbeConfig> makeProbeConfig(const HealthTarget& target);
+boost::asio::ip::address toAsio(const IpAddress& a);
+
+// "Connection refused" -> "connection refused": reasons read as one phrase.
+std::string describe(const boost::system::error_code& ec);
+
+// Opens `socket` for the target's family and binds the configured source.
+// Returns an empty string, or the reason it failed.
+std::string openTcpSocket(boost::asio::ip::tcp::socket& socket, const ProbeConfig& config);
+
+class Probe : public std::enable_shared_from_this<Probe> {
+ public:
+  using Done = std::function<void(HealthResult)>;
+
+  Probe(boost::asio::io_context& io, std::shared_ptr<const ProbeConfig> config)
+      : io_(io), config_(std::move(config)), deadline_(io) {}
+  virtual ~Probe() = default;
+  Probe(const Probe&) = delete;
+  Probe& operator=(const Probe&) = delete;
+
+  // Starts the run. `done` is called exactly once: from a handler on the
+  // io_context, or from cancel() (the caller then ignores the result).
+  void start(Done done);
+  void cancel() { finish({false, "cancelled"}); }
+
+ protected:
+  // Opens sockets and starts the first operation. Synchronous failures go
+  // through failSoon() so `done` never runs inside start().
+  virtual void begin() = 0;
+  virtual void closeSockets() = 0;
+  // What the deadline means for this check type (udp: maybe success).
+  virtual HealthResult timedOut() const { return {false, "timeout after " + config_->timeoutText}; }
+
+  void finish(HealthResult result);
+  void failSoon(std::string reason);
+  bool finished() const { return finished_; }
+  template <class Derived>
+  std::shared_ptr<Derived> self() {
+    return std::static_pointer_cast<Derived>(shared_from_this());
+  }
+
+  boost::asio::io_context& io_;
+  std::shared_ptr<const ProbeConfig> config_;
+
+ private:
+  boost::asio::steady_timer deadline_;
+  Done done_;
+  bool finished_ = false;
+};
+
+std::shared_ptr<Probe> makeTcpProbe(boost::asio::io_context& io, std::shared_ptr<const ProbeConfig> config);
+std::shared_ptr<Probe> makeHttpProbe(boost::asio::io_context& io, std::shared_ptr<const ProbeConfig> config);
+std::shared_ptr<Probe> makeUdpProbe(boost::asio::io_context& io, std::shared_ptr<const ProbeConfig> config);
+
+}  // namespace keel::health_detail

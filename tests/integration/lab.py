@@ -1,0 +1,652 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""keel's network-namespace lab: a one-armed L4 balancer topology built from
+netns, veth pairs and one bridge, used by the integration suite and by demos.
+
+    client ── router ══ LAN bridge ══ balancer   (XDP_TX back out the same port)
+                             ╠═══════ real1..3    (VIP on lo, DSR replies)
+
+See tests/integration/README.md for the full picture. Everything a Lab makes
+is named with a per-run prefix (default "kl<pid>"), so parallel runs never
+collide, and Lab.down() (also registered with atexit) removes all of it.
+
+Data planes plug in through DATAPLANES: each entry says how to prepare the
+balancer's link and what `dataplane:` section keeld reads. The suite is
+parameterised by that key, so adding a data plane means adding one class.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PYTHON = "/usr/bin/python3"  # the interpreter with Scapy; pyenv's python3 has none
+
+# Addressing plan (per lab; every lab lives in its own namespaces, so parallel
+# labs reuse these addresses without conflict).
+CLIENT_NET4, CLIENT_NET6 = "10.201.1.", "fd00:201:1::"
+LAN_NET4, LAN_NET6 = "10.201.2.", "fd00:201:2::"
+VIP4, VIP6 = "10.201.100.10", "fd00:201:100::10"
+ROUTER_LAN_MAC = "02:6b:00:02:00:01"
+BALANCER_MAC = "02:6b:00:02:00:02"
+
+
+def real_mac(i: int) -> str:
+    return f"02:6b:00:02:00:{0x11 + i:02x}"
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def run(cmd: list[str], check: bool = True, timeout: float = 30, input: str | None = None):
+    """Runs a command, bounded in time; on failure says which command and why."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+    except subprocess.TimeoutExpired as e:
+        raise LabError(f"timed out after {timeout}s: {' '.join(cmd)}") from e
+    if check and p.returncode != 0:
+        raise LabError(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}{p.stderr}")
+    return p
+
+
+@dataclass
+class Host:
+    """One namespace. ifname is its LAN-facing (or only) interface."""
+    role: str
+    ns: str
+    ifname: str = "eth0"
+    v4: str = ""
+    v6: str = ""
+    mac: str = ""
+
+    def argv(self, cmd: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.ns] + cmd
+
+    def run(self, cmd: list[str], check: bool = True, timeout: float = 30):
+        return run(self.argv(cmd), check=check, timeout=timeout)
+
+    def sh(self, script: str, check: bool = True, timeout: float = 30):
+        """Runs a batch of shell lines in one exec (one fork instead of dozens)."""
+        return run(self.argv(["sh", "-ec", script]), check=check, timeout=timeout)
+
+
+# ---------------------------------------------------------------- data planes
+
+class XdpDataplane:
+    """keel's XDP data plane: keeld attaches the balancer natively to the
+    balancer's veth. XDP_TX on a veth is only delivered when the peer veth has
+    an XDP program, so the bridge-side peer gets a trivial XDP_PASS."""
+    kind = "xdp"
+
+    def prepare(self, lab: "Lab") -> None:
+        obj = lab.build_dir / "bpf" / "xdp_pass.bpf.o"
+        if not obj.exists():
+            raise LabError(f"{obj} not built (ninja -C {lab.build_dir})")
+        lab.switch.run(["ip", "link", "set", "dev", lab.balancer_peer, "xdpdrv",
+                        "obj", str(obj), "sec", "xdp"])
+
+    def config(self, lab: "Lab") -> dict:
+        return {"kind": "xdp", "interface": lab.balancer.ifname, "xdp_mode": "native"}
+
+    def attached(self, lab: "Lab") -> bool:
+        """True once some XDP program sits on the balancer's interface."""
+        return xdp_prog_id(lab.balancer, lab.balancer.ifname) is not None
+
+    def reset(self, lab: "Lab") -> None:
+        """Leaves no program behind between tests, so the next keeld's attach
+        is what the readiness check observes."""
+        lab.balancer.run(["ip", "link", "set", "dev", lab.balancer.ifname, "xdp", "off"],
+                         check=False)
+
+
+# The suite's --dataplane values. A DPDK plane adds its class here.
+DATAPLANES = {"xdp": XdpDataplane}
+
+
+def xdp_prog_id(host: Host, ifname: str) -> int | None:
+    p = host.run(["ip", "-j", "-d", "link", "show", "dev", ifname])
+    info = json.loads(p.stdout)[0]
+    xdp = info.get("xdp")
+    if not xdp:
+        return None
+    prog = xdp.get("prog") or {}
+    if "id" in prog:
+        return int(prog["id"])
+    for att in xdp.get("attached", []):
+        if "prog" in att and "id" in att["prog"]:
+            return int(att["prog"]["id"])
+    return None
+
+
+# ---------------------------------------------------------------- YAML config
+
+def to_yaml(value, indent: int = 0) -> str:
+    """A minimal YAML emitter for keeld configs (dicts, lists, str, int).
+    Strings are always double-quoted so addresses and MACs stay strings."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        out = []
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                out.append(f"{pad}{k}:\n{to_yaml(v, indent + 1)}")
+            else:
+                out.append(f"{pad}{k}: {to_yaml_scalar(v)}")
+        return "\n".join(out)
+    if isinstance(value, list):
+        out = []
+        for item in value:
+            body = to_yaml(item, indent + 1) if isinstance(item, (dict, list)) else \
+                f"{'  ' * (indent + 1)}{to_yaml_scalar(item)}"
+            out.append(f"{pad}- {body.lstrip()}")
+        return "\n".join(out)
+    return pad + to_yaml_scalar(value)
+
+
+def to_yaml_scalar(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (dict, list)):
+        return "{}" if isinstance(v, dict) else "[]"
+    return json.dumps(str(v))
+
+
+# ---------------------------------------------------------------- keeld handle
+
+class Keeld:
+    """A running keeld in the balancer namespace. Its bpffs is private (each
+    `ip netns exec` gets its own mount namespace), so pinned maps of parallel
+    labs never collide and vanish with the process."""
+
+    def __init__(self, lab: "Lab", config_path: Path, log_path: Path):
+        self.lab = lab
+        self.config_path = config_path
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        keeld = lab.binary("keeld")
+        script = ("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; "
+                  f"exec {keeld} --config {config_path}")
+        self.proc = subprocess.Popen(lab.balancer.argv(["sh", "-c", script]),
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        lab._procs.append(self.proc)
+
+    def log(self) -> str:
+        self._log.flush()
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def wait_attached(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise LabError(f"keeld exited with {self.proc.returncode}:\n{self.log()}")
+            if self.lab.plane.attached(self.lab):
+                return
+            time.sleep(0.1)
+        raise LabError(f"keeld did not attach within {timeout}s:\n{self.log()}")
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log.close()
+        with contextlib.suppress(ValueError):
+            self.lab._procs.remove(self.proc)
+        return self.proc.returncode
+
+
+# ---------------------------------------------------------------- the lab
+
+@dataclass
+class Lab:
+    # Where the build puts the binaries the lab drives (build-dir relative).
+    BINARIES = {"keeld": "src/daemon/keeld", "keel-decap": "src/decap/keel-decap",
+                "keelctl": "src/cli/keelctl"}
+
+    build_dir: Path
+    dataplane: str = "xdp"
+    n_reals: int = 3
+    n_client_addrs: int = 4      # extra client sources for per-client tests
+    prefix: str = field(default_factory=lambda: f"kl{os.getpid()}")
+    lan_mtu: int = 1500
+
+    def __post_init__(self):
+        self.build_dir = Path(self.build_dir).resolve()
+        if self.dataplane not in DATAPLANES:
+            raise LabError(f"unknown data plane {self.dataplane!r}; known: {sorted(DATAPLANES)}")
+        self.plane = DATAPLANES[self.dataplane]()
+        p = self.prefix
+        self.client = Host("client", f"{p}-client", "eth0", CLIENT_NET4 + "2", CLIENT_NET6 + "2")
+        # The router's LAN side is eth1; its client side is eth0.
+        self.router = Host("router", f"{p}-router", "eth1", LAN_NET4 + "1", LAN_NET6 + "1",
+                           ROUTER_LAN_MAC)
+        self.balancer = Host("balancer", f"{p}-lb", "eth0", LAN_NET4 + "2", LAN_NET6 + "2",
+                             BALANCER_MAC)
+        self.reals = [Host(f"real{i + 1}", f"{p}-real{i + 1}", "eth0", f"{LAN_NET4}{11 + i}",
+                           f"{LAN_NET6}{11 + i}", real_mac(i)) for i in range(self.n_reals)]
+        self.switch = Host("switch", f"{p}-sw", "br0")
+        self.balancer_peer = "p-lb"     # bridge port facing the balancer
+        self.vip4, self.vip6 = VIP4, VIP6
+        self._namespaces: list[str] = []
+        self._procs: list[subprocess.Popen] = []
+        self._servers: list[subprocess.Popen] = []
+        self._decap: set[str] = set()
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{p}-"))
+        self._up = False
+
+    # -- helpers
+
+    def binary(self, name: str) -> Path:
+        return self.build_dir / self.BINARIES[name]
+
+    def has_binary(self, name: str) -> bool:
+        return self.binary(name).exists()
+
+    @property
+    def hosts(self) -> list[Host]:
+        return [self.client, self.router, self.balancer, *self.reals]
+
+    def client_sources(self, family: int) -> list[str]:
+        """The client's primary address first, then its extra addresses."""
+        net, base = (CLIENT_NET4, self.client.v4) if family == 4 else (CLIENT_NET6, self.client.v6)
+        return [base] + [f"{net}{3 + i}" for i in range(self.n_client_addrs)]
+
+    def vip(self, family: int) -> str:
+        return self.vip4 if family == 4 else self.vip6
+
+    # -- build up
+
+    def up(self) -> "Lab":
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (netns, veth, XDP)")
+        atexit.register(self.down)
+        self._up = True
+        for h in [self.switch, *self.hosts]:
+            run(["ip", "netns", "add", h.ns])
+            self._namespaces.append(h.ns)
+        self._make_switch()
+        self._make_links()
+        self._configure_hosts()
+        self.plane.prepare(self)
+        return self
+
+    def _make_switch(self):
+        # No STP, no forwarding delay, no multicast snooping: ports forward at
+        # once and NDP multicast is flooded like on a dumb switch.
+        self.switch.sh(f"""
+            ip link set lo up
+            ip link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+            ip link set br0 mtu {self.lan_mtu} up
+        """)
+
+    def _veth(self, a: Host, a_if: str, b_ns: str, b_if: str, mac: str = ""):
+        # Both ends are created directly inside their namespaces, so nothing
+        # ever appears (or can collide) in the root namespace.
+        cmd = ["ip", "link", "add", a_if, "netns", a.ns]
+        if mac:
+            cmd += ["address", mac]
+        cmd += ["type", "veth", "peer", "name", b_if, "netns", b_ns]
+        run(cmd)
+
+    def _make_links(self):
+        sw = self.switch.ns
+        self._veth(self.client, "eth0", self.router.ns, "eth0")
+        lan = [(self.router, "p-rt"), (self.balancer, self.balancer_peer)] + \
+              [(r, f"p-{r.role}") for r in self.reals]
+        for host, port in lan:
+            self._veth(host, host.ifname, sw, port, host.mac)
+        ports = " ".join(p for _, p in lan)
+        # veth leaves TCP/UDP checksums partial; a packet that an XDP program
+        # rewrites and XDP_TXes keeps that partial checksum and the real drops
+        # it. Turning tx offloads off makes every sender finish its checksum.
+        self.switch.sh(f"""
+            for p in {ports}; do
+              ethtool -K $p tx off >/dev/null
+              sysctl -qw net.ipv6.conf.$p.disable_ipv6=1
+              ip link set $p mtu {self.lan_mtu} master br0 up
+            done
+        """)
+
+    def _host_common(self, h: Host) -> str:
+        return f"""
+            ip link set lo up
+            sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+            sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+            for i in $(ls /sys/class/net); do
+              [ "$i" = lo ] && continue
+              ethtool -K $i tx off >/dev/null
+              sysctl -qw net.ipv4.conf.$i.rp_filter=0 net.ipv6.conf.$i.accept_dad=0
+              ip link set $i up
+            done
+        """
+
+    def _configure_hosts(self):
+        c, r, b = self.client, self.router, self.balancer
+        extra4 = "\n".join(f"ip addr add {a}/24 dev eth0" for a in self.client_sources(4)[1:])
+        extra6 = "\n".join(f"ip addr add {a}/64 dev eth0 nodad" for a in self.client_sources(6)[1:])
+        c.sh(self._host_common(c) + f"""
+            ip addr add {c.v4}/24 dev eth0
+            ip addr add {c.v6}/64 dev eth0 nodad
+            {extra4}
+            {extra6}
+            ip route add default via {CLIENT_NET4}1
+            ip -6 route add default via {CLIENT_NET6}1
+        """)
+        # The router: forwards, never redirects (the balancer and the reals
+        # share its LAN port, so every encapsulated packet goes back out the
+        # interface it came in on), and routes the VIPs to the balancer.
+        r.sh(f"""
+            ip link set eth1 mtu {self.lan_mtu}
+        """ + self._host_common(r) + f"""
+            sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+            sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0
+            sysctl -qw net.ipv4.conf.eth1.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
+            ip addr add {CLIENT_NET4}1/24 dev eth0
+            ip addr add {CLIENT_NET6}1/64 dev eth0 nodad
+            ip addr add {r.v4}/24 dev eth1
+            ip addr add {r.v6}/64 dev eth1 nodad
+            ip route add {VIP4}/32 via {b.v4}
+            ip -6 route add {VIP6}/128 via {b.v6}
+        """)
+        b.sh(f"ip link set eth0 mtu {self.lan_mtu}\n" + self._host_common(b) + f"""
+            sysctl -qw net.ipv4.conf.all.accept_redirects=0 net.ipv6.conf.all.accept_redirects=0
+            ip addr add {b.v4}/24 dev eth0
+            ip addr add {b.v6}/64 dev eth0 nodad
+            ip route add default via {r.v4}
+            ip -6 route add default via {r.v6}
+        """)
+        for real in self.reals:
+            # VIPs on lo: the real accepts VIP traffic (decapsulated or
+            # MAC-rewritten) as local. arp_ignore/arp_announce keep it from
+            # answering or advertising the VIP on the LAN (L2 DSR, as IPVS-DR).
+            real.sh(f"ip link set eth0 mtu {self.lan_mtu}\n" + self._host_common(real) + f"""
+                sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+                sysctl -qw net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
+                ip addr add {VIP4}/32 dev lo
+                ip addr add {VIP6}/128 dev lo nodad
+                ip addr add {real.v4}/24 dev eth0
+                ip addr add {real.v6}/64 dev eth0 nodad
+                ip route add default via {r.v4}
+                ip -6 route add default via {r.v6}
+            """)
+
+    # -- servers, decap, client
+
+    def start_servers(self, tcp_ports=(80,), udp_ports=(80,), timeout: float = 10.0):
+        """Starts a name-answering server on every real and waits until each
+        has bound its sockets."""
+        for real in self.reals:
+            argv = [PYTHON, str(HERE / "lab_server.py"), "--name", real.role,
+                    "--udp-addr", VIP4, "--udp-addr", VIP6]
+            argv += [a for p in tcp_ports for a in ("--tcp-port", str(p))]
+            argv += [a for p in udp_ports for a in ("--udp-port", str(p))]
+            proc = subprocess.Popen(real.argv(argv), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
+            self._procs.append(proc)
+            self._servers.append(proc)
+            ready, _, _ = select.select([proc.stdout], [], [], timeout)
+            line = proc.stdout.readline() if ready else ""
+            if line.strip() != "ready":
+                raise LabError(f"server on {real.role} did not start: {line!r} "
+                               f"{proc.stderr.read() if proc.poll() is not None else ''}")
+
+    def decap_attach(self):
+        """keel-decap on every real's LAN interface (ipip forwarding)."""
+        for real in self.reals:
+            if real.ns in self._decap:
+                continue
+            real.run([str(self.binary("keel-decap")), "attach", real.ifname])
+            self._decap.add(real.ns)
+
+    def decap_detach(self):
+        for real in self.reals:
+            if real.ns in self._decap:
+                real.run([str(self.binary("keel-decap")), "detach", real.ifname], check=False)
+                # Whatever keel-decap leaves behind, the next test starts clean.
+                real.run(["ip", "link", "set", "dev", real.ifname, "xdp", "off"], check=False)
+                self._decap.discard(real.ns)
+
+    def flows(self, proto: str, dst: str, port: int, count: int = 1, src: str | None = None,
+              timeout: float = 2.0, retries: int = 0) -> list[dict]:
+        """Runs COUNT flows from the client; returns one dict per flow with
+        src, sport, dst, dport, proto and either real or error."""
+        argv = [PYTHON, str(HERE / "lab_client.py"), proto, "--dst", dst, "--port", str(port),
+                "--count", str(count), "--timeout", str(timeout), "--retries", str(retries)]
+        if src:
+            argv += ["--src", src]
+        bound = count * (retries + 1) * (timeout + 1) + 10
+        p = self.client.run(argv, timeout=bound)
+        return json.loads(p.stdout)["flows"]
+
+    def ping(self, host: Host, dst: str, count: int = 1, timeout: int = 2) -> bool:
+        p = host.run(["ping", "-c", str(count), "-W", str(timeout), "-i", "0.2", dst],
+                     check=False, timeout=count * (timeout + 1) + 5)
+        return p.returncode == 0
+
+    # -- keeld
+
+    def keel_config(self, services: list[dict], node: dict | None = None) -> dict:
+        n = {"tunnel_source_v4": self.balancer.v4, "tunnel_source_v6": self.balancer.v6,
+             "next_hop_mac": self.router.mac}
+        n.update(node or {})
+        return {"dataplane": self.plane.config(self), "node": n, "services": services}
+
+    def service(self, name: str, family: int, port: int = 80, protocol: str = "tcp",
+                forwarding: str = "ipip", scheduler: str = "maglev", ring_size: int = 65537,
+                with_mac: bool = True, weights: list[int] | None = None) -> dict:
+        reals = []
+        for i, real in enumerate(self.reals):
+            entry = {"address": real.v4 if family == 4 else real.v6,
+                     "weight": weights[i] if weights else 100}
+            if forwarding == "l2dsr" and with_mac:
+                entry["mac"] = real.mac
+            reals.append(entry)
+        return {"name": name, "vip": self.vip(family), "port": port, "protocol": protocol,
+                "forwarding": forwarding, "scheduler": scheduler, "ring_size": ring_size,
+                "reals": reals}
+
+    def write_config(self, config: dict, name: str = "keel.yaml") -> Path:
+        path = self.tmp / name
+        path.write_text(to_yaml(config) + "\n")
+        return path
+
+    def start_keeld(self, config: dict, name: str = "keel") -> Keeld:
+        self.plane.reset(self)
+        path = self.write_config(config, f"{name}.yaml")
+        k = Keeld(self, path, self.tmp / f"{name}.log")
+        try:
+            k.wait_attached()
+        except Exception:
+            k.stop()
+            raise
+        return k
+
+    @contextlib.contextmanager
+    def keeld(self, config: dict, name: str = "keel"):
+        k = self.start_keeld(config, name)
+        try:
+            yield k
+        finally:
+            k.stop()
+            self.plane.reset(self)
+
+    def router_forwarded(self) -> dict[int, int]:
+        """Packets the router has forwarded so far, per family (kernel SNMP
+        counters of the router's namespace). In ipip mode each client packet
+        crosses the router twice (to the balancer, then encapsulated to the
+        real); in l2dsr mode once; each reply once."""
+        out = self.router.sh("cat /proc/net/snmp /proc/net/snmp6").stdout
+        lines = out.splitlines()
+        v4 = 0
+        for i, line in enumerate(lines):
+            if line.startswith("Ip: ") and i + 1 < len(lines) and not line.split()[1].isdigit():
+                names, values = line.split(), lines[i + 1].split()
+                v4 = int(values[names.index("ForwDatagrams")])
+                break
+        v6 = next(int(line.split()[1]) for line in lines
+                  if line.startswith("Ip6OutForwDatagrams"))
+        return {4: v4, 6: v6}
+
+    def model_pick(self, service: dict, flows: list[dict]) -> list[str | None]:
+        """The real tests/model/keel_model.py predicts for each flow, as a real
+        name. Backend ids are list indexes (keeld's own ids are its business),
+        mapped back through the service's real addresses."""
+        model = HERE.parent / "model" / "keel_model.py"
+        reals = [{"address": r["address"], "weight": r["weight"], "backend_id": i}
+                 for i, r in enumerate(service["reals"])]
+        doc = {"ring_size": service["ring_size"], "scheduler": service["scheduler"],
+               "reals": reals,
+               "flows": [{k: f[k] for k in ("src", "dst", "sport", "dport", "proto")}
+                         for f in flows]}
+        path = self.tmp / "model-input.json"
+        path.write_text(json.dumps(doc))
+        p = run([PYTHON, str(model), "pick", "--input", str(path)], timeout=120)
+        ids = json.loads(p.stdout)["backend_ids"]
+        by_addr = {(r.v4, r.v6): r.role for r in self.reals}
+        names = []
+        for bid in ids:
+            if bid is None:
+                names.append(None)
+                continue
+            addr = service["reals"][bid]["address"]
+            names.append(next(n for (a4, a6), n in by_addr.items() if addr in (a4, a6)))
+        return names
+
+    def real_by_name(self, name: str) -> Host:
+        return next(r for r in self.reals if r.role == name)
+
+    # -- tear down
+
+    def down(self):
+        """Removes everything this lab made. Safe to call twice and after a
+        partial up()."""
+        if not self._up:
+            return
+        self._up = False
+        for proc in list(self._procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in list(self._procs):
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=3)
+        self._procs.clear()
+        # Anything still inside our namespaces was started by this lab (by a
+        # command we ran there); end it by pid before deleting the namespace.
+        for ns in self._namespaces:
+            p = run(["ip", "netns", "pids", ns], check=False)
+            for pid in p.stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+        for ns in reversed(self._namespaces):
+            run(["ip", "netns", "del", ns], check=False)
+        self._namespaces.clear()
+        with contextlib.suppress(OSError):
+            for f in self.tmp.iterdir():
+                f.unlink()
+            self.tmp.rmdir()
+
+    def __enter__(self):
+        return self.up()
+
+    def __exit__(self, *exc):
+        self.down()
+
+
+# ---------------------------------------------------------------- self-check
+
+def self_check(lab: Lab) -> None:
+    """Checks the lab itself, without keel: routing, the servers, the DSR
+    return path and XDP_PASS delivery. Raises LabError on the first problem."""
+    for real in lab.reals:
+        for dst in (real.v4, real.v6):
+            if not lab.ping(lab.client, dst):
+                raise LabError(f"client cannot ping {real.role} at {dst}")
+    for dst in (lab.balancer.v4, lab.balancer.v6):
+        if not lab.ping(lab.client, dst):
+            raise LabError(f"client cannot ping the balancer at {dst}")
+    # Native XDP on the balancer's veth: a trivial XDP_PASS must not change
+    # what reaches the balancer's stack.
+    obj = lab.build_dir / "bpf" / "xdp_pass.bpf.o"
+    lab.balancer.run(["ip", "link", "set", "dev", lab.balancer.ifname, "xdpdrv",
+                      "obj", str(obj), "sec", "xdp"])
+    try:
+        if xdp_prog_id(lab.balancer, lab.balancer.ifname) is None:
+            raise LabError("xdp_pass did not attach to the balancer's interface")
+        for dst in (lab.balancer.v4, lab.balancer.v6):
+            if not lab.ping(lab.client, dst):
+                raise LabError(f"with XDP_PASS attached, client cannot ping {dst}")
+    finally:
+        lab.balancer.run(["ip", "link", "set", "dev", lab.balancer.ifname, "xdp", "off"],
+                         check=False)
+    # DSR return path: point the router's VIP route at one real directly. The
+    # real answers from the VIP on its lo, back through the router.
+    target = lab.reals[-1]
+    lab.router.sh(f"ip route replace {VIP4}/32 via {target.v4}\n"
+                  f"ip -6 route replace {VIP6}/128 via {target.v6}")
+    try:
+        for fam in (4, 6):
+            for proto in ("tcp", "udp"):
+                got = lab.flows(proto, lab.vip(fam), 80, count=3)
+                bad = [f for f in got if f.get("real") != target.role]
+                if bad:
+                    raise LabError(f"direct VIP {proto}/v{fam} to {target.role} failed: {bad}")
+    finally:
+        lab.router.sh(f"ip route replace {VIP4}/32 via {lab.balancer.v4}\n"
+                      f"ip -6 route replace {VIP6}/128 via {lab.balancer.v6}")
+
+
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("command", choices=["selfcheck", "up"],
+                    help="selfcheck: build, check, tear down; up: build and wait for Ctrl-C")
+    ap.add_argument("--build", default=str(HERE.parent.parent / "build"),
+                    help="meson build dir (for xdp_pass.bpf.o, keeld, keel-decap)")
+    ap.add_argument("--dataplane", default="xdp", choices=sorted(DATAPLANES))
+    ap.add_argument("--prefix", default=None)
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    kw = {"prefix": args.prefix} if args.prefix else {}
+    with Lab(args.build, args.dataplane, **kw) as lab:
+        lab.start_servers(tcp_ports=(80, 8080), udp_ports=(80, 8080))
+        if args.command == "selfcheck":
+            self_check(lab)
+            print("lab self-check OK")
+            return 0
+        print(f"lab {lab.prefix} is up; namespaces:")
+        for h in [lab.switch, *lab.hosts]:
+            print(f"  {h.ns:<24} {h.role:<9} {h.v4:<14} {h.v6}")
+        print(f"VIPs {VIP4} {VIP6}; config dir {lab.tmp}; Ctrl-C tears it down")
+        with contextlib.suppress(KeyboardInterrupt):
+            for _ in range(24 * 3600):  # bounded: one day
+                time.sleep(1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

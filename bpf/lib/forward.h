@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The transmit paths: IPIP/IP6IP6 encapsulation toward a real, L2 DSR and the
+ * ICMP echo reply. Header layouts are in include/keel/encap.h (shared with the
+ * DPDK workers); this file only adds the XDP specifics (adjust_head, MTU).
+ */
+#ifndef KEEL_BPF_FORWARD_H
+#define KEEL_BPF_FORWARD_H
+
+#include "keel/encap.h"
+#include "keel/hash.h"
+#include "lib/config.h"
+#include "lib/maps.h"
+
+/* Returns KEEL_CONTINUE on success, else the drop reason. */
+static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *pkt,
+				    const struct keel_node_config *node,
+				    const struct keel_service_value *svc,
+				    const struct keel_backend *be)
+{
+	__u16 hlen = keel_encap_hdr_len(be->family);
+	int hash_src = keel_encap_hash_src(node, svc->flags, be->family);
+	__u32 flow_hash = hash_src ? keel_flow_hash(&pkt->key) : 0;
+	void *data;
+	void *end;
+
+	if (keel_check_mtu) {
+		__u32 mtu_len = 0;
+
+		/* ifindex 0: the device the packet came in on, which is the
+		 * one XDP_TX sends it out of. Only "frag needed" drops;
+		 * an error of the helper itself must not blackhole traffic. */
+		if (bpf_check_mtu(ctx, 0, &mtu_len, hlen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
+			return KEEL_R_DROP_TOO_BIG;
+	}
+	if (bpf_xdp_adjust_head(ctx, -(int)hlen))
+		return KEEL_R_DROP_ENCAP_FAILED;
+	/* adjust_head invalidates every packet pointer: reload. */
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (keel_encap(data, end, pkt->l3_off, node, be, hash_src, flow_hash, pkt->key.family,
+		       pkt->tos, pkt->ip_len))
+		return KEEL_R_DROP_ENCAP_FAILED;
+	return KEEL_CONTINUE;
+}
+
+static __always_inline int lb_l2dsr(struct xdp_md *ctx, const struct keel_node_config *node,
+				    const struct keel_backend *be)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+
+	if (keel_l2_rewrite(data, end, be->mac, node->local_mac))
+		return KEEL_R_DROP_TRUNCATED;
+	return KEEL_CONTINUE;
+}
+
+#endif

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every map of the balancer, defined once. The names are a contract with the
+ * C++ owner (src/dataplane/xdp), which reaches them as skel->maps.NAME and
+ * resizes them between open and load; the sizes here are only defaults.
+ */
+#ifndef KEEL_BPF_MAPS_H
+#define KEEL_BPF_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "keel/maglev_lookup.h"
+#include "keel/maps_abi.h"
+
+/* VIP address -> flags: the one lookup that tells "not ours" (fast path). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KEEL_MAX_SERVICES_DEFAULT);
+	__type(key, struct keel_vip_key);
+	__type(value, struct keel_vip_value);
+} vips SEC(".maps");
+
+/* (VIP, port, proto) -> service id and flags; port 0 = any port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KEEL_MAX_SERVICES_DEFAULT);
+	__type(key, struct keel_service_key);
+	__type(value, struct keel_service_value);
+} services SEC(".maps");
+
+/* Template of one ring: word 0 = M, words 1..M = backend ids. BPF_F_INNER_MAP
+ * lets inner arrays of different M (65537+1, 655373+1) share one outer map. */
+struct keel_ring_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KEEL_RING_SIZE_DEFAULT + 1);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+/* service id -> ring; replacing the inner map is the atomic ring swap. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, KEEL_MAX_SERVICES_DEFAULT);
+	__type(key, __u32);
+	__array(values, struct keel_ring_inner);
+} rings SEC(".maps");
+
+/* backend id -> real (address, owner service, generation, flags, MAC). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KEEL_MAX_BACKENDS_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct keel_backend);
+} backends SEC(".maps");
+
+/* flow -> backend and generation; LRU so a flood of new flows evicts the
+ * oldest instead of failing (docs/performance-xdp.md: flavour choice). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KEEL_CT_SIZE_DEFAULT);
+	__type(key, struct keel_flow_key);
+	__type(value, struct keel_ct_value);
+} conntrack SEC(".maps");
+
+/* [0]: tunnel sources, MACs, idle timeouts. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct keel_node_config);
+} node_config SEC(".maps");
+
+/* Forwarded packets/bytes per service id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KEEL_MAX_SERVICES_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct keel_counter);
+} stats_services SEC(".maps");
+
+/* Forwarded packets/bytes per backend id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KEEL_MAX_BACKENDS_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct keel_counter);
+} stats_backends SEC(".maps");
+
+/* Every packet, once, under its enum keel_reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KEEL_R_MAX);
+	__type(key, __u32);
+	__type(value, struct keel_counter);
+} stats_reasons SEC(".maps");
+
+#endif

@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "dataplane/dpdk/dpdk_dataplane.h"
+
+#include <rte_cycles.h>
+#include <rte_dev.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+
+#include <atomic>
+#include <mutex>
+
+#include "dataplane/dpdk/tables.h"
+#include "dataplane/dpdk/worker_path.h"
+
+namespace keel {
+
+namespace {
+
+constexpr uint16_t kBurst = 32;  // packets per rx burst; quiescent report between bursts
+
+std::mutex gEalMutex;
+bool gEalReady = false;
+std::atomic<unsigned> gInstance{0};
+
+std::string rteError() { return rte_strerror(rte_errno); }
+
+Status initEal(const std::vector<std::string>& args) {
+  std::lock_guard<std::mutex> lock(gEalMutex);
+  if (gEalReady) return Status::ok();
+  std::vector<std::string> store{"keeld"};
+  store.insert(store.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : store) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  if (rte_eal_init(static_cast<int>(store.size()), argv.data()) < 0) {
+    std::string joined;
+    for (const auto& a : args) joined += " " + a;
+    return Status::error("dpdk.eal_args: EAL initialisation failed: " + rteError() +
+                         " (args:" + joined + ")");
+  }
+  gEalReady = true;
+  return Status::ok();
+}
+
+// Name of the device a devargs string creates: the part before the first ','.
+std::string devName(const std::string& devargs) { return devargs.substr(0, devargs.find(',')); }
+
+// Finds the ethdev for devargs, hot-plugging it if EAL did not already probe
+// it. *probed tells the caller to remove it again on shutdown.
+Status attachPort(const std::string& devargs, const char* what, uint16_t* port, bool* probed) {
+  *probed = false;
+  std::string name = devName(devargs);
+  if (rte_eth_dev_get_port_by_name(name.c_str(), port) == 0) return Status::ok();
+  int rc = rte_dev_probe(devargs.c_str());
+  if (rc < 0)
+    return Status::error(std::string(what) + ": cannot probe \"" + devargs + "\": " +
+                         rte_strerror(-rc));
+  *probed = true;
+  if (rte_eth_dev_get_port_by_name(name.c_str(), port) != 0)
+    return Status::error(std::string(what) + ": \"" + devargs + "\" probed but no port named \"" +
+                         name + "\"");
+  return Status::ok();
+}
+
+Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd, uint16_t txd,
+                 rte_mempool* pool, bool rss) {
+  rte_eth_dev_info info{};
+  int rc = rte_eth_dev_info_get(port, &info);
+  if (rc != 0) return Status::error(std::string(what) + ": dev_info: " + rte_strerror(-rc));
+  if (queues > info.max_rx_queues || queues > info.max_tx_queues)
+    return Status::error(std::string(what) + ": " + std::to_string(queues) +
+                         " workers need as many queues, the device has rx " +
+                         std::to_string(info.max_rx_queues) + " tx " +
+                         std::to_string(info.max_tx_queues));
+  rte_eth_conf conf{};
+  if (rss && queues > 1) {
+    // RSS keeps a flow on one queue and so on one worker: each worker's
+    // connection table sees all packets of its flows.
+    uint64_t hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
+    if (hf) {
+      conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+      conf.rx_adv_conf.rss_conf.rss_hf = hf;
+    }
+  }
+  rc = rte_eth_dev_configure(port, queues, queues, &conf);
+  if (rc != 0) return Status::error(std::string(what) + ": configure: " + rte_strerror(-rc));
+  rc = rte_eth_dev_adjust_nb_rx_tx_desc(port, &rxd, &txd);
+  if (rc != 0) return Status::error(std::string(what) + ": descriptors: " + rte_strerror(-rc));
+  int socket = rte_eth_dev_socket_id(port);
+  for (uint16_t q = 0; q < queues; ++q) {
+    rc = rte_eth_rx_queue_setup(port, q, rxd, socket, nullptr, pool);
+    if (rc != 0)
+      return Status::error(std::string(what) + ": rx queue " + std::to_string(q) + ": " +
+                           rte_strerror(-rc));
+    rc = rte_eth_tx_queue_setup(port, q, txd, socket, nullptr);
+    if (rc != 0)
+      return Status::error(std::string(what) + ": tx queue " + std::to_string(q) + ": " +
+                           rte_strerror(-rc));
+  }
+  return Status::ok();
+}
+
+// Stops and closes a port; removes the device too if we hot-plugged it, so
+// a later data plane in the same process can probe the same name again.
+void closePort(uint16_t port, bool probed) {
+  rte_eth_dev_info info{};
+  rte_device* dev = rte_eth_dev_info_get(port, &info) == 0 ? info.device : nullptr;
+  rte_eth_dev_stop(port);
+  rte_eth_dev_close(port);
+  if (probed && dev) rte_dev_remove(dev);
+}
+
+// Sends what it can; frees the rest (a full TX ring is a drop, never a wait).
+inline void sendOrFree(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n) {
+  if (n == 0) return;
+  uint16_t sent = rte_eth_tx_burst(port, queue, pkts, n);
+  if (sent < n) rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+}
+
+class DpdkDataplaneImpl;
+
+struct alignas(64) Worker {
+  DpdkDataplaneImpl* owner = nullptr;
+  unsigned lcore = 0;
+  uint16_t queue = 0;
+  std::unique_ptr<dpdk::WorkerState> state;
+  alignas(64) std::atomic<uint64_t> exceptionEgress{0};
+  std::atomic<bool> running{false};
+};
+
+class DpdkDataplaneImpl final : public DpdkDataplane {
+ public:
+  explicit DpdkDataplaneImpl(const DpdkOptions& o) : opts_(o) {}
+
+  ~DpdkDataplaneImpl() override {
+    stop_.store(true, std::memory_order_release);
+    for (auto& w : workers_)
+      if (w->running.load()) rte_eal_wait_lcore(w->lcore);
+    if (portReady_) closePort(port_, portProbed_);  // net_pcap flushes its files here
+    if (tapReady_) closePort(tap_, tapProbed_);
+    store_.reset();  // its last grace period runs while qsbr_ still exists
+    if (pool_) rte_mempool_free(pool_);
+    rte_free(qsbr_);
+  }
+
+  Status init() {
+    if (opts_.workerLcores.empty()) return Status::error("dpdk.workers: at least one worker lcore");
+    if (opts_.port.empty()) return Status::error("dpdk.port: empty");
+    if (Status s = initEal(opts_.ealArgs); !s) return s;
+    for (unsigned lc : opts_.workerLcores) {
+      if (lc >= RTE_MAX_LCORE || !rte_lcore_is_enabled(lc) || lc == rte_get_main_lcore())
+        return Status::error("dpdk.workers: lcore " + std::to_string(lc) +
+                             " is not an EAL worker lcore (give it to EAL with -l and keep it "
+                             "off the main lcore " + std::to_string(rte_get_main_lcore()) + ")");
+    }
+    const uint16_t nq = static_cast<uint16_t>(opts_.workerLcores.size());
+    unsigned id = gInstance.fetch_add(1);
+
+    // Quiescent-state RCU: the control thread swaps a snapshot pointer and
+    // waits (rte_rcu_qsbr_synchronize) until each online worker has reported
+    // a quiescent state, i.e. finished the burst that might hold the old one.
+    size_t sz = rte_rcu_qsbr_get_memsize(nq);
+    qsbr_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("keel_qsbr", sz, RTE_CACHE_LINE_SIZE));
+    if (!qsbr_ || rte_rcu_qsbr_init(qsbr_, nq) != 0)
+      return Status::error("dpdk: cannot allocate the RCU state: " + rteError());
+    rte_rcu_qsbr* qs = qsbr_;
+    store_ = std::make_unique<dpdk::TableStore>(
+        opts_.limits.maxServices, opts_.limits.maxBackends,
+        [qs] { rte_rcu_qsbr_synchronize(qs, RTE_QSBR_THRID_INVALID); });
+
+    std::string poolName = "keel_pool" + std::to_string(id);
+    uint32_t nbufs = opts_.mbufsPerWorker * nq;
+    pool_ = rte_pktmbuf_pool_create(poolName.c_str(), nbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                    static_cast<int>(rte_socket_id()));
+    if (!pool_)
+      return Status::error("dpdk.mbufs: cannot create a pool of " + std::to_string(nbufs) +
+                           " mbufs: " + rteError() + " (hugepages reserved? see docs/dpdk.md)");
+
+    if (Status s = attachPort(opts_.port, "dpdk.port", &port_, &portProbed_); !s) return s;
+    portReady_ = true;
+    if (Status s = setupPort(port_, "dpdk.port", nq, opts_.rxDescriptors, opts_.txDescriptors,
+                             pool_, true);
+        !s)
+      return s;
+    uint16_t mtu = 1500;
+    rte_eth_dev_get_mtu(port_, &mtu);
+
+    if (!opts_.exceptionInterface.empty()) {
+      tapName_ = "net_tap_keel" + std::to_string(id);
+      std::string devargs = tapName_ + ",iface=" + opts_.exceptionInterface;
+      if (Status s = attachPort(devargs, "dpdk.exception_interface", &tap_, &tapProbed_); !s)
+        return s;
+      tapReady_ = true;
+      if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, 512, 512, pool_, false); !s)
+        return s;
+    }
+
+    uint32_t perWorker = (opts_.limits.connTableSize + nq - 1) / nq;
+    for (uint16_t q = 0; q < nq; ++q) {
+      auto w = std::make_unique<Worker>();
+      w->owner = this;
+      w->lcore = opts_.workerLcores[q];
+      w->queue = q;
+      w->state = std::make_unique<dpdk::WorkerState>(perWorker, store_->maxServices(),
+                                                     store_->maxBackends(), mtu);
+      workers_.push_back(std::move(w));
+    }
+    tscHz_ = rte_get_tsc_hz();
+    if (opts_.autoStart) return start();
+    return Status::ok();
+  }
+
+  Status start() override {
+    if (started_) return Status::ok();
+    int rc = rte_eth_dev_start(port_);
+    if (rc != 0) return Status::error("dpdk.port: start: " + std::string(rte_strerror(-rc)));
+    rte_eth_promiscuous_enable(port_);  // l2dsr/VIP traffic is not addressed to the port's MAC
+    if (tapReady_) {
+      rc = rte_eth_dev_start(tap_);
+      if (rc != 0)
+        return Status::error("dpdk.exception_interface: start: " + std::string(rte_strerror(-rc)));
+    }
+    for (auto& w : workers_) {
+      w->running.store(true);
+      rc = rte_eal_remote_launch(&DpdkDataplaneImpl::workerMain, w.get(), w->lcore);
+      if (rc != 0) {
+        w->running.store(false);
+        return Status::error("dpdk.workers: cannot launch on lcore " + std::to_string(w->lcore) +
+                             " (busy?)");
+      }
+    }
+    started_ = true;
+    return Status::ok();
+  }
+
+  std::string kind() const override { return "dpdk"; }
+  DataplaneLimits limits() const override {
+    DataplaneLimits l = opts_.limits;
+    l.maxBackends = store_->maxBackends();
+    return l;
+  }
+  uint16_t portId() const override { return port_; }
+  uint64_t exceptionEgressPackets() const override {
+    uint64_t n = 0;
+    for (const auto& w : workers_) n += w->exceptionEgress.load(std::memory_order_relaxed);
+    return n;
+  }
+
+  Status setNode(const keel_node_config& node) override { return store_->setNode(node); }
+  Status addVip(const keel_vip_key& vip) override { return store_->addVip(vip); }
+  Status removeVip(const keel_vip_key& vip) override { return store_->removeVip(vip); }
+  Status upsertBackend(BackendId id, const keel_backend& b) override {
+    return store_->upsertBackend(id, b);
+  }
+  Status upsertService(const keel_service_key& k, const keel_service_value& v) override {
+    return store_->upsertService(k, v);
+  }
+  Status removeService(const keel_service_key& k) override { return store_->removeService(k); }
+  Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override {
+    return store_->publishRing(id, slots);
+  }
+
+  DataplaneStats readStats() override {
+    DataplaneStats st;
+    st.services.assign(store_->maxServices(), keel_counter{});
+    st.backends.assign(store_->maxBackends(), keel_counter{});
+    auto add = [](keel_counter& dst, const keel_counter& src) {
+      dst.packets += __atomic_load_n(&src.packets, __ATOMIC_RELAXED);
+      dst.bytes += __atomic_load_n(&src.bytes, __ATOMIC_RELAXED);
+    };
+    for (const auto& w : workers_) {
+      const dpdk::WorkerCounters& c = w->state->counters;
+      for (size_t i = 0; i < st.services.size(); ++i) add(st.services[i], c.services[i]);
+      for (size_t i = 0; i < st.backends.size(); ++i) add(st.backends[i], c.backends[i]);
+      for (size_t i = 0; i < KEEL_R_MAX; ++i) add(st.reasons[i], c.reasons[i]);
+    }
+    return st;
+  }
+
+ private:
+  static int workerMain(void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    w->owner->runWorker(*w);
+    return 0;
+  }
+
+  void runWorker(Worker& w) {
+    rte_rcu_qsbr_thread_register(qsbr_, w.queue);
+    rte_rcu_qsbr_thread_online(qsbr_, w.queue);
+    dpdk::WorkerState& st = *w.state;
+    rte_mbuf* rx[kBurst];
+    rte_mbuf* tx[kBurst];
+    rte_mbuf* exc[kBurst];
+    const uint16_t q = w.queue;
+    const bool haveTap = tapReady_;
+    // ns = tsc * 1e9 / hz as a 32.32 fixed-point multiply (no division per burst).
+    const unsigned __int128 nsPerTsc = (static_cast<unsigned __int128>(1000000000ull) << 32) / tscHz_;
+    while (!stop_.load(std::memory_order_relaxed)) {
+      // One snapshot for the whole burst: every packet in it sees one state.
+      const dpdk::Snapshot* snap = store_->current();
+      uint16_t n = rte_eth_rx_burst(port_, q, rx, kBurst);
+      if (n > 0) {
+        const uint64_t now = static_cast<uint64_t>((rte_rdtsc() * nsPerTsc) >> 32);
+        uint16_t ntx = 0, nexc = 0;
+        for (uint16_t i = 0; i < n; ++i) {
+          rte_mbuf* m = rx[i];
+          if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
+          dpdk::PacketBuf b{rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m),
+                            rte_pktmbuf_headroom(m)};
+          uint8_t* before = b.data;
+          dpdk::PacketResult r = dpdk::processPacket(*snap, st, b, now);
+          if (r.verdict == dpdk::Verdict::kTx) {
+            if (b.data != before) rte_pktmbuf_prepend(m, static_cast<uint16_t>(before - b.data));
+            tx[ntx++] = m;
+          } else if (r.verdict == dpdk::Verdict::kPass && haveTap) {
+            exc[nexc++] = m;
+          } else {
+            rte_pktmbuf_free(m);
+          }
+        }
+        sendOrFree(port_, q, tx, ntx);
+        if (haveTap) sendOrFree(tap_, q, exc, nexc);
+      }
+      if (haveTap) {
+        // The kernel's side of the exception path (ARP replies, ICMP, BGP,
+        // health checks from this host) leaves through the same port.
+        uint16_t k = rte_eth_rx_burst(tap_, q, rx, kBurst);
+        if (k > 0) {
+          w.exceptionEgress.fetch_add(k, std::memory_order_relaxed);
+          sendOrFree(port_, q, rx, k);
+        }
+      }
+      rte_rcu_qsbr_quiescent(qsbr_, w.queue);
+    }
+    rte_rcu_qsbr_thread_offline(qsbr_, w.queue);
+    rte_rcu_qsbr_thread_unregister(qsbr_, w.queue);
+  }
+
+  DpdkOptions opts_;
+  std::unique_ptr<dpdk::TableStore> store_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  rte_rcu_qsbr* qsbr_ = nullptr;
+  rte_mempool* pool_ = nullptr;
+  uint16_t port_ = 0;
+  uint16_t tap_ = 0;
+  bool portReady_ = false, portProbed_ = false;
+  bool tapReady_ = false, tapProbed_ = false;
+  std::string tapName_;
+  bool started_ = false;
+  uint64_t tscHz_ = 1;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace
+
+std::unique_ptr<DpdkDataplane> createDpdkDataplane(const DpdkOptions& options, std::string* error) {
+  auto dp = std::make_unique<DpdkDataplaneImpl>(options);
+  Status s = dp->init();
+  if (!s) {
+    if (error) *error = s.message();
+    return nullptr;
+  }
+  return dp;
+}
+
+std::unique_ptr<Dataplane> makeDpdkDataplane(const DpdkOptions& options, std::string* error) {
+  return createDpdkDataplane(options, error);
+}
+
+}  // namespace keel

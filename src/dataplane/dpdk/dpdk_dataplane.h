@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+// The DPDK data plane: EAL, one port (a dedicated NIC by PCI address, or a
+// vdev such as net_af_xdp / net_af_packet / net_pcap / net_ring), one RX/TX
+// queue pair per worker lcore with RSS spreading flows over them, and an
+// exception path (net_tap) that hands the kernel everything that is not ours
+// (the XDP plane's XDP_PASS) and sends what the kernel answers back out.
+//
+// keeld drives it through keel::Dataplane only (`dataplane.kind: dpdk`).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/dataplane.h"
+
+namespace keel {
+
+struct DpdkOptions {
+  // EAL arguments without argv[0], e.g. {"-l", "0-2", "-a", "0000:03:00.0"}
+  // or {"--no-huge", "-m", "512", "--no-pci", "--file-prefix", "keel"}. Used
+  // only by the first data plane of the process (EAL initialises once).
+  std::vector<std::string> ealArgs;
+  // The port: a PCI address ("0000:03:00.0", must be allowed by ealArgs) or
+  // vdev devargs ("net_af_xdp0,iface=eth0", "net_af_packet0,iface=eth0",
+  // "net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap", "net_ring0").
+  std::string port;
+  // One worker per lcore; each owns RX/TX queue i of the port and of the
+  // exception interface. Must be EAL lcores other than the main lcore.
+  std::vector<unsigned> workerLcores;
+  uint16_t rxDescriptors = 1024;
+  uint16_t txDescriptors = 1024;
+  uint32_t mbufsPerWorker = 8192;  // pool size = this * workers (+ cache slack)
+  // Kernel-facing TAP interface for the exception path ("" = none: packets
+  // that would go to the kernel are dropped and still counted as PASS_*).
+  std::string exceptionInterface;
+  DataplaneLimits limits;  // maxServices, maxBackends, connTableSize (split over workers)
+  // false: the port and workers start on start(); lets a caller (or a test)
+  // load its tables before the first packet is read.
+  bool autoStart = true;
+};
+
+// The DPDK implementation of keel::Dataplane, exposed for start()/stats.
+class DpdkDataplane : public Dataplane {
+ public:
+  virtual Status start() = 0;  // idempotent
+  virtual uint16_t portId() const = 0;
+  // Packets received by the exception path from the kernel and sent out.
+  virtual uint64_t exceptionEgressPackets() const = 0;
+};
+
+// Returns null and sets *error (what is wrong and where) on failure.
+std::unique_ptr<Dataplane> makeDpdkDataplane(const DpdkOptions& options, std::string* error);
+// The same, typed, for tests and benchmarks that call start() themselves.
+std::unique_ptr<DpdkDataplane> createDpdkDataplane(const DpdkOptions& options, std::string* error);
+
+}  // namespace keel

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "dataplane/dpdk/tables.h"
+
+#include <cstring>
+#include <string>
+
+#include "keel/hash.h"
+
+namespace keel::dpdk {
+
+namespace {
+
+constexpr uint32_t kSeedVip = 0x56495021u;      // "VIP!"
+constexpr uint32_t kSeedService = 0x53564321u;  // "SVC!"
+
+template <typename T>
+std::vector<uint8_t> keyBytes(const T& k) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&k);
+  return std::vector<uint8_t>(p, p + sizeof k);
+}
+
+// Load factor <= 1/2 keeps linear probes short; 16 is the floor so an empty
+// table still has a valid mask.
+uint32_t tableSize(size_t n) {
+  uint32_t size = 16;
+  while (size < 2 * n) size <<= 1;
+  return size;
+}
+
+std::string familyError(const char* what, uint8_t family) {
+  return std::string(what) + ": family must be 4 or 6, got " + std::to_string(family);
+}
+
+}  // namespace
+
+uint32_t hashVipKey(const keel_vip_key& key) {
+  return keel_hash_addr(key.addr, key.family, kSeedVip);
+}
+
+uint32_t hashServiceKey(const keel_service_key& key) {
+  __u32 extra = static_cast<__u32>(key.port) | static_cast<__u32>(key.proto) << 16 |
+                static_cast<__u32>(key.family) << 24;
+  return keel_hash_addr(key.vip, extra, kSeedService);
+}
+
+bool snapshotHasVip(const Snapshot& s, const keel_vip_key& key) {
+  for (uint32_t i = hashVipKey(key) & s.vipMask;; i = (i + 1) & s.vipMask) {
+    const VipSlot& slot = s.vips[i];
+    if (!slot.used) return false;
+    if (std::memcmp(&slot.key, &key, sizeof key) == 0) return true;
+  }
+}
+
+const keel_service_value* snapshotFindService(const Snapshot& s, const keel_service_key& key) {
+  for (uint32_t i = hashServiceKey(key) & s.serviceMask;; i = (i + 1) & s.serviceMask) {
+    const ServiceSlot& slot = s.services[i];
+    if (!slot.used) return nullptr;
+    if (std::memcmp(&slot.key, &key, sizeof key) == 0) return &slot.value;
+  }
+}
+
+struct TableStore::Owned {
+  Snapshot snap{};
+  std::vector<VipSlot> vips;
+  std::vector<ServiceSlot> services;
+  std::vector<const keel_backend*> chunkPtrs;
+  std::vector<const uint32_t*> ringPtrs;
+  // Keep every shared piece alive while this snapshot may be read.
+  std::vector<std::shared_ptr<const std::vector<keel_backend>>> chunks;
+  std::vector<std::shared_ptr<const std::vector<uint32_t>>> rings;
+};
+
+TableStore::TableStore(uint32_t maxServices, uint32_t maxBackends, GraceFn grace)
+    : maxServices_(maxServices),
+      maxBackends_((maxBackends + kBackendChunk - 1) / kBackendChunk * kBackendChunk),
+      grace_(std::move(grace)) {
+  auto zero = std::make_shared<const std::vector<keel_backend>>(kBackendChunk);
+  chunks_.assign(maxBackends_ / kBackendChunk, zero);
+  rings_.resize(maxServices_);
+  publish();
+}
+
+TableStore::~TableStore() = default;
+
+void TableStore::publish() {
+  auto next = std::make_unique<Owned>();
+  next->vips.assign(tableSize(vips_.size()), VipSlot{});
+  uint32_t vipMask = static_cast<uint32_t>(next->vips.size() - 1);
+  for (const auto& [bytes, key] : vips_) {
+    uint32_t i = hashVipKey(key) & vipMask;
+    while (next->vips[i].used) i = (i + 1) & vipMask;
+    next->vips[i].key = key;
+    next->vips[i].used = 1;
+  }
+  next->services.assign(tableSize(services_.size()), ServiceSlot{});
+  uint32_t svcMask = static_cast<uint32_t>(next->services.size() - 1);
+  for (const auto& [bytes, kv] : services_) {
+    uint32_t i = hashServiceKey(kv.first) & svcMask;
+    while (next->services[i].used) i = (i + 1) & svcMask;
+    next->services[i].key = kv.first;
+    next->services[i].value = kv.second;
+    next->services[i].used = 1;
+  }
+  next->chunks = chunks_;
+  next->rings = rings_;
+  for (const auto& c : chunks_) next->chunkPtrs.push_back(c->data());
+  for (const auto& r : rings_) next->ringPtrs.push_back(r ? r->data() : nullptr);
+
+  Snapshot& s = next->snap;
+  s.node = node_;
+  s.udpIdleNs = static_cast<uint64_t>(node_.udp_idle_timeout_s) * 1000000000ull;
+  s.tcpIdleNs = static_cast<uint64_t>(node_.tcp_idle_timeout_s) * 1000000000ull;
+  s.vips = next->vips.data();
+  s.vipMask = vipMask;
+  s.services = next->services.data();
+  s.serviceMask = svcMask;
+  s.backendChunks = next->chunkPtrs.data();
+  s.maxBackends = maxBackends_;
+  s.rings = next->ringPtrs.data();
+  s.maxServices = maxServices_;
+  s.version = ++version_;
+
+  // Release: a worker that sees the new pointer sees the finished tables.
+  current_.store(&next->snap, std::memory_order_release);
+  std::unique_ptr<Owned> old = std::move(owned_);
+  owned_ = std::move(next);
+  // Only after every worker has reported a quiescent state since the swap
+  // can nobody still be reading the old snapshot.
+  if (old && grace_) grace_();
+}
+
+Status TableStore::setNode(const keel_node_config& node) {
+  node_ = node;
+  publish();
+  return Status::ok();
+}
+
+Status TableStore::addVip(const keel_vip_key& vip) {
+  if (vip.family != KEEL_AF_INET && vip.family != KEEL_AF_INET6)
+    return Status::error(familyError("addVip", vip.family));
+  keel_vip_key k = vip;
+  std::memset(k.pad, 0, sizeof k.pad);
+  vips_[keyBytes(k)] = k;
+  publish();
+  return Status::ok();
+}
+
+Status TableStore::removeVip(const keel_vip_key& vip) {
+  keel_vip_key k = vip;
+  std::memset(k.pad, 0, sizeof k.pad);
+  if (vips_.erase(keyBytes(k)) == 0) return Status::error("removeVip: VIP is not present");
+  publish();
+  return Status::ok();
+}
+
+Status TableStore::upsertBackend(uint32_t id, const keel_backend& backend) {
+  if (id >= maxBackends_)
+    return Status::error("upsertBackend: backend id " + std::to_string(id) + " >= limit " +
+                         std::to_string(maxBackends_));
+  if (backend.family != KEEL_AF_INET && backend.family != KEEL_AF_INET6)
+    return Status::error(familyError("upsertBackend", backend.family));
+  // Copy only the chunk that changes; the others stay shared.
+  auto chunk = std::make_shared<std::vector<keel_backend>>(*chunks_[id / kBackendChunk]);
+  (*chunk)[id % kBackendChunk] = backend;
+  chunks_[id / kBackendChunk] = std::move(chunk);
+  publish();
+  return Status::ok();
+}
+
+Status TableStore::upsertService(const keel_service_key& key, const keel_service_value& value) {
+  if (key.family != KEEL_AF_INET && key.family != KEEL_AF_INET6)
+    return Status::error(familyError("upsertService", key.family));
+  if (key.proto != KEEL_PROTO_TCP && key.proto != KEEL_PROTO_UDP)
+    return Status::error("upsertService: proto must be 6 (tcp) or 17 (udp), got " +
+                         std::to_string(key.proto));
+  if (value.id >= maxServices_)
+    return Status::error("upsertService: service id " + std::to_string(value.id) +
+                         " >= limit " + std::to_string(maxServices_));
+  services_[keyBytes(key)] = {key, value};
+  publish();
+  return Status::ok();
+}
+
+Status TableStore::removeService(const keel_service_key& key) {
+  if (services_.erase(keyBytes(key)) == 0)
+    return Status::error("removeService: service is not present");
+  publish();
+  return Status::ok();
+}
+
+Status TableStore::publishRing(uint32_t serviceId, const std::vector<uint32_t>& slots) {
+  if (serviceId >= maxServices_)
+    return Status::error("publishRing: service id " + std::to_string(serviceId) + " >= limit " +
+                         std::to_string(maxServices_));
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i] >= maxBackends_ && slots[i] != KEEL_INVALID_ID)
+      return Status::error("publishRing: slot " + std::to_string(i) + " holds backend id " +
+                           std::to_string(slots[i]) + " >= limit " + std::to_string(maxBackends_));
+  }
+  // The published layout of include/keel/maglev_lookup.h: word 0 = M.
+  auto ring = std::make_shared<std::vector<uint32_t>>(slots.size() + 1);
+  (*ring)[0] = static_cast<uint32_t>(slots.size());
+  std::copy(slots.begin(), slots.end(), ring->begin() + 1);
+  rings_[serviceId] = std::move(ring);
+  publish();
+  return Status::ok();
+}
+
+}  // namespace keel::dpdk

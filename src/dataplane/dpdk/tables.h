@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+// The DPDK workers' view of the control plane's state: one immutable
+// Snapshot, published by pointer and replaced whole.
+//
+// Why immutable snapshots: a worker loads the current Snapshot pointer once
+// per burst and uses it for the whole burst, so every packet sees one
+// consistent state (the Dataplane contract: "before the call or after it").
+// The control plane never writes memory a worker may be reading; it builds
+// the next Snapshot beside the current one, swaps the pointer (release), and
+// frees the old one only after every worker has passed a quiescent state
+// (the grace period; see GraceFn).
+//
+// Copy-on-write keeps updates cheap: the big pieces (rings, backend chunks)
+// are shared between consecutive snapshots by reference and only the piece
+// that changed is copied. A ring is never modified after it is published,
+// so "publishRing" is one pointer swap, exactly like the XDP plane's
+// map-of-maps swap.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "keel/maps_abi.h"
+
+namespace keel::dpdk {
+
+// Open-addressing sets/maps, power-of-two sized, linear probing, built once
+// per snapshot and never written afterwards (so no tombstones are needed).
+struct VipSlot {
+  keel_vip_key key;
+  uint32_t used;  // 0 = empty slot, ends a probe
+};
+
+struct ServiceSlot {
+  keel_service_key key;
+  keel_service_value value;
+  uint32_t used;
+};
+
+inline constexpr uint32_t kBackendChunk = 1024;  // backends per copy-on-write chunk
+
+struct Snapshot {
+  keel_node_config node;
+  uint64_t udpIdleNs;  // 0 = entries never expire
+  uint64_t tcpIdleNs;
+  const VipSlot* vips;
+  uint32_t vipMask;
+  const ServiceSlot* services;
+  uint32_t serviceMask;
+  const keel_backend* const* backendChunks;  // maxBackends / kBackendChunk chunks
+  uint32_t maxBackends;
+  const uint32_t* const* rings;  // [maxServices]; null = no ring; word 0 = M
+  uint32_t maxServices;
+  uint64_t version;  // bumped per publish; for tests and stats
+};
+
+// Packet-path lookups. Pure functions of the snapshot; no allocation.
+bool snapshotHasVip(const Snapshot& s, const keel_vip_key& key);
+const keel_service_value* snapshotFindService(const Snapshot& s, const keel_service_key& key);
+inline const keel_backend* snapshotBackend(const Snapshot& s, uint32_t id) {
+  if (id >= s.maxBackends) return nullptr;
+  return &s.backendChunks[id / kBackendChunk][id % kBackendChunk];
+}
+
+uint32_t hashVipKey(const keel_vip_key& key);
+uint32_t hashServiceKey(const keel_service_key& key);
+
+// Waits until no worker can still hold a snapshot published before the call
+// (rte_rcu_qsbr_synchronize in the DPDK plane; a no-op when nothing runs
+// concurrently, as in the pure unit tests).
+using GraceFn = std::function<void()>;
+
+// The control-plane side: authoritative state, snapshot building and
+// publication. Only the control-plane thread calls the mutators.
+class TableStore {
+ public:
+  TableStore(uint32_t maxServices, uint32_t maxBackends, GraceFn grace);
+  ~TableStore();
+  TableStore(const TableStore&) = delete;
+  TableStore& operator=(const TableStore&) = delete;
+
+  Status setNode(const keel_node_config& node);
+  Status addVip(const keel_vip_key& vip);
+  Status removeVip(const keel_vip_key& vip);
+  Status upsertBackend(uint32_t id, const keel_backend& backend);
+  Status upsertService(const keel_service_key& key, const keel_service_value& value);
+  Status removeService(const keel_service_key& key);
+  Status publishRing(uint32_t serviceId, const std::vector<uint32_t>& slots);
+
+  // What a worker loads once per burst (acquire).
+  const Snapshot* current() const { return current_.load(std::memory_order_acquire); }
+  uint32_t maxServices() const { return maxServices_; }
+  uint32_t maxBackends() const { return maxBackends_; }
+
+ private:
+  struct Owned;  // a Snapshot plus the memory it points into
+  void publish();
+
+  const uint32_t maxServices_;
+  const uint32_t maxBackends_;
+  GraceFn grace_;
+
+  keel_node_config node_{};
+  std::map<std::vector<uint8_t>, keel_vip_key> vips_;
+  std::map<std::vector<uint8_t>, std::pair<keel_service_key, keel_service_value>> services_;
+  std::vector<std::shared_ptr<const std::vector<keel_backend>>> chunks_;
+  std::vector<std::shared_ptr<const std::vector<uint32_t>>> rings_;
+
+  std::unique_ptr<Owned> owned_;
+  std::atomic<const Snapshot*> current_{nullptr};
+  uint64_t version_ = 0;
+};
+
+}  // namespace keel::dpdk

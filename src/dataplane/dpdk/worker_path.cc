@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "dataplane/dpdk/worker_path.h"
+
+#include <cstring>
+
+#include "keel/encap.h"
+#include "keel/hash.h"
+#include "keel/maglev_lookup.h"
+#include "keel/parse.h"
+
+namespace keel::dpdk {
+
+namespace {
+
+inline PacketResult finish(WorkerState& w, Verdict v, int reason, uint32_t bytes,
+                           uint32_t backendId = KEEL_INVALID_ID) {
+  countPacket(w.counters.reasons[reason], bytes);
+  return PacketResult{v, static_cast<uint8_t>(reason), backendId};
+}
+
+inline const keel_service_value* findService(const Snapshot& s, const keel_pkt& p) {
+  keel_service_key k;
+  std::memcpy(k.vip, p.key.dst, sizeof k.vip);
+  k.port = p.key.dport;
+  k.proto = p.key.proto;
+  k.family = p.key.family;
+  if (const keel_service_value* v = snapshotFindService(s, k)) return v;
+  k.port = 0;  // a port-0 service takes every port the exact lookup missed
+  return snapshotFindService(s, k);
+}
+
+// A backend a packet of service svcId may use: valid and owned by svcId.
+inline bool usable(const keel_backend* be, uint32_t svcId) {
+  return be && (be->flags & KEEL_BE_F_VALID) && be->service_id == svcId;
+}
+
+}  // namespace
+
+PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint64_t nowNs) {
+  const uint32_t bytes = b.len;
+  void* data = b.data;
+  void* end = b.data + b.len;
+  keel_pkt p;
+
+  int rc = keel_parse_l3(data, end, &p);
+  if (rc != KEEL_CONTINUE) return finish(w, Verdict::kPass, rc, bytes);
+
+  keel_vip_key vk{};
+  std::memcpy(vk.addr, p.key.dst, sizeof vk.addr);
+  vk.family = p.key.family;
+  if (!snapshotHasVip(s, vk)) return finish(w, Verdict::kPass, KEEL_R_PASS_NOT_VIP, bytes);
+
+  rc = keel_parse_l4(data, end, &p);
+  if (rc == KEEL_ICMP_ECHO) {
+    if (keel_icmp_echo_reply(data, end, &p) != 0)
+      return finish(w, Verdict::kDrop, KEEL_R_DROP_TRUNCATED, bytes);
+    return finish(w, Verdict::kTx, KEEL_R_TX_ICMP_ECHO, bytes);
+  }
+  if (rc != KEEL_CONTINUE) return finish(w, Verdict::kDrop, rc, bytes);
+
+  const keel_service_value* svc = findService(s, p);
+  if (!svc) return finish(w, Verdict::kPass, KEEL_R_PASS_NO_SERVICE, bytes);
+  const uint32_t svcId = svc->id;
+  if (svcId < w.counters.services.size()) countPacket(w.counters.services[svcId], bytes);
+
+  // The connection table keeps a flow on its real across ring changes; an
+  // entry is trusted only while its backend is valid, still belongs to this
+  // service and still has the generation it was picked with (maps_abi.h).
+  const uint32_t flowHash = keel_flow_hash(&p.key);
+  const uint64_t idleNs = p.key.proto == KEEL_PROTO_TCP ? s.tcpIdleNs : s.udpIdleNs;
+  const keel_backend* be = nullptr;
+  uint32_t beId = KEEL_INVALID_ID;
+  if (ConnEntry* e = w.conns.find(p.key, flowHash, nowNs, idleNs)) {
+    const keel_backend* cand = snapshotBackend(s, e->value.backend_id);
+    if (usable(cand, svcId) && cand->gen == e->value.gen) {
+      be = cand;
+      beId = e->value.backend_id;
+      ConnTable::touch(*e, nowNs);
+    }
+  }
+  if (!be) {
+    const uint32_t* ring = svcId < s.maxServices ? s.rings[svcId] : nullptr;
+    const uint32_t m = ring ? ring[0] : 0;
+    if (m == 0) return finish(w, Verdict::kDrop, KEEL_R_DROP_NO_BACKEND, bytes);
+    const uint32_t schedHash = (svc->flags & KEEL_SVC_F_SCHED_SRC) ? keel_src_hash(&p.key) : flowHash;
+    beId = ring[keel_ring_index(schedHash, m)];
+    be = snapshotBackend(s, beId);
+    if (!usable(be, svcId)) return finish(w, Verdict::kDrop, KEEL_R_DROP_NO_BACKEND, bytes);
+    // An ICMP error follows its flow but never creates one.
+    if (!p.icmp_error) w.conns.insert(p.key, flowHash, beId, be->gen, nowNs);
+  }
+
+  if (svc->flags & KEEL_SVC_F_FWD_L2DSR) {
+    if (keel_l2_rewrite(data, end, be->mac, s.node.local_mac) != 0)
+      return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
+    countPacket(w.counters.backends[beId], bytes);
+    return finish(w, Verdict::kTx, KEEL_R_TX_L2DSR, bytes, beId);
+  }
+
+  const uint16_t hdr = keel_encap_hdr_len(be->family);
+  if (static_cast<uint32_t>(p.ip_len) + hdr > w.mtu)
+    return finish(w, Verdict::kDrop, KEEL_R_DROP_TOO_BIG, bytes);
+  if (b.headroom < hdr) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
+  uint8_t* start = b.data - hdr;
+  const int hashSrc = keel_encap_hash_src(&s.node, svc->flags, be->family);
+  if (keel_encap(start, end, p.l3_off, &s.node, be, hashSrc, flowHash, p.key.family, p.tos,
+                 p.ip_len) != 0)
+    return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
+  b.data = start;
+  b.len += hdr;
+  b.headroom -= hdr;
+  countPacket(w.counters.backends[beId], bytes);
+  return finish(w, Verdict::kTx, KEEL_R_TX_IPIP, bytes, beId);
+}
+
+}  // namespace keel::dpdk

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+// The DPDK worker's packet path as a pure function over the published tables,
+// the worker's own state and one packet buffer. No DPDK types: the same code
+// runs in the lcore loop (over an rte_mbuf's data), in the unit tests, in the
+// fixture tables and in the AddressSanitizer fuzz executable.
+//
+// Decision logic mirrors bpf/balancer.bpf.c step for step:
+//   parse L3 -> not a VIP: PASS (the exception path) -> parse L4 (verdict
+//   table of include/keel/parse.h) -> ICMP echo: reply -> service lookup,
+//   exact port then port 0 -> connection table (hit valid only if backend
+//   VALID, service_id matches, gen matches; else re-pick and overwrite) ->
+//   ring[keel_sched_hash % M] -> ipip / l2dsr (VLAN tag kept).
+// It never blocks, locks, allocates or throws.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dataplane/dpdk/conn_table.h"
+#include "dataplane/dpdk/tables.h"
+#include "keel/maps_abi.h"
+
+namespace keel::dpdk {
+
+enum class Verdict : uint8_t {
+  kPass,  // to the exception path (kernel), unchanged
+  kDrop,  // freed, counted
+  kTx,    // back out of the port, rewritten
+};
+
+// A frame in a buffer that may have room in front of it (mbuf headroom).
+// On kTx, data and len describe the rewritten frame; data may have moved
+// back by up to 40 bytes (the outer header).
+struct PacketBuf {
+  uint8_t* data;
+  uint32_t len;
+  uint32_t headroom;  // bytes before data we may write into
+};
+
+// Per-lcore counters, summed by readStats(). Only the owning worker writes;
+// the control plane reads with relaxed atomic loads (a counter may be one
+// packet behind, never torn on 64-bit targets).
+struct alignas(64) WorkerCounters {
+  WorkerCounters(uint32_t maxServices, uint32_t maxBackends)
+      : services(maxServices), backends(maxBackends) {}
+  std::vector<keel_counter> services;
+  std::vector<keel_counter> backends;
+  keel_counter reasons[KEEL_R_MAX] = {};
+};
+
+// Everything a worker owns. One per lcore, cache-aligned so two workers never
+// share a line.
+struct alignas(64) WorkerState {
+  WorkerState(uint32_t connCapacity, uint32_t maxServices, uint32_t maxBackends, uint32_t mtu_)
+      : conns(connCapacity), counters(maxServices, maxBackends), mtu(mtu_) {}
+  ConnTable conns;
+  WorkerCounters counters;
+  uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it is DROP_TOO_BIG
+};
+
+struct PacketResult {
+  Verdict verdict;
+  uint8_t reason;      // keel_reason
+  uint32_t backendId;  // KEEL_INVALID_ID unless forwarded to a backend
+};
+
+PacketResult processPacket(const Snapshot& snap, WorkerState& worker, PacketBuf& pkt,
+                           uint64_t nowNs);
+
+// Adds one packet of `bytes` to a counter without tearing for readers.
+inline void countPacket(keel_counter& c, uint64_t bytes) {
+  __atomic_store_n(&c.packets, c.packets + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&c.bytes, c.bytes + bytes, __ATOMIC_RELAXED);
+}
+
+}  // namespace keel::dpdk

@@ -631,6 +631,9 @@ def main(argv=None):
     ap.add_argument("--prefix", default=None)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # A shell starts background jobs with SIGINT ignored; restore it so
+    # Ctrl-C (or kill -INT) always tears the lab down.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     kw = {"prefix": args.prefix} if args.prefix else {}
     with Lab(args.build, args.dataplane, **kw) as lab:
         lab.start_servers(tcp_ports=(80, 8080), udp_ports=(80, 8080))

@@ -1,0 +1,545 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/config.h"
+
+#include "keel/maglev_lookup.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+namespace keel {
+
+std::string_view toString(DataplaneKind k) { return k == DataplaneKind::kXdp ? "xdp" : "dpdk"; }
+std::string_view toString(XdpMode m) { return m == XdpMode::kNative ? "native" : "generic"; }
+std::string_view toString(Forwarding f) { return f == Forwarding::kIpip ? "ipip" : "l2dsr"; }
+std::string_view toString(Scheduler s) { return s == Scheduler::kMaglev ? "maglev" : "maglev-src"; }
+std::string_view protocolName(uint8_t proto) {
+  return proto == KEEL_PROTO_TCP ? "tcp" : proto == KEEL_PROTO_UDP ? "udp" : "?";
+}
+
+std::string Ipv4Prefix::toString() const {
+  return address.toString() + "/" + std::to_string(length);
+}
+
+std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0 || i > 9) return std::nullopt;  // 9 digits keep every unit inside int64 ms
+  uint64_t n = 0;
+  std::from_chars(text.data(), text.data() + i, n);
+  std::string_view unit = text.substr(i);
+  using std::chrono::milliseconds;
+  if (unit == "ms") return milliseconds(n);
+  if (unit == "s") return milliseconds(n * 1000);
+  if (unit == "m") return milliseconds(n * 60'000);
+  if (unit == "h") return milliseconds(n * 3'600'000);
+  return std::nullopt;
+}
+
+namespace {
+
+// Service names appear in logs, metrics labels and keelctl arguments:
+// keep them to a charset that needs no quoting anywhere.
+bool validName(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  if (!std::isalnum(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar: return quoted(n.Scalar());
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Null: return "nothing (null)";
+    default: return "nothing";
+  }
+}
+
+// Walks the document, collecting every error with its line and key path.
+class Parser {
+ public:
+  Parser(std::string_view source, const ConfigOptions& options)
+      : source_(source), options_(options) {}
+
+  std::vector<std::string> takeErrors() { return std::move(errors_); }
+
+  void error(const YAML::Node& at, const std::string& path, const std::string& what) {
+    std::string loc = source_;
+    if (at.IsDefined() && !at.Mark().is_null()) loc += ":" + std::to_string(at.Mark().line + 1);
+    errors_.push_back(loc + ": " + (path.empty() ? "" : path + ": ") + what);
+  }
+  void errorAtLine(int line, const std::string& path, const std::string& what) {
+    errors_.push_back(source_ + ":" + std::to_string(line) + ": " + path + ": " + what);
+  }
+  size_t errorCount() const { return errors_.size(); }
+
+  // Checks a mapping's keys: unknown and duplicate keys are errors.
+  bool checkMap(const YAML::Node& n, const std::string& path,
+                std::initializer_list<std::string_view> allowed) {
+    if (!n.IsMap()) {
+      error(n, path, "must be a mapping, got " + describe(n));
+      return false;
+    }
+    std::set<std::string> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const YAML::Node& key = it->first;
+      std::string k = key.IsScalar() ? key.Scalar() : "?";
+      std::string keyPath = path.empty() ? k : path + "." + k;
+      if (!key.IsScalar()) {
+        error(key, path, "keys must be plain strings");
+        continue;
+      }
+      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+        std::string list;
+        for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        error(key, keyPath, "unknown key (expected one of: " + list + ")");
+        continue;
+      }
+      if (!seen.insert(k).second) error(key, keyPath, "duplicate key");
+    }
+    return true;
+  }
+
+  // Present child, or nullopt; reports a missing required key at the parent.
+  std::optional<YAML::Node> child(const YAML::Node& parent, const std::string& path,
+                                  const char* key, bool required) {
+    YAML::Node c = parent[key];
+    if (!c.IsDefined()) {
+      if (required) error(parent, join(path, key), "required key missing");
+      return std::nullopt;
+    }
+    return c;
+  }
+
+  std::optional<std::string> scalar(const YAML::Node& n, const std::string& path,
+                                    const std::string& expected) {
+    if (!n.IsScalar()) {
+      error(n, path, "must be " + expected + ", got " + describe(n));
+      return std::nullopt;
+    }
+    return n.Scalar();
+  }
+
+  std::optional<uint64_t> integer(const YAML::Node& n, const std::string& path, uint64_t lo,
+                                  uint64_t hi) {
+    std::string what = "must be an integer " + std::to_string(lo) + ".." + std::to_string(hi);
+    if (!n.IsScalar()) {
+      error(n, path, what + ", got " + describe(n));
+      return std::nullopt;
+    }
+    const std::string& s = n.Scalar();
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) {
+      error(n, path, what + ", got " + describe(n));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  template <typename E>
+  std::optional<E> choice(const YAML::Node& n, const std::string& path,
+                          std::initializer_list<std::pair<std::string_view, E>> options) {
+    std::string list;
+    for (auto& [name, value] : options) list += (list.empty() ? "" : "|") + std::string(name);
+    if (n.IsScalar()) {
+      for (auto& [name, value] : options)
+        if (n.Scalar() == name) return value;
+    }
+    error(n, path, "must be one of " + list + ", got " + describe(n));
+    return std::nullopt;
+  }
+
+  std::optional<IpAddress> ip(const YAML::Node& n, const std::string& path, uint8_t family) {
+    const char* what = family == KEEL_AF_INET    ? "an IPv4 address"
+                       : family == KEEL_AF_INET6 ? "an IPv6 address"
+                                                 : "an IPv4 or IPv6 address";
+    std::optional<IpAddress> a;
+    if (n.IsScalar()) a = IpAddress::parse(n.Scalar());
+    if (!a || (family && a->family() != family)) {
+      error(n, path, std::string("must be ") + what + ", got " + describe(n));
+      return std::nullopt;
+    }
+    return a;
+  }
+
+  std::optional<MacAddress> mac(const YAML::Node& n, const std::string& path) {
+    std::optional<MacAddress> m;
+    if (n.IsScalar()) m = MacAddress::parse(n.Scalar());
+    if (!m) {
+      error(n, path, "must be a MAC address like \"02:00:00:00:00:01\", got " + describe(n));
+      return std::nullopt;
+    }
+    if (m->isZero()) {
+      error(n, path, "must not be the zero MAC address");
+      return std::nullopt;
+    }
+    return m;
+  }
+
+  std::optional<std::chrono::milliseconds> duration(const YAML::Node& n, const std::string& path,
+                                                    std::chrono::milliseconds min) {
+    std::optional<std::chrono::milliseconds> d;
+    if (n.IsScalar()) d = parseDuration(n.Scalar());
+    if (!d) {
+      error(n, path, "must be a duration like 100ms, 30s, 2m or 1h, got " + describe(n));
+      return std::nullopt;
+    }
+    if (*d < min) {
+      error(n, path, "must be at least " + std::to_string(min.count()) + "ms, got " + describe(n));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  std::optional<Ipv4Prefix> prefix4(const YAML::Node& n, const std::string& path) {
+    std::string what = "must be an IPv4 prefix like \"172.16.0.0/16\", got " + describe(n);
+    if (!n.IsScalar()) return error(n, path, what), std::nullopt;
+    const std::string& s = n.Scalar();
+    auto slash = s.find('/');
+    if (slash == std::string::npos) return error(n, path, what), std::nullopt;
+    auto a = IpAddress::parse(s.substr(0, slash));
+    unsigned len = 0;
+    std::string lenText = s.substr(slash + 1);
+    auto [end, ec] = std::from_chars(lenText.data(), lenText.data() + lenText.size(), len);
+    if (!a || !a->isV4() || lenText.empty() || ec != std::errc() ||
+        end != lenText.data() + lenText.size() || len > 32) {
+      return error(n, path, what), std::nullopt;
+    }
+    // Prefix lengths under 8 would hash sources across public space; over 30
+    // leave too few sources to spread RSS on the reals.
+    if (len < 8 || len > 30) {
+      return error(n, path, "prefix length must be 8..30, got " + describe(n)), std::nullopt;
+    }
+    uint32_t addr = 0;
+    std::memcpy(&addr, a->bytes().data(), 4);
+    uint32_t mask = htonl(len == 0 ? 0 : ~0u << (32 - len));
+    if (addr & ~mask) {
+      return error(n, path, "host bits must be zero, got " + describe(n)), std::nullopt;
+    }
+    return Ipv4Prefix{*a, static_cast<uint8_t>(len)};
+  }
+
+  static std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+
+  void parseDocument(const YAML::Node& root, Config& cfg);
+
+ private:
+  void parseDataplane(const YAML::Node& n, DataplaneConfig& dp);
+  void parseNode(const YAML::Node& n, NodeConfig& node);
+  void parseLimits(const YAML::Node& n, DataplaneLimits& limits);
+  void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
+  void parseReal(const YAML::Node& n, const std::string& path, RealConfig& real);
+  void validate(const YAML::Node& root, Config& cfg, const YAML::Node& servicesNode);
+
+  std::string source_;
+  const ConfigOptions& options_;
+  std::vector<std::string> errors_;
+  bool interfaceValid_ = false;
+};
+
+void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
+  if (!root.IsDefined() || root.IsNull()) {
+    errors_.push_back(source_ + ": file is empty; expected a mapping with dataplane, node and services");
+    return;
+  }
+  if (!checkMap(root, "", {"dataplane", "node", "limits", "services"})) return;
+
+  if (auto n = child(root, "", "dataplane", true)) parseDataplane(*n, cfg.dataplane);
+  if (auto n = child(root, "", "node", false)) parseNode(*n, cfg.node);
+  if (auto n = child(root, "", "limits", false)) parseLimits(*n, cfg.limits);
+  YAML::Node servicesNode;
+  if (auto n = child(root, "", "services", false)) {
+    servicesNode = *n;
+    if (n->IsNull()) {
+      // `services:` with nothing under it: a balancer with no services yet.
+    } else if (!n->IsSequence()) {
+      error(*n, "services", "must be a list of services, got " + describe(*n));
+    } else {
+      for (size_t i = 0; i < n->size(); ++i) {
+        ServiceConfig svc;
+        parseService((*n)[i], "services[" + std::to_string(i) + "]", svc);
+        cfg.services.push_back(std::move(svc));
+      }
+    }
+  }
+  validate(root, cfg, servicesNode);
+}
+
+void Parser::parseDataplane(const YAML::Node& n, DataplaneConfig& dp) {
+  if (!checkMap(n, "dataplane", {"kind", "interface", "xdp_mode"})) return;
+  if (auto k = child(n, "dataplane", "kind", true)) {
+    if (auto v = choice<DataplaneKind>(*k, "dataplane.kind",
+                                       {{"xdp", DataplaneKind::kXdp}, {"dpdk", DataplaneKind::kDpdk}}))
+      dp.kind = *v;
+  }
+  if (auto k = child(n, "dataplane", "interface", true)) {
+    if (auto s = scalar(*k, "dataplane.interface", "an interface name")) {
+      // IFNAMSIZ is 16 including the NUL; '/' and whitespace are never valid.
+      bool ok = !s->empty() && s->size() < 16 &&
+                std::none_of(s->begin(), s->end(), [](char c) {
+                  return c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c));
+                });
+      if (!ok) {
+        error(*k, "dataplane.interface", "must be an interface name (1..15 characters, no '/', ':' or spaces), got " + describe(*k));
+      } else if (options_.interfaceExists && !options_.interfaceExists(*s)) {
+        error(*k, "dataplane.interface", "no such network interface " + quoted(*s));
+      } else {
+        dp.interface = *s;
+        interfaceValid_ = true;
+      }
+    }
+  }
+  if (auto k = child(n, "dataplane", "xdp_mode", false)) {
+    if (auto v = choice<XdpMode>(*k, "dataplane.xdp_mode",
+                                 {{"native", XdpMode::kNative}, {"generic", XdpMode::kGeneric}}))
+      dp.xdpMode = *v;
+  }
+}
+
+void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
+  if (!checkMap(n, "node", {"tunnel_source_v4", "tunnel_source_v6", "next_hop_mac", "local_mac",
+                            "hash_source_v4", "udp_idle_timeout", "tcp_idle_timeout"}))
+    return;
+  if (auto k = child(n, "node", "tunnel_source_v4", false))
+    node.tunnelSourceV4 = ip(*k, "node.tunnel_source_v4", KEEL_AF_INET);
+  if (auto k = child(n, "node", "tunnel_source_v6", false))
+    node.tunnelSourceV6 = ip(*k, "node.tunnel_source_v6", KEEL_AF_INET6);
+  if (auto k = child(n, "node", "next_hop_mac", false)) node.nextHopMac = mac(*k, "node.next_hop_mac");
+  if (auto k = child(n, "node", "local_mac", false)) node.localMac = mac(*k, "node.local_mac");
+  if (auto k = child(n, "node", "hash_source_v4", false))
+    node.hashSourceV4 = prefix4(*k, "node.hash_source_v4");
+  // The data plane keeps idle timeouts in whole seconds.
+  using std::chrono::seconds;
+  if (auto k = child(n, "node", "udp_idle_timeout", false))
+    if (auto d = duration(*k, "node.udp_idle_timeout", seconds(1))) node.udpIdleTimeout = *d;
+  if (auto k = child(n, "node", "tcp_idle_timeout", false))
+    if (auto d = duration(*k, "node.tcp_idle_timeout", seconds(1))) node.tcpIdleTimeout = *d;
+}
+
+void Parser::parseLimits(const YAML::Node& n, DataplaneLimits& limits) {
+  if (!checkMap(n, "limits", {"max_services", "max_reals", "conn_table_size"})) return;
+  // Upper bounds keep BPF map allocations within what one node can hold.
+  if (auto k = child(n, "limits", "max_services", false))
+    if (auto v = integer(*k, "limits.max_services", 1, 65536)) limits.maxServices = *v;
+  if (auto k = child(n, "limits", "max_reals", false))
+    if (auto v = integer(*k, "limits.max_reals", 1, 1u << 22)) limits.maxBackends = *v;
+  if (auto k = child(n, "limits", "conn_table_size", false))
+    if (auto v = integer(*k, "limits.conn_table_size", 1, 1u << 28)) limits.connTableSize = *v;
+}
+
+void Parser::parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc) {
+  if (n.IsDefined() && !n.Mark().is_null()) svc.line = n.Mark().line + 1;
+  if (!checkMap(n, path, {"name", "vip", "port", "protocol", "forwarding", "scheduler",
+                          "ring_size", "reals", "health"}))
+    return;
+  if (auto k = child(n, path, "name", true)) {
+    if (auto s = scalar(*k, path + ".name", "a name")) {
+      if (validName(*s)) {
+        svc.name = *s;
+      } else {
+        error(*k, path + ".name",
+              "must be 1..63 characters of letters, digits, '-', '_' or '.', starting with a "
+              "letter or digit, got " + describe(*k));
+      }
+    }
+  }
+  if (auto k = child(n, path, "vip", true))
+    if (auto a = ip(*k, path + ".vip", 0)) svc.vip = *a;
+  if (auto k = child(n, path, "port", true))
+    if (auto v = integer(*k, path + ".port", 0, 65535)) svc.port = static_cast<uint16_t>(*v);
+  if (auto k = child(n, path, "protocol", true))
+    if (auto v = choice<uint8_t>(*k, path + ".protocol",
+                                 {{"tcp", uint8_t{KEEL_PROTO_TCP}}, {"udp", uint8_t{KEEL_PROTO_UDP}}}))
+      svc.protocol = *v;
+  if (auto k = child(n, path, "forwarding", false))
+    if (auto v = choice<Forwarding>(*k, path + ".forwarding",
+                                    {{"ipip", Forwarding::kIpip}, {"l2dsr", Forwarding::kL2dsr}}))
+      svc.forwarding = *v;
+  if (auto k = child(n, path, "scheduler", false))
+    if (auto v = choice<Scheduler>(
+            *k, path + ".scheduler",
+            {{"maglev", Scheduler::kMaglev}, {"maglev-src", Scheduler::kMaglevSrc}}))
+      svc.scheduler = *v;
+  if (auto k = child(n, path, "ring_size", false)) {
+    // The two primes of include/keel/maglev_lookup.h: M must be prime for
+    // Maglev's permutation to cover every slot (paper §3.4), and M >> 100 x
+    // reals keeps the imbalance under 1%.
+    if (auto v = choice<uint32_t>(*k, path + ".ring_size",
+                                  {{"65537", KEEL_RING_SIZE_DEFAULT}, {"655373", KEEL_RING_SIZE_LARGE}}))
+      svc.ringSize = *v;
+  }
+  if (auto k = child(n, path, "health", false)) svc.health = YAML::Clone(*k);
+  if (auto k = child(n, path, "reals", false)) {
+    if (k->IsNull()) {
+      // No reals yet: the service drops its traffic (drop_no_backend).
+    } else if (!k->IsSequence()) {
+      error(*k, path + ".reals", "must be a list of reals, got " + describe(*k));
+    } else {
+      for (size_t i = 0; i < k->size(); ++i) {
+        RealConfig real;
+        parseReal((*k)[i], path + ".reals[" + std::to_string(i) + "]", real);
+        svc.reals.push_back(std::move(real));
+      }
+    }
+  }
+}
+
+void Parser::parseReal(const YAML::Node& n, const std::string& path, RealConfig& real) {
+  if (n.IsDefined() && !n.Mark().is_null()) real.line = n.Mark().line + 1;
+  if (!checkMap(n, path, {"address", "weight", "mac", "health"})) return;
+  if (auto k = child(n, path, "address", true))
+    if (auto a = ip(*k, path + ".address", 0)) real.address = *a;
+  if (auto k = child(n, path, "weight", false))
+    if (auto v = integer(*k, path + ".weight", 0, 65535)) real.weight = static_cast<uint32_t>(*v);
+  if (auto k = child(n, path, "mac", false)) real.mac = mac(*k, path + ".mac");
+  if (auto k = child(n, path, "health", false)) real.health = YAML::Clone(*k);
+}
+
+// Cross-field rules, run after every field parsed (so one bad field does not
+// hide the others).
+void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& servicesNode) {
+  (void)root;
+  std::map<std::string, int> names;  // name -> line
+  std::map<std::tuple<IpAddress, uint16_t, uint8_t>, size_t> keys;
+  size_t totalReals = 0;
+  for (size_t i = 0; i < cfg.services.size(); ++i) {
+    ServiceConfig& svc = cfg.services[i];
+    const YAML::Node svcNode = servicesNode[i];
+    std::string path = "services[" + std::to_string(i) + "]";
+    if (!svc.name.empty()) {
+      auto [it, inserted] = names.emplace(svc.name, svc.line);
+      if (!inserted)
+        error(svcNode["name"], path + ".name",
+              "duplicate service name " + quoted(svc.name) + " (first at line " +
+                  std::to_string(it->second) + ")");
+    }
+    if (svc.vip.family()) {
+      auto [it, inserted] = keys.emplace(std::make_tuple(svc.vip, svc.port, svc.protocol), i);
+      if (!inserted) {
+        error(svcNode, path,
+              "same vip, port and protocol as services[" + std::to_string(it->second) + "] (" +
+                  svc.vip.toString() + " port " + std::to_string(svc.port) + " " +
+                  std::string(protocolName(svc.protocol)) + ")");
+      }
+    }
+    if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !cfg.node.nextHopMac) {
+      YAML::Node f = svcNode["forwarding"];
+      error(f.IsDefined() ? f : svcNode, path + ".forwarding",
+            "ipip forwarding needs node.next_hop_mac (the router toward the reals)");
+    }
+    std::map<IpAddress, int> seen;
+    const YAML::Node realsNode = svcNode["reals"];
+    for (size_t j = 0; j < svc.reals.size(); ++j) {
+      RealConfig& real = svc.reals[j];
+      std::string rpath = path + ".reals[" + std::to_string(j) + "]";
+      if (!real.address.family()) continue;  // already reported
+      const YAML::Node addrNode = realsNode[j]["address"];
+      auto [it, inserted] = seen.emplace(real.address, real.line);
+      if (!inserted) {
+        error(addrNode, rpath + ".address",
+              "duplicate real " + real.address.toString() + " in this service (first at line " +
+                  std::to_string(it->second) + ")");
+        continue;
+      }
+      if (svc.forwarding == Forwarding::kIpip) {
+        if (real.address.isV4() && !cfg.node.tunnelSourceV4)
+          error(addrNode, rpath + ".address",
+                "ipip to an IPv4 real needs node.tunnel_source_v4");
+        if (real.address.isV6() && !cfg.node.tunnelSourceV6)
+          error(addrNode, rpath + ".address",
+                "ipip to an IPv6 real needs node.tunnel_source_v6");
+      } else if (!real.mac && !realsNode[j]["mac"].IsDefined()) {
+        // l2dsr rewrites only the MAC, so the real must be on the balancer's
+        // own segment: its neighbour entry proves it.
+        std::optional<MacAddress> m;
+        if (interfaceValid_ && options_.resolveMac)
+          m = options_.resolveMac(real.address, cfg.dataplane.interface);
+        if (m) {
+          real.mac = m;
+          real.macResolved = true;
+        } else if (interfaceValid_) {
+          error(addrNode, rpath + ".address",
+                "l2dsr real " + real.address.toString() + " has no mac and is not in the "
+                "neighbour table of " + cfg.dataplane.interface +
+                " (not reachable on-link?); set mac: or fix its reachability");
+        }
+      }
+    }
+    totalReals += svc.reals.size();
+  }
+  if (cfg.services.size() > cfg.limits.maxServices)
+    error(servicesNode, "services",
+          std::to_string(cfg.services.size()) + " services exceed limits.max_services (" +
+              std::to_string(cfg.limits.maxServices) + ")");
+  if (totalReals > cfg.limits.maxBackends)
+    error(servicesNode, "services",
+          std::to_string(totalReals) + " reals in all services exceed limits.max_reals (" +
+              std::to_string(cfg.limits.maxBackends) + ")");
+}
+
+}  // namespace
+
+ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
+                         const ConfigOptions& options) {
+  ConfigResult result;
+  Parser parser(sourceName, options);
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yamlText));
+  } catch (const YAML::Exception& e) {
+    std::string loc(sourceName);
+    if (!e.mark.is_null()) loc += ":" + std::to_string(e.mark.line + 1);
+    result.errors.push_back(loc + ": YAML syntax error: " + e.msg);
+    return result;
+  }
+  Config cfg;
+  cfg.source = std::string(sourceName);
+  try {
+    parser.parseDocument(root, cfg);
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp only throws here on malformed node access; report, never crash.
+    parser.error(root, "", std::string("internal YAML error: ") + e.what());
+  }
+  result.errors = parser.takeErrors();
+  if (result.errors.empty()) result.config = std::move(cfg);
+  return result;
+}
+
+ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options) {
+  std::ifstream in(path);
+  if (!in) {
+    ConfigResult r;
+    r.errors.push_back(path + ": cannot open: " + std::strerror(errno));
+    return r;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  // Messages name the file as the operator wrote it.
+  return parseConfig(text.str(), path, options);
+}
+
+}  // namespace keel

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: Apache-2.0
+// keel.yaml: parsed into plain structs and validated in full before anything
+// is applied. Every error names the file, the line, the key path and what is
+// wrong, e.g.
+//   keel.yaml:12: services[0].reals[1].weight: must be an integer 0..65535, got "abc"
+// All errors are collected (an operator fixes a file in one pass), unknown
+// keys are errors (a typo must never be silently ignored), and a file with
+// any error changes nothing.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/address.h"
+#include "dataplane/dataplane.h"
+
+namespace keel {
+
+enum class DataplaneKind { kXdp, kDpdk };
+enum class XdpMode { kNative, kGeneric };
+enum class Forwarding { kIpip, kL2dsr };
+enum class Scheduler { kMaglev, kMaglevSrc };
+
+std::string_view toString(DataplaneKind k);
+std::string_view toString(XdpMode m);
+std::string_view toString(Forwarding f);
+std::string_view toString(Scheduler s);
+std::string_view protocolName(uint8_t proto);  // "tcp" / "udp"
+
+struct DataplaneConfig {
+  DataplaneKind kind = DataplaneKind::kXdp;
+  std::string interface;
+  XdpMode xdpMode = XdpMode::kNative;
+};
+
+struct Ipv4Prefix {
+  IpAddress address;  // network address (host bits zero)
+  uint8_t length = 0;
+  std::string toString() const;
+};
+
+struct NodeConfig {
+  std::optional<IpAddress> tunnelSourceV4;
+  std::optional<IpAddress> tunnelSourceV6;
+  std::optional<MacAddress> nextHopMac;
+  std::optional<MacAddress> localMac;       // absent: read from the interface
+  std::optional<Ipv4Prefix> hashSourceV4;   // Katran-style outer source from the flow hash
+  std::chrono::milliseconds udpIdleTimeout{std::chrono::seconds(30)};
+  std::chrono::milliseconds tcpIdleTimeout{std::chrono::seconds(900)};
+};
+
+struct RealConfig {
+  IpAddress address;
+  uint32_t weight = 100;
+  std::optional<MacAddress> mac;  // l2dsr: configured or resolved from the neighbour table
+  bool macResolved = false;       // true when mac came from the neighbour table
+  YAML::Node health;              // reserved, not yet used (opaque)
+  int line = 0;                   // 1-based line in the file, for later messages
+};
+
+struct ServiceConfig {
+  std::string name;
+  IpAddress vip;
+  uint16_t port = 0;  // 0 = every port
+  uint8_t protocol = KEEL_PROTO_TCP;
+  Forwarding forwarding = Forwarding::kIpip;
+  Scheduler scheduler = Scheduler::kMaglev;
+  uint32_t ringSize = 65537;
+  std::vector<RealConfig> reals;
+  YAML::Node health;  // reserved, not yet used (opaque)
+  int line = 0;
+};
+
+struct Config {
+  std::string source;  // file name used in messages
+  DataplaneConfig dataplane;
+  NodeConfig node;
+  DataplaneLimits limits;
+  std::vector<ServiceConfig> services;
+};
+
+// Finds a real's MAC for l2dsr when none is configured: the kernel neighbour
+// table on `interface` (the resolver may prompt resolution). nullopt when the
+// real is not reachable on-link.
+using MacResolver =
+    std::function<std::optional<MacAddress>(const IpAddress& real, const std::string& interface)>;
+
+struct ConfigResult {
+  std::optional<Config> config;      // set only when errors is empty
+  std::vector<std::string> errors;   // "file:line: key.path: what is wrong"
+  bool ok() const { return config.has_value(); }
+};
+
+struct ConfigOptions {
+  MacResolver resolveMac;  // empty: an l2dsr real without `mac` is an error
+  // Empty: dataplane.interface is checked for syntax only (unit tests).
+  std::function<bool(const std::string& interface)> interfaceExists;
+};
+
+ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
+                         const ConfigOptions& options = {});
+ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options = {});
+
+// "100ms", "1s", "2m", "1h" (an integer and a unit). nullopt if malformed.
+std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
+
+}  // namespace keel

@@ -1,0 +1,405 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/registry.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <set>
+#include <tuple>
+
+#include "common/logging.h"
+#include "control/maglev/maglev.h"
+
+namespace keel {
+
+std::optional<uint32_t> Registry::IdPool::allocate() {
+  if (!free_.empty()) {
+    std::pop_heap(free_.begin(), free_.end(), std::greater<>());
+    uint32_t id = free_.back();
+    free_.pop_back();
+    return id;
+  }
+  if (next_ < limit_) return next_++;
+  return std::nullopt;
+}
+
+void Registry::IdPool::release(uint32_t id) {
+  free_.push_back(id);
+  std::push_heap(free_.begin(), free_.end(), std::greater<>());
+}
+
+Registry::Registry(Dataplane& dataplane)
+    : dataplane_(dataplane),
+      serviceIds_(dataplane.limits().maxServices),
+      backendIds_(dataplane.limits().maxBackends),
+      backendGen_(dataplane.limits().maxBackends, 0) {}
+
+keel_vip_key Registry::vipKey(const IpAddress& vip) {
+  keel_vip_key k{};
+  vip.toWords(k.addr);
+  k.family = vip.family();
+  return k;
+}
+
+keel_service_key Registry::serviceKey(const ServiceConfig& cfg) const {
+  keel_service_key k{};
+  cfg.vip.toWords(k.vip);
+  k.port = htons(cfg.port);
+  k.proto = cfg.protocol;
+  k.family = cfg.vip.family();
+  return k;
+}
+
+uint32_t Registry::serviceFlags(const ServiceConfig& cfg, bool hashSourceV4) const {
+  uint32_t flags = 0;
+  if (cfg.scheduler == Scheduler::kMaglevSrc) flags |= KEEL_SVC_F_SCHED_SRC;
+  if (cfg.forwarding == Forwarding::kL2dsr) flags |= KEEL_SVC_F_FWD_L2DSR;
+  if (cfg.forwarding == Forwarding::kIpip && hashSourceV4) flags |= KEEL_SVC_F_HASH_SRC_IP;
+  return flags;
+}
+
+bool Registry::sameKey(const ServiceConfig& a, const ServiceConfig& b) {
+  return a.vip == b.vip && a.port == b.port && a.protocol == b.protocol;
+}
+
+BackendId Registry::allocateBackend() {
+  // Capacity was checked by apply(); a reused id moves to a newer generation
+  // so conntrack entries left by its previous owner never match it.
+  BackendId id = *backendIds_.allocate();
+  ++backendGen_[id];
+  return id;
+}
+
+Status Registry::addVipRef(const IpAddress& vip) {
+  // An entry at 0 refs is still announced (apply() withdraws unused VIPs
+  // last), so only a VIP with no entry needs addVip.
+  auto [it, inserted] = vipRefs_.try_emplace(vip, 0);
+  if (inserted) {
+    if (Status s = dataplane_.addVip(vipKey(vip)); !s) {
+      vipRefs_.erase(it);
+      return Status::error("add vip " + vip.toString() + ": " + s.message());
+    }
+  }
+  ++it->second;
+  return Status::ok();
+}
+
+void Registry::dropVipRef(const IpAddress& vip, std::vector<IpAddress>& maybeUnused) {
+  auto it = vipRefs_.find(vip);
+  if (it == vipRefs_.end()) return;
+  if (--it->second == 0) maybeUnused.push_back(vip);
+}
+
+Status Registry::writeBackend(const ServiceState& state, const IpAddress& addr,
+                              const RealState& real) {
+  keel_backend b{};
+  addr.toWords(b.addr);
+  b.service_id = state.id;
+  b.gen = backendGen_[real.id];
+  b.family = addr.family();
+  // A health-down real stays !VALID until it is up again.
+  b.flags = real.healthy ? KEEL_BE_F_VALID : 0;
+  if (state.config.forwarding == Forwarding::kL2dsr && real.mac)
+    std::memcpy(b.mac, real.mac->bytes().data(), 6);
+  if (Status s = dataplane_.upsertBackend(real.id, b); !s)
+    return Status::error("service " + state.config.name + ": real " + addr.toString() +
+                         ": write backend " + std::to_string(real.id) + ": " + s.message());
+  return Status::ok();
+}
+
+Status Registry::invalidateBackend(const ServiceState& state, const IpAddress& addr,
+                                   RealState& real) {
+  // Called only after a ring without this real is published: new flows can
+  // no longer pick it, and the new generation makes old flows re-pick.
+  ++backendGen_[real.id];
+  keel_backend b{};
+  addr.toWords(b.addr);
+  b.service_id = state.id;
+  b.gen = backendGen_[real.id];
+  b.family = addr.family();
+  b.flags = 0;
+  if (Status s = dataplane_.upsertBackend(real.id, b); !s)
+    return Status::error("service " + state.config.name + ": real " + addr.toString() +
+                         ": invalidate backend " + std::to_string(real.id) + ": " + s.message());
+  return Status::ok();
+}
+
+Status Registry::publishRing(const ServiceState& state) {
+  std::vector<MaglevReal> reals;
+  for (const auto& [addr, real] : state.reals)
+    if (real.inRing()) reals.push_back(MaglevReal{addr, real.weight, real.id});
+  std::vector<uint32_t> slots;
+  if (!reals.empty()) slots = buildMaglevTable(reals, state.config.ringSize);
+  if (Status s = dataplane_.publishRing(state.id, slots); !s)
+    return Status::error("service " + state.config.name + ": publish ring: " + s.message());
+  return Status::ok();
+}
+
+Status Registry::addService(const ServiceConfig& cfg) {
+  auto id = serviceIds_.allocate();
+  if (!id) return Status::error("service " + cfg.name + ": no free service id");
+  ServiceState& state = services_[cfg.name];
+  state.config = cfg;
+  state.id = *id;
+  for (const RealConfig& rc : cfg.reals) {
+    RealState& real = state.reals[rc.address];
+    real.weight = rc.weight;
+    real.mac = rc.mac;
+  }
+  // Ids in address order: like the ring, they do not depend on listing order.
+  for (auto& [addr, real] : state.reals) real.id = allocateBackend();
+  if (Status s = addVipRef(cfg.vip); !s) return Status::error("service " + cfg.name + ": " + s.message());
+  for (const auto& [addr, real] : state.reals)
+    if (Status s = writeBackend(state, addr, real); !s) return s;
+  if (Status s = publishRing(state); !s) return s;
+  if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, serviceFlags(cfg, hashSourceV4_), {}});
+      !s)
+    return Status::error("service " + cfg.name + ": write service: " + s.message());
+  logInfo(LogRecord("service_added")
+              .add("service", cfg.name)
+              .add("id", state.id)
+              .add("vip", cfg.vip.toString())
+              .add("port", cfg.port)
+              .add("proto", protocolName(cfg.protocol))
+              .add("reals", cfg.reals.size()));
+  return Status::ok();
+}
+
+Status Registry::removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused) {
+  auto it = services_.find(name);
+  ServiceState& state = it->second;
+  // Unhook the service first so no new packet reaches its ring, then empty
+  // the ring (packets already past the service lookup drop, not misroute),
+  // then invalidate every backend so conntrack entries go stale.
+  if (Status s = dataplane_.removeService(serviceKey(state.config)); !s)
+    return Status::error("service " + name + ": remove service: " + s.message());
+  if (Status s = dataplane_.publishRing(state.id, {}); !s)
+    return Status::error("service " + name + ": publish empty ring: " + s.message());
+  for (auto& [addr, real] : state.reals) {
+    if (Status s = invalidateBackend(state, addr, real); !s) return s;
+    backendIds_.release(real.id);
+  }
+  serviceIds_.release(state.id);
+  dropVipRef(state.config.vip, vipsMaybeUnused);
+  logInfo(LogRecord("service_removed").add("service", name).add("id", state.id));
+  services_.erase(it);
+  return Status::ok();
+}
+
+Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
+  const std::string& name = cfg.name;
+  auto ringInput = [](const ServiceState& s) {
+    std::vector<std::tuple<IpAddress, uint32_t, BackendId>> v;
+    for (const auto& [addr, real] : s.reals)
+      if (real.inRing()) v.emplace_back(addr, real.weight, real.id);
+    return v;
+  };
+  const auto oldRing = ringInput(state);
+  const uint32_t oldRingSize = state.config.ringSize;
+  const bool forwardingChanged = state.config.forwarding != cfg.forwarding;
+  const uint32_t oldFlags = serviceFlags(state.config, appliedHashSourceV4_);
+  state.config = cfg;
+
+  std::set<IpAddress> wanted;
+  std::vector<IpAddress> added;
+  for (const RealConfig& rc : cfg.reals) {
+    wanted.insert(rc.address);
+    auto it = state.reals.find(rc.address);
+    if (it == state.reals.end()) {
+      RealState& real = state.reals[rc.address];
+      real.weight = rc.weight;
+      real.mac = rc.mac;
+      added.push_back(rc.address);
+      continue;
+    }
+    RealState& real = it->second;
+    real.weight = rc.weight;  // a weight change (incl. drain to 0) only moves ring slots
+    if (real.mac != rc.mac || forwardingChanged) {
+      real.mac = rc.mac;
+      if (Status s = writeBackend(state, rc.address, real); !s) return s;
+    }
+  }
+  std::sort(added.begin(), added.end());
+  for (const IpAddress& addr : added) state.reals[addr].id = allocateBackend();
+  // New backends are VALID before any ring slot can name them.
+  for (const IpAddress& addr : added)
+    if (Status s = writeBackend(state, addr, state.reals[addr]); !s) return s;
+
+  std::vector<IpAddress> removed;
+  for (const auto& [addr, real] : state.reals)
+    if (!wanted.count(addr)) removed.push_back(addr);
+  // Take removed reals out of the ring input, but keep their state until
+  // the new ring is live.
+  std::map<IpAddress, RealState> removedStates;
+  for (const IpAddress& addr : removed) {
+    removedStates.emplace(addr, state.reals[addr]);
+    state.reals.erase(addr);
+  }
+  if (ringInput(state) != oldRing || cfg.ringSize != oldRingSize)
+    if (Status s = publishRing(state); !s) return s;
+  for (auto& [addr, real] : removedStates) {
+    if (Status s = invalidateBackend(state, addr, real); !s) return s;
+    backendIds_.release(real.id);
+    logInfo(LogRecord("real_removed").add("service", name).add("real", addr.toString()));
+  }
+  for (const IpAddress& addr : added)
+    logInfo(LogRecord("real_added").add("service", name).add("real", addr.toString()));
+
+  const uint32_t flags = serviceFlags(cfg, hashSourceV4_);
+  if (flags != oldFlags) {
+    if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, flags, {}}); !s)
+      return Status::error("service " + name + ": write service: " + s.message());
+    logInfo(LogRecord("service_updated")
+                .add("service", name)
+                .add("forwarding", toString(cfg.forwarding))
+                .add("scheduler", toString(cfg.scheduler)));
+  }
+  return Status::ok();
+}
+
+Status Registry::apply(const Config& config) {
+  std::map<std::string, const ServiceConfig*> desired;
+  for (const ServiceConfig& s : config.services) desired[s.name] = &s;
+
+  // Capacity first, so a config that cannot fit changes nothing. Count what
+  // stays plus what is new (a service whose key changed is removed and added).
+  {
+    size_t freeServices = serviceIds_.available();
+    size_t freeBackends = backendIds_.available();
+    size_t needServices = 0, needBackends = 0;
+    for (const auto& [name, state] : services_) {
+      auto it = desired.find(name);
+      if (it == desired.end() || !sameKey(state.config, *it->second)) {
+        ++freeServices;
+        freeBackends += state.reals.size();
+      } else {
+        for (const auto& [addr, real] : state.reals) {
+          bool kept = std::any_of(it->second->reals.begin(), it->second->reals.end(),
+                                  [&](const RealConfig& r) { return r.address == addr; });
+          if (!kept) ++freeBackends;
+        }
+      }
+    }
+    for (const ServiceConfig& s : config.services) {
+      auto it = services_.find(s.name);
+      if (it == services_.end() || !sameKey(it->second.config, s)) {
+        ++needServices;
+        needBackends += s.reals.size();
+      } else {
+        for (const RealConfig& r : s.reals)
+          if (!it->second.reals.count(r.address)) ++needBackends;
+      }
+    }
+    if (needServices > freeServices)
+      return Status::error("config needs " + std::to_string(needServices) +
+                           " new service ids, the data plane has " + std::to_string(freeServices) +
+                           " free (limits.max_services)");
+    if (needBackends > freeBackends)
+      return Status::error("config needs " + std::to_string(needBackends) +
+                           " new backend ids, the data plane has " + std::to_string(freeBackends) +
+                           " free (limits.max_reals)");
+  }
+
+  hashSourceV4_ = config.node.hashSourceV4.has_value();
+  std::vector<IpAddress> maybeUnusedVips;
+
+  // 1. Removals first: they free ids and (vip, port, proto) keys that new
+  //    services may take. VIPs are withdrawn only at the end, so a VIP that
+  //    moves from one service to another is never briefly unannounced.
+  std::vector<std::string> toRemove;
+  for (const auto& [name, state] : services_) {
+    auto it = desired.find(name);
+    if (it == desired.end() || !sameKey(state.config, *it->second)) toRemove.push_back(name);
+  }
+  for (const std::string& name : toRemove)
+    if (Status s = removeService(name, maybeUnusedVips); !s) return s;
+
+  // 2. Updates and 3. additions, in config order (first apply: ids follow it).
+  for (const ServiceConfig& cfg : config.services) {
+    auto it = services_.find(cfg.name);
+    Status s = it == services_.end() ? addService(cfg) : updateService(it->second, cfg);
+    if (!s) return s;
+  }
+
+  // 4. Withdraw VIPs no service uses any more.
+  std::sort(maybeUnusedVips.begin(), maybeUnusedVips.end());
+  maybeUnusedVips.erase(std::unique(maybeUnusedVips.begin(), maybeUnusedVips.end()),
+                        maybeUnusedVips.end());
+  for (const IpAddress& vip : maybeUnusedVips) {
+    auto it = vipRefs_.find(vip);
+    if (it == vipRefs_.end() || it->second != 0) continue;
+    if (Status s = dataplane_.removeVip(vipKey(vip)); !s)
+      return Status::error("remove vip " + vip.toString() + ": " + s.message());
+    vipRefs_.erase(it);
+  }
+  appliedHashSourceV4_ = hashSourceV4_;
+  return Status::ok();
+}
+
+Status Registry::setRealHealth(const std::string& service, const IpAddress& addr, bool healthy) {
+  auto sit = services_.find(service);
+  if (sit == services_.end()) return Status::error("no service named " + service);
+  ServiceState& state = sit->second;
+  auto rit = state.reals.find(addr);
+  if (rit == state.reals.end())
+    return Status::error("service " + service + " has no real " + addr.toString());
+  RealState& real = rit->second;
+  if (real.healthy == healthy) return Status::ok();
+  const bool wasInRing = real.inRing();
+  real.healthy = healthy;
+  if (!healthy) {
+    if (wasInRing)
+      if (Status s = publishRing(state); !s) return s;
+    if (Status s = invalidateBackend(state, addr, real); !s) return s;
+  } else {
+    // Down already moved the generation on; VALID at that generation.
+    if (Status s = writeBackend(state, addr, real); !s) return s;
+    if (real.inRing())
+      if (Status s = publishRing(state); !s) return s;
+  }
+  logInfo(LogRecord(healthy ? "real_up" : "real_down")
+              .add("service", service)
+              .add("real", addr.toString()));
+  return Status::ok();
+}
+
+std::vector<ServiceView> Registry::services() const {
+  std::vector<ServiceView> out;
+  for (const auto& [name, state] : services_) {
+    ServiceView v;
+    v.name = name;
+    v.id = state.id;
+    v.vip = state.config.vip;
+    v.port = state.config.port;
+    v.protocol = state.config.protocol;
+    v.forwarding = state.config.forwarding;
+    v.scheduler = state.config.scheduler;
+    v.ringSize = state.config.ringSize;
+    for (const auto& [addr, real] : state.reals) {
+      v.reals.push_back(RealView{addr, real.id, real.weight, backendGen_[real.id], real.healthy,
+                                 real.inRing(), real.mac});
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+RegistryStats Registry::readStats() {
+  DataplaneStats raw = dataplane_.readStats();
+  RegistryStats out;
+  out.reasons = raw.reasons;
+  auto counter = [](const std::vector<keel_counter>& v, uint32_t id) {
+    return id < v.size() ? CounterView{v[id].packets, v[id].bytes} : CounterView{};
+  };
+  for (const auto& [name, state] : services_) {
+    ServiceStats s{name, state.id, counter(raw.services, state.id), {}};
+    for (const auto& [addr, real] : state.reals)
+      s.reals.push_back(RealStats{addr, real.id, counter(raw.backends, real.id)});
+    out.services.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace keel

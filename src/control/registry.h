@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: Apache-2.0
+// The service registry: the desired state of every service and real, the
+// ids it handed out, and the one place that drives a Dataplane.
+//
+// Ordering rules (include/keel/maps_abi.h), each chosen so no packet ever
+// sees a ring slot pointing at a backend that is not ready:
+//  - add real:      upsertBackend(VALID, gen), then publishRing with it
+//  - remove / down: publishRing without it, then upsertBackend(gen+1, !VALID)
+//                   (every conntrack entry still naming it is now stale)
+//  - drain (w=0):   publishRing without it; gen unchanged, established flows stay
+//  - add service:   addVip (refcounted), backends, ring, then upsertService
+//  - remove service: removeService, publishRing(empty), invalidate backends,
+//                   removeVip when the last service on that VIP is gone
+// apply() diffs a whole Config against what is programmed and issues only the
+// calls for what changed, so a reload touches nothing that stayed the same.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/address.h"
+#include "common/status.h"
+#include "control/config.h"
+#include "dataplane/dataplane.h"
+
+namespace keel {
+
+struct RealView {
+  IpAddress address;
+  BackendId backendId = 0;
+  uint32_t weight = 0;
+  uint32_t gen = 0;
+  bool healthy = true;  // health verdict; down reals are out of the ring
+  bool inRing = false;  // weight > 0 and healthy
+  std::optional<MacAddress> mac;
+};
+
+struct ServiceView {
+  std::string name;
+  ServiceId id = 0;
+  IpAddress vip;
+  uint16_t port = 0;
+  uint8_t protocol = 0;
+  Forwarding forwarding = Forwarding::kIpip;
+  Scheduler scheduler = Scheduler::kMaglev;
+  uint32_t ringSize = 0;
+  std::vector<RealView> reals;  // sorted by address
+};
+
+struct CounterView {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+
+struct RealStats {
+  IpAddress address;
+  BackendId backendId = 0;
+  CounterView counters;
+};
+
+struct ServiceStats {
+  std::string name;
+  ServiceId id = 0;
+  CounterView counters;
+  std::vector<RealStats> reals;
+};
+
+struct RegistryStats {
+  std::vector<ServiceStats> services;  // sorted by name
+  std::array<keel_counter, KEEL_R_MAX> reasons{};
+};
+
+class Registry {
+ public:
+  explicit Registry(Dataplane& dataplane);
+
+  // Makes the programmed state equal to config.services. The config must be
+  // valid (parseConfig). Checks id capacity before touching anything. On a
+  // data-plane failure it stops and says which service and step failed; the
+  // registry then holds the desired state for what it already visited, so the
+  // caller should treat the data plane as suspect (keeld exits at startup,
+  // logs and keeps running on reload).
+  Status apply(const Config& config);
+
+  // Health verdict for one real (future: the health checker). Down takes it
+  // out of the ring and invalidates its flows; up puts it back.
+  Status setRealHealth(const std::string& service, const IpAddress& real, bool healthy);
+
+  std::vector<ServiceView> services() const;  // sorted by name
+  RegistryStats readStats();
+
+  // Allocation watermarks, for tests and keelctl.
+  size_t serviceCount() const { return services_.size(); }
+
+ private:
+  struct RealState {
+    BackendId id = 0;
+    uint32_t weight = 0;
+    bool healthy = true;
+    std::optional<MacAddress> mac;
+    bool inRing() const { return weight > 0 && healthy; }
+  };
+  struct ServiceState {
+    ServiceConfig config;  // as last applied (reals in config order)
+    ServiceId id = 0;
+    std::map<IpAddress, RealState> reals;
+  };
+  // Dense ids, lowest free first, so tables stay compact and ids are reused.
+  class IdPool {
+   public:
+    explicit IdPool(uint32_t limit) : limit_(limit) {}
+    std::optional<uint32_t> allocate();
+    void release(uint32_t id);
+    uint32_t available() const { return static_cast<uint32_t>(free_.size()) + (limit_ - next_); }
+
+   private:
+    uint32_t limit_;
+    uint32_t next_ = 0;
+    std::vector<uint32_t> free_;  // min-heap
+  };
+
+  Status addService(const ServiceConfig& cfg);
+  Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
+  Status updateService(ServiceState& state, const ServiceConfig& cfg);
+  Status publishRing(const ServiceState& state);
+  Status writeBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);
+  Status invalidateBackend(const ServiceState& state, const IpAddress& addr, RealState& real);
+  Status addVipRef(const IpAddress& vip);
+  void dropVipRef(const IpAddress& vip, std::vector<IpAddress>& maybeUnused);
+  BackendId allocateBackend();
+
+  keel_service_key serviceKey(const ServiceConfig& cfg) const;
+  uint32_t serviceFlags(const ServiceConfig& cfg, bool hashSourceV4) const;
+  static keel_vip_key vipKey(const IpAddress& vip);
+  static bool sameKey(const ServiceConfig& a, const ServiceConfig& b);
+
+  Dataplane& dataplane_;
+  std::map<std::string, ServiceState> services_;
+  std::map<IpAddress, uint32_t> vipRefs_;
+  IdPool serviceIds_;
+  IdPool backendIds_;
+  // Per backend id, survives reuse: a reused id always starts at a newer
+  // generation, so conntrack entries of its previous owner stay stale.
+  std::vector<uint32_t> backendGen_;
+  bool hashSourceV4_ = false;  // node.hash_source_v4 set: ipip services hash the outer source
+  bool appliedHashSourceV4_ = false;  // the value the programmed service flags were built with
+};
+
+}  // namespace keel

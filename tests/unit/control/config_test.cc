@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: Apache-2.0
+// Config parser: each bad snippet must produce a message naming the line and
+// key path and saying what is wrong; a valid file must round-trip into the
+// structs exactly.
+#include "control/config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace keel {
+namespace {
+
+std::string joinErrors(const std::vector<std::string>& errors) {
+  std::string out;
+  for (const auto& e : errors) out += e + "\n";
+  return out;
+}
+
+const char* kValid = R"(dataplane: {kind: xdp, interface: eth0, xdp_mode: generic}
+node:
+  tunnel_source_v4: 10.0.0.2
+  tunnel_source_v6: "fd00::2"
+  next_hop_mac: "02:00:00:00:00:01"
+  hash_source_v4: "172.16.0.0/16"
+  udp_idle_timeout: 45s
+  tcp_idle_timeout: 2m
+limits: {max_services: 16, max_reals: 64, conn_table_size: 5000}
+services:
+  - name: web
+    vip: 192.0.2.10
+    port: 80
+    protocol: tcp
+    forwarding: ipip
+    scheduler: maglev-src
+    ring_size: 655373
+    health: {type: tcp, interval: 1s}
+    reals:
+      - {address: 10.0.1.11, weight: 100}
+      - {address: "fd00:1::12", weight: 0, health: {port: 8080}}
+  - name: dns.v6
+    vip: "2001:db8::53"
+    port: 0
+    protocol: udp
+    forwarding: l2dsr
+    reals:
+      - {address: 10.0.2.1, mac: "02:00:00:00:02:01"}
+      - {address: 10.0.2.2}
+)";
+
+ConfigOptions resolverFor(std::string expectIface) {
+  ConfigOptions o;
+  o.resolveMac = [expectIface](const IpAddress& a, const std::string& iface) -> std::optional<MacAddress> {
+    if (iface != expectIface || a.toString() != "10.0.2.2") return std::nullopt;
+    return MacAddress({0x02, 0, 0, 0, 0x02, 0x02});
+  };
+  return o;
+}
+
+TEST(Config, ValidFileRoundTrips) {
+  ConfigResult r = parseConfig(kValid, "keel.yaml", resolverFor("eth0"));
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  const Config& c = *r.config;
+  EXPECT_EQ(c.dataplane.kind, DataplaneKind::kXdp);
+  EXPECT_EQ(c.dataplane.interface, "eth0");
+  EXPECT_EQ(c.dataplane.xdpMode, XdpMode::kGeneric);
+  EXPECT_EQ(c.node.tunnelSourceV4->toString(), "10.0.0.2");
+  EXPECT_EQ(c.node.tunnelSourceV6->toString(), "fd00::2");
+  EXPECT_EQ(c.node.nextHopMac->toString(), "02:00:00:00:00:01");
+  EXPECT_FALSE(c.node.localMac.has_value());
+  ASSERT_TRUE(c.node.hashSourceV4.has_value());
+  EXPECT_EQ(c.node.hashSourceV4->toString(), "172.16.0.0/16");
+  EXPECT_EQ(c.node.udpIdleTimeout, std::chrono::seconds(45));
+  EXPECT_EQ(c.node.tcpIdleTimeout, std::chrono::minutes(2));
+  EXPECT_EQ(c.limits.maxServices, 16u);
+  EXPECT_EQ(c.limits.maxBackends, 64u);
+  EXPECT_EQ(c.limits.connTableSize, 5000u);
+  ASSERT_EQ(c.services.size(), 2u);
+  const ServiceConfig& web = c.services[0];
+  EXPECT_EQ(web.name, "web");
+  EXPECT_EQ(web.vip.toString(), "192.0.2.10");
+  EXPECT_EQ(web.port, 80);
+  EXPECT_EQ(web.protocol, KEEL_PROTO_TCP);
+  EXPECT_EQ(web.forwarding, Forwarding::kIpip);
+  EXPECT_EQ(web.scheduler, Scheduler::kMaglevSrc);
+  EXPECT_EQ(web.ringSize, 655373u);
+  EXPECT_EQ(web.line, 11);
+  EXPECT_TRUE(web.health.IsMap());
+  EXPECT_EQ(web.health["type"].Scalar(), "tcp");
+  ASSERT_EQ(web.reals.size(), 2u);
+  EXPECT_EQ(web.reals[0].address.toString(), "10.0.1.11");
+  EXPECT_EQ(web.reals[0].weight, 100u);
+  EXPECT_EQ(web.reals[1].address.toString(), "fd00:1::12");
+  EXPECT_EQ(web.reals[1].weight, 0u);
+  EXPECT_EQ(web.reals[1].health["port"].Scalar(), "8080");
+  const ServiceConfig& dns = c.services[1];
+  EXPECT_EQ(dns.name, "dns.v6");
+  EXPECT_TRUE(dns.vip.isV6());
+  EXPECT_EQ(dns.port, 0);
+  EXPECT_EQ(dns.protocol, KEEL_PROTO_UDP);
+  EXPECT_EQ(dns.forwarding, Forwarding::kL2dsr);
+  EXPECT_EQ(dns.scheduler, Scheduler::kMaglev);
+  EXPECT_EQ(dns.ringSize, 65537u);
+  EXPECT_EQ(dns.reals[0].mac->toString(), "02:00:00:00:02:01");
+  EXPECT_FALSE(dns.reals[0].macResolved);
+  EXPECT_EQ(dns.reals[1].mac->toString(), "02:00:00:00:02:02");
+  EXPECT_TRUE(dns.reals[1].macResolved);
+}
+
+TEST(Config, MinimalFileGetsDefaults) {
+  ConfigResult r = parseConfig("dataplane: {kind: dpdk, interface: veth0}\n", "k.yaml");
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  EXPECT_EQ(r.config->dataplane.kind, DataplaneKind::kDpdk);
+  EXPECT_EQ(r.config->dataplane.xdpMode, XdpMode::kNative);
+  EXPECT_EQ(r.config->limits.maxServices, KEEL_MAX_SERVICES_DEFAULT);
+  EXPECT_EQ(r.config->node.udpIdleTimeout, std::chrono::seconds(30));
+  EXPECT_EQ(r.config->node.tcpIdleTimeout, std::chrono::seconds(900));
+  EXPECT_TRUE(r.config->services.empty());
+}
+
+struct BadCase {
+  const char* description;
+  std::string yaml;
+  std::vector<std::string> expected;  // substrings, each must appear in some error
+};
+
+const std::string kHead =
+    "dataplane: {kind: xdp, interface: eth0}\n"                      // line 1
+    "node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: \"02:00:00:00:00:01\"}\n"  // line 2
+    "services:\n";                                                    // line 3
+
+std::string svc(const std::string& body) {  // service starts on line 4
+  return kHead + "  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n" + body;
+}
+
+class BadConfig : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadConfig, ReportsLineKeyAndReason) {
+  const BadCase& c = GetParam();
+  ConfigResult r = parseConfig(c.yaml, "keel.yaml");
+  EXPECT_FALSE(r.ok()) << c.description;
+  std::string all = joinErrors(r.errors);
+  for (const std::string& want : c.expected)
+    EXPECT_NE(all.find(want), std::string::npos)
+        << c.description << "\nwanted: " << want << "\ngot:\n" << all;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BadConfig,
+    ::testing::Values(
+        BadCase{"weight not a number",
+                svc("    reals:\n      - {address: 10.0.1.11, weight: 1}\n      - {address: 10.0.1.12, weight: abc}\n"),
+                {"keel.yaml:10: services[0].reals[1].weight: must be an integer 0..65535, got \"abc\""}},
+        BadCase{"weight too large",
+                svc("    reals:\n      - {address: 10.0.1.11, weight: 65536}\n"),
+                {"keel.yaml:9: services[0].reals[0].weight: must be an integer 0..65535, got \"65536\""}},
+        BadCase{"negative weight", svc("    reals:\n      - {address: 10.0.1.11, weight: -1}\n"),
+                {"keel.yaml:9: services[0].reals[0].weight: must be an integer 0..65535"}},
+        BadCase{"unknown top-level key (typo)", kHead + "servcies: []\n",
+                {"keel.yaml:4: servcies: unknown key (expected one of: dataplane, node, limits, services)"}},
+        BadCase{"unknown service key", svc("    ringsize: 65537\n"),
+                {"keel.yaml:8: services[0].ringsize: unknown key"}},
+        BadCase{"unknown real key", svc("    reals:\n      - {address: 10.0.1.11, wieght: 3}\n"),
+                {"keel.yaml:9: services[0].reals[0].wieght: unknown key"}},
+        BadCase{"duplicate key", svc("    port: 81\n"), {"keel.yaml:8: services[0].port: duplicate key"}},
+        BadCase{"missing dataplane", "services: []\n", {"keel.yaml:1: dataplane: required key missing"}},
+        BadCase{"missing vip", kHead + "  - name: web\n    port: 80\n    protocol: tcp\n",
+                {"keel.yaml:4: services[0].vip: required key missing"}},
+        BadCase{"bad kind", "dataplane: {kind: ebpf, interface: eth0}\n",
+                {"keel.yaml:1: dataplane.kind: must be one of xdp|dpdk, got \"ebpf\""}},
+        BadCase{"bad xdp mode", "dataplane: {kind: xdp, interface: eth0, xdp_mode: offload}\n",
+                {"dataplane.xdp_mode: must be one of native|generic, got \"offload\""}},
+        BadCase{"interface name too long", "dataplane: {kind: xdp, interface: abcdefghijklmnopq}\n",
+                {"keel.yaml:1: dataplane.interface: must be an interface name"}},
+        BadCase{"bad vip", kHead + "  - name: web\n    vip: 192.0.2.300\n    port: 80\n    protocol: tcp\n",
+                {"keel.yaml:5: services[0].vip: must be an IPv4 or IPv6 address, got \"192.0.2.300\""}},
+        BadCase{"bad port", kHead + "  - name: web\n    vip: 192.0.2.1\n    port: http\n    protocol: tcp\n",
+                {"keel.yaml:6: services[0].port: must be an integer 0..65535, got \"http\""}},
+        BadCase{"bad protocol", kHead + "  - name: web\n    vip: 192.0.2.1\n    port: 80\n    protocol: sctp\n",
+                {"keel.yaml:7: services[0].protocol: must be one of tcp|udp, got \"sctp\""}},
+        BadCase{"bad forwarding", svc("    forwarding: gre\n"),
+                {"keel.yaml:8: services[0].forwarding: must be one of ipip|l2dsr"}},
+        BadCase{"bad scheduler", svc("    scheduler: wrr\n"),
+                {"keel.yaml:8: services[0].scheduler: must be one of maglev|maglev-src, got \"wrr\""}},
+        BadCase{"ring size not allowed", svc("    ring_size: 1000\n"),
+                {"keel.yaml:8: services[0].ring_size: must be one of 65537|655373, got \"1000\""}},
+        BadCase{"bad name charset", kHead + "  - name: \"web server\"\n    vip: 192.0.2.1\n    port: 80\n    protocol: tcp\n",
+                {"keel.yaml:4: services[0].name: must be 1..63 characters"}},
+        BadCase{"duplicate service name",
+                svc("  - {name: web, vip: 192.0.2.11, port: 80, protocol: tcp}\n"),
+                {"keel.yaml:8: services[1].name: duplicate service name \"web\" (first at line 4)"}},
+        BadCase{"duplicate vip/port/proto",
+                svc("  - {name: web2, vip: 192.0.2.10, port: 80, protocol: tcp}\n"),
+                {"keel.yaml:8: services[1]: same vip, port and protocol as services[0]"}},
+        BadCase{"duplicate real",
+                svc("    reals:\n      - {address: 10.0.1.11}\n      - {address: 10.0.1.11}\n"),
+                {"keel.yaml:10: services[0].reals[1].address: duplicate real 10.0.1.11 in this service (first at line 9)"}},
+        BadCase{"ipip to v6 real without v6 tunnel source",
+                svc("    reals:\n      - {address: \"fd00::5\"}\n"),
+                {"keel.yaml:9: services[0].reals[0].address: ipip to an IPv6 real needs node.tunnel_source_v6"}},
+        BadCase{"ipip without next hop mac",
+                "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: 10.0.0.2}\nservices:\n"
+                "  - {name: a, vip: 192.0.2.1, port: 80, protocol: tcp, reals: [{address: 10.0.0.9}]}\n",
+                {"keel.yaml:4: services[0].forwarding: ipip forwarding needs node.next_hop_mac"}},
+        BadCase{"l2dsr real without mac, unresolvable",
+                svc("    forwarding: l2dsr\n    reals:\n      - {address: 10.0.1.11}\n"),
+                {"keel.yaml:10: services[0].reals[0].address: l2dsr real 10.0.1.11 has no mac and is not in the neighbour table of eth0"}},
+        BadCase{"bad mac", svc("    reals:\n      - {address: 10.0.1.11, mac: \"02:00:00:00:00\"}\n"),
+                {"keel.yaml:9: services[0].reals[0].mac: must be a MAC address"}},
+        BadCase{"tunnel source wrong family",
+                "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: \"fd00::1\"}\n",
+                {"keel.yaml:2: node.tunnel_source_v4: must be an IPv4 address, got \"fd00::1\""}},
+        BadCase{"bad duration",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  udp_idle_timeout: 30\n",
+                {"keel.yaml:3: node.udp_idle_timeout: must be a duration like 100ms, 30s, 2m or 1h, got \"30\""}},
+        BadCase{"duration too short",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  tcp_idle_timeout: 100ms\n",
+                {"keel.yaml:3: node.tcp_idle_timeout: must be at least 1000ms"}},
+        BadCase{"hash source host bits",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  hash_source_v4: 172.16.0.1/16\n",
+                {"keel.yaml:3: node.hash_source_v4: host bits must be zero"}},
+        BadCase{"limits out of range", "dataplane: {kind: xdp, interface: eth0}\nlimits: {max_services: 0}\n",
+                {"keel.yaml:2: limits.max_services: must be an integer 1..65536, got \"0\""}},
+        BadCase{"too many services for the limit",
+                "dataplane: {kind: xdp, interface: eth0}\nlimits: {max_services: 1}\nservices:\n"
+                "  - {name: a, vip: 192.0.2.1, port: 80, protocol: tcp}\n"
+                "  - {name: b, vip: 192.0.2.2, port: 80, protocol: tcp}\n",
+                {"keel.yaml:4: services: 2 services exceed limits.max_services (1)"}},
+        BadCase{"services not a list", kHead.substr(0, kHead.size() - 10) + "services: {web: 1}\n",
+                {"keel.yaml:3: services: must be a list of services, got a mapping"}},
+        BadCase{"YAML syntax error", "dataplane: {kind: xdp\n", {"keel.yaml:", "YAML syntax error"}},
+        BadCase{"empty file", "", {"keel.yaml: file is empty"}}));
+
+TEST(Config, CollectsEveryErrorNotJustTheFirst) {
+  std::string yaml = svc(
+      "    scheduler: wrr\n"
+      "    reals:\n"
+      "      - {address: 10.0.1.11, weight: abc}\n"
+      "      - {address: nope}\n");
+  ConfigResult r = parseConfig(yaml, "keel.yaml");
+  ASSERT_FALSE(r.ok());
+  std::string all = joinErrors(r.errors);
+  EXPECT_EQ(r.errors.size(), 3u) << all;
+  EXPECT_NE(all.find("keel.yaml:8: services[0].scheduler"), std::string::npos) << all;
+  EXPECT_NE(all.find("keel.yaml:10: services[0].reals[0].weight"), std::string::npos) << all;
+  EXPECT_NE(all.find("keel.yaml:11: services[0].reals[1].address"), std::string::npos) << all;
+}
+
+TEST(Config, InterfaceCheckerIsConsulted) {
+  ConfigOptions o;
+  o.interfaceExists = [](const std::string& n) { return n == "lo"; };
+  EXPECT_TRUE(parseConfig("dataplane: {kind: xdp, interface: lo}\n", "k.yaml", o).ok());
+  ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: eth9}\n", "k.yaml", o);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0], "k.yaml:1: dataplane.interface: no such network interface \"eth9\"");
+}
+
+TEST(Config, MissingFileSaysSo) {
+  ConfigResult r = loadConfigFile("/nonexistent/keel.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("/nonexistent/keel.yaml: cannot open"), std::string::npos);
+}
+
+TEST(Config, Durations) {
+  EXPECT_EQ(parseDuration("100ms"), std::chrono::milliseconds(100));
+  EXPECT_EQ(parseDuration("1s"), std::chrono::seconds(1));
+  EXPECT_EQ(parseDuration("2m"), std::chrono::minutes(2));
+  EXPECT_EQ(parseDuration("1h"), std::chrono::hours(1));
+  EXPECT_FALSE(parseDuration("1"));
+  EXPECT_FALSE(parseDuration("s"));
+  EXPECT_FALSE(parseDuration("1.5s"));
+  EXPECT_FALSE(parseDuration("-1s"));
+  EXPECT_FALSE(parseDuration("1d"));
+}
+
+}  // namespace
+}  // namespace keel

@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: Apache-2.0
+// Registry: asserts the exact order of data-plane calls for each change (the
+// ordering rules of include/keel/maps_abi.h) and that a re-apply touches
+// only what changed.
+#include "control/registry.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "mock_dataplane.h"
+
+namespace keel {
+namespace {
+
+using test::MockDataplane;
+using Calls = std::vector<std::string>;
+
+IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+
+RealConfig real(const char* addr, uint32_t weight = 100) {
+  RealConfig r;
+  r.address = ip(addr);
+  r.weight = weight;
+  return r;
+}
+
+// Small prime ring: the registry passes ring_size through to Maglev, which
+// accepts any prime; the config layer is what restricts it to 65537/655373.
+ServiceConfig service(const char* name, const char* vip, uint16_t port,
+                      std::vector<RealConfig> reals) {
+  ServiceConfig s;
+  s.name = name;
+  s.vip = ip(vip);
+  s.port = port;
+  s.protocol = KEEL_PROTO_TCP;
+  s.ringSize = 13;
+  s.reals = std::move(reals);
+  return s;
+}
+
+Config config(std::vector<ServiceConfig> services) {
+  Config c;
+  c.services = std::move(services);
+  return c;
+}
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  MockDataplane dp_{DataplaneLimits{8, 8, 100}};
+  Registry reg_{dp_};
+
+  void applyOk(const Config& c) {
+    Status s = reg_.apply(c);
+    ASSERT_TRUE(s.isOk()) << s.message();
+  }
+  Calls take() { return std::exchange(dp_.calls, {}); }
+  std::set<uint32_t> ringMembers(ServiceId id) {
+    return {dp_.rings[id].begin(), dp_.rings[id].end()};
+  }
+};
+
+TEST_F(RegistryTest, AddServiceOrdersVipBackendsRingThenService) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.12"), real("10.0.1.11")})}));
+  // Reals are keyed by address, so ids follow address order, not listing order.
+  EXPECT_EQ(take(), (Calls{"addVip 192.0.2.10", "upsertBackend 0 10.0.1.11 gen=1 valid",
+                           "upsertBackend 1 10.0.1.12 gen=1 valid", "publishRing 0 [0,1]",
+                           "upsertService 192.0.2.10:80/6 id=0 flags=0"}));
+  EXPECT_EQ(dp_.rings[0].size(), 13u);
+  EXPECT_EQ(dp_.backends[0].service_id, 0u);
+}
+
+TEST_F(RegistryTest, ReapplyingTheSameConfigMakesNoCalls) {
+  Config c = config({service("web", "192.0.2.10", 80, {real("10.0.1.11")}),
+                     service("dns", "192.0.2.53", 53, {real("10.0.2.1")})});
+  applyOk(c);
+  take();
+  applyOk(c);
+  EXPECT_TRUE(take().empty());
+}
+
+TEST_F(RegistryTest, AddRealWritesBackendBeforeRingAndLeavesOtherServicesAlone) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  take();
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 2 10.0.1.12 gen=1 valid", "publishRing 0 [0,2]"}));
+}
+
+TEST_F(RegistryTest, RemoveRealPublishesRingBeforeInvalidatingAndIdIsReusedAtNewGen) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  take();
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [0]", "upsertBackend 1 10.0.1.12 gen=2 invalid"}));
+  // The freed id 1 goes to the next new real, at a newer generation than any
+  // conntrack entry of 10.0.1.12 can hold.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.13")})}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.13 gen=3 valid", "publishRing 0 [0,1]"}));
+}
+
+TEST_F(RegistryTest, DrainOnlyRepublishesTheRing) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  take();
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)})}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [0]"}));  // backend 1 stays valid, gen unchanged
+  EXPECT_TRUE(dp_.backends[1].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(dp_.backends[1].gen, 1u);
+  // Undrain puts it back with the same generation.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [0,1]"}));
+}
+
+TEST_F(RegistryTest, WeightChangeRebuildsRingOnly) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  take();
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11", 300), real("10.0.1.12")})}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [0,1]"}));
+  size_t heavy = 0;
+  for (uint32_t b : dp_.rings[0]) heavy += b == 0;
+  EXPECT_GT(heavy, dp_.rings[0].size() / 2);  // 3:1 weight -> most slots
+}
+
+TEST_F(RegistryTest, AllRealsDrainedPublishesEmptyRing) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  take();
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11", 0)})}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 []"}));
+  EXPECT_TRUE(dp_.rings[0].empty());
+}
+
+TEST_F(RegistryTest, RemoveServiceUnhooksEmptiesInvalidatesThenWithdrawsVip) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  take();
+  applyOk(config({service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  EXPECT_EQ(take(), (Calls{"removeService 192.0.2.10:80/6", "publishRing 0 []",
+                           "upsertBackend 0 10.0.1.11 gen=2 invalid", "removeVip 192.0.2.10"}));
+  EXPECT_EQ(dp_.vips, (std::set<std::string>{"192.0.2.53"}));
+}
+
+TEST_F(RegistryTest, VipIsRefcountedAcrossServices) {
+  applyOk(config({service("http", "192.0.2.10", 80, {real("10.0.1.11")}),
+                  service("https", "192.0.2.10", 443, {real("10.0.1.11")})}));
+  Calls first = take();
+  EXPECT_EQ(std::count(first.begin(), first.end(), "addVip 192.0.2.10"), 1);
+  applyOk(config({service("https", "192.0.2.10", 443, {real("10.0.1.11")})}));
+  Calls second = take();
+  EXPECT_EQ(std::count(second.begin(), second.end(), "removeVip 192.0.2.10"), 0);
+  applyOk(config({}));
+  Calls third = take();
+  EXPECT_EQ(third.back(), "removeVip 192.0.2.10");
+  EXPECT_TRUE(dp_.vips.empty());
+  EXPECT_TRUE(dp_.services.empty());
+}
+
+TEST_F(RegistryTest, ServiceChangingPortIsReplacedWithoutWithdrawingItsVip) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  take();
+  applyOk(config({service("web", "192.0.2.10", 8080, {real("10.0.1.11")})}));
+  Calls c = take();
+  EXPECT_EQ(c.front(), "removeService 192.0.2.10:80/6");
+  EXPECT_EQ(c.back(), "upsertService 192.0.2.10:8080/6 id=0 flags=0");
+  EXPECT_EQ(std::count(c.begin(), c.end(), "removeVip 192.0.2.10"), 0);
+  EXPECT_EQ(std::count(c.begin(), c.end(), "addVip 192.0.2.10"), 0);
+  EXPECT_EQ(dp_.vips.size(), 1u);
+}
+
+TEST_F(RegistryTest, SchedulerChangeRewritesServiceFlagsOnly) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  take();
+  ServiceConfig s = service("web", "192.0.2.10", 80, {real("10.0.1.11")});
+  s.scheduler = Scheduler::kMaglevSrc;
+  applyOk(config({s}));
+  EXPECT_EQ(take(), (Calls{"upsertService 192.0.2.10:80/6 id=0 flags=1"}));
+}
+
+TEST_F(RegistryTest, L2dsrBackendsCarryTheirMac) {
+  ServiceConfig s = service("web", "192.0.2.10", 80, {real("10.0.1.11")});
+  s.forwarding = Forwarding::kL2dsr;
+  s.reals[0].mac = MacAddress({2, 0, 0, 0, 1, 0x11});
+  applyOk(config({s}));
+  EXPECT_EQ(dp_.backends[0].mac[5], 0x11);
+  EXPECT_EQ(dp_.services.begin()->second.flags, uint32_t{KEEL_SVC_F_FWD_L2DSR});
+  take();
+  s.reals[0].mac = MacAddress({2, 0, 0, 0, 1, 0x22});
+  applyOk(config({s}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 0 10.0.1.11 gen=1 valid"}));
+  EXPECT_EQ(dp_.backends[0].mac[5], 0x22);
+}
+
+TEST_F(RegistryTest, OverCapacityChangesNothing) {
+  std::vector<RealConfig> many;
+  const char* addrs[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5",
+                         "10.0.0.6", "10.0.0.7", "10.0.0.8", "10.0.0.9"};
+  for (const char* a : addrs) many.push_back(real(a));
+  Status s = reg_.apply(config({service("web", "192.0.2.10", 80, many)}));
+  EXPECT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("limits.max_reals"), std::string::npos) << s.message();
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(reg_.serviceCount(), 0u);
+}
+
+TEST_F(RegistryTest, IdsAreDenseAndReused) {
+  applyOk(config({service("a", "192.0.2.1", 80, {}), service("b", "192.0.2.2", 80, {}),
+                  service("c", "192.0.2.3", 80, {})}));
+  applyOk(config({service("a", "192.0.2.1", 80, {}), service("c", "192.0.2.3", 80, {})}));
+  applyOk(config({service("a", "192.0.2.1", 80, {}), service("c", "192.0.2.3", 80, {}),
+                  service("d", "192.0.2.4", 80, {})}));
+  std::map<std::string, ServiceId> ids;
+  for (const ServiceView& v : reg_.services()) ids[v.name] = v.id;
+  EXPECT_EQ(ids, (std::map<std::string, ServiceId>{{"a", 0}, {"c", 2}, {"d", 1}}));
+}
+
+TEST_F(RegistryTest, HealthDownAndUpFollowTheOrderingRules) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  take();
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [0]", "upsertBackend 1 10.0.1.12 gen=2 invalid"}));
+  // A reload while it is down keeps it out.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  EXPECT_TRUE(take().empty());
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=2 valid", "publishRing 0 [0,1]"}));
+  EXPECT_FALSE(reg_.setRealHealth("web", ip("10.9.9.9"), true).isOk());
+  EXPECT_FALSE(reg_.setRealHealth("nope", ip("10.0.1.11"), true).isOk());
+}
+
+TEST_F(RegistryTest, DataplaneFailureIsReportedWithServiceName) {
+  dp_.failAfter = 3;  // addVip, backend, ring <- fails
+  Status s = reg_.apply(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  EXPECT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("service web: publish ring: injected failure"), std::string::npos)
+      << s.message();
+}
+
+TEST_F(RegistryTest, StatsAreMappedToServicesAndReals) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  dp_.stats.services = {{10, 1000}, {3, 300}};
+  dp_.stats.backends = {{4, 400}, {6, 600}, {3, 300}};
+  dp_.stats.reasons[KEEL_R_TX_IPIP] = {13, 1300};
+  RegistryStats st = reg_.readStats();
+  ASSERT_EQ(st.services.size(), 2u);
+  EXPECT_EQ(st.services[0].name, "dns");  // sorted by name
+  EXPECT_EQ(st.services[0].counters.packets, 3u);
+  EXPECT_EQ(st.services[0].reals[0].counters.bytes, 300u);
+  EXPECT_EQ(st.services[1].name, "web");
+  EXPECT_EQ(st.services[1].counters.packets, 10u);
+  EXPECT_EQ(st.services[1].reals[1].address.toString(), "10.0.1.12");
+  EXPECT_EQ(st.services[1].reals[1].counters.packets, 6u);
+  EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, 13u);
+}
+
+}  // namespace
+}  // namespace keel

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+// A recording fake Dataplane: keeps the state a real data plane would hold
+// (so tests can check contents) and a log of every call in order (so tests
+// can check the ordering rules of the registry, which is the point).
+#pragma once
+
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "common/address.h"
+#include "dataplane/dataplane.h"
+
+namespace keel::test {
+
+inline IpAddress addressFromWords(const __u32 words[4], uint8_t family) {
+  std::array<uint8_t, 16> b{};
+  std::memcpy(b.data(), words, 16);
+  if (family == KEEL_AF_INET) return IpAddress::fromV4({b[0], b[1], b[2], b[3]});
+  return IpAddress::fromV6(b);
+}
+
+class MockDataplane : public Dataplane {
+ public:
+  explicit MockDataplane(DataplaneLimits limits = {}) : limits_(limits) {}
+
+  std::string kind() const override { return "mock"; }
+  DataplaneLimits limits() const override { return limits_; }
+
+  Status setNode(const keel_node_config& node) override {
+    node_ = node;
+    return record("setNode");
+  }
+  Status addVip(const keel_vip_key& vip) override {
+    std::string a = addressFromWords(vip.addr, vip.family).toString();
+    vips.insert(a);
+    return record("addVip " + a);
+  }
+  Status removeVip(const keel_vip_key& vip) override {
+    std::string a = addressFromWords(vip.addr, vip.family).toString();
+    vips.erase(a);
+    return record("removeVip " + a);
+  }
+  Status upsertBackend(BackendId id, const keel_backend& b) override {
+    backends[id] = b;
+    return record("upsertBackend " + std::to_string(id) + " " +
+                  addressFromWords(b.addr, b.family).toString() + " gen=" + std::to_string(b.gen) +
+                  ((b.flags & KEEL_BE_F_VALID) ? " valid" : " invalid"));
+  }
+  Status upsertService(const keel_service_key& key, const keel_service_value& v) override {
+    services[keyString(key)] = v;
+    return record("upsertService " + keyString(key) + " id=" + std::to_string(v.id) +
+                  " flags=" + std::to_string(v.flags));
+  }
+  Status removeService(const keel_service_key& key) override {
+    services.erase(keyString(key));
+    return record("removeService " + keyString(key));
+  }
+  Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override {
+    rings[id] = slots;
+    std::set<uint32_t> members(slots.begin(), slots.end());
+    std::string m;
+    for (uint32_t b : members) m += (m.empty() ? "" : ",") + std::to_string(b);
+    return record("publishRing " + std::to_string(id) + " [" + m + "]");
+  }
+  DataplaneStats readStats() override { return stats; }
+
+  static std::string keyString(const keel_service_key& k) {
+    return addressFromWords(k.vip, k.family).toString() + ":" + std::to_string(ntohs(k.port)) +
+           "/" + std::to_string(k.proto);
+  }
+
+  // The call log since the last clear, e.g. "publishRing 0 [0,1]".
+  std::vector<std::string> calls;
+  std::set<std::string> vips;
+  std::map<BackendId, keel_backend> backends;
+  std::map<std::string, keel_service_value> services;
+  std::map<ServiceId, std::vector<uint32_t>> rings;
+  DataplaneStats stats;
+  // Make the n-th call from now fail (0 = never), to test error paths.
+  int failAfter = 0;
+
+ private:
+  Status record(std::string call) {
+    calls.push_back(std::move(call));
+    if (failAfter > 0 && --failAfter == 0) return Status::error("injected failure");
+    return Status::ok();
+  }
+  DataplaneLimits limits_;
+  keel_node_config node_{};
+};
+
+}  // namespace keel::test

@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/api/api_client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace keel::api {
+
+using nlohmann::json;
+
+namespace {
+// Responses are bounded by what the daemon sends; this only stops a broken
+// peer from filling memory.
+constexpr size_t kMaxResponseBytes = 256u << 20;
+}  // namespace
+
+ApiClient::~ApiClient() { close(); }
+
+void ApiClient::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  buffer_.clear();
+}
+
+Status ApiClient::connect() {
+  if (fd_ >= 0) return Status::ok();
+  sockaddr_un addr{};
+  if (path_.empty() || path_.size() >= sizeof addr.sun_path)
+    return Status::error("cannot connect to " + path_ + ": socket path too long");
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::error(std::string("socket: ") + std::strerror(errno));
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path_.data(), path_.size());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    ::close(fd);
+    std::string hint;
+    if (e == ENOENT || e == ECONNREFUSED) hint = " (is keeld running? use --socket PATH for another socket)";
+    if (e == EACCES || e == EPERM) hint = " (the socket is mode 0600: run as root or as the api group)";
+    return Status::error("cannot connect to " + path_ + ": " + std::strerror(e) + hint);
+  }
+  fd_ = fd;
+  return Status::ok();
+}
+
+Status ApiClient::sendAll(const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::error("send to " + path_ + ": " + std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+Status ApiClient::readLine(std::string& line) {
+  auto deadline = std::chrono::steady_clock::now() + timeout_;
+  for (;;) {
+    if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
+      line = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      return Status::ok();
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                      std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return Status::error("no response from " + path_ + " within " +
+                           std::to_string(timeout_.count() / 1000) + " s");
+    pollfd p{fd_, POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Status::error(std::string("poll: ") + std::strerror(errno));
+    if (r == 0) continue;
+    char buf[65536];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::error("read from " + path_ + ": " + std::strerror(errno));
+    if (n == 0) return Status::error("keeld closed the connection on " + path_ + " without a response");
+    buffer_.append(buf, static_cast<size_t>(n));
+    if (buffer_.size() > kMaxResponseBytes) return Status::error("response from " + path_ + " too large");
+  }
+}
+
+Status ApiClient::call(const std::string& method, const json& params, json& response) {
+  if (Status s = connect(); !s) return s;
+  long id = nextId_++;
+  json req{{"id", id}, {"method", method}};
+  if (!params.is_null()) req["params"] = params;
+  if (Status s = sendAll(req.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"); !s) {
+    close();
+    return s;
+  }
+  std::string line;
+  if (Status s = readLine(line); !s) {
+    close();
+    return s;
+  }
+  response = json::parse(line, nullptr, false);
+  if (response.is_discarded() || !response.is_object() || !response.contains("ok"))
+    return Status::error("malformed response from " + path_);
+  if (response.contains("id") && response["id"] != json(id) && !response["id"].is_null())
+    return Status::error("response from " + path_ + " answers another request");
+  return Status::ok();
+}
+
+}  // namespace keel::api

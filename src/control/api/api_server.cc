@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/api/api_server.h"
+
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <cstring>
+#include <unordered_set>
+#include <vector>
+
+#include "control/api/dispatcher.h"
+
+namespace keel::api {
+
+namespace asio = boost::asio;
+using Stream = asio::local::stream_protocol;
+using boost::system::error_code;
+
+class Connection;
+
+struct ApiServer::State {
+  State(asio::io_context& io, ControlBackend& b, ApiServerOptions o)
+      : io(io), backend(b), dispatcher(b), options(std::move(o)), acceptor(io), retryTimer(io) {}
+
+  asio::io_context& io;
+  ControlBackend& backend;
+  Dispatcher dispatcher;
+  ApiServerOptions options;
+  Stream::acceptor acceptor;
+  asio::steady_timer retryTimer;  // accept back-off after EMFILE and the like
+  std::unordered_set<std::shared_ptr<Connection>> connections;
+  bool running = false;
+  bool shutdownRequested = false;
+  dev_t socketDev = 0;  // identity of the socket file we created
+  ino_t socketIno = 0;
+};
+
+namespace {
+
+std::string errnoText(int e) { return std::strerror(e); }
+
+}  // namespace
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(std::shared_ptr<ApiServer::State> state, Stream::socket socket)
+      : state_(std::move(state)), socket_(std::move(socket)), timer_(state_->io) {}
+
+  void start() { process(); }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    error_code ignored;
+    timer_.cancel();
+    socket_.shutdown(Stream::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    state_->connections.erase(shared_from_this());
+  }
+
+ private:
+  // Frames as many complete lines as the buffer holds, one at a time.
+  void process() {
+    if (closed_ || !state_->running) return close();
+    const size_t limit = state_->options.maxLineBytes;
+    for (;;) {
+      size_t nl = inbuf_.find('\n', scanned_);
+      if (nl == std::string::npos) {
+        scanned_ = inbuf_.size();
+        if (inbuf_.size() > limit) return tooLong();
+        break;
+      }
+      if (nl > limit) return tooLong();
+      std::string_view line(inbuf_.data(), nl);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      bool blank = line.find_first_not_of(" \t") == std::string_view::npos;
+      if (blank) {
+        // Empty lines are keep-alives (and what `nc` sends by habit).
+        inbuf_.erase(0, nl + 1);
+        scanned_ = 0;
+        continue;
+      }
+      DispatchOutcome out = state_->dispatcher.handleLine(line);
+      inbuf_.erase(0, nl + 1);
+      scanned_ = 0;
+      return send(serializeResponse(out.response), false, out.shutdownDetach);
+    }
+    read();
+  }
+
+  void read() {
+    arm(inbuf_.empty() ? state_->options.idleTimeout : state_->options.ioTimeout);
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(readBuf_), [self](const error_code& ec, size_t n) {
+      if (self->closed_) return;
+      if (ec) return self->close();  // EOF, reset, or cancelled by stop()
+      self->inbuf_.append(self->readBuf_.data(), n);
+      self->process();
+    });
+  }
+
+  void tooLong() {
+    ApiError e{code::kLineTooLong,
+               "request: line longer than " + std::to_string(state_->options.maxLineBytes) +
+                   " bytes; closing the connection",
+               "", {}};
+    inbuf_.clear();
+    inbuf_.shrink_to_fit();
+    send(serializeResponse(Dispatcher::errorResponse(nullptr, e)), true, std::nullopt);
+  }
+
+  void send(std::string text, bool closeAfter, std::optional<bool> shutdownDetach) {
+    outbuf_ = std::move(text);
+    arm(state_->options.ioTimeout);
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(outbuf_),
+                      [self, closeAfter, shutdownDetach](const error_code& ec, size_t) {
+                        self->outbuf_.clear();
+                        // The reply is out (or the client is gone): only now
+                        // may the daemon stop, so `daemon stop` sees its ack.
+                        if (shutdownDetach && !self->state_->shutdownRequested) {
+                          self->state_->shutdownRequested = true;
+                          self->state_->backend.shutdown(*shutdownDetach);
+                        }
+                        if (self->closed_) return;
+                        if (ec || closeAfter) return self->close();
+                        self->process();
+                      });
+  }
+
+  void arm(std::chrono::milliseconds timeout) {
+    timer_.expires_after(timeout);
+    auto self = shared_from_this();
+    timer_.async_wait([self](const error_code& ec) {
+      if (ec == asio::error::operation_aborted || self->closed_) return;
+      // A re-arm may race with an expiry already queued: trust the clock.
+      if (self->timer_.expiry() > asio::steady_timer::clock_type::now()) return;
+      self->close();
+    });
+  }
+
+  std::shared_ptr<ApiServer::State> state_;
+  Stream::socket socket_;
+  asio::steady_timer timer_;
+  std::array<char, 16 * 1024> readBuf_;  // x maxConnections: keep it small
+  std::string inbuf_;
+  size_t scanned_ = 0;  // bytes of inbuf_ already known to hold no '\n'
+  std::string outbuf_;
+  bool closed_ = false;
+};
+
+namespace {
+
+void acceptNext(const std::shared_ptr<ApiServer::State>& st);
+
+void refuseBusy(Stream::socket& s, size_t limit) {
+  // Best effort and non-blocking: the client learns why, the loop never waits.
+  std::string msg = serializeResponse(Dispatcher::errorResponse(
+      nullptr, ApiError{code::kBusy,
+                        "server: too many connections (limit " + std::to_string(limit) + ")", "", {}}));
+  ::send(s.native_handle(), msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  error_code ignored;
+  s.close(ignored);
+}
+
+void acceptNext(const std::shared_ptr<ApiServer::State>& st) {
+  if (!st->running) return;
+  st->acceptor.async_accept([st](const error_code& ec, Stream::socket socket) {
+    if (!st->running) return;
+    if (ec) {
+      // EMFILE/ENFILE/ENOBUFS: back off instead of spinning on the error.
+      st->retryTimer.expires_after(std::chrono::milliseconds(100));
+      st->retryTimer.async_wait([st](const error_code& e) {
+        if (!e) acceptNext(st);
+      });
+      return;
+    }
+    if (st->connections.size() >= st->options.maxConnections) {
+      refuseBusy(socket, st->options.maxConnections);
+    } else {
+      auto c = std::make_shared<Connection>(st, std::move(socket));
+      st->connections.insert(c);
+      c->start();
+    }
+    acceptNext(st);
+  });
+}
+
+// True if something accepts connections on `path`.
+bool socketIsLive(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  bool live = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return live;
+}
+
+}  // namespace
+
+ApiServer::ApiServer(asio::io_context& io, ControlBackend& backend, ApiServerOptions options)
+    : state_(std::make_shared<State>(io, backend, std::move(options))) {}
+
+ApiServer::~ApiServer() { stop(); }
+
+size_t ApiServer::connectionCount() const { return state_->connections.size(); }
+const ApiServerOptions& ApiServer::options() const { return state_->options; }
+
+Status ApiServer::start() {
+  State& st = *state_;
+  const std::string& path = st.options.socketPath;
+  const std::string where = "api.socket " + path + ": ";
+  if (st.running) return Status::error(where + "already started");
+  if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
+    return Status::error(where + "path must be 1.." + std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
+                         " bytes");
+
+  gid_t gid = static_cast<gid_t>(-1);
+  if (!st.options.group.empty()) {
+    std::vector<char> buf(16384);
+    group g{}, *res = nullptr;
+    if (getgrnam_r(st.options.group.c_str(), &g, buf.data(), buf.size(), &res) != 0 || !res)
+      return Status::error(where + "group " + st.options.group + " does not exist");
+    gid = res->gr_gid;
+  }
+
+  // The directory (/run/keel) may not exist yet on a fresh boot.
+  if (auto slash = path.rfind('/'); slash != std::string::npos && slash > 0) {
+    std::string dir = path.substr(0, slash);
+    struct stat ds{};
+    if (::stat(dir.c_str(), &ds) != 0) {
+      if (errno != ENOENT || (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST))
+        return Status::error(where + "cannot create directory " + dir + ": " + errnoText(errno));
+    } else if (!S_ISDIR(ds.st_mode)) {
+      return Status::error(where + dir + " is not a directory");
+    }
+  }
+
+  struct stat ss{};
+  if (::lstat(path.c_str(), &ss) == 0) {
+    if (!S_ISSOCK(ss.st_mode))
+      return Status::error(where + "exists and is not a socket; refusing to replace it");
+    if (socketIsLive(path))
+      return Status::error(where + "another process is serving it (is keeld already running?)");
+    ::unlink(path.c_str());  // stale, left by a daemon that died
+  }
+
+  error_code ec;
+  st.acceptor.open(Stream(), ec);
+  if (ec) return Status::error(where + "socket: " + ec.message());
+  // umask during bind: the file never exists with wider permissions than
+  // asked, not even between bind and chmod.
+  mode_t old = ::umask(0777 & ~st.options.mode);
+  st.acceptor.bind(Stream::endpoint(path), ec);
+  ::umask(old);
+  if (ec) {
+    error_code ignored;
+    st.acceptor.close(ignored);
+    return Status::error(where + "bind: " + ec.message());
+  }
+  auto fail = [&](const std::string& what) {
+    error_code ignored;
+    st.acceptor.close(ignored);
+    ::unlink(path.c_str());
+    return Status::error(where + what);
+  };
+  if (::chmod(path.c_str(), st.options.mode) != 0) return fail("chmod: " + errnoText(errno));
+  if (gid != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0)
+    return fail("chown to group " + st.options.group + ": " + errnoText(errno));
+  st.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen: " + ec.message());
+  if (::lstat(path.c_str(), &ss) == 0) {
+    st.socketDev = ss.st_dev;
+    st.socketIno = ss.st_ino;
+  }
+  st.running = true;
+  acceptNext(state_);
+  return Status::ok();
+}
+
+void ApiServer::stop() {
+  State& st = *state_;
+  if (!st.running) return;
+  st.running = false;
+  error_code ignored;
+  st.acceptor.close(ignored);
+  st.retryTimer.cancel();
+  auto conns = st.connections;  // close() erases from the set
+  for (auto& c : conns) c->close();
+  st.connections.clear();
+  // Unlink only the file we created: a newer daemon may own the path now.
+  struct stat ss{};
+  const std::string& path = st.options.socketPath;
+  if (::lstat(path.c_str(), &ss) == 0 && ss.st_dev == st.socketDev && ss.st_ino == st.socketIno)
+    ::unlink(path.c_str());
+}
+
+}  // namespace keel::api

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// The control socket: newline-delimited JSON over a Unix stream socket
+// (protocol in docs/api.md), served on the daemon's io_context.
+//
+// Robustness (the server must never take the daemon down):
+//  - One request at a time per connection: the next line is read only after
+//    the previous response is written, so a client that never reads costs
+//    one response buffer, never an unbounded queue.
+//  - A line longer than maxLineBytes gets a line_too_long error and the
+//    connection is closed (the rest of the line cannot be framed reliably).
+//  - At most maxConnections clients; beyond that a client gets a busy error
+//    and is closed.
+//  - Timers close a client that is idle too long, that takes too long to
+//    finish a request line, or that does not read its response.
+//  - Writes use MSG_NOSIGNAL (Asio does on Linux): a client that vanishes
+//    mid-reply costs an EPIPE, not a SIGPIPE.
+//  - Every handler runs on the io_context thread; no locks.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "common/status.h"
+#include "control/api/control_backend.h"
+
+namespace keel::api {
+
+struct ApiServerOptions {
+  std::string socketPath = "/run/keel/keel.sock";
+  mode_t mode = 0600;
+  std::string group;  // empty: the daemon's own group; else chown to it
+  size_t maxLineBytes = 1u << 20;
+  size_t maxConnections = 256;
+  std::chrono::milliseconds idleTimeout{std::chrono::minutes(10)};  // between requests
+  std::chrono::milliseconds ioTimeout{std::chrono::seconds(30)};    // partial line / unread reply
+};
+
+class ApiServer {
+ public:
+  ApiServer(boost::asio::io_context& io, ControlBackend& backend, ApiServerOptions options);
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Creates the socket (and its directory if missing), replacing a stale
+  // socket file only if nothing listens on it, and starts accepting. Must be
+  // called on (or before running) the io_context thread.
+  Status start();
+  // Closes the listener and every connection and removes the socket file if
+  // it is still ours. Idempotent; the destructor calls it.
+  void stop();
+
+  size_t connectionCount() const;
+  const ApiServerOptions& options() const;
+
+  struct State;  // shared with connections, so late handlers stay safe
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace keel::api

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: Apache-2.0
+// The control API's view of the daemon. keeld implements ControlBackend over
+// its service registry; tests implement it with a fake.
+//
+// Division of work:
+//  - The API layer (src/control/api) parses and validates every request in
+//    full (types, ranges, unknown keys, addresses, that the service/real
+//    exists or does not) and only then calls ONE mutating method with a typed
+//    request. Bad requests never reach the backend.
+//  - The backend applies the request. Anything it can only check itself
+//    (limits reached, an l2dsr real whose MAC cannot be resolved, a health
+//    spec it rejects) it reports as an error Result and then it must have
+//    changed nothing, like a config file with an error.
+//  - The API layer owns the JSON shape of every reply: queries return typed
+//    snapshots and src/control/api/json_format.cc renders them, so keelctl
+//    and scripts see one schema whatever the backend is.
+//
+// Threading: every call comes from the io_context thread that runs the
+// ApiServer (the daemon's one event loop; the health checker runs there
+// too). Calls are synchronous and must not block for long: a slow call
+// stalls the loop, health checks included.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/address.h"
+#include "keel/maglev_lookup.h"
+#include "keel/maps_abi.h"
+
+namespace keel::api {
+
+// ---------------------------------------------------------------- results
+
+// Error codes, stable for scripts (docs/api.md lists them).
+namespace code {
+inline constexpr const char* kParseError = "parse_error";        // line is not JSON
+inline constexpr const char* kInvalidRequest = "invalid_request";  // envelope wrong
+inline constexpr const char* kUnknownMethod = "unknown_method";
+inline constexpr const char* kInvalidParams = "invalid_params";  // params wrong
+inline constexpr const char* kNotFound = "not_found";            // service/real unknown
+inline constexpr const char* kExists = "already_exists";
+inline constexpr const char* kInvalidConfig = "invalid_config";  // config.check / reload
+inline constexpr const char* kFailed = "failed";                  // backend refused, nothing changed
+inline constexpr const char* kLineTooLong = "line_too_long";
+inline constexpr const char* kBusy = "busy";                      // connection limit reached
+inline constexpr const char* kInternal = "internal";
+}  // namespace code
+
+struct ApiError {
+  std::string code = code::kFailed;
+  std::string message;  // says what is wrong and where: "services[web]: real 10.0.0.5 not found"
+  std::string field;    // the request key at fault ("params.address"), empty if none
+  nlohmann::json details;  // optional, e.g. {"errors": [...]} for config errors
+};
+
+class [[nodiscard]] Result {
+ public:
+  static Result ok(nlohmann::json result = nlohmann::json::object()) {
+    Result r;
+    r.result_ = std::move(result);
+    return r;
+  }
+  static Result error(ApiError e) {
+    Result r;
+    r.error_ = std::move(e);
+    return r;
+  }
+  static Result error(std::string code, std::string message, std::string field = {}) {
+    return error(ApiError{std::move(code), std::move(message), std::move(field), {}});
+  }
+  bool isOk() const { return !error_.has_value(); }
+  const nlohmann::json& result() const { return result_; }
+  const ApiError& error() const { return *error_; }
+
+ private:
+  nlohmann::json result_ = nlohmann::json::object();
+  std::optional<ApiError> error_;
+};
+
+// -------------------------------------------------------------- snapshots
+
+struct RealSnapshot {
+  IpAddress address;
+  uint32_t weight = 0;
+  std::optional<MacAddress> mac;  // l2dsr
+  bool healthy = true;            // the health checker's verdict
+  bool draining = false;          // operator drain: out of the ring, flows kept
+  std::string check;              // "tcp", "http", "udp", "none"
+  std::string healthDetail;       // last result, e.g. "connect refused"
+  uint32_t consecutiveOk = 0;
+  uint32_t consecutiveFail = 0;
+  keel_counter counters{};        // summed over CPUs/lcores
+
+  // The one state a listing shows: drain wins, then health.
+  std::string state() const { return draining ? "draining" : healthy ? "up" : "down"; }
+};
+
+struct ServiceSnapshot {
+  std::string name;
+  IpAddress vip;
+  uint16_t port = 0;                  // 0 = every port
+  uint8_t protocol = KEEL_PROTO_TCP;  // KEEL_PROTO_*
+  std::string forwarding = "ipip";    // "ipip" | "l2dsr"
+  std::string scheduler = "maglev";   // "maglev" | "maglev-src"
+  uint32_t ringSize = KEEL_RING_SIZE_DEFAULT;  // configured M
+  // M of the ring the data plane holds now; 0 when it holds the empty ring
+  // (no usable real: traffic is dropped as drop_no_backend).
+  uint32_t publishedRingSize = 0;
+  std::vector<RealSnapshot> reals;
+  keel_counter counters{};
+};
+
+struct GlobalStats {
+  std::string dataplane;  // Dataplane::kind(): "xdp", "dpdk", "mock"
+  std::array<keel_counter, KEEL_R_MAX> reasons{};  // indexed by keel_reason
+};
+
+// ------------------------------------------------------- typed requests
+
+struct RealSpec {
+  IpAddress address;
+  uint32_t weight = 100;          // 0..65535, same default as keel.yaml
+  std::optional<MacAddress> mac;
+  nlohmann::json health;          // null if absent; same keys as YAML `health`, not interpreted here
+};
+
+// service.add: the keys of a keel.yaml service, JSON form.
+struct ServiceAddRequest {
+  std::string name;
+  IpAddress vip;
+  uint16_t port = 0;
+  uint8_t protocol = KEEL_PROTO_TCP;
+  std::string forwarding = "ipip";
+  std::string scheduler = "maglev";
+  uint32_t ringSize = KEEL_RING_SIZE_DEFAULT;
+  std::vector<RealSpec> reals;    // addresses unique (checked)
+  nlohmann::json health;          // null if absent
+};
+
+struct RealAddRequest {
+  std::string service;  // exists (checked)
+  RealSpec real;        // not yet in the service (checked)
+};
+
+struct RealRef {
+  std::string service;  // exists (checked)
+  IpAddress address;    // in the service (checked)
+};
+
+struct RealWeightRequest {
+  RealRef real;
+  uint32_t weight = 0;  // 0..65535
+};
+
+// -------------------------------------------------------------- interface
+
+class ControlBackend {
+ public:
+  virtual ~ControlBackend() = default;
+
+  // Queries (no side effects).
+  virtual std::vector<ServiceSnapshot> listServices() = 0;
+  virtual std::optional<ServiceSnapshot> findService(const std::string& name) = 0;
+  // The real in slot `slot` (< publishedRingSize) of the service's current
+  // ring; nullopt if the service or slot does not exist. `lookup` hashes the
+  // flow with include/keel/maglev_lookup.h itself and asks only for the slot,
+  // so it predicts exactly what the data plane does for a new flow.
+  virtual std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) = 0;
+  virtual GlobalStats globalStats() = 0;
+
+  // Mutations, each given a validated request. On error: nothing changed.
+  virtual Result addService(const ServiceAddRequest& request) = 0;
+  virtual Result removeService(const std::string& name) = 0;
+  virtual Result addReal(const RealAddRequest& request) = 0;
+  virtual Result removeReal(const RealRef& real) = 0;
+  virtual Result setRealWeight(const RealWeightRequest& request) = 0;
+  // drain=true: out of the ring, generation kept (established flows stay);
+  // drain=false: back into the ring. Repeating either is not an error.
+  virtual Result setRealDrain(const RealRef& real, bool drain) = 0;
+
+  // Validates a config file with the daemon's own parser, applying nothing.
+  // Invalid: error code invalid_config, details {"errors": ["file:line: ..."]}.
+  virtual Result checkConfig(const std::string& path) = 0;
+  // Re-reads the daemon's config file and applies the difference; invalid
+  // file: invalid_config (with details) and nothing changed.
+  virtual Result reload() = 0;
+
+  // Called once the reply to daemon.shutdown has been written (or the
+  // client vanished). detach=true: exit but leave the data plane attached
+  // (pinned maps and program stay, traffic keeps flowing with the last
+  // state); false: detach the data plane, then exit. Must not block: post
+  // the actual stop to the loop.
+  virtual void shutdown(bool detach) = 0;
+};
+
+}  // namespace keel::api

@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/api/dispatcher.h"
+
+#include <arpa/inet.h>
+
+#include <exception>
+#include <functional>
+#include <map>
+
+#include "control/api/requests.h"
+#include "keel/maglev_lookup.h"
+
+namespace keel::api {
+
+using nlohmann::json;
+
+namespace {
+
+const char* const kReasonNames[KEEL_R_MAX] = {KEEL_REASON_NAMES};
+
+json counterJson(const keel_counter& c) { return json{{"packets", c.packets}, {"bytes", c.bytes}}; }
+
+std::string svcWhere(const std::string& name) { return "services[" + name + "]"; }
+
+ApiError serviceNotFound(const std::string& name, const std::string& field) {
+  return ApiError{code::kNotFound, svcWhere(name) + ": not found", field, {}};
+}
+
+const RealSnapshot* findReal(const ServiceSnapshot& s, const IpAddress& a) {
+  for (const auto& r : s.reals)
+    if (r.address == a) return &r;
+  return nullptr;
+}
+
+// Depth of [ and { outside strings. nlohmann's parser is iterative, but a
+// bound keeps every later walk over the value (dump, destroy) cheap and is
+// far above anything a real request nests (service.add: 4).
+bool tooDeep(std::string_view line) {
+  size_t depth = 0;
+  bool inString = false, escaped = false;
+  for (char c : line) {
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') inString = false;
+    } else if (c == '"') {
+      inString = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
+std::string oneLine(std::string_view s, size_t limit) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (out.size() >= limit) return out + "...";
+    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+  }
+  return out;
+}
+
+}  // namespace
+
+json toJson(const ServiceSnapshot& s) {
+  json reals = json::array();
+  for (const auto& r : s.reals) {
+    json j{{"address", r.address.toString()},
+           {"weight", r.weight},
+           {"state", r.state()},
+           {"healthy", r.healthy},
+           {"draining", r.draining},
+           {"packets", r.counters.packets},
+           {"bytes", r.counters.bytes}};
+    if (r.mac) j["mac"] = r.mac->toString();
+    reals.push_back(std::move(j));
+  }
+  return json{{"name", s.name},
+              {"vip", s.vip.toString()},
+              {"port", s.port},
+              {"protocol", protocolName(s.protocol)},
+              {"forwarding", s.forwarding},
+              {"scheduler", s.scheduler},
+              {"ring_size", s.ringSize},
+              {"published_ring_size", s.publishedRingSize},
+              {"packets", s.counters.packets},
+              {"bytes", s.counters.bytes},
+              {"reals", std::move(reals)}};
+}
+
+json healthJson(const ServiceSnapshot& s) {
+  json reals = json::array();
+  for (const auto& r : s.reals) {
+    reals.push_back(json{{"address", r.address.toString()},
+                         {"state", r.state()},
+                         {"healthy", r.healthy},
+                         {"draining", r.draining},
+                         {"check", r.check},
+                         {"detail", r.healthDetail},
+                         {"consecutive_ok", r.consecutiveOk},
+                         {"consecutive_fail", r.consecutiveFail}});
+  }
+  return json{{"name", s.name}, {"reals", std::move(reals)}};
+}
+
+json statsJson(const ServiceSnapshot& s) {
+  json reals = json::array();
+  for (const auto& r : s.reals)
+    reals.push_back(json{{"address", r.address.toString()},
+                         {"packets", r.counters.packets},
+                         {"bytes", r.counters.bytes}});
+  return json{{"name", s.name},
+              {"vip", s.vip.toString()},
+              {"port", s.port},
+              {"protocol", protocolName(s.protocol)},
+              {"packets", s.counters.packets},
+              {"bytes", s.counters.bytes},
+              {"reals", std::move(reals)}};
+}
+
+json Dispatcher::errorResponse(const json& id, const ApiError& e) {
+  json err{{"code", e.code}, {"message", e.message}};
+  if (!e.field.empty()) err["field"] = e.field;
+  if (!e.details.is_null()) err["details"] = e.details;
+  return json{{"id", id}, {"ok", false}, {"error", std::move(err)}};
+}
+
+json Dispatcher::okResponse(const json& id, json result) {
+  return json{{"id", id}, {"ok", true}, {"result", std::move(result)}};
+}
+
+std::string serializeResponse(const json& response) {
+  return response.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+DispatchOutcome Dispatcher::handleLine(std::string_view line) {
+  json id = nullptr;
+  try {
+    if (tooDeep(line))
+      return {errorResponse(id, {code::kInvalidRequest,
+                                 "request: JSON nested deeper than " + std::to_string(kMaxJsonDepth) +
+                                     " levels", "", {}}), {}};
+    json req;
+    try {
+      req = json::parse(line.begin(), line.end());
+    } catch (const json::parse_error& e) {
+      // e.what() is "[json.exception.parse_error.101] parse error at ...";
+      // keep the readable part, without echoing raw bytes.
+      std::string_view what = e.what();
+      if (auto p = what.find("] "); p != std::string_view::npos) what.remove_prefix(p + 2);
+      return {errorResponse(id, {code::kParseError, "request: malformed JSON: " + oneLine(what, 200),
+                                 "", {}}), {}};
+    }
+    if (!req.is_object())
+      return {errorResponse(id, {code::kInvalidRequest,
+                                 "request: must be a JSON object, got " + describeJson(req), "", {}}),
+              {}};
+    if (auto it = req.find("id"); it != req.end()) {
+      if (!it->is_number_integer() && !it->is_string() && !it->is_null())
+        return {errorResponse(id, {code::kInvalidRequest,
+                                   "id: must be an integer or a string, got " + describeJson(*it),
+                                   "id", {}}), {}};
+      id = *it;
+    }
+    for (auto it = req.begin(); it != req.end(); ++it) {
+      if (it.key() != "id" && it.key() != "method" && it.key() != "params")
+        return {errorResponse(id, {code::kInvalidRequest,
+                                   describeJson(json(it.key())) +
+                                       ": unknown request key (expected: id, method, params)",
+                                   it.key(), {}}), {}};
+    }
+    auto m = req.find("method");
+    if (m == req.end())
+      return {errorResponse(id, {code::kInvalidRequest, "method: is required", "method", {}}), {}};
+    if (!m->is_string())
+      return {errorResponse(id, {code::kInvalidRequest,
+                                 "method: must be a string, got " + describeJson(*m), "method", {}}),
+              {}};
+    json params = nullptr;
+    if (auto p = req.find("params"); p != req.end()) params = *p;
+    return dispatch(id, m->get<std::string>(), params);
+  } catch (const std::exception& e) {
+    // A bug or a backend that threw: answer, keep the daemon up.
+    return {errorResponse(id, {code::kInternal, std::string("internal error: ") + oneLine(e.what(), 200),
+                               "", {}}), {}};
+  } catch (...) {
+    return {errorResponse(id, {code::kInternal, "internal error", "", {}}), {}};
+  }
+}
+
+DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, const json& params) {
+  auto fail = [&](const ApiError& e) { return DispatchOutcome{errorResponse(id, e), {}}; };
+  auto reply = [&](const Result& r) {
+    return r.isOk() ? DispatchOutcome{okResponse(id, r.result()), {}} : fail(r.error());
+  };
+  auto good = [&](json result) { return DispatchOutcome{okResponse(id, std::move(result)), {}}; };
+
+  // Resolves params.service/params.address to a snapshot and a real.
+  auto needService = [&](const std::string& name, const char* field,
+                         std::optional<ServiceSnapshot>& out) -> std::optional<ApiError> {
+    out = backend_.findService(name);
+    if (!out) return serviceNotFound(name, field);
+    return std::nullopt;
+  };
+  auto needReal = [&](const RealRef& ref) -> std::optional<ApiError> {
+    std::optional<ServiceSnapshot> svc;
+    if (auto e = needService(ref.service, "params.service", svc)) return e;
+    if (!findReal(*svc, ref.address))
+      return ApiError{code::kNotFound,
+                      svcWhere(ref.service) + ": real " + ref.address.toString() + " not found",
+                      "params.address", {}};
+    return std::nullopt;
+  };
+
+  if (method == "service.list") {
+    auto p = parseNoParams(params);
+    if (!p.ok()) return fail(p.error);
+    json list = json::array();
+    for (const auto& s : backend_.listServices()) list.push_back(toJson(s));
+    return good(json{{"services", std::move(list)}});
+  }
+  if (method == "service.show") {
+    auto p = parseServiceName(params);
+    if (!p.ok()) return fail(p.error);
+    std::optional<ServiceSnapshot> svc;
+    if (auto e = needService(p.value->name, "params.name", svc)) return fail(*e);
+    return good(json{{"service", toJson(*svc)}});
+  }
+  if (method == "service.add") {
+    auto p = parseServiceAdd(params);
+    if (!p.ok()) return fail(p.error);
+    const ServiceAddRequest& r = *p.value;
+    for (const auto& s : backend_.listServices()) {
+      if (s.name == r.name)
+        return fail({code::kExists, svcWhere(r.name) + ": already exists", "params.name", {}});
+      if (s.vip == r.vip && s.port == r.port && s.protocol == r.protocol)
+        return fail({code::kExists,
+                     svcWhere(r.name) + ": " + r.vip.toString() + " port " + std::to_string(r.port) +
+                         "/" + std::string(protocolName(r.protocol)) + " is already service " + s.name,
+                     "params.vip", {}});
+    }
+    return reply(backend_.addService(r));
+  }
+  if (method == "service.remove") {
+    auto p = parseServiceName(params);
+    if (!p.ok()) return fail(p.error);
+    std::optional<ServiceSnapshot> svc;
+    if (auto e = needService(p.value->name, "params.name", svc)) return fail(*e);
+    return reply(backend_.removeService(p.value->name));
+  }
+  if (method == "real.add") {
+    auto p = parseRealAdd(params);
+    if (!p.ok()) return fail(p.error);
+    std::optional<ServiceSnapshot> svc;
+    if (auto e = needService(p.value->service, "params.service", svc)) return fail(*e);
+    if (findReal(*svc, p.value->real.address))
+      return fail({code::kExists,
+                   svcWhere(p.value->service) + ": real " + p.value->real.address.toString() +
+                       " already exists",
+                   "params.address", {}});
+    return reply(backend_.addReal(*p.value));
+  }
+  if (method == "real.remove" || method == "real.drain" || method == "real.undrain") {
+    auto p = parseRealRef(params);
+    if (!p.ok()) return fail(p.error);
+    if (auto e = needReal(*p.value)) return fail(*e);
+    if (method == "real.remove") return reply(backend_.removeReal(*p.value));
+    return reply(backend_.setRealDrain(*p.value, method == "real.drain"));
+  }
+  if (method == "real.set_weight") {
+    auto p = parseRealWeight(params);
+    if (!p.ok()) return fail(p.error);
+    if (auto e = needReal(p.value->real)) return fail(*e);
+    return reply(backend_.setRealWeight(*p.value));
+  }
+  if (method == "health.show" || method == "stats.get") {
+    auto p = parseServiceFilter(params);
+    if (!p.ok()) return fail(p.error);
+    std::vector<ServiceSnapshot> list;
+    if (p.value->service) {
+      std::optional<ServiceSnapshot> svc;
+      if (auto e = needService(*p.value->service, "params.service", svc)) return fail(*e);
+      list.push_back(std::move(*svc));
+    } else {
+      list = backend_.listServices();
+    }
+    json services = json::array();
+    bool health = method == "health.show";
+    for (const auto& s : list) services.push_back(health ? healthJson(s) : statsJson(s));
+    if (health) return good(json{{"services", std::move(services)}});
+    GlobalStats g = backend_.globalStats();
+    json reasons = json::object();
+    for (int i = 0; i < KEEL_R_MAX; ++i) reasons[kReasonNames[i]] = counterJson(g.reasons[i]);
+    return good(json{{"dataplane", g.dataplane}, {"reasons", std::move(reasons)},
+                     {"services", std::move(services)}});
+  }
+  if (method == "lookup") {
+    auto p = parseLookup(params);
+    if (!p.ok()) return fail(p.error);
+    const LookupRequest& r = *p.value;
+    std::optional<ServiceSnapshot> svc;
+    if (auto e = needService(r.service, "params.service", svc)) return fail(*e);
+    std::string where = svcWhere(r.service) + ": ";
+    if (r.protocol && *r.protocol != svc->protocol)
+      return fail({code::kInvalidParams,
+                   where + "service is " + std::string(protocolName(svc->protocol)) + ", lookup asked for " +
+                       std::string(protocolName(*r.protocol)),
+                   "params.protocol", {}});
+    if (r.clientAddress.family() != svc->vip.family())
+      return fail({code::kInvalidParams,
+                   where + "client " + r.clientAddress.toString() + " and VIP " + svc->vip.toString() +
+                       " are different address families",
+                   "params.client_address", {}});
+    uint16_t dport = svc->port;
+    if (svc->port == 0 && !r.port)
+      return fail({code::kInvalidParams,
+                   where + "service listens on every port: give the destination port", "params.port", {}});
+    if (r.port) {
+      if (svc->port != 0 && *r.port != svc->port)
+        return fail({code::kInvalidParams,
+                     where + "service port is " + std::to_string(svc->port) + ", lookup asked for " +
+                         std::to_string(*r.port),
+                     "params.port", {}});
+      dport = *r.port;
+    }
+    // The flow key exactly as the data planes build it (include/keel/flow.h):
+    // raw network-order address bytes, network-order ports, zero padding.
+    keel_flow_key key{};
+    r.clientAddress.toWords(key.src);
+    svc->vip.toWords(key.dst);
+    key.sport = htons(r.clientPort);
+    key.dport = htons(dport);
+    key.proto = svc->protocol;
+    key.family = svc->vip.family();
+    uint32_t flags = svc->scheduler == "maglev-src" ? KEEL_SVC_F_SCHED_SRC : 0;
+    uint32_t hash = keel_sched_hash(&key, flags);
+    json result{{"service", r.service},
+                {"client_address", r.clientAddress.toString()},
+                {"client_port", r.clientPort},
+                {"vip", svc->vip.toString()},
+                {"port", dport},
+                {"protocol", protocolName(svc->protocol)},
+                {"scheduler", svc->scheduler},
+                {"hash", hash},
+                {"ring_size", svc->publishedRingSize},
+                {"slot", nullptr},
+                {"real", nullptr}};
+    if (svc->publishedRingSize == 0) {
+      result["note"] = "no usable real: new flows are dropped (drop_no_backend)";
+      return good(std::move(result));
+    }
+    uint32_t slot = keel_ring_slot(hash, svc->publishedRingSize);
+    result["slot"] = slot;
+    auto real = backend_.ringSlotReal(r.service, slot);
+    if (!real)
+      return fail({code::kFailed, where + "ring slot " + std::to_string(slot) + " has no real", "", {}});
+    result["real"] = real->toString();
+    if (const RealSnapshot* rs = findReal(*svc, *real)) result["state"] = rs->state();
+    return good(std::move(result));
+  }
+  if (method == "config.check") {
+    auto p = parseConfigPath(params);
+    if (!p.ok()) return fail(p.error);
+    return reply(backend_.checkConfig(p.value->path));
+  }
+  if (method == "config.reload") {
+    auto p = parseNoParams(params);
+    if (!p.ok()) return fail(p.error);
+    return reply(backend_.reload());
+  }
+  if (method == "daemon.shutdown") {
+    auto p = parseShutdown(params);
+    if (!p.ok()) return fail(p.error);
+    bool detach = p.value->detach;
+    return DispatchOutcome{okResponse(id, json{{"detach", detach}}), detach};
+  }
+  return fail({code::kUnknownMethod,
+               "method: unknown method " + describeJson(json(method)) +
+                   " (known: service.list, service.show, service.add, service.remove, real.add, "
+                   "real.remove, real.set_weight, real.drain, real.undrain, health.show, stats.get, "
+                   "lookup, config.check, config.reload, daemon.shutdown)",
+               "method", {}});
+}
+
+}  // namespace keel::api

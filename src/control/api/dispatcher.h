@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+// One request line in, one response out: envelope checks, method table,
+// params parsing (requests.h), existence checks against the backend's
+// snapshot, then at most one backend call. No sockets here, so the whole
+// protocol is testable without I/O; ApiServer only frames lines.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "control/api/control_backend.h"
+
+namespace keel::api {
+
+inline constexpr size_t kMaxJsonDepth = 64;
+
+struct DispatchOutcome {
+  nlohmann::json response;
+  // Set by a successful daemon.shutdown: the server calls
+  // backend.shutdown(detach) once the response is written.
+  std::optional<bool> shutdownDetach;
+};
+
+class Dispatcher {
+ public:
+  explicit Dispatcher(ControlBackend& backend) : backend_(backend) {}
+
+  // Never throws; whatever the line holds, the outcome is a response.
+  DispatchOutcome handleLine(std::string_view line);
+
+  static nlohmann::json errorResponse(const nlohmann::json& id, const ApiError& error);
+  static nlohmann::json okResponse(const nlohmann::json& id, nlohmann::json result);
+
+ private:
+  DispatchOutcome dispatch(const nlohmann::json& id, const std::string& method,
+                           const nlohmann::json& params);
+  ControlBackend& backend_;
+};
+
+// One response line: compact JSON plus '\n'. Invalid UTF-8 (echoed from a
+// request) is replaced, never thrown on.
+std::string serializeResponse(const nlohmann::json& response);
+
+// JSON forms of the snapshots (docs/api.md "Results").
+nlohmann::json toJson(const ServiceSnapshot& service);
+nlohmann::json healthJson(const ServiceSnapshot& service);
+nlohmann::json statsJson(const ServiceSnapshot& service);
+
+}  // namespace keel::api

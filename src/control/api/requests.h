@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// Parsing each method's `params` into a typed request. Pure functions: no
+// backend, no I/O, so every rule is a row in tests/unit/api/requests_test.cc.
+//
+// Rules shared by every method (docs/api.md):
+//  - params is an object (absent = {}); a key the method does not know is an
+//    error, never ignored: a typo must not turn "drain" into a no-op.
+//  - Types are exact: a weight is a JSON integer, not "100", 100.0 or true.
+//  - The first error wins; its message names the key ("params.weight: must
+//    be an integer 0..65535, got 70000") and `field` holds the key path.
+// Whether a named service or real exists is checked afterwards, by the
+// dispatcher, against the backend's snapshot.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "control/api/control_backend.h"
+
+namespace keel::api {
+
+template <typename T>
+struct Parsed {
+  std::optional<T> value;
+  ApiError error;
+  bool ok() const { return value.has_value(); }
+  static Parsed fail(ApiError e) { return Parsed{std::nullopt, std::move(e)}; }
+  static Parsed good(T v) { return Parsed{std::move(v), {}}; }
+};
+
+struct NoParams {};
+struct ServiceName { std::string name; };          // service.show/remove: {"name"}
+struct ServiceFilter { std::optional<std::string> service; };  // health.show, stats.get
+struct ConfigPath { std::string path; };
+struct ShutdownRequest { bool detach = false; };
+
+struct LookupRequest {
+  std::string service;
+  IpAddress clientAddress;
+  uint16_t clientPort = 0;
+  std::optional<uint8_t> protocol;  // must equal the service's if given
+  std::optional<uint16_t> port;     // destination port; needed when the service's port is 0
+};
+
+Parsed<NoParams> parseNoParams(const nlohmann::json& params);
+Parsed<ServiceName> parseServiceName(const nlohmann::json& params);
+Parsed<ServiceFilter> parseServiceFilter(const nlohmann::json& params);
+Parsed<ServiceAddRequest> parseServiceAdd(const nlohmann::json& params);
+Parsed<RealAddRequest> parseRealAdd(const nlohmann::json& params);
+Parsed<RealRef> parseRealRef(const nlohmann::json& params);
+Parsed<RealWeightRequest> parseRealWeight(const nlohmann::json& params);
+Parsed<LookupRequest> parseLookup(const nlohmann::json& params);
+Parsed<ConfigPath> parseConfigPath(const nlohmann::json& params);
+Parsed<ShutdownRequest> parseShutdown(const nlohmann::json& params);
+
+// Same rule as keel.yaml: 1..63 of [A-Za-z0-9._-], starting alphanumeric.
+bool isValidServiceName(std::string_view name);
+
+// A JSON value as a message shows it: 70000, "abc", true, an object, ...
+// Long or odd strings are cut and escaped so a message stays one short line.
+std::string describeJson(const nlohmann::json& value);
+
+std::string_view protocolName(uint8_t proto);  // "tcp" / "udp" / "?"
+
+}  // namespace keel::api

@@ -82,7 +82,7 @@ class ConnTable {
   // Refreshes last_seen at most once a second: enough for idle timeouts in
   // seconds, and it keeps established flows from dirtying the line per packet.
   static void touch(ConnEntry& e, uint64_t nowNs) {
-    if (nowNs - e.value.last_seen_ns >= 1000000000ull) e.value.last_seen_ns = nowNs ? nowNs : 1;
+    if (nowNs - e.value.last_seen_ns > 1000000000ull) e.value.last_seen_ns = nowNs ? nowNs : 1;
   }
 
   size_t countLive() const {

@@ -29,6 +29,13 @@ inline const keel_service_value* findService(const Snapshot& s, const keel_pkt& 
   return snapshotFindService(s, k);
 }
 
+// Service and backend counters count what was sent (as the XDP plane does);
+// drops and passes are only in the reason counters.
+inline void countForwarded(WorkerState& w, uint32_t svcId, uint32_t beId, uint32_t bytes) {
+  if (svcId < w.counters.services.size()) countPacket(w.counters.services[svcId], bytes);
+  countPacket(w.counters.backends[beId], bytes);
+}
+
 // A backend a packet of service svcId may use: valid and owned by svcId.
 inline bool usable(const keel_backend* be, uint32_t svcId) {
   return be && (be->flags & KEEL_BE_F_VALID) && be->service_id == svcId;
@@ -61,7 +68,6 @@ PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint
   const keel_service_value* svc = findService(s, p);
   if (!svc) return finish(w, Verdict::kPass, KEEL_R_PASS_NO_SERVICE, bytes);
   const uint32_t svcId = svc->id;
-  if (svcId < w.counters.services.size()) countPacket(w.counters.services[svcId], bytes);
 
   // The connection table keeps a flow on its real across ring changes; an
   // entry is trusted only while its backend is valid, still belongs to this
@@ -92,13 +98,15 @@ PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint
 
   if (svc->flags & KEEL_SVC_F_FWD_L2DSR) {
     if (keel_l2_rewrite(data, end, be->mac, s.node.local_mac) != 0)
-      return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
-    countPacket(w.counters.backends[beId], bytes);
+      return finish(w, Verdict::kDrop, KEEL_R_DROP_TRUNCATED, bytes);
+    countForwarded(w, svcId, beId, bytes);
     return finish(w, Verdict::kTx, KEEL_R_TX_L2DSR, bytes, beId);
   }
 
   const uint16_t hdr = keel_encap_hdr_len(be->family);
-  if (static_cast<uint32_t>(p.ip_len) + hdr > w.mtu)
+  // The same test as XDP's bpf_check_mtu(ctx, 0, .., hdr): the frame minus
+  // its Ethernet header, grown by the outer header, against the L3 MTU.
+  if (b.len - sizeof(keel_eth) + hdr > w.mtu)
     return finish(w, Verdict::kDrop, KEEL_R_DROP_TOO_BIG, bytes);
   if (b.headroom < hdr) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
   uint8_t* start = b.data - hdr;
@@ -109,7 +117,7 @@ PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint
   b.data = start;
   b.len += hdr;
   b.headroom -= hdr;
-  countPacket(w.counters.backends[beId], bytes);
+  countForwarded(w, svcId, beId, bytes);
   return finish(w, Verdict::kTx, KEEL_R_TX_IPIP, bytes, beId);
 }
 

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: Apache-2.0
+// The DPDK worker packet path, without EAL: verdicts, rewrites, connection
+// table rules and counters, each checked on the bytes that come out.
+#include "dataplane/dpdk/worker_path.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "test_packets.h"
+
+namespace keel::dpdk {
+namespace {
+
+using test::Frame;
+using test::ip;
+
+constexpr uint32_t kHeadroom = 128;
+
+uint16_t inetSum(const uint8_t* p, size_t n) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < n; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
+  if (n & 1) sum += static_cast<uint32_t>(p[n - 1] << 8);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+class WorkerPathTest : public ::testing::Test {
+ protected:
+  WorkerPathTest() : store_(16, 1024, [this] { ++graces_; }), worker_(1024, 16, 1024, 1500) {
+    EXPECT_TRUE(store_.setNode(test::nodeConfig()));
+    EXPECT_TRUE(store_.addVip(test::vipKey(vip4_)));
+    EXPECT_TRUE(store_.addVip(test::vipKey(vip6_)));
+  }
+
+  void addService(const IpAddress& vip, uint16_t port, uint8_t proto, uint32_t id,
+                  uint32_t flags = 0) {
+    keel_service_value v{};
+    v.id = id;
+    v.flags = flags;
+    ASSERT_TRUE(store_.upsertService(test::serviceKey(vip, port, proto), v));
+  }
+  void ring(uint32_t svc, std::vector<uint32_t> slots) {
+    ASSERT_TRUE(store_.publishRing(svc, slots));
+  }
+
+  struct Out {
+    PacketResult r;
+    std::vector<uint8_t> bytes;
+  };
+  Out run(const std::vector<uint8_t>& in, uint64_t nowNs = 1000) {
+    buf_.assign(kHeadroom + in.size(), 0);
+    std::memcpy(buf_.data() + kHeadroom, in.data(), in.size());
+    PacketBuf b{buf_.data() + kHeadroom, static_cast<uint32_t>(in.size()), kHeadroom};
+    Out o;
+    o.r = processPacket(*store_.current(), worker_, b, nowNs);
+    o.bytes.assign(b.data, b.data + b.len);
+    return o;
+  }
+
+  IpAddress vip4_ = ip("10.0.0.100");
+  IpAddress vip6_ = ip("2001:db8::100");
+  int graces_ = 0;
+  TableStore store_;
+  WorkerState worker_;
+  std::vector<uint8_t> buf_;
+};
+
+TEST_F(WorkerPathTest, NotAVipGoesToTheExceptionPathUnchanged) {
+  Frame f{ip("192.168.1.1"), ip("10.0.0.99"), 1000, 80};
+  auto in = test::buildFrame(f);
+  Out o = run(in);
+  EXPECT_EQ(o.r.verdict, Verdict::kPass);
+  EXPECT_EQ(o.r.reason, KEEL_R_PASS_NOT_VIP);
+  EXPECT_EQ(o.bytes, in);
+  EXPECT_EQ(worker_.counters.reasons[KEEL_R_PASS_NOT_VIP].packets, 1u);
+  EXPECT_EQ(worker_.counters.reasons[KEEL_R_PASS_NOT_VIP].bytes, in.size());
+}
+
+TEST_F(WorkerPathTest, Ipv4InIpv4Encapsulation) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(5, test::backend(ip("10.1.0.5"), 1)));
+  ring(1, std::vector<uint32_t>(7, 5));
+  Frame f{ip("192.168.1.1"), vip4_, 1000, 80};
+  f.tos = 0x28;
+  auto in = test::buildFrame(f);
+  Out o = run(in);
+  ASSERT_EQ(o.r.verdict, Verdict::kTx);
+  EXPECT_EQ(o.r.reason, KEEL_R_TX_IPIP);
+  EXPECT_EQ(o.r.backendId, 5u);
+  ASSERT_EQ(o.bytes.size(), in.size() + 20);
+  const uint8_t nh[6] = {0x02, 0, 0, 0, 0, 0xfe}, local[6] = {0x02, 0, 0, 0, 0, 0xaa};
+  EXPECT_EQ(std::memcmp(o.bytes.data(), nh, 6), 0);
+  EXPECT_EQ(std::memcmp(o.bytes.data() + 6, local, 6), 0);
+  EXPECT_EQ(o.bytes[12], 0x08);
+  EXPECT_EQ(o.bytes[13], 0x00);
+  const uint8_t* outer = o.bytes.data() + 14;
+  EXPECT_EQ(outer[0], 0x45);
+  EXPECT_EQ(outer[1], 0x28);  // inner TOS copied
+  EXPECT_EQ(outer[2] << 8 | outer[3], static_cast<int>(in.size() - 14 + 20));
+  EXPECT_EQ(outer[6], 0x40);  // DF
+  EXPECT_EQ(outer[8], 64);
+  EXPECT_EQ(outer[9], KEEL_IPPROTO_IPIP);
+  EXPECT_EQ(inetSum(outer, 20), 0xffff);  // header checksum valid
+  const uint8_t src[4] = {192, 0, 2, 1}, dst[4] = {10, 1, 0, 5};
+  EXPECT_EQ(std::memcmp(outer + 12, src, 4), 0);
+  EXPECT_EQ(std::memcmp(outer + 16, dst, 4), 0);
+  EXPECT_TRUE(std::equal(in.begin() + 14, in.end(), o.bytes.begin() + 34));
+  EXPECT_EQ(worker_.counters.services[1].packets, 1u);
+  EXPECT_EQ(worker_.counters.backends[5].packets, 1u);
+  EXPECT_EQ(worker_.counters.backends[5].bytes, in.size());
+}
+
+TEST_F(WorkerPathTest, MixedFamiliesPickTheOuterHeaderByTheRealsFamily) {
+  addService(vip6_, 53, KEEL_PROTO_UDP, 2);
+  addService(vip4_, 53, KEEL_PROTO_UDP, 3);
+  ASSERT_TRUE(store_.upsertBackend(7, test::backend(ip("10.1.0.7"), 2)));
+  ASSERT_TRUE(store_.upsertBackend(8, test::backend(ip("2001:db8:1::8"), 3)));
+  ring(2, {7, 7, 7});
+  ring(3, {8, 8, 8});
+
+  Out o6in4 = run(test::buildFrame(Frame{ip("2001:db8:2::1"), vip6_, 5000, 53, KEEL_PROTO_UDP}));
+  ASSERT_EQ(o6in4.r.reason, KEEL_R_TX_IPIP);
+  EXPECT_EQ(o6in4.bytes[14 + 9], KEEL_IPPROTO_IPV6);
+
+  auto in = test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 5000, 53, KEEL_PROTO_UDP});
+  Out o4in6 = run(in);
+  ASSERT_EQ(o4in6.r.reason, KEEL_R_TX_IPIP);
+  ASSERT_EQ(o4in6.bytes.size(), in.size() + 40);
+  EXPECT_EQ(o4in6.bytes[12] << 8 | o4in6.bytes[13], KEEL_ETH_P_IPV6);
+  EXPECT_EQ(o4in6.bytes[14] >> 4, 6);
+  EXPECT_EQ(o4in6.bytes[14 + 6], KEEL_IPPROTO_IPIP);
+  EXPECT_EQ(o4in6.bytes[14 + 7], 64);
+  EXPECT_EQ(std::memcmp(o4in6.bytes.data() + 14 + 24, ip("2001:db8:1::8").bytes().data(), 16), 0);
+}
+
+TEST_F(WorkerPathTest, VlanTagIsKeptInFrontOfTheOuterHeader) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(5, test::backend(ip("10.1.0.5"), 1)));
+  ring(1, {5, 5, 5});
+  Frame f{ip("192.168.1.1"), vip4_, 1000, 80};
+  f.vlan = 0x0123;
+  auto in = test::buildFrame(f);
+  Out o = run(in);
+  ASSERT_EQ(o.r.reason, KEEL_R_TX_IPIP);
+  ASSERT_EQ(o.bytes.size(), in.size() + 20);
+  const uint8_t tag[6] = {0x81, 0x00, 0x01, 0x23, 0x08, 0x00};
+  EXPECT_EQ(std::memcmp(o.bytes.data() + 12, tag, 6), 0);
+  EXPECT_EQ(o.bytes[18], 0x45);
+  EXPECT_TRUE(std::equal(in.begin() + 18, in.end(), o.bytes.begin() + 38));
+}
+
+TEST_F(WorkerPathTest, L2DsrRewritesOnlyTheMacs) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1, KEEL_SVC_F_FWD_L2DSR);
+  keel_backend be = test::backend(ip("10.1.0.5"), 1);
+  ASSERT_TRUE(store_.upsertBackend(5, be));
+  ring(1, {5, 5, 5});
+  Frame f{ip("192.168.1.1"), vip4_, 1000, 80};
+  f.vlan = 7;
+  auto in = test::buildFrame(f);
+  Out o = run(in);
+  ASSERT_EQ(o.r.reason, KEEL_R_TX_L2DSR);
+  ASSERT_EQ(o.bytes.size(), in.size());
+  EXPECT_EQ(std::memcmp(o.bytes.data(), be.mac, 6), 0);
+  EXPECT_EQ(o.bytes[6 + 5], 0xaa);
+  EXPECT_TRUE(std::equal(in.begin() + 12, in.end(), o.bytes.begin() + 12));
+}
+
+TEST_F(WorkerPathTest, ExactPortBeatsPortZero) {
+  addService(vip4_, 0, KEEL_PROTO_TCP, 1);
+  addService(vip4_, 443, KEEL_PROTO_TCP, 2);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 2)));
+  ring(1, {1, 1, 1});
+  ring(2, {2, 2, 2});
+  EXPECT_EQ(run(test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 443})).r.backendId, 2u);
+  EXPECT_EQ(run(test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 8443})).r.backendId, 1u);
+  // UDP has no service on this VIP at all.
+  Out o = run(test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 443, KEEL_PROTO_UDP}));
+  EXPECT_EQ(o.r.verdict, Verdict::kPass);
+  EXPECT_EQ(o.r.reason, KEEL_R_PASS_NO_SERVICE);
+}
+
+TEST_F(WorkerPathTest, NoUsableBackendDrops) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  auto in = test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 80});
+  EXPECT_EQ(run(in).r.reason, KEEL_R_DROP_NO_BACKEND);  // no ring yet
+  ring(1, {});
+  EXPECT_EQ(run(in).r.reason, KEEL_R_DROP_NO_BACKEND);  // M == 0
+  ring(1, {9, 9, 9});
+  EXPECT_EQ(run(in).r.reason, KEEL_R_DROP_NO_BACKEND);  // backend 9 never written
+  ASSERT_TRUE(store_.upsertBackend(9, test::backend(ip("10.1.0.9"), 4)));
+  EXPECT_EQ(run(in).r.reason, KEEL_R_DROP_NO_BACKEND);  // owned by another service
+  ASSERT_TRUE(store_.upsertBackend(9, test::backend(ip("10.1.0.9"), 1)));
+  Out o = run(in);
+  EXPECT_EQ(o.r.verdict, Verdict::kTx);
+  EXPECT_EQ(worker_.counters.reasons[KEEL_R_DROP_NO_BACKEND].packets, 4u);
+  EXPECT_EQ(worker_.counters.services[1].packets, 1u);  // only what was sent
+}
+
+TEST_F(WorkerPathTest, ConnectionTableKeepsFlowsUntilTheGenerationChanges) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1, 1)));
+  ring(1, {1, 1, 1, 1, 1});
+  auto old = test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 80});
+  auto fresh = test::buildFrame(Frame{ip("192.168.1.2"), vip4_, 1000, 80});
+  EXPECT_EQ(run(old).r.backendId, 1u);
+  // Drain: backend 1 leaves the ring, generation unchanged -> flow stays.
+  ring(1, {2, 2, 2, 2, 2});
+  EXPECT_EQ(run(old, 2000).r.backendId, 1u);
+  EXPECT_EQ(run(fresh, 2000).r.backendId, 2u);
+  // Down/removed: generation bumped -> the entry is stale, re-picked.
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 2)));
+  EXPECT_EQ(run(old, 3000).r.backendId, 2u);
+  // The re-pick overwrote the entry: back in the ring, the flow stays on 2.
+  ring(1, {1, 1, 1, 1, 1});
+  EXPECT_EQ(run(old, 4000).r.backendId, 2u);
+  // Id reused by another service: the entry's service check fails.
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 7, 1)));
+  EXPECT_EQ(run(old, 5000).r.backendId, 1u);
+}
+
+TEST_F(WorkerPathTest, IdleEntriesExpirePerProtocol) {
+  addService(vip4_, 53, KEEL_PROTO_UDP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1)));
+  ring(1, {1, 1, 1});
+  auto in = test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 53, KEEL_PROTO_UDP});
+  const uint64_t s = 1000000000ull;
+  EXPECT_EQ(run(in, 1 * s).r.backendId, 1u);
+  ring(1, {2, 2, 2});
+  EXPECT_EQ(run(in, 20 * s).r.backendId, 1u);  // refreshes last_seen to 20 s
+  EXPECT_EQ(run(in, 45 * s).r.backendId, 1u);  // 25 s idle < 30 s
+  EXPECT_EQ(run(in, 80 * s).r.backendId, 2u);  // 35 s idle > 30 s: re-picked
+}
+
+TEST_F(WorkerPathTest, EchoRequestToAVipIsAnswered) {
+  Frame f{ip("192.168.1.1"), vip4_, 0, 0, KEEL_IPPROTO_ICMP};
+  auto in = test::buildFrame(f);
+  Out o = run(in);
+  ASSERT_EQ(o.r.reason, KEEL_R_TX_ICMP_ECHO);
+  ASSERT_EQ(o.bytes.size(), in.size());
+  EXPECT_EQ(std::memcmp(o.bytes.data(), in.data() + 6, 6), 0);  // MACs swapped
+  EXPECT_EQ(std::memcmp(o.bytes.data() + 14 + 12, in.data() + 14 + 16, 4), 0);
+  EXPECT_EQ(std::memcmp(o.bytes.data() + 14 + 16, in.data() + 14 + 12, 4), 0);
+  EXPECT_EQ(o.bytes[34], 0);  // echo reply
+  EXPECT_EQ(inetSum(o.bytes.data() + 14, 20), 0xffff);
+  EXPECT_EQ(inetSum(o.bytes.data() + 34, o.bytes.size() - 34), 0xffff);
+}
+
+TEST_F(WorkerPathTest, MalformedPacketsAimedAtAVipAreDropped) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  Frame frag{ip("192.168.1.1"), vip4_, 1000, 80};
+  frag.fragOff = KEEL_IP_MF;
+  EXPECT_EQ(run(test::buildFrame(frag)).r.reason, KEEL_R_DROP_FRAGMENT);
+  auto cut = test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 80});
+  cut.resize(14 + 20 + 10);
+  Out o = run(cut);
+  EXPECT_EQ(o.r.verdict, Verdict::kDrop);
+  EXPECT_EQ(o.r.reason, KEEL_R_DROP_TRUNCATED);
+  auto shortFrame = std::vector<uint8_t>(10, 0);
+  EXPECT_EQ(run(shortFrame).r.reason, KEEL_R_PASS_TRUNCATED);
+}
+
+TEST_F(WorkerPathTest, EncapsulationAboveTheMtuIsDropped) {
+  addService(vip4_, 53, KEEL_PROTO_UDP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1)));
+  ring(1, {1, 1, 1});
+  Frame f{ip("192.168.1.1"), vip4_, 1000, 53, KEEL_PROTO_UDP};
+  f.payload = 1500 - 28 - 20;  // exactly fits after encapsulation
+  EXPECT_EQ(run(test::buildFrame(f)).r.reason, KEEL_R_TX_IPIP);
+  f.payload += 1;
+  f.sport = 1001;
+  EXPECT_EQ(run(test::buildFrame(f)).r.reason, KEEL_R_DROP_TOO_BIG);
+}
+
+TEST_F(WorkerPathTest, EveryUpdatePublishesANewSnapshotAfterAGracePeriod) {
+  const Snapshot* before = store_.current();
+  int graces = graces_;
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  EXPECT_NE(store_.current(), before);
+  EXPECT_EQ(graces_, graces + 1);
+  EXPECT_GT(store_.current()->version, 0u);
+  // Invalid updates change nothing and say where.
+  const Snapshot* now = store_.current();
+  Status s = store_.publishRing(99, {1});
+  EXPECT_FALSE(s);
+  EXPECT_NE(s.message().find("publishRing"), std::string::npos);
+  EXPECT_FALSE(store_.upsertBackend(5000, test::backend(ip("10.1.0.1"), 1)));
+  EXPECT_EQ(store_.current(), now);
+}
+
+}  // namespace
+}  // namespace keel::dpdk

@@ -44,6 +44,14 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("dataplane_kind", kinds, scope="module")
 
 
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Fixtures read item.rep_call in teardown to dump diagnostics on failure.
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 @pytest.fixture(scope="session")
 def keel_build(request) -> Path:
     build = Path(request.config.getoption("--keel-build")).resolve()

@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -103,6 +104,29 @@ class XdpDataplane:
         """True once some XDP program sits on the balancer's interface."""
         return xdp_prog_id(lab.balancer, lab.balancer.ifname) is not None
 
+    def reasons(self, lab: "Lab") -> dict[str, int] | None:
+        """Packets per verdict reason (stats_reasons, summed over CPUs), read
+        from the program attached to the balancer's interface by map id, so
+        it works whatever bpffs keeld pinned into. None if nothing attached."""
+        prog = xdp_prog_id(lab.balancer, lab.balancer.ifname)
+        if prog is None:
+            return None
+        info = json.loads(run(["bpftool", "-j", "prog", "show", "id", str(prog)]).stdout)
+        for map_id in info.get("map_ids", []):
+            m = json.loads(run(["bpftool", "-j", "map", "show", "id", str(map_id)]).stdout)
+            if m.get("name") != "stats_reasons":
+                continue
+            names = reason_names()
+            out = {n: 0 for n in names}
+            for entry in json.loads(run(["bpftool", "-j", "map", "dump", "id", str(map_id)]).stdout):
+                key = int.from_bytes(bytes(int(b, 16) for b in entry["key"]), "little")
+                for cpu in entry["values"]:
+                    raw = bytes(int(b, 16) for b in cpu["value"])
+                    if key < len(names):
+                        out[names[key]] += int.from_bytes(raw[:8], "little")
+            return out
+        return None
+
     def reset(self, lab: "Lab") -> None:
         """Leaves no program behind between tests, so the next keeld's attach
         is what the readiness check observes."""
@@ -112,6 +136,19 @@ class XdpDataplane:
 
 # The suite's --dataplane values. A DPDK plane adds its class here.
 DATAPLANES = {"xdp": XdpDataplane}
+
+
+def reason_names() -> list[str]:
+    """enum keel_reason's names, in order, from the shared ABI header (one
+    source of truth: KEEL_REASON_NAMES in include/keel/maps_abi.h)."""
+    text = (HERE.parent.parent / "include" / "keel" / "maps_abi.h").read_text()
+    start = text.index("#define KEEL_REASON_NAMES")
+    body = []
+    for line in text[start:].splitlines():
+        body.append(line)
+        if not line.rstrip().endswith("\\"):
+            break
+    return re.findall(r'"([a-z0-9_]+)"', "\n".join(body))
 
 
 def xdp_prog_id(host: Host, ifname: str) -> int | None:
@@ -530,6 +567,11 @@ class Lab:
             addr = service["reals"][bid]["address"]
             names.append(next(n for (a4, a6), n in by_addr.items() if addr in (a4, a6)))
         return names
+
+    def reasons(self) -> dict[str, int] | None:
+        """The data plane's per-reason packet counters, if it can tell."""
+        fn = getattr(self.plane, "reasons", None)
+        return fn(self) if fn else None
 
     def real_by_name(self, name: str) -> Host:
         return next(r for r in self.reals if r.role == name)

@@ -38,7 +38,7 @@ def find_service(config, family, port, proto):
     raise KeyError(f"no service v{family} {proto}/{port} in the test config")
 
 
-def wait_serving(lab, config, attempts=40):
+def wait_serving(lab, config, attempts=20):
     """keeld attaches first and fills its maps after (or the reverse); either
     way the first flows may race it. Probe every VIP until one exchange per
     family succeeds, bounded in attempts (each bounded by its timeout)."""
@@ -59,7 +59,7 @@ def forwarding(request):
 
 
 @pytest.fixture
-def keel(lab, need_keel, forwarding):
+def keel(request, lab, need_keel, forwarding):
     """keeld running one forwarding mode; yields (lab, config). ipip reals
     run keel-decap; l2dsr reals don't (so an encapsulated packet could not be
     accepted there, and success proves the MAC-rewrite path)."""
@@ -69,12 +69,18 @@ def keel(lab, need_keel, forwarding):
         lab.decap_detach()
     config = lab.keel_config(services(lab, forwarding))
     with lab.keeld(config) as k:
+        def diagnose():
+            print(f"---- keeld config {k.config_path}, log:\n{k.log()}")
+            print(f"---- verdict counters: {lab.reasons()}")
         try:
             wait_serving(lab, config)
-            yield lab, config
         except BaseException:
-            print("---- keeld log ----\n" + k.log())
+            diagnose()
             raise
+        yield lab, config
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            diagnose()
     lab.decap_detach()
 
 
@@ -96,19 +102,30 @@ def test_exchange(keel, forwarding, family, proto):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_forwarding_path(keel, forwarding, family):
-    """The router's own counters tell the two modes apart: with ipip each
-    request crosses the router twice (client->balancer, then outer
-    balancer->real), with l2dsr once (the balancer hands it straight to the
-    real's MAC); each reply crosses once."""
+    """The packets took the configured path. The router's own counters tell
+    the modes apart: with ipip each request crosses the router twice
+    (client->balancer, then outer balancer->real), with l2dsr once (the
+    balancer hands it straight to the real's MAC); each reply crosses once.
+    Where the data plane exposes its verdict counters, every request was
+    counted under this mode's tx reason and none under the other's."""
     lab, _ = keel
     n = 10
-    before = lab.router_forwarded()[family]
+    before, reasons_before = lab.router_forwarded()[family], lab.reasons()
     flows = lab.flows("udp", lab.vip(family), PORT, count=n)
     served(flows)
     forwarded = lab.router_forwarded()[family] - before
     per_exchange = 3 if forwarding == "ipip" else 2
     assert forwarded == per_exchange * n, \
         f"router forwarded {forwarded} packets for {n} {forwarding} exchanges"
+    reasons_after = lab.reasons()
+    if reasons_before is None or reasons_after is None:
+        return
+    delta = {k: reasons_after[k] - reasons_before.get(k, 0) for k in reasons_after}
+    this, other = ("tx_ipip", "tx_l2dsr") if forwarding == "ipip" else ("tx_l2dsr", "tx_ipip")
+    assert delta[this] == n, f"{this} counted {delta[this]} for {n} requests: {delta}"
+    assert delta[other] == 0, f"{other} counted {delta[other]}: {delta}"
+    drops = {k: v for k, v in delta.items() if k.startswith("drop_") and v}
+    assert not drops, f"drops while serving: {drops}"
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -149,9 +166,13 @@ def test_maglev_src_sticks(keel, forwarding, family, proto):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_non_vip_reaches_balancer_stack(keel, forwarding, family):
-    """Traffic to the balancer's own address is not ours: XDP_PASS hands it to
-    the kernel, which answers (ping from the client, across the router)."""
+def test_icmp_and_non_vip(keel, forwarding, family):
+    """An echo request to a VIP is answered by the balancer itself (neither
+    the reals nor the balancer's kernel own the VIP there). Traffic to the
+    balancer's own address is not ours: XDP_PASS hands it to the kernel,
+    which answers. Both pinged from the client, across the router."""
     lab, _ = keel
+    vip = lab.vip(family)
+    assert lab.ping(lab.client, vip, count=3), f"no echo reply from the VIP {vip}"
     addr = lab.balancer.v4 if family == 4 else lab.balancer.v6
     assert lab.ping(lab.client, addr, count=3), f"no echo reply from the balancer at {addr}"

@@ -203,9 +203,11 @@ def to_yaml_scalar(v) -> str:
 # ---------------------------------------------------------------- keeld handle
 
 class Keeld:
-    """A running keeld in the balancer namespace. Its bpffs is private (each
-    `ip netns exec` gets its own mount namespace), so pinned maps of parallel
-    labs never collide and vanish with the process."""
+    """A running keeld in the balancer namespace, in a mount namespace of its
+    own (each `ip netns exec` makes one) with a private bpffs and a private
+    tmpfs on /run/keel. So pinned maps and the control socket of parallel labs
+    (or of a keeld someone runs on the host) never collide, and vanish with
+    the process. keelctl() reaches the socket by entering that namespace."""
 
     def __init__(self, lab: "Lab", config_path: Path, log_path: Path):
         self.lab = lab
@@ -214,11 +216,19 @@ class Keeld:
         self._log = open(log_path, "w")
         keeld = lab.binary("keeld")
         script = ("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; "
+                  "mkdir -p /run/keel && mount -t tmpfs -o size=4m,mode=0755 keel-lab /run/keel; "
                   f"exec {keeld} --config {config_path}")
         self.proc = subprocess.Popen(lab.balancer.argv(["sh", "-c", script]),
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         lab._procs.append(self.proc)
+
+    def keelctl(self, *args: str, check: bool = True, timeout: float = 20):
+        """Runs keelctl in keeld's network and mount namespaces (so it finds
+        the control socket under the private /run/keel)."""
+        cmd = ["nsenter", "-t", str(self.proc.pid), "-m", "-n",
+               str(self.lab.binary("keelctl")), *args]
+        return run(cmd, check=check, timeout=timeout)
 
     def log(self) -> str:
         self._log.flush()

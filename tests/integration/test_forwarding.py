@@ -40,34 +40,28 @@ def find_service(config, family, port, proto):
 
 def wait_serving(lab, config, attempts=20):
     """keeld attaches first and fills its maps after (or the reverse); either
-    way the first flows may race it. Probe every VIP until one exchange per
-    family succeeds, bounded in attempts (each bounded by its timeout)."""
-    for fam in (4, 6):
-        for proto in ("tcp", "udp"):
-            for _ in range(attempts):
-                got = lab.flows(proto, lab.vip(fam), PORT, count=1, timeout=0.5)
-                if "real" in got[0]:
-                    break
-            else:
-                pytest.fail(f"keel never served {proto}/v{fam} {lab.vip(fam)}:{PORT} "
-                            f"(last: {got[0].get('error')})")
+    way the first flows may race it. Probe every service until one exchange
+    succeeds, bounded in attempts (each bounded by its timeout)."""
+    for svc in config["services"]:
+        for _ in range(attempts):
+            got = lab.flows(svc["protocol"], svc["vip"], svc["port"], count=1, timeout=0.5)
+            if "real" in got[0]:
+                break
+        else:
+            pytest.fail(f"keel never served {svc['name']}: {svc['protocol']} "
+                        f"{svc['vip']}:{svc['port']} (last: {got[0].get('error')})")
 
 
-@pytest.fixture(params=FORWARDINGS)
-def forwarding(request):
-    return request.param
-
-
-@pytest.fixture
-def keel(request, lab, need_keel, forwarding):
-    """keeld running one forwarding mode; yields (lab, config). ipip reals
-    run keel-decap; l2dsr reals don't (so an encapsulated packet could not be
-    accepted there, and success proves the MAC-rewrite path)."""
-    if forwarding == "ipip":
+def run_keel(request, lab, config):
+    """Generator body of the keel fixtures: decap on the reals iff some
+    service uses ipip, keeld with CONFIG until every service answers; yields
+    (lab, config); on a failed test prints keeld's log and verdict counters.
+    l2dsr-only configs run without keel-decap, so an encapsulated packet
+    could not be accepted and success proves the MAC-rewrite path."""
+    if any(svc["forwarding"] == "ipip" for svc in config["services"]):
         lab.decap_attach()
     else:
         lab.decap_detach()
-    config = lab.keel_config(services(lab, forwarding))
     with lab.keeld(config) as k:
         def diagnose():
             print(f"---- keeld config {k.config_path}, log:\n{k.log()}")
@@ -82,6 +76,17 @@ def keel(request, lab, need_keel, forwarding):
         if rep is not None and rep.failed:
             diagnose()
     lab.decap_detach()
+
+
+@pytest.fixture(params=FORWARDINGS)
+def forwarding(request):
+    return request.param
+
+
+@pytest.fixture
+def keel(request, lab, need_keel, forwarding):
+    """keeld with every service of one forwarding mode; yields (lab, config)."""
+    yield from run_keel(request, lab, lab.keel_config(services(lab, forwarding)))
 
 
 def served(flows):
@@ -176,3 +181,46 @@ def test_icmp_and_non_vip(keel, forwarding, family):
     assert lab.ping(lab.client, vip, count=3), f"no echo reply from the VIP {vip}"
     addr = lab.balancer.v4 if family == 4 else lab.balancer.v6
     assert lab.ping(lab.client, addr, count=3), f"no echo reply from the balancer at {addr}"
+
+
+@pytest.fixture
+def keel_variant(request, lab, need_keel):
+    """keeld with the services the test passes via indirect parametrization
+    (a function lab -> list of services)."""
+    yield from run_keel(request, lab, lab.keel_config(request.param(lab)))
+
+
+def l2dsr_without_macs(lab):
+    return [lab.service(f"web{fam}", fam, PORT, "tcp", "l2dsr", with_mac=False) for fam in (4, 6)]
+
+
+@pytest.mark.parametrize("keel_variant", [l2dsr_without_macs], indirect=True, ids=["no-macs"])
+def test_l2dsr_resolves_real_macs(keel_variant):
+    """l2dsr reals listed without a MAC: keeld resolves them (neighbours) and
+    every real is reached, in both families."""
+    lab, config = keel_variant
+    for fam in (4, 6):
+        spread = served(lab.flows("tcp", lab.vip(fam), PORT, count=30))
+        assert set(spread) == {r.role for r in lab.reals}, f"v{fam}: {spread}"
+
+
+def weighted(lab):
+    return [lab.service(f"web{fam}-{fwd}", fam, PORT if fwd == "ipip" else SRC_PORT, "udp", fwd,
+                        weights=[100, 200, 300])
+            for fam in (4, 6) for fwd in FORWARDINGS]
+
+
+@pytest.mark.parametrize("keel_variant", [weighted], indirect=True, ids=["weights-1-2-3"])
+def test_weighted_reals_match_model(keel_variant):
+    """Unequal weights change the ring; keel still agrees with the model flow
+    by flow, and a heavier real serves more (over 120 flows, 1:2:3)."""
+    lab, config = keel_variant
+    for svc in config["services"]:
+        fam = 6 if ":" in svc["vip"] else 4
+        flows = lab.flows("udp", svc["vip"], svc["port"], count=120)
+        spread = served(flows)
+        print(f"{svc['name']} weights 1:2:3 -> {dict(sorted(spread.items()))}")
+        predicted = lab.model_pick(svc, flows)
+        wrong = [(f["sport"], f["real"], p) for f, p in zip(flows, predicted) if f["real"] != p]
+        assert not wrong, f"{svc['name']}: {len(wrong)} flows differ from the model: {wrong[:5]}"
+        assert spread["real3"] > spread["real1"], f"v{fam} {svc['name']}: {spread}"

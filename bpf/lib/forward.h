@@ -25,7 +25,10 @@ static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *p
 	void *end;
 
 	if (keel_check_mtu) {
-		__u32 mtu_len = 0;
+		/* The L3 length, not the frame: the helper adds the device's
+		 * hard header length (14), so passing the frame would count a
+		 * VLAN tag against the MTU. */
+		__u32 mtu_len = pkt->ip_len;
 
 		/* ifindex 0: the device the packet came in on, which is the
 		 * one XDP_TX sends it out of. Only "frag needed" drops;

@@ -1,12 +1,198 @@
 // SPDX-License-Identifier: Apache-2.0
-/* placeholder: replaced by its owner */
+/*
+ * keel-decap: the real-side half of ipip forwarding. Strips the outer header
+ * the balancer added (IPIP: protocol 4 / 41 over IPv4; IP6IP6 / 4in6: next
+ * header 41 / 4 over IPv6) when the inner destination is an address of this
+ * host, then XDP_PASS so the kernel delivers the inner packet as if it had
+ * arrived bare. Every other packet is passed unchanged. No ipip/ip6_tunnel
+ * module is needed.
+ *
+ * "Local" is decided by bpf_fib_lookup on the inner destination (policy
+ * rules and all tables, as the kernel's own input route lookup): a local
+ * address resolves to a non-unicast (RTN_LOCAL) route, reported as
+ * BPF_FIB_LKUP_RET_NOT_FWDED. The helper refuses to answer
+ * (BPF_FIB_LKUP_RET_FWD_DISABLED) when forwarding is off on the device in
+ * params->ifindex, so the lookup is made "as if arriving on" the loopback
+ * device (keel_decap_fib_ifindex): `keel-decap attach` turns on
+ * net.ipv{4,6}.conf.lo.forwarding, which has no effect on traffic because
+ * nothing is ever routed out of lo. An address without any route also reads
+ * NOT_FWDED; decapsulating it is harmless, the kernel drops the inner packet
+ * just as it would have dropped the tunnel packet.
+ */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+
+#include "keel/encap.h"
+#include "keel/parse.h"
+
+#define DECAP_AF_INET 2   /* AF_INET for bpf_fib_lookup */
+#define DECAP_AF_INET6 10 /* AF_INET6 */
+
+/* Device whose forwarding setting the fib lookup checks (see above). */
+const volatile __u32 keel_decap_fib_ifindex = 1;
+
+/* Every packet once, under its enum keel_decap_reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KEEL_DECAP_R_MAX);
+	__type(key, __u32);
+	__type(value, struct keel_counter);
+} decap_stats SEC(".maps");
+
+static __always_inline int decap_verdict(__u32 reason, __u64 bytes)
+{
+	struct keel_counter *c = bpf_map_lookup_elem(&decap_stats, &reason);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+	return XDP_PASS;
+}
+
+/* What the outer header told us. */
+struct decap_tunnel {
+	__u16 l3_off;    /* outer IP header */
+	__u16 outer_len; /* bytes to strip */
+	__u8 outer_family;
+	__u8 inner_proto; /* KEEL_IPPROTO_IPIP (inner v4) or KEEL_IPPROTO_IPV6 */
+};
+
+/* Returns KEEL_CONTINUE for a tunnel packet, else the pass reason. */
+static __always_inline int decap_parse_outer(void *data, void *end, struct decap_tunnel *t)
+{
+	struct keel_pkt pkt;
+	int rc = keel_parse_l3(data, end, &pkt);
+
+	if (rc != KEEL_CONTINUE)
+		return KEEL_DECAP_R_PASS_NOT_TUNNEL;
+	if (pkt.l4_proto != KEEL_IPPROTO_IPIP && pkt.l4_proto != KEEL_IPPROTO_IPV6)
+		return KEEL_DECAP_R_PASS_NOT_TUNNEL;
+	t->l3_off = pkt.l3_off;
+	t->outer_len = pkt.l4_off - pkt.l3_off;
+	t->outer_family = pkt.key.family;
+	t->inner_proto = pkt.l4_proto;
+	if (pkt.key.family == KEEL_AF_INET) {
+		struct keel_ipv4 *ip = (struct keel_ipv4 *)((__u8 *)data + (pkt.l3_off & 0x1f));
+
+		if ((void *)(ip + 1) > end)
+			return KEEL_DECAP_R_PASS_MALFORMED;
+		/* A fragment of a tunnel packet: leave reassembly to the kernel. */
+		if (ip->frag_off & KEEL_HTONS(KEEL_IP_MF | KEEL_IP_OFFMASK))
+			return KEEL_DECAP_R_PASS_MALFORMED;
+	}
+	if ((__u8 *)data + pkt.l3_off + pkt.ip_len > (__u8 *)end)
+		return KEEL_DECAP_R_PASS_MALFORMED;
+	return KEEL_CONTINUE;
+}
+
+/* Inner destination local? Returns KEEL_CONTINUE if so, else the reason. */
+static __always_inline int decap_inner_is_local(struct xdp_md *ctx, void *data, void *end,
+						const struct decap_tunnel *t)
+{
+	struct bpf_fib_lookup fib = {};
+	__u16 off = (t->l3_off + t->outer_len) & 0x7f;
+	long rc;
+
+	if (t->inner_proto == KEEL_IPPROTO_IPIP) {
+		struct keel_ipv4 *in = (struct keel_ipv4 *)((__u8 *)data + off);
+
+		if ((void *)(in + 1) > end)
+			return KEEL_DECAP_R_PASS_MALFORMED;
+		if ((in->ver_ihl >> 4) != 4 || (in->ver_ihl & 0x0f) < 5)
+			return KEEL_DECAP_R_PASS_MALFORMED;
+		fib.family = DECAP_AF_INET;
+		fib.tos = in->tos;
+		fib.l4_protocol = in->protocol;
+		fib.tot_len = KEEL_NTOHS(in->tot_len);
+		fib.ipv4_src = in->saddr;
+		fib.ipv4_dst = in->daddr;
+	} else {
+		struct keel_ipv6 *in6 = (struct keel_ipv6 *)((__u8 *)data + off);
+
+		if ((void *)(in6 + 1) > end)
+			return KEEL_DECAP_R_PASS_MALFORMED;
+		if ((((__u8 *)&in6->ver_tc_flow)[0] >> 4) != 6)
+			return KEEL_DECAP_R_PASS_MALFORMED;
+		fib.family = DECAP_AF_INET6;
+		fib.l4_protocol = in6->nexthdr;
+		fib.tot_len = KEEL_NTOHS(in6->payload_len) + sizeof(*in6);
+		__builtin_memcpy(fib.ipv6_src, in6->saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, in6->daddr, 16);
+	}
+	fib.ifindex = keel_decap_fib_ifindex;
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+		return KEEL_CONTINUE;
+	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
+		return KEEL_DECAP_R_PASS_FIB_DISABLED;
+	return KEEL_DECAP_R_PASS_NOT_LOCAL;
+}
+
+/* Drops the outer IP header: the L2 header (MACs and an 802.1Q tag) is saved
+ * on the stack, the head moved past the outer header, and the L2 header
+ * written again in front of the inner packet. Saving first means a refused
+ * adjust_head leaves the frame untouched. */
+static __always_inline int decap_strip(struct xdp_md *ctx, const struct decap_tunnel *t)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct keel_eth *eth = (struct keel_eth *)data;
+	struct keel_vlan *vlan = (struct keel_vlan *)(eth + 1);
+	__u16 inner_type = t->inner_proto == KEEL_IPPROTO_IPIP ? KEEL_HTONS(KEEL_ETH_P_IP)
+							       : KEEL_HTONS(KEEL_ETH_P_IPV6);
+	int tagged = t->l3_off > sizeof(struct keel_eth);
+	struct keel_eth saved;
+	__u16 tci = 0;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	saved = *eth;
+	if (tagged) {
+		if ((void *)(vlan + 1) > end)
+			return -1;
+		tci = vlan->tci;
+	}
+	if (bpf_xdp_adjust_head(ctx, (int)(t->outer_len & 0x7f)))
+		return -1;
+
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = (struct keel_eth *)data;
+	vlan = (struct keel_vlan *)(eth + 1);
+	if ((void *)(vlan + 1) > end)
+		return -1;
+	*eth = saved;
+	if (tagged) {
+		/* eth->proto keeps the saved TPID. */
+		vlan->tci = tci;
+		vlan->proto = inner_type;
+	} else {
+		eth->proto = inner_type;
+	}
+	return 0;
+}
 
 SEC("xdp")
 int decap(struct xdp_md *ctx)
 {
-	return XDP_PASS;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u64 bytes = (__u64)(end - data);
+	struct decap_tunnel t = {};
+	int rc;
+
+	rc = decap_parse_outer(data, end, &t);
+	if (rc != KEEL_CONTINUE)
+		return decap_verdict(rc, bytes);
+	rc = decap_inner_is_local(ctx, data, end, &t);
+	if (rc != KEEL_CONTINUE)
+		return decap_verdict(rc, bytes);
+	if (decap_strip(ctx, &t))
+		return decap_verdict(KEEL_DECAP_R_PASS_ADJUST_FAILED, bytes);
+	return decap_verdict(t.outer_family == KEEL_AF_INET6 ? KEEL_DECAP_R_DECAP_V6
+							      : KEEL_DECAP_R_DECAP_V4,
+			     bytes);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -329,4 +329,22 @@ KEEL_INLINE int keel_icmp_echo_reply(void *data, void *end, const struct keel_pk
 	return 0;
 }
 
+/* ---- keel-decap (bpf/decap.bpf.c) ----
+ * The real-side decapsulator counts every packet under one of these, in a
+ * per-CPU array the keel-decap CLI reads (`keel-decap status IFACE`). */
+enum keel_decap_reason {
+	KEEL_DECAP_R_PASS_NOT_TUNNEL = 0, /* not IPIP/IP6IP6/4in6/6in4: untouched */
+	KEEL_DECAP_R_PASS_MALFORMED,      /* tunnel, but a header is cut or invalid */
+	KEEL_DECAP_R_PASS_NOT_LOCAL,      /* inner destination is routed elsewhere */
+	KEEL_DECAP_R_PASS_FIB_DISABLED,   /* fib lookup refused: forwarding off on lo */
+	KEEL_DECAP_R_DECAP_V4,            /* outer IPv4 stripped (4in4, 6in4) */
+	KEEL_DECAP_R_DECAP_V6,            /* outer IPv6 stripped (6in6, 4in6) */
+	KEEL_DECAP_R_PASS_ADJUST_FAILED,  /* bpf_xdp_adjust_head refused */
+	KEEL_DECAP_R_MAX
+};
+
+#define KEEL_DECAP_REASON_NAMES                                                  \
+	"pass_not_tunnel", "pass_malformed", "pass_not_local", "pass_fib_disabled", \
+	"decap_v4", "decap_v6", "pass_adjust_failed"
+
 #endif

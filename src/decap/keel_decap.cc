@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: Apache-2.0
+// keel-decap: attaches the real-side IPIP/IP6IP6 decapsulator
+// (bpf/decap.bpf.c) to an interface and leaves it there.
+//
+//   keel-decap attach IFACE [--mode native|generic] [--pin-root DIR]
+//   keel-decap detach IFACE [--pin-root DIR]
+//   keel-decap status IFACE [-o json] [--pin-root DIR]
+//
+// The XDP attachment is a bpf_link pinned at PIN_ROOT/IFACE/link (default
+// /sys/fs/bpf/keel-decap), so this process can exit and a later process can
+// detach it or read the counters pinned beside it (PIN_ROOT/IFACE/stats).
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <linux/if_link.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "decap.skel.h"
+#include "keel/encap.h"
+
+namespace {
+
+constexpr const char* kBpffs = "/sys/fs/bpf";
+constexpr const char* kDefaultPinRoot = "/sys/fs/bpf/keel-decap";
+const char* const kReasonNames[] = {KEEL_DECAP_REASON_NAMES};
+
+struct Args {
+  std::string command;
+  std::string iface;
+  std::string mode = "native";
+  std::string pinRoot = kDefaultPinRoot;
+  bool json = false;
+};
+
+int usage(FILE* out) {
+  std::fprintf(out,
+               "usage: keel-decap attach IFACE [--mode native|generic] [--pin-root DIR]\n"
+               "       keel-decap detach IFACE [--pin-root DIR]\n"
+               "       keel-decap status IFACE [-o json] [--pin-root DIR]\n");
+  return out == stdout ? 0 : 2;
+}
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "keel-decap: %s\n", msg.c_str());
+  return 1;
+}
+
+std::string errText(int err) { return std::strerror(err < 0 ? -err : err); }
+
+bool parseArgs(int argc, char** argv, Args* a, std::string* err) {
+  std::vector<std::string> pos;
+  for (int i = 1; i < argc; i++) {
+    std::string s = argv[i];
+    auto value = [&](const char* name) -> std::string {
+      if (i + 1 >= argc) {
+        *err = std::string(name) + " needs a value";
+        return "";
+      }
+      return argv[++i];
+    };
+    if (s == "--mode") {
+      a->mode = value("--mode");
+    } else if (s == "--pin-root") {
+      a->pinRoot = value("--pin-root");
+    } else if (s == "-o") {
+      std::string v = value("-o");
+      if (v != "json") *err = "-o: only 'json' is supported, not '" + v + "'";
+      a->json = true;
+    } else if (s == "-h" || s == "--help") {
+      a->command = "help";
+      return true;
+    } else if (!s.empty() && s[0] == '-') {
+      *err = "unknown option " + s;
+    } else {
+      pos.push_back(s);
+    }
+    if (!err->empty()) return false;
+  }
+  if (pos.size() != 2) {
+    *err = "expected a command and an interface";
+    return false;
+  }
+  a->command = pos[0];
+  a->iface = pos[1];
+  if (a->mode != "native" && a->mode != "generic") {
+    *err = "--mode must be native or generic, not '" + a->mode + "'";
+    return false;
+  }
+  if (a->iface.empty() || a->iface.find('/') != std::string::npos || a->iface.size() >= IFNAMSIZ) {
+    *err = "bad interface name '" + a->iface + "'";
+    return false;
+  }
+  return true;
+}
+
+// bpffs may not be mounted on a fresh host; pinning needs it.
+bool ensureBpffs(std::string* err) {
+  struct statfs st {};
+  if (statfs(kBpffs, &st) == 0 && st.f_type == BPF_FS_MAGIC) return true;
+  if (mount("bpf", kBpffs, "bpf", 0, nullptr) != 0) {
+    *err = std::string("bpffs is not mounted at ") + kBpffs + " and mounting it failed: " + errText(errno);
+    return false;
+  }
+  return true;
+}
+
+// bpf_fib_lookup only answers when forwarding is on for the device it is
+// asked about; decap.bpf.c asks about lo, where forwarding changes nothing.
+void enableLoForwarding() {
+  for (const char* path : {"/proc/sys/net/ipv4/conf/lo/forwarding", "/proc/sys/net/ipv6/conf/lo/forwarding"}) {
+    std::ifstream in(path);
+    std::string v;
+    if (!(in >> v)) continue;  // no IPv6 on this host
+    if (v == "1") continue;
+    std::ofstream out(path);
+    out << "1\n";
+    out.flush();
+    if (out) {
+      std::fprintf(stderr, "keel-decap: set %s = 1 (lets bpf_fib_lookup classify local addresses; lo never forwards)\n", path);
+    } else {
+      std::fprintf(stderr, "keel-decap: warning: could not set %s = 1; local inner destinations will not be decapsulated\n", path);
+    }
+  }
+}
+
+int attach(const Args& a) {
+  unsigned ifindex = if_nametoindex(a.iface.c_str());
+  if (!ifindex) return fail("no interface '" + a.iface + "'");
+  std::string err;
+  if (a.pinRoot.rfind(kBpffs, 0) == 0 && !ensureBpffs(&err)) return fail(err);
+  std::string dir = a.pinRoot + "/" + a.iface;
+  if (access((dir + "/link").c_str(), F_OK) == 0)
+    return fail("already attached to " + a.iface + " (" + dir + "/link exists); run 'keel-decap detach " + a.iface + "' first");
+
+  enableLoForwarding();
+  keel_decap* skel = keel_decap::open();
+  if (!skel) return fail("open decap program: " + errText(errno));
+  unsigned lo = if_nametoindex("lo");
+  skel->rodata->keel_decap_fib_ifindex = lo ? lo : 1;
+  int rc = keel_decap::load(skel);
+  if (rc) {
+    keel_decap::destroy(skel);
+    return fail("load decap program: " + errText(rc));
+  }
+  LIBBPF_OPTS(bpf_link_create_opts, lopts);
+  lopts.flags = a.mode == "generic" ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+  int linkFd = bpf_link_create(bpf_program__fd(skel->progs.decap), static_cast<int>(ifindex), BPF_XDP, &lopts);
+  if (linkFd < 0) {
+    int e = errno;
+    keel_decap::destroy(skel);
+    return fail("attach to " + a.iface + " in " + a.mode + " mode: " + errText(e) +
+                (e == EBUSY || e == EEXIST ? " (another XDP program is attached)" : ""));
+  }
+  std::string result;
+  if (mkdir(a.pinRoot.c_str(), 0700) != 0 && errno != EEXIST) {
+    result = "mkdir " + a.pinRoot + ": " + errText(errno);
+  } else if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    result = "mkdir " + dir + ": " + errText(errno);
+  } else if (bpf_obj_pin(linkFd, (dir + "/link").c_str()) != 0) {
+    result = "pin " + dir + "/link: " + errText(errno);
+  } else if (bpf_obj_pin(bpf_map__fd(skel->maps.decap_stats), (dir + "/stats").c_str()) != 0) {
+    result = "pin " + dir + "/stats: " + errText(errno);
+    unlink((dir + "/link").c_str());
+  }
+  if (!result.empty()) {
+    // Closing the only link fd detaches again: nothing is left behind.
+    close(linkFd);
+    keel_decap::destroy(skel);
+    rmdir(dir.c_str());
+    return fail(result);
+  }
+  std::printf("keel-decap: attached to %s (%s mode), pinned at %s\n", a.iface.c_str(), a.mode.c_str(), dir.c_str());
+  close(linkFd);
+  keel_decap::destroy(skel);
+  return 0;
+}
+
+int detach(const Args& a) {
+  std::string dir = a.pinRoot + "/" + a.iface;
+  int fd = bpf_obj_get((dir + "/link").c_str());
+  if (fd < 0) return fail("not attached to " + a.iface + " by keel-decap (no " + dir + "/link)");
+  int rc = bpf_link_detach(fd);
+  close(fd);
+  if (rc) return fail("detach from " + a.iface + ": " + errText(errno));
+  unlink((dir + "/link").c_str());
+  unlink((dir + "/stats").c_str());
+  rmdir(dir.c_str());
+  std::printf("keel-decap: detached from %s\n", a.iface.c_str());
+  return 0;
+}
+
+int status(const Args& a) {
+  std::string dir = a.pinRoot + "/" + a.iface;
+  int linkFd = bpf_obj_get((dir + "/link").c_str());
+  if (linkFd < 0) {
+    if (a.json) {
+      std::printf("{\"interface\":\"%s\",\"attached\":false}\n", a.iface.c_str());
+      return 3;
+    }
+    std::printf("keel-decap: not attached to %s\n", a.iface.c_str());
+    return 3;
+  }
+  bpf_link_info info{};
+  __u32 len = sizeof info;
+  bpf_obj_get_info_by_fd(linkFd, &info, &len);
+  close(linkFd);
+  std::vector<keel_counter> sums(KEEL_DECAP_R_MAX);
+  int statsFd = bpf_obj_get((dir + "/stats").c_str());
+  if (statsFd >= 0) {
+    int ncpu = libbpf_num_possible_cpus();
+    std::vector<keel_counter> per(static_cast<size_t>(ncpu > 0 ? ncpu : 1));
+    for (__u32 r = 0; r < KEEL_DECAP_R_MAX; r++) {
+      if (bpf_map_lookup_elem(statsFd, &r, per.data())) continue;
+      for (const auto& c : per) {
+        sums[r].packets += c.packets;
+        sums[r].bytes += c.bytes;
+      }
+    }
+    close(statsFd);
+  }
+  unsigned ifindex = info.xdp.ifindex;
+  char name[IF_NAMESIZE] = {};
+  if (a.json) {
+    std::printf("{\"interface\":\"%s\",\"attached\":%s,\"link_id\":%u,\"prog_id\":%u,\"counters\":{", a.iface.c_str(),
+                ifindex ? "true" : "false", info.id, info.prog_id);
+    for (__u32 r = 0; r < KEEL_DECAP_R_MAX; r++) {
+      std::printf("%s\"%s\":{\"packets\":%llu,\"bytes\":%llu}", r ? "," : "", kReasonNames[r],
+                  static_cast<unsigned long long>(sums[r].packets), static_cast<unsigned long long>(sums[r].bytes));
+    }
+    std::printf("}}\n");
+    return 0;
+  }
+  std::printf("interface %s: %s (link %u, program %u)\n", a.iface.c_str(),
+              ifindex ? (std::string("attached to ") + (if_indextoname(ifindex, name) ? name : "?")).c_str()
+                      : "link pinned but detached",
+              info.id, info.prog_id);
+  std::printf("%-20s %14s %16s\n", "reason", "packets", "bytes");
+  for (__u32 r = 0; r < KEEL_DECAP_R_MAX; r++) {
+    std::printf("%-20s %14llu %16llu\n", kReasonNames[r], static_cast<unsigned long long>(sums[r].packets),
+                static_cast<unsigned long long>(sums[r].bytes));
+  }
+  if (sums[KEEL_DECAP_R_PASS_FIB_DISABLED].packets)
+    std::printf("warning: fib lookups refused; set net.ipv4.conf.lo.forwarding=1 and net.ipv6.conf.lo.forwarding=1\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  std::string err;
+  if (argc < 2) return usage(stderr);
+  if (!parseArgs(argc, argv, &a, &err)) {
+    std::fprintf(stderr, "keel-decap: %s\n", err.c_str());
+    return usage(stderr);
+  }
+  if (a.command == "help") return usage(stdout);
+  if (a.command == "attach") return attach(a);
+  if (a.command == "detach") return detach(a);
+  if (a.command == "status") return status(a);
+  std::fprintf(stderr, "keel-decap: unknown command '%s'\n", a.command.c_str());
+  return usage(stderr);
+}

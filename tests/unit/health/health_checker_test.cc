@@ -1,0 +1,568 @@
+// SPDX-License-Identifier: Apache-2.0
+// Real checks against servers this test starts on loopback, all on the same
+// io_context as the checker (one thread, like keeld). When run as root the
+// test first moves into a private network namespace, so even the "closed
+// port" cases only ever reach sockets it made. Waits are bounded: "the
+// state changes within N intervals", never "it took X ms".
+#include <gtest/gtest.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/health/health_checker.h"
+
+namespace keel {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using asio::ip::tcp;
+using asio::ip::udp;
+using namespace std::chrono_literals;
+
+// Runs before main (single-threaded, as unshare requires). Without root the
+// tests run on the host's loopback instead.
+bool isolateNetwork() {
+  if (::unshare(CLONE_NEWNET) != 0) return false;
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) return false;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  bool ok = ::ioctl(fd, SIOCGIFFLAGS, &ifr) == 0;
+  ifr.ifr_flags |= IFF_UP;
+  ok = ok && ::ioctl(fd, SIOCSIFFLAGS, &ifr) == 0;
+  ::close(fd);
+  return ok;
+}
+const bool kIsolated = isolateNetwork();
+
+const asio::ip::address kLoopback = asio::ip::make_address("127.0.0.1");
+
+// --- servers -----------------------------------------------------------------
+
+class TcpServer {
+ public:
+  explicit TcpServer(asio::io_context& io) : acceptor_(io, tcp::endpoint(kLoopback, 0)) { accept(); }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  // The checker resets its connection right after connect, so the peer is
+  // often gone by the time we accept: count connections, not peers.
+  size_t accepted() const { return accepted_; }
+
+ private:
+  void accept() {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket) {
+      if (ec) return;
+      ++accepted_;
+      accept();  // the socket closes here
+    });
+  }
+  tcp::acceptor acceptor_;
+  size_t accepted_ = 0;
+};
+
+// Bound but not listening: a SYN to it is answered with RST.
+class ClosedTcpPort {
+ public:
+  explicit ClosedTcpPort(asio::io_context& io) : socket_(io) {
+    socket_.open(tcp::v4());
+    socket_.bind(tcp::endpoint(kLoopback, 0));
+  }
+  uint16_t port() const { return socket_.local_endpoint().port(); }
+
+ private:
+  tcp::socket socket_;
+};
+
+class HttpServer {
+ public:
+  enum class Mode { Normal, Unavailable, Garbage, Silent };
+  HttpServer(asio::io_context& io, Mode mode, std::string path = "/healthz")
+      : acceptor_(io, tcp::endpoint(kLoopback, 0)), mode_(mode), path_(std::move(path)) {
+    accept();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  const std::vector<std::string>& targets() const { return targets_; }
+  const std::vector<std::string>& hosts() const { return hosts_; }
+  const std::vector<std::string>& peers() const { return peers_; }
+
+ private:
+  struct Session {
+    explicit Session(tcp::socket s) : socket(std::move(s)) {}
+    tcp::socket socket;
+    boost::beast::flat_buffer buffer;
+    http::request<http::string_body> request;
+    http::response<http::string_body> response;
+  };
+
+  void accept() {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket s) {
+      if (ec) return;
+      serve(std::make_shared<Session>(std::move(s)));
+      accept();
+    });
+  }
+
+  void serve(std::shared_ptr<Session> s) {
+    http::async_read(s->socket, s->buffer, s->request,
+                     [this, s](const boost::system::error_code& ec, size_t) {
+                       if (ec) return;
+                       targets_.emplace_back(s->request.target());
+                       boost::system::error_code e;
+                       auto peer = s->socket.remote_endpoint(e);
+                       peers_.push_back(e ? "?" : peer.address().to_string());
+                       hosts_.emplace_back(s->request[http::field::host]);
+                       respond(s);
+                     });
+  }
+
+  void respond(const std::shared_ptr<Session>& s) {
+    if (mode_ == Mode::Silent) {
+      silent_.push_back(s);  // hold the connection open, never answer
+      return;
+    }
+    if (mode_ == Mode::Garbage) {
+      static const std::string kGarbage = "SSH-2.0-OpenSSH_9.2\r\n\r\n";
+      asio::async_write(s->socket, asio::buffer(kGarbage), [s](const boost::system::error_code&, size_t) {});
+      return;
+    }
+    http::status st = mode_ == Mode::Unavailable         ? http::status::service_unavailable
+                      : s->request.target() == path_     ? http::status::ok
+                                                         : http::status::not_found;
+    s->response = http::response<http::string_body>(st, 11);
+    s->response.body() = "hello";
+    s->response.prepare_payload();
+    http::async_write(s->socket, s->response, [s](const boost::system::error_code&, size_t) {});
+  }
+
+  tcp::acceptor acceptor_;
+  Mode mode_;
+  std::string path_;
+  std::vector<std::string> targets_;
+  std::vector<std::string> hosts_;
+  std::vector<std::string> peers_;
+  std::vector<std::shared_ptr<Session>> silent_;
+};
+
+class UdpServer {
+ public:
+  enum class Mode { Echo, Wrong, Silent };
+  UdpServer(asio::io_context& io, Mode mode) : socket_(io, udp::endpoint(kLoopback, 0)), mode_(mode) {
+    receive();
+  }
+  uint16_t port() const { return socket_.local_endpoint().port(); }
+  size_t received() const { return received_; }
+
+ private:
+  void receive() {
+    socket_.async_receive_from(asio::buffer(buf_), peer_, [this](const boost::system::error_code& ec, size_t n) {
+      if (ec) return;
+      ++received_;
+      if (mode_ == Mode::Echo) reply_.assign(buf_.data(), n);
+      if (mode_ == Mode::Wrong) reply_ = "WRONG";
+      if (mode_ != Mode::Silent) {
+        boost::system::error_code e;
+        socket_.send_to(asio::buffer(reply_), peer_, 0, e);
+      }
+      receive();
+    });
+  }
+  udp::socket socket_;
+  Mode mode_;
+  std::array<char, 2048> buf_{};
+  udp::endpoint peer_;
+  std::string reply_;
+  size_t received_ = 0;
+};
+
+// A UDP port nothing listens on: bound to learn a free port, then closed.
+uint16_t closedUdpPort(asio::io_context& io) {
+  udp::socket s(io, udp::endpoint(kLoopback, 0));
+  return s.local_endpoint().port();
+}
+
+// --- fixture -----------------------------------------------------------------
+
+struct Transition {
+  HealthTargetId id;
+  bool up;
+  std::string reason;
+};
+
+class HealthCheckerTest : public ::testing::Test {
+ protected:
+  HealthCheckerTest()
+      : checker_(io_, [this](HealthTargetId id, const HealthTarget&, bool up, const HealthResult& why) {
+          transitions_.push_back({id, up, why.reason});
+          if (onTransition_) onTransition_(id);
+        }) {}
+
+  static HealthTarget target(HealthCheckSpec::Type type, uint16_t port) {
+    HealthTarget t;
+    t.service = "web";
+    t.address = *IpAddress::parse("127.0.0.1");
+    t.port = port;
+    t.spec.type = type;
+    t.spec.interval = 50ms;  // fast, so "within N intervals" stays short
+    t.spec.timeout = 500ms;
+    t.spec.rise = 2;
+    t.spec.fall = 2;
+    return t;
+  }
+
+  HealthTargetId add(const HealthTarget& t, bool initiallyUp) {
+    HealthTargetId id = 0;
+    Status s = checker_.add(t, initiallyUp, &id);
+    EXPECT_TRUE(s.isOk()) << s.message();
+    return id;
+  }
+
+  // Runs the loop until `done` holds; bounded by time and iterations.
+  bool runUntil(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    for (int i = 0; i < 10000 && std::chrono::steady_clock::now() < deadline; ++i) {
+      if (done()) return true;
+      if (io_.stopped()) io_.restart();
+      io_.run_for(10ms);
+    }
+    return done();
+  }
+
+  // Waits for the first transition of `id` and returns it.
+  std::optional<Transition> awaitTransition(HealthTargetId id) {
+    auto find = [&]() -> const Transition* {
+      for (const Transition& t : transitions_) {
+        if (t.id == id) return &t;
+      }
+      return nullptr;
+    };
+    if (!runUntil([&] { return find() != nullptr; })) return std::nullopt;
+    return *find();
+  }
+
+  void runFor(std::chrono::milliseconds d) {
+    if (io_.stopped()) io_.restart();
+    io_.run_for(d);
+  }
+
+  asio::io_context io_;
+  std::vector<Transition> transitions_;
+  std::function<void(HealthTargetId)> onTransition_;
+  HealthChecker checker_;  // after io_: the checker must go first
+};
+
+TEST_F(HealthCheckerTest, RunsIsolatedWhenRoot) {
+  if (::geteuid() == 0) {
+    EXPECT_TRUE(kIsolated) << "root should get a private network namespace";
+  }
+}
+
+TEST_F(HealthCheckerTest, TcpOpenPortGoesUp) {
+  TcpServer server(io_);
+  HealthTargetId id = add(target(HealthCheckSpec::Type::Tcp, server.port()), false);
+  auto t = awaitTransition(id);
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(t->up);
+  EXPECT_EQ(t->reason, "connect: ok");
+  auto st = checker_.status(id);
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(st->up);
+  EXPECT_GE(st->consecutiveOk, 2u) << "rise 2";
+  EXPECT_GE(server.accepted(), 1u);
+  EXPECT_EQ(st->failures, 0u);
+}
+
+TEST_F(HealthCheckerTest, TcpClosedPortGoesDown) {
+  ClosedTcpPort closed(io_);
+  HealthTargetId id = add(target(HealthCheckSpec::Type::Tcp, closed.port()), true);
+  auto t = awaitTransition(id);
+  ASSERT_TRUE(t);
+  EXPECT_FALSE(t->up);
+  EXPECT_EQ(t->reason, "connect: connection refused");
+  auto st = checker_.status(id);
+  EXPECT_GE(st->consecutiveFail, 2u) << "fall 2";
+  EXPECT_EQ(st->consecutiveOk, 0u);
+}
+
+TEST_F(HealthCheckerTest, BindsTheSourceAddress) {
+  HttpServer server(io_, HttpServer::Mode::Normal, "/");  // holds the connection long enough to see the peer
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.spec.source = *IpAddress::parse("127.0.0.2");  // 127/8 is all local on lo
+  HealthTargetId id = add(t, false);
+  ASSERT_TRUE(awaitTransition(id));
+  ASSERT_FALSE(server.peers().empty());
+  for (const std::string& p : server.peers()) EXPECT_EQ(p, "127.0.0.2");
+}
+
+TEST_F(HealthCheckerTest, HttpOkSendsPathAndHost) {
+  HttpServer server(io_, HttpServer::Mode::Normal, "/healthz");
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.spec.path = "/healthz";
+  HealthTargetId id = add(t, false);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_TRUE(tr->up);
+  EXPECT_EQ(tr->reason, "http status 200");
+  ASSERT_FALSE(server.targets().empty());
+  EXPECT_EQ(server.targets().front(), "/healthz");
+  EXPECT_EQ(server.hosts().front(), "127.0.0.1:" + std::to_string(server.port()));
+}
+
+TEST_F(HealthCheckerTest, HttpExplicitHostHeader) {
+  HttpServer server(io_, HttpServer::Mode::Normal, "/");
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.spec.host = "www.example.test";
+  HealthTargetId id = add(t, false);
+  ASSERT_TRUE(awaitTransition(id));
+  ASSERT_FALSE(server.hosts().empty());
+  EXPECT_EQ(server.hosts().front(), "www.example.test");
+}
+
+TEST_F(HealthCheckerTest, Http503GoesDown) {
+  HttpServer server(io_, HttpServer::Mode::Unavailable);
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.spec.path = "/healthz";
+  HealthTargetId id = add(t, true);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_FALSE(tr->up);
+  EXPECT_EQ(tr->reason, "http status 503 not in 200-399");
+}
+
+TEST_F(HealthCheckerTest, Http503AcceptedWhenInRange) {
+  HttpServer server(io_, HttpServer::Mode::Unavailable);
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.spec.statusMin = 503;
+  t.spec.statusMax = 503;
+  HealthTargetId id = add(t, false);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_TRUE(tr->up);
+}
+
+TEST_F(HealthCheckerTest, HttpPathMismatchGoesDown) {
+  HttpServer server(io_, HttpServer::Mode::Normal, "/healthz");
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.spec.path = "/status";
+  t.spec.statusMin = 200;
+  t.spec.statusMax = 200;
+  HealthTargetId id = add(t, true);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_FALSE(tr->up);
+  EXPECT_EQ(tr->reason, "http status 404 not in 200");
+  EXPECT_EQ(server.targets().front(), "/status");
+}
+
+TEST_F(HealthCheckerTest, HttpGarbageResponseGoesDown) {
+  HttpServer server(io_, HttpServer::Mode::Garbage);
+  HealthTargetId id = add(target(HealthCheckSpec::Type::Http, server.port()), true);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_FALSE(tr->up);
+  EXPECT_EQ(tr->reason.rfind("http: ", 0), 0u) << tr->reason;
+  EXPECT_EQ(tr->reason.find("status"), std::string::npos) << tr->reason;
+}
+
+TEST_F(HealthCheckerTest, HttpSlowServerTimesOut) {
+  HttpServer server(io_, HttpServer::Mode::Silent);
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.spec.timeout = 100ms;
+  HealthTargetId id = add(t, true);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_FALSE(tr->up);
+  EXPECT_EQ(tr->reason, "timeout after 100ms");
+  EXPECT_FALSE(server.targets().empty()) << "the request reached the server";
+}
+
+TEST_F(HealthCheckerTest, HttpClosedPortIsConnectRefused) {
+  ClosedTcpPort closed(io_);
+  HealthTargetId id = add(target(HealthCheckSpec::Type::Http, closed.port()), true);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_EQ(tr->reason, "connect: connection refused");
+}
+
+TEST_F(HealthCheckerTest, UdpEchoWithExpectedReplyGoesUp) {
+  UdpServer server(io_, UdpServer::Mode::Echo);
+  HealthTarget t = target(HealthCheckSpec::Type::Udp, server.port());
+  t.spec.udpPayload = "PING keel";
+  t.spec.udpExpect = "PING";
+  HealthTargetId id = add(t, false);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_TRUE(tr->up);
+  EXPECT_EQ(tr->reason, "udp: expected reply");
+}
+
+TEST_F(HealthCheckerTest, UdpClosedPortIsIcmpUnreachable) {
+  HealthTarget t = target(HealthCheckSpec::Type::Udp, closedUdpPort(io_));
+  t.spec.udpPayload = "ping";
+  HealthTargetId id = add(t, true);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_FALSE(tr->up);
+  EXPECT_EQ(tr->reason, "udp: connection refused (ICMP port unreachable)");
+}
+
+TEST_F(HealthCheckerTest, UdpNoReplyFailsWhenAReplyIsExpected) {
+  UdpServer server(io_, UdpServer::Mode::Silent);
+  HealthTarget t = target(HealthCheckSpec::Type::Udp, server.port());
+  t.spec.udpPayload = "ping";
+  t.spec.udpExpect = "pong";
+  t.spec.timeout = 100ms;
+  HealthTargetId id = add(t, true);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_FALSE(tr->up);
+  EXPECT_EQ(tr->reason, "udp: no reply within 100ms");
+  EXPECT_GE(server.received(), 2u);
+}
+
+TEST_F(HealthCheckerTest, UdpNoReplySucceedsWithoutExpectedReply) {
+  UdpServer server(io_, UdpServer::Mode::Silent);
+  HealthTarget t = target(HealthCheckSpec::Type::Udp, server.port());
+  t.spec.udpPayload = "ping";
+  t.spec.timeout = 100ms;
+  HealthTargetId id = add(t, false);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_TRUE(tr->up);
+  EXPECT_EQ(tr->reason, "udp: no ICMP error within 100ms");
+}
+
+TEST_F(HealthCheckerTest, UdpWrongReplyGoesDown) {
+  UdpServer server(io_, UdpServer::Mode::Wrong);
+  HealthTarget t = target(HealthCheckSpec::Type::Udp, server.port());
+  t.spec.udpPayload = "ping";
+  t.spec.udpExpect = "pong";
+  HealthTargetId id = add(t, true);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_FALSE(tr->up);
+  EXPECT_EQ(tr->reason, "udp: unexpected reply (5 bytes)");
+}
+
+TEST_F(HealthCheckerTest, NoneIsUpWithoutTrafficAndNotifiesOutsideAdd) {
+  HealthTarget t = target(HealthCheckSpec::Type::None, 0);
+  HealthTargetId id = add(t, false);
+  EXPECT_TRUE(transitions_.empty()) << "the callback never runs inside add()";
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_TRUE(tr->up);
+  HealthTargetId id2 = add(t, true);
+  runFor(100ms);
+  EXPECT_EQ(transitions_.size(), 1u) << "already up: no transition";
+  EXPECT_TRUE(checker_.status(id2)->up);
+}
+
+TEST_F(HealthCheckerTest, RemoveStopsChecksAndCallbacks) {
+  ClosedTcpPort closed(io_);
+  HealthTarget t = target(HealthCheckSpec::Type::Tcp, closed.port());
+  t.spec.fall = 1;
+  HealthTargetId id = add(t, true);
+  EXPECT_TRUE(checker_.remove(id));
+  EXPECT_FALSE(checker_.remove(id));
+  runFor(300ms);  // six intervals in which a check would have failed
+  EXPECT_TRUE(transitions_.empty());
+  EXPECT_EQ(checker_.size(), 0u);
+  EXPECT_FALSE(checker_.status(id));
+}
+
+TEST_F(HealthCheckerTest, CallbackMayRemoveItsTarget) {
+  ClosedTcpPort closed(io_);
+  HealthTarget t = target(HealthCheckSpec::Type::Tcp, closed.port());
+  t.spec.fall = 1;
+  t.spec.rise = 1;
+  onTransition_ = [this](HealthTargetId id) { EXPECT_TRUE(checker_.remove(id)); };
+  HealthTargetId id = add(t, true);
+  ASSERT_TRUE(awaitTransition(id));
+  runFor(200ms);
+  EXPECT_EQ(transitions_.size(), 1u);
+  EXPECT_EQ(checker_.size(), 0u);
+}
+
+TEST_F(HealthCheckerTest, UpdateSwitchesTheCheck) {
+  ClosedTcpPort closed(io_);
+  TcpServer open(io_);
+  HealthTarget t = target(HealthCheckSpec::Type::Tcp, closed.port());
+  HealthTargetId id = add(t, true);
+  auto down = awaitTransition(id);
+  ASSERT_TRUE(down);
+  EXPECT_FALSE(down->up);
+
+  HealthCheckSpec spec = t.spec;
+  spec.port = open.port();  // per-real override of the check port
+  ASSERT_TRUE(checker_.update(id, spec).isOk());
+  EXPECT_EQ(checker_.status(id)->consecutiveFail, 0u) << "runs restart on a new spec";
+  ASSERT_TRUE(runUntil([&] { return transitions_.size() >= 2; }));
+  EXPECT_TRUE(transitions_[1].up);
+  EXPECT_EQ(checker_.status(id)->target.checkPort(), open.port());
+
+  EXPECT_TRUE(checker_.update(id, spec).isOk()) << "same spec: no-op";
+  EXPECT_GE(checker_.status(id)->consecutiveOk, 1u) << "a no-op update keeps the runs";
+  spec.rise = 0;
+  Status bad = checker_.update(id, spec);
+  EXPECT_FALSE(bad.isOk());
+  EXPECT_NE(bad.message().find("rise"), std::string::npos);
+  EXPECT_FALSE(checker_.update(9999, spec).isOk());
+}
+
+TEST_F(HealthCheckerTest, AddRejectsAnInvalidTargetAndChangesNothing) {
+  HealthTarget t = target(HealthCheckSpec::Type::Http, 80);
+  t.spec.path = "no-slash";
+  HealthTargetId id = 42;
+  Status s = checker_.add(t, false, &id);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("service web real 127.0.0.1"), std::string::npos) << s.message();
+  EXPECT_EQ(id, 42u);
+  EXPECT_EQ(checker_.size(), 0u);
+}
+
+TEST_F(HealthCheckerTest, StatusKeepsCountersAndDurationHistogram) {
+  TcpServer server(io_);
+  HealthTargetId id = add(target(HealthCheckSpec::Type::Tcp, server.port()), false);
+  ASSERT_TRUE(runUntil([&] { return checker_.status(id)->checks >= 3; }));
+  HealthStatus st = *checker_.status(id);
+  EXPECT_TRUE(st.checked);
+  uint64_t inBuckets = 0;
+  for (uint64_t b : st.durationBuckets) inBuckets += b;
+  EXPECT_EQ(inBuckets, st.checks);
+  EXPECT_GE(st.lastCheck, st.lastChange - std::chrono::seconds(0)) << "the change came from a check";
+  EXPECT_EQ(st.transitions, 1u);
+  auto all = checker_.snapshot();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].id, id);
+}
+
+// First checks are spread over the first interval instead of all firing at
+// once: after half an interval some, but not all, of 100 targets have run.
+TEST_F(HealthCheckerTest, FirstChecksAreSpreadOverTheInterval) {
+  TcpServer server(io_);
+  HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
+  t.spec.interval = 4s;
+  std::vector<HealthTargetId> ids;
+  for (int i = 0; i < 100; ++i) ids.push_back(add(t, false));
+  runFor(2s);
+  size_t checked = 0;
+  for (HealthTargetId id : ids) checked += checker_.status(id)->checked ? 1 : 0;
+  EXPECT_GT(checked, 0u);
+  EXPECT_LT(checked, ids.size());
+}
+
+}  // namespace
+}  // namespace keel

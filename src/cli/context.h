@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+// What every keelctl command shares: the socket, the output format, the one
+// way to call the daemon and report its errors, and table rendering.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "control/api/api_client.h"
+
+namespace keel::cli {
+
+using nlohmann::json;
+
+struct Context {
+  std::string socketPath = api::kDefaultSocketPath;
+  std::string output = "table";  // table | json
+  int exitCode = 0;
+
+  bool jsonOutput() const { return output == "json"; }
+
+  // Calls `method`; on success returns the result. On a connect/transport
+  // error or a daemon error prints "keelctl: <message>" (and any detail
+  // lines) to stderr, sets exitCode = 1 and returns nullopt.
+  std::optional<json> call(const std::string& method, const json& params = json::object());
+
+  // -o json: the raw result, pretty-printed. Every command prints it.
+  void printJson(const json& result) const;
+
+  api::ApiClient& client();
+
+ private:
+  std::optional<api::ApiClient> client_;
+};
+
+// One noun of the command table (xdp-tools style): defines its verbs.
+struct Noun {
+  const char* name;
+  const char* help;
+  void (*define)(CLI::App& noun, Context& ctx);
+};
+
+void defineService(CLI::App&, Context&);
+void defineReal(CLI::App&, Context&);
+void defineHealth(CLI::App&, Context&);
+void defineStats(CLI::App&, Context&);
+void defineLookup(CLI::App&, Context&);
+void defineConfig(CLI::App&, Context&);
+void defineDaemon(CLI::App&, Context&);
+
+// The daemon is the one validator: a CLI argument that looks like an integer
+// is sent as one, anything else as a string, and the daemon says what is
+// wrong ("params.weight: must be an integer 0..65535, got \"ten\"").
+json numberOrString(const std::string& text);
+
+// "10.0.0.1:80", "[2001:db8::1]:80", port 0 shown as "*".
+std::string endpoint(const std::string& address, uint64_t port);
+
+// Aligned columns; numeric columns right-aligned.
+class Table {
+ public:
+  explicit Table(std::vector<bool> rightAligned) : right_(std::move(rightAligned)) {}
+  void row(std::vector<std::string> cells) { rows_.push_back(std::move(cells)); }
+  std::string render() const;
+
+ private:
+  std::vector<bool> right_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+std::string str(const json& v);  // a JSON scalar as text ("" for null)
+
+}  // namespace keel::cli

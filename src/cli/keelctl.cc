@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// keelctl: the operator's CLI for keeld's control socket.
+//   keelctl [--socket PATH] [-o table|json] NOUN VERB ARGS
+// Each noun lives in its own file (*_cmd.cc) and registers its verbs from
+// the table below; keelctl(8) documents every command.
+#include <iostream>
+
+#include "cli/context.h"
+
+namespace {
+
+using keel::cli::Noun;
+
+// The command table: add a noun here and in keelctl.8.
+const Noun kNouns[] = {
+    {"service", "list, show, add and remove services", keel::cli::defineService},
+    {"real", "add, remove, reweight, drain and undrain reals", keel::cli::defineReal},
+    {"health", "show health-check state", keel::cli::defineHealth},
+    {"stats", "show packet and byte counters", keel::cli::defineStats},
+    {"lookup", "predict which real a new flow goes to", keel::cli::defineLookup},
+    {"config", "check a config file, reload the daemon's", keel::cli::defineConfig},
+    {"daemon", "stop keeld", keel::cli::defineDaemon},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  keel::cli::Context ctx;
+  CLI::App app{"keelctl: control the keel load balancer daemon (keeld). See keelctl(8).", "keelctl"};
+  app.add_option("--socket", ctx.socketPath, "keeld control socket")
+      ->envname("KEELCTL_SOCKET")
+      ->capture_default_str();
+  app.add_option("-o,--output", ctx.output, "output format")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  app.require_subcommand(1, 1);
+  app.set_version_flag("--version", std::string("keelctl ") + KEEL_VERSION);
+  for (const Noun& n : kNouns) {
+    CLI::App* sub = app.add_subcommand(n.name, n.help);
+    n.define(*sub, ctx);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    // Usage errors exit 2, like most Unix tools; --help/--version exit 0.
+    return rc == 0 ? 0 : 2;
+  } catch (const std::exception& e) {
+    // A reply of an unexpected shape (a newer or older keeld): say so.
+    std::cerr << "keelctl: unexpected reply from keeld: " << e.what() << "\n";
+    return 1;
+  }
+  return ctx.exitCode;
+}

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+// keelctl lookup SERVICE --client ADDR:PORT [--protocol tcp|udp] [--port N]
+#include <iostream>
+#include <memory>
+
+#include "cli/context.h"
+
+namespace keel::cli {
+
+namespace {
+
+struct LookupArgs {
+  std::string service, client, protocol, port;
+};
+
+// "10.1.2.3:5555" or "[2001:db8::7]:5555". False if there is no port.
+bool splitClient(const std::string& text, std::string& addr, std::string& port) {
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find("]:");
+    if (close == std::string::npos) return false;
+    addr = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || text.find(':') != colon) return false;
+    addr = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  return !addr.empty() && !port.empty();
+}
+
+}  // namespace
+
+void defineLookup(CLI::App& noun, Context& ctx) {
+  auto a = std::make_shared<LookupArgs>();
+  noun.add_option("SERVICE", a->service, "service name")->required();
+  noun.add_option("--client", a->client, "client ADDR:PORT, IPv6 as [ADDR]:PORT")->required();
+  noun.add_option("--protocol", a->protocol, "tcp or udp (must match the service)");
+  noun.add_option("--port", a->port, "destination port, for a service on every port");
+  noun.callback([&ctx, a] {
+    std::string addr, port;
+    if (!splitClient(a->client, addr, port)) {
+      std::cerr << "keelctl: --client: must be ADDR:PORT (IPv6 as [ADDR]:PORT), got \"" << a->client
+                << "\"\n";
+      ctx.exitCode = 1;
+      return;
+    }
+    json p{{"service", a->service}, {"client_address", addr}, {"client_port", numberOrString(port)}};
+    if (!a->protocol.empty()) p["protocol"] = a->protocol;
+    if (!a->port.empty()) p["port"] = numberOrString(a->port);
+    auto r = ctx.call("lookup", p);
+    if (!r) return;
+    if (ctx.jsonOutput()) return ctx.printJson(*r);
+    const json& j = *r;
+    std::cout << str(j["protocol"]) << " " << endpoint(str(j["client_address"]), j["client_port"].get<uint64_t>())
+              << " -> " << endpoint(str(j["vip"]), j["port"].get<uint64_t>()) << " (" << str(j["service"])
+              << "): ";
+    if (j["real"].is_null()) {
+      std::cout << "no real (" << str(j.value("note", json("empty ring"))) << ")\n";
+      return;
+    }
+    char hash[16];
+    std::snprintf(hash, sizeof hash, "0x%08x", j["hash"].get<uint32_t>());
+    std::cout << str(j["real"]);
+    if (j.contains("state")) std::cout << " [" << str(j["state"]) << "]";
+    std::cout << "  (" << str(j["scheduler"]) << " hash " << hash << ", slot " << str(j["slot"]) << " of "
+              << str(j["ring_size"]) << "; a flow already in the connection table keeps its real)\n";
+  });
+}
+
+}  // namespace keel::cli

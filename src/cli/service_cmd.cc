@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: Apache-2.0
+// keelctl service list | show NAME | add NAME ... | remove NAME
+#include <algorithm>
+#include <cctype>
+#include <iostream>
+#include <memory>
+
+#include "cli/context.h"
+
+namespace keel::cli {
+
+namespace {
+
+std::string upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// ipvsadm -Ln --stats style: a service line, then one "->" line per real.
+std::string serviceTable(const json& services) {
+  Table t({false, false, false, false, false, true, true});
+  t.row({"Prot", "LocalAddress:Port", "Scheduler", "Forward", "Service", "Packets", "Bytes"});
+  t.row({"  ->", "RemoteAddress", "Weight", "State", "", "Packets", "Bytes"});
+  for (const auto& s : services) {
+    t.row({upper(str(s["protocol"])), endpoint(str(s["vip"]), s["port"].get<uint64_t>()),
+           str(s["scheduler"]), str(s["forwarding"]), str(s["name"]), str(s["packets"]),
+           str(s["bytes"])});
+    for (const auto& r : s["reals"]) {
+      std::string addr = str(r["address"]);
+      if (r.contains("mac")) addr += " (" + str(r["mac"]) + ")";
+      t.row({"  ->", addr, str(r["weight"]), str(r["state"]), "", str(r["packets"]), str(r["bytes"])});
+    }
+  }
+  return t.render();
+}
+
+// ADDR[:WEIGHT[:MAC]], IPv6 as [ADDR][:WEIGHT[:MAC]] or a bare address.
+json parseRealArg(const std::string& text) {
+  std::string addr, rest;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find(']');
+    if (close == std::string::npos) return json{{"address", text}};  // the daemon names the error
+    addr = text.substr(1, close - 1);
+    rest = text.substr(close + 1);
+    if (!rest.empty() && rest[0] == ':') rest.erase(0, 1);
+  } else if (std::count(text.begin(), text.end(), ':') > 1 && text.find('.') == std::string::npos) {
+    addr = text;  // bare IPv6 address, no weight
+  } else {
+    auto colon = text.find(':');
+    addr = text.substr(0, colon);
+    if (colon != std::string::npos) rest = text.substr(colon + 1);
+  }
+  json real{{"address", addr}};
+  if (!rest.empty()) {
+    auto colon = rest.find(':');
+    real["weight"] = numberOrString(rest.substr(0, colon));
+    if (colon != std::string::npos) real["mac"] = rest.substr(colon + 1);
+  }
+  return real;
+}
+
+struct AddArgs {
+  std::string name, vip, port, protocol = "tcp", forwarding, scheduler, ringSize, health;
+  std::vector<std::string> reals;
+};
+
+}  // namespace
+
+void defineService(CLI::App& noun, Context& ctx) {
+  noun.require_subcommand(1, 1);
+
+  CLI::App* list = noun.add_subcommand("list", "list services with their reals and counters");
+  list->callback([&ctx] {
+    auto r = ctx.call("service.list");
+    if (!r) return;
+    if (ctx.jsonOutput()) return ctx.printJson(*r);
+    std::cout << serviceTable((*r)["services"]);
+  });
+
+  auto name = std::make_shared<std::string>();
+  CLI::App* show = noun.add_subcommand("show", "show one service");
+  show->add_option("NAME", *name, "service name")->required();
+  show->callback([&ctx, name] {
+    auto r = ctx.call("service.show", {{"name", *name}});
+    if (!r) return;
+    if (ctx.jsonOutput()) return ctx.printJson(*r);
+    const json& s = (*r)["service"];
+    std::cout << serviceTable(json::array({s}));
+    std::cout << "ring: " << str(s["published_ring_size"]) << " slots published (configured "
+              << str(s["ring_size"]) << ")\n";
+  });
+
+  auto add = std::make_shared<AddArgs>();
+  CLI::App* a = noun.add_subcommand("add", "add a service (the keys of a keel.yaml service)");
+  a->add_option("NAME", add->name, "service name")->required();
+  a->add_option("--vip", add->vip, "virtual IP address")->required();
+  a->add_option("--port", add->port, "port, 0 = every port")->required();
+  a->add_option("--protocol", add->protocol, "tcp or udp")->capture_default_str();
+  a->add_option("--forwarding", add->forwarding, "ipip (default) or l2dsr");
+  a->add_option("--scheduler", add->scheduler, "maglev (default) or maglev-src");
+  a->add_option("--ring-size", add->ringSize, "65537 (default) or 655373");
+  a->add_option("--real", add->reals, "ADDR[:WEIGHT[:MAC]], IPv6 as [ADDR]:WEIGHT; repeatable");
+  a->add_option("--health", add->health, "health check as a JSON object, e.g. '{\"type\":\"tcp\"}'");
+  a->callback([&ctx, add] {
+    json p{{"name", add->name}, {"vip", add->vip}, {"port", numberOrString(add->port)},
+           {"protocol", add->protocol}};
+    if (!add->forwarding.empty()) p["forwarding"] = add->forwarding;
+    if (!add->scheduler.empty()) p["scheduler"] = add->scheduler;
+    if (!add->ringSize.empty()) p["ring_size"] = numberOrString(add->ringSize);
+    if (!add->health.empty()) {
+      json h = json::parse(add->health, nullptr, false);
+      if (h.is_discarded()) {
+        std::cerr << "keelctl: --health: not valid JSON: " << add->health << "\n";
+        ctx.exitCode = 1;
+        return;
+      }
+      p["health"] = h;
+    }
+    json reals = json::array();
+    for (const auto& r : add->reals) reals.push_back(parseRealArg(r));
+    if (!reals.empty()) p["reals"] = reals;
+    auto r = ctx.call("service.add", p);
+    if (r && ctx.jsonOutput()) ctx.printJson(*r);
+  });
+
+  auto rmName = std::make_shared<std::string>();
+  CLI::App* rm = noun.add_subcommand("remove", "remove a service and its reals");
+  rm->add_option("NAME", *rmName, "service name")->required();
+  rm->callback([&ctx, rmName] {
+    auto r = ctx.call("service.remove", {{"name", *rmName}});
+    if (r && ctx.jsonOutput()) ctx.printJson(*r);
+  });
+}
+
+}  // namespace keel::cli

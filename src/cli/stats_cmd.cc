@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+// keelctl stats [SERVICE] [--watch [SECONDS]] [--rate] [--count N]
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "cli/context.h"
+
+namespace keel::cli {
+
+namespace {
+
+struct StatsArgs {
+  std::string service;
+  std::string watch;  // seconds as text; set only when --watch is given
+  bool watching = false;
+  bool rate = false;
+  long count = 0;  // 0 = until interrupted (watch) / 1 sample
+};
+
+std::string upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Per-second deltas of every counter between two stats.get results. A
+// counter that went backwards (daemon restarted) reads as 0, not garbage.
+json rates(const json& before, const json& after, double seconds) {
+  auto rate = [&](const json& a, const json& b) {
+    auto d = [&](const char* k) {
+      uint64_t x = a.value(k, uint64_t{0}), y = b.value(k, uint64_t{0});
+      return y >= x ? static_cast<double>(y - x) / seconds : 0.0;
+    };
+    return json{{"packets_per_s", d("packets")}, {"bytes_per_s", d("bytes")}};
+  };
+  json out{{"dataplane", after["dataplane"]}, {"interval_s", seconds}, {"reasons", json::object()},
+           {"services", json::array()}};
+  for (auto it = after["reasons"].begin(); it != after["reasons"].end(); ++it)
+    out["reasons"][it.key()] =
+        rate(before["reasons"].value(it.key(), json::object()), it.value());
+  for (const auto& s : after["services"]) {
+    json prev = json::object();
+    for (const auto& p : before["services"])
+      if (p["name"] == s["name"]) prev = p;
+    json svc = rate(prev, s);
+    for (const char* k : {"name", "vip", "port", "protocol"}) svc[k] = s[k];
+    svc["reals"] = json::array();
+    for (const auto& r : s["reals"]) {
+      json pr = json::object();
+      if (prev.contains("reals"))
+        for (const auto& x : prev["reals"])
+          if (x["address"] == r["address"]) pr = x;
+      json real = rate(pr, r);
+      real["address"] = r["address"];
+      svc["reals"].push_back(real);
+    }
+    out["services"].push_back(svc);
+  }
+  return out;
+}
+
+std::string fmtRate(const json& v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v.get<double>());
+  return buf;
+}
+
+void printTable(const json& r, bool isRate) {
+  const char* pk = isRate ? "packets_per_s" : "packets";
+  const char* by = isRate ? "bytes_per_s" : "bytes";
+  auto cell = [&](const json& o, const char* k) { return isRate ? fmtRate(o[k]) : str(o[k]); };
+  std::cout << "dataplane: " << str(r["dataplane"]);
+  if (isRate) std::cout << "  (rates over " << fmtRate(r["interval_s"]) << " s)";
+  std::cout << "\n";
+  Table reasons({false, true, true});
+  reasons.row({"Reason", isRate ? "Pkts/s" : "Packets", isRate ? "Bytes/s" : "Bytes"});
+  for (auto it = r["reasons"].begin(); it != r["reasons"].end(); ++it)
+    reasons.row({it.key(), cell(it.value(), pk), cell(it.value(), by)});
+  std::cout << reasons.render() << "\n";
+  Table t({false, false, false, true, true});
+  t.row({"Prot", "LocalAddress:Port", "Service", isRate ? "Pkts/s" : "Packets", isRate ? "Bytes/s" : "Bytes"});
+  t.row({"  ->", "RemoteAddress", "", isRate ? "Pkts/s" : "Packets", isRate ? "Bytes/s" : "Bytes"});
+  for (const auto& s : r["services"]) {
+    t.row({upper(str(s["protocol"])), endpoint(str(s["vip"]), s["port"].get<uint64_t>()), str(s["name"]),
+           cell(s, pk), cell(s, by)});
+    for (const auto& real : s["reals"])
+      t.row({"  ->", str(real["address"]), "", cell(real, pk), cell(real, by)});
+  }
+  std::cout << t.render();
+}
+
+}  // namespace
+
+void defineStats(CLI::App& noun, Context& ctx) {
+  auto a = std::make_shared<StatsArgs>();
+  noun.add_option("SERVICE", a->service, "only this service");
+  CLI::Option* watch = noun.add_option("--watch", a->watch, "repeat every SECONDS (default 2)")
+                           ->expected(0, 1);
+  noun.add_flag("--rate", a->rate, "per-second rates instead of totals");
+  noun.add_option("--count", a->count, "stop after N samples (with --watch)");
+  noun.callback([&ctx, a, watch] {
+    double interval = 2.0;
+    a->watching = watch->count() > 0;
+    if (a->watching && !a->watch.empty()) {
+      char* end = nullptr;
+      interval = std::strtod(a->watch.c_str(), &end);
+      if (!end || *end || interval < 0.1 || interval > 86400) {
+        std::cerr << "keelctl: --watch: must be a number of seconds 0.1..86400, got \"" << a->watch << "\"\n";
+        ctx.exitCode = 1;
+        return;
+      }
+    } else if (!a->watching) {
+      interval = 1.0;  // --rate alone: one 1-second sample
+    }
+    if (a->count < 0) {
+      std::cerr << "keelctl: --count: must be >= 0\n";
+      ctx.exitCode = 1;
+      return;
+    }
+    json params = json::object();
+    if (!a->service.empty()) params["service"] = a->service;
+    using Clock = std::chrono::steady_clock;
+    auto sample = [&](json& out, Clock::time_point& at) {
+      auto r = ctx.call("stats.get", params);
+      if (!r) return false;
+      out = std::move(*r);
+      at = Clock::now();
+      return true;
+    };
+    json prev;
+    Clock::time_point prevAt;
+    if (a->rate && !sample(prev, prevAt)) return;
+    long shown = 0;
+    long limit = a->watching ? a->count : 1;
+    for (;;) {
+      if (a->rate || shown > 0)
+        std::this_thread::sleep_for(std::chrono::duration<double>(interval));
+      json cur;
+      Clock::time_point at;
+      if (!sample(cur, at)) return;
+      json out = cur;
+      if (a->rate) {
+        double secs = std::chrono::duration<double>(at - prevAt).count();
+        out = rates(prev, cur, secs > 0 ? secs : 1e-9);
+        prev = cur;
+        prevAt = at;
+      }
+      if (ctx.jsonOutput()) {
+        ctx.printJson(out);
+      } else {
+        if (a->watching && shown > 0) std::cout << "\n";
+        printTable(out, a->rate);
+      }
+      std::cout.flush();
+      if (limit && ++shown >= limit) return;
+      if (!limit) ++shown;
+    }
+  });
+}
+
+}  // namespace keel::cli

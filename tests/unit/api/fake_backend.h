@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: Apache-2.0
+// An in-memory ControlBackend for the API tests. Mutations apply to the
+// snapshots (so keelctl end-to-end tests see their effect) and are recorded
+// in `mutations`, so a test can assert a bad request made NO mutating call.
+// The ring is a deliberately simple stand-in: slot s holds usable real
+// s % n (usable = not draining, healthy, weight > 0); the tests only need a
+// ring whose contents they can predict.
+#pragma once
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/api/control_backend.h"
+
+namespace keel::api::testing {
+
+class FakeBackend : public ControlBackend {
+ public:
+  std::vector<ServiceSnapshot> services;
+  GlobalStats stats;
+  std::vector<std::string> mutations;   // "addReal web 10.0.0.9", ...
+  std::optional<ApiError> failMutations;  // set: every mutation refuses with this
+  std::optional<bool> shutdownDetach;     // set by shutdown()
+  std::vector<std::string> invalidConfigErrors = {"bad.yaml:3: services[0].port: must be an integer 0..65535, got \"x\""};
+
+  static ServiceSnapshot makeService(const std::string& name, const std::string& vip, uint16_t port,
+                                     std::vector<std::string> reals) {
+    ServiceSnapshot s;
+    s.name = name;
+    s.vip = *IpAddress::parse(vip);
+    s.port = port;
+    s.counters = {1000, 64000};
+    uint64_t i = 1;
+    for (const auto& r : reals) {
+      RealSnapshot rs;
+      rs.address = *IpAddress::parse(r);
+      rs.weight = 100;
+      rs.check = "tcp";
+      rs.healthDetail = "connect ok";
+      rs.consecutiveOk = 3;
+      rs.counters = {100 * i, 6400 * i};
+      ++i;
+      s.reals.push_back(rs);
+    }
+    refresh(s);
+    return s;
+  }
+
+  static std::vector<const RealSnapshot*> usable(const ServiceSnapshot& s) {
+    std::vector<const RealSnapshot*> out;
+    for (const auto& r : s.reals)
+      if (!r.draining && r.healthy && r.weight > 0) out.push_back(&r);
+    return out;
+  }
+  static void refresh(ServiceSnapshot& s) { s.publishedRingSize = usable(s).empty() ? 0 : s.ringSize; }
+
+  ServiceSnapshot* find(const std::string& name) {
+    for (auto& s : services)
+      if (s.name == name) return &s;
+    return nullptr;
+  }
+  RealSnapshot* findReal(const RealRef& ref) {
+    auto* s = find(ref.service);
+    if (!s) return nullptr;
+    for (auto& r : s->reals)
+      if (r.address == ref.address) return &r;
+    return nullptr;
+  }
+
+  std::vector<ServiceSnapshot> listServices() override { return services; }
+  std::optional<ServiceSnapshot> findService(const std::string& name) override {
+    if (auto* s = find(name)) return *s;
+    return std::nullopt;
+  }
+  std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override {
+    auto* s = find(service);
+    if (!s || slot >= s->publishedRingSize) return std::nullopt;
+    auto u = usable(*s);
+    if (u.empty()) return std::nullopt;
+    return u[slot % u.size()]->address;
+  }
+  GlobalStats globalStats() override { return stats; }
+
+  Result addService(const ServiceAddRequest& r) override {
+    mutations.push_back("addService " + r.name);
+    if (failMutations) return Result::error(*failMutations);
+    ServiceSnapshot s;
+    s.name = r.name;
+    s.vip = r.vip;
+    s.port = r.port;
+    s.protocol = r.protocol;
+    s.forwarding = r.forwarding;
+    s.scheduler = r.scheduler;
+    s.ringSize = r.ringSize;
+    for (const auto& spec : r.reals) {
+      RealSnapshot rs;
+      rs.address = spec.address;
+      rs.weight = spec.weight;
+      rs.mac = spec.mac;
+      rs.check = "none";
+      s.reals.push_back(rs);
+    }
+    refresh(s);
+    services.push_back(s);
+    return Result::ok();
+  }
+  Result removeService(const std::string& name) override {
+    mutations.push_back("removeService " + name);
+    if (failMutations) return Result::error(*failMutations);
+    services.erase(std::remove_if(services.begin(), services.end(),
+                                  [&](const ServiceSnapshot& s) { return s.name == name; }),
+                   services.end());
+    return Result::ok();
+  }
+  Result addReal(const RealAddRequest& r) override {
+    mutations.push_back("addReal " + r.service + " " + r.real.address.toString() + " " +
+                        std::to_string(r.real.weight));
+    if (failMutations) return Result::error(*failMutations);
+    auto* s = find(r.service);
+    RealSnapshot rs;
+    rs.address = r.real.address;
+    rs.weight = r.real.weight;
+    rs.mac = r.real.mac;
+    rs.check = "none";
+    s->reals.push_back(rs);
+    refresh(*s);
+    return Result::ok();
+  }
+  Result removeReal(const RealRef& ref) override {
+    mutations.push_back("removeReal " + ref.service + " " + ref.address.toString());
+    if (failMutations) return Result::error(*failMutations);
+    auto* s = find(ref.service);
+    s->reals.erase(std::remove_if(s->reals.begin(), s->reals.end(),
+                                  [&](const RealSnapshot& r) { return r.address == ref.address; }),
+                   s->reals.end());
+    refresh(*s);
+    return Result::ok();
+  }
+  Result setRealWeight(const RealWeightRequest& r) override {
+    mutations.push_back("setRealWeight " + r.real.service + " " + r.real.address.toString() + " " +
+                        std::to_string(r.weight));
+    if (failMutations) return Result::error(*failMutations);
+    findReal(r.real)->weight = r.weight;
+    refresh(*find(r.real.service));
+    return Result::ok();
+  }
+  Result setRealDrain(const RealRef& ref, bool drain) override {
+    mutations.push_back(std::string(drain ? "drain " : "undrain ") + ref.service + " " +
+                        ref.address.toString());
+    if (failMutations) return Result::error(*failMutations);
+    findReal(ref)->draining = drain;
+    refresh(*find(ref.service));
+    return Result::ok();
+  }
+  Result checkConfig(const std::string& path) override {
+    if (path.find("bad") != std::string::npos) {
+      ApiError e{code::kInvalidConfig, invalidConfigErrors.front(), "", {}};
+      e.details = nlohmann::json{{"errors", invalidConfigErrors}};
+      return Result::error(e);
+    }
+    return Result::ok(nlohmann::json{{"path", path}, {"services", 2}});
+  }
+  Result reload() override {
+    mutations.push_back("reload");
+    if (failMutations) return Result::error(*failMutations);
+    return Result::ok(nlohmann::json{{"added", 0}, {"removed", 0}, {"changed", 1}});
+  }
+  void shutdown(bool detach) override { shutdownDetach = detach; }
+};
+
+}  // namespace keel::api::testing

@@ -90,8 +90,9 @@ class ClosedTcpPort {
 class HttpServer {
  public:
   enum class Mode { Normal, Unavailable, Garbage, Silent };
-  HttpServer(asio::io_context& io, Mode mode, std::string path = "/healthz")
-      : acceptor_(io, tcp::endpoint(kLoopback, 0)), mode_(mode), path_(std::move(path)) {
+  HttpServer(asio::io_context& io, Mode mode, std::string path = "/healthz",
+             const asio::ip::address& address = kLoopback)
+      : acceptor_(io, tcp::endpoint(address, 0)), mode_(mode), path_(std::move(path)) {
     accept();
   }
   uint16_t port() const { return acceptor_.local_endpoint().port(); }
@@ -319,6 +320,24 @@ TEST_F(HealthCheckerTest, HttpOkSendsPathAndHost) {
   ASSERT_FALSE(server.targets().empty());
   EXPECT_EQ(server.targets().front(), "/healthz");
   EXPECT_EQ(server.hosts().front(), "127.0.0.1:" + std::to_string(server.port()));
+}
+
+TEST_F(HealthCheckerTest, HttpOverIpv6BracketsTheHostHeader) {
+  boost::system::error_code ec;
+  tcp::acceptor probe(io_);
+  probe.open(tcp::v6(), ec);
+  if (!ec) probe.bind(tcp::endpoint(asio::ip::make_address("::1"), 0), ec);
+  if (ec) GTEST_SKIP() << "no IPv6 loopback here: " << ec.message();
+  probe.close();
+  HttpServer server(io_, HttpServer::Mode::Normal, "/", asio::ip::make_address("::1"));
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.address = *IpAddress::parse("::1");
+  HealthTargetId id = add(t, false);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_TRUE(tr->up) << tr->reason;
+  ASSERT_FALSE(server.hosts().empty());
+  EXPECT_EQ(server.hosts().front(), "[::1]:" + std::to_string(server.port()));
 }
 
 TEST_F(HealthCheckerTest, HttpExplicitHostHeader) {

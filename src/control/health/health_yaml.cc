@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/health/health_yaml.h"
+
+#include <charconv>
+
+namespace keel {
+
+namespace {
+
+std::string at(std::string_view source, const YAML::Node& n, std::string_view keyPath, std::string_view key) {
+  // yaml-cpp marks are 0-based; config messages use 1-based lines.
+  return std::string(source) + ":" + std::to_string(n.Mark().line + 1) + ": " + std::string(keyPath) + "." +
+         std::string(key) + ": ";
+}
+
+std::optional<uint64_t> parseUnsigned(std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+std::optional<HealthDuration> parseHealthDuration(std::string_view text) {
+  uint64_t scale = 0;
+  std::string_view digits;
+  if (text.size() > 2 && text.substr(text.size() - 2) == "ms") {
+    scale = 1, digits = text.substr(0, text.size() - 2);
+  } else if (text.size() > 1 && text.back() == 's') {
+    scale = 1000, digits = text.substr(0, text.size() - 1);
+  } else if (text.size() > 1 && text.back() == 'm') {
+    scale = 60000, digits = text.substr(0, text.size() - 1);
+  } else {
+    return std::nullopt;
+  }
+  auto v = parseUnsigned(digits);
+  // A day is far beyond any sane interval; the bound also rules out overflow.
+  if (!v || *v == 0 || *v * scale > 86'400'000) return std::nullopt;
+  return HealthDuration(*v * scale);
+}
+
+void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, std::string_view keyPath,
+                              std::vector<std::string>& errors) {
+  if (!node || node.IsNull()) return;
+  if (!node.IsMap()) {
+    errors.push_back(std::string(source) + ":" + std::to_string(node.Mark().line + 1) + ": " +
+                     std::string(keyPath) + ": must be a mapping (type, port, path, ...)");
+    return;
+  }
+  for (const auto& kv : node) {
+    std::string key = kv.first.as<std::string>("");
+    const YAML::Node& v = kv.second;
+    std::string where = at(source, v, keyPath, key);
+    if (!v.IsScalar()) {
+      errors.push_back(where + "must be a scalar");
+      continue;
+    }
+    std::string text = v.Scalar();
+    auto number = [&](uint64_t lo, uint64_t hi) -> std::optional<uint64_t> {
+      auto n = parseUnsigned(text);
+      if (!n || *n < lo || *n > hi) {
+        errors.push_back(where + "\"" + text + "\" is not an integer in " + std::to_string(lo) + ".." +
+                         std::to_string(hi));
+        return std::nullopt;
+      }
+      return n;
+    };
+    auto duration = [&]() -> std::optional<HealthDuration> {
+      auto d = parseHealthDuration(text);
+      if (!d) errors.push_back(where + "\"" + text + "\" is not a duration like 500ms, 1s or 1m");
+      return d;
+    };
+    if (key == "type") {
+      if (auto t = parseHealthType(text)) {
+        spec_.type = *t;
+      } else {
+        errors.push_back(where + "\"" + text + "\" is not one of none, tcp, http, udp");
+      }
+    } else if (key == "port") {
+      if (auto n = number(1, 65535)) spec_.port = static_cast<uint16_t>(*n);
+    } else if (key == "path") {
+      spec_.path = text;
+    } else if (key == "host") {
+      spec_.host = text;
+    } else if (key == "expect") {
+      expect_ = text;
+      expectLine_ = v.Mark().line + 1;
+    } else if (key == "payload") {
+      spec_.udpPayload = text;
+    } else if (key == "interval") {
+      if (auto d = duration()) spec_.interval = *d;
+    } else if (key == "timeout") {
+      if (auto d = duration()) spec_.timeout = *d;
+    } else if (key == "rise") {
+      if (auto n = number(1, 1000)) spec_.rise = static_cast<uint32_t>(*n);
+    } else if (key == "fall") {
+      if (auto n = number(1, 1000)) spec_.fall = static_cast<uint32_t>(*n);
+    } else if (key == "source") {
+      if (auto a = IpAddress::parse(text)) {
+        spec_.source = *a;
+      } else {
+        errors.push_back(where + "\"" + text + "\" is not an IP address");
+      }
+    } else {
+      errors.push_back(where + "unknown key (known: type, port, path, host, expect, payload, interval, "
+                               "timeout, rise, fall, source)");
+    }
+  }
+}
+
+std::optional<HealthCheckSpec> HealthSpecBuilder::build(std::string_view source, std::string_view keyPath,
+                                                        std::vector<std::string>& errors) const {
+  HealthCheckSpec spec = spec_;
+  if (expect_) {
+    std::string where =
+        std::string(source) + ":" + std::to_string(expectLine_) + ": " + std::string(keyPath) + ".expect: ";
+    switch (spec.type) {
+      case HealthCheckSpec::Type::Http: {
+        Status s = parseStatusRange(*expect_, spec.statusMin, spec.statusMax);
+        if (!s) {
+          errors.push_back(where + s.message());
+          return std::nullopt;
+        }
+        break;
+      }
+      case HealthCheckSpec::Type::Udp:
+        spec.udpExpect = *expect_;
+        break;
+      case HealthCheckSpec::Type::Tcp:
+      case HealthCheckSpec::Type::None:
+        errors.push_back(where + "only http (status range) and udp (reply) checks take expect, this one is " +
+                         toString(spec.type));
+        return std::nullopt;
+    }
+  }
+  return spec;
+}
+
+}  // namespace keel

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+// keel.yaml `health:` blocks: service defaults, per-real overrides, and
+// errors that point at file, line and key.
+#include <gtest/gtest.h>
+
+#include "control/health/health_yaml.h"
+
+namespace keel {
+namespace {
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& e : v) s += e + "\n";
+  return s;
+}
+
+TEST(HealthYaml, ServiceDefaultsAndRealOverrides) {
+  YAML::Node doc = YAML::Load(R"(
+service:
+  type: http
+  path: /healthz
+  expect: "200-299"
+  interval: 500ms
+  timeout: 2s
+  rise: 3
+  fall: 5
+real:
+  port: 8081
+  source: 10.0.0.1
+)");
+  std::vector<std::string> errors;
+  HealthSpecBuilder svc;
+  svc.apply(doc["service"], "keel.yaml", "services[0].health", errors);
+  HealthSpecBuilder real = svc;
+  real.apply(doc["real"], "keel.yaml", "services[0].reals[0].health", errors);
+  auto spec = real.build("keel.yaml", "services[0].reals[0].health", errors);
+  ASSERT_TRUE(spec) << joined(errors);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+  EXPECT_EQ(spec->type, HealthCheckSpec::Type::Http);
+  EXPECT_EQ(spec->path, "/healthz");
+  EXPECT_EQ(spec->statusMin, 200);
+  EXPECT_EQ(spec->statusMax, 299);
+  EXPECT_EQ(spec->interval, HealthDuration(500));
+  EXPECT_EQ(spec->timeout, HealthDuration(2000));
+  EXPECT_EQ(spec->rise, 3u);
+  EXPECT_EQ(spec->fall, 5u);
+  EXPECT_EQ(spec->port, 8081);
+  ASSERT_TRUE(spec->source);
+  EXPECT_EQ(spec->source->toString(), "10.0.0.1");
+
+  auto base = svc.build("keel.yaml", "services[0].health", errors);
+  ASSERT_TRUE(base);
+  EXPECT_EQ(base->port, 0) << "without an override the service port is used";
+  EXPECT_FALSE(base->source);
+}
+
+TEST(HealthYaml, AbsentBlockGivesDefaults) {
+  std::vector<std::string> errors;
+  HealthSpecBuilder b;
+  b.apply(YAML::Node(), "keel.yaml", "services[0].health", errors);
+  auto spec = b.build("keel.yaml", "services[0].health", errors);
+  ASSERT_TRUE(spec);
+  EXPECT_EQ(*spec, HealthCheckSpec{});
+}
+
+TEST(HealthYaml, ExpectFollowsTheFinalType) {
+  YAML::Node doc = YAML::Load(R"(
+service: { type: http, expect: "200" }
+real: { type: udp, expect: "PONG", payload: "PING" }
+)");
+  std::vector<std::string> errors;
+  HealthSpecBuilder b;
+  b.apply(doc["service"], "k.yaml", "s.health", errors);
+  b.apply(doc["real"], "k.yaml", "r.health", errors);
+  auto spec = b.build("k.yaml", "r.health", errors);
+  ASSERT_TRUE(spec) << joined(errors);
+  EXPECT_EQ(spec->type, HealthCheckSpec::Type::Udp);
+  EXPECT_EQ(spec->udpExpect, "PONG");
+  EXPECT_EQ(spec->udpPayload, "PING");
+
+  HealthSpecBuilder tcp;
+  tcp.apply(YAML::Load("{type: tcp, expect: '200'}"), "k.yaml", "x.health", errors);
+  EXPECT_FALSE(tcp.build("k.yaml", "x.health", errors));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors.back().find("x.health.expect: only http"), std::string::npos) << errors.back();
+}
+
+TEST(HealthYaml, ErrorsNameFileLineAndKey) {
+  YAML::Node doc = YAML::Load("health:\n  type: icmp\n  interval: 5\n  rise: 0\n  bogus: 1\n  source: nope\n");
+  std::vector<std::string> errors;
+  HealthSpecBuilder b;
+  b.apply(doc["health"], "keel.yaml", "services[2].health", errors);
+  std::string all = joined(errors);
+  EXPECT_EQ(errors.size(), 5u) << all;
+  for (const char* part : {"keel.yaml:2: services[2].health.type: \"icmp\" is not one of",
+                           "keel.yaml:3: services[2].health.interval: \"5\" is not a duration",
+                           "keel.yaml:4: services[2].health.rise:", "keel.yaml:5: services[2].health.bogus: unknown key",
+                           "keel.yaml:6: services[2].health.source: \"nope\" is not an IP address"}) {
+    EXPECT_NE(all.find(part), std::string::npos) << part << "\n" << all;
+  }
+  HealthSpecBuilder bad;
+  bad.apply(YAML::Load("{expect: '600'}"), "keel.yaml", "h", errors);
+  bad.apply(YAML::Load("{type: http}"), "keel.yaml", "h", errors);
+  EXPECT_FALSE(bad.build("keel.yaml", "h", errors));
+}
+
+TEST(HealthYaml, NotAMapping) {
+  std::vector<std::string> errors;
+  HealthSpecBuilder b;
+  b.apply(YAML::Load("[1, 2]"), "keel.yaml", "services[0].health", errors);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("must be a mapping"), std::string::npos);
+}
+
+TEST(HealthYaml, Durations) {
+  EXPECT_EQ(parseHealthDuration("250ms"), HealthDuration(250));
+  EXPECT_EQ(parseHealthDuration("3s"), HealthDuration(3000));
+  EXPECT_EQ(parseHealthDuration("2m"), HealthDuration(120000));
+  for (const char* bad : {"", "1", "ms", "0s", "1.5s", "-1s", "1h", "2000m", "s"}) {
+    EXPECT_FALSE(parseHealthDuration(bad)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace keel

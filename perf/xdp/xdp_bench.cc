@@ -12,7 +12,11 @@
 // reported beside it. Cases are interleaved in rounds so drift and noise from
 // other load hit every case alike; medians over all calls are reported.
 //
-//   xdp_bench [--calls N] [--rounds R] [--ct-flavours] [--threads 2]
+//   xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]]
+//
+// --ct-flavours: new-flow inserts then hits per conntrack flavour (shared
+// LRU, LRU without common list, per-CPU LRU) with N threads pinned one per
+// CPU on one table; a --ct-size below threads x calls measures eviction.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -236,6 +240,7 @@ int main(int argc, char** argv) {
   int rounds = 10;
   bool flavours = false;
   int threads = 1;
+  uint32_t ctSize = 0;  // 0: 4 x the flows of the flavour run (no eviction)
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--calls" && i + 1 < argc) {
@@ -244,10 +249,12 @@ int main(int argc, char** argv) {
       rounds = std::atoi(argv[++i]);
     } else if (a == "--ct-flavours") {
       flavours = true;
+    } else if (a == "--ct-size" && i + 1 < argc) {
+      ctSize = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 10));
     } else if (a == "--threads" && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: xdp_bench [--calls N] [--rounds R] [--ct-flavours] [--threads N]\n");
+      std::fprintf(stderr, "usage: xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]]\n");
       return 2;
     }
   }
@@ -320,7 +327,10 @@ int main(int argc, char** argv) {
   }
   std::printf("\n  targets (wall, x floor): established <= 2.3, new flow <= 7, not a VIP/service <= 1.3\n");
 
-  if (flavours) ctFlavours(calls, threads, static_cast<uint32_t>(std::max<size_t>(calls * 4, 65536)));
+  if (flavours) {
+    if (!ctSize) ctSize = static_cast<uint32_t>(std::max<size_t>(calls * static_cast<size_t>(threads) * 4, 65536));
+    ctFlavours(calls, threads, ctSize);
+  }
   keel_xdp_pass::destroy(pass);
   return 0;
 }

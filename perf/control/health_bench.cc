@@ -351,8 +351,20 @@ int main(int argc, char** argv) {
   double checkRate = run.m.cpu / run.m.wall;
   double netPerCheckUs =
       run.m.events ? (run.m.cpu - baseRate * run.m.wall) / double(run.m.events) * 1e6 : 0;
-  std::printf("\nratio checker/baseline CPU per wall second: %.1fx\n", baseRate > 0 ? checkRate / baseRate : 0);
+  double configured = o.targets * 1000.0 / o.intervalMs;
+  double perCheckUs = run.m.events ? run.m.cpu / double(run.m.events) * 1e6 : 0;
+  double perTimerUs = base.events ? base.cpu / double(base.events) * 1e6 : 0;
+  std::printf("\nconfigured rate: %.0f checks/s; achieved: %.0f checks/s (%.0f%%)\n", configured,
+              run.m.events / run.m.wall, 100.0 * run.m.events / run.m.wall / configured);
+  std::printf("ratio checker/baseline: %.1fx CPU per wall second, %.1fx CPU per event\n",
+              baseRate > 0 ? checkRate / baseRate : 0, perTimerUs > 0 ? perCheckUs / perTimerUs : 0);
   std::printf("checker CPU per check above the timer baseline: %.2f us\n", netPerCheckUs);
+  std::printf("projected checker CPU at the configured rate: %.3f cpu s/wall s\n", perCheckUs * configured / 1e6);
+  if (run.m.events / run.m.wall < 0.95 * configured) {
+    std::printf("NOTE: the checker thread did not keep the configured rate; if the loadavg above exceeds the\n"
+                "      CPU count it was starved of CPU (checks then wait in the run queue, durations grow);\n"
+                "      CPU per check stays meaningful, CPU per wall second is then a lower bound.\n");
+  }
   std::printf("checks: %llu ok, %llu failed%s%s; targets up at end: %zu/%d; transitions: %llu\n",
               (unsigned long long)(run.m.events - run.failures), (unsigned long long)run.failures,
               run.sampleFailure.empty() ? "" : ", e.g. ", run.sampleFailure.c_str(), run.up, o.targets,

@@ -112,6 +112,12 @@ bool ensureBpffs(std::string* err) {
     *err = std::string("bpffs is not mounted at ") + kBpffs + " and mounting it failed: " + errText(errno);
     return false;
   }
+  // In a private mount namespace (`ip netns exec` makes one) this bpffs, and
+  // the pin that keeps the program attached, vanish when we exit.
+  std::fprintf(stderr,
+               "keel-decap: mounted bpffs at %s; if this runs in a private mount namespace (ip netns exec),\n"
+               "            use 'nsenter --net=/run/netns/NAME' instead or the attachment ends with this process\n",
+               kBpffs);
   return true;
 }
 

@@ -1,0 +1,204 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""keel-decap on the live path: two network namespaces joined by a veth pair.
+
+  ns "bal" (sender)  veth 10.77.0.1 / fd77::1  ──  veth 10.77.0.2 / fd77::2  ns "real"
+                                                   VIPs 10.100.77.1, fd00:177::1 on lo
+                                                   keel-decap attached (native XDP)
+
+The sender emits real IPIP (4in4), IP6IP6 (6in6) and 4in6 packets through raw
+sockets (the kernel writes the outer header); a UDP listener bound to the VIP
+in "real" must receive each inner datagram. There is no ipip/ip6_tunnel module
+on this machine, so nothing reaches the listener unless keel-decap strips the
+outer header. The CLI's attach / status / detach are exercised from separate
+processes, as an operator would.
+
+usage: decap_live_test.py PATH/TO/keel-decap        (root; stdlib only)
+"""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+PID = os.getpid()
+NS_BAL = "kdl-bal-%d" % PID
+NS_REAL = "kdl-real-%d" % PID
+IF_BAL = "kdlb%d" % (PID % 1000000)
+IF_REAL = "kdlr%d" % (PID % 1000000)
+PIN_ROOT = "/sys/fs/bpf/keel-decap-test-%d" % PID
+VIP4, VIP6 = "10.100.77.1", "fd00:177::1"
+PORT = 5353
+
+
+def nsexec(ns):
+    # nsenter --net switches only the network namespace. `ip netns exec` also
+    # enters a private mount namespace with a fresh /sys, where the pins of
+    # keel-decap would vanish when it exits.
+    return ["nsenter", "--net=/run/netns/" + ns]
+
+
+def sh(*cmd, ns=None, check=True, capture=False):
+    full = (nsexec(ns) if ns else []) + list(cmd)
+    r = subprocess.run(full, check=False, text=True, capture_output=True, timeout=30)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(full), r.returncode, r.stderr.strip()))
+    return r.stdout if capture else r.returncode
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def ipv4_udp(src, dst, sport, dport, payload):
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload  # v4: checksum optional
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                      socket.inet_pton(socket.AF_INET, src), socket.inet_pton(socket.AF_INET, dst))
+    hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+    return hdr + udp
+
+
+def ipv6_udp(src, dst, sport, dport, payload):
+    s6, d6 = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    length = 8 + len(payload)
+    pseudo = s6 + d6 + struct.pack("!IxxxB", length, 17)
+    udp = struct.pack("!HHHH", sport, dport, length, 0) + payload
+    c = csum(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+    return struct.pack("!IHBB", 6 << 28, length, 17, 64) + s6 + d6 + udp
+
+
+SENDER = r'''
+import socket, sys
+family, proto, dst, pkt = sys.argv[1], int(sys.argv[2]), sys.argv[3], bytes.fromhex(sys.argv[4])
+s = socket.socket(socket.AF_INET if family == "4" else socket.AF_INET6, socket.SOCK_RAW, proto)
+s.sendto(pkt, (dst, 0))
+'''
+
+LISTENER = r'''
+import socket, sys, time
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(float(sys.argv[3]))
+print("ready", flush=True)
+try:
+    data, addr = s.recvfrom(2048)
+    print("got", data.decode(), addr[0], flush=True)
+except socket.timeout:
+    print("timeout", flush=True)
+'''
+
+
+def exchange(family, outer_proto, outer_dst, inner, vip, wait):
+    """Start a listener on vip in NS_REAL, send one tunnel packet from NS_BAL,
+    return what the listener saw."""
+    lst = subprocess.Popen(nsexec(NS_REAL) + ["/usr/bin/python3", "-c", LISTENER, vip, str(PORT),
+                            str(wait)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert lst.stdout.readline().strip() == "ready"
+        sh("/usr/bin/python3", "-c", SENDER, family, str(outer_proto), outer_dst, inner.hex(), ns=NS_BAL)
+        out, _ = lst.communicate(timeout=wait + 10)
+    finally:
+        if lst.poll() is None:
+            lst.kill()
+    return out.strip()
+
+
+def setup():
+    sh("ip", "netns", "add", NS_BAL)
+    sh("ip", "netns", "add", NS_REAL)
+    sh("ip", "link", "add", IF_BAL, "netns", NS_BAL, "type", "veth", "peer", "name", IF_REAL, "netns", NS_REAL)
+    for ns, ifname, v4, v6 in ((NS_BAL, IF_BAL, "10.77.0.1/24", "fd77::1/64"),
+                               (NS_REAL, IF_REAL, "10.77.0.2/24", "fd77::2/64")):
+        sh("ip", "link", "set", "lo", "up", ns=ns)
+        sh("ip", "addr", "add", v4, "dev", ifname, ns=ns)
+        sh("ip", "-6", "addr", "add", v6, "dev", ifname, "nodad", ns=ns)
+        sh("ip", "link", "set", ifname, "up", ns=ns)
+        sh("ethtool", "-K", ifname, "tx", "off", ns=ns, check=False)
+    sh("ip", "addr", "add", VIP4 + "/32", "dev", "lo", ns=NS_REAL)
+    sh("ip", "-6", "addr", "add", VIP6 + "/128", "dev", "lo", ns=NS_REAL)
+    # Replies and rp_filter: the clients are reached through the balancer side.
+    sh("ip", "route", "add", "default", "via", "10.77.0.1", ns=NS_REAL)
+    sh("ip", "-6", "route", "add", "default", "via", "fd77::1", ns=NS_REAL)
+
+
+def cleanup():
+    if os.path.exists("/run/netns/" + NS_REAL):
+        sh(DECAP, "detach", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL, check=False)
+    for ns in (NS_BAL, NS_REAL):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+    for leftover in ("link", "stats"):
+        try:
+            os.unlink(os.path.join(PIN_ROOT, IF_REAL, leftover))
+        except OSError:
+            pass
+    for d in (os.path.join(PIN_ROOT, IF_REAL), PIN_ROOT):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
+def main():
+    failures = []
+
+    def expect(cond, what):
+        print(("ok   " if cond else "FAIL ") + what, flush=True)
+        if not cond:
+            failures.append(what)
+
+    setup()
+    inner4 = ipv4_udp("192.0.2.50", VIP4, 40000, PORT, b"hello-4in4")
+    # Control: without keel-decap the kernel cannot deliver the inner packet.
+    got = exchange("4", 4, "10.77.0.2", inner4, VIP4, 1.5)
+    expect(got == "timeout", "without keel-decap the 4in4 datagram is not delivered (%s)" % got)
+
+    sh(DECAP, "attach", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL)
+    link = sh("ip", "-d", "link", "show", IF_REAL, ns=NS_REAL, capture=True)
+    expect("prog/xdp" in link, "attach leaves a native XDP program on the interface after the CLI exits")
+
+    got = exchange("4", 4, "10.77.0.2", inner4, VIP4, 10)
+    expect(got.startswith("got hello-4in4 192.0.2.50"), "4in4 delivered to the VIP listener (%s)" % got)
+    inner6 = ipv6_udp("2001:db8::50", VIP6, 40001, PORT, b"hello-6in6")
+    got = exchange("6", 41, "fd77::2", inner6, VIP6, 10)
+    expect(got.startswith("got hello-6in6 2001:db8::50"), "6in6 delivered to the VIP listener (%s)" % got)
+    inner4b = ipv4_udp("192.0.2.51", VIP4, 40002, PORT, b"hello-4in6")
+    got = exchange("6", 4, "fd77::2", inner4b, VIP4, 10)
+    expect(got.startswith("got hello-4in6 192.0.2.51"), "4in6 delivered to the VIP listener (%s)" % got)
+
+    status = json.loads(sh(DECAP, "status", IF_REAL, "-o", "json", "--pin-root", PIN_ROOT, ns=NS_REAL,
+                           capture=True))
+    c = status["counters"]
+    expect(status["attached"] and c["decap_v4"]["packets"] >= 1 and c["decap_v6"]["packets"] >= 2,
+           "status from a new process shows decap_v4 >= 1, decap_v6 >= 2 (%s)" % json.dumps(c))
+
+    sh(DECAP, "detach", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL)
+    link = sh("ip", "-d", "link", "show", IF_REAL, ns=NS_REAL, capture=True)
+    expect("prog/xdp" not in link, "detach from a new process removes the program")
+    expect(not os.path.exists(os.path.join(PIN_ROOT, IF_REAL)), "detach removes the pins")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print(__doc__)
+        sys.exit(2)
+    DECAP = os.path.abspath(sys.argv[1])
+    if os.geteuid() != 0:
+        print("SKIP: needs root")
+        sys.exit(77)
+    rc = 1
+    try:
+        rc = main()
+    finally:
+        cleanup()
+    sys.exit(rc)

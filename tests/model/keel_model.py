@@ -16,6 +16,7 @@ Pure Python 3 stdlib; run with /usr/bin/python3.
 
 CLI:
   keel_model.py pick --input FILE.json   -> {"backend_ids": [...]}  (null: empty ring)
+  keel_model.py pick --input FILE.json --with-ring  -> also "ring": [...]
   keel_model.py ring --input FILE.json   -> {"ring": [...]}
   keel_model.py selftest                 -> checks murmur3 against published vectors
 Input JSON: {"ring_size": M, "scheduler": "maglev"|"maglev-src",
@@ -202,6 +203,7 @@ def main(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=["pick", "ring", "selftest"])
     p.add_argument("--input", help="JSON file (see module doc)")
+    p.add_argument("--with-ring", action="store_true", help="pick: print the ring too")
     args = p.parse_args(argv)
     if args.command == "selftest":
         return selftest()
@@ -216,7 +218,10 @@ def main(argv):
         scheduler = spec.get("scheduler", "maglev")
         if scheduler not in ("maglev", "maglev-src"):
             raise SystemExit("unknown scheduler %r" % scheduler)
-        json.dump({"backend_ids": [pick(fl, scheduler, ring) for fl in spec.get("flows", [])]}, sys.stdout)
+        out = {"backend_ids": [pick(fl, scheduler, ring) for fl in spec.get("flows", [])]}
+        if args.with_ring:
+            out["ring"] = ring
+        json.dump(out, sys.stdout)
     sys.stdout.write("\n")
     return 0
 

@@ -77,6 +77,13 @@ class Host:
     def run(self, cmd: list[str], check: bool = True, timeout: float = 30):
         return run(self.argv(cmd), check=check, timeout=timeout)
 
+    def run_host_mounts(self, cmd: list[str], check: bool = True, timeout: float = 30):
+        """Runs in this network namespace but the host's mount namespace, so
+        bpffs pins outlive the command (`ip netns exec` would give it a
+        private /sys, and its pins would vanish when it exits)."""
+        return run(["nsenter", f"--net=/run/netns/{self.ns}", *cmd], check=check,
+                   timeout=timeout)
+
     def sh(self, script: str, check: bool = True, timeout: float = 30):
         """Runs a batch of shell lines in one exec (one fork instead of dozens)."""
         return run(self.argv(["sh", "-ec", script]), check=check, timeout=timeout)
@@ -327,6 +334,8 @@ class Lab:
             raise LabError("the lab needs root (netns, veth, XDP)")
         atexit.register(self.down)
         self._up = True
+        # keel-decap pins its links in the host's bpffs.
+        run(["sh", "-c", "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf"])
         for h in [self.switch, *self.hosts]:
             run(["ip", "netns", "add", h.ns])
             self._namespaces.append(h.ns)
@@ -456,21 +465,55 @@ class Lab:
                 raise LabError(f"server on {real.role} did not start: {line!r} "
                                f"{proc.stderr.read() if proc.poll() is not None else ''}")
 
+    def decap_pin_root(self, real: Host) -> str:
+        # Every real's interface is called eth0: a per-real pin root keeps
+        # their pinned links apart (and apart from other labs).
+        return f"/sys/fs/bpf/{self.prefix}-{real.role}-decap"
+
     def decap_attach(self):
-        """keel-decap on every real's LAN interface (ipip forwarding)."""
+        """keel-decap on every real's LAN interface (ipip forwarding). Its
+        XDP link is pinned in the host bpffs, so it is attached from the
+        host's mount namespace."""
         for real in self.reals:
             if real.ns in self._decap:
                 continue
-            real.run([str(self.binary("keel-decap")), "attach", real.ifname])
+            real.run_host_mounts([str(self.binary("keel-decap")), "attach", real.ifname,
+                                  "--pin-root", self.decap_pin_root(real)])
             self._decap.add(real.ns)
 
     def decap_detach(self):
         for real in self.reals:
             if real.ns in self._decap:
-                real.run([str(self.binary("keel-decap")), "detach", real.ifname], check=False)
-                # Whatever keel-decap leaves behind, the next test starts clean.
-                real.run(["ip", "link", "set", "dev", real.ifname, "xdp", "off"], check=False)
+                real.run_host_mounts([str(self.binary("keel-decap")), "detach", real.ifname,
+                                      "--pin-root", self.decap_pin_root(real)], check=False)
                 self._decap.discard(real.ns)
+            self._remove_pins(self.decap_pin_root(real))
+
+    def decap_status(self) -> dict[str, object]:
+        """keel-decap's own view (attached, counters) per real, for diagnostics."""
+        out = {}
+        for real in self.reals:
+            p = real.run_host_mounts([str(self.binary("keel-decap")), "status", real.ifname,
+                                      "-o", "json", "--pin-root", self.decap_pin_root(real)],
+                                     check=False)
+            try:
+                out[real.role] = json.loads(p.stdout)
+            except ValueError:
+                out[real.role] = (p.stdout + p.stderr).strip()
+        return out
+
+    @staticmethod
+    def _remove_pins(root: str):
+        """Removes a pin directory this lab made (a pinned link detaches when
+        its last pin goes), whatever the tool that made it left behind."""
+        path = Path(root)
+        if not path.is_dir():
+            return
+        for sub in sorted(path.rglob("*"), key=lambda x: len(x.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                sub.rmdir() if sub.is_dir() else sub.unlink()
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
     def flows(self, proto: str, dst: str, port: int, count: int = 1, src: str | None = None,
               timeout: float = 2.0, retries: int = 0) -> list[dict]:
@@ -607,6 +650,8 @@ class Lab:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=3)
         self._procs.clear()
+        with contextlib.suppress(Exception):
+            self.decap_detach()
         # Anything still inside our namespaces was started by this lab (by a
         # command we ran there); end it by pid before deleting the namespace.
         for ns in self._namespaces:

@@ -66,6 +66,8 @@ def run_keel(request, lab, config):
         def diagnose():
             print(f"---- keeld config {k.config_path}, log:\n{k.log()}")
             print(f"---- verdict counters: {lab.reasons()}")
+            if lab._decap:
+                print(f"---- keel-decap: {lab.decap_status()}")
         try:
             wait_serving(lab, config)
         except BaseException:

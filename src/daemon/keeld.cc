@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: Apache-2.0
+// keeld: reads keel.yaml, builds the data plane, programs every service and
+// runs until SIGTERM/SIGINT, then detaches and removes its pins. SIGHUP
+// re-reads the file and applies only the difference (a bad file is logged
+// and changes nothing).
+//
+// Exit codes: 0 clean stop / valid config, 1 invalid config or runtime
+// failure, 2 usage error or a data plane this build does not have.
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <signal.h>
+
+#include <boost/program_options.hpp>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "common/logging.h"
+#include "control/config.h"
+#include "control/registry.h"
+#include "daemon/neighbour.h"
+#include "dataplane/xdp/xdp_dataplane.h"
+
+#ifndef KEEL_VERSION
+#define KEEL_VERSION "unknown"
+#endif
+
+namespace keel {
+namespace {
+
+ConfigOptions hostConfigOptions() {
+  ConfigOptions o;
+  o.interfaceExists = [](const std::string& name) { return if_nametoindex(name.c_str()) != 0; };
+  o.resolveMac = [](const IpAddress& real, const std::string& iface) {
+    return resolveNeighbour(real, iface);
+  };
+  return o;
+}
+
+// Prints every error (the operator fixes the file in one pass).
+std::optional<Config> loadOrReport(const std::string& path) {
+  ConfigResult r = loadConfigFile(path, hostConfigOptions());
+  for (const std::string& e : r.errors) std::cerr << e << "\n";
+  if (!r.ok()) std::cerr << path << ": " << r.errors.size() << " error(s), nothing applied\n";
+  return std::move(r.config);
+}
+
+size_t countReals(const Config& c) {
+  size_t n = 0;
+  for (const auto& s : c.services) n += s.reals.size();
+  return n;
+}
+
+// node: from the config, the local MAC from the interface unless configured.
+std::optional<keel_node_config> buildNodeConfig(const Config& c, std::string* error) {
+  keel_node_config n{};
+  const NodeConfig& node = c.node;
+  if (node.tunnelSourceV4) std::memcpy(&n.tunnel_src_v4, node.tunnelSourceV4->bytes().data(), 4);
+  if (node.tunnelSourceV6) std::memcpy(n.tunnel_src_v6, node.tunnelSourceV6->bytes().data(), 16);
+  if (node.nextHopMac) std::memcpy(n.next_hop_mac, node.nextHopMac->bytes().data(), 6);
+  std::optional<MacAddress> local = node.localMac;
+  if (!local) local = interfaceMac(c.dataplane.interface);
+  if (!local) {
+    *error = c.source + ": node.local_mac: not set and interface " + c.dataplane.interface +
+             " has no MAC address to read; set node.local_mac";
+    return std::nullopt;
+  }
+  std::memcpy(n.local_mac, local->bytes().data(), 6);
+  if (node.hashSourceV4) {
+    n.flags |= KEEL_NODE_F_HASH_SRC_V4;
+    std::memcpy(&n.hash_src_v4_prefix, node.hashSourceV4->address.bytes().data(), 4);
+    uint8_t len = node.hashSourceV4->length;
+    n.hash_src_v4_mask = htonl(len == 0 ? 0 : ~0u << (32 - len));
+  }
+  n.udp_idle_timeout_s = static_cast<uint32_t>(node.udpIdleTimeout.count() / 1000);
+  n.tcp_idle_timeout_s = static_cast<uint32_t>(node.tcpIdleTimeout.count() / 1000);
+  return n;
+}
+
+bool sameNode(const keel_node_config& a, const keel_node_config& b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+// Reload: re-read, validate, apply the difference. Data plane shape
+// (kind, interface, mode, limits) needs a restart; say so and keep the rest.
+void reload(const std::string& path, const Config& running, Registry& registry, Dataplane& dp,
+            keel_node_config& node) {
+  logInfo(LogRecord("reload_started").add("config", path));
+  ConfigResult r = loadConfigFile(path, hostConfigOptions());
+  if (!r.ok()) {
+    for (const std::string& e : r.errors) logError(LogRecord("config_error").add("error", e));
+    logError(LogRecord("reload_rejected").add("config", path).add("errors", r.errors.size()));
+    return;
+  }
+  Config& next = *r.config;
+  const DataplaneLimits& a = running.limits;
+  const DataplaneLimits& b = next.limits;
+  if (next.dataplane.kind != running.dataplane.kind ||
+      next.dataplane.interface != running.dataplane.interface ||
+      next.dataplane.xdpMode != running.dataplane.xdpMode || a.maxServices != b.maxServices ||
+      a.maxBackends != b.maxBackends || a.connTableSize != b.connTableSize) {
+    logWarn(LogRecord("reload_restart_needed")
+                .add("detail", "dataplane: and limits: changes apply at the next start; kept the running ones"));
+  }
+  std::string err;
+  auto newNode = buildNodeConfig(next, &err);
+  if (!newNode) {
+    logError(LogRecord("reload_rejected").add("error", err));
+    return;
+  }
+  if (!sameNode(*newNode, node)) {
+    if (Status s = dp.setNode(*newNode); !s) {
+      logError(LogRecord("reload_failed").add("error", s.message()));
+      return;
+    }
+    node = *newNode;
+    logInfo(LogRecord("node_updated"));
+  }
+  if (Status s = registry.apply(next); !s) {
+    logError(LogRecord("reload_failed").add("error", s.message()));
+    return;
+  }
+  logInfo(LogRecord("reload_done")
+              .add("services", next.services.size())
+              .add("reals", countReals(next)));
+}
+
+int run(const std::string& path) {
+  auto loaded = loadOrReport(path);
+  if (!loaded) return 1;
+  Config config = std::move(*loaded);
+  if (config.dataplane.kind == DataplaneKind::kDpdk) {
+    std::cerr << "dpdk data plane not built into this keeld yet\n";
+    return 2;
+  }
+  std::string err;
+  auto node = buildNodeConfig(config, &err);
+  if (!node) {
+    std::cerr << err << "\n";
+    return 1;
+  }
+
+  // Signals are taken synchronously (sigwait) by this thread only: nothing
+  // runs in a handler, and no later thread (health checker, API) gets them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  XdpOptions xo;
+  xo.interface = config.dataplane.interface;
+  xo.mode = config.dataplane.xdpMode == XdpMode::kNative ? XdpAttachMode::kNative
+                                                         : XdpAttachMode::kGeneric;
+  xo.limits = config.limits;
+  xo.pinDir = XdpOptions::defaultPinDir(xo.interface);
+  std::unique_ptr<XdpDataplane> dp;
+  if (Status s = XdpDataplane::create(xo, &dp); !s) {
+    logError(LogRecord("dataplane_failed").add("error", s.message()));
+    return 1;
+  }
+  logInfo(LogRecord("dataplane_attached")
+              .add("kind", dp->kind())
+              .add("interface", xo.interface)
+              .add("mode", toString(config.dataplane.xdpMode))
+              .add("prog_id", dp->programId())
+              .add("pins", dp->pinDir()));
+
+  Registry registry(*dp);
+  Status s = dp->setNode(*node);
+  if (s) s = registry.apply(config);
+  if (!s) {
+    logError(LogRecord("program_failed").add("error", s.message()));
+    (void)dp->shutdown(true);
+    return 1;
+  }
+  for (const ServiceConfig& svc : config.services)
+    for (const RealConfig& r : svc.reals)
+      if (r.macResolved)
+        logInfo(LogRecord("real_mac_resolved")
+                    .add("service", svc.name)
+                    .add("real", r.address.toString())
+                    .add("mac", r.mac->toString()));
+  logInfo(LogRecord("ready")
+              .add("config", path)
+              .add("services", config.services.size())
+              .add("reals", countReals(config)));
+
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      reload(path, config, registry, *dp, *node);
+      continue;
+    }
+    logInfo(LogRecord("stopping").add("signal", strsignal(sig)));
+    break;
+  }
+  if (Status st = dp->shutdown(true); !st) {
+    logError(LogRecord("shutdown_failed").add("error", st.message()));
+    return 1;
+  }
+  logInfo(LogRecord("stopped").add("interface", xo.interface));
+  return 0;
+}
+
+}  // namespace
+}  // namespace keel
+
+int main(int argc, char** argv) {
+  namespace po = boost::program_options;
+  po::options_description desc("keeld: keel load balancer daemon\nOptions");
+  std::string configPath, checkPath, logLevel;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("version", "print the version and exit")
+      ("config,c", po::value<std::string>(&configPath), "run with this keel.yaml")
+      ("check-config", po::value<std::string>(&checkPath),
+       "validate this keel.yaml and exit (0 valid, 1 invalid)")
+      ("log-level", po::value<std::string>(&logLevel)->default_value("info"),
+       "trace|debug|info|warn|error|off");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "keeld: " << e.what() << "\n" << desc;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::cout << "keeld " << KEEL_VERSION << "\n";
+    return 0;
+  }
+  if (keel::Status s = keel::setupLogging(logLevel); !s) {
+    std::cerr << "keeld: --" << s.message() << "\n";
+    return 2;
+  }
+  if (vm.count("check-config")) {
+    auto c = keel::loadOrReport(checkPath);
+    if (!c) return 1;
+    std::cout << checkPath << ": OK (" << c->services.size() << " services, "
+              << keel::countReals(*c) << " reals)\n";
+    return 0;
+  }
+  if (configPath.empty()) {
+    std::cerr << "keeld: --config FILE or --check-config FILE is required\n" << desc;
+    return 2;
+  }
+  return keel::run(configPath);
+}

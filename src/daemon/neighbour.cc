@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/neighbour.h"
+
+#include <arpa/inet.h>
+#include <linux/neighbour.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+namespace keel {
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// One RTM_GETNEIGH dump, filtered here by interface, family and address.
+std::optional<MacAddress> lookupNeighbour(const IpAddress& address, int ifindex) {
+  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (sock.get() < 0) return std::nullopt;
+  timeval tv{1, 0};  // never hang on a silent socket
+  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct {
+    nlmsghdr nh;
+    ndmsg nd;
+  } req{};
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(ndmsg));
+  req.nh.nlmsg_type = RTM_GETNEIGH;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.nh.nlmsg_seq = 1;
+  req.nd.ndm_family = address.isV4() ? AF_INET : AF_INET6;
+  if (::send(sock.get(), &req, req.nh.nlmsg_len, 0) < 0) return std::nullopt;
+
+  const size_t addrLen = address.isV4() ? 4 : 16;
+  std::optional<MacAddress> found;
+  alignas(nlmsghdr) char buf[32768];
+  for (int reads = 0; reads < 10000; ++reads) {  // bounded: a dump ends with NLMSG_DONE
+    ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
+    if (n <= 0) return found;
+    int len = static_cast<int>(n);
+    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+      if (nh->nlmsg_type == NLMSG_DONE || nh->nlmsg_type == NLMSG_ERROR) return found;
+      if (nh->nlmsg_type != RTM_NEWNEIGH) continue;
+      auto* nd = static_cast<ndmsg*>(NLMSG_DATA(nh));
+      if (nd->ndm_ifindex != ifindex) continue;
+      // Usable states only: INCOMPLETE/FAILED entries have no (valid) MAC.
+      if (!(nd->ndm_state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT)))
+        continue;
+      const uint8_t* dst = nullptr;
+      const uint8_t* lladdr = nullptr;
+      int attrLen = static_cast<int>(RTM_PAYLOAD(nh));
+      for (auto* rta = reinterpret_cast<rtattr*>(RTM_RTA(nd)); RTA_OK(rta, attrLen);
+           rta = RTA_NEXT(rta, attrLen)) {
+        if (rta->rta_type == NDA_DST && RTA_PAYLOAD(rta) == addrLen)
+          dst = static_cast<const uint8_t*>(RTA_DATA(rta));
+        if (rta->rta_type == NDA_LLADDR && RTA_PAYLOAD(rta) == 6)
+          lladdr = static_cast<const uint8_t*>(RTA_DATA(rta));
+      }
+      if (dst && lladdr && std::memcmp(dst, address.bytes().data(), addrLen) == 0) {
+        std::array<uint8_t, 6> mac;
+        std::memcpy(mac.data(), lladdr, 6);
+        found = MacAddress(mac);
+      }
+    }
+  }
+  return found;
+}
+
+// Makes the kernel resolve `address` if it is on-link via `interface`.
+void promptResolution(const IpAddress& address, const std::string& interface) {
+  int family = address.isV4() ? AF_INET : AF_INET6;
+  Fd sock(::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (sock.get() < 0) return;
+  setsockopt(sock.get(), SOL_SOCKET, SO_BINDTODEVICE, interface.c_str(),
+             static_cast<socklen_t>(interface.size()));
+  const char byte = 0;
+  if (address.isV4()) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(9);  // discard
+    std::memcpy(&sa.sin_addr, address.bytes().data(), 4);
+    (void)::sendto(sock.get(), &byte, 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  } else {
+    sockaddr_in6 sa{};
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(9);
+    std::memcpy(&sa.sin6_addr, address.bytes().data(), 16);
+    (void)::sendto(sock.get(), &byte, 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  }
+}
+
+}  // namespace
+
+std::optional<MacAddress> interfaceMac(const std::string& interface) {
+  if (interface.empty() || interface.size() >= IFNAMSIZ) return std::nullopt;
+  Fd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (sock.get() < 0) return std::nullopt;
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, interface.c_str(), interface.size());
+  if (::ioctl(sock.get(), SIOCGIFHWADDR, &ifr) != 0) return std::nullopt;
+  std::array<uint8_t, 6> mac;
+  std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
+  MacAddress m(mac);
+  if (m.isZero()) return std::nullopt;
+  return m;
+}
+
+std::optional<MacAddress> resolveNeighbour(const IpAddress& address, const std::string& interface,
+                                           int waitMs) {
+  int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
+  if (ifindex == 0 || !address.family()) return std::nullopt;
+  if (auto m = lookupNeighbour(address, ifindex)) return m;
+  promptResolution(address, interface);
+  const int steps = std::max(1, waitMs / 50);
+  for (int i = 0; i < steps; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (auto m = lookupNeighbour(address, ifindex)) return m;
+  }
+  return std::nullopt;
+}
+
+}  // namespace keel

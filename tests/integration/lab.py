@@ -279,7 +279,7 @@ class Lab:
     build_dir: Path
     dataplane: str = "xdp"
     n_reals: int = 3
-    n_client_addrs: int = 4      # extra client sources for per-client tests
+    n_client_addrs: int = 8      # extra client sources for per-client tests
     prefix: str = field(default_factory=lambda: f"kl{os.getpid()}")
     lan_mtu: int = 1500
 

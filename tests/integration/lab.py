@@ -18,19 +18,24 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
 PYTHON = "/usr/bin/python3"  # the interpreter with Scapy; pyenv's python3 has none
 
 # Addressing plan (per lab; every lab lives in its own namespaces, so parallel
@@ -83,6 +88,32 @@ class Host:
         private /sys, and its pins would vanish when it exits)."""
         return run(["nsenter", f"--net=/run/netns/{self.ns}", *cmd], check=check,
                    timeout=timeout)
+
+    def socket(self, family: int, kind: int) -> socket.socket:
+        """A socket in this namespace, usable from the calling process: a
+        socket keeps the network namespace it was created in, and setns()
+        only moves the calling thread, so a short-lived thread makes it.
+        Lets a test hold connections open across keeld reloads."""
+        box: dict = {}
+
+        def make():
+            try:
+                fd = os.open(f"/run/netns/{self.ns}", os.O_RDONLY)
+                try:
+                    if _libc.setns(fd, CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), f"setns {self.ns}")
+                finally:
+                    os.close(fd)
+                box["sock"] = socket.socket(family, kind)
+            except OSError as e:
+                box["error"] = e
+
+        t = threading.Thread(target=make)
+        t.start()
+        t.join(timeout=10)
+        if "sock" not in box:
+            raise LabError(f"socket in {self.ns}: {box.get('error', 'timed out')}")
+        return box["sock"]
 
     def sh(self, script: str, check: bool = True, timeout: float = 30):
         """Runs a batch of shell lines in one exec (one fork instead of dozens)."""
@@ -229,6 +260,33 @@ class Keeld:
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         lab._procs.append(self.proc)
+
+    def reload(self, config: dict, timeout: float = 15.0) -> None:
+        """Rewrites the config file and sends SIGHUP (keeld's reload), then
+        waits, bounded, for keeld to log the outcome."""
+        self.config_path.write_text(to_yaml(config) + "\n")
+        mark = len(self._log_text())
+        done_before = self._log_text().count("reload_done")
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self._log_text()
+            if text.count("reload_done") > done_before:
+                return
+            for bad in ("reload_rejected", "reload_failed", "reload_restart_needed"):
+                if bad in text[mark:]:
+                    raise LabError(f"keeld reload: {bad}:\n{text[-2000:]}")
+            if self.proc.poll() is not None:
+                raise LabError(f"keeld exited during reload:\n{text[-2000:]}")
+            time.sleep(0.1)
+        raise LabError(f"keeld did not finish reloading within {timeout}s:\n{self.log()}")
+
+    def _log_text(self) -> str:
+        self._log.flush()
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def keelctl(self, *args: str, check: bool = True, timeout: float = 20):
         """Runs keelctl in keeld's network and mount namespaces (so it finds

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""A real's service: answers every TCP connection and UDP datagram with the
+"""A real's service: answers every TCP request and UDP datagram with the
 real's name, so the client learns which real served its flow.
 
 Runs inside a real's network namespace (started by lab.py). TCP listens on the
@@ -18,6 +18,8 @@ import signal
 import socket
 import sys
 import time
+
+IDLE_S = 60.0
 
 
 def make_tcp(port):
@@ -52,8 +54,7 @@ def main():
     reply = (args.name + "\n").encode()
     listeners = [make_tcp(p) for p in args.tcp_port]
     udps = [make_udp(a, p) for a in args.udp_addr for p in args.udp_port]
-    # Accepted connections wait here for their request; a connection that
-    # never sends is dropped after a bounded number of polls.
+    # Open connections and the time each is dropped if it stays silent.
     pending = {}
     print("ready", flush=True)
     while True:
@@ -65,7 +66,7 @@ def main():
                 except OSError:
                     continue
                 conn.setblocking(False)
-                pending[conn] = time.monotonic() + 10.0
+                pending[conn] = time.monotonic() + IDLE_S
             elif s in udps:
                 try:
                     _, peer = s.recvfrom(2048)
@@ -73,14 +74,21 @@ def main():
                 except OSError:
                     pass
             else:
+                # Every request on a connection gets the name again, so a
+                # test can hold a connection across a ring change and see
+                # which real still serves it. EOF or an error closes it.
                 try:
-                    s.recv(2048)
-                    s.sendall(reply)
+                    data = s.recv(2048)
+                    if data:
+                        s.sendall(reply)
                 except OSError:
-                    pass
-                pending.pop(s, None)
-                s.close()
-        # Drop connections silent for 10 s so a broken client cannot pin
+                    data = b""
+                if data:
+                    pending[s] = time.monotonic() + IDLE_S
+                else:
+                    pending.pop(s, None)
+                    s.close()
+        # Drop connections idle for IDLE_S so a broken client cannot pin
         # descriptors forever.
         now = time.monotonic()
         for conn, deadline in list(pending.items()):

@@ -9,9 +9,9 @@ one config that holds every service of one forwarding mode:
 and is parameterised by forwarding (ipip, l2dsr) x family (v4, v6) x data
 plane (conftest: --dataplane).
 """
-from collections import Counter
-
 import pytest
+
+from suite import run_keel, served
 
 N_SPREAD = 60        # flows from distinct source ports, per spread test
 N_PER_CLIENT = 8     # flows per client source address, maglev-src test
@@ -38,48 +38,6 @@ def find_service(config, family, port, proto):
     raise KeyError(f"no service v{family} {proto}/{port} in the test config")
 
 
-def wait_serving(lab, config, attempts=20):
-    """keeld attaches first and fills its maps after (or the reverse); either
-    way the first flows may race it. Probe every service until one exchange
-    succeeds, bounded in attempts (each bounded by its timeout)."""
-    for svc in config["services"]:
-        for _ in range(attempts):
-            got = lab.flows(svc["protocol"], svc["vip"], svc["port"], count=1, timeout=0.5)
-            if "real" in got[0]:
-                break
-        else:
-            pytest.fail(f"keel never served {svc['name']}: {svc['protocol']} "
-                        f"{svc['vip']}:{svc['port']} (last: {got[0].get('error')})")
-
-
-def run_keel(request, lab, config):
-    """Generator body of the keel fixtures: decap on the reals iff some
-    service uses ipip, keeld with CONFIG until every service answers; yields
-    (lab, config); on a failed test prints keeld's log and verdict counters.
-    l2dsr-only configs run without keel-decap, so an encapsulated packet
-    could not be accepted and success proves the MAC-rewrite path."""
-    if any(svc["forwarding"] == "ipip" for svc in config["services"]):
-        lab.decap_attach()
-    else:
-        lab.decap_detach()
-    with lab.keeld(config) as k:
-        def diagnose():
-            print(f"---- keeld config {k.config_path}, log:\n{k.log()}")
-            print(f"---- verdict counters: {lab.reasons()}")
-            if lab._decap:
-                print(f"---- keel-decap: {lab.decap_status()}")
-        try:
-            wait_serving(lab, config)
-        except BaseException:
-            diagnose()
-            raise
-        yield lab, config
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            diagnose()
-    lab.decap_detach()
-
-
 @pytest.fixture(params=FORWARDINGS)
 def forwarding(request):
     return request.param
@@ -89,12 +47,6 @@ def forwarding(request):
 def keel(request, lab, need_keel, forwarding):
     """keeld with every service of one forwarding mode; yields (lab, config)."""
     yield from run_keel(request, lab, lab.keel_config(services(lab, forwarding)))
-
-
-def served(flows):
-    failed = [f for f in flows if "real" not in f]
-    assert not failed, f"{len(failed)} of {len(flows)} flows failed, e.g. {failed[:3]}"
-    return Counter(f["real"] for f in flows)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

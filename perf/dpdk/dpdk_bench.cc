@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: Apache-2.0
+// DPDK data plane throughput per worker core, with dpdk-testpmd io forwarding
+// on the same vdev as the in-run ceiling.
+//
+// Method: a net_pcap vdev with infinite_rx=1 replays an in-memory set of
+// frames (one frame per flow, 100,000 TCP flows to one VIP with 16 reals,
+// ring M = 65537, ipip forwarding). With no tx_pcap the vdev drops what is
+// sent (tx_drop), so neither side touches a file or the kernel while it is
+// measured. The source costs the same for both programs (net_pcap copies
+// every replayed frame into a fresh mbuf), so the ratio isolates what the
+// keel worker adds: parse, VIP/service lookup, connection table, ring pick,
+// encapsulation. One worker lcore.
+//   established: the connection table holds every flow (warm-up first), each
+//                packet is a table hit.
+//   new flows:   the worker's table is 4,096 entries, far fewer than the
+//                flows, so every packet misses, is picked from the ring and
+//                inserted (evicting the coldest entry of its bucket).
+// Rate = packets counted by readStats() over a fixed window after warm-up.
+// testpmd: `--forward-mode=io --port-topology=loop`, its Rx-pps from
+// --stats-period, averaged over the same window length.
+//
+// Usage: dpdk_bench [--seconds N] [--flows N] [--testpmd PATH]
+#include <pcap/pcap.h>
+#include <rte_eal.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control/maglev/maglev.h"
+#include "dataplane/dpdk/dpdk_dataplane.h"
+#include "keel/maglev_lookup.h"
+#include "keel/parse.h"
+
+using namespace keel;
+
+namespace {
+
+const std::string kPid = std::to_string(getpid());
+
+IpAddress ip(const std::string& s) { return *IpAddress::parse(s); }
+
+// A minimal TCP SYN frame, 60 bytes (valid IPv4 header checksum is not
+// needed by either program; it is left zero).
+std::vector<uint8_t> synFrame(uint32_t src, uint16_t sport, const IpAddress& vip, uint16_t dport) {
+  std::vector<uint8_t> f(60, 0);
+  const uint8_t macs[12] = {2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2};
+  std::memcpy(f.data(), macs, 12);
+  f[12] = 0x08;
+  f[14] = 0x45;
+  f[16] = 0;
+  f[17] = 46;  // 20 + 20 + 6
+  f[22] = 64;
+  f[23] = KEEL_PROTO_TCP;
+  std::memcpy(&f[26], &src, 4);
+  std::memcpy(&f[30], vip.bytes().data(), 4);
+  f[34] = static_cast<uint8_t>(sport >> 8);
+  f[35] = static_cast<uint8_t>(sport);
+  f[36] = static_cast<uint8_t>(dport >> 8);
+  f[37] = static_cast<uint8_t>(dport);
+  f[46] = 0x50;
+  f[47] = KEEL_TCP_SYN;
+  return f;
+}
+
+void writePcap(const std::string& path, int flows, const IpAddress& vip) {
+  std::mt19937 rng(7);
+  pcap_t* dead = pcap_open_dead(DLT_EN10MB, 65535);
+  pcap_dumper_t* d = pcap_dump_open(dead, path.c_str());
+  for (int i = 0; i < flows; ++i) {
+    auto f = synFrame(rng(), static_cast<uint16_t>(1024 + rng() % 60000), vip, 80);
+    pcap_pkthdr h{};
+    h.caplen = h.len = static_cast<bpf_u_int32>(f.size());
+    pcap_dump(reinterpret_cast<u_char*>(d), &h, f.data());
+  }
+  pcap_dump_close(d);
+  pcap_close(dead);
+}
+
+std::string machine() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line, model = "?";
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  utsname u{};
+  uname(&u);
+  return model + ", " + std::to_string(std::thread::hardware_concurrency()) + " cpus, kernel " +
+         u.release;
+}
+
+uint64_t forwarded(Dataplane& dp) {
+  DataplaneStats st = dp.readStats();
+  uint64_t n = 0;
+  for (const auto& c : st.reasons) n += c.packets;
+  return n;
+}
+
+struct KeelResult {
+  double mpps = 0;
+  double txShare = 0;  // fraction of counted packets that were TX_IPIP
+};
+
+KeelResult runKeel(const std::string& pcap, int flows, uint32_t connTable, double seconds) {
+  DpdkOptions o;
+  o.ealArgs = {"-l", "0-1", "--no-huge", "-m", "2048", "--no-pci", "--file-prefix",
+               "keelbench-" + kPid, "--log-level", "*:error"};
+  o.port = "net_pcap_bench" + std::to_string(connTable) + ",rx_pcap=" + pcap + ",infinite_rx=1";
+  o.workerLcores = {1};
+  o.mbufsPerWorker = static_cast<uint32_t>(flows) + 8192;  // infinite_rx keeps every frame
+  o.limits.connTableSize = connTable;
+  o.limits.maxServices = 16;
+  o.limits.maxBackends = 1024;
+  o.autoStart = false;
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  if (!dp) {
+    std::fprintf(stderr, "dpdk_bench: %s\n", err.c_str());
+    std::exit(1);
+  }
+  IpAddress vip = ip("10.0.0.100");
+  keel_node_config node{};
+  std::memcpy(&node.tunnel_src_v4, ip("192.0.2.1").bytes().data(), 4);
+  node.tcp_idle_timeout_s = node.udp_idle_timeout_s = 300;
+  bool ok = dp->setNode(node).isOk();
+  keel_vip_key vk{};
+  vip.toWords(vk.addr);
+  vk.family = KEEL_AF_INET;
+  ok = ok && dp->addVip(vk).isOk();
+  keel_service_key sk{};
+  vip.toWords(sk.vip);
+  sk.port = KEEL_HTONS(80);
+  sk.proto = KEEL_PROTO_TCP;
+  sk.family = KEEL_AF_INET;
+  keel_service_value sv{};
+  ok = ok && dp->upsertService(sk, sv).isOk();
+  std::vector<MaglevReal> reals;
+  for (uint32_t i = 0; i < 16; ++i) {
+    keel_backend b{};
+    IpAddress a = ip("10.1.0." + std::to_string(i + 1));
+    a.toWords(b.addr);
+    b.family = KEEL_AF_INET;
+    b.flags = KEEL_BE_F_VALID;
+    b.gen = 1;
+    ok = ok && dp->upsertBackend(i, b).isOk();
+    reals.push_back({a, 1, i});
+  }
+  ok = ok && dp->publishRing(0, buildMaglevTable(reals, KEEL_RING_SIZE_DEFAULT)).isOk();
+  ok = ok && dp->start().isOk();
+  if (!ok) {
+    std::fprintf(stderr, "dpdk_bench: table setup failed\n");
+    std::exit(1);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // warm-up: every flow seen
+  auto t0 = std::chrono::steady_clock::now();
+  uint64_t p0 = forwarded(*dp), tx0 = dp->readStats().reasons[KEEL_R_TX_IPIP].packets;
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  auto t1 = std::chrono::steady_clock::now();
+  uint64_t p1 = forwarded(*dp), tx1 = dp->readStats().reasons[KEEL_R_TX_IPIP].packets;
+  double dt = std::chrono::duration<double>(t1 - t0).count();
+  KeelResult r;
+  r.mpps = static_cast<double>(p1 - p0) / dt / 1e6;
+  r.txShare = p1 > p0 ? static_cast<double>(tx1 - tx0) / static_cast<double>(p1 - p0) : 0;
+  return r;
+}
+
+// dpdk-testpmd io forwarding on the same vdev; mean of its Rx-pps reports
+// after the first (warm-up) one.
+double runTestpmd(const std::string& testpmd, const std::string& pcap, int flows, double seconds) {
+  std::string out = "/tmp/keel-dpdk-bench-" + kPid + ".testpmd";
+  int periods = static_cast<int>(seconds) + 2;
+  std::string cmd = "timeout -s INT " + std::to_string(periods + 3) + " " + testpmd +
+                    " -l 0-1 --no-huge -m 2048 --no-pci --file-prefix keelbench-tp-" + kPid +
+                    " --log-level '*:error' --vdev 'net_pcap0,rx_pcap=" + pcap +
+                    ",infinite_rx=1' -- --forward-mode=io --port-topology=loop --nb-cores=1" +
+                    " --total-num-mbufs=" + std::to_string(flows + 16384) +
+                    " --stats-period 1 --no-lsc-interrupt > " + out + " 2>&1 < /dev/null";
+  std::system(cmd.c_str());
+  std::ifstream f(out);
+  std::string line;
+  std::vector<double> pps;
+  while (std::getline(f, line)) {
+    auto at = line.find("Rx-pps:");
+    if (at != std::string::npos) pps.push_back(std::atof(line.c_str() + at + 7));
+  }
+  std::remove(out.c_str());
+  std::system(("rm -rf /var/run/dpdk/keelbench-tp-" + kPid).c_str());
+  if (pps.size() < 3) return 0;
+  double sum = 0;
+  int n = 0;
+  for (size_t i = 1; i + 1 < pps.size(); ++i, ++n) sum += pps[i];  // skip ramp-up and the last
+  return n ? sum / n / 1e6 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double seconds = 3;
+  int flows = 100000;
+  std::string testpmd = "/usr/bin/dpdk-testpmd";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--seconds") seconds = std::atof(argv[i + 1]);
+    else if (a == "--flows") flows = std::atoi(argv[i + 1]);
+    else if (a == "--testpmd") testpmd = argv[i + 1];
+  }
+  const std::string pcap = "/tmp/keel-dpdk-bench-" + kPid + ".pcap";
+  writePcap(pcap, flows, ip("10.0.0.100"));
+
+  std::printf("dpdk_bench: keel DPDK worker vs dpdk-testpmd io, same vdev\n");
+  std::printf("machine: %s\n", machine().c_str());
+  std::printf("method: net_pcap infinite_rx (in-memory replay, tx_drop), %d TCP flows, 60 B frames,\n"
+              "        1 worker lcore, ipip to 16 reals (M=65537), %.0f s window after 1 s warm-up\n",
+              flows, seconds);
+  KeelResult est = runKeel(pcap, flows, 1u << 20, seconds);
+  KeelResult fresh = runKeel(pcap, flows, 4096, seconds);
+  double tp = runTestpmd(testpmd, pcap, flows, seconds);
+  rte_eal_cleanup();
+  std::remove(pcap.c_str());
+  std::system(("rm -rf /var/run/dpdk/keelbench-" + kPid).c_str());
+
+  std::printf("keel established flows : %7.3f Mpps/core (tx_ipip share %.3f)\n", est.mpps, est.txShare);
+  std::printf("keel new flows         : %7.3f Mpps/core (tx_ipip share %.3f)\n", fresh.mpps, fresh.txShare);
+  std::printf("testpmd io (limit)     : %7.3f Mpps/core\n", tp);
+  if (tp > 0) {
+    std::printf("ratio established/testpmd: %.2f (target >= 0.50)\n", est.mpps / tp);
+    std::printf("ratio new/testpmd        : %.2f\n", fresh.mpps / tp);
+  } else {
+    std::printf("testpmd: no rate parsed (is %s installed?)\n", testpmd.c_str());
+  }
+  return 0;
+}

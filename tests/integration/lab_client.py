@@ -6,7 +6,7 @@ a distinct source port), sends a request and reads the real's name back.
 Runs inside the client's network namespace (lab.py starts it). Prints one JSON
 object: {"flows": [{"src", "sport", "dst", "dport", "proto", "real"|"error"}]}.
 Every flow is bounded by --timeout seconds and --retries attempts, so the whole
-run is bounded by count * (retries + 1) * timeout.
+run is bounded by sources * count * (retries + 1) * timeout.
 """
 import argparse
 import json
@@ -47,7 +47,8 @@ def main():
     ap.add_argument("proto", choices=["tcp", "udp"])
     ap.add_argument("--dst", required=True)
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--src", default=None, help="source address to bind")
+    ap.add_argument("--src", action="append", default=[],
+                    help="source address to bind; repeat for several (COUNT flows each)")
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--retries", type=int, default=0,
@@ -56,13 +57,14 @@ def main():
 
     flows = []
     payload = b"hello keel\n"
-    for _ in range(args.count):
-        for attempt in range(args.retries + 1):
-            flow = one_flow(args.proto, args.dst, args.port, args.src, args.timeout, payload)
-            if "real" in flow:
-                break
-            flow["attempt"] = attempt
-        flows.append(flow)
+    for src in args.src or [None]:
+        for _ in range(args.count):
+            for attempt in range(args.retries + 1):
+                flow = one_flow(args.proto, args.dst, args.port, src, args.timeout, payload)
+                if "real" in flow:
+                    break
+                flow["attempt"] = attempt
+            flows.append(flow)
     json.dump({"flows": flows}, sys.stdout)
     sys.stdout.write("\n")
 

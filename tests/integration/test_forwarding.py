@@ -112,15 +112,20 @@ def test_maglev_src_sticks(keel, forwarding, family, proto):
     goes to one real, whatever its source port; and that real is the model's."""
     lab, config = keel
     svc = find_service(config, family, SRC_PORT, proto)
+    sources = lab.client_sources(family)
+    flows = lab.flows(proto, lab.vip(family), SRC_PORT, count=N_PER_CLIENT, src=sources)
+    served(flows)
+    predicted = lab.model_pick(svc, flows)
     chosen = {}
-    for src in lab.client_sources(family):
-        flows = lab.flows(proto, lab.vip(family), SRC_PORT, count=N_PER_CLIENT, src=src)
-        spread = served(flows)
-        assert len(spread) == 1, f"client {src} spread over {dict(spread)}"
-        assert len({f["sport"] for f in flows}) > 1
-        chosen[src] = next(iter(spread))
-        predicted = set(lab.model_pick(svc, flows))
-        assert predicted == {chosen[src]}, f"client {src}: served {chosen[src]}, model {predicted}"
+    for src in sources:
+        mine = [i for i, f in enumerate(flows) if f["src"] == src]
+        assert len(mine) == N_PER_CLIENT, f"client {src}: {len(mine)} flows"
+        assert len({flows[i]["sport"] for i in mine}) > 1
+        reals = {flows[i]["real"] for i in mine}
+        assert len(reals) == 1, f"client {src} spread over {reals}"
+        chosen[src] = reals.pop()
+        model = {predicted[i] for i in mine}
+        assert model == {chosen[src]}, f"client {src}: served {chosen[src]}, model {model}"
     print(f"{forwarding} v{family} {proto} maglev-src: {chosen}")
 
 

@@ -130,16 +130,24 @@ def test_maglev_src_sticks(keel, forwarding, family, proto):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_icmp_and_non_vip(keel, forwarding, family):
+def test_icmp_and_not_ours(keel, forwarding, family):
     """An echo request to a VIP is answered by the balancer itself (neither
     the reals nor the balancer's kernel own the VIP there). Traffic to the
     balancer's own address is not ours: XDP_PASS hands it to the kernel,
-    which answers. Both pinged from the client, across the router."""
+    which answers. A VIP port without a service is passed too (and, as the
+    balancer's kernel does not own the VIP, goes unanswered)."""
     lab, _ = keel
     vip = lab.vip(family)
     assert lab.ping(lab.client, vip, count=3), f"no echo reply from the VIP {vip}"
     addr = lab.balancer.v4 if family == 4 else lab.balancer.v6
     assert lab.ping(lab.client, addr, count=3), f"no echo reply from the balancer at {addr}"
+    before = lab.reasons()
+    flows = lab.flows("udp", vip, 9999, count=3, timeout=0.5)
+    assert all("real" not in f for f in flows), f"a real answered on a port without service: {flows}"
+    after = lab.reasons()
+    if before is not None and after is not None:
+        assert after["pass_no_service"] - before["pass_no_service"] >= 3, \
+            f"pass_no_service {before['pass_no_service']} -> {after['pass_no_service']}"
 
 
 @pytest.fixture

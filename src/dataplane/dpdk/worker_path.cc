@@ -43,6 +43,15 @@ inline bool usable(const keel_backend* be, uint32_t svcId) {
 
 }  // namespace
 
+void prefetchFlow(WorkerState& w, const uint8_t* data, uint32_t len) {
+  void* d = const_cast<uint8_t*>(data);
+  void* end = const_cast<uint8_t*>(data) + len;
+  keel_pkt p;
+  if (keel_parse_l3(d, end, &p) != KEEL_CONTINUE) return;
+  if (keel_parse_l4(d, end, &p) != KEEL_CONTINUE) return;
+  w.conns.prefetch(keel_flow_hash(&p.key));
+}
+
 PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint64_t nowNs) {
   const uint32_t bytes = b.len;
   void* data = b.data;

@@ -67,6 +67,11 @@ struct PacketResult {
 PacketResult processPacket(const Snapshot& snap, WorkerState& worker, PacketBuf& pkt,
                            uint64_t nowNs);
 
+// First pass over a burst: parses just far enough to hash the flow and
+// prefetches its connection-table bucket, so processPacket() on the same
+// burst finds it in cache. Reads the packet only; no counters move.
+void prefetchFlow(WorkerState& worker, const uint8_t* data, uint32_t len);
+
 // Adds one packet of `bytes` to a counter without tearing for readers.
 inline void countPacket(keel_counter& c, uint64_t bytes) {
   __atomic_store_n(&c.packets, c.packets + 1, __ATOMIC_RELAXED);

@@ -106,8 +106,10 @@ TEST(MaglevModelTest, CppRingAndPickMatchTheReferenceModel) {
     size_t n = 1 + rng() % 40;
     for (size_t i = 0; i < n; ++i) {
       bool v6 = family == 1 || (family == 2 && rng() % 2);
-      // Weights 0..5: zero must be skipped by both sides.
-      reals.push_back({randomAddress(rng, v6), uint32_t(rng() % 6), uint32_t(rng() % 100000)});
+      // Weights 0..5: zero must be skipped by both sides. Every fifth set is
+      // skewed (first real 50x) so the builder's heap schedule is checked too.
+      uint32_t w = set % 5 == 4 && i == 0 ? 50 : uint32_t(rng() % 6);
+      reals.push_back({randomAddress(rng, v6), w, uint32_t(rng() % 100000)});
     }
     std::vector<Flow> flows;
     for (int i = 0; i < 2000; ++i) {

@@ -76,11 +76,29 @@ TEST(MaglevTest, SlotsProportionalToWeight) {
       ASSERT_EQ(table.size(), kM);
       auto counts = slotCounts(table);
       for (auto& r : reals) {
-        double expected = kM * r.weight / sum;
+        double expected = double(kM) * r.weight / sum;
         double c = counts[r.backendId];
         EXPECT_GE(c, expected - (n * r.weight / sum + 1)) << "weight " << r.weight;
         EXPECT_LT(c, expected + 2) << "weight " << r.weight;
       }
+    }
+  }
+}
+
+TEST(MaglevTest, SkewedWeightsStayProportional) {
+  // One heavy real among many light ones (the builder's heap schedule); the
+  // same derived bound as above.
+  for (uint32_t heavy : {100u, 1000u, 100000u}) {
+    SCOPED_TRACE("heavy=" + std::to_string(heavy));
+    auto reals = randomReals(500, heavy, 3);
+    reals[0].weight = heavy;
+    double sum = 0;
+    for (auto& r : reals) sum += r.weight;
+    auto counts = slotCounts(buildMaglevTable(reals, kM));
+    for (auto& r : reals) {
+      double expected = double(kM) * r.weight / sum;
+      EXPECT_GE(counts[r.backendId], expected - (500 * r.weight / sum + 1)) << "weight " << r.weight;
+      EXPECT_LT(counts[r.backendId], expected + 2) << "weight " << r.weight;
     }
   }
 }

@@ -33,11 +33,12 @@ struct ServiceCase {
 std::string randomAddress(std::mt19937& rng, bool v6) {
   char buf[64];
   if (v6) {
-    std::snprintf(buf, sizeof buf, "2001:db8:%x:%x::%x", rng() & 0xffff, rng() & 0xffff,
-                  rng() & 0xffff);
+    std::snprintf(buf, sizeof buf, "2001:db8:%x:%x::%x", static_cast<unsigned>(rng() & 0xffff),
+                  static_cast<unsigned>(rng() & 0xffff), static_cast<unsigned>(rng() & 0xffff));
   } else {
-    std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", 1 + rng() % 223, rng() % 256, rng() % 256,
-                  1 + rng() % 254);
+    std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", static_cast<unsigned>(1 + rng() % 223),
+                  static_cast<unsigned>(rng() % 256), static_cast<unsigned>(rng() % 256),
+                  static_cast<unsigned>(1 + rng() % 254));
   }
   return buf;
 }

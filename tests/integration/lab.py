@@ -441,7 +441,8 @@ class Lab:
         """)
 
     def _host_common(self, h: Host) -> str:
-        return f"""
+        # The same for every host: h is for symmetry with the callers.
+        return """
             ip link set lo up
             sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
             sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0

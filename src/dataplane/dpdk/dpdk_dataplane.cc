@@ -300,6 +300,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     const bool haveTap = tapReady_;
     // ns = tsc * 1e9 / hz as a 32.32 fixed-point multiply (no division per burst).
     const unsigned __int128 nsPerTsc = (static_cast<unsigned __int128>(1000000000ull) << 32) / tscHz_;
+    uint32_t loops = 0;
     while (!stop_.load(std::memory_order_relaxed)) {
       // One snapshot for the whole burst: every packet in it sees one state.
       const dpdk::Snapshot* snap = store_->current();
@@ -329,9 +330,11 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         sendOrFree(port_, q, tx, ntx);
         if (haveTap) sendOrFree(tap_, q, exc, nexc);
       }
-      if (haveTap) {
-        // The kernel's side of the exception path (ARP replies, ICMP, BGP,
-        // health checks from this host) leaves through the same port.
+      // The kernel's side of the exception path (ARP replies, ICMP, BGP,
+      // health checks from this host) leaves through the same port. Polled
+      // every 16th loop: net_tap's rx is a read() syscall even when empty,
+      // and this traffic is light and not latency-critical.
+      if (haveTap && (++loops & 15) == 0) {
         uint16_t k = rte_eth_rx_burst(tap_, q, rx, kBurst);
         if (k > 0) {
           w.exceptionEgress.fetch_add(k, std::memory_order_relaxed);

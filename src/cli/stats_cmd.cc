@@ -147,7 +147,11 @@ void defineStats(CLI::App& noun, Context& ctx) {
         prev = cur;
         prevAt = at;
       }
-      if (ctx.jsonOutput()) {
+      if (ctx.jsonOutput() && a->watching) {
+        // JSON Lines: one compact document per sample, so a pipe (jq -c,
+        // a script) can consume each sample as it arrives.
+        std::cout << out.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+      } else if (ctx.jsonOutput()) {
         ctx.printJson(out);
       } else {
         if (a->watching && shown > 0) std::cout << "\n";

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: Apache-2.0
+// keelctl end to end: the built binary (path in $KEELCTL, set by meson)
+// against the ApiServer + fake backend, checking table output, JSON output,
+// exit codes and error text.
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "server_fixture.h"
+
+namespace keel::api {
+namespace {
+
+using nlohmann::json;
+
+struct CliRun {
+  int rc = -1;
+  std::string out, err;
+};
+
+class KeelctlTest : public testing::ServerFixture {
+ protected:
+  void SetUp() override {
+    ServerFixture::SetUp();
+    const char* bin = std::getenv("KEELCTL");
+    if (!bin) GTEST_SKIP() << "KEELCTL not set (run through meson test)";
+    bin_ = bin;
+  }
+
+  static std::string quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  }
+  static std::string slurp(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  }
+
+  // keelctl --socket <ours> ARGS...; stdout and stderr captured apart.
+  CliRun keelctl(const std::vector<std::string>& args, const std::string& socket = "") {
+    std::string cmd = quote(bin_) + " --socket " + quote(socket.empty() ? options_.socketPath : socket);
+    for (const auto& a : args) cmd += " " + quote(a);
+    cmd += " >" + quote(dir_ + "/out") + " 2>" + quote(dir_ + "/err") + " </dev/null";
+    CliRun r;
+    int status = std::system(cmd.c_str());
+    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(dir_ + "/out");
+    r.err = slurp(dir_ + "/err");
+    return r;
+  }
+
+  std::string bin_;
+};
+
+TEST_F(KeelctlTest, ServiceListTableAndJson) {
+  onLoop([&] {
+    fake_.services[0].reals[1].draining = true;
+    return 0;
+  });
+  startServer();
+  CliRun t = keelctl({"service", "list"});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  // ipvsadm -Ln --stats shape: header, service line, one "->" line per real.
+  std::istringstream lines(t.out);
+  std::vector<std::string> l;
+  for (std::string s; std::getline(lines, s);) l.push_back(s);
+  ASSERT_EQ(l.size(), 2u + 3u + 2u) << t.out;
+  EXPECT_EQ(l[0].rfind("Prot", 0), 0u);
+  EXPECT_EQ(l[1].rfind("  ->", 0), 0u);
+  auto words = [](const std::string& s) {
+    std::istringstream is(s);
+    std::vector<std::string> w;
+    for (std::string x; is >> x;) w.push_back(x);
+    return w;
+  };
+  EXPECT_EQ(words(l[2]), (std::vector<std::string>{"TCP", "10.0.0.1:80", "maglev", "ipip", "web", "1000", "64000"}));
+  EXPECT_EQ(words(l[3]), (std::vector<std::string>{"->", "10.0.0.5", "100", "up", "100", "6400"}));
+  EXPECT_EQ(words(l[4]), (std::vector<std::string>{"->", "10.0.0.6", "100", "draining", "200", "12800"}));
+  EXPECT_EQ(words(l[5]), (std::vector<std::string>{"TCP", "[2001:db8::1]:443", "maglev", "ipip", "v6", "1000", "64000"}));
+
+  CliRun j = keelctl({"-o", "json", "service", "list"});
+  ASSERT_EQ(j.rc, 0) << j.err;
+  json r = json::parse(j.out);
+  ASSERT_EQ(r["services"].size(), 2u);
+  EXPECT_EQ(r["services"][0]["reals"][1]["state"], "draining");
+  EXPECT_EQ(r["services"][1]["vip"], "2001:db8::1");
+}
+
+TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
+  startServer();
+  EXPECT_EQ(keelctl({"real", "drain", "web", "10.0.0.5"}).rc, 0);
+  EXPECT_EQ(keelctl({"real", "set-weight", "web", "10.0.0.6", "7"}).rc, 0);
+  EXPECT_EQ(keelctl({"real", "add", "web", "10.0.0.9", "--mac", "02:00:00:00:00:09"}).rc, 0);
+  EXPECT_EQ(keelctl({"real", "undrain", "web", "10.0.0.5"}).rc, 0);
+  EXPECT_EQ(keelctl({"real", "remove", "v6", "2001:db8::5"}).rc, 0);
+  CliRun add = keelctl({"service", "add", "dns", "--vip", "10.0.0.53", "--port", "53", "--protocol", "udp",
+                     "--scheduler", "maglev-src", "--real", "10.0.0.7:5", "--real", "[2001:db8::8]:9",
+                     "--real", "10.0.0.10:0:02:00:00:00:00:0a"});
+  EXPECT_EQ(add.rc, 0) << add.err;
+  std::vector<std::string> want = {"drain web 10.0.0.5", "setRealWeight web 10.0.0.6 7",
+                                   "addReal web 10.0.0.9 100", "undrain web 10.0.0.5",
+                                   "removeReal v6 2001:db8::5", "addService dns"};
+  EXPECT_EQ(onLoop([&] { return fake_.mutations; }), want);
+  json dns = json::parse(keelctl({"-o", "json", "service", "show", "dns"}).out)["service"];
+  EXPECT_EQ(dns["protocol"], "udp");
+  EXPECT_EQ(dns["scheduler"], "maglev-src");
+  ASSERT_EQ(dns["reals"].size(), 3u);
+  EXPECT_EQ(dns["reals"][0]["weight"], 5);
+  EXPECT_EQ(dns["reals"][1]["address"], "2001:db8::8");
+  EXPECT_EQ(dns["reals"][2]["mac"], "02:00:00:00:00:0a");
+  EXPECT_EQ(keelctl({"service", "remove", "dns"}).rc, 0);
+}
+
+TEST_F(KeelctlTest, DaemonErrorsExitOneAndChangeNothing) {
+  startServer();
+  struct Row { std::vector<std::string> args; std::string err; };
+  const Row rows[] = {
+      {{"real", "drain", "nope", "10.0.0.5"}, "keelctl: services[nope]: not found\n"},
+      {{"real", "drain", "web", "10.0.0.99"}, "keelctl: services[web]: real 10.0.0.99 not found\n"},
+      {{"real", "set-weight", "web", "10.0.0.5", "65536"},
+       "keelctl: params.weight: must be an integer 0..65535, got 65536\n"},
+      {{"real", "set-weight", "web", "10.0.0.5", "ten"},
+       "keelctl: params.weight: must be an integer 0..65535, got \"ten\"\n"},
+      {{"real", "add", "web", "10.0.0.300"},
+       "keelctl: params.address: must be an IPv4 or IPv6 address, got \"10.0.0.300\"\n"},
+      {{"service", "add", "x", "--vip", "10.9.9.9", "--port", "80", "--protocol", "icmp"},
+       "keelctl: params.protocol: must be one of tcp|udp, got \"icmp\"\n"},
+      {{"lookup", "web", "--client", "192.0.2.1:80", "--protocol", "udp"},
+       "keelctl: services[web]: service is tcp, lookup asked for udp\n"},
+  };
+  for (const auto& row : rows) {
+    SCOPED_TRACE(row.args[0] + " " + row.args[1]);
+    CliRun r = keelctl(row.args);
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, row.err);
+    EXPECT_EQ(r.out, "");
+  }
+  EXPECT_TRUE(onLoop([&] { return fake_.mutations.empty(); }));
+}
+
+TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
+  CliRun r = keelctl({"service", "list"}, dir_ + "/absent.sock");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.err, "keelctl: cannot connect to " + dir_ +
+                       "/absent.sock: No such file or directory (is keeld running? use --socket PATH for "
+                       "another socket)\n");
+  CliRun u = keelctl({"real", "drain", "web"});
+  EXPECT_EQ(u.rc, 2);
+  EXPECT_NE(u.err.find("ADDRESS is required"), std::string::npos) << u.err;
+  CliRun n = keelctl({"frobnicate"});
+  EXPECT_EQ(n.rc, 2);
+}
+
+TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
+  onLoop([&] {
+    fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};
+    return 0;
+  });
+  startServer();
+  CliRun lj = keelctl({"-o", "json", "lookup", "web", "--client", "192.0.2.1:5555"});
+  ASSERT_EQ(lj.rc, 0) << lj.err;
+  json l = json::parse(lj.out);
+  std::string real = l["real"];
+  EXPECT_TRUE(real == "10.0.0.5" || real == "10.0.0.6") << real;
+  CliRun lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
+  EXPECT_EQ(lt.out.rfind("tcp 192.0.2.1:5555 -> 10.0.0.1:80 (web): " + real + " [up]", 0), 0u) << lt.out;
+  CliRun l6 = keelctl({"-o", "json", "lookup", "v6", "--client", "[2001:db8::77]:1000"});
+  ASSERT_EQ(l6.rc, 0) << l6.err;
+  EXPECT_EQ(json::parse(l6.out)["real"], "2001:db8::5");
+  CliRun bad = keelctl({"lookup", "web", "--client", "192.0.2.1"});
+  EXPECT_EQ(bad.rc, 1);
+  EXPECT_EQ(bad.err, "keelctl: --client: must be ADDR:PORT (IPv6 as [ADDR]:PORT), got \"192.0.2.1\"\n");
+
+  CliRun h = keelctl({"health", "show", "web"});
+  ASSERT_EQ(h.rc, 0) << h.err;
+  EXPECT_NE(h.out.find("web      10.0.0.5  up     tcp"), std::string::npos) << h.out;
+
+  CliRun s = keelctl({"-o", "json", "stats"});
+  ASSERT_EQ(s.rc, 0) << s.err;
+  EXPECT_EQ(json::parse(s.out)["reasons"]["tx_ipip"]["packets"], 5);
+  CliRun st = keelctl({"stats", "web"});
+  EXPECT_NE(st.out.find("dataplane: mock"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("tx_ipip"), std::string::npos);
+  // --rate: two samples; the fake's counters do not move, so every rate is 0.
+  CliRun sr = keelctl({"-o", "json", "stats", "--rate", "--watch", "0.1", "--count", "2"});
+  ASSERT_EQ(sr.rc, 0) << sr.err;
+  std::istringstream docs(sr.out);
+  int n = 0;
+  for (std::string line; std::getline(docs, line);) {
+    json doc = json::parse(line);  // --watch -o json: one document per line
+    EXPECT_EQ(doc["reasons"]["tx_ipip"]["packets_per_s"], 0.0);
+    ++n;
+  }
+  EXPECT_EQ(n, 2);
+
+  CliRun ok = keelctl({"config", "check", dir_ + "/good.yaml"});
+  EXPECT_EQ(ok.rc, 0) << ok.err;
+  EXPECT_EQ(ok.out, dir_ + "/good.yaml: ok\n");
+  CliRun cb = keelctl({"config", "check", "bad.yaml"});
+  EXPECT_EQ(cb.rc, 1);
+  EXPECT_EQ(cb.err,
+            "keelctl: bad.yaml:3: services[0].port: must be an integer 0..65535, got \"x\"\n"
+            "  bad.yaml:3: services[0].port: must be an integer 0..65535, got \"x\"\n");
+  CliRun rl = keelctl({"config", "reload"});
+  EXPECT_EQ(rl.rc, 0);
+  EXPECT_NE(rl.out.find("changed: 1"), std::string::npos) << rl.out;
+
+  CliRun d = keelctl({"daemon", "stop", "--detach"});
+  EXPECT_EQ(d.rc, 0) << d.err;
+  EXPECT_TRUE(eventually([&] { return fake_.shutdownDetach.value_or(false); }));
+}
+
+}  // namespace
+}  // namespace keel::api

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+// Params validation, one table per method: each row is params JSON and
+// either the expected typed value or the exact error (field + message).
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "control/api/requests.h"
+
+namespace keel::api {
+namespace {
+
+using nlohmann::json;
+
+struct ErrorRow {
+  const char* name;
+  const char* params;   // JSON text
+  const char* field;    // expected error field
+  const char* message;  // expected exact message
+};
+
+template <typename T>
+void expectErrors(Parsed<T> (*parse)(const json&), const std::vector<ErrorRow>& rows) {
+  for (const auto& row : rows) {
+    SCOPED_TRACE(row.name);
+    json params = json::parse(row.params);
+    auto r = parse(params);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error.code, code::kInvalidParams);
+    EXPECT_EQ(r.error.field, row.field);
+    EXPECT_EQ(r.error.message, row.message);
+  }
+}
+
+TEST(RequestsTest, RealWeightAccepts) {
+  struct Row { const char* params; const char* service; const char* address; uint32_t weight; };
+  const Row rows[] = {
+      {R"({"service":"web","address":"10.0.0.5","weight":0})", "web", "10.0.0.5", 0},
+      {R"({"service":"web","address":"10.0.0.5","weight":65535})", "web", "10.0.0.5", 65535},
+      {R"({"service":"a.b-c_9","address":"2001:db8::5","weight":7})", "a.b-c_9", "2001:db8::5", 7},
+  };
+  for (const auto& row : rows) {
+    SCOPED_TRACE(row.params);
+    auto r = parseRealWeight(json::parse(row.params));
+    ASSERT_TRUE(r.ok()) << r.error.message;
+    EXPECT_EQ(r.value->real.service, row.service);
+    EXPECT_EQ(r.value->real.address.toString(), row.address);
+    EXPECT_EQ(r.value->weight, row.weight);
+  }
+}
+
+TEST(RequestsTest, RealWeightRejects) {
+  expectErrors(parseRealWeight, {
+      {"weight too big", R"({"service":"web","address":"10.0.0.5","weight":65536})", "params.weight",
+       "params.weight: must be an integer 0..65535, got 65536"},
+      {"weight negative", R"({"service":"web","address":"10.0.0.5","weight":-1})", "params.weight",
+       "params.weight: must be an integer 0..65535, got -1"},
+      {"weight string", R"({"service":"web","address":"10.0.0.5","weight":"100"})", "params.weight",
+       "params.weight: must be an integer 0..65535, got \"100\""},
+      {"weight float", R"({"service":"web","address":"10.0.0.5","weight":100.0})", "params.weight",
+       "params.weight: must be an integer 0..65535, got 100.0"},
+      {"weight bool", R"({"service":"web","address":"10.0.0.5","weight":true})", "params.weight",
+       "params.weight: must be an integer 0..65535, got true"},
+      {"weight missing", R"({"service":"web","address":"10.0.0.5"})", "params.weight",
+       "params.weight: is required"},
+      {"extra key", R"({"service":"web","address":"10.0.0.5","weight":1,"wieght":2})", "params.wieght",
+       "params.wieght: unknown key (expected: service, address, weight)"},
+      {"bad address", R"({"service":"web","address":"10.0.0.256","weight":1})", "params.address",
+       "params.address: must be an IPv4 or IPv6 address, got \"10.0.0.256\""},
+      {"address with NUL", "{\"service\":\"web\",\"address\":\"10.0.0.5\\u0000x\",\"weight\":1}",
+       "params.address", "params.address: must be an IPv4 or IPv6 address, got \"10.0.0.5\\x00x\""},
+      {"address number", R"({"service":"web","address":167772165,"weight":1})", "params.address",
+       "params.address: must be an IPv4 or IPv6 address, got 167772165"},
+      {"bad service name", R"({"service":"-web","address":"10.0.0.5","weight":1})", "params.service",
+       "params.service: must be a service name (1..63 letters, digits, '-', '_' or '.', starting with "
+       "a letter or digit), got \"-web\""},
+      {"params not object", R"([1,2])", "params", "params: must be an object, got a list"},
+      {"service missing", R"({"address":"10.0.0.5","weight":1})", "params.service",
+       "params.service: is required"},
+  });
+}
+
+TEST(RequestsTest, RealRefRejects) {
+  expectErrors(parseRealRef, {
+      {"weight not allowed", R"({"service":"web","address":"10.0.0.5","weight":1})", "params.weight",
+       "params.weight: unknown key (expected: service, address)"},
+      {"address missing", R"({"service":"web"})", "params.address", "params.address: is required"},
+      {"empty address", R"({"service":"web","address":""})", "params.address",
+       "params.address: must be an IPv4 or IPv6 address, got \"\""},
+      {"binary key", "{\"service\":\"web\",\"address\":\"10.0.0.5\",\"\\u0001\":1}", "params.\\x01",
+       "params.\\x01: unknown key (expected: service, address)"},
+  });
+}
+
+TEST(RequestsTest, RealAddDefaultsAndMac) {
+  auto r = parseRealAdd(json::parse(R"({"service":"web","address":"10.0.0.9"})"));
+  ASSERT_TRUE(r.ok()) << r.error.message;
+  EXPECT_EQ(r.value->real.weight, 100u);  // keel.yaml default
+  EXPECT_FALSE(r.value->real.mac);
+  r = parseRealAdd(json::parse(
+      R"({"service":"web","address":"10.0.0.9","weight":5,"mac":"02:00:00:00:00:09","health":{"type":"tcp"}})"));
+  ASSERT_TRUE(r.ok()) << r.error.message;
+  EXPECT_EQ(r.value->real.mac->toString(), "02:00:00:00:00:09");
+  EXPECT_EQ(r.value->real.health["type"], "tcp");
+  expectErrors(parseRealAdd, {
+      {"bad mac", R"({"service":"web","address":"10.0.0.9","mac":"02:00:00:00:00"})", "params.mac",
+       "params.mac: must be a MAC address like 02:00:00:00:00:01, got \"02:00:00:00:00\""},
+      {"health not object", R"({"service":"web","address":"10.0.0.9","health":"tcp"})", "params.health",
+       "params.health: must be an object (the keys of a YAML health block), got \"tcp\""},
+  });
+}
+
+TEST(RequestsTest, ServiceAddAcceptsYamlKeys) {
+  auto r = parseServiceAdd(json::parse(R"({
+      "name": "dns", "vip": "2001:db8::53", "port": 53, "protocol": "udp",
+      "forwarding": "l2dsr", "scheduler": "maglev-src", "ring_size": 655373,
+      "reals": [{"address": "2001:db8::1"}, {"address": "2001:db8::2", "weight": 0, "mac": "02:00:00:00:00:02"}],
+      "health": {"type": "udp"}})"));
+  ASSERT_TRUE(r.ok()) << r.error.message;
+  const auto& s = *r.value;
+  EXPECT_EQ(s.name, "dns");
+  EXPECT_EQ(s.vip.toString(), "2001:db8::53");
+  EXPECT_EQ(s.port, 53);
+  EXPECT_EQ(s.protocol, KEEL_PROTO_UDP);
+  EXPECT_EQ(s.forwarding, "l2dsr");
+  EXPECT_EQ(s.scheduler, "maglev-src");
+  EXPECT_EQ(s.ringSize, 655373u);
+  ASSERT_EQ(s.reals.size(), 2u);
+  EXPECT_EQ(s.reals[0].weight, 100u);
+  EXPECT_EQ(s.reals[1].weight, 0u);
+  EXPECT_EQ(s.reals[1].mac->toString(), "02:00:00:00:00:02");
+
+  auto minimal = parseServiceAdd(json::parse(R"({"name":"w","vip":"10.0.0.1","port":0,"protocol":"tcp"})"));
+  ASSERT_TRUE(minimal.ok()) << minimal.error.message;
+  EXPECT_EQ(minimal.value->forwarding, "ipip");
+  EXPECT_EQ(minimal.value->scheduler, "maglev");
+  EXPECT_EQ(minimal.value->ringSize, 65537u);
+  EXPECT_TRUE(minimal.value->reals.empty());
+}
+
+TEST(RequestsTest, ServiceAddRejects) {
+  expectErrors(parseServiceAdd, {
+      {"vip missing", R"({"name":"w","port":80,"protocol":"tcp"})", "params.vip", "params.vip: is required"},
+      {"port missing", R"({"name":"w","vip":"10.0.0.1","protocol":"tcp"})", "params.port",
+       "params.port: is required"},
+      {"protocol missing", R"({"name":"w","vip":"10.0.0.1","port":80})", "params.protocol",
+       "params.protocol: is required"},
+      {"bad protocol", R"({"name":"w","vip":"10.0.0.1","port":80,"protocol":"sctp"})", "params.protocol",
+       "params.protocol: must be one of tcp|udp, got \"sctp\""},
+      {"bad forwarding", R"({"name":"w","vip":"10.0.0.1","port":80,"protocol":"tcp","forwarding":"nat"})",
+       "params.forwarding", "params.forwarding: must be one of ipip|l2dsr, got \"nat\""},
+      {"bad scheduler", R"({"name":"w","vip":"10.0.0.1","port":80,"protocol":"tcp","scheduler":"rr"})",
+       "params.scheduler", "params.scheduler: must be one of maglev|maglev-src, got \"rr\""},
+      {"ring not prime", R"({"name":"w","vip":"10.0.0.1","port":80,"protocol":"tcp","ring_size":65536})",
+       "params.ring_size", "params.ring_size: must be 65537 or 655373, got 65536"},
+      {"port too big", R"({"name":"w","vip":"10.0.0.1","port":65536,"protocol":"tcp"})", "params.port",
+       "params.port: must be an integer 0..65535, got 65536"},
+      {"reals not list", R"({"name":"w","vip":"10.0.0.1","port":80,"protocol":"tcp","reals":{}})",
+       "params.reals", "params.reals: must be a list of reals, got an object"},
+      {"real bad weight",
+       R"({"name":"w","vip":"10.0.0.1","port":80,"protocol":"tcp","reals":[{"address":"10.0.0.2"},{"address":"10.0.0.3","weight":70000}]})",
+       "params.reals[1].weight", "params.reals[1].weight: must be an integer 0..65535, got 70000"},
+      {"real unknown key",
+       R"({"name":"w","vip":"10.0.0.1","port":80,"protocol":"tcp","reals":[{"address":"10.0.0.2","port":8080}]})",
+       "params.reals[0].port", "params.reals[0].port: unknown key (expected: address, weight, mac, health)"},
+      {"real duplicate",
+       R"({"name":"w","vip":"10.0.0.1","port":80,"protocol":"tcp","reals":[{"address":"10.0.0.2"},{"address":"10.0.0.2"}]})",
+       "params.reals[1].address", "params.reals[1].address: duplicate real 10.0.0.2"},
+      {"real not object", R"({"name":"w","vip":"10.0.0.1","port":80,"protocol":"tcp","reals":["10.0.0.2"]})",
+       "params.reals[0]", "params.reals[0]: must be an object, got \"10.0.0.2\""},
+      {"name too long",
+       R"({"name":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","vip":"10.0.0.1","port":80,"protocol":"tcp"})",
+       "params.name",
+       "params.name: must be a service name (1..63 letters, digits, '-', '_' or '.', starting with a "
+       "letter or digit), got \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""},
+  });
+}
+
+TEST(RequestsTest, LookupParams) {
+  auto r = parseLookup(json::parse(
+      R"({"service":"web","client_address":"2001:db8::7","client_port":5555,"protocol":"tcp","port":443})"));
+  ASSERT_TRUE(r.ok()) << r.error.message;
+  EXPECT_EQ(r.value->clientAddress.toString(), "2001:db8::7");
+  EXPECT_EQ(r.value->clientPort, 5555);
+  EXPECT_EQ(*r.value->protocol, KEEL_PROTO_TCP);
+  EXPECT_EQ(*r.value->port, 443);
+  expectErrors(parseLookup, {
+      {"client port missing", R"({"service":"web","client_address":"10.1.1.1"})", "params.client_port",
+       "params.client_port: is required"},
+      {"client port string", R"({"service":"web","client_address":"10.1.1.1","client_port":"x"})",
+       "params.client_port", "params.client_port: must be an integer 0..65535, got \"x\""},
+      {"dest port zero", R"({"service":"web","client_address":"10.1.1.1","client_port":1,"port":0})",
+       "params.port", "params.port: must be an integer 1..65535, got 0"},
+  });
+}
+
+TEST(RequestsTest, SmallMethods) {
+  EXPECT_TRUE(parseNoParams(json(nullptr)).ok());
+  EXPECT_TRUE(parseNoParams(json::object()).ok());
+  expectErrors(parseNoParams, {{"any key", R"({"force":true})", "params.force",
+                                "params.force: unknown key (expected: none)"}});
+  EXPECT_FALSE(parseServiceFilter(json::object()).value->service.has_value());
+  EXPECT_EQ(*parseServiceFilter(json::parse(R"({"service":"web"})")).value->service, "web");
+  EXPECT_TRUE(parseShutdown(json::parse(R"({"detach":true})")).value->detach);
+  EXPECT_FALSE(parseShutdown(json::object()).value->detach);
+  expectErrors(parseShutdown, {{"detach string", R"({"detach":"yes"})", "params.detach",
+                                "params.detach: must be true or false, got \"yes\""}});
+  EXPECT_EQ(parseConfigPath(json::parse(R"({"path":"/etc/keel/keel.yaml"})")).value->path,
+            "/etc/keel/keel.yaml");
+  expectErrors(parseConfigPath, {{"path missing", "{}", "params.path", "params.path: is required"},
+                                 {"path empty", R"({"path":""})", "params.path",
+                                  "params.path: must be a file path (1..4096 bytes, no NUL), got \"\""}});
+  expectErrors(parseServiceName, {{"name number", R"({"name":5})", "params.name",
+                                   "params.name: must be a service name, got 5"}});
+}
+
+TEST(RequestsTest, DescribeEscapesGarbage) {
+  EXPECT_EQ(describeJson(json(std::string("a\"b\\c\x01\xff", 7))), "\"a\\\"b\\\\c\\x01\\xff\"");
+  EXPECT_EQ(describeJson(json(std::string(100, 'x'))), "\"" + std::string(64, 'x') + "...\"");
+}
+
+}  // namespace
+}  // namespace keel::api

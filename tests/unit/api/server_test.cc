@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: Apache-2.0
+// ApiServer on a real Unix socket against the fake backend: framing,
+// every class of hostile input, limits, many clients, vanishing clients,
+// the socket file's lifecycle. Every wait is bounded.
+#include <sys/stat.h>
+
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include "server_fixture.h"
+
+namespace keel::api {
+namespace {
+
+using nlohmann::json;
+using testing::RawClient;
+
+class ServerTest : public testing::ServerFixture {};
+
+TEST_F(ServerTest, RoundTripPipelinedAndPartial) {
+  startServer();
+  RawClient c(options_.socketPath);
+  ASSERT_TRUE(c.connected());
+  json r = c.request(R"({"id":1,"method":"service.list"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["id"], 1);
+  EXPECT_EQ(r["result"]["services"].size(), 2u);
+
+  // Two requests in one write: two responses, in order.
+  ASSERT_TRUE(c.send(R"({"id":2,"method":"service.show","params":{"name":"web"}})"
+                     "\n"
+                     R"({"id":3,"method":"service.show","params":{"name":"v6"}})"
+                     "\r\n"));
+  json a = json::parse(c.readLine().value_or("null"));
+  json b = json::parse(c.readLine().value_or("null"));
+  EXPECT_EQ(a["id"], 2);
+  EXPECT_EQ(a["result"]["service"]["name"], "web");
+  EXPECT_EQ(b["id"], 3);
+  EXPECT_EQ(b["result"]["service"]["name"], "v6");
+
+  // One request dribbled a few bytes at a time.
+  std::string req = R"({"id":4,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})";
+  for (size_t i = 0; i < req.size(); i += 3) {
+    ASSERT_TRUE(c.send(req.substr(i, 3)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(c.send("\n\n   \n"));  // blank lines are ignored
+  json d = json::parse(c.readLine().value_or("null"));
+  EXPECT_EQ(d["id"], 4);
+  EXPECT_EQ(d["ok"], true);
+  EXPECT_EQ(onLoop([&] { return fake_.mutations; }), std::vector<std::string>{"drain web 10.0.0.5"});
+}
+
+TEST_F(ServerTest, BadInputGetsErrorsAndChangesNothing) {
+  startServer();
+  RawClient c(options_.socketPath);
+  const std::pair<std::string, const char*> rows[] = {
+      {"{\"id\":1,", "parse_error"},
+      {"[]", "invalid_request"},
+      {R"({"id":1,"method":"nope"})", "unknown_method"},
+      {R"({"id":1,"method":"real.drain","params":{"service":"web"}})", "invalid_params"},
+      {R"({"id":1,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.5","weight":70000}})",
+       "invalid_params"},
+      {R"({"id":1,"method":"real.drain","params":{"service":"zz","address":"10.0.0.5"}})", "not_found"},
+      {std::string("\x01\x02\x03\x00\xff garbage", 13), "parse_error"},
+  };
+  for (const auto& [line, code] : rows) {
+    SCOPED_TRACE(line);
+    json r = c.request(line);
+    ASSERT_TRUE(r.is_object()) << "no response";
+    EXPECT_EQ(r["ok"], false);
+    EXPECT_EQ(r["error"]["code"], code);
+  }
+  // Random binary lines (no '\n' inside): one error each, connection kept.
+  std::mt19937 rng(1234);
+  for (int i = 0; i < 50; ++i) {
+    std::string line(1 + rng() % 500, '\0');
+    for (auto& ch : line) {
+      ch = static_cast<char>(rng() % 256);
+      if (ch == '\n') ch = 'x';
+    }
+    line[0] = '\x01';  // never a blank (ignored) line
+    json r = c.request(line);
+    ASSERT_TRUE(r.is_object()) << "no response to garbage line " << i;
+    EXPECT_EQ(r["ok"], false);
+  }
+  EXPECT_EQ(c.request(R"({"id":9,"method":"service.list"})")["ok"], true);
+  EXPECT_TRUE(onLoop([&] { return fake_.mutations.empty(); }));
+}
+
+TEST_F(ServerTest, OversizeLineIsRefusedAndClosed) {
+  startServer();
+  {
+    // Just under the limit is fine: a request padded with spaces.
+    RawClient ok(options_.socketPath);
+    std::string req = R"({"id":1,"method":"service.list")" + std::string((1u << 20) - 100, ' ') + "}";
+    json r = ok.request(req);
+    EXPECT_EQ(r["ok"], true);
+  }
+  RawClient c(options_.socketPath);
+  std::string big((1u << 20) + 10, 'a');
+  c.send(big);  // the server may close before all of it is sent
+  auto line = c.readLine();
+  ASSERT_TRUE(line.has_value());
+  json r = json::parse(*line);
+  EXPECT_EQ(r["error"]["code"], "line_too_long");
+  EXPECT_EQ(r["error"]["message"], "request: line longer than 1048576 bytes; closing the connection");
+  EXPECT_TRUE(c.waitClosed());
+  RawClient next(options_.socketPath);
+  EXPECT_EQ(next.request(R"({"id":2,"method":"service.list"})")["ok"], true);
+  EXPECT_TRUE(onLoop([&] { return fake_.mutations.empty(); }));
+}
+
+TEST_F(ServerTest, TwoHundredConcurrentClients) {
+  startServer();
+  constexpr int kClients = 200;
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_unique<RawClient>(options_.socketPath));
+    ASSERT_TRUE(clients.back()->connected()) << i;
+  }
+  // All requests are in flight before any response is read.
+  for (int i = 0; i < kClients; ++i)
+    ASSERT_TRUE(clients[i]->send(R"({"id":)" + std::to_string(i) + R"(,"method":"service.list"})" + "\n"));
+  for (int i = 0; i < kClients; ++i) {
+    auto line = clients[i]->readLine();
+    ASSERT_TRUE(line.has_value()) << i;
+    json r = json::parse(*line);
+    EXPECT_EQ(r["id"], i);
+    EXPECT_EQ(r["ok"], true);
+  }
+  EXPECT_EQ(onLoop([&] { return server_->connectionCount(); }), static_cast<size_t>(kClients));
+  clients.clear();
+  EXPECT_TRUE(eventually([&] { return server_->connectionCount() == 0; }));
+}
+
+TEST_F(ServerTest, ClientsVanishingMidResponse) {
+  // A multi-megabyte listing, so the reply is still being written when the
+  // client goes away.
+  for (int s = 0; s < 3000; ++s)
+    fake_.services.push_back(testing::FakeBackend::makeService(
+        "svc" + std::to_string(s), "10.1." + std::to_string(s / 250) + "." + std::to_string(s % 250), 80,
+        {"10.2.0.1", "10.2.0.2", "10.2.0.3", "10.2.0.4", "10.2.0.5", "10.2.0.6"}));
+  startServer();
+  for (int i = 0; i < 20; ++i) {
+    RawClient c(options_.socketPath);
+    ASSERT_TRUE(c.send(R"({"id":1,"method":"service.list"})" "\n"));
+    if (i % 2) {
+      linger l{1, 0};  // close with a reset
+      ::setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    } else {
+      char tmp[1000];
+      (void)::recv(c.fd(), tmp, sizeof tmp, 0);  // read a little of the reply, then go
+    }
+  }
+  RawClient after(options_.socketPath);
+  json r = after.request(R"({"id":2,"method":"service.show","params":{"name":"web"}})");
+  EXPECT_EQ(r["ok"], true);
+  after.close();
+  EXPECT_TRUE(eventually([&] { return server_->connectionCount() == 0; }));
+}
+
+TEST_F(ServerTest, ClientThatNeverReadsIsTimedOut) {
+  for (int s = 0; s < 2000; ++s)
+    fake_.services.push_back(testing::FakeBackend::makeService(
+        "svc" + std::to_string(s), "10.1." + std::to_string(s / 250) + "." + std::to_string(s % 250), 80,
+        {"10.2.0.1", "10.2.0.2", "10.2.0.3", "10.2.0.4"}));
+  options_.ioTimeout = std::chrono::milliseconds(300);
+  startServer();
+  RawClient slow(options_.socketPath);
+  ASSERT_TRUE(slow.send(R"({"id":1,"method":"service.list"})" "\n"));
+  // Meanwhile others are served: the loop never waits for the slow client.
+  RawClient other(options_.socketPath);
+  EXPECT_EQ(other.request(R"({"id":2,"method":"service.show","params":{"name":"web"}})")["ok"], true);
+  other.close();
+  EXPECT_TRUE(eventually([&] { return server_->connectionCount() == 0; }));
+}
+
+TEST_F(ServerTest, IdleClientIsClosed) {
+  options_.idleTimeout = std::chrono::milliseconds(100);
+  startServer();
+  RawClient c(options_.socketPath);
+  EXPECT_TRUE(c.waitClosed());
+}
+
+TEST_F(ServerTest, ConnectionLimit) {
+  options_.maxConnections = 3;
+  startServer();
+  std::vector<std::unique_ptr<RawClient>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(std::make_unique<RawClient>(options_.socketPath));
+    ASSERT_EQ(held.back()->request(R"({"id":1,"method":"service.list"})")["ok"], true);
+  }
+  RawClient extra(options_.socketPath);
+  auto line = extra.readLine();
+  ASSERT_TRUE(line.has_value());
+  json r = json::parse(*line);
+  EXPECT_EQ(r["error"]["code"], "busy");
+  EXPECT_EQ(r["error"]["message"], "server: too many connections (limit 3)");
+  EXPECT_TRUE(extra.waitClosed());
+  held.pop_back();
+  EXPECT_TRUE(eventually([&] { return server_->connectionCount() == 2; }));
+  RawClient again(options_.socketPath);
+  EXPECT_EQ(again.request(R"({"id":1,"method":"service.list"})")["ok"], true);
+}
+
+TEST_F(ServerTest, ShutdownRunsAfterTheReply) {
+  startServer();
+  RawClient c(options_.socketPath);
+  json r = c.request(R"({"id":1,"method":"daemon.shutdown","params":{"detach":true}})");
+  EXPECT_EQ(r["ok"], true);
+  EXPECT_EQ(r["result"]["detach"], true);
+  EXPECT_TRUE(eventually([&] { return fake_.shutdownDetach.has_value(); }));
+  EXPECT_TRUE(onLoop([&] { return *fake_.shutdownDetach; }));
+}
+
+TEST_F(ServerTest, SocketFileLifecycle) {
+  options_.mode = 0660;
+  startServer();
+  struct stat st{};
+  ASSERT_EQ(::stat(options_.socketPath.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+
+  // A second daemon on the same path is refused, and leaves the first alone.
+  boost::asio::io_context io2;
+  ApiServer second(io2, fake_, options_);
+  Status s = second.start();
+  ASSERT_FALSE(s.isOk());
+  EXPECT_EQ(s.message(), "api.socket " + options_.socketPath +
+                             ": another process is serving it (is keeld already running?)");
+  RawClient c(options_.socketPath);
+  EXPECT_EQ(c.request(R"({"id":1,"method":"service.list"})")["ok"], true);
+
+  onLoop([&] {
+    server_->stop();
+    return 0;
+  });
+  EXPECT_NE(::access(options_.socketPath.c_str(), F_OK), 0) << "socket file left behind";
+}
+
+TEST(ServerStartTest, StaleSocketReplacedOtherFilesRefused) {
+  char tmpl[] = "/tmp/keel-api-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  testing::FakeBackend fake;
+  boost::asio::io_context io;
+  ApiServerOptions o;
+
+  // A socket file nobody listens on (a daemon that crashed).
+  o.socketPath = dir + "/stale.sock";
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, o.socketPath.c_str(), sizeof a.sun_path - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ::close(fd);
+  {
+    ApiServer s(io, fake, o);
+    Status st = s.start();
+    EXPECT_TRUE(st.isOk()) << st.message();
+    struct stat sb{};
+    ASSERT_EQ(::stat(o.socketPath.c_str(), &sb), 0);
+    EXPECT_EQ(sb.st_mode & 0777, 0600u);  // the default mode
+  }
+
+  o.socketPath = dir + "/regular";
+  { std::ofstream(o.socketPath) << "x"; }
+  {
+    ApiServer s(io, fake, o);
+    Status st = s.start();
+    ASSERT_FALSE(st.isOk());
+    EXPECT_EQ(st.message(), "api.socket " + o.socketPath + ": exists and is not a socket; refusing to replace it");
+  }
+
+  o.socketPath = dir + "/sub/dir/keel.sock";  // missing parent of the parent
+  {
+    ApiServer s(io, fake, o);
+    EXPECT_FALSE(s.start().isOk());
+  }
+  o.socketPath = dir + "/run/keel.sock";  // missing parent: created
+  {
+    ApiServer s(io, fake, o);
+    Status st = s.start();
+    EXPECT_TRUE(st.isOk()) << st.message();
+  }
+  o.socketPath = dir + "/g.sock";
+  o.group = "no-such-group-keel";
+  {
+    ApiServer s(io, fake, o);
+    Status st = s.start();
+    ASSERT_FALSE(st.isOk());
+    EXPECT_EQ(st.message(), "api.socket " + o.socketPath + ": group no-such-group-keel does not exist");
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace
+}  // namespace keel::api

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/config.h"
 
+#include "control/health/health_yaml.h"
 #include "keel/maglev_lookup.h"
 
 #include <arpa/inet.h>
@@ -9,6 +10,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -253,6 +255,8 @@ class Parser {
   void parseLimits(const YAML::Node& n, DataplaneLimits& limits);
   void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
   void parseReal(const YAML::Node& n, const std::string& path, RealConfig& real);
+  void parseControl(const YAML::Node& n, ControlConfig& control);
+  void resolveHealth(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
   void validate(const YAML::Node& root, Config& cfg, const YAML::Node& servicesNode);
 
   std::string source_;
@@ -266,11 +270,12 @@ void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
     errors_.push_back(source_ + ": file is empty; expected a mapping with dataplane, node and services");
     return;
   }
-  if (!checkMap(root, "", {"dataplane", "node", "limits", "services"})) return;
+  if (!checkMap(root, "", {"dataplane", "node", "limits", "control", "services"})) return;
 
   if (auto n = child(root, "", "dataplane", true)) parseDataplane(*n, cfg.dataplane);
   if (auto n = child(root, "", "node", false)) parseNode(*n, cfg.node);
   if (auto n = child(root, "", "limits", false)) parseLimits(*n, cfg.limits);
+  if (auto n = child(root, "", "control", false)) parseControl(*n, cfg.control);
   YAML::Node servicesNode;
   if (auto n = child(root, "", "services", false)) {
     servicesNode = *n;
@@ -406,6 +411,60 @@ void Parser::parseService(const YAML::Node& n, const std::string& path, ServiceC
       }
     }
   }
+  resolveHealth(n, path, svc);
+}
+
+// Service `health:` defaults overlaid with each real's override, resolved
+// here so every mistake is reported with its file:line at load time.
+void Parser::resolveHealth(const YAML::Node& n, const std::string& path, ServiceConfig& svc) {
+  YAML::Node svcHealth = n["health"];
+  if (svcHealth.IsDefined() && svcHealth.IsMap() && svcHealth["all_down"]) {
+    const YAML::Node k = svcHealth["all_down"];
+    if (auto v = choice<bool>(k, path + ".health.all_down",
+                              {{"fail-open", true}, {"fail-closed", false}}))
+      svc.healthFailOpen = *v;
+  }
+  const size_t first = errors_.size();
+  // The original nodes, not the stored clones: clones lose their line marks.
+  const YAML::Node realsNode = n["reals"];
+  for (size_t i = 0; i < svc.reals.size(); ++i) {
+    RealConfig& real = svc.reals[i];
+    const YAML::Node realNode = realsNode.IsSequence() ? realsNode[i] : YAML::Node();
+    const YAML::Node realHealth = realNode.IsMap() ? realNode["health"] : YAML::Node();
+    if (auto spec = resolveRealHealth(svcHealth, realHealth, source_, path,
+                                      path + ".reals[" + std::to_string(i) + "]", errors_))
+      real.healthSpec = *spec;
+  }
+  // A mistake in the service block is found once per real: report it once.
+  std::set<std::string> seen;
+  std::vector<std::string> unique(errors_.begin(), errors_.begin() + first);
+  for (size_t i = first; i < errors_.size(); ++i)
+    if (seen.insert(errors_[i]).second) unique.push_back(errors_[i]);
+  errors_ = std::move(unique);
+}
+
+void Parser::parseControl(const YAML::Node& n, ControlConfig& control) {
+  if (!checkMap(n, "control", {"socket", "mode", "group"})) return;
+  if (auto k = child(n, "control", "socket", false)) {
+    if (auto s = scalar(*k, "control.socket", "a path")) {
+      if (s->empty() || (*s)[0] != '/' || s->size() >= 108)
+        error(*k, "control.socket", "must be an absolute path shorter than 108 bytes, got " + describe(*k));
+      else
+        control.socket = *s;
+    }
+  }
+  if (auto k = child(n, "control", "mode", false)) {
+    if (auto s = scalar(*k, "control.mode", "an octal mode")) {
+      char* end = nullptr;
+      unsigned long v = std::strtoul(s->c_str(), &end, 8);
+      if (s->empty() || *end != '\0' || v > 0777)
+        error(*k, "control.mode", "must be an octal mode like \"0660\" (quoted), got " + describe(*k));
+      else
+        control.mode = static_cast<uint32_t>(v);
+    }
+  }
+  if (auto k = child(n, "control", "group", false))
+    if (auto s = scalar(*k, "control.group", "a group name")) control.group = *s;
 }
 
 void Parser::parseReal(const YAML::Node& n, const std::string& path, RealConfig& real) {
@@ -527,6 +586,37 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
   result.errors = parser.takeErrors();
   if (result.errors.empty()) result.config = std::move(cfg);
   return result;
+}
+
+std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth,
+                                                 const YAML::Node& realHealth, std::string_view source,
+                                                 const std::string& servicePath,
+                                                 const std::string& realPath,
+                                                 std::vector<std::string>& errors) {
+  const bool svcPresent = serviceHealth.IsDefined() && !serviceHealth.IsNull();
+  const bool realPresent = realHealth.IsDefined() && !realHealth.IsNull();
+  if (!svcPresent && !realPresent) {
+    HealthCheckSpec none;  // no checks at all: always up (config.h)
+    none.type = HealthCheckSpec::Type::None;
+    return none;
+  }
+  // `all_down` is a service-only key the spec builder does not know.
+  // (Never assign to a Node that refers to another: yaml-cpp would overwrite
+  // the referee. Build a separate map whose values share the originals, so
+  // their line marks stay.)
+  const bool strip = svcPresent && serviceHealth.IsMap() && serviceHealth["all_down"];
+  YAML::Node stripped(YAML::NodeType::Map);
+  if (strip)
+    for (const auto& kv : serviceHealth)
+      if (kv.first.Scalar() != "all_down") stripped[kv.first.Scalar()] = kv.second;
+  const YAML::Node& specNode = strip ? stripped : serviceHealth;
+  const size_t before = errors.size();
+  HealthSpecBuilder b;
+  b.apply(specNode, source, servicePath + ".health", errors);
+  b.apply(realHealth, source, realPath + ".health", errors);
+  auto spec = b.build(source, (realPresent ? realPath : servicePath) + ".health", errors);
+  if (errors.size() != before) return std::nullopt;
+  return spec;
 }
 
 ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options) {

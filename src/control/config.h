@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "control/health/health_spec.h"
 #include "dataplane/dataplane.h"
 
 namespace keel {
@@ -61,7 +62,18 @@ struct RealConfig {
   uint32_t weight = 100;
   std::optional<MacAddress> mac;  // l2dsr: configured or resolved from the neighbour table
   bool macResolved = false;       // true when mac came from the neighbour table
-  YAML::Node health;              // reserved, not yet used (opaque)
+  YAML::Node health;              // the raw `health:` override (kept for runtime adds)
+  // The resolved check: service `health:` overlaid with this real's. A service
+  // and real with no `health:` at all resolve to type none (always up, no
+  // probes), so configs written before health checks keep their behaviour.
+  HealthCheckSpec healthSpec = [] {
+    HealthCheckSpec s;
+    s.type = HealthCheckSpec::Type::None;
+    return s;
+  }();
+  // The health verdict a real gets when the registry first adds it. keeld
+  // sets false for checked reals (down until `rise` passes).
+  bool startHealthy = true;
   int line = 0;                   // 1-based line in the file, for later messages
 };
 
@@ -74,8 +86,19 @@ struct ServiceConfig {
   Scheduler scheduler = Scheduler::kMaglev;
   uint32_t ringSize = 65537;
   std::vector<RealConfig> reals;
-  YAML::Node health;  // reserved, not yet used (opaque)
+  YAML::Node health;  // the raw `health:` block (defaults for every real)
+  // health.all_down: when every real is down, fail-open keeps the last
+  // healthy real(s) in the ring (traffic keeps flowing to something that
+  // may be alive); fail-closed empties the ring (drop_no_backend).
+  bool healthFailOpen = true;
   int line = 0;
+};
+
+// control: the API socket (docs/api.md).
+struct ControlConfig {
+  std::string socket = "/run/keel/keel.sock";
+  uint32_t mode = 0600;
+  std::string group;  // empty: the daemon's group
 };
 
 struct Config {
@@ -83,6 +106,7 @@ struct Config {
   DataplaneConfig dataplane;
   NodeConfig node;
   DataplaneLimits limits;
+  ControlConfig control;
   std::vector<ServiceConfig> services;
 };
 
@@ -106,6 +130,15 @@ struct ConfigOptions {
 
 ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
                          const ConfigOptions& options = {});
+// A real's resolved health check: the service's `health:` (its all_down
+// key skipped) overlaid with the real's own. Neither present: type none.
+// Errors ("source:line: path.health.key: ...") are appended; nullopt then.
+std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth,
+                                                 const YAML::Node& realHealth, std::string_view source,
+                                                 const std::string& servicePath,
+                                                 const std::string& realPath,
+                                                 std::vector<std::string>& errors);
+
 ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options = {});
 
 // "100ms", "1s", "2m", "1h" (an integer and a unit). nullopt if malformed.

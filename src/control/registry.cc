@@ -100,7 +100,7 @@ Status Registry::writeBackend(const ServiceState& state, const IpAddress& addr,
   b.gen = backendGen_[real.id];
   b.family = addr.family();
   // A health-down real stays !VALID until it is up again.
-  b.flags = real.healthy ? KEEL_BE_F_VALID : 0;
+  b.flags = real.healthy || real.held ? KEEL_BE_F_VALID : 0;
   if (state.config.forwarding == Forwarding::kL2dsr && real.mac)
     std::memcpy(b.mac, real.mac->bytes().data(), 6);
   if (Status s = dataplane_.upsertBackend(real.id, b); !s)
@@ -126,7 +126,7 @@ Status Registry::invalidateBackend(const ServiceState& state, const IpAddress& a
   return Status::ok();
 }
 
-Status Registry::publishRing(const ServiceState& state) {
+Status Registry::publishRing(ServiceState& state) {
   std::vector<MaglevReal> reals;
   for (const auto& [addr, real] : state.reals)
     if (real.inRing()) reals.push_back(MaglevReal{addr, real.weight, real.id});
@@ -134,6 +134,7 @@ Status Registry::publishRing(const ServiceState& state) {
   if (!reals.empty()) slots = buildMaglevTable(reals, state.config.ringSize);
   if (Status s = dataplane_.publishRing(state.id, slots); !s)
     return Status::error("service " + state.config.name + ": publish ring: " + s.message());
+  state.ring = std::move(slots);
   return Status::ok();
 }
 
@@ -146,6 +147,7 @@ Status Registry::addService(const ServiceConfig& cfg) {
   for (const RealConfig& rc : cfg.reals) {
     RealState& real = state.reals[rc.address];
     real.weight = rc.weight;
+    real.healthy = rc.startHealthy;
     real.mac = rc.mac;
   }
   // Ids in address order: like the ring, they do not depend on listing order.
@@ -210,6 +212,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     if (it == state.reals.end()) {
       RealState& real = state.reals[rc.address];
       real.weight = rc.weight;
+      real.healthy = rc.startHealthy;
       real.mac = rc.mac;
       added.push_back(rc.address);
       continue;
@@ -350,19 +353,53 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
   const bool wasInRing = real.inRing();
   real.healthy = healthy;
   if (!healthy) {
+    bool othersServe = false;
+    for (const auto& [a, r] : state.reals)
+      if (a != addr && r.weight > 0 && r.healthy) othersServe = true;
+    if (wasInRing && !othersServe) {
+      logError(LogRecord("all_reals_down")
+                   .add("service", service)
+                   .add("policy", state.config.healthFailOpen ? "fail-open" : "fail-closed")
+                   .add("kept", state.config.healthFailOpen ? addr.toString() : std::string("none")));
+      if (state.config.healthFailOpen) {
+        // Kept in the ring and VALID at its generation: flows stay put.
+        real.held = true;
+        logInfo(LogRecord("real_down").add("service", service).add("real", addr.toString()).add("held", 1));
+        return Status::ok();
+      }
+    }
     if (wasInRing)
       if (Status s = publishRing(state); !s) return s;
     if (Status s = invalidateBackend(state, addr, real); !s) return s;
   } else {
+    // A live real replaces every fail-open holdover, which really is down.
+    real.held = false;
+    std::vector<IpAddress> released;
+    for (auto& [a, r] : state.reals)
+      if (r.held) {
+        r.held = false;
+        released.push_back(a);
+      }
     // Down already moved the generation on; VALID at that generation.
     if (Status s = writeBackend(state, addr, real); !s) return s;
-    if (real.inRing())
+    if (real.inRing() || !released.empty() || wasInRing)
       if (Status s = publishRing(state); !s) return s;
+    for (const IpAddress& a : released)
+      if (Status s = invalidateBackend(state, a, state.reals[a]); !s) return s;
   }
   logInfo(LogRecord(healthy ? "real_up" : "real_down")
               .add("service", service)
               .add("real", addr.toString()));
   return Status::ok();
+}
+
+std::optional<IpAddress> Registry::ringSlotReal(const std::string& service, uint32_t slot) const {
+  auto sit = services_.find(service);
+  if (sit == services_.end() || slot >= sit->second.ring.size()) return std::nullopt;
+  const uint32_t id = sit->second.ring[slot];
+  for (const auto& [addr, real] : sit->second.reals)
+    if (real.id == id) return addr;
+  return std::nullopt;
 }
 
 std::vector<ServiceView> Registry::services() const {
@@ -377,9 +414,10 @@ std::vector<ServiceView> Registry::services() const {
     v.forwarding = state.config.forwarding;
     v.scheduler = state.config.scheduler;
     v.ringSize = state.config.ringSize;
+    v.publishedRingSize = static_cast<uint32_t>(state.ring.size());
     for (const auto& [addr, real] : state.reals) {
       v.reals.push_back(RealView{addr, real.id, real.weight, backendGen_[real.id], real.healthy,
-                                 real.inRing(), real.mac});
+                                 real.inRing(), real.mac, real.held});
     }
     out.push_back(std::move(v));
   }

@@ -35,8 +35,9 @@ struct RealView {
   uint32_t weight = 0;
   uint32_t gen = 0;
   bool healthy = true;  // health verdict; down reals are out of the ring
-  bool inRing = false;  // weight > 0 and healthy
+  bool inRing = false;  // weight > 0 and (healthy or held)
   std::optional<MacAddress> mac;
+  bool held = false;    // down, but kept in the ring by fail-open (all reals down)
 };
 
 struct ServiceView {
@@ -48,6 +49,7 @@ struct ServiceView {
   Forwarding forwarding = Forwarding::kIpip;
   Scheduler scheduler = Scheduler::kMaglev;
   uint32_t ringSize = 0;
+  uint32_t publishedRingSize = 0;  // 0: the data plane holds the empty ring
   std::vector<RealView> reals;  // sorted by address
 };
 
@@ -86,9 +88,19 @@ class Registry {
   // logs and keeps running on reload).
   Status apply(const Config& config);
 
-  // Health verdict for one real (future: the health checker). Down takes it
-  // out of the ring and invalidates its flows; up puts it back.
+  // Health verdict for one real (the health checker's transitions). Down
+  // takes it out of the ring and invalidates its flows (new generation);
+  // up puts it back. Only that service's ring is rebuilt.
+  // Fail-open (ServiceConfig::healthFailOpen): when the last real serving a
+  // service goes down, it stays in the ring with its flows ("held") and
+  // all_reals_down is logged at error level: a balancer that drops
+  // everything turns a broken check into an outage. The first real to come
+  // back up releases every held real. Fail-closed empties the ring.
   Status setRealHealth(const std::string& service, const IpAddress& real, bool healthy);
+
+  // The real in `slot` of the ring last published for `service`; nullopt
+  // if the service is unknown, its ring is empty or slot is out of range.
+  std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) const;
 
   std::vector<ServiceView> services() const;  // sorted by name
   RegistryStats readStats();
@@ -101,13 +113,15 @@ class Registry {
     BackendId id = 0;
     uint32_t weight = 0;
     bool healthy = true;
+    bool held = false;  // fail-open: down but kept in the ring
     std::optional<MacAddress> mac;
-    bool inRing() const { return weight > 0 && healthy; }
+    bool inRing() const { return weight > 0 && (healthy || held); }
   };
   struct ServiceState {
     ServiceConfig config;  // as last applied (reals in config order)
     ServiceId id = 0;
     std::map<IpAddress, RealState> reals;
+    std::vector<uint32_t> ring;  // as last published (backend ids), for lookups
   };
   // Dense ids, lowest free first, so tables stay compact and ids are reused.
   class IdPool {
@@ -126,7 +140,7 @@ class Registry {
   Status addService(const ServiceConfig& cfg);
   Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
   Status updateService(ServiceState& state, const ServiceConfig& cfg);
-  Status publishRing(const ServiceState& state);
+  Status publishRing(ServiceState& state);
   Status writeBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);
   Status invalidateBackend(const ServiceState& state, const IpAddress& addr, RealState& real);
   Status addVipRef(const IpAddress& vip);

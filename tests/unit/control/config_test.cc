@@ -158,7 +158,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"negative weight", svc("    reals:\n      - {address: 10.0.1.11, weight: -1}\n"),
                 {"keel.yaml:9: services[0].reals[0].weight: must be an integer 0..65535"}},
         BadCase{"unknown top-level key (typo)", kHead + "servcies: []\n",
-                {"keel.yaml:4: servcies: unknown key (expected one of: dataplane, node, limits, services)"}},
+                {"keel.yaml:4: servcies: unknown key (expected one of: dataplane, node, limits, control, services)"}},
         BadCase{"unknown service key", svc("    ringsize: 65537\n"),
                 {"keel.yaml:8: services[0].ringsize: unknown key"}},
         BadCase{"unknown real key", svc("    reals:\n      - {address: 10.0.1.11, wieght: 3}\n"),

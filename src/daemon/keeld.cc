@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // keeld: reads keel.yaml, builds the data plane, programs every service and
-// runs until SIGTERM/SIGINT, then detaches and removes its pins. SIGHUP
-// re-reads the file and applies only the difference (a bad file is logged
-// and changes nothing).
+// runs until SIGTERM/SIGINT (or `keelctl daemon stop`), then detaches and
+// removes its pins (`keelctl daemon stop --detach` leaves both in place). SIGHUP (or `keelctl config reload`) re-reads the file and
+// applies only the difference (a bad file is logged and changes nothing).
+//
+// One thread, one boost::asio::io_context: signals (signal_set), the health
+// checker and the control socket all run on it, so the registry is never
+// touched concurrently and needs no lock.
 //
 // Exit codes: 0 clean stop / valid config, 1 invalid config or runtime
 // failure, 2 usage error or a data plane this build does not have.
@@ -10,15 +14,21 @@
 #include <net/if.h>
 #include <signal.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
 
 #include "common/logging.h"
 #include "control/config.h"
+#include "control/api/api_server.h"
 #include "control/registry.h"
+#include "daemon/daemon_backend.h"
 #include "daemon/neighbour.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 
@@ -82,18 +92,10 @@ bool sameNode(const keel_node_config& a, const keel_node_config& b) {
   return std::memcmp(&a, &b, sizeof a) == 0;
 }
 
-// Reload: re-read, validate, apply the difference. Data plane shape
-// (kind, interface, mode, limits) needs a restart; say so and keep the rest.
-void reload(const std::string& path, const Config& running, Registry& registry, Dataplane& dp,
-            keel_node_config& node) {
-  logInfo(LogRecord("reload_started").add("config", path));
-  ConfigResult r = loadConfigFile(path, hostConfigOptions());
-  if (!r.ok()) {
-    for (const std::string& e : r.errors) logError(LogRecord("config_error").add("error", e));
-    logError(LogRecord("reload_rejected").add("config", path).add("errors", r.errors.size()));
-    return;
-  }
-  Config& next = *r.config;
+// Reload, before the registry: data plane shape (kind, interface, mode,
+// limits) and the control socket need a restart; say so and keep the rest.
+// The node config is applied here.
+Status preApply(const Config& running, const Config& next, Dataplane& dp, keel_node_config& node) {
   const DataplaneLimits& a = running.limits;
   const DataplaneLimits& b = next.limits;
   if (next.dataplane.kind != running.dataplane.kind ||
@@ -103,27 +105,19 @@ void reload(const std::string& path, const Config& running, Registry& registry, 
     logWarn(LogRecord("reload_restart_needed")
                 .add("detail", "dataplane: and limits: changes apply at the next start; kept the running ones"));
   }
+  if (next.control.socket != running.control.socket || next.control.mode != running.control.mode ||
+      next.control.group != running.control.group)
+    logWarn(LogRecord("reload_control_restart_needed")
+                .add("detail", "control: changes apply at the next start; kept the running socket"));
   std::string err;
   auto newNode = buildNodeConfig(next, &err);
-  if (!newNode) {
-    logError(LogRecord("reload_rejected").add("error", err));
-    return;
-  }
+  if (!newNode) return Status::error(err);
   if (!sameNode(*newNode, node)) {
-    if (Status s = dp.setNode(*newNode); !s) {
-      logError(LogRecord("reload_failed").add("error", s.message()));
-      return;
-    }
+    if (Status s = dp.setNode(*newNode); !s) return s;
     node = *newNode;
     logInfo(LogRecord("node_updated"));
   }
-  if (Status s = registry.apply(next); !s) {
-    logError(LogRecord("reload_failed").add("error", s.message()));
-    return;
-  }
-  logInfo(LogRecord("reload_done")
-              .add("services", next.services.size())
-              .add("reals", countReals(next)));
+  return Status::ok();
 }
 
 int run(const std::string& path) {
@@ -141,14 +135,11 @@ int run(const std::string& path) {
     return 1;
   }
 
-  // Signals are taken synchronously (sigwait) by this thread only: nothing
-  // runs in a handler, and no later thread (health checker, API) gets them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Registered before the data plane attaches: a SIGTERM during start-up
+  // waits for the loop (which then detaches cleanly) instead of killing
+  // keeld with the program attached.
+  boost::asio::io_context io;
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
 
   XdpOptions xo;
   xo.interface = config.dataplane.interface;
@@ -169,8 +160,22 @@ int run(const std::string& path) {
               .add("pins", dp->pinDir()));
 
   Registry registry(*dp);
+  std::unique_ptr<api::ApiServer> apiServer;
+  bool detachRequested = false;
+  auto stop = [&](bool detach) {
+    boost::asio::post(io, [&, detach] {
+      detachRequested = detach;
+      signals.cancel();
+      if (apiServer) apiServer->stop();
+      io.stop();
+    });
+  };
+  DaemonBackend backend(
+      io, registry, dp->kind(), path,
+      [](const std::string& p) { return loadConfigFile(p, hostConfigOptions()); },
+      [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, *node); }, stop);
   Status s = dp->setNode(*node);
-  if (s) s = registry.apply(config);
+  if (s) s = backend.start(config);
   if (!s) {
     logError(LogRecord("program_failed").add("error", s.message()));
     (void)dp->shutdown(true);
@@ -183,20 +188,47 @@ int run(const std::string& path) {
                     .add("service", svc.name)
                     .add("real", r.address.toString())
                     .add("mac", r.mac->toString()));
+
+  api::ApiServerOptions ao;
+  ao.socketPath = config.control.socket;
+  ao.mode = static_cast<mode_t>(config.control.mode);
+  ao.group = config.control.group;
+  apiServer = std::make_unique<api::ApiServer>(io, backend, ao);
+  if (Status st = apiServer->start(); !st) {
+    logError(LogRecord("control_socket_failed").add("socket", ao.socketPath).add("error", st.message()));
+    apiServer.reset();
+    (void)dp->shutdown(true);
+    return 1;
+  }
   logInfo(LogRecord("ready")
               .add("config", path)
               .add("services", config.services.size())
-              .add("reals", countReals(config)));
+              .add("reals", countReals(config))
+              .add("socket", ao.socketPath));
 
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
-    if (sig == SIGHUP) {
-      reload(path, config, registry, *dp, *node);
-      continue;
-    }
-    logInfo(LogRecord("stopping").add("signal", strsignal(sig)));
-    break;
+  std::function<void(const boost::system::error_code&, int)> onSignal =
+      [&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;  // cancelled: stopping
+        if (sig == SIGHUP) {
+          (void)backend.reload();
+          signals.async_wait(onSignal);
+          return;
+        }
+        logInfo(LogRecord("stopping").add("signal", strsignal(sig)));
+        stop(false);
+      };
+  signals.async_wait(onSignal);
+  io.run();
+
+  apiServer.reset();
+  if (detachRequested) {
+    // `keelctl daemon stop --detach`: leave the program attached (netlink
+    // XDP attachments outlive the process) and the maps pinned, so traffic
+    // keeps flowing with the last state. ~XdpDataplane would detach, so the
+    // object is deliberately never destroyed.
+    (void)dp.release();
+    logInfo(LogRecord("stopped_detached").add("interface", xo.interface));
+    return 0;
   }
   if (Status st = dp->shutdown(true); !st) {
     logError(LogRecord("shutdown_failed").add("error", st.message()));

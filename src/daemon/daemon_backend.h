@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0
+// keeld's ControlBackend: the control API and the health checker over the
+// service registry, all on the daemon's one io_context thread.
+//
+// Desired state = the file config + a runtime overlay (keelctl changes).
+// The registry is always given the composition of the two, so a runtime
+// change is applied exactly like a reload: validated in full, diffed, and
+// on error nothing changes.
+//
+// Overlay rules (docs/configuration.md "Runtime changes"):
+//  - real.drain sets the real's ring weight to 0 (generation unchanged, so
+//    established flows stay); undrain restores the weight it had.
+//  - real.set_weight / real.add / real.remove and service.add/remove are
+//    remembered per real (per service) in the overlay.
+//  - A reload keeps every overlay entry except those whose real (service)
+//    the file itself changed between the previous and the new file: then
+//    the file wins and the entry is dropped.
+//
+// Health: each real has one HealthChecker target; transitions call
+// Registry::setRealHealth. Checked reals (type != none) start DOWN and come
+// up after `rise` passing checks (keepalived behaviour); type none reals
+// are up at once. A reload keeps targets (and their state) for reals that
+// stay, updating their check in place when it changed.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+
+#include <boost/asio/io_context.hpp>
+
+#include "control/api/control_backend.h"
+#include "control/config.h"
+#include "control/health/health_checker.h"
+#include "control/registry.h"
+
+namespace keel {
+
+class DaemonBackend : public api::ControlBackend {
+ public:
+  // Loads a config (keeld passes loadConfigFile with host options).
+  using Loader = std::function<ConfigResult(const std::string& path)>;
+  // Applies node/limits side effects of a reload before the registry (keeld:
+  // node config); returns an error to reject the reload.
+  using PreApply = std::function<Status(const Config& next)>;
+  // Stops the daemon (posted to the loop); the argument is `detach`.
+  using Stopper = std::function<void(bool detach)>;
+
+  DaemonBackend(boost::asio::io_context& io, Registry& registry, std::string dataplaneKind,
+                std::string configPath, Loader loader, PreApply preApply, Stopper stopper);
+
+  // First apply at start: the file config, no overlay; adds health targets.
+  Status start(const Config& config);
+
+  // ControlBackend
+  std::vector<api::ServiceSnapshot> listServices() override;
+  std::optional<api::ServiceSnapshot> findService(const std::string& name) override;
+  std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override;
+  api::GlobalStats globalStats() override;
+  api::Result addService(const api::ServiceAddRequest& request) override;
+  api::Result removeService(const std::string& name) override;
+  api::Result addReal(const api::RealAddRequest& request) override;
+  api::Result removeReal(const api::RealRef& real) override;
+  api::Result setRealWeight(const api::RealWeightRequest& request) override;
+  api::Result setRealDrain(const api::RealRef& real, bool drain) override;
+  api::Result checkConfig(const std::string& path) override;
+  api::Result reload() override;
+  void shutdown(bool detach) override;
+
+  const Config& fileConfig() const { return file_; }
+  HealthChecker& checker() { return checker_; }
+
+ private:
+  struct RealOverride {
+    std::optional<RealConfig> added;      // real.add of a real the file lacks
+    bool removed = false;                 // real.remove
+    std::optional<uint32_t> weight;       // real.set_weight
+    bool drained = false;                 // real.drain
+  };
+  struct Overlay {
+    std::map<std::string, ServiceConfig> addedServices;
+    std::set<std::string> removedServices;
+    std::map<std::pair<std::string, IpAddress>, RealOverride> reals;
+  };
+  struct Target {
+    HealthTargetId id = 0;
+    IpAddress vip;
+    uint16_t port = 0;
+    uint8_t protocol = 0;
+  };
+
+  Config compose(const Config& file, const Overlay& overlay) const;
+  // Applies file+overlay; on success commits both and syncs health targets.
+  api::Result commit(const Config& file, Overlay overlay);
+  void syncHealth(const Config& effective);
+  void onHealthChange(const HealthTarget& target, bool up, const HealthResult& why);
+  api::ServiceSnapshot snapshotOf(const ServiceView& view, const RegistryStats& stats) const;
+  static Overlay rebase(const Config& oldFile, const Config& newFile, const Overlay& overlay);
+
+  boost::asio::io_context& io_;
+  Registry& registry_;
+  std::string dataplaneKind_;
+  std::string configPath_;
+  Loader loader_;
+  PreApply preApply_;
+  Stopper stopper_;
+  Config file_;       // the file as last applied
+  Overlay overlay_;   // runtime changes on top of it
+  Config effective_;  // compose(file_, overlay_), what the registry holds
+  std::map<std::pair<std::string, IpAddress>, Target> targets_;
+  HealthChecker checker_;
+};
+
+}  // namespace keel

@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: Apache-2.0
+// keeld's ControlBackend over the registry (MockDataplane): drain keeps the
+// generation, undrain restores the weight, runtime changes survive a reload
+// unless the file changes that real, a bad reload changes nothing, checked
+// reals start down, and fail-open keeps the last real in the ring.
+#include "daemon/daemon_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+
+#include "mock_dataplane.h"
+
+namespace keel {
+namespace {
+
+using test::MockDataplane;
+
+IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+
+std::string yaml(const std::string& reals, const std::string& health = "") {
+  return "dataplane: {kind: xdp, interface: eth0}\n"
+         "node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: \"02:00:00:00:00:01\"}\n"
+         "services:\n"
+         "  - name: web\n"
+         "    vip: 10.0.0.1\n"
+         "    port: 80\n"
+         "    protocol: tcp\n" +
+         health + "    reals:\n" + reals;
+}
+
+const std::string kTwo =
+    "      - {address: 10.0.1.1, weight: 100}\n"
+    "      - {address: 10.0.1.2, weight: 100}\n";
+
+class DaemonBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override { files_["keel.yaml"] = yaml(kTwo); }
+
+  void make() {
+    backend_ = std::make_unique<DaemonBackend>(
+        io_, registry_, "mock", "keel.yaml",
+        [this](const std::string& p) {
+          auto it = files_.find(p);
+          if (it == files_.end()) {
+            ConfigResult r;
+            r.errors.push_back(p + ": cannot open");
+            return r;
+          }
+          return parseConfig(it->second, p);
+        },
+        [](const Config&) { return Status::ok(); }, [this](bool d) { stopped_ = d ? 2 : 1; });
+    ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
+    ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
+    ASSERT_TRUE(backend_->start(*r.config));
+  }
+
+  api::RealSnapshot realOf(const char* addr) {
+    auto s = backend_->findService("web");
+    EXPECT_TRUE(s);
+    for (const auto& r : s->reals)
+      if (r.address == ip(addr)) return r;
+    ADD_FAILURE() << "no real " << addr;
+    return {};
+  }
+
+  // Distinct backend ids the service's ring names now.
+  std::set<uint32_t> ringIds() {
+    const auto& ring = dp_.rings[0];
+    return {ring.begin(), ring.end()};
+  }
+
+  BackendId idOf(const char* addr) {
+    for (const auto& v : registry_.services())
+      for (const auto& r : v.reals)
+        if (r.address == ip(addr)) return r.backendId;
+    return ~0u;
+  }
+
+  boost::asio::io_context io_;
+  MockDataplane dp_;
+  Registry registry_{dp_};
+  std::map<std::string, std::string> files_;
+  std::unique_ptr<DaemonBackend> backend_;
+  int stopped_ = 0;
+};
+
+TEST_F(DaemonBackendTest, DrainKeepsGenerationAndUndrainRestoresWeight) {
+  make();
+  const BackendId a = idOf("10.0.1.1");
+  const uint32_t gen = dp_.backends[a].gen;
+  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+  EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("10.0.1.2")});
+  EXPECT_EQ(dp_.backends[a].gen, gen);
+  EXPECT_TRUE(dp_.backends[a].flags & KEEL_BE_F_VALID);
+  auto r = realOf("10.0.1.1");
+  EXPECT_EQ(r.state(), "draining");
+  EXPECT_EQ(r.weight, 100u);  // the weight it returns with
+  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());  // repeat: fine
+  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, false).isOk());
+  EXPECT_EQ(ringIds(), (std::set<uint32_t>{a, idOf("10.0.1.2")}));
+  EXPECT_EQ(realOf("10.0.1.1").state(), "up");
+}
+
+TEST_F(DaemonBackendTest, ReloadKeepsDrainUnlessFileChangesThatReal) {
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 7}).isOk());
+  // Unrelated change (a third real): both overrides survive.
+  files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n");
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_TRUE(realOf("10.0.1.1").draining);
+  EXPECT_EQ(realOf("10.0.1.2").weight, 7u);
+  // The file changes 10.0.1.1 (weight): the file wins, the drain is gone.
+  files_["keel.yaml"] = yaml(
+      "      - {address: 10.0.1.1, weight: 50}\n"
+      "      - {address: 10.0.1.2, weight: 100}\n"
+      "      - {address: 10.0.1.3, weight: 100}\n");
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_FALSE(realOf("10.0.1.1").draining);
+  EXPECT_EQ(realOf("10.0.1.1").weight, 50u);
+  EXPECT_EQ(realOf("10.0.1.2").weight, 7u);
+}
+
+TEST_F(DaemonBackendTest, BadReloadChangesNothing) {
+  make();
+  dp_.calls.clear();
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: abc}\n");
+  api::Result r = backend_->reload();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+  ASSERT_TRUE(r.error().details.contains("errors"));
+  EXPECT_NE(r.error().details["errors"][0].get<std::string>().find("keel.yaml:"), std::string::npos);
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
+}
+
+TEST_F(DaemonBackendTest, CheckConfigReportsEveryErrorAndAppliesNothing) {
+  make();
+  dp_.calls.clear();
+  files_["other.yaml"] = yaml(
+      "      - {address: 10.0.1.1, weight: abc}\n"
+      "      - {address: nope}\n");
+  api::Result r = backend_->checkConfig("other.yaml");
+  ASSERT_FALSE(r.isOk());
+  EXPECT_GE(r.error().details["errors"].size(), 2u);
+  files_["other.yaml"] = yaml(kTwo);
+  EXPECT_TRUE(backend_->checkConfig("other.yaml").isOk());
+  EXPECT_TRUE(dp_.calls.empty());
+}
+
+TEST_F(DaemonBackendTest, RuntimeAddAndRemoveReal) {
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.9");
+  add.real.weight = 10;
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 3u);
+  EXPECT_TRUE(ringIds().count(idOf("10.0.1.9")));
+  ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.9")}).isOk());
+  ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.1")}).isOk());
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 1u);
+  // A reload of the same file keeps the runtime removal.
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 1u);
+}
+
+TEST_F(DaemonBackendTest, RuntimeHealthErrorChangesNothing) {
+  make();
+  dp_.calls.clear();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.9");
+  add.real.health = {{"rise", "many"}};
+  api::Result r = backend_->addReal(add);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.error().message.find("rise"), std::string::npos) << r.error().message;
+  EXPECT_TRUE(dp_.calls.empty());
+}
+
+TEST_F(DaemonBackendTest, CheckedRealsStartDownAndFailOpenKeepsTheLast) {
+  files_["keel.yaml"] = yaml(kTwo,
+                             "    health: {type: tcp, port: 9, interval: 100ms, timeout: 50ms, "
+                             "rise: 1, fall: 1}\n");
+  make();
+  // Down until rise: nothing in the ring, backends not valid.
+  EXPECT_TRUE(dp_.rings[0].empty());
+  EXPECT_EQ(realOf("10.0.1.1").state(), "down");
+  EXPECT_EQ(realOf("10.0.1.1").check, "tcp");
+  // Transitions as the checker would report them.
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  EXPECT_EQ(ringIds().size(), 2u);
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), false));
+  EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("10.0.1.2")});
+  // The last one down stays (fail-open), still valid at its generation.
+  const uint32_t gen = dp_.backends[idOf("10.0.1.2")].gen;
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
+  EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("10.0.1.2")});
+  EXPECT_EQ(dp_.backends[idOf("10.0.1.2")].gen, gen);
+  EXPECT_TRUE(dp_.backends[idOf("10.0.1.2")].flags & KEEL_BE_F_VALID);
+  // The first real back up replaces the held one, which is invalidated.
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("10.0.1.1")});
+  EXPECT_GT(dp_.backends[idOf("10.0.1.2")].gen, gen);
+  EXPECT_FALSE(dp_.backends[idOf("10.0.1.2")].flags & KEEL_BE_F_VALID);
+}
+
+TEST_F(DaemonBackendTest, FailClosedEmptiesTheRing) {
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, all_down: fail-closed}\n");
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), false));
+  EXPECT_TRUE(dp_.rings[0].empty());
+}
+
+TEST_F(DaemonBackendTest, HealthErrorsHaveFileAndLine) {
+  ConfigResult r = parseConfig(yaml(kTwo, "    health: {type: tcp, rise: many, all_down: maybe}\n"),
+                               "keel.yaml");
+  ASSERT_FALSE(r.ok());
+  std::string all;
+  for (const auto& e : r.errors) all += e + "\n";
+  EXPECT_NE(all.find("keel.yaml:8: services[0].health.rise"), std::string::npos) << all;
+  EXPECT_NE(all.find("all_down"), std::string::npos) << all;
+  // Reported once, not once per real.
+  EXPECT_EQ(std::count(r.errors.begin(), r.errors.end(), r.errors.front()), 1);
+}
+
+TEST(ControlConfig, DefaultsAndErrors) {
+  const std::string base =
+      "dataplane: {kind: xdp, interface: eth0}\n"
+      "node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: \"02:00:00:00:00:01\"}\n";
+  ConfigResult ok = parseConfig(base, "k.yaml");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok.config->control.socket, "/run/keel/keel.sock");
+  EXPECT_EQ(ok.config->control.mode, 0600u);
+  ConfigResult set = parseConfig(base + "control: {socket: /tmp/k.sock, mode: \"0660\", group: keel}\n", "k.yaml");
+  ASSERT_TRUE(set.ok());
+  EXPECT_EQ(set.config->control.socket, "/tmp/k.sock");
+  EXPECT_EQ(set.config->control.mode, 0660u);
+  EXPECT_EQ(set.config->control.group, "keel");
+  ConfigResult bad = parseConfig(base + "control: {socket: rel.sock, mode: \"999\"}\n", "k.yaml");
+  ASSERT_FALSE(bad.ok());
+  std::string all;
+  for (const auto& e : bad.errors) all += e + "\n";
+  EXPECT_NE(all.find("k.yaml:3: control.socket"), std::string::npos) << all;
+  EXPECT_NE(all.find("control.mode"), std::string::npos) << all;
+  EXPECT_FALSE(parseConfig(base + "control: {sockett: /tmp/k.sock}\n", "k.yaml").ok());
+}
+
+TEST_F(DaemonBackendTest, ShutdownCallsTheStopper) {
+  make();
+  backend_->shutdown(true);
+  EXPECT_EQ(stopped_, 2);
+}
+
+}  // namespace
+}  // namespace keel

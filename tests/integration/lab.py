@@ -361,6 +361,8 @@ class Lab:
         self._namespaces: list[str] = []
         self._procs: list[subprocess.Popen] = []
         self._servers: list[subprocess.Popen] = []
+        self._server_of: dict[str, subprocess.Popen] = {}  # role -> its server
+        self._server_ports: tuple = ((80,), (80,))
         self._decap: set[str] = set()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{p}-"))
         self._up = False
@@ -509,20 +511,46 @@ class Lab:
     def start_servers(self, tcp_ports=(80,), udp_ports=(80,), timeout: float = 10.0):
         """Starts a name-answering server on every real and waits until each
         has bound its sockets."""
+        self._server_ports = (tuple(tcp_ports), tuple(udp_ports))
         for real in self.reals:
-            argv = [PYTHON, str(HERE / "lab_server.py"), "--name", real.role,
-                    "--udp-addr", VIP4, "--udp-addr", VIP6]
-            argv += [a for p in tcp_ports for a in ("--tcp-port", str(p))]
-            argv += [a for p in udp_ports for a in ("--udp-port", str(p))]
-            proc = subprocess.Popen(real.argv(argv), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
-            self._procs.append(proc)
-            self._servers.append(proc)
-            ready, _, _ = select.select([proc.stdout], [], [], timeout)
-            line = proc.stdout.readline() if ready else ""
-            if line.strip() != "ready":
-                raise LabError(f"server on {real.role} did not start: {line!r} "
-                               f"{proc.stderr.read() if proc.poll() is not None else ''}")
+            self._start_server(real, timeout)
+
+    def _start_server(self, real: Host, timeout: float = 10.0):
+        tcp_ports, udp_ports = self._server_ports
+        argv = [PYTHON, str(HERE / "lab_server.py"), "--name", real.role,
+                "--udp-addr", VIP4, "--udp-addr", VIP6]
+        argv += [a for p in tcp_ports for a in ("--tcp-port", str(p))]
+        argv += [a for p in udp_ports for a in ("--udp-port", str(p))]
+        proc = subprocess.Popen(real.argv(argv), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self._procs.append(proc)
+        self._servers.append(proc)
+        self._server_of[real.role] = proc
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline() if ready else ""
+        if line.strip() != "ready":
+            raise LabError(f"server on {real.role} did not start: {line!r} "
+                           f"{proc.stderr.read() if proc.poll() is not None else ''}")
+
+    def stop_server(self, real: Host, timeout: float = 5.0):
+        """Stops one real's server (its listening sockets close: connects are
+        refused, as when a service dies on a live host)."""
+        proc = self._server_of.pop(real.role, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+    def restart_server(self, real: Host, timeout: float = 10.0):
+        """Starts a stopped real's server again (no-op if it runs)."""
+        proc = self._server_of.get(real.role)
+        if proc is not None and proc.poll() is None:
+            return
+        self._start_server(real, timeout)
 
     def decap_pin_root(self, real: Host) -> str:
         # Every real's interface is called eth0: a per-real pin root keeps

@@ -1,0 +1,183 @@
+# SPDX-License-Identifier: Apache-2.0
+"""keeld's health checker and control socket, end to end (keelctl via nsenter):
+  - a real whose server dies leaves the ring after `fall` failed checks and
+    returns after `rise` passing ones once restarted;
+  - `keelctl real drain`: new flows avoid the real while a TCP connection
+    already on it keeps working; undrain brings it back;
+  - `keelctl config reload` of a broken file fails with file:line and
+    changes nothing;
+  - `keelctl service list` as a table and as JSON.
+Checks are TCP connects to :8080 every 200ms, fall 2, rise 2. Every wait is
+bounded in count and time."""
+import json
+import socket
+import time
+
+import pytest
+
+from suite import run_keel, served
+
+PORT = 80
+INTERVAL_S = 0.2
+FALL = RISE = 2
+# fall/rise * interval, plus first-check jitter, probe timeout and a loaded CI box.
+STATE_WAIT_S = (max(FALL, RISE) + 1) * INTERVAL_S + 10
+
+
+def web(lab):
+    svc = lab.service("web", 4, PORT, "tcp", "ipip")
+    svc["health"] = {"type": "tcp", "port": 8080, "interval": "200ms", "timeout": "200ms",
+                     "rise": RISE, "fall": FALL}
+    return svc
+
+
+@pytest.fixture
+def keel_health(request, lab, need_keel):
+    gen = run_keel(request, lab, lab.keel_config([web(lab)]), with_handle=True)
+    lab_, config, keeld = next(gen)
+    try:
+        wait_states(keeld, {r.v4: "up" for r in lab.reals})
+        yield lab_, config, keeld
+    finally:
+        for real in lab.reals:
+            lab.restart_server(real)
+        for _ in gen:
+            pass
+
+
+def show(keeld) -> dict:
+    p = keeld.keelctl("-o", "json", "service", "show", "web")
+    out = json.loads(p.stdout)
+    return out.get("service", out)
+
+
+def states(keeld) -> dict:
+    return {r["address"]: r["state"] for r in show(keeld)["reals"]}
+
+
+def wait_states(keeld, want: dict, timeout: float = STATE_WAIT_S):
+    deadline = time.monotonic() + timeout
+    got = {}
+    while time.monotonic() < deadline:
+        got = states(keeld)
+        if all(got.get(a) == s for a, s in want.items()):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"real states {got}, wanted {want} within {timeout}s\n{keeld.log()}")
+
+
+def names(flows):
+    return served(flows)
+
+
+def test_dead_real_leaves_and_returns(keel_health):
+    lab, _, keeld = keel_health
+    dead = lab.reals[0]
+    assert names(lab.flows("tcp", lab.vip4, PORT, count=60))[dead.role] > 0
+    lab.stop_server(dead)
+    wait_states(keeld, {dead.v4: "down"})
+    got = names(lab.flows("tcp", lab.vip4, PORT, count=60))
+    assert dead.role not in got, got
+    assert "all_reals_down" not in keeld.log()
+    lab.restart_server(dead)
+    wait_states(keeld, {dead.v4: "up"})
+    assert names(lab.flows("tcp", lab.vip4, PORT, count=60))[dead.role] > 0
+
+
+def test_all_down_fails_open(keel_health):
+    lab, _, keeld = keel_health
+    for real in lab.reals:
+        lab.stop_server(real)
+    wait_states(keeld, {r.v4: "down" for r in lab.reals})
+    assert "all_reals_down" in keeld.log()
+    # The last real to go down stays in the ring: the ring is not empty.
+    assert show(keeld)["published_ring_size"] > 0
+    for real in lab.reals:
+        lab.restart_server(real)
+    wait_states(keeld, {r.v4: "up" for r in lab.reals})
+
+
+def ask(sock):
+    try:
+        sock.sendall(b"again\n")
+        data = sock.recv(2048)
+        return data.decode().strip() if data else "EOF"
+    except OSError as e:
+        return type(e).__name__
+
+
+def test_drain_keeps_established(keel_health):
+    lab, _, keeld = keel_health
+    conns = []
+    try:
+        for _ in range(12):
+            s = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
+            conns.append(s)
+            s.settimeout(3)
+            s.connect((lab.vip4, PORT))
+        before = [ask(s) for s in conns]
+        assert all(b.startswith("real") for b in before), before
+        target = next(r for r in lab.reals if r.role in before)
+        keeld.keelctl("real", "drain", "web", target.v4)
+        assert states(keeld)[target.v4] == "draining"
+        got = names(lab.flows("tcp", lab.vip4, PORT, count=60))
+        assert target.role not in got, got
+        after = [ask(s) for s in conns]
+        assert after == before, (before, after)
+        keeld.keelctl("real", "undrain", "web", target.v4)
+        assert states(keeld)[target.v4] == "up"
+        assert names(lab.flows("tcp", lab.vip4, PORT, count=60))[target.role] > 0
+    finally:
+        for s in conns:
+            s.close()
+
+
+def test_invalid_reload_changes_nothing(keel_health):
+    lab, _, keeld = keel_health
+    good = keeld.config_path.read_text()
+    before = show(keeld)
+    try:
+        keeld.config_path.write_text(good.replace('"weight": 100', '"weight": "abc"', 1)
+                                     if '"weight": 100' in good else
+                                     good.replace("weight: 100", 'weight: "abc"', 1))
+        p = keeld.keelctl("config", "reload", check=False)
+        assert p.returncode != 0
+        assert f"{keeld.config_path.name}:" in p.stdout + p.stderr, p.stdout + p.stderr
+        after = show(keeld)
+        strip = lambda s: [(r["address"], r["weight"], r["state"]) for r in s["reals"]]  # noqa: E731
+        assert strip(after) == strip(before)
+    finally:
+        keeld.config_path.write_text(good)
+    assert keeld.keelctl("config", "reload").returncode == 0
+
+
+def test_service_list(keel_health):
+    lab, _, keeld = keel_health
+    table = keeld.keelctl("service", "list").stdout
+    assert "web" in table
+    for real in lab.reals:
+        assert real.v4 in table
+    out = json.loads(keeld.keelctl("-o", "json", "service", "list").stdout)
+    services = out.get("services", out) if isinstance(out, dict) else out
+    web_ = next(s for s in services if s["name"] == "web")
+    assert web_["vip"] == lab.vip4 and web_["port"] == PORT
+    assert sorted(r["address"] for r in web_["reals"]) == sorted(r.v4 for r in lab.reals)
+    assert all(r["state"] == "up" for r in web_["reals"])
+
+
+@pytest.fixture
+def keel_plain(request, lab, need_keel):
+    svc = lab.service("web", 4, PORT, "tcp", "ipip")
+    yield from run_keel(request, lab, lab.keel_config([svc]), with_handle=True)
+
+
+@pytest.mark.parametrize("detach", [False, True], ids=["stop", "stop-detach"])
+def test_daemon_stop(keel_plain, detach):
+    """`keelctl daemon stop` ends keeld cleanly; with --detach the balancer
+    stays attached and keeps serving with the last state."""
+    lab, _, keeld = keel_plain
+    keeld.keelctl("daemon", "stop", *(["--detach"] if detach else []))
+    assert keeld.proc.wait(timeout=15) == 0, keeld.log()
+    assert lab.plane.attached(lab) == detach
+    if detach:
+        served(lab.flows("tcp", lab.vip4, PORT, count=5))

@@ -181,3 +181,20 @@ def test_daemon_stop(keel_plain, detach):
     assert lab.plane.attached(lab) == detach
     if detach:
         served(lab.flows("tcp", lab.vip4, PORT, count=5))
+
+
+def test_lookup_and_health_show(keel_health):
+    """`keelctl lookup` names the real the data plane picks for a flow, for
+    flows actually sent (the ring it reads is the one published), and
+    `health show` reports every real's check."""
+    lab, _, keeld = keel_health
+    by_addr = {r.v4: r.role for r in lab.reals}
+    for flow in lab.flows("tcp", lab.vip4, PORT, count=12):
+        assert "real" in flow, flow
+        out = json.loads(keeld.keelctl("-o", "json", "lookup", "web",
+                                       "--client", f"{flow['src']}:{flow['sport']}").stdout)
+        assert by_addr[out["real"]] == flow["real"], (out, flow)
+    health = json.loads(keeld.keelctl("-o", "json", "health", "show", "web").stdout)
+    svc = health["services"][0] if "services" in health else health
+    assert sorted(r["address"] for r in svc["reals"]) == sorted(by_addr)
+    assert all(r["check"] == "tcp" and r["state"] == "up" for r in svc["reals"]), svc

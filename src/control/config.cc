@@ -432,8 +432,15 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
     const YAML::Node realNode = realsNode.IsSequence() ? realsNode[i] : YAML::Node();
     const YAML::Node realHealth = realNode.IsMap() ? realNode["health"] : YAML::Node();
     if (auto spec = resolveRealHealth(svcHealth, realHealth, source_, path,
-                                      path + ".reals[" + std::to_string(i) + "]", errors_))
+                                      path + ".reals[" + std::to_string(i) + "]", errors_)) {
       real.healthSpec = *spec;
+      // What the checker itself would refuse (e.g. no port on a port-0
+      // service), caught here so --check-config and reloads report it.
+      if (spec->type != HealthCheckSpec::Type::None && real.address.family())
+        if (Status st = validateHealthTarget(HealthTarget{svc.name, real.address, svc.port, *spec});
+            !st)
+          errorAtLine(real.line, path + ".reals[" + std::to_string(i) + "].health", st.message());
+    }
   }
   // A mistake in the service block is found once per real: report it once.
   std::set<std::string> seen;

@@ -229,6 +229,18 @@ TEST_F(DaemonBackendTest, HealthErrorsHaveFileAndLine) {
   EXPECT_EQ(std::count(r.errors.begin(), r.errors.end(), r.errors.front()), 1);
 }
 
+TEST(HealthConfig, CheckerRefusalsAreConfigErrors) {
+  // A port-0 service has no port to check unless health.port says one.
+  std::string text = yaml(kTwo, "    health: {type: tcp}\n");
+  text.replace(text.find("port: 80"), 8, "port: 0");
+  ConfigResult r = parseConfig(text, "keel.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.errors.front().find("keel.yaml:10: services[0].reals[0].health"), std::string::npos)
+      << r.errors.front();
+  text.replace(text.find("{type: tcp}"), 11, "{type: tcp, port: 81}");
+  EXPECT_TRUE(parseConfig(text, "keel.yaml").ok());
+}
+
 TEST(ControlConfig, DefaultsAndErrors) {
   const std::string base =
       "dataplane: {kind: xdp, interface: eth0}\n"

@@ -131,12 +131,13 @@ double runPurePath(int flows, uint32_t connTable, int passes) {
     if (pass == 1) t0 = cpuNow();  // pass 0 warms the table
     for (size_t i = 0; i + 32 <= frames.size(); i += 32) {
       dpdk::PacketBuf bufs[32];
+      dpdk::ParsedPacket parsed[32];
       for (int j = 0; j < 32; ++j) {
         std::memcpy(scratch[j] + 128, frames[i + j].data(), frames[i + j].size());
         bufs[j] = {scratch[j] + 128, static_cast<uint32_t>(frames[i + j].size()), 128};
-        dpdk::prefetchFlow(w, bufs[j].data, bufs[j].len);
+        dpdk::parseAndPrefetch(w, bufs[j].data, bufs[j].len, parsed[j]);
       }
-      for (int j = 0; j < 32; ++j) dpdk::processPacket(*store.current(), w, bufs[j], 1000);
+      for (int j = 0; j < 32; ++j) dpdk::processParsed(*store.current(), w, bufs[j], parsed[j], 1000);
       if (pass > 0) n += 32;
     }
   }

@@ -296,6 +296,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     rte_mbuf* rx[kBurst];
     rte_mbuf* tx[kBurst];
     rte_mbuf* exc[kBurst];
+    dpdk::ParsedPacket parsed[kBurst];  // first pass's results, used by the second
     const uint16_t q = w.queue;
     const bool haveTap = tapReady_;
     // ns = tsc * 1e9 / hz as a 32.32 fixed-point multiply (no division per burst).
@@ -311,13 +312,14 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         // Two passes: prefetch every packet's connection-table bucket, then
         // process; the DRAM misses of a burst overlap instead of queueing.
         for (uint16_t i = 0; i < n; ++i)
-          dpdk::prefetchFlow(st, rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i]));
+          dpdk::parseAndPrefetch(st, rte_pktmbuf_mtod(rx[i], const uint8_t*),
+                                 rte_pktmbuf_data_len(rx[i]), parsed[i]);
         for (uint16_t i = 0; i < n; ++i) {
           rte_mbuf* m = rx[i];
           dpdk::PacketBuf b{rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m),
                             rte_pktmbuf_headroom(m)};
           uint8_t* before = b.data;
-          dpdk::PacketResult r = dpdk::processPacket(*snap, st, b, now);
+          dpdk::PacketResult r = dpdk::processParsed(*snap, st, b, parsed[i], now);
           if (r.verdict == dpdk::Verdict::kTx) {
             if (b.data != before) rte_pktmbuf_prepend(m, static_cast<uint16_t>(before - b.data));
             tx[ntx++] = m;

@@ -43,22 +43,33 @@ inline bool usable(const keel_backend* be, uint32_t svcId) {
 
 }  // namespace
 
-void prefetchFlow(WorkerState& w, const uint8_t* data, uint32_t len) {
+void parseAndPrefetch(WorkerState& w, const uint8_t* data, uint32_t len, ParsedPacket& out) {
   void* d = const_cast<uint8_t*>(data);
   void* end = const_cast<uint8_t*>(data) + len;
-  keel_pkt p;
-  if (keel_parse_l3(d, end, &p) != KEEL_CONTINUE) return;
-  if (keel_parse_l4(d, end, &p) != KEEL_CONTINUE) return;
-  w.conns.prefetch(keel_flow_hash(&p.key));
+  out.l3 = keel_parse_l3(d, end, &out.pkt);
+  out.l4 = out.l3 == KEEL_CONTINUE ? keel_parse_l4(d, end, &out.pkt) : out.l3;
+  if (out.l4 != KEEL_CONTINUE) return;
+  out.flowHash = keel_flow_hash(&out.pkt.key);
+  w.conns.prefetch(out.flowHash);
 }
 
 PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint64_t nowNs) {
+  ParsedPacket parsed;
+  parseAndPrefetch(w, b.data, b.len, parsed);
+  return processParsed(s, w, b, parsed, nowNs);
+}
+
+// Stage 2 of the parser runs (in parseAndPrefetch) before the VIP check,
+// unlike XDP; that is only reading: its result is used only for VIPs, so
+// every verdict is the same as bpf/balancer.bpf.c's.
+PacketResult processParsed(const Snapshot& s, WorkerState& w, PacketBuf& b, ParsedPacket& parsed,
+                           uint64_t nowNs) {
   const uint32_t bytes = b.len;
   void* data = b.data;
   void* end = b.data + b.len;
-  keel_pkt p;
+  keel_pkt& p = parsed.pkt;
 
-  int rc = keel_parse_l3(data, end, &p);
+  int rc = parsed.l3;
   if (rc != KEEL_CONTINUE) return finish(w, Verdict::kPass, rc, bytes);
 
   keel_vip_key vk{};
@@ -66,7 +77,7 @@ PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint
   vk.family = p.key.family;
   if (!snapshotHasVip(s, vk)) return finish(w, Verdict::kPass, KEEL_R_PASS_NOT_VIP, bytes);
 
-  rc = keel_parse_l4(data, end, &p);
+  rc = parsed.l4;
   if (rc == KEEL_ICMP_ECHO) {
     if (keel_icmp_echo_reply(data, end, &p) != 0)
       return finish(w, Verdict::kDrop, KEEL_R_DROP_TRUNCATED, bytes);
@@ -81,7 +92,7 @@ PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint
   // The connection table keeps a flow on its real across ring changes; an
   // entry is trusted only while its backend is valid, still belongs to this
   // service and still has the generation it was picked with (maps_abi.h).
-  const uint32_t flowHash = keel_flow_hash(&p.key);
+  const uint32_t flowHash = parsed.flowHash;
   const uint64_t idleNs = p.key.proto == KEEL_PROTO_TCP ? s.tcpIdleNs : s.udpIdleNs;
   const keel_backend* be = nullptr;
   uint32_t beId = KEEL_INVALID_ID;

@@ -19,6 +19,7 @@
 #include "dataplane/dpdk/conn_table.h"
 #include "dataplane/dpdk/tables.h"
 #include "keel/maps_abi.h"
+#include "keel/parse.h"
 
 namespace keel::dpdk {
 
@@ -64,13 +65,28 @@ struct PacketResult {
   uint32_t backendId;  // KEEL_INVALID_ID unless forwarded to a backend
 };
 
+// What the first pass over a burst learned about one packet: the parse
+// results and the flow hash, so the second pass does neither again.
+struct ParsedPacket {
+  keel_pkt pkt;
+  int l3;             // keel_parse_l3() result
+  int l4;             // keel_parse_l4() result (valid when l3 == KEEL_CONTINUE)
+  uint32_t flowHash;  // keel_flow_hash() (valid when l4 == KEEL_CONTINUE)
+};
+
+// First pass over a burst: parses the packet and, for a complete flow key,
+// prefetches its connection-table bucket so the second pass finds it in
+// cache. Reads the packet only; no counters move.
+void parseAndPrefetch(WorkerState& worker, const uint8_t* data, uint32_t len, ParsedPacket& out);
+
+// Second pass: the decision and the rewrite, from the first pass's results.
+// pkt must be the same, unmodified buffer parseAndPrefetch() read.
+PacketResult processParsed(const Snapshot& snap, WorkerState& worker, PacketBuf& pkt,
+                           ParsedPacket& parsed, uint64_t nowNs);
+
+// Both passes for one packet (tests, fixtures, the fuzz run).
 PacketResult processPacket(const Snapshot& snap, WorkerState& worker, PacketBuf& pkt,
                            uint64_t nowNs);
-
-// First pass over a burst: parses just far enough to hash the flow and
-// prefetches its connection-table bucket, so processPacket() on the same
-// burst finds it in cache. Reads the packet only; no counters move.
-void prefetchFlow(WorkerState& worker, const uint8_t* data, uint32_t len);
 
 // Adds one packet of `bytes` to a counter without tearing for readers.
 inline void countPacket(keel_counter& c, uint64_t bytes) {

@@ -314,12 +314,19 @@ Parsed<RealAddRequest> parseRealAdd(const json& params) {
   return finish(f, std::move(r));
 }
 
+namespace {
+// The (service, address) pair every real verb names.
+void readRealRef(Fields& f, RealRef& r) {
+  if (auto s = f.serviceName("service", true)) r.service = *s;
+  if (auto a = f.address("address", true)) r.address = *a;
+}
+}  // namespace
+
 Parsed<RealRef> parseRealRef(const json& params) {
   Fields f(params, "params");
   f.allowOnly({"service", "address"});
   RealRef r;
-  if (auto s = f.serviceName("service", true)) r.service = *s;
-  if (auto a = f.address("address", true)) r.address = *a;
+  readRealRef(f, r);
   return finish(f, std::move(r));
 }
 
@@ -327,8 +334,7 @@ Parsed<RealWeightRequest> parseRealWeight(const json& params) {
   Fields f(params, "params");
   f.allowOnly({"service", "address", "weight"});
   RealWeightRequest r;
-  if (auto s = f.serviceName("service", true)) r.real.service = *s;
-  if (auto a = f.address("address", true)) r.real.address = *a;
+  readRealRef(f, r.real);
   if (auto w = f.integer("weight", true, 0, 65535)) r.weight = static_cast<uint32_t>(*w);
   return finish(f, std::move(r));
 }

@@ -6,7 +6,9 @@ balancer namespace (keeld's default 127.0.0.1:9477) must
     least the packets the client sent them, the data plane's tx_ipip rises;
   - follow health: a real whose server is stopped goes keel_real_up 0, its
     failed checks and transitions are counted, the check histogram fills;
-  - be absent with `metrics: {enabled: false}`.
+  - be absent with `metrics: {enabled: false}`;
+  - stop keeld's start-up (detaching again) when its address cannot be
+    bound, and stay where it is across a reload that changes it.
 Every wait is bounded in time."""
 import re
 import subprocess
@@ -151,3 +153,35 @@ def test_disabled(request, lab, need_keel):
     finally:
         for _ in gen:
             pass
+
+
+def test_unbindable_address_stops_startup(lab, need_keel):
+    """A metrics address keeld cannot bind (not local here) is a start-up
+    failure with the reason, and the data plane it had attached is detached
+    again (nothing half-started stays behind)."""
+    import lab as labmod
+    config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
+    config["metrics"] = {"address": "192.0.2.1:9477"}  # TEST-NET-1: on no interface
+    lab.plane.reset(lab)
+    path = lab.write_config(config, "badmetrics.yaml")
+    k = labmod.Keeld(lab, path, lab.tmp / "badmetrics.log")
+    try:
+        rc = k.proc.wait(timeout=30)
+        log = k.log()
+        attached = lab.plane.attached(lab)
+    finally:
+        k.stop()
+        lab.plane.reset(lab)
+    assert rc == 1, log
+    assert "metrics_failed" in log and "192.0.2.1:9477: Cannot assign requested address" in log, log
+    assert not attached, "keeld exited but left the balancer attached"
+
+
+def test_reload_keeps_running_endpoint(keel_metrics):
+    """metrics: changes need a restart: a reload says so and the endpoint
+    stays where it was."""
+    lab, config, keeld = keel_metrics
+    changed = dict(config, metrics={"address": "127.0.0.1:9478"})
+    keeld.reload(changed)
+    assert "reload_metrics_restart_needed" in keeld.log()
+    assert value(parse(scrape_text(lab)), "keel_scrape_success") == 1

@@ -151,7 +151,7 @@ TEST_F(MetricsTest, DownRealAndEmptyRing) {
   EXPECT_TRUE(hasLine(out, "keel_real_weight{" + kReal2 + "} 0"));
 }
 
-TEST(MetricsRender, HealthCountersAndCumulativeHistogram) {
+TEST(MetricsRender, HealthCountersAndPerServiceCumulativeHistogram) {
   MetricsSnapshot s;
   s.version = "v";
   s.dataplane = "mock";
@@ -166,29 +166,43 @@ TEST(MetricsRender, HealthCountersAndCumulativeHistogram) {
   checked.checks = 5;
   checked.failures = 2;
   checked.transitions = 3;
+  checked.lastDuration = std::chrono::microseconds(1500);
   checked.durationBuckets[0] = 1;  // <= 0.5 ms
   checked.durationBuckets[3] = 3;  // (2.5 ms, 5 ms]
   checked.durationBuckets.back() = 1;  // over 10 s
   checked.durationSumSeconds = 12.5;
   s.health.push_back(checked);
+  HealthStatus second = checked;  // a second checked real: sums into the service histogram
+  second.target.address = ip("10.0.1.2");
+  second.checks = 1;
+  second.failures = 0;
+  second.durationBuckets = {};
+  second.durationBuckets[1] = 1;  // (0.5 ms, 1 ms]
+  second.durationSumSeconds = 0.5;
+  s.health.push_back(second);
   HealthStatus none = checked;
-  none.target.address = ip("10.0.1.2");
+  none.target.address = ip("10.0.1.3");
   none.target.spec.type = HealthCheckSpec::Type::None;
   s.health.push_back(none);
 
   const std::string out = text(renderMetrics(s));
   EXPECT_TRUE(hasLine(out, "keel_health_checks_total{" + kReal1 + R"(,result="ok"} 3)"));
   EXPECT_TRUE(hasLine(out, "keel_health_checks_total{" + kReal1 + R"(,result="fail"} 2)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_checks_total{" + kReal2 + R"(,result="ok"} 1)"));
   EXPECT_TRUE(hasLine(out, "keel_health_transitions_total{" + kReal1 + "} 3"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_last_duration_seconds{" + kReal1 + "} 0.0015"));
   EXPECT_TRUE(hasLine(out, "# TYPE keel_health_check_duration_seconds histogram"));
-  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kReal1 + R"(,le="0.0005"} 1)"));
-  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kReal1 + R"(,le="0.0025"} 1)"));
-  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kReal1 + R"(,le="0.005"} 4)"));
-  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kReal1 + R"(,le="10"} 4)"));
-  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kReal1 + R"(,le="+Inf"} 5)"));
-  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_count{" + kReal1 + "} 5"));
-  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_sum{" + kReal1 + "} 12.5"));
-  EXPECT_EQ(out.find("10.0.1.2"), std::string::npos) << "type none target rendered:\n" << out;
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="0.0005"} 1)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="0.001"} 2)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="0.0025"} 2)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="0.005"} 5)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="10"} 5)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="+Inf"} 6)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_count{" + kWeb + "} 6"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_sum{" + kWeb + "} 13"));
+  EXPECT_EQ(out.find("remote_address=\"10.0.1.1\",remote_port=\"80\",le="), std::string::npos)
+      << "histogram is per service, not per real";
+  EXPECT_EQ(out.find("10.0.1.3"), std::string::npos) << "type none target rendered:\n" << out;
 }
 
 TEST(MetricsRender, FailedScrapeShowsOnlyBuildInfoAndFailure) {

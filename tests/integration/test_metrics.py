@@ -159,8 +159,9 @@ def test_disabled(request, lab, need_keel):
 
 def test_unbindable_address_stops_startup(lab, need_keel):
     """A metrics address keeld cannot bind (not local here) is a start-up
-    failure with the reason, and the data plane it had attached is detached
-    again (nothing half-started stays behind)."""
+    failure with the reason, and the data plane it had freshly attached is
+    detached again, like every failed start (an adopted one would be left
+    forwarding as it was found)."""
     import lab as labmod
     config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
     config["metrics"] = {"address": "192.0.2.1:9477"}  # TEST-NET-1: on no interface

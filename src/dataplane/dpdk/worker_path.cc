@@ -50,7 +50,7 @@ void parseAndPrefetch(WorkerState& w, const uint8_t* data, uint32_t len, ParsedP
   out.l4 = out.l3 == KEEL_CONTINUE ? keel_parse_l4(d, end, &out.pkt) : out.l3;
   if (out.l4 != KEEL_CONTINUE) return;
   out.flowHash = keel_flow_hash(&out.pkt.key);
-  w.conns.prefetch(out.flowHash);
+  w.conns.prefetch(out.pkt.key.family, out.flowHash);
 }
 
 PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint64_t nowNs) {
@@ -110,11 +110,11 @@ PacketResult processParsed(const Snapshot& s, WorkerState& w, PacketBuf& b, Pars
   const uint64_t idleNs = p.key.proto == KEEL_PROTO_TCP ? s.tcpIdleNs : s.udpIdleNs;
   const keel_backend* be = nullptr;
   uint32_t beId = KEEL_INVALID_ID;
-  if (ConnEntry* e = w.conns.find(p.key, flowHash, nowNs, idleNs)) {
-    const keel_backend* cand = snapshotBackend(s, e->value.backend_id);
-    if (usable(cand, svcId) && cand->gen == e->value.gen) {
+  if (keel_ct_value* e = w.conns.find(p.key, flowHash, nowNs, idleNs)) {
+    const keel_backend* cand = snapshotBackend(s, e->backend_id);
+    if (usable(cand, svcId) && cand->gen == e->gen) {
       be = cand;
-      beId = e->value.backend_id;
+      beId = e->backend_id;
       ConnTable::touch(*e, nowNs);
     }
   }

@@ -7,9 +7,11 @@ TCP connection and a UDP flow exchange messages without pause, and restarted:
   - a restart whose config lists a new service first and drains the real of
     the established flows keeps them there (the registry's ids and
     generations were rebuilt from the pinned maps, not handed out afresh);
+  - a drain made with keelctl survives the restart;
   - SIGTERM leaves forwarding in place by default; --detach-on-exit removes
     the attachment and the pins.
 keelds run in a KeeldHost (lab.py), whose bpffs outlives each of them."""
+import json
 import socket
 import threading
 
@@ -139,6 +141,11 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         assert "event=dataplane_adopted" in log and "program=kept" in log, log
         assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) == prog
         assert [ask(s) for s in conns] == before
+        # A runtime drain (keelctl) of the UDP flow's real: kept across the
+        # next restart (runtime state file), its flow stays.
+        udp_real = pumps[1].answers[0]
+        udp_addr = lab.real_by_name(udp_real).v4
+        k2.keelctl("real", "drain", "dgram", udp_addr)
         k2.kill()
 
         # 3. A new service listed first (a fresh registry would give it the
@@ -152,6 +159,11 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         config3 = lab.keel_config([extra, web3, dgram])
         k3 = start(lab, host, config3, "third")
         assert "event=dataplane_adopted" in k3.log()
+        shown = json.loads(k3.keelctl("-o", "json", "service", "show", "dgram").stdout)
+        shown = shown.get("service", shown)
+        draining = {r["address"]: r["draining"] for r in shown["reals"]}
+        assert draining[udp_addr] and sum(draining.values()) == 1, draining
+        assert udp_real not in served(lab.flows("udp", lab.vip4, PORT, count=10))
         after = [ask(s) for s in conns]
         moved = [(i, before[i], after[i]) for i in range(N_CONN) if after[i] != before[i]]
         assert not moved, f"established flows changed real across the restart: {moved}"

@@ -198,3 +198,38 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
     assert k4.stop() == 0, k4.log()
     assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) is None
     assert host.run(["test", "-e", PIN_DIR], check=False).returncode != 0
+
+
+def test_sd_notify_ready_reloading_stopping(lab, host):
+    """keeld tells systemd (NOTIFY_SOCKET, Type=notify) READY=1 once
+    programmed, RELOADING=1 then READY=1 around a SIGHUP reload, and
+    STOPPING=1; each with a STATUS= line."""
+    path = lab.tmp / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(15)
+    try:
+        web, _ = configs(lab)
+        config = lab.keel_config([web])
+        cfg = lab.write_config(config, "notify.yaml")
+        k = labmod.Keeld(lab, cfg, lab.tmp / "notify.log", host=host,
+                         args=("--detach-on-exit",), env={"NOTIFY_SOCKET": str(path)})
+
+        def message():
+            try:
+                return sock.recv(4096).decode()
+            except OSError as e:
+                raise AssertionError(f"no sd_notify message: {e}\n{k.log()}") from e
+
+        ready = message()
+        assert "READY=1" in ready and "STATUS=" in ready, ready
+        assert "event=ready" in k.log()  # READY=1 comes after programming
+        k.reload(config)
+        reloading, again = message(), message()
+        assert "RELOADING=1" in reloading, reloading
+        assert "READY=1" in again, again
+        assert k.stop() == 0, k.log()
+        assert "STOPPING=1" in message()
+    finally:
+        sock.close()
+        path.unlink(missing_ok=True)

@@ -21,7 +21,10 @@ from keeld's own log (ms resolution): detection = health_changed(down) -
 t_kill, which fall x interval bounds from below (the checker needs FALL
 failed checks, the first at most one interval after the kill), and publish
 = real_down (logged after the new ring is live) - health_changed. Packet
-resolution: the median gap between packets to real1 before the kill.
+resolution: the median gap between packets to real1 before the kill;
+"next pkt" is how long after the last packet to real1 the balancer sent its
+next packet to any real (a long silence means the client stalled, and the
+failover figure of that rep is a lower bound).
 
 Run as root from the source tree after building keeld, keelctl, keel-decap
 and bpf/xdp_pass.bpf.o:
@@ -211,11 +214,13 @@ def main(argv=None) -> int:
         lab.down()
 
     to_real = [t for t, dst in packets if dst == real.v4]
+    all_times = sorted(t for t, _ in packets)
     changed = log_events(log, "health_changed", real.v4, "state=down")
     downs = log_events(log, "real_down", real.v4)
     rows = []
     print(f"\n{len(packets)} IPIP packets captured, {len(to_real)} to {real.v4}")
-    print(f"{'rep':>3} {'failover':>9} {'detect':>8} {'publish':>8} {'gap before':>11} {'stop took':>10}")
+    print(f"{'rep':>3} {'failover':>9} {'detect':>8} {'publish':>8} {'gap before':>11} {'stop took':>10} "
+          f"{'next pkt':>9}")
     for i, (k, r) in enumerate(zip(kills, restarts)):
         before = [t for t in to_real if k - 0.5 <= t < k]
         after = [t for t in to_real if k <= t < r]
@@ -223,14 +228,22 @@ def main(argv=None) -> int:
         det = next((t for t in changed if k - 0.05 <= t < r), None)
         pub = next((t for t in downs if det is not None and det <= t < r), None)
         gaps = [b - a_ for a_, b in zip(before, before[1:])]
+        # The next packet the balancer sent to anyone after that last one:
+        # if it came late, the client stalled (a loaded box) and the switch
+        # happened somewhere in that silence, so failover is a lower bound.
+        nxt = next((t for t in all_times if last is not None and t > last), None)
         row = {"failover": (last - k) * 1e3 if last is not None else None,
                "detect": (det - k) * 1e3 if det is not None else None,
                "publish": (pub - det) * 1e3 if pub is not None and det is not None else None,
-               "gap": med(gaps) * 1e3 if gaps else None, "stop": stops[i] * 1e3}
+               "gap": med(gaps) * 1e3 if gaps else None, "stop": stops[i] * 1e3,
+               "next": (nxt - last) * 1e3 if nxt is not None else None}
         rows.append(row)
         fmt = lambda v: f"{v:8.1f}" if v is not None else "       -"  # noqa: E731
         print(f"{i + 1:>3} {fmt(row['failover']):>9} {fmt(row['detect'])} {fmt(row['publish'])} "
-              f"{fmt(row['gap']):>11} {fmt(row['stop']):>10}")
+              f"{fmt(row['gap']):>11} {fmt(row['stop']):>10} {fmt(row['next']):>9}"
+              + ("  (client stalled: failover is a lower bound)"
+                 if row["next"] is not None and row["gap"] is not None and row["next"] > 5 * row["gap"]
+                 else ""))
 
     def col(key):
         return [r[key] for r in rows if r[key] is not None]

@@ -58,7 +58,7 @@ ConfigOptions hostConfigOptions() {
 }
 
 // Prints every error (the operator fixes the file in one pass). Without host
-// checks (--check-config --no-host-checks, for a file meant for another
+// checks (--no-host-checks --check-config, for a file meant for another
 // machine) dataplane.interface is checked for syntax only and l2dsr reals
 // need an explicit mac.
 std::optional<Config> loadOrReport(const std::string& path, bool hostChecks = true) {

@@ -28,6 +28,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -201,6 +202,15 @@ int run(const std::string& path, bool detachOnExit) {
       io, registry, dp->kind(), path,
       [](const std::string& p) { return loadConfigFile(p, hostConfigOptions()); },
       [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, *node); }, stop);
+  // Runtime drains/weights, beside the control socket (/run/keel): it lives
+  // as long as the pins do (until reboot), and per interface like them.
+  const std::filesystem::path stateDir = std::filesystem::path(config.control.socket).parent_path();
+  const std::filesystem::path statePath = stateDir / ("runtime-" + xo.interface + ".json");
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(stateDir, ec);
+  }
+  backend.setStatePath(statePath.string());
   backend.setReloadHook([](bool done, bool ok) {
     if (!done)
       sd_notify(0, "RELOADING=1\nSTATUS=reloading the config");
@@ -273,6 +283,9 @@ int run(const std::string& path, bool detachOnExit) {
                 .add("pins", dp->pinDir()));
     return 0;
   }
+  // Taken out: the next keeld starts over, runtime changes included.
+  std::error_code ec;
+  std::filesystem::remove(statePath, ec);
   if (Status st = dp->shutdown(true); !st) {
     logError(LogRecord("shutdown_failed").add("error", st.message()));
     return 1;

@@ -1,9 +1,11 @@
 #!/bin/bash
 # keeld's command line without a data plane: --version, --check-config exit
 # codes and messages, and the dpdk refusal. Uses `lo` (always present) as the
-# interface so no netns is needed; nothing is attached.
+# interface so no netns is needed; nothing is attached. With a second
+# argument (keeld.8), also checks the man page documents every option.
 set -u
 KEELD=$1
+MAN=${2:-}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail=0
@@ -61,4 +63,14 @@ check "missing file" 1 "cannot open" --check-config "$dir/none.yaml"
 check "dpdk not built in" 2 "dpdk data plane not built into this keeld yet" --config "$dir/dpdk.yaml"
 check "bad log level" 2 "log level" --log-level loud --check-config "$dir/good.yaml"
 check "no arguments" 2 "--config FILE" 
+if [ -n "$MAN" ]; then
+  for opt in $("$KEELD" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+    if grep -qF -- "${opt//-/\\-}" "$MAN"; then
+      echo "ok: keeld.8 documents $opt"
+    else
+      echo "FAIL: keeld.8 does not document $opt"
+      fail=1
+    fi
+  done
+fi
 exit $fail

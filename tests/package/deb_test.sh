@@ -79,6 +79,7 @@ want=(/usr/sbin/keeld /usr/bin/keelctl /usr/sbin/keel-decap
       /lib/systemd/system/keeld.service /lib/systemd/system/keel-decap@.service
       /usr/share/doc/keel/examples/ipip.yaml /usr/share/doc/keel/examples/l2dsr.yaml
       /usr/share/doc/keel/examples/90-keel-balancer.conf /usr/share/doc/keel/examples/90-keel-real.conf
+      /usr/share/doc/keel/examples/prometheus/prometheus.yml /usr/share/doc/keel/examples/prometheus/keel-alerts.yml
       /usr/share/man/man8/keeld.8.gz
       /usr/share/doc/keel/operations.md /usr/share/doc/keel/configuration.md /etc/keel)
 for f in "${want[@]}"; do

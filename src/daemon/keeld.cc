@@ -30,7 +30,7 @@
 #include "control/registry.h"
 #include "daemon/daemon_backend.h"
 #include "daemon/neighbour.h"
-#include "dataplane/xdp/xdp_dataplane.h"
+#include "daemon/dataplane_factory.h"
 
 #ifndef KEEL_VERSION
 #define KEEL_VERSION "unknown"
@@ -62,18 +62,20 @@ size_t countReals(const Config& c) {
   return n;
 }
 
-// node: from the config, the local MAC from the interface unless configured.
-std::optional<keel_node_config> buildNodeConfig(const Config& c, std::string* error) {
+// node: from the config; the local MAC is the data plane's unless configured.
+std::optional<keel_node_config> buildNodeConfig(const Config& c,
+                                                const std::optional<MacAddress>& planeMac,
+                                                std::string* error) {
   keel_node_config n{};
   const NodeConfig& node = c.node;
   if (node.tunnelSourceV4) std::memcpy(&n.tunnel_src_v4, node.tunnelSourceV4->bytes().data(), 4);
   if (node.tunnelSourceV6) std::memcpy(n.tunnel_src_v6, node.tunnelSourceV6->bytes().data(), 16);
   if (node.nextHopMac) std::memcpy(n.next_hop_mac, node.nextHopMac->bytes().data(), 6);
   std::optional<MacAddress> local = node.localMac;
-  if (!local) local = interfaceMac(c.dataplane.interface);
+  if (!local) local = planeMac;
   if (!local) {
-    *error = c.source + ": node.local_mac: not set and interface " + c.dataplane.interface +
-             " has no MAC address to read; set node.local_mac";
+    *error = c.source + ": node.local_mac: not set and the " + std::string(toString(c.dataplane.kind)) +
+             " data plane has no MAC address to read; set node.local_mac";
     return std::nullopt;
   }
   std::memcpy(n.local_mac, local->bytes().data(), 6);
@@ -95,12 +97,15 @@ bool sameNode(const keel_node_config& a, const keel_node_config& b) {
 // Reload, before the registry: data plane shape (kind, interface, mode,
 // limits) and the control socket need a restart; say so and keep the rest.
 // The node config is applied here.
-Status preApply(const Config& running, const Config& next, Dataplane& dp, keel_node_config& node) {
+Status preApply(const Config& running, const Config& next, Dataplane& dp,
+                const std::optional<MacAddress>& planeMac, keel_node_config& node) {
   const DataplaneLimits& a = running.limits;
   const DataplaneLimits& b = next.limits;
   if (next.dataplane.kind != running.dataplane.kind ||
       next.dataplane.interface != running.dataplane.interface ||
-      next.dataplane.xdpMode != running.dataplane.xdpMode || a.maxServices != b.maxServices ||
+      next.dataplane.xdpMode != running.dataplane.xdpMode ||
+      next.dataplane.dpdk != running.dataplane.dpdk ||
+      a.maxServices != b.maxServices ||
       a.maxBackends != b.maxBackends || a.connTableSize != b.connTableSize) {
     logWarn(LogRecord("reload_restart_needed")
                 .add("detail", "dataplane: and limits: changes apply at the next start; kept the running ones"));
@@ -110,7 +115,7 @@ Status preApply(const Config& running, const Config& next, Dataplane& dp, keel_n
     logWarn(LogRecord("reload_control_restart_needed")
                 .add("detail", "control: changes apply at the next start; kept the running socket"));
   std::string err;
-  auto newNode = buildNodeConfig(next, &err);
+  auto newNode = buildNodeConfig(next, planeMac, &err);
   if (!newNode) return Status::error(err);
   if (!sameNode(*newNode, node)) {
     if (Status s = dp.setNode(*newNode); !s) return s;
@@ -124,15 +129,10 @@ int run(const std::string& path) {
   auto loaded = loadOrReport(path);
   if (!loaded) return 1;
   Config config = std::move(*loaded);
-  if (config.dataplane.kind == DataplaneKind::kDpdk) {
-    std::cerr << "dpdk data plane not built into this keeld yet\n";
+  if (!dataplaneBuiltIn(config.dataplane.kind)) {
+    std::cerr << "dataplane.kind: " << toString(config.dataplane.kind)
+              << " is not built into this keeld\n";
     return 2;
-  }
-  std::string err;
-  auto node = buildNodeConfig(config, &err);
-  if (!node) {
-    std::cerr << err << "\n";
-    return 1;
   }
 
   // Registered before the data plane attaches: a SIGTERM during start-up
@@ -141,23 +141,25 @@ int run(const std::string& path) {
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
 
-  XdpOptions xo;
-  xo.interface = config.dataplane.interface;
-  xo.mode = config.dataplane.xdpMode == XdpMode::kNative ? XdpAttachMode::kNative
-                                                         : XdpAttachMode::kGeneric;
-  xo.limits = config.limits;
-  xo.pinDir = XdpOptions::defaultPinDir(xo.interface);
-  std::unique_ptr<XdpDataplane> dp;
-  if (Status s = XdpDataplane::create(xo, &dp); !s) {
-    logError(LogRecord("dataplane_failed").add("error", s.message()));
+  std::string err;
+  std::unique_ptr<DaemonDataplane> handle = makeDaemonDataplane(config, &err);
+  if (!handle) {
+    logError(LogRecord("dataplane_failed").add("error", err));
     return 1;
   }
-  logInfo(LogRecord("dataplane_attached")
-              .add("kind", dp->kind())
-              .add("interface", xo.interface)
-              .add("mode", toString(config.dataplane.xdpMode))
-              .add("prog_id", dp->programId())
-              .add("pins", dp->pinDir()));
+  Dataplane* dp = &handle->plane();
+  const std::string kind = dp->kind();
+  const std::optional<MacAddress> planeMac = handle->localMac();
+  auto node = buildNodeConfig(config, planeMac, &err);
+  if (!node) {
+    std::cerr << err << "\n";
+    (void)handle->stop(false);
+    return 1;
+  }
+  LogRecord attached("dataplane_attached");
+  attached.add("kind", kind);
+  handle->describe(attached);
+  logInfo(attached);
 
   Registry registry(*dp);
   std::unique_ptr<api::ApiServer> apiServer;
@@ -171,14 +173,16 @@ int run(const std::string& path) {
     });
   };
   DaemonBackend backend(
-      io, registry, dp->kind(), path,
+      io, registry, kind, path,
       [](const std::string& p) { return loadConfigFile(p, hostConfigOptions()); },
-      [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, *node); }, stop);
+      [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, planeMac, *node); },
+      stop);
+  backend.setCanDetach(handle->canDetach());
   Status s = dp->setNode(*node);
   if (s) s = backend.start(config);
   if (!s) {
     logError(LogRecord("program_failed").add("error", s.message()));
-    (void)dp->shutdown(true);
+    (void)handle->stop(false);
     return 1;
   }
   for (const ServiceConfig& svc : config.services)
@@ -197,7 +201,7 @@ int run(const std::string& path) {
   if (Status st = apiServer->start(); !st) {
     logError(LogRecord("control_socket_failed").add("socket", ao.socketPath).add("error", st.message()));
     apiServer.reset();
-    (void)dp->shutdown(true);
+    (void)handle->stop(false);
     return 1;
   }
   logInfo(LogRecord("ready")
@@ -221,20 +225,18 @@ int run(const std::string& path) {
   io.run();
 
   apiServer.reset();
-  if (detachRequested) {
-    // `keelctl daemon stop --detach`: leave the program attached (netlink
-    // XDP attachments outlive the process) and the maps pinned, so traffic
-    // keeps flowing with the last state. ~XdpDataplane would detach, so the
-    // object is deliberately never destroyed.
-    (void)dp.release();
-    logInfo(LogRecord("stopped_detached").add("interface", xo.interface));
+  if (detachRequested && handle->canDetach()) {
+    // `keelctl daemon stop --detach`: the plane keeps forwarding with the
+    // last state after keeld exits.
+    (void)handle->stop(true);
+    logInfo(LogRecord("stopped_detached").add("kind", kind));
     return 0;
   }
-  if (Status st = dp->shutdown(true); !st) {
+  if (Status st = handle->stop(false); !st) {
     logError(LogRecord("shutdown_failed").add("error", st.message()));
     return 1;
   }
-  logInfo(LogRecord("stopped").add("interface", xo.interface));
+  logInfo(LogRecord("stopped").add("kind", kind));
   return 0;
 }
 

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+// Builds the data plane keeld drives from `dataplane:` (and `limits:`): the
+// XDP program attached to an interface, or the DPDK plane (keeld runs the
+// EAL itself). keeld sees keel::Dataplane plus the few things that differ
+// between kinds at start and stop, and nothing else.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/address.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "control/config.h"
+#include "dataplane/dataplane.h"
+
+namespace keel {
+
+class DaemonDataplane {
+ public:
+  virtual ~DaemonDataplane() = default;
+
+  virtual Dataplane& plane() = 0;
+  // The source MAC of frames keel sends when node.local_mac is not set:
+  // the attached interface's (xdp), the port's (dpdk).
+  virtual std::optional<MacAddress> localMac() const = 0;
+  // Whether the plane can keep forwarding after keeld exits
+  // (`keelctl daemon stop --detach`): XDP yes, DPDK no (its workers are
+  // keeld's threads).
+  virtual bool canDetach() const = 0;
+  // Stops the plane: detaches and removes pins (xdp), stops the workers and
+  // closes the ports (dpdk). detach (only if canDetach()): leave it serving.
+  virtual Status stop(bool detach) = 0;
+  // Adds what an operator needs to find the plane to the start-up log line.
+  virtual void describe(LogRecord& record) const = 0;
+};
+
+// False for a kind this keeld was built without (keeld exits 2 then).
+bool dataplaneBuiltIn(DataplaneKind kind);
+
+// Returns null and sets *error ("dataplane...: what is wrong") on failure;
+// nothing stays attached then.
+std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, std::string* error);
+
+}  // namespace keel

@@ -74,8 +74,11 @@ std::optional<keel_node_config> buildNodeConfig(const Config& c,
   std::optional<MacAddress> local = node.localMac;
   if (!local) local = planeMac;
   if (!local) {
-    *error = c.source + ": node.local_mac: not set and the " + std::string(toString(c.dataplane.kind)) +
-             " data plane has no MAC address to read; set node.local_mac";
+    std::string from = c.dataplane.kind == DataplaneKind::kXdp
+                           ? "interface " + c.dataplane.interface
+                           : "DPDK port " + c.dataplane.dpdk.port;
+    *error = c.source + ": node.local_mac: not set and " + from +
+             " has no MAC address to read; set node.local_mac";
     return std::nullopt;
   }
   std::memcpy(n.local_mac, local->bytes().data(), 6);

@@ -25,6 +25,20 @@ std::optional<uint32_t> Registry::IdPool::allocate() {
   return std::nullopt;
 }
 
+bool Registry::IdPool::reserve(uint32_t id) {
+  if (id >= limit_) return false;
+  if (id >= next_) {
+    for (uint32_t i = next_; i < id; ++i) release(i);
+    next_ = id + 1;
+    return true;
+  }
+  auto it = std::find(free_.begin(), free_.end(), id);
+  if (it == free_.end()) return false;
+  free_.erase(it);
+  std::make_heap(free_.begin(), free_.end(), std::greater<>());
+  return true;
+}
+
 void Registry::IdPool::release(uint32_t id) {
   free_.push_back(id);
   std::push_heap(free_.begin(), free_.end(), std::greater<>());
@@ -240,7 +254,12 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     removedStates.emplace(addr, state.reals[addr]);
     state.reals.erase(addr);
   }
-  if (ringInput(state) != oldRing || cfg.ringSize != oldRingSize)
+  const bool adopted = state.adopted;
+  state.adopted = false;
+  if (adopted)  // the same ids and generations: only what the config changed moves
+    for (const auto& [addr, real] : state.reals)
+      if (Status s = writeBackend(state, addr, real); !s) return s;
+  if (adopted || ringInput(state) != oldRing || cfg.ringSize != oldRingSize)
     if (Status s = publishRing(state); !s) return s;
   for (auto& [addr, real] : removedStates) {
     if (Status s = invalidateBackend(state, addr, real); !s) return s;
@@ -251,10 +270,11 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     logInfo(LogRecord("real_added").add("service", name).add("real", addr.toString()));
 
   const uint32_t flags = serviceFlags(cfg, hashSourceV4_);
-  if (flags != oldFlags) {
+  if (adopted || flags != oldFlags) {
     if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, flags, {}}); !s)
       return Status::error("service " + name + ": write service: " + s.message());
-    logInfo(LogRecord("service_updated")
+    if (flags != oldFlags)
+      logInfo(LogRecord("service_updated")
                 .add("service", name)
                 .add("forwarding", toString(cfg.forwarding))
                 .add("scheduler", toString(cfg.scheduler)));
@@ -306,7 +326,8 @@ Status Registry::apply(const Config& config) {
   }
 
   hashSourceV4_ = config.node.hashSourceV4.has_value();
-  std::vector<IpAddress> maybeUnusedVips;
+  std::vector<IpAddress> maybeUnusedVips = std::move(adoptedUnusedVips_);
+  adoptedUnusedVips_.clear();
 
   // 1. Removals first: they free ids and (vip, port, proto) keys that new
   //    services may take. VIPs are withdrawn only at the end, so a VIP that
@@ -338,6 +359,110 @@ Status Registry::apply(const Config& config) {
     vipRefs_.erase(it);
   }
   appliedHashSourceV4_ = hashSourceV4_;
+  return Status::ok();
+}
+
+Status Registry::adopt(const ProgrammedState& programmed, const Config& config) {
+  if (!services_.empty() || !vipRefs_.empty())
+    return Status::error("adopt: the registry already holds services");
+  const uint32_t maxServices = dataplane_.limits().maxServices;
+  const uint32_t maxBackends = dataplane_.limits().maxBackends;
+  if (programmed.backends.size() > maxBackends)
+    return Status::error("adopt: " + std::to_string(programmed.backends.size()) +
+                         " pinned backends, limits.max_reals is " + std::to_string(maxBackends));
+  // Generations of every id, used or free: a reused id must still move past
+  // the generation its previous owner's conntrack entries hold.
+  for (size_t id = 0; id < programmed.backends.size(); ++id) backendGen_[id] = programmed.backends[id].gen;
+
+  auto toAddress = [](const __u32 words[4], uint8_t family) {
+    std::array<uint8_t, 16> b{};
+    std::memcpy(b.data(), words, 16);
+    return family == KEEL_AF_INET ? IpAddress::fromV4({b[0], b[1], b[2], b[3]}) : IpAddress::fromV6(b);
+  };
+  // Backend ids per owner service (slots never written have family 0).
+  std::map<ServiceId, std::vector<BackendId>> owned;
+  for (BackendId id = 0; id < programmed.backends.size(); ++id)
+    if (programmed.backends[id].family != 0) owned[programmed.backends[id].service_id].push_back(id);
+
+  std::set<ServiceId> seenIds;
+  std::set<std::string> seenNames;
+  for (const auto& [key, value] : programmed.services) {
+    if (value.id >= maxServices || !seenIds.insert(value.id).second)
+      return Status::error("adopt: pinned service id " + std::to_string(value.id) +
+                           " is out of range or used twice");
+    const IpAddress vip = toAddress(key.vip, key.family);
+    const uint16_t port = ntohs(key.port);
+    const ServiceConfig* cfg = nullptr;
+    for (const ServiceConfig& c : config.services)
+      if (c.vip == vip && c.port == port && c.protocol == key.proto) cfg = &c;
+    ServiceState state;
+    state.id = value.id;
+    state.adopted = true;
+    std::map<BackendId, bool> taken;  // this service's backend ids given to a real
+    auto pick = [&](const IpAddress& addr) -> std::optional<BackendId> {
+      std::optional<BackendId> best;
+      for (BackendId id : owned[value.id]) {
+        const keel_backend& b = programmed.backends[id];
+        if (taken.count(id) || toAddress(b.addr, b.family) != addr) continue;
+        const bool valid = b.flags & KEEL_BE_F_VALID;
+        if (!best || (valid && !(programmed.backends[*best].flags & KEEL_BE_F_VALID))) best = id;
+      }
+      return best;
+    };
+    if (cfg) {
+      state.config = *cfg;
+      for (const RealConfig& rc : cfg->reals) {
+        auto id = pick(rc.address);
+        if (!id) continue;  // new in this config: apply() adds it
+        taken[*id] = true;
+        RealState& real = state.reals[rc.address];
+        real.id = *id;
+        real.weight = rc.weight;
+        real.healthy = programmed.backends[*id].flags & KEEL_BE_F_VALID;
+        real.mac = rc.mac;
+      }
+    } else {
+      // Gone from the config: kept only to be removed by apply(). The name
+      // cannot clash with a configured one (names have no spaces).
+      state.config.name = "(pinned service " + std::to_string(value.id) + ")";
+      state.config.vip = vip;
+      state.config.port = port;
+      state.config.protocol = key.proto;
+      state.config.forwarding =
+          (value.flags & KEEL_SVC_F_FWD_L2DSR) ? Forwarding::kL2dsr : Forwarding::kIpip;
+    }
+    // Backends still VALID that no configured real took: live in the old
+    // ring, so they leave the way a removed real leaves (apply()).
+    for (BackendId id : owned[value.id]) {
+      const keel_backend& b = programmed.backends[id];
+      if (taken.count(id) || !(b.flags & KEEL_BE_F_VALID)) continue;
+      const IpAddress addr = toAddress(b.addr, b.family);
+      if (state.reals.count(addr)) continue;
+      taken[id] = true;
+      RealState& real = state.reals[addr];
+      real.id = id;
+      real.weight = 1;
+      real.healthy = true;
+    }
+    if (!serviceIds_.reserve(state.id))
+      return Status::error("adopt: service id " + std::to_string(state.id) + " reserved twice");
+    for (const auto& [addr, real] : state.reals)
+      if (!backendIds_.reserve(real.id))
+        return Status::error("adopt: backend id " + std::to_string(real.id) + " reserved twice");
+    ++vipRefs_[vip];
+    std::string name = state.config.name;
+    if (!seenNames.insert(name).second)
+      return Status::error("adopt: two pinned services match service " + name);
+    logInfo(LogRecord("service_adopted")
+                .add("service", name)
+                .add("id", state.id)
+                .add("reals", state.reals.size()));
+    services_.emplace(name, std::move(state));
+  }
+  for (const keel_vip_key& k : programmed.vips) {
+    const IpAddress vip = toAddress(k.addr, k.family);
+    if (vipRefs_.try_emplace(vip, 0).second) adoptedUnusedVips_.push_back(vip);
+  }
   return Status::ok();
 }
 

@@ -88,6 +88,18 @@ class Registry {
   // logs and keeps running on reload).
   Status apply(const Config& config);
 
+  // Restart: take over what a previous keeld programmed (the data plane's
+  // pinned state) before the first apply(), so established flows keep their
+  // real. Every backend id keeps its generation; a pinned service whose
+  // (vip, port, proto) a service of `config` has keeps its service id under
+  // that name, and each of its reals listed in `config` keeps its backend id
+  // (a VALID backend of that address first), healthy iff it is VALID. What
+  // `config` no longer has is kept under a placeholder name, so apply()
+  // removes it by the usual ordering rules; unused VIPs are withdrawn there
+  // too. The first apply() rewrites every adopted service (same ids and
+  // generations, so packets see no change when the config is the same).
+  Status adopt(const ProgrammedState& programmed, const Config& config);
+
   // Health verdict for one real (the health checker's transitions). Down
   // takes it out of the ring and invalidates its flows (new generation);
   // up puts it back. Only that service's ring is rebuilt.
@@ -122,6 +134,7 @@ class Registry {
     ServiceId id = 0;
     std::map<IpAddress, RealState> reals;
     std::vector<uint32_t> ring;  // as last published (backend ids), for lookups
+    bool adopted = false;  // taken over by adopt(): the next apply rewrites it all
   };
   // Dense ids, lowest free first, so tables stay compact and ids are reused.
   class IdPool {
@@ -129,6 +142,8 @@ class Registry {
     explicit IdPool(uint32_t limit) : limit_(limit) {}
     std::optional<uint32_t> allocate();
     void release(uint32_t id);
+    // Marks `id` used (adoption); false if it is out of range or taken.
+    bool reserve(uint32_t id);
     uint32_t available() const { return static_cast<uint32_t>(free_.size()) + (limit_ - next_); }
 
    private:
@@ -162,6 +177,7 @@ class Registry {
   std::vector<uint32_t> backendGen_;
   bool hashSourceV4_ = false;  // node.hash_source_v4 set: ipip services hash the outer source
   bool appliedHashSourceV4_ = false;  // the value the programmed service flags were built with
+  std::vector<IpAddress> adoptedUnusedVips_;  // pinned VIPs no pinned service uses
 };
 
 }  // namespace keel

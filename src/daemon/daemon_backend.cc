@@ -91,8 +91,10 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
         onHealthChange(t, up, why);
       }) {}
 
-Status DaemonBackend::start(const Config& config) {
+Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted) {
   if (auto errors = validateTargets(config); !errors.empty()) return Status::error(errors.front());
+  if (adopted)
+    if (Status s = registry_.adopt(*adopted, compose(config, Overlay{})); !s) return s;
   Result r = commit(config, Overlay{});
   if (!r.isOk()) return Status::error(r.error().message);
   return Status::ok();
@@ -139,6 +141,9 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
 }
 
 void DaemonBackend::syncHealth(const Config& effective) {
+  std::map<std::pair<std::string, IpAddress>, bool> registryUp;
+  for (const ServiceView& v : registry_.services())
+    for (const RealView& r : v.reals) registryUp[{v.name, r.address}] = r.healthy;
   std::set<std::pair<std::string, IpAddress>> seen;
   for (const ServiceConfig& svc : effective.services) {
     for (const RealConfig& r : svc.reals) {
@@ -155,7 +160,11 @@ void DaemonBackend::syncHealth(const Config& effective) {
       }
       if (it == targets_.end()) {
         HealthTargetId id = 0;
-        if (Status s = checker_.add(targetOf(svc, r), r.startHealthy, &id); !s) {
+        // New reals are in the registry at their start health already; an
+        // adopted one is there in the state the last keeld left it in.
+        auto known = registryUp.find(key);
+        const bool initiallyUp = r.startHealthy || (known != registryUp.end() && known->second);
+        if (Status s = checker_.add(targetOf(svc, r), initiallyUp, &id); !s) {
           logError(LogRecord("health_target_failed").add("service", svc.name).add("real", r.address.toString()).add("error", s.message()));
           continue;
         }
@@ -430,6 +439,13 @@ Result DaemonBackend::checkConfig(const std::string& path) {
 }
 
 Result DaemonBackend::reload() {
+  if (reloadHook_) reloadHook_(false, true);
+  Result res = reloadFile();
+  if (reloadHook_) reloadHook_(true, res.isOk());
+  return res;
+}
+
+Result DaemonBackend::reloadFile() {
   logInfo(LogRecord("reload_started").add("config", configPath_));
   ConfigResult r = loader_(configPath_);
   if (r.ok())

@@ -19,10 +19,12 @@
 // Health: each real has one HealthChecker target; transitions call
 // Registry::setRealHealth. Checked reals (type != none) start DOWN and come
 // up after `rise` passing checks (keepalived behaviour); type none reals
-// are up at once. A reload keeps targets (and their state) for reals that
+// are up at once. A real the registry already holds (adopted at a restart)
+// starts in the registry's state instead. A reload keeps targets (and their state) for reals that
 // stay, updating their check in place when it changed.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -52,7 +54,13 @@ class DaemonBackend : public api::ControlBackend {
                 std::string configPath, Loader loader, PreApply preApply, Stopper stopper);
 
   // First apply at start: the file config, no overlay; adds health targets.
-  Status start(const Config& config);
+  // `adopted`: what a previous keeld left programmed (restart); the registry
+  // takes over its ids first (Registry::adopt) and each checked real starts
+  // in the state it was left in (VALID = up), so a restart moves no flow.
+  Status start(const Config& config, const ProgrammedState* adopted = nullptr);
+  // Called around every reload (SIGHUP or API): begin, then done with the
+  // outcome (keeld tells systemd: RELOADING=1 ... READY=1).
+  void setReloadHook(std::function<void(bool done, bool ok)> hook) { reloadHook_ = std::move(hook); }
 
   // ControlBackend
   std::vector<api::ServiceSnapshot> listServices() override;
@@ -96,6 +104,7 @@ class DaemonBackend : public api::ControlBackend {
   };
 
   Config compose(const Config& file, const Overlay& overlay) const;
+  api::Result reloadFile();
   // Applies file+overlay; on success commits both and syncs health targets.
   api::Result commit(const Config& file, Overlay overlay);
   void syncHealth(const Config& effective);
@@ -110,6 +119,7 @@ class DaemonBackend : public api::ControlBackend {
   Loader loader_;
   PreApply preApply_;
   Stopper stopper_;
+  std::function<void(bool done, bool ok)> reloadHook_;
   Config file_;       // the file as last applied
   Overlay overlay_;   // runtime changes on top of it
   Config effective_;  // compose(file_, overlay_), what the registry holds

@@ -16,20 +16,18 @@ class XdpDaemonDataplane final : public DaemonDataplane {
  public:
   XdpDaemonDataplane(std::unique_ptr<XdpDataplane> dp, std::string interface, XdpMode mode)
       : dp_(std::move(dp)), interface_(std::move(interface)), mode_(mode) {}
-  ~XdpDaemonDataplane() override {
-    // After stop(true) the program must stay attached, and ~XdpDataplane
-    // would detach it: the object is deliberately never destroyed.
-    if (detached_) (void)dp_.release();
-  }
 
   Dataplane& plane() override { return *dp_; }
+  const ProgrammedState* adopted() const override {
+    return dp_->adopted() ? &*dp_->adopted() : nullptr;
+  }
   std::optional<MacAddress> localMac() const override { return interfaceMac(interface_); }
   bool canDetach() const override { return true; }
-  Status stop(bool detach) override {
-    if (detach) {
-      // Netlink XDP attachments outlive the process and the maps stay
-      // pinned, so traffic keeps flowing with the last state.
-      detached_ = true;
+  Status stop(bool leave) override {
+    if (leave) {
+      // Netlink XDP attachments outlive the process and the pins keep the
+      // maps: traffic keeps flowing with the last state.
+      dp_->leaveInPlace();
       return Status::ok();
     }
     return dp_->shutdown(true);
@@ -38,14 +36,15 @@ class XdpDaemonDataplane final : public DaemonDataplane {
     r.add("interface", interface_)
         .add("mode", toString(mode_))
         .add("prog_id", dp_->programId())
+        .add("program", !dp_->adopted() ? "attached" : dp_->keptProgram() ? "kept" : "replaced")
         .add("pins", dp_->pinDir());
   }
+  std::string where() const override { return interface_; }
 
  private:
   std::unique_ptr<XdpDataplane> dp_;
   std::string interface_;
   XdpMode mode_;
-  bool detached_ = false;
 };
 
 std::unique_ptr<DaemonDataplane> makeXdp(const Config& config, std::string* error) {
@@ -71,6 +70,7 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
       : dp_(std::move(dp)), config_(std::move(config)) {}
 
   Dataplane& plane() override { return *dp_; }
+  const ProgrammedState* adopted() const override { return nullptr; }
   std::optional<MacAddress> localMac() const override {
     MacAddress m(dp_->portMac());
     if (m.isZero()) return std::nullopt;
@@ -89,6 +89,7 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
         .add("workers", workers)
         .add("exception_interface", config_.exceptionInterface);
   }
+  std::string where() const override { return config_.port; }
 
  private:
   std::unique_ptr<DpdkDataplane> dp_;

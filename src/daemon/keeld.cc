@@ -1,8 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
-// keeld: reads keel.yaml, builds the data plane, programs every service and
-// runs until SIGTERM/SIGINT (or `keelctl daemon stop`), then detaches and
-// removes its pins (`keelctl daemon stop --detach` leaves both in place). SIGHUP (or `keelctl config reload`) re-reads the file and
-// applies only the difference (a bad file is logged and changes nothing).
+// keeld: reads keel.yaml, builds the data plane (adopting what a previous
+// keeld left pinned, so a restart moves no flow), programs every service and
+// runs until SIGTERM/SIGINT or `keelctl daemon stop`. SIGHUP (or `keelctl
+// config reload`) re-reads the file and applies only the difference (a bad
+// file is logged and changes nothing).
+//
+// Exit (keeld(8) "RESTARTS"): like Katran, a signal leaves forwarding in
+// place (program attached, maps pinned) for the next keeld to adopt, unless
+// --detach-on-exit; `keelctl daemon stop` removes everything, `keelctl daemon
+// stop --detach` leaves it. systemd hears READY=1 once programmed,
+// RELOADING=1/READY=1 around reloads and STOPPING=1 (sd_notify; a no-op when
+// NOTIFY_SOCKET is unset).
 //
 // One thread, one boost::asio::io_context: signals (signal_set), the health
 // checker and the control socket all run on it, so the registry is never
@@ -13,6 +21,7 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -107,8 +116,7 @@ Status preApply(const Config& running, const Config& next, Dataplane& dp,
   if (next.dataplane.kind != running.dataplane.kind ||
       next.dataplane.interface != running.dataplane.interface ||
       next.dataplane.xdpMode != running.dataplane.xdpMode ||
-      next.dataplane.dpdk != running.dataplane.dpdk ||
-      a.maxServices != b.maxServices ||
+      next.dataplane.dpdk != running.dataplane.dpdk || a.maxServices != b.maxServices ||
       a.maxBackends != b.maxBackends || a.connTableSize != b.connTableSize) {
     logWarn(LogRecord("reload_restart_needed")
                 .add("detail", "dataplane: and limits: changes apply at the next start; kept the running ones"));
@@ -128,7 +136,10 @@ Status preApply(const Config& running, const Config& next, Dataplane& dp,
   return Status::ok();
 }
 
-int run(const std::string& path) {
+// Exit policy: what happens to the attached program and the pins.
+enum class ExitAction { kLeave, kRemove };
+
+int run(const std::string& path, bool detachOnExit) {
   auto loaded = loadOrReport(path);
   if (!loaded) return 1;
   Config config = std::move(*loaded);
@@ -139,8 +150,8 @@ int run(const std::string& path) {
   }
 
   // Registered before the data plane attaches: a SIGTERM during start-up
-  // waits for the loop (which then detaches cleanly) instead of killing
-  // keeld with the program attached.
+  // waits for the loop (which then exits by the exit policy) instead of
+  // killing keeld halfway.
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
 
@@ -152,40 +163,56 @@ int run(const std::string& path) {
   }
   Dataplane* dp = &handle->plane();
   const std::string kind = dp->kind();
+  const ProgrammedState* adoptedState = handle->adopted();
+  const bool adopted = adoptedState != nullptr;
+  // A failed start leaves an adopted data plane forwarding as it found it
+  // (the old state is better than none); a fresh one leaves nothing.
+  auto abandon = [&] { (void)handle->stop(adopted); };
   const std::optional<MacAddress> planeMac = handle->localMac();
   auto node = buildNodeConfig(config, planeMac, &err);
   if (!node) {
     std::cerr << err << "\n";
-    (void)handle->stop(false);
+    abandon();
     return 1;
   }
-  LogRecord attached("dataplane_attached");
-  attached.add("kind", kind);
-  handle->describe(attached);
-  logInfo(attached);
+  {
+    LogRecord r(adopted ? "dataplane_adopted" : "dataplane_attached");
+    r.add("kind", kind);
+    handle->describe(r);
+    logInfo(r);
+  }
 
   Registry registry(*dp);
   std::unique_ptr<api::ApiServer> apiServer;
-  bool detachRequested = false;
-  auto stop = [&](bool detach) {
-    boost::asio::post(io, [&, detach] {
-      detachRequested = detach;
+  ExitAction exitAction = detachOnExit ? ExitAction::kRemove : ExitAction::kLeave;
+  // `keelctl daemon stop [--detach]` says what to do explicitly.
+  auto stopWith = [&](ExitAction action) {
+    boost::asio::post(io, [&, action] {
+      exitAction = action;
       signals.cancel();
       if (apiServer) apiServer->stop();
       io.stop();
     });
   };
+  auto stop = [&](bool leave) { stopWith(leave ? ExitAction::kLeave : ExitAction::kRemove); };
   DaemonBackend backend(
       io, registry, kind, path,
       [](const std::string& p) { return loadConfigFile(p, hostConfigOptions()); },
       [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, planeMac, *node); },
       stop);
   backend.setCanDetach(handle->canDetach());
+  backend.setReloadHook([](bool done, bool ok) {
+    if (!done)
+      sd_notify(0, "RELOADING=1\nSTATUS=reloading the config");
+    else
+      sd_notify(0, ok ? "READY=1\nSTATUS=running; last reload applied"
+                      : "READY=1\nSTATUS=running; last reload rejected (see the log)");
+  });
   Status s = dp->setNode(*node);
-  if (s) s = backend.start(config);
+  if (s) s = backend.start(config, adoptedState);
   if (!s) {
     logError(LogRecord("program_failed").add("error", s.message()));
-    (void)handle->stop(false);
+    abandon();
     return 1;
   }
   for (const ServiceConfig& svc : config.services)
@@ -204,7 +231,7 @@ int run(const std::string& path) {
   if (Status st = apiServer->start(); !st) {
     logError(LogRecord("control_socket_failed").add("socket", ao.socketPath).add("error", st.message()));
     apiServer.reset();
-    (void)handle->stop(false);
+    abandon();
     return 1;
   }
   logInfo(LogRecord("ready")
@@ -212,6 +239,12 @@ int run(const std::string& path) {
               .add("services", config.services.size())
               .add("reals", countReals(config))
               .add("socket", ao.socketPath));
+  {
+    std::string status = "READY=1\nSTATUS=" + std::string(adopted ? "adopted" : "attached") + " " +
+                         handle->where() + ", " + std::to_string(config.services.size()) +
+                         " services, " + std::to_string(countReals(config)) + " reals";
+    sd_notify(0, status.c_str());
+  }
 
   std::function<void(const boost::system::error_code&, int)> onSignal =
       [&](const boost::system::error_code& ec, int sig) {
@@ -222,24 +255,28 @@ int run(const std::string& path) {
           return;
         }
         logInfo(LogRecord("stopping").add("signal", strsignal(sig)));
-        stop(false);
+        stopWith(exitAction);  // the policy of --detach-on-exit
       };
   signals.async_wait(onSignal);
   io.run();
 
+  sd_notify(0, "STOPPING=1");
   apiServer.reset();
-  if (detachRequested && handle->canDetach()) {
-    // `keelctl daemon stop --detach`: the plane keeps forwarding with the
-    // last state after keeld exits.
+  if (exitAction == ExitAction::kLeave && handle->canDetach()) {
+    // XDP: netlink attachments outlive the process and the pins keep the
+    // maps: traffic keeps flowing with the last state, and the next keeld
+    // adopts it. (DPDK cannot: its workers are keeld's threads.)
     (void)handle->stop(true);
-    logInfo(LogRecord("stopped_detached").add("kind", kind));
+    LogRecord r("stopped_left_in_place");
+    handle->describe(r);
+    logInfo(r);
     return 0;
   }
   if (Status st = handle->stop(false); !st) {
     logError(LogRecord("shutdown_failed").add("error", st.message()));
     return 1;
   }
-  logInfo(LogRecord("stopped").add("kind", kind));
+  logInfo(LogRecord("stopped").add("kind", kind).add("at", handle->where()));
   return 0;
 }
 
@@ -257,7 +294,10 @@ int main(int argc, char** argv) {
       ("check-config", po::value<std::string>(&checkPath),
        "validate this keel.yaml and exit (0 valid, 1 invalid)")
       ("log-level", po::value<std::string>(&logLevel)->default_value("info"),
-       "trace|debug|info|warn|error|off");
+       "trace|debug|info|warn|error|off")
+      ("detach-on-exit",
+       "on SIGTERM/SIGINT detach the program and remove the pins (default: leave "
+       "forwarding in place for the next keeld to adopt)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -289,5 +329,5 @@ int main(int argc, char** argv) {
     std::cerr << "keeld: --config FILE or --check-config FILE is required\n" << desc;
     return 2;
   }
-  return keel::run(configPath);
+  return keel::run(configPath, vm.count("detach-on-exit") > 0);
 }

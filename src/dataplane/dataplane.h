@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -35,6 +36,15 @@ struct DataplaneStats {
   std::vector<keel_counter> services;            // indexed by ServiceId
   std::vector<keel_counter> backends;            // indexed by BackendId
   std::array<keel_counter, KEEL_R_MAX> reasons{};  // indexed by keel_reason
+};
+
+// What a data plane already holds when a restarted keeld adopts it (the XDP
+// plane reads its pinned maps). The registry rebuilds its id assignment from
+// this, so established flows keep their backend id and generation.
+struct ProgrammedState {
+  std::vector<keel_vip_key> vips;
+  std::vector<std::pair<keel_service_key, keel_service_value>> services;
+  std::vector<keel_backend> backends;  // indexed by BackendId, every slot (unused ones are zero)
 };
 
 class Dataplane {

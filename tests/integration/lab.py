@@ -280,19 +280,48 @@ class Keeld:
     (or of a keeld someone runs on the host) never collide, and vanish with
     the process. keelctl() reaches the socket by entering that namespace."""
 
-    def __init__(self, lab: "Lab", config_path: Path, log_path: Path):
+    def __init__(self, lab: "Lab", config_path: Path, log_path: Path,
+                 host: "KeeldHost | None" = None, args: tuple[str, ...] = ()):
         self.lab = lab
         self.config_path = config_path
         self.log_path = log_path
         self._log = open(log_path, "w")
         keeld = lab.binary("keeld")
-        script = ("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; "
-                  "mkdir -p /run/keel && mount -t tmpfs -o size=4m,mode=0755 keel-lab /run/keel; "
-                  f"exec {keeld} --config {config_path}")
-        self.proc = subprocess.Popen(lab.balancer.argv(["sh", "-c", script]),
-                                     stdout=self._log, stderr=subprocess.STDOUT,
+        extra = " ".join(args)
+        if host is None:
+            script = ("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; "
+                      "mkdir -p /run/keel && mount -t tmpfs -o size=4m,mode=0755 keel-lab /run/keel; "
+                      f"exec {keeld} --config {config_path} {extra}")
+            argv = lab.balancer.argv(["sh", "-c", script])
+        else:
+            # Restart tests: the mounts belong to the holder, so the pins
+            # outlive this keeld and the next one finds them.
+            argv = host.argv([str(keeld), "--config", str(config_path), *args])
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         lab._procs.append(self.proc)
+
+    def wait_logged(self, event: str, timeout: float = 15.0, after: int = 0) -> None:
+        """Waits, bounded, until keeld logs `event=EVENT` (past offset AFTER
+        of the log); fails at once if keeld exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if f"event={event}" in self._log_text()[after:]:
+                return
+            if self.proc.poll() is not None:
+                raise LabError(f"keeld exited with {self.proc.returncode} before {event}:\n{self.log()}")
+            time.sleep(0.05)
+        raise LabError(f"keeld did not log {event} within {timeout}s:\n{self.log()}")
+
+    def kill(self) -> int | None:
+        """SIGKILL: keeld gets no chance to clean anything up."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+        self._log.close()
+        with contextlib.suppress(ValueError):
+            self.lab._procs.remove(self.proc)
+        return self.proc.returncode
 
     def reload(self, config: dict, timeout: float = 15.0) -> None:
         """Rewrites the config file and sends SIGHUP (keeld's reload), then
@@ -346,6 +375,8 @@ class Keeld:
         raise LabError(f"keeld did not attach within {timeout}s:\n{self.log()}")
 
     def stop(self) -> int | None:
+        if self._log.closed:
+            return self.proc.returncode
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -357,6 +388,42 @@ class Keeld:
         with contextlib.suppress(ValueError):
             self.lab._procs.remove(self.proc)
         return self.proc.returncode
+
+
+class KeeldHost:
+    """A mount namespace for keelds that must outlive one another: a holder
+    process in the balancer's namespace owns a private bpffs and /run/keel,
+    and each keeld enters it (nsenter), so pins and the socket survive a
+    keeld's death (kill -9) the way they do on a host. Bounded: the holder
+    sleeps at most 10 minutes; the lab ends it at down()."""
+
+    def __init__(self, lab: "Lab"):
+        self.lab = lab
+        script = ("mount -t bpf bpf /sys/fs/bpf && "
+                  "mkdir -p /run/keel && mount -t tmpfs -o size=4m,mode=0755 keel-lab /run/keel && "
+                  "echo ready && exec sleep 600")
+        self.proc = subprocess.Popen(lab.balancer.argv(["sh", "-c", script]),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True)
+        lab._procs.append(self.proc)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 10)
+        line = self.proc.stdout.readline() if ready else ""
+        if line.strip() != "ready":
+            self.close()
+            raise LabError(f"keeld host did not start: {line!r}")
+
+    def argv(self, cmd: list[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.proc.pid), "-m", "-n", *cmd]
+
+    def run(self, cmd: list[str], check: bool = True, timeout: float = 30):
+        return run(self.argv(cmd), check=check, timeout=timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+        with contextlib.suppress(ValueError):
+            self.lab._procs.remove(self.proc)
 
 
 # ---------------------------------------------------------------- the lab

@@ -15,6 +15,9 @@
 #include <cstdarg>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
 #include <mutex>
 #include <utility>
 
@@ -69,12 +72,143 @@ Status mapStatus(int rc, const char* what) {
 XdpDataplane::XdpDataplane(const XdpOptions& options) : options_(options) {}
 
 XdpDataplane::~XdpDataplane() {
-  (void)shutdown(false);
+  if (!leaveInPlace_) (void)shutdown(false);
+  if (attachedFd_ >= 0) ::close(attachedFd_);
   keel_balancer__destroy(skel_);
 }
 
 uint32_t XdpDataplane::attachFlags() const {
   return options_.mode == XdpAttachMode::kNative ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
+}
+
+namespace {
+
+// The limits: key that sizes each map (for adoption errors).
+const char* limitKeyOf(const std::string& map) {
+  if (map == "backends" || map == "stats_backends") return "limits.max_reals";
+  if (map == "conntrack") return "limits.conn_table_size";
+  return "limits.max_services";
+}
+
+std::string removeHint(const XdpOptions& o) {
+  return "; to start over instead, detach and remove the old state: `ip link set dev " + o.interface +
+         " xdp off; rm -r " + o.pinDir + "` (established flows are then re-picked)";
+}
+
+struct ProgMaps {
+  std::set<uint32_t> ids;
+  bpf_prog_info info{};
+};
+
+bool progMaps(int fd, ProgMaps* out) {
+  uint32_t len = sizeof out->info;
+  out->info = {};
+  if (bpf_obj_get_info_by_fd(fd, &out->info, &len) != 0) return false;
+  std::vector<uint32_t> ids(out->info.nr_map_ids);
+  bpf_prog_info again{};
+  again.nr_map_ids = static_cast<uint32_t>(ids.size());
+  again.map_ids = reinterpret_cast<uint64_t>(ids.data());
+  len = sizeof again;
+  if (bpf_obj_get_info_by_fd(fd, &again, &len) != 0) return false;
+  ids.resize(std::min<size_t>(ids.size(), again.nr_map_ids));
+  out->ids = std::set<uint32_t>(ids.begin(), ids.end());
+  return true;
+}
+
+// The contents of a program's own maps (.rodata: the load-time options),
+// by name; nullopt if one is not a one-slot array (then we cannot tell).
+std::optional<std::map<std::string, std::string>> ownMapContents(const std::set<uint32_t>& ids) {
+  std::map<std::string, std::string> out;
+  for (uint32_t id : ids) {
+    int fd = bpf_map_get_fd_by_id(id);
+    if (fd < 0) return std::nullopt;
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    bool ok = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.type == BPF_MAP_TYPE_ARRAY &&
+              info.max_entries == 1;
+    std::string value(ok ? info.value_size : 0, '\0');
+    uint32_t zero = 0;
+    if (ok) ok = bpf_map_lookup_elem(fd, &zero, value.data()) == 0;
+    ::close(fd);
+    if (!ok) return std::nullopt;
+    out[info.name] = value;
+  }
+  return out;
+}
+
+// "Unchanged" = the same instructions (the kernel's tag hashes them with map
+// references blanked) over the same pinned maps with the same load-time
+// options (.rodata contents). Then the attached program is kept, so its id,
+// and what operators see, do not change across a restart.
+bool sameProgram(int attachedFd, int loadedFd, const std::set<uint32_t>& pinnedMapIds) {
+  ProgMaps a, b;
+  if (!progMaps(attachedFd, &a) || !progMaps(loadedFd, &b)) return false;
+  if (std::memcmp(a.info.tag, b.info.tag, sizeof a.info.tag) != 0) return false;
+  std::set<uint32_t> aOwn, bOwn, aShared, bShared;
+  for (uint32_t id : a.ids) (pinnedMapIds.count(id) ? aShared : aOwn).insert(id);
+  for (uint32_t id : b.ids) (pinnedMapIds.count(id) ? bShared : bOwn).insert(id);
+  if (aShared != bShared) return false;
+  auto ac = ownMapContents(aOwn), bc = ownMapContents(bOwn);
+  return ac && bc && *ac == *bc;
+}
+
+}  // namespace
+
+// Pins present: reuse every pinned map instead of creating it (before load,
+// so the program is verified against them). Checks each is the map this
+// build would create, and sized as the limits say.
+Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
+  *adopting = false;
+  const std::string probe = options_.pinDir + "/" + bpf_map__name(skel_->maps.backends);
+  if (::access(probe.c_str(), F_OK) != 0) return Status::ok();
+  std::vector<std::pair<bpf_map*, int>> fds;
+  auto closeAll = [&] {
+    for (auto& [m, fd] : fds) ::close(fd);
+  };
+  bpf_map* map;
+  bpf_object__for_each_map(map, skel_->obj) {
+    if (bpf_map__is_internal(map)) continue;
+    std::string name = bpf_map__name(map);
+    std::string path = options_.pinDir + "/" + name;
+    int fd = bpf_obj_get(path.c_str());
+    if (fd < 0) {
+      closeAll();
+      return Status::error("xdp: adopt " + options_.pinDir + ": pinned map " + name + ": " +
+                           errnoText(errno) + removeHint(options_));
+    }
+    fds.emplace_back(map, fd);
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
+      closeAll();
+      return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
+    }
+    if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
+        info.value_size != bpf_map__value_size(map)) {
+      closeAll();
+      return Status::error("xdp: adopt " + path + ": pinned by a keeld with another map layout (type " +
+                           std::to_string(info.type) + ", key " + std::to_string(info.key_size) +
+                           " B, value " + std::to_string(info.value_size) + " B)" + removeHint(options_));
+    }
+    if (info.max_entries != bpf_map__max_entries(map)) {
+      closeAll();
+      return Status::error(std::string(limitKeyOf(name)) + ": " +
+                           std::to_string(bpf_map__max_entries(map)) + ", but the pinned map " + path +
+                           " was made with " + std::to_string(info.max_entries) +
+                           " entries; map sizes cannot change while keeping the running state: "
+                           "restore the old value" + removeHint(options_));
+    }
+  }
+  for (auto& [m, fd] : fds) {
+    int rc = bpf_map__reuse_fd(m, fd);  // dups fd
+    if (rc != 0) {
+      closeAll();
+      return Status::error(std::string("xdp: reuse pinned map ") + bpf_map__name(m) + ": " + errnoText(rc));
+    }
+  }
+  closeAll();
+  *adopting = true;
+  return Status::ok();
 }
 
 Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDataplane>* out) {
@@ -108,38 +242,121 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
     if (int rc = bpf_map__set_max_entries(s.map, s.entries); rc != 0)
       return Status::error(std::string("xdp: size map ") + bpf_map__name(s.map) + ": " + errnoText(rc));
   }
+  bool adopting = false;
+  if (!options.pinDir.empty()) {
+    if (Status s = ensureBpffs(); !s) return Status::error("xdp: " + s.message());
+    if (Status s = dp->adoptPinnedMaps(&adopting); !s) return s;
+  }
   if (int rc = keel_balancer__load(dp->skel_); rc != 0)
     return Status::error("xdp: load balancer program: " + errnoText(rc) + takeLibbpfLog());
 
-  // Attach only where no XDP program is: replacing one would silently break
-  // whatever (another keeld, a decap program) put it there.
-  LIBBPF_OPTS(bpf_xdp_attach_opts, attachOpts);
-  int progFd = bpf_program__fd(dp->skel_->progs.balancer);
-  if (int rc = bpf_xdp_attach(dp->ifindex_, progFd, dp->attachFlags() | XDP_FLAGS_UPDATE_IF_NOEXIST,
-                              &attachOpts);
-      rc != 0) {
-    std::string hint = rc == -EBUSY || rc == -EEXIST
-                           ? " (an XDP program is already attached; `ip link set dev " +
-                                 options.interface + " xdp off` if it is stale)"
-                           : rc == -EOPNOTSUPP ? " (driver lacks native XDP; try xdp_mode: generic)" : "";
-    return Status::error("xdp: attach to " + options.interface + " in " +
-                         (options.mode == XdpAttachMode::kNative ? "native" : "generic") +
-                         " mode: " + errnoText(rc) + hint + takeLibbpfLog());
+  if (Status s = dp->attachOrReplace(adopting); !s) return s;
+  if (adopting) {
+    // Read before anyone writes: this is the state established flows use.
+    ProgrammedState state;
+    if (Status s = dp->readProgrammed(&state); !s) {
+      dp->leaveInPlace();
+      return s;
+    }
+    dp->adopted_ = std::move(state);
   }
-  dp->attached_ = true;
-  bpf_prog_info info{};
-  uint32_t infoLen = sizeof info;
-  if (bpf_obj_get_info_by_fd(progFd, &info, &infoLen) == 0) dp->programId_ = info.id;
-
   if (!options.pinDir.empty()) {
-    if (Status s = dp->pinMaps(); !s) return s;  // destructor detaches
+    Status s = adopting ? Status::ok() : dp->pinMaps();  // adopted maps are pinned already
+    if (s) s = dp->pinProgram();
+    if (!s) {
+      if (adopting)
+        dp->leaveInPlace();  // it forwarded before us: keep it so
+      else
+        dp->unpinMaps();  // fresh: and the destructor detaches
+      return s;
+    }
+    dp->pinned_ = true;
   }
   *out = std::move(dp);
   return Status::ok();
 }
 
+Status XdpDataplane::attachOrReplace(bool adopting) {
+  const std::string modeName = options_.mode == XdpAttachMode::kNative ? "native" : "generic";
+  int progFd = bpf_program__fd(skel_->progs.balancer);
+  LIBBPF_OPTS(bpf_xdp_query_opts, query);
+  if (int rc = bpf_xdp_query(ifindex_, 0, &query); rc != 0)
+    return Status::error("xdp: query " + options_.interface + ": " + errnoText(rc));
+  uint32_t pinnedId = 0;
+  if (adopting) {
+    std::string path = options_.pinDir + "/prog";
+    if (int fd = bpf_obj_get(path.c_str()); fd >= 0) {
+      bpf_prog_info info{};
+      uint32_t len = sizeof info;
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) pinnedId = info.id;
+      ::close(fd);
+    }
+  }
+  const bool native = options_.mode == XdpAttachMode::kNative;
+  const uint32_t attachedId = native ? query.drv_prog_id : query.skb_prog_id;
+  const uint32_t otherModeId = native ? query.skb_prog_id : query.drv_prog_id;
+  if (pinnedId != 0 && otherModeId == pinnedId && attachedId != pinnedId)
+    return Status::error("dataplane.xdp_mode: " + modeName + ", but the pinned program on " +
+                         options_.interface + " is attached in the other mode; a mode change "
+                         "cannot keep the running state: restore the old value" +
+                         removeHint(options_));
+
+  if (attachedId != 0 && attachedId == pinnedId) {
+    int oldFd = bpf_prog_get_fd_by_id(attachedId);
+    if (oldFd < 0)
+      return Status::error("xdp: open attached program " + std::to_string(attachedId) + ": " +
+                           errnoText(errno));
+    std::set<uint32_t> pinnedMaps;
+    bpf_map* map;
+    bpf_object__for_each_map(map, skel_->obj) {
+      if (bpf_map__is_internal(map)) continue;
+      bpf_map_info info{};
+      uint32_t len = sizeof info;
+      if (bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &len) == 0) pinnedMaps.insert(info.id);
+    }
+    if (sameProgram(oldFd, progFd, pinnedMaps)) {
+      // Unchanged: nothing to attach, not even for an instant.
+      attachedFd_ = oldFd;
+      programId_ = attachedId;
+      attached_ = true;
+      keptProgram_ = true;
+      return Status::ok();
+    }
+    // Changed (another build): one atomic swap, and only if the pinned
+    // program is still the attached one (old_prog_fd + REPLACE).
+    LIBBPF_OPTS(bpf_xdp_attach_opts, replaceOpts, .old_prog_fd = oldFd);
+    int rc = bpf_xdp_attach(ifindex_, progFd, attachFlags() | XDP_FLAGS_REPLACE, &replaceOpts);
+    ::close(oldFd);
+    if (rc != 0)
+      return Status::error("xdp: replace the program on " + options_.interface + ": " + errnoText(rc) +
+                           takeLibbpfLog());
+  } else {
+    // Attach only where no XDP program is: replacing one would silently
+    // break whatever (another keeld, a decap program) put it there.
+    LIBBPF_OPTS(bpf_xdp_attach_opts, attachOpts);
+    if (int rc = bpf_xdp_attach(ifindex_, progFd, attachFlags() | XDP_FLAGS_UPDATE_IF_NOEXIST,
+                                &attachOpts);
+        rc != 0) {
+      std::string hint = rc == -EBUSY || rc == -EEXIST
+                             ? " (an XDP program is already attached and it is not the one "
+                               "pinned under " + (options_.pinDir.empty() ? "<no pins>" : options_.pinDir) +
+                                   "; `ip link set dev " + options_.interface +
+                                   " xdp off` if it is stale)"
+                         : rc == -EOPNOTSUPP ? " (driver lacks native XDP; try xdp_mode: generic)"
+                                             : "";
+      return Status::error("xdp: attach to " + options_.interface + " in " + modeName +
+                           " mode: " + errnoText(rc) + hint + takeLibbpfLog());
+    }
+  }
+  attached_ = true;
+  attachedFd_ = ::dup(progFd);
+  bpf_prog_info info{};
+  uint32_t infoLen = sizeof info;
+  if (bpf_obj_get_info_by_fd(progFd, &info, &infoLen) == 0) programId_ = info.id;
+  return Status::ok();
+}
+
 Status XdpDataplane::pinMaps() {
-  if (Status s = ensureBpffs(); !s) return Status::error("xdp: " + s.message());
   std::error_code ec;
   std::filesystem::create_directories(options_.pinDir, ec);
   if (ec) return Status::error("xdp: create pin directory " + options_.pinDir + ": " + ec.message());
@@ -148,15 +365,24 @@ Status XdpDataplane::pinMaps() {
     // .rodata/.bss are internal: nothing outside this process writes them.
     if (bpf_map__is_internal(map)) continue;
     std::string path = options_.pinDir + "/" + bpf_map__name(map);
-    // Pins left by a keeld that died are stale (adoption is a later step):
-    // replace them, our program is the one attached now.
+    // Only a partial pin set (adoption needs all of them) gets here.
     ::unlink(path.c_str());
     if (int rc = bpf_map__pin(map, path.c_str()); rc != 0) {
       unpinMaps();
       return Status::error("xdp: pin " + path + ": " + errnoText(rc));
     }
   }
-  pinned_ = true;
+  return Status::ok();
+}
+
+// <pinDir>/prog names the program that is attached: how the next keeld
+// tells "ours, adopt it" from "someone else's, leave it alone".
+Status XdpDataplane::pinProgram() {
+  const std::string path = options_.pinDir + "/prog";
+  // bpffs has no rename: replace in place (only a starting keeld does this).
+  ::unlink(path.c_str());
+  if (bpf_obj_pin(attachedFd_, path.c_str()) != 0)
+    return Status::error("xdp: pin " + path + ": " + errnoText(errno));
   return Status::ok();
 }
 
@@ -164,10 +390,40 @@ void XdpDataplane::unpinMaps() {
   bpf_map* map;
   bpf_object__for_each_map(map, skel_->obj) {
     if (bpf_map__is_internal(map)) continue;
-    if (bpf_map__is_pinned(map)) (void)bpf_map__unpin(map, nullptr);
+    ::unlink((options_.pinDir + "/" + bpf_map__name(map)).c_str());
   }
+  ::unlink((options_.pinDir + "/prog").c_str());
   ::rmdir(options_.pinDir.c_str());  // only if empty; keeps others' files
   pinned_ = false;
+}
+
+Status XdpDataplane::readProgrammed(ProgrammedState* out) {
+  auto& m = skel_->maps;
+  {
+    keel_vip_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map__get_next_key(m.vips, prev, &next, sizeof next) == 0) {
+      out->vips.push_back(next);
+      key = next;
+      prev = &key;
+    }
+  }
+  {
+    keel_service_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map__get_next_key(m.services, prev, &next, sizeof next) == 0) {
+      keel_service_value v{};
+      if (bpf_map__lookup_elem(m.services, &next, sizeof next, &v, sizeof v, 0) == 0)
+        out->services.emplace_back(next, v);
+      key = next;
+      prev = &key;
+    }
+  }
+  out->backends.resize(options_.limits.maxBackends);
+  for (uint32_t id = 0; id < options_.limits.maxBackends; ++id)
+    if (bpf_map__lookup_elem(m.backends, &id, sizeof id, &out->backends[id], sizeof(keel_backend), 0) != 0)
+      return Status::error("xdp: read pinned backend " + std::to_string(id) + ": " + errnoText(errno));
+  return Status::ok();
 }
 
 Status XdpDataplane::shutdown(bool removePins) {
@@ -175,7 +431,7 @@ Status XdpDataplane::shutdown(bool removePins) {
   if (attached_) {
     // old_prog_fd makes the kernel detach only if our program is still the
     // attached one (XDP_FLAGS_REPLACE semantics).
-    LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = bpf_program__fd(skel_->progs.balancer));
+    LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = attachedFd_);
     int rc = bpf_xdp_detach(ifindex_, attachFlags(), &opts);
     // ENODEV: the interface (or its netns) is already gone, nothing to undo.
     if (rc != 0 && rc != -ENODEV)

@@ -2,14 +2,22 @@
 // The XDP data plane: the one C++ owner of the balancer BPF object
 // (bpf/balancer.bpf.c, skeleton keel_balancer). It sizes the maps from
 // DataplaneLimits, loads, attaches to one interface and writes the maps the
-// registry asks for. Maps are pinned under <pinDir> so operators (bpftool)
-// and a future restarted keeld can find them: adoption will reuse the pinned
-// maps before load instead of creating fresh ones (create() is the one place
-// that changes).
+// registry asks for. The maps and the attached program are pinned under
+// <pinDir> (bpftool can read them, and a restarted keeld adopts them).
+//
+// Restart (docs/architecture.md "Restart and adoption"): the program is
+// attached through netlink, so the attachment belongs to the interface and
+// outlives keeld (also kill -9). When <pinDir> holds pins, create() adopts:
+// it loads its program against the pinned maps (the conntrack table and the
+// backend generations stay), keeps the attached program if it is the same
+// (same tag over the same maps, same load-time options) and otherwise swaps
+// in the new one atomically (XDP_FLAGS_REPLACE). adopted() then returns what
+// the maps hold, for Registry::adopt.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,14 +44,27 @@ struct XdpOptions {
 class XdpDataplane final : public Dataplane {
  public:
   // Opens, sizes, loads, attaches (failing if the interface already has an
-  // XDP program: never replace someone else's) and pins. On error nothing
-  // stays attached or pinned.
+  // XDP program that is not the pinned one: never replace someone else's)
+  // and pins, or adopts pinned state (above). Adoption refuses, naming the
+  // limits: key, when a pinned map's size differs from the limits, and when
+  // the attached program runs in another mode than options.mode. On error a
+  // fresh start leaves nothing attached or pinned, and an adoption leaves
+  // what it found.
   static Status create(const XdpOptions& options, std::unique_ptr<XdpDataplane>* out);
   ~XdpDataplane() override;
 
-  // Detaches our program (only if it is still ours) and, if asked, removes
-  // the pins. Idempotent. The destructor detaches but keeps pins.
+  // Detaches our program (only if it is still the attached one) and, if
+  // asked, removes the pins. Idempotent. The destructor detaches but keeps
+  // pins, unless leaveInPlace() was called.
   Status shutdown(bool removePins);
+  // The exit that keeps forwarding: program attached and everything pinned,
+  // for the next keeld to adopt. The destructor then only closes fds.
+  void leaveInPlace() { leaveInPlace_ = true; }
+
+  // Set when create() adopted pinned maps: what they held at that moment.
+  const std::optional<ProgrammedState>& adopted() const { return adopted_; }
+  // Adopting kept the attached program (it was the same as ours).
+  bool keptProgram() const { return keptProgram_; }
 
   std::string kind() const override { return "xdp"; }
   DataplaneLimits limits() const override { return options_.limits; }
@@ -63,8 +84,12 @@ class XdpDataplane final : public Dataplane {
 
  private:
   explicit XdpDataplane(const XdpOptions& options);
+  Status adoptPinnedMaps(bool* adopting);
+  Status attachOrReplace(bool adopting);
   Status pinMaps();
+  Status pinProgram();
   void unpinMaps();
+  Status readProgrammed(ProgrammedState* out);
   uint32_t attachFlags() const;
   std::vector<keel_counter> readPercpu(int fd, uint32_t entries);
 
@@ -72,8 +97,12 @@ class XdpDataplane final : public Dataplane {
   keel_balancer* skel_ = nullptr;
   int ifindex_ = 0;
   uint32_t programId_ = 0;
+  int attachedFd_ = -1;  // the attached program: ours, or the adopted one we kept
   bool attached_ = false;
   bool pinned_ = false;
+  bool leaveInPlace_ = false;
+  bool keptProgram_ = false;
+  std::optional<ProgrammedState> adopted_;
   std::vector<uint32_t> ringKeys_;  // 0..M, reused for batch ring fills
 };
 

@@ -263,6 +263,61 @@ TEST(ControlConfig, DefaultsAndErrors) {
   EXPECT_FALSE(parseConfig(base + "control: {sockett: /tmp/k.sock}\n", "k.yaml").ok());
 }
 
+// A restarted keeld (Registry::adopt via start(config, adopted)): checked
+// reals that were up stay up, at the same id and generation, instead of
+// starting down (which would bump the generation and move every flow).
+TEST_F(DaemonBackendTest, AdoptedCheckedRealsKeepTheirStateAndGeneration) {
+  files_["keel.yaml"] = yaml(kTwo,
+                             "    health: {type: tcp, port: 9, interval: 100ms, timeout: 50ms, "
+                             "rise: 1, fall: 1}\n");
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));  // .2 stays down
+  const ProgrammedState pinned = dp_.programmed();
+  const BackendId up = idOf("10.0.1.1"), down = idOf("10.0.1.2");
+  const uint32_t upGen = dp_.backends[up].gen, downGen = dp_.backends[down].gen;
+
+  MockDataplane dp2;
+  dp2.backends = dp_.backends;
+  dp2.services = dp_.services;
+  dp2.rings = dp_.rings;
+  Registry registry2(dp2);
+  boost::asio::io_context io2;
+  DaemonBackend backend2(io2, registry2, "mock", "keel.yaml",
+                         [this](const std::string& p) { return parseConfig(files_[p], p); },
+                         [](const Config&) { return Status::ok(); }, [](bool) {});
+  ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
+  ASSERT_TRUE(r.ok());
+  Status s = backend2.start(*r.config, &pinned);
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_EQ(dp2.backends[up].gen, upGen);
+  EXPECT_TRUE(dp2.backends[up].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(dp2.backends[down].gen, downGen);
+  EXPECT_FALSE(dp2.backends[down].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(dp2.rings[0], dp_.rings[0]);
+  auto snap = backend2.findService("web");
+  ASSERT_TRUE(snap);
+  for (const auto& real : snap->reals)
+    EXPECT_EQ(real.state(), real.address == ip("10.0.1.1") ? "up" : "down") << real.address.toString();
+  // Without adoption the same start would begin with both down.
+  MockDataplane dp3;
+  Registry registry3(dp3);
+  DaemonBackend backend3(io2, registry3, "mock", "keel.yaml",
+                         [this](const std::string& p) { return parseConfig(files_[p], p); },
+                         [](const Config&) { return Status::ok(); }, [](bool) {});
+  ASSERT_TRUE(backend3.start(*r.config));
+  EXPECT_TRUE(dp3.rings[0].empty());
+}
+
+TEST_F(DaemonBackendTest, ReloadHookSeesBeginAndOutcome) {
+  make();
+  std::vector<std::pair<bool, bool>> seen;
+  backend_->setReloadHook([&](bool done, bool ok) { seen.emplace_back(done, ok); });
+  EXPECT_TRUE(backend_->reload().isOk());
+  files_["keel.yaml"] = "services: [";
+  EXPECT_FALSE(backend_->reload().isOk());
+  EXPECT_EQ(seen, (std::vector<std::pair<bool, bool>>{{false, true}, {true, true}, {false, true}, {true, false}}));
+}
+
 TEST_F(DaemonBackendTest, ShutdownCallsTheStopper) {
   make();
   backend_->shutdown(true);

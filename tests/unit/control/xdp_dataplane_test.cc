@@ -3,7 +3,10 @@
 // XdpDataplane, programs it with the Registry and reads the pinned maps back
 // through plain bpf syscalls (what bpftool or an adopting keeld would see).
 // Then runs one packet through BPF_PROG_TEST_RUN and checks readStats()
-// counted it. Skips when not root.
+// counted it. And the restart cases: a second XdpDataplane adopts the pins
+// (conntrack and backends intact), keeps an unchanged program (same id),
+// swaps a changed one atomically over the same maps, and refuses changed
+// limits naming the key. Skips when not root.
 #include "dataplane/xdp/xdp_dataplane.h"
 
 #include <arpa/inet.h>
@@ -20,6 +23,7 @@
 #include <filesystem>
 #include <string>
 
+#include "balancer.skel.h"
 #include "control/registry.h"
 
 namespace keel {
@@ -208,6 +212,146 @@ TEST_F(XdpDataplaneTest, StatsSumAcrossCpusAfterATestRun) {
   DataplaneStats st = dp_->readStats();
   EXPECT_EQ(st.reasons[KEEL_R_PASS_NOT_IP].packets, 3u);
   EXPECT_EQ(st.reasons[KEEL_R_PASS_NOT_IP].bytes, 3u * sizeof arp);
+}
+
+
+class XdpAdoptTest : public XdpDataplaneTest {
+ protected:
+  XdpOptions options() {
+    XdpOptions o;
+    o.interface = ifA_;
+    o.mode = XdpAttachMode::kNative;
+    o.limits = {8, 32, 256};
+    o.pinDir = pinDir_;
+    return o;
+  }
+  uint32_t attachedId() {
+    uint32_t id = 0;
+    EXPECT_EQ(bpf_xdp_query_id(static_cast<int>(if_nametoindex(ifA_.c_str())), XDP_FLAGS_DRV_MODE, &id), 0);
+    return id;
+  }
+  uint32_t mapId(const char* name) {
+    int fd = pinned(name);
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    EXPECT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+    close(fd);
+    return info.id;
+  }
+  // A first keeld: one backend and one conntrack entry, then it "dies"
+  // leaving everything in place.
+  void firstKeeld() {
+    ASSERT_TRUE(XdpDataplane::create(options(), &dp_).isOk());
+    keel_backend b{};
+    b.addr[0] = htonl(0x0a000111);
+    b.service_id = 3;
+    b.gen = 7;
+    b.family = KEEL_AF_INET;
+    b.flags = KEEL_BE_F_VALID;
+    ASSERT_TRUE(dp_->upsertBackend(5, b).isOk());
+    int ct = pinned("conntrack");
+    keel_ct_value v{5, 7, 1};
+    ASSERT_EQ(bpf_map_update_elem(ct, &ctKey_, &v, BPF_ANY), 0);
+    close(ct);
+    firstProg_ = dp_->programId();
+    dp_->leaveInPlace();
+    dp_.reset();
+    ASSERT_EQ(attachedId(), firstProg_);  // still attached with nobody owning it
+  }
+  void expectStateKept() {
+    ASSERT_TRUE(dp_->adopted().has_value());
+    const keel_backend& b = dp_->adopted()->backends.at(5);
+    EXPECT_EQ(b.gen, 7u);
+    EXPECT_EQ(b.service_id, 3u);
+    int ct = pinned("conntrack");
+    keel_ct_value v{};
+    EXPECT_EQ(bpf_map_lookup_elem(ct, &ctKey_, &v), 0);
+    EXPECT_EQ(v.backend_id, 5u);
+    EXPECT_EQ(v.gen, 7u);
+    close(ct);
+  }
+  keel_flow_key ctKey_{};
+  uint32_t firstProg_ = 0;
+};
+
+TEST_F(XdpAdoptTest, UnchangedProgramIsKeptAndPinnedStateAdopted) {
+  firstKeeld();
+  const uint32_t conntrackId = mapId("conntrack");
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_TRUE(dp_->keptProgram());
+  EXPECT_EQ(dp_->programId(), firstProg_);
+  EXPECT_EQ(attachedId(), firstProg_);
+  EXPECT_EQ(mapId("conntrack"), conntrackId);
+  expectStateKept();
+  // The explicit stop still removes everything.
+  ASSERT_TRUE(dp_->shutdown(true).isOk());
+  EXPECT_EQ(attachedId(), 0u);
+  EXPECT_FALSE(std::filesystem::exists(pinDir_));
+}
+
+TEST_F(XdpAdoptTest, ChangedProgramIsSwappedOverTheSameMaps) {
+  firstKeeld();
+  const uint32_t conntrackId = mapId("conntrack");
+  // "Another build": the same object with a different load-time option,
+  // over the pinned maps, swapped in and pinned as the running program.
+  keel_balancer* other = keel_balancer__open();
+  ASSERT_NE(other, nullptr);
+  other->rodata->keel_check_mtu = 0;
+  bpf_map* m;
+  bpf_object__for_each_map(m, other->obj) {
+    if (bpf_map__is_internal(m)) continue;
+    int fd = pinned(bpf_map__name(m));
+    ASSERT_GE(fd, 0) << bpf_map__name(m);
+    ASSERT_EQ(bpf_map__reuse_fd(m, fd), 0);
+    close(fd);
+  }
+  ASSERT_EQ(keel_balancer__load(other), 0);
+  int ifindex = static_cast<int>(if_nametoindex(ifA_.c_str()));
+  int oldFd = bpf_prog_get_fd_by_id(firstProg_);
+  LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = oldFd);
+  ASSERT_EQ(bpf_xdp_attach(ifindex, bpf_program__fd(other->progs.balancer),
+                           XDP_FLAGS_DRV_MODE | XDP_FLAGS_REPLACE, &opts), 0);
+  close(oldFd);
+  unlink((pinDir_ + "/prog").c_str());
+  ASSERT_EQ(bpf_obj_pin(bpf_program__fd(other->progs.balancer), (pinDir_ + "/prog").c_str()), 0);
+  const uint32_t otherProg = attachedId();
+  keel_balancer__destroy(other);
+
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_FALSE(dp_->keptProgram());
+  EXPECT_NE(dp_->programId(), otherProg);
+  EXPECT_EQ(attachedId(), dp_->programId());
+  EXPECT_EQ(mapId("conntrack"), conntrackId);
+  expectStateKept();
+  // The new program is pinned as the running one, for the next restart.
+  int fd = pinned("prog");
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+  close(fd);
+  EXPECT_EQ(info.id, dp_->programId());
+}
+
+TEST_F(XdpAdoptTest, ChangedLimitsAreRefusedNamingTheKeyAndChangeNothing) {
+  firstKeeld();
+  XdpOptions o = options();
+  o.limits.maxBackends = 64;
+  Status s = XdpDataplane::create(o, &dp_);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("limits.max_reals: 64"), std::string::npos) << s.message();
+  EXPECT_EQ(attachedId(), firstProg_);
+  o = options();
+  o.mode = XdpAttachMode::kGeneric;
+  s = XdpDataplane::create(o, &dp_);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("dataplane.xdp_mode"), std::string::npos) << s.message();
+  EXPECT_EQ(attachedId(), firstProg_);
+  // Then the unchanged options still adopt.
+  s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  expectStateKept();
 }
 
 }  // namespace

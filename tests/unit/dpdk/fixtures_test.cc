@@ -61,10 +61,11 @@ class Plane {
     EXPECT_EQ(r.verdict, toVerdict(row.verdict)) << "want " << keel::test::verdictName(row.verdict);
     EXPECT_EQ(r.reason, row.reason) << "got " << kReasonNames[r.reason] << " want "
                                     << kReasonNames[row.reason];
-    if (row.verdict == keel::test::Verdict::kTx)
+    if (row.verdict == keel::test::Verdict::kTx) {
       EXPECT_EQ(out, row.expected) << keel::test::hexDiff(out, row.expected);
-    else if (row.verdict == keel::test::Verdict::kPass)
+    } else if (row.verdict == keel::test::Verdict::kPass) {
       EXPECT_EQ(out, row.input) << "PASS must leave the frame unchanged";
+    }
     for (uint32_t i = 0; i < KEEL_R_MAX; ++i) {
       uint64_t dp = c.reasons[i].packets - reasonsBefore[i].packets;
       EXPECT_EQ(dp, i == static_cast<uint32_t>(row.reason) ? 1u : 0u) << kReasonNames[i];

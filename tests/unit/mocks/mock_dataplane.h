@@ -39,11 +39,13 @@ class MockDataplane : public Dataplane {
   Status addVip(const keel_vip_key& vip) override {
     std::string a = addressFromWords(vip.addr, vip.family).toString();
     vips.insert(a);
+    vipKeys[a] = vip;
     return record("addVip " + a);
   }
   Status removeVip(const keel_vip_key& vip) override {
     std::string a = addressFromWords(vip.addr, vip.family).toString();
     vips.erase(a);
+    vipKeys.erase(a);
     return record("removeVip " + a);
   }
   Status upsertBackend(BackendId id, const keel_backend& b) override {
@@ -54,11 +56,13 @@ class MockDataplane : public Dataplane {
   }
   Status upsertService(const keel_service_key& key, const keel_service_value& v) override {
     services[keyString(key)] = v;
+    serviceKeys[keyString(key)] = key;
     return record("upsertService " + keyString(key) + " id=" + std::to_string(v.id) +
                   " flags=" + std::to_string(v.flags));
   }
   Status removeService(const keel_service_key& key) override {
     services.erase(keyString(key));
+    serviceKeys.erase(keyString(key));
     return record("removeService " + keyString(key));
   }
   Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override {
@@ -75,11 +79,23 @@ class MockDataplane : public Dataplane {
            "/" + std::to_string(k.proto);
   }
 
+  // What an adopting registry would read back (the XDP plane's pinned maps).
+  ProgrammedState programmed() const {
+    ProgrammedState p;
+    for (const auto& [a, k] : vipKeys) p.vips.push_back(k);
+    for (const auto& [s, k] : serviceKeys) p.services.emplace_back(k, services.at(s));
+    p.backends.resize(limits_.maxBackends);
+    for (const auto& [id, b] : backends) p.backends[id] = b;
+    return p;
+  }
+
   // The call log since the last clear, e.g. "publishRing 0 [0,1]".
   std::vector<std::string> calls;
   std::set<std::string> vips;
   std::map<BackendId, keel_backend> backends;
   std::map<std::string, keel_service_value> services;
+  std::map<std::string, keel_vip_key> vipKeys;
+  std::map<std::string, keel_service_key> serviceKeys;
   std::map<ServiceId, std::vector<uint32_t>> rings;
   DataplaneStats stats;
   // Make the n-th call from now fail (0 = never), to test error paths.

@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: Apache-2.0
+// reconfig_bench: how long one real's change takes through the real control
+// path, Registry::apply (diff of every service) -> buildMaglevTable ->
+// Dataplane::publishRing, with S services of 10 reals each (default 1,000,
+// M=65537).
+//
+// Method. The registry first applies the whole config (timed: start-up).
+// Then each case applies a config that differs from the running one in one
+// real of one service, and the next rep reverts it, so every timed apply
+// really changes something; reps rotate over the services. Cases:
+//   no change      apply() of the identical config: the diff alone
+//   weight change  one real's weight 100 -> 50 (and back): ring rebuilt
+//   remove real    one real removed (timed) and added back (timed apart)
+// Each case runs against two data planes, in this order:
+//   null  a Dataplane that does nothing: the control plane's own cost
+//   xdp   the XDP data plane, attached natively to a veth in a private
+//         network namespace the bench makes (so no host interface is
+//         touched); needs root. Skipped with --no-xdp.
+// In-run baselines, same process: one buildMaglevTable of 10 reals; one
+// XdpDataplane::publishRing alone; and the publish split into its kernel
+// steps on a private map-in-map (create + batch-fill an inner array; swap
+// it into an ARRAY_OF_MAPS, whose update waits for an RCU grace period;
+// and the same swap for a batch of rings in one BPF_MAP_UPDATE_BATCH).
+// Wall time (steady_clock) and thread CPU time are both printed: a publish
+// that waits on RCU shows wall >> CPU.
+//
+// Usage: reconfig_bench [--services S] [--reps R] [--no-xdp]
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/logging.h"
+#include "control/config.h"
+#include "control/maglev/maglev.h"
+#include "control/registry.h"
+#include "dataplane/xdp/xdp_dataplane.h"
+#include "keel/maglev_lookup.h"
+
+namespace {
+
+using keel::Config;
+using keel::IpAddress;
+using keel::Registry;
+using keel::Status;
+
+struct Options {
+  int services = 1000;
+  int reps = 21;
+  bool xdp = true;
+};
+
+Options parseArgs(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* name) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "reconfig_bench: %s needs a value\n", name);
+        std::exit(2);
+      }
+      int v = std::atoi(argv[++i]);
+      if (v < 1) {
+        std::fprintf(stderr, "reconfig_bench: %s must be a positive integer, got '%s'\n", name, argv[i]);
+        std::exit(2);
+      }
+      return v;
+    };
+    if (a == "--services") {
+      o.services = value("--services");
+    } else if (a == "--reps") {
+      o.reps = value("--reps");
+    } else if (a == "--no-xdp") {
+      o.xdp = false;
+    } else {
+      std::fprintf(stderr, "reconfig_bench: unknown argument '%s'\nusage: reconfig_bench [--services S] "
+                   "[--reps R] [--no-xdp]\n", a.c_str());
+      std::exit(2);
+    }
+  }
+  if (o.services > int(KEEL_MAX_SERVICES_DEFAULT)) {
+    std::fprintf(stderr, "reconfig_bench: --services %d exceeds the data plane's %u services\n", o.services,
+                 KEEL_MAX_SERVICES_DEFAULT);
+    std::exit(2);
+  }
+  return o;
+}
+
+double threadCpuUs() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+struct Sample {
+  double wallUs, cpuUs;
+};
+
+Sample timeOnce(const std::function<void()>& fn) {
+  double c0 = threadCpuUs();
+  auto t0 = std::chrono::steady_clock::now();
+  fn();
+  auto t1 = std::chrono::steady_clock::now();
+  return {std::chrono::duration<double, std::micro>(t1 - t0).count(), threadCpuUs() - c0};
+}
+
+// One printed row: median, best and p90 of wall time, median CPU time (ms).
+void printRow(const std::string& name, std::vector<Sample> s) {
+  std::vector<double> wall, cpu;
+  for (const Sample& x : s) {
+    wall.push_back(x.wallUs / 1e3);
+    cpu.push_back(x.cpuUs / 1e3);
+  }
+  std::sort(wall.begin(), wall.end());
+  std::sort(cpu.begin(), cpu.end());
+  const size_t n = wall.size();
+  std::printf("  %-44s %10.3f %10.3f %10.3f %10.3f %5zu\n", name.c_str(), wall[n / 2], wall[0],
+              wall[std::min(n - 1, size_t(double(n) * 0.9))], cpu[n / 2], n);
+}
+
+void printHeader(const char* title) {
+  std::printf("\n%s\n  %-44s %10s %10s %10s %10s %5s\n", title, "case", "wall med", "wall best", "wall p90",
+              "cpu med", "n");
+}
+
+void die(const std::string& what, const Status& s) {
+  std::fprintf(stderr, "reconfig_bench: %s: %s\n", what.c_str(), s.message().c_str());
+  std::exit(1);
+}
+
+std::string readFirst(const char* path) {
+  std::ifstream f(path);
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+std::string cpuModel() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+// S services on distinct VIPs (10.100.x.y:80/tcp), each with 10 reals
+// (10.200.x.y, all distinct), weight 100, ipip, maglev, M=65537; no health
+// checks (the registry's input is the same either way).
+Config makeConfig(int services) {
+  Config c;
+  c.source = "reconfig_bench";
+  for (int i = 0; i < services; ++i) {
+    keel::ServiceConfig s;
+    s.name = "svc" + std::to_string(i);
+    s.vip = IpAddress::fromV4({10, 100, uint8_t(i >> 8), uint8_t(i)});
+    s.port = 80;
+    s.ringSize = KEEL_RING_SIZE_DEFAULT;
+    for (int r = 0; r < 10; ++r) {
+      keel::RealConfig rc;
+      const int n = i * 10 + r;
+      rc.address = IpAddress::fromV4({10, 200, uint8_t(n >> 8), uint8_t(n)});
+      rc.weight = 100;
+      s.reals.push_back(rc);
+    }
+    c.services.push_back(std::move(s));
+  }
+  return c;
+}
+
+// The control plane's own cost: accepts everything, stores nothing.
+class NullDataplane final : public keel::Dataplane {
+ public:
+  std::string kind() const override { return "null"; }
+  keel::DataplaneLimits limits() const override { return {}; }
+  Status setNode(const keel_node_config&) override { return Status::ok(); }
+  Status addVip(const keel_vip_key&) override { return Status::ok(); }
+  Status removeVip(const keel_vip_key&) override { return Status::ok(); }
+  Status upsertBackend(keel::BackendId, const keel_backend&) override { return Status::ok(); }
+  Status upsertService(const keel_service_key&, const keel_service_value&) override { return Status::ok(); }
+  Status removeService(const keel_service_key&) override { return Status::ok(); }
+  Status publishRing(keel::ServiceId, const std::vector<uint32_t>&) override { return Status::ok(); }
+  keel::DataplaneStats readStats() override { return {}; }
+};
+
+// The reconfiguration cases against one data plane.
+void runCases(const char* title, keel::Dataplane& dp, const Options& o) {
+  Config base = makeConfig(o.services);
+  Registry registry(dp);
+  printHeader(title);
+  Sample start = timeOnce([&] {
+    if (Status s = registry.apply(base); !s) die("initial apply", s);
+  });
+  printRow("start-up: apply " + std::to_string(o.services) + " services x 10 reals", {start});
+  std::printf("  %-44s %10.3f ms per service\n", "", start.wallUs / 1e3 / o.services);
+
+  std::vector<Sample> same;
+  for (int k = 0; k < o.reps; ++k)
+    same.push_back(timeOnce([&] {
+      if (Status s = registry.apply(base); !s) die("apply unchanged", s);
+    }));
+  printRow("no change (diff only)", same);
+
+  // Rotate over services so no case reuses one service's warm state.
+  std::vector<Sample> weight, remove, add;
+  for (int k = 0; k < o.reps; ++k) {
+    const int svc = (k * 37) % o.services;
+    Config changed = base;
+    changed.services[svc].reals[3].weight = 50;
+    weight.push_back(timeOnce([&] {
+      if (Status s = registry.apply(changed); !s) die("apply weight change", s);
+    }));
+    weight.push_back(timeOnce([&] {
+      if (Status s = registry.apply(base); !s) die("apply weight back", s);
+    }));
+    Config removed = base;
+    removed.services[svc].reals.erase(removed.services[svc].reals.begin() + 3);
+    remove.push_back(timeOnce([&] {
+      if (Status s = registry.apply(removed); !s) die("apply remove real", s);
+    }));
+    add.push_back(timeOnce([&] {
+      if (Status s = registry.apply(base); !s) die("apply add real back", s);
+    }));
+  }
+  printRow("weight change of one real (and back)", weight);
+  printRow("remove one real", remove);
+  printRow("add it back", add);
+}
+
+// A private network namespace with a veth pair, so XDP attaches to an
+// interface only this process can see; it vanishes when the process exits.
+bool makePrivateVeth() {
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::perror("reconfig_bench: unshare(CLONE_NEWNET) (needs root)");
+    return false;
+  }
+  const char* cmd =
+      "ip link set lo up && ip link add kb0 type veth peer name kb1 && ip link set kb0 up && "
+      "ip link set kb1 up";
+  if (std::system(cmd) != 0) {
+    std::fprintf(stderr, "reconfig_bench: failed: %s\n", cmd);
+    return false;
+  }
+  return true;
+}
+
+// The kernel steps of one ring publish, on a map-in-map of our own (the
+// data plane's is private to it): create + fill an inner array, swap it in.
+void rawPublishBaseline(const std::vector<uint32_t>& ring, int reps) {
+  const uint32_t words = uint32_t(ring.size()) + 1;
+  std::vector<uint32_t> keys(words), values(words);
+  for (uint32_t i = 0; i < words; ++i) keys[i] = i;
+  values[0] = uint32_t(ring.size());
+  std::copy(ring.begin(), ring.end(), values.begin() + 1);
+  LIBBPF_OPTS(bpf_map_create_opts, innerOpts, .map_flags = BPF_F_INNER_MAP);
+  auto makeInner = [&] {
+    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "kb_ring", 4, 4, words, &innerOpts);
+    if (fd < 0) die("create inner map", Status::error(std::strerror(errno)));
+    uint32_t count = words;
+    LIBBPF_OPTS(bpf_map_batch_opts, batchOpts);
+    if (bpf_map_update_batch(fd, keys.data(), values.data(), &count, &batchOpts) != 0)
+      die("fill inner map", Status::error(std::strerror(errno)));
+    return fd;
+  };
+  const int slotsOuter = 64;
+  int tmpl = makeInner();
+  LIBBPF_OPTS(bpf_map_create_opts, outerOpts, .inner_map_fd = uint32_t(tmpl));
+  int outer = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "kb_rings", 4, 4, slotsOuter, &outerOpts);
+  if (outer < 0) die("create outer map", Status::error(std::strerror(errno)));
+  ::close(tmpl);
+
+  std::vector<Sample> fill, swap;
+  for (int k = 0; k < reps; ++k) {
+    int fd = -1;
+    fill.push_back(timeOnce([&] { fd = makeInner(); }));
+    uint32_t key = uint32_t(k % slotsOuter);
+    swap.push_back(timeOnce([&] {
+      if (bpf_map_update_elem(outer, &key, &fd, BPF_ANY) != 0)
+        die("swap ring", Status::error(std::strerror(errno)));
+    }));
+    ::close(fd);
+  }
+  printRow("inner ring: create + batch fill (65538 u32)", fill);
+  printRow("outer map-in-map update (1 ring)", swap);
+
+  // The same ring in a BPF_F_MMAPABLE array, filled by one memcpy through
+  // mmap instead of a per-element batch update, and swapped into an outer
+  // map whose template has the same flags (the kernel requires it). Array
+  // elements are 8-byte aligned, so a u32 slot takes 8 bytes in the mapping
+  // (a ring of 65538 u32 maps 512 KiB). Read back through the syscall to
+  // check the contents landed.
+  LIBBPF_OPTS(bpf_map_create_opts, mmapOpts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+  const size_t bytes = (size_t(words) * 8 + 4095) / 4096 * 4096;
+  auto makeMmapInner = [&] {
+    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "kb_ring_mm", 4, 4, words, &mmapOpts);
+    if (fd < 0) die("create mmapable inner map", Status::error(std::strerror(errno)));
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) die("mmap inner map", Status::error(std::strerror(errno)));
+    uint64_t* slot = static_cast<uint64_t*>(p);
+    for (uint32_t i = 0; i < words; ++i) slot[i] = values[i];
+    munmap(p, bytes);
+    return fd;
+  };
+  int mmTmpl = makeMmapInner();
+  LIBBPF_OPTS(bpf_map_create_opts, mmOuterOpts, .inner_map_fd = uint32_t(mmTmpl));
+  int mmOuter = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "kb_rings_mm", 4, 4, 1, &mmOuterOpts);
+  if (mmOuter < 0) die("create outer map (mmapable inner)", Status::error(std::strerror(errno)));
+  ::close(mmTmpl);
+  std::vector<Sample> mmFill;
+  for (int k = 0; k < reps; ++k) {
+    int fd = -1;
+    mmFill.push_back(timeOnce([&] { fd = makeMmapInner(); }));
+    uint32_t key = 0, probe = words - 1, got = 0;
+    if (bpf_map_lookup_elem(fd, &probe, &got) != 0 || got != values[words - 1])
+      die("mmapable ring contents", Status::error("last slot reads " + std::to_string(got)));
+    if (bpf_map_update_elem(mmOuter, &key, &fd, BPF_ANY) != 0)
+      die("swap mmapable ring", Status::error(std::strerror(errno)));
+    ::close(fd);
+  }
+  printRow("inner ring: create mmapable + fill via mmap", mmFill);
+  ::close(mmOuter);
+
+  // Many rings swapped by one BPF_MAP_UPDATE_BATCH on the outer map: one
+  // syscall, so (if the kernel supports it) one grace-period wait.
+  // Two sets of rings, swapped in alternately, so every update replaces a
+  // ring; after each batch one slot is read back to check it took effect.
+  const int batch = 32;
+  std::vector<int> fds[2];
+  std::vector<uint32_t> ids[2];
+  for (int set = 0; set < 2; ++set)
+    for (int i = 0; i < batch; ++i) {
+      fds[set].push_back(makeInner());
+      bpf_map_info info{};
+      uint32_t len = sizeof info;
+      if (bpf_obj_get_info_by_fd(fds[set].back(), &info, &len) != 0)
+        die("inner map info", Status::error(std::strerror(errno)));
+      ids[set].push_back(info.id);
+    }
+  std::vector<uint32_t> bkeys(batch);
+  for (int i = 0; i < batch; ++i) bkeys[i] = uint32_t(i);
+  auto check = [&](int set) {
+    uint32_t key = batch - 1, id = 0;
+    if (bpf_map_lookup_elem(outer, &key, &id) != 0 || id != ids[set][batch - 1])
+      die("ring swap check", Status::error("slot " + std::to_string(key) + " holds map id " + std::to_string(id) +
+                                           ", expected " + std::to_string(ids[set][batch - 1])));
+  };
+  std::vector<Sample> one, many;
+  bool batchOk = true;
+  for (int k = 0; k < std::max(4, reps / 2) && batchOk; ++k) {
+    const int set = k % 2;
+    one.push_back(timeOnce([&] {
+      for (int i = 0; i < batch; ++i) {
+        uint32_t key = bkeys[i];
+        if (bpf_map_update_elem(outer, &key, &fds[set][i], BPF_ANY) != 0)
+          die("swap ring", Status::error(std::strerror(errno)));
+      }
+    }));
+    check(set);
+    many.push_back(timeOnce([&] {
+      uint32_t count = batch;
+      LIBBPF_OPTS(bpf_map_batch_opts, opts);
+      if (bpf_map_update_batch(outer, bkeys.data(), fds[1 - set].data(), &count, &opts) != 0) {
+        std::printf("  (outer BPF_MAP_UPDATE_BATCH not supported here: %s)\n", std::strerror(errno));
+        batchOk = false;
+      }
+    }));
+    if (batchOk) check(1 - set);
+  }
+  printRow(std::to_string(batch) + " ring swaps, one update per ring", one);
+  if (batchOk) printRow(std::to_string(batch) + " ring swaps in one UPDATE_BATCH", many);
+  for (int set = 0; set < 2; ++set)
+    for (int fd : fds[set]) ::close(fd);
+  ::close(outer);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parseArgs(argc, argv);
+  (void)keel::setupLogging("warn");  // the registry logs every service at info
+  utsname u{};
+  uname(&u);
+  std::printf("reconfig_bench: one real changed through Registry::apply -> Maglev -> publishRing\n");
+  std::printf("machine: %s; kernel %s %s; %ld online CPUs\n", cpuModel().c_str(), u.sysname, u.release,
+              sysconf(_SC_NPROCESSORS_ONLN));
+  std::printf("load average at start: %s\n", readFirst("/proc/loadavg").c_str());
+  std::printf("method: %d services x 10 reals (weight 100), M=%u; each case %d reps, alternating change and\n"
+              "        revert so every apply changes something; times in ms; see the header comment.\n",
+              o.services, KEEL_RING_SIZE_DEFAULT, o.reps);
+
+  // Baseline 1: the ring build alone.
+  Config one = makeConfig(1);
+  std::vector<keel::MaglevReal> reals;
+  for (size_t i = 0; i < one.services[0].reals.size(); ++i)
+    reals.push_back({one.services[0].reals[i].address, 100, uint32_t(i)});
+  std::vector<uint32_t> ring;
+  std::vector<Sample> build;
+  for (int k = 0; k < std::max(o.reps, 51); ++k)
+    build.push_back(timeOnce([&] { ring = keel::buildMaglevTable(reals, KEEL_RING_SIZE_DEFAULT); }));
+  printHeader("baselines");
+  printRow("buildMaglevTable, 10 reals, M=65537", build);
+
+  NullDataplane null;
+  runCases("null data plane (control plane only)", null, o);
+
+  if (!o.xdp) {
+    std::printf("\nxdp: skipped (--no-xdp)\n");
+  } else if (geteuid() != 0) {
+    std::printf("\nxdp: skipped (needs root)\n");
+  } else if (makePrivateVeth()) {
+    keel::XdpOptions xo;
+    xo.interface = "kb0";
+    xo.mode = keel::XdpAttachMode::kNative;
+    std::unique_ptr<keel::XdpDataplane> dp;
+    if (Status s = keel::XdpDataplane::create(xo, &dp); !s) die("xdp data plane", s);
+    printHeader("xdp baselines (veth in a private netns)");
+    std::vector<Sample> publish;
+    for (int k = 0; k < o.reps; ++k)
+      publish.push_back(timeOnce([&] {
+        if (Status s = dp->publishRing(uint32_t(KEEL_MAX_SERVICES_DEFAULT - 1), ring); !s) die("publishRing", s);
+      }));
+    printRow("XdpDataplane::publishRing alone", publish);
+    keel_backend be{};
+    std::vector<Sample> backend;
+    for (int k = 0; k < o.reps; ++k)
+      backend.push_back(timeOnce([&] {
+        if (Status s = dp->upsertBackend(KEEL_MAX_BACKENDS_DEFAULT - 1, be); !s) die("upsertBackend", s);
+      }));
+    printRow("XdpDataplane::upsertBackend alone", backend);
+    rawPublishBaseline(ring, o.reps);
+    // Leave the ring slot the baseline used empty again.
+    if (Status s = dp->publishRing(uint32_t(KEEL_MAX_SERVICES_DEFAULT - 1), {}); !s) die("publishRing", s);
+    std::fflush(stdout);
+    runCases("xdp data plane", *dp, o);
+    (void)dp->shutdown(true);
+  }
+  std::printf("\nload average at end: %s\n", readFirst("/proc/loadavg").c_str());
+  return 0;
+}

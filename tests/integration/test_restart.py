@@ -1,0 +1,188 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Hitless restart (keeld(8) RESTARTS): keeld is killed with SIGKILL while a
+TCP connection and a UDP flow exchange messages without pause, and restarted:
+  - nothing is lost and every established flow keeps its real, while no keeld
+    runs and across the adoption;
+  - the same config keeps the attached program (its id does not change);
+  - a restart whose config lists a new service first and drains the real of
+    the established flows keeps them there (the registry's ids and
+    generations were rebuilt from the pinned maps, not handed out afresh);
+  - SIGTERM leaves forwarding in place by default; --detach-on-exit removes
+    the attachment and the pins.
+keelds run in a KeeldHost (lab.py), whose bpffs outlives each of them."""
+import socket
+import threading
+
+import pytest
+
+import lab as labmod
+from suite import served, wait_serving
+
+PORT = 80
+EXTRA_PORT = 8080
+N_CONN = 12
+PIN_DIR = "/sys/fs/bpf/keel/eth0"
+PUMP_MAX = 5000           # bound on each pump's exchanges
+PUMP_TIMEOUT_S = 3.0      # a reply later than this counts as lost
+
+
+def ask(sock):
+    try:
+        sock.sendall(b"again\n")
+        data = sock.recv(2048)
+        return data.decode().strip() if data else "EOF"
+    except OSError as e:
+        return type(e).__name__
+
+
+class Pump:
+    """One flow exchanging request/reply without pause in a thread (bounded
+    by PUMP_MAX), recording who answered each request or that it was lost."""
+
+    def __init__(self, lab, kind):
+        fam_kind = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+        self.sock = lab.client.socket(socket.AF_INET, fam_kind)
+        self.sock.settimeout(PUMP_TIMEOUT_S)
+        self.sock.connect((lab.vip4, PORT))
+        self.kind = kind
+        self.answers = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self):
+        if self.kind == "tcp":
+            return ask(self.sock)
+        try:
+            self.sock.send(b"again\n")
+            return self.sock.recv(2048).decode().strip()
+        except OSError as e:
+            return type(e).__name__
+
+    def start(self):
+        self.answers.append(self._one())  # the flow's real, before anything happens
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set() and len(self.answers) < PUMP_MAX:
+            self.answers.append(self._one())
+            self._stop.wait(0.005)
+
+    def mark(self):
+        return len(self.answers)
+
+    def finish(self):
+        self._stop.set()
+        self._thread.join(timeout=PUMP_TIMEOUT_S + 5)
+        self.sock.close()
+        return self.answers
+
+
+def configs(lab):
+    web = lab.service("web", 4, PORT, "tcp", "ipip")
+    dgram = lab.service("dgram", 4, PORT, "udp", "ipip")
+    return web, dgram
+
+
+def drops(lab):
+    return {k: v for k, v in (lab.reasons() or {}).items() if k.startswith("drop_")}
+
+
+@pytest.fixture
+def host(lab, need_keel):
+    if lab.dataplane != "xdp":
+        pytest.skip("restart adoption is the XDP data plane's (pinned maps)")
+    lab.plane.reset(lab)
+    lab.decap_attach()
+    h = labmod.KeeldHost(lab)
+    yield h
+    h.close()
+    lab.plane.reset(lab)
+    lab.decap_detach()
+
+
+def start(lab, host, config, name, *args):
+    path = lab.write_config(config, f"{name}.yaml")
+    k = labmod.Keeld(lab, path, lab.tmp / f"{name}.log", host=host, args=args)
+    k.wait_logged("ready")
+    return k
+
+
+def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
+    web, dgram = configs(lab)
+    config = lab.keel_config([web, dgram])
+    k1 = start(lab, host, config, "first")
+    wait_serving(lab, config)
+    prog = labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname)
+    conns = []
+    pumps = []
+    try:
+        for _ in range(N_CONN):
+            s = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
+            conns.append(s)
+            s.settimeout(3)
+            s.connect((lab.vip4, PORT))
+        before = [ask(s) for s in conns]
+        assert all(b.startswith("real") for b in before), before
+        drops0 = drops(lab)
+        pumps = [Pump(lab, "tcp").start(), Pump(lab, "udp").start()]
+
+        # 1. kill -9: forwarding goes on with nobody in charge.
+        k1.kill()
+        assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) == prog
+        served(lab.flows("tcp", lab.vip4, PORT, count=5))
+        marks = [p.mark() for p in pumps]
+
+        # 2. The same config: adopted, the program kept, nothing re-attached.
+        k2 = start(lab, host, config, "second")
+        log = k2.log()
+        assert "event=dataplane_adopted" in log and "program=kept" in log, log
+        assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) == prog
+        assert [ask(s) for s in conns] == before
+        k2.kill()
+
+        # 3. A new service listed first (a fresh registry would give it the
+        #    ids web had) and web's real of the first connection drained: the
+        #    established flows must stay, new ones must avoid it.
+        drained = before[0]
+        drained_addr = lab.real_by_name(drained).v4
+        web3 = dict(web, reals=[dict(r, weight=0) if r["address"] == drained_addr else r
+                                for r in web["reals"]])
+        extra = lab.service("extra", 4, EXTRA_PORT, "tcp", "ipip")
+        config3 = lab.keel_config([extra, web3, dgram])
+        k3 = start(lab, host, config3, "third")
+        assert "event=dataplane_adopted" in k3.log()
+        after = [ask(s) for s in conns]
+        moved = [(i, before[i], after[i]) for i in range(N_CONN) if after[i] != before[i]]
+        assert not moved, f"established flows changed real across the restart: {moved}"
+        fresh = served(lab.flows("tcp", lab.vip4, PORT, count=20))
+        assert drained not in fresh, fresh
+        served(lab.flows("tcp", lab.vip4, EXTRA_PORT, count=3))
+
+        answers = {p.kind: p.finish() for p in pumps}
+        pumps = []
+        for kind, got in answers.items():
+            assert len(set(got)) == 1 and got[0].startswith("real"), \
+                f"{kind} flow: lost or moved: {sorted(set(got))} ({len(got)} exchanges)"
+        for kind, m in zip(("tcp", "udp"), marks):
+            assert len(answers[kind]) > m, f"{kind} pump made no exchange after the kill"
+        assert drops(lab) == drops0, (drops0, drops(lab))
+        print(f"exchanges without loss: tcp {len(answers['tcp'])}, udp {len(answers['udp'])}")
+
+        # 4. SIGTERM: by default forwarding stays, pins too.
+        assert k3.stop() == 0, k3.log()
+        assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) == prog
+        assert host.run(["test", "-e", f"{PIN_DIR}/prog"], check=False).returncode == 0
+        assert [ask(s) for s in conns] == before
+    finally:
+        for p in pumps:
+            p.finish()
+        for s in conns:
+            s.close()
+
+    # 5. --detach-on-exit: adopts like any keeld, then removes everything.
+    k4 = start(lab, host, config3, "fourth", "--detach-on-exit")
+    assert "program=kept" in k4.log()
+    assert k4.stop() == 0, k4.log()
+    assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) is None
+    assert host.run(["test", "-e", PIN_DIR], check=False).returncode != 0

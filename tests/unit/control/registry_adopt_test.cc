@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: Apache-2.0
+// Registry::adopt: a restarted keeld rebuilds the id assignment of the one
+// before it from what the data plane holds (the pinned maps), so every
+// conntrack entry (backend id + generation) still names the same real.
+// Each test runs a "first keeld" registry on a mock, then a second registry
+// over a copy of that mock's state, as keeld does after kill -9.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <utility>
+
+#include "control/registry.h"
+#include "mock_dataplane.h"
+
+namespace keel {
+namespace {
+
+using test::MockDataplane;
+using Calls = std::vector<std::string>;
+
+IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+
+RealConfig real(const char* addr, uint32_t weight = 100) {
+  RealConfig r;
+  r.address = ip(addr);
+  r.weight = weight;
+  return r;
+}
+
+ServiceConfig service(const char* name, const char* vip, uint16_t port, std::vector<RealConfig> reals) {
+  ServiceConfig s;
+  s.name = name;
+  s.vip = ip(vip);
+  s.port = port;
+  s.protocol = KEEL_PROTO_TCP;
+  s.ringSize = 13;
+  s.reals = std::move(reals);
+  return s;
+}
+
+Config config(std::vector<ServiceConfig> services) {
+  Config c;
+  c.services = std::move(services);
+  return c;
+}
+
+// (service, real) -> (backend id, generation), as a conntrack entry sees it.
+std::map<std::pair<std::string, std::string>, std::pair<BackendId, uint32_t>> identities(const Registry& r) {
+  std::map<std::pair<std::string, std::string>, std::pair<BackendId, uint32_t>> out;
+  for (const ServiceView& v : r.services())
+    for (const RealView& rv : v.reals) out[{v.name, rv.address.toString()}] = {rv.backendId, rv.gen};
+  return out;
+}
+
+bool sameBytes(const std::map<BackendId, keel_backend>& a, const std::map<BackendId, keel_backend>& b) {
+  if (a.size() != b.size()) return false;
+  for (const auto& [id, x] : a) {
+    auto it = b.find(id);
+    if (it == b.end() || std::memcmp(&x, &it->second, sizeof x) != 0) return false;
+  }
+  return true;
+}
+
+class RegistryAdoptTest : public ::testing::Test {
+ protected:
+  static constexpr DataplaneLimits kLimits{8, 16, 100};
+  MockDataplane first_{kLimits};
+  Registry firstReg_{first_};
+  MockDataplane second_{kLimits};
+  std::unique_ptr<Registry> secondReg_;
+
+  // The first keeld's history: ids and generations that a fresh start
+  // would not reproduce (a removed real, a re-added one, a freed service id).
+  void runFirstKeeld() {
+    ASSERT_TRUE(firstReg_.apply(config({service("old", "192.0.2.99", 80, {real("10.0.9.1")}),
+                                        service("web", "192.0.2.10", 80,
+                                                {real("10.0.1.11"), real("10.0.1.12"), real("10.0.1.13")}),
+                                        service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}))
+                    .isOk());
+    ASSERT_TRUE(firstReg_.apply(config({service("web", "192.0.2.10", 80, {real("10.0.1.12"), real("10.0.1.13")}),
+                                        service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}))
+                    .isOk());
+    ASSERT_TRUE(firstReg_.apply(config({service("web", "192.0.2.10", 80,
+                                                {real("10.0.1.11"), real("10.0.1.12"), real("10.0.1.13")}),
+                                        service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}))
+                    .isOk());
+  }
+
+  // kill -9 and restart: a new registry over the state the maps kept.
+  Status restart(const Config& c) {
+    second_.vips = first_.vips;
+    second_.vipKeys = first_.vipKeys;
+    second_.backends = first_.backends;
+    second_.services = first_.services;
+    second_.serviceKeys = first_.serviceKeys;
+    second_.rings = first_.rings;
+    second_.calls.clear();
+    secondReg_ = std::make_unique<Registry>(second_);
+    if (Status s = secondReg_->adopt(first_.programmed(), c); !s) return s;
+    return secondReg_->apply(c);
+  }
+};
+
+const Config kRunning = config({service("web", "192.0.2.10", 80,
+                                        {real("10.0.1.11"), real("10.0.1.12"), real("10.0.1.13")}),
+                                service("dns", "192.0.2.53", 53, {real("10.0.2.1")})});
+
+TEST_F(RegistryAdoptTest, SameConfigKeepsEveryIdAndGenerationAndEveryMapByte) {
+  runFirstKeeld();
+  const auto before = identities(firstReg_);
+  // A fresh registry would not give web's 10.0.1.11 this id or generation.
+  ASSERT_NE(before.at({"web", "10.0.1.11"}), std::make_pair(BackendId{0}, uint32_t{1}));
+  Status s = restart(kRunning);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(identities(*secondReg_), before);
+  EXPECT_TRUE(sameBytes(second_.backends, first_.backends));
+  EXPECT_EQ(second_.vips, first_.vips);
+  EXPECT_EQ(second_.rings, first_.rings);  // rewritten, but the same table
+  for (const auto& [k, v] : first_.services) {
+    ASSERT_TRUE(second_.services.count(k)) << k;
+    EXPECT_EQ(second_.services[k].id, v.id);
+    EXPECT_EQ(second_.services[k].flags, v.flags);
+  }
+  // No generation moved and nothing was removed or invalidated.
+  for (const std::string& c : second_.calls) {
+    EXPECT_EQ(c.find("invalid"), std::string::npos) << c;
+    EXPECT_EQ(c.find("remove"), std::string::npos) << c;
+  }
+  // And the registry works on from there like the first one would.
+  ASSERT_TRUE(secondReg_->apply(kRunning).isOk());
+  second_.calls.clear();
+  ASSERT_TRUE(secondReg_->apply(kRunning).isOk());
+  EXPECT_TRUE(second_.calls.empty());
+}
+
+TEST_F(RegistryAdoptTest, ReorderedConfigWithANewServiceFirstKeepsOldIds) {
+  runFirstKeeld();
+  const auto before = identities(firstReg_);
+  // A new service listed first would take ids 0.. on a fresh start.
+  Config next = config({service("api", "192.0.2.20", 443, {real("10.0.3.1"), real("10.0.3.2")}),
+                        service("dns", "192.0.2.53", 53, {real("10.0.2.1")}),
+                        service("web", "192.0.2.10", 80,
+                                {real("10.0.1.13"), real("10.0.1.12"), real("10.0.1.11")})});
+  Status s = restart(next);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  auto after = identities(*secondReg_);
+  for (const auto& [key, id] : before) EXPECT_EQ(after.at(key), id) << key.first << " " << key.second;
+  // The new reals got free ids, each at a generation past any its id had.
+  for (const char* a : {"10.0.3.1", "10.0.3.2"}) {
+    auto [id, gen] = after.at({"api", a});
+    for (const auto& [key, old] : before) EXPECT_NE(old.first, id);
+    EXPECT_GT(gen, first_.backends.count(id) ? first_.backends.at(id).gen : 0u);
+  }
+}
+
+TEST_F(RegistryAdoptTest, DrainedRealLeavesTheRingButKeepsItsGeneration) {
+  runFirstKeeld();
+  const auto before = identities(firstReg_);
+  Status s = restart(config({service("web", "192.0.2.10", 80,
+                                     {real("10.0.1.11", 0), real("10.0.1.12"), real("10.0.1.13")}),
+                             service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  ASSERT_TRUE(s.isOk()) << s.message();
+  auto [id, gen] = before.at({"web", "10.0.1.11"});
+  EXPECT_EQ(second_.backends[id].gen, gen);
+  EXPECT_TRUE(second_.backends[id].flags & KEEL_BE_F_VALID);
+  const auto& ring = second_.rings[second_.services["192.0.2.10:80/6"].id];
+  EXPECT_EQ(std::count(ring.begin(), ring.end(), id), 0);
+}
+
+TEST_F(RegistryAdoptTest, WhatTheConfigDroppedIsRemovedByTheOrderingRules) {
+  runFirstKeeld();
+  const auto before = identities(firstReg_);
+  auto [dnsId, dnsGen] = before.at({"dns", "10.0.2.1"});
+  auto [goneId, goneGen] = before.at({"web", "10.0.1.13"});
+  const uint32_t webSvc = first_.services["192.0.2.10:80/6"].id;
+  const uint32_t dnsSvc = first_.services["192.0.2.53:53/6"].id;
+  Status s = restart(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  ASSERT_TRUE(s.isOk()) << s.message();
+  const Calls& c = second_.calls;
+  auto at = [&](const std::string& call) {
+    return std::find(c.begin(), c.end(), call) - c.begin();
+  };
+  // dns: unhooked, emptied, invalidated at gen+1, its VIP withdrawn last.
+  const std::string dnsDead = "upsertBackend " + std::to_string(dnsId) + " 10.0.2.1 gen=" +
+                              std::to_string(dnsGen + 1) + " invalid";
+  ASSERT_LT(at("removeService 192.0.2.53:53/6"), at("publishRing " + std::to_string(dnsSvc) + " []"));
+  ASSERT_LT(at("publishRing " + std::to_string(dnsSvc) + " []"), at(dnsDead));
+  ASSERT_LT(at(dnsDead), at("removeVip 192.0.2.53"));
+  ASSERT_LT(at("removeVip 192.0.2.53"), static_cast<long>(c.size()));
+  // web's dropped real: a ring without it first, then the new generation.
+  const std::string goneDead = "upsertBackend " + std::to_string(goneId) + " 10.0.1.13 gen=" +
+                               std::to_string(goneGen + 1) + " invalid";
+  auto ringWithout = std::find_if(c.begin(), c.end(), [&](const std::string& x) {
+    return x.rfind("publishRing " + std::to_string(webSvc) + " [", 0) == 0;
+  });
+  ASSERT_NE(ringWithout, c.end());
+  EXPECT_EQ(ringWithout->find(std::to_string(goneId) + "]"), std::string::npos) << *ringWithout;
+  EXPECT_LT(ringWithout - c.begin(), at(goneDead));
+  ASSERT_LT(at(goneDead), static_cast<long>(c.size()));
+  EXPECT_EQ(second_.services.count("192.0.2.53:53/6"), 0u);
+  EXPECT_EQ(secondReg_->serviceCount(), 1u);
+}
+
+TEST_F(RegistryAdoptTest, ServiceWhoseKeyChangedIsReplacedAndUnusedVipWithdrawn) {
+  runFirstKeeld();
+  // "web" moves to port 8080: the pinned :80 service is another service now.
+  Status s = restart(config({service("web", "192.0.2.10", 8080, {real("10.0.1.11")}),
+                             service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(second_.services.count("192.0.2.10:80/6"), 0u);
+  EXPECT_EQ(second_.services.count("192.0.2.10:8080/6"), 1u);
+  EXPECT_EQ(second_.vips.count("192.0.2.10"), 1u);  // still used by :8080
+  EXPECT_EQ(secondReg_->serviceCount(), 2u);
+  // An old VIP left with no service (first_ withdrew 192.0.2.99 already).
+  EXPECT_EQ(second_.vips.count("192.0.2.99"), 0u);
+}
+
+TEST_F(RegistryAdoptTest, HealthComesFromTheValidFlag) {
+  runFirstKeeld();
+  ASSERT_TRUE(firstReg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  const auto before = identities(firstReg_);
+  Status s = restart(kRunning);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(identities(*secondReg_), before);
+  for (const ServiceView& v : secondReg_->services())
+    for (const RealView& r : v.reals)
+      EXPECT_EQ(r.healthy, r.address != ip("10.0.1.12")) << r.address.toString();
+  auto [id, gen] = before.at({"web", "10.0.1.12"});
+  EXPECT_FALSE(second_.backends[id].flags & KEEL_BE_F_VALID);
+  // Coming back up keeps the generation the down moved it to.
+  ASSERT_TRUE(secondReg_->setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  EXPECT_EQ(second_.backends[id].gen, gen);
+  EXPECT_TRUE(second_.backends[id].flags & KEEL_BE_F_VALID);
+}
+
+TEST_F(RegistryAdoptTest, AdoptingTwiceOrAfterApplyIsRefused) {
+  runFirstKeeld();
+  ASSERT_TRUE(restart(kRunning).isOk());
+  Status s = secondReg_->adopt(first_.programmed(), kRunning);
+  EXPECT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("already"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace keel

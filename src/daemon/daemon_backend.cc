@@ -4,6 +4,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "common/logging.h"
 
@@ -93,9 +96,14 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
 
 Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted) {
   if (auto errors = validateTargets(config); !errors.empty()) return Status::error(errors.front());
+  Overlay kept = loadState(config);
   if (adopted)
-    if (Status s = registry_.adopt(*adopted, compose(config, Overlay{})); !s) return s;
-  Result r = commit(config, Overlay{});
+    if (Status s = registry_.adopt(*adopted, compose(config, kept)); !s) return s;
+  Result r = commit(config, kept);
+  if (!r.isOk() && !kept.reals.empty()) {
+    logWarn(LogRecord("runtime_state_ignored").add("path", statePath_).add("error", r.error().message));
+    r = commit(config, Overlay{});
+  }
   if (!r.isOk()) return Status::error(r.error().message);
   return Status::ok();
 }
@@ -137,7 +145,77 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   overlay_ = std::move(overlay);
   effective_ = std::move(next);
   syncHealth(effective_);
+  saveState();
   return Result::ok();
+}
+
+// Only drains and weights of reals the file has: they are what operators
+// set during maintenance. Runtime-added services and reals are not kept
+// (their health blocks would need the file's whole schema).
+void DaemonBackend::saveState() const {
+  if (statePath_.empty()) return;
+  nlohmann::json reals = nlohmann::json::array();
+  for (const auto& [key, ov] : overlay_.reals) {
+    if (ov.added || ov.removed || (!ov.weight && !ov.drained)) continue;
+    const RealConfig* fr = findReal(file_, key.first, key.second);
+    if (!fr) continue;
+    nlohmann::json e = {{"service", key.first},
+                        {"address", key.second.toString()},
+                        {"file_weight", fr->weight},
+                        {"drained", ov.drained}};
+    if (ov.weight) e["weight"] = *ov.weight;
+    reals.push_back(std::move(e));
+  }
+  const std::string tmp = statePath_ + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << nlohmann::json{{"version", 1}, {"reals", reals}}.dump() << "\n";
+    if (!out) {
+      logWarn(LogRecord("runtime_state_not_saved").add("path", tmp).add("error", "write failed"));
+      return;
+    }
+  }
+  if (std::rename(tmp.c_str(), statePath_.c_str()) != 0)
+    logWarn(LogRecord("runtime_state_not_saved").add("path", statePath_).add("error", "rename failed"));
+}
+
+DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
+  Overlay out;
+  if (statePath_.empty()) return out;
+  std::ifstream in(statePath_);
+  if (!in) return out;  // none yet
+  nlohmann::json doc = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object() || doc.value("version", 0) != 1 || !doc.contains("reals") ||
+      !doc["reals"].is_array()) {
+    logWarn(LogRecord("runtime_state_ignored").add("path", statePath_).add("error", "not a version 1 state file"));
+    return out;
+  }
+  for (const nlohmann::json& e : doc["reals"]) {
+    if (!e.is_object() || !e.contains("service") || !e["service"].is_string() ||
+        !e.contains("address") || !e["address"].is_string() || !e.contains("file_weight") ||
+        !e["file_weight"].is_number_unsigned())
+      continue;
+    const std::string svc = e["service"];
+    auto addr = IpAddress::parse(e["address"].get<std::string>());
+    if (!addr) continue;
+    const RealConfig* fr = findReal(file, svc, *addr);
+    // The file changed that real (or dropped it) since: the file wins.
+    if (!fr || fr->weight != e["file_weight"].get<uint32_t>()) {
+      logInfo(LogRecord("runtime_state_dropped").add("service", svc).add("real", addr->toString()));
+      continue;
+    }
+    RealOverride ov;
+    ov.drained = e.value("drained", false);
+    if (e.contains("weight") && e["weight"].is_number_unsigned() && e["weight"].get<uint64_t>() <= 65535)
+      ov.weight = e["weight"].get<uint32_t>();
+    if (!ov.drained && !ov.weight) continue;
+    out.reals[{svc, *addr}] = ov;
+    logInfo(LogRecord("runtime_state_kept")
+                .add("service", svc)
+                .add("real", addr->toString())
+                .add("drained", ov.drained ? 1 : 0));
+  }
+  return out;
 }
 
 void DaemonBackend::syncHealth(const Config& effective) {

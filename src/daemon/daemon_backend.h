@@ -61,6 +61,12 @@ class DaemonBackend : public api::ControlBackend {
   // Called around every reload (SIGHUP or API): begin, then done with the
   // outcome (keeld tells systemd: RELOADING=1 ... READY=1).
   void setReloadHook(std::function<void(bool done, bool ok)> hook) { reloadHook_ = std::move(hook); }
+  // Where drains and runtime weights of file reals are kept across restarts
+  // (keeld: /run/keel/runtime-IFACE.json; call before start()). Rewritten
+  // after every change; start() reads it back and keeps an entry only if
+  // the file still has that real at the weight it had when it was written
+  // (the "file wins" rule of reloads). Empty: nothing is kept.
+  void setStatePath(std::string path) { statePath_ = std::move(path); }
 
   // ControlBackend
   std::vector<api::ServiceSnapshot> listServices() override;
@@ -105,6 +111,8 @@ class DaemonBackend : public api::ControlBackend {
 
   Config compose(const Config& file, const Overlay& overlay) const;
   api::Result reloadFile();
+  void saveState() const;
+  Overlay loadState(const Config& file) const;
   // Applies file+overlay; on success commits both and syncs health targets.
   api::Result commit(const Config& file, Overlay overlay);
   void syncHealth(const Config& effective);
@@ -120,6 +128,7 @@ class DaemonBackend : public api::ControlBackend {
   PreApply preApply_;
   Stopper stopper_;
   std::function<void(bool done, bool ok)> reloadHook_;
+  std::string statePath_;
   Config file_;       // the file as last applied
   Overlay overlay_;   // runtime changes on top of it
   Config effective_;  // compose(file_, overlay_), what the registry holds

@@ -28,6 +28,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -201,6 +202,17 @@ int run(const std::string& path, bool detachOnExit) {
       [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, planeMac, *node); },
       stop);
   backend.setCanDetach(handle->canDetach());
+  // Runtime drains/weights, beside the control socket (/run/keel): it lives
+  // as long as the pins do (until reboot), and per interface like them.
+  const std::filesystem::path stateDir = std::filesystem::path(config.control.socket).parent_path();
+  const std::string stateKey =
+      config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface : "dpdk";
+  const std::filesystem::path statePath = stateDir / ("runtime-" + stateKey + ".json");
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(stateDir, ec);
+  }
+  backend.setStatePath(statePath.string());
   backend.setReloadHook([](bool done, bool ok) {
     if (!done)
       sd_notify(0, "RELOADING=1\nSTATUS=reloading the config");
@@ -271,6 +283,12 @@ int run(const std::string& path, bool detachOnExit) {
     handle->describe(r);
     logInfo(r);
     return 0;
+  }
+  // Taken out: the next keeld starts over, runtime changes included. (A
+  // DPDK plane stops on a signal too, but keeps the runtime file like XDP.)
+  if (exitAction == ExitAction::kRemove) {
+    std::error_code ec;
+    std::filesystem::remove(statePath, ec);
   }
   if (Status st = handle->stop(false); !st) {
     logError(LogRecord("shutdown_failed").add("error", st.message()));

@@ -281,7 +281,8 @@ class Keeld:
     the process. keelctl() reaches the socket by entering that namespace."""
 
     def __init__(self, lab: "Lab", config_path: Path, log_path: Path,
-                 host: "KeeldHost | None" = None, args: tuple[str, ...] = ()):
+                 host: "KeeldHost | None" = None, args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None):
         self.lab = lab
         self.config_path = config_path
         self.log_path = log_path
@@ -298,7 +299,8 @@ class Keeld:
             # outlive this keeld and the next one finds them.
             argv = host.argv([str(keeld), "--config", str(config_path), *args])
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     env={**os.environ, **env} if env else None)
         lab._procs.append(self.proc)
 
     def wait_logged(self, event: str, timeout: float = 15.0, after: int = 0) -> None:

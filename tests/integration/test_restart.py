@@ -7,9 +7,11 @@ TCP connection and a UDP flow exchange messages without pause, and restarted:
   - a restart whose config lists a new service first and drains the real of
     the established flows keeps them there (the registry's ids and
     generations were rebuilt from the pinned maps, not handed out afresh);
+  - a drain made with keelctl survives the restart;
   - SIGTERM leaves forwarding in place by default; --detach-on-exit removes
     the attachment and the pins.
 keelds run in a KeeldHost (lab.py), whose bpffs outlives each of them."""
+import json
 import socket
 import threading
 
@@ -139,6 +141,11 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         assert "event=dataplane_adopted" in log and "program=kept" in log, log
         assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) == prog
         assert [ask(s) for s in conns] == before
+        # A runtime drain (keelctl) of the UDP flow's real: kept across the
+        # next restart (runtime state file), its flow stays.
+        udp_real = pumps[1].answers[0]
+        udp_addr = lab.real_by_name(udp_real).v4
+        k2.keelctl("real", "drain", "dgram", udp_addr)
         k2.kill()
 
         # 3. A new service listed first (a fresh registry would give it the
@@ -152,6 +159,11 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         config3 = lab.keel_config([extra, web3, dgram])
         k3 = start(lab, host, config3, "third")
         assert "event=dataplane_adopted" in k3.log()
+        shown = json.loads(k3.keelctl("-o", "json", "service", "show", "dgram").stdout)
+        shown = shown.get("service", shown)
+        draining = {r["address"]: r["draining"] for r in shown["reals"]}
+        assert draining[udp_addr] and sum(draining.values()) == 1, draining
+        assert udp_real not in served(lab.flows("udp", lab.vip4, PORT, count=10))
         after = [ask(s) for s in conns]
         moved = [(i, before[i], after[i]) for i in range(N_CONN) if after[i] != before[i]]
         assert not moved, f"established flows changed real across the restart: {moved}"
@@ -186,3 +198,38 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
     assert k4.stop() == 0, k4.log()
     assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) is None
     assert host.run(["test", "-e", PIN_DIR], check=False).returncode != 0
+
+
+def test_sd_notify_ready_reloading_stopping(lab, host):
+    """keeld tells systemd (NOTIFY_SOCKET, Type=notify) READY=1 once
+    programmed, RELOADING=1 then READY=1 around a SIGHUP reload, and
+    STOPPING=1; each with a STATUS= line."""
+    path = lab.tmp / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(15)
+    try:
+        web, _ = configs(lab)
+        config = lab.keel_config([web])
+        cfg = lab.write_config(config, "notify.yaml")
+        k = labmod.Keeld(lab, cfg, lab.tmp / "notify.log", host=host,
+                         args=("--detach-on-exit",), env={"NOTIFY_SOCKET": str(path)})
+
+        def message():
+            try:
+                return sock.recv(4096).decode()
+            except OSError as e:
+                raise AssertionError(f"no sd_notify message: {e}\n{k.log()}") from e
+
+        ready = message()
+        assert "READY=1" in ready and "STATUS=" in ready, ready
+        assert "event=ready" in k.log()  # READY=1 comes after programming
+        k.reload(config)
+        reloading, again = message(), message()
+        assert "RELOADING=1" in reloading, reloading
+        assert "READY=1" in again, again
+        assert k.stop() == 0, k.log()
+        assert "STOPPING=1" in message()
+    finally:
+        sock.close()
+        path.unlink(missing_ok=True)

@@ -4,14 +4,23 @@
 // Why this shape rather than rte_hash: each worker owns its table (RSS keeps
 // a flow on one queue, so one worker), so no locking or atomics are needed;
 // the table is allocated once at start-up and never grows; and eviction is
-// ours to choose. It is a bucketised open-addressing table: the flow hash
-// picks a bucket of kWays entries, one cache line each (key 40 B + value 16 B
-// + hash 4 B). A lookup reads at most kWays lines of one bucket. An insert
-// takes an empty or expired way, else evicts the way with the oldest
-// last_seen (LRU-ish), so a full table degrades to re-picking the coldest
-// flows from the ring - the same answer for them unless the ring changed.
-// rte_hash would need its own aging pass and a writer lock or lock-free
-// extendable buckets; neither buys anything for a single-writer table.
+// ours to choose. rte_hash would need its own aging pass and a writer lock or
+// lock-free extendable buckets; neither buys anything for a single-writer
+// table.
+//
+// Two bucketised open-addressing tables of the same capacity, one per
+// family: an IPv4 flow needs a 16-byte key, so its entry is 32 bytes (two
+// per cache line), while an IPv6 entry is one line (key 40 B + value 16 B +
+// hash 4 B). Half-size IPv4 entries halve the memory and the pages an IPv4
+// workload touches; that page count, not the flow count, set the cost of an
+// established flow (docs/dpdk.md, Measurements). The flow hash picks a
+// bucket of kWays entries. An insert takes the first empty way, else evicts
+// the way with the oldest last_seen (LRU-ish; an expired way is among the
+// oldest), so a full table degrades to re-picking the coldest flows from the
+// ring - the same answer for them unless the ring changed. Entries are never
+// cleared, so the live ways of a bucket are always a prefix: a lookup stops
+// at the first empty way, and in a table with room most flows are found in
+// the bucket's first line, the one line the worker prefetches.
 #pragma once
 
 #include <sys/mman.h>
@@ -22,90 +31,128 @@
 #include <memory>
 #include <new>
 
+#include "keel/flow.h"
 #include "keel/maps_abi.h"
 
 namespace keel::dpdk {
 
-struct alignas(64) ConnEntry {
+// A prefetch the compiler keeps. GCC 12 -O2 dropped __builtin_prefetch when
+// its address was chosen by a condition (the family dispatch below): the
+// worker then ran with no prefetch at all. The same form as DPDK's
+// rte_prefetch0.
+inline void prefetchLine(const void* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm volatile("prefetcht0 %[p]" : : [p] "m"(*static_cast<const volatile char*>(p)));
+#else
+  __builtin_prefetch(p);
+#endif
+}
+
+// IPv4: the 5-tuple in 16 bytes, compared whole; no stored hash needed.
+struct ConnEntry4 {
+  struct Key {
+    uint32_t src, dst;
+    uint16_t sport, dport;
+    uint8_t proto, family;
+    uint16_t pad;
+  } key;
+  keel_ct_value value;  // last_seen_ns == 0: empty
+
+  static Key compact(const keel_flow_key& k) { return Key{k.src[0], k.dst[0], k.sport, k.dport, k.proto, k.family, 0}; }
+  using Probe = Key;
+  static Probe probe(const keel_flow_key& k, uint32_t) { return compact(k); }
+  bool matches(const Probe& p) const { return std::memcmp(&key, &p, sizeof key) == 0; }
+  void store(const keel_flow_key& k, uint32_t) { key = compact(k); }
+};
+static_assert(sizeof(ConnEntry4) == 32, "two IPv4 entries per cache line");
+
+// IPv6: the full key and its hash (compared first, so a bucket scan rarely
+// compares 40 bytes).
+struct alignas(64) ConnEntry6 {
   keel_flow_key key;
   keel_ct_value value;  // last_seen_ns == 0: empty
   uint32_t hash;
   uint32_t pad;
-};
-static_assert(sizeof(ConnEntry) == 64, "one cache line per entry");
 
-class ConnTable {
+  struct Probe {
+    const keel_flow_key* key;
+    uint32_t hash;
+  };
+  static Probe probe(const keel_flow_key& k, uint32_t hash) { return Probe{&k, hash}; }
+  bool matches(const Probe& p) const { return hash == p.hash && std::memcmp(&key, p.key, sizeof key) == 0; }
+  void store(const keel_flow_key& k, uint32_t h) {
+    key = k;
+    hash = h;
+  }
+};
+static_assert(sizeof(ConnEntry6) == 64, "one cache line per IPv6 entry");
+
+// One family's table: buckets of kWays entries.
+template <typename Entry>
+class ConnWays {
  public:
   static constexpr uint32_t kWays = 4;
 
   // capacity is rounded up to a power of two number of buckets.
-  explicit ConnTable(uint32_t capacity) {
+  explicit ConnWays(uint32_t capacity) {
     uint32_t buckets = 1;
     while (buckets * kWays < capacity) buckets <<= 1;
     mask_ = buckets - 1;
     // 2 MiB-aligned and advised onto transparent huge pages: with a million
-    // entries spread over 64 MiB, 4 KiB pages would add a TLB miss (and a
-    // page walk) to every lookup on top of the cache miss.
+    // entries spread over tens of MiB, 4 KiB pages would add a TLB miss (and
+    // a page walk) to every lookup on top of the cache miss.
     const size_t huge = 2u << 20;
-    size_t bytes = static_cast<size_t>(buckets) * kWays * sizeof(ConnEntry);
+    size_t bytes = static_cast<size_t>(buckets) * kWays * sizeof(Entry);
     bytes = (bytes + huge - 1) / huge * huge;
     void* mem = std::aligned_alloc(huge, bytes);
     if (!mem) throw std::bad_alloc();  // start-up only, never on the packet path
     madvise(mem, bytes, MADV_HUGEPAGE);
     std::memset(mem, 0, bytes);
-    entries_.reset(static_cast<ConnEntry*>(mem));
+    entries_.reset(static_cast<Entry*>(mem));
   }
 
   uint32_t capacity() const { return (mask_ + 1) * kWays; }
 
-  // The live entry for key, or null. An entry idle longer than idleNs (when
-  // idleNs != 0) is treated as absent: the flow is re-picked, as in XDP.
-  ConnEntry* find(const keel_flow_key& key, uint32_t hash, uint64_t nowNs, uint64_t idleNs) {
-    ConnEntry* b = bucket(hash);
+  keel_ct_value* find(const keel_flow_key& key, uint32_t hash, uint64_t nowNs, uint64_t idleNs) {
+    Entry* b = bucket(hash);
+    const typename Entry::Probe probe = Entry::probe(key, hash);
     for (uint32_t w = 0; w < kWays; ++w) {
-      ConnEntry& e = b[w];
-      if (e.value.last_seen_ns == 0 || e.hash != hash) continue;
-      if (std::memcmp(&e.key, &key, sizeof key) != 0) continue;
+      Entry& e = b[w];
+      if (e.value.last_seen_ns == 0) return nullptr;  // ways fill in order: the rest are empty
+      if (!e.matches(probe)) continue;
       if (idleNs != 0 && nowNs - e.value.last_seen_ns > idleNs) return nullptr;
-      return &e;
+      return &e.value;
     }
     return nullptr;
   }
 
-  // Writes key -> (backend, gen), reusing the key's own way if present.
   void insert(const keel_flow_key& key, uint32_t hash, uint32_t backendId, uint32_t gen,
               uint64_t nowNs) {
-    ConnEntry* b = bucket(hash);
-    ConnEntry* victim = &b[0];
+    Entry* b = bucket(hash);
+    const typename Entry::Probe probe = Entry::probe(key, hash);
+    Entry* victim = &b[0];
     for (uint32_t w = 0; w < kWays; ++w) {
-      ConnEntry& e = b[w];
-      if (e.value.last_seen_ns != 0 && e.hash == hash &&
-          std::memcmp(&e.key, &key, sizeof key) == 0) {
+      Entry& e = b[w];
+      if (e.value.last_seen_ns == 0 || e.matches(probe)) {  // first empty way, or the key's own
         victim = &e;
         break;
       }
       if (e.value.last_seen_ns < victim->value.last_seen_ns) victim = &e;
     }
-    victim->key = key;
-    victim->hash = hash;
+    victim->store(key, hash);
     victim->value.backend_id = backendId;
     victim->value.gen = gen;
     victim->value.last_seen_ns = nowNs ? nowNs : 1;  // 0 marks an empty way
   }
 
-  // Refreshes last_seen at most once a second: enough for idle timeouts in
-  // seconds, and it keeps established flows from dirtying the line per packet.
-  static void touch(ConnEntry& e, uint64_t nowNs) {
-    if (nowNs - e.value.last_seen_ns > 1000000000ull) e.value.last_seen_ns = nowNs ? nowNs : 1;
-  }
-
-  // Pulls a flow's bucket toward the cache ahead of find()/insert(): with
-  // many flows the bucket is a DRAM miss, and the worker prefetches a whole
-  // burst's buckets before touching the first one.
-  void prefetch(uint32_t hash) const {
-    const ConnEntry* b = &entries_[static_cast<size_t>(hash & mask_) * kWays];
-    for (uint32_t w = 0; w < kWays; ++w) __builtin_prefetch(&b[w]);
-  }
+  // What ConnTable::prefetch pulls in: the bucket's first line only (ways
+  // 0-1 of IPv4, way 0 of IPv6). Ways
+  // fill in order, so in a table sized for its flows nearly every live flow
+  // is there and a miss stops at an empty way in it. Prefetching every way
+  // was 2.5x slower with 100,000 flows: 128 lines a burst overran the core's
+  // outstanding-miss slots, so the prefetches that mattered were dropped
+  // (perf/dpdk/dpdk_bench --path-only).
+  const void* firstLine(uint32_t hash) const { return entries_.get() + static_cast<size_t>(hash & mask_) * kWays; }
 
   size_t countLive() const {
     size_t n = 0;
@@ -114,13 +161,56 @@ class ConnTable {
   }
 
  private:
-  ConnEntry* bucket(uint32_t hash) { return &entries_[static_cast<size_t>(hash & mask_) * kWays]; }
+  Entry* bucket(uint32_t hash) { return &entries_[static_cast<size_t>(hash & mask_) * kWays]; }
 
   struct Free {
-    void operator()(ConnEntry* p) const { std::free(p); }
+    void operator()(Entry* p) const { std::free(p); }
   };
   uint32_t mask_ = 0;
-  std::unique_ptr<ConnEntry[], Free> entries_;
+  std::unique_ptr<Entry[], Free> entries_;
+};
+
+class ConnTable {
+ public:
+  // capacity flows of each family (rounded up to whole buckets).
+  explicit ConnTable(uint32_t capacity) : v4_(capacity), v6_(capacity) {}
+
+  uint32_t capacity() const { return v4_.capacity(); }  // per family
+
+  // The live entry for key, or null. An entry idle longer than idleNs (when
+  // idleNs != 0) is treated as absent: the flow is re-picked, as in XDP.
+  keel_ct_value* find(const keel_flow_key& key, uint32_t hash, uint64_t nowNs, uint64_t idleNs) {
+    return key.family == KEEL_AF_INET6 ? v6_.find(key, hash, nowNs, idleNs)
+                                       : v4_.find(key, hash, nowNs, idleNs);
+  }
+
+  // Writes key -> (backend, gen), reusing the key's own way if present.
+  void insert(const keel_flow_key& key, uint32_t hash, uint32_t backendId, uint32_t gen,
+              uint64_t nowNs) {
+    if (key.family == KEEL_AF_INET6)
+      v6_.insert(key, hash, backendId, gen, nowNs);
+    else
+      v4_.insert(key, hash, backendId, gen, nowNs);
+  }
+
+  // Refreshes last_seen at most once a second: enough for idle timeouts in
+  // seconds, and it keeps established flows from dirtying the line per packet.
+  static void touch(keel_ct_value& v, uint64_t nowNs) {
+    if (nowNs - v.last_seen_ns > 1000000000ull) v.last_seen_ns = nowNs ? nowNs : 1;
+  }
+
+  // Pulls a flow's bucket toward the cache ahead of find()/insert(): with
+  // many flows the bucket is a DRAM miss, and the worker prefetches a whole
+  // burst's buckets before touching the first one.
+  void prefetch(uint8_t family, uint32_t hash) const {
+    prefetchLine(family == KEEL_AF_INET6 ? v6_.firstLine(hash) : v4_.firstLine(hash));
+  }
+
+  size_t countLive() const { return v4_.countLive() + v6_.countLive(); }
+
+ private:
+  ConnWays<ConnEntry4> v4_;
+  ConnWays<ConnEntry6> v6_;
 };
 
 }  // namespace keel::dpdk

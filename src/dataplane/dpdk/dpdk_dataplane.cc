@@ -326,12 +326,13 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         for (uint16_t i = 0; i < n; ++i)
           dpdk::parseAndPrefetch(st, rte_pktmbuf_mtod(rx[i], const uint8_t*),
                                  rte_pktmbuf_data_len(rx[i]), parsed[i]);
+        dpdk::BurstCache cache;  // lookups shared by the burst's packets
         for (uint16_t i = 0; i < n; ++i) {
           rte_mbuf* m = rx[i];
           dpdk::PacketBuf b{rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m),
                             rte_pktmbuf_headroom(m)};
           uint8_t* before = b.data;
-          dpdk::PacketResult r = dpdk::processParsed(*snap, st, b, parsed[i], now);
+          dpdk::PacketResult r = dpdk::processParsed(*snap, st, b, parsed[i], now, cache);
           if (r.verdict == dpdk::Verdict::kTx) {
             if (b.data != before) rte_pktmbuf_prepend(m, static_cast<uint16_t>(before - b.data));
             tx[ntx++] = m;

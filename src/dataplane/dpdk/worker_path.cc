@@ -50,20 +50,21 @@ void parseAndPrefetch(WorkerState& w, const uint8_t* data, uint32_t len, ParsedP
   out.l4 = out.l3 == KEEL_CONTINUE ? keel_parse_l4(d, end, &out.pkt) : out.l3;
   if (out.l4 != KEEL_CONTINUE) return;
   out.flowHash = keel_flow_hash(&out.pkt.key);
-  w.conns.prefetch(out.flowHash);
+  w.conns.prefetch(out.pkt.key.family, out.flowHash);
 }
 
 PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint64_t nowNs) {
   ParsedPacket parsed;
+  BurstCache cache;
   parseAndPrefetch(w, b.data, b.len, parsed);
-  return processParsed(s, w, b, parsed, nowNs);
+  return processParsed(s, w, b, parsed, nowNs, cache);
 }
 
 // Stage 2 of the parser runs (in parseAndPrefetch) before the VIP check,
 // unlike XDP; that is only reading: its result is used only for VIPs, so
 // every verdict is the same as bpf/balancer.bpf.c's.
 PacketResult processParsed(const Snapshot& s, WorkerState& w, PacketBuf& b, ParsedPacket& parsed,
-                           uint64_t nowNs) {
+                           uint64_t nowNs, BurstCache& cache) {
   const uint32_t bytes = b.len;
   void* data = b.data;
   void* end = b.data + b.len;
@@ -72,10 +73,23 @@ PacketResult processParsed(const Snapshot& s, WorkerState& w, PacketBuf& b, Pars
   int rc = parsed.l3;
   if (rc != KEEL_CONTINUE) return finish(w, Verdict::kPass, rc, bytes);
 
-  keel_vip_key vk{};
-  std::memcpy(vk.addr, p.key.dst, sizeof vk.addr);
-  vk.family = p.key.family;
-  if (!snapshotHasVip(s, vk)) return finish(w, Verdict::kPass, KEEL_R_PASS_NOT_VIP, bytes);
+  // The service is looked up with the VIP, before the L4 verdict is read,
+  // on the key as the parser left it (a pure read); it is used only where
+  // bpf/balancer.bpf.c looks it up, so every verdict is still the same.
+  BurstCache::Key ck;
+  std::memcpy(ck.addr, p.key.dst, sizeof ck.addr);
+  ck.port = p.key.dport;
+  ck.proto = p.key.proto;
+  ck.family = p.key.family;
+  if (std::memcmp(&ck, &cache.key, sizeof ck) != 0) {
+    keel_vip_key vk{};
+    std::memcpy(vk.addr, p.key.dst, sizeof vk.addr);
+    vk.family = p.key.family;
+    cache.key = ck;
+    cache.isVip = snapshotHasVip(s, vk);
+    cache.svc = cache.isVip ? findService(s, p) : nullptr;
+  }
+  if (!cache.isVip) return finish(w, Verdict::kPass, KEEL_R_PASS_NOT_VIP, bytes);
 
   rc = parsed.l4;
   if (rc == KEEL_ICMP_ECHO) {
@@ -85,7 +99,7 @@ PacketResult processParsed(const Snapshot& s, WorkerState& w, PacketBuf& b, Pars
   }
   if (rc != KEEL_CONTINUE) return finish(w, Verdict::kDrop, rc, bytes);
 
-  const keel_service_value* svc = findService(s, p);
+  const keel_service_value* svc = cache.svc;
   if (!svc) return finish(w, Verdict::kPass, KEEL_R_PASS_NO_SERVICE, bytes);
   const uint32_t svcId = svc->id;
 
@@ -96,11 +110,11 @@ PacketResult processParsed(const Snapshot& s, WorkerState& w, PacketBuf& b, Pars
   const uint64_t idleNs = p.key.proto == KEEL_PROTO_TCP ? s.tcpIdleNs : s.udpIdleNs;
   const keel_backend* be = nullptr;
   uint32_t beId = KEEL_INVALID_ID;
-  if (ConnEntry* e = w.conns.find(p.key, flowHash, nowNs, idleNs)) {
-    const keel_backend* cand = snapshotBackend(s, e->value.backend_id);
-    if (usable(cand, svcId) && cand->gen == e->value.gen) {
+  if (keel_ct_value* e = w.conns.find(p.key, flowHash, nowNs, idleNs)) {
+    const keel_backend* cand = snapshotBackend(s, e->backend_id);
+    if (usable(cand, svcId) && cand->gen == e->gen) {
       be = cand;
-      beId = e->value.backend_id;
+      beId = e->backend_id;
       ConnTable::touch(*e, nowNs);
     }
   }

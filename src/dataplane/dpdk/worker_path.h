@@ -74,15 +74,33 @@ struct ParsedPacket {
   uint32_t flowHash;  // keel_flow_hash() (valid when l4 == KEEL_CONTINUE)
 };
 
+// The VIP check and service lookup of the last packet of a burst, reused by
+// the next one if it has the same destination (address, family, port,
+// protocol). A burst's packets mostly go to a few services, often one, and
+// one burst sees one snapshot, so this saves two key hashes and probes per
+// packet. It lives on the worker's stack for one burst, never longer: a new
+// snapshot always starts with an empty cache.
+struct BurstCache {
+  struct Key {
+    uint32_t addr[4];
+    uint16_t port;
+    uint8_t proto;
+    uint8_t family;  // 0: nothing cached (parsed packets have 4 or 6)
+  } key{};
+  bool isVip = false;
+  const keel_service_value* svc = nullptr;  // when isVip: exact port, else port 0, else null
+};
+
 // First pass over a burst: parses the packet and, for a complete flow key,
 // prefetches its connection-table bucket so the second pass finds it in
 // cache. Reads the packet only; no counters move.
 void parseAndPrefetch(WorkerState& worker, const uint8_t* data, uint32_t len, ParsedPacket& out);
 
 // Second pass: the decision and the rewrite, from the first pass's results.
-// pkt must be the same, unmodified buffer parseAndPrefetch() read.
+// pkt must be the same, unmodified buffer parseAndPrefetch() read; cache
+// belongs to the current burst (see BurstCache).
 PacketResult processParsed(const Snapshot& snap, WorkerState& worker, PacketBuf& pkt,
-                           ParsedPacket& parsed, uint64_t nowNs);
+                           ParsedPacket& parsed, uint64_t nowNs, BurstCache& cache);
 
 // Both passes for one packet (tests, fixtures, the fuzz run).
 PacketResult processPacket(const Snapshot& snap, WorkerState& worker, PacketBuf& pkt,

@@ -1,9 +1,11 @@
 #!/bin/bash
 # keeld's command line without a data plane: --version, --check-config exit
-# codes and messages, and a dpdk start that fails cleanly. Uses `lo` (always present) as the
-# interface so no netns is needed; nothing is attached.
+# codes and messages, and a dpdk start that fails cleanly. Uses `lo` (always
+# present) as the interface so no netns is needed; nothing is attached. With
+# a second argument (keeld.8), also checks the man page documents every option.
 set -u
 KEELD=$1
+MAN=${2:-}
 dir=$(mktemp -d)
 # EAL keeps an (empty) runtime directory per --file-prefix.
 trap 'rm -rf "$dir" "/var/run/dpdk/keeld-cli-$$"' EXIT
@@ -83,4 +85,14 @@ check "dpdk port that cannot be probed" 1 "dataplane.dpdk.port: cannot probe" \
   --config "$dir/dpdk.yaml"
 check "bad log level" 2 "log level" --log-level loud --check-config "$dir/good.yaml"
 check "no arguments" 2 "--config FILE" 
+if [ -n "$MAN" ]; then
+  for opt in $("$KEELD" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+    if grep -qF -- "${opt//-/\\-}" "$MAN"; then
+      echo "ok: keeld.8 documents $opt"
+    else
+      echo "FAIL: keeld.8 does not document $opt"
+      fail=1
+    fi
+  done
+fi
 exit $fail

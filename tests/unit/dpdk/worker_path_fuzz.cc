@@ -2,7 +2,9 @@
 // AddressSanitizer/UBSan run of the DPDK packet path on malformed and random
 // frames. Each frame sits in a heap block sized exactly headroom + length, so
 // any read or write past the frame (or before the headroom) is reported by
-// ASan. Seeded and bounded: the same packets every run.
+// ASan. Seeded and bounded: the same packets every run. Every packet is also
+// run as part of a burst (the lcore loop's two passes and BurstCache) on a
+// second worker, which must agree with the packet run alone.
 //
 // Usage: dpdk_worker_path_fuzz [iterations] [seed]
 #include <cstdio>
@@ -98,7 +100,71 @@ int main(int argc, char** argv) {
   tagged.vlan = 5;
   seeds.push_back(test::buildFrame(tagged));
 
+  // Each packet goes through the path twice, on two workers with the same
+  // history: alone (processPacket) and as part of a burst (both passes over
+  // the burst, one BurstCache), as the lcore loop runs it. Both must give
+  // the same verdict, reason, real and bytes.
+  WorkerState burstWorker(4096, 8, 1024, 1500);
+  struct Pending {
+    std::vector<uint8_t> pkt;
+    uint32_t headroom;
+    uint64_t nowNs;
+  };
+  std::vector<Pending> burst;
   uint64_t packets = 0, tx = 0;
+  auto runBurst = [&]() -> bool {
+    const size_t n = burst.size();
+    std::vector<uint8_t*> single(n), grouped(n);
+    std::vector<PacketBuf> singleBuf(n), groupedBuf(n);
+    std::vector<PacketResult> singleRes(n), groupedRes(n);
+    std::vector<ParsedPacket> parsed(n);
+    for (size_t i = 0; i < n; ++i) {
+      const Pending& p = burst[i];
+      for (uint8_t** block : {&single[i], &grouped[i]}) {
+        *block = static_cast<uint8_t*>(std::malloc(p.headroom + p.pkt.size() + 1));
+        if (!p.pkt.empty()) std::memcpy(*block + p.headroom, p.pkt.data(), p.pkt.size());
+      }
+      singleBuf[i] = {single[i] + p.headroom, static_cast<uint32_t>(p.pkt.size()), p.headroom};
+      groupedBuf[i] = {grouped[i] + p.headroom, static_cast<uint32_t>(p.pkt.size()), p.headroom};
+      singleRes[i] = processPacket(*store.current(), worker, singleBuf[i], p.nowNs);
+    }
+    for (size_t i = 0; i < n; ++i)
+      parseAndPrefetch(burstWorker, groupedBuf[i].data, groupedBuf[i].len, parsed[i]);
+    BurstCache cache;
+    for (size_t i = 0; i < n; ++i)
+      groupedRes[i] =
+          processParsed(*store.current(), burstWorker, groupedBuf[i], parsed[i], burst[i].nowNs, cache);
+    bool same = true;
+    for (size_t i = 0; i < n; ++i) {
+      const Pending& p = burst[i];
+      const PacketResult& r = singleRes[i];
+      const PacketResult& g = groupedRes[i];
+      const PacketBuf& b = singleBuf[i];
+      ++packets;
+      if (r.verdict == Verdict::kTx) {
+        ++tx;
+        if (b.data < single[i] || b.data + b.len > single[i] + p.headroom + p.pkt.size()) {
+          std::fprintf(stderr, "packet %lu: output outside the buffer\n", static_cast<unsigned long>(packets));
+          same = false;
+        }
+      }
+      if (r.reason >= KEEL_R_MAX) {
+        std::fprintf(stderr, "packet %lu: reason %u out of range\n", static_cast<unsigned long>(packets), r.reason);
+        same = false;
+      }
+      if (r.verdict != g.verdict || r.reason != g.reason || r.backendId != g.backendId ||
+          b.len != groupedBuf[i].len || std::memcmp(b.data, groupedBuf[i].data, b.len) != 0) {
+        std::fprintf(stderr, "packet %lu (burst of %zu): alone reason %u real %u, in the burst reason %u real %u\n",
+                     static_cast<unsigned long>(packets), n, r.reason, r.backendId, g.reason, g.backendId);
+        same = false;
+      }
+      std::free(single[i]);
+      std::free(grouped[i]);
+    }
+    burst.clear();
+    return same;
+  };
+  size_t burstSize = 1 + rng() % 32;
   for (long it = 0; it < iterations; ++it) {
     std::vector<uint8_t> pkt;
     switch (rng() % 4) {
@@ -120,23 +186,11 @@ int main(int argc, char** argv) {
     }
     // Headroom 0..64 so encapsulation both fits and fails.
     const uint32_t headroom = rng() % 65;
-    auto* block = static_cast<uint8_t*>(std::malloc(headroom + pkt.size() + 1));
-    if (!pkt.empty()) std::memcpy(block + headroom, pkt.data(), pkt.size());
-    PacketBuf b{block + headroom, static_cast<uint32_t>(pkt.size()), headroom};
-    PacketResult r = processPacket(*store.current(), worker, b, static_cast<uint64_t>(it) * 1000000);
-    ++packets;
-    if (r.verdict == Verdict::kTx) {
-      ++tx;
-      if (b.data < block || b.data + b.len > block + headroom + pkt.size()) {
-        std::fprintf(stderr, "iteration %ld: output outside the buffer\n", it);
-        return 1;
-      }
+    burst.push_back({std::move(pkt), headroom, static_cast<uint64_t>(it) * 1000000});
+    if (burst.size() == burstSize || it + 1 == iterations) {
+      if (!runBurst()) return 1;
+      burstSize = 1 + rng() % 32;
     }
-    if (r.reason >= KEEL_R_MAX) {
-      std::fprintf(stderr, "iteration %ld: reason %u out of range\n", it, r.reason);
-      return 1;
-    }
-    std::free(block);
   }
   uint64_t counted = 0;
   for (const auto& c : worker.counters.reasons) counted += c.packets;

@@ -221,6 +221,34 @@ TEST_F(WorkerPathTest, ConnectionTableKeepsFlowsUntilTheGenerationChanges) {
   EXPECT_EQ(run(old, 5000).r.backendId, 1u);
 }
 
+// IPv6 flows live in their own table (64-byte entries; IPv4 has 32-byte
+// ones): the same rules hold there, and a v4 and a v6 flow never meet.
+TEST_F(WorkerPathTest, Ipv6FlowsKeepTheirRealUntilTheGenerationChanges) {
+  addService(vip6_, 80, KEEL_PROTO_TCP, 1);
+  addService(vip4_, 80, KEEL_PROTO_TCP, 2);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("2001:db8:1::1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("2001:db8:1::2"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(3, test::backend(ip("10.1.0.3"), 2, 1)));
+  ASSERT_TRUE(store_.upsertBackend(4, test::backend(ip("10.1.0.4"), 2, 1)));
+  ring(1, {1, 1, 1, 1, 1});
+  ring(2, {3, 3, 3, 3, 3});
+  auto v6 = test::buildFrame(Frame{ip("2001:db8:5::1"), vip6_, 1000, 80});
+  auto v6other = test::buildFrame(Frame{ip("2001:db8:5::2"), vip6_, 1000, 80});
+  auto v4 = test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 80});
+  EXPECT_EQ(run(v6).r.backendId, 1u);
+  EXPECT_EQ(run(v4).r.backendId, 3u);
+  // Drain: both flows stay, new flows take the new rings.
+  ring(1, {2, 2, 2, 2, 2});
+  ring(2, {4, 4, 4, 4, 4});
+  EXPECT_EQ(run(v6, 2000).r.backendId, 1u);
+  EXPECT_EQ(run(v4, 2000).r.backendId, 3u);
+  EXPECT_EQ(run(v6other, 2000).r.backendId, 2u);
+  // Generation bumped: the IPv6 entry is stale and re-picked; IPv4 untouched.
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("2001:db8:1::1"), 1, 2)));
+  EXPECT_EQ(run(v6, 3000).r.backendId, 2u);
+  EXPECT_EQ(run(v4, 3000).r.backendId, 3u);
+}
+
 TEST_F(WorkerPathTest, IdleEntriesExpirePerProtocol) {
   addService(vip4_, 53, KEEL_PROTO_UDP, 1);
   ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1)));

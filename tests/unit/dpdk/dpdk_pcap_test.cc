@@ -12,6 +12,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -249,12 +251,19 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
   // through it; the worker sent that answer out of the port.
   ASSERT_TRUE(waitFor([&] { return dp->exceptionEgressPackets() >= 1; }));
   EXPECT_GE(kernelRxPackets(ifname), in.size());
+  const std::array<uint8_t, 6> portMac = dp->portMac();
+  ASSERT_NE(portMac, (std::array<uint8_t, 6>{}));
   dp.reset();
   bool sawReply = false;
   for (const auto& f : readPcap(tx)) {
     if (f.size() >= 42 && f[12] == 0x08 && f[13] == 0x06 && f[21] == 2 &&  // ARP reply
-        f[28] == 198 && f[29] == 18 && f[30] == 0 && f[31] == 1)
+        f[28] == 198 && f[29] == 18 && f[30] == 0 && f[31] == 1) {
       sawReply = true;
+      // The tap carries the port's MAC, so the kernel names the MAC that
+      // frames for this host arrive on (Ethernet source and ARP sender).
+      EXPECT_TRUE(std::equal(portMac.begin(), portMac.end(), f.begin() + 6));
+      EXPECT_TRUE(std::equal(portMac.begin(), portMac.end(), f.begin() + 22));
+    }
   }
   EXPECT_TRUE(sawReply);
 }

@@ -28,6 +28,10 @@ std::string_view protocolName(uint8_t proto) {
   return proto == KEEL_PROTO_TCP ? "tcp" : proto == KEEL_PROTO_UDP ? "udp" : "?";
 }
 
+std::string MetricsConfig::listenAddress() const {
+  return address.toString() + ":" + std::to_string(port);
+}
+
 std::string Ipv4Prefix::toString() const {
   return address.toString() + "/" + std::to_string(length);
 }
@@ -256,6 +260,7 @@ class Parser {
   void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
   void parseReal(const YAML::Node& n, const std::string& path, RealConfig& real);
   void parseControl(const YAML::Node& n, ControlConfig& control);
+  void parseMetrics(const YAML::Node& n, MetricsConfig& metrics);
   void resolveHealth(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
   void validate(const YAML::Node& root, Config& cfg, const YAML::Node& servicesNode);
 
@@ -270,12 +275,13 @@ void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
     errors_.push_back(source_ + ": file is empty; expected a mapping with dataplane, node and services");
     return;
   }
-  if (!checkMap(root, "", {"dataplane", "node", "limits", "control", "services"})) return;
+  if (!checkMap(root, "", {"dataplane", "node", "limits", "control", "metrics", "services"})) return;
 
   if (auto n = child(root, "", "dataplane", true)) parseDataplane(*n, cfg.dataplane);
   if (auto n = child(root, "", "node", false)) parseNode(*n, cfg.node);
   if (auto n = child(root, "", "limits", false)) parseLimits(*n, cfg.limits);
   if (auto n = child(root, "", "control", false)) parseControl(*n, cfg.control);
+  if (auto n = child(root, "", "metrics", false)) parseMetrics(*n, cfg.metrics);
   YAML::Node servicesNode;
   if (auto n = child(root, "", "services", false)) {
     servicesNode = *n;
@@ -472,6 +478,37 @@ void Parser::parseControl(const YAML::Node& n, ControlConfig& control) {
   }
   if (auto k = child(n, "control", "group", false))
     if (auto s = scalar(*k, "control.group", "a group name")) control.group = *s;
+}
+
+void Parser::parseMetrics(const YAML::Node& n, MetricsConfig& metrics) {
+  if (!checkMap(n, "metrics", {"enabled", "address"})) return;
+  if (auto k = child(n, "metrics", "enabled", false))
+    if (auto v = choice<bool>(*k, "metrics.enabled", {{"true", true}, {"false", false}})) metrics.enabled = *v;
+  if (auto k = child(n, "metrics", "address", false)) {
+    // An IPv4 literal (no names: keeld binds before any resolver is
+    // trusted). IPv4 only: Debian's CivetWeb, which prometheus-cpp serves
+    // with, is built without IPv6.
+    std::optional<std::string> s = scalar(*k, "metrics.address", "IPV4:PORT");
+    if (!s) return;
+    size_t colon = s->rfind(':');
+    std::optional<IpAddress> host;
+    uint32_t port = 0;
+    if (colon != std::string::npos) {
+      host = IpAddress::parse(s->substr(0, colon));
+      std::string p = s->substr(colon + 1);
+      auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+      if (p.empty() || ec != std::errc() || end != p.data() + p.size() || port < 1 || port > 65535)
+        host.reset();
+    }
+    if (!host || !host->isV4()) {
+      error(*k, "metrics.address",
+            "must be IPV4:PORT like \"127.0.0.1:9477\" (port 1..65535; IPv6 is not supported), got " +
+                describe(*k));
+      return;
+    }
+    metrics.address = *host;
+    metrics.port = static_cast<uint16_t>(port);
+  }
 }
 
 void Parser::parseReal(const YAML::Node& n, const std::string& path, RealConfig& real) {

@@ -101,12 +101,23 @@ struct ControlConfig {
   std::string group;  // empty: the daemon's group
 };
 
+// metrics: the Prometheus endpoint (docs/metrics.md). The default listens on
+// loopback only; an operator opens it to the management network.
+struct MetricsConfig {
+  bool enabled = true;
+  IpAddress address = *IpAddress::parse("127.0.0.1");  // IPv4 (see parseMetrics)
+  uint16_t port = 9477;
+  std::string listenAddress() const;  // "127.0.0.1:9477"
+  bool operator==(const MetricsConfig&) const = default;
+};
+
 struct Config {
   std::string source;  // file name used in messages
   DataplaneConfig dataplane;
   NodeConfig node;
   DataplaneLimits limits;
   ControlConfig control;
+  MetricsConfig metrics;
   std::vector<ServiceConfig> services;
 };
 

@@ -39,6 +39,7 @@
 #include "control/api/api_server.h"
 #include "control/registry.h"
 #include "daemon/daemon_backend.h"
+#include "daemon/metrics.h"
 #include "daemon/neighbour.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 
@@ -119,6 +120,9 @@ Status preApply(const Config& running, const Config& next, Dataplane& dp, keel_n
       next.control.group != running.control.group)
     logWarn(LogRecord("reload_control_restart_needed")
                 .add("detail", "control: changes apply at the next start; kept the running socket"));
+  if (!(next.metrics == running.metrics))
+    logWarn(LogRecord("reload_metrics_restart_needed")
+                .add("detail", "metrics: changes apply at the next start; kept the running endpoint"));
   std::string err;
   auto newNode = buildNodeConfig(next, &err);
   if (!newNode) return Status::error(err);
@@ -241,6 +245,20 @@ int run(const std::string& path, bool detachOnExit) {
     abandon();
     return 1;
   }
+  // Scrapes run on the exposer's threads and read the loop's state only
+  // through a job posted to it (daemon/metrics.h).
+  std::unique_ptr<MetricsServer> metrics;
+  if (config.metrics.enabled) {
+    metrics = std::make_unique<MetricsServer>(
+        io, [&] { return collectSnapshot(backend, *dp, KEEL_VERSION); }, KEEL_VERSION, dp->kind());
+    if (Status st = metrics->start(config.metrics.address, config.metrics.port); !st) {
+      logError(LogRecord("metrics_failed").add("error", st.message()));
+      apiServer.reset();
+      abandon();
+      return 1;
+    }
+    logInfo(LogRecord("metrics_listening").add("address", config.metrics.listenAddress()));
+  }
   logInfo(LogRecord("ready")
               .add("config", path)
               .add("services", config.services.size())
@@ -268,6 +286,7 @@ int run(const std::string& path, bool detachOnExit) {
   io.run();
 
   sd_notify(0, "STOPPING=1");
+  metrics.reset();  // before the state its scrapes read
   apiServer.reset();
   if (exitAction == ExitAction::kLeave) {
     // Netlink XDP attachments outlive the process and the pins keep the

@@ -158,7 +158,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"negative weight", svc("    reals:\n      - {address: 10.0.1.11, weight: -1}\n"),
                 {"keel.yaml:9: services[0].reals[0].weight: must be an integer 0..65535"}},
         BadCase{"unknown top-level key (typo)", kHead + "servcies: []\n",
-                {"keel.yaml:4: servcies: unknown key (expected one of: dataplane, node, limits, control, services)"}},
+                {"keel.yaml:4: servcies: unknown key (expected one of: dataplane, node, limits, control, metrics, services)"}},
         BadCase{"unknown service key", svc("    ringsize: 65537\n"),
                 {"keel.yaml:8: services[0].ringsize: unknown key"}},
         BadCase{"unknown real key", svc("    reals:\n      - {address: 10.0.1.11, wieght: 3}\n"),
@@ -229,8 +229,47 @@ INSTANTIATE_TEST_SUITE_P(
                 {"keel.yaml:4: services: 2 services exceed limits.max_services (1)"}},
         BadCase{"services not a list", kHead.substr(0, kHead.size() - 10) + "services: {web: 1}\n",
                 {"keel.yaml:3: services: must be a list of services, got a mapping"}},
+        BadCase{"metrics address without port", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: 127.0.0.1}\n",
+                {"keel.yaml:2: metrics.address: must be IPV4:PORT like \"127.0.0.1:9477\" (port 1..65535; IPv6 is not supported), got \"127.0.0.1\""}},
+        BadCase{"metrics address empty", "dataplane: {kind: xdp, interface: eth0}\nmetrics:\n  address: \"\"\n",
+                {"keel.yaml:3: metrics.address: must be IPV4:PORT", "got \"\""}},
+        BadCase{"metrics address a host name", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"localhost:9477\"}\n",
+                {"keel.yaml:2: metrics.address: must be IPV4:PORT", "got \"localhost:9477\""}},
+        BadCase{"metrics IPv6", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"[::1]:9477\"}\n",
+                {"keel.yaml:2: metrics.address: must be IPV4:PORT", "IPv6 is not supported", "got \"[::1]:9477\""}},
+        BadCase{"metrics port 0", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"127.0.0.1:0\"}\n",
+                {"keel.yaml:2: metrics.address: must be IPV4:PORT"}},
+        BadCase{"metrics port too large", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"127.0.0.1:65536\"}\n",
+                {"keel.yaml:2: metrics.address: must be IPV4:PORT", "got \"127.0.0.1:65536\""}},
+        BadCase{"metrics enabled not a bool", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {enabled: no}\n",
+                {"keel.yaml:2: metrics.enabled: must be one of true|false, got \"no\""}},
+        BadCase{"metrics unknown key", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {port: 9477}\n",
+                {"keel.yaml:2: metrics.port: unknown key (expected one of: enabled, address)"}},
+        BadCase{"metrics not a mapping", "dataplane: {kind: xdp, interface: eth0}\nmetrics: 9477\n",
+                {"keel.yaml:2: metrics: must be a mapping, got \"9477\""}},
         BadCase{"YAML syntax error", "dataplane: {kind: xdp\n", {"keel.yaml:", "YAML syntax error"}},
         BadCase{"empty file", "", {"keel.yaml: file is empty"}}));
+
+TEST(Config, MetricsAddressAndSwitch) {
+  auto parse = [](const std::string& metrics) {
+    return parseConfig("dataplane: {kind: xdp, interface: eth0}\n" + metrics, "k.yaml");
+  };
+  ConfigResult d = parse("");
+  ASSERT_TRUE(d.ok()) << joinErrors(d.errors);
+  EXPECT_TRUE(d.config->metrics.enabled);
+  EXPECT_EQ(d.config->metrics.listenAddress(), "127.0.0.1:9477");
+  ConfigResult mgmt = parse("metrics: {address: \"10.0.0.2:9100\"}\n");
+  ASSERT_TRUE(mgmt.ok()) << joinErrors(mgmt.errors);
+  EXPECT_EQ(mgmt.config->metrics.address.toString(), "10.0.0.2");
+  EXPECT_EQ(mgmt.config->metrics.port, 9100);
+  EXPECT_EQ(mgmt.config->metrics.listenAddress(), "10.0.0.2:9100");
+  ConfigResult any = parse("metrics: {address: \"0.0.0.0:9477\"}\n");
+  ASSERT_TRUE(any.ok()) << joinErrors(any.errors);
+  EXPECT_EQ(any.config->metrics.listenAddress(), "0.0.0.0:9477");
+  ConfigResult off = parse("metrics: {enabled: false}\n");
+  ASSERT_TRUE(off.ok()) << joinErrors(off.errors);
+  EXPECT_FALSE(off.config->metrics.enabled);
+}
 
 TEST(Config, CollectsEveryErrorNotJustTheFirst) {
   std::string yaml = svc(

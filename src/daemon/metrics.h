@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: Apache-2.0
+// keeld's Prometheus endpoint (docs/metrics.md lists every metric).
+//
+// Threading. prometheus-cpp's Exposer serves HTTP on CivetWeb threads of its
+// own, while the registry, the health checker and the data plane belong to
+// keeld's one io_context thread and take no locks. So a scrape never reads
+// them itself: Collect() posts a "take a snapshot" job to the loop and waits
+// for it, bounded (kCollectTimeout). The snapshot is plain data copied on
+// the loop; rendering it into metric families happens on the scraper's
+// thread. A scrape therefore always shows one consistent instant, costs the
+// loop one readStats() plus a copy, and a stuck loop makes scrapes report
+// keel_scrape_success 0 instead of hanging Prometheus.
+//
+// Labels follow node_exporter's IPVS collector (local_address, local_port,
+// remote_address, remote_port, proto) plus `service`, so IPVS dashboards and
+// alerts carry over.
+#pragma once
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "common/address.h"
+#include "common/status.h"
+#include "control/api/control_backend.h"
+#include "control/health/health_checker.h"
+#include "dataplane/dataplane.h"
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace keel {
+
+class DaemonBackend;
+
+// What one scrape shows: copied on the loop, rendered anywhere.
+struct MetricsSnapshot {
+  std::string version;
+  std::string dataplane;  // Dataplane::kind()
+  std::vector<api::ServiceSnapshot> services;
+  std::vector<HealthStatus> health;  // every target; type none ones are skipped when rendering
+  std::array<keel_counter, KEEL_R_MAX> reasons{};
+  DataplaneLimits limits;
+  // Live connection-table entries, if the data plane can count them cheaply
+  // (none can yet: keel_conntrack_entries is then absent).
+  std::optional<uint64_t> connTableEntries;
+};
+
+// Takes the snapshot; call on the loop thread.
+MetricsSnapshot collectSnapshot(DaemonBackend& backend, const Dataplane& dataplane,
+                                const std::string& version);
+
+// The metric families for a snapshot (pure; tests render fixed snapshots).
+// `ok` false: the loop did not answer in time; only keel_build_info (from
+// the snapshot's version/dataplane) and keel_scrape_success 0 are returned.
+std::vector<prometheus::MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok = true);
+
+// The Collectable the Exposer calls from its threads.
+class LoopCollector : public prometheus::Collectable {
+ public:
+  using Source = std::function<MetricsSnapshot()>;  // runs on the loop
+  static constexpr std::chrono::milliseconds kCollectTimeout{2000};
+
+  LoopCollector(boost::asio::io_context& io, Source source, std::string version, std::string dataplane,
+                std::chrono::milliseconds timeout = kCollectTimeout);
+  std::vector<prometheus::MetricFamily> Collect() const override;
+  // After stop(), Collect() returns at once without touching the loop (used
+  // while keeld shuts down, when the loop no longer runs).
+  void stop() { stopped_ = true; }
+
+ private:
+  boost::asio::io_context& io_;
+  Source source_;
+  std::string version_;
+  std::string dataplane_;
+  std::chrono::milliseconds timeout_;
+  std::atomic<bool> stopped_{false};
+};
+
+// The HTTP endpoint: GET /metrics on one address.
+class MetricsServer {
+ public:
+  MetricsServer(boost::asio::io_context& io, LoopCollector::Source source, std::string version,
+                std::string dataplane);
+  ~MetricsServer();
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  // Listens on address:port (IPv4; port 0 picks a free one, for tests).
+  // Error: the address and the reason ("Address already in use").
+  Status start(const IpAddress& address, uint16_t port);
+  // The bound port (after start).
+  int port() const;
+  // Stops serving; scrapes in flight return without the loop. Call before
+  // the loop's state goes away. Idempotent; the destructor calls it.
+  void stop();
+
+ private:
+  std::shared_ptr<LoopCollector> collector_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  IpAddress wakeAddress_;  // where stop() connects to wake the listener
+};
+
+}  // namespace keel

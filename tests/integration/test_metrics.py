@@ -1,0 +1,190 @@
+# SPDX-License-Identifier: Apache-2.0
+"""keeld's Prometheus endpoint, live: /metrics fetched with curl inside the
+balancer namespace (keeld's default 127.0.0.1:9477) must
+  - pass `promtool check metrics` (the exposition format and naming lint);
+  - show real values: the packets of the reals that served flows rise by at
+    least the packets the client sent them, the data plane's tx_ipip rises;
+  - follow health: a real whose server is stopped goes keel_real_up 0, its
+    failed checks and transitions are counted, the check histogram fills;
+  - be absent with `metrics: {enabled: false}`;
+  - stop keeld's start-up (detaching again) when its address cannot be
+    bound, and stay where it is across a reload that changes it.
+Every wait is bounded in time."""
+import re
+import subprocess
+import time
+
+import pytest
+
+from suite import run_keel, served
+
+PORT = 80
+URL = "http://127.0.0.1:9477/metrics"
+STATE_WAIT_S = 15
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape_text(lab) -> str:
+    p = lab.balancer.run(["curl", "-sS", "--fail", "--max-time", "10", URL], timeout=15)
+    return p.stdout
+
+
+def parse(text: str) -> dict:
+    """{(name, frozenset(labels)): value} for every sample line."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"unparseable exposition line: {line!r}"
+        labels = frozenset(LABEL.findall(m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    """The one sample of NAME whose labels include LABELS (fails if none or
+    several match: a missing metric must fail the test)."""
+    want = {(k, str(v)) for k, v in labels.items()}
+    hits = [v for (n, ls), v in samples.items() if n == name and want <= ls]
+    assert len(hits) == 1, f"{name}{labels}: {len(hits)} samples match"
+    return hits[0]
+
+
+def health_service(lab):
+    svc = lab.service("web", 4, PORT, "tcp", "ipip")
+    svc["health"] = {"type": "tcp", "port": 8080, "interval": "200ms", "timeout": "200ms",
+                     "rise": 2, "fall": 2}
+    return svc
+
+
+def wait_metric(lab, name, want, timeout=STATE_WAIT_S, **labels):
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = value(parse(scrape_text(lab)), name, **labels)
+        if got == want:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{name}{labels} = {got}, wanted {want} within {timeout}s")
+
+
+@pytest.fixture
+def keel_metrics(request, lab, need_keel):
+    config = lab.keel_config([health_service(lab)])
+    gen = run_keel(request, lab, config, with_handle=True)
+    lab_, config, keeld = next(gen)
+    try:
+        for real in lab.reals:
+            wait_metric(lab, "keel_real_up", 1, remote_address=real.v4)
+        yield lab_, config, keeld
+    finally:
+        for real in lab.reals:
+            lab.restart_server(real)
+        for _ in gen:
+            pass
+
+
+def test_promtool_accepts_exposition(keel_metrics):
+    lab, _, _ = keel_metrics
+    text = scrape_text(lab)
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, f"promtool check metrics:\n{p.stdout}{p.stderr}\n---\n{text[:3000]}"
+    s = parse(text)
+    assert value(s, "keel_build_info", dataplane=lab.dataplane) == 1
+    assert value(s, "keel_scrape_success") == 1
+    assert value(s, "keel_conntrack_capacity") > 0
+
+
+def test_counters_follow_traffic(keel_metrics):
+    lab, _, _ = keel_metrics
+    common = {"service": "web", "local_address": lab.vip4, "local_port": PORT, "proto": "TCP"}
+    before = parse(scrape_text(lab))
+    got = served(lab.flows("tcp", lab.vip4, PORT, count=30))
+    after = parse(scrape_text(lab))
+    for real in lab.reals:
+        labels = dict(common, remote_address=real.v4, remote_port=PORT)
+        delta = value(after, "keel_real_packets_total", **labels) - \
+            value(before, "keel_real_packets_total", **labels)
+        # Each flow sends at least SYN, the request and the final ACK to
+        # the real through the balancer.
+        assert delta >= 3 * got.get(real.role, 0), (real.role, delta, got)
+        if got.get(real.role):
+            assert value(after, "keel_real_bytes_total", **labels) > \
+                value(before, "keel_real_bytes_total", **labels)
+    svc_delta = value(after, "keel_service_packets_total", **common) - \
+        value(before, "keel_service_packets_total", **common)
+    assert svc_delta >= 3 * 30
+    tx = value(after, "keel_dataplane_packets_total", reason="tx_ipip") - \
+        value(before, "keel_dataplane_packets_total", reason="tx_ipip")
+    assert tx >= svc_delta
+    assert value(after, "keel_service_ring_slots", **common) == 65537
+
+
+def test_real_down_shows(keel_metrics):
+    lab, _, _ = keel_metrics
+    dead = lab.reals[0]
+    before = parse(scrape_text(lab))
+    lab.stop_server(dead)
+    wait_metric(lab, "keel_real_up", 0, remote_address=dead.v4)
+    after = parse(scrape_text(lab))
+    assert value(after, "keel_health_checks_total", remote_address=dead.v4, result="fail") >= 2
+    assert value(after, "keel_health_transitions_total", remote_address=dead.v4) > \
+        value(before, "keel_health_transitions_total", remote_address=dead.v4)
+    # The service's histogram holds every check of its reals.
+    checks = sum(v for (n, _), v in after.items() if n == "keel_health_checks_total")
+    assert checks > 0
+    assert value(after, "keel_health_check_duration_seconds_count", service="web") == checks
+    for real in lab.reals[1:]:
+        assert value(after, "keel_real_up", remote_address=real.v4) == 1
+    lab.restart_server(dead)
+    wait_metric(lab, "keel_real_up", 1, remote_address=dead.v4)
+
+
+def test_disabled(request, lab, need_keel):
+    config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
+    config["metrics"] = {"enabled": False}
+    gen = run_keel(request, lab, config, with_handle=True)
+    next(gen)
+    try:
+        p = lab.balancer.run(["curl", "-sS", "--max-time", "5", URL], check=False, timeout=15)
+        assert p.returncode == 7, (p.returncode, p.stdout, p.stderr)  # 7: connection refused
+    finally:
+        for _ in gen:
+            pass
+
+
+def test_unbindable_address_stops_startup(lab, need_keel):
+    """A metrics address keeld cannot bind (not local here) is a start-up
+    failure with the reason, and the data plane it had freshly attached is
+    detached again, like every failed start (an adopted one would be left
+    forwarding as it was found)."""
+    import lab as labmod
+    config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
+    config["metrics"] = {"address": "192.0.2.1:9477"}  # TEST-NET-1: on no interface
+    lab.plane.reset(lab)
+    path = lab.write_config(config, "badmetrics.yaml")
+    k = labmod.Keeld(lab, path, lab.tmp / "badmetrics.log")
+    try:
+        rc = k.proc.wait(timeout=30)
+        log = k.log()
+        attached = lab.plane.attached(lab)
+    finally:
+        k.stop()
+        lab.plane.reset(lab)
+    assert rc == 1, log
+    assert "metrics_failed" in log and "192.0.2.1:9477: Cannot assign requested address" in log, log
+    assert not attached, "keeld exited but left the balancer attached"
+
+
+def test_reload_keeps_running_endpoint(keel_metrics):
+    """metrics: changes need a restart: a reload says so and the endpoint
+    stays where it was."""
+    lab, config, keeld = keel_metrics
+    changed = dict(config, metrics={"address": "127.0.0.1:9478"})
+    keeld.reload(changed)
+    assert "reload_metrics_restart_needed" in keeld.log()
+    assert value(parse(scrape_text(lab)), "keel_scrape_success") == 1

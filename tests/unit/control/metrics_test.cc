@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: Apache-2.0
+// keeld's Prometheus metrics: the exposition a snapshot renders to (names,
+// IPVS-style labels, values taken from the registry over the mock data
+// plane), the health histogram made cumulative, the collector reading only
+// on the loop's thread and giving up on a stuck loop, and the HTTP endpoint.
+#include "daemon/metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "daemon/daemon_backend.h"
+#include "mock_dataplane.h"
+
+namespace keel {
+namespace {
+
+using test::MockDataplane;
+
+IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+
+std::string text(const std::vector<prometheus::MetricFamily>& families) {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
+}
+
+// The whole line for a sample (name{labels} value), so a wrong value, a
+// missing label or a label out of order all fail.
+::testing::AssertionResult hasLine(const std::string& exposition, const std::string& line) {
+  std::istringstream in(exposition);
+  for (std::string l; std::getline(in, l);)
+    if (l == line) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "no line\n  " << line << "\nin\n" << exposition;
+}
+
+const char* kConfig =
+    "dataplane: {kind: xdp, interface: eth0}\n"
+    "node: {tunnel_source_v4: 10.0.0.2, tunnel_source_v6: \"fd00::2\", next_hop_mac: \"02:00:00:00:00:01\"}\n"
+    "limits: {conn_table_size: 5000}\n"
+    "services:\n"
+    "  - name: web\n"
+    "    vip: 10.0.0.1\n"
+    "    port: 80\n"
+    "    protocol: tcp\n"
+    "    reals:\n"
+    "      - {address: 10.0.1.1, weight: 100}\n"
+    "      - {address: 10.0.1.2, weight: 30}\n"
+    "  - name: dns\n"
+    "    vip: \"2001:db8::53\"\n"
+    "    port: 53\n"
+    "    protocol: udp\n"
+    "    reals:\n"
+    "      - {address: \"fd00:1::1\"}\n";
+
+class MetricsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    backend_ = std::make_unique<DaemonBackend>(
+        io_, registry_, "mock", "keel.yaml",
+        [](const std::string& p) { return parseConfig(kConfig, p); },
+        [](const Config&) { return Status::ok(); }, [](bool) {});
+    ConfigResult r = parseConfig(kConfig, "keel.yaml");
+    ASSERT_TRUE(r.ok()) << r.errors.front();
+    ASSERT_TRUE(backend_->start(*r.config));
+  }
+
+  BackendId idOf(const char* addr) {
+    for (const auto& v : registry_.services())
+      for (const auto& real : v.reals)
+        if (real.address == ip(addr)) return real.backendId;
+    ADD_FAILURE() << "no real " << addr;
+    return 0;
+  }
+  ServiceId serviceId(const char* name) {
+    for (const auto& v : registry_.services())
+      if (v.name == name) return v.id;
+    ADD_FAILURE() << "no service " << name;
+    return 0;
+  }
+
+  boost::asio::io_context io_;
+  MockDataplane dp_{DataplaneLimits{16, 64, 5000}};
+  Registry registry_{dp_};
+  std::unique_ptr<DaemonBackend> backend_;
+};
+
+const std::string kWeb = R"(service="web",local_address="10.0.0.1",local_port="80",proto="TCP")";
+const std::string kReal1 = kWeb + R"(,remote_address="10.0.1.1",remote_port="80")";
+const std::string kReal2 = kWeb + R"(,remote_address="10.0.1.2",remote_port="80")";
+
+TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
+  dp_.stats.services.resize(16);
+  dp_.stats.backends.resize(64);
+  dp_.stats.services[serviceId("web")] = {12, 1200};
+  dp_.stats.backends[idOf("10.0.1.1")] = {7, 700};
+  dp_.stats.backends[idOf("10.0.1.2")] = {5, 500};
+  dp_.stats.reasons[KEEL_R_TX_IPIP] = {12, 1200};
+  dp_.stats.reasons[KEEL_R_DROP_NO_BACKEND] = {3, 180};
+  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.2")}, true).isOk());
+
+  const std::string out = text(renderMetrics(collectSnapshot(*backend_, dp_, "9.9.9")));
+  EXPECT_TRUE(hasLine(out, R"(keel_build_info{version="9.9.9",dataplane="mock"} 1)"));
+  EXPECT_TRUE(hasLine(out, "keel_scrape_success 1"));
+  EXPECT_TRUE(hasLine(out, "keel_service_packets_total{" + kWeb + "} 12"));
+  EXPECT_TRUE(hasLine(out, "keel_service_bytes_total{" + kWeb + "} 1200"));
+  EXPECT_TRUE(hasLine(out, "keel_service_ring_slots{" + kWeb + "} 65537"));
+  EXPECT_TRUE(hasLine(out, "keel_real_packets_total{" + kReal1 + "} 7"));
+  EXPECT_TRUE(hasLine(out, "keel_real_bytes_total{" + kReal2 + "} 500"));
+  EXPECT_TRUE(hasLine(out, "keel_real_up{" + kReal1 + "} 1"));
+  EXPECT_TRUE(hasLine(out, "keel_real_weight{" + kReal1 + "} 100"));
+  // Drained: the weight it returns with, and the drain flag.
+  EXPECT_TRUE(hasLine(out, "keel_real_weight{" + kReal2 + "} 30"));
+  EXPECT_TRUE(hasLine(out, "keel_real_draining{" + kReal2 + "} 1"));
+  EXPECT_TRUE(hasLine(out, "keel_real_draining{" + kReal1 + "} 0"));
+  // IPv6 VIP and real, UDP.
+  EXPECT_TRUE(hasLine(out, R"(keel_real_up{service="dns",local_address="2001:db8::53",local_port="53",proto="UDP",remote_address="fd00:1::1",remote_port="53"} 1)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dataplane_packets_total{reason="tx_ipip"} 12)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dataplane_bytes_total{reason="drop_no_backend"} 180)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dataplane_packets_total{reason="pass_not_ip"} 0)"));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 5000"));
+  EXPECT_EQ(out.find("keel_conntrack_entries"), std::string::npos) << "no data plane counts entries yet";
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_real_packets_total counter"));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_real_up gauge"));
+  // Type none reals run no checks: no health series at all.
+  EXPECT_EQ(out.find("keel_health_checks_total{"), std::string::npos);
+}
+
+TEST_F(MetricsTest, DownRealAndEmptyRing) {
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), false));
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  EXPECT_TRUE(hasLine(out, "keel_real_up{" + kReal1 + "} 0"));
+  EXPECT_TRUE(hasLine(out, "keel_real_up{" + kReal2 + "} 1"));
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 0}).isOk());
+  out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  // Fail-open holds the last down real only while one was serving; with
+  // the other at weight 0 the ring may be empty or held: read what the
+  // registry says rather than assuming.
+  uint32_t published = 0;
+  for (const auto& v : registry_.services())
+    if (v.name == "web") published = v.publishedRingSize;
+  EXPECT_TRUE(hasLine(out, "keel_service_ring_slots{" + kWeb + "} " + std::to_string(published)));
+  EXPECT_TRUE(hasLine(out, "keel_real_weight{" + kReal2 + "} 0"));
+}
+
+TEST(MetricsRender, HealthCountersAndPerServiceCumulativeHistogram) {
+  MetricsSnapshot s;
+  s.version = "v";
+  s.dataplane = "mock";
+  api::ServiceSnapshot web;
+  web.name = "web";
+  web.vip = ip("10.0.0.1");
+  web.port = 80;
+  web.protocol = KEEL_PROTO_TCP;
+  s.services.push_back(web);
+  HealthStatus checked;
+  checked.target = HealthTarget{"web", ip("10.0.1.1"), 80, {}};  // tcp
+  checked.checks = 5;
+  checked.failures = 2;
+  checked.transitions = 3;
+  checked.lastDuration = std::chrono::microseconds(1500);
+  checked.durationBuckets[0] = 1;  // <= 0.5 ms
+  checked.durationBuckets[3] = 3;  // (2.5 ms, 5 ms]
+  checked.durationBuckets.back() = 1;  // over 10 s
+  checked.durationSumSeconds = 12.5;
+  s.health.push_back(checked);
+  HealthStatus second = checked;  // a second checked real: sums into the service histogram
+  second.target.address = ip("10.0.1.2");
+  second.checks = 1;
+  second.failures = 0;
+  second.durationBuckets = {};
+  second.durationBuckets[1] = 1;  // (0.5 ms, 1 ms]
+  second.durationSumSeconds = 0.5;
+  s.health.push_back(second);
+  HealthStatus none = checked;
+  none.target.address = ip("10.0.1.3");
+  none.target.spec.type = HealthCheckSpec::Type::None;
+  s.health.push_back(none);
+
+  const std::string out = text(renderMetrics(s));
+  EXPECT_TRUE(hasLine(out, "keel_health_checks_total{" + kReal1 + R"(,result="ok"} 3)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_checks_total{" + kReal1 + R"(,result="fail"} 2)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_checks_total{" + kReal2 + R"(,result="ok"} 1)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_transitions_total{" + kReal1 + "} 3"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_last_duration_seconds{" + kReal1 + "} 0.0015"));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_health_check_duration_seconds histogram"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="0.0005"} 1)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="0.001"} 2)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="0.0025"} 2)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="0.005"} 5)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="10"} 5)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_bucket{" + kWeb + R"(,le="+Inf"} 6)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_count{" + kWeb + "} 6"));
+  EXPECT_TRUE(hasLine(out, "keel_health_check_duration_seconds_sum{" + kWeb + "} 13"));
+  EXPECT_EQ(out.find("remote_address=\"10.0.1.1\",remote_port=\"80\",le="), std::string::npos)
+      << "histogram is per service, not per real";
+  EXPECT_EQ(out.find("10.0.1.3"), std::string::npos) << "type none target rendered:\n" << out;
+}
+
+TEST(MetricsRender, FailedScrapeShowsOnlyBuildInfoAndFailure) {
+  MetricsSnapshot s;
+  s.version = "v";
+  s.dataplane = "xdp";
+  const std::string out = text(renderMetrics(s, false));
+  EXPECT_TRUE(hasLine(out, "keel_scrape_success 0"));
+  EXPECT_TRUE(hasLine(out, R"(keel_build_info{version="v",dataplane="xdp"} 1)"));
+  EXPECT_EQ(out.find("keel_dataplane_packets_total"), std::string::npos);
+}
+
+TEST(LoopCollector, ReadsOnTheLoopThread) {
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  std::thread loop([&] { io.run(); });
+  const std::thread::id loopId = loop.get_id();
+  std::thread::id ranOn;
+  LoopCollector c(io, [&] {
+    ranOn = std::this_thread::get_id();
+    MetricsSnapshot s;
+    s.limits.connTableSize = 77;
+    return s;
+  }, "v", "mock");
+  const std::string out = text(c.Collect());
+  guard.reset();
+  io.stop();
+  loop.join();
+  EXPECT_EQ(ranOn, loopId);
+  EXPECT_TRUE(hasLine(out, "keel_scrape_success 1"));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 77"));
+}
+
+TEST(LoopCollector, StuckLoopGivesUpAndNeverRunsTheSourceOffLoop) {
+  boost::asio::io_context io;  // never run: the loop is "stuck"
+  bool ran = false;
+  LoopCollector c(io, [&] {
+    ran = true;
+    return MetricsSnapshot{};
+  }, "v", "mock", std::chrono::milliseconds(50));
+  EXPECT_TRUE(hasLine(text(c.Collect()), "keel_scrape_success 0"));
+  c.stop();
+  EXPECT_TRUE(hasLine(text(c.Collect()), "keel_scrape_success 0"));
+  EXPECT_FALSE(ran);
+}
+
+// One HTTP/1.0 GET over loopback; returns the whole response.
+std::string httpGet(int family, int port, const std::string& path) {
+  int fd = ::socket(family, SOCK_STREAM, 0);
+  if (fd < 0) return "socket failed";
+  int rc;
+  if (family == AF_INET) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  } else {
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(port);
+    a.sin6_addr = in6addr_loopback;
+    rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  if (rc != 0) {
+    ::close(fd);
+    return "connect failed";
+  }
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  (void)!::write(fd, req.data(), req.size());
+  std::string resp;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) resp.append(buf, n);
+  ::close(fd);
+  return resp;
+}
+
+// The daemon's loop on a thread of its own (joined even when an ASSERT
+// returns early).
+struct LoopThread {
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard =
+      boost::asio::make_work_guard(io);
+  std::thread thread{[this] { io.run(); }};
+  ~LoopThread() {
+    guard.reset();
+    io.stop();
+    thread.join();
+  }
+};
+
+MetricsSnapshot fixedSnapshot() {
+  MetricsSnapshot s;
+  s.version = "v";
+  s.dataplane = "mock";
+  return s;
+}
+
+TEST(MetricsServer, ServesOverHttp) {
+  LoopThread loop;
+  MetricsServer server(loop.io, fixedSnapshot, "v", "mock");
+  Status s = server.start(ip("127.0.0.1"), 0);
+  ASSERT_TRUE(s) << s.message();
+  ASSERT_GT(server.port(), 0);
+  std::string resp = httpGet(AF_INET, server.port(), "/metrics");
+  EXPECT_NE(resp.find("200 OK"), std::string::npos) << resp;
+  EXPECT_NE(resp.find("\nkeel_scrape_success 1\n"), std::string::npos) << resp;
+  EXPECT_NE(resp.find("\nkeel_build_info{version=\"v\",dataplane=\"mock\"} 1\n"), std::string::npos) << resp;
+  server.stop();
+  EXPECT_EQ(httpGet(AF_INET, server.port(), "/metrics"), "connect failed");
+}
+
+TEST(MetricsServer, BindErrorsSayWhy) {
+  LoopThread loop;
+  MetricsServer first(loop.io, fixedSnapshot, "v", "mock");
+  ASSERT_TRUE(first.start(ip("127.0.0.1"), 0));
+  const uint16_t port = static_cast<uint16_t>(first.port());
+  MetricsServer second(loop.io, fixedSnapshot, "v", "mock");
+  Status s = second.start(ip("127.0.0.1"), port);
+  EXPECT_FALSE(s);
+  EXPECT_EQ(s.message(), "metrics: cannot listen on 127.0.0.1:" + std::to_string(port) +
+                             ": Address already in use");
+  // Not an address of this host (TEST-NET-1).
+  s = second.start(ip("192.0.2.1"), 9477);
+  EXPECT_FALSE(s);
+  EXPECT_EQ(s.message(), "metrics: cannot listen on 192.0.2.1:9477: Cannot assign requested address");
+}
+
+}  // namespace
+}  // namespace keel

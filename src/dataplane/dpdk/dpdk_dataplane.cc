@@ -216,8 +216,22 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       w->owner = this;
       w->lcore = opts_.workerLcores[q];
       w->queue = q;
-      w->state = std::make_unique<dpdk::WorkerState>(perWorker, store_->maxServices(),
-                                                     store_->maxBackends(), mtu);
+      // The connection table in EAL memory on the worker's socket: on
+      // hugepages its lookups need no page walk (docs/dpdk.md, Measurements).
+      const dpdk::ConnMemory eal{
+          [](size_t bytes, size_t align, int socket) {
+            return rte_zmalloc_socket("keel_conns", bytes, static_cast<unsigned>(align), socket);
+          },
+          [](void* p) { rte_free(p); }, static_cast<int>(rte_lcore_to_socket_id(w->lcore))};
+      try {
+        w->state = std::make_unique<dpdk::WorkerState>(perWorker, store_->maxServices(),
+                                                       store_->maxBackends(), mtu, eal);
+      } catch (const std::bad_alloc&) {
+        return Status::error("dpdk: cannot allocate the connection table of worker lcore " +
+                             std::to_string(w->lcore) + " (" + std::to_string(perWorker) +
+                             " flows per family) in EAL memory: give EAL more (-m / hugepages) "
+                             "or lower limits.conn_table_size");
+      }
       workers_.push_back(std::move(w));
     }
     tscHz_ = rte_get_tsc_hz();

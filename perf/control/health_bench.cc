@@ -22,7 +22,6 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -43,6 +42,8 @@
 #include <vector>
 
 #include "control/health/health_checker.h"
+
+#include "../common/bench_env.h"
 
 namespace {
 
@@ -107,24 +108,6 @@ rlim_t raiseFdLimit(rlim_t want) {
   }
   getrlimit(RLIMIT_NOFILE, &rl);
   return rl.rlim_cur;
-}
-
-std::string machine() {
-  std::ifstream cpu("/proc/cpuinfo");
-  std::string line, model = "unknown CPU";
-  int cpus = 0;
-  while (std::getline(cpu, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      ++cpus;
-      model = line.substr(line.find(':') + 2);
-    }
-  }
-  utsname u{};
-  uname(&u);
-  std::ifstream la("/proc/loadavg");
-  std::string load;
-  std::getline(la, load);
-  return model + " x" + std::to_string(cpus) + ", Linux " + u.release + ", loadavg " + load;
 }
 
 // The (address, port) of target i: 127.1.a.b with b in 1..250.
@@ -319,7 +302,8 @@ int main(int argc, char** argv) {
   }
 
   std::printf("health_bench: CPU cost of the keel health checker\n");
-  std::printf("machine : %s\n", machine().c_str());
+  std::printf("machine : %s; loadavg %s\n", keel::bench::machineDescription().c_str(),
+              keel::bench::loadAverage().c_str());
   std::printf("method  : %d TCP targets (%d addresses in 127.1/16 x %d ports), interval %d ms (+-10%% jitter),\n"
               "          timeout = interval, %d s per phase; checker on one io_context thread; CPU =\n"
               "          getrusage(RUSAGE_THREAD) user+sys of that thread; listeners accept+close on a\n"

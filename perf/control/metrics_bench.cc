@@ -19,7 +19,6 @@
 #include <netinet/in.h>
 #include <prometheus/text_serializer.h>
 #include <sys/socket.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +35,8 @@
 #include "daemon/daemon_backend.h"
 #include "daemon/metrics.h"
 #include "mock_dataplane.h"
+
+#include "../common/bench_env.h"
 
 namespace keel {
 namespace {
@@ -91,15 +92,10 @@ std::string httpGet(int port) {
 }
 
 int run(int services, int reals, int runs) {
-  utsname u{};
-  uname(&u);
-  std::ifstream la("/proc/loadavg");
-  std::string load;
-  std::getline(la, load);
   std::printf("metrics_bench: %d services x %d reals (%d reals, each with a tcp check), median of %d runs\n",
               services, reals, services * reals, runs);
-  std::printf("machine: %s %s, %u CPUs, loadavg %s\n", u.sysname, u.release,
-              std::thread::hardware_concurrency(), load.c_str());
+  std::printf("machine: %s; loadavg %s\n", keel::bench::machineDescription().c_str(),
+              keel::bench::loadAverage().c_str());
 
   boost::asio::io_context io;
   DataplaneLimits limits{static_cast<uint32_t>(services), static_cast<uint32_t>(services * reals), 1000000};

@@ -29,7 +29,6 @@
 #include <bpf/libbpf.h>
 #include <sched.h>
 #include <sys/mman.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +49,8 @@
 #include "control/registry.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 #include "keel/maglev_lookup.h"
+
+#include "../common/bench_env.h"
 
 namespace {
 
@@ -140,21 +141,6 @@ void printHeader(const char* title) {
 void die(const std::string& what, const Status& s) {
   std::fprintf(stderr, "reconfig_bench: %s: %s\n", what.c_str(), s.message().c_str());
   std::exit(1);
-}
-
-std::string readFirst(const char* path) {
-  std::ifstream f(path);
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-std::string cpuModel() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
 }
 
 // S services on distinct VIPs (10.100.x.y:80/tcp), each with 10 reals
@@ -391,12 +377,8 @@ void rawPublishBaseline(const std::vector<uint32_t>& ring, int reps) {
 int main(int argc, char** argv) {
   const Options o = parseArgs(argc, argv);
   (void)keel::setupLogging("warn");  // the registry logs every service at info
-  utsname u{};
-  uname(&u);
-  std::printf("reconfig_bench: one real changed through Registry::apply -> Maglev -> publishRing\n");
-  std::printf("machine: %s; kernel %s %s; %ld online CPUs\n", cpuModel().c_str(), u.sysname, u.release,
-              sysconf(_SC_NPROCESSORS_ONLN));
-  std::printf("load average at start: %s\n", readFirst("/proc/loadavg").c_str());
+  std::printf("machine: %s\n", keel::bench::machineDescription().c_str());
+  std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
   std::printf("method: %d services x 10 reals (weight 100), M=%u; each case %d reps, alternating change and\n"
               "        revert so every apply changes something; times in ms; see the header comment.\n",
               o.services, KEEL_RING_SIZE_DEFAULT, o.reps);
@@ -447,6 +429,6 @@ int main(int argc, char** argv) {
     runCases("xdp data plane", *dp, o);
     (void)dp->shutdown(true);
   }
-  std::printf("\nload average at end: %s\n", readFirst("/proc/loadavg").c_str());
+  std::printf("\nload average at end: %s\n", keel::bench::loadAverage().c_str());
   return 0;
 }

@@ -38,7 +38,6 @@
 #include <pcap/pcap.h>
 #include <rte_eal.h>
 #include <sys/mman.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <signal.h>
@@ -60,6 +59,8 @@
 #include "dataplane/dpdk/worker_path.h"
 #include "keel/maglev_lookup.h"
 #include "keel/parse.h"
+
+#include "../common/bench_env.h"
 
 using namespace keel;
 
@@ -199,20 +200,6 @@ void writePcap(const std::string& path, int flows, const IpAddress& vip) {
   }
   pcap_dump_close(d);
   pcap_close(dead);
-}
-
-std::string machine() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line, model = "?";
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  utsname u{};
-  uname(&u);
-  return model + ", " + std::to_string(std::thread::hardware_concurrency()) + " cpus, kernel " +
-         u.release;
 }
 
 // The same for every program measured (see the header comment).
@@ -471,13 +458,6 @@ Rate runTestpmd(const std::string& testpmd, const std::string& pcap, int flows, 
   return r;
 }
 
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -521,14 +501,14 @@ int main(int argc, char** argv) {
   writePcap(pcap, flows, ip("10.0.0.100"));
 
   std::printf("dpdk_bench: keel DPDK worker vs dpdk-testpmd io, same vdev\n");
-  std::printf("machine: %s\n", machine().c_str());
+  std::printf("machine: %s\n", keel::bench::machineDescription().c_str());
   std::printf("method: net_pcap infinite_rx (in-memory replay, tx_drop), %d TCP flows, 60 B frames,\n"
               "        ipip to 16 reals (M=65537); both sides: 1 forwarding lcore, burst %d,\n"
               "        %d rx/tx descriptors, pool of %u mbufs with a %d cache, %s;\n"
               "        %.0f s steady window (keel after 1 s warm-up, testpmd from its 2nd report);\n"
               "        %d rounds of keel established, keel new flows, testpmd io\n",
               flows, kBurst, kDescriptors, poolSize(flows), kMbufCache, memoryDescription().c_str(), window, rounds);
-  std::printf("load average at start: %s\n", loadavg().c_str());
+  std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
   std::printf("round  keel est. Mpps/CPU-s  keel new  testpmd io   ratio est.  ratio new   (wall: est / new / testpmd Mpps)\n");
   std::vector<double> est, fresh, tp, rEst, rNew, wEst, wNew, wTp;
   for (int round = 1; round <= rounds; ++round) {
@@ -558,7 +538,7 @@ int main(int argc, char** argv) {
   std::remove(pcap.c_str());
   std::system(("rm -rf /var/run/dpdk/keelbench-" + kPid).c_str());
 
-  std::printf("load average at end: %s\n", loadavg().c_str());
+  std::printf("load average at end: %s\n", keel::bench::loadAverage().c_str());
   std::printf("median over %d rounds     per worker CPU-second   wall clock\n", rounds);
   std::printf("keel established flows : %7.3f Mpps           %7.3f Mpps\n", median(est), median(wEst));
   std::printf("keel new flows         : %7.3f Mpps           %7.3f Mpps\n", median(fresh), median(wNew));

@@ -6,7 +6,6 @@
 // ratio to an in-run baseline: allocating and filling an M-entry table, the
 // least any builder must do. Usage: maglev_bench [reps]   (default 201)
 #include <time.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +20,8 @@
 
 #include "control/maglev/maglev.h"
 #include "keel/maglev_lookup.h"
+
+#include "../common/bench_env.h"
 
 namespace {
 
@@ -74,33 +75,14 @@ std::vector<MaglevReal> reals(size_t n, bool skewed) {
   return out;
 }
 
-// The shared machine's load, printed before and after so a reader can tell a
-// quiet run from a contended one.
-std::string loadAverage() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-std::string cpuModel() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const int reps = argc > 1 ? std::max(1, atoi(argv[1])) : 201;
-  utsname u{};
-  uname(&u);
   std::printf("maglev_bench: buildMaglevTable wall and thread-CPU time\n");
-  std::printf("machine: %s; kernel %s %s; %ld online CPUs\n", cpuModel().c_str(), u.sysname, u.release,
-              sysconf(_SC_NPROCESSORS_ONLN));
-  std::printf("load average at start: %s\n", loadAverage().c_str());
+  std::printf("machine: %s\n", keel::bench::machineDescription().c_str());
+  std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
   std::printf("method: %d timed builds per case after 1 warm-up; median and p99; IPv4 reals, weight 1\n"
               "        unless 'skewed' (one real weight 1000, others 1..3); baseline = allocate + fill\n"
               "        an M-entry u32 table (the floor for any builder); ratio = median CPU / baseline.\n\n",
@@ -125,6 +107,6 @@ int main(int argc, char** argv) {
                   c.p99, c.median / bc.median);
     }
   }
-  std::printf("\nload average at end: %s\n", loadAverage().c_str());
+  std::printf("\nload average at end: %s\n", keel::bench::loadAverage().c_str());
   return 0;
 }

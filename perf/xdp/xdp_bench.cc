@@ -23,7 +23,6 @@
 #include <linux/bpf.h>
 #include <pthread.h>
 #include <sched.h>
-#include <sys/utsname.h>
 #include <time.h>
 
 #include <algorithm>
@@ -40,6 +39,8 @@
 #include "control/maglev/maglev.h"
 #include "fixtures.h"
 #include "xdp_pass.skel.h"
+
+#include "../common/bench_env.h"
 
 using keel::test::BalancerLoader;
 using keel::test::Bytes;
@@ -150,14 +151,6 @@ keel::test::FixtureState benchState() {
   return st;
 }
 
-std::string cpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
 struct Case {
   std::string name;
   std::function<int(Samples&)> run;  // one call
@@ -261,15 +254,13 @@ int main(int argc, char** argv) {
   if (calls == 0 || rounds <= 0 || threads <= 0) return 2;
   pinToCpu(0);
 
-  utsname u{};
-  uname(&u);
   std::printf("xdp_bench: BPF_PROG_TEST_RUN, one packet per call (repeat=1: a forwarding program\n"
               "  must not see its own output), %d rounds x %zu calls per case, cases interleaved,\n"
               "  medians. wall = user-space clock around the syscall; kernel = the kernel's own\n"
               "  per-run duration of the program.\n",
               rounds, calls);
-  std::printf("machine: %s, %u CPUs online, kernel %s %s\n", cpuModel().c_str(),
-              std::thread::hardware_concurrency(), u.release, u.machine);
+  std::printf("machine: %s; loadavg %s\n", keel::bench::machineDescription().c_str(),
+              keel::bench::loadAverage().c_str());
 
   keel_xdp_pass* pass = keel_xdp_pass::open_and_load();
   if (!pass) {

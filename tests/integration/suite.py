@@ -53,3 +53,13 @@ def served(flows):
     failed = [f for f in flows if "real" not in f]
     assert not failed, f"{len(failed)} of {len(flows)} flows failed, e.g. {failed[:3]}"
     return Counter(f["real"] for f in flows)
+
+
+def ask(sock):
+    """One request on an open connection; the real's name, or the error."""
+    try:
+        sock.sendall(b"again\n")
+        data = sock.recv(2048)
+        return data.decode().strip() if data else "EOF"
+    except OSError as e:
+        return type(e).__name__

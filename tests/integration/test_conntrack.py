@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from suite import run_keel, served
+from suite import ask, run_keel, served
 
 PORT = 80
 N_CONN = 30
@@ -34,16 +34,6 @@ def forwarding(request):
 def keel_web(request, lab, need_keel, forwarding, family):
     yield from run_keel(request, lab, lab.keel_config([web(lab, family, forwarding)]),
                         with_handle=True)
-
-
-def ask(sock):
-    """One request on an open connection; the real's name, or the error."""
-    try:
-        sock.sendall(b"again\n")
-        data = sock.recv(2048)
-        return data.decode().strip() if data else "EOF"
-    except OSError as e:
-        return type(e).__name__
 
 
 def open_connections(lab, family, n):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from suite import run_keel, served
+from suite import ask, run_keel, served
 
 PORT = 80
 INTERVAL_S = 0.2
@@ -95,15 +95,6 @@ def test_all_down_fails_open(keel_health):
     for real in lab.reals:
         lab.restart_server(real)
     wait_states(keeld, {r.v4: "up" for r in lab.reals})
-
-
-def ask(sock):
-    try:
-        sock.sendall(b"again\n")
-        data = sock.recv(2048)
-        return data.decode().strip() if data else "EOF"
-    except OSError as e:
-        return type(e).__name__
 
 
 def test_drain_keeps_established(keel_health):

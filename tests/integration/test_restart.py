@@ -18,7 +18,7 @@ import threading
 import pytest
 
 import lab as labmod
-from suite import served, wait_serving
+from suite import ask, served, wait_serving
 
 PORT = 80
 EXTRA_PORT = 8080
@@ -26,15 +26,6 @@ N_CONN = 12
 PIN_DIR = "/sys/fs/bpf/keel/eth0"
 PUMP_MAX = 5000           # bound on each pump's exchanges
 PUMP_TIMEOUT_S = 3.0      # a reply later than this counts as lost
-
-
-def ask(sock):
-    try:
-        sock.sendall(b"again\n")
-        data = sock.recv(2048)
-        return data.decode().strip() if data else "EOF"
-    except OSError as e:
-        return type(e).__name__
 
 
 class Pump:

@@ -19,7 +19,7 @@
 // send it back unchanged, no header work - the ceiling for this source.
 // Same for both sides: the vdev and its devargs, one forwarding lcore, RX
 // burst 32, 1024 RX/TX descriptors, one mbuf pool of the same size with a
-// 256-mbuf per-lcore cache, --no-huge -m 2048.
+// 256-mbuf per-lcore cache, --no-huge -m 2048 or (--huge) 2 MiB hugepages.
 // Both are measured the same way: forwarded packets over a steady window
 // after warm-up, divided by the window's wall time and by the CPU time the
 // forwarding thread actually ran in it (/proc/.../schedstat). keel's count
@@ -31,10 +31,13 @@
 // back, so a round's ratios share the box's load; the summary gives each
 // quantity's median over the rounds.
 //
-// Usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only]
+// Usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only] [--huge]
 // --path-only times the packet path alone (no EAL, no I/O; see runPurePath).
+// --huge gives both programs EAL memory on 2 MiB hugepages instead of
+// --no-huge (see reserveHuge); keel's connection tables are EAL memory.
 #include <pcap/pcap.h>
 #include <rte_eal.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -63,6 +66,11 @@ using namespace keel;
 namespace {
 
 const std::string kPid = std::to_string(getpid());
+bool gHuge = false;  // --huge
+std::vector<std::pair<void*, size_t>>& hugeSizes() {
+  static std::vector<std::pair<void*, size_t>> v;
+  return v;
+}
 
 IpAddress ip(const std::string& s) { return *IpAddress::parse(s); }
 
@@ -97,6 +105,26 @@ std::vector<std::vector<uint8_t>> makeFrames(int flows, const IpAddress& vip) {
   return frames;
 }
 
+// With --huge, the packet path alone gets its connection table on 2 MiB
+// hugepages (MAP_HUGETLB, from the pages reserveHuge() reserved), as the
+// DPDK plane's rte_zmalloc does with EAL on hugepages.
+void* hugeZalloc(size_t bytes, size_t align, int) {
+  bytes = (bytes + align - 1) / align * align;
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  hugeSizes().emplace_back(p, bytes);
+  return p;  // fresh hugetlb pages are zeroed
+}
+void hugeRelease(void* p) {
+  auto& v = hugeSizes();
+  for (size_t i = 0; i < v.size(); ++i)
+    if (v[i].first == p) {
+      munmap(p, v[i].second);
+      v.erase(v.begin() + static_cast<long>(i));
+      return;
+    }
+}
+
 // The packet path alone, no I/O: each frame is copied to a scratch buffer
 // (as a source would) and processed; Mpps per second of this thread's CPU.
 double runPurePath(int flows, uint32_t connTable, int passes) {
@@ -128,7 +156,8 @@ double runPurePath(int flows, uint32_t connTable, int passes) {
   }
   ok = ok && store.publishRing(0, buildMaglevTable(reals, KEEL_RING_SIZE_DEFAULT)).isOk();
   if (!ok) return 0;
-  dpdk::WorkerState w(connTable, 16, 1024, 1500);
+  const dpdk::ConnMemory huge{hugeZalloc, hugeRelease, -1};
+  dpdk::WorkerState w(connTable, 16, 1024, 1500, gHuge ? huge : dpdk::kHeapConnMemory);
   auto frames = makeFrames(flows, vip);
   uint8_t scratch[32][256];
   auto cpuNow = [] {
@@ -193,6 +222,61 @@ constexpr int kDescriptors = 1024;   // keel's default rx/tx descriptors; testpm
 constexpr const char* kMemory = "2048";
 uint32_t poolSize(int flows) { return static_cast<uint32_t>(flows) + 16384; }  // infinite_rx keeps every frame
 
+// EAL memory, the same for both programs: --no-huge -m 2048 by default;
+// with --huge, 2 MiB hugepages from a private hugetlbfs mount. The run
+// raises vm.nr_hugepages by kHugePages for its duration (keel's process
+// keeps its EAL memory while testpmd runs) and restores the old value.
+constexpr int kHugePages = 1024;
+const std::string kHugeDir = "/tmp/keel-dpdk-bench-huge-" + kPid;
+long gOldHugePages = -1;
+
+long readHugePages() {
+  long n = -1;
+  if (FILE* f = std::fopen("/proc/sys/vm/nr_hugepages", "r")) {
+    if (std::fscanf(f, "%ld", &n) != 1) n = -1;
+    std::fclose(f);
+  }
+  return n;
+}
+
+bool writeHugePages(long n) {
+  FILE* f = std::fopen("/proc/sys/vm/nr_hugepages", "w");
+  if (!f) return false;
+  bool ok = std::fprintf(f, "%ld\n", n) > 0;
+  return std::fclose(f) == 0 && ok;
+}
+
+void releaseHuge() {
+  std::system(("umount " + kHugeDir + " 2>/dev/null; rmdir " + kHugeDir + " 2>/dev/null").c_str());
+  if (gOldHugePages >= 0) writeHugePages(gOldHugePages);
+  gOldHugePages = -1;
+}
+
+void reserveHuge() {
+  gOldHugePages = readHugePages();
+  if (gOldHugePages < 0 || !writeHugePages(gOldHugePages + kHugePages) ||
+      readHugePages() < gOldHugePages + kHugePages) {
+    std::fprintf(stderr, "dpdk_bench: --huge: cannot reserve %d more 2 MiB hugepages (vm.nr_hugepages %ld, got %ld)\n",
+                 kHugePages, gOldHugePages, readHugePages());
+    releaseHuge();
+    std::exit(1);
+  }
+  std::atexit(releaseHuge);
+  if (std::system(("mkdir -p " + kHugeDir + " && mount -t hugetlbfs -o pagesize=2M nodev " + kHugeDir).c_str()) != 0) {
+    std::fprintf(stderr, "dpdk_bench: --huge: cannot mount hugetlbfs on %s\n", kHugeDir.c_str());
+    std::exit(1);
+  }
+}
+
+std::vector<std::string> memoryArgs() {
+  if (gHuge) return {"--huge-dir", kHugeDir, "--huge-unlink"};
+  return {"--no-huge", "-m", kMemory};
+}
+
+std::string memoryDescription() {
+  return gHuge ? "2 MiB hugepages (hugetlbfs, --huge-unlink)" : std::string("--no-huge -m ") + kMemory;
+}
+
 // /proc/<pid>/task/<tid> of the thread of `pid` named `comm`, or "".
 std::string findThread(const std::string& pid, const std::string& comm) {
   std::string dir = "/proc/" + pid + "/task/";
@@ -233,8 +317,8 @@ struct Rate {
 Rate runKeel(const std::string& pcap, int flows, uint32_t connTable, double window) {
   static int instance = 0;
   DpdkOptions o;
-  o.ealArgs = {"-l", "0-1", "--no-huge", "-m", kMemory, "--no-pci", "--file-prefix",
-               "keelbench-" + kPid, "--log-level", "*:error"};
+  o.ealArgs = {"-l", "0-1", "--no-pci", "--file-prefix", "keelbench-" + kPid, "--log-level", "*:error"};
+  for (const std::string& a : memoryArgs()) o.ealArgs.push_back(a);
   o.port = "net_pcap_bench" + std::to_string(instance++) + ",rx_pcap=" + pcap + ",infinite_rx=1";
   o.workerLcores = {1};
   o.mbufsPerWorker = poolSize(flows);
@@ -309,8 +393,10 @@ Rate runTestpmd(const std::string& testpmd, const std::string& pcap, int flows, 
   std::string prefix = "keelbench-tp-" + kPid;
   const int reportsWanted = static_cast<int>(window + 0.5) + 1;
   const int limit = reportsWanted + 30;  // hard stop (loading the pcap takes a few seconds)
+  std::string memArgs;
+  for (const std::string& a : memoryArgs()) memArgs += (memArgs.empty() ? "" : " ") + a;
   std::string cmd = "timeout -s INT " + std::to_string(limit) + " stdbuf -oL " + testpmd +
-                    " -l 0-1 --no-huge -m " + kMemory + " --no-pci --file-prefix " + prefix +
+                    " -l 0-1 " + memArgs + " --no-pci --file-prefix " + prefix +
                     " --log-level '*:error' --vdev 'net_pcap0,rx_pcap=" + pcap +
                     ",infinite_rx=1' -- --forward-mode=io --port-topology=loop --nb-cores=1" +
                     " --burst=" + std::to_string(kBurst) + " --mbcache=" + std::to_string(kMbufCache) +
@@ -414,8 +500,9 @@ int main(int argc, char** argv) {
     else if (i + 1 < argc && a == "--rounds") rounds = std::atoi(argv[++i]);
     else if (i + 1 < argc && a == "--testpmd") testpmd = argv[++i];
     else if (a == "--path-only") pathOnly = true;
+    else if (a == "--huge") gHuge = true;
     else {
-      std::fprintf(stderr, "usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only]\n"
+      std::fprintf(stderr, "usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only] [--huge]\n"
                            "dpdk_bench: unknown or incomplete argument \"%s\"\n", a.c_str());
       return 2;
     }
@@ -424,6 +511,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dpdk_bench: need --seconds >= 1, --flows >= %d, --rounds >= 1\n", kBurst);
     return 2;
   }
+  if (gHuge) reserveHuge();
   if (pathOnly) {  // no EAL, no I/O: for profiling the packet path
     std::printf("keel packet path alone (no I/O, per CPU-second): established %.3f Mpps, new flows %.3f Mpps\n",
                 runPurePath(flows, 1u << 20, 20), runPurePath(flows, 4096, 20));
@@ -436,10 +524,10 @@ int main(int argc, char** argv) {
   std::printf("machine: %s\n", machine().c_str());
   std::printf("method: net_pcap infinite_rx (in-memory replay, tx_drop), %d TCP flows, 60 B frames,\n"
               "        ipip to 16 reals (M=65537); both sides: 1 forwarding lcore, burst %d,\n"
-              "        %d rx/tx descriptors, pool of %u mbufs with a %d cache, --no-huge -m %s;\n"
+              "        %d rx/tx descriptors, pool of %u mbufs with a %d cache, %s;\n"
               "        %.0f s steady window (keel after 1 s warm-up, testpmd from its 2nd report);\n"
               "        %d rounds of keel established, keel new flows, testpmd io\n",
-              flows, kBurst, kDescriptors, poolSize(flows), kMbufCache, kMemory, window, rounds);
+              flows, kBurst, kDescriptors, poolSize(flows), kMbufCache, memoryDescription().c_str(), window, rounds);
   std::printf("load average at start: %s\n", loadavg().c_str());
   std::printf("round  keel est. Mpps/CPU-s  keel new  testpmd io   ratio est.  ratio new   (wall: est / new / testpmd Mpps)\n");
   std::vector<double> est, fresh, tp, rEst, rNew, wEst, wNew, wTp;

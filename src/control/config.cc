@@ -63,6 +63,13 @@ bool validName(std::string_view s) {
   });
 }
 
+// IFNAMSIZ is 16 including the NUL; '/', ':' and whitespace are never valid.
+bool validInterfaceName(const std::string& s) {
+  return !s.empty() && s.size() < 16 && std::none_of(s.begin(), s.end(), [](char c) {
+    return c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c));
+  });
+}
+
 std::string quoted(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
@@ -255,6 +262,7 @@ class Parser {
 
  private:
   void parseDataplane(const YAML::Node& n, DataplaneConfig& dp);
+  void parseDpdk(const YAML::Node& n, DpdkConfig& d);
   void parseNode(const YAML::Node& n, NodeConfig& node);
   void parseLimits(const YAML::Node& n, DataplaneLimits& limits);
   void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
@@ -301,34 +309,129 @@ void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
 }
 
 void Parser::parseDataplane(const YAML::Node& n, DataplaneConfig& dp) {
-  if (!checkMap(n, "dataplane", {"kind", "interface", "xdp_mode"})) return;
+  if (!checkMap(n, "dataplane", {"kind", "interface", "xdp_mode", "dpdk"})) return;
+  bool kindKnown = false;
   if (auto k = child(n, "dataplane", "kind", true)) {
     if (auto v = choice<DataplaneKind>(*k, "dataplane.kind",
-                                       {{"xdp", DataplaneKind::kXdp}, {"dpdk", DataplaneKind::kDpdk}}))
+                                       {{"xdp", DataplaneKind::kXdp}, {"dpdk", DataplaneKind::kDpdk}})) {
       dp.kind = *v;
+      kindKnown = true;
+    }
   }
-  if (auto k = child(n, "dataplane", "interface", true)) {
-    if (auto s = scalar(*k, "dataplane.interface", "an interface name")) {
-      // IFNAMSIZ is 16 including the NUL; '/' and whitespace are never valid.
-      bool ok = !s->empty() && s->size() < 16 &&
-                std::none_of(s->begin(), s->end(), [](char c) {
-                  return c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c));
-                });
-      if (!ok) {
-        error(*k, "dataplane.interface", "must be an interface name (1..15 characters, no '/', ':' or spaces), got " + describe(*k));
-      } else if (options_.interfaceExists && !options_.interfaceExists(*s)) {
-        error(*k, "dataplane.interface", "no such network interface " + quoted(*s));
-      } else {
-        dp.interface = *s;
-        interfaceValid_ = true;
+  const bool dpdk = kindKnown && dp.kind == DataplaneKind::kDpdk;
+  if (auto k = child(n, "dataplane", "dpdk", dpdk)) {
+    if (kindKnown && !dpdk)
+      error(*k, "dataplane.dpdk", "only with kind: dpdk");
+    else if (dpdk)
+      parseDpdk(*k, dp.dpdk);
+  }
+  if (auto k = child(n, "dataplane", "xdp_mode", false)) {
+    if (dpdk) {
+      error(*k, "dataplane.xdp_mode", "only with kind: xdp");
+    } else if (auto v = choice<XdpMode>(*k, "dataplane.xdp_mode",
+                                        {{"native", XdpMode::kNative}, {"generic", XdpMode::kGeneric}})) {
+      dp.xdpMode = *v;
+    }
+  }
+  // xdp attaches to `interface`. dpdk reads it only to resolve l2dsr reals'
+  // MACs; it defaults to the exception interface, which keeld itself
+  // creates (so it need not exist before keeld starts).
+  auto k = child(n, "dataplane", "interface", !dpdk && kindKnown);
+  if (!k) {
+    if (dpdk && !dp.dpdk.exceptionInterface.empty()) {
+      dp.interface = dp.dpdk.exceptionInterface;
+      interfaceValid_ = true;
+    }
+    return;
+  }
+  if (auto s = scalar(*k, "dataplane.interface", "an interface name")) {
+    if (!validInterfaceName(*s)) {
+      error(*k, "dataplane.interface", "must be an interface name (1..15 characters, no '/', ':' or spaces), got " + describe(*k));
+    } else if (options_.interfaceExists && !(dpdk && *s == dp.dpdk.exceptionInterface) &&
+               !options_.interfaceExists(*s)) {
+      error(*k, "dataplane.interface", "no such network interface " + quoted(*s));
+    } else {
+      dp.interface = *s;
+      interfaceValid_ = true;
+    }
+  }
+}
+
+void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
+  const std::string path = "dataplane.dpdk";
+  if (!checkMap(n, path, {"eal_args", "port", "workers", "rx_descriptors", "tx_descriptors",
+                          "mbufs_per_worker", "exception_interface", "idle_sleep_us"}))
+    return;
+  if (auto k = child(n, path, "eal_args", false)) {
+    if (!k->IsSequence()) {
+      error(*k, path + ".eal_args", "must be a list of strings, got " + describe(*k));
+    } else {
+      for (size_t i = 0; i < k->size(); ++i)
+        if (auto s = scalar((*k)[i], path + ".eal_args[" + std::to_string(i) + "]", "a string"))
+          d.ealArgs.push_back(*s);
+    }
+  }
+  if (auto k = child(n, path, "port", true)) {
+    if (auto s = scalar(*k, path + ".port", "a PCI address or vdev string")) {
+      if (s->empty() || std::any_of(s->begin(), s->end(), [](char c) {
+            return std::isspace(static_cast<unsigned char>(c));
+          }))
+        error(*k, path + ".port",
+              "must be a PCI address like \"0000:03:00.0\" or a vdev like "
+              "\"net_af_packet0,iface=eth1\" (no spaces), got " + describe(*k));
+      else
+        d.port = *s;
+    }
+  }
+  if (auto k = child(n, path, "workers", true)) {
+    // RTE_MAX_LCORE is 128 in Debian's build; lcore 0 is EAL's main lcore
+    // by default, but -l/--main-lcore may move it, so the data plane checks
+    // the final assignment against EAL at start.
+    if (!k->IsSequence() || k->size() == 0) {
+      error(*k, path + ".workers", "must be a non-empty list of EAL lcore ids, got " + describe(*k));
+    } else {
+      std::set<uint64_t> seen;
+      for (size_t i = 0; i < k->size(); ++i) {
+        const YAML::Node w = (*k)[i];
+        std::string wpath = path + ".workers[" + std::to_string(i) + "]";
+        if (auto v = integer(w, wpath, 0, 127)) {
+          if (!seen.insert(*v).second)
+            error(w, wpath, "duplicate lcore " + std::to_string(*v));
+          else
+            d.workers.push_back(static_cast<unsigned>(*v));
+        }
       }
     }
   }
-  if (auto k = child(n, "dataplane", "xdp_mode", false)) {
-    if (auto v = choice<XdpMode>(*k, "dataplane.xdp_mode",
-                                 {{"native", XdpMode::kNative}, {"generic", XdpMode::kGeneric}}))
-      dp.xdpMode = *v;
+  if (auto k = child(n, path, "rx_descriptors", false))
+    if (auto v = integer(*k, path + ".rx_descriptors", 64, 32768)) d.rxDescriptors = *v;
+  if (auto k = child(n, path, "tx_descriptors", false))
+    if (auto v = integer(*k, path + ".tx_descriptors", 64, 32768)) d.txDescriptors = *v;
+  if (auto k = child(n, path, "mbufs_per_worker", false)) {
+    if (auto v = integer(*k, path + ".mbufs_per_worker", 512, 1u << 22)) {
+      // Each worker's RX and TX rings hold this many mbufs when full; a
+      // smaller pool starves RX.
+      if (*v < uint64_t{d.rxDescriptors} + d.txDescriptors)
+        error(*k, path + ".mbufs_per_worker",
+              "must be at least rx_descriptors + tx_descriptors (" +
+                  std::to_string(d.rxDescriptors + d.txDescriptors) + "), got " + describe(*k));
+      else
+        d.mbufsPerWorker = *v;
+    }
   }
+  if (auto k = child(n, path, "exception_interface", false)) {
+    if (auto s = scalar(*k, path + ".exception_interface", "an interface name")) {
+      // Empty: no exception path (what is not ours is dropped, still counted).
+      if (!s->empty() && !validInterfaceName(*s))
+        error(*k, path + ".exception_interface",
+              "must be an interface name (1..15 characters, no '/', ':' or spaces) or \"\", got " +
+                  describe(*k));
+      else
+        d.exceptionInterface = *s;
+    }
+  }
+  if (auto k = child(n, path, "idle_sleep_us", false))
+    if (auto v = integer(*k, path + ".idle_sleep_us", 0, 100000)) d.idleSleepUs = *v;
 }
 
 void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
@@ -589,6 +692,11 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
                 "l2dsr real " + real.address.toString() + " has no mac and is not in the "
                 "neighbour table of " + cfg.dataplane.interface +
                 " (not reachable on-link?); set mac: or fix its reachability");
+        } else if (cfg.dataplane.kind == DataplaneKind::kDpdk && cfg.dataplane.interface.empty()) {
+          error(addrNode, rpath + ".address",
+                "l2dsr real " + real.address.toString() + " has no mac, and with kind dpdk "
+                "and neither dataplane.interface nor dpdk.exception_interface there is no "
+                "neighbour table to resolve it in; set mac:");
         }
       }
     }

@@ -35,10 +35,29 @@ std::string_view toString(Forwarding f);
 std::string_view toString(Scheduler s);
 std::string_view protocolName(uint8_t proto);  // "tcp" / "udp"
 
+// dataplane.dpdk: (kind dpdk only). Maps one to one onto keel::DpdkOptions
+// (src/dataplane/dpdk/dpdk_dataplane.h); docs/dpdk.md explains each key.
+struct DpdkConfig {
+  std::vector<std::string> ealArgs;   // without argv[0]
+  std::string port;                   // PCI address or vdev devargs
+  std::vector<unsigned> workers;      // EAL lcores, one RX/TX queue pair each
+  uint32_t rxDescriptors = 1024;
+  uint32_t txDescriptors = 1024;
+  uint32_t mbufsPerWorker = 8192;
+  std::string exceptionInterface;     // net_tap name; empty: none
+  uint32_t idleSleepUs = 0;           // 0: busy-poll
+  bool operator==(const DpdkConfig&) const = default;
+};
+
 struct DataplaneConfig {
   DataplaneKind kind = DataplaneKind::kXdp;
+  // xdp: the interface the program attaches to. dpdk: the kernel interface
+  // that holds this node's addresses toward the LAN, used for l2dsr neighbour
+  // resolution (default: dpdk.exception_interface); the local MAC of a dpdk
+  // node is its port's unless node.local_mac says otherwise.
   std::string interface;
   XdpMode xdpMode = XdpMode::kNative;
+  DpdkConfig dpdk;
 };
 
 struct Ipv4Prefix {
@@ -51,7 +70,7 @@ struct NodeConfig {
   std::optional<IpAddress> tunnelSourceV4;
   std::optional<IpAddress> tunnelSourceV6;
   std::optional<MacAddress> nextHopMac;
-  std::optional<MacAddress> localMac;       // absent: read from the interface
+  std::optional<MacAddress> localMac;       // absent: the data plane's (xdp: the interface's, dpdk: the port's)
   std::optional<Ipv4Prefix> hashSourceV4;   // Katran-style outer source from the flow hash
   std::chrono::milliseconds udpIdleTimeout{std::chrono::seconds(30)};
   std::chrono::milliseconds tcpIdleTimeout{std::chrono::seconds(900)};

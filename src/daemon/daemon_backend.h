@@ -82,11 +82,15 @@ class DaemonBackend : public api::ControlBackend {
   api::Result checkConfig(const std::string& path) override;
   api::Result reload() override;
   void shutdown(bool detach) override;
+  bool canDetach() const override { return canDetach_; }
+  // keeld: whether its data plane outlives it (DaemonDataplane::canDetach).
+  void setCanDetach(bool can) { canDetach_ = can; }
 
   const Config& fileConfig() const { return file_; }
   HealthChecker& checker() { return checker_; }
 
  private:
+  bool canDetach_ = true;
   struct RealOverride {
     std::optional<RealConfig> added;      // real.add of a real the file lacks
     bool removed = false;                 // real.remove

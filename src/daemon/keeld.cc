@@ -41,7 +41,7 @@
 #include "daemon/daemon_backend.h"
 #include "daemon/metrics.h"
 #include "daemon/neighbour.h"
-#include "dataplane/xdp/xdp_dataplane.h"
+#include "daemon/dataplane_factory.h"
 
 #ifndef KEEL_VERSION
 #define KEEL_VERSION "unknown"
@@ -59,9 +59,12 @@ ConfigOptions hostConfigOptions() {
   return o;
 }
 
-// Prints every error (the operator fixes the file in one pass).
-std::optional<Config> loadOrReport(const std::string& path) {
-  ConfigResult r = loadConfigFile(path, hostConfigOptions());
+// Prints every error (the operator fixes the file in one pass). Without host
+// checks (--no-host-checks --check-config, for a file meant for another
+// machine) dataplane.interface is checked for syntax only and l2dsr reals
+// need an explicit mac.
+std::optional<Config> loadOrReport(const std::string& path, bool hostChecks = true) {
+  ConfigResult r = loadConfigFile(path, hostChecks ? hostConfigOptions() : ConfigOptions{});
   for (const std::string& e : r.errors) std::cerr << e << "\n";
   if (!r.ok()) std::cerr << path << ": " << r.errors.size() << " error(s), nothing applied\n";
   return std::move(r.config);
@@ -73,17 +76,22 @@ size_t countReals(const Config& c) {
   return n;
 }
 
-// node: from the config, the local MAC from the interface unless configured.
-std::optional<keel_node_config> buildNodeConfig(const Config& c, std::string* error) {
+// node: from the config; the local MAC is the data plane's unless configured.
+std::optional<keel_node_config> buildNodeConfig(const Config& c,
+                                                const std::optional<MacAddress>& planeMac,
+                                                std::string* error) {
   keel_node_config n{};
   const NodeConfig& node = c.node;
   if (node.tunnelSourceV4) std::memcpy(&n.tunnel_src_v4, node.tunnelSourceV4->bytes().data(), 4);
   if (node.tunnelSourceV6) std::memcpy(n.tunnel_src_v6, node.tunnelSourceV6->bytes().data(), 16);
   if (node.nextHopMac) std::memcpy(n.next_hop_mac, node.nextHopMac->bytes().data(), 6);
   std::optional<MacAddress> local = node.localMac;
-  if (!local) local = interfaceMac(c.dataplane.interface);
+  if (!local) local = planeMac;
   if (!local) {
-    *error = c.source + ": node.local_mac: not set and interface " + c.dataplane.interface +
+    std::string from = c.dataplane.kind == DataplaneKind::kXdp
+                           ? "interface " + c.dataplane.interface
+                           : "DPDK port " + c.dataplane.dpdk.port;
+    *error = c.source + ": node.local_mac: not set and " + from +
              " has no MAC address to read; set node.local_mac";
     return std::nullopt;
   }
@@ -106,12 +114,14 @@ bool sameNode(const keel_node_config& a, const keel_node_config& b) {
 // Reload, before the registry: data plane shape (kind, interface, mode,
 // limits) and the control socket need a restart; say so and keep the rest.
 // The node config is applied here.
-Status preApply(const Config& running, const Config& next, Dataplane& dp, keel_node_config& node) {
+Status preApply(const Config& running, const Config& next, Dataplane& dp,
+                const std::optional<MacAddress>& planeMac, keel_node_config& node) {
   const DataplaneLimits& a = running.limits;
   const DataplaneLimits& b = next.limits;
   if (next.dataplane.kind != running.dataplane.kind ||
       next.dataplane.interface != running.dataplane.interface ||
-      next.dataplane.xdpMode != running.dataplane.xdpMode || a.maxServices != b.maxServices ||
+      next.dataplane.xdpMode != running.dataplane.xdpMode ||
+      next.dataplane.dpdk != running.dataplane.dpdk || a.maxServices != b.maxServices ||
       a.maxBackends != b.maxBackends || a.connTableSize != b.connTableSize) {
     logWarn(LogRecord("reload_restart_needed")
                 .add("detail", "dataplane: and limits: changes apply at the next start; kept the running ones"));
@@ -124,7 +134,7 @@ Status preApply(const Config& running, const Config& next, Dataplane& dp, keel_n
     logWarn(LogRecord("reload_metrics_restart_needed")
                 .add("detail", "metrics: changes apply at the next start; kept the running endpoint"));
   std::string err;
-  auto newNode = buildNodeConfig(next, &err);
+  auto newNode = buildNodeConfig(next, planeMac, &err);
   if (!newNode) return Status::error(err);
   if (!sameNode(*newNode, node)) {
     if (Status s = dp.setNode(*newNode); !s) return s;
@@ -141,15 +151,10 @@ int run(const std::string& path, bool detachOnExit) {
   auto loaded = loadOrReport(path);
   if (!loaded) return 1;
   Config config = std::move(*loaded);
-  if (config.dataplane.kind == DataplaneKind::kDpdk) {
-    std::cerr << "dpdk data plane not built into this keeld yet\n";
+  if (!dataplaneBuiltIn(config.dataplane.kind)) {
+    std::cerr << "dataplane.kind: " << toString(config.dataplane.kind)
+              << " is not built into this keeld\n";
     return 2;
-  }
-  std::string err;
-  auto node = buildNodeConfig(config, &err);
-  if (!node) {
-    std::cerr << err << "\n";
-    return 1;
   }
 
   // Registered before the data plane attaches: a SIGTERM during start-up
@@ -158,33 +163,32 @@ int run(const std::string& path, bool detachOnExit) {
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
 
-  XdpOptions xo;
-  xo.interface = config.dataplane.interface;
-  xo.mode = config.dataplane.xdpMode == XdpMode::kNative ? XdpAttachMode::kNative
-                                                         : XdpAttachMode::kGeneric;
-  xo.limits = config.limits;
-  xo.pinDir = XdpOptions::defaultPinDir(xo.interface);
-  std::unique_ptr<XdpDataplane> dp;
-  if (Status s = XdpDataplane::create(xo, &dp); !s) {
-    logError(LogRecord("dataplane_failed").add("error", s.message()));
+  std::string err;
+  std::unique_ptr<DaemonDataplane> handle = makeDaemonDataplane(config, &err);
+  if (!handle) {
+    logError(LogRecord("dataplane_failed").add("error", err));
     return 1;
   }
-  const bool adopted = dp->adopted().has_value();
-  logInfo(LogRecord(adopted ? "dataplane_adopted" : "dataplane_attached")
-              .add("kind", dp->kind())
-              .add("interface", xo.interface)
-              .add("mode", toString(config.dataplane.xdpMode))
-              .add("prog_id", dp->programId())
-              .add("program", !adopted ? "attached" : dp->keptProgram() ? "kept" : "replaced")
-              .add("pins", dp->pinDir()));
+  Dataplane* dp = &handle->plane();
+  const std::string kind = dp->kind();
+  const ProgrammedState* adoptedState = handle->adopted();
+  const bool adopted = adoptedState != nullptr;
   // A failed start leaves an adopted data plane forwarding as it found it
   // (the old state is better than none); a fresh one leaves nothing.
-  auto abandon = [&] {
-    if (adopted)
-      dp->leaveInPlace();
-    else
-      (void)dp->shutdown(true);
-  };
+  auto abandon = [&] { (void)handle->stop(adopted); };
+  const std::optional<MacAddress> planeMac = handle->localMac();
+  auto node = buildNodeConfig(config, planeMac, &err);
+  if (!node) {
+    std::cerr << err << "\n";
+    abandon();
+    return 1;
+  }
+  {
+    LogRecord r(adopted ? "dataplane_adopted" : "dataplane_attached");
+    r.add("kind", kind);
+    handle->describe(r);
+    logInfo(r);
+  }
 
   Registry registry(*dp);
   std::unique_ptr<api::ApiServer> apiServer;
@@ -200,13 +204,17 @@ int run(const std::string& path, bool detachOnExit) {
   };
   auto stop = [&](bool leave) { stopWith(leave ? ExitAction::kLeave : ExitAction::kRemove); };
   DaemonBackend backend(
-      io, registry, dp->kind(), path,
+      io, registry, kind, path,
       [](const std::string& p) { return loadConfigFile(p, hostConfigOptions()); },
-      [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, *node); }, stop);
+      [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, planeMac, *node); },
+      stop);
+  backend.setCanDetach(handle->canDetach());
   // Runtime drains/weights, beside the control socket (/run/keel): it lives
   // as long as the pins do (until reboot), and per interface like them.
   const std::filesystem::path stateDir = std::filesystem::path(config.control.socket).parent_path();
-  const std::filesystem::path statePath = stateDir / ("runtime-" + xo.interface + ".json");
+  const std::string stateKey =
+      config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface : "dpdk";
+  const std::filesystem::path statePath = stateDir / ("runtime-" + stateKey + ".json");
   {
     std::error_code ec;
     std::filesystem::create_directories(stateDir, ec);
@@ -220,7 +228,7 @@ int run(const std::string& path, bool detachOnExit) {
                       : "READY=1\nSTATUS=running; last reload rejected (see the log)");
   });
   Status s = dp->setNode(*node);
-  if (s) s = backend.start(config, adopted ? &*dp->adopted() : nullptr);
+  if (s) s = backend.start(config, adoptedState);
   if (!s) {
     logError(LogRecord("program_failed").add("error", s.message()));
     abandon();
@@ -266,7 +274,7 @@ int run(const std::string& path, bool detachOnExit) {
               .add("socket", ao.socketPath));
   {
     std::string status = "READY=1\nSTATUS=" + std::string(adopted ? "adopted" : "attached") + " " +
-                         xo.interface + ", " + std::to_string(config.services.size()) +
+                         handle->where() + ", " + std::to_string(config.services.size()) +
                          " services, " + std::to_string(countReals(config)) + " reals";
     sd_notify(0, status.c_str());
   }
@@ -288,25 +296,27 @@ int run(const std::string& path, bool detachOnExit) {
   sd_notify(0, "STOPPING=1");
   metrics.reset();  // before the state its scrapes read
   apiServer.reset();
-  if (exitAction == ExitAction::kLeave) {
-    // Netlink XDP attachments outlive the process and the pins keep the
+  if (exitAction == ExitAction::kLeave && handle->canDetach()) {
+    // XDP: netlink attachments outlive the process and the pins keep the
     // maps: traffic keeps flowing with the last state, and the next keeld
-    // adopts it.
-    dp->leaveInPlace();
-    logInfo(LogRecord("stopped_left_in_place")
-                .add("interface", xo.interface)
-                .add("prog_id", dp->programId())
-                .add("pins", dp->pinDir()));
+    // adopts it. (DPDK cannot: its workers are keeld's threads.)
+    (void)handle->stop(true);
+    LogRecord r("stopped_left_in_place");
+    handle->describe(r);
+    logInfo(r);
     return 0;
   }
-  // Taken out: the next keeld starts over, runtime changes included.
-  std::error_code ec;
-  std::filesystem::remove(statePath, ec);
-  if (Status st = dp->shutdown(true); !st) {
+  // Taken out: the next keeld starts over, runtime changes included. (A
+  // DPDK plane stops on a signal too, but keeps the runtime file like XDP.)
+  if (exitAction == ExitAction::kRemove) {
+    std::error_code ec;
+    std::filesystem::remove(statePath, ec);
+  }
+  if (Status st = handle->stop(false); !st) {
     logError(LogRecord("shutdown_failed").add("error", st.message()));
     return 1;
   }
-  logInfo(LogRecord("stopped").add("interface", xo.interface));
+  logInfo(LogRecord("stopped").add("kind", kind).add("at", handle->where()));
   return 0;
 }
 
@@ -323,6 +333,9 @@ int main(int argc, char** argv) {
       ("config,c", po::value<std::string>(&configPath), "run with this keel.yaml")
       ("check-config", po::value<std::string>(&checkPath),
        "validate this keel.yaml and exit (0 valid, 1 invalid)")
+      ("no-host-checks",
+       "with --check-config: skip the checks that need this host (the interface exists, "
+       "l2dsr MACs from the neighbour table), to validate a file meant for another machine")
       ("log-level", po::value<std::string>(&logLevel)->default_value("info"),
        "trace|debug|info|warn|error|off")
       ("detach-on-exit",
@@ -348,8 +361,18 @@ int main(int argc, char** argv) {
     std::cerr << "keeld: --" << s.message() << "\n";
     return 2;
   }
+  // "--check-config --no-host-checks FILE" would read the flag as the FILE.
+  if (vm.count("check-config") && checkPath.rfind("-", 0) == 0) {
+    std::cerr << "keeld: --check-config needs a FILE, got \"" << checkPath
+              << "\" (options go before it: keeld --no-host-checks --check-config FILE)\n";
+    return 2;
+  }
+  if (vm.count("no-host-checks") && !vm.count("check-config")) {
+    std::cerr << "keeld: --no-host-checks only applies to --check-config\n";
+    return 2;
+  }
   if (vm.count("check-config")) {
-    auto c = keel::loadOrReport(checkPath);
+    auto c = keel::loadOrReport(checkPath, !vm.count("no-host-checks"));
     if (!c) return 1;
     std::cout << checkPath << ": OK (" << c->services.size() << " services, "
               << keel::countReals(*c) << " reals)\n";

@@ -127,6 +127,7 @@ class XdpDataplane:
     balancer's veth. XDP_TX on a veth is only delivered when the peer veth has
     an XDP program, so the bridge-side peer gets a trivial XDP_PASS."""
     kind = "xdp"
+    can_detach = True  # keelctl daemon stop --detach leaves it forwarding
 
     def prepare(self, lab: "Lab") -> None:
         obj = lab.build_dir / "bpf" / "xdp_pass.bpf.o"
@@ -142,29 +143,6 @@ class XdpDataplane:
         """True once some XDP program sits on the balancer's interface."""
         return xdp_prog_id(lab.balancer, lab.balancer.ifname) is not None
 
-    def reasons(self, lab: "Lab") -> dict[str, int] | None:
-        """Packets per verdict reason (stats_reasons, summed over CPUs), read
-        from the program attached to the balancer's interface by map id, so
-        it works whatever bpffs keeld pinned into. None if nothing attached."""
-        prog = xdp_prog_id(lab.balancer, lab.balancer.ifname)
-        if prog is None:
-            return None
-        info = json.loads(run(["bpftool", "-j", "prog", "show", "id", str(prog)]).stdout)
-        for map_id in info.get("map_ids", []):
-            m = json.loads(run(["bpftool", "-j", "map", "show", "id", str(map_id)]).stdout)
-            if m.get("name") != "stats_reasons":
-                continue
-            names = reason_names()
-            out = {n: 0 for n in names}
-            for entry in json.loads(run(["bpftool", "-j", "map", "dump", "id", str(map_id)]).stdout):
-                key = int.from_bytes(bytes(int(b, 16) for b in entry["key"]), "little")
-                for cpu in entry["values"]:
-                    raw = bytes(int(b, 16) for b in cpu["value"])
-                    if key < len(names):
-                        out[names[key]] += int.from_bytes(raw[:8], "little")
-            return out
-        return None
-
     def reset(self, lab: "Lab") -> None:
         """Leaves no program behind between tests, so the next keeld's attach
         is what the readiness check observes."""
@@ -172,8 +150,63 @@ class XdpDataplane:
                          check=False)
 
 
-# The suite's --dataplane values. A DPDK plane adds its class here.
-DATAPLANES = {"xdp": XdpDataplane}
+class DpdkDataplane:
+    """keel's DPDK data plane: keeld runs the EAL and drives the balancer's
+    veth through net_af_packet, with two worker lcores on two queues
+    (PACKET_FANOUT hashes each flow onto one queue, as RSS does on a NIC).
+
+    af_packet only taps the interface, so the kernel keeps its addresses on
+    it and itself answers ARP/ND, pings to the balancer and the health-check
+    replies; keel forwards what is for a VIP, and what it would pass (no
+    exception interface here) the kernel has already seen. The kernel drops
+    its own copy of VIP traffic: the balancer does not forward and does not
+    own the VIPs. (A dedicated NIC or net_af_xdp takes the traffic away from
+    the kernel; that needs dpdk.exception_interface: docs/dpdk.md.)
+
+    EAL runs without hugepages or PCI, in memory only (no files under
+    /var/run/dpdk), so labs run side by side; its lcores float over the
+    CPUs this process may use, and idle workers sleep instead of spinning,
+    so a lab does not take two cores of a shared CI box."""
+    kind = "dpdk"
+    can_detach = False  # the workers are keeld's threads
+    workers = [1, 2]
+
+    def prepare(self, lab: "Lab") -> None:
+        pass  # no XDP_TX: af_packet transmits through the veth like any socket
+
+    def config(self, lab: "Lab") -> dict:
+        cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+        lcores = f"(0-{max(self.workers)})@({cpus})"
+        return {"kind": "dpdk", "interface": lab.balancer.ifname,
+                "dpdk": {"eal_args": ["--no-huge", "-m", "128", "--no-pci", "--no-shconf", "--no-telemetry",
+                                      "--file-prefix", f"{lab.prefix}-dpdk", "--lcores", lcores,
+                                      "--log-level", "lib.eal:warning"],
+                         "port": f"net_af_packet0,iface={lab.balancer.ifname},"
+                                 f"qpairs={len(self.workers)}",
+                         "workers": self.workers,
+                         "rx_descriptors": 256, "tx_descriptors": 256,
+                         "mbufs_per_worker": 2048, "idle_sleep_us": 200}}
+
+    def attached(self, lab: "Lab") -> bool:
+        """True while some packet socket is bound to the balancer's interface
+        (the af_packet port: only keeld opens one there)."""
+        ifindex = json.loads(lab.balancer.run(
+            ["ip", "-j", "link", "show", "dev", lab.balancer.ifname]).stdout)[0]["ifindex"]
+        rows = lab.balancer.run(["cat", "/proc/net/packet"]).stdout.splitlines()[1:]
+        # sk RefCnt Type Proto Iface R Rmem User Inode
+        return any(len(r.split()) > 4 and int(r.split()[4]) == ifindex for r in rows)
+
+    def reset(self, lab: "Lab") -> None:
+        pass  # keeld's exit closes the port; nothing stays behind
+
+    def cleanup(self, lab: "Lab") -> None:
+        """EAL leaves an empty runtime directory per --file-prefix."""
+        import shutil
+        shutil.rmtree(f"/run/dpdk/{lab.prefix}-dpdk", ignore_errors=True)
+
+
+# The suite's --dataplane values: one class per data plane.
+DATAPLANES = {"xdp": XdpDataplane, "dpdk": DpdkDataplane}
 
 
 def reason_names() -> list[str]:
@@ -433,6 +466,7 @@ class Lab:
         self._server_of: dict[str, subprocess.Popen] = {}  # role -> its server
         self._server_ports: tuple = ((80,), (80,))
         self._decap: set[str] = set()
+        self._keeld: Keeld | None = None  # the last one started (reasons())
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{p}-"))
         self._up = False
 
@@ -727,6 +761,7 @@ class Lab:
         except Exception:
             k.stop()
             raise
+        self._keeld = k
         return k
 
     @contextlib.contextmanager
@@ -781,9 +816,17 @@ class Lab:
         return names
 
     def reasons(self) -> dict[str, int] | None:
-        """The data plane's per-reason packet counters, if it can tell."""
-        fn = getattr(self.plane, "reasons", None)
-        return fn(self) if fn else None
+        """Packets per verdict reason, summed over CPUs / worker lcores, as
+        the running keeld reports them (`keelctl -o json stats`): the same
+        for every data plane. None when no keeld is running."""
+        k = self._keeld
+        if k is None or k.proc.poll() is not None:
+            return None
+        p = k.keelctl("-o", "json", "stats", check=False)
+        if p.returncode != 0:
+            return None
+        reasons = json.loads(p.stdout)["reasons"]
+        return {name: int(reasons.get(name, {}).get("packets", 0)) for name in reason_names()}
 
     def real_by_name(self, name: str) -> Host:
         return next(r for r in self.reals if r.role == name)
@@ -821,6 +864,9 @@ class Lab:
         for ns in reversed(self._namespaces):
             run(["ip", "netns", "del", ns], check=False)
         self._namespaces.clear()
+        cleanup = getattr(self.plane, "cleanup", None)
+        if cleanup:
+            cleanup(self)
         with contextlib.suppress(OSError):
             for f in self.tmp.iterdir():
                 f.unlink()

@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """A real's service: answers every TCP request and UDP datagram with the
-real's name, so the client learns which real served its flow.
+real's name, so the client learns which real served its flow. A TCP request
+that is HTTP/1.x (a request line "METHOD TARGET HTTP/1.x") gets an HTTP
+response instead, whose body is the name: keep-alive unless the request asks
+to close, so a client can hold one connection across ring changes, and any
+path answers 200 (so it is also a health-check target).
 
 Runs inside a real's network namespace (started by lab.py). TCP listens on the
 wildcard (dual-stack), because a TCP reply always leaves from the address the
@@ -13,6 +17,7 @@ VIP keeps the reply's source equal to the VIP, as DSR requires.
 Prints "ready" once every socket is bound, then serves until SIGTERM.
 """
 import argparse
+import re
 import select
 import signal
 import socket
@@ -20,6 +25,44 @@ import sys
 import time
 
 IDLE_S = 60.0
+MAX_REQUEST = 8192
+REQUEST_LINE = re.compile(rb"^([A-Z]+) (\S+) HTTP/1\.([01])\r?$")
+
+
+def http_reply(name: bytes, buf: bytes):
+    """(response bytes, rest of buf, close?) for the first complete request
+    in buf, or None if it is not complete yet."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head, rest = buf[:end], buf[end + 4:]
+    lines = head.split(b"\r\n")
+    m = REQUEST_LINE.match(lines[0])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.strip().lower()] = v.strip().lower()
+    conn = headers.get(b"connection", b"")
+    close = conn == b"close" or (m and m.group(3) == b"0" and conn != b"keep-alive")
+    body = name + b"\n"
+    out = [b"HTTP/1.1 200 OK", b"Content-Type: text/plain",
+           b"Content-Length: %d" % len(body), b"X-Keel-Real: " + name]
+    if close:
+        out.append(b"Connection: close")
+    response = b"\r\n".join(out) + b"\r\n\r\n"
+    if m and m.group(1) != b"HEAD":
+        response += body
+    return response, rest, close
+
+
+def looks_http(buf: bytes) -> bool | None:
+    """True/False once the first line tells; None while it may still be one."""
+    line, nl, _ = buf.partition(b"\n")
+    if not re.match(rb"^[A-Z]+ ", line[:16]) and not re.fullmatch(rb"[A-Z]+", line[:16]):
+        return False
+    if not nl:
+        return None if len(buf) < MAX_REQUEST else False
+    return REQUEST_LINE.match(line.rstrip(b"\n")) is not None
 
 
 def make_tcp(port):
@@ -51,11 +94,14 @@ def main():
     args = ap.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    reply = (args.name + "\n").encode()
+    name = args.name.encode()
+    reply = name + b"\n"
     listeners = [make_tcp(p) for p in args.tcp_port]
     udps = [make_udp(a, p) for a in args.udp_addr for p in args.udp_port]
-    # Open connections and the time each is dropped if it stays silent.
+    # Open connections and the time each is dropped if it stays silent;
+    # bytes of an HTTP request not yet complete, per connection.
     pending = {}
+    partial = {}
     print("ready", flush=True)
     while True:
         readable, _, _ = select.select(listeners + udps + list(pending), [], [], 1.0)
@@ -77,16 +123,18 @@ def main():
                 # Every request on a connection gets the name again, so a
                 # test can hold a connection across a ring change and see
                 # which real still serves it. EOF or an error closes it.
+                close = False
                 try:
                     data = s.recv(2048)
                     if data:
-                        s.sendall(reply)
+                        close = serve(s, partial.pop(s, b"") + data, name, reply, partial)
                 except OSError:
                     data = b""
-                if data:
+                if data and not close:
                     pending[s] = time.monotonic() + IDLE_S
                 else:
                     pending.pop(s, None)
+                    partial.pop(s, None)
                     s.close()
         # Drop connections idle for IDLE_S so a broken client cannot pin
         # descriptors forever.
@@ -94,7 +142,32 @@ def main():
         for conn, deadline in list(pending.items()):
             if now > deadline:
                 pending.pop(conn)
+                partial.pop(conn, None)
                 conn.close()
+
+
+def serve(conn, buf, name, reply, partial) -> bool:
+    """Answers what buf holds on conn; keeps an incomplete HTTP request in
+    partial. True if the connection is to be closed."""
+    kind = looks_http(buf)
+    if kind is False:
+        conn.sendall(reply)
+        return False
+    while kind:
+        r = http_reply(name, buf)
+        if r is None:
+            if len(buf) >= MAX_REQUEST:
+                return True
+            partial[conn] = buf
+            return False
+        response, buf, close = r
+        conn.sendall(response)
+        if close:
+            return True
+        kind = looks_http(buf) if buf else False
+    if kind is None:
+        partial[conn] = buf
+    return False
 
 
 if __name__ == "__main__":

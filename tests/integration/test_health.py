@@ -174,8 +174,16 @@ def keel_plain(request, lab, need_keel):
 @pytest.mark.parametrize("detach", [False, True], ids=["stop", "stop-detach"])
 def test_daemon_stop(keel_plain, detach):
     """`keelctl daemon stop` ends keeld cleanly; with --detach the balancer
-    stays attached and keeps serving with the last state."""
+    stays attached and keeps serving with the last state. A data plane that
+    cannot outlive keeld (DPDK) refuses --detach, keeps serving, and stops
+    on a plain stop."""
     lab, _, keeld = keel_plain
+    if detach and not lab.plane.can_detach:
+        p = keeld.keelctl("daemon", "stop", "--detach", check=False)
+        assert p.returncode != 0 and "detach" in p.stdout + p.stderr, p.stdout + p.stderr
+        assert keeld.proc.poll() is None, keeld.log()
+        served(lab.flows("tcp", lab.vip4, PORT, count=5))
+        detach = False
     keeld.keelctl("daemon", "stop", *(["--detach"] if detach else []))
     assert keeld.proc.wait(timeout=15) == 0, keeld.log()
     assert lab.plane.attached(lab) == detach

@@ -199,6 +199,10 @@ class ControlBackend {
   // state); false: detach the data plane, then exit. Must not block: post
   // the actual stop to the loop.
   virtual void shutdown(bool detach) = 0;
+  // Whether shutdown(true) can leave the data plane forwarding: XDP can,
+  // DPDK cannot (its workers are the daemon's threads). When it cannot,
+  // daemon.shutdown with detach is refused and nothing stops.
+  virtual bool canDetach() const { return true; }
 };
 
 }  // namespace keel::api

@@ -377,6 +377,12 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     auto p = parseShutdown(params);
     if (!p.ok()) return fail(p.error);
     bool detach = p.value->detach;
+    if (detach && !backend_.canDetach())
+      return fail({code::kFailed,
+                   "params.detach: this data plane cannot keep forwarding once the daemon exits "
+                   "(DPDK workers are its threads); stop without detach",
+                   "params.detach",
+                   {}});
     return DispatchOutcome{okResponse(id, json{{"detach", detach}}), detach};
   }
   return fail({code::kUnknownMethod,

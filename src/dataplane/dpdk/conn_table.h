@@ -87,6 +87,30 @@ struct alignas(64) ConnEntry6 {
 };
 static_assert(sizeof(ConnEntry6) == 64, "one cache line per IPv6 entry");
 
+// Where a connection table's memory comes from. The DPDK plane passes EAL
+// memory (rte_zmalloc_socket: on 2 MiB hugepages in production, on the
+// worker's NUMA socket); the default, for tests and tools without EAL, is
+// the heap. zalloc returns zeroed memory aligned to `align`, or null.
+struct ConnMemory {
+  void* (*zalloc)(size_t bytes, size_t align, int socket);
+  void (*release)(void* p);
+  int socket;
+};
+
+// The heap: 2 MiB-aligned and advised onto transparent huge pages (which
+// in a guest whose memory the host backs with small pages barely helps;
+// docs/dpdk.md, Measurements).
+inline void* heapZalloc(size_t bytes, size_t align, int) {
+  bytes = (bytes + align - 1) / align * align;
+  void* mem = std::aligned_alloc(align, bytes);
+  if (!mem) return nullptr;
+  madvise(mem, bytes, MADV_HUGEPAGE);
+  std::memset(mem, 0, bytes);
+  return mem;
+}
+inline void heapRelease(void* p) { std::free(p); }
+inline constexpr ConnMemory kHeapConnMemory{heapZalloc, heapRelease, -1};
+
 // One family's table: buckets of kWays entries.
 template <typename Entry>
 class ConnWays {
@@ -94,20 +118,16 @@ class ConnWays {
   static constexpr uint32_t kWays = 4;
 
   // capacity is rounded up to a power of two number of buckets.
-  explicit ConnWays(uint32_t capacity) {
+  ConnWays(uint32_t capacity, const ConnMemory& memory) : entries_(nullptr, Free{memory.release}) {
     uint32_t buckets = 1;
     while (buckets * kWays < capacity) buckets <<= 1;
     mask_ = buckets - 1;
-    // 2 MiB-aligned and advised onto transparent huge pages: with a million
-    // entries spread over tens of MiB, 4 KiB pages would add a TLB miss (and
-    // a page walk) to every lookup on top of the cache miss.
+    // 2 MiB-aligned: with a million entries spread over tens of MiB, every
+    // lookup is a cache miss, and on 4 KiB pages a TLB miss (a page walk)
+    // on top of it; the cost followed the pages the table spans.
     const size_t huge = 2u << 20;
-    size_t bytes = static_cast<size_t>(buckets) * kWays * sizeof(Entry);
-    bytes = (bytes + huge - 1) / huge * huge;
-    void* mem = std::aligned_alloc(huge, bytes);
+    void* mem = memory.zalloc(static_cast<size_t>(buckets) * kWays * sizeof(Entry), huge, memory.socket);
     if (!mem) throw std::bad_alloc();  // start-up only, never on the packet path
-    madvise(mem, bytes, MADV_HUGEPAGE);
-    std::memset(mem, 0, bytes);
     entries_.reset(static_cast<Entry*>(mem));
   }
 
@@ -164,7 +184,8 @@ class ConnWays {
   Entry* bucket(uint32_t hash) { return &entries_[static_cast<size_t>(hash & mask_) * kWays]; }
 
   struct Free {
-    void operator()(Entry* p) const { std::free(p); }
+    void (*release)(void*);
+    void operator()(Entry* p) const { release(p); }
   };
   uint32_t mask_ = 0;
   std::unique_ptr<Entry[], Free> entries_;
@@ -173,7 +194,8 @@ class ConnWays {
 class ConnTable {
  public:
   // capacity flows of each family (rounded up to whole buckets).
-  explicit ConnTable(uint32_t capacity) : v4_(capacity), v6_(capacity) {}
+  explicit ConnTable(uint32_t capacity, const ConnMemory& memory = kHeapConnMemory)
+      : v4_(capacity, memory), v6_(capacity, memory) {}
 
   uint32_t capacity() const { return v4_.capacity(); }  // per family
 

@@ -12,6 +12,8 @@
 #include <rte_rcu_qsbr.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <mutex>
 
 #include "dataplane/dpdk/tables.h"
@@ -190,9 +192,17 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     uint16_t mtu = 1500;
     rte_eth_dev_get_mtu(port_, &mtu);
 
+    rte_ether_addr mac{};
+    if (rte_eth_macaddr_get(port_, &mac) == 0) std::memcpy(portMac_.data(), mac.addr_bytes, 6);
+
     if (!opts_.exceptionInterface.empty()) {
       tapName_ = "net_tap_keel" + std::to_string(id);
-      std::string devargs = tapName_ + ",iface=" + opts_.exceptionInterface;
+      // The kernel side gets the port's MAC: its ARP/ND answers then name the
+      // MAC that frames for this host arrive on, as if it owned the port.
+      char macText[18];
+      std::snprintf(macText, sizeof macText, "%02x:%02x:%02x:%02x:%02x:%02x", portMac_[0],
+                    portMac_[1], portMac_[2], portMac_[3], portMac_[4], portMac_[5]);
+      std::string devargs = tapName_ + ",iface=" + opts_.exceptionInterface + ",mac=" + macText;
       if (Status s = attachPort(devargs, "dpdk.exception_interface", &tap_, &tapProbed_); !s)
         return s;
       tapReady_ = true;
@@ -206,8 +216,22 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       w->owner = this;
       w->lcore = opts_.workerLcores[q];
       w->queue = q;
-      w->state = std::make_unique<dpdk::WorkerState>(perWorker, store_->maxServices(),
-                                                     store_->maxBackends(), mtu);
+      // The connection table in EAL memory on the worker's socket: on
+      // hugepages its lookups need no page walk (docs/dpdk.md, Measurements).
+      const dpdk::ConnMemory eal{
+          [](size_t bytes, size_t align, int socket) {
+            return rte_zmalloc_socket("keel_conns", bytes, static_cast<unsigned>(align), socket);
+          },
+          [](void* p) { rte_free(p); }, static_cast<int>(rte_lcore_to_socket_id(w->lcore))};
+      try {
+        w->state = std::make_unique<dpdk::WorkerState>(perWorker, store_->maxServices(),
+                                                       store_->maxBackends(), mtu, eal);
+      } catch (const std::bad_alloc&) {
+        return Status::error("dpdk: cannot allocate the connection table of worker lcore " +
+                             std::to_string(w->lcore) + " (" + std::to_string(perWorker) +
+                             " flows per family) in EAL memory: give EAL more (-m / hugepages) "
+                             "or lower limits.conn_table_size");
+      }
       workers_.push_back(std::move(w));
     }
     tscHz_ = rte_get_tsc_hz();
@@ -245,6 +269,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return l;
   }
   uint16_t portId() const override { return port_; }
+  std::array<uint8_t, 6> portMac() const override { return portMac_; }
   uint64_t exceptionEgressPackets() const override {
     uint64_t n = 0;
     for (const auto& w : workers_) n += w->exceptionEgress.load(std::memory_order_relaxed);
@@ -299,6 +324,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     dpdk::ParsedPacket parsed[kBurst];  // first pass's results, used by the second
     const uint16_t q = w.queue;
     const bool haveTap = tapReady_;
+    const uint32_t idleSleepUs = opts_.idleSleepUs;
     // ns = tsc * 1e9 / hz as a 32.32 fixed-point multiply (no division per burst).
     const unsigned __int128 nsPerTsc = (static_cast<unsigned __int128>(1000000000ull) << 32) / tscHz_;
     uint32_t loops = 0;
@@ -336,15 +362,20 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       // The kernel's side of the exception path (ARP replies, ICMP, BGP,
       // health checks from this host) leaves through the same port. Polled
       // every 16th loop: net_tap's rx is a read() syscall even when empty,
-      // and this traffic is light and not latency-critical.
-      if (haveTap && (++loops & 15) == 0) {
-        uint16_t k = rte_eth_rx_burst(tap_, q, rx, kBurst);
+      // and this traffic is light and not latency-critical. A worker that
+      // sleeps when idle polls it every loop (a sleep costs more anyway).
+      uint16_t k = 0;
+      if (haveTap && (idleSleepUs || (++loops & 15) == 0)) {
+        k = rte_eth_rx_burst(tap_, q, rx, kBurst);
         if (k > 0) {
           w.exceptionEgress.fetch_add(k, std::memory_order_relaxed);
           sendOrFree(port_, q, rx, k);
         }
       }
       rte_rcu_qsbr_quiescent(qsbr_, w.queue);
+      // Quiescent first: a sleeping worker holds no snapshot, so a grace
+      // period waits at most one sleep for it.
+      if (idleSleepUs && n == 0 && k == 0) rte_delay_us_sleep(idleSleepUs);
     }
     rte_rcu_qsbr_thread_offline(qsbr_, w.queue);
     rte_rcu_qsbr_thread_unregister(qsbr_, w.queue);
@@ -360,6 +391,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   bool portReady_ = false, portProbed_ = false;
   bool tapReady_ = false, tapProbed_ = false;
   std::string tapName_;
+  std::array<uint8_t, 6> portMac_{};
   bool started_ = false;
   uint64_t tscHz_ = 1;
   std::atomic<bool> stop_{false};

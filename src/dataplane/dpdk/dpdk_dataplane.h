@@ -8,6 +8,7 @@
 // keeld drives it through keel::Dataplane only (`dataplane.kind: dpdk`).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,6 +36,11 @@ struct DpdkOptions {
   // Kernel-facing TAP interface for the exception path ("" = none: packets
   // that would go to the kernel are dropped and still counted as PASS_*).
   std::string exceptionInterface;
+  // 0: workers busy-poll (lowest latency, one core each at 100 %). N: a
+  // worker whose port and exception queues were both empty sleeps N us
+  // before polling again, trading up to N us of latency on the first packet
+  // after a quiet spell for idle cores (labs, CI, lightly loaded nodes).
+  uint32_t idleSleepUs = 0;
   DataplaneLimits limits;  // maxServices, maxBackends, connTableSize (split over workers)
   // false: the port and workers start on start(); lets a caller (or a test)
   // load its tables before the first packet is read.
@@ -46,6 +52,10 @@ class DpdkDataplane : public Dataplane {
  public:
   virtual Status start() = 0;  // idempotent
   virtual uint16_t portId() const = 0;
+  // The port's MAC address (the source of every frame keel sends unless
+  // node.local_mac says otherwise; also given to the exception interface, so
+  // the kernel answers ARP/ND with the MAC the port receives on).
+  virtual std::array<uint8_t, 6> portMac() const = 0;
   // Packets received by the exception path from the kernel and sent out.
   virtual uint64_t exceptionEgressPackets() const = 0;
 };

@@ -52,8 +52,9 @@ struct alignas(64) WorkerCounters {
 // Everything a worker owns. One per lcore, cache-aligned so two workers never
 // share a line.
 struct alignas(64) WorkerState {
-  WorkerState(uint32_t connCapacity, uint32_t maxServices, uint32_t maxBackends, uint32_t mtu_)
-      : conns(connCapacity), counters(maxServices, maxBackends), mtu(mtu_) {}
+  WorkerState(uint32_t connCapacity, uint32_t maxServices, uint32_t maxBackends, uint32_t mtu_,
+              const ConnMemory& connMemory = kHeapConnMemory)
+      : conns(connCapacity, connMemory), counters(maxServices, maxBackends), mtu(mtu_) {}
   ConnTable conns;
   WorkerCounters counters;
   uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it is DROP_TOO_BIG

@@ -169,6 +169,19 @@ TEST_F(DispatcherTest, ShutdownIsDeferredToTheServer) {
   EXPECT_FALSE(fake_.shutdownDetach.has_value());  // the server calls it after writing the reply
 }
 
+TEST_F(DispatcherTest, DetachIsRefusedWhenThePlaneCannotOutliveTheDaemon) {
+  fake_.detachable = false;  // DPDK: the workers are the daemon's threads
+  auto out = dispatcher_.handleLine(R"({"id":1,"method":"daemon.shutdown","params":{"detach":true}})");
+  EXPECT_EQ(out.response["ok"], false);
+  EXPECT_EQ(out.response["error"]["code"], code::kFailed);
+  EXPECT_EQ(out.response["error"]["field"], "params.detach");
+  EXPECT_FALSE(out.shutdownDetach.has_value());  // nothing stops
+  out = dispatcher_.handleLine(R"({"id":2,"method":"daemon.shutdown","params":{}})");
+  EXPECT_EQ(out.response["ok"], true);
+  ASSERT_TRUE(out.shutdownDetach.has_value());
+  EXPECT_FALSE(*out.shutdownDetach);
+}
+
 // MurmurHash3 x86_32 over bytes, written from the published algorithm (not
 // from include/keel/hash.h), so the test checks the key layout and the byte
 // order lookup feeds the hash, not just the hash against itself.

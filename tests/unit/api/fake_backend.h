@@ -23,6 +23,7 @@ class FakeBackend : public ControlBackend {
   std::vector<std::string> mutations;   // "addReal web 10.0.0.9", ...
   std::optional<ApiError> failMutations;  // set: every mutation refuses with this
   std::optional<bool> shutdownDetach;     // set by shutdown()
+  bool detachable = true;                 // canDetach()
   std::vector<std::string> invalidConfigErrors = {"bad.yaml:3: services[0].port: must be an integer 0..65535, got \"x\""};
 
   static ServiceSnapshot makeService(const std::string& name, const std::string& vip, uint16_t port,
@@ -168,6 +169,7 @@ class FakeBackend : public ControlBackend {
     return Result::ok(nlohmann::json{{"added", 0}, {"removed", 0}, {"changed", 1}});
   }
   void shutdown(bool detach) override { shutdownDetach = detach; }
+  bool canDetach() const override { return detachable; }
 };
 
 }  // namespace keel::api::testing

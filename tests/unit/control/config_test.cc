@@ -109,14 +109,65 @@ TEST(Config, ValidFileRoundTrips) {
 }
 
 TEST(Config, MinimalFileGetsDefaults) {
-  ConfigResult r = parseConfig("dataplane: {kind: dpdk, interface: veth0}\n", "k.yaml");
+  ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: veth0}\n", "k.yaml");
   ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
-  EXPECT_EQ(r.config->dataplane.kind, DataplaneKind::kDpdk);
+  EXPECT_EQ(r.config->dataplane.kind, DataplaneKind::kXdp);
   EXPECT_EQ(r.config->dataplane.xdpMode, XdpMode::kNative);
   EXPECT_EQ(r.config->limits.maxServices, KEEL_MAX_SERVICES_DEFAULT);
   EXPECT_EQ(r.config->node.udpIdleTimeout, std::chrono::seconds(30));
   EXPECT_EQ(r.config->node.tcpIdleTimeout, std::chrono::seconds(900));
   EXPECT_TRUE(r.config->services.empty());
+}
+
+TEST(Config, DpdkBlockRoundTrips) {
+  const char* yaml = R"(dataplane:
+  kind: dpdk
+  dpdk:
+    eal_args: ["-l", "0-2", "-a", "0000:03:00.0", "--file-prefix", "keel"]
+    port: "0000:03:00.0"
+    workers: [1, 2]
+    rx_descriptors: 512
+    tx_descriptors: 256
+    mbufs_per_worker: 4096
+    exception_interface: keel0
+    idle_sleep_us: 50
+)";
+  ConfigOptions o;
+  // The exception interface is keeld's own net_tap: it need not exist yet.
+  o.interfaceExists = [](const std::string&) { return false; };
+  ConfigResult r = parseConfig(yaml, "k.yaml", o);
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  const DataplaneConfig& dp = r.config->dataplane;
+  EXPECT_EQ(dp.kind, DataplaneKind::kDpdk);
+  EXPECT_EQ(dp.dpdk.ealArgs, (std::vector<std::string>{"-l", "0-2", "-a", "0000:03:00.0",
+                                                       "--file-prefix", "keel"}));
+  EXPECT_EQ(dp.dpdk.port, "0000:03:00.0");
+  EXPECT_EQ(dp.dpdk.workers, (std::vector<unsigned>{1, 2}));
+  EXPECT_EQ(dp.dpdk.rxDescriptors, 512u);
+  EXPECT_EQ(dp.dpdk.txDescriptors, 256u);
+  EXPECT_EQ(dp.dpdk.mbufsPerWorker, 4096u);
+  EXPECT_EQ(dp.dpdk.exceptionInterface, "keel0");
+  EXPECT_EQ(dp.dpdk.idleSleepUs, 50u);
+  // Neighbours (l2dsr) are resolved on the kernel side of the exception path.
+  EXPECT_EQ(dp.interface, "keel0");
+}
+
+TEST(Config, DpdkDefaultsAndKernelInterface) {
+  ConfigOptions o;
+  o.interfaceExists = [](const std::string& n) { return n == "eth1"; };
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: dpdk, interface: eth1, dpdk: {port: \"net_af_packet0,iface=eth1\", "
+      "workers: [1]}}\n",
+      "k.yaml", o);
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  const DataplaneConfig& dp = r.config->dataplane;
+  EXPECT_EQ(dp.interface, "eth1");
+  EXPECT_TRUE(dp.dpdk.ealArgs.empty());
+  EXPECT_EQ(dp.dpdk.rxDescriptors, 1024u);
+  EXPECT_EQ(dp.dpdk.txDescriptors, 1024u);
+  EXPECT_EQ(dp.dpdk.mbufsPerWorker, 8192u);
+  EXPECT_EQ(dp.dpdk.exceptionInterface, "");
+  EXPECT_EQ(dp.dpdk.idleSleepUs, 0u);
 }
 
 struct BadCase {
@@ -173,6 +224,56 @@ INSTANTIATE_TEST_SUITE_P(
                 {"dataplane.xdp_mode: must be one of native|generic, got \"offload\""}},
         BadCase{"interface name too long", "dataplane: {kind: xdp, interface: abcdefghijklmnopq}\n",
                 {"keel.yaml:1: dataplane.interface: must be an interface name"}},
+        BadCase{"dpdk without its block", "dataplane: {kind: dpdk, interface: eth0}\n",
+                {"keel.yaml:1: dataplane.dpdk: required key missing"}},
+        BadCase{"dpdk block under xdp",
+                "dataplane:\n  kind: xdp\n  interface: eth0\n  dpdk: {port: x, workers: [1]}\n",
+                {"keel.yaml:4: dataplane.dpdk: only with kind: dpdk"}},
+        BadCase{"xdp_mode under dpdk",
+                "dataplane:\n  kind: dpdk\n  xdp_mode: native\n  dpdk: {port: x, workers: [1]}\n",
+                {"keel.yaml:3: dataplane.xdp_mode: only with kind: xdp"}},
+        BadCase{"unknown dpdk key (typo)",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    rx_desc: 512\n",
+                {"keel.yaml:6: dataplane.dpdk.rx_desc: unknown key (expected one of: eal_args, port, "
+                 "workers, rx_descriptors, tx_descriptors, mbufs_per_worker, exception_interface, "
+                 "idle_sleep_us)"}},
+        BadCase{"dpdk port missing",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    workers: [1]\n",
+                {"keel.yaml:4: dataplane.dpdk.port: required key missing"}},
+        BadCase{"dpdk port with spaces",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: \"net_af_packet0, iface=eth0\"\n    workers: [1]\n",
+                {"keel.yaml:4: dataplane.dpdk.port: must be a PCI address like \"0000:03:00.0\" or a vdev"}},
+        BadCase{"dpdk workers empty",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: []\n",
+                {"keel.yaml:5: dataplane.dpdk.workers: must be a non-empty list of EAL lcore ids, got a list"}},
+        BadCase{"dpdk worker not an lcore id",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1, two]\n",
+                {"keel.yaml:5: dataplane.dpdk.workers[1]: must be an integer 0..127, got \"two\""}},
+        BadCase{"dpdk duplicate worker",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers:\n      - 1\n      - 1\n",
+                {"keel.yaml:7: dataplane.dpdk.workers[1]: duplicate lcore 1"}},
+        BadCase{"dpdk eal_args not a list",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    eal_args: \"-l 0-2\"\n",
+                {"keel.yaml:6: dataplane.dpdk.eal_args: must be a list of strings, got \"-l 0-2\""}},
+        BadCase{"dpdk descriptors out of range",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    tx_descriptors: 16\n",
+                {"keel.yaml:6: dataplane.dpdk.tx_descriptors: must be an integer 64..32768, got \"16\""}},
+        BadCase{"dpdk pool smaller than the rings",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    mbufs_per_worker: 1024\n",
+                {"keel.yaml:6: dataplane.dpdk.mbufs_per_worker: must be at least rx_descriptors + "
+                 "tx_descriptors (2048), got \"1024\""}},
+        BadCase{"dpdk exception interface name",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    exception_interface: a/b\n",
+                {"keel.yaml:6: dataplane.dpdk.exception_interface: must be an interface name"}},
+        BadCase{"dpdk idle sleep out of range",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    idle_sleep_us: 1000000\n",
+                {"keel.yaml:6: dataplane.dpdk.idle_sleep_us: must be an integer 0..100000"}},
+        BadCase{"dpdk l2dsr real without mac and no kernel interface",
+                "dataplane: {kind: dpdk, dpdk: {port: x, workers: [1]}}\nservices:\n"
+                "  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n"
+                "    forwarding: l2dsr\n    reals:\n      - {address: 10.0.1.11}\n",
+                {"keel.yaml:9: services[0].reals[0].address: l2dsr real 10.0.1.11 has no mac, and with "
+                 "kind dpdk and neither dataplane.interface nor dpdk.exception_interface"}},
         BadCase{"bad vip", kHead + "  - name: web\n    vip: 192.0.2.300\n    port: 80\n    protocol: tcp\n",
                 {"keel.yaml:5: services[0].vip: must be an IPv4 or IPv6 address, got \"192.0.2.300\""}},
         BadCase{"bad port", kHead + "  - name: web\n    vip: 192.0.2.1\n    port: http\n    protocol: tcp\n",

@@ -1,13 +1,14 @@
 #!/bin/bash
 # keeld's command line without a data plane: --version, --check-config exit
-# codes and messages, and the dpdk refusal. Uses `lo` (always present) as the
-# interface so no netns is needed; nothing is attached. With a second
-# argument (keeld.8), also checks the man page documents every option.
+# codes and messages, and a dpdk start that fails cleanly. Uses `lo` (always
+# present) as the interface so no netns is needed; nothing is attached. With
+# a second argument (keeld.8), also checks the man page documents every option.
 set -u
 KEELD=$1
 MAN=${2:-}
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+# EAL keeps an (empty) runtime directory per --file-prefix.
+trap 'rm -rf "$dir" "/var/run/dpdk/keeld-cli-$$"' EXIT
 fail=0
 check() {  # description, expected rc, expected output substring, args...
   local desc=$1 want_rc=$2 want_out=$3
@@ -49,7 +50,24 @@ services:
       - {address: 10.0.1.12, weight: abc}
 YAML
 sed 's/interface: lo/interface: nosuchif0/' "$dir/good.yaml" > "$dir/noif.yaml"
-sed 's/kind: xdp/kind: dpdk/' "$dir/good.yaml" > "$dir/dpdk.yaml"
+# kind dpdk with a port no driver provides: EAL starts (no hugepages, no PCI,
+# no files), the port cannot be probed, keeld says which key and exits 1.
+dpdk_yaml() {  # extra line for the dpdk block
+  cat <<YAML
+dataplane:
+  kind: dpdk
+  dpdk:
+    eal_args: [--no-huge, -m, "64", --no-pci, --no-shconf, --no-telemetry, --file-prefix, keeld-cli-$$, --lcores, "0@0,1@0"]
+    port: net_nosuch0
+    workers: [1]
+$1
+node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: "02:00:00:00:00:01"}
+services:
+  - {name: web, vip: 192.0.2.10, port: 80, protocol: tcp, reals: [{address: 10.0.1.11}, {address: 10.0.1.12}]}
+YAML
+}
+dpdk_yaml "" > "$dir/dpdk.yaml"
+dpdk_yaml "    rx_desc: 512" > "$dir/dpdk-typo.yaml"
 
 check "version" 0 "keeld " --version
 check "valid config" 0 "OK (1 services, 2 reals)" --check-config "$dir/good.yaml"
@@ -60,7 +78,11 @@ check "invalid config refuses to run" 1 "nothing applied" --config "$dir/bad.yam
 check "missing interface" 1 "noif.yaml:1: dataplane.interface: no such network interface \"nosuchif0\"" \
   --check-config "$dir/noif.yaml"
 check "missing file" 1 "cannot open" --check-config "$dir/none.yaml"
-check "dpdk not built in" 2 "dpdk data plane not built into this keeld yet" --config "$dir/dpdk.yaml"
+check "dpdk config valid" 0 "OK (1 services, 2 reals)" --check-config "$dir/dpdk.yaml"
+check "dpdk key typo" 1 "dpdk-typo.yaml:7: dataplane.dpdk.rx_desc: unknown key" \
+  --check-config "$dir/dpdk-typo.yaml"
+check "dpdk port that cannot be probed" 1 "dataplane.dpdk.port: cannot probe" \
+  --config "$dir/dpdk.yaml"
 check "bad log level" 2 "log level" --log-level loud --check-config "$dir/good.yaml"
 check "no arguments" 2 "--config FILE" 
 if [ -n "$MAN" ]; then

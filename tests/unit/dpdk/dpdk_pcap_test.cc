@@ -12,6 +12,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -249,12 +251,19 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
   // through it; the worker sent that answer out of the port.
   ASSERT_TRUE(waitFor([&] { return dp->exceptionEgressPackets() >= 1; }));
   EXPECT_GE(kernelRxPackets(ifname), in.size());
+  const std::array<uint8_t, 6> portMac = dp->portMac();
+  ASSERT_NE(portMac, (std::array<uint8_t, 6>{}));
   dp.reset();
   bool sawReply = false;
   for (const auto& f : readPcap(tx)) {
     if (f.size() >= 42 && f[12] == 0x08 && f[13] == 0x06 && f[21] == 2 &&  // ARP reply
-        f[28] == 198 && f[29] == 18 && f[30] == 0 && f[31] == 1)
+        f[28] == 198 && f[29] == 18 && f[30] == 0 && f[31] == 1) {
       sawReply = true;
+      // The tap carries the port's MAC, so the kernel names the MAC that
+      // frames for this host arrive on (Ethernet source and ARP sender).
+      EXPECT_TRUE(std::equal(portMac.begin(), portMac.end(), f.begin() + 6));
+      EXPECT_TRUE(std::equal(portMac.begin(), portMac.end(), f.begin() + 22));
+    }
   }
   EXPECT_TRUE(sawReply);
 }
@@ -265,6 +274,28 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
 // generations hundreds of times. Every packet must see a whole table: it is
 // forwarded to one of the two backends (never dropped for want of one), and
 // the per-backend counters add up to what was sent.
+// The connection tables come from EAL memory (-m 512 here): a table that
+// cannot fit is a start-up error naming the worker, not a crash.
+TEST_F(DpdkPcapTest, ConnectionTableBeyondEalMemoryIsAClearError) {
+  const std::string rx = kDir + "/big_rx.pcap";
+  writePcap(rx, {test::buildFrame(Frame{ip("192.168.3.1"), ip("10.0.0.100"), 2000, 80})});
+  DpdkOptions o;
+  o.ealArgs = ealArgs();
+  o.port = "net_pcap_keelb" + kPid + ",rx_pcap=" + rx;
+  o.workerLcores = {1};
+  o.mbufsPerWorker = 1024;
+  o.rxDescriptors = o.txDescriptors = 256;
+  o.limits.maxServices = 16;
+  o.limits.maxBackends = 1024;
+  o.limits.connTableSize = 1u << 25;  // 1 GiB of IPv4 entries alone
+  o.autoStart = false;
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  EXPECT_EQ(dp, nullptr);
+  EXPECT_NE(err.find("connection table of worker lcore 1"), std::string::npos) << err;
+  EXPECT_NE(err.find("EAL memory"), std::string::npos) << err;
+}
+
 TEST_F(DpdkPcapTest, RingSwapsUnderTrafficNeverShowHalfATable) {
   const std::string rx = kDir + "/swap_rx.pcap";
   IpAddress vip4 = ip("10.0.0.100");

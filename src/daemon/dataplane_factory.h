@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+// Builds the data plane keeld drives from `dataplane:` (and `limits:`): the
+// XDP program attached to an interface, or the DPDK plane (keeld runs the
+// EAL itself). keeld sees keel::Dataplane plus the few things that differ
+// between kinds at start and stop, and nothing else.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/address.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "control/config.h"
+#include "dataplane/dataplane.h"
+
+namespace keel {
+
+class DaemonDataplane {
+ public:
+  virtual ~DaemonDataplane() = default;
+
+  virtual Dataplane& plane() = 0;
+  // What a previous keeld left programmed and this one adopted (XDP: the
+  // pinned maps, for Registry::adopt); null for a fresh start and for DPDK.
+  virtual const ProgrammedState* adopted() const = 0;
+  // The source MAC of frames keel sends when node.local_mac is not set:
+  // the attached interface's (xdp), the port's (dpdk).
+  virtual std::optional<MacAddress> localMac() const = 0;
+  // Whether the plane can keep forwarding after keeld exits (signal
+  // without --detach-on-exit, `keelctl daemon stop --detach`): XDP yes,
+  // DPDK no (its workers are keeld's threads).
+  virtual bool canDetach() const = 0;
+  // Stops the plane. leave (XDP): keep the program attached and the maps
+  // pinned for the next keeld; otherwise detach and remove the pins. DPDK
+  // stops its workers and closes the ports either way.
+  virtual Status stop(bool leave) = 0;
+  // Adds what an operator needs to find the plane to a log line.
+  virtual void describe(LogRecord& record) const = 0;
+  // One short phrase for status lines: "eth0", "net_af_packet0,iface=eth0".
+  virtual std::string where() const = 0;
+};
+
+// False for a kind this keeld was built without (keeld exits 2 then).
+bool dataplaneBuiltIn(DataplaneKind kind);
+
+// Returns null and sets *error ("dataplane...: what is wrong") on failure;
+// nothing stays attached then.
+std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, std::string* error);
+
+}  // namespace keel

@@ -37,6 +37,8 @@ json rates(const json& before, const json& after, double seconds) {
   };
   json out{{"dataplane", after["dataplane"]}, {"interval_s", seconds}, {"reasons", json::object()},
            {"services", json::array()}};
+  // A gauge, not a counter: the latest value as it is.
+  if (after.contains("conntrack")) out["conntrack"] = after["conntrack"];
   for (auto it = after["reasons"].begin(); it != after["reasons"].end(); ++it)
     out["reasons"][it.key()] =
         rate(before["reasons"].value(it.key(), json::object()), it.value());
@@ -74,6 +76,12 @@ void printTable(const json& r, bool isRate) {
   std::cout << "dataplane: " << str(r["dataplane"]);
   if (isRate) std::cout << "  (rates over " << fmtRate(r["interval_s"]) << " s)";
   std::cout << "\n";
+  if (r.contains("conntrack")) {
+    const json& ct = r["conntrack"];
+    std::cout << "conntrack: "
+              << (ct.value("entries", json()).is_number() ? str(ct["entries"]) : std::string("unknown"))
+              << " of " << str(ct.value("capacity", json(0))) << " entries\n";
+  }
   Table reasons({false, true, true});
   reasons.row({"Reason", isRate ? "Pkts/s" : "Packets", isRate ? "Bytes/s" : "Bytes"});
   for (auto it = r["reasons"].begin(); it != r["reasons"].end(); ++it)

@@ -553,6 +553,8 @@ RegistryStats Registry::readStats() {
   DataplaneStats raw = dataplane_.readStats();
   RegistryStats out;
   out.reasons = raw.reasons;
+  out.connTableEntries = raw.connTableEntries;
+  out.connTableCapacity = dataplane_.limits().connTableSize;
   auto counter = [](const std::vector<keel_counter>& v, uint32_t id) {
     return id < v.size() ? CounterView{v[id].packets, v[id].bytes} : CounterView{};
   };

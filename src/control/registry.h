@@ -74,6 +74,8 @@ struct ServiceStats {
 struct RegistryStats {
   std::vector<ServiceStats> services;  // sorted by name
   std::array<keel_counter, KEEL_R_MAX> reasons{};
+  std::optional<uint64_t> connTableEntries;  // nullopt: the data plane cannot count them
+  uint64_t connTableCapacity = 0;            // limits().connTableSize
 };
 
 class Registry {

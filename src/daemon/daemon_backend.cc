@@ -379,7 +379,10 @@ std::optional<IpAddress> DaemonBackend::ringSlotReal(const std::string& service,
 api::GlobalStats DaemonBackend::globalStats() {
   api::GlobalStats g;
   g.dataplane = dataplaneKind_;
-  g.reasons = registry_.readStats().reasons;
+  RegistryStats stats = registry_.readStats();
+  g.reasons = stats.reasons;
+  g.connTableEntries = stats.connTableEntries;
+  g.connTableCapacity = stats.connTableCapacity;
   return g;
 }
 

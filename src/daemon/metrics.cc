@@ -199,7 +199,9 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const Dataplane& datapla
   s.dataplane = dataplane.kind();
   s.services = backend.listServices();
   s.health = backend.checker().snapshot();
-  s.reasons = backend.globalStats().reasons;
+  api::GlobalStats g = backend.globalStats();
+  s.reasons = g.reasons;
+  s.connTableEntries = g.connTableEntries;
   s.limits = dataplane.limits();
   return s;
 }

@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,6 +37,9 @@ struct DataplaneStats {
   std::vector<keel_counter> services;            // indexed by ServiceId
   std::vector<keel_counter> backends;            // indexed by BackendId
   std::array<keel_counter, KEEL_R_MAX> reasons{};  // indexed by keel_reason
+  // Live connection-table entries, if this plane can count them without
+  // walking the table; nullopt = unknown (metrics and keelctl then omit it).
+  std::optional<uint64_t> connTableEntries;
 };
 
 // What a data plane already holds when a restarted keeld adopts it (the XDP

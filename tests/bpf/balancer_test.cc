@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "balancer_loader.h"
+#include "dataplane/xdp/map_elem_counter.h"
 #include "fixtures.h"
 #include "keel/hash.h"
 
@@ -266,6 +267,46 @@ TEST(Balancer, IcmpErrorDoesNotCreateEntries) {
   key.family = KEEL_AF_INET;
   keel_ct_value ct{};
   EXPECT_NE(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
+}
+
+// keel_conntrack_entries: the kernel's element count of the connection
+// table, read through the ct_count iterator, follows inserts and deletes
+// for each connection-table flavour the loader supports.
+TEST(Balancer, ConntrackEntryCountFollowsFlows) {
+  struct Flavour {
+    const char* name;
+    bpf_map_type type;
+    uint32_t flags;
+  };
+  for (const Flavour& f : {Flavour{"lru", BPF_MAP_TYPE_LRU_HASH, 0},
+                           Flavour{"lru no-common", BPF_MAP_TYPE_LRU_HASH, BPF_F_NO_COMMON_LRU}}) {
+    SCOPED_TRACE(f.name);
+    LoaderOptions opts;
+    opts.ctType = f.type;
+    opts.ctFlags = f.flags;
+    auto lb = loadFixture(opts);
+    ASSERT_TRUE(lb);
+    std::unique_ptr<MapElemCounter> counter;
+    Status s = MapElemCounter::create(lb->conntrackFd(), &counter);
+    ASSERT_TRUE(s) << s.message();
+    EXPECT_EQ(counter->read(), std::optional<uint64_t>(0));
+
+    constexpr uint16_t kFlows = 97;
+    auto flow = [](uint16_t i) {
+      return PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1")
+          .Tcp(static_cast<uint16_t>(20000 + i), 80).Payload("ct").build();
+    };
+    for (uint16_t i = 0; i < kFlows; i++) ASSERT_EQ(lb->run(flow(i)).action, XDP_TX);
+    EXPECT_EQ(counter->read(), std::optional<uint64_t>(kFlows));
+    // Packets of known flows hit their entries and add none.
+    for (uint16_t i = 0; i < kFlows; i += 10) ASSERT_EQ(lb->run(flow(i)).action, XDP_TX);
+    EXPECT_EQ(counter->read(), std::optional<uint64_t>(kFlows));
+    // Deletes from userspace (as keeld's flushes would) are counted too.
+    keel_flow_key key{};
+    ASSERT_EQ(bpf_map_get_next_key(lb->conntrackFd(), nullptr, &key), 0);
+    ASSERT_EQ(bpf_map_delete_elem(lb->conntrackFd(), &key), 0);
+    EXPECT_EQ(counter->read(), std::optional<uint64_t>(kFlows - 1));
+  }
 }
 
 // The MTU check needs a device with a small MTU: a veth pair in a private

@@ -119,6 +119,8 @@ struct ServiceSnapshot {
 struct GlobalStats {
   std::string dataplane;  // Dataplane::kind(): "xdp", "dpdk", "mock"
   std::array<keel_counter, KEEL_R_MAX> reasons{};  // indexed by keel_reason
+  std::optional<uint64_t> connTableEntries;        // nullopt: the data plane cannot count them
+  uint64_t connTableCapacity = 0;
 };
 
 // ------------------------------------------------------- typed requests

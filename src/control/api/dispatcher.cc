@@ -294,8 +294,10 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     GlobalStats g = backend_.globalStats();
     json reasons = json::object();
     for (int i = 0; i < KEEL_R_MAX; ++i) reasons[kReasonNames[i]] = counterJson(g.reasons[i]);
-    return good(json{{"dataplane", g.dataplane}, {"reasons", std::move(reasons)},
-                     {"services", std::move(services)}});
+    json conntrack{{"entries", g.connTableEntries ? json(*g.connTableEntries) : json(nullptr)},
+                   {"capacity", g.connTableCapacity}};
+    return good(json{{"dataplane", g.dataplane}, {"conntrack", std::move(conntrack)},
+                     {"reasons", std::move(reasons)}, {"services", std::move(services)}});
   }
   if (method == "lookup") {
     auto p = parseLookup(params);

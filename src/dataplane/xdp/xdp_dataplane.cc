@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "balancer.skel.h"
+#include "common/logging.h"
 
 namespace keel {
 namespace {
@@ -249,6 +250,9 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   }
   if (int rc = keel_balancer__load(dp->skel_); rc != 0)
     return Status::error("xdp: load balancer program: " + errnoText(rc) + takeLibbpfLog());
+  // Optional: without it (kernel < 6.6) the entry count is just unknown.
+  if (Status s = MapElemCounter::create(bpf_map__fd(dp->skel_->maps.conntrack), &dp->ctCounter_); !s)
+    logWarn(LogRecord("conntrack_count_unavailable").add("error", s.message() + takeLibbpfLog()));
 
   if (Status s = dp->attachOrReplace(adopting); !s) return s;
   if (adopting) {
@@ -571,6 +575,7 @@ DataplaneStats XdpDataplane::readStats() {
   st.backends = readPercpu(bpf_map__fd(skel_->maps.stats_backends), options_.limits.maxBackends);
   std::vector<keel_counter> reasons = readPercpu(bpf_map__fd(skel_->maps.stats_reasons), KEEL_R_MAX);
   std::copy(reasons.begin(), reasons.end(), st.reasons.begin());
+  if (ctCounter_) st.connTableEntries = ctCounter_->read();
   return st;
 }
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "dataplane/dataplane.h"
+#include "dataplane/xdp/map_elem_counter.h"
 
 struct keel_balancer;
 
@@ -95,6 +96,7 @@ class XdpDataplane final : public Dataplane {
 
   XdpOptions options_;
   keel_balancer* skel_ = nullptr;
+  std::unique_ptr<MapElemCounter> ctCounter_;  // null: kernel cannot count (pre-6.6)
   int ifindex_ = 0;
   uint32_t programId_ = 0;
   int attachedFd_ = -1;  // the attached program: ours, or the adopted one we kept

@@ -151,6 +151,14 @@ TEST_F(DispatcherTest, QueriesRenderSnapshots) {
   EXPECT_EQ(r["result"]["reasons"]["tx_ipip"]["packets"], 42);
   EXPECT_EQ(r["result"]["reasons"].size(), static_cast<size_t>(KEEL_R_MAX));
   EXPECT_EQ(r["result"]["services"].size(), 2u);
+  // Connection table: entries null while the plane cannot count them.
+  fake_.stats.connTableCapacity = 65536;
+  r = call(R"({"id":4,"method":"stats.get"})");
+  EXPECT_TRUE(r["result"]["conntrack"]["entries"].is_null());
+  EXPECT_EQ(r["result"]["conntrack"]["capacity"], 65536);
+  fake_.stats.connTableEntries = 17;
+  r = call(R"({"id":5,"method":"stats.get"})");
+  EXPECT_EQ(r["result"]["conntrack"]["entries"], 17);
 }
 
 TEST_F(DispatcherTest, ShutdownIsDeferredToTheServer) {

@@ -127,11 +127,24 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
   EXPECT_TRUE(hasLine(out, R"(keel_dataplane_bytes_total{reason="drop_no_backend"} 180)"));
   EXPECT_TRUE(hasLine(out, R"(keel_dataplane_packets_total{reason="pass_not_ip"} 0)"));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 5000"));
-  EXPECT_EQ(out.find("keel_conntrack_entries"), std::string::npos) << "no data plane counts entries yet";
+  EXPECT_EQ(out.find("keel_conntrack_entries"), std::string::npos) << "the mock does not count entries";
   EXPECT_TRUE(hasLine(out, "# TYPE keel_real_packets_total counter"));
   EXPECT_TRUE(hasLine(out, "# TYPE keel_real_up gauge"));
   // Type none reals run no checks: no health series at all.
   EXPECT_EQ(out.find("keel_health_checks_total{"), std::string::npos);
+}
+
+// A plane that counts its connection table: the count reaches the gauge
+// through readStats -> registry -> globalStats -> snapshot.
+TEST_F(MetricsTest, ConntrackEntriesGaugeWhenThePlaneCounts) {
+  dp_.stats.connTableEntries = 4321;
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_conntrack_entries gauge"));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_entries 4321"));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 5000"));
+  dp_.stats.connTableEntries = 0;  // known and empty is shown, not omitted
+  out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_entries 0"));
 }
 
 TEST_F(MetricsTest, DownRealAndEmptyRing) {

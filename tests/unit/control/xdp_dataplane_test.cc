@@ -212,6 +212,17 @@ TEST_F(XdpDataplaneTest, StatsSumAcrossCpusAfterATestRun) {
   DataplaneStats st = dp_->readStats();
   EXPECT_EQ(st.reasons[KEEL_R_PASS_NOT_IP].packets, 3u);
   EXPECT_EQ(st.reasons[KEEL_R_PASS_NOT_IP].bytes, 3u * sizeof arp);
+  // ARP creates no flow; the connection-table count is known (6.6+) and 0.
+  EXPECT_EQ(st.connTableEntries, std::optional<uint64_t>(0));
+  keel_flow_key key{};
+  key.sport = htons(1234);
+  key.family = KEEL_AF_INET;
+  keel_ct_value ct{};
+  int ctFd = bpf_obj_get((pinDir_ + "/conntrack").c_str());
+  ASSERT_GE(ctFd, 0);
+  ASSERT_EQ(bpf_map_update_elem(ctFd, &key, &ct, BPF_NOEXIST), 0);
+  close(ctFd);
+  EXPECT_EQ(dp_->readStats().connTableEntries, std::optional<uint64_t>(1));
 }
 
 

@@ -159,6 +159,8 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
 TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   onLoop([&] {
     fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};
+    fake_.stats.connTableEntries = 17;
+    fake_.stats.connTableCapacity = 65536;
     return 0;
   });
   startServer();
@@ -186,6 +188,8 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   CliRun st = keelctl({"stats", "web"});
   EXPECT_NE(st.out.find("dataplane: mock"), std::string::npos) << st.out;
   EXPECT_NE(st.out.find("tx_ipip"), std::string::npos);
+  EXPECT_NE(st.out.find("conntrack: 17 of 65536 entries\n"), std::string::npos) << st.out;
+  EXPECT_EQ(json::parse(s.out)["conntrack"]["entries"], 17);
   // --rate: two samples; the fake's counters do not move, so every rate is 0.
   CliRun sr = keelctl({"-o", "json", "stats", "--rate", "--watch", "0.1", "--count", "2"});
   ASSERT_EQ(sr.rc, 0) << sr.err;

@@ -341,10 +341,12 @@ TEST_F(DpdkPcapTest, RingSwapsUnderTrafficNeverShowHalfATable) {
   EXPECT_EQ(totalPackets(st), tx) << "every packet forwarded, none dropped or passed";
   // readStats() reads services, then backends, then reasons while the worker
   // keeps counting, so each may trail the next by the packets in between.
+  // The worker's per-packet service and backend counts are relaxed stores
+  // (never ordered for a reader), so those two may differ either way.
   uint64_t backends = st.backends[0].packets + st.backends[1].packets;
   EXPECT_LE(backends, tx);
   EXPECT_GE(backends + 256, tx);
-  EXPECT_LE(st.services[0].packets, backends);
+  EXPECT_LE(st.services[0].packets, backends + 256);
   EXPECT_GE(st.services[0].packets + 256, backends);
 }
 

@@ -12,6 +12,7 @@
 
 #include "control/registry.h"
 #include "mock_dataplane.h"
+#include "registry_builders.h"
 
 namespace keel {
 namespace {
@@ -19,31 +20,10 @@ namespace {
 using test::MockDataplane;
 using Calls = std::vector<std::string>;
 
-IpAddress ip(const char* s) { return *IpAddress::parse(s); }
-
-RealConfig real(const char* addr, uint32_t weight = 100) {
-  RealConfig r;
-  r.address = ip(addr);
-  r.weight = weight;
-  return r;
-}
-
-ServiceConfig service(const char* name, const char* vip, uint16_t port, std::vector<RealConfig> reals) {
-  ServiceConfig s;
-  s.name = name;
-  s.vip = ip(vip);
-  s.port = port;
-  s.protocol = KEEL_PROTO_TCP;
-  s.ringSize = 13;
-  s.reals = std::move(reals);
-  return s;
-}
-
-Config config(std::vector<ServiceConfig> services) {
-  Config c;
-  c.services = std::move(services);
-  return c;
-}
+using test::config;
+using test::ip;
+using test::real;
+using test::service;
 
 // (service, real) -> (backend id, generation), as a conntrack entry sees it.
 std::map<std::pair<std::string, std::string>, std::pair<BackendId, uint32_t>> identities(const Registry& r) {

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "mock_dataplane.h"
+#include "registry_builders.h"
 
 namespace keel {
 namespace {
@@ -18,34 +19,10 @@ namespace {
 using test::MockDataplane;
 using Calls = std::vector<std::string>;
 
-IpAddress ip(const char* s) { return *IpAddress::parse(s); }
-
-RealConfig real(const char* addr, uint32_t weight = 100) {
-  RealConfig r;
-  r.address = ip(addr);
-  r.weight = weight;
-  return r;
-}
-
-// Small prime ring: the registry passes ring_size through to Maglev, which
-// accepts any prime; the config layer is what restricts it to 65537/655373.
-ServiceConfig service(const char* name, const char* vip, uint16_t port,
-                      std::vector<RealConfig> reals) {
-  ServiceConfig s;
-  s.name = name;
-  s.vip = ip(vip);
-  s.port = port;
-  s.protocol = KEEL_PROTO_TCP;
-  s.ringSize = 13;
-  s.reals = std::move(reals);
-  return s;
-}
-
-Config config(std::vector<ServiceConfig> services) {
-  Config c;
-  c.services = std::move(services);
-  return c;
-}
+using test::config;
+using test::ip;
+using test::real;
+using test::service;
 
 class RegistryTest : public ::testing::Test {
  protected:

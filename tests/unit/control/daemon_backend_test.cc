@@ -602,6 +602,31 @@ TEST_F(RuntimeStateTest, TheFileWinsWhereItChangedWhatTheOverlayChanged) {
   EXPECT_EQ(state["reals"][0]["address"], "10.0.1.1");
 }
 
+// A reload applies the same rule to the running overlay (rebase): the state
+// it leaves is what a restart would have kept.
+TEST_F(RuntimeStateTest, AReloadKeepsWhatARestartKeeps) {
+  make();
+  changeEverything();
+  files_["keel.yaml"] = yaml(
+      "      - {address: 10.0.1.1, weight: 100}\n"
+      "      - {address: 10.0.1.2, weight: 60}\n") +
+      kApi +
+      "  - name: dns\n    vip: 10.0.0.54\n    port: 53\n    protocol: udp\n    reals:\n"
+      "      - {address: 10.0.4.1}\n";
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(backend_->findService("dns")->vip, ip("10.0.0.54"));
+  EXPECT_EQ(realOf("10.0.1.2").weight, 60u);
+  EXPECT_TRUE(realOf("10.0.1.1").draining);
+  EXPECT_EQ(realOf("10.0.1.9").weight, 10u);  // the file does not define it: kept
+  EXPECT_FALSE(backend_->findService("api"));  // the file did not change api: still removed
+  nlohmann::json state = readState();
+  EXPECT_TRUE(state["services"].empty());
+  std::set<std::string> reals;
+  for (const auto& e : state["reals"]) reals.insert(e["service"].get<std::string>() + " " + e["address"].get<std::string>());
+  EXPECT_EQ(reals, (std::set<std::string>{"web 10.0.1.1", "web 10.0.1.9"}));
+  EXPECT_EQ(state["removed_services"].size(), 1u);
+}
+
 TEST_F(RuntimeStateTest, BadEntriesAreDroppedAndBadFilesIgnored) {
   make();
   changeEverything();

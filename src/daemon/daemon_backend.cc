@@ -270,9 +270,11 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
       if (!e.is_object() || !e.contains("request")) continue;
       auto p = api::parseServiceAdd(e["request"]);
       if (!p.ok()) {
-        const nlohmann::json& name = e["request"].is_object() ? e["request"].value("name", nlohmann::json()) : nlohmann::json();
-        logDropped(name.is_string() ? name.get<std::string>() : "?", "", p.error.message);
-        if (name.is_string()) droppedServices.insert(name.get<std::string>());
+        const nlohmann::json& rq = e["request"];
+        const bool named = rq.is_object() && rq.contains("name") && rq["name"].is_string();
+        const std::string name = named ? rq["name"].get<std::string>() : "?";
+        logDropped(name, "", p.error.message);
+        droppedServices.insert(name);
         continue;
       }
       const api::ServiceAddRequest& req = *p.value;

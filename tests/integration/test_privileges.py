@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: Apache-2.0
+"""keeld with exactly the capabilities deploy/keeld.service grants it (read
+from the unit; no CAP_SYS_ADMIN), applied with setpriv the way systemd does
+(bounding, inheritable and ambient sets, no_new_privs):
+  - it attaches and balances; its effective set is the unit's, nothing more;
+  - after kill -9 its successor adopts the pins and keeps the program (same
+    id) and the established connection keeps its real;
+  - the conntrack count (a bpf_map iterator) is available;
+  - a reload (SIGHUP) adds a service;
+  - pins of an older keeld (no prog_rodata) are adopted too: the program is
+    swapped over the same maps (the connection stays), and the next restart
+    keeps it again;
+  - `keelctl daemon stop` detaches and removes the pins.
+keelds run in a KeeldHost (lab.py), whose bpffs outlives each of them."""
+import json
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+import lab as labmod
+from suite import ask, served, wait_serving
+
+UNIT = Path(__file__).resolve().parents[2] / "deploy" / "keeld.service.in"
+PIN_DIR = "/sys/fs/bpf/keel/eth0"
+PORT = 80
+EXTRA_PORT = 8080
+CAP_SYS_ADMIN = 21  # linux/capability.h
+
+
+def unit_caps() -> list[str]:
+    """The unit's capabilities, lower case without CAP_ (setpriv's names)."""
+    text = UNIT.read_text()
+    bounding = re.search(r"^CapabilityBoundingSet=(.*)$", text, re.M).group(1).split()
+    ambient = re.search(r"^AmbientCapabilities=(.*)$", text, re.M).group(1).split()
+    assert bounding == ambient, "the unit's bounding and ambient sets differ"
+    return [c.removeprefix("CAP_").lower() for c in bounding]
+
+
+def cap_number(name: str) -> int:
+    out = labmod.run(["setpriv", "--list-caps"]).stdout.split()
+    return out.index(name)
+
+
+def effective_caps(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^CapEff:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+
+
+@pytest.fixture
+def host(lab, need_keel):
+    if lab.dataplane != "xdp":
+        pytest.skip("adoption from pins is the XDP data plane's")
+    lab.plane.reset(lab)
+    lab.decap_attach()
+    h = labmod.KeeldHost(lab)
+    yield h
+    h.close()
+    lab.plane.reset(lab)
+    lab.decap_detach()
+
+
+def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
+    caps = unit_caps()
+    assert "sys_admin" not in caps, caps
+    spec = "-all," + ",".join("+" + c for c in caps)
+    wrap = ("setpriv", f"--inh-caps={spec}", f"--ambient-caps={spec}",
+            f"--bounding-set={spec}", "--no-new-privs")
+    want = sum(1 << cap_number(c) for c in caps)
+
+    def start(config, name):
+        path = lab.write_config(config, f"{name}.yaml")
+        k = labmod.Keeld(lab, path, lab.tmp / f"{name}.log", host=host, wrap=wrap)
+        k.wait_logged("ready")
+        assert effective_caps(k.proc.pid) == want, (hex(effective_caps(k.proc.pid)), hex(want))
+        return k
+
+    def prog_id():
+        return labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname)
+
+    def pinned(name):
+        return host.run(["test", "-e", f"{PIN_DIR}/{name}"], check=False).returncode == 0
+
+    web = lab.service("web", 4, PORT, "tcp", "ipip")
+    config = lab.keel_config([web])
+    k = start(config, "caps1")
+    conn = None
+    try:
+        wait_serving(lab, config)
+        prog = prog_id()
+        assert pinned("prog") and pinned("prog_rodata")
+        conn = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
+        conn.settimeout(3)
+        conn.connect((lab.vip4, PORT))
+        real = ask(conn)
+        assert real.startswith("real"), real
+
+        # kill -9, then the same config: adopted, program kept.
+        k.kill()
+        k = start(config, "caps2")
+        assert "event=dataplane_adopted" in k.log() and "program=kept" in k.log(), k.log()
+        assert prog_id() == prog
+        assert ask(conn) == real
+        # The conntrack count (a bpf_map iterator) works without it too.
+        stats = json.loads(k.keelctl("-o", "json", "stats").stdout)
+        assert (stats["conntrack"]["entries"] or 0) >= 1, stats["conntrack"]
+
+        # Reload: a second service appears.
+        extra = lab.service("extra", 4, EXTRA_PORT, "tcp", "ipip")
+        config2 = lab.keel_config([web, extra])
+        k.reload(config2)
+        served(lab.flows("tcp", lab.vip4, EXTRA_PORT, count=3))
+
+        # Pins an older keeld made (no prog_rodata): still adopted; the
+        # program is swapped over the same maps, the connection stays.
+        k.kill()
+        host.run(["rm", f"{PIN_DIR}/prog_rodata"])
+        k = start(config2, "caps3")
+        log = k.log()
+        assert "event=xdp_adopt_swaps_program" in log and "program=replaced" in log, log
+        swapped = prog_id()
+        assert swapped not in (None, prog)
+        assert ask(conn) == real
+        assert pinned("prog_rodata")
+        k.kill()
+        k = start(config2, "caps4")
+        assert "program=kept" in k.log(), k.log()
+        assert prog_id() == swapped
+        served(lab.flows("tcp", lab.vip4, PORT, count=3))
+
+        # The explicit stop detaches and removes the pins.
+        k.keelctl("daemon", "stop")
+        assert k.proc.wait(timeout=10) == 0, k.log()
+        assert prog_id() is None
+        assert not pinned("")
+    finally:
+        if conn is not None:
+            conn.close()
+        k.stop()

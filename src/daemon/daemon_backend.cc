@@ -27,6 +27,17 @@ const ServiceConfig* findSvc(const Config& c, const std::string& name) {
   return nullptr;
 }
 
+// The file's service that takes the place of a runtime-added one: the same
+// name, or the same VIP, port and protocol. Reload (rebase) and restart
+// (loadState) both drop the runtime service then: the file wins.
+const ServiceConfig* fileClaim(const Config& file, const std::string& name, const IpAddress& vip,
+                               uint16_t port, uint8_t protocol) {
+  if (const ServiceConfig* s = findSvc(file, name)) return s;
+  for (const ServiceConfig& fs : file.services)
+    if (fs.vip == vip && fs.port == port && fs.protocol == protocol) return &fs;
+  return nullptr;
+}
+
 const RealConfig* findReal(const Config& c, const std::string& svc, const IpAddress& addr) {
   const ServiceConfig* s = findSvc(c, svc);
   if (!s) return nullptr;
@@ -279,11 +290,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
       }
       const api::ServiceAddRequest& req = *p.value;
       droppedServices.insert(req.name);  // until kept below
-      const ServiceConfig* clash = findSvc(file, req.name);
-      if (!clash)
-        for (const ServiceConfig& fs : file.services)
-          if (fs.vip == req.vip && fs.port == req.port && fs.protocol == req.protocol) clash = &fs;
-      if (clash) {
+      if (const ServiceConfig* clash = fileClaim(file, req.name, req.vip, req.port, req.protocol)) {
         logDropped(req.name, "", "the file now defines service " + clash->name);
         continue;
       }
@@ -434,8 +441,13 @@ void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const He
 DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config& newFile,
                                              const Overlay& overlay) {
   Overlay out;
-  for (const auto& [name, svc] : overlay.addedServices)
-    if (!findSvc(newFile, name)) out.addedServices.emplace(name, svc);
+  for (const auto& [name, svc] : overlay.addedServices) {
+    const ServiceConfig& c = svc.config;
+    if (const ServiceConfig* clash = fileClaim(newFile, name, c.vip, c.port, c.protocol))
+      logDropped(name, "", "the file now defines service " + clash->name);
+    else
+      out.addedServices.emplace(name, svc);
+  }
   for (const std::string& name : overlay.removedServices) {
     const ServiceConfig* a = findSvc(oldFile, name);
     const ServiceConfig* b = findSvc(newFile, name);

@@ -627,6 +627,29 @@ TEST_F(RuntimeStateTest, AReloadKeepsWhatARestartKeeps) {
   EXPECT_EQ(state["removed_services"].size(), 1u);
 }
 
+// A file service under another name on a runtime service's VIP, port and
+// protocol takes its place on a reload, as on a restart (it used to fail
+// the whole reload as a duplicate VIP).
+TEST_F(RuntimeStateTest, AReloadLetsTheFileClaimARuntimeServicesVip) {
+  make();
+  changeEverything();
+  files_["keel.yaml"] = yaml(kTwo) + kApi +
+      "  - name: resolver\n    vip: 10.0.0.53\n    port: 53\n    protocol: udp\n    reals:\n"
+      "      - {address: 10.0.4.1}\n";
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(backend_->findService("dns"));
+  ASSERT_TRUE(backend_->findService("resolver"));
+  EXPECT_EQ(backend_->findService("resolver")->reals.size(), 1u);
+  EXPECT_TRUE(readState()["services"].empty());
+
+  // And a restart over the same file and state keeps it so.
+  backend_.reset();
+  auto k = restart();
+  EXPECT_FALSE(k->backend->findService("dns"));
+  EXPECT_TRUE(k->backend->findService("resolver"));
+}
+
 TEST_F(RuntimeStateTest, BadEntriesAreDroppedAndBadFilesIgnored) {
   make();
   changeEverything();

@@ -2,6 +2,7 @@
 """Helpers the keel test modules share: start keeld for a test, wait until it
 serves, and tally flows. (Lab mechanics live in lab.py.)"""
 import json
+import socket
 import time
 from collections import Counter
 
@@ -109,6 +110,20 @@ def served(flows):
     failed = [f for f in flows if "real" not in f]
     assert not failed, f"{len(failed)} of {len(flows)} flows failed, e.g. {failed[:3]}"
     return Counter(f["real"] for f in flows)
+
+
+def connect_and_ask(lab, port, n, conns):
+    """Opens n TCP connections from the client to lab.vip4:port, adding each
+    to conns (the caller closes them, even on failure), and returns what each
+    answered to one request: every one must be served by a real."""
+    for _ in range(n):
+        s = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
+        conns.append(s)
+        s.settimeout(3)
+        s.connect((lab.vip4, port))
+    answers = [ask(s) for s in conns[-n:]]
+    assert all(a.startswith("real") for a in answers), answers
+    return answers
 
 
 def ask(sock):

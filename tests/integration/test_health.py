@@ -10,11 +10,10 @@
 Checks are TCP connects to :8080 every 200ms, fall 2, rise 2. Every wait is
 bounded in count and time."""
 import json
-import socket
 
 import pytest
 
-from suite import ask, checked_service, run_checked_keel, run_keel, served, show_service, wait_states
+from suite import ask, checked_service, connect_and_ask, run_checked_keel, run_keel, served, show_service, wait_states
 from suite import real_states as states
 
 PORT = 80
@@ -64,13 +63,7 @@ def test_drain_keeps_established(keel_health):
     lab, _, keeld = keel_health
     conns = []
     try:
-        for _ in range(12):
-            s = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
-            conns.append(s)
-            s.settimeout(3)
-            s.connect((lab.vip4, PORT))
-        before = [ask(s) for s in conns]
-        assert all(b.startswith("real") for b in before), before
+        before = connect_and_ask(lab, PORT, 12, conns)
         target = next(r for r in lab.reals if r.role in before)
         keeld.keelctl("real", "drain", "web", target.v4)
         assert states(keeld)[target.v4] == "draining"

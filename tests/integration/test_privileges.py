@@ -53,19 +53,6 @@ def effective_caps(pid: int) -> int:
     return int(re.search(r"^CapEff:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
 
 
-@pytest.fixture
-def host(lab, need_keel):
-    if lab.dataplane != "xdp":
-        pytest.skip("adoption from pins is the XDP data plane's")
-    lab.plane.reset(lab)
-    lab.decap_attach()
-    h = labmod.KeeldHost(lab)
-    yield h
-    h.close()
-    lab.plane.reset(lab)
-    lab.decap_detach()
-
-
 def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
     caps = unit_caps()
     assert "sys_admin" not in caps, caps

@@ -18,10 +18,8 @@ import json
 import socket
 import threading
 
-import pytest
-
 import lab as labmod
-from suite import ask, served, wait_serving
+from suite import ask, connect_and_ask, served, wait_serving
 
 PORT = 80
 EXTRA_PORT = 8080
@@ -84,19 +82,6 @@ def drops(lab):
     return {k: v for k, v in (lab.reasons() or {}).items() if k.startswith("drop_")}
 
 
-@pytest.fixture
-def host(lab, need_keel):
-    if lab.dataplane != "xdp":
-        pytest.skip("restart adoption is the XDP data plane's (pinned maps)")
-    lab.plane.reset(lab)
-    lab.decap_attach()
-    h = labmod.KeeldHost(lab)
-    yield h
-    h.close()
-    lab.plane.reset(lab)
-    lab.decap_detach()
-
-
 def start(lab, host, config, name, *args):
     path = lab.write_config(config, f"{name}.yaml")
     k = labmod.Keeld(lab, path, lab.tmp / f"{name}.log", host=host, args=args)
@@ -113,13 +98,7 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
     conns = []
     pumps = []
     try:
-        for _ in range(N_CONN):
-            s = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
-            conns.append(s)
-            s.settimeout(3)
-            s.connect((lab.vip4, PORT))
-        before = [ask(s) for s in conns]
-        assert all(b.startswith("real") for b in before), before
+        before = connect_and_ask(lab, PORT, N_CONN, conns)
         drops0 = drops(lab)
         pumps = [Pump(lab, "tcp").start(), Pump(lab, "udp").start()]
 
@@ -223,13 +202,7 @@ def test_runtime_changes_survive_kill_and_restart(lab, host):
 
     conns = []
     try:
-        for _ in range(N_CONN):
-            s = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
-            conns.append(s)
-            s.settimeout(3)
-            s.connect((lab.vip4, EXTRA_PORT))
-        before = [ask(s) for s in conns]
-        assert all(b.startswith("real") for b in before), before
+        before = connect_and_ask(lab, EXTRA_PORT, N_CONN, conns)
         k1.kill()
 
         k2 = start(lab, host, config, "rt2")

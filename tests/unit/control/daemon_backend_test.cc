@@ -325,70 +325,6 @@ TEST_F(DaemonBackendTest, AdoptedCheckedRealsKeepTheirStateAndGeneration) {
   EXPECT_TRUE(dp3.rings[0].empty());
 }
 
-// keeld's runtime state file: a restarted keeld keeps drains and weights set
-// with keelctl, unless the file changed that real meanwhile (file wins).
-TEST_F(DaemonBackendTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThatReal) {
-  char tmpl[] = "/tmp/keel-state-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  statePath_ = std::string(tmpl) + "/runtime-eth0.json";
-  make();
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
-  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 50}).isOk());
-
-  // A new keeld: its own data plane, registry and backend, the same files.
-  struct Keeld {
-    MockDataplane dp;
-    Registry registry{dp};
-    boost::asio::io_context io;
-    std::unique_ptr<DaemonBackend> backend;
-  };
-  auto restart = [&] {
-    auto k = std::make_unique<Keeld>();
-    k->backend = std::make_unique<DaemonBackend>(
-        k->io, k->registry, "mock", "keel.yaml",
-        [this](const std::string& p) { return parseConfig(files_[p], p); },
-        [](const Config&) { return Status::ok(); }, [](bool) {});
-    k->backend->setStatePath(statePath_);
-    ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
-    EXPECT_TRUE(r.ok());
-    EXPECT_TRUE(k->backend->start(*r.config).isOk());
-    return k;
-  };
-  auto realIn = [](Keeld& k, const char* addr) {
-    auto svc = k.backend->findService("web");
-    EXPECT_TRUE(svc);
-    for (const auto& r : svc->reals)
-      if (r.address == ip(addr)) return r;
-    ADD_FAILURE() << "no real " << addr;
-    return api::RealSnapshot{};
-  };
-  backend_.reset();
-  auto k = restart();
-  EXPECT_TRUE(realIn(*k, "10.0.1.1").draining);
-  EXPECT_EQ(realIn(*k, "10.0.1.1").weight, 100u);  // what undrain restores
-  EXPECT_EQ(realIn(*k, "10.0.1.2").weight, 50u);
-  EXPECT_EQ(std::set<uint32_t>(k->dp.rings[0].begin(), k->dp.rings[0].end()).size(), 1u);
-
-  // The file now gives 10.0.1.2 another weight: that override is dropped.
-  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n"
-                             "      - {address: 10.0.1.2, weight: 70}\n");
-  k.reset();
-  k = restart();
-  EXPECT_TRUE(realIn(*k, "10.0.1.1").draining);
-  EXPECT_EQ(realIn(*k, "10.0.1.2").weight, 70u);
-  ASSERT_TRUE(k->backend->setRealDrain({"web", ip("10.0.1.1")}, false).isOk());
-  k.reset();
-  k = restart();
-  EXPECT_FALSE(realIn(*k, "10.0.1.1").draining);
-
-  // A damaged file is ignored, not fatal.
-  k.reset();
-  { std::ofstream(statePath_) << "{not json"; }
-  k = restart();
-  EXPECT_FALSE(realIn(*k, "10.0.1.1").draining);
-  std::filesystem::remove_all(tmpl);
-}
-
 // l2dsr reals added at runtime without a mac resolve it from the neighbour
 // table of dataplane.interface, as keel.yaml's do; an unknown neighbour is a
 // clear error and changes nothing.
@@ -648,6 +584,39 @@ TEST_F(RuntimeStateTest, AReloadLetsTheFileClaimARuntimeServicesVip) {
   auto k = restart();
   EXPECT_FALSE(k->backend->findService("dns"));
   EXPECT_TRUE(k->backend->findService("resolver"));
+}
+
+// keeld's runtime state file: a restarted keeld keeps drains and weights set
+// with keelctl, unless the file changed that real meanwhile (file wins).
+TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThatReal) {
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 50}).isOk());
+  backend_.reset();
+  auto k = restart();
+  ASSERT_TRUE(k->real("web", "10.0.1.1") && k->real("web", "10.0.1.2"));
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  EXPECT_EQ(k->real("web", "10.0.1.1")->weight, 100u);  // what undrain restores
+  EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 50u);
+  EXPECT_EQ(std::set<uint32_t>(k->dp.rings[0].begin(), k->dp.rings[0].end()).size(), 1u);
+
+  // The file now gives 10.0.1.2 another weight: that override is dropped.
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n"
+                             "      - {address: 10.0.1.2, weight: 70}\n");
+  k.reset();
+  k = restart();
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 70u);
+  ASSERT_TRUE(k->backend->setRealDrain({"web", ip("10.0.1.1")}, false).isOk());
+  k.reset();
+  k = restart();
+  EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
+
+  // A damaged file is ignored, not fatal.
+  k.reset();
+  writeState("{not json");
+  k = restart();
+  EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
 }
 
 TEST_F(RuntimeStateTest, BadEntriesAreDroppedAndBadFilesIgnored) {

@@ -80,7 +80,7 @@ void defineHealth(CLI::App& noun, Context& ctx) {
       used += w + 2;
     }
     const size_t reasonWidth = std::max(kMinReason, used < kTableWidth ? kTableWidth - used : 0);
-    Table t({false, false, false, false, true, false, true, false});
+    Table t({false, false, false, false, false, false, true, false});
     for (auto& row : rows) {
       row.back() = truncated(row.back(), reasonWidth);
       t.row(std::move(row));

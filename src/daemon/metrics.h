@@ -55,6 +55,7 @@ struct MetricsSnapshot {
   // Live connection-table entries, if the data plane can count them cheaply
   // (XDP on kernel 6.6+, DPDK; otherwise keel_conntrack_entries is absent).
   std::optional<uint64_t> connTableEntries;
+  std::vector<WorkerStats> workers;  // DPDK workers; empty on XDP
 };
 
 // Takes the snapshot; call on the loop thread.

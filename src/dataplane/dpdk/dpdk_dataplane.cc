@@ -132,6 +132,9 @@ struct alignas(64) Worker {
   uint16_t queue = 0;
   std::unique_ptr<dpdk::WorkerState> state;
   alignas(64) std::atomic<uint64_t> exceptionEgress{0};
+  // Packets read from the port's queue. Only this worker writes (a relaxed
+  // load and store per burst, no locked add); readStats() loads it.
+  std::atomic<uint64_t> rxPackets{0};
   std::atomic<bool> running{false};
 };
 
@@ -308,6 +311,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     }
     // Each worker's count of occupied ways (never a walk of the tables).
     st.connTableEntries = entries;
+    for (const auto& w : workers_)
+      st.workers.push_back(WorkerStats{w->queue, w->lcore, w->rxPackets.load(std::memory_order_relaxed)});
     return st;
   }
 
@@ -337,6 +342,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       const dpdk::Snapshot* snap = store_->current();
       uint16_t n = rte_eth_rx_burst(port_, q, rx, kBurst);
       if (n > 0) {
+        w.rxPackets.store(w.rxPackets.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
         const uint64_t now = static_cast<uint64_t>((rte_rdtsc() * nsPerTsc) >> 32);
         uint16_t ntx = 0, nexc = 0;
         // Two passes: prefetch every packet's connection-table bucket, then

@@ -348,8 +348,9 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         // Two passes: prefetch every packet's connection-table bucket, then
         // process; the DRAM misses of a burst overlap instead of queueing.
         for (uint16_t i = 0; i < n; ++i)
-          dpdk::parseAndPrefetch(st, rte_pktmbuf_mtod(rx[i], const uint8_t*),
-                                 rte_pktmbuf_data_len(rx[i]), parsed[i]);
+          dpdk::parsePacket(rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i]),
+                            parsed[i]);
+        for (uint16_t i = 0; i < n; ++i) dpdk::prefetchParsed(st, parsed[i]);
         dpdk::BurstCache cache;  // lookups shared by the burst's packets
         for (uint16_t i = 0; i < n; ++i) {
           rte_mbuf* m = rx[i];

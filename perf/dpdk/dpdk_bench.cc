@@ -178,6 +178,7 @@ double runPurePath(int flows, uint32_t connTable, int passes) {
         bufs[j] = {scratch[j] + 128, static_cast<uint32_t>(frames[i + j].size()), 128};
         dpdk::parsePacket(bufs[j].data, bufs[j].len, parsed[j]);
       }
+      for (int j = 0; j < 32; ++j) dpdk::hashParsed(parsed[j]);
       for (int j = 0; j < 32; ++j) dpdk::prefetchParsed(w, parsed[j]);
       dpdk::BurstCache cache;
       for (int j = 0; j < 32; ++j)

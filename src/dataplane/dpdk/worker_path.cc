@@ -48,8 +48,6 @@ void parsePacket(const uint8_t* data, uint32_t len, ParsedPacket& out) {
   void* end = const_cast<uint8_t*>(data) + len;
   out.l3 = keel_parse_l3(d, end, &out.pkt);
   out.l4 = out.l3 == KEEL_CONTINUE ? keel_parse_l4(d, end, &out.pkt) : out.l3;
-  if (out.l4 != KEEL_CONTINUE) return;
-  out.flowHash = keel_flow_hash(&out.pkt.key);
 }
 
 PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint64_t nowNs) {

@@ -57,7 +57,7 @@ PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint
   return processParsed(s, w, b, parsed, nowNs, cache);
 }
 
-// Stage 2 of the parser runs (in parseAndPrefetch) before the VIP check,
+// Stage 2 of the parser runs (in parsePacket) before the VIP check,
 // unlike XDP; that is only reading: its result is used only for VIPs, so
 // every verdict is the same as bpf/balancer.bpf.c's.
 PacketResult processParsed(const Snapshot& s, WorkerState& w, PacketBuf& b, ParsedPacket& parsed,

@@ -687,6 +687,11 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
         if (m) {
           real.mac = m;
           real.macResolved = true;
+        } else if (interfaceValid_ && !options_.resolveMac) {
+          // keeld --no-host-checks (or a tool without a host): nothing was looked up.
+          error(addrNode, rpath + ".address",
+                "l2dsr real " + real.address.toString() +
+                    " has no mac, and without host checks no neighbour table is read; set mac:");
         } else if (interfaceValid_) {
           error(addrNode, rpath + ".address",
                 "l2dsr real " + real.address.toString() + " has no mac and is not in the "

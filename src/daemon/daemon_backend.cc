@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/logging.h"
+#include "control/api/requests.h"
 
 namespace keel {
 
@@ -16,9 +17,24 @@ namespace {
 
 using api::Result;
 
+// The runtime state file's format (saveState). 1: drains and weights of
+// file reals only; 2: the whole overlay.
+constexpr int kStateVersion = 2;
+
 const ServiceConfig* findSvc(const Config& c, const std::string& name) {
   for (const ServiceConfig& s : c.services)
     if (s.name == name) return &s;
+  return nullptr;
+}
+
+// The file's service that takes the place of a runtime-added one: the same
+// name, or the same VIP, port and protocol. Reload (rebase) and restart
+// (loadState) both drop the runtime service then: the file wins.
+const ServiceConfig* fileClaim(const Config& file, const std::string& name, const IpAddress& vip,
+                               uint16_t port, uint8_t protocol) {
+  if (const ServiceConfig* s = findSvc(file, name)) return s;
+  for (const ServiceConfig& fs : file.services)
+    if (fs.vip == vip && fs.port == port && fs.protocol == protocol) return &fs;
   return nullptr;
 }
 
@@ -30,20 +46,49 @@ const RealConfig* findReal(const Config& c, const std::string& svc, const IpAddr
   return nullptr;
 }
 
-bool sameReal(const RealConfig& a, const RealConfig& b) {
-  return a.address == b.address && a.weight == b.weight && a.mac == b.mac &&
-         a.healthSpec == b.healthSpec;
+// What the file says about a real / a service, as JSON: every key a reload
+// compares. The state file stores it beside each runtime entry, so a restart
+// applies the same "file wins" test as a reload (rebase) does with the old
+// and new file in hand: one definition of "the file changed this".
+nlohmann::json fingerprint(const RealConfig& r) {
+  const HealthCheckSpec& h = r.healthSpec;
+  return {{"address", r.address.toString()},
+          {"weight", r.weight},
+          {"mac", r.mac ? nlohmann::json(r.mac->toString()) : nlohmann::json(nullptr)},
+          {"health",
+           {{"type", toString(h.type)},
+            {"port", h.port},
+            {"path", h.path},
+            {"host", h.host},
+            {"status", {h.statusMin, h.statusMax}},
+            {"payload", h.udpPayload},
+            {"expect", h.udpExpect},
+            {"interval_ms", h.interval.count()},
+            {"timeout_ms", h.timeout.count()},
+            {"rise", h.rise},
+            {"fall", h.fall},
+            {"source", h.source ? nlohmann::json(h.source->toString()) : nlohmann::json(nullptr)}}}};
 }
 
-bool sameService(const ServiceConfig& a, const ServiceConfig& b) {
-  if (a.vip != b.vip || a.port != b.port || a.protocol != b.protocol || a.forwarding != b.forwarding ||
-      a.scheduler != b.scheduler || a.ringSize != b.ringSize || a.healthFailOpen != b.healthFailOpen ||
-      a.reals.size() != b.reals.size())
-    return false;
-  for (size_t i = 0; i < a.reals.size(); ++i)
-    if (!sameReal(a.reals[i], b.reals[i])) return false;
-  return true;
+nlohmann::json fingerprint(const ServiceConfig& s) {
+  nlohmann::json reals = nlohmann::json::array();
+  for (const RealConfig& r : s.reals) reals.push_back(fingerprint(r));
+  return {{"vip", s.vip.toString()},
+          {"port", s.port},
+          {"protocol", s.protocol},
+          {"forwarding", std::string(toString(s.forwarding))},
+          {"scheduler", std::string(toString(s.scheduler))},
+          {"ring_size", s.ringSize},
+          {"fail_open", s.healthFailOpen},
+          {"reals", std::move(reals)}};
 }
+
+// null: the file has no such real / service.
+nlohmann::json fingerprintOf(const RealConfig* r) { return r ? fingerprint(*r) : nlohmann::json(nullptr); }
+nlohmann::json fingerprintOf(const ServiceConfig* s) { return s ? fingerprint(*s) : nlohmann::json(nullptr); }
+
+bool sameReal(const RealConfig& a, const RealConfig& b) { return fingerprint(a) == fingerprint(b); }
+bool sameService(const ServiceConfig& a, const ServiceConfig& b) { return fingerprint(a) == fingerprint(b); }
 
 HealthTarget targetOf(const ServiceConfig& svc, const RealConfig& r) {
   return HealthTarget{svc.name, r.address, svc.port, r.healthSpec};
@@ -96,11 +141,12 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
 
 Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted) {
   if (auto errors = validateTargets(config); !errors.empty()) return Status::error(errors.front());
+  neighbourInterface_ = config.dataplane.interface;
   Overlay kept = loadState(config);
   if (adopted)
     if (Status s = registry_.adopt(*adopted, compose(config, kept)); !s) return s;
   Result r = commit(config, kept);
-  if (!r.isOk() && !kept.reals.empty()) {
+  if (!r.isOk() && !kept.empty()) {
     logWarn(LogRecord("runtime_state_ignored").add("path", statePath_).add("error", r.error().message));
     r = commit(config, Overlay{});
   }
@@ -111,8 +157,8 @@ Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted
 Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const {
   Config c = file;
   std::erase_if(c.services, [&](const ServiceConfig& s) { return overlay.removedServices.count(s.name) > 0; });
-  for (const auto& [name, svc] : overlay.addedServices)
-    if (!findSvc(c, name)) c.services.push_back(svc);
+  for (const auto& [name, added] : overlay.addedServices)
+    if (!findSvc(c, name)) c.services.push_back(added.config);
   for (ServiceConfig& svc : c.services) {
     for (const auto& [key, ov] : overlay.reals) {
       if (key.first != svc.name) continue;
@@ -149,27 +195,38 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   return Result::ok();
 }
 
-// Only drains and weights of reals the file has: they are what operators
-// set during maintenance. Runtime-added services and reals are not kept
-// (their health blocks would need the file's whole schema).
+// The whole overlay, each entry with the file's fingerprint of what it
+// changes (null: the file lacks it), so loadState can tell whether the file
+// changed it meanwhile. Added services and reals are kept as the params of
+// the request that made them (api::toParams).
 void DaemonBackend::saveState() const {
   if (statePath_.empty()) return;
+  nlohmann::json services = nlohmann::json::array();
+  for (const auto& [name, added] : overlay_.addedServices)
+    services.push_back({{"request", api::toParams(added.request)}});
+  nlohmann::json removed = nlohmann::json::array();
+  for (const std::string& name : overlay_.removedServices)
+    removed.push_back({{"name", name}, {"file", fingerprintOf(findSvc(file_, name))}});
   nlohmann::json reals = nlohmann::json::array();
   for (const auto& [key, ov] : overlay_.reals) {
-    if (ov.added || ov.removed || (!ov.weight && !ov.drained)) continue;
-    const RealConfig* fr = findReal(file_, key.first, key.second);
-    if (!fr) continue;
     nlohmann::json e = {{"service", key.first},
                         {"address", key.second.toString()},
-                        {"file_weight", fr->weight},
+                        {"file", fingerprintOf(findReal(file_, key.first, key.second))},
+                        {"removed", ov.removed},
                         {"drained", ov.drained}};
     if (ov.weight) e["weight"] = *ov.weight;
+    if (ov.addedSpec) e["added"] = api::toParams(api::RealAddRequest{key.first, *ov.addedSpec});
     reals.push_back(std::move(e));
   }
   const std::string tmp = statePath_ + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << nlohmann::json{{"version", 1}, {"reals", reals}}.dump() << "\n";
+    out << nlohmann::json{{"version", kStateVersion},
+                          {"services", services},
+                          {"removed_services", removed},
+                          {"reals", reals}}
+               .dump()
+        << "\n";
     if (!out) {
       logWarn(LogRecord("runtime_state_not_saved").add("path", tmp).add("error", "write failed"));
       return;
@@ -179,41 +236,137 @@ void DaemonBackend::saveState() const {
     logWarn(LogRecord("runtime_state_not_saved").add("path", statePath_).add("error", "rename failed"));
 }
 
+namespace {
+
+void logDropped(const std::string& service, const std::string& real, const std::string& why) {
+  LogRecord r("runtime_state_dropped");
+  r.add("service", service);
+  if (!real.empty()) r.add("real", real);
+  logInfo(r.add("reason", why));
+}
+
+std::string firstError(const std::vector<std::string>& errors) {
+  return errors.empty() ? "invalid" : errors.front();
+}
+
+}  // namespace
+
+// Every entry is re-validated as the request that made it was, and kept
+// only if the file did not change what it changes (rebase's rule, with the
+// fingerprint saved standing in for the old file). Version 1 files (drains
+// and weights of file reals, with the real's file weight) are still read.
 DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
   Overlay out;
   if (statePath_.empty()) return out;
   std::ifstream in(statePath_);
   if (!in) return out;  // none yet
   nlohmann::json doc = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_object() || doc.value("version", 0) != 1 || !doc.contains("reals") ||
-      !doc["reals"].is_array()) {
-    logWarn(LogRecord("runtime_state_ignored").add("path", statePath_).add("error", "not a version 1 state file"));
+  const int version = doc.is_object() && doc.contains("version") && doc["version"].is_number_integer()
+                          ? doc["version"].get<int>()
+                          : 0;
+  auto arrayOr = [&](const char* key) {
+    return doc.is_object() && doc.contains(key) && doc[key].is_array();
+  };
+  if ((version != 1 && version != kStateVersion) || !arrayOr("reals") ||
+      (version == kStateVersion && (!arrayOr("services") || !arrayOr("removed_services")))) {
+    logWarn(LogRecord("runtime_state_ignored")
+                .add("path", statePath_)
+                .add("error", "not a keeld runtime state file of version 1 or " +
+                                  std::to_string(kStateVersion)));
     return out;
+  }
+  std::set<std::string> droppedServices;  // added ones not kept: their real entries go too
+  if (version == kStateVersion) {
+    for (const nlohmann::json& e : doc["services"]) {
+      if (!e.is_object() || !e.contains("request")) continue;
+      auto p = api::parseServiceAdd(e["request"]);
+      if (!p.ok()) {
+        const nlohmann::json& rq = e["request"];
+        const bool named = rq.is_object() && rq.contains("name") && rq["name"].is_string();
+        const std::string name = named ? rq["name"].get<std::string>() : "?";
+        logDropped(name, "", p.error.message);
+        droppedServices.insert(name);
+        continue;
+      }
+      const api::ServiceAddRequest& req = *p.value;
+      droppedServices.insert(req.name);  // until kept below
+      if (const ServiceConfig* clash = fileClaim(file, req.name, req.vip, req.port, req.protocol)) {
+        logDropped(req.name, "", "the file now defines service " + clash->name);
+        continue;
+      }
+      std::vector<std::string> errors;
+      auto svc = serviceFrom(req, errors);
+      if (!svc) {
+        logDropped(req.name, "", firstError(errors));
+        continue;
+      }
+      droppedServices.erase(req.name);
+      out.addedServices[req.name] = AddedService{std::move(*svc), req};
+      logInfo(LogRecord("runtime_state_kept").add("service", req.name).add("change", "added"));
+    }
+    for (const nlohmann::json& e : doc["removed_services"]) {
+      if (!e.is_object() || !e.contains("name") || !e["name"].is_string()) continue;
+      const std::string name = e["name"];
+      const ServiceConfig* fs = findSvc(file, name);
+      if (!fs || fingerprint(*fs) != e.value("file", nlohmann::json())) {
+        logDropped(name, "", "the file changed this service");
+        continue;
+      }
+      out.removedServices.insert(name);
+      logInfo(LogRecord("runtime_state_kept").add("service", name).add("change", "removed"));
+    }
   }
   for (const nlohmann::json& e : doc["reals"]) {
     if (!e.is_object() || !e.contains("service") || !e["service"].is_string() ||
-        !e.contains("address") || !e["address"].is_string() || !e.contains("file_weight") ||
-        !e["file_weight"].is_number_unsigned())
+        !e.contains("address") || !e["address"].is_string())
       continue;
-    const std::string svc = e["service"];
+    const std::string svcName = e["service"];
     auto addr = IpAddress::parse(e["address"].get<std::string>());
     if (!addr) continue;
-    const RealConfig* fr = findReal(file, svc, *addr);
-    // The file changed that real (or dropped it) since: the file wins.
-    if (!fr || fr->weight != e["file_weight"].get<uint32_t>()) {
-      logInfo(LogRecord("runtime_state_dropped").add("service", svc).add("real", addr->toString()));
+    const std::string real = addr->toString();
+    const RealConfig* fr = findReal(file, svcName, *addr);
+    const ServiceConfig* svc = nullptr;
+    if (auto it = out.addedServices.find(svcName); it != out.addedServices.end()) {
+      svc = &it->second.config;  // a service kept from this file: its reals go with it
+    } else if (droppedServices.count(svcName) || out.removedServices.count(svcName) ||
+               !(svc = findSvc(file, svcName))) {
+      logDropped(svcName, real, "the service is gone");
+      continue;
+    } else if (version == 1 ? (!fr || !e.contains("file_weight") || e["file_weight"] != fr->weight)
+                            : fingerprintOf(fr) != e.value("file", nlohmann::json())) {
+      logDropped(svcName, real, "the file changed this real");
       continue;
     }
     RealOverride ov;
     ov.drained = e.value("drained", false);
+    ov.removed = version == kStateVersion && e.value("removed", false);
     if (e.contains("weight") && e["weight"].is_number_unsigned() && e["weight"].get<uint64_t>() <= 65535)
       ov.weight = e["weight"].get<uint32_t>();
-    if (!ov.drained && !ov.weight) continue;
-    out.reals[{svc, *addr}] = ov;
+    if (version == kStateVersion && e.contains("added")) {
+      auto p = api::parseRealAdd(e["added"]);
+      std::vector<std::string> errors;
+      std::optional<RealConfig> r;
+      if (!p.ok())
+        errors.push_back(p.error.message);
+      else if (p.value->service != svcName || p.value->real.address != *addr)
+        errors.push_back("the request names another real");
+      else
+        r = realFrom(*svc, p.value->real, "services[" + svcName + "]", "params", errors);
+      if (!r) {
+        logDropped(svcName, real, firstError(errors));
+        continue;
+      }
+      ov.added = std::move(*r);
+      ov.addedSpec = p.value->real;
+    }
+    if (!ov.added && !ov.removed && !ov.drained && !ov.weight) continue;
+    out.reals[{svcName, *addr}] = std::move(ov);
     logInfo(LogRecord("runtime_state_kept")
-                .add("service", svc)
-                .add("real", addr->toString())
-                .add("drained", ov.drained ? 1 : 0));
+                .add("service", svcName)
+                .add("real", real)
+                .add("change", out.reals[{svcName, *addr}].added     ? "added"
+                               : out.reals[{svcName, *addr}].removed ? "removed"
+                                                                     : "weight/drain"));
   }
   return out;
 }
@@ -288,8 +441,13 @@ void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const He
 DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config& newFile,
                                              const Overlay& overlay) {
   Overlay out;
-  for (const auto& [name, svc] : overlay.addedServices)
-    if (!findSvc(newFile, name)) out.addedServices.emplace(name, svc);
+  for (const auto& [name, svc] : overlay.addedServices) {
+    const ServiceConfig& c = svc.config;
+    if (const ServiceConfig* clash = fileClaim(newFile, name, c.vip, c.port, c.protocol))
+      logDropped(name, "", "the file now defines service " + clash->name);
+    else
+      out.addedServices.emplace(name, svc);
+  }
   for (const std::string& name : overlay.removedServices) {
     const ServiceConfig* a = findSvc(oldFile, name);
     const ServiceConfig* b = findSvc(newFile, name);
@@ -300,7 +458,9 @@ DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config
       out.reals.emplace(key, ov);
       continue;
     }
-    if (!findSvc(newFile, key.first)) continue;  // the service left the file
+    // The service left the file, or was added at runtime and the file now
+    // defines it (its runtime reals go with the runtime service).
+    if (!findSvc(newFile, key.first) || overlay.addedServices.count(key.first)) continue;
     const RealConfig* a = findReal(oldFile, key.first, key.second);
     const RealConfig* b = findReal(newFile, key.first, key.second);
     const bool changed = (a == nullptr) != (b == nullptr) || (a && !sameReal(*a, *b));
@@ -389,7 +549,43 @@ api::GlobalStats DaemonBackend::globalStats() {
 
 // ------------------------------------------------------------ mutations
 
-Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
+std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, const api::RealSpec& spec,
+                                                  const std::string& servicePath,
+                                                  const std::string& realPath,
+                                                  std::vector<std::string>& errors) const {
+  RealConfig r;
+  r.address = spec.address;
+  r.weight = spec.weight;
+  r.mac = spec.mac;
+  r.health = jsonToYaml(spec.health);
+  bool ok = true;
+  if (svc.forwarding == Forwarding::kL2dsr && !r.mac) {
+    // As loadConfigFile does for keel.yaml: l2dsr rewrites only the MAC, so
+    // the real must be on this segment, and its neighbour entry proves it.
+    if (resolveMac_ && !neighbourInterface_.empty()) r.mac = resolveMac_(r.address, neighbourInterface_);
+    if (r.mac) {
+      r.macResolved = true;
+    } else {
+      ok = false;
+      const std::string what = "request: " + realPath + ": real " + r.address.toString() +
+                               " of service " + svc.name + ": ";
+      if (resolveMac_ && !neighbourInterface_.empty())
+        errors.push_back(what + "no neighbour entry on " + neighbourInterface_ +
+                         " (not reachable on-link?); ping it from this host or give --mac");
+      else
+        errors.push_back(what + "l2dsr needs its mac and there is no neighbour table to resolve "
+                                "it in (no dataplane.interface); give --mac");
+    }
+  }
+  auto healthSpec = resolveRealHealth(svc.health, r.health, "request", servicePath, realPath, errors);
+  if (!healthSpec || !ok) return std::nullopt;
+  r.healthSpec = *healthSpec;
+  return r;
+}
+
+std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddRequest& req,
+                                                        std::vector<std::string>& errors) const {
+  const size_t before = errors.size();
   ServiceConfig svc;
   svc.name = req.name;
   svc.vip = req.vip;
@@ -399,7 +595,6 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
   svc.scheduler = req.scheduler == "maglev-src" ? Scheduler::kMaglevSrc : Scheduler::kMaglev;
   svc.ringSize = req.ringSize;
   svc.health = jsonToYaml(req.health);
-  std::vector<std::string> errors;
   if (svc.health.IsMap() && svc.health["all_down"]) {
     std::string v = svc.health["all_down"].Scalar();
     if (v == "fail-open" || v == "fail-closed")
@@ -407,25 +602,37 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
     else
       errors.push_back("request: params.health.all_down: must be one of fail-open|fail-closed, got " + v);
   }
-  for (size_t i = 0; i < req.reals.size(); ++i) {
-    const api::RealSpec& rs = req.reals[i];
-    RealConfig r;
-    r.address = rs.address;
-    r.weight = rs.weight;
-    r.mac = rs.mac;
-    r.health = jsonToYaml(rs.health);
-    if (svc.forwarding == Forwarding::kL2dsr && !r.mac)
-      errors.push_back("request: params.reals[" + std::to_string(i) + "].mac: l2dsr reals added at runtime need a mac");
-    if (auto spec = resolveRealHealth(svc.health, r.health, "request", "params",
-                                      "params.reals[" + std::to_string(i) + "]", errors))
-      r.healthSpec = *spec;
-    svc.reals.push_back(std::move(r));
-  }
-  if (!errors.empty()) return configErrors(std::move(errors));
+  for (size_t i = 0; i < req.reals.size(); ++i)
+    if (auto r = realFrom(svc, req.reals[i], "params", "params.reals[" + std::to_string(i) + "]", errors))
+      svc.reals.push_back(std::move(*r));
+  if (errors.size() != before) return std::nullopt;
+  return svc;
+}
+
+namespace {
+void logResolvedMacs(const std::string& service, const std::vector<const RealConfig*>& reals) {
+  for (const RealConfig* r : reals)
+    if (r->macResolved)
+      logInfo(LogRecord("real_mac_resolved")
+                  .add("service", service)
+                  .add("real", r->address.toString())
+                  .add("mac", r->mac->toString()));
+}
+}  // namespace
+
+Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
+  std::vector<std::string> errors;
+  auto svc = serviceFrom(req, errors);
+  if (!svc) return configErrors(std::move(errors));
+  std::vector<const RealConfig*> reals;
   Overlay next = overlay_;
-  next.addedServices[svc.name] = svc;
+  next.addedServices[req.name] = AddedService{*svc, req};
   Result r = commit(file_, std::move(next));
-  if (r.isOk()) logInfo(LogRecord("runtime_service_added").add("service", svc.name));
+  if (r.isOk()) {
+    for (const RealConfig& real : svc->reals) reals.push_back(&real);
+    logResolvedMacs(req.name, reals);
+    logInfo(LogRecord("runtime_service_added").add("service", req.name));
+  }
   return r;
 }
 
@@ -441,26 +648,20 @@ Result DaemonBackend::removeService(const std::string& name) {
 Result DaemonBackend::addReal(const api::RealAddRequest& req) {
   const ServiceConfig* svc = findSvc(effective_, req.service);
   if (!svc) return Result::error(api::code::kNotFound, "no service named " + req.service, "params.service");
-  RealConfig r;
-  r.address = req.real.address;
-  r.weight = req.real.weight;
-  r.mac = req.real.mac;
-  r.health = jsonToYaml(req.real.health);
   std::vector<std::string> errors;
-  if (svc->forwarding == Forwarding::kL2dsr && !r.mac)
-    errors.push_back("request: params.mac: l2dsr reals added at runtime need a mac");
-  if (auto spec = resolveRealHealth(svc->health, r.health, "request", "services[" + svc->name + "]",
-                                    "params", errors))
-    r.healthSpec = *spec;
-  if (!errors.empty()) return configErrors(std::move(errors));
+  auto r = realFrom(*svc, req.real, "services[" + svc->name + "]", "params", errors);
+  if (!r) return configErrors(std::move(errors));
   Overlay next = overlay_;
   RealOverride ov;
-  ov.added = r;
-  ov.weight = r.weight;  // also when re-adding a file real removed at runtime
-  next.reals[{req.service, r.address}] = ov;
+  ov.added = *r;
+  ov.addedSpec = req.real;
+  ov.weight = r->weight;  // also when re-adding a file real removed at runtime
+  next.reals[{req.service, r->address}] = ov;
   Result res = commit(file_, std::move(next));
-  if (res.isOk())
-    logInfo(LogRecord("runtime_real_added").add("service", req.service).add("real", r.address.toString()));
+  if (res.isOk()) {
+    logResolvedMacs(req.service, {&*r});
+    logInfo(LogRecord("runtime_real_added").add("service", req.service).add("real", r->address.toString()));
+  }
   return res;
 }
 

@@ -15,6 +15,7 @@
 //  - A reload keeps every overlay entry except those whose real (service)
 //    the file itself changed between the previous and the new file: then
 //    the file wins and the entry is dropped.
+//  - A restart keeps the whole overlay by the same rule (setStatePath).
 //
 // Health: each real has one HealthChecker target; transitions call
 // Registry::setRealHealth. Checked reals (type != none) start DOWN and come
@@ -30,6 +31,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -61,12 +63,21 @@ class DaemonBackend : public api::ControlBackend {
   // Called around every reload (SIGHUP or API): begin, then done with the
   // outcome (keeld tells systemd: RELOADING=1 ... READY=1).
   void setReloadHook(std::function<void(bool done, bool ok)> hook) { reloadHook_ = std::move(hook); }
-  // Where drains and runtime weights of file reals are kept across restarts
-  // (keeld: /run/keel/runtime-IFACE.json; call before start()). Rewritten
-  // after every change; start() reads it back and keeps an entry only if
-  // the file still has that real at the weight it had when it was written
-  // (the "file wins" rule of reloads). Empty: nothing is kept.
+  // Where the runtime overlay is kept across restarts (keeld:
+  // /run/keel/runtime-IFACE.json; call before start()): added services and
+  // reals as the requests that made them, removed ones, weights and drains,
+  // each with what the file said about that service/real when it was
+  // written. Rewritten after every change. start() replays the requests
+  // through the API parser and serviceFrom/realFrom, and applies the
+  // "file wins" rule of reloads: an entry whose service/real the file has
+  // changed since is dropped (log: runtime_state_dropped). A damaged or
+  // foreign file is ignored with a warning. Empty: nothing is kept.
   void setStatePath(std::string path) { statePath_ = std::move(path); }
+  // How an l2dsr real given without a MAC gets one: keeld passes the same
+  // neighbour-table resolver loadConfigFile uses for keel.yaml, so a runtime
+  // add (real.add, service.add) resolves exactly like the file. Empty: such a
+  // real is refused (it needs a mac). Call before start().
+  void setMacResolver(MacResolver resolver) { resolveMac_ = std::move(resolver); }
 
   // ControlBackend
   std::vector<api::ServiceSnapshot> listServices() override;
@@ -93,14 +104,20 @@ class DaemonBackend : public api::ControlBackend {
   bool canDetach_ = true;
   struct RealOverride {
     std::optional<RealConfig> added;      // real.add of a real the file lacks
+    std::optional<api::RealSpec> addedSpec;  // the request `added` was built from
     bool removed = false;                 // real.remove
     std::optional<uint32_t> weight;       // real.set_weight
     bool drained = false;                 // real.drain
   };
+  struct AddedService {
+    ServiceConfig config;
+    api::ServiceAddRequest request;  // what it was built from (the state file keeps it)
+  };
   struct Overlay {
-    std::map<std::string, ServiceConfig> addedServices;
+    std::map<std::string, AddedService> addedServices;
     std::set<std::string> removedServices;
     std::map<std::pair<std::string, IpAddress>, RealOverride> reals;
+    bool empty() const { return addedServices.empty() && removedServices.empty() && reals.empty(); }
   };
   struct Target {
     HealthTargetId id = 0;
@@ -110,6 +127,14 @@ class DaemonBackend : public api::ControlBackend {
   };
 
   Config compose(const Config& file, const Overlay& overlay) const;
+  // A runtime request as keel.yaml would have it: health resolved the same
+  // way, l2dsr MACs from the neighbour table (resolveMac_). Errors are
+  // appended ("request: params...: ..."); nullopt then.
+  std::optional<ServiceConfig> serviceFrom(const api::ServiceAddRequest& request,
+                                           std::vector<std::string>& errors) const;
+  std::optional<RealConfig> realFrom(const ServiceConfig& service, const api::RealSpec& spec,
+                                     const std::string& servicePath, const std::string& realPath,
+                                     std::vector<std::string>& errors) const;
   api::Result reloadFile();
   void saveState() const;
   Overlay loadState(const Config& file) const;
@@ -129,6 +154,8 @@ class DaemonBackend : public api::ControlBackend {
   Stopper stopper_;
   std::function<void(bool done, bool ok)> reloadHook_;
   std::string statePath_;
+  MacResolver resolveMac_;
+  std::string neighbourInterface_;  // dataplane.interface at start (a reload cannot change it)
   Config file_;       // the file as last applied
   Overlay overlay_;   // runtime changes on top of it
   Config effective_;  // compose(file_, overlay_), what the registry holds

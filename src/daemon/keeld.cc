@@ -209,7 +209,9 @@ int run(const std::string& path, bool detachOnExit) {
       [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, planeMac, *node); },
       stop);
   backend.setCanDetach(handle->canDetach());
-  // Runtime drains/weights, beside the control socket (/run/keel): it lives
+  // Runtime adds resolve l2dsr MACs exactly as the file does.
+  backend.setMacResolver(hostConfigOptions().resolveMac);
+  // The runtime overlay (keelctl changes), beside the control socket (/run/keel): it lives
   // as long as the pins do (until reboot), and per interface like them.
   const std::filesystem::path stateDir = std::filesystem::path(config.control.socket).parent_path();
   const std::string stateKey =

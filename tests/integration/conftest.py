@@ -84,3 +84,19 @@ def need_keel(keel_build):
                if not (keel_build / labmod.Lab.BINARIES[n]).exists()]
     if missing:
         pytest.fail(f"not built in {keel_build}: {', '.join(missing)}")
+
+
+@pytest.fixture
+def host(lab, need_keel):
+    """A KeeldHost (lab.py): a mount namespace whose bpffs outlives each keeld
+    started in it, for restart and adoption tests. XDP only: the DPDK plane
+    pins nothing to adopt. ipip reals decapsulate with keel-decap."""
+    if lab.dataplane != "xdp":
+        pytest.skip("adoption of pinned maps is the XDP data plane's")
+    lab.plane.reset(lab)
+    lab.decap_attach()
+    h = labmod.KeeldHost(lab)
+    yield h
+    h.close()
+    lab.plane.reset(lab)
+    lab.decap_detach()

@@ -282,7 +282,9 @@ class Keeld:
 
     def __init__(self, lab: "Lab", config_path: Path, log_path: Path,
                  host: "KeeldHost | None" = None, args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, wrap: tuple[str, ...] = ()):
+        """WRAP: a command keeld runs under, e.g. setpriv with fewer
+        capabilities (test_privileges.py)."""
         self.lab = lab
         self.config_path = config_path
         self.log_path = log_path
@@ -292,12 +294,12 @@ class Keeld:
         if host is None:
             script = ("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; "
                       "mkdir -p /run/keel && mount -t tmpfs -o size=4m,mode=0755 keel-lab /run/keel; "
-                      f"exec {keeld} --config {config_path} {extra}")
+                      f"exec {' '.join(wrap)} {keeld} --config {config_path} {extra}")
             argv = lab.balancer.argv(["sh", "-c", script])
         else:
             # Restart tests: the mounts belong to the holder, so the pins
             # outlive this keeld and the next one finds them.
-            argv = host.argv([str(keeld), "--config", str(config_path), *args])
+            argv = host.argv([*wrap, str(keeld), "--config", str(config_path), *args])
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True,
                                      env={**os.environ, **env} if env else None)

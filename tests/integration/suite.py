@@ -1,9 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """Helpers the keel test modules share: start keeld for a test, wait until it
 serves, and tally flows. (Lab mechanics live in lab.py.)"""
+import json
+import socket
+import time
 from collections import Counter
 
 import pytest
+
+# The health check of the suites that watch health (test_health, test_metrics):
+# TCP connects to :8080 (every lab server listens there) every 200ms.
+HEALTH_INTERVAL_S = 0.2
+HEALTH_FALL = HEALTH_RISE = 2
+# fall/rise * interval, plus first-check jitter, probe timeout and a loaded CI box.
+STATE_WAIT_S = (max(HEALTH_FALL, HEALTH_RISE) + 1) * HEALTH_INTERVAL_S + 10
 
 
 def wait_serving(lab, config, attempts=20):
@@ -49,10 +59,71 @@ def run_keel(request, lab, config, with_handle=False):
     lab.decap_detach()
 
 
+def checked_service(lab, name="web", port=80):
+    """An IPv4 ipip TCP service over every lab real, with the suite's check."""
+    svc = lab.service(name, 4, port, "tcp", "ipip")
+    svc["health"] = {"type": "tcp", "port": 8080, "interval": f"{int(HEALTH_INTERVAL_S * 1000)}ms",
+                     "timeout": "200ms", "rise": HEALTH_RISE, "fall": HEALTH_FALL}
+    return svc
+
+
+def show_service(keeld, name="web") -> dict:
+    out = json.loads(keeld.keelctl("-o", "json", "service", "show", name).stdout)
+    return out.get("service", out)
+
+
+def real_states(keeld, name="web") -> dict:
+    """{real address: up|down|draining} as keelctl shows them."""
+    return {r["address"]: r["state"] for r in show_service(keeld, name)["reals"]}
+
+
+def wait_states(keeld, want: dict, name="web", timeout: float = STATE_WAIT_S):
+    """Waits, bounded, until every real in WANT has its state."""
+    deadline = time.monotonic() + timeout
+    got = {}
+    while time.monotonic() < deadline:
+        got = real_states(keeld, name)
+        if all(got.get(a) == s for a, s in want.items()):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"real states {got}, wanted {want} within {timeout}s\n{keeld.log()}")
+
+
+def run_checked_keel(request, lab, config):
+    """Generator body of the fixtures of health-checked services: run_keel
+    with the keeld handle, yielded once every real of every service is up by
+    its checks; afterwards restarts every lab server a test stopped."""
+    gen = run_keel(request, lab, config, with_handle=True)
+    lab_, config, keeld = next(gen)
+    try:
+        for svc in config["services"]:
+            wait_states(keeld, {r["address"]: "up" for r in svc["reals"]}, svc["name"])
+        yield lab_, config, keeld
+    finally:
+        for real in lab.reals:
+            lab.restart_server(real)
+        for _ in gen:
+            pass
+
+
 def served(flows):
     failed = [f for f in flows if "real" not in f]
     assert not failed, f"{len(failed)} of {len(flows)} flows failed, e.g. {failed[:3]}"
     return Counter(f["real"] for f in flows)
+
+
+def connect_and_ask(lab, port, n, conns):
+    """Opens n TCP connections from the client to lab.vip4:port, adding each
+    to conns (the caller closes them, even on failure), and returns what each
+    answered to one request: every one must be served by a real."""
+    for _ in range(n):
+        s = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
+        conns.append(s)
+        s.settimeout(3)
+        s.connect((lab.vip4, port))
+    answers = [ask(s) for s in conns[-n:]]
+    assert all(a.startswith("real") for a in answers), answers
+    return answers
 
 
 def ask(sock):

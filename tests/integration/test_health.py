@@ -10,60 +10,22 @@
 Checks are TCP connects to :8080 every 200ms, fall 2, rise 2. Every wait is
 bounded in count and time."""
 import json
-import socket
-import time
 
 import pytest
 
-from suite import ask, run_keel, served
+from suite import ask, checked_service, connect_and_ask, run_checked_keel, run_keel, served, show_service, wait_states
+from suite import real_states as states
 
 PORT = 80
-INTERVAL_S = 0.2
-FALL = RISE = 2
-# fall/rise * interval, plus first-check jitter, probe timeout and a loaded CI box.
-STATE_WAIT_S = (max(FALL, RISE) + 1) * INTERVAL_S + 10
-
-
-def web(lab):
-    svc = lab.service("web", 4, PORT, "tcp", "ipip")
-    svc["health"] = {"type": "tcp", "port": 8080, "interval": "200ms", "timeout": "200ms",
-                     "rise": RISE, "fall": FALL}
-    return svc
 
 
 @pytest.fixture
 def keel_health(request, lab, need_keel):
-    gen = run_keel(request, lab, lab.keel_config([web(lab)]), with_handle=True)
-    lab_, config, keeld = next(gen)
-    try:
-        wait_states(keeld, {r.v4: "up" for r in lab.reals})
-        yield lab_, config, keeld
-    finally:
-        for real in lab.reals:
-            lab.restart_server(real)
-        for _ in gen:
-            pass
+    yield from run_checked_keel(request, lab, lab.keel_config([checked_service(lab, port=PORT)]))
 
 
 def show(keeld) -> dict:
-    p = keeld.keelctl("-o", "json", "service", "show", "web")
-    out = json.loads(p.stdout)
-    return out.get("service", out)
-
-
-def states(keeld) -> dict:
-    return {r["address"]: r["state"] for r in show(keeld)["reals"]}
-
-
-def wait_states(keeld, want: dict, timeout: float = STATE_WAIT_S):
-    deadline = time.monotonic() + timeout
-    got = {}
-    while time.monotonic() < deadline:
-        got = states(keeld)
-        if all(got.get(a) == s for a, s in want.items()):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"real states {got}, wanted {want} within {timeout}s\n{keeld.log()}")
+    return show_service(keeld, "web")
 
 
 def names(flows):
@@ -101,13 +63,7 @@ def test_drain_keeps_established(keel_health):
     lab, _, keeld = keel_health
     conns = []
     try:
-        for _ in range(12):
-            s = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
-            conns.append(s)
-            s.settimeout(3)
-            s.connect((lab.vip4, PORT))
-        before = [ask(s) for s in conns]
-        assert all(b.startswith("real") for b in before), before
+        before = connect_and_ask(lab, PORT, 12, conns)
         target = next(r for r in lab.reals if r.role in before)
         keeld.keelctl("real", "drain", "web", target.v4)
         assert states(keeld)[target.v4] == "draining"

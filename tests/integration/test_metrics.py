@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from suite import run_keel, served
+from suite import checked_service, run_checked_keel, run_keel, served
 
 PORT = 80
 URL = "http://127.0.0.1:9477/metrics"
@@ -53,13 +53,6 @@ def value(samples: dict, name: str, **labels) -> float:
     return hits[0]
 
 
-def health_service(lab):
-    svc = lab.service("web", 4, PORT, "tcp", "ipip")
-    svc["health"] = {"type": "tcp", "port": 8080, "interval": "200ms", "timeout": "200ms",
-                     "rise": 2, "fall": 2}
-    return svc
-
-
 def wait_metric(lab, name, want, timeout=STATE_WAIT_S, **labels):
     deadline = time.monotonic() + timeout
     got = None
@@ -73,18 +66,7 @@ def wait_metric(lab, name, want, timeout=STATE_WAIT_S, **labels):
 
 @pytest.fixture
 def keel_metrics(request, lab, need_keel):
-    config = lab.keel_config([health_service(lab)])
-    gen = run_keel(request, lab, config, with_handle=True)
-    lab_, config, keeld = next(gen)
-    try:
-        for real in lab.reals:
-            wait_metric(lab, "keel_real_up", 1, remote_address=real.v4)
-        yield lab_, config, keeld
-    finally:
-        for real in lab.reals:
-            lab.restart_server(real)
-        for _ in gen:
-            pass
+    yield from run_checked_keel(request, lab, lab.keel_config([checked_service(lab, port=PORT)]))
 
 
 def test_promtool_accepts_exposition(keel_metrics):

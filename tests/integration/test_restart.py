@@ -7,7 +7,10 @@ TCP connection and a UDP flow exchange messages without pause, and restarted:
   - a restart whose config lists a new service first and drains the real of
     the established flows keeps them there (the registry's ids and
     generations were rebuilt from the pinned maps, not handed out afresh);
-  - a drain made with keelctl survives the restart;
+  - a drain made with keelctl survives the restart, and so do a service and
+    reals added and a file real removed with keelctl (l2dsr reals added
+    without a MAC resolve it from the neighbour table, as the file's do):
+    the added service's established flows keep their reals;
   - SIGTERM leaves forwarding in place by default; --detach-on-exit removes
     the attachment and the pins.
 keelds run in a KeeldHost (lab.py), whose bpffs outlives each of them."""
@@ -15,10 +18,8 @@ import json
 import socket
 import threading
 
-import pytest
-
 import lab as labmod
-from suite import ask, served, wait_serving
+from suite import ask, connect_and_ask, served, wait_serving
 
 PORT = 80
 EXTRA_PORT = 8080
@@ -81,19 +82,6 @@ def drops(lab):
     return {k: v for k, v in (lab.reasons() or {}).items() if k.startswith("drop_")}
 
 
-@pytest.fixture
-def host(lab, need_keel):
-    if lab.dataplane != "xdp":
-        pytest.skip("restart adoption is the XDP data plane's (pinned maps)")
-    lab.plane.reset(lab)
-    lab.decap_attach()
-    h = labmod.KeeldHost(lab)
-    yield h
-    h.close()
-    lab.plane.reset(lab)
-    lab.decap_detach()
-
-
 def start(lab, host, config, name, *args):
     path = lab.write_config(config, f"{name}.yaml")
     k = labmod.Keeld(lab, path, lab.tmp / f"{name}.log", host=host, args=args)
@@ -110,13 +98,7 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
     conns = []
     pumps = []
     try:
-        for _ in range(N_CONN):
-            s = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
-            conns.append(s)
-            s.settimeout(3)
-            s.connect((lab.vip4, PORT))
-        before = [ask(s) for s in conns]
-        assert all(b.startswith("real") for b in before), before
+        before = connect_and_ask(lab, PORT, N_CONN, conns)
         drops0 = drops(lab)
         pumps = [Pump(lab, "tcp").start(), Pump(lab, "udp").start()]
 
@@ -189,6 +171,64 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
     assert k4.stop() == 0, k4.log()
     assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) is None
     assert host.run(["test", "-e", PIN_DIR], check=False).returncode != 0
+
+
+def show(k, name):
+    shown = json.loads(k.keelctl("-o", "json", "service", "show", name).stdout)
+    return shown.get("service", shown)
+
+
+def test_runtime_changes_survive_kill_and_restart(lab, host):
+    web, _ = configs(lab)
+    config = lab.keel_config([web])
+    r1, r2, r3 = lab.reals[:3]
+    k1 = start(lab, host, config, "rt1")
+    wait_serving(lab, config)
+    # An l2dsr service with a health check, its reals without MACs; a third
+    # real added to it; web's third real removed.
+    health = {"type": "tcp", "interval": "200ms", "rise": 1, "fall": 3}
+    k1.keelctl("service", "add", "added", "--vip", lab.vip4, "--port", str(EXTRA_PORT),
+               "--protocol", "tcp", "--forwarding", "l2dsr", "--real", r1.v4,
+               "--real", f"{r2.v4}:50", "--health", json.dumps(health))
+    k1.keelctl("real", "add", "added", r3.v4)
+    k1.keelctl("real", "remove", "web", r3.v4)
+    unknown = k1.keelctl("real", "add", "added", labmod.LAN_NET4 + "99", check=False)
+    assert unknown.returncode == 1 and "no neighbour entry on eth0" in unknown.stderr, unknown.stderr
+    added = {"name": "added", "protocol": "tcp", "vip": lab.vip4, "port": EXTRA_PORT}
+    wait_serving(lab, {"services": [added]})
+    reals = {r["address"]: r for r in show(k1, "added")["reals"]}
+    assert {a: r["mac"] for a, r in reals.items()} == {h.v4: h.mac for h in (r1, r2, r3)}
+    assert "event=real_mac_resolved" in k1.log()
+
+    conns = []
+    try:
+        before = connect_and_ask(lab, EXTRA_PORT, N_CONN, conns)
+        k1.kill()
+
+        k2 = start(lab, host, config, "rt2")
+        log = k2.log()
+        assert "event=dataplane_adopted" in log and "runtime_state_dropped" not in log, log
+        after = show(k2, "added")
+        assert after["forwarding"] == "l2dsr", after
+        assert {r["address"]: (r["weight"], r["state"]) for r in after["reals"]} == \
+            {r1.v4: (100, "up"), r2.v4: (50, "up"), r3.v4: (100, "up")}, after
+        assert {r["address"] for r in show(k2, "web")["reals"]} == {r1.v4, r2.v4}
+        health_shown = json.loads(k2.keelctl("-o", "json", "health", "show", "added").stdout)
+        assert "tcp" in json.dumps(health_shown), health_shown
+        moved = [(i, b, a) for i, (b, a) in enumerate(zip(before, [ask(s) for s in conns])) if a != b]
+        assert not moved, f"the added service's flows changed real across the restart: {moved}"
+        assert r3.role not in served(lab.flows("tcp", lab.vip4, PORT, count=20))
+        served(lab.flows("tcp", lab.vip4, EXTRA_PORT, count=3))
+    finally:
+        for s in conns:
+            s.close()
+    # Taking the balancer out forgets the runtime changes with the pins.
+    state = "/run/keel/runtime-eth0.json"
+    assert host.run(["test", "-e", state], check=False).returncode == 0
+    k2.keelctl("daemon", "stop")
+    k2.proc.wait(timeout=10)
+    k2.stop()
+    assert host.run(["test", "-e", state], check=False).returncode != 0
 
 
 def test_sd_notify_ready_reloading_stopping(lab, host):

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # The Debian package, end to end: builds keel's .deb from a copy of the
 # source tree (dpkg-buildpackage -b, which runs `meson install`), installs it,
-# checks what it installed (binaries, man pages, units, examples), validates
+# checks what it installed (binaries, man pages, units and keeld's
+# capability set, examples), validates
 # the installed example configs with the installed keeld, verifies the units
 # with systemd-analyze, and purges the package again, also on failure.
 #
@@ -92,6 +93,14 @@ done
 for m in /usr/share/man/man8/keel*.8.gz; do
   out=$(MANWIDTH=80 man --warnings -l "$m" 2>&1 >/dev/null) || fail "man $m failed"
   [ -z "$out" ] || fail "man $m warns: $out"
+done
+# Least privilege: the unit grants exactly these (no CAP_SYS_ADMIN; adoption
+# works from the pins). tests/integration/test_privileges.py runs keeld with
+# this set; here we check the installed unit is the one that test read.
+want_caps="CAP_BPF CAP_NET_ADMIN CAP_PERFMON CAP_IPC_LOCK CAP_CHOWN"
+for key in CapabilityBoundingSet AmbientCapabilities; do
+  got=$(sed -n "s/^$key=//p" /lib/systemd/system/keeld.service)
+  [ "$got" = "$want_caps" ] || fail "keeld.service $key is '$got', want '$want_caps'"
 done
 systemctl is-enabled keeld >/dev/null 2>&1 && fail "the package enabled keeld (it must not start without a config)"
 

@@ -315,6 +315,38 @@ Parsed<RealAddRequest> parseRealAdd(const json& params) {
 }
 
 namespace {
+json realParams(const RealSpec& real) {
+  json p{{"address", real.address.toString()}, {"weight", real.weight}};
+  if (real.mac) p["mac"] = real.mac->toString();
+  if (!real.health.is_null()) p["health"] = real.health;
+  return p;
+}
+}  // namespace
+
+json toParams(const ServiceAddRequest& r) {
+  json p{{"name", r.name},
+         {"vip", r.vip.toString()},
+         {"port", r.port},
+         {"protocol", std::string(protocolName(r.protocol))},
+         {"forwarding", r.forwarding},
+         {"scheduler", r.scheduler},
+         {"ring_size", r.ringSize}};
+  if (!r.reals.empty()) {
+    json reals = json::array();
+    for (const RealSpec& real : r.reals) reals.push_back(realParams(real));
+    p["reals"] = std::move(reals);
+  }
+  if (!r.health.is_null()) p["health"] = r.health;
+  return p;
+}
+
+json toParams(const RealAddRequest& r) {
+  json p = realParams(r.real);
+  p["service"] = r.service;
+  return p;
+}
+
+namespace {
 // The (service, address) pair every real verb names.
 void readRealRef(Fields& f, RealRef& r) {
   if (auto s = f.serviceName("service", true)) r.service = *s;

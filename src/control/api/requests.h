@@ -56,6 +56,13 @@ Parsed<LookupRequest> parseLookup(const nlohmann::json& params);
 Parsed<ConfigPath> parseConfigPath(const nlohmann::json& params);
 Parsed<ShutdownRequest> parseShutdown(const nlohmann::json& params);
 
+// The params that parse back to the same request: parseServiceAdd(toParams(r))
+// and parseRealAdd(toParams(r)) give r again. keeld's runtime state file
+// keeps added services and reals in this form, so a restart re-validates
+// them through the same parser as the request that made them.
+nlohmann::json toParams(const ServiceAddRequest& request);
+nlohmann::json toParams(const RealAddRequest& request);
+
 // Same rule as keel.yaml: 1..63 of [A-Za-z0-9._-], starting alphanumeric.
 bool isValidServiceName(std::string_view name);
 

@@ -15,7 +15,6 @@
 #include <cstdarg>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <set>
 #include <mutex>
@@ -28,6 +27,9 @@ namespace keel {
 namespace {
 
 constexpr long kBpfFsMagic = 0xcafe4a11;  // BPF_FS_MAGIC (linux/magic.h)
+// Pin names under <pinDir> beside the maps' (bpffs allows no '.' in names).
+constexpr const char* kProgPin = "prog";
+constexpr const char* kRodataPin = "prog_rodata";
 
 std::string errnoText(int err) { return std::strerror(err < 0 ? -err : err); }
 
@@ -58,8 +60,14 @@ std::string takeLibbpfLog() {
 Status ensureBpffs() {
   struct statfs st {};
   if (statfs("/sys/fs/bpf", &st) == 0 && st.f_type == kBpfFsMagic) return Status::ok();
-  if (mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr) != 0)
-    return Status::error(std::string("mount bpffs on /sys/fs/bpf: ") + std::strerror(errno));
+  if (mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr) != 0) {
+    int err = errno;
+    std::string hint = err == EPERM ? " (mounting needs CAP_SYS_ADMIN, which keeld does not otherwise "
+                                      "need: mount it before starting keeld, `mount -t bpf bpf "
+                                      "/sys/fs/bpf`, as keeld.service's ExecStartPre does)"
+                                    : "";
+    return Status::error(std::string("mount bpffs on /sys/fs/bpf: ") + std::strerror(err) + hint);
+  }
   return Status::ok();
 }
 
@@ -116,24 +124,21 @@ bool progMaps(int fd, ProgMaps* out) {
   return true;
 }
 
-// The contents of a program's own maps (.rodata: the load-time options),
-// by name; nullopt if one is not a one-slot array (then we cannot tell).
-std::optional<std::map<std::string, std::string>> ownMapContents(const std::set<uint32_t>& ids) {
-  std::map<std::string, std::string> out;
-  for (uint32_t id : ids) {
-    int fd = bpf_map_get_fd_by_id(id);
-    if (fd < 0) return std::nullopt;
-    bpf_map_info info{};
-    uint32_t len = sizeof info;
-    bool ok = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.type == BPF_MAP_TYPE_ARRAY &&
-              info.max_entries == 1;
-    std::string value(ok ? info.value_size : 0, '\0');
-    uint32_t zero = 0;
-    if (ok) ok = bpf_map_lookup_elem(fd, &zero, value.data()) == 0;
-    ::close(fd);
-    if (!ok) return std::nullopt;
-    out[info.name] = value;
-  }
+// A one-slot array's id and value (.rodata: the load-time options);
+// nullopt if fd is not one (then we cannot tell).
+struct OneSlot {
+  uint32_t id = 0;
+  std::string value;
+};
+std::optional<OneSlot> oneSlot(int fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.type != BPF_MAP_TYPE_ARRAY ||
+      info.max_entries != 1)
+    return std::nullopt;
+  OneSlot out{info.id, std::string(info.value_size, '\0')};
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(fd, &zero, out.value.data()) != 0) return std::nullopt;
   return out;
 }
 
@@ -141,7 +146,16 @@ std::optional<std::map<std::string, std::string>> ownMapContents(const std::set<
 // references blanked) over the same pinned maps with the same load-time
 // options (.rodata contents). Then the attached program is kept, so its id,
 // and what operators see, do not change across a restart.
-bool sameProgram(int attachedFd, int loadedFd, const std::set<uint32_t>& pinnedMapIds) {
+//
+// Everything comes from fds we hold (the pins, our skeleton): opening the
+// attached program's .rodata by id (BPF_MAP_GET_FD_BY_ID) would need
+// CAP_SYS_ADMIN. So the .rodata is pinned beside the program (prog_rodata),
+// and counts only if the attached program really uses that map. Missing or
+// stale (pins made by an older keeld, a crash between the two pins): we
+// cannot tell, and the caller swaps the program, which is safe too.
+bool sameProgram(int attachedFd, int attachedRodataFd, int loadedFd, int loadedRodataFd,
+                 const std::set<uint32_t>& pinnedMapIds) {
+  if (attachedRodataFd < 0) return false;
   ProgMaps a, b;
   if (!progMaps(attachedFd, &a) || !progMaps(loadedFd, &b)) return false;
   if (std::memcmp(a.info.tag, b.info.tag, sizeof a.info.tag) != 0) return false;
@@ -149,8 +163,10 @@ bool sameProgram(int attachedFd, int loadedFd, const std::set<uint32_t>& pinnedM
   for (uint32_t id : a.ids) (pinnedMapIds.count(id) ? aShared : aOwn).insert(id);
   for (uint32_t id : b.ids) (pinnedMapIds.count(id) ? bShared : bOwn).insert(id);
   if (aShared != bShared) return false;
-  auto ac = ownMapContents(aOwn), bc = ownMapContents(bOwn);
-  return ac && bc && *ac == *bc;
+  auto ar = oneSlot(attachedRodataFd), br = oneSlot(loadedRodataFd);
+  // The only map of its own each program has is its .rodata.
+  return ar && br && aOwn == std::set<uint32_t>{ar->id} && bOwn == std::set<uint32_t>{br->id} &&
+         ar->value == br->value;
 }
 
 }  // namespace
@@ -286,16 +302,22 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
   LIBBPF_OPTS(bpf_xdp_query_opts, query);
   if (int rc = bpf_xdp_query(ifindex_, 0, &query); rc != 0)
     return Status::error("xdp: query " + options_.interface + ": " + errnoText(rc));
+  // The pinned program, opened through its pin (file permissions only; by
+  // id it would take CAP_SYS_ADMIN): the fd we compare and replace through.
+  int pinnedFd = -1;
   uint32_t pinnedId = 0;
   if (adopting) {
-    std::string path = options_.pinDir + "/prog";
-    if (int fd = bpf_obj_get(path.c_str()); fd >= 0) {
-      bpf_prog_info info{};
-      uint32_t len = sizeof info;
-      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) pinnedId = info.id;
-      ::close(fd);
-    }
+    pinnedFd = bpf_obj_get((options_.pinDir + "/" + kProgPin).c_str());
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (pinnedFd >= 0 && bpf_obj_get_info_by_fd(pinnedFd, &info, &len) == 0) pinnedId = info.id;
   }
+  struct FdCloser {
+    int& fd;
+    ~FdCloser() {
+      if (fd >= 0) ::close(fd);
+    }
+  } closePinned{pinnedFd};
   const bool native = options_.mode == XdpAttachMode::kNative;
   const uint32_t attachedId = native ? query.drv_prog_id : query.skb_prog_id;
   const uint32_t otherModeId = native ? query.skb_prog_id : query.drv_prog_id;
@@ -306,10 +328,6 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
                          removeHint(options_));
 
   if (attachedId != 0 && attachedId == pinnedId) {
-    int oldFd = bpf_prog_get_fd_by_id(attachedId);
-    if (oldFd < 0)
-      return Status::error("xdp: open attached program " + std::to_string(attachedId) + ": " +
-                           errnoText(errno));
     std::set<uint32_t> pinnedMaps;
     bpf_map* map;
     bpf_object__for_each_map(map, skel_->obj) {
@@ -318,9 +336,17 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
       uint32_t len = sizeof info;
       if (bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &len) == 0) pinnedMaps.insert(info.id);
     }
-    if (sameProgram(oldFd, progFd, pinnedMaps)) {
+    int rodataFd = bpf_obj_get((options_.pinDir + "/" + kRodataPin).c_str());
+    bool same = sameProgram(pinnedFd, rodataFd, progFd, bpf_map__fd(skel_->maps.rodata), pinnedMaps);
+    if (rodataFd < 0)
+      logInfo(LogRecord("xdp_adopt_swaps_program")
+                  .add("reason", options_.pinDir + "/" + kRodataPin +
+                                     " is missing (pinned by an older keeld): the load-time options "
+                                     "of the attached program cannot be compared"));
+    if (rodataFd >= 0) ::close(rodataFd);
+    if (same) {
       // Unchanged: nothing to attach, not even for an instant.
-      attachedFd_ = oldFd;
+      attachedFd_ = std::exchange(pinnedFd, -1);
       programId_ = attachedId;
       attached_ = true;
       keptProgram_ = true;
@@ -328,9 +354,8 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
     }
     // Changed (another build): one atomic swap, and only if the pinned
     // program is still the attached one (old_prog_fd + REPLACE).
-    LIBBPF_OPTS(bpf_xdp_attach_opts, replaceOpts, .old_prog_fd = oldFd);
+    LIBBPF_OPTS(bpf_xdp_attach_opts, replaceOpts, .old_prog_fd = pinnedFd);
     int rc = bpf_xdp_attach(ifindex_, progFd, attachFlags() | XDP_FLAGS_REPLACE, &replaceOpts);
-    ::close(oldFd);
     if (rc != 0)
       return Status::error("xdp: replace the program on " + options_.interface + ": " + errnoText(rc) +
                            takeLibbpfLog());
@@ -380,13 +405,25 @@ Status XdpDataplane::pinMaps() {
 }
 
 // <pinDir>/prog names the program that is attached: how the next keeld
-// tells "ours, adopt it" from "someone else's, leave it alone".
+// tells "ours, adopt it" from "someone else's, leave it alone". Beside it,
+// prog_rodata: that program's load-time options, which the next keeld
+// compares with its own (sameProgram) without opening anything by id.
 Status XdpDataplane::pinProgram() {
-  const std::string path = options_.pinDir + "/prog";
   // bpffs has no rename: replace in place (only a starting keeld does this).
-  ::unlink(path.c_str());
-  if (bpf_obj_pin(attachedFd_, path.c_str()) != 0)
-    return Status::error("xdp: pin " + path + ": " + errnoText(errno));
+  // A kept program's prog_rodata is already its own: the check used it.
+  // Program first: a crash in between leaves a prog_rodata the attached
+  // program does not use, which the next keeld reads as "cannot tell".
+  struct {
+    const char* name;
+    int fd;
+  } pins[] = {{kProgPin, attachedFd_}, {kRodataPin, keptProgram_ ? -1 : bpf_map__fd(skel_->maps.rodata)}};
+  for (auto& p : pins) {
+    if (p.fd < 0) continue;
+    const std::string path = options_.pinDir + "/" + p.name;
+    ::unlink(path.c_str());
+    if (bpf_obj_pin(p.fd, path.c_str()) != 0)
+      return Status::error("xdp: pin " + path + ": " + errnoText(errno));
+  }
   return Status::ok();
 }
 
@@ -396,7 +433,8 @@ void XdpDataplane::unpinMaps() {
     if (bpf_map__is_internal(map)) continue;
     ::unlink((options_.pinDir + "/" + bpf_map__name(map)).c_str());
   }
-  ::unlink((options_.pinDir + "/prog").c_str());
+  ::unlink((options_.pinDir + "/" + kProgPin).c_str());
+  ::unlink((options_.pinDir + "/" + kRodataPin).c_str());
   ::rmdir(options_.pinDir.c_str());  // only if empty; keeps others' files
   pinned_ = false;
 }

@@ -12,7 +12,8 @@
 // backend generations stay), keeps the attached program if it is the same
 // (same tag over the same maps, same load-time options) and otherwise swaps
 // in the new one atomically (XDP_FLAGS_REPLACE). adopted() then returns what
-// the maps hold, for Registry::adopt.
+// the maps hold, for Registry::adopt. Everything is opened through the pins
+// (prog, prog_rodata, the maps), never by id: no CAP_SYS_ADMIN needed.
 #pragma once
 
 #include <cstdint>

@@ -140,6 +140,49 @@ TEST(RequestsTest, ServiceAddAcceptsYamlKeys) {
   EXPECT_TRUE(minimal.value->reals.empty());
 }
 
+// keeld's runtime state file stores requests as toParams() and replays them
+// through the parser: every key must come back as it went in.
+TEST(RequestsTest, ToParamsParsesBackToTheSameRequest) {
+  const json full = json::parse(R"({
+      "name": "dns", "vip": "2001:db8::53", "port": 53, "protocol": "udp",
+      "forwarding": "l2dsr", "scheduler": "maglev-src", "ring_size": 655373,
+      "reals": [{"address": "2001:db8::1", "health": {"type": "udp", "rise": 1}},
+                {"address": "2001:db8::2", "weight": 0, "mac": "02:00:00:00:00:02"}],
+      "health": {"type": "udp", "expect": "pong", "interval": "100ms"}})");
+  auto a = parseServiceAdd(full);
+  ASSERT_TRUE(a.ok()) << a.error.message;
+  auto b = parseServiceAdd(toParams(*a.value));
+  ASSERT_TRUE(b.ok()) << b.error.message;
+  EXPECT_EQ(toParams(*b.value), toParams(*a.value));
+  EXPECT_EQ(b.value->name, "dns");
+  EXPECT_EQ(b.value->vip, a.value->vip);
+  EXPECT_EQ(b.value->port, 53);
+  EXPECT_EQ(b.value->protocol, KEEL_PROTO_UDP);
+  EXPECT_EQ(b.value->forwarding, "l2dsr");
+  EXPECT_EQ(b.value->scheduler, "maglev-src");
+  EXPECT_EQ(b.value->ringSize, 655373u);
+  EXPECT_EQ(b.value->health, full["health"]);
+  ASSERT_EQ(b.value->reals.size(), 2u);
+  EXPECT_EQ(b.value->reals[0].health, full["reals"][0]["health"]);
+  EXPECT_EQ(b.value->reals[1].weight, 0u);
+  EXPECT_EQ(b.value->reals[1].mac->toString(), "02:00:00:00:00:02");
+
+  auto ra = parseRealAdd(json::parse(
+      R"({"service":"web","address":"10.0.0.9","weight":5,"mac":"02:00:00:00:00:09","health":{"type":"tcp"}})"));
+  ASSERT_TRUE(ra.ok()) << ra.error.message;
+  auto rb = parseRealAdd(toParams(*ra.value));
+  ASSERT_TRUE(rb.ok()) << rb.error.message;
+  EXPECT_EQ(rb.value->service, "web");
+  EXPECT_EQ(rb.value->real.address, ra.value->real.address);
+  EXPECT_EQ(rb.value->real.weight, 5u);
+  EXPECT_EQ(rb.value->real.mac, ra.value->real.mac);
+  EXPECT_EQ(rb.value->real.health, ra.value->real.health);
+  auto bare = parseRealAdd(toParams(*parseRealAdd(json::parse(R"({"service":"w","address":"::1"})")).value));
+  ASSERT_TRUE(bare.ok()) << bare.error.message;
+  EXPECT_FALSE(bare.value->real.mac);
+  EXPECT_TRUE(bare.value->real.health.is_null());
+}
+
 TEST(RequestsTest, ServiceAddRejects) {
   expectErrors(parseServiceAdd, {
       {"vip missing", R"({"name":"w","port":80,"protocol":"tcp"})", "params.vip", "params.vip: is required"},

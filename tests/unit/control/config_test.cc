@@ -58,6 +58,21 @@ ConfigOptions resolverFor(std::string expectIface) {
   return o;
 }
 
+// With a neighbour table to read (keeld's host checks), an l2dsr real it
+// does not know is named as not on-link.
+TEST(Config, UnresolvableL2dsrRealNamesTheNeighbourTable) {
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth0}\nservices:\n"
+      "  - {name: dsr, vip: 192.0.2.1, port: 80, protocol: tcp, forwarding: l2dsr,\n"
+      "     reals: [{address: 10.0.1.11}]}\n",
+      "keel.yaml", resolverFor("eth0"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(joinErrors(r.errors).find("services[0].reals[0].address: l2dsr real 10.0.1.11 has no mac and is "
+                                      "not in the neighbour table of eth0 (not reachable on-link?)"),
+            std::string::npos)
+      << joinErrors(r.errors);
+}
+
 TEST(Config, ValidFileRoundTrips) {
   ConfigResult r = parseConfig(kValid, "keel.yaml", resolverFor("eth0"));
   ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
@@ -304,9 +319,9 @@ INSTANTIATE_TEST_SUITE_P(
                 "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: 10.0.0.2}\nservices:\n"
                 "  - {name: a, vip: 192.0.2.1, port: 80, protocol: tcp, reals: [{address: 10.0.0.9}]}\n",
                 {"keel.yaml:4: services[0].forwarding: ipip forwarding needs node.next_hop_mac"}},
-        BadCase{"l2dsr real without mac, unresolvable",
+        BadCase{"l2dsr real without mac, no host checks",
                 svc("    forwarding: l2dsr\n    reals:\n      - {address: 10.0.1.11}\n"),
-                {"keel.yaml:10: services[0].reals[0].address: l2dsr real 10.0.1.11 has no mac and is not in the neighbour table of eth0"}},
+                {"keel.yaml:10: services[0].reals[0].address: l2dsr real 10.0.1.11 has no mac, and without host checks no neighbour table is read; set mac:"}},
         BadCase{"bad mac", svc("    reals:\n      - {address: 10.0.1.11, mac: \"02:00:00:00:00\"}\n"),
                 {"keel.yaml:9: services[0].reals[0].mac: must be a MAC address"}},
         BadCase{"tunnel source wrong family",

@@ -55,9 +55,20 @@ class DaemonBackendTest : public ::testing::Test {
         },
         [](const Config&) { return Status::ok(); }, [this](bool d) { stopped_ = d ? 2 : 1; });
     if (!statePath_.empty()) backend_->setStatePath(statePath_);
+    backend_->setMacResolver(resolver());
     ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
     ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
     ASSERT_TRUE(backend_->start(*r.config));
+  }
+
+  // A neighbour table: neighbours_ on eth0 (the file's dataplane.interface).
+  MacResolver resolver() {
+    return [this](const IpAddress& a, const std::string& iface) -> std::optional<MacAddress> {
+      resolved_.push_back(a.toString() + "@" + iface);
+      auto it = neighbours_.find(a.toString());
+      if (iface != "eth0" || it == neighbours_.end()) return std::nullopt;
+      return MacAddress::parse(it->second);
+    };
   }
 
   api::RealSnapshot realOf(const char* addr) {
@@ -89,6 +100,8 @@ class DaemonBackendTest : public ::testing::Test {
   std::unique_ptr<DaemonBackend> backend_;
   int stopped_ = 0;
   std::string statePath_;
+  std::map<std::string, std::string> neighbours_;
+  std::vector<std::string> resolved_;
 };
 
 TEST_F(DaemonBackendTest, DrainKeepsGenerationAndUndrainRestoresWeight) {
@@ -312,48 +325,279 @@ TEST_F(DaemonBackendTest, AdoptedCheckedRealsKeepTheirStateAndGeneration) {
   EXPECT_TRUE(dp3.rings[0].empty());
 }
 
-// keeld's runtime state file: a restarted keeld keeps drains and weights set
-// with keelctl, unless the file changed that real meanwhile (file wins).
-TEST_F(DaemonBackendTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThatReal) {
-  char tmpl[] = "/tmp/keel-state-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  statePath_ = std::string(tmpl) + "/runtime-eth0.json";
+// l2dsr reals added at runtime without a mac resolve it from the neighbour
+// table of dataplane.interface, as keel.yaml's do; an unknown neighbour is a
+// clear error and changes nothing.
+TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
+  neighbours_["10.0.1.7"] = "02:00:00:00:00:07";
   make();
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
-  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 50}).isOk());
+  api::ServiceAddRequest svc;
+  svc.name = "dsr";
+  svc.vip = ip("10.0.0.7");
+  svc.port = 80;
+  svc.forwarding = "l2dsr";
+  svc.reals.push_back(api::RealSpec{ip("10.0.1.7"), 100, std::nullopt, nullptr});
+  api::Result r = backend_->addService(svc);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  auto dsr = backend_->findService("dsr");
+  ASSERT_TRUE(dsr && dsr->reals.size() == 1);
+  ASSERT_TRUE(dsr->reals[0].mac);
+  EXPECT_EQ(dsr->reals[0].mac->toString(), "02:00:00:00:00:07");
+  EXPECT_EQ(resolved_, std::vector<std::string>{"10.0.1.7@eth0"});
 
-  // A new keeld: its own data plane, registry and backend, the same files.
-  struct Keeld {
-    MockDataplane dp;
-    Registry registry{dp};
-    boost::asio::io_context io;
-    std::unique_ptr<DaemonBackend> backend;
-  };
-  auto restart = [&] {
+  dp_.calls.clear();
+  api::RealAddRequest add;
+  add.service = "dsr";
+  add.real.address = ip("10.0.1.8");
+  r = backend_->addReal(add);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+  EXPECT_EQ(r.error().message,
+            "request: params: real 10.0.1.8 of service dsr: no neighbour entry on eth0 (not reachable "
+            "on-link?); ping it from this host or give --mac");
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_EQ(backend_->findService("dsr")->reals.size(), 1u);
+
+  svc.name = "dsr2";
+  svc.vip = ip("10.0.0.8");
+  svc.reals[0].address = ip("10.0.1.8");
+  r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.error().message.find("params.reals[0]: real 10.0.1.8 of service dsr2: no neighbour entry"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_FALSE(backend_->findService("dsr2"));
+
+  // A given mac is used as is, without asking the neighbour table.
+  resolved_.clear();
+  add.real.mac = MacAddress::parse("02:00:00:00:00:08");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  EXPECT_TRUE(resolved_.empty());
+  EXPECT_EQ(backend_->findService("dsr")->reals.size(), 2u);
+}
+
+// A second keeld over the same files and state file (optionally adopting
+// what the first one programmed, as an XDP restart does).
+struct Keeld {
+  MockDataplane dp;
+  Registry registry{dp};
+  boost::asio::io_context io;
+  std::unique_ptr<DaemonBackend> backend;
+
+  std::optional<api::RealSnapshot> real(const char* svc, const char* addr) {
+    auto s = backend->findService(svc);
+    if (s)
+      for (const auto& r : s->reals)
+        if (r.address == ip(addr)) return r;
+    return std::nullopt;
+  }
+};
+
+class RuntimeStateTest : public DaemonBackendTest {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/keel-state-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    statePath_ = dir_ + "/runtime-eth0.json";
+    files_["keel.yaml"] = yaml(kTwo) + kApi;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<Keeld> restart(const MockDataplane* adoptFrom = nullptr) {
     auto k = std::make_unique<Keeld>();
     k->backend = std::make_unique<DaemonBackend>(
         k->io, k->registry, "mock", "keel.yaml",
         [this](const std::string& p) { return parseConfig(files_[p], p); },
         [](const Config&) { return Status::ok(); }, [](bool) {});
     k->backend->setStatePath(statePath_);
+    k->backend->setMacResolver(resolver());
     ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
-    EXPECT_TRUE(r.ok());
-    EXPECT_TRUE(k->backend->start(*r.config).isOk());
+    EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
+    std::optional<ProgrammedState> pinned;
+    if (adoptFrom) {
+      k->dp.backends = adoptFrom->backends;
+      k->dp.services = adoptFrom->services;
+      k->dp.rings = adoptFrom->rings;
+      pinned = adoptFrom->programmed();
+    }
+    Status s = k->backend->start(*r.config, pinned ? &*pinned : nullptr);
+    EXPECT_TRUE(s) << s.message();
     return k;
-  };
-  auto realIn = [](Keeld& k, const char* addr) {
-    auto svc = k.backend->findService("web");
-    EXPECT_TRUE(svc);
-    for (const auto& r : svc->reals)
-      if (r.address == ip(addr)) return r;
-    ADD_FAILURE() << "no real " << addr;
-    return api::RealSnapshot{};
-  };
+  }
+
+  // Every kind of runtime change, on file and runtime services and reals.
+  void changeEverything() {
+    api::ServiceAddRequest dns;
+    dns.name = "dns";
+    dns.vip = ip("10.0.0.53");
+    dns.port = 53;
+    dns.protocol = KEEL_PROTO_UDP;
+    dns.health = {{"type", "udp"}, {"interval", "100ms"}, {"rise", 1}, {"fall", 1}};
+    dns.reals.push_back(api::RealSpec{ip("10.0.3.1"), 5, std::nullopt, nullptr});
+    dns.reals.push_back(api::RealSpec{ip("10.0.3.2"), 100, std::nullopt, nullptr});
+    ASSERT_TRUE(backend_->addService(dns).isOk());
+    api::RealAddRequest add;
+    add.service = "web";
+    add.real.address = ip("10.0.1.9");
+    add.real.weight = 10;
+    add.real.health = {{"type", "tcp"}, {"port", 9}};
+    ASSERT_TRUE(backend_->addReal(add).isOk());
+    ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
+    ASSERT_TRUE(backend_->removeService("api").isOk());
+    ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+    ASSERT_TRUE(backend_->setRealWeight({{"dns", ip("10.0.3.2")}, 7}).isOk());
+  }
+
+  nlohmann::json readState() {
+    std::ifstream in(statePath_);
+    return nlohmann::json::parse(in);
+  }
+  void writeState(const std::string& text) { std::ofstream(statePath_) << text; }
+
+  static constexpr const char* kApi =
+      "  - name: api\n"
+      "    vip: 10.0.0.1\n"
+      "    port: 81\n"
+      "    protocol: tcp\n"
+      "    reals:\n"
+      "      - {address: 10.0.2.1}\n";
+  std::string dir_;
+};
+
+TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
+  make();
+  changeEverything();
+  // The checker would bring the checked reals up; the adopted keeld must
+  // then hold the same ids, generations and rings.
+  for (const char* a : {"10.0.3.1", "10.0.3.2"}) ASSERT_TRUE(registry_.setRealHealth("dns", ip(a), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.9"), true));
+  EXPECT_EQ(readState()["version"], 2);
+  const MockDataplane before = dp_;
+  backend_.reset();
+
+  auto k = restart(&before);
+  ASSERT_TRUE(k->backend->findService("dns"));
+  EXPECT_EQ(k->backend->findService("dns")->protocol, KEEL_PROTO_UDP);
+  EXPECT_EQ(k->real("dns", "10.0.3.1")->weight, 5u);
+  EXPECT_EQ(k->real("dns", "10.0.3.1")->check, "udp");
+  EXPECT_EQ(k->real("dns", "10.0.3.2")->weight, 7u);
+  EXPECT_TRUE(k->real("dns", "10.0.3.2")->healthy);
+  ASSERT_TRUE(k->real("web", "10.0.1.9"));
+  EXPECT_EQ(k->real("web", "10.0.1.9")->weight, 10u);
+  EXPECT_EQ(k->real("web", "10.0.1.9")->check, "tcp");
+  EXPECT_FALSE(k->real("web", "10.0.1.2"));
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  EXPECT_FALSE(k->backend->findService("api"));
+  EXPECT_EQ(k->dp.rings, before.rings);
+  for (const auto& [id, be] : before.backends) {
+    if (!(be.flags & KEEL_BE_F_VALID)) continue;
+    EXPECT_EQ(k->dp.backends[id].gen, be.gen) << id;
+    EXPECT_TRUE(k->dp.backends[id].flags & KEEL_BE_F_VALID) << id;
+  }
+
+  // The restarted keeld saves the same overlay again: a second restart
+  // (fresh data plane) still has it.
+  k.reset();
+  k = restart();
+  EXPECT_TRUE(k->real("dns", "10.0.3.2"));
+  EXPECT_TRUE(k->real("web", "10.0.1.9"));
+  EXPECT_FALSE(k->real("web", "10.0.1.2"));
+  EXPECT_FALSE(k->backend->findService("api"));
+}
+
+TEST_F(RuntimeStateTest, TheFileWinsWhereItChangedWhatTheOverlayChanged) {
+  make();
+  changeEverything();
+  backend_.reset();
+  // Meanwhile the file defines dns and 10.0.1.9 itself, changes 10.0.1.2
+  // and adds a real to api; 10.0.1.1 is as it was.
+  files_["keel.yaml"] = yaml(
+      "      - {address: 10.0.1.1, weight: 100}\n"
+      "      - {address: 10.0.1.2, weight: 60}\n"
+      "      - {address: 10.0.1.9, weight: 20}\n") +
+      "  - name: api\n    vip: 10.0.0.1\n    port: 81\n    protocol: tcp\n    reals:\n"
+      "      - {address: 10.0.2.1}\n      - {address: 10.0.2.2}\n"
+      "  - name: dns\n    vip: 10.0.0.54\n    port: 53\n    protocol: udp\n    reals:\n"
+      "      - {address: 10.0.4.1}\n";
+  auto k = restart();
+  EXPECT_EQ(k->backend->findService("dns")->vip, ip("10.0.0.54"));
+  EXPECT_FALSE(k->real("dns", "10.0.3.1"));
+  EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 60u);
+  EXPECT_EQ(k->real("web", "10.0.1.9")->weight, 20u);
+  EXPECT_EQ(k->real("web", "10.0.1.9")->check, "none");
+  EXPECT_TRUE(k->real("api", "10.0.2.2"));
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  // What was dropped is gone from the state too (the runtime dns's weight
+  // went with it); only the drain is left.
+  nlohmann::json state = readState();
+  EXPECT_TRUE(state["services"].empty());
+  EXPECT_TRUE(state["removed_services"].empty());
+  ASSERT_EQ(state["reals"].size(), 1u) << state.dump();
+  EXPECT_EQ(state["reals"][0]["address"], "10.0.1.1");
+}
+
+// A reload applies the same rule to the running overlay (rebase): the state
+// it leaves is what a restart would have kept.
+TEST_F(RuntimeStateTest, AReloadKeepsWhatARestartKeeps) {
+  make();
+  changeEverything();
+  files_["keel.yaml"] = yaml(
+      "      - {address: 10.0.1.1, weight: 100}\n"
+      "      - {address: 10.0.1.2, weight: 60}\n") +
+      kApi +
+      "  - name: dns\n    vip: 10.0.0.54\n    port: 53\n    protocol: udp\n    reals:\n"
+      "      - {address: 10.0.4.1}\n";
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(backend_->findService("dns")->vip, ip("10.0.0.54"));
+  EXPECT_EQ(realOf("10.0.1.2").weight, 60u);
+  EXPECT_TRUE(realOf("10.0.1.1").draining);
+  EXPECT_EQ(realOf("10.0.1.9").weight, 10u);  // the file does not define it: kept
+  EXPECT_FALSE(backend_->findService("api"));  // the file did not change api: still removed
+  nlohmann::json state = readState();
+  EXPECT_TRUE(state["services"].empty());
+  std::set<std::string> reals;
+  for (const auto& e : state["reals"]) reals.insert(e["service"].get<std::string>() + " " + e["address"].get<std::string>());
+  EXPECT_EQ(reals, (std::set<std::string>{"web 10.0.1.1", "web 10.0.1.9"}));
+  EXPECT_EQ(state["removed_services"].size(), 1u);
+}
+
+// A file service under another name on a runtime service's VIP, port and
+// protocol takes its place on a reload, as on a restart (it used to fail
+// the whole reload as a duplicate VIP).
+TEST_F(RuntimeStateTest, AReloadLetsTheFileClaimARuntimeServicesVip) {
+  make();
+  changeEverything();
+  files_["keel.yaml"] = yaml(kTwo) + kApi +
+      "  - name: resolver\n    vip: 10.0.0.53\n    port: 53\n    protocol: udp\n    reals:\n"
+      "      - {address: 10.0.4.1}\n";
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(backend_->findService("dns"));
+  ASSERT_TRUE(backend_->findService("resolver"));
+  EXPECT_EQ(backend_->findService("resolver")->reals.size(), 1u);
+  EXPECT_TRUE(readState()["services"].empty());
+
+  // And a restart over the same file and state keeps it so.
   backend_.reset();
   auto k = restart();
-  EXPECT_TRUE(realIn(*k, "10.0.1.1").draining);
-  EXPECT_EQ(realIn(*k, "10.0.1.1").weight, 100u);  // what undrain restores
-  EXPECT_EQ(realIn(*k, "10.0.1.2").weight, 50u);
+  EXPECT_FALSE(k->backend->findService("dns"));
+  EXPECT_TRUE(k->backend->findService("resolver"));
+}
+
+// keeld's runtime state file: a restarted keeld keeps drains and weights set
+// with keelctl, unless the file changed that real meanwhile (file wins).
+TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThatReal) {
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 50}).isOk());
+  backend_.reset();
+  auto k = restart();
+  ASSERT_TRUE(k->real("web", "10.0.1.1") && k->real("web", "10.0.1.2"));
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  EXPECT_EQ(k->real("web", "10.0.1.1")->weight, 100u);  // what undrain restores
+  EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 50u);
   EXPECT_EQ(std::set<uint32_t>(k->dp.rings[0].begin(), k->dp.rings[0].end()).size(), 1u);
 
   // The file now gives 10.0.1.2 another weight: that override is dropped.
@@ -361,19 +605,54 @@ TEST_F(DaemonBackendTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedTha
                              "      - {address: 10.0.1.2, weight: 70}\n");
   k.reset();
   k = restart();
-  EXPECT_TRUE(realIn(*k, "10.0.1.1").draining);
-  EXPECT_EQ(realIn(*k, "10.0.1.2").weight, 70u);
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 70u);
   ASSERT_TRUE(k->backend->setRealDrain({"web", ip("10.0.1.1")}, false).isOk());
   k.reset();
   k = restart();
-  EXPECT_FALSE(realIn(*k, "10.0.1.1").draining);
+  EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
 
   // A damaged file is ignored, not fatal.
   k.reset();
-  { std::ofstream(statePath_) << "{not json"; }
+  writeState("{not json");
   k = restart();
-  EXPECT_FALSE(realIn(*k, "10.0.1.1").draining);
-  std::filesystem::remove_all(tmpl);
+  EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
+}
+
+TEST_F(RuntimeStateTest, BadEntriesAreDroppedAndBadFilesIgnored) {
+  make();
+  changeEverything();
+  backend_.reset();
+  // An entry that no longer validates (here: a health key the parser
+  // refuses) is dropped on its own; the rest is kept.
+  nlohmann::json doc = readState();
+  for (auto& e : doc["reals"])
+    if (e["address"] == "10.0.1.9") e["added"]["health"]["rise"] = "many";
+  writeState(doc.dump());
+  auto k = restart();
+  EXPECT_FALSE(k->real("web", "10.0.1.9"));
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  EXPECT_TRUE(k->backend->findService("dns"));
+
+  // Version 1 (drains and weights of file reals) is still read.
+  k.reset();
+  writeState(R"({"version":1,"reals":[{"service":"web","address":"10.0.1.2","file_weight":100,)"
+             R"("drained":true},{"service":"web","address":"10.0.1.1","file_weight":99,"weight":3}]})");
+  k = restart();
+  EXPECT_TRUE(k->real("web", "10.0.1.2")->draining);
+  EXPECT_EQ(k->real("web", "10.0.1.1")->weight, 100u);  // the file's weight changed: dropped
+  EXPECT_FALSE(k->backend->findService("dns"));
+
+  // Damaged or foreign files: ignored, start-up goes on with the file alone.
+  for (const char* text : {"{not json", "[1,2]", R"({"version":3,"reals":[]})",
+                           R"({"version":2,"reals":[]})", R"({"reals":"x"})"}) {
+    SCOPED_TRACE(text);
+    k.reset();
+    writeState(text);
+    k = restart();
+    EXPECT_FALSE(k->real("web", "10.0.1.2")->draining);
+    EXPECT_TRUE(k->backend->findService("api"));
+  }
 }
 
 TEST_F(DaemonBackendTest, ReloadHookSeesBeginAndOutcome) {

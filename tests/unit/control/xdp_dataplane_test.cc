@@ -6,7 +6,8 @@
 // counted it. And the restart cases: a second XdpDataplane adopts the pins
 // (conntrack and backends intact), keeps an unchanged program (same id),
 // swaps a changed one atomically over the same maps, and refuses changed
-// limits naming the key. Skips when not root.
+// limits naming the key; adoption works without CAP_SYS_ADMIN and from the
+// pins of an older keeld (no prog_rodata). Skips when not root.
 #include "dataplane/xdp/xdp_dataplane.h"
 
 #include <arpa/inet.h>
@@ -14,9 +15,11 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -363,6 +366,73 @@ TEST_F(XdpAdoptTest, ChangedLimitsAreRefusedNamingTheKeyAndChangeNothing) {
   s = XdpDataplane::create(options(), &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();
   expectStateKept();
+}
+
+// Clears one capability from this thread's effective set (the permitted set
+// keeps it) and restores it on destruction: what keeld without it sees.
+class WithoutEffectiveCap {
+ public:
+  explicit WithoutEffectiveCap(int cap) : cap_(cap) { set(false); }
+  ~WithoutEffectiveCap() { set(true); }
+
+ private:
+  void set(bool on) {
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    ASSERT_EQ(syscall(SYS_capget, &hdr, data), 0);
+    uint32_t bit = 1u << (cap_ % 32);
+    if (on)
+      data[cap_ / 32].effective |= bit;
+    else
+      data[cap_ / 32].effective &= ~bit;
+    ASSERT_EQ(syscall(SYS_capset, &hdr, data), 0);
+  }
+  int cap_;
+};
+
+TEST_F(XdpAdoptTest, AdoptsAndKeepsTheProgramWithoutCapSysAdmin) {
+  firstKeeld();
+  {
+    WithoutEffectiveCap drop(CAP_SYS_ADMIN);
+    // Proves the drop: opening the program by id is what needs it.
+    int byId = bpf_prog_get_fd_by_id(firstProg_);
+    EXPECT_LT(byId, 0);
+    EXPECT_EQ(errno, EPERM);
+    if (byId >= 0) close(byId);
+    Status s = XdpDataplane::create(options(), &dp_);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    EXPECT_TRUE(dp_->keptProgram());
+    EXPECT_EQ(dp_->programId(), firstProg_);
+    expectStateKept();
+    // The conntrack count (a bpf_map iterator) needs no CAP_SYS_ADMIN either.
+    EXPECT_EQ(dp_->readStats().connTableEntries, std::optional<uint64_t>(1));
+    dp_->leaveInPlace();
+    dp_.reset();
+  }
+  EXPECT_EQ(attachedId(), firstProg_);
+}
+
+TEST_F(XdpAdoptTest, PinsWithoutProgRodataSwapTheProgramOverTheSameMaps) {
+  firstKeeld();
+  const uint32_t conntrackId = mapId("conntrack");
+  // What a keeld from before prog_rodata leaves behind.
+  ASSERT_EQ(unlink((pinDir_ + "/prog_rodata").c_str()), 0);
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_FALSE(dp_->keptProgram());
+  const uint32_t swapped = dp_->programId();
+  EXPECT_NE(swapped, firstProg_);
+  EXPECT_EQ(attachedId(), swapped);
+  EXPECT_EQ(mapId("conntrack"), conntrackId);
+  expectStateKept();
+  // The swap pinned prog_rodata: the next restart keeps the program.
+  EXPECT_GE(mapId("prog_rodata"), 1u);
+  dp_->leaveInPlace();
+  dp_.reset();
+  s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_TRUE(dp_->keptProgram());
+  EXPECT_EQ(dp_->programId(), swapped);
 }
 
 }  // namespace

@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: Apache-2.0
+"""keeld with exactly the capabilities deploy/keeld.service grants it (read
+from the unit; no CAP_SYS_ADMIN), applied with setpriv the way systemd does
+(bounding, inheritable and ambient sets, no_new_privs):
+  - it attaches and balances; its effective set is the unit's, nothing more;
+  - after kill -9 its successor adopts the pins and keeps the program (same
+    id) and the established connection keeps its real;
+  - the conntrack count (a bpf_map iterator) is available;
+  - a reload (SIGHUP) adds a service;
+  - pins of an older keeld (no prog_rodata) are adopted too: the program is
+    swapped over the same maps (the connection stays), and the next restart
+    keeps it again;
+  - `keelctl daemon stop` detaches and removes the pins.
+keelds run in a KeeldHost (lab.py), whose bpffs outlives each of them."""
+import json
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+import lab as labmod
+from suite import ask, served, wait_serving
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+UNIT = DEPLOY / "keeld.service.in"
+DECAP_UNIT = DEPLOY / "keel-decap@.service.in"
+PIN_DIR = "/sys/fs/bpf/keel/eth0"
+PORT = 80
+EXTRA_PORT = 8080
+CAP_SYS_ADMIN = 21  # linux/capability.h
+
+
+def unit_caps(unit: Path = UNIT) -> list[str]:
+    """The unit's capabilities, lower case without CAP_ (setpriv's names)."""
+    text = unit.read_text()
+    bounding = re.search(r"^CapabilityBoundingSet=(.*)$", text, re.M).group(1).split()
+    ambient = re.search(r"^AmbientCapabilities=(.*)$", text, re.M)
+    # keeld's unit grants them as ambient too; keel-decap's runs as root and
+    # has none (root holds its bounding set).
+    assert ambient is None or bounding == ambient.group(1).split(), \
+        "the unit's bounding and ambient sets differ"
+    return [c.removeprefix("CAP_").lower() for c in bounding]
+
+
+def cap_number(name: str) -> int:
+    out = labmod.run(["setpriv", "--list-caps"]).stdout.split()
+    return out.index(name)
+
+
+def effective_caps(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^CapEff:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+
+
+def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
+    caps = unit_caps()
+    assert "sys_admin" not in caps, caps
+    spec = "-all," + ",".join("+" + c for c in caps)
+    wrap = ("setpriv", f"--inh-caps={spec}", f"--ambient-caps={spec}",
+            f"--bounding-set={spec}", "--no-new-privs")
+    want = sum(1 << cap_number(c) for c in caps)
+
+    def start(config, name):
+        path = lab.write_config(config, f"{name}.yaml")
+        k = labmod.Keeld(lab, path, lab.tmp / f"{name}.log", host=host, wrap=wrap)
+        k.wait_logged("ready")
+        assert effective_caps(k.proc.pid) == want, (hex(effective_caps(k.proc.pid)), hex(want))
+        return k
+
+    def prog_id():
+        return labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname)
+
+    def pinned(name):
+        return host.run(["test", "-e", f"{PIN_DIR}/{name}"], check=False).returncode == 0
+
+    web = lab.service("web", 4, PORT, "tcp", "ipip")
+    config = lab.keel_config([web])
+    k = start(config, "caps1")
+    conn = None
+    try:
+        wait_serving(lab, config)
+        prog = prog_id()
+        assert pinned("prog") and pinned("prog_rodata")
+        conn = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
+        conn.settimeout(3)
+        conn.connect((lab.vip4, PORT))
+        real = ask(conn)
+        assert real.startswith("real"), real
+
+        # kill -9, then the same config: adopted, program kept.
+        k.kill()
+        k = start(config, "caps2")
+        assert "event=dataplane_adopted" in k.log() and "program=kept" in k.log(), k.log()
+        assert prog_id() == prog
+        assert ask(conn) == real
+        # The conntrack count (a bpf_map iterator) works without it too.
+        stats = json.loads(k.keelctl("-o", "json", "stats").stdout)
+        assert (stats["conntrack"]["entries"] or 0) >= 1, stats["conntrack"]
+
+        # Reload: a second service appears.
+        extra = lab.service("extra", 4, EXTRA_PORT, "tcp", "ipip")
+        config2 = lab.keel_config([web, extra])
+        k.reload(config2)
+        served(lab.flows("tcp", lab.vip4, EXTRA_PORT, count=3))
+
+        # Pins an older keeld made (no prog_rodata): still adopted; the
+        # program is swapped over the same maps, the connection stays.
+        k.kill()
+        host.run(["rm", f"{PIN_DIR}/prog_rodata"])
+        k = start(config2, "caps3")
+        log = k.log()
+        assert "event=xdp_adopt_swaps_program" in log and "program=replaced" in log, log
+        swapped = prog_id()
+        assert swapped not in (None, prog)
+        assert ask(conn) == real
+        assert pinned("prog_rodata")
+        k.kill()
+        k = start(config2, "caps4")
+        assert "program=kept" in k.log(), k.log()
+        assert prog_id() == swapped
+        served(lab.flows("tcp", lab.vip4, PORT, count=3))
+
+        # The explicit stop detaches and removes the pins.
+        k.keelctl("daemon", "stop")
+        assert k.proc.wait(timeout=10) == 0, k.log()
+        assert prog_id() is None
+        assert not pinned("")
+    finally:
+        if conn is not None:
+            conn.close()
+        k.stop()
+
+
+def test_decap_unit_capabilities_attach_and_detach(lab, need_keel):
+    """keel-decap under exactly keel-decap@.service's bounding set (it runs as
+    root, so that set is what it holds): attach, status and detach work on an
+    interface of a namespace this test makes; one capability less fails."""
+    if lab.dataplane != "xdp":
+        pytest.skip("keel-decap is the same on both data planes: checked once")
+    caps = unit_caps(DECAP_UNIT)
+    assert "sys_admin" not in caps, caps
+    ns = f"{lab.prefix}-dcap"
+    pins = f"/sys/fs/bpf/{ns}"
+    decap = str(lab.binary("keel-decap"))
+
+    def as_unit(capset, *args, check=True):
+        spec = "-all," + ",".join("+" + c for c in capset)
+        return labmod.run(["nsenter", f"--net=/run/netns/{ns}", "setpriv", f"--bounding-set={spec}",
+                           "--inh-caps=-all", "--no-new-privs", decap, *args, "--pin-root", pins],
+                          check=check)
+
+    labmod.run(["ip", "netns", "add", ns])
+    try:
+        labmod.run(["ip", "-n", ns, "link", "add", "name", "dc0", "type", "veth", "peer", "name", "dc1"])
+        for ifname in ("dc0", "dc1"):
+            labmod.run(["ip", "-n", ns, "link", "set", ifname, "up"])
+        for c in caps:  # each capability is needed: without it the load fails
+            p = as_unit([x for x in caps if x != c], "attach", "dc0", check=False)
+            assert p.returncode != 0, f"keel-decap attached without CAP_{c.upper()}"
+        as_unit(caps, "attach", "dc0")
+        status = json.loads(as_unit(caps, "status", "dc0", "-o", "json").stdout)
+        assert status.get("attached"), status
+        as_unit(caps, "detach", "dc0")
+        link = labmod.run(["ip", "-n", ns, "-d", "link", "show", "dc0"]).stdout
+        assert "prog/xdp" not in link, link
+    finally:
+        labmod.run(["ip", "netns", "del", ns], check=False)
+        labmod.run(["rm", "-rf", pins], check=False)

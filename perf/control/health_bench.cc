@@ -254,7 +254,7 @@ CheckerRun runChecker(const Options& o) {
   boost::asio::io_context io;
   uint64_t transitions = 0;
   keel::HealthChecker checker(io, [&](keel::HealthTargetId, const keel::HealthTarget&, bool,
-                                      const keel::HealthResult&) { ++transitions; });
+                                      const keel::HealthResult&, const std::string&) { ++transitions; });
   for (int i = 0; i < o.targets; ++i) {
     keel::HealthTarget t;
     t.service = "bench";

@@ -1,11 +1,57 @@
 // SPDX-License-Identifier: Apache-2.0
 // keelctl health show [SERVICE]
+#include <algorithm>
+#include <ctime>
 #include <iostream>
 #include <memory>
 
 #include "cli/context.h"
 
 namespace keel::cli {
+
+namespace {
+
+// The table fits 120 columns: the last result and the reason are cut to fit
+// (ASCII "...", so every column keeps its width); -o json has them whole.
+constexpr size_t kTableWidth = 120;
+constexpr size_t kMaxResult = 28;
+constexpr size_t kMinReason = 24;
+
+std::string truncated(std::string s, size_t max) {
+  if (s.size() <= max) return s;
+  return s.substr(0, max - 3) + "...";
+}
+
+// Seconds since an RFC 3339 UTC time as the API writes it, or -1.
+long long secondsSince(const json& when, std::time_t now) {
+  if (!when.is_string()) return -1;
+  std::tm tm{};
+  const std::string s = when.get<std::string>();
+  const char* end = ::strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (!end || *end) return -1;
+  return std::max<long long>(0, now - ::timegm(&tm));
+}
+
+// "45s", "4m12s", "3h05m", "2d04h": two units at most, like `ps` etimes.
+std::string age(long long s) {
+  if (s < 0) return "-";
+  auto two = [](long long v) { return (v < 10 ? "0" : "") + std::to_string(v); };
+  if (s < 60) return std::to_string(s) + "s";
+  if (s < 3600) return std::to_string(s / 60) + "m" + two(s % 60) + "s";
+  if (s < 86400) return std::to_string(s / 3600) + "h" + two(s / 60 % 60) + "m";
+  return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
+}
+
+// The current run: "12 ok", "2 fail", "-" before any result.
+std::string run(const json& real) {
+  uint64_t ok = real.value("consecutive_ok", uint64_t{0});
+  uint64_t fail = real.value("consecutive_fail", uint64_t{0});
+  if (ok) return std::to_string(ok) + " ok";
+  if (fail) return std::to_string(fail) + " fail";
+  return "-";
+}
+
+}  // namespace
 
 void defineHealth(CLI::App& noun, Context& ctx) {
   noun.require_subcommand(1, 1);
@@ -18,12 +64,27 @@ void defineHealth(CLI::App& noun, Context& ctx) {
     auto r = ctx.call("health.show", p);
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
-    Table t({false, false, false, false, true, true, false});
-    t.row({"Service", "Real", "State", "Check", "OkRun", "FailRun", "Detail"});
+    const std::time_t now = std::time(nullptr);
+    std::vector<std::vector<std::string>> rows;
+    rows.push_back({"Service", "Real", "State", "Check", "Run", "Last result", "Changed", "Reason"});
     for (const auto& s : (*r)["services"])
       for (const auto& real : s["reals"])
-        t.row({str(s["name"]), str(real["address"]), str(real["state"]), str(real["check"]),
-               str(real["consecutive_ok"]), str(real["consecutive_fail"]), str(real["detail"])});
+        rows.push_back({str(s["name"]), str(real["address"]), str(real["state"]), str(real["check"]), run(real),
+                        truncated(str(real["detail"]), kMaxResult),
+                        age(secondsSince(real.value("last_change", json()), now)), str(real["reason"])});
+    // The reason gets what the other columns leave of the 120.
+    size_t used = 0;
+    for (size_t c = 0; c + 1 < rows[0].size(); ++c) {
+      size_t w = 0;
+      for (const auto& row : rows) w = std::max(w, row[c].size());
+      used += w + 2;
+    }
+    const size_t reasonWidth = std::max(kMinReason, used < kTableWidth ? kTableWidth - used : 0);
+    Table t({false, false, false, false, false, false, true, false});
+    for (auto& row : rows) {
+      row.back() = truncated(row.back(), reasonWidth);
+      t.row(std::move(row));
+    }
     std::cout << t.render();
   });
 }

@@ -135,8 +135,9 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
       loader_(std::move(loader)),
       preApply_(std::move(preApply)),
       stopper_(std::move(stopper)),
-      checker_(io, [this](HealthTargetId, const HealthTarget& t, bool up, const HealthResult& why) {
-        onHealthChange(t, up, why);
+      checker_(io, [this](HealthTargetId, const HealthTarget& t, bool up, const HealthResult&,
+                          const std::string& reason) {
+        onHealthChange(t, up, reason);
       }) {}
 
 Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted) {
@@ -424,12 +425,12 @@ void DaemonBackend::syncHealth(const Config& effective) {
     }
 }
 
-void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const HealthResult& why) {
+void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const std::string& reason) {
   auto log = LogRecord("health_changed")
                  .add("service", target.service)
                  .add("real", target.address.toString())
                  .add("state", up ? "up" : "down")
-                 .add("reason", why.reason);
+                 .add("reason", reason);  // = health show's reason
   if (up)
     logInfo(log);
   else
@@ -506,6 +507,9 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Regis
     if (auto t = targets_.find({v.name, r.address}); t != targets_.end()) {
       if (auto st = checker_.status(t->second.id)) {
         rs.healthDetail = st->last.reason;
+        if (st->checked) rs.lastCheck = st->lastCheck;
+        rs.lastChange = st->lastChange;
+        rs.changeReason = st->changeReason;
         rs.consecutiveOk = st->consecutiveOk;
         rs.consecutiveFail = st->consecutiveFail;
       }

@@ -141,7 +141,7 @@ class DaemonBackend : public api::ControlBackend {
   // Applies file+overlay; on success commits both and syncs health targets.
   api::Result commit(const Config& file, Overlay overlay);
   void syncHealth(const Config& effective);
-  void onHealthChange(const HealthTarget& target, bool up, const HealthResult& why);
+  void onHealthChange(const HealthTarget& target, bool up, const std::string& reason);
   api::ServiceSnapshot snapshotOf(const ServiceView& view, const RegistryStats& stats) const;
   static Overlay rebase(const Config& oldFile, const Config& newFile, const Overlay& overlay);
 

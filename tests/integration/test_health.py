@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """keeld's health checker and control socket, end to end (keelctl via nsenter):
   - a real whose server dies leaves the ring after `fall` failed checks and
-    returns after `rise` passing ones once restarted;
+    returns after `rise` passing ones once restarted, and `keelctl health
+    show` says since when it is down and why (as keeld logged it);
   - `keelctl real drain`: new flows avoid the real while a TCP connection
     already on it keeps working; undrain brings it back;
   - `keelctl config reload` of a broken file fails with file:line and
@@ -10,6 +11,8 @@
 Checks are TCP connects to :8080 every 200ms, fall 2, rise 2. Every wait is
 bounded in count and time."""
 import json
+import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -32,12 +35,32 @@ def names(flows):
     return served(flows)
 
 
+def health_of(keeld, address) -> dict:
+    out = json.loads(keeld.keelctl("-o", "json", "health", "show", "web").stdout)
+    return next(r for r in out["services"][0]["reals"] if r["address"] == address)
+
+
 def test_dead_real_leaves_and_returns(keel_health):
     lab, _, keeld = keel_health
     dead = lab.reals[0]
     assert names(lab.flows("tcp", lab.vip4, PORT, count=60))[dead.role] > 0
+    killed = int(time.time())  # last_change has whole seconds
     lab.stop_server(dead)
     wait_states(keeld, {dead.v4: "down"})
+    # health show says since when and why it is down: the failures that
+    # crossed `fall`, in the words keeld logged (health_changed).
+    h = health_of(keeld, dead.v4)
+    changed = datetime.strptime(h["last_change"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert changed.timestamp() >= killed, (h, killed)
+    assert h["reason"].startswith("2 consecutive failures: connect"), h
+    assert h["detail"].startswith("connect"), h
+    logged = 'reason="' + h["reason"] + '"'
+    assert logged in keeld.log(), (logged, keeld.log())
+    table = keeld.keelctl("health", "show", "web").stdout
+    assert table.splitlines()[0].split() == ["Service", "Real", "State", "Check", "Run", "Last", "result",
+                                             "Changed", "Reason"], table
+    row = next(line for line in table.splitlines() if f" {dead.v4} " in line)
+    assert " down " in row and "consecutive failures" in row, table
     got = names(lab.flows("tcp", lab.vip4, PORT, count=60))
     assert dead.role not in got, got
     assert "all_reals_down" not in keeld.log()

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -96,6 +97,12 @@ struct RealSnapshot {
   std::string healthDetail;       // last result, e.g. "connect refused"
   uint32_t consecutiveOk = 0;
   uint32_t consecutiveFail = 0;
+  // When the health verdict last changed (or the real's check started) and
+  // why, in the words of the health_changed log record; when the latest
+  // result arrived (none before the first). Unset for a real with no check.
+  std::optional<std::chrono::system_clock::time_point> lastChange;
+  std::optional<std::chrono::system_clock::time_point> lastCheck;
+  std::string changeReason;
   keel_counter counters{};        // summed over CPUs/lcores
 
   // The one state a listing shows: drain wins, then health.

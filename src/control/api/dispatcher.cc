@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <ctime>
 #include <exception>
 #include <functional>
 #include <map>
@@ -91,6 +92,16 @@ json toJson(const ServiceSnapshot& s) {
               {"reals", std::move(reals)}};
 }
 
+// RFC 3339 in UTC to the second ("2026-12-01T14:03:05Z"); null if unset.
+json rfc3339(const std::optional<std::chrono::system_clock::time_point>& t) {
+  if (!t) return nullptr;
+  std::time_t secs = std::chrono::system_clock::to_time_t(*t);
+  std::tm tm{};
+  char buf[32];
+  if (!::gmtime_r(&secs, &tm) || !std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm)) return nullptr;
+  return std::string(buf);
+}
+
 json healthJson(const ServiceSnapshot& s) {
   json reals = json::array();
   for (const auto& r : s.reals) {
@@ -101,7 +112,10 @@ json healthJson(const ServiceSnapshot& s) {
                          {"check", r.check},
                          {"detail", r.healthDetail},
                          {"consecutive_ok", r.consecutiveOk},
-                         {"consecutive_fail", r.consecutiveFail}});
+                         {"consecutive_fail", r.consecutiveFail},
+                         {"last_check", rfc3339(r.lastCheck)},
+                         {"last_change", rfc3339(r.lastChange)},
+                         {"reason", r.changeReason}});
   }
   return json{{"name", s.name}, {"reals", std::move(reals)}};
 }

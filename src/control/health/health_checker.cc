@@ -35,6 +35,7 @@ struct HealthChecker::Entry {
   HealthResult last;
   std::chrono::system_clock::time_point lastCheck;
   std::chrono::system_clock::time_point lastChange;
+  std::string changeReason;
   std::chrono::microseconds lastDuration{0};
   uint64_t checks = 0;
   uint64_t failures = 0;
@@ -57,6 +58,12 @@ std::shared_ptr<Probe> makeProbe(asio::io_context& io, std::shared_ptr<const Pro
 
 }  // namespace
 
+std::string transitionReason(bool ok, uint32_t run, const std::string& result) {
+  std::string runs = std::to_string(run) + (run == 1 ? "" : " consecutive") +
+                     (ok ? (run == 1 ? " success" : " successes") : (run == 1 ? " failure" : " failures"));
+  return result.empty() ? runs : runs + ": " + result;
+}
+
 HealthChecker::HealthChecker(asio::io_context& io, Callback onChange)
     : io_(io), onChange_(std::move(onChange)), rng_(std::random_device{}()) {}
 
@@ -75,6 +82,7 @@ Status HealthChecker::add(HealthTarget target, bool initiallyUp, HealthTargetId*
   auto e = std::make_shared<Entry>(io_, newId, std::move(target), initiallyUp);
   e->config = health_detail::makeProbeConfig(e->target);
   e->lastChange = std::chrono::system_clock::now();
+  e->changeReason = initiallyUp ? "added up" : "added down";
   entries_.emplace(newId, e);
   if (e->target.spec.type == HealthCheckSpec::Type::None) {
     postForcedUp(e);
@@ -171,7 +179,9 @@ void HealthChecker::onResult(const EntryPtr& e, HealthResult result) {
   Clock::time_point next = e->checkStart + interval + Clock::duration(jitter(rng_));
   scheduleAt(e, std::max(next, now));
 
-  if (changed) notify(e);
+  if (changed)
+    notify(e, transitionReason(e->last.ok, e->last.ok ? e->state.consecutiveOk() : e->state.consecutiveFail(),
+                               e->last.reason));
 }
 
 void HealthChecker::postForcedUp(const EntryPtr& e) {
@@ -180,18 +190,20 @@ void HealthChecker::postForcedUp(const EntryPtr& e) {
     e->checked = true;
     e->last = {true, "type none: always up"};
     e->lastCheck = std::chrono::system_clock::now();
-    if (e->state.force(true)) notify(e);
+    if (e->state.force(true)) notify(e, e->last.reason);
   });
 }
 
-void HealthChecker::notify(const EntryPtr& e) {
+void HealthChecker::notify(const EntryPtr& e, std::string reason) {
   e->lastChange = std::chrono::system_clock::now();
+  e->changeReason = std::move(reason);
   ++e->transitions;
   if (!onChange_) return;
   // Copies: the callback may update or remove this very target.
   HealthTarget target = e->target;
   HealthResult why = e->last;
-  onChange_(e->id, target, e->state.up(), why);
+  std::string changeReason = e->changeReason;
+  onChange_(e->id, target, e->state.up(), why, changeReason);
 }
 
 HealthStatus HealthChecker::statusOf(const Entry& e) const {
@@ -203,6 +215,7 @@ HealthStatus HealthChecker::statusOf(const Entry& e) const {
   s.last = e.last;
   s.lastCheck = e.lastCheck;
   s.lastChange = e.lastChange;
+  s.changeReason = e.changeReason;
   s.consecutiveOk = e.state.consecutiveOk();
   s.consecutiveFail = e.state.consecutiveFail();
   s.lastDuration = e.lastDuration;

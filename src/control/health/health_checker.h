@@ -5,7 +5,8 @@
 //
 // Usage (keeld):
 //   HealthChecker checker(io, [&](HealthTargetId id, const HealthTarget& t,
-//                                 bool up, const HealthResult& why) {
+//                                 bool up, const HealthResult& why,
+//                                 const std::string& reason) {
 //     registry.setRealHealth(t.service, t.address, up);  // rebuild that service's ring
 //   });
 //   HealthTargetId id;
@@ -35,6 +36,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -64,6 +66,9 @@ struct HealthStatus {
   HealthResult last;     // the latest result (empty before the first)
   std::chrono::system_clock::time_point lastCheck;   // when the latest result arrived
   std::chrono::system_clock::time_point lastChange;  // latest transition, or when added
+  // Why the state last changed (see transitionReason), or how it started
+  // ("added up" / "added down"). The callback's `reason` is this string.
+  std::string changeReason;
   uint32_t consecutiveOk = 0;
   uint32_t consecutiveFail = 0;
   std::chrono::microseconds lastDuration{0};
@@ -78,12 +83,19 @@ struct HealthStatus {
   double durationSumSeconds = 0;
 };
 
+// The reason of a transition caused by a result: the run that crossed rise
+// or fall, then the result, e.g. "3 consecutive failures: connect: connection
+// refused" or "1 success: http status 200".
+std::string transitionReason(bool ok, uint32_t run, const std::string& result);
+
 class HealthChecker {
  public:
   // Called on transitions only, on the io_context thread, after the new
-  // state is recorded. It may call add/remove/update, including on `id`.
-  using Callback =
-      std::function<void(HealthTargetId id, const HealthTarget& target, bool up, const HealthResult& why)>;
+  // state is recorded. `why` is the result that made it; `reason` is the
+  // transition's reason as status().changeReason holds it. It may call
+  // add/remove/update, including on `id`.
+  using Callback = std::function<void(HealthTargetId id, const HealthTarget& target, bool up,
+                                      const HealthResult& why, const std::string& reason)>;
 
   HealthChecker(boost::asio::io_context& io, Callback onChange);
   ~HealthChecker();
@@ -118,7 +130,7 @@ class HealthChecker {
   void startCheck(const EntryPtr& e);
   void onResult(const EntryPtr& e, HealthResult result);
   void postForcedUp(const EntryPtr& e);
-  void notify(const EntryPtr& e);
+  void notify(const EntryPtr& e, std::string reason);
   HealthStatus statusOf(const Entry& e) const;
 
   boost::asio::io_context& io_;

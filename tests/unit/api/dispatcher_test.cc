@@ -141,9 +141,22 @@ TEST_F(DispatcherTest, QueriesRenderSnapshots) {
   EXPECT_EQ(s["reals"][0]["state"], "down");
   EXPECT_EQ(s["reals"][1]["state"], "draining");
   EXPECT_EQ(s["reals"][1]["packets"], 200);
+  // 1796133785 s after the epoch is 2026-12-01T14:03:05Z; the 700 ms are cut.
+  const auto changed = std::chrono::system_clock::time_point(std::chrono::milliseconds(1796133785700));
+  fake_.services[0].reals[0].lastChange = changed;
+  fake_.services[0].reals[0].lastCheck = changed + std::chrono::seconds(61);
+  fake_.services[0].reals[0].changeReason = "2 consecutive failures: connect: connection refused";
   r = call(R"({"id":2,"method":"health.show","params":{"service":"web"}})");
   ASSERT_EQ(r["result"]["services"].size(), 1u);
-  EXPECT_EQ(r["result"]["services"][0]["reals"][0]["check"], "tcp");
+  const json& h = r["result"]["services"][0]["reals"];
+  EXPECT_EQ(h[0]["check"], "tcp");
+  EXPECT_EQ(h[0]["detail"], "connect ok");
+  EXPECT_EQ(h[0]["last_change"], "2026-12-01T14:03:05Z");
+  EXPECT_EQ(h[0]["last_check"], "2026-12-01T14:04:06Z");
+  EXPECT_EQ(h[0]["reason"], "2 consecutive failures: connect: connection refused");
+  EXPECT_TRUE(h[1]["last_change"].is_null()) << "no transition and no result yet: null, not a made-up time";
+  EXPECT_TRUE(h[1]["last_check"].is_null());
+  EXPECT_EQ(h[1]["reason"], "");
   fake_.stats.dataplane = "mock";
   fake_.stats.reasons[KEEL_R_TX_IPIP] = {42, 4200};
   r = call(R"({"id":3,"method":"stats.get"})");

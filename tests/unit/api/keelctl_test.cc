@@ -156,6 +156,45 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
   EXPECT_EQ(n.rc, 2);
 }
 
+// The table shows how long ago the state changed and why; the reason is cut
+// to keep lines within 120 columns, -o json has it whole and the absolute
+// time.
+TEST_F(KeelctlTest, HealthShowChangeAndReason) {
+  const std::string longReason =
+      "3 consecutive failures: http status 503 not in 200-399 (Service Unavailable: upstream overloaded, retry later)";
+  onLoop([&] {
+    RealSnapshot& r = fake_.services[0].reals[0];
+    r.healthy = false;
+    r.lastChange = std::chrono::system_clock::now() - std::chrono::hours(2);  // "2h00m" for the next minute
+    r.lastCheck = std::chrono::system_clock::now();
+    r.changeReason = longReason;
+    fake_.services[0].reals[1].changeReason = "added up";
+    return 0;
+  });
+  startServer();
+  CliRun h = keelctl({"health", "show", "web"});
+  ASSERT_EQ(h.rc, 0) << h.err;
+  std::istringstream lines(h.out);
+  std::string header, down, up;
+  std::getline(lines, header);
+  std::getline(lines, down);
+  std::getline(lines, up);
+  EXPECT_EQ(header.rfind("Service  Real      State  Check  Run   Last result  Changed  Reason", 0), 0u) << h.out;
+  EXPECT_NE(down.find("10.0.0.5  down   tcp    3 ok  connect ok     2h00m  3 consecutive failures: http"),
+            std::string::npos) << h.out;
+  EXPECT_EQ(down.substr(down.size() - 3), "...") << down;
+  EXPECT_EQ(down.find(longReason), std::string::npos);
+  EXPECT_NE(up.find("-  added up"), std::string::npos) << "no change time: '-'\n" << h.out;
+  for (const std::string& l : {header, down, up}) EXPECT_LE(l.size(), 120u) << l;
+
+  CliRun j = keelctl({"-o", "json", "health", "show", "web"});
+  ASSERT_EQ(j.rc, 0) << j.err;
+  const json real = json::parse(j.out)["services"][0]["reals"][0];
+  EXPECT_EQ(real["reason"], longReason);
+  ASSERT_TRUE(real["last_change"].is_string());
+  EXPECT_EQ(real["last_change"].get<std::string>().size(), std::string("2026-12-01T14:03:05Z").size());
+}
+
 TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   onLoop([&] {
     fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};

@@ -200,14 +200,16 @@ uint16_t closedUdpPort(asio::io_context& io) {
 struct Transition {
   HealthTargetId id;
   bool up;
-  std::string reason;
+  std::string reason;  // the result that made it
+  std::string change;  // the transition's reason
 };
 
 class HealthCheckerTest : public ::testing::Test {
  protected:
   HealthCheckerTest()
-      : checker_(io_, [this](HealthTargetId id, const HealthTarget&, bool up, const HealthResult& why) {
-          transitions_.push_back({id, up, why.reason});
+      : checker_(io_, [this](HealthTargetId id, const HealthTarget&, bool up, const HealthResult& why,
+                             const std::string& change) {
+          transitions_.push_back({id, up, why.reason, change});
           if (onTransition_) onTransition_(id);
         }) {}
 
@@ -296,6 +298,45 @@ TEST_F(HealthCheckerTest, TcpClosedPortGoesDown) {
   auto st = checker_.status(id);
   EXPECT_GE(st->consecutiveFail, 2u) << "fall 2";
   EXPECT_EQ(st->consecutiveOk, 0u);
+}
+
+TEST(TransitionReason, NamesTheRunAndTheResult) {
+  EXPECT_EQ(transitionReason(false, 3, "connect: connection refused"),
+            "3 consecutive failures: connect: connection refused");
+  EXPECT_EQ(transitionReason(true, 1, "http status 200"), "1 success: http status 200");
+  EXPECT_EQ(transitionReason(true, 2, "connect: ok"), "2 consecutive successes: connect: ok");
+  EXPECT_EQ(transitionReason(false, 1, ""), "1 failure");
+}
+
+// The transition's reason and time are recorded beside the state, the
+// callback gets the very same reason, and results that change nothing
+// leave both alone (only lastCheck moves).
+TEST_F(HealthCheckerTest, TransitionRecordsReasonAndTime) {
+  ClosedTcpPort closed(io_);
+  auto beforeAdd = std::chrono::system_clock::now();
+  HealthTargetId id = add(target(HealthCheckSpec::Type::Tcp, closed.port()), true);
+  auto added = checker_.status(id);
+  ASSERT_TRUE(added);
+  EXPECT_EQ(added->changeReason, "added up");
+  EXPECT_GE(added->lastChange, beforeAdd);
+  EXPECT_FALSE(added->checked);
+
+  auto t = awaitTransition(id);
+  ASSERT_TRUE(t);
+  EXPECT_FALSE(t->up);
+  auto down = checker_.status(id);
+  ASSERT_TRUE(down);
+  EXPECT_EQ(t->change, "2 consecutive failures: connect: connection refused") << "fall 2";
+  EXPECT_EQ(down->changeReason, t->change);
+  EXPECT_GT(down->lastChange, added->lastChange);
+
+  const uint32_t run = down->consecutiveFail;
+  ASSERT_TRUE(runUntil([&] { return checker_.status(id)->consecutiveFail >= run + 2; }));
+  auto later = checker_.status(id);
+  EXPECT_EQ(later->changeReason, down->changeReason);
+  EXPECT_EQ(later->lastChange, down->lastChange);
+  EXPECT_GT(later->lastCheck, down->lastCheck);
+  EXPECT_EQ(later->transitions, 1u);
 }
 
 TEST_F(HealthCheckerTest, BindsTheSourceAddress) {
@@ -483,10 +524,13 @@ TEST_F(HealthCheckerTest, NoneIsUpWithoutTrafficAndNotifiesOutsideAdd) {
   auto tr = awaitTransition(id);
   ASSERT_TRUE(tr);
   EXPECT_TRUE(tr->up);
+  EXPECT_EQ(tr->change, "type none: always up");
+  EXPECT_EQ(checker_.status(id)->changeReason, tr->change);
   HealthTargetId id2 = add(t, true);
   runFor(100ms);
   EXPECT_EQ(transitions_.size(), 1u) << "already up: no transition";
   EXPECT_TRUE(checker_.status(id2)->up);
+  EXPECT_EQ(checker_.status(id2)->changeReason, "added up");
 }
 
 TEST_F(HealthCheckerTest, RemoveStopsChecksAndCallbacks) {

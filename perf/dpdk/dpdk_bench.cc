@@ -176,8 +176,10 @@ double runPurePath(int flows, uint32_t connTable, int passes) {
       for (int j = 0; j < 32; ++j) {
         std::memcpy(scratch[j] + 128, frames[i + j].data(), frames[i + j].size());
         bufs[j] = {scratch[j] + 128, static_cast<uint32_t>(frames[i + j].size()), 128};
-        dpdk::parseAndPrefetch(w, bufs[j].data, bufs[j].len, parsed[j]);
+        dpdk::parsePacket(bufs[j].data, bufs[j].len, parsed[j]);
       }
+      for (int j = 0; j < 32; ++j) dpdk::hashParsed(parsed[j]);
+      for (int j = 0; j < 32; ++j) dpdk::prefetchParsed(w, parsed[j]);
       dpdk::BurstCache cache;
       for (int j = 0; j < 32; ++j)
         dpdk::processParsed(*store.current(), w, bufs[j], parsed[j], 1000, cache);

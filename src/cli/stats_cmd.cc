@@ -39,6 +39,17 @@ json rates(const json& before, const json& after, double seconds) {
            {"services", json::array()}};
   // A gauge, not a counter: the latest value as it is.
   if (after.contains("conntrack")) out["conntrack"] = after["conntrack"];
+  if (after.contains("workers")) {
+    out["workers"] = json::array();
+    for (const auto& w : after["workers"]) {
+      uint64_t x = 0, y = w.value("rx_packets", uint64_t{0});
+      if (before.contains("workers"))
+        for (const auto& p : before["workers"])
+          if (p.value("worker", -1) == w.value("worker", -2)) x = p.value("rx_packets", uint64_t{0});
+      out["workers"].push_back(json{{"worker", w["worker"]}, {"lcore", w["lcore"]},
+                                    {"rx_packets_per_s", y >= x ? static_cast<double>(y - x) / seconds : 0.0}});
+    }
+  }
   for (auto it = after["reasons"].begin(); it != after["reasons"].end(); ++it)
     out["reasons"][it.key()] =
         rate(before["reasons"].value(it.key(), json::object()), it.value());
@@ -81,6 +92,14 @@ void printTable(const json& r, bool isRate) {
     std::cout << "conntrack: "
               << (ct.value("entries", json()).is_number() ? str(ct["entries"]) : std::string("unknown"))
               << " of " << str(ct.value("capacity", json(0))) << " entries\n";
+  }
+  // One compact line: how RSS spread the port's packets over the workers.
+  if (r.contains("workers") && !r["workers"].empty()) {
+    std::cout << "workers rx" << (isRate ? " pkts/s:" : " packets:");
+    for (const auto& w : r["workers"])
+      std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "="
+                << (isRate ? fmtRate(w["rx_packets_per_s"]) : str(w["rx_packets"]));
+    std::cout << "\n";
   }
   Table reasons({false, true, true});
   reasons.row({"Reason", isRate ? "Pkts/s" : "Packets", isRate ? "Bytes/s" : "Bytes"});

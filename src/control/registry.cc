@@ -554,6 +554,7 @@ RegistryStats Registry::readStats() {
   RegistryStats out;
   out.reasons = raw.reasons;
   out.connTableEntries = raw.connTableEntries;
+  out.workers = std::move(raw.workers);
   out.connTableCapacity = dataplane_.limits().connTableSize;
   auto counter = [](const std::vector<keel_counter>& v, uint32_t id) {
     return id < v.size() ? CounterView{v[id].packets, v[id].bytes} : CounterView{};

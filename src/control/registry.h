@@ -76,6 +76,7 @@ struct RegistryStats {
   std::array<keel_counter, KEEL_R_MAX> reasons{};
   std::optional<uint64_t> connTableEntries;  // nullopt: the data plane cannot count them
   uint64_t connTableCapacity = 0;            // limits().connTableSize
+  std::vector<WorkerStats> workers;          // DataplaneStats::workers
 };
 
 class Registry {

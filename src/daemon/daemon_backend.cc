@@ -547,6 +547,7 @@ api::GlobalStats DaemonBackend::globalStats() {
   g.reasons = stats.reasons;
   g.connTableEntries = stats.connTableEntries;
   g.connTableCapacity = stats.connTableCapacity;
+  g.workers = std::move(stats.workers);
   return g;
 }
 

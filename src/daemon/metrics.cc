@@ -189,6 +189,14 @@ void renderDataplane(Families& out, const MetricsSnapshot& s) {
   if (s.connTableEntries)
     sample(out.add("keel_conntrack_entries", "Live connection-table entries", MetricType::Gauge), {},
            static_cast<double>(*s.connTableEntries));
+  if (!s.workers.empty()) {
+    auto& wp = out.add("keel_dpdk_worker_packets_total",
+                       "Packets a DPDK worker received from the port's RX queue it owns (how RSS spreads flows)",
+                       MetricType::Counter);
+    for (const WorkerStats& w : s.workers)
+      sample(wp, {{"worker", std::to_string(w.worker)}, {"lcore", std::to_string(w.lcore)}},
+             static_cast<double>(w.rxPackets));
+  }
 }
 
 }  // namespace
@@ -202,6 +210,7 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const Dataplane& datapla
   api::GlobalStats g = backend.globalStats();
   s.reasons = g.reasons;
   s.connTableEntries = g.connTableEntries;
+  s.workers = g.workers;
   s.limits = dataplane.limits();
   return s;
 }

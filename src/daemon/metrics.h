@@ -53,8 +53,9 @@ struct MetricsSnapshot {
   std::array<keel_counter, KEEL_R_MAX> reasons{};
   DataplaneLimits limits;
   // Live connection-table entries, if the data plane can count them cheaply
-  // (XDP on kernel 6.6+; otherwise keel_conntrack_entries is absent).
+  // (XDP on kernel 6.6+, DPDK; otherwise keel_conntrack_entries is absent).
   std::optional<uint64_t> connTableEntries;
+  std::vector<WorkerStats> workers;  // DPDK workers; empty on XDP
 };
 
 // Takes the snapshot; call on the loop thread.

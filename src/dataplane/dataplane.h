@@ -33,6 +33,15 @@ struct DataplaneLimits {
   uint32_t connTableSize = KEEL_CT_SIZE_DEFAULT;
 };
 
+// One DPDK worker: the port RX queue it owns and what it received there. RSS
+// (or the vdev's fanout) spreads flows over the queues; these counts show
+// how evenly.
+struct WorkerStats {
+  uint32_t worker = 0;  // index = the port's RX queue
+  uint32_t lcore = 0;   // EAL lcore it runs on
+  uint64_t rxPackets = 0;
+};
+
 struct DataplaneStats {
   std::vector<keel_counter> services;            // indexed by ServiceId
   std::vector<keel_counter> backends;            // indexed by BackendId
@@ -40,6 +49,9 @@ struct DataplaneStats {
   // Live connection-table entries, if this plane can count them without
   // walking the table; nullopt = unknown (metrics and keelctl then omit it).
   std::optional<uint64_t> connTableEntries;
+  // Per worker (DPDK); empty where the plane has no workers of its own (XDP
+  // runs in the kernel's NAPI context on whichever CPU took the interrupt).
+  std::vector<WorkerStats> workers;
 };
 
 // What a data plane already holds when a restarted keeld adopts it (the XDP

@@ -830,6 +830,19 @@ class Lab:
         reasons = json.loads(p.stdout)["reasons"]
         return {name: int(reasons.get(name, {}).get("packets", 0)) for name in reason_names()}
 
+    def worker_packets(self) -> dict[int, int] | None:
+        """Packets each DPDK worker received from its port queue
+        (`keelctl -o json stats`, field workers): {worker: packets}. None
+        when no keeld runs or the data plane has no workers (XDP)."""
+        k = self._keeld
+        if k is None or k.proc.poll() is not None:
+            return None
+        p = k.keelctl("-o", "json", "stats", check=False)
+        if p.returncode != 0:
+            return None
+        workers = json.loads(p.stdout).get("workers") or []
+        return {int(w["worker"]): int(w["rx_packets"]) for w in workers} or None
+
     def real_by_name(self, name: str) -> Host:
         return next(r for r in self.reals if r.role == name)
 

@@ -91,11 +91,23 @@ def test_forwarding_path(keel, forwarding, family):
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 def test_spread_matches_model(keel, forwarding, family, proto):
     """N flows from distinct source ports reach every real, and each flow
-    lands on the real the reference model predicts."""
+    lands on the real the reference model predicts. Where the data plane has
+    workers of its own (DPDK: one per port queue, the vdev's PACKET_FANOUT
+    hash standing in for a NIC's RSS), the flows were spread over all of them:
+    every worker received some, and each flow still kept its model's real."""
     lab, config = keel
+    workers_before = lab.worker_packets()
     flows = lab.flows(proto, lab.vip(family), PORT, count=N_SPREAD)
     spread = served(flows)
     print(f"{forwarding} v{family} {proto}: {dict(sorted(spread.items()))}")
+    workers_after = lab.worker_packets()
+    if lab.dataplane == "dpdk":
+        assert workers_before and workers_after, "the DPDK plane reported no workers"
+        assert len(workers_after) == len(lab.plane.workers), workers_after
+        per_worker = {w: n - workers_before.get(w, 0) for w, n in workers_after.items()}
+        print(f"  rx packets per worker: {per_worker}")
+        idle = [w for w, n in per_worker.items() if n <= 0]
+        assert not idle, f"{N_SPREAD} flows, yet workers {idle} received nothing: {per_worker}"
     assert set(spread) == {r.role for r in lab.reals}, f"not every real served: {spread}"
     svc = find_service(config, family, PORT, proto)
     predicted = lab.model_pick(svc, flows)

@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/address.h"
+#include "dataplane/dataplane.h"
 #include "keel/maglev_lookup.h"
 #include "keel/maps_abi.h"
 
@@ -128,6 +129,7 @@ struct GlobalStats {
   std::array<keel_counter, KEEL_R_MAX> reasons{};  // indexed by keel_reason
   std::optional<uint64_t> connTableEntries;        // nullopt: the data plane cannot count them
   uint64_t connTableCapacity = 0;
+  std::vector<WorkerStats> workers;                // per DPDK worker; empty on XDP
 };
 
 // ------------------------------------------------------- typed requests

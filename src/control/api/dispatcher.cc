@@ -310,8 +310,12 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     for (int i = 0; i < KEEL_R_MAX; ++i) reasons[kReasonNames[i]] = counterJson(g.reasons[i]);
     json conntrack{{"entries", g.connTableEntries ? json(*g.connTableEntries) : json(nullptr)},
                    {"capacity", g.connTableCapacity}};
+    json workers = json::array();
+    for (const WorkerStats& w : g.workers)
+      workers.push_back(json{{"worker", w.worker}, {"lcore", w.lcore}, {"rx_packets", w.rxPackets}});
     return good(json{{"dataplane", g.dataplane}, {"conntrack", std::move(conntrack)},
-                     {"reasons", std::move(reasons)}, {"services", std::move(services)}});
+                     {"workers", std::move(workers)}, {"reasons", std::move(reasons)},
+                     {"services", std::move(services)}});
   }
   if (method == "lookup") {
     auto p = parseLookup(params);

@@ -159,6 +159,12 @@ class ConnWays {
       }
       if (e.value.last_seen_ns < victim->value.last_seen_ns) victim = &e;
     }
+    // Entries are never cleared, so a way once taken stays taken: the count
+    // of occupied ways only grows, by one each time an empty way is filled
+    // (a key's own way or an evicted one is already counted). Only the
+    // owning worker writes it; the control thread reads it relaxed
+    // (occupied()) instead of walking the table on a scrape.
+    if (victim->value.last_seen_ns == 0) __atomic_store_n(&occupied_, occupied_ + 1, __ATOMIC_RELAXED);
     victim->store(key, hash);
     victim->value.backend_id = backendId;
     victim->value.gen = gen;
@@ -174,6 +180,11 @@ class ConnWays {
   // (perf/dpdk/dpdk_bench --path-only).
   const void* firstLine(uint32_t hash) const { return entries_.get() + static_cast<size_t>(hash & mask_) * kWays; }
 
+  // Occupied ways (live or idle-expired flows), safe to call from any
+  // thread while the owning worker inserts: a relaxed load, O(1).
+  uint64_t occupied() const { return __atomic_load_n(&occupied_, __ATOMIC_RELAXED); }
+
+  // The same by walking the table (tests check occupied() against it).
   size_t countLive() const {
     size_t n = 0;
     for (size_t i = 0; i < capacity(); ++i) n += entries_[i].value.last_seen_ns != 0;
@@ -188,6 +199,7 @@ class ConnWays {
     void operator()(Entry* p) const { release(p); }
   };
   uint32_t mask_ = 0;
+  uint64_t occupied_ = 0;  // written by the owner only, with relaxed atomic stores
   std::unique_ptr<Entry[], Free> entries_;
 };
 
@@ -228,6 +240,8 @@ class ConnTable {
     prefetchLine(family == KEEL_AF_INET6 ? v6_.firstLine(hash) : v4_.firstLine(hash));
   }
 
+  // Occupied ways of both families (keel_conntrack_entries): O(1), any thread.
+  uint64_t occupied() const { return v4_.occupied() + v6_.occupied(); }
   size_t countLive() const { return v4_.countLive() + v6_.countLive(); }
 
  private:

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <utility>
 
 #include "dataplane/dpdk/tables.h"
 #include "dataplane/dpdk/worker_path.h"
@@ -132,6 +133,9 @@ struct alignas(64) Worker {
   uint16_t queue = 0;
   std::unique_ptr<dpdk::WorkerState> state;
   alignas(64) std::atomic<uint64_t> exceptionEgress{0};
+  // Packets read from the port's queue. Only this worker writes (a relaxed
+  // load and store per burst, no locked add); readStats() loads it.
+  std::atomic<uint64_t> rxPackets{0};
   std::atomic<bool> running{false};
 };
 
@@ -298,12 +302,18 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       dst.packets += __atomic_load_n(&src.packets, __ATOMIC_RELAXED);
       dst.bytes += __atomic_load_n(&src.bytes, __ATOMIC_RELAXED);
     };
+    uint64_t entries = 0;
     for (const auto& w : workers_) {
       const dpdk::WorkerCounters& c = w->state->counters;
       for (size_t i = 0; i < st.services.size(); ++i) add(st.services[i], c.services[i]);
       for (size_t i = 0; i < st.backends.size(); ++i) add(st.backends[i], c.backends[i]);
       for (size_t i = 0; i < KEEL_R_MAX; ++i) add(st.reasons[i], c.reasons[i]);
+      entries += w->state->conns.occupied();
     }
+    // Each worker's count of occupied ways (never a walk of the tables).
+    st.connTableEntries = entries;
+    for (const auto& w : workers_)
+      st.workers.push_back(WorkerStats{w->queue, w->lcore, w->rxPackets.load(std::memory_order_relaxed)});
     return st;
   }
 
@@ -318,10 +328,24 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     rte_rcu_qsbr_thread_register(qsbr_, w.queue);
     rte_rcu_qsbr_thread_online(qsbr_, w.queue);
     dpdk::WorkerState& st = *w.state;
-    rte_mbuf* rx[kBurst];
+    // Two bursts in flight: while burst N is processed, the buckets of
+    // burst N+1 (read and parsed just before) are on their way, so the
+    // prefetch distance is a whole burst and the page walks and DRAM misses
+    // overlap with net I/O and with burst N's work instead of stalling it.
+    // A burst waits for at most one more poll (never a sleep: a loop that
+    // received packets does not sleep), and parsing needs no snapshot, so
+    // a burst is processed under the snapshot of the loop that processes it.
+    struct Burst {
+      rte_mbuf* pkts[kBurst];
+      dpdk::ParsedPacket parsed[kBurst];
+      uint16_t n = 0;
+    };
+    Burst bursts[2];
+    Burst* cur = &bursts[0];   // parsed and prefetched last loop: processed now
+    Burst* next = &bursts[1];  // read now: processed next loop
     rte_mbuf* tx[kBurst];
     rte_mbuf* exc[kBurst];
-    dpdk::ParsedPacket parsed[kBurst];  // first pass's results, used by the second
+    rte_mbuf* fromKernel[kBurst];
     const uint16_t q = w.queue;
     const bool haveTap = tapReady_;
     const uint32_t idleSleepUs = opts_.idleSleepUs;
@@ -331,22 +355,28 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     while (!stop_.load(std::memory_order_relaxed)) {
       // One snapshot for the whole burst: every packet in it sees one state.
       const dpdk::Snapshot* snap = store_->current();
-      uint16_t n = rte_eth_rx_burst(port_, q, rx, kBurst);
+      const uint16_t n = rte_eth_rx_burst(port_, q, next->pkts, kBurst);
+      next->n = n;
       if (n > 0) {
+        w.rxPackets.store(w.rxPackets.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+        // Parse the whole burst, then issue its prefetches back to back
+        // (dpdk::prefetchParsed says why).
+        for (uint16_t i = 0; i < n; ++i)
+          dpdk::parsePacket(rte_pktmbuf_mtod(next->pkts[i], const uint8_t*),
+                            rte_pktmbuf_data_len(next->pkts[i]), next->parsed[i]);
+        for (uint16_t i = 0; i < n; ++i) dpdk::hashParsed(next->parsed[i]);
+        for (uint16_t i = 0; i < n; ++i) dpdk::prefetchParsed(st, next->parsed[i]);
+      }
+      if (cur->n > 0) {
         const uint64_t now = static_cast<uint64_t>((rte_rdtsc() * nsPerTsc) >> 32);
         uint16_t ntx = 0, nexc = 0;
-        // Two passes: prefetch every packet's connection-table bucket, then
-        // process; the DRAM misses of a burst overlap instead of queueing.
-        for (uint16_t i = 0; i < n; ++i)
-          dpdk::parseAndPrefetch(st, rte_pktmbuf_mtod(rx[i], const uint8_t*),
-                                 rte_pktmbuf_data_len(rx[i]), parsed[i]);
         dpdk::BurstCache cache;  // lookups shared by the burst's packets
-        for (uint16_t i = 0; i < n; ++i) {
-          rte_mbuf* m = rx[i];
+        for (uint16_t i = 0; i < cur->n; ++i) {
+          rte_mbuf* m = cur->pkts[i];
           dpdk::PacketBuf b{rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m),
                             rte_pktmbuf_headroom(m)};
           uint8_t* before = b.data;
-          dpdk::PacketResult r = dpdk::processParsed(*snap, st, b, parsed[i], now, cache);
+          dpdk::PacketResult r = dpdk::processParsed(*snap, st, b, cur->parsed[i], now, cache);
           if (r.verdict == dpdk::Verdict::kTx) {
             if (b.data != before) rte_pktmbuf_prepend(m, static_cast<uint16_t>(before - b.data));
             tx[ntx++] = m;
@@ -356,9 +386,11 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
             rte_pktmbuf_free(m);
           }
         }
+        cur->n = 0;
         sendOrFree(port_, q, tx, ntx);
         if (haveTap) sendOrFree(tap_, q, exc, nexc);
       }
+      std::swap(cur, next);
       // The kernel's side of the exception path (ARP replies, ICMP, BGP,
       // health checks from this host) leaves through the same port. Polled
       // every 16th loop: net_tap's rx is a read() syscall even when empty,
@@ -366,17 +398,20 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       // sleeps when idle polls it every loop (a sleep costs more anyway).
       uint16_t k = 0;
       if (haveTap && (idleSleepUs || (++loops & 15) == 0)) {
-        k = rte_eth_rx_burst(tap_, q, rx, kBurst);
+        k = rte_eth_rx_burst(tap_, q, fromKernel, kBurst);
         if (k > 0) {
           w.exceptionEgress.fetch_add(k, std::memory_order_relaxed);
-          sendOrFree(port_, q, rx, k);
+          sendOrFree(port_, q, fromKernel, k);
         }
       }
       rte_rcu_qsbr_quiescent(qsbr_, w.queue);
       // Quiescent first: a sleeping worker holds no snapshot, so a grace
-      // period waits at most one sleep for it.
+      // period waits at most one sleep for it. It sleeps only with no burst
+      // pending (n == 0: the burst now in `cur` is empty).
       if (idleSleepUs && n == 0 && k == 0) rte_delay_us_sleep(idleSleepUs);
     }
+    // A burst read in the last loop and never processed.
+    if (cur->n > 0) rte_pktmbuf_free_bulk(cur->pkts, cur->n);
     rte_rcu_qsbr_thread_offline(qsbr_, w.queue);
     rte_rcu_qsbr_thread_unregister(qsbr_, w.queue);
   }

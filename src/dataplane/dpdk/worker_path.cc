@@ -43,14 +43,11 @@ inline bool usable(const keel_backend* be, uint32_t svcId) {
 
 }  // namespace
 
-void parseAndPrefetch(WorkerState& w, const uint8_t* data, uint32_t len, ParsedPacket& out) {
+void parsePacket(const uint8_t* data, uint32_t len, ParsedPacket& out) {
   void* d = const_cast<uint8_t*>(data);
   void* end = const_cast<uint8_t*>(data) + len;
   out.l3 = keel_parse_l3(d, end, &out.pkt);
   out.l4 = out.l3 == KEEL_CONTINUE ? keel_parse_l4(d, end, &out.pkt) : out.l3;
-  if (out.l4 != KEEL_CONTINUE) return;
-  out.flowHash = keel_flow_hash(&out.pkt.key);
-  w.conns.prefetch(out.pkt.key.family, out.flowHash);
 }
 
 PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint64_t nowNs) {
@@ -60,7 +57,7 @@ PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint
   return processParsed(s, w, b, parsed, nowNs, cache);
 }
 
-// Stage 2 of the parser runs (in parseAndPrefetch) before the VIP check,
+// Stage 2 of the parser runs (in parsePacket) before the VIP check,
 // unlike XDP; that is only reading: its result is used only for VIPs, so
 // every verdict is the same as bpf/balancer.bpf.c's.
 PacketResult processParsed(const Snapshot& s, WorkerState& w, PacketBuf& b, ParsedPacket& parsed,

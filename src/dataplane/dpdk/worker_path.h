@@ -18,6 +18,7 @@
 
 #include "dataplane/dpdk/conn_table.h"
 #include "dataplane/dpdk/tables.h"
+#include "keel/hash.h"
 #include "keel/maps_abi.h"
 #include "keel/parse.h"
 
@@ -92,10 +93,35 @@ struct BurstCache {
   const keel_service_value* svc = nullptr;  // when isVip: exact port, else port 0, else null
 };
 
-// First pass over a burst: parses the packet and, for a complete flow key,
-// prefetches its connection-table bucket so the second pass finds it in
-// cache. Reads the packet only; no counters move.
-void parseAndPrefetch(WorkerState& worker, const uint8_t* data, uint32_t len, ParsedPacket& out);
+// First pass over a burst: parses the packet. Reads the packet only; no
+// counters move.
+void parsePacket(const uint8_t* data, uint32_t len, ParsedPacket& out);
+
+// Then the flow hash of a parsed packet. A separate loop over the burst:
+// MurmurHash3 is one chain of ~40 dependent instructions, which inside the
+// parse loop ran nearly serially; a loop of hashes alone lets the core
+// overlap the chains of several packets.
+inline void hashParsed(ParsedPacket& p) {
+  if (p.l4 == KEEL_CONTINUE) p.flowHash = keel_flow_hash(&p.pkt.key);
+}
+
+// Pulls the parsed packet's connection-table bucket toward the cache, so the
+// second pass finds it there. The worker issues a whole burst's prefetches
+// back to back, after parsing the burst: a prefetch whose line is on a page
+// the TLB does not hold cannot retire before its page walk ends, so between
+// two parses (~150 instructions each) only one or two walks were in flight
+// at a time; issued together, a burst's walks overlap (docs/dpdk.md,
+// Measurements).
+inline void prefetchParsed(const WorkerState& worker, const ParsedPacket& p) {
+  if (p.l4 == KEEL_CONTINUE) worker.conns.prefetch(p.pkt.key.family, p.flowHash);
+}
+
+// Both for one packet.
+inline void parseAndPrefetch(WorkerState& worker, const uint8_t* data, uint32_t len, ParsedPacket& out) {
+  parsePacket(data, len, out);
+  hashParsed(out);
+  prefetchParsed(worker, out);
+}
 
 // Second pass: the decision and the rewrite, from the first pass's results.
 // pkt must be the same, unmodified buffer parseAndPrefetch() read; cache

@@ -172,6 +172,12 @@ TEST_F(DispatcherTest, QueriesRenderSnapshots) {
   fake_.stats.connTableEntries = 17;
   r = call(R"({"id":5,"method":"stats.get"})");
   EXPECT_EQ(r["result"]["conntrack"]["entries"], 17);
+  // Workers: an empty list where the plane has none, else one object each.
+  EXPECT_EQ(r["result"]["workers"], json::array());
+  fake_.stats.workers = {WorkerStats{0, 1, 10}, WorkerStats{1, 2, 20}};
+  r = call(R"({"id":6,"method":"stats.get"})");
+  ASSERT_EQ(r["result"]["workers"].size(), 2u);
+  EXPECT_EQ(r["result"]["workers"][1], (json{{"worker", 1}, {"lcore", 2}, {"rx_packets", 20}}));
 }
 
 TEST_F(DispatcherTest, ShutdownIsDeferredToTheServer) {

@@ -200,6 +200,7 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
     fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};
     fake_.stats.connTableEntries = 17;
     fake_.stats.connTableCapacity = 65536;
+    fake_.stats.workers = {WorkerStats{0, 1, 10}, WorkerStats{1, 2, 20}};
     return 0;
   });
   startServer();
@@ -229,6 +230,8 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   EXPECT_NE(st.out.find("tx_ipip"), std::string::npos);
   EXPECT_NE(st.out.find("conntrack: 17 of 65536 entries\n"), std::string::npos) << st.out;
   EXPECT_EQ(json::parse(s.out)["conntrack"]["entries"], 17);
+  EXPECT_NE(st.out.find("workers rx packets: 0@lcore1=10 1@lcore2=20\n"), std::string::npos) << st.out;
+  EXPECT_EQ(json::parse(s.out)["workers"][1]["rx_packets"], 20);
   // --rate: two samples; the fake's counters do not move, so every rate is 0.
   CliRun sr = keelctl({"-o", "json", "stats", "--rate", "--watch", "0.1", "--count", "2"});
   ASSERT_EQ(sr.rc, 0) << sr.err;
@@ -237,6 +240,7 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   for (std::string line; std::getline(docs, line);) {
     json doc = json::parse(line);  // --watch -o json: one document per line
     EXPECT_EQ(doc["reasons"]["tx_ipip"]["packets_per_s"], 0.0);
+    EXPECT_EQ(doc["workers"][1]["rx_packets_per_s"], 0.0);
     ++n;
   }
   EXPECT_EQ(n, 2);

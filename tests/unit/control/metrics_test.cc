@@ -147,6 +147,18 @@ TEST_F(MetricsTest, ConntrackEntriesGaugeWhenThePlaneCounts) {
   EXPECT_TRUE(hasLine(out, "keel_conntrack_entries 0"));
 }
 
+// A plane with workers (DPDK): one counter per worker, through the same path;
+// none at all for a plane without (the mock, XDP).
+TEST_F(MetricsTest, WorkerPacketsPerWorkerWhenThePlaneHasWorkers) {
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  EXPECT_EQ(out.find("keel_dpdk_worker_packets_total"), std::string::npos);
+  dp_.stats.workers = {WorkerStats{0, 1, 700}, WorkerStats{1, 3, 0}};
+  out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_dpdk_worker_packets_total counter"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_packets_total{worker="0",lcore="1"} 700)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_packets_total{worker="1",lcore="3"} 0)"));
+}
+
 TEST_F(MetricsTest, DownRealAndEmptyRing) {
   ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), false));
   std::string out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+// The connection table's occupied-way count (keel_conntrack_entries on the
+// DPDK plane): kept by insert() as it goes, never by walking the table, so
+// each case checks it against a walk (countLive()).
+#include "dataplane/dpdk/conn_table.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace keel::dpdk {
+namespace {
+
+keel_flow_key key4(uint16_t sport) {
+  keel_flow_key k{};
+  k.src[0] = 0x0a000001;
+  k.dst[0] = 0x0a000064;
+  k.sport = sport;
+  k.dport = 80;
+  k.proto = KEEL_PROTO_TCP;
+  k.family = KEEL_AF_INET;
+  return k;
+}
+
+keel_flow_key key6(uint16_t sport) {
+  keel_flow_key k = key4(sport);
+  k.src[1] = k.src[2] = k.src[3] = 7;
+  k.family = KEEL_AF_INET6;
+  return k;
+}
+
+// Capacity 4 is one bucket of ConnWays::kWays (4) ways per family: every key
+// lands in the same bucket whatever its hash.
+TEST(ConnTableCount, EmptyWaysCountOwnAndEvictedWaysDoNot) {
+  ConnTable t(4);
+  ASSERT_EQ(t.capacity(), 4u);
+  EXPECT_EQ(t.occupied(), 0u);
+
+  for (uint16_t i = 0; i < 4; ++i) {  // fills the four empty ways
+    t.insert(key4(1000 + i), /*hash=*/i, 1, 1, 100 + i);
+    EXPECT_EQ(t.occupied(), i + 1u);
+  }
+  t.insert(key4(1001), 1, 2, 2, 200);  // the key's own (occupied) way: re-picked, not a new way
+  EXPECT_EQ(t.occupied(), 4u);
+  ASSERT_NE(t.find(key4(1001), 1, 200, 0), nullptr);
+  EXPECT_EQ(t.find(key4(1001), 1, 200, 0)->backend_id, 2u);
+
+  t.insert(key4(2000), 9, 3, 3, 300);  // full bucket: evicts the oldest (sport 1000)
+  EXPECT_EQ(t.occupied(), 4u);
+  EXPECT_EQ(t.find(key4(1000), 0, 300, 0), nullptr);
+  EXPECT_NE(t.find(key4(2000), 9, 300, 0), nullptr);
+  EXPECT_EQ(t.occupied(), t.countLive());
+}
+
+TEST(ConnTableCount, BothFamiliesAreSummed) {
+  ConnTable t(4);
+  t.insert(key4(1), 1, 0, 1, 10);
+  t.insert(key6(1), 1, 0, 1, 10);
+  t.insert(key6(2), 2, 0, 1, 10);
+  EXPECT_EQ(t.occupied(), 3u);
+  EXPECT_EQ(t.occupied(), t.countLive());
+}
+
+// Many buckets, some filled past their ways: the running count stays equal
+// to a walk of the table through inserts, re-inserts and evictions.
+TEST(ConnTableCount, MatchesAWalkThroughManyInsertsAndEvictions) {
+  ConnTable t(256);
+  uint32_t x = 12345;
+  for (int i = 0; i < 5000; ++i) {
+    x = x * 1664525u + 1013904223u;
+    const uint16_t sport = static_cast<uint16_t>(x >> 20);  // 4096 keys over 256 ways: repeats and evictions
+    const uint32_t hash = sport * 2654435761u;
+    keel_flow_key k = (i & 3) == 0 ? key6(sport) : key4(sport);
+    t.insert(k, hash, 0, 1, 1 + i);
+  }
+  EXPECT_EQ(t.occupied(), t.countLive());
+  EXPECT_EQ(t.occupied(), 2u * t.capacity());  // full by now: every way of both families
+}
+
+}  // namespace
+}  // namespace keel::dpdk

@@ -140,6 +140,16 @@ Status Registry::invalidateBackend(const ServiceState& state, const IpAddress& a
   return Status::ok();
 }
 
+Status Registry::releaseBackend(const ServiceState& state, const IpAddress& addr, BackendId id) {
+  // Only after invalidateBackend: no ring slot names the id and it is not
+  // VALID, so its counters stop moving and the next owner starts at 0.
+  if (Status s = dataplane_.resetCounters(CounterKind::kBackend, id); !s)
+    return Status::error("service " + state.config.name + ": real " + addr.toString() +
+                         ": reset counters of backend " + std::to_string(id) + ": " + s.message());
+  backendIds_.release(id);
+  return Status::ok();
+}
+
 Status Registry::publishRing(ServiceState& state) {
   std::vector<MaglevReal> reals;
   for (const auto& [addr, real] : state.reals)
@@ -195,8 +205,12 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
     return Status::error("service " + name + ": publish empty ring: " + s.message());
   for (auto& [addr, real] : state.reals) {
     if (Status s = invalidateBackend(state, addr, real); !s) return s;
-    backendIds_.release(real.id);
+    if (Status s = releaseBackend(state, addr, real.id); !s) return s;
   }
+  // No packet finds the service any more: its counters can go with its id.
+  if (Status s = dataplane_.resetCounters(CounterKind::kService, state.id); !s)
+    return Status::error("service " + name + ": reset counters of service id " +
+                         std::to_string(state.id) + ": " + s.message());
   serviceIds_.release(state.id);
   dropVipRef(state.config.vip, vipsMaybeUnused);
   logInfo(LogRecord("service_removed").add("service", name).add("id", state.id));
@@ -263,7 +277,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     if (Status s = publishRing(state); !s) return s;
   for (auto& [addr, real] : removedStates) {
     if (Status s = invalidateBackend(state, addr, real); !s) return s;
-    backendIds_.release(real.id);
+    if (Status s = releaseBackend(state, addr, real.id); !s) return s;
     logInfo(LogRecord("real_removed").add("service", name).add("real", addr.toString()));
   }
   for (const IpAddress& addr : added)

@@ -11,6 +11,9 @@
 //  - add service:   addVip (refcounted), backends, ring, then upsertService
 //  - remove service: removeService, publishRing(empty), invalidate backends,
 //                   removeVip when the last service on that VIP is gone
+//  - free an id:    resetCounters after the call that stops its use (the
+//                   invalidating upsertBackend, or removeService + empty
+//                   ring), so a reused id starts at 0; adopt() resets nothing
 // apply() diffs a whole Config against what is programmed and issues only the
 // calls for what changed, so a reload touches nothing that stayed the same.
 #pragma once
@@ -161,6 +164,8 @@ class Registry {
   Status publishRing(ServiceState& state);
   Status writeBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);
   Status invalidateBackend(const ServiceState& state, const IpAddress& addr, RealState& real);
+  // Zeroes an invalidated backend id's counters and returns it to the pool.
+  Status releaseBackend(const ServiceState& state, const IpAddress& addr, BackendId id);
   Status addVipRef(const IpAddress& vip);
   void dropVipRef(const IpAddress& vip, std::vector<IpAddress>& maybeUnused);
   BackendId allocateBackend();

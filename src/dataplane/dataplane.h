@@ -27,6 +27,9 @@ namespace keel {
 using ServiceId = uint32_t;
 using BackendId = uint32_t;
 
+// Which per-id counter table resetCounters() zeroes.
+enum class CounterKind { kService, kBackend };
+
 struct DataplaneLimits {
   uint32_t maxServices = KEEL_MAX_SERVICES_DEFAULT;
   uint32_t maxBackends = KEEL_MAX_BACKENDS_DEFAULT;
@@ -80,6 +83,11 @@ class Dataplane {
   // Replaces the service's ring in one atomic step. slots.size() is M; each
   // entry is a BackendId. An empty vector publishes "no usable backend".
   virtual Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) = 0;
+
+  // Zeroes the packet/byte counters of one id (summed over every CPU or
+  // worker). The registry calls it when it frees an id, after the call that
+  // stops packets from using it, so the id's next owner starts at 0.
+  virtual Status resetCounters(CounterKind kind, uint32_t id) = 0;
 
   virtual DataplaneStats readStats() = 0;
 };

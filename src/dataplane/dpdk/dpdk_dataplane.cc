@@ -294,6 +294,29 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return store_->publishRing(id, slots);
   }
 
+  Status resetCounters(CounterKind kind, uint32_t id) override {
+    const bool svc = kind == CounterKind::kService;
+    const uint32_t limit = svc ? store_->maxServices() : store_->maxBackends();
+    if (id >= limit)
+      return Status::error(std::string("dpdk: reset counters: ") + (svc ? "service" : "backend") +
+                           " id " + std::to_string(id) + " >= " + std::to_string(limit));
+    // Each worker is the only writer of its slot, with a plain load + store
+    // (countPacket), so a reset racing a count could be overwritten. It does
+    // not race: the registry calls this after the update that stops the id's
+    // use (invalidating upsertBackend, or removeService + empty ring), and
+    // every TableStore update returns only after a grace period, when no
+    // worker still holds a snapshot in which the id is usable; a worker's
+    // last counts were stored before it reported quiescent. The relaxed
+    // atomic stores are for readStats(), which may read concurrently.
+    for (auto& w : workers_) {
+      dpdk::WorkerCounters& c = w->state->counters;
+      keel_counter& slot = svc ? c.services[id] : c.backends[id];
+      __atomic_store_n(&slot.packets, 0, __ATOMIC_RELAXED);
+      __atomic_store_n(&slot.bytes, 0, __ATOMIC_RELAXED);
+    }
+    return Status::ok();
+  }
+
   DataplaneStats readStats() override {
     DataplaneStats st;
     st.services.assign(store_->maxServices(), keel_counter{});

@@ -576,6 +576,28 @@ Status XdpDataplane::publishRing(ServiceId id, const std::vector<uint32_t>& slot
   return Status::ok();
 }
 
+Status XdpDataplane::resetCounters(CounterKind kind, uint32_t id) {
+  const bool svc = kind == CounterKind::kService;
+  const uint32_t limit = svc ? options_.limits.maxServices : options_.limits.maxBackends;
+  const char* what = svc ? "service" : "backend";
+  if (id >= limit)
+    return Status::error(std::string("xdp: reset counters: ") + what + " id " + std::to_string(id) +
+                         " >= " + (svc ? "limits.max_services " : "limits.max_reals ") +
+                         std::to_string(limit));
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return Status::error("xdp: reset counters: cannot count possible CPUs");
+  // A per-CPU array slot is written whole: one zero record per possible CPU.
+  // The registry calls this after the upsert that stops new packets from
+  // using the id; a program that passed its checks just before that upsert
+  // (in flight on another CPU, microseconds) may still add its one packet
+  // after the reset. That is the one packet the old owner really sent.
+  std::vector<keel_counter> zeros(static_cast<size_t>(ncpu));
+  bpf_map* map = svc ? skel_->maps.stats_services : skel_->maps.stats_backends;
+  return mapStatus(bpf_map__update_elem(map, &id, sizeof id, zeros.data(),
+                                        zeros.size() * sizeof(keel_counter), BPF_ANY),
+                   svc ? "xdp: reset service counters" : "xdp: reset backend counters");
+}
+
 std::vector<keel_counter> XdpDataplane::readPercpu(int fd, uint32_t entries) {
   const int ncpu = libbpf_num_possible_cpus();
   std::vector<keel_counter> sums(entries);

@@ -78,6 +78,7 @@ class XdpDataplane final : public Dataplane {
   Status upsertService(const keel_service_key& key, const keel_service_value& value) override;
   Status removeService(const keel_service_key& key) override;
   Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override;
+  Status resetCounters(CounterKind kind, uint32_t id) override;
   DataplaneStats readStats() override;
 
   int ifindex() const { return ifindex_; }

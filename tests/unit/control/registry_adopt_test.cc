@@ -102,10 +102,12 @@ TEST_F(RegistryAdoptTest, SameConfigKeepsEveryIdAndGenerationAndEveryMapByte) {
     EXPECT_EQ(second_.services[k].id, v.id);
     EXPECT_EQ(second_.services[k].flags, v.flags);
   }
-  // No generation moved and nothing was removed or invalidated.
+  // No generation moved and nothing was removed, invalidated or had its
+  // counters reset (adopted ids keep counting where the last keeld left off).
   for (const std::string& c : second_.calls) {
     EXPECT_EQ(c.find("invalid"), std::string::npos) << c;
     EXPECT_EQ(c.find("remove"), std::string::npos) << c;
+    EXPECT_EQ(c.find("reset"), std::string::npos) << c;
   }
   // And the registry works on from there like the first one would.
   ASSERT_TRUE(secondReg_->apply(kRunning).isOk());

@@ -71,7 +71,8 @@ TEST_F(RegistryTest, RemoveRealPublishesRingBeforeInvalidatingAndIdIsReusedAtNew
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
   take();
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
-  EXPECT_EQ(take(), (Calls{"publishRing 0 [0]", "upsertBackend 1 10.0.1.12 gen=2 invalid"}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [0]", "upsertBackend 1 10.0.1.12 gen=2 invalid",
+                           "resetBackend 1"}));
   // The freed id 1 goes to the next new real, at a newer generation than any
   // conntrack entry of 10.0.1.12 can hold.
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.13")})}));
@@ -114,7 +115,8 @@ TEST_F(RegistryTest, RemoveServiceUnhooksEmptiesInvalidatesThenWithdrawsVip) {
   take();
   applyOk(config({service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
   EXPECT_EQ(take(), (Calls{"removeService 192.0.2.10:80/6", "publishRing 0 []",
-                           "upsertBackend 0 10.0.1.11 gen=2 invalid", "removeVip 192.0.2.10"}));
+                           "upsertBackend 0 10.0.1.11 gen=2 invalid", "resetBackend 0",
+                           "resetService 0", "removeVip 192.0.2.10"}));
   EXPECT_EQ(dp_.vips, (std::set<std::string>{"192.0.2.53"}));
 }
 
@@ -229,6 +231,54 @@ TEST_F(RegistryTest, StatsAreMappedToServicesAndReals) {
   EXPECT_EQ(st.services[1].reals[1].address.toString(), "10.0.1.12");
   EXPECT_EQ(st.services[1].reals[1].counters.packets, 6u);
   EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, 13u);
+}
+
+// A freed id's counters are zeroed after it stops being used, so whoever
+// gets the id next starts at 0; ids still in use keep their counts.
+TEST_F(RegistryTest, ReusedIdsStartWithZeroCounters) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  take();
+  // Ids: web 0 (reals 0, 1), dns 1 (real 2).
+  dp_.stats.services = {{10, 1000}, {3, 300}};
+  dp_.stats.backends = {{4, 400}, {6, 600}, {3, 300}};
+  // Remove a real (a reload diff): reset only after its invalidating write.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [0]", "upsertBackend 1 10.0.1.12 gen=2 invalid",
+                           "resetBackend 1"}));
+  // Another real takes id 1 and starts at 0; the remaining reals keep theirs.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.13")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  RegistryStats st = reg_.readStats();
+  ASSERT_EQ(st.services.size(), 2u);
+  const ServiceStats& web = st.services[1];
+  ASSERT_EQ(web.reals.size(), 2u);
+  EXPECT_EQ(web.reals[1].address.toString(), "10.0.1.13");
+  EXPECT_EQ(web.reals[1].backendId, 1u);
+  EXPECT_EQ(web.reals[1].counters.packets, 0u);
+  EXPECT_EQ(web.reals[1].counters.bytes, 0u);
+  EXPECT_EQ(web.reals[0].counters.packets, 4u);
+  EXPECT_EQ(web.counters.packets, 10u);
+  EXPECT_EQ(st.services[0].reals[0].counters.packets, 3u);
+
+  // Remove a service: its id and its reals' ids are reset after it is
+  // unhooked and its backends invalidated; a new service reusing them starts at 0.
+  take();
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.13")})}));
+  EXPECT_EQ(take(), (Calls{"removeService 192.0.2.53:53/6", "publishRing 1 []",
+                           "upsertBackend 2 10.0.2.1 gen=2 invalid", "resetBackend 2",
+                           "resetService 1", "removeVip 192.0.2.53"}));
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.13")}),
+                  service("ntp", "192.0.2.123", 123, {real("10.0.3.1")})}));
+  st = reg_.readStats();
+  ASSERT_EQ(st.services[0].name, "ntp");
+  EXPECT_EQ(st.services[0].id, 1u);
+  EXPECT_EQ(st.services[0].counters.packets, 0u);
+  EXPECT_EQ(st.services[0].reals[0].backendId, 2u);
+  EXPECT_EQ(st.services[0].reals[0].counters.packets, 0u);
+  EXPECT_EQ(st.services[1].counters.packets, 10u);
+  EXPECT_EQ(st.services[1].reals[0].counters.packets, 4u);
 }
 
 }  // namespace

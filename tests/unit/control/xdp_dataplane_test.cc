@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "balancer.skel.h"
 #include "control/registry.h"
@@ -190,6 +191,52 @@ TEST_F(XdpDataplaneTest, ProgramsMapsPinsAndDetaches) {
   EXPECT_EQ(bpf_xdp_query_id(ifindex, XDP_FLAGS_DRV_MODE, &attachedId), 0);
   EXPECT_EQ(attachedId, 0u);
   EXPECT_FALSE(std::filesystem::exists(pinDir_));
+}
+
+// Counts written into every CPU's record of a few ids, as packets would
+// leave them; resetCounters zeroes one id on every CPU and no other id.
+TEST_F(XdpDataplaneTest, ResetCountersZeroesOneIdOnEveryCpu) {
+  XdpOptions o;
+  o.interface = ifA_;
+  o.mode = XdpAttachMode::kGeneric;
+  o.limits = {4, 8, 128};
+  o.pinDir = pinDir_;
+  Status s = XdpDataplane::create(o, &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  const int ncpu = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpu, 0);
+  auto fill = [&](const char* map, uint32_t id) {
+    std::vector<keel_counter> v(static_cast<size_t>(ncpu));
+    for (int c = 0; c < ncpu; ++c) v[c] = {id * 100 + c + 1, (id * 100 + c + 1) * 60};
+    int fd = pinned(map);
+    ASSERT_GE(fd, 0) << map;
+    ASSERT_EQ(bpf_map_update_elem(fd, &id, v.data(), BPF_ANY), 0) << map << " " << id;
+    close(fd);
+  };
+  for (uint32_t id : {0u, 1u, 2u}) fill("stats_backends", id);
+  for (uint32_t id : {0u, 1u}) fill("stats_services", id);
+  const DataplaneStats before = dp_->readStats();
+  ASSERT_GT(before.backends[1].packets, 0u);
+  ASSERT_GT(before.services[0].packets, 0u);
+
+  ASSERT_TRUE(dp_->resetCounters(CounterKind::kBackend, 1).isOk());
+  ASSERT_TRUE(dp_->resetCounters(CounterKind::kService, 0).isOk());
+  const DataplaneStats after = dp_->readStats();
+  EXPECT_EQ(after.backends[1].packets, 0u);
+  EXPECT_EQ(after.backends[1].bytes, 0u);
+  EXPECT_EQ(after.services[0].packets, 0u);
+  EXPECT_EQ(after.services[0].bytes, 0u);
+  for (uint32_t id : {0u, 2u}) {
+    EXPECT_EQ(after.backends[id].packets, before.backends[id].packets) << "backend " << id;
+    EXPECT_EQ(after.backends[id].bytes, before.backends[id].bytes) << "backend " << id;
+  }
+  EXPECT_EQ(after.services[1].packets, before.services[1].packets);
+  EXPECT_EQ(after.services[1].bytes, before.services[1].bytes);
+
+  s = dp_->resetCounters(CounterKind::kService, 4);
+  EXPECT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("service id 4 >= limits.max_services 4"), std::string::npos)
+      << s.message();
 }
 
 TEST_F(XdpDataplaneTest, StatsSumAcrossCpusAfterATestRun) {

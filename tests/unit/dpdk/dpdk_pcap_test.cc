@@ -215,6 +215,55 @@ TEST_F(DpdkPcapTest, ForwardsByteForByteLikeThePurePath) {
   for (size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i], expected[i]) << "tx frame " << i;
 }
 
+// A freed id's counters go to 0 in every worker; other ids keep theirs.
+TEST_F(DpdkPcapTest, ResetCountersZeroesOneIdOnly) {
+  const auto in = inputFrames();
+  const std::string rx = kDir + "/reset_rx.pcap", tx = kDir + "/reset_tx.pcap";
+  writePcap(rx, in);
+  DpdkOptions o;
+  o.ealArgs = ealArgs();
+  o.port = "net_pcap_keelr" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx;
+  o.workerLcores = {1};
+  o.mbufsPerWorker = 1024;
+  o.rxDescriptors = o.txDescriptors = 256;
+  o.limits.maxServices = 16;
+  o.limits.maxBackends = 1024;
+  o.limits.connTableSize = 1024;
+  o.autoStart = false;
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  ASSERT_NE(dp, nullptr) << err;
+  loadTables(*dp);
+  ASSERT_TRUE(dp->start());
+  ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= in.size(); }));
+  const DataplaneStats before = dp->readStats();
+  ASSERT_GT(before.backends[0].packets, 0u);
+  ASSERT_GT(before.services[0].packets, 0u);
+  ASSERT_GT(before.services[2].packets, 0u);
+  ASSERT_GT(before.backends[3].packets + before.backends[4].packets, 0u);
+
+  ASSERT_TRUE(dp->resetCounters(CounterKind::kBackend, 0));
+  ASSERT_TRUE(dp->resetCounters(CounterKind::kService, 0));
+  const DataplaneStats after = dp->readStats();
+  EXPECT_EQ(after.backends[0].packets, 0u);
+  EXPECT_EQ(after.backends[0].bytes, 0u);
+  EXPECT_EQ(after.services[0].packets, 0u);
+  EXPECT_EQ(after.services[0].bytes, 0u);
+  for (uint32_t id : {1u, 2u, 3u, 4u}) {
+    EXPECT_EQ(after.backends[id].packets, before.backends[id].packets) << "backend " << id;
+    EXPECT_EQ(after.backends[id].bytes, before.backends[id].bytes) << "backend " << id;
+  }
+  for (uint32_t id : {1u, 2u, 3u}) {
+    EXPECT_EQ(after.services[id].packets, before.services[id].packets) << "service " << id;
+    EXPECT_EQ(after.services[id].bytes, before.services[id].bytes) << "service " << id;
+  }
+  EXPECT_EQ(totalPackets(after), totalPackets(before));  // reason counters are not per id
+
+  Status s = dp->resetCounters(CounterKind::kBackend, 1024);
+  EXPECT_FALSE(s);
+  EXPECT_NE(s.message().find("backend id 1024"), std::string::npos) << s.message();
+}
+
 TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
   if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)
     GTEST_SKIP() << "needs root and /dev/net/tun for net_tap";

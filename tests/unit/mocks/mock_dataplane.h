@@ -72,6 +72,12 @@ class MockDataplane : public Dataplane {
     for (uint32_t b : members) m += (m.empty() ? "" : ",") + std::to_string(b);
     return record("publishRing " + std::to_string(id) + " [" + m + "]");
   }
+  Status resetCounters(CounterKind kind, uint32_t id) override {
+    std::vector<keel_counter>& v = kind == CounterKind::kService ? stats.services : stats.backends;
+    if (id < v.size()) v[id] = {};
+    return record(std::string(kind == CounterKind::kService ? "resetService " : "resetBackend ") +
+                  std::to_string(id));
+  }
   DataplaneStats readStats() override { return stats; }
 
   static std::string keyString(const keel_service_key& k) {

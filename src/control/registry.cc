@@ -39,6 +39,10 @@ bool Registry::IdPool::reserve(uint32_t id) {
   return true;
 }
 
+bool Registry::IdPool::used(uint32_t id) const {
+  return id < next_ && std::find(free_.begin(), free_.end(), id) == free_.end();
+}
+
 void Registry::IdPool::release(uint32_t id) {
   free_.push_back(id);
   std::push_heap(free_.begin(), free_.end(), std::greater<>());
@@ -477,7 +481,20 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
     const IpAddress vip = toAddress(k.addr, k.family);
     if (vipRefs_.try_emplace(vip, 0).second) adoptedUnusedVips_.push_back(vip);
   }
-  return Status::ok();
+  // Every free id reads 0, as it would had it been released by this keeld.
+  const DataplaneStats stats = dataplane_.readStats();
+  auto resetFree = [&](const std::vector<keel_counter>& counters, const IdPool& pool,
+                       CounterKind kind, const char* what) -> Status {
+    for (uint32_t id = 0; id < counters.size(); ++id) {
+      if ((counters[id].packets == 0 && counters[id].bytes == 0) || pool.used(id)) continue;
+      if (Status s = dataplane_.resetCounters(kind, id); !s)
+        return Status::error(std::string("adopt: reset counters of free ") + what + " id " +
+                             std::to_string(id) + ": " + s.message());
+    }
+    return Status::ok();
+  };
+  if (Status s = resetFree(stats.services, serviceIds_, CounterKind::kService, "service"); !s) return s;
+  return resetFree(stats.backends, backendIds_, CounterKind::kBackend, "backend");
 }
 
 Status Registry::setRealHealth(const std::string& service, const IpAddress& addr, bool healthy) {

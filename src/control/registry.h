@@ -104,6 +104,9 @@ class Registry {
   // removes it by the usual ordering rules; unused VIPs are withdrawn there
   // too. The first apply() rewrites every adopted service (same ids and
   // generations, so packets see no change when the config is the same).
+  // Adopted ids keep their counters; a free id that still has counts (left
+  // by a keeld from before ids were reset on release, or one killed between
+  // an invalidation and its reset) is reset, so its next owner starts at 0.
   Status adopt(const ProgrammedState& programmed, const Config& config);
 
   // Health verdict for one real (the health checker's transitions). Down
@@ -150,6 +153,7 @@ class Registry {
     void release(uint32_t id);
     // Marks `id` used (adoption); false if it is out of range or taken.
     bool reserve(uint32_t id);
+    bool used(uint32_t id) const;
     uint32_t available() const { return static_cast<uint32_t>(free_.size()) + (limit_ - next_); }
 
    private:

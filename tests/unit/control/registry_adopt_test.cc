@@ -116,6 +116,34 @@ TEST_F(RegistryAdoptTest, SameConfigKeepsEveryIdAndGenerationAndEveryMapByte) {
   EXPECT_TRUE(second_.calls.empty());
 }
 
+// Adopted ids continue their counters; free ids that still hold counts
+// (left by an older keeld that never reset them) are reset, so the next
+// owner starts at 0.
+TEST_F(RegistryAdoptTest, AdoptedIdsKeepCountersAndFreeIdsAreReset) {
+  runFirstKeeld();
+  // The first keeld freed service id 0 ("old") and backend id 1 (its first
+  // 10.0.1.11; the re-added one got the freed id 0).
+  second_.stats.services = {{7, 70}, {5, 50}, {3, 30}};
+  second_.stats.backends = {{1, 10}, {9, 90}, {2, 20}, {3, 30}, {4, 40}};
+  Status s = restart(kRunning);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  Calls resets;
+  for (const std::string& c : second_.calls)
+    if (c.rfind("reset", 0) == 0) resets.push_back(c);
+  EXPECT_EQ(resets, (Calls{"resetService 0", "resetBackend 1"}));
+  RegistryStats st = secondReg_->readStats();
+  ASSERT_EQ(st.services.size(), 2u);
+  EXPECT_EQ(st.services[0].name, "dns");
+  EXPECT_EQ(st.services[0].counters.packets, 3u);
+  EXPECT_EQ(st.services[0].reals[0].counters.packets, 4u);
+  EXPECT_EQ(st.services[1].counters.packets, 5u);
+  std::vector<uint64_t> webReals;
+  for (const RealStats& r : st.services[1].reals) webReals.push_back(r.counters.packets);
+  EXPECT_EQ(webReals, (std::vector<uint64_t>{1, 2, 3}));  // 10.0.1.11 is id 0
+  EXPECT_EQ(second_.stats.services[0].packets, 0u);
+  EXPECT_EQ(second_.stats.backends[1].packets, 0u);
+}
+
 TEST_F(RegistryAdoptTest, ReorderedConfigWithANewServiceFirstKeepsOldIds) {
   runFirstKeeld();
   const auto before = identities(firstReg_);

@@ -817,30 +817,31 @@ class Lab:
             names.append(next(n for (a4, a6), n in by_addr.items() if addr in (a4, a6)))
         return names
 
-    def reasons(self) -> dict[str, int] | None:
-        """Packets per verdict reason, summed over CPUs / worker lcores, as
-        the running keeld reports them (`keelctl -o json stats`): the same
-        for every data plane. None when no keeld is running."""
+    def stats(self) -> dict | None:
+        """The running keeld's `keelctl -o json stats`, or None when no keeld
+        is running (or it does not answer)."""
         k = self._keeld
         if k is None or k.proc.poll() is not None:
             return None
         p = k.keelctl("-o", "json", "stats", check=False)
-        if p.returncode != 0:
+        return json.loads(p.stdout) if p.returncode == 0 else None
+
+    def reasons(self) -> dict[str, int] | None:
+        """Packets per verdict reason, summed over CPUs / worker lcores, as
+        the running keeld reports them: the same for every data plane. None
+        when no keeld is running."""
+        stats = self.stats()
+        if stats is None:
             return None
-        reasons = json.loads(p.stdout)["reasons"]
+        reasons = stats["reasons"]
         return {name: int(reasons.get(name, {}).get("packets", 0)) for name in reason_names()}
 
     def worker_packets(self) -> dict[int, int] | None:
-        """Packets each DPDK worker received from its port queue
-        (`keelctl -o json stats`, field workers): {worker: packets}. None
-        when no keeld runs or the data plane has no workers (XDP)."""
-        k = self._keeld
-        if k is None or k.proc.poll() is not None:
-            return None
-        p = k.keelctl("-o", "json", "stats", check=False)
-        if p.returncode != 0:
-            return None
-        workers = json.loads(p.stdout).get("workers") or []
+        """Packets each DPDK worker received from its port queue (stats field
+        workers): {worker: packets}. None when no keeld runs or the data
+        plane has no workers (XDP)."""
+        stats = self.stats()
+        workers = (stats or {}).get("workers") or []
         return {int(w["worker"]): int(w["rx_packets"]) for w in workers} or None
 
     def real_by_name(self, name: str) -> Host:

@@ -71,6 +71,16 @@ class XdpDataplaneTest : public ::testing::Test {
 
   int pinned(const char* map) { return bpf_obj_get((pinDir_ + "/" + map).c_str()); }
 
+  // The balancer on ifA_, pinned under this test's pinDir_.
+  XdpOptions optionsFor(XdpAttachMode mode, DataplaneLimits limits) const {
+    XdpOptions o;
+    o.interface = ifA_;
+    o.mode = mode;
+    o.limits = limits;
+    o.pinDir = pinDir_;
+    return o;
+  }
+
   std::string ns_, ifA_, ifB_, pinDir_;
   bool nsCreated_ = false;
   int origNs_ = -1;
@@ -78,11 +88,7 @@ class XdpDataplaneTest : public ::testing::Test {
 };
 
 TEST_F(XdpDataplaneTest, ProgramsMapsPinsAndDetaches) {
-  XdpOptions o;
-  o.interface = ifA_;
-  o.mode = XdpAttachMode::kNative;
-  o.limits = {16, 64, 1024};
-  o.pinDir = pinDir_;
+  XdpOptions o = optionsFor(XdpAttachMode::kNative, {16, 64, 1024});
   Status s = XdpDataplane::create(o, &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();
   int ifindex = static_cast<int>(if_nametoindex(ifA_.c_str()));
@@ -196,11 +202,7 @@ TEST_F(XdpDataplaneTest, ProgramsMapsPinsAndDetaches) {
 // Counts written into every CPU's record of a few ids, as packets would
 // leave them; resetCounters zeroes one id on every CPU and no other id.
 TEST_F(XdpDataplaneTest, ResetCountersZeroesOneIdOnEveryCpu) {
-  XdpOptions o;
-  o.interface = ifA_;
-  o.mode = XdpAttachMode::kGeneric;
-  o.limits = {4, 8, 128};
-  o.pinDir = pinDir_;
+  XdpOptions o = optionsFor(XdpAttachMode::kGeneric, {4, 8, 128});
   Status s = XdpDataplane::create(o, &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();
   const int ncpu = libbpf_num_possible_cpus();
@@ -240,11 +242,7 @@ TEST_F(XdpDataplaneTest, ResetCountersZeroesOneIdOnEveryCpu) {
 }
 
 TEST_F(XdpDataplaneTest, StatsSumAcrossCpusAfterATestRun) {
-  XdpOptions o;
-  o.interface = ifA_;
-  o.mode = XdpAttachMode::kGeneric;
-  o.limits = {4, 8, 128};
-  o.pinDir = pinDir_;
+  XdpOptions o = optionsFor(XdpAttachMode::kGeneric, {4, 8, 128});
   Status s = XdpDataplane::create(o, &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();
   // An ARP frame is "not IP": it must be passed and counted as pass_not_ip.
@@ -279,12 +277,7 @@ TEST_F(XdpDataplaneTest, StatsSumAcrossCpusAfterATestRun) {
 class XdpAdoptTest : public XdpDataplaneTest {
  protected:
   XdpOptions options() {
-    XdpOptions o;
-    o.interface = ifA_;
-    o.mode = XdpAttachMode::kNative;
-    o.limits = {8, 32, 256};
-    o.pinDir = pinDir_;
-    return o;
+    return optionsFor(XdpAttachMode::kNative, {8, 32, 256});
   }
   uint32_t attachedId() {
     uint32_t id = 0;

@@ -150,6 +150,22 @@ uint64_t kernelRxPackets(const std::string& ifname) {
   return 0;
 }
 
+// One worker on lcore 1 over a net_pcap port, small tables, started by the
+// test (after it has loaded them).
+DpdkOptions pcapOptions(const std::string& port) {
+  DpdkOptions o;
+  o.ealArgs = ealArgs();
+  o.port = port;
+  o.workerLcores = {1};
+  o.mbufsPerWorker = 1024;
+  o.rxDescriptors = o.txDescriptors = 256;
+  o.limits.maxServices = 16;
+  o.limits.maxBackends = 1024;
+  o.limits.connTableSize = 1024;
+  o.autoStart = false;
+  return o;
+}
+
 class DpdkPcapTest : public ::testing::Test {
  protected:
   void SetUp() override { std::system(("mkdir -p " + kDir).c_str()); }
@@ -175,16 +191,7 @@ TEST_F(DpdkPcapTest, ForwardsByteForByteLikeThePurePath) {
   ASSERT_EQ(expected.size(), 14u);  // 8 ipip + 1 l2dsr + 4 ipip6 + 1 echo
 
   {
-    DpdkOptions o;
-    o.ealArgs = ealArgs();
-    o.port = "net_pcap_keel" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx;
-    o.workerLcores = {1};
-    o.mbufsPerWorker = 1024;
-    o.rxDescriptors = o.txDescriptors = 256;
-    o.limits.maxServices = 16;
-    o.limits.maxBackends = 1024;
-    o.limits.connTableSize = 1024;
-    o.autoStart = false;
+    DpdkOptions o = pcapOptions("net_pcap_keel" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
     std::string err;
     auto dp = createDpdkDataplane(o, &err);
     ASSERT_NE(dp, nullptr) << err;
@@ -220,16 +227,7 @@ TEST_F(DpdkPcapTest, ResetCountersZeroesOneIdOnly) {
   const auto in = inputFrames();
   const std::string rx = kDir + "/reset_rx.pcap", tx = kDir + "/reset_tx.pcap";
   writePcap(rx, in);
-  DpdkOptions o;
-  o.ealArgs = ealArgs();
-  o.port = "net_pcap_keelr" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx;
-  o.workerLcores = {1};
-  o.mbufsPerWorker = 1024;
-  o.rxDescriptors = o.txDescriptors = 256;
-  o.limits.maxServices = 16;
-  o.limits.maxBackends = 1024;
-  o.limits.connTableSize = 1024;
-  o.autoStart = false;
+  DpdkOptions o = pcapOptions("net_pcap_keelr" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
   std::string err;
   auto dp = createDpdkDataplane(o, &err);
   ASSERT_NE(dp, nullptr) << err;
@@ -281,17 +279,8 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
                                         static_cast<uint16_t>(4000 + i), 9, KEEL_PROTO_UDP}));
   writePcap(rx, in);
 
-  DpdkOptions o;
-  o.ealArgs = ealArgs();
-  o.port = "net_pcap_keelx" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx;
-  o.workerLcores = {1};
-  o.mbufsPerWorker = 1024;
-  o.rxDescriptors = o.txDescriptors = 256;
-  o.limits.maxServices = 16;
-  o.limits.maxBackends = 1024;
-  o.limits.connTableSize = 1024;
+  DpdkOptions o = pcapOptions("net_pcap_keelx" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
   o.exceptionInterface = ifname;
-  o.autoStart = false;
   std::string err;
   auto dp = createDpdkDataplane(o, &err);
   ASSERT_NE(dp, nullptr) << err;
@@ -333,16 +322,8 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
 TEST_F(DpdkPcapTest, ConnectionTableBeyondEalMemoryIsAClearError) {
   const std::string rx = kDir + "/big_rx.pcap";
   writePcap(rx, {test::buildFrame(Frame{ip("192.168.3.1"), ip("10.0.0.100"), 2000, 80})});
-  DpdkOptions o;
-  o.ealArgs = ealArgs();
-  o.port = "net_pcap_keelb" + kPid + ",rx_pcap=" + rx;
-  o.workerLcores = {1};
-  o.mbufsPerWorker = 1024;
-  o.rxDescriptors = o.txDescriptors = 256;
-  o.limits.maxServices = 16;
-  o.limits.maxBackends = 1024;
+  DpdkOptions o = pcapOptions("net_pcap_keelb" + kPid + ",rx_pcap=" + rx);
   o.limits.connTableSize = 1u << 25;  // 1 GiB of IPv4 entries alone
-  o.autoStart = false;
   std::string err;
   auto dp = createDpdkDataplane(o, &err);
   EXPECT_EQ(dp, nullptr);
@@ -358,16 +339,8 @@ TEST_F(DpdkPcapTest, RingSwapsUnderTrafficNeverShowHalfATable) {
     in.push_back(test::buildFrame(Frame{ip(("192.168.2." + std::to_string(i)).c_str()), vip4,
                                         static_cast<uint16_t>(2000 + i), 80}));
   writePcap(rx, in);
-  DpdkOptions o;
-  o.ealArgs = ealArgs();
-  o.port = "net_pcap_keels" + kPid + ",rx_pcap=" + rx + ",infinite_rx=1";
-  o.workerLcores = {1};
+  DpdkOptions o = pcapOptions("net_pcap_keels" + kPid + ",rx_pcap=" + rx + ",infinite_rx=1");
   o.mbufsPerWorker = 2048;
-  o.rxDescriptors = o.txDescriptors = 256;
-  o.limits.maxServices = 16;
-  o.limits.maxBackends = 1024;
-  o.limits.connTableSize = 1024;
-  o.autoStart = false;
   std::string err;
   auto dp = createDpdkDataplane(o, &err);
   ASSERT_NE(dp, nullptr) << err;

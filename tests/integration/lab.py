@@ -21,7 +21,6 @@ import contextlib
 import ctypes
 import json
 import os
-import re
 import select
 import signal
 import socket
@@ -209,19 +208,6 @@ class DpdkDataplane:
 DATAPLANES = {"xdp": XdpDataplane, "dpdk": DpdkDataplane}
 
 
-def reason_names() -> list[str]:
-    """enum keel_reason's names, in order, from the shared ABI header (one
-    source of truth: KEEL_REASON_NAMES in include/keel/maps_abi.h)."""
-    text = (HERE.parent.parent / "include" / "keel" / "maps_abi.h").read_text()
-    start = text.index("#define KEEL_REASON_NAMES")
-    body = []
-    for line in text[start:].splitlines():
-        body.append(line)
-        if not line.rstrip().endswith("\\"):
-            break
-    return re.findall(r'"([a-z0-9_]+)"', "\n".join(body))
-
-
 def xdp_prog_id(host: Host, ifname: str) -> int | None:
     p = host.run(["ip", "-j", "-d", "link", "show", "dev", ifname])
     info = json.loads(p.stdout)[0]
@@ -304,6 +290,7 @@ class Keeld:
                                      start_new_session=True,
                                      env={**os.environ, **env} if env else None)
         lab._procs.append(self.proc)
+        lab._keeld = self  # the one reasons() and worker_packets() ask
 
     def wait_logged(self, event: str, timeout: float = 15.0, after: int = 0) -> None:
         """Waits, bounded, until keeld logs `event=EVENT` (past offset AFTER
@@ -468,7 +455,7 @@ class Lab:
         self._server_of: dict[str, subprocess.Popen] = {}  # role -> its server
         self._server_ports: tuple = ((80,), (80,))
         self._decap: set[str] = set()
-        self._keeld: Keeld | None = None  # the last one started (reasons())
+        self._keeld: Keeld | None = None  # the last one started, by any path (reasons())
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{p}-"))
         self._up = False
 
@@ -763,7 +750,6 @@ class Lab:
         except Exception:
             k.stop()
             raise
-        self._keeld = k
         return k
 
     @contextlib.contextmanager
@@ -833,8 +819,7 @@ class Lab:
         stats = self.stats()
         if stats is None:
             return None
-        reasons = stats["reasons"]
-        return {name: int(reasons.get(name, {}).get("packets", 0)) for name in reason_names()}
+        return {name: int(c["packets"]) for name, c in stats["reasons"].items()}
 
     def worker_packets(self) -> dict[int, int] | None:
         """Packets each DPDK worker received from its port queue (stats field

@@ -28,7 +28,6 @@ DECAP_UNIT = DEPLOY / "keel-decap@.service.in"
 PIN_DIR = "/sys/fs/bpf/keel/eth0"
 PORT = 80
 EXTRA_PORT = 8080
-CAP_SYS_ADMIN = 21  # linux/capability.h
 
 
 def unit_caps(unit: Path = UNIT) -> list[str]:
@@ -43,9 +42,9 @@ def unit_caps(unit: Path = UNIT) -> list[str]:
     return [c.removeprefix("CAP_").lower() for c in bounding]
 
 
-def cap_number(name: str) -> int:
-    out = labmod.run(["setpriv", "--list-caps"]).stdout.split()
-    return out.index(name)
+def cap_names() -> list[str]:
+    """Capability names by number, as setpriv knows them."""
+    return labmod.run(["setpriv", "--list-caps"]).stdout.split()
 
 
 def effective_caps(pid: int) -> int:
@@ -59,7 +58,8 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
     spec = "-all," + ",".join("+" + c for c in caps)
     wrap = ("setpriv", f"--inh-caps={spec}", f"--ambient-caps={spec}",
             f"--bounding-set={spec}", "--no-new-privs")
-    want = sum(1 << cap_number(c) for c in caps)
+    numbers = cap_names()
+    want = sum(1 << numbers.index(c) for c in caps)
 
     def start(config, name):
         path = lab.write_config(config, f"{name}.yaml")

@@ -19,7 +19,7 @@ import socket
 import threading
 
 import lab as labmod
-from suite import ask, connect_and_ask, served, wait_serving
+from suite import ask, connect_and_ask, served, show_service, wait_serving
 
 PORT = 80
 EXTRA_PORT = 8080
@@ -132,8 +132,7 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         config3 = lab.keel_config([extra, web3, dgram])
         k3 = start(lab, host, config3, "third")
         assert "event=dataplane_adopted" in k3.log()
-        shown = json.loads(k3.keelctl("-o", "json", "service", "show", "dgram").stdout)
-        shown = shown.get("service", shown)
+        shown = show_service(k3, "dgram")
         draining = {r["address"]: r["draining"] for r in shown["reals"]}
         assert draining[udp_addr] and sum(draining.values()) == 1, draining
         assert udp_real not in served(lab.flows("udp", lab.vip4, PORT, count=10))
@@ -173,11 +172,6 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
     assert host.run(["test", "-e", PIN_DIR], check=False).returncode != 0
 
 
-def show(k, name):
-    shown = json.loads(k.keelctl("-o", "json", "service", "show", name).stdout)
-    return shown.get("service", shown)
-
-
 def test_runtime_changes_survive_kill_and_restart(lab, host):
     web, _ = configs(lab)
     config = lab.keel_config([web])
@@ -196,7 +190,7 @@ def test_runtime_changes_survive_kill_and_restart(lab, host):
     assert unknown.returncode == 1 and "no neighbour entry on eth0" in unknown.stderr, unknown.stderr
     added = {"name": "added", "protocol": "tcp", "vip": lab.vip4, "port": EXTRA_PORT}
     wait_serving(lab, {"services": [added]})
-    reals = {r["address"]: r for r in show(k1, "added")["reals"]}
+    reals = {r["address"]: r for r in show_service(k1, "added")["reals"]}
     assert {a: r["mac"] for a, r in reals.items()} == {h.v4: h.mac for h in (r1, r2, r3)}
     assert "event=real_mac_resolved" in k1.log()
 
@@ -208,11 +202,11 @@ def test_runtime_changes_survive_kill_and_restart(lab, host):
         k2 = start(lab, host, config, "rt2")
         log = k2.log()
         assert "event=dataplane_adopted" in log and "runtime_state_dropped" not in log, log
-        after = show(k2, "added")
+        after = show_service(k2, "added")
         assert after["forwarding"] == "l2dsr", after
         assert {r["address"]: (r["weight"], r["state"]) for r in after["reals"]} == \
             {r1.v4: (100, "up"), r2.v4: (50, "up"), r3.v4: (100, "up")}, after
-        assert {r["address"] for r in show(k2, "web")["reals"]} == {r1.v4, r2.v4}
+        assert {r["address"] for r in show_service(k2, "web")["reals"]} == {r1.v4, r2.v4}
         health_shown = json.loads(k2.keelctl("-o", "json", "health", "show", "added").stdout)
         assert "tcp" in json.dumps(health_shown), health_shown
         moved = [(i, b, a) for i, (b, a) in enumerate(zip(before, [ask(s) for s in conns])) if a != b]

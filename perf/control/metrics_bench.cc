@@ -119,7 +119,7 @@ int run(int services, int reals, int runs) {
 
   const double base = medianMs(runs, [&] { (void)backend.listServices(); });
   MetricsSnapshot snap;
-  const double collect = medianMs(runs, [&] { snap = collectSnapshot(backend, dp, "bench"); });
+  const double collect = medianMs(runs, [&] { snap = collectSnapshot(backend, "bench"); });
   std::string out;
   const double render = medianMs(runs, [&] {
     std::ostringstream o;
@@ -130,7 +130,7 @@ int run(int services, int reals, int runs) {
   // End to end: the loop on its own thread, as in keeld.
   auto guard = boost::asio::make_work_guard(io);
   std::thread loop([&] { io.run(); });
-  MetricsServer server(io, [&] { return collectSnapshot(backend, dp, "bench"); }, "bench", "mock");
+  MetricsServer server(io, [&] { return collectSnapshot(backend, "bench"); }, "bench", "mock");
   double http = -1;
   size_t httpBytes = 0;
   if (server.start(*IpAddress::parse("127.0.0.1"), 0)) {

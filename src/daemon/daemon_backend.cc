@@ -522,12 +522,13 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Regis
   return s;
 }
 
-std::vector<api::ServiceSnapshot> DaemonBackend::listServices() {
-  RegistryStats stats = registry_.readStats();
+std::vector<api::ServiceSnapshot> DaemonBackend::servicesOf(const RegistryStats& stats) const {
   std::vector<api::ServiceSnapshot> out;
   for (const ServiceView& v : registry_.services()) out.push_back(snapshotOf(v, stats));
   return out;
 }
+
+std::vector<api::ServiceSnapshot> DaemonBackend::listServices() { return servicesOf(registry_.readStats()); }
 
 std::optional<api::ServiceSnapshot> DaemonBackend::findService(const std::string& name) {
   RegistryStats stats = registry_.readStats();
@@ -541,9 +542,19 @@ std::optional<IpAddress> DaemonBackend::ringSlotReal(const std::string& service,
 }
 
 api::GlobalStats DaemonBackend::globalStats() {
+  RegistryStats stats = registry_.readStats();
+  return globalOf(stats);
+}
+
+std::pair<std::vector<api::ServiceSnapshot>, api::GlobalStats> DaemonBackend::servicesAndGlobalStats() {
+  RegistryStats stats = registry_.readStats();
+  std::vector<api::ServiceSnapshot> services = servicesOf(stats);
+  return {std::move(services), globalOf(stats)};
+}
+
+api::GlobalStats DaemonBackend::globalOf(RegistryStats& stats) const {
   api::GlobalStats g;
   g.dataplane = dataplaneKind_;
-  RegistryStats stats = registry_.readStats();
   g.reasons = stats.reasons;
   g.connTableEntries = stats.connTableEntries;
   g.connTableCapacity = stats.connTableCapacity;

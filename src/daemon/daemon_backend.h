@@ -84,6 +84,8 @@ class DaemonBackend : public api::ControlBackend {
   std::optional<api::ServiceSnapshot> findService(const std::string& name) override;
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override;
   api::GlobalStats globalStats() override;
+  // listServices() and globalStats() from one data-plane read (a scrape).
+  std::pair<std::vector<api::ServiceSnapshot>, api::GlobalStats> servicesAndGlobalStats();
   api::Result addService(const api::ServiceAddRequest& request) override;
   api::Result removeService(const std::string& name) override;
   api::Result addReal(const api::RealAddRequest& request) override;
@@ -148,6 +150,8 @@ class DaemonBackend : public api::ControlBackend {
   boost::asio::io_context& io_;
   Registry& registry_;
   std::string dataplaneKind_;
+  std::vector<api::ServiceSnapshot> servicesOf(const RegistryStats& stats) const;
+  api::GlobalStats globalOf(RegistryStats& stats) const;
   std::string configPath_;
   Loader loader_;
   PreApply preApply_;

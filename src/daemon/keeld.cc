@@ -260,7 +260,7 @@ int run(const std::string& path, bool detachOnExit) {
   std::unique_ptr<MetricsServer> metrics;
   if (config.metrics.enabled) {
     metrics = std::make_unique<MetricsServer>(
-        io, [&] { return collectSnapshot(backend, *dp, KEEL_VERSION); }, KEEL_VERSION, dp->kind());
+        io, [&] { return collectSnapshot(backend, KEEL_VERSION); }, KEEL_VERSION, dp->kind());
     if (Status st = metrics->start(config.metrics.address, config.metrics.port); !st) {
       logError(LogRecord("metrics_failed").add("error", st.message()));
       apiServer.reset();

@@ -185,7 +185,7 @@ void renderDataplane(Families& out, const MetricsSnapshot& s) {
   sample(out.add("keel_conntrack_capacity",
                  "Connection-table entries the data plane was sized for (limits.conn_table_size)",
                  MetricType::Gauge),
-         {}, s.limits.connTableSize);
+         {}, s.connTableCapacity);
   if (s.connTableEntries)
     sample(out.add("keel_conntrack_entries", "Live connection-table entries", MetricType::Gauge), {},
            static_cast<double>(*s.connTableEntries));
@@ -201,17 +201,18 @@ void renderDataplane(Families& out, const MetricsSnapshot& s) {
 
 }  // namespace
 
-MetricsSnapshot collectSnapshot(DaemonBackend& backend, const Dataplane& dataplane, const std::string& version) {
+MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& version) {
   MetricsSnapshot s;
   s.version = version;
-  s.dataplane = dataplane.kind();
-  s.services = backend.listServices();
+  // One data-plane read for the services and the global counters.
+  auto [services, g] = backend.servicesAndGlobalStats();
+  s.services = std::move(services);
   s.health = backend.checker().snapshot();
-  api::GlobalStats g = backend.globalStats();
+  s.dataplane = g.dataplane;
   s.reasons = g.reasons;
   s.connTableEntries = g.connTableEntries;
-  s.workers = g.workers;
-  s.limits = dataplane.limits();
+  s.workers = std::move(g.workers);
+  s.connTableCapacity = g.connTableCapacity;
   return s;
 }
 

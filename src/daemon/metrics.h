@@ -51,7 +51,7 @@ struct MetricsSnapshot {
   std::vector<api::ServiceSnapshot> services;
   std::vector<HealthStatus> health;  // every target; type none ones are skipped when rendering
   std::array<keel_counter, KEEL_R_MAX> reasons{};
-  DataplaneLimits limits;
+  uint64_t connTableCapacity = 0;  // limits.conn_table_size
   // Live connection-table entries, if the data plane can count them cheaply
   // (XDP on kernel 6.6+, DPDK; otherwise keel_conntrack_entries is absent).
   std::optional<uint64_t> connTableEntries;
@@ -59,8 +59,7 @@ struct MetricsSnapshot {
 };
 
 // Takes the snapshot; call on the loop thread.
-MetricsSnapshot collectSnapshot(DaemonBackend& backend, const Dataplane& dataplane,
-                                const std::string& version);
+MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& version);
 
 // The metric families for a snapshot (pure; tests render fixed snapshots).
 // `ok` false: the loop did not answer in time; only keel_build_info (from

@@ -107,7 +107,7 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
   dp_.stats.reasons[KEEL_R_DROP_NO_BACKEND] = {3, 180};
   ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.2")}, true).isOk());
 
-  const std::string out = text(renderMetrics(collectSnapshot(*backend_, dp_, "9.9.9")));
+  const std::string out = text(renderMetrics(collectSnapshot(*backend_, "9.9.9")));
   EXPECT_TRUE(hasLine(out, R"(keel_build_info{version="9.9.9",dataplane="mock"} 1)"));
   EXPECT_TRUE(hasLine(out, "keel_scrape_success 1"));
   EXPECT_TRUE(hasLine(out, "keel_service_packets_total{" + kWeb + "} 12"));
@@ -138,22 +138,22 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
 // through readStats -> registry -> globalStats -> snapshot.
 TEST_F(MetricsTest, ConntrackEntriesGaugeWhenThePlaneCounts) {
   dp_.stats.connTableEntries = 4321;
-  std::string out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_TRUE(hasLine(out, "# TYPE keel_conntrack_entries gauge"));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_entries 4321"));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 5000"));
   dp_.stats.connTableEntries = 0;  // known and empty is shown, not omitted
-  out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_entries 0"));
 }
 
 // A plane with workers (DPDK): one counter per worker, through the same path;
 // none at all for a plane without (the mock, XDP).
 TEST_F(MetricsTest, WorkerPacketsPerWorkerWhenThePlaneHasWorkers) {
-  std::string out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_EQ(out.find("keel_dpdk_worker_packets_total"), std::string::npos);
   dp_.stats.workers = {WorkerStats{0, 1, 700}, WorkerStats{1, 3, 0}};
-  out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_TRUE(hasLine(out, "# TYPE keel_dpdk_worker_packets_total counter"));
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_packets_total{worker="0",lcore="1"} 700)"));
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_packets_total{worker="1",lcore="3"} 0)"));
@@ -161,11 +161,11 @@ TEST_F(MetricsTest, WorkerPacketsPerWorkerWhenThePlaneHasWorkers) {
 
 TEST_F(MetricsTest, DownRealAndEmptyRing) {
   ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), false));
-  std::string out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_TRUE(hasLine(out, "keel_real_up{" + kReal1 + "} 0"));
   EXPECT_TRUE(hasLine(out, "keel_real_up{" + kReal2 + "} 1"));
   ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 0}).isOk());
-  out = text(renderMetrics(collectSnapshot(*backend_, dp_, "v")));
+  out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   // Fail-open holds the last down real only while one was serving; with
   // the other at weight 0 the ring may be empty or held: read what the
   // registry says rather than assuming.
@@ -249,7 +249,7 @@ TEST(LoopCollector, ReadsOnTheLoopThread) {
   LoopCollector c(io, [&] {
     ranOn = std::this_thread::get_id();
     MetricsSnapshot s;
-    s.limits.connTableSize = 77;
+    s.connTableCapacity = 77;
     return s;
   }, "v", "mock");
   const std::string out = text(c.Collect());

@@ -378,6 +378,7 @@ void rawPublishBaseline(const std::vector<uint32_t>& ring, int reps) {
 int main(int argc, char** argv) {
   const Options o = parseArgs(argc, argv);
   (void)keel::setupLogging("warn");  // the registry logs every service at info
+  std::printf("reconfig_bench: one real changed through Registry::apply -> Maglev -> publishRing\n");
   std::printf("machine: %s\n", keel::bench::machineDescription().c_str());
   std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
   std::printf("method: %d services x 10 reals (weight 100), M=%u; each case %d reps, alternating change and\n"

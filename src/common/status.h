@@ -3,10 +3,14 @@
 // wrong and where. No exceptions cross the Dataplane interface.
 #pragma once
 
+#include <cstring>
 #include <string>
 #include <utility>
 
 namespace keel {
+
+// strerror() text for an errno value; libbpf's negative returns work too.
+inline std::string errnoText(int err) { return std::strerror(err < 0 ? -err : err); }
 
 class [[nodiscard]] Status {
  public:

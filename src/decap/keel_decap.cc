@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "decap.skel.h"
 #include "keel/encap.h"
 
@@ -56,7 +57,7 @@ int fail(const std::string& msg) {
   return 1;
 }
 
-std::string errText(int err) { return std::strerror(err < 0 ? -err : err); }
+using keel::errnoText;
 
 bool parseArgs(int argc, char** argv, Args* a, std::string* err) {
   std::vector<std::string> pos;
@@ -109,7 +110,7 @@ bool ensureBpffs(std::string* err) {
   struct statfs st {};
   if (statfs(kBpffs, &st) == 0 && st.f_type == BPF_FS_MAGIC) return true;
   if (mount("bpf", kBpffs, "bpf", 0, nullptr) != 0) {
-    *err = std::string("bpffs is not mounted at ") + kBpffs + " and mounting it failed: " + errText(errno);
+    *err = std::string("bpffs is not mounted at ") + kBpffs + " and mounting it failed: " + errnoText(errno);
     return false;
   }
   // In a private mount namespace (`ip netns exec` makes one) this bpffs, and
@@ -151,13 +152,13 @@ int attach(const Args& a) {
 
   enableLoForwarding();
   keel_decap* skel = keel_decap::open();
-  if (!skel) return fail("open decap program: " + errText(errno));
+  if (!skel) return fail("open decap program: " + errnoText(errno));
   unsigned lo = if_nametoindex("lo");
   skel->rodata->keel_decap_fib_ifindex = lo ? lo : 1;
   int rc = keel_decap::load(skel);
   if (rc) {
     keel_decap::destroy(skel);
-    return fail("load decap program: " + errText(rc));
+    return fail("load decap program: " + errnoText(rc));
   }
   LIBBPF_OPTS(bpf_link_create_opts, lopts);
   lopts.flags = a.mode == "generic" ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
@@ -165,18 +166,18 @@ int attach(const Args& a) {
   if (linkFd < 0) {
     int e = errno;
     keel_decap::destroy(skel);
-    return fail("attach to " + a.iface + " in " + a.mode + " mode: " + errText(e) +
+    return fail("attach to " + a.iface + " in " + a.mode + " mode: " + errnoText(e) +
                 (e == EBUSY || e == EEXIST ? " (another XDP program is attached)" : ""));
   }
   std::string result;
   if (mkdir(a.pinRoot.c_str(), 0700) != 0 && errno != EEXIST) {
-    result = "mkdir " + a.pinRoot + ": " + errText(errno);
+    result = "mkdir " + a.pinRoot + ": " + errnoText(errno);
   } else if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    result = "mkdir " + dir + ": " + errText(errno);
+    result = "mkdir " + dir + ": " + errnoText(errno);
   } else if (bpf_obj_pin(linkFd, (dir + "/link").c_str()) != 0) {
-    result = "pin " + dir + "/link: " + errText(errno);
+    result = "pin " + dir + "/link: " + errnoText(errno);
   } else if (bpf_obj_pin(bpf_map__fd(skel->maps.decap_stats), (dir + "/stats").c_str()) != 0) {
-    result = "pin " + dir + "/stats: " + errText(errno);
+    result = "pin " + dir + "/stats: " + errnoText(errno);
     unlink((dir + "/link").c_str());
   }
   if (!result.empty()) {
@@ -198,7 +199,7 @@ int detach(const Args& a) {
   if (fd < 0) return fail("not attached to " + a.iface + " by keel-decap (no " + dir + "/link)");
   int rc = bpf_link_detach(fd);
   close(fd);
-  if (rc) return fail("detach from " + a.iface + ": " + errText(errno));
+  if (rc) return fail("detach from " + a.iface + ": " + errnoText(errno));
   unlink((dir + "/link").c_str());
   unlink((dir + "/stats").c_str());
   rmdir(dir.c_str());

@@ -43,12 +43,6 @@ struct ApiServer::State {
   ino_t socketIno = 0;
 };
 
-namespace {
-
-std::string errnoText(int e) { return std::strerror(e); }
-
-}  // namespace
-
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<ApiServer::State> state, Stream::socket socket)

@@ -14,10 +14,6 @@
 
 namespace keel {
 
-namespace {
-std::string errnoText(int err) { return std::strerror(err < 0 ? -err : err); }
-}  // namespace
-
 Status MapElemCounter::create(int mapFd, std::unique_ptr<MapElemCounter>* out) {
   bpf_map_info info{};
   uint32_t len = sizeof info;

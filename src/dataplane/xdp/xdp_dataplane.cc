@@ -31,8 +31,6 @@ constexpr long kBpfFsMagic = 0xcafe4a11;  // BPF_FS_MAGIC (linux/magic.h)
 constexpr const char* kProgPin = "prog";
 constexpr const char* kRodataPin = "prog_rodata";
 
-std::string errnoText(int err) { return std::strerror(err < 0 ? -err : err); }
-
 // libbpf prints verifier logs and warnings through one global callback. Keep
 // the tail of what it said so a load failure can carry the reason.
 std::mutex gLibbpfLogMutex;

@@ -12,11 +12,11 @@
 #include <rte_rcu_qsbr.h>
 
 #include <atomic>
-#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <utility>
 
+#include "common/address.h"
 #include "dataplane/dpdk/tables.h"
 #include "dataplane/dpdk/worker_path.h"
 
@@ -203,10 +203,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       tapName_ = "net_tap_keel" + std::to_string(id);
       // The kernel side gets the port's MAC: its ARP/ND answers then name the
       // MAC that frames for this host arrive on, as if it owned the port.
-      char macText[18];
-      std::snprintf(macText, sizeof macText, "%02x:%02x:%02x:%02x:%02x:%02x", portMac_[0],
-                    portMac_[1], portMac_[2], portMac_[3], portMac_[4], portMac_[5]);
-      std::string devargs = tapName_ + ",iface=" + opts_.exceptionInterface + ",mac=" + macText;
+      std::string devargs = tapName_ + ",iface=" + opts_.exceptionInterface +
+                            ",mac=" + MacAddress(portMac_).toString();
       if (Status s = attachPort(devargs, "dpdk.exception_interface", &tap_, &tapProbed_); !s)
         return s;
       tapReady_ = true;

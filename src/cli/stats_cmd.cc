@@ -27,13 +27,15 @@ std::string upper(std::string s) {
 
 // Per-second deltas of every counter between two stats.get results. A
 // counter that went backwards (daemon restarted) reads as 0, not garbage.
+double perSecond(const json& a, const json& b, const char* key, double seconds) {
+  uint64_t x = a.value(key, uint64_t{0}), y = b.value(key, uint64_t{0});
+  return y >= x ? static_cast<double>(y - x) / seconds : 0.0;
+}
+
 json rates(const json& before, const json& after, double seconds) {
   auto rate = [&](const json& a, const json& b) {
-    auto d = [&](const char* k) {
-      uint64_t x = a.value(k, uint64_t{0}), y = b.value(k, uint64_t{0});
-      return y >= x ? static_cast<double>(y - x) / seconds : 0.0;
-    };
-    return json{{"packets_per_s", d("packets")}, {"bytes_per_s", d("bytes")}};
+    return json{{"packets_per_s", perSecond(a, b, "packets", seconds)},
+                {"bytes_per_s", perSecond(a, b, "bytes", seconds)}};
   };
   json out{{"dataplane", after["dataplane"]}, {"interval_s", seconds}, {"reasons", json::object()},
            {"services", json::array()}};
@@ -42,12 +44,12 @@ json rates(const json& before, const json& after, double seconds) {
   if (after.contains("workers")) {
     out["workers"] = json::array();
     for (const auto& w : after["workers"]) {
-      uint64_t x = 0, y = w.value("rx_packets", uint64_t{0});
+      json prev = json::object();
       if (before.contains("workers"))
         for (const auto& p : before["workers"])
-          if (p.value("worker", -1) == w.value("worker", -2)) x = p.value("rx_packets", uint64_t{0});
+          if (p.value("worker", -1) == w.value("worker", -2)) prev = p;
       out["workers"].push_back(json{{"worker", w["worker"]}, {"lcore", w["lcore"]},
-                                    {"rx_packets_per_s", y >= x ? static_cast<double>(y - x) / seconds : 0.0}});
+                                    {"rx_packets_per_s", perSecond(prev, w, "rx_packets", seconds)}});
     }
   }
   for (auto it = after["reasons"].begin(); it != after["reasons"].end(); ++it)

@@ -624,28 +624,23 @@ std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddReq
   return svc;
 }
 
-namespace {
-void logResolvedMacs(const std::string& service, const std::vector<const RealConfig*>& reals) {
-  for (const RealConfig* r : reals)
-    if (r->macResolved)
-      logInfo(LogRecord("real_mac_resolved")
-                  .add("service", service)
-                  .add("real", r->address.toString())
-                  .add("mac", r->mac->toString()));
+void logResolvedMac(const std::string& service, const RealConfig& real) {
+  if (real.macResolved)
+    logInfo(LogRecord("real_mac_resolved")
+                .add("service", service)
+                .add("real", real.address.toString())
+                .add("mac", real.mac->toString()));
 }
-}  // namespace
 
 Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
   std::vector<std::string> errors;
   auto svc = serviceFrom(req, errors);
   if (!svc) return configErrors(std::move(errors));
-  std::vector<const RealConfig*> reals;
   Overlay next = overlay_;
   next.addedServices[req.name] = AddedService{*svc, req};
   Result r = commit(file_, std::move(next));
   if (r.isOk()) {
-    for (const RealConfig& real : svc->reals) reals.push_back(&real);
-    logResolvedMacs(req.name, reals);
+    for (const RealConfig& real : svc->reals) logResolvedMac(req.name, real);
     logInfo(LogRecord("runtime_service_added").add("service", req.name));
   }
   return r;
@@ -674,7 +669,7 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
   next.reals[{req.service, r->address}] = ov;
   Result res = commit(file_, std::move(next));
   if (res.isOk()) {
-    logResolvedMacs(req.service, {&*r});
+    logResolvedMac(req.service, *r);
     logInfo(LogRecord("runtime_real_added").add("service", req.service).add("real", r->address.toString()));
   }
   return res;

@@ -42,6 +42,9 @@
 
 namespace keel {
 
+// Logs real_mac_resolved for a real whose MAC came from the neighbour table.
+void logResolvedMac(const std::string& service, const RealConfig& real);
+
 class DaemonBackend : public api::ControlBackend {
  public:
   // Loads a config (keeld passes loadConfigFile with host options).

@@ -237,12 +237,7 @@ int run(const std::string& path, bool detachOnExit) {
     return 1;
   }
   for (const ServiceConfig& svc : config.services)
-    for (const RealConfig& r : svc.reals)
-      if (r.macResolved)
-        logInfo(LogRecord("real_mac_resolved")
-                    .add("service", svc.name)
-                    .add("real", r.address.toString())
-                    .add("mac", r.mac->toString()));
+    for (const RealConfig& r : svc.reals) logResolvedMac(svc.name, r);
 
   api::ApiServerOptions ao;
   ao.socketPath = config.control.socket;

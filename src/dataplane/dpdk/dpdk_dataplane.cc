@@ -330,11 +330,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       for (size_t i = 0; i < st.backends.size(); ++i) add(st.backends[i], c.backends[i]);
       for (size_t i = 0; i < KEEL_R_MAX; ++i) add(st.reasons[i], c.reasons[i]);
       entries += w->state->conns.occupied();
+      st.workers.push_back(WorkerStats{w->queue, w->lcore, w->rxPackets.load(std::memory_order_relaxed)});
     }
     // Each worker's count of occupied ways (never a walk of the tables).
     st.connTableEntries = entries;
-    for (const auto& w : workers_)
-      st.workers.push_back(WorkerStats{w->queue, w->lcore, w->rxPackets.load(std::memory_order_relaxed)});
     return st;
   }
 

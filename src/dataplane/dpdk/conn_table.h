@@ -62,7 +62,7 @@ struct ConnEntry4 {
   using Probe = Key;
   static Probe probe(const keel_flow_key& k, uint32_t) { return compact(k); }
   bool matches(const Probe& p) const { return std::memcmp(&key, &p, sizeof key) == 0; }
-  void store(const keel_flow_key& k, uint32_t) { key = compact(k); }
+  void store(const Probe& p) { key = p; }
 };
 static_assert(sizeof(ConnEntry4) == 32, "two IPv4 entries per cache line");
 
@@ -80,9 +80,9 @@ struct alignas(64) ConnEntry6 {
   };
   static Probe probe(const keel_flow_key& k, uint32_t hash) { return Probe{&k, hash}; }
   bool matches(const Probe& p) const { return hash == p.hash && std::memcmp(&key, p.key, sizeof key) == 0; }
-  void store(const keel_flow_key& k, uint32_t h) {
-    key = k;
-    hash = h;
+  void store(const Probe& p) {
+    key = *p.key;
+    hash = p.hash;
   }
 };
 static_assert(sizeof(ConnEntry6) == 64, "one cache line per IPv6 entry");
@@ -165,7 +165,7 @@ class ConnWays {
     // owning worker writes it; the control thread reads it relaxed
     // (occupied()) instead of walking the table on a scrape.
     if (victim->value.last_seen_ns == 0) __atomic_store_n(&occupied_, occupied_ + 1, __ATOMIC_RELAXED);
-    victim->store(key, hash);
+    victim->store(probe);  // the probe already holds what a way stores
     victim->value.backend_id = backendId;
     victim->value.gen = gen;
     victim->value.last_seen_ns = nowNs ? nowNs : 1;  // 0 marks an empty way

@@ -18,12 +18,7 @@ inline PacketResult finish(WorkerState& w, Verdict v, int reason, uint32_t bytes
   return PacketResult{v, static_cast<uint8_t>(reason), backendId};
 }
 
-inline const keel_service_value* findService(const Snapshot& s, const keel_pkt& p) {
-  keel_service_key k;
-  std::memcpy(k.vip, p.key.dst, sizeof k.vip);
-  k.port = p.key.dport;
-  k.proto = p.key.proto;
-  k.family = p.key.family;
+inline const keel_service_value* findService(const Snapshot& s, keel_service_key k) {
   if (const keel_service_value* v = snapshotFindService(s, k)) return v;
   k.port = 0;  // a port-0 service takes every port the exact lookup missed
   return snapshotFindService(s, k);
@@ -73,18 +68,18 @@ PacketResult processParsed(const Snapshot& s, WorkerState& w, PacketBuf& b, Pars
   // The service is looked up with the VIP, before the L4 verdict is read,
   // on the key as the parser left it (a pure read); it is used only where
   // bpf/balancer.bpf.c looks it up, so every verdict is still the same.
-  BurstCache::Key ck;
-  std::memcpy(ck.addr, p.key.dst, sizeof ck.addr);
-  ck.port = p.key.dport;
-  ck.proto = p.key.proto;
-  ck.family = p.key.family;
-  if (std::memcmp(&ck, &cache.key, sizeof ck) != 0) {
+  keel_service_key sk;
+  std::memcpy(sk.vip, p.key.dst, sizeof sk.vip);
+  sk.port = p.key.dport;
+  sk.proto = p.key.proto;
+  sk.family = p.key.family;
+  if (std::memcmp(&sk, &cache.key, sizeof sk) != 0) {
     keel_vip_key vk{};
-    std::memcpy(vk.addr, p.key.dst, sizeof vk.addr);
-    vk.family = p.key.family;
-    cache.key = ck;
+    std::memcpy(vk.addr, sk.vip, sizeof vk.addr);
+    vk.family = sk.family;
+    cache.key = sk;
     cache.isVip = snapshotHasVip(s, vk);
-    cache.svc = cache.isVip ? findService(s, p) : nullptr;
+    cache.svc = cache.isVip ? findService(s, sk) : nullptr;
   }
   if (!cache.isVip) return finish(w, Verdict::kPass, KEEL_R_PASS_NOT_VIP, bytes);
 

@@ -83,12 +83,7 @@ struct ParsedPacket {
 // packet. It lives on the worker's stack for one burst, never longer: a new
 // snapshot always starts with an empty cache.
 struct BurstCache {
-  struct Key {
-    uint32_t addr[4];
-    uint16_t port;
-    uint8_t proto;
-    uint8_t family;  // 0: nothing cached (parsed packets have 4 or 6)
-  } key{};
+  keel_service_key key{};  // the exact-port lookup's key; family 0: nothing cached (parsed packets have 4 or 6)
   bool isVip = false;
   const keel_service_value* svc = nullptr;  // when isVip: exact port, else port 0, else null
 };

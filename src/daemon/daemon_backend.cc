@@ -541,15 +541,12 @@ std::optional<IpAddress> DaemonBackend::ringSlotReal(const std::string& service,
   return registry_.ringSlotReal(service, slot);
 }
 
-api::GlobalStats DaemonBackend::globalStats() {
+api::StatsSnapshot DaemonBackend::servicesAndGlobalStats() {
   RegistryStats stats = registry_.readStats();
-  return globalOf(stats);
-}
-
-std::pair<std::vector<api::ServiceSnapshot>, api::GlobalStats> DaemonBackend::servicesAndGlobalStats() {
-  RegistryStats stats = registry_.readStats();
-  std::vector<api::ServiceSnapshot> services = servicesOf(stats);
-  return {std::move(services), globalOf(stats)};
+  api::StatsSnapshot out;
+  out.services = servicesOf(stats);
+  out.global = globalOf(stats);
+  return out;
 }
 
 api::GlobalStats DaemonBackend::globalOf(RegistryStats& stats) const {

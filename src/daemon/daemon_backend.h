@@ -86,9 +86,7 @@ class DaemonBackend : public api::ControlBackend {
   std::vector<api::ServiceSnapshot> listServices() override;
   std::optional<api::ServiceSnapshot> findService(const std::string& name) override;
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override;
-  api::GlobalStats globalStats() override;
-  // listServices() and globalStats() from one data-plane read (a scrape).
-  std::pair<std::vector<api::ServiceSnapshot>, api::GlobalStats> servicesAndGlobalStats();
+  api::StatsSnapshot servicesAndGlobalStats() override;
   api::Result addService(const api::ServiceAddRequest& request) override;
   api::Result removeService(const std::string& name) override;
   api::Result addReal(const api::RealAddRequest& request) override;

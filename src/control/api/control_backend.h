@@ -132,6 +132,13 @@ struct GlobalStats {
   std::vector<WorkerStats> workers;                // per DPDK worker; empty on XDP
 };
 
+// Every service with its counters and the global counters, taken from one
+// read of the data plane's stats.
+struct StatsSnapshot {
+  std::vector<ServiceSnapshot> services;  // as listServices()
+  GlobalStats global;
+};
+
 // ------------------------------------------------------- typed requests
 
 struct RealSpec {
@@ -183,7 +190,11 @@ class ControlBackend {
   // flow with include/keel/maglev_lookup.h itself and asks only for the slot,
   // so it predicts exactly what the data plane does for a new flow.
   virtual std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) = 0;
-  virtual GlobalStats globalStats() = 0;
+  // stats.get and the metrics scrape: one data-plane read for both halves.
+  // The read is not cheap (on XDP it walks the whole connection table to
+  // count it), and two reads would also show services and reasons from
+  // different instants.
+  virtual StatsSnapshot servicesAndGlobalStats() = 0;
 
   // Mutations, each given a validated request. On error: nothing changed.
   virtual Result addService(const ServiceAddRequest& request) = 0;

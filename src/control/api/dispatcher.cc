@@ -290,7 +290,7 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     if (auto e = needReal(p.value->real)) return fail(*e);
     return reply(backend_.setRealWeight(*p.value));
   }
-  if (method == "health.show" || method == "stats.get") {
+  if (method == "health.show") {
     auto p = parseServiceFilter(params);
     if (!p.ok()) return fail(p.error);
     std::vector<ServiceSnapshot> list;
@@ -302,10 +302,21 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
       list = backend_.listServices();
     }
     json services = json::array();
-    bool health = method == "health.show";
-    for (const auto& s : list) services.push_back(health ? healthJson(s) : statsJson(s));
-    if (health) return good(json{{"services", std::move(services)}});
-    GlobalStats g = backend_.globalStats();
+    for (const auto& s : list) services.push_back(healthJson(s));
+    return good(json{{"services", std::move(services)}});
+  }
+  if (method == "stats.get") {
+    auto p = parseServiceFilter(params);
+    if (!p.ok()) return fail(p.error);
+    // One backend call: services and global counters from the same read.
+    // A service filter picks from that list (rather than findService, which
+    // would read the data plane a second time).
+    auto [list, g] = backend_.servicesAndGlobalStats();
+    json services = json::array();
+    for (const auto& s : list)
+      if (!p.value->service || s.name == *p.value->service) services.push_back(statsJson(s));
+    if (p.value->service && services.empty())
+      return fail(serviceNotFound(*p.value->service, "params.service"));
     json reasons = json::object();
     for (int i = 0; i < KEEL_R_MAX; ++i) reasons[kReasonNames[i]] = counterJson(g.reasons[i]);
     json conntrack{{"entries", g.connTableEntries ? json(*g.connTableEntries) : json(nullptr)},

@@ -82,7 +82,7 @@ class FakeBackend : public ControlBackend {
     if (u.empty()) return std::nullopt;
     return u[slot % u.size()]->address;
   }
-  GlobalStats globalStats() override { return stats; }
+  StatsSnapshot servicesAndGlobalStats() override { return {services, stats}; }
 
   Result addService(const ServiceAddRequest& r) override {
     mutations.push_back("addService " + r.name);

@@ -6,6 +6,7 @@
 #include "daemon/daemon_backend.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <map>
 #include <string>
 
+#include "control/api/dispatcher.h"
 #include "mock_dataplane.h"
 
 namespace keel {
@@ -663,6 +665,43 @@ TEST_F(DaemonBackendTest, ReloadHookSeesBeginAndOutcome) {
   files_["keel.yaml"] = "services: [";
   EXPECT_FALSE(backend_->reload().isOk());
   EXPECT_EQ(seen, (std::vector<std::pair<bool, bool>>{{false, true}, {true, true}, {false, true}, {true, false}}));
+}
+
+// stats.get through the real dispatcher: one data-plane read per request
+// (on XDP a read walks the whole connection table), whole or filtered, and
+// the services and global counters it returns come from that read.
+TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
+  make();
+  api::Dispatcher dispatcher(*backend_);
+  auto call = [&](const std::string& line) {
+    return nlohmann::json::parse(api::serializeResponse(dispatcher.handleLine(line).response));
+  };
+  dp_.stats.reasons[KEEL_R_TX_IPIP] = {7, 700};
+  dp_.stats.backends.assign(16, keel_counter{});
+  dp_.stats.backends[idOf("10.0.1.2")] = {5, 500};
+  dp_.stats.connTableEntries = 3;
+
+  int reads = dp_.readStatsCalls;
+  auto r = call(R"({"id":1,"method":"stats.get"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(dp_.readStatsCalls, reads + 1);
+  EXPECT_EQ(r["result"]["reasons"]["tx_ipip"]["packets"], 7);
+  EXPECT_EQ(r["result"]["conntrack"]["entries"], 3);
+  ASSERT_EQ(r["result"]["services"].size(), 1u);
+  for (const auto& real : r["result"]["services"][0]["reals"])
+    EXPECT_EQ(real["packets"], real["address"] == "10.0.1.2" ? 5 : 0) << real.dump();
+
+  reads = dp_.readStatsCalls;
+  r = call(R"({"id":2,"method":"stats.get","params":{"service":"web"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(dp_.readStatsCalls, reads + 1);
+  EXPECT_EQ(r["result"]["services"][0]["name"], "web");
+  EXPECT_EQ(r["result"]["reasons"]["tx_ipip"]["packets"], 7);
+
+  r = call(R"({"id":3,"method":"stats.get","params":{"service":"nope"}})");
+  EXPECT_EQ(r["error"]["code"], "not_found");
+  EXPECT_EQ(r["error"]["message"], "services[nope]: not found");
+  EXPECT_EQ(r["error"]["field"], "params.service");
 }
 
 TEST_F(DaemonBackendTest, ShutdownCallsTheStopper) {

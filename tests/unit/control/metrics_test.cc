@@ -135,10 +135,13 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
 }
 
 // A plane that counts its connection table: the count reaches the gauge
-// through readStats -> registry -> globalStats -> snapshot.
+// through readStats -> registry -> servicesAndGlobalStats -> snapshot, and a
+// scrape reads the plane once (counting walks the whole table on XDP).
 TEST_F(MetricsTest, ConntrackEntriesGaugeWhenThePlaneCounts) {
   dp_.stats.connTableEntries = 4321;
+  const int reads = dp_.readStatsCalls;
   std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_EQ(dp_.readStatsCalls, reads + 1);
   EXPECT_TRUE(hasLine(out, "# TYPE keel_conntrack_entries gauge"));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_entries 4321"));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 5000"));

@@ -78,7 +78,10 @@ class MockDataplane : public Dataplane {
     return record(std::string(kind == CounterKind::kService ? "resetService " : "resetBackend ") +
                   std::to_string(id));
   }
-  DataplaneStats readStats() override { return stats; }
+  DataplaneStats readStats() override {
+    ++readStatsCalls;
+    return stats;
+  }
 
   static std::string keyString(const keel_service_key& k) {
     return addressFromWords(k.vip, k.family).toString() + ":" + std::to_string(ntohs(k.port)) +
@@ -104,6 +107,8 @@ class MockDataplane : public Dataplane {
   std::map<std::string, keel_service_key> serviceKeys;
   std::map<ServiceId, std::vector<uint32_t>> rings;
   DataplaneStats stats;
+  // How often readStats() ran (on XDP each read walks the connection table).
+  int readStatsCalls = 0;
   // Make the n-th call from now fail (0 = never), to test error paths.
   int failAfter = 0;
 

@@ -44,8 +44,13 @@ def say(msg):
     print(f"==> {msg}", flush=True)
 
 
+INDENT = "    "
+# keelctl fits its tables to $COLUMNS (default 120); the demo indents them.
+TABLE_COLUMNS = str(120 - len(INDENT))
+
+
 def indent(text):
-    return "\n".join("    " + line for line in text.rstrip().splitlines())
+    return "\n".join(INDENT + line for line in text.rstrip().splitlines())
 
 
 class Client:
@@ -159,7 +164,7 @@ def main():
             f"3 reals, HTTP health checks")
         with lab.keeld(lab.keel_config([svc])) as keeld:
             def ctl(*argv):
-                return keeld.keelctl(*argv).stdout
+                return keeld.keelctl(*argv, env={"COLUMNS": TABLE_COLUMNS}).stdout
 
             def states():
                 out = json.loads(ctl("-o", "json", "service", "show", "web"))

@@ -2,7 +2,9 @@
 #include "cli/context.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 namespace keel::cli {
@@ -56,20 +58,49 @@ std::string str(const json& v) {
   return v.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string truncated(std::string s, size_t max) {
+  if (s.size() <= max) return s;
+  if (max < 3) return std::string(max, '.');
+  size_t cut = max - 3;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // a continuation byte
+  s.resize(cut);
+  return s + "...";
+}
+
+size_t outputWidth() {
+  constexpr size_t kDefault = 120;
+  const char* env = std::getenv("COLUMNS");
+  const std::string c = env ? env : "";
+  // Anything but 1..999999 (unset, empty, "abc", "-5", "0") means the default.
+  if (c.empty() || c.size() > 6 || !std::all_of(c.begin(), c.end(), [](char x) { return x >= '0' && x <= '9'; }))
+    return kDefault;
+  const size_t n = std::stoul(c);
+  return n > 0 ? n : kDefault;
+}
+
 std::string Table::render() const {
   std::vector<size_t> width;
   for (const auto& r : rows_) {
     if (width.size() < r.size()) width.resize(r.size(), 0);
     for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
   }
+  // The last column gets what the others and the gaps leave of the width.
+  size_t lastMax = SIZE_MAX;
+  if (fit_ && !width.empty()) {
+    size_t used = 2 * (width.size() - 1);
+    for (size_t i = 0; i + 1 < width.size(); ++i) used += width[i];
+    lastMax = std::max(fit_->second, used < fit_->first ? fit_->first - used : 0);
+    width.back() = std::min(width.back(), lastMax);
+  }
   std::string out;
   for (const auto& r : rows_) {
     std::string line;
     for (size_t i = 0; i < r.size(); ++i) {
       bool right = i < right_.size() && right_[i];
-      std::string pad(width[i] - r[i].size(), ' ');
+      const std::string cell = i + 1 == width.size() ? truncated(r[i], lastMax) : r[i];
+      std::string pad(width[i] - cell.size(), ' ');
       if (i) line += "  ";
-      line += right ? pad + r[i] : r[i] + (i + 1 < r.size() ? pad : "");
+      line += right ? pad + cell : cell + (i + 1 < r.size() ? pad : "");
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out += line + "\n";

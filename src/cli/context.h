@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -65,12 +66,27 @@ class Table {
  public:
   explicit Table(std::vector<bool> rightAligned) : right_(std::move(rightAligned)) {}
   void row(std::vector<std::string> cells) { rows_.push_back(std::move(cells)); }
+  // Keep lines within `width`: the last column gets what the others leave,
+  // but never less than `minWidth` (then a line may run over rather than
+  // lose the column), and a longer cell is cut with truncated(). Cut, not
+  // wrapped: one line per row stays greppable (`keelctl health show | grep
+  // down`) and under its header; -o json has the whole text.
+  void fitLastColumn(size_t width, size_t minWidth) { fit_ = {width, minWidth}; }
   std::string render() const;
 
  private:
   std::vector<bool> right_;
   std::vector<std::vector<std::string>> rows_;
+  std::optional<std::pair<size_t, size_t>> fit_;  // width, minWidth
 };
+
+// `s` cut to at most `max` bytes, ending in ASCII "..." when cut (so a
+// column keeps its width), never inside a UTF-8 sequence.
+std::string truncated(std::string s, size_t max);
+
+// The width tables fit (Table::fitLastColumn): $COLUMNS when it is a
+// positive number (POSIX's "preferred width"), else 120.
+size_t outputWidth();
 
 std::string str(const json& v);  // a JSON scalar as text ("" for null)
 

@@ -11,16 +11,10 @@ namespace keel::cli {
 
 namespace {
 
-// The table fits 120 columns: the last result and the reason are cut to fit
-// (ASCII "...", so every column keeps its width); -o json has them whole.
-constexpr size_t kTableWidth = 120;
+// The last result is capped, the reason gets what the other columns leave
+// of the width (Table::fitLastColumn); -o json has both whole.
 constexpr size_t kMaxResult = 28;
 constexpr size_t kMinReason = 24;
-
-std::string truncated(std::string s, size_t max) {
-  if (s.size() <= max) return s;
-  return s.substr(0, max - 3) + "...";
-}
 
 // Seconds since an RFC 3339 UTC time as the API writes it, or -1.
 long long secondsSince(const json& when, std::time_t now) {
@@ -65,26 +59,14 @@ void defineHealth(CLI::App& noun, Context& ctx) {
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     const std::time_t now = std::time(nullptr);
-    std::vector<std::vector<std::string>> rows;
-    rows.push_back({"Service", "Real", "State", "Check", "Run", "Last result", "Changed", "Reason"});
+    Table t({false, false, false, false, false, false, true, false});
+    t.row({"Service", "Real", "State", "Check", "Run", "Last result", "Changed", "Reason"});
     for (const auto& s : (*r)["services"])
       for (const auto& real : s["reals"])
-        rows.push_back({str(s["name"]), str(real["address"]), str(real["state"]), str(real["check"]), run(real),
-                        truncated(str(real["detail"]), kMaxResult),
-                        age(secondsSince(real.value("last_change", json()), now)), str(real["reason"])});
-    // The reason gets what the other columns leave of the 120.
-    size_t used = 0;
-    for (size_t c = 0; c + 1 < rows[0].size(); ++c) {
-      size_t w = 0;
-      for (const auto& row : rows) w = std::max(w, row[c].size());
-      used += w + 2;
-    }
-    const size_t reasonWidth = std::max(kMinReason, used < kTableWidth ? kTableWidth - used : 0);
-    Table t({false, false, false, false, false, false, true, false});
-    for (auto& row : rows) {
-      row.back() = truncated(row.back(), reasonWidth);
-      t.row(std::move(row));
-    }
+        t.row({str(s["name"]), str(real["address"]), str(real["state"]), str(real["check"]), run(real),
+               truncated(str(real["detail"]), kMaxResult),
+               age(secondsSince(real.value("last_change", json()), now)), str(real["reason"])});
+    t.fitLastColumn(outputWidth(), kMinReason);
     std::cout << t.render();
   });
 }

@@ -341,10 +341,13 @@ class Keeld:
         except OSError:
             return ""
 
-    def keelctl(self, *args: str, check: bool = True, timeout: float = 20):
+    def keelctl(self, *args: str, check: bool = True, timeout: float = 20,
+                env: dict[str, str] | None = None):
         """Runs keelctl in keeld's network and mount namespaces (so it finds
-        the control socket under the private /run/keel)."""
-        cmd = ["nsenter", "-t", str(self.proc.pid), "-m", "-n",
+        the control socket under the private /run/keel); `env` adds to its
+        environment (e.g. COLUMNS, the width its tables fit)."""
+        extra = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
+        cmd = ["nsenter", "-t", str(self.proc.pid), "-m", "-n", *extra,
                str(self.lab.binary("keelctl")), *args]
         return run(cmd, check=check, timeout=timeout)
 

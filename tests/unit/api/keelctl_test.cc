@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "server_fixture.h"
@@ -42,8 +43,12 @@ class KeelctlTest : public testing::ServerFixture {
   }
 
   // keelctl --socket <ours> ARGS...; stdout and stderr captured apart.
-  CliRun keelctl(const std::vector<std::string>& args, const std::string& socket = "") {
-    std::string cmd = quote(bin_) + " --socket " + quote(socket.empty() ? options_.socketPath : socket);
+  // COLUMNS (the width tables fit) is unset unless `columns` gives it, so
+  // the caller's terminal settings do not leak in.
+  CliRun keelctl(const std::vector<std::string>& args, const std::string& socket = "",
+                 const std::optional<std::string>& columns = std::nullopt) {
+    std::string cmd = (columns ? "env COLUMNS=" + quote(*columns) + " " : std::string("env -u COLUMNS ")) +
+                      quote(bin_) + " --socket " + quote(socket.empty() ? options_.socketPath : socket);
     for (const auto& a : args) cmd += " " + quote(a);
     cmd += " >" + quote(dir_ + "/out") + " 2>" + quote(dir_ + "/err") + " </dev/null";
     CliRun r;
@@ -186,6 +191,37 @@ TEST_F(KeelctlTest, HealthShowChangeAndReason) {
   EXPECT_EQ(down.find(longReason), std::string::npos);
   EXPECT_NE(up.find("-  added up"), std::string::npos) << "no change time: '-'\n" << h.out;
   for (const std::string& l : {header, down, up}) EXPECT_LE(l.size(), 120u) << l;
+  EXPECT_EQ(down.size(), 120u) << "the reason takes what the other columns leave: " << down;
+
+  // $COLUMNS narrows (or widens) the table; the reason column still starts
+  // under its header. Not a positive number: the default 120.
+  auto linesOf = [](const std::string& out) {
+    std::istringstream is(out);
+    std::vector<std::string> l;
+    for (std::string x; std::getline(is, x);) l.push_back(x);
+    return l;
+  };
+  CliRun narrow = keelctl({"health", "show", "web"}, "", "100");
+  ASSERT_EQ(narrow.rc, 0) << narrow.err;
+  auto n = linesOf(narrow.out);
+  ASSERT_EQ(n.size(), 3u) << narrow.out;
+  EXPECT_EQ(n[1].size(), 100u) << n[1];
+  EXPECT_EQ(n[1].substr(n[1].size() - 3), "...");
+  EXPECT_EQ(n[1].find("3 consecutive failures"), n[0].find("Reason")) << narrow.out;
+  CliRun wide = keelctl({"health", "show", "web"}, "", "300");
+  ASSERT_EQ(wide.rc, 0) << wide.err;
+  EXPECT_NE(wide.out.find(longReason + "\n"), std::string::npos) << "room for all of it: not cut\n" << wide.out;
+  for (const char* bad : {"", "0", "-5", "abc", "9999999"}) {
+    CliRun d = keelctl({"health", "show", "web"}, "", bad);
+    ASSERT_EQ(d.rc, 0) << d.err;
+    EXPECT_EQ(linesOf(d.out)[1], down) << "COLUMNS=" << bad;
+  }
+  // A narrow terminal keeps at least 24 characters of reason rather than
+  // dropping the column: lines run over.
+  CliRun tiny = keelctl({"health", "show", "web"}, "", "40");
+  ASSERT_EQ(tiny.rc, 0) << tiny.err;
+  auto t = linesOf(tiny.out);
+  EXPECT_EQ(t[1].substr(t[0].find("Reason")), longReason.substr(0, 21) + "...") << tiny.out;
 
   CliRun j = keelctl({"-o", "json", "health", "show", "web"});
   ASSERT_EQ(j.rc, 0) << j.err;

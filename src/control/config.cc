@@ -679,29 +679,18 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
           error(addrNode, rpath + ".address",
                 "ipip to an IPv6 real needs node.tunnel_source_v6");
       } else if (!real.mac && !realsNode[j]["mac"].IsDefined()) {
-        // l2dsr rewrites only the MAC, so the real must be on the balancer's
-        // own segment: its neighbour entry proves it.
-        std::optional<MacAddress> m;
-        if (interfaceValid_ && options_.resolveMac)
-          m = options_.resolveMac(real.address, cfg.dataplane.interface);
-        if (m) {
-          real.mac = m;
-          real.macResolved = true;
-        } else if (interfaceValid_ && !options_.resolveMac) {
-          // keeld --no-host-checks (or a tool without a host): nothing was looked up.
-          error(addrNode, rpath + ".address",
-                "l2dsr real " + real.address.toString() +
-                    " has no mac, and without host checks no neighbour table is read; set mac:");
-        } else if (interfaceValid_) {
-          error(addrNode, rpath + ".address",
-                "l2dsr real " + real.address.toString() + " has no mac and is not in the "
-                "neighbour table of " + cfg.dataplane.interface +
-                " (not reachable on-link?); set mac: or fix its reachability");
-        } else if (cfg.dataplane.kind == DataplaneKind::kDpdk && cfg.dataplane.interface.empty()) {
-          error(addrNode, rpath + ".address",
-                "l2dsr real " + real.address.toString() + " has no mac, and with kind dpdk "
-                "and neither dataplane.interface nor dpdk.exception_interface there is no "
-                "neighbour table to resolve it in; set mac:");
+        // With an invalid dataplane.interface (reported already) there is
+        // nothing to look in; with none at all (dpdk) resolveRealMac says so.
+        const bool noInterface = cfg.dataplane.kind == DataplaneKind::kDpdk && cfg.dataplane.interface.empty();
+        if (interfaceValid_ || noInterface) {
+          RealMac m = resolveRealMac(svc.name, real.address, interfaceValid_ ? cfg.dataplane.interface : "",
+                                     options_.resolveMac);
+          if (m.mac) {
+            real.mac = m.mac;
+            real.macResolved = true;
+          } else {
+            error(addrNode, rpath + ".address", m.error);
+          }
         }
       }
     }
@@ -743,6 +732,25 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
   result.errors = parser.takeErrors();
   if (result.errors.empty()) result.config = std::move(cfg);
   return result;
+}
+
+RealMac resolveRealMac(const std::string& service, const IpAddress& real, const std::string& interface,
+                       const MacResolver& resolver) {
+  RealMac out;
+  const bool lookedUp = !interface.empty() && resolver;
+  if (lookedUp && (out.mac = resolver(real, interface))) return out;
+  std::string why;
+  if (lookedUp)
+    why = "is not in the neighbour table of " + interface + " (not reachable on-link?)";
+  else if (interface.empty())
+    why = "there is no neighbour table to look it up in (no dataplane.interface, nor a "
+          "dpdk.exception_interface to default to)";
+  else  // keeld --no-host-checks, or a tool without a host
+    why = "no neighbour table is read without host checks";
+  out.error = "l2dsr real " + real.toString() + " of service " + service + " has no mac and " + why +
+              "; give its mac (mac: in keel.yaml, --mac in keelctl)";
+  if (lookedUp) out.error += " or, if it is on-link, ping it from this host so the table has it";
+  return out;
 }
 
 std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth,

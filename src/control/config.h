@@ -146,6 +146,25 @@ struct Config {
 using MacResolver =
     std::function<std::optional<MacAddress>(const IpAddress& real, const std::string& interface)>;
 
+// An l2dsr real's MAC when none is given. l2dsr rewrites only the MAC, so
+// the real must be on the balancer's own segment, and its neighbour entry on
+// `interface` proves it. keel.yaml (parseConfig) and runtime adds (keeld's
+// service.add / real.add) both come here, so both resolve and fail alike.
+// `interface` empty: there is no neighbour table (dpdk without
+// dataplane.interface or dpdk.exception_interface); `resolver` empty: none
+// is read (no host checks). Either way, or when the table has no entry,
+// `error` says which real of which service, why, and the two fixes:
+// "l2dsr real 10.0.1.8 of service web has no mac and is not in the neighbour
+// table of eth0 (not reachable on-link?); give its mac (mac: in keel.yaml,
+// --mac in keelctl) or, if it is on-link, ping it from this host so the
+// table has it".
+struct RealMac {
+  std::optional<MacAddress> mac;  // set: resolved
+  std::string error;              // otherwise
+};
+RealMac resolveRealMac(const std::string& service, const IpAddress& real, const std::string& interface,
+                       const MacResolver& resolver);
+
 struct ConfigResult {
   std::optional<Config> config;      // set only when errors is empty
   std::vector<std::string> errors;   // "file:line: key.path: what is wrong"

@@ -572,21 +572,14 @@ std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, cons
   r.health = jsonToYaml(spec.health);
   bool ok = true;
   if (svc.forwarding == Forwarding::kL2dsr && !r.mac) {
-    // As loadConfigFile does for keel.yaml: l2dsr rewrites only the MAC, so
-    // the real must be on this segment, and its neighbour entry proves it.
-    if (resolveMac_ && !neighbourInterface_.empty()) r.mac = resolveMac_(r.address, neighbourInterface_);
-    if (r.mac) {
+    // Resolved exactly as loadConfigFile does for keel.yaml.
+    RealMac m = resolveRealMac(svc.name, r.address, neighbourInterface_, resolveMac_);
+    if (m.mac) {
+      r.mac = m.mac;
       r.macResolved = true;
     } else {
       ok = false;
-      const std::string what = "request: " + realPath + ": real " + r.address.toString() +
-                               " of service " + svc.name + ": ";
-      if (resolveMac_ && !neighbourInterface_.empty())
-        errors.push_back(what + "no neighbour entry on " + neighbourInterface_ +
-                         " (not reachable on-link?); ping it from this host or give --mac");
-      else
-        errors.push_back(what + "l2dsr needs its mac and there is no neighbour table to resolve "
-                                "it in (no dataplane.interface); give --mac");
+      errors.push_back("request: " + realPath + ": " + m.error);
     }
   }
   auto healthSpec = resolveRealHealth(svc.health, r.health, "request", servicePath, realPath, errors);

@@ -187,7 +187,7 @@ def test_runtime_changes_survive_kill_and_restart(lab, host):
     k1.keelctl("real", "add", "added", r3.v4)
     k1.keelctl("real", "remove", "web", r3.v4)
     unknown = k1.keelctl("real", "add", "added", labmod.LAN_NET4 + "99", check=False)
-    assert unknown.returncode == 1 and "no neighbour entry on eth0" in unknown.stderr, unknown.stderr
+    assert unknown.returncode == 1 and "is not in the neighbour table of eth0" in unknown.stderr, unknown.stderr
     added = {"name": "added", "protocol": "tcp", "vip": lab.vip4, "port": EXTRA_PORT}
     wait_serving(lab, {"services": [added]})
     reals = {r["address"]: r for r in show_service(k1, "added")["reals"]}

@@ -67,10 +67,11 @@ TEST(Config, UnresolvableL2dsrRealNamesTheNeighbourTable) {
       "     reals: [{address: 10.0.1.11}]}\n",
       "keel.yaml", resolverFor("eth0"));
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(joinErrors(r.errors).find("services[0].reals[0].address: l2dsr real 10.0.1.11 has no mac and is "
-                                      "not in the neighbour table of eth0 (not reachable on-link?)"),
-            std::string::npos)
-      << joinErrors(r.errors);
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0],
+            "keel.yaml:4: services[0].reals[0].address: l2dsr real 10.0.1.11 of service dsr has no mac and is "
+            "not in the neighbour table of eth0 (not reachable on-link?); give its mac (mac: in keel.yaml, --mac "
+            "in keelctl) or, if it is on-link, ping it from this host so the table has it");
 }
 
 TEST(Config, ValidFileRoundTrips) {
@@ -287,8 +288,9 @@ INSTANTIATE_TEST_SUITE_P(
                 "dataplane: {kind: dpdk, dpdk: {port: x, workers: [1]}}\nservices:\n"
                 "  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n"
                 "    forwarding: l2dsr\n    reals:\n      - {address: 10.0.1.11}\n",
-                {"keel.yaml:9: services[0].reals[0].address: l2dsr real 10.0.1.11 has no mac, and with "
-                 "kind dpdk and neither dataplane.interface nor dpdk.exception_interface"}},
+                {"keel.yaml:9: services[0].reals[0].address: l2dsr real 10.0.1.11 of service web has no mac "
+                 "and there is no neighbour table to look it up in (no dataplane.interface, nor a "
+                 "dpdk.exception_interface to default to); give its mac (mac: in keel.yaml, --mac in keelctl)"}},
         BadCase{"bad vip", kHead + "  - name: web\n    vip: 192.0.2.300\n    port: 80\n    protocol: tcp\n",
                 {"keel.yaml:5: services[0].vip: must be an IPv4 or IPv6 address, got \"192.0.2.300\""}},
         BadCase{"bad port", kHead + "  - name: web\n    vip: 192.0.2.1\n    port: http\n    protocol: tcp\n",
@@ -321,7 +323,9 @@ INSTANTIATE_TEST_SUITE_P(
                 {"keel.yaml:4: services[0].forwarding: ipip forwarding needs node.next_hop_mac"}},
         BadCase{"l2dsr real without mac, no host checks",
                 svc("    forwarding: l2dsr\n    reals:\n      - {address: 10.0.1.11}\n"),
-                {"keel.yaml:10: services[0].reals[0].address: l2dsr real 10.0.1.11 has no mac, and without host checks no neighbour table is read; set mac:"}},
+                {"keel.yaml:10: services[0].reals[0].address: l2dsr real 10.0.1.11 of service web has no mac and "
+                 "no neighbour table is read without host checks; give its mac (mac: in keel.yaml, --mac in "
+                 "keelctl)"}},
         BadCase{"bad mac", svc("    reals:\n      - {address: 10.0.1.11, mac: \"02:00:00:00:00\"}\n"),
                 {"keel.yaml:9: services[0].reals[0].mac: must be a MAC address"}},
         BadCase{"tunnel source wrong family",

@@ -354,9 +354,21 @@ TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
   r = backend_->addReal(add);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
-  EXPECT_EQ(r.error().message,
-            "request: params: real 10.0.1.8 of service dsr: no neighbour entry on eth0 (not reachable "
-            "on-link?); ping it from this host or give --mac");
+  const std::string notOnLink =
+      "l2dsr real 10.0.1.8 of service dsr has no mac and is not in the neighbour table of eth0 (not reachable "
+      "on-link?); give its mac (mac: in keel.yaml, --mac in keelctl) or, if it is on-link, ping it from this "
+      "host so the table has it";
+  EXPECT_EQ(r.error().message, "request: params: " + notOnLink);
+  ASSERT_EQ(r.error().details["errors"].size(), 1u) << r.error().details.dump();
+  // keel.yaml with the same real says the same words (one helper serves both).
+  ConfigOptions hostChecks;
+  hostChecks.resolveMac = resolver();
+  ConfigResult file = parseConfig(files_["keel.yaml"] +
+                                      "  - name: dsr\n    vip: 10.0.0.7\n    port: 80\n    protocol: tcp\n"
+                                      "    forwarding: l2dsr\n    reals:\n      - {address: 10.0.1.8}\n",
+                                  "keel.yaml", hostChecks);
+  ASSERT_EQ(file.errors.size(), 1u);
+  EXPECT_EQ(file.errors[0], "keel.yaml:17: services[1].reals[0].address: " + notOnLink);
   EXPECT_TRUE(dp_.calls.empty());
   EXPECT_EQ(backend_->findService("dsr")->reals.size(), 1u);
 
@@ -365,8 +377,9 @@ TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
   svc.reals[0].address = ip("10.0.1.8");
   r = backend_->addService(svc);
   ASSERT_FALSE(r.isOk());
-  EXPECT_NE(r.error().message.find("params.reals[0]: real 10.0.1.8 of service dsr2: no neighbour entry"),
-            std::string::npos)
+  EXPECT_EQ(r.error().message.rfind("request: params.reals[0]: l2dsr real 10.0.1.8 of service dsr2 has no mac "
+                                    "and is not in the neighbour table of eth0", 0),
+            0u)
       << r.error().message;
   EXPECT_TRUE(dp_.calls.empty());
   EXPECT_FALSE(backend_->findService("dsr2"));

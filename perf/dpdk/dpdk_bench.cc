@@ -173,16 +173,13 @@ double runPurePath(int flows, uint32_t connTable, int passes) {
     for (size_t i = 0; i + 32 <= frames.size(); i += 32) {
       dpdk::PacketBuf bufs[32];
       dpdk::ParsedPacket parsed[32];
+      dpdk::PacketResult results[32];
       for (int j = 0; j < 32; ++j) {
         std::memcpy(scratch[j] + 128, frames[i + j].data(), frames[i + j].size());
         bufs[j] = {scratch[j] + 128, static_cast<uint32_t>(frames[i + j].size()), 128};
-        dpdk::parsePacket(bufs[j].data, bufs[j].len, parsed[j]);
       }
-      for (int j = 0; j < 32; ++j) dpdk::hashParsed(parsed[j]);
-      for (int j = 0; j < 32; ++j) dpdk::prefetchParsed(w, parsed[j]);
-      dpdk::BurstCache cache;
-      for (int j = 0; j < 32; ++j)
-        dpdk::processParsed(*store.current(), w, bufs[j], parsed[j], 1000, cache);
+      dpdk::prepareBurst(w, bufs, parsed, 32);
+      dpdk::processBurst(*store.current(), w, bufs, parsed, 32, 1000, results);
       if (pass > 0) n += 32;
     }
   }

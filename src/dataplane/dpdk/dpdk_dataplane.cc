@@ -357,12 +357,15 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     // a burst is processed under the snapshot of the loop that processes it.
     struct Burst {
       rte_mbuf* pkts[kBurst];
+      dpdk::PacketBuf bufs[kBurst];
       dpdk::ParsedPacket parsed[kBurst];
       uint16_t n = 0;
     };
+    static_assert(kBurst <= dpdk::kMaxBurst, "the packet path's burst arrays");
     Burst bursts[2];
     Burst* cur = &bursts[0];   // parsed and prefetched last loop: processed now
     Burst* next = &bursts[1];  // read now: processed next loop
+    dpdk::PacketResult results[kBurst];
     rte_mbuf* tx[kBurst];
     rte_mbuf* exc[kBurst];
     rte_mbuf* fromKernel[kBurst];
@@ -379,28 +382,24 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       next->n = n;
       if (n > 0) {
         w.rxPackets.store(w.rxPackets.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-        // Parse the whole burst, then issue its prefetches back to back
-        // (dpdk::prefetchParsed says why).
-        for (uint16_t i = 0; i < n; ++i)
-          dpdk::parsePacket(rte_pktmbuf_mtod(next->pkts[i], const uint8_t*),
-                            rte_pktmbuf_data_len(next->pkts[i]), next->parsed[i]);
-        for (uint16_t i = 0; i < n; ++i) dpdk::hashParsed(next->parsed[i]);
-        for (uint16_t i = 0; i < n; ++i) dpdk::prefetchParsed(st, next->parsed[i]);
+        for (uint16_t i = 0; i < n; ++i) {
+          rte_mbuf* m = next->pkts[i];
+          next->bufs[i] = {rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), rte_pktmbuf_headroom(m)};
+        }
+        dpdk::prepareBurst(st, next->bufs, next->parsed, n);
       }
       if (cur->n > 0) {
         const uint64_t now = static_cast<uint64_t>((rte_rdtsc() * nsPerTsc) >> 32);
+        dpdk::processBurst(*snap, st, cur->bufs, cur->parsed, cur->n, now, results);
         uint16_t ntx = 0, nexc = 0;
-        dpdk::BurstCache cache;  // lookups shared by the burst's packets
         for (uint16_t i = 0; i < cur->n; ++i) {
           rte_mbuf* m = cur->pkts[i];
-          dpdk::PacketBuf b{rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m),
-                            rte_pktmbuf_headroom(m)};
-          uint8_t* before = b.data;
-          dpdk::PacketResult r = dpdk::processParsed(*snap, st, b, cur->parsed[i], now, cache);
-          if (r.verdict == dpdk::Verdict::kTx) {
-            if (b.data != before) rte_pktmbuf_prepend(m, static_cast<uint16_t>(before - b.data));
+          if (results[i].verdict == dpdk::Verdict::kTx) {
+            // The path wrote the outer header into the headroom.
+            const uint16_t grown = static_cast<uint16_t>(cur->bufs[i].len - rte_pktmbuf_data_len(m));
+            if (grown) rte_pktmbuf_prepend(m, grown);
             tx[ntx++] = m;
-          } else if (r.verdict == dpdk::Verdict::kPass && haveTap) {
+          } else if (results[i].verdict == dpdk::Verdict::kPass && haveTap) {
             exc[nexc++] = m;
           } else {
             rte_pktmbuf_free(m);

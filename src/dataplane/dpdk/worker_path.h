@@ -76,53 +76,33 @@ struct ParsedPacket {
   uint32_t flowHash;  // keel_flow_hash() (valid when l4 == KEEL_CONTINUE)
 };
 
-// The VIP check and service lookup of the last packet of a burst, reused by
-// the next one if it has the same destination (address, family, port,
-// protocol). A burst's packets mostly go to a few services, often one, and
-// one burst sees one snapshot, so this saves two key hashes and probes per
-// packet. It lives on the worker's stack for one burst, never longer: a new
-// snapshot always starts with an empty cache.
-struct BurstCache {
-  keel_service_key key{};  // the exact-port lookup's key; family 0: nothing cached (parsed packets have 4 or 6)
-  bool isVip = false;
-  const keel_service_value* svc = nullptr;  // when isVip: exact port, else port 0, else null
-};
+// Largest burst the two passes take (the lcore loop's rx burst).
+inline constexpr uint32_t kMaxBurst = 32;
 
-// First pass over a burst: parses the packet. Reads the packet only; no
-// counters move.
-void parsePacket(const uint8_t* data, uint32_t len, ParsedPacket& out);
+// First pass over a burst (n <= kMaxBurst): parses every packet, then
+// hashes every flow, then prefetches every flow's connection-table bucket.
+// Reads the packets only; no counters move. Three loops, not one:
+//  - MurmurHash3 is one chain of ~40 dependent instructions, which inside
+//    the parse loop ran nearly serially; a loop of hashes alone lets the core
+//    overlap the chains of several packets.
+//  - a prefetch whose line is on a page the TLB does not hold cannot retire
+//    before its page walk ends, so between two parses only one or two walks
+//    were in flight at a time; issued back to back, a burst's walks overlap.
+//    (Spreading them over the second pass instead was 10-30% slower in
+//    perf/dpdk/dpdk_bench; docs/dpdk.md, Measurements.)
+// The lcore loop runs this one burst ahead of processBurst(), so the
+// buckets arrive while the previous burst is processed.
+void prepareBurst(WorkerState& worker, const PacketBuf* bufs, ParsedPacket* parsed, uint32_t n);
 
-// Then the flow hash of a parsed packet. A separate loop over the burst:
-// MurmurHash3 is one chain of ~40 dependent instructions, which inside the
-// parse loop ran nearly serially; a loop of hashes alone lets the core
-// overlap the chains of several packets.
-inline void hashParsed(ParsedPacket& p) {
-  if (p.l4 == KEEL_CONTINUE) p.flowHash = keel_flow_hash(&p.pkt.key);
-}
-
-// Pulls the parsed packet's connection-table bucket toward the cache, so the
-// second pass finds it there. The worker issues a whole burst's prefetches
-// back to back, after parsing the burst: a prefetch whose line is on a page
-// the TLB does not hold cannot retire before its page walk ends, so between
-// two parses (~150 instructions each) only one or two walks were in flight
-// at a time; issued together, a burst's walks overlap (docs/dpdk.md,
-// Measurements).
-inline void prefetchParsed(const WorkerState& worker, const ParsedPacket& p) {
-  if (p.l4 == KEEL_CONTINUE) worker.conns.prefetch(p.pkt.key.family, p.flowHash);
-}
-
-// Both for one packet.
-inline void parseAndPrefetch(WorkerState& worker, const uint8_t* data, uint32_t len, ParsedPacket& out) {
-  parsePacket(data, len, out);
-  hashParsed(out);
-  prefetchParsed(worker, out);
-}
-
-// Second pass: the decision and the rewrite, from the first pass's results.
-// pkt must be the same, unmodified buffer parseAndPrefetch() read; cache
-// belongs to the current burst (see BurstCache).
-PacketResult processParsed(const Snapshot& snap, WorkerState& worker, PacketBuf& pkt,
-                           ParsedPacket& parsed, uint64_t nowNs, BurstCache& cache);
+// Second pass: the decision and the rewrite of each packet of a burst that
+// prepareBurst() read (the same, unmodified buffers), under one snapshot
+// and one clock reading. results[i] is packet i's; on kTx, bufs[i] describes
+// the rewritten frame. The VIP check and service lookup of a packet are
+// reused by the next one with the same destination (a burst's packets
+// mostly go to a few services, often one), so most packets hash and probe
+// no service table at all.
+void processBurst(const Snapshot& snap, WorkerState& worker, PacketBuf* bufs, ParsedPacket* parsed,
+                  uint32_t n, uint64_t nowNs, PacketResult* results);
 
 // Both passes for one packet (tests, fixtures, the fuzz run).
 PacketResult processPacket(const Snapshot& snap, WorkerState& worker, PacketBuf& pkt,

@@ -3,7 +3,7 @@
 // frames. Each frame sits in a heap block sized exactly headroom + length, so
 // any read or write past the frame (or before the headroom) is reported by
 // ASan. Seeded and bounded: the same packets every run. Every packet is also
-// run as part of a burst (the lcore loop's two passes and BurstCache) on a
+// run as part of a burst (prepareBurst and processBurst, as the lcore loop) on a
 // second worker, which must agree with the packet run alone.
 //
 // Usage: dpdk_worker_path_fuzz [iterations] [seed]
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
 
   // Each packet goes through the path twice, on two workers with the same
   // history: alone (processPacket) and as part of a burst (both passes over
-  // the burst, one BurstCache), as the lcore loop runs it. Both must give
+  // the burst: prepareBurst, processBurst), as the lcore loop runs it. Both must give
   // the same verdict, reason, real and bytes.
   WorkerState burstWorker(4096, 8, 1024, 1500);
   struct Pending {
@@ -128,12 +128,9 @@ int main(int argc, char** argv) {
       groupedBuf[i] = {grouped[i] + p.headroom, static_cast<uint32_t>(p.pkt.size()), p.headroom};
       singleRes[i] = processPacket(*store.current(), worker, singleBuf[i], p.nowNs);
     }
-    for (size_t i = 0; i < n; ++i)
-      parseAndPrefetch(burstWorker, groupedBuf[i].data, groupedBuf[i].len, parsed[i]);
-    BurstCache cache;
-    for (size_t i = 0; i < n; ++i)
-      groupedRes[i] =
-          processParsed(*store.current(), burstWorker, groupedBuf[i], parsed[i], burst[i].nowNs, cache);
+    prepareBurst(burstWorker, groupedBuf.data(), parsed.data(), static_cast<uint32_t>(n));
+    processBurst(*store.current(), burstWorker, groupedBuf.data(), parsed.data(), static_cast<uint32_t>(n),
+                 burst[0].nowNs, groupedRes.data());
     bool same = true;
     for (size_t i = 0; i < n; ++i) {
       const Pending& p = burst[i];
@@ -165,6 +162,7 @@ int main(int argc, char** argv) {
     return same;
   };
   size_t burstSize = 1 + rng() % 32;
+  uint64_t burstNowNs = 0;
   for (long it = 0; it < iterations; ++it) {
     std::vector<uint8_t> pkt;
     switch (rng() % 4) {
@@ -186,10 +184,12 @@ int main(int argc, char** argv) {
     }
     // Headroom 0..64 so encapsulation both fits and fails.
     const uint32_t headroom = rng() % 65;
-    burst.push_back({std::move(pkt), headroom, static_cast<uint64_t>(it) * 1000000});
+    // One clock reading per burst, as the lcore loop takes it.
+    burst.push_back({std::move(pkt), headroom, burstNowNs});
     if (burst.size() == burstSize || it + 1 == iterations) {
       if (!runBurst()) return 1;
       burstSize = 1 + rng() % 32;
+      burstNowNs = static_cast<uint64_t>(it + 1) * 1000000;
     }
   }
   uint64_t counted = 0;

@@ -88,7 +88,7 @@ inline constexpr uint32_t kMaxBurst = 32;
 //  - a prefetch whose line is on a page the TLB does not hold cannot retire
 //    before its page walk ends, so between two parses only one or two walks
 //    were in flight at a time; issued back to back, a burst's walks overlap.
-//    (Spreading them over the second pass instead was 10-30% slower in
+//    (Spreading them over the second pass instead was 17-34% slower in
 //    perf/dpdk/dpdk_bench; docs/dpdk.md, Measurements.)
 // The lcore loop runs this one burst ahead of processBurst(), so the
 // buckets arrive while the previous burst is processed.

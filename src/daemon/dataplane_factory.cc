@@ -79,6 +79,9 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
   bool canDetach() const override { return false; }
   Status stop(bool) override {
     dp_.reset();  // joins the workers, closes the port and the exception tap
+    // keeld has one data plane and stops it once, at exit: EAL's memory
+    // goes with it (docs/dpdk.md, Hugepages).
+    releaseDpdkEnvironment();
     return Status::ok();
   }
   void describe(LogRecord& r) const override {

@@ -453,6 +453,13 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
 }  // namespace
 
+void releaseDpdkEnvironment() {
+  std::lock_guard<std::mutex> lock(gEalMutex);
+  if (!gEalReady) return;
+  rte_eal_cleanup();
+  gEalReady = false;
+}
+
 std::unique_ptr<DpdkDataplane> createDpdkDataplane(const DpdkOptions& options, std::string* error) {
   auto dp = std::make_unique<DpdkDataplaneImpl>(options);
   Status s = dp->init();

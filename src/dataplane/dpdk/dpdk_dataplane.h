@@ -65,4 +65,13 @@ std::unique_ptr<Dataplane> makeDpdkDataplane(const DpdkOptions& options, std::st
 // The same, typed, for tests and benchmarks that call start() themselves.
 std::unique_ptr<DpdkDataplane> createDpdkDataplane(const DpdkOptions& options, std::string* error);
 
+// Releases the EAL (rte_eal_cleanup: the memory its heaps no longer hold;
+// the runtime directory /run/dpdk/<file-prefix> stays, and hugepage files
+// stay unless EAL runs with --huge-unlink, docs/dpdk.md) after the
+// process's last DPDK data plane is gone.
+// EAL cannot start again in the same process afterwards, so only a process
+// that is done with DPDK calls it (keeld, when it stops). A no-op if EAL
+// never started.
+void releaseDpdkEnvironment();
+
 }  // namespace keel

@@ -96,7 +96,10 @@ Status Registry::addVipRef(const IpAddress& vip) {
   auto [it, inserted] = vipRefs_.try_emplace(vip, 0);
   if (inserted) {
     if (Status s = dataplane_.addVip(vipKey(vip)); !s) {
-      vipRefs_.erase(it);
+      // The service holds its ref all the same (removeService drops one);
+      // whether the VIP is announced is unknown until an apply settles it.
+      ++it->second;
+      unsureVips_.insert(vip);
       return Status::error("add vip " + vip.toString() + ": " + s.message());
     }
   }
@@ -207,9 +210,11 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
     return Status::error("service " + name + ": remove service: " + s.message());
   if (Status s = dataplane_.publishRing(state.id, {}); !s)
     return Status::error("service " + name + ": publish empty ring: " + s.message());
-  for (auto& [addr, real] : state.reals) {
-    if (Status s = invalidateBackend(state, addr, real); !s) return s;
-    if (Status s = releaseBackend(state, addr, real.id); !s) return s;
+  // Each real leaves the state once its id is released, so an error midway
+  // leaves the state naming exactly the ids still taken.
+  for (auto it = state.reals.begin(); it != state.reals.end(); it = state.reals.erase(it)) {
+    if (Status s = invalidateBackend(state, it->first, it->second); !s) return s;
+    if (Status s = releaseBackend(state, it->first, it->second.id); !s) return s;
   }
   // No packet finds the service any more: its counters can go with its id.
   if (Status s = dataplane_.resetCounters(CounterKind::kService, state.id); !s)
@@ -272,23 +277,37 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     removedStates.emplace(addr, state.reals[addr]);
     state.reals.erase(addr);
   }
-  const bool adopted = state.adopted;
-  state.adopted = false;
-  if (adopted)  // the same ids and generations: only what the config changed moves
+  const bool rewrite = state.rewrite;
+  state.rewrite = false;
+  if (rewrite)  // the same ids and generations: only what the config changed moves
     for (const auto& [addr, real] : state.reals)
       if (Status s = writeBackend(state, addr, real); !s) return s;
-  if (adopted || ringInput(state) != oldRing || cfg.ringSize != oldRingSize)
-    if (Status s = publishRing(state); !s) return s;
-  for (auto& [addr, real] : removedStates) {
-    if (Status s = invalidateBackend(state, addr, real); !s) return s;
-    if (Status s = releaseBackend(state, addr, real.id); !s) return s;
+  // On an error below, the removed reals not yet released go back into the
+  // state: their ids are still taken and their backends may still be VALID,
+  // and the next apply must know them to converge (apply() says why).
+  auto keep = [&state, &removedStates](std::map<IpAddress, RealState>::iterator from) {
+    for (; from != removedStates.end(); ++from) state.reals.insert(*from);
+  };
+  if (rewrite || ringInput(state) != oldRing || cfg.ringSize != oldRingSize)
+    if (Status s = publishRing(state); !s) {
+      keep(removedStates.begin());
+      return s;
+    }
+  for (auto it = removedStates.begin(); it != removedStates.end(); ++it) {
+    const auto& [addr, real] = *it;
+    Status s = invalidateBackend(state, addr, it->second);
+    if (s) s = releaseBackend(state, addr, real.id);
+    if (!s) {
+      keep(it);
+      return s;
+    }
     logInfo(LogRecord("real_removed").add("service", name).add("real", addr.toString()));
   }
   for (const IpAddress& addr : added)
     logInfo(LogRecord("real_added").add("service", name).add("real", addr.toString()));
 
   const uint32_t flags = serviceFlags(cfg, hashSourceV4_);
-  if (adopted || flags != oldFlags) {
+  if (rewrite || flags != oldFlags) {
     if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, flags, {}}); !s)
       return Status::error("service " + name + ": write service: " + s.message());
     if (flags != oldFlags)
@@ -344,8 +363,8 @@ Status Registry::apply(const Config& config) {
   }
 
   hashSourceV4_ = config.node.hashSourceV4.has_value();
-  std::vector<IpAddress> maybeUnusedVips = std::move(adoptedUnusedVips_);
-  adoptedUnusedVips_.clear();
+  std::vector<IpAddress> maybeUnusedVips = std::move(pendingUnusedVips_);
+  pendingUnusedVips_.clear();
 
   // 1. Removals first: they free ids and (vip, port, proto) keys that new
   //    services may take. VIPs are withdrawn only at the end, so a VIP that
@@ -356,13 +375,27 @@ Status Registry::apply(const Config& config) {
     if (it == desired.end() || !sameKey(state.config, *it->second)) toRemove.push_back(name);
   }
   for (const std::string& name : toRemove)
-    if (Status s = removeService(name, maybeUnusedVips); !s) return s;
+    if (Status s = removeService(name, maybeUnusedVips); !s) return failed(s, maybeUnusedVips);
 
   // 2. Updates and 3. additions, in config order (first apply: ids follow it).
   for (const ServiceConfig& cfg : config.services) {
     auto it = services_.find(cfg.name);
     Status s = it == services_.end() ? addService(cfg) : updateService(it->second, cfg);
-    if (!s) return s;
+    if (!s) return failed(s, maybeUnusedVips);
+  }
+
+  // A VIP whose last add or withdrawal failed may be announced or not:
+  // announce it again if a service uses it, else withdraw it below.
+  for (auto u = unsureVips_.begin(); u != unsureVips_.end();) {
+    auto ref = vipRefs_.find(*u);
+    if (ref == vipRefs_.end() || ref->second == 0) {
+      maybeUnusedVips.push_back(*u);
+      ++u;
+      continue;
+    }
+    if (Status s = dataplane_.addVip(vipKey(*u)); !s)
+      return failed(Status::error("add vip " + u->toString() + ": " + s.message()), maybeUnusedVips);
+    u = unsureVips_.erase(u);
   }
 
   // 4. Withdraw VIPs no service uses any more.
@@ -371,13 +404,29 @@ Status Registry::apply(const Config& config) {
                         maybeUnusedVips.end());
   for (const IpAddress& vip : maybeUnusedVips) {
     auto it = vipRefs_.find(vip);
+    if (it == vipRefs_.end() && unsureVips_.count(vip)) it = vipRefs_.emplace(vip, 0).first;
     if (it == vipRefs_.end() || it->second != 0) continue;
-    if (Status s = dataplane_.removeVip(vipKey(vip)); !s)
-      return Status::error("remove vip " + vip.toString() + ": " + s.message());
+    if (Status s = dataplane_.removeVip(vipKey(vip)); !s) {
+      unsureVips_.insert(vip);
+      return failed(Status::error("remove vip " + vip.toString() + ": " + s.message()), maybeUnusedVips);
+    }
     vipRefs_.erase(it);
+    unsureVips_.erase(vip);
   }
   appliedHashSourceV4_ = hashSourceV4_;
   return Status::ok();
+}
+
+// What a failed apply leaves: services half added, updated or removed, each
+// state naming what it may have written (ids allocated and not released,
+// removed reals kept until released) but not whether each write landed. So
+// every service is rewritten whole by the next apply, and the VIPs this one
+// did not get to withdraw are withdrawn then if still unused.
+Status Registry::failed(Status s, std::vector<IpAddress>& maybeUnusedVips) {
+  for (auto& [name, state] : services_) state.rewrite = true;
+  pendingUnusedVips_.insert(pendingUnusedVips_.end(), maybeUnusedVips.begin(), maybeUnusedVips.end());
+  logError(LogRecord("apply_failed").add("error", s.message()));
+  return s;
 }
 
 Status Registry::adopt(const ProgrammedState& programmed, const Config& config) {
@@ -415,7 +464,7 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
       if (c.vip == vip && c.port == port && c.protocol == key.proto) cfg = &c;
     ServiceState state;
     state.id = value.id;
-    state.adopted = true;
+    state.rewrite = true;
     std::map<BackendId, bool> taken;  // this service's backend ids given to a real
     auto pick = [&](const IpAddress& addr) -> std::optional<BackendId> {
       std::optional<BackendId> best;
@@ -479,7 +528,7 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
   }
   for (const keel_vip_key& k : programmed.vips) {
     const IpAddress vip = toAddress(k.addr, k.family);
-    if (vipRefs_.try_emplace(vip, 0).second) adoptedUnusedVips_.push_back(vip);
+    if (vipRefs_.try_emplace(vip, 0).second) pendingUnusedVips_.push_back(vip);
   }
   // Every free id reads 0, as it would had it been released by this keeld.
   const DataplaneStats stats = dataplane_.readStats();

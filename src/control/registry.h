@@ -21,6 +21,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -92,6 +93,11 @@ class Registry {
   // registry then holds the desired state for what it already visited, so the
   // caller should treat the data plane as suspect (keeld exits at startup,
   // logs and keeps running on reload).
+  // A data-plane error midway leaves some changes made: apply() then marks
+  // every service for a full rewrite and keeps the VIPs it did not withdraw,
+  // so the next apply() (keeld re-applies the running config) converges the
+  // data plane to that config whatever the failure left, without leaking an
+  // id.
   Status apply(const Config& config);
 
   // Restart: take over what a previous keeld programmed (the data plane's
@@ -143,7 +149,10 @@ class Registry {
     ServiceId id = 0;
     std::map<IpAddress, RealState> reals;
     std::vector<uint32_t> ring;  // as last published (backend ids), for lookups
-    bool adopted = false;  // taken over by adopt(): the next apply rewrites it all
+    // The next apply rewrites it all (every backend, the ring, the service
+    // entry): it was taken over by adopt(), or a failed apply left its
+    // data-plane state unsure.
+    bool rewrite = false;
   };
   // Dense ids, lowest free first, so tables stay compact and ids are reused.
   class IdPool {
@@ -189,7 +198,11 @@ class Registry {
   std::vector<uint32_t> backendGen_;
   bool hashSourceV4_ = false;  // node.hash_source_v4 set: ipip services hash the outer source
   bool appliedHashSourceV4_ = false;  // the value the programmed service flags were built with
-  std::vector<IpAddress> adoptedUnusedVips_;  // pinned VIPs no pinned service uses
+  // VIPs the next apply withdraws if no service uses them: pinned ones no
+  // pinned service uses, or those a failed apply did not get to.
+  std::vector<IpAddress> pendingUnusedVips_;
+  std::set<IpAddress> unsureVips_;  // a failed addVip/removeVip: announced or not, unknown
+  Status failed(Status s, std::vector<IpAddress>& maybeUnusedVips);
 };
 
 }  // namespace keel

@@ -187,7 +187,20 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
 Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   Config next = compose(file, overlay);
   if (auto errors = validateTargets(next); !errors.empty()) return configErrors(std::move(errors));
-  if (Status s = registry_.apply(next); !s) return Result::error(api::code::kFailed, s.message());
+  if (Status s = registry_.apply(next); !s) {
+    // The data plane may now hold part of `next`. Once something was
+    // running, converge back to it (the registry rewrites every service
+    // after a failed apply), so a failed change leaves what ran before.
+    std::string msg = s.message();
+    if (committed_) {
+      if (Status back = registry_.apply(effective_); back)
+        msg += "; the running configuration was restored";
+      else
+        msg += "; restoring the running configuration failed too: " + back.message();
+    }
+    return Result::error(api::code::kFailed, msg);
+  }
+  committed_ = true;
   file_ = file;
   overlay_ = std::move(overlay);
   effective_ = std::move(next);

@@ -159,6 +159,7 @@ class DaemonBackend : public api::ControlBackend {
   Stopper stopper_;
   std::function<void(bool done, bool ok)> reloadHook_;
   std::string statePath_;
+  bool committed_ = false;  // a commit succeeded: effective_ is what the data plane runs
   MacResolver resolveMac_;
   std::string neighbourInterface_;  // dataplane.interface at start (a reload cannot change it)
   Config file_;       // the file as last applied

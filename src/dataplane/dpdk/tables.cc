@@ -148,7 +148,9 @@ Status TableStore::addVip(const keel_vip_key& vip) {
 Status TableStore::removeVip(const keel_vip_key& vip) {
   keel_vip_key k = vip;
   std::memset(k.pad, 0, sizeof k.pad);
-  if (vips_.erase(keyBytes(k)) == 0) return Status::error("removeVip: VIP is not present");
+  // Already gone: the goal holds (as on XDP). A registry converging after a
+  // failed apply may remove what the failure never wrote.
+  if (vips_.erase(keyBytes(k)) == 0) return Status::ok();
   publish();
   return Status::ok();
 }
@@ -182,8 +184,7 @@ Status TableStore::upsertService(const keel_service_key& key, const keel_service
 }
 
 Status TableStore::removeService(const keel_service_key& key) {
-  if (services_.erase(keyBytes(key)) == 0)
-    return Status::error("removeService: service is not present");
+  if (services_.erase(keyBytes(key)) == 0) return Status::ok();  // already gone, as removeVip
   publish();
   return Status::ok();
 }

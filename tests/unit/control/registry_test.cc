@@ -215,6 +215,90 @@ TEST_F(RegistryTest, DataplaneFailureIsReportedWithServiceName) {
       << s.message();
 }
 
+// What a data plane forwards, in addresses rather than ids: each VIP, and
+// each service key with its flags and its ring as the addresses of the
+// backends its slots name ("-" for a slot whose backend is not VALID or
+// belongs to another service), so planes programmed with different ids
+// compare equal when they forward alike.
+// The entries where two forwarding() results differ, for a readable failure.
+std::string differences(const std::map<std::string, std::string>& got,
+                        const std::map<std::string, std::string>& want) {
+  std::string out;
+  for (const auto& [k, v] : got)
+    if (!want.count(k) || want.at(k) != v) out += "\n  got  " + k + " " + v;
+  for (const auto& [k, v] : want)
+    if (!got.count(k) || got.at(k) != v) out += "\n  want " + k + " " + v;
+  return out;
+}
+
+std::map<std::string, std::string> forwarding(const MockDataplane& dp) {
+  std::map<std::string, std::string> out;
+  for (const std::string& v : dp.vips) out["vip " + v] = "";
+  for (const auto& [key, value] : dp.services) {
+    std::string ring = "flags=" + std::to_string(value.flags) + ":";
+    auto r = dp.rings.find(value.id);
+    if (r != dp.rings.end())
+      for (uint32_t id : r->second) {
+        auto b = dp.backends.find(id);
+        const bool ok = b != dp.backends.end() && (b->second.flags & KEEL_BE_F_VALID) &&
+                        b->second.service_id == value.id;
+        ring += " " + (ok ? test::addressFromWords(b->second.addr, b->second.family).toString() : "-");
+      }
+    out["service " + key] = ring;
+  }
+  return out;
+}
+
+// A data-plane error midway through a change leaves part of it programmed.
+// Applying the running config again (keeld does) must converge the data
+// plane to exactly what that config forwards, whichever call failed; and
+// no id may leak: afterwards a config that needs every backend id fits.
+TEST(RegistryFailure, ApplyingTheRunningConfigAfterAFailedApplyRestoresIt) {
+  const Config before = config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12"), real("10.0.1.13")}),
+                                service("dns", "192.0.2.53", 53, {real("10.0.2.1"), real("10.0.2.2")}),
+                                service("old", "192.0.2.99", 80, {real("10.0.9.1")})});
+  ServiceConfig web = service("web", "192.0.2.10", 80, {real("10.0.1.11", 300), real("10.0.1.13"), real("10.0.1.14")});
+  const Config after = config({web, service("dns", "192.0.2.53", 5353, {real("10.0.2.1")}),  // key change
+                               service("new", "192.0.2.77", 80, {real("10.0.7.1"), real("10.0.7.2")})});
+  std::vector<ServiceConfig> all;  // 12 reals: every backend id of the plane below
+  for (int i = 0; i < 4; ++i) {
+    const std::string n = std::to_string(i);
+    all.push_back(service(("full" + n).c_str(), ("192.0.2." + std::to_string(200 + i)).c_str(), 80,
+                          {real(("10.1." + n + ".1").c_str()), real(("10.1." + n + ".2").c_str()),
+                           real(("10.1." + n + ".3").c_str())}));
+  }
+  const Config full = config(all);
+  const DataplaneLimits limits{8, 12, 100};
+  auto clean = [&](const Config& c) {
+    MockDataplane dp(limits);
+    Registry reg(dp);
+    EXPECT_TRUE(reg.apply(c).isOk());
+    return forwarding(dp);
+  };
+  const auto wantBefore = clean(before), wantAfter = clean(after), wantFull = clean(full);
+  int failures = 0;
+  for (int n = 1; n < 400; ++n) {
+    MockDataplane dp(limits);
+    dp.failedCallsLand = n % 2;  // both kinds of failure at every call
+    Registry reg(dp);
+    ASSERT_TRUE(reg.apply(before).isOk());
+    dp.failAfter = (n + 1) / 2;
+    if (reg.apply(after).isOk()) break;  // past the change's last call
+    ++failures;
+    dp.failAfter = 0;
+    Status s = reg.apply(before);
+    ASSERT_TRUE(s.isOk()) << "failure at call " << n << ": " << s.message();
+    EXPECT_EQ(differences(forwarding(dp), wantBefore), "") << "failure at call " << n;
+    s = reg.apply(after);
+    ASSERT_TRUE(s.isOk()) << "failure at call " << n << ": " << s.message();
+    EXPECT_EQ(differences(forwarding(dp), wantAfter), "") << "failure at call " << n;
+    s = reg.apply(full);
+    ASSERT_TRUE(s.isOk()) << "failure at call " << n << ": " << s.message();
+    EXPECT_EQ(differences(forwarding(dp), wantFull), "") << "failure at call " << n;
+  }
+  EXPECT_GT(failures, 30);  // every call of the change failed, both ways
+}
+
 TEST_F(RegistryTest, StatsAreMappedToServicesAndReals) {
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
                   service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));

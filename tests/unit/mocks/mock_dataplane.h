@@ -33,50 +33,53 @@ class MockDataplane : public Dataplane {
   DataplaneLimits limits() const override { return limits_; }
 
   Status setNode(const keel_node_config& node) override {
-    node_ = node;
-    return record("setNode");
+    return apply("setNode", [&] { node_ = node; });
   }
   Status addVip(const keel_vip_key& vip) override {
     std::string a = addressFromWords(vip.addr, vip.family).toString();
-    vips.insert(a);
-    vipKeys[a] = vip;
-    return record("addVip " + a);
+    return apply("addVip " + a, [&] {
+      vips.insert(a);
+      vipKeys[a] = vip;
+    });
   }
   Status removeVip(const keel_vip_key& vip) override {
     std::string a = addressFromWords(vip.addr, vip.family).toString();
-    vips.erase(a);
-    vipKeys.erase(a);
-    return record("removeVip " + a);
+    return apply("removeVip " + a, [&] {
+      vips.erase(a);
+      vipKeys.erase(a);
+    });
   }
   Status upsertBackend(BackendId id, const keel_backend& b) override {
-    backends[id] = b;
-    return record("upsertBackend " + std::to_string(id) + " " +
-                  addressFromWords(b.addr, b.family).toString() + " gen=" + std::to_string(b.gen) +
-                  ((b.flags & KEEL_BE_F_VALID) ? " valid" : " invalid"));
+    return apply("upsertBackend " + std::to_string(id) + " " + addressFromWords(b.addr, b.family).toString() +
+                     " gen=" + std::to_string(b.gen) + ((b.flags & KEEL_BE_F_VALID) ? " valid" : " invalid"),
+                 [&] { backends[id] = b; });
   }
   Status upsertService(const keel_service_key& key, const keel_service_value& v) override {
-    services[keyString(key)] = v;
-    serviceKeys[keyString(key)] = key;
-    return record("upsertService " + keyString(key) + " id=" + std::to_string(v.id) +
-                  " flags=" + std::to_string(v.flags));
+    return apply("upsertService " + keyString(key) + " id=" + std::to_string(v.id) +
+                     " flags=" + std::to_string(v.flags),
+                 [&] {
+                   services[keyString(key)] = v;
+                   serviceKeys[keyString(key)] = key;
+                 });
   }
   Status removeService(const keel_service_key& key) override {
-    services.erase(keyString(key));
-    serviceKeys.erase(keyString(key));
-    return record("removeService " + keyString(key));
+    return apply("removeService " + keyString(key), [&] {
+      services.erase(keyString(key));
+      serviceKeys.erase(keyString(key));
+    });
   }
   Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override {
-    rings[id] = slots;
     std::set<uint32_t> members(slots.begin(), slots.end());
     std::string m;
     for (uint32_t b : members) m += (m.empty() ? "" : ",") + std::to_string(b);
-    return record("publishRing " + std::to_string(id) + " [" + m + "]");
+    return apply("publishRing " + std::to_string(id) + " [" + m + "]", [&] { rings[id] = slots; });
   }
   Status resetCounters(CounterKind kind, uint32_t id) override {
     std::vector<keel_counter>& v = kind == CounterKind::kService ? stats.services : stats.backends;
-    if (id < v.size()) v[id] = {};
-    return record(std::string(kind == CounterKind::kService ? "resetService " : "resetBackend ") +
-                  std::to_string(id));
+    return apply(std::string(kind == CounterKind::kService ? "resetService " : "resetBackend ") + std::to_string(id),
+                 [&] {
+                   if (id < v.size()) v[id] = {};
+                 });
   }
   DataplaneStats readStats() override {
     ++readStatsCalls;
@@ -111,12 +114,17 @@ class MockDataplane : public Dataplane {
   int readStatsCalls = 0;
   // Make the n-th call from now fail (0 = never), to test error paths.
   int failAfter = 0;
+  // Whether a failing call still changes the state (a write that landed but
+  // reported an error) or leaves it as it was.
+  bool failedCallsLand = true;
 
  private:
-  Status record(std::string call) {
+  template <typename Change>
+  Status apply(std::string call, Change change) {
     calls.push_back(std::move(call));
-    if (failAfter > 0 && --failAfter == 0) return Status::error("injected failure");
-    return Status::ok();
+    const bool fail = failAfter > 0 && --failAfter == 0;
+    if (!fail || failedCallsLand) change();
+    return fail ? Status::error("injected failure") : Status::ok();
   }
   DataplaneLimits limits_;
   keel_node_config node_{};

@@ -159,6 +159,37 @@ TEST_F(DaemonBackendTest, BadReloadChangesNothing) {
   EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
 }
 
+// A valid reload the data plane fails midway is undone: keeld applies the
+// running config again, the request says so, and the plane holds what it
+// held before (the same backends valid, the same ring members).
+TEST_F(DaemonBackendTest, AReloadTheDataPlaneFailsMidwayIsUndone) {
+  make();
+  auto members = [this] {
+    std::set<std::string> m;
+    for (uint32_t id : dp_.rings[0])
+      m.insert(test::addressFromWords(dp_.backends[id].addr, dp_.backends[id].family).toString());
+    return m;
+  };
+  const std::set<std::string> before = members();
+  ASSERT_EQ(before, (std::set<std::string>{"10.0.1.1", "10.0.1.2"}));
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n"
+                             "      - {address: 10.0.1.3, weight: 100}\n");
+  dp_.failAfter = 2;  // the new real's backend is written, the ring publish fails
+  api::Result r = backend_->reload();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kFailed);
+  EXPECT_NE(r.error().message.find("injected failure; the running configuration was restored"), std::string::npos)
+      << r.error().message;
+  EXPECT_EQ(members(), before);
+  for (const auto& [id, b] : dp_.backends)
+    if (test::addressFromWords(b.addr, b.family).toString() == "10.0.1.3")
+      EXPECT_FALSE(b.flags & KEEL_BE_F_VALID) << "the failed change's real is still valid";
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
+  // The change goes through once the data plane takes it.
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(members(), (std::set<std::string>{"10.0.1.1", "10.0.1.3"}));
+}
+
 TEST_F(DaemonBackendTest, CheckConfigReportsEveryErrorAndAppliesNothing) {
   make();
   dp_.calls.clear();

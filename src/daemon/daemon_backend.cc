@@ -537,6 +537,8 @@ std::optional<api::ServiceSnapshot> DaemonBackend::findService(const std::string
   return std::nullopt;
 }
 
+std::vector<api::ServiceSnapshot> DaemonBackend::serviceStates() { return servicesOf(RegistryStats{}); }
+
 std::optional<IpAddress> DaemonBackend::ringSlotReal(const std::string& service, uint32_t slot) {
   return registry_.ringSlotReal(service, slot);
 }

@@ -185,6 +185,13 @@ class ControlBackend {
   // Queries (no side effects).
   virtual std::vector<ServiceSnapshot> listServices() = 0;
   virtual std::optional<ServiceSnapshot> findService(const std::string& name) = 0;
+  // Every service as listServices() has it but with every counter zero: the
+  // registry's and the health checker's state only, without reading the data
+  // plane. The reads listServices/findService make are not cheap (on XDP they
+  // walk the whole connection table, see servicesAndGlobalStats), so what
+  // shows no counters uses this: health.show, lookup, and the "does it
+  // exist" checks before every mutation.
+  virtual std::vector<ServiceSnapshot> serviceStates() = 0;
   // The real in slot `slot` (< publishedRingSize) of the service's current
   // ring; nullopt if the service or slot does not exist. `lookup` hashes the
   // flow with include/keel/maglev_lookup.h itself and asks only for the slot,

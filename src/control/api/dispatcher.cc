@@ -212,10 +212,18 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
   };
   auto good = [&](json result) { return DispatchOutcome{okResponse(id, std::move(result)), {}}; };
 
-  // Resolves params.service/params.address to a snapshot and a real.
-  auto needService = [&](const std::string& name, const char* field,
-                         std::optional<ServiceSnapshot>& out) -> std::optional<ApiError> {
-    out = backend_.findService(name);
+  // Resolves params.service/params.address to a snapshot and a real. Only
+  // service.show wants counters; every other caller takes the snapshot
+  // without them, so it does not read the data plane (serviceStates).
+  auto needService = [&](const std::string& name, const char* field, std::optional<ServiceSnapshot>& out,
+                         bool counters = false) -> std::optional<ApiError> {
+    out.reset();
+    if (counters) {
+      out = backend_.findService(name);
+    } else {
+      for (auto& s : backend_.serviceStates())
+        if (s.name == name) out = std::move(s);
+    }
     if (!out) return serviceNotFound(name, field);
     return std::nullopt;
   };
@@ -240,14 +248,14 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     auto p = parseServiceName(params);
     if (!p.ok()) return fail(p.error);
     std::optional<ServiceSnapshot> svc;
-    if (auto e = needService(p.value->name, "params.name", svc)) return fail(*e);
+    if (auto e = needService(p.value->name, "params.name", svc, /*counters=*/true)) return fail(*e);
     return good(json{{"service", toJson(*svc)}});
   }
   if (method == "service.add") {
     auto p = parseServiceAdd(params);
     if (!p.ok()) return fail(p.error);
     const ServiceAddRequest& r = *p.value;
-    for (const auto& s : backend_.listServices()) {
+    for (const auto& s : backend_.serviceStates()) {
       if (s.name == r.name)
         return fail({code::kExists, svcWhere(r.name) + ": already exists", "params.name", {}});
       if (s.vip == r.vip && s.port == r.port && s.protocol == r.protocol)
@@ -293,16 +301,12 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
   if (method == "health.show") {
     auto p = parseServiceFilter(params);
     if (!p.ok()) return fail(p.error);
-    std::vector<ServiceSnapshot> list;
-    if (p.value->service) {
-      std::optional<ServiceSnapshot> svc;
-      if (auto e = needService(*p.value->service, "params.service", svc)) return fail(*e);
-      list.push_back(std::move(*svc));
-    } else {
-      list = backend_.listServices();
-    }
+    // No counters shown, so none read (serviceStates).
     json services = json::array();
-    for (const auto& s : list) services.push_back(healthJson(s));
+    for (const auto& s : backend_.serviceStates())
+      if (!p.value->service || s.name == *p.value->service) services.push_back(healthJson(s));
+    if (p.value->service && services.empty())
+      return fail(serviceNotFound(*p.value->service, "params.service"));
     return good(json{{"services", std::move(services)}});
   }
   if (method == "stats.get") {

@@ -75,6 +75,15 @@ class FakeBackend : public ControlBackend {
     if (auto* s = find(name)) return *s;
     return std::nullopt;
   }
+  // As DaemonBackend: the same snapshots without counters.
+  std::vector<ServiceSnapshot> serviceStates() override {
+    std::vector<ServiceSnapshot> out = services;
+    for (auto& s : out) {
+      s.counters = {};
+      for (auto& r : s.reals) r.counters = {};
+    }
+    return out;
+  }
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override {
     auto* s = find(service);
     if (!s || slot >= s->publishedRingSize) return std::nullopt;

@@ -717,6 +717,42 @@ TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
   EXPECT_EQ(r["error"]["field"], "params.service");
 }
 
+// health.show shows no counter, so it reads none: on XDP a read walks the
+// whole connection table, and health.show is what an operator polls. The
+// same for lookup and the existence checks of a mutation (real.drain).
+TEST_F(DaemonBackendTest, HealthShowReadsNoDataPlaneStats) {
+  make();
+  api::Dispatcher dispatcher(*backend_);
+  auto call = [&](const std::string& line) {
+    return nlohmann::json::parse(api::serializeResponse(dispatcher.handleLine(line).response));
+  };
+  const int reads = dp_.readStatsCalls;
+  auto r = call(R"({"id":1,"method":"health.show"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  ASSERT_EQ(r["result"]["services"].size(), 1u);
+  EXPECT_EQ(r["result"]["services"][0]["reals"].size(), 2u);
+  EXPECT_EQ(r["result"]["services"][0]["reals"][0]["state"], "up");
+  r = call(R"({"id":2,"method":"health.show","params":{"service":"web"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["services"][0]["name"], "web");
+  r = call(R"({"id":3,"method":"health.show","params":{"service":"nope"}})");
+  EXPECT_EQ(r["error"]["code"], "not_found");
+  EXPECT_EQ(r["error"]["field"], "params.service");
+  r = call(R"({"id":4,"method":"real.drain","params":{"service":"web","address":"10.0.1.1"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  r = call(R"({"id":5,"method":"health.show","params":{"service":"web"}})");
+  EXPECT_EQ(r["result"]["services"][0]["reals"][0]["state"], "draining");
+  r = call(R"({"id":6,"method":"lookup","params":{"service":"web","client_address":"192.0.2.1","client_port":1234}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["real"], "10.0.1.2");
+  EXPECT_EQ(dp_.readStatsCalls, reads);
+
+  // service.show does show counters: one read.
+  r = call(R"({"id":7,"method":"service.show","params":{"name":"web"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(dp_.readStatsCalls, reads + 1);
+}
+
 TEST_F(DaemonBackendTest, ShutdownCallsTheStopper) {
   make();
   backend_->shutdown(true);

@@ -64,6 +64,22 @@ std::string oneLine(std::string_view s, size_t limit) {
   return out;
 }
 
+// RFC 3339 in UTC to the second ("2026-12-01T14:03:05Z"); null if unset.
+json rfc3339(const std::optional<std::chrono::system_clock::time_point>& t) {
+  if (!t) return nullptr;
+  std::time_t secs = std::chrono::system_clock::to_time_t(*t);
+  std::tm tm{};
+  char buf[32];
+  if (!::gmtime_r(&secs, &tm) || !std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm)) return nullptr;
+  return std::string(buf);
+}
+
+// null unless draining with a reason given.
+json drainReason(const RealSnapshot& r) {
+  if (!r.draining || r.drainReason.empty()) return nullptr;
+  return r.drainReason;
+}
+
 }  // namespace
 
 json toJson(const ServiceSnapshot& s) {
@@ -74,6 +90,8 @@ json toJson(const ServiceSnapshot& s) {
            {"state", r.state()},
            {"healthy", r.healthy},
            {"draining", r.draining},
+           {"drained_since", rfc3339(r.drainedSince)},
+           {"drain_reason", drainReason(r)},
            {"packets", r.counters.packets},
            {"bytes", r.counters.bytes}};
     if (r.mac) j["mac"] = r.mac->toString();
@@ -92,16 +110,6 @@ json toJson(const ServiceSnapshot& s) {
               {"reals", std::move(reals)}};
 }
 
-// RFC 3339 in UTC to the second ("2026-12-01T14:03:05Z"); null if unset.
-json rfc3339(const std::optional<std::chrono::system_clock::time_point>& t) {
-  if (!t) return nullptr;
-  std::time_t secs = std::chrono::system_clock::to_time_t(*t);
-  std::tm tm{};
-  char buf[32];
-  if (!::gmtime_r(&secs, &tm) || !std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm)) return nullptr;
-  return std::string(buf);
-}
-
 json healthJson(const ServiceSnapshot& s) {
   json reals = json::array();
   for (const auto& r : s.reals) {
@@ -115,7 +123,9 @@ json healthJson(const ServiceSnapshot& s) {
                          {"consecutive_fail", r.consecutiveFail},
                          {"last_check", rfc3339(r.lastCheck)},
                          {"last_change", rfc3339(r.lastChange)},
-                         {"reason", r.changeReason}});
+                         {"reason", r.changeReason},
+                         {"drained_since", rfc3339(r.drainedSince)},
+                         {"drain_reason", drainReason(r)}});
   }
   return json{{"name", s.name}, {"reals", std::move(reals)}};
 }
@@ -285,12 +295,17 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                    "params.address", {}});
     return reply(backend_.addReal(*p.value));
   }
-  if (method == "real.remove" || method == "real.drain" || method == "real.undrain") {
+  if (method == "real.remove") {
     auto p = parseRealRef(params);
     if (!p.ok()) return fail(p.error);
     if (auto e = needReal(*p.value)) return fail(*e);
-    if (method == "real.remove") return reply(backend_.removeReal(*p.value));
-    return reply(backend_.setRealDrain(*p.value, method == "real.drain"));
+    return reply(backend_.removeReal(*p.value));
+  }
+  if (method == "real.drain" || method == "real.undrain") {
+    auto p = parseRealDrain(params, method == "real.drain");
+    if (!p.ok()) return fail(p.error);
+    if (auto e = needReal(p.value->real)) return fail(*e);
+    return reply(backend_.setRealDrain(*p.value));
   }
   if (method == "real.set_weight") {
     auto p = parseRealWeight(params);

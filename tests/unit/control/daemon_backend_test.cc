@@ -110,22 +110,62 @@ TEST_F(DaemonBackendTest, DrainKeepsGenerationAndUndrainRestoresWeight) {
   make();
   const BackendId a = idOf("10.0.1.1");
   const uint32_t gen = dp_.backends[a].gen;
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("10.0.1.2")});
   EXPECT_EQ(dp_.backends[a].gen, gen);
   EXPECT_TRUE(dp_.backends[a].flags & KEEL_BE_F_VALID);
   auto r = realOf("10.0.1.1");
   EXPECT_EQ(r.state(), "draining");
   EXPECT_EQ(r.weight, 100u);  // the weight it returns with
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());  // repeat: fine
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, false).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());  // repeat: fine
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, false, ""}).isOk());
   EXPECT_EQ(ringIds(), (std::set<uint32_t>{a, idOf("10.0.1.2")}));
   EXPECT_EQ(realOf("10.0.1.1").state(), "up");
 }
 
+// A drain records when it began (whole seconds) and the operator's reason;
+// a repeated drain keeps the time and takes a new reason (none given: the
+// old one stays); undrain clears the record; a reload keeps it.
+TEST_F(DaemonBackendTest, DrainRecordsSinceWhenAndWhy) {
+  make();
+  using std::chrono::system_clock;
+  EXPECT_FALSE(realOf("10.0.1.1").drainedSince);
+  const auto before = std::chrono::floor<std::chrono::seconds>(system_clock::now());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, "kernel upgrade"}).isOk());
+  const auto after = system_clock::now();
+  auto r = realOf("10.0.1.1");
+  ASSERT_TRUE(r.drainedSince);
+  EXPECT_GE(*r.drainedSince, before);
+  EXPECT_LE(*r.drainedSince, after);
+  EXPECT_EQ(r.drainedSince->time_since_epoch() % std::chrono::seconds(1), system_clock::duration::zero());
+  EXPECT_EQ(r.drainReason, "kernel upgrade");
+  EXPECT_FALSE(realOf("10.0.1.2").drainedSince);
+  const auto since = *r.drainedSince;
+
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  EXPECT_EQ(realOf("10.0.1.1").drainedSince, since);
+  EXPECT_EQ(realOf("10.0.1.1").drainReason, "kernel upgrade");
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, "and a BIOS update"}).isOk());
+  EXPECT_EQ(realOf("10.0.1.1").drainedSince, since);
+  EXPECT_EQ(realOf("10.0.1.1").drainReason, "and a BIOS update");
+
+  files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n");
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(realOf("10.0.1.1").drainedSince, since);
+  EXPECT_EQ(realOf("10.0.1.1").drainReason, "and a BIOS update");
+
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, false, ""}).isOk());
+  EXPECT_FALSE(realOf("10.0.1.1").drainedSince);
+  EXPECT_EQ(realOf("10.0.1.1").drainReason, "");
+  // A new drain is a new record: no reason left over from the last one.
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  EXPECT_TRUE(realOf("10.0.1.1").drainedSince);
+  EXPECT_EQ(realOf("10.0.1.1").drainReason, "");
+}
+
 TEST_F(DaemonBackendTest, ReloadKeepsDrainUnlessFileChangesThatReal) {
   make();
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 7}).isOk());
   // Unrelated change (a third real): both overrides survive.
   files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n");
@@ -461,7 +501,7 @@ class RuntimeStateTest : public DaemonBackendTest {
     ASSERT_TRUE(backend_->addReal(add).isOk());
     ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
     ASSERT_TRUE(backend_->removeService("api").isOk());
-    ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+    ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
     ASSERT_TRUE(backend_->setRealWeight({{"dns", ip("10.0.3.2")}, 7}).isOk());
   }
 
@@ -605,7 +645,7 @@ TEST_F(RuntimeStateTest, AReloadLetsTheFileClaimARuntimeServicesVip) {
 // with keelctl, unless the file changed that real meanwhile (file wins).
 TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThatReal) {
   make();
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 50}).isOk());
   backend_.reset();
   auto k = restart();
@@ -622,7 +662,7 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   k = restart();
   EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
   EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 70u);
-  ASSERT_TRUE(k->backend->setRealDrain({"web", ip("10.0.1.1")}, false).isOk());
+  ASSERT_TRUE(k->backend->setRealDrain({{"web", ip("10.0.1.1")}, false, ""}).isOk());
   k.reset();
   k = restart();
   EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
@@ -632,6 +672,35 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   writeState("{not json");
   k = restart();
   EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
+}
+
+// The drain's record is saved with the drain and read back by the next
+// keeld; a damaged record (or none, as an older keeld wrote) loses the
+// record, never the drain.
+TEST_F(RuntimeStateTest, ADrainKeepsItsTimeAndReasonAcrossARestart) {
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, "rack move"}).isOk());
+  const auto since = realOf("10.0.1.1").drainedSince;
+  ASSERT_TRUE(since);
+  backend_.reset();
+  auto k = restart();
+  ASSERT_TRUE(k->real("web", "10.0.1.1"));
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  EXPECT_EQ(k->real("web", "10.0.1.1")->drainedSince, since);
+  EXPECT_EQ(k->real("web", "10.0.1.1")->drainReason, "rack move");
+
+  k.reset();
+  nlohmann::json state = readState();
+  for (auto& e : state["reals"])
+    if (e["address"] == "10.0.1.1") {
+      e["drained_since"] = "yesterday";
+      e["drain_reason"] = std::string(300, 'x');
+    }
+  writeState(state.dump());
+  k = restart();
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  EXPECT_FALSE(k->real("web", "10.0.1.1")->drainedSince);
+  EXPECT_EQ(k->real("web", "10.0.1.1")->drainReason, "");
 }
 
 TEST_F(RuntimeStateTest, BadEntriesAreDroppedAndBadFilesIgnored) {

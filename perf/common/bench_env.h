@@ -7,8 +7,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace keel::bench {
 
@@ -33,6 +35,25 @@ inline std::string loadAverage() {
   std::string a, b, c;
   f >> a >> b >> c;
   return a + " " + b + " " + c;
+}
+
+// The median of v: the middle value, or the mean of the two middle values
+// of an even count; 0 for no values. Every benchmark's "median" is this one.
+template <typename T>
+double median(std::vector<T> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? static_cast<double>(v[n / 2]) : (static_cast<double>(v[n / 2 - 1]) + static_cast<double>(v[n / 2])) / 2;
+}
+
+// The q-quantile (0 <= q < 1) of v: the value at index floor(q * n) of the
+// sorted values (q = 0: the best, 0.9: p90, 0.99: p99); 0 for no values.
+template <typename T>
+double quantile(std::vector<T> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return static_cast<double>(v[std::min(v.size() - 1, static_cast<size_t>(static_cast<double>(v.size()) * q))]);
 }
 
 }  // namespace keel::bench

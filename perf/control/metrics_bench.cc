@@ -50,8 +50,7 @@ double medianMs(int runs, const std::function<void()>& fn) {
     fn();
     t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - a).count());
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return bench::median(t);
 }
 
 std::string configText(int services, int reals) {

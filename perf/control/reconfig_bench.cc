@@ -126,11 +126,8 @@ void printRow(const std::string& name, std::vector<Sample> s) {
     wall.push_back(x.wallUs / 1e3);
     cpu.push_back(x.cpuUs / 1e3);
   }
-  std::sort(wall.begin(), wall.end());
-  std::sort(cpu.begin(), cpu.end());
-  const size_t n = wall.size();
-  std::printf("  %-44s %10.3f %10.3f %10.3f %10.3f %5zu\n", name.c_str(), wall[n / 2], wall[0],
-              wall[std::min(n - 1, size_t(double(n) * 0.9))], cpu[n / 2], n);
+  std::printf("  %-44s %10.3f %10.3f %10.3f %10.3f %5zu\n", name.c_str(), keel::bench::median(wall),
+              keel::bench::quantile(wall, 0), keel::bench::quantile(wall, 0.9), keel::bench::median(cpu), wall.size());
 }
 
 void printHeader(const char* title) {

@@ -457,13 +457,6 @@ Rate runTestpmd(const std::string& testpmd, const std::string& pcap, int flows, 
   return r;
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -509,42 +502,51 @@ int main(int argc, char** argv) {
               flows, kBurst, kDescriptors, poolSize(flows), kMbufCache, memoryDescription().c_str(), window, rounds);
   std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
   std::printf("round  keel est. Mpps/CPU-s  keel new  testpmd io   ratio est.  ratio new   (wall: est / new / testpmd Mpps)\n");
-  std::vector<double> est, fresh, tp, rEst, rNew, wEst, wNew, wTp;
+  struct Round {
+    Rate est, fresh, testpmd;
+  };
+  auto ratio = [](const Rate& keel, const Rate& limit) {
+    return limit.mppsPerCpu > 0 ? keel.mppsPerCpu / limit.mppsPerCpu : 0;
+  };
+  std::vector<Round> done;
   for (int round = 1; round <= rounds; ++round) {
-    Rate e = runKeel(pcap, flows, 1u << 20, window);
-    Rate n = runKeel(pcap, flows, 4096, window);
-    Rate t = runTestpmd(testpmd, pcap, flows, window);
-    if (e.share < 0.999 || n.share < 0.999)
+    Round r{runKeel(pcap, flows, 1u << 20, window), runKeel(pcap, flows, 4096, window),
+            runTestpmd(testpmd, pcap, flows, window)};
+    if (r.est.share < 0.999 || r.fresh.share < 0.999)
       std::fprintf(stderr, "dpdk_bench: not every packet was forwarded (tx_ipip share %.3f / %.3f)\n",
-                   e.share, n.share);
-    double re = t.mppsPerCpu > 0 ? e.mppsPerCpu / t.mppsPerCpu : 0;
-    double rn = t.mppsPerCpu > 0 ? n.mppsPerCpu / t.mppsPerCpu : 0;
+                   r.est.share, r.fresh.share);
     std::printf("%5d  %20.3f  %8.3f  %10.3f   %10.2f  %9.2f   (%.3f / %.3f / %.3f)\n", round,
-                e.mppsPerCpu, n.mppsPerCpu, t.mppsPerCpu, re, rn, e.mpps, n.mpps, t.mpps);
+                r.est.mppsPerCpu, r.fresh.mppsPerCpu, r.testpmd.mppsPerCpu, ratio(r.est, r.testpmd),
+                ratio(r.fresh, r.testpmd), r.est.mpps, r.fresh.mpps, r.testpmd.mpps);
     std::fflush(stdout);
-    est.push_back(e.mppsPerCpu);
-    fresh.push_back(n.mppsPerCpu);
-    tp.push_back(t.mppsPerCpu);
-    rEst.push_back(re);
-    rNew.push_back(rn);
-    wEst.push_back(e.mpps);
-    wNew.push_back(n.mpps);
-    wTp.push_back(t.mpps);
+    done.push_back(r);
   }
   double pureEst = runPurePath(flows, 1u << 20, 20);
   double pureNew = runPurePath(flows, 4096, 20);
-  rte_eal_cleanup();
+  releaseDpdkEnvironment();
   std::remove(pcap.c_str());
   std::system(("rm -rf /var/run/dpdk/keelbench-" + kPid).c_str());
 
+  // The median over the rounds of one quantity of a round.
+  auto median = [&done](auto of) {
+    std::vector<double> v;
+    for (const Round& r : done) v.push_back(of(r));
+    return bench::median(v);
+  };
   std::printf("load average at end: %s\n", keel::bench::loadAverage().c_str());
   std::printf("median over %d rounds     per worker CPU-second   wall clock\n", rounds);
-  std::printf("keel established flows : %7.3f Mpps           %7.3f Mpps\n", median(est), median(wEst));
-  std::printf("keel new flows         : %7.3f Mpps           %7.3f Mpps\n", median(fresh), median(wNew));
-  std::printf("testpmd io (limit)     : %7.3f Mpps           %7.3f Mpps\n", median(tp), median(wTp));
+  std::printf("keel established flows : %7.3f Mpps           %7.3f Mpps\n",
+              median([](const Round& r) { return r.est.mppsPerCpu; }), median([](const Round& r) { return r.est.mpps; }));
+  std::printf("keel new flows         : %7.3f Mpps           %7.3f Mpps\n",
+              median([](const Round& r) { return r.fresh.mppsPerCpu; }),
+              median([](const Round& r) { return r.fresh.mpps; }));
+  std::printf("testpmd io (limit)     : %7.3f Mpps           %7.3f Mpps\n",
+              median([](const Round& r) { return r.testpmd.mppsPerCpu; }),
+              median([](const Round& r) { return r.testpmd.mpps; }));
   std::printf("keel packet path alone (no I/O, per CPU-second): established %.3f Mpps, new flows %.3f Mpps\n",
               pureEst, pureNew);
   std::printf("ratio established/testpmd (per CPU-second, median of rounds): %.2f (target >= 0.50); new flows: %.2f\n",
-              median(rEst), median(rNew));
+              median([&](const Round& r) { return ratio(r.est, r.testpmd); }),
+              median([&](const Round& r) { return ratio(r.fresh, r.testpmd); }));
   return 0;
 }

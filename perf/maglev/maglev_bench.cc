@@ -43,8 +43,7 @@ struct Stats {
 };
 
 Stats stats(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return {v.front(), v[v.size() / 2], v[std::min(v.size() - 1, size_t(double(v.size()) * 0.99))]};
+  return {keel::bench::quantile(v, 0), keel::bench::median(v), keel::bench::quantile(v, 0.99)};
 }
 
 // Runs fn reps times (after one warm-up); returns wall and CPU stats.

@@ -632,6 +632,12 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
   std::map<std::string, int> names;  // name -> line
   std::map<std::tuple<IpAddress, uint16_t, uint8_t>, size_t> keys;
   size_t totalReals = 0;
+  struct NeedMac {  // an l2dsr real without a mac: services[service].reals[real]
+    size_t service, real;
+    YAML::Node node;
+    std::string path;
+  };
+  std::vector<NeedMac> needMac;
   for (size_t i = 0; i < cfg.services.size(); ++i) {
     ServiceConfig& svc = cfg.services[i];
     const YAML::Node svcNode = servicesNode[i];
@@ -682,19 +688,31 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
         // With an invalid dataplane.interface (reported already) there is
         // nothing to look in; with none at all (dpdk) resolveRealMac says so.
         const bool noInterface = cfg.dataplane.kind == DataplaneKind::kDpdk && cfg.dataplane.interface.empty();
-        if (interfaceValid_ || noInterface) {
-          RealMac m = resolveRealMac(svc.name, real.address, interfaceValid_ ? cfg.dataplane.interface : "",
-                                     options_.resolveMac);
-          if (m.mac) {
-            real.mac = m.mac;
-            real.macResolved = true;
-          } else {
-            error(addrNode, rpath + ".address", m.error);
-          }
-        }
+        if (interfaceValid_ || noInterface) needMac.push_back({i, j, addrNode, rpath});
+
       }
     }
     totalReals += svc.reals.size();
+  }
+  // The l2dsr reals without a mac, resolved together: one neighbour-table
+  // dump, and the unknown ones all wait at once instead of one after another.
+  if (!needMac.empty()) {
+    const std::string iface = interfaceValid_ ? cfg.dataplane.interface : "";
+    const bool lookedUp = !iface.empty() && options_.resolveMac;
+    std::vector<IpAddress> addresses;
+    for (const NeedMac& n : needMac) addresses.push_back(cfg.services[n.service].reals[n.real].address);
+    const std::map<IpAddress, MacAddress> resolved =
+        lookedUp ? options_.resolveMac(addresses, iface) : std::map<IpAddress, MacAddress>{};
+    for (const NeedMac& n : needMac) {
+      RealConfig& real = cfg.services[n.service].reals[n.real];
+      RealMac m = resolveRealMac(cfg.services[n.service].name, real.address, iface, lookedUp, resolved);
+      if (m.mac) {
+        real.mac = m.mac;
+        real.macResolved = true;
+      } else {
+        error(n.node, n.path + ".address", m.error);
+      }
+    }
   }
   if (cfg.services.size() > cfg.limits.maxServices)
     error(servicesNode, "services",
@@ -736,9 +754,18 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
 
 RealMac resolveRealMac(const std::string& service, const IpAddress& real, const std::string& interface,
                        const MacResolver& resolver) {
-  RealMac out;
   const bool lookedUp = !interface.empty() && resolver;
-  if (lookedUp && (out.mac = resolver(real, interface))) return out;
+  return resolveRealMac(service, real, interface, lookedUp,
+                        lookedUp ? resolver({real}, interface) : std::map<IpAddress, MacAddress>{});
+}
+
+RealMac resolveRealMac(const std::string& service, const IpAddress& real, const std::string& interface,
+                       bool lookedUp, const std::map<IpAddress, MacAddress>& resolved) {
+  RealMac out;
+  if (auto it = resolved.find(real); lookedUp && it != resolved.end()) {
+    out.mac = it->second;
+    return out;
+  }
   std::string why;
   if (lookedUp)
     why = "is not in the neighbour table of " + interface + " (not reachable on-link?)";

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <map>
 #include <vector>
 
 #include "common/address.h"
@@ -140,11 +141,12 @@ struct Config {
   std::vector<ServiceConfig> services;
 };
 
-// Finds a real's MAC for l2dsr when none is configured: the kernel neighbour
-// table on `interface` (the resolver may prompt resolution). nullopt when the
-// real is not reachable on-link.
-using MacResolver =
-    std::function<std::optional<MacAddress>(const IpAddress& real, const std::string& interface)>;
+// Finds the MACs of l2dsr reals configured without one: the kernel neighbour
+// table on `interface` (the resolver may prompt resolution). Called once for
+// all the reals of a config, so their resolution overlaps. A real missing
+// from the result is not reachable on-link.
+using MacResolver = std::function<std::map<IpAddress, MacAddress>(const std::vector<IpAddress>& reals,
+                                                                  const std::string& interface)>;
 
 // An l2dsr real's MAC when none is given. l2dsr rewrites only the MAC, so
 // the real must be on the balancer's own segment, and its neighbour entry on
@@ -164,6 +166,10 @@ struct RealMac {
 };
 RealMac resolveRealMac(const std::string& service, const IpAddress& real, const std::string& interface,
                        const MacResolver& resolver);
+// The same from one resolver call made for many reals (`lookedUp`: the
+// call was made, `resolved` is what it returned).
+RealMac resolveRealMac(const std::string& service, const IpAddress& real, const std::string& interface,
+                       bool lookedUp, const std::map<IpAddress, MacAddress>& resolved);
 
 struct ConfigResult {
   std::optional<Config> config;      // set only when errors is empty

@@ -118,6 +118,7 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, std::string* err
   auto dp = createDpdkDataplane(o, &err);
   if (!dp) {
     *error = "dataplane." + err;
+    releaseDpdkEnvironment();  // keeld exits: EAL may have started before the failure
     return nullptr;
   }
   return std::make_unique<DpdkDaemonDataplane>(std::move(dp), c);

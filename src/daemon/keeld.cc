@@ -53,8 +53,8 @@ namespace {
 ConfigOptions hostConfigOptions() {
   ConfigOptions o;
   o.interfaceExists = [](const std::string& name) { return if_nametoindex(name.c_str()) != 0; };
-  o.resolveMac = [](const IpAddress& real, const std::string& iface) {
-    return resolveNeighbour(real, iface);
+  o.resolveMac = [](const std::vector<IpAddress>& reals, const std::string& iface) {
+    return resolveNeighbours(reals, iface);
   };
   return o;
 }

@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
+#include <set>
 #include <thread>
 
 namespace keel {
@@ -33,10 +35,12 @@ class Fd {
   int fd_;
 };
 
-// One RTM_GETNEIGH dump, filtered here by interface, family and address.
-std::optional<MacAddress> lookupNeighbour(const IpAddress& address, int ifindex) {
+// One RTM_GETNEIGH dump of both families, filtered here by interface and
+// by the addresses wanted: what it finds of them, with usable MACs.
+std::map<IpAddress, MacAddress> dumpNeighbours(int ifindex, const std::set<IpAddress>& wanted) {
+  std::map<IpAddress, MacAddress> found;
   Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (sock.get() < 0) return std::nullopt;
+  if (sock.get() < 0) return found;
   timeval tv{1, 0};  // never hang on a silent socket
   setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   struct {
@@ -47,11 +51,9 @@ std::optional<MacAddress> lookupNeighbour(const IpAddress& address, int ifindex)
   req.nh.nlmsg_type = RTM_GETNEIGH;
   req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   req.nh.nlmsg_seq = 1;
-  req.nd.ndm_family = address.isV4() ? AF_INET : AF_INET6;
-  if (::send(sock.get(), &req, req.nh.nlmsg_len, 0) < 0) return std::nullopt;
+  req.nd.ndm_family = AF_UNSPEC;  // IPv4 and IPv6 neighbours in one dump
+  if (::send(sock.get(), &req, req.nh.nlmsg_len, 0) < 0) return found;
 
-  const size_t addrLen = address.isV4() ? 4 : 16;
-  std::optional<MacAddress> found;
   alignas(nlmsghdr) char buf[32768];
   for (int reads = 0; reads < 10000; ++reads) {  // bounded: a dump ends with NLMSG_DONE
     ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
@@ -62,9 +64,11 @@ std::optional<MacAddress> lookupNeighbour(const IpAddress& address, int ifindex)
       if (nh->nlmsg_type != RTM_NEWNEIGH) continue;
       auto* nd = static_cast<ndmsg*>(NLMSG_DATA(nh));
       if (nd->ndm_ifindex != ifindex) continue;
+      if (nd->ndm_family != AF_INET && nd->ndm_family != AF_INET6) continue;
       // Usable states only: INCOMPLETE/FAILED entries have no (valid) MAC.
       if (!(nd->ndm_state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT)))
         continue;
+      const size_t addrLen = nd->ndm_family == AF_INET ? 4 : 16;
       const uint8_t* dst = nullptr;
       const uint8_t* lladdr = nullptr;
       int attrLen = static_cast<int>(RTM_PAYLOAD(nh));
@@ -75,11 +79,21 @@ std::optional<MacAddress> lookupNeighbour(const IpAddress& address, int ifindex)
         if (rta->rta_type == NDA_LLADDR && RTA_PAYLOAD(rta) == 6)
           lladdr = static_cast<const uint8_t*>(RTA_DATA(rta));
       }
-      if (dst && lladdr && std::memcmp(dst, address.bytes().data(), addrLen) == 0) {
-        std::array<uint8_t, 6> mac;
-        std::memcpy(mac.data(), lladdr, 6);
-        found = MacAddress(mac);
+      if (!dst || !lladdr) continue;
+      IpAddress a;
+      if (addrLen == 4) {
+        std::array<uint8_t, 4> b;
+        std::memcpy(b.data(), dst, 4);
+        a = IpAddress::fromV4(b);
+      } else {
+        std::array<uint8_t, 16> b;
+        std::memcpy(b.data(), dst, 16);
+        a = IpAddress::fromV6(b);
       }
+      if (!wanted.count(a)) continue;
+      std::array<uint8_t, 6> mac;
+      std::memcpy(mac.data(), lladdr, 6);
+      found.insert_or_assign(a, MacAddress(mac));
     }
   }
   return found;
@@ -124,18 +138,25 @@ std::optional<MacAddress> interfaceMac(const std::string& interface) {
   return m;
 }
 
-std::optional<MacAddress> resolveNeighbour(const IpAddress& address, const std::string& interface,
-                                           int waitMs) {
-  int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
-  if (ifindex == 0 || !address.family()) return std::nullopt;
-  if (auto m = lookupNeighbour(address, ifindex)) return m;
-  promptResolution(address, interface);
-  const int steps = std::max(1, waitMs / 50);
-  for (int i = 0; i < steps; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (auto m = lookupNeighbour(address, ifindex)) return m;
+std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& addresses,
+                                                  const std::string& interface, int waitMs) {
+  const int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
+  std::set<IpAddress> wanted;
+  for (const IpAddress& a : addresses)
+    if (a.family()) wanted.insert(a);
+  if (ifindex == 0 || wanted.empty()) return {};
+  std::map<IpAddress, MacAddress> found = dumpNeighbours(ifindex, wanted);
+  if (found.size() == wanted.size()) return found;
+  // Nudge every missing one first, then poll them all together: N unknown
+  // neighbours cost one wait, not N.
+  for (const IpAddress& a : wanted)
+    if (!found.count(a)) promptResolution(a, interface);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(0, waitMs));
+  while (found.size() < wanted.size() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    found = dumpNeighbours(ifindex, wanted);
   }
-  return std::nullopt;
+  return found;
 }
 
 }  // namespace keel

@@ -3,8 +3,10 @@
 // MAC from the neighbour table (l2dsr reals configured without `mac:`).
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/address.h"
 
@@ -13,12 +15,13 @@ namespace keel {
 // SIOCGIFHWADDR; nullopt if the interface does not exist or has no MAC.
 std::optional<MacAddress> interfaceMac(const std::string& interface);
 
-// The neighbour entry of `address` on `interface` (netlink RTM_GETNEIGH).
-// If there is none, nudges the kernel into resolving it (one UDP datagram to
-// the discard port, which makes it ARP / neighbour-solicit an on-link
-// address) and polls for at most `waitMs`. nullopt when the address is not
-// on-link there or does not answer: l2dsr cannot reach it.
-std::optional<MacAddress> resolveNeighbour(const IpAddress& address, const std::string& interface,
-                                           int waitMs = 1000);
+// The neighbour entries of `addresses` on `interface` (netlink RTM_GETNEIGH,
+// one dump for all of them). Those missing are nudged into resolution (one
+// UDP datagram each to the discard port, which makes the kernel ARP /
+// neighbour-solicit an on-link address), then all are polled together for
+// at most `waitMs` in all. An address absent from the result is not on-link
+// there or did not answer: l2dsr cannot reach it.
+std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& addresses,
+                                                  const std::string& interface, int waitMs = 1000);
 
 }  // namespace keel

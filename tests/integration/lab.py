@@ -352,7 +352,8 @@ class Keeld:
         return run(cmd, check=check, timeout=timeout)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:  # also readable after stop()
+            self._log.flush()
         try:
             return self.log_path.read_text(errors="replace")[-4000:]
         except OSError:

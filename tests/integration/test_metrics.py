@@ -7,6 +7,7 @@ balancer namespace (keeld's default 127.0.0.1:9477) must
   - follow health: a real whose server is stopped goes keel_real_up 0, its
     failed checks and transitions are counted, the check histogram fills;
   - be absent with `metrics: {enabled: false}`;
+  - (and keeld exits 0 on SIGTERM, on either plane);
   - stop keeld's start-up (detaching again) when its address cannot be
     bound, and stay where it is across a reload that changes it.
 Every wait is bounded in time."""
@@ -141,6 +142,18 @@ def test_disabled(request, lab, need_keel):
     finally:
         for _ in gen:
             pass
+
+
+def test_sigterm_stops_cleanly(request, lab, need_keel):
+    """SIGTERM: keeld exits 0 after its `stopped` record, on either plane
+    (the DPDK plane releases EAL last, after the workers and the port)."""
+    config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
+    gen = run_keel(request, lab, config, with_handle=True)
+    _, _, k = next(gen)
+    for _ in gen:
+        pass
+    assert k.stop() == 0, k.log()
+    assert "event=stopped" in k.log(), k.log()
 
 
 def test_unbindable_address_stops_startup(lab, need_keel):

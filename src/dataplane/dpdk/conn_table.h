@@ -61,8 +61,10 @@ struct ConnEntry4 {
   static Key compact(const keel_flow_key& k) { return Key{k.src[0], k.dst[0], k.sport, k.dport, k.proto, k.family, 0}; }
   using Probe = Key;
   static Probe probe(const keel_flow_key& k, uint32_t) { return compact(k); }
-  // Two 8-byte compares (memcmp of 16 bytes compiled to a byte-wise loop
-  // prologue plus two loads and a branch per half).
+  // Two 8-byte compares, as memcmp compiles to as well. With find() inlined
+  // GCC keeps the probe in registers; as a call it stored the probe to the
+  // stack in 4- and 2-byte pieces and reloaded it 8 bytes at a time, which
+  // stalls on store-to-load forwarding.
   bool matches(const Probe& p) const {
     uint64_t a[2], b[2];
     std::memcpy(a, &key, sizeof a);

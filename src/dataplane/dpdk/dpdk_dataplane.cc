@@ -29,6 +29,7 @@ constexpr uint16_t kBurst = 32;  // packets per rx burst; quiescent report betwe
 std::mutex gEalMutex;
 bool gEalReady = false;
 std::atomic<unsigned> gInstance{0};
+std::atomic<unsigned> gLivePlanes{0};  // releaseDpdkEnvironment() waits for 0
 
 std::string rteError() { return rte_strerror(rte_errno); }
 
@@ -141,7 +142,7 @@ struct alignas(64) Worker {
 
 class DpdkDataplaneImpl final : public DpdkDataplane {
  public:
-  explicit DpdkDataplaneImpl(const DpdkOptions& o) : opts_(o) {}
+  explicit DpdkDataplaneImpl(const DpdkOptions& o) : opts_(o) { gLivePlanes.fetch_add(1); }
 
   ~DpdkDataplaneImpl() override {
     stop_.store(true, std::memory_order_release);
@@ -152,6 +153,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     store_.reset();  // its last grace period runs while qsbr_ still exists
     if (pool_) rte_mempool_free(pool_);
     rte_free(qsbr_);
+    gLivePlanes.fetch_sub(1);
   }
 
   Status init() {
@@ -361,7 +363,6 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       dpdk::ParsedPacket parsed[kBurst];
       uint16_t n = 0;
     };
-    static_assert(kBurst <= dpdk::kMaxBurst, "the packet path's burst arrays");
     Burst bursts[2];
     Burst* cur = &bursts[0];   // parsed and prefetched last loop: processed now
     Burst* next = &bursts[1];  // read now: processed next loop
@@ -395,9 +396,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         for (uint16_t i = 0; i < cur->n; ++i) {
           rte_mbuf* m = cur->pkts[i];
           if (results[i].verdict == dpdk::Verdict::kTx) {
-            // The path wrote the outer header into the headroom.
-            const uint16_t grown = static_cast<uint16_t>(cur->bufs[i].len - rte_pktmbuf_data_len(m));
-            if (grown) rte_pktmbuf_prepend(m, grown);
+            // The path may only grow a frame at its front, into the headroom
+            // (an outer header); it never shrinks one.
+            if (cur->bufs[i].len > rte_pktmbuf_data_len(m))
+              rte_pktmbuf_prepend(m, static_cast<uint16_t>(cur->bufs[i].len - rte_pktmbuf_data_len(m)));
             tx[ntx++] = m;
           } else if (results[i].verdict == dpdk::Verdict::kPass && haveTap) {
             exc[nexc++] = m;
@@ -455,7 +457,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
 void releaseDpdkEnvironment() {
   std::lock_guard<std::mutex> lock(gEalMutex);
-  if (!gEalReady) return;
+  if (!gEalReady || gLivePlanes.load() != 0) return;  // a live plane still uses EAL
   rte_eal_cleanup();
   gEalReady = false;
 }

@@ -70,8 +70,8 @@ std::unique_ptr<DpdkDataplane> createDpdkDataplane(const DpdkOptions& options, s
 // stay unless EAL runs with --huge-unlink, docs/dpdk.md) after the
 // process's last DPDK data plane is gone.
 // EAL cannot start again in the same process afterwards, so only a process
-// that is done with DPDK calls it (keeld, when it stops). A no-op if EAL
-// never started.
+// that is done with DPDK calls it (keeld, when it stops or fails to start).
+// A no-op if EAL never started or a data plane is still alive.
 void releaseDpdkEnvironment();
 
 }  // namespace keel

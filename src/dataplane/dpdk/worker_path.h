@@ -76,10 +76,7 @@ struct ParsedPacket {
   uint32_t flowHash;  // keel_flow_hash() (valid when l4 == KEEL_CONTINUE)
 };
 
-// Largest burst the two passes take (the lcore loop's rx burst).
-inline constexpr uint32_t kMaxBurst = 32;
-
-// First pass over a burst (n <= kMaxBurst): parses every packet, then
+// First pass over a burst of n packets: parses every packet, then
 // hashes every flow, then prefetches every flow's connection-table bucket.
 // Reads the packets only; no counters move. Three loops, not one:
 //  - MurmurHash3 is one chain of ~40 dependent instructions, which inside

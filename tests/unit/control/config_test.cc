@@ -51,11 +51,53 @@ services:
 
 ConfigOptions resolverFor(std::string expectIface) {
   ConfigOptions o;
-  o.resolveMac = [expectIface](const IpAddress& a, const std::string& iface) -> std::optional<MacAddress> {
-    if (iface != expectIface || a.toString() != "10.0.2.2") return std::nullopt;
-    return MacAddress({0x02, 0, 0, 0, 0x02, 0x02});
+  o.resolveMac = [expectIface](const std::vector<IpAddress>& reals, const std::string& iface) {
+    std::map<IpAddress, MacAddress> found;
+    for (const IpAddress& a : reals)
+      if (iface == expectIface && a.toString() == "10.0.2.2") found[a] = MacAddress({0x02, 0, 0, 0, 0x02, 0x02});
+    return found;
   };
   return o;
+}
+
+// Every l2dsr real without a mac, of every service, goes to the resolver
+// in one call (so their neighbour lookups and waits overlap), and each gets
+// its own MAC or its own error.
+TEST(Config, L2dsrMacsAreResolvedInOneCallForTheWholeFile) {
+  std::vector<std::vector<std::string>> calls;
+  ConfigOptions o;
+  o.resolveMac = [&calls](const std::vector<IpAddress>& reals, const std::string& iface) {
+    calls.emplace_back();
+    std::map<IpAddress, MacAddress> found;
+    for (const IpAddress& a : reals) {
+      calls.back().push_back(a.toString() + "@" + iface);
+      if (a.toString() != "10.0.1.13") found[a] = MacAddress({0x02, 0, 0, 0, 0x01, a.bytes()[3]});
+    }
+    return found;
+  };
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth0}\nservices:\n"
+      "  - {name: a, vip: 192.0.2.1, port: 80, protocol: tcp, forwarding: l2dsr,\n"
+      "     reals: [{address: 10.0.1.11}, {address: 10.0.1.12, mac: \"02:00:00:00:09:09\"}]}\n"
+      "  - {name: b, vip: 192.0.2.2, port: 80, protocol: tcp, forwarding: l2dsr,\n"
+      "     reals: [{address: 10.0.1.13}, {address: 10.0.1.14}]}\n",
+      "keel.yaml", o);
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0], (std::vector<std::string>{"10.0.1.11@eth0", "10.0.1.13@eth0", "10.0.1.14@eth0"}));
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_NE(r.errors[0].find("l2dsr real 10.0.1.13 of service b has no mac"), std::string::npos) << r.errors[0];
+
+  calls.clear();
+  r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth0}\nservices:\n"
+      "  - {name: a, vip: 192.0.2.1, port: 80, protocol: tcp, forwarding: l2dsr,\n"
+      "     reals: [{address: 10.0.1.11}, {address: 10.0.1.14}]}\n",
+      "keel.yaml", o);
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(r.config->services[0].reals[0].mac->toString(), "02:00:00:00:01:0b");
+  EXPECT_EQ(r.config->services[0].reals[1].mac->toString(), "02:00:00:00:01:0e");
+  EXPECT_TRUE(r.config->services[0].reals[1].macResolved);
 }
 
 // With a neighbour table to read (keeld's host checks), an l2dsr real it

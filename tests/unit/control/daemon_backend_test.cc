@@ -65,11 +65,14 @@ class DaemonBackendTest : public ::testing::Test {
 
   // A neighbour table: neighbours_ on eth0 (the file's dataplane.interface).
   MacResolver resolver() {
-    return [this](const IpAddress& a, const std::string& iface) -> std::optional<MacAddress> {
-      resolved_.push_back(a.toString() + "@" + iface);
-      auto it = neighbours_.find(a.toString());
-      if (iface != "eth0" || it == neighbours_.end()) return std::nullopt;
-      return MacAddress::parse(it->second);
+    return [this](const std::vector<IpAddress>& reals, const std::string& iface) {
+      std::map<IpAddress, MacAddress> found;
+      for (const IpAddress& a : reals) {
+        resolved_.push_back(a.toString() + "@" + iface);
+        auto it = neighbours_.find(a.toString());
+        if (iface == "eth0" && it != neighbours_.end()) found[a] = *MacAddress::parse(it->second);
+      }
+      return found;
     };
   }
 

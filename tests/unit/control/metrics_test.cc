@@ -243,22 +243,35 @@ TEST(MetricsRender, FailedScrapeShowsOnlyBuildInfoAndFailure) {
   EXPECT_EQ(out.find("keel_dataplane_packets_total"), std::string::npos);
 }
 
-TEST(LoopCollector, ReadsOnTheLoopThread) {
+// The daemon's loop on a thread of its own (joined even when an ASSERT
+// returns early).
+struct LoopThread {
   boost::asio::io_context io;
-  auto guard = boost::asio::make_work_guard(io);
-  std::thread loop([&] { io.run(); });
-  const std::thread::id loopId = loop.get_id();
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard =
+      boost::asio::make_work_guard(io);
+  std::thread thread{[this] { io.run(); }};
+  ~LoopThread() {
+    guard.reset();
+    io.stop();
+    thread.join();
+  }
+};
+
+TEST(LoopCollector, ReadsOnTheLoopThread) {
   std::thread::id ranOn;
-  LoopCollector c(io, [&] {
-    ranOn = std::this_thread::get_id();
-    MetricsSnapshot s;
-    s.connTableCapacity = 77;
-    return s;
-  }, "v", "mock");
-  const std::string out = text(c.Collect());
-  guard.reset();
-  io.stop();
-  loop.join();
+  std::string out;
+  std::thread::id loopId;
+  {
+    LoopThread loop;
+    loopId = loop.thread.get_id();
+    LoopCollector c(loop.io, [&] {
+      ranOn = std::this_thread::get_id();
+      MetricsSnapshot s;
+      s.connTableCapacity = 77;
+      return s;
+    }, "v", "mock");
+    out = text(c.Collect());
+  }
   EXPECT_EQ(ranOn, loopId);
   EXPECT_TRUE(hasLine(out, "keel_scrape_success 1"));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 77"));
@@ -309,20 +322,6 @@ std::string httpGet(int family, int port, const std::string& path) {
   ::close(fd);
   return resp;
 }
-
-// The daemon's loop on a thread of its own (joined even when an ASSERT
-// returns early).
-struct LoopThread {
-  boost::asio::io_context io;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard =
-      boost::asio::make_work_guard(io);
-  std::thread thread{[this] { io.run(); }};
-  ~LoopThread() {
-    guard.reset();
-    io.stop();
-    thread.join();
-  }
-};
 
 MetricsSnapshot fixedSnapshot() {
   MetricsSnapshot s;

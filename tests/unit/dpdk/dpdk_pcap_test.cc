@@ -389,7 +389,7 @@ int main(int argc, char** argv) {
     std::system("ip link set lo up");
   }
   int rc = RUN_ALL_TESTS();
-  rte_eal_cleanup();
+  keel::releaseDpdkEnvironment();  // as keeld does when it stops: every plane is gone
   // EAL leaves its runtime directory behind; it is ours alone (file prefix).
   std::system(("rm -rf " + keel::dpdk::kDir + " /var/run/dpdk/keel-" + keel::dpdk::kPid).c_str());
   return rc;

@@ -7,6 +7,7 @@
 // second worker, which must agree with the packet run alone.
 //
 // Usage: dpdk_worker_path_fuzz [iterations] [seed]
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -121,7 +122,8 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < n; ++i) {
       const Pending& p = burst[i];
       for (uint8_t** block : {&single[i], &grouped[i]}) {
-        *block = static_cast<uint8_t*>(std::malloc(p.headroom + p.pkt.size() + 1));
+        // Exactly headroom + length (at least 1 byte: malloc(0) may return null).
+        *block = static_cast<uint8_t*>(std::malloc(std::max<size_t>(1, p.headroom + p.pkt.size())));
         if (!p.pkt.empty()) std::memcpy(*block + p.headroom, p.pkt.data(), p.pkt.size());
       }
       singleBuf[i] = {single[i] + p.headroom, static_cast<uint32_t>(p.pkt.size()), p.headroom};

@@ -319,31 +319,48 @@ TEST_F(WorkerPathTest, EveryUpdatePublishesANewSnapshotAfterAGracePeriod) {
   EXPECT_EQ(store_.current(), now);
 }
 
-// keel_flow_hash skips the mixing of an IPv4 key's zero address words; the
-// result must stay MurmurHash3 of the whole 40-byte key, as the reference
-// model and keelctl lookup compute it.
-TEST(FlowHash, Ipv4ShortcutIsTheHashOfTheWholeKey) {
-  auto whole = [](const keel_flow_key& k) {
-    uint32_t w[10];
-    std::memcpy(w, &k, sizeof w);
-    uint32_t h = KEEL_SEED_FLOW;
-    for (uint32_t x : w) h = keel_hash_mix(h, x);
-    return keel_hash_final(h, 40);
+// Within a burst a packet reuses the previous packet's VIP check and
+// service lookup only if its destination is the same in every field:
+// address, port, protocol and family (an IPv6 address whose first four
+// bytes spell the IPv4 VIP is another destination).
+TEST_F(WorkerPathTest, ABurstTellsDestinationsApartByEveryField) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  addService(vip4_, 81, KEEL_PROTO_TCP, 2);
+  addService(vip4_, 80, KEEL_PROTO_UDP, 3);
+  addService(vip6_, 80, KEEL_PROTO_TCP, 4);
+  for (uint32_t s = 1; s <= 4; ++s) {
+    ASSERT_TRUE(store_.upsertBackend(s, test::backend(ip(("10.1.0." + std::to_string(s)).c_str()), s)));
+    ring(s, {s, s, s});
+  }
+  const IpAddress client = ip("192.168.1.1"), client6 = ip("2001:db8:5::1");
+  // Each packet after the first differs from the one before it in one field.
+  const std::vector<std::pair<Frame, uint32_t>> burst = {
+      {Frame{client, vip4_, 1000, 80}, 1},
+      {Frame{client, vip4_, 1000, 81}, 2},  // port
+      {Frame{client, vip4_, 1000, 80}, 1},
+      {Frame{client, vip4_, 1000, 80, KEEL_PROTO_UDP}, 3},  // protocol
+      {Frame{client, vip4_, 1000, 80}, 1},
+      {Frame{client6, ip("a00:64::"), 1000, 80}, KEEL_INVALID_ID},  // family: 0a000064 is 10.0.0.100
+      {Frame{client, vip4_, 1000, 80}, 1},
+      {Frame{client, ip("10.0.0.101"), 1000, 80}, KEEL_INVALID_ID},  // address
+      {Frame{client6, vip6_, 1000, 80}, 4},
   };
-  uint32_t x = 12345;
-  auto next = [&x] { return x = x * 1664525u + 1013904223u; };
-  for (int i = 0; i < 10000; ++i) {
-    keel_flow_key k{};
-    k.src[0] = next();
-    k.dst[0] = next();
-    k.sport = static_cast<uint16_t>(next());
-    k.dport = static_cast<uint16_t>(next());
-    k.proto = i % 2 ? KEEL_PROTO_TCP : KEEL_PROTO_UDP;
-    k.family = KEEL_AF_INET;
-    ASSERT_EQ(keel_flow_hash(&k), whole(k)) << i;
-    k.family = KEEL_AF_INET6;
-    for (int j = 1; j < 4; ++j) k.src[j] = next(), k.dst[j] = next();
-    ASSERT_EQ(keel_flow_hash(&k), whole(k)) << i;
+  const uint32_t n = static_cast<uint32_t>(burst.size());
+  std::vector<std::vector<uint8_t>> mem(n);
+  std::vector<PacketBuf> bufs(n);
+  std::vector<ParsedPacket> parsed(n);
+  std::vector<PacketResult> results(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const std::vector<uint8_t> f = test::buildFrame(burst[i].first);
+    mem[i].assign(kHeadroom + f.size(), 0);
+    std::memcpy(mem[i].data() + kHeadroom, f.data(), f.size());
+    bufs[i] = {mem[i].data() + kHeadroom, static_cast<uint32_t>(f.size()), kHeadroom};
+  }
+  prepareBurst(worker_, bufs.data(), parsed.data(), n);
+  processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, 1000, results.data());
+  for (uint32_t i = 0; i < n; ++i) {
+    EXPECT_EQ(results[i].backendId, burst[i].second) << "packet " << i;
+    if (burst[i].second == KEEL_INVALID_ID) EXPECT_EQ(results[i].reason, KEEL_R_PASS_NOT_VIP) << "packet " << i;
   }
 }
 

@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 #include <set>
 
+#include "keel/hash.h"
 #include "keel/maglev_lookup.h"
 
 namespace keel {
@@ -279,6 +281,34 @@ TEST(MaglevTest, DuplicateAddressesAreDeterministicAndDoNotCrash) {
   for (uint32_t id : table) ASSERT_TRUE(valid.count(id)) << id;
   std::reverse(reals.begin(), reals.end());
   EXPECT_EQ(buildMaglevTable(reals, kM), table);
+}
+
+// keel_flow_hash skips the mixing of an IPv4 key's zero address words; the
+// result must stay MurmurHash3 of the whole 40-byte key, as the reference
+// model and keelctl lookup compute it.
+TEST(FlowHash, Ipv4ShortcutIsTheHashOfTheWholeKey) {
+  auto whole = [](const keel_flow_key& k) {
+    uint32_t w[10];
+    std::memcpy(w, &k, sizeof w);
+    uint32_t h = KEEL_SEED_FLOW;
+    for (uint32_t x : w) h = keel_hash_mix(h, x);
+    return keel_hash_final(h, 40);
+  };
+  uint32_t x = 12345;
+  auto next = [&x] { return x = x * 1664525u + 1013904223u; };
+  for (int i = 0; i < 10000; ++i) {
+    keel_flow_key k{};
+    k.src[0] = next();
+    k.dst[0] = next();
+    k.sport = static_cast<uint16_t>(next());
+    k.dport = static_cast<uint16_t>(next());
+    k.proto = i % 2 ? KEEL_PROTO_TCP : KEEL_PROTO_UDP;
+    k.family = KEEL_AF_INET;
+    ASSERT_EQ(keel_flow_hash(&k), whole(k)) << i;
+    k.family = KEEL_AF_INET6;
+    for (int j = 1; j < 4; ++j) k.src[j] = next(), k.dst[j] = next();
+    ASSERT_EQ(keel_flow_hash(&k), whole(k)) << i;
+  }
 }
 
 }  // namespace

@@ -62,10 +62,20 @@ void defineHealth(CLI::App& noun, Context& ctx) {
     Table t({false, false, false, false, false, false, true, false});
     t.row({"Service", "Real", "State", "Check", "Run", "Last result", "Changed", "Reason"});
     for (const auto& s : (*r)["services"])
-      for (const auto& real : s["reals"])
+      for (const auto& real : s["reals"]) {
+        // Changed and Reason explain State: for a draining real that is the
+        // drain (since when, and the operator's reason), not the health
+        // verdict, which State does not show then (-o json has both).
+        const bool draining = real.value("draining", false);
+        const json when = real.value(draining ? "drained_since" : "last_change", json());
+        std::string why = str(real["reason"]);
+        if (draining) {
+          const json given = real.value("drain_reason", json());
+          why = given.is_string() ? "drained: " + given.get<std::string>() : "drained";
+        }
         t.row({str(s["name"]), str(real["address"]), str(real["state"]), str(real["check"]), run(real),
-               truncated(str(real["detail"]), kMaxResult),
-               age(secondsSince(real.value("last_change", json()), now)), str(real["reason"])});
+               truncated(str(real["detail"]), kMaxResult), age(secondsSince(when, now)), why});
+      }
     t.fitLastColumn(outputWidth(), kMinReason);
     std::cout << t.render();
   });

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // keelctl real add|remove|set-weight|drain|undrain SERVICE ADDRESS [WEIGHT]
+// (drain: [--reason TEXT])
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli/context.h"
 
@@ -11,6 +13,7 @@ namespace {
 
 struct RealArgs {
   std::string service, address, weight, mac, health;
+  std::optional<std::string> reason;  // drain --reason, sent as given (the daemon checks it)
 };
 
 // One verb: its method, whether WEIGHT is taken (and required).
@@ -26,11 +29,15 @@ void verb(CLI::App& noun, Context& ctx, const char* name, const char* help, cons
     v->add_option("--mac", a->mac, "l2dsr: the real's MAC (default: neighbour table)");
     v->add_option("--health", a->health, "health check as a JSON object");
   }
+  if (std::string(method) == "real.drain")
+    v->add_option("--reason", a->reason,
+                  "why, shown by `health show` while it drains (1..200 bytes, one line)");
   std::string m = method;
   v->callback([&ctx, a, m] {
     json p{{"service", a->service}, {"address", a->address}};
     if (!a->weight.empty()) p["weight"] = numberOrString(a->weight);
     if (!a->mac.empty()) p["mac"] = a->mac;
+    if (a->reason) p["reason"] = *a->reason;
     if (!a->health.empty()) {
       json h = json::parse(a->health, nullptr, false);
       if (h.is_discarded()) {

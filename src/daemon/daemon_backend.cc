@@ -212,7 +212,9 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
 // The whole overlay, each entry with the file's fingerprint of what it
 // changes (null: the file lacks it), so loadState can tell whether the file
 // changed it meanwhile. Added services and reals are kept as the params of
-// the request that made them (api::toParams).
+// the request that made them (api::toParams). A drained real's entry also
+// has `drained_since` (Unix seconds) and `drain_reason` when known; older
+// keelds ignore both keys, so the version stays.
 void DaemonBackend::saveState() const {
   if (statePath_.empty()) return;
   nlohmann::json services = nlohmann::json::array();
@@ -229,6 +231,11 @@ void DaemonBackend::saveState() const {
                         {"removed", ov.removed},
                         {"drained", ov.drained}};
     if (ov.weight) e["weight"] = *ov.weight;
+    if (ov.drained && ov.drainedSince)
+      e["drained_since"] = std::chrono::duration_cast<std::chrono::seconds>(
+                               ov.drainedSince->time_since_epoch())
+                               .count();
+    if (ov.drained && !ov.drainReason.empty()) e["drain_reason"] = ov.drainReason;
     if (ov.addedSpec) e["added"] = api::toParams(api::RealAddRequest{key.first, *ov.addedSpec});
     reals.push_back(std::move(e));
   }
@@ -353,6 +360,16 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
     }
     RealOverride ov;
     ov.drained = e.value("drained", false);
+    // The drain's record, if this keeld's kind wrote one; a bad value loses
+    // the record, not the drain.
+    constexpr uint64_t kYear9999 = 253402300799;  // RFC 3339 has four-digit years
+    if (ov.drained && e.contains("drained_since") && e["drained_since"].is_number_unsigned() &&
+        e["drained_since"].get<uint64_t>() <= kYear9999)
+      ov.drainedSince = std::chrono::system_clock::time_point(
+          std::chrono::seconds(e["drained_since"].get<uint64_t>()));
+    if (ov.drained && e.contains("drain_reason") && e["drain_reason"].is_string() &&
+        api::isValidDrainReason(e["drain_reason"].get_ref<const std::string&>()))
+      ov.drainReason = e["drain_reason"].get<std::string>();
     ov.removed = version == kStateVersion && e.value("removed", false);
     if (e.contains("weight") && e["weight"].is_number_unsigned() && e["weight"].get<uint64_t>() <= 65535)
       ov.weight = e["weight"].get<uint32_t>();
@@ -508,6 +525,8 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Regis
     auto ov = overlay_.reals.find({v.name, r.address});
     if (ov != overlay_.reals.end() && ov->second.drained) {
       rs.draining = true;
+      rs.drainedSince = ov->second.drainedSince;
+      rs.drainReason = ov->second.drainReason;
       // The weight it returns with on undrain (the ring holds it at 0).
       const RealConfig* fr = findReal(file_, v.name, r.address);
       rs.weight = ov->second.weight ? *ov->second.weight
@@ -549,6 +568,8 @@ std::optional<api::ServiceSnapshot> DaemonBackend::findService(const std::string
     if (v.name == name) return snapshotOf(v, stats);
   return std::nullopt;
 }
+
+std::vector<api::ServiceSnapshot> DaemonBackend::serviceStates() { return servicesOf(RegistryStats{}); }
 
 std::optional<IpAddress> DaemonBackend::ringSlotReal(const std::string& service, uint32_t slot) {
   return registry_.ringSlotReal(service, slot);
@@ -711,17 +732,39 @@ Result DaemonBackend::setRealWeight(const api::RealWeightRequest& req) {
   return r;
 }
 
-Result DaemonBackend::setRealDrain(const api::RealRef& ref, bool drain) {
+Result DaemonBackend::setRealDrain(const api::RealDrainRequest& req) {
+  const api::RealRef& ref = req.real;
   Overlay next = overlay_;
   auto key = std::make_pair(ref.service, ref.address);
   RealOverride& ov = next.reals[key];
-  ov.drained = drain;
+  const RealOverride before = ov;
+  if (req.drain) {
+    // "Draining since" is the first drain: repeating it (say, to give a
+    // reason) does not restart the clock.
+    if (!ov.drained) {
+      ov.drainedSince = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+      ov.drainReason.clear();
+    }
+    if (!req.reason.empty()) ov.drainReason = req.reason;
+  } else {
+    ov.drainedSince.reset();
+    ov.drainReason.clear();
+  }
+  ov.drained = req.drain;
   if (!ov.added && !ov.removed && !ov.weight && !ov.drained) next.reals.erase(key);
   Result r = commit(file_, std::move(next));
-  if (r.isOk())
-    logInfo(LogRecord(drain ? "real_drained" : "real_undrained")
-                .add("service", ref.service)
-                .add("real", ref.address.toString()));
+  if (r.isOk()) {
+    // The undrain record says how long the drain lasted and why it was made.
+    LogRecord log(req.drain ? "real_drained" : "real_undrained");
+    log.add("service", ref.service).add("real", ref.address.toString());
+    const RealOverride& rec = req.drain ? overlay_.reals[key] : before;
+    if (!rec.drainReason.empty()) log.add("reason", rec.drainReason);
+    if (!req.drain && before.drainedSince)
+      log.add("drained_s", std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now() - *before.drainedSince)
+                               .count());
+    logInfo(log);
+  }
   return r;
 }
 

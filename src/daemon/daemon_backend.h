@@ -25,6 +25,7 @@
 // stay, updating their check in place when it changed.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <optional>
@@ -68,7 +69,8 @@ class DaemonBackend : public api::ControlBackend {
   void setReloadHook(std::function<void(bool done, bool ok)> hook) { reloadHook_ = std::move(hook); }
   // Where the runtime overlay is kept across restarts (keeld:
   // /run/keel/runtime-IFACE.json; call before start()): added services and
-  // reals as the requests that made them, removed ones, weights and drains,
+  // reals as the requests that made them, removed ones, weights and drains
+  // (with the drain's time and reason),
   // each with what the file said about that service/real when it was
   // written. Rewritten after every change. start() replays the requests
   // through the API parser and serviceFrom/realFrom, and applies the
@@ -85,6 +87,7 @@ class DaemonBackend : public api::ControlBackend {
   // ControlBackend
   std::vector<api::ServiceSnapshot> listServices() override;
   std::optional<api::ServiceSnapshot> findService(const std::string& name) override;
+  std::vector<api::ServiceSnapshot> serviceStates() override;
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override;
   api::StatsSnapshot servicesAndGlobalStats() override;
   api::Result addService(const api::ServiceAddRequest& request) override;
@@ -92,7 +95,7 @@ class DaemonBackend : public api::ControlBackend {
   api::Result addReal(const api::RealAddRequest& request) override;
   api::Result removeReal(const api::RealRef& real) override;
   api::Result setRealWeight(const api::RealWeightRequest& request) override;
-  api::Result setRealDrain(const api::RealRef& real, bool drain) override;
+  api::Result setRealDrain(const api::RealDrainRequest& request) override;
   api::Result checkConfig(const std::string& path) override;
   api::Result reload() override;
   void shutdown(bool detach) override;
@@ -111,6 +114,11 @@ class DaemonBackend : public api::ControlBackend {
     bool removed = false;                 // real.remove
     std::optional<uint32_t> weight;       // real.set_weight
     bool drained = false;                 // real.drain
+    // While drained: when the drain began (whole seconds, as shown and
+    // saved; unset for a drain a keeld without this record saved) and the
+    // operator's reason (empty: none).
+    std::optional<std::chrono::system_clock::time_point> drainedSince;
+    std::string drainReason;
   };
   struct AddedService {
     ServiceConfig config;

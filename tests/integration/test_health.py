@@ -3,8 +3,9 @@
   - a real whose server dies leaves the ring after `fall` failed checks and
     returns after `rise` passing ones once restarted, and `keelctl health
     show` says since when it is down and why (as keeld logged it);
-  - `keelctl real drain`: new flows avoid the real while a TCP connection
-    already on it keeps working; undrain brings it back;
+  - `keelctl real drain --reason`: new flows avoid the real while a TCP
+    connection already on it keeps working, and `health show` says since
+    when and why it drains; undrain brings it back and clears that;
   - `keelctl config reload` of a broken file fails with file:line and
     changes nothing;
   - `keelctl service list` as a table and as JSON.
@@ -88,14 +89,25 @@ def test_drain_keeps_established(keel_health):
     try:
         before = connect_and_ask(lab, PORT, 12, conns)
         target = next(r for r in lab.reals if r.role in before)
-        keeld.keelctl("real", "drain", "web", target.v4)
+        t0 = datetime.now(timezone.utc).replace(microsecond=0)
+        keeld.keelctl("real", "drain", "web", target.v4, "--reason", "kernel upgrade INC-7")
         assert states(keeld)[target.v4] == "draining"
+        h = health_of(keeld, target.v4)
+        assert h["drain_reason"] == "kernel upgrade INC-7", h
+        since = datetime.strptime(h["drained_since"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        assert t0 <= since <= datetime.now(timezone.utc), (t0, h)
+        table = keeld.keelctl("health", "show", "web").stdout
+        row = next(line for line in table.splitlines() if f" {target.v4} " in line)
+        assert " draining " in row and row.endswith("drained: kernel upgrade INC-7"), table
+        assert "event=real_drained" in keeld.log() and "kernel upgrade INC-7" in keeld.log()
         got = names(lab.flows("tcp", lab.vip4, PORT, count=60))
         assert target.role not in got, got
         after = [ask(s) for s in conns]
         assert after == before, (before, after)
         keeld.keelctl("real", "undrain", "web", target.v4)
         assert states(keeld)[target.v4] == "up"
+        h = health_of(keeld, target.v4)
+        assert h["drained_since"] is None and h["drain_reason"] is None, h
         assert names(lab.flows("tcp", lab.vip4, PORT, count=60))[target.role] > 0
     finally:
         for s in conns:

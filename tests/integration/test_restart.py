@@ -7,9 +7,10 @@ TCP connection and a UDP flow exchange messages without pause, and restarted:
   - a restart whose config lists a new service first and drains the real of
     the established flows keeps them there (the registry's ids and
     generations were rebuilt from the pinned maps, not handed out afresh);
-  - a drain made with keelctl survives the restart, and so do a service and
-    reals added and a file real removed with keelctl (l2dsr reals added
-    without a MAC resolve it from the neighbour table, as the file's do):
+  - a drain made with keelctl survives the restart (with its time and
+    reason), and so do a service and reals added and a file real removed
+    with keelctl (l2dsr reals added without a MAC resolve it from the
+    neighbour table, as the file's do):
     the added service's established flows keep their reals;
   - SIGTERM leaves forwarding in place by default; --detach-on-exit removes
     the attachment and the pins.
@@ -118,7 +119,11 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         # next restart (runtime state file), its flow stays.
         udp_real = pumps[1].answers[0]
         udp_addr = lab.real_by_name(udp_real).v4
-        k2.keelctl("real", "drain", "dgram", udp_addr)
+        k2.keelctl("real", "drain", "dgram", udp_addr, "--reason", "restart test")
+        drain_record = {k: v for k, v in next(r for r in show_service(k2, "dgram")["reals"]
+                                              if r["address"] == udp_addr).items()
+                        if k in ("drained_since", "drain_reason")}
+        assert drain_record["drain_reason"] == "restart test", drain_record
         k2.kill()
 
         # 3. A new service listed first (a fresh registry would give it the
@@ -135,6 +140,9 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         shown = show_service(k3, "dgram")
         draining = {r["address"]: r["draining"] for r in shown["reals"]}
         assert draining[udp_addr] and sum(draining.values()) == 1, draining
+        # ... with the drain's time and reason.
+        real3 = next(r for r in shown["reals"] if r["address"] == udp_addr)
+        assert {k: real3[k] for k in drain_record} == drain_record, (real3, drain_record)
         assert udp_real not in served(lab.flows("udp", lab.vip4, PORT, count=10))
         after = [ask(s) for s in conns]
         moved = [(i, before[i], after[i]) for i in range(N_CONN) if after[i] != before[i]]

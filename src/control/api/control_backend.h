@@ -103,6 +103,11 @@ struct RealSnapshot {
   std::optional<std::chrono::system_clock::time_point> lastChange;
   std::optional<std::chrono::system_clock::time_point> lastCheck;
   std::string changeReason;
+  // While draining: when the drain began (a repeated drain keeps it; unset
+  // for a drain the state file of an older keeld kept) and the operator's
+  // reason (empty: none given). Unset/empty when not draining.
+  std::optional<std::chrono::system_clock::time_point> drainedSince;
+  std::string drainReason;
   keel_counter counters{};        // summed over CPUs/lcores
 
   // The one state a listing shows: drain wins, then health.
@@ -171,6 +176,13 @@ struct RealRef {
   IpAddress address;    // in the service (checked)
 };
 
+// real.drain / real.undrain.
+struct RealDrainRequest {
+  RealRef real;
+  bool drain = true;   // false: undrain
+  std::string reason;  // drain only; empty = none given, else isValidDrainReason
+};
+
 struct RealWeightRequest {
   RealRef real;
   uint32_t weight = 0;  // 0..65535
@@ -185,6 +197,13 @@ class ControlBackend {
   // Queries (no side effects).
   virtual std::vector<ServiceSnapshot> listServices() = 0;
   virtual std::optional<ServiceSnapshot> findService(const std::string& name) = 0;
+  // Every service as listServices() has it but with every counter zero: the
+  // registry's and the health checker's state only, without reading the data
+  // plane. The reads listServices/findService make are not cheap (on XDP they
+  // walk the whole connection table, see servicesAndGlobalStats), so what
+  // shows no counters uses this: health.show, lookup, and the "does it
+  // exist" checks before every mutation.
+  virtual std::vector<ServiceSnapshot> serviceStates() = 0;
   // The real in slot `slot` (< publishedRingSize) of the service's current
   // ring; nullopt if the service or slot does not exist. `lookup` hashes the
   // flow with include/keel/maglev_lookup.h itself and asks only for the slot,
@@ -203,8 +222,11 @@ class ControlBackend {
   virtual Result removeReal(const RealRef& real) = 0;
   virtual Result setRealWeight(const RealWeightRequest& request) = 0;
   // drain=true: out of the ring, generation kept (established flows stay);
-  // drain=false: back into the ring. Repeating either is not an error.
-  virtual Result setRealDrain(const RealRef& real, bool drain) = 0;
+  // the backend records when (RealSnapshot::drainedSince) and the reason.
+  // drain=false: back into the ring, the record cleared. Repeating either is
+  // not an error; a repeated drain keeps its time and takes a new reason if
+  // one is given.
+  virtual Result setRealDrain(const RealDrainRequest& request) = 0;
 
   // Validates a config file with the daemon's own parser, applying nothing.
   // Invalid: error code invalid_config, details {"errors": ["file:line: ..."]}.

@@ -64,6 +64,22 @@ std::string oneLine(std::string_view s, size_t limit) {
   return out;
 }
 
+// RFC 3339 in UTC to the second ("2026-12-01T14:03:05Z"); null if unset.
+json rfc3339(const std::optional<std::chrono::system_clock::time_point>& t) {
+  if (!t) return nullptr;
+  std::time_t secs = std::chrono::system_clock::to_time_t(*t);
+  std::tm tm{};
+  char buf[32];
+  if (!::gmtime_r(&secs, &tm) || !std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm)) return nullptr;
+  return std::string(buf);
+}
+
+// null unless draining with a reason given.
+json drainReason(const RealSnapshot& r) {
+  if (!r.draining || r.drainReason.empty()) return nullptr;
+  return r.drainReason;
+}
+
 }  // namespace
 
 json toJson(const ServiceSnapshot& s) {
@@ -74,6 +90,8 @@ json toJson(const ServiceSnapshot& s) {
            {"state", r.state()},
            {"healthy", r.healthy},
            {"draining", r.draining},
+           {"drained_since", rfc3339(r.drainedSince)},
+           {"drain_reason", drainReason(r)},
            {"packets", r.counters.packets},
            {"bytes", r.counters.bytes}};
     if (r.mac) j["mac"] = r.mac->toString();
@@ -92,16 +110,6 @@ json toJson(const ServiceSnapshot& s) {
               {"reals", std::move(reals)}};
 }
 
-// RFC 3339 in UTC to the second ("2026-12-01T14:03:05Z"); null if unset.
-json rfc3339(const std::optional<std::chrono::system_clock::time_point>& t) {
-  if (!t) return nullptr;
-  std::time_t secs = std::chrono::system_clock::to_time_t(*t);
-  std::tm tm{};
-  char buf[32];
-  if (!::gmtime_r(&secs, &tm) || !std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm)) return nullptr;
-  return std::string(buf);
-}
-
 json healthJson(const ServiceSnapshot& s) {
   json reals = json::array();
   for (const auto& r : s.reals) {
@@ -115,7 +123,9 @@ json healthJson(const ServiceSnapshot& s) {
                          {"consecutive_fail", r.consecutiveFail},
                          {"last_check", rfc3339(r.lastCheck)},
                          {"last_change", rfc3339(r.lastChange)},
-                         {"reason", r.changeReason}});
+                         {"reason", r.changeReason},
+                         {"drained_since", rfc3339(r.drainedSince)},
+                         {"drain_reason", drainReason(r)}});
   }
   return json{{"name", s.name}, {"reals", std::move(reals)}};
 }
@@ -212,10 +222,18 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
   };
   auto good = [&](json result) { return DispatchOutcome{okResponse(id, std::move(result)), {}}; };
 
-  // Resolves params.service/params.address to a snapshot and a real.
-  auto needService = [&](const std::string& name, const char* field,
-                         std::optional<ServiceSnapshot>& out) -> std::optional<ApiError> {
-    out = backend_.findService(name);
+  // Resolves params.service/params.address to a snapshot and a real. Only
+  // service.show wants counters; every other caller takes the snapshot
+  // without them, so it does not read the data plane (serviceStates).
+  auto needService = [&](const std::string& name, const char* field, std::optional<ServiceSnapshot>& out,
+                         bool counters = false) -> std::optional<ApiError> {
+    out.reset();
+    if (counters) {
+      out = backend_.findService(name);
+    } else {
+      for (auto& s : backend_.serviceStates())
+        if (s.name == name) out = std::move(s);
+    }
     if (!out) return serviceNotFound(name, field);
     return std::nullopt;
   };
@@ -240,14 +258,14 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     auto p = parseServiceName(params);
     if (!p.ok()) return fail(p.error);
     std::optional<ServiceSnapshot> svc;
-    if (auto e = needService(p.value->name, "params.name", svc)) return fail(*e);
+    if (auto e = needService(p.value->name, "params.name", svc, /*counters=*/true)) return fail(*e);
     return good(json{{"service", toJson(*svc)}});
   }
   if (method == "service.add") {
     auto p = parseServiceAdd(params);
     if (!p.ok()) return fail(p.error);
     const ServiceAddRequest& r = *p.value;
-    for (const auto& s : backend_.listServices()) {
+    for (const auto& s : backend_.serviceStates()) {
       if (s.name == r.name)
         return fail({code::kExists, svcWhere(r.name) + ": already exists", "params.name", {}});
       if (s.vip == r.vip && s.port == r.port && s.protocol == r.protocol)
@@ -277,12 +295,17 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                    "params.address", {}});
     return reply(backend_.addReal(*p.value));
   }
-  if (method == "real.remove" || method == "real.drain" || method == "real.undrain") {
+  if (method == "real.remove") {
     auto p = parseRealRef(params);
     if (!p.ok()) return fail(p.error);
     if (auto e = needReal(*p.value)) return fail(*e);
-    if (method == "real.remove") return reply(backend_.removeReal(*p.value));
-    return reply(backend_.setRealDrain(*p.value, method == "real.drain"));
+    return reply(backend_.removeReal(*p.value));
+  }
+  if (method == "real.drain" || method == "real.undrain") {
+    auto p = parseRealDrain(params, method == "real.drain");
+    if (!p.ok()) return fail(p.error);
+    if (auto e = needReal(p.value->real)) return fail(*e);
+    return reply(backend_.setRealDrain(*p.value));
   }
   if (method == "real.set_weight") {
     auto p = parseRealWeight(params);
@@ -293,16 +316,12 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
   if (method == "health.show") {
     auto p = parseServiceFilter(params);
     if (!p.ok()) return fail(p.error);
-    std::vector<ServiceSnapshot> list;
-    if (p.value->service) {
-      std::optional<ServiceSnapshot> svc;
-      if (auto e = needService(*p.value->service, "params.service", svc)) return fail(*e);
-      list.push_back(std::move(*svc));
-    } else {
-      list = backend_.listServices();
-    }
+    // No counters shown, so none read (serviceStates).
     json services = json::array();
-    for (const auto& s : list) services.push_back(healthJson(s));
+    for (const auto& s : backend_.serviceStates())
+      if (!p.value->service || s.name == *p.value->service) services.push_back(healthJson(s));
+    if (p.value->service && services.empty())
+      return fail(serviceNotFound(*p.value->service, "params.service"));
     return good(json{{"services", std::move(services)}});
   }
   if (method == "stats.get") {

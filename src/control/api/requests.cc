@@ -18,6 +18,14 @@ bool isValidServiceName(std::string_view s) {
   });
 }
 
+bool isValidDrainReason(std::string_view s) {
+  if (s.empty() || s.size() > kMaxDrainReason) return false;
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
 std::string_view protocolName(uint8_t proto) {
   return proto == KEEL_PROTO_TCP ? "tcp" : proto == KEEL_PROTO_UDP ? "udp" : "?";
 }
@@ -359,6 +367,27 @@ Parsed<RealRef> parseRealRef(const json& params) {
   f.allowOnly({"service", "address"});
   RealRef r;
   readRealRef(f, r);
+  return finish(f, std::move(r));
+}
+
+Parsed<RealDrainRequest> parseRealDrain(const json& params, bool drain) {
+  Fields f(params, "params");
+  if (drain)
+    f.allowOnly({"service", "address", "reason"});
+  else
+    f.allowOnly({"service", "address"});
+  RealDrainRequest r;
+  r.drain = drain;
+  readRealRef(f, r.real);
+  if (drain)
+    if (auto s = f.string("reason", false, "a string")) {
+      if (isValidDrainReason(*s))
+        r.reason = *s;
+      else
+        f.fail(f.key("reason"), "must be 1.." + std::to_string(kMaxDrainReason) +
+                                    " bytes of text without control characters, got " +
+                                    describeJson(json(*s)));
+    }
   return finish(f, std::move(r));
 }
 

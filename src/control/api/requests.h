@@ -51,6 +51,7 @@ Parsed<ServiceFilter> parseServiceFilter(const nlohmann::json& params);
 Parsed<ServiceAddRequest> parseServiceAdd(const nlohmann::json& params);
 Parsed<RealAddRequest> parseRealAdd(const nlohmann::json& params);
 Parsed<RealRef> parseRealRef(const nlohmann::json& params);
+Parsed<RealDrainRequest> parseRealDrain(const nlohmann::json& params, bool drain);  // reason: drain only
 Parsed<RealWeightRequest> parseRealWeight(const nlohmann::json& params);
 Parsed<LookupRequest> parseLookup(const nlohmann::json& params);
 Parsed<ConfigPath> parseConfigPath(const nlohmann::json& params);
@@ -65,6 +66,12 @@ nlohmann::json toParams(const RealAddRequest& request);
 
 // Same rule as keel.yaml: 1..63 of [A-Za-z0-9._-], starting alphanumeric.
 bool isValidServiceName(std::string_view name);
+
+// real.drain's `reason`: 1..kMaxDrainReason bytes of UTF-8 text without
+// control characters (it is shown in a one-line table and a log record).
+// The JSON parser has already refused invalid UTF-8.
+inline constexpr size_t kMaxDrainReason = 200;
+bool isValidDrainReason(std::string_view reason);
 
 // A JSON value as a message shows it: 70000, "abc", true, an object, ...
 // Long or odd strings are cut and escaped so a message stays one short line.

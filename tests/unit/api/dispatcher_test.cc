@@ -51,7 +51,14 @@ TEST_F(DispatcherTest, BadRequestsChangeNothing) {
       {"missing param", R"({"id":1,"method":"real.drain","params":{"service":"web"}})", code::kInvalidParams,
        "params.address: is required"},
       {"extra param", R"({"id":1,"method":"real.drain","params":{"service":"web","address":"10.0.0.5","now":true}})",
-       code::kInvalidParams, "params.now: unknown key (expected: service, address)"},
+       code::kInvalidParams, "params.now: unknown key (expected: service, address, reason)"},
+      {"drain reason too long", R"({"id":1,"method":"real.drain","params":{"service":"web","address":"10.0.0.5","reason":")" +
+                                    std::string(201, 'x') + R"("}})",
+       code::kInvalidParams, nullptr},
+      {"drain reason for an unknown real", R"({"id":1,"method":"real.drain","params":{"service":"web","address":"10.0.0.9","reason":"kernel"}})",
+       code::kNotFound, "services[web]: real 10.0.0.9 not found"},
+      {"undrain takes no reason", R"({"id":1,"method":"real.undrain","params":{"service":"web","address":"10.0.0.5","reason":"done"}})",
+       code::kInvalidParams, "params.reason: unknown key (expected: service, address)"},
       {"wrong type", R"({"id":1,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.5","weight":"9"}})",
        code::kInvalidParams, "params.weight: must be an integer 0..65535, got \"9\""},
       {"weight out of range", R"({"id":1,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.5","weight":65536}})",
@@ -120,6 +127,37 @@ TEST_F(DispatcherTest, MutationsReachBackendTyped) {
                                    "removeReal v6 2001:db8::5",   "addService dns",
                                    "removeService dns",           "reload"};
   EXPECT_EQ(fake_.mutations, want);
+}
+
+// A drain's record: when (RFC 3339, the fake's clock) and the operator's
+// reason, in service.show and health.show; a repeated drain keeps the time
+// and takes a new reason; undrain clears both to null.
+TEST_F(DispatcherTest, DrainRecordIsShown) {
+  auto realOf = [&](const json& r) { return r["result"]["services"][0]["reals"][0]; };
+  json r = call(R"({"id":1,"method":"health.show","params":{"service":"web"}})");
+  EXPECT_TRUE(realOf(r)["drained_since"].is_null()) << r.dump();
+  EXPECT_TRUE(realOf(r)["drain_reason"].is_null());
+  r = call(R"({"id":2,"method":"real.drain","params":{"service":"web","address":"10.0.0.5","reason":"kernel 6.18 upgrade, INC-42"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(fake_.mutations.back(), "drain web 10.0.0.5 reason=kernel 6.18 upgrade, INC-42");
+  r = call(R"({"id":3,"method":"health.show","params":{"service":"web"}})");
+  EXPECT_EQ(realOf(r)["state"], "draining");
+  EXPECT_EQ(realOf(r)["drained_since"], "2026-12-01T14:03:05Z");
+  EXPECT_EQ(realOf(r)["drain_reason"], "kernel 6.18 upgrade, INC-42");
+  EXPECT_TRUE(r["result"]["services"][0]["reals"][1]["drained_since"].is_null());
+  fake_.now += std::chrono::minutes(5);
+  r = call(R"({"id":4,"method":"real.drain","params":{"service":"web","address":"10.0.0.5","reason":"still upgrading"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  r = call(R"({"id":5,"method":"service.show","params":{"name":"web"}})");
+  const json& shown = r["result"]["service"]["reals"][0];
+  EXPECT_EQ(shown["drained_since"], "2026-12-01T14:03:05Z");
+  EXPECT_EQ(shown["drain_reason"], "still upgrading");
+  r = call(R"({"id":6,"method":"real.undrain","params":{"service":"web","address":"10.0.0.5"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  r = call(R"({"id":7,"method":"health.show","params":{"service":"web"}})");
+  EXPECT_EQ(realOf(r)["state"], "up");
+  EXPECT_TRUE(realOf(r)["drained_since"].is_null());
+  EXPECT_TRUE(realOf(r)["drain_reason"].is_null());
 }
 
 TEST_F(DispatcherTest, BackendRefusalIsReported) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@ class FakeBackend : public ControlBackend {
   std::optional<ApiError> failMutations;  // set: every mutation refuses with this
   std::optional<bool> shutdownDetach;     // set by shutdown()
   bool detachable = true;                 // canDetach()
+  // What the fake's clock says (drainedSince): 2026-12-01T14:03:05Z.
+  std::chrono::system_clock::time_point now{std::chrono::seconds(1796133785)};
   std::vector<std::string> invalidConfigErrors = {"bad.yaml:3: services[0].port: must be an integer 0..65535, got \"x\""};
 
   static ServiceSnapshot makeService(const std::string& name, const std::string& vip, uint16_t port,
@@ -74,6 +77,15 @@ class FakeBackend : public ControlBackend {
   std::optional<ServiceSnapshot> findService(const std::string& name) override {
     if (auto* s = find(name)) return *s;
     return std::nullopt;
+  }
+  // As DaemonBackend: the same snapshots without counters.
+  std::vector<ServiceSnapshot> serviceStates() override {
+    std::vector<ServiceSnapshot> out = services;
+    for (auto& s : out) {
+      s.counters = {};
+      for (auto& r : s.reals) r.counters = {};
+    }
+    return out;
   }
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override {
     auto* s = find(service);
@@ -147,11 +159,18 @@ class FakeBackend : public ControlBackend {
     refresh(*find(r.real.service));
     return Result::ok();
   }
-  Result setRealDrain(const RealRef& ref, bool drain) override {
-    mutations.push_back(std::string(drain ? "drain " : "undrain ") + ref.service + " " +
-                        ref.address.toString());
+  Result setRealDrain(const RealDrainRequest& r) override {
+    const RealRef& ref = r.real;
+    mutations.push_back(std::string(r.drain ? "drain " : "undrain ") + ref.service + " " +
+                        ref.address.toString() + (r.reason.empty() ? "" : " reason=" + r.reason));
     if (failMutations) return Result::error(*failMutations);
-    findReal(ref)->draining = drain;
+    RealSnapshot* real = findReal(ref);
+    // The record as DaemonBackend keeps it, at the fake's fixed `now`.
+    if (r.drain && !real->draining) real->drainedSince = now;
+    if (!r.drain) real->drainedSince.reset();
+    if (!r.drain) real->drainReason.clear();
+    if (r.drain && !r.reason.empty()) real->drainReason = r.reason;
+    real->draining = r.drain;
     refresh(*find(ref.service));
     return Result::ok();
   }

@@ -231,6 +231,38 @@ TEST_F(KeelctlTest, HealthShowChangeAndReason) {
   EXPECT_EQ(real["last_change"].get<std::string>().size(), std::string("2026-12-01T14:03:05Z").size());
 }
 
+// real drain --reason: the daemon gets the reason, and health show's
+// Changed/Reason columns explain a draining real by its drain.
+TEST_F(KeelctlTest, DrainReasonShownByHealthShow) {
+  onLoop([&] {
+    fake_.now = std::chrono::system_clock::now() - std::chrono::hours(3);  // "3h00m" for the next minute
+    fake_.services[0].reals[1].changeReason = "added up";
+    return 0;
+  });
+  startServer();
+  CliRun d = keelctl({"real", "drain", "web", "10.0.0.5", "--reason", "kernel upgrade INC-42"});
+  ASSERT_EQ(d.rc, 0) << d.err;
+  EXPECT_EQ(onLoop([&] { return fake_.mutations; }),
+            std::vector<std::string>{"drain web 10.0.0.5 reason=kernel upgrade INC-42"});
+  CliRun h = keelctl({"health", "show", "web"});
+  ASSERT_EQ(h.rc, 0) << h.err;
+  EXPECT_NE(h.out.find("10.0.0.5  draining  tcp    3 ok  connect ok     3h00m  drained: kernel upgrade INC-42\n"),
+            std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("-  added up\n"), std::string::npos) << h.out;
+  CliRun j = keelctl({"-o", "json", "health", "show", "web"});
+  const json real = json::parse(j.out)["services"][0]["reals"][0];
+  EXPECT_EQ(real["drain_reason"], "kernel upgrade INC-42");
+  EXPECT_TRUE(real["drained_since"].is_string());
+  // Without --reason: just "drained"; --reason is drain's alone.
+  ASSERT_EQ(keelctl({"real", "drain", "web", "10.0.0.6"}).rc, 0);
+  EXPECT_NE(keelctl({"health", "show", "web"}).out.find("3h00m  drained\n"), std::string::npos);
+  CliRun u = keelctl({"real", "undrain", "web", "10.0.0.6", "--reason", "x"});
+  EXPECT_EQ(u.rc, 2) << u.err;
+  CliRun bad = keelctl({"real", "drain", "web", "10.0.0.6", "--reason", ""});
+  EXPECT_EQ(bad.rc, 1);
+  EXPECT_EQ(bad.err, "keelctl: params.reason: must be 1..200 bytes of text without control characters, got \"\"\n");
+}
+
 TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   onLoop([&] {
     fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};

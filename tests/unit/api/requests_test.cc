@@ -94,6 +94,39 @@ TEST(RequestsTest, RealRefRejects) {
   });
 }
 
+// real.drain's optional reason: text for a one-line table, bounded.
+TEST(RequestsTest, RealDrainReason) {
+  auto r = parseRealDrain(json::parse(R"({"service":"web","address":"10.0.0.5"})"), true);
+  ASSERT_TRUE(r.ok()) << r.error.message;
+  EXPECT_TRUE(r.value->drain);
+  EXPECT_EQ(r.value->reason, "");
+  r = parseRealDrain(json::parse(R"({"service":"web","address":"10.0.0.5","reason":"NIC swap — ticket #12"})"), true);
+  ASSERT_TRUE(r.ok()) << r.error.message;
+  EXPECT_EQ(r.value->reason, "NIC swap — ticket #12");
+  r = parseRealDrain(json::parse(R"({"service":"web","address":"10.0.0.5","reason":")" + std::string(200, 'x') + "\"}"), true);
+  ASSERT_TRUE(r.ok()) << "200 bytes is the limit, inclusive";
+  r = parseRealDrain(json::parse(R"({"service":"web","address":"10.0.0.5"})"), false);
+  ASSERT_TRUE(r.ok()) << r.error.message;
+  EXPECT_FALSE(r.value->drain);
+  const std::string msg = "params.reason: must be 1..200 bytes of text without control characters, got ";
+  expectErrors<RealDrainRequest>(+[](const json& p) { return parseRealDrain(p, true); }, {
+      {"empty", R"({"service":"web","address":"10.0.0.5","reason":""})", "params.reason",
+       (msg + "\"\"").c_str()},
+      {"newline", R"({"service":"web","address":"10.0.0.5","reason":"a\nb"})", "params.reason",
+       (msg + "\"a\\x0ab\"").c_str()},
+      {"not a string", R"({"service":"web","address":"10.0.0.5","reason":42})", "params.reason",
+       "params.reason: must be a string, got 42"},
+  });
+  auto longOne = parseRealDrain(json::parse(R"({"service":"web","address":"10.0.0.5","reason":")" + std::string(201, 'x') + "\"}"), true);
+  ASSERT_FALSE(longOne.ok());
+  EXPECT_EQ(longOne.error.field, "params.reason");
+  EXPECT_EQ(longOne.error.message.rfind(msg, 0), 0u) << longOne.error.message;
+  expectErrors<RealDrainRequest>(+[](const json& p) { return parseRealDrain(p, false); }, {
+      {"undrain: no reason", R"({"service":"web","address":"10.0.0.5","reason":"done"})", "params.reason",
+       "params.reason: unknown key (expected: service, address)"},
+  });
+}
+
 TEST(RequestsTest, RealAddDefaultsAndMac) {
   auto r = parseRealAdd(json::parse(R"({"service":"web","address":"10.0.0.9"})"));
   ASSERT_TRUE(r.ok()) << r.error.message;

@@ -113,22 +113,62 @@ TEST_F(DaemonBackendTest, DrainKeepsGenerationAndUndrainRestoresWeight) {
   make();
   const BackendId a = idOf("10.0.1.1");
   const uint32_t gen = dp_.backends[a].gen;
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("10.0.1.2")});
   EXPECT_EQ(dp_.backends[a].gen, gen);
   EXPECT_TRUE(dp_.backends[a].flags & KEEL_BE_F_VALID);
   auto r = realOf("10.0.1.1");
   EXPECT_EQ(r.state(), "draining");
   EXPECT_EQ(r.weight, 100u);  // the weight it returns with
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());  // repeat: fine
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, false).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());  // repeat: fine
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, false, ""}).isOk());
   EXPECT_EQ(ringIds(), (std::set<uint32_t>{a, idOf("10.0.1.2")}));
   EXPECT_EQ(realOf("10.0.1.1").state(), "up");
 }
 
+// A drain records when it began (whole seconds) and the operator's reason;
+// a repeated drain keeps the time and takes a new reason (none given: the
+// old one stays); undrain clears the record; a reload keeps it.
+TEST_F(DaemonBackendTest, DrainRecordsSinceWhenAndWhy) {
+  make();
+  using std::chrono::system_clock;
+  EXPECT_FALSE(realOf("10.0.1.1").drainedSince);
+  const auto before = std::chrono::floor<std::chrono::seconds>(system_clock::now());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, "kernel upgrade"}).isOk());
+  const auto after = system_clock::now();
+  auto r = realOf("10.0.1.1");
+  ASSERT_TRUE(r.drainedSince);
+  EXPECT_GE(*r.drainedSince, before);
+  EXPECT_LE(*r.drainedSince, after);
+  EXPECT_EQ(r.drainedSince->time_since_epoch() % std::chrono::seconds(1), system_clock::duration::zero());
+  EXPECT_EQ(r.drainReason, "kernel upgrade");
+  EXPECT_FALSE(realOf("10.0.1.2").drainedSince);
+  const auto since = *r.drainedSince;
+
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  EXPECT_EQ(realOf("10.0.1.1").drainedSince, since);
+  EXPECT_EQ(realOf("10.0.1.1").drainReason, "kernel upgrade");
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, "and a BIOS update"}).isOk());
+  EXPECT_EQ(realOf("10.0.1.1").drainedSince, since);
+  EXPECT_EQ(realOf("10.0.1.1").drainReason, "and a BIOS update");
+
+  files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n");
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(realOf("10.0.1.1").drainedSince, since);
+  EXPECT_EQ(realOf("10.0.1.1").drainReason, "and a BIOS update");
+
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, false, ""}).isOk());
+  EXPECT_FALSE(realOf("10.0.1.1").drainedSince);
+  EXPECT_EQ(realOf("10.0.1.1").drainReason, "");
+  // A new drain is a new record: no reason left over from the last one.
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  EXPECT_TRUE(realOf("10.0.1.1").drainedSince);
+  EXPECT_EQ(realOf("10.0.1.1").drainReason, "");
+}
+
 TEST_F(DaemonBackendTest, ReloadKeepsDrainUnlessFileChangesThatReal) {
   make();
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 7}).isOk());
   // Unrelated change (a third real): both overrides survive.
   files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n");
@@ -495,7 +535,7 @@ class RuntimeStateTest : public DaemonBackendTest {
     ASSERT_TRUE(backend_->addReal(add).isOk());
     ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
     ASSERT_TRUE(backend_->removeService("api").isOk());
-    ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+    ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
     ASSERT_TRUE(backend_->setRealWeight({{"dns", ip("10.0.3.2")}, 7}).isOk());
   }
 
@@ -639,7 +679,7 @@ TEST_F(RuntimeStateTest, AReloadLetsTheFileClaimARuntimeServicesVip) {
 // with keelctl, unless the file changed that real meanwhile (file wins).
 TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThatReal) {
   make();
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.1")}, true).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 50}).isOk());
   backend_.reset();
   auto k = restart();
@@ -656,7 +696,7 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   k = restart();
   EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
   EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 70u);
-  ASSERT_TRUE(k->backend->setRealDrain({"web", ip("10.0.1.1")}, false).isOk());
+  ASSERT_TRUE(k->backend->setRealDrain({{"web", ip("10.0.1.1")}, false, ""}).isOk());
   k.reset();
   k = restart();
   EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
@@ -666,6 +706,35 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   writeState("{not json");
   k = restart();
   EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
+}
+
+// The drain's record is saved with the drain and read back by the next
+// keeld; a damaged record (or none, as an older keeld wrote) loses the
+// record, never the drain.
+TEST_F(RuntimeStateTest, ADrainKeepsItsTimeAndReasonAcrossARestart) {
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, "rack move"}).isOk());
+  const auto since = realOf("10.0.1.1").drainedSince;
+  ASSERT_TRUE(since);
+  backend_.reset();
+  auto k = restart();
+  ASSERT_TRUE(k->real("web", "10.0.1.1"));
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  EXPECT_EQ(k->real("web", "10.0.1.1")->drainedSince, since);
+  EXPECT_EQ(k->real("web", "10.0.1.1")->drainReason, "rack move");
+
+  k.reset();
+  nlohmann::json state = readState();
+  for (auto& e : state["reals"])
+    if (e["address"] == "10.0.1.1") {
+      e["drained_since"] = "yesterday";
+      e["drain_reason"] = std::string(300, 'x');
+    }
+  writeState(state.dump());
+  k = restart();
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
+  EXPECT_FALSE(k->real("web", "10.0.1.1")->drainedSince);
+  EXPECT_EQ(k->real("web", "10.0.1.1")->drainReason, "");
 }
 
 TEST_F(RuntimeStateTest, BadEntriesAreDroppedAndBadFilesIgnored) {
@@ -749,6 +818,42 @@ TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
   EXPECT_EQ(r["error"]["code"], "not_found");
   EXPECT_EQ(r["error"]["message"], "services[nope]: not found");
   EXPECT_EQ(r["error"]["field"], "params.service");
+}
+
+// health.show shows no counter, so it reads none: on XDP a read walks the
+// whole connection table, and health.show is what an operator polls. The
+// same for lookup and the existence checks of a mutation (real.drain).
+TEST_F(DaemonBackendTest, HealthShowReadsNoDataPlaneStats) {
+  make();
+  api::Dispatcher dispatcher(*backend_);
+  auto call = [&](const std::string& line) {
+    return nlohmann::json::parse(api::serializeResponse(dispatcher.handleLine(line).response));
+  };
+  const int reads = dp_.readStatsCalls;
+  auto r = call(R"({"id":1,"method":"health.show"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  ASSERT_EQ(r["result"]["services"].size(), 1u);
+  EXPECT_EQ(r["result"]["services"][0]["reals"].size(), 2u);
+  EXPECT_EQ(r["result"]["services"][0]["reals"][0]["state"], "up");
+  r = call(R"({"id":2,"method":"health.show","params":{"service":"web"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["services"][0]["name"], "web");
+  r = call(R"({"id":3,"method":"health.show","params":{"service":"nope"}})");
+  EXPECT_EQ(r["error"]["code"], "not_found");
+  EXPECT_EQ(r["error"]["field"], "params.service");
+  r = call(R"({"id":4,"method":"real.drain","params":{"service":"web","address":"10.0.1.1"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  r = call(R"({"id":5,"method":"health.show","params":{"service":"web"}})");
+  EXPECT_EQ(r["result"]["services"][0]["reals"][0]["state"], "draining");
+  r = call(R"({"id":6,"method":"lookup","params":{"service":"web","client_address":"192.0.2.1","client_port":1234}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["real"], "10.0.1.2");
+  EXPECT_EQ(dp_.readStatsCalls, reads);
+
+  // service.show does show counters: one read.
+  r = call(R"({"id":7,"method":"service.show","params":{"name":"web"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(dp_.readStatsCalls, reads + 1);
 }
 
 TEST_F(DaemonBackendTest, ShutdownCallsTheStopper) {

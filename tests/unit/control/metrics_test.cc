@@ -105,7 +105,7 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
   dp_.stats.backends[idOf("10.0.1.2")] = {5, 500};
   dp_.stats.reasons[KEEL_R_TX_IPIP] = {12, 1200};
   dp_.stats.reasons[KEEL_R_DROP_NO_BACKEND] = {3, 180};
-  ASSERT_TRUE(backend_->setRealDrain({"web", ip("10.0.1.2")}, true).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.2")}, true, ""}).isOk());
 
   const std::string out = text(renderMetrics(collectSnapshot(*backend_, "9.9.9")));
   EXPECT_TRUE(hasLine(out, R"(keel_build_info{version="9.9.9",dataplane="mock"} 1)"));

@@ -787,6 +787,8 @@ TEST_F(DaemonBackendTest, ReloadHookSeesBeginAndOutcome) {
 // (on XDP a read walks the whole connection table), whole or filtered, and
 // the services and global counters it returns come from that read.
 TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
+  // Two services, so the filter has one to leave out.
+  files_["keel.yaml"] = yaml(kTwo) + "  - {name: api, vip: 10.0.0.1, port: 81, protocol: tcp, reals: [{address: 10.0.2.1}]}\n";
   make();
   api::Dispatcher dispatcher(*backend_);
   auto call = [&](const std::string& line) {
@@ -803,14 +805,16 @@ TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
   EXPECT_EQ(dp_.readStatsCalls, reads + 1);
   EXPECT_EQ(r["result"]["reasons"]["tx_ipip"]["packets"], 7);
   EXPECT_EQ(r["result"]["conntrack"]["entries"], 3);
-  ASSERT_EQ(r["result"]["services"].size(), 1u);
-  for (const auto& real : r["result"]["services"][0]["reals"])
-    EXPECT_EQ(real["packets"], real["address"] == "10.0.1.2" ? 5 : 0) << real.dump();
+  ASSERT_EQ(r["result"]["services"].size(), 2u);
+  for (const auto& svc : r["result"]["services"])
+    for (const auto& real : svc["reals"])
+      EXPECT_EQ(real["packets"], real["address"] == "10.0.1.2" ? 5 : 0) << real.dump();
 
   reads = dp_.readStatsCalls;
   r = call(R"({"id":2,"method":"stats.get","params":{"service":"web"}})");
   ASSERT_EQ(r["ok"], true) << r.dump();
   EXPECT_EQ(dp_.readStatsCalls, reads + 1);
+  ASSERT_EQ(r["result"]["services"].size(), 1u);
   EXPECT_EQ(r["result"]["services"][0]["name"], "web");
   EXPECT_EQ(r["result"]["reasons"]["tx_ipip"]["packets"], 7);
 

@@ -557,6 +557,12 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
   if (real.healthy == healthy) return Status::ok();
   const bool wasInRing = real.inRing();
   real.healthy = healthy;
+  // A data-plane error below leaves the service half changed: the next
+  // apply rewrites it whole (as after a failed apply).
+  auto failed = [&state](Status s) {
+    state.rewrite = true;
+    return s;
+  };
   if (!healthy) {
     bool othersServe = false;
     for (const auto& [a, r] : state.reals)
@@ -574,8 +580,8 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
       }
     }
     if (wasInRing)
-      if (Status s = publishRing(state); !s) return s;
-    if (Status s = invalidateBackend(state, addr, real); !s) return s;
+      if (Status s = publishRing(state); !s) return failed(s);
+    if (Status s = invalidateBackend(state, addr, real); !s) return failed(s);
   } else {
     // A live real replaces every fail-open holdover, which really is down.
     real.held = false;
@@ -586,11 +592,11 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
         released.push_back(a);
       }
     // Down already moved the generation on; VALID at that generation.
-    if (Status s = writeBackend(state, addr, real); !s) return s;
+    if (Status s = writeBackend(state, addr, real); !s) return failed(s);
     if (real.inRing() || !released.empty() || wasInRing)
-      if (Status s = publishRing(state); !s) return s;
+      if (Status s = publishRing(state); !s) return failed(s);
     for (const IpAddress& a : released)
-      if (Status s = invalidateBackend(state, a, state.reals[a]); !s) return s;
+      if (Status s = invalidateBackend(state, a, state.reals[a]); !s) return failed(s);
   }
   logInfo(LogRecord(healthy ? "real_up" : "real_down")
               .add("service", service)

@@ -299,6 +299,20 @@ TEST(RegistryFailure, ApplyingTheRunningConfigAfterAFailedApplyRestoresIt) {
   EXPECT_GT(failures, 30);  // every call of the change failed, both ways
 }
 
+// A health transition the data plane fails midway is settled by the next
+// apply, even of an unchanged config: the service is rewritten whole.
+TEST_F(RegistryTest, AHealthChangeTheDataPlaneFailedIsSettledByTheNextApply) {
+  const Config c = config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})});
+  applyOk(c);
+  dp_.failedCallsLand = false;
+  dp_.failAfter = 1;  // the ring without 10.0.1.12 is not published
+  EXPECT_FALSE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0, 1}));
+  applyOk(c);
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  EXPECT_FALSE(dp_.backends[1].flags & KEEL_BE_F_VALID);
+}
+
 TEST_F(RegistryTest, StatsAreMappedToServicesAndReals) {
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
                   service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));

@@ -689,7 +689,6 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
         // nothing to look in; with none at all (dpdk) resolveRealMac says so.
         const bool noInterface = cfg.dataplane.kind == DataplaneKind::kDpdk && cfg.dataplane.interface.empty();
         if (interfaceValid_ || noInterface) needMac.push_back({i, j, addrNode, rpath});
-
       }
     }
     totalReals += svc.reals.size();

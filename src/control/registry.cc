@@ -157,10 +157,10 @@ Status Registry::releaseBackend(const ServiceState& state, const IpAddress& addr
   return Status::ok();
 }
 
-Status Registry::publishRing(ServiceState& state) {
+Status Registry::publishRing(ServiceState& state, const std::set<IpAddress>* only) {
   std::vector<MaglevReal> reals;
   for (const auto& [addr, real] : state.reals)
-    if (real.inRing()) reals.push_back(MaglevReal{addr, real.weight, real.id});
+    if (real.inRing() && (!only || only->count(addr))) reals.push_back(MaglevReal{addr, real.weight, real.id});
   std::vector<uint32_t> slots;
   if (!reals.empty()) slots = buildMaglevTable(reals, state.config.ringSize);
   if (Status s = dataplane_.publishRing(state.id, slots); !s)
@@ -212,9 +212,9 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
     return Status::error("service " + name + ": publish empty ring: " + s.message());
   // Each real leaves the state once its id is released, so an error midway
   // leaves the state naming exactly the ids still taken.
-  for (auto it = state.reals.begin(); it != state.reals.end(); it = state.reals.erase(it)) {
-    if (Status s = invalidateBackend(state, it->first, it->second); !s) return s;
-    if (Status s = releaseBackend(state, it->first, it->second.id); !s) return s;
+  for (auto r = state.reals.begin(); r != state.reals.end(); r = state.reals.erase(r)) {
+    if (Status s = invalidateBackend(state, r->first, r->second); !s) return s;
+    if (Status s = releaseBackend(state, r->first, r->second.id); !s) return s;
   }
   // No packet finds the service any more: its counters can go with its id.
   if (Status s = dataplane_.resetCounters(CounterKind::kService, state.id); !s)
@@ -229,29 +229,30 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
 
 Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   const std::string& name = cfg.name;
-  auto ringInput = [](const ServiceState& s) {
+  std::set<IpAddress> wanted;
+  for (const RealConfig& rc : cfg.reals) wanted.insert(rc.address);
+  // The ring input: reals in the ring, without those `leaving` (removed
+  // reals stay in the state, named by the old ring, until released).
+  auto ringInput = [](const ServiceState& s, const std::set<IpAddress>* only) {
     std::vector<std::tuple<IpAddress, uint32_t, BackendId>> v;
     for (const auto& [addr, real] : s.reals)
-      if (real.inRing()) v.emplace_back(addr, real.weight, real.id);
+      if (real.inRing() && (!only || only->count(addr))) v.emplace_back(addr, real.weight, real.id);
     return v;
   };
-  const auto oldRing = ringInput(state);
+  const auto oldRing = ringInput(state, nullptr);
   const uint32_t oldRingSize = state.config.ringSize;
   const bool forwardingChanged = state.config.forwarding != cfg.forwarding;
   const uint32_t oldFlags = serviceFlags(state.config, appliedHashSourceV4_);
   state.config = cfg;
 
-  std::set<IpAddress> wanted;
-  std::vector<IpAddress> added;
+  // Every real in the state has an allocated id at every point a data-plane
+  // call can fail, so a failed apply leaves the state naming exactly the ids
+  // it holds (apply() says why that matters).
+  std::vector<const RealConfig*> added;
   for (const RealConfig& rc : cfg.reals) {
-    wanted.insert(rc.address);
     auto it = state.reals.find(rc.address);
     if (it == state.reals.end()) {
-      RealState& real = state.reals[rc.address];
-      real.weight = rc.weight;
-      real.healthy = rc.startHealthy;
-      real.mac = rc.mac;
-      added.push_back(rc.address);
+      added.push_back(&rc);
       continue;
     }
     RealState& real = it->second;
@@ -261,50 +262,41 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
       if (Status s = writeBackend(state, rc.address, real); !s) return s;
     }
   }
-  std::sort(added.begin(), added.end());
-  for (const IpAddress& addr : added) state.reals[addr].id = allocateBackend();
-  // New backends are VALID before any ring slot can name them.
-  for (const IpAddress& addr : added)
-    if (Status s = writeBackend(state, addr, state.reals[addr]); !s) return s;
-
-  std::vector<IpAddress> removed;
-  for (const auto& [addr, real] : state.reals)
-    if (!wanted.count(addr)) removed.push_back(addr);
-  // Take removed reals out of the ring input, but keep their state until
-  // the new ring is live.
-  std::map<IpAddress, RealState> removedStates;
-  for (const IpAddress& addr : removed) {
-    removedStates.emplace(addr, state.reals[addr]);
-    state.reals.erase(addr);
+  // Ids in address order, as in addService.
+  std::sort(added.begin(), added.end(),
+            [](const RealConfig* a, const RealConfig* b) { return a->address < b->address; });
+  for (const RealConfig* rc : added) {
+    RealState& real = state.reals[rc->address];
+    real.weight = rc->weight;
+    real.healthy = rc->startHealthy;
+    real.mac = rc->mac;
+    real.id = allocateBackend();
   }
+  // New backends are VALID before any ring slot can name them.
+  for (const RealConfig* rc : added)
+    if (Status s = writeBackend(state, rc->address, state.reals[rc->address]); !s) return s;
+
   const bool rewrite = state.rewrite;
   state.rewrite = false;
   if (rewrite)  // the same ids and generations: only what the config changed moves
     for (const auto& [addr, real] : state.reals)
       if (Status s = writeBackend(state, addr, real); !s) return s;
-  // On an error below, the removed reals not yet released go back into the
-  // state: their ids are still taken and their backends may still be VALID,
-  // and the next apply must know them to converge (apply() says why).
-  auto keep = [&state, &removedStates](std::map<IpAddress, RealState>::iterator from) {
-    for (; from != removedStates.end(); ++from) state.reals.insert(*from);
-  };
-  if (rewrite || ringInput(state) != oldRing || cfg.ringSize != oldRingSize)
-    if (Status s = publishRing(state); !s) {
-      keep(removedStates.begin());
-      return s;
+  if (rewrite || ringInput(state, &wanted) != oldRing || cfg.ringSize != oldRingSize)
+    if (Status s = publishRing(state, &wanted); !s) return s;
+  // The new ring is live: removed reals go, each leaving the state only once
+  // its id is released.
+  for (auto it = state.reals.begin(); it != state.reals.end();) {
+    if (wanted.count(it->first)) {
+      ++it;
+      continue;
     }
-  for (auto it = removedStates.begin(); it != removedStates.end(); ++it) {
-    const auto& [addr, real] = *it;
-    Status s = invalidateBackend(state, addr, it->second);
-    if (s) s = releaseBackend(state, addr, real.id);
-    if (!s) {
-      keep(it);
-      return s;
-    }
-    logInfo(LogRecord("real_removed").add("service", name).add("real", addr.toString()));
+    if (Status s = invalidateBackend(state, it->first, it->second); !s) return s;
+    if (Status s = releaseBackend(state, it->first, it->second.id); !s) return s;
+    logInfo(LogRecord("real_removed").add("service", name).add("real", it->first.toString()));
+    it = state.reals.erase(it);
   }
-  for (const IpAddress& addr : added)
-    logInfo(LogRecord("real_added").add("service", name).add("real", addr.toString()));
+  for (const RealConfig* rc : added)
+    logInfo(LogRecord("real_added").add("service", name).add("real", rc->address.toString()));
 
   const uint32_t flags = serviceFlags(cfg, hashSourceV4_);
   if (rewrite || flags != oldFlags) {
@@ -559,7 +551,7 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
   real.healthy = healthy;
   // A data-plane error below leaves the service half changed: the next
   // apply rewrites it whole (as after a failed apply).
-  auto failed = [&state](Status s) {
+  auto markRewrite = [&state](Status s) {
     state.rewrite = true;
     return s;
   };
@@ -580,8 +572,8 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
       }
     }
     if (wasInRing)
-      if (Status s = publishRing(state); !s) return failed(s);
-    if (Status s = invalidateBackend(state, addr, real); !s) return failed(s);
+      if (Status s = publishRing(state); !s) return markRewrite(s);
+    if (Status s = invalidateBackend(state, addr, real); !s) return markRewrite(s);
   } else {
     // A live real replaces every fail-open holdover, which really is down.
     real.held = false;
@@ -592,11 +584,11 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
         released.push_back(a);
       }
     // Down already moved the generation on; VALID at that generation.
-    if (Status s = writeBackend(state, addr, real); !s) return failed(s);
+    if (Status s = writeBackend(state, addr, real); !s) return markRewrite(s);
     if (real.inRing() || !released.empty() || wasInRing)
-      if (Status s = publishRing(state); !s) return failed(s);
+      if (Status s = publishRing(state); !s) return markRewrite(s);
     for (const IpAddress& a : released)
-      if (Status s = invalidateBackend(state, a, state.reals[a]); !s) return failed(s);
+      if (Status s = invalidateBackend(state, a, state.reals[a]); !s) return markRewrite(s);
   }
   logInfo(LogRecord(healthy ? "real_up" : "real_down")
               .add("service", service)

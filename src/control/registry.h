@@ -21,8 +21,8 @@
 #include <array>
 #include <cstdint>
 #include <map>
-#include <set>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -89,15 +89,12 @@ class Registry {
 
   // Makes the programmed state equal to config.services. The config must be
   // valid (parseConfig). Checks id capacity before touching anything. On a
-  // data-plane failure it stops and says which service and step failed; the
-  // registry then holds the desired state for what it already visited, so the
-  // caller should treat the data plane as suspect (keeld exits at startup,
-  // logs and keeps running on reload).
-  // A data-plane error midway leaves some changes made: apply() then marks
-  // every service for a full rewrite and keeps the VIPs it did not withdraw,
-  // so the next apply() (keeld re-applies the running config) converges the
-  // data plane to that config whatever the failure left, without leaking an
-  // id.
+  // data-plane failure it stops and says which service and step failed,
+  // with some changes made: it then marks every service for a full rewrite
+  // and keeps the VIPs it did not withdraw, so the next apply() converges the
+  // data plane to that apply's config whatever the failure left, without
+  // leaking an id (keeld exits at start-up, and otherwise re-applies the
+  // running config at once).
   Status apply(const Config& config);
 
   // Restart: take over what a previous keeld programmed (the data plane's
@@ -174,7 +171,8 @@ class Registry {
   Status addService(const ServiceConfig& cfg);
   Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
   Status updateService(ServiceState& state, const ServiceConfig& cfg);
-  Status publishRing(ServiceState& state);
+  // The ring of the service's reals in the ring, only those in `only` if given.
+  Status publishRing(ServiceState& state, const std::set<IpAddress>* only = nullptr);
   Status writeBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);
   Status invalidateBackend(const ServiceState& state, const IpAddress& addr, RealState& real);
   // Zeroes an invalidated backend id's counters and returns it to the pool.

@@ -197,6 +197,9 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
         msg += "; the running configuration was restored";
       else
         msg += "; restoring the running configuration failed too: " + back.message();
+      // Reals the restore re-created start at their configured health; the
+      // checker's verdicts, unchanged, put them back where they were.
+      syncHealth(effective_);
     }
     return Result::error(api::code::kFailed, msg);
   }
@@ -465,8 +468,16 @@ void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const st
     logInfo(log);
   else
     logWarn(log);
-  if (Status s = registry_.setRealHealth(target.service, target.address, up); !s)
-    logError(LogRecord("health_apply_failed").add("service", target.service).add("error", s.message()));
+  if (Status s = registry_.setRealHealth(target.service, target.address, up); !s) {
+    // The service is marked for a full rewrite: apply the running config
+    // now, so a real that went down does not keep its flows until the next
+    // change.
+    Status again = committed_ ? registry_.apply(effective_) : s;
+    logError(LogRecord("health_apply_failed")
+                 .add("service", target.service)
+                 .add("error", s.message())
+                 .add("settled", again.isOk() ? "yes" : "no: " + again.message()));
+  }
 }
 
 DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config& newFile,

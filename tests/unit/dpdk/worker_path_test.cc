@@ -319,6 +319,18 @@ TEST_F(WorkerPathTest, EveryUpdatePublishesANewSnapshotAfterAGracePeriod) {
   EXPECT_EQ(store_.current(), now);
 }
 
+// Removing what is not there succeeds, as on XDP (a registry settling
+// after a failed apply may remove what the failure never wrote), and
+// changes nothing.
+TEST_F(WorkerPathTest, RemovingAnAbsentVipOrServiceSucceeds) {
+  const Snapshot* before = store_.current();
+  EXPECT_TRUE(store_.removeVip(test::vipKey(ip("10.0.0.222"))));
+  EXPECT_TRUE(store_.removeService(test::serviceKey(vip4_, 4242, KEEL_PROTO_TCP)));
+  EXPECT_EQ(store_.current(), before);  // nothing republished
+  EXPECT_TRUE(store_.removeVip(test::vipKey(vip4_)));
+  EXPECT_NE(store_.current(), before);
+}
+
 // Within a burst a packet reuses the previous packet's VIP check and
 // service lookup only if its destination is the same in every field:
 // address, port, protocol and family (an IPv6 address whose first four

@@ -157,10 +157,15 @@ Status Registry::releaseBackend(const ServiceState& state, const IpAddress& addr
   return Status::ok();
 }
 
-Status Registry::publishRing(ServiceState& state, const std::set<IpAddress>* only) {
+std::vector<MaglevReal> Registry::ringReals(const ServiceState& state, const std::set<IpAddress>* only) {
   std::vector<MaglevReal> reals;
   for (const auto& [addr, real] : state.reals)
     if (real.inRing() && (!only || only->count(addr))) reals.push_back(MaglevReal{addr, real.weight, real.id});
+  return reals;
+}
+
+Status Registry::publishRing(ServiceState& state, const std::set<IpAddress>* only) {
+  const std::vector<MaglevReal> reals = ringReals(state, only);
   std::vector<uint32_t> slots;
   if (!reals.empty()) slots = buildMaglevTable(reals, state.config.ringSize);
   if (Status s = dataplane_.publishRing(state.id, slots); !s)
@@ -231,15 +236,9 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   const std::string& name = cfg.name;
   std::set<IpAddress> wanted;
   for (const RealConfig& rc : cfg.reals) wanted.insert(rc.address);
-  // The ring input: reals in the ring, without those `leaving` (removed
-  // reals stay in the state, named by the old ring, until released).
-  auto ringInput = [](const ServiceState& s, const std::set<IpAddress>* only) {
-    std::vector<std::tuple<IpAddress, uint32_t, BackendId>> v;
-    for (const auto& [addr, real] : s.reals)
-      if (real.inRing() && (!only || only->count(addr))) v.emplace_back(addr, real.weight, real.id);
-    return v;
-  };
-  const auto oldRing = ringInput(state, nullptr);
+  // Removed reals stay in the state, named by the old ring, until released:
+  // the new ring is built from the `wanted` ones only.
+  const std::vector<MaglevReal> oldRing = ringReals(state, nullptr);
   const uint32_t oldRingSize = state.config.ringSize;
   const bool forwardingChanged = state.config.forwarding != cfg.forwarding;
   const uint32_t oldFlags = serviceFlags(state.config, appliedHashSourceV4_);
@@ -281,7 +280,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   if (rewrite)  // the same ids and generations: only what the config changed moves
     for (const auto& [addr, real] : state.reals)
       if (Status s = writeBackend(state, addr, real); !s) return s;
-  if (rewrite || ringInput(state, &wanted) != oldRing || cfg.ringSize != oldRingSize)
+  if (rewrite || ringReals(state, &wanted) != oldRing || cfg.ringSize != oldRingSize)
     if (Status s = publishRing(state, &wanted); !s) return s;
   // The new ring is live: removed reals go, each leaving the state only once
   // its id is released.

@@ -29,6 +29,7 @@
 #include "common/address.h"
 #include "common/status.h"
 #include "control/config.h"
+#include "control/maglev/maglev.h"
 #include "dataplane/dataplane.h"
 
 namespace keel {
@@ -171,7 +172,9 @@ class Registry {
   Status addService(const ServiceConfig& cfg);
   Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
   Status updateService(ServiceState& state, const ServiceConfig& cfg);
-  // The ring of the service's reals in the ring, only those in `only` if given.
+  // The reals in the service's ring (only those in `only`, if given): what
+  // publishRing builds the ring from, and what a ring change compares.
+  static std::vector<MaglevReal> ringReals(const ServiceState& state, const std::set<IpAddress>* only);
   Status publishRing(ServiceState& state, const std::set<IpAddress>* only = nullptr);
   Status writeBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);
   Status invalidateBackend(const ServiceState& state, const IpAddress& addr, RealState& real);

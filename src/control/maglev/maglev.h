@@ -19,6 +19,7 @@ struct MaglevReal {
   IpAddress address;
   uint32_t weight;
   uint32_t backendId;
+  bool operator==(const MaglevReal&) const = default;
 };
 
 // Returns M entries, each a backendId. Empty result if no real has weight > 0

@@ -94,16 +94,16 @@ Status Registry::addVipRef(const IpAddress& vip) {
   // An entry at 0 refs is still announced (apply() withdraws unused VIPs
   // last), so only a VIP with no entry needs addVip.
   auto [it, inserted] = vipRefs_.try_emplace(vip, 0);
+  // The service holds its ref even if the add fails (removeService drops
+  // one); whether the VIP is announced is then unknown until an apply
+  // settles it.
+  ++it->second;
   if (inserted) {
     if (Status s = dataplane_.addVip(vipKey(vip)); !s) {
-      // The service holds its ref all the same (removeService drops one);
-      // whether the VIP is announced is unknown until an apply settles it.
-      ++it->second;
       unsureVips_.insert(vip);
       return Status::error("add vip " + vip.toString() + ": " + s.message());
     }
   }
-  ++it->second;
   return Status::ok();
 }
 
@@ -395,7 +395,6 @@ Status Registry::apply(const Config& config) {
                         maybeUnusedVips.end());
   for (const IpAddress& vip : maybeUnusedVips) {
     auto it = vipRefs_.find(vip);
-    if (it == vipRefs_.end() && unsureVips_.count(vip)) it = vipRefs_.emplace(vip, 0).first;
     if (it == vipRefs_.end() || it->second != 0) continue;
     if (Status s = dataplane_.removeVip(vipKey(vip)); !s) {
       unsureVips_.insert(vip);

@@ -63,7 +63,9 @@ KEEL_INLINE __u16 keel_csum_fold(__u32 sum)
 }
 
 /* Header checksum of an option-less IPv4 header (check field must be 0 or is
- * skipped: we skip word 5). */
+ * skipped: we skip word 5), read from the header. keel_write_outer_ipv4 sums
+ * the same words from the values it writes; this is the reference the tests
+ * check packets against. */
 KEEL_INLINE __u16 keel_ipv4_hdr_csum(const struct keel_ipv4 *ip)
 {
 	const __u8 *b = (const __u8 *)ip;

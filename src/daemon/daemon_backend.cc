@@ -580,7 +580,12 @@ std::optional<api::ServiceSnapshot> DaemonBackend::findService(const std::string
   return std::nullopt;
 }
 
-std::vector<api::ServiceSnapshot> DaemonBackend::serviceStates() { return servicesOf(RegistryStats{}); }
+std::vector<api::ServiceSnapshot> DaemonBackend::serviceStates(const std::optional<std::string>& only) {
+  if (!only) return servicesOf(RegistryStats{});
+  for (const ServiceView& v : registry_.services())
+    if (v.name == *only) return {snapshotOf(v, RegistryStats{})};
+  return {};
+}
 
 std::optional<IpAddress> DaemonBackend::ringSlotReal(const std::string& service, uint32_t slot) {
   return registry_.ringSlotReal(service, slot);

@@ -87,7 +87,7 @@ class DaemonBackend : public api::ControlBackend {
   // ControlBackend
   std::vector<api::ServiceSnapshot> listServices() override;
   std::optional<api::ServiceSnapshot> findService(const std::string& name) override;
-  std::vector<api::ServiceSnapshot> serviceStates() override;
+  std::vector<api::ServiceSnapshot> serviceStates(const std::optional<std::string>& only) override;
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override;
   api::StatsSnapshot servicesAndGlobalStats() override;
   api::Result addService(const api::ServiceAddRequest& request) override;

@@ -202,8 +202,9 @@ class ControlBackend {
   // plane. The reads listServices/findService make are not cheap (on XDP they
   // walk the whole connection table, see servicesAndGlobalStats), so what
   // shows no counters uses this: health.show, lookup, and the "does it
-  // exist" checks before every mutation.
-  virtual std::vector<ServiceSnapshot> serviceStates() = 0;
+  // exist" checks before every mutation. With `only`, just that service (none
+  // if it does not exist): a check of one service snapshots one service.
+  virtual std::vector<ServiceSnapshot> serviceStates(const std::optional<std::string>& only) = 0;
   // The real in slot `slot` (< publishedRingSize) of the service's current
   // ring; nullopt if the service or slot does not exist. `lookup` hashes the
   // flow with include/keel/maglev_lookup.h itself and asks only for the slot,

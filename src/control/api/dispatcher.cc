@@ -230,9 +230,8 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     out.reset();
     if (counters) {
       out = backend_.findService(name);
-    } else {
-      for (auto& s : backend_.serviceStates())
-        if (s.name == name) out = std::move(s);
+    } else if (auto one = backend_.serviceStates(name); !one.empty()) {
+      out = std::move(one.front());
     }
     if (!out) return serviceNotFound(name, field);
     return std::nullopt;
@@ -265,7 +264,7 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     auto p = parseServiceAdd(params);
     if (!p.ok()) return fail(p.error);
     const ServiceAddRequest& r = *p.value;
-    for (const auto& s : backend_.serviceStates()) {
+    for (const auto& s : backend_.serviceStates(std::nullopt)) {
       if (s.name == r.name)
         return fail({code::kExists, svcWhere(r.name) + ": already exists", "params.name", {}});
       if (s.vip == r.vip && s.port == r.port && s.protocol == r.protocol)
@@ -318,8 +317,7 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     if (!p.ok()) return fail(p.error);
     // No counters shown, so none read (serviceStates).
     json services = json::array();
-    for (const auto& s : backend_.serviceStates())
-      if (!p.value->service || s.name == *p.value->service) services.push_back(healthJson(s));
+    for (const auto& s : backend_.serviceStates(p.value->service)) services.push_back(healthJson(s));
     if (p.value->service && services.empty())
       return fail(serviceNotFound(*p.value->service, "params.service"));
     return good(json{{"services", std::move(services)}});

@@ -79,8 +79,10 @@ class FakeBackend : public ControlBackend {
     return std::nullopt;
   }
   // As DaemonBackend: the same snapshots without counters.
-  std::vector<ServiceSnapshot> serviceStates() override {
-    std::vector<ServiceSnapshot> out = services;
+  std::vector<ServiceSnapshot> serviceStates(const std::optional<std::string>& only) override {
+    std::vector<ServiceSnapshot> out;
+    for (const ServiceSnapshot& s : services)
+      if (!only || s.name == *only) out.push_back(s);
     for (auto& s : out) {
       s.counters = {};
       for (auto& r : s.reals) r.counters = {};

@@ -14,13 +14,12 @@ from the unit; no CAP_SYS_ADMIN), applied with setpriv the way systemd does
 keelds run in a KeeldHost (lab.py), whose bpffs outlives each of them."""
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
 
 import lab as labmod
-from suite import ask, served, wait_serving
+from suite import ask, connect_and_ask, served, wait_serving
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT = DEPLOY / "keeld.service.in"
@@ -77,16 +76,13 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
     web = lab.service("web", 4, PORT, "tcp", "ipip")
     config = lab.keel_config([web])
     k = start(config, "caps1")
-    conn = None
+    conns = []
     try:
         wait_serving(lab, config)
         prog = prog_id()
         assert pinned("prog") and pinned("prog_rodata")
-        conn = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
-        conn.settimeout(3)
-        conn.connect((lab.vip4, PORT))
-        real = ask(conn)
-        assert real.startswith("real"), real
+        real = connect_and_ask(lab, PORT, 1, conns)[0]
+        conn = conns[0]
 
         # kill -9, then the same config: adopted, program kept.
         k.kill()
@@ -127,8 +123,8 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
         assert prog_id() is None
         assert not pinned("")
     finally:
-        if conn is not None:
-            conn.close()
+        for c in conns:
+            c.close()
         k.stop()
 
 

@@ -178,6 +178,7 @@ class NullDataplane final : public keel::Dataplane {
   Status publishRing(keel::ServiceId, const std::vector<uint32_t>&) override { return Status::ok(); }
   Status resetCounters(keel::CounterKind, uint32_t) override { return Status::ok(); }
   keel::DataplaneStats readStats() override { return {}; }
+  std::optional<uint64_t> connTableEntries() override { return std::nullopt; }
 };
 
 // The reconfiguration cases against one data plane.

@@ -625,11 +625,11 @@ std::vector<ServiceView> Registry::services() const {
   return out;
 }
 
-RegistryStats Registry::readStats() {
+RegistryStats Registry::readStats(bool withConnTable) {
   DataplaneStats raw = dataplane_.readStats();
   RegistryStats out;
   out.reasons = raw.reasons;
-  out.connTableEntries = raw.connTableEntries;
+  if (withConnTable) out.connTableEntries = dataplane_.connTableEntries();
   out.workers = std::move(raw.workers);
   out.connTableCapacity = dataplane_.limits().connTableSize;
   auto counter = [](const std::vector<keel_counter>& v, uint32_t id) {

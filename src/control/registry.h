@@ -79,7 +79,8 @@ struct ServiceStats {
 struct RegistryStats {
   std::vector<ServiceStats> services;  // sorted by name
   std::array<keel_counter, KEEL_R_MAX> reasons{};
-  std::optional<uint64_t> connTableEntries;  // nullopt: the data plane cannot count them
+  // nullopt: not asked for (readStats' withConnTable), or the data plane cannot count them
+  std::optional<uint64_t> connTableEntries;
   uint64_t connTableCapacity = 0;            // limits().connTableSize
   std::vector<WorkerStats> workers;          // DataplaneStats::workers
 };
@@ -128,7 +129,11 @@ class Registry {
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) const;
 
   std::vector<ServiceView> services() const;  // sorted by name
-  RegistryStats readStats();
+  // The counters of every service and real and the plane-wide ones, from
+  // one data-plane read. withConnTable: also count the live connection-table
+  // entries (Dataplane::connTableEntries), which only stats.get and the
+  // metrics show and which costs more than the counters on XDP.
+  RegistryStats readStats(bool withConnTable = false);
 
   // Allocation watermarks, for tests and keelctl.
   size_t serviceCount() const { return services_.size(); }

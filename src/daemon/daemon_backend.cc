@@ -592,7 +592,7 @@ std::optional<IpAddress> DaemonBackend::ringSlotReal(const std::string& service,
 }
 
 api::StatsSnapshot DaemonBackend::servicesAndGlobalStats() {
-  RegistryStats stats = registry_.readStats();
+  RegistryStats stats = registry_.readStats(/*withConnTable=*/true);
   api::StatsSnapshot out;
   out.services = servicesOf(stats);
   out.global = globalOf(stats);

@@ -49,9 +49,6 @@ struct DataplaneStats {
   std::vector<keel_counter> services;            // indexed by ServiceId
   std::vector<keel_counter> backends;            // indexed by BackendId
   std::array<keel_counter, KEEL_R_MAX> reasons{};  // indexed by keel_reason
-  // Live connection-table entries, if this plane can count them without
-  // walking the table; nullopt = unknown (metrics and keelctl then omit it).
-  std::optional<uint64_t> connTableEntries;
   // Per worker (DPDK); empty where the plane has no workers of its own (XDP
   // runs in the kernel's NAPI context on whichever CPU took the interrupt).
   std::vector<WorkerStats> workers;
@@ -89,7 +86,14 @@ class Dataplane {
   // stops packets from using it, so the id's next owner starts at 0.
   virtual Status resetCounters(CounterKind kind, uint32_t id) = 0;
 
+  // The packet/byte counters: what every view with counters needs.
   virtual DataplaneStats readStats() = 0;
+  // Live connection-table entries, if this plane can count them without
+  // walking the table; nullopt = it cannot (metrics and keelctl then omit
+  // it). Apart from readStats() because only stats.get and the metrics show
+  // it, and on XDP it is not a plain map read: each call creates a BPF
+  // iterator that visits every map in the system (map_elem_counter.h).
+  virtual std::optional<uint64_t> connTableEntries() = 0;
 };
 
 }  // namespace keel

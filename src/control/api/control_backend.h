@@ -199,8 +199,8 @@ class ControlBackend {
   virtual std::optional<ServiceSnapshot> findService(const std::string& name) = 0;
   // Every service as listServices() has it but with every counter zero: the
   // registry's and the health checker's state only, without reading the data
-  // plane. The reads listServices/findService make are not cheap (on XDP they
-  // walk the whole connection table, see servicesAndGlobalStats), so what
+  // plane. The reads listServices/findService make are not cheap (every
+  // per-id counter table, summed over CPUs or workers), so what
   // shows no counters uses this: health.show, lookup, and the "does it
   // exist" checks before every mutation. With `only`, just that service (none
   // if it does not exist): a check of one service snapshots one service.
@@ -210,10 +210,10 @@ class ControlBackend {
   // flow with include/keel/maglev_lookup.h itself and asks only for the slot,
   // so it predicts exactly what the data plane does for a new flow.
   virtual std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) = 0;
-  // stats.get and the metrics scrape: one data-plane read for both halves.
-  // The read is not cheap (on XDP it walks the whole connection table to
-  // count it), and two reads would also show services and reasons from
-  // different instants.
+  // stats.get and the metrics scrape: one counter read for both halves (two
+  // reads would cost twice and show services and reasons from different
+  // instants), plus the connection-table count, which only these two show
+  // (Dataplane::connTableEntries; listServices/findService do not ask for it).
   virtual StatsSnapshot servicesAndGlobalStats() = 0;
 
   // Mutations, each given a validated request. On error: nothing changed.

@@ -325,18 +325,21 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       dst.packets += __atomic_load_n(&src.packets, __ATOMIC_RELAXED);
       dst.bytes += __atomic_load_n(&src.bytes, __ATOMIC_RELAXED);
     };
-    uint64_t entries = 0;
     for (const auto& w : workers_) {
       const dpdk::WorkerCounters& c = w->state->counters;
       for (size_t i = 0; i < st.services.size(); ++i) add(st.services[i], c.services[i]);
       for (size_t i = 0; i < st.backends.size(); ++i) add(st.backends[i], c.backends[i]);
       for (size_t i = 0; i < KEEL_R_MAX; ++i) add(st.reasons[i], c.reasons[i]);
-      entries += w->state->conns.occupied();
       st.workers.push_back(WorkerStats{w->queue, w->lcore, w->rxPackets.load(std::memory_order_relaxed)});
     }
-    // Each worker's count of occupied ways (never a walk of the tables).
-    st.connTableEntries = entries;
     return st;
+  }
+
+  std::optional<uint64_t> connTableEntries() override {
+    // Each worker's count of occupied ways (never a walk of the tables).
+    uint64_t entries = 0;
+    for (const auto& w : workers_) entries += w->state->conns.occupied();
+    return entries;
   }
 
  private:

@@ -633,8 +633,12 @@ DataplaneStats XdpDataplane::readStats() {
   st.backends = readPercpu(bpf_map__fd(skel_->maps.stats_backends), options_.limits.maxBackends);
   std::vector<keel_counter> reasons = readPercpu(bpf_map__fd(skel_->maps.stats_reasons), KEEL_R_MAX);
   std::copy(reasons.begin(), reasons.end(), st.reasons.begin());
-  if (ctCounter_) st.connTableEntries = ctCounter_->read();
   return st;
+}
+
+std::optional<uint64_t> XdpDataplane::connTableEntries() {
+  if (!ctCounter_) return std::nullopt;
+  return ctCounter_->read();
 }
 
 }  // namespace keel

@@ -80,6 +80,7 @@ class XdpDataplane final : public Dataplane {
   Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override;
   Status resetCounters(CounterKind kind, uint32_t id) override;
   DataplaneStats readStats() override;
+  std::optional<uint64_t> connTableEntries() override;
 
   int ifindex() const { return ifindex_; }
   uint32_t programId() const { return programId_; }

@@ -783,9 +783,9 @@ TEST_F(DaemonBackendTest, ReloadHookSeesBeginAndOutcome) {
   EXPECT_EQ(seen, (std::vector<std::pair<bool, bool>>{{false, true}, {true, true}, {false, true}, {true, false}}));
 }
 
-// stats.get through the real dispatcher: one data-plane read per request
-// (on XDP a read walks the whole connection table), whole or filtered, and
-// the services and global counters it returns come from that read.
+// stats.get through the real dispatcher: one counter read and one
+// connection-table count per request, whole or filtered, and the services
+// and global counters it returns come from that read.
 TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
   // Two services, so the filter has one to leave out.
   files_["keel.yaml"] = yaml(kTwo) + "  - {name: api, vip: 10.0.0.1, port: 81, protocol: tcp, reals: [{address: 10.0.2.1}]}\n";
@@ -797,12 +797,14 @@ TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
   dp_.stats.reasons[KEEL_R_TX_IPIP] = {7, 700};
   dp_.stats.backends.assign(16, keel_counter{});
   dp_.stats.backends[idOf("10.0.1.2")] = {5, 500};
-  dp_.stats.connTableEntries = 3;
+  dp_.connTable = 3;
 
   int reads = dp_.readStatsCalls;
+  const int counts = dp_.connTableCalls;
   auto r = call(R"({"id":1,"method":"stats.get"})");
   ASSERT_EQ(r["ok"], true) << r.dump();
   EXPECT_EQ(dp_.readStatsCalls, reads + 1);
+  EXPECT_EQ(dp_.connTableCalls, counts + 1);
   EXPECT_EQ(r["result"]["reasons"]["tx_ipip"]["packets"], 7);
   EXPECT_EQ(r["result"]["conntrack"]["entries"], 3);
   ASSERT_EQ(r["result"]["services"].size(), 2u);
@@ -814,6 +816,7 @@ TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
   r = call(R"({"id":2,"method":"stats.get","params":{"service":"web"}})");
   ASSERT_EQ(r["ok"], true) << r.dump();
   EXPECT_EQ(dp_.readStatsCalls, reads + 1);
+  EXPECT_EQ(dp_.connTableCalls, counts + 2);
   ASSERT_EQ(r["result"]["services"].size(), 1u);
   EXPECT_EQ(r["result"]["services"][0]["name"], "web");
   EXPECT_EQ(r["result"]["reasons"]["tx_ipip"]["packets"], 7);
@@ -824,8 +827,8 @@ TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
   EXPECT_EQ(r["error"]["field"], "params.service");
 }
 
-// health.show shows no counter, so it reads none: on XDP a read walks the
-// whole connection table, and health.show is what an operator polls. The
+// health.show shows no counter, so it reads none: a read copies every
+// per-id counter table, and health.show is what an operator polls. The
 // same for lookup and the existence checks of a mutation (real.drain).
 TEST_F(DaemonBackendTest, HealthShowReadsNoDataPlaneStats) {
   make();
@@ -858,6 +861,29 @@ TEST_F(DaemonBackendTest, HealthShowReadsNoDataPlaneStats) {
   r = call(R"({"id":7,"method":"service.show","params":{"name":"web"}})");
   ASSERT_EQ(r["ok"], true) << r.dump();
   EXPECT_EQ(dp_.readStatsCalls, reads + 1);
+}
+
+// service.list and service.show show counters but no connection-table
+// count, so they read the counters and never ask the plane to count its
+// table (on XDP a BPF iterator run over every map in the system).
+TEST_F(DaemonBackendTest, ServiceListAndShowDoNotCountTheConnectionTable) {
+  make();
+  api::Dispatcher dispatcher(*backend_);
+  auto call = [&](const std::string& line) {
+    return nlohmann::json::parse(api::serializeResponse(dispatcher.handleLine(line).response));
+  };
+  dp_.connTable = 9;
+  dp_.stats.backends.assign(16, keel_counter{});
+  dp_.stats.backends[idOf("10.0.1.2")] = {5, 500};
+  const int reads = dp_.readStatsCalls, counts = dp_.connTableCalls;
+  auto r = call(R"({"id":1,"method":"service.list"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["services"][0]["reals"][1]["packets"], 5) << r.dump();
+  r = call(R"({"id":2,"method":"service.show","params":{"name":"web"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["service"]["reals"][1]["packets"], 5) << r.dump();
+  EXPECT_EQ(dp_.readStatsCalls, reads + 2);
+  EXPECT_EQ(dp_.connTableCalls, counts);
 }
 
 TEST_F(DaemonBackendTest, ShutdownCallsTheStopper) {

@@ -135,17 +135,18 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
 }
 
 // A plane that counts its connection table: the count reaches the gauge
-// through readStats -> registry -> servicesAndGlobalStats -> snapshot, and a
-// scrape reads the plane once (counting walks the whole table on XDP).
+// through connTableEntries -> registry -> servicesAndGlobalStats -> snapshot,
+// and a scrape reads the counters once and counts the table once.
 TEST_F(MetricsTest, ConntrackEntriesGaugeWhenThePlaneCounts) {
-  dp_.stats.connTableEntries = 4321;
-  const int reads = dp_.readStatsCalls;
+  dp_.connTable = 4321;
+  const int reads = dp_.readStatsCalls, counts = dp_.connTableCalls;
   std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_EQ(dp_.readStatsCalls, reads + 1);
+  EXPECT_EQ(dp_.connTableCalls, counts + 1);
   EXPECT_TRUE(hasLine(out, "# TYPE keel_conntrack_entries gauge"));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_entries 4321"));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 5000"));
-  dp_.stats.connTableEntries = 0;  // known and empty is shown, not omitted
+  dp_.connTable = 0;  // known and empty is shown, not omitted
   out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_entries 0"));
 }

@@ -131,6 +131,8 @@ TEST_F(RegistryAdoptTest, AdoptedIdsKeepCountersAndFreeIdsAreReset) {
   for (const std::string& c : second_.calls)
     if (c.rfind("reset", 0) == 0) resets.push_back(c);
   EXPECT_EQ(resets, (Calls{"resetService 0", "resetBackend 1"}));
+  // It needed the counters only: it never asked for a connection-table count.
+  EXPECT_EQ(second_.connTableCalls, 0);
   RegistryStats st = secondReg_->readStats();
   ASSERT_EQ(st.services.size(), 2u);
   EXPECT_EQ(st.services[0].name, "dns");

@@ -261,7 +261,7 @@ TEST_F(XdpDataplaneTest, StatsSumAcrossCpusAfterATestRun) {
   EXPECT_EQ(st.reasons[KEEL_R_PASS_NOT_IP].packets, 3u);
   EXPECT_EQ(st.reasons[KEEL_R_PASS_NOT_IP].bytes, 3u * sizeof arp);
   // ARP creates no flow; the connection-table count is known (6.6+) and 0.
-  EXPECT_EQ(st.connTableEntries, std::optional<uint64_t>(0));
+  EXPECT_EQ(dp_->connTableEntries(), std::optional<uint64_t>(0));
   keel_flow_key key{};
   key.sport = htons(1234);
   key.family = KEEL_AF_INET;
@@ -270,7 +270,7 @@ TEST_F(XdpDataplaneTest, StatsSumAcrossCpusAfterATestRun) {
   ASSERT_GE(ctFd, 0);
   ASSERT_EQ(bpf_map_update_elem(ctFd, &key, &ct, BPF_NOEXIST), 0);
   close(ctFd);
-  EXPECT_EQ(dp_->readStats().connTableEntries, std::optional<uint64_t>(1));
+  EXPECT_EQ(dp_->connTableEntries(), std::optional<uint64_t>(1));
 }
 
 
@@ -445,7 +445,7 @@ TEST_F(XdpAdoptTest, AdoptsAndKeepsTheProgramWithoutCapSysAdmin) {
     EXPECT_EQ(dp_->programId(), firstProg_);
     expectStateKept();
     // The conntrack count (a bpf_map iterator) needs no CAP_SYS_ADMIN either.
-    EXPECT_EQ(dp_->readStats().connTableEntries, std::optional<uint64_t>(1));
+    EXPECT_EQ(dp_->connTableEntries(), std::optional<uint64_t>(1));
     dp_->leaveInPlace();
     dp_.reset();
   }

@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -85,6 +86,10 @@ class MockDataplane : public Dataplane {
     ++readStatsCalls;
     return stats;
   }
+  std::optional<uint64_t> connTableEntries() override {
+    ++connTableCalls;
+    return connTable;
+  }
 
   static std::string keyString(const keel_service_key& k) {
     return addressFromWords(k.vip, k.family).toString() + ":" + std::to_string(ntohs(k.port)) +
@@ -110,8 +115,12 @@ class MockDataplane : public Dataplane {
   std::map<std::string, keel_service_key> serviceKeys;
   std::map<ServiceId, std::vector<uint32_t>> rings;
   DataplaneStats stats;
-  // How often readStats() ran (on XDP each read walks the connection table).
+  // How often readStats() ran (each reads every per-id counter table).
   int readStatsCalls = 0;
+  // What connTableEntries() returns (nullopt: cannot count), and how often
+  // it ran (on XDP each call runs a BPF iterator over every map).
+  std::optional<uint64_t> connTable;
+  int connTableCalls = 0;
   // Make the n-th call from now fail (0 = never), to test error paths.
   int failAfter = 0;
   // Whether a failing call still changes the state (a write that landed but

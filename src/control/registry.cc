@@ -628,12 +628,12 @@ std::vector<ServiceView> Registry::services() const {
 RegistryStats Registry::readStats(bool withConnTable) {
   DataplaneStats raw = dataplane_.readStats();
   RegistryStats out;
-  out.reasons = raw.reasons;
-  if (withConnTable) out.connTableEntries = dataplane_.connTableEntries();
-  out.workers = std::move(raw.workers);
-  out.connTableCapacity = dataplane_.limits().connTableSize;
+  out.global.reasons = raw.reasons;
+  if (withConnTable) out.global.connTableEntries = dataplane_.connTableEntries();
+  out.global.workers = std::move(raw.workers);
+  out.global.connTableCapacity = dataplane_.limits().connTableSize;
   auto counter = [](const std::vector<keel_counter>& v, uint32_t id) {
-    return id < v.size() ? CounterView{v[id].packets, v[id].bytes} : CounterView{};
+    return id < v.size() ? v[id] : keel_counter{};
   };
   for (const auto& [name, state] : services_) {
     ServiceStats s{name, state.id, counter(raw.services, state.id), {}};

@@ -58,31 +58,23 @@ struct ServiceView {
   std::vector<RealView> reals;  // sorted by address
 };
 
-struct CounterView {
-  uint64_t packets = 0;
-  uint64_t bytes = 0;
-};
-
+// Counters as the data plane keeps them (DataplaneStats), picked by id.
 struct RealStats {
   IpAddress address;
   BackendId backendId = 0;
-  CounterView counters;
+  keel_counter counters{};
 };
 
 struct ServiceStats {
   std::string name;
   ServiceId id = 0;
-  CounterView counters;
+  keel_counter counters{};
   std::vector<RealStats> reals;
 };
 
 struct RegistryStats {
   std::vector<ServiceStats> services;  // sorted by name
-  std::array<keel_counter, KEEL_R_MAX> reasons{};
-  // nullopt: not asked for (readStats' withConnTable), or the data plane cannot count them
-  std::optional<uint64_t> connTableEntries;
-  uint64_t connTableCapacity = 0;            // limits().connTableSize
-  std::vector<WorkerStats> workers;          // DataplaneStats::workers
+  GlobalStats global;                  // all but `dataplane`, which the caller names
 };
 
 class Registry {
@@ -131,7 +123,7 @@ class Registry {
   std::vector<ServiceView> services() const;  // sorted by name
   // The counters of every service and real and the plane-wide ones, from
   // one data-plane read. withConnTable: also count the live connection-table
-  // entries (Dataplane::connTableEntries), which only stats.get and the
+  // entries (global.connTableEntries), which only stats.get and the
   // metrics show and which costs more than the counters on XDP.
   RegistryStats readStats(bool withConnTable = false);
 

@@ -526,7 +526,7 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Regis
   const ServiceStats* ss = nullptr;
   for (const ServiceStats& x : stats.services)
     if (x.name == v.name) ss = &x;
-  if (ss) s.counters = keel_counter{ss->counters.packets, ss->counters.bytes};
+  if (ss) s.counters = ss->counters;
   for (const RealView& r : v.reals) {
     api::RealSnapshot rs;
     rs.address = r.address;
@@ -559,7 +559,7 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Regis
     }
     if (ss)
       for (const RealStats& rst : ss->reals)
-        if (rst.address == r.address) rs.counters = keel_counter{rst.counters.packets, rst.counters.bytes};
+        if (rst.address == r.address) rs.counters = rst.counters;
     s.reals.push_back(std::move(rs));
   }
   return s;
@@ -595,18 +595,9 @@ api::StatsSnapshot DaemonBackend::servicesAndGlobalStats() {
   RegistryStats stats = registry_.readStats(/*withConnTable=*/true);
   api::StatsSnapshot out;
   out.services = servicesOf(stats);
-  out.global = globalOf(stats);
+  out.global = std::move(stats.global);
+  out.global.dataplane = dataplaneKind_;
   return out;
-}
-
-api::GlobalStats DaemonBackend::globalOf(RegistryStats& stats) const {
-  api::GlobalStats g;
-  g.dataplane = dataplaneKind_;
-  g.reasons = stats.reasons;
-  g.connTableEntries = stats.connTableEntries;
-  g.connTableCapacity = stats.connTableCapacity;
-  g.workers = std::move(stats.workers);
-  return g;
 }
 
 // ------------------------------------------------------------ mutations

@@ -160,7 +160,6 @@ class DaemonBackend : public api::ControlBackend {
   Registry& registry_;
   std::string dataplaneKind_;
   std::vector<api::ServiceSnapshot> servicesOf(const RegistryStats& stats) const;
-  api::GlobalStats globalOf(RegistryStats& stats) const;
   std::string configPath_;
   Loader loader_;
   PreApply preApply_;

@@ -173,7 +173,7 @@ void renderHealth(Families& out, const MetricsSnapshot& s) {
   }
 }
 
-void renderDataplane(Families& out, const MetricsSnapshot& s) {
+void renderDataplane(Families& out, const GlobalStats& s) {
   auto& pk = out.add("keel_dataplane_packets_total",
                      "Packets the data plane saw, each counted once under its verdict (docs/architecture.md)",
                      MetricType::Counter);
@@ -205,20 +205,16 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& versi
   MetricsSnapshot s;
   s.version = version;
   // One data-plane read for the services and the global counters.
-  auto [services, g] = backend.servicesAndGlobalStats();
+  auto [services, global] = backend.servicesAndGlobalStats();
   s.services = std::move(services);
+  s.global = std::move(global);
   s.health = backend.checker().snapshot();
-  s.dataplane = g.dataplane;
-  s.reasons = g.reasons;
-  s.connTableEntries = g.connTableEntries;
-  s.workers = std::move(g.workers);
-  s.connTableCapacity = g.connTableCapacity;
   return s;
 }
 
 std::vector<MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok) {
   Families out;
-  renderBuildInfo(out, snapshot.version, snapshot.dataplane);
+  renderBuildInfo(out, snapshot.version, snapshot.global.dataplane);
   sample(out.add("keel_scrape_success", "1 if keeld's event loop answered this scrape in time, else 0 (and "
                                         "nothing else but keel_build_info is shown)",
                  MetricType::Gauge),
@@ -226,7 +222,7 @@ std::vector<MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok
   if (!ok) return out.take();
   renderServices(out, snapshot);
   renderHealth(out, snapshot);
-  renderDataplane(out, snapshot);
+  renderDataplane(out, snapshot.global);
   return out.take();
 }
 
@@ -243,7 +239,7 @@ LoopCollector::LoopCollector(boost::asio::io_context& io, Source source, std::st
 std::vector<MetricFamily> LoopCollector::Collect() const {
   MetricsSnapshot failed;
   failed.version = version_;
-  failed.dataplane = dataplane_;
+  failed.global.dataplane = dataplane_;
   if (stopped_) return renderMetrics(failed, false);
   // The promise is shared with the job: if we give up waiting, the job may
   // still run later and must find it alive.

@@ -8,7 +8,7 @@
 // for it, bounded (kCollectTimeout). The snapshot is plain data copied on
 // the loop; rendering it into metric families happens on the scraper's
 // thread. A scrape therefore always shows one consistent instant, costs the
-// loop one readStats() plus a copy, and a stuck loop makes scrapes report
+// loop one readStats() and one connTableEntries() plus a copy, and a stuck loop makes scrapes report
 // keel_scrape_success 0 instead of hanging Prometheus.
 //
 // Labels follow node_exporter's IPVS collector (local_address, local_port,
@@ -47,15 +47,12 @@ class DaemonBackend;
 // What one scrape shows: copied on the loop, rendered anywhere.
 struct MetricsSnapshot {
   std::string version;
-  std::string dataplane;  // Dataplane::kind()
   std::vector<api::ServiceSnapshot> services;
   std::vector<HealthStatus> health;  // every target; type none ones are skipped when rendering
-  std::array<keel_counter, KEEL_R_MAX> reasons{};
-  uint64_t connTableCapacity = 0;  // limits.conn_table_size
-  // Live connection-table entries, if the data plane can count them cheaply
-  // (XDP on kernel 6.6+, DPDK; otherwise keel_conntrack_entries is absent).
-  std::optional<uint64_t> connTableEntries;
-  std::vector<WorkerStats> workers;  // DPDK workers; empty on XDP
+  // As stats.get has them. connTableEntries is set if the data plane can
+  // count them cheaply (XDP on kernel 6.6+, DPDK; otherwise
+  // keel_conntrack_entries is absent).
+  GlobalStats global;
 };
 
 // Takes the snapshot; call on the loop thread.

@@ -54,6 +54,19 @@ struct DataplaneStats {
   std::vector<WorkerStats> workers;
 };
 
+// The plane-wide figures shown beside the services (stats.get, the metrics).
+// Registry::readStats fills all but `dataplane` (DaemonBackend names it);
+// the API's StatsSnapshot and the metrics snapshot carry them as they are.
+struct GlobalStats {
+  std::string dataplane;  // Dataplane::kind(): "xdp", "dpdk", "mock"
+  std::array<keel_counter, KEEL_R_MAX> reasons{};  // DataplaneStats::reasons
+  // Dataplane::connTableEntries(); nullopt: not asked for (only stats.get and
+  // the metrics ask) or the plane cannot count them (both then omit it).
+  std::optional<uint64_t> connTableEntries;
+  uint64_t connTableCapacity = 0;    // limits().connTableSize
+  std::vector<WorkerStats> workers;  // DataplaneStats::workers: per DPDK worker, empty on XDP
+};
+
 // What a data plane already holds when a restarted keeld adopts it (the XDP
 // plane reads its pinned maps). The registry rebuilds its id assignment from
 // this, so established flows keep their backend id and generation.

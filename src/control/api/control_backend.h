@@ -129,13 +129,9 @@ struct ServiceSnapshot {
   keel_counter counters{};
 };
 
-struct GlobalStats {
-  std::string dataplane;  // Dataplane::kind(): "xdp", "dpdk", "mock"
-  std::array<keel_counter, KEEL_R_MAX> reasons{};  // indexed by keel_reason
-  std::optional<uint64_t> connTableEntries;        // nullopt: the data plane cannot count them
-  uint64_t connTableCapacity = 0;
-  std::vector<WorkerStats> workers;                // per DPDK worker; empty on XDP
-};
+// The plane-wide counters: keel::GlobalStats (dataplane/dataplane.h), as the
+// registry read them.
+using keel::GlobalStats;
 
 // Every service with its counters and the global counters, taken from one
 // read of the data plane's stats.

@@ -183,7 +183,7 @@ TEST_F(MetricsTest, DownRealAndEmptyRing) {
 TEST(MetricsRender, HealthCountersAndPerServiceCumulativeHistogram) {
   MetricsSnapshot s;
   s.version = "v";
-  s.dataplane = "mock";
+  s.global.dataplane = "mock";
   api::ServiceSnapshot web;
   web.name = "web";
   web.vip = ip("10.0.0.1");
@@ -237,7 +237,7 @@ TEST(MetricsRender, HealthCountersAndPerServiceCumulativeHistogram) {
 TEST(MetricsRender, FailedScrapeShowsOnlyBuildInfoAndFailure) {
   MetricsSnapshot s;
   s.version = "v";
-  s.dataplane = "xdp";
+  s.global.dataplane = "xdp";
   const std::string out = text(renderMetrics(s, false));
   EXPECT_TRUE(hasLine(out, "keel_scrape_success 0"));
   EXPECT_TRUE(hasLine(out, R"(keel_build_info{version="v",dataplane="xdp"} 1)"));
@@ -268,7 +268,7 @@ TEST(LoopCollector, ReadsOnTheLoopThread) {
     LoopCollector c(loop.io, [&] {
       ranOn = std::this_thread::get_id();
       MetricsSnapshot s;
-      s.connTableCapacity = 77;
+      s.global.connTableCapacity = 77;
       return s;
     }, "v", "mock");
     out = text(c.Collect());
@@ -327,7 +327,7 @@ std::string httpGet(int family, int port, const std::string& path) {
 MetricsSnapshot fixedSnapshot() {
   MetricsSnapshot s;
   s.version = "v";
-  s.dataplane = "mock";
+  s.global.dataplane = "mock";
   return s;
 }
 

@@ -38,7 +38,8 @@ struct DataplaneLimits {
 
 // One DPDK worker: the port RX queue it owns and what it received there. RSS
 // (or the vdev's fanout) spreads flows over the queues; these counts show
-// how evenly.
+// how evenly. rxPackets is the sum of the worker's reason counters (each
+// packet it receives gets exactly one verdict reason).
 struct WorkerStats {
   uint32_t worker = 0;  // index = the port's RX queue
   uint32_t lcore = 0;   // EAL lcore it runs on

@@ -134,9 +134,6 @@ struct alignas(64) Worker {
   uint16_t queue = 0;
   std::unique_ptr<dpdk::WorkerState> state;
   alignas(64) std::atomic<uint64_t> exceptionEgress{0};
-  // Packets read from the port's queue. Only this worker writes (a relaxed
-  // load and store per burst, no locked add); readStats() loads it.
-  std::atomic<uint64_t> rxPackets{0};
   std::atomic<bool> running{false};
 };
 
@@ -321,16 +318,25 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     DataplaneStats st;
     st.services.assign(store_->maxServices(), keel_counter{});
     st.backends.assign(store_->maxBackends(), keel_counter{});
+    // Returns the packets it added.
     auto add = [](keel_counter& dst, const keel_counter& src) {
-      dst.packets += __atomic_load_n(&src.packets, __ATOMIC_RELAXED);
+      const uint64_t packets = __atomic_load_n(&src.packets, __ATOMIC_RELAXED);
+      dst.packets += packets;
       dst.bytes += __atomic_load_n(&src.bytes, __ATOMIC_RELAXED);
+      return packets;
     };
     for (const auto& w : workers_) {
       const dpdk::WorkerCounters& c = w->state->counters;
       for (size_t i = 0; i < st.services.size(); ++i) add(st.services[i], c.services[i]);
       for (size_t i = 0; i < st.backends.size(); ++i) add(st.backends[i], c.backends[i]);
-      for (size_t i = 0; i < KEEL_R_MAX; ++i) add(st.reasons[i], c.reasons[i]);
-      st.workers.push_back(WorkerStats{w->queue, w->lcore, w->rxPackets.load(std::memory_order_relaxed)});
+      // Every packet the worker takes from its RX queue is counted under
+      // exactly one reason (worker_path.cc's finish; worker_path_fuzz checks
+      // it), so the sum of its reasons is what it received, with no counter
+      // of its own to store per burst. A burst counts when it is processed,
+      // one loop after it was read (runWorker's two-burst pipeline).
+      uint64_t rx = 0;
+      for (size_t i = 0; i < KEEL_R_MAX; ++i) rx += add(st.reasons[i], c.reasons[i]);
+      st.workers.push_back(WorkerStats{w->queue, w->lcore, rx});
     }
     return st;
   }
@@ -385,7 +391,6 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       const uint16_t n = rte_eth_rx_burst(port_, q, next->pkts, kBurst);
       next->n = n;
       if (n > 0) {
-        w.rxPackets.store(w.rxPackets.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
         for (uint16_t i = 0; i < n; ++i) {
           rte_mbuf* m = next->pkts[i];
           next->bufs[i] = {rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), rte_pktmbuf_headroom(m)};

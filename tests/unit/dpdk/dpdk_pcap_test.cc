@@ -201,6 +201,10 @@ TEST_F(DpdkPcapTest, ForwardsByteForByteLikeThePurePath) {
     ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= in.size(); }));
     DataplaneStats st = dp->readStats();
     EXPECT_EQ(totalPackets(st), in.size());
+    // The one worker received every frame (its rx_packets), each once.
+    ASSERT_EQ(st.workers.size(), 1u);
+    EXPECT_EQ(st.workers[0].lcore, 1u);
+    EXPECT_EQ(st.workers[0].rxPackets, in.size());
     EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, 12u);
     EXPECT_EQ(st.reasons[KEEL_R_TX_L2DSR].packets, 1u);
     EXPECT_EQ(st.reasons[KEEL_R_TX_ICMP_ECHO].packets, 1u);

@@ -97,8 +97,18 @@ class Dataplane {
 
   // Zeroes the packet/byte counters of one id (summed over every CPU or
   // worker). The registry calls it when it frees an id, after the call that
-  // stops packets from using it, so the id's next owner starts at 0.
-  virtual Status resetCounters(CounterKind kind, uint32_t id) = 0;
+  // stops packets from using it, so the id's next owner starts at 0. An id
+  // at or above its limit is an error, checked here for every plane.
+  Status resetCounters(CounterKind which, uint32_t id) {
+    const bool svc = which == CounterKind::kService;
+    const DataplaneLimits l = limits();
+    const uint32_t limit = svc ? l.maxServices : l.maxBackends;
+    if (id >= limit)
+      return Status::error(kind() + ": reset counters: " + (svc ? "service" : "backend") + " id " +
+                           std::to_string(id) + " >= " + (svc ? "limits.max_services " : "limits.max_reals ") +
+                           std::to_string(limit));
+    return zeroCounters(which, id);
+  }
 
   // The packet/byte counters: what every view with counters needs.
   virtual DataplaneStats readStats() = 0;
@@ -108,6 +118,10 @@ class Dataplane {
   // it, and on XDP it is not a plain map read: each call creates a BPF
   // iterator that visits every map in the system (map_elem_counter.h).
   virtual std::optional<uint64_t> connTableEntries() = 0;
+
+ protected:
+  // resetCounters' work, for an id resetCounters checked is below its limit.
+  virtual Status zeroCounters(CounterKind which, uint32_t id) = 0;
 };
 
 }  // namespace keel

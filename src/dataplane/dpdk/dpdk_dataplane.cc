@@ -291,12 +291,9 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return store_->publishRing(id, slots);
   }
 
-  Status resetCounters(CounterKind kind, uint32_t id) override {
+  Status zeroCounters(CounterKind kind, uint32_t id) override {
     const bool svc = kind == CounterKind::kService;
-    const uint32_t limit = svc ? store_->maxServices() : store_->maxBackends();
-    if (id >= limit)
-      return Status::error(std::string("dpdk: reset counters: ") + (svc ? "service" : "backend") +
-                           " id " + std::to_string(id) + " >= " + std::to_string(limit));
+    // id < limits(): the tables' sizes (store_->maxServices/maxBackends).
     // Each worker is the only writer of its slot, with a plain load + store
     // (countPacket), so a reset racing a count could be overwritten. It does
     // not race: the registry calls this after the update that stops the id's

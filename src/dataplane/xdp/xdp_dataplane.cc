@@ -574,14 +574,8 @@ Status XdpDataplane::publishRing(ServiceId id, const std::vector<uint32_t>& slot
   return Status::ok();
 }
 
-Status XdpDataplane::resetCounters(CounterKind kind, uint32_t id) {
+Status XdpDataplane::zeroCounters(CounterKind kind, uint32_t id) {
   const bool svc = kind == CounterKind::kService;
-  const uint32_t limit = svc ? options_.limits.maxServices : options_.limits.maxBackends;
-  const char* what = svc ? "service" : "backend";
-  if (id >= limit)
-    return Status::error(std::string("xdp: reset counters: ") + what + " id " + std::to_string(id) +
-                         " >= " + (svc ? "limits.max_services " : "limits.max_reals ") +
-                         std::to_string(limit));
   const int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) return Status::error("xdp: reset counters: cannot count possible CPUs");
   // A per-CPU array slot is written whole: one zero record per possible CPU.

@@ -417,5 +417,25 @@ TEST_F(RegistryTest, ReusedIdsStartWithZeroCounters) {
   EXPECT_EQ(st.services[1].reals[0].counters.packets, 4u);
 }
 
+// Dataplane::resetCounters checks the id against limits() for every plane
+// (the mock included) before the plane's own zeroCounters runs.
+TEST(DataplaneResetCounters, AnIdAtItsLimitIsAnErrorAndReachesNoPlane) {
+  MockDataplane dp(DataplaneLimits{4, 8, 100});
+  dp.stats.services.assign(4, keel_counter{1, 10});
+  dp.stats.backends.assign(8, keel_counter{2, 20});
+  Status s = dp.resetCounters(CounterKind::kService, 4);
+  EXPECT_FALSE(s);
+  EXPECT_EQ(s.message(), "mock: reset counters: service id 4 >= limits.max_services 4");
+  s = dp.resetCounters(CounterKind::kBackend, 8);
+  EXPECT_EQ(s.message(), "mock: reset counters: backend id 8 >= limits.max_reals 8");
+  EXPECT_TRUE(dp.calls.empty()) << "zeroCounters ran for an id out of range";
+  ASSERT_TRUE(dp.resetCounters(CounterKind::kService, 3));
+  ASSERT_TRUE(dp.resetCounters(CounterKind::kBackend, 7));
+  EXPECT_EQ(dp.calls, (Calls{"resetService 3", "resetBackend 7"}));
+  EXPECT_EQ(dp.stats.services[3].packets, 0u);
+  EXPECT_EQ(dp.stats.backends[7].packets, 0u);
+  EXPECT_EQ(dp.stats.backends[6].packets, 2u);
+}
+
 }  // namespace
 }  // namespace keel

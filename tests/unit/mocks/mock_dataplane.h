@@ -75,7 +75,7 @@ class MockDataplane : public Dataplane {
     for (uint32_t b : members) m += (m.empty() ? "" : ",") + std::to_string(b);
     return apply("publishRing " + std::to_string(id) + " [" + m + "]", [&] { rings[id] = slots; });
   }
-  Status resetCounters(CounterKind kind, uint32_t id) override {
+  Status zeroCounters(CounterKind kind, uint32_t id) override {
     std::vector<keel_counter>& v = kind == CounterKind::kService ? stats.services : stats.backends;
     return apply(std::string(kind == CounterKind::kService ? "resetService " : "resetBackend ") + std::to_string(id),
                  [&] {

@@ -603,26 +603,34 @@ std::optional<IpAddress> Registry::ringSlotReal(const std::string& service, uint
   return std::nullopt;
 }
 
+ServiceView Registry::viewOf(const std::string& name, const ServiceState& state) const {
+  ServiceView v;
+  v.name = name;
+  v.id = state.id;
+  v.vip = state.config.vip;
+  v.port = state.config.port;
+  v.protocol = state.config.protocol;
+  v.forwarding = state.config.forwarding;
+  v.scheduler = state.config.scheduler;
+  v.ringSize = state.config.ringSize;
+  v.publishedRingSize = static_cast<uint32_t>(state.ring.size());
+  for (const auto& [addr, real] : state.reals) {
+    v.reals.push_back(RealView{addr, real.id, real.weight, backendGen_[real.id], real.healthy,
+                               real.inRing(), real.mac, real.held});
+  }
+  return v;
+}
+
 std::vector<ServiceView> Registry::services() const {
   std::vector<ServiceView> out;
-  for (const auto& [name, state] : services_) {
-    ServiceView v;
-    v.name = name;
-    v.id = state.id;
-    v.vip = state.config.vip;
-    v.port = state.config.port;
-    v.protocol = state.config.protocol;
-    v.forwarding = state.config.forwarding;
-    v.scheduler = state.config.scheduler;
-    v.ringSize = state.config.ringSize;
-    v.publishedRingSize = static_cast<uint32_t>(state.ring.size());
-    for (const auto& [addr, real] : state.reals) {
-      v.reals.push_back(RealView{addr, real.id, real.weight, backendGen_[real.id], real.healthy,
-                                 real.inRing(), real.mac, real.held});
-    }
-    out.push_back(std::move(v));
-  }
+  for (const auto& [name, state] : services_) out.push_back(viewOf(name, state));
   return out;
+}
+
+std::optional<ServiceView> Registry::service(const std::string& name) const {
+  auto it = services_.find(name);
+  if (it == services_.end()) return std::nullopt;
+  return viewOf(it->first, it->second);
 }
 
 RegistryStats Registry::readStats(bool withConnTable) {

@@ -121,6 +121,7 @@ class Registry {
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) const;
 
   std::vector<ServiceView> services() const;  // sorted by name
+  std::optional<ServiceView> service(const std::string& name) const;  // nullopt: no such service
   // The counters of every service and real and the plane-wide ones, from
   // one data-plane read. withConnTable: also count the live connection-table
   // entries (global.connTableEntries), which only stats.get and the
@@ -166,6 +167,7 @@ class Registry {
     std::vector<uint32_t> free_;  // min-heap
   };
 
+  ServiceView viewOf(const std::string& name, const ServiceState& state) const;
   Status addService(const ServiceConfig& cfg);
   Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
   Status updateService(ServiceState& state, const ServiceConfig& cfg);

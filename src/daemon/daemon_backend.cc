@@ -573,17 +573,17 @@ std::vector<api::ServiceSnapshot> DaemonBackend::servicesOf(const RegistryStats&
 
 std::vector<api::ServiceSnapshot> DaemonBackend::listServices() { return servicesOf(registry_.readStats()); }
 
+// One service by name (Registry::service): no view of every other service,
+// and no counter read for a name that does not exist.
 std::optional<api::ServiceSnapshot> DaemonBackend::findService(const std::string& name) {
-  RegistryStats stats = registry_.readStats();
-  for (const ServiceView& v : registry_.services())
-    if (v.name == name) return snapshotOf(v, stats);
-  return std::nullopt;
+  std::optional<ServiceView> v = registry_.service(name);
+  if (!v) return std::nullopt;
+  return snapshotOf(*v, registry_.readStats());
 }
 
 std::vector<api::ServiceSnapshot> DaemonBackend::serviceStates(const std::optional<std::string>& only) {
   if (!only) return servicesOf(RegistryStats{});
-  for (const ServiceView& v : registry_.services())
-    if (v.name == *only) return {snapshotOf(v, RegistryStats{})};
+  if (std::optional<ServiceView> v = registry_.service(*only)) return {snapshotOf(*v, RegistryStats{})};
   return {};
 }
 

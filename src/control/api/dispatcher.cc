@@ -27,6 +27,15 @@ ApiError serviceNotFound(const std::string& name, const std::string& field) {
   return ApiError{code::kNotFound, svcWhere(name) + ": not found", field, {}};
 }
 
+// The params.service filter of a listing (health.show, stats.get): keeps
+// only that service in `list`, or not_found if it is not there.
+std::optional<ApiError> keepOnly(std::vector<ServiceSnapshot>& list, const std::optional<std::string>& only) {
+  if (!only) return std::nullopt;
+  std::erase_if(list, [&](const ServiceSnapshot& s) { return s.name != *only; });
+  if (list.empty()) return serviceNotFound(*only, "params.service");
+  return std::nullopt;
+}
+
 const RealSnapshot* findReal(const ServiceSnapshot& s, const IpAddress& a) {
   for (const auto& r : s.reals)
     if (r.address == a) return &r;
@@ -316,10 +325,10 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     auto p = parseServiceFilter(params);
     if (!p.ok()) return fail(p.error);
     // No counters shown, so none read (serviceStates).
+    std::vector<ServiceSnapshot> list = backend_.serviceStates(p.value->service);
+    if (auto e = keepOnly(list, p.value->service)) return fail(*e);
     json services = json::array();
-    for (const auto& s : backend_.serviceStates(p.value->service)) services.push_back(healthJson(s));
-    if (p.value->service && services.empty())
-      return fail(serviceNotFound(*p.value->service, "params.service"));
+    for (const auto& s : list) services.push_back(healthJson(s));
     return good(json{{"services", std::move(services)}});
   }
   if (method == "stats.get") {
@@ -329,11 +338,9 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     // A service filter picks from that list (rather than findService, which
     // would read the data plane a second time).
     auto [list, g] = backend_.servicesAndGlobalStats();
+    if (auto e = keepOnly(list, p.value->service)) return fail(*e);
     json services = json::array();
-    for (const auto& s : list)
-      if (!p.value->service || s.name == *p.value->service) services.push_back(statsJson(s));
-    if (p.value->service && services.empty())
-      return fail(serviceNotFound(*p.value->service, "params.service"));
+    for (const auto& s : list) services.push_back(statsJson(s));
     json reasons = json::object();
     for (int i = 0; i < KEEL_R_MAX; ++i) reasons[kReasonNames[i]] = counterJson(g.reasons[i]);
     json conntrack{{"entries", g.connTableEntries ? json(*g.connTableEntries) : json(nullptr)},

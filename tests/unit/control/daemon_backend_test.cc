@@ -884,6 +884,11 @@ TEST_F(DaemonBackendTest, ServiceListAndShowDoNotCountTheConnectionTable) {
   EXPECT_EQ(r["result"]["service"]["reals"][1]["packets"], 5) << r.dump();
   EXPECT_EQ(dp_.readStatsCalls, reads + 2);
   EXPECT_EQ(dp_.connTableCalls, counts);
+  // A name that does not exist reads nothing at all.
+  r = call(R"({"id":3,"method":"service.show","params":{"name":"nope"}})");
+  EXPECT_EQ(r["error"]["code"], "not_found");
+  EXPECT_EQ(r["error"]["field"], "params.name");
+  EXPECT_EQ(dp_.readStatsCalls, reads + 2);
 }
 
 TEST_F(DaemonBackendTest, ShutdownCallsTheStopper) {

@@ -413,6 +413,37 @@ class KeeldHost:
     def run(self, cmd: list[str], check: bool = True, timeout: float = 30):
         return run(self.argv(cmd), check=check, timeout=timeout)
 
+    def start(self, config: dict, name: str, args: tuple[str, ...] = (),
+              wrap: tuple[str, ...] = ()) -> Keeld:
+        """A keeld in this host on CONFIG (written as NAME.yaml, logging to
+        NAME.log), once it logs ready. ARGS and WRAP as for Keeld."""
+        path = self.lab.write_config(config, f"{name}.yaml")
+        k = Keeld(self.lab, path, self.lab.tmp / f"{name}.log", host=self, args=args, wrap=wrap)
+        try:
+            k.wait_logged("ready")
+        except Exception:
+            k.stop()
+            raise
+        return k
+
+    @property
+    def pin_dir(self) -> str:
+        """Where keeld pins the balancer's maps and program
+        (src/dataplane/xdp/xdp_dataplane.h)."""
+        return f"/sys/fs/bpf/keel/{self.lab.balancer.ifname}"
+
+    def exists(self, path: str) -> bool:
+        """Whether PATH exists in this host's mounts (bpffs, /run/keel)."""
+        return self.run(["test", "-e", path], check=False).returncode == 0
+
+    def pinned(self, name: str = "") -> bool:
+        """Whether keeld's pin NAME (without one: its pin directory) exists."""
+        return self.exists(f"{self.pin_dir}/{name}" if name else self.pin_dir)
+
+    def prog_id(self) -> int | None:
+        """The id of the XDP program on the balancer's interface, if any."""
+        return xdp_prog_id(self.lab.balancer, self.lab.balancer.ifname)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

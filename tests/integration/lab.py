@@ -324,6 +324,11 @@ class Keeld:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=5)
+        return self._reaped()
+
+    def _reaped(self) -> int | None:
+        """After keeld exited: closes its log, drops it from the lab's
+        processes, and gives its exit status."""
         self._log.close()
         with contextlib.suppress(ValueError):
             self.lab._procs.remove(self.proc)
@@ -393,10 +398,7 @@ class Keeld:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        self._log.close()
-        with contextlib.suppress(ValueError):
-            self.lab._procs.remove(self.proc)
-        return self.proc.returncode
+        return self._reaped()
 
 
 class KeeldHost:

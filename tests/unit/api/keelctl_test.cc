@@ -143,6 +143,10 @@ TEST_F(KeelctlTest, DaemonErrorsExitOneAndChangeNothing) {
        "keelctl: params.protocol: must be one of tcp|udp, got \"icmp\"\n"},
       {{"lookup", "web", "--client", "192.0.2.1:80", "--protocol", "udp"},
        "keelctl: services[web]: service is tcp, lookup asked for udp\n"},
+      // Checked before any call: --health must at least be JSON.
+      {{"real", "add", "web", "10.0.0.9", "--health", "{"}, "keelctl: --health: not valid JSON: {\n"},
+      {{"service", "add", "x", "--vip", "10.9.9.9", "--port", "80", "--health", "tcp"},
+       "keelctl: --health: not valid JSON: tcp\n"},
   };
   for (const auto& row : rows) {
     SCOPED_TRACE(row.args[0] + " " + row.args[1]);

@@ -16,10 +16,8 @@ and exit non-zero if one does not hold.
 """
 import argparse
 import concurrent.futures
-import ctypes
 import http.client
 import json
-import os
 import re
 import signal
 import sys
@@ -59,14 +57,8 @@ class Client:
     makes every connection, so sockets are born there. No fork per request."""
 
     def __init__(self, ns: str):
-        def enter():
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-            try:
-                if labmod._libc.setns(fd, labmod.CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {ns}")
-            finally:
-                os.close(fd)
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=enter)
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=labmod.enter_netns,
+                                                          initargs=(ns,))
 
     def close(self):
         self.pool.shutdown(wait=False, cancel_futures=True)

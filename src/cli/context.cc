@@ -46,6 +46,18 @@ json numberOrString(const std::string& text) {
   return json(text);
 }
 
+bool addHealthParam(Context& ctx, json& params, const std::string& text) {
+  if (text.empty()) return true;
+  json h = json::parse(text, nullptr, false);
+  if (h.is_discarded()) {
+    std::cerr << "keelctl: --health: not valid JSON: " << text << "\n";
+    ctx.exitCode = 1;
+    return false;
+  }
+  params["health"] = std::move(h);
+  return true;
+}
+
 std::string endpoint(const std::string& address, uint64_t port) {
   std::string p = port == 0 ? "*" : std::to_string(port);
   if (address.find(':') != std::string::npos) return "[" + address + "]:" + p;

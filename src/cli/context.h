@@ -58,6 +58,11 @@ void defineDaemon(CLI::App&, Context&);
 // wrong ("params.weight: must be an integer 0..65535, got \"ten\"").
 json numberOrString(const std::string& text);
 
+// --health TEXT (a JSON object) into params["health"]; nothing when TEXT is
+// empty. Not JSON at all: says so, sets ctx.exitCode = 1 and returns false.
+// What the object holds is the daemon's to check.
+bool addHealthParam(Context& ctx, json& params, const std::string& text);
+
 // "10.0.0.1:80", "[2001:db8::1]:80", port 0 shown as "*".
 std::string endpoint(const std::string& address, uint64_t port);
 

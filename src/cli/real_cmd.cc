@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // keelctl real add|remove|set-weight|drain|undrain SERVICE ADDRESS [WEIGHT]
 // (drain: [--reason TEXT])
-#include <iostream>
 #include <memory>
 #include <optional>
 
@@ -38,15 +37,7 @@ void verb(CLI::App& noun, Context& ctx, const char* name, const char* help, cons
     if (!a->weight.empty()) p["weight"] = numberOrString(a->weight);
     if (!a->mac.empty()) p["mac"] = a->mac;
     if (a->reason) p["reason"] = *a->reason;
-    if (!a->health.empty()) {
-      json h = json::parse(a->health, nullptr, false);
-      if (h.is_discarded()) {
-        std::cerr << "keelctl: --health: not valid JSON: " << a->health << "\n";
-        ctx.exitCode = 1;
-        return;
-      }
-      p["health"] = h;
-    }
+    if (!addHealthParam(ctx, p, a->health)) return;
     auto r = ctx.call(m, p);
     if (r && ctx.jsonOutput()) ctx.printJson(*r);
   });

@@ -107,15 +107,7 @@ void defineService(CLI::App& noun, Context& ctx) {
     if (!add->forwarding.empty()) p["forwarding"] = add->forwarding;
     if (!add->scheduler.empty()) p["scheduler"] = add->scheduler;
     if (!add->ringSize.empty()) p["ring_size"] = numberOrString(add->ringSize);
-    if (!add->health.empty()) {
-      json h = json::parse(add->health, nullptr, false);
-      if (h.is_discarded()) {
-        std::cerr << "keelctl: --health: not valid JSON: " << add->health << "\n";
-        ctx.exitCode = 1;
-        return;
-      }
-      p["health"] = h;
-    }
+    if (!addHealthParam(ctx, p, add->health)) return;
     json reals = json::array();
     for (const auto& r : add->reals) reals.push_back(parseRealArg(r));
     if (!reals.empty()) p["reals"] = reals;

@@ -32,6 +32,16 @@ double perSecond(const json& a, const json& b, const char* key, double seconds) 
   return y >= x ? static_cast<double>(y - x) / seconds : 0.0;
 }
 
+// The entry of BEFORE[LIST] whose KEY equals ENTRY's: ENTRY's previous
+// sample. An empty object (every counter 0) when there is none: a service,
+// real or worker that appeared since.
+json previous(const json& before, const char* list, const json& entry, const char* key) {
+  if (before.contains(list) && entry.contains(key))
+    for (const auto& p : before[list])
+      if (p.contains(key) && p[key] == entry[key]) return p;
+  return json::object();
+}
+
 json rates(const json& before, const json& after, double seconds) {
   auto rate = [&](const json& a, const json& b) {
     return json{{"packets_per_s", perSecond(a, b, "packets", seconds)},
@@ -44,10 +54,7 @@ json rates(const json& before, const json& after, double seconds) {
   if (after.contains("workers")) {
     out["workers"] = json::array();
     for (const auto& w : after["workers"]) {
-      json prev = json::object();
-      if (before.contains("workers"))
-        for (const auto& p : before["workers"])
-          if (p.value("worker", -1) == w.value("worker", -2)) prev = p;
+      json prev = previous(before, "workers", w, "worker");
       out["workers"].push_back(json{{"worker", w["worker"]}, {"lcore", w["lcore"]},
                                     {"rx_packets_per_s", perSecond(prev, w, "rx_packets", seconds)}});
     }
@@ -56,18 +63,12 @@ json rates(const json& before, const json& after, double seconds) {
     out["reasons"][it.key()] =
         rate(before["reasons"].value(it.key(), json::object()), it.value());
   for (const auto& s : after["services"]) {
-    json prev = json::object();
-    for (const auto& p : before["services"])
-      if (p["name"] == s["name"]) prev = p;
+    json prev = previous(before, "services", s, "name");
     json svc = rate(prev, s);
     for (const char* k : {"name", "vip", "port", "protocol"}) svc[k] = s[k];
     svc["reals"] = json::array();
     for (const auto& r : s["reals"]) {
-      json pr = json::object();
-      if (prev.contains("reals"))
-        for (const auto& x : prev["reals"])
-          if (x["address"] == r["address"]) pr = x;
-      json real = rate(pr, r);
+      json real = rate(previous(prev, "reals", r, "address"), r);
       real["address"] = r["address"];
       svc["reals"].push_back(real);
     }

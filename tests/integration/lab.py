@@ -22,6 +22,7 @@ import ctypes
 import json
 import os
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -54,14 +55,35 @@ class LabError(RuntimeError):
     pass
 
 
-def run(cmd: list[str], check: bool = True, timeout: float = 30, input: str | None = None):
-    """Runs a command, bounded in time; on failure says which command and why."""
+def environ(env: dict[str, str] | None) -> dict[str, str] | None:
+    """This process's environment plus ENV, for a child (None: inherit as
+    is). Every wrapper the lab runs commands through (ip netns exec,
+    nsenter, sh, setpriv) passes the environment on."""
+    return {**os.environ, **env} if env else None
+
+
+def enter_netns(ns: str) -> None:
+    """Moves the calling thread (setns moves only it) into network
+    namespace NS; sockets it creates from then on belong there."""
+    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {ns}")
+    finally:
+        os.close(fd)
+
+
+def run(cmd: list[str], check: bool = True, timeout: float = 30, input: str | None = None,
+        env: dict[str, str] | None = None):
+    """Runs a command, bounded in time; on failure says which command and why.
+    ENV adds to its environment."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input,
+                           env=environ(env))
     except subprocess.TimeoutExpired as e:
-        raise LabError(f"timed out after {timeout}s: {' '.join(cmd)}") from e
+        raise LabError(f"timed out after {timeout}s: {shlex.join(cmd)}") from e
     if check and p.returncode != 0:
-        raise LabError(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}{p.stderr}")
+        raise LabError(f"failed ({p.returncode}): {shlex.join(cmd)}\n{p.stdout}{p.stderr}")
     return p
 
 
@@ -97,12 +119,7 @@ class Host:
 
         def make():
             try:
-                fd = os.open(f"/run/netns/{self.ns}", os.O_RDONLY)
-                try:
-                    if _libc.setns(fd, CLONE_NEWNET) != 0:
-                        raise OSError(ctypes.get_errno(), f"setns {self.ns}")
-                finally:
-                    os.close(fd)
+                enter_netns(self.ns)
                 box["sock"] = socket.socket(family, kind)
             except OSError as e:
                 box["error"] = e
@@ -275,20 +292,18 @@ class Keeld:
         self.config_path = config_path
         self.log_path = log_path
         self._log = open(log_path, "w")
-        keeld = lab.binary("keeld")
-        extra = " ".join(args)
+        cmd = [*wrap, str(lab.binary("keeld")), "--config", str(config_path), *args]
         if host is None:
             script = ("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; "
                       "mkdir -p /run/keel && mount -t tmpfs -o size=4m,mode=0755 keel-lab /run/keel; "
-                      f"exec {' '.join(wrap)} {keeld} --config {config_path} {extra}")
+                      f"exec {shlex.join(cmd)}")
             argv = lab.balancer.argv(["sh", "-c", script])
         else:
             # Restart tests: the mounts belong to the holder, so the pins
             # outlive this keeld and the next one finds them.
-            argv = host.argv([*wrap, str(keeld), "--config", str(config_path), *args])
+            argv = host.argv(cmd)
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True,
-                                     env={**os.environ, **env} if env else None)
+                                     start_new_session=True, env=environ(env))
         lab._procs.append(self.proc)
         lab._keeld = self  # the one reasons() and worker_packets() ask
 
@@ -309,6 +324,11 @@ class Keeld:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=5)
+        return self._reaped()
+
+    def _reaped(self) -> int | None:
+        """After keeld exited: closes its log, drops it from the lab's
+        processes, and gives its exit status."""
         self._log.close()
         with contextlib.suppress(ValueError):
             self.lab._procs.remove(self.proc)
@@ -346,10 +366,9 @@ class Keeld:
         """Runs keelctl in keeld's network and mount namespaces (so it finds
         the control socket under the private /run/keel); `env` adds to its
         environment (e.g. COLUMNS, the width its tables fit)."""
-        extra = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
-        cmd = ["nsenter", "-t", str(self.proc.pid), "-m", "-n", *extra,
+        cmd = ["nsenter", "-t", str(self.proc.pid), "-m", "-n",
                str(self.lab.binary("keelctl")), *args]
-        return run(cmd, check=check, timeout=timeout)
+        return run(cmd, check=check, timeout=timeout, env=env)
 
     def log(self) -> str:
         if not self._log.closed:  # also readable after stop()
@@ -379,10 +398,7 @@ class Keeld:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        self._log.close()
-        with contextlib.suppress(ValueError):
-            self.lab._procs.remove(self.proc)
-        return self.proc.returncode
+        return self._reaped()
 
 
 class KeeldHost:
@@ -412,6 +428,37 @@ class KeeldHost:
 
     def run(self, cmd: list[str], check: bool = True, timeout: float = 30):
         return run(self.argv(cmd), check=check, timeout=timeout)
+
+    def start(self, config: dict, name: str, args: tuple[str, ...] = (),
+              wrap: tuple[str, ...] = ()) -> Keeld:
+        """A keeld in this host on CONFIG (written as NAME.yaml, logging to
+        NAME.log), once it logs ready. ARGS and WRAP as for Keeld."""
+        path = self.lab.write_config(config, f"{name}.yaml")
+        k = Keeld(self.lab, path, self.lab.tmp / f"{name}.log", host=self, args=args, wrap=wrap)
+        try:
+            k.wait_logged("ready")
+        except Exception:
+            k.stop()
+            raise
+        return k
+
+    @property
+    def pin_dir(self) -> str:
+        """Where keeld pins the balancer's maps and program
+        (src/dataplane/xdp/xdp_dataplane.h)."""
+        return f"/sys/fs/bpf/keel/{self.lab.balancer.ifname}"
+
+    def exists(self, path: str) -> bool:
+        """Whether PATH exists in this host's mounts (bpffs, /run/keel)."""
+        return self.run(["test", "-e", path], check=False).returncode == 0
+
+    def pinned(self, name: str = "") -> bool:
+        """Whether keeld's pin NAME (without one: its pin directory) exists."""
+        return self.exists(f"{self.pin_dir}/{name}" if name else self.pin_dir)
+
+    def prog_id(self) -> int | None:
+        """The id of the XDP program on the balancer's interface, if any."""
+        return xdp_prog_id(self.lab.balancer, self.lab.balancer.ifname)
 
     def close(self) -> None:
         if self.proc.poll() is None:

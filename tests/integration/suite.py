@@ -112,15 +112,17 @@ def served(flows):
     return Counter(f["real"] for f in flows)
 
 
-def connect_and_ask(lab, port, n, conns):
-    """Opens n TCP connections from the client to lab.vip4:port, adding each
-    to conns (the caller closes them, even on failure), and returns what each
-    answered to one request: every one must be served by a real."""
+def connect_and_ask(lab, port, n, conns, family=4):
+    """Opens n TCP connections from the client to the VIP of FAMILY (4 or 6)
+    on port, adding each to conns (the caller closes them, even on failure),
+    and returns what each answered to one request: every one must be served
+    by a real."""
+    fam = socket.AF_INET if family == 4 else socket.AF_INET6
     for _ in range(n):
-        s = lab.client.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = lab.client.socket(fam, socket.SOCK_STREAM)
         conns.append(s)
         s.settimeout(3)
-        s.connect((lab.vip4, port))
+        s.connect((lab.vip(family), port))
     answers = [ask(s) for s in conns[-n:]]
     assert all(a.startswith("real") for a in answers), answers
     return answers

@@ -6,11 +6,9 @@ TCP connections held open from the client namespace:
   - removing a real bumps its generation: its established flows are re-picked
     (and the new real resets them), the others are untouched.
 The include/keel/maps_abi.h identity rules are what these check."""
-import socket
-
 import pytest
 
-from suite import ask, run_keel, served
+from suite import ask, connect_and_ask, run_keel, served
 
 PORT = 80
 N_CONN = 30
@@ -36,22 +34,6 @@ def keel_web(request, lab, need_keel, forwarding, family):
                         with_handle=True)
 
 
-def open_connections(lab, family, n):
-    conns = []
-    fam = socket.AF_INET if family == 4 else socket.AF_INET6
-    try:
-        for _ in range(n):
-            s = lab.client.socket(fam, socket.SOCK_STREAM)
-            conns.append(s)
-            s.settimeout(3)
-            s.connect((lab.vip(family), PORT))
-        return conns
-    except BaseException:
-        for s in conns:
-            s.close()
-        raise
-
-
 def as_flows(lab, family, conns):
     return [{"src": s.getsockname()[0], "sport": s.getsockname()[1], "dst": lab.vip(family),
              "dport": PORT, "proto": "tcp"} for s in conns]
@@ -60,10 +42,9 @@ def as_flows(lab, family, conns):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_weight_change_keeps_established(keel_web, forwarding, family):
     lab, config, keeld = keel_web
-    conns = open_connections(lab, family, N_CONN)
+    conns = []
     try:
-        before = [ask(s) for s in conns]
-        assert all(b.startswith("real") for b in before), before
+        before = connect_and_ask(lab, PORT, N_CONN, conns, family)
         new = lab.keel_config([web(lab, family, forwarding, weights=[100, 100, 1000])])
         new_svc = new["services"][0]
         moved = [i for i, p in enumerate(lab.model_pick(new_svc, as_flows(lab, family, conns)))
@@ -89,10 +70,9 @@ def test_weight_change_keeps_established(keel_web, forwarding, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_removed_real_loses_its_flows(keel_web, forwarding, family):
     lab, config, keeld = keel_web
-    conns = open_connections(lab, family, N_CONN)
+    conns = []
     try:
-        before = [ask(s) for s in conns]
-        assert all(b.startswith("real") for b in before), before
+        before = connect_and_ask(lab, PORT, N_CONN, conns, family)
         gone = lab.real_by_name(before[0])
         keeld.reload(lab.keel_config([web(lab, family, forwarding, drop=gone)]))
         after = [ask(s) for s in conns]

@@ -24,7 +24,6 @@ from suite import ask, connect_and_ask, served, wait_serving
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT = DEPLOY / "keeld.service.in"
 DECAP_UNIT = DEPLOY / "keel-decap@.service.in"
-PIN_DIR = "/sys/fs/bpf/keel/eth0"
 PORT = 80
 EXTRA_PORT = 8080
 
@@ -61,17 +60,9 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
     want = sum(1 << numbers.index(c) for c in caps)
 
     def start(config, name):
-        path = lab.write_config(config, f"{name}.yaml")
-        k = labmod.Keeld(lab, path, lab.tmp / f"{name}.log", host=host, wrap=wrap)
-        k.wait_logged("ready")
+        k = host.start(config, name, wrap=wrap)
         assert effective_caps(k.proc.pid) == want, (hex(effective_caps(k.proc.pid)), hex(want))
         return k
-
-    def prog_id():
-        return labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname)
-
-    def pinned(name):
-        return host.run(["test", "-e", f"{PIN_DIR}/{name}"], check=False).returncode == 0
 
     web = lab.service("web", 4, PORT, "tcp", "ipip")
     config = lab.keel_config([web])
@@ -79,8 +70,8 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
     conns = []
     try:
         wait_serving(lab, config)
-        prog = prog_id()
-        assert pinned("prog") and pinned("prog_rodata")
+        prog = host.prog_id()
+        assert host.pinned("prog") and host.pinned("prog_rodata")
         real = connect_and_ask(lab, PORT, 1, conns)[0]
         conn = conns[0]
 
@@ -88,7 +79,7 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
         k.kill()
         k = start(config, "caps2")
         assert "event=dataplane_adopted" in k.log() and "program=kept" in k.log(), k.log()
-        assert prog_id() == prog
+        assert host.prog_id() == prog
         assert ask(conn) == real
         # The conntrack count (a bpf_map iterator) works without it too.
         stats = json.loads(k.keelctl("-o", "json", "stats").stdout)
@@ -103,25 +94,25 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
         # Pins an older keeld made (no prog_rodata): still adopted; the
         # program is swapped over the same maps, the connection stays.
         k.kill()
-        host.run(["rm", f"{PIN_DIR}/prog_rodata"])
+        host.run(["rm", f"{host.pin_dir}/prog_rodata"])
         k = start(config2, "caps3")
         log = k.log()
         assert "event=xdp_adopt_swaps_program" in log and "program=replaced" in log, log
-        swapped = prog_id()
+        swapped = host.prog_id()
         assert swapped not in (None, prog)
         assert ask(conn) == real
-        assert pinned("prog_rodata")
+        assert host.pinned("prog_rodata")
         k.kill()
         k = start(config2, "caps4")
         assert "program=kept" in k.log(), k.log()
-        assert prog_id() == swapped
+        assert host.prog_id() == swapped
         served(lab.flows("tcp", lab.vip4, PORT, count=3))
 
         # The explicit stop detaches and removes the pins.
         k.keelctl("daemon", "stop")
         assert k.proc.wait(timeout=10) == 0, k.log()
-        assert prog_id() is None
-        assert not pinned("")
+        assert host.prog_id() is None
+        assert not host.pinned()
     finally:
         for c in conns:
             c.close()

@@ -25,7 +25,6 @@ from suite import ask, connect_and_ask, served, show_service, wait_serving
 PORT = 80
 EXTRA_PORT = 8080
 N_CONN = 12
-PIN_DIR = "/sys/fs/bpf/keel/eth0"
 PUMP_MAX = 5000           # bound on each pump's exchanges
 PUMP_TIMEOUT_S = 3.0      # a reply later than this counts as lost
 
@@ -83,19 +82,12 @@ def drops(lab):
     return {k: v for k, v in (lab.reasons() or {}).items() if k.startswith("drop_")}
 
 
-def start(lab, host, config, name, *args):
-    path = lab.write_config(config, f"{name}.yaml")
-    k = labmod.Keeld(lab, path, lab.tmp / f"{name}.log", host=host, args=args)
-    k.wait_logged("ready")
-    return k
-
-
 def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
     web, dgram = configs(lab)
     config = lab.keel_config([web, dgram])
-    k1 = start(lab, host, config, "first")
+    k1 = host.start(config, "first")
     wait_serving(lab, config)
-    prog = labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname)
+    prog = host.prog_id()
     conns = []
     pumps = []
     try:
@@ -105,15 +97,15 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
 
         # 1. kill -9: forwarding goes on with nobody in charge.
         k1.kill()
-        assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) == prog
+        assert host.prog_id() == prog
         served(lab.flows("tcp", lab.vip4, PORT, count=5))
         marks = [p.mark() for p in pumps]
 
         # 2. The same config: adopted, the program kept, nothing re-attached.
-        k2 = start(lab, host, config, "second")
+        k2 = host.start(config, "second")
         log = k2.log()
         assert "event=dataplane_adopted" in log and "program=kept" in log, log
-        assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) == prog
+        assert host.prog_id() == prog
         assert [ask(s) for s in conns] == before
         # A runtime drain (keelctl) of the UDP flow's real: kept across the
         # next restart (runtime state file), its flow stays.
@@ -135,7 +127,7 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
                                 for r in web["reals"]])
         extra = lab.service("extra", 4, EXTRA_PORT, "tcp", "ipip")
         config3 = lab.keel_config([extra, web3, dgram])
-        k3 = start(lab, host, config3, "third")
+        k3 = host.start(config3, "third")
         assert "event=dataplane_adopted" in k3.log()
         shown = show_service(k3, "dgram")
         draining = {r["address"]: r["draining"] for r in shown["reals"]}
@@ -163,8 +155,8 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
 
         # 4. SIGTERM: by default forwarding stays, pins too.
         assert k3.stop() == 0, k3.log()
-        assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) == prog
-        assert host.run(["test", "-e", f"{PIN_DIR}/prog"], check=False).returncode == 0
+        assert host.prog_id() == prog
+        assert host.pinned("prog")
         assert [ask(s) for s in conns] == before
     finally:
         for p in pumps:
@@ -173,18 +165,18 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
             s.close()
 
     # 5. --detach-on-exit: adopts like any keeld, then removes everything.
-    k4 = start(lab, host, config3, "fourth", "--detach-on-exit")
+    k4 = host.start(config3, "fourth", args=("--detach-on-exit",))
     assert "program=kept" in k4.log()
     assert k4.stop() == 0, k4.log()
-    assert labmod.xdp_prog_id(lab.balancer, lab.balancer.ifname) is None
-    assert host.run(["test", "-e", PIN_DIR], check=False).returncode != 0
+    assert host.prog_id() is None
+    assert not host.pinned()
 
 
 def test_runtime_changes_survive_kill_and_restart(lab, host):
     web, _ = configs(lab)
     config = lab.keel_config([web])
     r1, r2, r3 = lab.reals[:3]
-    k1 = start(lab, host, config, "rt1")
+    k1 = host.start(config, "rt1")
     wait_serving(lab, config)
     # An l2dsr service with a health check, its reals without MACs; a third
     # real added to it; web's third real removed.
@@ -207,7 +199,7 @@ def test_runtime_changes_survive_kill_and_restart(lab, host):
         before = connect_and_ask(lab, EXTRA_PORT, N_CONN, conns)
         k1.kill()
 
-        k2 = start(lab, host, config, "rt2")
+        k2 = host.start(config, "rt2")
         log = k2.log()
         assert "event=dataplane_adopted" in log and "runtime_state_dropped" not in log, log
         after = show_service(k2, "added")
@@ -226,11 +218,11 @@ def test_runtime_changes_survive_kill_and_restart(lab, host):
             s.close()
     # Taking the balancer out forgets the runtime changes with the pins.
     state = "/run/keel/runtime-eth0.json"
-    assert host.run(["test", "-e", state], check=False).returncode == 0
+    assert host.exists(state)
     k2.keelctl("daemon", "stop")
     k2.proc.wait(timeout=10)
     k2.stop()
-    assert host.run(["test", "-e", state], check=False).returncode != 0
+    assert not host.exists(state)
 
 
 def test_sd_notify_ready_reloading_stopping(lab, host):

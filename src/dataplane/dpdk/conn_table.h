@@ -48,6 +48,17 @@ inline void prefetchLine(const void* p) {
 #endif
 }
 
+// Whether two 16-byte regions are equal, as two 8-byte compares (what
+// memcmp compiles to as well). Callers pass fields read in place or values
+// kept in registers: a region just built with narrower stores would make the
+// 8-byte loads wait on a failed store-to-load forwarding.
+inline bool equal16(const void* x, const void* y) {
+  uint64_t a[2], b[2];
+  std::memcpy(a, x, sizeof a);
+  std::memcpy(b, y, sizeof b);
+  return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
+}
+
 // IPv4: the 5-tuple in 16 bytes, compared whole; no stored hash needed.
 struct ConnEntry4 {
   struct Key {
@@ -61,16 +72,9 @@ struct ConnEntry4 {
   static Key compact(const keel_flow_key& k) { return Key{k.src[0], k.dst[0], k.sport, k.dport, k.proto, k.family, 0}; }
   using Probe = Key;
   static Probe probe(const keel_flow_key& k, uint32_t) { return compact(k); }
-  // Two 8-byte compares, as memcmp compiles to as well. With find() inlined
-  // GCC keeps the probe in registers; as a call it stored the probe to the
-  // stack in 4- and 2-byte pieces and reloaded it 8 bytes at a time, which
-  // stalls on store-to-load forwarding.
-  bool matches(const Probe& p) const {
-    uint64_t a[2], b[2];
-    std::memcpy(a, &key, sizeof a);
-    std::memcpy(b, &p, sizeof b);
-    return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
-  }
+  // With find() inlined GCC keeps the probe in registers; as a call it
+  // stored the probe to the stack in 4- and 2-byte pieces (see equal16).
+  bool matches(const Probe& p) const { return equal16(&key, &p); }
   void store(const Probe& p) { key = p; }
 };
 static_assert(sizeof(ConnEntry4::Key) == 16, "compared as two 8-byte words");

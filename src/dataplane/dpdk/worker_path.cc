@@ -50,11 +50,8 @@ struct BurstCache {
   // partial stores and compared whole made the compare wait on a failed
   // store-to-load forwarding (~20% of processBurst in perf).
   bool holds(const keel_flow_key& k) const {
-    uint64_t a[2], b[2];
-    std::memcpy(a, k.dst, sizeof a);
-    std::memcpy(b, key.vip, sizeof b);
-    return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | static_cast<uint64_t>(k.dport ^ key.port) |
-            static_cast<uint64_t>(k.proto ^ key.proto) | static_cast<uint64_t>(k.family ^ key.family)) == 0;
+    // & rather than &&: one branch for the whole compare.
+    return equal16(k.dst, key.vip) & (((k.dport ^ key.port) | (k.proto ^ key.proto) | (k.family ^ key.family)) == 0);
   }
 };
 static_assert(sizeof(keel_service_key::vip) == 16, "compared as two 8-byte words");

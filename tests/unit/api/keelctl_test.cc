@@ -21,6 +21,14 @@ struct CliRun {
   std::string out, err;
 };
 
+// OUT split at newlines (without them).
+std::vector<std::string> linesOf(const std::string& out) {
+  std::istringstream is(out);
+  std::vector<std::string> l;
+  for (std::string x; std::getline(is, x);) l.push_back(x);
+  return l;
+}
+
 class KeelctlTest : public testing::ServerFixture {
  protected:
   void SetUp() override {
@@ -71,9 +79,7 @@ TEST_F(KeelctlTest, ServiceListTableAndJson) {
   CliRun t = keelctl({"service", "list"});
   ASSERT_EQ(t.rc, 0) << t.err;
   // ipvsadm -Ln --stats shape: header, service line, one "->" line per real.
-  std::istringstream lines(t.out);
-  std::vector<std::string> l;
-  for (std::string s; std::getline(lines, s);) l.push_back(s);
+  std::vector<std::string> l = linesOf(t.out);
   ASSERT_EQ(l.size(), 2u + 3u + 2u) << t.out;
   EXPECT_EQ(l[0].rfind("Prot", 0), 0u);
   EXPECT_EQ(l[1].rfind("  ->", 0), 0u);
@@ -137,6 +143,10 @@ TEST_F(KeelctlTest, DaemonErrorsExitOneAndChangeNothing) {
        "keelctl: params.protocol: must be one of tcp|udp, got \"icmp\"\n"},
       {{"lookup", "web", "--client", "192.0.2.1:80", "--protocol", "udp"},
        "keelctl: services[web]: service is tcp, lookup asked for udp\n"},
+      // Checked before any call: --health must at least be JSON.
+      {{"real", "add", "web", "10.0.0.9", "--health", "{"}, "keelctl: --health: not valid JSON: {\n"},
+      {{"service", "add", "x", "--vip", "10.9.9.9", "--port", "80", "--health", "tcp"},
+       "keelctl: --health: not valid JSON: tcp\n"},
   };
   for (const auto& row : rows) {
     SCOPED_TRACE(row.args[0] + " " + row.args[1]);
@@ -179,11 +189,9 @@ TEST_F(KeelctlTest, HealthShowChangeAndReason) {
   startServer();
   CliRun h = keelctl({"health", "show", "web"});
   ASSERT_EQ(h.rc, 0) << h.err;
-  std::istringstream lines(h.out);
-  std::string header, down, up;
-  std::getline(lines, header);
-  std::getline(lines, down);
-  std::getline(lines, up);
+  std::vector<std::string> hl = linesOf(h.out);
+  ASSERT_GE(hl.size(), 3u) << h.out;
+  const std::string header = hl[0], down = hl[1], up = hl[2];
   EXPECT_EQ(header.rfind("Service  Real      State  Check  Run   Last result  Changed  Reason", 0), 0u) << h.out;
   EXPECT_NE(down.find("10.0.0.5  down   tcp    3 ok  connect ok     2h00m  3 consecutive failures: http"),
             std::string::npos) << h.out;
@@ -195,12 +203,6 @@ TEST_F(KeelctlTest, HealthShowChangeAndReason) {
 
   // $COLUMNS narrows (or widens) the table; the reason column still starts
   // under its header. Not a positive number: the default 120.
-  auto linesOf = [](const std::string& out) {
-    std::istringstream is(out);
-    std::vector<std::string> l;
-    for (std::string x; std::getline(is, x);) l.push_back(x);
-    return l;
-  };
   CliRun narrow = keelctl({"health", "show", "web"}, "", "100");
   ASSERT_EQ(narrow.rc, 0) << narrow.err;
   auto n = linesOf(narrow.out);
@@ -303,15 +305,16 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   // --rate: two samples; the fake's counters do not move, so every rate is 0.
   CliRun sr = keelctl({"-o", "json", "stats", "--rate", "--watch", "0.1", "--count", "2"});
   ASSERT_EQ(sr.rc, 0) << sr.err;
-  std::istringstream docs(sr.out);
-  int n = 0;
-  for (std::string line; std::getline(docs, line);) {
+  std::vector<std::string> docs = linesOf(sr.out);
+  for (const std::string& line : docs) {
     json doc = json::parse(line);  // --watch -o json: one document per line
     EXPECT_EQ(doc["reasons"]["tx_ipip"]["packets_per_s"], 0.0);
     EXPECT_EQ(doc["workers"][1]["rx_packets_per_s"], 0.0);
-    ++n;
+    // Each service and real is matched to its own previous sample.
+    EXPECT_EQ(doc["services"][0]["packets_per_s"], 0.0);
+    EXPECT_EQ(doc["services"][0]["reals"][1]["bytes_per_s"], 0.0);
   }
-  EXPECT_EQ(n, 2);
+  EXPECT_EQ(docs.size(), 2u);
 
   CliRun ok = keelctl({"config", "check", dir_ + "/good.yaml"});
   EXPECT_EQ(ok.rc, 0) << ok.err;

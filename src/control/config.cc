@@ -696,15 +696,13 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
   // The l2dsr reals without a mac, resolved together: one neighbour-table
   // dump, and the unknown ones all wait at once instead of one after another.
   if (!needMac.empty()) {
-    const std::string iface = interfaceValid_ ? cfg.dataplane.interface : "";
-    const bool lookedUp = !iface.empty() && options_.resolveMac;
     std::vector<IpAddress> addresses;
     for (const NeedMac& n : needMac) addresses.push_back(cfg.services[n.service].reals[n.real].address);
-    const std::map<IpAddress, MacAddress> resolved =
-        lookedUp ? options_.resolveMac(addresses, iface) : std::map<IpAddress, MacAddress>{};
+    const MacLookup macs =
+        lookUpMacs(addresses, interfaceValid_ ? cfg.dataplane.interface : "", options_.resolveMac);
     for (const NeedMac& n : needMac) {
       RealConfig& real = cfg.services[n.service].reals[n.real];
-      RealMac m = resolveRealMac(cfg.services[n.service].name, real.address, iface, lookedUp, resolved);
+      RealMac m = resolveRealMac(cfg.services[n.service].name, real.address, macs);
       if (m.mac) {
         real.mac = m.mac;
         real.macResolved = true;
@@ -751,17 +749,20 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
   return result;
 }
 
-RealMac resolveRealMac(const std::string& service, const IpAddress& real, const std::string& interface,
-                       const MacResolver& resolver) {
-  const bool lookedUp = !interface.empty() && resolver;
-  return resolveRealMac(service, real, interface, lookedUp,
-                        lookedUp ? resolver({real}, interface) : std::map<IpAddress, MacAddress>{});
+MacLookup lookUpMacs(const std::vector<IpAddress>& reals, const std::string& interface,
+                     const MacResolver& resolver) {
+  MacLookup out;
+  out.interface = interface;
+  out.lookedUp = !interface.empty() && resolver;
+  if (out.lookedUp && !reals.empty()) out.resolved = resolver(reals, interface);
+  return out;
 }
 
-RealMac resolveRealMac(const std::string& service, const IpAddress& real, const std::string& interface,
-                       bool lookedUp, const std::map<IpAddress, MacAddress>& resolved) {
+RealMac resolveRealMac(const std::string& service, const IpAddress& real, const MacLookup& lookup) {
+  const std::string& interface = lookup.interface;
+  const bool lookedUp = lookup.lookedUp;
   RealMac out;
-  if (auto it = resolved.find(real); lookedUp && it != resolved.end()) {
+  if (auto it = lookup.resolved.find(real); lookedUp && it != lookup.resolved.end()) {
     out.mac = it->second;
     return out;
   }

@@ -148,14 +148,27 @@ struct Config {
 using MacResolver = std::function<std::map<IpAddress, MacAddress>(const std::vector<IpAddress>& reals,
                                                                   const std::string& interface)>;
 
-// An l2dsr real's MAC when none is given. l2dsr rewrites only the MAC, so
-// the real must be on the balancer's own segment, and its neighbour entry on
-// `interface` proves it. keel.yaml (parseConfig) and runtime adds (keeld's
-// service.add / real.add) both come here, so both resolve and fail alike.
+// The neighbour table's answers for a set of l2dsr reals without a mac,
+// read with one resolver call: one table dump, and the neighbours it lacks
+// prompted and waited for together (at most ~1 s in all, not per real).
+// keel.yaml (parseConfig), keeld's runtime adds (service.add / real.add) and
+// the replay of keeld's runtime state at start all look up this way.
 // `interface` empty: there is no neighbour table (dpdk without
 // dataplane.interface or dpdk.exception_interface); `resolver` empty: none
-// is read (no host checks). Either way, or when the table has no entry,
-// `error` says which real of which service, why, and the two fixes:
+// is read (no host checks).
+struct MacLookup {
+  std::string interface;
+  bool lookedUp = false;  // the table of `interface` was read
+  std::map<IpAddress, MacAddress> resolved;
+};
+MacLookup lookUpMacs(const std::vector<IpAddress>& reals, const std::string& interface,
+                     const MacResolver& resolver);
+
+// An l2dsr real's MAC when none is given, from a lookup that asked for it.
+// l2dsr rewrites only the MAC, so the real must be on the balancer's own
+// segment, and its neighbour entry proves it. When the table has no entry
+// (or there is none to read), `error` says which real of which service, why,
+// and the two fixes:
 // "l2dsr real 10.0.1.8 of service web has no mac and is not in the neighbour
 // table of eth0 (not reachable on-link?); give its mac (mac: in keel.yaml,
 // --mac in keelctl) or, if it is on-link, ping it from this host so the
@@ -164,12 +177,7 @@ struct RealMac {
   std::optional<MacAddress> mac;  // set: resolved
   std::string error;              // otherwise
 };
-RealMac resolveRealMac(const std::string& service, const IpAddress& real, const std::string& interface,
-                       const MacResolver& resolver);
-// The same from one resolver call made for many reals (`lookedUp`: the
-// call was made, `resolved` is what it returned).
-RealMac resolveRealMac(const std::string& service, const IpAddress& real, const std::string& interface,
-                       bool lookedUp, const std::map<IpAddress, MacAddress>& resolved);
+RealMac resolveRealMac(const std::string& service, const IpAddress& real, const MacLookup& lookup);
 
 struct ConfigResult {
   std::optional<Config> config;      // set only when errors is empty

@@ -269,6 +269,12 @@ void logDropped(const std::string& service, const std::string& real, const std::
   logInfo(r.add("reason", why));
 }
 
+// The reals a request gives without a mac (an l2dsr service resolves theirs).
+void withoutMac(const std::vector<api::RealSpec>& reals, std::vector<IpAddress>& out) {
+  for (const api::RealSpec& r : reals)
+    if (!r.mac) out.push_back(r.address);
+}
+
 std::string firstError(const std::vector<std::string>& errors) {
   return errors.empty() ? "invalid" : errors.front();
 }
@@ -299,6 +305,28 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
                                   std::to_string(kStateVersion)));
     return out;
   }
+  // The l2dsr reals the file's entries add without a mac, resolved with one
+  // neighbour-table read, as keel.yaml's are (one at a time, each unknown
+  // neighbour held the start up to a second). A service counts as l2dsr if
+  // the file or a saved request says so: asking for a real that then turns
+  // out not to need it costs nothing.
+  std::vector<IpAddress> needMac;
+  if (version == kStateVersion) {
+    std::set<std::string> l2dsr;
+    for (const ServiceConfig& s : file.services)
+      if (s.forwarding == Forwarding::kL2dsr) l2dsr.insert(s.name);
+    for (const nlohmann::json& e : doc["services"])
+      if (e.is_object() && e.contains("request"))
+        if (auto p = api::parseServiceAdd(e["request"]); p.ok() && p.value->forwarding == "l2dsr") {
+          l2dsr.insert(p.value->name);
+          withoutMac(p.value->reals, needMac);
+        }
+    for (const nlohmann::json& e : doc["reals"])
+      if (e.is_object() && e.contains("added") && e.contains("service") && e["service"].is_string() &&
+          l2dsr.count(e["service"].get<std::string>()))
+        if (auto p = api::parseRealAdd(e["added"]); p.ok()) withoutMac({p.value->real}, needMac);
+  }
+  const MacLookup macs = lookUpMacs(needMac);
   std::set<std::string> droppedServices;  // added ones not kept: their real entries go too
   if (version == kStateVersion) {
     for (const nlohmann::json& e : doc["services"]) {
@@ -319,7 +347,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
         continue;
       }
       std::vector<std::string> errors;
-      auto svc = serviceFrom(req, errors);
+      auto svc = serviceFrom(req, macs, errors);
       if (!svc) {
         logDropped(req.name, "", firstError(errors));
         continue;
@@ -385,7 +413,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
       else if (p.value->service != svcName || p.value->real.address != *addr)
         errors.push_back("the request names another real");
       else
-        r = realFrom(*svc, p.value->real, "services[" + svcName + "]", "params", errors);
+        r = realFrom(*svc, p.value->real, "services[" + svcName + "]", "params", macs, errors);
       if (!r) {
         logDropped(svcName, real, firstError(errors));
         continue;
@@ -604,7 +632,7 @@ api::StatsSnapshot DaemonBackend::servicesAndGlobalStats() {
 
 std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, const api::RealSpec& spec,
                                                   const std::string& servicePath,
-                                                  const std::string& realPath,
+                                                  const std::string& realPath, const MacLookup& macs,
                                                   std::vector<std::string>& errors) const {
   RealConfig r;
   r.address = spec.address;
@@ -614,7 +642,7 @@ std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, cons
   bool ok = true;
   if (svc.forwarding == Forwarding::kL2dsr && !r.mac) {
     // Resolved exactly as loadConfigFile does for keel.yaml.
-    RealMac m = resolveRealMac(svc.name, r.address, neighbourInterface_, resolveMac_);
+    RealMac m = resolveRealMac(svc.name, r.address, macs);
     if (m.mac) {
       r.mac = m.mac;
       r.macResolved = true;
@@ -629,7 +657,11 @@ std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, cons
   return r;
 }
 
-std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddRequest& req,
+MacLookup DaemonBackend::lookUpMacs(const std::vector<IpAddress>& reals) const {
+  return keel::lookUpMacs(reals, neighbourInterface_, resolveMac_);
+}
+
+std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddRequest& req, const MacLookup& macs,
                                                         std::vector<std::string>& errors) const {
   const size_t before = errors.size();
   ServiceConfig svc;
@@ -649,7 +681,7 @@ std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddReq
       errors.push_back("request: params.health.all_down: must be one of fail-open|fail-closed, got " + v);
   }
   for (size_t i = 0; i < req.reals.size(); ++i)
-    if (auto r = realFrom(svc, req.reals[i], "params", "params.reals[" + std::to_string(i) + "]", errors))
+    if (auto r = realFrom(svc, req.reals[i], "params", "params.reals[" + std::to_string(i) + "]", macs, errors))
       svc.reals.push_back(std::move(*r));
   if (errors.size() != before) return std::nullopt;
   return svc;
@@ -664,8 +696,10 @@ void logResolvedMac(const std::string& service, const RealConfig& real) {
 }
 
 Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
+  std::vector<IpAddress> needMac;
+  if (req.forwarding == "l2dsr") withoutMac(req.reals, needMac);
   std::vector<std::string> errors;
-  auto svc = serviceFrom(req, errors);
+  auto svc = serviceFrom(req, lookUpMacs(needMac), errors);
   if (!svc) return configErrors(std::move(errors));
   Overlay next = overlay_;
   next.addedServices[req.name] = AddedService{*svc, req};
@@ -690,7 +724,9 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
   const ServiceConfig* svc = findSvc(effective_, req.service);
   if (!svc) return Result::error(api::code::kNotFound, "no service named " + req.service, "params.service");
   std::vector<std::string> errors;
-  auto r = realFrom(*svc, req.real, "services[" + svc->name + "]", "params", errors);
+  std::vector<IpAddress> needMac;
+  if (svc->forwarding == Forwarding::kL2dsr) withoutMac({req.real}, needMac);
+  auto r = realFrom(*svc, req.real, "services[" + svc->name + "]", "params", lookUpMacs(needMac), errors);
   if (!r) return configErrors(std::move(errors));
   Overlay next = overlay_;
   RealOverride ov;

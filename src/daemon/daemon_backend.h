@@ -139,13 +139,17 @@ class DaemonBackend : public api::ControlBackend {
 
   Config compose(const Config& file, const Overlay& overlay) const;
   // A runtime request as keel.yaml would have it: health resolved the same
-  // way, l2dsr MACs from the neighbour table (resolveMac_). Errors are
+  // way, l2dsr MACs from the neighbour table: `macs` must have asked for
+  // every l2dsr real the request gives without a mac (lookUpMacs(); one
+  // table read for a whole request, or for a whole state file). Errors are
   // appended ("request: params...: ..."); nullopt then.
-  std::optional<ServiceConfig> serviceFrom(const api::ServiceAddRequest& request,
+  std::optional<ServiceConfig> serviceFrom(const api::ServiceAddRequest& request, const MacLookup& macs,
                                            std::vector<std::string>& errors) const;
   std::optional<RealConfig> realFrom(const ServiceConfig& service, const api::RealSpec& spec,
                                      const std::string& servicePath, const std::string& realPath,
-                                     std::vector<std::string>& errors) const;
+                                     const MacLookup& macs, std::vector<std::string>& errors) const;
+  // One neighbour-table read for these reals (on neighbourInterface_, with resolveMac_).
+  MacLookup lookUpMacs(const std::vector<IpAddress>& reals) const;
   api::Result reloadFile();
   void saveState() const;
   Overlay loadState(const Config& file) const;

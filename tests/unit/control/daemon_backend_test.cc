@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <tuple>
 
 #include "control/api/dispatcher.h"
 #include "mock_dataplane.h"
@@ -66,6 +67,7 @@ class DaemonBackendTest : public ::testing::Test {
   // A neighbour table: neighbours_ on eth0 (the file's dataplane.interface).
   MacResolver resolver() {
     return [this](const std::vector<IpAddress>& reals, const std::string& iface) {
+      ++resolverCalls_;  // one neighbour-table read (and up to ~1 s of waiting) each
       std::map<IpAddress, MacAddress> found;
       for (const IpAddress& a : reals) {
         resolved_.push_back(a.toString() + "@" + iface);
@@ -107,6 +109,7 @@ class DaemonBackendTest : public ::testing::Test {
   std::string statePath_;
   std::map<std::string, std::string> neighbours_;
   std::vector<std::string> resolved_;
+  int resolverCalls_ = 0;
 };
 
 TEST_F(DaemonBackendTest, DrainKeepsGenerationAndUndrainRestoresWeight) {
@@ -594,6 +597,63 @@ TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
   EXPECT_TRUE(k->real("web", "10.0.1.9"));
   EXPECT_FALSE(k->real("web", "10.0.1.2"));
   EXPECT_FALSE(k->backend->findService("api"));
+}
+
+// Every l2dsr real a request or a whole state file adds without a mac is
+// looked up with one neighbour-table read: each read may wait up to ~1 s for
+// neighbours the table lacks, so one read per real held a start that long
+// per real.
+TEST_F(RuntimeStateTest, L2dsrMacsOfARequestAndOfTheStateFileAreLookedUpTogether) {
+  for (const char* a : {"10.0.5.1", "10.0.5.2", "10.0.5.3", "10.0.6.1"})
+    neighbours_[a] = std::string("02:00:00:00:") + (a[5] == '5' ? "05:0" : "06:0") + a[7];
+  make();
+  api::ServiceAddRequest dsr;
+  dsr.name = "dsr";
+  dsr.vip = ip("10.0.0.7");
+  dsr.port = 80;
+  dsr.forwarding = "l2dsr";
+  dsr.reals.push_back(api::RealSpec{ip("10.0.5.1"), 100, std::nullopt, nullptr});
+  dsr.reals.push_back(api::RealSpec{ip("10.0.5.2"), 100, std::nullopt, nullptr});
+  dsr.reals.push_back(api::RealSpec{ip("10.0.5.9"), 100, MacAddress::parse("02:00:00:00:05:99"), nullptr});
+  resolverCalls_ = 0;
+  resolved_.clear();
+  ASSERT_TRUE(backend_->addService(dsr).isOk());
+  EXPECT_EQ(resolverCalls_, 1);
+  EXPECT_EQ(resolved_, (std::vector<std::string>{"10.0.5.1@eth0", "10.0.5.2@eth0"}));  // a given mac is not asked for
+  api::ServiceAddRequest dsr2 = dsr;
+  dsr2.name = "dsr2";
+  dsr2.vip = ip("10.0.0.8");
+  dsr2.reals = {api::RealSpec{ip("10.0.6.1"), 100, std::nullopt, nullptr}};
+  ASSERT_TRUE(backend_->addService(dsr2).isOk());
+  api::RealAddRequest add;
+  add.service = "dsr";
+  add.real.address = ip("10.0.5.3");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  backend_.reset();
+
+  resolverCalls_ = 0;
+  resolved_.clear();
+  auto k = restart();
+  EXPECT_EQ(resolverCalls_, 1);
+  std::sort(resolved_.begin(), resolved_.end());
+  EXPECT_EQ(resolved_, (std::vector<std::string>{"10.0.5.1@eth0", "10.0.5.2@eth0", "10.0.5.3@eth0",
+                                                 "10.0.6.1@eth0"}));
+  for (const auto& [svc, addr, mac] : {std::tuple{"dsr", "10.0.5.1", "02:00:00:00:05:01"},
+                                       {"dsr", "10.0.5.2", "02:00:00:00:05:02"},
+                                       {"dsr", "10.0.5.3", "02:00:00:00:05:03"},
+                                       {"dsr", "10.0.5.9", "02:00:00:00:05:99"},
+                                       {"dsr2", "10.0.6.1", "02:00:00:00:06:01"}}) {
+    auto r = k->real(svc, addr);
+    ASSERT_TRUE(r && r->mac) << svc << " " << addr;
+    EXPECT_EQ(r->mac->toString(), mac) << svc << " " << addr;
+  }
+
+  // A neighbour gone from the table drops the entry that needs it, as before.
+  neighbours_.erase("10.0.5.3");
+  k.reset();
+  k = restart();
+  EXPECT_FALSE(k->real("dsr", "10.0.5.3"));
+  EXPECT_TRUE(k->real("dsr", "10.0.5.1"));
 }
 
 TEST_F(RuntimeStateTest, TheFileWinsWhereItChangedWhatTheOverlayChanged) {

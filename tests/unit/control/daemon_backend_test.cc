@@ -224,9 +224,11 @@ TEST_F(DaemonBackendTest, AReloadTheDataPlaneFailsMidwayIsUndone) {
   EXPECT_NE(r.error().message.find("injected failure; the running configuration was restored"), std::string::npos)
       << r.error().message;
   EXPECT_EQ(members(), before);
-  for (const auto& [id, b] : dp_.backends)
-    if (test::addressFromWords(b.addr, b.family).toString() == "10.0.1.3")
+  for (const auto& [id, b] : dp_.backends) {
+    if (test::addressFromWords(b.addr, b.family).toString() == "10.0.1.3") {
       EXPECT_FALSE(b.flags & KEEL_BE_F_VALID) << "the failed change's real is still valid";
+    }
+  }
   EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
   // The change goes through once the data plane takes it.
   ASSERT_TRUE(backend_->reload().isOk());

@@ -157,7 +157,7 @@ class XdpDataplane:
 
     def attached(self, lab: "Lab") -> bool:
         """True once some XDP program sits on the balancer's interface."""
-        return xdp_prog_id(lab.balancer, lab.balancer.ifname) is not None
+        return lab.balancer_prog_id() is not None
 
     def reset(self, lab: "Lab") -> None:
         """Leaves no program behind between tests, so the next keeld's attach
@@ -223,21 +223,6 @@ class DpdkDataplane:
 
 # The suite's --dataplane values: one class per data plane.
 DATAPLANES = {"xdp": XdpDataplane, "dpdk": DpdkDataplane}
-
-
-def xdp_prog_id(host: Host, ifname: str) -> int | None:
-    p = host.run(["ip", "-j", "-d", "link", "show", "dev", ifname])
-    info = json.loads(p.stdout)[0]
-    xdp = info.get("xdp")
-    if not xdp:
-        return None
-    prog = xdp.get("prog") or {}
-    if "id" in prog:
-        return int(prog["id"])
-    for att in xdp.get("attached", []):
-        if "prog" in att and "id" in att["prog"]:
-            return int(att["prog"]["id"])
-    return None
 
 
 # ---------------------------------------------------------------- YAML config
@@ -456,10 +441,6 @@ class KeeldHost:
         """Whether keeld's pin NAME (without one: its pin directory) exists."""
         return self.exists(f"{self.pin_dir}/{name}" if name else self.pin_dir)
 
-    def prog_id(self) -> int | None:
-        """The id of the XDP program on the balancer's interface, if any."""
-        return xdp_prog_id(self.lab.balancer, self.lab.balancer.ifname)
-
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -529,6 +510,21 @@ class Lab:
 
     def vip(self, family: int) -> str:
         return self.vip4 if family == 4 else self.vip6
+
+    def balancer_prog_id(self) -> int | None:
+        """The id of the XDP program on the balancer's interface (keel's
+        balancer or self_check's xdp_pass), if any."""
+        p = self.balancer.run(["ip", "-j", "-d", "link", "show", "dev", self.balancer.ifname])
+        xdp = json.loads(p.stdout)[0].get("xdp")
+        if not xdp:
+            return None
+        prog = xdp.get("prog") or {}
+        if "id" in prog:
+            return int(prog["id"])
+        for att in xdp.get("attached", []):
+            if "prog" in att and "id" in att["prog"]:
+                return int(att["prog"]["id"])
+        return None
 
     # -- build up
 
@@ -949,7 +945,7 @@ def self_check(lab: Lab) -> None:
     lab.balancer.run(["ip", "link", "set", "dev", lab.balancer.ifname, "xdpdrv",
                       "obj", str(obj), "sec", "xdp"])
     try:
-        if xdp_prog_id(lab.balancer, lab.balancer.ifname) is None:
+        if lab.balancer_prog_id() is None:
             raise LabError("xdp_pass did not attach to the balancer's interface")
         for dst in (lab.balancer.v4, lab.balancer.v6):
             if not lab.ping(lab.client, dst):

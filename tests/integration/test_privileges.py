@@ -70,7 +70,7 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
     conns = []
     try:
         wait_serving(lab, config)
-        prog = host.prog_id()
+        prog = lab.balancer_prog_id()
         assert host.pinned("prog") and host.pinned("prog_rodata")
         real = connect_and_ask(lab, PORT, 1, conns)[0]
         conn = conns[0]
@@ -79,7 +79,7 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
         k.kill()
         k = start(config, "caps2")
         assert "event=dataplane_adopted" in k.log() and "program=kept" in k.log(), k.log()
-        assert host.prog_id() == prog
+        assert lab.balancer_prog_id() == prog
         assert ask(conn) == real
         # The conntrack count (a bpf_map iterator) works without it too.
         stats = json.loads(k.keelctl("-o", "json", "stats").stdout)
@@ -98,20 +98,20 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
         k = start(config2, "caps3")
         log = k.log()
         assert "event=xdp_adopt_swaps_program" in log and "program=replaced" in log, log
-        swapped = host.prog_id()
+        swapped = lab.balancer_prog_id()
         assert swapped not in (None, prog)
         assert ask(conn) == real
         assert host.pinned("prog_rodata")
         k.kill()
         k = start(config2, "caps4")
         assert "program=kept" in k.log(), k.log()
-        assert host.prog_id() == swapped
+        assert lab.balancer_prog_id() == swapped
         served(lab.flows("tcp", lab.vip4, PORT, count=3))
 
         # The explicit stop detaches and removes the pins.
         k.keelctl("daemon", "stop")
         assert k.proc.wait(timeout=10) == 0, k.log()
-        assert host.prog_id() is None
+        assert lab.balancer_prog_id() is None
         assert not host.pinned()
     finally:
         for c in conns:

@@ -87,7 +87,7 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
     config = lab.keel_config([web, dgram])
     k1 = host.start(config, "first")
     wait_serving(lab, config)
-    prog = host.prog_id()
+    prog = lab.balancer_prog_id()
     conns = []
     pumps = []
     try:
@@ -97,7 +97,7 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
 
         # 1. kill -9: forwarding goes on with nobody in charge.
         k1.kill()
-        assert host.prog_id() == prog
+        assert lab.balancer_prog_id() == prog
         served(lab.flows("tcp", lab.vip4, PORT, count=5))
         marks = [p.mark() for p in pumps]
 
@@ -105,7 +105,7 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         k2 = host.start(config, "second")
         log = k2.log()
         assert "event=dataplane_adopted" in log and "program=kept" in log, log
-        assert host.prog_id() == prog
+        assert lab.balancer_prog_id() == prog
         assert [ask(s) for s in conns] == before
         # A runtime drain (keelctl) of the UDP flow's real: kept across the
         # next restart (runtime state file), its flow stays.
@@ -155,7 +155,7 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
 
         # 4. SIGTERM: by default forwarding stays, pins too.
         assert k3.stop() == 0, k3.log()
-        assert host.prog_id() == prog
+        assert lab.balancer_prog_id() == prog
         assert host.pinned("prog")
         assert [ask(s) for s in conns] == before
     finally:
@@ -168,7 +168,7 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
     k4 = host.start(config3, "fourth", args=("--detach-on-exit",))
     assert "program=kept" in k4.log()
     assert k4.stop() == 0, k4.log()
-    assert host.prog_id() is None
+    assert lab.balancer_prog_id() is None
     assert not host.pinned()
 
 

@@ -433,6 +433,13 @@ class KeeldHost:
         (src/dataplane/xdp/xdp_dataplane.h)."""
         return f"/sys/fs/bpf/keel/{self.lab.balancer.ifname}"
 
+    @property
+    def state_path(self) -> str:
+        """Where keeld keeps its runtime state (keelctl's changes): beside
+        the control socket, one file per interface like the pins
+        (src/daemon/keeld.cc)."""
+        return f"/run/keel/runtime-{self.lab.balancer.ifname}.json"
+
     def exists(self, path: str) -> bool:
         """Whether PATH exists in this host's mounts (bpffs, /run/keel)."""
         return self.run(["test", "-e", path], check=False).returncode == 0

@@ -217,12 +217,11 @@ def test_runtime_changes_survive_kill_and_restart(lab, host):
         for s in conns:
             s.close()
     # Taking the balancer out forgets the runtime changes with the pins.
-    state = "/run/keel/runtime-eth0.json"
-    assert host.exists(state)
+    assert host.exists(host.state_path)
     k2.keelctl("daemon", "stop")
     k2.proc.wait(timeout=10)
     k2.stop()
-    assert not host.exists(state)
+    assert not host.exists(host.state_path)
 
 
 def test_sd_notify_ready_reloading_stopping(lab, host):

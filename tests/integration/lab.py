@@ -55,7 +55,7 @@ class LabError(RuntimeError):
     pass
 
 
-def environ(env: dict[str, str] | None) -> dict[str, str] | None:
+def child_env(env: dict[str, str] | None) -> dict[str, str] | None:
     """This process's environment plus ENV, for a child (None: inherit as
     is). Every wrapper the lab runs commands through (ip netns exec,
     nsenter, sh, setpriv) passes the environment on."""
@@ -79,7 +79,7 @@ def run(cmd: list[str], check: bool = True, timeout: float = 30, input: str | No
     ENV adds to its environment."""
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input,
-                           env=environ(env))
+                           env=child_env(env))
     except subprocess.TimeoutExpired as e:
         raise LabError(f"timed out after {timeout}s: {shlex.join(cmd)}") from e
     if check and p.returncode != 0:
@@ -288,7 +288,7 @@ class Keeld:
             # outlive this keeld and the next one finds them.
             argv = host.argv(cmd)
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=environ(env))
+                                     start_new_session=True, env=child_env(env))
         lab._procs.append(self.proc)
         lab._keeld = self  # the one reasons() and worker_packets() ask
 
@@ -415,11 +415,17 @@ class KeeldHost:
         return run(self.argv(cmd), check=check, timeout=timeout)
 
     def start(self, config: dict, name: str, args: tuple[str, ...] = (),
-              wrap: tuple[str, ...] = ()) -> Keeld:
+              wrap: tuple[str, ...] = (), env: dict[str, str] | None = None,
+              wait_ready: bool = True) -> Keeld:
         """A keeld in this host on CONFIG (written as NAME.yaml, logging to
-        NAME.log), once it logs ready. ARGS and WRAP as for Keeld."""
+        NAME.log), once it logs ready (WAIT_READY false: at once, for a
+        test that watches readiness itself). ARGS, WRAP and ENV as for
+        Keeld."""
         path = self.lab.write_config(config, f"{name}.yaml")
-        k = Keeld(self.lab, path, self.lab.tmp / f"{name}.log", host=self, args=args, wrap=wrap)
+        k = Keeld(self.lab, path, self.lab.tmp / f"{name}.log", host=self, args=args, env=env,
+                  wrap=wrap)
+        if not wait_ready:
+            return k
         try:
             k.wait_logged("ready")
         except Exception:

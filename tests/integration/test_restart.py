@@ -235,9 +235,9 @@ def test_sd_notify_ready_reloading_stopping(lab, host):
     try:
         web, _ = configs(lab)
         config = lab.keel_config([web])
-        cfg = lab.write_config(config, "notify.yaml")
-        k = labmod.Keeld(lab, cfg, lab.tmp / "notify.log", host=host,
-                         args=("--detach-on-exit",), env={"NOTIFY_SOCKET": str(path)})
+        # Not waiting for ready: READY=1 must arrive with "ready" already logged.
+        k = host.start(config, "notify", args=("--detach-on-exit",),
+                       env={"NOTIFY_SOCKET": str(path)}, wait_ready=False)
 
         def message():
             try:

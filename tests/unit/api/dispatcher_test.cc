@@ -178,7 +178,7 @@ TEST_F(DispatcherTest, QueriesRenderSnapshots) {
   EXPECT_EQ(s["protocol"], "tcp");
   EXPECT_EQ(s["reals"][0]["state"], "down");
   EXPECT_EQ(s["reals"][1]["state"], "draining");
-  EXPECT_EQ(s["reals"][1]["packets"], 200);
+  EXPECT_EQ(s["reals"][1]["packets"], 100);
   // 1796133785 s after the epoch is 2026-12-01T14:03:05Z; the 700 ms are cut.
   const auto changed = std::chrono::system_clock::time_point(std::chrono::milliseconds(1796133785700));
   fake_.services[0].reals[0].lastChange = changed;

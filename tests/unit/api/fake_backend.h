@@ -29,14 +29,18 @@ class FakeBackend : public ControlBackend {
   std::chrono::system_clock::time_point now{std::chrono::seconds(1796133785)};
   std::vector<std::string> invalidConfigErrors = {"bad.yaml:3: services[0].port: must be an integer 0..65535, got \"x\""};
 
+  // Counters: the service PACKETS (64 bytes each); its reals PACKETS/10
+  // times (number of reals left, this one included): each entry's differ,
+  // and an earlier entry's are larger, so `stats --rate` pairing an entry with
+  // a later entry's sample reads as a nonzero rate, not 0.
   static ServiceSnapshot makeService(const std::string& name, const std::string& vip, uint16_t port,
-                                     std::vector<std::string> reals) {
+                                     std::vector<std::string> reals, uint64_t packets = 1000) {
     ServiceSnapshot s;
     s.name = name;
     s.vip = *IpAddress::parse(vip);
     s.port = port;
-    s.counters = {1000, 64000};
-    uint64_t i = 1;
+    s.counters = {packets, 64 * packets};
+    uint64_t left = reals.size();
     for (const auto& r : reals) {
       RealSnapshot rs;
       rs.address = *IpAddress::parse(r);
@@ -44,8 +48,8 @@ class FakeBackend : public ControlBackend {
       rs.check = "tcp";
       rs.healthDetail = "connect ok";
       rs.consecutiveOk = 3;
-      rs.counters = {100 * i, 6400 * i};
-      ++i;
+      rs.counters = {packets / 10 * left, 64 * (packets / 10 * left)};
+      --left;
       s.reals.push_back(rs);
     }
     refresh(s);

@@ -89,8 +89,8 @@ TEST_F(KeelctlTest, ServiceListTableAndJson) {
     for (std::string x; is >> x;) w.push_back(x);
     return w;
   };
-  EXPECT_EQ(words(l[2]), (std::vector<std::string>{"TCP", "10.0.0.1:80", "maglev", "ipip", "web", "1000", "64000"}));
-  EXPECT_EQ(words(l[3]), (std::vector<std::string>{"->", "10.0.0.5", "100", "up", "100", "6400"}));
+  EXPECT_EQ(words(l[2]), (std::vector<std::string>{"TCP", "10.0.0.1:80", "maglev", "ipip", "web", "2000", "128000"}));
+  EXPECT_EQ(words(l[3]), (std::vector<std::string>{"->", "10.0.0.5", "100", "up", "400", "25600"}));
   EXPECT_EQ(words(l[4]), (std::vector<std::string>{"->", "10.0.0.6", "100", "draining", "200", "12800"}));
   EXPECT_EQ(words(l[5]), (std::vector<std::string>{"TCP", "[2001:db8::1]:443", "maglev", "ipip", "v6", "1000", "64000"}));
 
@@ -270,7 +270,7 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
     fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};
     fake_.stats.connTableEntries = 17;
     fake_.stats.connTableCapacity = 65536;
-    fake_.stats.workers = {WorkerStats{0, 1, 10}, WorkerStats{1, 2, 20}};
+    fake_.stats.workers = {WorkerStats{0, 1, 20}, WorkerStats{1, 2, 10}};  // larger first, as makeService
     return 0;
   });
   startServer();
@@ -300,19 +300,26 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   EXPECT_NE(st.out.find("tx_ipip"), std::string::npos);
   EXPECT_NE(st.out.find("conntrack: 17 of 65536 entries\n"), std::string::npos) << st.out;
   EXPECT_EQ(json::parse(s.out)["conntrack"]["entries"], 17);
-  EXPECT_NE(st.out.find("workers rx packets: 0@lcore1=10 1@lcore2=20\n"), std::string::npos) << st.out;
-  EXPECT_EQ(json::parse(s.out)["workers"][1]["rx_packets"], 20);
-  // --rate: two samples; the fake's counters do not move, so every rate is 0.
+  EXPECT_NE(st.out.find("workers rx packets: 0@lcore1=20 1@lcore2=10\n"), std::string::npos) << st.out;
+  EXPECT_EQ(json::parse(s.out)["workers"][1]["rx_packets"], 10);
+  // --rate: two samples; the fake's counters do not move, so every rate is 0
+  // if, and only if, each entry is matched to its own previous sample: an
+  // entry with no match reads its whole counter, and one matched to a later
+  // entry's sample (smaller counters, see makeService) a nonzero difference.
   CliRun sr = keelctl({"-o", "json", "stats", "--rate", "--watch", "0.1", "--count", "2"});
   ASSERT_EQ(sr.rc, 0) << sr.err;
   std::vector<std::string> docs = linesOf(sr.out);
   for (const std::string& line : docs) {
     json doc = json::parse(line);  // --watch -o json: one document per line
     EXPECT_EQ(doc["reasons"]["tx_ipip"]["packets_per_s"], 0.0);
-    EXPECT_EQ(doc["workers"][1]["rx_packets_per_s"], 0.0);
-    // Each service and real is matched to its own previous sample.
-    EXPECT_EQ(doc["services"][0]["packets_per_s"], 0.0);
-    EXPECT_EQ(doc["services"][0]["reals"][1]["bytes_per_s"], 0.0);
+    ASSERT_EQ(doc["workers"].size(), 2u);
+    for (const json& w : doc["workers"]) EXPECT_EQ(w["rx_packets_per_s"], 0.0) << w;
+    ASSERT_EQ(doc["services"].size(), 2u);
+    for (const json& svc : doc["services"]) {
+      EXPECT_EQ(svc["packets_per_s"], 0.0) << svc["name"];
+      EXPECT_EQ(svc["bytes_per_s"], 0.0) << svc["name"];
+      for (const json& r : svc["reals"]) EXPECT_EQ(r["packets_per_s"], 0.0) << r["address"];
+    }
   }
   EXPECT_EQ(docs.size(), 2u);
 

@@ -108,8 +108,8 @@ class ServerFixture : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     options_.socketPath = dir_ + "/keel.sock";
-    fake_.services.push_back(FakeBackend::makeService("web", "10.0.0.1", 80, {"10.0.0.5", "10.0.0.6"}));
-    fake_.services.push_back(FakeBackend::makeService("v6", "2001:db8::1", 443, {"2001:db8::5"}));
+    fake_.services.push_back(FakeBackend::makeService("web", "10.0.0.1", 80, {"10.0.0.5", "10.0.0.6"}, 2000));
+    fake_.services.push_back(FakeBackend::makeService("v6", "2001:db8::1", 443, {"2001:db8::5"}, 1000));
     fake_.stats.dataplane = "mock";
   }
 

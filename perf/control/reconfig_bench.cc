@@ -177,7 +177,7 @@ class NullDataplane final : public keel::Dataplane {
   Status removeService(const keel_service_key&) override { return Status::ok(); }
   Status publishRing(keel::ServiceId, const std::vector<uint32_t>&) override { return Status::ok(); }
   Status zeroCounters(keel::CounterKind, uint32_t) override { return Status::ok(); }
-  keel::DataplaneStats readStats() override { return {}; }
+  keel::DataplaneStats readCounters(uint32_t, uint32_t) override { return {}; }
   std::optional<uint64_t> connTableEntries() override { return std::nullopt; }
 };
 

@@ -634,7 +634,9 @@ std::optional<ServiceView> Registry::service(const std::string& name) const {
 }
 
 RegistryStats Registry::readStats(bool withConnTable) {
-  DataplaneStats raw = dataplane_.readStats();
+  // Only the ids handed out so far: the rest read 0 (never used, or zeroed
+  // on release), and the limits may allow many thousands.
+  DataplaneStats raw = dataplane_.readStats(serviceIds_.bound(), backendIds_.bound());
   RegistryStats out;
   out.global.reasons = raw.reasons;
   if (withConnTable) out.global.connTableEntries = dataplane_.connTableEntries();

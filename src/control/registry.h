@@ -160,6 +160,8 @@ class Registry {
     bool reserve(uint32_t id);
     bool used(uint32_t id) const;
     uint32_t available() const { return static_cast<uint32_t>(free_.size()) + (limit_ - next_); }
+    // Every id ever handed out is below this (ids go lowest first).
+    uint32_t bound() const { return next_; }
 
    private:
     uint32_t limit_;

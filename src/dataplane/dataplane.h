@@ -11,6 +11,7 @@
 //  - The structs are the shared ABI of include/keel/maps_abi.h.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -110,8 +111,21 @@ class Dataplane {
     return zeroCounters(which, id);
   }
 
-  // The packet/byte counters: what every view with counters needs.
-  virtual DataplaneStats readStats() = 0;
+  // The packet/byte counters: what every view with counters needs. Those of
+  // service ids below `services` and backend ids below `backends` (clamped
+  // to the limits; the vectors have exactly those sizes). The registry
+  // passes its ids' high-water marks (it allocates lowest first and zeroes a
+  // released id's counters), so a plane whose limits allow thousands of ids
+  // copies only the range in use: on XDP each id is one value per CPU.
+  DataplaneStats readStats(uint32_t services, uint32_t backends) {
+    const DataplaneLimits l = limits();
+    return readCounters(std::min(services, l.maxServices), std::min(backends, l.maxBackends));
+  }
+  // Every id up to the limits.
+  DataplaneStats readStats() {
+    const DataplaneLimits l = limits();
+    return readCounters(l.maxServices, l.maxBackends);
+  }
   // Live connection-table entries, if this plane can count them without
   // walking the table; nullopt = it cannot (metrics and keelctl then omit
   // it). Apart from readStats() because only stats.get and the metrics show
@@ -122,6 +136,8 @@ class Dataplane {
  protected:
   // resetCounters' work, for an id resetCounters checked is below its limit.
   virtual Status zeroCounters(CounterKind which, uint32_t id) = 0;
+  // readStats' work, for counts readStats clamped to the limits.
+  virtual DataplaneStats readCounters(uint32_t services, uint32_t backends) = 0;
 };
 
 }  // namespace keel

@@ -311,10 +311,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return Status::ok();
   }
 
-  DataplaneStats readStats() override {
+  DataplaneStats readCounters(uint32_t services, uint32_t backends) override {
     DataplaneStats st;
-    st.services.assign(store_->maxServices(), keel_counter{});
-    st.backends.assign(store_->maxBackends(), keel_counter{});
+    st.services.assign(services, keel_counter{});
+    st.backends.assign(backends, keel_counter{});
     // Returns the packets it added.
     auto add = [](keel_counter& dst, const keel_counter& src) {
       const uint64_t packets = __atomic_load_n(&src.packets, __ATOMIC_RELAXED);

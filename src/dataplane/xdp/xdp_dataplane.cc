@@ -621,10 +621,10 @@ std::vector<keel_counter> XdpDataplane::readPercpu(int fd, uint32_t entries) {
   return sums;
 }
 
-DataplaneStats XdpDataplane::readStats() {
+DataplaneStats XdpDataplane::readCounters(uint32_t services, uint32_t backends) {
   DataplaneStats st;
-  st.services = readPercpu(bpf_map__fd(skel_->maps.stats_services), options_.limits.maxServices);
-  st.backends = readPercpu(bpf_map__fd(skel_->maps.stats_backends), options_.limits.maxBackends);
+  st.services = readPercpu(bpf_map__fd(skel_->maps.stats_services), services);
+  st.backends = readPercpu(bpf_map__fd(skel_->maps.stats_backends), backends);
   std::vector<keel_counter> reasons = readPercpu(bpf_map__fd(skel_->maps.stats_reasons), KEEL_R_MAX);
   std::copy(reasons.begin(), reasons.end(), st.reasons.begin());
   return st;

@@ -78,7 +78,6 @@ class XdpDataplane final : public Dataplane {
   Status upsertService(const keel_service_key& key, const keel_service_value& value) override;
   Status removeService(const keel_service_key& key) override;
   Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override;
-  DataplaneStats readStats() override;
   std::optional<uint64_t> connTableEntries() override;
 
   int ifindex() const { return ifindex_; }
@@ -87,6 +86,7 @@ class XdpDataplane final : public Dataplane {
 
  private:
   Status zeroCounters(CounterKind kind, uint32_t id) override;
+  DataplaneStats readCounters(uint32_t services, uint32_t backends) override;
   explicit XdpDataplane(const XdpOptions& options);
   Status adoptPinnedMaps(bool* adopting);
   Status attachOrReplace(bool adopting);

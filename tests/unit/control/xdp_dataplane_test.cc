@@ -235,6 +235,20 @@ TEST_F(XdpDataplaneTest, ResetCountersZeroesOneIdOnEveryCpu) {
   EXPECT_EQ(after.services[1].packets, before.services[1].packets);
   EXPECT_EQ(after.services[1].bytes, before.services[1].bytes);
 
+  // A read bounded by the ids in use returns exactly those (clamped to the
+  // limits), summed the same way.
+  const DataplaneStats some = dp_->readStats(1, 3);
+  ASSERT_EQ(some.services.size(), 1u);
+  ASSERT_EQ(some.backends.size(), 3u);
+  EXPECT_EQ(some.services[0].packets, after.services[0].packets);
+  for (uint32_t id : {0u, 1u, 2u}) {
+    EXPECT_EQ(some.backends[id].packets, after.backends[id].packets) << "backend " << id;
+    EXPECT_EQ(some.backends[id].bytes, after.backends[id].bytes) << "backend " << id;
+  }
+  const DataplaneStats clamped = dp_->readStats(100, 100);
+  EXPECT_EQ(clamped.services.size(), 4u);
+  EXPECT_EQ(clamped.backends.size(), 8u);
+
   s = dp_->resetCounters(CounterKind::kService, 4);
   EXPECT_FALSE(s.isOk());
   EXPECT_NE(s.message().find("service id 4 >= limits.max_services 4"), std::string::npos)

@@ -82,9 +82,13 @@ class MockDataplane : public Dataplane {
                    if (id < v.size()) v[id] = {};
                  });
   }
-  DataplaneStats readStats() override {
+  DataplaneStats readCounters(uint32_t services, uint32_t backends) override {
     ++readStatsCalls;
-    return stats;
+    lastReadBounds = {services, backends};
+    DataplaneStats st = stats;  // as a plane does: nothing at or above the bounds
+    if (st.services.size() > services) st.services.resize(services);
+    if (st.backends.size() > backends) st.backends.resize(backends);
+    return st;
   }
   std::optional<uint64_t> connTableEntries() override {
     ++connTableCalls;
@@ -117,6 +121,7 @@ class MockDataplane : public Dataplane {
   DataplaneStats stats;
   // How often readStats() ran (each reads every per-id counter table).
   int readStatsCalls = 0;
+  std::pair<uint32_t, uint32_t> lastReadBounds{};  // the last read's (services, backends) id bounds
   // What connTableEntries() returns (nullopt: cannot count), and how often
   // it ran (on XDP each call runs a BPF iterator over every map).
   std::optional<uint64_t> connTable;

@@ -636,6 +636,7 @@ std::optional<ServiceView> Registry::service(const std::string& name) const {
 RegistryStats Registry::readStats(bool withConnTable) {
   DataplaneStats raw = dataplane_.readStats();
   RegistryStats out;
+  out.global.dataplane = dataplane_.kind();
   out.global.reasons = raw.reasons;
   if (withConnTable) out.global.connTableEntries = dataplane_.connTableEntries();
   out.global.workers = std::move(raw.workers);

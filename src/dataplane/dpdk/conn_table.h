@@ -52,10 +52,12 @@ inline void prefetchLine(const void* p) {
 // memcmp compiles to as well). Callers pass fields read in place or values
 // kept in registers: a region just built with narrower stores would make the
 // 8-byte loads wait on a failed store-to-load forwarding.
-inline bool equal16(const void* x, const void* y) {
+template <typename A, typename B>
+inline bool equal16(const A& x, const B& y) {
+  static_assert(sizeof(A) == 16 && sizeof(B) == 16, "two 16-byte values");
   uint64_t a[2], b[2];
-  std::memcpy(a, x, sizeof a);
-  std::memcpy(b, y, sizeof b);
+  std::memcpy(a, &x, sizeof a);
+  std::memcpy(b, &y, sizeof b);
   return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
 }
 
@@ -74,10 +76,9 @@ struct ConnEntry4 {
   static Probe probe(const keel_flow_key& k, uint32_t) { return compact(k); }
   // With find() inlined GCC keeps the probe in registers; as a call it
   // stored the probe to the stack in 4- and 2-byte pieces (see equal16).
-  bool matches(const Probe& p) const { return equal16(&key, &p); }
+  bool matches(const Probe& p) const { return equal16(key, p); }
   void store(const Probe& p) { key = p; }
 };
-static_assert(sizeof(ConnEntry4::Key) == 16, "compared as two 8-byte words");
 static_assert(sizeof(ConnEntry4) == 32, "two IPv4 entries per cache line");
 
 // IPv6: the full key and its hash (compared first, so a bucket scan rarely

@@ -54,7 +54,6 @@ struct BurstCache {
     return equal16(k.dst, key.vip) & (((k.dport ^ key.port) | (k.proto ^ key.proto) | (k.family ^ key.family)) == 0);
   }
 };
-static_assert(sizeof(keel_service_key::vip) == 16, "compared as two 8-byte words");
 
 // Stage 2 of the parser runs here, before the VIP check, unlike XDP; that
 // is only reading: its result is used only for VIPs, so every verdict is

@@ -372,7 +372,9 @@ TEST_F(WorkerPathTest, ABurstTellsDestinationsApartByEveryField) {
   processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, 1000, results.data());
   for (uint32_t i = 0; i < n; ++i) {
     EXPECT_EQ(results[i].backendId, burst[i].second) << "packet " << i;
-    if (burst[i].second == KEEL_INVALID_ID) EXPECT_EQ(results[i].reason, KEEL_R_PASS_NOT_VIP) << "packet " << i;
+    if (burst[i].second == KEEL_INVALID_ID) {
+      EXPECT_EQ(results[i].reason, KEEL_R_PASS_NOT_VIP) << "packet " << i;
+    }
   }
 }
 

@@ -102,7 +102,7 @@ int run(int services, int reals, int runs) {
   Registry registry(dp);
   const std::string text = configText(services, reals);
   DaemonBackend backend(
-      io, registry, "mock", "keel.yaml", [&](const std::string& p) { return parseConfig(text, p); },
+      io, registry, "keel.yaml", [&](const std::string& p) { return parseConfig(text, p); },
       [](const Config&) { return Status::ok(); }, [](bool) {});
   ConfigResult cfg = parseConfig(text, "keel.yaml");
   if (!cfg.ok()) {

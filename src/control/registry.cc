@@ -638,6 +638,7 @@ RegistryStats Registry::readStats(bool withConnTable) {
   // on release), and the limits may allow many thousands.
   DataplaneStats raw = dataplane_.readStats(serviceIds_.bound(), backendIds_.bound());
   RegistryStats out;
+  out.global.dataplane = dataplane_.kind();
   out.global.reasons = raw.reasons;
   if (withConnTable) out.global.connTableEntries = dataplane_.connTableEntries();
   out.global.workers = std::move(raw.workers);

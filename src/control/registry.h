@@ -74,7 +74,7 @@ struct ServiceStats {
 
 struct RegistryStats {
   std::vector<ServiceStats> services;  // sorted by name
-  GlobalStats global;                  // all but `dataplane`, which the caller names
+  GlobalStats global;                  // the plane-wide figures, dataplane = Dataplane::kind()
 };
 
 class Registry {

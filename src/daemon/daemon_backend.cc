@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string_view>
+#include <unordered_map>
 
 #include "common/logging.h"
 #include "control/api/requests.h"
@@ -126,11 +128,10 @@ std::vector<std::string> validateTargets(const Config& c) {
 
 }  // namespace
 
-DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, std::string dataplaneKind,
-                             std::string configPath, Loader loader, PreApply preApply, Stopper stopper)
+DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, std::string configPath,
+                             Loader loader, PreApply preApply, Stopper stopper)
     : io_(io),
       registry_(registry),
-      dataplaneKind_(std::move(dataplaneKind)),
       configPath_(std::move(configPath)),
       loader_(std::move(loader)),
       preApply_(std::move(preApply)),
@@ -541,7 +542,57 @@ DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config
 
 // ------------------------------------------------------------ queries
 
-api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const RegistryStats& stats) const {
+namespace {
+
+// The counters of one service; nullptr: none (RegistryStats{}, or a name the
+// read did not have). Binary search: readStats() lists services sorted by
+// name and each one's reals sorted by address, as services() does (both
+// walk the registry's maps), so a list of n services costs n log n, not the
+// n^2 of a scan per service.
+const ServiceStats* statsOf(const RegistryStats& stats, const std::string& name) {
+  auto it = std::lower_bound(stats.services.begin(), stats.services.end(), name,
+                             [](const ServiceStats& s, const std::string& n) { return s.name < n; });
+  return it != stats.services.end() && it->name == name ? &*it : nullptr;
+}
+
+const RealStats* statsOf(const ServiceStats& service, const IpAddress& address) {
+  auto it = std::lower_bound(service.reals.begin(), service.reals.end(), address,
+                             [](const RealStats& r, const IpAddress& a) { return r.address < a; });
+  return it != service.reals.end() && it->address == address ? &*it : nullptr;
+}
+
+// A config's services by name, and one service's reals by address: a
+// snapshot looks each real up in the effective config (and a drained one in
+// the file), which findSvc/findReal would make a scan of every service per
+// real.
+std::unordered_map<std::string_view, const ServiceConfig*> servicesByName(const Config& c) {
+  std::unordered_map<std::string_view, const ServiceConfig*> out;
+  for (const ServiceConfig& s : c.services) out.emplace(s.name, &s);
+  return out;
+}
+
+std::map<IpAddress, const RealConfig*> realsByAddress(const ServiceConfig* service) {
+  std::map<IpAddress, const RealConfig*> out;
+  if (service)
+    for (const RealConfig& r : service->reals) out.emplace(r.address, &r);
+  return out;
+}
+
+const ServiceConfig* find(const std::unordered_map<std::string_view, const ServiceConfig*>& m,
+                          const std::string& name) {
+  auto it = m.find(name);
+  return it == m.end() ? nullptr : it->second;
+}
+
+const RealConfig* find(const std::map<IpAddress, const RealConfig*>& m, const IpAddress& address) {
+  auto it = m.find(address);
+  return it == m.end() ? nullptr : it->second;
+}
+
+}  // namespace
+
+api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const ServiceStats* ss,
+                                               const ServiceConfig* effective, const ServiceConfig* file) const {
   api::ServiceSnapshot s;
   s.name = v.name;
   s.vip = v.vip;
@@ -551,10 +602,9 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Regis
   s.scheduler = std::string(toString(v.scheduler));
   s.ringSize = v.ringSize;
   s.publishedRingSize = v.publishedRingSize;
-  const ServiceStats* ss = nullptr;
-  for (const ServiceStats& x : stats.services)
-    if (x.name == v.name) ss = &x;
   if (ss) s.counters = ss->counters;
+  const std::map<IpAddress, const RealConfig*> effectiveReals = realsByAddress(effective);
+  std::optional<std::map<IpAddress, const RealConfig*>> fileReals;  // built for the first drained real
   for (const RealView& r : v.reals) {
     api::RealSnapshot rs;
     rs.address = r.address;
@@ -567,14 +617,14 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Regis
       rs.drainedSince = ov->second.drainedSince;
       rs.drainReason = ov->second.drainReason;
       // The weight it returns with on undrain (the ring holds it at 0).
-      const RealConfig* fr = findReal(file_, v.name, r.address);
+      if (!fileReals) fileReals = realsByAddress(file);
+      const RealConfig* fr = find(*fileReals, r.address);
       rs.weight = ov->second.weight ? *ov->second.weight
                   : fr              ? fr->weight
                   : ov->second.added ? ov->second.added->weight
                                      : 0;
     }
-    if (const RealConfig* er = findReal(effective_, v.name, r.address))
-      rs.check = toString(er->healthSpec.type);
+    if (const RealConfig* er = find(effectiveReals, r.address)) rs.check = toString(er->healthSpec.type);
     if (auto t = targets_.find({v.name, r.address}); t != targets_.end()) {
       if (auto st = checker_.status(t->second.id)) {
         rs.healthDetail = st->last.reason;
@@ -586,17 +636,25 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Regis
       }
     }
     if (ss)
-      for (const RealStats& rst : ss->reals)
-        if (rst.address == r.address) rs.counters = rst.counters;
+      if (const RealStats* rst = statsOf(*ss, r.address)) rs.counters = rst->counters;
     s.reals.push_back(std::move(rs));
   }
   return s;
 }
 
 std::vector<api::ServiceSnapshot> DaemonBackend::servicesOf(const RegistryStats& stats) const {
+  const auto effective = servicesByName(effective_);
+  const auto file = servicesByName(file_);
+  std::vector<ServiceView> views = registry_.services();
   std::vector<api::ServiceSnapshot> out;
-  for (const ServiceView& v : registry_.services()) out.push_back(snapshotOf(v, stats));
+  out.reserve(views.size());
+  for (const ServiceView& v : views)
+    out.push_back(snapshotOf(v, statsOf(stats, v.name), find(effective, v.name), find(file, v.name)));
   return out;
+}
+
+api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const RegistryStats& stats) const {
+  return snapshotOf(v, statsOf(stats, v.name), findSvc(effective_, v.name), findSvc(file_, v.name));
 }
 
 std::vector<api::ServiceSnapshot> DaemonBackend::listServices() { return servicesOf(registry_.readStats()); }
@@ -624,7 +682,6 @@ api::StatsSnapshot DaemonBackend::servicesAndGlobalStats() {
   api::StatsSnapshot out;
   out.services = servicesOf(stats);
   out.global = std::move(stats.global);
-  out.global.dataplane = dataplaneKind_;
   return out;
 }
 

@@ -56,8 +56,8 @@ class DaemonBackend : public api::ControlBackend {
   // Stops the daemon (posted to the loop); the argument is `detach`.
   using Stopper = std::function<void(bool detach)>;
 
-  DaemonBackend(boost::asio::io_context& io, Registry& registry, std::string dataplaneKind,
-                std::string configPath, Loader loader, PreApply preApply, Stopper stopper);
+  DaemonBackend(boost::asio::io_context& io, Registry& registry, std::string configPath, Loader loader,
+                PreApply preApply, Stopper stopper);
 
   // First apply at start: the file config, no overlay; adds health targets.
   // `adopted`: what a previous keeld left programmed (restart); the registry
@@ -157,12 +157,16 @@ class DaemonBackend : public api::ControlBackend {
   api::Result commit(const Config& file, Overlay overlay);
   void syncHealth(const Config& effective);
   void onHealthChange(const HealthTarget& target, bool up, const std::string& reason);
+  // One service as the API shows it: `stats` its counters (nullptr: none
+  // read), `effective`/`file` its entry in effective_/file_ (nullptr: none).
+  api::ServiceSnapshot snapshotOf(const ServiceView& view, const ServiceStats* stats,
+                                  const ServiceConfig* effective, const ServiceConfig* file) const;
+  // One service, looked up by name in `stats`, effective_ and file_.
   api::ServiceSnapshot snapshotOf(const ServiceView& view, const RegistryStats& stats) const;
   static Overlay rebase(const Config& oldFile, const Config& newFile, const Overlay& overlay);
 
   boost::asio::io_context& io_;
   Registry& registry_;
-  std::string dataplaneKind_;
   std::vector<api::ServiceSnapshot> servicesOf(const RegistryStats& stats) const;
   std::string configPath_;
   Loader loader_;

@@ -204,7 +204,7 @@ int run(const std::string& path, bool detachOnExit) {
   };
   auto stop = [&](bool leave) { stopWith(leave ? ExitAction::kLeave : ExitAction::kRemove); };
   DaemonBackend backend(
-      io, registry, kind, path,
+      io, registry, path,
       [](const std::string& p) { return loadConfigFile(p, hostConfigOptions()); },
       [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, planeMac, *node); },
       stop);

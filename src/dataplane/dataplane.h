@@ -57,7 +57,7 @@ struct DataplaneStats {
 };
 
 // The plane-wide figures shown beside the services (stats.get, the metrics).
-// Registry::readStats fills all but `dataplane` (DaemonBackend names it);
+// Registry::readStats fills them all (`dataplane` from Dataplane::kind());
 // the API's StatsSnapshot and the metrics snapshot carry them as they are.
 struct GlobalStats {
   std::string dataplane;  // Dataplane::kind(): "xdp", "dpdk", "mock"

@@ -46,7 +46,7 @@ class DaemonBackendTest : public ::testing::Test {
 
   void make() {
     backend_ = std::make_unique<DaemonBackend>(
-        io_, registry_, "mock", "keel.yaml",
+        io_, registry_, "keel.yaml",
         [this](const std::string& p) {
           auto it = files_.find(p);
           if (it == files_.end()) {
@@ -380,7 +380,7 @@ TEST_F(DaemonBackendTest, AdoptedCheckedRealsKeepTheirStateAndGeneration) {
   dp2.rings = dp_.rings;
   Registry registry2(dp2);
   boost::asio::io_context io2;
-  DaemonBackend backend2(io2, registry2, "mock", "keel.yaml",
+  DaemonBackend backend2(io2, registry2, "keel.yaml",
                          [this](const std::string& p) { return parseConfig(files_[p], p); },
                          [](const Config&) { return Status::ok(); }, [](bool) {});
   ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
@@ -399,7 +399,7 @@ TEST_F(DaemonBackendTest, AdoptedCheckedRealsKeepTheirStateAndGeneration) {
   // Without adoption the same start would begin with both down.
   MockDataplane dp3;
   Registry registry3(dp3);
-  DaemonBackend backend3(io2, registry3, "mock", "keel.yaml",
+  DaemonBackend backend3(io2, registry3, "keel.yaml",
                          [this](const std::string& p) { return parseConfig(files_[p], p); },
                          [](const Config&) { return Status::ok(); }, [](bool) {});
   ASSERT_TRUE(backend3.start(*r.config));
@@ -502,7 +502,7 @@ class RuntimeStateTest : public DaemonBackendTest {
   std::unique_ptr<Keeld> restart(const MockDataplane* adoptFrom = nullptr) {
     auto k = std::make_unique<Keeld>();
     k->backend = std::make_unique<DaemonBackend>(
-        k->io, k->registry, "mock", "keel.yaml",
+        k->io, k->registry, "keel.yaml",
         [this](const std::string& p) { return parseConfig(files_[p], p); },
         [](const Config&) { return Status::ok(); }, [](bool) {});
     k->backend->setStatePath(statePath_);
@@ -951,6 +951,59 @@ TEST_F(DaemonBackendTest, ServiceListAndShowDoNotCountTheConnectionTable) {
   EXPECT_EQ(r["error"]["code"], "not_found");
   EXPECT_EQ(r["error"]["field"], "params.name");
   EXPECT_EQ(dp_.readStatsCalls, reads + 2);
+}
+
+// Each snapshot gets its own service's counters, reals' counters, check
+// type and undrain weight, whatever order the file lists services in: the
+// lookups by name (statsOf, servicesByName) must pair every service with its
+// own entries, for the whole list and for one service.
+TEST_F(DaemonBackendTest, SnapshotsPairEachServiceWithItsOwnCountersAndConfig) {
+  files_["keel.yaml"] = yaml(kTwo) +
+                        "  - {name: zz, vip: 10.0.0.3, port: 80, protocol: tcp, reals: [{address: 10.0.3.1, weight: 3}]}\n"
+                        "  - {name: api, vip: 10.0.0.2, port: 80, protocol: tcp, health: {type: tcp, interval: 1m},\n"
+                        "     reals: [{address: 10.0.2.1, weight: 7}, {address: 10.0.2.2}]}\n";
+  make();
+  api::RealDrainRequest drain;
+  drain.real = {"api", ip("10.0.2.1")};
+  ASSERT_TRUE(backend_->setRealDrain(drain).isOk());
+  dp_.stats.services.assign(16, keel_counter{});
+  dp_.stats.backends.assign(16, keel_counter{});
+  const std::map<std::string, uint64_t> servicePackets{{"web", 11}, {"zz", 22}, {"api", 33}};
+  for (const auto& [name, packets] : servicePackets) dp_.stats.services[registry_.service(name)->id] = {packets, 0};
+  // A real's packets: the last octet of its address plus 100 x its service's.
+  const std::map<std::string, uint64_t> realPackets{
+      {"10.0.1.1", 101}, {"10.0.1.2", 102}, {"10.0.3.1", 201}, {"10.0.2.1", 301}, {"10.0.2.2", 302}};
+  for (const auto& [addr, packets] : realPackets) dp_.stats.backends[idOf(addr.c_str())] = {packets, 0};
+
+  auto check = [&](const api::ServiceSnapshot& s) {
+    SCOPED_TRACE(s.name);
+    EXPECT_EQ(s.counters.packets, servicePackets.at(s.name));
+    for (const api::RealSnapshot& r : s.reals) {
+      SCOPED_TRACE(r.address.toString());
+      EXPECT_EQ(r.counters.packets, realPackets.at(r.address.toString()));
+      EXPECT_EQ(r.check, s.name == "api" ? "tcp" : "none");
+      EXPECT_EQ(r.draining, r.address == ip("10.0.2.1"));
+      if (r.draining) {
+        EXPECT_EQ(r.weight, 7u);  // the file's weight, which undrain restores
+      }
+    }
+  };
+  std::vector<api::ServiceSnapshot> all = backend_->listServices();
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].name, "api");
+  EXPECT_EQ(all[1].name, "web");
+  EXPECT_EQ(all[2].name, "zz");
+  for (const auto& s : all) check(s);
+  for (const char* name : {"api", "web", "zz"}) {
+    std::optional<api::ServiceSnapshot> one = backend_->findService(name);
+    ASSERT_TRUE(one);
+    check(*one);
+  }
+  // health.show's states read no counters: every service has none.
+  for (const auto& s : backend_->serviceStates(std::nullopt)) {
+    EXPECT_EQ(s.counters.packets, 0u) << s.name;
+    for (const auto& r : s.reals) EXPECT_EQ(r.counters.packets, 0u) << s.name;
+  }
 }
 
 TEST_F(DaemonBackendTest, ShutdownCallsTheStopper) {

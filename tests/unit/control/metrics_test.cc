@@ -65,7 +65,7 @@ class MetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     backend_ = std::make_unique<DaemonBackend>(
-        io_, registry_, "mock", "keel.yaml",
+        io_, registry_, "keel.yaml",
         [](const std::string& p) { return parseConfig(kConfig, p); },
         [](const Config&) { return Status::ok(); }, [](bool) {});
     ConfigResult r = parseConfig(kConfig, "keel.yaml");

@@ -367,6 +367,7 @@ TEST_F(RegistryTest, StatsAreMappedToServicesAndReals) {
   EXPECT_EQ(st.services[1].reals[1].address.toString(), "10.0.1.12");
   EXPECT_EQ(st.services[1].reals[1].counters.packets, 6u);
   EXPECT_EQ(st.global.reasons[KEEL_R_TX_IPIP].packets, 13u);
+  EXPECT_EQ(st.global.dataplane, "mock");  // the plane names itself (Dataplane::kind)
   // Only the ids handed out are read (2 services, 3 backends), not every id
   // the limits allow (1024 and 16384 here).
   EXPECT_EQ(dp_.lastReadBounds, (std::pair<uint32_t, uint32_t>{2, 3}));

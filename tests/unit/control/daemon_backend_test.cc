@@ -78,6 +78,17 @@ class DaemonBackendTest : public ::testing::Test {
     };
   }
 
+  // service.add of an l2dsr service on port 80.
+  static api::ServiceAddRequest l2dsrService(const char* name, const char* vip, std::vector<api::RealSpec> reals) {
+    api::ServiceAddRequest svc;
+    svc.name = name;
+    svc.vip = ip(vip);
+    svc.port = 80;
+    svc.forwarding = "l2dsr";
+    svc.reals = std::move(reals);
+    return svc;
+  }
+
   api::RealSnapshot realOf(const char* addr) {
     auto s = backend_->findService("web");
     EXPECT_TRUE(s);
@@ -412,12 +423,7 @@ TEST_F(DaemonBackendTest, AdoptedCheckedRealsKeepTheirStateAndGeneration) {
 TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
   neighbours_["10.0.1.7"] = "02:00:00:00:00:07";
   make();
-  api::ServiceAddRequest svc;
-  svc.name = "dsr";
-  svc.vip = ip("10.0.0.7");
-  svc.port = 80;
-  svc.forwarding = "l2dsr";
-  svc.reals.push_back(api::RealSpec{ip("10.0.1.7"), 100, std::nullopt, nullptr});
+  api::ServiceAddRequest svc = l2dsrService("dsr", "10.0.0.7", {api::RealSpec{ip("10.0.1.7"), 100, std::nullopt, nullptr}});
   api::Result r = backend_->addService(svc);
   ASSERT_TRUE(r.isOk()) << r.error().message;
   auto dsr = backend_->findService("dsr");
@@ -609,24 +615,19 @@ TEST_F(RuntimeStateTest, L2dsrMacsOfARequestAndOfTheStateFileAreLookedUpTogether
   for (const char* a : {"10.0.5.1", "10.0.5.2", "10.0.5.3", "10.0.6.1"})
     neighbours_[a] = std::string("02:00:00:00:") + (a[5] == '5' ? "05:0" : "06:0") + a[7];
   make();
-  api::ServiceAddRequest dsr;
-  dsr.name = "dsr";
-  dsr.vip = ip("10.0.0.7");
-  dsr.port = 80;
-  dsr.forwarding = "l2dsr";
-  dsr.reals.push_back(api::RealSpec{ip("10.0.5.1"), 100, std::nullopt, nullptr});
-  dsr.reals.push_back(api::RealSpec{ip("10.0.5.2"), 100, std::nullopt, nullptr});
-  dsr.reals.push_back(api::RealSpec{ip("10.0.5.9"), 100, MacAddress::parse("02:00:00:00:05:99"), nullptr});
+  const api::ServiceAddRequest dsr =
+      l2dsrService("dsr", "10.0.0.7",
+                   {api::RealSpec{ip("10.0.5.1"), 100, std::nullopt, nullptr},
+                    api::RealSpec{ip("10.0.5.2"), 100, std::nullopt, nullptr},
+                    api::RealSpec{ip("10.0.5.9"), 100, MacAddress::parse("02:00:00:00:05:99"), nullptr}});
   resolverCalls_ = 0;
   resolved_.clear();
   ASSERT_TRUE(backend_->addService(dsr).isOk());
   EXPECT_EQ(resolverCalls_, 1);
   EXPECT_EQ(resolved_, (std::vector<std::string>{"10.0.5.1@eth0", "10.0.5.2@eth0"}));  // a given mac is not asked for
-  api::ServiceAddRequest dsr2 = dsr;
-  dsr2.name = "dsr2";
-  dsr2.vip = ip("10.0.0.8");
-  dsr2.reals = {api::RealSpec{ip("10.0.6.1"), 100, std::nullopt, nullptr}};
-  ASSERT_TRUE(backend_->addService(dsr2).isOk());
+  ASSERT_TRUE(
+      backend_->addService(l2dsrService("dsr2", "10.0.0.8", {api::RealSpec{ip("10.0.6.1"), 100, std::nullopt, nullptr}}))
+          .isOk());
   api::RealAddRequest add;
   add.service = "dsr";
   add.real.address = ip("10.0.5.3");

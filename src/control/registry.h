@@ -69,7 +69,7 @@ struct ServiceStats {
   std::string name;
   ServiceId id = 0;
   keel_counter counters{};
-  std::vector<RealStats> reals;
+  std::vector<RealStats> reals;  // sorted by address (DaemonBackend's statsOf relies on it)
 };
 
 struct RegistryStats {

@@ -309,8 +309,9 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
   // The l2dsr reals the file's entries add without a mac, resolved with one
   // neighbour-table read, as keel.yaml's are (one at a time, each unknown
   // neighbour held the start up to a second). A service counts as l2dsr if
-  // the file or a saved request says so: asking for a real that then turns
-  // out not to need it costs nothing.
+  // the file or a saved request the file does not override says so. An
+  // entry dropped below for another reason (the file changed that real, a
+  // bad health key) may still have been asked for: it shares the one wait.
   std::vector<IpAddress> needMac;
   if (version == kStateVersion) {
     std::set<std::string> l2dsr;
@@ -318,7 +319,9 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
       if (s.forwarding == Forwarding::kL2dsr) l2dsr.insert(s.name);
     for (const nlohmann::json& e : doc["services"])
       if (e.is_object() && e.contains("request"))
-        if (auto p = api::parseServiceAdd(e["request"]); p.ok() && p.value->forwarding == "l2dsr") {
+        if (auto p = api::parseServiceAdd(e["request"]);
+            p.ok() && p.value->forwarding == "l2dsr" &&
+            !fileClaim(file, p.value->name, p.value->vip, p.value->port, p.value->protocol)) {
           l2dsr.insert(p.value->name);
           withoutMac(p.value->reals, needMac);
         }

@@ -85,9 +85,9 @@ class MockDataplane : public Dataplane {
   DataplaneStats readCounters(uint32_t services, uint32_t backends) override {
     ++readStatsCalls;
     lastReadBounds = {services, backends};
-    DataplaneStats st = stats;  // as a plane does: nothing at or above the bounds
-    if (st.services.size() > services) st.services.resize(services);
-    if (st.backends.size() > backends) st.backends.resize(backends);
+    DataplaneStats st = stats;  // as a plane does: exactly the ids below the bounds
+    st.services.resize(services);
+    st.backends.resize(backends);
     return st;
   }
   std::optional<uint64_t> connTableEntries() override {

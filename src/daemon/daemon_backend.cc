@@ -306,32 +306,18 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
                                   std::to_string(kStateVersion)));
     return out;
   }
-  // The l2dsr reals the file's entries add without a mac, resolved with one
-  // neighbour-table read, as keel.yaml's are (one at a time, each unknown
-  // neighbour held the start up to a second). A service counts as l2dsr if
-  // the file or a saved request the file does not override says so. An
-  // entry dropped below for another reason (the file changed that real, a
-  // bad health key) may still have been asked for: it shares the one wait.
-  std::vector<IpAddress> needMac;
-  if (version == kStateVersion) {
-    std::set<std::string> l2dsr;
-    for (const ServiceConfig& s : file.services)
-      if (s.forwarding == Forwarding::kL2dsr) l2dsr.insert(s.name);
-    for (const nlohmann::json& e : doc["services"])
-      if (e.is_object() && e.contains("request"))
-        if (auto p = api::parseServiceAdd(e["request"]);
-            p.ok() && p.value->forwarding == "l2dsr" &&
-            !fileClaim(file, p.value->name, p.value->vip, p.value->port, p.value->protocol)) {
-          l2dsr.insert(p.value->name);
-          withoutMac(p.value->reals, needMac);
-        }
-    for (const nlohmann::json& e : doc["reals"])
-      if (e.is_object() && e.contains("added") && e.contains("service") && e["service"].is_string() &&
-          l2dsr.count(e["service"].get<std::string>()))
-        if (auto p = api::parseRealAdd(e["added"]); p.ok()) withoutMac({p.value->real}, needMac);
-  }
-  const MacLookup macs = lookUpMacs(needMac);
+  // Saved services the file does not override, parsed once; then the l2dsr
+  // reals the entries add without a mac, resolved with one neighbour-table
+  // read, as keel.yaml's are (one at a time, each unknown neighbour held the
+  // start up to a second). An entry dropped later for another reason (the
+  // file changed that real, a bad health key) may still have been asked for:
+  // it shares the one wait.
   std::set<std::string> droppedServices;  // added ones not kept: their real entries go too
+  std::vector<api::ServiceAddRequest> savedServices;
+  std::set<std::string> l2dsr;  // services whose added reals may need a mac
+  for (const ServiceConfig& s : file.services)
+    if (s.forwarding == Forwarding::kL2dsr) l2dsr.insert(s.name);
+  std::vector<IpAddress> needMac;
   if (version == kStateVersion) {
     for (const nlohmann::json& e : doc["services"]) {
       if (!e.is_object() || !e.contains("request")) continue;
@@ -350,6 +336,20 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
         logDropped(req.name, "", "the file now defines service " + clash->name);
         continue;
       }
+      if (req.forwarding == "l2dsr") {
+        l2dsr.insert(req.name);
+        withoutMac(req.reals, needMac);
+      }
+      savedServices.push_back(req);
+    }
+    for (const nlohmann::json& e : doc["reals"])
+      if (e.is_object() && e.contains("added") && e.contains("service") && e["service"].is_string() &&
+          l2dsr.count(e["service"].get<std::string>()))
+        if (auto p = api::parseRealAdd(e["added"]); p.ok()) withoutMac({p.value->real}, needMac);
+  }
+  const MacLookup macs = lookUpMacs(needMac);
+  if (version == kStateVersion) {
+    for (const api::ServiceAddRequest& req : savedServices) {
       std::vector<std::string> errors;
       auto svc = serviceFrom(req, macs, errors);
       if (!svc) {

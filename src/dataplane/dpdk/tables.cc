@@ -150,8 +150,7 @@ Status TableStore::removeVip(const keel_vip_key& vip) {
   std::memset(k.pad, 0, sizeof k.pad);
   // Already gone: the goal holds (as on XDP). A registry converging after a
   // failed apply may remove what the failure never wrote.
-  if (vips_.erase(keyBytes(k)) == 0) return Status::ok();
-  publish();
+  if (vips_.erase(keyBytes(k))) publish();
   return Status::ok();
 }
 
@@ -184,8 +183,7 @@ Status TableStore::upsertService(const keel_service_key& key, const keel_service
 }
 
 Status TableStore::removeService(const keel_service_key& key) {
-  if (services_.erase(keyBytes(key)) == 0) return Status::ok();  // already gone, as removeVip
-  publish();
+  if (services_.erase(keyBytes(key))) publish();  // already gone: ok, as removeVip
   return Status::ok();
 }
 

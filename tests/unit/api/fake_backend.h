@@ -172,10 +172,13 @@ class FakeBackend : public ControlBackend {
     if (failMutations) return Result::error(*failMutations);
     RealSnapshot* real = findReal(ref);
     // The record as DaemonBackend keeps it, at the fake's fixed `now`.
-    if (r.drain && !real->draining) real->drainedSince = now;
-    if (!r.drain) real->drainedSince.reset();
-    if (!r.drain) real->drainReason.clear();
-    if (r.drain && !r.reason.empty()) real->drainReason = r.reason;
+    if (r.drain) {
+      if (!real->draining) real->drainedSince = now;
+      if (!r.reason.empty()) real->drainReason = r.reason;
+    } else {
+      real->drainedSince.reset();
+      real->drainReason.clear();
+    }
     real->draining = r.drain;
     refresh(*find(ref.service));
     return Result::ok();

@@ -89,6 +89,13 @@ class DaemonBackendTest : public ::testing::Test {
     return svc;
   }
 
+  // One request through the real dispatcher over backend_ (stateless: it
+  // holds only the backend).
+  nlohmann::json call(const std::string& line) {
+    api::Dispatcher dispatcher(*backend_);
+    return nlohmann::json::parse(api::serializeResponse(dispatcher.handleLine(line).response));
+  }
+
   api::RealSnapshot realOf(const char* addr) {
     auto s = backend_->findService("web");
     EXPECT_TRUE(s);
@@ -853,10 +860,6 @@ TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
   // Two services, so the filter has one to leave out.
   files_["keel.yaml"] = yaml(kTwo) + "  - {name: api, vip: 10.0.0.1, port: 81, protocol: tcp, reals: [{address: 10.0.2.1}]}\n";
   make();
-  api::Dispatcher dispatcher(*backend_);
-  auto call = [&](const std::string& line) {
-    return nlohmann::json::parse(api::serializeResponse(dispatcher.handleLine(line).response));
-  };
   dp_.stats.reasons[KEEL_R_TX_IPIP] = {7, 700};
   dp_.stats.backends.assign(16, keel_counter{});
   dp_.stats.backends[idOf("10.0.1.2")] = {5, 500};
@@ -895,10 +898,6 @@ TEST_F(DaemonBackendTest, StatsGetReadsTheDataPlaneOnce) {
 // same for lookup and the existence checks of a mutation (real.drain).
 TEST_F(DaemonBackendTest, HealthShowReadsNoDataPlaneStats) {
   make();
-  api::Dispatcher dispatcher(*backend_);
-  auto call = [&](const std::string& line) {
-    return nlohmann::json::parse(api::serializeResponse(dispatcher.handleLine(line).response));
-  };
   const int reads = dp_.readStatsCalls;
   auto r = call(R"({"id":1,"method":"health.show"})");
   ASSERT_EQ(r["ok"], true) << r.dump();
@@ -931,10 +930,6 @@ TEST_F(DaemonBackendTest, HealthShowReadsNoDataPlaneStats) {
 // table (on XDP a BPF iterator run over every map in the system).
 TEST_F(DaemonBackendTest, ServiceListAndShowDoNotCountTheConnectionTable) {
   make();
-  api::Dispatcher dispatcher(*backend_);
-  auto call = [&](const std::string& line) {
-    return nlohmann::json::parse(api::serializeResponse(dispatcher.handleLine(line).response));
-  };
   dp_.connTable = 9;
   dp_.stats.backends.assign(16, keel_counter{});
   dp_.stats.backends[idOf("10.0.1.2")] = {5, 500};

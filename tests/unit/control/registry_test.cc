@@ -215,11 +215,6 @@ TEST_F(RegistryTest, DataplaneFailureIsReportedWithServiceName) {
       << s.message();
 }
 
-// What a data plane forwards, in addresses rather than ids: each VIP, and
-// each service key with its flags and its ring as the addresses of the
-// backends its slots name ("-" for a slot whose backend is not VALID or
-// belongs to another service), so planes programmed with different ids
-// compare equal when they forward alike.
 // The entries where two forwarding() results differ, for a readable failure.
 std::string differences(const std::map<std::string, std::string>& got,
                         const std::map<std::string, std::string>& want) {
@@ -231,14 +226,21 @@ std::string differences(const std::map<std::string, std::string>& got,
   return out;
 }
 
+// What a data plane forwards, in addresses rather than ids: each VIP, and
+// each service key with its flags and its ring as the addresses of the
+// backends its slots name ("-" for a slot whose backend is not VALID or
+// belongs to another service), so planes programmed with different ids
+// compare equal when they forward alike.
 std::map<std::string, std::string> forwarding(const MockDataplane& dp) {
   std::map<std::string, std::string> out;
+  std::set<uint32_t> named;  // backend ids some ring names
   for (const std::string& v : dp.vips) out["vip " + v] = "";
   for (const auto& [key, value] : dp.services) {
     std::string ring = "flags=" + std::to_string(value.flags) + ":";
     auto r = dp.rings.find(value.id);
     if (r != dp.rings.end())
       for (uint32_t id : r->second) {
+        named.insert(id);
         auto b = dp.backends.find(id);
         const bool ok = b != dp.backends.end() && (b->second.flags & KEEL_BE_F_VALID) &&
                         b->second.service_id == value.id;
@@ -249,16 +251,10 @@ std::map<std::string, std::string> forwarding(const MockDataplane& dp) {
   // A VALID backend no ring names forwards nothing today but would take
   // the flows of any conntrack entry that names it: list those too, and
   // every VALID backend's MAC (l2dsr rewrites to it).
-  std::set<uint32_t> named;
-  for (const auto& [key, value] : dp.services)
-    if (auto r = dp.rings.find(value.id); r != dp.rings.end()) named.insert(r->second.begin(), r->second.end());
   for (const auto& [id, b] : dp.backends) {
     if (!(b.flags & KEEL_BE_F_VALID)) continue;
     const std::string a = test::addressFromWords(b.addr, b.family).toString();
-    char mac[18];
-    std::snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", b.mac[0], b.mac[1], b.mac[2], b.mac[3],
-                  b.mac[4], b.mac[5]);
-    out[(named.count(id) ? "backend " : "stray backend ") + a] = mac;
+    out[(named.count(id) ? "backend " : "stray backend ") + a] = MacAddress(std::to_array(b.mac)).toString();
   }
   return out;
 }

@@ -48,10 +48,15 @@ class WorkerPathTest : public ::testing::Test {
     PacketResult r;
     std::vector<uint8_t> bytes;
   };
+  // `frame` placed in `mem` behind kHeadroom zero bytes, as in an mbuf.
+  static PacketBuf place(std::vector<uint8_t>& mem, const std::vector<uint8_t>& frame) {
+    mem.assign(kHeadroom + frame.size(), 0);
+    std::memcpy(mem.data() + kHeadroom, frame.data(), frame.size());
+    return PacketBuf{mem.data() + kHeadroom, static_cast<uint32_t>(frame.size()), kHeadroom};
+  }
+
   Out run(const std::vector<uint8_t>& in, uint64_t nowNs = 1000) {
-    buf_.assign(kHeadroom + in.size(), 0);
-    std::memcpy(buf_.data() + kHeadroom, in.data(), in.size());
-    PacketBuf b{buf_.data() + kHeadroom, static_cast<uint32_t>(in.size()), kHeadroom};
+    PacketBuf b = place(buf_, in);
     Out o;
     o.r = processPacket(*store_.current(), worker_, b, nowNs);
     o.bytes.assign(b.data, b.data + b.len);
@@ -362,12 +367,7 @@ TEST_F(WorkerPathTest, ABurstTellsDestinationsApartByEveryField) {
   std::vector<PacketBuf> bufs(n);
   std::vector<ParsedPacket> parsed(n);
   std::vector<PacketResult> results(n);
-  for (uint32_t i = 0; i < n; ++i) {
-    const std::vector<uint8_t> f = test::buildFrame(burst[i].first);
-    mem[i].assign(kHeadroom + f.size(), 0);
-    std::memcpy(mem[i].data() + kHeadroom, f.data(), f.size());
-    bufs[i] = {mem[i].data() + kHeadroom, static_cast<uint32_t>(f.size()), kHeadroom};
-  }
+  for (uint32_t i = 0; i < n; ++i) bufs[i] = place(mem[i], test::buildFrame(burst[i].first));
   prepareBurst(worker_, bufs.data(), parsed.data(), n);
   processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, 1000, results.data());
   for (uint32_t i = 0; i < n; ++i) {

@@ -235,11 +235,12 @@ void DaemonBackend::saveState() const {
                         {"removed", ov.removed},
                         {"drained", ov.drained}};
     if (ov.weight) e["weight"] = *ov.weight;
-    if (ov.drained && ov.drainedSince)
+    // A drain's record exists only while drained (setRealDrain, loadState).
+    if (ov.drainedSince)
       e["drained_since"] = std::chrono::duration_cast<std::chrono::seconds>(
                                ov.drainedSince->time_since_epoch())
                                .count();
-    if (ov.drained && !ov.drainReason.empty()) e["drain_reason"] = ov.drainReason;
+    if (!ov.drainReason.empty()) e["drain_reason"] = ov.drainReason;
     if (ov.addedSpec) e["added"] = api::toParams(api::RealAddRequest{key.first, *ov.addedSpec});
     reals.push_back(std::move(e));
   }

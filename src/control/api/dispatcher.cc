@@ -83,9 +83,9 @@ json rfc3339(const std::optional<std::chrono::system_clock::time_point>& t) {
   return std::string(buf);
 }
 
-// null unless draining with a reason given.
+// null unless a reason was given (a real has one only while draining).
 json drainReason(const RealSnapshot& r) {
-  if (!r.draining || r.drainReason.empty()) return nullptr;
+  if (r.drainReason.empty()) return nullptr;
   return r.drainReason;
 }
 
@@ -231,17 +231,12 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
   };
   auto good = [&](json result) { return DispatchOutcome{okResponse(id, std::move(result)), {}}; };
 
-  // Resolves params.service/params.address to a snapshot and a real. Only
-  // service.show wants counters; every other caller takes the snapshot
-  // without them, so it does not read the data plane (serviceStates).
-  auto needService = [&](const std::string& name, const char* field, std::optional<ServiceSnapshot>& out,
-                         bool counters = false) -> std::optional<ApiError> {
+  // Resolves params.service/params.address to a snapshot and a real,
+  // without counters, so it does not read the data plane (serviceStates).
+  auto needService = [&](const std::string& name, const char* field,
+                         std::optional<ServiceSnapshot>& out) -> std::optional<ApiError> {
     out.reset();
-    if (counters) {
-      out = backend_.findService(name);
-    } else if (auto one = backend_.serviceStates(name); !one.empty()) {
-      out = std::move(one.front());
-    }
+    if (auto one = backend_.serviceStates(name); !one.empty()) out = std::move(one.front());
     if (!out) return serviceNotFound(name, field);
     return std::nullopt;
   };
@@ -265,8 +260,9 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
   if (method == "service.show") {
     auto p = parseServiceName(params);
     if (!p.ok()) return fail(p.error);
-    std::optional<ServiceSnapshot> svc;
-    if (auto e = needService(p.value->name, "params.name", svc, /*counters=*/true)) return fail(*e);
+    // The one lookup that shows counters, so the one that reads them.
+    std::optional<ServiceSnapshot> svc = backend_.findService(p.value->name);
+    if (!svc) return fail(serviceNotFound(p.value->name, "params.name"));
     return good(json{{"service", toJson(*svc)}});
   }
   if (method == "service.add") {

@@ -164,8 +164,7 @@ std::vector<MaglevReal> Registry::ringReals(const ServiceState& state, const std
   return reals;
 }
 
-Status Registry::publishRing(ServiceState& state, const std::set<IpAddress>* only) {
-  const std::vector<MaglevReal> reals = ringReals(state, only);
+Status Registry::publishRing(ServiceState& state, const std::vector<MaglevReal>& reals) {
   std::vector<uint32_t> slots;
   if (!reals.empty()) slots = buildMaglevTable(reals, state.config.ringSize);
   if (Status s = dataplane_.publishRing(state.id, slots); !s)
@@ -191,7 +190,7 @@ Status Registry::addService(const ServiceConfig& cfg) {
   if (Status s = addVipRef(cfg.vip); !s) return Status::error("service " + cfg.name + ": " + s.message());
   for (const auto& [addr, real] : state.reals)
     if (Status s = writeBackend(state, addr, real); !s) return s;
-  if (Status s = publishRing(state); !s) return s;
+  if (Status s = publishRing(state, ringReals(state)); !s) return s;
   if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, serviceFlags(cfg, hashSourceV4_), {}});
       !s)
     return Status::error("service " + cfg.name + ": write service: " + s.message());
@@ -238,7 +237,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   for (const RealConfig& rc : cfg.reals) wanted.insert(rc.address);
   // Removed reals stay in the state, named by the old ring, until released:
   // the new ring is built from the `wanted` ones only.
-  const std::vector<MaglevReal> oldRing = ringReals(state, nullptr);
+  const std::vector<MaglevReal> oldRing = ringReals(state);
   const uint32_t oldRingSize = state.config.ringSize;
   const bool forwardingChanged = state.config.forwarding != cfg.forwarding;
   const uint32_t oldFlags = serviceFlags(state.config, appliedHashSourceV4_);
@@ -280,8 +279,9 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   if (rewrite)  // the same ids and generations: only what the config changed moves
     for (const auto& [addr, real] : state.reals)
       if (Status s = writeBackend(state, addr, real); !s) return s;
-  if (rewrite || ringReals(state, &wanted) != oldRing || cfg.ringSize != oldRingSize)
-    if (Status s = publishRing(state, &wanted); !s) return s;
+  const std::vector<MaglevReal> newRing = ringReals(state, &wanted);
+  if (rewrite || newRing != oldRing || cfg.ringSize != oldRingSize)
+    if (Status s = publishRing(state, newRing); !s) return s;
   // The new ring is live: removed reals go, each leaving the state only once
   // its id is released.
   for (auto it = state.reals.begin(); it != state.reals.end();) {
@@ -570,7 +570,7 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
       }
     }
     if (wasInRing)
-      if (Status s = publishRing(state); !s) return markRewrite(s);
+      if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
     if (Status s = invalidateBackend(state, addr, real); !s) return markRewrite(s);
   } else {
     // A live real replaces every fail-open holdover, which really is down.
@@ -584,7 +584,7 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
     // Down already moved the generation on; VALID at that generation.
     if (Status s = writeBackend(state, addr, real); !s) return markRewrite(s);
     if (real.inRing() || !released.empty() || wasInRing)
-      if (Status s = publishRing(state); !s) return markRewrite(s);
+      if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
     for (const IpAddress& a : released)
       if (Status s = invalidateBackend(state, a, state.reals[a]); !s) return markRewrite(s);
   }

@@ -175,8 +175,9 @@ class Registry {
   Status updateService(ServiceState& state, const ServiceConfig& cfg);
   // The reals in the service's ring (only those in `only`, if given): what
   // publishRing builds the ring from, and what a ring change compares.
-  static std::vector<MaglevReal> ringReals(const ServiceState& state, const std::set<IpAddress>* only);
-  Status publishRing(ServiceState& state, const std::set<IpAddress>* only = nullptr);
+  static std::vector<MaglevReal> ringReals(const ServiceState& state, const std::set<IpAddress>* only = nullptr);
+  // Builds the ring of `reals` (ringReals) and hands it to the data plane.
+  Status publishRing(ServiceState& state, const std::vector<MaglevReal>& reals);
   Status writeBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);
   Status invalidateBackend(const ServiceState& state, const IpAddress& addr, RealState& real);
   // Zeroes an invalidated backend id's counters and returns it to the pool.

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from suite import checked_service, run_checked_keel, run_keel, served
+from suite import checked_service, run_checked_keel, served
 
 PORT = 80
 URL = "http://127.0.0.1:9477/metrics"
@@ -131,28 +131,25 @@ def test_real_down_shows(keel_metrics):
     wait_metric(lab, "keel_real_up", 1, remote_address=dead.v4)
 
 
-def test_disabled(request, lab, need_keel):
+def test_disabled(lab, need_keel):
+    """No traffic needed (so no keel-decap): keeld logs `ready` only after
+    its metrics endpoint would be listening."""
     config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
     config["metrics"] = {"enabled": False}
-    gen = run_keel(request, lab, config, with_handle=True)
-    next(gen)
-    try:
+    with lab.keeld(config) as k:
+        k.wait_logged("ready")
         p = lab.balancer.run(["curl", "-sS", "--max-time", "5", URL], check=False, timeout=15)
         assert p.returncode == 7, (p.returncode, p.stdout, p.stderr)  # 7: connection refused
-    finally:
-        for _ in gen:
-            pass
 
 
-def test_sigterm_stops_cleanly(request, lab, need_keel):
+def test_sigterm_stops_cleanly(lab, need_keel):
     """SIGTERM: keeld exits 0 after its `stopped` record, on either plane
-    (the DPDK plane releases EAL last, after the workers and the port)."""
+    (the DPDK plane releases EAL last, after the workers and the port).
+    Stopped once it is ready; no traffic needed, so no keel-decap."""
     config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
-    gen = run_keel(request, lab, config, with_handle=True)
-    _, _, k = next(gen)
-    for _ in gen:
-        pass
-    assert k.stop() == 0, k.log()
+    with lab.keeld(config) as k:
+        k.wait_logged("ready")
+        assert k.stop() == 0, k.log()
     assert "event=stopped" in k.log(), k.log()
 
 

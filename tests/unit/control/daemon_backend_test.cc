@@ -44,9 +44,14 @@ class DaemonBackendTest : public ::testing::Test {
  protected:
   void SetUp() override { files_["keel.yaml"] = yaml(kTwo); }
 
-  void make() {
-    backend_ = std::make_unique<DaemonBackend>(
-        io_, registry_, "keel.yaml",
+  void make() { backend_ = started(io_, registry_); }
+
+  // A backend over `registry` reading files_ (and the state file, if set),
+  // started on keel.yaml, adopting `pinned` if given.
+  std::unique_ptr<DaemonBackend> started(boost::asio::io_context& io, Registry& registry,
+                                         const ProgrammedState* pinned = nullptr) {
+    auto backend = std::make_unique<DaemonBackend>(
+        io, registry, "keel.yaml",
         [this](const std::string& p) {
           auto it = files_.find(p);
           if (it == files_.end()) {
@@ -57,11 +62,14 @@ class DaemonBackendTest : public ::testing::Test {
           return parseConfig(it->second, p);
         },
         [](const Config&) { return Status::ok(); }, [this](bool d) { stopped_ = d ? 2 : 1; });
-    if (!statePath_.empty()) backend_->setStatePath(statePath_);
-    backend_->setMacResolver(resolver());
+    if (!statePath_.empty()) backend->setStatePath(statePath_);
+    backend->setMacResolver(resolver());
     ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
-    ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
-    ASSERT_TRUE(backend_->start(*r.config));
+    EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
+    if (!r.ok()) return backend;
+    Status s = backend->start(*r.config, pinned);
+    EXPECT_TRUE(s) << s.message();
+    return backend;
   }
 
   // A neighbour table: neighbours_ on eth0 (the file's dataplane.interface).
@@ -225,14 +233,8 @@ TEST_F(DaemonBackendTest, BadReloadChangesNothing) {
 // held before (the same backends valid, the same ring members).
 TEST_F(DaemonBackendTest, AReloadTheDataPlaneFailsMidwayIsUndone) {
   make();
-  auto members = [this] {
-    std::set<std::string> m;
-    for (uint32_t id : dp_.rings[0])
-      m.insert(test::addressFromWords(dp_.backends[id].addr, dp_.backends[id].family).toString());
-    return m;
-  };
-  const std::set<std::string> before = members();
-  ASSERT_EQ(before, (std::set<std::string>{"10.0.1.1", "10.0.1.2"}));
+  const std::set<uint32_t> before = ringIds();
+  ASSERT_EQ(before, (std::set<uint32_t>{idOf("10.0.1.1"), idOf("10.0.1.2")}));
   files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n"
                              "      - {address: 10.0.1.3, weight: 100}\n");
   dp_.failAfter = 2;  // the new real's backend is written, the ring publish fails
@@ -241,7 +243,7 @@ TEST_F(DaemonBackendTest, AReloadTheDataPlaneFailsMidwayIsUndone) {
   EXPECT_EQ(r.error().code, api::code::kFailed);
   EXPECT_NE(r.error().message.find("injected failure; the running configuration was restored"), std::string::npos)
       << r.error().message;
-  EXPECT_EQ(members(), before);
+  EXPECT_EQ(ringIds(), before);
   for (const auto& [id, b] : dp_.backends) {
     if (test::addressFromWords(b.addr, b.family).toString() == "10.0.1.3") {
       EXPECT_FALSE(b.flags & KEEL_BE_F_VALID) << "the failed change's real is still valid";
@@ -250,7 +252,7 @@ TEST_F(DaemonBackendTest, AReloadTheDataPlaneFailsMidwayIsUndone) {
   EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
   // The change goes through once the data plane takes it.
   ASSERT_TRUE(backend_->reload().isOk());
-  EXPECT_EQ(members(), (std::set<std::string>{"10.0.1.1", "10.0.1.3"}));
+  EXPECT_EQ(ringIds(), (std::set<uint32_t>{idOf("10.0.1.1"), idOf("10.0.1.3")}));
 }
 
 TEST_F(DaemonBackendTest, CheckConfigReportsEveryErrorAndAppliesNothing) {
@@ -514,14 +516,6 @@ class RuntimeStateTest : public DaemonBackendTest {
 
   std::unique_ptr<Keeld> restart(const MockDataplane* adoptFrom = nullptr) {
     auto k = std::make_unique<Keeld>();
-    k->backend = std::make_unique<DaemonBackend>(
-        k->io, k->registry, "keel.yaml",
-        [this](const std::string& p) { return parseConfig(files_[p], p); },
-        [](const Config&) { return Status::ok(); }, [](bool) {});
-    k->backend->setStatePath(statePath_);
-    k->backend->setMacResolver(resolver());
-    ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
-    EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
     std::optional<ProgrammedState> pinned;
     if (adoptFrom) {
       k->dp.backends = adoptFrom->backends;
@@ -529,8 +523,7 @@ class RuntimeStateTest : public DaemonBackendTest {
       k->dp.rings = adoptFrom->rings;
       pinned = adoptFrom->programmed();
     }
-    Status s = k->backend->start(*r.config, pinned ? &*pinned : nullptr);
-    EXPECT_TRUE(s) << s.message();
+    k->backend = started(k->io, k->registry, pinned ? &*pinned : nullptr);
     return k;
   }
 

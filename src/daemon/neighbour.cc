@@ -18,22 +18,10 @@
 #include <set>
 #include <thread>
 
+#include "common/fd.h"
+
 namespace keel {
 namespace {
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // One RTM_GETNEIGH dump of both families, filtered here by interface and
 // by the addresses wanted: what it finds of them, with usable MACs.

@@ -13,11 +13,8 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <linux/if_link.h>
-#include <linux/magic.h>
 #include <net/if.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -26,13 +23,13 @@
 #include <string>
 #include <vector>
 
+#include "common/bpffs.h"
 #include "common/status.h"
 #include "decap.skel.h"
 #include "keel/encap.h"
 
 namespace {
 
-constexpr const char* kBpffs = "/sys/fs/bpf";
 constexpr const char* kDefaultPinRoot = "/sys/fs/bpf/keel-decap";
 const char* const kReasonNames[] = {KEEL_DECAP_REASON_NAMES};
 
@@ -106,19 +103,20 @@ bool parseArgs(int argc, char** argv, Args* a, std::string* err) {
 }
 
 // bpffs may not be mounted on a fresh host; pinning needs it.
-bool ensureBpffs(std::string* err) {
-  struct statfs st {};
-  if (statfs(kBpffs, &st) == 0 && st.f_type == BPF_FS_MAGIC) return true;
-  if (mount("bpf", kBpffs, "bpf", 0, nullptr) != 0) {
-    *err = std::string("bpffs is not mounted at ") + kBpffs + " and mounting it failed: " + errnoText(errno);
+bool bpffsForPins(std::string* err) {
+  const keel::BpffsMount m = keel::ensureBpffs();
+  if (m.error != 0) {
+    *err = std::string("bpffs is not mounted at ") + keel::kBpffsPath + " and mounting it failed: " +
+           errnoText(m.error);
     return false;
   }
+  if (!m.mounted) return true;
   // In a private mount namespace (`ip netns exec` makes one) this bpffs, and
   // the pin that keeps the program attached, vanish when we exit.
   std::fprintf(stderr,
                "keel-decap: mounted bpffs at %s; if this runs in a private mount namespace (ip netns exec),\n"
                "            use 'nsenter --net=/run/netns/NAME' instead or the attachment ends with this process\n",
-               kBpffs);
+               keel::kBpffsPath);
   return true;
 }
 
@@ -145,7 +143,7 @@ int attach(const Args& a) {
   unsigned ifindex = if_nametoindex(a.iface.c_str());
   if (!ifindex) return fail("no interface '" + a.iface + "'");
   std::string err;
-  if (a.pinRoot.rfind(kBpffs, 0) == 0 && !ensureBpffs(&err)) return fail(err);
+  if (a.pinRoot.rfind(keel::kBpffsPath, 0) == 0 && !bpffsForPins(&err)) return fail(err);
   std::string dir = a.pinRoot + "/" + a.iface;
   if (access((dir + "/link").c_str(), F_OK) == 0)
     return fail("already attached to " + a.iface + " (" + dir + "/link exists); run 'keel-decap detach " + a.iface + "' first");

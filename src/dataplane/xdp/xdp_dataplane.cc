@@ -5,10 +5,7 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,12 +18,13 @@
 #include <utility>
 
 #include "balancer.skel.h"
+#include "common/bpffs.h"
+#include "common/fd.h"
 #include "common/logging.h"
 
 namespace keel {
 namespace {
 
-constexpr long kBpfFsMagic = 0xcafe4a11;  // BPF_FS_MAGIC (linux/magic.h)
 // Pin names under <pinDir> beside the maps' (bpffs allows no '.' in names).
 constexpr const char* kProgPin = "prog";
 constexpr const char* kRodataPin = "prog_rodata";
@@ -55,18 +53,15 @@ std::string takeLibbpfLog() {
   return out.empty() ? "" : "\nlibbpf: " + out;
 }
 
-Status ensureBpffs() {
-  struct statfs st {};
-  if (statfs("/sys/fs/bpf", &st) == 0 && st.f_type == kBpfFsMagic) return Status::ok();
-  if (mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr) != 0) {
-    int err = errno;
-    std::string hint = err == EPERM ? " (mounting needs CAP_SYS_ADMIN, which keeld does not otherwise "
-                                      "need: mount it before starting keeld, `mount -t bpf bpf "
-                                      "/sys/fs/bpf`, as keeld.service's ExecStartPre does)"
-                                    : "";
-    return Status::error(std::string("mount bpffs on /sys/fs/bpf: ") + std::strerror(err) + hint);
-  }
-  return Status::ok();
+// A bpffs at /sys/fs/bpf (common/bpffs.h), or keeld's reason why not.
+Status bpffsForPins() {
+  const int err = ensureBpffs().error;
+  if (err == 0) return Status::ok();
+  std::string hint = err == EPERM ? " (mounting needs CAP_SYS_ADMIN, which keeld does not otherwise "
+                                    "need: mount it before starting keeld, `mount -t bpf bpf "
+                                    "/sys/fs/bpf`, as keeld.service's ExecStartPre does)"
+                                  : "";
+  return Status::error(std::string("mount bpffs on ") + kBpffsPath + ": " + std::strerror(err) + hint);
 }
 
 Status mapStatus(int rc, const char* what) {
@@ -259,7 +254,7 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   }
   bool adopting = false;
   if (!options.pinDir.empty()) {
-    if (Status s = ensureBpffs(); !s) return Status::error("xdp: " + s.message());
+    if (Status s = bpffsForPins(); !s) return Status::error("xdp: " + s.message());
     if (Status s = dp->adoptPinnedMaps(&adopting); !s) return s;
   }
   if (int rc = keel_balancer__load(dp->skel_); rc != 0)
@@ -302,20 +297,13 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
     return Status::error("xdp: query " + options_.interface + ": " + errnoText(rc));
   // The pinned program, opened through its pin (file permissions only; by
   // id it would take CAP_SYS_ADMIN): the fd we compare and replace through.
-  int pinnedFd = -1;
+  Fd pinned(adopting ? bpf_obj_get((options_.pinDir + "/" + kProgPin).c_str()) : -1);
   uint32_t pinnedId = 0;
-  if (adopting) {
-    pinnedFd = bpf_obj_get((options_.pinDir + "/" + kProgPin).c_str());
+  if (pinned.get() >= 0) {
     bpf_prog_info info{};
     uint32_t len = sizeof info;
-    if (pinnedFd >= 0 && bpf_obj_get_info_by_fd(pinnedFd, &info, &len) == 0) pinnedId = info.id;
+    if (bpf_obj_get_info_by_fd(pinned.get(), &info, &len) == 0) pinnedId = info.id;
   }
-  struct FdCloser {
-    int& fd;
-    ~FdCloser() {
-      if (fd >= 0) ::close(fd);
-    }
-  } closePinned{pinnedFd};
   const bool native = options_.mode == XdpAttachMode::kNative;
   const uint32_t attachedId = native ? query.drv_prog_id : query.skb_prog_id;
   const uint32_t otherModeId = native ? query.skb_prog_id : query.drv_prog_id;
@@ -334,17 +322,16 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
       uint32_t len = sizeof info;
       if (bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &len) == 0) pinnedMaps.insert(info.id);
     }
-    int rodataFd = bpf_obj_get((options_.pinDir + "/" + kRodataPin).c_str());
-    bool same = sameProgram(pinnedFd, rodataFd, progFd, bpf_map__fd(skel_->maps.rodata), pinnedMaps);
-    if (rodataFd < 0)
+    Fd rodata(bpf_obj_get((options_.pinDir + "/" + kRodataPin).c_str()));
+    bool same = sameProgram(pinned.get(), rodata.get(), progFd, bpf_map__fd(skel_->maps.rodata), pinnedMaps);
+    if (rodata.get() < 0)
       logInfo(LogRecord("xdp_adopt_swaps_program")
                   .add("reason", options_.pinDir + "/" + kRodataPin +
                                      " is missing (pinned by an older keeld): the load-time options "
                                      "of the attached program cannot be compared"));
-    if (rodataFd >= 0) ::close(rodataFd);
     if (same) {
       // Unchanged: nothing to attach, not even for an instant.
-      attachedFd_ = std::exchange(pinnedFd, -1);
+      attachedFd_ = pinned.release();
       programId_ = attachedId;
       attached_ = true;
       keptProgram_ = true;
@@ -352,7 +339,7 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
     }
     // Changed (another build): one atomic swap, and only if the pinned
     // program is still the attached one (old_prog_fd + REPLACE).
-    LIBBPF_OPTS(bpf_xdp_attach_opts, replaceOpts, .old_prog_fd = pinnedFd);
+    LIBBPF_OPTS(bpf_xdp_attach_opts, replaceOpts, .old_prog_fd = pinned.get());
     int rc = bpf_xdp_attach(ifindex_, progFd, attachFlags() | XDP_FLAGS_REPLACE, &replaceOpts);
     if (rc != 0)
       return Status::error("xdp: replace the program on " + options_.interface + ": " + errnoText(rc) +
@@ -408,21 +395,19 @@ Status XdpDataplane::pinMaps() {
 // compares with its own (sameProgram) without opening anything by id.
 Status XdpDataplane::pinProgram() {
   // bpffs has no rename: replace in place (only a starting keeld does this).
-  // A kept program's prog_rodata is already its own: the check used it.
+  auto pin = [&](const char* name, int fd) {
+    if (fd < 0) return Status::ok();
+    const std::string path = options_.pinDir + "/" + name;
+    ::unlink(path.c_str());
+    if (bpf_obj_pin(fd, path.c_str()) != 0) return Status::error("xdp: pin " + path + ": " + errnoText(errno));
+    return Status::ok();
+  };
   // Program first: a crash in between leaves a prog_rodata the attached
   // program does not use, which the next keeld reads as "cannot tell".
-  struct {
-    const char* name;
-    int fd;
-  } pins[] = {{kProgPin, attachedFd_}, {kRodataPin, keptProgram_ ? -1 : bpf_map__fd(skel_->maps.rodata)}};
-  for (auto& p : pins) {
-    if (p.fd < 0) continue;
-    const std::string path = options_.pinDir + "/" + p.name;
-    ::unlink(path.c_str());
-    if (bpf_obj_pin(p.fd, path.c_str()) != 0)
-      return Status::error("xdp: pin " + path + ": " + errnoText(errno));
-  }
-  return Status::ok();
+  if (Status s = pin(kProgPin, attachedFd_); !s) return s;
+  // A kept program's prog_rodata is already its own: the check used it.
+  if (keptProgram_) return Status::ok();
+  return pin(kRodataPin, bpf_map__fd(skel_->maps.rodata));
 }
 
 void XdpDataplane::unpinMaps() {

@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/bpffs.h"
+
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/vfs.h>
+
+#include <cerrno>
+
+namespace keel {
+
+BpffsMount ensureBpffs() {
+  struct statfs st {};
+  if (statfs(kBpffsPath, &st) == 0 && st.f_type == BPF_FS_MAGIC) return {};
+  if (mount("bpf", kBpffsPath, "bpf", 0, nullptr) != 0) return {false, errno};
+  return {true, 0};
+}
+
+}  // namespace keel

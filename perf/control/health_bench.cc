@@ -253,8 +253,8 @@ struct CheckerRun {
 CheckerRun runChecker(const Options& o) {
   boost::asio::io_context io;
   uint64_t transitions = 0;
-  keel::HealthChecker checker(io, [&](keel::HealthTargetId, const keel::HealthTarget&, bool,
-                                      const keel::HealthResult&, const std::string&) { ++transitions; });
+  keel::HealthChecker checker(
+      io, [&](keel::HealthTargetId, const keel::HealthTarget&, bool, const std::string&) { ++transitions; });
   for (int i = 0; i < o.targets; ++i) {
     keel::HealthTarget t;
     t.service = "bench";

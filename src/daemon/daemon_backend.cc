@@ -136,8 +136,7 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
       loader_(std::move(loader)),
       preApply_(std::move(preApply)),
       stopper_(std::move(stopper)),
-      checker_(io, [this](HealthTargetId, const HealthTarget& t, bool up, const HealthResult&,
-                          const std::string& reason) {
+      checker_(io, [this](HealthTargetId, const HealthTarget& t, bool up, const std::string& reason) {
         onHealthChange(t, up, reason);
       }) {}
 

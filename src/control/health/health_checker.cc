@@ -201,9 +201,8 @@ void HealthChecker::notify(const EntryPtr& e, std::string reason) {
   if (!onChange_) return;
   // Copies: the callback may update or remove this very target.
   HealthTarget target = e->target;
-  HealthResult why = e->last;
   std::string changeReason = e->changeReason;
-  onChange_(e->id, target, e->state.up(), why, changeReason);
+  onChange_(e->id, target, e->state.up(), changeReason);
 }
 
 HealthStatus HealthChecker::statusOf(const Entry& e) const {

@@ -5,8 +5,7 @@
 //
 // Usage (keeld):
 //   HealthChecker checker(io, [&](HealthTargetId id, const HealthTarget& t,
-//                                 bool up, const HealthResult& why,
-//                                 const std::string& reason) {
+//                                 bool up, const std::string& reason) {
 //     registry.setRealHealth(t.service, t.address, up);  // rebuild that service's ring
 //   });
 //   HealthTargetId id;
@@ -91,11 +90,11 @@ std::string transitionReason(bool ok, uint32_t run, const std::string& result);
 class HealthChecker {
  public:
   // Called on transitions only, on the io_context thread, after the new
-  // state is recorded. `why` is the result that made it; `reason` is the
-  // transition's reason as status().changeReason holds it. It may call
-  // add/remove/update, including on `id`.
-  using Callback = std::function<void(HealthTargetId id, const HealthTarget& target, bool up,
-                                      const HealthResult& why, const std::string& reason)>;
+  // state is recorded. `reason` is the transition's reason as
+  // status().changeReason holds it, which quotes the result that made it
+  // (status().last). It may call add/remove/update, including on `id`.
+  using Callback =
+      std::function<void(HealthTargetId id, const HealthTarget& target, bool up, const std::string& reason)>;
 
   HealthChecker(boost::asio::io_context& io, Callback onChange);
   ~HealthChecker();

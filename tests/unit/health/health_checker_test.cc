@@ -207,9 +207,9 @@ struct Transition {
 class HealthCheckerTest : public ::testing::Test {
  protected:
   HealthCheckerTest()
-      : checker_(io_, [this](HealthTargetId id, const HealthTarget&, bool up, const HealthResult& why,
-                             const std::string& change) {
-          transitions_.push_back({id, up, why.reason, change});
+      : checker_(io_, [this](HealthTargetId id, const HealthTarget&, bool up, const std::string& change) {
+          // The result is recorded before the callback runs.
+          transitions_.push_back({id, up, checker_.status(id)->last.reason, change});
           if (onTransition_) onTransition_(id);
         }) {}
 

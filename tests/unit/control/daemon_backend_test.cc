@@ -5,6 +5,10 @@
 // reals start down, and fail-open keeps the last real in the ring.
 #include "daemon/daemon_backend.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -335,6 +339,38 @@ TEST_F(DaemonBackendTest, FailClosedEmptiesTheRing) {
   EXPECT_TRUE(dp_.rings[0].empty());
 }
 
+// A health transition whose data-plane write fails leaves its service to be
+// rewritten; keeld re-applies the running config at once, so the real that
+// came up is in the ring without waiting for the next change. The checker
+// runs for real: 127.0.0.1 answers on a listening port, 127.0.0.2 refuses.
+TEST_F(DaemonBackendTest, AHealthTransitionTheDataPlaneFailsIsSettled) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  files_["keel.yaml"] = yaml("      - {address: 127.0.0.1}\n"
+                             "      - {address: 127.0.0.2}\n",
+                             "    health: {type: tcp, port: " + std::to_string(ntohs(addr.sin_port)) +
+                                 ", interval: 100ms, timeout: 50ms, rise: 1, fall: 1}\n");
+  make();
+  ASSERT_TRUE(dp_.rings[0].empty());
+  dp_.failAfter = 1;  // the up transition's backend write fails, and does not land
+  dp_.failedCallsLand = false;
+  // Bounded: the first check runs within one interval.
+  for (int i = 0; i < 100 && ringIds().empty(); ++i) io_.run_for(std::chrono::milliseconds(50));
+  ::close(listener);
+  EXPECT_EQ(dp_.failAfter, 0) << "the injected failure was never reached";
+  EXPECT_EQ(realOf("127.0.0.1").state(), "up");
+  EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("127.0.0.1")});
+  EXPECT_TRUE(dp_.backends[idOf("127.0.0.1")].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(realOf("127.0.0.2").state(), "down");
+}
+
 TEST_F(DaemonBackendTest, HealthErrorsHaveFileAndLine) {
   ConfigResult r = parseConfig(yaml(kTwo, "    health: {type: tcp, rise: many, all_down: maybe}\n"),
                                "keel.yaml");
@@ -400,29 +436,20 @@ TEST_F(DaemonBackendTest, AdoptedCheckedRealsKeepTheirStateAndGeneration) {
   dp2.rings = dp_.rings;
   Registry registry2(dp2);
   boost::asio::io_context io2;
-  DaemonBackend backend2(io2, registry2, "keel.yaml",
-                         [this](const std::string& p) { return parseConfig(files_[p], p); },
-                         [](const Config&) { return Status::ok(); }, [](bool) {});
-  ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
-  ASSERT_TRUE(r.ok());
-  Status s = backend2.start(*r.config, &pinned);
-  ASSERT_TRUE(s) << s.message();
+  auto backend2 = started(io2, registry2, &pinned);
   EXPECT_EQ(dp2.backends[up].gen, upGen);
   EXPECT_TRUE(dp2.backends[up].flags & KEEL_BE_F_VALID);
   EXPECT_EQ(dp2.backends[down].gen, downGen);
   EXPECT_FALSE(dp2.backends[down].flags & KEEL_BE_F_VALID);
   EXPECT_EQ(dp2.rings[0], dp_.rings[0]);
-  auto snap = backend2.findService("web");
+  auto snap = backend2->findService("web");
   ASSERT_TRUE(snap);
   for (const auto& real : snap->reals)
     EXPECT_EQ(real.state(), real.address == ip("10.0.1.1") ? "up" : "down") << real.address.toString();
   // Without adoption the same start would begin with both down.
   MockDataplane dp3;
   Registry registry3(dp3);
-  DaemonBackend backend3(io2, registry3, "keel.yaml",
-                         [this](const std::string& p) { return parseConfig(files_[p], p); },
-                         [](const Config&) { return Status::ok(); }, [](bool) {});
-  ASSERT_TRUE(backend3.start(*r.config));
+  auto backend3 = started(io2, registry3);
   EXPECT_TRUE(dp3.rings[0].empty());
 }
 

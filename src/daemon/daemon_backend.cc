@@ -188,19 +188,12 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   Config next = compose(file, overlay);
   if (auto errors = validateTargets(next); !errors.empty()) return configErrors(std::move(errors));
   if (Status s = registry_.apply(next); !s) {
-    // The data plane may now hold part of `next`. Once something was
-    // running, converge back to it (the registry rewrites every service
-    // after a failed apply), so a failed change leaves what ran before.
+    // The data plane may now hold part of `next`: converge back to what ran
+    // before, so a failed change leaves that.
     std::string msg = s.message();
-    if (committed_) {
-      if (Status back = registry_.apply(effective_); back)
-        msg += "; the running configuration was restored";
-      else
-        msg += "; restoring the running configuration failed too: " + back.message();
-      // Reals the restore re-created start at their configured health; the
-      // checker's verdicts, unchanged, put them back where they were.
-      syncHealth(effective_);
-    }
+    if (auto back = restoreRunning())
+      msg += *back ? "; the running configuration was restored"
+                   : "; restoring the running configuration failed too: " + back->message();
     return Result::error(api::code::kFailed, msg);
   }
   committed_ = true;
@@ -490,6 +483,17 @@ void DaemonBackend::syncHealth(const Config& effective) {
     }
 }
 
+std::optional<Status> DaemonBackend::restoreRunning() {
+  if (!committed_) return std::nullopt;
+  Status s = registry_.apply(effective_);
+  // Reals the restore re-created start at their configured health; the
+  // checker's verdicts, unchanged, put them back where they were. (After a
+  // failed health transition there are none: the registry recorded the
+  // verdict before the write that failed, so this changes nothing.)
+  syncHealth(effective_);
+  return s;
+}
+
 void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const std::string& reason) {
   auto log = LogRecord("health_changed")
                  .add("service", target.service)
@@ -504,7 +508,8 @@ void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const st
     // The service is marked for a full rewrite: apply the running config
     // now, so a real that went down does not keep its flows until the next
     // change.
-    Status again = committed_ ? registry_.apply(effective_) : s;
+    std::optional<Status> back = restoreRunning();
+    const Status& again = back ? *back : s;
     logError(LogRecord("health_apply_failed")
                  .add("service", target.service)
                  .add("error", s.message())

@@ -156,6 +156,10 @@ class DaemonBackend : public api::ControlBackend {
   // Applies file+overlay; on success commits both and syncs health targets.
   api::Result commit(const Config& file, Overlay overlay);
   void syncHealth(const Config& effective);
+  // After a failed apply or health transition (the registry then rewrites
+  // what it left half done): applies effective_ again and syncs health. The
+  // outcome of that apply; nullopt before the first commit (nothing ran).
+  std::optional<Status> restoreRunning();
   void onHealthChange(const HealthTarget& target, bool up, const std::string& reason);
   // One service as the API shows it: `stats` its counters (nullptr: none
   // read), `effective`/`file` its entry in effective_/file_ (nullptr: none).

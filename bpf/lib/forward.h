@@ -19,10 +19,15 @@ static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *p
 				    const struct keel_backend *be)
 {
 	__u16 hlen = keel_encap_hdr_len(be->family);
-	int hash_src = keel_encap_hash_src(node, svc->flags, be->family);
-	__u32 flow_hash = hash_src ? keel_flow_hash(&pkt->key) : 0;
+	struct keel_encap_tpl tpl;
+	int hash_src;
+	__u32 flow_hash;
 	void *data;
 	void *end;
+
+	keel_encap_prepare(&tpl, node, be);
+	hash_src = keel_encap_hash_src(&tpl, svc->flags);
+	flow_hash = hash_src ? keel_flow_hash(&pkt->key) : 0;
 
 	if (keel_check_mtu) {
 		/* The L3 length, not the frame: the helper adds the device's
@@ -41,8 +46,8 @@ static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *p
 	/* adjust_head invalidates every packet pointer: reload. */
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	if (keel_encap(data, end, pkt->l3_off, node, be, hash_src, flow_hash, pkt->key.family,
-		       pkt->tos, pkt->ip_len))
+	if (keel_encap_write(data, end, pkt->l3_off, &tpl, hash_src, flow_hash, pkt->key.family,
+			     pkt->tos, pkt->ip_len))
 		return KEEL_R_DROP_ENCAP_FAILED;
 	return KEEL_CONTINUE;
 }

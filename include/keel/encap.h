@@ -63,7 +63,7 @@ KEEL_INLINE __u16 keel_csum_fold(__u32 sum)
 }
 
 /* Header checksum of an option-less IPv4 header (check field must be 0 or is
- * skipped: we skip word 5), read from the header. keel_write_outer_ipv4 sums
+ * skipped: we skip word 5), read from the header. keel_encap_write sums
  * the same words from the values it writes; this is the reference the tests
  * check packets against. */
 KEEL_INLINE __u16 keel_ipv4_hdr_csum(const struct keel_ipv4 *ip)
@@ -104,87 +104,6 @@ KEEL_INLINE __u16 keel_encap_hdr_len(__u8 real_family)
 					    : (__u16)sizeof(struct keel_ipv4);
 }
 
-/* Whether the outer source is derived from the flow hash: the node enables
- * it per outer family, a service may ask for it on its own. */
-KEEL_INLINE int keel_encap_hash_src(const struct keel_node_config *node, __u32 svc_flags,
-				    __u8 real_family)
-{
-	if (svc_flags & KEEL_SVC_F_HASH_SRC_IP)
-		return 1;
-	if (real_family == KEEL_AF_INET6)
-		return (node->flags & KEEL_NODE_F_HASH_SRC_V6) != 0;
-	return (node->flags & KEEL_NODE_F_HASH_SRC_V4) != 0;
-}
-
-KEEL_INLINE __u32 keel_encap_src_v4(const struct keel_node_config *node, int hashed,
-				    __u32 flow_hash)
-{
-	if (!hashed)
-		return node->tunnel_src_v4;
-	return node->hash_src_v4_prefix | (flow_hash & ~node->hash_src_v4_mask);
-}
-
-KEEL_INLINE void keel_encap_src_v6(const struct keel_node_config *node, int hashed,
-				   __u32 flow_hash, __u32 out[4])
-{
-	out[0] = node->tunnel_src_v6[0];
-	out[1] = node->tunnel_src_v6[1];
-	out[2] = node->tunnel_src_v6[2];
-	out[3] = hashed ? flow_hash : node->tunnel_src_v6[3];
-}
-
-/* inner_len: inner IP length in bytes (keel_pkt.ip_len). */
-KEEL_INLINE void keel_write_outer_ipv4(struct keel_ipv4 *ip, __u32 saddr, __u32 daddr,
-				       __u8 inner_family, __u8 tos, __u16 inner_len)
-{
-	__u16 tot_len = KEEL_HTONS((__u16)(inner_len + sizeof(struct keel_ipv4)));
-	__u8 protocol = inner_family == KEEL_AF_INET6 ? KEEL_IPPROTO_IPV6 : KEEL_IPPROTO_IPIP;
-
-	ip->ver_ihl = 0x45;
-	ip->tos = tos;
-	ip->tot_len = tot_len;
-	ip->id = 0;
-	/* DF: the encapsulated packet must not be fragmented on the way to the
-	 * real (it could not reassemble at line rate); the MTU check and
-	 * PMTUD steering (parse.h) handle the size instead. */
-	ip->frag_off = KEEL_HTONS(KEEL_IP_DF);
-	ip->ttl = KEEL_ENCAP_TTL;
-	ip->protocol = protocol;
-	ip->saddr = saddr;
-	ip->daddr = daddr;
-	/* The checksum from the values written rather than by reading the
-	 * header back (half the instructions): the same sum of the header's
-	 * 16-bit words as they sit in memory, with id and check 0. */
-	ip->check = (__u16)~keel_csum_fold(keel_mem_word16(0x45, tos) + tot_len +
-					    (__u16)KEEL_HTONS(KEEL_IP_DF) +
-					    keel_mem_word16(KEEL_ENCAP_TTL, protocol) +
-					    (saddr & 0xffffu) + (saddr >> 16) +
-					    (daddr & 0xffffu) + (daddr >> 16));
-}
-
-KEEL_INLINE void keel_write_outer_ipv6(struct keel_ipv6 *ip6, const __u32 saddr[4],
-				       const __u32 daddr[4], __u8 inner_family, __u8 tc,
-				       __u16 inner_len)
-{
-	__u8 *v = (__u8 *)&ip6->ver_tc_flow;
-
-	v[0] = (__u8)(0x60 | (tc >> 4));
-	v[1] = (__u8)((tc & 0x0f) << 4);
-	v[2] = 0;
-	v[3] = 0;
-	ip6->payload_len = KEEL_HTONS(inner_len);
-	ip6->nexthdr = inner_family == KEEL_AF_INET6 ? KEEL_IPPROTO_IPV6 : KEEL_IPPROTO_IPIP;
-	ip6->hop_limit = KEEL_ENCAP_TTL;
-	ip6->saddr[0] = saddr[0];
-	ip6->saddr[1] = saddr[1];
-	ip6->saddr[2] = saddr[2];
-	ip6->saddr[3] = saddr[3];
-	ip6->daddr[0] = daddr[0];
-	ip6->daddr[1] = daddr[1];
-	ip6->daddr[2] = daddr[2];
-	ip6->daddr[3] = daddr[3];
-}
-
 /* ---- L2 ---- */
 
 KEEL_INLINE void keel_eth_set_macs(struct keel_eth *eth, const __u8 dst[6], const __u8 src[6])
@@ -206,18 +125,110 @@ KEEL_INLINE int keel_l2_rewrite(void *data, void *end, const __u8 dst[6], const 
 }
 
 /* ---- Encapsulation ----
- * Writes the L2 header and the outer IP header into the room the caller made.
- * Layout before:  data: [room: hdr_len][eth 14 (+ vlan 4)][inner IP ...]
+ * In two steps, so that a data plane may do the first once per real:
+ *   keel_encap_prepare()  what the outer headers hold that follows from the
+ *                         node and the real alone (a template);
+ *   keel_encap_write()    a packet's outer headers from the template and the
+ *                         packet's own fields (inner family, TOS, length,
+ *                         the flow hash of a hashed source).
+ * XDP does both per packet (the template on its stack). The DPDK plane keeps
+ * a prepared template beside each real in its snapshot, so its packets only
+ * write. Every byte comes from these two functions either way. */
+
+/* Ethernet header and the longest outer IP header, as sent. */
+#define KEEL_ENCAP_TPL_HDR (sizeof(struct keel_eth) + sizeof(struct keel_ipv6))
+
+struct keel_encap_tpl {
+	/* The Ethernet header (dst next_hop_mac, src local_mac, the outer
+	 * family's ethertype) and after it the outer IP header with every
+	 * per-packet field zero: IPv4 ver/IHL 0x45, DF, TTL 64, the unhashed
+	 * source, the real; IPv6 hop limit 64, the unhashed source, the real. */
+	__u8 hdr[KEEL_ENCAP_TPL_HDR];
+	__u8 family;        /* the real's family: the outer header's */
+	__u8 node_hash_src; /* the node hashes the outer source of this family */
+	__u32 csum;         /* IPv4: the sum of the header's 16-bit words as in hdr, less the source */
+	__u32 src_v4;       /* IPv4 source when not hashed (node tunnel_src_v4) */
+	__u32 src_prefix;   /* hashed IPv4 source: src_prefix | (hash & ~src_mask) */
+	__u32 src_mask;
+};
+
+KEEL_INLINE void keel_encap_prepare(struct keel_encap_tpl *t, const struct keel_node_config *node,
+				    const struct keel_backend *real)
+{
+	struct keel_eth *eth = (struct keel_eth *)t->hdr;
+
+	/* Field by field, no memset of the whole template (XDP prepares one
+	 * per packet): every byte keel_encap_write() reads is written here;
+	 * an IPv4 template leaves the IPv6 header's last 20 bytes unused. */
+	keel_eth_set_macs(eth, node->next_hop_mac, node->local_mac);
+	t->family = real->family;
+	t->node_hash_src = (node->flags & (real->family == KEEL_AF_INET6 ? KEEL_NODE_F_HASH_SRC_V6
+									 : KEEL_NODE_F_HASH_SRC_V4)) != 0;
+	t->src_v4 = node->tunnel_src_v4;
+	t->src_prefix = node->hash_src_v4_prefix;
+	t->src_mask = node->hash_src_v4_mask;
+	if (real->family == KEEL_AF_INET6) {
+		struct keel_ipv6 *ip6 = (struct keel_ipv6 *)(eth + 1);
+
+		eth->proto = KEEL_HTONS(KEEL_ETH_P_IPV6);
+		/* Version/traffic class, payload length and next header are
+		 * written per packet; the flow label stays 0. */
+		ip6->ver_tc_flow = 0;
+		ip6->payload_len = 0;
+		ip6->nexthdr = 0;
+		ip6->hop_limit = KEEL_ENCAP_TTL;
+		ip6->saddr[0] = node->tunnel_src_v6[0];
+		ip6->saddr[1] = node->tunnel_src_v6[1];
+		ip6->saddr[2] = node->tunnel_src_v6[2];
+		ip6->saddr[3] = node->tunnel_src_v6[3];
+		ip6->daddr[0] = real->addr[0];
+		ip6->daddr[1] = real->addr[1];
+		ip6->daddr[2] = real->addr[2];
+		ip6->daddr[3] = real->addr[3];
+	} else {
+		struct keel_ipv4 *ip = (struct keel_ipv4 *)(eth + 1);
+		__u32 daddr = real->addr[0];
+
+		eth->proto = KEEL_HTONS(KEEL_ETH_P_IP);
+		ip->ver_ihl = 0x45;
+		/* TOS, total length, protocol, checksum and the source are
+		 * written per packet (keel_encap_write); id stays 0. */
+		ip->tos = 0;
+		ip->tot_len = 0;
+		ip->id = 0;
+		/* DF: the encapsulated packet must not be fragmented on the way
+		 * to the real (it could not reassemble at line rate); the MTU
+		 * check and PMTUD steering (parse.h) handle the size instead. */
+		ip->frag_off = KEEL_HTONS(KEEL_IP_DF);
+		ip->ttl = KEEL_ENCAP_TTL;
+		ip->protocol = 0;
+		ip->check = 0;
+		ip->saddr = node->tunnel_src_v4;
+		ip->daddr = daddr;
+		t->csum = keel_mem_word16(0x45, 0) + (__u16)KEEL_HTONS(KEEL_IP_DF) +
+			  keel_mem_word16(KEEL_ENCAP_TTL, 0) + (daddr & 0xffffu) + (daddr >> 16);
+	}
+}
+
+/* Whether the outer source is derived from the flow hash: the node enables
+ * it per outer family, a service may ask for it on its own. */
+KEEL_INLINE int keel_encap_hash_src(const struct keel_encap_tpl *t, __u32 svc_flags)
+{
+	return (svc_flags & KEEL_SVC_F_HASH_SRC_IP) || t->node_hash_src;
+}
+
+/* Layout before:  data: [room: hdr_len][eth 14 (+ vlan 4)][inner IP ...]
  *         after:  data: [eth 14 (+ vlan 4)][outer IP hdr_len][inner IP ...]
- * l3_off: 14, or 18 with an 802.1Q tag (keel_pkt.l3_off of the original). */
-KEEL_INLINE int keel_encap(void *data, void *end, __u16 l3_off, const struct keel_node_config *node,
-			   const struct keel_backend *real, int hash_src, __u32 flow_hash,
-			   __u8 inner_family, __u8 tos, __u16 inner_len)
+ * l3_off: 14, or 18 with an 802.1Q tag (keel_pkt.l3_off of the original);
+ * inner_len: inner IP length in bytes (keel_pkt.ip_len). */
+KEEL_INLINE int keel_encap_write(void *data, void *end, __u16 l3_off, const struct keel_encap_tpl *t,
+				 int hash_src, __u32 flow_hash, __u8 inner_family, __u8 tos,
+				 __u16 inner_len)
 {
 	__u8 *p = (__u8 *)data;
 	struct keel_eth *eth = (struct keel_eth *)data;
-	__u16 outer_proto = real->family == KEEL_AF_INET6 ? KEEL_HTONS(KEEL_ETH_P_IPV6)
-							  : KEEL_HTONS(KEEL_ETH_P_IP);
+	const struct keel_eth *tpl_eth = (const struct keel_eth *)t->hdr;
+	__u8 protocol = inner_family == KEEL_AF_INET6 ? KEEL_IPPROTO_IPV6 : KEEL_IPPROTO_IPIP;
 
 	if (l3_off > sizeof(struct keel_eth)) {
 		/* Move the 802.1Q tag (TPID + TCI) from the original frame to
@@ -227,7 +238,7 @@ KEEL_INLINE int keel_encap(void *data, void *end, __u16 l3_off, const struct kee
 		__u16 tpid;
 		__u16 tci;
 
-		if (real->family == KEEL_AF_INET6) {
+		if (t->family == KEEL_AF_INET6) {
 			struct keel_eth *old_eth = (struct keel_eth *)(p + sizeof(struct keel_ipv6));
 			struct keel_vlan *old_vlan = (struct keel_vlan *)(old_eth + 1);
 
@@ -246,31 +257,48 @@ KEEL_INLINE int keel_encap(void *data, void *end, __u16 l3_off, const struct kee
 		}
 		if ((void *)(vlan + 1) > end)
 			return -1;
+		keel_eth_set_macs(eth, tpl_eth->dst, tpl_eth->src);
 		eth->proto = tpid;
 		vlan->tci = tci;
-		vlan->proto = outer_proto;
+		vlan->proto = tpl_eth->proto;
 	} else {
 		if ((void *)(eth + 1) > end)
 			return -1;
-		eth->proto = outer_proto;
+		__builtin_memcpy(eth, tpl_eth, sizeof(*eth));
 	}
-	keel_eth_set_macs(eth, node->next_hop_mac, node->local_mac);
 
-	if (real->family == KEEL_AF_INET6) {
+	if (t->family == KEEL_AF_INET6) {
 		struct keel_ipv6 *ip6 = (struct keel_ipv6 *)(p + (l3_off & 0x1f));
-		__u32 src[4];
+		__u8 *v;
 
 		if ((void *)(ip6 + 1) > end)
 			return -1;
-		keel_encap_src_v6(node, hash_src, flow_hash, src);
-		keel_write_outer_ipv6(ip6, src, real->addr, inner_family, tos, inner_len);
+		__builtin_memcpy(ip6, t->hdr + sizeof(struct keel_eth), sizeof(*ip6));
+		v = (__u8 *)&ip6->ver_tc_flow;
+		v[0] = (__u8)(0x60 | (tos >> 4));
+		v[1] = (__u8)((tos & 0x0f) << 4);
+		ip6->payload_len = KEEL_HTONS(inner_len);
+		ip6->nexthdr = protocol;
+		if (hash_src)
+			ip6->saddr[3] = flow_hash; /* words 0-2 stay tunnel_src_v6's */
 	} else {
 		struct keel_ipv4 *ip = (struct keel_ipv4 *)(p + (l3_off & 0x1f));
+		__u16 tot_len = KEEL_HTONS((__u16)(inner_len + sizeof(struct keel_ipv4)));
+		__u32 saddr = hash_src ? (t->src_prefix | (flow_hash & ~t->src_mask)) : t->src_v4;
 
 		if ((void *)(ip + 1) > end)
 			return -1;
-		keel_write_outer_ipv4(ip, keel_encap_src_v4(node, hash_src, flow_hash),
-				      real->addr[0], inner_family, tos, inner_len);
+		__builtin_memcpy(ip, t->hdr + sizeof(struct keel_eth), sizeof(*ip));
+		ip->tos = tos;
+		ip->tot_len = tot_len;
+		ip->protocol = protocol;
+		ip->saddr = saddr;
+		/* The checksum from the template's sum and the values written
+		 * rather than by reading the header back: the same sum of the
+		 * header's 16-bit words as they sit in memory, check 0. */
+		ip->check = (__u16)~keel_csum_fold(t->csum + keel_mem_word16(0, tos) + tot_len +
+						    keel_mem_word16(0, protocol) + (saddr & 0xffffu) +
+						    (saddr >> 16));
 	}
 	return 0;
 }

@@ -13,7 +13,7 @@
 // per cache line), while an IPv6 entry is one line (key 40 B + value 16 B +
 // hash 4 B). Half-size IPv4 entries halve the memory and the pages an IPv4
 // workload touches; that page count, not the flow count, set the cost of an
-// established flow (docs/dpdk.md, Measurements). The flow hash picks a
+// established flow (docs/dpdk.md, Measurements). The table's own hash (hashOf) picks a
 // bucket of kWays entries. An insert takes the first empty way, else evicts
 // the way with the oldest last_seen (LRU-ish; an expired way is among the
 // oldest), so a full table degrades to re-picking the coldest flows from the
@@ -30,6 +30,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <random>
 
 #include "keel/flow.h"
 #include "keel/maps_abi.h"
@@ -222,9 +223,38 @@ class ConnTable {
  public:
   // capacity flows of each family (rounded up to whole buckets).
   explicit ConnTable(uint32_t capacity, const ConnMemory& memory = kHeapConnMemory)
-      : v4_(capacity, memory), v6_(capacity, memory) {}
+      : v4_(capacity, memory), v6_(capacity, memory) {
+    std::random_device rd;
+    for (uint64_t& s : seed_) s = static_cast<uint64_t>(rd()) << 32 | rd();
+  }
 
   uint32_t capacity() const { return v4_.capacity(); }  // per family
+
+  // The table's own hash of a flow key, which find/insert/prefetch take.
+  // Not keel_flow_hash (include/keel/hash.h, MurmurHash3 over ten words,
+  // ~50 instructions): that one picks the real and must match XDP bit for
+  // bit, but a bucket only needs a well-spread index, so an established
+  // flow, which never reaches the ring, need not compute it at all. One
+  // 64x64->128-bit multiply per 16 bytes of key, high half xor low half (the
+  // "mum" mix of wyhash), keyed by seeds drawn when the table is built, so
+  // a client cannot choose flows that share a bucket.
+  uint32_t hashOf(const keel_flow_key& k) const {
+    static_assert(sizeof k == 40, "five 8-byte words");
+    const auto word = [&k](size_t i) {  // read in place, no copy of the key
+      uint64_t w;
+      std::memcpy(&w, reinterpret_cast<const char*>(&k) + 8 * i, sizeof w);
+      return w;
+    };
+    uint64_t h;
+    if (k.family == KEEL_AF_INET6) {
+      h = mum(mum(word(0) ^ seed_[0], word(1) ^ seed_[1]) ^ word(4), mum(word(2) ^ seed_[2], word(3) ^ seed_[3]));
+    } else {
+      // Address words 1-3 are zero (flow.h): source, destination, then ports/proto/family.
+      const uint64_t addrs = uint64_t{k.src[0]} | uint64_t{k.dst[0]} << 32;
+      h = mum(addrs ^ seed_[0], word(4) ^ seed_[1]);
+    }
+    return static_cast<uint32_t>(h ^ (h >> 32));
+  }
 
   // The live entry for key, or null. An entry idle longer than idleNs (when
   // idleNs != 0) is treated as absent: the flow is re-picked, as in XDP.
@@ -263,8 +293,14 @@ class ConnTable {
   size_t countLive() const { return v4_.countLive() + v6_.countLive(); }
 
  private:
+  static uint64_t mum(uint64_t a, uint64_t b) {
+    const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
+    return static_cast<uint64_t>(r >> 64) ^ static_cast<uint64_t>(r);
+  }
+
   ConnWays<ConnEntry4> v4_;
   ConnWays<ConnEntry6> v6_;
+  uint64_t seed_[4];  // random per table
 };
 
 }  // namespace keel::dpdk

@@ -63,10 +63,10 @@ struct TableStore::Owned {
   Snapshot snap{};
   std::vector<VipSlot> vips;
   std::vector<ServiceSlot> services;
-  std::vector<const keel_backend*> chunkPtrs;
+  std::vector<const BackendSlot*> chunkPtrs;
   std::vector<const uint32_t*> ringPtrs;
   // Keep every shared piece alive while this snapshot may be read.
-  std::vector<std::shared_ptr<const std::vector<keel_backend>>> chunks;
+  std::vector<std::shared_ptr<const Chunk>> chunks;
   std::vector<std::shared_ptr<const std::vector<uint32_t>>> rings;
 };
 
@@ -74,7 +74,7 @@ TableStore::TableStore(uint32_t maxServices, uint32_t maxBackends, GraceFn grace
     : maxServices_(maxServices),
       maxBackends_((maxBackends + kBackendChunk - 1) / kBackendChunk * kBackendChunk),
       grace_(std::move(grace)) {
-  auto zero = std::make_shared<const std::vector<keel_backend>>(kBackendChunk);
+  auto zero = std::make_shared<const Chunk>(kBackendChunk);
   chunks_.assign(maxBackends_ / kBackendChunk, zero);
   rings_.resize(maxServices_);
   publish();
@@ -131,6 +131,13 @@ void TableStore::publish() {
 
 Status TableStore::setNode(const keel_node_config& node) {
   node_ = node;
+  // Every real's template holds node fields (MACs, tunnel sources): prepare
+  // them all again, in new chunks (the published ones are never written).
+  for (auto& c : chunks_) {
+    auto chunk = std::make_shared<Chunk>(*c);
+    for (BackendSlot& slot : *chunk) keel_encap_prepare(&slot.tpl, &node_, &slot.be);
+    c = std::move(chunk);
+  }
   publish();
   return Status::ok();
 }
@@ -161,8 +168,10 @@ Status TableStore::upsertBackend(uint32_t id, const keel_backend& backend) {
   if (backend.family != KEEL_AF_INET && backend.family != KEEL_AF_INET6)
     return Status::error(familyError("upsertBackend", backend.family));
   // Copy only the chunk that changes; the others stay shared.
-  auto chunk = std::make_shared<std::vector<keel_backend>>(*chunks_[id / kBackendChunk]);
-  (*chunk)[id % kBackendChunk] = backend;
+  auto chunk = std::make_shared<Chunk>(*chunks_[id / kBackendChunk]);
+  BackendSlot& slot = (*chunk)[id % kBackendChunk];
+  slot.be = backend;
+  keel_encap_prepare(&slot.tpl, &node_, &slot.be);
   chunks_[id / kBackendChunk] = std::move(chunk);
   publish();
   return Status::ok();

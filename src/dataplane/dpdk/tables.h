@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "keel/encap.h"
 #include "keel/maps_abi.h"
 
 namespace keel::dpdk {
@@ -44,6 +45,14 @@ struct ServiceSlot {
 
 inline constexpr uint32_t kBackendChunk = 1024;  // backends per copy-on-write chunk
 
+// A real as the workers see it: its record and its outer-header template
+// (include/keel/encap.h), prepared when the real or the node changes, so a
+// packet only writes its own fields into the copy.
+struct BackendSlot {
+  keel_backend be;
+  keel_encap_tpl tpl;
+};
+
 struct Snapshot {
   keel_node_config node;
   uint64_t udpIdleNs;  // 0 = entries never expire
@@ -52,7 +61,7 @@ struct Snapshot {
   uint32_t vipMask;
   const ServiceSlot* services;
   uint32_t serviceMask;
-  const keel_backend* const* backendChunks;  // maxBackends / kBackendChunk chunks
+  const BackendSlot* const* backendChunks;  // maxBackends / kBackendChunk chunks
   uint32_t maxBackends;
   const uint32_t* const* rings;  // [maxServices]; null = no ring; word 0 = M
   uint32_t maxServices;
@@ -62,7 +71,7 @@ struct Snapshot {
 // Packet-path lookups. Pure functions of the snapshot; no allocation.
 bool snapshotHasVip(const Snapshot& s, const keel_vip_key& key);
 const keel_service_value* snapshotFindService(const Snapshot& s, const keel_service_key& key);
-inline const keel_backend* snapshotBackend(const Snapshot& s, uint32_t id) {
+inline const BackendSlot* snapshotBackend(const Snapshot& s, uint32_t id) {
   if (id >= s.maxBackends) return nullptr;
   return &s.backendChunks[id / kBackendChunk][id % kBackendChunk];
 }
@@ -108,7 +117,8 @@ class TableStore {
   keel_node_config node_{};
   std::map<std::vector<uint8_t>, keel_vip_key> vips_;
   std::map<std::vector<uint8_t>, std::pair<keel_service_key, keel_service_value>> services_;
-  std::vector<std::shared_ptr<const std::vector<keel_backend>>> chunks_;
+  using Chunk = std::vector<BackendSlot>;
+  std::vector<std::shared_ptr<const Chunk>> chunks_;
   std::vector<std::shared_ptr<const std::vector<uint32_t>>> rings_;
 
   std::unique_ptr<Owned> owned_;

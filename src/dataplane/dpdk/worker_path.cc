@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "dataplane/dpdk/worker_path.h"
 
+#include <cstddef>
 #include <cstring>
 
 #include "keel/encap.h"
@@ -25,15 +26,17 @@ inline const keel_service_value* findService(const Snapshot& s, keel_service_key
 }
 
 // Service and backend counters count what was sent (as the XDP plane does);
-// drops and passes are only in the reason counters.
+// drops and passes are only in the reason counters. No bounds checks: the
+// ids come from the snapshot, whose TableStore accepts none at or above the
+// limits the counters are sized by (WorkerCounters).
 inline void countForwarded(WorkerState& w, uint32_t svcId, uint32_t beId, uint32_t bytes) {
-  if (svcId < w.counters.services.size()) countPacket(w.counters.services[svcId], bytes);
+  countPacket(w.counters.services[svcId], bytes);
   countPacket(w.counters.backends[beId], bytes);
 }
 
 // A backend a packet of service svcId may use: valid and owned by svcId.
-inline bool usable(const keel_backend* be, uint32_t svcId) {
-  return be && (be->flags & KEEL_BE_F_VALID) && be->service_id == svcId;
+inline bool usable(const BackendSlot* slot, uint32_t svcId) {
+  return slot && (slot->be.flags & KEEL_BE_F_VALID) && slot->be.service_id == svcId;
 }
 
 // The VIP check and service lookup of the last packet, reused by the next
@@ -41,17 +44,47 @@ inline bool usable(const keel_backend* be, uint32_t svcId) {
 // It lives for one processBurst() call, never longer: one burst sees one
 // snapshot, and a new snapshot always starts with an empty cache.
 struct BurstCache {
-  keel_service_key key{};  // the exact-port lookup's key; family 0: nothing cached (parsed packets have 4 or 6)
+  // The destination part of the cached flow key, as the key's 8-byte words
+  // 2-4 (dst, then ports/proto/family with the source port cleared); all
+  // zero: nothing cached (a parsed packet's family is 4 or 6).
+  uint64_t dst[2] = {0, 0};
+  uint64_t rest = 0;
   bool isVip = false;
   const keel_service_value* svc = nullptr;  // when isVip: exact port, else port 0, else null
 
-  // Whether the cached lookup is the one for this flow's destination. Read
-  // field by field from both keys: a service key built on the stack with
-  // partial stores and compared whole made the compare wait on a failed
-  // store-to-load forwarding (~20% of processBurst in perf).
+  static constexpr uint64_t kNoSport = ~uint64_t{0xffff};  // sport: the low 16 bits of word 4
+
+  // Whether the cached lookup is the one for this flow's destination: three
+  // 8-byte compares of the key as the parser wrote it (see equal16).
   bool holds(const keel_flow_key& k) const {
-    // & rather than &&: one branch for the whole compare.
-    return equal16(k.dst, key.vip) & (((k.dport ^ key.port) | (k.proto ^ key.proto) | (k.family ^ key.family)) == 0);
+    static_assert(offsetof(keel_flow_key, sport) == offsetof(keel_flow_key, dst) + 16 &&
+                      sizeof(keel_flow_key) == offsetof(keel_flow_key, dst) + 24,
+                  "dst, then ports/proto/family/pad, to the key's end");
+    const auto word = [&k](size_t i) {  // read in place: a copy of the key went through the stack
+      uint64_t w;
+      std::memcpy(&w, reinterpret_cast<const char*>(&k.dst) + 8 * i, sizeof w);
+      return w;
+    };
+    return ((word(0) ^ dst[0]) | (word(1) ^ dst[1]) | ((word(2) & kNoSport) ^ rest)) == 0;
+  }
+
+  // Looks up k's destination. Out of line, like every path an established
+  // flow does not take: inlined, their values competed for the hot path's
+  // registers and GCC spilled the hot path's to the stack.
+  [[gnu::noinline]] void fill(const Snapshot& s, const keel_flow_key& k) {
+    keel_service_key sk;
+    std::memcpy(sk.vip, k.dst, sizeof sk.vip);
+    sk.port = k.dport;
+    sk.proto = k.proto;
+    sk.family = k.family;
+    keel_vip_key vk{};
+    std::memcpy(vk.addr, sk.vip, sizeof vk.addr);
+    vk.family = sk.family;
+    std::memcpy(dst, &k.dst, sizeof dst);
+    std::memcpy(&rest, &k.sport, sizeof rest);
+    rest &= kNoSport;
+    isVip = snapshotHasVip(s, vk);
+    svc = isVip ? findService(s, sk) : nullptr;
   }
 };
 
@@ -65,92 +98,115 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
   out.l4 = out.l3 == KEEL_CONTINUE ? keel_parse_l4(d, end, &out.pkt) : out.l3;
 }
 
-// The decision and the rewrite of one packet from the first pass's results;
-// inlined into processBurst's loop.
-[[gnu::always_inline]] inline PacketResult decide(const Snapshot& s, WorkerState& w, PacketBuf& b,
-                                                  ParsedPacket& parsed, uint64_t nowNs, BurstCache& cache) {
+// An echo request to a VIP: answered in place.
+[[gnu::noinline]] PacketResult echo(WorkerState& w, void* data, void* end, const keel_pkt& p, uint32_t bytes) {
+  if (keel_icmp_echo_reply(data, end, &p) != 0) return finish(w, Verdict::kDrop, KEEL_R_DROP_TRUNCATED, bytes);
+  return finish(w, Verdict::kTx, KEEL_R_TX_ICMP_ECHO, bytes);
+}
+
+// A flow the connection table does not hold (or holds for a real it may no
+// longer use): its real from the service's ring, remembered unless the
+// packet is an ICMP error (which follows its flow but never creates one).
+// Null if the ring has no usable real. Out of line (see BurstCache::fill).
+[[gnu::noinline]] const BackendSlot* pick(const Snapshot& s, WorkerState& w, const keel_pkt& p,
+                                          const keel_service_value& svc, uint32_t connHash, uint64_t nowNs,
+                                          uint32_t schedHash, uint32_t& beId) {
+  const uint32_t* ring = svc.id < s.maxServices ? s.rings[svc.id] : nullptr;
+  const uint32_t m = ring ? ring[0] : 0;
+  if (m == 0) return nullptr;
+  beId = ring[keel_ring_index(schedHash, m)];
+  const BackendSlot* be = snapshotBackend(s, beId);
+  if (!usable(be, svc.id)) return nullptr;
+  if (!p.icmp_error) w.conns.insert(p.key, connHash, beId, be->be.gen, nowNs);
+  return be;
+}
+
+// What the first stage of processBurst() leaves for the last about a packet
+// on its way to a real.
+struct Step {
+  const keel_service_value* svc;  // null: the packet's result is already final
+  const BackendSlot* be;          // null: the connection table does not hold the flow for a usable real
+  uint32_t beId;
+  uint32_t flowHash;              // keel_flow_hash(), when haveFlowHash
+  bool haveFlowHash;
+};
+
+// Stage 1: every verdict up to the connection table. Returns false with
+// `result` final, or true with `step` filled. Inlined into its loop.
+[[gnu::always_inline]] inline bool lookup(const Snapshot& s, WorkerState& w, PacketBuf& b, const ParsedPacket& parsed,
+                                          uint64_t nowNs, BurstCache& cache, PacketResult& result, Step& step) {
   const uint32_t bytes = b.len;
-  void* data = b.data;
-  void* end = b.data + b.len;
-  keel_pkt& p = parsed.pkt;
+  const keel_pkt& p = parsed.pkt;
+  step.svc = nullptr;
 
   int rc = parsed.l3;
-  if (rc != KEEL_CONTINUE) return finish(w, Verdict::kPass, rc, bytes);
+  if (rc != KEEL_CONTINUE) return result = finish(w, Verdict::kPass, rc, bytes), false;
 
   // The service is looked up with the VIP, before the L4 verdict is read,
   // on the key as the parser left it (a pure read); it is used only where
   // bpf/balancer.bpf.c looks it up, so every verdict is still the same.
-  if (!cache.holds(p.key)) {
-    keel_service_key sk;
-    std::memcpy(sk.vip, p.key.dst, sizeof sk.vip);
-    sk.port = p.key.dport;
-    sk.proto = p.key.proto;
-    sk.family = p.key.family;
-    keel_vip_key vk{};
-    std::memcpy(vk.addr, sk.vip, sizeof vk.addr);
-    vk.family = sk.family;
-    cache.key = sk;
-    cache.isVip = snapshotHasVip(s, vk);
-    cache.svc = cache.isVip ? findService(s, sk) : nullptr;
-  }
-  if (!cache.isVip) return finish(w, Verdict::kPass, KEEL_R_PASS_NOT_VIP, bytes);
+  if (!cache.holds(p.key)) cache.fill(s, p.key);
+  if (!cache.isVip) return result = finish(w, Verdict::kPass, KEEL_R_PASS_NOT_VIP, bytes), false;
 
   rc = parsed.l4;
-  if (rc == KEEL_ICMP_ECHO) {
-    if (keel_icmp_echo_reply(data, end, &p) != 0)
-      return finish(w, Verdict::kDrop, KEEL_R_DROP_TRUNCATED, bytes);
-    return finish(w, Verdict::kTx, KEEL_R_TX_ICMP_ECHO, bytes);
-  }
-  if (rc != KEEL_CONTINUE) return finish(w, Verdict::kDrop, rc, bytes);
+  if (rc == KEEL_ICMP_ECHO) return result = echo(w, b.data, b.data + b.len, p, bytes), false;
+  if (rc != KEEL_CONTINUE) return result = finish(w, Verdict::kDrop, rc, bytes), false;
 
   const keel_service_value* svc = cache.svc;
-  if (!svc) return finish(w, Verdict::kPass, KEEL_R_PASS_NO_SERVICE, bytes);
-  const uint32_t svcId = svc->id;
+  if (!svc) return result = finish(w, Verdict::kPass, KEEL_R_PASS_NO_SERVICE, bytes), false;
 
   // The connection table keeps a flow on its real across ring changes; an
   // entry is trusted only while its backend is valid, still belongs to this
   // service and still has the generation it was picked with (maps_abi.h).
-  const uint32_t flowHash = parsed.flowHash;
+  step.svc = svc;
+  step.be = nullptr;
+  step.haveFlowHash = false;
   const uint64_t idleNs = p.key.proto == KEEL_PROTO_TCP ? s.tcpIdleNs : s.udpIdleNs;
-  const keel_backend* be = nullptr;
-  uint32_t beId = KEEL_INVALID_ID;
-  if (keel_ct_value* e = w.conns.find(p.key, flowHash, nowNs, idleNs)) {
-    const keel_backend* cand = snapshotBackend(s, e->backend_id);
-    if (usable(cand, svcId) && cand->gen == e->gen) {
-      be = cand;
-      beId = e->backend_id;
+  if (keel_ct_value* e = w.conns.find(p.key, parsed.connHash, nowNs, idleNs)) {
+    const BackendSlot* cand = snapshotBackend(s, e->backend_id);
+    if (usable(cand, svc->id) && cand->be.gen == e->gen) {
+      step.be = cand;
+      step.beId = e->backend_id;
       ConnTable::touch(*e, nowNs);
     }
   }
+  return true;
+}
+
+// Stage 3: a flow the table did not hold gets its real from the ring; then
+// the rewrite (l2dsr or ipip) and the counters. Inlined into its loop.
+[[gnu::always_inline]] inline PacketResult forward(const Snapshot& s, WorkerState& w, PacketBuf& b,
+                                                   const ParsedPacket& parsed, uint64_t nowNs, Step& step) {
+  const uint32_t bytes = b.len;
+  const keel_pkt& p = parsed.pkt;
+  const keel_service_value* svc = step.svc;
+  const uint32_t svcId = svc->id;
+  const BackendSlot* be = step.be;
+  uint32_t beId = step.beId;
   if (!be) {
-    const uint32_t* ring = svcId < s.maxServices ? s.rings[svcId] : nullptr;
-    const uint32_t m = ring ? ring[0] : 0;
-    if (m == 0) return finish(w, Verdict::kDrop, KEEL_R_DROP_NO_BACKEND, bytes);
-    const uint32_t schedHash = (svc->flags & KEEL_SVC_F_SCHED_SRC) ? keel_src_hash(&p.key) : flowHash;
-    beId = ring[keel_ring_index(schedHash, m)];
-    be = snapshotBackend(s, beId);
-    if (!usable(be, svcId)) return finish(w, Verdict::kDrop, KEEL_R_DROP_NO_BACKEND, bytes);
-    // An ICMP error follows its flow but never creates one.
-    if (!p.icmp_error) w.conns.insert(p.key, flowHash, beId, be->gen, nowNs);
+    const uint32_t schedHash = (svc->flags & KEEL_SVC_F_SCHED_SRC) ? keel_src_hash(&p.key) : step.flowHash;
+    be = pick(s, w, p, *svc, parsed.connHash, nowNs, schedHash, beId);
+    if (!be) return finish(w, Verdict::kDrop, KEEL_R_DROP_NO_BACKEND, bytes);
   }
 
   if (svc->flags & KEEL_SVC_F_FWD_L2DSR) {
-    if (keel_l2_rewrite(data, end, be->mac, s.node.local_mac) != 0)
+    if (keel_l2_rewrite(b.data, b.data + b.len, be->be.mac, s.node.local_mac) != 0)
       return finish(w, Verdict::kDrop, KEEL_R_DROP_TRUNCATED, bytes);
     countForwarded(w, svcId, beId, bytes);
     return finish(w, Verdict::kTx, KEEL_R_TX_L2DSR, bytes, beId);
   }
 
-  const uint16_t hdr = keel_encap_hdr_len(be->family);
+  const uint16_t hdr = keel_encap_hdr_len(be->be.family);
   // The same test as XDP's bpf_check_mtu(ctx, 0, .., hdr): the frame minus
   // its Ethernet header, grown by the outer header, against the L3 MTU.
   if (b.len - sizeof(keel_eth) + hdr > w.mtu)
     return finish(w, Verdict::kDrop, KEEL_R_DROP_TOO_BIG, bytes);
   if (b.headroom < hdr) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
   uint8_t* start = b.data - hdr;
-  const int hashSrc = keel_encap_hash_src(&s.node, svc->flags, be->family);
-  if (keel_encap(start, end, p.l3_off, &s.node, be, hashSrc, flowHash, p.key.family, p.tos,
-                 p.ip_len) != 0)
+  const int hashSrc = keel_encap_hash_src(&be->tpl, svc->flags);
+  const uint32_t flowHash = !hashSrc ? 0 : step.haveFlowHash ? step.flowHash : keel_flow_hash(&p.key);
+  if (keel_encap_write(start, b.data + b.len, p.l3_off, &be->tpl, hashSrc, flowHash, p.key.family, p.tos,
+                       p.ip_len) != 0)
     return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
   b.data = start;
   b.len += hdr;
@@ -164,15 +220,33 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
 void prepareBurst(WorkerState& w, const PacketBuf* bufs, ParsedPacket* parsed, uint32_t n) {
   for (uint32_t i = 0; i < n; ++i) parse(bufs[i], parsed[i]);
   for (uint32_t i = 0; i < n; ++i)
-    if (parsed[i].l4 == KEEL_CONTINUE) parsed[i].flowHash = keel_flow_hash(&parsed[i].pkt.key);
-  for (uint32_t i = 0; i < n; ++i)
-    if (parsed[i].l4 == KEEL_CONTINUE) w.conns.prefetch(parsed[i].pkt.key.family, parsed[i].flowHash);
+    if (parsed[i].l4 == KEEL_CONTINUE) {
+      parsed[i].connHash = w.conns.hashOf(parsed[i].pkt.key);
+      w.conns.prefetch(parsed[i].pkt.key.family, parsed[i].connHash);
+    }
 }
 
 void processBurst(const Snapshot& s, WorkerState& w, PacketBuf* bufs, ParsedPacket* parsed, uint32_t n,
                   uint64_t nowNs, PacketResult* results) {
   BurstCache cache;
-  for (uint32_t i = 0; i < n; ++i) results[i] = decide(s, w, bufs[i], parsed[i], nowNs, cache);
+  constexpr uint32_t kStage = 32;  // packets per pass of the three stages
+  Step steps[kStage];
+  for (uint32_t base = 0; base < n; base += kStage) {
+    const uint32_t m = n - base < kStage ? n - base : kStage;
+    PacketBuf* b = bufs + base;
+    ParsedPacket* pp = parsed + base;
+    PacketResult* r = results + base;
+    for (uint32_t i = 0; i < m; ++i) lookup(s, w, b[i], pp[i], nowNs, cache, r[i], steps[i]);
+    // Stage 2: the flow hash of every flow the table did not hold, in a
+    // loop of their own so the hash chains of several packets overlap.
+    for (uint32_t i = 0; i < m; ++i)
+      if (steps[i].svc && !steps[i].be) {
+        steps[i].flowHash = keel_flow_hash(&pp[i].pkt.key);
+        steps[i].haveFlowHash = true;
+      }
+    for (uint32_t i = 0; i < m; ++i)
+      if (steps[i].svc) r[i] = forward(s, w, b[i], pp[i], nowNs, steps[i]);
+  }
 }
 
 PacketResult processPacket(const Snapshot& s, WorkerState& w, PacketBuf& b, uint64_t nowNs) {

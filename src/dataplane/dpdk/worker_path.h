@@ -41,7 +41,9 @@ struct PacketBuf {
 
 // Per-lcore counters, summed by readStats(). Only the owning worker writes;
 // the control plane reads with relaxed atomic loads (a counter may be one
-// packet behind, never torn on 64-bit targets).
+// packet behind, never torn on 64-bit targets). Sized by the limits of the
+// TableStore whose snapshots the worker reads: the packet path indexes them
+// with the snapshot's service and backend ids unchecked.
 struct alignas(64) WorkerCounters {
   WorkerCounters(uint32_t maxServices, uint32_t maxBackends)
       : services(maxServices), backends(maxBackends) {}
@@ -68,20 +70,21 @@ struct PacketResult {
 };
 
 // What the first pass over a burst learned about one packet: the parse
-// results and the flow hash, so the second pass does neither again.
+// results and the connection table's hash, so the second pass does neither
+// again.
 struct ParsedPacket {
   keel_pkt pkt;
   int l3;             // keel_parse_l3() result
   int l4;             // keel_parse_l4() result (valid when l3 == KEEL_CONTINUE)
-  uint32_t flowHash;  // keel_flow_hash() (valid when l4 == KEEL_CONTINUE)
+  uint32_t connHash;  // ConnTable::hashOf() (valid when l4 == KEEL_CONTINUE)
 };
 
 // First pass over a burst of n packets: parses every packet, then
-// hashes every flow, then prefetches every flow's connection-table bucket.
-// Reads the packets only; no counters move. Three loops, not one:
-//  - MurmurHash3 is one chain of ~40 dependent instructions, which inside
-//    the parse loop ran nearly serially; a loop of hashes alone lets the core
-//    overlap the chains of several packets.
+// hashes every flow for the connection table, then prefetches every flow's
+// bucket. Reads the packets only; no counters move. The flow hash that picks
+// a real (keel_flow_hash) is left to the second pass, which needs it only
+// for a flow the table does not hold or a hashed outer source.
+// Two loops, not one:
 //  - a prefetch whose line is on a page the TLB does not hold cannot retire
 //    before its page walk ends, so between two parses only one or two walks
 //    were in flight at a time; issued back to back, a burst's walks overlap.

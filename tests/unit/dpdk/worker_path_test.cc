@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "keel/maglev_lookup.h"
 #include "test_packets.h"
 
 namespace keel::dpdk {
@@ -114,6 +115,49 @@ TEST_F(WorkerPathTest, Ipv4InIpv4Encapsulation) {
   EXPECT_EQ(worker_.counters.services[1].packets, 1u);
   EXPECT_EQ(worker_.counters.backends[5].packets, 1u);
   EXPECT_EQ(worker_.counters.backends[5].bytes, in.size());
+}
+
+// Each real's outer header is prepared when the real is written (tables.h,
+// BackendSlot); a node change afterwards must reach the packets of reals
+// already in place: MACs, tunnel source, and the node's hashed-source flag.
+TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(5, test::backend(ip("10.1.0.5"), 1)));
+  ring(1, std::vector<uint32_t>(7, 5));
+  auto in = test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 80});
+  Out before = run(in);
+  ASSERT_EQ(before.r.reason, KEEL_R_TX_IPIP);
+  const uint8_t src1[4] = {192, 0, 2, 1};
+  EXPECT_EQ(std::memcmp(before.bytes.data() + 14 + 12, src1, 4), 0);
+
+  keel_node_config node = test::nodeConfig();
+  const uint8_t nh[6] = {0x02, 0, 0, 0, 0x11, 0x22}, local[6] = {0x02, 0, 0, 0, 0x33, 0x44};
+  std::memcpy(node.next_hop_mac, nh, 6);
+  std::memcpy(node.local_mac, local, 6);
+  std::memcpy(&node.tunnel_src_v4, ip("198.51.100.7").bytes().data(), 4);
+  ASSERT_TRUE(store_.setNode(node));
+  Out after = run(in);
+  ASSERT_EQ(after.r.reason, KEEL_R_TX_IPIP);
+  EXPECT_EQ(std::memcmp(after.bytes.data(), nh, 6), 0);
+  EXPECT_EQ(std::memcmp(after.bytes.data() + 6, local, 6), 0);
+  const uint8_t src2[4] = {198, 51, 100, 7};
+  EXPECT_EQ(std::memcmp(after.bytes.data() + 14 + 12, src2, 4), 0);
+  EXPECT_EQ(inetSum(after.bytes.data() + 14, 20), 0xffff);
+
+  // The node now hashes IPv4 outer sources into 198.51.100.0/24.
+  node.flags |= KEEL_NODE_F_HASH_SRC_V4;
+  std::memcpy(&node.hash_src_v4_prefix, ip("198.51.100.0").bytes().data(), 4);
+  std::memcpy(&node.hash_src_v4_mask, ip("255.255.255.0").bytes().data(), 4);
+  ASSERT_TRUE(store_.setNode(node));
+  Out hashed = run(in);
+  ASSERT_EQ(hashed.r.reason, KEEL_R_TX_IPIP);
+  keel_pkt pkt;
+  ASSERT_EQ(keel_parse_l3(in.data(), in.data() + in.size(), &pkt), KEEL_CONTINUE);
+  ASSERT_EQ(keel_parse_l4(in.data(), in.data() + in.size(), &pkt), KEEL_CONTINUE);
+  const uint8_t last = static_cast<uint8_t>(keel_flow_hash(&pkt.key) >> 24);  // network order: hash's top byte last
+  const uint8_t src3[4] = {198, 51, 100, last};
+  EXPECT_EQ(std::memcmp(hashed.bytes.data() + 14 + 12, src3, 4), 0);
+  EXPECT_EQ(inetSum(hashed.bytes.data() + 14, 20), 0xffff);
 }
 
 TEST_F(WorkerPathTest, MixedFamiliesPickTheOuterHeaderByTheRealsFamily) {
@@ -376,6 +420,61 @@ TEST_F(WorkerPathTest, ABurstTellsDestinationsApartByEveryField) {
       EXPECT_EQ(results[i].reason, KEEL_R_PASS_NOT_VIP) << "packet " << i;
     }
   }
+}
+
+// processBurst() runs a burst in stages (lookups, then the flow hashes of
+// the misses, then picks and rewrites), so a new flow's later packets in the
+// same burst do not find the entry its first packet makes. The outcome must
+// still be the packet-by-packet one: same verdicts, reals and bytes, one
+// table entry per flow. 70 packets (more than one 32-packet stage) of 10 new
+// flows, each flow five or more times, against a worker fed one at a time.
+TEST_F(WorkerPathTest, ABurstEndsAsPacketByPacketProcessingWould) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  addService(vip6_, 443, KEEL_PROTO_TCP, 2);
+  std::vector<uint32_t> slots1, slots2;
+  for (uint32_t b = 1; b <= 8; ++b) {
+    ASSERT_TRUE(store_.upsertBackend(b, test::backend(ip(("10.1.0." + std::to_string(b)).c_str()), 1)));
+    ASSERT_TRUE(store_.upsertBackend(100 + b, test::backend(ip(("2001:db8:1::" + std::to_string(b)).c_str()), 2)));
+    for (int k = 0; k < 3; ++k) {
+      slots1.push_back(b);
+      slots2.push_back(100 + b);
+    }
+  }
+  ring(1, slots1);
+  ring(2, slots2);
+  std::vector<Frame> flows;
+  for (uint16_t f = 0; f < 5; ++f) {
+    flows.push_back(Frame{ip("192.168.1.1"), vip4_, static_cast<uint16_t>(2000 + f), 80});
+    flows.push_back(Frame{ip("2001:db8:5::1"), vip6_, static_cast<uint16_t>(3000 + f), 443});
+  }
+  const uint32_t n = 70;
+  std::vector<std::vector<uint8_t>> mem(n), refMem(n);
+  std::vector<PacketBuf> bufs(n);
+  std::vector<ParsedPacket> parsed(n);
+  std::vector<PacketResult> results(n);
+  for (uint32_t i = 0; i < n; ++i) bufs[i] = place(mem[i], test::buildFrame(flows[(i * 3) % flows.size()]));
+  prepareBurst(worker_, bufs.data(), parsed.data(), n);
+  processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, 1000, results.data());
+
+  WorkerState ref(1024, 16, 1024, 1500);
+  for (uint32_t i = 0; i < n; ++i) {
+    const Frame& f = flows[(i * 3) % flows.size()];
+    // The real the ring gives the flow (maglev_lookup.h), computed here.
+    const std::vector<uint32_t>& slots = f.dst == vip4_ ? slots1 : slots2;
+    const uint32_t m = static_cast<uint32_t>(slots.size());
+    EXPECT_EQ(results[i].backendId, slots[keel_ring_index(keel_flow_hash(&parsed[i].pkt.key), m) - 1]) << "packet " << i;
+    PacketBuf b = place(refMem[i], test::buildFrame(f));
+    PacketResult r = processPacket(*store_.current(), ref, b, 1000);
+    EXPECT_EQ(results[i].verdict, r.verdict) << "packet " << i;
+    EXPECT_EQ(results[i].reason, r.reason) << "packet " << i;
+    EXPECT_EQ(results[i].backendId, r.backendId) << "packet " << i;
+    EXPECT_EQ(std::vector<uint8_t>(bufs[i].data, bufs[i].data + bufs[i].len), std::vector<uint8_t>(b.data, b.data + b.len))
+        << "packet " << i;
+  }
+  EXPECT_EQ(worker_.conns.occupied(), flows.size());
+  EXPECT_EQ(worker_.conns.countLive(), flows.size());
+  EXPECT_EQ(worker_.counters.reasons[KEEL_R_TX_IPIP].packets, n);
+  EXPECT_EQ(worker_.counters.services[1].packets + worker_.counters.services[2].packets, n);
 }
 
 }  // namespace

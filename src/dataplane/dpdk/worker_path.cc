@@ -131,29 +131,46 @@ struct Step {
   bool haveFlowHash;
 };
 
-// Stage 1: every verdict up to the connection table. Returns false with
-// `result` final, or true with `step` filled. Inlined into its loop.
-[[gnu::always_inline]] inline bool lookup(const Snapshot& s, WorkerState& w, PacketBuf& b, const ParsedPacket& parsed,
-                                          uint64_t nowNs, BurstCache& cache, PacketResult& result, Step& step) {
+// Stage 1: every verdict up to the connection table. Either `result` is the
+// packet's final one (step.svc stays null), or `step` says where it goes on.
+// Inlined into its loop.
+[[gnu::always_inline]] inline void lookup(const Snapshot& s, WorkerState& w, const PacketBuf& b,
+                                          const ParsedPacket& parsed, uint64_t nowNs, BurstCache& cache,
+                                          PacketResult& result, Step& step) {
   const uint32_t bytes = b.len;
   const keel_pkt& p = parsed.pkt;
   step.svc = nullptr;
 
   int rc = parsed.l3;
-  if (rc != KEEL_CONTINUE) return result = finish(w, Verdict::kPass, rc, bytes), false;
+  if (rc != KEEL_CONTINUE) {
+    result = finish(w, Verdict::kPass, rc, bytes);
+    return;
+  }
 
   // The service is looked up with the VIP, before the L4 verdict is read,
   // on the key as the parser left it (a pure read); it is used only where
   // bpf/balancer.bpf.c looks it up, so every verdict is still the same.
   if (!cache.holds(p.key)) cache.fill(s, p.key);
-  if (!cache.isVip) return result = finish(w, Verdict::kPass, KEEL_R_PASS_NOT_VIP, bytes), false;
+  if (!cache.isVip) {
+    result = finish(w, Verdict::kPass, KEEL_R_PASS_NOT_VIP, bytes);
+    return;
+  }
 
   rc = parsed.l4;
-  if (rc == KEEL_ICMP_ECHO) return result = echo(w, b.data, b.data + b.len, p, bytes), false;
-  if (rc != KEEL_CONTINUE) return result = finish(w, Verdict::kDrop, rc, bytes), false;
+  if (rc == KEEL_ICMP_ECHO) {
+    result = echo(w, b.data, b.data + b.len, p, bytes);
+    return;
+  }
+  if (rc != KEEL_CONTINUE) {
+    result = finish(w, Verdict::kDrop, rc, bytes);
+    return;
+  }
 
   const keel_service_value* svc = cache.svc;
-  if (!svc) return result = finish(w, Verdict::kPass, KEEL_R_PASS_NO_SERVICE, bytes), false;
+  if (!svc) {
+    result = finish(w, Verdict::kPass, KEEL_R_PASS_NO_SERVICE, bytes);
+    return;
+  }
 
   // The connection table keeps a flow on its real across ring changes; an
   // entry is trusted only while its backend is valid, still belongs to this
@@ -170,7 +187,6 @@ struct Step {
       ConnTable::touch(*e, nowNs);
     }
   }
-  return true;
 }
 
 // Stage 3: a flow the table did not hold gets its real from the ring; then
@@ -237,10 +253,11 @@ void processBurst(const Snapshot& s, WorkerState& w, PacketBuf* bufs, ParsedPack
     ParsedPacket* pp = parsed + base;
     PacketResult* r = results + base;
     for (uint32_t i = 0; i < m; ++i) lookup(s, w, b[i], pp[i], nowNs, cache, r[i], steps[i]);
-    // Stage 2: the flow hash of every flow the table did not hold, in a
-    // loop of their own so the hash chains of several packets overlap.
+    // Stage 2: the flow hash of every flow the table did not hold and whose
+    // service picks by it, in a loop of their own so the hash chains of
+    // several packets overlap.
     for (uint32_t i = 0; i < m; ++i)
-      if (steps[i].svc && !steps[i].be) {
+      if (steps[i].svc && !steps[i].be && !(steps[i].svc->flags & KEEL_SVC_F_SCHED_SRC)) {
         steps[i].flowHash = keel_flow_hash(&pp[i].pkt.key);
         steps[i].haveFlowHash = true;
       }

@@ -37,23 +37,40 @@ inline std::string loadAverage() {
   return a + " " + b + " " + c;
 }
 
-// The median of v: the middle value, or the mean of the two middle values
-// of an even count; 0 for no values. Every benchmark's "median" is this one.
+// A sample sorted once, for several statistics of it (a benchmark that
+// prints the best, the median and a quantile sorts its samples once).
+class Sorted {
+ public:
+  template <typename T>
+  explicit Sorted(const std::vector<T>& v) : v_(v.begin(), v.end()) {
+    std::sort(v_.begin(), v_.end());
+  }
+  // The middle value, or the mean of the two middle values of an even
+  // count; 0 for no values. Every benchmark's "median" is this one.
+  double median() const {
+    if (v_.empty()) return 0;
+    const size_t n = v_.size();
+    return n % 2 ? v_[n / 2] : (v_[n / 2 - 1] + v_[n / 2]) / 2;
+  }
+  // The q-quantile (0 <= q < 1): the value at index floor(q * n) of the
+  // sorted values (q = 0: the best, 0.9: p90, 0.99: p99); 0 for no values.
+  double quantile(double q) const {
+    if (v_.empty()) return 0;
+    return v_[std::min(v_.size() - 1, static_cast<size_t>(static_cast<double>(v_.size()) * q))];
+  }
+
+ private:
+  std::vector<double> v_;
+};
+
 template <typename T>
-double median(std::vector<T> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? static_cast<double>(v[n / 2]) : (static_cast<double>(v[n / 2 - 1]) + static_cast<double>(v[n / 2])) / 2;
+double median(const std::vector<T>& v) {
+  return Sorted(v).median();
 }
 
-// The q-quantile (0 <= q < 1) of v: the value at index floor(q * n) of the
-// sorted values (q = 0: the best, 0.9: p90, 0.99: p99); 0 for no values.
 template <typename T>
-double quantile(std::vector<T> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return static_cast<double>(v[std::min(v.size() - 1, static_cast<size_t>(static_cast<double>(v.size()) * q))]);
+double quantile(const std::vector<T>& v, double q) {
+  return Sorted(v).quantile(q);
 }
 
 }  // namespace keel::bench

@@ -126,8 +126,9 @@ void printRow(const std::string& name, std::vector<Sample> s) {
     wall.push_back(x.wallUs / 1e3);
     cpu.push_back(x.cpuUs / 1e3);
   }
-  std::printf("  %-44s %10.3f %10.3f %10.3f %10.3f %5zu\n", name.c_str(), keel::bench::median(wall),
-              keel::bench::quantile(wall, 0), keel::bench::quantile(wall, 0.9), keel::bench::median(cpu), wall.size());
+  const keel::bench::Sorted sortedWall(wall);
+  std::printf("  %-44s %10.3f %10.3f %10.3f %10.3f %5zu\n", name.c_str(), sortedWall.median(), sortedWall.quantile(0),
+              sortedWall.quantile(0.9), keel::bench::median(cpu), wall.size());
 }
 
 void printHeader(const char* title) {

@@ -42,8 +42,9 @@ struct Stats {
   double best, median, p99;
 };
 
-Stats stats(std::vector<double> v) {
-  return {keel::bench::quantile(v, 0), keel::bench::median(v), keel::bench::quantile(v, 0.99)};
+Stats stats(const std::vector<double>& v) {
+  const keel::bench::Sorted sorted(v);
+  return {sorted.quantile(0), sorted.median(), sorted.quantile(0.99)};
 }
 
 // Runs fn reps times (after one warm-up); returns wall and CPU stats.

@@ -52,6 +52,7 @@ struct BackendSlot {
   keel_backend be;
   keel_encap_tpl tpl;
 };
+static_assert(sizeof(BackendSlot) == 104, "docs/dpdk.md gives 104 bytes per max_reals");
 
 struct Snapshot {
   keel_node_config node;

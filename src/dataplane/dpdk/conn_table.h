@@ -221,11 +221,22 @@ class ConnWays {
 
 class ConnTable {
  public:
-  // capacity flows of each family (rounded up to whole buckets).
-  explicit ConnTable(uint32_t capacity, const ConnMemory& memory = kHeapConnMemory)
+  // capacity flows of each family (rounded up to whole buckets). seed 0:
+  // hashOf()'s seeds are drawn from std::random_device (keeld); another
+  // value derives them from it, so a test can repeat a table's layout.
+  explicit ConnTable(uint32_t capacity, const ConnMemory& memory = kHeapConnMemory, uint64_t seed = 0)
       : v4_(capacity, memory), v6_(capacity, memory) {
     std::random_device rd;
-    for (uint64_t& s : seed_) s = static_cast<uint64_t>(rd()) << 32 | rd();
+    for (uint64_t& s : seed_) {
+      if (seed == 0) {
+        s = static_cast<uint64_t>(rd()) << 32 | rd();
+      } else {  // splitmix64
+        uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        s = z ^ (z >> 31);
+      }
+    }
   }
 
   uint32_t capacity() const { return v4_.capacity(); }  // per family
@@ -237,7 +248,8 @@ class ConnTable {
   // flow, which never reaches the ring, need not compute it at all. One
   // 64x64->128-bit multiply per 16 bytes of key, high half xor low half (the
   // "mum" mix of wyhash), keyed by seeds drawn when the table is built, so
-  // a client cannot choose flows that share a bucket.
+  // it is hard for a client to choose flows that share a bucket (a mix,
+  // not a keyed hash built to resist that).
   uint32_t hashOf(const keel_flow_key& k) const {
     static_assert(sizeof k == 40, "five 8-byte words");
     const auto word = [&k](size_t i) {  // read in place, no copy of the key

@@ -74,8 +74,8 @@ TableStore::TableStore(uint32_t maxServices, uint32_t maxBackends, GraceFn grace
     : maxServices_(maxServices),
       maxBackends_((maxBackends + kBackendChunk - 1) / kBackendChunk * kBackendChunk),
       grace_(std::move(grace)) {
-  auto zero = std::make_shared<const Chunk>(kBackendChunk);
-  chunks_.assign(maxBackends_ / kBackendChunk, zero);
+  zeroChunk_ = std::make_shared<const Chunk>(kBackendChunk);
+  chunks_.assign(maxBackends_ / kBackendChunk, zeroChunk_);
   rings_.resize(maxServices_);
   publish();
 }
@@ -118,6 +118,8 @@ void TableStore::publish() {
   s.maxBackends = maxBackends_;
   s.rings = next->ringPtrs.data();
   s.maxServices = maxServices_;
+  s.hashesSources = (node_.flags & (KEEL_NODE_F_HASH_SRC_V4 | KEEL_NODE_F_HASH_SRC_V6)) != 0;
+  for (const auto& [bytes, kv] : services_) s.hashesSources |= (kv.second.flags & KEEL_SVC_F_HASH_SRC_IP) != 0;
   s.version = ++version_;
 
   // Release: a worker that sees the new pointer sees the finished tables.
@@ -134,6 +136,7 @@ Status TableStore::setNode(const keel_node_config& node) {
   // Every real's template holds node fields (MACs, tunnel sources): prepare
   // them all again, in new chunks (the published ones are never written).
   for (auto& c : chunks_) {
+    if (c == zeroChunk_) continue;  // no real written there: nothing to prepare, stays shared
     auto chunk = std::make_shared<Chunk>(*c);
     for (BackendSlot& slot : *chunk) keel_encap_prepare(&slot.tpl, &node_, &slot.be);
     c = std::move(chunk);

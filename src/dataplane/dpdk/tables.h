@@ -66,6 +66,7 @@ struct Snapshot {
   uint32_t maxBackends;
   const uint32_t* const* rings;  // [maxServices]; null = no ring; word 0 = M
   uint32_t maxServices;
+  bool hashesSources;  // the node or a service hashes outer sources (the worker then hashes hits too)
   uint64_t version;  // bumped per publish; for tests and stats
 };
 
@@ -120,6 +121,7 @@ class TableStore {
   std::map<std::vector<uint8_t>, std::pair<keel_service_key, keel_service_value>> services_;
   using Chunk = std::vector<BackendSlot>;
   std::vector<std::shared_ptr<const Chunk>> chunks_;
+  std::shared_ptr<const Chunk> zeroChunk_;  // shared by every chunk no real was ever written to
   std::vector<std::shared_ptr<const std::vector<uint32_t>>> rings_;
 
   std::unique_ptr<Owned> owned_;

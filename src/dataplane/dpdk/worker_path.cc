@@ -177,6 +177,7 @@ struct Step {
   // service and still has the generation it was picked with (maps_abi.h).
   step.svc = svc;
   step.be = nullptr;
+  step.beId = KEEL_INVALID_ID;
   step.haveFlowHash = false;
   const uint64_t idleNs = p.key.proto == KEEL_PROTO_TCP ? s.tcpIdleNs : s.udpIdleNs;
   if (keel_ct_value* e = w.conns.find(p.key, parsed.connHash, nowNs, idleNs)) {
@@ -187,6 +188,18 @@ struct Step {
       ConnTable::touch(*e, nowNs);
     }
   }
+}
+
+// Whether stage 3 will use the packet's flow hash, known before it runs: a
+// miss of a service that picks by it, or a hit whose outer source is hashed
+// (looked at only if the snapshot hashes any source at all). A miss of a
+// maglev-src service learns its real, so whether the source is hashed, only
+// in stage 3, which then computes the hash itself.
+inline bool needsFlowHash(const Snapshot& s, const Step& step) {
+  if (!step.svc) return false;
+  if (!step.be) return !(step.svc->flags & KEEL_SVC_F_SCHED_SRC);
+  return s.hashesSources && !(step.svc->flags & KEEL_SVC_F_FWD_L2DSR) &&
+         keel_encap_hash_src(&step.be->tpl, step.svc->flags);
 }
 
 // Stage 3: a flow the table did not hold gets its real from the ring; then
@@ -253,11 +266,11 @@ void processBurst(const Snapshot& s, WorkerState& w, PacketBuf* bufs, ParsedPack
     ParsedPacket* pp = parsed + base;
     PacketResult* r = results + base;
     for (uint32_t i = 0; i < m; ++i) lookup(s, w, b[i], pp[i], nowNs, cache, r[i], steps[i]);
-    // Stage 2: the flow hash of every flow the table did not hold and whose
-    // service picks by it, in a loop of their own so the hash chains of
-    // several packets overlap.
+    // Stage 2: the flow hash where stage 3 will need it (a miss of a service
+    // that picks by it, a hit whose outer source is hashed), in a loop of
+    // its own so the hash chains of several packets overlap.
     for (uint32_t i = 0; i < m; ++i)
-      if (steps[i].svc && !steps[i].be && !(steps[i].svc->flags & KEEL_SVC_F_SCHED_SRC)) {
+      if (needsFlowHash(s, steps[i])) {
         steps[i].flowHash = keel_flow_hash(&pp[i].pkt.key);
         steps[i].haveFlowHash = true;
       }

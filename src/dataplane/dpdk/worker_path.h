@@ -56,8 +56,8 @@ struct alignas(64) WorkerCounters {
 // share a line.
 struct alignas(64) WorkerState {
   WorkerState(uint32_t connCapacity, uint32_t maxServices, uint32_t maxBackends, uint32_t mtu_,
-              const ConnMemory& connMemory = kHeapConnMemory)
-      : conns(connCapacity, connMemory), counters(maxServices, maxBackends), mtu(mtu_) {}
+              const ConnMemory& connMemory = kHeapConnMemory, uint64_t connSeed = 0)
+      : conns(connCapacity, connMemory, connSeed), counters(maxServices, maxBackends), mtu(mtu_) {}
   ConnTable conns;
   WorkerCounters counters;
   uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it is DROP_TOO_BIG

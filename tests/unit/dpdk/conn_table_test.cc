@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // The connection table's occupied-way count (keel_conntrack_entries on the
 // DPDK plane): kept by insert() as it goes, never by walking the table, so
-// each case checks it against a walk (countLive()).
+// each case checks it against a walk (countLive()). And its own hash
+// (hashOf): seeded, and spread over the buckets by every key field.
 #include "dataplane/dpdk/conn_table.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace keel::dpdk {
 namespace {
@@ -75,6 +78,54 @@ TEST(ConnTableCount, MatchesAWalkThroughManyInsertsAndEvictions) {
   }
   EXPECT_EQ(t.occupied(), t.countLive());
   EXPECT_EQ(t.occupied(), 2u * t.capacity());  // full by now: every way of both families
+}
+
+// The largest number of keys one of `buckets` buckets gets.
+template <typename KeyOf>
+uint32_t worstBucket(const ConnTable& t, uint32_t n, uint32_t buckets, KeyOf keyOf) {
+  std::vector<uint32_t> load(buckets);
+  for (uint32_t i = 0; i < n; ++i) ++load[t.hashOf(keyOf(i)) & (buckets - 1)];
+  return *std::max_element(load.begin(), load.end());
+}
+
+// 4,096 keys into 1,024 buckets: 4 a bucket on average; a uniform hash
+// gives a worst bucket around 11, so 16 fails a hash that ignores the field
+// varied (every key in one bucket) or mixes it poorly, not a good one.
+TEST(ConnTableHash, SpreadsKeysThatDifferInOneFieldOnly) {
+  const ConnTable t(4, kHeapConnMemory, 42);
+  EXPECT_LE(worstBucket(t, 4096, 1024, [](uint32_t i) { return key4(static_cast<uint16_t>(i)); }), 16u);
+  EXPECT_LE(worstBucket(t, 4096, 1024, [](uint32_t i) {
+              keel_flow_key k = key4(1000);
+              k.src[0] = 0x0a000000 + i;  // IPv4: the hash reads the address words 0 only (flow.h)
+              return k;
+            }), 16u);
+  EXPECT_LE(worstBucket(t, 4096, 1024, [](uint32_t i) {
+              keel_flow_key k = key6(1000);
+              k.src[3] = i;
+              return k;
+            }), 16u);
+  EXPECT_LE(worstBucket(t, 4096, 1024, [](uint32_t i) {
+              keel_flow_key k = key6(1000);
+              k.dst[2] = i;
+              return k;
+            }), 16u);
+  EXPECT_LE(worstBucket(t, 4096, 1024, [](uint32_t i) { return key6(static_cast<uint16_t>(i)); }), 16u);
+}
+
+// A seed repeats a table's hash; tables seeded apart (keeld's draw from
+// random_device) hash the same key differently.
+TEST(ConnTableHash, TheSeedRepeatsTheHashAndDifferentSeedsDiffer) {
+  const ConnTable a(4, kHeapConnMemory, 7), b(4, kHeapConnMemory, 7), c(4, kHeapConnMemory, 8), d(4), e(4);
+  uint32_t sameAB = 0, sameAC = 0, sameDE = 0;
+  for (uint16_t i = 0; i < 1000; ++i) {
+    const keel_flow_key k = i % 2 ? key4(i) : key6(i);
+    sameAB += a.hashOf(k) == b.hashOf(k);
+    sameAC += a.hashOf(k) == c.hashOf(k);
+    sameDE += d.hashOf(k) == e.hashOf(k);
+  }
+  EXPECT_EQ(sameAB, 1000u);
+  EXPECT_LE(sameAC, 2u);
+  EXPECT_LE(sameDE, 2u);
 }
 
 }  // namespace

@@ -62,7 +62,8 @@ int main(int argc, char** argv) {
   std::mt19937 rng(seed);
 
   TableStore store(8, 1024, nullptr);
-  WorkerState worker(4096, 8, 1024, 1500);
+  // Both workers' tables hash alike and repeat with the seed (ConnTable).
+  WorkerState worker(4096, 8, 1024, 1500, kHeapConnMemory, seed);
   IpAddress vip4 = ip("10.0.0.100"), vip6 = ip("2001:db8::100");
   bool ok = store.setNode(test::nodeConfig()).isOk() && store.addVip(test::vipKey(vip4)).isOk() &&
             store.addVip(test::vipKey(vip6)).isOk();
@@ -105,7 +106,7 @@ int main(int argc, char** argv) {
   // history: alone (processPacket) and as part of a burst (both passes over
   // the burst: prepareBurst, processBurst), as the lcore loop runs it. Both must give
   // the same verdict, reason, real and bytes.
-  WorkerState burstWorker(4096, 8, 1024, 1500);
+  WorkerState burstWorker(4096, 8, 1024, 1500, kHeapConnMemory, seed);
   struct Pending {
     std::vector<uint8_t> pkt;
     uint32_t headroom;

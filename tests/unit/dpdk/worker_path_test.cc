@@ -119,7 +119,8 @@ TEST_F(WorkerPathTest, Ipv4InIpv4Encapsulation) {
 
 // Each real's outer header is prepared when the real is written (tables.h,
 // BackendSlot); a node change afterwards must reach the packets of reals
-// already in place: MACs, tunnel source, and the node's hashed-source flag.
+// already in place: MACs, tunnel source, and the node's hashed-source flags
+// (IPv4 and IPv6).
 TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
   addService(vip4_, 80, KEEL_PROTO_TCP, 1);
   ASSERT_TRUE(store_.upsertBackend(5, test::backend(ip("10.1.0.5"), 1)));
@@ -158,6 +159,25 @@ TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
   const uint8_t src3[4] = {198, 51, 100, last};
   EXPECT_EQ(std::memcmp(hashed.bytes.data() + 14 + 12, src3, 4), 0);
   EXPECT_EQ(inetSum(hashed.bytes.data() + 14, 20), 0xffff);
+
+  // And an IPv6 real (6in6): the node now hashes IPv6 outer sources too,
+  // the low 32 bits from the flow hash, the rest tunnel_src_v6's.
+  addService(vip6_, 80, KEEL_PROTO_TCP, 2);
+  ASSERT_TRUE(store_.upsertBackend(6, test::backend(ip("2001:db8:1::6"), 2)));
+  ring(2, std::vector<uint32_t>(7, 6));
+  auto in6 = test::buildFrame(Frame{ip("2001:db8:5::1"), vip6_, 1000, 80});
+  Out plain6 = run(in6);
+  ASSERT_EQ(plain6.r.reason, KEEL_R_TX_IPIP);
+  EXPECT_EQ(std::memcmp(plain6.bytes.data() + 14 + 8, ip("2001:db8:ff::1").bytes().data(), 16), 0);
+  node.flags |= KEEL_NODE_F_HASH_SRC_V6;
+  ASSERT_TRUE(store_.setNode(node));
+  Out hashed6 = run(in6);
+  ASSERT_EQ(hashed6.r.reason, KEEL_R_TX_IPIP);
+  ASSERT_EQ(keel_parse_l3(in6.data(), in6.data() + in6.size(), &pkt), KEEL_CONTINUE);
+  ASSERT_EQ(keel_parse_l4(in6.data(), in6.data() + in6.size(), &pkt), KEEL_CONTINUE);
+  const uint32_t word3 = keel_flow_hash(&pkt.key);
+  EXPECT_EQ(std::memcmp(hashed6.bytes.data() + 14 + 8, ip("2001:db8:ff::1").bytes().data(), 12), 0);
+  EXPECT_EQ(std::memcmp(hashed6.bytes.data() + 14 + 8 + 12, &word3, 4), 0);
 }
 
 TEST_F(WorkerPathTest, MixedFamiliesPickTheOuterHeaderByTheRealsFamily) {

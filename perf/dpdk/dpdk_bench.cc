@@ -31,8 +31,10 @@
 // back, so a round's ratios share the box's load; the summary gives each
 // quantity's median over the rounds.
 //
-// Usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only] [--huge]
-// --path-only times the packet path alone (no EAL, no I/O; see runPurePath).
+// Usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge]
+// --path-only times the packet path alone (no EAL, no I/O; see runPurePath);
+// --established leaves its new-flow run out (callgrind of established packets:
+// 20 timed passes + 1 warm-up over the flows, so instructions / (21 x flows)).
 // --huge gives both programs EAL memory on 2 MiB hugepages instead of
 // --no-huge (see reserveHuge); keel's connection tables are EAL memory.
 #include <pcap/pcap.h>
@@ -463,7 +465,7 @@ int main(int argc, char** argv) {
   double window = 3;
   int flows = 100000;
   int rounds = 3;
-  bool pathOnly = false;
+  bool pathOnly = false, establishedOnly = false;
   std::string testpmd = "/usr/bin/dpdk-testpmd";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -472,9 +474,10 @@ int main(int argc, char** argv) {
     else if (i + 1 < argc && a == "--rounds") rounds = std::atoi(argv[++i]);
     else if (i + 1 < argc && a == "--testpmd") testpmd = argv[++i];
     else if (a == "--path-only") pathOnly = true;
+    else if (a == "--established") establishedOnly = true;
     else if (a == "--huge") gHuge = true;
     else {
-      std::fprintf(stderr, "usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only] [--huge]\n"
+      std::fprintf(stderr, "usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge]\n"
                            "dpdk_bench: unknown or incomplete argument \"%s\"\n", a.c_str());
       return 2;
     }
@@ -485,8 +488,13 @@ int main(int argc, char** argv) {
   }
   if (gHuge) reserveHuge();
   if (pathOnly) {  // no EAL, no I/O: for profiling the packet path
+    const double est = runPurePath(flows, 1u << 20, 20);
+    if (establishedOnly) {  // e.g. callgrind's instructions of an established packet alone
+      std::printf("keel packet path alone (no I/O, per CPU-second): established %.3f Mpps\n", est);
+      return 0;
+    }
     std::printf("keel packet path alone (no I/O, per CPU-second): established %.3f Mpps, new flows %.3f Mpps\n",
-                runPurePath(flows, 1u << 20, 20), runPurePath(flows, 4096, 20));
+                est, runPurePath(flows, 4096, 20));
     return 0;
   }
   const std::string pcap = "/tmp/keel-dpdk-bench-" + kPid + ".pcap";

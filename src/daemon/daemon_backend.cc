@@ -487,9 +487,12 @@ std::optional<Status> DaemonBackend::restoreRunning() {
   if (!committed_) return std::nullopt;
   Status s = registry_.apply(effective_);
   // Reals the restore re-created start at their configured health; the
-  // checker's verdicts, unchanged, put them back where they were. (After a
-  // failed health transition there are none: the registry recorded the
-  // verdict before the write that failed, so this changes nothing.)
+  // checker's verdicts, unchanged, put them back where they were. After a
+  // failed health transition that is usually nothing (the registry recorded
+  // the verdict before the write that failed), except where an earlier
+  // commit's restore also failed and left part of its config: the reals
+  // this apply re-creates get the checker's verdict back at once instead of
+  // at the next commit.
   syncHealth(effective_);
   return s;
 }

@@ -123,6 +123,21 @@ class DaemonBackendTest : public ::testing::Test {
     return {ring.begin(), ring.end()};
   }
 
+  // The addresses the ring's ids name in the data plane's backend table;
+  // an id whose backend is missing or not VALID there fails the test.
+  std::set<std::string> ringAddresses() {
+    std::set<std::string> out;
+    for (uint32_t id : ringIds()) {
+      auto it = dp_.backends.find(id);
+      if (it == dp_.backends.end() || !(it->second.flags & KEEL_BE_F_VALID)) {
+        ADD_FAILURE() << "ring id " << id << " names no valid backend";
+        continue;
+      }
+      out.insert(test::addressFromWords(it->second.addr, it->second.family).toString());
+    }
+    return out;
+  }
+
   BackendId idOf(const char* addr) {
     for (const auto& v : registry_.services())
       for (const auto& r : v.reals)
@@ -248,6 +263,7 @@ TEST_F(DaemonBackendTest, AReloadTheDataPlaneFailsMidwayIsUndone) {
   EXPECT_NE(r.error().message.find("injected failure; the running configuration was restored"), std::string::npos)
       << r.error().message;
   EXPECT_EQ(ringIds(), before);
+  EXPECT_EQ(ringAddresses(), (std::set<std::string>{"10.0.1.1", "10.0.1.2"}));
   for (const auto& [id, b] : dp_.backends) {
     if (test::addressFromWords(b.addr, b.family).toString() == "10.0.1.3") {
       EXPECT_FALSE(b.flags & KEEL_BE_F_VALID) << "the failed change's real is still valid";
@@ -257,6 +273,7 @@ TEST_F(DaemonBackendTest, AReloadTheDataPlaneFailsMidwayIsUndone) {
   // The change goes through once the data plane takes it.
   ASSERT_TRUE(backend_->reload().isOk());
   EXPECT_EQ(ringIds(), (std::set<uint32_t>{idOf("10.0.1.1"), idOf("10.0.1.3")}));
+  EXPECT_EQ(ringAddresses(), (std::set<std::string>{"10.0.1.1", "10.0.1.3"}));
 }
 
 TEST_F(DaemonBackendTest, CheckConfigReportsEveryErrorAndAppliesNothing) {

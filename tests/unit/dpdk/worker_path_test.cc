@@ -45,6 +45,22 @@ class WorkerPathTest : public ::testing::Test {
     ASSERT_TRUE(store_.publishRing(svc, slots));
   }
 
+  // Service svcId on (vip, port, TCP), its ring full of the one real beId.
+  void oneRealService(const IpAddress& vip, uint16_t port, uint32_t svcId, uint32_t beId, const char* real) {
+    addService(vip, port, KEEL_PROTO_TCP, svcId);
+    ASSERT_TRUE(store_.upsertBackend(beId, test::backend(ip(real), svcId)));
+    ring(svcId, std::vector<uint32_t>(7, beId));
+  }
+
+  // keel_flow_hash of a frame's flow, from the shared parser.
+  static uint32_t flowHashOf(const std::vector<uint8_t>& frame) {
+    std::vector<uint8_t> copy = frame;
+    keel_pkt pkt;
+    EXPECT_EQ(keel_parse_l3(copy.data(), copy.data() + copy.size(), &pkt), KEEL_CONTINUE);
+    EXPECT_EQ(keel_parse_l4(copy.data(), copy.data() + copy.size(), &pkt), KEEL_CONTINUE);
+    return keel_flow_hash(&pkt.key);
+  }
+
   struct Out {
     PacketResult r;
     std::vector<uint8_t> bytes;
@@ -84,9 +100,7 @@ TEST_F(WorkerPathTest, NotAVipGoesToTheExceptionPathUnchanged) {
 }
 
 TEST_F(WorkerPathTest, Ipv4InIpv4Encapsulation) {
-  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
-  ASSERT_TRUE(store_.upsertBackend(5, test::backend(ip("10.1.0.5"), 1)));
-  ring(1, std::vector<uint32_t>(7, 5));
+  oneRealService(vip4_, 80, 1, 5, "10.1.0.5");
   Frame f{ip("192.168.1.1"), vip4_, 1000, 80};
   f.tos = 0x28;
   auto in = test::buildFrame(f);
@@ -122,9 +136,7 @@ TEST_F(WorkerPathTest, Ipv4InIpv4Encapsulation) {
 // already in place: MACs, tunnel source, and the node's hashed-source flags
 // (IPv4 and IPv6).
 TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
-  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
-  ASSERT_TRUE(store_.upsertBackend(5, test::backend(ip("10.1.0.5"), 1)));
-  ring(1, std::vector<uint32_t>(7, 5));
+  oneRealService(vip4_, 80, 1, 5, "10.1.0.5");
   auto in = test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 80});
   Out before = run(in);
   ASSERT_EQ(before.r.reason, KEEL_R_TX_IPIP);
@@ -152,19 +164,14 @@ TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
   ASSERT_TRUE(store_.setNode(node));
   Out hashed = run(in);
   ASSERT_EQ(hashed.r.reason, KEEL_R_TX_IPIP);
-  keel_pkt pkt;
-  ASSERT_EQ(keel_parse_l3(in.data(), in.data() + in.size(), &pkt), KEEL_CONTINUE);
-  ASSERT_EQ(keel_parse_l4(in.data(), in.data() + in.size(), &pkt), KEEL_CONTINUE);
-  const uint8_t last = static_cast<uint8_t>(keel_flow_hash(&pkt.key) >> 24);  // network order: hash's top byte last
+  const uint8_t last = static_cast<uint8_t>(flowHashOf(in) >> 24);  // network order: the hash's top byte last
   const uint8_t src3[4] = {198, 51, 100, last};
   EXPECT_EQ(std::memcmp(hashed.bytes.data() + 14 + 12, src3, 4), 0);
   EXPECT_EQ(inetSum(hashed.bytes.data() + 14, 20), 0xffff);
 
   // And an IPv6 real (6in6): the node now hashes IPv6 outer sources too,
   // the low 32 bits from the flow hash, the rest tunnel_src_v6's.
-  addService(vip6_, 80, KEEL_PROTO_TCP, 2);
-  ASSERT_TRUE(store_.upsertBackend(6, test::backend(ip("2001:db8:1::6"), 2)));
-  ring(2, std::vector<uint32_t>(7, 6));
+  oneRealService(vip6_, 80, 2, 6, "2001:db8:1::6");
   auto in6 = test::buildFrame(Frame{ip("2001:db8:5::1"), vip6_, 1000, 80});
   Out plain6 = run(in6);
   ASSERT_EQ(plain6.r.reason, KEEL_R_TX_IPIP);
@@ -173,9 +180,7 @@ TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
   ASSERT_TRUE(store_.setNode(node));
   Out hashed6 = run(in6);
   ASSERT_EQ(hashed6.r.reason, KEEL_R_TX_IPIP);
-  ASSERT_EQ(keel_parse_l3(in6.data(), in6.data() + in6.size(), &pkt), KEEL_CONTINUE);
-  ASSERT_EQ(keel_parse_l4(in6.data(), in6.data() + in6.size(), &pkt), KEEL_CONTINUE);
-  const uint32_t word3 = keel_flow_hash(&pkt.key);
+  const uint32_t word3 = flowHashOf(in6);
   EXPECT_EQ(std::memcmp(hashed6.bytes.data() + 14 + 8, ip("2001:db8:ff::1").bytes().data(), 12), 0);
   EXPECT_EQ(std::memcmp(hashed6.bytes.data() + 14 + 8 + 12, &word3, 4), 0);
 }
@@ -204,9 +209,7 @@ TEST_F(WorkerPathTest, MixedFamiliesPickTheOuterHeaderByTheRealsFamily) {
 }
 
 TEST_F(WorkerPathTest, VlanTagIsKeptInFrontOfTheOuterHeader) {
-  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
-  ASSERT_TRUE(store_.upsertBackend(5, test::backend(ip("10.1.0.5"), 1)));
-  ring(1, {5, 5, 5});
+  oneRealService(vip4_, 80, 1, 5, "10.1.0.5");
   Frame f{ip("192.168.1.1"), vip4_, 1000, 80};
   f.vlan = 0x0123;
   auto in = test::buildFrame(f);

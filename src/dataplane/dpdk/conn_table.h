@@ -25,6 +25,7 @@
 
 #include <sys/mman.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -60,6 +61,17 @@ inline bool equal16(const A& x, const B& y) {
   std::memcpy(a, &x, sizeof a);
   std::memcpy(b, &y, sizeof b);
   return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
+}
+
+// The flow key's 8-byte word i, read in place (a copy of the key went
+// through the stack). On the supported little-endian targets words 0-1 are
+// the source, 2-3 the destination, 4 the ports, protocol, family and pad.
+inline uint64_t keyWord(const keel_flow_key& k, size_t i) {
+  static_assert(sizeof k == 40 && offsetof(keel_flow_key, dst) == 16 && offsetof(keel_flow_key, sport) == 32,
+                "five 8-byte words: src, dst, ports/proto/family/pad");
+  uint64_t w;
+  std::memcpy(&w, reinterpret_cast<const char*>(&k) + 8 * i, sizeof w);
+  return w;
 }
 
 // IPv4: the 5-tuple in 16 bytes, compared whole; no stored hash needed.
@@ -251,19 +263,14 @@ class ConnTable {
   // it is hard for a client to choose flows that share a bucket (a mix,
   // not a keyed hash built to resist that).
   uint32_t hashOf(const keel_flow_key& k) const {
-    static_assert(sizeof k == 40, "five 8-byte words");
-    const auto word = [&k](size_t i) {  // read in place, no copy of the key
-      uint64_t w;
-      std::memcpy(&w, reinterpret_cast<const char*>(&k) + 8 * i, sizeof w);
-      return w;
-    };
     uint64_t h;
     if (k.family == KEEL_AF_INET6) {
-      h = mum(mum(word(0) ^ seed_[0], word(1) ^ seed_[1]) ^ word(4), mum(word(2) ^ seed_[2], word(3) ^ seed_[3]));
+      h = mum(mum(keyWord(k, 0) ^ seed_[0], keyWord(k, 1) ^ seed_[1]) ^ keyWord(k, 4),
+              mum(keyWord(k, 2) ^ seed_[2], keyWord(k, 3) ^ seed_[3]));
     } else {
       // Address words 1-3 are zero (flow.h): source, destination, then ports/proto/family.
       const uint64_t addrs = uint64_t{k.src[0]} | uint64_t{k.dst[0]} << 32;
-      h = mum(addrs ^ seed_[0], word(4) ^ seed_[1]);
+      h = mum(addrs ^ seed_[0], keyWord(k, 4) ^ seed_[1]);
     }
     return static_cast<uint32_t>(h ^ (h >> 32));
   }

@@ -94,12 +94,14 @@ void TableStore::publish() {
   }
   next->services.assign(tableSize(services_.size()), ServiceSlot{});
   uint32_t svcMask = static_cast<uint32_t>(next->services.size() - 1);
+  bool hashesSources = (node_.flags & (KEEL_NODE_F_HASH_SRC_V4 | KEEL_NODE_F_HASH_SRC_V6)) != 0;
   for (const auto& [bytes, kv] : services_) {
     uint32_t i = hashServiceKey(kv.first) & svcMask;
     while (next->services[i].used) i = (i + 1) & svcMask;
     next->services[i].key = kv.first;
     next->services[i].value = kv.second;
     next->services[i].used = 1;
+    hashesSources |= (kv.second.flags & KEEL_SVC_F_HASH_SRC_IP) != 0;
   }
   next->chunks = chunks_;
   next->rings = rings_;
@@ -118,8 +120,7 @@ void TableStore::publish() {
   s.maxBackends = maxBackends_;
   s.rings = next->ringPtrs.data();
   s.maxServices = maxServices_;
-  s.hashesSources = (node_.flags & (KEEL_NODE_F_HASH_SRC_V4 | KEEL_NODE_F_HASH_SRC_V6)) != 0;
-  for (const auto& [bytes, kv] : services_) s.hashesSources |= (kv.second.flags & KEEL_SVC_F_HASH_SRC_IP) != 0;
+  s.hashesSources = hashesSources;
   s.version = ++version_;
 
   // Release: a worker that sees the new pointer sees the finished tables.

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "dataplane/dpdk/worker_path.h"
 
-#include <cstddef>
 #include <cstring>
 
 #include "keel/encap.h"
@@ -57,15 +56,7 @@ struct BurstCache {
   // Whether the cached lookup is the one for this flow's destination: three
   // 8-byte compares of the key as the parser wrote it (see equal16).
   bool holds(const keel_flow_key& k) const {
-    static_assert(offsetof(keel_flow_key, sport) == offsetof(keel_flow_key, dst) + 16 &&
-                      sizeof(keel_flow_key) == offsetof(keel_flow_key, dst) + 24,
-                  "dst, then ports/proto/family/pad, to the key's end");
-    const auto word = [&k](size_t i) {  // read in place: a copy of the key went through the stack
-      uint64_t w;
-      std::memcpy(&w, reinterpret_cast<const char*>(&k.dst) + 8 * i, sizeof w);
-      return w;
-    };
-    return ((word(0) ^ dst[0]) | (word(1) ^ dst[1]) | ((word(2) & kNoSport) ^ rest)) == 0;
+    return ((keyWord(k, 2) ^ dst[0]) | (keyWord(k, 3) ^ dst[1]) | ((keyWord(k, 4) & kNoSport) ^ rest)) == 0;
   }
 
   // Looks up k's destination. Out of line, like every path an established
@@ -80,9 +71,9 @@ struct BurstCache {
     keel_vip_key vk{};
     std::memcpy(vk.addr, sk.vip, sizeof vk.addr);
     vk.family = sk.family;
-    std::memcpy(dst, &k.dst, sizeof dst);
-    std::memcpy(&rest, &k.sport, sizeof rest);
-    rest &= kNoSport;
+    dst[0] = keyWord(k, 2);
+    dst[1] = keyWord(k, 3);
+    rest = keyWord(k, 4) & kNoSport;
     isVip = snapshotHasVip(s, vk);
     svc = isVip ? findService(s, sk) : nullptr;
   }

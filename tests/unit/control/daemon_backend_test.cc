@@ -5,10 +5,7 @@
 // reals start down, and fail-open keeps the last real in the ring.
 #include "daemon/daemon_backend.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
+#include <boost/asio/ip/tcp.hpp>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -361,18 +358,12 @@ TEST_F(DaemonBackendTest, FailClosedEmptiesTheRing) {
 // came up is in the ring without waiting for the next change. The checker
 // runs for real: 127.0.0.1 answers on a listening port, 127.0.0.2 refuses.
 TEST_F(DaemonBackendTest, AHealthTransitionTheDataPlaneFailsIsSettled) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 16), 0);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  // The checker's target: a listener on a free loopback port (opened,
+  // bound and listening on construction, closed at the end of the test).
+  boost::asio::ip::tcp::acceptor listener(io_, {boost::asio::ip::address_v4::loopback(), 0});
   files_["keel.yaml"] = yaml("      - {address: 127.0.0.1}\n"
                              "      - {address: 127.0.0.2}\n",
-                             "    health: {type: tcp, port: " + std::to_string(ntohs(addr.sin_port)) +
+                             "    health: {type: tcp, port: " + std::to_string(listener.local_endpoint().port()) +
                                  ", interval: 100ms, timeout: 50ms, rise: 1, fall: 1}\n");
   make();
   ASSERT_TRUE(dp_.rings[0].empty());
@@ -380,7 +371,6 @@ TEST_F(DaemonBackendTest, AHealthTransitionTheDataPlaneFailsIsSettled) {
   dp_.failedCallsLand = false;
   // Bounded: the first check runs within one interval.
   for (int i = 0; i < 100 && ringIds().empty(); ++i) io_.run_for(std::chrono::milliseconds(50));
-  ::close(listener);
   EXPECT_EQ(dp_.failAfter, 0) << "the injected failure was never reached";
   EXPECT_EQ(realOf("127.0.0.1").state(), "up");
   EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("127.0.0.1")});

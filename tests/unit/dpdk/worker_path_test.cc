@@ -52,13 +52,10 @@ class WorkerPathTest : public ::testing::Test {
     ring(svcId, std::vector<uint32_t>(7, beId));
   }
 
-  // keel_flow_hash of a frame's flow, from the shared parser.
-  static uint32_t flowHashOf(const std::vector<uint8_t>& frame) {
-    std::vector<uint8_t> copy = frame;
-    keel_pkt pkt;
-    EXPECT_EQ(keel_parse_l3(copy.data(), copy.data() + copy.size(), &pkt), KEEL_CONTINUE);
-    EXPECT_EQ(keel_parse_l4(copy.data(), copy.data() + copy.size(), &pkt), KEEL_CONTINUE);
-    return keel_flow_hash(&pkt.key);
+  // keel_flow_hash of a frame's flow, its key built from the Frame itself.
+  static uint32_t flowHashOf(const Frame& f) {
+    const keel_flow_key k = test::flowKey(f);
+    return keel_flow_hash(&k);
   }
 
   struct Out {
@@ -137,7 +134,8 @@ TEST_F(WorkerPathTest, Ipv4InIpv4Encapsulation) {
 // (IPv4 and IPv6).
 TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
   oneRealService(vip4_, 80, 1, 5, "10.1.0.5");
-  auto in = test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 80});
+  const Frame flow{ip("192.168.1.1"), vip4_, 1000, 80};
+  auto in = test::buildFrame(flow);
   Out before = run(in);
   ASSERT_EQ(before.r.reason, KEEL_R_TX_IPIP);
   const uint8_t src1[4] = {192, 0, 2, 1};
@@ -164,7 +162,7 @@ TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
   ASSERT_TRUE(store_.setNode(node));
   Out hashed = run(in);
   ASSERT_EQ(hashed.r.reason, KEEL_R_TX_IPIP);
-  const uint8_t last = static_cast<uint8_t>(flowHashOf(in) >> 24);  // network order: the hash's top byte last
+  const uint8_t last = static_cast<uint8_t>(flowHashOf(flow) >> 24);  // network order: the hash's top byte last
   const uint8_t src3[4] = {198, 51, 100, last};
   EXPECT_EQ(std::memcmp(hashed.bytes.data() + 14 + 12, src3, 4), 0);
   EXPECT_EQ(inetSum(hashed.bytes.data() + 14, 20), 0xffff);
@@ -172,7 +170,8 @@ TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
   // And an IPv6 real (6in6): the node now hashes IPv6 outer sources too,
   // the low 32 bits from the flow hash, the rest tunnel_src_v6's.
   oneRealService(vip6_, 80, 2, 6, "2001:db8:1::6");
-  auto in6 = test::buildFrame(Frame{ip("2001:db8:5::1"), vip6_, 1000, 80});
+  const Frame flow6{ip("2001:db8:5::1"), vip6_, 1000, 80};
+  auto in6 = test::buildFrame(flow6);
   Out plain6 = run(in6);
   ASSERT_EQ(plain6.r.reason, KEEL_R_TX_IPIP);
   EXPECT_EQ(std::memcmp(plain6.bytes.data() + 14 + 8, ip("2001:db8:ff::1").bytes().data(), 16), 0);
@@ -180,7 +179,7 @@ TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
   ASSERT_TRUE(store_.setNode(node));
   Out hashed6 = run(in6);
   ASSERT_EQ(hashed6.r.reason, KEEL_R_TX_IPIP);
-  const uint32_t word3 = flowHashOf(in6);
+  const uint32_t word3 = flowHashOf(flow6);
   EXPECT_EQ(std::memcmp(hashed6.bytes.data() + 14 + 8, ip("2001:db8:ff::1").bytes().data(), 12), 0);
   EXPECT_EQ(std::memcmp(hashed6.bytes.data() + 14 + 8 + 12, &word3, 4), 0);
 }
@@ -485,7 +484,7 @@ TEST_F(WorkerPathTest, ABurstEndsAsPacketByPacketProcessingWould) {
     // The real the ring gives the flow (maglev_lookup.h), computed here.
     const std::vector<uint32_t>& slots = f.dst == vip4_ ? slots1 : slots2;
     const uint32_t m = static_cast<uint32_t>(slots.size());
-    EXPECT_EQ(results[i].backendId, slots[keel_ring_index(keel_flow_hash(&parsed[i].pkt.key), m) - 1]) << "packet " << i;
+    EXPECT_EQ(results[i].backendId, slots[keel_ring_index(flowHashOf(f), m) - 1]) << "packet " << i;
     PacketBuf b = place(refMem[i], test::buildFrame(f));
     PacketResult r = processPacket(*store_.current(), ref, b, 1000);
     EXPECT_EQ(results[i].verdict, r.verdict) << "packet " << i;

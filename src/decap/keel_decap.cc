@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/bpffs.h"
+#include "common/fd.h"
 #include "common/status.h"
 #include "decap.skel.h"
 #include "keel/encap.h"
@@ -193,10 +194,9 @@ int attach(const Args& a) {
 
 int detach(const Args& a) {
   std::string dir = a.pinRoot + "/" + a.iface;
-  int fd = bpf_obj_get((dir + "/link").c_str());
-  if (fd < 0) return fail("not attached to " + a.iface + " by keel-decap (no " + dir + "/link)");
-  int rc = bpf_link_detach(fd);
-  close(fd);
+  keel::Fd link(bpf_obj_get((dir + "/link").c_str()));
+  if (link.get() < 0) return fail("not attached to " + a.iface + " by keel-decap (no " + dir + "/link)");
+  int rc = bpf_link_detach(link.get());
   if (rc) return fail("detach from " + a.iface + ": " + errnoText(errno));
   unlink((dir + "/link").c_str());
   unlink((dir + "/stats").c_str());
@@ -207,8 +207,8 @@ int detach(const Args& a) {
 
 int status(const Args& a) {
   std::string dir = a.pinRoot + "/" + a.iface;
-  int linkFd = bpf_obj_get((dir + "/link").c_str());
-  if (linkFd < 0) {
+  keel::Fd link(bpf_obj_get((dir + "/link").c_str()));
+  if (link.get() < 0) {
     if (a.json) {
       std::printf("{\"interface\":\"%s\",\"attached\":false}\n", a.iface.c_str());
       return 3;
@@ -218,21 +218,19 @@ int status(const Args& a) {
   }
   bpf_link_info info{};
   __u32 len = sizeof info;
-  bpf_obj_get_info_by_fd(linkFd, &info, &len);
-  close(linkFd);
+  bpf_obj_get_info_by_fd(link.get(), &info, &len);
   std::vector<keel_counter> sums(KEEL_DECAP_R_MAX);
-  int statsFd = bpf_obj_get((dir + "/stats").c_str());
-  if (statsFd >= 0) {
+  keel::Fd stats(bpf_obj_get((dir + "/stats").c_str()));
+  if (stats.get() >= 0) {
     int ncpu = libbpf_num_possible_cpus();
     std::vector<keel_counter> per(static_cast<size_t>(ncpu > 0 ? ncpu : 1));
     for (__u32 r = 0; r < KEEL_DECAP_R_MAX; r++) {
-      if (bpf_map_lookup_elem(statsFd, &r, per.data())) continue;
+      if (bpf_map_lookup_elem(stats.get(), &r, per.data())) continue;
       for (const auto& c : per) {
         sums[r].packets += c.packets;
         sums[r].bytes += c.bytes;
       }
     }
-    close(statsFd);
   }
   unsigned ifindex = info.xdp.ifindex;
   char name[IF_NAMESIZE] = {};

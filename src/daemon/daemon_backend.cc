@@ -335,10 +335,20 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
       }
       savedServices.push_back(req);
     }
-    for (const nlohmann::json& e : doc["reals"])
-      if (e.is_object() && e.contains("added") && e.contains("service") && e["service"].is_string() &&
+  }
+  // Each saved real's add request, parsed once (by its index in "reals"):
+  // here to collect the macs l2dsr reals need, below to keep or drop it.
+  const nlohmann::json& savedReals = doc["reals"];  // an array (checked above)
+  std::vector<std::optional<api::Parsed<api::RealAddRequest>>> addedReals(savedReals.size());
+  if (version == kStateVersion) {
+    for (size_t i = 0; i < savedReals.size(); ++i) {
+      const nlohmann::json& e = savedReals[i];
+      if (!e.is_object() || !e.contains("added")) continue;
+      addedReals[i] = api::parseRealAdd(e["added"]);
+      if (addedReals[i]->ok() && e.contains("service") && e["service"].is_string() &&
           l2dsr.count(e["service"].get<std::string>()))
-        if (auto p = api::parseRealAdd(e["added"]); p.ok()) withoutMac({p.value->real}, needMac);
+        withoutMac({addedReals[i]->value->real}, needMac);
+    }
   }
   const MacLookup macs = lookUpMacs(needMac);
   if (version == kStateVersion) {
@@ -365,7 +375,8 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
       logInfo(LogRecord("runtime_state_kept").add("service", name).add("change", "removed"));
     }
   }
-  for (const nlohmann::json& e : doc["reals"]) {
+  for (size_t i = 0; i < savedReals.size(); ++i) {
+    const nlohmann::json& e = savedReals[i];
     if (!e.is_object() || !e.contains("service") || !e["service"].is_string() ||
         !e.contains("address") || !e["address"].is_string())
       continue;
@@ -401,8 +412,8 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
     ov.removed = version == kStateVersion && e.value("removed", false);
     if (e.contains("weight") && e["weight"].is_number_unsigned() && e["weight"].get<uint64_t>() <= 65535)
       ov.weight = e["weight"].get<uint32_t>();
-    if (version == kStateVersion && e.contains("added")) {
-      auto p = api::parseRealAdd(e["added"]);
+    if (addedReals[i]) {
+      const api::Parsed<api::RealAddRequest>& p = *addedReals[i];
       std::vector<std::string> errors;
       std::optional<RealConfig> r;
       if (!p.ok())

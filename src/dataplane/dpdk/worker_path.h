@@ -79,17 +79,17 @@ struct ParsedPacket {
   uint32_t connHash;  // ConnTable::hashOf() (valid when l4 == KEEL_CONTINUE)
 };
 
-// First pass over a burst of n packets: parses every packet, then
-// hashes every flow for the connection table, then prefetches every flow's
+// First pass over a burst of n packets: parses every packet, then, in a
+// second loop, hashes every flow for the connection table and prefetches its
 // bucket. Reads the packets only; no counters move. The flow hash that picks
 // a real (keel_flow_hash) is left to the second pass, which needs it only
-// for a flow the table does not hold or a hashed outer source.
-// Two loops, not one:
-//  - a prefetch whose line is on a page the TLB does not hold cannot retire
-//    before its page walk ends, so between two parses only one or two walks
-//    were in flight at a time; issued back to back, a burst's walks overlap.
-//    (Spreading them over the second pass instead was 17-34% slower in
-//    perf/dpdk/dpdk_bench; docs/dpdk.md, Measurements.)
+// for a flow the table does not hold or a hashed outer source. The prefetches
+// get a loop of their own, away from the parses: a prefetch whose line is on
+// a page the TLB does not hold cannot retire before its page walk ends, so
+// between two parses only one or two walks were in flight at a time; issued
+// nearly back to back, a burst's walks overlap. (Spreading them over the
+// second pass instead was 17-34% slower in perf/dpdk/dpdk_bench; docs/dpdk.md,
+// Measurements.)
 // The lcore loop runs this one burst ahead of processBurst(), so the
 // buckets arrive while the previous burst is processed.
 void prepareBurst(WorkerState& worker, const PacketBuf* bufs, ParsedPacket* parsed, uint32_t n);

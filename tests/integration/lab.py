@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,28 +262,61 @@ def to_yaml_scalar(v) -> str:
 
 # ---------------------------------------------------------------- keeld handle
 
+def with_private_mounts(lab: "Lab", then: str) -> list[str]:
+    """The command that runs shell line THEN in the balancer's network
+    namespace and a mount namespace of its own (each `ip netns exec` makes
+    one, with a fresh /sys) holding a private bpffs and a private tmpfs on
+    /run/keel: the mounts of every keeld a lab runs, whether that keeld owns
+    the namespace (Keeld) or a holder does (KeeldHost). A mount that fails
+    ends the shell (-e) before THEN runs."""
+    script = ("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf\n"
+              "mkdir -p /run/keel\n"
+              "mount -t tmpfs -o size=4m,mode=0755 keel-lab /run/keel\n"
+              f"{then}")
+    return lab.balancer.argv(["sh", "-ec", script])
+
+
 class Keeld:
     """A running keeld in the balancer namespace, in a mount namespace of its
-    own (each `ip netns exec` makes one) with a private bpffs and a private
-    tmpfs on /run/keel. So pinned maps and the control socket of parallel labs
-    (or of a keeld someone runs on the host) never collide, and vanish with
-    the process. keelctl() reaches the socket by entering that namespace."""
+    own (with_private_mounts) or of a KeeldHost. So pinned maps and the
+    control socket of parallel labs (or of a keeld someone runs on the host)
+    never collide, and vanish with the process (or with the host).
+    keelctl() reaches the socket by entering that namespace. Keeld.start is
+    how the lab starts one (Lab.start_keeld, KeeldHost.start)."""
+
+    @classmethod
+    def start(cls, lab: "Lab", config: dict, name: str, wait: "Callable[[Keeld], None] | None",
+              host: "KeeldHost | None" = None, args: tuple[str, ...] = (),
+              wrap: tuple[str, ...] = (), env: dict[str, str] | None = None) -> "Keeld":
+        """A keeld on CONFIG (written as NAME.yaml in the lab's directory,
+        logging to NAME.log), once WAIT(keeld) returns (None: at once, for a
+        test that watches start-up itself). A WAIT that fails stops keeld
+        before the error goes on, so a failed start leaves nothing running.
+        HOST, ARGS, WRAP and ENV as for Keeld()."""
+        path = lab.write_config(config, f"{name}.yaml")
+        k = cls(lab, path, lab.tmp / f"{name}.log", host=host, args=args, env=env, wrap=wrap)
+        if wait is None:
+            return k
+        try:
+            wait(k)
+        except Exception:
+            k.stop()
+            raise
+        return k
 
     def __init__(self, lab: "Lab", config_path: Path, log_path: Path,
                  host: "KeeldHost | None" = None, args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, wrap: tuple[str, ...] = ()):
-        """WRAP: a command keeld runs under, e.g. setpriv with fewer
-        capabilities (test_privileges.py)."""
+        """HOST: the KeeldHost whose mount namespace keeld enters (None: a
+        new one of its own). WRAP: a command keeld runs under, e.g. setpriv
+        with fewer capabilities (test_privileges.py)."""
         self.lab = lab
         self.config_path = config_path
         self.log_path = log_path
         self._log = open(log_path, "w")
         cmd = [*wrap, str(lab.binary("keeld")), "--config", str(config_path), *args]
         if host is None:
-            script = ("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; "
-                      "mkdir -p /run/keel && mount -t tmpfs -o size=4m,mode=0755 keel-lab /run/keel; "
-                      f"exec {shlex.join(cmd)}")
-            argv = lab.balancer.argv(["sh", "-c", script])
+            argv = with_private_mounts(lab, f"exec {shlex.join(cmd)}")
         else:
             # Restart tests: the mounts belong to the holder, so the pins
             # outlive this keeld and the next one finds them.
@@ -303,6 +337,10 @@ class Keeld:
                 raise LabError(f"keeld exited with {self.proc.returncode} before {event}:\n{self.log()}")
             time.sleep(0.05)
         raise LabError(f"keeld did not log {event} within {timeout}s:\n{self.log()}")
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Waits, bounded, until keeld logs that it is ready (programmed)."""
+        self.wait_logged("ready", timeout)
 
     def kill(self) -> int | None:
         """SIGKILL: keeld gets no chance to clean anything up."""
@@ -364,6 +402,8 @@ class Keeld:
             return ""
 
     def wait_attached(self, timeout: float = 15.0) -> None:
+        """Waits, bounded, until the data plane is attached to the balancer's
+        interface (the plane's own test); fails at once if keeld exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -395,10 +435,7 @@ class KeeldHost:
 
     def __init__(self, lab: "Lab"):
         self.lab = lab
-        script = ("mount -t bpf bpf /sys/fs/bpf && "
-                  "mkdir -p /run/keel && mount -t tmpfs -o size=4m,mode=0755 keel-lab /run/keel && "
-                  "echo ready && exec sleep 600")
-        self.proc = subprocess.Popen(lab.balancer.argv(["sh", "-c", script]),
+        self.proc = subprocess.Popen(with_private_mounts(lab, "echo ready\nexec sleep 600"),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         lab._procs.append(self.proc)
@@ -417,21 +454,12 @@ class KeeldHost:
     def start(self, config: dict, name: str, args: tuple[str, ...] = (),
               wrap: tuple[str, ...] = (), env: dict[str, str] | None = None,
               wait_ready: bool = True) -> Keeld:
-        """A keeld in this host on CONFIG (written as NAME.yaml, logging to
-        NAME.log), once it logs ready (WAIT_READY false: at once, for a
-        test that watches readiness itself). ARGS, WRAP and ENV as for
-        Keeld."""
-        path = self.lab.write_config(config, f"{name}.yaml")
-        k = Keeld(self.lab, path, self.lab.tmp / f"{name}.log", host=self, args=args, env=env,
-                  wrap=wrap)
-        if not wait_ready:
-            return k
-        try:
-            k.wait_logged("ready")
-        except Exception:
-            k.stop()
-            raise
-        return k
+        """A keeld in this host (Keeld.start) once it logs ready (WAIT_READY
+        false: at once, for a test that watches readiness itself). Nothing is
+        reset first: it adopts what the keeld before it left attached. Ready,
+        not merely attached, as an adopted program is attached all along."""
+        return Keeld.start(self.lab, config, name, Keeld.wait_ready if wait_ready else None,
+                           host=self, args=args, wrap=wrap, env=env)
 
     @property
     def pin_dir(self) -> str:
@@ -801,16 +829,13 @@ class Lab:
         path.write_text(to_yaml(config) + "\n")
         return path
 
-    def start_keeld(self, config: dict, name: str = "keel") -> Keeld:
+    def start_keeld(self, config: dict, name: str = "keel",
+                    wait: Callable[[Keeld], None] | None = Keeld.wait_attached) -> Keeld:
+        """A fresh keeld in a mount namespace of its own (Keeld.start), once
+        its data plane is attached (WAIT None: at once). The plane is reset
+        first, so what WAIT observes is this keeld's attach."""
         self.plane.reset(self)
-        path = self.write_config(config, f"{name}.yaml")
-        k = Keeld(self, path, self.tmp / f"{name}.log")
-        try:
-            k.wait_attached()
-        except Exception:
-            k.stop()
-            raise
-        return k
+        return Keeld.start(self, config, name, wait)
 
     @contextlib.contextmanager
     def keeld(self, config: dict, name: str = "keel"):

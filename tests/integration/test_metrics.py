@@ -158,12 +158,9 @@ def test_unbindable_address_stops_startup(lab, need_keel):
     failure with the reason, and the data plane it had freshly attached is
     detached again, like every failed start (an adopted one would be left
     forwarding as it was found)."""
-    import lab as labmod
     config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
     config["metrics"] = {"address": "192.0.2.1:9477"}  # TEST-NET-1: on no interface
-    lab.plane.reset(lab)
-    path = lab.write_config(config, "badmetrics.yaml")
-    k = labmod.Keeld(lab, path, lab.tmp / "badmetrics.log")
+    k = lab.start_keeld(config, "badmetrics", wait=None)
     try:
         rc = k.proc.wait(timeout=30)
         log = k.log()

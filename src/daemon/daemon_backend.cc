@@ -263,8 +263,18 @@ void logDropped(const std::string& service, const std::string& real, const std::
   logInfo(r.add("reason", why));
 }
 
-// The reals a request gives without a mac (an l2dsr service resolves theirs).
-void withoutMac(const std::vector<api::RealSpec>& reals, std::vector<IpAddress>& out) {
+// A request's forwarding as a ServiceConfig has it: the one place the API's
+// string is read (api::parseServiceAdd admits only ipip|l2dsr).
+Forwarding forwardingOf(const api::ServiceAddRequest& req) {
+  return req.forwarding == "l2dsr" ? Forwarding::kL2dsr : Forwarding::kIpip;
+}
+
+// Appends the reals realFrom resolves from the neighbour table: an l2dsr
+// service's reals given without a mac. Gathered so that one request
+// (DaemonBackend::macsFor) or a whole state file (loadState) costs one
+// lookUpMacs() read.
+void addMacless(bool l2dsr, const std::vector<api::RealSpec>& reals, std::vector<IpAddress>& out) {
+  if (!l2dsr) return;
   for (const api::RealSpec& r : reals)
     if (!r.mac) out.push_back(r.address);
 }
@@ -329,10 +339,9 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
         logDropped(req.name, "", "the file now defines service " + clash->name);
         continue;
       }
-      if (req.forwarding == "l2dsr") {
-        l2dsr.insert(req.name);
-        withoutMac(req.reals, needMac);
-      }
+      const bool isL2dsr = forwardingOf(req) == Forwarding::kL2dsr;
+      if (isL2dsr) l2dsr.insert(req.name);
+      addMacless(isL2dsr, req.reals, needMac);
       savedServices.push_back(req);
     }
   }
@@ -345,9 +354,8 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
       const nlohmann::json& e = savedReals[i];
       if (!e.is_object() || !e.contains("added")) continue;
       addedReals[i] = api::parseRealAdd(e["added"]);
-      if (addedReals[i]->ok() && e.contains("service") && e["service"].is_string() &&
-          l2dsr.count(e["service"].get<std::string>()))
-        withoutMac({addedReals[i]->value->real}, needMac);
+      if (addedReals[i]->ok() && e.contains("service") && e["service"].is_string())
+        addMacless(l2dsr.count(e["service"].get<std::string>()) > 0, {addedReals[i]->value->real}, needMac);
     }
   }
   const MacLookup macs = lookUpMacs(needMac);
@@ -740,6 +748,12 @@ MacLookup DaemonBackend::lookUpMacs(const std::vector<IpAddress>& reals) const {
   return keel::lookUpMacs(reals, neighbourInterface_, resolveMac_);
 }
 
+MacLookup DaemonBackend::macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const {
+  std::vector<IpAddress> needMac;
+  addMacless(l2dsr, reals, needMac);
+  return lookUpMacs(needMac);
+}
+
 std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddRequest& req, const MacLookup& macs,
                                                         std::vector<std::string>& errors) const {
   const size_t before = errors.size();
@@ -748,7 +762,7 @@ std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddReq
   svc.vip = req.vip;
   svc.port = req.port;
   svc.protocol = req.protocol;
-  svc.forwarding = req.forwarding == "l2dsr" ? Forwarding::kL2dsr : Forwarding::kIpip;
+  svc.forwarding = forwardingOf(req);
   svc.scheduler = req.scheduler == "maglev-src" ? Scheduler::kMaglevSrc : Scheduler::kMaglev;
   svc.ringSize = req.ringSize;
   svc.health = jsonToYaml(req.health);
@@ -775,10 +789,8 @@ void logResolvedMac(const std::string& service, const RealConfig& real) {
 }
 
 Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
-  std::vector<IpAddress> needMac;
-  if (req.forwarding == "l2dsr") withoutMac(req.reals, needMac);
   std::vector<std::string> errors;
-  auto svc = serviceFrom(req, lookUpMacs(needMac), errors);
+  auto svc = serviceFrom(req, macsFor(forwardingOf(req) == Forwarding::kL2dsr, req.reals), errors);
   if (!svc) return configErrors(std::move(errors));
   Overlay next = overlay_;
   next.addedServices[req.name] = AddedService{*svc, req};
@@ -803,9 +815,8 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
   const ServiceConfig* svc = findSvc(effective_, req.service);
   if (!svc) return Result::error(api::code::kNotFound, "no service named " + req.service, "params.service");
   std::vector<std::string> errors;
-  std::vector<IpAddress> needMac;
-  if (svc->forwarding == Forwarding::kL2dsr) withoutMac({req.real}, needMac);
-  auto r = realFrom(*svc, req.real, "services[" + svc->name + "]", "params", lookUpMacs(needMac), errors);
+  auto r = realFrom(*svc, req.real, "services[" + svc->name + "]", "params",
+                    macsFor(svc->forwarding == Forwarding::kL2dsr, {req.real}), errors);
   if (!r) return configErrors(std::move(errors));
   Overlay next = overlay_;
   RealOverride ov;

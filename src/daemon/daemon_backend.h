@@ -140,8 +140,8 @@ class DaemonBackend : public api::ControlBackend {
   Config compose(const Config& file, const Overlay& overlay) const;
   // A runtime request as keel.yaml would have it: health resolved the same
   // way, l2dsr MACs from the neighbour table: `macs` must have asked for
-  // every l2dsr real the request gives without a mac (lookUpMacs(); one
-  // table read for a whole request, or for a whole state file). Errors are
+  // every l2dsr real the request gives without a mac (macsFor(), one table
+  // read for a request; loadState gathers a whole state file for one read). Errors are
   // appended ("request: params...: ..."); nullopt then.
   std::optional<ServiceConfig> serviceFrom(const api::ServiceAddRequest& request, const MacLookup& macs,
                                            std::vector<std::string>& errors) const;
@@ -150,6 +150,9 @@ class DaemonBackend : public api::ControlBackend {
                                      const MacLookup& macs, std::vector<std::string>& errors) const;
   // One neighbour-table read for these reals (on neighbourInterface_, with resolveMac_).
   MacLookup lookUpMacs(const std::vector<IpAddress>& reals) const;
+  // One request's read: the reals it gives without a mac if `l2dsr` (the
+  // service's forwarding), none otherwise; what serviceFrom/realFrom need.
+  MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
   api::Result reloadFile();
   void saveState() const;
   Overlay loadState(const Config& file) const;

@@ -693,6 +693,24 @@ TEST_F(RuntimeStateTest, L2dsrMacsOfARequestAndOfTheStateFileAreLookedUpTogether
   EXPECT_TRUE(k->real("dsr", "10.0.5.1"));
 }
 
+// Only l2dsr reals take their mac from the neighbour table: ipip services and
+// reals added without one (at runtime, and replayed from the state file at a
+// restart) cost no table read, so no wait.
+TEST_F(RuntimeStateTest, IpipRealsWithoutAMacAskTheNeighbourTableNothing) {
+  make();
+  resolverCalls_ = 0;
+  resolved_.clear();
+  changeEverything();  // service.add dns and real.add web 10.0.1.9, ipip, no macs
+  EXPECT_EQ(resolverCalls_, 0);
+  backend_.reset();
+
+  auto k = restart();
+  EXPECT_TRUE(k->real("dns", "10.0.3.1"));  // replayed
+  EXPECT_TRUE(k->real("web", "10.0.1.9"));
+  EXPECT_EQ(resolverCalls_, 0);
+  EXPECT_TRUE(resolved_.empty());
+}
+
 TEST_F(RuntimeStateTest, TheFileWinsWhereItChangedWhatTheOverlayChanged) {
   make();
   changeEverything();

@@ -121,17 +121,19 @@ class DaemonBackendTest : public ::testing::Test {
   }
 
   // The addresses the ring's ids name in the data plane's backend table;
-  // an id whose backend is missing or not VALID there fails the test.
+  // an id whose backend is missing, not VALID or another service's there
+  // fails the test.
   std::set<std::string> ringAddresses() {
-    std::set<std::string> out;
-    for (uint32_t id : ringIds()) {
-      auto it = dp_.backends.find(id);
-      if (it == dp_.backends.end() || !(it->second.flags & KEEL_BE_F_VALID)) {
-        ADD_FAILURE() << "ring id " << id << " names no valid backend";
-        continue;
-      }
-      out.insert(test::addressFromWords(it->second.addr, it->second.family).toString());
+    const std::vector<std::optional<IpAddress>> targets = dp_.ringTargets(0);
+    std::set<IpAddress> found;
+    std::set<uint32_t> bad;
+    for (size_t slot = 0; slot < targets.size(); ++slot) {
+      if (targets[slot]) found.insert(*targets[slot]);
+      else bad.insert(dp_.rings.at(0)[slot]);
     }
+    for (uint32_t id : bad) ADD_FAILURE() << "ring id " << id << " names no valid backend";
+    std::set<std::string> out;
+    for (const IpAddress& a : found) out.insert(a.toString());
     return out;
   }
 

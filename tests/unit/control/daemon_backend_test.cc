@@ -648,14 +648,20 @@ TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
 // neighbours the table lacks, so one read per real held a start that long
 // per real.
 TEST_F(RuntimeStateTest, L2dsrMacsOfARequestAndOfTheStateFileAreLookedUpTogether) {
-  for (const char* a : {"10.0.5.1", "10.0.5.2", "10.0.5.3", "10.0.6.1"})
-    neighbours_[a] = std::string("02:00:00:00:") + (a[5] == '5' ? "05:0" : "06:0") + a[7];
+  // The neighbour table the fake resolver reads, and the one MAC a request
+  // gives itself: after the restart each real must hold its own MAC from
+  // these (all distinct, so a real given another's MAC fails).
+  neighbours_ = {{"10.0.5.1", "02:00:00:00:05:01"},
+                 {"10.0.5.2", "02:00:00:00:05:02"},
+                 {"10.0.5.3", "02:00:00:00:05:03"},
+                 {"10.0.6.1", "02:00:00:00:06:01"}};
+  const std::string givenMac = "02:00:00:00:05:99";
   make();
   const api::ServiceAddRequest dsr =
       l2dsrService("dsr", "10.0.0.7",
                    {api::RealSpec{ip("10.0.5.1"), 100, std::nullopt, nullptr},
                     api::RealSpec{ip("10.0.5.2"), 100, std::nullopt, nullptr},
-                    api::RealSpec{ip("10.0.5.9"), 100, MacAddress::parse("02:00:00:00:05:99"), nullptr}});
+                    api::RealSpec{ip("10.0.5.9"), 100, MacAddress::parse(givenMac), nullptr}});
   resolverCalls_ = 0;
   resolved_.clear();
   ASSERT_TRUE(backend_->addService(dsr).isOk());
@@ -677,14 +683,16 @@ TEST_F(RuntimeStateTest, L2dsrMacsOfARequestAndOfTheStateFileAreLookedUpTogether
   std::sort(resolved_.begin(), resolved_.end());
   EXPECT_EQ(resolved_, (std::vector<std::string>{"10.0.5.1@eth0", "10.0.5.2@eth0", "10.0.5.3@eth0",
                                                  "10.0.6.1@eth0"}));
-  for (const auto& [svc, addr, mac] : {std::tuple{"dsr", "10.0.5.1", "02:00:00:00:05:01"},
-                                       {"dsr", "10.0.5.2", "02:00:00:00:05:02"},
-                                       {"dsr", "10.0.5.3", "02:00:00:00:05:03"},
-                                       {"dsr", "10.0.5.9", "02:00:00:00:05:99"},
-                                       {"dsr2", "10.0.6.1", "02:00:00:00:06:01"}}) {
+  std::map<std::string, std::string> wantMac = neighbours_;
+  wantMac["10.0.5.9"] = givenMac;
+  for (const auto& [svc, addr] : {std::pair{"dsr", "10.0.5.1"},
+                                  {"dsr", "10.0.5.2"},
+                                  {"dsr", "10.0.5.3"},
+                                  {"dsr", "10.0.5.9"},
+                                  {"dsr2", "10.0.6.1"}}) {
     auto r = k->real(svc, addr);
     ASSERT_TRUE(r && r->mac) << svc << " " << addr;
-    EXPECT_EQ(r->mac->toString(), mac) << svc << " " << addr;
+    EXPECT_EQ(r->mac->toString(), wantMac.at(addr)) << svc << " " << addr;
   }
 
   // A neighbour gone from the table drops the entry that needs it, as before.

@@ -237,15 +237,9 @@ std::map<std::string, std::string> forwarding(const MockDataplane& dp) {
   for (const std::string& v : dp.vips) out["vip " + v] = "";
   for (const auto& [key, value] : dp.services) {
     std::string ring = "flags=" + std::to_string(value.flags) + ":";
-    auto r = dp.rings.find(value.id);
-    if (r != dp.rings.end())
-      for (uint32_t id : r->second) {
-        named.insert(id);
-        auto b = dp.backends.find(id);
-        const bool ok = b != dp.backends.end() && (b->second.flags & KEEL_BE_F_VALID) &&
-                        b->second.service_id == value.id;
-        ring += " " + (ok ? test::addressFromWords(b->second.addr, b->second.family).toString() : "-");
-      }
+    for (const std::optional<IpAddress>& target : dp.ringTargets(value.id))
+      ring += " " + (target ? target->toString() : "-");
+    if (auto r = dp.rings.find(value.id); r != dp.rings.end()) named.insert(r->second.begin(), r->second.end());
     out["service " + key] = ring;
   }
   // A VALID backend no ring names forwards nothing today but would take

@@ -110,6 +110,23 @@ class MockDataplane : public Dataplane {
     return p;
   }
 
+  // Where service `id`'s published ring sends traffic, slot by slot: the
+  // address of the backend the slot names, or nullopt where that backend is
+  // missing, not VALID or another service's (what hashes there is dropped
+  // or goes to the wrong service). Empty if no ring is published.
+  std::vector<std::optional<IpAddress>> ringTargets(ServiceId id) const {
+    std::vector<std::optional<IpAddress>> out;
+    auto ring = rings.find(id);
+    if (ring == rings.end()) return out;
+    out.reserve(ring->second.size());
+    for (BackendId named : ring->second) {
+      auto b = backends.find(named);
+      const bool ok = b != backends.end() && (b->second.flags & KEEL_BE_F_VALID) && b->second.service_id == id;
+      out.push_back(ok ? std::optional(addressFromWords(b->second.addr, b->second.family)) : std::nullopt);
+    }
+    return out;
+  }
+
   // The call log since the last clear, e.g. "publishRing 0 [0,1]".
   std::vector<std::string> calls;
   std::set<std::string> vips;

@@ -199,14 +199,25 @@ class ConnWays {
     victim->value.last_seen_ns = nowNs ? nowNs : 1;  // 0 marks an empty way
   }
 
-  // What ConnTable::prefetch pulls in: the bucket's first line only (ways
-  // 0-1 of IPv4, way 0 of IPv6). Ways
-  // fill in order, so in a table sized for its flows nearly every live flow
-  // is there and a miss stops at an empty way in it. Prefetching every way
-  // was 2.5x slower with 100,000 flows: 128 lines a burst overran the core's
+  // Pulls the bucket toward the cache (ConnTable::prefetch): the whole
+  // bucket when it is at most two lines (IPv4: four 32-byte ways in 128
+  // bytes on one page, so the second line costs no second page walk), else
+  // its first line (IPv6: way 0 of four lines). Ways fill in order, so in a
+  // table sized for its flows nearly every flow is in the first line and a
+  // miss stops at an empty way in it; the second IPv4 line serves the flows
+  // of fuller buckets (~2 % of 100,000 flows in the 1M-entry default, ~19 %
+  // with 262,144 entries), each of which otherwise waited for a demand miss
+  // (+1.3 % established with the default, +11-13 % with 262,144 entries;
+  // docs/dpdk.md, Measurements). Prefetching all four lines of an IPv6
+  // bucket - or, when IPv4 entries were 64 bytes, of an IPv4 one - was 2.5x
+  // slower with 100,000 flows: 128 lines a burst overran the core's
   // outstanding-miss slots, so the prefetches that mattered were dropped
   // (perf/dpdk/dpdk_bench --path-only).
-  const void* firstLine(uint32_t hash) const { return entries_.get() + static_cast<size_t>(hash & mask_) * kWays; }
+  void prefetch(uint32_t hash) const {
+    const char* line = reinterpret_cast<const char*>(entries_.get() + static_cast<size_t>(hash & mask_) * kWays);
+    prefetchLine(line);
+    if constexpr (sizeof(Entry) * kWays <= 128) prefetchLine(line + 64);
+  }
 
   // Occupied ways (live or idle-expired flows), safe to call from any
   // thread while the owning worker inserts: a relaxed load, O(1).
@@ -304,7 +315,10 @@ class ConnTable {
   // many flows the bucket is a DRAM miss, and the worker prefetches a whole
   // burst's buckets before touching the first one.
   void prefetch(uint8_t family, uint32_t hash) const {
-    prefetchLine(family == KEEL_AF_INET6 ? v6_.firstLine(hash) : v4_.firstLine(hash));
+    if (family == KEEL_AF_INET6)
+      v6_.prefetch(hash);
+    else
+      v4_.prefetch(hash);
   }
 
   // Occupied ways of both families (keel_conntrack_entries): O(1), any thread.

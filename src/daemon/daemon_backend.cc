@@ -269,14 +269,17 @@ Forwarding forwardingOf(const api::ServiceAddRequest& req) {
   return req.forwarding == "l2dsr" ? Forwarding::kL2dsr : Forwarding::kIpip;
 }
 
-// Appends the reals realFrom resolves from the neighbour table: an l2dsr
-// service's reals given without a mac. Gathered so that one request
-// (DaemonBackend::macsFor) or a whole state file (loadState) costs one
-// lookUpMacs() read.
+// Whether a real takes its mac from the neighbour table: a real of an
+// l2dsr service given without one. The rule both sides follow: the reals
+// asked for (addMacless) and the reals resolved from the answer (realFrom).
+bool resolvesMac(bool l2dsr, const api::RealSpec& real) { return l2dsr && !real.mac; }
+
+// Appends the reals realFrom resolves from the neighbour table. Gathered so
+// that one request (DaemonBackend::macsFor) or a whole state file
+// (loadState) costs one lookUpMacs() read.
 void addMacless(bool l2dsr, const std::vector<api::RealSpec>& reals, std::vector<IpAddress>& out) {
-  if (!l2dsr) return;
   for (const api::RealSpec& r : reals)
-    if (!r.mac) out.push_back(r.address);
+    if (resolvesMac(l2dsr, r)) out.push_back(r.address);
 }
 
 std::string firstError(const std::vector<std::string>& errors) {
@@ -727,7 +730,7 @@ std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, cons
   r.mac = spec.mac;
   r.health = jsonToYaml(spec.health);
   bool ok = true;
-  if (svc.forwarding == Forwarding::kL2dsr && !r.mac) {
+  if (resolvesMac(svc.forwarding == Forwarding::kL2dsr, spec)) {
     // Resolved exactly as loadConfigFile does for keel.yaml.
     RealMac m = resolveRealMac(svc.name, r.address, macs);
     if (m.mac) {

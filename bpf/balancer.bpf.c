@@ -9,6 +9,7 @@
  *   service (exact port, then port 0) ─ none ─────────────────► PASS
  *   conntrack hit (valid, same service, same gen) or ring pick ─ none ► DROP
  *   ipip encap / l2dsr rewrite ─────────────────────────────────► TX
+ *   └ ipip over the MTU: ICMP frag-needed / PTB to the client ──► TX
  *
  * Every packet is counted once under a reason (lib/stats.h).
  */
@@ -48,9 +49,13 @@ static __always_inline int lb_forward(struct xdp_md *ctx, const struct keel_pkt 
 		rc = lb_l2dsr(ctx, node, be);
 		reason = KEEL_R_TX_L2DSR;
 	} else {
-		rc = lb_encap(ctx, pkt, node, svc, be);
+		rc = lb_encap(ctx, pkt, node, svc, be, (__u32)bytes);
 		reason = KEEL_R_TX_IPIP;
 	}
+	/* Over the MTU: the client gets the error; the real got nothing, so
+	 * neither the service nor the backend counts the packet. */
+	if (rc == KEEL_R_TX_ICMP_TOO_BIG)
+		return lb_verdict(XDP_TX, rc, bytes);
 	if (rc != KEEL_CONTINUE)
 		return lb_verdict(XDP_DROP, rc, bytes);
 	lb_count(&stats_services, svc->id, bytes);

@@ -9,9 +9,10 @@
 
 #include <linux/types.h>
 
-/* Drop (DROP_TOO_BIG) an encapsulated packet that would exceed the MTU of the
- * device it leaves by (XDP_TX: the ingress device) instead of sending a frame
- * the NIC or the peer would discard silently. */
+/* Stop an encapsulated packet that would exceed the MTU of the device it
+ * leaves by (XDP_TX: the ingress device) instead of sending a frame the NIC or
+ * the peer would discard silently: answer the client with ICMP frag-needed /
+ * packet-too-big (TX_ICMP_TOO_BIG), or drop it (DROP_TOO_BIG). 0: no check. */
 const volatile __u8 keel_check_mtu = 1;
 
 /* Use the connection table. Off: every packet is picked from the ring (pure

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The transmit paths: IPIP/IP6IP6 encapsulation toward a real, L2 DSR and the
- * ICMP echo reply. Header layouts are in include/keel/encap.h (shared with the
+ * The transmit paths: IPIP/IP6IP6 encapsulation toward a real (or, over the
+ * MTU, an ICMP "too big" error back to the client), L2 DSR and the ICMP echo
+ * reply. Header layouts are in include/keel/encap.h (shared with the
  * DPDK workers); this file only adds the XDP specifics (adjust_head, MTU).
  */
 #ifndef KEEL_BPF_FORWARD_H
@@ -12,11 +13,43 @@
 #include "lib/config.h"
 #include "lib/maps.h"
 
-/* Returns KEEL_CONTINUE on success, else the drop reason. */
+/* A packet that would exceed the MTU once encapsulated: answered with ICMP
+ * frag-needed / ICMPv6 packet-too-big (include/keel/encap.h says when and
+ * how), else DROP_TOO_BIG. mtu: the largest inner packet that fits.
+ * Returns KEEL_R_TX_ICMP_TOO_BIG (the caller sends the frame back with
+ * XDP_TX) or the drop reason. */
+static __always_inline int lb_icmp_too_big(struct xdp_md *ctx, const struct keel_pkt *pkt, __u32 frame_len,
+					   __u32 mtu)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	int grow = keel_icmp_too_big_grow(pkt->key.family);
+	int len = keel_icmp_too_big_len(pkt);
+
+	if (!keel_icmp_too_big_wanted(data, end, pkt))
+		return KEEL_R_DROP_TOO_BIG;
+	/* Cut the tail after the quote, then make room in front; the quote
+	 * itself stays where it is (keel_icmp_too_big_write). frame_len is
+	 * the length as received (the verifier refuses arithmetic on
+	 * data_end, so it is not recomputed from the pointers here). */
+	if (bpf_xdp_adjust_tail(ctx, len - grow - (int)frame_len))
+		return KEEL_R_DROP_ENCAP_FAILED;
+	if (bpf_xdp_adjust_head(ctx, -grow))
+		return KEEL_R_DROP_ENCAP_FAILED;
+	/* Both adjustments invalidate every packet pointer: reload. */
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (keel_icmp_too_big_write(data, end, pkt, mtu))
+		return KEEL_R_DROP_ENCAP_FAILED;
+	return KEEL_R_TX_ICMP_TOO_BIG;
+}
+
+/* Returns KEEL_CONTINUE on success, KEEL_R_TX_ICMP_TOO_BIG when the packet
+ * was turned into an ICMP error for the client, else the drop reason. */
 static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *pkt,
 				    const struct keel_node_config *node,
 				    const struct keel_service_value *svc,
-				    const struct keel_backend *be)
+				    const struct keel_backend *be, __u32 frame_len)
 {
 	__u16 hlen = keel_encap_hdr_len(be->family);
 	struct keel_encap_tpl tpl;
@@ -36,10 +69,11 @@ static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *p
 		__u32 mtu_len = pkt->ip_len;
 
 		/* ifindex 0: the device the packet came in on, which is the
-		 * one XDP_TX sends it out of. Only "frag needed" drops;
-		 * an error of the helper itself must not blackhole traffic. */
+		 * one XDP_TX sends it out of. Only "frag needed" stops the
+		 * packet; an error of the helper itself must not blackhole
+		 * traffic. On "frag needed" mtu_len holds the device's MTU. */
 		if (bpf_check_mtu(ctx, 0, &mtu_len, hlen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
-			return KEEL_R_DROP_TOO_BIG;
+			return lb_icmp_too_big(ctx, pkt, frame_len, mtu_len - hlen);
 	}
 	if (bpf_xdp_adjust_head(ctx, -(int)hlen))
 		return KEEL_R_DROP_ENCAP_FAILED;

@@ -2,12 +2,13 @@
 /*
  * Packet rewrites shared by the XDP program, the DPDK workers and the tests:
  * the IPIP / IP6IP6 / 4in6 / 6in4 outer header, the outer source address, the
- * L2 rewrite and the in-place ICMP echo reply.
+ * L2 rewrite, the in-place ICMP echo reply and the ICMP "too big" error.
  *
  * Like parse.h these compile as BPF C, C and C++. The functions never grow or
  * shrink a packet: the caller makes room first (bpf_xdp_adjust_head with a
- * negative delta, rte_pktmbuf_prepend), so `data` is the NEW start of the
- * frame and the original frame begins at data + keel_encap_hdr_len(real).
+ * negative delta, mbuf headroom), so `data` is the NEW start of the frame and
+ * the original frame begins at data + keel_encap_hdr_len(real) (or
+ * keel_icmp_too_big_grow(), whose caller also cuts the frame's tail).
  * Every write is preceded by a bounds check against `end` in a form the BPF
  * verifier can follow; a function returns 0 on success, -1 if the frame is
  * too short (the caller counts DROP_ENCAP_FAILED).
@@ -371,6 +372,209 @@ KEEL_INLINE int keel_icmp_echo_reply(void *data, void *end, const struct keel_pk
 	__builtin_memcpy(mac, eth->dst, KEEL_ETH_ALEN);
 	__builtin_memcpy(eth->dst, eth->src, KEEL_ETH_ALEN);
 	__builtin_memcpy(eth->src, mac, KEEL_ETH_ALEN);
+	return 0;
+}
+
+/* ---- ICMP "fragmentation needed" / ICMPv6 "packet too big", in place ----
+ * A client packet that would exceed the MTU once encapsulated is answered
+ * instead of silently dropped, so the client's path-MTU discovery learns the
+ * smaller size (RFC 1191, RFC 8201) rather than stalling in a black hole:
+ *   IPv4  type 3 code 4 (RFC 792), next-hop MTU in the low 16 bits of the
+ *         second word (RFC 1191 §4); only when the packet has DF set: without
+ *         it the sender allows fragmenting, which keel does not do (the caller
+ *         keeps DROP_TOO_BIG)
+ *   IPv6  type 2 code 0 (RFC 4443 §3.2), the 32-bit MTU
+ * The MTU reported is the largest inner L3 packet that fits: the port's MTU
+ * less the outer header of the chosen real's family.
+ * From the VIP to the client (the client's stack matches the quoted header to
+ * its socket), TTL / hop limit 64, MACs swapped, a VLAN tag kept as it came.
+ * The quote is a FIXED KEEL_ICMP_TOO_BIG_QUOTE bytes from the start of the
+ * original IP packet: at least the 60-byte IPv4 header + 8 RFC 792 asks for
+ * and the 40 + 8 of IPv6; fixed so the checksum loop is bounded and the same
+ * on both planes. The reply is smaller than the packet that caused it (no
+ * amplifier); no rate limit is applied.
+ * Never sent for an ICMP error (RFC 1122 §3.2.2, RFC 4443 §2.4(e)), nor for a
+ * packet shorter than the quote (only possible with a tiny MTU). */
+#define KEEL_ICMP_TOO_BIG_QUOTE 128
+#define KEEL_ICMP_TOO_BIG_TTL 64
+
+/* Bytes the frame grows at its front: the new IP header and the ICMP header. */
+KEEL_INLINE __u16 keel_icmp_too_big_grow(__u8 family)
+{
+	return family == KEEL_AF_INET6 ? (__u16)(sizeof(struct keel_ipv6) + sizeof(struct keel_icmp))
+				       : (__u16)(sizeof(struct keel_ipv4) + sizeof(struct keel_icmp));
+}
+
+/* The reply's frame length: L2 (with its tag), IP, ICMP, the quote. */
+KEEL_INLINE __u16 keel_icmp_too_big_len(const struct keel_pkt *pkt)
+{
+	return (__u16)(pkt->l3_off + keel_icmp_too_big_grow(pkt->key.family) + KEEL_ICMP_TOO_BIG_QUOTE);
+}
+
+/* Whether a packet (parsed to the end by keel_parse_l4) that is over the MTU
+ * gets the error rather than DROP_TOO_BIG. Reads the original frame. */
+KEEL_INLINE int keel_icmp_too_big_wanted(void *data, void *end, const struct keel_pkt *pkt)
+{
+	if (pkt->icmp_error)
+		return 0;
+	if (pkt->ip_len < KEEL_ICMP_TOO_BIG_QUOTE)
+		return 0;
+	if (pkt->key.family == KEEL_AF_INET) {
+		struct keel_ipv4 *ip = (struct keel_ipv4 *)((__u8 *)data + (pkt->l3_off & 0x1f));
+
+		if ((void *)(ip + 1) > end)
+			return 0;
+		return (ip->frag_off & KEEL_HTONS(KEEL_IP_DF)) != 0;
+	}
+	return 1;
+}
+
+/* The Ethernet header (and tag) from data + grow to data, MACs swapped. The
+ * two places never overlap (grow >= 28 > 18), so the copy may go in any order;
+ * it must come before the new IP header is written over the old L2 bytes. */
+KEEL_INLINE int keel_icmp_move_l2(__u8 *p, void *end, __u16 l3_off, __u16 grow)
+{
+	struct keel_eth *eth = (struct keel_eth *)p;
+	struct keel_eth *old = (struct keel_eth *)(p + grow);
+
+	if ((void *)(old + 1) > end)
+		return -1;
+	__builtin_memcpy(eth->dst, old->src, KEEL_ETH_ALEN);
+	__builtin_memcpy(eth->src, old->dst, KEEL_ETH_ALEN);
+	eth->proto = old->proto;
+	if (l3_off > sizeof(struct keel_eth)) {
+		struct keel_vlan *vlan = (struct keel_vlan *)(eth + 1);
+		struct keel_vlan *old_vlan = (struct keel_vlan *)(old + 1);
+
+		if ((void *)(old_vlan + 1) > end)
+			return -1;
+		vlan->tci = old_vlan->tci;
+		vlan->proto = old_vlan->proto;
+	}
+	return 0;
+}
+
+/* Sum of the quote's 16-bit words as they sit in memory. */
+KEEL_INLINE int keel_icmp_quote_sum(const __u8 *q, void *end, __u32 *sum)
+{
+	__u32 s = 0;
+	int i;
+
+	if ((void *)(q + KEEL_ICMP_TOO_BIG_QUOTE) > end)
+		return -1;
+	/* A loop, not unrolled: unrolled, clang hoisted the 128 loads and
+	 * spilled them past the BPF stack limit. Bounded, so the verifier
+	 * walks it (kernel 5.3+). */
+#if defined(__clang__)
+#pragma nounroll
+#endif
+	for (i = 0; i < KEEL_ICMP_TOO_BIG_QUOTE; i += 2)
+		s += keel_mem_word16(q[i], q[i + 1]);
+	*sum = s;
+	return 0;
+}
+
+/* Layout before:  data: [room: grow][eth 14 (+ vlan 4)][IP packet ...]
+ *         after:  data: [eth (+ vlan)][IP VIP -> client][ICMP 8][quote 128]
+ * The quote stays where the original IP packet starts: only L2 moves, and the
+ * new headers fill the room and the old L2 bytes. The caller grows the frame
+ * by keel_icmp_too_big_grow() at its front and cuts it to
+ * keel_icmp_too_big_len() (end), after keel_icmp_too_big_wanted() said yes.
+ * mtu: the next-hop MTU to report. Returns 0, or -1 if the frame is short. */
+KEEL_INLINE int keel_icmp_too_big_write(void *data, void *end, const struct keel_pkt *pkt, __u32 mtu)
+{
+	__u8 *p = (__u8 *)data;
+	__u16 l3_off = pkt->l3_off & 0x1f;
+	__u32 sum;
+
+	if (pkt->key.family == KEEL_AF_INET) {
+		const __u16 grow = sizeof(struct keel_ipv4) + sizeof(struct keel_icmp);
+		struct keel_ipv4 *ip = (struct keel_ipv4 *)(p + l3_off);
+		struct keel_icmp *icmp = (struct keel_icmp *)(p + l3_off + sizeof(struct keel_ipv4));
+		const struct keel_ipv4 *orig = (const struct keel_ipv4 *)(p + l3_off + grow);
+		__u16 tot_len = KEEL_HTONS((__u16)(grow + KEEL_ICMP_TOO_BIG_QUOTE));
+		__u32 rest = KEEL_HTONL(mtu > 0xffffu ? 0xffffu : mtu);
+		__u32 vip;
+		__u32 client;
+
+		if (keel_icmp_quote_sum((const __u8 *)orig, end, &sum))
+			return -1;
+		vip = orig->daddr;
+		client = orig->saddr;
+		if (keel_icmp_move_l2(p, end, l3_off, grow))
+			return -1;
+		if ((void *)(icmp + 1) > end)
+			return -1;
+		ip->ver_ihl = 0x45;
+		ip->tos = 0;
+		ip->tot_len = tot_len;
+		ip->id = 0;
+		ip->frag_off = 0;
+		ip->ttl = KEEL_ICMP_TOO_BIG_TTL;
+		ip->protocol = KEEL_IPPROTO_ICMP;
+		ip->saddr = vip;
+		ip->daddr = client;
+		ip->check = (__u16)~keel_csum_fold(keel_mem_word16(0x45, 0) + tot_len +
+						   keel_mem_word16(KEEL_ICMP_TOO_BIG_TTL, KEEL_IPPROTO_ICMP) +
+						   (vip & 0xffffu) + (vip >> 16) + (client & 0xffffu) +
+						   (client >> 16));
+		icmp->type = KEEL_ICMP_DEST_UNREACH;
+		icmp->code = KEEL_ICMP_FRAG_NEEDED;
+		icmp->rest = rest;
+		sum += keel_mem_word16(KEEL_ICMP_DEST_UNREACH, KEEL_ICMP_FRAG_NEEDED) + (rest & 0xffffu) +
+		       (rest >> 16);
+		icmp->check = (__u16)~keel_csum_fold(sum);
+	} else {
+		const __u16 grow = sizeof(struct keel_ipv6) + sizeof(struct keel_icmp);
+		struct keel_ipv6 *ip6 = (struct keel_ipv6 *)(p + l3_off);
+		struct keel_icmp *icmp = (struct keel_icmp *)(p + l3_off + sizeof(struct keel_ipv6));
+		const struct keel_ipv6 *orig = (const struct keel_ipv6 *)(p + l3_off + grow);
+		__u16 plen = KEEL_HTONS((__u16)(sizeof(struct keel_icmp) + KEEL_ICMP_TOO_BIG_QUOTE));
+		__u32 rest = KEEL_HTONL(mtu);
+		__u32 vip[4];
+		__u32 client[4];
+		int i;
+
+		if (keel_icmp_quote_sum((const __u8 *)orig, end, &sum))
+			return -1;
+		vip[0] = orig->daddr[0];
+		vip[1] = orig->daddr[1];
+		vip[2] = orig->daddr[2];
+		vip[3] = orig->daddr[3];
+		client[0] = orig->saddr[0];
+		client[1] = orig->saddr[1];
+		client[2] = orig->saddr[2];
+		client[3] = orig->saddr[3];
+		if (keel_icmp_move_l2(p, end, l3_off, grow))
+			return -1;
+		if ((void *)(icmp + 1) > end)
+			return -1;
+		ip6->ver_tc_flow = KEEL_HTONL(0x60000000u);
+		ip6->payload_len = plen;
+		ip6->nexthdr = KEEL_IPPROTO_ICMPV6;
+		ip6->hop_limit = KEEL_ICMP_TOO_BIG_TTL;
+		ip6->saddr[0] = vip[0];
+		ip6->saddr[1] = vip[1];
+		ip6->saddr[2] = vip[2];
+		ip6->saddr[3] = vip[3];
+		ip6->daddr[0] = client[0];
+		ip6->daddr[1] = client[1];
+		ip6->daddr[2] = client[2];
+		ip6->daddr[3] = client[3];
+		icmp->type = KEEL_ICMPV6_PKT_TOOBIG;
+		icmp->code = 0;
+		icmp->rest = rest;
+		/* RFC 4443 §2.3: the pseudo-header (RFC 8200 §8.1) of source,
+		 * destination, upper-layer length (32 bits) and next header. */
+#if defined(__clang__)
+#pragma unroll
+#endif
+		for (i = 0; i < 4; i++)
+			sum += (vip[i] & 0xffffu) + (vip[i] >> 16) + (client[i] & 0xffffu) + (client[i] >> 16);
+		sum += plen + keel_mem_word16(0, KEEL_IPPROTO_ICMPV6) +
+		       keel_mem_word16(KEEL_ICMPV6_PKT_TOOBIG, 0) + (rest & 0xffffu) + (rest >> 16);
+		icmp->check = (__u16)~keel_csum_fold(sum);
+	}
 	return 0;
 }
 

@@ -131,7 +131,10 @@ enum keel_reason {
 	KEEL_R_DROP_L4_PROTO,         /* VIP, protocol other than TCP/UDP/ICMP */
 	KEEL_R_DROP_NO_BACKEND,       /* service has no usable real */
 	KEEL_R_DROP_ENCAP_FAILED,     /* could not grow the packet (adjust_head) */
-	KEEL_R_DROP_TOO_BIG,          /* encapsulated packet would exceed the MTU */
+	KEEL_R_DROP_TOO_BIG,          /* encapsulated packet would exceed the MTU (no DF, ICMP error) */
+	/* Appended, not grouped with the other TX reasons: a reason's index is
+	 * the key of its counter in pinned maps and in keeld's adoption. */
+	KEEL_R_TX_ICMP_TOO_BIG,       /* over the MTU: ICMP frag-needed / PTB sent back to the client */
 	KEEL_R_MAX
 };
 
@@ -139,6 +142,7 @@ enum keel_reason {
 	"pass_not_ip", "pass_not_vip", "pass_no_service", "pass_truncated",   \
 	"pass_bad_header", "tx_ipip", "tx_l2dsr", "tx_icmp_echo",             \
 	"drop_truncated", "drop_fragment", "drop_ipv6_ext", "drop_icmp",      \
-	"drop_l4_proto", "drop_no_backend", "drop_encap_failed", "drop_too_big"
+	"drop_l4_proto", "drop_no_backend", "drop_encap_failed", "drop_too_big", \
+	"tx_icmp_too_big"
 
 #endif

@@ -614,6 +614,96 @@ std::vector<FixtureRow> fixtureRows() {
   return rows;
 }
 
+// ---- over the MTU ----
+namespace {
+
+// A client packet of exactly ipLen IP bytes (so the MTU rows can sit one
+// byte either side of the limit); the payload varies so a quote taken from
+// the wrong place shows.
+Bytes sizedPacket(const Frame& f, const std::string& src, const std::string& dst, uint8_t proto, uint16_t sport,
+                  uint16_t dport, size_t ipLen, bool df) {
+  PacketBuilder b = l2(f);
+  bool v6 = familyOf(src) == KEEL_AF_INET6;
+  if (v6) {
+    b.IPv6(src, dst);
+  } else {
+    b.IPv4(src, dst, {.fragOff = static_cast<uint16_t>(df ? kIpDf : 0)});
+  }
+  size_t hdrs = (v6 ? 40 : 20) + (proto == kTcp ? 20 : 8);
+  if (proto == kTcp) {
+    b.Tcp(sport, dport, kTcpAck);
+  } else {
+    b.Udp(sport, dport);
+  }
+  std::string payload(ipLen - hdrs, 'a');
+  for (size_t i = 0; i < payload.size(); i++) payload[i] = static_cast<char>('a' + i % 26);
+  return b.Payload(payload).build();
+}
+
+// The ICMP error keel must send for `input`, built from scratch by the
+// builder (its own headers and checksums: an oracle independent of encap.h):
+// MACs swapped, the tag kept, VIP -> client, TTL / hop limit 64, type 3/4
+// (IPv4, DF clear, id 0, TOS 0) or 2/0 (IPv6) with the MTU, and the first
+// 128 bytes of the client's IP packet.
+Bytes tooBigReply(const Bytes& input, const Frame& f, const std::string& client, const std::string& vip,
+                  uint32_t mtu) {
+  PacketBuilder b;
+  if (f.vlan) {
+    b.Eth(kRouterMac, kLbMac, f.tpid).Vlan(*f.vlan);
+  } else {
+    b.Eth(kRouterMac, kLbMac);
+  }
+  size_t l3 = l3Off(f);
+  Bytes quote(input.begin() + static_cast<long>(l3), input.begin() + static_cast<long>(l3 + 128));
+  if (familyOf(client) == KEEL_AF_INET6) {
+    b.IPv6(vip, client, {.hopLimit = 64}).Icmp6(2, 0, mtu);
+  } else {
+    b.IPv4(vip, client, {.ttl = 64}).Icmp(3, 4, mtu);
+  }
+  return b.Raw(quote).build();
+}
+
+}  // namespace
+
+std::vector<FixtureRow> mtuRows(uint32_t mtu) {
+  std::vector<FixtureRow> rows;
+  const Frame plain;
+  Frame tagged;
+  tagged.vlan = 5;
+  auto reply = [&](std::string d, const Frame& f, const std::string& client, const std::string& vip, uint8_t proto,
+                   uint16_t dport, size_t ipLen, uint32_t reported) {
+    Bytes in = sizedPacket(f, client, vip, proto, kSport, dport, ipLen, true);
+    rows.push_back({std::move(d), in, Verdict::kTx, KEEL_R_TX_ICMP_TOO_BIG, tooBigReply(in, f, client, vip, reported)});
+  };
+  // ipip v4 real: 20 outer bytes; v6 real: 40.
+  rows.push_back(forwardRow("ipip v4 at the MTU after encap", sizedPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu - 20, true),
+                            14, 0, flowKey(kClient4, "10.100.0.1", kSport, 80, kTcp)));
+  reply("ipip v4 DF one byte over: frag-needed, MTU - 20", plain, kClient4, "10.100.0.1", kTcp, 80, mtu - 19, mtu - 20);
+  reply("ipip v4 udp DF over, vlan kept: frag-needed", tagged, kClient4, "10.100.0.1", kUdp, 53, mtu, mtu - 20);
+  rows.push_back(dropRow("ipip v4 without DF over the MTU: keel cannot fragment",
+                         sizedPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu - 19, false), KEEL_R_DROP_TOO_BIG));
+  rows.push_back(dropRow("ipip v4 without DF over the MTU, vlan",
+                         sizedPacket(tagged, kClient4, "10.100.0.1", kUdp, kSport, 53, mtu, false), KEEL_R_DROP_TOO_BIG));
+  reply("ipip v6 one byte over: packet-too-big, MTU - 40", plain, kClient6, "fd00:100::1", kTcp, 80, mtu - 39, mtu - 40);
+  reply("ipip v6 udp over, vlan kept: packet-too-big", tagged, kClient6, "fd00:100::1", kUdp, 53, mtu, mtu - 40);
+  reply("4in6: v4 VIP, v6 real, DF over: frag-needed, MTU - 40", plain, kClient4, "10.100.0.6", kTcp, 80, mtu - 39,
+        mtu - 40);
+  reply("6in4: v6 VIP, v4 real, over: packet-too-big, MTU - 20", tagged, kClient6, "fd00:100::6", kTcp, 80, mtu - 19,
+        mtu - 20);
+  {
+    // ICMP errors steered by their quoted flow are never answered with one.
+    std::string pad(mtu, 'q');
+    Bytes err4 = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1", {.fragOff = kIpDf})
+                     .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4, {.fragOff = kIpDf}).Tcp(80, kSport, kTcpAck)
+                     .Payload(pad).build();
+    rows.push_back(dropRow("icmp frag-needed over the MTU: no error for an error", err4, KEEL_R_DROP_TOO_BIG));
+    Bytes err6 = PacketBuilder().Eth(kLbMac, kRouterMac).Vlan(5).IPv6("2001:db8:1::1", "fd00:100::1")
+                     .Icmp6(2, 0, 1280).IPv6("fd00:100::1", kClient6).Udp(53, kSport).Payload(pad).build();
+    rows.push_back(dropRow("icmpv6 packet-too-big over the MTU, vlan: no error for an error", err6, KEEL_R_DROP_TOO_BIG));
+  }
+  return rows;
+}
+
 std::vector<FixtureRow> truncationRows() {
   std::vector<FixtureRow> rows;
   std::vector<std::pair<std::string, Bytes>> valid;

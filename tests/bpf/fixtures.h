@@ -95,6 +95,13 @@ std::vector<FixtureRow> fixtureRows();
 // DROP_TRUNCATED after: by then the VIP is known).
 std::vector<FixtureRow> truncationRows();
 
+// Packets over the port MTU `mtu` once encapsulated (and one exactly at it),
+// for a port of that MTU: ICMP frag-needed / packet-too-big to the client,
+// DROP_TOO_BIG without DF or for an ICMP error. Every row is over (or at)
+// the limit by both planes' rules (XDP counts the IP length, DPDK the frame
+// less 14, so a tagged row is only ever over).
+std::vector<FixtureRow> mtuRows(uint32_t mtu);
+
 // Connection-table behaviour across ring changes, generation bumps, health
 // changes, drains and backend-id reuse.
 std::vector<Scenario> conntrackScenarios();

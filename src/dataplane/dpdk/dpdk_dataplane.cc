@@ -119,6 +119,26 @@ void closePort(uint16_t port, bool probed) {
   if (probed && dev) rte_dev_remove(dev);
 }
 
+// A frame the packet path rewrote (dpdk::PacketBuf, on kTx): the mbuf's
+// first segment is set to start at b.data and hold b.len bytes. The path
+// works in the first segment's buffer only; it may have moved the start into
+// the headroom (an outer header) and changed the length (grown by it, or cut
+// after an ICMP error's quote). A cut frame ends in the first segment, so a
+// chain behind it goes; otherwise the segments behind it stay as they were.
+inline void setFrame(rte_mbuf* m, const dpdk::PacketBuf& b) {
+  const uint16_t oldLen = rte_pktmbuf_data_len(m);
+  m->data_off = static_cast<uint16_t>(b.data - static_cast<uint8_t*>(m->buf_addr));
+  m->data_len = static_cast<uint16_t>(b.len);
+  if (b.len < oldLen && m->next) {
+    rte_pktmbuf_free(m->next);
+    m->next = nullptr;
+    m->nb_segs = 1;
+    m->pkt_len = b.len;
+    return;
+  }
+  m->pkt_len = m->pkt_len - oldLen + b.len;
+}
+
 // Sends what it can; frees the rest (a full TX ring is a drop, never a wait).
 inline void sendOrFree(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n) {
   if (n == 0) return;
@@ -401,10 +421,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         for (uint16_t i = 0; i < cur->n; ++i) {
           rte_mbuf* m = cur->pkts[i];
           if (results[i].verdict == dpdk::Verdict::kTx) {
-            // The path may only grow a frame at its front, into the headroom
-            // (an outer header); it never shrinks one.
-            if (cur->bufs[i].len > rte_pktmbuf_data_len(m))
-              rte_pktmbuf_prepend(m, static_cast<uint16_t>(cur->bufs[i].len - rte_pktmbuf_data_len(m)));
+            setFrame(m, cur->bufs[i]);
             tx[ntx++] = m;
           } else if (results[i].verdict == dpdk::Verdict::kPass && haveTap) {
             exc[nexc++] = m;

@@ -95,6 +95,28 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
   return finish(w, Verdict::kTx, KEEL_R_TX_ICMP_ECHO, bytes);
 }
 
+// A packet over the MTU once encapsulated: ICMP frag-needed / packet-too-big
+// back to the client (include/keel/encap.h says when and how; mtu is the
+// largest inner packet that fits), else DROP_TOO_BIG. The frame grows at its
+// front into the headroom and ends after the quote. The real got nothing, so
+// neither the service nor the backend counts it. Out of line (see
+// BurstCache::fill).
+[[gnu::noinline]] PacketResult tooBig(WorkerState& w, PacketBuf& b, const keel_pkt& p, uint32_t mtu,
+                                      uint32_t bytes) {
+  if (!keel_icmp_too_big_wanted(b.data, b.data + b.len, &p))
+    return finish(w, Verdict::kDrop, KEEL_R_DROP_TOO_BIG, bytes);
+  const uint16_t grow = keel_icmp_too_big_grow(p.key.family);
+  if (b.headroom < grow) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
+  uint8_t* start = b.data - grow;
+  const uint32_t len = keel_icmp_too_big_len(&p);  // <= grow + b.len: wanted() saw ip_len >= the quote
+  if (keel_icmp_too_big_write(start, start + len, &p, mtu) != 0)
+    return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
+  b.data = start;
+  b.len = len;
+  b.headroom -= grow;
+  return finish(w, Verdict::kTx, KEEL_R_TX_ICMP_TOO_BIG, bytes);
+}
+
 // A flow the connection table does not hold (or holds for a real it may no
 // longer use): its real from the service's ring, remembered unless the
 // packet is an ICMP error (which follows its flow but never creates one).
@@ -219,8 +241,7 @@ inline bool needsFlowHash(const Snapshot& s, const Step& step) {
   const uint16_t hdr = keel_encap_hdr_len(be->be.family);
   // The same test as XDP's bpf_check_mtu(ctx, 0, .., hdr): the frame minus
   // its Ethernet header, grown by the outer header, against the L3 MTU.
-  if (b.len - sizeof(keel_eth) + hdr > w.mtu)
-    return finish(w, Verdict::kDrop, KEEL_R_DROP_TOO_BIG, bytes);
+  if (b.len - sizeof(keel_eth) + hdr > w.mtu) return tooBig(w, b, p, w.mtu - hdr, bytes);
   if (b.headroom < hdr) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
   uint8_t* start = b.data - hdr;
   const int hashSrc = keel_encap_hash_src(&be->tpl, svc->flags);

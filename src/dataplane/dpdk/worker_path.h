@@ -9,7 +9,8 @@
 //   table of include/keel/parse.h) -> ICMP echo: reply -> service lookup,
 //   exact port then port 0 -> connection table (hit valid only if backend
 //   VALID, service_id matches, gen matches; else re-pick and overwrite) ->
-//   ring[keel_sched_hash % M] -> ipip / l2dsr (VLAN tag kept).
+//   ring[keel_sched_hash % M] -> ipip / l2dsr (VLAN tag kept); ipip over
+//   the MTU: ICMP frag-needed / packet-too-big to the client.
 // It never blocks, locks, allocates or throws.
 #pragma once
 
@@ -31,8 +32,10 @@ enum class Verdict : uint8_t {
 };
 
 // A frame in a buffer that may have room in front of it (mbuf headroom).
-// On kTx, data and len describe the rewritten frame; data may have moved
-// back by up to 40 bytes (the outer header).
+// On kTx, data and len describe the rewritten frame, which may start earlier
+// (into the headroom: up to 40 bytes for an outer header, 48 for an ICMP
+// error's headers) and may be shorter (an ICMP error ends after its quote);
+// the caller sets its buffer (the mbuf) from them.
 struct PacketBuf {
   uint8_t* data;
   uint32_t len;
@@ -60,7 +63,7 @@ struct alignas(64) WorkerState {
       : conns(connCapacity, connMemory, connSeed), counters(maxServices, maxBackends), mtu(mtu_) {}
   ConnTable conns;
   WorkerCounters counters;
-  uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it is DROP_TOO_BIG
+  uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it gets ICMP too-big or DROP_TOO_BIG
 };
 
 struct PacketResult {

@@ -114,6 +114,16 @@ std::vector<std::vector<uint8_t>> inputFrames() {
   Frame frag{ip("192.168.1.1"), vip4, 1, 80};
   frag.fragOff = 10;
   in.push_back(test::buildFrame(frag));
+  // 1500 IP bytes: over the port's MTU of 1500 once encapsulated. With DF
+  // the client gets ICMP frag-needed (the mbuf grows at its front and is cut
+  // after the quote); without, DROP_TOO_BIG.
+  Frame big{ip("192.168.1.2"), vip4, 4000, 80};
+  big.payload = 1500 - 40;
+  big.fragOff = KEEL_IP_DF;
+  in.push_back(test::buildFrame(big));
+  big.fragOff = 0;
+  big.sport = 4001;
+  in.push_back(test::buildFrame(big));
   return in;
 }
 
@@ -188,7 +198,7 @@ TEST_F(DpdkPcapTest, ForwardsByteForByteLikeThePurePath) {
     if (processPacket(*ref.current(), refWorker, b, 1).verdict == Verdict::kTx)
       expected.emplace_back(b.data, b.data + b.len);
   }
-  ASSERT_EQ(expected.size(), 14u);  // 8 ipip + 1 l2dsr + 4 ipip6 + 1 echo
+  ASSERT_EQ(expected.size(), 15u);  // 8 ipip + 1 l2dsr + 4 ipip6 + 1 echo + 1 frag-needed
 
   {
     DpdkOptions o = pcapOptions("net_pcap_keel" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
@@ -212,6 +222,8 @@ TEST_F(DpdkPcapTest, ForwardsByteForByteLikeThePurePath) {
     EXPECT_EQ(st.reasons[KEEL_R_PASS_NOT_VIP].packets, 1u);
     EXPECT_EQ(st.reasons[KEEL_R_DROP_NO_BACKEND].packets, 1u);
     EXPECT_EQ(st.reasons[KEEL_R_DROP_FRAGMENT].packets, 1u);
+    EXPECT_EQ(st.reasons[KEEL_R_TX_ICMP_TOO_BIG].packets, 1u);
+    EXPECT_EQ(st.reasons[KEEL_R_DROP_TOO_BIG].packets, 1u);
     EXPECT_EQ(st.services[0].packets, 8u);
     EXPECT_EQ(st.services[2].packets, 4u);
     EXPECT_EQ(st.backends[0].packets + st.backends[1].packets, 8u);
@@ -226,6 +238,8 @@ TEST_F(DpdkPcapTest, ForwardsByteForByteLikeThePurePath) {
   auto out = readPcap(tx);
   ASSERT_EQ(out.size(), expected.size());
   for (size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i], expected[i]) << "tx frame " << i;
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back().size(), 14u + 20 + 8 + 128) << "the frag-needed, cut after its quote";
 }
 
 // A freed id's counters go to 0 in every worker; other ids keep theirs.

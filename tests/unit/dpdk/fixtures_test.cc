@@ -30,7 +30,7 @@ Verdict toVerdict(keel::test::Verdict v) {
 
 class Plane {
  public:
-  Plane() : store_(64, 1024, nullptr), worker_(1 << 14, 64, 1024, 1500) {
+  explicit Plane(uint32_t mtu = 1500) : store_(64, 1024, nullptr), worker_(1 << 14, 64, 1024, mtu) {
     FixtureState st = keel::test::fixtureState();
     EXPECT_TRUE(store_.setNode(st.node));
     for (const auto& v : st.vips) EXPECT_TRUE(store_.addVip(v));
@@ -97,6 +97,15 @@ TEST(DpdkFixtures, RowsTwiceHitTheConnectionTable) {
   Plane p;
   for (int pass = 0; pass < 2; ++pass)
     for (const FixtureRow& row : keel::test::fixtureRows()) p.check(row);
+}
+
+// The port MTU rows balancer_test runs on a veth of MTU 1000: the same
+// bytes for the ICMP errors and the same drops.
+TEST(DpdkFixtures, OverTheMtu) {
+  Plane p(1000);
+  auto rows = keel::test::mtuRows(1000);
+  ASSERT_GE(rows.size(), 10u);
+  for (const FixtureRow& row : rows) p.check(row);
 }
 
 // Unlike BPF_PROG_TEST_RUN, the worker takes runts shorter than an Ethernet

@@ -101,6 +101,17 @@ int main(int argc, char** argv) {
   Frame tagged{ip("192.168.1.1"), vip4, 1000, 80};
   tagged.vlan = 5;
   seeds.push_back(test::buildFrame(tagged));
+  // Over the MTU once encapsulated: the ICMP too-big path (grows at the
+  // front, cuts the tail), tagged or not, v4 with DF and v6.
+  Frame big{ip("192.168.1.1"), vip4, 1000, 80};
+  big.payload = 1500 - 40;
+  big.fragOff = KEEL_IP_DF;
+  seeds.push_back(test::buildFrame(big));
+  big.vlan = 6;
+  seeds.push_back(test::buildFrame(big));
+  Frame big6{ip("2001:db8:5::1"), vip6, 1000, 53, KEEL_PROTO_UDP};
+  big6.payload = 1500 - 48;
+  seeds.push_back(test::buildFrame(big6));
 
   // Each packet goes through the path twice, on two workers with the same
   // history: alone (processPacket) and as part of a burst (both passes over

@@ -362,16 +362,98 @@ TEST_F(WorkerPathTest, MalformedPacketsAimedAtAVipAreDropped) {
   EXPECT_EQ(run(shortFrame).r.reason, KEEL_R_PASS_TRUNCATED);
 }
 
-TEST_F(WorkerPathTest, EncapsulationAboveTheMtuIsDropped) {
+// Over the MTU once encapsulated: ICMP frag-needed from the VIP with DF,
+// DROP_TOO_BIG without (the byte-exact frames are fixtures.h mtuRows, shared
+// with XDP). Checksums checked here with this file's own helper.
+TEST_F(WorkerPathTest, EncapsulationAboveTheMtuAnswersOrDrops) {
   addService(vip4_, 53, KEEL_PROTO_UDP, 1);
   ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1)));
   ring(1, {1, 1, 1});
   Frame f{ip("192.168.1.1"), vip4_, 1000, 53, KEEL_PROTO_UDP};
   f.payload = 1500 - 28 - 20;  // exactly fits after encapsulation
+  f.fragOff = KEEL_IP_DF;
   EXPECT_EQ(run(test::buildFrame(f)).r.reason, KEEL_R_TX_IPIP);
   f.payload += 1;
   f.sport = 1001;
+  const std::vector<uint8_t> in = test::buildFrame(f);
+  Out o = run(in);
+  ASSERT_EQ(o.r.verdict, Verdict::kTx);
+  ASSERT_EQ(o.r.reason, KEEL_R_TX_ICMP_TOO_BIG);
+  EXPECT_EQ(o.r.backendId, KEEL_INVALID_ID);
+  EXPECT_EQ(worker_.counters.services[1].packets, 1u) << "only the packet that fitted";
+  ASSERT_EQ(o.bytes.size(), 14u + 20 + 8 + 128);
+  EXPECT_EQ(std::memcmp(o.bytes.data(), in.data() + 6, 6), 0);  // back to the sender's MAC
+  EXPECT_EQ(std::memcmp(o.bytes.data() + 6, in.data(), 6), 0);
+  const uint8_t* ip4 = o.bytes.data() + 14;
+  EXPECT_EQ(ip4[0], 0x45);
+  EXPECT_EQ(ip4[2] << 8 | ip4[3], 20 + 8 + 128);
+  EXPECT_EQ(ip4[8], 64);
+  EXPECT_EQ(ip4[9], KEEL_IPPROTO_ICMP);
+  EXPECT_EQ(std::memcmp(ip4 + 12, in.data() + 14 + 16, 4), 0);  // from the VIP
+  EXPECT_EQ(std::memcmp(ip4 + 16, in.data() + 14 + 12, 4), 0);  // to the client
+  EXPECT_EQ(inetSum(ip4, 20), 0xffff);
+  const uint8_t* icmp = ip4 + 20;
+  EXPECT_EQ(icmp[0], 3);
+  EXPECT_EQ(icmp[1], 4);
+  EXPECT_EQ(icmp[6] << 8 | icmp[7], 1500 - 20);  // next-hop MTU
+  EXPECT_EQ(inetSum(icmp, 8 + 128), 0xffff);
+  EXPECT_TRUE(std::equal(in.begin() + 14, in.begin() + 14 + 128, icmp + 8));  // the quote
+  // Without DF the sender allows fragmenting, which keel does not do.
+  f.fragOff = 0;
+  f.sport = 1002;
   EXPECT_EQ(run(test::buildFrame(f)).r.reason, KEEL_R_DROP_TOO_BIG);
+}
+
+TEST_F(WorkerPathTest, PacketTooBigV6CarriesThePseudoHeaderChecksum) {
+  addService(vip6_, 53, KEEL_PROTO_UDP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("2001:db8:1::1"), 1)));
+  ring(1, {1, 1, 1});
+  Frame f{ip("2001:db8:7::1"), vip6_, 1000, 53, KEEL_PROTO_UDP};
+  f.vlan = 12;
+  f.payload = 1500 - 48 - 40;  // over the MTU once a v6 outer header is added
+  const std::vector<uint8_t> in = test::buildFrame(f);
+  Out o = run(in);
+  ASSERT_EQ(o.r.reason, KEEL_R_TX_ICMP_TOO_BIG);
+  ASSERT_EQ(o.bytes.size(), 18u + 40 + 8 + 128);
+  EXPECT_EQ(std::memcmp(o.bytes.data() + 12, in.data() + 12, 4), 0);  // the tag as it came
+  const uint8_t* ip6 = o.bytes.data() + 18;
+  EXPECT_EQ(ip6[0], 0x60);
+  EXPECT_EQ(ip6[4] << 8 | ip6[5], 8 + 128);
+  EXPECT_EQ(ip6[6], KEEL_IPPROTO_ICMPV6);
+  EXPECT_EQ(ip6[7], 64);
+  EXPECT_EQ(std::memcmp(ip6 + 8, in.data() + 18 + 24, 16), 0);   // from the VIP
+  EXPECT_EQ(std::memcmp(ip6 + 24, in.data() + 18 + 8, 16), 0);   // to the client
+  const uint8_t* icmp = ip6 + 40;
+  EXPECT_EQ(icmp[0], 2);
+  EXPECT_EQ(icmp[4] << 24 | icmp[5] << 16 | icmp[6] << 8 | icmp[7], 1500 - 40);
+  // RFC 4443 §2.3: the message plus the pseudo-header sums to 0xffff.
+  std::vector<uint8_t> pseudo(ip6 + 8, ip6 + 40);
+  const uint8_t tail[8] = {0, 0, 0, 8 + 128, 0, 0, 0, KEEL_IPPROTO_ICMPV6};
+  pseudo.insert(pseudo.end(), tail, tail + 8);
+  pseudo.insert(pseudo.end(), icmp, icmp + 8 + 128);
+  EXPECT_EQ(inetSum(pseudo.data(), pseudo.size()), 0xffff);
+}
+
+// A port MTU so small that the packet over it is shorter than the quote:
+// no error (the quote would be cut), DROP_TOO_BIG as before.
+TEST_F(WorkerPathTest, PacketShorterThanTheQuoteIsDropped) {
+  WorkerState tiny(1024, 16, 1024, 100);
+  addService(vip4_, 53, KEEL_PROTO_UDP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1)));
+  ring(1, {1, 1, 1});
+  Frame f{ip("192.168.1.1"), vip4_, 1000, 53, KEEL_PROTO_UDP};
+  f.fragOff = KEEL_IP_DF;
+  f.payload = 100 - 28;  // 100 IP bytes + 20 > 100, but < 128 to quote
+  std::vector<uint8_t> mem;
+  PacketBuf b = place(mem, test::buildFrame(f));
+  EXPECT_EQ(processPacket(*store_.current(), tiny, b, 1000).reason, KEEL_R_DROP_TOO_BIG);
+  // Not enough headroom for the new headers: counted, never written.
+  f.payload = 200;
+  std::vector<uint8_t> frame = test::buildFrame(f);
+  std::vector<uint8_t> exact(frame);
+  PacketBuf nb{exact.data(), static_cast<uint32_t>(exact.size()), 0};
+  EXPECT_EQ(processPacket(*store_.current(), tiny, nb, 1000).reason, KEEL_R_DROP_ENCAP_FAILED);
+  EXPECT_EQ(exact, frame);
 }
 
 TEST_F(WorkerPathTest, EveryUpdatePublishesANewSnapshotAfterAGracePeriod) {

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -200,6 +201,21 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
                            std::to_string(info.type) + ", key " + std::to_string(info.key_size) +
                            " B, value " + std::to_string(info.value_size) + " B)" + removeHint(options_));
     }
+    if (map == skel_->maps.stats_reasons && info.max_entries != bpf_map__max_entries(map)) {
+      // Its size is the build's number of reasons (KEEL_R_MAX), not a
+      // limit: a keeld that counts more or fewer verdicts pinned it (an
+      // upgrade that added one). Not reused: load creates this build's map,
+      // and migrateReasons() moves the counts over and takes the pin.
+      oldReasons_.emplace(::dup(fd));
+      oldReasonsEntries_ = info.max_entries;
+      ::close(fd);
+      fds.pop_back();
+      if (oldReasons_->get() < 0) {
+        closeAll();
+        return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
+      }
+      continue;
+    }
     if (info.max_entries != bpf_map__max_entries(map)) {
       closeAll();
       return Status::error(std::string(limitKeyOf(name)) + ": " +
@@ -274,7 +290,8 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
     dp->adopted_ = std::move(state);
   }
   if (!options.pinDir.empty()) {
-    Status s = adopting ? Status::ok() : dp->pinMaps();  // adopted maps are pinned already
+    // Adopted maps are pinned already, all but a stats_reasons of another size.
+    Status s = adopting ? dp->migrateReasons() : dp->pinMaps();
     if (s) s = dp->pinProgram();
     if (!s) {
       if (adopting)
@@ -386,6 +403,43 @@ Status XdpDataplane::pinMaps() {
       return Status::error("xdp: pin " + path + ": " + errnoText(rc));
     }
   }
+  return Status::ok();
+}
+
+// After an adoption that found stats_reasons pinned with another number of
+// reasons (adoptPinnedMaps): adds the old map's counts of every reason both
+// builds know (indices only ever get appended: maps_abi.h) to this build's
+// map and pins it in the old one's place. Runs after the new program is
+// attached, so the old one no longer counts; packets counted by the old
+// program between this copy and its last run on another CPU are lost (a
+// handful at most), as is a count racing ours on the same CPU.
+Status XdpDataplane::migrateReasons() {
+  if (!oldReasons_) return Status::ok();
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return Status::error("xdp: migrate stats_reasons: cannot count the possible CPUs");
+  bpf_map* map = skel_->maps.stats_reasons;
+  const int fd = bpf_map__fd(map);
+  const uint32_t n = std::min<uint32_t>(oldReasonsEntries_, KEEL_R_MAX);
+  std::vector<keel_counter> oldValues(static_cast<size_t>(ncpu)), values(static_cast<size_t>(ncpu));
+  for (uint32_t i = 0; i < n; ++i) {
+    if (bpf_map_lookup_elem(oldReasons_->get(), &i, oldValues.data()) != 0) continue;
+    if (bpf_map_lookup_elem(fd, &i, values.data()) != 0) continue;
+    for (int c = 0; c < ncpu; ++c) {
+      values[c].packets += oldValues[c].packets;
+      values[c].bytes += oldValues[c].bytes;
+    }
+    if (bpf_map_update_elem(fd, &i, values.data(), BPF_ANY) != 0)
+      return Status::error("xdp: migrate stats_reasons: " + errnoText(errno));
+  }
+  const std::string path = options_.pinDir + "/" + bpf_map__name(map);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return Status::error("xdp: replace the pin " + path + ": " + errnoText(errno));
+  if (int rc = bpf_map__pin(map, path.c_str()); rc != 0)
+    return Status::error("xdp: pin " + path + ": " + errnoText(rc));
+  logInfo(LogRecord("xdp_adopt_migrates_reasons")
+              .add("reason", path + " held " + std::to_string(oldReasonsEntries_) + " reasons, this build counts " +
+                                 std::to_string(KEEL_R_MAX) + ": counts carried over to a new map"));
+  oldReasons_.reset();
   return Status::ok();
 }
 

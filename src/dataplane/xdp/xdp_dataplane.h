@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fd.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/xdp/map_elem_counter.h"
 
@@ -91,6 +92,7 @@ class XdpDataplane final : public Dataplane {
   Status adoptPinnedMaps(bool* adopting);
   Status attachOrReplace(bool adopting);
   Status pinMaps();
+  Status migrateReasons();
   Status pinProgram();
   void unpinMaps();
   Status readProgrammed(ProgrammedState* out);
@@ -108,6 +110,10 @@ class XdpDataplane final : public Dataplane {
   bool leaveInPlace_ = false;
   bool keptProgram_ = false;
   std::optional<ProgrammedState> adopted_;
+  // Adoption: the pinned stats_reasons of a keeld with another number of
+  // reasons (KEEL_R_MAX), whose counts migrateReasons() carries over.
+  std::optional<Fd> oldReasons_;
+  uint32_t oldReasonsEntries_ = 0;
   std::vector<uint32_t> ringKeys_;  // 0..M, reused for batch ring fills
 };
 

@@ -402,6 +402,51 @@ TEST_F(XdpAdoptTest, ChangedProgramIsSwappedOverTheSameMaps) {
   EXPECT_EQ(info.id, dp_->programId());
 }
 
+// A keeld built before a reason was appended (tx_icmp_too_big: 16 -> 17)
+// pinned a smaller stats_reasons. The reasons are the build's, not a limit:
+// the restart adopts everything else, carries the counts over to this
+// build's map and pins it in the old one's place.
+TEST_F(XdpAdoptTest, ReasonsPinnedByABuildWithFewerReasonsAreCarriedOver) {
+  firstKeeld();
+  const std::string path = pinDir_ + "/stats_reasons";
+  const int ncpu = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpu, 0);
+  int old = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "stats_reasons", 4, sizeof(keel_counter), KEEL_R_MAX - 1,
+                           nullptr);
+  ASSERT_GE(old, 0);
+  std::vector<keel_counter> v(static_cast<size_t>(ncpu));
+  v[0] = {5, 500};
+  v[static_cast<size_t>(ncpu - 1)].packets += 2;
+  uint32_t key = KEEL_R_TX_IPIP;
+  ASSERT_EQ(bpf_map_update_elem(old, &key, v.data(), BPF_ANY), 0);
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
+  close(old);
+  const uint32_t conntrackId = mapId("conntrack");
+
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(mapId("conntrack"), conntrackId);
+  expectStateKept();
+  int fd = pinned("stats_reasons");
+  ASSERT_GE(fd, 0);
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+  close(fd);
+  EXPECT_EQ(info.max_entries, static_cast<uint32_t>(KEEL_R_MAX));
+  DataplaneStats st = dp_->readStats(0, 0);
+  EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, 7u);
+  EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].bytes, 500u);
+  // The next restart adopts the new map as it is.
+  dp_->leaveInPlace();
+  dp_.reset();
+  s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_TRUE(dp_->keptProgram());
+  EXPECT_EQ(dp_->readStats(0, 0).reasons[KEEL_R_TX_IPIP].packets, 7u);
+}
+
 TEST_F(XdpAdoptTest, ChangedLimitsAreRefusedNamingTheKeyAndChangeNothing) {
   firstKeeld();
   XdpOptions o = options();

@@ -204,3 +204,96 @@ def test_weighted_reals_match_model(keel_variant):
         wrong = [(f["sport"], f["real"], p) for f, p in zip(flows, predicted) if f["real"] != p]
         assert not wrong, f"{svc['name']}: {len(wrong)} flows differ from the model: {wrong[:5]}"
         assert spread["real3"] > spread["real1"], f"v{fam} {svc['name']}: {spread}"
+
+
+def ipip_all(lab):
+    return [lab.service(f"web{fam}-{proto}", fam, PORT, proto, "ipip")
+            for fam in (4, 6) for proto in ("udp", "tcp")]
+
+
+# Linux socket options (not all in Python's socket module).
+IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_MTU = 10, 2, 14
+IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO, IPV6_MTU = 23, 2, 24
+
+
+def flush_pmtu(lab):
+    """Forgets every learned path MTU in the client (route exceptions), so
+    each test starts from the link's 1500 and leaves nothing behind."""
+    lab.client.sh("ip -4 route flush cache; ip -6 route flush cache")
+
+
+@pytest.mark.parametrize("keel_variant", [ipip_all], indirect=True, ids=["ipip"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_too_big_answered_with_icmp(keel_variant, family):
+    """PMTU discovery through the VIP (docs/operations.md "MTU with ipip"):
+    on a 1500-byte LAN, a 1500-byte client packet with DF no longer fits once
+    encapsulated. The balancer answers from the VIP with ICMP frag-needed /
+    packet-too-big naming 1500 less the outer header, the client's stack
+    learns it (the socket's path MTU drops, the next full-size send fails with
+    EMSGSIZE), and a TCP upload of 200 KB completes at the smaller size
+    instead of stalling in a black hole."""
+    import errno
+    import socket
+    import time
+
+    lab, _ = keel_variant
+    vip = lab.vip(family)
+    fam = socket.AF_INET if family == 4 else socket.AF_INET6
+    hdr = 20 if family == 4 else 40  # outer header: the real's family (= the VIP's here)
+    want = lab.lan_mtu - hdr
+    level, disc, do, mtu_opt = ((socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_MTU) if family == 4 else
+                                (socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO, IPV6_MTU))
+    flush_pmtu(lab)
+    before = lab.reasons()
+    s = lab.client.socket(fam, socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(level, disc, do)
+        s.connect((vip, PORT))
+        assert s.getsockopt(level, mtu_opt) == lab.lan_mtu, "a path MTU learned before the test"
+        full = b"x" * (lab.lan_mtu - (20 if family == 4 else 40) - 8)  # a 1500-byte IP packet
+        learned = lab.lan_mtu
+        for _ in range(5):  # bounded: a send, then up to 1 s for the error to arrive
+            s.send(full)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and learned == lab.lan_mtu:
+                time.sleep(0.05)
+                learned = s.getsockopt(level, mtu_opt)
+            if learned != lab.lan_mtu:
+                break
+        assert learned == want, f"path MTU to {vip}: {learned}, want {want}"
+        try:
+            s.send(full)
+            raise AssertionError("a full-size DF datagram was sent after the path MTU dropped")
+        except OSError as e:
+            assert e.errno == errno.EMSGSIZE, e
+        route = lab.client.run(["ip", f"-{family}", "route", "get", vip]).stdout
+        assert f"mtu {want}" in route, route
+        after = lab.reasons()
+        if before is not None and after is not None:
+            assert after["tx_icmp_too_big"] - before["tx_icmp_too_big"] >= 1, after
+            assert after["drop_too_big"] == before["drop_too_big"], after
+
+        # TCP (DF on every segment): the upload completes once the stack
+        # lowers its segments; the real answers each read with its name and
+        # closes at EOF, so reading to EOF proves every byte arrived.
+        flush_pmtu(lab)
+        t = lab.client.socket(fam, socket.SOCK_STREAM)
+        try:
+            t.settimeout(10)
+            t.connect((vip, PORT))
+            t.sendall(b"u" * 200_000)
+            t.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                chunk = t.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            names = set(got.split())
+            assert len(names) == 1 and names.pop().startswith(b"real"), got[:100]
+            assert t.getsockopt(level, mtu_opt) == want
+        finally:
+            t.close()
+    finally:
+        s.close()
+        flush_pmtu(lab)

@@ -32,11 +32,14 @@
 // quantity's median over the rounds.
 //
 // Usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge]
+//                   [--ipv6]
 // --path-only times the packet path alone (no EAL, no I/O; see runPurePath);
 // --established leaves its new-flow run out (callgrind of established packets:
 // 20 timed passes + 1 warm-up over the flows, so instructions / (21 x flows)).
 // --huge gives both programs EAL memory on 2 MiB hugepages instead of
 // --no-huge (see reserveHuge); keel's connection tables are EAL memory.
+// --ipv6 makes the VIP, the flows and the reals IPv6 (ip6ip6, 74 B frames):
+// an IPv6 flow's connection-table entry is a whole cache line, not half.
 #include <pcap/pcap.h>
 #include <rte_eal.h>
 #include <sys/mman.h>
@@ -70,6 +73,7 @@ namespace {
 
 const std::string kPid = std::to_string(getpid());
 bool gHuge = false;  // --huge
+bool gIpv6 = false;  // --ipv6
 std::vector<std::pair<void*, size_t>>& hugeSizes() {
   static std::vector<std::pair<void*, size_t>> v;
   return v;
@@ -77,35 +81,100 @@ std::vector<std::pair<void*, size_t>>& hugeSizes() {
 
 IpAddress ip(const std::string& s) { return *IpAddress::parse(s); }
 
-// A minimal TCP SYN frame, 60 bytes (valid IPv4 header checksum is not
-// needed by either program; it is left zero).
-std::vector<uint8_t> synFrame(uint32_t src, uint16_t sport, const IpAddress& vip, uint16_t dport) {
-  std::vector<uint8_t> f(60, 0);
+// The VIP; its family (--ipv6) is the flows', the reals' and the tunnel's.
+IpAddress benchVip() { return ip(gIpv6 ? "2001:db8::100" : "10.0.0.100"); }
+
+// A minimal TCP SYN frame from src:sport to the VIP: 60 bytes for IPv4
+// (Ethernet's minimum), 74 for IPv6. Checksums are left zero: neither
+// program checks them.
+std::vector<uint8_t> synFrame(const uint8_t* src, uint16_t sport, const IpAddress& vip, uint16_t dport) {
+  const bool v6 = !vip.isV4();
+  const size_t l3 = v6 ? 40 : 20;
+  std::vector<uint8_t> f(v6 ? 74 : 60, 0);
   const uint8_t macs[12] = {2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2};
   std::memcpy(f.data(), macs, 12);
-  f[12] = 0x08;
-  f[14] = 0x45;
-  f[16] = 0;
-  f[17] = 46;  // 20 + 20 + 6
-  f[22] = 64;
-  f[23] = KEEL_PROTO_TCP;
-  std::memcpy(&f[26], &src, 4);
-  std::memcpy(&f[30], vip.bytes().data(), 4);
-  f[34] = static_cast<uint8_t>(sport >> 8);
-  f[35] = static_cast<uint8_t>(sport);
-  f[36] = static_cast<uint8_t>(dport >> 8);
-  f[37] = static_cast<uint8_t>(dport);
-  f[46] = 0x50;
-  f[47] = KEEL_TCP_SYN;
+  if (v6) {
+    f[12] = 0x86;
+    f[13] = 0xdd;
+    f[14] = 0x60;
+    f[19] = 20;  // payload: the TCP header
+    f[20] = KEEL_PROTO_TCP;
+    f[21] = 64;
+    std::memcpy(&f[22], src, 16);
+    std::memcpy(&f[38], vip.bytes().data(), 16);
+  } else {
+    f[12] = 0x08;
+    f[14] = 0x45;
+    f[17] = 46;  // 20 + 20 + the 6 bytes that pad the frame to 60, counted as payload
+    f[22] = 64;
+    f[23] = KEEL_PROTO_TCP;
+    std::memcpy(&f[26], src, 4);
+    std::memcpy(&f[30], vip.bytes().data(), 4);
+  }
+  uint8_t* tcp = &f[14 + l3];
+  tcp[0] = static_cast<uint8_t>(sport >> 8);
+  tcp[1] = static_cast<uint8_t>(sport);
+  tcp[2] = static_cast<uint8_t>(dport >> 8);
+  tcp[3] = static_cast<uint8_t>(dport);
+  tcp[12] = 0x50;
+  tcp[13] = KEEL_TCP_SYN;
   return f;
 }
 
+// The benchmark's flows: one frame each, random sources and source ports
+// (IPv6 sources in 2001:db8:ffff::/64), all to the VIP's port 80.
 std::vector<std::vector<uint8_t>> makeFrames(int flows, const IpAddress& vip) {
   std::mt19937 rng(7);
   std::vector<std::vector<uint8_t>> frames;
-  for (int i = 0; i < flows; ++i)
-    frames.push_back(synFrame(rng(), static_cast<uint16_t>(1024 + rng() % 60000), vip, 80));
+  for (int i = 0; i < flows; ++i) {
+    uint8_t src[16] = {0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff};
+    const uint32_t a = rng();
+    if (vip.isV4()) {
+      std::memcpy(src, &a, 4);
+    } else {
+      const uint32_t b = rng();
+      std::memcpy(src + 8, &a, 4);
+      std::memcpy(src + 12, &b, 4);
+    }
+    frames.push_back(synFrame(src, static_cast<uint16_t>(1024 + rng() % 60000), vip, 80));
+  }
   return frames;
+}
+
+// The one service both the port run and the packet path alone load into
+// their tables (a Dataplane or a TableStore): the VIP's TCP port 80, 16
+// reals of the VIP's family, ipip (IPv4 in IPv4, or IPv6 in IPv6), Maglev
+// M = 65537.
+template <typename Tables>
+bool loadService(Tables& t, const IpAddress& vip) {
+  const uint8_t family = vip.isV4() ? KEEL_AF_INET : KEEL_AF_INET6;
+  keel_node_config node{};
+  std::memcpy(&node.tunnel_src_v4, ip("192.0.2.1").bytes().data(), 4);
+  std::memcpy(node.tunnel_src_v6, ip("2001:db8:1::1").bytes().data(), 16);
+  node.tcp_idle_timeout_s = node.udp_idle_timeout_s = 300;
+  bool ok = t.setNode(node).isOk();
+  keel_vip_key vk{};
+  vip.toWords(vk.addr);
+  vk.family = family;
+  ok = ok && t.addVip(vk).isOk();
+  keel_service_key sk{};
+  vip.toWords(sk.vip);
+  sk.port = KEEL_HTONS(80);
+  sk.proto = KEEL_PROTO_TCP;
+  sk.family = family;
+  ok = ok && t.upsertService(sk, keel_service_value{}).isOk();
+  std::vector<MaglevReal> reals;
+  for (uint32_t i = 0; i < 16; ++i) {
+    keel_backend b{};
+    IpAddress a = ip((family == KEEL_AF_INET ? "10.1.0." : "fc00:1::") + std::to_string(i + 1));
+    a.toWords(b.addr);
+    b.family = family;
+    b.flags = KEEL_BE_F_VALID;
+    b.gen = 1;
+    ok = ok && t.upsertBackend(i, b).isOk();
+    reals.push_back({a, 1, i});
+  }
+  return ok && t.publishRing(0, buildMaglevTable(reals, KEEL_RING_SIZE_DEFAULT)).isOk();
 }
 
 // With --huge, the packet path alone gets its connection table on 2 MiB
@@ -131,34 +200,9 @@ void hugeRelease(void* p) {
 // The packet path alone, no I/O: each frame is copied to a scratch buffer
 // (as a source would) and processed; Mpps per second of this thread's CPU.
 double runPurePath(int flows, uint32_t connTable, int passes) {
-  IpAddress vip = ip("10.0.0.100");
+  const IpAddress vip = benchVip();
   dpdk::TableStore store(16, 1024, nullptr);
-  keel_node_config node{};
-  std::memcpy(&node.tunnel_src_v4, ip("192.0.2.1").bytes().data(), 4);
-  node.tcp_idle_timeout_s = 300;
-  bool ok = store.setNode(node).isOk();
-  keel_vip_key vk{};
-  vip.toWords(vk.addr);
-  vk.family = KEEL_AF_INET;
-  ok = ok && store.addVip(vk).isOk();
-  keel_service_key sk{};
-  vip.toWords(sk.vip);
-  sk.port = KEEL_HTONS(80);
-  sk.proto = KEEL_PROTO_TCP;
-  sk.family = KEEL_AF_INET;
-  ok = ok && store.upsertService(sk, keel_service_value{}).isOk();
-  std::vector<MaglevReal> reals;
-  for (uint32_t i = 0; i < 16; ++i) {
-    keel_backend b{};
-    IpAddress a = ip("10.1.0." + std::to_string(i + 1));
-    a.toWords(b.addr);
-    b.family = KEEL_AF_INET;
-    b.flags = KEEL_BE_F_VALID;
-    ok = ok && store.upsertBackend(i, b).isOk();
-    reals.push_back({a, 1, i});
-  }
-  ok = ok && store.publishRing(0, buildMaglevTable(reals, KEEL_RING_SIZE_DEFAULT)).isOk();
-  if (!ok) return 0;
+  if (!loadService(store, vip)) return 0;
   const dpdk::ConnMemory huge{hugeZalloc, hugeRelease, -1};
   dpdk::WorkerState w(connTable, 16, 1024, 1500, gHuge ? huge : dpdk::kHeapConnMemory);
   auto frames = makeFrames(flows, vip);
@@ -190,11 +234,9 @@ double runPurePath(int flows, uint32_t connTable, int passes) {
 }
 
 void writePcap(const std::string& path, int flows, const IpAddress& vip) {
-  std::mt19937 rng(7);
   pcap_t* dead = pcap_open_dead(DLT_EN10MB, 65535);
   pcap_dumper_t* d = pcap_dump_open(dead, path.c_str());
-  for (int i = 0; i < flows; ++i) {
-    auto f = synFrame(rng(), static_cast<uint16_t>(1024 + rng() % 60000), vip, 80);
+  for (const auto& f : makeFrames(flows, vip)) {
     pcap_pkthdr h{};
     h.caplen = h.len = static_cast<bpf_u_int32>(f.size());
     pcap_dump(reinterpret_cast<u_char*>(d), &h, f.data());
@@ -321,34 +363,7 @@ Rate runKeel(const std::string& pcap, int flows, uint32_t connTable, double wind
     std::fprintf(stderr, "dpdk_bench: %s\n", err.c_str());
     std::exit(1);
   }
-  IpAddress vip = ip("10.0.0.100");
-  keel_node_config node{};
-  std::memcpy(&node.tunnel_src_v4, ip("192.0.2.1").bytes().data(), 4);
-  node.tcp_idle_timeout_s = node.udp_idle_timeout_s = 300;
-  bool ok = dp->setNode(node).isOk();
-  keel_vip_key vk{};
-  vip.toWords(vk.addr);
-  vk.family = KEEL_AF_INET;
-  ok = ok && dp->addVip(vk).isOk();
-  keel_service_key sk{};
-  vip.toWords(sk.vip);
-  sk.port = KEEL_HTONS(80);
-  sk.proto = KEEL_PROTO_TCP;
-  sk.family = KEEL_AF_INET;
-  keel_service_value sv{};
-  ok = ok && dp->upsertService(sk, sv).isOk();
-  std::vector<MaglevReal> reals;
-  for (uint32_t i = 0; i < 16; ++i) {
-    keel_backend b{};
-    IpAddress a = ip("10.1.0." + std::to_string(i + 1));
-    a.toWords(b.addr);
-    b.family = KEEL_AF_INET;
-    b.flags = KEEL_BE_F_VALID;
-    b.gen = 1;
-    ok = ok && dp->upsertBackend(i, b).isOk();
-    reals.push_back({a, 1, i});
-  }
-  ok = ok && dp->publishRing(0, buildMaglevTable(reals, KEEL_RING_SIZE_DEFAULT)).isOk();
+  bool ok = loadService(*dp, benchVip());
   ok = ok && dp->start().isOk();
   if (!ok) {
     std::fprintf(stderr, "dpdk_bench: table setup failed\n");
@@ -476,8 +491,9 @@ int main(int argc, char** argv) {
     else if (a == "--path-only") pathOnly = true;
     else if (a == "--established") establishedOnly = true;
     else if (a == "--huge") gHuge = true;
+    else if (a == "--ipv6") gIpv6 = true;
     else {
-      std::fprintf(stderr, "usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge]\n"
+      std::fprintf(stderr, "usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge] [--ipv6]\n"
                            "dpdk_bench: unknown or incomplete argument \"%s\"\n", a.c_str());
       return 2;
     }
@@ -498,16 +514,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   const std::string pcap = "/tmp/keel-dpdk-bench-" + kPid + ".pcap";
-  writePcap(pcap, flows, ip("10.0.0.100"));
+  writePcap(pcap, flows, benchVip());
 
   std::printf("dpdk_bench: keel DPDK worker vs dpdk-testpmd io, same vdev\n");
   std::printf("machine: %s\n", keel::bench::machineDescription().c_str());
-  std::printf("method: net_pcap infinite_rx (in-memory replay, tx_drop), %d TCP flows, 60 B frames,\n"
-              "        ipip to 16 reals (M=65537); both sides: 1 forwarding lcore, burst %d,\n"
+  std::printf("method: net_pcap infinite_rx (in-memory replay, tx_drop), %d TCP/%s flows, %s frames,\n"
+              "        %s to 16 reals (M=65537); both sides: 1 forwarding lcore, burst %d,\n"
               "        %d rx/tx descriptors, pool of %u mbufs with a %d cache, %s;\n"
               "        %.0f s steady window (keel after 1 s warm-up, testpmd from its 2nd report);\n"
               "        %d rounds of keel established, keel new flows, testpmd io\n",
-              flows, kBurst, kDescriptors, poolSize(flows), kMbufCache, memoryDescription().c_str(), window, rounds);
+              flows, gIpv6 ? "IPv6" : "IPv4", gIpv6 ? "74 B" : "60 B", gIpv6 ? "ip6ip6" : "ipip", kBurst, kDescriptors, poolSize(flows), kMbufCache, memoryDescription().c_str(), window, rounds);
   std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
   std::printf("round  keel est. Mpps/CPU-s  keel new  testpmd io   ratio est.  ratio new   (wall: est / new / testpmd Mpps)\n");
   struct Round {

@@ -143,16 +143,53 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
 Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted) {
   if (auto errors = validateTargets(config); !errors.empty()) return Status::error(errors.front());
   neighbourInterface_ = config.dataplane.interface;
-  Overlay kept = loadState(config);
-  if (adopted)
+  std::optional<StopRecord> stop;
+  Overlay kept = loadState(config, &stop);
+  if (adopted) {
+    // The adopted data plane says which reals are up (VALID).
     if (Status s = registry_.adopt(*adopted, compose(config, kept)); !s) return s;
+  } else {
+    startFrom_ = std::move(stop);
+  }
   Result r = commit(config, kept);
   if (!r.isOk() && !kept.empty()) {
     logWarn(LogRecord("runtime_state_ignored").add("path", statePath_).add("error", r.error().message));
     r = commit(config, Overlay{});
   }
+  if (r.isOk() && startFrom_) {
+    const auto ago =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now() - startFrom_->at);
+    for (const ServiceConfig& svc : effective_.services)
+      for (const RealConfig& real : svc.reals)
+        if (real.healthSpec.type != HealthCheckSpec::Type::None && startsUp(svc.name, real))
+          logInfo(LogRecord("health_kept_from_stop")
+                      .add("service", svc.name)
+                      .add("real", real.address.toString())
+                      .add("stopped_ms_ago", static_cast<uint64_t>(ago.count())));
+  }
+  startFrom_.reset();
   if (!r.isOk()) return Status::error(r.error().message);
   return Status::ok();
+}
+
+void DaemonBackend::saveAtStop() const {
+  StopRecord stop{std::chrono::system_clock::now(), {}};
+  std::set<RealKey> checked;
+  for (const ServiceConfig& svc : effective_.services)
+    for (const RealConfig& r : svc.reals)
+      if (r.healthSpec.type != HealthCheckSpec::Type::None) checked.insert({svc.name, r.address});
+  for (const ServiceView& v : registry_.services())
+    for (const RealView& r : v.reals)
+      if (r.healthy && checked.count({v.name, r.address})) stop.up.insert({v.name, r.address});
+  saveState(&stop);
+}
+
+// During start(): whether a checked real starts up (start(), header).
+bool DaemonBackend::startsUp(const std::string& service, const RealConfig& real) const {
+  if (!startFrom_ || !startFrom_->up.count({service, real.address})) return false;
+  const auto ago = std::chrono::system_clock::now() - startFrom_->at;
+  return ago >= std::chrono::system_clock::duration::zero() &&
+         ago <= real.healthSpec.interval * real.healthSpec.fall;
 }
 
 Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const {
@@ -179,7 +216,8 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
       // its generation, so established flows stay (registry.h).
       if (ov.drained) it->weight = 0;
     }
-    for (RealConfig& r : svc.reals) r.startHealthy = r.healthSpec.type == HealthCheckSpec::Type::None;
+    for (RealConfig& r : svc.reals)
+      r.startHealthy = r.healthSpec.type == HealthCheckSpec::Type::None || startsUp(svc.name, r);
   }
   return c;
 }
@@ -211,7 +249,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
 // the request that made them (api::toParams). A drained real's entry also
 // has `drained_since` (Unix seconds) and `drain_reason` when known; older
 // keelds ignore both keys, so the version stays.
-void DaemonBackend::saveState() const {
+void DaemonBackend::saveState(const StopRecord* stop) const {
   if (statePath_.empty()) return;
   nlohmann::json services = nlohmann::json::array();
   for (const auto& [name, added] : overlay_.addedServices)
@@ -239,12 +277,20 @@ void DaemonBackend::saveState() const {
   const std::string tmp = statePath_ + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << nlohmann::json{{"version", kStateVersion},
-                          {"services", services},
-                          {"removed_services", removed},
-                          {"reals", reals}}
-               .dump()
-        << "\n";
+    nlohmann::json doc{{"version", kStateVersion},
+                       {"services", services},
+                       {"removed_services", removed},
+                       {"reals", reals}};
+    // The stop record (saveAtStop): older keelds ignore the key.
+    if (stop) {
+      nlohmann::json up = nlohmann::json::array();
+      for (const auto& [service, address] : stop->up)
+        up.push_back({{"service", service}, {"address", address.toString()}});
+      doc["stopped"] = {
+          {"at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(stop->at.time_since_epoch()).count()},
+          {"up", up}};
+    }
+    out << doc.dump() << "\n";
     if (!out) {
       logWarn(LogRecord("runtime_state_not_saved").add("path", tmp).add("error", "write failed"));
       return;
@@ -292,7 +338,7 @@ std::string firstError(const std::vector<std::string>& errors) {
 // only if the file did not change what it changes (rebase's rule, with the
 // fingerprint saved standing in for the old file). Version 1 files (drains
 // and weights of file reals, with the real's file weight) are still read.
-DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
+DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optional<StopRecord>* stop) const {
   Overlay out;
   if (statePath_.empty()) return out;
   std::ifstream in(statePath_);
@@ -311,6 +357,24 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file) const {
                 .add("error", "not a keeld runtime state file of version 1 or " +
                                   std::to_string(kStateVersion)));
     return out;
+  }
+  // The stop record, if the keeld that wrote the file stopped cleanly
+  // (saveAtStop). A malformed one is no record: checked reals start down.
+  if (stop && doc.contains("stopped")) {
+    const nlohmann::json& st = doc["stopped"];
+    if (st.is_object() && st.contains("at_ms") && st["at_ms"].is_number_integer() && st.contains("up") &&
+        st["up"].is_array()) {
+      const std::chrono::milliseconds at(st["at_ms"].get<int64_t>());
+      StopRecord record{std::chrono::system_clock::time_point(at), {}};
+      for (const nlohmann::json& e : st["up"]) {
+        if (!e.is_object() || !e.contains("service") || !e["service"].is_string() || !e.contains("address") ||
+            !e["address"].is_string())
+          continue;
+        if (auto a = IpAddress::parse(e["address"].get<std::string>()))
+          record.up.insert({e["service"].get<std::string>(), *a});
+      }
+      *stop = std::move(record);
+    }
   }
   // Saved services the file does not override, parsed once; then the l2dsr
   // reals the entries add without a mac, resolved with one neighbour-table

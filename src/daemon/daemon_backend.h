@@ -21,7 +21,10 @@
 // Registry::setRealHealth. Checked reals (type != none) start DOWN and come
 // up after `rise` passing checks (keepalived behaviour); type none reals
 // are up at once. A real the registry already holds (adopted at a restart)
-// starts in the registry's state instead. A reload keeps targets (and their state) for reals that
+// starts in the registry's state instead. A keeld that starts without
+// adopting a data plane (DPDK always) starts a checked real up if the state
+// file says the previous keeld stopped cleanly with it up at most
+// fall x interval ago (saveAtStop). A reload keeps targets (and their state) for reals that
 // stay, updating their check in place when it changed.
 #pragma once
 
@@ -63,7 +66,17 @@ class DaemonBackend : public api::ControlBackend {
   // `adopted`: what a previous keeld left programmed (restart); the registry
   // takes over its ids first (Registry::adopt) and each checked real starts
   // in the state it was left in (VALID = up), so a restart moves no flow.
+  // Without it, a checked real starts up if the state file's stop record
+  // (saveAtStop) has it up and was written at most its check's
+  // fall x interval ago: a dead real is then taken out no later than a
+  // keeld that had kept running would have (plus the restart), and the ring
+  // is the one the previous keeld ran (Maglev: the same set of reals).
   Status start(const Config& config, const ProgrammedState* adopted = nullptr);
+  // At a clean stop (keeld's exit path): writes the state file once more
+  // with a stop record, the time and the checked reals that are up, for
+  // the next keeld's start(). Files written while keeld runs have none, so
+  // after a crash checked reals start down.
+  void saveAtStop() const;
   // Called around every reload (SIGHUP or API): begin, then done with the
   // outcome (keeld tells systemd: RELOADING=1 ... READY=1).
   void setReloadHook(std::function<void(bool done, bool ok)> hook) { reloadHook_ = std::move(hook); }
@@ -138,6 +151,7 @@ class DaemonBackend : public api::ControlBackend {
   };
 
   Config compose(const Config& file, const Overlay& overlay) const;
+  bool startsUp(const std::string& service, const RealConfig& real) const;
   // A runtime request as keel.yaml would have it: health resolved the same
   // way, l2dsr MACs from the neighbour table: `macs` must have asked for
   // every l2dsr real the request gives without a mac (macsFor(), one table
@@ -154,8 +168,15 @@ class DaemonBackend : public api::ControlBackend {
   // service's forwarding), none otherwise; what serviceFrom/realFrom need.
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
   api::Result reloadFile();
-  void saveState() const;
-  Overlay loadState(const Config& file) const;
+  using RealKey = std::pair<std::string, IpAddress>;  // (service, real)
+  // The checked reals that are up, and when, as saveAtStop records them.
+  struct StopRecord {
+    std::chrono::system_clock::time_point at;
+    std::set<RealKey> up;
+  };
+  void saveState(const StopRecord* stop = nullptr) const;
+  // The overlay the state file keeps; its stop record into *stop if given.
+  Overlay loadState(const Config& file, std::optional<StopRecord>* stop = nullptr) const;
   // Applies file+overlay; on success commits both and syncs health targets.
   api::Result commit(const Config& file, Overlay overlay);
   void syncHealth(const Config& effective);
@@ -188,6 +209,8 @@ class DaemonBackend : public api::ControlBackend {
   Overlay overlay_;   // runtime changes on top of it
   Config effective_;  // compose(file_, overlay_), what the registry holds
   std::map<std::pair<std::string, IpAddress>, Target> targets_;
+  // During start() only: the stop record that starts checked reals up (compose()).
+  std::optional<StopRecord> startFrom_;
   HealthChecker checker_;
 };
 

@@ -293,6 +293,9 @@ int run(const std::string& path, bool detachOnExit) {
   sd_notify(0, "STOPPING=1");
   metrics.reset();  // before the state its scrapes read
   apiServer.reset();
+  // Which checked reals are up now, for a next keeld that cannot adopt
+  // this one's data plane (DPDK; DaemonBackend::start).
+  if (exitAction != ExitAction::kRemove) backend.saveAtStop();
   if (exitAction == ExitAction::kLeave && handle->canDetach()) {
     // XDP: netlink attachments outlive the process and the pins keep the
     // maps: traffic keeps flowing with the last state, and the next keeld

@@ -86,13 +86,10 @@ def need_keel(keel_build):
         pytest.fail(f"not built in {keel_build}: {', '.join(missing)}")
 
 
-@pytest.fixture
-def host(lab, need_keel):
-    """A KeeldHost (lab.py): a mount namespace whose bpffs outlives each keeld
-    started in it, for restart and adoption tests. XDP only: the DPDK plane
-    pins nothing to adopt. ipip reals decapsulate with keel-decap."""
-    if lab.dataplane != "xdp":
-        pytest.skip("adoption of pinned maps is the XDP data plane's")
+def keeld_host(lab):
+    """Generator body of the host fixtures: a KeeldHost (lab.py), a mount
+    namespace whose bpffs and /run/keel outlive each keeld started in it;
+    ipip reals decapsulate with keel-decap."""
     lab.plane.reset(lab)
     lab.decap_attach()
     h = labmod.KeeldHost(lab)
@@ -100,3 +97,21 @@ def host(lab, need_keel):
     h.close()
     lab.plane.reset(lab)
     lab.decap_detach()
+
+
+@pytest.fixture
+def host(lab, need_keel):
+    """keeld_host for restart and adoption tests. XDP only: the DPDK plane
+    pins nothing to adopt."""
+    if lab.dataplane != "xdp":
+        pytest.skip("adoption of pinned maps is the XDP data plane's")
+    yield from keeld_host(lab)
+
+
+@pytest.fixture
+def dpdk_host(lab, need_keel):
+    """keeld_host for the DPDK plane's restarts (nothing adopted: the state
+    file in /run/keel carries what the next keeld needs)."""
+    if lab.dataplane != "dpdk":
+        pytest.skip("an XDP restart adopts the pinned data plane (the host tests)")
+    yield from keeld_host(lab)

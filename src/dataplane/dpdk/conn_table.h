@@ -19,8 +19,8 @@
 // oldest), so a full table degrades to re-picking the coldest flows from the
 // ring - the same answer for them unless the ring changed. Entries are never
 // cleared, so the live ways of a bucket are always a prefix: a lookup stops
-// at the first empty way, and in a table with room most flows are found in
-// the bucket's first line, the one line the worker prefetches.
+// at the first empty way, and in a table with room nearly every flow is
+// found in the bucket's first two lines, the lines the worker prefetches.
 #pragma once
 
 #include <sys/mman.h>
@@ -199,24 +199,27 @@ class ConnWays {
     victim->value.last_seen_ns = nowNs ? nowNs : 1;  // 0 marks an empty way
   }
 
-  // Pulls the bucket toward the cache (ConnTable::prefetch): the whole
-  // bucket when it is at most two lines (IPv4: four 32-byte ways in 128
-  // bytes on one page, so the second line costs no second page walk), else
-  // its first line (IPv6: way 0 of four lines). Ways fill in order, so in a
-  // table sized for its flows nearly every flow is in the first line and a
-  // miss stops at an empty way in it; the second IPv4 line serves the flows
-  // of fuller buckets (~2 % of 100,000 flows in the 1M-entry default, ~19 %
-  // with 262,144 entries), each of which otherwise waited for a demand miss
-  // (+1.3 % established with the default, +11-13 % with 262,144 entries;
-  // docs/dpdk.md, Measurements). Prefetching all four lines of an IPv6
-  // bucket - or, when IPv4 entries were 64 bytes, of an IPv4 one - was 2.5x
-  // slower with 100,000 flows: 128 lines a burst overran the core's
-  // outstanding-miss slots, so the prefetches that mattered were dropped
-  // (perf/dpdk/dpdk_bench --path-only).
+  // Pulls a bucket's first two lines toward the cache (ConnTable::prefetch):
+  // 128 bytes on one page, so the second line costs no second page walk.
+  // That is an IPv4 bucket whole (four 32-byte ways) and ways 0-1 of an
+  // IPv6 one (four 64-byte ways). Ways fill in order, so in a table sized
+  // for its flows nearly every flow is in them; a flow past them waits for
+  // a demand miss. With 100,000 flows in the 1M-entry default ~2 % of IPv4
+  // flows sit in an IPv4 bucket's second line (~19 % with 262,144 entries),
+  // and ~15 % of IPv6 flows in way 1, ~2 % past it. In-process A/B
+  // (docs/dpdk.md, Measurements): IPv4 +1.3 % established for the whole
+  // bucket against its first line (+11-13 % with 262,144 entries); IPv6
+  // +10-13 % for ways 0-1 against way 0 (`dpdk_bench --ipv6`), where all
+  // four lines gave about the same (+9-16 %) for twice the outstanding
+  // misses a burst asks for. (When IPv4 entries were 64 bytes, prefetching
+  // all four lines of an IPv4 bucket was 2.5x slower: 128 lines a burst
+  // overran the core's outstanding-miss slots.)
   void prefetch(uint32_t hash) const {
+    static_assert(sizeof(Entry) * kWays >= 128 && sizeof(Entry) * kWays % 128 == 0,
+                  "the two lines prefetched are in one bucket, on one page (the table is 2 MiB-aligned)");
     const char* line = reinterpret_cast<const char*>(entries_.get() + static_cast<size_t>(hash & mask_) * kWays);
     prefetchLine(line);
-    if constexpr (sizeof(Entry) * kWays <= 128) prefetchLine(line + 64);
+    prefetchLine(line + 64);
   }
 
   // Occupied ways (live or idle-expired flows), safe to call from any

@@ -643,6 +643,73 @@ TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
   EXPECT_FALSE(k->backend->findService("api"));
 }
 
+// A keeld that cannot adopt its predecessor's data plane (DPDK) starts the
+// checked reals the predecessor stopped cleanly with up, if that was at most
+// fall x interval ago: at once the ring the predecessor ran, where a fresh
+// start forwards nothing until `rise` checks pass and then re-picks every
+// flow from whatever reals are back. After a crash (files written while
+// running have no stop record), from a stale record, for a real that was
+// down, and whenever the data plane is adopted (it says which reals are up),
+// checked reals start as before.
+TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
+  files_["keel.yaml"] = yaml(kTwo,
+                             "    health: {type: tcp, port: 9, interval: 10s, timeout: 50ms, "
+                             "rise: 3, fall: 3}\n");
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  const auto ringOf = [](const Keeld& k) { return k.dp.ringTargets(k.registry.services().at(0).id); };
+  const std::vector<std::optional<IpAddress>> ran = dp_.ringTargets(registry_.services().at(0).id);
+  ASSERT_EQ(ringAddresses(), (std::set<std::string>{"10.0.1.1", "10.0.1.2"}));
+  const auto states = [](Keeld& k) {
+    return std::make_pair(k.real("web", "10.0.1.1")->state(), k.real("web", "10.0.1.2")->state());
+  };
+  using States = std::pair<std::string, std::string>;
+
+  // A crash: the running keeld's file has no stop record.
+  EXPECT_FALSE(readState().contains("stopped"));
+  {
+    auto k = restart();
+    EXPECT_EQ(states(*k), States("down", "down"));
+    EXPECT_TRUE(ringOf(*k).empty());
+  }
+
+  // A clean stop: both up at once, the same ring slot for slot.
+  backend_->saveAtStop();
+  EXPECT_EQ(readState()["stopped"]["up"].size(), 2u);
+  {
+    auto k = restart();
+    EXPECT_EQ(states(*k), States("up", "up"));
+    EXPECT_TRUE(ringOf(*k) == ran) << "the ring differs from the one that ran";
+  }
+
+  // Only the reals that were up; a record older than fall x interval
+  // (3 x 10 s) is stale.
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
+  backend_->saveAtStop();
+  {
+    auto k = restart();
+    EXPECT_EQ(states(*k), States("up", "down"));
+  }
+  backend_->saveAtStop();
+  nlohmann::json doc = readState();
+  doc["stopped"]["at_ms"] = doc["stopped"]["at_ms"].get<int64_t>() - 31000;
+  writeState(doc.dump());
+  {
+    auto k = restart();
+    EXPECT_EQ(states(*k), States("down", "down"));
+  }
+
+  // Adopted: the data plane's state wins over the record (.2 down there).
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  backend_->saveAtStop();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
+  {
+    auto k = restart(&dp_);
+    EXPECT_EQ(states(*k), States("up", "down"));
+  }
+}
+
 // Every l2dsr real a request or a whole state file adds without a mac is
 // looked up with one neighbour-table read: each read may wait up to ~1 s for
 // neighbours the table lacks, so one read per real held a start that long

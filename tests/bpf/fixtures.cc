@@ -678,6 +678,10 @@ std::vector<FixtureRow> mtuRows(uint32_t mtu) {
   // ipip v4 real: 20 outer bytes; v6 real: 40.
   rows.push_back(forwardRow("ipip v4 at the MTU after encap", sizedPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu - 20, true),
                             14, 0, flowKey(kClient4, "10.100.0.1", kSport, 80, kTcp)));
+  // The L3 length counts, as bpf_check_mtu is asked: a VLAN tag does not.
+  rows.push_back(forwardRow("ipip v4 at the MTU after encap, vlan: the tag does not count",
+                            sizedPacket(tagged, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu - 20, true), 18, 0,
+                            flowKey(kClient4, "10.100.0.1", kSport, 80, kTcp)));
   reply("ipip v4 DF one byte over: frag-needed, MTU - 20", plain, kClient4, "10.100.0.1", kTcp, 80, mtu - 19, mtu - 20);
   reply("ipip v4 udp DF over, vlan kept: frag-needed", tagged, kClient4, "10.100.0.1", kUdp, 53, mtu, mtu - 20);
   rows.push_back(dropRow("ipip v4 without DF over the MTU: keel cannot fragment",

@@ -239,9 +239,10 @@ inline bool needsFlowHash(const Snapshot& s, const Step& step) {
   }
 
   const uint16_t hdr = keel_encap_hdr_len(be->be.family);
-  // The same test as XDP's bpf_check_mtu(ctx, 0, .., hdr): the frame minus
-  // its Ethernet header, grown by the outer header, against the L3 MTU.
-  if (b.len - sizeof(keel_eth) + hdr > w.mtu) return tooBig(w, b, p, w.mtu - hdr, bytes);
+  // The same test as XDP's bpf_check_mtu(ctx, 0, &ip_len, hdr): the L3
+  // length grown by the outer header against the L3 MTU, so neither a VLAN
+  // tag nor Ethernet padding counts.
+  if (p.ip_len + hdr > w.mtu) return tooBig(w, b, p, w.mtu - hdr, bytes);
   if (b.headroom < hdr) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
   uint8_t* start = b.data - hdr;
   const int hashSrc = keel_encap_hash_src(&be->tpl, svc->flags);

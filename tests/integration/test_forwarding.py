@@ -9,6 +9,10 @@ one config that holds every service of one forwarding mode:
 and is parameterised by forwarding (ipip, l2dsr) x family (v4, v6) x data
 plane (conftest: --dataplane).
 """
+import errno
+import socket
+import time
+
 import pytest
 
 from suite import run_keel, served
@@ -232,10 +236,6 @@ def test_too_big_answered_with_icmp(keel_variant, family):
     learns it (the socket's path MTU drops, the next full-size send fails with
     EMSGSIZE), and a TCP upload of 200 KB completes at the smaller size
     instead of stalling in a black hole."""
-    import errno
-    import socket
-    import time
-
     lab, _ = keel_variant
     vip = lab.vip(family)
     fam = socket.AF_INET if family == 4 else socket.AF_INET6
@@ -269,9 +269,8 @@ def test_too_big_answered_with_icmp(keel_variant, family):
         route = lab.client.run(["ip", f"-{family}", "route", "get", vip]).stdout
         assert f"mtu {want}" in route, route
         after = lab.reasons()
-        if before is not None and after is not None:
-            assert after["tx_icmp_too_big"] - before["tx_icmp_too_big"] >= 1, after
-            assert after["drop_too_big"] == before["drop_too_big"], after
+        assert after["tx_icmp_too_big"] - before["tx_icmp_too_big"] >= 1, after
+        assert after["drop_too_big"] == before["drop_too_big"], after
 
         # TCP (DF on every segment): the upload completes once the stack
         # lowers its segments; the real answers each read with its name and

@@ -97,9 +97,9 @@ std::vector<FixtureRow> truncationRows();
 
 // Packets over the port MTU `mtu` once encapsulated (and one exactly at it),
 // for a port of that MTU: ICMP frag-needed / packet-too-big to the client,
-// DROP_TOO_BIG without DF or for an ICMP error. Every row is over (or at)
-// the limit by both planes' rules (XDP counts the IP length, DPDK the frame
-// less 14, so a tagged row is only ever over).
+// DROP_TOO_BIG without DF or for an ICMP error. Both planes count the IP
+// length against the MTU (bpf_check_mtu's rule), so a VLAN tag does not
+// count: a tagged row sits at the limit too.
 std::vector<FixtureRow> mtuRows(uint32_t mtu);
 
 // Connection-table behaviour across ring changes, generation bumps, health

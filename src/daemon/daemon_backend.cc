@@ -148,8 +148,8 @@ Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted
   if (adopted) {
     // The adopted data plane says which reals are up (VALID).
     if (Status s = registry_.adopt(*adopted, compose(config, kept)); !s) return s;
-  } else {
-    startFrom_ = std::move(stop);
+  } else if (stop) {
+    startFrom_ = StartFrom{std::move(stop->up), std::chrono::system_clock::now() - stop->at};
   }
   Result r = commit(config, kept);
   if (!r.isOk() && !kept.empty()) {
@@ -157,11 +157,11 @@ Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted
     r = commit(config, Overlay{});
   }
   if (r.isOk() && startFrom_) {
-    const auto ago =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now() - startFrom_->at);
+    // compose() decided: a checked real that starts healthy did so by the record.
+    const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(startFrom_->ago);
     for (const ServiceConfig& svc : effective_.services)
       for (const RealConfig& real : svc.reals)
-        if (real.healthSpec.type != HealthCheckSpec::Type::None && startsUp(svc.name, real))
+        if (real.healthSpec.type != HealthCheckSpec::Type::None && real.startHealthy)
           logInfo(LogRecord("health_kept_from_stop")
                       .add("service", svc.name)
                       .add("real", real.address.toString())
@@ -187,9 +187,8 @@ void DaemonBackend::saveAtStop() const {
 // During start(): whether a checked real starts up (start(), header).
 bool DaemonBackend::startsUp(const std::string& service, const RealConfig& real) const {
   if (!startFrom_ || !startFrom_->up.count({service, real.address})) return false;
-  const auto ago = std::chrono::system_clock::now() - startFrom_->at;
-  return ago >= std::chrono::system_clock::duration::zero() &&
-         ago <= real.healthSpec.interval * real.healthSpec.fall;
+  return startFrom_->ago >= std::chrono::system_clock::duration::zero() &&
+         startFrom_->ago <= real.healthSpec.interval * real.healthSpec.fall;
 }
 
 Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const {

@@ -209,8 +209,13 @@ class DaemonBackend : public api::ControlBackend {
   Overlay overlay_;   // runtime changes on top of it
   Config effective_;  // compose(file_, overlay_), what the registry holds
   std::map<std::pair<std::string, IpAddress>, Target> targets_;
-  // During start() only: the stop record that starts checked reals up (compose()).
-  std::optional<StopRecord> startFrom_;
+  // During start() only, without adoption: the stop record's reals and how
+  // long ago it was written (read once), for compose() (startsUp).
+  struct StartFrom {
+    std::set<RealKey> up;
+    std::chrono::system_clock::duration ago;
+  };
+  std::optional<StartFrom> startFrom_;
   HealthChecker checker_;
 };
 

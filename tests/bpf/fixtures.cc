@@ -174,9 +174,11 @@ PacketBuilder l2(const Frame& f) {
 
 size_t l3Off(const Frame& f) { return f.vlan ? 18 : 14; }
 
-PacketBuilder& ip(PacketBuilder& b, const std::string& src, const std::string& dst, uint8_t tos = 0) {
+// df: IPv4's don't-fragment bit (IPv6 has none).
+PacketBuilder& ip(PacketBuilder& b, const std::string& src, const std::string& dst, uint8_t tos = 0,
+                  bool df = false) {
   if (familyOf(src) == KEEL_AF_INET6) return b.IPv6(src, dst, {.tc = tos});
-  return b.IPv4(src, dst, {.tos = tos});
+  return b.IPv4(src, dst, {.tos = tos, .fragOff = static_cast<uint16_t>(df ? kIpDf : 0)});
 }
 
 Bytes flowPacket(const Frame& f, const std::string& src, const std::string& dst, uint8_t proto,
@@ -623,13 +625,8 @@ namespace {
 Bytes sizedPacket(const Frame& f, const std::string& src, const std::string& dst, uint8_t proto, uint16_t sport,
                   uint16_t dport, size_t ipLen, bool df) {
   PacketBuilder b = l2(f);
-  bool v6 = familyOf(src) == KEEL_AF_INET6;
-  if (v6) {
-    b.IPv6(src, dst);
-  } else {
-    b.IPv4(src, dst, {.fragOff = static_cast<uint16_t>(df ? kIpDf : 0)});
-  }
-  size_t hdrs = (v6 ? 40 : 20) + (proto == kTcp ? 20 : 8);
+  ip(b, src, dst, 0, df);
+  size_t hdrs = (familyOf(src) == KEEL_AF_INET6 ? 40 : 20) + (proto == kTcp ? 20 : 8);
   if (proto == kTcp) {
     b.Tcp(sport, dport, kTcpAck);
   } else {

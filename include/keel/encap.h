@@ -439,8 +439,7 @@ KEEL_INLINE int keel_icmp_move_l2(__u8 *p, void *end, __u16 l3_off, __u16 grow)
 
 	if ((void *)(old + 1) > end)
 		return -1;
-	__builtin_memcpy(eth->dst, old->src, KEEL_ETH_ALEN);
-	__builtin_memcpy(eth->src, old->dst, KEEL_ETH_ALEN);
+	keel_eth_set_macs(eth, old->src, old->dst);
 	eth->proto = old->proto;
 	if (l3_off > sizeof(struct keel_eth)) {
 		struct keel_vlan *vlan = (struct keel_vlan *)(eth + 1);

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -339,6 +340,43 @@ TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
     EXPECT_EQ(r.action, XDP_TX);
     EXPECT_EQ(off->reasons()[KEEL_R_TX_IPIP].packets, 1u);
     EXPECT_EQ(off->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 0u);
+  }
+  // The answers are limited per CPU (node_config.icmp_too_big_rate, the
+  // shared keel_icmp_rate_allow): at rate 1 (bursts of one) a second too-big
+  // packet within the second stays DROP_TOO_BIG; at rate 0 none is answered.
+  // A fresh program each time (its icmp_limit starts empty), and this thread
+  // pinned to one CPU so both packets meet the same CPU's bucket.
+  {
+    cpu_set_t before, one;
+    ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+    const Bytes over = std::find_if(rows.begin(), rows.end(), [](const FixtureRow& r) {
+                         return r.reason == KEEL_R_TX_ICMP_TOO_BIG;
+                       })->input;
+    auto limited = loadFixture();
+    ASSERT_TRUE(limited);
+    FixtureState slow = fixtureState();
+    slow.node.icmp_too_big_rate = 1;
+    ASSERT_EQ(limited->setNode(slow.node), "");
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(limited->run(over, 1, ifindex).action, XDP_TX);
+    const RunResult second = limited->run(over, 1, ifindex);
+    const bool withinTheSecond = std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(900);
+    if (withinTheSecond) {  // else this thread slept a whole interval between the two: nothing to see
+      EXPECT_EQ(second.action, XDP_DROP);
+      EXPECT_EQ(limited->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 1u);
+      EXPECT_EQ(limited->reasons()[KEEL_R_DROP_TOO_BIG].packets, 1u);
+    }
+    slow.node.icmp_too_big_rate = 0;
+    auto never = loadFixture();
+    ASSERT_TRUE(never);
+    ASSERT_EQ(never->setNode(slow.node), "");
+    EXPECT_EQ(never->run(over, 1, ifindex).action, XDP_DROP);
+    EXPECT_EQ(never->reasons()[KEEL_R_DROP_TOO_BIG].packets, 1u);
+    EXPECT_EQ(never->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 0u);
+    sched_setaffinity(0, sizeof before, &before);
   }
   // l2dsr does not grow the packet: no MTU drop at the MTU.
   Bytes dsr = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.2").Tcp(4242, 80)

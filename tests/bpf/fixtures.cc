@@ -140,6 +140,7 @@ keel_node_config nodeConfig() {
   Bytes mask = ipBytes("255.255.0.0");
   std::memcpy(&n.hash_src_v4_prefix, prefix.data(), 4);
   std::memcpy(&n.hash_src_v4_mask, mask.data(), 4);
+  n.icmp_too_big_rate = 1000;  // keeld's default: bursts of 50, far more than any test sends
   return n;
 }
 

@@ -618,11 +618,12 @@ enum keel_decap_reason {
 	KEEL_DECAP_R_DECAP_V4,            /* outer IPv4 stripped (4in4, 6in4) */
 	KEEL_DECAP_R_DECAP_V6,            /* outer IPv6 stripped (6in6, 4in6) */
 	KEEL_DECAP_R_PASS_ADJUST_FAILED,  /* bpf_xdp_adjust_head refused */
+	KEEL_DECAP_R_DROP_CE_NOT_ECT,     /* outer CE over a Not-ECT inner packet (RFC 6040 §4.2) */
 	KEEL_DECAP_R_MAX
 };
 
 #define KEEL_DECAP_REASON_NAMES                                                  \
 	"pass_not_tunnel", "pass_malformed", "pass_not_local", "pass_fib_disabled", \
-	"decap_v4", "decap_v6", "pass_adjust_failed"
+	"decap_v4", "decap_v6", "pass_adjust_failed", "drop_ce_not_ect"
 
 #endif

@@ -15,18 +15,26 @@
 
 /* A packet that would exceed the MTU once encapsulated: answered with ICMP
  * frag-needed / ICMPv6 packet-too-big (include/keel/encap.h says when and
- * how), else DROP_TOO_BIG. mtu: the largest inner packet that fits.
+ * how; at most `rate` answers a second on this CPU), else DROP_TOO_BIG.
+ * mtu: the largest inner packet that fits.
  * Returns KEEL_R_TX_ICMP_TOO_BIG (the caller sends the frame back with
  * XDP_TX) or the drop reason. */
 static __always_inline int lb_icmp_too_big(struct xdp_md *ctx, const struct keel_pkt *pkt, __u32 frame_len,
-					   __u32 mtu)
+					   __u32 mtu, __u32 rate)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	int grow = keel_icmp_too_big_grow(pkt->key.family);
 	int len = keel_icmp_too_big_len(pkt);
+	__u32 zero = 0;
+	__u64 *tat;
 
 	if (!keel_icmp_too_big_wanted(data, end, pkt))
+		return KEEL_R_DROP_TOO_BIG;
+	/* Per CPU: XDP runs with migration off, so nothing else moves this
+	 * CPU's slot while the program runs. */
+	tat = bpf_map_lookup_elem(&icmp_limit, &zero);
+	if (!tat || !keel_icmp_rate_allow(tat, bpf_ktime_get_ns(), rate))
 		return KEEL_R_DROP_TOO_BIG;
 	/* Cut the tail after the quote, then make room in front; the quote
 	 * itself stays where it is (keel_icmp_too_big_write). frame_len is
@@ -73,7 +81,7 @@ static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *p
 		 * packet; an error of the helper itself must not blackhole
 		 * traffic. On "frag needed" mtu_len holds the device's MTU. */
 		if (bpf_check_mtu(ctx, 0, &mtu_len, hlen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
-			return lb_icmp_too_big(ctx, pkt, frame_len, mtu_len - hlen);
+			return lb_icmp_too_big(ctx, pkt, frame_len, mtu_len - hlen, node->icmp_too_big_rate);
 	}
 	if (bpf_xdp_adjust_head(ctx, -(int)hlen))
 		return KEEL_R_DROP_ENCAP_FAILED;

@@ -72,6 +72,16 @@ struct {
 	__type(value, struct keel_node_config);
 } node_config SEC(".maps");
 
+/* [0]: this CPU's ICMP too-big rate limit (keel_icmp_rate_allow's time).
+ * State that may start empty: a keeld adopting pins made before it existed
+ * creates and pins it (XdpDataplane::adoptPinnedMaps). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} icmp_limit SEC(".maps");
+
 /* Forwarded packets/bytes per service id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

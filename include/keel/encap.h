@@ -392,11 +392,41 @@ KEEL_INLINE int keel_icmp_echo_reply(void *data, void *end, const struct keel_pk
  * original IP packet: at least the 60-byte IPv4 header + 8 RFC 792 asks for
  * and the 40 + 8 of IPv6; fixed so the checksum loop is bounded and the same
  * on both planes. The reply is smaller than the packet that caused it (no
- * amplifier); no rate limit is applied.
+ * amplifier), and the answers are rate limited (keel_icmp_rate_allow).
  * Never sent for an ICMP error (RFC 1122 §3.2.2, RFC 4443 §2.4(e)), nor for a
  * packet shorter than the quote (only possible with a tiny MTU). */
 #define KEEL_ICMP_TOO_BIG_QUOTE 128
 #define KEEL_ICMP_TOO_BIG_TTL 64
+
+/* The answers are limited per CPU (XDP) or per worker (DPDK), as RFC 4443
+ * §2.4(f) requires of ICMPv6 errors and RFC 1812 §4.3.2.8 asks of routers:
+ * `rate` answers a second (node_config.icmp_too_big_rate; 0: none at all)
+ * with bursts of up to keel_icmp_burst(rate) (one twentieth of a second's
+ * worth, at least 1: Linux's icmp_msgs_per_sec / icmp_msgs_burst are 1000 /
+ * 50). A packet over the limit keeps DROP_TOO_BIG.
+ * The bucket is one 64-bit "theoretical arrival time" (GCRA): *tat is when
+ * the bucket would be full again, 0 at first. Each answer moves it one
+ * interval later; an answer may go while *tat is at most burst - 1 intervals
+ * ahead of now. Returns 1 (and takes the answer's place) or 0. */
+KEEL_INLINE __u32 keel_icmp_burst(__u32 rate)
+{
+	return rate / 20 > 1 ? rate / 20 : 1;
+}
+
+KEEL_INLINE int keel_icmp_rate_allow(__u64 *tat, __u64 now_ns, __u32 rate)
+{
+	__u64 interval;
+	__u64 t;
+
+	if (rate == 0)
+		return 0;
+	interval = 1000000000ull / rate;
+	t = *tat > now_ns ? *tat : now_ns;
+	if (t - now_ns > interval * (keel_icmp_burst(rate) - 1))
+		return 0;
+	*tat = t + interval;
+	return 1;
+}
 
 /* Bytes the frame grows at its front: the new IP header and the ICMP header. */
 KEEL_INLINE __u16 keel_icmp_too_big_grow(__u8 family)
@@ -588,11 +618,12 @@ enum keel_decap_reason {
 	KEEL_DECAP_R_DECAP_V4,            /* outer IPv4 stripped (4in4, 6in4) */
 	KEEL_DECAP_R_DECAP_V6,            /* outer IPv6 stripped (6in6, 4in6) */
 	KEEL_DECAP_R_PASS_ADJUST_FAILED,  /* bpf_xdp_adjust_head refused */
+	KEEL_DECAP_R_DROP_CE_NOT_ECT,     /* outer CE over a Not-ECT inner packet (RFC 6040 §4.2) */
 	KEEL_DECAP_R_MAX
 };
 
 #define KEEL_DECAP_REASON_NAMES                                                  \
 	"pass_not_tunnel", "pass_malformed", "pass_not_local", "pass_fib_disabled", \
-	"decap_v4", "decap_v6", "pass_adjust_failed"
+	"decap_v4", "decap_v6", "pass_adjust_failed", "drop_ce_not_ect"
 
 #endif

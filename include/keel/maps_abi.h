@@ -97,7 +97,7 @@ struct keel_node_config {
 	__u32 hash_src_v4_mask;     /* network order netmask of that prefix */
 	__u32 udp_idle_timeout_s;   /* UDP conntrack entries older than this are re-picked */
 	__u32 tcp_idle_timeout_s;   /* same for TCP */
-	__u32 pad;
+	__u32 icmp_too_big_rate;    /* ICMP too-big answers a second per CPU / worker; 0: none (encap.h) */
 };
 KEEL_STATIC_ASSERT(sizeof(struct keel_node_config) == 56, "node config ABI");
 

@@ -75,6 +75,8 @@ struct NodeConfig {
   std::optional<Ipv4Prefix> hashSourceV4;   // Katran-style outer source from the flow hash
   std::chrono::milliseconds udpIdleTimeout{std::chrono::seconds(30)};
   std::chrono::milliseconds tcpIdleTimeout{std::chrono::seconds(900)};
+  // ICMP too-big answers a second, per CPU (XDP) or worker (DPDK); 0: none.
+  uint32_t icmpTooBigRate = 1000;
 };
 
 struct RealConfig {

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -251,6 +252,42 @@ TEST(Balancer, IdleTimeoutRepicksFromRing) {
   }
 }
 
+// Another CPU may refresh an entry after this CPU read its clock: a
+// last_seen later than `now` is a live entry. (It read as idle for ~2^64 ns
+// and the flow was re-picked.) Set from userspace instead of racing CPUs.
+TEST(Balancer, EntrySeenAfterThisCpusClockStillHolds) {
+  auto lb = loadFixture();
+  ASSERT_TRUE(lb);
+  FixtureState st = fixtureState();
+  st.node.tcp_idle_timeout_s = 30;
+  ASSERT_EQ(lb->setNode(st.node), "");
+  const uint32_t svc = 0, oldBe = 0, newBe = 20;
+  Bytes in = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(5556, 80).Payload("x").build();
+  keel_backend oldReal{};
+  for (const auto& be : st.backends)
+    if (be.id == oldBe) oldReal = be.backend;
+  FixtureRow toOld{"first packet", in, Verdict::kTx, KEEL_R_TX_IPIP, ipipExpected(in, 14, st.node, oldReal, 0, false), svc, oldBe};
+  checkRow(*lb, toOld);
+  ASSERT_EQ(lb->publishRing({svc, std::vector<uint32_t>(7, newBe)}), "");
+  keel_flow_key key{};
+  std::memcpy(&key.src[0], ipBytes(kClient4).data(), 4);
+  std::memcpy(&key.dst[0], ipBytes("10.100.0.1").data(), 4);
+  key.sport = htons(5556);
+  key.dport = htons(80);
+  key.proto = KEEL_PROTO_TCP;
+  key.family = KEEL_AF_INET;
+  keel_ct_value ct{};
+  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  ct.last_seen_ns = static_cast<uint64_t>(now.tv_sec + 5) * 1000000000ull;  // "refreshed" after our clock
+  ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &ct, BPF_EXIST), 0);
+  toOld.description = "an entry seen later than this CPU's clock holds";
+  checkRow(*lb, toOld);
+  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
+  EXPECT_EQ(ct.backend_id, oldBe);
+}
+
 // ICMP errors follow an existing flow but never create one.
 TEST(Balancer, IcmpErrorDoesNotCreateEntries) {
   auto lb = loadFixture();
@@ -339,6 +376,43 @@ TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
     EXPECT_EQ(r.action, XDP_TX);
     EXPECT_EQ(off->reasons()[KEEL_R_TX_IPIP].packets, 1u);
     EXPECT_EQ(off->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 0u);
+  }
+  // The answers are limited per CPU (node_config.icmp_too_big_rate, the
+  // shared keel_icmp_rate_allow): at rate 1 (bursts of one) a second too-big
+  // packet within the second stays DROP_TOO_BIG; at rate 0 none is answered.
+  // A fresh program each time (its icmp_limit starts empty), and this thread
+  // pinned to one CPU so both packets meet the same CPU's bucket.
+  {
+    cpu_set_t before, one;
+    ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+    const Bytes over = std::find_if(rows.begin(), rows.end(), [](const FixtureRow& r) {
+                         return r.reason == KEEL_R_TX_ICMP_TOO_BIG;
+                       })->input;
+    auto limited = loadFixture();
+    ASSERT_TRUE(limited);
+    FixtureState slow = fixtureState();
+    slow.node.icmp_too_big_rate = 1;
+    ASSERT_EQ(limited->setNode(slow.node), "");
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(limited->run(over, 1, ifindex).action, XDP_TX);
+    const RunResult second = limited->run(over, 1, ifindex);
+    const bool withinTheSecond = std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(900);
+    if (withinTheSecond) {  // else this thread slept a whole interval between the two: nothing to see
+      EXPECT_EQ(second.action, XDP_DROP);
+      EXPECT_EQ(limited->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 1u);
+      EXPECT_EQ(limited->reasons()[KEEL_R_DROP_TOO_BIG].packets, 1u);
+    }
+    slow.node.icmp_too_big_rate = 0;
+    auto never = loadFixture();
+    ASSERT_TRUE(never);
+    ASSERT_EQ(never->setNode(slow.node), "");
+    EXPECT_EQ(never->run(over, 1, ifindex).action, XDP_DROP);
+    EXPECT_EQ(never->reasons()[KEEL_R_DROP_TOO_BIG].packets, 1u);
+    EXPECT_EQ(never->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 0u);
+    sched_setaffinity(0, sizeof before, &before);
   }
   // l2dsr does not grow the packet: no MTU drop at the MTU.
   Bytes dsr = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.2").Tcp(4242, 80)

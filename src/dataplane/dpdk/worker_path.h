@@ -64,6 +64,7 @@ struct alignas(64) WorkerState {
   ConnTable conns;
   WorkerCounters counters;
   uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it gets ICMP too-big or DROP_TOO_BIG
+  __u64 icmpTat = 0;  // the ICMP too-big answers' rate limit (keel_icmp_rate_allow)
 };
 
 struct PacketResult {

@@ -182,6 +182,12 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
     std::string name = bpf_map__name(map);
     std::string path = options_.pinDir + "/" + name;
     int fd = bpf_obj_get(path.c_str());
+    if (fd < 0 && errno == ENOENT && map == skel_->maps.icmp_limit) {
+      // State that may start empty, added after the pins were made (an
+      // upgrade): load creates it and pinAddedMaps() pins it.
+      addedMaps_.push_back(map);
+      continue;
+    }
     if (fd < 0) {
       closeAll();
       return Status::error("xdp: adopt " + options_.pinDir + ": pinned map " + name + ": " +
@@ -290,8 +296,10 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
     dp->adopted_ = std::move(state);
   }
   if (!options.pinDir.empty()) {
-    // Adopted maps are pinned already, all but a stats_reasons of another size.
+    // Adopted maps are pinned already, all but a stats_reasons of another
+    // size and the maps this build added.
     Status s = adopting ? dp->migrateReasons() : dp->pinMaps();
+    if (s && adopting) s = dp->pinAddedMaps();
     if (s) s = dp->pinProgram();
     if (!s) {
       if (adopting)
@@ -403,6 +411,20 @@ Status XdpDataplane::pinMaps() {
       return Status::error("xdp: pin " + path + ": " + errnoText(rc));
     }
   }
+  return Status::ok();
+}
+
+// After an adoption whose pins lack a map this build has and that may start
+// empty (adoptPinnedMaps): pins the one load created, so the next keeld
+// adopts it with the rest.
+Status XdpDataplane::pinAddedMaps() {
+  for (bpf_map* map : addedMaps_) {
+    const std::string path = options_.pinDir + "/" + bpf_map__name(map);
+    if (int rc = bpf_map__pin(map, path.c_str()); rc != 0)
+      return Status::error("xdp: pin " + path + ": " + errnoText(rc));
+    logInfo(LogRecord("xdp_adopt_adds_map").add("map", path));
+  }
+  addedMaps_.clear();
   return Status::ok();
 }
 

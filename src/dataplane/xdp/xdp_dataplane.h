@@ -27,6 +27,7 @@
 #include "dataplane/xdp/map_elem_counter.h"
 
 struct keel_balancer;
+struct bpf_map;
 
 namespace keel {
 
@@ -93,6 +94,7 @@ class XdpDataplane final : public Dataplane {
   Status attachOrReplace(bool adopting);
   Status pinMaps();
   Status migrateReasons();
+  Status pinAddedMaps();
   Status pinProgram();
   void unpinMaps();
   Status readProgrammed(ProgrammedState* out);
@@ -114,6 +116,9 @@ class XdpDataplane final : public Dataplane {
   // reasons (KEEL_R_MAX), whose counts migrateReasons() carries over.
   std::optional<Fd> oldReasons_;
   uint32_t oldReasonsEntries_ = 0;
+  // Maps the adopted pins lacked and that may start empty (icmp_limit),
+  // created by load and pinned by pinAddedMaps().
+  std::vector<bpf_map*> addedMaps_;
   std::vector<uint32_t> ringKeys_;  // 0..M, reused for batch ring fills
 };
 

@@ -174,7 +174,18 @@ TEST(Config, MinimalFileGetsDefaults) {
   EXPECT_EQ(r.config->limits.maxServices, KEEL_MAX_SERVICES_DEFAULT);
   EXPECT_EQ(r.config->node.udpIdleTimeout, std::chrono::seconds(30));
   EXPECT_EQ(r.config->node.tcpIdleTimeout, std::chrono::seconds(900));
+  EXPECT_EQ(r.config->node.icmpTooBigRate, 1000u);
   EXPECT_TRUE(r.config->services.empty());
+}
+
+TEST(Config, IcmpTooBigRateIsReadAndZeroTurnsTheAnswersOff) {
+  for (uint32_t rate : {0u, 250u, 1000000u}) {
+    ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: eth0}\nnode: {icmp_too_big_rate: " +
+                                     std::to_string(rate) + "}\n",
+                                 "k.yaml");
+    ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+    EXPECT_EQ(r.config->node.icmpTooBigRate, rate);
+  }
 }
 
 TEST(Config, DpdkBlockRoundTrips) {
@@ -379,6 +390,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"duration too short",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  tcp_idle_timeout: 100ms\n",
                 {"keel.yaml:3: node.tcp_idle_timeout: must be at least 1000ms"}},
+        BadCase{"icmp rate out of range",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  icmp_too_big_rate: 2000000\n",
+                {"keel.yaml:3: node.icmp_too_big_rate: must be an integer 0..1000000, got \"2000000\""}},
         BadCase{"hash source host bits",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  hash_source_v4: 172.16.0.1/16\n",
                 {"keel.yaml:3: node.hash_source_v4: host bits must be zero"}},

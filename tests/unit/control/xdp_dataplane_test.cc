@@ -447,6 +447,31 @@ TEST_F(XdpAdoptTest, ReasonsPinnedByABuildWithFewerReasonsAreCarriedOver) {
   EXPECT_EQ(dp_->readStats(0, 0).reasons[KEEL_R_TX_IPIP].packets, 7u);
 }
 
+// A keeld built before the ICMP rate limit pinned no icmp_limit. That map
+// may start empty: the restart adopts everything else, swaps the program
+// (the old one used no such map) and pins the new map for the next restart.
+TEST_F(XdpAdoptTest, PinsWithoutIcmpLimitAreAdoptedAndTheMapPinned) {
+  firstKeeld();
+  const std::string path = pinDir_ + "/icmp_limit";
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  const uint32_t conntrackId = mapId("conntrack");
+
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_FALSE(dp_->keptProgram());
+  EXPECT_EQ(mapId("conntrack"), conntrackId);
+  expectStateKept();
+  ASSERT_TRUE(std::filesystem::exists(path));
+  const uint32_t limitId = mapId("icmp_limit");
+  // The next restart adopts it with the rest, and keeps the program.
+  dp_->leaveInPlace();
+  dp_.reset();
+  s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_TRUE(dp_->keptProgram());
+  EXPECT_EQ(mapId("icmp_limit"), limitId);
+}
+
 TEST_F(XdpAdoptTest, ChangedLimitsAreRefusedNamingTheKeyAndChangeNothing) {
   firstKeeld();
   XdpOptions o = options();

@@ -157,6 +157,7 @@ inline keel_node_config nodeConfig() {
   std::memcpy(n.local_mac, local, 6);
   n.udp_idle_timeout_s = 30;
   n.tcp_idle_timeout_s = 300;
+  n.icmp_too_big_rate = 1000;  // keeld's default: bursts of 50, far more than any test sends
   return n;
 }
 

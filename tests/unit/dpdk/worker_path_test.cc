@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "keel/encap.h"
 #include "keel/maglev_lookup.h"
 #include "test_packets.h"
 
@@ -432,6 +433,67 @@ TEST_F(WorkerPathTest, PacketTooBigV6CarriesThePseudoHeaderChecksum) {
   pseudo.insert(pseudo.end(), tail, tail + 8);
   pseudo.insert(pseudo.end(), icmp, icmp + 8 + 128);
   EXPECT_EQ(inetSum(pseudo.data(), pseudo.size()), 0xffff);
+}
+
+// The shared limiter (include/keel/encap.h), as both planes call it: a
+// burst of rate / 20 back to back, then one answer per 1 / rate seconds.
+TEST(IcmpRateLimit, BurstThenOneAnswerPerInterval) {
+  __u64 tat = 0;
+  const uint64_t t0 = 5'000'000'000ull;  // any clock; the first answer always goes
+  EXPECT_EQ(keel_icmp_burst(1000), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_TRUE(keel_icmp_rate_allow(&tat, t0, 1000)) << "answer " << i;
+  EXPECT_FALSE(keel_icmp_rate_allow(&tat, t0, 1000)) << "the 51st of a burst";
+  EXPECT_FALSE(keel_icmp_rate_allow(&tat, t0 + 999'999, 1000)) << "less than 1 ms later";
+  EXPECT_TRUE(keel_icmp_rate_allow(&tat, t0 + 1'000'000, 1000)) << "1 ms later: one more";
+  EXPECT_FALSE(keel_icmp_rate_allow(&tat, t0 + 1'000'000, 1000));
+  // Idle for a second: a whole burst again, never more.
+  const uint64_t t1 = t0 + 2'000'000'000ull;
+  int sent = 0;
+  while (sent < 1000 && keel_icmp_rate_allow(&tat, t1, 1000)) ++sent;
+  EXPECT_EQ(sent, 50);
+  // Low rates: bursts of one.
+  __u64 slow = 0;
+  EXPECT_EQ(keel_icmp_burst(10), 1u);
+  EXPECT_TRUE(keel_icmp_rate_allow(&slow, t0, 10));
+  EXPECT_FALSE(keel_icmp_rate_allow(&slow, t0 + 99'999'999, 10));
+  EXPECT_TRUE(keel_icmp_rate_allow(&slow, t0 + 100'000'000, 10));
+  // Rate 0: never.
+  __u64 off = 0;
+  EXPECT_FALSE(keel_icmp_rate_allow(&off, t0, 0));
+}
+
+// The worker answers at most node_config.icmp_too_big_rate a second (its
+// burst, then one per interval); the rest stay DROP_TOO_BIG. Rate 0: none.
+TEST_F(WorkerPathTest, TooBigAnswersAreRateLimitedPerWorker) {
+  keel_node_config node = test::nodeConfig();
+  node.icmp_too_big_rate = 40;  // bursts of 2, one answer per 25 ms
+  ASSERT_TRUE(store_.setNode(node));
+  addService(vip4_, 53, KEEL_PROTO_UDP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1)));
+  ring(1, {1, 1, 1});
+  Frame f{ip("192.168.1.1"), vip4_, 1000, 53, KEEL_PROTO_UDP};
+  f.payload = 1500 - 28 - 20 + 1;
+  f.fragOff = KEEL_IP_DF;
+  const std::vector<uint8_t> in = test::buildFrame(f);
+  const uint64_t t0 = 1'000'000'000ull;
+  EXPECT_EQ(run(in, t0).r.reason, KEEL_R_TX_ICMP_TOO_BIG);
+  EXPECT_EQ(run(in, t0).r.reason, KEEL_R_TX_ICMP_TOO_BIG);
+  Out limited = run(in, t0 + 1000);
+  EXPECT_EQ(limited.r.verdict, Verdict::kDrop);
+  EXPECT_EQ(limited.r.reason, KEEL_R_DROP_TOO_BIG);
+  EXPECT_EQ(run(in, t0 + 25'000'000).r.reason, KEEL_R_TX_ICMP_TOO_BIG) << "one interval later";
+  EXPECT_EQ(run(in, t0 + 25'000'000).r.reason, KEEL_R_DROP_TOO_BIG);
+  EXPECT_EQ(worker_.counters.reasons[KEEL_R_TX_ICMP_TOO_BIG].packets, 3u);
+  EXPECT_EQ(worker_.counters.reasons[KEEL_R_DROP_TOO_BIG].packets, 2u);
+  // Each worker has its own bucket.
+  WorkerState other(1024, 16, 1024, 1500);
+  std::vector<uint8_t> mem;
+  PacketBuf b = place(mem, in);
+  EXPECT_EQ(processPacket(*store_.current(), other, b, t0 + 25'000'000).reason, KEEL_R_TX_ICMP_TOO_BIG);
+  // Rate 0: never answered.
+  node.icmp_too_big_rate = 0;
+  ASSERT_TRUE(store_.setNode(node));
+  EXPECT_EQ(run(in, t0 + 10'000'000'000ull).r.reason, KEEL_R_DROP_TOO_BIG);
 }
 
 // A port MTU so small that the packet over it is shorter than the quote:

@@ -31,6 +31,32 @@
 /* Device whose forwarding setting the fib lookup checks (see above). */
 const volatile __u32 keel_decap_fib_ifindex = 1;
 
+/* The outer sources tunnel packets are accepted from (keel-decap attach
+ * --allow-source); none: any. */
+const volatile struct keel_decap_prefix keel_decap_allow[KEEL_DECAP_MAX_ALLOW] = {};
+const volatile __u32 keel_decap_allow_n = 0;
+
+/* Whether the outer source is in an allowed prefix (always, if none is set). */
+static __always_inline int decap_source_allowed(const struct keel_pkt *pkt)
+{
+	__u32 n = keel_decap_allow_n;
+	__u32 i;
+
+	if (n == 0)
+		return 1;
+	for (i = 0; i < KEEL_DECAP_MAX_ALLOW; i++) {
+		if (i >= n)
+			break;
+		if (keel_decap_allow[i].family == pkt->key.family &&
+		    (pkt->key.src[0] & keel_decap_allow[i].mask[0]) == keel_decap_allow[i].addr[0] &&
+		    (pkt->key.src[1] & keel_decap_allow[i].mask[1]) == keel_decap_allow[i].addr[1] &&
+		    (pkt->key.src[2] & keel_decap_allow[i].mask[2]) == keel_decap_allow[i].addr[2] &&
+		    (pkt->key.src[3] & keel_decap_allow[i].mask[3]) == keel_decap_allow[i].addr[3])
+			return 1;
+	}
+	return 0;
+}
+
 /* Every packet once, under its enum keel_decap_reason. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -73,6 +99,11 @@ static __always_inline int decap_parse_outer(void *data, void *end, struct decap
 		return KEEL_DECAP_R_PASS_NOT_TUNNEL;
 	if (pkt.l4_proto != KEEL_IPPROTO_IPIP && pkt.l4_proto != KEEL_IPPROTO_IPV6)
 		return KEEL_DECAP_R_PASS_NOT_TUNNEL;
+	/* Anyone can send a tunnel packet; with --allow-source only the
+	 * balancers' are ours (the inner source is the client's, so an
+	 * open decapsulator lets any host inject packets "from" anyone). */
+	if (!decap_source_allowed(&pkt))
+		return KEEL_DECAP_R_PASS_SOURCE;
 	t->l3_off = pkt.l3_off;
 	t->outer_len = pkt.l4_off - pkt.l3_off;
 	t->outer_family = pkt.key.family;

@@ -17,9 +17,10 @@
 
 #include <gtest/gtest.h>
 
+// encap.h first: the skeleton's .rodata holds its struct keel_decap_prefix.
+#include "keel/encap.h"
 #include "decap.skel.h"
 #include "fixtures.h"
-#include "keel/encap.h"
 
 namespace keel::test {
 namespace {
@@ -187,6 +188,54 @@ TEST_F(DecapTest, CarriesOuterCongestionMarksInward) {
         KEEL_DECAP_R_DROP_CE_NOT_ECT, XDP_DROP);
   check("CE over Not-ECT, 6in6", tunnel(true, true, "fc00:1::1", in6(kNotEct), {}, kCe), {},
         KEEL_DECAP_R_DROP_CE_NOT_ECT, XDP_DROP);
+}
+
+// attach --allow-source: only tunnels from the listed prefixes are
+// decapsulated; any other source passes untouched (pass_source). Prefixes
+// written as the program compares them: network-order words, IPv4 in word 0.
+TEST_F(DecapTest, DecapsulatesOnlyFromAllowedSources) {
+  keel_decap::destroy(skel_);
+  skel_ = keel_decap::open();
+  ASSERT_TRUE(skel_);
+  skel_->rodata->keel_decap_fib_ifindex = 1;
+  keel_decap_prefix v4{}, v6{};
+  v4.family = KEEL_AF_INET;
+  std::memcpy(v4.addr, ipBytes(kTunnelSrc4).data(), 4);  // 10.0.0.1/32
+  v4.mask[0] = 0xffffffff;
+  v6.family = KEEL_AF_INET6;
+  std::memcpy(v6.addr, ipBytes(kTunnelSrc6).data(), 8);  // fc00::/64
+  v6.mask[0] = v6.mask[1] = 0xffffffff;
+  skel_->rodata->keel_decap_allow[0] = v4;
+  skel_->rodata->keel_decap_allow[1] = v6;
+  skel_->rodata->keel_decap_allow_n = 2;
+  ASSERT_EQ(keel_decap::load(skel_), 0);
+
+  Bytes in4 = bare(false, [](PacketBuilder& b) { b.IPv4(kClient4, "10.100.0.1").Tcp(40000, 80).Payload("x"); });
+  Bytes in6 = bare(false, [](PacketBuilder& b) { b.IPv6(kClient6, "fd00:100::1").Udp(40000, 53).Payload("y"); });
+  check("4in4 from the allowed /32", tunnel(false, false, "10.1.0.1", in4), in4, KEEL_DECAP_R_DECAP_V4);
+  check("6in6 from the allowed /64", tunnel(false, true, "fc00:1::1", in6), in6, KEEL_DECAP_R_DECAP_V6);
+  auto from = [](const std::string& src, const Bytes& bareFrame) {
+    Bytes innerL3(bareFrame.begin() + 14, bareFrame.end());
+    const bool inner6 = (innerL3[0] >> 4) == 6;
+    PacketBuilder b;
+    b.Eth(kRouterMac, kLbMac);
+    if (src.find(':') != std::string::npos)
+      b.IPv6(src, "fc00:1::1", {.nextHeader = static_cast<uint8_t>(inner6 ? 41 : 4)});
+    else
+      b.IPv4(src, "10.1.0.1", {.proto = static_cast<uint8_t>(inner6 ? 41 : 4)});
+    return b.Raw(innerL3).build();
+  };
+  Bytes t = from("10.0.0.2", in4);
+  check("4in4 from a neighbour of the /32", t, t, KEEL_DECAP_R_PASS_SOURCE);
+  t = from("10.0.0.1", in6);
+  check("6in4 from the allowed /32", t, in6, KEEL_DECAP_R_DECAP_V4);
+  t = from("fc00:0:0:1::1", in6);
+  check("6in6 from outside the /64", t, t, KEEL_DECAP_R_PASS_SOURCE);
+  t = from("fc00::99", in4);
+  check("4in6 from inside the /64", t, in4, KEEL_DECAP_R_DECAP_V6);
+  // Not a tunnel: untouched as before, whatever its source.
+  Bytes plain = bare(false, [](PacketBuilder& b) { b.IPv4("198.51.100.1", "10.100.0.1").Tcp(1, 80); });
+  check("plain TCP from anywhere", plain, plain, KEEL_DECAP_R_PASS_NOT_TUNNEL);
 }
 
 TEST_F(DecapTest, PassesEverythingElseUnchanged) {

@@ -173,6 +173,32 @@ Status Registry::publishRing(ServiceState& state, const std::vector<MaglevReal>&
   return Status::ok();
 }
 
+std::vector<IpAddress> Registry::unholdIfServed(ServiceState& state, const std::set<IpAddress>* only) {
+  bool serving = false;
+  for (const auto& [addr, real] : state.reals)
+    if (!real.held && real.weight > 0 && real.healthy && (!only || only->count(addr))) serving = true;
+  std::vector<IpAddress> released;
+  if (serving || !state.config.healthFailOpen)
+    for (auto& [addr, real] : state.reals)
+      if (real.held) {
+        real.held = false;
+        if (!only || only->count(addr)) released.push_back(addr);
+      }
+  return released;
+}
+
+Status Registry::invalidateReleased(ServiceState& state, const std::vector<IpAddress>& released) {
+  for (const IpAddress& addr : released) {
+    if (Status s = invalidateBackend(state, addr, state.reals[addr]); !s) return s;
+    logInfo(LogRecord("real_down")
+                .add("service", state.config.name)
+                .add("real", addr.toString())
+                .add("held", 0)
+                .add("released", 1));
+  }
+  return Status::ok();
+}
+
 Status Registry::addService(const ServiceConfig& cfg) {
   auto id = serviceIds_.allocate();
   if (!id) return Status::error("service " + cfg.name + ": no free service id");
@@ -279,9 +305,13 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   if (rewrite)  // the same ids and generations: only what the config changed moves
     for (const auto& [addr, real] : state.reals)
       if (Status s = writeBackend(state, addr, real); !s) return s;
+  // After the rewrite above, which writes held reals VALID: the ring that
+  // still names them is live until the one below replaces it.
+  const std::vector<IpAddress> released = unholdIfServed(state, &wanted);
   const std::vector<MaglevReal> newRing = ringReals(state, &wanted);
   if (rewrite || newRing != oldRing || cfg.ringSize != oldRingSize)
     if (Status s = publishRing(state, newRing); !s) return s;
+  if (Status s = invalidateReleased(state, released); !s) return s;
   // The new ring is live: removed reals go, each leaving the state only once
   // its id is released.
   for (auto it = state.reals.begin(); it != state.reals.end();) {
@@ -573,20 +603,16 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
       if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
     if (Status s = invalidateBackend(state, addr, real); !s) return markRewrite(s);
   } else {
-    // A live real replaces every fail-open holdover, which really is down.
+    // Up: the real is no holdover any more, and if it serves (weight > 0)
+    // it replaces every fail-open holdover, which really is down. A drained
+    // real serves nothing, so the held ones stay.
     real.held = false;
-    std::vector<IpAddress> released;
-    for (auto& [a, r] : state.reals)
-      if (r.held) {
-        r.held = false;
-        released.push_back(a);
-      }
+    const std::vector<IpAddress> released = unholdIfServed(state);
     // Down already moved the generation on; VALID at that generation.
     if (Status s = writeBackend(state, addr, real); !s) return markRewrite(s);
     if (real.inRing() || !released.empty() || wasInRing)
       if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
-    for (const IpAddress& a : released)
-      if (Status s = invalidateBackend(state, a, state.reals[a]); !s) return markRewrite(s);
+    if (Status s = invalidateReleased(state, released); !s) return markRewrite(s);
   }
   logInfo(LogRecord(healthy ? "real_up" : "real_down")
               .add("service", service)

@@ -207,6 +207,73 @@ TEST_F(RegistryTest, HealthDownAndUpFollowTheOrderingRules) {
   EXPECT_FALSE(reg_.setRealHealth("nope", ip("10.0.1.11"), true).isOk());
 }
 
+// Fail-open holds the last serving real when it fails (in the ring, VALID,
+// flows kept) only while no other real serves: every change that makes one
+// serve releases it, ring first, then a new generation.
+TEST_F(RegistryTest, HeldRealIsReleasedWhenAnUndrainedRealServes) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());
+  EXPECT_TRUE(reg_.service("web")->reals[0].held);
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  take();
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 100)})}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [1]", "upsertBackend 0 10.0.1.11 gen=2 invalid"}));
+  ServiceView v = *reg_.service("web");
+  EXPECT_FALSE(v.reals[0].held);
+  EXPECT_FALSE(v.reals[0].inRing);
+  EXPECT_FALSE(v.reals[0].healthy);
+}
+
+TEST_F(RegistryTest, HeldRealIsReleasedWhenAnUncheckedRealIsAdded) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());
+  take();
+  // No check: it starts healthy, with no health transition to release the held one.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 valid", "publishRing 0 [1]",
+                           "upsertBackend 0 10.0.1.11 gen=2 invalid"}));
+  EXPECT_FALSE(reg_.service("web")->reals[0].held);
+}
+
+TEST_F(RegistryTest, HeldRealStaysWhileTheAddedRealIsNotYetUp) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());
+  take();
+  RealConfig checked = real("10.0.1.12");
+  checked.startHealthy = false;  // a checked real starts down until rise
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), checked})}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 invalid"}));
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  EXPECT_TRUE(reg_.service("web")->reals[0].held);
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 valid", "publishRing 0 [1]",
+                           "upsertBackend 0 10.0.1.11 gen=2 invalid"}));
+}
+
+TEST_F(RegistryTest, HeldRealIsReleasedWhenThePolicyTurnsFailClosed) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());
+  take();
+  ServiceConfig closed = service("web", "192.0.2.10", 80, {real("10.0.1.11")});
+  closed.healthFailOpen = false;
+  applyOk(config({closed}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 []", "upsertBackend 0 10.0.1.11 gen=2 invalid"}));
+  EXPECT_FALSE(reg_.service("web")->reals[0].held);
+}
+
+TEST_F(RegistryTest, ADrainedRealComingUpKeepsTheHeldRealServing) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());  // drained, fails its check
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());  // last serving: held
+  take();
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());  // drained, passes again
+  // Weight 0 serves nothing: 10.0.1.11 stays held, VALID at its generation.
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=2 valid"}));
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  EXPECT_TRUE(reg_.service("web")->reals[0].held);
+  EXPECT_TRUE(dp_.backends[0].flags & KEEL_BE_F_VALID);
+}
+
 TEST_F(RegistryTest, DataplaneFailureIsReportedWithServiceName) {
   dp_.failAfter = 3;  // addVip, backend, ring <- fails
   Status s = reg_.apply(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));

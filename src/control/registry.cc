@@ -70,11 +70,14 @@ keel_service_key Registry::serviceKey(const ServiceConfig& cfg) const {
   return k;
 }
 
-uint32_t Registry::serviceFlags(const ServiceConfig& cfg, bool hashSourceV4) const {
+// No KEEL_SVC_F_HASH_SRC_IP: node.hash_source_v4 is keeld's node flag
+// KEEL_NODE_F_HASH_SRC_V4, which hashes IPv4 outer sources only. The service
+// flag would hash IPv6 ones as well, from outside the tunnel_source_v6 the
+// reals are told to accept (docs/operations.md).
+uint32_t Registry::serviceFlags(const ServiceConfig& cfg) {
   uint32_t flags = 0;
   if (cfg.scheduler == Scheduler::kMaglevSrc) flags |= KEEL_SVC_F_SCHED_SRC;
   if (cfg.forwarding == Forwarding::kL2dsr) flags |= KEEL_SVC_F_FWD_L2DSR;
-  if (cfg.forwarding == Forwarding::kIpip && hashSourceV4) flags |= KEEL_SVC_F_HASH_SRC_IP;
   return flags;
 }
 
@@ -217,7 +220,7 @@ Status Registry::addService(const ServiceConfig& cfg) {
   for (const auto& [addr, real] : state.reals)
     if (Status s = writeBackend(state, addr, real); !s) return s;
   if (Status s = publishRing(state, ringReals(state)); !s) return s;
-  if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, serviceFlags(cfg, hashSourceV4_), {}});
+  if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, serviceFlags(cfg), {}});
       !s)
     return Status::error("service " + cfg.name + ": write service: " + s.message());
   logInfo(LogRecord("service_added")
@@ -266,7 +269,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   const std::vector<MaglevReal> oldRing = ringReals(state);
   const uint32_t oldRingSize = state.config.ringSize;
   const bool forwardingChanged = state.config.forwarding != cfg.forwarding;
-  const uint32_t oldFlags = serviceFlags(state.config, appliedHashSourceV4_);
+  const uint32_t oldFlags = serviceFlags(state.config);
   state.config = cfg;
 
   // Every real in the state has an allocated id at every point a data-plane
@@ -327,7 +330,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   for (const RealConfig* rc : added)
     logInfo(LogRecord("real_added").add("service", name).add("real", rc->address.toString()));
 
-  const uint32_t flags = serviceFlags(cfg, hashSourceV4_);
+  const uint32_t flags = serviceFlags(cfg);
   if (rewrite || flags != oldFlags) {
     if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, flags, {}}); !s)
       return Status::error("service " + name + ": write service: " + s.message());
@@ -383,7 +386,6 @@ Status Registry::apply(const Config& config) {
                            " free (limits.max_reals)");
   }
 
-  hashSourceV4_ = config.node.hashSourceV4.has_value();
   std::vector<IpAddress> maybeUnusedVips = std::move(pendingUnusedVips_);
   pendingUnusedVips_.clear();
 
@@ -433,7 +435,6 @@ Status Registry::apply(const Config& config) {
     vipRefs_.erase(it);
     unsureVips_.erase(vip);
   }
-  appliedHashSourceV4_ = hashSourceV4_;
   return Status::ok();
 }
 

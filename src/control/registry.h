@@ -201,7 +201,7 @@ class Registry {
   BackendId allocateBackend();
 
   keel_service_key serviceKey(const ServiceConfig& cfg) const;
-  uint32_t serviceFlags(const ServiceConfig& cfg, bool hashSourceV4) const;
+  static uint32_t serviceFlags(const ServiceConfig& cfg);
   static keel_vip_key vipKey(const IpAddress& vip);
   static bool sameKey(const ServiceConfig& a, const ServiceConfig& b);
 
@@ -213,8 +213,6 @@ class Registry {
   // Per backend id, survives reuse: a reused id always starts at a newer
   // generation, so conntrack entries of its previous owner stay stale.
   std::vector<uint32_t> backendGen_;
-  bool hashSourceV4_ = false;  // node.hash_source_v4 set: ipip services hash the outer source
-  bool appliedHashSourceV4_ = false;  // the value the programmed service flags were built with
   // VIPs the next apply withdraws if no service uses them: pinned ones no
   // pinned service uses, or those a failed apply did not get to.
   std::vector<IpAddress> pendingUnusedVips_;

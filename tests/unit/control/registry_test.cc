@@ -10,6 +10,7 @@
 #include <set>
 #include <utility>
 
+#include "keel/encap.h"
 #include "mock_dataplane.h"
 #include "registry_builders.h"
 
@@ -154,6 +155,31 @@ TEST_F(RegistryTest, SchedulerChangeRewritesServiceFlagsOnly) {
   s.scheduler = Scheduler::kMaglevSrc;
   applyOk(config({s}));
   EXPECT_EQ(take(), (Calls{"upsertService 192.0.2.10:80/6 id=0 flags=1"}));
+}
+
+// node.hash_source_v4 is an IPv4 prefix: keeld turns it into the node flag
+// KEEL_NODE_F_HASH_SRC_V4, which hashes IPv4 outer sources only. The service
+// flag would hash IPv6 outer sources too (outside tunnel_source_v6, which
+// is all the reals are told to accept), so the registry never sets it.
+TEST_F(RegistryTest, HashSourceV4HashesOnlyIpv4OuterSources) {
+  Config c = config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("2001:db8::11")})});
+  c.node.hashSourceV4 = Ipv4Prefix{ip("172.16.0.0"), 16};
+  applyOk(c);
+  const uint32_t svcFlags = dp_.services.at("192.0.2.10:80/6").flags;
+  EXPECT_EQ(svcFlags & KEEL_SVC_F_HASH_SRC_IP, 0u);
+  // What the data plane decides from these flags and keeld's node flag.
+  keel_node_config node{};
+  node.flags = KEEL_NODE_F_HASH_SRC_V4;
+  keel_encap_tpl tpl{};
+  keel_encap_prepare(&tpl, &node, &dp_.backends[0]);  // 10.0.1.11
+  EXPECT_TRUE(keel_encap_hash_src(&tpl, svcFlags));
+  keel_encap_prepare(&tpl, &node, &dp_.backends[1]);  // 2001:db8::11
+  EXPECT_FALSE(keel_encap_hash_src(&tpl, svcFlags));
+  // Turning it off again leaves the services alone.
+  take();
+  c.node.hashSourceV4.reset();
+  applyOk(c);
+  EXPECT_TRUE(take().empty());
 }
 
 TEST_F(RegistryTest, L2dsrBackendsCarryTheirMac) {

@@ -70,11 +70,14 @@ keel_service_key Registry::serviceKey(const ServiceConfig& cfg) const {
   return k;
 }
 
-uint32_t Registry::serviceFlags(const ServiceConfig& cfg, bool hashSourceV4) const {
+// No KEEL_SVC_F_HASH_SRC_IP: node.hash_source_v4 is keeld's node flag
+// KEEL_NODE_F_HASH_SRC_V4, which hashes IPv4 outer sources only. The service
+// flag would hash IPv6 ones as well, from outside the tunnel_source_v6 the
+// reals are told to accept (docs/operations.md).
+uint32_t Registry::serviceFlags(const ServiceConfig& cfg) {
   uint32_t flags = 0;
   if (cfg.scheduler == Scheduler::kMaglevSrc) flags |= KEEL_SVC_F_SCHED_SRC;
   if (cfg.forwarding == Forwarding::kL2dsr) flags |= KEEL_SVC_F_FWD_L2DSR;
-  if (cfg.forwarding == Forwarding::kIpip && hashSourceV4) flags |= KEEL_SVC_F_HASH_SRC_IP;
   return flags;
 }
 
@@ -173,6 +176,32 @@ Status Registry::publishRing(ServiceState& state, const std::vector<MaglevReal>&
   return Status::ok();
 }
 
+std::vector<IpAddress> Registry::unholdIfServed(ServiceState& state, const std::set<IpAddress>* only) {
+  bool serving = false;
+  for (const auto& [addr, real] : state.reals)
+    if (!real.held && real.weight > 0 && real.healthy && (!only || only->count(addr))) serving = true;
+  std::vector<IpAddress> released;
+  if (serving || !state.config.healthFailOpen)
+    for (auto& [addr, real] : state.reals)
+      if (real.held) {
+        real.held = false;
+        if (!only || only->count(addr)) released.push_back(addr);
+      }
+  return released;
+}
+
+Status Registry::invalidateReleased(ServiceState& state, const std::vector<IpAddress>& released) {
+  for (const IpAddress& addr : released) {
+    if (Status s = invalidateBackend(state, addr, state.reals[addr]); !s) return s;
+    logInfo(LogRecord("real_down")
+                .add("service", state.config.name)
+                .add("real", addr.toString())
+                .add("held", 0)
+                .add("released", 1));
+  }
+  return Status::ok();
+}
+
 Status Registry::addService(const ServiceConfig& cfg) {
   auto id = serviceIds_.allocate();
   if (!id) return Status::error("service " + cfg.name + ": no free service id");
@@ -191,7 +220,7 @@ Status Registry::addService(const ServiceConfig& cfg) {
   for (const auto& [addr, real] : state.reals)
     if (Status s = writeBackend(state, addr, real); !s) return s;
   if (Status s = publishRing(state, ringReals(state)); !s) return s;
-  if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, serviceFlags(cfg, hashSourceV4_), {}});
+  if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, serviceFlags(cfg), {}});
       !s)
     return Status::error("service " + cfg.name + ": write service: " + s.message());
   logInfo(LogRecord("service_added")
@@ -240,7 +269,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   const std::vector<MaglevReal> oldRing = ringReals(state);
   const uint32_t oldRingSize = state.config.ringSize;
   const bool forwardingChanged = state.config.forwarding != cfg.forwarding;
-  const uint32_t oldFlags = serviceFlags(state.config, appliedHashSourceV4_);
+  const uint32_t oldFlags = serviceFlags(state.config);
   state.config = cfg;
 
   // Every real in the state has an allocated id at every point a data-plane
@@ -279,9 +308,13 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   if (rewrite)  // the same ids and generations: only what the config changed moves
     for (const auto& [addr, real] : state.reals)
       if (Status s = writeBackend(state, addr, real); !s) return s;
+  // After the rewrite above, which writes held reals VALID: the ring that
+  // still names them is live until the one below replaces it.
+  const std::vector<IpAddress> released = unholdIfServed(state, &wanted);
   const std::vector<MaglevReal> newRing = ringReals(state, &wanted);
   if (rewrite || newRing != oldRing || cfg.ringSize != oldRingSize)
     if (Status s = publishRing(state, newRing); !s) return s;
+  if (Status s = invalidateReleased(state, released); !s) return s;
   // The new ring is live: removed reals go, each leaving the state only once
   // its id is released.
   for (auto it = state.reals.begin(); it != state.reals.end();) {
@@ -297,7 +330,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   for (const RealConfig* rc : added)
     logInfo(LogRecord("real_added").add("service", name).add("real", rc->address.toString()));
 
-  const uint32_t flags = serviceFlags(cfg, hashSourceV4_);
+  const uint32_t flags = serviceFlags(cfg);
   if (rewrite || flags != oldFlags) {
     if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, flags, {}}); !s)
       return Status::error("service " + name + ": write service: " + s.message());
@@ -353,7 +386,6 @@ Status Registry::apply(const Config& config) {
                            " free (limits.max_reals)");
   }
 
-  hashSourceV4_ = config.node.hashSourceV4.has_value();
   std::vector<IpAddress> maybeUnusedVips = std::move(pendingUnusedVips_);
   pendingUnusedVips_.clear();
 
@@ -403,7 +435,6 @@ Status Registry::apply(const Config& config) {
     vipRefs_.erase(it);
     unsureVips_.erase(vip);
   }
-  appliedHashSourceV4_ = hashSourceV4_;
   return Status::ok();
 }
 
@@ -573,20 +604,16 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
       if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
     if (Status s = invalidateBackend(state, addr, real); !s) return markRewrite(s);
   } else {
-    // A live real replaces every fail-open holdover, which really is down.
+    // Up: the real is no holdover any more, and if it serves (weight > 0)
+    // it replaces every fail-open holdover, which really is down. A drained
+    // real serves nothing, so the held ones stay.
     real.held = false;
-    std::vector<IpAddress> released;
-    for (auto& [a, r] : state.reals)
-      if (r.held) {
-        r.held = false;
-        released.push_back(a);
-      }
+    const std::vector<IpAddress> released = unholdIfServed(state);
     // Down already moved the generation on; VALID at that generation.
     if (Status s = writeBackend(state, addr, real); !s) return markRewrite(s);
     if (real.inRing() || !released.empty() || wasInRing)
       if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
-    for (const IpAddress& a : released)
-      if (Status s = invalidateBackend(state, a, state.reals[a]); !s) return markRewrite(s);
+    if (Status s = invalidateReleased(state, released); !s) return markRewrite(s);
   }
   logInfo(LogRecord(healthy ? "real_up" : "real_down")
               .add("service", service)

@@ -112,8 +112,11 @@ class Registry {
   // Fail-open (ServiceConfig::healthFailOpen): when the last real serving a
   // service goes down, it stays in the ring with its flows ("held") and
   // all_reals_down is logged at error level: a balancer that drops
-  // everything turns a broken check into an outage. The first real to come
-  // back up releases every held real. Fail-closed empties the ring.
+  // everything turns a broken check into an outage. Held reals are released
+  // (ring without them, then invalidated) as soon as another real serves
+  // (healthy and weight > 0: a real coming up, an undrain or reweight, an
+  // unchecked real added) or the policy turns fail-closed; a drained real
+  // coming up releases nothing. Fail-closed empties the ring.
   Status setRealHealth(const std::string& service, const IpAddress& real, bool healthy);
 
   // The real in `slot` of the ring last published for `service`; nullopt
@@ -173,6 +176,17 @@ class Registry {
   Status addService(const ServiceConfig& cfg);
   Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
   Status updateService(ServiceState& state, const ServiceConfig& cfg);
+  // Fail-open holds reals only while nothing else can serve: once a real
+  // (of `only`, if given) is healthy, not held and weighted, or the policy
+  // is fail-closed, every held real is released (held cleared). Returns
+  // those of `only` to invalidate once a ring without them is published;
+  // the rest are being removed, which invalidates them anyway. Every change
+  // to a service's reals, weights or policy runs it (updateService,
+  // setRealHealth), so a held real never outlives the reason it was held.
+  static std::vector<IpAddress> unholdIfServed(ServiceState& state, const std::set<IpAddress>* only = nullptr);
+  // The down path's second step for released reals: a new generation,
+  // !VALID, logged as real_down with released=1.
+  Status invalidateReleased(ServiceState& state, const std::vector<IpAddress>& released);
   // The reals in the service's ring (only those in `only`, if given): what
   // publishRing builds the ring from, and what a ring change compares.
   static std::vector<MaglevReal> ringReals(const ServiceState& state, const std::set<IpAddress>* only = nullptr);
@@ -187,7 +201,7 @@ class Registry {
   BackendId allocateBackend();
 
   keel_service_key serviceKey(const ServiceConfig& cfg) const;
-  uint32_t serviceFlags(const ServiceConfig& cfg, bool hashSourceV4) const;
+  static uint32_t serviceFlags(const ServiceConfig& cfg);
   static keel_vip_key vipKey(const IpAddress& vip);
   static bool sameKey(const ServiceConfig& a, const ServiceConfig& b);
 
@@ -199,8 +213,6 @@ class Registry {
   // Per backend id, survives reuse: a reused id always starts at a newer
   // generation, so conntrack entries of its previous owner stay stale.
   std::vector<uint32_t> backendGen_;
-  bool hashSourceV4_ = false;  // node.hash_source_v4 set: ipip services hash the outer source
-  bool appliedHashSourceV4_ = false;  // the value the programmed service flags were built with
   // VIPs the next apply withdraws if no service uses them: pinned ones no
   // pinned service uses, or those a failed apply did not get to.
   std::vector<IpAddress> pendingUnusedVips_;

@@ -10,6 +10,7 @@
 #include <set>
 #include <utility>
 
+#include "keel/encap.h"
 #include "mock_dataplane.h"
 #include "registry_builders.h"
 
@@ -156,6 +157,31 @@ TEST_F(RegistryTest, SchedulerChangeRewritesServiceFlagsOnly) {
   EXPECT_EQ(take(), (Calls{"upsertService 192.0.2.10:80/6 id=0 flags=1"}));
 }
 
+// node.hash_source_v4 is an IPv4 prefix: keeld turns it into the node flag
+// KEEL_NODE_F_HASH_SRC_V4, which hashes IPv4 outer sources only. The service
+// flag would hash IPv6 outer sources too (outside tunnel_source_v6, which
+// is all the reals are told to accept), so the registry never sets it.
+TEST_F(RegistryTest, HashSourceV4HashesOnlyIpv4OuterSources) {
+  Config c = config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("2001:db8::11")})});
+  c.node.hashSourceV4 = Ipv4Prefix{ip("172.16.0.0"), 16};
+  applyOk(c);
+  const uint32_t svcFlags = dp_.services.at("192.0.2.10:80/6").flags;
+  EXPECT_EQ(svcFlags & KEEL_SVC_F_HASH_SRC_IP, 0u);
+  // What the data plane decides from these flags and keeld's node flag.
+  keel_node_config node{};
+  node.flags = KEEL_NODE_F_HASH_SRC_V4;
+  keel_encap_tpl tpl{};
+  keel_encap_prepare(&tpl, &node, &dp_.backends[0]);  // 10.0.1.11
+  EXPECT_TRUE(keel_encap_hash_src(&tpl, svcFlags));
+  keel_encap_prepare(&tpl, &node, &dp_.backends[1]);  // 2001:db8::11
+  EXPECT_FALSE(keel_encap_hash_src(&tpl, svcFlags));
+  // Turning it off again leaves the services alone.
+  take();
+  c.node.hashSourceV4.reset();
+  applyOk(c);
+  EXPECT_TRUE(take().empty());
+}
+
 TEST_F(RegistryTest, L2dsrBackendsCarryTheirMac) {
   ServiceConfig s = service("web", "192.0.2.10", 80, {real("10.0.1.11")});
   s.forwarding = Forwarding::kL2dsr;
@@ -205,6 +231,73 @@ TEST_F(RegistryTest, HealthDownAndUpFollowTheOrderingRules) {
   EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=2 valid", "publishRing 0 [0,1]"}));
   EXPECT_FALSE(reg_.setRealHealth("web", ip("10.9.9.9"), true).isOk());
   EXPECT_FALSE(reg_.setRealHealth("nope", ip("10.0.1.11"), true).isOk());
+}
+
+// Fail-open holds the last serving real when it fails (in the ring, VALID,
+// flows kept) only while no other real serves: every change that makes one
+// serve releases it, ring first, then a new generation.
+TEST_F(RegistryTest, HeldRealIsReleasedWhenAnUndrainedRealServes) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());
+  EXPECT_TRUE(reg_.service("web")->reals[0].held);
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  take();
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 100)})}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [1]", "upsertBackend 0 10.0.1.11 gen=2 invalid"}));
+  ServiceView v = *reg_.service("web");
+  EXPECT_FALSE(v.reals[0].held);
+  EXPECT_FALSE(v.reals[0].inRing);
+  EXPECT_FALSE(v.reals[0].healthy);
+}
+
+TEST_F(RegistryTest, HeldRealIsReleasedWhenAnUncheckedRealIsAdded) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());
+  take();
+  // No check: it starts healthy, with no health transition to release the held one.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 valid", "publishRing 0 [1]",
+                           "upsertBackend 0 10.0.1.11 gen=2 invalid"}));
+  EXPECT_FALSE(reg_.service("web")->reals[0].held);
+}
+
+TEST_F(RegistryTest, HeldRealStaysWhileTheAddedRealIsNotYetUp) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());
+  take();
+  RealConfig checked = real("10.0.1.12");
+  checked.startHealthy = false;  // a checked real starts down until rise
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), checked})}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 invalid"}));
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  EXPECT_TRUE(reg_.service("web")->reals[0].held);
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 valid", "publishRing 0 [1]",
+                           "upsertBackend 0 10.0.1.11 gen=2 invalid"}));
+}
+
+TEST_F(RegistryTest, HeldRealIsReleasedWhenThePolicyTurnsFailClosed) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());
+  take();
+  ServiceConfig closed = service("web", "192.0.2.10", 80, {real("10.0.1.11")});
+  closed.healthFailOpen = false;
+  applyOk(config({closed}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 []", "upsertBackend 0 10.0.1.11 gen=2 invalid"}));
+  EXPECT_FALSE(reg_.service("web")->reals[0].held);
+}
+
+TEST_F(RegistryTest, ADrainedRealComingUpKeepsTheHeldRealServing) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());  // drained, fails its check
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());  // last serving: held
+  take();
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());  // drained, passes again
+  // Weight 0 serves nothing: 10.0.1.11 stays held, VALID at its generation.
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=2 valid"}));
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  EXPECT_TRUE(reg_.service("web")->reals[0].held);
+  EXPECT_TRUE(dp_.backends[0].flags & KEEL_BE_F_VALID);
 }
 
 TEST_F(RegistryTest, DataplaneFailureIsReportedWithServiceName) {

@@ -808,7 +808,7 @@ std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth
   HealthSpecBuilder b;
   b.apply(specNode, source, servicePath + ".health", errors);
   b.apply(realHealth, source, realPath + ".health", errors);
-  auto spec = b.build(source, (realPresent ? realPath : servicePath) + ".health", errors);
+  auto spec = b.build(errors);
   if (errors.size() != before) return std::nullopt;
   return spec;
 }

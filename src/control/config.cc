@@ -211,8 +211,11 @@ class Parser {
     return m;
   }
 
+  // `max` is required: whoever reads the value has a width (the data plane
+  // keeps idle timeouts in 32-bit seconds), and the parser is the place to
+  // refuse what would not fit, not a cast further down.
   std::optional<std::chrono::milliseconds> duration(const YAML::Node& n, const std::string& path,
-                                                    std::chrono::milliseconds min) {
+                                                    std::chrono::milliseconds min, std::chrono::hours max) {
     std::optional<std::chrono::milliseconds> d;
     if (n.IsScalar()) d = parseDuration(n.Scalar());
     if (!d) {
@@ -221,6 +224,11 @@ class Parser {
     }
     if (*d < min) {
       error(n, path, "must be at least " + std::to_string(min.count()) + "ms, got " + describe(n));
+      return std::nullopt;
+    }
+    if (*d > max) {
+      std::string days = max.count() % 24 == 0 ? " (" + std::to_string(max.count() / 24) + " days)" : "";
+      error(n, path, "must be at most " + std::to_string(max.count()) + "h" + days + ", got " + describe(n));
       return std::nullopt;
     }
     return d;
@@ -446,12 +454,16 @@ void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
   if (auto k = child(n, "node", "local_mac", false)) node.localMac = mac(*k, "node.local_mac");
   if (auto k = child(n, "node", "hash_source_v4", false))
     node.hashSourceV4 = prefix4(*k, "node.hash_source_v4");
-  // The data plane keeps idle timeouts in whole seconds.
+  // The data plane keeps idle timeouts in whole seconds (32 bits). At most
+  // 7 days: longer than the kernel's own longest conntrack default (TCP
+  // established, 5 days), so anything above is a unit typo (900m for 900s
+  // is still allowed; 71582789m would have wrapped to 44 s).
   using std::chrono::seconds;
+  constexpr std::chrono::hours kMaxIdle(7 * 24);
   if (auto k = child(n, "node", "udp_idle_timeout", false))
-    if (auto d = duration(*k, "node.udp_idle_timeout", seconds(1))) node.udpIdleTimeout = *d;
+    if (auto d = duration(*k, "node.udp_idle_timeout", seconds(1), kMaxIdle)) node.udpIdleTimeout = *d;
   if (auto k = child(n, "node", "tcp_idle_timeout", false))
-    if (auto d = duration(*k, "node.tcp_idle_timeout", seconds(1))) node.tcpIdleTimeout = *d;
+    if (auto d = duration(*k, "node.tcp_idle_timeout", seconds(1), kMaxIdle)) node.tcpIdleTimeout = *d;
   if (auto k = child(n, "node", "icmp_too_big_rate", false))
     if (auto v = integer(*k, "node.icmp_too_big_rate", 0, 1000000)) node.icmpTooBigRate = *v;
 }

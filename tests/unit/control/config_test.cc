@@ -390,6 +390,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"duration too short",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  tcp_idle_timeout: 100ms\n",
                 {"keel.yaml:3: node.tcp_idle_timeout: must be at least 1000ms"}},
+        BadCase{"idle timeout past its bound (it would wrap in the data plane's 32-bit seconds)",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  tcp_idle_timeout: 71582789m\n",
+                {"keel.yaml:3: node.tcp_idle_timeout: must be at most 168h (7 days), got \"71582789m\""}},
+        BadCase{"udp idle timeout a second past its bound",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  udp_idle_timeout: 604801s\n",
+                {"keel.yaml:3: node.udp_idle_timeout: must be at most 168h (7 days), got \"604801s\""}},
         BadCase{"health interval whose milliseconds overflow",
                 svc("    health: {type: tcp, interval: 307445734561826m}\n"
                     "    reals:\n      - {address: 10.0.1.11}\n"),
@@ -485,6 +491,15 @@ TEST(Config, MissingFileSaysSo) {
   ConfigResult r = loadConfigFile("/nonexistent/keel.yaml");
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_NE(r.errors[0].find("/nonexistent/keel.yaml: cannot open"), std::string::npos);
+}
+
+TEST(Config, IdleTimeoutsUpToSevenDays) {
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth0}\nnode: {tcp_idle_timeout: 168h, udp_idle_timeout: 604800s}\n",
+      "k.yaml");
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  EXPECT_EQ(r.config->node.tcpIdleTimeout, std::chrono::hours(168));
+  EXPECT_EQ(r.config->node.udpIdleTimeout, std::chrono::hours(168));
 }
 
 // A real whose `health:` sets another type than the service's starts from

@@ -548,6 +548,10 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
       svc.healthFailOpen = *v;
   }
   const size_t first = errors_.size();
+  // The service's own block first, reals or not: it is the check every real
+  // without `health:` gets, now or at a later `keelctl real add`.
+  resolveServiceHealth(svcHealth, svc.vip, svc.port, source_, path, errors_);
+  const size_t serviceErrors = errors_.size();
   // The original nodes, not the stored clones: clones lose their line marks.
   const YAML::Node realsNode = n["reals"];
   for (size_t i = 0; i < svc.reals.size(); ++i) {
@@ -559,9 +563,11 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
       real.healthSpec = *spec;
       // What the checker itself would refuse (e.g. no port on a port-0
       // service), caught here so --check-config and reloads report it.
+      // (Unless the service's block, reported above, has the same problem.)
       if (spec->type != HealthCheckSpec::Type::None && real.address.family())
         if (Status st = validateHealthTarget(HealthTarget{svc.name, real.address, svc.port, *spec});
-            !st)
+            !st && std::none_of(errors_.begin() + first, errors_.begin() + serviceErrors,
+                                [&](const std::string& e) { return e.ends_with(": " + st.message()); }))
           errorAtLine(real.line, path + ".reals[" + std::to_string(i) + "].health", st.message());
     }
   }
@@ -822,6 +828,27 @@ std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth
   b.apply(realHealth, source, realPath + ".health", errors);
   auto spec = b.build(errors);
   if (errors.size() != before) return std::nullopt;
+  return spec;
+}
+
+std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHealth, const IpAddress& vip,
+                                                    uint16_t port, std::string_view source,
+                                                    const std::string& servicePath,
+                                                    std::vector<std::string>& errors) {
+  auto spec = resolveRealHealth(serviceHealth, YAML::Node(), source, servicePath, servicePath, errors);
+  if (!spec || spec->type == HealthCheckSpec::Type::None) return spec;
+  // validateHealthTarget also wants a real's address. Given the check's own
+  // source (or else the VIP) instead, its family test has nothing to find:
+  // that one is per real, and each real gets it.
+  const IpAddress address = spec->source ? *spec->source : vip;
+  if (!address.family()) return spec;  // a bad vip is reported already
+  if (Status st = validateHealthTarget(HealthTarget{"", address, port, *spec}); !st) {
+    std::string loc(source);
+    if (serviceHealth.IsDefined() && !serviceHealth.Mark().is_null())
+      loc += ":" + std::to_string(serviceHealth.Mark().line + 1);
+    errors.push_back(loc + ": " + servicePath + ".health: " + st.message());
+    return std::nullopt;
+  }
   return spec;
 }
 

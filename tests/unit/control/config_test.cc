@@ -401,6 +401,14 @@ INSTANTIATE_TEST_SUITE_P(
                     "    reals:\n      - {address: 10.0.1.11}\n"),
                 {"keel.yaml:8: services[0].health.interval: \"307445734561826m\" is not a duration from 1ms "
                  "to 1440m (one day)"}},
+        BadCase{"service health checked without reals",
+                svc("    health: {type: bogus, interval: 0s}\n"),
+                {"keel.yaml:8: services[0].health.type: \"bogus\" is not one of none, tcp, http, udp",
+                 "keel.yaml:8: services[0].health.interval: \"0s\" is not a duration"}},
+        BadCase{"service health without a port on a port-0 service, without reals",
+                kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
+                        "    health: {type: tcp}\n",
+                {"keel.yaml:8: services[0].health: health check: port is 0 and the service port is 0"}},
         BadCase{"expect on a real that is its own tcp check",
                 svc("    health: {type: http, expect: \"200-299\"}\n"
                     "    reals:\n      - {address: 10.0.1.11, health: {type: tcp, expect: \"200\"}}\n"),
@@ -476,6 +484,22 @@ TEST(Config, CollectsEveryErrorNotJustTheFirst) {
   EXPECT_NE(all.find("keel.yaml:8: services[0].scheduler"), std::string::npos) << all;
   EXPECT_NE(all.find("keel.yaml:10: services[0].reals[0].weight"), std::string::npos) << all;
   EXPECT_NE(all.find("keel.yaml:11: services[0].reals[1].address"), std::string::npos) << all;
+}
+
+TEST(Config, AServiceHealthMistakeIsReportedOnceNotPerReal) {
+  auto errors = [](const std::string& health) {
+    return parseConfig(kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n" +
+                           health +  // line 8
+                           "    reals:\n      - {address: 10.0.1.11}\n      - {address: 10.0.1.12}\n",
+                       "keel.yaml")
+        .errors;
+  };
+  auto key = errors("    health: {type: tcp, port: 80, interval: 307445734561826m}\n");
+  ASSERT_EQ(key.size(), 1u) << joinErrors(key);
+  EXPECT_NE(key[0].find("keel.yaml:8: services[0].health.interval:"), std::string::npos) << key[0];
+  auto target = errors("    health: {type: tcp}\n");
+  ASSERT_EQ(target.size(), 1u) << joinErrors(target);
+  EXPECT_EQ(target[0], "keel.yaml:8: services[0].health: health check: port is 0 and the service port is 0");
 }
 
 TEST(Config, InterfaceCheckerIsConsulted) {

@@ -31,6 +31,32 @@
 /* Device whose forwarding setting the fib lookup checks (see above). */
 const volatile __u32 keel_decap_fib_ifindex = 1;
 
+/* The outer sources tunnel packets are accepted from (keel-decap attach
+ * --allow-source); none: any. */
+const volatile struct keel_decap_prefix keel_decap_allow[KEEL_DECAP_MAX_ALLOW] = {};
+const volatile __u32 keel_decap_allow_n = 0;
+
+/* Whether the outer source is in an allowed prefix (always, if none is set). */
+static __always_inline int decap_source_allowed(const struct keel_pkt *pkt)
+{
+	__u32 n = keel_decap_allow_n;
+	__u32 i;
+
+	if (n == 0)
+		return 1;
+	for (i = 0; i < KEEL_DECAP_MAX_ALLOW; i++) {
+		if (i >= n)
+			break;
+		if (keel_decap_allow[i].family == pkt->key.family &&
+		    (pkt->key.src[0] & keel_decap_allow[i].mask[0]) == keel_decap_allow[i].addr[0] &&
+		    (pkt->key.src[1] & keel_decap_allow[i].mask[1]) == keel_decap_allow[i].addr[1] &&
+		    (pkt->key.src[2] & keel_decap_allow[i].mask[2]) == keel_decap_allow[i].addr[2] &&
+		    (pkt->key.src[3] & keel_decap_allow[i].mask[3]) == keel_decap_allow[i].addr[3])
+			return 1;
+	}
+	return 0;
+}
+
 /* Every packet once, under its enum keel_decap_reason. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -39,7 +65,7 @@ struct {
 	__type(value, struct keel_counter);
 } decap_stats SEC(".maps");
 
-static __always_inline int decap_verdict(__u32 reason, __u64 bytes)
+static __always_inline int decap_count(__u32 reason, __u64 bytes, int action)
 {
 	struct keel_counter *c = bpf_map_lookup_elem(&decap_stats, &reason);
 
@@ -47,7 +73,12 @@ static __always_inline int decap_verdict(__u32 reason, __u64 bytes)
 		c->packets++;
 		c->bytes += bytes;
 	}
-	return XDP_PASS;
+	return action;
+}
+
+static __always_inline int decap_verdict(__u32 reason, __u64 bytes)
+{
+	return decap_count(reason, bytes, XDP_PASS);
 }
 
 /* What the outer header told us. */
@@ -68,6 +99,11 @@ static __always_inline int decap_parse_outer(void *data, void *end, struct decap
 		return KEEL_DECAP_R_PASS_NOT_TUNNEL;
 	if (pkt.l4_proto != KEEL_IPPROTO_IPIP && pkt.l4_proto != KEEL_IPPROTO_IPV6)
 		return KEEL_DECAP_R_PASS_NOT_TUNNEL;
+	/* Anyone can send a tunnel packet; with --allow-source only the
+	 * balancers' are ours (the inner source is the client's, so an
+	 * open decapsulator lets any host inject packets "from" anyone). */
+	if (!decap_source_allowed(&pkt))
+		return KEEL_DECAP_R_PASS_SOURCE;
 	t->l3_off = pkt.l3_off;
 	t->outer_len = pkt.l4_off - pkt.l3_off;
 	t->outer_family = pkt.key.family;
@@ -129,6 +165,65 @@ static __always_inline int decap_inner_is_local(struct xdp_md *ctx, void *data, 
 	return KEEL_DECAP_R_PASS_NOT_LOCAL;
 }
 
+#define DECAP_ECN_MASK 3
+#define DECAP_ECT1 1
+#define DECAP_ECT0 2
+#define DECAP_CE 3
+
+/* The ECN field of an IP header: the low two bits of the TOS / traffic class. */
+static __always_inline __u8 decap_ecn_of(const __u8 *ip, __u8 family)
+{
+	return family == KEEL_AF_INET ? ip[1] & DECAP_ECN_MASK : (ip[1] >> 4) & DECAP_ECN_MASK;
+}
+
+/* RFC 6040 §4.2 (normal mode), as the kernel's own tunnels decapsulate: the
+ * balancer copies the inner ECN field to the outer header, so a router
+ * between balancer and real may mark the outer one CE. That mark must reach
+ * the inner packet, or the congestion is invisible to the flow:
+ *   outer CE over inner ECT(0)/ECT(1)/CE  -> inner CE
+ *   outer ECT(1) over inner ECT(0)        -> inner ECT(1)
+ *   outer CE over inner Not-ECT           -> dropped (the only signal left)
+ *   anything else                         -> inner unchanged
+ * Rewrites the inner header in place (IPv4: checksum updated, RFC 1624).
+ * Returns 0, or -1 when the packet is to be dropped. */
+static __always_inline int decap_ecn(void *data, void *end, const struct decap_tunnel *t)
+{
+	__u8 *outer = (__u8 *)data + (t->l3_off & 0x1f);
+	__u8 *inner = (__u8 *)data + ((t->l3_off + t->outer_len) & 0x7f);
+	__u8 out_ecn;
+	__u8 in_ecn;
+	__u8 set;
+
+	if ((void *)(outer + 2) > end || (void *)(inner + sizeof(struct keel_ipv4)) > end)
+		return 0; /* decap_inner_is_local checked both; for the verifier */
+	out_ecn = decap_ecn_of(outer, t->outer_family);
+	in_ecn = decap_ecn_of(inner, t->inner_proto == KEEL_IPPROTO_IPIP ? KEEL_AF_INET : KEEL_AF_INET6);
+	if (out_ecn == DECAP_CE) {
+		if (in_ecn == 0)
+			return -1;
+		set = DECAP_CE;
+	} else if (out_ecn == DECAP_ECT1 && in_ecn == DECAP_ECT0) {
+		set = DECAP_ECT1;
+	} else {
+		return 0;
+	}
+	if (set == in_ecn)
+		return 0;
+	if (t->inner_proto == KEEL_IPPROTO_IPIP) {
+		struct keel_ipv4 *ip = (struct keel_ipv4 *)inner;
+		__u16 old = keel_mem_word16(inner[0], inner[1]);
+		__u32 sum;
+
+		ip->tos = (ip->tos & ~DECAP_ECN_MASK) | set;
+		/* HC' = ~(~HC + ~m + m'), on the 16-bit word holding the TOS. */
+		sum = (__u16)~ip->check + (__u16)~old + keel_mem_word16(inner[0], inner[1]);
+		ip->check = (__u16)~keel_csum_fold(sum);
+	} else {
+		inner[1] = (inner[1] & ~(DECAP_ECN_MASK << 4)) | (set << 4);
+	}
+	return 0;
+}
+
 /* Drops the outer IP header: the L2 header (MACs and an 802.1Q tag) is saved
  * on the stack, the head moved past the outer header, and the L2 header
  * written again in front of the inner packet. Saving first means a refused
@@ -188,6 +283,8 @@ int decap(struct xdp_md *ctx)
 	rc = decap_inner_is_local(ctx, data, end, &t);
 	if (rc != KEEL_CONTINUE)
 		return decap_verdict(rc, bytes);
+	if (decap_ecn(data, end, &t))
+		return decap_count(KEEL_DECAP_R_DROP_CE_NOT_ECT, bytes, XDP_DROP);
 	if (decap_strip(ctx, &t))
 		return decap_verdict(KEEL_DECAP_R_PASS_ADJUST_FAILED, bytes);
 	return decap_verdict(t.outer_family == KEEL_AF_INET6 ? KEEL_DECAP_R_DECAP_V6

@@ -42,6 +42,7 @@ lb_ct_lookup(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	struct keel_ct_value *ct;
 	struct keel_backend *be;
 	__u32 timeout_s;
+	__u64 seen;
 
 	ct = bpf_map_lookup_elem(&conntrack, &pkt->key);
 	/* last_seen 0: never written. A per-CPU flavour of the table returns
@@ -53,10 +54,16 @@ lb_ct_lookup(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 		return NULL;
 	timeout_s = pkt->key.proto == KEEL_PROTO_TCP ? node->tcp_idle_timeout_s
 						      : node->udp_idle_timeout_s;
-	if (timeout_s && now - ct->last_seen_ns > (__u64)timeout_s * LB_NSEC_PER_SEC)
-		return NULL;
-	if (now - ct->last_seen_ns > LB_CT_REFRESH_NS)
-		ct->last_seen_ns = now;
+	/* Read once: another CPU may refresh it after this one read its
+	 * clock, and a last_seen after `now` is a live entry, not one idle
+	 * for 2^64 ns. */
+	seen = ct->last_seen_ns;
+	if (seen < now) {
+		if (timeout_s && now - seen > (__u64)timeout_s * LB_NSEC_PER_SEC)
+			return NULL;
+		if (now - seen > LB_CT_REFRESH_NS)
+			ct->last_seen_ns = now;
+	}
 	*be_id = ct->backend_id;
 	return be;
 }

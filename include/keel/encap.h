@@ -618,11 +618,25 @@ enum keel_decap_reason {
 	KEEL_DECAP_R_DECAP_V4,            /* outer IPv4 stripped (4in4, 6in4) */
 	KEEL_DECAP_R_DECAP_V6,            /* outer IPv6 stripped (6in6, 4in6) */
 	KEEL_DECAP_R_PASS_ADJUST_FAILED,  /* bpf_xdp_adjust_head refused */
+	KEEL_DECAP_R_DROP_CE_NOT_ECT,     /* outer CE over a Not-ECT inner packet (RFC 6040 §4.2) */
+	KEEL_DECAP_R_PASS_SOURCE,         /* tunnel from a source outside --allow-source: untouched */
 	KEEL_DECAP_R_MAX
+};
+
+/* `keel-decap attach --allow-source PREFIX` (load-time .rodata): when any is
+ * given, only tunnel packets whose outer source is in one of them are
+ * decapsulated. Address and mask as the packet holds them (network order,
+ * an IPv4 one in word 0, the other words 0). */
+#define KEEL_DECAP_MAX_ALLOW 16
+struct keel_decap_prefix {
+	__u32 addr[4]; /* with the host bits cleared */
+	__u32 mask[4];
+	__u8 family;   /* KEEL_AF_INET / KEEL_AF_INET6 */
+	__u8 pad[3];
 };
 
 #define KEEL_DECAP_REASON_NAMES                                                  \
 	"pass_not_tunnel", "pass_malformed", "pass_not_local", "pass_fib_disabled", \
-	"decap_v4", "decap_v6", "pass_adjust_failed"
+	"decap_v4", "decap_v6", "pass_adjust_failed", "drop_ce_not_ect", "pass_source"
 
 #endif

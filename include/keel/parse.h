@@ -222,6 +222,10 @@ KEEL_INLINE int keel_parse_l3(void *data, void *end, struct keel_pkt *pkt)
 		/* Network order: version is the top nibble of the first byte. */
 		if ((((__u8 *)&vtf)[0] >> 4) != 6)
 			return KEEL_R_PASS_BAD_HEADER;
+		/* A payload length that does not fit ip_len with the fixed
+		 * header cannot arrive on Ethernet (jumbograms are not ours). */
+		if (KEEL_NTOHS(ip6->payload_len) > 0xffff - sizeof(*ip6))
+			return KEEL_R_PASS_BAD_HEADER;
 		pkt->ip_len = (__u16)(sizeof(*ip6) + KEEL_NTOHS(ip6->payload_len));
 		pkt->key.family = KEEL_AF_INET6;
 		pkt->key.src[0] = ip6->saddr[0];
@@ -239,6 +243,15 @@ KEEL_INLINE int keel_parse_l3(void *data, void *end, struct keel_pkt *pkt)
 		return KEEL_CONTINUE;
 	}
 	return KEEL_R_PASS_NOT_IP;
+}
+
+/* Whether `len` bytes at frame offset `off` end inside the IP packet (its
+ * total / payload length), not only inside the frame: bytes past it are
+ * Ethernet padding or garbage, never a header. Offsets, not pointers, so
+ * the callers keep their checks against the frame end for the verifier. */
+KEEL_INLINE int keel_in_ip(const struct keel_pkt *pkt, __u32 off, __u32 len)
+{
+	return off + len <= (__u32)pkt->l3_off + pkt->ip_len;
 }
 
 /* Walk IPv6 hop-by-hop and destination-options headers (bounded). */
@@ -260,7 +273,7 @@ KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
 		 * to the verifier. */
 		off &= 0x3fff;
 		ext = (struct keel_ipv6_ext *)((__u8 *)data + off);
-		if ((void *)(ext + 1) > end)
+		if ((void *)(ext + 1) > end || !keel_in_ip(pkt, off, sizeof(*ext)))
 			return KEEL_R_DROP_TRUNCATED;
 		nh = ext->nexthdr;
 		off += (__u16)((ext->hdrlen + 1) * 8);
@@ -288,7 +301,7 @@ KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pk
 		struct keel_ipv4 *in = (struct keel_ipv4 *)((__u8 *)data + off);
 		__u16 ihl_bytes;
 
-		if ((void *)(in + 1) > end)
+		if ((void *)(in + 1) > end || !keel_in_ip(pkt, off, sizeof(*in)))
 			return KEEL_R_DROP_TRUNCATED;
 		ihl_bytes = (__u16)((in->ver_ihl & 0x0f) * 4);
 		if (ihl_bytes < sizeof(*in))
@@ -304,7 +317,7 @@ KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pk
 	} else {
 		struct keel_ipv6 *in6 = (struct keel_ipv6 *)((__u8 *)data + off);
 
-		if ((void *)(in6 + 1) > end)
+		if ((void *)(in6 + 1) > end || !keel_in_ip(pkt, off, sizeof(*in6)))
 			return KEEL_R_DROP_TRUNCATED;
 		if (in6->nexthdr != KEEL_PROTO_TCP && in6->nexthdr != KEEL_PROTO_UDP)
 			return KEEL_R_DROP_ICMP;
@@ -320,7 +333,7 @@ KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pk
 	}
 	off &= 0x3fff;
 	ports = (struct keel_ports *)((__u8 *)data + off);
-	if ((void *)(ports + 1) > end)
+	if ((void *)(ports + 1) > end || !keel_in_ip(pkt, off, sizeof(*ports)))
 		return KEEL_R_DROP_TRUNCATED;
 	pkt->key.sport = ports->dport;
 	pkt->key.dport = ports->sport;
@@ -356,7 +369,7 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 	case KEEL_PROTO_TCP: {
 		struct keel_tcp *tcp = (struct keel_tcp *)((__u8 *)data + off);
 
-		if ((void *)(tcp + 1) > end)
+		if ((void *)(tcp + 1) > end || !keel_in_ip(pkt, off, sizeof(*tcp)))
 			return KEEL_R_DROP_TRUNCATED;
 		pkt->key.sport = tcp->sport;
 		pkt->key.dport = tcp->dport;
@@ -366,7 +379,7 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 	case KEEL_PROTO_UDP: {
 		struct keel_udp *udp = (struct keel_udp *)((__u8 *)data + off);
 
-		if ((void *)(udp + 1) > end)
+		if ((void *)(udp + 1) > end || !keel_in_ip(pkt, off, sizeof(*udp)))
 			return KEEL_R_DROP_TRUNCATED;
 		pkt->key.sport = udp->sport;
 		pkt->key.dport = udp->dport;
@@ -376,7 +389,7 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 	case KEEL_IPPROTO_ICMPV6: {
 		struct keel_icmp *icmp = (struct keel_icmp *)((__u8 *)data + off);
 
-		if ((void *)(icmp + 1) > end)
+		if ((void *)(icmp + 1) > end || !keel_in_ip(pkt, off, sizeof(*icmp)))
 			return KEEL_R_DROP_TRUNCATED;
 		if (pkt->key.family == KEEL_AF_INET && pkt->l4_proto == KEEL_IPPROTO_ICMP) {
 			if (icmp->type == KEEL_ICMP_ECHO_REQUEST && icmp->code == 0)

@@ -23,11 +23,13 @@
 #include <string>
 #include <vector>
 
+#include "common/address.h"
 #include "common/bpffs.h"
 #include "common/fd.h"
 #include "common/status.h"
-#include "decap.skel.h"
+// encap.h first: the skeleton's .rodata holds its struct keel_decap_prefix.
 #include "keel/encap.h"
+#include "decap.skel.h"
 
 namespace {
 
@@ -40,11 +42,42 @@ struct Args {
   std::string mode = "native";
   std::string pinRoot = kDefaultPinRoot;
   bool json = false;
+  std::vector<std::string> allowText;  // --allow-source, as given
+  std::vector<keel_decap_prefix> allow;
 };
+
+// "ADDR/LEN" or "ADDR" (a host): keel_decap_prefix as the program compares
+// it, with the host bits cleared. Empty on success, else what is wrong.
+std::string parsePrefix(const std::string& text, keel_decap_prefix* out) {
+  const std::string what = "--allow-source " + text + ": ";
+  const size_t slash = text.find('/');
+  auto addr = keel::IpAddress::parse(text.substr(0, slash));
+  if (!addr) return what + "not an IPv4 or IPv6 address";
+  const unsigned bits = addr->isV4() ? 32 : 128;
+  unsigned len = bits;
+  if (slash != std::string::npos) {
+    const std::string l = text.substr(slash + 1);
+    if (l.empty() || l.size() > 3 || l.find_first_not_of("0123456789") != std::string::npos || std::stoul(l) > bits)
+      return what + "the prefix length must be 0.." + std::to_string(bits);
+    len = static_cast<unsigned>(std::stoul(l));
+  }
+  uint8_t a[16] = {}, m[16] = {};
+  std::memcpy(a, addr->bytes().data(), bits / 8);
+  for (unsigned i = 0; i < bits / 8; i++) {
+    const unsigned have = len > i * 8 ? len - i * 8 : 0;
+    m[i] = static_cast<uint8_t>(have >= 8 ? 0xff : (0xff00 >> have) & 0xff);
+    a[i] &= m[i];
+  }
+  *out = keel_decap_prefix{};
+  std::memcpy(out->addr, a, 16);
+  std::memcpy(out->mask, m, 16);
+  out->family = addr->family();
+  return "";
+}
 
 int usage(FILE* out) {
   std::fprintf(out,
-               "usage: keel-decap attach IFACE [--mode native|generic] [--pin-root DIR]\n"
+               "usage: keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]... [--pin-root DIR]\n"
                "       keel-decap detach IFACE [--pin-root DIR]\n"
                "       keel-decap status IFACE [-o json] [--pin-root DIR]\n");
   return out == stdout ? 0 : 2;
@@ -72,6 +105,16 @@ bool parseArgs(int argc, char** argv, Args* a, std::string* err) {
       a->mode = value("--mode");
     } else if (s == "--pin-root") {
       a->pinRoot = value("--pin-root");
+    } else if (s == "--allow-source") {
+      std::string v = value("--allow-source");
+      keel_decap_prefix p;
+      if (err->empty()) *err = parsePrefix(v, &p);
+      if (err->empty() && a->allow.size() >= KEEL_DECAP_MAX_ALLOW)
+        *err = "--allow-source: at most " + std::to_string(KEEL_DECAP_MAX_ALLOW) + " prefixes";
+      if (err->empty()) {
+        a->allow.push_back(p);
+        a->allowText.push_back(v);
+      }
     } else if (s == "-o") {
       std::string v = value("-o");
       if (v != "json") *err = "-o: only 'json' is supported, not '" + v + "'";
@@ -92,6 +135,10 @@ bool parseArgs(int argc, char** argv, Args* a, std::string* err) {
   }
   a->command = pos[0];
   a->iface = pos[1];
+  if (!a->allow.empty() && a->command != "attach") {
+    *err = "--allow-source is an option of attach (it is fixed when the program is loaded)";
+    return false;
+  }
   if (a->mode != "native" && a->mode != "generic") {
     *err = "--mode must be native or generic, not '" + a->mode + "'";
     return false;
@@ -154,6 +201,8 @@ int attach(const Args& a) {
   if (!skel) return fail("open decap program: " + errnoText(errno));
   unsigned lo = if_nametoindex("lo");
   skel->rodata->keel_decap_fib_ifindex = lo ? lo : 1;
+  for (size_t i = 0; i < a.allow.size(); i++) skel->rodata->keel_decap_allow[i] = a.allow[i];
+  skel->rodata->keel_decap_allow_n = static_cast<__u32>(a.allow.size());
   int rc = keel_decap::load(skel);
   if (rc) {
     keel_decap::destroy(skel);
@@ -186,7 +235,10 @@ int attach(const Args& a) {
     rmdir(dir.c_str());
     return fail(result);
   }
-  std::printf("keel-decap: attached to %s (%s mode), pinned at %s\n", a.iface.c_str(), a.mode.c_str(), dir.c_str());
+  std::string from = "any source";
+  for (size_t i = 0; i < a.allowText.size(); i++) from = (i ? from + ", " : std::string("sources ")) + a.allowText[i];
+  std::printf("keel-decap: attached to %s (%s mode), pinned at %s, decapsulating tunnels from %s\n", a.iface.c_str(),
+              a.mode.c_str(), dir.c_str(), from.c_str());
   close(linkFd);
   keel_decap::destroy(skel);
   return 0;

@@ -252,6 +252,42 @@ TEST(Balancer, IdleTimeoutRepicksFromRing) {
   }
 }
 
+// Another CPU may refresh an entry after this CPU read its clock: a
+// last_seen later than `now` is a live entry. (It read as idle for ~2^64 ns
+// and the flow was re-picked.) Set from userspace instead of racing CPUs.
+TEST(Balancer, EntrySeenAfterThisCpusClockStillHolds) {
+  auto lb = loadFixture();
+  ASSERT_TRUE(lb);
+  FixtureState st = fixtureState();
+  st.node.tcp_idle_timeout_s = 30;
+  ASSERT_EQ(lb->setNode(st.node), "");
+  const uint32_t svc = 0, oldBe = 0, newBe = 20;
+  Bytes in = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(5556, 80).Payload("x").build();
+  keel_backend oldReal{};
+  for (const auto& be : st.backends)
+    if (be.id == oldBe) oldReal = be.backend;
+  FixtureRow toOld{"first packet", in, Verdict::kTx, KEEL_R_TX_IPIP, ipipExpected(in, 14, st.node, oldReal, 0, false), svc, oldBe};
+  checkRow(*lb, toOld);
+  ASSERT_EQ(lb->publishRing({svc, std::vector<uint32_t>(7, newBe)}), "");
+  keel_flow_key key{};
+  std::memcpy(&key.src[0], ipBytes(kClient4).data(), 4);
+  std::memcpy(&key.dst[0], ipBytes("10.100.0.1").data(), 4);
+  key.sport = htons(5556);
+  key.dport = htons(80);
+  key.proto = KEEL_PROTO_TCP;
+  key.family = KEEL_AF_INET;
+  keel_ct_value ct{};
+  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  ct.last_seen_ns = static_cast<uint64_t>(now.tv_sec + 5) * 1000000000ull;  // "refreshed" after our clock
+  ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &ct, BPF_EXIST), 0);
+  toOld.description = "an entry seen later than this CPU's clock holds";
+  checkRow(*lb, toOld);
+  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
+  EXPECT_EQ(ct.backend_id, oldBe);
+}
+
 // ICMP errors follow an existing flow but never create one.
 TEST(Balancer, IcmpErrorDoesNotCreateEntries) {
   auto lb = loadFixture();

@@ -185,6 +185,28 @@ def main():
     link = sh("ip", "-d", "link", "show", IF_REAL, ns=NS_REAL, capture=True)
     expect("prog/xdp" not in link, "detach from a new process removes the program")
     expect(not os.path.exists(os.path.join(PIN_ROOT, IF_REAL)), "detach removes the pins")
+
+    # --allow-source: a bad prefix is refused by name and attaches nothing;
+    # tunnels from outside the prefixes are left alone, from inside decapsulated.
+    r = subprocess.run(nsexec(NS_REAL) + [DECAP, "attach", IF_REAL, "--allow-source", "10.77.0.9/33",
+                                          "--pin-root", PIN_ROOT],
+                       check=False, text=True, capture_output=True, timeout=30)
+    expect(r.returncode != 0 and "--allow-source 10.77.0.9/33" in r.stderr,
+           "a bad --allow-source is refused, naming it (%s)" % r.stderr.strip())
+    link = sh("ip", "-d", "link", "show", IF_REAL, ns=NS_REAL, capture=True)
+    expect("prog/xdp" not in link, "... and nothing is attached")
+    sh(DECAP, "attach", IF_REAL, "--allow-source", "10.77.0.9/32", "--allow-source", "fd77::/64",
+       "--pin-root", PIN_ROOT, ns=NS_REAL)
+    got = exchange("4", 4, "10.77.0.2", inner4, VIP4, 1.5)
+    expect(got == "timeout", "a 4in4 from 10.77.0.1, outside --allow-source, is not decapsulated (%s)" % got)
+    got = exchange("6", 41, "fd77::2", inner6, VIP6, 10)
+    expect(got.startswith("got hello-6in6 2001:db8::50"),
+           "a 6in6 from fd77::1, inside --allow-source fd77::/64, is (%s)" % got)
+    status = json.loads(sh(DECAP, "status", IF_REAL, "-o", "json", "--pin-root", PIN_ROOT, ns=NS_REAL,
+                           capture=True))
+    expect(status["counters"]["pass_source"]["packets"] >= 1,
+           "status counts it as pass_source (%s)" % json.dumps(status["counters"]))
+    sh(DECAP, "detach", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL)
     return 1 if failures else 0
 
 

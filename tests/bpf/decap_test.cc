@@ -17,9 +17,10 @@
 
 #include <gtest/gtest.h>
 
+// encap.h first: the skeleton's .rodata holds its struct keel_decap_prefix.
+#include "keel/encap.h"
 #include "decap.skel.h"
 #include "fixtures.h"
-#include "keel/encap.h"
 
 namespace keel::test {
 namespace {
@@ -78,7 +79,8 @@ class DecapTest : public ::testing::Test {
   }
 
   // Runs one frame; checks XDP_PASS, the output and the one reason counter.
-  void check(const std::string& what, const Bytes& in, const Bytes& want, keel_decap_reason reason) {
+  void check(const std::string& what, const Bytes& in, const Bytes& want, keel_decap_reason reason,
+             uint32_t action = XDP_PASS) {
     SCOPED_TRACE(what);
     std::vector<keel_counter> before;
     for (uint32_t r = 0; r < KEEL_DECAP_R_MAX; r++) before.push_back(counter(r));
@@ -86,9 +88,9 @@ class DecapTest : public ::testing::Test {
     LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in.data(), .data_out = out.data(),
                 .data_size_in = static_cast<__u32>(in.size()), .data_size_out = static_cast<__u32>(out.size()));
     ASSERT_EQ(bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.decap), &o), 0);
-    EXPECT_EQ(o.retval, static_cast<__u32>(XDP_PASS));
+    EXPECT_EQ(o.retval, action);
     out.resize(o.data_size_out);
-    EXPECT_EQ(out, want) << hexDiff(out, want);
+    if (action == XDP_PASS) EXPECT_EQ(out, want) << hexDiff(out, want);
     for (uint32_t r = 0; r < KEEL_DECAP_R_MAX; r++) {
       uint64_t d = counter(r).packets - before[r].packets;
       EXPECT_EQ(d, r == static_cast<uint32_t>(reason) ? 1u : 0u) << kDecapNames[r] << ", want " << kDecapNames[reason];
@@ -112,7 +114,8 @@ Bytes bare(bool vlan, const std::function<void(PacketBuilder&)>& inner) {
   return b.build();
 }
 
-Bytes tunnel(bool vlan, bool outer6, const std::string& realAddr, const Bytes& bareFrame, Ipv4Opts o4 = {}) {
+Bytes tunnel(bool vlan, bool outer6, const std::string& realAddr, const Bytes& bareFrame, Ipv4Opts o4 = {},
+             uint8_t outerTc6 = 0) {
   size_t l3 = vlan ? 18 : 14;
   Bytes innerL3(bareFrame.begin() + static_cast<long>(l3), bareFrame.end());
   bool inner6 = (innerL3[0] >> 4) == 6;
@@ -124,7 +127,7 @@ Bytes tunnel(bool vlan, bool outer6, const std::string& realAddr, const Bytes& b
   }
   uint8_t proto = inner6 ? 41 : 4;
   if (outer6) {
-    b.IPv6(kTunnelSrc6, realAddr, {.nextHeader = proto});
+    b.IPv6(kTunnelSrc6, realAddr, {.tc = outerTc6, .nextHeader = proto});
   } else {
     o4.proto = proto;
     b.IPv4(kTunnelSrc4, realAddr, o4);
@@ -144,6 +147,95 @@ TEST_F(DecapTest, StripsEveryTunnelKindToALocalVip) {
     check("4in4 outer with IP options" + tag, tunnel(vlan, false, "10.1.0.1", in4, {.options = {1, 1, 1, 0}}), in4,
           KEEL_DECAP_R_DECAP_V4);
   }
+}
+
+// RFC 6040 §4.2: a CE mark on the outer header reaches an ECN-capable inner
+// packet (IPv4: with its checksum updated), outer ECT(1) over inner ECT(0)
+// gives ECT(1), and CE over a Not-ECT inner packet is dropped. The expected
+// frames are built with the marks the inner packet should carry (the
+// builder computes their checksums).
+TEST_F(DecapTest, CarriesOuterCongestionMarksInward) {
+  constexpr uint8_t kNotEct = 0, kEct1 = 1, kEct0 = 2, kCe = 3;
+  constexpr uint8_t kDscp = 0x28 << 2;  // a DSCP beside the ECN bits, which must stay as it is
+  auto in4 = [&](uint8_t ecn) {
+    return bare(false, [&](PacketBuilder& b) {
+      b.IPv4(kClient4, "10.100.0.1", {.tos = static_cast<uint8_t>(kDscp | ecn)}).Tcp(40000, 80).Payload("x");
+    });
+  };
+  auto in6 = [&](uint8_t ecn) {
+    return bare(true, [&](PacketBuilder& b) {
+      b.IPv6(kClient6, "fd00:100::1", {.tc = static_cast<uint8_t>(kDscp | ecn), .flowLabel = 0x12345})
+          .Udp(40000, 53).Payload("y");
+    });
+  };
+  struct Case {
+    uint8_t outer, inner, want;
+  };
+  for (const Case& c : {Case{kCe, kEct0, kCe}, Case{kCe, kEct1, kCe}, Case{kCe, kCe, kCe},
+                        Case{kEct1, kEct0, kEct1}, Case{kEct0, kEct0, kEct0}, Case{kEct0, kEct1, kEct1},
+                        Case{kNotEct, kEct0, kEct0}, Case{kNotEct, kNotEct, kNotEct}, Case{kEct0, kNotEct, kNotEct}}) {
+    const std::string what = "outer " + std::to_string(c.outer) + " inner " + std::to_string(c.inner);
+    check("4in4 " + what, tunnel(false, false, "10.1.0.1", in4(c.inner), {.tos = c.outer}), in4(c.want),
+          KEEL_DECAP_R_DECAP_V4);
+    check("4in6 " + what, tunnel(false, true, "fc00:1::1", in4(c.inner), {}, c.outer), in4(c.want),
+          KEEL_DECAP_R_DECAP_V6);
+    check("6in6 vlan " + what, tunnel(true, true, "fc00:1::1", in6(c.inner), {}, c.outer), in6(c.want),
+          KEEL_DECAP_R_DECAP_V6);
+    check("6in4 vlan " + what, tunnel(true, false, "10.1.0.1", in6(c.inner), {.tos = c.outer}), in6(c.want),
+          KEEL_DECAP_R_DECAP_V4);
+  }
+  check("CE over Not-ECT, 4in4", tunnel(false, false, "10.1.0.1", in4(kNotEct), {.tos = kCe}), {},
+        KEEL_DECAP_R_DROP_CE_NOT_ECT, XDP_DROP);
+  check("CE over Not-ECT, 6in6", tunnel(true, true, "fc00:1::1", in6(kNotEct), {}, kCe), {},
+        KEEL_DECAP_R_DROP_CE_NOT_ECT, XDP_DROP);
+}
+
+// attach --allow-source: only tunnels from the listed prefixes are
+// decapsulated; any other source passes untouched (pass_source). Prefixes
+// written as the program compares them: network-order words, IPv4 in word 0.
+TEST_F(DecapTest, DecapsulatesOnlyFromAllowedSources) {
+  keel_decap::destroy(skel_);
+  skel_ = keel_decap::open();
+  ASSERT_TRUE(skel_);
+  skel_->rodata->keel_decap_fib_ifindex = 1;
+  keel_decap_prefix v4{}, v6{};
+  v4.family = KEEL_AF_INET;
+  std::memcpy(v4.addr, ipBytes(kTunnelSrc4).data(), 4);  // 10.0.0.1/32
+  v4.mask[0] = 0xffffffff;
+  v6.family = KEEL_AF_INET6;
+  std::memcpy(v6.addr, ipBytes(kTunnelSrc6).data(), 8);  // fc00::/64
+  v6.mask[0] = v6.mask[1] = 0xffffffff;
+  skel_->rodata->keel_decap_allow[0] = v4;
+  skel_->rodata->keel_decap_allow[1] = v6;
+  skel_->rodata->keel_decap_allow_n = 2;
+  ASSERT_EQ(keel_decap::load(skel_), 0);
+
+  Bytes in4 = bare(false, [](PacketBuilder& b) { b.IPv4(kClient4, "10.100.0.1").Tcp(40000, 80).Payload("x"); });
+  Bytes in6 = bare(false, [](PacketBuilder& b) { b.IPv6(kClient6, "fd00:100::1").Udp(40000, 53).Payload("y"); });
+  check("4in4 from the allowed /32", tunnel(false, false, "10.1.0.1", in4), in4, KEEL_DECAP_R_DECAP_V4);
+  check("6in6 from the allowed /64", tunnel(false, true, "fc00:1::1", in6), in6, KEEL_DECAP_R_DECAP_V6);
+  auto from = [](const std::string& src, const Bytes& bareFrame) {
+    Bytes innerL3(bareFrame.begin() + 14, bareFrame.end());
+    const bool inner6 = (innerL3[0] >> 4) == 6;
+    PacketBuilder b;
+    b.Eth(kRouterMac, kLbMac);
+    if (src.find(':') != std::string::npos)
+      b.IPv6(src, "fc00:1::1", {.nextHeader = static_cast<uint8_t>(inner6 ? 41 : 4)});
+    else
+      b.IPv4(src, "10.1.0.1", {.proto = static_cast<uint8_t>(inner6 ? 41 : 4)});
+    return b.Raw(innerL3).build();
+  };
+  Bytes t = from("10.0.0.2", in4);
+  check("4in4 from a neighbour of the /32", t, t, KEEL_DECAP_R_PASS_SOURCE);
+  t = from("10.0.0.1", in6);
+  check("6in4 from the allowed /32", t, in6, KEEL_DECAP_R_DECAP_V4);
+  t = from("fc00:0:0:1::1", in6);
+  check("6in6 from outside the /64", t, t, KEEL_DECAP_R_PASS_SOURCE);
+  t = from("fc00::99", in4);
+  check("4in6 from inside the /64", t, in4, KEEL_DECAP_R_DECAP_V6);
+  // Not a tunnel: untouched as before, whatever its source.
+  Bytes plain = bare(false, [](PacketBuilder& b) { b.IPv4("198.51.100.1", "10.100.0.1").Tcp(1, 80); });
+  check("plain TCP from anywhere", plain, plain, KEEL_DECAP_R_PASS_NOT_TUNNEL);
 }
 
 TEST_F(DecapTest, PassesEverythingElseUnchanged) {

@@ -732,6 +732,34 @@ std::vector<FixtureRow> truncationRows() {
       }
     }
   }
+  // Cut by the IP length with the frame still long enough: the bytes past the
+  // IP packet (Ethernet padding, garbage) are never read as a header.
+  rows.push_back(dropRow("v4 total length 20, the tcp header past it",
+                         PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1", {.totLen = 20})
+                             .Tcp(kSport, 80).build(),
+                         KEEL_R_DROP_TRUNCATED));
+  rows.push_back(dropRow("v4 total length 24, the udp header past it",
+                         PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1", {.totLen = 24})
+                             .Udp(kSport, 53).Payload("padding").build(),
+                         KEEL_R_DROP_TRUNCATED));
+  rows.push_back(dropRow("icmp frag-needed whose quoted ports are past the total length",
+                         PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1", {.totLen = 20 + 8 + 20})
+                             .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4).Tcp(80, kSport).build(),
+                         KEEL_R_DROP_TRUNCATED));
+  // IPv6: the payload length set after building (the builder computes it).
+  auto withPayloadLen = [](Bytes b, uint16_t len) {
+    b[14 + 4] = static_cast<uint8_t>(len >> 8);
+    b[14 + 5] = static_cast<uint8_t>(len);
+    return b;
+  };
+  const Bytes tcp6 = PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Tcp(kSport, 80).build();
+  rows.push_back(dropRow("v6 payload length 4, the tcp header past it", withPayloadLen(tcp6, 4), KEEL_R_DROP_TRUNCATED));
+  const Bytes hbh6 = PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(0, 8)
+                         .Tcp(kSport, 80).build();
+  rows.push_back(dropRow("v6 payload length 1, the hop-by-hop header past it", withPayloadLen(hbh6, 1),
+                         KEEL_R_DROP_TRUNCATED));
+  // 40 + 0xffff does not fit the 16-bit IP length (it would read as 39).
+  rows.push_back(passRow("v6 payload length 0xffff", withPayloadLen(tcp6, 0xffff), KEEL_R_PASS_BAD_HEADER));
   return rows;
 }
 

@@ -53,6 +53,18 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
 
 namespace {
 
+// What the checker would refuse in a service's own check whichever real it
+// runs against (no port on a port-0 service, an http path without '/').
+// validateHealthTarget also wants a real's address: given the check's own
+// source (or else the VIP) instead, its family test has nothing to find;
+// that one is per real, and each real gets it. Ok when there is no address
+// to use (a bad vip is reported already).
+Status serviceHealthTarget(const HealthCheckSpec& spec, const IpAddress& vip, uint16_t port) {
+  const IpAddress address = spec.source ? *spec.source : vip;
+  if (spec.type == HealthCheckSpec::Type::None || !address.family()) return Status::ok();
+  return validateHealthTarget(HealthTarget{"", address, port, spec});
+}
+
 // Service names appear in logs, metrics labels and keelctl arguments:
 // keep them to a charset that needs no quoting anywhere.
 bool validName(std::string_view s) {
@@ -548,10 +560,11 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
       svc.healthFailOpen = *v;
   }
   const size_t first = errors_.size();
-  // The service's own block first, reals or not: it is the check every real
-  // without `health:` gets, now or at a later `keelctl real add`.
-  resolveServiceHealth(svcHealth, svc.vip, svc.port, source_, path, errors_);
-  const size_t serviceErrors = errors_.size();
+  // The service's own block, reals or not: it is the check every real
+  // without `health:` gets, now or at a later `keelctl real add`. (Its key
+  // mistakes read the same for every real; deduplicated below.)
+  const std::optional<HealthCheckSpec> own =
+      resolveRealHealth(svcHealth, YAML::Node(), source_, path, path, errors_);
   // The original nodes, not the stored clones: clones lose their line marks.
   const YAML::Node realsNode = n["reals"];
   for (size_t i = 0; i < svc.reals.size(); ++i) {
@@ -563,14 +576,20 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
       real.healthSpec = *spec;
       // What the checker itself would refuse (e.g. no port on a port-0
       // service), caught here so --check-config and reloads report it.
-      // (Unless the service's block, reported above, has the same problem.)
       if (spec->type != HealthCheckSpec::Type::None && real.address.family())
         if (Status st = validateHealthTarget(HealthTarget{svc.name, real.address, svc.port, *spec});
-            !st && std::none_of(errors_.begin() + first, errors_.begin() + serviceErrors,
-                                [&](const std::string& e) { return e.ends_with(": " + st.message()); }))
+            !st)
           errorAtLine(real.line, path + ".reals[" + std::to_string(i) + "].health", st.message());
     }
   }
+  // What the checker would refuse in the service's own check, unless a
+  // real that inherits it said so already: a service without reals, or
+  // whose reals all override the faulty key, is not left unchecked.
+  if (own)
+    if (Status st = serviceHealthTarget(*own, svc.vip, svc.port);
+        !st && std::none_of(errors_.begin() + first, errors_.end(),
+                            [&](const std::string& e) { return e.ends_with(": " + st.message()); }))
+      error(svcHealth, path + ".health", st.message());
   // A mistake in the service block is found once per real: report it once.
   std::set<std::string> seen;
   std::vector<std::string> unique(errors_.begin(), errors_.begin() + first);
@@ -836,13 +855,8 @@ std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHea
                                                     const std::string& servicePath,
                                                     std::vector<std::string>& errors) {
   auto spec = resolveRealHealth(serviceHealth, YAML::Node(), source, servicePath, servicePath, errors);
-  if (!spec || spec->type == HealthCheckSpec::Type::None) return spec;
-  // validateHealthTarget also wants a real's address. Given the check's own
-  // source (or else the VIP) instead, its family test has nothing to find:
-  // that one is per real, and each real gets it.
-  const IpAddress address = spec->source ? *spec->source : vip;
-  if (!address.family()) return spec;  // a bad vip is reported already
-  if (Status st = validateHealthTarget(HealthTarget{"", address, port, *spec}); !st) {
+  if (!spec) return spec;
+  if (Status st = serviceHealthTarget(*spec, vip, port); !st) {
     std::string loc(source);
     if (serviceHealth.IsDefined() && !serviceHealth.Mark().is_null())
       loc += ":" + std::to_string(serviceHealth.Mark().line + 1);

@@ -486,20 +486,12 @@ TEST(Config, CollectsEveryErrorNotJustTheFirst) {
   EXPECT_NE(all.find("keel.yaml:11: services[0].reals[1].address"), std::string::npos) << all;
 }
 
-TEST(Config, AServiceHealthMistakeIsReportedOnceNotPerReal) {
-  auto errors = [](const std::string& health) {
-    return parseConfig(kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n" +
-                           health +  // line 8
-                           "    reals:\n      - {address: 10.0.1.11}\n      - {address: 10.0.1.12}\n",
-                       "keel.yaml")
-        .errors;
-  };
-  auto key = errors("    health: {type: tcp, port: 80, interval: 307445734561826m}\n");
-  ASSERT_EQ(key.size(), 1u) << joinErrors(key);
-  EXPECT_NE(key[0].find("keel.yaml:8: services[0].health.interval:"), std::string::npos) << key[0];
-  auto target = errors("    health: {type: tcp}\n");
-  ASSERT_EQ(target.size(), 1u) << joinErrors(target);
-  EXPECT_EQ(target[0], "keel.yaml:8: services[0].health: health check: port is 0 and the service port is 0");
+TEST(Config, AServiceHealthKeyMistakeIsReportedOnceNotPerReal) {
+  std::string yaml = svc("    health: {type: tcp, interval: 307445734561826m}\n"  // line 8
+                         "    reals:\n      - {address: 10.0.1.11}\n      - {address: 10.0.1.12}\n");
+  ConfigResult r = parseConfig(yaml, "keel.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_NE(r.errors[0].find("keel.yaml:8: services[0].health.interval:"), std::string::npos) << r.errors[0];
 }
 
 TEST(Config, InterfaceCheckerIsConsulted) {

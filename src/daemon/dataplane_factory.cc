@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/dataplane_factory.h"
 
+#include <filesystem>
 #include <utility>
 
 #include "daemon/neighbour.h"
@@ -23,6 +24,7 @@ class XdpDaemonDataplane final : public DaemonDataplane {
   }
   std::optional<MacAddress> localMac() const override { return interfaceMac(interface_); }
   bool canDetach() const override { return true; }
+  Status startForwarding() override { return Status::ok(); }  // attached at creation
   Status stop(bool leave) override {
     if (leave) {
       // Netlink XDP attachments outlive the process and the pins keep the
@@ -66,8 +68,8 @@ std::unique_ptr<DaemonDataplane> makeXdp(const Config& config, std::string* erro
 #ifdef KEEL_HAVE_DPDK
 class DpdkDaemonDataplane final : public DaemonDataplane {
  public:
-  DpdkDaemonDataplane(std::unique_ptr<DpdkDataplane> dp, DpdkConfig config)
-      : dp_(std::move(dp)), config_(std::move(config)) {}
+  DpdkDaemonDataplane(std::unique_ptr<DpdkDataplane> dp, DpdkConfig config, std::string connPath)
+      : dp_(std::move(dp)), config_(std::move(config)), connPath_(std::move(connPath)) {}
 
   Dataplane& plane() override { return *dp_; }
   const ProgrammedState* adopted() const override { return nullptr; }
@@ -77,7 +79,12 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
     return m;
   }
   bool canDetach() const override { return false; }
-  Status stop(bool) override {
+  Status startForwarding() override {
+    restoreConns();
+    return dp_->start();
+  }
+  Status stop(bool leave) override {
+    if (leave && dp_) saveConns();
     dp_.reset();  // joins the workers, closes the port and the exception tap
     // keeld has one data plane and stops it once, at exit: EAL's memory
     // goes with it (docs/dpdk.md, Hugepages).
@@ -95,11 +102,55 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
   std::string where() const override { return config_.port; }
 
  private:
+  // Loads what the last clean stop saved. Never fails the start: a file it
+  // cannot use is logged, removed, and the tables start empty.
+  void restoreConns() {
+    dpdk::ConnRestoreReport rep;
+    bool found = false;
+    Status s = dp_->restoreConnTables(connPath_, &rep, &found);
+    if (!s) {
+      logWarn(LogRecord("conntrack_not_restored").add("file", connPath_).add("reason", s.message()));
+      return;
+    }
+    if (!found) {
+      logInfo(LogRecord("conntrack_not_restored")
+                  .add("file", connPath_)
+                  .add("reason", "no file (a first start, or the last stop was not a clean one)"));
+      return;
+    }
+    if (!rep.restored) {
+      logWarn(LogRecord("conntrack_not_restored").add("file", connPath_).add("reason", rep.notRestored));
+      return;
+    }
+    logInfo(LogRecord("conntrack_restored")
+                .add("file", connPath_)
+                .add("loaded", rep.loaded)
+                .add("skipped_expired", rep.skippedExpired)
+                .add("skipped_no_service", rep.skippedNoService)
+                .add("skipped_no_real", rep.skippedNoReal)
+                .add("skipped_down", rep.skippedDown));
+  }
+
+  void saveConns() {
+    dpdk::ConnExportReport rep;
+    if (Status s = dp_->saveConnTables(connPath_, &rep); !s) {
+      logError(LogRecord("conntrack_save_failed").add("file", connPath_).add("error", s.message()));
+      return;
+    }
+    logInfo(LogRecord("conntrack_saved")
+                .add("file", connPath_)
+                .add("entries", rep.saved)
+                .add("skipped_stale", rep.skippedStale)
+                .add("skipped_expired", rep.skippedExpired));
+  }
+
   std::unique_ptr<DpdkDataplane> dp_;
   DpdkConfig config_;
+  std::string connPath_;
 };
 
-std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, std::string* error) {
+std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const std::string& stateDir,
+                                          std::string* error) {
   const DpdkConfig& c = config.dataplane.dpdk;
   DpdkOptions o;
   o.ealArgs = c.ealArgs;
@@ -111,9 +162,10 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, std::string* err
   o.exceptionInterface = c.exceptionInterface;
   o.idleSleepUs = c.idleSleepUs;
   o.limits = config.limits;
-  // Workers start at once: the tables are empty (no VIPs) until the
-  // registry fills them, so every packet meanwhile goes the exception way.
-  o.autoStart = true;
+  // The port and workers start in startForwarding(), after the registry
+  // programmed the tables and the saved connection tables are loaded: a
+  // worker's table then has one writer, the worker, from its first packet.
+  o.autoStart = false;
   std::string err;
   auto dp = createDpdkDataplane(o, &err);
   if (!dp) {
@@ -121,7 +173,8 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, std::string* err
     releaseDpdkEnvironment();  // keeld exits: EAL may have started before the failure
     return nullptr;
   }
-  return std::make_unique<DpdkDaemonDataplane>(std::move(dp), c);
+  return std::make_unique<DpdkDaemonDataplane>(std::move(dp), c,
+                                               (std::filesystem::path(stateDir) / "conntrack-dpdk.bin").string());
 }
 #endif
 
@@ -136,14 +189,16 @@ bool dataplaneBuiltIn(DataplaneKind kind) {
 #endif
 }
 
-std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, std::string* error) {
+std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const std::string& stateDir,
+                                                     std::string* error) {
   switch (config.dataplane.kind) {
     case DataplaneKind::kXdp:
       return makeXdp(config, error);
     case DataplaneKind::kDpdk:
 #ifdef KEEL_HAVE_DPDK
-      return makeDpdk(config, error);
+      return makeDpdk(config, stateDir, error);
 #else
+      (void)stateDir;
       *error = "dataplane.kind: dpdk is not built into this keeld (DPDK was not found at build time)";
       return nullptr;
 #endif

@@ -32,9 +32,17 @@ class DaemonDataplane {
   // without --detach-on-exit, `keelctl daemon stop --detach`): XDP yes,
   // DPDK no (its workers are keeld's threads).
   virtual bool canDetach() const = 0;
+  // Called once the registry has programmed the config, before keeld
+  // serves: XDP forwards already (nothing to do); DPDK loads the connection
+  // tables its last clean stop saved (keeld(8) RESTARTS), then starts its
+  // port and workers, so no worker reads a packet before its table is
+  // whole.
+  virtual Status startForwarding() = 0;
   // Stops the plane. leave (XDP): keep the program attached and the maps
   // pinned for the next keeld; otherwise detach and remove the pins. DPDK
-  // stops its workers and closes the ports either way.
+  // stops its workers and closes the ports either way; with leave it saves
+  // its connection tables in between, for the next keeld's
+  // startForwarding().
   virtual Status stop(bool leave) = 0;
   // Adds what an operator needs to find the plane to a log line.
   virtual void describe(LogRecord& record) const = 0;
@@ -46,7 +54,10 @@ class DaemonDataplane {
 bool dataplaneBuiltIn(DataplaneKind kind);
 
 // Returns null and sets *error ("dataplane...: what is wrong") on failure;
-// nothing stays attached then.
-std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, std::string* error);
+// nothing stays attached then. stateDir: keeld's runtime state directory
+// (beside the control socket), where a DPDK plane keeps its connection
+// tables between a clean stop and the next start (conntrack-dpdk.bin).
+std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const std::string& stateDir,
+                                                     std::string* error);
 
 }  // namespace keel

@@ -164,8 +164,17 @@ int run(const std::string& path, bool detachOnExit) {
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
 
+  // The runtime state (the keelctl overlay, the DPDK plane's connection
+  // tables at a clean stop), beside the control socket (/run/keel): it lives
+  // as long as the pins do (until reboot).
+  const std::filesystem::path stateDir = std::filesystem::path(config.control.socket).parent_path();
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(stateDir, ec);
+  }
+
   std::string err;
-  std::unique_ptr<DaemonDataplane> handle = makeDaemonDataplane(config, &err);
+  std::unique_ptr<DaemonDataplane> handle = makeDaemonDataplane(config, stateDir.string(), &err);
   if (!handle) {
     logError(LogRecord("dataplane_failed").add("error", err));
     return 1;
@@ -212,16 +221,10 @@ int run(const std::string& path, bool detachOnExit) {
   backend.setCanDetach(handle->canDetach());
   // Runtime adds resolve l2dsr MACs exactly as the file does.
   backend.setMacResolver(hostConfigOptions().resolveMac);
-  // The runtime overlay (keelctl changes), beside the control socket (/run/keel): it lives
-  // as long as the pins do (until reboot), and per interface like them.
-  const std::filesystem::path stateDir = std::filesystem::path(config.control.socket).parent_path();
+  // The runtime overlay (keelctl changes), per interface like the pins.
   const std::string stateKey =
       config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface : "dpdk";
   const std::filesystem::path statePath = stateDir / ("runtime-" + stateKey + ".json");
-  {
-    std::error_code ec;
-    std::filesystem::create_directories(stateDir, ec);
-  }
   backend.setStatePath(statePath.string());
   backend.setReloadHook([](bool done, bool ok) {
     if (!done)
@@ -232,6 +235,9 @@ int run(const std::string& path, bool detachOnExit) {
   });
   Status s = dp->setNode(*node);
   if (s) s = backend.start(config, adoptedState);
+  // DPDK: the saved connection tables go in now, over the programmed ids,
+  // and only then do the workers read packets.
+  if (s) s = handle->startForwarding();
   if (!s) {
     logError(LogRecord("program_failed").add("error", s.message()));
     abandon();
@@ -308,12 +314,13 @@ int run(const std::string& path, bool detachOnExit) {
     return 0;
   }
   // Taken out: the next keeld starts over, runtime changes included. (A
-  // DPDK plane stops on a signal too, but keeps the runtime file like XDP.)
+  // DPDK plane stops on a signal too, but keeps the runtime file like XDP,
+  // and saves its connection tables for the next keeld: stop(true).)
   if (exitAction == ExitAction::kRemove) {
     std::error_code ec;
     std::filesystem::remove(statePath, ec);
   }
-  if (Status st = handle->stop(false); !st) {
+  if (Status st = handle->stop(exitAction == ExitAction::kLeave); !st) {
     logError(LogRecord("shutdown_failed").add("error", st.message()));
     return 1;
   }

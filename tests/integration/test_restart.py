@@ -16,9 +16,12 @@ TCP connection and a UDP flow exchange messages without pause, and restarted:
     the attachment and the pins;
   - DPDK (nothing to adopt): after a SIGTERM the next keeld starts the
     checked reals that were up at once, so established TCP connections are
-    picked again onto the reals they had.
+    picked again onto the reals they had; and it loads the connection tables
+    the stop saved, so connections of a drained real (which the ring no
+    longer picks) stay on it too.
 keelds run in a KeeldHost (lab.py), whose bpffs and /run/keel outlive each of them."""
 import json
+import re
 import socket
 import threading
 
@@ -292,6 +295,42 @@ def test_dpdk_restart_keeps_checked_reals_up_and_flows_on_their_reals(lab, dpdk_
         after = [ask(s) for s in conns]
         moved = [(i, before[i], after[i]) for i in range(N_CONN) if after[i] != before[i]]
         assert not moved, f"established flows changed real across the restart: {moved}"
+        assert k2.stop() == 0, k2.log()
+    finally:
+        for s in conns:
+            s.close()
+
+
+def test_dpdk_restart_keeps_the_connection_tables(lab, dpdk_host):
+    # A drain moves the ring's pick of the drained real's connections while
+    # its table entries keep them there. Without the saved tables the next
+    # keeld's ring would pick them again onto other reals (which answer a
+    # segment of a connection they never saw with a reset).
+    web = lab.service("web", 4, PORT, "tcp", "ipip")
+    config = lab.keel_config([web])
+    k1 = dpdk_host.start(config, "first")
+    conns = []
+    try:
+        wait_serving(lab, config)
+        before = connect_and_ask(lab, PORT, N_CONN, conns)
+        drained = before[0]
+        drained_addr = lab.real_by_name(drained).v4
+        k1.keelctl("real", "drain", "web", drained_addr, "--reason", "conntrack restart test")
+        fresh = served(lab.flows("tcp", lab.vip4, PORT, count=10))
+        assert drained not in fresh, fresh  # the ring no longer picks it ...
+        assert [ask(s) for s in conns] == before  # ... its connections stay (the table)
+        assert k1.stop() == 0, k1.log()
+        assert "event=conntrack_saved" in k1.log(), k1.log()
+
+        k2 = dpdk_host.start(config, "second")
+        log = k2.log()
+        restored = re.search(r"event=conntrack_restored .*\bloaded=(\d+)", log)
+        assert restored and int(restored.group(1)) >= N_CONN, log
+        assert real_states(k2)[drained_addr] == "draining"  # the runtime drain, kept too
+        after = [ask(s) for s in conns]
+        moved = [(i, before[i], after[i]) for i in range(N_CONN) if after[i] != before[i]]
+        assert not moved, f"established flows changed real across the restart: {moved}\n{log}"
+        assert drained not in served(lab.flows("tcp", lab.vip4, PORT, count=10))
         assert k2.stop() == 0, k2.log()
     finally:
         for s in conns:

@@ -85,6 +85,17 @@ struct ConnEntry4 {
   keel_ct_value value;  // last_seen_ns == 0: empty
 
   static Key compact(const keel_flow_key& k) { return Key{k.src[0], k.dst[0], k.sport, k.dport, k.proto, k.family, 0}; }
+  // The full flow key back (address words 1-3 are zero for IPv4, flow.h).
+  keel_flow_key flowKey() const {
+    keel_flow_key k{};
+    k.src[0] = key.src;
+    k.dst[0] = key.dst;
+    k.sport = key.sport;
+    k.dport = key.dport;
+    k.proto = key.proto;
+    k.family = key.family;
+    return k;
+  }
   using Probe = Key;
   static Probe probe(const keel_flow_key& k, uint32_t) { return compact(k); }
   // With find() inlined GCC keeps the probe in registers; as a call it
@@ -108,6 +119,7 @@ struct alignas(64) ConnEntry6 {
   };
   static Probe probe(const keel_flow_key& k, uint32_t hash) { return Probe{&k, hash}; }
   bool matches(const Probe& p) const { return hash == p.hash && std::memcmp(&key, p.key, sizeof key) == 0; }
+  const keel_flow_key& flowKey() const { return key; }
   void store(const Probe& p) {
     key = *p.key;
     hash = p.hash;
@@ -233,6 +245,14 @@ class ConnWays {
     return n;
   }
 
+  // Calls f(flow key, value) for every occupied way. A walk of the whole
+  // table: only while the owning worker does not run (conn_persist.h).
+  template <typename F>
+  void forEach(F&& f) const {
+    for (size_t i = 0; i < capacity(); ++i)
+      if (entries_[i].value.last_seen_ns != 0) f(entries_[i].flowKey(), entries_[i].value);
+  }
+
  private:
   Entry* bucket(uint32_t hash) { return &entries_[static_cast<size_t>(hash & mask_) * kWays]; }
 
@@ -327,6 +347,14 @@ class ConnTable {
   // Occupied ways of both families (keel_conntrack_entries): O(1), any thread.
   uint64_t occupied() const { return v4_.occupied() + v6_.occupied(); }
   size_t countLive() const { return v4_.countLive() + v6_.countLive(); }
+
+  // Every occupied way of both families, as f(const keel_flow_key&, const
+  // keel_ct_value&). Only while the owning worker does not run.
+  template <typename F>
+  void forEach(F&& f) const {
+    v4_.forEach(f);
+    v6_.forEach(f);
+  }
 
  private:
   static uint64_t mum(uint64_t a, uint64_t b) {

@@ -11,6 +11,8 @@
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
 
+#include <time.h>
+
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -162,9 +164,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   explicit DpdkDataplaneImpl(const DpdkOptions& o) : opts_(o) { gLivePlanes.fetch_add(1); }
 
   ~DpdkDataplaneImpl() override {
-    stop_.store(true, std::memory_order_release);
-    for (auto& w : workers_)
-      if (w->running.load()) rte_eal_wait_lcore(w->lcore);
+    stopWorkers();
     if (portReady_) closePort(port_, portProbed_);  // net_pcap flushes its files here
     if (tapReady_) closePort(tap_, tapProbed_);
     store_.reset();  // its last grace period runs while qsbr_ still exists
@@ -283,6 +283,26 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return Status::ok();
   }
 
+  Status saveConnTables(const std::string& path, dpdk::ConnExportReport* report) override {
+    stopWorkers();  // each table's only writer is gone: it can be read whole
+    std::vector<const dpdk::ConnTable*> tables;
+    for (const auto& w : workers_) tables.push_back(&w->state->conns);
+    const dpdk::SavedConns saved = dpdk::exportConns(*store_->current(), tables, workerNowNs(), wallNowNs(), report);
+    return dpdk::writeConnFile(path, saved);
+  }
+
+  Status restoreConnTables(const std::string& path, dpdk::ConnRestoreReport* report, bool* found) override {
+    *report = dpdk::ConnRestoreReport{};
+    *found = false;
+    if (started_) return Status::error("dpdk: connection tables are restored only before the workers start");
+    dpdk::SavedConns saved;
+    if (Status s = dpdk::consumeConnFile(path, &saved, found); !s || !*found) return s;
+    std::vector<dpdk::ConnTable*> tables;
+    for (auto& w : workers_) tables.push_back(&w->state->conns);
+    *report = dpdk::restoreConns(*store_->current(), tables, saved, workerNowNs(), wallNowNs());
+    return Status::ok();
+  }
+
   std::string kind() const override { return "dpdk"; }
   DataplaneLimits limits() const override {
     DataplaneLimits l = opts_.limits;
@@ -366,6 +386,27 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   }
 
  private:
+  // Joins the worker lcores; they never start again.
+  void stopWorkers() {
+    stop_.store(true, std::memory_order_release);
+    for (auto& w : workers_)
+      if (w->running.load()) {
+        rte_eal_wait_lcore(w->lcore);
+        w->running.store(false);
+      }
+  }
+
+  // The workers' clock (runWorker): TSC-derived nanoseconds.
+  uint64_t workerNowNs() const {
+    const unsigned __int128 nsPerTsc = (static_cast<unsigned __int128>(1000000000ull) << 32) / tscHz_;
+    return static_cast<uint64_t>((rte_rdtsc() * nsPerTsc) >> 32);
+  }
+  static uint64_t wallNowNs() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  }
+
   static int workerMain(void* arg) {
     auto* w = static_cast<Worker*>(arg);
     w->owner->runWorker(*w);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "dataplane/dataplane.h"
+#include "dataplane/dpdk/conn_persist.h"
 
 namespace keel {
 
@@ -58,6 +59,18 @@ class DpdkDataplane : public Dataplane {
   virtual std::array<uint8_t, 6> portMac() const = 0;
   // Packets received by the exception path from the kernel and sent out.
   virtual uint64_t exceptionEgressPackets() const = 0;
+
+  // A clean restart's connection tables (dpdk/conn_persist.h). Save: stops
+  // the workers for good (the plane forwards nothing afterwards; only its
+  // destruction follows), then writes every worker's entries the workers
+  // would still honour to path, atomically. Restore: only before start()
+  // (autoStart = false), after the tables are programmed: loads path into
+  // the workers' tables, naming the backends the tables now hold, and
+  // removes it (*found = false when there is none). An unusable file is an
+  // error that names it and changes no table.
+  virtual Status saveConnTables(const std::string& path, dpdk::ConnExportReport* report) = 0;
+  virtual Status restoreConnTables(const std::string& path, dpdk::ConnRestoreReport* report,
+                                   bool* found) = 0;
 };
 
 // Returns null and sets *error (what is wrong and where) on failure.

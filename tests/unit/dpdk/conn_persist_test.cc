@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: Apache-2.0
+// A clean restart's DPDK connection tables (dpdk/conn_persist.h), without
+// EAL: entries saved from one TableStore's workers are loaded into fresh
+// workers under another TableStore whose registry handed out other backend
+// ids, service ids and generations, and the packet path then sends a saved
+// flow to its saved real although the ring picks another.
+#include "dataplane/dpdk/conn_persist.h"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+
+#include "dataplane/dpdk/worker_path.h"
+#include "test_packets.h"
+
+namespace keel::dpdk {
+namespace {
+
+using test::Frame;
+using test::ip;
+
+constexpr uint64_t kSec = 1000000000ull;
+constexpr uint32_t kMaxServices = 16, kMaxBackends = 1024, kWorkers = 2;
+const IpAddress kVip = ip("10.0.0.100");
+const IpAddress kVip6 = ip("2001:db8::100");
+
+// One keeld's tables and workers.
+struct Plane {
+  TableStore store{kMaxServices, kMaxBackends, [] {}};
+  std::vector<std::unique_ptr<WorkerState>> workers;
+
+  explicit Plane(uint32_t nWorkers = kWorkers, uint64_t seed = 1) {
+    EXPECT_TRUE(store.setNode(test::nodeConfig()));  // idle: TCP 300 s, UDP 30 s
+    EXPECT_TRUE(store.addVip(test::vipKey(kVip)));
+    EXPECT_TRUE(store.addVip(test::vipKey(kVip6)));
+    for (uint32_t i = 0; i < nWorkers; ++i)
+      workers.push_back(std::make_unique<WorkerState>(1024, kMaxServices, kMaxBackends, 1500, kHeapConnMemory,
+                                                      seed * 100 + i));
+  }
+  void service(const IpAddress& vip, uint32_t id, uint8_t proto = KEEL_PROTO_TCP) {
+    keel_service_value v{};
+    v.id = id;
+    ASSERT_TRUE(store.upsertService(test::serviceKey(vip, 80, proto), v));
+  }
+  void real(uint32_t id, const char* addr, uint32_t svc, uint32_t gen, bool valid = true) {
+    keel_backend b = test::backend(ip(addr), svc, gen);
+    if (!valid) b.flags = 0;
+    ASSERT_TRUE(store.upsertBackend(id, b));
+  }
+  void ringOf(uint32_t svc, uint32_t be) { ASSERT_TRUE(store.publishRing(svc, std::vector<uint32_t>(7, be))); }
+
+  // The backend id the packet path sends f to from worker w.
+  uint32_t send(const Frame& f, uint32_t w, uint64_t nowNs) {
+    std::vector<uint8_t> frame = test::buildFrame(f);
+    std::vector<uint8_t> mem(128 + frame.size());
+    std::memcpy(mem.data() + 128, frame.data(), frame.size());
+    PacketBuf b{mem.data() + 128, static_cast<uint32_t>(frame.size()), 128};
+    PacketResult r = processPacket(*store.current(), *workers[w], b, nowNs);
+    EXPECT_EQ(r.verdict, Verdict::kTx) << int(r.reason);
+    return r.backendId;
+  }
+
+  std::vector<const ConnTable*> savedTables() const {
+    std::vector<const ConnTable*> t;
+    for (const auto& w : workers) t.push_back(&w->conns);
+    return t;
+  }
+  std::vector<ConnTable*> tables() {
+    std::vector<ConnTable*> t;
+    for (auto& w : workers) t.push_back(&w->conns);
+    return t;
+  }
+  uint64_t entries() const {
+    uint64_t n = 0;
+    for (const auto& w : workers) n += w->conns.countLive();
+    return n;
+  }
+};
+
+const Frame kFlowA{ip("192.168.1.1"), kVip, 40001, 80};
+const Frame kFlowB{ip("192.168.1.2"), kVip, 40002, 80};
+const Frame kFlowC{ip("2001:db8:c::1"), kVip6, 40003, 80};
+
+constexpr uint64_t kSaveNs = 1000 * kSec;  // the first keeld's worker clock at the stop
+constexpr uint64_t kWallSave = 5000 * kSec;
+
+// The first keeld: service 1 with reals .1 (id 5) and .2 (id 6), IPv6
+// service 2 with real ::a (id 9). Flow A on worker 0 picked .1; then the
+// ring moved to .2 (a drain of .1, say), and flow B on worker 1 picked .2;
+// flow C on worker 1 picked ::a. A keeps .1 through its entry.
+SavedConns savedFromFirstKeeld(ConnExportReport* rep = nullptr) {
+  Plane p1(kWorkers, 1);
+  p1.service(kVip, 1);
+  p1.real(5, "10.1.0.1", 1, 3);
+  p1.real(6, "10.1.0.2", 1, 4);
+  p1.ringOf(1, 5);
+  EXPECT_EQ(p1.send(kFlowA, 0, kSaveNs - 10 * kSec), 5u);
+  p1.ringOf(1, 6);
+  EXPECT_EQ(p1.send(kFlowA, 0, kSaveNs - 5 * kSec), 5u);  // kept by its entry
+  EXPECT_EQ(p1.send(kFlowB, 1, kSaveNs - 2 * kSec), 6u);
+  p1.service(kVip6, 2);
+  p1.real(9, "2001:db8:1::a", 2, 1);
+  p1.ringOf(2, 9);
+  EXPECT_EQ(p1.send(kFlowC, 1, kSaveNs - 1 * kSec), 9u);
+  return exportConns(*p1.store.current(), p1.savedTables(), kSaveNs, kWallSave, rep);
+}
+
+// The next keeld's registry: other service ids, reals in another order
+// (other backend ids) at other generations, and the ring on .2.
+void programSecond(Plane& p2, bool withReal1 = true, bool real1Valid = true) {
+  p2.service(kVip, 7);
+  p2.real(0, "10.1.0.2", 7, 11);
+  if (withReal1) p2.real(1, "10.1.0.1", 7, 12, real1Valid);
+  p2.ringOf(7, 0);
+  p2.service(kVip6, 3);
+  p2.real(2, "2001:db8:1::a", 3, 13);
+  p2.ringOf(3, 2);
+}
+
+TEST(ConnPersist, EntriesFollowTheirRealByAddressWhenIdsChange) {
+  ConnExportReport ex;
+  SavedConns saved = savedFromFirstKeeld(&ex);
+  EXPECT_EQ(ex.saved, 3u);
+  ASSERT_EQ(saved.records.size(), 3u);
+  SavedConns back;
+  ASSERT_TRUE(decodeConns(encodeConns(saved), &back));
+  EXPECT_EQ(back.workers, kWorkers);
+  EXPECT_EQ(back.savedAtNs, kWallSave);
+
+  // A worker clock of another calibration, 2 s of wall clock later.
+  const uint64_t now2 = 77 * kSec;
+  Plane p2(kWorkers, 2);
+  programSecond(p2);
+  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), back, now2, kWallSave + 2 * kSec);
+  ASSERT_TRUE(rep.restored) << rep.notRestored;
+  EXPECT_EQ(rep.loaded, 3u);
+  EXPECT_EQ(p2.entries(), 3u);
+
+  // Through the packet path: A stays on 10.1.0.1 (now id 1) although the
+  // ring picks 10.1.0.2 (id 0); B and C keep theirs.
+  EXPECT_EQ(p2.send(kFlowA, 0, now2), 1u);
+  EXPECT_EQ(p2.send(kFlowB, 1, now2), 0u);
+  EXPECT_EQ(p2.send(kFlowC, 1, now2), 2u);
+  // A new flow takes the ring's pick.
+  EXPECT_EQ(p2.send(Frame{ip("192.168.1.9"), kVip, 40009, 80}, 0, now2), 0u);
+}
+
+TEST(ConnPersist, WithoutTheSavedTablesTheFlowMovesToTheRingsPick) {
+  // What the restore prevents: the same next keeld without it.
+  Plane p2(kWorkers, 2);
+  programSecond(p2);
+  EXPECT_EQ(p2.send(kFlowA, 0, 77 * kSec), 0u);
+}
+
+TEST(ConnPersist, TheAgeCarriesOverAndTheIdleTimeoutStillApplies) {
+  SavedConns saved = savedFromFirstKeeld();
+  Plane p2(kWorkers, 2);
+  programSecond(p2);
+  const uint64_t now2 = 1000 * kSec;
+  ASSERT_EQ(restoreConns(*p2.store.current(), p2.tables(), saved, now2, kWallSave).loaded, 3u);
+  // A was last seen 5 s before the stop: 296 s later it is 301 s idle (TCP: 300 s) and re-picked.
+  EXPECT_EQ(p2.send(kFlowA, 0, now2 + 296 * kSec), 0u);
+}
+
+TEST(ConnPersist, ARemovedRealsEntriesAreSkipped) {
+  SavedConns saved = savedFromFirstKeeld();
+  Plane p2(kWorkers, 2);
+  programSecond(p2, /*withReal1=*/false);
+  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
+  ASSERT_TRUE(rep.restored);
+  EXPECT_EQ(rep.loaded, 2u);
+  EXPECT_EQ(rep.skippedNoReal, 1u);
+  EXPECT_EQ(p2.entries(), 2u);
+}
+
+TEST(ConnPersist, ADownRealsEntriesAreSkipped) {
+  SavedConns saved = savedFromFirstKeeld();
+  Plane p2(kWorkers, 2);
+  programSecond(p2, true, /*real1Valid=*/false);
+  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
+  ASSERT_TRUE(rep.restored);
+  EXPECT_EQ(rep.loaded, 2u);
+  EXPECT_EQ(rep.skippedDown, 1u);
+  EXPECT_EQ(p2.entries(), 2u);
+}
+
+TEST(ConnPersist, ARemovedServicesEntriesAreSkipped) {
+  SavedConns saved = savedFromFirstKeeld();
+  Plane p2(kWorkers, 2);
+  p2.service(kVip, 7);
+  p2.real(0, "10.1.0.2", 7, 11);
+  p2.real(1, "10.1.0.1", 7, 12);
+  p2.ringOf(7, 0);
+  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
+  EXPECT_EQ(rep.loaded, 2u);
+  EXPECT_EQ(rep.skippedNoService, 1u);  // flow C's IPv6 service
+}
+
+TEST(ConnPersist, EntriesIdleLongerThanTheTimeoutAreSkipped) {
+  SavedConns saved = savedFromFirstKeeld();
+  // The gap counts: 296 s after the stop, A (5 s idle at the stop) is past
+  // TCP's 300 s, B (2 s) and C (1 s) are not.
+  Plane p2(kWorkers, 2);
+  programSecond(p2);
+  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave + 296 * kSec);
+  EXPECT_EQ(rep.loaded, 2u);
+  EXPECT_EQ(rep.skippedExpired, 1u);
+  EXPECT_EQ(p2.send(kFlowA, 0, 77 * kSec), 0u);
+
+  // And at the save: an entry already idle past its timeout is not written.
+  ConnExportReport ex;
+  Plane p1(1, 1);
+  p1.service(kVip, 1);
+  p1.real(5, "10.1.0.1", 1, 3);
+  p1.ringOf(1, 5);
+  p1.send(kFlowA, 0, 10 * kSec);
+  EXPECT_TRUE(exportConns(*p1.store.current(), p1.savedTables(), 311 * kSec, kWallSave, &ex).records.empty());
+  EXPECT_EQ(ex.skippedExpired, 1u);
+}
+
+TEST(ConnPersist, EntriesTheWorkersWouldNoLongerHonourAreNotSaved) {
+  Plane p1(1, 1);
+  p1.service(kVip, 1);
+  p1.real(5, "10.1.0.1", 1, 3);
+  p1.ringOf(1, 5);
+  p1.send(kFlowA, 0, 10 * kSec);
+  p1.real(5, "10.1.0.1", 1, 4, false);  // invalidated: a new generation
+  ConnExportReport ex;
+  EXPECT_TRUE(exportConns(*p1.store.current(), p1.savedTables(), 11 * kSec, kWallSave, &ex).records.empty());
+  EXPECT_EQ(ex.skippedStale, 1u);
+}
+
+TEST(ConnPersist, AChangedWorkerCountLoadsNothing) {
+  SavedConns saved = savedFromFirstKeeld();
+  Plane p2(3, 2);
+  programSecond(p2);
+  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
+  EXPECT_FALSE(rep.restored);
+  EXPECT_NE(rep.notRestored.find("2 workers"), std::string::npos) << rep.notRestored;
+  EXPECT_EQ(rep.loaded, 0u);
+  EXPECT_EQ(p2.entries(), 0u);
+}
+
+TEST(ConnPersist, BadFilesAreErrorsThatSayWhy) {
+  const std::string good = encodeConns(savedFromFirstKeeld());
+  SavedConns out;
+  auto error = [&](const std::string& bytes) {
+    Status s = decodeConns(bytes, &out);
+    EXPECT_FALSE(s);
+    EXPECT_TRUE(out.records.empty());
+    return s.message();
+  };
+  EXPECT_NE(error("").find("truncated"), std::string::npos);
+  EXPECT_NE(error(good.substr(0, 20)).find("truncated"), std::string::npos);
+  EXPECT_NE(error(good.substr(0, good.size() - 1)).find("truncated"), std::string::npos);
+  EXPECT_NE(error(good + "x").find("truncated"), std::string::npos);
+  std::string bad = good;
+  bad[0] = 'X';
+  EXPECT_NE(error(bad).find("magic"), std::string::npos);
+  bad = good;
+  bad[offsetof(ConnFileHeader, version)] = 9;
+  EXPECT_NE(error(bad).find("version 9"), std::string::npos);
+  bad = good;
+  bad[offsetof(ConnFileHeader, entrySize)] = 64;
+  EXPECT_NE(error(bad).find("entry size"), std::string::npos);
+  bad = good;
+  bad[sizeof(ConnFileHeader) + offsetof(ConnRecord, worker)] = 7;  // worker 7 of 2
+  EXPECT_NE(error(bad).find("entry 0 is malformed"), std::string::npos);
+  bad = good;
+  bad[sizeof(ConnFileHeader) + offsetof(ConnRecord, flow) + offsetof(keel_flow_key, family)] = 5;
+  EXPECT_NE(error(bad).find("malformed"), std::string::npos);
+  // Random bytes, and random corruptions of a good file: an error or a
+  // well-formed result, never a crash (run under the sanitizers too).
+  std::mt19937 rng(7);
+  for (int i = 0; i < 2000; ++i) {
+    std::string b = i % 2 ? good : std::string(rng() % 400, '\0');
+    for (int j = 0; j < 4; ++j)
+      if (!b.empty()) b[rng() % b.size()] = static_cast<char>(rng());
+    if (decodeConns(b, &out)) {
+      EXPECT_EQ(out.records.size() * sizeof(ConnRecord) + sizeof(ConnFileHeader), b.size());
+    }
+  }
+  EXPECT_TRUE(decodeConns(good, &out));
+}
+
+TEST(ConnPersist, TheFileIsWrittenAtomicallyAndConsumedEvenWhenUnusable) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("keel_conn_persist_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "conntrack-dpdk.bin").string();
+  SavedConns saved = savedFromFirstKeeld(), back;
+  bool found = true;
+  ASSERT_TRUE(consumeConnFile(path, &back, &found));
+  EXPECT_FALSE(found);
+
+  ASSERT_TRUE(writeConnFile(path, saved));
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  ASSERT_TRUE(consumeConnFile(path, &back, &found));
+  EXPECT_TRUE(found);
+  EXPECT_EQ(back.records.size(), 3u);
+  EXPECT_FALSE(std::filesystem::exists(path));  // a later start does not load it again
+
+  std::ofstream(path) << "not a conntrack file";
+  Status s = consumeConnFile(path, &back, &found);
+  EXPECT_FALSE(s);
+  EXPECT_TRUE(found);
+  EXPECT_NE(s.message().find(path), std::string::npos) << s.message();
+  EXPECT_FALSE(std::filesystem::exists(path));
+
+  EXPECT_FALSE(writeConnFile((dir / "missing" / "x.bin").string(), saved));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace keel::dpdk

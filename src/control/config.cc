@@ -53,6 +53,18 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
 
 namespace {
 
+// What the checker would refuse in a service's own check whichever real it
+// runs against (no port on a port-0 service, an http path without '/').
+// validateHealthTarget also wants a real's address: given the check's own
+// source (or else the VIP) instead, its family test has nothing to find;
+// that one is per real, and each real gets it. Ok when there is no address
+// to use (a bad vip is reported already).
+Status serviceHealthTarget(const HealthCheckSpec& spec, const IpAddress& vip, uint16_t port) {
+  const IpAddress address = spec.source ? *spec.source : vip;
+  if (spec.type == HealthCheckSpec::Type::None || !address.family()) return Status::ok();
+  return validateHealthTarget(HealthTarget{"", address, port, spec});
+}
+
 // Service names appear in logs, metrics labels and keelctl arguments:
 // keep them to a charset that needs no quoting anywhere.
 bool validName(std::string_view s) {
@@ -211,8 +223,11 @@ class Parser {
     return m;
   }
 
+  // `max` is required: whoever reads the value has a width (the data plane
+  // keeps idle timeouts in 32-bit seconds), and the parser is the place to
+  // refuse what would not fit, not a cast further down.
   std::optional<std::chrono::milliseconds> duration(const YAML::Node& n, const std::string& path,
-                                                    std::chrono::milliseconds min) {
+                                                    std::chrono::milliseconds min, std::chrono::hours max) {
     std::optional<std::chrono::milliseconds> d;
     if (n.IsScalar()) d = parseDuration(n.Scalar());
     if (!d) {
@@ -221,6 +236,11 @@ class Parser {
     }
     if (*d < min) {
       error(n, path, "must be at least " + std::to_string(min.count()) + "ms, got " + describe(n));
+      return std::nullopt;
+    }
+    if (*d > max) {
+      std::string days = max.count() % 24 == 0 ? " (" + std::to_string(max.count() / 24) + " days)" : "";
+      error(n, path, "must be at most " + std::to_string(max.count()) + "h" + days + ", got " + describe(n));
       return std::nullopt;
     }
     return d;
@@ -446,12 +466,16 @@ void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
   if (auto k = child(n, "node", "local_mac", false)) node.localMac = mac(*k, "node.local_mac");
   if (auto k = child(n, "node", "hash_source_v4", false))
     node.hashSourceV4 = prefix4(*k, "node.hash_source_v4");
-  // The data plane keeps idle timeouts in whole seconds.
+  // The data plane keeps idle timeouts in whole seconds (32 bits). At most
+  // 7 days: longer than the kernel's own longest conntrack default (TCP
+  // established, 5 days), so anything above is a unit typo (900m for 900s
+  // is still allowed; 71582789m would have wrapped to 44 s).
   using std::chrono::seconds;
+  constexpr std::chrono::hours kMaxIdle(7 * 24);
   if (auto k = child(n, "node", "udp_idle_timeout", false))
-    if (auto d = duration(*k, "node.udp_idle_timeout", seconds(1))) node.udpIdleTimeout = *d;
+    if (auto d = duration(*k, "node.udp_idle_timeout", seconds(1), kMaxIdle)) node.udpIdleTimeout = *d;
   if (auto k = child(n, "node", "tcp_idle_timeout", false))
-    if (auto d = duration(*k, "node.tcp_idle_timeout", seconds(1))) node.tcpIdleTimeout = *d;
+    if (auto d = duration(*k, "node.tcp_idle_timeout", seconds(1), kMaxIdle)) node.tcpIdleTimeout = *d;
   if (auto k = child(n, "node", "icmp_too_big_rate", false))
     if (auto v = integer(*k, "node.icmp_too_big_rate", 0, 1000000)) node.icmpTooBigRate = *v;
 }
@@ -536,6 +560,11 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
       svc.healthFailOpen = *v;
   }
   const size_t first = errors_.size();
+  // The service's own block, reals or not: it is the check every real
+  // without `health:` gets, now or at a later `keelctl real add`. (Its key
+  // mistakes read the same for every real; deduplicated below.)
+  const std::optional<HealthCheckSpec> own =
+      resolveRealHealth(svcHealth, YAML::Node(), source_, path, path, errors_);
   // The original nodes, not the stored clones: clones lose their line marks.
   const YAML::Node realsNode = n["reals"];
   for (size_t i = 0; i < svc.reals.size(); ++i) {
@@ -553,6 +582,14 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
           errorAtLine(real.line, path + ".reals[" + std::to_string(i) + "].health", st.message());
     }
   }
+  // What the checker would refuse in the service's own check, unless a
+  // real that inherits it said so already: a service without reals, or
+  // whose reals all override the faulty key, is not left unchecked.
+  if (own)
+    if (Status st = serviceHealthTarget(*own, svc.vip, svc.port);
+        !st && std::none_of(errors_.begin() + first, errors_.end(),
+                            [&](const std::string& e) { return e.ends_with(": " + st.message()); }))
+      error(svcHealth, path + ".health", st.message());
   // A mistake in the service block is found once per real: report it once.
   std::set<std::string> seen;
   std::vector<std::string> unique(errors_.begin(), errors_.begin() + first);
@@ -808,8 +845,24 @@ std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth
   HealthSpecBuilder b;
   b.apply(specNode, source, servicePath + ".health", errors);
   b.apply(realHealth, source, realPath + ".health", errors);
-  auto spec = b.build(source, (realPresent ? realPath : servicePath) + ".health", errors);
+  auto spec = b.build(errors);
   if (errors.size() != before) return std::nullopt;
+  return spec;
+}
+
+std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHealth, const IpAddress& vip,
+                                                    uint16_t port, std::string_view source,
+                                                    const std::string& servicePath,
+                                                    std::vector<std::string>& errors) {
+  auto spec = resolveRealHealth(serviceHealth, YAML::Node(), source, servicePath, servicePath, errors);
+  if (!spec) return spec;
+  if (Status st = serviceHealthTarget(*spec, vip, port); !st) {
+    std::string loc(source);
+    if (serviceHealth.IsDefined() && !serviceHealth.Mark().is_null())
+      loc += ":" + std::to_string(serviceHealth.Mark().line + 1);
+    errors.push_back(loc + ": " + servicePath + ".health: " + st.message());
+    return std::nullopt;
+  }
   return spec;
 }
 

@@ -204,6 +204,16 @@ std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth
                                                  const std::string& realPath,
                                                  std::vector<std::string>& errors);
 
+// The service's own check, the one a real without `health:` gets: its keys
+// and what the checker would refuse whichever real it runs against (no port
+// on a port-0 service, an http path without '/'). Checked with or without
+// reals, so a later `real add` or reload is not the first to hear of a
+// mistake. Errors name "servicePath.health"; nullopt then. No block: type none.
+std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHealth, const IpAddress& vip,
+                                                    uint16_t port, std::string_view source,
+                                                    const std::string& servicePath,
+                                                    std::vector<std::string>& errors);
+
 ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options = {});
 
 // "100ms", "1s", "2m", "1h" (an integer and a unit). nullopt if malformed.

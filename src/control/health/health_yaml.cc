@@ -36,8 +36,10 @@ std::optional<HealthDuration> parseHealthDuration(std::string_view text) {
     return std::nullopt;
   }
   auto v = parseUnsigned(digits);
-  // A day is far beyond any sane interval; the bound also rules out overflow.
-  if (!v || *v == 0 || *v * scale > 86'400'000) return std::nullopt;
+  // A day is far beyond any sane interval. Compared before multiplying:
+  // `*v * scale` wraps for large v (307445734561826m is 8384 ms mod 2^64).
+  constexpr uint64_t kMaxMs = 86'400'000;
+  if (!v || *v == 0 || *v > kMaxMs / scale) return std::nullopt;
   return HealthDuration(*v * scale);
 }
 
@@ -48,6 +50,21 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
     errors.push_back(std::string(source) + ":" + std::to_string(node.Mark().line + 1) + ": " +
                      std::string(keyPath) + ": must be a mapping (type, port, path, ...)");
     return;
+  }
+  // `type` first, whatever its place in the mapping: changing it drops the
+  // inherited keys of the old type before this layer's own apply.
+  if (const YAML::Node t = node["type"]; t && t.IsScalar()) {
+    if (auto type = parseHealthType(t.Scalar()); type && *type != spec_.type) {
+      const HealthCheckSpec defaults;
+      spec_.path = defaults.path;
+      spec_.host = defaults.host;
+      spec_.statusMin = defaults.statusMin;
+      spec_.statusMax = defaults.statusMax;
+      spec_.udpPayload = defaults.udpPayload;
+      spec_.udpExpect = defaults.udpExpect;
+      expect_.reset();
+      expectWhere_.clear();
+    }
   }
   for (const auto& kv : node) {
     std::string key = kv.first.as<std::string>("");
@@ -69,7 +86,9 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
     };
     auto duration = [&]() -> std::optional<HealthDuration> {
       auto d = parseHealthDuration(text);
-      if (!d) errors.push_back(where + "\"" + text + "\" is not a duration like 500ms, 1s or 1m");
+      if (!d)
+        errors.push_back(where + "\"" + text +
+                         "\" is not a duration from 1ms to 1440m (one day), like 500ms, 1s or 1m");
       return d;
     };
     if (key == "type") {
@@ -86,7 +105,7 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       spec_.host = text;
     } else if (key == "expect") {
       expect_ = text;
-      expectLine_ = v.Mark().line + 1;
+      expectWhere_ = where;
     } else if (key == "payload") {
       spec_.udpPayload = text;
     } else if (key == "interval") {
@@ -110,12 +129,10 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
   }
 }
 
-std::optional<HealthCheckSpec> HealthSpecBuilder::build(std::string_view source, std::string_view keyPath,
-                                                        std::vector<std::string>& errors) const {
+std::optional<HealthCheckSpec> HealthSpecBuilder::build(std::vector<std::string>& errors) const {
   HealthCheckSpec spec = spec_;
   if (expect_) {
-    std::string where =
-        std::string(source) + ":" + std::to_string(expectLine_) + ": " + std::string(keyPath) + ".expect: ";
+    const std::string& where = expectWhere_;
     switch (spec.type) {
       case HealthCheckSpec::Type::Http: {
         Status s = parseStatusRange(*expect_, spec.statusMin, spec.statusMax);

@@ -20,11 +20,19 @@
 //       reals:
 //         - address: 10.0.0.5
 //           health: { port: 8081 }   # overrides only `port`
+//         - address: 10.0.0.6
+//           health: { type: tcp }    # another type: path, host, expect and
+//                                    # payload start again from their defaults
+//
+// A layer that changes `type` drops the type's keys (path, host, expect,
+// payload) it inherited: they describe the check below it (an http status
+// range is no udp reply prefix). Its own values for them still apply and
+// are checked against its type. Every other key is inherited as before.
 //
 // Usage: one builder per service, copied per real:
 //   HealthSpecBuilder svc;  svc.apply(service["health"], "keel.yaml", "services[0].health", errors);
 //   HealthSpecBuilder r = svc; r.apply(real["health"], "keel.yaml", "services[0].reals[1].health", errors);
-//   std::optional<HealthCheckSpec> spec = r.build("keel.yaml", "services[0].reals[1].health", errors);
+//   std::optional<HealthCheckSpec> spec = r.build(errors);
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -45,17 +53,18 @@ class HealthSpecBuilder {
   void apply(const YAML::Node& node, std::string_view source, std::string_view keyPath,
              std::vector<std::string>& errors);
   // The resolved spec, or nullopt (with errors appended) when `expect` does
-  // not fit the final type.
-  std::optional<HealthCheckSpec> build(std::string_view source, std::string_view keyPath,
-                                       std::vector<std::string>& errors) const;
+  // not fit the final type. The error names the layer (file, line, key
+  // path) that set `expect`.
+  std::optional<HealthCheckSpec> build(std::vector<std::string>& errors) const;
 
  private:
   HealthCheckSpec spec_;
   std::optional<std::string> expect_;  // interpreted once the type is final
-  int expectLine_ = 0;
+  std::string expectWhere_;            // "SOURCE:LINE: KEYPATH.expect: " of the layer that set it
 };
 
-// "500ms", "1s", "2m" -> milliseconds; nullopt if malformed or not > 0.
+// "500ms", "1s", "2m" -> milliseconds; nullopt if malformed, 0, or more than
+// a day (1440m).
 std::optional<HealthDuration> parseHealthDuration(std::string_view text);
 
 }  // namespace keel

@@ -390,6 +390,30 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"duration too short",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  tcp_idle_timeout: 100ms\n",
                 {"keel.yaml:3: node.tcp_idle_timeout: must be at least 1000ms"}},
+        BadCase{"idle timeout past its bound (it would wrap in the data plane's 32-bit seconds)",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  tcp_idle_timeout: 71582789m\n",
+                {"keel.yaml:3: node.tcp_idle_timeout: must be at most 168h (7 days), got \"71582789m\""}},
+        BadCase{"udp idle timeout a second past its bound",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  udp_idle_timeout: 604801s\n",
+                {"keel.yaml:3: node.udp_idle_timeout: must be at most 168h (7 days), got \"604801s\""}},
+        BadCase{"health interval whose milliseconds overflow",
+                svc("    health: {type: tcp, interval: 307445734561826m}\n"
+                    "    reals:\n      - {address: 10.0.1.11}\n"),
+                {"keel.yaml:8: services[0].health.interval: \"307445734561826m\" is not a duration from 1ms "
+                 "to 1440m (one day)"}},
+        BadCase{"service health checked without reals",
+                svc("    health: {type: bogus, interval: 0s}\n"),
+                {"keel.yaml:8: services[0].health.type: \"bogus\" is not one of none, tcp, http, udp",
+                 "keel.yaml:8: services[0].health.interval: \"0s\" is not a duration"}},
+        BadCase{"service health without a port on a port-0 service, without reals",
+                kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
+                        "    health: {type: tcp}\n",
+                {"keel.yaml:8: services[0].health: health check: port is 0 and the service port is 0"}},
+        BadCase{"expect on a real that is its own tcp check",
+                svc("    health: {type: http, expect: \"200-299\"}\n"
+                    "    reals:\n      - {address: 10.0.1.11, health: {type: tcp, expect: \"200\"}}\n"),
+                {"keel.yaml:10: services[0].reals[0].health.expect: only http (status range) and udp (reply) "
+                 "checks take expect, this one is tcp"}},
         BadCase{"icmp rate out of range",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  icmp_too_big_rate: 2000000\n",
                 {"keel.yaml:3: node.icmp_too_big_rate: must be an integer 0..1000000, got \"2000000\""}},
@@ -462,6 +486,14 @@ TEST(Config, CollectsEveryErrorNotJustTheFirst) {
   EXPECT_NE(all.find("keel.yaml:11: services[0].reals[1].address"), std::string::npos) << all;
 }
 
+TEST(Config, AServiceHealthKeyMistakeIsReportedOnceNotPerReal) {
+  std::string yaml = svc("    health: {type: tcp, interval: 307445734561826m}\n"  // line 8
+                         "    reals:\n      - {address: 10.0.1.11}\n      - {address: 10.0.1.12}\n");
+  ConfigResult r = parseConfig(yaml, "keel.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_NE(r.errors[0].find("keel.yaml:8: services[0].health.interval:"), std::string::npos) << r.errors[0];
+}
+
 TEST(Config, InterfaceCheckerIsConsulted) {
   ConfigOptions o;
   o.interfaceExists = [](const std::string& n) { return n == "lo"; };
@@ -475,6 +507,59 @@ TEST(Config, MissingFileSaysSo) {
   ConfigResult r = loadConfigFile("/nonexistent/keel.yaml");
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_NE(r.errors[0].find("/nonexistent/keel.yaml: cannot open"), std::string::npos);
+}
+
+TEST(Config, IdleTimeoutsUpToSevenDays) {
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth0}\nnode: {tcp_idle_timeout: 168h, udp_idle_timeout: 604800s}\n",
+      "k.yaml");
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  EXPECT_EQ(r.config->node.tcpIdleTimeout, std::chrono::hours(168));
+  EXPECT_EQ(r.config->node.udpIdleTimeout, std::chrono::hours(168));
+}
+
+// A real whose `health:` sets another type than the service's starts from
+// that type's defaults for path, host, expect and payload: the service's
+// values for them describe a different check.
+TEST(Config, RealThatChangesTheCheckTypeDropsTheServiceTypeKeys) {
+  ConfigResult http = parseConfig(svc(R"(    health: {type: http, path: /h, host: web.example, expect: "200-299"}
+    reals:
+      - {address: 10.0.1.11}
+      - {address: 10.0.1.12, health: {type: tcp}}
+      - {address: 10.0.1.13, health: {port: 8080}}
+)"), "keel.yaml");
+  ASSERT_TRUE(http.ok()) << joinErrors(http.errors);
+  const auto& reals = http.config->services[0].reals;
+  EXPECT_EQ(reals[0].healthSpec.type, HealthCheckSpec::Type::Http);
+  EXPECT_EQ(reals[0].healthSpec.statusMax, 299);
+  EXPECT_EQ(reals[1].healthSpec.type, HealthCheckSpec::Type::Tcp);
+  EXPECT_EQ(reals[1].healthSpec.path, "/");
+  EXPECT_EQ(reals[1].healthSpec.host, "");
+  // Same type: only the key it sets changes.
+  EXPECT_EQ(reals[2].healthSpec.type, HealthCheckSpec::Type::Http);
+  EXPECT_EQ(reals[2].healthSpec.path, "/h");
+  EXPECT_EQ(reals[2].healthSpec.host, "web.example");
+  EXPECT_EQ(reals[2].healthSpec.statusMax, 299);
+  EXPECT_EQ(reals[2].healthSpec.port, 8080);
+
+  ConfigResult udp = parseConfig(kHead + R"(  - name: dns
+    vip: 192.0.2.1
+    port: 53
+    protocol: udp
+    health: {type: http, port: 8080, expect: "200", interval: 2s}
+    reals:
+      - {address: 10.0.1.11, health: {type: udp, port: 53}}
+      - {address: 10.0.1.12, health: {type: udp, port: 53, expect: "PONG", payload: "PING"}}
+)", "keel.yaml");
+  ASSERT_TRUE(udp.ok()) << joinErrors(udp.errors);
+  const HealthCheckSpec& plain = udp.config->services[0].reals[0].healthSpec;
+  EXPECT_EQ(plain.type, HealthCheckSpec::Type::Udp);
+  EXPECT_EQ(plain.udpExpect, "") << "the service's http status is no udp reply prefix";
+  EXPECT_EQ(plain.port, 53);
+  EXPECT_EQ(plain.interval, std::chrono::seconds(2)) << "keys every type has are still inherited";
+  const HealthCheckSpec& own = udp.config->services[0].reals[1].healthSpec;
+  EXPECT_EQ(own.udpExpect, "PONG");
+  EXPECT_EQ(own.udpPayload, "PING");
 }
 
 TEST(Config, Durations) {

@@ -33,7 +33,7 @@ real:
   svc.apply(doc["service"], "keel.yaml", "services[0].health", errors);
   HealthSpecBuilder real = svc;
   real.apply(doc["real"], "keel.yaml", "services[0].reals[0].health", errors);
-  auto spec = real.build("keel.yaml", "services[0].reals[0].health", errors);
+  auto spec = real.build(errors);
   ASSERT_TRUE(spec) << joined(errors);
   EXPECT_TRUE(errors.empty()) << joined(errors);
   EXPECT_EQ(spec->type, HealthCheckSpec::Type::Http);
@@ -48,7 +48,7 @@ real:
   ASSERT_TRUE(spec->source);
   EXPECT_EQ(spec->source->toString(), "10.0.0.1");
 
-  auto base = svc.build("keel.yaml", "services[0].health", errors);
+  auto base = svc.build(errors);
   ASSERT_TRUE(base);
   EXPECT_EQ(base->port, 0) << "without an override the service port is used";
   EXPECT_FALSE(base->source);
@@ -58,7 +58,7 @@ TEST(HealthYaml, AbsentBlockGivesDefaults) {
   std::vector<std::string> errors;
   HealthSpecBuilder b;
   b.apply(YAML::Node(), "keel.yaml", "services[0].health", errors);
-  auto spec = b.build("keel.yaml", "services[0].health", errors);
+  auto spec = b.build(errors);
   ASSERT_TRUE(spec);
   EXPECT_EQ(*spec, HealthCheckSpec{});
 }
@@ -72,7 +72,7 @@ real: { type: udp, expect: "PONG", payload: "PING" }
   HealthSpecBuilder b;
   b.apply(doc["service"], "k.yaml", "s.health", errors);
   b.apply(doc["real"], "k.yaml", "r.health", errors);
-  auto spec = b.build("k.yaml", "r.health", errors);
+  auto spec = b.build(errors);
   ASSERT_TRUE(spec) << joined(errors);
   EXPECT_EQ(spec->type, HealthCheckSpec::Type::Udp);
   EXPECT_EQ(spec->udpExpect, "PONG");
@@ -80,9 +80,52 @@ real: { type: udp, expect: "PONG", payload: "PING" }
 
   HealthSpecBuilder tcp;
   tcp.apply(YAML::Load("{type: tcp, expect: '200'}"), "k.yaml", "x.health", errors);
-  EXPECT_FALSE(tcp.build("k.yaml", "x.health", errors));
+  EXPECT_FALSE(tcp.build(errors));
   ASSERT_FALSE(errors.empty());
   EXPECT_NE(errors.back().find("x.health.expect: only http"), std::string::npos) << errors.back();
+}
+
+TEST(HealthYaml, ChangingTheTypeDropsTheInheritedTypeKeys) {
+  YAML::Node doc = YAML::Load(R"(
+http: { type: http, path: /h, host: h.example, expect: "200-299", interval: 2s }
+udp: { type: udp, payload: PING, expect: PONG }
+)");
+  std::vector<std::string> errors;
+  HealthSpecBuilder svc;
+  svc.apply(doc["http"], "k.yaml", "s.health", errors);
+  HealthSpecBuilder tcp = svc;
+  tcp.apply(YAML::Load("{type: tcp}"), "k.yaml", "r.health", errors);
+  auto t = tcp.build(errors);
+  ASSERT_TRUE(t) << joined(errors);
+  EXPECT_EQ(t->type, HealthCheckSpec::Type::Tcp);
+  EXPECT_EQ(t->path, "/");
+  EXPECT_EQ(t->host, "");
+  EXPECT_EQ(t->interval, HealthDuration(2000));
+
+  HealthSpecBuilder udp = svc;
+  udp.apply(YAML::Load("{port: 53, type: udp}"), "k.yaml", "r.health", errors);
+  auto u = udp.build(errors);
+  ASSERT_TRUE(u) << joined(errors);
+  EXPECT_EQ(u->udpExpect, "") << "http's \"200-299\" is not a udp reply";
+
+  HealthSpecBuilder back;
+  back.apply(doc["udp"], "k.yaml", "s.health", errors);
+  back.apply(YAML::Load("{type: http}"), "k.yaml", "r.health", errors);
+  auto h = back.build(errors);
+  ASSERT_TRUE(h) << joined(errors);
+  EXPECT_EQ(h->statusMin, 200);
+  EXPECT_EQ(h->statusMax, 399);
+  EXPECT_EQ(h->udpPayload, "");
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+
+  // The type is taken first whatever the key order, so a layer's own keys
+  // survive its type change and are checked against its type.
+  HealthSpecBuilder own = svc;
+  own.apply(YAML::Load("{expect: '200', type: tcp}"), "k.yaml", "r.health", errors);
+  EXPECT_FALSE(own.build(errors));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], "k.yaml:1: r.health.expect: only http (status range) and udp (reply) checks take expect, "
+                       "this one is tcp");
 }
 
 TEST(HealthYaml, ErrorsNameFileLineAndKey) {
@@ -99,9 +142,12 @@ TEST(HealthYaml, ErrorsNameFileLineAndKey) {
     EXPECT_NE(all.find(part), std::string::npos) << part << "\n" << all;
   }
   HealthSpecBuilder bad;
-  bad.apply(YAML::Load("{expect: '600'}"), "keel.yaml", "h", errors);
-  bad.apply(YAML::Load("{type: http}"), "keel.yaml", "h", errors);
-  EXPECT_FALSE(bad.build("keel.yaml", "h", errors));
+  bad.apply(YAML::Load("{expect: '600', type: http}"), "keel.yaml", "h", errors);
+  bad.apply(YAML::Load("{port: 8080}"), "keel.yaml", "r", errors);
+  EXPECT_FALSE(bad.build(errors));
+  EXPECT_NE(errors.back().find("keel.yaml:1: h.expect: http status range \"600\" must lie within 100-599"),
+            std::string::npos)
+      << errors.back();
 }
 
 TEST(HealthYaml, NotAMapping) {
@@ -116,7 +162,11 @@ TEST(HealthYaml, Durations) {
   EXPECT_EQ(parseHealthDuration("250ms"), HealthDuration(250));
   EXPECT_EQ(parseHealthDuration("3s"), HealthDuration(3000));
   EXPECT_EQ(parseHealthDuration("2m"), HealthDuration(120000));
-  for (const char* bad : {"", "1", "ms", "0s", "1.5s", "-1s", "1h", "2000m", "s"}) {
+  EXPECT_EQ(parseHealthDuration("1440m"), HealthDuration(86'400'000));
+  // The last three would wrap to a small number of milliseconds if
+  // multiplied before the bound check.
+  for (const char* bad : {"", "1", "ms", "0s", "1.5s", "-1s", "1h", "2000m", "s", "1441m", "86400001ms",
+                          "307445734561826m", "18446744073709552s", "18446744073709551615ms"}) {
     EXPECT_FALSE(parseHealthDuration(bad)) << bad;
   }
 }

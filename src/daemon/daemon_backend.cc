@@ -839,9 +839,17 @@ std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddReq
     else
       errors.push_back("request: params.health.all_down: must be one of fail-open|fail-closed, got " + v);
   }
-  for (size_t i = 0; i < req.reals.size(); ++i)
-    if (auto r = realFrom(svc, req.reals[i], "params", "params.reals[" + std::to_string(i) + "]", macs, errors))
+  // The service's own check, reals or not (as keel.yaml's: config.cc); a
+  // mistake in it would otherwise read once per real, or not at all.
+  const bool healthOk = resolveServiceHealth(svc.health, svc.vip, svc.port, "request", "params", errors).has_value();
+  for (size_t i = 0; i < req.reals.size(); ++i) {
+    std::vector<std::string> realErrors;
+    if (auto r = realFrom(svc, req.reals[i], "params", "params.reals[" + std::to_string(i) + "]", macs, realErrors))
       svc.reals.push_back(std::move(*r));
+    // A real that inherits a broken service block repeats its error: said once above.
+    for (std::string& e : realErrors)
+      if (healthOk || e.find(": params.health") == std::string::npos) errors.push_back(std::move(e));
+  }
   if (errors.size() != before) return std::nullopt;
   return svc;
 }

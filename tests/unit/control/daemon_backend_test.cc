@@ -462,6 +462,37 @@ TEST_F(DaemonBackendTest, AdoptedCheckedRealsKeepTheirStateAndGeneration) {
   EXPECT_TRUE(dp3.rings[0].empty());
 }
 
+// service.add checks the service's own health block, with or without reals,
+// as keel.yaml does, and says a mistake in it once; nothing changes.
+TEST_F(DaemonBackendTest, RuntimeServiceAddChecksItsOwnHealthBlockOnce) {
+  make();
+  dp_.calls.clear();
+  api::ServiceAddRequest svc;
+  svc.name = "bad";
+  svc.vip = ip("10.0.0.9");
+  svc.port = 80;
+  svc.protocol = KEEL_PROTO_TCP;
+  svc.health = {{"type", "bogus"}};
+  api::Result r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+  EXPECT_NE(r.error().message.find("params.health.type"), std::string::npos) << r.error().message;
+  svc.reals.push_back(api::RealSpec{ip("10.0.1.20"), 100, std::nullopt, nullptr});
+  svc.reals.push_back(api::RealSpec{ip("10.0.1.21"), 100, std::nullopt, nullptr});
+  r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().details["errors"].size(), 1u) << r.error().details.dump();
+  // A port-0 service's check needs a port, whatever its reals are.
+  svc.port = 0;
+  svc.health = {{"type", "tcp"}};
+  svc.reals.clear();
+  r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.error().message.find("params.health"), std::string::npos) << r.error().message;
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_FALSE(backend_->findService("bad"));
+}
+
 // l2dsr reals added at runtime without a mac resolve it from the neighbour
 // table of dataplane.interface, as keel.yaml's do; an unknown neighbour is a
 // clear error and changes nothing.

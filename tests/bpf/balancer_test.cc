@@ -215,13 +215,7 @@ TEST(Balancer, IdleTimeoutRepicksFromRing) {
     toOld.description = "within the timeout the entry holds";
     checkRow(*lb, toOld);
 
-    keel_flow_key key{};
-    std::memcpy(&key.src[0], ipBytes(kClient4).data(), 4);
-    std::memcpy(&key.dst[0], ipBytes("10.100.0.1").data(), 4);
-    key.sport = htons(5555);
-    key.dport = htons(dport);
-    key.proto = proto;
-    key.family = KEEL_AF_INET;
+    const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 5555, dport, proto);
     keel_ct_value ct{};
     ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
     EXPECT_EQ(ct.backend_id, oldBe);
@@ -269,13 +263,7 @@ TEST(Balancer, EntrySeenAfterThisCpusClockStillHolds) {
   FixtureRow toOld{"first packet", in, Verdict::kTx, KEEL_R_TX_IPIP, ipipExpected(in, 14, st.node, oldReal, 0, false), svc, oldBe};
   checkRow(*lb, toOld);
   ASSERT_EQ(lb->publishRing({svc, std::vector<uint32_t>(7, newBe)}), "");
-  keel_flow_key key{};
-  std::memcpy(&key.src[0], ipBytes(kClient4).data(), 4);
-  std::memcpy(&key.dst[0], ipBytes("10.100.0.1").data(), 4);
-  key.sport = htons(5556);
-  key.dport = htons(80);
-  key.proto = KEEL_PROTO_TCP;
-  key.family = KEEL_AF_INET;
+  const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 5556, 80, KEEL_PROTO_TCP);
   keel_ct_value ct{};
   ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
   timespec now{};
@@ -296,13 +284,7 @@ TEST(Balancer, IcmpErrorDoesNotCreateEntries) {
                  .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4).Tcp(80, 7777).build();
   RunResult r = lb->run(in);
   EXPECT_EQ(r.action, XDP_TX);
-  keel_flow_key key{};
-  std::memcpy(&key.src[0], ipBytes(kClient4).data(), 4);
-  std::memcpy(&key.dst[0], ipBytes("10.100.0.1").data(), 4);
-  key.sport = htons(7777);
-  key.dport = htons(80);
-  key.proto = KEEL_PROTO_TCP;
-  key.family = KEEL_AF_INET;
+  const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 7777, 80, KEEL_PROTO_TCP);
   keel_ct_value ct{};
   EXPECT_NE(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
 }

@@ -144,18 +144,6 @@ keel_node_config nodeConfig() {
   return n;
 }
 
-keel_flow_key flowKey(const std::string& src, const std::string& dst, uint16_t sport,
-                      uint16_t dport, uint8_t proto) {
-  keel_flow_key k{};
-  toWords(src, k.src);
-  toWords(dst, k.dst);
-  k.sport = htons(sport);
-  k.dport = htons(dport);
-  k.proto = proto;
-  k.family = familyOf(src);
-  return k;
-}
-
 // ---- input frames ----
 
 struct Frame {
@@ -292,6 +280,18 @@ std::vector<BasicFlow> basicFlows() {
 }
 
 }  // namespace
+
+keel_flow_key flowKey(const std::string& src, const std::string& dst, uint16_t sport,
+                      uint16_t dport, uint8_t proto) {
+  keel_flow_key k{};
+  toWords(src, k.src);
+  toWords(dst, k.dst);
+  k.sport = htons(sport);
+  k.dport = htons(dport);
+  k.proto = proto;
+  k.family = familyOf(src);
+  return k;
+}
 
 const char* verdictName(Verdict v) {
   switch (v) {

@@ -88,6 +88,11 @@ FixtureState fixtureState();
 
 // Independent rows: every verdict of docs/architecture.md in both forwarding
 // modes, v4 and v6, TCP and UDP, with and without a VLAN tag.
+// A flow's key as the data plane holds it (addresses in network order, ports
+// in network order, the family from src).
+keel_flow_key flowKey(const std::string& src, const std::string& dst, uint16_t sport, uint16_t dport,
+                      uint8_t proto);
+
 std::vector<FixtureRow> fixtureRows();
 
 // Every proper prefix of every forwardable row's input, with the verdict the

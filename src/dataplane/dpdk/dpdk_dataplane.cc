@@ -255,7 +255,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       }
       workers_.push_back(std::move(w));
     }
-    tscHz_ = rte_get_tsc_hz();
+    // ns = tsc * 1e9 / hz as a 32.32 fixed-point multiply (no division per burst).
+    nsPerTsc_ = (static_cast<unsigned __int128>(1000000000ull) << 32) / rte_get_tsc_hz();
     if (opts_.autoStart) return start();
     return Status::ok();
   }
@@ -396,11 +397,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       }
   }
 
-  // The workers' clock (runWorker): TSC-derived nanoseconds.
-  uint64_t workerNowNs() const {
-    const unsigned __int128 nsPerTsc = (static_cast<unsigned __int128>(1000000000ull) << 32) / tscHz_;
-    return static_cast<uint64_t>((rte_rdtsc() * nsPerTsc) >> 32);
-  }
+  // The workers' clock: TSC-derived nanoseconds, read once per burst.
+  uint64_t workerNowNs() const { return static_cast<uint64_t>((rte_rdtsc() * nsPerTsc_) >> 32); }
   static uint64_t wallNowNs() {
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -440,8 +438,6 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     const uint16_t q = w.queue;
     const bool haveTap = tapReady_;
     const uint32_t idleSleepUs = opts_.idleSleepUs;
-    // ns = tsc * 1e9 / hz as a 32.32 fixed-point multiply (no division per burst).
-    const unsigned __int128 nsPerTsc = (static_cast<unsigned __int128>(1000000000ull) << 32) / tscHz_;
     uint32_t loops = 0;
     while (!stop_.load(std::memory_order_relaxed)) {
       // One snapshot for the whole burst: every packet in it sees one state.
@@ -456,7 +452,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         dpdk::prepareBurst(st, next->bufs, next->parsed, n);
       }
       if (cur->n > 0) {
-        const uint64_t now = static_cast<uint64_t>((rte_rdtsc() * nsPerTsc) >> 32);
+        const uint64_t now = workerNowNs();
         dpdk::processBurst(*snap, st, cur->bufs, cur->parsed, cur->n, now, results);
         uint16_t ntx = 0, nexc = 0;
         for (uint16_t i = 0; i < cur->n; ++i) {
@@ -512,7 +508,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   std::string tapName_;
   std::array<uint8_t, 6> portMac_{};
   bool started_ = false;
-  uint64_t tscHz_ = 1;
+  unsigned __int128 nsPerTsc_ = 0;  // set with the workers, before any runs
   std::atomic<bool> stop_{false};
 };
 

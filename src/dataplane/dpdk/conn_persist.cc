@@ -6,7 +6,9 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <map>
 #include <tuple>
 #include <type_traits>
@@ -17,10 +19,6 @@ namespace {
 
 static_assert(std::is_trivially_copyable_v<ConnRecord> && std::is_trivially_copyable_v<ConnFileHeader>,
               "written and read as bytes");
-
-uint64_t idleOf(const Snapshot& s, uint8_t proto) {
-  return proto == KEEL_PROTO_TCP ? s.tcpIdleNs : s.udpIdleNs;
-}
 
 bool familyOk(uint8_t f) { return f == KEEL_AF_INET || f == KEEL_AF_INET6; }
 
@@ -61,7 +59,7 @@ SavedConns exportConns(const Snapshot& snap, const std::vector<const ConnTable*>
         return;
       }
       const uint64_t age = nowNs > v.last_seen_ns ? nowNs - v.last_seen_ns : 0;
-      const uint64_t idle = idleOf(snap, key.proto);
+      const uint64_t idle = snapshotIdleNs(snap, key.proto);
       if (idle != 0 && age > idle) {
         ++rep.skippedExpired;
         return;
@@ -78,26 +76,6 @@ SavedConns exportConns(const Snapshot& snap, const std::vector<const ConnTable*>
   }
   rep.saved = out.records.size();
   if (report) *report = rep;
-  return out;
-}
-
-namespace {
-ConnFileHeader headerOf(const SavedConns& saved) {
-  ConnFileHeader h{};
-  std::memcpy(h.magic, kConnFileMagic, sizeof h.magic);
-  h.version = kConnFileVersion;
-  h.entrySize = sizeof(ConnRecord);
-  h.workers = saved.workers;
-  h.entries = saved.records.size();
-  h.savedAtNs = saved.savedAtNs;
-  return h;
-}
-}  // namespace
-
-std::string encodeConns(const SavedConns& saved) {
-  const ConnFileHeader h = headerOf(saved);
-  std::string out(reinterpret_cast<const char*>(&h), sizeof h);
-  out.append(reinterpret_cast<const char*>(saved.records.data()), saved.records.size() * sizeof(ConnRecord));
   return out;
 }
 
@@ -133,19 +111,33 @@ Status checkRecords(const std::vector<ConnRecord>& records, uint32_t workers) {
   return Status::ok();
 }
 
-}  // namespace
+// The one writer of the format: the header, then the entries.
+bool writeConns(FILE* f, const SavedConns& saved) {
+  ConnFileHeader h{};
+  std::memcpy(h.magic, kConnFileMagic, sizeof h.magic);
+  h.version = kConnFileVersion;
+  h.entrySize = sizeof(ConnRecord);
+  h.workers = saved.workers;
+  h.entries = saved.records.size();
+  h.savedAtNs = saved.savedAtNs;
+  const size_t n = saved.records.size();
+  return std::fwrite(&h, sizeof h, 1, f) == 1 &&
+         (n == 0 || std::fwrite(saved.records.data(), sizeof(ConnRecord), n, f) == n);
+}
 
-Status decodeConns(const std::string& bytes, SavedConns* out) {
+// The one reader: `size` bytes from f. The entries are read straight into
+// their vector (no second copy of a file that may be tens of MiB).
+Status readConns(FILE* f, uint64_t size, SavedConns* out) {
   *out = SavedConns{};
-  ConnFileHeader h;
-  if (bytes.size() < sizeof h)
-    return Status::error("truncated: " + std::to_string(bytes.size()) + " bytes, the header alone is " +
+  ConnFileHeader h{};
+  if (size < sizeof h || std::fread(&h, sizeof h, 1, f) != 1)
+    return Status::error("truncated: " + std::to_string(size) + " bytes, the header alone is " +
                          std::to_string(sizeof h));
-  std::memcpy(&h, bytes.data(), sizeof h);
-  const uint64_t body = bytes.size() - sizeof h;
-  if (Status s = checkHeader(h, body); !s) return s;
+  if (Status s = checkHeader(h, size - sizeof h); !s) return s;
   std::vector<ConnRecord> records(h.entries);
-  std::memcpy(records.data(), bytes.data() + sizeof h, body);
+  if ((h.entries != 0 && std::fread(records.data(), sizeof(ConnRecord), records.size(), f) != records.size()) ||
+      std::fgetc(f) != EOF || std::ferror(f))
+    return Status::error("read failed or the file changed while read");
   if (Status s = checkRecords(records, h.workers); !s) return s;
   out->workers = h.workers;
   out->savedAtNs = h.savedAtNs;
@@ -153,14 +145,36 @@ Status decodeConns(const std::string& bytes, SavedConns* out) {
   return Status::ok();
 }
 
+}  // namespace
+
+std::string encodeConns(const SavedConns& saved) {
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&buf, &len);
+  if (!f) throw std::bad_alloc();
+  const bool ok = writeConns(f, saved);
+  std::fclose(f);
+  std::string out(buf, len);
+  std::free(buf);
+  if (!ok) throw std::bad_alloc();
+  return out;
+}
+
+Status decodeConns(const std::string& bytes, SavedConns* out) {
+  *out = SavedConns{};
+  if (bytes.empty()) return readConns(nullptr, 0, out);  // fmemopen refuses a zero-size buffer
+  FILE* f = fmemopen(const_cast<char*>(bytes.data()), bytes.size(), "rb");
+  if (!f) return Status::error("fmemopen: " + errnoText(errno));
+  Status s = readConns(f, bytes.size(), out);
+  std::fclose(f);
+  return s;
+}
+
 Status writeConnFile(const std::string& path, const SavedConns& saved) {
   const std::string tmp = path + ".tmp";
-  const ConnFileHeader h = headerOf(saved);
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) return Status::error(tmp + ": " + errnoText(errno));
-  const size_t n = saved.records.size();
-  const bool written = std::fwrite(&h, sizeof h, 1, f) == 1 &&
-                       (n == 0 || std::fwrite(saved.records.data(), sizeof(ConnRecord), n, f) == n);
+  const bool written = writeConns(f, saved);
   const int werr = errno;
   if (std::fclose(f) != 0 || !written) {
     std::remove(tmp.c_str());
@@ -186,32 +200,13 @@ Status consumeConnFile(const std::string& path, SavedConns* out, bool* found) {
     return Status::error(path + ": " + errnoText(err));
   }
   *found = true;
-  // The header, then the entries read straight into their vector (no
-  // second copy of a file that may be tens of MiB).
   struct stat st {};
-  ConnFileHeader h{};
-  std::vector<ConnRecord> records;
-  Status s = Status::ok();
-  if (fstat(fileno(f), &st) != 0) {
-    s = Status::error("stat: " + errnoText(errno));
-  } else if (static_cast<uint64_t>(st.st_size) < sizeof h || std::fread(&h, sizeof h, 1, f) != 1) {
-    s = Status::error("truncated: " + std::to_string(st.st_size) + " bytes, the header alone is " +
-                      std::to_string(sizeof h));
-  } else if (s = checkHeader(h, static_cast<uint64_t>(st.st_size) - sizeof h); s) {
-    records.resize(h.entries);
-    if ((h.entries != 0 && std::fread(records.data(), sizeof(ConnRecord), records.size(), f) != records.size()) ||
-        std::fgetc(f) != EOF || std::ferror(f))
-      s = Status::error("read failed or the file changed while read");
-    else
-      s = checkRecords(records, h.workers);
-  }
+  Status s = fstat(fileno(f), &st) != 0 ? Status::error("stat: " + errnoText(errno))
+                                         : readConns(f, static_cast<uint64_t>(st.st_size), out);
   std::fclose(f);
   // Consumed before it is used: a crash after this start must not load it again.
   std::remove(path.c_str());
   if (!s) return Status::error(path + ": " + s.message());
-  out->workers = h.workers;
-  out->savedAtNs = h.savedAtNs;
-  out->records = std::move(records);
   return Status::ok();
 }
 
@@ -236,7 +231,7 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
   const uint64_t gap = wallNowNs > saved.savedAtNs ? wallNowNs - saved.savedAtNs : 0;
   for (const ConnRecord& r : saved.records) {
     const uint64_t age = r.ageNs + gap;
-    const uint64_t idle = idleOf(snap, r.flow.proto);
+    const uint64_t idle = snapshotIdleNs(snap, r.flow.proto);
     if (idle != 0 && age > idle) {
       ++rep.skippedExpired;
       continue;

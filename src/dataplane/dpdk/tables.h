@@ -73,6 +73,12 @@ struct Snapshot {
 // Packet-path lookups. Pure functions of the snapshot; no allocation.
 bool snapshotHasVip(const Snapshot& s, const keel_vip_key& key);
 const keel_service_value* snapshotFindService(const Snapshot& s, const keel_service_key& key);
+
+// The idle timeout of a flow of `proto` (0: its entries never expire).
+inline uint64_t snapshotIdleNs(const Snapshot& s, uint8_t proto) {
+  return proto == KEEL_PROTO_TCP ? s.tcpIdleNs : s.udpIdleNs;
+}
+
 inline const BackendSlot* snapshotBackend(const Snapshot& s, uint32_t id) {
   if (id >= s.maxBackends) return nullptr;
   return &s.backendChunks[id / kBackendChunk][id % kBackendChunk];

@@ -193,7 +193,7 @@ struct Step {
   step.be = nullptr;
   step.beId = KEEL_INVALID_ID;
   step.haveFlowHash = false;
-  const uint64_t idleNs = p.key.proto == KEEL_PROTO_TCP ? s.tcpIdleNs : s.udpIdleNs;
+  const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
   if (keel_ct_value* e = w.conns.find(p.key, parsed.connHash, nowNs, idleNs)) {
     const BackendSlot* cand = snapshotBackend(s, e->backend_id);
     if (usable(cand, svc->id) && cand->be.gen == e->gen) {

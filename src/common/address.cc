@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 
@@ -19,6 +20,30 @@ std::optional<IpAddress> IpAddress::parse(std::string_view text) {
     a.family_ = KEEL_AF_INET;
   }
   return a;
+}
+
+std::optional<IpPrefix> IpPrefix::parse(std::string_view text, bool lengthOptional) {
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos && !lengthOptional) return std::nullopt;
+  auto a = IpAddress::parse(text.substr(0, slash));
+  if (!a) return std::nullopt;
+  const unsigned bits = a->isV4() ? 32 : 128;
+  unsigned len = bits;
+  if (slash != std::string_view::npos) {
+    const std::string_view l = text.substr(slash + 1);
+    auto [end, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
+    if (l.empty() || ec != std::errc() || end != l.data() + l.size() || len > bits) return std::nullopt;
+  }
+  return IpPrefix{*a, static_cast<uint8_t>(len)};
+}
+
+std::array<uint8_t, 16> IpPrefix::maskBytes() const {
+  std::array<uint8_t, 16> m{};
+  for (unsigned i = 0; i < m.size(); i++) {
+    const unsigned have = length > i * 8 ? length - i * 8 : 0;
+    m[i] = static_cast<uint8_t>(have >= 8 ? 0xff : (0xff00 >> have) & 0xff);
+  }
+  return m;
 }
 
 IpAddress IpAddress::fromV4(std::array<uint8_t, 4> b) {

@@ -39,6 +39,17 @@ class IpAddress {
   std::array<uint8_t, 16> bytes_{};
 };
 
+// An address and a prefix length: "ADDR/LEN".
+struct IpPrefix {
+  IpAddress address;  // as written (host bits not cleared)
+  uint8_t length = 0;
+  // "ADDR/LEN", or (lengthOptional) "ADDR" alone for the whole address;
+  // nullopt if malformed or LEN is beyond the family's bits.
+  static std::optional<IpPrefix> parse(std::string_view text, bool lengthOptional = false);
+  // Network-order mask bytes of `length` (IPv4: the first 4).
+  std::array<uint8_t, 16> maskBytes() const;
+};
+
 class MacAddress {
  public:
   MacAddress() = default;

@@ -249,29 +249,18 @@ class Parser {
   std::optional<Ipv4Prefix> prefix4(const YAML::Node& n, const std::string& path) {
     std::string what = "must be an IPv4 prefix like \"172.16.0.0/16\", got " + describe(n);
     if (!n.IsScalar()) return error(n, path, what), std::nullopt;
-    const std::string& s = n.Scalar();
-    auto slash = s.find('/');
-    if (slash == std::string::npos) return error(n, path, what), std::nullopt;
-    auto a = IpAddress::parse(s.substr(0, slash));
-    unsigned len = 0;
-    std::string lenText = s.substr(slash + 1);
-    auto [end, ec] = std::from_chars(lenText.data(), lenText.data() + lenText.size(), len);
-    if (!a || !a->isV4() || lenText.empty() || ec != std::errc() ||
-        end != lenText.data() + lenText.size() || len > 32) {
-      return error(n, path, what), std::nullopt;
-    }
+    auto p = IpPrefix::parse(n.Scalar());
+    if (!p || !p->address.isV4()) return error(n, path, what), std::nullopt;
     // Prefix lengths under 8 would hash sources across public space; over 30
     // leave too few sources to spread RSS on the reals.
-    if (len < 8 || len > 30) {
+    if (p->length < 8 || p->length > 30) {
       return error(n, path, "prefix length must be 8..30, got " + describe(n)), std::nullopt;
     }
-    uint32_t addr = 0;
-    std::memcpy(&addr, a->bytes().data(), 4);
-    uint32_t mask = htonl(len == 0 ? 0 : ~0u << (32 - len));
-    if (addr & ~mask) {
-      return error(n, path, "host bits must be zero, got " + describe(n)), std::nullopt;
-    }
-    return Ipv4Prefix{*a, static_cast<uint8_t>(len)};
+    const std::array<uint8_t, 16> mask = p->maskBytes();
+    for (int i = 0; i < 4; i++)
+      if (p->address.bytes()[i] & ~mask[i])
+        return error(n, path, "host bits must be zero, got " + describe(n)), std::nullopt;
+    return Ipv4Prefix{p->address, p->length};
   }
 
   static std::string join(const std::string& path, const std::string& key) {

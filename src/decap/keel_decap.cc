@@ -50,28 +50,20 @@ struct Args {
 // it, with the host bits cleared. Empty on success, else what is wrong.
 std::string parsePrefix(const std::string& text, keel_decap_prefix* out) {
   const std::string what = "--allow-source " + text + ": ";
-  const size_t slash = text.find('/');
-  auto addr = keel::IpAddress::parse(text.substr(0, slash));
-  if (!addr) return what + "not an IPv4 or IPv6 address";
-  const unsigned bits = addr->isV4() ? 32 : 128;
-  unsigned len = bits;
-  if (slash != std::string::npos) {
-    const std::string l = text.substr(slash + 1);
-    if (l.empty() || l.size() > 3 || l.find_first_not_of("0123456789") != std::string::npos || std::stoul(l) > bits)
-      return what + "the prefix length must be 0.." + std::to_string(bits);
-    len = static_cast<unsigned>(std::stoul(l));
+  const auto p = keel::IpPrefix::parse(text, /*lengthOptional=*/true);
+  if (!p) {
+    const auto addr = keel::IpAddress::parse(text.substr(0, text.find('/')));
+    if (!addr) return what + "not an IPv4 or IPv6 address";
+    return what + "the prefix length must be 0.." + std::to_string(addr->isV4() ? 32 : 128);
   }
-  uint8_t a[16] = {}, m[16] = {};
-  std::memcpy(a, addr->bytes().data(), bits / 8);
-  for (unsigned i = 0; i < bits / 8; i++) {
-    const unsigned have = len > i * 8 ? len - i * 8 : 0;
-    m[i] = static_cast<uint8_t>(have >= 8 ? 0xff : (0xff00 >> have) & 0xff);
-    a[i] &= m[i];
-  }
+  // The program compares address words under the mask: host bits cleared.
+  const std::array<uint8_t, 16> m = p->maskBytes();
+  std::array<uint8_t, 16> a = p->address.bytes();
+  for (size_t i = 0; i < a.size(); i++) a[i] &= m[i];
   *out = keel_decap_prefix{};
-  std::memcpy(out->addr, a, 16);
-  std::memcpy(out->mask, m, 16);
-  out->family = addr->family();
+  std::memcpy(out->addr, a.data(), 16);
+  std::memcpy(out->mask, m.data(), 16);
+  out->family = p->address.family();
   return "";
 }
 

@@ -18,7 +18,6 @@
 //
 // Exit codes: 0 clean stop / valid config, 1 invalid config or runtime
 // failure, 2 usage error or a data plane this build does not have.
-#include <arpa/inet.h>
 #include <net/if.h>
 #include <signal.h>
 #include <systemd/sd-daemon.h>
@@ -27,6 +26,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/program_options.hpp>
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -99,8 +99,9 @@ std::optional<keel_node_config> buildNodeConfig(const Config& c,
   if (node.hashSourceV4) {
     n.flags |= KEEL_NODE_F_HASH_SRC_V4;
     std::memcpy(&n.hash_src_v4_prefix, node.hashSourceV4->address.bytes().data(), 4);
-    uint8_t len = node.hashSourceV4->length;
-    n.hash_src_v4_mask = htonl(len == 0 ? 0 : ~0u << (32 - len));
+    const std::array<uint8_t, 16> mask =
+        IpPrefix{node.hashSourceV4->address, node.hashSourceV4->length}.maskBytes();
+    std::memcpy(&n.hash_src_v4_mask, mask.data(), 4);  // network order, as the prefix
   }
   n.udp_idle_timeout_s = static_cast<uint32_t>(node.udpIdleTimeout.count() / 1000);
   n.tcp_idle_timeout_s = static_cast<uint32_t>(node.tcpIdleTimeout.count() / 1000);

@@ -7,6 +7,9 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <optional>
+#include <set>
+#include <vector>
 
 #include "control/api/requests.h"
 #include "keel/maglev_lookup.h"
@@ -63,6 +66,60 @@ bool tooDeep(std::string_view line) {
   }
   return false;
 }
+
+// nlohmann::json keeps the last of a key an object gives twice, so
+// {"weight": 0, "weight": 100} would silently mean 100. The parser's
+// callback sees every key of every object in order: this records the path
+// of the first key seen twice ("params.reals[1].address"), so the request
+// can be refused instead of guessed at.
+class DuplicateKeyFinder {
+ public:
+  bool onEvent(json::parse_event_t event, const json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        stack_.push_back(Frame{event == json::parse_event_t::array_start, childPath(), {}, {}, 0});
+        break;
+      case json::parse_event_t::key:
+        if (!stack_.empty()) {
+          Frame& f = stack_.back();
+          f.key = parsed.get<std::string>();
+          if (!f.keys.insert(f.key).second && !duplicate_) duplicate_ = childPath();
+        }
+        break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        if (!stack_.empty()) stack_.pop_back();
+        elementDone();
+        break;
+      case json::parse_event_t::value:
+        elementDone();
+        break;
+    }
+    return true;  // keep everything: the caller decides
+  }
+  const std::optional<std::string>& duplicate() const { return duplicate_; }
+
+ private:
+  struct Frame {
+    bool array;
+    std::string path;            // of the object or list itself ("" at the top)
+    std::set<std::string> keys;  // objects: the keys seen so far
+    std::string key;             // objects: the key whose value is being read
+    size_t index;                // lists: the element being read
+  };
+  std::string childPath() const {
+    if (stack_.empty()) return "";
+    const Frame& f = stack_.back();
+    if (f.array) return f.path + "[" + std::to_string(f.index) + "]";
+    return f.path.empty() ? f.key : f.path + "." + f.key;
+  }
+  void elementDone() {
+    if (!stack_.empty() && stack_.back().array) ++stack_.back().index;
+  }
+  std::vector<Frame> stack_;
+  std::optional<std::string> duplicate_;
+};
 
 std::string oneLine(std::string_view s, size_t limit) {
   std::string out;
@@ -177,8 +234,11 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
                                  "request: JSON nested deeper than " + std::to_string(kMaxJsonDepth) +
                                      " levels", "", {}}), {}};
     json req;
+    DuplicateKeyFinder duplicates;
     try {
-      req = json::parse(line.begin(), line.end());
+      req = json::parse(line.begin(), line.end(), [&duplicates](int, json::parse_event_t event, json& parsed) {
+        return duplicates.onEvent(event, parsed);
+      });
     } catch (const json::parse_error& e) {
       // e.what() is "[json.exception.parse_error.101] parse error at ...";
       // keep the readable part, without echoing raw bytes.
@@ -197,6 +257,15 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
                                    "id: must be an integer or a string, got " + describeJson(*it),
                                    "id", {}}), {}};
       id = *it;
+    }
+    if (const auto& dup = duplicates.duplicate()) {
+      // Which of the two ids to echo is as unknown as which value was meant.
+      if (*dup == "id") id = nullptr;
+      const bool inParams = dup->starts_with("params.") || dup->starts_with("params[");
+      const std::string key = oneLine(*dup, 200);
+      return {errorResponse(id, {inParams ? code::kInvalidParams : code::kInvalidRequest,
+                                 key + ": duplicate key (each key may appear once in an object)", key, {}}),
+              {}};
     }
     for (auto it = req.begin(); it != req.end(); ++it) {
       if (it.key() != "id" && it.key() != "method" && it.key() != "params")

@@ -113,6 +113,48 @@ TEST_F(DispatcherTest, ErrorsEchoIdAndField) {
   EXPECT_NE(r["error"]["message"].get<std::string>().find("request: malformed JSON: "), std::string::npos);
 }
 
+// nlohmann::json would keep the last of a key given twice; the request is
+// refused instead, naming the key's full path, whatever its depth.
+TEST_F(DispatcherTest, DuplicateKeysAreRefusedWithTheirPath) {
+  struct Row {
+    const char* name;
+    std::string line;
+    const char* code;
+    const char* field;
+    json id;
+  };
+  const Row rows[] = {
+      {"weight twice", R"({"id":1,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.5","weight":0,"weight":100}})",
+       code::kInvalidParams, "params.weight", 1},
+      {"method twice", R"({"id":2,"method":"service.list","method":"daemon.shutdown"})", code::kInvalidRequest,
+       "method", 2},
+      {"params twice", R"({"id":3,"method":"service.list","params":{},"params":{}})", code::kInvalidRequest,
+       "params", 3},
+      {"id twice: neither is echoed", R"({"id":4,"id":5,"method":"service.list"})", code::kInvalidRequest, "id",
+       nullptr},
+      {"in a real's health", R"({"id":6,"method":"service.add","params":{"name":"new","vip":"10.0.0.2","port":80,"protocol":"tcp",)"
+                             R"("reals":[{"address":"10.0.0.7"},{"address":"10.0.0.8","health":{"type":"http","port":81,"type":"tcp"}}]}})",
+       code::kInvalidParams, "params.reals[1].health.type", 6},
+      {"in a list inside a list", R"({"id":7,"method":"service.list","params":{"a":[[{"k":1}],[{"k":1},{"k":1,"k":2}]]}})",
+       code::kInvalidParams, "params.a[1][1].k", 7},
+  };
+  for (const auto& row : rows) {
+    SCOPED_TRACE(row.name);
+    json r = call(row.line);
+    ASSERT_EQ(r["ok"], false) << r.dump();
+    EXPECT_EQ(r["id"], row.id) << r.dump();
+    EXPECT_EQ(r["error"]["code"], row.code) << r.dump();
+    EXPECT_EQ(r["error"]["field"], row.field) << r.dump();
+    EXPECT_EQ(r["error"]["message"], std::string(row.field) + ": duplicate key (each key may appear once in an object)");
+  }
+  EXPECT_TRUE(fake_.mutations.empty()) << fake_.mutations.front();
+  EXPECT_FALSE(fake_.shutdownDetach.has_value());
+  // The same key in different objects is no duplicate.
+  json ok = call(R"({"id":8,"method":"service.add","params":{"name":"new","vip":"10.0.0.2","port":80,"protocol":"tcp",)"
+                 R"("reals":[{"address":"10.0.0.7","weight":1},{"address":"10.0.0.8","weight":2}],"health":{"port":80}}})");
+  EXPECT_EQ(ok["ok"], true) << ok.dump();
+}
+
 TEST_F(DispatcherTest, MutationsReachBackendTyped) {
   EXPECT_EQ(call(R"({"id":1,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})")["ok"], true);
   EXPECT_EQ(call(R"({"id":2,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.6","weight":0}})")["ok"], true);

@@ -5,6 +5,8 @@
 // Rules shared by every method (docs/api.md):
 //  - params is an object (absent = {}); a key the method does not know is an
 //    error, never ignored: a typo must not turn "drain" into a no-op.
+//  - A key given twice in one object never gets here: the dispatcher's
+//    JSON parser refuses it (nlohmann::json would keep the last silently).
 //  - Types are exact: a weight is a JSON integer, not "100", 100.0 or true.
 //  - The first error wins; its message names the key ("params.weight: must
 //    be an integer 0..65535, got 70000") and `field` holds the key path.

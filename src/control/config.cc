@@ -119,14 +119,38 @@ class Parser {
   }
   size_t errorCount() const { return errors_.size(); }
 
-  // Checks a mapping's keys: unknown and duplicate keys are errors.
+  // A key written twice in any mapping of the document, health blocks
+  // included, is an error at its second place. yaml-cpp keeps both entries
+  // and a lookup sees the first, so the second would be silently ignored
+  // (or, where a block is iterated, win). One walk over the whole tree, so
+  // no parser of a block has to remember it.
+  void checkDuplicateKeys(const YAML::Node& n, const std::string& path, int depth = 0) {
+    if (depth > 64) return;  // an alias cannot recurse forever
+    if (n.IsMap()) {
+      std::map<std::string, int> firstLine;
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        const YAML::Node& key = it->first;
+        if (!key.IsScalar()) continue;  // checkMap says "keys must be plain strings"
+        const std::string keyPath = join(path, key.Scalar());
+        const int line = key.Mark().is_null() ? 0 : key.Mark().line + 1;
+        if (auto [first, fresh] = firstLine.emplace(key.Scalar(), line); !fresh)
+          error(key, keyPath, "duplicate key (first at line " + std::to_string(first->second) + ")");
+        checkDuplicateKeys(it->second, keyPath, depth + 1);
+      }
+    } else if (n.IsSequence()) {
+      for (size_t i = 0; i < n.size(); ++i)
+        checkDuplicateKeys(n[i], path + "[" + std::to_string(i) + "]", depth + 1);
+    }
+  }
+
+  // Checks a mapping's keys: unknown keys are errors (duplicates:
+  // checkDuplicateKeys, over the whole document).
   bool checkMap(const YAML::Node& n, const std::string& path,
                 std::initializer_list<std::string_view> allowed) {
     if (!n.IsMap()) {
       error(n, path, "must be a mapping, got " + describe(n));
       return false;
     }
-    std::set<std::string> seen;
     for (auto it = n.begin(); it != n.end(); ++it) {
       const YAML::Node& key = it->first;
       std::string k = key.IsScalar() ? key.Scalar() : "?";
@@ -139,9 +163,7 @@ class Parser {
         std::string list;
         for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
         error(key, keyPath, "unknown key (expected one of: " + list + ")");
-        continue;
       }
-      if (!seen.insert(k).second) error(key, keyPath, "duplicate key");
     }
     return true;
   }
@@ -292,6 +314,7 @@ void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
     errors_.push_back(source_ + ": file is empty; expected a mapping with dataplane, node and services");
     return;
   }
+  checkDuplicateKeys(root, "");
   if (!checkMap(root, "", {"dataplane", "node", "limits", "control", "metrics", "services"})) return;
 
   if (auto n = child(root, "", "dataplane", true)) parseDataplane(*n, cfg.dataplane);

@@ -283,7 +283,21 @@ INSTANTIATE_TEST_SUITE_P(
                 {"keel.yaml:8: services[0].ringsize: unknown key"}},
         BadCase{"unknown real key", svc("    reals:\n      - {address: 10.0.1.11, wieght: 3}\n"),
                 {"keel.yaml:9: services[0].reals[0].wieght: unknown key"}},
-        BadCase{"duplicate key", svc("    port: 81\n"), {"keel.yaml:8: services[0].port: duplicate key"}},
+        BadCase{"duplicate key", svc("    port: 81\n"),
+                {"keel.yaml:8: services[0].port: duplicate key (first at line 6)"}},
+        BadCase{"duplicate health key", svc("    health: {type: http, type: tcp}\n"),
+                {"keel.yaml:8: services[0].health.type: duplicate key (first at line 8)"}},
+        BadCase{"duplicate key in a real's health",
+                svc("    reals:\n      - address: 10.0.1.11\n        health:\n          port: 81\n"
+                    "          port: 82\n"),
+                {"keel.yaml:12: services[0].reals[0].health.port: duplicate key (first at line 11)"}},
+        BadCase{"duplicate key in a real", svc("    reals:\n      - {address: 10.0.1.11, weight: 1, weight: 2}\n"),
+                {"keel.yaml:9: services[0].reals[0].weight: duplicate key (first at line 9)"}},
+        BadCase{"duplicate top-level key", "dataplane: {kind: xdp, interface: eth0}\nservices: []\nservices: []\n",
+                {"keel.yaml:3: services: duplicate key (first at line 2)"}},
+        BadCase{"duplicate key under dpdk",
+                "dataplane:\n  kind: dpdk\n  dpdk: {port: p0, workers: [1], port: p1}\n",
+                {"keel.yaml:3: dataplane.dpdk.port: duplicate key (first at line 3)"}},
         BadCase{"missing dataplane", "services: []\n", {"keel.yaml:1: dataplane: required key missing"}},
         BadCase{"missing vip", kHead + "  - name: web\n    port: 80\n    protocol: tcp\n",
                 {"keel.yaml:4: services[0].vip: required key missing"}},
@@ -492,6 +506,20 @@ TEST(Config, AServiceHealthKeyMistakeIsReportedOnceNotPerReal) {
   ConfigResult r = parseConfig(yaml, "keel.yaml");
   ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
   EXPECT_NE(r.errors[0].find("keel.yaml:8: services[0].health.interval:"), std::string::npos) << r.errors[0];
+}
+
+// Every duplicate is one error, wherever it is (blocks read by checkMap
+// and health blocks alike), and each is reported once.
+TEST(Config, EachDuplicateKeyIsOneError) {
+  std::string yaml = "dataplane: {kind: xdp, interface: eth0, kind: xdp}\n" + svc(
+      "    health: {type: http, path: /a, path: /b}\n"
+      "    reals:\n      - {address: 10.0.1.11, health: {rise: 2, rise: 3}}\n      - {address: 10.0.1.12}\n")
+      .substr(std::string("dataplane: {kind: xdp, interface: eth0}\n").size());
+  ConfigResult r = parseConfig(yaml, "keel.yaml");
+  ASSERT_EQ(r.errors.size(), 3u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0], "keel.yaml:1: dataplane.kind: duplicate key (first at line 1)");
+  EXPECT_EQ(r.errors[1], "keel.yaml:8: services[0].health.path: duplicate key (first at line 8)");
+  EXPECT_EQ(r.errors[2], "keel.yaml:10: services[0].reals[0].health.rise: duplicate key (first at line 10)");
 }
 
 TEST(Config, InterfaceCheckerIsConsulted) {

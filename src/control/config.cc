@@ -573,18 +573,23 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
   }
   const size_t first = errors_.size();
   // The service's own block, reals or not: it is the check every real
-  // without `health:` gets, now or at a later `keelctl real add`. (Its key
-  // mistakes read the same for every real; deduplicated below.)
+  // without `health:` gets, now or at a later `keelctl real add`. Its key
+  // mistakes are reported here, once; a real reports only its own block's.
+  HealthErrors ownErrors;
   const std::optional<HealthCheckSpec> own =
-      resolveRealHealth(svcHealth, YAML::Node(), source_, path, path, errors_);
+      resolveRealHealth(svcHealth, YAML::Node(), source_, path, path, ownErrors);
+  errors_.insert(errors_.end(), ownErrors.service.begin(), ownErrors.service.end());
   // The original nodes, not the stored clones: clones lose their line marks.
   const YAML::Node realsNode = n["reals"];
   for (size_t i = 0; i < svc.reals.size(); ++i) {
     RealConfig& real = svc.reals[i];
     const YAML::Node realNode = realsNode.IsSequence() ? realsNode[i] : YAML::Node();
     const YAML::Node realHealth = realNode.IsMap() ? realNode["health"] : YAML::Node();
-    if (auto spec = resolveRealHealth(svcHealth, realHealth, source_, path,
-                                      path + ".reals[" + std::to_string(i) + "]", errors_)) {
+    HealthErrors realErrors;
+    auto spec = resolveRealHealth(svcHealth, realHealth, source_, path,
+                                  path + ".reals[" + std::to_string(i) + "]", realErrors);
+    errors_.insert(errors_.end(), realErrors.real.begin(), realErrors.real.end());
+    if (spec) {
       real.healthSpec = *spec;
       // What the checker itself would refuse (e.g. no port on a port-0
       // service), caught here so --check-config and reloads report it.
@@ -602,12 +607,6 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
         !st && std::none_of(errors_.begin() + first, errors_.end(),
                             [&](const std::string& e) { return e.ends_with(": " + st.message()); }))
       error(svcHealth, path + ".health", st.message());
-  // A mistake in the service block is found once per real: report it once.
-  std::set<std::string> seen;
-  std::vector<std::string> unique(errors_.begin(), errors_.begin() + first);
-  for (size_t i = first; i < errors_.size(); ++i)
-    if (seen.insert(errors_[i]).second) unique.push_back(errors_[i]);
-  errors_ = std::move(unique);
 }
 
 void Parser::parseControl(const YAML::Node& n, ControlConfig& control) {
@@ -834,8 +833,7 @@ RealMac resolveRealMac(const std::string& service, const IpAddress& real, const 
 std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth,
                                                  const YAML::Node& realHealth, std::string_view source,
                                                  const std::string& servicePath,
-                                                 const std::string& realPath,
-                                                 std::vector<std::string>& errors) {
+                                                 const std::string& realPath, HealthErrors& errors) {
   const bool svcPresent = serviceHealth.IsDefined() && !serviceHealth.IsNull();
   const bool realPresent = realHealth.IsDefined() && !realHealth.IsNull();
   if (!svcPresent && !realPresent) {
@@ -853,21 +851,24 @@ std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth
     for (const auto& kv : serviceHealth)
       if (kv.first.Scalar() != "all_down") stripped[kv.first.Scalar()] = kv.second;
   const YAML::Node& specNode = strip ? stripped : serviceHealth;
-  const size_t before = errors.size();
+  const size_t before = errors.service.size() + errors.real.size();
   HealthSpecBuilder b;
-  b.apply(specNode, source, servicePath + ".health", errors);
-  b.apply(realHealth, source, realPath + ".health", errors);
-  auto spec = b.build(errors);
-  if (errors.size() != before) return std::nullopt;
-  return spec;
+  b.apply(specNode, source, servicePath + ".health", errors.service);
+  b.apply(realHealth, source, realPath + ".health", errors.real);
+  if (errors.service.size() + errors.real.size() != before) return std::nullopt;
+  return b.build();
 }
 
 std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHealth, const IpAddress& vip,
                                                     uint16_t port, std::string_view source,
                                                     const std::string& servicePath,
                                                     std::vector<std::string>& errors) {
-  auto spec = resolveRealHealth(serviceHealth, YAML::Node(), source, servicePath, servicePath, errors);
-  if (!spec) return spec;
+  HealthErrors layered;  // only the service layer, with no real block
+  auto spec = resolveRealHealth(serviceHealth, YAML::Node(), source, servicePath, servicePath, layered);
+  if (!spec) {
+    errors.insert(errors.end(), layered.service.begin(), layered.service.end());
+    return spec;
+  }
   if (Status st = serviceHealthTarget(*spec, vip, port); !st) {
     std::string loc(source);
     if (serviceHealth.IsDefined() && !serviceHealth.Mark().is_null())

@@ -195,14 +195,23 @@ struct ConfigOptions {
 
 ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
                          const ConfigOptions& options = {});
+// A real's health errors ("source:line: path.health.key: ..."), by the
+// block they are in: the service's block says the same for each of its
+// reals, so a caller that checked it on its own (resolveServiceHealth)
+// reports only `real`.
+struct HealthErrors {
+  std::vector<std::string> service;
+  std::vector<std::string> real;
+  bool empty() const { return service.empty() && real.empty(); }
+};
+
 // A real's resolved health check: the service's `health:` (its all_down
 // key skipped) overlaid with the real's own. Neither present: type none.
-// Errors ("source:line: path.health.key: ...") are appended; nullopt then.
+// Errors are appended by layer; nullopt when there is any.
 std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth,
                                                  const YAML::Node& realHealth, std::string_view source,
                                                  const std::string& servicePath,
-                                                 const std::string& realPath,
-                                                 std::vector<std::string>& errors);
+                                                 const std::string& realPath, HealthErrors& errors);
 
 // The service's own check, the one a real without `health:` gets: its keys
 // and what the checker would refuse whichever real it runs against (no port

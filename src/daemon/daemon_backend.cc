@@ -786,7 +786,8 @@ api::StatsSnapshot DaemonBackend::servicesAndGlobalStats() {
 std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, const api::RealSpec& spec,
                                                   const std::string& servicePath,
                                                   const std::string& realPath, const MacLookup& macs,
-                                                  std::vector<std::string>& errors) const {
+                                                  std::vector<std::string>& errors,
+                                                  ServiceHealthBlock serviceBlock) const {
   RealConfig r;
   r.address = spec.address;
   r.weight = spec.weight;
@@ -804,7 +805,11 @@ std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, cons
       errors.push_back("request: " + realPath + ": " + m.error);
     }
   }
-  auto healthSpec = resolveRealHealth(svc.health, r.health, "request", servicePath, realPath, errors);
+  HealthErrors healthErrors;
+  auto healthSpec = resolveRealHealth(svc.health, r.health, "request", servicePath, realPath, healthErrors);
+  if (serviceBlock == ServiceHealthBlock::kReport)
+    errors.insert(errors.end(), healthErrors.service.begin(), healthErrors.service.end());
+  errors.insert(errors.end(), healthErrors.real.begin(), healthErrors.real.end());
   if (!healthSpec || !ok) return std::nullopt;
   r.healthSpec = *healthSpec;
   return r;
@@ -841,15 +846,11 @@ std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddReq
   }
   // The service's own check, reals or not (as keel.yaml's: config.cc); a
   // mistake in it would otherwise read once per real, or not at all.
-  const bool healthOk = resolveServiceHealth(svc.health, svc.vip, svc.port, "request", "params", errors).has_value();
-  for (size_t i = 0; i < req.reals.size(); ++i) {
-    std::vector<std::string> realErrors;
-    if (auto r = realFrom(svc, req.reals[i], "params", "params.reals[" + std::to_string(i) + "]", macs, realErrors))
+  (void)resolveServiceHealth(svc.health, svc.vip, svc.port, "request", "params", errors);
+  for (size_t i = 0; i < req.reals.size(); ++i)
+    if (auto r = realFrom(svc, req.reals[i], "params", "params.reals[" + std::to_string(i) + "]", macs, errors,
+                          ServiceHealthBlock::kChecked))
       svc.reals.push_back(std::move(*r));
-    // A real that inherits a broken service block repeats its error: said once above.
-    for (std::string& e : realErrors)
-      if (healthOk || e.find(": params.health") == std::string::npos) errors.push_back(std::move(e));
-  }
   if (errors.size() != before) return std::nullopt;
   return svc;
 }

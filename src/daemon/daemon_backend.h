@@ -159,9 +159,14 @@ class DaemonBackend : public api::ControlBackend {
   // appended ("request: params...: ..."); nullopt then.
   std::optional<ServiceConfig> serviceFrom(const api::ServiceAddRequest& request, const MacLookup& macs,
                                            std::vector<std::string>& errors) const;
+  // kChecked: the caller has reported the mistakes of the service's own
+  // health block (serviceFrom, through resolveServiceHealth), so a real
+  // appends only those of its own block, not the service's once more.
+  enum class ServiceHealthBlock { kReport, kChecked };
   std::optional<RealConfig> realFrom(const ServiceConfig& service, const api::RealSpec& spec,
                                      const std::string& servicePath, const std::string& realPath,
-                                     const MacLookup& macs, std::vector<std::string>& errors) const;
+                                     const MacLookup& macs, std::vector<std::string>& errors,
+                                     ServiceHealthBlock serviceBlock = ServiceHealthBlock::kReport) const;
   // One neighbour-table read for these reals (on neighbourInterface_, with resolveMac_).
   MacLookup lookUpMacs(const std::vector<IpAddress>& reals) const;
   // One request's read: the reals it gives without a mac if `l2dsr` (the

@@ -52,9 +52,16 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
     return;
   }
   // `type` first, whatever its place in the mapping: changing it drops the
-  // inherited keys of the old type before this layer's own apply.
-  if (const YAML::Node t = node["type"]; t && t.IsScalar()) {
-    if (auto type = parseHealthType(t.Scalar()); type && *type != spec_.type) {
+  // inherited keys of the old type before this layer's own apply, and this
+  // layer's type-specific keys are checked against it. (A layer below that
+  // changes the type again drops them, so the type in effect here is the
+  // one they end up serving.)
+  bool typeKnown = true;  // an unreadable type is reported once, not again per key
+  if (const YAML::Node t = node["type"]; t) {
+    auto type = t.IsScalar() ? parseHealthType(t.Scalar()) : std::nullopt;
+    if (!type) {
+      typeKnown = false;
+    } else if (*type != spec_.type) {
       const HealthCheckSpec defaults;
       spec_.path = defaults.path;
       spec_.host = defaults.host;
@@ -62,8 +69,7 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       spec_.statusMax = defaults.statusMax;
       spec_.udpPayload = defaults.udpPayload;
       spec_.udpExpect = defaults.udpExpect;
-      expect_.reset();
-      expectWhere_.clear();
+      spec_.type = *type;
     }
   }
   for (const auto& kv : node) {
@@ -91,23 +97,35 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
                          "\" is not a duration from 1ms to 1440m (one day), like 500ms, 1s or 1m");
       return d;
     };
+    // path, host, expect and payload mean something to one or two types
+    // only: set where the check is another type, they would be ignored.
+    auto usedBy = [&](std::initializer_list<HealthCheckSpec::Type> types, const char* names) {
+      if (!typeKnown) return false;
+      for (auto t : types)
+        if (t == spec_.type) return true;
+      errors.push_back(where + "only " + names + " checks use " + key + " (this check is " +
+                       toString(spec_.type) + ")");
+      return false;
+    };
+    using Type = HealthCheckSpec::Type;
     if (key == "type") {
-      if (auto t = parseHealthType(text)) {
-        spec_.type = *t;
-      } else {
+      if (!parseHealthType(text))
         errors.push_back(where + "\"" + text + "\" is not one of none, tcp, http, udp");
-      }
     } else if (key == "port") {
       if (auto n = number(1, 65535)) spec_.port = static_cast<uint16_t>(*n);
     } else if (key == "path") {
-      spec_.path = text;
+      if (usedBy({Type::Http}, "http")) spec_.path = text;
     } else if (key == "host") {
-      spec_.host = text;
+      if (usedBy({Type::Http}, "http")) spec_.host = text;
     } else if (key == "expect") {
-      expect_ = text;
-      expectWhere_ = where;
+      if (!usedBy({Type::Http, Type::Udp}, "http and udp")) continue;
+      if (spec_.type == Type::Udp) {
+        spec_.udpExpect = text;
+      } else if (Status st = parseStatusRange(text, spec_.statusMin, spec_.statusMax); !st) {
+        errors.push_back(where + st.message());
+      }
     } else if (key == "payload") {
-      spec_.udpPayload = text;
+      if (usedBy({Type::Udp}, "udp")) spec_.udpPayload = text;
     } else if (key == "interval") {
       if (auto d = duration()) spec_.interval = *d;
     } else if (key == "timeout") {
@@ -127,32 +145,6 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
                                "timeout, rise, fall, source)");
     }
   }
-}
-
-std::optional<HealthCheckSpec> HealthSpecBuilder::build(std::vector<std::string>& errors) const {
-  HealthCheckSpec spec = spec_;
-  if (expect_) {
-    const std::string& where = expectWhere_;
-    switch (spec.type) {
-      case HealthCheckSpec::Type::Http: {
-        Status s = parseStatusRange(*expect_, spec.statusMin, spec.statusMax);
-        if (!s) {
-          errors.push_back(where + s.message());
-          return std::nullopt;
-        }
-        break;
-      }
-      case HealthCheckSpec::Type::Udp:
-        spec.udpExpect = *expect_;
-        break;
-      case HealthCheckSpec::Type::Tcp:
-      case HealthCheckSpec::Type::None:
-        errors.push_back(where + "only http (status range) and udp (reply) checks take expect, this one is " +
-                         toString(spec.type));
-        return std::nullopt;
-    }
-  }
-  return spec;
 }
 
 }  // namespace keel

@@ -29,10 +29,16 @@
 // range is no udp reply prefix). Its own values for them still apply and
 // are checked against its type. Every other key is inherited as before.
 //
-// Usage: one builder per service, copied per real:
+// Which type uses which of those keys: path and host http only, expect http
+// (status range) and udp (reply prefix), payload udp only; tcp and none use
+// none of them. A layer that sets one its type (its own or the inherited
+// one) does not use is an error there; keys dropped by a type change are not.
+//
+// Usage: one builder per service, copied per real; each layer's mistakes
+// are appended by its own apply(), so a caller can tell them apart:
 //   HealthSpecBuilder svc;  svc.apply(service["health"], "keel.yaml", "services[0].health", errors);
 //   HealthSpecBuilder r = svc; r.apply(real["health"], "keel.yaml", "services[0].reals[1].health", errors);
-//   std::optional<HealthCheckSpec> spec = r.build(errors);
+//   HealthCheckSpec spec = r.build();  // meaningful when no apply() reported an error
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -52,15 +58,12 @@ class HealthSpecBuilder {
   // appends "SOURCE:LINE: KEYPATH.key: what is wrong" to `errors`.
   void apply(const YAML::Node& node, std::string_view source, std::string_view keyPath,
              std::vector<std::string>& errors);
-  // The resolved spec, or nullopt (with errors appended) when `expect` does
-  // not fit the final type. The error names the layer (file, line, key
-  // path) that set `expect`.
-  std::optional<HealthCheckSpec> build(std::vector<std::string>& errors) const;
+  // The resolved spec: every key's mistake was reported by the apply() of
+  // the layer that set it.
+  const HealthCheckSpec& build() const { return spec_; }
 
  private:
   HealthCheckSpec spec_;
-  std::optional<std::string> expect_;  // interpreted once the type is final
-  std::string expectWhere_;            // "SOURCE:LINE: KEYPATH.expect: " of the layer that set it
 };
 
 // "500ms", "1s", "2m" -> milliseconds; nullopt if malformed, 0, or more than

@@ -298,6 +298,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"duplicate key under dpdk",
                 "dataplane:\n  kind: dpdk\n  dpdk: {port: p0, workers: [1], port: p1}\n",
                 {"keel.yaml:3: dataplane.dpdk.port: duplicate key (first at line 3)"}},
+        BadCase{"a tcp check with an http key", svc("    health: {type: tcp, path: /healthz}\n"),
+                {"keel.yaml:8: services[0].health.path: only http checks use path (this check is tcp)"}},
+        BadCase{"a real's udp key under the service's http check",
+                svc("    health: {type: http}\n    reals:\n      - {address: 10.0.1.11, health: {payload: PING}}\n"),
+                {"keel.yaml:10: services[0].reals[0].health.payload: only udp checks use payload (this check is http)"}},
         BadCase{"missing dataplane", "services: []\n", {"keel.yaml:1: dataplane: required key missing"}},
         BadCase{"missing vip", kHead + "  - name: web\n    port: 80\n    protocol: tcp\n",
                 {"keel.yaml:4: services[0].vip: required key missing"}},
@@ -426,8 +431,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"expect on a real that is its own tcp check",
                 svc("    health: {type: http, expect: \"200-299\"}\n"
                     "    reals:\n      - {address: 10.0.1.11, health: {type: tcp, expect: \"200\"}}\n"),
-                {"keel.yaml:10: services[0].reals[0].health.expect: only http (status range) and udp (reply) "
-                 "checks take expect, this one is tcp"}},
+                {"keel.yaml:10: services[0].reals[0].health.expect: only http and udp checks use expect "
+                 "(this check is tcp)"}},
         BadCase{"icmp rate out of range",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  icmp_too_big_rate: 2000000\n",
                 {"keel.yaml:3: node.icmp_too_big_rate: must be an integer 0..1000000, got \"2000000\""}},
@@ -520,6 +525,28 @@ TEST(Config, EachDuplicateKeyIsOneError) {
   EXPECT_EQ(r.errors[0], "keel.yaml:1: dataplane.kind: duplicate key (first at line 1)");
   EXPECT_EQ(r.errors[1], "keel.yaml:8: services[0].health.path: duplicate key (first at line 8)");
   EXPECT_EQ(r.errors[2], "keel.yaml:10: services[0].reals[0].health.rise: duplicate key (first at line 10)");
+}
+
+// A service's type-specific key its reals drop by changing the type is no
+// mistake of theirs; a key set at a layer whose type does not use it is,
+// once, at that layer.
+TEST(Config, HealthKeysAreCheckedAgainstTheTypeOfTheirLayer) {
+  ConfigResult ok = parseConfig(svc(R"(    health: {type: http, path: /h}
+    reals:
+      - {address: 10.0.1.11, health: {type: tcp}}
+      - {address: 10.0.1.12, health: {type: udp, payload: PING}}
+)"), "keel.yaml");
+  ASSERT_TRUE(ok.ok()) << joinErrors(ok.errors);
+  EXPECT_EQ(ok.config->services[0].reals[0].healthSpec.path, "/");
+
+  ConfigResult bad = parseConfig(svc(R"(    health: {type: udp, host: h.example}
+    reals:
+      - {address: 10.0.1.11}
+      - {address: 10.0.1.12}
+      - {address: 10.0.1.13, health: {type: http, host: ok.example}}
+)"), "keel.yaml");
+  ASSERT_EQ(bad.errors.size(), 1u) << joinErrors(bad.errors);
+  EXPECT_EQ(bad.errors[0], "keel.yaml:8: services[0].health.host: only http checks use host (this check is udp)");
 }
 
 TEST(Config, InterfaceCheckerIsConsulted) {

@@ -319,6 +319,36 @@ TEST_F(DaemonBackendTest, RuntimeHealthErrorChangesNothing) {
   EXPECT_TRUE(dp_.calls.empty());
 }
 
+// service.add and real.add read `health` with keel.yaml's parser: a key the
+// check's type does not use is refused at the block that sets it, a key a
+// real drops by changing the type is not, and a refusal changes nothing.
+TEST_F(DaemonBackendTest, RuntimeHealthKeysMustFitTheCheckType) {
+  make();
+  dp_.calls.clear();
+  nlohmann::json r = call(R"({"id":1,"method":"service.add","params":{"name":"new","vip":"10.0.0.9","port":80,)"
+                          R"("protocol":"tcp","health":{"type":"tcp","path":"/healthz"},)"
+                          R"("reals":[{"address":"10.0.1.20"},{"address":"10.0.1.21","health":{"payload":"x"}}]}})");
+  ASSERT_EQ(r["ok"], false) << r.dump();
+  EXPECT_EQ(r["error"]["code"], api::code::kInvalidConfig);
+  EXPECT_EQ(r["error"]["details"]["errors"],
+            nlohmann::json({"request:1: params.health.path: only http checks use path (this check is tcp)",
+                            "request:1: params.reals[1].health.payload: only udp checks use payload (this check is tcp)"}))
+      << r.dump();
+  EXPECT_FALSE(backend_->findService("new"));
+
+  r = call(R"({"id":2,"method":"real.add","params":{"service":"web","address":"10.0.1.9",)"
+           R"("health":{"type":"udp","expect":"PONG","host":"h.example"}}})");
+  ASSERT_EQ(r["ok"], false) << r.dump();
+  EXPECT_EQ(r["error"]["message"], "request:1: params.health.host: only http checks use host (this check is udp)");
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
+  EXPECT_TRUE(dp_.calls.empty());
+
+  // The service's http keys are dropped by a real that checks tcp: fine.
+  r = call(R"({"id":3,"method":"service.add","params":{"name":"new","vip":"10.0.0.9","port":80,"protocol":"tcp",)"
+           R"("health":{"type":"http","path":"/h"},"reals":[{"address":"10.0.1.20","health":{"type":"tcp"}}]}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+}
+
 TEST_F(DaemonBackendTest, CheckedRealsStartDownAndFailOpenKeepsTheLast) {
   files_["keel.yaml"] = yaml(kTwo,
                              "    health: {type: tcp, port: 9, interval: 100ms, timeout: 50ms, "
@@ -482,6 +512,16 @@ TEST_F(DaemonBackendTest, RuntimeServiceAddChecksItsOwnHealthBlockOnce) {
   r = backend_->addService(svc);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().details["errors"].size(), 1u) << r.error().details.dump();
+  // A real's own mistake is still its own, whatever its text quotes: the
+  // layer an error comes from decides, not what the message says.
+  svc.reals[1].health = {{"type", "x: params.health"}};
+  r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  ASSERT_EQ(r.error().details["errors"].size(), 2u) << r.error().details.dump();
+  EXPECT_NE(r.error().details["errors"][0].get<std::string>().find("params.health.type"), std::string::npos);
+  EXPECT_NE(r.error().details["errors"][1].get<std::string>().find("params.reals[1].health.type"), std::string::npos)
+      << r.error().details.dump();
+  svc.reals[1].health = nullptr;
   // A port-0 service's check needs a port, whatever its reals are.
   svc.port = 0;
   svc.health = {{"type", "tcp"}};

@@ -33,9 +33,8 @@ real:
   svc.apply(doc["service"], "keel.yaml", "services[0].health", errors);
   HealthSpecBuilder real = svc;
   real.apply(doc["real"], "keel.yaml", "services[0].reals[0].health", errors);
-  auto spec = real.build(errors);
-  ASSERT_TRUE(spec) << joined(errors);
-  EXPECT_TRUE(errors.empty()) << joined(errors);
+  ASSERT_TRUE(errors.empty()) << joined(errors);
+  const HealthCheckSpec* spec = &real.build();
   EXPECT_EQ(spec->type, HealthCheckSpec::Type::Http);
   EXPECT_EQ(spec->path, "/healthz");
   EXPECT_EQ(spec->statusMin, 200);
@@ -48,8 +47,7 @@ real:
   ASSERT_TRUE(spec->source);
   EXPECT_EQ(spec->source->toString(), "10.0.0.1");
 
-  auto base = svc.build(errors);
-  ASSERT_TRUE(base);
+  const HealthCheckSpec* base = &svc.build();
   EXPECT_EQ(base->port, 0) << "without an override the service port is used";
   EXPECT_FALSE(base->source);
 }
@@ -58,9 +56,8 @@ TEST(HealthYaml, AbsentBlockGivesDefaults) {
   std::vector<std::string> errors;
   HealthSpecBuilder b;
   b.apply(YAML::Node(), "keel.yaml", "services[0].health", errors);
-  auto spec = b.build(errors);
-  ASSERT_TRUE(spec);
-  EXPECT_EQ(*spec, HealthCheckSpec{});
+  EXPECT_TRUE(errors.empty());
+  EXPECT_EQ(b.build(), HealthCheckSpec{});
 }
 
 TEST(HealthYaml, ExpectFollowsTheFinalType) {
@@ -72,17 +69,73 @@ real: { type: udp, expect: "PONG", payload: "PING" }
   HealthSpecBuilder b;
   b.apply(doc["service"], "k.yaml", "s.health", errors);
   b.apply(doc["real"], "k.yaml", "r.health", errors);
-  auto spec = b.build(errors);
-  ASSERT_TRUE(spec) << joined(errors);
-  EXPECT_EQ(spec->type, HealthCheckSpec::Type::Udp);
-  EXPECT_EQ(spec->udpExpect, "PONG");
-  EXPECT_EQ(spec->udpPayload, "PING");
+  ASSERT_TRUE(errors.empty()) << joined(errors);
+  const HealthCheckSpec& spec = b.build();
+  EXPECT_EQ(spec.type, HealthCheckSpec::Type::Udp);
+  EXPECT_EQ(spec.udpExpect, "PONG");
+  EXPECT_EQ(spec.udpPayload, "PING");
 
   HealthSpecBuilder tcp;
   tcp.apply(YAML::Load("{type: tcp, expect: '200'}"), "k.yaml", "x.health", errors);
-  EXPECT_FALSE(tcp.build(errors));
-  ASSERT_FALSE(errors.empty());
-  EXPECT_NE(errors.back().find("x.health.expect: only http"), std::string::npos) << errors.back();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors.back(), "k.yaml:1: x.health.expect: only http and udp checks use expect (this check is tcp)");
+}
+
+// path and host are http's, payload udp's, expect both's; tcp and none take
+// none of them. The type that counts is the one in effect at the layer
+// that sets the key: its own, or else the one it inherits.
+TEST(HealthYaml, AKeyTheTypeDoesNotUseIsAnErrorWhereItIsSet) {
+  struct Row {
+    const char* block;
+    const char* error;  // "" = accepted
+  };
+  const Row rows[] = {
+      {"{type: tcp, path: /h}", "k.yaml:1: s.health.path: only http checks use path (this check is tcp)"},
+      {"{path: /h}", "k.yaml:1: s.health.path: only http checks use path (this check is tcp)"},  // tcp by default
+      {"{type: udp, host: h.example}", "k.yaml:1: s.health.host: only http checks use host (this check is udp)"},
+      {"{type: http, payload: x}", "k.yaml:1: s.health.payload: only udp checks use payload (this check is http)"},
+      {"{type: none, expect: '200'}", "k.yaml:1: s.health.expect: only http and udp checks use expect (this check is none)"},
+      {"{type: tcp, payload: ''}", "k.yaml:1: s.health.payload: only udp checks use payload (this check is tcp)"},
+      {"{type: http, path: /h, host: h.example, expect: '200-299'}", ""},
+      {"{type: udp, payload: PING, expect: PONG}", ""},
+      {"{type: tcp, port: 81, interval: 1s, timeout: 1s, rise: 1, fall: 1, source: 10.0.0.1}", ""},
+      // An unreadable type is reported once, not again for each key.
+      {"{type: htp, path: /h}", "k.yaml:1: s.health.type: \"htp\" is not one of none, tcp, http, udp"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.block);
+    std::vector<std::string> errors;
+    HealthSpecBuilder b;
+    b.apply(YAML::Load(row.block), "k.yaml", "s.health", errors);
+    if (*row.error == '\0') {
+      EXPECT_TRUE(errors.empty()) << joined(errors);
+    } else {
+      ASSERT_EQ(errors.size(), 1u) << joined(errors);
+      EXPECT_EQ(errors[0], row.error);
+    }
+  }
+
+  // Inherited type: the real's path under the service's tcp is the real's
+  // mistake; the service's keys are fine.
+  std::vector<std::string> svcErrors, realErrors;
+  HealthSpecBuilder b;
+  b.apply(YAML::Load("{type: tcp, port: 81}"), "k.yaml", "s.health", svcErrors);
+  b.apply(YAML::Load("{path: /h}"), "k.yaml", "r.health", realErrors);
+  EXPECT_TRUE(svcErrors.empty()) << joined(svcErrors);
+  ASSERT_EQ(realErrors.size(), 1u) << joined(realErrors);
+  EXPECT_EQ(realErrors[0], "k.yaml:1: r.health.path: only http checks use path (this check is tcp)");
+
+  // A real that sets http itself may set them; one that inherits http too.
+  std::vector<std::string> errors;
+  HealthSpecBuilder own;
+  own.apply(YAML::Load("{type: tcp}"), "k.yaml", "s.health", errors);
+  own.apply(YAML::Load("{path: /h, type: http}"), "k.yaml", "r.health", errors);
+  HealthSpecBuilder inherits;
+  inherits.apply(YAML::Load("{type: http}"), "k.yaml", "s.health", errors);
+  inherits.apply(YAML::Load("{path: /r}"), "k.yaml", "r.health", errors);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+  EXPECT_EQ(own.build().path, "/h");
+  EXPECT_EQ(inherits.build().path, "/r");
 }
 
 TEST(HealthYaml, ChangingTheTypeDropsTheInheritedTypeKeys) {
@@ -95,8 +148,8 @@ udp: { type: udp, payload: PING, expect: PONG }
   svc.apply(doc["http"], "k.yaml", "s.health", errors);
   HealthSpecBuilder tcp = svc;
   tcp.apply(YAML::Load("{type: tcp}"), "k.yaml", "r.health", errors);
-  auto t = tcp.build(errors);
-  ASSERT_TRUE(t) << joined(errors);
+  ASSERT_TRUE(errors.empty()) << joined(errors);
+  const HealthCheckSpec* t = &tcp.build();
   EXPECT_EQ(t->type, HealthCheckSpec::Type::Tcp);
   EXPECT_EQ(t->path, "/");
   EXPECT_EQ(t->host, "");
@@ -104,15 +157,14 @@ udp: { type: udp, payload: PING, expect: PONG }
 
   HealthSpecBuilder udp = svc;
   udp.apply(YAML::Load("{port: 53, type: udp}"), "k.yaml", "r.health", errors);
-  auto u = udp.build(errors);
-  ASSERT_TRUE(u) << joined(errors);
+  ASSERT_TRUE(errors.empty()) << joined(errors);
+  const HealthCheckSpec* u = &udp.build();
   EXPECT_EQ(u->udpExpect, "") << "http's \"200-299\" is not a udp reply";
 
   HealthSpecBuilder back;
   back.apply(doc["udp"], "k.yaml", "s.health", errors);
   back.apply(YAML::Load("{type: http}"), "k.yaml", "r.health", errors);
-  auto h = back.build(errors);
-  ASSERT_TRUE(h) << joined(errors);
+  const HealthCheckSpec* h = &back.build();
   EXPECT_EQ(h->statusMin, 200);
   EXPECT_EQ(h->statusMax, 399);
   EXPECT_EQ(h->udpPayload, "");
@@ -122,10 +174,8 @@ udp: { type: udp, payload: PING, expect: PONG }
   // survive its type change and are checked against its type.
   HealthSpecBuilder own = svc;
   own.apply(YAML::Load("{expect: '200', type: tcp}"), "k.yaml", "r.health", errors);
-  EXPECT_FALSE(own.build(errors));
   ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0], "k.yaml:1: r.health.expect: only http (status range) and udp (reply) checks take expect, "
-                       "this one is tcp");
+  EXPECT_EQ(errors[0], "k.yaml:1: r.health.expect: only http and udp checks use expect (this check is tcp)");
 }
 
 TEST(HealthYaml, ErrorsNameFileLineAndKey) {
@@ -143,8 +193,6 @@ TEST(HealthYaml, ErrorsNameFileLineAndKey) {
   }
   HealthSpecBuilder bad;
   bad.apply(YAML::Load("{expect: '600', type: http}"), "keel.yaml", "h", errors);
-  bad.apply(YAML::Load("{port: 8080}"), "keel.yaml", "r", errors);
-  EXPECT_FALSE(bad.build(errors));
   EXPECT_NE(errors.back().find("keel.yaml:1: h.expect: http status range \"600\" must lie within 100-599"),
             std::string::npos)
       << errors.back();

@@ -8,6 +8,7 @@ TCP connections held open from the client namespace:
   - an ICMP error about a flow (frag-needed, packet-too-big from a router on
     the way back to the client) follows the flow's entry, not the ring.
 The include/keel/maps_abi.h identity rules are what these check."""
+import json
 import socket
 import struct
 import time
@@ -62,6 +63,16 @@ def test_weight_change_keeps_established(keel_web, forwarding, family):
         changed = [(i, before[i], after[i]) for i in range(N_CONN) if after[i] != before[i]]
         assert not changed, f"{len(changed)} established flows changed real " \
                             f"({len(moved)} would in the new ring): {changed[:5]}"
+        # `keelctl lookup` tells both apart: the ring's pick for a new flow,
+        # and this flow's entry, which keeps it where it was.
+        predicted_new = lab.model_pick(new_svc, as_flows(lab, family, conns))
+        for i in moved[:6]:  # bounded: one keelctl run each
+            src, sport = conns[i].getsockname()[:2]
+            client = f"{src}:{sport}" if family == 4 else f"[{src}]:{sport}"
+            out = json.loads(keeld.keelctl("-o", "json", "lookup", "web", "--client", client).stdout)
+            owner = lab.real_by_name(before[i])
+            assert out["real"] == getattr(lab.real_by_name(predicted_new[i]), f"v{family}"), out
+            assert out["connection"]["real"] == getattr(owner, f"v{family}") and out["connection"]["kept"], out
         fresh = lab.flows("tcp", lab.vip(family), PORT, count=N_CONN)
         served(fresh)
         predicted = lab.model_pick(new_svc, fresh)

@@ -383,6 +383,25 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return st;
   }
 
+  std::optional<ConnEntry> findConn(const keel_flow_key& key) override {
+    // Read only, as a worker reads its peers' tables for ICMP errors
+    // (ConnTable::peek): safe while the workers run.
+    const uint64_t now = workerNowNs();
+    std::optional<ConnEntry> best;
+    uint64_t bestSeen = 0;
+    for (const auto& w : workers_) {
+      keel_ct_value v;
+      if (!w->state->conns.peek(key, now, 0, &v) || v.last_seen_ns <= bestSeen) continue;
+      bestSeen = v.last_seen_ns;
+      best = ConnEntry{v.backend_id, v.gen, v.last_seen_ns < now ? now - v.last_seen_ns : 0, false};
+    }
+    if (best) {
+      const uint64_t idle = dpdk::snapshotIdleNs(*store_->current(), key.proto);
+      best->expired = idle != 0 && best->idleNs > idle;
+    }
+    return best;
+  }
+
   std::optional<uint64_t> connTableEntries() override {
     // Each worker's count of occupied ways (never a walk of the tables).
     uint64_t entries = 0;

@@ -255,6 +255,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       }
       workers_.push_back(std::move(w));
     }
+    // Each worker may read the others' tables for ICMP errors (WorkerState::peers).
+    for (auto& w : workers_)
+      for (const auto& other : workers_)
+        if (other != w) w->state->peers.push_back(&other->state->conns);
     // ns = tsc * 1e9 / hz as a 32.32 fixed-point multiply (no division per burst).
     nsPerTsc_ = (static_cast<unsigned __int128>(1000000000ull) << 32) / rte_get_tsc_hz();
     if (opts_.autoStart) return start();

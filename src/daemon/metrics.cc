@@ -282,8 +282,8 @@ using boost::system::error_code;
 constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 // gzip (RFC 1952) of a whole body, as prometheus-cpp's Exposer did when the
-// scraper accepts it (Prometheus does): a 10,000-real exposition shrinks
-// about 20-fold. nullopt: send it uncompressed.
+// scraper accepts it (Prometheus does): the label sets repeat from line to
+// line, so an exposition shrinks many-fold. nullopt: send it uncompressed.
 std::optional<std::string> gzip(const std::string& in) {
   if (in.size() > UINT_MAX) return std::nullopt;
   z_stream z{};

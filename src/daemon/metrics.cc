@@ -349,7 +349,10 @@ struct MetricsServer::State {
   // The 200 response to GET /metrics; runs the scrape (waits for the loop).
   void scrape(const http::request<http::string_body>& req, http::response<http::string_body>& res);
 
-  asio::io_context io;  // first: destroyed last, after what uses it
+  // Open sessions. Before io: the sessions io's destructor frees still
+  // count themselves out.
+  std::atomic<size_t> connections{0};
+  asio::io_context io;  // destroyed after the members below, which use it
   tcp::acceptor acceptor;
   asio::steady_timer retry;  // accept back-off after EMFILE and the like
   std::shared_ptr<LoopCollector> collector;
@@ -368,7 +371,10 @@ namespace {
 // closing the io_context (MetricsServer::stop) frees it and closes the socket.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, MetricsServer::State& state) : stream_(std::move(socket)), state_(state) {}
+  Session(tcp::socket socket, MetricsServer::State& state) : stream_(std::move(socket)), state_(state) {
+    ++state_.connections;
+  }
+  ~Session() { --state_.connections; }
 
   void read() {
     parser_.emplace();
@@ -455,7 +461,9 @@ void MetricsServer::State::accept() {
       });
       return;
     }
-    std::make_shared<Session>(std::move(socket), *this)->read();
+    if (connections < kMaxConnections)
+      std::make_shared<Session>(std::move(socket), *this)->read();
+    // else: the socket closes here, before any request is read.
     accept();
   });
 }

@@ -102,6 +102,10 @@ class MetricsServer {
   // response to be written (a 10,000-real exposition is ~16 MB).
   static constexpr std::chrono::seconds kIdleTimeout{30};
   static constexpr std::chrono::seconds kWriteTimeout{60};
+  // Open connections at most; one more is closed as soon as it is
+  // accepted, so clients cannot take the descriptors the health checks and
+  // the control socket need.
+  static constexpr size_t kMaxConnections = 32;
 
   MetricsServer(boost::asio::io_context& io, LoopCollector::Source source, std::string version,
                 std::string dataplane);

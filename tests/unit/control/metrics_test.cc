@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cerrno>
 #include <condition_variable>
 #include <mutex>
 #include <sstream>
@@ -381,10 +382,12 @@ Response fetch(int family, int port, const std::string& request) {
   return r;
 }
 
-// True once the server closed the connection (read sees end of file).
+// True once the server closed the connection: read sees end of file, or a
+// reset if the server closed with our request unread.
 bool closedByServer(int fd) {
   char c;
-  return ::read(fd, &c, 1) == 0;
+  ssize_t n = ::read(fd, &c, 1);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
 std::string gunzip(const std::string& in) {
@@ -510,6 +513,42 @@ TEST(MetricsServer, KeepAliveConnectionsTakeTurns) {
       EXPECT_TRUE(hasLine(r.body, "keel_scrape_success 1"));
     }
   for (int fd : fds) ::close(fd);
+}
+
+// Connections past kMaxConnections are closed at once; those within are
+// served, and a slot frees when one of them closes.
+TEST(MetricsServer, ConnectionsAreCapped) {
+  LoopThread loop;
+  MetricsServer server(loop.io, fixedSnapshot, "v", "mock");
+  ASSERT_TRUE(server.start(ip("127.0.0.1"), 0));
+  std::vector<int> open;
+  for (size_t i = 0; i < MetricsServer::kMaxConnections; ++i) {
+    open.push_back(connectLoopback(AF_INET, server.port()));
+    ASSERT_GE(open.back(), 0);
+    // A response tells the session exists before the next connects.
+    send(open.back(), get("/metrics"));
+    ASSERT_TRUE(readResponse(open.back()).complete);
+  }
+  int extra = connectLoopback(AF_INET, server.port());
+  ASSERT_GE(extra, 0);  // the kernel accepts it; the server then closes it
+  send(extra, get("/metrics"));
+  EXPECT_TRUE(closedByServer(extra));
+  ::close(extra);
+  ::close(open.back());
+  open.pop_back();
+  // The closed one's session ends when the server reads its end of file;
+  // until then a new connection may still be refused, so retry (bounded).
+  bool served = false;
+  for (int attempt = 0; attempt < 200 && !served; ++attempt) {
+    int fd = connectLoopback(AF_INET, server.port());
+    ASSERT_GE(fd, 0);
+    send(fd, get("/metrics"));
+    served = readResponse(fd).complete;
+    ::close(fd);
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(served);
+  for (int fd : open) ::close(fd);
 }
 
 // Two scrapes are served at once (an HA pair of Prometheus servers): the

@@ -180,6 +180,7 @@ class NullDataplane final : public keel::Dataplane {
   Status zeroCounters(keel::CounterKind, uint32_t) override { return Status::ok(); }
   keel::DataplaneStats readCounters(uint32_t, uint32_t) override { return {}; }
   std::optional<uint64_t> connTableEntries() override { return std::nullopt; }
+  std::optional<keel::ConnEntry> findConn(const keel_flow_key&) override { return std::nullopt; }
 };
 
 // The reconfiguration cases against one data plane.

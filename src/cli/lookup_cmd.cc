@@ -57,14 +57,27 @@ void defineLookup(CLI::App& noun, Context& ctx) {
               << "): ";
     if (j["real"].is_null()) {
       std::cout << "no real (" << str(j.value("note", json("empty ring"))) << ")\n";
+    } else {
+      char hash[16];
+      std::snprintf(hash, sizeof hash, "0x%08x", j["hash"].get<uint32_t>());
+      std::cout << str(j["real"]);
+      if (j.contains("state")) std::cout << " [" << str(j["state"]) << "]";
+      std::cout << "  (the ring's pick: " << str(j["scheduler"]) << " hash " << hash << ", slot "
+                << str(j["slot"]) << " of " << str(j["ring_size"]) << ")\n";
+    }
+    // The flow's own entry decides for an established flow.
+    const json c = j.value("connection", json(nullptr));
+    if (c.is_null()) {
+      std::cout << "  connection table: no entry (a new flow: its first packet takes the ring's pick)\n";
       return;
     }
-    char hash[16];
-    std::snprintf(hash, sizeof hash, "0x%08x", j["hash"].get<uint32_t>());
-    std::cout << str(j["real"]);
-    if (j.contains("state")) std::cout << " [" << str(j["state"]) << "]";
-    std::cout << "  (" << str(j["scheduler"]) << " hash " << hash << ", slot " << str(j["slot"]) << " of "
-              << str(j["ring_size"]) << "; a flow already in the connection table keeps its real)\n";
+    std::cout << "  connection table: " << (c["real"].is_null() ? std::string("a real no longer in the service")
+                                                                  : str(c["real"]))
+              << ", idle " << c["idle_ms"].get<uint64_t>() / 1000 << " s";
+    if (c["kept"].get<bool>())
+      std::cout << ": the flow's packets go there\n";
+    else
+      std::cout << ", not kept (" << str(c["why"]) << "): its next packet takes the ring's pick\n";
   });
 }
 

@@ -630,6 +630,36 @@ std::optional<IpAddress> Registry::ringSlotReal(const std::string& service, uint
   return std::nullopt;
 }
 
+std::optional<ConnView> Registry::connEntry(const std::string& service, const keel_flow_key& key) {
+  auto sit = services_.find(service);
+  if (sit == services_.end()) return std::nullopt;
+  const std::optional<ConnEntry> e = dataplane_.findConn(key);
+  if (!e) return std::nullopt;
+  ConnView v;
+  v.idleNs = e->idleNs;
+  const RealState* real = nullptr;
+  for (const auto& [addr, r] : sit->second.reals)
+    if (r.id == e->backendId) {
+      v.real = addr;
+      real = &r;
+    }
+  // The same checks, in the same order, as a packet's (lb_ct_lookup, the
+  // DPDK worker's lookup): what the backend record holds is what
+  // writeBackend()/invalidateBackend() wrote from this state.
+  if (!real)
+    v.why = "its backend id " + std::to_string(e->backendId) + " is no real of this service now (removed)";
+  else if (!(real->healthy || real->held))
+    v.why = "its real is down";
+  else if (backendGen_[real->id] != e->gen)
+    v.why = "its real was down or removed since (generation " + std::to_string(e->gen) + ", now " +
+            std::to_string(backendGen_[real->id]) + ")";
+  else if (e->expired)
+    v.why = "it is idle past the protocol's idle timeout";
+  else
+    v.kept = true;
+  return v;
+}
+
 ServiceView Registry::viewOf(const std::string& name, const ServiceState& state) const {
   ServiceView v;
   v.name = name;

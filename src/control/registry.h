@@ -122,6 +122,12 @@ class Registry {
   // The real in `slot` of the ring last published for `service`; nullopt
   // if the service is unknown, its ring is empty or slot is out of range.
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) const;
+  // The connection-table entry of `key`, a flow of `service`, resolved to
+  // its real (Dataplane::findConn): nullopt if there is none or no such
+  // service. Whether it is kept follows the data plane's rule for a hit:
+  // the backend is VALID, belongs to the service and has the entry's
+  // generation, and the entry is not idle past its timeout.
+  std::optional<ConnView> connEntry(const std::string& service, const keel_flow_key& key);
 
   std::vector<ServiceView> services() const;  // sorted by name
   std::optional<ServiceView> service(const std::string& name) const;  // nullopt: no such service

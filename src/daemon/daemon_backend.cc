@@ -773,6 +773,10 @@ std::optional<IpAddress> DaemonBackend::ringSlotReal(const std::string& service,
   return registry_.ringSlotReal(service, slot);
 }
 
+std::optional<ConnView> DaemonBackend::connEntry(const std::string& service, const keel_flow_key& key) {
+  return registry_.connEntry(service, key);
+}
+
 api::StatsSnapshot DaemonBackend::servicesAndGlobalStats() {
   RegistryStats stats = registry_.readStats(/*withConnTable=*/true);
   api::StatsSnapshot out;

@@ -102,6 +102,7 @@ class DaemonBackend : public api::ControlBackend {
   std::optional<api::ServiceSnapshot> findService(const std::string& name) override;
   std::vector<api::ServiceSnapshot> serviceStates(const std::optional<std::string>& only) override;
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override;
+  std::optional<ConnView> connEntry(const std::string& service, const keel_flow_key& key) override;
   api::StatsSnapshot servicesAndGlobalStats() override;
   api::Result addService(const api::ServiceAddRequest& request) override;
   api::Result removeService(const std::string& name) override;

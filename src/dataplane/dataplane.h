@@ -20,7 +20,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/address.h"
 #include "common/status.h"
+#include "keel/flow.h"
 #include "keel/maps_abi.h"
 
 namespace keel {
@@ -67,6 +69,23 @@ struct GlobalStats {
   std::optional<uint64_t> connTableEntries;
   uint64_t connTableCapacity = 0;    // limits().connTableSize
   std::vector<WorkerStats> workers;  // DataplaneStats::workers: per DPDK worker, empty on XDP
+};
+
+// A flow's connection-table entry (Dataplane::findConn).
+struct ConnEntry {
+  BackendId backendId = 0;
+  uint32_t gen = 0;
+  uint64_t idleNs = 0;   // since it was last refreshed (at most once a second)
+  bool expired = false;  // idle past its protocol's timeout: the next packet is picked from the ring
+};
+
+// A flow's entry as the registry reads it (Registry::connEntry): its real,
+// and whether the next packet of the flow goes there.
+struct ConnView {
+  std::optional<IpAddress> real;  // the entry's real; none if its backend id is no real of the service now
+  bool kept = false;              // the next packet goes to `real` (the rules of a hit, include/keel/maps_abi.h)
+  std::string why;                // when !kept: why the next packet is picked from the ring instead
+  uint64_t idleNs = 0;            // ConnEntry::idleNs
 };
 
 // What a data plane already holds when a restarted keeld adopts it (the XDP
@@ -129,6 +148,14 @@ class Dataplane {
   // it, and on XDP it is not a plain map read: each call creates a BPF
   // iterator that visits every map in the system (map_elem_counter.h).
   virtual std::optional<uint64_t> connTableEntries() = 0;
+  // The connection-table entry of `key` (include/keel/flow.h), as the next
+  // packet of that flow would find it, before the checks a hit gets (the
+  // backend's validity, service and generation: the registry's,
+  // Registry::connEntry); nullopt: none. One map lookup on XDP; on DPDK a
+  // read of every worker's table (the most recently seen entry wins), safe
+  // while the workers run. Nothing is written: the entry's age and place in
+  // the LRU stay as they were.
+  virtual std::optional<ConnEntry> findConn(const keel_flow_key& key) = 0;
 
  protected:
   // resetCounters' work, for an id resetCounters checked is below its limit.

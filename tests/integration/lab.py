@@ -111,7 +111,7 @@ class Host:
         return run(["nsenter", f"--net=/run/netns/{self.ns}", *cmd], check=check,
                    timeout=timeout)
 
-    def socket(self, family: int, kind: int) -> socket.socket:
+    def socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
         """A socket in this namespace, usable from the calling process: a
         socket keeps the network namespace it was created in, and setns()
         only moves the calling thread, so a short-lived thread makes it.
@@ -121,7 +121,7 @@ class Host:
         def make():
             try:
                 enter_netns(self.ns)
-                box["sock"] = socket.socket(family, kind)
+                box["sock"] = socket.socket(family, kind, proto)
             except OSError as e:
                 box["error"] = e
 

@@ -4,8 +4,15 @@ TCP connections held open from the client namespace:
   - a weight change moves flows in the ring, but established connections stay
     on their real (connection table) while new ones follow the new ring;
   - removing a real bumps its generation: its established flows are re-picked
-    (and the new real resets them), the others are untouched.
+    (and the new real resets them), the others are untouched;
+  - an ICMP error about a flow (frag-needed, packet-too-big from a router on
+    the way back to the client) follows the flow's entry, not the ring.
 The include/keel/maps_abi.h identity rules are what these check."""
+import json
+import socket
+import struct
+import time
+
 import pytest
 
 from suite import ask, connect_and_ask, run_keel, served
@@ -56,6 +63,16 @@ def test_weight_change_keeps_established(keel_web, forwarding, family):
         changed = [(i, before[i], after[i]) for i in range(N_CONN) if after[i] != before[i]]
         assert not changed, f"{len(changed)} established flows changed real " \
                             f"({len(moved)} would in the new ring): {changed[:5]}"
+        # `keelctl lookup` tells both apart: the ring's pick for a new flow,
+        # and this flow's entry, which keeps it where it was.
+        predicted_new = lab.model_pick(new_svc, as_flows(lab, family, conns))
+        for i in moved[:6]:  # bounded: one keelctl run each
+            src, sport = conns[i].getsockname()[:2]
+            client = f"{src}:{sport}" if family == 4 else f"[{src}]:{sport}"
+            out = json.loads(keeld.keelctl("-o", "json", "lookup", "web", "--client", client).stdout)
+            owner = lab.real_by_name(before[i])
+            assert out["real"] == getattr(lab.real_by_name(predicted_new[i]), f"v{family}"), out
+            assert out["connection"]["real"] == getattr(owner, f"v{family}") and out["connection"]["kept"], out
         fresh = lab.flows("tcp", lab.vip(family), PORT, count=N_CONN)
         served(fresh)
         predicted = lab.model_pick(new_svc, fresh)
@@ -85,6 +102,80 @@ def test_removed_real_loses_its_flows(keel_web, forwarding, family):
                 assert a == b, f"flow on {b} moved to {a} when {gone.role} was removed"
         fresh = served(lab.flows("tcp", lab.vip(family), PORT, count=N_CONN))
         assert gone.role not in fresh, f"new flows still reach removed {gone.role}: {fresh}"
+    finally:
+        for s in conns:
+            s.close()
+
+
+def icmp_error_about(family, vip, port, client, cport):
+    """The ICMP message a router sends to the VIP when the real's reply
+    VIP:port -> client:cport is too big for its next hop (RFC 792 frag-needed,
+    RFC 4443 packet-too-big): the reply's IP header and first 8 bytes quoted.
+    The kernel adds the outer IP header (and the ICMPv6 checksum)."""
+    tcp8 = struct.pack("!HHI", port, cport, 1)
+    if family == 4:
+        quoted = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 1500, 0, 0x4000, 64, socket.IPPROTO_TCP, 0,
+                             socket.inet_aton(vip), socket.inet_aton(client)) + tcp8
+        msg = struct.pack("!BBHHH", 3, 4, 0, 0, 1200) + quoted
+        total = sum(struct.unpack(f"!{len(msg) // 2}H", msg))
+        while total >> 16:
+            total = (total & 0xffff) + (total >> 16)
+        return msg[:2] + struct.pack("!H", ~total & 0xffff) + msg[4:]
+    quoted = struct.pack("!IHBB16s16s", 6 << 28, 1460, socket.IPPROTO_TCP, 64,
+                         socket.inet_pton(socket.AF_INET6, vip), socket.inet_pton(socket.AF_INET6, client)) + tcp8
+    return struct.pack("!BBHI", 2, 0, 0, 1280) + quoted
+
+
+def icmp_errors_received(lab, family):
+    """{real role: ICMP errors of that kind its kernel received} (SNMP)."""
+    key = "InDestUnreachs" if family == 4 else "Icmp6InPktTooBigs"
+    out = {}
+    for real in lab.reals:
+        text = real.sh("cat /proc/net/snmp /proc/net/snmp6").stdout.splitlines()
+        if family == 4:
+            heads, values = [line.split()[1:] for line in text if line.startswith("Icmp:")][:2]
+            out[real.role] = int(values[heads.index(key)])
+        else:
+            out[real.role] = next(int(line.split()[1]) for line in text if line.startswith(key + " "))
+    return out
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_icmp_error_follows_the_flow(keel_web, forwarding, family):
+    """Path-MTU discovery for replies: a router's ICMP error about a reply
+    reaches the real that owns the connection, also when the ring has moved
+    the flow elsewhere since (its entry keeps it). On DPDK the error is
+    hashed to a worker by its own addresses, so for most flows the entry is
+    in another worker's table (docs/dpdk.md, Connection table)."""
+    lab, config, keeld = keel_web
+    vip = lab.vip(family)
+    conns = []
+    try:
+        before = connect_and_ask(lab, PORT, N_CONN, conns, family)
+        new = lab.keel_config([web(lab, family, forwarding, weights=[100, 100, 1000])])
+        flows = as_flows(lab, family, conns)
+        moved = [i for i, p in enumerate(lab.model_pick(new["services"][0], flows)) if p != before[i]]
+        assert moved, "no open flow maps elsewhere in the new ring; pick other weights"
+        keeld.reload(new)
+        fam = socket.AF_INET if family == 4 else socket.AF_INET6
+        raw = lab.router.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMP if family == 4 else socket.IPPROTO_ICMPV6)
+        try:
+            start = icmp_errors_received(lab, family)
+            want = dict.fromkeys(start, 0)
+            for i in moved:
+                raw.sendto(icmp_error_about(family, vip, PORT, flows[i]["src"], flows[i]["sport"]), (vip, 0))
+                want[before[i]] += 1
+            got = {}
+            for _ in range(20):  # bounded: up to 2 s for the last error to land
+                got = {k: v - start[k] for k, v in icmp_errors_received(lab, family).items()}
+                if got == want:
+                    break
+                time.sleep(0.1)
+        finally:
+            raw.close()
+        assert got == want, (f"ICMP errors about {len(moved)} flows the ring moved: each real should get those "
+                             f"about its own flows; got {got}, want {want}")
+        assert [ask(s) for s in conns] == before, "the connections themselves moved"
     finally:
         for s in conns:
             s.close()

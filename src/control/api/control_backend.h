@@ -206,6 +206,11 @@ class ControlBackend {
   // flow with include/keel/maglev_lookup.h itself and asks only for the slot,
   // so it predicts exactly what the data plane does for a new flow.
   virtual std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) = 0;
+  // The connection-table entry of a flow of `service` (`key` built as for
+  // the ring) and whether its next packet goes there; nullopt: no entry.
+  // `lookup` shows it: an established flow's real is this one, not the
+  // ring's, whenever the ring changed since the flow began.
+  virtual std::optional<ConnView> connEntry(const std::string& service, const keel_flow_key& key) = 0;
   // stats.get and the metrics scrape: one counter read for both halves (two
   // reads would cost twice and show services and reasons from different
   // instants), plus the connection-table count, which only these two show

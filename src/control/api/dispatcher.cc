@@ -398,7 +398,18 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                 {"hash", hash},
                 {"ring_size", svc->publishedRingSize},
                 {"slot", nullptr},
-                {"real", nullptr}};
+                {"real", nullptr},
+                {"connection", nullptr}};
+    // The flow's own entry, if it has one: where its next packet goes when
+    // the ring changed since it began (even with an empty ring: a drained
+    // real keeps its flows).
+    if (std::optional<ConnView> c = backend_.connEntry(r.service, key)) {
+      json conn{{"real", c->real ? json(c->real->toString()) : json(nullptr)},
+                {"kept", c->kept},
+                {"idle_ms", c->idleNs / 1000000}};
+      if (!c->kept) conn["why"] = c->why;
+      result["connection"] = std::move(conn);
+    }
     if (svc->publishedRingSize == 0) {
       result["note"] = "no usable real: new flows are dropped (drop_no_backend)";
       return good(std::move(result));

@@ -74,6 +74,40 @@ inline uint64_t keyWord(const keel_flow_key& k, size_t i) {
   return w;
 }
 
+// A table's ways are written by their worker alone but may be read by the
+// other workers (ConnTable::peek(), for ICMP errors; docs/dpdk.md). So
+// every store to a way, and every read from another thread, is a relaxed
+// atomic access of a naturally aligned word: plain moves on x86, and no data
+// race. A reader may see a way half rewritten (words of two flows); what it
+// read is only ever trusted after the same checks a hit gets.
+template <typename T, typename V>
+inline void storeRelaxed(T& field, V value) {
+  static_assert(sizeof(T) == sizeof(V), "a field's own width");
+  __atomic_store_n(&field, static_cast<T>(value), __ATOMIC_RELAXED);
+}
+template <typename T>
+inline T loadRelaxed(const T& field) {
+  return __atomic_load_n(&field, __ATOMIC_RELAXED);
+}
+// n 8-byte words from `from` to `to`, relaxed; both 8-byte aligned.
+inline void storeWordsRelaxed(void* to, const void* from, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t w;
+    std::memcpy(&w, static_cast<const char*>(from) + 8 * i, sizeof w);
+    __atomic_store_n(static_cast<uint64_t*>(to) + i, w, __ATOMIC_RELAXED);
+  }
+}
+// Whether n 8-byte words at `a` (read relaxed) equal those at `b`.
+inline bool wordsEqualRelaxed(const void* a, const void* b, size_t n) {
+  uint64_t diff = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t w;
+    std::memcpy(&w, static_cast<const char*>(b) + 8 * i, sizeof w);
+    diff |= __atomic_load_n(static_cast<const uint64_t*>(a) + i, __ATOMIC_RELAXED) ^ w;
+  }
+  return diff == 0;
+}
+
 // IPv4: the 5-tuple in 16 bytes, compared whole; no stored hash needed.
 struct ConnEntry4 {
   struct Key {
@@ -101,7 +135,8 @@ struct ConnEntry4 {
   // With find() inlined GCC keeps the probe in registers; as a call it
   // stored the probe to the stack in 4- and 2-byte pieces (see equal16).
   bool matches(const Probe& p) const { return equal16(key, p); }
-  void store(const Probe& p) { key = p; }
+  bool matchesRelaxed(const Probe& p) const { return wordsEqualRelaxed(&key, &p, 2); }
+  void store(const Probe& p) { storeWordsRelaxed(&key, &p, 2); }
 };
 static_assert(sizeof(ConnEntry4) == 32, "two IPv4 entries per cache line");
 
@@ -119,10 +154,13 @@ struct alignas(64) ConnEntry6 {
   };
   static Probe probe(const keel_flow_key& k, uint32_t hash) { return Probe{&k, hash}; }
   bool matches(const Probe& p) const { return hash == p.hash && std::memcmp(&key, p.key, sizeof key) == 0; }
+  bool matchesRelaxed(const Probe& p) const {
+    return loadRelaxed(hash) == p.hash && wordsEqualRelaxed(&key, p.key, sizeof key / 8);
+  }
   const keel_flow_key& flowKey() const { return key; }
   void store(const Probe& p) {
-    key = *p.key;
-    hash = p.hash;
+    storeWordsRelaxed(&key, p.key, sizeof key / 8);
+    storeRelaxed(hash, p.hash);
   }
 };
 static_assert(sizeof(ConnEntry6) == 64, "one cache line per IPv6 entry");
@@ -206,9 +244,30 @@ class ConnWays {
     // (occupied()) instead of walking the table on a scrape.
     if (victim->value.last_seen_ns == 0) __atomic_store_n(&occupied_, occupied_ + 1, __ATOMIC_RELAXED);
     victim->store(probe);  // the probe already holds what a way stores
-    victim->value.backend_id = backendId;
-    victim->value.gen = gen;
-    victim->value.last_seen_ns = nowNs ? nowNs : 1;  // 0 marks an empty way
+    storeRelaxed(victim->value.backend_id, backendId);
+    storeRelaxed(victim->value.gen, gen);
+    storeRelaxed(victim->value.last_seen_ns, uint64_t{nowNs ? nowNs : 1});  // 0 marks an empty way
+  }
+
+  // find() for a thread that does not own the table: every read relaxed
+  // (see storeRelaxed), a copy of the value out, nothing written. An entry
+  // seen later than nowNs (its worker's clock ran ahead of this reader's)
+  // is live.
+  bool peek(const keel_flow_key& key, uint32_t hash, uint64_t nowNs, uint64_t idleNs, keel_ct_value* out) const {
+    const Entry* b = &entries_[static_cast<size_t>(hash & mask_) * kWays];
+    const typename Entry::Probe probe = Entry::probe(key, hash);
+    for (uint32_t w = 0; w < kWays; ++w) {
+      const Entry& e = b[w];
+      const uint64_t seen = loadRelaxed(e.value.last_seen_ns);
+      if (seen == 0) return false;
+      if (!e.matchesRelaxed(probe)) continue;
+      if (idleNs != 0 && seen < nowNs && nowNs - seen > idleNs) return false;
+      out->backend_id = loadRelaxed(e.value.backend_id);
+      out->gen = loadRelaxed(e.value.gen);
+      out->last_seen_ns = seen;
+      return true;
+    }
+    return false;
   }
 
   // Pulls a bucket's first two lines toward the cache (ConnTable::prefetch):
@@ -331,7 +390,19 @@ class ConnTable {
   // Refreshes last_seen at most once a second: enough for idle timeouts in
   // seconds, and it keeps established flows from dirtying the line per packet.
   static void touch(keel_ct_value& v, uint64_t nowNs) {
-    if (nowNs - v.last_seen_ns > 1000000000ull) v.last_seen_ns = nowNs ? nowNs : 1;
+    if (nowNs - v.last_seen_ns > 1000000000ull) storeRelaxed(v.last_seen_ns, uint64_t{nowNs ? nowNs : 1});
+  }
+
+  // The live entry for key in a table another worker owns, copied into
+  // *out (false: none). Safe while that worker runs: it hashes with this
+  // table's seeds and reads relaxed (ConnWays::peek); a value read while
+  // its way was rewritten must pass the same checks as a hit before it is
+  // used. Only ICMP errors look here (worker_path.cc), never a flow's own
+  // packets.
+  bool peek(const keel_flow_key& key, uint64_t nowNs, uint64_t idleNs, keel_ct_value* out) const {
+    const uint32_t hash = hashOf(key);
+    return key.family == KEEL_AF_INET6 ? v6_.peek(key, hash, nowNs, idleNs, out)
+                                       : v4_.peek(key, hash, nowNs, idleNs, out);
   }
 
   // Pulls a flow's bucket toward the cache ahead of find()/insert(): with

@@ -255,6 +255,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       }
       workers_.push_back(std::move(w));
     }
+    // Each worker may read the others' tables for ICMP errors (WorkerState::peers).
+    for (auto& w : workers_)
+      for (const auto& other : workers_)
+        if (other != w) w->state->peers.push_back(&other->state->conns);
     // ns = tsc * 1e9 / hz as a 32.32 fixed-point multiply (no division per burst).
     nsPerTsc_ = (static_cast<unsigned __int128>(1000000000ull) << 32) / rte_get_tsc_hz();
     if (opts_.autoStart) return start();
@@ -377,6 +381,25 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       st.workers.push_back(WorkerStats{w->queue, w->lcore, rx});
     }
     return st;
+  }
+
+  std::optional<ConnEntry> findConn(const keel_flow_key& key) override {
+    // Read only, as a worker reads its peers' tables for ICMP errors
+    // (ConnTable::peek): safe while the workers run.
+    const uint64_t now = workerNowNs();
+    std::optional<ConnEntry> best;
+    uint64_t bestSeen = 0;
+    for (const auto& w : workers_) {
+      keel_ct_value v;
+      if (!w->state->conns.peek(key, now, 0, &v) || v.last_seen_ns <= bestSeen) continue;
+      bestSeen = v.last_seen_ns;
+      best = ConnEntry{v.backend_id, v.gen, v.last_seen_ns < now ? now - v.last_seen_ns : 0, false};
+    }
+    if (best) {
+      const uint64_t idle = dpdk::snapshotIdleNs(*store_->current(), key.proto);
+      best->expired = idle != 0 && best->idleNs > idle;
+    }
+    return best;
   }
 
   std::optional<uint64_t> connTableEntries() override {

@@ -145,6 +145,28 @@ struct Step {
   bool haveFlowHash;
 };
 
+// An ICMP error whose flow this worker's table does not hold for a usable
+// real: the flow's entry in another worker's table, if one holds it (the
+// most recently seen if several do), so the error reaches the real that
+// owns the connection as in XDP, whose one table every CPU shares. An entry
+// read there counts only under the rules of a hit (valid, this service,
+// same generation), which also covers a way read while its worker rewrote
+// it. Nothing is written: the error neither creates nor refreshes an
+// entry. Out of line (see BurstCache::fill).
+[[gnu::noinline]] void peerEntry(const Snapshot& s, const WorkerState& w, const keel_pkt& p, uint32_t svcId,
+                                 uint64_t nowNs, uint64_t idleNs, Step& step) {
+  uint64_t newest = 0;
+  for (const ConnTable* t : w.peers) {
+    keel_ct_value v;
+    if (!t->peek(p.key, nowNs, idleNs, &v) || v.last_seen_ns <= newest) continue;
+    const BackendSlot* cand = snapshotBackend(s, v.backend_id);
+    if (!usable(cand, svcId) || cand->be.gen != v.gen) continue;
+    newest = v.last_seen_ns;
+    step.be = cand;
+    step.beId = v.backend_id;
+  }
+}
+
 // Stage 1: every verdict up to the connection table. Either `result` is the
 // packet's final one (step.svc stays null), or `step` says where it goes on.
 // Inlined into its loop.
@@ -202,6 +224,7 @@ struct Step {
       ConnTable::touch(*e, nowNs);
     }
   }
+  if (!step.be && p.icmp_error && !w.peers.empty()) peerEntry(s, w, p, svc->id, nowNs, idleNs, step);
 }
 
 // Whether stage 3 will use the packet's flow hash, known before it runs: a

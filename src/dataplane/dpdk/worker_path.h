@@ -62,6 +62,12 @@ struct alignas(64) WorkerState {
               const ConnMemory& connMemory = kHeapConnMemory, uint64_t connSeed = 0)
       : conns(connCapacity, connMemory, connSeed), counters(maxServices, maxBackends), mtu(mtu_) {}
   ConnTable conns;
+  // The other workers' tables, read (never written) for ICMP errors that
+  // miss this worker's own: RSS hashes an error by its own addresses (the
+  // router's and the VIP), not by the flow it quotes, so it rarely reaches
+  // the worker that holds that flow. Set once before the workers start;
+  // empty with one worker and in tests that do not set it.
+  std::vector<const ConnTable*> peers;
   WorkerCounters counters;
   uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it gets ICMP too-big or DROP_TOO_BIG
   __u64 icmpTat = 0;  // the ICMP too-big answers' rate limit (keel_icmp_rate_allow)

@@ -317,6 +317,36 @@ TEST_F(DispatcherTest, LookupMatchesReferenceHash) {
   }
 }
 
+// lookup also reports the flow's connection-table entry, asked for with the
+// same key the ring is hashed with; null when there is none. An empty ring
+// still shows it (a drained real keeps its flows).
+TEST_F(DispatcherTest, LookupShowsTheFlowsConnectionEntry) {
+  const std::string ask = R"({"id":1,"method":"lookup","params":{"service":"web","client_address":"192.0.2.1","client_port":5555}})";
+  json r = call(ask);
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_TRUE(r["result"]["connection"].is_null());
+  keel_flow_key want{};  // include/keel/flow.h, as the data planes build it
+  IpAddress::parse("192.0.2.1")->toWords(want.src);
+  IpAddress::parse("10.0.0.1")->toWords(want.dst);
+  want.sport = htons(5555);
+  want.dport = htons(80);
+  want.proto = KEEL_PROTO_TCP;
+  want.family = IpAddress::parse("10.0.0.1")->family();
+  EXPECT_EQ(std::memcmp(&fake_.lastConnKey, &want, sizeof want), 0);
+
+  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), true, "", 3'200'000'000};
+  r = call(ask);
+  EXPECT_EQ(r["result"]["connection"], (json{{"real", "10.0.0.6"}, {"kept", true}, {"idle_ms", 3200}}));
+  fake_.conns["web"] = ConnView{std::nullopt, false, "its backend id 9 is no real of this service now (removed)", 0};
+  for (auto& real : fake_.services[0].reals) real.draining = true;
+  FakeBackend::refresh(fake_.services[0]);
+  r = call(ask);
+  EXPECT_TRUE(r["result"]["real"].is_null());
+  EXPECT_EQ(r["result"]["connection"],
+            (json{{"real", nullptr}, {"kept", false}, {"idle_ms", 0},
+                  {"why", "its backend id 9 is no real of this service now (removed)"}}));
+}
+
 TEST_F(DispatcherTest, LookupRejectsMismatches) {
   struct Row { const char* params; const char* field; const char* message; };
   fake_.services.push_back(FakeBackend::makeService("any", "10.0.0.3", 0, {"10.0.0.8"}));

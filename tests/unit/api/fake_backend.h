@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +26,8 @@ class FakeBackend : public ControlBackend {
   std::optional<ApiError> failMutations;  // set: every mutation refuses with this
   std::optional<bool> shutdownDetach;     // set by shutdown()
   bool detachable = true;                 // canDetach()
+  std::map<std::string, ConnView> conns;  // connEntry() by service name (any flow)
+  keel_flow_key lastConnKey{};            // the key the last connEntry() was asked for
   // What the fake's clock says (drainedSince): 2026-12-01T14:03:05Z.
   std::chrono::system_clock::time_point now{std::chrono::seconds(1796133785)};
   std::vector<std::string> invalidConfigErrors = {"bad.yaml:3: services[0].port: must be an integer 0..65535, got \"x\""};
@@ -99,6 +102,12 @@ class FakeBackend : public ControlBackend {
     auto u = usable(*s);
     if (u.empty()) return std::nullopt;
     return u[slot % u.size()]->address;
+  }
+  std::optional<ConnView> connEntry(const std::string& service, const keel_flow_key& key) override {
+    lastConnKey = key;
+    auto it = conns.find(service);
+    if (it == conns.end()) return std::nullopt;
+    return it->second;
   }
   StatsSnapshot servicesAndGlobalStats() override { return {services, stats}; }
 

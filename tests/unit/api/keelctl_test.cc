@@ -280,7 +280,22 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   std::string real = l["real"];
   EXPECT_TRUE(real == "10.0.0.5" || real == "10.0.0.6") << real;
   CliRun lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
-  EXPECT_EQ(lt.out.rfind("tcp 192.0.2.1:5555 -> 10.0.0.1:80 (web): " + real + " [up]", 0), 0u) << lt.out;
+  EXPECT_EQ(lt.out.rfind("tcp 192.0.2.1:5555 -> 10.0.0.1:80 (web): " + real + " [up]  (the ring's pick: ", 0), 0u)
+      << lt.out;
+  EXPECT_NE(lt.out.find(")\n  connection table: no entry (a new flow: its first packet takes the ring's pick)\n"),
+            std::string::npos)
+      << lt.out;
+  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), true, "", 3'200'000'000};
+  lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
+  EXPECT_NE(lt.out.find("\n  connection table: 10.0.0.6, idle 3 s: the flow's packets go there\n"), std::string::npos)
+      << lt.out;
+  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), false, "its real is down", 0};
+  lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
+  EXPECT_NE(lt.out.find("\n  connection table: 10.0.0.6, idle 0 s, not kept (its real is down): its next packet "
+                        "takes the ring's pick\n"),
+            std::string::npos)
+      << lt.out;
+  fake_.conns.clear();
   CliRun l6 = keelctl({"-o", "json", "lookup", "v6", "--client", "[2001:db8::77]:1000"});
   ASSERT_EQ(l6.rc, 0) << l6.err;
   EXPECT_EQ(json::parse(l6.out)["real"], "2001:db8::5");

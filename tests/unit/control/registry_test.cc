@@ -236,6 +236,52 @@ TEST_F(RegistryTest, HealthDownAndUpFollowTheOrderingRules) {
 // Fail-open holds the last serving real when it fails (in the ring, VALID,
 // flows kept) only while no other real serves: every change that makes one
 // serve releases it, ring first, then a new generation.
+// lookup's view of a flow's connection-table entry: the real its backend id
+// names in that service, and whether the next packet goes there by the data
+// plane's rule for a hit (VALID, this service, same generation, not
+// expired); each way it stops being kept says why.
+TEST_F(RegistryTest, ConnEntryNamesTheEntrysRealAndWhetherItIsKept) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  keel_flow_key k{};
+  k.src[0] = 0x01020304;
+  EXPECT_FALSE(reg_.connEntry("web", k)) << "no entry";
+  dp_.setConn(k, ConnEntry{1, 1, 2'500'000'000, false});  // 10.0.1.12, as written at gen 1
+  std::optional<ConnView> v = reg_.connEntry("web", k);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->real, ip("10.0.1.12"));
+  EXPECT_TRUE(v->kept) << v->why;
+  EXPECT_EQ(v->idleNs, 2'500'000'000u);
+  EXPECT_FALSE(reg_.connEntry("nope", k)) << "no such service";
+  // Backend 1 is not one of dns's reals: the entry names none there.
+  v = reg_.connEntry("dns", k);
+  ASSERT_TRUE(v);
+  EXPECT_FALSE(v->real);
+  EXPECT_FALSE(v->kept);
+  EXPECT_NE(v->why.find("no real of this service"), std::string::npos) << v->why;
+  // Drained: out of the ring, the entry still kept.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  EXPECT_TRUE(reg_.connEntry("web", k)->kept);
+  // Expired in the data plane.
+  dp_.setConn(k, ConnEntry{1, 1, 2'500'000'000, true});
+  v = reg_.connEntry("web", k);
+  EXPECT_FALSE(v->kept);
+  EXPECT_NE(v->why.find("idle past"), std::string::npos) << v->why;
+  dp_.setConn(k, ConnEntry{1, 1, 0, false});
+  // Down: not VALID.
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  v = reg_.connEntry("web", k);
+  EXPECT_FALSE(v->kept);
+  EXPECT_EQ(v->why, "its real is down");
+  // Up again at a new generation: the old entry is stale.
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  v = reg_.connEntry("web", k);
+  EXPECT_EQ(v->real, ip("10.0.1.12"));
+  EXPECT_FALSE(v->kept);
+  EXPECT_NE(v->why.find("generation 1, now"), std::string::npos) << v->why;
+}
+
 TEST_F(RegistryTest, HeldRealIsReleasedWhenAnUndrainedRealServes) {
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)})}));
   ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());

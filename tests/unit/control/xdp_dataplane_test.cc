@@ -288,6 +288,46 @@ TEST_F(XdpDataplaneTest, StatsSumAcrossCpusAfterATestRun) {
 }
 
 
+// findConn (keelctl lookup): the entry a packet of the flow would find, its
+// age on the program's clock (CLOCK_MONOTONIC, bpf_ktime_get_ns) and whether
+// it is idle past the node's timeout for its protocol; none for a missing
+// key or a value never written.
+TEST_F(XdpDataplaneTest, FindConnReadsAnEntryItsAgeAndExpiry) {
+  Status s = XdpDataplane::create(optionsFor(XdpAttachMode::kGeneric, {4, 8, 128}), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  keel_node_config node{};
+  node.tcp_idle_timeout_s = 10;
+  node.udp_idle_timeout_s = 1;
+  ASSERT_TRUE(dp_->setNode(node).isOk());
+  keel_flow_key key{};
+  key.sport = htons(1234);
+  key.proto = KEEL_PROTO_TCP;
+  key.family = KEEL_AF_INET;
+  EXPECT_FALSE(dp_->findConn(key));
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  int ctFd = pinned("conntrack");
+  ASSERT_GE(ctFd, 0);
+  keel_ct_value ct{5, 2, now - 3'000'000'000ull};
+  ASSERT_EQ(bpf_map_update_elem(ctFd, &key, &ct, BPF_ANY), 0);
+  std::optional<ConnEntry> e = dp_->findConn(key);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->backendId, 5u);
+  EXPECT_EQ(e->gen, 2u);
+  EXPECT_GE(e->idleNs, 3'000'000'000u);
+  EXPECT_LT(e->idleNs, 3'000'000'000u + 600'000'000'000u) << "the age is on the program's clock";
+  EXPECT_FALSE(e->expired) << "3 s idle, 10 s timeout";
+  key.proto = KEEL_PROTO_UDP;  // another flow: UDP's 1 s
+  ASSERT_EQ(bpf_map_update_elem(ctFd, &key, &ct, BPF_ANY), 0);
+  ASSERT_TRUE(dp_->findConn(key));
+  EXPECT_TRUE(dp_->findConn(key)->expired) << "3 s idle, 1 s timeout";
+  ct.last_seen_ns = 0;  // never written (a per-CPU flavour's other CPUs)
+  ASSERT_EQ(bpf_map_update_elem(ctFd, &key, &ct, BPF_ANY), 0);
+  EXPECT_FALSE(dp_->findConn(key));
+  close(ctFd);
+}
+
 class XdpAdoptTest : public XdpDataplaneTest {
  protected:
   XdpOptions options() {

@@ -118,6 +118,19 @@ int main(int argc, char** argv) {
   // the burst: prepareBurst, processBurst), as the lcore loop runs it. Both must give
   // the same verdict, reason, real and bytes.
   WorkerState burstWorker(4096, 8, 1024, 1500, kHeapConnMemory, seed);
+  // A third worker whose table both read for ICMP errors (WorkerState::peers),
+  // holding the seeds' flows, among them the one the frag-needed seed quotes.
+  WorkerState peer(4096, 8, 1024, 1500, kHeapConnMemory, seed + 1);
+  std::vector<std::vector<uint8_t>> peerFlows = seeds;
+  peerFlows.push_back(test::buildFrame(Frame{ip("192.168.7.7"), vip4, 40000, 80}));
+  for (const auto& f : peerFlows) {
+    std::vector<uint8_t> mem(128 + f.size());
+    std::memcpy(mem.data() + 128, f.data(), f.size());
+    PacketBuf b{mem.data() + 128, static_cast<uint32_t>(f.size()), 128};
+    processPacket(*store.current(), peer, b, 1);
+  }
+  worker.peers = {&peer.conns};
+  burstWorker.peers = {&peer.conns};
   struct Pending {
     std::vector<uint8_t> pkt;
     uint32_t headroom;

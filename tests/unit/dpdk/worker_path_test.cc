@@ -293,6 +293,83 @@ TEST_F(WorkerPathTest, ConnectionTableKeepsFlowsUntilTheGenerationChanges) {
   EXPECT_EQ(run(old, 5000).r.backendId, 1u);
 }
 
+// An ICMP error toward a VIP (frag-needed, packet-too-big) quoting the
+// packet `quoted` (a reply the real sent from the VIP to the client), as a
+// router on the way back to the client sends it.
+std::vector<uint8_t> icmpErrorFor(const IpAddress& router, const Frame& quoted) {
+  const bool v6 = quoted.src.isV6();
+  const std::vector<uint8_t> q = test::buildFrame(quoted);
+  const size_t quoteLen = (v6 ? 40 : 20) + 8;
+  Frame e{router, quoted.src};
+  e.proto = v6 ? KEEL_IPPROTO_ICMPV6 : KEEL_IPPROTO_ICMP;
+  e.icmpType = v6 ? KEEL_ICMPV6_PKT_TOOBIG : KEEL_ICMP_DEST_UNREACH;
+  e.payload = quoteLen;
+  std::vector<uint8_t> out = test::buildFrame(e);
+  const size_t icmp = 14 + (v6 ? 40 : 20);
+  if (!v6) out[icmp + 1] = KEEL_ICMP_FRAG_NEEDED;  // code
+  std::copy(q.begin() + 14, q.begin() + 14 + static_cast<long>(quoteLen), out.begin() + static_cast<long>(icmp + 8));
+  return out;  // checksums left as built: the worker does not check them
+}
+
+// RSS hashes an ICMP error by its own addresses (router, VIP), so it reaches
+// some worker, rarely the one whose table holds the flow it quotes. The
+// worker then looks the flow up in the other workers' tables, read only,
+// and the error goes to the flow's real, as in XDP's one shared table; the
+// same rules as a hit decide whether that entry counts.
+TEST_F(WorkerPathTest, AnIcmpErrorFollowsItsFlowInAnotherWorkersTable) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  addService(vip6_, 80, KEEL_PROTO_TCP, 2);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(3, test::backend(ip("2001:db8:1::3"), 2, 1)));
+  ASSERT_TRUE(store_.upsertBackend(4, test::backend(ip("2001:db8:1::4"), 2, 1)));
+  ring(1, {1, 1, 1, 1, 1});
+  ring(2, {3, 3, 3, 3, 3});
+  const IpAddress client4 = ip("192.168.1.1"), client6 = ip("2001:db8:5::1");
+  // worker_ holds both flows (on reals 1 and 3); then the rings move away.
+  EXPECT_EQ(run(test::buildFrame(Frame{client4, vip4_, 1000, 80})).r.backendId, 1u);
+  EXPECT_EQ(run(test::buildFrame(Frame{client6, vip6_, 1000, 80})).r.backendId, 3u);
+  ring(1, {2, 2, 2, 2, 2});
+  ring(2, {4, 4, 4, 4, 4});
+  const auto err4 = icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, client4, 80, 1000});
+  const auto err6 = icmpErrorFor(ip("2001:db8:ff::fe"), Frame{vip6_, client6, 80, 1000});
+
+  WorkerState other(1024, 16, 1024, 1500);
+  auto send = [&](const std::vector<uint8_t>& in, uint64_t nowNs) {
+    std::vector<uint8_t> mem;
+    PacketBuf b = place(mem, in);
+    return processPacket(*store_.current(), other, b, nowNs);
+  };
+  // Alone, the other worker only has the ring: the error reaches a real
+  // that has no such connection.
+  EXPECT_EQ(send(err4, 2000).backendId, 2u);
+  EXPECT_EQ(send(err6, 2000).backendId, 4u);
+  // With worker_'s table as a peer: the flow's real. The error made no entry
+  // in either table.
+  other.peers = {&worker_.conns};
+  PacketResult r = send(err4, 2000);
+  EXPECT_EQ(r.verdict, Verdict::kTx);
+  EXPECT_EQ(r.reason, KEEL_R_TX_IPIP);
+  EXPECT_EQ(r.backendId, 1u);
+  EXPECT_EQ(send(err6, 2000).backendId, 3u);
+  EXPECT_EQ(other.conns.occupied(), 0u);
+  EXPECT_EQ(worker_.conns.occupied(), 2u);
+  // A peer entry idle past its protocol's timeout does not count.
+  const uint64_t idle = snapshotIdleNs(*store_.current(), KEEL_PROTO_TCP);
+  ASSERT_GT(idle, 0u);
+  EXPECT_EQ(send(err4, 1000 + idle + 1).backendId, 2u);
+  // Nor one whose real went down (generation bumped).
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 2)));
+  EXPECT_EQ(send(err4, 3000).backendId, 2u);
+  // A flow's own packets never look at a peer's table: they pick from the
+  // ring and take an entry of their own.
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  std::vector<uint8_t> mem;
+  PacketBuf b = place(mem, test::buildFrame(Frame{client4, vip4_, 1000, 80}));
+  EXPECT_EQ(processPacket(*store_.current(), other, b, 4000).backendId, 2u);
+  EXPECT_EQ(other.conns.occupied(), 1u);
+}
+
 // IPv6 flows live in their own table (64-byte entries; IPv4 has 32-byte
 // ones): the same rules hold there, and a v4 and a v6 flow never meet.
 TEST_F(WorkerPathTest, Ipv6FlowsKeepTheirRealUntilTheGenerationChanges) {

@@ -90,6 +90,11 @@ class MockDataplane : public Dataplane {
     st.backends.resize(backends);
     return st;
   }
+  std::optional<ConnEntry> findConn(const keel_flow_key& key) override {
+    auto it = conns.find(std::string(reinterpret_cast<const char*>(&key), sizeof key));
+    if (it == conns.end()) return std::nullopt;
+    return it->second;
+  }
   std::optional<uint64_t> connTableEntries() override {
     ++connTableCalls;
     return connTable;
@@ -142,6 +147,11 @@ class MockDataplane : public Dataplane {
   // What connTableEntries() returns (nullopt: cannot count), and how often
   // it ran (on XDP each call runs a BPF iterator over every map).
   std::optional<uint64_t> connTable;
+  // What findConn() finds, by the flow key's bytes (setConn()).
+  std::map<std::string, ConnEntry> conns;
+  void setConn(const keel_flow_key& key, const ConnEntry& e) {
+    conns[std::string(reinterpret_cast<const char*>(&key), sizeof key)] = e;
+  }
   int connTableCalls = 0;
   // Make the n-th call from now fail (0 = never), to test error paths.
   int failAfter = 0;

@@ -65,8 +65,10 @@ void defineLookup(CLI::App& noun, Context& ctx) {
       std::cout << "  (the ring's pick: " << str(j["scheduler"]) << " hash " << hash << ", slot "
                 << str(j["slot"]) << " of " << str(j["ring_size"]) << ")\n";
     }
-    // The flow's own entry decides for an established flow.
-    const json c = j.value("connection", json(nullptr));
+    // The flow's own entry decides for an established flow (a keeld older
+    // than the field sends none: nothing to say then).
+    if (!j.contains("connection")) return;
+    const json& c = j["connection"];
     if (c.is_null()) {
       std::cout << "  connection table: no entry (a new flow: its first packet takes the ring's pick)\n";
       return;

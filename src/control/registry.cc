@@ -215,7 +215,10 @@ Status Registry::addService(const ServiceConfig& cfg) {
     real.mac = rc.mac;
   }
   // Ids in address order: like the ring, they do not depend on listing order.
-  for (auto& [addr, real] : state.reals) real.id = allocateBackend();
+  for (auto& [addr, real] : state.reals) {
+    real.id = allocateBackend();
+    real.firstGen = backendGen_[real.id];
+  }
   if (Status s = addVipRef(cfg.vip); !s) return Status::error("service " + cfg.name + ": " + s.message());
   for (const auto& [addr, real] : state.reals)
     if (Status s = writeBackend(state, addr, real); !s) return s;
@@ -298,6 +301,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     real.healthy = rc->startHealthy;
     real.mac = rc->mac;
     real.id = allocateBackend();
+    real.firstGen = backendGen_[real.id];
   }
   // New backends are VALID before any ring slot can name them.
   for (const RealConfig* rc : added)
@@ -639,15 +643,18 @@ std::optional<ConnView> Registry::connEntry(const std::string& service, const ke
   v.idleNs = e->idleNs;
   const RealState* real = nullptr;
   for (const auto& [addr, r] : sit->second.reals)
-    if (r.id == e->backendId) {
+    if (r.id == e->backendId && e->gen >= r.firstGen) {
       v.real = addr;
       real = &r;
     }
   // The same checks, in the same order, as a packet's (lb_ct_lookup, the
   // DPDK worker's lookup): what the backend record holds is what
-  // writeBackend()/invalidateBackend() wrote from this state.
+  // writeBackend()/invalidateBackend() wrote from this state. An entry older
+  // than its id's current owner names a real that is gone (the id was
+  // reused, allocateBackend); its generation check fails as well.
   if (!real)
-    v.why = "its backend id " + std::to_string(e->backendId) + " is no real of this service now (removed)";
+    v.why = "its real is no real of this service now (removed; backend id " + std::to_string(e->backendId) +
+            ", generation " + std::to_string(e->gen) + ")";
   else if (!(real->healthy || real->held))
     v.why = "its real is down";
   else if (backendGen_[real->id] != e->gen)

@@ -143,6 +143,10 @@ class Registry {
  private:
   struct RealState {
     BackendId id = 0;
+    // The generation `id` had when this real got it: an entry written at an
+    // older one was its previous owner's (lookup, connEntry). 0 for a real
+    // adopted from pins (unknown).
+    uint32_t firstGen = 0;
     uint32_t weight = 0;
     bool healthy = true;
     bool held = false;  // fail-open: down but kept in the ring

@@ -151,7 +151,7 @@ class Dataplane {
   // The connection-table entry of `key` (include/keel/flow.h), as the next
   // packet of that flow would find it, before the checks a hit gets (the
   // backend's validity, service and generation: the registry's,
-  // Registry::connEntry); nullopt: none. One map lookup on XDP; on DPDK a
+  // Registry::connEntry); nullopt: none. One lookup of the shared map on XDP; on DPDK a
   // read of every worker's table (the most recently seen entry wins), safe
   // while the workers run. Nothing is written: the entry's age and place in
   // the LRU stay as they were.

@@ -2,13 +2,14 @@
 // keel-decap: attaches the real-side IPIP/IP6IP6 decapsulator
 // (bpf/decap.bpf.c) to an interface and leaves it there.
 //
-//   keel-decap attach IFACE [--mode native|generic] [--pin-root DIR]
+//   keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]... [--pin-root DIR]
 //   keel-decap detach IFACE [--pin-root DIR]
 //   keel-decap status IFACE [-o json] [--pin-root DIR]
 //
 // The XDP attachment is a bpf_link pinned at PIN_ROOT/IFACE/link (default
 // /sys/fs/bpf/keel-decap), so this process can exit and a later process can
 // detach it or read the counters pinned beside it (PIN_ROOT/IFACE/stats).
+#include <CLI/CLI.hpp>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
@@ -17,11 +18,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "common/address.h"
 #include "common/bpffs.h"
@@ -37,11 +42,11 @@ constexpr const char* kDefaultPinRoot = "/sys/fs/bpf/keel-decap";
 const char* const kReasonNames[] = {KEEL_DECAP_REASON_NAMES};
 
 struct Args {
-  std::string command;
+  std::string command;  // the subcommand given: attach, detach or status
   std::string iface;
   std::string mode = "native";
   std::string pinRoot = kDefaultPinRoot;
-  bool json = false;
+  std::string output;  // status -o: "" (table) or "json"
   std::vector<std::string> allowText;  // --allow-source, as given
   std::vector<keel_decap_prefix> allow;
 };
@@ -49,7 +54,7 @@ struct Args {
 // "ADDR/LEN" or "ADDR" (a host): keel_decap_prefix as the program compares
 // it, with the host bits cleared. Empty on success, else what is wrong.
 std::string parsePrefix(const std::string& text, keel_decap_prefix* out) {
-  const std::string what = "--allow-source " + text + ": ";
+  const std::string what = text + ": ";
   const auto p = keel::IpPrefix::parse(text, /*lengthOptional=*/true);
   if (!p) {
     const auto addr = keel::IpAddress::parse(text.substr(0, text.find('/')));
@@ -67,12 +72,32 @@ std::string parsePrefix(const std::string& text, keel_decap_prefix* out) {
   return "";
 }
 
-int usage(FILE* out) {
-  std::fprintf(out,
-               "usage: keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]... [--pin-root DIR]\n"
-               "       keel-decap detach IFACE [--pin-root DIR]\n"
-               "       keel-decap status IFACE [-o json] [--pin-root DIR]\n");
-  return out == stdout ? 0 : 2;
+// "ADDR/LEN" of a prefix as the program holds it (host bits cleared), so
+// attach and status describe the list in the same words.
+std::string prefixText(const keel_decap_prefix& p) {
+  std::array<uint8_t, 16> a{};
+  std::array<uint8_t, 16> m{};
+  std::memcpy(a.data(), p.addr, 16);
+  std::memcpy(m.data(), p.mask, 16);
+  int len = 0;
+  for (uint8_t b : m) len += __builtin_popcount(b);
+  keel::IpAddress addr;
+  if (p.family == KEEL_AF_INET) {
+    addr = keel::IpAddress::fromV4({a[0], a[1], a[2], a[3]});
+  } else if (p.family == KEEL_AF_INET6) {
+    addr = keel::IpAddress::fromV6(a);
+  } else {
+    return "?(family " + std::to_string(p.family) + ")";
+  }
+  return addr.toString() + "/" + std::to_string(len);
+}
+
+// "any source" or "sources A/N, B/M": what attach prints and status repeats.
+std::string allowDescription(const keel_decap_prefix* allow, size_t n) {
+  if (n == 0) return "any source";
+  std::string s = "sources ";
+  for (size_t i = 0; i < n; i++) s += (i ? ", " : "") + prefixText(allow[i]);
+  return s;
 }
 
 int fail(const std::string& msg) {
@@ -82,65 +107,108 @@ int fail(const std::string& msg) {
 
 using keel::errnoText;
 
-bool parseArgs(int argc, char** argv, Args* a, std::string* err) {
-  std::vector<std::string> pos;
-  for (int i = 1; i < argc; i++) {
-    std::string s = argv[i];
-    auto value = [&](const char* name) -> std::string {
-      if (i + 1 >= argc) {
-        *err = std::string(name) + " needs a value";
-        return "";
-      }
-      return argv[++i];
-    };
-    if (s == "--mode") {
-      a->mode = value("--mode");
-    } else if (s == "--pin-root") {
-      a->pinRoot = value("--pin-root");
-    } else if (s == "--allow-source") {
-      std::string v = value("--allow-source");
-      keel_decap_prefix p;
-      if (err->empty()) *err = parsePrefix(v, &p);
-      if (err->empty() && a->allow.size() >= KEEL_DECAP_MAX_ALLOW)
-        *err = "--allow-source: at most " + std::to_string(KEEL_DECAP_MAX_ALLOW) + " prefixes";
-      if (err->empty()) {
-        a->allow.push_back(p);
-        a->allowText.push_back(v);
-      }
-    } else if (s == "-o") {
-      std::string v = value("-o");
-      if (v != "json") *err = "-o: only 'json' is supported, not '" + v + "'";
-      a->json = true;
-    } else if (s == "-h" || s == "--help") {
-      a->command = "help";
-      return true;
-    } else if (!s.empty() && s[0] == '-') {
-      *err = "unknown option " + s;
-    } else {
-      pos.push_back(s);
+// The command line (CLI11). Every check is made while parsing, so a bad
+// argument stops keel-decap before it touches anything; usage errors exit 2.
+class CommandLine {
+ public:
+  CommandLine() : app_("keel-decap: decapsulate keel's IPIP/IP6IP6 tunnels on a real server with XDP.\n"
+                       "See keel-decap(8), and 'keel-decap COMMAND --help' for a command's options.",
+                       "keel-decap") {
+    app_.require_subcommand(1, 1);
+    app_.footer(
+        "Exit status: 0 success, 1 failure (the message says what and where), 2 usage error,\n"
+        "3 from status when keel-decap is not attached.");
+    app_.failure_message([](const CLI::App* app, const CLI::Error& e) {
+      std::string cmd = "keel-decap";
+      for (const CLI::App* sub : app->get_subcommands()) cmd += " " + sub->get_name();
+      return "keel-decap: " + std::string(e.what()) + "\nRun '" + cmd + " --help' for the usage.\n";
+    });
+
+    CLI::App* attach = command("attach", "load the decapsulator and attach it to IFACE (pinned: it stays)");
+    attach->add_option("--mode", a_.mode, "XDP mode: native (driver) or generic (skb, any driver)")
+        ->type_name("MODE")
+        ->check(CLI::IsMember({"native", "generic"}))
+        ->capture_default_str();
+    attach
+        ->add_option("--allow-source", a_.allowText,
+                     "decapsulate only tunnels from outer sources in PREFIX\n(ADDR/LEN or ADDR; repeat for up to " +
+                         std::to_string(KEEL_DECAP_MAX_ALLOW) + "; default any source)")
+        ->type_name("PREFIX")
+        // One value per --allow-source, so IFACE after it stays IFACE.
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->take_all()
+        ->check(CLI::Validator(
+            [](std::string& text) {
+              keel_decap_prefix p;
+              return parsePrefix(text, &p);
+            },
+            ""));
+    command("detach", "detach keel-decap from IFACE and remove its pins");
+    CLI::App* status = command("status", "show the attachment, allowed sources and counters on IFACE");
+    status->add_option("-o", a_.output, "output format: json")->type_name("FORMAT")->check(CLI::IsMember({"json"}));
+  }
+
+  // Parses argv into args(). Returns -1 to go on, else the exit status
+  // (0 after --help, 2 on a usage error, the message printed).
+  int parse(int argc, char** argv) {
+    if (argc < 2) {
+      std::fputs(app_.help().c_str(), stderr);
+      return 2;
     }
-    if (!err->empty()) return false;
+    // CLI11 would only say "A subcommand is required".
+    if (argv[1][0] != '-' && !std::count(kCommands.begin(), kCommands.end(), std::string(argv[1]))) {
+      std::fprintf(stderr, "keel-decap: unknown command '%s' (attach, detach or status)\n"
+                           "Run 'keel-decap --help' for the usage.\n", argv[1]);
+      return 2;
+    }
+    try {
+      app_.parse(argc, argv);
+      for (CLI::App* sub : app_.get_subcommands()) a_.command = sub->get_name();
+      // The count of --allow-source is known only when all are read.
+      if (a_.allowText.size() > KEEL_DECAP_MAX_ALLOW)
+        throw CLI::ValidationError("--allow-source", "at most " + std::to_string(KEEL_DECAP_MAX_ALLOW) +
+                                                         " prefixes, got " + std::to_string(a_.allowText.size()));
+    } catch (const CLI::ParseError& e) {
+      // Usage errors exit 2, like most Unix tools; --help exits 0.
+      return app_.exit(e) == 0 ? 0 : 2;
+    }
+    for (const std::string& text : a_.allowText) {
+      keel_decap_prefix p;
+      parsePrefix(text, &p);  // checked while parsing
+      a_.allow.push_back(p);
+    }
+    return -1;
   }
-  if (pos.size() != 2) {
-    *err = "expected a command and an interface";
-    return false;
+
+  const Args& args() const { return a_; }
+
+ private:
+  static inline const std::array<std::string, 3> kCommands = {"attach", "detach", "status"};
+
+  // A command: IFACE and --pin-root are every command's.
+  CLI::App* command(const std::string& name, const char* help) {
+    CLI::App* c = app_.add_subcommand(name, help);
+    c->add_option("IFACE", a_.iface, "network interface")
+        ->required()
+        ->type_name("")
+        ->check(CLI::Validator(
+            [](std::string& name) -> std::string {
+              if (name.empty() || name.find('/') != std::string::npos || name.size() >= IFNAMSIZ)
+                return "bad interface name '" + name + "' (1.." + std::to_string(IFNAMSIZ - 1) +
+                       " characters, no '/')";
+              return "";
+            },
+            ""));
+    c->add_option("--pin-root", a_.pinRoot, "directory for the pins, on a BPF filesystem")
+        ->type_name("DIR")
+        ->capture_default_str();
+    return c;
   }
-  a->command = pos[0];
-  a->iface = pos[1];
-  if (!a->allow.empty() && a->command != "attach") {
-    *err = "--allow-source is an option of attach (it is fixed when the program is loaded)";
-    return false;
-  }
-  if (a->mode != "native" && a->mode != "generic") {
-    *err = "--mode must be native or generic, not '" + a->mode + "'";
-    return false;
-  }
-  if (a->iface.empty() || a->iface.find('/') != std::string::npos || a->iface.size() >= IFNAMSIZ) {
-    *err = "bad interface name '" + a->iface + "'";
-    return false;
-  }
-  return true;
-}
+
+  CLI::App app_;
+  Args a_;
+};
 
 // bpffs may not be mounted on a fresh host; pinning needs it.
 bool bpffsForPins(std::string* err) {
@@ -227,8 +295,7 @@ int attach(const Args& a) {
     rmdir(dir.c_str());
     return fail(result);
   }
-  std::string from = "any source";
-  for (size_t i = 0; i < a.allowText.size(); i++) from = (i ? from + ", " : std::string("sources ")) + a.allowText[i];
+  const std::string from = allowDescription(a.allow.data(), a.allow.size());
   std::printf("keel-decap: attached to %s (%s mode), pinned at %s, decapsulating tunnels from %s\n", a.iface.c_str(),
               a.mode.c_str(), dir.c_str(), from.c_str());
   close(linkFd);
@@ -249,15 +316,67 @@ int detach(const Args& a) {
   return 0;
 }
 
+// The --allow-source list the attached program was loaded with. It is fixed
+// in the program's .rodata (keel_decap_allow, keel_decap_allow_n), so it is
+// read back from the kernel: program -> its maps -> the one named "*.rodata"
+// -> value 0. Empty string on success, else why it cannot be read (opening a
+// program or map by id needs CAP_SYS_ADMIN, which keel-decap@.service lacks).
+std::string readAllow(__u32 progId, std::vector<keel_decap_prefix>* out) {
+  const std::string where = "program " + std::to_string(progId);
+  keel::Fd prog(bpf_prog_get_fd_by_id(progId));
+  if (prog.get() < 0)
+    return "open " + where + ": " + errnoText(errno) + (errno == EPERM ? " (needs CAP_SYS_ADMIN)" : "");
+  bpf_prog_info pinfo{};
+  __u32 len = sizeof pinfo;
+  if (bpf_obj_get_info_by_fd(prog.get(), &pinfo, &len)) return "read " + where + ": " + errnoText(errno);
+  std::vector<__u32> mapIds(pinfo.nr_map_ids);
+  pinfo = bpf_prog_info{};
+  pinfo.nr_map_ids = static_cast<__u32>(mapIds.size());
+  pinfo.map_ids = reinterpret_cast<__u64>(mapIds.data());
+  len = sizeof pinfo;
+  if (bpf_obj_get_info_by_fd(prog.get(), &pinfo, &len)) return "read " + where + "'s maps: " + errnoText(errno);
+  mapIds.resize(std::min<size_t>(mapIds.size(), pinfo.nr_map_ids));
+  using Rodata = keel_decap::keel_decap__rodata;
+  for (__u32 id : mapIds) {
+    keel::Fd map(bpf_map_get_fd_by_id(id));
+    if (map.get() < 0) return "open map " + std::to_string(id) + " of " + where + ": " + errnoText(errno);
+    bpf_map_info minfo{};
+    __u32 mlen = sizeof minfo;
+    if (bpf_obj_get_info_by_fd(map.get(), &minfo, &mlen))
+      return "read map " + std::to_string(id) + ": " + errnoText(errno);
+    const std::string name = minfo.name;
+    if (name.size() < 7 || name.compare(name.size() - 7, 7, ".rodata") != 0) continue;
+    // Another keel-decap version may lay its .rodata out differently.
+    if (minfo.value_size != sizeof(Rodata))
+      return where + "'s .rodata is " + std::to_string(minfo.value_size) + " bytes, this keel-decap's " +
+             std::to_string(sizeof(Rodata)) + " (attached by another version?)";
+    Rodata ro{};
+    __u32 key = 0;
+    if (bpf_map_lookup_elem(map.get(), &key, &ro)) return "read " + where + "'s .rodata: " + errnoText(errno);
+    if (ro.keel_decap_allow_n > KEEL_DECAP_MAX_ALLOW)
+      return where + "'s .rodata holds " + std::to_string(ro.keel_decap_allow_n) + " prefixes, more than " +
+             std::to_string(KEEL_DECAP_MAX_ALLOW) + " (attached by another version?)";
+    out->assign(ro.keel_decap_allow, ro.keel_decap_allow + ro.keel_decap_allow_n);
+    return "";
+  }
+  return where + " has no .rodata map (not keel-decap's decapsulator?)";
+}
+
+// An interface name is bytes, not necessarily UTF-8: replace, never throw.
+std::string jsonText(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
 int status(const Args& a) {
+  const bool json = a.output == "json";
   std::string dir = a.pinRoot + "/" + a.iface;
   keel::Fd link(bpf_obj_get((dir + "/link").c_str()));
   if (link.get() < 0) {
-    if (a.json) {
-      std::printf("{\"interface\":\"%s\",\"attached\":false}\n", a.iface.c_str());
-      return 3;
+    if (json) {
+      std::printf("%s\n", jsonText(nlohmann::ordered_json{{"interface", a.iface}, {"attached", false}}).c_str());
+    } else {
+      std::printf("keel-decap: not attached to %s\n", a.iface.c_str());
     }
-    std::printf("keel-decap: not attached to %s\n", a.iface.c_str());
     return 3;
   }
   bpf_link_info info{};
@@ -276,22 +395,35 @@ int status(const Args& a) {
       }
     }
   }
+  std::vector<keel_decap_prefix> allow;
+  const std::string allowErr = readAllow(info.prog_id, &allow);
   unsigned ifindex = info.xdp.ifindex;
   char name[IF_NAMESIZE] = {};
-  if (a.json) {
-    std::printf("{\"interface\":\"%s\",\"attached\":%s,\"link_id\":%u,\"prog_id\":%u,\"counters\":{", a.iface.c_str(),
-                ifindex ? "true" : "false", info.id, info.prog_id);
-    for (__u32 r = 0; r < KEEL_DECAP_R_MAX; r++) {
-      std::printf("%s\"%s\":{\"packets\":%llu,\"bytes\":%llu}", r ? "," : "", kReasonNames[r],
-                  static_cast<unsigned long long>(sums[r].packets), static_cast<unsigned long long>(sums[r].bytes));
+  if (json) {
+    nlohmann::ordered_json j{{"interface", a.iface}, {"attached", ifindex != 0}, {"link_id", info.id},
+                     {"prog_id", info.prog_id}};
+    // [] is "any source"; when the list cannot be read, why instead.
+    if (allowErr.empty()) {
+      j["allow_source"] = nlohmann::ordered_json::array();
+      for (const auto& p : allow) j["allow_source"].push_back(prefixText(p));
+    } else {
+      j["allow_source_error"] = allowErr;
     }
-    std::printf("}}\n");
+    nlohmann::ordered_json& counters = j["counters"] = nlohmann::ordered_json::object();
+    for (__u32 r = 0; r < KEEL_DECAP_R_MAX; r++)
+      counters[kReasonNames[r]] = {{"packets", sums[r].packets}, {"bytes", sums[r].bytes}};
+    std::printf("%s\n", jsonText(j).c_str());
     return 0;
   }
   std::printf("interface %s: %s (link %u, program %u)\n", a.iface.c_str(),
               ifindex ? (std::string("attached to ") + (if_indextoname(ifindex, name) ? name : "?")).c_str()
                       : "link pinned but detached",
               info.id, info.prog_id);
+  if (allowErr.empty()) {
+    std::printf("decapsulating tunnels from %s\n", allowDescription(allow.data(), allow.size()).c_str());
+  } else {
+    std::printf("decapsulating tunnels from: unknown (%s)\n", allowErr.c_str());
+  }
   std::printf("%-20s %14s %16s\n", "reason", "packets", "bytes");
   for (__u32 r = 0; r < KEEL_DECAP_R_MAX; r++) {
     std::printf("%-20s %14llu %16llu\n", kReasonNames[r], static_cast<unsigned long long>(sums[r].packets),
@@ -305,17 +437,10 @@ int status(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args a;
-  std::string err;
-  if (argc < 2) return usage(stderr);
-  if (!parseArgs(argc, argv, &a, &err)) {
-    std::fprintf(stderr, "keel-decap: %s\n", err.c_str());
-    return usage(stderr);
-  }
-  if (a.command == "help") return usage(stdout);
+  CommandLine cl;
+  if (int rc = cl.parse(argc, argv); rc >= 0) return rc;
+  const Args& a = cl.args();
   if (a.command == "attach") return attach(a);
   if (a.command == "detach") return detach(a);
-  if (a.command == "status") return status(a);
-  std::fprintf(stderr, "keel-decap: unknown command '%s'\n", a.command.c_str());
-  return usage(stderr);
+  return status(a);
 }

@@ -2,7 +2,8 @@
 // Per-worker connection table: flow key -> (backend id, generation).
 //
 // Why this shape rather than rte_hash: each worker owns its table (RSS keeps
-// a flow on one queue, so one worker), so no locking or atomics are needed;
+// a flow on one queue, so one worker) and is its only writer, so no locks
+// are needed (others only read it, below: storeRelaxed);
 // the table is allocated once at start-up and never grows; and eviction is
 // ours to choose. rte_hash would need its own aging pass and a writer lock or
 // lock-free extendable buckets; neither buys anything for a single-writer
@@ -74,12 +75,17 @@ inline uint64_t keyWord(const keel_flow_key& k, size_t i) {
   return w;
 }
 
-// A table's ways are written by their worker alone but may be read by the
-// other workers (ConnTable::peek(), for ICMP errors; docs/dpdk.md). So
-// every store to a way, and every read from another thread, is a relaxed
-// atomic access of a naturally aligned word: plain moves on x86, and no data
-// race. A reader may see a way half rewritten (words of two flows); what it
-// read is only ever trusted after the same checks a hit gets.
+// A table's ways are written by their worker alone but may be read by other
+// threads (ConnTable::peek(): the other workers, for ICMP errors, and the
+// control thread, for keelctl lookup; docs/dpdk.md). So every store to a
+// way, and every read from another thread, is a relaxed atomic access of a
+// naturally aligned word: plain moves on x86, and no data race. Nothing
+// orders a way's words for such a reader: it may see a way half rewritten,
+// e.g. the key of the flow an insert is writing with the backend and
+// generation of the flow it evicts. Readers use what they read only after
+// the checks a hit gets (the backend is VALID, of this service, at that
+// generation), so the worst a torn read does is name another valid real of
+// the same service, once.
 template <typename T, typename V>
 inline void storeRelaxed(T& field, V value) {
   static_assert(sizeof(T) == sizeof(V), "a field's own width");

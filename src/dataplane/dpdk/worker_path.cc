@@ -150,9 +150,12 @@ struct Step {
 // most recently seen if several do), so the error reaches the real that
 // owns the connection as in XDP, whose one table every CPU shares. An entry
 // read there counts only under the rules of a hit (valid, this service,
-// same generation), which also covers a way read while its worker rewrote
-// it. Nothing is written: the error neither creates nor refreshes an
-// entry. Out of line (see BurstCache::fill).
+// same generation); a way read while its worker rewrote it can still name
+// another valid real of this service (storeRelaxed in conn_table.h says
+// why), which has no such connection and ignores the error. Nothing is
+// written: the error neither creates nor refreshes an entry. Each call
+// costs a table lookup per other worker, so the caller rate-limits it
+// (WorkerState::peerLookupRate). Out of line (see BurstCache::fill).
 [[gnu::noinline]] void peerEntry(const Snapshot& s, const WorkerState& w, const keel_pkt& p, uint32_t svcId,
                                  uint64_t nowNs, uint64_t idleNs, Step& step) {
   uint64_t newest = 0;
@@ -224,7 +227,8 @@ struct Step {
       ConnTable::touch(*e, nowNs);
     }
   }
-  if (!step.be && p.icmp_error && !w.peers.empty()) peerEntry(s, w, p, svc->id, nowNs, idleNs, step);
+  if (!step.be && p.icmp_error && !w.peers.empty() && keel_icmp_rate_allow(&w.peerTat, nowNs, w.peerLookupRate))
+    peerEntry(s, w, p, svc->id, nowNs, idleNs, step);
 }
 
 // Whether stage 3 will use the packet's flow hash, known before it runs: a

@@ -68,6 +68,13 @@ struct alignas(64) WorkerState {
   // the worker that holds that flow. Set once before the workers start;
   // empty with one worker and in tests that do not set it.
   std::vector<const ConnTable*> peers;
+  // Errors looked up in `peers`, at most this many a second (bursts of a
+  // twentieth; keel_icmp_rate_allow, as for too-big answers): each such
+  // lookup reads one line of every other worker's table, and errors are easy
+  // to forge. Past it an error follows the ring. Legitimate errors come once
+  // per flow and path-MTU change, far below it.
+  uint32_t peerLookupRate = 10000;
+  __u64 peerTat = 0;
   WorkerCounters counters;
   uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it gets ICMP too-big or DROP_TOO_BIG
   __u64 icmpTat = 0;  // the ICMP too-big answers' rate limit (keel_icmp_rate_allow)

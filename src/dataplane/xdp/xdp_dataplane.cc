@@ -697,32 +697,25 @@ std::optional<uint64_t> XdpDataplane::connTableEntries() {
 }
 
 std::optional<ConnEntry> XdpDataplane::findConn(const keel_flow_key& key) {
-  // The program also accepts a per-CPU flavour of the table (conntrack.h):
-  // then each CPU that saw the flow has its own value; the freshest counts.
-  const bpf_map* map = skel_->maps.conntrack;
-  const bpf_map_type type = bpf_map__type(map);
-  const bool perCpu = type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_HASH;
-  const int n = perCpu ? libbpf_num_possible_cpus() : 1;
-  if (n <= 0) return std::nullopt;
-  std::vector<keel_ct_value> values(static_cast<size_t>(n));
-  // A lookup from user space does not mark an LRU entry used.
-  if (bpf_map__lookup_elem(map, &key, sizeof key, values.data(), values.size() * sizeof values[0], 0) != 0)
-    return std::nullopt;
-  const keel_ct_value* v = &values[0];
-  for (const keel_ct_value& c : values)
-    if (c.last_seen_ns > v->last_seen_ns) v = &c;
-  if (v->last_seen_ns == 0) return std::nullopt;  // never written (another CPU's flow, per-CPU flavour)
+  // The shared table keeld creates (a per-CPU flavour, which the program
+  // would also accept, is never created: its value size differs and the
+  // lookup below fails, so nothing is found). A lookup from user space does
+  // not mark an LRU entry used.
+  keel_ct_value v{};
+  if (bpf_map__lookup_elem(skel_->maps.conntrack, &key, sizeof key, &v, sizeof v, 0) != 0) return std::nullopt;
+  if (v.last_seen_ns == 0) return std::nullopt;  // never written: a packet reads a miss (conntrack.h)
   keel_node_config node{};
   uint32_t zero = 0;
-  (void)bpf_map__lookup_elem(skel_->maps.node_config, &zero, sizeof zero, &node, sizeof node, 0);
+  if (bpf_map__lookup_elem(skel_->maps.node_config, &zero, sizeof zero, &node, sizeof node, 0) != 0)
+    return std::nullopt;  // an array's one element: cannot fail once the map exists
   const uint32_t timeoutS = key.proto == KEEL_PROTO_TCP ? node.tcp_idle_timeout_s : node.udp_idle_timeout_s;
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);  // bpf_ktime_get_ns()'s clock
   const uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
   ConnEntry e;
-  e.backendId = v->backend_id;
-  e.gen = v->gen;
-  e.idleNs = v->last_seen_ns < now ? now - v->last_seen_ns : 0;
+  e.backendId = v.backend_id;
+  e.gen = v.gen;
+  e.idleNs = v.last_seen_ns < now ? now - v.last_seen_ns : 0;
   e.expired = timeoutS != 0 && e.idleNs > uint64_t{timeoutS} * 1000000000ull;
   return e;
 }

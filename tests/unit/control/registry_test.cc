@@ -233,9 +233,6 @@ TEST_F(RegistryTest, HealthDownAndUpFollowTheOrderingRules) {
   EXPECT_FALSE(reg_.setRealHealth("nope", ip("10.0.1.11"), true).isOk());
 }
 
-// Fail-open holds the last serving real when it fails (in the ring, VALID,
-// flows kept) only while no other real serves: every change that makes one
-// serve releases it, ring first, then a new generation.
 // lookup's view of a flow's connection-table entry: the real its backend id
 // names in that service, and whether the next packet goes there by the data
 // plane's rule for a hit (VALID, this service, same generation, not
@@ -280,8 +277,31 @@ TEST_F(RegistryTest, ConnEntryNamesTheEntrysRealAndWhetherItIsKept) {
   EXPECT_EQ(v->real, ip("10.0.1.12"));
   EXPECT_FALSE(v->kept);
   EXPECT_NE(v->why.find("generation 1, now"), std::string::npos) << v->why;
+  // Removed, and its id given to a real added later: the entry names no
+  // real (not the id's new owner).
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.99")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  ASSERT_EQ(reg_.service("web")->reals[1].backendId, 1u) << "the freed id is reused";
+  v = reg_.connEntry("web", k);
+  EXPECT_FALSE(v->real) << v->real->toString();
+  EXPECT_FALSE(v->kept);
+  EXPECT_NE(v->why.find("removed"), std::string::npos) << v->why;
+  // A real held by fail-open (down, but the last one serving) keeps its flows.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  dp_.setConn(k, ConnEntry{0, reg_.service("web")->reals[0].gen, 0, false});
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());
+  ASSERT_TRUE(reg_.service("web")->reals[0].held);
+  v = reg_.connEntry("web", k);
+  EXPECT_EQ(v->real, ip("10.0.1.11"));
+  EXPECT_TRUE(v->kept) << v->why;
 }
 
+// Fail-open holds the last serving real when it fails (in the ring, VALID,
+// flows kept) only while no other real serves: every change that makes one
+// serve releases it, ring first, then a new generation.
 TEST_F(RegistryTest, HeldRealIsReleasedWhenAnUndrainedRealServes) {
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)})}));
   ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());

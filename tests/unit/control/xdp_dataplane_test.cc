@@ -322,7 +322,7 @@ TEST_F(XdpDataplaneTest, FindConnReadsAnEntryItsAgeAndExpiry) {
   ASSERT_EQ(bpf_map_update_elem(ctFd, &key, &ct, BPF_ANY), 0);
   ASSERT_TRUE(dp_->findConn(key));
   EXPECT_TRUE(dp_->findConn(key)->expired) << "3 s idle, 1 s timeout";
-  ct.last_seen_ns = 0;  // never written (a per-CPU flavour's other CPUs)
+  ct.last_seen_ns = 0;  // never written: a packet reads a miss
   ASSERT_EQ(bpf_map_update_elem(ctFd, &key, &ct, BPF_ANY), 0);
   EXPECT_FALSE(dp_->findConn(key));
   close(ctFd);

@@ -354,6 +354,17 @@ TEST_F(WorkerPathTest, AnIcmpErrorFollowsItsFlowInAnotherWorkersTable) {
   EXPECT_EQ(send(err6, 2000).backendId, 3u);
   EXPECT_EQ(other.conns.occupied(), 0u);
   EXPECT_EQ(worker_.conns.occupied(), 2u);
+  // Peer lookups are rate limited (forged errors would cost every worker's
+  // table a line each): over the limit an error follows the ring.
+  other.peerLookupRate = 1;  // one a second, bursts of one
+  other.peerTat = 0;
+  EXPECT_EQ(send(err4, 2'000'000'000).backendId, 1u);
+  EXPECT_EQ(send(err4, 2'000'000'001).backendId, 2u) << "over the limit";
+  EXPECT_EQ(send(err4, 3'000'000'001).backendId, 1u) << "a second later";
+  other.peerLookupRate = 0;
+  EXPECT_EQ(send(err4, 9'000'000'000).backendId, 2u) << "0: never";
+  other.peerLookupRate = 10000;
+  other.peerTat = 0;  // the clock of the checks below starts over
   // A peer entry idle past its protocol's timeout does not count.
   const uint64_t idle = snapshotIdleNs(*store_.current(), KEEL_PROTO_TCP);
   ASSERT_GT(idle, 0u);

@@ -258,7 +258,7 @@ int run(const std::string& path, bool detachOnExit) {
     abandon();
     return 1;
   }
-  // Scrapes run on the exposer's threads and read the loop's state only
+  // Scrapes run on the metrics server's threads and read the loop's state only
   // through a job posted to it (daemon/metrics.h).
   std::unique_ptr<MetricsServer> metrics;
   if (config.metrics.enabled) {

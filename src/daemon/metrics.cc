@@ -2,20 +2,23 @@
 #include "daemon/metrics.h"
 
 #include <prometheus/client_metric.h>
-#include <prometheus/exposer.h>
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+#include <prometheus/summary.h>
+#include <prometheus/text_serializer.h>
+#include <zlib.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <cerrno>
-#include <cstring>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <climits>
 #include <deque>
 #include <future>
 #include <iterator>
-#include <thread>
 #include <limits>
 #include <map>
 
@@ -267,6 +270,226 @@ std::vector<MetricFamily> LoopCollector::Collect() const {
 
 // ------------------------------------------------------------ server
 
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+// The text format Prometheus negotiates (and prometheus-cpp served).
+constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+// gzip (RFC 1952) of a whole body, as prometheus-cpp's Exposer did when the
+// scraper accepts it (Prometheus does): the label sets repeat from line to
+// line, so an exposition shrinks many-fold. nullopt: send it uncompressed.
+std::optional<std::string> gzip(const std::string& in) {
+  if (in.size() > UINT_MAX) return std::nullopt;
+  z_stream z{};
+  // windowBits + 16: a gzip header and trailer instead of zlib's.
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, MAX_WBITS + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return std::nullopt;
+  std::string out(deflateBound(&z, static_cast<uLong>(in.size())), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) return std::nullopt;
+  return out;
+}
+
+bool acceptsGzip(const http::request<http::string_body>& req) {
+  auto it = req.find(http::field::accept_encoding);
+  return it != req.end() && it->value().find("gzip") != beast::string_view::npos;
+}
+
+std::string listenName(const IpAddress& address, uint16_t port) {
+  std::string a = address.toString();
+  return (address.isV4() ? a : "[" + a + "]") + ":" + std::to_string(port);
+}
+
+asio::ip::address toAsio(const IpAddress& a) {
+  const auto& b = a.bytes();
+  if (a.isV4()) return asio::ip::address_v4(asio::ip::address_v4::bytes_type{b[0], b[1], b[2], b[3]});
+  asio::ip::address_v6::bytes_type v6;
+  std::copy(b.begin(), b.end(), v6.begin());
+  return asio::ip::address_v6(v6);
+}
+
+}  // namespace
+
+struct MetricsServer::State {
+  explicit State(std::shared_ptr<LoopCollector> c)
+      : io(static_cast<int>(kThreads)),
+        acceptor(io),
+        retry(io),
+        collector(std::move(c)),
+        registry(std::make_shared<prometheus::Registry>()),
+        bytes(prometheus::BuildCounter()
+                  .Name("exposer_transferred_bytes_total")
+                  .Help("Transferred bytes to metrics services")
+                  .Register(*registry)
+                  .Add({})),
+        scrapes(prometheus::BuildCounter()
+                    .Name("exposer_scrapes_total")
+                    .Help("Number of times metrics were scraped")
+                    .Register(*registry)
+                    .Add({})),
+        latencies(prometheus::BuildSummary()
+                      .Name("exposer_request_latencies")
+                      .Help("Latencies of serving scrape requests, in microseconds")
+                      .Register(*registry)
+                      .Add({}, prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}, {0.99, 0.001}})) {}
+
+  void accept();
+  // The 200 response to GET /metrics; runs the scrape (waits for the loop).
+  void scrape(const http::request<http::string_body>& req, http::response<http::string_body>& res);
+
+  // Open sessions. Before io: the sessions io's destructor frees still
+  // count themselves out.
+  std::atomic<size_t> connections{0};
+  asio::io_context io;  // destroyed after the members below, which use it
+  tcp::acceptor acceptor;
+  asio::steady_timer retry;  // accept back-off after EMFILE and the like
+  std::shared_ptr<LoopCollector> collector;
+  // The server's own series, the ones prometheus-cpp's Exposer showed.
+  std::shared_ptr<prometheus::Registry> registry;
+  prometheus::Counter& bytes;
+  prometheus::Counter& scrapes;
+  prometheus::Summary& latencies;
+};
+
+namespace {
+
+// One client connection: read a request, answer, repeat while it keeps the
+// connection alive. Exactly one operation is in flight at a time, on the
+// connection's strand; the pending operation's handler owns the session, so
+// closing the io_context (MetricsServer::stop) frees it and closes the socket.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, MetricsServer::State& state) : stream_(std::move(socket)), state_(state) {
+    ++state_.connections;
+  }
+  ~Session() { --state_.connections; }
+
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(MetricsServer::kMaxRequestHeader);
+    parser_->body_limit(MetricsServer::kMaxRequestBody);
+    // Bounds the wait for the whole next request, so a silent or trickling
+    // client is dropped after kIdleTimeout.
+    stream_.expires_after(MetricsServer::kIdleTimeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](error_code ec, size_t) { self->onRead(ec); });
+  }
+
+ private:
+  void onRead(error_code ec) {
+    if (ec && ec.category() != http::make_error_code(http::error::end_of_stream).category()) return close();
+    if (ec == http::error::end_of_stream) return close();  // the client closed between requests
+    res_.emplace();
+    if (ec) {  // malformed or too large: say so and close (the stream is out of step)
+      res_->result(ec == http::error::header_limit  ? http::status::request_header_fields_too_large
+                   : ec == http::error::body_limit ? http::status::payload_too_large
+                                                   : http::status::bad_request);
+      res_->version(11);
+      res_->keep_alive(false);
+      plain(ec.message() + "\n");
+      return write();
+    }
+    const auto& req = parser_->get();
+    res_->version(req.version());
+    res_->keep_alive(req.keep_alive());
+    beast::string_view target = req.target();
+    beast::string_view path = target.substr(0, target.find('?'));
+    if (path != "/metrics") {
+      res_->result(http::status::not_found);
+      plain("Not Found: only /metrics is served\n");
+    } else if (req.method() != http::verb::get) {
+      res_->result(http::status::method_not_allowed);
+      res_->set(http::field::allow, "GET");
+      plain("Method Not Allowed: GET only\n");
+    } else {
+      state_.scrape(req, *res_);
+    }
+    write();
+  }
+
+  void plain(std::string body) {
+    res_->set(http::field::content_type, "text/plain; charset=utf-8");
+    res_->body() = std::move(body);
+    res_->prepare_payload();
+  }
+
+  void write() {
+    stream_.expires_after(MetricsServer::kWriteTimeout);
+    http::async_write(stream_, *res_, [self = shared_from_this()](error_code ec, size_t) {
+      if (ec || !self->res_->keep_alive()) return self->close();
+      self->res_.reset();
+      self->read();
+    });
+  }
+
+  void close() {
+    error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  MetricsServer::State& state_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::response<http::string_body>> res_;
+};
+
+}  // namespace
+
+void MetricsServer::State::accept() {
+  // Each connection on a strand of its own: the server's threads may run
+  // different connections at once, never one connection's handlers at once.
+  acceptor.async_accept(asio::make_strand(io), [this](error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+    if (ec) {  // out of descriptors and the like: try again shortly, not in a busy loop
+      retry.expires_after(std::chrono::milliseconds(100));
+      retry.async_wait([this](error_code e) {
+        if (!e) accept();
+      });
+      return;
+    }
+    if (connections < kMaxConnections)
+      std::make_shared<Session>(std::move(socket), *this)->read();
+    // else: the socket closes here, before any request is read.
+    accept();
+  });
+}
+
+void MetricsServer::State::scrape(const http::request<http::string_body>& req,
+                                  http::response<http::string_body>& res) {
+  const auto start = std::chrono::steady_clock::now();
+  // The server's series first, then keeld's: the order the Exposer used.
+  std::vector<prometheus::MetricFamily> families = registry->Collect();
+  std::vector<prometheus::MetricFamily> keel = collector->Collect();
+  families.insert(families.end(), std::make_move_iterator(keel.begin()), std::make_move_iterator(keel.end()));
+  std::string body = prometheus::TextSerializer().Serialize(families);
+  res.result(http::status::ok);
+  res.set(http::field::content_type, kContentType);
+  if (std::optional<std::string> z = acceptsGzip(req) ? gzip(body) : std::nullopt) {
+    res.set(http::field::content_encoding, "gzip");
+    body = std::move(*z);
+  }
+  bytes.Increment(static_cast<double>(body.size()));
+  res.body() = std::move(body);
+  res.prepare_payload();
+  scrapes.Increment();
+  latencies.Observe(static_cast<double>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count()));
+}
+
 MetricsServer::MetricsServer(boost::asio::io_context& io, LoopCollector::Source source, std::string version,
                              std::string dataplane)
     : collector_(std::make_shared<LoopCollector>(io, std::move(source), std::move(version),
@@ -275,71 +498,37 @@ MetricsServer::MetricsServer(boost::asio::io_context& io, LoopCollector::Source 
 MetricsServer::~MetricsServer() { stop(); }
 
 Status MetricsServer::start(const IpAddress& address, uint16_t port) {
-  const std::string where = address.toString() + ":" + std::to_string(port);
-  if (!address.isV4()) return Status::error("metrics: cannot listen on " + where + ": IPv4 only");
-  // CivetWeb reports any listen failure as "null context ... Possible
-  // problem binding to port": bind a probe socket the way it will (with
-  // SO_REUSEADDR) first, so the operator reads the real reason.
-  if (port != 0) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return Status::error("metrics: socket: " + std::string(std::strerror(errno)));
-    int one = 1;
-    (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    std::memcpy(&sa.sin_addr, address.bytes().data(), 4);
-    int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    int err = errno;
-    ::close(fd);
-    if (rc != 0) return Status::error("metrics: cannot listen on " + where + ": " + std::strerror(err));
-  }
-  // 0.0.0.0 is not an address to connect to; loopback reaches it.
-  wakeAddress_ = address.toString() == "0.0.0.0" ? *IpAddress::parse("127.0.0.1") : address;
-  try {
-    // Two threads: an HA pair of Prometheus servers scrapes concurrently
-    // (each scrape then waits for its own turn on the loop).
-    exposer_ = std::make_unique<prometheus::Exposer>(where, 2);
-  } catch (const std::exception& e) {
-    return Status::error("metrics: cannot listen on " + where + ": " + e.what());
-  }
-  exposer_->RegisterCollectable(collector_);
+  const std::string where = listenName(address, port);
+  if (state_) return Status::error("metrics: cannot listen on " + where + ": already listening");
+  auto state = std::make_unique<State>(collector_);
+  const tcp::endpoint endpoint(toAsio(address), port);
+  error_code ec;
+  // The steps of acceptor's convenience constructor, one by one, so a
+  // failure names its reason instead of throwing. An IPv6 wildcard takes
+  // IPv4 too unless net.ipv6.bindv6only is set (the kernel's default).
+  state->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) state->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) state->acceptor.bind(endpoint, ec);
+  if (!ec) state->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::error("metrics: cannot listen on " + where + ": " + ec.message());
+  port_ = state->acceptor.local_endpoint().port();
+  state->accept();
+  state_ = std::move(state);
+  // One thread per concurrent scrape: a scrape holds its thread while it
+  // waits for the loop and renders; reading and writing do not.
+  for (size_t i = 0; i < kThreads; ++i) threads_.emplace_back([s = state_.get()] { s->io.run(); });
   return Status::ok();
 }
 
-int MetricsServer::port() const {
-  if (!exposer_) return 0;
-  auto ports = exposer_->GetListeningPorts();
-  return ports.empty() ? 0 : ports.front();
-}
-
 void MetricsServer::stop() {
-  collector_->stop();
-  if (!exposer_) return;
-  // CivetWeb's listener thread polls with a fixed 2 s timeout and only sees
-  // the stop flag when it wakes, so ~Exposer alone takes up to 2 s (every
-  // keeld stop would). Connecting to our own port wakes it; repeat until
-  // the destructor returns, since a connect that lands before the flag is
-  // set only makes it poll again. Each connection is closed at once, so
-  // the worker that takes it reads EOF and is free.
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(port()));
-  std::memcpy(&sa.sin_addr, wakeAddress_.bytes().data(), 4);
-  std::atomic<bool> done{false};
-  std::thread waker([&] {
-    while (!done) {
-      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd >= 0) {
-        (void)::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-        ::close(fd);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  });
-  exposer_.reset();
-  done = true;
-  waker.join();
+  collector_->stop();  // a scrape waiting for the loop returns now
+  if (!state_) return;
+  state_->io.stop();  // the threads return after the handler they are in
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  // Destroying the io_context destroys the pending handlers and with them
+  // every session, which closes its connection.
+  state_.reset();
 }
 
 }  // namespace keel

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // keeld's Prometheus endpoint (docs/metrics.md lists every metric).
 //
-// Threading. prometheus-cpp's Exposer serves HTTP on CivetWeb threads of its
-// own, while the registry, the health checker and the data plane belong to
+// Threading. MetricsServer serves HTTP (Boost.Beast) on two threads of its
+// own, running a private io_context, while the registry, the health checker and the data plane belong to
 // keeld's one io_context thread and take no locks. So a scrape never reads
 // them itself: Collect() posts a "take a snapshot" job to the loop and waits
 // for it, bounded (kCollectTimeout). The snapshot is plain data copied on
@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -35,10 +36,6 @@
 #include "control/api/control_backend.h"
 #include "control/health/health_checker.h"
 #include "dataplane/dataplane.h"
-
-namespace prometheus {
-class Exposer;
-}
 
 namespace keel {
 
@@ -63,7 +60,7 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& versi
 // the snapshot's version/dataplane) and keel_scrape_success 0 are returned.
 std::vector<prometheus::MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok = true);
 
-// The Collectable the Exposer calls from its threads.
+// The Collectable MetricsServer calls from its threads.
 class LoopCollector : public prometheus::Collectable {
  public:
   using Source = std::function<MetricsSnapshot()>;  // runs on the loop
@@ -85,28 +82,56 @@ class LoopCollector : public prometheus::Collectable {
   std::atomic<bool> stopped_{false};
 };
 
-// The HTTP endpoint: GET /metrics on one address.
+// The HTTP endpoint: GET /metrics on one address, IPv4 or IPv6.
+//
+// What a scraper sees is what prometheus-cpp's Exposer served before it:
+// text format 0.0.4, gzip when the request accepts it, the exposer_* series
+// of the server itself, 404 for other paths and 405 for other methods. It
+// also keeps HTTP/1.1 connections alive. Connections wait on the server's
+// io_context, not on a thread, so an idle or slow client holds a socket
+// only, and only until kIdleTimeout; two scrapes run at once (an HA pair of
+// Prometheus servers), a third waits for one of them.
 class MetricsServer {
  public:
+  static constexpr size_t kThreads = 2;
+  // A request (line and headers) larger than this is refused with 431;
+  // GET has no body, so any body over kMaxRequestBody is refused too.
+  static constexpr uint32_t kMaxRequestHeader = 8 * 1024;
+  static constexpr uint64_t kMaxRequestBody = 1024;
+  // How long a connection may take to send its next request, and a
+  // response to be written (a 10,000-real exposition is ~16 MB).
+  static constexpr std::chrono::seconds kIdleTimeout{30};
+  static constexpr std::chrono::seconds kWriteTimeout{60};
+  // Open connections at most; one more is closed as soon as it is
+  // accepted, so clients cannot take the descriptors the health checks and
+  // the control socket need.
+  static constexpr size_t kMaxConnections = 32;
+
   MetricsServer(boost::asio::io_context& io, LoopCollector::Source source, std::string version,
                 std::string dataplane);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
-  // Listens on address:port (IPv4; port 0 picks a free one, for tests).
-  // Error: the address and the reason ("Address already in use").
+  // Listens on address:port (port 0 picks a free one, for tests).
+  // Error: the address and the reason ("metrics: cannot listen on
+  // [::1]:9477: Address already in use"). Call once.
   Status start(const IpAddress& address, uint16_t port);
-  // The bound port (after start).
-  int port() const;
-  // Stops serving; scrapes in flight return without the loop. Call before
-  // the loop's state goes away. Idempotent; the destructor calls it.
+  // The bound port (after start; kept after stop).
+  int port() const { return port_; }
+  // Stops serving: closes the listener and every connection, and returns
+  // once the server's threads are gone; a scrape waiting for the loop is
+  // released without it (LoopCollector::stop). Call before the loop's state
+  // goes away. Idempotent; the destructor calls it.
   void stop();
+
+  struct State;  // the io_context, the listener, the exposer_* series (metrics.cc)
 
  private:
   std::shared_ptr<LoopCollector> collector_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
-  IpAddress wakeAddress_;  // where stop() connects to wake the listener
+  std::unique_ptr<State> state_;
+  std::vector<std::thread> threads_;
+  int port_ = 0;
 };
 
 }  // namespace keel

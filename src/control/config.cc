@@ -29,7 +29,8 @@ std::string_view protocolName(uint8_t proto) {
 }
 
 std::string MetricsConfig::listenAddress() const {
-  return address.toString() + ":" + std::to_string(port);
+  const std::string a = address.toString();
+  return (address.isV4() ? a : "[" + a + "]") + ":" + std::to_string(port);
 }
 
 std::string Ipv4Prefix::toString() const {
@@ -638,24 +639,28 @@ void Parser::parseMetrics(const YAML::Node& n, MetricsConfig& metrics) {
   if (auto k = child(n, "metrics", "enabled", false))
     if (auto v = choice<bool>(*k, "metrics.enabled", {{"true", true}, {"false", false}})) metrics.enabled = *v;
   if (auto k = child(n, "metrics", "address", false)) {
-    // An IPv4 literal (no names: keeld binds before any resolver is
-    // trusted). IPv4 only: Debian's CivetWeb, which prometheus-cpp serves
-    // with, is built without IPv6.
-    std::optional<std::string> s = scalar(*k, "metrics.address", "IPV4:PORT");
+    // An address literal (no names: keeld binds before any resolver is
+    // trusted), IPv6 in brackets as in a URL.
+    std::optional<std::string> s = scalar(*k, "metrics.address", "IPV4:PORT or [IPV6]:PORT");
     if (!s) return;
     size_t colon = s->rfind(':');
     std::optional<IpAddress> host;
     uint32_t port = 0;
     if (colon != std::string::npos) {
-      host = IpAddress::parse(s->substr(0, colon));
+      std::string h = s->substr(0, colon);
+      const bool bracketed = h.size() >= 2 && h.front() == '[' && h.back() == ']';
+      if (bracketed) h = h.substr(1, h.size() - 2);
+      host = IpAddress::parse(h);
+      // IPv6 only in brackets, IPv4 never: "::1:9477" would be ambiguous.
+      if (host && host->isV4() == bracketed) host.reset();
       std::string p = s->substr(colon + 1);
       auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
       if (p.empty() || ec != std::errc() || end != p.data() + p.size() || port < 1 || port > 65535)
         host.reset();
     }
-    if (!host || !host->isV4()) {
+    if (!host) {
       error(*k, "metrics.address",
-            "must be IPV4:PORT like \"127.0.0.1:9477\" (port 1..65535; IPv6 is not supported), got " +
+            "must be IPV4:PORT like \"127.0.0.1:9477\" or [IPV6]:PORT like \"[::1]:9477\" (port 1..65535), got " +
                 describe(*k));
       return;
     }

@@ -127,9 +127,9 @@ struct ControlConfig {
 // loopback only; an operator opens it to the management network.
 struct MetricsConfig {
   bool enabled = true;
-  IpAddress address = *IpAddress::parse("127.0.0.1");  // IPv4 (see parseMetrics)
+  IpAddress address = *IpAddress::parse("127.0.0.1");  // IPv4 or IPv6 (see parseMetrics)
   uint16_t port = 9477;
-  std::string listenAddress() const;  // "127.0.0.1:9477"
+  std::string listenAddress() const;  // "127.0.0.1:9477", "[::1]:9477"
   bool operator==(const MetricsConfig&) const = default;
 };
 

@@ -173,6 +173,20 @@ def test_unbindable_address_stops_startup(lab, need_keel):
     assert not attached, "keeld exited but left the balancer attached"
 
 
+def test_ipv6_address(lab, need_keel):
+    """metrics.address in brackets: keeld listens on IPv6, and `[::]` takes
+    IPv4 too (the lab's namespaces keep net.ipv6.bindv6only at 0). No
+    traffic needed, so no keel-decap."""
+    config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
+    config["metrics"] = {"address": "[::]:9477"}
+    with lab.keeld(config) as k:
+        k.wait_logged("ready")
+        assert "[::]:9477" in k.log(), k.log()  # metrics_listening names it in brackets
+        for url in ("http://[::1]:9477/metrics", URL):
+            p = lab.balancer.run(["curl", "-sS", "--fail", "--globoff", "--max-time", "10", url], timeout=15)
+            assert value(parse(p.stdout), "keel_scrape_success") == 1, url
+
+
 def test_reload_keeps_running_endpoint(keel_metrics):
     """metrics: changes need a restart: a reload says so and the endpoint
     stays where it was."""

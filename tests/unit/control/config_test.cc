@@ -449,13 +449,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"services not a list", kHead.substr(0, kHead.size() - 10) + "services: {web: 1}\n",
                 {"keel.yaml:3: services: must be a list of services, got a mapping"}},
         BadCase{"metrics address without port", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: 127.0.0.1}\n",
-                {"keel.yaml:2: metrics.address: must be IPV4:PORT like \"127.0.0.1:9477\" (port 1..65535; IPv6 is not supported), got \"127.0.0.1\""}},
+                {"keel.yaml:2: metrics.address: must be IPV4:PORT like \"127.0.0.1:9477\" or [IPV6]:PORT like \"[::1]:9477\" (port 1..65535), got \"127.0.0.1\""}},
         BadCase{"metrics address empty", "dataplane: {kind: xdp, interface: eth0}\nmetrics:\n  address: \"\"\n",
                 {"keel.yaml:3: metrics.address: must be IPV4:PORT", "got \"\""}},
         BadCase{"metrics address a host name", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"localhost:9477\"}\n",
                 {"keel.yaml:2: metrics.address: must be IPV4:PORT", "got \"localhost:9477\""}},
-        BadCase{"metrics IPv6", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"[::1]:9477\"}\n",
-                {"keel.yaml:2: metrics.address: must be IPV4:PORT", "IPv6 is not supported", "got \"[::1]:9477\""}},
+        BadCase{"metrics IPv6 without brackets", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"::1:9477\"}\n",
+                {"keel.yaml:2: metrics.address: must be IPV4:PORT", "[IPV6]:PORT", "got \"::1:9477\""}},
+        BadCase{"metrics IPv4 in brackets", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"[127.0.0.1]:9477\"}\n",
+                {"keel.yaml:2: metrics.address: must be IPV4:PORT", "got \"[127.0.0.1]:9477\""}},
+        BadCase{"metrics IPv6 port missing", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"[::1]\"}\n",
+                {"keel.yaml:2: metrics.address: must be IPV4:PORT", "got \"[::1]\""}},
         BadCase{"metrics port 0", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"127.0.0.1:0\"}\n",
                 {"keel.yaml:2: metrics.address: must be IPV4:PORT"}},
         BadCase{"metrics port too large", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"127.0.0.1:65536\"}\n",
@@ -485,6 +489,14 @@ TEST(Config, MetricsAddressAndSwitch) {
   ConfigResult any = parse("metrics: {address: \"0.0.0.0:9477\"}\n");
   ASSERT_TRUE(any.ok()) << joinErrors(any.errors);
   EXPECT_EQ(any.config->metrics.listenAddress(), "0.0.0.0:9477");
+  ConfigResult v6 = parse("metrics: {address: \"[2001:db8::2]:9100\"}\n");
+  ASSERT_TRUE(v6.ok()) << joinErrors(v6.errors);
+  EXPECT_EQ(v6.config->metrics.address.toString(), "2001:db8::2");
+  EXPECT_EQ(v6.config->metrics.port, 9100);
+  EXPECT_EQ(v6.config->metrics.listenAddress(), "[2001:db8::2]:9100");
+  ConfigResult anyV6 = parse("metrics: {address: \"[::]:9477\"}\n");
+  ASSERT_TRUE(anyV6.ok()) << joinErrors(anyV6.errors);
+  EXPECT_EQ(anyV6.config->metrics.listenAddress(), "[::]:9477");
   ConfigResult off = parse("metrics: {enabled: false}\n");
   ASSERT_TRUE(off.ok()) << joinErrors(off.errors);
   EXPECT_FALSE(off.config->metrics.enabled);

@@ -10,21 +10,9 @@ DECAP=$1
 MAN=${2:-}
 pins=$(mktemp -d)
 trap 'rm -rf "$pins"' EXIT
-fail=0
-check() {  # description, expected rc, expected output substring, args...
-  local desc=$1 want_rc=$2 want_out=$3
-  shift 3
-  local out rc
-  out=$("$DECAP" "$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want_rc" ] || [[ "$out" != *"$want_out"* ]]; then
-    echo "FAIL: $desc: rc=$rc (want $want_rc, output containing '$want_out'), output:"
-    echo "$out"
-    fail=1
-  else
-    echo "ok: $desc"
-  fi
-}
+CLI=$DECAP
+# shellcheck source=cli_check.sh
+source "$(dirname "$0")/cli_check.sh"
 
 IF=nosuchif0
 prefixes=()

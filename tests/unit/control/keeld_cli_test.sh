@@ -9,21 +9,9 @@ MAN=${2:-}
 dir=$(mktemp -d)
 # EAL keeps an (empty) runtime directory per --file-prefix.
 trap 'rm -rf "$dir" "/var/run/dpdk/keeld-cli-$$"' EXIT
-fail=0
-check() {  # description, expected rc, expected output substring, args...
-  local desc=$1 want_rc=$2 want_out=$3
-  shift 3
-  local out rc
-  out=$("$KEELD" "$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want_rc" ] || [[ "$out" != *"$want_out"* ]]; then
-    echo "FAIL: $desc: rc=$rc (want $want_rc), output:"
-    echo "$out"
-    fail=1
-  else
-    echo "ok: $desc"
-  fi
-}
+CLI=$KEELD
+# shellcheck source=cli_check.sh
+source "$(dirname "$0")/cli_check.sh"
 
 cat > "$dir/good.yaml" <<'YAML'
 dataplane: {kind: xdp, interface: lo}

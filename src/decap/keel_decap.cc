@@ -112,6 +112,9 @@ using keel::errnoText;
 class CommandLine {
  public:
   CommandLine() : app_("keel-decap: decapsulate keel's IPIP/IP6IP6 tunnels on a real server with XDP.\n"
+                       "  keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]... [--pin-root DIR]\n"
+                       "  keel-decap detach IFACE [--pin-root DIR]\n"
+                       "  keel-decap status IFACE [-o json] [--pin-root DIR]\n"
                        "See keel-decap(8), and 'keel-decap COMMAND --help' for a command's options.",
                        "keel-decap") {
     app_.require_subcommand(1, 1);

@@ -19,6 +19,7 @@ prefixes=()
 for i in $(seq 1 16); do prefixes+=(--allow-source "10.0.$i.0/24"); done
 
 check "help" 0 "attach" --help
+check "help gives the synopsis" 0 "keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]..." --help
 check "attach help lists --allow-source" 0 "--allow-source PREFIX" attach --help
 check "status help lists -o" 0 "-o FORMAT" status -h
 check "no arguments: the usage, exit 2" 2 "Usage: keel-decap" 

@@ -62,6 +62,17 @@ IpAddress IpAddress::fromV6(std::array<uint8_t, 16> b) {
 
 void IpAddress::toWords(__u32 out[4]) const { std::memcpy(out, bytes_.data(), 16); }
 
+IpAddress IpAddress::fromWords(const __u32 words[4], uint8_t family) {
+  std::array<uint8_t, 16> b{};
+  std::memcpy(b.data(), words, 16);
+  return family == KEEL_AF_INET ? fromV4({b[0], b[1], b[2], b[3]}) : fromV6(b);
+}
+
+std::string IpAddress::withPort(uint16_t port) const {
+  const std::string a = toString();
+  return (isV6() ? "[" + a + "]" : a) + ":" + std::to_string(port);
+}
+
 std::string IpAddress::toString() const {
   char buf[INET6_ADDRSTRLEN] = {};
   if (family_ == KEEL_AF_INET) {

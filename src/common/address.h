@@ -30,7 +30,12 @@ class IpAddress {
   const std::array<uint8_t, 16>& bytes() const { return bytes_; }
   // The data-plane layout (include/keel/flow.h): 4 words of raw bytes.
   void toWords(__u32 out[4]) const;
+  // Back from that layout: family KEEL_AF_INET reads the first 4 bytes,
+  // any other value all 16 as IPv6 (callers check the family first).
+  static IpAddress fromWords(const __u32 words[4], uint8_t family);
   std::string toString() const;
+  // "ADDR:PORT", an IPv6 address in brackets ("[::1]:9477"), as in a URL.
+  std::string withPort(uint16_t port) const;
 
   auto operator<=>(const IpAddress&) const = default;
 

@@ -28,10 +28,7 @@ std::string_view protocolName(uint8_t proto) {
   return proto == KEEL_PROTO_TCP ? "tcp" : proto == KEEL_PROTO_UDP ? "udp" : "?";
 }
 
-std::string MetricsConfig::listenAddress() const {
-  const std::string a = address.toString();
-  return (address.isV4() ? a : "[" + a + "]") + ":" + std::to_string(port);
-}
+std::string MetricsConfig::listenAddress() const { return address.withPort(port); }
 
 std::string Ipv4Prefix::toString() const {
   return address.toString() + "/" + std::to_string(length);

@@ -466,11 +466,6 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
   // the generation its previous owner's conntrack entries hold.
   for (size_t id = 0; id < programmed.backends.size(); ++id) backendGen_[id] = programmed.backends[id].gen;
 
-  auto toAddress = [](const __u32 words[4], uint8_t family) {
-    std::array<uint8_t, 16> b{};
-    std::memcpy(b.data(), words, 16);
-    return family == KEEL_AF_INET ? IpAddress::fromV4({b[0], b[1], b[2], b[3]}) : IpAddress::fromV6(b);
-  };
   // Backend ids per owner service (slots never written have family 0).
   std::map<ServiceId, std::vector<BackendId>> owned;
   for (BackendId id = 0; id < programmed.backends.size(); ++id)
@@ -482,7 +477,7 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
     if (value.id >= maxServices || !seenIds.insert(value.id).second)
       return Status::error("adopt: pinned service id " + std::to_string(value.id) +
                            " is out of range or used twice");
-    const IpAddress vip = toAddress(key.vip, key.family);
+    const IpAddress vip = IpAddress::fromWords(key.vip, key.family);
     const uint16_t port = ntohs(key.port);
     const ServiceConfig* cfg = nullptr;
     for (const ServiceConfig& c : config.services)
@@ -495,7 +490,7 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
       std::optional<BackendId> best;
       for (BackendId id : owned[value.id]) {
         const keel_backend& b = programmed.backends[id];
-        if (taken.count(id) || toAddress(b.addr, b.family) != addr) continue;
+        if (taken.count(id) || IpAddress::fromWords(b.addr, b.family) != addr) continue;
         const bool valid = b.flags & KEEL_BE_F_VALID;
         if (!best || (valid && !(programmed.backends[*best].flags & KEEL_BE_F_VALID))) best = id;
       }
@@ -528,7 +523,7 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
     for (BackendId id : owned[value.id]) {
       const keel_backend& b = programmed.backends[id];
       if (taken.count(id) || !(b.flags & KEEL_BE_F_VALID)) continue;
-      const IpAddress addr = toAddress(b.addr, b.family);
+      const IpAddress addr = IpAddress::fromWords(b.addr, b.family);
       if (state.reals.count(addr)) continue;
       taken[id] = true;
       RealState& real = state.reals[addr];
@@ -552,7 +547,7 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
     services_.emplace(name, std::move(state));
   }
   for (const keel_vip_key& k : programmed.vips) {
-    const IpAddress vip = toAddress(k.addr, k.family);
+    const IpAddress vip = IpAddress::fromWords(k.addr, k.family);
     if (vipRefs_.try_emplace(vip, 0).second) pendingUnusedVips_.push_back(vip);
   }
   // Every free id reads 0, as it would had it been released by this keeld.

@@ -75,21 +75,10 @@ std::string parsePrefix(const std::string& text, keel_decap_prefix* out) {
 // "ADDR/LEN" of a prefix as the program holds it (host bits cleared), so
 // attach and status describe the list in the same words.
 std::string prefixText(const keel_decap_prefix& p) {
-  std::array<uint8_t, 16> a{};
-  std::array<uint8_t, 16> m{};
-  std::memcpy(a.data(), p.addr, 16);
-  std::memcpy(m.data(), p.mask, 16);
+  if (p.family != KEEL_AF_INET && p.family != KEEL_AF_INET6) return "?(family " + std::to_string(p.family) + ")";
   int len = 0;
-  for (uint8_t b : m) len += __builtin_popcount(b);
-  keel::IpAddress addr;
-  if (p.family == KEEL_AF_INET) {
-    addr = keel::IpAddress::fromV4({a[0], a[1], a[2], a[3]});
-  } else if (p.family == KEEL_AF_INET6) {
-    addr = keel::IpAddress::fromV6(a);
-  } else {
-    return "?(family " + std::to_string(p.family) + ")";
-  }
-  return addr.toString() + "/" + std::to_string(len);
+  for (__u32 w : p.mask) len += __builtin_popcount(w);
+  return keel::IpAddress::fromWords(p.addr, p.family).toString() + "/" + std::to_string(len);
 }
 
 // "any source" or "sources A/N, B/M": what attach prints and status repeats.

@@ -20,10 +20,7 @@
 namespace keel::test {
 
 inline IpAddress addressFromWords(const __u32 words[4], uint8_t family) {
-  std::array<uint8_t, 16> b{};
-  std::memcpy(b.data(), words, 16);
-  if (family == KEEL_AF_INET) return IpAddress::fromV4({b[0], b[1], b[2], b[3]});
-  return IpAddress::fromV6(b);
+  return IpAddress::fromWords(words, family);
 }
 
 class MockDataplane : public Dataplane {

@@ -22,6 +22,7 @@
 #include <limits>
 #include <map>
 
+#include "common/asio_address.h"
 #include "control/config.h"
 #include "daemon/daemon_backend.h"
 
@@ -307,19 +308,6 @@ bool acceptsGzip(const http::request<http::string_body>& req) {
   return it != req.end() && it->value().find("gzip") != beast::string_view::npos;
 }
 
-std::string listenName(const IpAddress& address, uint16_t port) {
-  std::string a = address.toString();
-  return (address.isV4() ? a : "[" + a + "]") + ":" + std::to_string(port);
-}
-
-asio::ip::address toAsio(const IpAddress& a) {
-  const auto& b = a.bytes();
-  if (a.isV4()) return asio::ip::address_v4(asio::ip::address_v4::bytes_type{b[0], b[1], b[2], b[3]});
-  asio::ip::address_v6::bytes_type v6;
-  std::copy(b.begin(), b.end(), v6.begin());
-  return asio::ip::address_v6(v6);
-}
-
 }  // namespace
 
 struct MetricsServer::State {
@@ -498,7 +486,7 @@ MetricsServer::MetricsServer(boost::asio::io_context& io, LoopCollector::Source 
 MetricsServer::~MetricsServer() { stop(); }
 
 Status MetricsServer::start(const IpAddress& address, uint16_t port) {
-  const std::string where = listenName(address, port);
+  const std::string where = address.withPort(port);
   if (state_) return Status::error("metrics: cannot listen on " + where + ": already listening");
   auto state = std::make_unique<State>(collector_);
   const tcp::endpoint endpoint(toAsio(address), port);

@@ -7,17 +7,6 @@ namespace keel::health_detail {
 
 namespace asio = boost::asio;
 
-asio::ip::address toAsio(const IpAddress& a) {
-  if (a.isV4()) {
-    asio::ip::address_v4::bytes_type b;
-    std::copy_n(a.bytes().begin(), 4, b.begin());
-    return asio::ip::address_v4(b);
-  }
-  asio::ip::address_v6::bytes_type b;
-  std::copy_n(a.bytes().begin(), 16, b.begin());
-  return asio::ip::address_v6(b);
-}
-
 std::shared_ptr<const ProbeConfig> makeProbeConfig(const HealthTarget& target) {
   auto c = std::make_shared<ProbeConfig>();
   c->spec = target.spec;

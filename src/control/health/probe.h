@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "common/asio_address.h"
 #include "control/health/health_spec.h"
 
 namespace keel::health_detail {
@@ -30,7 +31,6 @@ struct ProbeConfig {
 };
 
 std::shared_ptr<const ProbeConfig> makeProbeConfig(const HealthTarget& target);
-boost::asio::ip::address toAsio(const IpAddress& a);
 
 // "Connection refused" -> "connection refused": reasons read as one phrase.
 std::string describe(const boost::system::error_code& ec);

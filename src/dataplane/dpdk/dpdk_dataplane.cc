@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/clock.h"
 #include "dataplane/dpdk/dpdk_dataplane.h"
 
 #include <rte_cycles.h>
@@ -10,8 +11,6 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
-
-#include <time.h>
 
 #include <atomic>
 #include <cstring>
@@ -422,11 +421,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
   // The workers' clock: TSC-derived nanoseconds, read once per burst.
   uint64_t workerNowNs() const { return static_cast<uint64_t>((rte_rdtsc() * nsPerTsc_) >> 32); }
-  static uint64_t wallNowNs() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-  }
+  static uint64_t wallNowNs() { return clockNs(CLOCK_REALTIME); }
 
   static int workerMain(void* arg) {
     auto* w = static_cast<Worker*>(arg);

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/clock.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 
 #include <bpf/bpf.h>
@@ -709,9 +710,7 @@ std::optional<ConnEntry> XdpDataplane::findConn(const keel_flow_key& key) {
   if (bpf_map__lookup_elem(skel_->maps.node_config, &zero, sizeof zero, &node, sizeof node, 0) != 0)
     return std::nullopt;  // an array's one element: cannot fail once the map exists
   const uint32_t timeoutS = key.proto == KEEL_PROTO_TCP ? node.tcp_idle_timeout_s : node.udp_idle_timeout_s;
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // bpf_ktime_get_ns()'s clock
-  const uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  const uint64_t now = clockNs(CLOCK_MONOTONIC);  // bpf_ktime_get_ns()'s clock
   ConnEntry e;
   e.backendId = v.backend_id;
   e.gen = v.gen;

@@ -38,6 +38,14 @@ inline bool usable(const BackendSlot* slot, uint32_t svcId) {
   return slot && (slot->be.flags & KEEL_BE_F_VALID) && slot->be.service_id == svcId;
 }
 
+// The backend a connection-table entry sends a packet of service svcId to,
+// or null: the rule for a hit (maps_abi.h), usable and still at the
+// generation the entry was picked with.
+inline const BackendSlot* entryBackend(const Snapshot& s, const keel_ct_value& v, uint32_t svcId) {
+  const BackendSlot* slot = snapshotBackend(s, v.backend_id);
+  return usable(slot, svcId) && slot->be.gen == v.gen ? slot : nullptr;
+}
+
 // The VIP check and service lookup of the last packet, reused by the next
 // one if it has the same destination (address, family, port, protocol).
 // It lives for one processBurst() call, never longer: one burst sees one
@@ -162,8 +170,8 @@ struct Step {
   for (const ConnTable* t : w.peers) {
     keel_ct_value v;
     if (!t->peek(p.key, nowNs, idleNs, &v) || v.last_seen_ns <= newest) continue;
-    const BackendSlot* cand = snapshotBackend(s, v.backend_id);
-    if (!usable(cand, svcId) || cand->be.gen != v.gen) continue;
+    const BackendSlot* cand = entryBackend(s, v, svcId);
+    if (!cand) continue;
     newest = v.last_seen_ns;
     step.be = cand;
     step.beId = v.backend_id;
@@ -220,8 +228,7 @@ struct Step {
   step.haveFlowHash = false;
   const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
   if (keel_ct_value* e = w.conns.find(p.key, parsed.connHash, nowNs, idleNs)) {
-    const BackendSlot* cand = snapshotBackend(s, e->backend_id);
-    if (usable(cand, svc->id) && cand->be.gen == e->gen) {
+    if (const BackendSlot* cand = entryBackend(s, *e, svc->id)) {
       step.be = cand;
       step.beId = e->backend_id;
       ConnTable::touch(*e, nowNs);

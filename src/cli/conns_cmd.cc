@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// keelctl conns [SERVICE] [--real ADDR] [--client ADDR] [--limit N]
+// keelctl conns [SERVICE] [--real ADDR] [--client ADDR] [--limit N | --count]
 #include <iostream>
 #include <memory>
 
@@ -11,6 +11,7 @@ namespace {
 
 struct ConnsArgs {
   std::string service, real, client, limit;
+  bool count = false;
 };
 
 // "3s", "2m05s", "1h02m": an entry's idle time, as ipvsadm -Lnc shows its
@@ -36,17 +37,30 @@ void defineConns(CLI::App& noun, Context& ctx) {
   noun.add_option("SERVICE", a->service, "only this service's flows");
   noun.add_option("--real", a->real, "only entries that name this real");
   noun.add_option("--client", a->client, "only flows from this client address");
-  noun.add_option("--limit", a->limit, "list at most N entries (1..100000, default 1000); all are counted");
+  CLI::Option* limit =
+      noun.add_option("--limit", a->limit, "list at most N entries (0..10000, default 1000); all are counted");
+  noun.add_flag("--count", a->count, "no entries: how many each real has, kept and not")->excludes(limit);
   noun.callback([&ctx, a] {
     json p = json::object();
     if (!a->service.empty()) p["service"] = a->service;
     if (!a->real.empty()) p["real"] = a->real;
     if (!a->client.empty()) p["client_address"] = a->client;
     if (!a->limit.empty()) p["limit"] = numberOrString(a->limit);
+    if (a->count) p["limit"] = 0;
     auto r = ctx.call("conn.list", p);
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     const json& j = *r;
+    if (a->count) {
+      Table t({false, false, true, true});
+      t.row({"Service", "Real", "Kept", "NotKept"});
+      for (const json& n : j["counts"])
+        t.row({n["service"].is_null() ? "-" : str(n["service"]), n["real"].is_null() ? "-" : str(n["real"]),
+               str(n["kept"]), str(n["not_kept"])});
+      std::cout << t.render() << j["matched"].get<uint64_t>() << " matching of " << j["scanned"].get<uint64_t>()
+                << " in the connection table\n";
+      return;
+    }
     bool workers = false;
     for (const json& c : j["connections"]) workers = workers || c.contains("worker");
     std::vector<bool> right = {false, false, false, false, false, true, false};
@@ -65,15 +79,14 @@ void defineConns(CLI::App& noun, Context& ctx) {
           c["service"].is_null() ? "-" : str(c["service"]),
           c["real"].is_null() ? "-" : str(c["real"]),
           idleText(c["idle_ms"].get<uint64_t>()),
-          c["kept"].get<bool>() ? "kept" : "not kept: " + str(c["why"])};
+          str(c["state"])};
       if (workers) row.insert(row.end() - 1, c.contains("worker") ? str(c["worker"]) : "-");
       t.row(std::move(row));
     }
-    t.fitLastColumn(outputWidth(), 12);
     std::cout << t.render();
     const uint64_t listed = j["connections"].size(), matched = j["matched"].get<uint64_t>();
     std::cout << listed << (listed == 1 ? " entry" : " entries");
-    if (matched > listed) std::cout << " of " << matched << " (--limit)";
+    if (matched > listed) std::cout << " of " << matched << " matching (--limit " << listed << ")";
     std::cout << ", " << j["scanned"].get<uint64_t>() << " in the connection table\n";
   });
 }

@@ -8,6 +8,9 @@
 #include <functional>
 #include <set>
 #include <tuple>
+#include <map>
+#include <string_view>
+#include <unordered_map>
 
 #include "common/logging.h"
 #include "control/maglev/maglev.h"
@@ -629,41 +632,74 @@ std::optional<IpAddress> Registry::ringSlotReal(const std::string& service, uint
   return std::nullopt;
 }
 
+// Each real of a service by its backend id, for reading entries: the
+// backend ids a scan meets are looked up here rather than by walking the
+// service's reals once per entry.
+struct Registry::RealIndex {
+  struct Real {
+    const IpAddress* addr;
+    const RealState* state;
+  };
+  std::unordered_map<BackendId, Real> byId;
+  explicit RealIndex(const ServiceState& s) {
+    for (const auto& [addr, r] : s.reals) byId.emplace(r.id, Real{&addr, &r});
+  }
+};
+
 std::optional<ConnView> Registry::connEntry(const std::string& service, const keel_flow_key& key) {
   auto sit = services_.find(service);
   if (sit == services_.end()) return std::nullopt;
   const std::optional<ConnEntry> e = dataplane_.findConn(key);
   if (!e) return std::nullopt;
-  return viewOfEntry(sit->second, *e);
+  ConnView v = readEntry(RealIndex(sit->second), *e);
+  v.why = whyText(v.state, *e);
+  return v;
 }
 
-ConnView Registry::viewOfEntry(const ServiceState& state, const ConnEntry& e) const {
+ConnView Registry::readEntry(const RealIndex& reals, const ConnEntry& e) const {
   ConnView v;
   v.idleNs = e.idleNs;
-  const RealState* real = nullptr;
-  for (const auto& [addr, r] : state.reals)
-    if (r.id == e.backendId && e.gen >= r.firstGen) {
-      v.real = addr;
-      real = &r;
-    }
   // The same checks, in the same order, as a packet's (lb_ct_lookup, the
   // DPDK worker's lookup): what the backend record holds is what
   // writeBackend()/invalidateBackend() wrote from this state. An entry older
   // than its id's current owner names a real that is gone (the id was
   // reused, allocateBackend); its generation check fails as well.
-  if (!real)
-    v.why = "its real is no real of this service now (removed; backend id " + std::to_string(e.backendId) +
-            ", generation " + std::to_string(e.gen) + ")";
-  else if (!(real->healthy || real->held))
-    v.why = "its real is down";
-  else if (backendGen_[real->id] != e.gen)
-    v.why = "its real was down or removed since (generation " + std::to_string(e.gen) + ", now " +
-            std::to_string(backendGen_[real->id]) + ")";
+  auto it = reals.byId.find(e.backendId);
+  if (it == reals.byId.end() || e.gen < it->second.state->firstGen) {
+    v.state = ConnState::kRemoved;
+    return v;
+  }
+  const RealState& real = *it->second.state;
+  v.real = *it->second.addr;
+  if (!(real.healthy || real.held))
+    v.state = ConnState::kDown;
+  else if (backendGen_[real.id] != e.gen)
+    v.state = ConnState::kStale;
   else if (e.expired)
-    v.why = "it is idle past the protocol's idle timeout";
+    v.state = ConnState::kIdle;
   else
-    v.kept = true;
+    v.state = ConnState::kKept;
   return v;
+}
+
+std::string Registry::whyText(ConnState state, const ConnEntry& e) const {
+  switch (state) {
+    case ConnState::kKept:
+      return "";
+    case ConnState::kNoService:
+      return "no service has this VIP, port and protocol now";
+    case ConnState::kRemoved:
+      return "its real is no real of this service now (removed; backend id " + std::to_string(e.backendId) +
+             ", generation " + std::to_string(e.gen) + ")";
+    case ConnState::kDown:
+      return "its real is down";
+    case ConnState::kStale:
+      return "its real was down or removed since (generation " + std::to_string(e.gen) + ", now " +
+             std::to_string(e.backendId < backendGen_.size() ? backendGen_[e.backendId] : 0) + ")";
+    case ConnState::kIdle:
+      return "it is idle past the protocol's idle timeout";
+  }
+  return "";
 }
 
 Status Registry::connList(const ConnQuery& query, ConnList* out) {
@@ -671,34 +707,80 @@ Status Registry::connList(const ConnQuery& query, ConnList* out) {
   if (query.service && !services_.count(*query.service))
     return Status::error("service " + *query.service + ": no such service");
   // A flow's service, by its destination as the data planes match it: the
-  // exact (VIP, port, protocol) first, then the VIP's port-0 service.
-  using Dest = std::tuple<IpAddress, uint16_t, uint8_t>;
-  std::map<Dest, const std::pair<const std::string, ServiceState>*> byDest;
-  for (const auto& entry : services_) {
-    const ServiceConfig& c = entry.second.config;
-    byDest.emplace(Dest{c.vip, c.port, c.protocol}, &entry);
+  // exact (VIP, port, protocol) first, then the VIP's port-0 service. Built
+  // once per call, with each service's reals by id: the scan may visit a
+  // million entries, each looked up here.
+  struct Dest {
+    uint32_t addr[4];
+    uint16_t port;  // host order
+    uint8_t proto, family;
+    bool operator==(const Dest&) const = default;
+  };
+  struct DestHash {
+    size_t operator()(const Dest& d) const {
+      return std::hash<std::string_view>()(std::string_view(reinterpret_cast<const char*>(&d), sizeof d));
+    }
+  };
+  struct Svc {
+    const std::string* name;
+    RealIndex reals;
+  };
+  std::vector<Svc> svcs;
+  svcs.reserve(services_.size());
+  std::unordered_map<Dest, const Svc*, DestHash> byDest;
+  for (const auto& [name, state] : services_) svcs.push_back(Svc{&name, RealIndex(state)});
+  for (const Svc& svc : svcs) {
+    const ServiceConfig& c = services_.at(*svc.name).config;
+    Dest d{};
+    c.vip.toWords(d.addr);
+    d.port = c.port;
+    d.proto = c.protocol;
+    d.family = c.vip.family();
+    byDest.emplace(d, &svc);
   }
   ConnList list;
+  static const std::string kNoService;
+  std::map<std::pair<const std::string*, std::optional<IpAddress>>, ConnCount> counts;
   Status scan = dataplane_.scanConns([&](const keel_flow_key& key, const ConnEntry& e, int worker) {
     ++list.scanned;
-    const IpAddress vip = IpAddress::fromWords(key.dst, key.family);
-    auto it = byDest.find(Dest{vip, ntohs(key.dport), key.proto});
-    if (it == byDest.end()) it = byDest.find(Dest{vip, 0, key.proto});
-    const auto* svc = it == byDest.end() ? nullptr : it->second;
-    if (query.service && (!svc || svc->first != *query.service)) return;
+    Dest d{};
+    std::memcpy(d.addr, key.dst, sizeof d.addr);
+    d.port = ntohs(key.dport);
+    d.proto = key.proto;
+    d.family = key.family;
+    const Svc* svc = nullptr;
+    if (auto it = byDest.find(d); it != byDest.end()) {
+      svc = it->second;
+    } else {
+      d.port = 0;
+      if (auto p0 = byDest.find(d); p0 != byDest.end()) svc = p0->second;
+    }
+    if (query.service && (!svc || *svc->name != *query.service)) return;
     if (query.client && IpAddress::fromWords(key.src, key.family) != *query.client) return;
     ConnView view;
     if (svc) {
-      view = viewOfEntry(svc->second, e);
+      view = readEntry(svc->reals, e);
     } else {
       view.idleNs = e.idleNs;
-      view.why = "no service has this VIP, port and protocol now";
+      view.state = ConnState::kNoService;
     }
     if (query.real && view.real != query.real) return;
+    const std::string& name = svc ? *svc->name : kNoService;
+    ConnCount& n = counts[{&name, view.real}];
+    ++(view.kept() ? n.kept : n.notKept);
     if (++list.matched > query.limit) return;
-    list.conns.push_back(ConnListed{key, svc ? svc->first : std::string(), std::move(view), worker});
+    view.why = whyText(view.state, e);
+    list.conns.push_back(ConnListed{key, name, std::move(view), worker});
   });
   if (!scan) return scan;
+  for (auto& [where, n] : counts) {
+    n.service = *where.first;
+    n.real = where.second;
+    list.counts.push_back(std::move(n));
+  }
+  std::sort(list.counts.begin(), list.counts.end(), [](const ConnCount& a, const ConnCount& b) {
+    return std::tie(a.service, a.real) < std::tie(b.service, b.real);
+  });
   *out = std::move(list);
   return Status::ok();
 }

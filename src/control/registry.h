@@ -131,7 +131,8 @@ class Registry {
   // The connection-table entries the query selects (Dataplane::scanConns),
   // each with the service its destination belongs to now (a VIP, port and
   // protocol; a port-0 service takes the ports no other one has) and read
-  // as connEntry() reads one. An unknown query.service, or a scan the
+  // as connEntry() reads one, and every selected entry counted by service
+  // and real (ConnList::counts). An unknown query.service, or a scan the
   // data plane fails, is an error (*out is then empty).
   Status connList(const ConnQuery& query, ConnList* out);
 
@@ -169,8 +170,12 @@ class Registry {
     // data-plane state unsure.
     bool rewrite = false;
   };
-  // connEntry()'s reading of entry e of a flow of `state`.
-  ConnView viewOfEntry(const ServiceState& state, const ConnEntry& e) const;
+  // connEntry()'s and connList()'s reading of entry e of a flow of a
+  // service whose reals `reals` indexes; why stays empty (whyText()).
+  struct RealIndex;
+  ConnView readEntry(const RealIndex& reals, const ConnEntry& e) const;
+  // A state in words, with entry e's details.
+  std::string whyText(ConnState state, const ConnEntry& e) const;
   // Dense ids, lowest free first, so tables stay compact and ids are reused.
   class IdPool {
    public:

@@ -87,11 +87,36 @@ using ConnVisitor = std::function<void(const keel_flow_key& key, const ConnEntry
 
 // A flow's entry as the registry reads it (Registry::connEntry): its real,
 // and whether the next packet of the flow goes there.
+// Whether a flow's next packet goes to its entry's real (kKept, the rules
+// of a hit in include/keel/maps_abi.h), or why it is picked from the ring
+// instead, in the order a packet's checks find it.
+enum class ConnState : uint8_t {
+  kKept,
+  kNoService,  // no service has the flow's VIP, port and protocol now (conn.list only)
+  kRemoved,    // the entry's backend id is no real of the service now
+  kDown,       // its real is down (not VALID)
+  kStale,      // its real was down or removed since the entry was written (another generation)
+  kIdle,       // the entry is idle past its protocol's timeout
+};
+// The API's and keelctl's name of a state.
+inline const char* connStateName(ConnState s) {
+  switch (s) {
+    case ConnState::kKept: return "kept";
+    case ConnState::kNoService: return "no_service";
+    case ConnState::kRemoved: return "removed";
+    case ConnState::kDown: return "down";
+    case ConnState::kStale: return "stale";
+    case ConnState::kIdle: return "idle";
+  }
+  return "?";
+}
+
 struct ConnView {
-  std::optional<IpAddress> real;  // the entry's real; none if its backend id is no real of the service now
-  bool kept = false;              // the next packet goes to `real` (the rules of a hit, include/keel/maps_abi.h)
-  std::string why;                // when !kept: why the next packet is picked from the ring instead
-  uint64_t idleNs = 0;            // ConnEntry::idleNs
+  std::optional<IpAddress> real;          // the entry's real; none if its backend id is no real of the service now
+  ConnState state = ConnState::kKept;
+  std::string why;                        // when not kept: the state in words, with its details
+  uint64_t idleNs = 0;                    // ConnEntry::idleNs
+  bool kept() const { return state == ConnState::kKept; }
 };
 
 // Which entries keelctl conns asks for (Registry::connList); each filter
@@ -100,7 +125,7 @@ struct ConnQuery {
   std::optional<std::string> service;  // flows to this service's VIP, port and protocol
   std::optional<IpAddress> real;       // entries naming this real
   std::optional<IpAddress> client;     // flows from this client address
-  size_t limit = 1000;                 // entries listed at most; all are counted
+  size_t limit = 1000;                 // entries listed at most (0: none); all are counted
 };
 
 // One listed entry: its flow, the service its destination is now (empty:
@@ -112,8 +137,18 @@ struct ConnListed {
   int worker = -1;  // ConnVisitor's
 };
 
+// The entries the query selects, counted by service and real (ipvsadm's
+// active connections per real): how many are kept, how many not.
+struct ConnCount {
+  std::string service;            // empty: no service has the flows' destination now
+  std::optional<IpAddress> real;  // none: the entries name no real of the service
+  uint64_t kept = 0;
+  uint64_t notKept = 0;
+};
+
 struct ConnList {
   std::vector<ConnListed> conns;  // the first `limit` matches, in table order
+  std::vector<ConnCount> counts;  // every match, by service then real
   uint64_t scanned = 0;           // entries read
   uint64_t matched = 0;           // entries the query selects, listed or not
 };

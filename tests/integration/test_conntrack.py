@@ -75,7 +75,8 @@ def test_weight_change_keeps_established(keel_web, forwarding, family):
             assert out["connection"]["real"] == getattr(owner, f"v{family}") and out["connection"]["kept"], out
         # `keelctl conns` lists every open flow's entry with the real that
         # answers it, and --real selects exactly that real's flows.
-        listed = json.loads(keeld.keelctl("-o", "json", "conns", "web").stdout)
+        listed = json.loads(keeld.keelctl("-o", "json", "conns", "web", "--limit", "10000").stdout)
+        assert not listed["truncated"], listed["matched"]
         entries = {(c["client_address"], c["client_port"]): c for c in listed["connections"]}
         for i, s in enumerate(conns):
             src, sport = s.getsockname()[:2]
@@ -87,6 +88,12 @@ def test_weight_change_keeps_established(keel_web, forwarding, family):
         want = {s.getsockname()[:2] for s, b in zip(conns, before) if b == before[0]}
         assert {(c["client_address"], c["client_port"]) for c in mine} >= want, mine
         assert all(c["real"] == one for c in mine), mine
+        # --count: each real's entries, kept; at least its open flows.
+        counts = json.loads(keeld.keelctl("-o", "json", "conns", "web", "--count").stdout)["counts"]
+        for name in set(before):
+            addr = getattr(lab.real_by_name(name), f"v{family}")
+            n = next((c for c in counts if c["real"] == addr), None)
+            assert n and n["kept"] >= before.count(name), (name, counts)
         fresh = lab.flows("tcp", lab.vip(family), PORT, count=N_CONN)
         served(fresh)
         predicted = lab.model_pick(new_svc, fresh)

@@ -96,9 +96,10 @@ json drainReason(const RealSnapshot& r) {
 // A flow's connection-table entry as lookup and conn.list show it.
 json connJson(const ConnView& c) {
   json conn{{"real", c.real ? json(c.real->toString()) : json(nullptr)},
-            {"kept", c.kept},
+            {"kept", c.kept()},
+            {"state", connStateName(c.state)},
             {"idle_ms", c.idleNs / 1000000}};
-  if (!c.kept) conn["why"] = c.why;
+  if (!c.kept()) conn["why"] = c.why;
   return conn;
 }
 
@@ -467,7 +468,14 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     if (Status s = backend_.connList(*p.value, &list); !s) return fail({code::kFailed, s.message(), "", {}});
     json conns = json::array();
     for (const ConnListed& c : list.conns) conns.push_back(connListedJson(c));
+    json counts = json::array();
+    for (const ConnCount& n : list.counts)
+      counts.push_back(json{{"service", n.service.empty() ? json(nullptr) : json(n.service)},
+                            {"real", n.real ? json(n.real->toString()) : json(nullptr)},
+                            {"kept", n.kept},
+                            {"not_kept", n.notKept}});
     return good(json{{"connections", std::move(conns)},
+                     {"counts", std::move(counts)},
                      {"scanned", list.scanned},
                      {"matched", list.matched},
                      {"truncated", list.matched > list.conns.size()}});

@@ -419,7 +419,7 @@ Parsed<ConnQuery> parseConnList(const json& params) {
   q.service = f.serviceName("service", false);
   q.real = f.address("real", false);
   q.client = f.address("client_address", false);
-  if (auto n = f.integer("limit", false, 1, kConnListMax)) q.limit = static_cast<size_t>(*n);
+  if (auto n = f.integer("limit", false, 0, kConnListMax)) q.limit = static_cast<size_t>(*n);
   return finish(f, std::move(q));
 }
 

@@ -48,7 +48,9 @@ struct LookupRequest {
 };
 
 // conn.list: the filters of a ConnQuery and its limit.
-inline constexpr size_t kConnListMax = 100000;  // entries one reply lists at most
+// Entries one conn.list reply lists at most: ~250 bytes of JSON each, and
+// the reply is built whole on keeld's one thread.
+inline constexpr size_t kConnListMax = 10000;
 Parsed<ConnQuery> parseConnList(const nlohmann::json& params);
 
 Parsed<NoParams> parseNoParams(const nlohmann::json& params);

@@ -376,16 +376,16 @@ TEST_F(DispatcherTest, LookupShowsTheFlowsConnectionEntry) {
   want.family = IpAddress::parse("10.0.0.1")->family();
   EXPECT_EQ(std::memcmp(&fake_.lastConnKey, &want, sizeof want), 0);
 
-  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), true, "", 3'200'000'000};
+  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 3'200'000'000};
   r = call(ask);
-  EXPECT_EQ(r["result"]["connection"], (json{{"real", "10.0.0.6"}, {"kept", true}, {"idle_ms", 3200}}));
-  fake_.conns["web"] = ConnView{std::nullopt, false, "its backend id 9 is no real of this service now (removed)", 0};
+  EXPECT_EQ(r["result"]["connection"], (json{{"real", "10.0.0.6"}, {"kept", true}, {"state", "kept"}, {"idle_ms", 3200}}));
+  fake_.conns["web"] = ConnView{std::nullopt, ConnState::kRemoved, "its backend id 9 is no real of this service now (removed)", 0};
   for (auto& real : fake_.services[0].reals) real.draining = true;
   FakeBackend::refresh(fake_.services[0]);
   r = call(ask);
   EXPECT_TRUE(r["result"]["real"].is_null());
   EXPECT_EQ(r["result"]["connection"],
-            (json{{"real", nullptr}, {"kept", false}, {"idle_ms", 0},
+            (json{{"real", nullptr}, {"kept", false}, {"state", "removed"}, {"idle_ms", 0},
                   {"why", "its backend id 9 is no real of this service now (removed)"}}));
 }
 
@@ -401,13 +401,14 @@ TEST_F(DispatcherTest, ConnListShowsEntriesAndPassesItsFilters) {
   c.key.proto = KEEL_PROTO_TCP;
   c.key.family = KEEL_AF_INET;
   c.service = "web";
-  c.view = ConnView{*IpAddress::parse("10.0.0.6"), true, "", 3'200'000'000};
+  c.view = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 3'200'000'000};
   c.worker = 1;
   ConnListed orphan = c;
   orphan.service.clear();
-  orphan.view = ConnView{std::nullopt, false, "no service has this VIP, port and protocol now", 0};
+  orphan.view = ConnView{std::nullopt, ConnState::kNoService, "no service has this VIP, port and protocol now", 0};
   orphan.worker = -1;
   fake_.connListResult.conns = {c, orphan};
+  fake_.connListResult.counts = {ConnCount{"web", IpAddress::parse("10.0.0.6"), 2, 0}, ConnCount{"", std::nullopt, 0, 1}};
   fake_.connListResult.scanned = 10;
   fake_.connListResult.matched = 3;
   json r = call(R"({"id":1,"method":"conn.list","params":{"service":"web","real":"10.0.0.6","client_address":"192.0.2.1","limit":2}})");
@@ -420,11 +421,14 @@ TEST_F(DispatcherTest, ConnListShowsEntriesAndPassesItsFilters) {
   EXPECT_EQ(r["result"],
             (json{{"connections",
                    {{{"service", "web"}, {"protocol", "tcp"}, {"client_address", "192.0.2.1"}, {"client_port", 5555},
-                     {"vip", "10.0.0.1"}, {"port", 80}, {"real", "10.0.0.6"}, {"kept", true}, {"idle_ms", 3200},
-                     {"worker", 1}},
+                     {"vip", "10.0.0.1"}, {"port", 80}, {"real", "10.0.0.6"}, {"kept", true}, {"state", "kept"},
+                     {"idle_ms", 3200}, {"worker", 1}},
                     {{"service", nullptr}, {"protocol", "tcp"}, {"client_address", "192.0.2.1"}, {"client_port", 5555},
-                     {"vip", "10.0.0.1"}, {"port", 80}, {"real", nullptr}, {"kept", false}, {"idle_ms", 0},
-                     {"why", "no service has this VIP, port and protocol now"}}}},
+                     {"vip", "10.0.0.1"}, {"port", 80}, {"real", nullptr}, {"kept", false}, {"state", "no_service"},
+                     {"idle_ms", 0}, {"why", "no service has this VIP, port and protocol now"}}}},
+                  {"counts",
+                   {{{"service", "web"}, {"real", "10.0.0.6"}, {"kept", 2}, {"not_kept", 0}},
+                    {{"service", nullptr}, {"real", nullptr}, {"kept", 0}, {"not_kept", 1}}}},
                   {"scanned", 10},
                   {"matched", 3},
                   {"truncated", true}}));
@@ -438,8 +442,8 @@ TEST_F(DispatcherTest, ConnListShowsEntriesAndPassesItsFilters) {
       {R"({"service":"nope"})", "params.service"},
       {R"({"real":"10.0.0"})", "params.real"},
       {R"({"client_address":7})", "params.client_address"},
-      {R"({"limit":0})", "params.limit"},
-      {R"({"limit":100001})", "params.limit"},
+      {R"({"limit":-1})", "params.limit"},
+      {R"({"limit":10001})", "params.limit"},
       {R"({"limit":"all"})", "params.limit"},
       {R"({"worker":1})", "params.worker"},
   };

@@ -280,10 +280,10 @@ TEST_F(KeelctlTest, ConnsListsTheEntries) {
   c.key.proto = KEEL_PROTO_TCP;
   c.key.family = KEEL_AF_INET;
   c.service = "web";
-  c.view = ConnView{*IpAddress::parse("10.0.0.6"), true, "", 125'000'000'000};
+  c.view = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 125'000'000'000};
   ConnListed down = c;
   down.key.sport = htons(6000);
-  down.view = ConnView{*IpAddress::parse("10.0.0.5"), false, "its real is down", 2'000};
+  down.view = ConnView{*IpAddress::parse("10.0.0.5"), ConnState::kDown, "its real is down", 2'000};
   fake_.connListResult.conns = {c, down};
   fake_.connListResult.scanned = 7;
   fake_.connListResult.matched = 2;
@@ -292,7 +292,7 @@ TEST_F(KeelctlTest, ConnsListsTheEntries) {
   EXPECT_EQ(ct.out,
             "Prot  Client          Destination  Service  Real       Idle  State\n"
             "TCP   192.0.2.1:5555  10.0.0.1:80  web      10.0.0.6  2m05s  kept\n"
-            "TCP   192.0.2.1:6000  10.0.0.1:80  web      10.0.0.5     0s  not kept: its real is down\n"
+            "TCP   192.0.2.1:6000  10.0.0.1:80  web      10.0.0.5     0s  down\n"
             "2 entries, 7 in the connection table\n");
   EXPECT_EQ(fake_.lastConnQuery->service, "web");
   EXPECT_EQ(fake_.lastConnQuery->real, IpAddress::parse("10.0.0.6"));
@@ -303,11 +303,23 @@ TEST_F(KeelctlTest, ConnsListsTheEntries) {
   EXPECT_EQ(ct.out,
             "Prot  Client          Destination  Service  Real       Idle  Worker  State\n"
             "TCP   192.0.2.1:5555  10.0.0.1:80  web      10.0.0.6  2m05s       1  kept\n"
-            "1 entry of 4 (--limit), 7 in the connection table\n");
+            "1 entry of 4 matching (--limit 1), 7 in the connection table\n");
   EXPECT_EQ(fake_.lastConnQuery->limit, 1u);
   CliRun cj = keelctl({"-o", "json", "conns", "--client", "192.0.2.1"});
   ASSERT_EQ(cj.rc, 0) << cj.err;
   EXPECT_EQ(json::parse(cj.out)["connections"][0]["worker"], 1);
+  // --count: no entries asked for, the counts by service and real.
+  fake_.connListResult.counts = {ConnCount{"web", IpAddress::parse("10.0.0.6"), 12, 1},
+                                 ConnCount{"", std::nullopt, 0, 3}};
+  ct = keelctl({"conns", "--count"});
+  ASSERT_EQ(ct.rc, 0) << ct.err;
+  EXPECT_EQ(fake_.lastConnQuery->limit, 0u);
+  EXPECT_EQ(ct.out,
+            "Service  Real      Kept  NotKept\n"
+            "web      10.0.0.6    12        1\n"
+            "-        -            0        3\n"
+            "4 matching of 7 in the connection table\n");
+  EXPECT_EQ(keelctl({"conns", "--count", "--limit", "5"}).rc, 2) << "--count lists nothing: no --limit";
   CliRun cbad = keelctl({"conns", "--limit", "lots"});
   EXPECT_EQ(cbad.rc, 1);
   EXPECT_NE(cbad.err.find("params.limit"), std::string::npos) << cbad.err;
@@ -333,11 +345,11 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   EXPECT_NE(lt.out.find(")\n  connection table: no entry (a new flow: its first packet takes the ring's pick)\n"),
             std::string::npos)
       << lt.out;
-  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), true, "", 3'200'000'000};
+  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 3'200'000'000};
   lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
   EXPECT_NE(lt.out.find("\n  connection table: 10.0.0.6, idle 3 s: the flow's packets go there\n"), std::string::npos)
       << lt.out;
-  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), false, "its real is down", 0};
+  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kDown, "its real is down", 0};
   lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
   EXPECT_NE(lt.out.find("\n  connection table: 10.0.0.6, idle 0 s, not kept (its real is down): its next packet "
                         "takes the ring's pick\n"),

@@ -247,35 +247,35 @@ TEST_F(RegistryTest, ConnEntryNamesTheEntrysRealAndWhetherItIsKept) {
   std::optional<ConnView> v = reg_.connEntry("web", k);
   ASSERT_TRUE(v);
   EXPECT_EQ(v->real, ip("10.0.1.12"));
-  EXPECT_TRUE(v->kept) << v->why;
+  EXPECT_TRUE(v->kept()) << v->why;
   EXPECT_EQ(v->idleNs, 2'500'000'000u);
   EXPECT_FALSE(reg_.connEntry("nope", k)) << "no such service";
   // Backend 1 is not one of dns's reals: the entry names none there.
   v = reg_.connEntry("dns", k);
   ASSERT_TRUE(v);
   EXPECT_FALSE(v->real);
-  EXPECT_FALSE(v->kept);
+  EXPECT_FALSE(v->kept());
   EXPECT_NE(v->why.find("no real of this service"), std::string::npos) << v->why;
   // Drained: out of the ring, the entry still kept.
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)}),
                   service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
-  EXPECT_TRUE(reg_.connEntry("web", k)->kept);
+  EXPECT_TRUE(reg_.connEntry("web", k)->kept());
   // Expired in the data plane.
   dp_.setConn(k, ConnEntry{1, 1, 2'500'000'000, true});
   v = reg_.connEntry("web", k);
-  EXPECT_FALSE(v->kept);
+  EXPECT_FALSE(v->kept());
   EXPECT_NE(v->why.find("idle past"), std::string::npos) << v->why;
   dp_.setConn(k, ConnEntry{1, 1, 0, false});
   // Down: not VALID.
   ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
   v = reg_.connEntry("web", k);
-  EXPECT_FALSE(v->kept);
+  EXPECT_FALSE(v->kept());
   EXPECT_EQ(v->why, "its real is down");
   // Up again at a new generation: the old entry is stale.
   ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());
   v = reg_.connEntry("web", k);
   EXPECT_EQ(v->real, ip("10.0.1.12"));
-  EXPECT_FALSE(v->kept);
+  EXPECT_FALSE(v->kept());
   EXPECT_NE(v->why.find("generation 1, now"), std::string::npos) << v->why;
   // Removed, and its id given to a real added later: the entry names no
   // real (not the id's new owner).
@@ -286,7 +286,7 @@ TEST_F(RegistryTest, ConnEntryNamesTheEntrysRealAndWhetherItIsKept) {
   ASSERT_EQ(reg_.service("web")->reals[1].backendId, 1u) << "the freed id is reused";
   v = reg_.connEntry("web", k);
   EXPECT_FALSE(v->real) << v->real->toString();
-  EXPECT_FALSE(v->kept);
+  EXPECT_FALSE(v->kept());
   EXPECT_NE(v->why.find("removed"), std::string::npos) << v->why;
   // A real held by fail-open (down, but the last one serving) keeps its flows.
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")}),
@@ -296,7 +296,7 @@ TEST_F(RegistryTest, ConnEntryNamesTheEntrysRealAndWhetherItIsKept) {
   ASSERT_TRUE(reg_.service("web")->reals[0].held);
   v = reg_.connEntry("web", k);
   EXPECT_EQ(v->real, ip("10.0.1.11"));
-  EXPECT_TRUE(v->kept) << v->why;
+  EXPECT_TRUE(v->kept()) << v->why;
 }
 
 // keelctl conns: every entry of the table, each with the service its
@@ -341,20 +341,34 @@ TEST_F(RegistryTest, ConnListResolvesEachEntrysServiceAndFilters) {
   EXPECT_EQ(l.scanned, 5u);
   EXPECT_EQ(l.matched, 5u);
   EXPECT_EQ(services(l), (std::multiset<std::string>{"web", "web", "any", "dns", ""}));
+  // Every match counted by service, then real (sorted), kept or not.
+  auto countsOf = [](const ConnList& cl) {
+    std::vector<std::tuple<std::string, std::string, uint64_t, uint64_t>> out;
+    for (const ConnCount& n : cl.counts)
+      out.emplace_back(n.service, n.real ? n.real->toString() : "-", n.kept, n.notKept);
+    return out;
+  };
+  EXPECT_EQ(countsOf(l), (std::vector<std::tuple<std::string, std::string, uint64_t, uint64_t>>{
+                             {"", "-", 0, 1},
+                             {"any", "10.0.3.1", 1, 0},
+                             {"dns", "10.0.2.1", 0, 1},
+                             {"web", "10.0.1.11", 1, 0},
+                             {"web", "10.0.1.12", 1, 0}}));
   for (const ConnListed& c : l.conns) {
     EXPECT_EQ(c.worker, 1);
     if (std::memcmp(&c.key, &webB, sizeof webB) == 0) {
       EXPECT_EQ(c.view.real, ip("10.0.1.12"));
-      EXPECT_TRUE(c.view.kept) << c.view.why;
+      EXPECT_TRUE(c.view.kept()) << c.view.why;
       EXPECT_EQ(c.view.idleNs, 2'000'000'000u);
     } else if (c.service == "any") {
       EXPECT_EQ(c.view.real, ip("10.0.3.1"));
     } else if (c.service == "dns") {
-      EXPECT_FALSE(c.view.kept);
+      EXPECT_EQ(c.view.state, ConnState::kIdle);
+      EXPECT_FALSE(c.view.kept());
       EXPECT_NE(c.view.why.find("idle past"), std::string::npos) << c.view.why;
     } else if (c.service.empty()) {
       EXPECT_FALSE(c.view.real);
-      EXPECT_FALSE(c.view.kept);
+      EXPECT_FALSE(c.view.kept());
       EXPECT_NE(c.view.why.find("no service"), std::string::npos) << c.view.why;
     }
   }
@@ -376,6 +390,12 @@ TEST_F(RegistryTest, ConnListResolvesEachEntrysServiceAndFilters) {
   ASSERT_TRUE(reg_.connList(q, &l).isOk());
   EXPECT_EQ(l.conns.size(), 1u);
   EXPECT_EQ(l.matched, 2u) << "the limit cuts the list, not the count";
+  q.limit = 0;
+  ASSERT_TRUE(reg_.connList(q, &l).isOk());
+  EXPECT_TRUE(l.conns.empty());
+  EXPECT_EQ(countsOf(l), (std::vector<std::tuple<std::string, std::string, uint64_t, uint64_t>>{
+                             {"any", "10.0.3.1", 1, 0}, {"web", "10.0.1.11", 1, 0}}))
+      << "counted all the same";
 
   // A drained real's entries stay kept; a down real's are not (10.0.1.13
   // serves, so fail-open holds no real).
@@ -388,8 +408,8 @@ TEST_F(RegistryTest, ConnListResolvesEachEntrysServiceAndFilters) {
   ASSERT_TRUE(reg_.connList(q, &l).isOk());
   ASSERT_EQ(l.conns.size(), 2u);
   for (const ConnListed& c : l.conns) {
-    if (c.view.real == ip("10.0.1.11")) EXPECT_TRUE(c.view.kept) << c.view.why;
-    else EXPECT_EQ(c.view.why, "its real is down");
+    if (c.view.real == ip("10.0.1.11")) EXPECT_TRUE(c.view.kept()) << c.view.why;
+    else EXPECT_EQ(c.view.why, "its real is down") << connStateName(c.view.state);
   }
 
   q.service = "nope";

@@ -90,9 +90,6 @@ uint32_t worstBucket(const ConnTable& t, uint32_t n, uint32_t buckets, KeyOf key
   return *std::max_element(load.begin(), load.end());
 }
 
-// 4,096 keys into 1,024 buckets: 4 a bucket on average; a uniform hash
-// gives a worst bucket around 11, so 16 fails a hash that ignores the field
-// varied (every key in one bucket) or mixes it poorly, not a good one.
 // scan() (keelctl conns, from the control thread): every occupied way of
 // both families once, with its full flow key and value, as forEach() (the
 // owner's walk) sees them; empty ways are skipped.
@@ -130,6 +127,9 @@ TEST(ConnTableScan, VisitsEveryOccupiedWayOfBothFamiliesAsForEachDoes) {
   EXPECT_EQ(found, scanned.size());
 }
 
+// 4,096 keys into 1,024 buckets: 4 a bucket on average; a uniform hash
+// gives a worst bucket around 11, so 16 fails a hash that ignores the field
+// varied (every key in one bucket) or mixes it poorly, not a good one.
 TEST(ConnTableHash, SpreadsKeysThatDifferInOneFieldOnly) {
   const ConnTable t(4, kHeapConnMemory, 42);
   EXPECT_LE(worstBucket(t, 4096, 1024, [](uint32_t i) { return key4(static_cast<uint16_t>(i)); }), 16u);

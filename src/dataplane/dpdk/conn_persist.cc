@@ -26,6 +26,14 @@ RealKey realKey(uint32_t serviceId, uint8_t family, const uint32_t addr[4]) {
   return {serviceId, family, {addr[0], addr[1], addr[2], addr[3]}};
 }
 
+// A digest of a flow key for restoreConns to sort entries by: a compare
+// then rarely reads the keys themselves, scattered over the file's records.
+uint64_t flowDigest(const keel_flow_key& k) {
+  uint64_t h = 0;
+  for (size_t i = 0; i < sizeof k / 8; ++i) h = (h ^ keyWord(k, i)) * 0x9e3779b97f4a7c15ull;
+  return h ^ (h >> 29);
+}
+
 }  // namespace
 
 SavedConns exportConns(const Snapshot& snap, const std::vector<const ConnTable*>& tables, uint64_t nowNs,
@@ -332,6 +340,7 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
   constexpr uint32_t kAll = UINT32_MAX;
   struct Entry {
     const ConnRecord* r;
+    uint64_t digest;  // flowDigest(r->flow)
     uint32_t table;
     uint32_t backendId;
     uint32_t gen;
@@ -363,16 +372,18 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
       continue;
     }
     if (!rep.copiedToAll && r.worker >= tables.size()) continue;  // decodeConns refuses such files
-    entries.push_back(Entry{&r, rep.copiedToAll ? kAll : r.worker, it->second, slot->be.gen, age});
+    entries.push_back(Entry{&r, flowDigest(r.flow), rep.copiedToAll ? kAll : r.worker, it->second, slot->be.gen, age});
   }
 
   // One entry per flow and table, the most recently seen: a table holds a
   // flow once, and an older copy inserted after it would age it.
   auto sameSlot = [](const Entry& a, const Entry& b) {
-    return a.table == b.table && std::memcmp(&a.r->flow, &b.r->flow, sizeof a.r->flow) == 0;
+    return a.table == b.table && a.digest == b.digest &&
+           std::memcmp(&a.r->flow, &b.r->flow, sizeof a.r->flow) == 0;
   };
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     if (a.table != b.table) return a.table < b.table;
+    if (a.digest != b.digest) return a.digest < b.digest;
     if (int c = std::memcmp(&a.r->flow, &b.r->flow, sizeof a.r->flow); c != 0) return c < 0;
     return a.age < b.age;
   });
@@ -383,7 +394,10 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
   // Least recently seen first: an insert into a full bucket evicts its
   // least recently seen way, so where a bucket overflows the entries that
   // stay are its most recently seen, whatever order the file had.
-  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.age > b.age; });
+  // (Ties by digest, for one order whatever the sort does with equals.)
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.age != b.age ? a.age > b.age : a.digest < b.digest;
+  });
   auto forTables = [&](const Entry& e, auto&& f) {
     if (e.table == kAll) {
       for (ConnTable* t : tables) f(*t);

@@ -181,6 +181,7 @@ class NullDataplane final : public keel::Dataplane {
   keel::DataplaneStats readCounters(uint32_t, uint32_t) override { return {}; }
   std::optional<uint64_t> connTableEntries() override { return std::nullopt; }
   std::optional<keel::ConnEntry> findConn(const keel_flow_key&) override { return std::nullopt; }
+  keel::Status scanConns(const keel::ConnVisitor&) override { return keel::Status::ok(); }
 };
 
 // The reconfiguration cases against one data plane.

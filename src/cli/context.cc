@@ -2,6 +2,7 @@
 #include "cli/context.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -62,6 +63,11 @@ std::string endpoint(const std::string& address, uint64_t port) {
   std::string p = port == 0 ? "*" : std::to_string(port);
   if (address.find(':') != std::string::npos) return "[" + address + "]:" + p;
   return address + ":" + p;
+}
+
+std::string upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
 }
 
 std::string str(const json& v) {

@@ -50,6 +50,7 @@ void defineReal(CLI::App&, Context&);
 void defineHealth(CLI::App&, Context&);
 void defineStats(CLI::App&, Context&);
 void defineLookup(CLI::App&, Context&);
+void defineConns(CLI::App&, Context&);
 void defineConfig(CLI::App&, Context&);
 void defineDaemon(CLI::App&, Context&);
 
@@ -94,5 +95,6 @@ std::string truncated(std::string s, size_t max);
 size_t outputWidth();
 
 std::string str(const json& v);  // a JSON scalar as text ("" for null)
+std::string upper(std::string s);  // ASCII upper case ("tcp" -> "TCP")
 
 }  // namespace keel::cli

@@ -18,6 +18,7 @@ const Noun kNouns[] = {
     {"health", "show health-check state", keel::cli::defineHealth},
     {"stats", "show packet and byte counters", keel::cli::defineStats},
     {"lookup", "predict which real a new flow goes to", keel::cli::defineLookup},
+    {"conns", "list the connection table's entries", keel::cli::defineConns},
     {"config", "check a config file, reload the daemon's", keel::cli::defineConfig},
     {"daemon", "stop keeld", keel::cli::defineDaemon},
 };

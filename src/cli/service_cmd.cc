@@ -11,11 +11,6 @@ namespace keel::cli {
 
 namespace {
 
-std::string upper(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // ipvsadm -Ln --stats style: a service line, then one "->" line per real.
 std::string serviceTable(const json& services) {
   Table t({false, false, false, false, false, true, true});

@@ -634,11 +634,15 @@ std::optional<ConnView> Registry::connEntry(const std::string& service, const ke
   if (sit == services_.end()) return std::nullopt;
   const std::optional<ConnEntry> e = dataplane_.findConn(key);
   if (!e) return std::nullopt;
+  return viewOfEntry(sit->second, *e);
+}
+
+ConnView Registry::viewOfEntry(const ServiceState& state, const ConnEntry& e) const {
   ConnView v;
-  v.idleNs = e->idleNs;
+  v.idleNs = e.idleNs;
   const RealState* real = nullptr;
-  for (const auto& [addr, r] : sit->second.reals)
-    if (r.id == e->backendId && e->gen >= r.firstGen) {
+  for (const auto& [addr, r] : state.reals)
+    if (r.id == e.backendId && e.gen >= r.firstGen) {
       v.real = addr;
       real = &r;
     }
@@ -648,18 +652,55 @@ std::optional<ConnView> Registry::connEntry(const std::string& service, const ke
   // than its id's current owner names a real that is gone (the id was
   // reused, allocateBackend); its generation check fails as well.
   if (!real)
-    v.why = "its real is no real of this service now (removed; backend id " + std::to_string(e->backendId) +
-            ", generation " + std::to_string(e->gen) + ")";
+    v.why = "its real is no real of this service now (removed; backend id " + std::to_string(e.backendId) +
+            ", generation " + std::to_string(e.gen) + ")";
   else if (!(real->healthy || real->held))
     v.why = "its real is down";
-  else if (backendGen_[real->id] != e->gen)
-    v.why = "its real was down or removed since (generation " + std::to_string(e->gen) + ", now " +
+  else if (backendGen_[real->id] != e.gen)
+    v.why = "its real was down or removed since (generation " + std::to_string(e.gen) + ", now " +
             std::to_string(backendGen_[real->id]) + ")";
-  else if (e->expired)
+  else if (e.expired)
     v.why = "it is idle past the protocol's idle timeout";
   else
     v.kept = true;
   return v;
+}
+
+Status Registry::connList(const ConnQuery& query, ConnList* out) {
+  *out = ConnList{};
+  if (query.service && !services_.count(*query.service))
+    return Status::error("service " + *query.service + ": no such service");
+  // A flow's service, by its destination as the data planes match it: the
+  // exact (VIP, port, protocol) first, then the VIP's port-0 service.
+  using Dest = std::tuple<IpAddress, uint16_t, uint8_t>;
+  std::map<Dest, const std::pair<const std::string, ServiceState>*> byDest;
+  for (const auto& entry : services_) {
+    const ServiceConfig& c = entry.second.config;
+    byDest.emplace(Dest{c.vip, c.port, c.protocol}, &entry);
+  }
+  ConnList list;
+  Status scan = dataplane_.scanConns([&](const keel_flow_key& key, const ConnEntry& e, int worker) {
+    ++list.scanned;
+    const IpAddress vip = IpAddress::fromWords(key.dst, key.family);
+    auto it = byDest.find(Dest{vip, ntohs(key.dport), key.proto});
+    if (it == byDest.end()) it = byDest.find(Dest{vip, 0, key.proto});
+    const auto* svc = it == byDest.end() ? nullptr : it->second;
+    if (query.service && (!svc || svc->first != *query.service)) return;
+    if (query.client && IpAddress::fromWords(key.src, key.family) != *query.client) return;
+    ConnView view;
+    if (svc) {
+      view = viewOfEntry(svc->second, e);
+    } else {
+      view.idleNs = e.idleNs;
+      view.why = "no service has this VIP, port and protocol now";
+    }
+    if (query.real && view.real != query.real) return;
+    if (++list.matched > query.limit) return;
+    list.conns.push_back(ConnListed{key, svc ? svc->first : std::string(), std::move(view), worker});
+  });
+  if (!scan) return scan;
+  *out = std::move(list);
+  return Status::ok();
 }
 
 ServiceView Registry::viewOf(const std::string& name, const ServiceState& state) const {

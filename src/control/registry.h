@@ -128,6 +128,12 @@ class Registry {
   // the backend is VALID, belongs to the service and has the entry's
   // generation, and the entry is not idle past its timeout.
   std::optional<ConnView> connEntry(const std::string& service, const keel_flow_key& key);
+  // The connection-table entries the query selects (Dataplane::scanConns),
+  // each with the service its destination belongs to now (a VIP, port and
+  // protocol; a port-0 service takes the ports no other one has) and read
+  // as connEntry() reads one. An unknown query.service, or a scan the
+  // data plane fails, is an error (*out is then empty).
+  Status connList(const ConnQuery& query, ConnList* out);
 
   std::vector<ServiceView> services() const;  // sorted by name
   std::optional<ServiceView> service(const std::string& name) const;  // nullopt: no such service
@@ -163,6 +169,8 @@ class Registry {
     // data-plane state unsure.
     bool rewrite = false;
   };
+  // connEntry()'s reading of entry e of a flow of `state`.
+  ConnView viewOfEntry(const ServiceState& state, const ConnEntry& e) const;
   // Dense ids, lowest free first, so tables stay compact and ids are reused.
   class IdPool {
    public:

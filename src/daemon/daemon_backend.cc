@@ -777,6 +777,8 @@ std::optional<ConnView> DaemonBackend::connEntry(const std::string& service, con
   return registry_.connEntry(service, key);
 }
 
+Status DaemonBackend::connList(const ConnQuery& query, ConnList* out) { return registry_.connList(query, out); }
+
 api::StatsSnapshot DaemonBackend::servicesAndGlobalStats() {
   RegistryStats stats = registry_.readStats(/*withConnTable=*/true);
   api::StatsSnapshot out;

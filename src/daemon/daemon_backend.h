@@ -103,6 +103,7 @@ class DaemonBackend : public api::ControlBackend {
   std::vector<api::ServiceSnapshot> serviceStates(const std::optional<std::string>& only) override;
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override;
   std::optional<ConnView> connEntry(const std::string& service, const keel_flow_key& key) override;
+  Status connList(const ConnQuery& query, ConnList* out) override;
   api::StatsSnapshot servicesAndGlobalStats() override;
   api::Result addService(const api::ServiceAddRequest& request) override;
   api::Result removeService(const std::string& name) override;

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -79,6 +80,11 @@ struct ConnEntry {
   bool expired = false;  // idle past its protocol's timeout: the next packet is picked from the ring
 };
 
+// One entry of a whole-table scan (Dataplane::scanConns): the flow's key,
+// its entry, and on DPDK the worker whose table holds it (-1 on XDP, whose
+// one table every CPU shares). Called once per occupied entry.
+using ConnVisitor = std::function<void(const keel_flow_key& key, const ConnEntry& entry, int worker)>;
+
 // A flow's entry as the registry reads it (Registry::connEntry): its real,
 // and whether the next packet of the flow goes there.
 struct ConnView {
@@ -86,6 +92,30 @@ struct ConnView {
   bool kept = false;              // the next packet goes to `real` (the rules of a hit, include/keel/maps_abi.h)
   std::string why;                // when !kept: why the next packet is picked from the ring instead
   uint64_t idleNs = 0;            // ConnEntry::idleNs
+};
+
+// Which entries keelctl conns asks for (Registry::connList); each filter
+// left unset selects every entry.
+struct ConnQuery {
+  std::optional<std::string> service;  // flows to this service's VIP, port and protocol
+  std::optional<IpAddress> real;       // entries naming this real
+  std::optional<IpAddress> client;     // flows from this client address
+  size_t limit = 1000;                 // entries listed at most; all are counted
+};
+
+// One listed entry: its flow, the service its destination is now (empty:
+// none), and the entry as the registry reads it.
+struct ConnListed {
+  keel_flow_key key{};
+  std::string service;
+  ConnView view;
+  int worker = -1;  // ConnVisitor's
+};
+
+struct ConnList {
+  std::vector<ConnListed> conns;  // the first `limit` matches, in table order
+  uint64_t scanned = 0;           // entries read
+  uint64_t matched = 0;           // entries the query selects, listed or not
 };
 
 // What a data plane already holds when a restarted keeld adopts it (the XDP
@@ -156,6 +186,14 @@ class Dataplane {
   // while the workers run. Nothing is written: the entry's age and place in
   // the LRU stay as they were.
   virtual std::optional<ConnEntry> findConn(const keel_flow_key& key) = 0;
+  // Every connection-table entry, as findConn() would find it, visited once
+  // each (keelctl conns). XDP reads the shared map in batches; DPDK walks
+  // every worker's table with the reads findConn() uses, so a flow held by
+  // two workers' tables is visited twice, once per worker. Safe while
+  // packets flow: an entry written during the scan may or may not be seen.
+  // A walk of the whole table (megabytes at the default size), on the
+  // control thread: for an operator's command, never for a scrape.
+  virtual Status scanConns(const ConnVisitor& visit) = 0;
 
  protected:
   // resetCounters' work, for an id resetCounters checked is below its limit.

@@ -8,7 +8,9 @@
 //
 // The XDP attachment is a bpf_link pinned at PIN_ROOT/IFACE/link (default
 // /sys/fs/bpf/keel-decap), so this process can exit and a later process can
-// detach it or read the counters pinned beside it (PIN_ROOT/IFACE/stats).
+// detach it or read what is pinned beside it: the counters (stats), the
+// program (prog) and its read-only data (prog_rodata, the --allow-source
+// list), through which status reads the list without CAP_SYS_ADMIN.
 #include <CLI/CLI.hpp>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -23,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,13 @@
 namespace {
 
 constexpr const char* kDefaultPinRoot = "/sys/fs/bpf/keel-decap";
+// The pins of one attachment, in PIN_ROOT/IFACE, in the order attach makes
+// them. link keeps the program attached; stats are its counters; prog and
+// prog_rodata let status reach the program's .rodata (the --allow-source
+// list) through files, because opening a program or map by id needs
+// CAP_SYS_ADMIN (keel-decap@.service lacks it). keeld pins its own program
+// the same way, under the same names.
+constexpr const char* kPins[] = {"link", "stats", "prog", "prog_rodata"};
 const char* const kReasonNames[] = {KEEL_DECAP_REASON_NAMES};
 
 struct Args {
@@ -274,11 +284,20 @@ int attach(const Args& a) {
     result = "mkdir " + a.pinRoot + ": " + errnoText(errno);
   } else if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     result = "mkdir " + dir + ": " + errnoText(errno);
-  } else if (bpf_obj_pin(linkFd, (dir + "/link").c_str()) != 0) {
-    result = "pin " + dir + "/link: " + errnoText(errno);
-  } else if (bpf_obj_pin(bpf_map__fd(skel->maps.decap_stats), (dir + "/stats").c_str()) != 0) {
-    result = "pin " + dir + "/stats: " + errnoText(errno);
-    unlink((dir + "/link").c_str());
+  } else {
+    // There is no link pin (checked above), so anything here belongs to no
+    // attachment: an older keel-decap's detach removed only link and stats.
+    for (const char* name : kPins) unlink((dir + "/" + name).c_str());
+    const int fds[] = {linkFd, bpf_map__fd(skel->maps.decap_stats), bpf_program__fd(skel->progs.decap),
+                       bpf_map__fd(skel->maps.rodata)};
+    static_assert(std::size(fds) == std::size(kPins));
+    for (size_t i = 0; i < std::size(kPins) && result.empty(); i++) {
+      const std::string path = dir + "/" + kPins[i];
+      if (bpf_obj_pin(fds[i], path.c_str()) != 0) {
+        result = "pin " + path + ": " + errnoText(errno);
+        for (size_t j = 0; j < i; j++) unlink((dir + "/" + kPins[j]).c_str());
+      }
+    }
   }
   if (!result.empty()) {
     // Closing the only link fd detaches again: nothing is left behind.
@@ -301,57 +320,119 @@ int detach(const Args& a) {
   if (link.get() < 0) return fail("not attached to " + a.iface + " by keel-decap (no " + dir + "/link)");
   int rc = bpf_link_detach(link.get());
   if (rc) return fail("detach from " + a.iface + ": " + errnoText(errno));
-  unlink((dir + "/link").c_str());
-  unlink((dir + "/stats").c_str());
+  for (const char* name : kPins) unlink((dir + "/" + name).c_str());
   rmdir(dir.c_str());
   std::printf("keel-decap: detached from %s\n", a.iface.c_str());
   return 0;
 }
 
-// The --allow-source list the attached program was loaded with. It is fixed
-// in the program's .rodata (keel_decap_allow, keel_decap_allow_n), so it is
-// read back from the kernel: program -> its maps -> the one named "*.rodata"
-// -> value 0. Empty string on success, else why it cannot be read (opening a
-// program or map by id needs CAP_SYS_ADMIN, which keel-decap@.service lacks).
-std::string readAllow(__u32 progId, std::vector<keel_decap_prefix>* out) {
+using Rodata = keel_decap::keel_decap__rodata;
+
+// A program's id and the ids of the maps it uses, from an fd we hold (this
+// needs no CAP_SYS_ADMIN; opening the program by id does). Empty string on
+// success, else why not.
+std::string progMaps(int fd, const std::string& where, __u32* id, std::vector<__u32>* mapIds) {
+  bpf_prog_info pinfo{};
+  __u32 len = sizeof pinfo;
+  if (bpf_obj_get_info_by_fd(fd, &pinfo, &len)) return "read " + where + ": " + errnoText(errno);
+  mapIds->assign(pinfo.nr_map_ids, 0);
+  pinfo = bpf_prog_info{};
+  pinfo.nr_map_ids = static_cast<__u32>(mapIds->size());
+  pinfo.map_ids = reinterpret_cast<__u64>(mapIds->data());
+  len = sizeof pinfo;
+  if (bpf_obj_get_info_by_fd(fd, &pinfo, &len)) return "read " + where + "'s maps: " + errnoText(errno);
+  mapIds->resize(std::min<size_t>(mapIds->size(), pinfo.nr_map_ids));
+  *id = pinfo.id;
+  return "";
+}
+
+bool isRodata(const bpf_map_info& info) {
+  const std::string name = info.name;
+  return name.size() >= 7 && name.compare(name.size() - 7, 7, ".rodata") == 0;
+}
+
+// The list in a keel-decap program's .rodata map (fd, described by info):
+// keel_decap_allow[keel_decap_allow_n], value 0. Another keel-decap version
+// may lay its .rodata out differently: then why it is not read, as always.
+std::string allowFromRodata(int fd, const bpf_map_info& info, const std::string& where,
+                            std::vector<keel_decap_prefix>* out) {
+  if (info.value_size != sizeof(Rodata))
+    return where + "'s .rodata is " + std::to_string(info.value_size) + " bytes, this keel-decap's " +
+           std::to_string(sizeof(Rodata)) + " (attached by another version?)";
+  Rodata ro{};
+  __u32 key = 0;
+  if (bpf_map_lookup_elem(fd, &key, &ro)) return "read " + where + "'s .rodata: " + errnoText(errno);
+  if (ro.keel_decap_allow_n > KEEL_DECAP_MAX_ALLOW)
+    return where + "'s .rodata holds " + std::to_string(ro.keel_decap_allow_n) + " prefixes, more than " +
+           std::to_string(KEEL_DECAP_MAX_ALLOW) + " (attached by another version?)";
+  out->assign(ro.keel_decap_allow, ro.keel_decap_allow + ro.keel_decap_allow_n);
+  return "";
+}
+
+// The --allow-source list of the attached program (progId, from the link),
+// through the pins attach made beside the link: prog_rodata is read only if
+// prog is the attached program and prog_rodata one of its maps, so a stale
+// or foreign pin is never taken for the list. Opening pins (read-only)
+// needs read access to the files, not CAP_SYS_ADMIN. Empty string on
+// success, else why not.
+std::string readAllowPinned(const std::string& dir, __u32 progId, std::vector<keel_decap_prefix>* out) {
+  LIBBPF_OPTS(bpf_obj_get_opts, ro, .file_flags = BPF_F_RDONLY);
+  const std::string progPath = dir + "/prog", rodataPath = dir + "/prog_rodata";
+  keel::Fd prog(bpf_obj_get_opts(progPath.c_str(), &ro));
+  if (prog.get() < 0) {
+    if (errno == ENOENT) return "no " + progPath + " (attached by an older keel-decap? detach and attach again to pin it)";
+    return "open " + progPath + ": " + errnoText(errno);
+  }
+  __u32 pinnedId = 0;
+  std::vector<__u32> mapIds;
+  if (std::string err = progMaps(prog.get(), progPath, &pinnedId, &mapIds); !err.empty()) return err;
+  if (pinnedId != progId)
+    return progPath + " is program " + std::to_string(pinnedId) + ", not the attached " + std::to_string(progId);
+  keel::Fd map(bpf_obj_get_opts(rodataPath.c_str(), &ro));
+  if (map.get() < 0) return "open " + rodataPath + ": " + errnoText(errno);
+  bpf_map_info minfo{};
+  __u32 mlen = sizeof minfo;
+  if (bpf_obj_get_info_by_fd(map.get(), &minfo, &mlen)) return "read " + rodataPath + ": " + errnoText(errno);
+  if (!isRodata(minfo) || std::find(mapIds.begin(), mapIds.end(), minfo.id) == mapIds.end())
+    return rodataPath + " (map " + std::to_string(minfo.id) + ") is not program " + std::to_string(progId) +
+           "'s .rodata";
+  return allowFromRodata(map.get(), minfo, "program " + std::to_string(progId), out);
+}
+
+// The same list by the program's id: program -> its maps -> the one named
+// "*.rodata". For attachments without the prog and prog_rodata pins (made by
+// a keel-decap from before them). Opening a program or map by id needs
+// CAP_SYS_ADMIN. Empty string on success, else why not.
+std::string readAllowById(__u32 progId, std::vector<keel_decap_prefix>* out) {
   const std::string where = "program " + std::to_string(progId);
   keel::Fd prog(bpf_prog_get_fd_by_id(progId));
   if (prog.get() < 0)
     return "open " + where + ": " + errnoText(errno) + (errno == EPERM ? " (needs CAP_SYS_ADMIN)" : "");
-  bpf_prog_info pinfo{};
-  __u32 len = sizeof pinfo;
-  if (bpf_obj_get_info_by_fd(prog.get(), &pinfo, &len)) return "read " + where + ": " + errnoText(errno);
-  std::vector<__u32> mapIds(pinfo.nr_map_ids);
-  pinfo = bpf_prog_info{};
-  pinfo.nr_map_ids = static_cast<__u32>(mapIds.size());
-  pinfo.map_ids = reinterpret_cast<__u64>(mapIds.data());
-  len = sizeof pinfo;
-  if (bpf_obj_get_info_by_fd(prog.get(), &pinfo, &len)) return "read " + where + "'s maps: " + errnoText(errno);
-  mapIds.resize(std::min<size_t>(mapIds.size(), pinfo.nr_map_ids));
-  using Rodata = keel_decap::keel_decap__rodata;
-  for (__u32 id : mapIds) {
-    keel::Fd map(bpf_map_get_fd_by_id(id));
-    if (map.get() < 0) return "open map " + std::to_string(id) + " of " + where + ": " + errnoText(errno);
+  __u32 id = 0;
+  std::vector<__u32> mapIds;
+  if (std::string err = progMaps(prog.get(), where, &id, &mapIds); !err.empty()) return err;
+  for (__u32 mapId : mapIds) {
+    keel::Fd map(bpf_map_get_fd_by_id(mapId));
+    if (map.get() < 0) return "open map " + std::to_string(mapId) + " of " + where + ": " + errnoText(errno);
     bpf_map_info minfo{};
     __u32 mlen = sizeof minfo;
     if (bpf_obj_get_info_by_fd(map.get(), &minfo, &mlen))
-      return "read map " + std::to_string(id) + ": " + errnoText(errno);
-    const std::string name = minfo.name;
-    if (name.size() < 7 || name.compare(name.size() - 7, 7, ".rodata") != 0) continue;
-    // Another keel-decap version may lay its .rodata out differently.
-    if (minfo.value_size != sizeof(Rodata))
-      return where + "'s .rodata is " + std::to_string(minfo.value_size) + " bytes, this keel-decap's " +
-             std::to_string(sizeof(Rodata)) + " (attached by another version?)";
-    Rodata ro{};
-    __u32 key = 0;
-    if (bpf_map_lookup_elem(map.get(), &key, &ro)) return "read " + where + "'s .rodata: " + errnoText(errno);
-    if (ro.keel_decap_allow_n > KEEL_DECAP_MAX_ALLOW)
-      return where + "'s .rodata holds " + std::to_string(ro.keel_decap_allow_n) + " prefixes, more than " +
-             std::to_string(KEEL_DECAP_MAX_ALLOW) + " (attached by another version?)";
-    out->assign(ro.keel_decap_allow, ro.keel_decap_allow + ro.keel_decap_allow_n);
-    return "";
+      return "read map " + std::to_string(mapId) + ": " + errnoText(errno);
+    if (isRodata(minfo)) return allowFromRodata(map.get(), minfo, where, out);
   }
   return where + " has no .rodata map (not keel-decap's decapsulator?)";
+}
+
+// The --allow-source list the attached program was loaded with: fixed in its
+// .rodata (keel_decap_allow, keel_decap_allow_n), so read back from the
+// kernel, through the pins, else by id. Empty string on success, else why
+// neither way worked.
+std::string readAllow(const std::string& dir, __u32 progId, std::vector<keel_decap_prefix>* out) {
+  const std::string pinned = readAllowPinned(dir, progId, out);
+  if (pinned.empty()) return "";
+  const std::string byId = readAllowById(progId, out);
+  if (byId.empty()) return "";
+  return pinned + "; by id: " + byId;
 }
 
 // An interface name is bytes, not necessarily UTF-8: replace, never throw.
@@ -388,7 +469,7 @@ int status(const Args& a) {
     }
   }
   std::vector<keel_decap_prefix> allow;
-  const std::string allowErr = readAllow(info.prog_id, &allow);
+  const std::string allowErr = readAllow(dir, info.prog_id, &allow);
   unsigned ifindex = info.xdp.ifindex;
   char name[IF_NAMESIZE] = {};
   if (json) {

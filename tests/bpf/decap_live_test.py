@@ -11,13 +11,18 @@ sockets (the kernel writes the outer header); a UDP listener bound to the VIP
 in "real" must receive each inner datagram. There is no ipip/ip6_tunnel module
 on this machine, so nothing reaches the listener unless keel-decap strips the
 outer header. The CLI's attach / status / detach are exercised from separate
-processes, as an operator would.
+processes, as an operator would. status also runs without CAP_SYS_ADMIN (as
+under keel-decap@.service) and must still read the --allow-source list,
+through the prog and prog_rodata pins; a prog_rodata that is not the attached
+program's is refused, and an attachment without those pins (an older
+keel-decap's) is read by id when CAP_SYS_ADMIN allows.
 
 usage: decap_live_test.py PATH/TO/keel-decap        (root; stdlib only)
 """
 
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -29,9 +34,15 @@ NS_BAL = "kdl-bal-%d" % PID
 NS_REAL = "kdl-real-%d" % PID
 IF_BAL = "kdlb%d" % (PID % 1000000)
 IF_REAL = "kdlr%d" % (PID % 1000000)
+IF_OTHER = "kdlx0"  # a second keel-decap in NS_REAL, on a veth pair of its own
 PIN_ROOT = "/sys/fs/bpf/keel-decap-test-%d" % PID
 VIP4, VIP6 = "10.100.77.1", "fd00:177::1"
 PORT = 5353
+PINS = {"link", "stats", "prog", "prog_rodata"}  # what attach pins in PIN_ROOT/IFACE
+# Run a command as root without CAP_SYS_ADMIN (bounding set, so an exec'd
+# root process cannot regain it), as keel-decap@.service runs keel-decap.
+NO_SYS_ADMIN = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--no-new-privs"]
+CAP_SYS_ADMIN = 21
 
 
 def nsexec(ns):
@@ -124,6 +135,9 @@ def setup():
         sh("ip", "-6", "addr", "add", v6, "dev", ifname, "nodad", ns=ns)
         sh("ip", "link", "set", ifname, "up", ns=ns)
         sh("ethtool", "-K", ifname, "tx", "off", ns=ns, check=False)
+    sh("ip", "link", "add", IF_OTHER, "type", "veth", "peer", "name", "kdlx1", ns=NS_REAL)
+    for ifname in (IF_OTHER, "kdlx1"):
+        sh("ip", "link", "set", ifname, "up", ns=NS_REAL)
     sh("ip", "addr", "add", VIP4 + "/32", "dev", "lo", ns=NS_REAL)
     sh("ip", "-6", "addr", "add", VIP6 + "/128", "dev", "lo", ns=NS_REAL)
     # Replies and rp_filter: the clients are reached through the balancer side.
@@ -133,19 +147,22 @@ def setup():
 
 def cleanup():
     if os.path.exists("/run/netns/" + NS_REAL):
-        sh(DECAP, "detach", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL, check=False)
+        for ifname in (IF_REAL, IF_OTHER):
+            sh(DECAP, "detach", ifname, "--pin-root", PIN_ROOT, ns=NS_REAL, check=False)
     for ns in (NS_BAL, NS_REAL):
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-    for leftover in ("link", "stats"):
-        try:
-            os.unlink(os.path.join(PIN_ROOT, IF_REAL, leftover))
-        except OSError:
-            pass
-    for d in (os.path.join(PIN_ROOT, IF_REAL), PIN_ROOT):
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
+    shutil.rmtree(PIN_ROOT, ignore_errors=True)
+
+
+def status(ifname, privileged=True, json_out=False):
+    """keel-decap status from a new process, as root with or without CAP_SYS_ADMIN."""
+    cmd = ([] if privileged else NO_SYS_ADMIN) + [DECAP, "status", ifname, "--pin-root", PIN_ROOT]
+    out = sh(*cmd, *(["-o", "json"] if json_out else []), ns=NS_REAL, capture=True)
+    return json.loads(out) if json_out else out
+
+
+def allow_of(st):
+    return st.get("allow_source", st.get("allow_source_error"))
 
 
 def main():
@@ -175,20 +192,37 @@ def main():
     got = exchange("6", 4, "fd77::2", inner4b, VIP4, 10)
     expect(got.startswith("got hello-4in6 192.0.2.51"), "4in6 delivered to the VIP listener (%s)" % got)
 
-    status = json.loads(sh(DECAP, "status", IF_REAL, "-o", "json", "--pin-root", PIN_ROOT, ns=NS_REAL,
-                           capture=True))
-    c = status["counters"]
-    expect(status["attached"] and c["decap_v4"]["packets"] >= 1 and c["decap_v6"]["packets"] >= 2,
+    st = status(IF_REAL, json_out=True)
+    c = st["counters"]
+    expect(st["attached"] and c["decap_v4"]["packets"] >= 1 and c["decap_v6"]["packets"] >= 2,
            "status from a new process shows decap_v4 >= 1, decap_v6 >= 2 (%s)" % json.dumps(c))
-    expect(status.get("allow_source") == [], "status -o json: attached without --allow-source, allow_source "
-           "is [] (%s)" % status.get("allow_source", status.get("allow_source_error")))
-    text = sh(DECAP, "status", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL, capture=True)
+    expect(st.get("allow_source") == [], "status -o json: attached without --allow-source, allow_source "
+           "is [] (%s)" % allow_of(st))
+    text = status(IF_REAL)
     expect("decapsulating tunnels from any source\n" in text, "status says 'any source' (%s)" % text)
+    real_dir = os.path.join(PIN_ROOT, IF_REAL)
+    expect(set(os.listdir(real_dir)) == PINS, "attach pins %s (%s)" % (sorted(PINS), os.listdir(real_dir)))
+    # The wrapper really takes CAP_SYS_ADMIN away.
+    caps = sh(*NO_SYS_ADMIN, "cat", "/proc/self/status", capture=True)
+    eff = int([l for l in caps.splitlines() if l.startswith("CapEff:")][0].split()[1], 16)
+    expect(not eff & (1 << CAP_SYS_ADMIN), "setpriv %s leaves no CAP_SYS_ADMIN (CapEff %x)"
+           % (" ".join(NO_SYS_ADMIN[1:]), eff))
+    text = status(IF_REAL, privileged=False)
+    expect("decapsulating tunnels from any source\n" in text, "without CAP_SYS_ADMIN too (%s)" % text)
 
     sh(DECAP, "detach", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL)
     link = sh("ip", "-d", "link", "show", IF_REAL, ns=NS_REAL, capture=True)
     expect("prog/xdp" not in link, "detach from a new process removes the program")
-    expect(not os.path.exists(os.path.join(PIN_ROOT, IF_REAL)), "detach removes the pins")
+    expect(not os.path.exists(real_dir), "detach removes the pins, prog and prog_rodata too")
+
+    # Pins without a link (what an older keel-decap's detach leaves: it knew
+    # only link and stats) belong to no attachment; attach replaces them.
+    other = "192.0.2.0/24"
+    sh(DECAP, "attach", IF_OTHER, "--allow-source", other, "--pin-root", PIN_ROOT, ns=NS_REAL)
+    other_dir = os.path.join(PIN_ROOT, IF_OTHER)
+    os.mkdir(real_dir, 0o700)
+    for pin in ("prog", "prog_rodata"):
+        os.rename(os.path.join(other_dir, pin), os.path.join(real_dir, pin))
 
     # --allow-source: a bad prefix is refused by name and attaches nothing;
     # tunnels from outside the prefixes are left alone, from inside decapsulated.
@@ -204,21 +238,48 @@ def main():
     sh(DECAP, "attach", IF_REAL, "--allow-source", "10.77.0.9/32", "--allow-source", "fd77::1234/64",
        "--pin-root", PIN_ROOT, ns=NS_REAL)
     allowed = "decapsulating tunnels from sources 10.77.0.9/32, fd77::/64\n"
-    text = sh(DECAP, "status", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL, capture=True)
+    text = status(IF_REAL)
     expect(allowed in text, "status from a new process lists the loaded --allow-source prefixes (%s)" % text)
+    text = status(IF_REAL, privileged=False)
+    expect(allowed in text, "... and without CAP_SYS_ADMIN, from the pins attach replaced (%s)" % text)
+    st = status(IF_REAL, privileged=False, json_out=True)
+    expect(st.get("allow_source") == ["10.77.0.9/32", "fd77::/64"],
+           "status -o json without CAP_SYS_ADMIN lists them as allow_source (%s)" % allow_of(st))
     got = exchange("4", 4, "10.77.0.2", inner4, VIP4, 1.5)
     expect(got == "timeout", "a 4in4 from 10.77.0.1, outside --allow-source, is not decapsulated (%s)" % got)
     got = exchange("6", 41, "fd77::2", inner6, VIP6, 10)
     expect(got.startswith("got hello-6in6 2001:db8::50"),
            "a 6in6 from fd77::1, inside --allow-source fd77::/64, is (%s)" % got)
-    status = json.loads(sh(DECAP, "status", IF_REAL, "-o", "json", "--pin-root", PIN_ROOT, ns=NS_REAL,
-                           capture=True))
-    expect(status["counters"]["pass_source"]["packets"] >= 1,
-           "status counts it as pass_source (%s)" % json.dumps(status["counters"]))
-    expect(status.get("allow_source") == ["10.77.0.9/32", "fd77::/64"],
-           "status -o json lists them as allow_source (%s)"
-           % status.get("allow_source", status.get("allow_source_error")))
-    sh(DECAP, "detach", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL)
+    st = status(IF_REAL, json_out=True)
+    expect(st["counters"]["pass_source"]["packets"] >= 1,
+           "status counts it as pass_source (%s)" % json.dumps(st["counters"]))
+    expect(st.get("allow_source") == ["10.77.0.9/32", "fd77::/64"],
+           "status -o json lists them as allow_source (%s)" % allow_of(st))
+
+    # Another program's .rodata pinned as IF_REAL's is refused, never read
+    # as its list; with CAP_SYS_ADMIN the list is read by id instead.
+    sh(DECAP, "detach", IF_OTHER, "--pin-root", PIN_ROOT, ns=NS_REAL)
+    sh(DECAP, "attach", IF_OTHER, "--allow-source", other, "--pin-root", PIN_ROOT, ns=NS_REAL)
+    os.rename(os.path.join(other_dir, "prog_rodata"), os.path.join(real_dir, "prog_rodata"))
+    st = status(IF_REAL, privileged=False, json_out=True)
+    err = st.get("allow_source_error", "")
+    expect("allow_source" not in st and "prog_rodata" in err and "is not program %d's .rodata" % st["prog_id"]
+           in err, "without CAP_SYS_ADMIN, a foreign prog_rodata is refused (%s)" % allow_of(st))
+    st = status(IF_REAL, json_out=True)
+    expect(st.get("allow_source") == ["10.77.0.9/32", "fd77::/64"],
+           "with CAP_SYS_ADMIN, the list is read by id (%s)" % allow_of(st))
+    # An attachment without prog and prog_rodata (an older keel-decap's):
+    # read by id with CAP_SYS_ADMIN, else "unknown" saying why.
+    for pin in ("prog", "prog_rodata"):
+        os.unlink(os.path.join(real_dir, pin))
+    text = status(IF_REAL, privileged=False)
+    expect("decapsulating tunnels from: unknown (no %s/prog (attached by an older keel-decap?" % real_dir in text
+           and "needs CAP_SYS_ADMIN" in text, "without the pins or CAP_SYS_ADMIN: unknown, and why (%s)" % text)
+    text = status(IF_REAL)
+    expect(allowed in text, "without the pins, with CAP_SYS_ADMIN: read by id (%s)" % text)
+    for ifname in (IF_REAL, IF_OTHER):
+        sh(DECAP, "detach", ifname, "--pin-root", PIN_ROOT, ns=NS_REAL)
+    expect(os.listdir(PIN_ROOT) == [], "detach removes every pin directory (%s)" % os.listdir(PIN_ROOT))
     return 1 if failures else 0
 
 

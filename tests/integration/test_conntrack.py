@@ -73,6 +73,20 @@ def test_weight_change_keeps_established(keel_web, forwarding, family):
             owner = lab.real_by_name(before[i])
             assert out["real"] == getattr(lab.real_by_name(predicted_new[i]), f"v{family}"), out
             assert out["connection"]["real"] == getattr(owner, f"v{family}") and out["connection"]["kept"], out
+        # `keelctl conns` lists every open flow's entry with the real that
+        # answers it, and --real selects exactly that real's flows.
+        listed = json.loads(keeld.keelctl("-o", "json", "conns", "web").stdout)
+        entries = {(c["client_address"], c["client_port"]): c for c in listed["connections"]}
+        for i, s in enumerate(conns):
+            src, sport = s.getsockname()[:2]
+            c = entries.get((src, sport))
+            owner = getattr(lab.real_by_name(before[i]), f"v{family}")
+            assert c and c["real"] == owner and c["kept"] and c["service"] == "web", (i, c, listed)
+        one = getattr(lab.real_by_name(before[0]), f"v{family}")
+        mine = json.loads(keeld.keelctl("-o", "json", "conns", "web", "--real", one).stdout)["connections"]
+        want = {s.getsockname()[:2] for s, b in zip(conns, before) if b == before[0]}
+        assert {(c["client_address"], c["client_port"]) for c in mine} >= want, mine
+        assert all(c["real"] == one for c in mine), mine
         fresh = lab.flows("tcp", lab.vip(family), PORT, count=N_CONN)
         served(fresh)
         predicted = lab.model_pick(new_svc, fresh)

@@ -122,7 +122,9 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
 def test_decap_unit_capabilities_attach_and_detach(lab, need_keel):
     """keel-decap under exactly keel-decap@.service's bounding set (it runs as
     root, so that set is what it holds): attach, status and detach work on an
-    interface of a namespace this test makes; one capability less fails."""
+    interface of a namespace this test makes, status including the
+    --allow-source list (read through its pins, not by id); one capability
+    less fails."""
     if lab.dataplane != "xdp":
         pytest.skip("keel-decap is the same on both data planes: checked once")
     caps = unit_caps(DECAP_UNIT)
@@ -145,9 +147,10 @@ def test_decap_unit_capabilities_attach_and_detach(lab, need_keel):
         for c in caps:  # each capability is needed: without it the load fails
             p = as_unit([x for x in caps if x != c], "attach", "dc0", check=False)
             assert p.returncode != 0, f"keel-decap attached without CAP_{c.upper()}"
-        as_unit(caps, "attach", "dc0")
+        as_unit(caps, "attach", "dc0", "--allow-source", "10.0.0.2", "--allow-source", "2001:db8::/64")
         status = json.loads(as_unit(caps, "status", "dc0", "-o", "json").stdout)
         assert status.get("attached"), status
+        assert status.get("allow_source") == ["10.0.0.2/32", "2001:db8::/64"], status
         as_unit(caps, "detach", "dc0")
         link = labmod.run(["ip", "-n", ns, "-d", "link", "show", "dc0"]).stdout
         assert "prog/xdp" not in link, link

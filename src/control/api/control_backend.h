@@ -211,6 +211,10 @@ class ControlBackend {
   // `lookup` shows it: an established flow's real is this one, not the
   // ring's, whenever the ring changed since the flow began.
   virtual std::optional<ConnView> connEntry(const std::string& service, const keel_flow_key& key) = 0;
+  // conn.list: the connection-table entries `query` selects
+  // (Registry::connList); query.service, if set, exists. An error says why
+  // the table could not be read.
+  virtual Status connList(const ConnQuery& query, ConnList* out) = 0;
   // stats.get and the metrics scrape: one counter read for both halves (two
   // reads would cost twice and show services and reasons from different
   // instants), plus the connection-table count, which only these two show

@@ -146,6 +146,30 @@ json drainReason(const RealSnapshot& r) {
   return r.drainReason;
 }
 
+// A flow's connection-table entry as lookup and conn.list show it.
+json connJson(const ConnView& c) {
+  json conn{{"real", c.real ? json(c.real->toString()) : json(nullptr)},
+            {"kept", c.kept},
+            {"idle_ms", c.idleNs / 1000000}};
+  if (!c.kept) conn["why"] = c.why;
+  return conn;
+}
+
+// One conn.list entry: the flow (from its key, as the data planes wrote it)
+// and its entry.
+json connListedJson(const ConnListed& c) {
+  const keel_flow_key& k = c.key;
+  json j{{"service", c.service.empty() ? json(nullptr) : json(c.service)},
+         {"protocol", protocolName(k.proto)},
+         {"client_address", IpAddress::fromWords(k.src, k.family).toString()},
+         {"client_port", ntohs(k.sport)},
+         {"vip", IpAddress::fromWords(k.dst, k.family).toString()},
+         {"port", ntohs(k.dport)}};
+  j.update(connJson(c.view));
+  if (c.worker >= 0) j["worker"] = c.worker;
+  return j;
+}
+
 }  // namespace
 
 json toJson(const ServiceSnapshot& s) {
@@ -472,13 +496,7 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     // The flow's own entry, if it has one: where its next packet goes when
     // the ring changed since it began (even with an empty ring: a drained
     // real keeps its flows).
-    if (std::optional<ConnView> c = backend_.connEntry(r.service, key)) {
-      json conn{{"real", c->real ? json(c->real->toString()) : json(nullptr)},
-                {"kept", c->kept},
-                {"idle_ms", c->idleNs / 1000000}};
-      if (!c->kept) conn["why"] = c->why;
-      result["connection"] = std::move(conn);
-    }
+    if (std::optional<ConnView> c = backend_.connEntry(r.service, key)) result["connection"] = connJson(*c);
     if (svc->publishedRingSize == 0) {
       result["note"] = "no usable real: new flows are dropped (drop_no_backend)";
       return good(std::move(result));
@@ -491,6 +509,21 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     result["real"] = real->toString();
     if (const RealSnapshot* rs = findReal(*svc, *real)) result["state"] = rs->state();
     return good(std::move(result));
+  }
+  if (method == "conn.list") {
+    auto p = parseConnList(params);
+    if (!p.ok()) return fail(p.error);
+    std::optional<ServiceSnapshot> svc;
+    if (p.value->service)
+      if (auto e = needService(*p.value->service, "params.service", svc)) return fail(*e);
+    ConnList list;
+    if (Status s = backend_.connList(*p.value, &list); !s) return fail({code::kFailed, s.message(), "", {}});
+    json conns = json::array();
+    for (const ConnListed& c : list.conns) conns.push_back(connListedJson(c));
+    return good(json{{"connections", std::move(conns)},
+                     {"scanned", list.scanned},
+                     {"matched", list.matched},
+                     {"truncated", list.matched > list.conns.size()}});
   }
   if (method == "config.check") {
     auto p = parseConfigPath(params);

@@ -412,6 +412,17 @@ Parsed<LookupRequest> parseLookup(const json& params) {
   return finish(f, std::move(r));
 }
 
+Parsed<ConnQuery> parseConnList(const json& params) {
+  Fields f(params, "params");
+  f.allowOnly({"service", "real", "client_address", "limit"});
+  ConnQuery q;
+  q.service = f.serviceName("service", false);
+  q.real = f.address("real", false);
+  q.client = f.address("client_address", false);
+  if (auto n = f.integer("limit", false, 1, kConnListMax)) q.limit = static_cast<size_t>(*n);
+  return finish(f, std::move(q));
+}
+
 Parsed<ConfigPath> parseConfigPath(const json& params) {
   Fields f(params, "params");
   f.allowOnly({"path"});

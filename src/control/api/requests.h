@@ -47,6 +47,10 @@ struct LookupRequest {
   std::optional<uint16_t> port;     // destination port; needed when the service's port is 0
 };
 
+// conn.list: the filters of a ConnQuery and its limit.
+inline constexpr size_t kConnListMax = 100000;  // entries one reply lists at most
+Parsed<ConnQuery> parseConnList(const nlohmann::json& params);
+
 Parsed<NoParams> parseNoParams(const nlohmann::json& params);
 Parsed<ServiceName> parseServiceName(const nlohmann::json& params);
 Parsed<ServiceFilter> parseServiceFilter(const nlohmann::json& params);

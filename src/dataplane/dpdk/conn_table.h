@@ -103,6 +103,13 @@ inline void storeWordsRelaxed(void* to, const void* from, size_t n) {
     __atomic_store_n(static_cast<uint64_t*>(to) + i, w, __ATOMIC_RELAXED);
   }
 }
+// n 8-byte words read relaxed from `from` into `to`; both 8-byte aligned.
+inline void loadWordsRelaxed(void* to, const void* from, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t w = __atomic_load_n(static_cast<const uint64_t*>(from) + i, __ATOMIC_RELAXED);
+    std::memcpy(static_cast<char*>(to) + 8 * i, &w, sizeof w);
+  }
+}
 // Whether n 8-byte words at `a` (read relaxed) equal those at `b`.
 inline bool wordsEqualRelaxed(const void* a, const void* b, size_t n) {
   uint64_t diff = 0;
@@ -136,6 +143,12 @@ struct ConnEntry4 {
     k.family = key.family;
     return k;
   }
+  // flowKey() for a reader that does not own the table (ConnWays::scan).
+  keel_flow_key flowKeyRelaxed() const {
+    ConnEntry4 copy;
+    loadWordsRelaxed(&copy.key, &key, 2);
+    return copy.flowKey();
+  }
   using Probe = Key;
   static Probe probe(const keel_flow_key& k, uint32_t) { return compact(k); }
   // With find() inlined GCC keeps the probe in registers; as a call it
@@ -164,6 +177,11 @@ struct alignas(64) ConnEntry6 {
     return loadRelaxed(hash) == p.hash && wordsEqualRelaxed(&key, p.key, sizeof key / 8);
   }
   const keel_flow_key& flowKey() const { return key; }
+  keel_flow_key flowKeyRelaxed() const {
+    keel_flow_key k;
+    loadWordsRelaxed(&k, &key, sizeof k / 8);
+    return k;
+  }
   void store(const Probe& p) {
     storeWordsRelaxed(&key, p.key, sizeof key / 8);
     storeRelaxed(hash, p.hash);
@@ -274,6 +292,24 @@ class ConnWays {
       return true;
     }
     return false;
+  }
+
+  // forEach() for a thread that does not own the table: every way read as
+  // peek() reads it (relaxed, copied out, nothing written), so a way being
+  // rewritten may be seen with words of two flows; the caller applies the
+  // checks of a hit before it trusts the backend (storeRelaxed).
+  template <typename F>
+  void scan(F&& f) const {
+    for (size_t i = 0; i < capacity(); ++i) {
+      const Entry& e = entries_[i];
+      const uint64_t seen = loadRelaxed(e.value.last_seen_ns);
+      if (seen == 0) continue;
+      keel_ct_value v;
+      v.backend_id = loadRelaxed(e.value.backend_id);
+      v.gen = loadRelaxed(e.value.gen);
+      v.last_seen_ns = seen;
+      f(e.flowKeyRelaxed(), v);
+    }
   }
 
   // Pulls a bucket's first two lines toward the cache (ConnTable::prefetch):
@@ -419,6 +455,15 @@ class ConnTable {
       v6_.prefetch(hash);
     else
       v4_.prefetch(hash);
+  }
+
+  // Every occupied way of both families, as f(keel_flow_key, keel_ct_value),
+  // from a thread that does not own the table (ConnWays::scan): safe while
+  // the owner runs; a way rewritten meanwhile may be seen torn.
+  template <typename F>
+  void scan(F&& f) const {
+    v4_.scan(f);
+    v6_.scan(f);
   }
 
   // Occupied ways of both families (keel_conntrack_entries): O(1), any thread.

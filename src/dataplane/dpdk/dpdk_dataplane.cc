@@ -401,6 +401,22 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return best;
   }
 
+  Status scanConns(const ConnVisitor& visit) override {
+    // Read only, as findConn: safe while the workers run. One clock reading
+    // per worker's table (a walk of a table takes milliseconds).
+    const dpdk::Snapshot& snap = *store_->current();
+    for (const auto& w : workers_) {
+      const uint64_t now = workerNowNs();
+      w->state->conns.scan([&](const keel_flow_key& key, const keel_ct_value& v) {
+        const uint64_t idleNs = dpdk::snapshotIdleNs(snap, key.proto);
+        ConnEntry e{v.backend_id, v.gen, v.last_seen_ns < now ? now - v.last_seen_ns : 0, false};
+        e.expired = idleNs != 0 && e.idleNs > idleNs;
+        visit(key, e, w->queue);
+      });
+    }
+    return Status::ok();
+  }
+
   std::optional<uint64_t> connTableEntries() override {
     // Each worker's count of occupied ways (never a walk of the tables).
     uint64_t entries = 0;

@@ -697,6 +697,22 @@ std::optional<uint64_t> XdpDataplane::connTableEntries() {
   return ctCounter_->read();
 }
 
+namespace {
+
+// An entry as findConn()/scanConns() report it, at `now` on the program's
+// clock, with its protocol's idle timeout from node.
+ConnEntry connEntryOf(const keel_flow_key& key, const keel_ct_value& v, const keel_node_config& node, uint64_t now) {
+  const uint32_t timeoutS = key.proto == KEEL_PROTO_TCP ? node.tcp_idle_timeout_s : node.udp_idle_timeout_s;
+  ConnEntry e;
+  e.backendId = v.backend_id;
+  e.gen = v.gen;
+  e.idleNs = v.last_seen_ns < now ? now - v.last_seen_ns : 0;
+  e.expired = timeoutS != 0 && e.idleNs > uint64_t{timeoutS} * 1000000000ull;
+  return e;
+}
+
+}  // namespace
+
 std::optional<ConnEntry> XdpDataplane::findConn(const keel_flow_key& key) {
   // The shared table keeld creates (a per-CPU flavour, which the program
   // would also accept, is never created: its value size differs and the
@@ -709,14 +725,35 @@ std::optional<ConnEntry> XdpDataplane::findConn(const keel_flow_key& key) {
   uint32_t zero = 0;
   if (bpf_map__lookup_elem(skel_->maps.node_config, &zero, sizeof zero, &node, sizeof node, 0) != 0)
     return std::nullopt;  // an array's one element: cannot fail once the map exists
-  const uint32_t timeoutS = key.proto == KEEL_PROTO_TCP ? node.tcp_idle_timeout_s : node.udp_idle_timeout_s;
-  const uint64_t now = clockNs(CLOCK_MONOTONIC);  // bpf_ktime_get_ns()'s clock
-  ConnEntry e;
-  e.backendId = v.backend_id;
-  e.gen = v.gen;
-  e.idleNs = v.last_seen_ns < now ? now - v.last_seen_ns : 0;
-  e.expired = timeoutS != 0 && e.idleNs > uint64_t{timeoutS} * 1000000000ull;
-  return e;
+  return connEntryOf(key, v, node, clockNs(CLOCK_MONOTONIC));  // bpf_ktime_get_ns()'s clock
+}
+
+Status XdpDataplane::scanConns(const ConnVisitor& visit) {
+  keel_node_config node{};
+  uint32_t zero = 0;
+  if (bpf_map__lookup_elem(skel_->maps.node_config, &zero, sizeof zero, &node, sizeof node, 0) != 0)
+    return Status::error("xdp: read node_config: " + errnoText(errno));
+  // Batches of a few thousand entries (the kernel copies whole hash buckets,
+  // so a batch may end short); ENOENT marks the last one, which may still
+  // carry entries. An LRU map changes under the scan: an entry added or
+  // evicted meanwhile may or may not be seen, none is seen twice.
+  const int fd = bpf_map__fd(skel_->maps.conntrack);
+  constexpr uint32_t kBatch = 4096;
+  std::vector<keel_flow_key> keys(kBatch);
+  std::vector<keel_ct_value> values(kBatch);
+  uint64_t token = 0;  // the kernel's position in the map (a bucket index for a hash map)
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  for (bool first = true, last = false; !last; first = false) {
+    uint32_t n = kBatch;
+    if (bpf_map_lookup_batch(fd, first ? nullptr : &token, &token, keys.data(), values.data(), &n, &opts) != 0) {
+      if (errno != ENOENT) return Status::error("xdp: read the connection table: " + errnoText(errno));
+      last = true;
+    }
+    const uint64_t now = clockNs(CLOCK_MONOTONIC);
+    for (uint32_t i = 0; i < n; ++i)
+      if (values[i].last_seen_ns != 0) visit(keys[i], connEntryOf(keys[i], values[i], node, now), -1);
+  }
+  return Status::ok();
 }
 
 }  // namespace keel

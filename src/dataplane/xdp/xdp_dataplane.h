@@ -82,6 +82,7 @@ class XdpDataplane final : public Dataplane {
   Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override;
   std::optional<uint64_t> connTableEntries() override;
   std::optional<ConnEntry> findConn(const keel_flow_key& key) override;
+  Status scanConns(const ConnVisitor& visit) override;
 
   int ifindex() const { return ifindex_; }
   uint32_t programId() const { return programId_; }

@@ -389,6 +389,74 @@ TEST_F(DispatcherTest, LookupShowsTheFlowsConnectionEntry) {
                   {"why", "its backend id 9 is no real of this service now (removed)"}}));
 }
 
+// conn.list: the filters reach the backend as a ConnQuery, each entry comes
+// back with its flow from the key's bytes, and bad params or an unknown
+// service are refused before the table is read.
+TEST_F(DispatcherTest, ConnListShowsEntriesAndPassesItsFilters) {
+  ConnListed c;
+  IpAddress::parse("192.0.2.1")->toWords(c.key.src);
+  IpAddress::parse("10.0.0.1")->toWords(c.key.dst);
+  c.key.sport = htons(5555);
+  c.key.dport = htons(80);
+  c.key.proto = KEEL_PROTO_TCP;
+  c.key.family = KEEL_AF_INET;
+  c.service = "web";
+  c.view = ConnView{*IpAddress::parse("10.0.0.6"), true, "", 3'200'000'000};
+  c.worker = 1;
+  ConnListed orphan = c;
+  orphan.service.clear();
+  orphan.view = ConnView{std::nullopt, false, "no service has this VIP, port and protocol now", 0};
+  orphan.worker = -1;
+  fake_.connListResult.conns = {c, orphan};
+  fake_.connListResult.scanned = 10;
+  fake_.connListResult.matched = 3;
+  json r = call(R"({"id":1,"method":"conn.list","params":{"service":"web","real":"10.0.0.6","client_address":"192.0.2.1","limit":2}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  ASSERT_TRUE(fake_.lastConnQuery);
+  EXPECT_EQ(fake_.lastConnQuery->service, "web");
+  EXPECT_EQ(fake_.lastConnQuery->real, IpAddress::parse("10.0.0.6"));
+  EXPECT_EQ(fake_.lastConnQuery->client, IpAddress::parse("192.0.2.1"));
+  EXPECT_EQ(fake_.lastConnQuery->limit, 2u);
+  EXPECT_EQ(r["result"],
+            (json{{"connections",
+                   {{{"service", "web"}, {"protocol", "tcp"}, {"client_address", "192.0.2.1"}, {"client_port", 5555},
+                     {"vip", "10.0.0.1"}, {"port", 80}, {"real", "10.0.0.6"}, {"kept", true}, {"idle_ms", 3200},
+                     {"worker", 1}},
+                    {{"service", nullptr}, {"protocol", "tcp"}, {"client_address", "192.0.2.1"}, {"client_port", 5555},
+                     {"vip", "10.0.0.1"}, {"port", 80}, {"real", nullptr}, {"kept", false}, {"idle_ms", 0},
+                     {"why", "no service has this VIP, port and protocol now"}}}},
+                  {"scanned", 10},
+                  {"matched", 3},
+                  {"truncated", true}}));
+  r = call(R"({"id":1,"method":"conn.list"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_FALSE(fake_.lastConnQuery->service);
+  EXPECT_EQ(fake_.lastConnQuery->limit, 1000u) << "the default";
+
+  struct Row { const char* params; const char* field; };
+  const Row rows[] = {
+      {R"({"service":"nope"})", "params.service"},
+      {R"({"real":"10.0.0"})", "params.real"},
+      {R"({"client_address":7})", "params.client_address"},
+      {R"({"limit":0})", "params.limit"},
+      {R"({"limit":100001})", "params.limit"},
+      {R"({"limit":"all"})", "params.limit"},
+      {R"({"worker":1})", "params.worker"},
+  };
+  for (const auto& row : rows) {
+    SCOPED_TRACE(row.params);
+    fake_.lastConnQuery.reset();
+    r = call(std::string(R"({"id":1,"method":"conn.list","params":)") + row.params + "}");
+    ASSERT_EQ(r["ok"], false);
+    EXPECT_EQ(r["error"]["field"], row.field) << r.dump();
+    EXPECT_FALSE(fake_.lastConnQuery) << "refused before the table is read";
+  }
+  fake_.connListError = "xdp: read the connection table: Bad file descriptor";
+  r = call(R"({"id":1,"method":"conn.list"})");
+  ASSERT_EQ(r["ok"], false);
+  EXPECT_EQ(r["error"]["message"], fake_.connListError);
+}
+
 TEST_F(DispatcherTest, LookupRejectsMismatches) {
   struct Row { const char* params; const char* field; const char* message; };
   fake_.services.push_back(FakeBackend::makeService("any", "10.0.0.3", 0, {"10.0.0.8"}));

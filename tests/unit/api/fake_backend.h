@@ -28,6 +28,9 @@ class FakeBackend : public ControlBackend {
   bool detachable = true;                 // canDetach()
   std::map<std::string, ConnView> conns;  // connEntry() by service name (any flow)
   keel_flow_key lastConnKey{};            // the key the last connEntry() was asked for
+  ConnList connListResult;                // what connList() returns
+  std::string connListError;              // if set, connList() fails with it
+  std::optional<ConnQuery> lastConnQuery;  // what the last connList() was asked
   // What the fake's clock says (drainedSince): 2026-12-01T14:03:05Z.
   std::chrono::system_clock::time_point now{std::chrono::seconds(1796133785)};
   std::vector<std::string> invalidConfigErrors = {"bad.yaml:3: services[0].port: must be an integer 0..65535, got \"x\""};
@@ -108,6 +111,12 @@ class FakeBackend : public ControlBackend {
     auto it = conns.find(service);
     if (it == conns.end()) return std::nullopt;
     return it->second;
+  }
+  Status connList(const ConnQuery& query, ConnList* out) override {
+    lastConnQuery = query;
+    if (!connListError.empty()) return Status::error(connListError);
+    *out = connListResult;
+    return Status::ok();
   }
   StatsSnapshot servicesAndGlobalStats() override { return {services, stats}; }
 

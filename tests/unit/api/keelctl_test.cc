@@ -265,6 +265,51 @@ TEST_F(KeelctlTest, DrainReasonShownByHealthShow) {
   EXPECT_EQ(bad.err, "keelctl: params.reason: must be 1..200 bytes of text without control characters, got \"\"\n");
 }
 
+TEST_F(KeelctlTest, ConnsListsTheEntries) {
+  startServer();
+  // conns: one row per entry, a worker column only when the plane has
+  // workers, and the count line (with --limit's cut).
+  ConnListed c;
+  IpAddress::parse("192.0.2.1")->toWords(c.key.src);
+  IpAddress::parse("10.0.0.1")->toWords(c.key.dst);
+  c.key.sport = htons(5555);
+  c.key.dport = htons(80);
+  c.key.proto = KEEL_PROTO_TCP;
+  c.key.family = KEEL_AF_INET;
+  c.service = "web";
+  c.view = ConnView{*IpAddress::parse("10.0.0.6"), true, "", 125'000'000'000};
+  ConnListed down = c;
+  down.key.sport = htons(6000);
+  down.view = ConnView{*IpAddress::parse("10.0.0.5"), false, "its real is down", 2'000};
+  fake_.connListResult.conns = {c, down};
+  fake_.connListResult.scanned = 7;
+  fake_.connListResult.matched = 2;
+  CliRun ct = keelctl({"conns", "web", "--real", "10.0.0.6"});
+  ASSERT_EQ(ct.rc, 0) << ct.err;
+  EXPECT_EQ(ct.out,
+            "Prot  Client          Destination  Service  Real       Idle  State\n"
+            "TCP   192.0.2.1:5555  10.0.0.1:80  web      10.0.0.6  2m05s  kept\n"
+            "TCP   192.0.2.1:6000  10.0.0.1:80  web      10.0.0.5     0s  not kept: its real is down\n"
+            "2 entries, 7 in the connection table\n");
+  EXPECT_EQ(fake_.lastConnQuery->service, "web");
+  EXPECT_EQ(fake_.lastConnQuery->real, IpAddress::parse("10.0.0.6"));
+  fake_.connListResult.conns = {c};
+  fake_.connListResult.conns[0].worker = 1;
+  fake_.connListResult.matched = 4;
+  ct = keelctl({"conns", "--limit", "1"});
+  EXPECT_EQ(ct.out,
+            "Prot  Client          Destination  Service  Real       Idle  Worker  State\n"
+            "TCP   192.0.2.1:5555  10.0.0.1:80  web      10.0.0.6  2m05s       1  kept\n"
+            "1 entry of 4 (--limit), 7 in the connection table\n");
+  EXPECT_EQ(fake_.lastConnQuery->limit, 1u);
+  CliRun cj = keelctl({"-o", "json", "conns", "--client", "192.0.2.1"});
+  ASSERT_EQ(cj.rc, 0) << cj.err;
+  EXPECT_EQ(json::parse(cj.out)["connections"][0]["worker"], 1);
+  CliRun cbad = keelctl({"conns", "--limit", "lots"});
+  EXPECT_EQ(cbad.rc, 1);
+  EXPECT_NE(cbad.err.find("params.limit"), std::string::npos) << cbad.err;
+}
+
 TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   onLoop([&] {
     fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};

@@ -299,6 +299,110 @@ TEST_F(RegistryTest, ConnEntryNamesTheEntrysRealAndWhetherItIsKept) {
   EXPECT_TRUE(v->kept) << v->why;
 }
 
+// keelctl conns: every entry of the table, each with the service its
+// destination is now (exact port first, then the VIP's port-0 service) and
+// read as connEntry() reads one; the filters select, the limit cuts the
+// list but not the count.
+TEST_F(RegistryTest, ConnListResolvesEachEntrysServiceAndFilters) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
+                  service("any", "192.0.2.10", 0, {real("10.0.3.1")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  auto id = [&](const char* svc, size_t i) { return reg_.service(svc)->reals[i].backendId; };
+  const uint8_t dnsProto = reg_.service("dns")->protocol;
+  auto flow = [](const char* client, uint16_t sport, const char* vip, uint16_t dport, uint8_t proto) {
+    keel_flow_key k{};
+    ip(client).toWords(k.src);
+    ip(vip).toWords(k.dst);
+    k.sport = htons(sport);
+    k.dport = htons(dport);
+    k.proto = proto;
+    k.family = KEEL_AF_INET;
+    return k;
+  };
+  const keel_flow_key webA = flow("198.51.100.1", 1000, "192.0.2.10", 80, KEEL_PROTO_TCP);
+  const keel_flow_key webB = flow("198.51.100.2", 1001, "192.0.2.10", 80, KEEL_PROTO_TCP);
+  const keel_flow_key other = flow("198.51.100.1", 1002, "192.0.2.10", 8080, KEEL_PROTO_TCP);  // the port-0 service
+  const keel_flow_key dns = flow("198.51.100.3", 1003, "192.0.2.53", 53, dnsProto);
+  const keel_flow_key gone = flow("198.51.100.4", 1004, "192.0.2.99", 80, KEEL_PROTO_TCP);  // no service
+  dp_.setConn(webA, ConnEntry{id("web", 0), 1, 1'000'000'000, false});
+  dp_.setConn(webB, ConnEntry{id("web", 1), 1, 2'000'000'000, false});
+  dp_.setConn(other, ConnEntry{id("any", 0), 1, 0, false});
+  dp_.setConn(dns, ConnEntry{id("dns", 0), 1, 0, true});
+  dp_.setConn(gone, ConnEntry{id("web", 0), 1, 0, false});
+  dp_.connWorker = 1;
+
+  auto services = [](const ConnList& l) {
+    std::multiset<std::string> out;
+    for (const ConnListed& c : l.conns) out.insert(c.service);
+    return out;
+  };
+  ConnList l;
+  ASSERT_TRUE(reg_.connList(ConnQuery{}, &l).isOk());
+  EXPECT_EQ(l.scanned, 5u);
+  EXPECT_EQ(l.matched, 5u);
+  EXPECT_EQ(services(l), (std::multiset<std::string>{"web", "web", "any", "dns", ""}));
+  for (const ConnListed& c : l.conns) {
+    EXPECT_EQ(c.worker, 1);
+    if (std::memcmp(&c.key, &webB, sizeof webB) == 0) {
+      EXPECT_EQ(c.view.real, ip("10.0.1.12"));
+      EXPECT_TRUE(c.view.kept) << c.view.why;
+      EXPECT_EQ(c.view.idleNs, 2'000'000'000u);
+    } else if (c.service == "any") {
+      EXPECT_EQ(c.view.real, ip("10.0.3.1"));
+    } else if (c.service == "dns") {
+      EXPECT_FALSE(c.view.kept);
+      EXPECT_NE(c.view.why.find("idle past"), std::string::npos) << c.view.why;
+    } else if (c.service.empty()) {
+      EXPECT_FALSE(c.view.real);
+      EXPECT_FALSE(c.view.kept);
+      EXPECT_NE(c.view.why.find("no service"), std::string::npos) << c.view.why;
+    }
+  }
+
+  ConnQuery q;
+  q.service = "web";
+  ASSERT_TRUE(reg_.connList(q, &l).isOk());
+  EXPECT_EQ(services(l), (std::multiset<std::string>{"web", "web"}));
+  EXPECT_EQ(l.scanned, 5u) << "every entry is read, the filter only selects";
+  q.real = ip("10.0.1.11");
+  ASSERT_TRUE(reg_.connList(q, &l).isOk());
+  ASSERT_EQ(l.conns.size(), 1u);
+  EXPECT_EQ(std::memcmp(&l.conns[0].key, &webA, sizeof webA), 0);
+  q = ConnQuery{};
+  q.client = ip("198.51.100.1");
+  ASSERT_TRUE(reg_.connList(q, &l).isOk());
+  EXPECT_EQ(services(l), (std::multiset<std::string>{"web", "any"}));
+  q.limit = 1;
+  ASSERT_TRUE(reg_.connList(q, &l).isOk());
+  EXPECT_EQ(l.conns.size(), 1u);
+  EXPECT_EQ(l.matched, 2u) << "the limit cuts the list, not the count";
+
+  // A drained real's entries stay kept; a down real's are not (10.0.1.13
+  // serves, so fail-open holds no real).
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11", 0), real("10.0.1.12"), real("10.0.1.13")}),
+                  service("any", "192.0.2.10", 0, {real("10.0.3.1")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  q = ConnQuery{};
+  q.service = "web";
+  ASSERT_TRUE(reg_.connList(q, &l).isOk());
+  ASSERT_EQ(l.conns.size(), 2u);
+  for (const ConnListed& c : l.conns) {
+    if (c.view.real == ip("10.0.1.11")) EXPECT_TRUE(c.view.kept) << c.view.why;
+    else EXPECT_EQ(c.view.why, "its real is down");
+  }
+
+  q.service = "nope";
+  Status s = reg_.connList(q, &l);
+  EXPECT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("nope"), std::string::npos) << s.message();
+  dp_.scanError = "xdp: read the connection table: Bad file descriptor";
+  s = reg_.connList(ConnQuery{}, &l);
+  EXPECT_FALSE(s.isOk());
+  EXPECT_EQ(s.message(), dp_.scanError);
+  EXPECT_TRUE(l.conns.empty());
+}
+
 // Fail-open holds the last serving real when it fails (in the ring, VALID,
 // flows kept) only while no other real serves: every change that makes one
 // serve releases it, ring first, then a new generation.

@@ -8,6 +8,7 @@
 // swaps a changed one atomically over the same maps, and refuses changed
 // limits naming the key; adoption works without CAP_SYS_ADMIN and from the
 // pins of an older keeld (no prog_rodata). Skips when not root.
+#include "common/clock.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 
 #include <arpa/inet.h>
@@ -326,6 +327,47 @@ TEST_F(XdpDataplaneTest, FindConnReadsAnEntryItsAgeAndExpiry) {
   ASSERT_EQ(bpf_map_update_elem(ctFd, &key, &ct, BPF_ANY), 0);
   EXPECT_FALSE(dp_->findConn(key));
   close(ctFd);
+}
+
+// scanConns (keelctl conns): every written entry of the shared map, each
+// once and as findConn() reads it, across several of the kernel's batches;
+// never-written values are skipped.
+TEST_F(XdpDataplaneTest, ScanConnsVisitsEveryEntryOnce) {
+  Status s = XdpDataplane::create(optionsFor(XdpAttachMode::kGeneric, {4, 8, 16384}), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  keel_node_config node{};
+  node.tcp_idle_timeout_s = 10;
+  node.udp_idle_timeout_s = 10;
+  ASSERT_TRUE(dp_->setNode(node).isOk());
+  int ctFd = pinned("conntrack");
+  ASSERT_GE(ctFd, 0);
+  const uint64_t now = clockNs(CLOCK_MONOTONIC);
+  constexpr uint32_t kFlows = 10000;  // more than one batch (4,096)
+  for (uint32_t i = 0; i < kFlows; ++i) {
+    keel_flow_key key{};
+    key.src[0] = htonl(0x0a000000 + i);
+    key.sport = htons(static_cast<uint16_t>(i));
+    key.proto = i % 2 ? KEEL_PROTO_UDP : KEEL_PROTO_TCP;
+    key.family = KEEL_AF_INET;
+    keel_ct_value ct{i % 7, i, i == 5 ? 0 : now - 20'000'000'000ull * (i % 2)};  // odd: idle 20 s
+    ASSERT_EQ(bpf_map_update_elem(ctFd, &key, &ct, BPF_NOEXIST), 0) << i;
+  }
+  close(ctFd);
+  std::vector<int> seen(kFlows, 0);
+  uint32_t expired = 0, bad = 0;
+  s = dp_->scanConns([&](const keel_flow_key& key, const ConnEntry& e, int worker) {
+    const uint32_t i = ntohl(key.src[0]) - 0x0a000000;
+    if (i >= kFlows || worker != -1 || e.backendId != i % 7 || e.gen != i) {
+      ++bad;
+      return;
+    }
+    ++seen[i];
+    expired += e.expired;
+  });
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(bad, 0u);
+  for (uint32_t i = 0; i < kFlows; ++i) EXPECT_EQ(seen[i], i == 5 ? 0 : 1) << "flow " << i;
+  EXPECT_EQ(expired, kFlows / 2 - 1) << "the odd flows are idle 20 s of a 10 s timeout (5 was never written)";
 }
 
 class XdpAdoptTest : public XdpDataplaneTest {

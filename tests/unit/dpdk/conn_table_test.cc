@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <tuple>
 #include <vector>
 
 namespace keel::dpdk {
@@ -91,6 +93,43 @@ uint32_t worstBucket(const ConnTable& t, uint32_t n, uint32_t buckets, KeyOf key
 // 4,096 keys into 1,024 buckets: 4 a bucket on average; a uniform hash
 // gives a worst bucket around 11, so 16 fails a hash that ignores the field
 // varied (every key in one bucket) or mixes it poorly, not a good one.
+// scan() (keelctl conns, from the control thread): every occupied way of
+// both families once, with its full flow key and value, as forEach() (the
+// owner's walk) sees them; empty ways are skipped.
+TEST(ConnTableScan, VisitsEveryOccupiedWayOfBothFamiliesAsForEachDoes) {
+  ConnTable t(256, kHeapConnMemory, 1);
+  for (uint16_t i = 0; i < 300; ++i) {  // v4: past 256, so some buckets evict
+    const keel_flow_key k = key4(i);
+    t.insert(k, t.hashOf(k), i % 5, i, 1000 + i);
+  }
+  for (uint16_t i = 0; i < 40; ++i) {
+    const keel_flow_key k = key6(i);
+    t.insert(k, t.hashOf(k), 9, i, 5000 + i);
+  }
+  using Seen = std::vector<std::tuple<std::string, uint32_t, uint32_t, uint64_t>>;
+  auto collect = [](Seen& out) {
+    return [&out](const keel_flow_key& k, const keel_ct_value& v) {
+      out.emplace_back(std::string(reinterpret_cast<const char*>(&k), sizeof k), v.backend_id, v.gen, v.last_seen_ns);
+    };
+  };
+  Seen scanned, walked;
+  t.scan(collect(scanned));
+  t.forEach(collect(walked));
+  EXPECT_EQ(scanned.size(), t.occupied());
+  EXPECT_EQ(scanned, walked);
+  size_t v6 = 0, found = 0;
+  for (const auto& [bytes, backend, gen, seen] : scanned) {
+    keel_flow_key k;
+    std::memcpy(&k, bytes.data(), sizeof k);
+    v6 += k.family == KEEL_AF_INET6;
+    keel_ct_value v;
+    // The key as scan() rebuilt it finds its own entry.
+    if (t.peek(k, 0, 0, &v) && v.backend_id == backend && v.gen == gen && v.last_seen_ns == seen) ++found;
+  }
+  EXPECT_EQ(v6, 40u);
+  EXPECT_EQ(found, scanned.size());
+}
+
 TEST(ConnTableHash, SpreadsKeysThatDifferInOneFieldOnly) {
   const ConnTable t(4, kHeapConnMemory, 42);
   EXPECT_LE(worstBucket(t, 4096, 1024, [](uint32_t i) { return key4(static_cast<uint16_t>(i)); }), 16u);

@@ -92,6 +92,16 @@ class MockDataplane : public Dataplane {
     if (it == conns.end()) return std::nullopt;
     return it->second;
   }
+  // Every entry setConn() made, in key-byte order, as worker connWorker.
+  Status scanConns(const ConnVisitor& visit) override {
+    if (!scanError.empty()) return Status::error(scanError);
+    for (const auto& [bytes, e] : conns) {
+      keel_flow_key key;
+      std::memcpy(&key, bytes.data(), sizeof key);
+      visit(key, e, connWorker);
+    }
+    return Status::ok();
+  }
   std::optional<uint64_t> connTableEntries() override {
     ++connTableCalls;
     return connTable;
@@ -150,6 +160,8 @@ class MockDataplane : public Dataplane {
     conns[std::string(reinterpret_cast<const char*>(&key), sizeof key)] = e;
   }
   int connTableCalls = 0;
+  int connWorker = -1;     // the worker scanConns() reports
+  std::string scanError;   // if set, scanConns() fails with it
   // Make the n-th call from now fail (0 = never), to test error paths.
   int failAfter = 0;
   // Whether a failing call still changes the state (a write that landed but

@@ -124,7 +124,12 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
     }
     logInfo(LogRecord("conntrack_restored")
                 .add("file", connPath_)
+                .add("workers", rep.workers)
+                .add("saved_workers", rep.savedWorkers)
+                .add("copied_to_all_workers", rep.copiedToAll)
                 .add("loaded", rep.loaded)
+                .add("lost_no_room", rep.lostNoRoom)
+                .add("skipped_duplicate", rep.skippedDuplicate)
                 .add("skipped_expired", rep.skippedExpired)
                 .add("skipped_no_service", rep.skippedNoService)
                 .add("skipped_no_real", rep.skippedNoReal)

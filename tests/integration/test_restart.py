@@ -18,8 +18,10 @@ TCP connection and a UDP flow exchange messages without pause, and restarted:
     checked reals that were up at once, so established TCP connections are
     picked again onto the reals they had; and it loads the connection tables
     the stop saved, so connections of a drained real (which the ring no
-    longer picks) stay on it too.
+    longer picks) stay on it too, also when the worker count changed (every
+    entry copied into every worker's table).
 keelds run in a KeeldHost (lab.py), whose bpffs and /run/keel outlive each of them."""
+import copy
 import json
 import re
 import socket
@@ -332,6 +334,62 @@ def test_dpdk_restart_keeps_the_connection_tables(lab, dpdk_host):
         assert not moved, f"established flows changed real across the restart: {moved}\n{log}"
         assert drained not in served(lab.flows("tcp", lab.vip4, PORT, count=10))
         assert k2.stop() == 0, k2.log()
+    finally:
+        for s in conns:
+            s.close()
+
+
+def with_workers(config, n):
+    """config with its DPDK plane on the first n of its workers and as many
+    port queues (net_af_packet qpairs)."""
+    c = copy.deepcopy(config)
+    d = c["dataplane"]["dpdk"]
+    assert len(d["workers"]) >= n, d
+    d["workers"] = d["workers"][:n]
+    d["port"] = re.sub(r"qpairs=\d+", f"qpairs={n}", d["port"])
+    return c
+
+
+def restored_fields(log):
+    """The key=value fields of the last conntrack_restored line of log."""
+    lines = [ln for ln in log.splitlines() if "event=conntrack_restored " in ln]
+    assert lines, log
+    return dict(re.findall(r"(\w+)=(\S+)", lines[-1]))
+
+
+def test_dpdk_restart_with_another_worker_count_keeps_the_connection_tables(lab, dpdk_host):
+    # 1 worker, then 2, then 1 again: PACKET_FANOUT (standing in for RSS)
+    # spreads the flows over another number of queues, so each next keeld
+    # copies every saved entry into every worker's table; the connections
+    # of the drained real stay on it whichever worker they now reach. The
+    # third keeld's file holds each entry twice (both workers' copies).
+    web = lab.service("web", 4, PORT, "tcp", "ipip")
+    two = lab.keel_config([web])
+    one = with_workers(two, 1)
+    assert len(two["dataplane"]["dpdk"]["workers"]) == 2
+    k = dpdk_host.start(one, "first")
+    conns = []
+    try:
+        wait_serving(lab, one)
+        before = connect_and_ask(lab, PORT, N_CONN, conns)
+        drained = before[0]
+        k.keelctl("real", "drain", "web", lab.real_by_name(drained).v4, "--reason", "worker count test")
+        assert [ask(s) for s in conns] == before
+        assert k.stop() == 0, k.log()
+        for name, config, saved, workers in (("second", two, 1, 2), ("third", one, 2, 1)):
+            k = dpdk_host.start(config, name)
+            got = restored_fields(k.log())
+            assert (got["saved_workers"], got["workers"], got["copied_to_all_workers"]) == \
+                (str(saved), str(workers), "true"), got
+            assert int(got["loaded"]) >= N_CONN and got["lost_no_room"] == "0", got
+            if name == "third":
+                assert int(got["skipped_duplicate"]) >= N_CONN, got
+            after = [ask(s) for s in conns]
+            moved = [(i, before[i], after[i]) for i in range(N_CONN) if after[i] != before[i]]
+            assert not moved, f"{name}: established flows changed real: {moved}\n{k.log()}"
+            if name == "second":  # the flows reached both workers, not only the first
+                assert all((lab.worker_packets() or {}).get(w, 0) > 0 for w in (0, 1)), lab.worker_packets()
+            assert k.stop() == 0, k.log()
     finally:
         for s in conns:
             s.close()

@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
@@ -11,14 +12,10 @@
 #include <new>
 #include <map>
 #include <tuple>
-#include <type_traits>
 
 namespace keel::dpdk {
 
 namespace {
-
-static_assert(std::is_trivially_copyable_v<ConnRecord> && std::is_trivially_copyable_v<ConnFileHeader>,
-              "written and read as bytes");
 
 bool familyOk(uint8_t f) { return f == KEEL_AF_INET || f == KEEL_AF_INET6; }
 
@@ -27,6 +24,14 @@ using RealKey = std::tuple<uint32_t, uint8_t, std::array<uint32_t, 4>>;
 
 RealKey realKey(uint32_t serviceId, uint8_t family, const uint32_t addr[4]) {
   return {serviceId, family, {addr[0], addr[1], addr[2], addr[3]}};
+}
+
+// A digest of a flow key for restoreConns to sort entries by: a compare
+// then rarely reads the keys themselves, scattered over the file's records.
+uint64_t flowDigest(const keel_flow_key& k) {
+  uint64_t h = 0;
+  for (size_t i = 0; i < sizeof k / 8; ++i) h = (h ^ keyWord(k, i)) * 0x9e3779b97f4a7c15ull;
+  return h ^ (h >> 29);
 }
 
 }  // namespace
@@ -81,63 +86,159 @@ SavedConns exportConns(const Snapshot& snap, const std::vector<const ConnTable*>
 
 namespace {
 
-// The header, given how many bytes follow it.
-Status checkHeader(const ConnFileHeader& h, uint64_t body) {
-  if (std::memcmp(h.magic, kConnFileMagic, sizeof h.magic) != 0) return Status::error("not a keel conntrack file (bad magic)");
-  if (h.version != kConnFileVersion)
-    return Status::error("version " + std::to_string(h.version) + ", this keeld reads version " +
-                         std::to_string(kConnFileVersion));
-  if (h.entrySize != sizeof(ConnRecord))
-    return Status::error("entry size " + std::to_string(h.entrySize) + ", expected " +
-                         std::to_string(sizeof(ConnRecord)));
-  if (h.workers == 0) return Status::error("worker count 0");
-  if (body % sizeof(ConnRecord) != 0 || body / sizeof(ConnRecord) != h.entries)
-    return Status::error("truncated or padded: the header says " + std::to_string(h.entries) + " entries (" +
-                         std::to_string(h.entries * sizeof(ConnRecord)) + " bytes), the file holds " +
-                         std::to_string(body) + " bytes after the header");
+// Byte order of a file's integers: version 2 little-endian, version 1 the
+// order of the machine that wrote it (read only on a machine like it).
+enum class Order { kLittle, kNative };
+
+void put32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void put64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint32_t get32(const uint8_t* p, Order o) {
+  uint32_t v = 0;
+  if (o == Order::kNative) {
+    std::memcpy(&v, p, sizeof v);
+  } else {
+    for (int i = 0; i < 4; ++i) v |= uint32_t{p[i]} << (8 * i);
+  }
+  return v;
+}
+uint64_t get64(const uint8_t* p, Order o) {
+  uint64_t v = 0;
+  if (o == Order::kNative) {
+    std::memcpy(&v, p, sizeof v);
+  } else {
+    for (int i = 0; i < 8; ++i) v |= uint64_t{p[i]} << (8 * i);
+  }
+  return v;
+}
+
+// The offsets of conn_persist.h's layout.
+namespace at {
+constexpr size_t kVersion = 8, kEntrySize = 12, kWorkers = 16, kEntries = 24, kSavedAt = 32;
+constexpr size_t kFlow = 0, kService = 40, kRealAddr = 60, kRealFamily = 76, kWorker = 80, kAge = 88;
+}  // namespace at
+static_assert(sizeof(keel_flow_key) == at::kService - at::kFlow &&
+                  sizeof(keel_service_key) == at::kRealAddr - at::kService &&
+                  sizeof(ConnRecord::realAddr) == at::kRealFamily - at::kRealAddr &&
+                  at::kAge + 8 == ConnFile::kEntrySize,
+              "the keys and the address are stored as their bytes");
+
+void encodeRecord(const ConnRecord& r, uint8_t* p) {
+  std::memset(p, 0, ConnFile::kEntrySize);
+  std::memcpy(p + at::kFlow, &r.flow, sizeof r.flow);
+  std::memcpy(p + at::kService, &r.service, sizeof r.service);
+  std::memcpy(p + at::kRealAddr, r.realAddr, sizeof r.realAddr);
+  p[at::kRealFamily] = r.realFamily;
+  put32(p + at::kWorker, r.worker);
+  put64(p + at::kAge, r.ageNs);
+}
+
+void decodeRecord(const uint8_t* p, Order o, ConnRecord* r) {
+  std::memcpy(&r->flow, p + at::kFlow, sizeof r->flow);
+  std::memcpy(&r->service, p + at::kService, sizeof r->service);
+  std::memcpy(r->realAddr, p + at::kRealAddr, sizeof r->realAddr);
+  r->realFamily = p[at::kRealFamily];
+  r->worker = get32(p + at::kWorker, o);
+  r->ageNs = get64(p + at::kAge, o);
+}
+
+struct Header {
+  Order order = Order::kLittle;
+  uint32_t workers = 0;
+  uint64_t entries = 0;
+  uint64_t savedAtNs = 0;
+};
+
+// The header's 40 bytes, given how many bytes follow them.
+Status parseHeader(const uint8_t* p, uint64_t body, Header* h) {
+  if (std::memcmp(p, ConnFile::kMagic, sizeof ConnFile::kMagic) != 0)
+    return Status::error("not a keel conntrack file (bad magic)");
+  const uint32_t version = get32(p + at::kVersion, Order::kLittle);
+  if (version == ConnFile::kVersion) {
+    h->order = Order::kLittle;
+  } else if (get32(p + at::kVersion, Order::kNative) == ConnFile::kNativeVersion) {
+    h->order = Order::kNative;
+  } else {
+    return Status::error("version " + std::to_string(version) + ", this keeld reads versions " +
+                         std::to_string(ConnFile::kNativeVersion) + " and " + std::to_string(ConnFile::kVersion));
+  }
+  const uint32_t entrySize = get32(p + at::kEntrySize, h->order);
+  if (entrySize != ConnFile::kEntrySize)
+    return Status::error("entry size " + std::to_string(entrySize) + ", expected " +
+                         std::to_string(ConnFile::kEntrySize));
+  h->workers = get32(p + at::kWorkers, h->order);
+  h->entries = get64(p + at::kEntries, h->order);
+  h->savedAtNs = get64(p + at::kSavedAt, h->order);
+  if (h->workers == 0) return Status::error("worker count 0");
+  if (body % ConnFile::kEntrySize != 0 || body / ConnFile::kEntrySize != h->entries)
+    return Status::error("truncated or padded: the header says " + std::to_string(h->entries) +
+                         " entries, the file holds " + std::to_string(body) +
+                         " bytes after the header (entries are " + std::to_string(ConnFile::kEntrySize) +
+                         " bytes)");
   return Status::ok();
 }
 
 Status checkRecords(const std::vector<ConnRecord>& records, uint32_t workers) {
   for (size_t i = 0; i < records.size(); ++i) {
     const ConnRecord& r = records[i];
-    if (r.worker >= workers || !familyOk(r.flow.family) || !familyOk(r.service.family) ||
-        !familyOk(r.realFamily) || r.flow.family != r.service.family)
-      return Status::error("entry " + std::to_string(i) + " is malformed (worker " + std::to_string(r.worker) +
-                           " of " + std::to_string(workers) + ", families flow " +
-                           std::to_string(r.flow.family) + " service " + std::to_string(r.service.family) +
-                           " real " + std::to_string(r.realFamily) + ")");
+    std::string what;
+    if (r.worker >= workers)
+      what = "worker " + std::to_string(r.worker) + " of " + std::to_string(workers);
+    else if (!familyOk(r.flow.family) || !familyOk(r.service.family) || !familyOk(r.realFamily) ||
+             r.flow.family != r.service.family)
+      what = "families flow " + std::to_string(r.flow.family) + " service " + std::to_string(r.service.family) +
+             " real " + std::to_string(r.realFamily);
+    else if (r.flow.pad[0] != 0 || r.flow.pad[1] != 0)
+      what = "flow key padding not zero (no packet's key would match it)";
+    if (!what.empty()) return Status::error("entry " + std::to_string(i) + " is malformed (" + what + ")");
   }
   return Status::ok();
 }
 
+// Entries go through a buffer of this many at a time: a file may hold
+// millions, and neither side keeps a second whole copy.
+constexpr size_t kChunk = 1024;
+
 // The one writer of the format: the header, then the entries.
 bool writeConns(FILE* f, const SavedConns& saved) {
-  ConnFileHeader h{};
-  std::memcpy(h.magic, kConnFileMagic, sizeof h.magic);
-  h.version = kConnFileVersion;
-  h.entrySize = sizeof(ConnRecord);
-  h.workers = saved.workers;
-  h.entries = saved.records.size();
-  h.savedAtNs = saved.savedAtNs;
-  const size_t n = saved.records.size();
-  return std::fwrite(&h, sizeof h, 1, f) == 1 &&
-         (n == 0 || std::fwrite(saved.records.data(), sizeof(ConnRecord), n, f) == n);
+  uint8_t h[ConnFile::kHeaderSize] = {};
+  std::memcpy(h, ConnFile::kMagic, sizeof ConnFile::kMagic);
+  put32(h + at::kVersion, ConnFile::kVersion);
+  put32(h + at::kEntrySize, ConnFile::kEntrySize);
+  put32(h + at::kWorkers, saved.workers);
+  put64(h + at::kEntries, saved.records.size());
+  put64(h + at::kSavedAt, saved.savedAtNs);
+  if (std::fwrite(h, sizeof h, 1, f) != 1) return false;
+  std::vector<uint8_t> buf(kChunk * ConnFile::kEntrySize);
+  for (size_t i = 0; i < saved.records.size(); i += kChunk) {
+    const size_t n = std::min(kChunk, saved.records.size() - i);
+    for (size_t j = 0; j < n; ++j) encodeRecord(saved.records[i + j], &buf[j * ConnFile::kEntrySize]);
+    if (std::fwrite(buf.data(), ConnFile::kEntrySize, n, f) != n) return false;
+  }
+  return true;
 }
 
-// The one reader: `size` bytes from f. The entries are read straight into
-// their vector (no second copy of a file that may be tens of MiB).
+// The one reader: `size` bytes from f.
 Status readConns(FILE* f, uint64_t size, SavedConns* out) {
   *out = SavedConns{};
-  ConnFileHeader h{};
-  if (size < sizeof h || std::fread(&h, sizeof h, 1, f) != 1)
+  uint8_t hb[ConnFile::kHeaderSize];
+  if (size < sizeof hb || std::fread(hb, sizeof hb, 1, f) != 1)
     return Status::error("truncated: " + std::to_string(size) + " bytes, the header alone is " +
-                         std::to_string(sizeof h));
-  if (Status s = checkHeader(h, size - sizeof h); !s) return s;
-  std::vector<ConnRecord> records(h.entries);
-  if ((h.entries != 0 && std::fread(records.data(), sizeof(ConnRecord), records.size(), f) != records.size()) ||
-      std::fgetc(f) != EOF || std::ferror(f))
-    return Status::error("read failed or the file changed while read");
+                         std::to_string(sizeof hb));
+  Header h;
+  if (Status s = parseHeader(hb, size - sizeof hb, &h); !s) return s;
+  std::vector<ConnRecord> records(h.entries);  // the file's size bounds it (parseHeader)
+  std::vector<uint8_t> buf(kChunk * ConnFile::kEntrySize);
+  for (size_t i = 0; i < records.size(); i += kChunk) {
+    const size_t n = std::min(kChunk, records.size() - i);
+    if (std::fread(buf.data(), ConnFile::kEntrySize, n, f) != n)
+      return Status::error("read failed or the file changed while read");
+    for (size_t j = 0; j < n; ++j) decodeRecord(&buf[j * ConnFile::kEntrySize], h.order, &records[i + j]);
+  }
+  if (std::fgetc(f) != EOF || std::ferror(f)) return Status::error("read failed or the file changed while read");
   if (Status s = checkRecords(records, h.workers); !s) return s;
   out->workers = h.workers;
   out->savedAtNs = h.savedAtNs;
@@ -213,12 +314,18 @@ Status consumeConnFile(const std::string& path, SavedConns* out, bool* found) {
 ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable*>& tables,
                                const SavedConns& saved, uint64_t nowNs, uint64_t wallNowNs) {
   ConnRestoreReport rep;
-  if (saved.workers != tables.size()) {
-    rep.notRestored = "the file was saved by " + std::to_string(saved.workers) + " workers, this plane has " +
-                      std::to_string(tables.size()) +
-                      " (RSS would put the flows on other queues; their entries would not be found)";
+  rep.workers = static_cast<uint32_t>(tables.size());
+  rep.savedWorkers = saved.workers;
+  if (tables.empty() || saved.workers == 0) {
+    rep.notRestored = "no workers (" + std::to_string(saved.workers) + " saved the file, this plane has " +
+                      std::to_string(tables.size()) + ")";
     return rep;
   }
+  // Another count: RSS spreads the flows over another number of queues, in
+  // a way keeld cannot compute, so each entry goes into every table
+  // (conn_persist.h).
+  rep.copiedToAll = saved.workers != tables.size();
+
   // The current backends by service, family and address; a VALID one wins
   // over an invalidated slot at the same address.
   std::map<RealKey, uint32_t> reals;
@@ -228,6 +335,19 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
     auto [it, inserted] = reals.try_emplace(realKey(slot->be.service_id, slot->be.family, slot->be.addr), id);
     if (!inserted && (slot->be.flags & KEEL_BE_F_VALID)) it->second = id;
   }
+
+  // The entries still usable, with the table they go into (every one: kAll).
+  constexpr uint32_t kAll = UINT32_MAX;
+  struct Entry {
+    const ConnRecord* r;
+    uint64_t digest;  // flowDigest(r->flow)
+    uint32_t table;
+    uint32_t backendId;
+    uint32_t gen;
+    uint64_t age;
+  };
+  std::vector<Entry> entries;
+  entries.reserve(saved.records.size());
   const uint64_t gap = wallNowNs > saved.savedAtNs ? wallNowNs - saved.savedAtNs : 0;
   for (const ConnRecord& r : saved.records) {
     const uint64_t age = r.ageNs + gap;
@@ -251,9 +371,54 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
       ++rep.skippedDown;
       continue;
     }
-    ConnTable& t = *tables[r.worker];
-    t.insert(r.flow, t.hashOf(r.flow), it->second, slot->be.gen, nowNs > age ? nowNs - age : 1);
-    ++rep.loaded;
+    if (!rep.copiedToAll && r.worker >= tables.size()) continue;  // decodeConns refuses such files
+    entries.push_back(Entry{&r, flowDigest(r.flow), rep.copiedToAll ? kAll : r.worker, it->second, slot->be.gen, age});
+  }
+
+  // One entry per flow and table, the most recently seen: a table holds a
+  // flow once, and an older copy inserted after it would age it.
+  auto sameSlot = [](const Entry& a, const Entry& b) {
+    return a.table == b.table && a.digest == b.digest &&
+           std::memcmp(&a.r->flow, &b.r->flow, sizeof a.r->flow) == 0;
+  };
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    if (a.table != b.table) return a.table < b.table;
+    if (a.digest != b.digest) return a.digest < b.digest;
+    if (int c = std::memcmp(&a.r->flow, &b.r->flow, sizeof a.r->flow); c != 0) return c < 0;
+    return a.age < b.age;
+  });
+  const size_t distinct = std::unique(entries.begin(), entries.end(), sameSlot) - entries.begin();
+  rep.skippedDuplicate = entries.size() - distinct;
+  entries.resize(distinct);
+
+  // Least recently seen first: an insert into a full bucket evicts its
+  // least recently seen way, so where a bucket overflows the entries that
+  // stay are its most recently seen, whatever order the file had.
+  // (Ties by digest, for one order whatever the sort does with equals.)
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.age != b.age ? a.age > b.age : a.digest < b.digest;
+  });
+  auto forTables = [&](const Entry& e, auto&& f) {
+    if (e.table == kAll) {
+      for (ConnTable* t : tables) f(*t);
+    } else {
+      f(*tables[e.table]);
+    }
+  };
+  for (const Entry& e : entries)
+    forTables(e, [&](ConnTable& t) {
+      t.insert(e.r->flow, t.hashOf(e.r->flow), e.backendId, e.gen, nowNs > e.age ? nowNs - e.age : 1);
+    });
+
+  // What the tables kept: an entry counts as loaded if every table it went
+  // into still holds it (a later insert may have evicted it).
+  for (const Entry& e : entries) {
+    bool kept = true;
+    forTables(e, [&](ConnTable& t) {
+      keel_ct_value v;
+      kept = kept && t.peek(e.r->flow, nowNs, 0, &v);
+    });
+    ++(kept ? rep.loaded : rep.lostNoRoom);
   }
   rep.restored = true;
   return rep;

@@ -8,8 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -35,12 +37,12 @@ struct Plane {
   TableStore store{kMaxServices, kMaxBackends, [] {}};
   std::vector<std::unique_ptr<WorkerState>> workers;
 
-  explicit Plane(uint32_t nWorkers = kWorkers, uint64_t seed = 1) {
+  explicit Plane(uint32_t nWorkers = kWorkers, uint64_t seed = 1, uint32_t connCapacity = 1024) {
     EXPECT_TRUE(store.setNode(test::nodeConfig()));  // idle: TCP 300 s, UDP 30 s
     EXPECT_TRUE(store.addVip(test::vipKey(kVip)));
     EXPECT_TRUE(store.addVip(test::vipKey(kVip6)));
     for (uint32_t i = 0; i < nWorkers; ++i)
-      workers.push_back(std::make_unique<WorkerState>(1024, kMaxServices, kMaxBackends, 1500, kHeapConnMemory,
+      workers.push_back(std::make_unique<WorkerState>(connCapacity, kMaxServices, kMaxBackends, 1500, kHeapConnMemory,
                                                       seed * 100 + i));
   }
   void service(const IpAddress& vip, uint32_t id, uint8_t proto = KEEL_PROTO_TCP) {
@@ -236,15 +238,119 @@ TEST(ConnPersist, EntriesTheWorkersWouldNoLongerHonourAreNotSaved) {
   EXPECT_EQ(ex.skippedStale, 1u);
 }
 
-TEST(ConnPersist, AChangedWorkerCountLoadsNothing) {
+// Whether every worker's table of p sends each of A, B and C to its saved
+// real (programSecond's ids), and holds nothing else.
+void expectEveryWorkerKeepsTheSavedReals(Plane& p, uint64_t nowNs) {
+  for (uint32_t w = 0; w < p.workers.size(); ++w) {
+    EXPECT_EQ(p.workers[w]->conns.countLive(), 3u) << "worker " << w;
+    EXPECT_EQ(p.send(kFlowA, w, nowNs), 1u) << "worker " << w;  // the ring picks id 0
+    EXPECT_EQ(p.send(kFlowB, w, nowNs), 0u) << "worker " << w;
+    EXPECT_EQ(p.send(kFlowC, w, nowNs), 2u) << "worker " << w;
+  }
+}
+
+TEST(ConnPersist, MoreWorkersThanSavedTheFileGetEveryEntryInEveryTable) {
+  // RSS over three queues may put a flow on any of them: each table holds
+  // every entry, so the worker the flow lands on finds it.
   SavedConns saved = savedFromFirstKeeld();
   Plane p2(3, 2);
   programSecond(p2);
-  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
-  EXPECT_FALSE(rep.restored);
-  EXPECT_NE(rep.notRestored.find("2 workers"), std::string::npos) << rep.notRestored;
-  EXPECT_EQ(rep.loaded, 0u);
-  EXPECT_EQ(p2.entries(), 0u);
+  const uint64_t now2 = 77 * kSec;
+  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, now2, kWallSave + 2 * kSec);
+  ASSERT_TRUE(rep.restored) << rep.notRestored;
+  EXPECT_TRUE(rep.copiedToAll);
+  EXPECT_EQ(rep.savedWorkers, 2u);
+  EXPECT_EQ(rep.workers, 3u);
+  EXPECT_EQ(rep.loaded, 3u);
+  EXPECT_EQ(rep.lostNoRoom, 0u);
+  expectEveryWorkerKeepsTheSavedReals(p2, now2);
+}
+
+TEST(ConnPersist, FewerWorkersThanSavedTheFileGetEveryEntryInEveryTable) {
+  SavedConns saved = savedFromFirstKeeld();
+  for (uint32_t n : {1u, 2u, 3u}) {
+    SCOPED_TRACE(n);
+    Plane p2(n, 2);
+    programSecond(p2);
+    ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
+    ASSERT_TRUE(rep.restored);
+    EXPECT_EQ(rep.copiedToAll, n != kWorkers);
+    EXPECT_EQ(rep.loaded, 3u);
+    if (n == kWorkers) {  // the same count: each entry into its own worker alone, as saved
+      EXPECT_EQ(p2.workers[0]->conns.countLive(), 1u);
+      EXPECT_EQ(p2.workers[1]->conns.countLive(), 2u);
+    } else {
+      expectEveryWorkerKeepsTheSavedReals(p2, 77 * kSec);
+    }
+  }
+}
+
+// A first keeld (2 workers) whose workers saw n IPv4 flows of service 1 on
+// real 10.1.0.1, flow i last seen i + 1 s before the stop, on worker i % 2.
+SavedConns manyFlows(uint32_t n) {
+  Plane p1(kWorkers, 1);
+  p1.service(kVip, 1);
+  p1.real(5, "10.1.0.1", 1, 3);
+  p1.ringOf(1, 5);
+  for (uint32_t i = 0; i < n; ++i)
+    p1.send(Frame{ip("192.168.2.1"), kVip, static_cast<uint16_t>(41000 + i), 80}, i % 2, kSaveNs - (i + 1) * kSec);
+  return exportConns(*p1.store.current(), p1.savedTables(), kSaveNs, kWallSave);
+}
+
+TEST(ConnPersist, ATableTooSmallKeepsTheMostRecentlySeenAndReportsTheRest) {
+  // 16 flows; the next keeld's tables hold 4 IPv4 flows each (one bucket).
+  SavedConns saved = manyFlows(16);
+  ASSERT_EQ(saved.records.size(), 16u);
+  auto held = [](Plane& p, uint32_t w) {
+    std::vector<uint16_t> ports;
+    p.workers[w]->conns.forEach([&](const keel_flow_key& k, const keel_ct_value&) { ports.push_back(ntohs(k.sport)); });
+    std::sort(ports.begin(), ports.end());
+    return ports;
+  };
+  {
+    SCOPED_TRACE("three workers: every entry into each table");
+    Plane p2(3, 2, 4);
+    programSecond(p2);
+    ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
+    EXPECT_TRUE(rep.copiedToAll);
+    EXPECT_EQ(rep.loaded, 4u);
+    EXPECT_EQ(rep.lostNoRoom, 12u);
+    for (uint32_t w = 0; w < 3; ++w) EXPECT_EQ(held(p2, w), (std::vector<uint16_t>{41000, 41001, 41002, 41003}));
+  }
+  {
+    SCOPED_TRACE("two workers: each entry into its own worker's table");
+    Plane p2(kWorkers, 2, 4);
+    programSecond(p2);
+    ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
+    EXPECT_FALSE(rep.copiedToAll);
+    EXPECT_EQ(rep.loaded, 8u);
+    EXPECT_EQ(rep.lostNoRoom, 8u);
+    EXPECT_EQ(held(p2, 0), (std::vector<uint16_t>{41000, 41002, 41004, 41006}));
+    EXPECT_EQ(held(p2, 1), (std::vector<uint16_t>{41001, 41003, 41005, 41007}));
+  }
+}
+
+TEST(ConnPersist, CopiesSavedAgainLoadOncePerTableTheMostRecentlySeenFirst) {
+  // 2 workers -> 3 (copies) -> 1: the second file holds each flow three
+  // times; the copy of the worker the flow reached is the most recent.
+  Plane p3(3, 2);
+  programSecond(p3);
+  const uint64_t now3 = 77 * kSec;
+  ASSERT_EQ(restoreConns(*p3.store.current(), p3.tables(), savedFromFirstKeeld(), now3, kWallSave).loaded, 3u);
+  EXPECT_EQ(p3.send(kFlowA, 2, now3 + 10 * kSec), 1u);  // A's packets reach worker 2 (refreshes its copy)
+  const SavedConns again = exportConns(*p3.store.current(), p3.savedTables(), now3 + 20 * kSec, kWallSave + 20 * kSec);
+  ASSERT_EQ(again.records.size(), 9u);
+
+  Plane p1(1, 3);
+  programSecond(p1);
+  const uint64_t now1 = 500 * kSec;
+  ConnRestoreReport rep = restoreConns(*p1.store.current(), p1.tables(), again, now1, kWallSave + 20 * kSec);
+  EXPECT_TRUE(rep.copiedToAll);
+  EXPECT_EQ(rep.loaded, 3u);
+  EXPECT_EQ(rep.skippedDuplicate, 6u);
+  keel_ct_value v;
+  ASSERT_TRUE(p1.workers[0]->conns.peek(test::flowKey(kFlowA), now1, 0, &v));
+  EXPECT_EQ(v.last_seen_ns, now1 - 10 * kSec);  // worker 2's copy, 10 s old, not the others (15 s)
 }
 
 TEST(ConnPersist, BadFilesAreErrorsThatSayWhy) {
@@ -264,17 +370,31 @@ TEST(ConnPersist, BadFilesAreErrorsThatSayWhy) {
   bad[0] = 'X';
   EXPECT_NE(error(bad).find("magic"), std::string::npos);
   bad = good;
-  bad[offsetof(ConnFileHeader, version)] = 9;
+  bad[8] = 9;  // the version, little-endian
   EXPECT_NE(error(bad).find("version 9"), std::string::npos);
   bad = good;
-  bad[offsetof(ConnFileHeader, entrySize)] = 64;
-  EXPECT_NE(error(bad).find("entry size"), std::string::npos);
+  bad[8] = 0;
+  bad[11] = 2;  // version 2 big-endian: a writer that ignored the byte order
+  EXPECT_NE(error(bad).find("version 33554432"), std::string::npos);
   bad = good;
-  bad[sizeof(ConnFileHeader) + offsetof(ConnRecord, worker)] = 7;  // worker 7 of 2
-  EXPECT_NE(error(bad).find("entry 0 is malformed"), std::string::npos);
+  bad[12] = 64;  // the entry size
+  EXPECT_NE(error(bad).find("entry size 64"), std::string::npos);
   bad = good;
-  bad[sizeof(ConnFileHeader) + offsetof(ConnRecord, flow) + offsetof(keel_flow_key, family)] = 5;
-  EXPECT_NE(error(bad).find("malformed"), std::string::npos);
+  bad[16] = 0;  // the worker count
+  EXPECT_NE(error(bad).find("worker count 0"), std::string::npos);
+  const size_t e1 = ConnFile::kHeaderSize + ConnFile::kEntrySize;  // entry 1
+  bad = good;
+  bad[e1 + 80] = 7;  // worker 7 of 2
+  EXPECT_NE(error(bad).find("entry 1 is malformed (worker 7 of 2)"), std::string::npos);
+  bad = good;
+  bad[e1 + offsetof(keel_flow_key, family)] = 5;
+  EXPECT_NE(error(bad).find("entry 1 is malformed (families flow 5"), std::string::npos);
+  bad = good;
+  bad[e1 + 76] = 0;  // the real's family
+  EXPECT_NE(error(bad).find("real 0"), std::string::npos);
+  bad = good;
+  bad[e1 + offsetof(keel_flow_key, pad)] = 1;
+  EXPECT_NE(error(bad).find("entry 1 is malformed (flow key padding"), std::string::npos);
   // Random bytes, and random corruptions of a good file: an error or a
   // well-formed result, never a crash (run under the sanitizers too).
   std::mt19937 rng(7);
@@ -283,10 +403,120 @@ TEST(ConnPersist, BadFilesAreErrorsThatSayWhy) {
     for (int j = 0; j < 4; ++j)
       if (!b.empty()) b[rng() % b.size()] = static_cast<char>(rng());
     if (decodeConns(b, &out)) {
-      EXPECT_EQ(out.records.size() * sizeof(ConnRecord) + sizeof(ConnFileHeader), b.size());
+      EXPECT_EQ(out.records.size() * ConnFile::kEntrySize + ConnFile::kHeaderSize, b.size());
     }
   }
   EXPECT_TRUE(decodeConns(good, &out));
+}
+
+bool sameRecord(const ConnRecord& a, const ConnRecord& b) {
+  return std::memcmp(&a.flow, &b.flow, sizeof a.flow) == 0 &&
+         std::memcmp(&a.service, &b.service, sizeof a.service) == 0 &&
+         std::memcmp(a.realAddr, b.realAddr, sizeof a.realAddr) == 0 && a.realFamily == b.realFamily &&
+         a.worker == b.worker && a.ageNs == b.ageNs;
+}
+
+TEST(ConnPersist, AFileRoundTripsEveryField) {
+  SavedConns saved = savedFromFirstKeeld(), back;
+  saved.workers = 3;
+  saved.records[2].worker = 2;
+  saved.records[1].ageNs = 0x0102030405060708ull;
+  ASSERT_TRUE(decodeConns(encodeConns(saved), &back));
+  EXPECT_EQ(back.workers, 3u);
+  EXPECT_EQ(back.savedAtNs, kWallSave);
+  ASSERT_EQ(back.records.size(), saved.records.size());
+  for (size_t i = 0; i < saved.records.size(); ++i) EXPECT_TRUE(sameRecord(back.records[i], saved.records[i])) << i;
+  ASSERT_TRUE(decodeConns(encodeConns(SavedConns{1, 7, {}}), &back));  // no entries
+  EXPECT_TRUE(back.records.empty());
+  EXPECT_EQ(back.savedAtNs, 7u);
+}
+
+// Spelled out byte by byte, so that a change of the layout (a field moved,
+// the byte order, the struct padding) fails here rather than in the field.
+TEST(ConnPersist, TheFileLayoutIsLittleEndianWithTheKeysAsTheirBytes) {
+  ConnRecord r{};
+  r.flow = test::flowKey(Frame{ip("192.168.1.1"), kVip, 40001, 80});
+  r.service = test::serviceKey(kVip, 80, KEEL_PROTO_TCP);
+  std::memcpy(r.realAddr, ip("10.1.0.2").bytes().data(), 4);
+  r.realFamily = KEEL_AF_INET;
+  r.worker = 0x0a0b0c0d;
+  r.ageNs = 0x1122334455667788ull;
+  const std::string bytes = encodeConns(SavedConns{0x01020304, 0x8877665544332211ull, {r}});
+  auto hex = [](const std::string& b) {
+    std::string out;
+    char two[3];
+    for (unsigned char c : b) {
+      std::snprintf(two, sizeof two, "%02x", c);
+      out += two;
+    }
+    return out;
+  };
+  const std::string af = hex(std::string(1, static_cast<char>(KEEL_AF_INET)));
+  const std::string expected =
+      // header: magic, version 2, entry size 96, 0x01020304 workers, reserved, 1 entry, savedAtNs
+      "4b45454c434f4e4e" "02000000" "60000000" "04030201" "00000000" "0100000000000000" "1122334455667788"
+      // flow key: source, destination (word 0 network order, words 1-3 zero), ports 40001 and 80
+      // network order, TCP, family, padding
+      "c0a80101" "000000000000000000000000" "0a000064" "000000000000000000000000" "9c41" "0050" "06" + af +
+      "0000"
+      // service key: VIP, port 80, TCP, family
+      "0a000064" "000000000000000000000000" "0050" "06" + af +
+      // real address, family, reserved, worker, reserved, age
+      "0a010002" "000000000000000000000000" + af + "000000" "0d0c0b0a" "00000000" "8877665544332211";
+  EXPECT_EQ(hex(bytes), expected);
+}
+
+// What the previous keeld wrote (version 1): its structs, in the machine's
+// own byte order.
+struct V1Record {
+  keel_flow_key flow;
+  keel_service_key service;
+  uint32_t realAddr[4];
+  uint8_t realFamily;
+  uint8_t pad[3];
+  uint32_t worker;
+  uint32_t pad2;
+  uint64_t ageNs;
+};
+struct V1Header {
+  char magic[8];
+  uint32_t version, entrySize, workers, reserved;
+  uint64_t entries, savedAtNs;
+};
+static_assert(sizeof(V1Record) == 96 && sizeof(V1Header) == 40, "version 1 as it was");
+
+TEST(ConnPersist, TheFileOfThePreviousKeeldStillLoads) {
+  const SavedConns saved = savedFromFirstKeeld();
+  V1Header h{};
+  std::memcpy(h.magic, "KEELCONN", 8);
+  h.version = 1;
+  h.entrySize = sizeof(V1Record);
+  h.workers = saved.workers;
+  h.entries = saved.records.size();
+  h.savedAtNs = saved.savedAtNs;
+  std::string v1(reinterpret_cast<const char*>(&h), sizeof h);
+  for (const ConnRecord& r : saved.records) {
+    V1Record o{};
+    o.flow = r.flow;
+    o.service = r.service;
+    std::memcpy(o.realAddr, r.realAddr, sizeof o.realAddr);
+    o.realFamily = r.realFamily;
+    o.worker = r.worker;
+    o.ageNs = r.ageNs;
+    v1.append(reinterpret_cast<const char*>(&o), sizeof o);
+  }
+  SavedConns back;
+  ASSERT_TRUE(decodeConns(v1, &back));
+  EXPECT_EQ(back.workers, kWorkers);
+  EXPECT_EQ(back.savedAtNs, kWallSave);
+  ASSERT_EQ(back.records.size(), saved.records.size());
+  for (size_t i = 0; i < saved.records.size(); ++i) EXPECT_TRUE(sameRecord(back.records[i], saved.records[i])) << i;
+
+  // And it restores like a new one: A stays on its drained real.
+  Plane p2(kWorkers, 2);
+  programSecond(p2);
+  ASSERT_EQ(restoreConns(*p2.store.current(), p2.tables(), back, 77 * kSec, kWallSave).loaded, 3u);
+  EXPECT_EQ(p2.send(kFlowA, 0, 77 * kSec), 1u);
 }
 
 TEST(ConnPersist, TheFileIsWrittenAtomicallyAndConsumedEvenWhenUnusable) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/context.h"
 
+#include "control/api/json_keys.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
@@ -49,9 +51,19 @@ json numberOrString(const std::string& text) {
 
 bool addHealthParam(Context& ctx, json& params, const std::string& text) {
   if (text.empty()) return true;
-  json h = json::parse(text, nullptr, false);
+  // Parsed here, so a key given twice would reach keeld once (nlohmann keeps
+  // the last): refused as keeld refuses one in a request, with its path.
+  api::DuplicateKeyFinder duplicates;
+  json h = json::parse(
+      text, [&duplicates](int, json::parse_event_t event, json& parsed) { return duplicates.onEvent(event, parsed); },
+      false);
   if (h.is_discarded()) {
     std::cerr << "keelctl: --health: not valid JSON: " << text << "\n";
+    ctx.exitCode = 1;
+    return false;
+  }
+  if (const auto& dup = duplicates.duplicate()) {
+    std::cerr << "keelctl: --health: " << *dup << ": duplicate key (each key may appear once in an object)\n";
     ctx.exitCode = 1;
     return false;
   }

@@ -569,7 +569,6 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
                               {{"fail-open", true}, {"fail-closed", false}}))
       svc.healthFailOpen = *v;
   }
-  const size_t first = errors_.size();
   // The service's own block, reals or not: it is the check every real
   // without `health:` gets, now or at a later `keelctl real add`. Its key
   // mistakes are reported here, once; a real reports only its own block's.
@@ -579,6 +578,7 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
   errors_.insert(errors_.end(), ownErrors.service.begin(), ownErrors.service.end());
   // The original nodes, not the stored clones: clones lose their line marks.
   const YAML::Node realsNode = n["reals"];
+  std::set<std::string> realRefusals;  // the checker's refusals of the reals' checks, as it worded them
   for (size_t i = 0; i < svc.reals.size(); ++i) {
     RealConfig& real = svc.reals[i];
     const YAML::Node realNode = realsNode.IsSequence() ? realsNode[i] : YAML::Node();
@@ -593,17 +593,17 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
       // service), caught here so --check-config and reloads report it.
       if (spec->type != HealthCheckSpec::Type::None && real.address.family())
         if (Status st = validateHealthTarget(HealthTarget{svc.name, real.address, svc.port, *spec});
-            !st)
+            !st) {
           errorAtLine(real.line, path + ".reals[" + std::to_string(i) + "].health", st.message());
+          realRefusals.insert(st.message());
+        }
     }
   }
   // What the checker would refuse in the service's own check, unless a
   // real that inherits it said so already: a service without reals, or
   // whose reals all override the faulty key, is not left unchecked.
   if (own)
-    if (Status st = serviceHealthTarget(*own, svc.vip, svc.port);
-        !st && std::none_of(errors_.begin() + first, errors_.end(),
-                            [&](const std::string& e) { return e.ends_with(": " + st.message()); }))
+    if (Status st = serviceHealthTarget(*own, svc.vip, svc.port); !st && !realRefusals.count(st.message()))
       error(svcHealth, path + ".health", st.message());
 }
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/daemon_backend.h"
 
+#include "control/api/json_keys.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -342,7 +344,22 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   if (statePath_.empty()) return out;
   std::ifstream in(statePath_);
   if (!in) return out;  // none yet
-  nlohmann::json doc = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  // keeld writes each key once; a key twice means the file was edited or
+  // damaged, and which value was meant is unknown: the file is ignored, as
+  // a malformed one is.
+  api::DuplicateKeyFinder duplicates;
+  nlohmann::json doc = nlohmann::json::parse(
+      in,
+      [&duplicates](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        return duplicates.onEvent(event, parsed);
+      },
+      /*allow_exceptions=*/false);
+  if (const auto& dup = duplicates.duplicate()) {
+    logWarn(LogRecord("runtime_state_ignored")
+                .add("path", statePath_)
+                .add("error", *dup + ": duplicate key (keeld writes each key once)"));
+    return out;
+  }
   const int version = doc.is_object() && doc.contains("version") && doc["version"].is_number_integer()
                           ? doc["version"].get<int>()
                           : 0;

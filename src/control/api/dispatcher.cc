@@ -11,6 +11,7 @@
 #include <set>
 #include <vector>
 
+#include "control/api/json_keys.h"
 #include "control/api/requests.h"
 #include "keel/maglev_lookup.h"
 
@@ -66,60 +67,6 @@ bool tooDeep(std::string_view line) {
   }
   return false;
 }
-
-// nlohmann::json keeps the last of a key an object gives twice, so
-// {"weight": 0, "weight": 100} would silently mean 100. The parser's
-// callback sees every key of every object in order: this records the path
-// of the first key seen twice ("params.reals[1].address"), so the request
-// can be refused instead of guessed at.
-class DuplicateKeyFinder {
- public:
-  bool onEvent(json::parse_event_t event, const json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-      case json::parse_event_t::array_start:
-        stack_.push_back(Frame{event == json::parse_event_t::array_start, childPath(), {}, {}, 0});
-        break;
-      case json::parse_event_t::key:
-        if (!stack_.empty()) {
-          Frame& f = stack_.back();
-          f.key = parsed.get<std::string>();
-          if (!f.keys.insert(f.key).second && !duplicate_) duplicate_ = childPath();
-        }
-        break;
-      case json::parse_event_t::object_end:
-      case json::parse_event_t::array_end:
-        if (!stack_.empty()) stack_.pop_back();
-        elementDone();
-        break;
-      case json::parse_event_t::value:
-        elementDone();
-        break;
-    }
-    return true;  // keep everything: the caller decides
-  }
-  const std::optional<std::string>& duplicate() const { return duplicate_; }
-
- private:
-  struct Frame {
-    bool array;
-    std::string path;            // of the object or list itself ("" at the top)
-    std::set<std::string> keys;  // objects: the keys seen so far
-    std::string key;             // objects: the key whose value is being read
-    size_t index;                // lists: the element being read
-  };
-  std::string childPath() const {
-    if (stack_.empty()) return "";
-    const Frame& f = stack_.back();
-    if (f.array) return f.path + "[" + std::to_string(f.index) + "]";
-    return f.path.empty() ? f.key : f.path + "." + f.key;
-  }
-  void elementDone() {
-    if (!stack_.empty() && stack_.back().array) ++stack_.back().index;
-  }
-  std::vector<Frame> stack_;
-  std::optional<std::string> duplicate_;
-};
 
 std::string oneLine(std::string_view s, size_t limit) {
   std::string out;

@@ -147,6 +147,9 @@ TEST_F(KeelctlTest, DaemonErrorsExitOneAndChangeNothing) {
       {{"real", "add", "web", "10.0.0.9", "--health", "{"}, "keelctl: --health: not valid JSON: {\n"},
       {{"service", "add", "x", "--vip", "10.9.9.9", "--port", "80", "--health", "tcp"},
        "keelctl: --health: not valid JSON: tcp\n"},
+      // ... and give each key once: parsed here, a second one would be lost.
+      {{"real", "add", "web", "10.0.0.9", "--health", R"({"type":"http","path":"/a","path":"/b"})"},
+       "keelctl: --health: path: duplicate key (each key may appear once in an object)\n"},
   };
   for (const auto& row : rows) {
     SCOPED_TRACE(row.args[0] + " " + row.args[1]);

@@ -428,6 +428,10 @@ INSTANTIATE_TEST_SUITE_P(
                 kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
                         "    health: {type: tcp}\n",
                 {"keel.yaml:8: services[0].health: health check: port is 0 and the service port is 0"}},
+        BadCase{"service health without a port on a port-0 service, inherited by its real: said once, by the real",
+                kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
+                        "    health: {type: tcp}\n    reals:\n      - {address: 10.0.1.11}\n",
+                {"keel.yaml:10: services[0].reals[0].health: health check: port is 0 and the service port is 0"}},
         BadCase{"expect on a real that is its own tcp check",
                 svc("    health: {type: http, expect: \"200-299\"}\n"
                     "    reals:\n      - {address: 10.0.1.11, health: {type: tcp, expect: \"200\"}}\n"),

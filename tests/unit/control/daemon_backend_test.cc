@@ -1026,7 +1026,10 @@ TEST_F(RuntimeStateTest, BadEntriesAreDroppedAndBadFilesIgnored) {
 
   // Damaged or foreign files: ignored, start-up goes on with the file alone.
   for (const char* text : {"{not json", "[1,2]", R"({"version":3,"reals":[]})",
-                           R"({"version":2,"reals":[]})", R"({"reals":"x"})"}) {
+                           R"({"version":2,"reals":[]})", R"({"reals":"x"})",
+                           // A key twice (the last would drain 10.0.1.2): which was meant is unknown.
+                           R"({"version":1,"reals":[{"service":"web","address":"10.0.1.2","file_weight":100,)"
+                           R"("drained":false,"drained":true}]})"}) {
     SCOPED_TRACE(text);
     k.reset();
     writeState(text);

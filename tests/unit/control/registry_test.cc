@@ -5,21 +5,20 @@
 #include "control/registry.h"
 
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <set>
-#include <sstream>
 #include <utility>
 
 #include "keel/encap.h"
+#include "log_capture.h"
 #include "mock_dataplane.h"
 #include "registry_builders.h"
 
 namespace keel {
 namespace {
 
+using test::LogCapture;
 using test::MockDataplane;
 using Calls = std::vector<std::string>;
 
@@ -731,33 +730,6 @@ TEST(Ipv6MtuShortfalls, NamesIpipServicesWithIpv6VipsWhose1280PlusOuterHeaderExc
   EXPECT_EQ(f[1].needed, 1300u);
   EXPECT_EQ(f[2].needed, 1320u);  // one IPv6 real is enough for the 40-byte header
 }
-
-// Captures what is logged through spdlog's default logger (what keeld's
-// setupLogging installs) as "LEVEL RECORD" lines, and puts the previous
-// logger back.
-class LogCapture {
- public:
-  LogCapture() : previous_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
-    sink->set_pattern("%l %v");
-    auto logger = std::make_shared<spdlog::logger>("registry_test_capture", sink);
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous_); }
-  // The lines logged since the last take() that hold `event=NAME `.
-  std::vector<std::string> take(const std::string& event) {
-    std::vector<std::string> found;
-    std::istringstream in(std::exchange(out_, std::ostringstream{}).str());
-    for (std::string line; std::getline(in, line);)
-      if (line.find("event=" + event + " ") != std::string::npos) found.push_back(line);
-    return found;
-  }
-
- private:
-  std::shared_ptr<spdlog::logger> previous_;
-  std::ostringstream out_;
-};
 
 TEST_F(RegistryTest, WarnsOnceWhenThePortMtuIsTooSmallForIpv6ClientsAndStillApplies) {
   LogCapture log;

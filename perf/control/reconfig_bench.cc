@@ -182,6 +182,7 @@ class NullDataplane final : public keel::Dataplane {
   std::optional<uint64_t> connTableEntries() override { return std::nullopt; }
   std::optional<keel::ConnEntry> findConn(const keel_flow_key&) override { return std::nullopt; }
   keel::Status scanConns(const keel::ConnVisitor&) override { return keel::Status::ok(); }
+  std::optional<uint32_t> portMtu() const override { return 1500; }
 };
 
 // The reconfiguration cases against one data plane.

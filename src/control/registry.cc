@@ -17,6 +17,31 @@
 
 namespace keel {
 
+namespace {
+
+// The outer header ipip puts in front of an IPv6 client's packet for this
+// service: 40 if any real is IPv6 (the largest the service's packets get),
+// else 20; 0 where nothing grows an IPv6 client's packet (l2dsr, an IPv4
+// VIP, no reals).
+uint32_t ipv6ClientOuterHeader(const ServiceConfig& svc) {
+  if (svc.forwarding != Forwarding::kIpip || !svc.vip.isV6() || svc.reals.empty()) return 0;
+  const bool v6Real = std::any_of(svc.reals.begin(), svc.reals.end(),
+                                  [](const RealConfig& r) { return r.address.isV6(); });
+  return v6Real ? 40 : 20;
+}
+
+}  // namespace
+
+std::vector<Ipv6MtuShortfall> ipv6MtuShortfalls(const std::vector<ServiceConfig>& services, uint32_t mtu) {
+  std::vector<Ipv6MtuShortfall> out;
+  for (const ServiceConfig& svc : services) {
+    const uint32_t outer = ipv6ClientOuterHeader(svc);
+    if (outer == 0 || kIpv6MinMtu + outer <= mtu) continue;
+    out.push_back({svc.name, svc.vip, mtu, outer, kIpv6MinMtu + outer});
+  }
+  return out;
+}
+
 std::optional<uint32_t> Registry::IdPool::allocate() {
   if (!free_.empty()) {
     std::pop_heap(free_.begin(), free_.end(), std::greater<>());
@@ -442,7 +467,38 @@ Status Registry::apply(const Config& config) {
     vipRefs_.erase(it);
     unsureVips_.erase(vip);
   }
+  warnIpv6Mtu(config);
   return Status::ok();
+}
+
+void Registry::warnIpv6Mtu(const Config& config) {
+  // Most configs have no service this concerns: then no MTU read at all.
+  if (std::none_of(config.services.begin(), config.services.end(),
+                   [](const ServiceConfig& svc) { return ipv6ClientOuterHeader(svc) != 0; })) {
+    mtuWarned_.clear();
+    return;
+  }
+  const std::optional<uint32_t> mtu = dataplane_.portMtu();
+  if (!mtu) return;  // unknown: nothing to compare with, and nothing learned
+  std::map<std::string, std::pair<uint32_t, uint32_t>> warned;
+  for (const Ipv6MtuShortfall& f : ipv6MtuShortfalls(config.services, *mtu)) {
+    const std::pair<uint32_t, uint32_t> now{f.mtu, f.needed};
+    const uint32_t fits = f.mtu > f.outerHeader ? f.mtu - f.outerHeader : 0;  // the largest client packet
+    auto before = mtuWarned_.find(f.service);
+    if (before == mtuWarned_.end() || before->second != now)
+      logWarn(LogRecord("mtu_too_small_for_ipv6")
+                  .add("service", f.service)
+                  .add("vip", f.vip.toString())
+                  .add("mtu", f.mtu)
+                  .add("needed", f.needed)
+                  .add("outer_header", f.outerHeader)
+                  .add("detail", "IPv6 clients do not lower their path MTU below 1280 (RFC 8201): their packets "
+                                     "over " + std::to_string(fits) + " bytes, up to 1280, are answered packet-too-big "
+                                     "and dropped; raise the port MTU to " + std::to_string(f.needed) +
+                                     " (docs/operations.md)"));
+    warned.emplace(f.service, now);
+  }
+  mtuWarned_ = std::move(warned);
 }
 
 // What a failed apply leaves: services half added, updated or removed, each

@@ -77,6 +77,25 @@ struct RegistryStats {
   GlobalStats global;                  // the plane-wide figures, dataplane = Dataplane::kind()
 };
 
+// An ipip service whose IPv6 clients the port's MTU cannot carry. IPv6
+// clients never lower their path MTU below 1280 (RFC 8201), so a packet of up
+// to 1280 bytes plus the outer header the balancer puts in front must fit the
+// port; below that, the data plane answers packet-too-big, which the client
+// ignores, and drops (docs/operations.md, "MTU with ipip").
+struct Ipv6MtuShortfall {
+  std::string service;
+  IpAddress vip;
+  uint32_t mtu = 0;          // the port's
+  uint32_t outerHeader = 0;  // 40 if a real is IPv6 (ip6ip6), else 20 (6in4)
+  uint32_t needed = 0;       // kIpv6MinMtu + outerHeader
+};
+inline constexpr uint32_t kIpv6MinMtu = 1280;  // RFC 8200 §5
+
+// The services of `services` (in their order) that are ipip, have an IPv6
+// VIP and at least one real, and need more than `mtu`. l2dsr does not grow
+// packets; an IPv4 VIP's clients lower their path MTU as far as needed.
+std::vector<Ipv6MtuShortfall> ipv6MtuShortfalls(const std::vector<ServiceConfig>& services, uint32_t mtu);
+
 class Registry {
  public:
   explicit Registry(Dataplane& dataplane);
@@ -89,6 +108,11 @@ class Registry {
   // data plane to that apply's config whatever the failure left, without
   // leaking an id (keeld exits at start-up, and otherwise re-applies the
   // running config at once).
+  // After a successful apply, it reads the port's MTU (Dataplane::portMtu)
+  // and logs a warning, mtu_too_small_for_ipv6, for each service
+  // ipv6MtuShortfalls() names: once per service, again only when its MTU or
+  // need changes (a reload of the same situation says nothing new). The
+  // config is applied all the same: the operator may know their clients.
   Status apply(const Config& config);
 
   // Restart: take over what a previous keeld programmed (the data plane's
@@ -241,6 +265,10 @@ class Registry {
   std::vector<IpAddress> pendingUnusedVips_;
   std::set<IpAddress> unsureVips_;  // a failed addVip/removeVip: announced or not, unknown
   Status failed(Status s, std::vector<IpAddress>& maybeUnusedVips);
+  // apply()'s MTU warning, and per service the (mtu, needed) it last warned
+  // about, so an unchanged shortfall is not logged on every reload.
+  void warnIpv6Mtu(const Config& config);
+  std::map<std::string, std::pair<uint32_t, uint32_t>> mtuWarned_;
 };
 
 }  // namespace keel

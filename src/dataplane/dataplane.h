@@ -229,6 +229,11 @@ class Dataplane {
   // A walk of the whole table (megabytes at the default size), on the
   // control thread: for an operator's command, never for a scrape.
   virtual Status scanConns(const ConnVisitor& visit) = 0;
+  // The MTU of the port packets leave by (the attached interface on XDP,
+  // the port on DPDK), read at the time of the call, since the operator may
+  // change it; nullopt: unknown. The registry compares it with what IPv6
+  // clients of ipip services need (Registry::apply, docs/operations.md).
+  virtual std::optional<uint32_t> portMtu() const = 0;
 
  protected:
   // resetCounters' work, for an id resetCounters checked is below its limit.

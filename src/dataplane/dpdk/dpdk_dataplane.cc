@@ -417,6 +417,12 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return Status::ok();
   }
 
+  std::optional<uint32_t> portMtu() const override {
+    uint16_t mtu = 0;
+    if (!portReady_ || rte_eth_dev_get_mtu(port_, &mtu) != 0) return std::nullopt;
+    return mtu;
+  }
+
   std::optional<uint64_t> connTableEntries() override {
     // Each worker's count of occupied ways (never a walk of the tables).
     uint64_t entries = 0;

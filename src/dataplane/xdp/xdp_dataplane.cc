@@ -6,6 +6,8 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -695,6 +697,18 @@ DataplaneStats XdpDataplane::readCounters(uint32_t services, uint32_t backends) 
 std::optional<uint64_t> XdpDataplane::connTableEntries() {
   if (!ctCounter_) return std::nullopt;
   return ctCounter_->read();
+}
+
+std::optional<uint32_t> XdpDataplane::portMtu() const {
+  char name[IF_NAMESIZE] = {};
+  if (!if_indextoname(static_cast<unsigned>(ifindex_), name)) return std::nullopt;
+  Fd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (sock.get() < 0) return std::nullopt;
+  ifreq req{};
+  static_assert(sizeof req.ifr_name == sizeof name);
+  std::memcpy(req.ifr_name, name, sizeof name);  // NUL-terminated by if_indextoname
+  if (ioctl(sock.get(), SIOCGIFMTU, &req) != 0 || req.ifr_mtu <= 0) return std::nullopt;
+  return static_cast<uint32_t>(req.ifr_mtu);
 }
 
 namespace {

@@ -83,6 +83,9 @@ class XdpDataplane final : public Dataplane {
   std::optional<uint64_t> connTableEntries() override;
   std::optional<ConnEntry> findConn(const keel_flow_key& key) override;
   Status scanConns(const ConnVisitor& visit) override;
+  // The attached interface's MTU now (SIOCGIFMTU, by ifindex, so a rename
+  // does not lose it); nullopt if the interface is gone.
+  std::optional<uint32_t> portMtu() const override;
 
   int ifindex() const { return ifindex_; }
   uint32_t programId() const { return programId_; }

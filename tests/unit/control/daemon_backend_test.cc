@@ -17,6 +17,7 @@
 #include <tuple>
 
 #include "control/api/dispatcher.h"
+#include "log_capture.h"
 #include "mock_dataplane.h"
 
 namespace keel {
@@ -304,6 +305,40 @@ TEST_F(DaemonBackendTest, RuntimeAddAndRemoveReal) {
   // A reload of the same file keeps the runtime removal.
   ASSERT_TRUE(backend_->reload().isOk());
   EXPECT_EQ(backend_->findService("web")->reals.size(), 1u);
+}
+
+// The IPv6 MTU warning follows every way a config is applied: a runtime
+// service add warns for the new service, and later runtime changes and
+// reloads of the same situation do not repeat it.
+TEST_F(DaemonBackendTest, RuntimeIpv6IpipServiceOnASmallMtuIsWarnedOnce) {
+  std::string file = yaml(kTwo);
+  const std::string node = "node: {tunnel_source_v4: 10.0.0.2, ";
+  ASSERT_NE(file.find(node), std::string::npos);
+  file.replace(file.find(node), node.size(), node + "tunnel_source_v6: \"2001:db8::2\", ");
+  files_["keel.yaml"] = file;
+  dp_.mtu = 1300;
+  test::LogCapture log;
+  make();
+  EXPECT_TRUE(log.take("mtu_too_small_for_ipv6").empty());  // web: an IPv4 VIP
+
+  api::ServiceAddRequest svc;
+  svc.name = "web6";
+  svc.vip = ip("2001:db8:100::10");
+  svc.port = 443;
+  svc.reals.push_back(api::RealSpec{ip("2001:db8:1::11"), 100, std::nullopt, nullptr});
+  api::Result r = backend_->addService(svc);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  std::vector<std::string> w = log.take("mtu_too_small_for_ipv6");
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("service=web6 vip=2001:db8:100::10 mtu=1300 needed=1320"), std::string::npos) << w[0];
+
+  api::RealAddRequest add;
+  add.service = "web6";
+  add.real.address = ip("2001:db8:1::12");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_TRUE(backend_->findService("web6"));
+  EXPECT_TRUE(log.take("mtu_too_small_for_ipv6").empty());
 }
 
 TEST_F(DaemonBackendTest, RuntimeHealthErrorChangesNothing) {

@@ -11,12 +11,14 @@
 #include <utility>
 
 #include "keel/encap.h"
+#include "log_capture.h"
 #include "mock_dataplane.h"
 #include "registry_builders.h"
 
 namespace keel {
 namespace {
 
+using test::LogCapture;
 using test::MockDataplane;
 using Calls = std::vector<std::string>;
 
@@ -713,6 +715,91 @@ TEST(DataplaneResetCounters, AnIdAtItsLimitIsAnErrorAndReachesNoPlane) {
   EXPECT_EQ(dp.stats.services[3].packets, 0u);
   EXPECT_EQ(dp.stats.backends[7].packets, 0u);
   EXPECT_EQ(dp.stats.backends[6].packets, 2u);
+}
+
+// The IPv6 MTU check as a pure function: where 1280 plus the outer header
+// stops fitting, for each outer family, and what it leaves alone.
+TEST(Ipv6MtuShortfalls, NamesIpipServicesWithIpv6VipsWhose1280PlusOuterHeaderExceedsTheMtu) {
+  ServiceConfig v6 = service("v6", "2001:db8::10", 443, {real("2001:db8:1::11")});
+  ServiceConfig sixIn4 = service("6in4", "2001:db8::20", 443, {real("10.0.1.11")});
+  ServiceConfig mixed = service("mixed", "2001:db8::30", 443, {real("10.0.1.11"), real("2001:db8:1::12")});
+  ServiceConfig dsr = service("dsr", "2001:db8::40", 443, {real("2001:db8:1::11")});
+  dsr.forwarding = Forwarding::kL2dsr;
+  ServiceConfig v4 = service("v4", "192.0.2.10", 443, {real("2001:db8:1::11")});
+  ServiceConfig empty = service("empty", "2001:db8::50", 443, {});
+  const std::vector<ServiceConfig> all{v6, sixIn4, mixed, dsr, v4, empty};
+
+  auto names = [&](uint32_t mtu) {
+    std::vector<std::string> out;
+    for (const Ipv6MtuShortfall& f : ipv6MtuShortfalls(all, mtu)) out.push_back(f.service);
+    return out;
+  };
+  EXPECT_EQ(names(1500), std::vector<std::string>{});
+  EXPECT_EQ(names(1320), std::vector<std::string>{});
+  EXPECT_EQ(names(1319), (std::vector<std::string>{"v6", "mixed"}));
+  EXPECT_EQ(names(1300), (std::vector<std::string>{"v6", "mixed"}));
+  EXPECT_EQ(names(1299), (std::vector<std::string>{"v6", "6in4", "mixed"}));
+
+  const std::vector<Ipv6MtuShortfall> f = ipv6MtuShortfalls(all, 1299);
+  ASSERT_EQ(f.size(), 3u);
+  EXPECT_EQ(f[0].vip, ip("2001:db8::10"));
+  EXPECT_EQ(f[0].mtu, 1299u);
+  EXPECT_EQ(f[0].outerHeader, 40u);
+  EXPECT_EQ(f[0].needed, 1320u);
+  EXPECT_EQ(f[1].outerHeader, 20u);
+  EXPECT_EQ(f[1].needed, 1300u);
+  EXPECT_EQ(f[2].needed, 1320u);  // one IPv6 real is enough for the 40-byte header
+}
+
+TEST_F(RegistryTest, WarnsOnceWhenThePortMtuIsTooSmallForIpv6ClientsAndStillApplies) {
+  LogCapture log;
+  ServiceConfig dsr = service("dsr", "2001:db8::40", 443, {real("2001:db8:1::11")});
+  dsr.forwarding = Forwarding::kL2dsr;
+  dsr.reals[0].mac = MacAddress({2, 0, 0, 0, 1, 0x11});
+  const Config c = config({service("web6", "2001:db8::10", 443, {real("2001:db8:1::11")}),
+                           service("web6in4", "2001:db8::20", 443, {real("10.0.1.11")}), dsr,
+                           service("web4", "192.0.2.10", 443, {real("2001:db8:1::12")})});
+  dp_.mtu = 1300;
+  applyOk(c);
+  std::vector<std::string> w = log.take("mtu_too_small_for_ipv6");
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].rfind("warning event=mtu_too_small_for_ipv6 service=web6 vip=2001:db8::10 mtu=1300 "
+                       "needed=1320 outer_header=40 detail=",
+                       0),
+            0u)
+      << w[0];
+  EXPECT_NE(w[0].find("over 1260 bytes"), std::string::npos) << w[0];
+  EXPECT_EQ(dp_.services.size(), 4u);  // a warning, not a refusal
+
+  // A reload of the same situation says nothing new.
+  applyOk(c);
+  EXPECT_TRUE(log.take("mtu_too_small_for_ipv6").empty());
+
+  // The MTU lowered further: web6 again (its MTU changed), and now web6in4.
+  dp_.mtu = 1299;
+  applyOk(c);
+  w = log.take("mtu_too_small_for_ipv6");
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("service=web6 vip=2001:db8::10 mtu=1299 needed=1320"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("service=web6in4 vip=2001:db8::20 mtu=1299 needed=1300 outer_header=20"),
+            std::string::npos)
+      << w[1];
+
+  // Raised to what IPv6 reals need: silent; lowered again: warned again.
+  dp_.mtu = 1320;
+  applyOk(c);
+  EXPECT_TRUE(log.take("mtu_too_small_for_ipv6").empty());
+  dp_.mtu = 1300;
+  applyOk(c);
+  EXPECT_EQ(log.take("mtu_too_small_for_ipv6").size(), 1u);
+}
+
+TEST_F(RegistryTest, NoMtuWarningWhenThePlaneCannotTellItsMtu) {
+  LogCapture log;
+  dp_.mtu = std::nullopt;
+  applyOk(config({service("web6", "2001:db8::10", 443, {real("2001:db8:1::11")})}));
+  EXPECT_TRUE(log.take("mtu_too_small_for_ipv6").empty());
+  EXPECT_EQ(dp_.services.size(), 1u);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -198,6 +199,21 @@ TEST_F(XdpDataplaneTest, ProgramsMapsPinsAndDetaches) {
   EXPECT_EQ(bpf_xdp_query_id(ifindex, XDP_FLAGS_DRV_MODE, &attachedId), 0);
   EXPECT_EQ(attachedId, 0u);
   EXPECT_FALSE(std::filesystem::exists(pinDir_));
+}
+
+// portMtu() reads the attached interface's MTU at the time of the call: a
+// change the operator makes later is seen, and so is one after a rename.
+TEST_F(XdpDataplaneTest, PortMtuIsTheInterfacesMtuNow) {
+  XdpOptions o = optionsFor(XdpAttachMode::kNative, {4, 8, 128});
+  Status s = XdpDataplane::create(o, &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(dp_->portMtu(), std::optional<uint32_t>(1500));  // a new veth's
+  ASSERT_EQ(run("ip -n " + ns_ + " link set " + ifA_ + " mtu 1300"), 0);
+  EXPECT_EQ(dp_->portMtu(), std::optional<uint32_t>(1300));
+  const std::string renamed = "kxr" + std::to_string(getpid());
+  ASSERT_EQ(run("ip -n " + ns_ + " link set " + ifA_ + " down"), 0);
+  ASSERT_EQ(run("ip -n " + ns_ + " link set " + ifA_ + " name " + renamed + " mtu 1320"), 0);
+  EXPECT_EQ(dp_->portMtu(), std::optional<uint32_t>(1320));
 }
 
 // Counts written into every CPU's record of a few ids, as packets would

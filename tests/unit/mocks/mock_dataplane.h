@@ -102,6 +102,7 @@ class MockDataplane : public Dataplane {
     }
     return Status::ok();
   }
+  std::optional<uint32_t> portMtu() const override { return mtu; }
   std::optional<uint64_t> connTableEntries() override {
     ++connTableCalls;
     return connTable;
@@ -160,6 +161,7 @@ class MockDataplane : public Dataplane {
     conns[std::string(reinterpret_cast<const char*>(&key), sizeof key)] = e;
   }
   int connTableCalls = 0;
+  std::optional<uint32_t> mtu = 1500;  // what portMtu() returns (nullopt: unknown)
   int connWorker = -1;     // the worker scanConns() reports
   std::string scanError;   // if set, scanConns() fails with it
   // Make the n-th call from now fail (0 = never), to test error paths.

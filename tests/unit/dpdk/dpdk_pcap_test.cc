@@ -282,6 +282,35 @@ TEST_F(DpdkPcapTest, ResetCountersZeroesOneIdOnly) {
   EXPECT_NE(s.message().find("backend id 1024"), std::string::npos) << s.message();
 }
 
+// keelctl conns and the MTU check, read from the control thread while the
+// worker runs: scanConns() visits each entry the worker wrote once, tagged
+// with the worker, as findConn() finds it; portMtu() is the port's.
+TEST_F(DpdkPcapTest, ScanConnsAndPortMtuReadTheRunningPlane) {
+  const auto in = inputFrames();
+  const std::string rx = kDir + "/scan_rx.pcap", tx = kDir + "/scan_tx.pcap";
+  writePcap(rx, in);
+  DpdkOptions o = pcapOptions("net_pcap_keels" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  ASSERT_NE(dp, nullptr) << err;
+  EXPECT_EQ(dp->portMtu(), std::optional<uint32_t>(1500)) << "net_pcap's default";
+  loadTables(*dp);
+  ASSERT_TRUE(dp->start());
+  ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= in.size(); }));
+  size_t visited = 0, agree = 0, otherWorker = 0;
+  ASSERT_TRUE(dp->scanConns([&](const keel_flow_key& key, const ConnEntry& e, int worker) {
+    ++visited;
+    otherWorker += worker != 0;
+    const std::optional<ConnEntry> found = dp->findConn(key);
+    agree += found && found->backendId == e.backendId && found->gen == e.gen;
+  }));
+  ASSERT_TRUE(dp->connTableEntries());
+  EXPECT_GT(visited, 0u) << "the fixture's flows to services made entries";
+  EXPECT_EQ(visited, *dp->connTableEntries());
+  EXPECT_EQ(agree, visited);
+  EXPECT_EQ(otherWorker, 0u) << "one worker";
+}
+
 TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
   if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)
     GTEST_SKIP() << "needs root and /dev/net/tun for net_tap";

@@ -393,21 +393,11 @@ TEST_F(DispatcherTest, LookupShowsTheFlowsConnectionEntry) {
 // back with its flow from the key's bytes, and bad params or an unknown
 // service are refused before the table is read.
 TEST_F(DispatcherTest, ConnListShowsEntriesAndPassesItsFilters) {
-  ConnListed c;
-  IpAddress::parse("192.0.2.1")->toWords(c.key.src);
-  IpAddress::parse("10.0.0.1")->toWords(c.key.dst);
-  c.key.sport = htons(5555);
-  c.key.dport = htons(80);
-  c.key.proto = KEEL_PROTO_TCP;
-  c.key.family = KEEL_AF_INET;
-  c.service = "web";
-  c.view = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 3'200'000'000};
-  c.worker = 1;
-  ConnListed orphan = c;
-  orphan.service.clear();
-  orphan.view = ConnView{std::nullopt, ConnState::kNoService, "no service has this VIP, port and protocol now", 0};
-  orphan.worker = -1;
-  fake_.connListResult.conns = {c, orphan};
+  fake_.connListResult.conns = {
+      testing::connListed("192.0.2.1", 5555, "10.0.0.1", 80, "web",
+                 ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 3'200'000'000}, 1),
+      testing::connListed("192.0.2.1", 5555, "10.0.0.1", 80, "",
+                 ConnView{std::nullopt, ConnState::kNoService, "no service has this VIP, port and protocol now", 0})};
   fake_.connListResult.counts = {ConnCount{"web", IpAddress::parse("10.0.0.6"), 2, 0}, ConnCount{"", std::nullopt, 0, 1}};
   fake_.connListResult.scanned = 10;
   fake_.connListResult.matched = 3;

@@ -7,6 +7,8 @@
 // ring whose contents they can predict.
 #pragma once
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -17,6 +19,24 @@
 #include "control/api/control_backend.h"
 
 namespace keel::api::testing {
+
+// A conn.list entry of TCP flow client:sport -> vip:dport, as a data plane
+// keys it (include/keel/flow.h), with its service and entry.
+inline ConnListed connListed(const char* client, uint16_t sport, const char* vip, uint16_t dport,
+                             std::string service, ConnView view, int worker = -1) {
+  ConnListed c;
+  const IpAddress src = *IpAddress::parse(client), dst = *IpAddress::parse(vip);
+  src.toWords(c.key.src);
+  dst.toWords(c.key.dst);
+  c.key.sport = htons(sport);
+  c.key.dport = htons(dport);
+  c.key.proto = KEEL_PROTO_TCP;
+  c.key.family = dst.family();
+  c.service = std::move(service);
+  c.view = std::move(view);
+  c.worker = worker;
+  return c;
+}
 
 class FakeBackend : public ControlBackend {
  public:

@@ -272,19 +272,11 @@ TEST_F(KeelctlTest, ConnsListsTheEntries) {
   startServer();
   // conns: one row per entry, a worker column only when the plane has
   // workers, and the count line (with --limit's cut).
-  ConnListed c;
-  IpAddress::parse("192.0.2.1")->toWords(c.key.src);
-  IpAddress::parse("10.0.0.1")->toWords(c.key.dst);
-  c.key.sport = htons(5555);
-  c.key.dport = htons(80);
-  c.key.proto = KEEL_PROTO_TCP;
-  c.key.family = KEEL_AF_INET;
-  c.service = "web";
-  c.view = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 125'000'000'000};
-  ConnListed down = c;
-  down.key.sport = htons(6000);
-  down.view = ConnView{*IpAddress::parse("10.0.0.5"), ConnState::kDown, "its real is down", 2'000};
-  fake_.connListResult.conns = {c, down};
+  const ConnListed c = testing::connListed("192.0.2.1", 5555, "10.0.0.1", 80, "web",
+                                  ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 125'000'000'000});
+  fake_.connListResult.conns = {c, testing::connListed("192.0.2.1", 6000, "10.0.0.1", 80, "web",
+                                              ConnView{*IpAddress::parse("10.0.0.5"), ConnState::kDown,
+                                                       "its real is down", 2'000})};
   fake_.connListResult.scanned = 7;
   fake_.connListResult.matched = 2;
   CliRun ct = keelctl({"conns", "web", "--real", "10.0.0.6"});

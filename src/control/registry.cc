@@ -822,8 +822,10 @@ Status Registry::connList(const ConnQuery& query, ConnList* out) {
     }
     if (query.real && view.real != query.real) return;
     const std::string& name = svc ? *svc->name : kNoService;
-    ConnCount& n = counts[{&name, view.real}];
-    ++(view.kept() ? n.kept : n.notKept);
+    if (query.limit == 0) {
+      ConnCount& n = counts[{&name, view.real}];
+      ++(view.kept() ? n.kept : n.notKept);
+    }
     if (++list.matched > query.limit) return;
     view.why = whyText(view.state, e);
     list.conns.push_back(ConnListed{key, name, std::move(view), worker});

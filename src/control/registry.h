@@ -155,8 +155,8 @@ class Registry {
   // The connection-table entries the query selects (Dataplane::scanConns),
   // each with the service its destination belongs to now (a VIP, port and
   // protocol; a port-0 service takes the ports no other one has) and read
-  // as connEntry() reads one, and every selected entry counted by service
-  // and real (ConnList::counts). An unknown query.service, or a scan the
+  // as connEntry() reads one; with limit 0 none, but every selected entry
+  // counted by service and real (ConnList::counts). An unknown query.service, or a scan the
   // data plane fails, is an error (*out is then empty).
   Status connList(const ConnQuery& query, ConnList* out);
 

@@ -85,8 +85,6 @@ struct ConnEntry {
 // one table every CPU shares). Called once per occupied entry.
 using ConnVisitor = std::function<void(const keel_flow_key& key, const ConnEntry& entry, int worker)>;
 
-// A flow's entry as the registry reads it (Registry::connEntry): its real,
-// and whether the next packet of the flow goes there.
 // Whether a flow's next packet goes to its entry's real (kKept, the rules
 // of a hit in include/keel/maps_abi.h), or why it is picked from the ring
 // instead, in the order a packet's checks find it.
@@ -111,6 +109,8 @@ inline const char* connStateName(ConnState s) {
   return "?";
 }
 
+// A flow's entry as the registry reads it (Registry::connEntry): its real,
+// and whether the next packet of the flow goes there.
 struct ConnView {
   std::optional<IpAddress> real;          // the entry's real; none if its backend id is no real of the service now
   ConnState state = ConnState::kKept;
@@ -125,7 +125,7 @@ struct ConnQuery {
   std::optional<std::string> service;  // flows to this service's VIP, port and protocol
   std::optional<IpAddress> real;       // entries naming this real
   std::optional<IpAddress> client;     // flows from this client address
-  size_t limit = 1000;                 // entries listed at most (0: none); all are counted
+  size_t limit = 1000;                 // entries listed at most; 0: none, counts by service and real instead
 };
 
 // One listed entry: its flow, the service its destination is now (empty:
@@ -148,7 +148,7 @@ struct ConnCount {
 
 struct ConnList {
   std::vector<ConnListed> conns;  // the first `limit` matches, in table order
-  std::vector<ConnCount> counts;  // every match, by service then real
+  std::vector<ConnCount> counts;  // with limit 0: every match, by service then real
   uint64_t scanned = 0;           // entries read
   uint64_t matched = 0;           // entries the query selects, listed or not
 };

@@ -377,6 +377,10 @@ class Keeld:
             time.sleep(0.1)
         raise LabError(f"keeld did not finish reloading within {timeout}s:\n{self.log()}")
 
+    def full_log(self) -> str:
+        """keeld's whole log so far (log() is its tail, for messages)."""
+        return self._log_text()
+
     def _log_text(self) -> str:
         self._log.flush()
         try:

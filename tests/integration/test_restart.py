@@ -378,7 +378,7 @@ def test_dpdk_restart_with_another_worker_count_keeps_the_connection_tables(lab,
         assert k.stop() == 0, k.log()
         for name, config, saved, workers in (("second", two, 1, 2), ("third", one, 2, 1)):
             k = dpdk_host.start(config, name)
-            got = restored_fields(k.log())
+            got = restored_fields(k.full_log())
             assert (got["saved_workers"], got["workers"], got["copied_to_all_workers"]) == \
                 (str(saved), str(workers), "true"), got
             assert int(got["loaded"]) >= N_CONN and got["lost_no_room"] == "0", got

@@ -468,17 +468,22 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     if (Status s = backend_.connList(*p.value, &list); !s) return fail({code::kFailed, s.message(), "", {}});
     json conns = json::array();
     for (const ConnListed& c : list.conns) conns.push_back(connListedJson(c));
-    json counts = json::array();
-    for (const ConnCount& n : list.counts)
-      counts.push_back(json{{"service", n.service.empty() ? json(nullptr) : json(n.service)},
-                            {"real", n.real ? json(n.real->toString()) : json(nullptr)},
-                            {"kept", n.kept},
-                            {"not_kept", n.notKept}});
-    return good(json{{"connections", std::move(conns)},
-                     {"counts", std::move(counts)},
-                     {"scanned", list.scanned},
-                     {"matched", list.matched},
-                     {"truncated", list.matched > list.conns.size()}});
+    json result{{"connections", std::move(conns)},
+                {"scanned", list.scanned},
+                {"matched", list.matched},
+                {"truncated", p.value->limit > 0 && list.matched > list.conns.size()}};
+    // Counts only when asked for (limit 0): one row per real with entries,
+    // which with thousands of reals would outweigh a listing.
+    if (p.value->limit == 0) {
+      json counts = json::array();
+      for (const ConnCount& n : list.counts)
+        counts.push_back(json{{"service", n.service.empty() ? json(nullptr) : json(n.service)},
+                              {"real", n.real ? json(n.real->toString()) : json(nullptr)},
+                              {"kept", n.kept},
+                              {"not_kept", n.notKept}});
+      result["counts"] = std::move(counts);
+    }
+    return good(std::move(result));
   }
   if (method == "config.check") {
     auto p = parseConfigPath(params);

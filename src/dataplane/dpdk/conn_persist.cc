@@ -162,8 +162,12 @@ Status parseHeader(const uint8_t* p, uint64_t body, Header* h) {
   } else if (get32(p + at::kVersion, Order::kNative) == ConnFile::kNativeVersion) {
     h->order = Order::kNative;
   } else {
+    // A version 1 file is in its writer's byte order: one from a machine of
+    // the other order reads as 1 << 24.
+    const bool swapped1 = version == (ConnFile::kNativeVersion << 24);
     return Status::error("version " + std::to_string(version) + ", this keeld reads versions " +
-                         std::to_string(ConnFile::kNativeVersion) + " and " + std::to_string(ConnFile::kVersion));
+                         std::to_string(ConnFile::kNativeVersion) + " and " + std::to_string(ConnFile::kVersion) +
+                         (swapped1 ? " (a version 1 file from a machine of the other byte order?)" : ""));
   }
   const uint32_t entrySize = get32(p + at::kEntrySize, h->order);
   if (entrySize != ConnFile::kEntrySize)
@@ -336,20 +340,55 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
     if (!inserted && (slot->be.flags & KEEL_BE_F_VALID)) it->second = id;
   }
 
+  // With copies in every table, one entry per flow: the most recently seen
+  // of the file's copies (a file saved after a copying restore holds one
+  // per worker, and only the flow's own worker kept its copy fresh). Chosen
+  // before the checks below, so a newest copy that no longer counts (its
+  // real down or gone) is not replaced by an older copy naming another
+  // real. With the same count each entry goes back to its own table, which
+  // held the flow once: nothing to choose.
+  std::vector<const ConnRecord*> records;
+  records.reserve(saved.records.size());
+  for (const ConnRecord& r : saved.records) records.push_back(&r);
+  if (rep.copiedToAll) {
+    struct Copy {
+      uint64_t digest;  // flowDigest(r->flow): a compare rarely reads the keys
+      const ConnRecord* r;
+    };
+    std::vector<Copy> copies;
+    copies.reserve(records.size());
+    for (const ConnRecord* r : records) copies.push_back(Copy{flowDigest(r->flow), r});
+    std::sort(copies.begin(), copies.end(), [](const Copy& a, const Copy& b) {
+      if (a.digest != b.digest) return a.digest < b.digest;
+      if (int c = std::memcmp(&a.r->flow, &b.r->flow, sizeof a.r->flow); c != 0) return c < 0;
+      return a.r->ageNs < b.r->ageNs;
+    });
+    records.clear();
+    for (size_t i = 0; i < copies.size(); ++i) {
+      const bool sameFlow = i > 0 && copies[i].digest == copies[i - 1].digest &&
+                            std::memcmp(&copies[i].r->flow, &copies[i - 1].r->flow, sizeof copies[i].r->flow) == 0;
+      if (sameFlow)
+        ++rep.skippedDuplicate;
+      else
+        records.push_back(copies[i].r);
+    }
+  }
+
   // The entries still usable, with the table they go into (every one: kAll).
   constexpr uint32_t kAll = UINT32_MAX;
   struct Entry {
     const ConnRecord* r;
-    uint64_t digest;  // flowDigest(r->flow)
+    uint64_t digest;  // flowDigest(r->flow), for a deterministic order among equal ages
     uint32_t table;
     uint32_t backendId;
     uint32_t gen;
     uint64_t age;
   };
   std::vector<Entry> entries;
-  entries.reserve(saved.records.size());
+  entries.reserve(records.size());
   const uint64_t gap = wallNowNs > saved.savedAtNs ? wallNowNs - saved.savedAtNs : 0;
-  for (const ConnRecord& r : saved.records) {
+  for (const ConnRecord* rp : records) {
+    const ConnRecord& r = *rp;
     const uint64_t age = r.ageNs + gap;
     const uint64_t idle = snapshotIdleNs(snap, r.flow.proto);
     if (idle != 0 && age > idle) {
@@ -374,22 +413,6 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
     if (!rep.copiedToAll && r.worker >= tables.size()) continue;  // decodeConns refuses such files
     entries.push_back(Entry{&r, flowDigest(r.flow), rep.copiedToAll ? kAll : r.worker, it->second, slot->be.gen, age});
   }
-
-  // One entry per flow and table, the most recently seen: a table holds a
-  // flow once, and an older copy inserted after it would age it.
-  auto sameSlot = [](const Entry& a, const Entry& b) {
-    return a.table == b.table && a.digest == b.digest &&
-           std::memcmp(&a.r->flow, &b.r->flow, sizeof a.r->flow) == 0;
-  };
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    if (a.table != b.table) return a.table < b.table;
-    if (a.digest != b.digest) return a.digest < b.digest;
-    if (int c = std::memcmp(&a.r->flow, &b.r->flow, sizeof a.r->flow); c != 0) return c < 0;
-    return a.age < b.age;
-  });
-  const size_t distinct = std::unique(entries.begin(), entries.end(), sameSlot) - entries.begin();
-  rep.skippedDuplicate = entries.size() - distinct;
-  entries.resize(distinct);
 
   // Least recently seen first: an insert into a full bucket evicts its
   // least recently seen way, so where a bucket overflows the entries that

@@ -123,9 +123,10 @@ struct ConnRestoreReport {
   // saving one, or all entries copied into each table). Their flows are
   // picked from the ring again where they land on such a table.
   uint64_t lostNoRoom = 0;
-  // A flow the file holds more than once for the same table (each worker
-  // saves its copy after a restore into all workers): the most recently
-  // seen is loaded, the others counted here.
+  // Copies of a flow the file holds (each worker saves its copy after a
+  // restore into all workers), when they are copied into every table
+  // again: the most recently seen one is used (and checked like any
+  // entry), the others counted here.
   uint64_t skippedDuplicate = 0;
   uint64_t skippedNoService = 0;  // its service is gone
   uint64_t skippedNoReal = 0;     // the service has no real at that address

@@ -416,9 +416,6 @@ TEST_F(DispatcherTest, ConnListShowsEntriesAndPassesItsFilters) {
                     {{"service", nullptr}, {"protocol", "tcp"}, {"client_address", "192.0.2.1"}, {"client_port", 5555},
                      {"vip", "10.0.0.1"}, {"port", 80}, {"real", nullptr}, {"kept", false}, {"state", "no_service"},
                      {"idle_ms", 0}, {"why", "no service has this VIP, port and protocol now"}}}},
-                  {"counts",
-                   {{{"service", "web"}, {"real", "10.0.0.6"}, {"kept", 2}, {"not_kept", 0}},
-                    {{"service", nullptr}, {"real", nullptr}, {"kept", 0}, {"not_kept", 1}}}},
                   {"scanned", 10},
                   {"matched", 3},
                   {"truncated", true}}));
@@ -426,6 +423,15 @@ TEST_F(DispatcherTest, ConnListShowsEntriesAndPassesItsFilters) {
   ASSERT_EQ(r["ok"], true) << r.dump();
   EXPECT_FALSE(fake_.lastConnQuery->service);
   EXPECT_EQ(fake_.lastConnQuery->limit, 1000u) << "the default";
+  EXPECT_FALSE(r["result"].contains("counts")) << "counts only for limit 0";
+  // limit 0: no entries asked for, the counts by service and real instead.
+  fake_.connListResult.conns.clear();
+  r = call(R"({"id":1,"method":"conn.list","params":{"limit":0}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["counts"],
+            (json{{{"service", "web"}, {"real", "10.0.0.6"}, {"kept", 2}, {"not_kept", 0}},
+                  {{"service", nullptr}, {"real", nullptr}, {"kept", 0}, {"not_kept", 1}}}));
+  EXPECT_EQ(r["result"]["truncated"], false) << "nothing was asked to be listed";
 
   struct Row { const char* params; const char* field; };
   const Row rows[] = {

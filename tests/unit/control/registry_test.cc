@@ -350,7 +350,14 @@ TEST_F(RegistryTest, ConnListResolvesEachEntrysServiceAndFilters) {
       out.emplace_back(n.service, n.real ? n.real->toString() : "-", n.kept, n.notKept);
     return out;
   };
-  EXPECT_EQ(countsOf(l), (std::vector<std::tuple<std::string, std::string, uint64_t, uint64_t>>{
+  EXPECT_TRUE(l.counts.empty()) << "counted only when nothing is listed (limit 0)";
+  ConnList counted;
+  ConnQuery countOnly;
+  countOnly.limit = 0;
+  ASSERT_TRUE(reg_.connList(countOnly, &counted).isOk());
+  EXPECT_TRUE(counted.conns.empty());
+  EXPECT_EQ(counted.matched, 5u);
+  EXPECT_EQ(countsOf(counted), (std::vector<std::tuple<std::string, std::string, uint64_t, uint64_t>>{
                              {"", "-", 0, 1},
                              {"any", "10.0.3.1", 1, 0},
                              {"dns", "10.0.2.1", 0, 1},

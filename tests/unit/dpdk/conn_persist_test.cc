@@ -351,6 +351,24 @@ TEST(ConnPersist, CopiesSavedAgainLoadOncePerTableTheMostRecentlySeenFirst) {
   keel_ct_value v;
   ASSERT_TRUE(p1.workers[0]->conns.peek(test::flowKey(kFlowA), now1, 0, &v));
   EXPECT_EQ(v.last_seen_ns, now1 - 10 * kSec);  // worker 2's copy, 10 s old, not the others (15 s)
+
+  // The newest copy decides even when it no longer counts: with its real
+  // gone the flow is picked from the ring again, not pinned by an older
+  // copy to a real its connection has left.
+  SavedConns gone = again;
+  const keel_flow_key a = test::flowKey(kFlowA);
+  ConnRecord* newest = nullptr;
+  for (ConnRecord& r : gone.records)
+    if (std::memcmp(&r.flow, &a, sizeof a) == 0 && (!newest || r.ageNs < newest->ageNs)) newest = &r;
+  ASSERT_NE(newest, nullptr);
+  ip("203.0.113.99").toWords(newest->realAddr);  // no real of the service
+  Plane q1(1, 3);
+  programSecond(q1);
+  rep = restoreConns(*q1.store.current(), q1.tables(), gone, now1, kWallSave + 20 * kSec);
+  EXPECT_EQ(rep.skippedDuplicate, 6u);
+  EXPECT_EQ(rep.skippedNoReal, 1u);
+  EXPECT_EQ(rep.loaded, 2u);
+  EXPECT_FALSE(q1.workers[0]->conns.peek(a, now1, 0, &v)) << "an older copy named real " << v.backend_id;
 }
 
 TEST(ConnPersist, BadFilesAreErrorsThatSayWhy) {

@@ -54,9 +54,7 @@ bool addHealthParam(Context& ctx, json& params, const std::string& text) {
   // Parsed here, so a key given twice would reach keeld once (nlohmann keeps
   // the last): refused as keeld refuses one in a request, with its path.
   api::DuplicateKeyFinder duplicates;
-  json h = json::parse(
-      text, [&duplicates](int, json::parse_event_t event, json& parsed) { return duplicates.onEvent(event, parsed); },
-      false);
+  json h = api::parseNotingDuplicates(text, duplicates, /*allowExceptions=*/false);
   if (h.is_discarded()) {
     std::cerr << "keelctl: --health: not valid JSON: " << text << "\n";
     ctx.exitCode = 1;

@@ -348,12 +348,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   // damaged, and which value was meant is unknown: the file is ignored, as
   // a malformed one is.
   api::DuplicateKeyFinder duplicates;
-  nlohmann::json doc = nlohmann::json::parse(
-      in,
-      [&duplicates](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-        return duplicates.onEvent(event, parsed);
-      },
-      /*allow_exceptions=*/false);
+  nlohmann::json doc = api::parseNotingDuplicates(in, duplicates, /*allowExceptions=*/false);
   if (const auto& dup = duplicates.duplicate()) {
     logWarn(LogRecord("runtime_state_ignored")
                 .add("path", statePath_)

@@ -208,9 +208,7 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
     json req;
     DuplicateKeyFinder duplicates;
     try {
-      req = json::parse(line.begin(), line.end(), [&duplicates](int, json::parse_event_t event, json& parsed) {
-        return duplicates.onEvent(event, parsed);
-      });
+      req = parseNotingDuplicates(line, duplicates, /*allowExceptions=*/true);
     } catch (const json::parse_error& e) {
       // e.what() is "[json.exception.parse_error.101] parse error at ...";
       // keep the readable part, without echoing raw bytes.

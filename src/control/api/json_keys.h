@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -65,5 +66,18 @@ class DuplicateKeyFinder {
   std::vector<Frame> stack_;
   std::optional<std::string> duplicate_;
 };
+
+// nlohmann::json::parse of `input` (text, or a stream) that notes in
+// `duplicates` the first key given twice; allowExceptions as nlohmann's
+// (false: a syntax error gives a discarded value).
+template <typename Input>
+nlohmann::json parseNotingDuplicates(Input&& input, DuplicateKeyFinder& duplicates, bool allowExceptions) {
+  return nlohmann::json::parse(
+      std::forward<Input>(input),
+      [&duplicates](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        return duplicates.onEvent(event, parsed);
+      },
+      allowExceptions);
+}
 
 }  // namespace keel::api

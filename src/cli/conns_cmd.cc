@@ -9,26 +9,13 @@ namespace keel::cli {
 
 namespace {
 
+// A JSON scalar as a cell, "-" for null (no service, no real).
+std::string cell(const json& v) { return v.is_null() ? "-" : str(v); }
+
 struct ConnsArgs {
   std::string service, real, client, limit;
   bool count = false;
 };
-
-// "3s", "2m05s", "1h02m": an entry's idle time, as ipvsadm -Lnc shows its
-// expiry (whole seconds; -o json has milliseconds).
-std::string idleText(uint64_t ms) {
-  const uint64_t s = ms / 1000;
-  char buf[32];
-  if (s < 60)
-    std::snprintf(buf, sizeof buf, "%llus", static_cast<unsigned long long>(s));
-  else if (s < 3600)
-    std::snprintf(buf, sizeof buf, "%llum%02llus", static_cast<unsigned long long>(s / 60),
-                  static_cast<unsigned long long>(s % 60));
-  else
-    std::snprintf(buf, sizeof buf, "%lluh%02llum", static_cast<unsigned long long>(s / 3600),
-                  static_cast<unsigned long long>(s / 60 % 60));
-  return buf;
-}
 
 }  // namespace
 
@@ -55,8 +42,7 @@ void defineConns(CLI::App& noun, Context& ctx) {
       Table t({false, false, true, true});
       t.row({"Service", "Real", "Kept", "NotKept"});
       for (const json& n : j["counts"])
-        t.row({n["service"].is_null() ? "-" : str(n["service"]), n["real"].is_null() ? "-" : str(n["real"]),
-               str(n["kept"]), str(n["not_kept"])});
+        t.row({cell(n["service"]), cell(n["real"]), str(n["kept"]), str(n["not_kept"])});
       std::cout << t.render() << j["matched"].get<uint64_t>() << " matching of " << j["scanned"].get<uint64_t>()
                 << " in the connection table\n";
       return;
@@ -76,9 +62,9 @@ void defineConns(CLI::App& noun, Context& ctx) {
           upper(str(c["protocol"])),
           endpoint(str(c["client_address"]), c["client_port"].get<uint64_t>()),
           endpoint(str(c["vip"]), c["port"].get<uint64_t>()),
-          c["service"].is_null() ? "-" : str(c["service"]),
-          c["real"].is_null() ? "-" : str(c["real"]),
-          idleText(c["idle_ms"].get<uint64_t>()),
+          cell(c["service"]),
+          cell(c["real"]),
+          age(static_cast<long long>(c["idle_ms"].get<uint64_t>() / 1000)),
           str(c["state"])};
       if (workers) row.insert(row.end() - 1, c.contains("worker") ? str(c["worker"]) : "-");
       t.row(std::move(row));

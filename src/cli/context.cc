@@ -75,6 +75,15 @@ std::string endpoint(const std::string& address, uint64_t port) {
   return address + ":" + p;
 }
 
+std::string age(long long s) {
+  if (s < 0) return "-";
+  auto two = [](long long v) { return (v < 10 ? "0" : "") + std::to_string(v); };
+  if (s < 60) return std::to_string(s) + "s";
+  if (s < 3600) return std::to_string(s / 60) + "m" + two(s % 60) + "s";
+  if (s < 86400) return std::to_string(s / 3600) + "h" + two(s / 60 % 60) + "m";
+  return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
+}
+
 std::string upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;

@@ -96,5 +96,8 @@ size_t outputWidth();
 
 std::string str(const json& v);  // a JSON scalar as text ("" for null)
 std::string upper(std::string s);  // ASCII upper case ("tcp" -> "TCP")
+// A time span in seconds: "45s", "4m12s", "3h05m", "2d04h", two units at
+// most, like `ps` etimes; "-" for a negative (unknown) one.
+std::string age(long long seconds);
 
 }  // namespace keel::cli

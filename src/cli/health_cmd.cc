@@ -26,16 +26,6 @@ long long secondsSince(const json& when, std::time_t now) {
   return std::max<long long>(0, now - ::timegm(&tm));
 }
 
-// "45s", "4m12s", "3h05m", "2d04h": two units at most, like `ps` etimes.
-std::string age(long long s) {
-  if (s < 0) return "-";
-  auto two = [](long long v) { return (v < 10 ? "0" : "") + std::to_string(v); };
-  if (s < 60) return std::to_string(s) + "s";
-  if (s < 3600) return std::to_string(s / 60) + "m" + two(s % 60) + "s";
-  if (s < 86400) return std::to_string(s / 3600) + "h" + two(s / 60 % 60) + "m";
-  return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
-}
-
 // The current run: "12 ok", "2 fail", "-" before any result.
 std::string run(const json& real) {
   uint64_t ok = real.value("consecutive_ok", uint64_t{0});

@@ -763,54 +763,47 @@ Status Registry::connList(const ConnQuery& query, ConnList* out) {
   if (query.service && !services_.count(*query.service))
     return Status::error("service " + *query.service + ": no such service");
   // A flow's service, by its destination as the data planes match it: the
-  // exact (VIP, port, protocol) first, then the VIP's port-0 service. Built
-  // once per call, with each service's reals by id: the scan may visit a
-  // million entries, each looked up here.
-  struct Dest {
-    uint32_t addr[4];
-    uint16_t port;  // host order
-    uint8_t proto, family;
-    bool operator==(const Dest&) const = default;
-  };
-  struct DestHash {
-    size_t operator()(const Dest& d) const {
-      return std::hash<std::string_view>()(std::string_view(reinterpret_cast<const char*>(&d), sizeof d));
+  // service key (serviceKey()) with the exact port first, then port 0.
+  // Built once per call, with each service's reals by id: the scan may
+  // visit a million entries, each looked up here.
+  struct KeyBytes {
+    std::string_view operator()(const keel_service_key& k) const {
+      return {reinterpret_cast<const char*>(&k), sizeof k};
     }
+  };
+  struct KeyHash {
+    size_t operator()(const keel_service_key& k) const { return std::hash<std::string_view>()(KeyBytes()(k)); }
+  };
+  struct KeyEq {
+    bool operator()(const keel_service_key& a, const keel_service_key& b) const { return KeyBytes()(a) == KeyBytes()(b); }
   };
   struct Svc {
     const std::string* name;
     RealIndex reals;
   };
   std::vector<Svc> svcs;
-  svcs.reserve(services_.size());
-  std::unordered_map<Dest, const Svc*, DestHash> byDest;
-  for (const auto& [name, state] : services_) svcs.push_back(Svc{&name, RealIndex(state)});
-  for (const Svc& svc : svcs) {
-    const ServiceConfig& c = services_.at(*svc.name).config;
-    Dest d{};
-    c.vip.toWords(d.addr);
-    d.port = c.port;
-    d.proto = c.protocol;
-    d.family = c.vip.family();
-    byDest.emplace(d, &svc);
+  svcs.reserve(services_.size());  // no reallocation: byKey points into it
+  std::unordered_map<keel_service_key, const Svc*, KeyHash, KeyEq> byKey;
+  for (const auto& [name, state] : services_) {
+    svcs.push_back(Svc{&name, RealIndex(state)});
+    byKey.emplace(serviceKey(state.config), &svcs.back());
   }
   ConnList list;
   static const std::string kNoService;
   std::map<std::pair<const std::string*, std::optional<IpAddress>>, ConnCount> counts;
   Status scan = dataplane_.scanConns([&](const keel_flow_key& key, const ConnEntry& e, int worker) {
     ++list.scanned;
-    Dest d{};
-    std::memcpy(d.addr, key.dst, sizeof d.addr);
-    d.port = ntohs(key.dport);
-    d.proto = key.proto;
-    d.family = key.family;
-    const Svc* svc = nullptr;
-    if (auto it = byDest.find(d); it != byDest.end()) {
-      svc = it->second;
-    } else {
-      d.port = 0;
-      if (auto p0 = byDest.find(d); p0 != byDest.end()) svc = p0->second;
+    keel_service_key k{};
+    std::memcpy(k.vip, key.dst, sizeof k.vip);
+    k.port = key.dport;
+    k.proto = key.proto;
+    k.family = key.family;
+    auto it = byKey.find(k);
+    if (it == byKey.end()) {
+      k.port = 0;
+      it = byKey.find(k);
     }
+    const Svc* svc = it == byKey.end() ? nullptr : it->second;
     if (query.service && (!svc || *svc->name != *query.service)) return;
     if (query.client && IpAddress::fromWords(key.src, key.family) != *query.client) return;
     ConnView view;

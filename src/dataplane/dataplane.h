@@ -80,6 +80,19 @@ struct ConnEntry {
   bool expired = false;  // idle past its protocol's timeout: the next packet is picked from the ring
 };
 
+// Entry v as findConn()/scanConns() report it, read at nowNs on the clock
+// its last_seen_ns was written with, expired when idle longer than idleNs
+// (its protocol's timeout; 0: none). A last_seen ahead of nowNs (another
+// CPU's clock) is idle 0.
+inline ConnEntry connEntryAt(const keel_ct_value& v, uint64_t nowNs, uint64_t idleNs) {
+  ConnEntry e;
+  e.backendId = v.backend_id;
+  e.gen = v.gen;
+  e.idleNs = v.last_seen_ns < nowNs ? nowNs - v.last_seen_ns : 0;
+  e.expired = idleNs != 0 && e.idleNs > idleNs;
+  return e;
+}
+
 // One entry of a whole-table scan (Dataplane::scanConns): the flow's key,
 // its entry, and on DPDK the worker whose table holds it (-1 on XDP, whose
 // one table every CPU shares). Called once per occupied entry.

@@ -386,17 +386,14 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     // Read only, as a worker reads its peers' tables for ICMP errors
     // (ConnTable::peek): safe while the workers run.
     const uint64_t now = workerNowNs();
+    const uint64_t idle = dpdk::snapshotIdleNs(*store_->current(), key.proto);
     std::optional<ConnEntry> best;
     uint64_t bestSeen = 0;
     for (const auto& w : workers_) {
       keel_ct_value v;
       if (!w->state->conns.peek(key, now, 0, &v) || v.last_seen_ns <= bestSeen) continue;
       bestSeen = v.last_seen_ns;
-      best = ConnEntry{v.backend_id, v.gen, v.last_seen_ns < now ? now - v.last_seen_ns : 0, false};
-    }
-    if (best) {
-      const uint64_t idle = dpdk::snapshotIdleNs(*store_->current(), key.proto);
-      best->expired = idle != 0 && best->idleNs > idle;
+      best = connEntryAt(v, now, idle);
     }
     return best;
   }
@@ -408,10 +405,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     for (const auto& w : workers_) {
       const uint64_t now = workerNowNs();
       w->state->conns.scan([&](const keel_flow_key& key, const keel_ct_value& v) {
-        const uint64_t idleNs = dpdk::snapshotIdleNs(snap, key.proto);
-        ConnEntry e{v.backend_id, v.gen, v.last_seen_ns < now ? now - v.last_seen_ns : 0, false};
-        e.expired = idleNs != 0 && e.idleNs > idleNs;
-        visit(key, e, w->queue);
+        visit(key, connEntryAt(v, now, dpdk::snapshotIdleNs(snap, key.proto)), w->queue);
       });
     }
     return Status::ok();

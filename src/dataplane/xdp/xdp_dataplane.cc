@@ -713,16 +713,11 @@ std::optional<uint32_t> XdpDataplane::portMtu() const {
 
 namespace {
 
-// An entry as findConn()/scanConns() report it, at `now` on the program's
-// clock, with its protocol's idle timeout from node.
+// Entry v of `key` as findConn()/scanConns() report it, at `now` on the
+// program's clock, with its protocol's idle timeout from node.
 ConnEntry connEntryOf(const keel_flow_key& key, const keel_ct_value& v, const keel_node_config& node, uint64_t now) {
   const uint32_t timeoutS = key.proto == KEEL_PROTO_TCP ? node.tcp_idle_timeout_s : node.udp_idle_timeout_s;
-  ConnEntry e;
-  e.backendId = v.backend_id;
-  e.gen = v.gen;
-  e.idleNs = v.last_seen_ns < now ? now - v.last_seen_ns : 0;
-  e.expired = timeoutS != 0 && e.idleNs > uint64_t{timeoutS} * 1000000000ull;
-  return e;
+  return connEntryAt(v, now, uint64_t{timeoutS} * 1000000000ull);
 }
 
 }  // namespace

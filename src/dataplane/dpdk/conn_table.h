@@ -286,9 +286,7 @@ class ConnWays {
       if (seen == 0) return false;
       if (!e.matchesRelaxed(probe)) continue;
       if (idleNs != 0 && seen < nowNs && nowNs - seen > idleNs) return false;
-      out->backend_id = loadRelaxed(e.value.backend_id);
-      out->gen = loadRelaxed(e.value.gen);
-      out->last_seen_ns = seen;
+      *out = valueRelaxed(e, seen);
       return true;
     }
     return false;
@@ -303,12 +301,7 @@ class ConnWays {
     for (size_t i = 0; i < capacity(); ++i) {
       const Entry& e = entries_[i];
       const uint64_t seen = loadRelaxed(e.value.last_seen_ns);
-      if (seen == 0) continue;
-      keel_ct_value v;
-      v.backend_id = loadRelaxed(e.value.backend_id);
-      v.gen = loadRelaxed(e.value.gen);
-      v.last_seen_ns = seen;
-      f(e.flowKeyRelaxed(), v);
+      if (seen != 0) f(e.flowKeyRelaxed(), valueRelaxed(e, seen));
     }
   }
 
@@ -356,6 +349,15 @@ class ConnWays {
 
  private:
   Entry* bucket(uint32_t hash) { return &entries_[static_cast<size_t>(hash & mask_) * kWays]; }
+  // Way e's value as peek() and scan() copy it out (relaxed loads; `seen`
+  // is its last_seen_ns, read first).
+  static keel_ct_value valueRelaxed(const Entry& e, uint64_t seen) {
+    keel_ct_value v;
+    v.backend_id = loadRelaxed(e.value.backend_id);
+    v.gen = loadRelaxed(e.value.gen);
+    v.last_seen_ns = seen;
+    return v;
+  }
 
   struct Free {
     void (*release)(void*);

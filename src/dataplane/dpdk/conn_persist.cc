@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "dataplane/dpdk/conn_persist.h"
 
+#include <endian.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -90,29 +91,24 @@ namespace {
 // order of the machine that wrote it (read only on a machine like it).
 enum class Order { kLittle, kNative };
 
+// Little-endian on disk, through glibc's <endian.h> conversions.
 void put32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+  v = htole32(v);
+  std::memcpy(p, &v, sizeof v);
 }
 void put64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+  v = htole64(v);
+  std::memcpy(p, &v, sizeof v);
 }
 uint32_t get32(const uint8_t* p, Order o) {
-  uint32_t v = 0;
-  if (o == Order::kNative) {
-    std::memcpy(&v, p, sizeof v);
-  } else {
-    for (int i = 0; i < 4; ++i) v |= uint32_t{p[i]} << (8 * i);
-  }
-  return v;
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return o == Order::kNative ? v : le32toh(v);
 }
 uint64_t get64(const uint8_t* p, Order o) {
-  uint64_t v = 0;
-  if (o == Order::kNative) {
-    std::memcpy(&v, p, sizeof v);
-  } else {
-    for (int i = 0; i < 8; ++i) v |= uint64_t{p[i]} << (8 * i);
-  }
-  return v;
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return o == Order::kNative ? v : le64toh(v);
 }
 
 // The offsets of conn_persist.h's layout.

@@ -691,28 +691,26 @@ std::optional<IpAddress> Registry::ringSlotReal(const std::string& service, uint
 // Each real of a service by its backend id, for reading entries: the
 // backend ids a scan meets are looked up here rather than by walking the
 // service's reals once per entry.
-struct Registry::RealIndex {
-  struct Real {
-    const IpAddress* addr;
-    const RealState* state;
-  };
-  std::unordered_map<BackendId, Real> byId;
-  explicit RealIndex(const ServiceState& s) {
-    for (const auto& [addr, r] : s.reals) byId.emplace(r.id, Real{&addr, &r});
-  }
-};
+ConnReals Registry::connReals(const ServiceState& state) const {
+  ConnReals out;
+  out.byId.reserve(state.reals.size());
+  for (const auto& [addr, r] : state.reals)
+    out.byId.emplace(r.id, ConnReals::Real{addr, r.firstGen, backendGen_[r.id], r.healthy || r.held});
+  return out;
+}
 
 std::optional<ConnView> Registry::connEntry(const std::string& service, const keel_flow_key& key) {
   auto sit = services_.find(service);
   if (sit == services_.end()) return std::nullopt;
   const std::optional<ConnEntry> e = dataplane_.findConn(key);
   if (!e) return std::nullopt;
-  ConnView v = readEntry(RealIndex(sit->second), *e);
-  v.why = whyText(v.state, *e);
+  const ConnReals reals = connReals(sit->second);
+  ConnView v = reals.judge(*e);
+  v.why = reals.why(v.state, *e);
   return v;
 }
 
-ConnView Registry::readEntry(const RealIndex& reals, const ConnEntry& e) const {
+ConnView ConnReals::judge(const ConnEntry& e) const {
   ConnView v;
   v.idleNs = e.idleNs;
   // The same checks, in the same order, as a packet's (lb_ct_lookup, the
@@ -720,16 +718,16 @@ ConnView Registry::readEntry(const RealIndex& reals, const ConnEntry& e) const {
   // writeBackend()/invalidateBackend() wrote from this state. An entry older
   // than its id's current owner names a real that is gone (the id was
   // reused, allocateBackend); its generation check fails as well.
-  auto it = reals.byId.find(e.backendId);
-  if (it == reals.byId.end() || e.gen < it->second.state->firstGen) {
+  auto it = byId.find(e.backendId);
+  if (it == byId.end() || e.gen < it->second.firstGen) {
     v.state = ConnState::kRemoved;
     return v;
   }
-  const RealState& real = *it->second.state;
-  v.real = *it->second.addr;
-  if (!(real.healthy || real.held))
+  const Real& real = it->second;
+  v.real = real.addr;
+  if (!real.up)
     v.state = ConnState::kDown;
-  else if (backendGen_[real.id] != e.gen)
+  else if (real.gen != e.gen)
     v.state = ConnState::kStale;
   else if (e.expired)
     v.state = ConnState::kIdle;
@@ -738,7 +736,7 @@ ConnView Registry::readEntry(const RealIndex& reals, const ConnEntry& e) const {
   return v;
 }
 
-std::string Registry::whyText(ConnState state, const ConnEntry& e) const {
+std::string ConnReals::why(ConnState state, const ConnEntry& e) const {
   switch (state) {
     case ConnState::kKept:
       return "";
@@ -749,78 +747,87 @@ std::string Registry::whyText(ConnState state, const ConnEntry& e) const {
              ", generation " + std::to_string(e.gen) + ")";
     case ConnState::kDown:
       return "its real is down";
-    case ConnState::kStale:
+    case ConnState::kStale: {
+      auto it = byId.find(e.backendId);  // kStale: the id is a real of the service
       return "its real was down or removed since (generation " + std::to_string(e.gen) + ", now " +
-             std::to_string(e.backendId < backendGen_.size() ? backendGen_[e.backendId] : 0) + ")";
+             std::to_string(it == byId.end() ? 0 : it->second.gen) + ")";
+    }
     case ConnState::kIdle:
       return "it is idle past the protocol's idle timeout";
   }
   return "";
 }
 
+size_t ConnListJob::KeyHash::operator()(const keel_service_key& k) const {
+  return std::hash<std::string_view>()(std::string_view(reinterpret_cast<const char*>(&k), sizeof k));
+}
+
+bool ConnListJob::KeyEq::operator()(const keel_service_key& a, const keel_service_key& b) const {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
 Status Registry::connList(const ConnQuery& query, ConnList* out) {
   *out = ConnList{};
+  std::optional<ConnListJob> job;
+  if (Status s = prepareConnList(query, &job); !s) return s;
+  return job->run(out);
+}
+
+Status Registry::prepareConnList(const ConnQuery& query, std::optional<ConnListJob>* job) const {
+  job->reset();
   if (query.service && !services_.count(*query.service))
     return Status::error("service " + *query.service + ": no such service");
   // A flow's service, by its destination as the data planes match it: the
   // service key (serviceKey()) with the exact port first, then port 0.
   // Built once per call, with each service's reals by id: the scan may
   // visit a million entries, each looked up here.
-  struct KeyBytes {
-    std::string_view operator()(const keel_service_key& k) const {
-      return {reinterpret_cast<const char*>(&k), sizeof k};
-    }
-  };
-  struct KeyHash {
-    size_t operator()(const keel_service_key& k) const { return std::hash<std::string_view>()(KeyBytes()(k)); }
-  };
-  struct KeyEq {
-    bool operator()(const keel_service_key& a, const keel_service_key& b) const { return KeyBytes()(a) == KeyBytes()(b); }
-  };
-  struct Svc {
-    const std::string* name;
-    RealIndex reals;
-  };
-  std::vector<Svc> svcs;
-  svcs.reserve(services_.size());  // no reallocation: byKey points into it
-  std::unordered_map<keel_service_key, const Svc*, KeyHash, KeyEq> byKey;
+  ConnListJob j(dataplane_, query);
+  j.svcs_.reserve(services_.size());
+  j.byKey_.reserve(services_.size());
   for (const auto& [name, state] : services_) {
-    svcs.push_back(Svc{&name, RealIndex(state)});
-    byKey.emplace(serviceKey(state.config), &svcs.back());
+    j.byKey_.emplace(serviceKey(state.config), j.svcs_.size());
+    j.svcs_.push_back(ConnListJob::Svc{name, connReals(state)});
   }
+  job->emplace(std::move(j));
+  return Status::ok();
+}
+
+Status ConnListJob::run(ConnList* out) const {
+  *out = ConnList{};
+  const ConnQuery& query = query_;
   ConnList list;
   static const std::string kNoService;
   std::map<std::pair<const std::string*, std::optional<IpAddress>>, ConnCount> counts;
-  Status scan = dataplane_.scanConns([&](const keel_flow_key& key, const ConnEntry& e, int worker) {
+  Status scan = dataplane_->scanConns([&](const keel_flow_key& key, const ConnEntry& e, int worker) {
     ++list.scanned;
     keel_service_key k{};
     std::memcpy(k.vip, key.dst, sizeof k.vip);
     k.port = key.dport;
     k.proto = key.proto;
     k.family = key.family;
-    auto it = byKey.find(k);
-    if (it == byKey.end()) {
+    auto it = byKey_.find(k);
+    if (it == byKey_.end()) {
       k.port = 0;
-      it = byKey.find(k);
+      it = byKey_.find(k);
     }
-    const Svc* svc = it == byKey.end() ? nullptr : it->second;
-    if (query.service && (!svc || *svc->name != *query.service)) return;
+    const Svc* svc = it == byKey_.end() ? nullptr : &svcs_[it->second];
+    if (query.service && (!svc || svc->name != *query.service)) return;
     if (query.client && IpAddress::fromWords(key.src, key.family) != *query.client) return;
     ConnView view;
     if (svc) {
-      view = readEntry(svc->reals, e);
+      view = svc->reals.judge(e);
     } else {
       view.idleNs = e.idleNs;
       view.state = ConnState::kNoService;
     }
     if (query.real && view.real != query.real) return;
-    const std::string& name = svc ? *svc->name : kNoService;
+    const std::string& name = svc ? svc->name : kNoService;
     if (query.limit == 0) {
       ConnCount& n = counts[{&name, view.real}];
       ++(view.kept() ? n.kept : n.notKept);
     }
     if (++list.matched > query.limit) return;
-    view.why = whyText(view.state, e);
+    view.why = svc ? svc->reals.why(view.state, e) : ConnReals{}.why(view.state, e);
     list.conns.push_back(ConnListed{key, name, std::move(view), worker});
   });
   if (!scan) return scan;

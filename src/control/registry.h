@@ -24,6 +24,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/address.h"
@@ -43,6 +44,60 @@ struct RealView {
   bool inRing = false;  // weight > 0 and (healthy or held)
   std::optional<MacAddress> mac;
   bool held = false;    // down, but kept in the ring by fail-open (all reals down)
+};
+
+// How connEntry() and conn.list judge a connection-table entry of a flow of
+// one service: the service's reals by backend id, copied from the registry
+// (so the judging may run on another thread; ConnListJob).
+struct ConnReals {
+  struct Real {
+    IpAddress addr;
+    // The generation the real's id had when the real got it: an entry
+    // written at an older one was the id's previous owner's.
+    uint32_t firstGen = 0;
+    uint32_t gen = 0;  // the id's generation now
+    bool up = false;   // healthy, or held by fail-open: its backend is VALID
+  };
+  std::unordered_map<BackendId, Real> byId;
+  // Entry e's real and state, in the order a packet's checks find it; `why`
+  // stays empty (why()).
+  ConnView judge(const ConnEntry& e) const;
+  // A state in words, with entry e's details.
+  std::string why(ConnState state, const ConnEntry& e) const;
+};
+
+// A conn.list in two steps, so that the walk of the table (up to ~0.4 s for
+// a full XDP map) need not hold the control thread: Registry::prepareConnList
+// copies, on the control thread, what judging an entry needs (each
+// service's key and its ConnReals); run() then walks the data plane's table
+// (Dataplane::scanConns, which may run on any thread) and judges each entry
+// against that copy. It reads nothing of the registry, so it may run on
+// another thread while the registry changes: entries are judged as the
+// registry was when the job was prepared. The Dataplane must outlive it.
+class ConnListJob {
+ public:
+  // The entries the query selects (Registry::connList says how), or the
+  // data plane's error (*out is then empty).
+  Status run(ConnList* out) const;
+
+ private:
+  friend class Registry;
+  struct Svc {
+    std::string name;
+    ConnReals reals;
+  };
+  struct KeyHash {
+    size_t operator()(const keel_service_key& k) const;
+  };
+  struct KeyEq {
+    bool operator()(const keel_service_key& a, const keel_service_key& b) const;
+  };
+  ConnListJob(Dataplane& dataplane, ConnQuery query) : dataplane_(&dataplane), query_(std::move(query)) {}
+  Dataplane* dataplane_;
+  ConnQuery query_;
+  std::vector<Svc> svcs_;
+  // Each service by its key (serviceKey()): an index into svcs_.
+  std::unordered_map<keel_service_key, size_t, KeyHash, KeyEq> byKey_;
 };
 
 struct ServiceView {
@@ -157,8 +212,13 @@ class Registry {
   // protocol; a port-0 service takes the ports no other one has) and read
   // as connEntry() reads one; with limit 0 none, but every selected entry
   // counted by service and real (ConnList::counts). An unknown query.service, or a scan the
-  // data plane fails, is an error (*out is then empty).
+  // data plane fails, is an error (*out is then empty). The same as
+  // prepareConnList() and run() at once.
   Status connList(const ConnQuery& query, ConnList* out);
+  // connList() in two steps (ConnListJob): the copy of the registry now,
+  // the walk later, on any thread. An unknown query.service is an error
+  // (*job is then left empty).
+  Status prepareConnList(const ConnQuery& query, std::optional<ConnListJob>* job) const;
 
   std::vector<ServiceView> services() const;  // sorted by name
   std::optional<ServiceView> service(const std::string& name) const;  // nullopt: no such service
@@ -194,12 +254,8 @@ class Registry {
     // data-plane state unsure.
     bool rewrite = false;
   };
-  // connEntry()'s and connList()'s reading of entry e of a flow of a
-  // service whose reals `reals` indexes; why stays empty (whyText()).
-  struct RealIndex;
-  ConnView readEntry(const RealIndex& reals, const ConnEntry& e) const;
-  // A state in words, with entry e's details.
-  std::string whyText(ConnState state, const ConnEntry& e) const;
+  // What connEntry() and conn.list judge an entry of a flow of `state` by.
+  ConnReals connReals(const ServiceState& state) const;
   // Dense ids, lowest free first, so tables stay compact and ids are reused.
   class IdPool {
    public:

@@ -3,6 +3,7 @@
 
 #include "control/api/json_keys.h"
 
+#include <boost/asio/post.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -789,7 +790,28 @@ std::optional<ConnView> DaemonBackend::connEntry(const std::string& service, con
   return registry_.connEntry(service, key);
 }
 
-Status DaemonBackend::connList(const ConnQuery& query, ConnList* out) { return registry_.connList(query, out); }
+void DaemonBackend::connList(const ConnQuery& query, ConnListDone done) {
+  if (connScansPending_ >= kMaxConnScans)
+    return done(Status::error("conn.list: " + std::to_string(kMaxConnScans) +
+                              " connection-table reads are already running or waiting; try again when they are done"),
+                {});
+  std::optional<ConnListJob> job;
+  if (Status s = registry_.prepareConnList(query, &job); !s) return done(s, {});
+  ++connScansPending_;
+  boost::asio::post(connScans_, [this, job = std::move(*job), done = std::move(done)]() mutable {
+    auto list = std::make_shared<ConnList>();
+    Status s = job.run(list.get());
+    boost::asio::post(io_, [this, s = std::move(s), list, done = std::move(done)]() {
+      --connScansPending_;
+      done(s, std::move(*list));
+    });
+  });
+}
+
+void DaemonBackend::stopConnScans() {
+  connScans_.stop();
+  connScans_.join();
+}
 
 api::StatsSnapshot DaemonBackend::servicesAndGlobalStats() {
   RegistryStats stats = registry_.readStats(/*withConnTable=*/true);
@@ -1040,5 +1062,7 @@ Result DaemonBackend::reloadFile() {
 }
 
 void DaemonBackend::shutdown(bool detach) { stopper_(detach); }
+
+DaemonBackend::~DaemonBackend() { stopConnScans(); }
 
 }  // namespace keel

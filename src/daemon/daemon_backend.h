@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // keeld's ControlBackend: the control API and the health checker over the
-// service registry, all on the daemon's one io_context thread.
+// service registry, all on the daemon's one io_context thread (conn.list's
+// walk of the connection table alone runs on a thread of its own).
 //
 // Desired state = the file config + a runtime overlay (keelctl changes).
 // The registry is always given the composition of the two, so a runtime
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "control/api/control_backend.h"
 #include "control/config.h"
@@ -61,6 +63,7 @@ class DaemonBackend : public api::ControlBackend {
 
   DaemonBackend(boost::asio::io_context& io, Registry& registry, std::string configPath, Loader loader,
                 PreApply preApply, Stopper stopper);
+  ~DaemonBackend() override;  // stopConnScans()
 
   // First apply at start: the file config, no overlay; adds health targets.
   // `adopted`: what a previous keeld left programmed (restart); the registry
@@ -103,7 +106,9 @@ class DaemonBackend : public api::ControlBackend {
   std::vector<api::ServiceSnapshot> serviceStates(const std::optional<std::string>& only) override;
   std::optional<IpAddress> ringSlotReal(const std::string& service, uint32_t slot) override;
   std::optional<ConnView> connEntry(const std::string& service, const keel_flow_key& key) override;
-  Status connList(const ConnQuery& query, ConnList* out) override;
+  // Prepared here (Registry::prepareConnList), walked on connScans_, and
+  // answered through the loop; at most kMaxConnScans at a time.
+  void connList(const ConnQuery& query, ConnListDone done) override;
   api::StatsSnapshot servicesAndGlobalStats() override;
   api::Result addService(const api::ServiceAddRequest& request) override;
   api::Result removeService(const std::string& name) override;
@@ -117,6 +122,13 @@ class DaemonBackend : public api::ControlBackend {
   bool canDetach() const override { return canDetach_; }
   // keeld: whether its data plane outlives it (DaemonDataplane::canDetach).
   void setCanDetach(bool can) { canDetach_ = can; }
+
+  // Waits for a connection-table walk that is running and drops those that
+  // wait (their answers never come): keeld calls it when its loop has
+  // stopped, before the data plane goes. Idempotent.
+  void stopConnScans();
+  // conn.list requests walking or waiting at once; past it one is refused.
+  static constexpr size_t kMaxConnScans = 4;
 
   const Config& fileConfig() const { return file_; }
   HealthChecker& checker() { return checker_; }
@@ -224,6 +236,11 @@ class DaemonBackend : public api::ControlBackend {
   };
   std::optional<StartFrom> startFrom_;
   HealthChecker checker_;
+  // The one thread conn.list walks the connection table on, so that keeld's
+  // loop goes on serving health checks, scrapes and requests: a full XDP
+  // table takes ~0.3 s to read (docs/api.md). One walk at a time.
+  boost::asio::thread_pool connScans_{1};
+  size_t connScansPending_ = 0;  // on the loop's thread
 };
 
 }  // namespace keel

@@ -14,7 +14,10 @@
 //
 // One thread, one boost::asio::io_context: signals (signal_set), the health
 // checker and the control socket all run on it, so the registry is never
-// touched concurrently and needs no lock.
+// touched concurrently and needs no lock. Besides it: the metrics scrapes'
+// threads (metrics.h: they read a copy the loop made) and conn.list's walk
+// of the connection table (DaemonBackend::connList: it reads the data plane
+// and a copy of the registry, and posts its answer back to the loop).
 //
 // Exit codes: 0 clean stop / valid config, 1 invalid config or runtime
 // failure, 2 usage error or a data plane this build does not have.
@@ -301,6 +304,7 @@ int run(const std::string& path, bool detachOnExit) {
   sd_notify(0, "STOPPING=1");
   metrics.reset();  // before the state its scrapes read
   apiServer.reset();
+  backend.stopConnScans();  // a conn.list walk reads the data plane, which stops below
   // Which checked reals are up now, for a next keeld that cannot adopt
   // this one's data plane (DPDK; DaemonBackend::start).
   if (exitAction != ExitAction::kRemove) backend.saveAtStop();

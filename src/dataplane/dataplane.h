@@ -239,8 +239,12 @@ class Dataplane {
   // every worker's table with the reads findConn() uses, so a flow held by
   // two workers' tables is visited twice, once per worker. Safe while
   // packets flow: an entry written during the scan may or may not be seen.
-  // A walk of the whole table (megabytes at the default size), on the
-  // control thread: for an operator's command, never for a scrape.
+  // A walk of the whole table (megabytes at the default size): for an
+  // operator's command, never for a scrape. Unlike every other call it may
+  // run on a thread other than the control thread, concurrently with the
+  // control thread's calls (keeld's conn.list walks on a thread of its
+  // own, ConnListJob), so it reads only what stays valid while the plane
+  // lives.
   virtual Status scanConns(const ConnVisitor& visit) = 0;
   // The MTU of the port packets leave by (the attached interface on XDP,
   // the port on DPDK), read at the time of the call, since the operator may

@@ -85,6 +85,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       DispatchOutcome out = state_->dispatcher.handleLine(line);
       inbuf_.erase(0, nl + 1);
       scanned_ = 0;
+      if (out.later) return later(std::move(out.later));
       return send(serializeResponse(out.response), false, out.shutdownDetach);
     }
     read();
@@ -98,6 +99,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (ec) return self->close();  // EOF, reset, or cancelled by stop()
       self->inbuf_.append(self->readBuf_.data(), n);
       self->process();
+    });
+  }
+
+  // A response the backend gives later (DispatchOutcome::later): no timer
+  // runs meanwhile (the backend always answers; the wait is its work, not
+  // the client's), and nothing more is read, so the next request waits for
+  // this answer. A connection closed meanwhile drops it.
+  void later(std::function<void(DispatchOutcome::Send)> start) {
+    timer_.cancel();
+    auto self = shared_from_this();
+    start([self](nlohmann::json response) {
+      if (self->closed_) return;
+      self->send(serializeResponse(response), false, std::nullopt);
     });
   }
 

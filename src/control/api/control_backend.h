@@ -24,6 +24,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -212,9 +213,13 @@ class ControlBackend {
   // ring's, whenever the ring changed since the flow began.
   virtual std::optional<ConnView> connEntry(const std::string& service, const keel_flow_key& key) = 0;
   // conn.list: the connection-table entries `query` selects
-  // (Registry::connList); query.service, if set, exists. An error says why
-  // the table could not be read.
-  virtual Status connList(const ConnQuery& query, ConnList* out) = 0;
+  // (Registry::connList); query.service, if set, exists. `done` gets them,
+  // or an error that says why the table could not be read, exactly once,
+  // on the caller's thread: before connList returns, or later from the
+  // caller's loop (keeld walks the table on a thread of its own, so its
+  // loop serves health checks, scrapes and other requests meanwhile).
+  using ConnListDone = std::function<void(Status status, ConnList list)>;
+  virtual void connList(const ConnQuery& query, ConnListDone done) = 0;
   // stats.get and the metrics scrape: one counter read for both halves (two
   // reads would cost twice and show services and reasons from different
   // instants), plus the connection-table count, which only these two show

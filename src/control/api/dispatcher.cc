@@ -263,6 +263,41 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
   }
 }
 
+namespace {
+
+// conn.list's response: the entries, or the scan's error. Never throws (it
+// runs in the completion, where nothing would catch it).
+json connListResponse(const json& id, size_t limit, const Status& s, const ConnList& list) {
+  try {
+    if (!s) return Dispatcher::errorResponse(id, {code::kFailed, s.message(), "", {}});
+    json conns = json::array();
+    for (const ConnListed& c : list.conns) conns.push_back(connListedJson(c));
+    json result{{"connections", std::move(conns)},
+                {"scanned", list.scanned},
+                {"matched", list.matched},
+                {"truncated", limit > 0 && list.matched > list.conns.size()}};
+    // Counts only when asked for (limit 0): one row per real with entries,
+    // which with thousands of reals would outweigh a listing.
+    if (limit == 0) {
+      json counts = json::array();
+      for (const ConnCount& n : list.counts)
+        counts.push_back(json{{"service", n.service.empty() ? json(nullptr) : json(n.service)},
+                              {"real", n.real ? json(n.real->toString()) : json(nullptr)},
+                              {"kept", n.kept},
+                              {"not_kept", n.notKept}});
+      result["counts"] = std::move(counts);
+    }
+    return Dispatcher::okResponse(id, std::move(result));
+  } catch (const std::exception& e) {
+    return Dispatcher::errorResponse(id, {code::kInternal, std::string("internal error: ") + oneLine(e.what(), 200),
+                                          "", {}});
+  } catch (...) {
+    return Dispatcher::errorResponse(id, {code::kInternal, "internal error", "", {}});
+  }
+}
+
+}  // namespace
+
 DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, const json& params) {
   auto fail = [&](const ApiError& e) { return DispatchOutcome{errorResponse(id, e), {}}; };
   auto reply = [&](const Result& r) {
@@ -462,26 +497,15 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     std::optional<ServiceSnapshot> svc;
     if (p.value->service)
       if (auto e = needService(*p.value->service, "params.service", svc)) return fail(*e);
-    ConnList list;
-    if (Status s = backend_.connList(*p.value, &list); !s) return fail({code::kFailed, s.message(), "", {}});
-    json conns = json::array();
-    for (const ConnListed& c : list.conns) conns.push_back(connListedJson(c));
-    json result{{"connections", std::move(conns)},
-                {"scanned", list.scanned},
-                {"matched", list.matched},
-                {"truncated", p.value->limit > 0 && list.matched > list.conns.size()}};
-    // Counts only when asked for (limit 0): one row per real with entries,
-    // which with thousands of reals would outweigh a listing.
-    if (p.value->limit == 0) {
-      json counts = json::array();
-      for (const ConnCount& n : list.counts)
-        counts.push_back(json{{"service", n.service.empty() ? json(nullptr) : json(n.service)},
-                              {"real", n.real ? json(n.real->toString()) : json(nullptr)},
-                              {"kept", n.kept},
-                              {"not_kept", n.notKept}});
-      result["counts"] = std::move(counts);
-    }
-    return good(std::move(result));
+    // The walk of the table may take a while (docs/api.md): keeld answers
+    // when it is done, and serves everything else meanwhile.
+    DispatchOutcome out;
+    out.later = [this, id, query = *p.value](DispatchOutcome::Send send) {
+      backend_.connList(query, [id, limit = query.limit, send = std::move(send)](Status s, ConnList list) {
+        send(connListResponse(id, limit, s, list));
+      });
+    };
+    return out;
   }
   if (method == "config.check") {
     auto p = parseConfigPath(params);

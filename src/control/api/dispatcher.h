@@ -5,6 +5,7 @@
 // protocol is testable without I/O; ApiServer only frames lines.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,17 +19,31 @@ namespace keel::api {
 inline constexpr size_t kMaxJsonDepth = 64;
 
 struct DispatchOutcome {
+  DispatchOutcome() = default;
+  DispatchOutcome(nlohmann::json r, std::optional<bool> detach = std::nullopt)
+      : response(std::move(r)), shutdownDetach(detach) {}
+
   nlohmann::json response;
   // Set by a successful daemon.shutdown: the server calls
   // backend.shutdown(detach) once the response is written.
   std::optional<bool> shutdownDetach;
+  // Set, instead of `response`, by a request whose answer comes later
+  // (conn.list: keeld walks the connection table off its loop): the server
+  // calls it once, with the function that sends the response, which it
+  // calls exactly once, on the loop's thread (ControlBackend::connList),
+  // possibly before it returns. Meanwhile that connection reads no further
+  // request, so answers keep the order of the requests.
+  using Send = std::function<void(nlohmann::json response)>;
+  std::function<void(Send)> later;
 };
 
 class Dispatcher {
  public:
   explicit Dispatcher(ControlBackend& backend) : backend_(backend) {}
 
-  // Never throws; whatever the line holds, the outcome is a response.
+  // Never throws; whatever the line holds, the outcome is a response, or
+  // for conn.list one to come (DispatchOutcome::later), which never throws
+  // either.
   DispatchOutcome handleLine(std::string_view line);
 
   static nlohmann::json errorResponse(const nlohmann::json& id, const ApiError& error);

@@ -321,7 +321,17 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return n;
   }
 
-  Status setNode(const keel_node_config& node) override { return store_->setNode(node); }
+  Status setNode(const keel_node_config& node) override {
+    Status s = store_->setNode(node);
+    if (!s) return s;
+    // What scanConns() and findConn() need of the snapshot, kept apart: they
+    // may run on a thread that is no QSBR reader (keeld's conn.list), so
+    // they must not hold a snapshot the next publish may free.
+    const dpdk::Snapshot& snap = *store_->current();
+    tcpIdleNs_.store(snap.tcpIdleNs, std::memory_order_relaxed);
+    udpIdleNs_.store(snap.udpIdleNs, std::memory_order_relaxed);
+    return s;
+  }
   Status addVip(const keel_vip_key& vip) override { return store_->addVip(vip); }
   Status removeVip(const keel_vip_key& vip) override { return store_->removeVip(vip); }
   Status upsertBackend(BackendId id, const keel_backend& b) override {
@@ -386,7 +396,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     // Read only, as a worker reads its peers' tables for ICMP errors
     // (ConnTable::peek): safe while the workers run.
     const uint64_t now = workerNowNs();
-    const uint64_t idle = dpdk::snapshotIdleNs(*store_->current(), key.proto);
+    const uint64_t idle = idleNs(key.proto);
     std::optional<ConnEntry> best;
     uint64_t bestSeen = 0;
     for (const auto& w : workers_) {
@@ -399,13 +409,14 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   }
 
   Status scanConns(const ConnVisitor& visit) override {
-    // Read only, as findConn: safe while the workers run. One clock reading
-    // per worker's table (a walk of a table takes milliseconds).
-    const dpdk::Snapshot& snap = *store_->current();
+    // Read only, as findConn: safe while the workers run, and from any
+    // thread (no snapshot is held: the timeouts are idleNs()'s). One clock
+    // reading per worker's table (a walk of a table takes milliseconds).
+    const uint64_t tcpIdle = idleNs(KEEL_PROTO_TCP), udpIdle = idleNs(KEEL_PROTO_UDP);
     for (const auto& w : workers_) {
       const uint64_t now = workerNowNs();
       w->state->conns.scan([&](const keel_flow_key& key, const keel_ct_value& v) {
-        visit(key, connEntryAt(v, now, dpdk::snapshotIdleNs(snap, key.proto)), w->queue);
+        visit(key, connEntryAt(v, now, key.proto == KEEL_PROTO_TCP ? tcpIdle : udpIdle), w->queue);
       });
     }
     return Status::ok();
@@ -433,6 +444,12 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         rte_eal_wait_lcore(w->lcore);
         w->running.store(false);
       }
+  }
+
+  // A protocol's idle timeout as the last setNode() published it (0: none),
+  // as snapshotIdleNs() reads it from the snapshot.
+  uint64_t idleNs(uint8_t proto) const {
+    return (proto == KEEL_PROTO_TCP ? tcpIdleNs_ : udpIdleNs_).load(std::memory_order_relaxed);
   }
 
   // The workers' clock: TSC-derived nanoseconds, read once per burst.
@@ -543,6 +560,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   std::array<uint8_t, 6> portMac_{};
   bool started_ = false;
   unsigned __int128 nsPerTsc_ = 0;  // set with the workers, before any runs
+  std::atomic<uint64_t> tcpIdleNs_{0}, udpIdleNs_{0};  // idleNs()
   std::atomic<bool> stop_{false};
 };
 

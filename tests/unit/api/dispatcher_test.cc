@@ -23,7 +23,20 @@ class DispatcherTest : public ::testing::Test {
     fake_.services.push_back(FakeBackend::makeService("web", "10.0.0.1", 80, {"10.0.0.5", "10.0.0.6"}));
     fake_.services.push_back(FakeBackend::makeService("v6", "2001:db8::1", 443, {"2001:db8::5"}));
   }
-  json call(const std::string& line) { return dispatcher_.handleLine(line).response; }
+  // The response, also of a request answered later (conn.list), which the
+  // fake answers at once unless told to hold it.
+  json call(const std::string& line) {
+    DispatchOutcome out = dispatcher_.handleLine(line);
+    if (!out.later) return out.response;
+    EXPECT_TRUE(out.response.is_null());
+    std::optional<json> sent;
+    out.later([&](json response) {
+      EXPECT_FALSE(sent) << "sent twice";
+      sent = std::move(response);
+    });
+    EXPECT_TRUE(sent) << "not sent";
+    return sent.value_or(json());
+  }
 
   FakeBackend fake_;
   Dispatcher dispatcher_{fake_};
@@ -455,6 +468,41 @@ TEST_F(DispatcherTest, ConnListShowsEntriesAndPassesItsFilters) {
   r = call(R"({"id":1,"method":"conn.list"})");
   ASSERT_EQ(r["ok"], false);
   EXPECT_EQ(r["error"]["message"], fake_.connListError);
+}
+
+// conn.list is answered when the backend is done (keeld walks the table
+// off its loop), not by handleLine: the outcome holds no response, and the
+// one sent later echoes the request's id.
+TEST_F(DispatcherTest, ConnListIsAnsweredWhenTheBackendIsDone) {
+  fake_.holdConnLists = true;
+  DispatchOutcome out = dispatcher_.handleLine(R"({"id":"c1","method":"conn.list","params":{"limit":0}})");
+  ASSERT_TRUE(out.later);
+  EXPECT_TRUE(out.response.is_null());
+  std::vector<json> sent;
+  out.later([&](json r) { sent.push_back(std::move(r)); });
+  EXPECT_TRUE(sent.empty()) << "nothing before the backend answers";
+  ASSERT_EQ(fake_.heldConnLists.size(), 1u);
+  ConnList list;
+  list.scanned = 5;
+  list.matched = 2;
+  list.counts = {ConnCount{"web", IpAddress::parse("10.0.0.6"), 2, 0}};
+  fake_.heldConnLists[0](Status::ok(), list);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0]["id"], "c1");
+  ASSERT_EQ(sent[0]["ok"], true) << sent[0].dump();
+  EXPECT_EQ(sent[0]["result"]["scanned"], 5);
+  EXPECT_EQ(sent[0]["result"]["counts"].size(), 1u);
+
+  // An error from the walk is the request's error, with its id.
+  out = dispatcher_.handleLine(R"({"id":2,"method":"conn.list"})");
+  ASSERT_TRUE(out.later);
+  out.later([&](json r) { sent.push_back(std::move(r)); });
+  ASSERT_EQ(fake_.heldConnLists.size(), 2u);
+  fake_.heldConnLists[1](Status::error("xdp: read the connection table: Bad file descriptor"), {});
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[1]["id"], 2);
+  EXPECT_EQ(sent[1]["ok"], false);
+  EXPECT_EQ(sent[1]["error"]["message"], "xdp: read the connection table: Bad file descriptor");
 }
 
 TEST_F(DispatcherTest, LookupRejectsMismatches) {

@@ -51,6 +51,10 @@ class FakeBackend : public ControlBackend {
   ConnList connListResult;                // what connList() returns
   std::string connListError;              // if set, connList() fails with it
   std::optional<ConnQuery> lastConnQuery;  // what the last connList() was asked
+  // If set, connList() answers nothing but keeps its `done` here, for the
+  // test to call (as keeld answers once its walk of the table is done).
+  bool holdConnLists = false;
+  std::vector<ConnListDone> heldConnLists;
   // What the fake's clock says (drainedSince): 2026-12-01T14:03:05Z.
   std::chrono::system_clock::time_point now{std::chrono::seconds(1796133785)};
   std::vector<std::string> invalidConfigErrors = {"bad.yaml:3: services[0].port: must be an integer 0..65535, got \"x\""};
@@ -132,11 +136,11 @@ class FakeBackend : public ControlBackend {
     if (it == conns.end()) return std::nullopt;
     return it->second;
   }
-  Status connList(const ConnQuery& query, ConnList* out) override {
+  void connList(const ConnQuery& query, ConnListDone done) override {
     lastConnQuery = query;
-    if (!connListError.empty()) return Status::error(connListError);
-    *out = connListResult;
-    return Status::ok();
+    if (holdConnLists) return heldConnLists.push_back(std::move(done));
+    if (!connListError.empty()) return done(Status::error(connListError), {});
+    done(Status::ok(), connListResult);
   }
   StatsSnapshot servicesAndGlobalStats() override { return {services, stats}; }
 

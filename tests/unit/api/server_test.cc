@@ -52,6 +52,47 @@ TEST_F(ServerTest, RoundTripPipelinedAndPartial) {
   EXPECT_EQ(onLoop([&] { return fake_.mutations; }), std::vector<std::string>{"drain web 10.0.0.5"});
 }
 
+// conn.list is answered when the backend is done (keeld walks the table
+// off its loop): meanwhile its connection reads no further request, so
+// answers keep the order of the requests, other connections are served,
+// no timer closes the waiting connection, and a connection that is gone by
+// then drops its answer.
+TEST_F(ServerTest, AnswerThatComesLaterKeepsOrderAndHoldsOnlyItsConnection) {
+  fake_.holdConnLists = true;
+  options_.ioTimeout = std::chrono::milliseconds(50);
+  options_.idleTimeout = std::chrono::milliseconds(50);
+  startServer();
+  RawClient gone(options_.socketPath);
+  ASSERT_TRUE(gone.connected());
+  ASSERT_TRUE(gone.send(R"({"id":7,"method":"conn.list"})" "\n"));
+  ASSERT_TRUE(eventually([&] { return fake_.heldConnLists.size() == 1; }));
+  gone.close();
+  RawClient a(options_.socketPath);  // connected now: the idle timeout is short
+  ASSERT_TRUE(a.connected());
+  ASSERT_TRUE(a.send(R"({"id":1,"method":"conn.list"})" "\n" R"({"id":2,"method":"service.list"})" "\n"));
+  ASSERT_TRUE(eventually([&] { return fake_.heldConnLists.size() == 2; }));
+  // Another connection is served while both wait.
+  RawClient b(options_.socketPath);
+  json r = b.request(R"({"id":3,"method":"service.list"})");
+  EXPECT_EQ(r["id"], 3);
+  EXPECT_EQ(r["ok"], true) << r.dump();
+  // Longer than both timeouts: the waiting connection stays open.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  onLoop([&] {
+    ConnList list;
+    list.scanned = 4;
+    fake_.heldConnLists[0](Status::ok(), list);  // `gone`'s: dropped
+    fake_.heldConnLists[1](Status::ok(), list);
+    return 0;
+  });
+  json first = json::parse(a.readLine().value_or("null"));
+  json second = json::parse(a.readLine().value_or("null"));
+  EXPECT_EQ(first["id"], 1);
+  EXPECT_EQ(first["result"]["scanned"], 4) << first.dump();
+  EXPECT_EQ(second["id"], 2) << "the next request is answered after the one before it";
+  EXPECT_EQ(second["result"]["services"].size(), 2u);
+}
+
 TEST_F(ServerTest, BadInputGetsErrorsAndChangesNothing) {
   startServer();
   RawClient c(options_.socketPath);

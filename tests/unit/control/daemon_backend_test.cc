@@ -10,10 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <string>
+#include <thread>
 #include <tuple>
 
 #include "control/api/dispatcher.h"
@@ -156,6 +159,82 @@ class DaemonBackendTest : public ::testing::Test {
   std::vector<std::string> resolved_;
   int resolverCalls_ = 0;
 };
+
+// conn.list walks the connection table on a thread of its own and answers
+// through the loop, so a walk (~0.3 s for a full XDP map) holds up no health
+// check, scrape or other request. Here the walk is held: the loop answers
+// another request meanwhile, the answer comes once the walk is done, and
+// past kMaxConnScans walks running or waiting one more is refused.
+TEST_F(DaemonBackendTest, ConnListWalksTheTableOffTheLoop) {
+  make();
+  keel_flow_key k{};
+  ip("198.51.100.1").toWords(k.src);
+  ip("10.0.0.1").toWords(k.dst);
+  k.sport = htons(1000);
+  k.dport = htons(80);
+  k.proto = KEEL_PROTO_TCP;
+  k.family = KEEL_AF_INET;
+  const RealView real = registry_.service("web")->reals[0];
+  dp_.setConn(k, ConnEntry{real.backendId, real.gen, 0, false});
+
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<std::thread::id> walkerPromise;
+  std::future<std::thread::id> walker = walkerPromise.get_future();
+  std::atomic<bool> walkerSeen{false};
+  dp_.onScan = [&] {
+    if (!walkerSeen.exchange(true)) walkerPromise.set_value(std::this_thread::get_id());
+    (void)released.wait_for(std::chrono::seconds(30));  // bounded: a broken test fails, never hangs
+  };
+
+  api::Dispatcher dispatcher(*backend_);
+  std::vector<nlohmann::json> answers;
+  auto ask = [&](int id) {
+    api::DispatchOutcome out =
+        dispatcher.handleLine(R"({"id":)" + std::to_string(id) + R"(,"method":"conn.list"})");
+    ASSERT_TRUE(out.later) << out.response.dump();
+    out.later([&](nlohmann::json r) { answers.push_back(std::move(r)); });
+  };
+  ask(1);
+  ASSERT_EQ(walker.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_NE(walker.get(), std::this_thread::get_id()) << "the walk runs off the loop's thread";
+  // The loop is free while the walk is held.
+  EXPECT_EQ(call(R"({"id":9,"method":"health.show"})")["ok"], true);
+  for (int id = 2; id <= static_cast<int>(DaemonBackend::kMaxConnScans); ++id) ask(id);
+  ask(99);  // one past the bound: refused at once
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0]["id"], 99);
+  EXPECT_EQ(answers[0]["ok"], false);
+  EXPECT_NE(answers[0]["error"]["message"].get<std::string>().find("already running or waiting"), std::string::npos)
+      << answers[0].dump();
+  io_.restart();
+  io_.poll();
+  EXPECT_EQ(answers.size(), 1u) << "no answer before the walk is done";
+
+  release.set_value();
+  for (int i = 0; i < 3000 && answers.size() < 1 + DaemonBackend::kMaxConnScans; ++i) {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(answers.size(), 1 + DaemonBackend::kMaxConnScans);
+  for (size_t i = 1; i < answers.size(); ++i) {
+    const nlohmann::json& r = answers[i];
+    EXPECT_EQ(r["id"], static_cast<int>(i)) << "answered in the order asked";
+    ASSERT_EQ(r["ok"], true) << r.dump();
+    ASSERT_EQ(r["result"]["connections"].size(), 1u) << r.dump();
+    EXPECT_EQ(r["result"]["connections"][0]["real"], real.address.toString());
+    EXPECT_EQ(r["result"]["connections"][0]["state"], "kept");
+  }
+  // The bound counts walks, not requests ever made: a new one is taken.
+  dp_.onScan = nullptr;
+  ask(100);
+  for (int i = 0; i < 3000 && answers.size() < 2 + DaemonBackend::kMaxConnScans; ++i) {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(answers.size(), 2 + DaemonBackend::kMaxConnScans);
+  EXPECT_EQ(answers.back()["ok"], true) << answers.back().dump();
+}
 
 TEST_F(DaemonBackendTest, DrainKeepsGenerationAndUndrainRestoresWeight) {
   make();

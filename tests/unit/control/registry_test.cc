@@ -432,6 +432,56 @@ TEST_F(RegistryTest, ConnListResolvesEachEntrysServiceAndFilters) {
   EXPECT_TRUE(l.conns.empty());
 }
 
+// conn.list in two steps (ConnListJob): what the job judges entries by is
+// copied when it is prepared, so the registry may change before the walk
+// (keeld walks on another thread) without the walk reading it: entries are
+// judged as the registry was then, and the registry's state since is
+// another job's.
+TEST_F(RegistryTest, PreparedConnListJudgesByTheRegistryAsItWasThen) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  const BackendId removed = reg_.service("web")->reals[1].backendId;
+  const uint8_t udp = reg_.service("dns")->protocol;
+  auto flow = [](const char* vip, uint16_t dport, uint8_t proto) {
+    keel_flow_key k{};
+    ip("198.51.100.1").toWords(k.src);
+    ip(vip).toWords(k.dst);
+    k.sport = htons(1000);
+    k.dport = htons(dport);
+    k.proto = proto;
+    k.family = KEEL_AF_INET;
+    return k;
+  };
+  dp_.setConn(flow("192.0.2.10", 80, KEEL_PROTO_TCP), ConnEntry{removed, 1, 0, false});
+  dp_.setConn(flow("192.0.2.53", 53, udp), ConnEntry{reg_.service("dns")->reals[0].backendId, 1, 0, false});
+
+  std::optional<ConnListJob> job;
+  ASSERT_TRUE(reg_.prepareConnList(ConnQuery{}, &job).isOk());
+  ASSERT_TRUE(job);
+  // Now 10.0.1.12 and the service dns go, before the walk.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+
+  auto states = [](const ConnList& l) {
+    std::map<std::string, std::string> out;  // service -> real:state
+    for (const ConnListed& c : l.conns)
+      out[c.service] = (c.view.real ? c.view.real->toString() : "-") + ":" + connStateName(c.view.state);
+    return out;
+  };
+  ConnList then;
+  ASSERT_TRUE(job->run(&then).isOk());
+  EXPECT_EQ(states(then), (std::map<std::string, std::string>{{"web", "10.0.1.12:kept"}, {"dns", "10.0.2.1:kept"}}));
+  ConnList now;
+  ASSERT_TRUE(reg_.connList(ConnQuery{}, &now).isOk());
+  EXPECT_EQ(states(now), (std::map<std::string, std::string>{{"web", "-:removed"}, {"", "-:no_service"}}));
+
+  ConnQuery unknown;
+  unknown.service = "nope";
+  Status s = reg_.prepareConnList(unknown, &job);
+  EXPECT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("nope"), std::string::npos) << s.message();
+  EXPECT_FALSE(job) << "no job for a refused query";
+}
+
 // Fail-open holds the last serving real when it fails (in the ring, VALID,
 // flows kept) only while no other real serves: every change that makes one
 // serve releases it, ring first, then a new generation.

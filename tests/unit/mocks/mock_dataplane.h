@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -94,6 +95,7 @@ class MockDataplane : public Dataplane {
   }
   // Every entry setConn() made, in key-byte order, as worker connWorker.
   Status scanConns(const ConnVisitor& visit) override {
+    if (onScan) onScan();
     if (!scanError.empty()) return Status::error(scanError);
     for (const auto& [bytes, e] : conns) {
       keel_flow_key key;
@@ -164,6 +166,9 @@ class MockDataplane : public Dataplane {
   std::optional<uint32_t> mtu = 1500;  // what portMtu() returns (nullopt: unknown)
   int connWorker = -1;     // the worker scanConns() reports
   std::string scanError;   // if set, scanConns() fails with it
+  // If set, scanConns() calls it first, on the thread it runs on (keeld's
+  // conn.list walks off its loop): a test sees that thread, or holds the walk.
+  std::function<void()> onScan;
   // Make the n-th call from now fail (0 = never), to test error paths.
   int failAfter = 0;
   // Whether a failing call still changes the state (a write that landed but

@@ -26,7 +26,14 @@ std::string serviceTable(const json& services) {
       t.row({"  ->", addr, str(r["weight"]), str(r["state"]), "", str(r["packets"]), str(r["bytes"])});
     }
   }
-  return t.render();
+  std::string out = t.render();
+  // Under the table: what keeld logged as mtu_too_small_for_ipv6, still true.
+  for (const auto& s : services)
+    if (auto m = s.find("mtu_too_small_for_ipv6"); m != s.end())
+      out += "warning: " + str(s["name"]) + ": the port MTU (" + str((*m)["mtu"]) +
+             ") is too small for IPv6 clients through ipip: " + str((*m)["needed"]) +
+             " needed (docs/operations.md, MTU with ipip)\n";
+  return out;
 }
 
 // ADDR[:WEIGHT[:MAC]], IPv6 as [ADDR][:WEIGHT[:MAC]] or a bare address.

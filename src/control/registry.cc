@@ -467,22 +467,28 @@ Status Registry::apply(const Config& config) {
     vipRefs_.erase(it);
     unsureVips_.erase(vip);
   }
-  warnIpv6Mtu(config);
+  warnIpv6Mtu(config.services);
   return Status::ok();
 }
 
-void Registry::warnIpv6Mtu(const Config& config) {
+void Registry::checkMtu() {
+  std::vector<ServiceConfig> services;
+  services.reserve(services_.size());
+  for (const auto& [name, state] : services_) services.push_back(state.config);
+  warnIpv6Mtu(services);
+}
+
+void Registry::warnIpv6Mtu(const std::vector<ServiceConfig>& services) {
+  std::optional<uint32_t> mtu;
   // Most configs have no service this concerns: then no MTU read at all.
-  if (std::none_of(config.services.begin(), config.services.end(),
-                   [](const ServiceConfig& svc) { return ipv6ClientOuterHeader(svc) != 0; })) {
-    mtuWarned_.clear();
-    return;
+  if (std::any_of(services.begin(), services.end(),
+                  [](const ServiceConfig& svc) { return ipv6ClientOuterHeader(svc) != 0; })) {
+    mtu = dataplane_.portMtu();
+    if (!mtu) return;  // unknown: nothing to compare with, and nothing learned
   }
-  const std::optional<uint32_t> mtu = dataplane_.portMtu();
-  if (!mtu) return;  // unknown: nothing to compare with, and nothing learned
-  std::map<std::string, std::pair<uint32_t, uint32_t>> warned;
-  for (const Ipv6MtuShortfall& f : ipv6MtuShortfalls(config.services, *mtu)) {
-    const std::pair<uint32_t, uint32_t> now{f.mtu, f.needed};
+  std::map<std::string, MtuShortfall> warned;
+  for (const Ipv6MtuShortfall& f : mtu ? ipv6MtuShortfalls(services, *mtu) : std::vector<Ipv6MtuShortfall>{}) {
+    const MtuShortfall now{f.mtu, f.needed};
     const uint32_t fits = f.mtu > f.outerHeader ? f.mtu - f.outerHeader : 0;  // the largest client packet
     auto before = mtuWarned_.find(f.service);
     if (before == mtuWarned_.end() || before->second != now)
@@ -497,6 +503,19 @@ void Registry::warnIpv6Mtu(const Config& config) {
                                      "and dropped; raise the port MTU to " + std::to_string(f.needed) +
                                      " (docs/operations.md)"));
     warned.emplace(f.service, now);
+  }
+  // Said once the shortfall is gone, for a service that is still there (a
+  // removed one has nothing left to fix).
+  for (const auto& [name, was] : mtuWarned_) {
+    if (warned.count(name)) continue;
+    auto svc = std::find_if(services.begin(), services.end(), [&](const ServiceConfig& c) { return c.name == name; });
+    if (svc == services.end()) continue;
+    LogRecord r("mtu_ok_for_ipv6");
+    r.add("service", name).add("vip", svc->vip.toString());
+    if (mtu) r.add("mtu", *mtu);
+    r.add("detail", ipv6ClientOuterHeader(*svc) == 0 ? "the service no longer grows IPv6 clients' packets (l2dsr, an IPv4 VIP or no reals)"
+                                                     : "the port MTU now carries 1280-byte IPv6 packets encapsulated");
+    logInfo(r);
   }
   mtuWarned_ = std::move(warned);
 }
@@ -854,6 +873,7 @@ ServiceView Registry::viewOf(const std::string& name, const ServiceState& state)
   v.scheduler = state.config.scheduler;
   v.ringSize = state.config.ringSize;
   v.publishedRingSize = static_cast<uint32_t>(state.ring.size());
+  if (auto it = mtuWarned_.find(name); it != mtuWarned_.end()) v.ipv6Mtu = it->second;
   for (const auto& [addr, real] : state.reals) {
     v.reals.push_back(RealView{addr, real.id, real.weight, backendGen_[real.id], real.healthy,
                                real.inRing(), real.mac, real.held});

@@ -100,6 +100,14 @@ class ConnListJob {
   std::unordered_map<keel_service_key, size_t, KeyHash, KeyEq> byKey_;
 };
 
+// The port's MTU against what a service's IPv6 clients need through ipip
+// (Ipv6MtuShortfall, below): set while the last check found it short.
+struct MtuShortfall {
+  uint32_t mtu = 0;     // the port's, when last read
+  uint32_t needed = 0;  // 1280 + the outer header
+  bool operator==(const MtuShortfall&) const = default;
+};
+
 struct ServiceView {
   std::string name;
   ServiceId id = 0;
@@ -111,6 +119,8 @@ struct ServiceView {
   uint32_t ringSize = 0;
   uint32_t publishedRingSize = 0;  // 0: the data plane holds the empty ring
   std::vector<RealView> reals;  // sorted by address
+  // The port's MTU is too small for its IPv6 clients (Registry::checkMtu).
+  std::optional<MtuShortfall> ipv6Mtu;
 };
 
 // Counters as the data plane keeps them (DataplaneStats), picked by id.
@@ -163,12 +173,18 @@ class Registry {
   // data plane to that apply's config whatever the failure left, without
   // leaking an id (keeld exits at start-up, and otherwise re-applies the
   // running config at once).
-  // After a successful apply, it reads the port's MTU (Dataplane::portMtu)
-  // and logs a warning, mtu_too_small_for_ipv6, for each service
-  // ipv6MtuShortfalls() names: once per service, again only when its MTU or
-  // need changes (a reload of the same situation says nothing new). The
+  // After a successful apply, it checks the port's MTU (checkMtu()). The
   // config is applied all the same: the operator may know their clients.
   Status apply(const Config& config);
+  // Reads the port's MTU (Dataplane::portMtu) and logs a warning,
+  // mtu_too_small_for_ipv6, for each service ipv6MtuShortfalls() names:
+  // once per service, again only when its MTU or need changes (a reload of
+  // the same situation says nothing new); and mtu_ok_for_ipv6 for a service
+  // warned before that no longer falls short (the MTU raised, the service
+  // changed). ServiceView::ipv6Mtu shows what it found. apply() calls it;
+  // keeld also calls it every few seconds, since the operator may change
+  // the MTU at any time. An MTU it cannot read changes nothing.
+  void checkMtu();
 
   // Restart: take over what a previous keeld programmed (the data plane's
   // pinned state) before the first apply(), so established flows keep their
@@ -323,8 +339,8 @@ class Registry {
   Status failed(Status s, std::vector<IpAddress>& maybeUnusedVips);
   // apply()'s MTU warning, and per service the (mtu, needed) it last warned
   // about, so an unchanged shortfall is not logged on every reload.
-  void warnIpv6Mtu(const Config& config);
-  std::map<std::string, std::pair<uint32_t, uint32_t>> mtuWarned_;
+  void warnIpv6Mtu(const std::vector<ServiceConfig>& services);
+  std::map<std::string, MtuShortfall> mtuWarned_;  // by service: short at the last check
 };
 
 }  // namespace keel

@@ -172,7 +172,19 @@ Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted
   }
   startFrom_.reset();
   if (!r.isOk()) return Status::error(r.error().message);
+  checkMtuLater();
   return Status::ok();
+}
+
+// The operator may change the port's MTU at any time (ip link set mtu), and
+// nothing tells keeld: it looks again every kMtuCheckInterval.
+void DaemonBackend::checkMtuLater() {
+  mtuTimer_.expires_after(kMtuCheckInterval);
+  mtuTimer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled: stopping
+    registry_.checkMtu();
+    checkMtuLater();
+  });
 }
 
 void DaemonBackend::saveAtStop() const {
@@ -711,6 +723,7 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Servi
   s.scheduler = std::string(toString(v.scheduler));
   s.ringSize = v.ringSize;
   s.publishedRingSize = v.publishedRingSize;
+  if (v.ipv6Mtu) s.ipv6MtuShortfall = api::MtuShortfall{v.ipv6Mtu->mtu, v.ipv6Mtu->needed};
   if (ss) s.counters = ss->counters;
   const std::map<IpAddress, const RealConfig*> effectiveReals = realsByAddress(effective);
   std::optional<std::map<IpAddress, const RealConfig*>> fileReals;  // built for the first drained real

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include "control/api/control_backend.h"
@@ -240,6 +241,10 @@ class DaemonBackend : public api::ControlBackend {
   // loop goes on serving health checks, scrapes and requests: a full XDP
   // table takes ~0.3 s to read (docs/api.md). One walk at a time.
   boost::asio::thread_pool connScans_{1};
+  // Registry::checkMtu between applies (checkMtuLater).
+  static constexpr std::chrono::seconds kMtuCheckInterval{5};
+  boost::asio::steady_timer mtuTimer_{io_};
+  void checkMtuLater();
   size_t connScansPending_ = 0;  // on the loop's thread
 };
 

@@ -115,6 +115,11 @@ struct RealSnapshot {
   std::string state() const { return draining ? "draining" : healthy ? "up" : "down"; }
 };
 
+struct MtuShortfall {
+  uint32_t mtu = 0;     // the port's, when keeld last read it
+  uint32_t needed = 0;  // 1280 + the outer header
+};
+
 struct ServiceSnapshot {
   std::string name;
   IpAddress vip;
@@ -128,6 +133,9 @@ struct ServiceSnapshot {
   uint32_t publishedRingSize = 0;
   std::vector<RealSnapshot> reals;
   keel_counter counters{};
+  // Set while the port's MTU is too small for the service's IPv6 clients
+  // through ipip (Registry::checkMtu; docs/operations.md, MTU with ipip).
+  std::optional<MtuShortfall> ipv6MtuShortfall;
 };
 
 // The plane-wide counters: keel::GlobalStats (dataplane/dataplane.h), as the

@@ -135,17 +135,20 @@ json toJson(const ServiceSnapshot& s) {
     if (r.mac) j["mac"] = r.mac->toString();
     reals.push_back(std::move(j));
   }
-  return json{{"name", s.name},
-              {"vip", s.vip.toString()},
-              {"port", s.port},
-              {"protocol", protocolName(s.protocol)},
-              {"forwarding", s.forwarding},
-              {"scheduler", s.scheduler},
-              {"ring_size", s.ringSize},
-              {"published_ring_size", s.publishedRingSize},
-              {"packets", s.counters.packets},
-              {"bytes", s.counters.bytes},
-              {"reals", std::move(reals)}};
+  json out{{"name", s.name},
+           {"vip", s.vip.toString()},
+           {"port", s.port},
+           {"protocol", protocolName(s.protocol)},
+           {"forwarding", s.forwarding},
+           {"scheduler", s.scheduler},
+           {"ring_size", s.ringSize},
+           {"published_ring_size", s.publishedRingSize},
+           {"packets", s.counters.packets},
+           {"bytes", s.counters.bytes},
+           {"reals", std::move(reals)}};
+  if (s.ipv6MtuShortfall)
+    out["mtu_too_small_for_ipv6"] = json{{"mtu", s.ipv6MtuShortfall->mtu}, {"needed", s.ipv6MtuShortfall->needed}};
+  return out;
 }
 
 json healthJson(const ServiceSnapshot& s) {

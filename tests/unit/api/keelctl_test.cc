@@ -102,6 +102,27 @@ TEST_F(KeelctlTest, ServiceListTableAndJson) {
   EXPECT_EQ(r["services"][1]["vip"], "2001:db8::1");
 }
 
+// A service whose IPv6 clients the port's MTU is too small for (keeld's
+// mtu_too_small_for_ipv6): a warning under the table, the numbers in JSON.
+TEST_F(KeelctlTest, ServiceListWarnsOfAnMtuTooSmallForIpv6Clients) {
+  fake_.services[1].ipv6MtuShortfall = MtuShortfall{1300, 1320};
+  startServer();
+  CliRun t = keelctl({"service", "list"});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  std::vector<std::string> l = linesOf(t.out);
+  ASSERT_EQ(l.size(), 2u + 3u + 2u + 1u) << t.out;
+  EXPECT_EQ(l.back(),
+            "warning: v6: the port MTU (1300) is too small for IPv6 clients through ipip: 1320 needed "
+            "(docs/operations.md, MTU with ipip)");
+  CliRun show = keelctl({"service", "show", "web"});
+  EXPECT_EQ(show.out.find("warning"), std::string::npos) << show.out;
+  CliRun j = keelctl({"-o", "json", "service", "show", "v6"});
+  ASSERT_EQ(j.rc, 0) << j.err;
+  EXPECT_EQ(json::parse(j.out)["service"]["mtu_too_small_for_ipv6"], (json{{"mtu", 1300}, {"needed", 1320}}));
+  EXPECT_FALSE(json::parse(keelctl({"-o", "json", "service", "show", "web"}).out)["service"].contains(
+      "mtu_too_small_for_ipv6"));
+}
+
 TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
   startServer();
   EXPECT_EQ(keelctl({"real", "drain", "web", "10.0.0.5"}).rc, 0);

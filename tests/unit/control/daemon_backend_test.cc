@@ -236,6 +236,28 @@ TEST_F(DaemonBackendTest, ConnListWalksTheTableOffTheLoop) {
   EXPECT_EQ(answers.back()["ok"], true) << answers.back().dump();
 }
 
+// keeld looks at the port's MTU between applies (every
+// kMtuCheckInterval): an MTU lowered under it shows in the service.
+TEST_F(DaemonBackendTest, AnMtuChangedBetweenAppliesIsNoticed) {
+  files_["keel.yaml"] =
+      "dataplane: {kind: xdp, interface: eth0}\n"
+      "node: {tunnel_source_v6: \"2001:db8::2\", next_hop_mac: \"02:00:00:00:00:01\"}\n"
+      "services:\n"
+      "  - {name: web6, vip: \"2001:db8::10\", port: 443, protocol: tcp, reals: [{address: \"2001:db8:1::11\"}]}\n";
+  make();
+  ASSERT_FALSE(backend_->findService("web6")->ipv6MtuShortfall);
+  dp_.mtu = 1300;
+  // Bounded: a few intervals at most.
+  for (int i = 0; i < 300 && !backend_->findService("web6")->ipv6MtuShortfall; ++i) {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(50));
+  }
+  std::optional<api::MtuShortfall> m = backend_->findService("web6")->ipv6MtuShortfall;
+  ASSERT_TRUE(m) << "not noticed";
+  EXPECT_EQ(m->mtu, 1300u);
+  EXPECT_EQ(m->needed, 1320u);
+}
+
 TEST_F(DaemonBackendTest, DrainKeepsGenerationAndUndrainRestoresWeight) {
   make();
   const BackendId a = idOf("10.0.1.1");

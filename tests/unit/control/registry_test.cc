@@ -851,6 +851,53 @@ TEST_F(RegistryTest, WarnsOnceWhenThePortMtuIsTooSmallForIpv6ClientsAndStillAppl
   EXPECT_EQ(log.take("mtu_too_small_for_ipv6").size(), 1u);
 }
 
+// Between applies (keeld calls checkMtu() every few seconds): an MTU the
+// operator changed is noticed, a shortfall that is gone is said once, and
+// the service's view shows what the last check found.
+TEST_F(RegistryTest, CheckMtuNoticesAChangeBetweenAppliesAndSaysWhenItIsFixed) {
+  LogCapture log;
+  ServiceConfig web6 = service("web6", "2001:db8::10", 443, {real("2001:db8:1::11")});
+  applyOk(config({web6, service("web4", "192.0.2.10", 443, {real("10.0.1.11")})}));
+  EXPECT_TRUE(log.take("mtu_too_small_for_ipv6").empty());
+  EXPECT_FALSE(reg_.service("web6")->ipv6Mtu);
+
+  dp_.mtu = 1300;  // lowered under keeld: nothing applied since
+  reg_.checkMtu();
+  ASSERT_EQ(log.take("mtu_too_small_for_ipv6").size(), 1u);
+  EXPECT_EQ(reg_.service("web6")->ipv6Mtu, (MtuShortfall{1300, 1320}));
+  EXPECT_FALSE(reg_.service("web4")->ipv6Mtu);
+  reg_.checkMtu();
+  EXPECT_TRUE(log.take("mtu_too_small_for_ipv6").empty()) << "the same shortfall is said once";
+
+  dp_.mtu = 1500;
+  reg_.checkMtu();
+  std::vector<std::string> ok = log.take("mtu_ok_for_ipv6");
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(ok[0].rfind("info event=mtu_ok_for_ipv6 service=web6 vip=2001:db8::10 mtu=1500 detail=", 0), 0u) << ok[0];
+  EXPECT_FALSE(reg_.service("web6")->ipv6Mtu);
+  reg_.checkMtu();
+  EXPECT_TRUE(log.take("mtu_ok_for_ipv6").empty()) << "said once";
+
+  // Fixed by a change of the service (l2dsr grows no packet): said too.
+  dp_.mtu = 1300;
+  reg_.checkMtu();
+  ASSERT_EQ(log.take("mtu_too_small_for_ipv6").size(), 1u);
+  ServiceConfig dsr = web6;
+  dsr.forwarding = Forwarding::kL2dsr;
+  dsr.reals[0].mac = MacAddress({2, 0, 0, 0, 1, 0x11});
+  applyOk(config({dsr}));
+  ok = log.take("mtu_ok_for_ipv6");
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_NE(ok[0].find("service=web6 vip=2001:db8::10 detail="), std::string::npos) << ok[0];
+  EXPECT_FALSE(reg_.service("web6")->ipv6Mtu);
+
+  // A service removed while short: nothing to say.
+  applyOk(config({web6}));
+  ASSERT_EQ(log.take("mtu_too_small_for_ipv6").size(), 1u);
+  applyOk(config({service("web4", "192.0.2.10", 443, {real("10.0.1.11")})}));
+  EXPECT_TRUE(log.take("mtu_ok_for_ipv6").empty());
+}
+
 TEST_F(RegistryTest, NoMtuWarningWhenThePlaneCannotTellItsMtu) {
   LogCapture log;
   dp_.mtu = std::nullopt;

@@ -48,6 +48,17 @@ struct WorkerStats {
   uint32_t worker = 0;  // index = the port's RX queue
   uint32_t lcore = 0;   // EAL lcore it runs on
   uint64_t rxPackets = 0;
+  // ICMP errors (frag-needed, packet-too-big) toward a VIP whose quoted flow
+  // the worker's own table did not hold for a usable real: RSS hashes an
+  // error by the router's and the VIP's addresses, so it rarely reaches the
+  // worker that holds the flow, and the worker looks the flow up in the
+  // other workers' tables, at most WorkerState::peerLookupRate times a
+  // second. By outcome: found there (the error followed its flow to its
+  // real), not found (it followed the ring), or refused by that rate limit
+  // (it followed the ring without a look). All 0 with one worker.
+  uint64_t icmpPeerFound = 0;
+  uint64_t icmpPeerNotFound = 0;
+  uint64_t icmpPeerRateLimited = 0;
 };
 
 struct DataplaneStats {

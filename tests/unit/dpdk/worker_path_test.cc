@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
 
 #include "keel/encap.h"
@@ -379,6 +380,74 @@ TEST_F(WorkerPathTest, AnIcmpErrorFollowsItsFlowInAnotherWorkersTable) {
   PacketBuf b = place(mem, test::buildFrame(Frame{client4, vip4_, 1000, 80}));
   EXPECT_EQ(processPacket(*store_.current(), other, b, 4000).backendId, 2u);
   EXPECT_EQ(other.conns.occupied(), 1u);
+}
+
+// Each ICMP error that takes the peer lookup is counted once, by what it
+// gave: found (the error followed its flow), not found or rate-limited (it
+// followed the ring). Errors the worker's own table answers, errors at a
+// worker without peers and a flow's own packets take no lookup and count
+// nothing.
+TEST_F(WorkerPathTest, IcmpPeerLookupsAreCountedByOutcome) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1, 1)));
+  ring(1, {1, 1, 1, 1, 1});
+  const IpAddress held = ip("192.168.1.1"), unknown = ip("192.168.1.9");
+  EXPECT_EQ(run(test::buildFrame(Frame{held, vip4_, 1000, 80})).r.backendId, 1u);  // worker_ holds it on 1
+  ring(1, {2, 2, 2, 2, 2});
+  const auto errHeld = icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, held, 80, 1000});
+  const auto errUnknown = icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, unknown, 80, 1000});
+
+  WorkerState other(1024, 16, 1024, 1500);
+  auto send = [&](WorkerState& w, const std::vector<uint8_t>& in, uint64_t nowNs) {
+    std::vector<uint8_t> mem;
+    PacketBuf b = place(mem, in);
+    return processPacket(*store_.current(), w, b, nowNs).backendId;
+  };
+  // {found, not found, rate-limited} so far.
+  auto counts = [](const WorkerState& w) {
+    return std::array<uint64_t, 3>{w.counters.icmpPeer[kPeerFound], w.counters.icmpPeer[kPeerNotFound],
+                                   w.counters.icmpPeer[kPeerRateLimited]};
+  };
+  using C = std::array<uint64_t, 3>;
+
+  // No peers (one worker): no lookup, nothing counted.
+  EXPECT_EQ(send(other, errHeld, 2000), 2u);
+  EXPECT_EQ(counts(other), (C{0, 0, 0}));
+
+  other.peers = {&worker_.conns};
+  EXPECT_EQ(send(other, errHeld, 2000), 1u);
+  EXPECT_EQ(counts(other), (C{1, 0, 0})) << "found in the peer's table";
+  EXPECT_EQ(send(other, errUnknown, 2000), 2u);
+  EXPECT_EQ(counts(other), (C{1, 1, 0})) << "no table holds the flow";
+  // A peer's entry that fails the checks of a hit is not found either.
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 2)));
+  EXPECT_EQ(send(other, errHeld, 3000), 2u);
+  EXPECT_EQ(counts(other), (C{1, 2, 0})) << "the peer's entry is of another generation";
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+
+  // Over the rate: counted as refused, and the error follows the ring.
+  other.peerLookupRate = 1;  // one a second, bursts of one
+  other.peerTat = 0;
+  EXPECT_EQ(send(other, errHeld, 2'000'000'000), 1u);
+  EXPECT_EQ(send(other, errHeld, 2'000'000'001), 2u);
+  EXPECT_EQ(send(other, errUnknown, 2'000'000'002), 2u);
+  EXPECT_EQ(counts(other), (C{2, 2, 2}));
+  EXPECT_EQ(send(other, errHeld, 3'000'000'001), 1u) << "a second later";
+  EXPECT_EQ(counts(other), (C{3, 2, 2}));
+  other.peerLookupRate = 0;  // never
+  EXPECT_EQ(send(other, errHeld, 9'000'000'000), 2u);
+  EXPECT_EQ(counts(other), (C{3, 2, 3}));
+
+  // Neither a flow's own packets nor an error the worker's own table
+  // answers take the lookup.
+  worker_.peers = {&other.conns};
+  EXPECT_EQ(send(worker_, errHeld, 9'000'000'000), 1u);
+  EXPECT_EQ(send(worker_, test::buildFrame(Frame{unknown, vip4_, 1000, 80}), 9'000'000'000), 2u);
+  EXPECT_EQ(counts(worker_), (C{0, 0, 0}));
+  // The verdicts are counted as before: each of the nine errors was
+  // forwarded, once under tx_ipip.
+  EXPECT_EQ(other.counters.reasons[KEEL_R_TX_IPIP].packets, 9u);
 }
 
 // IPv6 flows live in their own table (64-byte entries; IPv4 has 32-byte

@@ -7,7 +7,9 @@
 
 #include <array>
 #include <cstring>
+#include <memory>
 
+#include "dataplane/dpdk/conn_persist.h"
 #include "keel/encap.h"
 #include "keel/maglev_lookup.h"
 #include "test_packets.h"
@@ -448,6 +450,74 @@ TEST_F(WorkerPathTest, IcmpPeerLookupsAreCountedByOutcome) {
   // The verdicts are counted as before: each of the nine errors was
   // forwarded, once under tx_ipip.
   EXPECT_EQ(other.counters.reasons[KEEL_R_TX_IPIP].packets, 9u);
+}
+
+// After a restart into another worker count every worker's table holds a
+// copy of each saved flow (conn_persist.h). The copies then age apart:
+// the worker the flow's packets reach refreshes its own, or re-picks the
+// flow when its copy was evicted, while the others keep the restored one,
+// still valid. An ICMP error at a worker whose own copy is gone follows
+// the most recently seen copy among its peers, in whatever order the
+// peers are listed: the real the flow's packets now go to.
+TEST_F(WorkerPathTest, AnIcmpErrorFollowsTheNewestRestoredCopyAmongThePeers) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1, 1)));
+  ring(1, {1, 1, 1, 1, 1});
+  constexpr uint64_t kSec = 1'000'000'000;
+  const Frame flow{ip("192.168.1.1"), vip4_, 1000, 80};
+  const auto err = icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, flow.src, 80, 1000});
+  auto send = [&](WorkerState& w, const std::vector<uint8_t>& in, uint64_t nowNs) {
+    std::vector<uint8_t> mem;
+    PacketBuf b = place(mem, in);
+    return processPacket(*store_.current(), w, b, nowNs).backendId;
+  };
+
+  // One worker saved the flow on real 1.
+  WorkerState saver(1024, 16, 1024, 1500);
+  EXPECT_EQ(send(saver, test::buildFrame(flow), 5 * kSec), 1u);
+  const SavedConns saved = exportConns(*store_.current(), {&saver.conns}, 10 * kSec, 0);
+  ASSERT_EQ(saved.records.size(), 1u);
+
+  // Three workers whose tables have one bucket per family (capacity 4), so
+  // four newer flows evict the restored copy.
+  std::vector<std::unique_ptr<WorkerState>> w;
+  for (uint64_t seed = 1; seed <= 3; ++seed)
+    w.push_back(std::make_unique<WorkerState>(4, 16, 1024, 1500, kHeapConnMemory, seed));
+  ring(1, {2, 2, 2, 2, 2});  // real 1 drained: still valid, new flows go to 2
+  const ConnRestoreReport rep =
+      restoreConns(*store_.current(), {&w[0]->conns, &w[1]->conns, &w[2]->conns}, saved, 20 * kSec, 0);
+  ASSERT_TRUE(rep.copiedToAll);
+  ASSERT_EQ(rep.loaded, 1u);
+  for (auto& x : w) ASSERT_EQ(x->conns.occupied(), 1u);
+  auto evict = [&](WorkerState& x, uint64_t nowNs) {
+    for (uint16_t i = 0; i < 4; ++i)
+      EXPECT_EQ(send(x, test::buildFrame(Frame{ip("192.168.2.1"), vip4_, static_cast<uint16_t>(2000 + i), 80}), nowNs),
+                2u);
+    keel_ct_value v;
+    ASSERT_FALSE(x.conns.peek(test::flowKey(flow), nowNs, 0, &v)) << "the restored copy was evicted";
+  };
+  // Worker 0 lost its copy; worker 1 too, and then the flow's packets
+  // reached it and were picked from the ring (real 2); worker 2 keeps the
+  // restored copy (real 1, older).
+  evict(*w[0], 21 * kSec);
+  evict(*w[1], 21 * kSec);
+  EXPECT_EQ(send(*w[1], test::buildFrame(flow), 22 * kSec), 2u);
+  for (const auto& peers : {std::vector<const ConnTable*>{&w[1]->conns, &w[2]->conns},
+                            std::vector<const ConnTable*>{&w[2]->conns, &w[1]->conns}}) {
+    w[0]->peers = peers;
+    EXPECT_EQ(send(*w[0], err, 23 * kSec), 2u) << "worker 1's copy, seen last";
+  }
+  // Then the flow's packets reach worker 2 (RSS moved it), which still
+  // holds the restored copy: its refreshed copy is now the newest.
+  EXPECT_EQ(send(*w[2], test::buildFrame(flow), 24 * kSec), 1u);
+  for (const auto& peers : {std::vector<const ConnTable*>{&w[1]->conns, &w[2]->conns},
+                            std::vector<const ConnTable*>{&w[2]->conns, &w[1]->conns}}) {
+    w[0]->peers = peers;
+    EXPECT_EQ(send(*w[0], err, 25 * kSec), 1u) << "worker 2's copy, seen last";
+  }
+  EXPECT_EQ(w[0]->counters.icmpPeer[kPeerFound], 4u);
+  EXPECT_EQ(w[0]->conns.occupied(), 4u) << "the errors made no entry";
 }
 
 // IPv6 flows live in their own table (64-byte entries; IPv4 has 32-byte

@@ -187,7 +187,8 @@ void renderDataplane(Families& out, const GlobalStats& s) {
     sample(by, {{"reason", kReasonNames[r]}}, static_cast<double>(s.reasons[r].bytes));
   }
   sample(out.add("keel_conntrack_capacity",
-                 "Connection-table entries the data plane was sized for (limits.conn_table_size)",
+                 "Most connection-table entries the data plane can hold (XDP: limits.conn_table_size; DPDK: "
+                 "every worker's IPv4 and IPv6 ways)",
                  MetricType::Gauge),
          {}, s.connTableCapacity);
   if (s.connTableEntries)

@@ -79,7 +79,7 @@ struct GlobalStats {
   // Dataplane::connTableEntries(); nullopt: not asked for (only stats.get and
   // the metrics ask) or the plane cannot count them (both then omit it).
   std::optional<uint64_t> connTableEntries;
-  uint64_t connTableCapacity = 0;    // limits().connTableSize
+  uint64_t connTableCapacity = 0;    // Dataplane::connTableCapacity()
   std::vector<WorkerStats> workers;  // DataplaneStats::workers: per DPDK worker, empty on XDP
 };
 
@@ -237,6 +237,15 @@ class Dataplane {
   // it, and on XDP it is not a plain map read: each call creates a BPF
   // iterator that visits every map in the system (map_elem_counter.h).
   virtual std::optional<uint64_t> connTableEntries() = 0;
+  // The most connection-table entries the plane can hold at once, the
+  // bound of connTableEntries() (keel_conntrack_capacity). This default is
+  // one table of limits.conn_table_size entries shared by every CPU, as on
+  // XDP (whose plane returns its map's max_entries). DPDK has a table per
+  // worker with an IPv4 and an IPv6 half each, sized from conn_table_size
+  // and rounded up to a power of two of buckets (dpdk/conn_table.h), so
+  // its capacity is two to four times conn_table_size, and one family alone
+  // can fill only half of it.
+  virtual uint64_t connTableCapacity() const { return limits().connTableSize; }
   // The connection-table entry of `key` (include/keel/flow.h), as the next
   // packet of that flow would find it, before the checks a hit gets (the
   // backend's validity, service and generation: the registry's,

@@ -426,6 +426,16 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return entries;
   }
 
+  uint64_t connTableCapacity() const override {
+    // Every worker's ways of both families, as built in init(): each table
+    // gets conn_table_size / workers (rounded up) flows of each family,
+    // rounded up again to a power of two of 4-way buckets (ConnWays). The
+    // bound of connTableEntries(), which counts the same ways.
+    uint64_t ways = 0;
+    for (const auto& w : workers_) ways += w->state->conns.totalCapacity();
+    return ways;
+  }
+
  private:
   // Joins the worker lcores; they never start again.
   void stopWorkers() {

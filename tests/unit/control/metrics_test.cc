@@ -187,6 +187,17 @@ TEST_F(MetricsTest, IcmpPeerLookupsPerWorkerAndResultWhenThePlaneHasWorkers) {
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_icmp_peer_lookups_total{worker="1",lcore="3",result="rate_limited"} 4)"));
 }
 
+// The capacity is what the plane says it can hold (Dataplane::
+// connTableCapacity), not limits.conn_table_size: DPDK's per-worker,
+// per-family tables hold more than that.
+TEST_F(MetricsTest, ConntrackCapacityIsThePlanesOwn) {
+  dp_.connCapacity = 16384;  // limits.conn_table_size is 5000
+  dp_.connTable = 9000;
+  const std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 16384"));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_entries 9000"));
+}
+
 TEST_F(MetricsTest, DownRealAndEmptyRing) {
   ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), false));
   std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));

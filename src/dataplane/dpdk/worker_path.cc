@@ -161,11 +161,11 @@ struct Step {
 // same generation); a way read while its worker rewrote it can still name
 // another valid real of this service (storeRelaxed in conn_table.h says
 // why), which has no such connection and ignores the error. Nothing is
-// written: the error neither creates nor refreshes an entry. Each lookup
-// costs a table lookup per other worker, so it is rate-limited
+// written: the error neither creates nor refreshes an entry. Each call
+// reads a line of every other worker's table, so it is rate-limited here
 // (WorkerState::peerLookupRate); past the limit the error follows the ring
-// unlooked. The outcome is counted (PeerLookup). Called with step.be null;
-// out of line (see BurstCache::fill).
+// without a look. Every call is counted by its outcome (PeerLookup).
+// Called with step.be null; out of line (see BurstCache::fill).
 [[gnu::noinline]] void peerEntry(const Snapshot& s, WorkerState& w, const keel_pkt& p, uint32_t svcId,
                                  uint64_t nowNs, uint64_t idleNs, Step& step) {
   if (!keel_icmp_rate_allow(&w.peerTat, nowNs, w.peerLookupRate)) {

@@ -187,7 +187,8 @@ void renderDataplane(Families& out, const GlobalStats& s) {
     sample(by, {{"reason", kReasonNames[r]}}, static_cast<double>(s.reasons[r].bytes));
   }
   sample(out.add("keel_conntrack_capacity",
-                 "Connection-table entries the data plane was sized for (limits.conn_table_size)",
+                 "Most connection-table entries the data plane can hold (XDP: limits.conn_table_size; DPDK: "
+                 "every worker's IPv4 and IPv6 ways)",
                  MetricType::Gauge),
          {}, s.connTableCapacity);
   if (s.connTableEntries)
@@ -197,9 +198,18 @@ void renderDataplane(Families& out, const GlobalStats& s) {
     auto& wp = out.add("keel_dpdk_worker_packets_total",
                        "Packets a DPDK worker received from the port's RX queue it owns (how RSS spreads flows)",
                        MetricType::Counter);
-    for (const WorkerStats& w : s.workers)
-      sample(wp, {{"worker", std::to_string(w.worker)}, {"lcore", std::to_string(w.lcore)}},
-             static_cast<double>(w.rxPackets));
+    auto& peer = out.add("keel_dpdk_icmp_peer_lookups_total",
+                         "ICMP errors toward a VIP whose flow a DPDK worker's own table missed, looked up in the "
+                         "other workers' tables: found (followed the flow), not_found or rate_limited (followed "
+                         "the ring)",
+                         MetricType::Counter);
+    for (const WorkerStats& w : s.workers) {
+      const std::string worker = std::to_string(w.worker), lcore = std::to_string(w.lcore);
+      sample(wp, {{"worker", worker}, {"lcore", lcore}}, static_cast<double>(w.rxPackets));
+      for (const auto& [result, n] : {std::pair{"found", w.icmpPeerFound}, std::pair{"not_found", w.icmpPeerNotFound},
+                                      std::pair{"rate_limited", w.icmpPeerRateLimited}})
+        sample(peer, {{"worker", worker}, {"lcore", lcore}, {"result", result}}, static_cast<double>(n));
+    }
   }
 }
 

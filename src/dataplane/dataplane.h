@@ -48,6 +48,17 @@ struct WorkerStats {
   uint32_t worker = 0;  // index = the port's RX queue
   uint32_t lcore = 0;   // EAL lcore it runs on
   uint64_t rxPackets = 0;
+  // ICMP errors (frag-needed, packet-too-big) toward a VIP whose quoted flow
+  // the worker's own table did not hold for a usable real: RSS hashes an
+  // error by the router's and the VIP's addresses, so it rarely reaches the
+  // worker that holds the flow, and the worker looks the flow up in the
+  // other workers' tables, at most WorkerState::peerLookupRate times a
+  // second. By outcome: found there (the error followed its flow to its
+  // real), not found (it followed the ring), or refused by that rate limit
+  // (it followed the ring without a look). All 0 with one worker.
+  uint64_t icmpPeerFound = 0;
+  uint64_t icmpPeerNotFound = 0;
+  uint64_t icmpPeerRateLimited = 0;
 };
 
 struct DataplaneStats {
@@ -68,7 +79,7 @@ struct GlobalStats {
   // Dataplane::connTableEntries(); nullopt: not asked for (only stats.get and
   // the metrics ask) or the plane cannot count them (both then omit it).
   std::optional<uint64_t> connTableEntries;
-  uint64_t connTableCapacity = 0;    // limits().connTableSize
+  uint64_t connTableCapacity = 0;    // Dataplane::connTableCapacity()
   std::vector<WorkerStats> workers;  // DataplaneStats::workers: per DPDK worker, empty on XDP
 };
 
@@ -226,6 +237,15 @@ class Dataplane {
   // it, and on XDP it is not a plain map read: each call creates a BPF
   // iterator that visits every map in the system (map_elem_counter.h).
   virtual std::optional<uint64_t> connTableEntries() = 0;
+  // The most connection-table entries the plane can hold at once, the
+  // bound of connTableEntries() (keel_conntrack_capacity). This default is
+  // one table of limits.conn_table_size entries shared by every CPU, as on
+  // XDP (whose plane returns its map's max_entries). DPDK has a table per
+  // worker with an IPv4 and an IPv6 half each, sized from conn_table_size
+  // and rounded up to a power of two of buckets (dpdk/conn_table.h), so
+  // its capacity is two to four times conn_table_size, and one family alone
+  // can fill only half of it.
+  virtual uint64_t connTableCapacity() const { return limits().connTableSize; }
   // The connection-table entry of `key` (include/keel/flow.h), as the next
   // packet of that flow would find it, before the checks a hit gets (the
   // backend's validity, service and generation: the registry's,

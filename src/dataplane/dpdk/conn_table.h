@@ -389,6 +389,11 @@ class ConnTable {
   }
 
   uint32_t capacity() const { return v4_.capacity(); }  // per family
+  // Ways of both families: the most occupied() can reach, and what the
+  // plane reports as its capacity (keel_conntrack_capacity sums it over the
+  // workers). An IPv4 flow can take only an IPv4 way, so one family alone
+  // fills at most capacity().
+  uint64_t totalCapacity() const { return uint64_t{v4_.capacity()} + v6_.capacity(); }
 
   // The table's own hash of a flow key, which find/insert/prefetch take.
   // Not keel_flow_hash (include/keel/hash.h, MurmurHash3 over ten words,

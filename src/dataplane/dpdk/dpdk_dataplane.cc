@@ -387,7 +387,9 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       // one loop after it was read (runWorker's two-burst pipeline).
       uint64_t rx = 0;
       for (size_t i = 0; i < KEEL_R_MAX; ++i) rx += add(st.reasons[i], c.reasons[i]);
-      st.workers.push_back(WorkerStats{w->queue, w->lcore, rx});
+      auto peer = [&c](dpdk::PeerLookup r) { return __atomic_load_n(&c.icmpPeer[r], __ATOMIC_RELAXED); };
+      st.workers.push_back(WorkerStats{w->queue, w->lcore, rx, peer(dpdk::kPeerFound), peer(dpdk::kPeerNotFound),
+                                       peer(dpdk::kPeerRateLimited)});
     }
     return st;
   }
@@ -433,6 +435,16 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     uint64_t entries = 0;
     for (const auto& w : workers_) entries += w->state->conns.occupied();
     return entries;
+  }
+
+  uint64_t connTableCapacity() const override {
+    // Every worker's ways of both families, as built in init(): each table
+    // gets conn_table_size / workers (rounded up) flows of each family,
+    // rounded up again to a power of two of 4-way buckets (ConnWays). The
+    // bound of connTableEntries(), which counts the same ways.
+    uint64_t ways = 0;
+    for (const auto& w : workers_) ways += w->state->conns.totalCapacity();
+    return ways;
   }
 
  private:

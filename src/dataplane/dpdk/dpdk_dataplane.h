@@ -42,7 +42,10 @@ struct DpdkOptions {
   // before polling again, trading up to N us of latency on the first packet
   // after a quiet spell for idle cores (labs, CI, lightly loaded nodes).
   uint32_t idleSleepUs = 0;
-  DataplaneLimits limits;  // maxServices, maxBackends, connTableSize (split over workers)
+  // maxServices, maxBackends, connTableSize. connTableSize is split over
+  // the workers, and each worker's share sizes both its IPv4 and its IPv6
+  // table (connTableCapacity() gives the sum).
+  DataplaneLimits limits;
   // false: the port and workers start on start(); lets a caller (or a test)
   // load its tables before the first packet is read.
   bool autoStart = true;

@@ -162,10 +162,16 @@ struct Step {
 // another valid real of this service (storeRelaxed in conn_table.h says
 // why), which has no such connection and ignores the error. Nothing is
 // written: the error neither creates nor refreshes an entry. Each call
-// costs a table lookup per other worker, so the caller rate-limits it
-// (WorkerState::peerLookupRate). Out of line (see BurstCache::fill).
-[[gnu::noinline]] void peerEntry(const Snapshot& s, const WorkerState& w, const keel_pkt& p, uint32_t svcId,
+// reads a line of every other worker's table, so it is rate-limited here
+// (WorkerState::peerLookupRate); past the limit the error follows the ring
+// without a look. Every call is counted by its outcome (PeerLookup).
+// Called with step.be null; out of line (see BurstCache::fill).
+[[gnu::noinline]] void peerEntry(const Snapshot& s, WorkerState& w, const keel_pkt& p, uint32_t svcId,
                                  uint64_t nowNs, uint64_t idleNs, Step& step) {
+  if (!keel_icmp_rate_allow(&w.peerTat, nowNs, w.peerLookupRate)) {
+    countEvent(w.counters.icmpPeer[kPeerRateLimited]);
+    return;
+  }
   uint64_t newest = 0;
   for (const ConnTable* t : w.peers) {
     keel_ct_value v;
@@ -176,6 +182,7 @@ struct Step {
     step.be = cand;
     step.beId = v.backend_id;
   }
+  countEvent(w.counters.icmpPeer[step.be ? kPeerFound : kPeerNotFound]);
 }
 
 // Stage 1: every verdict up to the connection table. Either `result` is the
@@ -234,8 +241,7 @@ struct Step {
       ConnTable::touch(*e, nowNs);
     }
   }
-  if (!step.be && p.icmp_error && !w.peers.empty() && keel_icmp_rate_allow(&w.peerTat, nowNs, w.peerLookupRate))
-    peerEntry(s, w, p, svc->id, nowNs, idleNs, step);
+  if (!step.be && p.icmp_error && !w.peers.empty()) peerEntry(s, w, p, svc->id, nowNs, idleNs, step);
 }
 
 // Whether stage 3 will use the packet's flow hash, known before it runs: a

@@ -42,6 +42,15 @@ struct PacketBuf {
   uint32_t headroom;  // bytes before data we may write into
 };
 
+// What an ICMP error's lookup in the other workers' tables gave
+// (WorkerState::peers): one counter each (WorkerCounters::icmpPeer).
+enum PeerLookup : uint8_t {
+  kPeerFound,        // a peer's entry passed the checks of a hit: the error followed its flow
+  kPeerNotFound,     // none did: the error followed the ring
+  kPeerRateLimited,  // over peerLookupRate, not looked up: the error followed the ring
+  kPeerLookupResults,
+};
+
 // Per-lcore counters, summed by readStats(). Only the owning worker writes;
 // the control plane reads with relaxed atomic loads (a counter may be one
 // packet behind, never torn on 64-bit targets). Sized by the limits of the
@@ -53,6 +62,8 @@ struct alignas(64) WorkerCounters {
   std::vector<keel_counter> services;
   std::vector<keel_counter> backends;
   keel_counter reasons[KEEL_R_MAX] = {};
+  // ICMP errors that took the peer lookup, by PeerLookup (countEvent).
+  uint64_t icmpPeer[kPeerLookupResults] = {};
 };
 
 // Everything a worker owns. One per lcore, cache-aligned so two workers never
@@ -72,7 +83,9 @@ struct alignas(64) WorkerState {
   // twentieth; keel_icmp_rate_allow, as for too-big answers): each such
   // lookup reads one line of every other worker's table, and errors are easy
   // to forge. Past it an error follows the ring. Legitimate errors come once
-  // per flow and path-MTU change, far below it.
+  // per flow and path-MTU change, far below it. Each error that takes the
+  // lookup is counted by its outcome (counters.icmpPeer), so an operator
+  // sees when the limit turns errors away (keel_dpdk_icmp_peer_lookups_total).
   uint32_t peerLookupRate = 10000;
   __u64 peerTat = 0;
   WorkerCounters counters;
@@ -130,5 +143,9 @@ inline void countPacket(keel_counter& c, uint64_t bytes) {
   __atomic_store_n(&c.packets, c.packets + 1, __ATOMIC_RELAXED);
   __atomic_store_n(&c.bytes, c.bytes + bytes, __ATOMIC_RELAXED);
 }
+
+// Adds one to a count of events, the same way (a plain load and a relaxed
+// store: only the owning worker writes it, so no read-modify-write).
+inline void countEvent(uint64_t& c) { __atomic_store_n(&c, c + 1, __ATOMIC_RELAXED); }
 
 }  // namespace keel::dpdk

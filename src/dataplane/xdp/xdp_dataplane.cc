@@ -699,6 +699,12 @@ std::optional<uint64_t> XdpDataplane::connTableEntries() {
   return ctCounter_->read();
 }
 
+uint64_t XdpDataplane::connTableCapacity() const {
+  // The one LRU hash every CPU shares, as loaded: create() sized it from
+  // limits.conn_table_size, and an adopted pin must have that size too.
+  return bpf_map__max_entries(skel_->maps.conntrack);
+}
+
 std::optional<uint32_t> XdpDataplane::portMtu() const {
   char name[IF_NAMESIZE] = {};
   if (!if_indextoname(static_cast<unsigned>(ifindex_), name)) return std::nullopt;

@@ -81,6 +81,7 @@ class XdpDataplane final : public Dataplane {
   Status removeService(const keel_service_key& key) override;
   Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override;
   std::optional<uint64_t> connTableEntries() override;
+  uint64_t connTableCapacity() const override;  // the conntrack map's max_entries
   std::optional<ConnEntry> findConn(const keel_flow_key& key) override;
   Status scanConns(const ConnVisitor& visit) override;
   // The attached interface's MTU now (SIOCGIFMTU, by ifindex, so a rename

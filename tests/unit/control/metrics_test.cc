@@ -171,6 +171,33 @@ TEST_F(MetricsTest, WorkerPacketsPerWorkerWhenThePlaneHasWorkers) {
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_packets_total{worker="1",lcore="3"} 0)"));
 }
 
+// The DPDK workers' ICMP peer lookups, one series per worker and outcome;
+// absent for a plane without workers (the mock, XDP).
+TEST_F(MetricsTest, IcmpPeerLookupsPerWorkerAndResultWhenThePlaneHasWorkers) {
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_EQ(out.find("keel_dpdk_icmp_peer_lookups_total"), std::string::npos);
+  dp_.stats.workers = {WorkerStats{0, 1, 700, 11, 22, 33}, WorkerStats{1, 3, 0, 0, 0, 4}};
+  out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_dpdk_icmp_peer_lookups_total counter"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_icmp_peer_lookups_total{worker="0",lcore="1",result="found"} 11)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_icmp_peer_lookups_total{worker="0",lcore="1",result="not_found"} 22)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_icmp_peer_lookups_total{worker="0",lcore="1",result="rate_limited"} 33)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_icmp_peer_lookups_total{worker="1",lcore="3",result="found"} 0)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_icmp_peer_lookups_total{worker="1",lcore="3",result="not_found"} 0)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_icmp_peer_lookups_total{worker="1",lcore="3",result="rate_limited"} 4)"));
+}
+
+// The capacity is what the plane says it can hold (Dataplane::
+// connTableCapacity), not limits.conn_table_size: DPDK's per-worker,
+// per-family tables hold more than that.
+TEST_F(MetricsTest, ConntrackCapacityIsThePlanesOwn) {
+  dp_.connCapacity = 16384;  // limits.conn_table_size is 5000
+  dp_.connTable = 9000;
+  const std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 16384"));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_entries 9000"));
+}
+
 TEST_F(MetricsTest, DownRealAndEmptyRing) {
   ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), false));
   std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));

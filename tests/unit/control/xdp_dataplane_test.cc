@@ -300,7 +300,14 @@ TEST_F(XdpDataplaneTest, StatsSumAcrossCpusAfterATestRun) {
   int ctFd = bpf_obj_get((pinDir_ + "/conntrack").c_str());
   ASSERT_GE(ctFd, 0);
   ASSERT_EQ(bpf_map_update_elem(ctFd, &key, &ct, BPF_NOEXIST), 0);
+  // The capacity (keel_conntrack_capacity) is the one table's size as the
+  // kernel holds it: limits.conn_table_size.
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(ctFd, &info, &len), 0);
   close(ctFd);
+  EXPECT_EQ(info.max_entries, 128u);
+  EXPECT_EQ(dp_->connTableCapacity(), info.max_entries);
   EXPECT_EQ(dp_->connTableEntries(), std::optional<uint64_t>(1));
 }
 

@@ -33,8 +33,10 @@ using test::ip;
 const std::string kPid = std::to_string(getpid());
 const std::string kDir = "/tmp/keel-dpdk-test-" + kPid;
 
+// Lcores 1 and 2 share CPU 1: the machine may have two CPUs only, and the
+// one test with two workers lets them sleep when idle.
 std::vector<std::string> ealArgs() {
-  return {"-l", "0-1", "--no-huge", "-m", "512", "--no-pci", "--file-prefix", "keel-" + kPid,
+  return {"--lcores", "0@0,1@1,2@1", "--no-huge", "-m", "512", "--no-pci", "--file-prefix", "keel-" + kPid,
           "--log-level", "*:warning"};
 }
 
@@ -309,6 +311,90 @@ TEST_F(DpdkPcapTest, ScanConnsAndPortMtuReadTheRunningPlane) {
   EXPECT_EQ(visited, *dp->connTableEntries());
   EXPECT_EQ(agree, visited);
   EXPECT_EQ(otherWorker, 0u) << "one worker";
+}
+
+// An ICMP frag-needed toward the VIP from a router, quoting the reply
+// `quoted` (VIP to client), as worker_path_test builds it.
+std::vector<uint8_t> icmpErrorFor(const IpAddress& router, const Frame& quoted) {
+  const std::vector<uint8_t> q = test::buildFrame(quoted);
+  const size_t quoteLen = 20 + 8;
+  Frame e{router, quoted.src};
+  e.proto = KEEL_IPPROTO_ICMP;
+  e.icmpType = KEEL_ICMP_DEST_UNREACH;
+  e.payload = quoteLen;
+  std::vector<uint8_t> out = test::buildFrame(e);
+  const size_t icmp = 14 + 20;
+  out[icmp + 1] = KEEL_ICMP_FRAG_NEEDED;
+  std::copy(q.begin() + 14, q.begin() + 14 + static_cast<long>(quoteLen), out.begin() + static_cast<long>(icmp + 8));
+  return out;
+}
+
+// keel_conntrack_capacity on DPDK: every worker's table has an IPv4 and an
+// IPv6 half, each of conn_table_size / workers flows rounded up to a power
+// of two of 4-way buckets, and the plane can hold all of them at once. Two
+// workers (one net_pcap rx file per queue, so the test chooses which worker
+// sees which flow) with conn_table_size 8: one bucket per family per
+// worker, 16 ways, and 4 IPv4 and 4 IPv6 flows per worker fill them all,
+// twice limits.conn_table_size. The workers' per-worker counters arrive
+// too: an ICMP error on worker 1 quoting a flow no table holds is a peer
+// lookup not found.
+TEST_F(DpdkPcapTest, ConntrackCapacityIsEveryWorkersWaysOfBothFamilies) {
+  const IpAddress vip4 = ip("10.0.0.100"), vip6 = ip("2001:db8::100");
+  std::vector<std::vector<uint8_t>> perQueue[2];
+  for (int q = 0; q < 2; ++q)
+    for (int i = 0; i < 4; ++i) {
+      const std::string n = std::to_string(q * 4 + i + 1);
+      perQueue[q].push_back(test::buildFrame(Frame{ip(("192.168.5." + n).c_str()), vip4, 1000, 80}));
+      perQueue[q].push_back(
+          test::buildFrame(Frame{ip(("2001:db8:5::" + n).c_str()), vip6, 1000, 53, KEEL_PROTO_UDP}));
+    }
+  perQueue[1].push_back(icmpErrorFor(ip("192.0.2.254"), Frame{vip4, ip("192.168.9.9"), 80, 5000}));
+  const std::string rx0 = kDir + "/cap_rx0.pcap", rx1 = kDir + "/cap_rx1.pcap";
+  writePcap(rx0, perQueue[0]);
+  writePcap(rx1, perQueue[1]);
+  DpdkOptions o = pcapOptions("net_pcap_keelc" + kPid + ",rx_pcap=" + rx0 + ",rx_pcap=" + rx1 + ",tx_pcap=" + kDir +
+                              "/cap_tx0.pcap,tx_pcap=" + kDir + "/cap_tx1.pcap");
+  o.workerLcores = {1, 2};
+  o.idleSleepUs = 100;  // two workers on one CPU
+  o.limits.connTableSize = 8;
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  ASSERT_NE(dp, nullptr) << err;
+  EXPECT_EQ(dp->connTableCapacity(), 16u) << "2 workers x 2 families x 1 bucket of 4 ways";
+  EXPECT_EQ(dp->connTableEntries(), std::optional<uint64_t>(0));
+  loadTables(*dp);
+  ASSERT_TRUE(dp->start());
+  const uint64_t sent = perQueue[0].size() + perQueue[1].size();
+  ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= sent; }));
+  EXPECT_EQ(dp->connTableEntries(), std::optional<uint64_t>(16)) << "every way taken";
+  EXPECT_EQ(dp->connTableCapacity(), 16u);
+  const DataplaneStats st = dp->readStats();
+  ASSERT_EQ(st.workers.size(), 2u);
+  EXPECT_EQ(st.workers[0].rxPackets, perQueue[0].size());
+  EXPECT_EQ(st.workers[1].rxPackets, perQueue[1].size());
+  EXPECT_EQ(st.workers[0].icmpPeerNotFound, 0u);
+  EXPECT_EQ(st.workers[1].icmpPeerNotFound, 1u);
+  EXPECT_EQ(st.workers[1].icmpPeerFound + st.workers[1].icmpPeerRateLimited, 0u);
+  EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, 17u) << "16 flows and the error, by the ring";
+
+  // The default size, as docs/metrics.md gives it: 1,000,000 flows over
+  // two workers is 500,000 a family each, 131,072 buckets (524,288 ways);
+  // over one worker 1,000,000, 262,144 buckets (1,048,576 ways).
+  dp.reset();
+  o = pcapOptions("net_pcap_keelc" + kPid + ",rx_pcap=" + rx0 + ",rx_pcap=" + rx1 + ",tx_pcap=" + kDir +
+                  "/cap_tx0.pcap,tx_pcap=" + kDir + "/cap_tx1.pcap");
+  o.workerLcores = {1, 2};
+  o.limits.connTableSize = 1000000;
+  dp = createDpdkDataplane(o, &err);
+  ASSERT_NE(dp, nullptr) << err;
+  EXPECT_EQ(dp->connTableCapacity(), 2u * 2 * 524288);
+  dp.reset();
+  o.port = "net_pcap_keelc" + kPid + ",rx_pcap=" + rx0 + ",tx_pcap=" + kDir + "/cap_tx0.pcap";
+  o.workerLcores = {1};
+  dp = createDpdkDataplane(o, &err);
+  ASSERT_NE(dp, nullptr) << err;
+  EXPECT_EQ(dp->connTableCapacity(), 2u * 1048576);
+  EXPECT_EQ(dp->connTableCapacity(), 2097152u) << "docs/metrics.md";
 }
 
 TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {

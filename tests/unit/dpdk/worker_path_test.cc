@@ -5,8 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
+#include <memory>
 
+#include "dataplane/dpdk/conn_persist.h"
 #include "keel/encap.h"
 #include "keel/maglev_lookup.h"
 #include "test_packets.h"
@@ -379,6 +382,142 @@ TEST_F(WorkerPathTest, AnIcmpErrorFollowsItsFlowInAnotherWorkersTable) {
   PacketBuf b = place(mem, test::buildFrame(Frame{client4, vip4_, 1000, 80}));
   EXPECT_EQ(processPacket(*store_.current(), other, b, 4000).backendId, 2u);
   EXPECT_EQ(other.conns.occupied(), 1u);
+}
+
+// Each ICMP error that takes the peer lookup is counted once, by what it
+// gave: found (the error followed its flow), not found or rate-limited (it
+// followed the ring). Errors the worker's own table answers, errors at a
+// worker without peers and a flow's own packets take no lookup and count
+// nothing.
+TEST_F(WorkerPathTest, IcmpPeerLookupsAreCountedByOutcome) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1, 1)));
+  ring(1, {1, 1, 1, 1, 1});
+  const IpAddress held = ip("192.168.1.1"), unknown = ip("192.168.1.9");
+  EXPECT_EQ(run(test::buildFrame(Frame{held, vip4_, 1000, 80})).r.backendId, 1u);  // worker_ holds it on 1
+  ring(1, {2, 2, 2, 2, 2});
+  const auto errHeld = icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, held, 80, 1000});
+  const auto errUnknown = icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, unknown, 80, 1000});
+
+  WorkerState other(1024, 16, 1024, 1500);
+  auto send = [&](WorkerState& w, const std::vector<uint8_t>& in, uint64_t nowNs) {
+    std::vector<uint8_t> mem;
+    PacketBuf b = place(mem, in);
+    return processPacket(*store_.current(), w, b, nowNs).backendId;
+  };
+  // {found, not found, rate-limited} so far.
+  auto counts = [](const WorkerState& w) {
+    return std::array<uint64_t, 3>{w.counters.icmpPeer[kPeerFound], w.counters.icmpPeer[kPeerNotFound],
+                                   w.counters.icmpPeer[kPeerRateLimited]};
+  };
+  using C = std::array<uint64_t, 3>;
+
+  // No peers (one worker): no lookup, nothing counted.
+  EXPECT_EQ(send(other, errHeld, 2000), 2u);
+  EXPECT_EQ(counts(other), (C{0, 0, 0}));
+
+  other.peers = {&worker_.conns};
+  EXPECT_EQ(send(other, errHeld, 2000), 1u);
+  EXPECT_EQ(counts(other), (C{1, 0, 0})) << "found in the peer's table";
+  EXPECT_EQ(send(other, errUnknown, 2000), 2u);
+  EXPECT_EQ(counts(other), (C{1, 1, 0})) << "no table holds the flow";
+  // A peer's entry that fails the checks of a hit is not found either.
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 2)));
+  EXPECT_EQ(send(other, errHeld, 3000), 2u);
+  EXPECT_EQ(counts(other), (C{1, 2, 0})) << "the peer's entry is of another generation";
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+
+  // Over the rate: counted as refused, and the error follows the ring.
+  other.peerLookupRate = 1;  // one a second, bursts of one
+  other.peerTat = 0;
+  EXPECT_EQ(send(other, errHeld, 2'000'000'000), 1u);
+  EXPECT_EQ(send(other, errHeld, 2'000'000'001), 2u);
+  EXPECT_EQ(send(other, errUnknown, 2'000'000'002), 2u);
+  EXPECT_EQ(counts(other), (C{2, 2, 2}));
+  EXPECT_EQ(send(other, errHeld, 3'000'000'001), 1u) << "a second later";
+  EXPECT_EQ(counts(other), (C{3, 2, 2}));
+  other.peerLookupRate = 0;  // never
+  EXPECT_EQ(send(other, errHeld, 9'000'000'000), 2u);
+  EXPECT_EQ(counts(other), (C{3, 2, 3}));
+
+  // Neither a flow's own packets nor an error the worker's own table
+  // answers take the lookup.
+  worker_.peers = {&other.conns};
+  EXPECT_EQ(send(worker_, errHeld, 9'000'000'000), 1u);
+  EXPECT_EQ(send(worker_, test::buildFrame(Frame{unknown, vip4_, 1000, 80}), 9'000'000'000), 2u);
+  EXPECT_EQ(counts(worker_), (C{0, 0, 0}));
+  // The verdicts are counted as before: each of the nine errors was
+  // forwarded, once under tx_ipip.
+  EXPECT_EQ(other.counters.reasons[KEEL_R_TX_IPIP].packets, 9u);
+}
+
+// After a restart into another worker count every worker's table holds a
+// copy of each saved flow (conn_persist.h). The copies then age apart:
+// the worker the flow's packets reach refreshes its own, or re-picks the
+// flow when its copy was evicted, while the others keep the restored one,
+// still valid. An ICMP error at a worker whose own copy is gone follows
+// the most recently seen copy among its peers, in whatever order the
+// peers are listed: the real the flow's packets now go to.
+TEST_F(WorkerPathTest, AnIcmpErrorFollowsTheNewestRestoredCopyAmongThePeers) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1, 1)));
+  ring(1, {1, 1, 1, 1, 1});
+  constexpr uint64_t kSec = 1'000'000'000;
+  const Frame flow{ip("192.168.1.1"), vip4_, 1000, 80};
+  const auto err = icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, flow.src, 80, 1000});
+  auto send = [&](WorkerState& w, const std::vector<uint8_t>& in, uint64_t nowNs) {
+    std::vector<uint8_t> mem;
+    PacketBuf b = place(mem, in);
+    return processPacket(*store_.current(), w, b, nowNs).backendId;
+  };
+
+  // One worker saved the flow on real 1.
+  WorkerState saver(1024, 16, 1024, 1500);
+  EXPECT_EQ(send(saver, test::buildFrame(flow), 5 * kSec), 1u);
+  const SavedConns saved = exportConns(*store_.current(), {&saver.conns}, 10 * kSec, 0);
+  ASSERT_EQ(saved.records.size(), 1u);
+
+  // Three workers whose tables have one bucket per family (capacity 4), so
+  // four newer flows evict the restored copy.
+  std::vector<std::unique_ptr<WorkerState>> w;
+  for (uint64_t seed = 1; seed <= 3; ++seed)
+    w.push_back(std::make_unique<WorkerState>(4, 16, 1024, 1500, kHeapConnMemory, seed));
+  ring(1, {2, 2, 2, 2, 2});  // real 1 drained: still valid, new flows go to 2
+  const ConnRestoreReport rep =
+      restoreConns(*store_.current(), {&w[0]->conns, &w[1]->conns, &w[2]->conns}, saved, 20 * kSec, 0);
+  ASSERT_TRUE(rep.copiedToAll);
+  ASSERT_EQ(rep.loaded, 1u);
+  for (auto& x : w) ASSERT_EQ(x->conns.occupied(), 1u);
+  auto evict = [&](WorkerState& x, uint64_t nowNs) {
+    for (uint16_t i = 0; i < 4; ++i)
+      EXPECT_EQ(send(x, test::buildFrame(Frame{ip("192.168.2.1"), vip4_, static_cast<uint16_t>(2000 + i), 80}), nowNs),
+                2u);
+    keel_ct_value v;
+    ASSERT_FALSE(x.conns.peek(test::flowKey(flow), nowNs, 0, &v)) << "the restored copy was evicted";
+  };
+  // Worker 0 lost its copy; worker 1 too, and then the flow's packets
+  // reached it and were picked from the ring (real 2); worker 2 keeps the
+  // restored copy (real 1, older).
+  evict(*w[0], 21 * kSec);
+  evict(*w[1], 21 * kSec);
+  EXPECT_EQ(send(*w[1], test::buildFrame(flow), 22 * kSec), 2u);
+  for (const auto& peers : {std::vector<const ConnTable*>{&w[1]->conns, &w[2]->conns},
+                            std::vector<const ConnTable*>{&w[2]->conns, &w[1]->conns}}) {
+    w[0]->peers = peers;
+    EXPECT_EQ(send(*w[0], err, 23 * kSec), 2u) << "worker 1's copy, seen last";
+  }
+  // Then the flow's packets reach worker 2 (RSS moved it), which still
+  // holds the restored copy: its refreshed copy is now the newest.
+  EXPECT_EQ(send(*w[2], test::buildFrame(flow), 24 * kSec), 1u);
+  for (const auto& peers : {std::vector<const ConnTable*>{&w[1]->conns, &w[2]->conns},
+                            std::vector<const ConnTable*>{&w[2]->conns, &w[1]->conns}}) {
+    w[0]->peers = peers;
+    EXPECT_EQ(send(*w[0], err, 25 * kSec), 1u) << "worker 2's copy, seen last";
+  }
+  EXPECT_EQ(w[0]->counters.icmpPeer[kPeerFound], 4u);
+  EXPECT_EQ(w[0]->conns.occupied(), 4u) << "the errors made no entry";
 }
 
 // IPv6 flows live in their own table (64-byte entries; IPv4 has 32-byte

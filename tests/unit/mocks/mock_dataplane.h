@@ -26,7 +26,7 @@ inline IpAddress addressFromWords(const __u32 words[4], uint8_t family) {
 
 class MockDataplane : public Dataplane {
  public:
-  explicit MockDataplane(DataplaneLimits limits = {}) : limits_(limits) {}
+  explicit MockDataplane(DataplaneLimits limits = {}) : connCapacity(limits.connTableSize), limits_(limits) {}
 
   std::string kind() const override { return "mock"; }
   DataplaneLimits limits() const override { return limits_; }
@@ -109,6 +109,7 @@ class MockDataplane : public Dataplane {
     ++connTableCalls;
     return connTable;
   }
+  uint64_t connTableCapacity() const override { return connCapacity; }
 
   static std::string keyString(const keel_service_key& k) {
     return addressFromWords(k.vip, k.family).toString() + ":" + std::to_string(ntohs(k.port)) +
@@ -157,6 +158,9 @@ class MockDataplane : public Dataplane {
   // What connTableEntries() returns (nullopt: cannot count), and how often
   // it ran (on XDP each call runs a BPF iterator over every map).
   std::optional<uint64_t> connTable;
+  // What connTableCapacity() returns: limits.conn_table_size unless a test
+  // sets another (a plane whose tables hold more or less than that).
+  uint64_t connCapacity;
   // What findConn() finds, by the flow key's bytes (setConn()).
   std::map<std::string, ConnEntry> conns;
   void setConn(const keel_flow_key& key, const ConnEntry& e) {

@@ -203,12 +203,25 @@ void renderDataplane(Families& out, const GlobalStats& s) {
                          "other workers' tables: found (followed the flow), not_found or rate_limited (followed "
                          "the ring)",
                          MetricType::Counter);
+    auto& ctEntries = out.add("keel_dpdk_conntrack_entries",
+                              "Occupied ways of a DPDK worker's connection table, by family (each family fills "
+                              "its own half and evicts its own flows)",
+                              MetricType::Gauge);
+    auto& ctCapacity = out.add("keel_dpdk_conntrack_capacity",
+                               "Ways of a DPDK worker's connection table, by family", MetricType::Gauge);
     for (const WorkerStats& w : s.workers) {
       const std::string worker = std::to_string(w.worker), lcore = std::to_string(w.lcore);
       sample(wp, {{"worker", worker}, {"lcore", lcore}}, static_cast<double>(w.rxPackets));
       for (const auto& [result, n] : {std::pair{"found", w.icmpPeerFound}, std::pair{"not_found", w.icmpPeerNotFound},
                                       std::pair{"rate_limited", w.icmpPeerRateLimited}})
         sample(peer, {{"worker", worker}, {"lcore", lcore}, {"result", result}}, static_cast<double>(n));
+      for (size_t f = 0; f < 2; ++f) {
+        const char* family = f == 0 ? "ipv4" : "ipv6";
+        sample(ctEntries, {{"worker", worker}, {"lcore", lcore}, {"family", family}},
+               static_cast<double>(w.connEntries[f]));
+        sample(ctCapacity, {{"worker", worker}, {"lcore", lcore}, {"family", family}},
+               static_cast<double>(w.connCapacity[f]));
+      }
     }
   }
 }

@@ -59,6 +59,12 @@ struct WorkerStats {
   uint64_t icmpPeerFound = 0;
   uint64_t icmpPeerNotFound = 0;
   uint64_t icmpPeerRateLimited = 0;
+  // The worker's connection table by family (0 IPv4, 1 IPv6): occupied
+  // ways and ways. Each family has its own half, which evicts its own
+  // flows when full, so this is where a DPDK table's pressure shows (the
+  // plane-wide ratio stays near 0.5 when one family alone fills its half).
+  std::array<uint64_t, 2> connEntries{};
+  std::array<uint64_t, 2> connCapacity{};
 };
 
 struct DataplaneStats {

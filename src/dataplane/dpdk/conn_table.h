@@ -475,6 +475,11 @@ class ConnTable {
 
   // Occupied ways of both families (keel_conntrack_entries): O(1), any thread.
   uint64_t occupied() const { return v4_.occupied() + v6_.occupied(); }
+  // One family's occupied ways and ways (keel_dpdk_conntrack_*): each
+  // family fills its own half, so its pressure is its own.
+  uint64_t occupied4() const { return v4_.occupied(); }
+  uint64_t occupied6() const { return v6_.occupied(); }
+  uint64_t capacity6() const { return v6_.capacity(); }
   size_t countLive() const { return v4_.countLive() + v6_.countLive(); }
 
   // Every occupied way of both families, as f(const keel_flow_key&, const

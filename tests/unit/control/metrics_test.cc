@@ -187,6 +187,23 @@ TEST_F(MetricsTest, IcmpPeerLookupsPerWorkerAndResultWhenThePlaneHasWorkers) {
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_icmp_peer_lookups_total{worker="1",lcore="3",result="rate_limited"} 4)"));
 }
 
+// Each DPDK worker's connection table by family (each half evicts on its
+// own: KeelConntrackPressure looks at the fullest); absent without workers.
+TEST_F(MetricsTest, ConntrackPerWorkerAndFamilyWhenThePlaneHasWorkers) {
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_EQ(out.find("keel_dpdk_conntrack_"), std::string::npos);
+  WorkerStats w{0, 1, 700};
+  w.connEntries = {960, 3};
+  w.connCapacity = {1024, 1024};
+  dp_.stats.workers = {w};
+  out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_dpdk_conntrack_entries gauge"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_conntrack_entries{worker="0",lcore="1",family="ipv4"} 960)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_conntrack_entries{worker="0",lcore="1",family="ipv6"} 3)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_conntrack_capacity{worker="0",lcore="1",family="ipv4"} 1024)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_conntrack_capacity{worker="0",lcore="1",family="ipv6"} 1024)"));
+}
+
 // The capacity is what the plane says it can hold (Dataplane::
 // connTableCapacity), not limits.conn_table_size: DPDK's per-worker,
 // per-family tables hold more than that.

@@ -375,6 +375,10 @@ TEST_F(DpdkPcapTest, ConntrackCapacityIsEveryWorkersWaysOfBothFamilies) {
   EXPECT_EQ(st.workers[0].icmpPeerNotFound, 0u);
   EXPECT_EQ(st.workers[1].icmpPeerNotFound, 1u);
   EXPECT_EQ(st.workers[1].icmpPeerFound + st.workers[1].icmpPeerRateLimited, 0u);
+  for (const WorkerStats& w : st.workers) {  // each worker's halves, full (keel_dpdk_conntrack_*)
+    EXPECT_EQ(w.connEntries, (std::array<uint64_t, 2>{4, 4})) << "worker " << w.worker;
+    EXPECT_EQ(w.connCapacity, (std::array<uint64_t, 2>{4, 4})) << "worker " << w.worker;
+  }
   EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, 17u) << "16 flows and the error, by the ring";
 
   // The default size, as docs/metrics.md gives it: 1,000,000 flows over

@@ -127,7 +127,7 @@ class Parser {
     if (n.IsMap()) {
       std::map<std::string, int> firstLine;
       for (auto it = n.begin(); it != n.end(); ++it) {
-        const YAML::Node& key = it->first;
+        const YAML::Node key = it->first;  // a copy: it->first lives in a proxy the iterator returns
         if (!key.IsScalar()) continue;  // checkMap says "keys must be plain strings"
         const std::string keyPath = join(path, key.Scalar());
         const int line = key.Mark().is_null() ? 0 : key.Mark().line + 1;
@@ -150,7 +150,7 @@ class Parser {
       return false;
     }
     for (auto it = n.begin(); it != n.end(); ++it) {
-      const YAML::Node& key = it->first;
+      const YAML::Node key = it->first;  // a copy: it->first lives in a proxy the iterator returns
       std::string k = key.IsScalar() ? key.Scalar() : "?";
       std::string keyPath = path.empty() ? k : path + "." + k;
       if (!key.IsScalar()) {

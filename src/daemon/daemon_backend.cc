@@ -812,12 +812,24 @@ void DaemonBackend::connList(const ConnQuery& query, ConnListDone done) {
   if (Status s = registry_.prepareConnList(query, &job); !s) return done(s, {});
   ++connScansPending_;
   boost::asio::post(connScans_, [this, job = std::move(*job), done = std::move(done)]() mutable {
-    auto list = std::make_shared<ConnList>();
-    Status s = job.run(list.get());
-    boost::asio::post(io_, [this, s = std::move(s), list, done = std::move(done)]() {
-      --connScansPending_;
-      done(s, std::move(*list));
-    });
+    // Nothing may escape: the pool would terminate keeld.
+    try {
+      auto list = std::make_shared<ConnList>();
+      Status s = Status::ok();
+      try {
+        s = job.run(list.get());
+      } catch (const std::exception& e) {
+        *list = ConnList{};
+        s = Status::error(std::string("conn.list: ") + e.what());
+      }
+      boost::asio::post(io_, [this, s = std::move(s), list, done = std::move(done)]() {
+        --connScansPending_;
+        done(s, std::move(*list));
+      });
+    } catch (...) {
+      // Out of memory for the answer itself: that request is never
+      // answered (its client times out) and its place is never freed.
+    }
   });
 }
 

@@ -105,9 +105,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // A response the backend gives later (DispatchOutcome::later): no timer
   // runs meanwhile (the backend always answers; the wait is its work, not
   // the client's), and nothing more is read, so the next request waits for
-  // this answer. A connection closed meanwhile drops it.
+  // this answer (a client that leaves meanwhile is seen only when the
+  // answer's write fails). A connection closed meanwhile (the server
+  // stopping) drops it.
   void later(std::function<void(DispatchOutcome::Send)> start) {
-    timer_.cancel();
+    // Not cancel(): an expiry already queued would still run, and, seeing
+    // its time past, close the connection. Pushed out of reach, the queued
+    // handler finds the expiry ahead and returns.
+    timer_.expires_at(asio::steady_timer::time_point::max());
     auto self = shared_from_this();
     start([self](nlohmann::json response) {
       if (self->closed_) return;

@@ -504,9 +504,19 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     // when it is done, and serves everything else meanwhile.
     DispatchOutcome out;
     out.later = [this, id, query = *p.value](DispatchOutcome::Send send) {
-      backend_.connList(query, [id, limit = query.limit, send = std::move(send)](Status s, ConnList list) {
-        send(connListResponse(id, limit, s, list));
-      });
+      // Outside handleLine's try: what the backend throws is answered here.
+      auto answered = std::make_shared<bool>(false);
+      try {
+        backend_.connList(query, [id, limit = query.limit, send, answered](Status s, ConnList list) {
+          *answered = true;
+          send(connListResponse(id, limit, s, list));
+        });
+      } catch (const std::exception& e) {
+        if (!*answered)
+          send(errorResponse(id, {code::kInternal, std::string("internal error: ") + oneLine(e.what(), 200), "", {}}));
+      } catch (...) {
+        if (!*answered) send(errorResponse(id, {code::kInternal, "internal error", "", {}}));
+      }
     };
     return out;
   }

@@ -55,12 +55,13 @@ TEST_F(ServerTest, RoundTripPipelinedAndPartial) {
 // conn.list is answered when the backend is done (keeld walks the table
 // off its loop): meanwhile its connection reads no further request, so
 // answers keep the order of the requests, other connections are served,
-// no timer closes the waiting connection, and a connection that is gone by
-// then drops its answer.
+// no timer closes the waiting connection, a client gone meanwhile costs
+// nothing but a failed write, and once the server has stopped an answer is
+// dropped.
 TEST_F(ServerTest, AnswerThatComesLaterKeepsOrderAndHoldsOnlyItsConnection) {
   fake_.holdConnLists = true;
-  options_.ioTimeout = std::chrono::milliseconds(50);
-  options_.idleTimeout = std::chrono::milliseconds(50);
+  options_.ioTimeout = std::chrono::milliseconds(250);
+  options_.idleTimeout = std::chrono::milliseconds(250);
   startServer();
   RawClient gone(options_.socketPath);
   ASSERT_TRUE(gone.connected());
@@ -77,11 +78,11 @@ TEST_F(ServerTest, AnswerThatComesLaterKeepsOrderAndHoldsOnlyItsConnection) {
   EXPECT_EQ(r["id"], 3);
   EXPECT_EQ(r["ok"], true) << r.dump();
   // Longer than both timeouts: the waiting connection stays open.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
   onLoop([&] {
     ConnList list;
     list.scanned = 4;
-    fake_.heldConnLists[0](Status::ok(), list);  // `gone`'s: dropped
+    fake_.heldConnLists[0](Status::ok(), list);  // `gone`'s: its write fails, the connection closes
     fake_.heldConnLists[1](Status::ok(), list);
     return 0;
   });
@@ -91,6 +92,47 @@ TEST_F(ServerTest, AnswerThatComesLaterKeepsOrderAndHoldsOnlyItsConnection) {
   EXPECT_EQ(first["result"]["scanned"], 4) << first.dump();
   EXPECT_EQ(second["id"], 2) << "the next request is answered after the one before it";
   EXPECT_EQ(second["result"]["services"].size(), 2u);
+
+  // An answer that comes after the server stopped is dropped.
+  RawClient c(options_.socketPath);
+  ASSERT_TRUE(c.send(R"({"id":8,"method":"conn.list"})" "\n"));
+  ASSERT_TRUE(eventually([&] { return fake_.heldConnLists.size() == 3; }));
+  onLoop([&] {
+    server_->stop();
+    fake_.heldConnLists[2](Status::ok(), ConnList{});
+    EXPECT_EQ(server_->connectionCount(), 0u);
+    // The answers' closures hold their connections: none may outlive the loop.
+    fake_.heldConnLists.clear();
+    return 0;
+  });
+  EXPECT_TRUE(c.waitClosed());
+}
+
+// A request that arrives while the loop is busy past the connection's
+// timeout: its read and the timer's expiry are ready together. The answer
+// comes later (conn.list), and the expiry that ran first must not close the
+// connection that now waits for it.
+TEST_F(ServerTest, ALaterAnswerOutlivesATimerThatExpiredWithItsRequest) {
+  fake_.holdConnLists = true;
+  options_.ioTimeout = std::chrono::milliseconds(20);
+  options_.idleTimeout = std::chrono::milliseconds(20);
+  startServer();
+  RawClient c(options_.socketPath);
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(eventually([&] { return server_->connectionCount() == 1; }));
+  boost::asio::post(io_, [] { std::this_thread::sleep_for(std::chrono::milliseconds(150)); });  // the loop busy
+  ASSERT_TRUE(c.send(R"({"id":5,"method":"conn.list"})" "\n"));
+  ASSERT_TRUE(eventually([&] { return fake_.heldConnLists.size() == 1; }));
+  onLoop([&] {
+    ConnList list;
+    list.scanned = 2;
+    fake_.heldConnLists[0](Status::ok(), list);
+    fake_.heldConnLists.clear();
+    return 0;
+  });
+  json r = json::parse(c.readLine().value_or("null"));
+  EXPECT_EQ(r["id"], 5) << r.dump();
+  EXPECT_EQ(r["result"]["scanned"], 2);
 }
 
 TEST_F(ServerTest, BadInputGetsErrorsAndChangesNothing) {

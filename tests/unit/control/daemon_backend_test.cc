@@ -179,6 +179,30 @@ TEST_F(DaemonBackendTest, ConnListWalksTheTableOffTheLoop) {
 
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
+  bool releasedYet = false;
+  auto releaseWalks = [&] {
+    if (!releasedYet) release.set_value();
+    releasedYet = true;
+  };
+  // Whatever happens below, no walk outlives the test's locals.
+  struct Cleanup {
+    std::function<void()> f;
+    ~Cleanup() { f(); }
+  } cleanup{[&] {
+    releaseWalks();
+    backend_->stopConnScans();
+    dp_.onScan = nullptr;
+  }};
+  // run_for waits only while the loop has work: keep it, so the bounded
+  // waits below are bounded by time, not by an empty queue.
+  auto work = boost::asio::make_work_guard(io_);
+  auto runUntil = [&](auto done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io_.restart();
+      io_.run_for(std::chrono::milliseconds(10));
+    }
+  };
   std::promise<std::thread::id> walkerPromise;
   std::future<std::thread::id> walker = walkerPromise.get_future();
   std::atomic<bool> walkerSeen{false};
@@ -211,11 +235,8 @@ TEST_F(DaemonBackendTest, ConnListWalksTheTableOffTheLoop) {
   io_.poll();
   EXPECT_EQ(answers.size(), 1u) << "no answer before the walk is done";
 
-  release.set_value();
-  for (int i = 0; i < 3000 && answers.size() < 1 + DaemonBackend::kMaxConnScans; ++i) {
-    io_.restart();
-    io_.run_for(std::chrono::milliseconds(10));
-  }
+  releaseWalks();
+  runUntil([&] { return answers.size() >= 1 + DaemonBackend::kMaxConnScans; });
   ASSERT_EQ(answers.size(), 1 + DaemonBackend::kMaxConnScans);
   for (size_t i = 1; i < answers.size(); ++i) {
     const nlohmann::json& r = answers[i];
@@ -228,10 +249,7 @@ TEST_F(DaemonBackendTest, ConnListWalksTheTableOffTheLoop) {
   // The bound counts walks, not requests ever made: a new one is taken.
   dp_.onScan = nullptr;
   ask(100);
-  for (int i = 0; i < 3000 && answers.size() < 2 + DaemonBackend::kMaxConnScans; ++i) {
-    io_.restart();
-    io_.run_for(std::chrono::milliseconds(10));
-  }
+  runUntil([&] { return answers.size() >= 2 + DaemonBackend::kMaxConnScans; });
   ASSERT_EQ(answers.size(), 2 + DaemonBackend::kMaxConnScans);
   EXPECT_EQ(answers.back()["ok"], true) << answers.back().dump();
 }

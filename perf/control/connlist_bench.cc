@@ -2,7 +2,8 @@
 // What `keelctl conns` (conn.list) costs, by step: the walk and judging of
 // the entries (Registry::connList = prepareConnList + ConnListJob::run; keeld
 // runs the job on a thread of its own) and what keeld's loop spends itself
-// (prepareConnList's copy of services and reals, and the reply).
+// (prepareConnList's copy of services and reals; the reply is built on the
+// walk's thread too, then written by the loop).
 //
 // Method: a Registry over a data plane whose scanConns() walks an in-memory
 // vector of N entries (default 1,000,000, the default table size), S

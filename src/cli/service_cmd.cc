@@ -26,8 +26,12 @@ std::string serviceTable(const json& services) {
       t.row({"  ->", addr, str(r["weight"]), str(r["state"]), "", str(r["packets"]), str(r["bytes"])});
     }
   }
-  std::string out = t.render();
-  // Under the table: what keeld logged as mtu_too_small_for_ipv6, still true.
+  return t.render();
+}
+
+// Under the table: what keeld logged as mtu_too_small_for_ipv6, still true.
+std::string serviceWarnings(const json& services) {
+  std::string out;
   for (const auto& s : services)
     if (auto m = s.find("mtu_too_small_for_ipv6"); m != s.end())
       out += "warning: " + str(s["name"]) + ": the port MTU (" + str((*m)["mtu"]) +
@@ -76,7 +80,7 @@ void defineService(CLI::App& noun, Context& ctx) {
     auto r = ctx.call("service.list");
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
-    std::cout << serviceTable((*r)["services"]);
+    std::cout << serviceTable((*r)["services"]) << serviceWarnings((*r)["services"]);
   });
 
   auto name = std::make_shared<std::string>();
@@ -89,7 +93,8 @@ void defineService(CLI::App& noun, Context& ctx) {
     const json& s = (*r)["service"];
     std::cout << serviceTable(json::array({s}));
     std::cout << "ring: " << str(s["published_ring_size"]) << " slots published (configured "
-              << str(s["ring_size"]) << ")\n";
+              << str(s["ring_size"]) << ")\n"
+              << serviceWarnings(json::array({s}));
   });
 
   auto add = std::make_shared<AddArgs>();

@@ -181,7 +181,7 @@ Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted
 void DaemonBackend::checkMtuLater() {
   mtuTimer_.expires_after(kMtuCheckInterval);
   mtuTimer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec) return;  // cancelled: stopping
+    if (ec) return;  // cancelled: the backend is going (~DaemonBackend)
     registry_.checkMtu();
     checkMtuLater();
   });
@@ -812,23 +812,26 @@ void DaemonBackend::connList(const ConnQuery& query, ConnListDone done) {
   if (Status s = registry_.prepareConnList(query, &job); !s) return done(s, {});
   ++connScansPending_;
   boost::asio::post(connScans_, [this, job = std::move(*job), done = std::move(done)]() mutable {
-    // Nothing may escape: the pool would terminate keeld.
+    // Nothing may escape: the pool would terminate keeld. `done` runs here
+    // too (ControlBackend::connList), so the answer is built off the loop.
     try {
-      auto list = std::make_shared<ConnList>();
+      ConnList list;
       Status s = Status::ok();
       try {
-        s = job.run(list.get());
+        s = job.run(&list);
       } catch (const std::exception& e) {
-        *list = ConnList{};
+        list = ConnList{};
         s = Status::error(std::string("conn.list: ") + e.what());
       }
-      boost::asio::post(io_, [this, s = std::move(s), list, done = std::move(done)]() {
-        --connScansPending_;
-        done(s, std::move(*list));
-      });
+      done(s, std::move(list));
     } catch (...) {
       // Out of memory for the answer itself: that request is never
-      // answered (its client times out) and its place is never freed.
+      // answered (its client times out).
+    }
+    try {
+      boost::asio::post(io_, [this] { --connScansPending_; });
+    } catch (...) {
+      // Its place in kMaxConnScans is never freed.
     }
   });
 }
@@ -1088,6 +1091,9 @@ Result DaemonBackend::reloadFile() {
 
 void DaemonBackend::shutdown(bool detach) { stopper_(detach); }
 
-DaemonBackend::~DaemonBackend() { stopConnScans(); }
+DaemonBackend::~DaemonBackend() {
+  mtuTimer_.cancel();
+  stopConnScans();
+}
 
 }  // namespace keel

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
@@ -114,9 +115,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // handler finds the expiry ahead and returns.
     timer_.expires_at(asio::steady_timer::time_point::max());
     auto self = shared_from_this();
+    // Called on any thread (the walk's, in keeld): serialised there, the
+    // write posted to the loop, which owns the connection.
     start([self](nlohmann::json response) {
-      if (self->closed_) return;
-      self->send(serializeResponse(response), false, std::nullopt);
+      asio::post(self->state_->io, [self, text = serializeResponse(response)]() mutable {
+        if (self->closed_) return;
+        self->send(std::move(text), false, std::nullopt);
+      });
     });
   }
 

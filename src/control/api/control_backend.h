@@ -222,10 +222,12 @@ class ControlBackend {
   virtual std::optional<ConnView> connEntry(const std::string& service, const keel_flow_key& key) = 0;
   // conn.list: the connection-table entries `query` selects
   // (Registry::connList); query.service, if set, exists. `done` gets them,
-  // or an error that says why the table could not be read, exactly once,
-  // on the caller's thread: before connList returns, or later from the
-  // caller's loop (keeld walks the table on a thread of its own, so its
-  // loop serves health checks, scrapes and other requests meanwhile).
+  // or an error that says why the table could not be read, exactly once:
+  // before connList returns, on the caller's thread, or later on any thread
+  // (keeld walks the table on a thread of its own and calls `done` there,
+  // so its loop serves health checks, scrapes and other requests meanwhile,
+  // and the answer is built off the loop too). `done` must therefore touch
+  // nothing the caller's thread owns.
   using ConnListDone = std::function<void(Status status, ConnList list)>;
   virtual void connList(const ConnQuery& query, ConnListDone done) = 0;
   // stats.get and the metrics scrape: one counter read for both halves (two

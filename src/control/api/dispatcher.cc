@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <atomic>
 #include <ctime>
 #include <exception>
 #include <functional>
@@ -505,17 +506,17 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     DispatchOutcome out;
     out.later = [this, id, query = *p.value](DispatchOutcome::Send send) {
       // Outside handleLine's try: what the backend throws is answered here.
-      auto answered = std::make_shared<bool>(false);
+      auto answered = std::make_shared<std::atomic<bool>>(false);
       try {
         backend_.connList(query, [id, limit = query.limit, send, answered](Status s, ConnList list) {
-          *answered = true;
+          answered->store(true);
           send(connListResponse(id, limit, s, list));
         });
       } catch (const std::exception& e) {
-        if (!*answered)
+        if (!answered->load())
           send(errorResponse(id, {code::kInternal, std::string("internal error: ") + oneLine(e.what(), 200), "", {}}));
       } catch (...) {
-        if (!*answered) send(errorResponse(id, {code::kInternal, "internal error", "", {}}));
+        if (!answered->load()) send(errorResponse(id, {code::kInternal, "internal error", "", {}}));
       }
     };
     return out;

@@ -30,9 +30,10 @@ struct DispatchOutcome {
   // Set, instead of `response`, by a request whose answer comes later
   // (conn.list: keeld walks the connection table off its loop): the server
   // calls it once, with the function that sends the response, which it
-  // calls exactly once, on the loop's thread (ControlBackend::connList),
-  // possibly before it returns. Meanwhile that connection reads no further
-  // request, so answers keep the order of the requests.
+  // calls exactly once, possibly before it returns, and on any thread
+  // (ControlBackend::connList): Send must be callable from any thread (the
+  // server posts the write to its loop). Meanwhile that connection reads no
+  // further request, so answers keep the order of the requests.
   using Send = std::function<void(nlohmann::json response)>;
   std::function<void(Send)> later;
 };

@@ -6,6 +6,7 @@
 #include "daemon/daemon_backend.h"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -217,7 +218,9 @@ TEST_F(DaemonBackendTest, ConnListWalksTheTableOffTheLoop) {
     api::DispatchOutcome out =
         dispatcher.handleLine(R"({"id":)" + std::to_string(id) + R"(,"method":"conn.list"})");
     ASSERT_TRUE(out.later) << out.response.dump();
-    out.later([&](nlohmann::json r) { answers.push_back(std::move(r)); });
+    // As the server does: Send may be called on the walk's thread, so the
+    // answer is handed to the loop.
+    out.later([&](nlohmann::json r) { boost::asio::post(io_, [&answers, r] { answers.push_back(r); }); });
   };
   ask(1);
   ASSERT_EQ(walker.wait_for(std::chrono::seconds(30)), std::future_status::ready);
@@ -226,6 +229,8 @@ TEST_F(DaemonBackendTest, ConnListWalksTheTableOffTheLoop) {
   EXPECT_EQ(call(R"({"id":9,"method":"health.show"})")["ok"], true);
   for (int id = 2; id <= static_cast<int>(DaemonBackend::kMaxConnScans); ++id) ask(id);
   ask(99);  // one past the bound: refused at once
+  io_.restart();
+  io_.poll();
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_EQ(answers[0]["id"], 99);
   EXPECT_EQ(answers[0]["ok"], false);

@@ -209,6 +209,10 @@ void renderDataplane(Families& out, const GlobalStats& s) {
                               MetricType::Gauge);
     auto& ctCapacity = out.add("keel_dpdk_conntrack_capacity",
                                "Ways of a DPDK worker's connection table, by family", MetricType::Gauge);
+    auto& ctLive = out.add("keel_dpdk_conntrack_live_evictions_total",
+                           "New flows that evicted a flow still within its idle timeout from a DPDK worker's "
+                           "table, by family (that flow's next packet is picked from the ring again)",
+                           MetricType::Counter);
     for (const WorkerStats& w : s.workers) {
       const std::string worker = std::to_string(w.worker), lcore = std::to_string(w.lcore);
       sample(wp, {{"worker", worker}, {"lcore", lcore}}, static_cast<double>(w.rxPackets));
@@ -221,6 +225,8 @@ void renderDataplane(Families& out, const GlobalStats& s) {
                static_cast<double>(w.connEntries[f]));
         sample(ctCapacity, {{"worker", worker}, {"lcore", lcore}, {"family", family}},
                static_cast<double>(w.connCapacity[f]));
+        sample(ctLive, {{"worker", worker}, {"lcore", lcore}, {"family", family}},
+               static_cast<double>(w.connLiveEvictions[f]));
       }
     }
   }

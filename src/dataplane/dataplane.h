@@ -65,6 +65,10 @@ struct WorkerStats {
   // plane-wide ratio stays near 0.5 when one family alone fills its half).
   std::array<uint64_t, 2> connEntries{};
   std::array<uint64_t, 2> connCapacity{};
+  // New flows that evicted a flow still within its idle timeout (its next
+  // packet is picked from the ring again): the sign of a table too small,
+  // which occupancy cannot give (ways are never emptied).
+  std::array<uint64_t, 2> connLiveEvictions{};
 };
 
 struct DataplaneStats {
@@ -249,7 +253,8 @@ class Dataplane {
   // XDP (whose plane returns its map's max_entries). DPDK has a table per
   // worker with an IPv4 and an IPv6 half each, sized from conn_table_size
   // and rounded up to a power of two of buckets (dpdk/conn_table.h), so
-  // its capacity is two to four times conn_table_size, and one family alone
+  // its capacity is two to four times conn_table_size (more below 4 x
+  // workers: a half has at least one 4-way bucket), and one family alone
   // can fill only half of it.
   virtual uint64_t connTableCapacity() const { return limits().connTableSize; }
   // The connection-table entry of `key` (include/keel/flow.h), as the next

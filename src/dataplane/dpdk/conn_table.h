@@ -248,19 +248,30 @@ class ConnWays {
     return nullptr;
   }
 
+  // liveNs: an evicted entry of another flow seen within it is counted as
+  // a live flow evicted (liveEvictions()); 0: count nothing (a restore).
   void insert(const keel_flow_key& key, uint32_t hash, uint32_t backendId, uint32_t gen,
-              uint64_t nowNs) {
+              uint64_t nowNs, uint64_t liveNs = 0) {
     Entry* b = bucket(hash);
     const typename Entry::Probe probe = Entry::probe(key, hash);
     Entry* victim = &b[0];
+    bool evicts = true;  // no empty way and not the key's own: the bucket's least recently seen goes
     for (uint32_t w = 0; w < kWays; ++w) {
       Entry& e = b[w];
       if (e.value.last_seen_ns == 0 || e.matches(probe)) {  // first empty way, or the key's own
         victim = &e;
+        evicts = false;
         break;
       }
       if (e.value.last_seen_ns < victim->value.last_seen_ns) victim = &e;
     }
+    // A full bucket evicts its least recently seen flow; if that one was
+    // still live (seen within its idle timeout), its next packet is picked
+    // from the ring again: the table is too small for the flows it holds
+    // (keel_dpdk_conntrack_live_evictions_total). Occupancy cannot tell:
+    // ways are never emptied, so it counts every flow ever seen.
+    if (evicts && liveNs != 0 && (nowNs < victim->value.last_seen_ns || nowNs - victim->value.last_seen_ns <= liveNs))
+      __atomic_store_n(&liveEvictions_, liveEvictions_ + 1, __ATOMIC_RELAXED);
     // Entries are never cleared, so a way once taken stays taken: the count
     // of occupied ways only grows, by one each time an empty way is filled
     // (a key's own way or an evicted one is already counted). Only the
@@ -331,6 +342,8 @@ class ConnWays {
   // Occupied ways (live or idle-expired flows), safe to call from any
   // thread while the owning worker inserts: a relaxed load, O(1).
   uint64_t occupied() const { return __atomic_load_n(&occupied_, __ATOMIC_RELAXED); }
+  // Live flows evicted by inserts (insert's liveNs): any thread.
+  uint64_t liveEvictions() const { return __atomic_load_n(&liveEvictions_, __ATOMIC_RELAXED); }
 
   // The same by walking the table (tests check occupied() against it).
   size_t countLive() const {
@@ -365,6 +378,7 @@ class ConnWays {
   };
   uint32_t mask_ = 0;
   uint64_t occupied_ = 0;  // written by the owner only, with relaxed atomic stores
+  uint64_t liveEvictions_ = 0;  // the same
   std::unique_ptr<Entry[], Free> entries_;
 };
 
@@ -427,13 +441,14 @@ class ConnTable {
                                        : v4_.find(key, hash, nowNs, idleNs);
   }
 
-  // Writes key -> (backend, gen), reusing the key's own way if present.
+  // Writes key -> (backend, gen), reusing the key's own way if present;
+  // liveNs as ConnWays::insert.
   void insert(const keel_flow_key& key, uint32_t hash, uint32_t backendId, uint32_t gen,
-              uint64_t nowNs) {
+              uint64_t nowNs, uint64_t liveNs = 0) {
     if (key.family == KEEL_AF_INET6)
-      v6_.insert(key, hash, backendId, gen, nowNs);
+      v6_.insert(key, hash, backendId, gen, nowNs, liveNs);
     else
-      v4_.insert(key, hash, backendId, gen, nowNs);
+      v4_.insert(key, hash, backendId, gen, nowNs, liveNs);
   }
 
   // Refreshes last_seen at most once a second: enough for idle timeouts in
@@ -480,6 +495,8 @@ class ConnTable {
   uint64_t occupied4() const { return v4_.occupied(); }
   uint64_t occupied6() const { return v6_.occupied(); }
   uint64_t capacity6() const { return v6_.capacity(); }
+  uint64_t liveEvictions4() const { return v4_.liveEvictions(); }
+  uint64_t liveEvictions6() const { return v6_.liveEvictions(); }
   size_t countLive() const { return v4_.countLive() + v6_.countLive(); }
 
   // Every occupied way of both families, as f(const keel_flow_key&, const

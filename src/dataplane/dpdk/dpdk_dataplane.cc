@@ -391,7 +391,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       const dpdk::ConnTable& t = w->state->conns;
       st.workers.push_back(WorkerStats{w->queue, w->lcore, rx, peer(dpdk::kPeerFound), peer(dpdk::kPeerNotFound),
                                        peer(dpdk::kPeerRateLimited), {t.occupied4(), t.occupied6()},
-                                       {t.capacity(), t.capacity6()}});
+                                       {t.capacity(), t.capacity6()}, {t.liveEvictions4(), t.liveEvictions6()}});
     }
     return st;
   }

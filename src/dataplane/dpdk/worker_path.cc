@@ -139,7 +139,11 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
   beId = ring[keel_ring_index(schedHash, m)];
   const BackendSlot* be = snapshotBackend(s, beId);
   if (!usable(be, svc.id)) return nullptr;
-  if (!p.icmp_error) w.conns.insert(p.key, connHash, beId, be->be.gen, nowNs);
+  if (!p.icmp_error) {
+    // An evicted flow counts as live within its idle timeout (none: always).
+    const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
+    w.conns.insert(p.key, connHash, beId, be->be.gen, nowNs, idleNs ? idleNs : UINT64_MAX);
+  }
   return be;
 }
 

@@ -195,6 +195,7 @@ TEST_F(MetricsTest, ConntrackPerWorkerAndFamilyWhenThePlaneHasWorkers) {
   WorkerStats w{0, 1, 700};
   w.connEntries = {960, 3};
   w.connCapacity = {1024, 1024};
+  w.connLiveEvictions = {17, 0};
   dp_.stats.workers = {w};
   out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_TRUE(hasLine(out, "# TYPE keel_dpdk_conntrack_entries gauge"));
@@ -202,6 +203,9 @@ TEST_F(MetricsTest, ConntrackPerWorkerAndFamilyWhenThePlaneHasWorkers) {
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_conntrack_entries{worker="0",lcore="1",family="ipv6"} 3)"));
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_conntrack_capacity{worker="0",lcore="1",family="ipv4"} 1024)"));
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_conntrack_capacity{worker="0",lcore="1",family="ipv6"} 1024)"));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_dpdk_conntrack_live_evictions_total counter"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_conntrack_live_evictions_total{worker="0",lcore="1",family="ipv4"} 17)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_conntrack_live_evictions_total{worker="0",lcore="1",family="ipv6"} 0)"));
 }
 
 // The capacity is what the plane says it can hold (Dataplane::

@@ -57,6 +57,26 @@ TEST(ConnTableCount, EmptyWaysCountOwnAndEvictedWaysDoNot) {
   EXPECT_EQ(t.occupied(), t.countLive());
 }
 
+// A new flow that evicts a flow seen within liveNs counts one live eviction
+// (keel_dpdk_conntrack_live_evictions_total), per family; an empty way, the
+// key's own way, an idle victim or liveNs 0 (a restore) count none.
+TEST(ConnTableCount, LiveEvictionsCountOnlyFlowsStillWithinTheirTimeout) {
+  ConnTable t(4);  // one bucket per family
+  constexpr uint64_t kSec = 1'000'000'000, kIdle = 10 * kSec;
+  for (uint16_t i = 0; i < 4; ++i) t.insert(key4(1000 + i), i, 1, 1, (1 + i) * kSec, kIdle);  // empty ways
+  t.insert(key4(1001), 1, 2, 2, 5 * kSec, kIdle);                                           // its own way
+  EXPECT_EQ(t.liveEvictions4(), 0u);
+  t.insert(key4(2000), 9, 1, 1, 6 * kSec, kIdle);  // evicts sport 1000, seen 5 s ago: live
+  EXPECT_EQ(t.liveEvictions4(), 1u);
+  t.insert(key4(2001), 9, 1, 1, 100 * kSec, kIdle);  // evicts one seen 97 s ago: idle
+  EXPECT_EQ(t.liveEvictions4(), 1u);
+  t.insert(key4(2002), 9, 1, 1, 101 * kSec);  // liveNs 0: counts nothing
+  EXPECT_EQ(t.liveEvictions4(), 1u);
+  for (uint16_t i = 0; i < 5; ++i) t.insert(key6(1000 + i), i, 1, 1, (1 + i) * kSec, kIdle);
+  EXPECT_EQ(t.liveEvictions6(), 1u) << "the fifth IPv6 flow evicts a live one";
+  EXPECT_EQ(t.liveEvictions4(), 1u) << "each family its own";
+}
+
 TEST(ConnTableCount, BothFamiliesAreSummed) {
   ConnTable t(4);
   t.insert(key4(1), 1, 0, 1, 10);

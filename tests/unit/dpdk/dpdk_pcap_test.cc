@@ -378,6 +378,7 @@ TEST_F(DpdkPcapTest, ConntrackCapacityIsEveryWorkersWaysOfBothFamilies) {
   for (const WorkerStats& w : st.workers) {  // each worker's halves, full (keel_dpdk_conntrack_*)
     EXPECT_EQ(w.connEntries, (std::array<uint64_t, 2>{4, 4})) << "worker " << w.worker;
     EXPECT_EQ(w.connCapacity, (std::array<uint64_t, 2>{4, 4})) << "worker " << w.worker;
+    EXPECT_EQ(w.connLiveEvictions, (std::array<uint64_t, 2>{0, 0})) << "every flow had a way";
   }
   EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, 17u) << "16 flows and the error, by the ring";
 

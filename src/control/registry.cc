@@ -472,6 +472,11 @@ Status Registry::apply(const Config& config) {
 }
 
 void Registry::checkMtu() {
+  // Nothing to look at, and nothing said before: no copy, no MTU read.
+  if (mtuWarned_.empty() && std::none_of(services_.begin(), services_.end(), [](const auto& s) {
+        return ipv6ClientOuterHeader(s.second.config) != 0;
+      }))
+    return;
   std::vector<ServiceConfig> services;
   services.reserve(services_.size());
   for (const auto& [name, state] : services_) services.push_back(state.config);
@@ -480,13 +485,21 @@ void Registry::checkMtu() {
 
 void Registry::warnIpv6Mtu(const std::vector<ServiceConfig>& services) {
   std::optional<uint32_t> mtu;
+  bool unknown = false;  // a service this concerns, and no MTU to compare with
   // Most configs have no service this concerns: then no MTU read at all.
   if (std::any_of(services.begin(), services.end(),
                   [](const ServiceConfig& svc) { return ipv6ClientOuterHeader(svc) != 0; })) {
     mtu = dataplane_.portMtu();
-    if (!mtu) return;  // unknown: nothing to compare with, and nothing learned
+    unknown = !mtu;
   }
   std::map<std::string, MtuShortfall> warned;
+  // With the MTU unknown, what was found before still stands for the
+  // services it still concerns; the others are dealt with below.
+  if (unknown)
+    for (const auto& [name, was] : mtuWarned_) {
+      auto svc = std::find_if(services.begin(), services.end(), [&](const ServiceConfig& c) { return c.name == name; });
+      if (svc != services.end() && ipv6ClientOuterHeader(*svc) != 0) warned.emplace(name, was);
+    }
   for (const Ipv6MtuShortfall& f : mtu ? ipv6MtuShortfalls(services, *mtu) : std::vector<Ipv6MtuShortfall>{}) {
     const MtuShortfall now{f.mtu, f.needed};
     const uint32_t fits = f.mtu > f.outerHeader ? f.mtu - f.outerHeader : 0;  // the largest client packet

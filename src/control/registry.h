@@ -183,7 +183,9 @@ class Registry {
   // warned before that no longer falls short (the MTU raised, the service
   // changed). ServiceView::ipv6Mtu shows what it found. apply() calls it;
   // keeld also calls it every few seconds, since the operator may change
-  // the MTU at any time. An MTU it cannot read changes nothing.
+  // the MTU at any time. While the MTU cannot be read, what it found
+  // stands for the services that still need it; the rest are let go as
+  // above.
   void checkMtu();
 
   // Restart: take over what a previous keeld programmed (the data plane's

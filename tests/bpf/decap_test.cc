@@ -90,7 +90,9 @@ class DecapTest : public ::testing::Test {
     ASSERT_EQ(bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.decap), &o), 0);
     EXPECT_EQ(o.retval, action);
     out.resize(o.data_size_out);
-    if (action == XDP_PASS) EXPECT_EQ(out, want) << hexDiff(out, want);
+    if (action == XDP_PASS) {
+      EXPECT_EQ(out, want) << hexDiff(out, want);
+    }
     for (uint32_t r = 0; r < KEEL_DECAP_R_MAX; r++) {
       uint64_t d = counter(r).packets - before[r].packets;
       EXPECT_EQ(d, r == static_cast<uint32_t>(reason) ? 1u : 0u) << kDecapNames[r] << ", want " << kDecapNames[reason];

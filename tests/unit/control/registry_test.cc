@@ -891,6 +891,20 @@ TEST_F(RegistryTest, CheckMtuNoticesAChangeBetweenAppliesAndSaysWhenItIsFixed) {
   EXPECT_NE(ok[0].find("service=web6 vip=2001:db8::10 detail="), std::string::npos) << ok[0];
   EXPECT_FALSE(reg_.service("web6")->ipv6Mtu);
 
+  // The MTU unreadable: what was found stands while the service needs it,
+  // and goes (said) once the service no longer does.
+  applyOk(config({web6}));
+  ASSERT_EQ(log.take("mtu_too_small_for_ipv6").size(), 1u);
+  dp_.mtu = std::nullopt;
+  reg_.checkMtu();
+  EXPECT_TRUE(log.take("mtu_ok_for_ipv6").empty());
+  EXPECT_EQ(reg_.service("web6")->ipv6Mtu, (MtuShortfall{1300, 1320}));
+  applyOk(config({dsr, service("other6", "2001:db8::30", 443, {real("2001:db8:1::12")})}));  // still one to read for
+  EXPECT_EQ(log.take("mtu_ok_for_ipv6").size(), 1u);
+  EXPECT_FALSE(reg_.service("web6")->ipv6Mtu);
+  EXPECT_TRUE(log.take("mtu_too_small_for_ipv6").empty()) << "nothing known of other6";
+  dp_.mtu = 1300;
+
   // A service removed while short: nothing to say.
   applyOk(config({web6}));
   ASSERT_EQ(log.take("mtu_too_small_for_ipv6").size(), 1u);

@@ -490,13 +490,15 @@ class ConnTable {
 
   // Occupied ways of both families (keel_conntrack_entries): O(1), any thread.
   uint64_t occupied() const { return v4_.occupied() + v6_.occupied(); }
-  // One family's occupied ways and ways (keel_dpdk_conntrack_*): each
-  // family fills its own half, so its pressure is its own.
-  uint64_t occupied4() const { return v4_.occupied(); }
-  uint64_t occupied6() const { return v6_.occupied(); }
-  uint64_t capacity6() const { return v6_.capacity(); }
-  uint64_t liveEvictions4() const { return v4_.liveEvictions(); }
-  uint64_t liveEvictions6() const { return v6_.liveEvictions(); }
+  // One family's half (keel_dpdk_conntrack_*): each family fills, and
+  // evicts from, its own half, so its pressure is its own. Any thread.
+  struct Half {
+    uint64_t occupied, capacity, liveEvictions;
+  };
+  Half half(uint8_t family) const {
+    return family == KEEL_AF_INET6 ? Half{v6_.occupied(), v6_.capacity(), v6_.liveEvictions()}
+                                   : Half{v4_.occupied(), v4_.capacity(), v4_.liveEvictions()};
+  }
   size_t countLive() const { return v4_.countLive() + v6_.countLive(); }
 
   // Every occupied way of both families, as f(const keel_flow_key&, const

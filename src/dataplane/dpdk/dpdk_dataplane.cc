@@ -388,10 +388,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       uint64_t rx = 0;
       for (size_t i = 0; i < KEEL_R_MAX; ++i) rx += add(st.reasons[i], c.reasons[i]);
       auto peer = [&c](dpdk::PeerLookup r) { return __atomic_load_n(&c.icmpPeer[r], __ATOMIC_RELAXED); };
-      const dpdk::ConnTable& t = w->state->conns;
+      const dpdk::ConnTable::Half h4 = w->state->conns.half(KEEL_AF_INET), h6 = w->state->conns.half(KEEL_AF_INET6);
       st.workers.push_back(WorkerStats{w->queue, w->lcore, rx, peer(dpdk::kPeerFound), peer(dpdk::kPeerNotFound),
-                                       peer(dpdk::kPeerRateLimited), {t.occupied4(), t.occupied6()},
-                                       {t.capacity(), t.capacity6()}, {t.liveEvictions4(), t.liveEvictions6()}});
+                                       peer(dpdk::kPeerRateLimited), {h4.occupied, h6.occupied},
+                                       {h4.capacity, h6.capacity}, {h4.liveEvictions, h6.liveEvictions}});
     }
     return st;
   }

@@ -65,16 +65,16 @@ TEST(ConnTableCount, LiveEvictionsCountOnlyFlowsStillWithinTheirTimeout) {
   constexpr uint64_t kSec = 1'000'000'000, kIdle = 10 * kSec;
   for (uint16_t i = 0; i < 4; ++i) t.insert(key4(1000 + i), i, 1, 1, (1 + i) * kSec, kIdle);  // empty ways
   t.insert(key4(1001), 1, 2, 2, 5 * kSec, kIdle);                                           // its own way
-  EXPECT_EQ(t.liveEvictions4(), 0u);
+  EXPECT_EQ(t.half(KEEL_AF_INET).liveEvictions, 0u);
   t.insert(key4(2000), 9, 1, 1, 6 * kSec, kIdle);  // evicts sport 1000, seen 5 s ago: live
-  EXPECT_EQ(t.liveEvictions4(), 1u);
+  EXPECT_EQ(t.half(KEEL_AF_INET).liveEvictions, 1u);
   t.insert(key4(2001), 9, 1, 1, 100 * kSec, kIdle);  // evicts one seen 97 s ago: idle
-  EXPECT_EQ(t.liveEvictions4(), 1u);
+  EXPECT_EQ(t.half(KEEL_AF_INET).liveEvictions, 1u);
   t.insert(key4(2002), 9, 1, 1, 101 * kSec);  // liveNs 0: counts nothing
-  EXPECT_EQ(t.liveEvictions4(), 1u);
+  EXPECT_EQ(t.half(KEEL_AF_INET).liveEvictions, 1u);
   for (uint16_t i = 0; i < 5; ++i) t.insert(key6(1000 + i), i, 1, 1, (1 + i) * kSec, kIdle);
-  EXPECT_EQ(t.liveEvictions6(), 1u) << "the fifth IPv6 flow evicts a live one";
-  EXPECT_EQ(t.liveEvictions4(), 1u) << "each family its own";
+  EXPECT_EQ(t.half(KEEL_AF_INET6).liveEvictions, 1u) << "the fifth IPv6 flow evicts a live one";
+  EXPECT_EQ(t.half(KEEL_AF_INET).liveEvictions, 1u) << "each family its own";
 }
 
 TEST(ConnTableCount, BothFamiliesAreSummed) {

@@ -492,14 +492,17 @@ void Registry::warnIpv6Mtu(const std::vector<ServiceConfig>& services) {
     mtu = dataplane_.portMtu();
     unknown = !mtu;
   }
+  // The services warned before, by name, if they are still there.
+  auto stillThere = [&](const std::string& name) -> const ServiceConfig* {
+    auto it = std::find_if(services.begin(), services.end(), [&](const ServiceConfig& c) { return c.name == name; });
+    return it == services.end() ? nullptr : &*it;
+  };
   std::map<std::string, MtuShortfall> warned;
   // With the MTU unknown, what was found before still stands for the
   // services it still concerns; the others are dealt with below.
   if (unknown)
-    for (const auto& [name, was] : mtuWarned_) {
-      auto svc = std::find_if(services.begin(), services.end(), [&](const ServiceConfig& c) { return c.name == name; });
-      if (svc != services.end() && ipv6ClientOuterHeader(*svc) != 0) warned.emplace(name, was);
-    }
+    for (const auto& [name, was] : mtuWarned_)
+      if (const ServiceConfig* svc = stillThere(name); svc && ipv6ClientOuterHeader(*svc) != 0) warned.emplace(name, was);
   for (const Ipv6MtuShortfall& f : mtu ? ipv6MtuShortfalls(services, *mtu) : std::vector<Ipv6MtuShortfall>{}) {
     const MtuShortfall now{f.mtu, f.needed};
     const uint32_t fits = f.mtu > f.outerHeader ? f.mtu - f.outerHeader : 0;  // the largest client packet
@@ -521,8 +524,8 @@ void Registry::warnIpv6Mtu(const std::vector<ServiceConfig>& services) {
   // removed one has nothing left to fix).
   for (const auto& [name, was] : mtuWarned_) {
     if (warned.count(name)) continue;
-    auto svc = std::find_if(services.begin(), services.end(), [&](const ServiceConfig& c) { return c.name == name; });
-    if (svc == services.end()) continue;
+    const ServiceConfig* svc = stillThere(name);
+    if (!svc) continue;
     LogRecord r("mtu_ok_for_ipv6");
     r.add("service", name).add("vip", svc->vip.toString());
     if (mtu) r.add("mtu", *mtu);

@@ -3,11 +3,11 @@
 // was (or was not) logged.
 #pragma once
 
-#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <memory>
-#include <sstream>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,13 +16,14 @@ namespace keel::test {
 
 // Captures what is logged through spdlog's default logger (what keeld's
 // setupLogging installs) as "LEVEL RECORD" lines, and puts the previous
-// logger back.
+// logger back. Code under test may log from its own threads (the conn.list
+// walk, the health checker): the sink keeps the lines under the mutex
+// spdlog's base_sink takes around every write, and take() takes it too.
 class LogCapture {
  public:
-  LogCapture() : previous_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
-    sink->set_pattern("%l %v");
-    auto logger = std::make_shared<spdlog::logger>("keel_test_capture", sink);
+  LogCapture() : previous_(spdlog::default_logger()), sink_(std::make_shared<Sink>()) {
+    sink_->set_pattern("%l %v");
+    auto logger = std::make_shared<spdlog::logger>("keel_test_capture", sink_);
     logger->set_level(spdlog::level::trace);
     spdlog::set_default_logger(logger);
   }
@@ -30,15 +31,35 @@ class LogCapture {
   // The lines logged since the last take() that hold `event=NAME `.
   std::vector<std::string> take(const std::string& event) {
     std::vector<std::string> found;
-    std::istringstream in(std::exchange(out_, std::ostringstream{}).str());
-    for (std::string line; std::getline(in, line);)
-      if (line.find("event=" + event + " ") != std::string::npos) found.push_back(line);
+    for (std::string& line : sink_->takeLines())
+      if (line.find("event=" + event + " ") != std::string::npos) found.push_back(std::move(line));
     return found;
   }
 
  private:
+  class Sink : public spdlog::sinks::base_sink<std::mutex> {
+   public:
+    std::vector<std::string> takeLines() {
+      std::lock_guard<std::mutex> lock(mutex_);
+      return std::exchange(lines_, {});
+    }
+
+   protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {  // under mutex_
+      spdlog::memory_buf_t out;
+      formatter_->format(msg, out);
+      std::string line(out.data(), out.size());
+      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+      lines_.push_back(std::move(line));
+    }
+    void flush_() override {}
+
+   private:
+    std::vector<std::string> lines_;
+  };
+
   std::shared_ptr<spdlog::logger> previous_;
-  std::ostringstream out_;
+  std::shared_ptr<Sink> sink_;
 };
 
 }  // namespace keel::test

@@ -104,6 +104,11 @@ for key in CapabilityBoundingSet AmbientCapabilities; do
   got=$(sed -n "s/^$key=//p" /lib/systemd/system/keeld.service)
   [ "$got" = "$want_caps" ] || fail "keeld.service $key is '$got', want '$want_caps'"
 done
+# keeld keeps its runtime changes, a clean stop's health states and the DPDK
+# connection tables beside its socket in /run/keel, for the next keeld:
+# systemd must not remove that directory when the unit stops.
+got=$(sed -n "s/^RuntimeDirectoryPreserve=//p" /lib/systemd/system/keeld.service)
+[ "$got" = yes ] || fail "keeld.service RuntimeDirectoryPreserve is '$got', want 'yes' (systemctl stop would lose keelctl's changes)"
 systemctl is-enabled keeld >/dev/null 2>&1 && fail "the package enabled keeld (it must not start without a config)"
 
 step "keeld --check-config on the installed examples"

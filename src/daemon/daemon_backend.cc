@@ -129,6 +129,33 @@ std::vector<std::string> validateTargets(const Config& c) {
   return errors;
 }
 
+// The rules between a service, its reals and `node:` that keel.yaml's
+// parser checks (Parser::validate in config.cc), checked again on the
+// composed config: a runtime change (service.add, real.add) or a reload under
+// the runtime changes could otherwise break them (an IPv6 real added to a
+// node without tunnel_source_v6, a file that turns a service with added
+// MAC-less reals into l2dsr), and the data plane would send with an
+// all-zero outer source or destination MAC while counting it forwarded.
+std::vector<std::string> validateForwarding(const Config& c) {
+  std::vector<std::string> errors;
+  for (const ServiceConfig& svc : c.services) {
+    if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !c.node.nextHopMac)
+      errors.push_back("service " + svc.name + ": ipip forwarding needs node.next_hop_mac (the router toward the reals)");
+    for (const RealConfig& r : svc.reals) {
+      const std::string where = "service " + svc.name + " real " + r.address.toString() + ": ";
+      if (svc.forwarding == Forwarding::kIpip) {
+        if (r.address.isV4() && !c.node.tunnelSourceV4)
+          errors.push_back(where + "ipip to an IPv4 real needs node.tunnel_source_v4");
+        if (r.address.isV6() && !c.node.tunnelSourceV6)
+          errors.push_back(where + "ipip to an IPv6 real needs node.tunnel_source_v6");
+      } else if (!r.mac) {
+        errors.push_back(where + "l2dsr needs the real's MAC (give mac, or add it again so that keeld resolves it)");
+      }
+    }
+  }
+  return errors;
+}
+
 }  // namespace
 
 DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, std::string configPath,
@@ -238,6 +265,7 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
 
 Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   Config next = compose(file, overlay);
+  if (auto errors = validateForwarding(next); !errors.empty()) return configErrors(std::move(errors));
   if (auto errors = validateTargets(next); !errors.empty()) return configErrors(std::move(errors));
   if (Status s = registry_.apply(next); !s) {
     // The data plane may now hold part of `next`: converge back to what ran
@@ -1080,6 +1108,14 @@ Result DaemonBackend::reloadFile() {
   Overlay next = rebase(file_, *r.config, overlay_);
   Result res = commit(*r.config, std::move(next));
   if (!res.isOk()) {
+    // preApply_ set the new file's node config (before the registry, so that
+    // reals which need a new tunnel source find it): the running file's
+    // puts it back, so a failed reload changes nothing.
+    if (Status s = preApply_(file_); !s) {
+      api::ApiError e = res.error();
+      e.message += "; restoring the running node config failed: " + s.message();
+      res = Result::error(std::move(e));
+    }
     logError(LogRecord("reload_failed").add("error", res.error().message));
     return res;
   }

@@ -67,7 +67,11 @@ class DaemonBackendTest : public ::testing::Test {
           }
           return parseConfig(it->second, p);
         },
-        [](const Config&) { return Status::ok(); }, [this](bool d) { stopped_ = d ? 2 : 1; });
+        [this](const Config& next) {
+          preApplied_.push_back(next.node.tunnelSourceV6 ? next.node.tunnelSourceV6->toString() : "none");
+          return Status::ok();
+        },
+        [this](bool d) { stopped_ = d ? 2 : 1; });
     if (!statePath_.empty()) backend->setStatePath(statePath_);
     backend->setMacResolver(resolver());
     ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
@@ -155,6 +159,9 @@ class DaemonBackendTest : public ::testing::Test {
   std::map<std::string, std::string> files_;
   std::unique_ptr<DaemonBackend> backend_;
   int stopped_ = 0;
+  // Each PreApply call (keeld sets the node config there), by the
+  // tunnel_source_v6 of the config it was given ("none" without one).
+  std::vector<std::string> preApplied_;
   std::string statePath_;
   std::map<std::string, std::string> neighbours_;
   std::vector<std::string> resolved_;
@@ -463,6 +470,97 @@ TEST_F(DaemonBackendTest, RuntimeIpv6IpipServiceOnASmallMtuIsWarnedOnce) {
   ASSERT_TRUE(backend_->reload().isOk());
   EXPECT_TRUE(backend_->findService("web6"));
   EXPECT_TRUE(log.take("mtu_too_small_for_ipv6").empty());
+}
+
+// The file's rules between services, reals and node hold for runtime
+// changes too: an IPv6 real needs a tunnel source for ipip whether keel.yaml
+// or keelctl adds it, and the refused request changes nothing.
+TEST_F(DaemonBackendTest, RuntimeRealWithoutItsTunnelSourceIsRefused) {
+  make();
+  dp_.calls.clear();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("2001:db8:1::12");
+  api::Result r = backend_->addReal(add);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+  EXPECT_NE(r.error().message.find("service web real 2001:db8:1::12: ipip to an IPv6 real needs "
+                                   "node.tunnel_source_v6"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
+
+  api::ServiceAddRequest svc;
+  svc.name = "web6";
+  svc.vip = ip("10.0.0.5");
+  svc.port = 443;
+  svc.reals.push_back(api::RealSpec{ip("2001:db8:1::11"), 100, std::nullopt, nullptr});
+  r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+  EXPECT_FALSE(backend_->findService("web6"));
+  EXPECT_TRUE(dp_.calls.empty());
+}
+
+// A reload that would leave a runtime change without what it needs (here:
+// the file drops tunnel_source_v6 while keelctl added an IPv6 real) is
+// refused, and the node config keeld set before the registry is put back
+// (PreApply with the running file), so a failed reload changes nothing.
+TEST_F(DaemonBackendTest, AReloadThatBreaksARuntimeRealIsRefusedAndTheNodeRestored) {
+  std::string file = yaml(kTwo);
+  const std::string node = "node: {tunnel_source_v4: 10.0.0.2, ";
+  ASSERT_NE(file.find(node), std::string::npos);
+  const std::string withV6 = std::string(file).replace(file.find(node), node.size(),
+                                                        node + "tunnel_source_v6: \"2001:db8::2\", ");
+  files_["keel.yaml"] = withV6;
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("2001:db8:1::12");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  preApplied_.clear();
+  dp_.calls.clear();
+
+  files_["keel.yaml"] = file;  // no tunnel_source_v6
+  api::Result r = backend_->reload();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+  EXPECT_NE(r.error().message.find("2001:db8:1::12: ipip to an IPv6 real needs node.tunnel_source_v6"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_EQ(preApplied_, (std::vector<std::string>{"none", "2001:db8::2"}));
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 3u);
+
+  // The same file with the real removed at runtime first goes through.
+  ASSERT_TRUE(backend_->removeReal({"web", ip("2001:db8:1::12")}).isOk());
+  preApplied_.clear();
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(preApplied_, (std::vector<std::string>{"none"}));
+}
+
+// A file that turns a service into l2dsr while keelctl added a real to it
+// without a MAC (ipip needs none) is refused: the real would get an all-zero
+// destination MAC.
+TEST_F(DaemonBackendTest, AReloadToL2dsrWithAMaclessRuntimeRealIsRefused) {
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.9");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  std::string file = yaml("      - {address: 10.0.1.1, weight: 100, mac: \"02:00:00:00:01:01\"}\n");
+  const std::string proto = "    protocol: tcp\n";
+  ASSERT_NE(file.find(proto), std::string::npos);
+  file.replace(file.find(proto), proto.size(), proto + "    forwarding: l2dsr\n");
+  files_["keel.yaml"] = file;
+  dp_.calls.clear();
+  api::Result r = backend_->reload();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.error().message.find("service web real 10.0.1.9: l2dsr needs the real's MAC"), std::string::npos)
+      << r.error().message;
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 3u);
 }
 
 TEST_F(DaemonBackendTest, RuntimeHealthErrorChangesNothing) {

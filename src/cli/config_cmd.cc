@@ -1,14 +1,52 @@
 // SPDX-License-Identifier: Apache-2.0
 // keelctl config check FILE | config reload
 // `check` is a daemon call on purpose: the daemon's parser is the one
-// validator, so keelctl can never accept a file keeld would refuse.
+// validator, so keelctl can never accept a file keeld would refuse. keelctl
+// reads the file (with the caller's permissions) and sends its text: keeld
+// reads no file for a client, since it would do so with its own privileges
+// and quote the file in its errors.
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 #include "cli/context.h"
 
 namespace keel::cli {
+
+namespace {
+
+// A request line is at most 1 MiB (docs/api.md) and JSON escapes some
+// bytes into several: half of it is room for any config.
+constexpr std::uintmax_t kMaxConfigBytes = 512 * 1024;
+
+// FILE's text, or nullopt after printing why not (ctx.exitCode = 1).
+std::optional<std::string> readConfig(const std::string& file, Context& ctx) {
+  auto fail = [&](const std::string& why) -> std::optional<std::string> {
+    std::cerr << "keelctl: " << file << ": " << why << "\n";
+    ctx.exitCode = 1;
+    return std::nullopt;
+  };
+  std::error_code ec;
+  const auto st = std::filesystem::status(file, ec);
+  if (ec) return fail("cannot open: " + ec.message());
+  if (!std::filesystem::is_regular_file(st)) return fail("not a regular file");
+  const std::uintmax_t size = std::filesystem::file_size(file, ec);
+  if (ec) return fail("cannot open: " + ec.message());
+  if (size > kMaxConfigBytes)
+    return fail(std::to_string(size) + " bytes; keelctl sends at most " + std::to_string(kMaxConfigBytes));
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return fail(std::string("cannot open: ") + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in.good() && !in.eof()) return fail("read failed");
+  return text.str();
+}
+
+}  // namespace
 
 void defineConfig(CLI::App& noun, Context& ctx) {
   noun.require_subcommand(1, 1);
@@ -16,14 +54,13 @@ void defineConfig(CLI::App& noun, Context& ctx) {
   CLI::App* check = noun.add_subcommand("check", "validate a config file with keeld's parser");
   check->add_option("FILE", *file, "keel.yaml to check")->required();
   check->callback([&ctx, file] {
-    // keeld's working directory is not ours: send an absolute path.
-    std::error_code ec;
-    std::string path = std::filesystem::absolute(*file, ec).lexically_normal().string();
-    if (ec) path = *file;
-    auto r = ctx.call("config.check", {{"path", path}});
+    auto text = readConfig(*file, ctx);
+    if (!text) return;
+    // Messages name the file as the operator wrote it, as keeld --check-config does.
+    auto r = ctx.call("config.check", {{"text", *text}, {"name", *file}});
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
-    std::cout << path << ": ok\n";
+    std::cout << *file << ": ok\n";
   });
   CLI::App* reload = noun.add_subcommand("reload", "re-read keeld's config file and apply the difference");
   reload->callback([&ctx] {

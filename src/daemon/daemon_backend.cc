@@ -1072,13 +1072,13 @@ Result DaemonBackend::setRealDrain(const api::RealDrainRequest& req) {
   return r;
 }
 
-Result DaemonBackend::checkConfig(const std::string& path) {
-  ConfigResult r = loader_(path);
+Result DaemonBackend::checkConfig(const std::string& text, const std::string& name) {
+  ConfigResult r = parseConfig(text, name, checkOptions_);
   if (!r.ok()) return configErrors(std::move(r.errors));
   if (auto errors = validateTargets(*r.config); !errors.empty()) return configErrors(std::move(errors));
   size_t reals = 0;
   for (const ServiceConfig& s : r.config->services) reals += s.reals.size();
-  return Result::ok({{"path", path}, {"services", r.config->services.size()}, {"reals", reals}});
+  return Result::ok({{"name", name}, {"services", r.config->services.size()}, {"reals", reals}});
 }
 
 Result DaemonBackend::reload() {

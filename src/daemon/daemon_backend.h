@@ -100,6 +100,10 @@ class DaemonBackend : public api::ControlBackend {
   // add (real.add, service.add) resolves exactly like the file. Empty: such a
   // real is refused (it needs a mac). Call before start().
   void setMacResolver(MacResolver resolver) { resolveMac_ = std::move(resolver); }
+  // The options config.check parses a client's text with: keeld passes the
+  // host checks its own file gets (interfaces, neighbour table). Default:
+  // none.
+  void setCheckOptions(ConfigOptions options) { checkOptions_ = std::move(options); }
 
   // ControlBackend
   std::vector<api::ServiceSnapshot> listServices() override;
@@ -117,7 +121,7 @@ class DaemonBackend : public api::ControlBackend {
   api::Result removeReal(const api::RealRef& real) override;
   api::Result setRealWeight(const api::RealWeightRequest& request) override;
   api::Result setRealDrain(const api::RealDrainRequest& request) override;
-  api::Result checkConfig(const std::string& path) override;
+  api::Result checkConfig(const std::string& text, const std::string& name) override;
   api::Result reload() override;
   void shutdown(bool detach) override;
   bool canDetach() const override { return canDetach_; }
@@ -224,6 +228,7 @@ class DaemonBackend : public api::ControlBackend {
   std::string statePath_;
   bool committed_ = false;  // a commit succeeded: effective_ is what the data plane runs
   MacResolver resolveMac_;
+  ConfigOptions checkOptions_;
   std::string neighbourInterface_;  // dataplane.interface at start (a reload cannot change it)
   Config file_;       // the file as last applied
   Overlay overlay_;   // runtime changes on top of it

@@ -225,6 +225,7 @@ int run(const std::string& path, bool detachOnExit) {
   backend.setCanDetach(handle->canDetach());
   // Runtime adds resolve l2dsr MACs exactly as the file does.
   backend.setMacResolver(hostConfigOptions().resolveMac);
+  backend.setCheckOptions(hostConfigOptions());
   // The runtime overlay (keelctl changes), per interface like the pins.
   const std::string stateKey =
       config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface : "dpdk";

@@ -249,9 +249,11 @@ class ControlBackend {
   // one is given.
   virtual Result setRealDrain(const RealDrainRequest& request) = 0;
 
-  // Validates a config file with the daemon's own parser, applying nothing.
-  // Invalid: error code invalid_config, details {"errors": ["file:line: ..."]}.
-  virtual Result checkConfig(const std::string& path) = 0;
+  // Validates a config's text with the daemon's own parser, applying
+  // nothing; `name` names it in the messages. The caller reads the file
+  // (with its own permissions: the daemon reads no file for a client).
+  // Invalid: error code invalid_config, details {"errors": ["name:line: ..."]}.
+  virtual Result checkConfig(const std::string& text, const std::string& name) = 0;
   // Re-reads the daemon's config file and applies the difference; invalid
   // file: invalid_config (with details) and nothing changed.
   virtual Result reload() = 0;

@@ -522,9 +522,9 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     return out;
   }
   if (method == "config.check") {
-    auto p = parseConfigPath(params);
+    auto p = parseConfigText(params);
     if (!p.ok()) return fail(p.error);
-    return reply(backend_.checkConfig(p.value->path));
+    return reply(backend_.checkConfig(p.value->text, p.value->name));
   }
   if (method == "config.reload") {
     auto p = parseNoParams(params);

@@ -423,15 +423,22 @@ Parsed<ConnQuery> parseConnList(const json& params) {
   return finish(f, std::move(q));
 }
 
-Parsed<ConfigPath> parseConfigPath(const json& params) {
+Parsed<ConfigText> parseConfigText(const json& params) {
   Fields f(params, "params");
-  f.allowOnly({"path"});
-  ConfigPath r;
-  if (auto s = f.string("path", true, "a file path")) {
+  f.allowOnly({"text", "name", "path"});
+  ConfigText r;
+  // Earlier keelds read params.path themselves, with the daemon's
+  // privileges, and quoted it in their errors: a client could read any file.
+  if (params.is_object() && params.contains("path"))
+    f.fail("params.path", "keeld no longer reads the file: send its text in params.text (and its name in "
+                          "params.name), as keelctl config check does");
+  if (auto s = f.string("text", true, "the config's text")) r.text = std::move(*s);
+  r.name = "config";
+  if (auto s = f.string("name", false, "a file name")) {
     if (s->empty() || s->size() > 4096 || s->find('\0') != std::string::npos)
-      f.fail("params.path", "must be a file path (1..4096 bytes, no NUL), got " + describeJson(json(*s)));
+      f.fail("params.name", "must be a file name (1..4096 bytes, no NUL), got " + describeJson(json(*s)));
     else
-      r.path = *s;
+      r.name = *s;
   }
   return finish(f, std::move(r));
 }

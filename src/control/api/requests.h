@@ -36,7 +36,11 @@ struct Parsed {
 struct NoParams {};
 struct ServiceName { std::string name; };          // service.show/remove: {"name"}
 struct ServiceFilter { std::optional<std::string> service; };  // health.show, stats.get
-struct ConfigPath { std::string path; };
+// config.check: the file's text and the name its messages use.
+struct ConfigText {
+  std::string text;
+  std::string name;
+};
 struct ShutdownRequest { bool detach = false; };
 
 struct LookupRequest {
@@ -62,7 +66,7 @@ Parsed<RealRef> parseRealRef(const nlohmann::json& params);
 Parsed<RealDrainRequest> parseRealDrain(const nlohmann::json& params, bool drain);  // reason: drain only
 Parsed<RealWeightRequest> parseRealWeight(const nlohmann::json& params);
 Parsed<LookupRequest> parseLookup(const nlohmann::json& params);
-Parsed<ConfigPath> parseConfigPath(const nlohmann::json& params);
+Parsed<ConfigText> parseConfigText(const nlohmann::json& params);
 Parsed<ShutdownRequest> parseShutdown(const nlohmann::json& params);
 
 // The params that parse back to the same request: parseServiceAdd(toParams(r))

@@ -43,6 +43,7 @@ class FakeBackend : public ControlBackend {
   std::vector<ServiceSnapshot> services;
   GlobalStats stats;
   std::vector<std::string> mutations;   // "addReal web 10.0.0.9", ...
+  std::vector<std::string> checkedTexts;  // every config.check's text
   std::optional<ApiError> failMutations;  // set: every mutation refuses with this
   std::optional<bool> shutdownDetach;     // set by shutdown()
   bool detachable = true;                 // canDetach()
@@ -225,7 +226,8 @@ class FakeBackend : public ControlBackend {
     refresh(*find(ref.service));
     return Result::ok();
   }
-  Result checkConfig(const std::string& path) override {
+  Result checkConfig(const std::string& text, const std::string& path) override {
+    checkedTexts.push_back(text);
     if (path.find("bad") != std::string::npos) {
       ApiError e{code::kInvalidConfig, invalidConfigErrors.front(), "", {}};
       e.details = nlohmann::json{{"errors", invalidConfigErrors}};

@@ -414,10 +414,23 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   }
   EXPECT_EQ(docs.size(), 2u);
 
+  // keelctl reads the file and sends its text: keeld reads no file for a
+  // client (it would with its own privileges).
+  const std::string goodText = "services: []\n# good\n";
+  { std::ofstream(dir_ + "/good.yaml") << goodText; }
+  { std::ofstream(dir_ + "/bad.yaml") << "services:\n"; }
   CliRun ok = keelctl({"config", "check", dir_ + "/good.yaml"});
   EXPECT_EQ(ok.rc, 0) << ok.err;
   EXPECT_EQ(ok.out, dir_ + "/good.yaml: ok\n");
-  CliRun cb = keelctl({"config", "check", "bad.yaml"});
+  EXPECT_EQ(onLoop([&] { return fake_.checkedTexts; }), std::vector<std::string>{goodText});
+  CliRun missing = keelctl({"config", "check", dir_ + "/absent.yaml"});
+  EXPECT_EQ(missing.rc, 1);
+  EXPECT_EQ(missing.err, "keelctl: " + dir_ + "/absent.yaml: cannot open: No such file or directory\n");
+  CliRun notFile = keelctl({"config", "check", dir_});
+  EXPECT_EQ(notFile.rc, 1);
+  EXPECT_EQ(notFile.err, "keelctl: " + dir_ + ": not a regular file\n");
+  EXPECT_EQ(onLoop([&] { return fake_.checkedTexts.size(); }), 1u);  // neither reached the daemon
+  CliRun cb = keelctl({"config", "check", dir_ + "/bad.yaml"});
   EXPECT_EQ(cb.rc, 1);
   EXPECT_EQ(cb.err,
             "keelctl: bad.yaml:3: services[0].port: must be an integer 0..65535, got \"x\"\n"

@@ -283,11 +283,21 @@ TEST(RequestsTest, SmallMethods) {
   EXPECT_FALSE(parseShutdown(json::object()).value->detach);
   expectErrors(parseShutdown, {{"detach string", R"({"detach":"yes"})", "params.detach",
                                 "params.detach: must be true or false, got \"yes\""}});
-  EXPECT_EQ(parseConfigPath(json::parse(R"({"path":"/etc/keel/keel.yaml"})")).value->path,
-            "/etc/keel/keel.yaml");
-  expectErrors(parseConfigPath, {{"path missing", "{}", "params.path", "params.path: is required"},
-                                 {"path empty", R"({"path":""})", "params.path",
-                                  "params.path: must be a file path (1..4096 bytes, no NUL), got \"\""}});
+  {
+    auto c = parseConfigText(json::parse(R"({"text":"services: []\n","name":"/etc/keel/keel.yaml"})"));
+    ASSERT_TRUE(c.ok());
+    EXPECT_EQ(c.value->text, "services: []\n");
+    EXPECT_EQ(c.value->name, "/etc/keel/keel.yaml");
+    EXPECT_EQ(parseConfigText(json::parse(R"({"text":""})")).value->name, "config");
+  }
+  // keeld reads no file for a client (it would with its own privileges).
+  expectErrors(parseConfigText,
+               {{"text missing", "{}", "params.text", "params.text: is required"},
+                {"path", R"({"path":"/etc/shadow"})", "params.path",
+                 "params.path: keeld no longer reads the file: send its text in params.text (and its name in "
+                 "params.name), as keelctl config check does"},
+                {"name empty", R"({"text":"x","name":""})", "params.name",
+                 "params.name: must be a file name (1..4096 bytes, no NUL), got \"\""}});
   expectErrors(parseServiceName, {{"name number", R"({"name":5})", "params.name",
                                    "params.name: must be a service name, got 5"}});
 }

@@ -413,11 +413,15 @@ TEST_F(DaemonBackendTest, CheckConfigReportsEveryErrorAndAppliesNothing) {
   files_["other.yaml"] = yaml(
       "      - {address: 10.0.1.1, weight: abc}\n"
       "      - {address: nope}\n");
-  api::Result r = backend_->checkConfig("other.yaml");
+  api::Result r = backend_->checkConfig(files_["other.yaml"], "other.yaml");
   ASSERT_FALSE(r.isOk());
   EXPECT_GE(r.error().details["errors"].size(), 2u);
-  files_["other.yaml"] = yaml(kTwo);
-  EXPECT_TRUE(backend_->checkConfig("other.yaml").isOk());
+  EXPECT_EQ(r.error().details["errors"][0].get<std::string>().rfind("other.yaml:", 0), 0u)
+      << r.error().details["errors"][0];
+  api::Result ok = backend_->checkConfig(yaml(kTwo), "other.yaml");
+  ASSERT_TRUE(ok.isOk());
+  EXPECT_EQ(ok.result()["name"], "other.yaml");
+  EXPECT_EQ(ok.result()["reals"], 2);
   EXPECT_TRUE(dp_.calls.empty());
 }
 

@@ -388,6 +388,13 @@ int main(int argc, char** argv) {
   if (vm.count("check-config")) {
     auto c = keel::loadOrReport(checkPath, !vm.count("no-host-checks"));
     if (!c) return 1;
+    // For this host (the unit's ExecStartPre): a kind this keeld cannot run
+    // would pass here and then stop the start (run() exits 2).
+    if (!vm.count("no-host-checks") && !keel::dataplaneBuiltIn(c->dataplane.kind)) {
+      std::cerr << checkPath << ": dataplane.kind: " << keel::toString(c->dataplane.kind)
+                << " is not built into this keeld\n";
+      return 1;
+    }
     std::cout << checkPath << ": OK (" << c->services.size() << " services, "
               << keel::countReals(*c) << " reals)\n";
     return 0;

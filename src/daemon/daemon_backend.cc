@@ -684,7 +684,26 @@ DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config
     const RealConfig* a = findReal(oldFile, key.first, key.second);
     const RealConfig* b = findReal(newFile, key.first, key.second);
     const bool changed = (a == nullptr) != (b == nullptr) || (a && !sameReal(*a, *b));
-    if (!changed) out.reals.emplace(key, ov);
+    if (changed) continue;
+    RealOverride kept = ov;
+    if (kept.added) {
+      // A real added at runtime inherits the service's health: as the file's
+      // reals do, and as a restart re-resolves it (loadState), it gets what
+      // the new file's service says, its own override on top.
+      const ServiceConfig& svc = *findSvc(newFile, key.first);
+      HealthErrors errors;
+      auto spec = resolveRealHealth(svc.health, kept.added->health, "request",
+                                    "services[" + svc.name + "]", "params", errors);
+      if (!spec) {
+        logDropped(key.first, key.second.toString(),
+                   "its health no longer resolves under the file's service health: " +
+                       (errors.real.empty() ? (errors.service.empty() ? std::string("invalid") : errors.service.front())
+                                            : errors.real.front()));
+        continue;
+      }
+      kept.added->healthSpec = *spec;
+    }
+    out.reals.emplace(key, std::move(kept));
   }
   return out;
 }

@@ -638,6 +638,29 @@ TEST_F(DaemonBackendTest, CheckedRealsStartDownAndFailOpenKeepsTheLast) {
   EXPECT_FALSE(dp_.backends[idOf("10.0.1.2")].flags & KEEL_BE_F_VALID);
 }
 
+// A real added with keelctl inherits its service's health like the file's
+// reals: a reload that changes the service's check changes its check too
+// (as a restart, which re-resolves it, always did).
+TEST_F(DaemonBackendTest, AReloadChangesTheCheckOfARealAddedAtRuntime) {
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9}\n");
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.9");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  auto checkOf = [&](const std::string& address) {
+    nlohmann::json r = call(R"({"id":1,"method":"health.show","params":{"service":"web"}})");
+    for (const nlohmann::json& real : r["result"]["services"][0]["reals"])
+      if (real["address"] == address) return real["check"].get<std::string>();
+    return std::string("missing");
+  };
+  ASSERT_EQ(checkOf("10.0.1.9"), "tcp");
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: http, port: 9, path: /healthz}\n");
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(checkOf("10.0.1.1"), "http");
+  EXPECT_EQ(checkOf("10.0.1.9"), "http");
+}
+
 TEST_F(DaemonBackendTest, FailClosedEmptiesTheRing) {
   files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, all_down: fail-closed}\n");
   make();

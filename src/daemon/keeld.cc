@@ -123,11 +123,27 @@ Status preApply(const Config& running, const Config& next, Dataplane& dp,
                 const std::optional<MacAddress>& planeMac, keel_node_config& node) {
   const DataplaneLimits& a = running.limits;
   const DataplaneLimits& b = next.limits;
-  if (next.dataplane.kind != running.dataplane.kind ||
-      next.dataplane.interface != running.dataplane.interface ||
-      next.dataplane.xdpMode != running.dataplane.xdpMode ||
-      next.dataplane.dpdk != running.dataplane.dpdk || a.maxServices != b.maxServices ||
-      a.maxBackends != b.maxBackends || a.connTableSize != b.connTableSize) {
+  const bool shape = next.dataplane.kind != running.dataplane.kind ||
+                     next.dataplane.xdpMode != running.dataplane.xdpMode || a.maxServices != b.maxServices ||
+                     a.maxBackends != b.maxBackends || a.connTableSize != b.connTableSize;
+  const bool moved = next.dataplane.interface != running.dataplane.interface;
+  if (running.dataplane.kind == DataplaneKind::kXdp && (shape || moved)) {
+    // The pinned XDP plane outlives keeld: a plain restart would not do what
+    // "at the next start" promises (operations.md, Restarts and upgrades).
+    if (shape)
+      logWarn(LogRecord("reload_restart_needed")
+                  .add("detail",
+                       "dataplane.kind, dataplane.xdp_mode and limits: changes need a fresh data plane: the next "
+                       "keeld refuses to adopt the pinned one with them. Kept the running ones; to apply, "
+                       "keelctl daemon stop, then start keeld (every established flow is picked again)"));
+    if (moved)
+      logWarn(LogRecord("reload_restart_needed")
+                  .add("detail", "dataplane.interface: the running data plane stays on " +
+                                     running.dataplane.interface + "; to move, keelctl daemon stop (detaches it), "
+                                     "then start keeld, which attaches to " + next.dataplane.interface +
+                                     ". A plain restart would leave " + running.dataplane.interface +
+                                     "'s program forwarding with no keeld"));
+  } else if (shape || moved || next.dataplane.dpdk != running.dataplane.dpdk) {
     logWarn(LogRecord("reload_restart_needed")
                 .add("detail", "dataplane: and limits: changes apply at the next start; kept the running ones"));
   }

@@ -40,17 +40,28 @@ std::string serviceWarnings(const json& services) {
   return out;
 }
 
-// ADDR[:WEIGHT[:MAC]], IPv6 as [ADDR][:WEIGHT[:MAC]] or a bare address.
-json parseRealArg(const std::string& text) {
+// ADDR[:WEIGHT[:MAC]], IPv6 always as [ADDR][:WEIGHT[:MAC]]. A bare IPv6
+// address is refused: `2001:db8::5:50` is both the address 2001:db8::5:50
+// and 2001:db8::5 at weight 50, and keelctl cannot know which was meant.
+// nullopt after printing why (a usage error).
+std::optional<json> parseRealArg(const std::string& text, Context& ctx) {
+  auto usage = [&](const std::string& why) -> std::optional<json> {
+    std::cerr << "keelctl: --real " << text << ": " << why << "\n";
+    ctx.exitCode = 2;
+    return std::nullopt;
+  };
   std::string addr, rest;
   if (!text.empty() && text[0] == '[') {
     auto close = text.find(']');
-    if (close == std::string::npos) return json{{"address", text}};  // the daemon names the error
+    if (close == std::string::npos) return usage("no ] after the IPv6 address");
     addr = text.substr(1, close - 1);
     rest = text.substr(close + 1);
-    if (!rest.empty() && rest[0] == ':') rest.erase(0, 1);
+    if (!rest.empty() && rest[0] != ':')
+      return usage("expected :WEIGHT after ], got " + rest);
+    if (!rest.empty()) rest.erase(0, 1);
   } else if (std::count(text.begin(), text.end(), ':') > 1 && text.find('.') == std::string::npos) {
-    addr = text;  // bare IPv6 address, no weight
+    return usage("an IPv6 real goes in brackets, [ADDR] or [ADDR]:WEIGHT[:MAC], so that a weight "
+                 "cannot be read as part of the address");
   } else {
     auto colon = text.find(':');
     addr = text.substr(0, colon);
@@ -106,7 +117,7 @@ void defineService(CLI::App& noun, Context& ctx) {
   a->add_option("--forwarding", add->forwarding, "ipip (default) or l2dsr");
   a->add_option("--scheduler", add->scheduler, "maglev (default) or maglev-src");
   a->add_option("--ring-size", add->ringSize, "65537 (default) or 655373");
-  a->add_option("--real", add->reals, "ADDR[:WEIGHT[:MAC]], IPv6 as [ADDR]:WEIGHT; repeatable");
+  a->add_option("--real", add->reals, "ADDR[:WEIGHT[:MAC]], IPv6 always in brackets: [ADDR][:WEIGHT[:MAC]]; repeatable");
   a->add_option("--health", add->health, "health check as a JSON object, e.g. '{\"type\":\"tcp\"}'");
   a->callback([&ctx, add] {
     json p{{"name", add->name}, {"vip", add->vip}, {"port", numberOrString(add->port)},
@@ -116,7 +127,11 @@ void defineService(CLI::App& noun, Context& ctx) {
     if (!add->ringSize.empty()) p["ring_size"] = numberOrString(add->ringSize);
     if (!addHealthParam(ctx, p, add->health)) return;
     json reals = json::array();
-    for (const auto& r : add->reals) reals.push_back(parseRealArg(r));
+    for (const auto& r : add->reals) {
+      auto real = parseRealArg(r, ctx);
+      if (!real) return;
+      reals.push_back(std::move(*real));
+    }
     if (!reals.empty()) p["reals"] = reals;
     auto r = ctx.call("service.add", p);
     if (r && ctx.jsonOutput()) ctx.printJson(*r);

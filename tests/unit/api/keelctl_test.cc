@@ -151,6 +151,27 @@ TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
   EXPECT_EQ(keelctl({"service", "remove", "dns"}).rc, 0);
 }
 
+// --real: an IPv6 real is always in brackets; a bare one is ambiguous
+// (2001:db8::5:50: an address, or 2001:db8::5 at weight 50) and refused
+// before anything reaches the daemon, as is text after ] that is no weight.
+TEST_F(KeelctlTest, ServiceAddRefusesAmbiguousIpv6Reals) {
+  startServer();
+  struct Row { std::string real, err; };
+  const Row rows[] = {
+      {"2001:db8::5:50", "keelctl: --real 2001:db8::5:50: an IPv6 real goes in brackets, [ADDR] or "
+                         "[ADDR]:WEIGHT[:MAC], so that a weight cannot be read as part of the address\n"},
+      {"[2001:db8::5]50", "keelctl: --real [2001:db8::5]50: expected :WEIGHT after ], got 50\n"},
+      {"[2001:db8::5:50", "keelctl: --real [2001:db8::5:50: no ] after the IPv6 address\n"},
+  };
+  for (const Row& row : rows) {
+    CliRun r = keelctl({"service", "add", "dns", "--vip", "10.0.0.53", "--port", "53", "--real", "10.0.0.7",
+                        "--real", row.real});
+    EXPECT_EQ(r.rc, 2) << row.real;
+    EXPECT_EQ(r.err, row.err);
+  }
+  EXPECT_TRUE(onLoop([&] { return fake_.mutations; }).empty());
+}
+
 TEST_F(KeelctlTest, DaemonErrorsExitOneAndChangeNothing) {
   startServer();
   struct Row { std::vector<std::string> args; std::string err; };

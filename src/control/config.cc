@@ -781,7 +781,16 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
   Parser parser(sourceName, options);
   YAML::Node root;
   try {
-    root = YAML::Load(std::string(yamlText));
+    // Every document: YAML::Load reads the first and ignores the rest, so
+    // a stray `---` would silently drop whatever follows it.
+    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yamlText));
+    if (docs.size() > 1) {
+      std::string loc(sourceName);
+      if (!docs[1].Mark().is_null()) loc += ":" + std::to_string(docs[1].Mark().line + 1);
+      result.errors.push_back(loc + ": a second YAML document (after ---); keel.yaml is one document");
+      return result;
+    }
+    if (!docs.empty()) root = docs.front();
   } catch (const YAML::Exception& e) {
     std::string loc(sourceName);
     if (!e.mark.is_null()) loc += ":" + std::to_string(e.mark.line + 1);

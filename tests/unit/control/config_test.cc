@@ -475,7 +475,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"metrics not a mapping", "dataplane: {kind: xdp, interface: eth0}\nmetrics: 9477\n",
                 {"keel.yaml:2: metrics: must be a mapping, got \"9477\""}},
         BadCase{"YAML syntax error", "dataplane: {kind: xdp\n", {"keel.yaml:", "YAML syntax error"}},
-        BadCase{"empty file", "", {"keel.yaml: file is empty"}}));
+        BadCase{"empty file", "", {"keel.yaml: file is empty"}},
+        // A stray --- must not silently drop what follows it.
+        BadCase{"second document", "dataplane: {kind: xdp, interface: eth0}\n---\nservices: []\n",
+                {"keel.yaml:3: a second YAML document (after ---); keel.yaml is one document"}}));
 
 TEST(Config, MetricsAddressAndSwitch) {
   auto parse = [](const std::string& metrics) {

@@ -103,6 +103,32 @@ std::optional<MacAddress> MacAddress::parse(std::string_view text) {
   return MacAddress(b);
 }
 
+std::string serviceAddressProblem(const IpAddress& a, bool vip) {
+  const auto& b = a.bytes();
+  if (a.isV4()) {
+    if (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0) return "the unspecified address";
+    if (b[0] >= 224 && b[0] <= 239) return "a multicast address";
+    if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "the broadcast address";
+    if (vip && b[0] == 127) return "a loopback address";
+    if (vip && b[0] == 169 && b[1] == 254) return "a link-local address";
+    return {};
+  }
+  if (!a.isV6()) return {};
+  bool zero10 = true;
+  for (int i = 0; i < 10; ++i) zero10 = zero10 && b[i] == 0;
+  bool allZero = zero10;
+  for (int i = 10; i < 16; ++i) allZero = allZero && b[i] == 0;
+  if (allZero) return "the unspecified address";
+  if (b[0] == 0xff) return "a multicast address";
+  if (zero10 && b[10] == 0xff && b[11] == 0xff) return "an IPv4-mapped IPv6 address (use the IPv4 address)";
+  if (vip) {
+    bool loop = zero10 && b[10] == 0 && b[11] == 0 && b[12] == 0 && b[13] == 0 && b[14] == 0 && b[15] == 1;
+    if (loop) return "a loopback address";
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return "a link-local address";
+  }
+  return {};
+}
+
 bool MacAddress::isZero() const {
   for (uint8_t b : bytes_)
     if (b) return false;

@@ -55,6 +55,14 @@ struct IpPrefix {
   std::array<uint8_t, 16> maskBytes() const;
 };
 
+// Why `a` cannot be a service's VIP (vip) or a real's address, or empty:
+// addresses no client sends a service's packets to or no real answers from.
+// Both: unspecified (0.0.0.0, ::), multicast, the IPv4 limited broadcast,
+// IPv4-mapped IPv6 (a packet to it carries the IPv4 address). A VIP also
+// not loopback nor link-local. (A real may be loopback: health-check tests
+// and single-host labs use it.)
+std::string serviceAddressProblem(const IpAddress& a, bool vip);
+
 class MacAddress {
  public:
   MacAddress() = default;
@@ -62,6 +70,8 @@ class MacAddress {
   static std::optional<MacAddress> parse(std::string_view text);  // "02:00:00:00:00:01"
   const std::array<uint8_t, 6>& bytes() const { return bytes_; }
   bool isZero() const;
+  // A group (multicast or broadcast) address: the I/G bit of the first byte.
+  bool isGroup() const { return bytes_[0] & 1; }
   std::string toString() const;
   auto operator<=>(const MacAddress&) const = default;
 

@@ -240,6 +240,10 @@ class Parser {
       error(n, path, "must not be the zero MAC address");
       return std::nullopt;
     }
+    if (m->isGroup()) {
+      error(n, path, "must be a unicast MAC address, got the group address " + m->toString());
+      return std::nullopt;
+    }
     return m;
   }
 
@@ -518,7 +522,12 @@ void Parser::parseService(const YAML::Node& n, const std::string& path, ServiceC
     }
   }
   if (auto k = child(n, path, "vip", true))
-    if (auto a = ip(*k, path + ".vip", 0)) svc.vip = *a;
+    if (auto a = ip(*k, path + ".vip", 0)) {
+      if (std::string why = serviceAddressProblem(*a, true); !why.empty())
+        error(*k, path + ".vip", "cannot be " + why + ", got " + a->toString());
+      else
+        svc.vip = *a;
+    }
   if (auto k = child(n, path, "port", true))
     if (auto v = integer(*k, path + ".port", 0, 65535)) svc.port = static_cast<uint16_t>(*v);
   if (auto k = child(n, path, "protocol", true))
@@ -670,7 +679,12 @@ void Parser::parseReal(const YAML::Node& n, const std::string& path, RealConfig&
   if (n.IsDefined() && !n.Mark().is_null()) real.line = n.Mark().line + 1;
   if (!checkMap(n, path, {"address", "weight", "mac", "health"})) return;
   if (auto k = child(n, path, "address", true))
-    if (auto a = ip(*k, path + ".address", 0)) real.address = *a;
+    if (auto a = ip(*k, path + ".address", 0)) {
+      if (std::string why = serviceAddressProblem(*a, false); !why.empty())
+        error(*k, path + ".address", "cannot be " + why + ", got " + a->toString());
+      else
+        real.address = *a;
+    }
   if (auto k = child(n, path, "weight", false))
     if (auto v = integer(*k, path + ".weight", 0, 65535)) real.weight = static_cast<uint32_t>(*v);
   if (auto k = child(n, path, "mac", false)) real.mac = mac(*k, path + ".mac");

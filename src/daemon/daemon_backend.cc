@@ -129,20 +129,28 @@ std::vector<std::string> validateTargets(const Config& c) {
   return errors;
 }
 
-// The rules between a service, its reals and `node:` that keel.yaml's
-// parser checks (Parser::validate in config.cc), checked again on the
-// composed config: a runtime change (service.add, real.add) or a reload under
-// the runtime changes could otherwise break them (an IPv6 real added to a
-// node without tunnel_source_v6, a file that turns a service with added
-// MAC-less reals into l2dsr), and the data plane would send with an
-// all-zero outer source or destination MAC while counting it forwarded.
-std::vector<std::string> validateForwarding(const Config& c) {
+// The rules keel.yaml's parser checks (config.cc) that a runtime change
+// could break, checked again on the composed config: the addresses a VIP or
+// a real cannot be (serviceAddressProblem), a real's MAC, and the rules
+// between a service, its reals and `node:`. A runtime change (service.add,
+// real.add) or a reload under the runtime changes could otherwise break
+// them (an IPv6 real added to a node without tunnel_source_v6, a file that
+// turns a service with added MAC-less reals into l2dsr), and the data plane
+// would send with an all-zero outer source or destination MAC while
+// counting it forwarded.
+std::vector<std::string> validateComposed(const Config& c) {
   std::vector<std::string> errors;
   for (const ServiceConfig& svc : c.services) {
+    if (std::string why = serviceAddressProblem(svc.vip, true); !why.empty())
+      errors.push_back("service " + svc.name + ": the VIP cannot be " + why + ", got " + svc.vip.toString());
     if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !c.node.nextHopMac)
       errors.push_back("service " + svc.name + ": ipip forwarding needs node.next_hop_mac (the router toward the reals)");
     for (const RealConfig& r : svc.reals) {
       const std::string where = "service " + svc.name + " real " + r.address.toString() + ": ";
+      if (std::string why = serviceAddressProblem(r.address, false); !why.empty())
+        errors.push_back(where + "a real cannot be " + why);
+      if (r.mac && (r.mac->isZero() || r.mac->isGroup()))
+        errors.push_back(where + "its MAC must be a unicast address, got " + r.mac->toString());
       if (svc.forwarding == Forwarding::kIpip) {
         if (r.address.isV4() && !c.node.tunnelSourceV4)
           errors.push_back(where + "ipip to an IPv4 real needs node.tunnel_source_v4");
@@ -265,7 +273,7 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
 
 Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   Config next = compose(file, overlay);
-  if (auto errors = validateForwarding(next); !errors.empty()) return configErrors(std::move(errors));
+  if (auto errors = validateComposed(next); !errors.empty()) return configErrors(std::move(errors));
   if (auto errors = validateTargets(next); !errors.empty()) return configErrors(std::move(errors));
   if (Status s = registry_.apply(next); !s) {
     // The data plane may now hold part of `next`: converge back to what ran

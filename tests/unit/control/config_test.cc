@@ -476,6 +476,35 @@ INSTANTIATE_TEST_SUITE_P(
                 {"keel.yaml:2: metrics: must be a mapping, got \"9477\""}},
         BadCase{"YAML syntax error", "dataplane: {kind: xdp\n", {"keel.yaml:", "YAML syntax error"}},
         BadCase{"empty file", "", {"keel.yaml: file is empty"}},
+        // Addresses no client sends to or no real answers from.
+        BadCase{"unspecified vip",
+                "dataplane: {kind: xdp, interface: eth0}\nservices:\n  - {name: a, vip: 0.0.0.0, port: 80, "
+                "protocol: tcp}\n",
+                {"keel.yaml:3: services[0].vip: cannot be the unspecified address, got 0.0.0.0"}},
+        BadCase{"loopback vip",
+                "dataplane: {kind: xdp, interface: eth0}\nservices:\n  - {name: a, vip: \"::1\", port: 80, "
+                "protocol: tcp}\n",
+                {"keel.yaml:3: services[0].vip: cannot be a loopback address, got ::1"}},
+        BadCase{"v4-mapped vip",
+                "dataplane: {kind: xdp, interface: eth0}\nservices:\n  - {name: a, vip: \"::ffff:192.0.2.10\", "
+                "port: 80, protocol: tcp}\n",
+                {"keel.yaml:3: services[0].vip: cannot be an IPv4-mapped IPv6 address (use the IPv4 address), "
+                 "got ::ffff:192.0.2.10"}},
+        BadCase{"multicast real",
+                "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: 10.0.0.2, next_hop_mac: "
+                "\"02:00:00:00:00:01\"}\nservices:\n  - name: a\n    vip: 10.0.0.1\n    port: 80\n    protocol: "
+                "tcp\n    reals:\n      - {address: 224.0.0.1}\n",
+                {"keel.yaml:10: services[0].reals[0].address: cannot be a multicast address, got 224.0.0.1"}},
+        BadCase{"broadcast real",
+                "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: 10.0.0.2, next_hop_mac: "
+                "\"02:00:00:00:00:01\"}\nservices:\n  - name: a\n    vip: 10.0.0.1\n    port: 80\n    protocol: "
+                "tcp\n    reals:\n      - {address: 255.255.255.255}\n",
+                {"keel.yaml:10: services[0].reals[0].address: cannot be the broadcast address, got "
+                 "255.255.255.255"}},
+        BadCase{"group next_hop_mac",
+                "dataplane: {kind: xdp, interface: eth0}\nnode: {next_hop_mac: \"ff:ff:ff:ff:ff:ff\"}\n",
+                {"keel.yaml:2: node.next_hop_mac: must be a unicast MAC address, got the group address "
+                 "ff:ff:ff:ff:ff:ff"}},
         // A stray --- must not silently drop what follows it.
         BadCase{"second document", "dataplane: {kind: xdp, interface: eth0}\n---\nservices: []\n",
                 {"keel.yaml:3: a second YAML document (after ---); keel.yaml is one document"}}));

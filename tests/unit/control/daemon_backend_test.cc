@@ -507,6 +507,33 @@ TEST_F(DaemonBackendTest, RuntimeRealWithoutItsTunnelSourceIsRefused) {
   EXPECT_TRUE(dp_.calls.empty());
 }
 
+// The addresses and MACs keel.yaml refuses are refused at runtime too.
+TEST_F(DaemonBackendTest, RuntimeRealsAndVipsTheFileWouldRefuseAreRefused) {
+  make();
+  dp_.calls.clear();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("224.0.0.1");
+  api::Result r = backend_->addReal(add);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message, "service web real 224.0.0.1: a real cannot be a multicast address");
+  add.real.address = ip("10.0.1.9");
+  add.real.mac = *MacAddress::parse("01:00:5e:00:00:01");
+  r = backend_->addReal(add);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message, "service web real 10.0.1.9: its MAC must be a unicast address, got 01:00:5e:00:00:01");
+  api::ServiceAddRequest svc;
+  svc.name = "any";
+  svc.vip = ip("0.0.0.0");
+  svc.port = 443;
+  r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message, "service any: the VIP cannot be the unspecified address, got 0.0.0.0");
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
+  EXPECT_FALSE(backend_->findService("any"));
+}
+
 // A reload that would leave a runtime change without what it needs (here:
 // the file drops tunnel_source_v6 while keelctl added an IPv6 real) is
 // refused, and the node config keeld set before the registry is put back

@@ -20,6 +20,9 @@ struct StatsArgs {
   long count = 0;  // 0 = until interrupted (watch) / 1 sample
 };
 
+// stats.get's per-family keys (conntrack, and each worker's conntrack).
+const char* const kFamilies[] = {"ipv4", "ipv6"};
+
 std::string upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
@@ -49,14 +52,34 @@ json rates(const json& before, const json& after, double seconds) {
   };
   json out{{"dataplane", after["dataplane"]}, {"interval_s", seconds}, {"reasons", json::object()},
            {"services", json::array()}};
-  // A gauge, not a counter: the latest value as it is.
-  if (after.contains("conntrack")) out["conntrack"] = after["conntrack"];
+  // Entries and capacity are gauges: the latest value as they are; a
+  // family's live evictions are a counter, shown as a rate.
+  auto familyRates = [&](const json& before, const json& after) {
+    json out = after;
+    for (const char* f : kFamilies) {
+      if (!after.contains(f) || !after[f].is_object()) continue;
+      const json prev = before.is_object() && before.contains(f) && before[f].is_object() ? before[f] : json::object();
+      out[f].erase("live_evictions");
+      out[f]["live_evictions_per_s"] = perSecond(prev, after[f], "live_evictions", seconds);
+    }
+    return out;
+  };
+  if (after.contains("conntrack")) out["conntrack"] = familyRates(before.value("conntrack", json::object()), after["conntrack"]);
   if (after.contains("workers")) {
     out["workers"] = json::array();
     for (const auto& w : after["workers"]) {
       json prev = previous(before, "workers", w, "worker");
-      out["workers"].push_back(json{{"worker", w["worker"]}, {"lcore", w["lcore"]},
-                                    {"rx_packets_per_s", perSecond(prev, w, "rx_packets", seconds)}});
+      json wr{{"worker", w["worker"]}, {"lcore", w["lcore"]},
+              {"rx_packets_per_s", perSecond(prev, w, "rx_packets", seconds)}};
+      if (w.contains("icmp_peer_lookups")) {
+        const json& now = w["icmp_peer_lookups"];
+        const json was = prev.value("icmp_peer_lookups", json::object());
+        json icmp = json::object();
+        for (auto it = now.begin(); it != now.end(); ++it) icmp[it.key()] = perSecond(was, now, it.key().c_str(), seconds);
+        wr["icmp_peer_lookups_per_s"] = std::move(icmp);
+      }
+      if (w.contains("conntrack")) wr["conntrack"] = familyRates(prev.value("conntrack", json::object()), w["conntrack"]);
+      out["workers"].push_back(std::move(wr));
     }
   }
   for (auto it = after["reasons"].begin(); it != after["reasons"].end(); ++it)
@@ -95,14 +118,41 @@ void printTable(const json& r, bool isRate) {
     std::cout << "conntrack: "
               << (ct.value("entries", json()).is_number() ? str(ct["entries"]) : std::string("unknown"))
               << " of " << str(ct.value("capacity", json(0))) << " entries\n";
+    // DPDK: each family has its own half of every worker's table, so one
+    // family alone fills only its half: how full each half is, and the
+    // live flows each evicted (the pressure signal, docs/metrics.md).
+    for (const char* f : kFamilies) {
+      if (!ct.contains(f) || !ct[f].is_object()) continue;
+      const json& h = ct[f];
+      std::cout << "  " << f << ": " << str(h["entries"]) << " of " << str(h["capacity"]) << " entries, "
+                << (isRate ? fmtRate(h["live_evictions_per_s"]) + " live evictions/s"
+                           : str(h["live_evictions"]) + " live evictions")
+                << "\n";
+    }
   }
-  // One compact line: how RSS spread the port's packets over the workers.
+  // Compact lines, one entry per worker: how RSS spread the port's packets
+  // over the workers, and the ICMP errors each looked up in the others'
+  // tables (found there / not found / refused by the rate limit).
   if (r.contains("workers") && !r["workers"].empty()) {
     std::cout << "workers rx" << (isRate ? " pkts/s:" : " packets:");
     for (const auto& w : r["workers"])
       std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "="
                 << (isRate ? fmtRate(w["rx_packets_per_s"]) : str(w["rx_packets"]));
     std::cout << "\n";
+    const char* icmpKey = isRate ? "icmp_peer_lookups_per_s" : "icmp_peer_lookups";
+    if (r["workers"][0].contains(icmpKey)) {
+      std::cout << "workers icmp peer lookups" << (isRate ? "/s" : "") << " (found/not_found/rate_limited):";
+      for (const auto& w : r["workers"]) {
+        const json icmp = w.value(icmpKey, json::object());
+        auto n = [&](const char* k) {
+          const json v = icmp.value(k, json(0));
+          return isRate ? fmtRate(v) : str(v);
+        };
+        std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "=" << n("found") << "/"
+                  << n("not_found") << "/" << n("rate_limited");
+      }
+      std::cout << "\n";
+    }
   }
   Table reasons({false, true, true});
   reasons.row({"Reason", isRate ? "Pkts/s" : "Packets", isRate ? "Bytes/s" : "Bytes"});

@@ -178,14 +178,39 @@ Status Registry::invalidateBackend(const ServiceState& state, const IpAddress& a
   return Status::ok();
 }
 
-Status Registry::releaseBackend(const ServiceState& state, const IpAddress& addr, BackendId id) {
+Status Registry::releaseBackend(const ServiceState& state, const IpAddress& addr, const RealState& real) {
   // Only after invalidateBackend: no ring slot names the id and it is not
   // VALID, so its counters stop moving and the next owner starts at 0.
+  const BackendId id = real.id;
   if (Status s = dataplane_.resetCounters(CounterKind::kBackend, id); !s)
     return Status::error("service " + state.config.name + ": real " + addr.toString() +
                          ": reset counters of backend " + std::to_string(id) + ": " + s.message());
   backendIds_.release(id);
+  // Its entries stay in the table until they age out or are evicted, at
+  // generations firstGen..(the invalidation's)-1; the next owner starts
+  // past them (allocateBackend). An adopted real's run began before this
+  // keeld (firstGen 0): remembering it would claim older owners' entries.
+  if (real.firstGen != 0) {
+    std::vector<PastReal>& past = pastReals_[id];
+    past.push_back(PastReal{addr, real.firstGen, backendGen_[id]});
+    if (past.size() > kPastRealsPerId) past.erase(past.begin());
+    pastSnapshot_.reset();
+  }
   return Status::ok();
+}
+
+std::shared_ptr<const PastReals> Registry::pastRealsSnapshot() const {
+  if (!pastSnapshot_) pastSnapshot_ = std::make_shared<const PastReals>(pastReals_);
+  return pastSnapshot_;
+}
+
+std::optional<IpAddress> pastRealOf(const PastReals* past, const ConnEntry& e) {
+  if (!past) return std::nullopt;
+  auto it = past->find(e.backendId);
+  if (it == past->end()) return std::nullopt;
+  for (const PastReal& p : it->second)
+    if (e.gen >= p.firstGen && e.gen < p.endGen) return p.addr;
+  return std::nullopt;
 }
 
 std::vector<MaglevReal> Registry::ringReals(const ServiceState& state, const std::set<IpAddress>* only) {
@@ -278,7 +303,7 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
   // leaves the state naming exactly the ids still taken.
   for (auto r = state.reals.begin(); r != state.reals.end(); r = state.reals.erase(r)) {
     if (Status s = invalidateBackend(state, r->first, r->second); !s) return s;
-    if (Status s = releaseBackend(state, r->first, r->second.id); !s) return s;
+    if (Status s = releaseBackend(state, r->first, r->second); !s) return s;
   }
   // No packet finds the service any more: its counters can go with its id.
   if (Status s = dataplane_.resetCounters(CounterKind::kService, state.id); !s)
@@ -355,7 +380,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
       continue;
     }
     if (Status s = invalidateBackend(state, it->first, it->second); !s) return s;
-    if (Status s = releaseBackend(state, it->first, it->second.id); !s) return s;
+    if (Status s = releaseBackend(state, it->first, it->second); !s) return s;
     logInfo(LogRecord("real_removed").add("service", name).add("real", it->first.toString()));
     it = state.reals.erase(it);
   }
@@ -728,6 +753,7 @@ std::optional<IpAddress> Registry::ringSlotReal(const std::string& service, uint
 // service's reals once per entry.
 ConnReals Registry::connReals(const ServiceState& state) const {
   ConnReals out;
+  out.past = pastRealsSnapshot();
   out.byId.reserve(state.reals.size());
   for (const auto& [addr, r] : state.reals)
     out.byId.emplace(r.id, ConnReals::Real{addr, r.firstGen, backendGen_[r.id], r.healthy || r.held});
@@ -756,6 +782,7 @@ ConnView ConnReals::judge(const ConnEntry& e) const {
   auto it = byId.find(e.backendId);
   if (it == byId.end() || e.gen < it->second.firstGen) {
     v.state = ConnState::kRemoved;
+    v.real = pastRealOf(past.get(), e);  // the removed real it was written for, if remembered
     return v;
   }
   const Real& real = it->second;
@@ -777,9 +804,12 @@ std::string ConnReals::why(ConnState state, const ConnEntry& e) const {
       return "";
     case ConnState::kNoService:
       return "no service has this VIP, port and protocol now";
-    case ConnState::kRemoved:
-      return "its real is no real of this service now (removed; backend id " + std::to_string(e.backendId) +
+    case ConnState::kRemoved: {
+      const std::optional<IpAddress> was = pastRealOf(past.get(), e);
+      return "its real " + (was ? was->toString() + " " : std::string()) +
+             "is no real of this service now (removed; backend id " + std::to_string(e.backendId) +
              ", generation " + std::to_string(e.gen) + ")";
+    }
     case ConnState::kDown:
       return "its real is down";
     case ConnState::kStale: {
@@ -817,6 +847,7 @@ Status Registry::prepareConnList(const ConnQuery& query, std::optional<ConnListJ
   // Built once per call, with each service's reals by id: the scan may
   // visit a million entries, each looked up here.
   ConnListJob j(dataplane_, query);
+  j.past_ = pastRealsSnapshot();
   j.svcs_.reserve(services_.size());
   j.byKey_.reserve(services_.size());
   for (const auto& [name, state] : services_) {
@@ -854,6 +885,7 @@ Status ConnListJob::run(ConnList* out) const {
     } else {
       view.idleNs = e.idleNs;
       view.state = ConnState::kNoService;
+      view.real = pastRealOf(past_.get(), e);  // its service removed: the real it was written for
     }
     if (query.real && view.real != query.real) return;
     const std::string& name = svc ? svc->name : kNoService;

@@ -21,6 +21,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -46,6 +47,23 @@ struct RealView {
   bool held = false;    // down, but kept in the ring by fail-open (all reals down)
 };
 
+// A real that held a backend id and was removed (Registry::releaseBackend):
+// an entry carries only its backend id and generation, and each owner of an
+// id has its own run of generations (a new owner starts past the generation
+// its predecessor's removal gave the id), so an entry at a generation in
+// [firstGen, endGen) of that id was written for this real.
+struct PastReal {
+  IpAddress addr;
+  uint32_t firstGen = 0;
+  uint32_t endGen = 0;  // the generation its removal gave the id: no entry of it has this or a later one
+};
+// The removed reals of each backend id, oldest first, the last
+// kPastRealsPerId of each (Registry::pastReals_).
+using PastReals = std::unordered_map<BackendId, std::vector<PastReal>>;
+inline constexpr size_t kPastRealsPerId = 4;
+// The removed real entry e was written for, if `past` remembers it.
+std::optional<IpAddress> pastRealOf(const PastReals* past, const ConnEntry& e);
+
 // How connEntry() and conn.list judge a connection-table entry of a flow of
 // one service: the service's reals by backend id, copied from the registry
 // (so the judging may run on another thread; ConnListJob).
@@ -59,6 +77,10 @@ struct ConnReals {
     bool up = false;   // healthy, or held by fail-open: its backend is VALID
   };
   std::unordered_map<BackendId, Real> byId;
+  // The removed reals (shared, never changed once made): an entry whose id
+  // is no real of the service now still names the real it was written for,
+  // while the registry remembers it (kRemoved with `real` set).
+  std::shared_ptr<const PastReals> past;
   // Entry e's real and state, in the order a packet's checks find it; `why`
   // stays empty (why()).
   ConnView judge(const ConnEntry& e) const;
@@ -98,6 +120,8 @@ class ConnListJob {
   std::vector<Svc> svcs_;
   // Each service by its key (serviceKey()): an index into svcs_.
   std::unordered_map<keel_service_key, size_t, KeyHash, KeyEq> byKey_;
+  // The registry's removed reals: for entries whose service is gone too.
+  std::shared_ptr<const PastReals> past_;
 };
 
 // The port's MTU against what a service's IPv6 clients need through ipip
@@ -274,6 +298,9 @@ class Registry {
   };
   // What connEntry() and conn.list judge an entry of a flow of `state` by.
   ConnReals connReals(const ServiceState& state) const;
+  // pastReals_ as ConnReals share it: made when first asked for after a
+  // change, so a conn.list copies it once, not once per service.
+  std::shared_ptr<const PastReals> pastRealsSnapshot() const;
   // Dense ids, lowest free first, so tables stay compact and ids are reused.
   class IdPool {
    public:
@@ -315,8 +342,9 @@ class Registry {
   Status publishRing(ServiceState& state, const std::vector<MaglevReal>& reals);
   Status writeBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);
   Status invalidateBackend(const ServiceState& state, const IpAddress& addr, RealState& real);
-  // Zeroes an invalidated backend id's counters and returns it to the pool.
-  Status releaseBackend(const ServiceState& state, const IpAddress& addr, BackendId id);
+  // Zeroes an invalidated backend id's counters and returns it to the pool,
+  // remembering the real in pastReals_.
+  Status releaseBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);
   Status addVipRef(const IpAddress& vip);
   void dropVipRef(const IpAddress& vip, std::vector<IpAddress>& maybeUnused);
   BackendId allocateBackend();
@@ -334,6 +362,13 @@ class Registry {
   // Per backend id, survives reuse: a reused id always starts at a newer
   // generation, so conntrack entries of its previous owner stay stale.
   std::vector<uint32_t> backendGen_;
+  // The reals released from each backend id, with their runs of
+  // generations, so an entry left by a removed real still names it
+  // (conn.list's `real` filter finds it). Not those adopted from a previous
+  // keeld (firstGen 0: where their run began is unknown), and only the last
+  // kPastRealsPerId of an id: older entries name no real.
+  PastReals pastReals_;
+  mutable std::shared_ptr<const PastReals> pastSnapshot_;  // reset when pastReals_ changes
   // VIPs the next apply withdraws if no service uses them: pinned ones no
   // pinned service uses, or those a failed apply did not get to.
   std::vector<IpAddress> pendingUnusedVips_;

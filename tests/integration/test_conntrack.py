@@ -113,6 +113,13 @@ def test_removed_real_loses_its_flows(keel_web, forwarding, family):
         before = connect_and_ask(lab, PORT, N_CONN, conns, family)
         gone = lab.real_by_name(before[0])
         keeld.reload(lab.keel_config([web(lab, family, forwarding, drop=gone)]))
+        # Before the flows send again (which re-picks them): `keelctl conns
+        # --real` still finds the removed real's entries, named and removed.
+        addr = getattr(gone, f"v{family}")
+        left = json.loads(keeld.keelctl("-o", "json", "conns", "web", "--real", addr).stdout)["connections"]
+        want = {s.getsockname()[:2] for s, b in zip(conns, before) if b == gone.role}
+        assert {(c["client_address"], c["client_port"]) for c in left} >= want, left
+        assert all(c["real"] == addr and c["state"] == "removed" for c in left), left
         after = [ask(s) for s in conns]
         for b, a in zip(before, after):
             if b == gone.role:

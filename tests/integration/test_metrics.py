@@ -11,6 +11,7 @@ balancer namespace (keeld's default 127.0.0.1:9477) must
   - stop keeld's start-up (detaching again) when its address cannot be
     bound, and stay where it is across a reload that changes it.
 Every wait is bounded in time."""
+import json
 import re
 import subprocess
 import time
@@ -83,7 +84,7 @@ def test_promtool_accepts_exposition(keel_metrics):
 
 
 def test_counters_follow_traffic(keel_metrics):
-    lab, _, _ = keel_metrics
+    lab, _, keeld = keel_metrics
     common = {"service": "web", "local_address": lab.vip4, "local_port": PORT, "proto": "TCP"}
     before = parse(scrape_text(lab))
     got = served(lab.flows("tcp", lab.vip4, PORT, count=30))
@@ -109,6 +110,20 @@ def test_counters_follow_traffic(keel_metrics):
     # its map's elements, the DPDK plane its workers' occupied ways.
     entries = [v for (n, _), v in after.items() if n == "keel_conntrack_entries"]
     assert entries and entries[0] >= 30, entries
+    # stats.get shows the same table by family: on DPDK each worker's
+    # halves (the flows above are IPv4, in the ipv4 halves) and their sums;
+    # on XDP, which has no halves, null (never zeros) and no workers.
+    stats = json.loads(keeld.keelctl("-o", "json", "stats").stdout)
+    ct = stats["conntrack"]
+    if lab.dataplane == "dpdk":
+        assert stats["workers"], stats
+        assert ct["ipv4"]["entries"] >= 30, ct
+        assert ct["ipv4"]["entries"] == sum(w["conntrack"]["ipv4"]["entries"] for w in stats["workers"]), stats
+        assert ct["ipv4"]["capacity"] + ct["ipv6"]["capacity"] == ct["capacity"], ct
+        assert all(set(w["icmp_peer_lookups"]) == {"found", "not_found", "rate_limited"}
+                   for w in stats["workers"]), stats["workers"]
+    else:
+        assert stats["workers"] == [] and ct["ipv4"] is None and ct["ipv6"] is None, stats
 
 
 def test_real_down_shows(keel_metrics):

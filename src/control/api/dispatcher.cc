@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <array>
 #include <atomic>
 #include <ctime>
 #include <exception>
@@ -25,6 +26,20 @@ namespace {
 const char* const kReasonNames[KEEL_R_MAX] = {KEEL_REASON_NAMES};
 
 json counterJson(const keel_counter& c) { return json{{"packets", c.packets}, {"bytes", c.bytes}}; }
+
+// One family's half of a DPDK connection table (WorkerStats), or the sum
+// over the workers: stats.get's conntrack.ipv4/ipv6 and each worker's.
+struct FamilyConntrack {
+  uint64_t entries = 0;
+  uint64_t capacity = 0;
+  uint64_t liveEvictions = 0;
+};
+// WorkerStats' family index 0 and 1, as the metrics' `family` label.
+const char* const kFamilyNames[2] = {"ipv4", "ipv6"};
+
+json familyJson(const FamilyConntrack& f) {
+  return json{{"entries", f.entries}, {"capacity", f.capacity}, {"live_evictions", f.liveEvictions}};
+}
 
 std::string svcWhere(const std::string& name) { return "services[" + name + "]"; }
 
@@ -419,9 +434,32 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     for (int i = 0; i < KEEL_R_MAX; ++i) reasons[kReasonNames[i]] = counterJson(g.reasons[i]);
     json conntrack{{"entries", g.connTableEntries ? json(*g.connTableEntries) : json(nullptr)},
                    {"capacity", g.connTableCapacity}};
+    // Per family: a DPDK worker's table has a half per family, so one
+    // family alone fills only its half of `capacity`. Summed over the
+    // workers here; null where the plane has no workers (XDP: one table for
+    // every CPU and both families, with no eviction count).
+    std::array<FamilyConntrack, 2> sum{};
     json workers = json::array();
-    for (const WorkerStats& w : g.workers)
-      workers.push_back(json{{"worker", w.worker}, {"lcore", w.lcore}, {"rx_packets", w.rxPackets}});
+    for (const WorkerStats& w : g.workers) {
+      json ct = json::object();
+      for (size_t f = 0; f < 2; ++f) {
+        const FamilyConntrack one{w.connEntries[f], w.connCapacity[f], w.connLiveEvictions[f]};
+        ct[kFamilyNames[f]] = familyJson(one);
+        sum[f].entries += one.entries;
+        sum[f].capacity += one.capacity;
+        sum[f].liveEvictions += one.liveEvictions;
+      }
+      workers.push_back(json{{"worker", w.worker},
+                             {"lcore", w.lcore},
+                             {"rx_packets", w.rxPackets},
+                             {"icmp_peer_lookups",
+                              json{{"found", w.icmpPeerFound},
+                                   {"not_found", w.icmpPeerNotFound},
+                                   {"rate_limited", w.icmpPeerRateLimited}}},
+                             {"conntrack", std::move(ct)}});
+    }
+    for (size_t f = 0; f < 2; ++f)
+      conntrack[kFamilyNames[f]] = g.workers.empty() ? json(nullptr) : familyJson(sum[f]);
     return good(json{{"dataplane", g.dataplane}, {"conntrack", std::move(conntrack)},
                      {"workers", std::move(workers)}, {"reasons", std::move(reasons)},
                      {"services", std::move(services)}});
@@ -547,7 +585,7 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                "method: unknown method " + describeJson(json(method)) +
                    " (known: service.list, service.show, service.add, service.remove, real.add, "
                    "real.remove, real.set_weight, real.drain, real.undrain, health.show, stats.get, "
-                   "lookup, config.check, config.reload, daemon.shutdown)",
+                   "lookup, conn.list, config.check, config.reload, daemon.shutdown)",
                "method", {}});
 }
 

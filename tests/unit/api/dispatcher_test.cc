@@ -270,7 +270,50 @@ TEST_F(DispatcherTest, QueriesRenderSnapshots) {
   fake_.stats.workers = {WorkerStats{0, 1, 10}, WorkerStats{1, 2, 20}};
   r = call(R"({"id":6,"method":"stats.get"})");
   ASSERT_EQ(r["result"]["workers"].size(), 2u);
-  EXPECT_EQ(r["result"]["workers"][1], (json{{"worker", 1}, {"lcore", 2}, {"rx_packets", 20}}));
+  EXPECT_EQ(r["result"]["workers"][1]["rx_packets"], 20);
+}
+
+// stats.get on DPDK: per worker its ICMP peer lookups by outcome and its
+// table's halves (entries, capacity, live evictions per family), and the
+// halves summed over the workers beside the plane-wide entries/capacity. A
+// plane without workers (XDP) has no halves: null, never zeros.
+TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
+  fake_.stats.connTableCapacity = 16384;
+  json r = call(R"({"id":1,"method":"stats.get"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_TRUE(r["result"]["conntrack"]["ipv4"].is_null()) << r["result"]["conntrack"];
+  EXPECT_TRUE(r["result"]["conntrack"]["ipv6"].is_null()) << r["result"]["conntrack"];
+
+  WorkerStats w0{0, 1, 10};
+  w0.icmpPeerFound = 3;
+  w0.icmpPeerNotFound = 2;
+  w0.icmpPeerRateLimited = 1;
+  w0.connEntries = {4096, 7};
+  w0.connCapacity = {4096, 4096};
+  w0.connLiveEvictions = {900, 0};
+  WorkerStats w1{1, 2, 20};
+  w1.connEntries = {100, 0};
+  w1.connCapacity = {4096, 4096};
+  w1.connLiveEvictions = {5, 0};
+  fake_.stats.workers = {w0, w1};
+  fake_.stats.connTableEntries = 4203;
+  r = call(R"({"id":2,"method":"stats.get"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["workers"][0],
+            (json{{"worker", 0},
+                  {"lcore", 1},
+                  {"rx_packets", 10},
+                  {"icmp_peer_lookups", {{"found", 3}, {"not_found", 2}, {"rate_limited", 1}}},
+                  {"conntrack",
+                   {{"ipv4", {{"entries", 4096}, {"capacity", 4096}, {"live_evictions", 900}}},
+                    {"ipv6", {{"entries", 7}, {"capacity", 4096}, {"live_evictions", 0}}}}}}));
+  EXPECT_EQ(r["result"]["workers"][1]["icmp_peer_lookups"],
+            (json{{"found", 0}, {"not_found", 0}, {"rate_limited", 0}}));
+  EXPECT_EQ(r["result"]["conntrack"],
+            (json{{"entries", 4203},
+                  {"capacity", 16384},
+                  {"ipv4", {{"entries", 4196}, {"capacity", 8192}, {"live_evictions", 905}}},
+                  {"ipv6", {{"entries", 7}, {"capacity", 8192}, {"live_evictions", 0}}}}));
 }
 
 TEST_F(DispatcherTest, ShutdownIsDeferredToTheServer) {

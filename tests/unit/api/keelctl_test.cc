@@ -362,6 +362,60 @@ TEST_F(KeelctlTest, ConnsListsTheEntries) {
   EXPECT_NE(cbad.err.find("params.limit"), std::string::npos) << cbad.err;
 }
 
+// stats on DPDK: a line per family under the conntrack line (each family
+// has its own half, so an IPv4-only plane reads "ipv4: N of C/2"), with the
+// live evictions, and the ICMP peer lookups per worker beside the rx line;
+// --rate turns the evictions and lookups into rates. None of it on a plane
+// without workers (XDP).
+TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
+  startServer();
+  CliRun x = keelctl({"stats"});
+  ASSERT_EQ(x.rc, 0) << x.err;
+  EXPECT_EQ(x.out.find("ipv4:"), std::string::npos) << x.out;
+  EXPECT_EQ(x.out.find("icmp peer"), std::string::npos) << x.out;
+  onLoop([&] {
+    WorkerStats w0{0, 1, 20};
+    w0.icmpPeerFound = 3;
+    w0.icmpPeerNotFound = 2;
+    w0.icmpPeerRateLimited = 1;
+    w0.connEntries = {4096, 0};
+    w0.connCapacity = {4096, 4096};
+    w0.connLiveEvictions = {900, 0};
+    WorkerStats w1{1, 2, 10};
+    w1.icmpPeerNotFound = 4;
+    w1.connEntries = {4096, 0};
+    w1.connCapacity = {4096, 4096};
+    w1.connLiveEvictions = {5, 0};
+    fake_.stats.workers = {w0, w1};
+    fake_.stats.connTableEntries = 8192;
+    fake_.stats.connTableCapacity = 16384;
+    return 0;
+  });
+  CliRun st = keelctl({"stats"});
+  ASSERT_EQ(st.rc, 0) << st.err;
+  EXPECT_NE(st.out.find("conntrack: 8192 of 16384 entries\n"
+                        "  ipv4: 8192 of 8192 entries, 905 live evictions\n"
+                        "  ipv6: 0 of 8192 entries, 0 live evictions\n"
+                        "workers rx packets: 0@lcore1=20 1@lcore2=10\n"
+                        "workers icmp peer lookups (found/not_found/rate_limited): 0@lcore1=3/2/1 1@lcore2=0/4/0\n"),
+            std::string::npos)
+      << st.out;
+  // -o json is the server's JSON as it is.
+  CliRun sj = keelctl({"-o", "json", "stats"});
+  ASSERT_EQ(sj.rc, 0) << sj.err;
+  const json j = json::parse(sj.out);
+  EXPECT_EQ(j["conntrack"]["ipv4"]["live_evictions"], 905);
+  EXPECT_EQ(j["workers"][1]["icmp_peer_lookups"]["not_found"], 4);
+  // The fake's counters do not move: every rate is 0, the gauges as they are.
+  CliRun sr = keelctl({"stats", "--rate", "--watch", "0.1", "--count", "1"});
+  ASSERT_EQ(sr.rc, 0) << sr.err;
+  EXPECT_NE(sr.out.find("  ipv4: 8192 of 8192 entries, 0.0 live evictions/s\n"), std::string::npos) << sr.out;
+  EXPECT_NE(sr.out.find("workers icmp peer lookups/s (found/not_found/rate_limited): 0@lcore1=0.0/0.0/0.0 "
+                        "1@lcore2=0.0/0.0/0.0\n"),
+            std::string::npos)
+      << sr.out;
+}
+
 TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   onLoop([&] {
     fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};

@@ -279,17 +279,19 @@ TEST_F(RegistryTest, ConnEntryNamesTheEntrysRealAndWhetherItIsKept) {
   EXPECT_EQ(v->real, ip("10.0.1.12"));
   EXPECT_FALSE(v->kept());
   EXPECT_NE(v->why.find("generation 1, now"), std::string::npos) << v->why;
-  // Removed, and its id given to a real added later: the entry names no
-  // real (not the id's new owner).
+  // Removed, and its id given to a real added later: the entry names the
+  // removed real it was written for (its generation is in that real's run
+  // of the id), not the id's new owner.
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")}),
                   service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.99")}),
                   service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
   ASSERT_EQ(reg_.service("web")->reals[1].backendId, 1u) << "the freed id is reused";
   v = reg_.connEntry("web", k);
-  EXPECT_FALSE(v->real) << v->real->toString();
+  EXPECT_EQ(v->real, ip("10.0.1.12"));
+  EXPECT_EQ(v->state, ConnState::kRemoved);
   EXPECT_FALSE(v->kept());
-  EXPECT_NE(v->why.find("removed"), std::string::npos) << v->why;
+  EXPECT_NE(v->why.find("its real 10.0.1.12 is no real of this service now (removed"), std::string::npos) << v->why;
   // A real held by fail-open (down, but the last one serving) keeps its flows.
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")}),
                   service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
@@ -432,6 +434,112 @@ TEST_F(RegistryTest, ConnListResolvesEachEntrysServiceAndFilters) {
   EXPECT_TRUE(l.conns.empty());
 }
 
+// conn.list's `real` filter finds a removed real's leftover entries: an
+// entry carries its backend id and generation, and each owner of an id has
+// its own run of generations, so the registry names the removed real an
+// entry was written for, as long as it remembers it: the last
+// kPastRealsPerId owners of each id, and none adopted from a previous keeld
+// (where their run began is unknown). Older entries name no real.
+TEST_F(RegistryTest, RealFilterFindsARemovedRealsEntries) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  const BackendId id = reg_.service("web")->reals[1].backendId;
+  const uint32_t gen = reg_.service("web")->reals[1].gen;
+  auto flow = [](uint16_t sport) {
+    keel_flow_key k{};
+    ip("198.51.100.1").toWords(k.src);
+    ip("192.0.2.10").toWords(k.dst);
+    k.sport = htons(sport);
+    k.dport = htons(80);
+    k.proto = KEEL_PROTO_TCP;
+    k.family = KEEL_AF_INET;
+    return k;
+  };
+  dp_.setConn(flow(1000), ConnEntry{id, gen, 0, false});
+  dp_.setConn(flow(1001), ConnEntry{reg_.service("web")->reals[0].backendId, 1, 0, false});
+  // 10.0.1.12 removed; its id goes to 10.0.1.13, which has an entry too.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.13")})}));
+  ASSERT_EQ(reg_.service("web")->reals[1].backendId, id);
+  dp_.setConn(flow(1002), ConnEntry{id, reg_.service("web")->reals[1].gen, 0, false});
+
+  ConnQuery q;
+  q.real = ip("10.0.1.12");
+  ConnList l;
+  ASSERT_TRUE(reg_.connList(q, &l).isOk());
+  ASSERT_EQ(l.conns.size(), 1u);
+  EXPECT_EQ(l.conns[0].key.sport, htons(1000));
+  EXPECT_EQ(l.conns[0].view.real, ip("10.0.1.12"));
+  EXPECT_EQ(l.conns[0].view.state, ConnState::kRemoved);
+  q.real = ip("10.0.1.13");
+  ASSERT_TRUE(reg_.connList(q, &l).isOk());
+  ASSERT_EQ(l.conns.size(), 1u) << "the id's new owner has only its own entry";
+  EXPECT_EQ(l.conns[0].key.sport, htons(1002));
+  EXPECT_TRUE(l.conns[0].view.kept()) << l.conns[0].view.why;
+  // Counted under the removed real, not as "no real".
+  q = ConnQuery{};
+  q.limit = 0;
+  ASSERT_TRUE(reg_.connList(q, &l).isOk());
+  std::map<std::string, std::pair<uint64_t, uint64_t>> counts;
+  for (const ConnCount& n : l.counts) counts[n.real ? n.real->toString() : "-"] = {n.kept, n.notKept};
+  EXPECT_EQ(counts, (std::map<std::string, std::pair<uint64_t, uint64_t>>{
+                        {"10.0.1.11", {1, 0}}, {"10.0.1.12", {0, 1}}, {"10.0.1.13", {1, 0}}}));
+
+  // kPastRealsPerId more owners of the id come and go: 10.0.1.12 is
+  // forgotten, and its entry names no real (never a guess).
+  for (size_t i = 0; i < kPastRealsPerId; ++i) {
+    applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
+    applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.13")})}));
+    ASSERT_EQ(reg_.service("web")->reals[1].backendId, id);
+  }
+  q = ConnQuery{};
+  q.real = ip("10.0.1.12");
+  ASSERT_TRUE(reg_.connList(q, &l).isOk());
+  EXPECT_TRUE(l.conns.empty());
+  std::optional<ConnView> v = reg_.connEntry("web", flow(1000));
+  ASSERT_TRUE(v);
+  EXPECT_FALSE(v->real);
+  EXPECT_EQ(v->state, ConnState::kRemoved);
+  EXPECT_NE(v->why.find("its real is no real of this service now"), std::string::npos) << v->why;
+  // 10.0.1.13's first run (the entry of flow 1002) is among the remembered.
+  v = reg_.connEntry("web", flow(1002));
+  EXPECT_EQ(v->real, ip("10.0.1.13"));
+  EXPECT_EQ(v->state, ConnState::kRemoved);
+}
+
+// A real adopted from a previous keeld's pins is not remembered once
+// removed: its run of generations began before this keeld, so an entry of
+// its id at an older generation may be an earlier owner's.
+TEST_F(RegistryTest, AnAdoptedRealIsNotRememberedOnceRemoved) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  const BackendId id = reg_.service("web")->reals[1].backendId;
+  const uint32_t gen = reg_.service("web")->reals[1].gen;
+  MockDataplane second{DataplaneLimits{8, 8, 100}};
+  second.vips = dp_.vips;
+  second.vipKeys = dp_.vipKeys;
+  second.backends = dp_.backends;
+  second.services = dp_.services;
+  second.serviceKeys = dp_.serviceKeys;
+  second.rings = dp_.rings;
+  Registry adopted(second);
+  const Config running = config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})});
+  ASSERT_TRUE(adopted.adopt(dp_.programmed(), running).isOk());
+  ASSERT_TRUE(adopted.apply(running).isOk());
+  keel_flow_key k{};
+  ip("198.51.100.1").toWords(k.src);
+  ip("192.0.2.10").toWords(k.dst);
+  k.sport = htons(1000);
+  k.dport = htons(80);
+  k.proto = KEEL_PROTO_TCP;
+  k.family = KEEL_AF_INET;
+  second.setConn(k, ConnEntry{id, gen, 0, false});
+  ASSERT_EQ(adopted.connEntry("web", k)->real, ip("10.0.1.12"));
+  ASSERT_TRUE(adopted.apply(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})})).isOk());
+  std::optional<ConnView> v = adopted.connEntry("web", k);
+  ASSERT_TRUE(v);
+  EXPECT_FALSE(v->real) << v->real->toString();
+  EXPECT_EQ(v->state, ConnState::kRemoved);
+}
+
 // conn.list in two steps (ConnListJob): what the job judges entries by is
 // copied when it is prepared, so the registry may change before the walk
 // (keeld walks on another thread) without the walk reading it: entries are
@@ -472,7 +580,8 @@ TEST_F(RegistryTest, PreparedConnListJudgesByTheRegistryAsItWasThen) {
   EXPECT_EQ(states(then), (std::map<std::string, std::string>{{"web", "10.0.1.12:kept"}, {"dns", "10.0.2.1:kept"}}));
   ConnList now;
   ASSERT_TRUE(reg_.connList(ConnQuery{}, &now).isOk());
-  EXPECT_EQ(states(now), (std::map<std::string, std::string>{{"web", "-:removed"}, {"", "-:no_service"}}));
+  EXPECT_EQ(states(now), (std::map<std::string, std::string>{{"web", "10.0.1.12:removed"}, {"", "10.0.2.1:no_service"}}))
+      << "removed reals (and a removed service's) still named";
 
   ConnQuery unknown;
   unknown.service = "nope";
@@ -619,7 +728,7 @@ TEST(RegistryFailure, ApplyingTheRunningConfigAfterAFailedApplyRestoresIt) {
                                service("new", "192.0.2.77", 80, {real("10.0.7.1"), real("10.0.7.2")}),
                                dsr({withMac(real("10.0.5.1"), 1), withMac(real("10.0.5.2"), 9)})});
   std::vector<ServiceConfig> all;  // 4 services, 12 reals: every id of the plane below
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < kPastRealsPerId; ++i) {
     const std::string n = std::to_string(i);
     all.push_back(service(("full" + n).c_str(), ("192.0.2." + std::to_string(200 + i)).c_str(), 80,
                           {real(("10.1." + n + ".1").c_str()), real(("10.1." + n + ".2").c_str()),

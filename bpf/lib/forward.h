@@ -13,28 +13,46 @@
 #include "lib/config.h"
 #include "lib/maps.h"
 
+/* [keel_icmp_client_slot()]: this CPU's per-client ICMP too-big rate limits
+ * (keel_icmp_too_big_allow's client times). State that may start empty, as
+ * icmp_limit. (Defined here rather than in lib/maps.h, which holds every
+ * other map, only because that file was not this change's to edit.) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KEEL_ICMP_CLIENT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} icmp_client_limit SEC(".maps");
+
 /* A packet that would exceed the MTU once encapsulated: answered with ICMP
  * frag-needed / ICMPv6 packet-too-big (include/keel/encap.h says when and
- * how; at most `rate` answers a second on this CPU), else DROP_TOO_BIG.
+ * how; at most node->icmp_too_big_rate answers a second on this CPU, and
+ * icmp_too_big_client_rate to one client), else DROP_TOO_BIG.
  * mtu: the largest inner packet that fits.
  * Returns KEEL_R_TX_ICMP_TOO_BIG (the caller sends the frame back with
  * XDP_TX) or the drop reason. */
 static __always_inline int lb_icmp_too_big(struct xdp_md *ctx, const struct keel_pkt *pkt, __u32 frame_len,
-					   __u32 mtu, __u32 rate)
+					   __u32 mtu, const struct keel_node_config *node)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	int grow = keel_icmp_too_big_grow(pkt->key.family);
 	int len = keel_icmp_too_big_len(pkt);
 	__u32 zero = 0;
+	__u32 slot;
 	__u64 *tat;
+	__u64 *client_tat;
 
 	if (!keel_icmp_too_big_wanted(data, end, pkt))
 		return KEEL_R_DROP_TOO_BIG;
 	/* Per CPU: XDP runs with migration off, so nothing else moves this
-	 * CPU's slot while the program runs. */
+	 * CPU's times while the program runs. */
+	slot = keel_icmp_client_slot(&pkt->key);
+	client_tat = bpf_map_lookup_elem(&icmp_client_limit, &slot);
 	tat = bpf_map_lookup_elem(&icmp_limit, &zero);
-	if (!tat || !keel_icmp_rate_allow(tat, bpf_ktime_get_ns(), rate))
+	if (!tat || !client_tat ||
+	    !keel_icmp_too_big_allow(client_tat, tat, bpf_ktime_get_ns(), node->icmp_too_big_client_rate,
+				     node->icmp_too_big_rate))
 		return KEEL_R_DROP_TOO_BIG;
 	/* Cut the tail after the quote, then make room in front; the quote
 	 * itself stays where it is (keel_icmp_too_big_write). frame_len is
@@ -81,7 +99,7 @@ static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *p
 		 * packet; an error of the helper itself must not blackhole
 		 * traffic. On "frag needed" mtu_len holds the device's MTU. */
 		if (bpf_check_mtu(ctx, 0, &mtu_len, hlen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
-			return lb_icmp_too_big(ctx, pkt, frame_len, mtu_len - hlen, node->icmp_too_big_rate);
+			return lb_icmp_too_big(ctx, pkt, frame_len, mtu_len - hlen, node);
 	}
 	if (bpf_xdp_adjust_head(ctx, -(int)hlen))
 		return KEEL_R_DROP_ENCAP_FAILED;

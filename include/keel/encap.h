@@ -34,6 +34,7 @@
 #ifndef KEEL_ENCAP_H
 #define KEEL_ENCAP_H
 
+#include "keel/hash.h"
 #include "keel/parse.h"
 
 #define KEEL_ENCAP_TTL 64
@@ -392,7 +393,8 @@ KEEL_INLINE int keel_icmp_echo_reply(void *data, void *end, const struct keel_pk
  * original IP packet: at least the 60-byte IPv4 header + 8 RFC 792 asks for
  * and the 40 + 8 of IPv6; fixed so the checksum loop is bounded and the same
  * on both planes. The reply is smaller than the packet that caused it (no
- * amplifier), and the answers are rate limited (keel_icmp_rate_allow).
+ * amplifier), and the answers are rate limited, per client and in all
+ * (keel_icmp_too_big_allow).
  * Never sent for an ICMP error (RFC 1122 §3.2.2, RFC 4443 §2.4(e)), nor for a
  * packet shorter than the quote (only possible with a tiny MTU). */
 #define KEEL_ICMP_TOO_BIG_QUOTE 128
@@ -407,7 +409,8 @@ KEEL_INLINE int keel_icmp_echo_reply(void *data, void *end, const struct keel_pk
  * The bucket is one 64-bit "theoretical arrival time" (GCRA): *tat is when
  * the bucket would be full again, 0 at first. Each answer moves it one
  * interval later; an answer may go while *tat is at most burst - 1 intervals
- * ahead of now. Returns 1 (and takes the answer's place) or 0. */
+ * ahead of now. Returns 1 (and takes the answer's place) or 0.
+ * Each client has a limit of its own too (keel_icmp_too_big_allow, below). */
 KEEL_INLINE __u32 keel_icmp_burst(__u32 rate)
 {
 	return rate / 20 > 1 ? rate / 20 : 1;
@@ -425,6 +428,59 @@ KEEL_INLINE int keel_icmp_rate_allow(__u64 *tat, __u64 now_ns, __u32 rate)
 	if (t - now_ns > interval * (keel_icmp_burst(rate) - 1))
 		return 0;
 	*tat = t + interval;
+	return 1;
+}
+
+/* ---- Per-client limit on the too-big answers ----
+ * The limit above is global: one client sending oversized packets at the
+ * rate would take the whole budget and every other client's path-MTU
+ * discovery through keel would stop. So, as the kernel limits its ICMP
+ * errors per peer as well as globally (net.ipv4.icmp_ratelimit beside
+ * icmp_msgs_per_sec), each client also has a bucket of its own:
+ * `client_rate` answers a second (node_config.icmp_too_big_client_rate; 0:
+ * no per-client limit), bursts of keel_icmp_burst(client_rate), per CPU /
+ * worker like the global one.
+ * The buckets are KEEL_ICMP_CLIENT_SLOTS GCRA times per CPU / worker, the
+ * slot chosen by a hash of the client's address: an IPv4 address whole, an
+ * IPv6 address's /64 (a client picks its own low 64 bits, so one host would
+ * otherwise have 2^64 buckets). Clients whose hashes collide share a slot,
+ * and its limit: with one client over its limit, another is refused with it
+ * only if it shares that client's slot (1 in KEEL_ICMP_CLIENT_SLOTS). The
+ * hash is unseeded: a seed would not stop a sender who forges a victim's
+ * own source address, which takes the victim's slot whatever the hash. A
+ * flood from many addresses spreads over many slots and is bounded by the
+ * global limit alone, as before. */
+#define KEEL_ICMP_CLIENT_SLOTS 4096u /* a power of 2: 32 KiB of u64 per CPU / worker */
+#define KEEL_SEED_ICMP_CLIENT 0x69636d70u /* "icmp" */
+
+/* The client's slot: a hash of its address (IPv6: the /64) and family. */
+KEEL_INLINE __u32 keel_icmp_client_slot(const struct keel_flow_key *k)
+{
+	__u32 h = KEEL_SEED_ICMP_CLIENT;
+
+	h = keel_hash_mix(h, k->src[0]);
+	h = keel_hash_mix(h, k->family == KEEL_AF_INET6 ? k->src[1] : 0);
+	h = keel_hash_mix(h, k->family);
+	return keel_hash_final(h, 12) & (KEEL_ICMP_CLIENT_SLOTS - 1);
+}
+
+/* Whether a too-big answer may go: the client's own bucket first, so a
+ * client over its limit spends none of the global budget, then the global
+ * one (rate 0: none at all). Refused by the global bucket, the client's
+ * keeps the place it had: the client got no answer, so it paid none. */
+KEEL_INLINE int keel_icmp_too_big_allow(__u64 *client_tat, __u64 *tat, __u64 now_ns, __u32 client_rate,
+					__u32 rate)
+{
+	__u64 before = *client_tat;
+
+	if (rate == 0)
+		return 0;
+	if (client_rate != 0 && !keel_icmp_rate_allow(client_tat, now_ns, client_rate))
+		return 0;
+	if (!keel_icmp_rate_allow(tat, now_ns, rate)) {
+		*client_tat = before;
+		return 0;
+	}
 	return 1;
 }
 

@@ -86,7 +86,11 @@ KEEL_STATIC_ASSERT(sizeof(struct keel_ct_value) == 16, "ct value ABI");
 #define KEEL_NODE_F_HASH_SRC_V4 (1u << 0) /* derive outer v4 source from flow hash */
 #define KEEL_NODE_F_HASH_SRC_V6 (1u << 1)
 
-/* node_config[0]: per-balancer settings. */
+/* node_config[0]: per-balancer settings. Fields are only ever appended, and
+ * a new field's 0 means what the builds before it did: a keeld adopting the
+ * pins of an older build copies that build's shorter value into its own as
+ * a prefix, the rest zero, before its program runs (the XDP plane's
+ * adoption, docs/architecture.md "Restart and adoption"). */
 struct keel_node_config {
 	__u32 tunnel_src_v4;        /* network order */
 	__u32 tunnel_src_v6[4];     /* network order bytes */
@@ -98,8 +102,9 @@ struct keel_node_config {
 	__u32 udp_idle_timeout_s;   /* UDP conntrack entries older than this are re-picked */
 	__u32 tcp_idle_timeout_s;   /* same for TCP */
 	__u32 icmp_too_big_rate;    /* ICMP too-big answers a second per CPU / worker; 0: none (encap.h) */
+	__u32 icmp_too_big_client_rate; /* the same per client (its slot); 0: no per-client limit (encap.h) */
 };
-KEEL_STATIC_ASSERT(sizeof(struct keel_node_config) == 56, "node config ABI");
+KEEL_STATIC_ASSERT(sizeof(struct keel_node_config) == 60, "node config ABI");
 
 /* Counters (per CPU / per lcore, summed by the control plane). */
 struct keel_counter {
@@ -131,7 +136,7 @@ enum keel_reason {
 	KEEL_R_DROP_L4_PROTO,         /* VIP, protocol other than TCP/UDP/ICMP */
 	KEEL_R_DROP_NO_BACKEND,       /* service has no usable real */
 	KEEL_R_DROP_ENCAP_FAILED,     /* could not grow the packet (adjust_head) */
-	KEEL_R_DROP_TOO_BIG,          /* encapsulated packet would exceed the MTU (no DF, ICMP error) */
+	KEEL_R_DROP_TOO_BIG,          /* encapsulated packet would exceed the MTU (no DF, ICMP error, rate limits) */
 	/* Appended, not grouped with the other TX reasons: a reason's index is
 	 * the key of its counter in pinned maps and in keeld's adoption. */
 	KEEL_R_TX_ICMP_TOO_BIG,       /* over the MTU: ICMP frag-needed / PTB sent back to the client */

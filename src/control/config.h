@@ -77,6 +77,9 @@ struct NodeConfig {
   std::chrono::milliseconds tcpIdleTimeout{std::chrono::seconds(900)};
   // ICMP too-big answers a second, per CPU (XDP) or worker (DPDK); 0: none.
   uint32_t icmpTooBigRate = 1000;
+  // The same to one client (an IPv4 address, an IPv6 /64), within the
+  // above; 0: no per-client limit. docs/configuration.md says why 100.
+  uint32_t icmpTooBigClientRate = 100;
 };
 
 struct RealConfig {

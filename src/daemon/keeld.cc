@@ -109,6 +109,7 @@ std::optional<keel_node_config> buildNodeConfig(const Config& c,
   n.udp_idle_timeout_s = static_cast<uint32_t>(node.udpIdleTimeout.count() / 1000);
   n.tcp_idle_timeout_s = static_cast<uint32_t>(node.tcpIdleTimeout.count() / 1000);
   n.icmp_too_big_rate = node.icmpTooBigRate;
+  n.icmp_too_big_client_rate = node.icmpTooBigClientRate;
   return n;
 }
 

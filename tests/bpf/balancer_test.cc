@@ -4,6 +4,7 @@
 // counters every packet must move (exactly one reason; service and backend
 // for forwarded packets).
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <net/if.h>
 #include <sched.h>
@@ -20,9 +21,11 @@
 
 #include <gtest/gtest.h>
 
+#include "balancer.skel.h"
 #include "balancer_loader.h"
 #include "dataplane/xdp/map_elem_counter.h"
 #include "fixtures.h"
+#include "keel/encap.h"
 #include "keel/hash.h"
 
 namespace keel::test {
@@ -403,6 +406,82 @@ TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
   for (const auto& be : st.backends)
     if (be.id == 4) real4 = be.backend;
   checkRow(*lb, {"l2dsr at the MTU", dsr, Verdict::kTx, KEEL_R_TX_L2DSR, l2dsrExpected(dsr, real4), 4, 4}, ifindex);
+  std::system(("ip link del " + veth + "a").c_str());
+}
+
+// Each client has a limit of its own too (node_config.icmp_too_big_client_rate,
+// the shared keel_icmp_too_big_allow): a client over it is refused without
+// spending the CPU's budget, and other clients are still answered. An IPv6
+// client is its /64. "Over its limit" is set rather than waited for: the
+// client's slot of icmp_client_limit holds a time far ahead on every CPU,
+// so no clock enters the test (the DPDK worker test walks the limit itself).
+TEST(Balancer, TooBigAnswersAreLimitedPerClient) {
+  if (unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
+  std::string veth = "kcli" + std::to_string(getpid());
+  if (veth.size() > 12) veth.resize(12);
+  std::string cmd = "ip link add " + veth + "a mtu 1000 type veth peer name " + veth + "b mtu 1000";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const unsigned ifindex = if_nametoindex((veth + "a").c_str());
+  ASSERT_NE(ifindex, 0u);
+  auto lb = loadFixture();
+  ASSERT_TRUE(lb);
+  ASSERT_EQ(fixtureState().node.icmp_too_big_client_rate, 100u) << "keeld's default";
+  const int ncpu = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpu, 0);
+  const int slots = bpf_map__fd(lb->skel()->maps.icmp_client_limit);
+  const int global = bpf_map__fd(lb->skel()->maps.icmp_limit);
+  // A UDP datagram with DF to a service of the fixture, 1036 IP bytes: over
+  // the MTU of 1000 once encapsulated.
+  auto v6 = [](const std::string& client) { return client.find(':') != std::string::npos; };
+  constexpr uint16_t kPort = 40000;
+  auto over = [&](const std::string& client) {
+    PacketBuilder b;
+    b.Eth(kLbMac, kRouterMac);
+    if (v6(client))
+      b.IPv6(client, "fd00:100::1");
+    else
+      b.IPv4(client, "10.100.0.1", {.fragOff = kIpDf});
+    return b.Udp(kPort, 53).Payload(std::string(1000, 'o')).build();
+  };
+  auto slotOf = [&](const std::string& client) {
+    const keel_flow_key k = flowKey(client, v6(client) ? "fd00:100::1" : "10.100.0.1", kPort, 53, KEEL_PROTO_UDP);
+    return keel_icmp_client_slot(&k);
+  };
+  const std::string a4 = kClient4, b4 = "192.0.2.11";
+  const std::string a6 = kClient6, a6SameNet = "2001:db8::ffff:1", b6 = "2001:db8:0:1::10";
+  ASSERT_EQ(slotOf(a6), slotOf(a6SameNet)) << "one /64, one slot";
+  for (const std::string& other : {b4, b6}) {
+    ASSERT_NE(slotOf(a4), slotOf(other)) << other;
+    ASSERT_NE(slotOf(a6), slotOf(other)) << other;
+  }
+  const std::vector<__u64> ahead(static_cast<size_t>(ncpu), ~0ull / 2);
+  for (const std::string& c : {a4, a6}) {
+    const uint32_t slot = slotOf(c);
+    ASSERT_EQ(bpf_map_update_elem(slots, &slot, ahead.data(), BPF_ANY), 0);
+  }
+  auto globalTimes = [&] {
+    std::vector<__u64> v(static_cast<size_t>(ncpu));
+    uint32_t zero = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(global, &zero, v.data()), 0);
+    return v;
+  };
+  const std::vector<__u64> none(static_cast<size_t>(ncpu), 0);
+  ASSERT_EQ(globalTimes(), none);
+
+  EXPECT_EQ(lb->run(over(a4), 1, ifindex).action, XDP_DROP);
+  EXPECT_EQ(lb->run(over(a6SameNet), 1, ifindex).action, XDP_DROP) << "the /64 of a client over its limit";
+  EXPECT_EQ(lb->reasons()[KEEL_R_DROP_TOO_BIG].packets, 2u);
+  EXPECT_EQ(lb->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 0u);
+  EXPECT_EQ(globalTimes(), none) << "refused by its own limit, a client spends none of the CPU's";
+  EXPECT_EQ(lb->run(over(b4), 1, ifindex).action, XDP_TX);
+  EXPECT_EQ(lb->run(over(b6), 1, ifindex).action, XDP_TX);
+  EXPECT_EQ(lb->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 2u);
+  EXPECT_NE(globalTimes(), none);
+  // 0: no per-client limit, the global one alone.
+  FixtureState st = fixtureState();
+  st.node.icmp_too_big_client_rate = 0;
+  ASSERT_EQ(lb->setNode(st.node), "");
+  EXPECT_EQ(lb->run(over(a4), 1, ifindex).action, XDP_TX);
   std::system(("ip link del " + veth + "a").c_str());
 }
 

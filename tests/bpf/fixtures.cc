@@ -141,6 +141,7 @@ keel_node_config nodeConfig() {
   std::memcpy(&n.hash_src_v4_prefix, prefix.data(), 4);
   std::memcpy(&n.hash_src_v4_mask, mask.data(), 4);
   n.icmp_too_big_rate = 1000;  // keeld's default: bursts of 50, far more than any test sends
+  n.icmp_too_big_client_rate = 100;  // keeld's default: bursts of 5 per client, more than a table sends one
   return n;
 }
 

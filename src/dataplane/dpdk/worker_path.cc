@@ -105,14 +105,17 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
 
 // A packet over the MTU once encapsulated: ICMP frag-needed / packet-too-big
 // back to the client (include/keel/encap.h says when and how; mtu is the
-// largest inner packet that fits; at most `rate` answers a second from this
-// worker), else DROP_TOO_BIG. The frame grows at its
+// largest inner packet that fits; at most node.icmp_too_big_rate answers a
+// second from this worker, and icmp_too_big_client_rate to one client), else
+// DROP_TOO_BIG. The frame grows at its
 // front into the headroom and ends after the quote. The real got nothing, so
 // neither the service nor the backend counts it. Out of line (see
 // BurstCache::fill).
 [[gnu::noinline]] PacketResult tooBig(WorkerState& w, PacketBuf& b, const keel_pkt& p, uint32_t mtu,
-                                      uint32_t rate, uint64_t nowNs, uint32_t bytes) {
-  if (!keel_icmp_too_big_wanted(b.data, b.data + b.len, &p) || !keel_icmp_rate_allow(&w.icmpTat, nowNs, rate))
+                                      const keel_node_config& node, uint64_t nowNs, uint32_t bytes) {
+  if (!keel_icmp_too_big_wanted(b.data, b.data + b.len, &p) ||
+      !keel_icmp_too_big_allow(&w.icmpClientTat[keel_icmp_client_slot(&p.key)], &w.icmpTat, nowNs,
+                               node.icmp_too_big_client_rate, node.icmp_too_big_rate))
     return finish(w, Verdict::kDrop, KEEL_R_DROP_TOO_BIG, bytes);
   const uint16_t grow = keel_icmp_too_big_grow(p.key.family);
   if (b.headroom < grow) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
@@ -287,7 +290,7 @@ inline bool needsFlowHash(const Snapshot& s, const Step& step) {
   // The same test as XDP's bpf_check_mtu(ctx, 0, &ip_len, hdr): the L3
   // length grown by the outer header against the L3 MTU, so neither a VLAN
   // tag nor Ethernet padding counts.
-  if (p.ip_len + hdr > w.mtu) return tooBig(w, b, p, w.mtu - hdr, s.node.icmp_too_big_rate, nowNs, bytes);
+  if (p.ip_len + hdr > w.mtu) return tooBig(w, b, p, w.mtu - hdr, s.node, nowNs, bytes);
   if (b.headroom < hdr) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
   uint8_t* start = b.data - hdr;
   const int hashSrc = keel_encap_hash_src(&be->tpl, svc->flags);

@@ -14,11 +14,13 @@
 // It never blocks, locks, allocates or throws.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
 #include "dataplane/dpdk/conn_table.h"
 #include "dataplane/dpdk/tables.h"
+#include "keel/encap.h"
 #include "keel/hash.h"
 #include "keel/maps_abi.h"
 #include "keel/parse.h"
@@ -90,7 +92,10 @@ struct alignas(64) WorkerState {
   __u64 peerTat = 0;
   WorkerCounters counters;
   uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it gets ICMP too-big or DROP_TOO_BIG
-  __u64 icmpTat = 0;  // the ICMP too-big answers' rate limit (keel_icmp_rate_allow)
+  __u64 icmpTat = 0;  // the ICMP too-big answers' rate limit (keel_icmp_too_big_allow)
+  // The same per client, by keel_icmp_client_slot(): 32 KiB, last, so the
+  // fields the packet path reads for every packet keep their lines.
+  std::array<__u64, KEEL_ICMP_CLIENT_SLOTS> icmpClientTat{};
 };
 
 struct PacketResult {

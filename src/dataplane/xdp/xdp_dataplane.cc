@@ -166,6 +166,15 @@ bool sameProgram(int attachedFd, int attachedRodataFd, int loadedFd, int loadedR
          ar->value == br->value;
 }
 
+// State that may start empty: the ICMP too-big rate limits' times. Adopting
+// pins that lack one (made by a build before it) or hold one of another
+// layout, load creates this build's and pinAddedMaps() pins it: the worst
+// is a burst of answers the old times would have refused.
+bool mayStartEmpty(const keel_balancer* skel, const bpf_map* map) {
+  const bpf_map* const maps[] = {skel->maps.icmp_limit, skel->maps.icmp_client_limit};
+  return std::find(std::begin(maps), std::end(maps), map) != std::end(maps);
+}
+
 }  // namespace
 
 // Pins present: reuse every pinned map instead of creating it (before load,
@@ -185,9 +194,9 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
     std::string name = bpf_map__name(map);
     std::string path = options_.pinDir + "/" + name;
     int fd = bpf_obj_get(path.c_str());
-    if (fd < 0 && errno == ENOENT && map == skel_->maps.icmp_limit) {
-      // State that may start empty, added after the pins were made (an
-      // upgrade): load creates it and pinAddedMaps() pins it.
+    if (fd < 0 && errno == ENOENT && mayStartEmpty(skel_, map)) {
+      // Added after the pins were made (an upgrade): load creates it and
+      // pinAddedMaps() pins it.
       addedMaps_.push_back(map);
       continue;
     }
@@ -203,8 +212,33 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
       closeAll();
       return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
     }
-    if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
+    const bool sameLayout = info.type == bpf_map__type(map) && info.key_size == bpf_map__key_size(map) &&
+                            info.value_size == bpf_map__value_size(map);
+    if (mayStartEmpty(skel_, map) && (!sameLayout || info.max_entries != bpf_map__max_entries(map))) {
+      // Another build's shape of it: replaced by this build's, empty.
+      ::close(fd);
+      fds.pop_back();
+      addedMaps_.push_back(map);
+      continue;
+    }
+    if (map == skel_->maps.node_config && info.type == bpf_map__type(map) &&
+        info.key_size == bpf_map__key_size(map) && info.max_entries == 1 &&
         info.value_size != bpf_map__value_size(map)) {
+      // Made by a build whose keel_node_config was shorter (or longer):
+      // fields are only appended (maps_abi.h). Not reused: load creates
+      // this build's, carryNodeOver() copies the old value into it before
+      // the program swap, replacePin() takes the pin after it.
+      oldNode_.emplace(::dup(fd));
+      oldNodeSize_ = info.value_size;
+      ::close(fd);
+      fds.pop_back();
+      if (oldNode_->get() < 0) {
+        closeAll();
+        return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
+      }
+      continue;
+    }
+    if (!sameLayout) {
       closeAll();
       return Status::error("xdp: adopt " + path + ": pinned by a keeld with another map layout (type " +
                            std::to_string(info.type) + ", key " + std::to_string(info.key_size) +
@@ -284,6 +318,8 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   }
   if (int rc = keel_balancer__load(dp->skel_); rc != 0)
     return Status::error("xdp: load balancer program: " + errnoText(rc) + takeLibbpfLog());
+  // Before the swap: the new program must never see an empty node_config.
+  if (Status s = dp->carryNodeOver(); !s) return s;
   // Optional: without it (kernel < 6.6) the entry count is just unknown.
   if (Status s = MapElemCounter::create(bpf_map__fd(dp->skel_->maps.conntrack), &dp->ctCounter_); !s)
     logWarn(LogRecord("conntrack_count_unavailable").add("error", s.message() + takeLibbpfLog()));
@@ -300,8 +336,18 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   }
   if (!options.pinDir.empty()) {
     // Adopted maps are pinned already, all but a stats_reasons of another
-    // size and the maps this build added.
+    // size, a node_config of another layout and the maps this build added.
     Status s = adopting ? dp->migrateReasons() : dp->pinMaps();
+    if (s && dp->oldNode_) {
+      s = dp->replacePin(dp->skel_->maps.node_config);
+      if (s)
+        logInfo(LogRecord("xdp_adopt_migrates_node_config")
+                    .add("reason", dp->options_.pinDir + "/node_config held " +
+                                       std::to_string(dp->oldNodeSize_) + " bytes, this build's " +
+                                       std::to_string(sizeof(keel_node_config)) +
+                                       ": copied to a new map until keeld writes the configured node"));
+      dp->oldNode_.reset();
+    }
     if (s && adopting) s = dp->pinAddedMaps();
     if (s) s = dp->pinProgram();
     if (!s) {
@@ -417,18 +463,44 @@ Status XdpDataplane::pinMaps() {
   return Status::ok();
 }
 
+// Pins this build's map in the place of an adopted build's (bpffs has no
+// rename: unlink, then pin; only a starting keeld does this).
+Status XdpDataplane::replacePin(bpf_map* map) {
+  const std::string path = options_.pinDir + "/" + bpf_map__name(map);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return Status::error("xdp: replace the pin " + path + ": " + errnoText(errno));
+  if (int rc = bpf_map__pin(map, path.c_str()); rc != 0)
+    return Status::error("xdp: pin " + path + ": " + errnoText(rc));
+  return Status::ok();
+}
+
 // After an adoption whose pins lack a map this build has and that may start
-// empty (adoptPinnedMaps): pins the one load created, so the next keeld
-// adopts it with the rest.
+// empty, or hold one of another shape (adoptPinnedMaps): pins the one load
+// created, so the next keeld adopts it with the rest.
 Status XdpDataplane::pinAddedMaps() {
   for (bpf_map* map : addedMaps_) {
-    const std::string path = options_.pinDir + "/" + bpf_map__name(map);
-    if (int rc = bpf_map__pin(map, path.c_str()); rc != 0)
-      return Status::error("xdp: pin " + path + ": " + errnoText(rc));
-    logInfo(LogRecord("xdp_adopt_adds_map").add("map", path));
+    if (Status s = replacePin(map); !s) return s;
+    logInfo(LogRecord("xdp_adopt_adds_map").add("map", options_.pinDir + "/" + bpf_map__name(map)));
   }
   addedMaps_.clear();
   return Status::ok();
+}
+
+// After load, before the program swap, when the pinned node_config had
+// another layout (adoptPinnedMaps): its value into this build's map, the
+// common bytes as they were and any field the old build lacked 0 (which
+// means what that build did: maps_abi.h), so the swapped-in program
+// forwards as the old one did until keeld writes the configured node.
+Status XdpDataplane::carryNodeOver() {
+  if (!oldNode_) return Status::ok();
+  std::vector<uint8_t> old(oldNodeSize_);
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(oldNode_->get(), &zero, old.data()) != 0)
+    return Status::error("xdp: read the pinned node_config: " + errnoText(errno));
+  keel_node_config node{};
+  std::memcpy(&node, old.data(), std::min<size_t>(old.size(), sizeof node));
+  return mapStatus(bpf_map__update_elem(skel_->maps.node_config, &zero, sizeof zero, &node, sizeof node, BPF_ANY),
+                   "xdp: carry node_config over");
 }
 
 // After an adoption that found stats_reasons pinned with another number of
@@ -457,10 +529,7 @@ Status XdpDataplane::migrateReasons() {
       return Status::error("xdp: migrate stats_reasons: " + errnoText(errno));
   }
   const std::string path = options_.pinDir + "/" + bpf_map__name(map);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-    return Status::error("xdp: replace the pin " + path + ": " + errnoText(errno));
-  if (int rc = bpf_map__pin(map, path.c_str()); rc != 0)
-    return Status::error("xdp: pin " + path + ": " + errnoText(rc));
+  if (Status s = replacePin(map); !s) return s;
   logInfo(LogRecord("xdp_adopt_migrates_reasons")
               .add("reason", path + " held " + std::to_string(oldReasonsEntries_) + " reasons, this build counts " +
                                  std::to_string(KEEL_R_MAX) + ": counts carried over to a new map"));

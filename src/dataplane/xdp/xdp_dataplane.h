@@ -100,6 +100,8 @@ class XdpDataplane final : public Dataplane {
   Status attachOrReplace(bool adopting);
   Status pinMaps();
   Status migrateReasons();
+  Status carryNodeOver();
+  Status replacePin(bpf_map* map);
   Status pinAddedMaps();
   Status pinProgram();
   void unpinMaps();
@@ -122,8 +124,13 @@ class XdpDataplane final : public Dataplane {
   // reasons (KEEL_R_MAX), whose counts migrateReasons() carries over.
   std::optional<Fd> oldReasons_;
   uint32_t oldReasonsEntries_ = 0;
-  // Maps the adopted pins lacked and that may start empty (icmp_limit),
-  // created by load and pinned by pinAddedMaps().
+  // Adoption: the pinned node_config of a build with another
+  // keel_node_config layout, which carryNodeOver() copies into this build's.
+  std::optional<Fd> oldNode_;
+  uint32_t oldNodeSize_ = 0;
+  // Maps that may start empty (the ICMP rate limits' times: mayStartEmpty in
+  // the .cc) which the adopted pins lacked or held in another shape, created
+  // by load and pinned by pinAddedMaps().
   std::vector<bpf_map*> addedMaps_;
   std::vector<uint32_t> ringKeys_;  // 0..M, reused for batch ring fills
 };

@@ -175,7 +175,19 @@ TEST(Config, MinimalFileGetsDefaults) {
   EXPECT_EQ(r.config->node.udpIdleTimeout, std::chrono::seconds(30));
   EXPECT_EQ(r.config->node.tcpIdleTimeout, std::chrono::seconds(900));
   EXPECT_EQ(r.config->node.icmpTooBigRate, 1000u);
+  EXPECT_EQ(r.config->node.icmpTooBigClientRate, 100u);
   EXPECT_TRUE(r.config->services.empty());
+}
+
+TEST(Config, IcmpTooBigClientRateIsReadAndZeroTurnsThePerClientLimitOff) {
+  for (uint32_t rate : {0u, 10u, 1000000u}) {
+    ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: eth0}\nnode: {icmp_too_big_client_rate: " +
+                                     std::to_string(rate) + "}\n",
+                                 "k.yaml");
+    ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+    EXPECT_EQ(r.config->node.icmpTooBigClientRate, rate);
+    EXPECT_EQ(r.config->node.icmpTooBigRate, 1000u) << "the global limit is its own key";
+  }
 }
 
 TEST(Config, IcmpTooBigRateIsReadAndZeroTurnsTheAnswersOff) {
@@ -440,6 +452,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"icmp rate out of range",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  icmp_too_big_rate: 2000000\n",
                 {"keel.yaml:3: node.icmp_too_big_rate: must be an integer 0..1000000, got \"2000000\""}},
+        BadCase{"icmp client rate out of range",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  icmp_too_big_client_rate: 1000001\n",
+                {"keel.yaml:3: node.icmp_too_big_client_rate: must be an integer 0..1000000, got \"1000001\""}},
+        BadCase{"icmp client rate not a number",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  icmp_too_big_rate: 500\n"
+                "  icmp_too_big_client_rate: -5\n",
+                {"keel.yaml:4: node.icmp_too_big_client_rate: must be an integer 0..1000000, got \"-5\""}},
         BadCase{"hash source host bits",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  hash_source_v4: 172.16.0.1/16\n",
                 {"keel.yaml:3: node.hash_source_v4: host bits must be zero"}},

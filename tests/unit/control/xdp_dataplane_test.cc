@@ -23,7 +23,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -31,6 +33,7 @@
 
 #include "balancer.skel.h"
 #include "control/registry.h"
+#include "keel/encap.h"
 
 namespace keel {
 namespace {
@@ -552,13 +555,86 @@ TEST_F(XdpAdoptTest, ReasonsPinnedByABuildWithFewerReasonsAreCarriedOver) {
   EXPECT_EQ(dp_->readStats(0, 0).reasons[KEEL_R_TX_IPIP].packets, 7u);
 }
 
-// A keeld built before the ICMP rate limit pinned no icmp_limit. That map
-// may start empty: the restart adopts everything else, swaps the program
-// (the old one used no such map) and pins the new map for the next restart.
-TEST_F(XdpAdoptTest, PinsWithoutIcmpLimitAreAdoptedAndTheMapPinned) {
+// A keeld built before the ICMP rate limits pinned no icmp_limit (main
+// before it) or no icmp_client_limit (main before the per-client limit).
+// Those maps may start empty: the restart adopts everything else, swaps the
+// program (the old one used no such map) and pins the new maps for the next
+// restart.
+TEST_F(XdpAdoptTest, PinsWithoutTheIcmpLimitsAreAdoptedAndTheMapsPinned) {
+  for (const char* missing : {"icmp_limit", "icmp_client_limit"}) {
+    SCOPED_TRACE(missing);
+    firstKeeld();
+    const std::string path = pinDir_ + "/" + missing;
+    ASSERT_EQ(unlink(path.c_str()), 0);
+    const uint32_t conntrackId = mapId("conntrack");
+
+    Status s = XdpDataplane::create(options(), &dp_);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    EXPECT_FALSE(dp_->keptProgram());
+    EXPECT_EQ(mapId("conntrack"), conntrackId);
+    expectStateKept();
+    ASSERT_TRUE(std::filesystem::exists(path));
+    const uint32_t limitId = mapId(missing);
+    // The next restart adopts it with the rest, and keeps the program.
+    dp_->leaveInPlace();
+    dp_.reset();
+    s = XdpDataplane::create(options(), &dp_);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    EXPECT_TRUE(dp_->keptProgram());
+    EXPECT_EQ(mapId(missing), limitId);
+    ASSERT_TRUE(dp_->shutdown(true).isOk());
+    dp_.reset();
+  }
+}
+
+// A rate limit's times pinned in another shape (another build's number of
+// client slots): state that may start empty, so replaced by this build's
+// rather than refused as a changed limit.
+TEST_F(XdpAdoptTest, AnIcmpClientLimitOfAnotherShapeIsReplaced) {
   firstKeeld();
-  const std::string path = pinDir_ + "/icmp_limit";
+  const std::string path = pinDir_ + "/icmp_client_limit";
+  int old = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "icmp_client_limit", 4, 8, 1024, nullptr);
+  ASSERT_GE(old, 0);
   ASSERT_EQ(unlink(path.c_str()), 0);
+  ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
+  close(old);
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  expectStateKept();
+  int fd = pinned("icmp_client_limit");
+  ASSERT_GE(fd, 0);
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+  close(fd);
+  EXPECT_EQ(info.max_entries, KEEL_ICMP_CLIENT_SLOTS);
+}
+
+// A keeld built before icmp_too_big_client_rate pinned a 56-byte
+// node_config. Its fields are a prefix of this build's (maps_abi.h): the
+// restart adopts everything else, fills its own node_config from the old one
+// before its program runs (the new field 0: no per-client limit, as that
+// build did), pins it in the old one's place, and the next restart adopts it
+// as it is.
+TEST_F(XdpAdoptTest, NodeConfigPinnedByABuildWithAShorterLayoutIsCarriedOver) {
+  firstKeeld();
+  keel_node_config node{};
+  inet_pton(AF_INET, "10.0.0.2", &node.tunnel_src_v4);
+  node.next_hop_mac[5] = 0xfe;
+  node.local_mac[5] = 0x09;
+  node.tcp_idle_timeout_s = 900;
+  node.icmp_too_big_rate = 1000;
+  node.icmp_too_big_client_rate = 77;  // not in the old layout: must not arrive
+  constexpr uint32_t kOldSize = offsetof(keel_node_config, icmp_too_big_client_rate);
+  static_assert(kOldSize == 56);
+  const std::string path = pinDir_ + "/node_config";
+  int old = bpf_map_create(BPF_MAP_TYPE_ARRAY, "node_config", 4, kOldSize, 1, nullptr);
+  ASSERT_GE(old, 0);
+  uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_update_elem(old, &zero, &node, BPF_ANY), 0);  // its first 56 bytes
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
+  close(old);
   const uint32_t conntrackId = mapId("conntrack");
 
   Status s = XdpDataplane::create(options(), &dp_);
@@ -566,15 +642,25 @@ TEST_F(XdpAdoptTest, PinsWithoutIcmpLimitAreAdoptedAndTheMapPinned) {
   EXPECT_FALSE(dp_->keptProgram());
   EXPECT_EQ(mapId("conntrack"), conntrackId);
   expectStateKept();
-  ASSERT_TRUE(std::filesystem::exists(path));
-  const uint32_t limitId = mapId("icmp_limit");
-  // The next restart adopts it with the rest, and keeps the program.
+  int fd = pinned("node_config");
+  ASSERT_GE(fd, 0);
+  keel_node_config now{};
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+  EXPECT_EQ(info.value_size, sizeof(keel_node_config));
+  ASSERT_EQ(bpf_map_lookup_elem(fd, &zero, &now), 0);
+  close(fd);
+  keel_node_config want = node;
+  want.icmp_too_big_client_rate = 0;
+  EXPECT_EQ(std::memcmp(&now, &want, sizeof now), 0);
+  const uint32_t nodeId = mapId("node_config");
   dp_->leaveInPlace();
   dp_.reset();
   s = XdpDataplane::create(options(), &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();
   EXPECT_TRUE(dp_->keptProgram());
-  EXPECT_EQ(mapId("icmp_limit"), limitId);
+  EXPECT_EQ(mapId("node_config"), nodeId);
 }
 
 TEST_F(XdpAdoptTest, ChangedLimitsAreRefusedNamingTheKeyAndChangeNothing) {

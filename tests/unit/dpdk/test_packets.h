@@ -158,6 +158,7 @@ inline keel_node_config nodeConfig() {
   n.udp_idle_timeout_s = 30;
   n.tcp_idle_timeout_s = 300;
   n.icmp_too_big_rate = 1000;  // keeld's default: bursts of 50, far more than any test sends
+  n.icmp_too_big_client_rate = 100;  // keeld's default: bursts of 5 per client, more than a table sends one
   return n;
 }
 

@@ -723,6 +723,78 @@ TEST_F(WorkerPathTest, TooBigAnswersAreRateLimitedPerWorker) {
   EXPECT_EQ(run(in, t0 + 10'000'000'000ull).r.reason, KEEL_R_DROP_TOO_BIG);
 }
 
+// Each client has a limit of its own too (node_config.icmp_too_big_client_rate,
+// the shared keel_icmp_too_big_allow): a client over it is refused without
+// spending the worker's budget, and other clients are still answered. An IPv6
+// client is its /64. Refused by the worker's limit, a client keeps its place.
+// 0: no per-client limit.
+TEST_F(WorkerPathTest, TooBigAnswersAreLimitedPerClient) {
+  keel_node_config node = test::nodeConfig();
+  ASSERT_EQ(node.icmp_too_big_client_rate, 100u) << "keeld's default";
+  node.icmp_too_big_client_rate = 20;  // bursts of 1, one answer per 50 ms; the worker's: 1000, one per 1 ms
+  ASSERT_TRUE(store_.setNode(node));
+  addService(vip4_, 53, KEEL_PROTO_UDP, 1);
+  addService(vip6_, 53, KEEL_PROTO_UDP, 2);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("2001:db8:1::1"), 2)));
+  ring(1, {1, 1, 1});
+  ring(2, {2, 2, 2});
+  auto over = [&](const char* client) {  // one byte over the MTU once encapsulated
+    const IpAddress c = ip(client);
+    Frame f{c, c.isV4() ? vip4_ : vip6_, 1000, 53, KEEL_PROTO_UDP};
+    f.payload = c.isV4() ? 1500 - 28 - 20 + 1 : 1500 - 48 - 40 + 1;
+    f.fragOff = KEEL_IP_DF;
+    return test::buildFrame(f);
+  };
+  auto slotOf = [](const char* client) {
+    keel_flow_key k{};
+    ip(client).toWords(k.src);
+    k.family = ip(client).family();
+    return keel_icmp_client_slot(&k);
+  };
+  const char *a4 = "192.168.1.1", *b4 = "192.168.1.2";
+  const char *a6 = "2001:db8:7::1", *a6SameNet = "2001:db8:7::ffff:2", *b6 = "2001:db8:7:1::1";
+  ASSERT_NE(slotOf(a4), slotOf(b4));
+  ASSERT_EQ(slotOf(a6), slotOf(a6SameNet)) << "one /64, one slot";
+  ASSERT_NE(slotOf(a6), slotOf(b6));
+  const uint64_t t0 = 1'000'000'000ull;
+  EXPECT_EQ(run(over(a4), t0).r.reason, KEEL_R_TX_ICMP_TOO_BIG);
+  const __u64 spent = worker_.icmpTat;
+  Out refused = run(over(a4), t0);
+  EXPECT_EQ(refused.r.verdict, Verdict::kDrop);
+  EXPECT_EQ(refused.r.reason, KEEL_R_DROP_TOO_BIG) << "over its own limit";
+  EXPECT_EQ(worker_.icmpTat, spent) << "refused by its own limit, a client spends none of the worker's";
+  EXPECT_EQ(run(over(b4), t0).r.reason, KEEL_R_TX_ICMP_TOO_BIG) << "another client is still answered";
+  EXPECT_EQ(run(over(a6), t0).r.reason, KEEL_R_TX_ICMP_TOO_BIG);
+  EXPECT_EQ(run(over(a6SameNet), t0).r.reason, KEEL_R_DROP_TOO_BIG) << "the same /64";
+  EXPECT_EQ(run(over(b6), t0).r.reason, KEEL_R_TX_ICMP_TOO_BIG);
+  EXPECT_EQ(run(over(a4), t0 + 49'999'999).r.reason, KEEL_R_DROP_TOO_BIG);
+  EXPECT_EQ(run(over(a4), t0 + 50'000'000).r.reason, KEEL_R_TX_ICMP_TOO_BIG) << "one interval later";
+  EXPECT_EQ(worker_.counters.reasons[KEEL_R_TX_ICMP_TOO_BIG].packets, 5u);
+  EXPECT_EQ(worker_.counters.reasons[KEEL_R_DROP_TOO_BIG].packets, 3u);
+
+  // Refused by the worker's limit (1 a second here), a client keeps its
+  // place: it got no answer, so it paid none.
+  node.icmp_too_big_rate = 1;
+  ASSERT_TRUE(store_.setNode(node));
+  WorkerState fresh(1024, 16, 1024, 1500);
+  auto runOn = [&](WorkerState& w, const std::vector<uint8_t>& in, uint64_t now) {
+    std::vector<uint8_t> mem;
+    PacketBuf b = place(mem, in);
+    return processPacket(*store_.current(), w, b, now).reason;
+  };
+  EXPECT_EQ(runOn(fresh, over(a4), t0), KEEL_R_TX_ICMP_TOO_BIG);
+  EXPECT_EQ(runOn(fresh, over(b4), t0), KEEL_R_DROP_TOO_BIG);
+  EXPECT_EQ(fresh.icmpClientTat[slotOf(b4)], 0u);
+  EXPECT_EQ(runOn(fresh, over(b4), t0 + 1'000'000'000ull), KEEL_R_TX_ICMP_TOO_BIG);
+
+  // 0: no per-client limit, the worker's alone.
+  node.icmp_too_big_rate = 1000;
+  node.icmp_too_big_client_rate = 0;
+  ASSERT_TRUE(store_.setNode(node));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(run(over(a4), t0 + 50'000'000).r.reason, KEEL_R_TX_ICMP_TOO_BIG) << i;
+}
+
 // A port MTU so small that the packet over it is shorter than the quote:
 // no error (the quote would be cut), DROP_TOO_BIG as before.
 TEST_F(WorkerPathTest, PacketShorterThanTheQuoteIsDropped) {

@@ -513,12 +513,12 @@ INSTANTIATE_TEST_SUITE_P(
                 "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: 10.0.0.2, next_hop_mac: "
                 "\"02:00:00:00:00:01\"}\nservices:\n  - name: a\n    vip: 10.0.0.1\n    port: 80\n    protocol: "
                 "tcp\n    reals:\n      - {address: 224.0.0.1}\n",
-                {"keel.yaml:10: services[0].reals[0].address: cannot be a multicast address, got 224.0.0.1"}},
+                {"keel.yaml:9: services[0].reals[0].address: cannot be a multicast address, got 224.0.0.1"}},
         BadCase{"broadcast real",
                 "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: 10.0.0.2, next_hop_mac: "
                 "\"02:00:00:00:00:01\"}\nservices:\n  - name: a\n    vip: 10.0.0.1\n    port: 80\n    protocol: "
                 "tcp\n    reals:\n      - {address: 255.255.255.255}\n",
-                {"keel.yaml:10: services[0].reals[0].address: cannot be the broadcast address, got "
+                {"keel.yaml:9: services[0].reals[0].address: cannot be the broadcast address, got "
                  "255.255.255.255"}},
         BadCase{"group next_hop_mac",
                 "dataplane: {kind: xdp, interface: eth0}\nnode: {next_hop_mac: \"ff:ff:ff:ff:ff:ff\"}\n",

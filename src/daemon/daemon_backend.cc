@@ -858,11 +858,16 @@ std::optional<ConnView> DaemonBackend::connEntry(const std::string& service, con
   return registry_.connEntry(service, key);
 }
 
+std::optional<std::string> DaemonBackend::connListRefusal() {
+  if (connScansPending_ < kMaxConnScans) return std::nullopt;
+  return "conn.list: " + std::to_string(kMaxConnScans) +
+         " connection-table reads are already running or waiting; try again when they are done";
+}
+
 void DaemonBackend::connList(const ConnQuery& query, ConnListDone done) {
-  if (connScansPending_ >= kMaxConnScans)
-    return done(Status::error("conn.list: " + std::to_string(kMaxConnScans) +
-                              " connection-table reads are already running or waiting; try again when they are done"),
-                {});
+  // The dispatcher asked connListRefusal() first; a caller that did not is
+  // refused here all the same.
+  if (std::optional<std::string> busy = connListRefusal()) return done(Status::error(*busy), {});
   std::optional<ConnListJob> job;
   if (Status s = registry_.prepareConnList(query, &job); !s) return done(s, {});
   ++connScansPending_;

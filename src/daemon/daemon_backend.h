@@ -114,6 +114,7 @@ class DaemonBackend : public api::ControlBackend {
   // Prepared here (Registry::prepareConnList), walked on connScans_, and
   // answered through the loop; at most kMaxConnScans at a time.
   void connList(const ConnQuery& query, ConnListDone done) override;
+  std::optional<std::string> connListRefusal() override;
   api::StatsSnapshot servicesAndGlobalStats() override;
   api::Result addService(const api::ServiceAddRequest& request) override;
   api::Result removeService(const std::string& name) override;

@@ -146,7 +146,7 @@ inline const char* connStateName(ConnState s) {
 // A flow's entry as the registry reads it (Registry::connEntry): its real,
 // and whether the next packet of the flow goes there.
 struct ConnView {
-  std::optional<IpAddress> real;          // the entry's real; none if its backend id is no real of the service now
+  std::optional<IpAddress> real;          // the entry's real; none if its backend id is no real of the service now and the registry does not remember the removed real it was written for (Registry::pastReals_)
   ConnState state = ConnState::kKept;
   std::string why;                        // when not kept: the state in words, with its details
   uint64_t idleNs = 0;                    // ConnEntry::idleNs

@@ -52,6 +52,7 @@ inline constexpr const char* kInvalidConfig = "invalid_config";  // config.check
 inline constexpr const char* kFailed = "failed";                  // backend refused, nothing changed
 inline constexpr const char* kLineTooLong = "line_too_long";
 inline constexpr const char* kBusy = "busy";                      // connection limit reached
+inline constexpr const char* kTryLater = "try_later";  // conn.list: enough table reads running or waiting; retry
 inline constexpr const char* kInternal = "internal";
 }  // namespace code
 
@@ -230,6 +231,12 @@ class ControlBackend {
   // nothing the caller's thread owns.
   using ConnListDone = std::function<void(Status status, ConnList list)>;
   virtual void connList(const ConnQuery& query, ConnListDone done) = 0;
+  // Why connList would refuse now, before reading anything: as many table
+  // reads as the backend takes are running or waiting (keeld:
+  // DaemonBackend::kMaxConnScans); nullopt: it would not. conn.list asks it
+  // on the loop's thread just before connList, and answers try_later (the
+  // same request will do once one is done) instead of calling connList.
+  virtual std::optional<std::string> connListRefusal() { return std::nullopt; }
   // stats.get and the metrics scrape: one counter read for both halves (two
   // reads would cost twice and show services and reasons from different
   // instants), plus the connection-table count, which only these two show

@@ -546,6 +546,14 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
       // Outside handleLine's try: what the backend throws is answered here.
       auto answered = std::make_shared<std::atomic<bool>>(false);
       try {
+        // Refused before anything is prepared: its own code, unlike a table
+        // that could not be read (failed), since the same request will do
+        // once a read is done. On the loop, like connList: nothing can take
+        // the place in between.
+        if (std::optional<std::string> busy = backend_.connListRefusal()) {
+          answered->store(true);
+          return send(errorResponse(id, {code::kTryLater, *busy, "", {}}));
+        }
         backend_.connList(query, [id, limit = query.limit, send, answered](Status s, ConnList list) {
           answered->store(true);
           send(connListResponse(id, limit, s, list));

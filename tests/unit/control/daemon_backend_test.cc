@@ -241,6 +241,7 @@ TEST_F(DaemonBackendTest, ConnListWalksTheTableOffTheLoop) {
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_EQ(answers[0]["id"], 99);
   EXPECT_EQ(answers[0]["ok"], false);
+  EXPECT_EQ(answers[0]["error"]["code"], "try_later");  // retryable, unlike failed (an unreadable table)
   EXPECT_NE(answers[0]["error"]["message"].get<std::string>().find("already running or waiting"), std::string::npos)
       << answers[0].dump();
   io_.restart();

@@ -57,12 +57,12 @@ bool addHealthParam(Context& ctx, json& params, const std::string& text) {
   json h = api::parseNotingDuplicates(text, duplicates, /*allowExceptions=*/false);
   if (h.is_discarded()) {
     std::cerr << "keelctl: --health: not valid JSON: " << text << "\n";
-    ctx.exitCode = 1;
+    ctx.exitCode = 2;  // a usage error, found before anything is sent
     return false;
   }
   if (const auto& dup = duplicates.duplicate()) {
     std::cerr << "keelctl: --health: " << *dup << ": duplicate key (each key may appear once in an object)\n";
-    ctx.exitCode = 1;
+    ctx.exitCode = 2;
     return false;
   }
   params["health"] = std::move(h);

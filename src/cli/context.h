@@ -60,7 +60,7 @@ void defineDaemon(CLI::App&, Context&);
 json numberOrString(const std::string& text);
 
 // --health TEXT (a JSON object) into params["health"]; nothing when TEXT is
-// empty. Not JSON at all: says so, sets ctx.exitCode = 1 and returns false.
+// empty. Not JSON at all: says so, sets ctx.exitCode = 2 (a usage error) and returns false.
 // What the object holds is the daemon's to check.
 bool addHealthParam(Context& ctx, json& params, const std::string& text);
 

@@ -42,7 +42,7 @@ void defineLookup(CLI::App& noun, Context& ctx) {
     if (!splitClient(a->client, addr, port)) {
       std::cerr << "keelctl: --client: must be ADDR:PORT (IPv6 as [ADDR]:PORT), got \"" << a->client
                 << "\"\n";
-      ctx.exitCode = 1;
+      ctx.exitCode = 2;  // a usage error (keelctl.8, EXIT STATUS)
       return;
     }
     json p{{"service", a->service}, {"client_address", addr}, {"client_port", numberOrString(port)}};

@@ -186,9 +186,10 @@ void defineStats(CLI::App& noun, Context& ctx) {
     if (a->watching && !a->watch.empty()) {
       char* end = nullptr;
       interval = std::strtod(a->watch.c_str(), &end);
-      if (!end || *end || interval < 0.1 || interval > 86400) {
+      // Written so that NaN fails too (every comparison with it is false).
+      if (!end || *end || !(interval >= 0.1 && interval <= 86400)) {
         std::cerr << "keelctl: --watch: must be a number of seconds 0.1..86400, got \"" << a->watch << "\"\n";
-        ctx.exitCode = 1;
+        ctx.exitCode = 2;  // a usage error (keelctl.8, EXIT STATUS)
         return;
       }
     } else if (!a->watching) {
@@ -196,7 +197,7 @@ void defineStats(CLI::App& noun, Context& ctx) {
     }
     if (a->count < 0) {
       std::cerr << "keelctl: --count: must be >= 0\n";
-      ctx.exitCode = 1;
+      ctx.exitCode = 2;
       return;
     }
     json params = json::object();

@@ -199,11 +199,28 @@ TEST_F(KeelctlTest, DaemonErrorsExitOneAndChangeNothing) {
   for (const auto& row : rows) {
     SCOPED_TRACE(row.args[0] + " " + row.args[1]);
     CliRun r = keelctl(row.args);
-    EXPECT_EQ(r.rc, 1);
+    // What keelctl refuses itself is a usage error (2); the daemon's refusals exit 1.
+    EXPECT_EQ(r.rc, row.err.rfind("keelctl: --health", 0) == 0 ? 2 : 1);
     EXPECT_EQ(r.err, row.err);
     EXPECT_EQ(r.out, "");
   }
   EXPECT_TRUE(onLoop([&] { return fake_.mutations.empty(); }));
+}
+
+// --watch: a NaN passed the 0.1..86400 range check (every comparison with
+// NaN is false) and made a loop without pause; keelctl's own argument
+// checks exit 2, as keelctl.8 says of usage errors.
+TEST_F(KeelctlTest, StatsWatchAndCountAreCheckedBeforeAnyCall) {
+  startServer();
+  for (const char* w : {"nan", "inf", "0.01", "x"}) {
+    CliRun r = keelctl({"stats", "--watch", w, "--count", "1"});
+    EXPECT_EQ(r.rc, 2) << w;
+    EXPECT_EQ(r.err, std::string("keelctl: --watch: must be a number of seconds 0.1..86400, got \"") + w + "\"\n");
+    EXPECT_EQ(r.out, "");
+  }
+  CliRun c = keelctl({"stats", "--watch", "1", "--count", "-1"});
+  EXPECT_EQ(c.rc, 2);
+  EXPECT_EQ(c.err, "keelctl: --count: must be >= 0\n");
 }
 
 TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
@@ -451,7 +468,7 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   ASSERT_EQ(l6.rc, 0) << l6.err;
   EXPECT_EQ(json::parse(l6.out)["real"], "2001:db8::5");
   CliRun bad = keelctl({"lookup", "web", "--client", "192.0.2.1"});
-  EXPECT_EQ(bad.rc, 1);
+  EXPECT_EQ(bad.rc, 2);  // a usage error: nothing was sent
   EXPECT_EQ(bad.err, "keelctl: --client: must be ADDR:PORT (IPv6 as [ADDR]:PORT), got \"192.0.2.1\"\n");
 
   CliRun h = keelctl({"health", "show", "web"});

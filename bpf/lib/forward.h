@@ -13,17 +13,6 @@
 #include "lib/config.h"
 #include "lib/maps.h"
 
-/* [keel_icmp_client_slot()]: this CPU's per-client ICMP too-big rate limits
- * (keel_icmp_too_big_allow's client times). State that may start empty, as
- * icmp_limit. (Defined here rather than in lib/maps.h, which holds every
- * other map, only because that file was not this change's to edit.) */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, KEEL_ICMP_CLIENT_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} icmp_client_limit SEC(".maps");
-
 /* A packet that would exceed the MTU once encapsulated: answered with ICMP
  * frag-needed / ICMPv6 packet-too-big (include/keel/encap.h says when and
  * how; at most node->icmp_too_big_rate answers a second on this CPU, and

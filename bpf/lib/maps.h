@@ -10,6 +10,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "keel/encap.h"
 #include "keel/maglev_lookup.h"
 #include "keel/maps_abi.h"
 
@@ -81,6 +82,16 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } icmp_limit SEC(".maps");
+
+/* [keel_icmp_client_slot()]: this CPU's per-client ICMP too-big rate limit
+ * times (keel_icmp_too_big_allow's client times). State that may start
+ * empty, as icmp_limit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KEEL_ICMP_CLIENT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} icmp_client_limit SEC(".maps");
 
 /* Forwarded packets/bytes per service id. */
 struct {

@@ -42,6 +42,15 @@ std::string yaml(const std::string& reals, const std::string& health = "") {
          health + "    reals:\n" + reals;
 }
 
+// yaml()'s file with node.tunnel_source_v6 as well (ipip to IPv6 reals).
+std::string withTunnelSourceV6(std::string file) {
+  const std::string node = "node: {tunnel_source_v4: 10.0.0.2, ";
+  const size_t at = file.find(node);
+  EXPECT_NE(at, std::string::npos);
+  if (at != std::string::npos) file.replace(at, node.size(), node + "tunnel_source_v6: \"2001:db8::2\", ");
+  return file;
+}
+
 const std::string kTwo =
     "      - {address: 10.0.1.1, weight: 100}\n"
     "      - {address: 10.0.1.2, weight: 100}\n";
@@ -447,11 +456,7 @@ TEST_F(DaemonBackendTest, RuntimeAddAndRemoveReal) {
 // service add warns for the new service, and later runtime changes and
 // reloads of the same situation do not repeat it.
 TEST_F(DaemonBackendTest, RuntimeIpv6IpipServiceOnASmallMtuIsWarnedOnce) {
-  std::string file = yaml(kTwo);
-  const std::string node = "node: {tunnel_source_v4: 10.0.0.2, ";
-  ASSERT_NE(file.find(node), std::string::npos);
-  file.replace(file.find(node), node.size(), node + "tunnel_source_v6: \"2001:db8::2\", ");
-  files_["keel.yaml"] = file;
+  files_["keel.yaml"] = withTunnelSourceV6(yaml(kTwo));
   dp_.mtu = 1300;
   test::LogCapture log;
   make();
@@ -540,12 +545,8 @@ TEST_F(DaemonBackendTest, RuntimeRealsAndVipsTheFileWouldRefuseAreRefused) {
 // refused, and the node config keeld set before the registry is put back
 // (PreApply with the running file), so a failed reload changes nothing.
 TEST_F(DaemonBackendTest, AReloadThatBreaksARuntimeRealIsRefusedAndTheNodeRestored) {
-  std::string file = yaml(kTwo);
-  const std::string node = "node: {tunnel_source_v4: 10.0.0.2, ";
-  ASSERT_NE(file.find(node), std::string::npos);
-  const std::string withV6 = std::string(file).replace(file.find(node), node.size(),
-                                                        node + "tunnel_source_v6: \"2001:db8::2\", ");
-  files_["keel.yaml"] = withV6;
+  const std::string file = yaml(kTwo);
+  files_["keel.yaml"] = withTunnelSourceV6(file);
   make();
   api::RealAddRequest add;
   add.service = "web";

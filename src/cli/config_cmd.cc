@@ -37,7 +37,8 @@ std::optional<std::string> readConfig(const std::string& file, Context& ctx) {
   const std::uintmax_t size = std::filesystem::file_size(file, ec);
   if (ec) return fail("cannot open: " + ec.message());
   if (size > kMaxConfigBytes)
-    return fail(std::to_string(size) + " bytes; keelctl sends at most " + std::to_string(kMaxConfigBytes));
+    return fail(std::to_string(size) + " bytes; keelctl sends at most " + std::to_string(kMaxConfigBytes) +
+                " (check a file this large with keeld --check-config FILE on the host)");
   std::ifstream in(file, std::ios::binary);
   if (!in) return fail(std::string("cannot open: ") + std::strerror(errno));
   std::ostringstream text;

@@ -840,12 +840,19 @@ RealMac resolveRealMac(const std::string& service, const IpAddress& real, const 
   const std::string& interface = lookup.interface;
   const bool lookedUp = lookup.lookedUp;
   RealMac out;
-  if (auto it = lookup.resolved.find(real); lookedUp && it != lookup.resolved.end()) {
+  auto it = lookup.resolved.find(real);
+  const bool found = lookedUp && it != lookup.resolved.end();
+  // The table can hold any lladdr (ip neigh ... nud permanent): a group or
+  // zero one is refused as a written `mac:` would be.
+  if (found && !it->second.isZero() && !it->second.isGroup()) {
     out.mac = it->second;
     return out;
   }
   std::string why;
-  if (lookedUp)
+  if (found)
+    why = "its neighbour-table entry on " + interface + " is " + it->second.toString() +
+          ", not a unicast MAC";
+  else if (lookedUp)
     why = "is not in the neighbour table of " + interface + " (not reachable on-link?)";
   else if (interface.empty())
     why = "there is no neighbour table to look it up in (no dataplane.interface, nor a "

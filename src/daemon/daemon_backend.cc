@@ -138,29 +138,43 @@ std::vector<std::string> validateTargets(const Config& c) {
 // turns a service with added MAC-less reals into l2dsr), and the data plane
 // would send with an all-zero outer source or destination MAC while
 // counting it forwarded.
-std::vector<std::string> validateComposed(const Config& c) {
-  std::vector<std::string> errors;
+// One thing validateComposed refuses: the service, the real (none: the
+// service itself) and the message.
+struct ComposedProblem {
+  std::string service;
+  std::optional<IpAddress> real;
+  std::string message;
+};
+
+std::vector<ComposedProblem> composedProblems(const Config& c) {
+  std::vector<ComposedProblem> out;
   for (const ServiceConfig& svc : c.services) {
+    auto service = [&](std::string m) { out.push_back({svc.name, std::nullopt, "service " + svc.name + ": " + m}); };
     if (std::string why = serviceAddressProblem(svc.vip, true); !why.empty())
-      errors.push_back("service " + svc.name + ": the VIP cannot be " + why + ", got " + svc.vip.toString());
+      service("the VIP cannot be " + why + ", got " + svc.vip.toString());
     if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !c.node.nextHopMac)
-      errors.push_back("service " + svc.name + ": ipip forwarding needs node.next_hop_mac (the router toward the reals)");
+      service("ipip forwarding needs node.next_hop_mac (the router toward the reals)");
     for (const RealConfig& r : svc.reals) {
-      const std::string where = "service " + svc.name + " real " + r.address.toString() + ": ";
-      if (std::string why = serviceAddressProblem(r.address, false); !why.empty())
-        errors.push_back(where + "a real cannot be " + why);
+      auto real = [&](std::string m) {
+        out.push_back({svc.name, r.address, "service " + svc.name + " real " + r.address.toString() + ": " + m});
+      };
+      if (std::string why = serviceAddressProblem(r.address, false); !why.empty()) real("a real cannot be " + why);
       if (r.mac && (r.mac->isZero() || r.mac->isGroup()))
-        errors.push_back(where + "its MAC must be a unicast address, got " + r.mac->toString());
+        real("its MAC must be a unicast address, got " + r.mac->toString());
       if (svc.forwarding == Forwarding::kIpip) {
-        if (r.address.isV4() && !c.node.tunnelSourceV4)
-          errors.push_back(where + "ipip to an IPv4 real needs node.tunnel_source_v4");
-        if (r.address.isV6() && !c.node.tunnelSourceV6)
-          errors.push_back(where + "ipip to an IPv6 real needs node.tunnel_source_v6");
+        if (r.address.isV4() && !c.node.tunnelSourceV4) real("ipip to an IPv4 real needs node.tunnel_source_v4");
+        if (r.address.isV6() && !c.node.tunnelSourceV6) real("ipip to an IPv6 real needs node.tunnel_source_v6");
       } else if (!r.mac) {
-        errors.push_back(where + "l2dsr needs the real's MAC (give mac, or add it again so that keeld resolves it)");
+        real("l2dsr needs the real's MAC (give mac, or add it again so that keeld resolves it)");
       }
     }
   }
+  return out;
+}
+
+std::vector<std::string> validateComposed(const Config& c) {
+  std::vector<std::string> errors;
+  for (ComposedProblem& p : composedProblems(c)) errors.push_back(std::move(p.message));
   return errors;
 }
 
@@ -572,6 +586,23 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
                 .add("change", out.reals[{svcName, *addr}].added     ? "added"
                                : out.reals[{svcName, *addr}].removed ? "removed"
                                                                      : "weight/drain"));
+  }
+  // What the composed-config checks refuse (validateComposed), entry by
+  // entry: an added service or real an older keeld accepted, or one the
+  // file no longer gives what it needs (a tunnel source dropped while
+  // stopped). Dropped alone, so it does not cost the whole overlay (start()
+  // falls back to none when the commit fails).
+  for (const ComposedProblem& p : composedProblems(compose(file, out))) {
+    if (out.addedServices.erase(p.service)) {
+      std::erase_if(out.reals, [&](const auto& kv) { return kv.first.first == p.service; });
+      logDropped(p.service, "", p.message);
+    } else if (p.real) {
+      auto it = out.reals.find({p.service, *p.real});
+      if (it != out.reals.end() && it->second.added) {
+        out.reals.erase(it);
+        logDropped(p.service, p.real->toString(), p.message);
+      }
+    }
   }
   return out;
 }

@@ -223,9 +223,9 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
     }
     if (map == skel_->maps.node_config && info.type == bpf_map__type(map) &&
         info.key_size == bpf_map__key_size(map) && info.max_entries == 1 &&
-        info.value_size != bpf_map__value_size(map)) {
-      // Made by a build whose keel_node_config was shorter (or longer):
-      // fields are only appended (maps_abi.h). Not reused: load creates
+        info.value_size < bpf_map__value_size(map)) {
+      // Made by a build whose keel_node_config was shorter: fields are only
+      // appended (maps_abi.h). A longer one (a downgrade) is another layout. Not reused: load creates
       // this build's, carryNodeOver() copies the old value into it before
       // the program swap, replacePin() takes the pin after it.
       oldNode_.emplace(::dup(fd));

@@ -102,6 +102,28 @@ TEST(Config, L2dsrMacsAreResolvedInOneCallForTheWholeFile) {
 
 // With a neighbour table to read (keeld's host checks), an l2dsr real it
 // does not know is named as not on-link.
+// The neighbour table can hold any lladdr (a permanent entry): a group or
+// zero one is refused as a written mac: would be, with what the table says.
+TEST(Config, AGroupMacFromTheNeighbourTableIsRefused) {
+  ConfigOptions o;
+  o.resolveMac = [](const std::vector<IpAddress>& reals, const std::string&) {
+    std::map<IpAddress, MacAddress> found;
+    for (const IpAddress& a : reals) found[a] = MacAddress({0x03, 0xbf, 0x0a, 0x00, 0x01, 0x05});
+    return found;
+  };
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth0}\nservices:\n"
+      "  - {name: dsr, vip: 192.0.2.1, port: 80, protocol: tcp, forwarding: l2dsr,\n"
+      "     reals: [{address: 10.0.1.11}]}\n",
+      "keel.yaml", o);
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_NE(r.errors[0].find("l2dsr real 10.0.1.11 of service dsr has no mac and its neighbour-table entry on "
+                             "eth0 is 03:bf:0a:00:01:05, not a unicast MAC"),
+            std::string::npos)
+      << r.errors[0];
+}
+
 TEST(Config, UnresolvableL2dsrRealNamesTheNeighbourTable) {
   ConfigResult r = parseConfig(
       "dataplane: {kind: xdp, interface: eth0}\nservices:\n"

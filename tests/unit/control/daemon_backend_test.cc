@@ -1035,6 +1035,33 @@ TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
 // running have no stop record), from a stale record, for a real that was
 // down, and whenever the data plane is adopted (it says which reals are up),
 // checked reals start as before.
+// A restart keeps the rest of the overlay when one entry no longer passes
+// the composed-config checks (here: the file lost tunnel_source_v6 while an
+// IPv6 real added with keelctl was kept): that entry alone is dropped, not
+// every drain and weight with it.
+TEST_F(RuntimeStateTest, ARestartDropsOnlyTheRuntimeEntryTheChecksRefuse) {
+  files_["keel.yaml"] = withTunnelSourceV6(yaml(kTwo));
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("2001:db8:1::12");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  backend_.reset();
+
+  files_["keel.yaml"] = yaml(kTwo);  // no tunnel_source_v6
+  test::LogCapture log;
+  auto k = restart();
+  ASSERT_TRUE(k->backend->findService("web"));
+  EXPECT_FALSE(k->real("web", "2001:db8:1::12"));
+  ASSERT_TRUE(k->real("web", "10.0.1.1"));
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining) << "the drain went with the refused entry";
+  std::vector<std::string> dropped = log.take("runtime_state_dropped");
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_NE(dropped[0].find("ipip to an IPv6 real needs node.tunnel_source_v6"), std::string::npos) << dropped[0];
+  EXPECT_TRUE(log.take("runtime_state_ignored").empty());
+}
+
 TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
   files_["keel.yaml"] = yaml(kTwo,
                              "    health: {type: tcp, port: 9, interval: 10s, timeout: 50ms, "

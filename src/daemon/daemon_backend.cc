@@ -129,6 +129,14 @@ std::vector<std::string> validateTargets(const Config& c) {
   return errors;
 }
 
+// One thing composedProblems finds: the service, the real (none: the
+// service itself) and the message.
+struct ComposedProblem {
+  std::string service;
+  std::optional<IpAddress> real;
+  std::string message;
+};
+
 // The rules keel.yaml's parser checks (config.cc) that a runtime change
 // could break, checked again on the composed config: the addresses a VIP or
 // a real cannot be (serviceAddressProblem), a real's MAC, and the rules
@@ -137,15 +145,8 @@ std::vector<std::string> validateTargets(const Config& c) {
 // them (an IPv6 real added to a node without tunnel_source_v6, a file that
 // turns a service with added MAC-less reals into l2dsr), and the data plane
 // would send with an all-zero outer source or destination MAC while
-// counting it forwarded.
-// One thing validateComposed refuses: the service, the real (none: the
-// service itself) and the message.
-struct ComposedProblem {
-  std::string service;
-  std::optional<IpAddress> real;
-  std::string message;
-};
-
+// counting it forwarded. commit() refuses on them (validateComposed);
+// loadState drops the state-file entries they name.
 std::vector<ComposedProblem> composedProblems(const Config& c) {
   std::vector<ComposedProblem> out;
   for (const ServiceConfig& svc : c.services) {
@@ -736,8 +737,7 @@ DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config
       if (!spec) {
         logDropped(key.first, key.second.toString(),
                    "its health no longer resolves under the file's service health: " +
-                       (errors.real.empty() ? (errors.service.empty() ? std::string("invalid") : errors.service.front())
-                                            : errors.real.front()));
+                       firstError(errors.real.empty() ? errors.service : errors.real));
         continue;
       }
       kept.added->healthSpec = *spec;

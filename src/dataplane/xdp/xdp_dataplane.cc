@@ -166,13 +166,37 @@ bool sameProgram(int attachedFd, int attachedRodataFd, int loadedFd, int loadedR
          ar->value == br->value;
 }
 
-// State that may start empty: the ICMP too-big rate limits' times. Adopting
-// pins that lack one (made by a build before it) or hold one of another
-// layout, load creates this build's and pinAddedMaps() pins it: the worst
-// is a burst of answers the old times would have refused.
-bool mayStartEmpty(const keel_balancer* skel, const bpf_map* map) {
-  const bpf_map* const maps[] = {skel->maps.icmp_limit, skel->maps.icmp_client_limit};
-  return std::find(std::begin(maps), std::end(maps), map) != std::end(maps);
+// The pinned maps a starting keeld does not reuse but replaces with the
+// one its load creates, and what it carries over from the old one: each is
+// state whose layout a build may change without refusing the pins. Every
+// other map must match this build's exactly (adoptPinnedMaps).
+//   kEmpty:       the ICMP too-big rate limits' times. Missing (pins made
+//                 before it) or of another shape: this build's starts
+//                 empty; the worst is a burst of answers the old times
+//                 would have refused.
+//   kNodeConfig:  node_config pinned by a build whose keel_node_config was
+//                 shorter (fields are only appended: maps_abi.h; a longer
+//                 one, a downgrade, is another layout): copied before the
+//                 program swap, so the new program never sees it empty.
+//   kReasons:     stats_reasons with another number of reasons (its size is
+//                 KEEL_R_MAX, not a limit): the counts are added after the
+//                 swap, once the old program no longer counts.
+// Each replaced map takes the old one's pin after the swap (replacePins).
+XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const bpf_map_info* pinned) {
+  using C = XdpDataplane::Carry;
+  const bool sameShape = pinned && pinned->type == bpf_map__type(map) &&
+                         pinned->key_size == bpf_map__key_size(map) &&
+                         pinned->value_size == bpf_map__value_size(map);
+  if (map == skel->maps.icmp_limit || map == skel->maps.icmp_client_limit)
+    return !sameShape || pinned->max_entries != bpf_map__max_entries(map) ? C::kEmpty : C::kReuse;
+  if (!pinned) return C::kReuse;  // missing: adoptPinnedMaps refuses it
+  if (map == skel->maps.node_config && pinned->type == bpf_map__type(map) &&
+      pinned->key_size == bpf_map__key_size(map) && pinned->max_entries == 1 &&
+      pinned->value_size < bpf_map__value_size(map))
+    return C::kNodeConfig;
+  if (map == skel->maps.stats_reasons && sameShape && pinned->max_entries != bpf_map__max_entries(map))
+    return C::kReasons;
+  return C::kReuse;
 }
 
 }  // namespace
@@ -194,10 +218,9 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
     std::string name = bpf_map__name(map);
     std::string path = options_.pinDir + "/" + name;
     int fd = bpf_obj_get(path.c_str());
-    if (fd < 0 && errno == ENOENT && mayStartEmpty(skel_, map)) {
-      // Added after the pins were made (an upgrade): load creates it and
-      // pinAddedMaps() pins it.
-      addedMaps_.push_back(map);
+    if (fd < 0 && errno == ENOENT && carryOf(skel_, map, nullptr) == Carry::kEmpty) {
+      // Added after the pins were made (an upgrade): load creates it.
+      replaced_.push_back({map, Carry::kEmpty, Fd(), 0, 0});
       continue;
     }
     if (fd < 0) {
@@ -212,52 +235,21 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
       closeAll();
       return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
     }
-    const bool sameLayout = info.type == bpf_map__type(map) && info.key_size == bpf_map__key_size(map) &&
-                            info.value_size == bpf_map__value_size(map);
-    if (mayStartEmpty(skel_, map) && (!sameLayout || info.max_entries != bpf_map__max_entries(map))) {
-      // Another build's shape of it: replaced by this build's, empty.
-      ::close(fd);
+    if (const Carry carry = carryOf(skel_, map, &info); carry != Carry::kReuse) {
+      // Not reused: load creates this build's map. The old one stays open
+      // where carryOver() copies from it.
       fds.pop_back();
-      addedMaps_.push_back(map);
+      const bool keepOld = carry != Carry::kEmpty;
+      if (!keepOld) ::close(fd);
+      replaced_.push_back({map, carry, Fd(keepOld ? fd : -1), info.value_size, info.max_entries});
       continue;
     }
-    if (map == skel_->maps.node_config && info.type == bpf_map__type(map) &&
-        info.key_size == bpf_map__key_size(map) && info.max_entries == 1 &&
-        info.value_size < bpf_map__value_size(map)) {
-      // Made by a build whose keel_node_config was shorter: fields are only
-      // appended (maps_abi.h). A longer one (a downgrade) is another layout. Not reused: load creates
-      // this build's, carryNodeOver() copies the old value into it before
-      // the program swap, replacePin() takes the pin after it.
-      oldNode_.emplace(::dup(fd));
-      oldNodeSize_ = info.value_size;
-      ::close(fd);
-      fds.pop_back();
-      if (oldNode_->get() < 0) {
-        closeAll();
-        return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
-      }
-      continue;
-    }
-    if (!sameLayout) {
+    if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
+        info.value_size != bpf_map__value_size(map)) {
       closeAll();
       return Status::error("xdp: adopt " + path + ": pinned by a keeld with another map layout (type " +
                            std::to_string(info.type) + ", key " + std::to_string(info.key_size) +
                            " B, value " + std::to_string(info.value_size) + " B)" + removeHint(options_));
-    }
-    if (map == skel_->maps.stats_reasons && info.max_entries != bpf_map__max_entries(map)) {
-      // Its size is the build's number of reasons (KEEL_R_MAX), not a
-      // limit: a keeld that counts more or fewer verdicts pinned it (an
-      // upgrade that added one). Not reused: load creates this build's map,
-      // and migrateReasons() moves the counts over and takes the pin.
-      oldReasons_.emplace(::dup(fd));
-      oldReasonsEntries_ = info.max_entries;
-      ::close(fd);
-      fds.pop_back();
-      if (oldReasons_->get() < 0) {
-        closeAll();
-        return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
-      }
-      continue;
     }
     if (info.max_entries != bpf_map__max_entries(map)) {
       closeAll();
@@ -319,7 +311,7 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   if (int rc = keel_balancer__load(dp->skel_); rc != 0)
     return Status::error("xdp: load balancer program: " + errnoText(rc) + takeLibbpfLog());
   // Before the swap: the new program must never see an empty node_config.
-  if (Status s = dp->carryNodeOver(); !s) return s;
+  if (Status s = dp->carryOver(CarryPhase::kBeforeSwap); !s) return s;
   // Optional: without it (kernel < 6.6) the entry count is just unknown.
   if (Status s = MapElemCounter::create(bpf_map__fd(dp->skel_->maps.conntrack), &dp->ctCounter_); !s)
     logWarn(LogRecord("conntrack_count_unavailable").add("error", s.message() + takeLibbpfLog()));
@@ -335,20 +327,10 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
     dp->adopted_ = std::move(state);
   }
   if (!options.pinDir.empty()) {
-    // Adopted maps are pinned already, all but a stats_reasons of another
-    // size, a node_config of another layout and the maps this build added.
-    Status s = adopting ? dp->migrateReasons() : dp->pinMaps();
-    if (s && dp->oldNode_) {
-      s = dp->replacePin(dp->skel_->maps.node_config);
-      if (s)
-        logInfo(LogRecord("xdp_adopt_migrates_node_config")
-                    .add("reason", dp->options_.pinDir + "/node_config held " +
-                                       std::to_string(dp->oldNodeSize_) + " bytes, this build's " +
-                                       std::to_string(sizeof(keel_node_config)) +
-                                       ": copied to a new map until keeld writes the configured node"));
-      dp->oldNode_.reset();
-    }
-    if (s && adopting) s = dp->pinAddedMaps();
+    // Adopted maps are pinned already, all but those this build replaced
+    // (carryOf), which take their old pins now.
+    Status s = adopting ? dp->carryOver(CarryPhase::kAfterSwap) : dp->pinMaps();
+    if (s && adopting) s = dp->replacePins();
     if (s) s = dp->pinProgram();
     if (!s) {
       if (adopting)
@@ -474,66 +456,78 @@ Status XdpDataplane::replacePin(bpf_map* map) {
   return Status::ok();
 }
 
-// After an adoption whose pins lack a map this build has and that may start
-// empty, or hold one of another shape (adoptPinnedMaps): pins the one load
-// created, so the next keeld adopts it with the rest.
-Status XdpDataplane::pinAddedMaps() {
-  for (bpf_map* map : addedMaps_) {
-    if (Status s = replacePin(map); !s) return s;
-    logInfo(LogRecord("xdp_adopt_adds_map").add("map", options_.pinDir + "/" + bpf_map__name(map)));
+// After an adoption: each map this build replaced takes its old pin, so the
+// next keeld adopts it with the rest; the old maps are closed.
+Status XdpDataplane::replacePins() {
+  for (Replaced& r : replaced_) {
+    if (Status s = replacePin(r.map); !s) return s;
+    const std::string path = options_.pinDir + "/" + bpf_map__name(r.map);
+    switch (r.carry) {
+      case Carry::kEmpty:
+        logInfo(LogRecord("xdp_adopt_adds_map").add("map", path));
+        break;
+      case Carry::kNodeConfig:
+        logInfo(LogRecord("xdp_adopt_migrates_node_config")
+                    .add("reason", path + " held " + std::to_string(r.pinnedValueSize) +
+                                       " bytes, this build's " + std::to_string(sizeof(keel_node_config)) +
+                                       ": copied to a new map until keeld writes the configured node"));
+        break;
+      case Carry::kReasons:
+        logInfo(LogRecord("xdp_adopt_migrates_reasons")
+                    .add("reason", path + " held " + std::to_string(r.pinnedEntries) +
+                                       " reasons, this build counts " + std::to_string(KEEL_R_MAX) +
+                                       ": counts carried over to a new map"));
+        break;
+      case Carry::kReuse:
+        break;
+    }
   }
-  addedMaps_.clear();
+  replaced_.clear();
   return Status::ok();
 }
 
-// After load, before the program swap, when the pinned node_config had
-// another layout (adoptPinnedMaps): its value into this build's map, the
-// common bytes as they were and any field the old build lacked 0 (which
-// means what that build did: maps_abi.h), so the swapped-in program
-// forwards as the old one did until keeld writes the configured node.
-Status XdpDataplane::carryNodeOver() {
-  if (!oldNode_) return Status::ok();
-  std::vector<uint8_t> old(oldNodeSize_);
-  uint32_t zero = 0;
-  if (bpf_map_lookup_elem(oldNode_->get(), &zero, old.data()) != 0)
-    return Status::error("xdp: read the pinned node_config: " + errnoText(errno));
-  keel_node_config node{};
-  std::memcpy(&node, old.data(), std::min<size_t>(old.size(), sizeof node));
-  return mapStatus(bpf_map__update_elem(skel_->maps.node_config, &zero, sizeof zero, &node, sizeof node, BPF_ANY),
-                   "xdp: carry node_config over");
-}
-
-// After an adoption that found stats_reasons pinned with another number of
-// reasons (adoptPinnedMaps): adds the old map's counts of every reason both
-// builds know (indices only ever get appended: maps_abi.h) to this build's
-// map and pins it in the old one's place. Runs after the new program is
-// attached, so the old one no longer counts; packets counted by the old
-// program between this copy and its last run on another CPU are lost (a
-// handful at most), as is a count racing ours on the same CPU.
-Status XdpDataplane::migrateReasons() {
-  if (!oldReasons_) return Status::ok();
-  const int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return Status::error("xdp: migrate stats_reasons: cannot count the possible CPUs");
-  bpf_map* map = skel_->maps.stats_reasons;
-  const int fd = bpf_map__fd(map);
-  const uint32_t n = std::min<uint32_t>(oldReasonsEntries_, KEEL_R_MAX);
-  std::vector<keel_counter> oldValues(static_cast<size_t>(ncpu)), values(static_cast<size_t>(ncpu));
-  for (uint32_t i = 0; i < n; ++i) {
-    if (bpf_map_lookup_elem(oldReasons_->get(), &i, oldValues.data()) != 0) continue;
-    if (bpf_map_lookup_elem(fd, &i, values.data()) != 0) continue;
-    for (int c = 0; c < ncpu; ++c) {
-      values[c].packets += oldValues[c].packets;
-      values[c].bytes += oldValues[c].bytes;
+// What each replaced map keeps of the old one (carryOf), in its phase:
+// before the program swap, node_config's value (the common bytes as they
+// were, any field the old build lacked 0, which means what that build did:
+// maps_abi.h), so the swapped-in program forwards as the old one did until
+// keeld writes the configured node; after it, the reason counts of every
+// reason both builds know (indices are only appended), added to this
+// build's. Packets the old program counted on another CPU between that copy
+// and its last run are lost (a handful at most), as is a count racing ours
+// on the same CPU.
+Status XdpDataplane::carryOver(CarryPhase phase) {
+  for (const Replaced& r : replaced_) {
+    if (r.old.get() < 0) continue;
+    if (r.carry == Carry::kNodeConfig && phase == CarryPhase::kBeforeSwap) {
+      std::vector<uint8_t> old(r.pinnedValueSize);
+      uint32_t zero = 0;
+      if (bpf_map_lookup_elem(r.old.get(), &zero, old.data()) != 0)
+        return Status::error("xdp: read the pinned node_config: " + errnoText(errno));
+      keel_node_config node{};
+      std::memcpy(&node, old.data(), std::min<size_t>(old.size(), sizeof node));
+      if (Status s = mapStatus(bpf_map__update_elem(r.map, &zero, sizeof zero, &node, sizeof node, BPF_ANY),
+                               "xdp: carry node_config over");
+          !s)
+        return s;
     }
-    if (bpf_map_update_elem(fd, &i, values.data(), BPF_ANY) != 0)
-      return Status::error("xdp: migrate stats_reasons: " + errnoText(errno));
+    if (r.carry == Carry::kReasons && phase == CarryPhase::kAfterSwap) {
+      const int ncpu = libbpf_num_possible_cpus();
+      if (ncpu <= 0) return Status::error("xdp: migrate stats_reasons: cannot count the possible CPUs");
+      const int fd = bpf_map__fd(r.map);
+      const uint32_t n = std::min<uint32_t>(r.pinnedEntries, KEEL_R_MAX);
+      std::vector<keel_counter> oldValues(static_cast<size_t>(ncpu)), values(static_cast<size_t>(ncpu));
+      for (uint32_t i = 0; i < n; ++i) {
+        if (bpf_map_lookup_elem(r.old.get(), &i, oldValues.data()) != 0) continue;
+        if (bpf_map_lookup_elem(fd, &i, values.data()) != 0) continue;
+        for (int c = 0; c < ncpu; ++c) {
+          values[c].packets += oldValues[c].packets;
+          values[c].bytes += oldValues[c].bytes;
+        }
+        if (bpf_map_update_elem(fd, &i, values.data(), BPF_ANY) != 0)
+          return Status::error("xdp: migrate stats_reasons: " + errnoText(errno));
+      }
+    }
   }
-  const std::string path = options_.pinDir + "/" + bpf_map__name(map);
-  if (Status s = replacePin(map); !s) return s;
-  logInfo(LogRecord("xdp_adopt_migrates_reasons")
-              .add("reason", path + " held " + std::to_string(oldReasonsEntries_) + " reasons, this build counts " +
-                                 std::to_string(KEEL_R_MAX) + ": counts carried over to a new map"));
-  oldReasons_.reset();
   return Status::ok();
 }
 

@@ -92,6 +92,10 @@ class XdpDataplane final : public Dataplane {
   uint32_t programId() const { return programId_; }
   const std::string& pinDir() const { return options_.pinDir; }
 
+ public:
+  // What a starting keeld does with a pinned map (carryOf in the .cc).
+  enum class Carry { kReuse, kEmpty, kNodeConfig, kReasons };
+
  private:
   Status zeroCounters(CounterKind kind, uint32_t id) override;
   DataplaneStats readCounters(uint32_t services, uint32_t backends) override;
@@ -99,10 +103,10 @@ class XdpDataplane final : public Dataplane {
   Status adoptPinnedMaps(bool* adopting);
   Status attachOrReplace(bool adopting);
   Status pinMaps();
-  Status migrateReasons();
-  Status carryNodeOver();
+  enum class CarryPhase { kBeforeSwap, kAfterSwap };
+  Status carryOver(CarryPhase phase);
   Status replacePin(bpf_map* map);
-  Status pinAddedMaps();
+  Status replacePins();
   Status pinProgram();
   void unpinMaps();
   Status readProgrammed(ProgrammedState* out);
@@ -120,18 +124,17 @@ class XdpDataplane final : public Dataplane {
   bool leaveInPlace_ = false;
   bool keptProgram_ = false;
   std::optional<ProgrammedState> adopted_;
-  // Adoption: the pinned stats_reasons of a keeld with another number of
-  // reasons (KEEL_R_MAX), whose counts migrateReasons() carries over.
-  std::optional<Fd> oldReasons_;
-  uint32_t oldReasonsEntries_ = 0;
-  // Adoption: the pinned node_config of a build with another
-  // keel_node_config layout, which carryNodeOver() copies into this build's.
-  std::optional<Fd> oldNode_;
-  uint32_t oldNodeSize_ = 0;
-  // Maps that may start empty (the ICMP rate limits' times: mayStartEmpty in
-  // the .cc) which the adopted pins lacked or held in another shape, created
-  // by load and pinned by pinAddedMaps().
-  std::vector<bpf_map*> addedMaps_;
+  // Adoption: the pinned maps this build replaces instead of reusing
+  // (carryOf in the .cc), with the old map where something of it is
+  // carried over (carryOver) and its shape as pinned.
+  struct Replaced {
+    bpf_map* map;
+    Carry carry;
+    Fd old;  // -1: nothing carried over
+    uint32_t pinnedValueSize;  // as pinned (0: not pinned)
+    uint32_t pinnedEntries;
+  };
+  std::vector<Replaced> replaced_;
   std::vector<uint32_t> ringKeys_;  // 0..M, reused for batch ring fills
 };
 

@@ -79,8 +79,31 @@ json rates(const json& before, const json& after, double seconds) {
         wr["icmp_peer_lookups_per_s"] = std::move(icmp);
       }
       if (w.contains("conntrack")) wr["conntrack"] = familyRates(prev.value("conntrack", json::object()), w["conntrack"]);
+      if (w.contains("tx_dropped")) {
+        const json& now = w["tx_dropped"];
+        const json was = prev.value("tx_dropped", json::object());
+        json drops = json::object();
+        for (auto it = now.begin(); it != now.end(); ++it) drops[it.key()] = perSecond(was, now, it.key().c_str(), seconds);
+        wr["tx_dropped_per_s"] = std::move(drops);
+      }
+      if (w.contains("from_kernel")) wr["from_kernel_per_s"] = perSecond(prev, w, "from_kernel", seconds);
       out["workers"].push_back(std::move(wr));
     }
+  }
+  // The port's counters as rates; its link as it is.
+  if (after.contains("port") && after["port"].is_object()) {
+    const json& now = after["port"];
+    const json was = before.contains("port") && before["port"].is_object() ? before["port"] : json::object();
+    json port = json::object();
+    for (auto it = now.begin(); it != now.end(); ++it) {
+      if (it.value().is_boolean() || it.key() == "link_speed_mbps")
+        port[it.key()] = it.value();
+      else
+        port[it.key() + "_per_s"] = perSecond(was, now, it.key().c_str(), seconds);
+    }
+    out["port"] = std::move(port);
+  } else if (after.contains("port")) {
+    out["port"] = nullptr;
   }
   for (auto it = after["reasons"].begin(); it != after["reasons"].end(); ++it)
     out["reasons"][it.key()] =
@@ -153,6 +176,38 @@ void printTable(const json& r, bool isRate) {
       }
       std::cout << "\n";
     }
+    // Frames a full TX queue refused: to the port / to the kernel / from
+    // the kernel out of the port (docs/metrics.md).
+    const char* dropKey = isRate ? "tx_dropped_per_s" : "tx_dropped";
+    if (r["workers"][0].contains(dropKey)) {
+      std::cout << "workers tx dropped" << (isRate ? "/s" : "") << " (port/to_kernel/from_kernel):";
+      for (const auto& w : r["workers"]) {
+        const json d = w.value(dropKey, json::object());
+        auto n = [&](const char* k) {
+          const json v = d.value(k, json(0));
+          return isRate ? fmtRate(v) : str(v);
+        };
+        std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "=" << n("port") << "/"
+                  << n("to_kernel") << "/" << n("from_kernel");
+      }
+      std::cout << "\n";
+    }
+  }
+  // DPDK: the port as its driver counts it, where drops before any worker
+  // (a full RX queue, an empty pool) show.
+  if (r.contains("port") && r["port"].is_object()) {
+    const json& p = r["port"];
+    auto n = [&](const char* k) {
+      const std::string key = std::string(k) + (isRate ? "_per_s" : "");
+      const json v = p.value(key, json(0));
+      return isRate ? fmtRate(v) : str(v);
+    };
+    std::cout << "port" << (isRate ? " /s" : "") << ": rx " << n("rx_packets") << " (missed " << n("rx_missed")
+              << ", no mbuf " << n("rx_no_mbuf") << ", errors " << n("rx_errors") << "), tx " << n("tx_packets")
+              << " (errors " << n("tx_errors") << "); link "
+              << (p.value("link_up", false) ? "up" : "down");
+    if (p.value("link_speed_mbps", 0) > 0) std::cout << " " << str(p["link_speed_mbps"]) << " Mb/s";
+    std::cout << "\n";
   }
   Table reasons({false, true, true});
   reasons.row({"Reason", isRate ? "Pkts/s" : "Packets", isRate ? "Bytes/s" : "Bytes"});

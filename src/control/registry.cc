@@ -950,6 +950,7 @@ RegistryStats Registry::readStats(bool withConnTable) {
   out.global.reasons = raw.reasons;
   if (withConnTable) out.global.connTableEntries = dataplane_.connTableEntries();
   out.global.workers = std::move(raw.workers);
+  out.global.port = raw.port;
   out.global.connTableCapacity = dataplane_.connTableCapacity();
   auto counter = [](const std::vector<keel_counter>& v, uint32_t id) {
     return id < v.size() ? v[id] : keel_counter{};

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/dataplane_factory.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <utility>
 
@@ -81,7 +82,9 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
   bool canDetach() const override { return false; }
   Status startForwarding() override {
     restoreConns();
-    return dp_->start();
+    Status s = dp_->start();
+    if (s) logPortFacts();
+    return s;
   }
   Status stop(bool leave) override {
     if (leave && dp_) saveConns();
@@ -102,6 +105,45 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
   std::string where() const override { return config_.port; }
 
  private:
+  // What the port runs with, as the driver took it (it may adjust the
+  // descriptors and offer no RSS or promiscuous mode), and a warning for
+  // each of those that costs traffic.
+  void logPortFacts() const {
+    const PortFacts f = dp_->portFacts();
+    char hf[19];
+    std::snprintf(hf, sizeof hf, "0x%llx", static_cast<unsigned long long>(f.rssHf));
+    logInfo(LogRecord("dpdk_port_started")
+                .add("port", config_.port)
+                .add("queues", f.queues)
+                .add("rx_descriptors", f.rxDescriptors)
+                .add("tx_descriptors", f.txDescriptors)
+                .add("rss_hf", hf)
+                .add("mtu", f.mtu)
+                .add("port_socket", f.portSocket)
+                .add("pool_socket", f.poolSocket)
+                .add("promiscuous", f.promiscuous));
+    if (f.queues > 1 && f.rssHf == 0)
+      logWarn(LogRecord("dpdk_no_rss")
+                  .add("port", config_.port)
+                  .add("reason", "the device offers no RSS for IP/TCP/UDP: every packet reaches worker 0 (queue 0) "
+                                 "and the other " + std::to_string(f.queues - 1) +
+                                 " workers stay idle, unless the vdev spreads flows itself (net_af_packet "
+                                 "fanout, net_af_xdp on the kernel NIC's queues)"));
+    if (!f.promiscuous)
+      logWarn(LogRecord("dpdk_not_promiscuous")
+                  .add("port", config_.port)
+                  .add("reason", "the driver refused promiscuous mode (a VF without trust?): only frames to the "
+                                 "port's own MAC, broadcast and multicast arrive, so the router must send VIP "
+                                 "traffic to the port's MAC (no VRRP or other virtual MAC); or trust the VF"));
+    if (f.rxDescriptors != config_.rxDescriptors || f.txDescriptors != config_.txDescriptors)
+      logWarn(LogRecord("dpdk_descriptors_adjusted")
+                  .add("port", config_.port)
+                  .add("reason", "the driver runs " + std::to_string(f.rxDescriptors) + " rx / " +
+                                     std::to_string(f.txDescriptors) + " tx descriptors, not the " +
+                                     std::to_string(config_.rxDescriptors) + " / " +
+                                     std::to_string(config_.txDescriptors) + " configured"));
+  }
+
   // Loads what the last clean stop saved. Never fails the start: a file it
   // cannot use is logged, removed, and the tables start empty.
   void restoreConns() {

@@ -229,6 +229,44 @@ void renderDataplane(Families& out, const GlobalStats& s) {
                static_cast<double>(w.connLiveEvictions[f]));
       }
     }
+    auto& txDrop = out.add("keel_dpdk_worker_tx_dropped_total",
+                           "Frames a DPDK worker had to send that a full TX queue refused (freed): path port (to "
+                           "a real or a client; already counted as forwarded), to_kernel (the exception "
+                           "interface) or from_kernel (the kernel's frames out of the port)",
+                           MetricType::Counter);
+    auto& fromKernel = out.add("keel_dpdk_exception_egress_packets_total",
+                               "Frames from the kernel (the exception interface) a DPDK worker sent out of the port",
+                               MetricType::Counter);
+    for (const WorkerStats& w : s.workers) {
+      const std::string worker = std::to_string(w.worker), lcore = std::to_string(w.lcore);
+      for (const auto& [path, n] : {std::pair{"port", w.txDropped}, std::pair{"to_kernel", w.toKernelDropped},
+                                    std::pair{"from_kernel", w.fromKernelDropped}})
+        sample(txDrop, {{"worker", worker}, {"lcore", lcore}, {"path", path}}, static_cast<double>(n));
+      sample(fromKernel, {{"worker", worker}, {"lcore", lcore}}, static_cast<double>(w.fromKernel));
+    }
+  }
+  if (s.port) {
+    const PortStats& p = *s.port;
+    auto& pk = out.add("keel_dpdk_port_packets_total",
+                       "Packets the DPDK port (NIC or vdev) received and sent, as the driver counts them",
+                       MetricType::Counter);
+    sample(pk, {{"direction", "rx"}}, static_cast<double>(p.rxPackets));
+    sample(pk, {{"direction", "tx"}}, static_cast<double>(p.txPackets));
+    auto& dropped = out.add("keel_dpdk_port_rx_dropped_total",
+                            "Packets that reached the DPDK port but no worker: missed (its RX queue was full: "
+                            "the worker fell behind) or no_mbuf (the packet pool was empty)",
+                            MetricType::Counter);
+    sample(dropped, {{"reason", "missed"}}, static_cast<double>(p.rxMissed));
+    sample(dropped, {{"reason", "no_mbuf"}}, static_cast<double>(p.rxNoMbuf));
+    auto& errors = out.add("keel_dpdk_port_errors_total",
+                           "Erroneous packets the DPDK port's driver counted, by direction", MetricType::Counter);
+    sample(errors, {{"direction", "rx"}}, static_cast<double>(p.rxErrors));
+    sample(errors, {{"direction", "tx"}}, static_cast<double>(p.txErrors));
+    sample(out.add("keel_dpdk_port_link_up", "1 if the DPDK port's link is up", MetricType::Gauge), {},
+           p.linkUp ? 1.0 : 0.0);
+    sample(out.add("keel_dpdk_port_link_speed_mbps", "The DPDK port's link speed in Mb/s (0: unknown)",
+                   MetricType::Gauge),
+           {}, static_cast<double>(p.linkSpeedMbps));
   }
 }
 

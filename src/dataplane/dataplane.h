@@ -69,6 +69,29 @@ struct WorkerStats {
   // packet is picked from the ring again): the sign of a table too small,
   // which occupancy cannot give (ways are never emptied).
   std::array<uint64_t, 2> connLiveEvictions{};
+  // Frames the worker had decided to send that a full TX queue refused
+  // (freed, never sent; a forwarded one is already in the service, real and
+  // tx_* reason counts): to the port, to the kernel through the exception
+  // interface, and from the kernel out of the port. And the frames from the
+  // kernel it did send out of the port.
+  uint64_t txDropped = 0;
+  uint64_t toKernelDropped = 0;
+  uint64_t fromKernel = 0;
+  uint64_t fromKernelDropped = 0;
+};
+
+// The DPDK port as the NIC (or vdev) counts it (rte_eth_stats, link): what
+// arrived but never reached a worker (missed: the RX queue was full;
+// no_mbuf: the pool was empty; errors: bad frames) is only here.
+struct PortStats {
+  uint64_t rxPackets = 0;
+  uint64_t rxMissed = 0;
+  uint64_t rxNoMbuf = 0;
+  uint64_t rxErrors = 0;
+  uint64_t txPackets = 0;
+  uint64_t txErrors = 0;
+  bool linkUp = false;
+  uint32_t linkSpeedMbps = 0;  // 0: unknown
 };
 
 struct DataplaneStats {
@@ -78,6 +101,9 @@ struct DataplaneStats {
   // Per worker (DPDK); empty where the plane has no workers of its own (XDP
   // runs in the kernel's NAPI context on whichever CPU took the interrupt).
   std::vector<WorkerStats> workers;
+  // The DPDK port's own counters; nullopt where the plane has none (XDP:
+  // the kernel's `ip -s link` counts the interface).
+  std::optional<PortStats> port;
 };
 
 // The plane-wide figures shown beside the services (stats.get, the metrics).
@@ -91,6 +117,7 @@ struct GlobalStats {
   std::optional<uint64_t> connTableEntries;
   uint64_t connTableCapacity = 0;    // Dataplane::connTableCapacity()
   std::vector<WorkerStats> workers;  // DataplaneStats::workers: per DPDK worker, empty on XDP
+  std::optional<PortStats> port;     // DataplaneStats::port: DPDK only
 };
 
 // A flow's connection-table entry (Dataplane::findConn).

@@ -80,6 +80,7 @@ want=(/usr/sbin/keeld /usr/bin/keelctl /usr/sbin/keel-decap
       /lib/systemd/system/keeld.service /lib/systemd/system/keel-decap@.service
       /usr/share/doc/keel/examples/ipip.yaml /usr/share/doc/keel/examples/l2dsr.yaml
       /usr/share/doc/keel/examples/90-keel-balancer.conf /usr/share/doc/keel/examples/90-keel-real.conf
+      /usr/share/doc/keel/examples/keeld-dpdk.conf
       /usr/share/doc/keel/examples/prometheus/prometheus.yml /usr/share/doc/keel/examples/prometheus/keel-alerts.yml
       /usr/share/man/man8/keeld.8.gz
       /usr/share/doc/keel/operations.md /usr/share/doc/keel/configuration.md /etc/keel)
@@ -131,7 +132,13 @@ if command -v systemd-analyze >/dev/null; then
   step "systemd-analyze verify"
   mkdir -p "$WORK/units"
   ln -sf /lib/systemd/system/keel-decap@.service "$WORK/units/keel-decap@eth0.service"
-  for unit in /lib/systemd/system/keeld.service "$WORK/units/keel-decap@eth0.service"; do
+  # keeld.service with the DPDK drop-in beside it (verify reads the .d of
+  # the directory the unit is given from).
+  mkdir -p "$WORK/units/dpdk/keeld.service.d"
+  cp /lib/systemd/system/keeld.service "$WORK/units/dpdk/"
+  cp /usr/share/doc/keel/examples/keeld-dpdk.conf "$WORK/units/dpdk/keeld.service.d/dpdk.conf"
+  for unit in /lib/systemd/system/keeld.service "$WORK/units/keel-decap@eth0.service" \
+              "$WORK/units/dpdk/keeld.service"; do
     out=$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=yes "$unit" 2>&1) \
       || fail "systemd-analyze verify $unit: $out"
     # verify warns without failing on unknown keys and bad values: catch those.

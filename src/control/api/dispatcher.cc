@@ -456,13 +456,24 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                               json{{"found", w.icmpPeerFound},
                                    {"not_found", w.icmpPeerNotFound},
                                    {"rate_limited", w.icmpPeerRateLimited}}},
-                             {"conntrack", std::move(ct)}});
+                             {"conntrack", std::move(ct)},
+                             {"tx_dropped",
+                              json{{"port", w.txDropped},
+                                   {"to_kernel", w.toKernelDropped},
+                                   {"from_kernel", w.fromKernelDropped}}},
+                             {"from_kernel", w.fromKernel}});
     }
     for (size_t f = 0; f < 2; ++f)
       conntrack[kFamilyNames[f]] = g.workers.empty() ? json(nullptr) : familyJson(sum[f]);
+    json port = nullptr;  // XDP: the kernel counts the interface (ip -s link)
+    if (g.port)
+      port = json{{"rx_packets", g.port->rxPackets}, {"rx_missed", g.port->rxMissed},
+                  {"rx_no_mbuf", g.port->rxNoMbuf},  {"rx_errors", g.port->rxErrors},
+                  {"tx_packets", g.port->txPackets}, {"tx_errors", g.port->txErrors},
+                  {"link_up", g.port->linkUp},       {"link_speed_mbps", g.port->linkSpeedMbps}};
     return good(json{{"dataplane", g.dataplane}, {"conntrack", std::move(conntrack)},
-                     {"workers", std::move(workers)}, {"reasons", std::move(reasons)},
-                     {"services", std::move(services)}});
+                     {"workers", std::move(workers)}, {"port", std::move(port)},
+                     {"reasons", std::move(reasons)}, {"services", std::move(services)}});
   }
   if (method == "lookup") {
     auto p = parseLookup(params);

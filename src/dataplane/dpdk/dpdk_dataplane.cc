@@ -72,8 +72,31 @@ Status attachPort(const std::string& devargs, const char* what, uint16_t* port, 
   return Status::ok();
 }
 
+// The RSS key every keeld gives the port: the Toeplitz key of Microsoft's
+// RSS specification, repeated to the device's key length. Fixed, so the same
+// queue count spreads flows the same way after every restart (the restored
+// connection tables go back to the workers their flows reach, conn_persist.h);
+// left to the driver, some draw a random key at each start (ice, ena).
+std::vector<uint8_t> rssKey(size_t len) {
+  static constexpr uint8_t kKey[40] = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67,
+                                       0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb,
+                                       0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
+                                       0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+  std::vector<uint8_t> key(len);
+  for (size_t i = 0; i < len; ++i) key[i] = kKey[i % sizeof kKey];
+  return key;
+}
+
+// What setupPort() configured: the descriptor counts after the driver's
+// adjustment and the RSS hash functions applied (0: none).
+struct PortSetup {
+  uint16_t rxd = 0;
+  uint16_t txd = 0;
+  uint64_t rssHf = 0;
+};
+
 Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd, uint16_t txd,
-                 rte_mempool* pool, bool rss) {
+                 rte_mempool* pool, bool rss, PortSetup* setup) {
   rte_eth_dev_info info{};
   int rc = rte_eth_dev_info_get(port, &info);
   if (rc != 0) return Status::error(std::string(what) + ": dev_info: " + rte_strerror(-rc));
@@ -83,6 +106,7 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
                          std::to_string(info.max_rx_queues) + " tx " +
                          std::to_string(info.max_tx_queues));
   rte_eth_conf conf{};
+  std::vector<uint8_t> key;
   if (rss && queues > 1) {
     // RSS keeps a flow on one queue and so on one worker: each worker's
     // connection table sees all packets of its flows.
@@ -90,12 +114,20 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
     if (hf) {
       conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
       conf.rx_adv_conf.rss_conf.rss_hf = hf;
+      if (info.hash_key_size > 0) {
+        key = rssKey(info.hash_key_size);
+        conf.rx_adv_conf.rss_conf.rss_key = key.data();
+        conf.rx_adv_conf.rss_conf.rss_key_len = info.hash_key_size;
+      }
+      setup->rssHf = hf;
     }
   }
   rc = rte_eth_dev_configure(port, queues, queues, &conf);
   if (rc != 0) return Status::error(std::string(what) + ": configure: " + rte_strerror(-rc));
   rc = rte_eth_dev_adjust_nb_rx_tx_desc(port, &rxd, &txd);
   if (rc != 0) return Status::error(std::string(what) + ": descriptors: " + rte_strerror(-rc));
+  setup->rxd = rxd;
+  setup->txd = txd;
   int socket = rte_eth_dev_socket_id(port);
   for (uint16_t q = 0; q < queues; ++q) {
     rc = rte_eth_rx_queue_setup(port, q, rxd, socket, nullptr, pool);
@@ -115,6 +147,10 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
 void closePort(uint16_t port, bool probed) {
   rte_eth_dev_info info{};
   rte_device* dev = rte_eth_dev_info_get(port, &info) == 0 ? info.device : nullptr;
+  // Link down first where the driver can (many keep the link up through a
+  // stop): the router's ECMP then sees the port gone instead of sending
+  // into it until BFD or BGP notices. -ENOTSUP elsewhere (vdevs): ignored.
+  rte_eth_dev_set_link_down(port);
   rte_eth_dev_stop(port);
   rte_eth_dev_close(port);
   if (probed && dev) rte_dev_remove(dev);
@@ -140,11 +176,20 @@ inline void setFrame(rte_mbuf* m, const dpdk::PacketBuf& b) {
   m->pkt_len = m->pkt_len - oldLen + b.len;
 }
 
-// Sends what it can; frees the rest (a full TX ring is a drop, never a wait).
-inline void sendOrFree(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n) {
-  if (n == 0) return;
+// Sends what it can; frees the rest (a full TX ring is a drop, never a
+// wait). Returns how many it freed unsent.
+inline uint16_t sendOrFree(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint16_t n) {
+  if (n == 0) return 0;
   uint16_t sent = rte_eth_tx_burst(port, queue, pkts, n);
-  if (sent < n) rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+  if (sent == n) return 0;
+  rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+  return static_cast<uint16_t>(n - sent);
+}
+
+// Adds n to a counter only its worker writes (a relaxed load and store, as
+// dpdk::countEvent; readers load it relaxed).
+inline void addTo(std::atomic<uint64_t>& c, uint64_t n) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
 class DpdkDataplaneImpl;
@@ -154,7 +199,11 @@ struct alignas(64) Worker {
   unsigned lcore = 0;
   uint16_t queue = 0;
   std::unique_ptr<dpdk::WorkerState> state;
+  // WorkerStats' TX figures (the worker writes them, readCounters reads).
   alignas(64) std::atomic<uint64_t> exceptionEgress{0};
+  std::atomic<uint64_t> txDropped{0};
+  std::atomic<uint64_t> toKernelDropped{0};
+  std::atomic<uint64_t> fromKernelDropped{0};
   std::atomic<bool> running{false};
 };
 
@@ -197,22 +246,35 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         opts_.limits.maxServices, opts_.limits.maxBackends,
         [qs] { rte_rcu_qsbr_synchronize(qs, RTE_QSBR_THRID_INVALID); });
 
-    std::string poolName = "keel_pool" + std::to_string(id);
-    uint32_t nbufs = opts_.mbufsPerWorker * nq;
-    pool_ = rte_pktmbuf_pool_create(poolName.c_str(), nbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                    static_cast<int>(rte_socket_id()));
-    if (!pool_)
-      return Status::error("dpdk.mbufs: cannot create a pool of " + std::to_string(nbufs) +
-                           " mbufs: " + rteError() + " (hugepages reserved? see docs/dpdk.md)");
-
     if (Status s = attachPort(opts_.port, "dpdk.port", &port_, &portProbed_); !s) return s;
     portReady_ = true;
+
+    // The pool on the NIC's socket (the one its DMA and the workers'
+    // reads of each frame should not cross); a vdev has none: the main
+    // lcore's.
+    std::string poolName = "keel_pool" + std::to_string(id);
+    uint32_t nbufs = opts_.mbufsPerWorker * nq;
+    const int nicSocket = rte_eth_dev_socket_id(port_);
+    const int poolSocket = nicSocket >= 0 ? nicSocket : static_cast<int>(rte_socket_id());
+    pool_ = rte_pktmbuf_pool_create(poolName.c_str(), nbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, poolSocket);
+    if (!pool_)
+      return Status::error("dpdk.mbufs_per_worker: cannot create a pool of " + std::to_string(nbufs) +
+                           " mbufs on socket " + std::to_string(poolSocket) + ": " + rteError() +
+                           " (hugepages reserved on that socket? see docs/dpdk.md)");
+    PortSetup setup;
     if (Status s = setupPort(port_, "dpdk.port", nq, opts_.rxDescriptors, opts_.txDescriptors,
-                             pool_, true);
+                             pool_, true, &setup);
         !s)
       return s;
+    facts_.rxDescriptors = setup.rxd;
+    facts_.txDescriptors = setup.txd;
+    facts_.rssHf = setup.rssHf;
+    facts_.queues = nq;
+    facts_.portSocket = nicSocket;
+    facts_.poolSocket = poolSocket;
     uint16_t mtu = 1500;
     rte_eth_dev_get_mtu(port_, &mtu);
+    facts_.mtu = mtu;
 
     rte_ether_addr mac{};
     if (rte_eth_macaddr_get(port_, &mac) == 0) std::memcpy(portMac_.data(), mac.addr_bytes, 6);
@@ -226,7 +288,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       if (Status s = attachPort(devargs, "dpdk.exception_interface", &tap_, &tapProbed_); !s)
         return s;
       tapReady_ = true;
-      if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, 512, 512, pool_, false); !s)
+      PortSetup tapSetup;
+      if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, 512, 512, pool_, false, &tapSetup); !s)
         return s;
     }
 
@@ -268,7 +331,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (started_) return Status::ok();
     int rc = rte_eth_dev_start(port_);
     if (rc != 0) return Status::error("dpdk.port: start: " + std::string(rte_strerror(-rc)));
-    rte_eth_promiscuous_enable(port_);  // l2dsr/VIP traffic is not addressed to the port's MAC
+    // l2dsr/VIP traffic is not addressed to the port's MAC. A VF without
+    // trust refuses: start anyway (frames to the port's own MAC still
+    // arrive), and describe() says so.
+    facts_.promiscuous = rte_eth_promiscuous_enable(port_) == 0;
     if (tapReady_) {
       rc = rte_eth_dev_start(tap_);
       if (rc != 0)
@@ -392,9 +458,37 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       st.workers.push_back(WorkerStats{w->queue, w->lcore, rx, peer(dpdk::kPeerFound), peer(dpdk::kPeerNotFound),
                                        peer(dpdk::kPeerRateLimited), {h4.occupied, h6.occupied},
                                        {h4.capacity, h6.capacity}, {h4.liveEvictions, h6.liveEvictions}});
+      WorkerStats& ws = st.workers.back();
+      ws.txDropped = w->txDropped.load(std::memory_order_relaxed);
+      ws.toKernelDropped = w->toKernelDropped.load(std::memory_order_relaxed);
+      ws.fromKernel = w->exceptionEgress.load(std::memory_order_relaxed);
+      ws.fromKernelDropped = w->fromKernelDropped.load(std::memory_order_relaxed);
     }
+    st.port = portStats();
     return st;
   }
+
+  std::optional<PortStats> portStats() const {
+    if (!portReady_) return std::nullopt;
+    PortStats p;
+    rte_eth_stats e{};
+    if (rte_eth_stats_get(port_, &e) == 0) {
+      p.rxPackets = e.ipackets;
+      p.rxMissed = e.imissed;
+      p.rxNoMbuf = e.rx_nombuf;
+      p.rxErrors = e.ierrors;
+      p.txPackets = e.opackets;
+      p.txErrors = e.oerrors;
+    }
+    rte_eth_link link{};
+    if (rte_eth_link_get_nowait(port_, &link) == 0) {
+      p.linkUp = link.link_status == RTE_ETH_LINK_UP;
+      p.linkSpeedMbps = link.link_speed == RTE_ETH_SPEED_NUM_UNKNOWN ? 0 : link.link_speed;
+    }
+    return p;
+  }
+
+  PortFacts portFacts() const override { return facts_; }
 
   std::optional<ConnEntry> findConn(const keel_flow_key& key) override {
     // Read only, as a worker reads its peers' tables for ICMP errors
@@ -532,8 +626,9 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
           }
         }
         cur->n = 0;
-        sendOrFree(port_, q, tx, ntx);
-        if (haveTap) sendOrFree(tap_, q, exc, nexc);
+        if (uint16_t lost = sendOrFree(port_, q, tx, ntx)) addTo(w.txDropped, lost);
+        if (haveTap)
+          if (uint16_t lost = sendOrFree(tap_, q, exc, nexc)) addTo(w.toKernelDropped, lost);
       }
       std::swap(cur, next);
       // The kernel's side of the exception path (ARP replies, ICMP, BGP,
@@ -545,8 +640,9 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       if (haveTap && (idleSleepUs || (++loops & 15) == 0)) {
         k = rte_eth_rx_burst(tap_, q, fromKernel, kBurst);
         if (k > 0) {
-          w.exceptionEgress.fetch_add(k, std::memory_order_relaxed);
-          sendOrFree(port_, q, fromKernel, k);
+          const uint16_t lost = sendOrFree(port_, q, fromKernel, k);
+          addTo(w.exceptionEgress, k - lost);
+          if (lost) addTo(w.fromKernelDropped, lost);
         }
       }
       rte_rcu_qsbr_quiescent(qsbr_, w.queue);
@@ -562,6 +658,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   }
 
   DpdkOptions opts_;
+  PortFacts facts_;
   std::unique_ptr<dpdk::TableStore> store_;
   std::vector<std::unique_ptr<Worker>> workers_;
   rte_rcu_qsbr* qsbr_ = nullptr;

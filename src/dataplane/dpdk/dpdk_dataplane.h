@@ -51,6 +51,19 @@ struct DpdkOptions {
   bool autoStart = true;
 };
 
+// What init() configured on the port, for keeld's start-up log (the
+// driver may adjust the descriptor counts, and offer no RSS at all).
+struct PortFacts {
+  uint16_t queues = 0;
+  uint16_t rxDescriptors = 0;  // after rte_eth_dev_adjust_nb_rx_tx_desc
+  uint16_t txDescriptors = 0;
+  uint64_t rssHf = 0;          // RSS hash functions applied; 0 with several queues: all on queue 0
+  uint16_t mtu = 0;
+  int portSocket = -1;         // the NIC's NUMA socket (-1: unknown, a vdev)
+  int poolSocket = -1;         // the mbuf pool's
+  bool promiscuous = false;    // false: the driver refused (start() sets it)
+};
+
 // The DPDK implementation of keel::Dataplane, exposed for start()/stats.
 class DpdkDataplane : public Dataplane {
  public:
@@ -62,6 +75,7 @@ class DpdkDataplane : public Dataplane {
   virtual std::array<uint8_t, 6> portMac() const = 0;
   // Packets received by the exception path from the kernel and sent out.
   virtual uint64_t exceptionEgressPackets() const = 0;
+  virtual PortFacts portFacts() const = 0;
 
   // A clean restart's connection tables (dpdk/conn_persist.h). Save: stops
   // the workers for good (the plane forwards nothing afterwards; only its

@@ -283,8 +283,13 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
   ASSERT_EQ(r["ok"], true) << r.dump();
   EXPECT_TRUE(r["result"]["conntrack"]["ipv4"].is_null()) << r["result"]["conntrack"];
   EXPECT_TRUE(r["result"]["conntrack"]["ipv6"].is_null()) << r["result"]["conntrack"];
+  EXPECT_TRUE(r["result"]["port"].is_null()) << r["result"];
 
   WorkerStats w0{0, 1, 10};
+  w0.txDropped = 5;
+  w0.toKernelDropped = 6;
+  w0.fromKernel = 8;
+  w0.fromKernelDropped = 7;
   w0.icmpPeerFound = 3;
   w0.icmpPeerNotFound = 2;
   w0.icmpPeerRateLimited = 1;
@@ -297,6 +302,16 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
   w1.connLiveEvictions = {5, 0};
   fake_.stats.workers = {w0, w1};
   fake_.stats.connTableEntries = 4203;
+  PortStats port;
+  port.rxPackets = 100;
+  port.rxMissed = 9;
+  port.rxNoMbuf = 4;
+  port.rxErrors = 1;
+  port.txPackets = 80;
+  port.txErrors = 2;
+  port.linkUp = true;
+  port.linkSpeedMbps = 25000;
+  fake_.stats.port = port;
   r = call(R"({"id":2,"method":"stats.get"})");
   ASSERT_EQ(r["ok"], true) << r.dump();
   EXPECT_EQ(r["result"]["workers"][0],
@@ -306,7 +321,17 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
                   {"icmp_peer_lookups", {{"found", 3}, {"not_found", 2}, {"rate_limited", 1}}},
                   {"conntrack",
                    {{"ipv4", {{"entries", 4096}, {"capacity", 4096}, {"live_evictions", 900}}},
-                    {"ipv6", {{"entries", 7}, {"capacity", 4096}, {"live_evictions", 0}}}}}}));
+                    {"ipv6", {{"entries", 7}, {"capacity", 4096}, {"live_evictions", 0}}}}},
+                  {"tx_dropped", {{"port", 5}, {"to_kernel", 6}, {"from_kernel", 7}}},
+                  {"from_kernel", 8}}));
+  EXPECT_EQ(r["result"]["port"], (json{{"rx_packets", 100},
+                                       {"rx_missed", 9},
+                                       {"rx_no_mbuf", 4},
+                                       {"rx_errors", 1},
+                                       {"tx_packets", 80},
+                                       {"tx_errors", 2},
+                                       {"link_up", true},
+                                       {"link_speed_mbps", 25000}}));
   EXPECT_EQ(r["result"]["workers"][1]["icmp_peer_lookups"],
             (json{{"found", 0}, {"not_found", 0}, {"rate_limited", 0}}));
   EXPECT_EQ(r["result"]["conntrack"],

@@ -398,6 +398,9 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
     w0.connEntries = {4096, 0};
     w0.connCapacity = {4096, 4096};
     w0.connLiveEvictions = {900, 0};
+    w0.txDropped = 5;
+    w0.toKernelDropped = 6;
+    w0.fromKernelDropped = 7;
     WorkerStats w1{1, 2, 10};
     w1.icmpPeerNotFound = 4;
     w1.connEntries = {4096, 0};
@@ -406,6 +409,16 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
     fake_.stats.workers = {w0, w1};
     fake_.stats.connTableEntries = 8192;
     fake_.stats.connTableCapacity = 16384;
+    PortStats port;
+    port.rxPackets = 100;
+    port.rxMissed = 9;
+    port.rxNoMbuf = 4;
+    port.rxErrors = 1;
+    port.txPackets = 80;
+    port.txErrors = 2;
+    port.linkUp = true;
+    port.linkSpeedMbps = 25000;
+    fake_.stats.port = port;
     return 0;
   });
   CliRun st = keelctl({"stats"});
@@ -414,7 +427,9 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
                         "  ipv4: 8192 of 8192 entries, 905 live evictions\n"
                         "  ipv6: 0 of 8192 entries, 0 live evictions\n"
                         "workers rx packets: 0@lcore1=20 1@lcore2=10\n"
-                        "workers icmp peer lookups (found/not_found/rate_limited): 0@lcore1=3/2/1 1@lcore2=0/4/0\n"),
+                        "workers icmp peer lookups (found/not_found/rate_limited): 0@lcore1=3/2/1 1@lcore2=0/4/0\n"
+                        "workers tx dropped (port/to_kernel/from_kernel): 0@lcore1=5/6/7 1@lcore2=0/0/0\n"
+                        "port: rx 100 (missed 9, no mbuf 4, errors 1), tx 80 (errors 2); link up 25000 Mb/s\n"),
             std::string::npos)
       << st.out;
   // -o json is the server's JSON as it is.
@@ -429,6 +444,12 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
   EXPECT_NE(sr.out.find("  ipv4: 8192 of 8192 entries, 0.0 live evictions/s\n"), std::string::npos) << sr.out;
   EXPECT_NE(sr.out.find("workers icmp peer lookups/s (found/not_found/rate_limited): 0@lcore1=0.0/0.0/0.0 "
                         "1@lcore2=0.0/0.0/0.0\n"),
+            std::string::npos)
+      << sr.out;
+  EXPECT_NE(sr.out.find("workers tx dropped/s (port/to_kernel/from_kernel): 0@lcore1=0.0/0.0/0.0 "
+                        "1@lcore2=0.0/0.0/0.0\n"
+                        "port /s: rx 0.0 (missed 0.0, no mbuf 0.0, errors 0.0), tx 0.0 (errors 0.0); link up "
+                        "25000 Mb/s\n"),
             std::string::npos)
       << sr.out;
 }

@@ -187,6 +187,45 @@ TEST_F(MetricsTest, IcmpPeerLookupsPerWorkerAndResultWhenThePlaneHasWorkers) {
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_icmp_peer_lookups_total{worker="1",lcore="3",result="rate_limited"} 4)"));
 }
 
+// DPDK: each worker's frames a full TX queue refused, by path, and what it
+// sent from the kernel; the port's own counters and link. None of it for a
+// plane without workers or port (the mock, XDP).
+TEST_F(MetricsTest, TxDropsAndPortCountersWhenThePlaneHasThem) {
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_EQ(out.find("keel_dpdk_worker_tx_dropped_total"), std::string::npos);
+  EXPECT_EQ(out.find("keel_dpdk_port_"), std::string::npos);
+  WorkerStats w{0, 1, 700};
+  w.txDropped = 5;
+  w.toKernelDropped = 6;
+  w.fromKernelDropped = 7;
+  w.fromKernel = 8;
+  dp_.stats.workers = {w};
+  PortStats port;
+  port.rxPackets = 100;
+  port.rxMissed = 9;
+  port.rxNoMbuf = 4;
+  port.rxErrors = 1;
+  port.txPackets = 80;
+  port.txErrors = 2;
+  port.linkUp = true;
+  port.linkSpeedMbps = 25000;
+  dp_.stats.port = port;
+  out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_dpdk_worker_tx_dropped_total counter"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_tx_dropped_total{worker="0",lcore="1",path="port"} 5)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_tx_dropped_total{worker="0",lcore="1",path="to_kernel"} 6)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_tx_dropped_total{worker="0",lcore="1",path="from_kernel"} 7)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_exception_egress_packets_total{worker="0",lcore="1"} 8)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_packets_total{direction="rx"} 100)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_packets_total{direction="tx"} 80)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_rx_dropped_total{reason="missed"} 9)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_rx_dropped_total{reason="no_mbuf"} 4)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_errors_total{direction="rx"} 1)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_errors_total{direction="tx"} 2)"));
+  EXPECT_TRUE(hasLine(out, "keel_dpdk_port_link_up 1"));
+  EXPECT_TRUE(hasLine(out, "keel_dpdk_port_link_speed_mbps 25000"));
+}
+
 // Each DPDK worker's connection table by family (each half evicts on its
 // own: KeelConntrackPressure looks at the fullest); absent without workers.
 TEST_F(MetricsTest, ConntrackPerWorkerAndFamilyWhenThePlaneHasWorkers) {

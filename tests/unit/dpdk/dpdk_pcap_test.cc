@@ -9,12 +9,18 @@
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
 #include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
 #include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <thread>
@@ -229,6 +235,13 @@ TEST_F(DpdkPcapTest, ForwardsByteForByteLikeThePurePath) {
     EXPECT_EQ(st.services[0].packets, 8u);
     EXPECT_EQ(st.services[2].packets, 4u);
     EXPECT_EQ(st.backends[0].packets + st.backends[1].packets, 8u);
+    // The port as its driver counts it: every frame in, every kTx frame
+    // out, none refused by the TX queue.
+    ASSERT_TRUE(st.port.has_value());
+    EXPECT_EQ(st.port->rxPackets, in.size());
+    EXPECT_EQ(st.port->txPackets, expected.size());
+    EXPECT_EQ(st.port->rxMissed + st.port->rxNoMbuf + st.port->rxErrors, 0u);
+    EXPECT_EQ(st.workers[0].txDropped, 0u);
     // The workers' occupied-way counts: the flows the same packets left in
     // the pure path's table (counted there by walking it).
     const std::optional<uint64_t> entries = dp->connTableEntries();
@@ -434,6 +447,10 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
   // through it; the worker sent that answer out of the port.
   ASSERT_TRUE(waitFor([&] { return dp->exceptionEgressPackets() >= 1; }));
   EXPECT_GE(kernelRxPackets(ifname), in.size());
+  st = dp->readStats();
+  ASSERT_EQ(st.workers.size(), 1u);
+  EXPECT_EQ(st.workers[0].fromKernel, dp->exceptionEgressPackets());
+  EXPECT_EQ(st.workers[0].toKernelDropped + st.workers[0].fromKernelDropped, 0u);
   const std::array<uint8_t, 6> portMac = dp->portMac();
   ASSERT_NE(portMac, (std::array<uint8_t, 6>{}));
   dp.reset();
@@ -451,6 +468,58 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
   EXPECT_TRUE(sawReply);
 }
 
+
+// A full TX queue: the frames the worker had decided to forward and the
+// port refused are freed and counted per worker (they are already in the
+// service and reason counts). The port is a net_ring over two rings the test
+// owns: it fills the RX ring with frames to a VIP and never drains the TX
+// ring, which holds 15.
+TEST_F(DpdkPcapTest, FramesAFullTxQueueRefusesAreCountedAsDropped) {
+  // EAL starts with the first data plane of the process; this one only
+  // makes sure it has (the test may run alone).
+  {
+    const std::string rx = kDir + "/txfull_eal.pcap";
+    writePcap(rx, inputFrames());
+    std::string err;
+    auto first = createDpdkDataplane(pcapOptions("net_pcap_keele" + kPid + ",rx_pcap=" + rx), &err);
+    ASSERT_NE(first, nullptr) << err;
+  }
+  const std::string tag = "kt" + kPid;
+  rte_ring* rxRing = rte_ring_create(("rx" + tag).c_str(), 256, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  rte_ring* txRing = rte_ring_create(("tx" + tag).c_str(), 16, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  rte_mempool* pool = rte_pktmbuf_pool_create(("mp" + tag).c_str(), 255, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+  ASSERT_TRUE(rxRing && txRing && pool) << rte_strerror(rte_errno);
+  // The PMD names the port net_ring_<name>.
+  ASSERT_GE(rte_eth_from_rings(tag.c_str(), &rxRing, 1, &txRing, 1, 0), 0) << rte_strerror(rte_errno);
+  const std::string portName = "net_ring_" + tag;
+  constexpr unsigned kFrames = 64;
+  for (unsigned i = 0; i < kFrames; ++i) {
+    const auto f = test::buildFrame(Frame{ip(("192.168.2." + std::to_string(i + 1)).c_str()), ip("10.0.0.100"),
+                                          static_cast<uint16_t>(1000 + i), 80});
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    ASSERT_NE(m, nullptr);
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+    ASSERT_EQ(rte_ring_enqueue(rxRing, m), 0);
+  }
+
+  std::string err;
+  auto dp = createDpdkDataplane(pcapOptions(portName), &err);
+  ASSERT_NE(dp, nullptr) << err;
+  loadTables(*dp);
+  ASSERT_TRUE(dp->start());
+  ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= kFrames; }));
+  const DataplaneStats st = dp->readStats();
+  EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, kFrames);
+  ASSERT_EQ(st.workers.size(), 1u);
+  EXPECT_EQ(rte_ring_count(txRing), 15u);
+  EXPECT_EQ(st.workers[0].txDropped, kFrames - 15);
+  dp.reset();  // stops and closes the port; the rings and the pool are the test's
+  rte_mbuf* m;
+  while (rte_ring_dequeue(txRing, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
+  rte_ring_free(rxRing);
+  rte_ring_free(txRing);
+  rte_mempool_free(pool);
+}
 
 // Lock-free publication under load: while the worker forwards a replayed
 // stream, the control thread swaps the service's ring and bumps backend

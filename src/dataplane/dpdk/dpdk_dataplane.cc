@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "common/address.h"
+#include "common/logging.h"
 #include "dataplane/dpdk/tables.h"
 #include "dataplane/dpdk/worker_path.h"
 
@@ -192,6 +193,34 @@ inline void addTo(std::atomic<uint64_t>& c, uint64_t n) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
+// One grace period: returns once every online worker has reported a
+// quiescent state since the call, i.e. finished the burst that might hold
+// the snapshot just replaced (what rte_rcu_qsbr_synchronize does). It must
+// wait that long whatever it takes, or a worker could read freed tables;
+// but a worker that stops reporting (its lcore stalled, or descheduled on
+// a shared core) would hold keeld's loop (API, health checks, metrics)
+// with no word, so after a second it says so, once, and again when it ends.
+// A worker that sleeps when idle (idle_sleep_us) delays each grace period
+// by up to one sleep.
+void waitGracePeriod(rte_rcu_qsbr* qs) {
+  const uint64_t token = rte_rcu_qsbr_start(qs);
+  if (rte_rcu_qsbr_check(qs, token, false) == 1) return;
+  const uint64_t hz = rte_get_timer_hz(), start = rte_get_timer_cycles();
+  bool warned = false;
+  while (rte_rcu_qsbr_check(qs, token, false) != 1) {
+    if (!warned && rte_get_timer_cycles() - start > hz) {
+      logWarn(LogRecord("dpdk_grace_period_slow")
+                  .add("reason", "a DPDK worker has not finished its burst for over 1 s (its lcore stalled, "
+                                 "or shares a busy CPU): table updates, and keeld with them, wait for it"));
+      warned = true;
+    }
+    rte_pause();
+  }
+  if (warned)
+    logInfo(LogRecord("dpdk_grace_period_ended")
+                .add("ms", static_cast<uint64_t>((rte_get_timer_cycles() - start) * 1000 / hz)));
+}
+
 class DpdkDataplaneImpl;
 
 struct alignas(64) Worker {
@@ -235,7 +264,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     unsigned id = gInstance.fetch_add(1);
 
     // Quiescent-state RCU: the control thread swaps a snapshot pointer and
-    // waits (rte_rcu_qsbr_synchronize) until each online worker has reported
+    // waits (waitGracePeriod) until each online worker has reported
     // a quiescent state, i.e. finished the burst that might hold the old one.
     size_t sz = rte_rcu_qsbr_get_memsize(nq);
     qsbr_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("keel_qsbr", sz, RTE_CACHE_LINE_SIZE));
@@ -244,7 +273,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     rte_rcu_qsbr* qs = qsbr_;
     store_ = std::make_unique<dpdk::TableStore>(
         opts_.limits.maxServices, opts_.limits.maxBackends,
-        [qs] { rte_rcu_qsbr_synchronize(qs, RTE_QSBR_THRID_INVALID); });
+        [qs] { waitGracePeriod(qs); });
 
     if (Status s = attachPort(opts_.port, "dpdk.port", &port_, &portProbed_); !s) return s;
     portReady_ = true;

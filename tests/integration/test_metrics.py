@@ -122,8 +122,16 @@ def test_counters_follow_traffic(keel_metrics):
         assert ct["ipv4"]["capacity"] + ct["ipv6"]["capacity"] == ct["capacity"], ct
         assert all(set(w["icmp_peer_lookups"]) == {"found", "not_found", "rate_limited"}
                    for w in stats["workers"]), stats["workers"]
+        # The port as its driver (net_af_packet) counts it: at least every
+        # packet forwarded above came in through it and went out again.
+        port = stats["port"]
+        assert port["rx_packets"] >= svc_delta and port["tx_packets"] >= tx, port
+        assert value(after, "keel_dpdk_port_packets_total", direction="rx") >= svc_delta
+        assert all(set(w["tx_dropped"]) == {"port", "to_kernel", "from_kernel"} for w in stats["workers"]), stats
     else:
         assert stats["workers"] == [] and ct["ipv4"] is None and ct["ipv6"] is None, stats
+        assert stats["port"] is None, stats
+        assert not any(n.startswith("keel_dpdk_port") for (n, _) in after), "DPDK port metrics on XDP"
 
 
 def test_real_down_shows(keel_metrics):

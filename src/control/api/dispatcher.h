@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -49,6 +50,9 @@ class Dispatcher {
 
   static nlohmann::json errorResponse(const nlohmann::json& id, const ApiError& error);
   static nlohmann::json okResponse(const nlohmann::json& id, nlohmann::json result);
+  // Every method the protocol has (docs/api.md), the list unknown_method
+  // gives back.
+  static const std::vector<std::string>& methods();
 
  private:
   DispatchOutcome dispatch(const nlohmann::json& id, const std::string& method,

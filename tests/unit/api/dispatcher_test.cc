@@ -341,6 +341,24 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
                   {"ipv6", {{"entries", 7}, {"capacity", 8192}, {"live_evictions", 0}}}}));
 }
 
+// methods() is the one list: every method in it reaches its branch (any
+// answer but unknown_method or the internal "listed but not dispatched"),
+// and unknown_method names exactly those.
+TEST_F(DispatcherTest, EveryListedMethodIsDispatchedAndNoOtherIsKnown) {
+  ASSERT_EQ(Dispatcher::methods().size(), 16u);
+  for (const std::string& m : Dispatcher::methods()) {
+    if (m == "daemon.shutdown") continue;  // would ask the server to stop; ShutdownIsDeferredToTheServer
+    json r = call(json{{"id", 1}, {"method", m}, {"params", {{"bogus_key_for_the_test", 1}}}}.dump());
+    ASSERT_EQ(r["ok"], false) << m << ": " << r.dump();
+    EXPECT_NE(r["error"]["code"], code::kUnknownMethod) << m;
+    EXPECT_EQ(r["error"]["message"].get<std::string>().find("not dispatched"), std::string::npos) << m << r.dump();
+  }
+  json r = call(R"({"id":1,"method":"real.destroy","params":{}})");
+  ASSERT_EQ(r["error"]["code"], code::kUnknownMethod);
+  for (const std::string& m : Dispatcher::methods())
+    EXPECT_NE(r["error"]["message"].get<std::string>().find(m), std::string::npos) << m;
+}
+
 TEST_F(DispatcherTest, ShutdownIsDeferredToTheServer) {
   auto out = dispatcher_.handleLine(R"({"id":1,"method":"daemon.shutdown","params":{"detach":true}})");
   EXPECT_EQ(out.response["ok"], true);

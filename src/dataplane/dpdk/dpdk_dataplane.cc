@@ -363,7 +363,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (rc != 0) return Status::error("dpdk.port: start: " + std::string(rte_strerror(-rc)));
     // l2dsr/VIP traffic is not addressed to the port's MAC. A VF without
     // trust refuses: start anyway (frames to the port's own MAC still
-    // arrive), and describe() says so.
+    // arrive); keeld warns (portFacts, dpdk_not_promiscuous).
     facts_.promiscuous = rte_eth_promiscuous_enable(port_) == 0;
     if (tapReady_) {
       rc = rte_eth_dev_start(tap_);

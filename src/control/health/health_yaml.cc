@@ -3,6 +3,8 @@
 
 #include <charconv>
 
+#include "common/duration.h"
+
 namespace keel {
 
 namespace {
@@ -24,23 +26,11 @@ std::optional<uint64_t> parseUnsigned(std::string_view s) {
 }  // namespace
 
 std::optional<HealthDuration> parseHealthDuration(std::string_view text) {
-  uint64_t scale = 0;
-  std::string_view digits;
-  if (text.size() > 2 && text.substr(text.size() - 2) == "ms") {
-    scale = 1, digits = text.substr(0, text.size() - 2);
-  } else if (text.size() > 1 && text.back() == 's') {
-    scale = 1000, digits = text.substr(0, text.size() - 1);
-  } else if (text.size() > 1 && text.back() == 'm') {
-    scale = 60000, digits = text.substr(0, text.size() - 1);
-  } else {
-    return std::nullopt;
-  }
-  auto v = parseUnsigned(digits);
-  // A day is far beyond any sane interval. Compared before multiplying:
-  // `*v * scale` wraps for large v (307445734561826m is 8384 ms mod 2^64).
-  constexpr uint64_t kMaxMs = 86'400'000;
-  if (!v || *v == 0 || *v > kMaxMs / scale) return std::nullopt;
-  return HealthDuration(*v * scale);
+  // The units are the node's (common/duration.h); the range is the
+  // checker's own: a day is far beyond any sane interval or timeout.
+  auto d = parseDurationText(text);
+  if (!d || d->count() <= 0 || *d > kMaxHealthDuration) return std::nullopt;
+  return HealthDuration(*d);
 }
 
 void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, std::string_view keyPath,
@@ -93,8 +83,8 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
     auto duration = [&]() -> std::optional<HealthDuration> {
       auto d = parseHealthDuration(text);
       if (!d)
-        errors.push_back(where + "\"" + text +
-                         "\" is not a duration from 1ms to 1440m (one day), like 500ms, 1s or 1m");
+        errors.push_back(where + "\"" + text + "\" is not a duration from 1ms to 1440m (one day): an integer " +
+                         "and " + std::string(kDurationUnits) + ", like 500ms, 1s, 2m or 1h");
       return d;
     };
     // path, host, expect and payload mean something to one or two types

@@ -12,7 +12,7 @@
 //         host: www.example.com # http Host header, default the real's address
 //         expect: "200-399"     # http: status or range; udp: reply prefix
 //         payload: "ping"       # udp datagram (may be empty)
-//         interval: 1s          # ms, s or m suffix required
+//         interval: 1s          # an integer and ms, s, m or h
 //         timeout: 1s
 //         rise: 2
 //         fall: 3
@@ -66,8 +66,12 @@ class HealthSpecBuilder {
   HealthCheckSpec spec_;
 };
 
-// "500ms", "1s", "2m" -> milliseconds; nullopt if malformed, 0, or more than
-// a day (1440m).
+// The longest interval or timeout.
+inline constexpr HealthDuration kMaxHealthDuration = std::chrono::hours(24);
+
+// "500ms", "1s", "2m", "1h" (the units of every keel.yaml duration, see
+// common/duration.h) -> milliseconds; nullopt if malformed, 0, or more than
+// kMaxHealthDuration.
 std::optional<HealthDuration> parseHealthDuration(std::string_view text);
 
 }  // namespace keel

@@ -211,12 +211,36 @@ TEST(HealthYaml, Durations) {
   EXPECT_EQ(parseHealthDuration("3s"), HealthDuration(3000));
   EXPECT_EQ(parseHealthDuration("2m"), HealthDuration(120000));
   EXPECT_EQ(parseHealthDuration("1440m"), HealthDuration(86'400'000));
+  // Hours, as node durations take them, up to the same one day.
+  EXPECT_EQ(parseHealthDuration("1h"), HealthDuration(3'600'000));
+  EXPECT_EQ(parseHealthDuration("24h"), HealthDuration(86'400'000));
   // The last three would wrap to a small number of milliseconds if
   // multiplied before the bound check.
-  for (const char* bad : {"", "1", "ms", "0s", "1.5s", "-1s", "1h", "2000m", "s", "1441m", "86400001ms",
-                          "307445734561826m", "18446744073709552s", "18446744073709551615ms"}) {
+  for (const char* bad : {"", "1", "ms", "0s", "0h", "1.5s", "-1s", "+1s", "1 s", "1d", "1hm", "25h", "2000m", "s",
+                          "1441m", "86400001ms", "307445734561826m", "18446744073709552s",
+                          "18446744073709551615ms"}) {
     EXPECT_FALSE(parseHealthDuration(bad)) << bad;
   }
+}
+
+// A unit the node's durations do not take is refused with the list of the
+// ones they do; one they take but beyond a day is refused by range alike.
+TEST(HealthYaml, DurationErrorsListTheUnits) {
+  std::vector<std::string> errors;
+  HealthSpecBuilder b;
+  b.apply(YAML::Load("interval: 1h\ntimeout: 2s\n"), "k.yaml", "s.health", errors);
+  ASSERT_TRUE(errors.empty()) << joined(errors);
+  EXPECT_EQ(b.build().interval, std::chrono::hours(1));
+  b.apply(YAML::Load("interval: 1d\ntimeout: 25h\n"), "k.yaml", "s.health", errors);
+  ASSERT_EQ(errors.size(), 2u) << joined(errors);
+  EXPECT_EQ(errors[0],
+            "k.yaml:1: s.health.interval: \"1d\" is not a duration from 1ms to 1440m (one day): an integer and "
+            "ms, s, m or h, like 500ms, 1s, 2m or 1h");
+  EXPECT_EQ(errors[1],
+            "k.yaml:2: s.health.timeout: \"25h\" is not a duration from 1ms to 1440m (one day): an integer and "
+            "ms, s, m or h, like 500ms, 1s, 2m or 1h");
+  EXPECT_EQ(b.build().interval, std::chrono::hours(1)) << "a refused value changes nothing";
+  EXPECT_EQ(b.build().timeout, std::chrono::seconds(2));
 }
 
 }  // namespace

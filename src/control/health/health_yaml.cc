@@ -59,9 +59,13 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       spec_.statusMax = defaults.statusMax;
       spec_.udpPayload = defaults.udpPayload;
       spec_.udpExpect = defaults.udpExpect;
+      spec_.udpRequireReply = defaults.udpRequireReply;
       spec_.type = *type;
     }
   }
+  // Where this layer says `require_reply: false`, if it does: checked
+  // against the expect in effect once every key of the layer is read.
+  std::optional<std::string> noReplyAt;
   for (const auto& kv : node) {
     std::string key = kv.first.as<std::string>("");
     const YAML::Node& v = kv.second;
@@ -116,6 +120,16 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       }
     } else if (key == "payload") {
       if (usedBy({Type::Udp}, "udp")) spec_.udpPayload = text;
+    } else if (key == "require_reply") {
+      if (!usedBy({Type::Udp}, "udp")) continue;
+      // Exactly true or false, as every boolean in keel.yaml (config.cc):
+      // YAML 1.1's yes/on/y are refused rather than guessed at.
+      if (text == "true" || text == "false") {
+        spec_.udpRequireReply = text == "true";
+        if (!spec_.udpRequireReply) noReplyAt = where;
+      } else {
+        errors.push_back(where + "\"" + text + "\" is not true or false");
+      }
     } else if (key == "interval") {
       if (auto d = duration()) spec_.interval = *d;
     } else if (key == "timeout") {
@@ -131,9 +145,18 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
         errors.push_back(where + "\"" + text + "\" is not an IP address");
       }
     } else {
-      errors.push_back(where + "unknown key (known: type, port, path, host, expect, payload, interval, "
-                               "timeout, rise, fall, source)");
+      errors.push_back(where + "unknown key (known: type, port, path, host, expect, payload, require_reply, "
+                               "interval, timeout, rise, fall, source)");
     }
+  }
+  // An expect needs a reply whatever require_reply says: a layer whose own
+  // `false` would be ignored is told so, like a key its type does not use.
+  // (A layer that sets expect under an inherited `false` overrides it, as
+  // a type change drops the keys it inherits.)
+  if (noReplyAt && spec_.type == HealthCheckSpec::Type::Udp && !spec_.udpExpect.empty()) {
+    errors.push_back(*noReplyAt + "false has no effect with expect \"" + spec_.udpExpect +
+                     "\": a udp check with expect always needs a matching reply (remove require_reply, "
+                     "or expect)");
   }
 }
 

@@ -40,13 +40,19 @@ struct HealthCheckSpec {
   // Udp: the datagram to send (may be empty) and the reply to expect.
   //  - ICMP port unreachable (ECONNREFUSED on the connected socket) fails.
   //  - udpExpect set: the first reply must start with these bytes; a
-  //    different reply fails, and no reply within the timeout fails.
-  //  - udpExpect empty: any reply succeeds, and "no ICMP error within the
-  //    timeout" also succeeds. UDP has no handshake, so silence is the best
-  //    evidence a payload-less check can get; configure udpExpect when the
-  //    service answers, so a dead process behind a live host is caught.
+  //    different reply fails, and no reply within the timeout fails
+  //    (udpRequireReply changes nothing then).
+  //  - udpExpect empty, udpRequireReply set: any reply succeeds, no reply
+  //    within the timeout fails (keepalived's UDP_CHECK require_reply).
+  //  - udpExpect empty, udpRequireReply unset: any reply succeeds, and "no
+  //    ICMP error within the timeout" also succeeds. UDP has no handshake,
+  //    so silence is the best evidence a check of a service that never
+  //    answers can get. But a powered-off real, or one behind a firewall
+  //    that drops, sends no ICMP error either and so passes forever: set
+  //    udpRequireReply (or udpExpect) whenever the service answers.
   std::string udpPayload;
   std::string udpExpect;
+  bool udpRequireReply = false;
   HealthDuration interval{1000};
   HealthDuration timeout{1000};
   uint32_t rise = 2;  // consecutive successes to go down -> up

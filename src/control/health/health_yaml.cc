@@ -3,6 +3,8 @@
 
 #include <charconv>
 
+#include "common/duration.h"
+
 namespace keel {
 
 namespace {
@@ -24,23 +26,11 @@ std::optional<uint64_t> parseUnsigned(std::string_view s) {
 }  // namespace
 
 std::optional<HealthDuration> parseHealthDuration(std::string_view text) {
-  uint64_t scale = 0;
-  std::string_view digits;
-  if (text.size() > 2 && text.substr(text.size() - 2) == "ms") {
-    scale = 1, digits = text.substr(0, text.size() - 2);
-  } else if (text.size() > 1 && text.back() == 's') {
-    scale = 1000, digits = text.substr(0, text.size() - 1);
-  } else if (text.size() > 1 && text.back() == 'm') {
-    scale = 60000, digits = text.substr(0, text.size() - 1);
-  } else {
-    return std::nullopt;
-  }
-  auto v = parseUnsigned(digits);
-  // A day is far beyond any sane interval. Compared before multiplying:
-  // `*v * scale` wraps for large v (307445734561826m is 8384 ms mod 2^64).
-  constexpr uint64_t kMaxMs = 86'400'000;
-  if (!v || *v == 0 || *v > kMaxMs / scale) return std::nullopt;
-  return HealthDuration(*v * scale);
+  // The units are the node's (common/duration.h); the range is the
+  // checker's own: a day is far beyond any sane interval or timeout.
+  auto d = parseDurationText(text);
+  if (!d || d->count() <= 0 || *d > kMaxHealthDuration) return std::nullopt;
+  return HealthDuration(*d);
 }
 
 void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, std::string_view keyPath,
@@ -69,9 +59,13 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       spec_.statusMax = defaults.statusMax;
       spec_.udpPayload = defaults.udpPayload;
       spec_.udpExpect = defaults.udpExpect;
+      spec_.udpRequireReply = defaults.udpRequireReply;
       spec_.type = *type;
     }
   }
+  // Where this layer says `require_reply: false`, if it does: checked
+  // against the expect in effect once every key of the layer is read.
+  std::optional<std::string> noReplyAt;
   for (const auto& kv : node) {
     std::string key = kv.first.as<std::string>("");
     const YAML::Node& v = kv.second;
@@ -93,8 +87,8 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
     auto duration = [&]() -> std::optional<HealthDuration> {
       auto d = parseHealthDuration(text);
       if (!d)
-        errors.push_back(where + "\"" + text +
-                         "\" is not a duration from 1ms to 1440m (one day), like 500ms, 1s or 1m");
+        errors.push_back(where + "\"" + text + "\" is not a duration from 1ms to 1440m (one day): an integer " +
+                         "and " + std::string(kDurationUnits) + ", like 500ms, 1s, 2m or 1h");
       return d;
     };
     // path, host, expect and payload mean something to one or two types
@@ -126,6 +120,16 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       }
     } else if (key == "payload") {
       if (usedBy({Type::Udp}, "udp")) spec_.udpPayload = text;
+    } else if (key == "require_reply") {
+      if (!usedBy({Type::Udp}, "udp")) continue;
+      // Exactly true or false, as every boolean in keel.yaml (config.cc):
+      // YAML 1.1's yes/on/y are refused rather than guessed at.
+      if (text == "true" || text == "false") {
+        spec_.udpRequireReply = text == "true";
+        if (!spec_.udpRequireReply) noReplyAt = where;
+      } else {
+        errors.push_back(where + "\"" + text + "\" is not true or false");
+      }
     } else if (key == "interval") {
       if (auto d = duration()) spec_.interval = *d;
     } else if (key == "timeout") {
@@ -141,9 +145,18 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
         errors.push_back(where + "\"" + text + "\" is not an IP address");
       }
     } else {
-      errors.push_back(where + "unknown key (known: type, port, path, host, expect, payload, interval, "
-                               "timeout, rise, fall, source)");
+      errors.push_back(where + "unknown key (known: type, port, path, host, expect, payload, require_reply, "
+                               "interval, timeout, rise, fall, source)");
     }
+  }
+  // An expect needs a reply whatever require_reply says: a layer whose own
+  // `false` would be ignored is told so, like a key its type does not use.
+  // (A layer that sets expect under an inherited `false` overrides it, as
+  // a type change drops the keys it inherits.)
+  if (noReplyAt && spec_.type == HealthCheckSpec::Type::Udp && !spec_.udpExpect.empty()) {
+    errors.push_back(*noReplyAt + "false has no effect with expect \"" + spec_.udpExpect +
+                     "\": a udp check with expect always needs a matching reply (remove require_reply, "
+                     "or expect)");
   }
 }
 

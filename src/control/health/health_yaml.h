@@ -12,7 +12,8 @@
 //         host: www.example.com # http Host header, default the real's address
 //         expect: "200-399"     # http: status or range; udp: reply prefix
 //         payload: "ping"       # udp datagram (may be empty)
-//         interval: 1s          # ms, s or m suffix required
+//         require_reply: true   # udp: only a reply passes (default false)
+//         interval: 1s          # an integer and ms, s, m or h
 //         timeout: 1s
 //         rise: 2
 //         fall: 3
@@ -21,18 +22,27 @@
 //         - address: 10.0.0.5
 //           health: { port: 8081 }   # overrides only `port`
 //         - address: 10.0.0.6
-//           health: { type: tcp }    # another type: path, host, expect and
-//                                    # payload start again from their defaults
+//           health: { type: tcp }    # another type: path, host, expect,
+//                                    # payload and require_reply start again
+//                                    # from their defaults
 //
 // A layer that changes `type` drops the type's keys (path, host, expect,
-// payload) it inherited: they describe the check below it (an http status
-// range is no udp reply prefix). Its own values for them still apply and
+// payload, require_reply) it inherited: they describe the check below it
+// (an http status range is no udp reply prefix). Its own values for them still apply and
 // are checked against its type. Every other key is inherited as before.
 //
 // Which type uses which of those keys: path and host http only, expect http
-// (status range) and udp (reply prefix), payload udp only; tcp and none use
-// none of them. A layer that sets one its type (its own or the inherited
-// one) does not use is an error there; keys dropped by a type change are not.
+// (status range) and udp (reply prefix), payload and require_reply udp
+// only; tcp and none use none of them. A layer that sets one its type (its
+// own or the inherited one) does not use is an error there; keys dropped by
+// a type change are not.
+//
+// require_reply is `true` or `false` only. A udp expect needs a reply
+// anyway, so `require_reply: true` beside one is redundant and accepted,
+// and `require_reply: false` where the check (after that layer) has an
+// expect would be ignored: an error at the layer that sets it, like any
+// key that would be ignored. A layer that sets expect under an inherited
+// `false` overrides it without error.
 //
 // Usage: one builder per service, copied per real; each layer's mistakes
 // are appended by its own apply(), so a caller can tell them apart:
@@ -66,8 +76,12 @@ class HealthSpecBuilder {
   HealthCheckSpec spec_;
 };
 
-// "500ms", "1s", "2m" -> milliseconds; nullopt if malformed, 0, or more than
-// a day (1440m).
+// The longest interval or timeout.
+inline constexpr HealthDuration kMaxHealthDuration = std::chrono::hours(24);
+
+// "500ms", "1s", "2m", "1h" (the units of every keel.yaml duration, see
+// common/duration.h) -> milliseconds; nullopt if malformed, 0, or more than
+// kMaxHealthDuration.
 std::optional<HealthDuration> parseHealthDuration(std::string_view text);
 
 }  // namespace keel

@@ -59,8 +59,10 @@ class UdpProbe final : public Probe {
   }
 
   HealthResult timedOut() const override {
-    if (config_->spec.udpExpect.empty()) return {true, "udp: no ICMP error within " + config_->timeoutText};
-    return {false, "udp: no reply within " + config_->timeoutText};
+    const HealthCheckSpec& spec = config_->spec;
+    const bool replyNeeded = spec.udpRequireReply || !spec.udpExpect.empty();
+    if (replyNeeded) return {false, "udp: no reply within " + config_->timeoutText};
+    return {true, "udp: no ICMP error within " + config_->timeoutText};
   }
 
   void closeSockets() override {

@@ -3,6 +3,8 @@
 // errors that point at file, line and key.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "control/health/health_yaml.h"
 
 namespace keel {
@@ -96,6 +98,13 @@ TEST(HealthYaml, AKeyTheTypeDoesNotUseIsAnErrorWhereItIsSet) {
       {"{type: http, payload: x}", "k.yaml:1: s.health.payload: only udp checks use payload (this check is http)"},
       {"{type: none, expect: '200'}", "k.yaml:1: s.health.expect: only http and udp checks use expect (this check is none)"},
       {"{type: tcp, payload: ''}", "k.yaml:1: s.health.payload: only udp checks use payload (this check is tcp)"},
+      {"{type: tcp, require_reply: true}",
+       "k.yaml:1: s.health.require_reply: only udp checks use require_reply (this check is tcp)"},
+      {"{type: http, require_reply: false}",
+       "k.yaml:1: s.health.require_reply: only udp checks use require_reply (this check is http)"},
+      {"{require_reply: true}",  // tcp by default
+       "k.yaml:1: s.health.require_reply: only udp checks use require_reply (this check is tcp)"},
+      {"{type: udp, payload: PING, require_reply: true}", ""},
       {"{type: http, path: /h, host: h.example, expect: '200-299'}", ""},
       {"{type: udp, payload: PING, expect: PONG}", ""},
       {"{type: tcp, port: 81, interval: 1s, timeout: 1s, rise: 1, fall: 1, source: 10.0.0.1}", ""},
@@ -178,6 +187,90 @@ udp: { type: udp, payload: PING, expect: PONG }
   EXPECT_EQ(errors[0], "k.yaml:1: r.health.expect: only http and udp checks use expect (this check is tcp)");
 }
 
+// require_reply: a udp key like payload, exactly true or false, and never
+// a `false` that an expect in the same check would override.
+TEST(HealthYaml, RequireReply) {
+  auto build = [](std::initializer_list<const char*> layers, std::vector<std::string>& errors) {
+    HealthSpecBuilder b;
+    int i = 0;
+    for (const char* layer : layers) {
+      b.apply(YAML::Load(layer), "k.yaml", i++ == 0 ? "s.health" : "r.health", errors);
+    }
+    return b.build();
+  };
+  std::vector<std::string> errors;
+  EXPECT_FALSE(build({"{type: udp}"}, errors).udpRequireReply) << "default: today's behaviour";
+  EXPECT_TRUE(build({"{type: udp, require_reply: true}"}, errors).udpRequireReply);
+  EXPECT_TRUE(build({"{type: udp, require_reply: 'true'}"}, errors).udpRequireReply)
+      << "a quoted true, as a JSON string gives it, reads the same as metrics.enabled's";
+  // Layers: inherited like payload; a real may turn it off; a real that
+  // changes the type drops it, one that restates the same type keeps it.
+  EXPECT_TRUE(build({"{type: udp, require_reply: true}", "{port: 53}"}, errors).udpRequireReply);
+  EXPECT_TRUE(build({"{type: udp, require_reply: true}", "{type: udp}"}, errors).udpRequireReply);
+  EXPECT_FALSE(build({"{type: udp, require_reply: true}", "{require_reply: false}"}, errors).udpRequireReply);
+  EXPECT_FALSE(build({"{type: udp, require_reply: true}", "{type: tcp}"}, errors).udpRequireReply);
+  EXPECT_FALSE(build({"{type: udp, require_reply: true}", "{type: tcp}", "{type: udp}"}, errors).udpRequireReply);
+  // With an expect a reply is needed anyway: `true` beside it is redundant
+  // and accepted (keepalived's require_reply carries the expected bytes);
+  // a real's expect overrides a `false` it inherits.
+  HealthCheckSpec both = build({"{type: udp, expect: PONG, require_reply: true}"}, errors);
+  EXPECT_EQ(both.udpExpect, "PONG");
+  HealthCheckSpec overrides = build({"{type: udp, require_reply: false}", "{expect: PONG}"}, errors);
+  EXPECT_EQ(overrides.udpExpect, "PONG");
+  ASSERT_TRUE(errors.empty()) << joined(errors);
+
+  struct Row {
+    std::vector<const char*> layers;
+    const char* error;
+  };
+  const Row rows[] = {
+      {{"{type: udp, require_reply: yes}"}, "k.yaml:1: s.health.require_reply: \"yes\" is not true or false"},
+      {{"{type: udp, require_reply: 1}"}, "k.yaml:1: s.health.require_reply: \"1\" is not true or false"},
+      {{"{type: udp, require_reply: True}"}, "k.yaml:1: s.health.require_reply: \"True\" is not true or false"},
+      {{"{type: udp, require_reply: ''}"}, "k.yaml:1: s.health.require_reply: \"\" is not true or false"},
+      {{"{type: udp, require_reply: [true]}"}, "k.yaml:1: s.health.require_reply: must be a scalar"},
+      // Whatever the key order, and wherever the expect comes from, a
+      // layer's own `false` next to an expect is refused at that key.
+      {{"type: udp\nrequire_reply: false\nexpect: PONG\n"},
+       "k.yaml:2: s.health.require_reply: false has no effect with expect \"PONG\": a udp check with expect "
+       "always needs a matching reply (remove require_reply, or expect)"},
+      {{"{type: udp, expect: PONG}", "{port: 53,\n require_reply: false}"},
+       "k.yaml:2: r.health.require_reply: false has no effect with expect \"PONG\": a udp check with expect "
+       "always needs a matching reply (remove require_reply, or expect)"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.layers.back());
+    std::vector<std::string> rowErrors;
+    HealthSpecBuilder b;
+    for (size_t i = 0; i < row.layers.size(); ++i)
+      b.apply(YAML::Load(row.layers[i]), "k.yaml", i == 0 ? "s.health" : "r.health", rowErrors);
+    ASSERT_EQ(rowErrors.size(), 1u) << joined(rowErrors);
+    EXPECT_EQ(rowErrors[0], row.error);
+  }
+}
+
+// keelctl's --health reaches keeld as JSON, and daemon_backend.cc's
+// jsonToYaml hands YAML::Load(json.dump()) to this same builder: a JSON
+// boolean is the YAML scalar true, a number or string is refused alike.
+TEST(HealthYaml, RequireReplyFromApiJson) {
+  auto viaJson = [](const nlohmann::json& j, std::vector<std::string>& errors) {
+    HealthSpecBuilder b;
+    b.apply(YAML::Load(j.dump()), "request", "params.real.health", errors);
+    return b.build();
+  };
+  std::vector<std::string> errors;
+  HealthCheckSpec spec = viaJson({{"type", "udp"}, {"payload", "PING"}, {"require_reply", true}}, errors);
+  ASSERT_TRUE(errors.empty()) << joined(errors);
+  EXPECT_TRUE(spec.udpRequireReply);
+  EXPECT_EQ(spec.udpPayload, "PING");
+  viaJson({{"type", "udp"}, {"require_reply", 1}}, errors);
+  viaJson({{"type", "tcp"}, {"require_reply", false}}, errors);
+  ASSERT_EQ(errors.size(), 2u) << joined(errors);
+  EXPECT_EQ(errors[0], "request:1: params.real.health.require_reply: \"1\" is not true or false");
+  EXPECT_EQ(errors[1],
+            "request:1: params.real.health.require_reply: only udp checks use require_reply (this check is tcp)");
+}
+
 TEST(HealthYaml, ErrorsNameFileLineAndKey) {
   YAML::Node doc = YAML::Load("health:\n  type: icmp\n  interval: 5\n  rise: 0\n  bogus: 1\n  source: nope\n");
   std::vector<std::string> errors;
@@ -211,12 +304,36 @@ TEST(HealthYaml, Durations) {
   EXPECT_EQ(parseHealthDuration("3s"), HealthDuration(3000));
   EXPECT_EQ(parseHealthDuration("2m"), HealthDuration(120000));
   EXPECT_EQ(parseHealthDuration("1440m"), HealthDuration(86'400'000));
+  // Hours, as node durations take them, up to the same one day.
+  EXPECT_EQ(parseHealthDuration("1h"), HealthDuration(3'600'000));
+  EXPECT_EQ(parseHealthDuration("24h"), HealthDuration(86'400'000));
   // The last three would wrap to a small number of milliseconds if
   // multiplied before the bound check.
-  for (const char* bad : {"", "1", "ms", "0s", "1.5s", "-1s", "1h", "2000m", "s", "1441m", "86400001ms",
-                          "307445734561826m", "18446744073709552s", "18446744073709551615ms"}) {
+  for (const char* bad : {"", "1", "ms", "0s", "0h", "1.5s", "-1s", "+1s", "1 s", "1d", "1hm", "25h", "2000m", "s",
+                          "1441m", "86400001ms", "307445734561826m", "18446744073709552s",
+                          "18446744073709551615ms"}) {
     EXPECT_FALSE(parseHealthDuration(bad)) << bad;
   }
+}
+
+// A unit the node's durations do not take is refused with the list of the
+// ones they do; one they take but beyond a day is refused by range alike.
+TEST(HealthYaml, DurationErrorsListTheUnits) {
+  std::vector<std::string> errors;
+  HealthSpecBuilder b;
+  b.apply(YAML::Load("interval: 1h\ntimeout: 2s\n"), "k.yaml", "s.health", errors);
+  ASSERT_TRUE(errors.empty()) << joined(errors);
+  EXPECT_EQ(b.build().interval, std::chrono::hours(1));
+  b.apply(YAML::Load("interval: 1d\ntimeout: 25h\n"), "k.yaml", "s.health", errors);
+  ASSERT_EQ(errors.size(), 2u) << joined(errors);
+  EXPECT_EQ(errors[0],
+            "k.yaml:1: s.health.interval: \"1d\" is not a duration from 1ms to 1440m (one day): an integer and "
+            "ms, s, m or h, like 500ms, 1s, 2m or 1h");
+  EXPECT_EQ(errors[1],
+            "k.yaml:2: s.health.timeout: \"25h\" is not a duration from 1ms to 1440m (one day): an integer and "
+            "ms, s, m or h, like 500ms, 1s, 2m or 1h");
+  EXPECT_EQ(b.build().interval, std::chrono::hours(1)) << "a refused value changes nothing";
+  EXPECT_EQ(b.build().timeout, std::chrono::seconds(2));
 }
 
 }  // namespace

@@ -923,6 +923,15 @@ TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
             "its mac (mac: in keel.yaml, --mac in keelctl) or, if it is on-link, ping it from this host so the "
             "table has it");
   EXPECT_EQ(file.config->services[1].reals[0].macPending, pending);
+  // config.check (keelctl config check) passes it with the same warning.
+  backend_->setCheckOptions(hostChecks);
+  api::Result checked = backend_->checkConfig(files_["keel.yaml"] +
+                                                  "  - name: dsr\n    vip: 10.0.0.7\n    port: 80\n    protocol: "
+                                                  "tcp\n    forwarding: l2dsr\n    reals:\n      - {address: "
+                                                  "10.0.1.8}\n",
+                                              "keel.yaml");
+  ASSERT_TRUE(checked.isOk()) << checked.error().message;
+  EXPECT_EQ(checked.result()["warnings"], nlohmann::json::array({file.warnings[0]}));
 
   // Looked up again while it waits; removed, it is asked for no more.
   resolved_.clear();

@@ -106,11 +106,17 @@ class Parser {
       : source_(source), options_(options) {}
 
   std::vector<std::string> takeErrors() { return std::move(errors_); }
+  std::vector<std::string> takeWarnings() { return std::move(warnings_); }
 
   void error(const YAML::Node& at, const std::string& path, const std::string& what) {
     std::string loc = source_;
     if (at.IsDefined() && !at.Mark().is_null()) loc += ":" + std::to_string(at.Mark().line + 1);
     errors_.push_back(loc + ": " + (path.empty() ? "" : path + ": ") + what);
+  }
+  void warning(const YAML::Node& at, const std::string& path, const std::string& what) {
+    std::string loc = source_;
+    if (at.IsDefined() && !at.Mark().is_null()) loc += ":" + std::to_string(at.Mark().line + 1);
+    warnings_.push_back(loc + ": " + path + ": " + what);
   }
   void errorAtLine(int line, const std::string& path, const std::string& what) {
     errors_.push_back(source_ + ":" + std::to_string(line) + ": " + path + ": " + what);
@@ -308,6 +314,7 @@ class Parser {
   std::string source_;
   const ConfigOptions& options_;
   std::vector<std::string> errors_;
+  std::vector<std::string> warnings_;
   bool interfaceValid_ = false;
 };
 
@@ -775,6 +782,10 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
       if (m.mac) {
         real.mac = m.mac;
         real.macResolved = true;
+      } else if (!m.pending.empty()) {
+        // Not in the table: a real that is off must not block the file.
+        real.macPending = m.pending;
+        warning(n.node, n.path + ".address", m.error);
       } else {
         error(n.node, n.path + ".address", m.error);
       }
@@ -823,6 +834,7 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
     parser.error(root, "", std::string("internal YAML error: ") + e.what());
   }
   result.errors = parser.takeErrors();
+  result.warnings = parser.takeWarnings();
   if (result.errors.empty()) result.config = std::move(cfg);
   return result;
 }
@@ -848,12 +860,20 @@ RealMac resolveRealMac(const std::string& service, const IpAddress& real, const 
     out.mac = it->second;
     return out;
   }
+  if (!found && lookedUp) {
+    // A state, not a mistake: the real is off, or not on-link yet. Held
+    // down and looked up again until the table has it.
+    out.pending = "l2dsr: " + real.toString() + " not in the neighbour table of " + interface;
+    out.error = "l2dsr real " + real.toString() + " of service " + service +
+                " has no mac and is not in the neighbour table of " + interface +
+                " (not reachable on-link?): held down until keeld finds it there; give its mac (mac: in "
+                "keel.yaml, --mac in keelctl) or, if it is on-link, ping it from this host so the table has it";
+    return out;
+  }
   std::string why;
   if (found)
     why = "its neighbour-table entry on " + interface + " is " + it->second.toString() +
           ", not a unicast MAC";
-  else if (lookedUp)
-    why = "is not in the neighbour table of " + interface + " (not reachable on-link?)";
   else if (interface.empty())
     why = "there is no neighbour table to look it up in (no dataplane.interface, nor a "
           "dpdk.exception_interface to default to)";

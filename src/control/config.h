@@ -87,6 +87,13 @@ struct RealConfig {
   uint32_t weight = 100;
   std::optional<MacAddress> mac;  // l2dsr: configured or resolved from the neighbour table
   bool macResolved = false;       // true when mac came from the neighbour table
+  // l2dsr without a mac, and the neighbour table had no entry for it when
+  // looked up (powered off, cable out, not on-link yet): accepted, held down
+  // (out of the ring, no health checks) and looked up again by keeld
+  // (DaemonBackend::resolvePendingMacs) until it is found. What keelctl
+  // health shows as its reason, e.g. "l2dsr: 10.0.1.8 not in the neighbour
+  // table of eth0". Empty: not waiting for a MAC.
+  std::string macPending;
   YAML::Node health;              // the raw `health:` override (kept for runtime adds)
   // The resolved check: service `health:` overlaid with this real's. A service
   // and real with no `health:` at all resolve to type none (always up, no
@@ -171,27 +178,38 @@ MacLookup lookUpMacs(const std::vector<IpAddress>& reals, const std::string& int
 
 // An l2dsr real's MAC when none is given, from a lookup that asked for it.
 // l2dsr rewrites only the MAC, so the real must be on the balancer's own
-// segment, and its neighbour entry proves it. When the table has no entry
-// (or there is none to read), `error` says which real of which service, why,
-// and the two fixes:
-// "l2dsr real 10.0.1.8 of service web has no mac and is not in the neighbour
-// table of eth0 (not reachable on-link?); give its mac (mac: in keel.yaml,
-// --mac in keelctl) or, if it is on-link, ping it from this host so the
-// table has it".
+// segment, and its neighbour entry proves it. A table that was read and has
+// no entry for the real is a state that passes (the real is off, or not
+// on-link yet): `pending` says so in keelctl health's words, "l2dsr:
+// 10.0.1.8 not in the neighbour table of eth0", and the real is accepted
+// and held down until keeld finds it (RealConfig::macPending). What the
+// file or the host gets wrong is an error: a group or zero MAC in the
+// table's entry, no table to read (no interface, no host checks). `error`
+// says which real of which service, why, and the fixes, e.g.
+// "l2dsr real 10.0.1.8 of service web has no mac and there is no neighbour
+// table to look it up in (...); give its mac (mac: in keel.yaml, --mac in
+// keelctl)". For a pending real it holds the same sentence for a table
+// without it (a warning: keeld --check-config prints it).
 struct RealMac {
   std::optional<MacAddress> mac;  // set: resolved
-  std::string error;              // otherwise
+  std::string pending;            // else, if set: not in the table (yet); accepted, held down
+  std::string error;              // the refusal (or, with `pending`, the warning)
 };
 RealMac resolveRealMac(const std::string& service, const IpAddress& real, const MacLookup& lookup);
 
 struct ConfigResult {
   std::optional<Config> config;      // set only when errors is empty
   std::vector<std::string> errors;   // "file:line: key.path: what is wrong"
+  // What passes but the operator should hear of, in the same form: an
+  // l2dsr real that is not in the neighbour table (held down until it is).
+  std::vector<std::string> warnings;
   bool ok() const { return config.has_value(); }
 };
 
 struct ConfigOptions {
-  MacResolver resolveMac;  // empty: an l2dsr real without `mac` is an error
+  // Empty: an l2dsr real without `mac` is an error; set: a real it does not
+  // find is accepted and held down (RealConfig::macPending).
+  MacResolver resolveMac;
   // Empty: dataplane.interface is checked for syntax only (unit tests).
   std::function<bool(const std::string& interface)> interfaceExists;
 };

@@ -255,6 +255,14 @@ Status Registry::invalidateReleased(ServiceState& state, const std::vector<IpAdd
   return Status::ok();
 }
 
+// l2dsr sends to the real's MAC: without one (a real keeld has not found
+// in the neighbour table yet, RealConfig::macPending) the real is down
+// whatever its health says, so no ring slot ever names a backend with an
+// all-zero destination MAC.
+bool Registry::lacksMac(const ServiceConfig& cfg, const std::optional<MacAddress>& mac) {
+  return cfg.forwarding == Forwarding::kL2dsr && !mac;
+}
+
 Status Registry::addService(const ServiceConfig& cfg) {
   auto id = serviceIds_.allocate();
   if (!id) return Status::error("service " + cfg.name + ": no free service id");
@@ -264,7 +272,7 @@ Status Registry::addService(const ServiceConfig& cfg) {
   for (const RealConfig& rc : cfg.reals) {
     RealState& real = state.reals[rc.address];
     real.weight = rc.weight;
-    real.healthy = rc.startHealthy;
+    real.healthy = rc.startHealthy && !lacksMac(cfg, rc.mac);
     real.mac = rc.mac;
   }
   // Ids in address order: like the ring, they do not depend on listing order.
@@ -332,6 +340,10 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   // call can fail, so a failed apply leaves the state naming exactly the ids
   // it holds (apply() says why that matters).
   std::vector<const RealConfig*> added;
+  // Reals that were up (or held) and have no MAC now (lacksMac: a file
+  // that drops a real's mac:, an adopted real the neighbour table lost):
+  // they go down the health way, out of the ring first, then invalidated.
+  std::set<IpAddress> macLost;
   for (const RealConfig& rc : cfg.reals) {
     auto it = state.reals.find(rc.address);
     if (it == state.reals.end()) {
@@ -340,6 +352,13 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     }
     RealState& real = it->second;
     real.weight = rc.weight;  // a weight change (incl. drain to 0) only moves ring slots
+    if (lacksMac(cfg, rc.mac) && (real.healthy || real.held)) {
+      real.healthy = false;
+      real.held = false;
+      real.mac = rc.mac;
+      macLost.insert(rc.address);
+      continue;
+    }
     if (real.mac != rc.mac || forwardingChanged) {
       real.mac = rc.mac;
       if (Status s = writeBackend(state, rc.address, real); !s) return s;
@@ -351,7 +370,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   for (const RealConfig* rc : added) {
     RealState& real = state.reals[rc->address];
     real.weight = rc->weight;
-    real.healthy = rc->startHealthy;
+    real.healthy = rc->startHealthy && !lacksMac(cfg, rc->mac);
     real.mac = rc->mac;
     real.id = allocateBackend();
     real.firstGen = backendGen_[real.id];
@@ -364,7 +383,8 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   state.rewrite = false;
   if (rewrite)  // the same ids and generations: only what the config changed moves
     for (const auto& [addr, real] : state.reals)
-      if (Status s = writeBackend(state, addr, real); !s) return s;
+      if (!macLost.count(addr))  // still live in the old ring: invalidated below
+        if (Status s = writeBackend(state, addr, real); !s) return s;
   // After the rewrite above, which writes held reals VALID: the ring that
   // still names them is live until the one below replaces it.
   const std::vector<IpAddress> released = unholdIfServed(state, &wanted);
@@ -372,6 +392,10 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   if (rewrite || newRing != oldRing || cfg.ringSize != oldRingSize)
     if (Status s = publishRing(state, newRing); !s) return s;
   if (Status s = invalidateReleased(state, released); !s) return s;
+  for (const IpAddress& addr : macLost) {
+    if (Status s = invalidateBackend(state, addr, state.reals[addr]); !s) return s;
+    logInfo(LogRecord("real_down").add("service", name).add("real", addr.toString()).add("reason", "no MAC"));
+  }
   // The new ring is live: removed reals go, each leaving the state only once
   // its id is released.
   for (auto it = state.reals.begin(); it != state.reals.end();) {
@@ -694,6 +718,9 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
     return Status::error("service " + service + " has no real " + addr.toString());
   RealState& real = rit->second;
   if (real.healthy == healthy) return Status::ok();
+  if (healthy && lacksMac(state.config, real.mac))
+    return Status::error("service " + service + ": real " + addr.toString() +
+                         " cannot come up: l2dsr has no MAC for it yet");
   const bool wasInRing = real.inRing();
   real.healthy = healthy;
   // A data-plane error below leaves the service half changed: the next

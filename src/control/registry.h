@@ -238,6 +238,9 @@ class Registry {
   // (healthy and weight > 0: a real coming up, an undrain or reweight, an
   // unchecked real added) or the policy turns fail-closed; a drained real
   // coming up releases nothing. Fail-closed empties the ring.
+  // An l2dsr real without a MAC (RealConfig::macPending) is down whatever
+  // its health: apply() adds it down and takes an up one down (out of the
+  // ring, then invalidated), and an up verdict for it is refused.
   Status setRealHealth(const std::string& service, const IpAddress& real, bool healthy);
 
   // The real in `slot` of the ring last published for `service`; nullopt
@@ -321,6 +324,7 @@ class Registry {
   };
 
   ServiceView viewOf(const std::string& name, const ServiceState& state) const;
+  static bool lacksMac(const ServiceConfig& cfg, const std::optional<MacAddress>& mac);
   Status addService(const ServiceConfig& cfg);
   Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
   Status updateService(ServiceState& state, const ServiceConfig& cfg);

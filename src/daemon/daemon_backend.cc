@@ -55,11 +55,17 @@ const RealConfig* findReal(const Config& c, const std::string& svc, const IpAddr
 // compares. The state file stores it beside each runtime entry, so a restart
 // applies the same "file wins" test as a reload (rebase) does with the old
 // and new file in hand: one definition of "the file changed this".
-nlohmann::json fingerprint(const RealConfig& r) {
+// The mac is the file's `mac:` only: one the neighbour table gave, or has
+// not given yet (macPending), is no change to the file, so a drain of a
+// real that was off outlives the reload or restart that finds its MAC.
+// `tableMac`: with the table's MAC too, as keelds before this rule wrote
+// it (loadState still accepts a state file of theirs).
+nlohmann::json fingerprint(const RealConfig& r, bool tableMac = false) {
   const HealthCheckSpec& h = r.healthSpec;
+  const bool fileMac = r.mac && (tableMac || !r.macResolved);
   return {{"address", r.address.toString()},
           {"weight", r.weight},
-          {"mac", r.mac ? nlohmann::json(r.mac->toString()) : nlohmann::json(nullptr)},
+          {"mac", fileMac ? nlohmann::json(r.mac->toString()) : nlohmann::json(nullptr)},
           {"health",
            {{"type", toString(h.type)},
             {"port", h.port},
@@ -75,9 +81,9 @@ nlohmann::json fingerprint(const RealConfig& r) {
             {"source", h.source ? nlohmann::json(h.source->toString()) : nlohmann::json(nullptr)}}}};
 }
 
-nlohmann::json fingerprint(const ServiceConfig& s) {
+nlohmann::json fingerprint(const ServiceConfig& s, bool tableMac = false) {
   nlohmann::json reals = nlohmann::json::array();
-  for (const RealConfig& r : s.reals) reals.push_back(fingerprint(r));
+  for (const RealConfig& r : s.reals) reals.push_back(fingerprint(r, tableMac));
   return {{"vip", s.vip.toString()},
           {"port", s.port},
           {"protocol", s.protocol},
@@ -91,6 +97,15 @@ nlohmann::json fingerprint(const ServiceConfig& s) {
 // null: the file has no such real / service.
 nlohmann::json fingerprintOf(const RealConfig* r) { return r ? fingerprint(*r) : nlohmann::json(nullptr); }
 nlohmann::json fingerprintOf(const ServiceConfig* s) { return s ? fingerprint(*s) : nlohmann::json(nullptr); }
+
+// Whether the file says now what `saved` (a state file's fingerprint) says:
+// as this keeld writes it, or as an older one did (with the table's MACs).
+bool fileSays(const RealConfig* r, const nlohmann::json& saved) {
+  return fingerprintOf(r) == saved || (r && r->macResolved && fingerprint(*r, true) == saved);
+}
+bool fileSays(const ServiceConfig& s, const nlohmann::json& saved) {
+  return fingerprint(s) == saved || fingerprint(s, true) == saved;
+}
 
 bool sameReal(const RealConfig& a, const RealConfig& b) { return fingerprint(a) == fingerprint(b); }
 bool sameService(const ServiceConfig& a, const ServiceConfig& b) { return fingerprint(a) == fingerprint(b); }
@@ -165,7 +180,7 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
       if (svc.forwarding == Forwarding::kIpip) {
         if (r.address.isV4() && !c.node.tunnelSourceV4) real("ipip to an IPv4 real needs node.tunnel_source_v4");
         if (r.address.isV6() && !c.node.tunnelSourceV6) real("ipip to an IPv6 real needs node.tunnel_source_v6");
-      } else if (!r.mac) {
+      } else if (!r.mac && r.macPending.empty()) {
         real("l2dsr needs the real's MAC (give mac, or add it again so that keeld resolves it)");
       }
     }
@@ -280,8 +295,11 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
       // its generation, so established flows stay (registry.h).
       if (ov.drained) it->weight = 0;
     }
+    // A real waiting for its MAC is down (no health target: syncHealth)
+    // until resolvePendingMacs finds it; then it starts as a new real does.
     for (RealConfig& r : svc.reals)
-      r.startHealthy = r.healthSpec.type == HealthCheckSpec::Type::None || startsUp(svc.name, r);
+      r.startHealthy = r.macPending.empty() &&
+                       (r.healthSpec.type == HealthCheckSpec::Type::None || startsUp(svc.name, r));
   }
   return c;
 }
@@ -300,12 +318,101 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
     return Result::error(api::code::kFailed, msg);
   }
   committed_ = true;
+  notePendingMacs(next);
   file_ = file;
   overlay_ = std::move(overlay);
   effective_ = std::move(next);
   syncHealth(effective_);
   saveState();
+  retryMacsLater();
   return Result::ok();
+}
+
+// Before effective_ becomes `next`: a real that starts waiting for its MAC
+// is logged (once) and timed, one that stops waiting (found, or gone) is
+// forgotten.
+void DaemonBackend::notePendingMacs(const Config& next) {
+  std::map<RealKey, std::chrono::system_clock::time_point> since;
+  for (const ServiceConfig& svc : next.services)
+    for (const RealConfig& r : svc.reals) {
+      if (r.macPending.empty()) continue;
+      const RealKey key{svc.name, r.address};
+      auto it = macPendingSince_.find(key);
+      if (it != macPendingSince_.end()) {
+        since.insert(*it);
+        continue;
+      }
+      since[key] = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+      logWarn(LogRecord("real_mac_unresolved")
+                  .add("service", svc.name)
+                  .add("real", r.address.toString())
+                  .add("reason", r.macPending)
+                  .add("detail", "held down; looked up again every " +
+                                     std::to_string(kMacRetryInterval.count()) + " s"));
+    }
+  macPendingSince_ = std::move(since);
+}
+
+void DaemonBackend::retryMacsLater() {
+  if (macRetryArmed_ || macPendingSince_.empty()) return;
+  macRetryArmed_ = true;
+  macTimer_.expires_after(kMacRetryInterval);
+  macTimer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled: the backend is going (~DaemonBackend)
+    macRetryArmed_ = false;
+    resolvePendingMacs();
+    retryMacsLater();
+  });
+}
+
+size_t DaemonBackend::resolvePendingMacs() {
+  if (macPendingSince_.empty()) return 0;
+  std::vector<IpAddress> addresses;
+  for (const auto& [key, since] : macPendingSince_) addresses.push_back(key.second);
+  std::sort(addresses.begin(), addresses.end());
+  addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
+  const MacLookup macs = keel::lookUpMacs(addresses, neighbourInterface_, retryMac_ ? retryMac_ : resolveMac_);
+  // The reals found, in the place their config comes from (the file, a
+  // real.add, a service.add), so that every later compose() has the MAC.
+  Config file = file_;
+  Overlay overlay = overlay_;
+  std::vector<std::pair<std::string, RealConfig>> found;
+  auto take = [&](const std::string& service, RealConfig& r) {
+    if (r.macPending.empty()) return;
+    RealMac m = resolveRealMac(service, r.address, macs);
+    if (m.mac) {
+      r.mac = m.mac;
+      r.macResolved = true;
+      r.macPending.clear();
+      found.emplace_back(service, r);
+    } else if (auto it = macs.resolved.find(r.address); it != macs.resolved.end()) {
+      // In the table, but with a group or zero MAC: still down, and why.
+      r.macPending = "l2dsr: the neighbour-table entry of " + r.address.toString() + " on " +
+                     neighbourInterface_ + " is " + it->second.toString() + ", not a unicast MAC";
+    } else if (!m.pending.empty()) {
+      r.macPending = m.pending;  // (no table read at all: it keeps its reason)
+    }
+  };
+  for (ServiceConfig& svc : file.services)
+    for (RealConfig& r : svc.reals) take(svc.name, r);
+  for (auto& [name, added] : overlay.addedServices)
+    for (RealConfig& r : added.config.reals) take(name, r);
+  for (auto& [key, ov] : overlay.reals)
+    if (ov.added) take(key.first, *ov.added);
+  if (found.empty()) {
+    // Only reasons may have changed: shown as they are, nothing to apply.
+    file_ = std::move(file);
+    overlay_ = std::move(overlay);
+    effective_ = compose(file_, overlay_);
+    return 0;
+  }
+  Result r = commit(file, std::move(overlay));
+  if (!r.isOk()) {
+    logError(LogRecord("real_mac_apply_failed").add("error", r.error().message));
+    return 0;
+  }
+  for (const auto& [service, real] : found) logResolvedMac(service, real);
+  return found.size();
 }
 
 // The whole overlay, each entry with the file's fingerprint of what it
@@ -517,7 +624,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       if (!e.is_object() || !e.contains("name") || !e["name"].is_string()) continue;
       const std::string name = e["name"];
       const ServiceConfig* fs = findSvc(file, name);
-      if (!fs || fingerprint(*fs) != e.value("file", nlohmann::json())) {
+      if (!fs || !fileSays(*fs, e.value("file", nlohmann::json()))) {
         logDropped(name, "", "the file changed this service");
         continue;
       }
@@ -543,7 +650,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       logDropped(svcName, real, "the service is gone");
       continue;
     } else if (version == 1 ? (!fr || !e.contains("file_weight") || e["file_weight"] != fr->weight)
-                            : fingerprintOf(fr) != e.value("file", nlohmann::json())) {
+                            : !fileSays(fr, e.value("file", nlohmann::json()))) {
       logDropped(svcName, real, "the file changed this real");
       continue;
     }
@@ -615,6 +722,9 @@ void DaemonBackend::syncHealth(const Config& effective) {
   std::set<std::pair<std::string, IpAddress>> seen;
   for (const ServiceConfig& svc : effective.services) {
     for (const RealConfig& r : svc.reals) {
+      // Waiting for its MAC: no checks (a check could not bring it up, and
+      // its target starts afresh, at `rise`, once the MAC is found).
+      if (!r.macPending.empty()) continue;
       auto key = std::make_pair(svc.name, r.address);
       seen.insert(key);
       auto it = targets_.find(key);
@@ -832,7 +942,16 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Servi
                   : ov->second.added ? ov->second.added->weight
                                      : 0;
     }
-    if (const RealConfig* er = find(effectiveReals, r.address)) rs.check = toString(er->healthSpec.type);
+    const RealConfig* er = find(effectiveReals, r.address);
+    if (er) rs.check = toString(er->healthSpec.type);
+    if (er && !er->macPending.empty()) {
+      // Down for want of a MAC: the reason is that, since keeld first
+      // looked (no target: syncHealth).
+      rs.healthDetail = er->macPending;
+      rs.changeReason = er->macPending;
+      if (auto since = macPendingSince_.find({v.name, r.address}); since != macPendingSince_.end())
+        rs.lastChange = since->second;
+    }
     if (auto t = targets_.find({v.name, r.address}); t != targets_.end()) {
       if (auto st = checker_.status(t->second.id)) {
         rs.healthDetail = st->last.reason;
@@ -959,6 +1078,8 @@ std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, cons
     if (m.mac) {
       r.mac = m.mac;
       r.macResolved = true;
+    } else if (!m.pending.empty()) {
+      r.macPending = m.pending;  // accepted, held down (commit logs it)
     } else {
       ok = false;
       errors.push_back("request: " + realPath + ": " + m.error);
@@ -1141,7 +1262,9 @@ Result DaemonBackend::checkConfig(const std::string& text, const std::string& na
   if (auto errors = validateTargets(*r.config); !errors.empty()) return configErrors(std::move(errors));
   size_t reals = 0;
   for (const ServiceConfig& s : r.config->services) reals += s.reals.size();
-  return Result::ok({{"name", name}, {"services", r.config->services.size()}, {"reals", reals}});
+  nlohmann::json out{{"name", name}, {"services", r.config->services.size()}, {"reals", reals}};
+  if (!r.warnings.empty()) out["warnings"] = r.warnings;  // l2dsr reals not in the neighbour table
+  return Result::ok(std::move(out));
 }
 
 Result DaemonBackend::reload() {
@@ -1164,6 +1287,7 @@ Result DaemonBackend::reloadFile() {
     logError(LogRecord("reload_rejected").add("config", configPath_).add("errors", r.errors.size()));
     return configErrors(std::move(r.errors));
   }
+  keepResolvedMacs(*r.config);
   if (Status s = preApply_(*r.config); !s) {
     logError(LogRecord("reload_rejected").add("error", s.message()));
     return Result::error(api::code::kFailed, s.message());
@@ -1188,10 +1312,27 @@ Result DaemonBackend::reloadFile() {
   return Result::ok({{"services", effective_.services.size()}, {"reals", reals}});
 }
 
+// A MAC once found is kept (as a running real's is): a file real the new
+// parse did not find in the neighbour table (its entry aged out while the
+// balancer, which forwards past the kernel, sent it nothing) keeps the MAC
+// the running file has for it, rather than going down.
+void DaemonBackend::keepResolvedMacs(Config& next) const {
+  for (ServiceConfig& svc : next.services)
+    for (RealConfig& r : svc.reals) {
+      if (r.macPending.empty()) continue;
+      const RealConfig* running = findReal(file_, svc.name, r.address);
+      if (!running || !running->macResolved || !running->mac) continue;
+      r.mac = running->mac;
+      r.macResolved = true;
+      r.macPending.clear();
+    }
+}
+
 void DaemonBackend::shutdown(bool detach) { stopper_(detach); }
 
 DaemonBackend::~DaemonBackend() {
   mtuTimer_.cancel();
+  macTimer_.cancel();
   stopConnScans();
 }
 

@@ -99,7 +99,31 @@ class DaemonBackend : public api::ControlBackend {
   // neighbour-table resolver loadConfigFile uses for keel.yaml, so a runtime
   // add (real.add, service.add) resolves exactly like the file. Empty: such a
   // real is refused (it needs a mac). Call before start().
+  //
+  // An l2dsr real the table does not have (RealConfig::macPending), from
+  // the file, a runtime add or the state file, is accepted and held down:
+  // in the registry but out of the ring, with no health checks, shown down
+  // with the table's words as its reason. keeld looks such reals up again
+  // every kMacRetryInterval (resolvePendingMacs) until they are found.
   void setMacResolver(MacResolver resolver) { resolveMac_ = std::move(resolver); }
+  // The resolver those retries use; keeld's does not wait for an answer
+  // (resolveNeighbours with waitMs 0: one table dump, and a nudge for each
+  // real still missing, which the next retry finds answered), so keeld's
+  // loop never stops for them. Empty: setMacResolver's.
+  void setMacRetryResolver(MacResolver resolver) { retryMac_ = std::move(resolver); }
+  // One retry now (the timer's): one table read for every real waiting for
+  // its MAC. Those found take their MAC in the config they came from (so a
+  // reload or restart does not lose it), and are applied as new reals are:
+  // a checked one comes up after `rise` passing checks, an unchecked one at
+  // once. Returns how many were found. The timer is armed whenever a commit
+  // leaves a real waiting and stops when none is.
+  size_t resolvePendingMacs();
+  // Between two retries: short enough that a real that comes back is in the
+  // ring a few seconds after it answers ARP (then `rise` checks), long
+  // enough that the kernel's own resolution (3 probes, 1 s apart) of the
+  // last nudge has run before the next; each retry costs one
+  // neighbour-table dump and one datagram per waiting real.
+  static constexpr std::chrono::seconds kMacRetryInterval{2};
   // The options config.check parses a client's text with: keeld passes the
   // host checks its own file gets (interfaces, neighbour table). Default:
   // none.
@@ -193,6 +217,9 @@ class DaemonBackend : public api::ControlBackend {
   // service's forwarding), none otherwise; what serviceFrom/realFrom need.
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
   api::Result reloadFile();
+  void keepResolvedMacs(Config& next) const;
+  void notePendingMacs(const Config& next);
+  void retryMacsLater();
   using RealKey = std::pair<std::string, IpAddress>;  // (service, real)
   // The checked reals that are up, and when, as saveAtStop records them.
   struct StopRecord {
@@ -229,6 +256,11 @@ class DaemonBackend : public api::ControlBackend {
   std::string statePath_;
   bool committed_ = false;  // a commit succeeded: effective_ is what the data plane runs
   MacResolver resolveMac_;
+  MacResolver retryMac_;
+  // The reals waiting for their MAC in effective_, since when (notePendingMacs).
+  std::map<std::pair<std::string, IpAddress>, std::chrono::system_clock::time_point> macPendingSince_;
+  boost::asio::steady_timer macTimer_{io_};
+  bool macRetryArmed_ = false;
   ConfigOptions checkOptions_;
   std::string neighbourInterface_;  // dataplane.interface at start (a reload cannot change it)
   Config file_;       // the file as last applied

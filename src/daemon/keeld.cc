@@ -69,6 +69,9 @@ ConfigOptions hostConfigOptions() {
 std::optional<Config> loadOrReport(const std::string& path, bool hostChecks = true) {
   ConfigResult r = loadConfigFile(path, hostChecks ? hostConfigOptions() : ConfigOptions{});
   for (const std::string& e : r.errors) std::cerr << e << "\n";
+  // What passes but runs short (an l2dsr real held down until the neighbour
+  // table has it): keeld logs each such real again when it starts.
+  for (const std::string& w : r.warnings) std::cerr << "warning: " << w << "\n";
   if (!r.ok()) std::cerr << path << ": " << r.errors.size() << " error(s), nothing applied\n";
   return std::move(r.config);
 }
@@ -242,6 +245,11 @@ int run(const std::string& path, bool detachOnExit) {
   backend.setCanDetach(handle->canDetach());
   // Runtime adds resolve l2dsr MACs exactly as the file does.
   backend.setMacResolver(hostConfigOptions().resolveMac);
+  // Its retries of reals not in the table yet never wait on keeld's loop:
+  // one dump, a nudge for each still missing, found by the next retry.
+  backend.setMacRetryResolver([](const std::vector<IpAddress>& reals, const std::string& iface) {
+    return resolveNeighbours(reals, iface, /*waitMs=*/0);
+  });
   backend.setCheckOptions(hostConfigOptions());
   // The runtime overlay (keelctl changes), per interface like the pins.
   const std::string stateKey =

@@ -20,7 +20,9 @@ std::optional<MacAddress> interfaceMac(const std::string& interface);
 // UDP datagram each to the discard port, which makes the kernel ARP /
 // neighbour-solicit an on-link address), then all are polled together for
 // at most `waitMs` in all. An address absent from the result is not on-link
-// there or did not answer: l2dsr cannot reach it.
+// there or did not answer: l2dsr cannot reach it (yet). waitMs 0: no wait,
+// the dump's answer; the nudges' answers are in the table for the next call
+// (keeld's retries of reals held down for want of a MAC).
 std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& addresses,
                                                   const std::string& interface, int waitMs = 1000);
 

@@ -10,6 +10,7 @@ and is parameterised by forwarding (ipip, l2dsr) x family (v4, v6) x data
 plane (conftest: --dataplane).
 """
 import errno
+import json
 import socket
 import time
 
@@ -186,6 +187,61 @@ def test_l2dsr_resolves_real_macs(keel_variant):
     for fam in (4, 6):
         spread = served(lab.flows("tcp", lab.vip(fam), PORT, count=30))
         assert set(spread) == {r.role for r in lab.reals}, f"v{fam}: {spread}"
+
+
+# A real address no lab host holds when keeld starts: not in the balancer's
+# neighbour table, so keeld holds it down; real3 takes it on later.
+LATE_REAL_HOST = 99
+
+
+def l2dsr_with_a_late_real(lab):
+    svc = lab.service("web4", 4, PORT, "tcp", "l2dsr", with_mac=False)
+    svc["reals"][-1]["address"] = lab.late_real_v4 = lab.reals[-1].v4.rsplit(".", 1)[0] + f".{LATE_REAL_HOST}"
+    return [svc]
+
+
+@pytest.fixture
+def late_real(request, lab, need_keel):
+    """keeld with an l2dsr service whose last real is an address nobody holds
+    yet; removes that address from real3 and the balancer's neighbour table
+    afterwards."""
+    try:
+        yield from run_keel(request, lab, lab.keel_config(l2dsr_with_a_late_real(lab)), with_handle=True)
+    finally:
+        late = getattr(lab, "late_real_v4", None)
+        if late:
+            lab.reals[-1].run(["ip", "addr", "del", f"{late}/24", "dev", "eth0"], check=False)
+            lab.balancer.run(["ip", "neigh", "del", late, "dev", "eth0"], check=False)
+
+
+def real_health(keeld, address):
+    out = json.loads(keeld.keelctl("-o", "json", "health", "show", "web4").stdout)
+    for r in out["services"][0]["reals"]:
+        if r["address"] == address:
+            return r
+    raise KeyError(f"no real {address} in {out}")
+
+
+def test_l2dsr_real_that_appears_later(late_real):
+    """An l2dsr real without a MAC that is not in the neighbour table does not
+    stop keeld: it starts with that real down (the table's words as the
+    reason) and the others serving; once the address answers ARP (real3
+    takes it), keeld's retry finds its MAC and the real serves."""
+    lab, config, k = late_real
+    late = lab.late_real_v4
+    h = real_health(k, late)
+    assert h["state"] == "down" and h["reason"] == f"l2dsr: {late} not in the neighbour table of eth0", h
+    spread = served(lab.flows("tcp", lab.vip(4), PORT, count=30))
+    assert set(spread) == {r.role for r in lab.reals[:-1]}, spread
+
+    lab.reals[-1].run(["ip", "addr", "add", f"{late}/24", "dev", "eth0"])
+    deadline = time.monotonic() + 15  # retries every 2 s, each nudging ARP
+    while real_health(k, late)["state"] != "up" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert real_health(k, late)["state"] == "up", f"{real_health(k, late)}\n{k.log()}"
+    assert "real_mac_resolved" in k.log()
+    spread = served(lab.flows("tcp", lab.vip(4), PORT, count=30))
+    assert set(spread) == {r.role for r in lab.reals}, spread
 
 
 def weighted(lab):

@@ -84,8 +84,12 @@ TEST(Config, L2dsrMacsAreResolvedInOneCallForTheWholeFile) {
       "keel.yaml", o);
   ASSERT_EQ(calls.size(), 1u);
   EXPECT_EQ(calls[0], (std::vector<std::string>{"10.0.1.11@eth0", "10.0.1.13@eth0", "10.0.1.14@eth0"}));
-  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
-  EXPECT_NE(r.errors[0].find("l2dsr real 10.0.1.13 of service b has no mac"), std::string::npos) << r.errors[0];
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  ASSERT_EQ(r.warnings.size(), 1u) << joinErrors(r.warnings);
+  EXPECT_NE(r.warnings[0].find("l2dsr real 10.0.1.13 of service b has no mac"), std::string::npos) << r.warnings[0];
+  EXPECT_EQ(r.config->services[1].reals[0].macPending, "l2dsr: 10.0.1.13 not in the neighbour table of eth0");
+  EXPECT_FALSE(r.config->services[1].reals[0].mac);
+  EXPECT_TRUE(r.config->services[1].reals[1].macPending.empty());
 
   calls.clear();
   r = parseConfig(
@@ -124,18 +128,26 @@ TEST(Config, AGroupMacFromTheNeighbourTableIsRefused) {
       << r.errors[0];
 }
 
-TEST(Config, UnresolvableL2dsrRealNamesTheNeighbourTable) {
+// An l2dsr real the neighbour table lacks (off, cable out, not on-link yet)
+// is a state, not a mistake in the file: the file passes, the real has no
+// MAC and waits for one (keeld holds it down), and a warning says so.
+TEST(Config, AnL2dsrRealNotInTheNeighbourTableIsAcceptedWithAWarning) {
   ConfigResult r = parseConfig(
       "dataplane: {kind: xdp, interface: eth0}\nservices:\n"
       "  - {name: dsr, vip: 192.0.2.1, port: 80, protocol: tcp, forwarding: l2dsr,\n"
       "     reals: [{address: 10.0.1.11}]}\n",
       "keel.yaml", resolverFor("eth0"));
-  ASSERT_FALSE(r.ok());
-  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
-  EXPECT_EQ(r.errors[0],
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  const RealConfig& real = r.config->services[0].reals[0];
+  EXPECT_FALSE(real.mac);
+  EXPECT_FALSE(real.macResolved);
+  EXPECT_EQ(real.macPending, "l2dsr: 10.0.1.11 not in the neighbour table of eth0");
+  ASSERT_EQ(r.warnings.size(), 1u) << joinErrors(r.warnings);
+  EXPECT_EQ(r.warnings[0],
             "keel.yaml:4: services[0].reals[0].address: l2dsr real 10.0.1.11 of service dsr has no mac and is "
-            "not in the neighbour table of eth0 (not reachable on-link?); give its mac (mac: in keel.yaml, --mac "
-            "in keelctl) or, if it is on-link, ping it from this host so the table has it");
+            "not in the neighbour table of eth0 (not reachable on-link?): held down until keeld finds it there; "
+            "give its mac (mac: in keel.yaml, --mac in keelctl) or, if it is on-link, ping it from this host so "
+            "the table has it");
 }
 
 TEST(Config, ValidFileRoundTrips) {

@@ -51,6 +51,16 @@ std::string withTunnelSourceV6(std::string file) {
   return file;
 }
 
+// The file with its first service (web) made l2dsr: its reals without a mac
+// are looked up in the fake neighbour table when hostChecks_ is set.
+std::string l2dsr(std::string file) {
+  const std::string proto = "    protocol: tcp\n";
+  const size_t at = file.find(proto);
+  EXPECT_NE(at, std::string::npos);
+  if (at != std::string::npos) file.replace(at, proto.size(), proto + "    forwarding: l2dsr\n");
+  return file;
+}
+
 const std::string kTwo =
     "      - {address: 10.0.1.1, weight: 100}\n"
     "      - {address: 10.0.1.2, weight: 100}\n";
@@ -74,7 +84,7 @@ class DaemonBackendTest : public ::testing::Test {
             r.errors.push_back(p + ": cannot open");
             return r;
           }
-          return parseConfig(it->second, p);
+          return parseConfig(it->second, p, options());
         },
         [this](const Config& next) {
           preApplied_.push_back(next.node.tunnelSourceV6 ? next.node.tunnelSourceV6->toString() : "none");
@@ -83,12 +93,29 @@ class DaemonBackendTest : public ::testing::Test {
         [this](bool d) { stopped_ = d ? 2 : 1; });
     if (!statePath_.empty()) backend->setStatePath(statePath_);
     backend->setMacResolver(resolver());
-    ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml");
+    ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml", options());
     EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
     if (!r.ok()) return backend;
     Status s = backend->start(*r.config, pinned);
     EXPECT_TRUE(s) << s.message();
     return backend;
+  }
+
+  // keeld's parse options: with hostChecks_, the fake neighbour table.
+  ConfigOptions options() {
+    ConfigOptions o;
+    if (hostChecks_) o.resolveMac = resolver();
+    return o;
+  }
+
+  // health.show's entry for a real of `service`.
+  nlohmann::json healthOf(const char* service, const char* addr) {
+    nlohmann::json r =
+        call(std::string(R"({"id":1,"method":"health.show","params":{"service":")") + service + "\"}}");
+    for (const auto& real : r["result"]["services"][0]["reals"])
+      if (real["address"] == addr) return real;
+    ADD_FAILURE() << "no real " << addr << " in " << r.dump();
+    return {};
   }
 
   // A neighbour table: neighbours_ on eth0 (the file's dataplane.interface).
@@ -175,6 +202,7 @@ class DaemonBackendTest : public ::testing::Test {
   std::map<std::string, std::string> neighbours_;
   std::vector<std::string> resolved_;
   int resolverCalls_ = 0;
+  bool hostChecks_ = false;  // keel.yaml parsed with the fake neighbour table
 };
 
 // conn.list walks the connection table on a thread of its own and answers
@@ -847,8 +875,9 @@ TEST_F(DaemonBackendTest, RuntimeServiceAddChecksItsOwnHealthBlockOnce) {
 }
 
 // l2dsr reals added at runtime without a mac resolve it from the neighbour
-// table of dataplane.interface, as keel.yaml's do; an unknown neighbour is a
-// clear error and changes nothing.
+// table of dataplane.interface, as keel.yaml's do; one the table lacks is
+// accepted and held down (real.add and service.add alike), as the file's
+// is, and is looked up again until it is found or removed.
 TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
   neighbours_["10.0.1.7"] = "02:00:00:00:00:07";
   make();
@@ -860,50 +889,211 @@ TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
   ASSERT_TRUE(dsr->reals[0].mac);
   EXPECT_EQ(dsr->reals[0].mac->toString(), "02:00:00:00:00:07");
   EXPECT_EQ(resolved_, std::vector<std::string>{"10.0.1.7@eth0"});
+  const ServiceId dsrId = registry_.service("dsr")->id;
+  auto ring = [&](ServiceId id) {
+    std::set<std::string> out;
+    for (const auto& a : dp_.ringTargets(id)) out.insert(a ? a->toString() : "invalid");
+    return out;
+  };
 
-  dp_.calls.clear();
   api::RealAddRequest add;
   add.service = "dsr";
   add.real.address = ip("10.0.1.8");
   r = backend_->addReal(add);
-  ASSERT_FALSE(r.isOk());
-  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
-  const std::string notOnLink =
-      "l2dsr real 10.0.1.8 of service dsr has no mac and is not in the neighbour table of eth0 (not reachable "
-      "on-link?); give its mac (mac: in keel.yaml, --mac in keelctl) or, if it is on-link, ping it from this "
-      "host so the table has it";
-  EXPECT_EQ(r.error().message, "request: params: " + notOnLink);
-  ASSERT_EQ(r.error().details["errors"].size(), 1u) << r.error().details.dump();
-  // keel.yaml with the same real says the same words (one helper serves both).
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  const std::string pending = "l2dsr: 10.0.1.8 not in the neighbour table of eth0";
+  nlohmann::json h = healthOf("dsr", "10.0.1.8");
+  EXPECT_EQ(h["state"], "down");
+  EXPECT_EQ(h["reason"], pending);
+  EXPECT_EQ(h["detail"], pending);
+  EXPECT_FALSE(backend_->findService("dsr")->reals[1].mac);
+  EXPECT_EQ(ring(dsrId), std::set<std::string>{"10.0.1.7"});
+  // keel.yaml with the same real passes too, with a warning in the same words.
   ConfigOptions hostChecks;
   hostChecks.resolveMac = resolver();
   ConfigResult file = parseConfig(files_["keel.yaml"] +
                                       "  - name: dsr\n    vip: 10.0.0.7\n    port: 80\n    protocol: tcp\n"
                                       "    forwarding: l2dsr\n    reals:\n      - {address: 10.0.1.8}\n",
                                   "keel.yaml", hostChecks);
-  ASSERT_EQ(file.errors.size(), 1u);
-  EXPECT_EQ(file.errors[0], "keel.yaml:17: services[1].reals[0].address: " + notOnLink);
-  EXPECT_TRUE(dp_.calls.empty());
-  EXPECT_EQ(backend_->findService("dsr")->reals.size(), 1u);
+  ASSERT_TRUE(file.ok()) << file.errors.front();
+  ASSERT_EQ(file.warnings.size(), 1u);
+  EXPECT_EQ(file.warnings[0],
+            "keel.yaml:17: services[1].reals[0].address: l2dsr real 10.0.1.8 of service dsr has no mac and is not "
+            "in the neighbour table of eth0 (not reachable on-link?): held down until keeld finds it there; give "
+            "its mac (mac: in keel.yaml, --mac in keelctl) or, if it is on-link, ping it from this host so the "
+            "table has it");
+  EXPECT_EQ(file.config->services[1].reals[0].macPending, pending);
+  // config.check (keelctl config check) passes it with the same warning.
+  backend_->setCheckOptions(hostChecks);
+  api::Result checked = backend_->checkConfig(files_["keel.yaml"] +
+                                                  "  - name: dsr\n    vip: 10.0.0.7\n    port: 80\n    protocol: "
+                                                  "tcp\n    forwarding: l2dsr\n    reals:\n      - {address: "
+                                                  "10.0.1.8}\n",
+                                              "keel.yaml");
+  ASSERT_TRUE(checked.isOk()) << checked.error().message;
+  EXPECT_EQ(checked.result()["warnings"], nlohmann::json::array({file.warnings[0]}));
 
+  // Looked up again while it waits; removed, it is asked for no more.
+  resolved_.clear();
+  EXPECT_EQ(backend_->resolvePendingMacs(), 0u);
+  EXPECT_EQ(resolved_, std::vector<std::string>{"10.0.1.8@eth0"});
+  ASSERT_TRUE(backend_->removeReal({"dsr", ip("10.0.1.8")}).isOk());
+  resolved_.clear();
+  EXPECT_EQ(backend_->resolvePendingMacs(), 0u);
+  EXPECT_TRUE(resolved_.empty());
+
+  // service.add with it: the service is added, the real held down, and
+  // found later in the service the request made.
   svc.name = "dsr2";
   svc.vip = ip("10.0.0.8");
   svc.reals[0].address = ip("10.0.1.8");
   r = backend_->addService(svc);
-  ASSERT_FALSE(r.isOk());
-  EXPECT_EQ(r.error().message.rfind("request: params.reals[0]: l2dsr real 10.0.1.8 of service dsr2 has no mac "
-                                    "and is not in the neighbour table of eth0", 0),
-            0u)
-      << r.error().message;
-  EXPECT_TRUE(dp_.calls.empty());
-  EXPECT_FALSE(backend_->findService("dsr2"));
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(healthOf("dsr2", "10.0.1.8")["reason"], pending);
+  const ServiceId dsr2Id = registry_.service("dsr2")->id;
+  EXPECT_TRUE(ring(dsr2Id).empty());
+  neighbours_["10.0.1.8"] = "02:00:00:00:00:08";
+  EXPECT_EQ(backend_->resolvePendingMacs(), 1u);
+  EXPECT_EQ(ring(dsr2Id), std::set<std::string>{"10.0.1.8"});
+  EXPECT_EQ(backend_->findService("dsr2")->reals[0].mac->toString(), "02:00:00:00:00:08");
+  EXPECT_EQ(dp_.backends.at(registry_.service("dsr2")->reals[0].backendId).mac[5], 0x08);
 
   // A given mac is used as is, without asking the neighbour table.
   resolved_.clear();
-  add.real.mac = MacAddress::parse("02:00:00:00:00:08");
+  add.real.mac = MacAddress::parse("02:00:00:00:00:09");
   ASSERT_TRUE(backend_->addReal(add).isOk());
   EXPECT_TRUE(resolved_.empty());
   EXPECT_EQ(backend_->findService("dsr")->reals.size(), 2u);
+}
+
+// An l2dsr real of keel.yaml that is not in the neighbour table (off, cable
+// out, not on-link yet) no longer refuses the file: keeld starts with it
+// held down (out of the ring, no checks), its reason the table's words, and
+// once a retry finds it, it takes the MAC and comes in as a new real does:
+// an unchecked one at once.
+TEST_F(DaemonBackendTest, AnL2dsrRealNotInTheNeighbourTableStartsDownAndComesInOnceFound) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  files_["keel.yaml"] = l2dsr(yaml(kTwo));
+  make();
+  ASSERT_TRUE(backend_->findService("web"));
+  EXPECT_EQ(ringAddresses(), std::set<std::string>{"10.0.1.1"});
+  api::RealSnapshot off = realOf("10.0.1.2");
+  EXPECT_FALSE(off.healthy);
+  EXPECT_FALSE(off.mac);
+  EXPECT_EQ(off.state(), "down");
+  EXPECT_EQ(off.changeReason, "l2dsr: 10.0.1.2 not in the neighbour table of eth0");
+  EXPECT_TRUE(off.lastChange);
+  EXPECT_FALSE(dp_.backends.at(idOf("10.0.1.2")).flags & KEEL_BE_F_VALID);
+
+  // A retry asks for it alone; not there yet, nothing changes.
+  resolved_.clear();
+  dp_.calls.clear();
+  EXPECT_EQ(backend_->resolvePendingMacs(), 0u);
+  EXPECT_EQ(resolved_, std::vector<std::string>{"10.0.1.2@eth0"});
+  EXPECT_TRUE(dp_.calls.empty());
+
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  EXPECT_EQ(backend_->resolvePendingMacs(), 1u);
+  EXPECT_EQ(ringAddresses(), (std::set<std::string>{"10.0.1.1", "10.0.1.2"}));
+  ASSERT_TRUE(realOf("10.0.1.2").mac);
+  EXPECT_EQ(realOf("10.0.1.2").mac->toString(), "02:00:00:00:01:02");
+  EXPECT_EQ(dp_.backends.at(idOf("10.0.1.2")).mac[5], 0x02);
+  EXPECT_EQ(realOf("10.0.1.2").changeReason, "added up");
+  // Nothing waits: no table read.
+  resolved_.clear();
+  EXPECT_EQ(backend_->resolvePendingMacs(), 0u);
+  EXPECT_TRUE(resolved_.empty());
+}
+
+// A checked real found later starts its checks then, down until `rise`
+// passes, as any new checked real.
+TEST_F(DaemonBackendTest, ACheckedL2dsrRealFoundLaterComesUpThroughItsCheck) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  files_["keel.yaml"] = l2dsr(yaml(kTwo, "    health: {type: tcp, port: 80, interval: 1m, rise: 1}\n"));
+  make();
+  EXPECT_EQ(realOf("10.0.1.2").check, "tcp");
+  EXPECT_EQ(backend_->checker().snapshot().size(), 1u);  // only 10.0.1.1 is checked
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  EXPECT_EQ(backend_->resolvePendingMacs(), 1u);
+  EXPECT_EQ(backend_->checker().snapshot().size(), 2u);
+  api::RealSnapshot found = realOf("10.0.1.2");
+  EXPECT_FALSE(found.healthy);
+  EXPECT_EQ(found.changeReason, "added down");
+  ASSERT_TRUE(found.mac);
+  // Its first passing check (rise 1) brings it in.
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  EXPECT_TRUE(realOf("10.0.1.2").healthy);
+}
+
+// A reload: an unresolved real it adds is held down, not a refused file; one
+// still unresolved keeps being looked up; a drain given while it waited
+// outlives the reload that finds its MAC (the MAC is the table's, not a
+// change of the file); and one the file removes is asked for no more.
+TEST_F(DaemonBackendTest, AReloadKeepsUnresolvedL2dsrRealsWaiting) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 10.0.1.1}\n"));
+  make();
+  files_["keel.yaml"] = l2dsr(yaml(kTwo));
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(ringAddresses(), std::set<std::string>{"10.0.1.1"});
+  EXPECT_EQ(realOf("10.0.1.2").changeReason, "l2dsr: 10.0.1.2 not in the neighbour table of eth0");
+  ASSERT_TRUE(backend_->reload().isOk());
+  resolved_.clear();
+  EXPECT_EQ(backend_->resolvePendingMacs(), 0u);
+  EXPECT_EQ(resolved_, std::vector<std::string>{"10.0.1.2@eth0"});
+
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.2")}, true, "rack 4 swap"}).isOk());
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  ASSERT_TRUE(backend_->reload().isOk());
+  api::RealSnapshot found = realOf("10.0.1.2");
+  ASSERT_TRUE(found.mac);
+  EXPECT_TRUE(found.draining);
+  EXPECT_EQ(found.drainReason, "rack 4 swap");
+  EXPECT_EQ(ringAddresses(), std::set<std::string>{"10.0.1.1"});
+
+  // A MAC once found is kept by a reload whose table read misses it.
+  neighbours_.erase("10.0.1.2");
+  ASSERT_TRUE(backend_->reload().isOk());
+  ASSERT_TRUE(realOf("10.0.1.2").mac);
+  EXPECT_EQ(realOf("10.0.1.2").mac->toString(), "02:00:00:00:01:02");
+
+  files_["keel.yaml"] = l2dsr(yaml(kTwo + "      - {address: 10.0.1.3}\n"));
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_FALSE(realOf("10.0.1.3").healthy);
+  files_["keel.yaml"] = l2dsr(yaml(kTwo));
+  ASSERT_TRUE(backend_->reload().isOk());
+  resolved_.clear();
+  EXPECT_EQ(backend_->resolvePendingMacs(), 0u);
+  EXPECT_TRUE(resolved_.empty());
+}
+
+// keeld's timer does the retries, with the resolver that does not wait
+// (setMacRetryResolver), not the one a request or the file waits with.
+TEST_F(DaemonBackendTest, UnresolvedL2dsrRealsAreRetriedOnTheLoopsTimer) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  files_["keel.yaml"] = l2dsr(yaml(kTwo));
+  make();
+  int retries = 0;
+  MacResolver table = resolver();
+  backend_->setMacRetryResolver([&](const std::vector<IpAddress>& reals, const std::string& iface) {
+    ++retries;
+    return table(reals, iface);
+  });
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  resolverCalls_ = 0;
+  // Bounded: one interval is 2 s.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!realOf("10.0.1.2").mac && std::chrono::steady_clock::now() < deadline)
+    io_.run_one_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(realOf("10.0.1.2").mac);
+  EXPECT_EQ(retries, 1);
+  EXPECT_EQ(resolverCalls_, 1);  // the retry resolver's own call of the fake table
+  EXPECT_EQ(ringAddresses(), (std::set<std::string>{"10.0.1.1", "10.0.1.2"}));
 }
 
 // A second keeld over the same files and state file (optionally adopting
@@ -1173,17 +1363,63 @@ TEST_F(RuntimeStateTest, L2dsrMacsOfARequestAndOfTheStateFileAreLookedUpTogether
     EXPECT_EQ(r->mac->toString(), wantMac.at(addr)) << svc << " " << addr;
   }
 
-  // A neighbour gone from the table drops the entry that needs it, as before.
+  // A neighbour gone from the table keeps the entry that needs it: the
+  // real is held down, looked up again, and found it comes in; the state
+  // file keeps it through another restart.
   neighbours_.erase("10.0.5.3");
   k.reset();
   k = restart();
-  EXPECT_FALSE(k->real("dsr", "10.0.5.3"));
+  ASSERT_TRUE(k->real("dsr", "10.0.5.3"));
+  EXPECT_FALSE(k->real("dsr", "10.0.5.3")->mac);
+  EXPECT_FALSE(k->real("dsr", "10.0.5.3")->healthy);
+  EXPECT_EQ(k->real("dsr", "10.0.5.3")->changeReason, "l2dsr: 10.0.5.3 not in the neighbour table of eth0");
   EXPECT_TRUE(k->real("dsr", "10.0.5.1"));
+  k.reset();
+  k = restart();
+  ASSERT_TRUE(k->real("dsr", "10.0.5.3"));
+  neighbours_["10.0.5.3"] = "02:00:00:00:05:03";
+  EXPECT_EQ(k->backend->resolvePendingMacs(), 1u);
+  ASSERT_TRUE(k->real("dsr", "10.0.5.3")->mac);
+  EXPECT_EQ(k->real("dsr", "10.0.5.3")->mac->toString(), "02:00:00:00:05:03");
+  EXPECT_TRUE(k->real("dsr", "10.0.5.3")->healthy);
 }
 
 // Only l2dsr reals take their mac from the neighbour table: ipip services and
 // reals added without one (at runtime, and replayed from the state file at a
 // restart) cost no table read, so no wait.
+// The state file's record of what the file says of a real leaves out a MAC
+// the neighbour table gave (it is no change of the file), so a drain of an
+// l2dsr real survives a restart whose table read misses it (it is then held
+// down, drained); a record with the table's MAC, as keelds before wrote it,
+// is still read as the same real.
+TEST_F(RuntimeStateTest, ADrainOfAnL2dsrRealOutlivesItsMacComingAndGoing) {
+  hostChecks_ = true;
+  files_["keel.yaml"] = l2dsr(yaml(kTwo)) + kApi;
+  neighbours_ = {{"10.0.1.1", "02:00:00:00:01:01"}, {"10.0.1.2", "02:00:00:00:01:02"}};
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.2")}, true, ""}).isOk());
+  nlohmann::json saved = readState();
+  ASSERT_EQ(saved["reals"].size(), 1u);
+  EXPECT_TRUE(saved["reals"][0]["file"]["mac"].is_null()) << saved.dump();
+  backend_.reset();
+
+  neighbours_.erase("10.0.1.2");
+  auto k = restart();
+  ASSERT_TRUE(k->real("web", "10.0.1.2"));
+  EXPECT_TRUE(k->real("web", "10.0.1.2")->draining);
+  EXPECT_FALSE(k->real("web", "10.0.1.2")->mac);
+  k.reset();
+
+  // An older keeld's record, with the MAC the table gave.
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  saved["reals"][0]["file"]["mac"] = "02:00:00:00:01:02";
+  writeState(saved.dump());
+  k = restart();
+  ASSERT_TRUE(k->real("web", "10.0.1.2"));
+  EXPECT_TRUE(k->real("web", "10.0.1.2")->draining);
+  ASSERT_TRUE(k->real("web", "10.0.1.2")->mac);
+}
+
 TEST_F(RuntimeStateTest, IpipRealsWithoutAMacAskTheNeighbourTableNothing) {
   make();
   resolverCalls_ = 0;

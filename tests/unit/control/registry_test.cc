@@ -198,6 +198,40 @@ TEST_F(RegistryTest, L2dsrBackendsCarryTheirMac) {
   EXPECT_EQ(dp_.backends[0].mac[5], 0x22);
 }
 
+// An l2dsr real without a MAC (keeld has not found it in the neighbour
+// table yet: RealConfig::macPending) is down whatever its health says:
+// added !VALID and out of the ring, refused an up verdict until it has a
+// MAC, and taken down the health way (ring first, then a new generation)
+// by a change that takes its MAC away.
+TEST_F(RegistryTest, AnL2dsrRealWithoutAMacIsNeverInTheRing) {
+  ServiceConfig s = service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")});
+  s.forwarding = Forwarding::kL2dsr;
+  s.reals[0].mac = MacAddress({2, 0, 0, 0, 1, 0x11});
+  applyOk(config({s}));  // 10.0.1.12: no mac, though startHealthy (the default)
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  EXPECT_FALSE(dp_.backends[1].flags & KEEL_BE_F_VALID);
+  EXPECT_FALSE(reg_.service("web")->reals[1].healthy);
+  Status up = reg_.setRealHealth("web", ip("10.0.1.12"), true);
+  EXPECT_FALSE(up.isOk());
+  EXPECT_EQ(up.message(), "service web: real 10.0.1.12 cannot come up: l2dsr has no MAC for it yet");
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+
+  // Its MAC found: written, still down until its health says up.
+  take();
+  s.reals[1].mac = MacAddress({2, 0, 0, 0, 1, 0x12});
+  applyOk(config({s}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 invalid"}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0, 1}));
+
+  // Its MAC taken away (a file that drops its mac:, the table lacks it).
+  take();
+  s.reals[1].mac.reset();
+  applyOk(config({s}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [0]", "upsertBackend 1 10.0.1.12 gen=2 invalid"}));
+  EXPECT_FALSE(reg_.service("web")->reals[1].healthy);
+}
+
 TEST_F(RegistryTest, OverCapacityChangesNothing) {
   std::vector<RealConfig> many;
   const char* addrs[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5",

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/config.h"
 
+#include "common/duration.h"
 #include "control/health/health_yaml.h"
 #include "keel/maglev_lookup.h"
 
@@ -32,21 +33,6 @@ std::string MetricsConfig::listenAddress() const { return address.withPort(port)
 
 std::string Ipv4Prefix::toString() const {
   return address.toString() + "/" + std::to_string(length);
-}
-
-std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  if (i == 0 || i > 9) return std::nullopt;  // 9 digits keep every unit inside int64 ms
-  uint64_t n = 0;
-  std::from_chars(text.data(), text.data() + i, n);
-  std::string_view unit = text.substr(i);
-  using std::chrono::milliseconds;
-  if (unit == "ms") return milliseconds(n);
-  if (unit == "s") return milliseconds(n * 1000);
-  if (unit == "m") return milliseconds(n * 60'000);
-  if (unit == "h") return milliseconds(n * 3'600'000);
-  return std::nullopt;
 }
 
 namespace {
@@ -259,7 +245,7 @@ class Parser {
   std::optional<std::chrono::milliseconds> duration(const YAML::Node& n, const std::string& path,
                                                     std::chrono::milliseconds min, std::chrono::hours max) {
     std::optional<std::chrono::milliseconds> d;
-    if (n.IsScalar()) d = parseDuration(n.Scalar());
+    if (n.IsScalar()) d = parseDurationText(n.Scalar());
     if (!d) {
       error(n, path, "must be a duration like 100ms, 30s, 2m or 1h, got " + describe(n));
       return std::nullopt;

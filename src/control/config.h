@@ -246,7 +246,4 @@ std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHea
 
 ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options = {});
 
-// "100ms", "1s", "2m", "1h" (an integer and a unit). nullopt if malformed.
-std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
-
 }  // namespace keel

@@ -63,7 +63,7 @@ const RealConfig* findReal(const Config& c, const std::string& svc, const IpAddr
 nlohmann::json fingerprint(const RealConfig& r, bool tableMac = false) {
   const HealthCheckSpec& h = r.healthSpec;
   const bool fileMac = r.mac && (tableMac || !r.macResolved);
-  return {{"address", r.address.toString()},
+  nlohmann::json f = {{"address", r.address.toString()},
           {"weight", r.weight},
           {"mac", fileMac ? nlohmann::json(r.mac->toString()) : nlohmann::json(nullptr)},
           {"health",
@@ -79,6 +79,10 @@ nlohmann::json fingerprint(const RealConfig& r, bool tableMac = false) {
             {"rise", h.rise},
             {"fall", h.fall},
             {"source", h.source ? nlohmann::json(h.source->toString()) : nlohmann::json(nullptr)}}}};
+  // Only when set, so a state file written before require_reply existed
+  // still matches a file that does not use it.
+  if (h.udpRequireReply) f["health"]["require_reply"] = true;
+  return f;
 }
 
 nlohmann::json fingerprint(const ServiceConfig& s, bool tableMac = false) {

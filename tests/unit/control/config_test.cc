@@ -2,6 +2,7 @@
 // Config parser: each bad snippet must produce a message naming the line and
 // key path and saying what is wrong; a valid file must round-trip into the
 // structs exactly.
+#include "common/duration.h"
 #include "control/config.h"
 
 #include <gtest/gtest.h>
@@ -719,15 +720,15 @@ TEST(Config, RealThatChangesTheCheckTypeDropsTheServiceTypeKeys) {
 }
 
 TEST(Config, Durations) {
-  EXPECT_EQ(parseDuration("100ms"), std::chrono::milliseconds(100));
-  EXPECT_EQ(parseDuration("1s"), std::chrono::seconds(1));
-  EXPECT_EQ(parseDuration("2m"), std::chrono::minutes(2));
-  EXPECT_EQ(parseDuration("1h"), std::chrono::hours(1));
-  EXPECT_FALSE(parseDuration("1"));
-  EXPECT_FALSE(parseDuration("s"));
-  EXPECT_FALSE(parseDuration("1.5s"));
-  EXPECT_FALSE(parseDuration("-1s"));
-  EXPECT_FALSE(parseDuration("1d"));
+  EXPECT_EQ(parseDurationText("100ms"), std::chrono::milliseconds(100));
+  EXPECT_EQ(parseDurationText("1s"), std::chrono::seconds(1));
+  EXPECT_EQ(parseDurationText("2m"), std::chrono::minutes(2));
+  EXPECT_EQ(parseDurationText("1h"), std::chrono::hours(1));
+  EXPECT_FALSE(parseDurationText("1"));
+  EXPECT_FALSE(parseDurationText("s"));
+  EXPECT_FALSE(parseDurationText("1.5s"));
+  EXPECT_FALSE(parseDurationText("-1s"));
+  EXPECT_FALSE(parseDurationText("1d"));
 }
 
 }  // namespace

@@ -1435,6 +1435,19 @@ TEST_F(RuntimeStateTest, IpipRealsWithoutAMacAskTheNeighbourTableNothing) {
   EXPECT_TRUE(resolved_.empty());
 }
 
+// require_reply is part of what the file says about a real: a reload that
+// sets it is a file change, and the file wins over a runtime drain.
+TEST_F(RuntimeStateTest, AReloadThatSetsRequireReplyIsAFileChangeOfTheReal) {
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: udp, port: 9}\n");
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.2")}, true, ""}).isOk());
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_TRUE(realOf("10.0.1.2").draining) << "the file did not change: the drain stays";
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: udp, port: 9, require_reply: true}\n");
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_FALSE(realOf("10.0.1.2").draining) << "the file changed the real's check: the file wins";
+}
+
 TEST_F(RuntimeStateTest, TheFileWinsWhereItChangedWhatTheOverlayChanged) {
   make();
   changeEverything();

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// keelctl daemon stop [--detach]
+// keelctl daemon stop [--keep-forwarding]
 #include <iostream>
 #include <memory>
 
@@ -11,16 +11,20 @@ void defineDaemon(CLI::App& noun, Context& ctx) {
   noun.require_subcommand(1, 1);
   auto detach = std::make_shared<bool>(false);
   CLI::App* stop = noun.add_subcommand("stop", "stop keeld");
-  stop->add_flag("--detach", *detach,
+  // --detach is the flag's first name: keeld detaches from the data plane
+  // and leaves it forwarding. It read as the opposite of keeld's
+  // --detach-on-exit (which detaches the program from the interface), so
+  // --keep-forwarding says what happens; --detach stays for scripts.
+  stop->add_flag("--keep-forwarding,--detach", *detach,
                  "leave the data plane attached and pinned: traffic keeps flowing with the last "
-                 "state and the next keeld adopts it");
+                 "state and the next keeld adopts it (--detach: the older name)");
   stop->callback([&ctx, detach] {
     json p = json::object();
     if (*detach) p["detach"] = true;
     auto r = ctx.call("daemon.shutdown", p);
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
-    std::cout << (*detach ? "keeld stopping; the data plane stays attached for the next keeld\n"
+    std::cout << (*detach ? "keeld stopping; the data plane keeps forwarding for the next keeld\n"
                           : "keeld stopping; the data plane is detached and its pins removed\n");
   });
 }

@@ -233,6 +233,10 @@ class FakeBackend : public ControlBackend {
       e.details = nlohmann::json{{"errors", invalidConfigErrors}};
       return Result::error(e);
     }
+    if (path.find("warn") != std::string::npos)
+      return Result::ok(nlohmann::json{{"path", path},
+                                        {"services", 2},
+                                        {"warnings", {"l2dsr: 10.0.0.5 not in the neighbour table of eth1"}}});
     return Result::ok(nlohmann::json{{"path", path}, {"services", 2}});
   }
   Result reload() override {

@@ -536,6 +536,17 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   EXPECT_EQ(ok.rc, 0) << ok.err;
   EXPECT_EQ(ok.out, dir_ + "/good.yaml: ok\n");
   EXPECT_EQ(onLoop([&] { return fake_.checkedTexts; }), std::vector<std::string>{goodText});
+  // Valid with warnings (an l2dsr real keeld would hold down): ok, and each
+  // warning on stderr.
+  { std::ofstream(dir_ + "/warn.yaml") << goodText; }
+  CliRun warn = keelctl({"config", "check", dir_ + "/warn.yaml"});
+  EXPECT_EQ(warn.rc, 0) << warn.err;
+  EXPECT_EQ(warn.out, dir_ + "/warn.yaml: ok\n");
+  EXPECT_EQ(warn.err, "warning: l2dsr: 10.0.0.5 not in the neighbour table of eth1\n");
+  onLoop([&] {
+    fake_.checkedTexts.pop_back();
+    return 0;
+  });
   CliRun missing = keelctl({"config", "check", dir_ + "/absent.yaml"});
   EXPECT_EQ(missing.rc, 1);
   EXPECT_EQ(missing.err, "keelctl: " + dir_ + "/absent.yaml: cannot open: No such file or directory\n");
@@ -552,9 +563,17 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   EXPECT_EQ(rl.rc, 0);
   EXPECT_NE(rl.out.find("changed: 1"), std::string::npos) << rl.out;
 
-  CliRun d = keelctl({"daemon", "stop", "--detach"});
-  EXPECT_EQ(d.rc, 0) << d.err;
-  EXPECT_TRUE(eventually([&] { return fake_.shutdownDetach.value_or(false); }));
+  // --keep-forwarding, and its older name --detach: the data plane stays.
+  for (const char* flag : {"--keep-forwarding", "--detach"}) {
+    onLoop([&] {
+      fake_.shutdownDetach.reset();
+      return 0;
+    });
+    CliRun d = keelctl({"daemon", "stop", flag});
+    EXPECT_EQ(d.rc, 0) << d.err;
+    EXPECT_EQ(d.out, "keeld stopping; the data plane keeps forwarding for the next keeld\n") << flag;
+    EXPECT_TRUE(eventually([&] { return fake_.shutdownDetach.value_or(false); })) << flag;
+  }
 }
 
 }  // namespace

@@ -434,18 +434,9 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
     if (auto v = integer(*k, path + ".rx_descriptors", 64, 32768)) d.rxDescriptors = *v;
   if (auto k = child(n, path, "tx_descriptors", false))
     if (auto v = integer(*k, path + ".tx_descriptors", 64, 32768)) d.txDescriptors = *v;
-  if (auto k = child(n, path, "mbufs_per_worker", false)) {
-    if (auto v = integer(*k, path + ".mbufs_per_worker", 512, 1u << 22)) {
-      // Each worker's RX and TX rings hold this many mbufs when full; a
-      // smaller pool starves RX.
-      if (*v < uint64_t{d.rxDescriptors} + d.txDescriptors)
-        error(*k, path + ".mbufs_per_worker",
-              "must be at least rx_descriptors + tx_descriptors (" +
-                  std::to_string(d.rxDescriptors + d.txDescriptors) + "), got " + describe(*k));
-      else
-        d.mbufsPerWorker = *v;
-    }
-  }
+  std::optional<YAML::Node> mbufsNode = child(n, path, "mbufs_per_worker", false);
+  if (mbufsNode)
+    if (auto v = integer(*mbufsNode, path + ".mbufs_per_worker", 512, 1u << 22)) d.mbufsPerWorker = *v;
   if (auto k = child(n, path, "exception_interface", false)) {
     if (auto s = scalar(*k, path + ".exception_interface", "an interface name")) {
       // Empty: no exception path (what is not ours is dropped, still counted).
@@ -459,6 +450,20 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   }
   if (auto k = child(n, path, "idle_sleep_us", false))
     if (auto v = integer(*k, path + ".idle_sleep_us", 0, 100000)) d.idleSleepUs = *v;
+  // The one pool serves every worker's full RX and TX rings, its two
+  // bursts in flight and its lcore's mempool cache (256, flushed at 384),
+  // and with an exception interface the tap's RX ring (512 per worker,
+  // filled at start): a smaller pool starves RX (rx_no_mbuf). Checked with
+  // the default too.
+  const uint64_t need = uint64_t{d.rxDescriptors} + d.txDescriptors + DpdkConfig::kMbufSlackPerWorker +
+                        (d.exceptionInterface.empty() ? 0 : DpdkConfig::kTapDescriptors);
+  if (d.mbufsPerWorker < need)
+    error(mbufsNode ? *mbufsNode : n, path + ".mbufs_per_worker",
+          "must be at least rx_descriptors + tx_descriptors + " + std::to_string(DpdkConfig::kMbufSlackPerWorker) +
+              " (bursts in flight, mempool cache)" +
+              (d.exceptionInterface.empty() ? "" : " + " + std::to_string(DpdkConfig::kTapDescriptors) + " (the exception interface's RX ring)") +
+              " = " + std::to_string(need) + ", got " +
+              (mbufsNode ? describe(*mbufsNode) : std::to_string(d.mbufsPerWorker) + " (the default)"));
 }
 
 void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {

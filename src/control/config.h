@@ -39,6 +39,12 @@ std::string_view protocolName(uint8_t proto);  // "tcp" / "udp"
 // dataplane.dpdk: (kind dpdk only). Maps one to one onto keel::DpdkOptions
 // (src/dataplane/dpdk/dpdk_dataplane.h); docs/dpdk.md explains each key.
 struct DpdkConfig {
+  // Packet buffers each worker needs beyond its RX and TX rings: two bursts
+  // in flight and its lcore's mempool cache (256, flushed at 384).
+  static constexpr uint32_t kMbufSlackPerWorker = 448;
+  // The exception interface's RX/TX descriptors per worker queue; its RX
+  // ring is filled with mbufs from the same pool at start.
+  static constexpr uint32_t kTapDescriptors = 512;
   std::vector<std::string> ealArgs;   // without argv[0]
   std::string port;                   // PCI address or vdev devargs
   std::vector<unsigned> workers;      // EAL lcores, one RX/TX queue pair each

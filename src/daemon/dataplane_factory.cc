@@ -207,6 +207,7 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const std::strin
   o.txDescriptors = static_cast<uint16_t>(c.txDescriptors);
   o.mbufsPerWorker = c.mbufsPerWorker;
   o.exceptionInterface = c.exceptionInterface;
+  o.exceptionDescriptors = static_cast<uint16_t>(DpdkConfig::kTapDescriptors);
   o.idleSleepUs = c.idleSleepUs;
   o.limits = config.limits;
   // The port and workers start in startForwarding(), after the registry

@@ -319,7 +319,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         return s;
       tapReady_ = true;
       PortSetup tapSetup;
-      if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, 512, 512, pool_, false, &tapSetup); !s)
+      if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, opts_.exceptionDescriptors,
+                               opts_.exceptionDescriptors, pool_, false, &tapSetup); !s)
         return s;
     }
 

@@ -37,6 +37,9 @@ struct DpdkOptions {
   // Kernel-facing TAP interface for the exception path ("" = none: packets
   // that would go to the kernel are dropped and still counted as PASS_*).
   std::string exceptionInterface;
+  // Its RX/TX descriptors per queue (keeld: DpdkConfig::kTapDescriptors,
+  // which its mbuf minimum counts).
+  uint16_t exceptionDescriptors = 512;
   // 0: workers busy-poll (lowest latency, one core each at 100 %). N: a
   // worker whose port and exception queues were both empty sleeps N us
   // before polling again, trading up to N us of latency on the first packet

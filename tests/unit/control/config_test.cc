@@ -396,7 +396,19 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"dpdk pool smaller than the rings",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    mbufs_per_worker: 1024\n",
                 {"keel.yaml:6: dataplane.dpdk.mbufs_per_worker: must be at least rx_descriptors + "
-                 "tx_descriptors (2048), got \"1024\""}},
+                 "tx_descriptors + 448 (bursts in flight, mempool cache) = 2496, got \"1024\""}},
+        // The rings fit, the slack and the tap's ring do not.
+        BadCase{"dpdk pool without room for the cache and the tap",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    rx_descriptors: 512\n"
+                "    tx_descriptors: 512\n    exception_interface: keel0\n    mbufs_per_worker: 1200\n",
+                {"keel.yaml:9: dataplane.dpdk.mbufs_per_worker: must be at least rx_descriptors + "
+                 "tx_descriptors + 448 (bursts in flight, mempool cache) + 512 (the exception interface's RX "
+                 "ring) = 1984, got \"1200\""}},
+        // Checked with the default pool too.
+        BadCase{"dpdk default pool under large rings",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    rx_descriptors: 8192\n",
+                {"keel.yaml:4: dataplane.dpdk.mbufs_per_worker: must be at least rx_descriptors + "
+                 "tx_descriptors + 448 (bursts in flight, mempool cache) = 9664, got 8192 (the default)"}},
         BadCase{"dpdk exception interface name",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    exception_interface: a/b\n",
                 {"keel.yaml:6: dataplane.dpdk.exception_interface: must be an interface name"}},

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // keelctl stats [SERVICE] [--watch [SECONDS]] [--rate] [--count N]
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -162,36 +163,26 @@ void printTable(const json& r, bool isRate) {
       std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "="
                 << (isRate ? fmtRate(w["rx_packets_per_s"]) : str(w["rx_packets"]));
     std::cout << "\n";
-    const char* icmpKey = isRate ? "icmp_peer_lookups_per_s" : "icmp_peer_lookups";
-    if (r["workers"][0].contains(icmpKey)) {
-      std::cout << "workers icmp peer lookups" << (isRate ? "/s" : "") << " (found/not_found/rate_limited):";
+    // One line of a per-worker object of counters (its three keys, as
+    // a/b/c per worker), if the workers have it.
+    auto perWorker = [&](const char* label, const std::string& key, const std::array<const char*, 3>& keys) {
+      const std::string k = key + (isRate ? "_per_s" : "");
+      if (!r["workers"][0].contains(k)) return;
+      std::cout << label << (isRate ? "/s" : "") << " (" << keys[0] << "/" << keys[1] << "/" << keys[2] << "):";
       for (const auto& w : r["workers"]) {
-        const json icmp = w.value(icmpKey, json::object());
-        auto n = [&](const char* k) {
-          const json v = icmp.value(k, json(0));
-          return isRate ? fmtRate(v) : str(v);
-        };
-        std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "=" << n("found") << "/"
-                  << n("not_found") << "/" << n("rate_limited");
+        const json o = w.value(k, json::object());
+        std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "=";
+        for (size_t i = 0; i < keys.size(); ++i) {
+          const json v = o.value(keys[i], json(0));
+          std::cout << (i ? "/" : "") << (isRate ? fmtRate(v) : str(v));
+        }
       }
       std::cout << "\n";
-    }
+    };
+    perWorker("workers icmp peer lookups", "icmp_peer_lookups", {"found", "not_found", "rate_limited"});
     // Frames a full TX queue refused: to the port / to the kernel / from
     // the kernel out of the port (docs/metrics.md).
-    const char* dropKey = isRate ? "tx_dropped_per_s" : "tx_dropped";
-    if (r["workers"][0].contains(dropKey)) {
-      std::cout << "workers tx dropped" << (isRate ? "/s" : "") << " (port/to_kernel/from_kernel):";
-      for (const auto& w : r["workers"]) {
-        const json d = w.value(dropKey, json::object());
-        auto n = [&](const char* k) {
-          const json v = d.value(k, json(0));
-          return isRate ? fmtRate(v) : str(v);
-        };
-        std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "=" << n("port") << "/"
-                  << n("to_kernel") << "/" << n("from_kernel");
-      }
-      std::cout << "\n";
-    }
+    perWorker("workers tx dropped", "tx_dropped", {"port", "to_kernel", "from_kernel"});
   }
   // DPDK: the port as its driver counts it, where drops before any worker
   // (a full RX queue, an empty pool) show.

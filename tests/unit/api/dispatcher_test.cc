@@ -302,15 +302,8 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
   w1.connLiveEvictions = {5, 0};
   fake_.stats.workers = {w0, w1};
   fake_.stats.connTableEntries = 4203;
-  PortStats port;
-  port.rxPackets = 100;
-  port.rxMissed = 9;
-  port.rxNoMbuf = 4;
-  port.rxErrors = 1;
-  port.txPackets = 80;
-  port.txErrors = 2;
-  port.linkUp = true;
-  port.linkSpeedMbps = 25000;
+  // rx 100 (missed 9, no mbuf 4, errors 1), tx 80 (errors 2), link up at 25000 Mb/s.
+  const PortStats port{100, 9, 4, 1, 80, 2, true, 25000};
   fake_.stats.port = port;
   r = call(R"({"id":2,"method":"stats.get"})");
   ASSERT_EQ(r["ok"], true) << r.dump();

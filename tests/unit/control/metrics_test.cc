@@ -200,15 +200,8 @@ TEST_F(MetricsTest, TxDropsAndPortCountersWhenThePlaneHasThem) {
   w.fromKernelDropped = 7;
   w.fromKernel = 8;
   dp_.stats.workers = {w};
-  PortStats port;
-  port.rxPackets = 100;
-  port.rxMissed = 9;
-  port.rxNoMbuf = 4;
-  port.rxErrors = 1;
-  port.txPackets = 80;
-  port.txErrors = 2;
-  port.linkUp = true;
-  port.linkSpeedMbps = 25000;
+  // rx 100 (missed 9, no mbuf 4, errors 1), tx 80 (errors 2), link up at 25000 Mb/s.
+  const PortStats port{100, 9, 4, 1, 80, 2, true, 25000};
   dp_.stats.port = port;
   out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_TRUE(hasLine(out, "# TYPE keel_dpdk_worker_tx_dropped_total counter"));

@@ -73,8 +73,17 @@ void defineConfig(CLI::App& noun, Context& ctx) {
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     if (r->is_object() && !r->empty()) {
-      for (auto it = r->begin(); it != r->end(); ++it)
+      for (auto it = r->begin(); it != r->end(); ++it) {
+        if (it.key() == "restart_needed" && it.value().is_array()) continue;
         std::cout << it.key() << ": " << str(it.value()) << "\n";
+      }
+      // Keys the file changed that only a restart applies: kept running as
+      // keeld started (keeld(8), RELOAD).
+      if (r->contains("restart_needed") && (*r)["restart_needed"].is_array() && !(*r)["restart_needed"].empty()) {
+        std::string keys;
+        for (const auto& k : (*r)["restart_needed"]) keys += (keys.empty() ? "" : ", ") + str(k);
+        std::cerr << "warning: not applied until keeld restarts: " << keys << " (the running values are kept)\n";
+      }
     } else {
       std::cout << "config reloaded\n";
     }

@@ -830,6 +830,25 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
   return result;
 }
 
+std::vector<std::string> restartNeededKeys(const Config& started, const Config& next) {
+  std::vector<std::string> keys;
+  const DataplaneConfig& a = started.dataplane;
+  const DataplaneConfig& b = next.dataplane;
+  if (a.kind != b.kind) keys.push_back("dataplane.kind");
+  if (a.interface != b.interface) keys.push_back("dataplane.interface");
+  if (a.xdpMode != b.xdpMode) keys.push_back("dataplane.xdp_mode");
+  if (!(a.dpdk == b.dpdk)) keys.push_back("dataplane.dpdk");
+  const DataplaneLimits& la = started.limits;
+  const DataplaneLimits& lb = next.limits;
+  if (la.maxServices != lb.maxServices || la.maxBackends != lb.maxBackends || la.connTableSize != lb.connTableSize)
+    keys.push_back("limits");
+  const ControlConfig& ca = started.control;
+  const ControlConfig& cb = next.control;
+  if (ca.socket != cb.socket || ca.mode != cb.mode || ca.group != cb.group) keys.push_back("control");
+  if (!(started.metrics == next.metrics)) keys.push_back("metrics");
+  return keys;
+}
+
 MacLookup lookUpMacs(const std::vector<IpAddress>& reals, const std::string& interface,
                      const MacResolver& resolver) {
   MacLookup out;

@@ -252,4 +252,11 @@ std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHea
 
 ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options = {});
 
+// The keys whose change a reload cannot apply, where `next` differs from
+// the config keeld started with (`started`): "dataplane.kind",
+// "dataplane.interface", "dataplane.xdp_mode", "dataplane.dpdk", "limits",
+// "control", "metrics", in that order. The running data plane, socket and
+// endpoint keep the started values until keeld starts again (keeld(8)).
+std::vector<std::string> restartNeededKeys(const Config& started, const Config& next);
+
 }  // namespace keel

@@ -322,6 +322,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
     return Result::error(api::code::kFailed, msg);
   }
   committed_ = true;
+  if (!startFile_) startFile_ = file;  // the first: what the data plane was built with
   notePendingMacs(next);
   file_ = file;
   overlay_ = std::move(overlay);
@@ -1313,7 +1314,13 @@ Result DaemonBackend::reloadFile() {
   size_t reals = 0;
   for (const ServiceConfig& s : effective_.services) reals += s.reals.size();
   logInfo(LogRecord("reload_done").add("services", effective_.services.size()).add("reals", reals));
-  return Result::ok({{"services", effective_.services.size()}, {"reals", reals}});
+  nlohmann::json out{{"services", effective_.services.size()}, {"reals", reals}};
+  // What this reload could not apply (keeld logged it too, preApply): the
+  // file differs there from what keeld started with.
+  if (startFile_)
+    if (std::vector<std::string> keys = restartNeededKeys(*startFile_, file_); !keys.empty())
+      out["restart_needed"] = keys;
+  return Result::ok(std::move(out));
 }
 
 // A MAC once found is kept (as a running real's is): a file real the new

@@ -250,6 +250,9 @@ class DaemonBackend : public api::ControlBackend {
   std::vector<api::ServiceSnapshot> servicesOf(const RegistryStats& stats) const;
   std::string configPath_;
   Loader loader_;
+  // The file of the first commit (keeld's start): what the data plane, the
+  // socket and the endpoint were built with (restartNeededKeys).
+  std::optional<Config> startFile_;
   PreApply preApply_;
   Stopper stopper_;
   std::function<void(bool done, bool ok)> reloadHook_;

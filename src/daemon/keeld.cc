@@ -21,6 +21,7 @@
 //
 // Exit codes: 0 clean stop / valid config, 1 invalid config or runtime
 // failure, 2 usage error or a data plane this build does not have.
+#include <algorithm>
 #include <net/if.h>
 #include <signal.h>
 #include <systemd/sd-daemon.h>
@@ -121,16 +122,18 @@ bool sameNode(const keel_node_config& a, const keel_node_config& b) {
 }
 
 // Reload, before the registry: data plane shape (kind, interface, mode,
-// limits) and the control socket need a restart; say so and keep the rest.
-// The node config is applied here.
-Status preApply(const Config& running, const Config& next, Dataplane& dp,
+// limits), the control socket and the metrics endpoint need a restart; say
+// so and keep the rest. Compared with the config keeld started with, what
+// runs, not the last reloaded file: a second reload of the same change says
+// it again (the reload's reply lists the keys too: restart_needed). The
+// node config is applied here.
+Status preApply(const Config& started, const Config& next, Dataplane& dp,
                 const std::optional<MacAddress>& planeMac, keel_node_config& node) {
-  const DataplaneLimits& a = running.limits;
-  const DataplaneLimits& b = next.limits;
-  const bool shape = next.dataplane.kind != running.dataplane.kind ||
-                     next.dataplane.xdpMode != running.dataplane.xdpMode || a.maxServices != b.maxServices ||
-                     a.maxBackends != b.maxBackends || a.connTableSize != b.connTableSize;
-  const bool moved = next.dataplane.interface != running.dataplane.interface;
+  const Config& running = started;
+  const std::vector<std::string> keys = restartNeededKeys(started, next);
+  auto has = [&keys](const char* key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); };
+  const bool shape = has("dataplane.kind") || has("dataplane.xdp_mode") || has("limits");
+  const bool moved = has("dataplane.interface");
   if (running.dataplane.kind == DataplaneKind::kXdp && (shape || moved)) {
     // The pinned XDP plane outlives keeld: a plain restart would not do what
     // "at the next start" promises (operations.md, Restarts and upgrades).
@@ -147,15 +150,14 @@ Status preApply(const Config& running, const Config& next, Dataplane& dp,
                                      "then start keeld, which attaches to " + next.dataplane.interface +
                                      ". A plain restart would leave " + running.dataplane.interface +
                                      "'s program forwarding with no keeld"));
-  } else if (shape || moved || next.dataplane.dpdk != running.dataplane.dpdk) {
+  } else if (shape || moved || has("dataplane.dpdk")) {
     logWarn(LogRecord("reload_restart_needed")
                 .add("detail", "dataplane: and limits: changes apply at the next start; kept the running ones"));
   }
-  if (next.control.socket != running.control.socket || next.control.mode != running.control.mode ||
-      next.control.group != running.control.group)
+  if (has("control"))
     logWarn(LogRecord("reload_control_restart_needed")
                 .add("detail", "control: changes apply at the next start; kept the running socket"));
-  if (!(next.metrics == running.metrics))
+  if (has("metrics"))
     logWarn(LogRecord("reload_metrics_restart_needed")
                 .add("detail", "metrics: changes apply at the next start; kept the running endpoint"));
   std::string err;
@@ -227,7 +229,7 @@ int run(const std::string& path, bool detachOnExit) {
   Registry registry(*dp);
   std::unique_ptr<api::ApiServer> apiServer;
   ExitAction exitAction = detachOnExit ? ExitAction::kRemove : ExitAction::kLeave;
-  // `keelctl daemon stop [--detach]` says what to do explicitly.
+  // `keelctl daemon stop [--keep-forwarding]` says what to do explicitly.
   auto stopWith = [&](ExitAction action) {
     boost::asio::post(io, [&, action] {
       exitAction = action;
@@ -240,7 +242,9 @@ int run(const std::string& path, bool detachOnExit) {
   DaemonBackend backend(
       io, registry, path,
       [](const std::string& p) { return loadConfigFile(p, hostConfigOptions()); },
-      [&](const Config& next) { return preApply(backend.fileConfig(), next, *dp, planeMac, *node); },
+      // `config` stays what keeld started with: the data plane, socket and
+      // endpoint it built (reloads change only the backend's copy).
+      [&](const Config& next) { return preApply(config, next, *dp, planeMac, *node); },
       stop);
   backend.setCanDetach(handle->canDetach());
   // Runtime adds resolve l2dsr MACs exactly as the file does.

@@ -41,6 +41,7 @@ inline ConnListed connListed(const char* client, uint16_t sport, const char* vip
 class FakeBackend : public ControlBackend {
  public:
   std::vector<ServiceSnapshot> services;
+  std::vector<std::string> restartNeeded;  // reload(): the keys it could not apply
   GlobalStats stats;
   std::vector<std::string> mutations;   // "addReal web 10.0.0.9", ...
   std::vector<std::string> checkedTexts;  // every config.check's text
@@ -242,7 +243,9 @@ class FakeBackend : public ControlBackend {
   Result reload() override {
     mutations.push_back("reload");
     if (failMutations) return Result::error(*failMutations);
-    return Result::ok(nlohmann::json{{"added", 0}, {"removed", 0}, {"changed", 1}});
+    nlohmann::json out{{"added", 0}, {"removed", 0}, {"changed", 1}};
+    if (!restartNeeded.empty()) out["restart_needed"] = restartNeeded;
+    return Result::ok(std::move(out));
   }
   void shutdown(bool detach) override { shutdownDetach = detach; }
   bool canDetach() const override { return detachable; }

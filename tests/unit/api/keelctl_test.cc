@@ -555,6 +555,15 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   CliRun rl = keelctl({"config", "reload"});
   EXPECT_EQ(rl.rc, 0);
   EXPECT_NE(rl.out.find("changed: 1"), std::string::npos) << rl.out;
+  EXPECT_EQ(rl.err, "");
+  onLoop([&] {
+    fake_.restartNeeded = {"limits", "dataplane.dpdk"};
+    return 0;
+  });
+  rl = keelctl({"config", "reload"});
+  EXPECT_EQ(rl.rc, 0);
+  EXPECT_EQ(rl.out.find("restart_needed"), std::string::npos) << rl.out;
+  EXPECT_EQ(rl.err, "warning: not applied until keeld restarts: limits, dataplane.dpdk (the running values are kept)\n");
 
   // --keep-forwarding (DaemonStopDetachIsTheOlderName: --detach): the
   // data plane stays. The server stops after it.

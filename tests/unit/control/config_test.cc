@@ -731,6 +731,25 @@ TEST(Config, RealThatChangesTheCheckTypeDropsTheServiceTypeKeys) {
   EXPECT_EQ(own.udpPayload, "PING");
 }
 
+TEST(Config, RestartNeededKeysNameWhatOnlyARestartApplies) {
+  Config a;
+  Config b = a;
+  EXPECT_TRUE(restartNeededKeys(a, b).empty());
+  b.services.push_back(ServiceConfig{});  // services, node: a reload applies them
+  b.node.udpIdleTimeout = std::chrono::seconds(5);
+  EXPECT_TRUE(restartNeededKeys(a, b).empty());
+  b.dataplane.kind = DataplaneKind::kDpdk;
+  b.dataplane.interface = "eth9";
+  b.dataplane.xdpMode = XdpMode::kGeneric;
+  b.dataplane.dpdk.workers = {1};
+  b.limits.connTableSize = 4096;
+  b.control.group = "keel";
+  b.metrics.enabled = !a.metrics.enabled;
+  EXPECT_EQ(restartNeededKeys(a, b),
+            (std::vector<std::string>{"dataplane.kind", "dataplane.interface", "dataplane.xdp_mode", "dataplane.dpdk",
+                                      "limits", "control", "metrics"}));
+}
+
 TEST(Config, Durations) {
   EXPECT_EQ(parseDurationText("100ms"), std::chrono::milliseconds(100));
   EXPECT_EQ(parseDurationText("1s"), std::chrono::seconds(1));

@@ -383,6 +383,29 @@ TEST_F(DaemonBackendTest, DrainRecordsSinceWhenAndWhy) {
   EXPECT_EQ(realOf("10.0.1.1").drainReason, "");
 }
 
+// A reload that changes what only a restart applies says so in its reply,
+// against what keeld started with: again on the next reload of the same
+// file (the running values are still the started ones), and no more once
+// the file is back.
+TEST_F(DaemonBackendTest, ReloadRepliesWithTheKeysThatNeedARestart) {
+  make();
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk());
+  EXPECT_FALSE(r.result().contains("restart_needed")) << r.result().dump();
+  std::string changed = yaml(kTwo);
+  changed.replace(changed.find("services:"), 0, "limits: {max_services: 64}\nmetrics: {enabled: false}\n");
+  files_["keel.yaml"] = changed;
+  for (int i = 0; i < 2; ++i) {
+    r = backend_->reload();
+    ASSERT_TRUE(r.isOk()) << r.error().message;
+    EXPECT_EQ(r.result()["restart_needed"], nlohmann::json({"limits", "metrics"})) << i;
+  }
+  files_["keel.yaml"] = yaml(kTwo);
+  r = backend_->reload();
+  ASSERT_TRUE(r.isOk());
+  EXPECT_FALSE(r.result().contains("restart_needed")) << r.result().dump();
+}
+
 TEST_F(DaemonBackendTest, ReloadKeepsDrainUnlessFileChangesThatReal) {
   make();
   ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());

@@ -64,8 +64,7 @@ void defineConfig(CLI::App& noun, Context& ctx) {
     std::cout << *file << ": ok\n";
     // Valid, but keeld would hold these down (l2dsr reals not in the
     // neighbour table).
-    if (r->is_object() && r->contains("warnings") && (*r)["warnings"].is_array())
-      for (const auto& w : (*r)["warnings"]) std::cerr << "warning: " << str(w) << "\n";
+    printWarnings(*r);
   });
   CLI::App* reload = noun.add_subcommand("reload", "re-read keeld's config file and apply the difference");
   reload->callback([&ctx] {

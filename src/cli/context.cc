@@ -89,6 +89,11 @@ std::string upper(std::string s) {
   return s;
 }
 
+void printWarnings(const json& result) {
+  if (!result.is_object() || !result.contains("warnings") || !result["warnings"].is_array()) return;
+  for (const auto& w : result["warnings"]) std::cerr << "warning: " << str(w) << "\n";
+}
+
 std::string str(const json& v) {
   if (v.is_null()) return "";
   if (v.is_string()) return v.get<std::string>();

@@ -95,6 +95,10 @@ std::string truncated(std::string s, size_t max);
 size_t outputWidth();
 
 std::string str(const json& v);  // a JSON scalar as text ("" for null)
+// A result's "warnings" (what keeld accepted but will not do yet, e.g. an
+// l2dsr real held down until its MAC is found), one "warning: ..." line
+// each on stderr.
+void printWarnings(const json& result);
 std::string upper(std::string s);  // ASCII upper case ("tcp" -> "TCP")
 // A time span in seconds: "45s", "4m12s", "3h05m", "2d04h", two units at
 // most, like `ps` etimes; "-" for a negative (unknown) one.

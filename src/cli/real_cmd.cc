@@ -39,7 +39,8 @@ void verb(CLI::App& noun, Context& ctx, const char* name, const char* help, cons
     if (a->reason) p["reason"] = *a->reason;
     if (!addHealthParam(ctx, p, a->health)) return;
     auto r = ctx.call(m, p);
-    if (r && ctx.jsonOutput()) ctx.printJson(*r);
+    if (r && ctx.jsonOutput()) return ctx.printJson(*r);
+    if (r) printWarnings(*r);
   });
 }
 

@@ -134,7 +134,8 @@ void defineService(CLI::App& noun, Context& ctx) {
     }
     if (!reals.empty()) p["reals"] = reals;
     auto r = ctx.call("service.add", p);
-    if (r && ctx.jsonOutput()) ctx.printJson(*r);
+    if (r && ctx.jsonOutput()) return ctx.printJson(*r);
+    if (r) printWarnings(*r);
   });
 
   auto rmName = std::make_shared<std::string>();

@@ -1148,6 +1148,18 @@ void logResolvedMac(const std::string& service, const RealConfig& real) {
                 .add("mac", real.mac->toString()));
 }
 
+// An accepted runtime add whose l2dsr reals wait for their MAC says so in
+// its result ("warnings"; keelctl prints them), as config.check does.
+static Result heldDownWarnings(Result r, const std::vector<RealConfig>& reals) {
+  if (!r.isOk()) return r;
+  nlohmann::json warnings = nlohmann::json::array();
+  for (const RealConfig& real : reals)
+    if (!real.macPending.empty())
+      warnings.push_back(real.macPending + ": held down until keeld finds it (keelctl health show)");
+  if (warnings.empty()) return r;
+  return Result::ok({{"warnings", std::move(warnings)}});
+}
+
 Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
   std::vector<std::string> errors;
   auto svc = serviceFrom(req, macsFor(forwardingOf(req) == Forwarding::kL2dsr, req.reals), errors);
@@ -1159,7 +1171,7 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
     for (const RealConfig& real : svc->reals) logResolvedMac(req.name, real);
     logInfo(LogRecord("runtime_service_added").add("service", req.name));
   }
-  return r;
+  return heldDownWarnings(std::move(r), svc->reals);
 }
 
 Result DaemonBackend::removeService(const std::string& name) {
@@ -1189,7 +1201,7 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
     logResolvedMac(req.service, *r);
     logInfo(LogRecord("runtime_real_added").add("service", req.service).add("real", r->address.toString()));
   }
-  return res;
+  return heldDownWarnings(std::move(res), {*r});
 }
 
 Result DaemonBackend::removeReal(const api::RealRef& ref) {

@@ -41,6 +41,7 @@ inline ConnListed connListed(const char* client, uint16_t sport, const char* vip
 class FakeBackend : public ControlBackend {
  public:
   std::vector<ServiceSnapshot> services;
+  std::vector<std::string> addWarnings;  // addReal(): the warnings of its answer
   std::vector<std::string> restartNeeded;  // reload(): the keys it could not apply
   GlobalStats stats;
   std::vector<std::string> mutations;   // "addReal web 10.0.0.9", ...
@@ -189,6 +190,7 @@ class FakeBackend : public ControlBackend {
     rs.check = "none";
     s->reals.push_back(rs);
     refresh(*s);
+    if (!addWarnings.empty()) return Result::ok(nlohmann::json{{"warnings", addWarnings}});
     return Result::ok();
   }
   Result removeReal(const RealRef& ref) override {

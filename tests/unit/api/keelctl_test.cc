@@ -131,6 +131,19 @@ TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
   EXPECT_EQ(keelctl({"real", "drain", "web", "10.0.0.5"}).rc, 0);
   EXPECT_EQ(keelctl({"real", "set-weight", "web", "10.0.0.6", "7"}).rc, 0);
   EXPECT_EQ(keelctl({"real", "add", "web", "10.0.0.9", "--mac", "02:00:00:00:00:09"}).rc, 0);
+  // An add keeld accepted but holds down says so on stderr.
+  onLoop([&] {
+    fake_.addWarnings = {"l2dsr: 10.0.0.10 not in the neighbour table of eth0: held down"};
+    return 0;
+  });
+  CliRun held = keelctl({"real", "add", "web", "10.0.0.10"});
+  EXPECT_EQ(held.rc, 0) << held.err;
+  EXPECT_EQ(held.out, "");
+  EXPECT_EQ(held.err, "warning: l2dsr: 10.0.0.10 not in the neighbour table of eth0: held down\n");
+  onLoop([&] {
+    fake_.addWarnings.clear();
+    return 0;
+  });
   EXPECT_EQ(keelctl({"real", "undrain", "web", "10.0.0.5"}).rc, 0);
   EXPECT_EQ(keelctl({"real", "remove", "v6", "2001:db8::5"}).rc, 0);
   CliRun add = keelctl({"service", "add", "dns", "--vip", "10.0.0.53", "--port", "53", "--protocol", "udp",
@@ -138,7 +151,7 @@ TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
                      "--real", "10.0.0.10:0:02:00:00:00:00:0a"});
   EXPECT_EQ(add.rc, 0) << add.err;
   std::vector<std::string> want = {"drain web 10.0.0.5", "setRealWeight web 10.0.0.6 7",
-                                   "addReal web 10.0.0.9 100", "undrain web 10.0.0.5",
+                                   "addReal web 10.0.0.9 100", "addReal web 10.0.0.10 100", "undrain web 10.0.0.5",
                                    "removeReal v6 2001:db8::5", "addService dns"};
   EXPECT_EQ(onLoop([&] { return fake_.mutations; }), want);
   json dns = json::parse(keelctl({"-o", "json", "service", "show", "dns"}).out)["service"];

@@ -925,6 +925,9 @@ TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
   r = backend_->addReal(add);
   ASSERT_TRUE(r.isOk()) << r.error().message;
   const std::string pending = "l2dsr: 10.0.1.8 not in the neighbour table of eth0";
+  // The answer says so too (keelctl prints it as a warning).
+  EXPECT_EQ(r.result()["warnings"],
+            nlohmann::json::array({pending + ": held down until keeld finds it (keelctl health show)"}));
   nlohmann::json h = healthOf("dsr", "10.0.1.8");
   EXPECT_EQ(h["state"], "down");
   EXPECT_EQ(h["reason"], pending);
@@ -972,6 +975,7 @@ TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
   svc.reals[0].address = ip("10.0.1.8");
   r = backend_->addService(svc);
   ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result()["warnings"].size(), 1u) << r.result().dump();
   EXPECT_EQ(healthOf("dsr2", "10.0.1.8")["reason"], pending);
   const ServiceId dsr2Id = registry_.service("dsr2")->id;
   EXPECT_TRUE(ring(dsr2Id).empty());

@@ -343,6 +343,8 @@ void Parser::parseDataplane(const YAML::Node& n, DataplaneConfig& dp) {
                                        {{"xdp", DataplaneKind::kXdp}, {"dpdk", DataplaneKind::kDpdk}})) {
       dp.kind = *v;
       kindKnown = true;
+      if (options_.kindBuilt && !options_.kindBuilt(*v))
+        error(*k, "dataplane.kind", std::string(toString(*v)) + " is not built into this keeld");
     }
   }
   const bool dpdk = kindKnown && dp.kind == DataplaneKind::kDpdk;

@@ -218,6 +218,10 @@ struct ConfigOptions {
   MacResolver resolveMac;
   // Empty: dataplane.interface is checked for syntax only (unit tests).
   std::function<bool(const std::string& interface)> interfaceExists;
+  // Whether this keeld has the data plane a kind names (keeld: the planes it
+  // was built with); empty: every kind is accepted (a file for another
+  // machine, unit tests).
+  std::function<bool(DataplaneKind kind)> kindBuilt;
 };
 
 ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,

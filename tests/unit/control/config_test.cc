@@ -731,6 +731,17 @@ TEST(Config, RealThatChangesTheCheckTypeDropsTheServiceTypeKeys) {
   EXPECT_EQ(own.udpPayload, "PING");
 }
 
+// keeld refuses a kind it was not built with at the key's line; without the
+// predicate (a file for another machine) every kind passes.
+TEST(Config, AKindNotBuiltIsAnErrorAtItsLine) {
+  const std::string text = "dataplane:\n  kind: dpdk\n  dpdk: {port: x, workers: [1]}\n";
+  ConfigOptions o;
+  o.kindBuilt = [](DataplaneKind k) { return k == DataplaneKind::kXdp; };
+  ConfigResult r = parseConfig(text, "keel.yaml", o);
+  EXPECT_EQ(r.errors, std::vector<std::string>{"keel.yaml:2: dataplane.kind: dpdk is not built into this keeld"});
+  EXPECT_TRUE(parseConfig(text, "keel.yaml").ok());
+}
+
 TEST(Config, RestartNeededKeysNameWhatOnlyARestartApplies) {
   Config a;
   Config b = a;

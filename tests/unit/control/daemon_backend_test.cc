@@ -484,6 +484,19 @@ TEST_F(DaemonBackendTest, CheckConfigReportsEveryErrorAndAppliesNothing) {
   EXPECT_EQ(ok.result()["name"], "other.yaml");
   EXPECT_EQ(ok.result()["reals"], 2);
   EXPECT_TRUE(dp_.calls.empty());
+  // With keeld's host options, a kind this keeld was not built with is an
+  // error at its line, as keeld --check-config says.
+  ConfigOptions builtXdpOnly;
+  builtXdpOnly.kindBuilt = [](DataplaneKind k) { return k == DataplaneKind::kXdp; };
+  backend_->setCheckOptions(builtXdpOnly);
+  std::string dpdk = yaml(kTwo);
+  dpdk.replace(dpdk.find("dataplane: {kind: xdp, interface: eth0}"), 39,
+               "dataplane: {kind: dpdk, interface: eth0, dpdk: {port: x, workers: [1]}}");
+  api::Result refused = backend_->checkConfig(dpdk, "other.yaml");
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.error().details["errors"],
+            nlohmann::json::array({"other.yaml:1: dataplane.kind: dpdk is not built into this keeld"}));
+  EXPECT_TRUE(backend_->checkConfig(yaml(kTwo), "other.yaml").isOk());
 }
 
 TEST_F(DaemonBackendTest, RuntimeAddAndRemoveReal) {

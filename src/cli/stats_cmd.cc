@@ -72,21 +72,17 @@ json rates(const json& before, const json& after, double seconds) {
       json prev = previous(before, "workers", w, "worker");
       json wr{{"worker", w["worker"]}, {"lcore", w["lcore"]},
               {"rx_packets_per_s", perSecond(prev, w, "rx_packets", seconds)}};
-      if (w.contains("icmp_peer_lookups")) {
-        const json& now = w["icmp_peer_lookups"];
-        const json was = prev.value("icmp_peer_lookups", json::object());
-        json icmp = json::object();
-        for (auto it = now.begin(); it != now.end(); ++it) icmp[it.key()] = perSecond(was, now, it.key().c_str(), seconds);
-        wr["icmp_peer_lookups_per_s"] = std::move(icmp);
+      // A per-worker object of counters (icmp_peer_lookups, tx_dropped):
+      // each as a rate, under KEY_per_s.
+      for (const char* key : {"icmp_peer_lookups", "tx_dropped"}) {
+        if (!w.contains(key)) continue;
+        const json& now = w[key];
+        const json was = prev.value(key, json::object());
+        json perS = json::object();
+        for (auto it = now.begin(); it != now.end(); ++it) perS[it.key()] = perSecond(was, now, it.key().c_str(), seconds);
+        wr[std::string(key) + "_per_s"] = std::move(perS);
       }
       if (w.contains("conntrack")) wr["conntrack"] = familyRates(prev.value("conntrack", json::object()), w["conntrack"]);
-      if (w.contains("tx_dropped")) {
-        const json& now = w["tx_dropped"];
-        const json was = prev.value("tx_dropped", json::object());
-        json drops = json::object();
-        for (auto it = now.begin(); it != now.end(); ++it) drops[it.key()] = perSecond(was, now, it.key().c_str(), seconds);
-        wr["tx_dropped_per_s"] = std::move(drops);
-      }
       if (w.contains("from_kernel")) wr["from_kernel_per_s"] = perSecond(prev, w, "from_kernel", seconds);
       out["workers"].push_back(std::move(wr));
     }

@@ -130,12 +130,11 @@ bool sameNode(const keel_node_config& a, const keel_node_config& b) {
 // node config is applied here.
 Status preApply(const Config& started, const Config& next, Dataplane& dp,
                 const std::optional<MacAddress>& planeMac, keel_node_config& node) {
-  const Config& running = started;
   const std::vector<std::string> keys = restartNeededKeys(started, next);
   auto has = [&keys](const char* key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); };
   const bool shape = has("dataplane.kind") || has("dataplane.xdp_mode") || has("limits");
   const bool moved = has("dataplane.interface");
-  if (running.dataplane.kind == DataplaneKind::kXdp && (shape || moved)) {
+  if (started.dataplane.kind == DataplaneKind::kXdp && (shape || moved)) {
     // The pinned XDP plane outlives keeld: a plain restart would not do what
     // "at the next start" promises (operations.md, Restarts and upgrades).
     if (shape)
@@ -147,9 +146,9 @@ Status preApply(const Config& started, const Config& next, Dataplane& dp,
     if (moved)
       logWarn(LogRecord("reload_restart_needed")
                   .add("detail", "dataplane.interface: the running data plane stays on " +
-                                     running.dataplane.interface + "; to move, keelctl daemon stop (detaches it), "
+                                     started.dataplane.interface + "; to move, keelctl daemon stop (detaches it), "
                                      "then start keeld, which attaches to " + next.dataplane.interface +
-                                     ". A plain restart would leave " + running.dataplane.interface +
+                                     ". A plain restart would leave " + started.dataplane.interface +
                                      "'s program forwarding with no keeld"));
   } else if (shape || moved || has("dataplane.dpdk")) {
     logWarn(LogRecord("reload_restart_needed")

@@ -762,7 +762,7 @@ TEST(RegistryFailure, ApplyingTheRunningConfigAfterAFailedApplyRestoresIt) {
                                service("new", "192.0.2.77", 80, {real("10.0.7.1"), real("10.0.7.2")}),
                                dsr({withMac(real("10.0.5.1"), 1), withMac(real("10.0.5.2"), 9)})});
   std::vector<ServiceConfig> all;  // 4 services, 12 reals: every id of the plane below
-  for (int i = 0; i < kPastRealsPerId; ++i) {
+  for (size_t i = 0; i < kPastRealsPerId; ++i) {
     const std::string n = std::to_string(i);
     all.push_back(service(("full" + n).c_str(), ("192.0.2." + std::to_string(200 + i)).c_str(), 80,
                           {real(("10.1." + n + ".1").c_str()), real(("10.1." + n + ".2").c_str()),

@@ -389,7 +389,7 @@ void Parser::parseDataplane(const YAML::Node& n, DataplaneConfig& dp) {
 void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   const std::string path = "dataplane.dpdk";
   if (!checkMap(n, path, {"eal_args", "port", "workers", "rx_descriptors", "tx_descriptors",
-                          "mbufs_per_worker", "exception_interface", "idle_sleep_us"}))
+                          "mbufs_per_worker", "exception_interface", "idle_sleep_us", "mtu"}))
     return;
   if (auto k = child(n, path, "eal_args", false)) {
     if (!k->IsSequence()) {
@@ -452,6 +452,8 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   }
   if (auto k = child(n, path, "idle_sleep_us", false))
     if (auto v = integer(*k, path + ".idle_sleep_us", 0, 100000)) d.idleSleepUs = *v;
+  if (auto k = child(n, path, "mtu", false))
+    if (auto v = integer(*k, path + ".mtu", DpdkConfig::kMinMtu, DpdkConfig::kMaxMtu)) d.mtu = *v;
   // The one pool serves every worker's full RX and TX rings, its two
   // bursts in flight and its lcore's mempool cache (256, flushed at 384),
   // and with an exception interface the tap's RX ring (512 per worker,

@@ -119,6 +119,7 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
                 .add("tx_descriptors", f.txDescriptors)
                 .add("rss_hf", hf)
                 .add("mtu", f.mtu)
+                .add("buffer_bytes", f.bufferBytes)
                 .add("port_socket", f.portSocket)
                 .add("pool_socket", f.poolSocket)
                 .add("promiscuous", f.promiscuous));
@@ -209,6 +210,7 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const std::strin
   o.exceptionInterface = c.exceptionInterface;
   o.exceptionDescriptors = static_cast<uint16_t>(DpdkConfig::kTapDescriptors);
   o.idleSleepUs = c.idleSleepUs;
+  o.mtu = static_cast<uint16_t>(c.mtu);
   o.limits = config.limits;
   // The port and workers start in startForwarding(), after the registry
   // programmed the tables and the saved connection tables are loaded: a

@@ -11,14 +11,21 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <utility>
 
 #include "common/address.h"
+#include "common/fd.h"
 #include "common/logging.h"
 #include "dataplane/dpdk/tables.h"
 #include "dataplane/dpdk/worker_path.h"
@@ -89,6 +96,19 @@ std::vector<uint8_t> rssKey(size_t len) {
   return key;
 }
 
+// Sets a kernel interface's MTU (SIOCSIFMTU, as `ip link set IF mtu N`).
+Status setKernelMtu(const std::string& ifname, uint16_t mtu) {
+  Fd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (sock.get() < 0) return Status::error(std::string("socket: ") + std::strerror(errno));
+  ifreq ifr{};
+  std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname.c_str());
+  ifr.ifr_mtu = mtu;
+  if (ioctl(sock.get(), SIOCSIFMTU, &ifr) != 0)
+    return Status::error("cannot set the MTU of " + ifname + " to " + std::to_string(mtu) + ": " +
+                         std::strerror(errno));
+  return Status::ok();
+}
+
 // What setupPort() configured: the descriptor counts after the driver's
 // adjustment and the RSS hash functions applied (0: none).
 struct PortSetup {
@@ -97,8 +117,19 @@ struct PortSetup {
   uint64_t rssHf = 0;
 };
 
+// The largest MTU a device takes: its max_mtu, and its largest frame less
+// the overhead it counts on top of the MTU (ethdev's rule for both checks).
+uint32_t deviceMaxMtu(const rte_eth_dev_info& info) {
+  const uint32_t overhead = info.max_mtu != UINT16_MAX && info.max_rx_pktlen > info.max_mtu
+                                ? info.max_rx_pktlen - info.max_mtu
+                                : RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
+  const uint32_t byFrame = info.max_rx_pktlen > overhead ? info.max_rx_pktlen - overhead : 0;
+  return std::min<uint32_t>(info.max_mtu, byFrame);
+}
+
+// mtu 0: the driver's default (ethdev configures RTE_ETHER_MTU, 1500).
 Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd, uint16_t txd,
-                 rte_mempool* pool, bool rss, PortSetup* setup) {
+                 rte_mempool* pool, bool rss, uint16_t mtu, PortSetup* setup) {
   rte_eth_dev_info info{};
   int rc = rte_eth_dev_info_get(port, &info);
   if (rc != 0) return Status::error(std::string(what) + ": dev_info: " + rte_strerror(-rc));
@@ -108,6 +139,14 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
                          std::to_string(info.max_rx_queues) + " tx " +
                          std::to_string(info.max_tx_queues));
   rte_eth_conf conf{};
+  if (mtu != 0) {
+    const uint32_t maxMtu = deviceMaxMtu(info);
+    if (mtu < info.min_mtu || mtu > maxMtu)
+      return Status::error("dpdk.mtu: " + std::to_string(mtu) + " is more than " + std::string(what) +
+                           " takes: its driver's MTU range is " + std::to_string(info.min_mtu) + ".." +
+                           std::to_string(maxMtu));
+    conf.rxmode.mtu = mtu;
+  }
   std::vector<uint8_t> key;
   if (rss && queues > 1) {
     // RSS keeps a flow on one queue and so on one worker: each worker's
@@ -126,6 +165,16 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
   }
   rc = rte_eth_dev_configure(port, queues, queues, &conf);
   if (rc != 0) return Status::error(std::string(what) + ": configure: " + rte_strerror(-rc));
+  // configure() records the MTU for the driver's start; a device backed by a
+  // kernel interface (net_af_packet, net_af_xdp, net_tap) sets it there only
+  // through its mtu_set. Drivers without one (net_pcap, net_ring) return
+  // -ENOTSUP: what configure() recorded is all they have.
+  if (mtu != 0) {
+    rc = rte_eth_dev_set_mtu(port, mtu);
+    if (rc != 0 && rc != -ENOTSUP)
+      return Status::error("dpdk.mtu: " + std::string(what) + " refused MTU " + std::to_string(mtu) + ": " +
+                           rte_strerror(-rc));
+  }
   rc = rte_eth_dev_adjust_nb_rx_tx_desc(port, &rxd, &txd);
   if (rc != 0) return Status::error(std::string(what) + ": descriptors: " + rte_strerror(-rc));
   setup->rxd = rxd;
@@ -286,14 +335,21 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     uint32_t nbufs = opts_.mbufsPerWorker * nq;
     const int nicSocket = rte_eth_dev_socket_id(port_);
     const int poolSocket = nicSocket >= 0 ? nicSocket : static_cast<int>(rte_socket_id());
-    pool_ = rte_pktmbuf_pool_create(poolName.c_str(), nbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, poolSocket);
+    // A frame of the MTU in one buffer: its Ethernet header and up to two
+    // VLAN tags after the headroom (where the outer header goes), so the
+    // packet path, which works in the first segment, sees all of it.
+    const uint32_t dataRoom =
+        std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_PKTMBUF_HEADROOM + uint32_t{opts_.mtu} +
+                                                          RTE_ETHER_HDR_LEN + 2 * RTE_VLAN_HLEN);
+    facts_.bufferBytes = static_cast<uint16_t>(dataRoom);
+    pool_ = rte_pktmbuf_pool_create(poolName.c_str(), nbufs, 256, 0, static_cast<uint16_t>(dataRoom), poolSocket);
     if (!pool_)
       return Status::error("dpdk.mbufs_per_worker: cannot create a pool of " + std::to_string(nbufs) +
-                           " mbufs on socket " + std::to_string(poolSocket) + ": " + rteError() +
+                           " mbufs of " + std::to_string(dataRoom) + " bytes on socket " + std::to_string(poolSocket) + ": " + rteError() +
                            " (hugepages reserved on that socket? see docs/dpdk.md)");
     PortSetup setup;
     if (Status s = setupPort(port_, "dpdk.port", nq, opts_.rxDescriptors, opts_.txDescriptors,
-                             pool_, true, &setup);
+                             pool_, true, opts_.mtu, &setup);
         !s)
       return s;
     facts_.rxDescriptors = setup.rxd;
@@ -320,8 +376,14 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       tapReady_ = true;
       PortSetup tapSetup;
       if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, opts_.exceptionDescriptors,
-                               opts_.exceptionDescriptors, pool_, false, &tapSetup); !s)
+                               opts_.exceptionDescriptors, pool_, false, 0, &tapSetup); !s)
         return s;
+      // net_tap takes no MTU over 1504 through ethdev (its largest frame is
+      // 1522), yet reads whatever fits its buffers, sized to the port's MTU
+      // above: the kernel side gets the port's MTU directly.
+      if (opts_.mtu != 0)
+        if (Status s = setKernelMtu(opts_.exceptionInterface, opts_.mtu); !s)
+          return Status::error("dpdk.exception_interface: " + s.message());
     }
 
     uint32_t perWorker = (opts_.limits.connTableSize + nq - 1) / nq;

@@ -45,6 +45,12 @@ struct DpdkOptions {
   // before polling again, trading up to N us of latency on the first packet
   // after a quiet spell for idle cores (labs, CI, lightly loaded nodes).
   uint32_t idleSleepUs = 0;
+  // 0: the port runs at its driver's default MTU (1500) with DPDK's default
+  // 2 KiB buffers. N: the port's MTU and the exception interface's, and
+  // buffers that hold a whole frame of it (N + Ethernet + two VLAN tags after
+  // the headroom an outer header is written into), so a frame is always one
+  // segment. A driver that cannot take N fails the start and says its range.
+  uint16_t mtu = 0;
   // maxServices, maxBackends, connTableSize. connTableSize is split over
   // the workers, and each worker's share sizes both its IPv4 and its IPv6
   // table (connTableCapacity() gives the sum).
@@ -62,6 +68,7 @@ struct PortFacts {
   uint16_t txDescriptors = 0;
   uint64_t rssHf = 0;          // RSS hash functions applied; 0 with several queues: all on queue 0
   uint16_t mtu = 0;
+  uint16_t bufferBytes = 0;    // each mbuf's data room, its headroom included
   int portSocket = -1;         // the NIC's NUMA socket (-1: unknown, a vdev)
   int poolSocket = -1;         // the mbuf pool's
   bool promiscuous = false;    // false: the driver refused (start() sets it)

@@ -247,6 +247,7 @@ TEST(Config, DpdkBlockRoundTrips) {
     mbufs_per_worker: 4096
     exception_interface: keel0
     idle_sleep_us: 50
+    mtu: 9000
 )";
   ConfigOptions o;
   // The exception interface is keeld's own net_tap: it need not exist yet.
@@ -264,6 +265,7 @@ TEST(Config, DpdkBlockRoundTrips) {
   EXPECT_EQ(dp.dpdk.mbufsPerWorker, 4096u);
   EXPECT_EQ(dp.dpdk.exceptionInterface, "keel0");
   EXPECT_EQ(dp.dpdk.idleSleepUs, 50u);
+  EXPECT_EQ(dp.dpdk.mtu, 9000u);
   // Neighbours (l2dsr) are resolved on the kernel side of the exception path.
   EXPECT_EQ(dp.interface, "keel0");
 }
@@ -284,6 +286,7 @@ TEST(Config, DpdkDefaultsAndKernelInterface) {
   EXPECT_EQ(dp.dpdk.mbufsPerWorker, 8192u);
   EXPECT_EQ(dp.dpdk.exceptionInterface, "");
   EXPECT_EQ(dp.dpdk.idleSleepUs, 0u);
+  EXPECT_EQ(dp.dpdk.mtu, 0u) << "the driver's";
 }
 
 struct BadCase {
@@ -371,7 +374,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    rx_desc: 512\n",
                 {"keel.yaml:6: dataplane.dpdk.rx_desc: unknown key (expected one of: eal_args, port, "
                  "workers, rx_descriptors, tx_descriptors, mbufs_per_worker, exception_interface, "
-                 "idle_sleep_us)"}},
+                 "idle_sleep_us, mtu)"}},
         BadCase{"dpdk port missing",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    workers: [1]\n",
                 {"keel.yaml:4: dataplane.dpdk.port: required key missing"}},
@@ -412,6 +415,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"dpdk exception interface name",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    exception_interface: a/b\n",
                 {"keel.yaml:6: dataplane.dpdk.exception_interface: must be an interface name"}},
+        BadCase{"dpdk mtu under IPv6's minimum",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    mtu: 1000\n",
+                {"keel.yaml:6: dataplane.dpdk.mtu: must be an integer 1280..16110, got \"1000\""}},
+        BadCase{"dpdk mtu over DPDK's largest jumbo frame",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    mtu: 65000\n",
+                {"keel.yaml:6: dataplane.dpdk.mtu: must be an integer 1280..16110, got \"65000\""}},
         BadCase{"dpdk idle sleep out of range",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    idle_sleep_us: 1000000\n",
                 {"keel.yaml:6: dataplane.dpdk.idle_sleep_us: must be an integer 0..100000"}},

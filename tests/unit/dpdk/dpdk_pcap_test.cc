@@ -257,6 +257,67 @@ TEST_F(DpdkPcapTest, ForwardsByteForByteLikeThePurePath) {
   EXPECT_EQ(out.back().size(), 14u + 20 + 8 + 128) << "the frag-needed, cut after its quote";
 }
 
+// dpdk.mtu: the port runs at the configured MTU and its buffers hold a
+// whole jumbo frame, VLAN tag included, in one segment: an 8,000-byte packet
+// leaves encapsulated and whole, byte for byte as the pure path at MTU 9000
+// writes it, where the driver's default 1500 would answer frag-needed; one
+// over 9000 once encapsulated gets frag-needed reporting 8980.
+TEST_F(DpdkPcapTest, JumboFramesAtTheConfiguredMtuForwardWhole) {
+  const IpAddress vip4 = ip("10.0.0.100");
+  std::vector<std::vector<uint8_t>> in;
+  Frame big{ip("192.168.9.1"), vip4, 5000, 80};
+  big.payload = 8000 - 40;
+  big.fragOff = KEEL_IP_DF;
+  in.push_back(test::buildFrame(big));
+  big.sport = 5001;
+  big.vlan = 100;
+  in.push_back(test::buildFrame(big));
+  big.sport = 5002;
+  big.vlan.reset();
+  big.payload = 8990 - 40;  // 8990 + 20 > 9000
+  in.push_back(test::buildFrame(big));
+  const std::string rx = kDir + "/jumbo_rx.pcap", tx = kDir + "/jumbo_tx.pcap";
+  writePcap(rx, in);
+
+  TableStore ref(16, 1024, nullptr);
+  loadTables(ref);
+  WorkerState refWorker(1024, 16, 1024, 9000);
+  std::vector<std::vector<uint8_t>> expected;
+  for (const auto& f : in) {
+    std::vector<uint8_t> buf(128 + f.size());
+    std::memcpy(buf.data() + 128, f.data(), f.size());
+    PacketBuf b{buf.data() + 128, static_cast<uint32_t>(f.size()), 128};
+    ASSERT_EQ(processPacket(*ref.current(), refWorker, b, 1).verdict, Verdict::kTx);
+    expected.emplace_back(b.data, b.data + b.len);
+  }
+  {
+    DpdkOptions o = pcapOptions("net_pcap_keelj" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
+    o.mtu = 9000;
+    std::string err;
+    auto dp = createDpdkDataplane(o, &err);
+    ASSERT_NE(dp, nullptr) << err;
+    EXPECT_EQ(dp->portMtu(), std::optional<uint32_t>(9000));
+    EXPECT_EQ(dp->portFacts().mtu, 9000);
+    EXPECT_GE(dp->portFacts().bufferBytes, 128 + 9000 + 14 + 8);
+    loadTables(*dp);
+    ASSERT_TRUE(dp->start());
+    ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= in.size(); }));
+    const DataplaneStats st = dp->readStats();
+    EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, 2u);
+    EXPECT_EQ(st.reasons[KEEL_R_TX_ICMP_TOO_BIG].packets, 1u);
+    EXPECT_EQ(st.reasons[KEEL_R_DROP_TRUNCATED].packets, 0u) << "a frame split over segments";
+  }
+  const auto out = readPcap(tx);
+  ASSERT_EQ(out.size(), expected.size());
+  for (size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i], expected[i]) << "tx frame " << i;
+  // Service 0's ring holds an IPv4 and an IPv6 real: a 20- or 40-byte outer header.
+  for (size_t i : {0u, 1u}) EXPECT_TRUE(out[i].size() == in[i].size() + 20 || out[i].size() == in[i].size() + 40);
+  ASSERT_GE(out[2].size(), 14u + 20 + 8);
+  EXPECT_EQ(out[2][14 + 20], KEEL_ICMP_DEST_UNREACH);
+  const int reported = (out[2][14 + 26] << 8) | out[2][14 + 27];
+  EXPECT_TRUE(reported == 8980 || reported == 8960) << "the MTU less the outer header, got " << reported;
+}
+
 // A freed id's counters go to 0 in every worker; other ids keep theirs.
 TEST_F(DpdkPcapTest, ResetCountersZeroesOneIdOnly) {
   const auto in = inputFrames();
@@ -434,9 +495,12 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
 
   DpdkOptions o = pcapOptions("net_pcap_keelx" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
   o.exceptionInterface = ifname;
+  o.mtu = 9000;  // the tap's kernel side gets the port's MTU
   std::string err;
   auto dp = createDpdkDataplane(o, &err);
   ASSERT_NE(dp, nullptr) << err;
+  EXPECT_EQ(std::system(("ip -o link show dev " + ifname + " | grep -q ' mtu 9000 '").c_str()), 0)
+      << "the exception interface's MTU";
   ASSERT_EQ(std::system(("ip addr add 198.18.0.1/24 dev " + ifname).c_str()), 0);
   ASSERT_TRUE(dp->start());
   ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= in.size(); }));
@@ -468,6 +532,27 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
   EXPECT_TRUE(sawReply);
 }
 
+
+// A port whose driver cannot take dpdk.mtu fails the start with its range
+// (net_tap as the port: its largest frame is 1522 bytes, MTU 1504; its
+// minimum is ethdev's default), and
+// nothing of it is left behind: the same name can be probed again.
+TEST_F(DpdkPcapTest, AnMtuThePortCannotTakeFailsWithItsRange) {
+  if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)
+    GTEST_SKIP() << "needs root and /dev/net/tun for net_tap";
+  DpdkOptions o = pcapOptions("net_tap_keelm" + kPid + ",iface=km" + kPid);
+  o.mtu = 9000;
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  EXPECT_EQ(dp, nullptr);
+  const std::string want = "dpdk.mtu: 9000 is more than dpdk.port takes: its driver's MTU range is ";
+  EXPECT_EQ(err.substr(0, want.size()), want) << err;
+  EXPECT_EQ(err.substr(err.size() - 6), "..1504") << err;
+  o.mtu = 1504;
+  dp = createDpdkDataplane(o, &err);
+  ASSERT_NE(dp, nullptr) << err;
+  EXPECT_EQ(dp->portMtu(), std::optional<uint32_t>(1504));
+}
 
 // A full TX queue: the frames the worker had decided to forward and the
 // port refused are freed and counted per worker (they are already in the

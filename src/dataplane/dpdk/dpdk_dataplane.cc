@@ -10,6 +10,7 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_pci.h>
 #include <rte_rcu_qsbr.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
@@ -31,6 +32,20 @@
 #include "dataplane/dpdk/worker_path.h"
 
 namespace keel {
+
+// A PCI address in its full form, as EAL names the device ("03:00.0" is
+// "0000:03:00.0"): the short form found no port, and probing it again
+// failed with "File exists".
+std::string portDeviceName(const std::string& devargs) {
+  std::string name = devargs.substr(0, devargs.find(','));
+  rte_pci_addr addr{};
+  if (rte_pci_addr_parse(name.c_str(), &addr) == 0) {
+    char full[PCI_PRI_STR_SIZE];
+    rte_pci_device_name(&addr, full, sizeof full);
+    name = full;
+  }
+  return name;
+}
 
 namespace {
 
@@ -61,14 +76,11 @@ Status initEal(const std::vector<std::string>& args) {
   return Status::ok();
 }
 
-// Name of the device a devargs string creates: the part before the first ','.
-std::string devName(const std::string& devargs) { return devargs.substr(0, devargs.find(',')); }
-
 // Finds the ethdev for devargs, hot-plugging it if EAL did not already probe
 // it. *probed tells the caller to remove it again on shutdown.
 Status attachPort(const std::string& devargs, const char* what, uint16_t* port, bool* probed) {
   *probed = false;
-  std::string name = devName(devargs);
+  std::string name = portDeviceName(devargs);
   if (rte_eth_dev_get_port_by_name(name.c_str(), port) == 0) return Status::ok();
   int rc = rte_dev_probe(devargs.c_str());
   if (rc < 0)

@@ -100,6 +100,11 @@ class DpdkDataplane : public Dataplane {
                                    bool* found) = 0;
 };
 
+// The name of the device `port` (DpdkOptions::port) makes, as EAL names it:
+// the part before the first ',', a PCI address in its full form
+// ("03:00.0,x=1" -> "0000:03:00.0").
+std::string portDeviceName(const std::string& devargs);
+
 // Returns null and sets *error (what is wrong and where) on failure.
 std::unique_ptr<Dataplane> makeDpdkDataplane(const DpdkOptions& options, std::string* error);
 // The same, typed, for tests and benchmarks that call start() themselves.

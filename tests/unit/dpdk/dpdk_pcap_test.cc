@@ -554,6 +554,15 @@ TEST_F(DpdkPcapTest, AnMtuThePortCannotTakeFailsWithItsRange) {
   EXPECT_EQ(dp->portMtu(), std::optional<uint32_t>(1504));
 }
 
+// A PCI port given in its short form finds the device EAL probed under the
+// full name (before, the lookup missed and probing it again said "File exists").
+TEST(PortDeviceName, IsTheNameEalGivesTheDevice) {
+  EXPECT_EQ(portDeviceName("03:00.0"), "0000:03:00.0");
+  EXPECT_EQ(portDeviceName("0000:3b:00.1,rxq_cqe_comp_en=1"), "0000:3b:00.1");
+  EXPECT_EQ(portDeviceName("net_af_packet0,iface=eth1,qpairs=2"), "net_af_packet0");
+  EXPECT_EQ(portDeviceName("net_pcap0"), "net_pcap0");
+}
+
 // A full TX queue: the frames the worker had decided to forward and the
 // port refused are freed and counted per worker (they are already in the
 // service and reason counts). The port is a net_ring over two rings the test

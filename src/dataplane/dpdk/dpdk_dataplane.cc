@@ -378,6 +378,12 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (rte_eth_macaddr_get(port_, &mac) == 0) std::memcpy(portMac_.data(), mac.addr_bytes, 6);
 
     if (!opts_.exceptionInterface.empty()) {
+      // net_tap makes the interface and refuses a name already taken with
+      // a bare "File exists"; a tap of a keeld that died is gone with it.
+      if (if_nametoindex(opts_.exceptionInterface.c_str()) != 0)
+        return Status::error("dpdk.exception_interface: an interface named " + opts_.exceptionInterface +
+                             " already exists; keeld creates this tap itself (and removes it when it stops): "
+                             "name one no other interface has");
       tapName_ = "net_tap_keel" + std::to_string(id);
       // The kernel side gets the port's MAC: its ARP/ND answers then name the
       // MAC that frames for this host arrive on, as if it owned the port.

@@ -554,6 +554,19 @@ TEST_F(DpdkPcapTest, AnMtuThePortCannotTakeFailsWithItsRange) {
   EXPECT_EQ(dp->portMtu(), std::optional<uint32_t>(1504));
 }
 
+// An exception interface whose name is taken is refused by name, not with
+// net_tap's bare "File exists".
+TEST_F(DpdkPcapTest, AnExceptionInterfaceNameAlreadyTakenIsAClearError) {
+  const std::string rx = kDir + "/taken_rx.pcap";
+  writePcap(rx, inputFrames());
+  DpdkOptions o = pcapOptions("net_pcap_keelt" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + kDir + "/taken_tx.pcap");
+  o.exceptionInterface = "lo";
+  std::string err;
+  EXPECT_EQ(createDpdkDataplane(o, &err), nullptr);
+  EXPECT_EQ(err, "dpdk.exception_interface: an interface named lo already exists; keeld creates this tap itself "
+                 "(and removes it when it stops): name one no other interface has");
+}
+
 // A PCI port given in its short form finds the device EAL probed under the
 // full name (before, the lookup missed and probing it again said "File exists").
 TEST(PortDeviceName, IsTheNameEalGivesTheDevice) {

@@ -8,15 +8,18 @@
  * in host order; all supported targets (x86_64, arm64, BPF on them) are
  * little-endian, and tests/model/keel_model.py reads them the same way.
  *
- * Changing anything here changes which real every flow maps to: bump
- * KEEL_HASH_VERSION so a restarted keeld refuses to adopt old pinned maps.
+ * Changing anything here changes which real every new flow maps to, and
+ * every ring. Nothing refuses it at a restart: established flows keep their
+ * reals through the connection tables (adopted on XDP, restored on DPDK),
+ * as across any ring change; but while an ECMP group of balancers is
+ * upgraded, balancers on either side of the change pick different reals for
+ * the same new flow. tests/model/keel_model.py must change with it (the
+ * model agreement tests fail otherwise); say so in the release notes.
  */
 #ifndef KEEL_HASH_H
 #define KEEL_HASH_H
 
 #include "keel/flow.h"
-
-#define KEEL_HASH_VERSION 1
 
 #define KEEL_SEED_FLOW 0x6b65656cu      /* "keel" */
 #define KEEL_SEED_OFFSET 0x4d61676cu    /* Maglev offset hash h1 */

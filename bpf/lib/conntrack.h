@@ -61,7 +61,10 @@ lb_ct_lookup(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	if (seen < now) {
 		if (timeout_s && now - seen > (__u64)timeout_s * LB_NSEC_PER_SEC)
 			return NULL;
-		if (now - seen > LB_CT_REFRESH_NS)
+		/* An ICMP error follows its flow but is no sign of it: a
+		 * forged one quoting a guessable 5-tuple must not keep a
+		 * dead flow's entry alive. */
+		if (now - seen > LB_CT_REFRESH_NS && !pkt->icmp_error)
 			ct->last_seen_ns = now;
 	}
 	*be_id = ct->backend_id;

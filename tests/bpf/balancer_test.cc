@@ -292,6 +292,39 @@ TEST(Balancer, IcmpErrorDoesNotCreateEntries) {
   EXPECT_NE(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
 }
 
+// An ICMP error that finds its flow goes to the flow's real but does not
+// refresh the entry: a forged error quoting a guessable 5-tuple would keep a
+// dead flow's entry alive. The flow's own next packet does refresh it.
+TEST(Balancer, IcmpErrorDoesNotRefreshItsFlowsEntry) {
+  auto lb = loadFixture();
+  ASSERT_TRUE(lb);
+  const Bytes flow = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(7777, 80).build();
+  ASSERT_EQ(lb->run(flow).action, XDP_TX);
+  const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 7777, 80, KEEL_PROTO_TCP);
+  keel_ct_value ct{};
+  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const uint64_t nowNs = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+  ASSERT_GT(nowNs, 10ull * 1000000000ull);
+  const uint64_t old = nowNs - 5ull * 1000000000ull;  // 5 s ago: a hit would refresh it
+  ct.last_seen_ns = old;
+  ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &ct, BPF_EXIST), 0);
+
+  const Bytes err = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                        .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4).Tcp(80, 7777).build();
+  const RunResult r = lb->run(err);
+  EXPECT_EQ(r.action, XDP_TX);
+  keel_ct_value after{};
+  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &after), 0);
+  EXPECT_EQ(after.last_seen_ns, old) << "the error refreshed the entry";
+  EXPECT_EQ(after.backend_id, ct.backend_id);
+
+  ASSERT_EQ(lb->run(flow).action, XDP_TX);
+  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &after), 0);
+  EXPECT_GT(after.last_seen_ns, old) << "the flow's own packet refreshes it";
+}
+
 // keel_conntrack_entries: the kernel's element count of the connection
 // table, read through the ct_count iterator, follows inserts and deletes
 // for each connection-table flavour the loader supports.

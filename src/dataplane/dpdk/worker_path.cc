@@ -245,7 +245,9 @@ struct Step {
     if (const BackendSlot* cand = entryBackend(s, *e, svc->id)) {
       step.be = cand;
       step.beId = e->backend_id;
-      ConnTable::touch(*e, nowNs);
+      // An ICMP error follows its flow but does not keep it alive (as in
+      // bpf/lib/conntrack.h): a forged one would hold a dead flow's entry.
+      if (!p.icmp_error) ConnTable::touch(*e, nowNs);
     }
   }
   if (!step.be && p.icmp_error && !w.peers.empty()) peerEntry(s, w, p, svc->id, nowNs, idleNs, step);

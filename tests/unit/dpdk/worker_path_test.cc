@@ -314,6 +314,30 @@ std::vector<uint8_t> icmpErrorFor(const IpAddress& router, const Frame& quoted) 
   return out;  // checksums left as built: the worker does not check them
 }
 
+// An ICMP error that finds its flow goes to the flow's real but does not
+// refresh the entry (as in XDP): a forged error quoting a guessable 5-tuple
+// would keep a dead flow's entry alive. The flow's own next packet does.
+TEST_F(WorkerPathTest, AnIcmpErrorDoesNotRefreshItsFlowsEntry) {
+  oneRealService(vip4_, 80, 1, 5, "10.1.0.5");
+  const Frame flow{ip("192.168.1.1"), vip4_, 1000, 80};
+  const uint64_t s = 1000000000ull;
+  ASSERT_EQ(run(test::buildFrame(flow), 1 * s).r.backendId, 5u);
+  const keel_flow_key key = test::flowKey(flow);
+  keel_ct_value v{};
+  ASSERT_TRUE(worker_.conns.peek(key, 1 * s, 0, &v));
+  ASSERT_EQ(v.last_seen_ns, 1 * s);
+
+  const Out e = run(icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, flow.src, 80, 1000}), 5 * s);
+  EXPECT_EQ(e.r.verdict, Verdict::kTx);
+  EXPECT_EQ(e.r.backendId, 5u);
+  ASSERT_TRUE(worker_.conns.peek(key, 5 * s, 0, &v));
+  EXPECT_EQ(v.last_seen_ns, 1 * s) << "the error refreshed the entry";
+
+  ASSERT_EQ(run(test::buildFrame(flow), 6 * s).r.backendId, 5u);
+  ASSERT_TRUE(worker_.conns.peek(key, 6 * s, 0, &v));
+  EXPECT_EQ(v.last_seen_ns, 6 * s) << "the flow's own packet refreshes it";
+}
+
 // RSS hashes an ICMP error by its own addresses (router, VIP), so it reaches
 // some worker, rarely the one whose table holds the flow it quotes. The
 // worker then looks the flow up in the other workers' tables, read only,

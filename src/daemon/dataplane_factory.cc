@@ -3,9 +3,13 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
+#include <set>
+#include <string>
 #include <utility>
 
 #include "daemon/neighbour.h"
+#include "dataplane/xdp/nic_offloads.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 #ifdef KEEL_HAVE_DPDK
 #include "dataplane/dpdk/dpdk_dataplane.h"
@@ -62,6 +66,12 @@ std::unique_ptr<DaemonDataplane> makeXdp(const Config& config, std::string* erro
     *error = s.message();
     return nullptr;
   }
+  // Offloads that change what the program sees (nic_offloads.h): said at
+  // every start, the NIC's settings being the host's, not keel's.
+  if (std::optional<std::set<std::string>> active = activeNicFeatures(xo.interface))
+    for (const OffloadWarning& w : xdpOffloadWarnings(xo.interface, xo.mode == XdpAttachMode::kGeneric, *active,
+                                                      vlanInterfacesOf(xo.interface)))
+      logWarn(LogRecord(w.event).add("interface", xo.interface).add("reason", w.detail));
   return std::make_unique<XdpDaemonDataplane>(std::move(dp), xo.interface,
                                               config.dataplane.xdpMode);
 }

@@ -9,6 +9,7 @@
 // limits naming the key; adoption works without CAP_SYS_ADMIN and from the
 // pins of an older keeld (no prog_rodata). Skips when not root.
 #include "common/clock.h"
+#include "dataplane/xdp/nic_offloads.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 
 #include <arpa/inet.h>
@@ -27,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -91,6 +93,49 @@ class XdpDataplaneTest : public ::testing::Test {
   int origNs_ = -1;
   std::unique_ptr<XdpDataplane> dp_;
 };
+
+// The NIC features keeld reads at attach, as ethtool sets them on a veth
+// (run in this test's netns), and the warnings they give: GRO in generic
+// mode; VLAN stripping only on a port with VLAN interfaces (this kernel has
+// no 8021q module, so those come from a table written here).
+TEST_F(XdpDataplaneTest, ReceiveOffloadsThatChangeWhatXdpSeesAreWarned) {
+  std::optional<std::set<std::string>> on = activeNicFeatures(ifA_);
+  ASSERT_TRUE(on.has_value());
+  ASSERT_EQ(run("ip netns exec " + ns_ + " ethtool -K " + ifA_ + " gro on"), 0);
+  on = activeNicFeatures(ifA_);
+  ASSERT_TRUE(on.has_value());
+  EXPECT_TRUE(on->count("rx-gro"));
+  EXPECT_TRUE(on->count("rx-vlan-stag-hw-parse")) << "a veth's default";
+  std::vector<OffloadWarning> w = xdpOffloadWarnings(ifA_, true, *on, {});
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].event, "xdp_generic_gro");
+  EXPECT_NE(w[0].detail.find("rx-gro on " + ifA_), std::string::npos) << w[0].detail;
+  EXPECT_TRUE(xdpOffloadWarnings(ifA_, false, *on, {}).empty()) << "native XDP runs before GRO";
+
+  ASSERT_EQ(run("ip netns exec " + ns_ + " ethtool -K " + ifA_ + " gro off"), 0);
+  on = activeNicFeatures(ifA_);
+  ASSERT_TRUE(on.has_value());
+  EXPECT_FALSE(on->count("rx-gro"));
+  EXPECT_TRUE(xdpOffloadWarnings(ifA_, true, *on, {}).empty());
+
+  const std::string table = "/tmp/keel-vlan-config-" + std::to_string(getpid());
+  {
+    std::ofstream f(table);
+    f << "VLAN Dev name    | VLAN ID\nName-Type: VLAN_NAME_TYPE_RAW_PLUS_VID_NO_PAD\n"
+      << ifA_ << ".100  | 100  | " << ifA_ << "\nother.7  | 7  | other\n";
+  }
+  const std::vector<std::string> vlans = vlanInterfacesOf(ifA_, table);
+  std::remove(table.c_str());
+  EXPECT_EQ(vlans, std::vector<std::string>{ifA_ + ".100"});
+  EXPECT_TRUE(vlanInterfacesOf(ifA_, table).empty()) << "no table: no VLAN interfaces";
+  w = xdpOffloadWarnings(ifA_, false, *on, vlans);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].event, "xdp_vlan_stripping");
+  EXPECT_NE(w[0].detail.find("rx-vlan-stag-hw-parse"), std::string::npos) << w[0].detail;
+  EXPECT_TRUE(xdpOffloadWarnings(ifA_, false, *on, {}).empty()) << "an untagged port loses nothing";
+
+  EXPECT_FALSE(activeNicFeatures("kxnone" + std::to_string(getpid())).has_value());
+}
 
 TEST_F(XdpDataplaneTest, ProgramsMapsPinsAndDetaches) {
   XdpOptions o = optionsFor(XdpAttachMode::kNative, {16, 64, 1024});

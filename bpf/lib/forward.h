@@ -87,9 +87,19 @@ static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *p
 		 * one XDP_TX sends it out of. Only "frag needed" stops the
 		 * packet; an error of the helper itself must not blackhole
 		 * traffic. On "frag needed" mtu_len holds the device's MTU. */
-		if (bpf_check_mtu(ctx, 0, &mtu_len, hlen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
+		if (bpf_check_mtu(ctx, 0, &mtu_len, hlen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED) {
+			/* Report the smaller of the two MTUs, so the client
+			 * learns the size that fits in one round trip. */
+			if (node->tunnel_mtu && node->tunnel_mtu < mtu_len)
+				mtu_len = node->tunnel_mtu;
 			return lb_icmp_too_big(ctx, pkt, frame_len, mtu_len - hlen, node);
+		}
 	}
+	/* A smaller MTU past the first hop (node.tunnel_mtu): the outer header
+	 * has DF, and a router there would answer the tunnel source, which
+	 * never tells the client. */
+	if (node->tunnel_mtu && pkt->ip_len + hlen > node->tunnel_mtu)
+		return lb_icmp_too_big(ctx, pkt, frame_len, node->tunnel_mtu - hlen, node);
 	if (bpf_xdp_adjust_head(ctx, -(int)hlen))
 		return KEEL_R_DROP_ENCAP_FAILED;
 	/* adjust_head invalidates every packet pointer: reload. */

@@ -103,8 +103,10 @@ struct keel_node_config {
 	__u32 tcp_idle_timeout_s;   /* same for TCP */
 	__u32 icmp_too_big_rate;    /* ICMP too-big answers a second per CPU / worker; 0: none (encap.h) */
 	__u32 icmp_too_big_client_rate; /* the same per client (its slot); 0: no per-client limit (encap.h) */
+	__u32 tunnel_mtu;           /* 0: none; else the path MTU toward the reals: an encapsulated
+				     * packet over it (or the port's) gets ICMP too-big (encap.h) */
 };
-KEEL_STATIC_ASSERT(sizeof(struct keel_node_config) == 60, "node config ABI");
+KEEL_STATIC_ASSERT(sizeof(struct keel_node_config) == 64, "node config ABI");
 
 /* Counters (per CPU / per lcore, summed by the control plane). */
 struct keel_counter {

@@ -91,6 +91,11 @@ struct NodeConfig {
   // The same to one client (an IPv4 address, an IPv6 /64), within the
   // above; 0: no per-client limit. docs/configuration.md says why 100.
   uint32_t icmpTooBigClientRate = 100;
+  // The path MTU toward the reals when a link past the balancer's port is
+  // smaller (0: the port's alone); kMinTunnelMtu..kMaxTunnelMtu.
+  uint32_t tunnelMtu = 0;
+  static constexpr uint32_t kMinTunnelMtu = 1280;
+  static constexpr uint32_t kMaxTunnelMtu = 65535;
 };
 
 struct RealConfig {

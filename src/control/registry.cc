@@ -516,6 +516,7 @@ Status Registry::apply(const Config& config) {
     vipRefs_.erase(it);
     unsureVips_.erase(vip);
   }
+  tunnelMtu_ = config.node.tunnelMtu;
   warnIpv6Mtu(config.services);
   return Status::ok();
 }
@@ -540,6 +541,8 @@ void Registry::warnIpv6Mtu(const std::vector<ServiceConfig>& services) {
                   [](const ServiceConfig& svc) { return ipv6ClientOuterHeader(svc) != 0; })) {
     mtu = dataplane_.portMtu();
     unknown = !mtu;
+    // A smaller path past the port (node.tunnel_mtu) is what the packets get.
+    if (mtu && tunnelMtu_ && tunnelMtu_ < *mtu) mtu = tunnelMtu_;
   }
   // The services warned before, by name, if they are still there.
   auto stillThere = [&](const std::string& name) -> const ServiceConfig* {
@@ -565,7 +568,9 @@ void Registry::warnIpv6Mtu(const std::vector<ServiceConfig>& services) {
                   .add("outer_header", f.outerHeader)
                   .add("detail", "IPv6 clients do not lower their path MTU below 1280 (RFC 8201): their packets "
                                      "over " + std::to_string(fits) + " bytes, up to 1280, are answered packet-too-big "
-                                     "and dropped; raise the port MTU to " + std::to_string(f.needed) +
+                                     "and dropped; raise the port MTU" +
+                                     std::string(tunnelMtu_ ? " and node.tunnel_mtu" : "") + " to " +
+                                     std::to_string(f.needed) +
                                      " (docs/operations.md)"));
     warned.emplace(f.service, now);
   }

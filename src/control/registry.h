@@ -382,6 +382,7 @@ class Registry {
   // about, so an unchanged shortfall is not logged on every reload.
   void warnIpv6Mtu(const std::vector<ServiceConfig>& services);
   std::map<std::string, MtuShortfall> mtuWarned_;  // by service: short at the last check
+  uint32_t tunnelMtu_ = 0;  // node.tunnel_mtu of the last applied config: caps the port's MTU
 };
 
 }  // namespace keel

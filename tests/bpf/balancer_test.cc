@@ -442,6 +442,47 @@ TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
   std::system(("ip link del " + veth + "a").c_str());
 }
 
+// node.tunnel_mtu: a smaller MTU past the balancer's port. The same rows
+// as a port of that MTU give (mtuRows), on a port far larger (loopback);
+// on a port smaller than it the port's rows hold; and a packet over both
+// learns the smaller in one answer.
+TEST(Balancer, TunnelMtuBelowThePortIsAnsweredLikeAPortOfThatMtu) {
+  {
+    auto lb = loadFixture();
+    ASSERT_TRUE(lb);
+    FixtureState st = fixtureState();
+    st.node.tunnel_mtu = 1000;
+    ASSERT_EQ(lb->setNode(st.node), "");
+    for (const FixtureRow& row : mtuRows(1000)) checkRow(*lb, row);
+  }
+  if (unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
+  std::string veth = "ktmtu" + std::to_string(getpid());
+  if (veth.size() > 12) veth.resize(12);
+  std::string cmd = "ip link add " + veth + "a mtu 1000 type veth peer name " + veth + "b mtu 1000";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  unsigned ifindex = if_nametoindex((veth + "a").c_str());
+  ASSERT_NE(ifindex, 0u);
+  auto lb = loadFixture();
+  ASSERT_TRUE(lb);
+  FixtureState st = fixtureState();
+  st.node.tunnel_mtu = 1200;  // larger than the port: the port's MTU rules
+  ASSERT_EQ(lb->setNode(st.node), "");
+  for (const FixtureRow& row : mtuRows(1000)) checkRow(*lb, row, ifindex);
+
+  ASSERT_EQ(std::system(("ip link set " + veth + "a mtu 1200").c_str()), 0);
+  st.node.tunnel_mtu = 1000;
+  ASSERT_EQ(lb->setNode(st.node), "");
+  // 1190 + 20 is over the port's 1200 too: the answer reports 1000 - 20.
+  const Bytes over = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1", {.fragOff = kIpDf})
+                         .Tcp(40000, 80).Payload(std::string(1190 - 40, 'p')).build();
+  const RunResult r = lb->run(over, 1, ifindex);
+  ASSERT_EQ(r.action, XDP_TX);
+  ASSERT_GE(r.output.size(), 14u + 20 + 8);
+  EXPECT_EQ(r.output[14 + 20], 3);
+  EXPECT_EQ((r.output[14 + 26] << 8) | r.output[14 + 27], 980) << "the smaller MTU less the outer header";
+  std::system(("ip link del " + veth + "a").c_str());
+}
+
 // Each client has a limit of its own too (node_config.icmp_too_big_client_rate,
 // the shared keel_icmp_too_big_allow): a client over it is refused without
 // spending the CPU's budget, and other clients are still answered. An IPv6

@@ -292,7 +292,10 @@ inline bool needsFlowHash(const Snapshot& s, const Step& step) {
   // The same test as XDP's bpf_check_mtu(ctx, 0, &ip_len, hdr): the L3
   // length grown by the outer header against the L3 MTU, so neither a VLAN
   // tag nor Ethernet padding counts.
-  if (p.ip_len + hdr > w.mtu) return tooBig(w, b, p, w.mtu - hdr, s.node, nowNs, bytes);
+  // The smaller of the port's MTU and node.tunnel_mtu (the path toward
+  // the reals; bpf/lib/forward.h).
+  const uint32_t mtu = s.node.tunnel_mtu && s.node.tunnel_mtu < w.mtu ? s.node.tunnel_mtu : w.mtu;
+  if (p.ip_len + hdr > mtu) return tooBig(w, b, p, mtu - hdr, s.node, nowNs, bytes);
   if (b.headroom < hdr) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
   uint8_t* start = b.data - hdr;
   const int hashSrc = keel_encap_hash_src(&be->tpl, svc->flags);

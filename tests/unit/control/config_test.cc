@@ -214,6 +214,22 @@ TEST(Config, MinimalFileGetsDefaults) {
   EXPECT_TRUE(r.config->services.empty());
 }
 
+TEST(Config, TunnelMtuIsReadAndBoundedByIpv6sMinimum) {
+  ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_mtu: 1400}\n", "k.yaml");
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  EXPECT_EQ(r.config->node.tunnelMtu, 1400u);
+  r = parseConfig("dataplane: {kind: xdp, interface: eth0}\n", "k.yaml");
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  EXPECT_EQ(r.config->node.tunnelMtu, 0u) << "none: the port's MTU alone";
+  for (const char* bad : {"1279", "65536", "big"}) {
+    r = parseConfig(std::string("dataplane: {kind: xdp, interface: eth0}\nnode:\n  tunnel_mtu: ") + bad + "\n",
+                    "k.yaml");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(joinErrors(r.errors),
+              std::string("k.yaml:3: node.tunnel_mtu: must be an integer 1280..65535, got \"") + bad + "\"\n");
+  }
+}
+
 TEST(Config, IcmpTooBigClientRateIsReadAndZeroTurnsThePerClientLimitOff) {
   for (uint32_t rate : {0u, 10u, 1000000u}) {
     ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: eth0}\nnode: {icmp_too_big_client_rate: " +

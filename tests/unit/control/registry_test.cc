@@ -975,6 +975,20 @@ TEST_F(RegistryTest, WarnsOnceWhenThePortMtuIsTooSmallForIpv6ClientsAndStillAppl
   applyOk(c);
   EXPECT_TRUE(log.take("mtu_too_small_for_ipv6").empty());
 
+  // node.tunnel_mtu caps the port's: a path of 1310 past a port of 1500.
+  dp_.mtu = 1500;
+  Config capped = c;
+  capped.node.tunnelMtu = 1310;
+  applyOk(capped);
+  w = log.take("mtu_too_small_for_ipv6");
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("service=web6 vip=2001:db8::10 mtu=1310 needed=1320"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("raise the port MTU and node.tunnel_mtu to 1320"), std::string::npos) << w[0];
+  dp_.mtu = 1300;
+  applyOk(c);
+  log.take("mtu_too_small_for_ipv6");
+  log.take("mtu_ok_for_ipv6");
+
   // The MTU lowered further: web6 again (its MTU changed), and now web6in4.
   dp_.mtu = 1299;
   applyOk(c);

@@ -108,6 +108,20 @@ TEST(DpdkFixtures, OverTheMtu) {
   for (const FixtureRow& row : rows) p.check(row);
 }
 
+// node.tunnel_mtu: the same rows on a port far larger (9000) with the path
+// toward the reals at 1000, and on a port of 1000 with the path larger
+// (the port's rules), as balancer_test runs them.
+TEST(DpdkFixtures, OverTheTunnelMtu) {
+  for (const auto& [port, tunnel] : {std::pair<uint32_t, uint32_t>{9000, 1000}, {1000, 1200}}) {
+    SCOPED_TRACE("port " + std::to_string(port) + ", tunnel " + std::to_string(tunnel));
+    Plane p(port);
+    FixtureState st = keel::test::fixtureState();
+    st.node.tunnel_mtu = tunnel;
+    ASSERT_TRUE(p.store().setNode(st.node));
+    for (const FixtureRow& row : keel::test::mtuRows(1000)) p.check(row);
+  }
+}
+
 // Unlike BPF_PROG_TEST_RUN, the worker takes runts shorter than an Ethernet
 // header too, so every prefix runs.
 TEST(DpdkFixtures, TruncatedAtEveryLength) {

@@ -18,6 +18,16 @@
  * nothing is ever routed out of lo. An address without any route also reads
  * NOT_FWDED; decapsulating it is harmless, the kernel drops the inner packet
  * just as it would have dropped the tunnel packet.
+ *
+ * "Local" is wider than the VIPs, so two checks come before the lookup. An
+ * inner destination that is no unicast address (loopback, multicast,
+ * broadcast, 0/8, 240/4, ::, ::1, ff00::/8) is never decapsulated: the FIB
+ * calls 127/8, ::1 and ff00::/8 local too. With `--vip PREFIX` only inner
+ * destinations in those prefixes are; without it every local address of the
+ * real is a tunnel target, its management address included. The helper
+ * cannot tell a subnet broadcast route (RTN_BROADCAST) from a local one (both
+ * NOT_FWDED, nothing filled in), so a LAN broadcast such as 10.0.1.255 is
+ * refused only by --vip.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -36,6 +46,20 @@ const volatile __u32 keel_decap_fib_ifindex = 1;
 const volatile struct keel_decap_prefix keel_decap_allow[KEEL_DECAP_MAX_ALLOW] = {};
 const volatile __u32 keel_decap_allow_n = 0;
 
+/* The inner destinations decapsulated (keel-decap attach --vip); none: any
+ * local one. */
+const volatile struct keel_decap_prefix keel_decap_vip[KEEL_DECAP_MAX_VIP] = {};
+const volatile __u32 keel_decap_vip_n = 0;
+
+/* Whether addr (family, words as keel_decap_prefix holds them) is in p. */
+static __always_inline int decap_prefix_has(const volatile struct keel_decap_prefix *p, __u8 family,
+					    const __u32 *addr)
+{
+	return p->family == family && (addr[0] & p->mask[0]) == p->addr[0] &&
+	       (addr[1] & p->mask[1]) == p->addr[1] && (addr[2] & p->mask[2]) == p->addr[2] &&
+	       (addr[3] & p->mask[3]) == p->addr[3];
+}
+
 /* Whether the outer source is in an allowed prefix (always, if none is set). */
 static __always_inline int decap_source_allowed(const struct keel_pkt *pkt)
 {
@@ -47,14 +71,46 @@ static __always_inline int decap_source_allowed(const struct keel_pkt *pkt)
 	for (i = 0; i < KEEL_DECAP_MAX_ALLOW; i++) {
 		if (i >= n)
 			break;
-		if (keel_decap_allow[i].family == pkt->key.family &&
-		    (pkt->key.src[0] & keel_decap_allow[i].mask[0]) == keel_decap_allow[i].addr[0] &&
-		    (pkt->key.src[1] & keel_decap_allow[i].mask[1]) == keel_decap_allow[i].addr[1] &&
-		    (pkt->key.src[2] & keel_decap_allow[i].mask[2]) == keel_decap_allow[i].addr[2] &&
-		    (pkt->key.src[3] & keel_decap_allow[i].mask[3]) == keel_decap_allow[i].addr[3])
+		if (decap_prefix_has(&keel_decap_allow[i], pkt->key.family, pkt->key.src))
 			return 1;
 	}
 	return 0;
+}
+
+/* Whether the inner destination is in a --vip prefix (always, if none is set). */
+static __always_inline int decap_dst_is_vip(__u8 family, const __u32 *dst)
+{
+	__u32 n = keel_decap_vip_n;
+	__u32 i;
+
+	if (n == 0)
+		return 1;
+	for (i = 0; i < KEEL_DECAP_MAX_VIP; i++) {
+		if (i >= n)
+			break;
+		if (decap_prefix_has(&keel_decap_vip[i], family, dst))
+			return 1;
+	}
+	return 0;
+}
+
+/* An IPv4 destination no tunnel may carry a packet to: 0/8 ("this network",
+ * RFC 1122 3.2.1.3), 127/8 (loopback), 224/4 (multicast) and 240/4
+ * (reserved, with the limited broadcast 255.255.255.255). */
+static __always_inline int decap4_dst_not_unicast(__u32 daddr)
+{
+	__u8 first = ((const __u8 *)&daddr)[0]; /* network order: the first octet */
+
+	return first == 0 || first == 127 || first >= 224;
+}
+
+/* The same for IPv6 (RFC 4291 2.5.2, 2.5.3, 2.7): :: (unspecified), ::1
+ * (loopback) and ff00::/8 (multicast). */
+static __always_inline int decap6_dst_not_unicast(const __u32 *daddr)
+{
+	if (((const __u8 *)daddr)[0] == 0xff)
+		return 1;
+	return (daddr[0] | daddr[1] | daddr[2]) == 0 && (daddr[3] == 0 || daddr[3] == KEEL_HTONL(1));
 }
 
 /* Every packet once, under its enum keel_decap_reason. */
@@ -122,12 +178,16 @@ static __always_inline int decap_parse_outer(void *data, void *end, struct decap
 	return KEEL_CONTINUE;
 }
 
-/* Inner destination local? Returns KEEL_CONTINUE if so, else the reason. */
-static __always_inline int decap_inner_is_local(struct xdp_md *ctx, void *data, void *end,
+/* Inner destination one to decapsulate for: unicast, in --vip, local?
+ * Returns KEEL_CONTINUE if so, else the reason. The cheap checks come
+ * first, so a refused packet costs no fib lookup. */
+static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, void *end,
 						const struct decap_tunnel *t)
 {
 	struct bpf_fib_lookup fib = {};
 	__u16 off = (t->l3_off + t->outer_len) & 0x7f;
+	__u32 dst[4] = {};
+	__u8 family;
 	long rc;
 
 	if (t->inner_proto == KEEL_IPPROTO_IPIP) {
@@ -143,6 +203,10 @@ static __always_inline int decap_inner_is_local(struct xdp_md *ctx, void *data, 
 		fib.tot_len = KEEL_NTOHS(in->tot_len);
 		fib.ipv4_src = in->saddr;
 		fib.ipv4_dst = in->daddr;
+		if (decap4_dst_not_unicast(in->daddr))
+			return KEEL_DECAP_R_PASS_NOT_UNICAST;
+		family = KEEL_AF_INET;
+		dst[0] = in->daddr;
 	} else {
 		struct keel_ipv6 *in6 = (struct keel_ipv6 *)((__u8 *)data + off);
 
@@ -155,7 +219,13 @@ static __always_inline int decap_inner_is_local(struct xdp_md *ctx, void *data, 
 		fib.tot_len = KEEL_NTOHS(in6->payload_len) + sizeof(*in6);
 		__builtin_memcpy(fib.ipv6_src, in6->saddr, 16);
 		__builtin_memcpy(fib.ipv6_dst, in6->daddr, 16);
+		__builtin_memcpy(dst, in6->daddr, 16);
+		if (decap6_dst_not_unicast(dst))
+			return KEEL_DECAP_R_PASS_NOT_UNICAST;
+		family = KEEL_AF_INET6;
 	}
+	if (!decap_dst_is_vip(family, dst))
+		return KEEL_DECAP_R_PASS_NOT_VIP;
 	fib.ifindex = keel_decap_fib_ifindex;
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
@@ -195,7 +265,7 @@ static __always_inline int decap_ecn(void *data, void *end, const struct decap_t
 	__u8 set;
 
 	if ((void *)(outer + 2) > end || (void *)(inner + sizeof(struct keel_ipv4)) > end)
-		return 0; /* decap_inner_is_local checked both; for the verifier */
+		return 0; /* decap_inner_accepted checked both; for the verifier */
 	out_ecn = decap_ecn_of(outer, t->outer_family);
 	in_ecn = decap_ecn_of(inner, t->inner_proto == KEEL_IPPROTO_IPIP ? KEEL_AF_INET : KEEL_AF_INET6);
 	if (out_ecn == DECAP_CE) {
@@ -280,7 +350,7 @@ int decap(struct xdp_md *ctx)
 	rc = decap_parse_outer(data, end, &t);
 	if (rc != KEEL_CONTINUE)
 		return decap_verdict(rc, bytes);
-	rc = decap_inner_is_local(ctx, data, end, &t);
+	rc = decap_inner_accepted(ctx, data, end, &t);
 	if (rc != KEEL_CONTINUE)
 		return decap_verdict(rc, bytes);
 	if (decap_ecn(data, end, &t))

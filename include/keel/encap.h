@@ -676,6 +676,8 @@ enum keel_decap_reason {
 	KEEL_DECAP_R_PASS_ADJUST_FAILED,  /* bpf_xdp_adjust_head refused */
 	KEEL_DECAP_R_DROP_CE_NOT_ECT,     /* outer CE over a Not-ECT inner packet (RFC 6040 §4.2) */
 	KEEL_DECAP_R_PASS_SOURCE,         /* tunnel from a source outside --allow-source: untouched */
+	KEEL_DECAP_R_PASS_NOT_UNICAST,    /* inner destination multicast, broadcast, loopback, 0/8 or 240/4: untouched */
+	KEEL_DECAP_R_PASS_NOT_VIP,        /* inner destination outside --vip: untouched */
 	KEEL_DECAP_R_MAX
 };
 
@@ -684,6 +686,9 @@ enum keel_decap_reason {
  * decapsulated. Address and mask as the packet holds them (network order,
  * an IPv4 one in word 0, the other words 0). */
 #define KEEL_DECAP_MAX_ALLOW 16
+/* `keel-decap attach --vip PREFIX`, the same way: when any is given, only
+ * inner destinations in one of them are decapsulated. */
+#define KEEL_DECAP_MAX_VIP 64
 struct keel_decap_prefix {
 	__u32 addr[4]; /* with the host bits cleared */
 	__u32 mask[4];
@@ -693,6 +698,7 @@ struct keel_decap_prefix {
 
 #define KEEL_DECAP_REASON_NAMES                                                  \
 	"pass_not_tunnel", "pass_malformed", "pass_not_local", "pass_fib_disabled", \
-	"decap_v4", "decap_v6", "pass_adjust_failed", "drop_ce_not_ect", "pass_source"
+	"decap_v4", "decap_v6", "pass_adjust_failed", "drop_ce_not_ect", "pass_source", \
+	"pass_not_unicast", "pass_not_vip"
 
 #endif

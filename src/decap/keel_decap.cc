@@ -2,7 +2,8 @@
 // keel-decap: attaches the real-side IPIP/IP6IP6 decapsulator
 // (bpf/decap.bpf.c) to an interface and leaves it there.
 //
-//   keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]... [--pin-root DIR]
+//   keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]... [--vip PREFIX]...
+//                    [--pin-root DIR]
 //   keel-decap detach IFACE [--pin-root DIR]
 //   keel-decap status IFACE [-o json] [--pin-root DIR]
 //
@@ -10,7 +11,7 @@
 // /sys/fs/bpf/keel-decap), so this process can exit and a later process can
 // detach it or read what is pinned beside it: the counters (stats), the
 // program (prog) and its read-only data (prog_rodata, the --allow-source
-// list), through which status reads the list without CAP_SYS_ADMIN.
+// and --vip lists), through which status reads them without CAP_SYS_ADMIN.
 #include <CLI/CLI.hpp>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -59,6 +60,14 @@ struct Args {
   std::string output;  // status -o: "" (table) or "json"
   std::vector<std::string> allowText;  // --allow-source, as given
   std::vector<keel_decap_prefix> allow;
+  std::vector<std::string> vipText;  // --vip, as given
+  std::vector<keel_decap_prefix> vip;
+};
+
+// What the loaded program decapsulates: its --allow-source and --vip lists.
+struct Lists {
+  std::vector<keel_decap_prefix> allow;
+  std::vector<keel_decap_prefix> vip;
 };
 
 // "ADDR/LEN" or "ADDR" (a host): keel_decap_prefix as the program compares
@@ -92,10 +101,18 @@ std::string prefixText(const keel_decap_prefix& p) {
 }
 
 // "any source" or "sources A/N, B/M": what attach prints and status repeats.
-std::string allowDescription(const keel_decap_prefix* allow, size_t n) {
-  if (n == 0) return "any source";
+std::string allowDescription(const std::vector<keel_decap_prefix>& allow) {
+  if (allow.empty()) return "any source";
   std::string s = "sources ";
-  for (size_t i = 0; i < n; i++) s += (i ? ", " : "") + prefixText(allow[i]);
+  for (size_t i = 0; i < allow.size(); i++) s += (i ? ", " : "") + prefixText(allow[i]);
+  return s;
+}
+
+// "any local address" or "VIPs A/N, B/M", the same way for --vip.
+std::string vipDescription(const std::vector<keel_decap_prefix>& vip) {
+  if (vip.empty()) return "any local address";
+  std::string s = "VIPs ";
+  for (size_t i = 0; i < vip.size(); i++) s += (i ? ", " : "") + prefixText(vip[i]);
   return s;
 }
 
@@ -111,7 +128,8 @@ using keel::errnoText;
 class CommandLine {
  public:
   CommandLine() : app_("keel-decap: decapsulate keel's IPIP/IP6IP6 tunnels on a real server with XDP.\n"
-                       "  keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]... [--pin-root DIR]\n"
+                       "  keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]... [--vip PREFIX]...\n"
+                       "                    [--pin-root DIR]\n"
                        "  keel-decap detach IFACE [--pin-root DIR]\n"
                        "  keel-decap status IFACE [-o json] [--pin-root DIR]\n"
                        "See keel-decap(8), and 'keel-decap COMMAND --help' for a command's options.",
@@ -140,14 +158,19 @@ class CommandLine {
         ->expected(1)
         ->allow_extra_args(false)
         ->take_all()
-        ->check(CLI::Validator(
-            [](std::string& text) {
-              keel_decap_prefix p;
-              return parsePrefix(text, &p);
-            },
-            ""));
+        ->check(prefixValidator());
+    attach
+        ->add_option("--vip", a_.vipText,
+                     "decapsulate only tunnels whose inner destination is in PREFIX\n"
+                     "(ADDR/LEN or ADDR; repeat for up to " +
+                         std::to_string(KEEL_DECAP_MAX_VIP) + "; default any local address)")
+        ->type_name("PREFIX")
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->take_all()
+        ->check(prefixValidator());
     command("detach", "detach keel-decap from IFACE and remove its pins");
-    CLI::App* status = command("status", "show the attachment, allowed sources and counters on IFACE");
+    CLI::App* status = command("status", "show the attachment, allowed sources, VIPs and counters on IFACE");
     status->add_option("-o", a_.output, "output format: json")->type_name("FORMAT")->check(CLI::IsMember({"json"}));
   }
 
@@ -167,10 +190,13 @@ class CommandLine {
     try {
       app_.parse(argc, argv);
       for (CLI::App* sub : app_.get_subcommands()) a_.command = sub->get_name();
-      // The count of --allow-source is known only when all are read.
+      // The count of --allow-source and --vip is known only when all are read.
       if (a_.allowText.size() > KEEL_DECAP_MAX_ALLOW)
         throw CLI::ValidationError("--allow-source", "at most " + std::to_string(KEEL_DECAP_MAX_ALLOW) +
                                                          " prefixes, got " + std::to_string(a_.allowText.size()));
+      if (a_.vipText.size() > KEEL_DECAP_MAX_VIP)
+        throw CLI::ValidationError("--vip", "at most " + std::to_string(KEEL_DECAP_MAX_VIP) + " prefixes, got " +
+                                                std::to_string(a_.vipText.size()));
     } catch (const CLI::ParseError& e) {
       // Usage errors exit 2, like most Unix tools; --help exits 0.
       return app_.exit(e) == 0 ? 0 : 2;
@@ -180,6 +206,11 @@ class CommandLine {
       parsePrefix(text, &p);  // checked while parsing
       a_.allow.push_back(p);
     }
+    for (const std::string& text : a_.vipText) {
+      keel_decap_prefix p;
+      parsePrefix(text, &p);
+      a_.vip.push_back(p);
+    }
     return -1;
   }
 
@@ -187,6 +218,17 @@ class CommandLine {
 
  private:
   static inline const std::array<std::string, 3> kCommands = {"attach", "detach", "status"};
+
+  // --allow-source's and --vip's check: the value is a prefix parsePrefix
+  // takes, else what is wrong with it.
+  static CLI::Validator prefixValidator() {
+    return CLI::Validator(
+        [](std::string& text) {
+          keel_decap_prefix p;
+          return parsePrefix(text, &p);
+        },
+        "");
+  }
 
   // A command: IFACE and --pin-root are every command's.
   CLI::App* command(const std::string& name, const char* help) {
@@ -265,6 +307,8 @@ int attach(const Args& a) {
   skel->rodata->keel_decap_fib_ifindex = lo ? lo : 1;
   for (size_t i = 0; i < a.allow.size(); i++) skel->rodata->keel_decap_allow[i] = a.allow[i];
   skel->rodata->keel_decap_allow_n = static_cast<__u32>(a.allow.size());
+  for (size_t i = 0; i < a.vip.size(); i++) skel->rodata->keel_decap_vip[i] = a.vip[i];
+  skel->rodata->keel_decap_vip_n = static_cast<__u32>(a.vip.size());
   int rc = keel_decap::load(skel);
   if (rc) {
     keel_decap::destroy(skel);
@@ -306,9 +350,19 @@ int attach(const Args& a) {
     rmdir(dir.c_str());
     return fail(result);
   }
-  const std::string from = allowDescription(a.allow.data(), a.allow.size());
-  std::printf("keel-decap: attached to %s (%s mode), pinned at %s, decapsulating tunnels from %s\n", a.iface.c_str(),
-              a.mode.c_str(), dir.c_str(), from.c_str());
+  std::printf("keel-decap: attached to %s (%s mode), pinned at %s, decapsulating tunnels from %s to %s\n",
+              a.iface.c_str(), a.mode.c_str(), dir.c_str(), allowDescription(a.allow).c_str(),
+              vipDescription(a.vip).c_str());
+  // Attached as asked (existing units pass no options), but an open
+  // decapsulator lets anyone who reaches this interface deliver packets with
+  // any source to any address of this host: say so, and what restricts it.
+  if (a.allow.empty() && a.vip.empty())
+    std::fprintf(stderr,
+                 "keel-decap: warning: %s decapsulates tunnel packets from any source to any local address of this\n"
+                 "            host (its management address too), so anyone who can reach it can deliver packets with\n"
+                 "            a forged source; restrict it with --allow-source PREFIX (the balancers' tunnel sources)\n"
+                 "            and --vip PREFIX (the VIPs), keel-decap(8)\n",
+                 a.iface.c_str());
   close(linkFd);
   keel_decap::destroy(skel);
   return 0;
@@ -351,11 +405,12 @@ bool isRodata(const bpf_map_info& info) {
   return name.size() >= 7 && name.compare(name.size() - 7, 7, ".rodata") == 0;
 }
 
-// The list in a keel-decap program's .rodata map (fd, described by info):
-// keel_decap_allow[keel_decap_allow_n], value 0. Another keel-decap version
-// may lay its .rodata out differently: then why it is not read, as always.
-std::string allowFromRodata(int fd, const bpf_map_info& info, const std::string& where,
-                            std::vector<keel_decap_prefix>* out) {
+// The lists in a keel-decap program's .rodata map (fd, described by info):
+// keel_decap_allow[keel_decap_allow_n] and keel_decap_vip[keel_decap_vip_n],
+// value 0. Another keel-decap version may lay its .rodata out differently
+// (one from before --vip has a smaller one): then why it is not read, as
+// always.
+std::string listsFromRodata(int fd, const bpf_map_info& info, const std::string& where, Lists* out) {
   if (info.value_size != sizeof(Rodata))
     return where + "'s .rodata is " + std::to_string(info.value_size) + " bytes, this keel-decap's " +
            std::to_string(sizeof(Rodata)) + " (attached by another version?)";
@@ -363,19 +418,23 @@ std::string allowFromRodata(int fd, const bpf_map_info& info, const std::string&
   __u32 key = 0;
   if (bpf_map_lookup_elem(fd, &key, &ro)) return "read " + where + "'s .rodata: " + errnoText(errno);
   if (ro.keel_decap_allow_n > KEEL_DECAP_MAX_ALLOW)
-    return where + "'s .rodata holds " + std::to_string(ro.keel_decap_allow_n) + " prefixes, more than " +
+    return where + "'s .rodata holds " + std::to_string(ro.keel_decap_allow_n) + " source prefixes, more than " +
            std::to_string(KEEL_DECAP_MAX_ALLOW) + " (attached by another version?)";
-  out->assign(ro.keel_decap_allow, ro.keel_decap_allow + ro.keel_decap_allow_n);
+  if (ro.keel_decap_vip_n > KEEL_DECAP_MAX_VIP)
+    return where + "'s .rodata holds " + std::to_string(ro.keel_decap_vip_n) + " VIP prefixes, more than " +
+           std::to_string(KEEL_DECAP_MAX_VIP) + " (attached by another version?)";
+  out->allow.assign(ro.keel_decap_allow, ro.keel_decap_allow + ro.keel_decap_allow_n);
+  out->vip.assign(ro.keel_decap_vip, ro.keel_decap_vip + ro.keel_decap_vip_n);
   return "";
 }
 
-// The --allow-source list of the attached program (progId, from the link),
+// The --allow-source and --vip lists of the attached program (progId, from the link),
 // through the pins attach made beside the link: prog_rodata is read only if
 // prog is the attached program and prog_rodata one of its maps, so a stale
 // or foreign pin is never taken for the list. Opening pins (read-only)
 // needs read access to the files, not CAP_SYS_ADMIN. Empty string on
 // success, else why not.
-std::string readAllowPinned(const std::string& dir, __u32 progId, std::vector<keel_decap_prefix>* out) {
+std::string readListsPinned(const std::string& dir, __u32 progId, Lists* out) {
   LIBBPF_OPTS(bpf_obj_get_opts, ro, .file_flags = BPF_F_RDONLY);
   const std::string progPath = dir + "/prog", rodataPath = dir + "/prog_rodata";
   keel::Fd prog(bpf_obj_get_opts(progPath.c_str(), &ro));
@@ -396,14 +455,14 @@ std::string readAllowPinned(const std::string& dir, __u32 progId, std::vector<ke
   if (!isRodata(minfo) || std::find(mapIds.begin(), mapIds.end(), minfo.id) == mapIds.end())
     return rodataPath + " (map " + std::to_string(minfo.id) + ") is not program " + std::to_string(progId) +
            "'s .rodata";
-  return allowFromRodata(map.get(), minfo, "program " + std::to_string(progId), out);
+  return listsFromRodata(map.get(), minfo, "program " + std::to_string(progId), out);
 }
 
-// The same list by the program's id: program -> its maps -> the one named
+// The same lists by the program's id: program -> its maps -> the one named
 // "*.rodata". For attachments without the prog and prog_rodata pins (made by
 // a keel-decap from before them). Opening a program or map by id needs
 // CAP_SYS_ADMIN. Empty string on success, else why not.
-std::string readAllowById(__u32 progId, std::vector<keel_decap_prefix>* out) {
+std::string readListsById(__u32 progId, Lists* out) {
   const std::string where = "program " + std::to_string(progId);
   keel::Fd prog(bpf_prog_get_fd_by_id(progId));
   if (prog.get() < 0)
@@ -418,19 +477,19 @@ std::string readAllowById(__u32 progId, std::vector<keel_decap_prefix>* out) {
     __u32 mlen = sizeof minfo;
     if (bpf_obj_get_info_by_fd(map.get(), &minfo, &mlen))
       return "read map " + std::to_string(mapId) + ": " + errnoText(errno);
-    if (isRodata(minfo)) return allowFromRodata(map.get(), minfo, where, out);
+    if (isRodata(minfo)) return listsFromRodata(map.get(), minfo, where, out);
   }
   return where + " has no .rodata map (not keel-decap's decapsulator?)";
 }
 
-// The --allow-source list the attached program was loaded with: fixed in its
-// .rodata (keel_decap_allow, keel_decap_allow_n), so read back from the
-// kernel, through the pins, else by id. Empty string on success, else why
-// neither way worked.
-std::string readAllow(const std::string& dir, __u32 progId, std::vector<keel_decap_prefix>* out) {
-  const std::string pinned = readAllowPinned(dir, progId, out);
+// The --allow-source and --vip lists the attached program was loaded with:
+// fixed in its .rodata (keel_decap_allow, keel_decap_vip and their counts),
+// so read back from the kernel, through the pins, else by id. Empty string
+// on success, else why neither way worked.
+std::string readLists(const std::string& dir, __u32 progId, Lists* out) {
+  const std::string pinned = readListsPinned(dir, progId, out);
   if (pinned.empty()) return "";
-  const std::string byId = readAllowById(progId, out);
+  const std::string byId = readListsById(progId, out);
   if (byId.empty()) return "";
   return pinned + "; by id: " + byId;
 }
@@ -468,19 +527,23 @@ int status(const Args& a) {
       }
     }
   }
-  std::vector<keel_decap_prefix> allow;
-  const std::string allowErr = readAllow(dir, info.prog_id, &allow);
+  Lists lists;
+  const std::string listsErr = readLists(dir, info.prog_id, &lists);
   unsigned ifindex = info.xdp.ifindex;
   char name[IF_NAMESIZE] = {};
   if (json) {
     nlohmann::ordered_json j{{"interface", a.iface}, {"attached", ifindex != 0}, {"link_id", info.id},
                      {"prog_id", info.prog_id}};
-    // [] is "any source"; when the list cannot be read, why instead.
-    if (allowErr.empty()) {
+    // [] is "any source" / "any local address"; when the lists cannot be
+    // read, why instead.
+    if (listsErr.empty()) {
       j["allow_source"] = nlohmann::ordered_json::array();
-      for (const auto& p : allow) j["allow_source"].push_back(prefixText(p));
+      for (const auto& p : lists.allow) j["allow_source"].push_back(prefixText(p));
+      j["vip"] = nlohmann::ordered_json::array();
+      for (const auto& p : lists.vip) j["vip"].push_back(prefixText(p));
     } else {
-      j["allow_source_error"] = allowErr;
+      j["allow_source_error"] = listsErr;
+      j["vip_error"] = listsErr;
     }
     nlohmann::ordered_json& counters = j["counters"] = nlohmann::ordered_json::object();
     for (__u32 r = 0; r < KEEL_DECAP_R_MAX; r++)
@@ -492,10 +555,12 @@ int status(const Args& a) {
               ifindex ? (std::string("attached to ") + (if_indextoname(ifindex, name) ? name : "?")).c_str()
                       : "link pinned but detached",
               info.id, info.prog_id);
-  if (allowErr.empty()) {
-    std::printf("decapsulating tunnels from %s\n", allowDescription(allow.data(), allow.size()).c_str());
+  if (listsErr.empty()) {
+    std::printf("decapsulating tunnels from %s\n", allowDescription(lists.allow).c_str());
+    std::printf("decapsulating tunnels to %s\n", vipDescription(lists.vip).c_str());
   } else {
-    std::printf("decapsulating tunnels from: unknown (%s)\n", allowErr.c_str());
+    std::printf("decapsulating tunnels from: unknown (%s)\n", listsErr.c_str());
+    std::printf("decapsulating tunnels to: unknown (as above)\n");
   }
   std::printf("%-20s %14s %16s\n", "reason", "packets", "bytes");
   for (__u32 r = 0; r < KEEL_DECAP_R_MAX; r++) {

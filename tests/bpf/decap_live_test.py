@@ -15,7 +15,9 @@ processes, as an operator would. status also runs without CAP_SYS_ADMIN (as
 under keel-decap@.service) and must still read the --allow-source list,
 through the prog and prog_rodata pins; a prog_rodata that is not the attached
 program's is refused, and an attachment without those pins (an older
-keel-decap's) is read by id when CAP_SYS_ADMIN allows.
+keel-decap's) is read by id when CAP_SYS_ADMIN allows. Attached without
+options it decapsulates to any local address (the real's own 10.77.0.2 too)
+and warns so; with --vip only to the VIPs, and status lists them.
 
 usage: decap_live_test.py PATH/TO/keel-decap        (root; stdlib only)
 """
@@ -165,6 +167,18 @@ def allow_of(st):
     return st.get("allow_source", st.get("allow_source_error"))
 
 
+def attach(ifname, *opts):
+    """keel-decap attach from a new process; its result (stderr: warnings)."""
+    r = subprocess.run(nsexec(NS_REAL) + [DECAP, "attach", ifname, *opts, "--pin-root", PIN_ROOT],
+                       check=False, text=True, capture_output=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError("attach %s %s failed (%d): %s" % (ifname, " ".join(opts), r.returncode, r.stderr.strip()))
+    return r
+
+
+OPEN_WARNING = "decapsulates tunnel packets from any source to any local address"
+
+
 def main():
     failures = []
 
@@ -179,9 +193,14 @@ def main():
     got = exchange("4", 4, "10.77.0.2", inner4, VIP4, 1.5)
     expect(got == "timeout", "without keel-decap the 4in4 datagram is not delivered (%s)" % got)
 
-    sh(DECAP, "attach", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL)
+    r = attach(IF_REAL)
     link = sh("ip", "-d", "link", "show", IF_REAL, ns=NS_REAL, capture=True)
     expect("prog/xdp" in link, "attach leaves a native XDP program on the interface after the CLI exits")
+    expect(OPEN_WARNING in r.stderr and "--allow-source PREFIX" in r.stderr and "--vip PREFIX" in r.stderr,
+           "attach without --allow-source or --vip warns what it accepts and what restricts it (%s)"
+           % r.stderr.strip())
+    expect("decapsulating tunnels from any source to any local address" in r.stdout,
+           "... and says so on stdout (%s)" % r.stdout.strip())
 
     got = exchange("4", 4, "10.77.0.2", inner4, VIP4, 10)
     expect(got.startswith("got hello-4in4 192.0.2.50"), "4in4 delivered to the VIP listener (%s)" % got)
@@ -198,8 +217,15 @@ def main():
            "status from a new process shows decap_v4 >= 1, decap_v6 >= 2 (%s)" % json.dumps(c))
     expect(st.get("allow_source") == [], "status -o json: attached without --allow-source, allow_source "
            "is [] (%s)" % allow_of(st))
+    expect(st.get("vip") == [], "status -o json: attached without --vip, vip is [] (%s)" % st.get("vip"))
     text = status(IF_REAL)
     expect("decapsulating tunnels from any source\n" in text, "status says 'any source' (%s)" % text)
+    expect("decapsulating tunnels to any local address\n" in text, "status says 'any local address' (%s)" % text)
+    # Open: a tunnel to the real's own LAN address (not a VIP) is delivered.
+    mgmt4 = ipv4_udp("192.0.2.52", "10.77.0.2", 40003, PORT, b"hello-mgmt")
+    got = exchange("4", 4, "10.77.0.2", mgmt4, "10.77.0.2", 10)
+    expect(got.startswith("got hello-mgmt 192.0.2.52"),
+           "without --vip a 4in4 to the real's own 10.77.0.2 is delivered, forged source and all (%s)" % got)
     real_dir = os.path.join(PIN_ROOT, IF_REAL)
     expect(set(os.listdir(real_dir)) == PINS, "attach pins %s (%s)" % (sorted(PINS), os.listdir(real_dir)))
     # The wrapper really takes CAP_SYS_ADMIN away.
@@ -214,6 +240,28 @@ def main():
     link = sh("ip", "-d", "link", "show", IF_REAL, ns=NS_REAL, capture=True)
     expect("prog/xdp" not in link, "detach from a new process removes the program")
     expect(not os.path.exists(real_dir), "detach removes the pins, prog and prog_rodata too")
+
+    # --vip: only the listed inner destinations are decapsulated; the real's
+    # own address is not, though local. No warning: --vip restricts it.
+    r = attach(IF_REAL, "--vip", VIP4, "--vip", "fd00:177::1234/64")
+    expect(OPEN_WARNING not in r.stderr, "attach with --vip does not warn (%s)" % r.stderr.strip())
+    vips = "decapsulating tunnels to VIPs 10.100.77.1/32, fd00:177::/64\n"
+    expect("from any source to VIPs 10.100.77.1/32, fd00:177::/64" in r.stdout,
+           "attach says which VIPs (%s)" % r.stdout.strip())
+    got = exchange("4", 4, "10.77.0.2", inner4, VIP4, 10)
+    expect(got.startswith("got hello-4in4 192.0.2.50"), "with --vip a 4in4 to the VIP is delivered (%s)" % got)
+    got = exchange("6", 41, "fd77::2", inner6, VIP6, 10)
+    expect(got.startswith("got hello-6in6 2001:db8::50"), "... and a 6in6 to the VIP in fd00:177::/64 (%s)" % got)
+    got = exchange("4", 4, "10.77.0.2", mgmt4, "10.77.0.2", 1.5)
+    expect(got == "timeout", "a 4in4 to the real's own 10.77.0.2, not a VIP, is not decapsulated (%s)" % got)
+    st = status(IF_REAL, privileged=False, json_out=True)
+    expect(st["counters"]["pass_not_vip"]["packets"] >= 1 and st["counters"]["decap_v4"]["packets"] >= 1,
+           "status counts it as pass_not_vip (%s)" % json.dumps(st["counters"]))
+    expect(st.get("vip") == ["10.100.77.1/32", "fd00:177::/64"] and st.get("allow_source") == [],
+           "status -o json without CAP_SYS_ADMIN lists the loaded --vip prefixes (%s)" % st.get("vip"))
+    text = status(IF_REAL, privileged=False)
+    expect(vips in text, "status lists them in the words attach used (%s)" % text)
+    sh(DECAP, "detach", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL)
 
     # Pins without a link (what an older keel-decap's detach leaves: it knew
     # only link and stats) belong to no attachment; attach replaces them.
@@ -235,8 +283,8 @@ def main():
     expect("prog/xdp" not in link, "... and nothing is attached")
     # fd77::1234/64: the host bits are cleared when loaded, and status reads
     # back what the loaded program holds (its .rodata), so it says fd77::/64.
-    sh(DECAP, "attach", IF_REAL, "--allow-source", "10.77.0.9/32", "--allow-source", "fd77::1234/64",
-       "--pin-root", PIN_ROOT, ns=NS_REAL)
+    r = attach(IF_REAL, "--allow-source", "10.77.0.9/32", "--allow-source", "fd77::1234/64")
+    expect(OPEN_WARNING not in r.stderr, "attach with --allow-source does not warn (%s)" % r.stderr.strip())
     allowed = "decapsulating tunnels from sources 10.77.0.9/32, fd77::/64\n"
     text = status(IF_REAL)
     expect(allowed in text, "status from a new process lists the loaded --allow-source prefixes (%s)" % text)

@@ -50,15 +50,29 @@ class DecapTest : public ::testing::Test {
     // A default route, so a non-local destination resolves to a route (not
     // "no route", which the helper reports like a local one).
     ok = ok && sh("ip route add default dev lo") && sh("ip -6 route add default dev lo");
+    // A LAN interface as a real has one (there is no dummy module here: a
+    // veth pair), so the local table holds what it holds on a real: a
+    // subnet broadcast route (10.0.1.255) and IPv6 multicast (ff00::/8).
+    ok = ok && sh("ip link add kdt0 type veth peer name kdt1") && sh("ip link set kdt0 up") &&
+         sh("ip link set kdt1 up") && sh("ip addr add 10.0.1.2/24 dev kdt0") &&
+         sh("ip -6 addr add fd00:1::2/64 dev kdt0 nodad");
     if (!ok) skip_ = "could not configure the private namespace";
     setLoForwarding(1);
   }
 
   void SetUp() override {
     if (!skip_.empty()) GTEST_SKIP() << skip_;
+    reload([](keel_decap*) {});
+  }
+
+  // Loads the program again with its load-time options set by `options`
+  // (keel_decap_fib_ifindex is lo's, as attach sets it).
+  void reload(const std::function<void(keel_decap*)>& options) {
+    if (skel_) keel_decap::destroy(skel_);
     skel_ = keel_decap::open();
     ASSERT_TRUE(skel_);
     skel_->rodata->keel_decap_fib_ifindex = 1;  // lo in a fresh namespace
+    options(skel_);
     ASSERT_EQ(keel_decap::load(skel_), 0);
   }
 
@@ -114,6 +128,21 @@ Bytes bare(bool vlan, const std::function<void(PacketBuilder&)>& inner) {
   }
   inner(b);
   return b.build();
+}
+
+// ADDR/LEN as attach loads it (keel_decap_prefix: network-order words, an
+// IPv4 address in word 0, host bits cleared).
+keel_decap_prefix prefix(const std::string& addr, int len) {
+  keel_decap_prefix p{};
+  const Bytes a = ipBytes(addr);
+  uint8_t m[16] = {};
+  for (int i = 0; i < len; i++) m[i / 8] |= static_cast<uint8_t>(0x80 >> (i % 8));
+  uint8_t v[16] = {};
+  for (size_t i = 0; i < a.size(); i++) v[i] = a[i] & m[i];
+  std::memcpy(p.addr, v, 16);
+  std::memcpy(p.mask, m, 16);
+  p.family = a.size() == 4 ? KEEL_AF_INET : KEEL_AF_INET6;
+  return p;
 }
 
 Bytes tunnel(bool vlan, bool outer6, const std::string& realAddr, const Bytes& bareFrame, Ipv4Opts o4 = {},
@@ -238,6 +267,117 @@ TEST_F(DecapTest, DecapsulatesOnlyFromAllowedSources) {
   // Not a tunnel: untouched as before, whatever its source.
   Bytes plain = bare(false, [](PacketBuilder& b) { b.IPv4("198.51.100.1", "10.100.0.1").Tcp(1, 80); });
   check("plain TCP from anywhere", plain, plain, KEEL_DECAP_R_PASS_NOT_TUNNEL);
+}
+
+// An inner destination that is no unicast address is never decapsulated,
+// whatever the FIB says of it (loopback and ff02::1 are "local" to it, so
+// without this check both were decapsulated): IPv4 0/8, 127/8, 224/4
+// (multicast), 240/4 (reserved, with 255.255.255.255); IPv6 ::, ::1, ff00::/8.
+// Each through both outer families.
+TEST_F(DecapTest, NeverDecapsulatesToANonUnicastDestination) {
+  for (const char* dst : {"127.0.0.1", "127.1.2.3", "0.0.0.0", "0.1.2.3", "224.0.0.1", "239.255.255.250",
+                          "240.0.0.1", "255.255.255.255"}) {
+    Bytes in = bare(false, [&](PacketBuilder& b) { b.IPv4(kClient4, dst).Udp(40000, 53).Payload("x"); });
+    Bytes t = tunnel(false, false, "10.1.0.1", in);
+    check(std::string("4in4 to ") + dst, t, t, KEEL_DECAP_R_PASS_NOT_UNICAST);
+    t = tunnel(true, true, "fc00:1::1", bare(true, [&](PacketBuilder& b) {
+                 b.IPv4(kClient4, dst).Udp(40000, 53).Payload("x");
+               }));
+    check(std::string("4in6 vlan to ") + dst, t, t, KEEL_DECAP_R_PASS_NOT_UNICAST);
+  }
+  for (const char* dst : {"::1", "::", "ff02::1", "ff05::1:3", "ff0e::1"}) {
+    Bytes in = bare(false, [&](PacketBuilder& b) { b.IPv6(kClient6, dst).Udp(40000, 53).Payload("y"); });
+    Bytes t = tunnel(false, true, "fc00:1::1", in);
+    check(std::string("6in6 to ") + dst, t, t, KEEL_DECAP_R_PASS_NOT_UNICAST);
+    t = tunnel(false, false, "10.1.0.1", in);
+    check(std::string("6in4 to ") + dst, t, t, KEEL_DECAP_R_PASS_NOT_UNICAST);
+  }
+  // The neighbours of those ranges are unicast: decapsulated when local,
+  // left to the FIB otherwise.
+  Bytes in = bare(false, [](PacketBuilder& b) { b.IPv4(kClient4, "10.0.1.2").Udp(40000, 53).Payload("x"); });
+  check("4in4 to the LAN address 10.0.1.2", tunnel(false, false, "10.1.0.1", in), in, KEEL_DECAP_R_DECAP_V4);
+  for (const char* dst : {"1.0.0.0", "126.255.255.255", "128.0.0.0", "223.255.255.255"}) {
+    Bytes t = tunnel(false, false, "10.1.0.1",
+                     bare(false, [&](PacketBuilder& b) { b.IPv4(kClient4, dst).Udp(40000, 53).Payload("x"); }));
+    check(std::string("4in4 to ") + dst, t, t, KEEL_DECAP_R_PASS_NOT_LOCAL);
+  }
+  for (const char* dst : {"::2", "fe00::1", "feff:ffff::1"}) {
+    Bytes t = tunnel(false, true, "fc00:1::1",
+                     bare(false, [&](PacketBuilder& b) { b.IPv6(kClient6, dst).Udp(40000, 53).Payload("y"); }));
+    check(std::string("6in6 to ") + dst, t, t, KEEL_DECAP_R_PASS_NOT_LOCAL);
+  }
+  // Known gap, kept visible: bpf_fib_lookup reports a subnet broadcast
+  // route (RTN_BROADCAST) exactly as a local one (BPF_FIB_LKUP_RET_NOT_FWDED,
+  // nothing else filled in), so without --vip the program cannot tell
+  // 10.0.1.255 from 10.0.1.2 and decapsulates it. --vip refuses it (below).
+  in = bare(false, [](PacketBuilder& b) { b.IPv4(kClient4, "10.0.1.255").Udp(40000, 53).Payload("x"); });
+  check("4in4 to the LAN broadcast 10.0.1.255, no --vip", tunnel(false, false, "10.1.0.1", in), in,
+        KEEL_DECAP_R_DECAP_V4);
+}
+
+// attach --vip: only inner destinations in a listed prefix are decapsulated;
+// any other passes untouched (pass_not_vip), local or not. A listed one must
+// still be local (the FIB is asked as before), and a non-unicast one is
+// refused even when a prefix covers it.
+TEST_F(DecapTest, DecapsulatesOnlyToListedVips) {
+  reload([](keel_decap* s) {
+    s->rodata->keel_decap_vip[0] = prefix("10.100.0.0", 30);  // .1 and .2 are local, .3 is not
+    s->rodata->keel_decap_vip[1] = prefix("fd00:100::1", 128);
+    s->rodata->keel_decap_vip[2] = prefix("127.0.0.0", 8);
+    s->rodata->keel_decap_vip_n = 3;
+  });
+  auto in4 = [](const std::string& dst) {
+    return bare(false, [&](PacketBuilder& b) { b.IPv4(kClient4, dst).Tcp(40000, 80).Payload("x"); });
+  };
+  auto in6 = [](const std::string& dst) {
+    return bare(false, [&](PacketBuilder& b) { b.IPv6(kClient6, dst).Udp(40000, 53).Payload("y"); });
+  };
+  check("4in4 to 10.100.0.1, in 10.100.0.0/30", tunnel(false, false, "10.1.0.1", in4("10.100.0.1")),
+        in4("10.100.0.1"), KEEL_DECAP_R_DECAP_V4);
+  check("4in6 to 10.100.0.2, in 10.100.0.0/30", tunnel(false, true, "fc00:1::1", in4("10.100.0.2")),
+        in4("10.100.0.2"), KEEL_DECAP_R_DECAP_V6);
+  check("6in6 to fd00:100::1, listed", tunnel(false, true, "fc00:1::1", in6("fd00:100::1")), in6("fd00:100::1"),
+        KEEL_DECAP_R_DECAP_V6);
+  check("6in4 to fd00:100::1, listed", tunnel(false, false, "10.1.0.1", in6("fd00:100::1")), in6("fd00:100::1"),
+        KEEL_DECAP_R_DECAP_V4);
+  for (const char* dst : {"10.100.0.4", "10.0.1.2", "10.0.1.255", "10.100.0.99"}) {
+    Bytes t = tunnel(false, false, "10.1.0.1", in4(dst));
+    check(std::string("4in4 to ") + dst + ", outside --vip", t, t, KEEL_DECAP_R_PASS_NOT_VIP);
+  }
+  for (const char* dst : {"fd00:100::2", "fd00:1::2", "fd00:100::6"}) {
+    Bytes t = tunnel(false, true, "fc00:1::1", in6(dst));
+    check(std::string("6in6 to ") + dst + ", outside --vip", t, t, KEEL_DECAP_R_PASS_NOT_VIP);
+  }
+  // An IPv4 prefix never matches an IPv6 destination whose first word it covers.
+  Bytes t = tunnel(false, true, "fc00:1::1", in6("a64:1::1"));  // 0a64:0001:: = 10.100.0.1's bytes
+  check("6in6 to a64:1::1, the bytes of an IPv4 VIP", t, t, KEEL_DECAP_R_PASS_NOT_VIP);
+  t = tunnel(false, false, "10.1.0.1", in4("10.100.0.3"));
+  check("4in4 to 10.100.0.3, listed but not local", t, t, KEEL_DECAP_R_PASS_NOT_LOCAL);
+  t = tunnel(false, false, "10.1.0.1", in4("127.0.0.1"));
+  check("4in4 to 127.0.0.1, listed but loopback", t, t, KEEL_DECAP_R_PASS_NOT_UNICAST);
+  Bytes plain = bare(false, [](PacketBuilder& b) { b.IPv4(kClient4, "10.0.1.2").Tcp(1, 80); });
+  check("plain TCP to a non-VIP", plain, plain, KEEL_DECAP_R_PASS_NOT_TUNNEL);
+}
+
+// The verifier takes the program with both lists full (the loops run to
+// their bounds), and the last entry of each is still compared.
+TEST_F(DecapTest, LoadsWithBothListsFull) {
+  reload([](keel_decap* s) {
+    for (uint32_t i = 0; i < KEEL_DECAP_MAX_ALLOW; i++)
+      s->rodata->keel_decap_allow[i] = prefix("198.51.100." + std::to_string(i), 32);
+    s->rodata->keel_decap_allow[KEEL_DECAP_MAX_ALLOW - 1] = prefix(kTunnelSrc4, 32);
+    s->rodata->keel_decap_allow_n = KEEL_DECAP_MAX_ALLOW;
+    for (uint32_t i = 0; i < KEEL_DECAP_MAX_VIP; i++)
+      s->rodata->keel_decap_vip[i] = prefix("203.0.113." + std::to_string(i), 32);
+    s->rodata->keel_decap_vip[KEEL_DECAP_MAX_VIP - 1] = prefix("10.100.0.1", 32);
+    s->rodata->keel_decap_vip_n = KEEL_DECAP_MAX_VIP;
+  });
+  Bytes in = bare(false, [](PacketBuilder& b) { b.IPv4(kClient4, "10.100.0.1").Tcp(40000, 80).Payload("x"); });
+  check("4in4 from the last source to the last VIP", tunnel(false, false, "10.1.0.1", in), in,
+        KEEL_DECAP_R_DECAP_V4);
+  Bytes other = bare(false, [](PacketBuilder& b) { b.IPv4(kClient4, "10.100.0.4").Tcp(40000, 80).Payload("x"); });
+  Bytes t = tunnel(false, false, "10.1.0.1", other);
+  check("4in4 to a local address in neither list", t, t, KEEL_DECAP_R_PASS_NOT_VIP);
 }
 
 TEST_F(DecapTest, PassesEverythingElseUnchanged) {

@@ -17,6 +17,8 @@ source "$(dirname "$0")/cli_check.sh"
 IF=nosuchif0
 prefixes=()
 for i in $(seq 1 16); do prefixes+=(--allow-source "10.0.$i.0/24"); done
+vips=()
+for i in $(seq 1 64); do vips+=(--vip "192.0.2.$i"); done
 
 check "help" 0 "attach" --help
 check "help gives the synopsis" 0 "keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]..." --help
@@ -39,6 +41,14 @@ check "not an address" 2 "--allow-source: 10.0.0.300: not an IPv4 or IPv6 addres
 check "--allow-source without a value" 2 "--allow-source: 1 required" attach $IF --allow-source
 check "17 prefixes" 2 "--allow-source: at most 16 prefixes, got 17" \
   attach $IF "${prefixes[@]}" --allow-source 10.0.17.0/24
+check "attach help lists --vip" 0 "--vip PREFIX" attach --help
+check "--vip prefix length beyond 32" 2 "--vip: 192.0.2.1/33: the prefix length must be 0..32" \
+  attach $IF --vip 192.0.2.1/33
+check "--vip not an address" 2 "--vip: 2001:db8::g: not an IPv4 or IPv6 address" \
+  attach $IF --vip 2001:db8::1 --vip 2001:db8::g
+check "--vip without a value" 2 "--vip: 1 required" attach $IF --vip
+check "65 VIP prefixes" 2 "--vip: at most 64 prefixes, got 65" attach $IF "${vips[@]}" --vip 198.51.100.1
+check "--vip is attach's" 2 "not expected: 192.0.2.1 --vip" status $IF --vip 192.0.2.1
 check "--allow-source is attach's" 2 "not expected: 10.0.0.1 --allow-source" detach $IF --allow-source 10.0.0.1
 check "bad mode" 2 "--mode: fast not in {native,generic}" attach $IF --mode fast
 check "bad output format" 2 "-o: yaml not in {json}" status $IF -o yaml
@@ -46,6 +56,8 @@ check "bad output format" 2 "-o: yaml not in {json}" status $IF -o yaml
 # changes the system): 16 prefixes, IFACE after the options, one value each.
 check "16 prefixes accepted; the missing interface named" 1 "no interface 'nosuchif0'" \
   attach "${prefixes[@]}" $IF --mode generic --pin-root "$pins"
+check "64 VIP prefixes accepted with 16 sources" 1 "no interface 'nosuchif0'" \
+  attach "${prefixes[@]}" "${vips[@]}" $IF --pin-root "$pins"
 check "status when not attached: exit 3" 3 "not attached to $IF" status $IF --pin-root "$pins"
 check "status -o json when not attached" 3 '{"interface":"nosuchif0","attached":false}' \
   status $IF -o json --pin-root "$pins"

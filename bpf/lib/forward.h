@@ -75,7 +75,7 @@ static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *p
 
 	keel_encap_prepare(&tpl, node, be);
 	hash_src = keel_encap_hash_src(&tpl, svc->flags);
-	flow_hash = hash_src ? keel_flow_hash(&pkt->key) : 0;
+	flow_hash = keel_encap_needs_flow_hash(&tpl, hash_src) ? keel_flow_hash(&pkt->key) : 0;
 
 	if (keel_check_mtu) {
 		/* The L3 length, not the frame: the helper adds the device's

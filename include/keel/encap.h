@@ -19,8 +19,11 @@
  *   IPv4 outer     ver 4, IHL 5, TOS = inner TOS/traffic class, total length,
  *                  id 0, DF set, TTL 64, protocol 4 (inner v4) / 41 (inner v6),
  *                  header checksum (RFC 791)
- *   IPv6 outer     ver 6, traffic class = inner TOS/TC, flow label 0,
- *                  payload length = inner IP length, nexthdr 41 / 4, hop limit 64
+ *   IPv6 outer     ver 6, traffic class = inner TOS/TC, flow label = the
+ *                  low 20 bits of the flow hash (RFC 6438: routers that hash
+ *                  the label spread tunnels over ECMP paths per flow, as the
+ *                  kernel's own ip6 tunnels do), payload length = inner IP
+ *                  length, nexthdr 41 / 4, hop limit 64
  *   outer source   node tunnel_src_v4 / tunnel_src_v6, or, when hashed
  *                  (keel_encap_hash_src), derived from the flow hash so that a
  *                  real's NIC spreads tunnels over its RX queues (RSS sees one
@@ -173,8 +176,8 @@ KEEL_INLINE void keel_encap_prepare(struct keel_encap_tpl *t, const struct keel_
 		struct keel_ipv6 *ip6 = (struct keel_ipv6 *)(eth + 1);
 
 		eth->proto = KEEL_HTONS(KEEL_ETH_P_IPV6);
-		/* Version/traffic class, payload length and next header are
-		 * written per packet; the flow label stays 0. */
+		/* Version/traffic class/flow label, payload length and next
+		 * header are written per packet. */
 		ip6->ver_tc_flow = 0;
 		ip6->payload_len = 0;
 		ip6->nexthdr = 0;
@@ -225,10 +228,19 @@ KEEL_INLINE int keel_encap_hash_src(const struct keel_encap_tpl *t, __u32 svc_fl
 	return (svc_flags & KEEL_SVC_F_HASH_SRC_IP) || t->node_hash_src;
 }
 
+/* Whether keel_encap_write() reads flow_hash: for a hashed outer source,
+ * and for every IPv6 outer header (its flow label). */
+KEEL_INLINE int keel_encap_needs_flow_hash(const struct keel_encap_tpl *t, int hash_src)
+{
+	return hash_src || t->family == KEEL_AF_INET6;
+}
+
 /* Layout before:  data: [room: hdr_len][eth 14 (+ vlan 4)][inner IP ...]
  *         after:  data: [eth 14 (+ vlan 4)][outer IP hdr_len][inner IP ...]
  * l3_off: 14, or 18 with an 802.1Q tag (keel_pkt.l3_off of the original);
- * inner_len: inner IP length in bytes (keel_pkt.ip_len). */
+ * inner_len: inner IP length in bytes (keel_pkt.ip_len); flow_hash:
+ * keel_flow_hash() of the packet's flow key wherever
+ * keel_encap_needs_flow_hash() says it is read, else anything. */
 KEEL_INLINE int keel_encap_write(void *data, void *end, __u16 l3_off, const struct keel_encap_tpl *t,
 				 int hash_src, __u32 flow_hash, __u8 inner_family, __u8 tos,
 				 __u16 inner_len)
@@ -284,7 +296,9 @@ KEEL_INLINE int keel_encap_write(void *data, void *end, __u16 l3_off, const stru
 		__builtin_memcpy(ip6, t->hdr + sizeof(struct keel_eth), sizeof(*ip6));
 		v = (__u8 *)&ip6->ver_tc_flow;
 		v[0] = (__u8)(0x60 | (tos >> 4));
-		v[1] = (__u8)((tos & 0x0f) << 4);
+		v[1] = (__u8)(((tos & 0x0f) << 4) | ((flow_hash >> 16) & 0x0f));
+		v[2] = (__u8)(flow_hash >> 8);
+		v[3] = (__u8)flow_hash;
 		ip6->payload_len = KEEL_HTONS(inner_len);
 		ip6->nexthdr = protocol;
 		if (hash_src)

@@ -222,6 +222,20 @@ FixtureRow dropRow(std::string d, Bytes in, keel_reason r) {
 
 // The row for a packet the service forwards, with the expectation computed
 // from the ring exactly as maglev_lookup.h defines it.
+// The flow key of a plain TCP/UDP packet as these tables build them (no IP
+// options, no extension headers), read by the test itself, not parse.h.
+keel_flow_key plainFlowKey(const Bytes& in, size_t l3) {
+  const bool v6 = (in.at(l3) >> 4) == 6;
+  const uint8_t family = v6 ? KEEL_AF_INET6 : KEEL_AF_INET;
+  __u32 src[4] = {}, dst[4] = {};
+  std::memcpy(src, &in.at(l3 + (v6 ? 8 : 12)), v6 ? 16 : 4);
+  std::memcpy(dst, &in.at(l3 + (v6 ? 24 : 16)), v6 ? 16 : 4);
+  const uint8_t proto = in.at(l3 + (v6 ? 6 : 9));
+  const size_t l4 = l3 + (v6 ? 40 : 20);
+  return flowKey(ipText(src, family), ipText(dst, family), static_cast<uint16_t>(in.at(l4) << 8 | in.at(l4 + 1)),
+                 static_cast<uint16_t>(in.at(l4 + 2) << 8 | in.at(l4 + 3)), proto);
+}
+
 FixtureRow forwardRow(std::string d, Bytes in, size_t l3, uint32_t svcId, const keel_flow_key& key) {
   const SvcDef& s = services().at(svcId);
   uint32_t h = keel_sched_hash(&key, s.flags);
@@ -304,7 +318,7 @@ const char* verdictName(Verdict v) {
 }
 
 Bytes ipipExpected(const Bytes& input, size_t l3Off, const keel_node_config& node,
-                   const keel_backend& real, uint32_t flowHashForSrc, bool hashSrc) {
+                   const keel_backend& real, uint32_t flowHash, bool hashSrc) {
   Bytes inner(input.begin() + static_cast<long>(l3Off), input.end());
   uint8_t innerFamily = (inner.at(0) >> 4) == 6 ? KEEL_AF_INET6 : KEEL_AF_INET;
   // Ethernet padding after the inner packet travels along but is not part of
@@ -335,12 +349,13 @@ Bytes ipipExpected(const Bytes& input, size_t l3Off, const keel_node_config& nod
   if (real.family == KEEL_AF_INET6) {
     __u32 src[4];
     std::memcpy(src, node.tunnel_src_v6, 16);
-    if (hashSrc) src[3] = flowHashForSrc;  // encap.h: low 32 bits from the hash
+    if (hashSrc) src[3] = flowHash;  // encap.h: low 32 bits from the hash
+    // The flow label: the hash's low 20 bits (RFC 6438).
     b.IPv6(ipText(src, KEEL_AF_INET6), ipText(real.addr, KEEL_AF_INET6),
-           {.hopLimit = 64, .tc = tos, .nextHeader = proto});
+           {.hopLimit = 64, .tc = tos, .flowLabel = flowHash & 0xfffffu, .nextHeader = proto});
   } else {
     __u32 src[4] = {node.tunnel_src_v4, 0, 0, 0};
-    if (hashSrc) src[0] = node.hash_src_v4_prefix | (flowHashForSrc & ~node.hash_src_v4_mask);
+    if (hashSrc) src[0] = node.hash_src_v4_prefix | (flowHash & ~node.hash_src_v4_mask);
     b.IPv4(ipText(src, KEEL_AF_INET), ipText(real.addr, KEEL_AF_INET),
            {.ttl = 64, .tos = tos, .id = 0, .fragOff = kIpDf, .proto = proto});
   }
@@ -770,12 +785,18 @@ std::vector<Scenario> conntrackScenarios() {
   const std::string vip = "10.100.0.1";
   Bytes flowA = flowPacket(plain, kClient4, vip, kTcp, kSport, 80, "flow A");
   Bytes flowB = flowPacket(plain, kClient4, vip, kTcp, kSport + 1, 80, "flow B");
+  // The flow hash an IPv6 outer header carries as its flow label.
+  auto hashOf = [](const Bytes& in) {
+    const keel_flow_key k = plainFlowKey(in, 14);
+    return keel_flow_hash(&k);
+  };
   auto toBackend = [&](const std::string& d, const Bytes& in, uint32_t svc, uint32_t be) {
-    FixtureRow r{d, in, Verdict::kTx, KEEL_R_TX_IPIP, ipipExpected(in, 14, nodeConfig(), backendById(be), 0, false), svc, be};
+    FixtureRow r{d, in, Verdict::kTx, KEEL_R_TX_IPIP, ipipExpected(in, 14, nodeConfig(), backendById(be), hashOf(in), false),
+                 svc, be};
     return r;
   };
   auto toBackendWith = [&](const std::string& d, const Bytes& in, uint32_t svc, const keel_backend& be, uint32_t beId) {
-    FixtureRow r{d, in, Verdict::kTx, KEEL_R_TX_IPIP, ipipExpected(in, 14, nodeConfig(), be, 0, false), svc, beId};
+    FixtureRow r{d, in, Verdict::kTx, KEEL_R_TX_IPIP, ipipExpected(in, 14, nodeConfig(), be, hashOf(in), false), svc, beId};
     return r;
   };
   const RingSpec ringTo20{0, repeat(20, 7)};

@@ -112,8 +112,10 @@ std::vector<FixtureRow> mtuRows(uint32_t mtu);
 std::vector<Scenario> conntrackScenarios();
 
 // Helpers to build more rows in the same style (used by the model test).
+// flowHash: keel_flow_hash() of the packet's flow key, which an IPv6 outer
+// header carries as its flow label and a hashed source (hashSrc) is made of.
 Bytes ipipExpected(const Bytes& input, size_t l3Off, const keel_node_config& node,
-                   const keel_backend& real, uint32_t flowHashForSrc, bool hashSrc);
+                   const keel_backend& real, uint32_t flowHash, bool hashSrc);
 Bytes l2dsrExpected(const Bytes& input, const keel_backend& real);
 
 }  // namespace keel::test

@@ -254,15 +254,17 @@ struct Step {
 }
 
 // Whether stage 3 will use the packet's flow hash, known before it runs: a
-// miss of a service that picks by it, or a hit whose outer source is hashed
-// (looked at only if the snapshot hashes any source at all). A miss of a
-// maglev-src service learns its real, so whether the source is hashed, only
-// in stage 3, which then computes the hash itself.
+// miss of a service that picks by it, or an ipip hit whose outer header
+// reads it (an IPv6 one's flow label; a hashed source, looked at only if the
+// snapshot hashes any source at all). A miss of a maglev-src service learns
+// its real, so whether the header needs the hash, only in stage 3, which
+// then computes it itself.
 inline bool needsFlowHash(const Snapshot& s, const Step& step) {
   if (!step.svc) return false;
   if (!step.be) return !(step.svc->flags & KEEL_SVC_F_SCHED_SRC);
-  return s.hashesSources && !(step.svc->flags & KEEL_SVC_F_FWD_L2DSR) &&
-         keel_encap_hash_src(&step.be->tpl, step.svc->flags);
+  if (step.svc->flags & KEEL_SVC_F_FWD_L2DSR) return false;
+  return step.be->tpl.family == KEEL_AF_INET6 ||
+         (s.hashesSources && keel_encap_hash_src(&step.be->tpl, step.svc->flags));
 }
 
 // Stage 3: a flow the table did not hold gets its real from the ring; then
@@ -299,7 +301,9 @@ inline bool needsFlowHash(const Snapshot& s, const Step& step) {
   if (b.headroom < hdr) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
   uint8_t* start = b.data - hdr;
   const int hashSrc = keel_encap_hash_src(&be->tpl, svc->flags);
-  const uint32_t flowHash = !hashSrc ? 0 : step.haveFlowHash ? step.flowHash : keel_flow_hash(&p.key);
+  const uint32_t flowHash = !keel_encap_needs_flow_hash(&be->tpl, hashSrc) ? 0
+                            : step.haveFlowHash                             ? step.flowHash
+                                                                            : keel_flow_hash(&p.key);
   if (keel_encap_write(start, b.data + b.len, p.l3_off, &be->tpl, hashSrc, flowHash, p.key.family, p.tos,
                        p.ip_len) != 0)
     return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);

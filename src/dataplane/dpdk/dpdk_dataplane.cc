@@ -154,7 +154,7 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
   if (mtu != 0) {
     const uint32_t maxMtu = deviceMaxMtu(info);
     if (mtu < info.min_mtu || mtu > maxMtu)
-      return Status::error("dpdk.mtu: " + std::to_string(mtu) + " is more than " + std::string(what) +
+      return Status::error("dpdk.mtu: " + std::to_string(mtu) + " is outside what " + std::string(what) +
                            " takes: its driver's MTU range is " + std::to_string(info.min_mtu) + ".." +
                            std::to_string(maxMtu));
     conf.rxmode.mtu = mtu;

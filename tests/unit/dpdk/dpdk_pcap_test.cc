@@ -545,7 +545,7 @@ TEST_F(DpdkPcapTest, AnMtuThePortCannotTakeFailsWithItsRange) {
   std::string err;
   auto dp = createDpdkDataplane(o, &err);
   EXPECT_EQ(dp, nullptr);
-  const std::string want = "dpdk.mtu: 9000 is more than dpdk.port takes: its driver's MTU range is ";
+  const std::string want = "dpdk.mtu: 9000 is outside what dpdk.port takes: its driver's MTU range is ";
   EXPECT_EQ(err.substr(0, want.size()), want) << err;
   EXPECT_EQ(err.substr(err.size() - 6), "..1504") << err;
   o.mtu = 1504;

@@ -53,8 +53,8 @@ struct DpdkConfig {
   uint32_t mbufsPerWorker = 8192;
   std::string exceptionInterface;     // net_tap name; empty: none
   uint32_t idleSleepUs = 0;           // 0: busy-poll
-  // The port's MTU (and the exception interface's), kMinMtu..kMaxMtu; 0: the
-  // driver's default (1500), with DPDK's default 2 KiB buffers.
+  // The port's MTU, kMinMtu..kMaxMtu; 0: the driver's default (1500), with
+  // DPDK's default 2 KiB buffers.
   uint32_t mtu = 0;
   static constexpr uint32_t kMinMtu = 1280;   // IPv6's minimum link MTU (RFC 8200)
   static constexpr uint32_t kMaxMtu = 16110;  // DPDK's largest jumbo frame (16128) less Ethernet's 18

@@ -536,13 +536,17 @@ void Registry::checkMtu() {
 void Registry::warnIpv6Mtu(const std::vector<ServiceConfig>& services) {
   std::optional<uint32_t> mtu;
   bool unknown = false;  // a service this concerns, and no MTU to compare with
+  bool byTunnel = false;  // mtu is node.tunnel_mtu, not the port's
   // Most configs have no service this concerns: then no MTU read at all.
   if (std::any_of(services.begin(), services.end(),
                   [](const ServiceConfig& svc) { return ipv6ClientOuterHeader(svc) != 0; })) {
     mtu = dataplane_.portMtu();
     unknown = !mtu;
     // A smaller path past the port (node.tunnel_mtu) is what the packets get.
-    if (mtu && tunnelMtu_ && tunnelMtu_ < *mtu) mtu = tunnelMtu_;
+    if (mtu && tunnelMtu_ && tunnelMtu_ < *mtu) {
+      mtu = tunnelMtu_;
+      byTunnel = true;
+    }
   }
   // The services warned before, by name, if they are still there.
   auto stillThere = [&](const std::string& name) -> const ServiceConfig* {
@@ -568,9 +572,10 @@ void Registry::warnIpv6Mtu(const std::vector<ServiceConfig>& services) {
                   .add("outer_header", f.outerHeader)
                   .add("detail", "IPv6 clients do not lower their path MTU below 1280 (RFC 8201): their packets "
                                      "over " + std::to_string(fits) + " bytes, up to 1280, are answered packet-too-big "
-                                     "and dropped; raise the port MTU" +
-                                     std::string(tunnelMtu_ ? " and node.tunnel_mtu" : "") + " to " +
-                                     std::to_string(f.needed) +
+                                     "and dropped; raise " +
+                                     std::string(byTunnel ? "node.tunnel_mtu (and the path it stands for)"
+                                                          : "the port MTU") +
+                                     " to " + std::to_string(f.needed) +
                                      " (docs/operations.md)"));
     warned.emplace(f.service, now);
   }

@@ -13,20 +13,15 @@
 #include <rte_pci.h>
 #include <rte_rcu_qsbr.h>
 #include <net/if.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <utility>
 
 #include "common/address.h"
-#include "common/fd.h"
 #include "common/logging.h"
 #include "dataplane/dpdk/tables.h"
 #include "dataplane/dpdk/worker_path.h"
@@ -50,6 +45,8 @@ std::string portDeviceName(const std::string& devargs) {
 namespace {
 
 constexpr uint16_t kBurst = 32;  // packets per rx burst; quiescent report between bursts
+// Bytes of a frame besides its MTU's worth of IP: Ethernet and two VLAN tags.
+constexpr uint32_t kFrameOverhead = RTE_ETHER_HDR_LEN + 2 * RTE_VLAN_HLEN;
 
 std::mutex gEalMutex;
 bool gEalReady = false;
@@ -106,19 +103,6 @@ std::vector<uint8_t> rssKey(size_t len) {
   std::vector<uint8_t> key(len);
   for (size_t i = 0; i < len; ++i) key[i] = kKey[i % sizeof kKey];
   return key;
-}
-
-// Sets a kernel interface's MTU (SIOCSIFMTU, as `ip link set IF mtu N`).
-Status setKernelMtu(const std::string& ifname, uint16_t mtu) {
-  Fd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (sock.get() < 0) return Status::error(std::string("socket: ") + std::strerror(errno));
-  ifreq ifr{};
-  std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname.c_str());
-  ifr.ifr_mtu = mtu;
-  if (ioctl(sock.get(), SIOCSIFMTU, &ifr) != 0)
-    return Status::error("cannot set the MTU of " + ifname + " to " + std::to_string(mtu) + ": " +
-                         std::strerror(errno));
-  return Status::ok();
 }
 
 // What setupPort() configured: the descriptor counts after the driver's
@@ -349,10 +333,13 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     const int poolSocket = nicSocket >= 0 ? nicSocket : static_cast<int>(rte_socket_id());
     // A frame of the MTU in one buffer: its Ethernet header and up to two
     // VLAN tags after the headroom (where the outer header goes), so the
-    // packet path, which works in the first segment, sees all of it.
-    const uint32_t dataRoom =
-        std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_PKTMBUF_HEADROOM + uint32_t{opts_.mtu} +
-                                                          RTE_ETHER_HDR_LEN + 2 * RTE_VLAN_HLEN);
+    // packet path, which works in the first segment, sees all of it. Rounded
+    // up to 1 KiB: NICs round the buffer they are given down (ixgbe to 1 KiB,
+    // i40e and ice to 128 bytes) and would split a frame that only just fit;
+    // start() checks what the driver made of it (kFrameOverhead).
+    const uint32_t frame = uint32_t{opts_.mtu} + kFrameOverhead;
+    const uint32_t dataRoom = std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE,
+                                                 RTE_PKTMBUF_HEADROOM + (frame + 1023u) / 1024u * 1024u);
     facts_.bufferBytes = static_cast<uint16_t>(dataRoom);
     pool_ = rte_pktmbuf_pool_create(poolName.c_str(), nbufs, 256, 0, static_cast<uint16_t>(dataRoom), poolSocket);
     if (!pool_)
@@ -396,12 +383,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, opts_.exceptionDescriptors,
                                opts_.exceptionDescriptors, pool_, false, 0, &tapSetup); !s)
         return s;
-      // net_tap takes no MTU over 1504 through ethdev (its largest frame is
-      // 1522), yet reads whatever fits its buffers, sized to the port's MTU
-      // above: the kernel side gets the port's MTU directly.
-      if (opts_.mtu != 0)
-        if (Status s = setKernelMtu(opts_.exceptionInterface, opts_.mtu); !s)
-          return Status::error("dpdk.exception_interface: " + s.message());
+      // The tap stays at its default MTU (1500) whatever dpdk.mtu says:
+      // net_tap takes no more than 1504 and refuses to send the kernel a
+      // frame over its own MTU, so a kernel side at the port's jumbo MTU
+      // would advertise a TCP MSS whose segments the tap then drops.
     }
 
     uint32_t perWorker = (opts_.limits.connTableSize + nq - 1) / nq;
@@ -442,6 +427,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (started_) return Status::ok();
     int rc = rte_eth_dev_start(port_);
     if (rc != 0) return Status::error("dpdk.port: start: " + std::string(rte_strerror(-rc)));
+    if (Status s = checkWholeFrames(); !s) return s;
     // l2dsr/VIP traffic is not addressed to the port's MAC. A VF without
     // trust refuses: start anyway (frames to the port's own MAC still
     // arrive); keeld warns (portFacts, dpdk_not_promiscuous).
@@ -461,6 +447,25 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       }
     }
     started_ = true;
+    return Status::ok();
+  }
+
+  // With dpdk.mtu, a frame of the MTU must arrive in one buffer: the packet
+  // path reads the first segment only, so a split jumbo frame would be
+  // DROP_TRUNCATED. What the driver made of the pool's buffers is known once
+  // the port runs (drivers that do not say, vdevs among them, pass).
+  Status checkWholeFrames() const {
+    if (opts_.mtu == 0) return Status::ok();
+    const uint32_t frame = uint32_t{opts_.mtu} + kFrameOverhead;
+    for (uint16_t q = 0; q < facts_.queues; ++q) {
+      rte_eth_rxq_info qi{};
+      if (rte_eth_rx_queue_info_get(port_, q, &qi) != 0) continue;
+      if (qi.scattered_rx || (qi.rx_buf_size != 0 && qi.rx_buf_size < frame))
+        return Status::error("dpdk.mtu: the driver splits frames of MTU " + std::to_string(opts_.mtu) +
+                             " over its " + std::to_string(qi.rx_buf_size) +
+                             "-byte receive buffers (keel reads a frame's first buffer only): lower dataplane.dpdk.mtu "
+                             "to fit one buffer");
+    }
     return Status::ok();
   }
 

@@ -46,10 +46,11 @@ struct DpdkOptions {
   // after a quiet spell for idle cores (labs, CI, lightly loaded nodes).
   uint32_t idleSleepUs = 0;
   // 0: the port runs at its driver's default MTU (1500) with DPDK's default
-  // 2 KiB buffers. N: the port's MTU and the exception interface's, and
-  // buffers that hold a whole frame of it (N + Ethernet + two VLAN tags after
-  // the headroom an outer header is written into), so a frame is always one
-  // segment. A driver that cannot take N fails the start and says its range.
+  // 2 KiB buffers. N: the port's MTU, and buffers that hold a whole frame of
+  // it (N + Ethernet + two VLAN tags, rounded up to 1 KiB, after the headroom
+  // an outer header is written into), so a frame is one segment. A driver
+  // that cannot take N fails init() with its range; one that would still
+  // split such a frame fails start(). The exception interface stays at 1500.
   uint16_t mtu = 0;
   // maxServices, maxBackends, connTableSize. connTableSize is split over
   // the workers, and each worker's share sizes both its IPv4 and its IPv6

@@ -969,6 +969,7 @@ TEST_F(RegistryTest, WarnsOnceWhenThePortMtuIsTooSmallForIpv6ClientsAndStillAppl
             0u)
       << w[0];
   EXPECT_NE(w[0].find("over 1260 bytes"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("raise the port MTU to 1320"), std::string::npos) << w[0];
   EXPECT_EQ(dp_.services.size(), 4u);  // a warning, not a refusal
 
   // A reload of the same situation says nothing new.
@@ -983,7 +984,7 @@ TEST_F(RegistryTest, WarnsOnceWhenThePortMtuIsTooSmallForIpv6ClientsAndStillAppl
   w = log.take("mtu_too_small_for_ipv6");
   ASSERT_EQ(w.size(), 1u);
   EXPECT_NE(w[0].find("service=web6 vip=2001:db8::10 mtu=1310 needed=1320"), std::string::npos) << w[0];
-  EXPECT_NE(w[0].find("raise the port MTU and node.tunnel_mtu to 1320"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("raise node.tunnel_mtu (and the path it stands for) to 1320"), std::string::npos) << w[0];
   dp_.mtu = 1300;
   applyOk(c);
   log.take("mtu_too_small_for_ipv6");

@@ -365,16 +365,28 @@ TEST(Balancer, ConntrackEntryCountFollowsFlows) {
   }
 }
 
+// One end of a veth pair of `mtu` made in the caller's network namespace
+// (a private one: the tests below unshare first); named prefix + pid, its
+// peer the same with "b". "" if it could not be made.
+std::string vethOfMtu(const std::string& prefix, unsigned mtu) {
+  std::string base = prefix + std::to_string(getpid());
+  if (base.size() > 12) base.resize(12);
+  const std::string m = std::to_string(mtu);
+  const std::string cmd = "ip link add " + base + "a mtu " + m + " type veth peer name " + base + "b mtu " + m;
+  if (std::system(cmd.c_str()) != 0) {
+    ADD_FAILURE() << cmd;
+    return "";
+  }
+  return base + "a";
+}
+
 // The MTU check needs a device with a small MTU: a veth pair in a private
 // network namespace of this test process (nothing outside it is touched).
 // The rows (fixtures.h mtuRows) are the DPDK worker's too (dpdk_fixtures).
 TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
   if (unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
-  std::string veth = "kmtu" + std::to_string(getpid());
-  if (veth.size() > 12) veth.resize(12);
-  std::string cmd = "ip link add " + veth + "a mtu 1000 type veth peer name " + veth + "b mtu 1000";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  unsigned ifindex = if_nametoindex((veth + "a").c_str());
+  const std::string veth = vethOfMtu("kmtu", 1000);
+  const unsigned ifindex = if_nametoindex(veth.c_str());
   ASSERT_NE(ifindex, 0u);
   auto lb = loadFixture();
   ASSERT_TRUE(lb);
@@ -439,7 +451,7 @@ TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
   for (const auto& be : st.backends)
     if (be.id == 4) real4 = be.backend;
   checkRow(*lb, {"l2dsr at the MTU", dsr, Verdict::kTx, KEEL_R_TX_L2DSR, l2dsrExpected(dsr, real4), 4, 4}, ifindex);
-  std::system(("ip link del " + veth + "a").c_str());
+  std::system(("ip link del " + veth).c_str());
 }
 
 // node.tunnel_mtu: a smaller MTU past the balancer's port. The same rows
@@ -456,11 +468,8 @@ TEST(Balancer, TunnelMtuBelowThePortIsAnsweredLikeAPortOfThatMtu) {
     for (const FixtureRow& row : mtuRows(1000)) checkRow(*lb, row);
   }
   if (unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
-  std::string veth = "ktmtu" + std::to_string(getpid());
-  if (veth.size() > 12) veth.resize(12);
-  std::string cmd = "ip link add " + veth + "a mtu 1000 type veth peer name " + veth + "b mtu 1000";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  unsigned ifindex = if_nametoindex((veth + "a").c_str());
+  const std::string veth = vethOfMtu("ktmtu", 1000);
+  const unsigned ifindex = if_nametoindex(veth.c_str());
   ASSERT_NE(ifindex, 0u);
   auto lb = loadFixture();
   ASSERT_TRUE(lb);
@@ -469,7 +478,7 @@ TEST(Balancer, TunnelMtuBelowThePortIsAnsweredLikeAPortOfThatMtu) {
   ASSERT_EQ(lb->setNode(st.node), "");
   for (const FixtureRow& row : mtuRows(1000)) checkRow(*lb, row, ifindex);
 
-  ASSERT_EQ(std::system(("ip link set " + veth + "a mtu 1200").c_str()), 0);
+  ASSERT_EQ(std::system(("ip link set " + veth + " mtu 1200").c_str()), 0);
   st.node.tunnel_mtu = 1000;
   ASSERT_EQ(lb->setNode(st.node), "");
   // 1190 + 20 is over the port's 1200 too: the answer reports 1000 - 20.
@@ -480,7 +489,7 @@ TEST(Balancer, TunnelMtuBelowThePortIsAnsweredLikeAPortOfThatMtu) {
   ASSERT_GE(r.output.size(), 14u + 20 + 8);
   EXPECT_EQ(r.output[14 + 20], 3);
   EXPECT_EQ((r.output[14 + 26] << 8) | r.output[14 + 27], 980) << "the smaller MTU less the outer header";
-  std::system(("ip link del " + veth + "a").c_str());
+  std::system(("ip link del " + veth).c_str());
 }
 
 // Each client has a limit of its own too (node_config.icmp_too_big_client_rate,
@@ -491,11 +500,8 @@ TEST(Balancer, TunnelMtuBelowThePortIsAnsweredLikeAPortOfThatMtu) {
 // so no clock enters the test (the DPDK worker test walks the limit itself).
 TEST(Balancer, TooBigAnswersAreLimitedPerClient) {
   if (unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
-  std::string veth = "kcli" + std::to_string(getpid());
-  if (veth.size() > 12) veth.resize(12);
-  std::string cmd = "ip link add " + veth + "a mtu 1000 type veth peer name " + veth + "b mtu 1000";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  const unsigned ifindex = if_nametoindex((veth + "a").c_str());
+  const std::string veth = vethOfMtu("kcli", 1000);
+  const unsigned ifindex = if_nametoindex(veth.c_str());
   ASSERT_NE(ifindex, 0u);
   auto lb = loadFixture();
   ASSERT_TRUE(lb);
@@ -556,7 +562,7 @@ TEST(Balancer, TooBigAnswersAreLimitedPerClient) {
   st.node.icmp_too_big_client_rate = 0;
   ASSERT_EQ(lb->setNode(st.node), "");
   EXPECT_EQ(lb->run(over(a4), 1, ifindex).action, XDP_TX);
-  std::system(("ip link del " + veth + "a").c_str());
+  std::system(("ip link del " + veth).c_str());
 }
 
 }  // namespace

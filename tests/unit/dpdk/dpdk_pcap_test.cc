@@ -135,6 +135,20 @@ std::vector<std::vector<uint8_t>> inputFrames() {
   return in;
 }
 
+// The frames the pure packet path sends (kTx) for `in`, in order, each
+// placed behind 128 bytes of headroom as in an mbuf.
+std::vector<std::vector<uint8_t>> purePathTx(TableStore& ref, WorkerState& worker,
+                                             const std::vector<std::vector<uint8_t>>& in) {
+  std::vector<std::vector<uint8_t>> out;
+  for (const auto& f : in) {
+    std::vector<uint8_t> buf(128 + f.size());
+    std::memcpy(buf.data() + 128, f.data(), f.size());
+    PacketBuf b{buf.data() + 128, static_cast<uint32_t>(f.size()), 128};
+    if (processPacket(*ref.current(), worker, b, 1).verdict == Verdict::kTx) out.emplace_back(b.data, b.data + b.len);
+  }
+  return out;
+}
+
 template <typename Pred>
 bool waitFor(Pred pred) {
   for (int i = 0; i < 1000; ++i) {  // at most ~10 s
@@ -198,14 +212,7 @@ TEST_F(DpdkPcapTest, ForwardsByteForByteLikeThePurePath) {
   TableStore ref(16, 1024, nullptr);
   loadTables(ref);
   WorkerState refWorker(1024, 16, 1024, 1500);
-  std::vector<std::vector<uint8_t>> expected;
-  for (const auto& f : in) {
-    std::vector<uint8_t> buf(128 + f.size());
-    std::memcpy(buf.data() + 128, f.data(), f.size());
-    PacketBuf b{buf.data() + 128, static_cast<uint32_t>(f.size()), 128};
-    if (processPacket(*ref.current(), refWorker, b, 1).verdict == Verdict::kTx)
-      expected.emplace_back(b.data, b.data + b.len);
-  }
+  const std::vector<std::vector<uint8_t>> expected = purePathTx(ref, refWorker, in);
   ASSERT_EQ(expected.size(), 15u);  // 8 ipip + 1 l2dsr + 4 ipip6 + 1 echo + 1 frag-needed
 
   {
@@ -282,14 +289,8 @@ TEST_F(DpdkPcapTest, JumboFramesAtTheConfiguredMtuForwardWhole) {
   TableStore ref(16, 1024, nullptr);
   loadTables(ref);
   WorkerState refWorker(1024, 16, 1024, 9000);
-  std::vector<std::vector<uint8_t>> expected;
-  for (const auto& f : in) {
-    std::vector<uint8_t> buf(128 + f.size());
-    std::memcpy(buf.data() + 128, f.data(), f.size());
-    PacketBuf b{buf.data() + 128, static_cast<uint32_t>(f.size()), 128};
-    ASSERT_EQ(processPacket(*ref.current(), refWorker, b, 1).verdict, Verdict::kTx);
-    expected.emplace_back(b.data, b.data + b.len);
-  }
+  const std::vector<std::vector<uint8_t>> expected = purePathTx(ref, refWorker, in);
+  ASSERT_EQ(expected.size(), in.size()) << "every frame is sent: two whole, one answered";
   {
     DpdkOptions o = pcapOptions("net_pcap_keelj" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
     o.mtu = 9000;

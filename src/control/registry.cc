@@ -89,7 +89,7 @@ keel_vip_key Registry::vipKey(const IpAddress& vip) {
   return k;
 }
 
-keel_service_key Registry::serviceKey(const ServiceConfig& cfg) const {
+keel_service_key Registry::serviceKey(const ServiceConfig& cfg) {
   keel_service_key k{};
   cfg.vip.toWords(k.vip);
   k.port = htons(cfg.port);

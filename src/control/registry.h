@@ -200,6 +200,8 @@ class Registry {
   // After a successful apply, it checks the port's MTU (checkMtu()). The
   // config is applied all the same: the operator may know their clients.
   Status apply(const Config& config);
+  // The data plane's key of a service (VIP, port, protocol, family).
+  static keel_service_key serviceKey(const ServiceConfig& cfg);
   // Reads the port's MTU (Dataplane::portMtu) and logs a warning,
   // mtu_too_small_for_ipv6, for each service ipv6MtuShortfalls() names:
   // once per service, again only when its MTU or need changes (a reload of
@@ -353,7 +355,6 @@ class Registry {
   void dropVipRef(const IpAddress& vip, std::vector<IpAddress>& maybeUnused);
   BackendId allocateBackend();
 
-  keel_service_key serviceKey(const ServiceConfig& cfg) const;
   static uint32_t serviceFlags(const ServiceConfig& cfg);
   static keel_vip_key vipKey(const IpAddress& vip);
   static bool sameKey(const ServiceConfig& a, const ServiceConfig& b);

@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -212,7 +213,9 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
         onHealthChange(t, up, reason);
       }) {}
 
-Status DaemonBackend::start(const Config& config, const ProgrammedState* adopted) {
+Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) {
+  Config config = file;
+  if (adopted) keepAdoptedMacs(config, *adopted);
   if (auto errors = validateTargets(config); !errors.empty()) return Status::error(errors.front());
   neighbourInterface_ = config.dataplane.interface;
   std::optional<StopRecord> stop;
@@ -1349,6 +1352,39 @@ void DaemonBackend::keepResolvedMacs(Config& next) const {
       r.macResolved = true;
       r.macPending.clear();
     }
+}
+
+// A restart that adopts the running data plane: an l2dsr real the
+// neighbour table no longer holds (its entry aged out while keeld was away:
+// the plane forwards past the kernel, which sends it nothing) keeps the MAC
+// the plane forwards to, as a reload keeps a resolved one, rather than going
+// down until a retry finds it.
+void DaemonBackend::keepAdoptedMacs(Config& c, const ProgrammedState& adopted) {
+  for (ServiceConfig& svc : c.services) {
+    if (svc.forwarding != Forwarding::kL2dsr) continue;
+    const keel_service_key key = Registry::serviceKey(svc);
+    auto s = std::find_if(adopted.services.begin(), adopted.services.end(), [&](const auto& kv) {
+      return std::memcmp(&kv.first, &key, sizeof key) == 0;
+    });
+    if (s == adopted.services.end()) continue;
+    for (RealConfig& r : svc.reals) {
+      if (r.macPending.empty()) continue;
+      for (const keel_backend& b : adopted.backends) {
+        if (b.family == 0 || b.service_id != s->second.id || IpAddress::fromWords(b.addr, b.family) != r.address)
+          continue;
+        const MacAddress mac(std::array<uint8_t, 6>{b.mac[0], b.mac[1], b.mac[2], b.mac[3], b.mac[4], b.mac[5]});
+        if (mac.isZero()) break;
+        r.mac = mac;
+        r.macResolved = true;
+        r.macPending.clear();
+        logInfo(LogRecord("real_mac_kept_from_plane")
+                    .add("service", svc.name)
+                    .add("real", r.address.toString())
+                    .add("mac", mac.toString()));
+        break;
+      }
+    }
+  }
 }
 
 void DaemonBackend::shutdown(bool detach) { stopper_(detach); }

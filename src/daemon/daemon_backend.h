@@ -69,8 +69,9 @@ class DaemonBackend : public api::ControlBackend {
   // First apply at start: the file config, no overlay; adds health targets.
   // `adopted`: what a previous keeld left programmed (restart); the registry
   // takes over its ids first (Registry::adopt) and each checked real starts
-  // in the state it was left in (VALID = up), so a restart moves no flow.
-  // Without it, a checked real starts up if the state file's stop record
+  // in the state it was left in (VALID = up), so a restart moves no flow;
+  // an l2dsr real the neighbour table no longer holds keeps the MAC the
+  // adopted plane forwards to (keepAdoptedMacs). Without it, a checked real starts up if the state file's stop record
   // (saveAtStop) has it up and was written at most its check's
   // fall x interval ago: a dead real is then taken out no later than a
   // keeld that had kept running would have (plus the restart), and the ring
@@ -218,6 +219,7 @@ class DaemonBackend : public api::ControlBackend {
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
   api::Result reloadFile();
   void keepResolvedMacs(Config& next) const;
+  static void keepAdoptedMacs(Config& c, const ProgrammedState& adopted);
   void notePendingMacs(const Config& next);
   void retryMacsLater();
   using RealKey = std::pair<std::string, IpAddress>;  // (service, real)

@@ -1046,6 +1046,54 @@ TEST_F(DaemonBackendTest, AnL2dsrRealNotInTheNeighbourTableStartsDownAndComesInO
   EXPECT_TRUE(resolved_.empty());
 }
 
+// A restart that adopts the running plane: an l2dsr real whose neighbour
+// entry aged out while keeld was away keeps the MAC the plane forwards to,
+// up and in the ring at the same id, instead of going down until a retry
+// finds it; without adoption it is held down as above.
+TEST_F(DaemonBackendTest, AnAdoptedL2dsrRealKeepsThePlanesMacWhenTheNeighbourTableLostIt) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  files_["keel.yaml"] = l2dsr(yaml(kTwo));
+  make();
+  const ProgrammedState pinned = dp_.programmed();
+  const BackendId id = idOf("10.0.1.2");
+  const uint32_t gen = dp_.backends[id].gen;
+  neighbours_.erase("10.0.1.2");  // aged out meanwhile
+
+  MockDataplane dp2;
+  dp2.backends = dp_.backends;
+  dp2.services = dp_.services;
+  dp2.rings = dp_.rings;
+  Registry registry2(dp2);
+  boost::asio::io_context io2;
+  test::LogCapture log;
+  auto backend2 = started(io2, registry2, &pinned);
+  EXPECT_TRUE(dp2.backends[id].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(dp2.backends[id].gen, gen);
+  EXPECT_EQ(dp2.backends[id].mac[5], 0x02);
+  EXPECT_EQ(dp2.rings[0], dp_.rings[0]);
+  auto snap = backend2->findService("web");
+  ASSERT_TRUE(snap);
+  for (const auto& real : snap->reals) {
+    EXPECT_EQ(real.state(), "up") << real.address.toString();
+    ASSERT_TRUE(real.mac);
+  }
+  EXPECT_EQ(log.take("real_mac_kept_from_plane").size(), 1u);
+  resolved_.clear();
+  EXPECT_EQ(backend2->resolvePendingMacs(), 0u);
+  EXPECT_TRUE(resolved_.empty()) << "nothing waits for the table";
+
+  // Not adopted: held down until the table has it.
+  MockDataplane dp3;
+  Registry registry3(dp3);
+  auto backend3 = started(io2, registry3);
+  auto snap3 = backend3->findService("web");
+  ASSERT_TRUE(snap3);
+  for (const auto& real : snap3->reals)
+    EXPECT_EQ(real.state(), real.address == ip("10.0.1.1") ? "up" : "down") << real.address.toString();
+}
+
 // A checked real found later starts its checks then, down until `rise`
 // passes, as any new checked real.
 TEST_F(DaemonBackendTest, ACheckedL2dsrRealFoundLaterComesUpThroughItsCheck) {

@@ -60,38 +60,36 @@ static __always_inline int decap_prefix_has(const volatile struct keel_decap_pre
 	       (addr[3] & p->mask[3]) == p->addr[3];
 }
 
-/* Whether the outer source is in an allowed prefix (always, if none is set). */
-static __always_inline int decap_source_allowed(const struct keel_pkt *pkt)
+/* Whether addr is in one of the first n prefixes of list (max entries, a
+ * constant once inlined: the verifier's loop bound), or n is 0 (no list:
+ * everything is). */
+static __always_inline int decap_listed(const volatile struct keel_decap_prefix *list, __u32 n, __u32 max,
+					__u8 family, const __u32 *addr)
 {
-	__u32 n = keel_decap_allow_n;
 	__u32 i;
 
 	if (n == 0)
 		return 1;
-	for (i = 0; i < KEEL_DECAP_MAX_ALLOW; i++) {
+	for (i = 0; i < max; i++) {
 		if (i >= n)
 			break;
-		if (decap_prefix_has(&keel_decap_allow[i], pkt->key.family, pkt->key.src))
+		if (decap_prefix_has(&list[i], family, addr))
 			return 1;
 	}
 	return 0;
 }
 
+/* Whether the outer source is in an allowed prefix (always, if none is set). */
+static __always_inline int decap_source_allowed(const struct keel_pkt *pkt)
+{
+	return decap_listed(keel_decap_allow, keel_decap_allow_n, KEEL_DECAP_MAX_ALLOW, pkt->key.family,
+			    pkt->key.src);
+}
+
 /* Whether the inner destination is in a --vip prefix (always, if none is set). */
 static __always_inline int decap_dst_is_vip(__u8 family, const __u32 *dst)
 {
-	__u32 n = keel_decap_vip_n;
-	__u32 i;
-
-	if (n == 0)
-		return 1;
-	for (i = 0; i < KEEL_DECAP_MAX_VIP; i++) {
-		if (i >= n)
-			break;
-		if (decap_prefix_has(&keel_decap_vip[i], family, dst))
-			return 1;
-	}
-	return 0;
+	return decap_listed(keel_decap_vip, keel_decap_vip_n, KEEL_DECAP_MAX_VIP, family, dst);
 }
 
 /* An IPv4 destination no tunnel may carry a packet to: 0/8 ("this network",

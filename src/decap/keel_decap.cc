@@ -100,20 +100,21 @@ std::string prefixText(const keel_decap_prefix& p) {
   return keel::IpAddress::fromWords(p.addr, p.family).toString() + "/" + std::to_string(len);
 }
 
-// "any source" or "sources A/N, B/M": what attach prints and status repeats.
-std::string allowDescription(const std::vector<keel_decap_prefix>& allow) {
-  if (allow.empty()) return "any source";
-  std::string s = "sources ";
-  for (size_t i = 0; i < allow.size(); i++) s += (i ? ", " : "") + prefixText(allow[i]);
+// `none` for an empty list, else "`some` A/N, B/M": what attach prints and
+// status repeats.
+std::string listDescription(const std::vector<keel_decap_prefix>& list, const char* none, const char* some) {
+  if (list.empty()) return none;
+  std::string s = std::string(some) + " ";
+  for (size_t i = 0; i < list.size(); i++) s += (i ? ", " : "") + prefixText(list[i]);
   return s;
 }
-
-// "any local address" or "VIPs A/N, B/M", the same way for --vip.
+// "any source" or "sources A/N, B/M" (--allow-source).
+std::string allowDescription(const std::vector<keel_decap_prefix>& allow) {
+  return listDescription(allow, "any source", "sources");
+}
+// "any local address" or "VIPs A/N, B/M" (--vip).
 std::string vipDescription(const std::vector<keel_decap_prefix>& vip) {
-  if (vip.empty()) return "any local address";
-  std::string s = "VIPs ";
-  for (size_t i = 0; i < vip.size(); i++) s += (i ? ", " : "") + prefixText(vip[i]);
-  return s;
+  return listDescription(vip, "any local address", "VIPs");
 }
 
 int fail(const std::string& msg) {
@@ -149,26 +150,10 @@ class CommandLine {
         ->type_name("MODE")
         ->check(CLI::IsMember({"native", "generic"}))
         ->capture_default_str();
-    attach
-        ->add_option("--allow-source", a_.allowText,
-                     "decapsulate only tunnels from outer sources in PREFIX\n(ADDR/LEN or ADDR; repeat for up to " +
-                         std::to_string(KEEL_DECAP_MAX_ALLOW) + "; default any source)")
-        ->type_name("PREFIX")
-        // One value per --allow-source, so IFACE after it stays IFACE.
-        ->expected(1)
-        ->allow_extra_args(false)
-        ->take_all()
-        ->check(prefixValidator());
-    attach
-        ->add_option("--vip", a_.vipText,
-                     "decapsulate only tunnels whose inner destination is in PREFIX\n"
-                     "(ADDR/LEN or ADDR; repeat for up to " +
-                         std::to_string(KEEL_DECAP_MAX_VIP) + "; default any local address)")
-        ->type_name("PREFIX")
-        ->expected(1)
-        ->allow_extra_args(false)
-        ->take_all()
-        ->check(prefixValidator());
+    prefixOption(attach, "--allow-source", a_.allowText, "decapsulate only tunnels from outer sources in PREFIX",
+                 KEEL_DECAP_MAX_ALLOW, "any source");
+    prefixOption(attach, "--vip", a_.vipText, "decapsulate only tunnels whose inner destination is in PREFIX",
+                 KEEL_DECAP_MAX_VIP, "any local address");
     command("detach", "detach keel-decap from IFACE and remove its pins");
     CLI::App* status = command("status", "show the attachment, allowed sources, VIPs and counters on IFACE");
     status->add_option("-o", a_.output, "output format: json")->type_name("FORMAT")->check(CLI::IsMember({"json"}));
@@ -191,26 +176,14 @@ class CommandLine {
       app_.parse(argc, argv);
       for (CLI::App* sub : app_.get_subcommands()) a_.command = sub->get_name();
       // The count of --allow-source and --vip is known only when all are read.
-      if (a_.allowText.size() > KEEL_DECAP_MAX_ALLOW)
-        throw CLI::ValidationError("--allow-source", "at most " + std::to_string(KEEL_DECAP_MAX_ALLOW) +
-                                                         " prefixes, got " + std::to_string(a_.allowText.size()));
-      if (a_.vipText.size() > KEEL_DECAP_MAX_VIP)
-        throw CLI::ValidationError("--vip", "at most " + std::to_string(KEEL_DECAP_MAX_VIP) + " prefixes, got " +
-                                                std::to_string(a_.vipText.size()));
+      checkCount("--allow-source", a_.allowText, KEEL_DECAP_MAX_ALLOW);
+      checkCount("--vip", a_.vipText, KEEL_DECAP_MAX_VIP);
     } catch (const CLI::ParseError& e) {
       // Usage errors exit 2, like most Unix tools; --help exits 0.
       return app_.exit(e) == 0 ? 0 : 2;
     }
-    for (const std::string& text : a_.allowText) {
-      keel_decap_prefix p;
-      parsePrefix(text, &p);  // checked while parsing
-      a_.allow.push_back(p);
-    }
-    for (const std::string& text : a_.vipText) {
-      keel_decap_prefix p;
-      parsePrefix(text, &p);
-      a_.vip.push_back(p);
-    }
+    a_.allow = prefixes(a_.allowText);
+    a_.vip = prefixes(a_.vipText);
     return -1;
   }
 
@@ -228,6 +201,39 @@ class CommandLine {
           return parsePrefix(text, &p);
         },
         "");
+  }
+
+  // A repeatable prefix option of attach (--allow-source, --vip): one value
+  // per use, so IFACE after it stays IFACE; each checked as it is read.
+  static void prefixOption(CLI::App* attach, const char* name, std::vector<std::string>& into, const char* what,
+                           size_t max, const char* byDefault) {
+    attach
+        ->add_option(name, into,
+                     std::string(what) + "\n(ADDR/LEN or ADDR; repeat for up to " + std::to_string(max) +
+                         "; default " + byDefault + ")")
+        ->type_name("PREFIX")
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->take_all()
+        ->check(prefixValidator());
+  }
+
+  // More uses of a prefix option than the program has room for.
+  static void checkCount(const char* name, const std::vector<std::string>& given, size_t max) {
+    if (given.size() > max)
+      throw CLI::ValidationError(name, "at most " + std::to_string(max) + " prefixes, got " +
+                                           std::to_string(given.size()));
+  }
+
+  // The prefixes of a prefix option's values, checked while parsing.
+  static std::vector<keel_decap_prefix> prefixes(const std::vector<std::string>& texts) {
+    std::vector<keel_decap_prefix> out;
+    for (const std::string& text : texts) {
+      keel_decap_prefix p;
+      parsePrefix(text, &p);
+      out.push_back(p);
+    }
+    return out;
   }
 
   // A command: IFACE and --pin-root are every command's.

@@ -1343,15 +1343,29 @@ Result DaemonBackend::reloadFile() {
 // balancer, which forwards past the kernel, sent it nothing) keeps the MAC
 // the running file has for it, rather than going down.
 void DaemonBackend::keepResolvedMacs(Config& next) const {
-  for (ServiceConfig& svc : next.services)
+  keepKnownMacs(next, [this](const ServiceConfig& svc, const RealConfig& r) -> std::optional<MacAddress> {
+    const RealConfig* running = findReal(file_, svc.name, r.address);
+    if (!running || !running->macResolved) return std::nullopt;
+    return running->mac;
+  });
+}
+
+// The one step of both: a real waiting for its MAC takes the one `known`
+// has for it, as if the table had it. Returns the reals that took one.
+std::vector<DaemonBackend::RealKey> DaemonBackend::keepKnownMacs(
+    Config& c, const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known) {
+  std::vector<RealKey> kept;
+  for (ServiceConfig& svc : c.services)
     for (RealConfig& r : svc.reals) {
       if (r.macPending.empty()) continue;
-      const RealConfig* running = findReal(file_, svc.name, r.address);
-      if (!running || !running->macResolved || !running->mac) continue;
-      r.mac = running->mac;
+      const std::optional<MacAddress> mac = known(svc, r);
+      if (!mac) continue;
+      r.mac = mac;
       r.macResolved = true;
       r.macPending.clear();
+      kept.emplace_back(svc.name, r.address);
     }
+  return kept;
 }
 
 // A restart that adopts the running data plane: an l2dsr real the
@@ -1360,31 +1374,25 @@ void DaemonBackend::keepResolvedMacs(Config& next) const {
 // the plane forwards to, as a reload keeps a resolved one, rather than going
 // down until a retry finds it.
 void DaemonBackend::keepAdoptedMacs(Config& c, const ProgrammedState& adopted) {
-  for (ServiceConfig& svc : c.services) {
-    if (svc.forwarding != Forwarding::kL2dsr) continue;
+  auto fromPlane = [&adopted](const ServiceConfig& svc, const RealConfig& r) -> std::optional<MacAddress> {
+    if (svc.forwarding != Forwarding::kL2dsr) return std::nullopt;
     const keel_service_key key = Registry::serviceKey(svc);
-    auto s = std::find_if(adopted.services.begin(), adopted.services.end(), [&](const auto& kv) {
-      return std::memcmp(&kv.first, &key, sizeof key) == 0;
-    });
-    if (s == adopted.services.end()) continue;
-    for (RealConfig& r : svc.reals) {
-      if (r.macPending.empty()) continue;
-      for (const keel_backend& b : adopted.backends) {
-        if (b.family == 0 || b.service_id != s->second.id || IpAddress::fromWords(b.addr, b.family) != r.address)
-          continue;
-        const MacAddress mac(std::array<uint8_t, 6>{b.mac[0], b.mac[1], b.mac[2], b.mac[3], b.mac[4], b.mac[5]});
-        if (mac.isZero()) break;
-        r.mac = mac;
-        r.macResolved = true;
-        r.macPending.clear();
-        logInfo(LogRecord("real_mac_kept_from_plane")
-                    .add("service", svc.name)
-                    .add("real", r.address.toString())
-                    .add("mac", mac.toString()));
-        break;
-      }
+    auto s = std::find_if(adopted.services.begin(), adopted.services.end(),
+                          [&](const auto& kv) { return std::memcmp(&kv.first, &key, sizeof key) == 0; });
+    if (s == adopted.services.end()) return std::nullopt;
+    for (const keel_backend& b : adopted.backends) {
+      if (b.family == 0 || b.service_id != s->second.id || IpAddress::fromWords(b.addr, b.family) != r.address)
+        continue;
+      const MacAddress mac(std::array<uint8_t, 6>{b.mac[0], b.mac[1], b.mac[2], b.mac[3], b.mac[4], b.mac[5]});
+      return mac.isZero() ? std::nullopt : std::optional<MacAddress>(mac);
     }
-  }
+    return std::nullopt;
+  };
+  for (const auto& [service, real] : keepKnownMacs(c, fromPlane))
+    logInfo(LogRecord("real_mac_kept_from_plane")
+                .add("service", service)
+                .add("real", real.toString())
+                .add("mac", findReal(c, service, real)->mac->toString()));
 }
 
 void DaemonBackend::shutdown(bool detach) { stopper_(detach); }

@@ -223,6 +223,8 @@ class DaemonBackend : public api::ControlBackend {
   void notePendingMacs(const Config& next);
   void retryMacsLater();
   using RealKey = std::pair<std::string, IpAddress>;  // (service, real)
+  static std::vector<RealKey> keepKnownMacs(
+      Config& c, const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known);
   // The checked reals that are up, and when, as saveAtStop records them.
   struct StopRecord {
     std::chrono::system_clock::time_point at;

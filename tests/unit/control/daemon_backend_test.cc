@@ -65,6 +65,13 @@ const std::string kTwo =
     "      - {address: 10.0.1.1, weight: 100}\n"
     "      - {address: 10.0.1.2, weight: 100}\n";
 
+// What a restarted keeld finds pinned: the tables `from` has programmed.
+void takePins(MockDataplane& to, const MockDataplane& from) {
+  to.backends = from.backends;
+  to.services = from.services;
+  to.rings = from.rings;
+}
+
 class DaemonBackendTest : public ::testing::Test {
  protected:
   void SetUp() override { files_["keel.yaml"] = yaml(kTwo); }
@@ -847,9 +854,7 @@ TEST_F(DaemonBackendTest, AdoptedCheckedRealsKeepTheirStateAndGeneration) {
   const uint32_t upGen = dp_.backends[up].gen, downGen = dp_.backends[down].gen;
 
   MockDataplane dp2;
-  dp2.backends = dp_.backends;
-  dp2.services = dp_.services;
-  dp2.rings = dp_.rings;
+  takePins(dp2, dp_);
   Registry registry2(dp2);
   boost::asio::io_context io2;
   auto backend2 = started(io2, registry2, &pinned);
@@ -1062,9 +1067,7 @@ TEST_F(DaemonBackendTest, AnAdoptedL2dsrRealKeepsThePlanesMacWhenTheNeighbourTab
   neighbours_.erase("10.0.1.2");  // aged out meanwhile
 
   MockDataplane dp2;
-  dp2.backends = dp_.backends;
-  dp2.services = dp_.services;
-  dp2.rings = dp_.rings;
+  takePins(dp2, dp_);
   Registry registry2(dp2);
   boost::asio::io_context io2;
   test::LogCapture log;
@@ -1216,9 +1219,7 @@ class RuntimeStateTest : public DaemonBackendTest {
     auto k = std::make_unique<Keeld>();
     std::optional<ProgrammedState> pinned;
     if (adoptFrom) {
-      k->dp.backends = adoptFrom->backends;
-      k->dp.services = adoptFrom->services;
-      k->dp.rings = adoptFrom->rings;
+      takePins(k->dp, *adoptFrom);
       pinned = adoptFrom->programmed();
     }
     k->backend = started(k->io, k->registry, pinned ? &*pinned : nullptr);

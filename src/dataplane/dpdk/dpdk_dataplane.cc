@@ -379,14 +379,14 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       if (Status s = attachPort(devargs, "dpdk.exception_interface", &tap_, &tapProbed_); !s)
         return s;
       tapReady_ = true;
+      // MTU 0: the tap stays at its default (1500) whatever dpdk.mtu says:
+      // net_tap takes no more than 1504 and refuses to send the kernel a
+      // frame over its own MTU, so a kernel side at the port's jumbo MTU
+      // would advertise a TCP MSS whose segments the tap then drops.
       PortSetup tapSetup;
       if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, opts_.exceptionDescriptors,
                                opts_.exceptionDescriptors, pool_, false, 0, &tapSetup); !s)
         return s;
-      // The tap stays at its default MTU (1500) whatever dpdk.mtu says:
-      // net_tap takes no more than 1504 and refuses to send the kernel a
-      // frame over its own MTU, so a kernel side at the port's jumbo MTU
-      // would advertise a TCP MSS whose segments the tap then drops.
     }
 
     uint32_t perWorker = (opts_.limits.connTableSize + nq - 1) / nq;

@@ -11,11 +11,15 @@
 //   no change      apply() of the identical config: the diff alone
 //   weight change  one real's weight 100 -> 50 (and back): ring rebuilt
 //   remove real    one real removed (timed) and added back (timed apart)
-// Each case runs against two data planes, in this order:
+// Each case runs against three data planes, in this order:
 //   null  a Dataplane that does nothing: the control plane's own cost
 //   xdp   the XDP data plane, attached natively to a veth in a private
 //         network namespace the bench makes (so no host interface is
 //         touched); needs root. Skipped with --no-xdp.
+//   dpdk  the DPDK data plane on a net_null vdev (--no-huge, --no-pci),
+//         one worker lcore busy-polling it on CPU 1, so every snapshot
+//         swap waits for a real worker's quiescent state. Skipped with
+//         --no-dpdk.
 // In-run baselines, same process: one buildMaglevTable of 10 reals; one
 // XdpDataplane::publishRing alone; and the publish split into its kernel
 // steps on a private map-in-map (create + batch-fill an inner array; swap
@@ -24,7 +28,7 @@
 // Wall time (steady_clock) and thread CPU time are both printed: a publish
 // that waits on RCU shows wall >> CPU.
 //
-// Usage: reconfig_bench [--services S] [--reps R] [--no-xdp]
+// Usage: reconfig_bench [--services S] [--reps R] [--no-xdp] [--no-dpdk]
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <sched.h>
@@ -47,6 +51,7 @@
 #include "control/config.h"
 #include "control/maglev/maglev.h"
 #include "control/registry.h"
+#include "dataplane/dpdk/dpdk_dataplane.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 #include "keel/maglev_lookup.h"
 
@@ -63,6 +68,7 @@ struct Options {
   int services = 1000;
   int reps = 21;
   bool xdp = true;
+  bool dpdk = true;
 };
 
 Options parseArgs(int argc, char** argv) {
@@ -87,15 +93,18 @@ Options parseArgs(int argc, char** argv) {
       o.reps = value("--reps");
     } else if (a == "--no-xdp") {
       o.xdp = false;
+    } else if (a == "--no-dpdk") {
+      o.dpdk = false;
     } else {
       std::fprintf(stderr, "reconfig_bench: unknown argument '%s'\nusage: reconfig_bench [--services S] "
-                   "[--reps R] [--no-xdp]\n", a.c_str());
+                   "[--reps R] [--no-xdp] [--no-dpdk]\n", a.c_str());
       std::exit(2);
     }
   }
-  if (o.services > int(KEEL_MAX_SERVICES_DEFAULT)) {
-    std::fprintf(stderr, "reconfig_bench: --services %d exceeds the data plane's %u services\n", o.services,
-                 KEEL_MAX_SERVICES_DEFAULT);
+  // The DPDK plane is sized for the run; the XDP plane keeps its defaults.
+  if (o.xdp && o.services > int(KEEL_MAX_SERVICES_DEFAULT)) {
+    std::fprintf(stderr, "reconfig_bench: --services %d exceeds the XDP data plane's %u services (add --no-xdp)\n",
+                 o.services, KEEL_MAX_SERVICES_DEFAULT);
     std::exit(2);
   }
   return o;
@@ -168,8 +177,9 @@ Config makeConfig(int services) {
 // The control plane's own cost: accepts everything, stores nothing.
 class NullDataplane final : public keel::Dataplane {
  public:
+  explicit NullDataplane(keel::DataplaneLimits limits) : limits_(limits) {}
   std::string kind() const override { return "null"; }
-  keel::DataplaneLimits limits() const override { return {}; }
+  keel::DataplaneLimits limits() const override { return limits_; }
   Status setNode(const keel_node_config&) override { return Status::ok(); }
   Status addVip(const keel_vip_key&) override { return Status::ok(); }
   Status removeVip(const keel_vip_key&) override { return Status::ok(); }
@@ -183,7 +193,18 @@ class NullDataplane final : public keel::Dataplane {
   std::optional<keel::ConnEntry> findConn(const keel_flow_key&) override { return std::nullopt; }
   keel::Status scanConns(const keel::ConnVisitor&) override { return keel::Status::ok(); }
   std::optional<uint32_t> portMtu() const override { return 1500; }
+
+ private:
+  keel::DataplaneLimits limits_;
 };
+
+// Room for S services of 10 reals (at least the defaults).
+keel::DataplaneLimits limitsFor(const Options& o) {
+  keel::DataplaneLimits l;
+  l.maxServices = std::max<uint32_t>(KEEL_MAX_SERVICES_DEFAULT, uint32_t(o.services));
+  l.maxBackends = std::max<uint32_t>(KEEL_MAX_BACKENDS_DEFAULT, uint32_t(o.services) * 10 + 1024);
+  return l;
+}
 
 // The reconfiguration cases against one data plane.
 void runCases(const char* title, keel::Dataplane& dp, const Options& o) {
@@ -377,6 +398,27 @@ void rawPublishBaseline(const std::vector<uint32_t>& ring, int reps) {
 
 }  // namespace
 
+// The DPDK data plane on a net_null port with one busy worker (lcore 1 on
+// CPU 1), EAL on private, non-huge memory. Runs before the XDP part, which
+// moves the process into a network namespace of its own.
+void runDpdk(const Options& o) {
+  keel::DpdkOptions d;
+  d.ealArgs = {"--lcores", "0@0,1@1", "--no-huge", "-m", "512", "--no-pci", "--file-prefix",
+               "keel-reconfig-" + std::to_string(getpid()), "--log-level", "*:warning"};
+  d.port = "net_null_reconfig0";
+  d.workerLcores = {1};
+  d.mbufsPerWorker = 2048;
+  d.rxDescriptors = d.txDescriptors = 256;
+  d.limits = limitsFor(o);
+  d.limits.connTableSize = 65536;
+  std::string err;
+  std::unique_ptr<keel::Dataplane> dp = keel::makeDpdkDataplane(d, &err);
+  if (!dp) die("dpdk data plane", Status::error(err));
+  runCases("dpdk data plane (net_null, one busy worker)", *dp, o);
+  dp.reset();
+  keel::releaseDpdkEnvironment();
+}
+
 int main(int argc, char** argv) {
   const Options o = parseArgs(argc, argv);
   (void)keel::setupLogging("warn");  // the registry logs every service at info
@@ -399,8 +441,15 @@ int main(int argc, char** argv) {
   printHeader("baselines");
   printRow("buildMaglevTable, 10 reals, M=65537", build);
 
-  NullDataplane null;
+  NullDataplane null(limitsFor(o));
   runCases("null data plane (control plane only)", null, o);
+
+  if (!o.dpdk) {
+    std::printf("\ndpdk: skipped (--no-dpdk)\n");
+  } else {
+    std::fflush(stdout);
+    runDpdk(o);
+  }
 
   if (!o.xdp) {
     std::printf("\nxdp: skipped (--no-xdp)\n");

@@ -425,6 +425,9 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
 }
 
 Status Registry::apply(const Config& config) {
+  // One batch: the DPDK plane publishes the whole apply as one snapshot
+  // (Dataplane::beginBatch); the calls below keep their order for XDP.
+  DataplaneBatch batch(dataplane_);
   std::map<std::string, const ServiceConfig*> desired;
   for (const ServiceConfig& s : config.services) desired[s.name] = &s;
 
@@ -720,6 +723,7 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
 }
 
 Status Registry::setRealHealth(const std::string& service, const IpAddress& addr, bool healthy) {
+  DataplaneBatch batch(dataplane_);  // as apply()
   auto sit = services_.find(service);
   if (sit == services_.end()) return Status::error("no service named " + service);
   ServiceState& state = sit->second;

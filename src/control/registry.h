@@ -199,6 +199,8 @@ class Registry {
   // running config at once).
   // After a successful apply, it checks the port's MTU (checkMtu()). The
   // config is applied all the same: the operator may know their clients.
+  // Its data-plane calls form one batch (Dataplane::beginBatch), as do
+  // setRealHealth()'s.
   Status apply(const Config& config);
   // The data plane's key of a service (VIP, port, protocol, family).
   static keel_service_key serviceKey(const ServiceConfig& cfg);

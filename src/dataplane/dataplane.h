@@ -241,6 +241,18 @@ class Dataplane {
   // entry is a BackendId. An empty vector publishes "no usable backend".
   virtual Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) = 0;
 
+  // A batch of changes: the calls above made between beginBatch() and the
+  // matching endBatch() may reach the packet path together, at endBatch(),
+  // instead of one by one. The DPDK plane then publishes one snapshot for
+  // the batch (one rebuild and one grace period instead of one per call,
+  // which made a start-up or reload of S services cost O(S^2)), so its
+  // workers see the batch whole; the XDP plane's map updates take effect
+  // one by one either way (so the registry orders its calls as if there
+  // were no batch). Calls nest: only the outermost endBatch() publishes.
+  // Reads (findConn, stats, portMtu) are unaffected. Use DataplaneBatch.
+  virtual void beginBatch() {}
+  virtual void endBatch() {}
+
   // Zeroes the packet/byte counters of one id (summed over every CPU or
   // worker). The registry calls it when it frees an id, after the call that
   // stops packets from using it, so the id's next owner starts at 0. An id
@@ -315,6 +327,19 @@ class Dataplane {
   virtual Status zeroCounters(CounterKind which, uint32_t id) = 0;
   // readStats' work, for counts readStats clamped to the limits.
   virtual DataplaneStats readCounters(uint32_t services, uint32_t backends) = 0;
+};
+
+// beginBatch() for as long as it lives, endBatch() when it goes, however
+// the scope is left (an early error return included).
+class DataplaneBatch {
+ public:
+  explicit DataplaneBatch(Dataplane& dp) : dp_(dp) { dp_.beginBatch(); }
+  ~DataplaneBatch() { dp_.endBatch(); }
+  DataplaneBatch(const DataplaneBatch&) = delete;
+  DataplaneBatch& operator=(const DataplaneBatch&) = delete;
+
+ private:
+  Dataplane& dp_;
 };
 
 }  // namespace keel

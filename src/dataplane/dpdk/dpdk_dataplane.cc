@@ -508,10 +508,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (!s) return s;
     // What scanConns() and findConn() need of the snapshot, kept apart: they
     // may run on a thread that is no QSBR reader (keeld's conn.list), so
-    // they must not hold a snapshot the next publish may free.
-    const dpdk::Snapshot& snap = *store_->current();
-    tcpIdleNs_.store(snap.tcpIdleNs, std::memory_order_relaxed);
-    udpIdleNs_.store(snap.udpIdleNs, std::memory_order_relaxed);
+    // they must not hold a snapshot the next publish may free. From the
+    // node itself: inside a batch the snapshot does not have it yet.
+    tcpIdleNs_.store(dpdk::idleTimeoutNs(node.tcp_idle_timeout_s), std::memory_order_relaxed);
+    udpIdleNs_.store(dpdk::idleTimeoutNs(node.udp_idle_timeout_s), std::memory_order_relaxed);
     return s;
   }
   Status addVip(const keel_vip_key& vip) override { return store_->addVip(vip); }
@@ -526,6 +526,9 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override {
     return store_->publishRing(id, slots);
   }
+  // One snapshot for a batch of the changes above (Dataplane::beginBatch).
+  void beginBatch() override { store_->beginBatch(); }
+  void endBatch() override { store_->endBatch(); }
 
   Status zeroCounters(CounterKind kind, uint32_t id) override {
     const bool svc = kind == CounterKind::kService;
@@ -534,10 +537,14 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     // (countPacket), so a reset racing a count could be overwritten. It does
     // not race: the registry calls this after the update that stops the id's
     // use (invalidating upsertBackend, or removeService + empty ring), and
-    // every TableStore update returns only after a grace period, when no
+    // every TableStore publish returns only after a grace period, when no
     // worker still holds a snapshot in which the id is usable; a worker's
-    // last counts were stored before it reported quiescent. The relaxed
-    // atomic stores are for readStats(), which may read concurrently.
+    // last counts were stored before it reported quiescent. Inside a batch
+    // that update may not be published yet: flush() publishes it first
+    // (so a batch that releases ids reaches the workers in more than one
+    // snapshot). The relaxed atomic stores are for readStats(), which may
+    // read concurrently.
+    store_->flush();
     for (auto& w : workers_) {
       dpdk::WorkerCounters& c = w->state->counters;
       keel_counter& slot = svc ? c.services[id] : c.backends[id];

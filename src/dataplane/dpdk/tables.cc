@@ -82,7 +82,24 @@ TableStore::TableStore(uint32_t maxServices, uint32_t maxBackends, GraceFn grace
 
 TableStore::~TableStore() = default;
 
+void TableStore::endBatch() {
+  if (batchDepth_ == 0 || --batchDepth_ > 0) return;
+  flush();
+}
+
+void TableStore::flush() {
+  if (unpublished_) publishNow();
+}
+
 void TableStore::publish() {
+  if (batchDepth_ > 0)
+    unpublished_ = true;  // endBatch() or flush() publishes
+  else
+    publishNow();
+}
+
+void TableStore::publishNow() {
+  unpublished_ = false;
   auto next = std::make_unique<Owned>();
   next->vips.assign(tableSize(vips_.size()), VipSlot{});
   uint32_t vipMask = static_cast<uint32_t>(next->vips.size() - 1);
@@ -110,8 +127,8 @@ void TableStore::publish() {
 
   Snapshot& s = next->snap;
   s.node = node_;
-  s.udpIdleNs = static_cast<uint64_t>(node_.udp_idle_timeout_s) * 1000000000ull;
-  s.tcpIdleNs = static_cast<uint64_t>(node_.tcp_idle_timeout_s) * 1000000000ull;
+  s.udpIdleNs = idleTimeoutNs(node_.udp_idle_timeout_s);
+  s.tcpIdleNs = idleTimeoutNs(node_.tcp_idle_timeout_s);
   s.vips = next->vips.data();
   s.vipMask = vipMask;
   s.services = next->services.data();

@@ -74,6 +74,10 @@ struct Snapshot {
 bool snapshotHasVip(const Snapshot& s, const keel_vip_key& key);
 const keel_service_value* snapshotFindService(const Snapshot& s, const keel_service_key& key);
 
+// A node config's idle timeout in ns (0: entries never expire), as a
+// Snapshot holds it.
+inline uint64_t idleTimeoutNs(uint32_t seconds) { return uint64_t{seconds} * 1000000000ull; }
+
 // The idle timeout of a flow of `proto` (0: its entries never expire).
 inline uint64_t snapshotIdleNs(const Snapshot& s, uint8_t proto) {
   return proto == KEEL_PROTO_TCP ? s.tcpIdleNs : s.udpIdleNs;
@@ -109,6 +113,15 @@ class TableStore {
   Status removeService(const keel_service_key& key);
   Status publishRing(uint32_t serviceId, const std::vector<uint32_t>& slots);
 
+  // Between beginBatch() and the matching endBatch() the mutators above
+  // change only the store; the outermost endBatch() publishes one snapshot
+  // with all of them (if any changed something). Nests. flush() publishes
+  // what a batch changed so far, at once (the batch goes on): for a caller
+  // that must know no worker still uses what it removed.
+  void beginBatch() { ++batchDepth_; }
+  void endBatch();
+  void flush();
+
   // What a worker loads once per burst (acquire).
   const Snapshot* current() const { return current_.load(std::memory_order_acquire); }
   uint32_t maxServices() const { return maxServices_; }
@@ -116,7 +129,8 @@ class TableStore {
 
  private:
   struct Owned;  // a Snapshot plus the memory it points into
-  void publish();
+  void publish();     // publishNow(), or inside a batch at its end
+  void publishNow();  // builds, swaps and waits for the grace period
 
   const uint32_t maxServices_;
   const uint32_t maxBackends_;
@@ -133,6 +147,8 @@ class TableStore {
   std::unique_ptr<Owned> owned_;
   std::atomic<const Snapshot*> current_{nullptr};
   uint64_t version_ = 0;
+  uint32_t batchDepth_ = 0;
+  bool unpublished_ = false;  // a mutator ran inside the current batch
 };
 
 }  // namespace keel::dpdk

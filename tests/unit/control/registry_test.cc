@@ -269,6 +269,26 @@ TEST_F(RegistryTest, HealthDownAndUpFollowTheOrderingRules) {
   EXPECT_FALSE(reg_.setRealHealth("nope", ip("10.0.1.11"), true).isOk());
 }
 
+// Every change apply() and setRealHealth() make is inside one data-plane
+// batch (the DPDK plane publishes it as one snapshot): one batch per call,
+// whether it starts services, removes one (id releases included) or fails
+// part way.
+TEST_F(RegistryTest, EachApplyAndHealthChangeIsOneDataplaneBatch) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  EXPECT_EQ(dp_.batches, 1);
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  EXPECT_EQ(dp_.batches, 2);
+  applyOk(config({service("dns", "192.0.2.53", 53, {real("10.0.2.1"), real("10.0.2.2")})}));
+  EXPECT_EQ(dp_.batches, 3);
+  dp_.failAfter = 2;
+  EXPECT_FALSE(reg_.apply(config({service("dns", "192.0.2.53", 53, {real("10.0.2.3")})})).isOk());
+  EXPECT_EQ(dp_.batches, 4);
+  EXPECT_EQ(dp_.batchDepth, 0);
+  EXPECT_FALSE(dp_.calls.empty());
+  EXPECT_EQ(dp_.unbatchedCalls, Calls{});
+}
+
 // lookup's view of a flow's connection-table entry: the real its backend id
 // names in that service, and whether the next packet goes there by the data
 // plane's rule for a hit (VALID, this service, same generation, not

@@ -360,6 +360,29 @@ TEST_F(DpdkPcapTest, ResetCountersZeroesOneIdOnly) {
   EXPECT_NE(s.message().find("backend id 1024"), std::string::npos) << s.message();
 }
 
+// A counter reset inside a batch (the registry releasing an id) first
+// publishes what the batch changed so far, so no worker still holds a
+// snapshot that uses the id when it is zeroed: here the tables a batch
+// loaded forward packets before the batch ends. Without that publish the
+// worker would still see no VIP and pass every packet.
+TEST_F(DpdkPcapTest, ACounterResetInsideABatchPublishesTheBatchFirst) {
+  const auto in = inputFrames();
+  const std::string rx = kDir + "/batch_rx.pcap", tx = kDir + "/batch_tx.pcap";
+  writePcap(rx, in);
+  DpdkOptions o = pcapOptions("net_pcap_keelb" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  ASSERT_NE(dp, nullptr) << err;
+  {
+    DataplaneBatch batch(*dp);
+    loadTables(*dp);
+    ASSERT_TRUE(dp->resetCounters(CounterKind::kBackend, 9));
+    ASSERT_TRUE(dp->start());
+    ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= in.size(); }));
+    EXPECT_GT(dp->readStats().backends[0].packets, 0u);
+  }
+}
+
 // keelctl conns and the MTU check, read from the control thread while the
 // worker runs: scanConns() visits each entry the worker wrote once, tagged
 // with the worker, as findConn() finds it; portMtu() is the port's.

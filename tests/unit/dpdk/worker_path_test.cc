@@ -857,6 +857,44 @@ TEST_F(WorkerPathTest, EveryUpdatePublishesANewSnapshotAfterAGracePeriod) {
   EXPECT_EQ(store_.current(), now);
 }
 
+// Inside a batch the store changes but the workers' snapshot does not: the
+// outermost endBatch() publishes everything at once, after one grace
+// period; flush() publishes what the batch holds so far; a batch that
+// changed nothing publishes nothing.
+TEST_F(WorkerPathTest, ABatchOfUpdatesIsPublishedAsOneSnapshot) {
+  auto in = test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1000, 80});
+  const Snapshot* before = store_.current();
+  const int graces = graces_;
+  store_.beginBatch();
+  store_.beginBatch();  // nested
+  oneRealService(vip4_, 80, 1, 3, "10.1.0.3");
+  store_.endBatch();  // the inner one: nothing yet
+  EXPECT_EQ(store_.current(), before);
+  EXPECT_EQ(graces_, graces);
+  EXPECT_EQ(run(in).r.reason, KEEL_R_PASS_NO_SERVICE);
+  store_.endBatch();
+  EXPECT_NE(store_.current(), before);
+  EXPECT_EQ(store_.current()->version, before->version + 1);  // three changes, one snapshot
+  EXPECT_EQ(graces_, graces + 1);
+  EXPECT_EQ(run(in).r.backendId, 3u);
+
+  const Snapshot* one = store_.current();
+  store_.beginBatch();
+  ASSERT_TRUE(store_.upsertBackend(3, test::backend(ip("10.1.0.3"), 2)));  // now another service's
+  store_.flush();
+  EXPECT_NE(store_.current(), one);
+  EXPECT_EQ(graces_, graces + 2);
+  EXPECT_EQ(run(in).r.reason, KEEL_R_DROP_NO_BACKEND);
+  const Snapshot* flushed = store_.current();
+  store_.flush();  // nothing new since
+  store_.endBatch();
+  EXPECT_EQ(store_.current(), flushed);
+  store_.beginBatch();
+  store_.endBatch();
+  EXPECT_EQ(store_.current(), flushed);
+  EXPECT_EQ(graces_, graces + 2);
+}
+
 // Removing what is not there succeeds, as on XDP (a registry settling
 // after a failed apply may remove what the failure never wrote), and
 // changes nothing.

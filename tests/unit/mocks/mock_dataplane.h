@@ -105,6 +105,10 @@ class MockDataplane : public Dataplane {
     return Status::ok();
   }
   std::optional<uint32_t> portMtu() const override { return mtu; }
+  void beginBatch() override { ++batchDepth; }
+  void endBatch() override {
+    if (batchDepth > 0 && --batchDepth == 0) ++batches;
+  }
   std::optional<uint64_t> connTableEntries() override {
     ++connTableCalls;
     return connTable;
@@ -173,6 +177,11 @@ class MockDataplane : public Dataplane {
   // If set, scanConns() calls it first, on the thread it runs on (keeld's
   // conn.list walks off its loop): a test sees that thread, or holds the walk.
   std::function<void()> onScan;
+  // Batches (Dataplane::beginBatch): the current nesting depth, how many
+  // outermost batches ended, and the logged calls made outside any batch.
+  int batchDepth = 0;
+  int batches = 0;
+  std::vector<std::string> unbatchedCalls;
   // Make the n-th call from now fail (0 = never), to test error paths.
   int failAfter = 0;
   // Whether a failing call still changes the state (a write that landed but
@@ -182,6 +191,7 @@ class MockDataplane : public Dataplane {
  private:
   template <typename Change>
   Status apply(std::string call, Change change) {
+    if (batchDepth == 0) unbatchedCalls.push_back(call);
     calls.push_back(std::move(call));
     const bool fail = failAfter > 0 && --failAfter == 0;
     if (!fail || failedCallsLand) change();

@@ -69,7 +69,8 @@ std::string BalancerLoader::upsertBackend(const BackendSpec& b) {
 std::string BalancerLoader::publishRing(const RingSpec& r) {
   // A new inner array per publish, swapped in with one outer-map update: the
   // same atomic step the production loader uses (maglev_lookup.h).
-  LIBBPF_OPTS(bpf_map_create_opts, mopts, .map_flags = BPF_F_INNER_MAP);
+  // The template's flags (bpf/lib/maps.h): the kernel wants them equal.
+  LIBBPF_OPTS(bpf_map_create_opts, mopts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
   uint32_t words = static_cast<uint32_t>(r.slots.size()) + 1;
   int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "keel_ring", 4, 4, words, &mopts);
   if (fd < 0) return failed("create ring", fd);

@@ -7,6 +7,7 @@
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -665,40 +666,71 @@ Status XdpDataplane::publishRing(ServiceId id, const std::vector<uint32_t>& slot
   std::vector<uint32_t> values(words);
   values[0] = static_cast<uint32_t>(slots.size());
   std::copy(slots.begin(), slots.end(), values.begin() + 1);
+  // The atomic swap: packets see the old ring or this one. The outer map
+  // holds its own reference, so our fd can go.
+  const int outer = bpf_map__fd(skel_->maps.rings);
+  int fd = makeRing(values, ringsMmapable_);
+  int rc = fd < 0 ? fd : bpf_map_update_elem(outer, &id, &fd, BPF_ANY);
+  if (fd >= 0 && rc != 0 && errno == EINVAL && ringsMmapable_) {
+    // An outer map pinned by a keeld from before mmapable rings: its
+    // template's flags are the plain ones, and the kernel wants them equal.
+    ::close(fd);
+    ringsMmapable_ = false;
+    logInfo(LogRecord("xdp_rings_plain")
+                .add("detail", "the adopted rings map takes plain inner arrays: rings are filled by batch "
+                               "update until keeld starts on fresh pins"));
+    fd = makeRing(values, false);
+    rc = fd < 0 ? fd : bpf_map_update_elem(outer, &id, &fd, BPF_ANY);
+  }
+  if (fd < 0) return Status::error("xdp: ring for service " + std::to_string(id) + ": " + errnoText(-fd));
+  int err = errno;
+  ::close(fd);
+  if (rc != 0)
+    return Status::error("xdp: publish ring for service " + std::to_string(id) + ": " + errnoText(err));
+  return Status::ok();
+}
+
+int XdpDataplane::makeRing(const std::vector<uint32_t>& values, bool mmapable) {
+  const uint32_t words = static_cast<uint32_t>(values.size());
+  // Same flags as the outer map's template: the kernel checks them on
+  // insert, and BPF_F_INNER_MAP is what lets M differ between rings.
+  LIBBPF_OPTS(bpf_map_create_opts, createOpts,
+              .map_flags = BPF_F_INNER_MAP | (mmapable ? BPF_F_MMAPABLE : 0u));
+  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "keel_ring", sizeof(uint32_t), sizeof(uint32_t), words, &createOpts);
+  if (fd < 0) return -errno;
+  if (mmapable) {
+    // An array's elements are 8-byte aligned: u32 slot i is at byte 8 * i.
+    const size_t bytes = static_cast<size_t>(words) * 8;
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      return -err;
+    }
+    auto* slots = static_cast<uint8_t*>(p);
+    for (uint32_t i = 0; i < words; ++i) std::memcpy(slots + 8 * static_cast<size_t>(i), &values[i], 4);
+    munmap(p, bytes);
+    return fd;
+  }
   if (ringKeys_.size() < words) {
     size_t old = ringKeys_.size();
     ringKeys_.resize(words);
     for (size_t i = old; i < words; ++i) ringKeys_[i] = static_cast<uint32_t>(i);
   }
-
-  // Same flags as the BPF template (BPF_F_INNER_MAP): the kernel checks them
-  // on insert, and that flag is what lets M differ between rings.
-  LIBBPF_OPTS(bpf_map_create_opts, createOpts, .map_flags = BPF_F_INNER_MAP);
-  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "keel_ring", sizeof(uint32_t), sizeof(uint32_t),
-                          words, &createOpts);
-  if (fd < 0) return Status::error("xdp: create ring for service " + std::to_string(id) + ": " + errnoText(fd));
   // One syscall for the whole table (65k single updates cost ~10x more).
   uint32_t count = words;
   LIBBPF_OPTS(bpf_map_batch_opts, batchOpts);
   int rc = bpf_map_update_batch(fd, ringKeys_.data(), values.data(), &count, &batchOpts);
   if (rc != 0 && (errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP)) {
     rc = 0;
-    for (uint32_t i = 0; i < words && rc == 0; ++i)
-      rc = bpf_map_update_elem(fd, &ringKeys_[i], &values[i], BPF_ANY);
+    for (uint32_t i = 0; i < words && rc == 0; ++i) rc = bpf_map_update_elem(fd, &ringKeys_[i], &values[i], BPF_ANY);
   }
   if (rc != 0) {
-    int err = errno;
+    const int err = errno;
     ::close(fd);
-    return Status::error("xdp: fill ring for service " + std::to_string(id) + ": " + errnoText(err));
+    return -err;
   }
-  // The atomic swap: packets see the old ring or this one. The outer map
-  // holds its own reference, so our fd can go.
-  rc = bpf_map_update_elem(bpf_map__fd(skel_->maps.rings), &id, &fd, BPF_ANY);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0)
-    return Status::error("xdp: publish ring for service " + std::to_string(id) + ": " + errnoText(err));
-  return Status::ok();
+  return fd;
 }
 
 Status XdpDataplane::zeroCounters(CounterKind kind, uint32_t id) {

@@ -136,6 +136,12 @@ class XdpDataplane final : public Dataplane {
   };
   std::vector<Replaced> replaced_;
   std::vector<uint32_t> ringKeys_;  // 0..M, reused for batch ring fills
+  // Whether the rings outer map takes BPF_F_MMAPABLE inner arrays (this
+  // build's template, bpf/lib/maps.h). One pinned by a keeld from before
+  // takes plain ones only: the first swap refused turns this off.
+  bool ringsMmapable_ = true;
+  // A new inner ring array holding `values`, as an fd (or -errno).
+  int makeRing(const std::vector<uint32_t>& values, bool mmapable);
 };
 
 }  // namespace keel

@@ -217,6 +217,11 @@ TEST_F(XdpDataplaneTest, ProgramsMapsPinsAndDetaches) {
   EXPECT_EQ(m, 65537u);
   ASSERT_EQ(bpf_map_lookup_elem(inner, &idx, &slot), 0);
   EXPECT_LT(slot, 2u);
+  // Filled through mmap: the ring is an mmapable array (bpf/lib/maps.h).
+  bpf_map_info innerInfo{};
+  uint32_t innerLen = sizeof innerInfo;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(inner, &innerInfo, &innerLen), 0);
+  EXPECT_EQ(innerInfo.map_flags, uint32_t{BPF_F_INNER_MAP | BPF_F_MMAPABLE});
   close(inner);
 
   // Removing the service empties the ring (M = 0) and withdraws the VIP.
@@ -553,6 +558,53 @@ TEST_F(XdpAdoptTest, ChangedProgramIsSwappedOverTheSameMaps) {
   ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
   close(fd);
   EXPECT_EQ(info.id, dp_->programId());
+}
+
+// A keeld built before rings were mmapable pinned a rings map whose inner
+// template is a plain array, and the kernel takes only inner maps with the
+// template's flags. The restart adopts it, and its rings are still
+// published (as plain arrays, filled by batch update) with every slot right.
+TEST_F(XdpAdoptTest, RingsPinnedByABuildWithPlainInnerArraysStillTakeRings) {
+  firstKeeld();
+  LIBBPF_OPTS(bpf_map_create_opts, innerOpts, .map_flags = BPF_F_INNER_MAP);
+  int tmpl = bpf_map_create(BPF_MAP_TYPE_ARRAY, "old_ring", 4, 4, 2, &innerOpts);
+  ASSERT_GE(tmpl, 0);
+  LIBBPF_OPTS(bpf_map_create_opts, outerOpts, .inner_map_fd = static_cast<uint32_t>(tmpl));
+  int old = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "rings", 4, 4, options().limits.maxServices, &outerOpts);
+  close(tmpl);
+  ASSERT_GE(old, 0);
+  const std::string path = pinDir_ + "/rings";
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
+  close(old);
+  const uint32_t oldRings = mapId("rings");
+
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(mapId("rings"), oldRings);
+  std::vector<uint32_t> slots(13);
+  for (uint32_t i = 0; i < slots.size(); ++i) slots[i] = i % 3;
+  for (int round = 0; round < 2; ++round) {  // the fallback, then plain from the start
+    s = dp_->publishRing(2, slots);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    int rings = pinned("rings");
+    uint32_t key = 2, innerId = 0;
+    ASSERT_EQ(bpf_map_lookup_elem(rings, &key, &innerId), 0);
+    close(rings);
+    int inner = bpf_map_get_fd_by_id(innerId);
+    ASSERT_GE(inner, 0);
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    ASSERT_EQ(bpf_obj_get_info_by_fd(inner, &info, &len), 0);
+    EXPECT_EQ(info.map_flags, uint32_t{BPF_F_INNER_MAP});
+    for (uint32_t i = 0; i <= slots.size(); ++i) {
+      uint32_t v = 99;
+      ASSERT_EQ(bpf_map_lookup_elem(inner, &i, &v), 0);
+      EXPECT_EQ(v, i == 0 ? slots.size() : slots[i - 1]) << "word " << i;
+    }
+    close(inner);
+    slots[5] = 2;
+  }
 }
 
 // A keeld built before a reason was appended (tx_icmp_too_big: 16 -> 17)

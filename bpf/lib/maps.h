@@ -76,7 +76,7 @@ struct {
 	__type(value, struct keel_node_config);
 } node_config SEC(".maps");
 
-/* [0]: this CPU's ICMP too-big rate limit (keel_icmp_rate_allow's time).
+/* [0]: this CPU's ICMP too-big rate limit (keel_rate_allow's time).
  * State that may start empty: a keeld adopting pins made before it existed
  * creates and pins it (XdpDataplane::adoptPinnedMaps). */
 struct {

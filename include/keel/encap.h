@@ -39,6 +39,7 @@
 
 #include "keel/hash.h"
 #include "keel/parse.h"
+#include "keel/rate.h"
 
 #define KEEL_ENCAP_TTL 64
 #define KEEL_ETH_ALEN 6
@@ -417,33 +418,11 @@ KEEL_INLINE int keel_icmp_echo_reply(void *data, void *end, const struct keel_pk
 /* The answers are limited per CPU (XDP) or per worker (DPDK), as RFC 4443
  * §2.4(f) requires of ICMPv6 errors and RFC 1812 §4.3.2.8 asks of routers:
  * `rate` answers a second (node_config.icmp_too_big_rate; 0: none at all)
- * with bursts of up to keel_icmp_burst(rate) (one twentieth of a second's
+ * with bursts of up to keel_rate_burst(rate) (one twentieth of a second's
  * worth, at least 1: Linux's icmp_msgs_per_sec / icmp_msgs_burst are 1000 /
- * 50). A packet over the limit keeps DROP_TOO_BIG.
- * The bucket is one 64-bit "theoretical arrival time" (GCRA): *tat is when
- * the bucket would be full again, 0 at first. Each answer moves it one
- * interval later; an answer may go while *tat is at most burst - 1 intervals
- * ahead of now. Returns 1 (and takes the answer's place) or 0.
+ * 50), by keel_rate_allow (keel/rate.h). A packet over the limit keeps
+ * DROP_TOO_BIG.
  * Each client has a limit of its own too (keel_icmp_too_big_allow, below). */
-KEEL_INLINE __u32 keel_icmp_burst(__u32 rate)
-{
-	return rate / 20 > 1 ? rate / 20 : 1;
-}
-
-KEEL_INLINE int keel_icmp_rate_allow(__u64 *tat, __u64 now_ns, __u32 rate)
-{
-	__u64 interval;
-	__u64 t;
-
-	if (rate == 0)
-		return 0;
-	interval = 1000000000ull / rate;
-	t = *tat > now_ns ? *tat : now_ns;
-	if (t - now_ns > interval * (keel_icmp_burst(rate) - 1))
-		return 0;
-	*tat = t + interval;
-	return 1;
-}
 
 /* ---- Per-client limit on the too-big answers ----
  * The limit above is global: one client sending oversized packets at the
@@ -452,7 +431,7 @@ KEEL_INLINE int keel_icmp_rate_allow(__u64 *tat, __u64 now_ns, __u32 rate)
  * errors per peer as well as globally (net.ipv4.icmp_ratelimit beside
  * icmp_msgs_per_sec), each client also has a bucket of its own:
  * `client_rate` answers a second (node_config.icmp_too_big_client_rate; 0:
- * no per-client limit), bursts of keel_icmp_burst(client_rate), per CPU /
+ * no per-client limit), bursts of keel_rate_burst(client_rate), per CPU /
  * worker like the global one.
  * The buckets are KEEL_ICMP_CLIENT_SLOTS GCRA times per CPU / worker, the
  * slot chosen by a hash of the client's address: an IPv4 address whole, an
@@ -489,9 +468,9 @@ KEEL_INLINE int keel_icmp_too_big_allow(__u64 *client_tat, __u64 *tat, __u64 now
 
 	if (rate == 0)
 		return 0;
-	if (client_rate != 0 && !keel_icmp_rate_allow(client_tat, now_ns, client_rate))
+	if (client_rate != 0 && !keel_rate_allow(client_tat, now_ns, client_rate))
 		return 0;
-	if (!keel_icmp_rate_allow(tat, now_ns, rate)) {
+	if (!keel_rate_allow(tat, now_ns, rate)) {
 		*client_tat = before;
 		return 0;
 	}

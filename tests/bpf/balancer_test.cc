@@ -408,7 +408,7 @@ TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
     EXPECT_EQ(off->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 0u);
   }
   // The answers are limited per CPU (node_config.icmp_too_big_rate, the
-  // shared keel_icmp_rate_allow): at rate 1 (bursts of one) a second too-big
+  // shared keel_rate_allow): at rate 1 (bursts of one) a second too-big
   // packet within the second stays DROP_TOO_BIG; at rate 0 none is answered.
   // A fresh program each time (its icmp_limit starts empty), and this thread
   // pinned to one CPU so both packets meet the same CPU's bucket.

@@ -175,7 +175,7 @@ struct Step {
 // Called with step.be null; out of line (see BurstCache::fill).
 [[gnu::noinline]] void peerEntry(const Snapshot& s, WorkerState& w, const keel_pkt& p, uint32_t svcId,
                                  uint64_t nowNs, uint64_t idleNs, Step& step) {
-  if (!keel_icmp_rate_allow(&w.peerTat, nowNs, w.peerLookupRate)) {
+  if (!keel_rate_allow(&w.peerTat, nowNs, w.peerLookupRate)) {
     countEvent(w.counters.icmpPeer[kPeerRateLimited]);
     return;
   }

@@ -82,7 +82,7 @@ struct alignas(64) WorkerState {
   // empty with one worker and in tests that do not set it.
   std::vector<const ConnTable*> peers;
   // Errors looked up in `peers`, at most this many a second (bursts of a
-  // twentieth; keel_icmp_rate_allow, as for too-big answers): each such
+  // twentieth; keel_rate_allow, as for too-big answers): each such
   // lookup reads one line of every other worker's table, and errors are easy
   // to forge. Past it an error follows the ring. Legitimate errors come once
   // per flow and path-MTU change, far below it. Each error that takes the

@@ -691,26 +691,26 @@ TEST_F(WorkerPathTest, PacketTooBigV6CarriesThePseudoHeaderChecksum) {
 TEST(IcmpRateLimit, BurstThenOneAnswerPerInterval) {
   __u64 tat = 0;
   const uint64_t t0 = 5'000'000'000ull;  // any clock; the first answer always goes
-  EXPECT_EQ(keel_icmp_burst(1000), 50u);
-  for (int i = 0; i < 50; ++i) EXPECT_TRUE(keel_icmp_rate_allow(&tat, t0, 1000)) << "answer " << i;
-  EXPECT_FALSE(keel_icmp_rate_allow(&tat, t0, 1000)) << "the 51st of a burst";
-  EXPECT_FALSE(keel_icmp_rate_allow(&tat, t0 + 999'999, 1000)) << "less than 1 ms later";
-  EXPECT_TRUE(keel_icmp_rate_allow(&tat, t0 + 1'000'000, 1000)) << "1 ms later: one more";
-  EXPECT_FALSE(keel_icmp_rate_allow(&tat, t0 + 1'000'000, 1000));
+  EXPECT_EQ(keel_rate_burst(1000), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_TRUE(keel_rate_allow(&tat, t0, 1000)) << "answer " << i;
+  EXPECT_FALSE(keel_rate_allow(&tat, t0, 1000)) << "the 51st of a burst";
+  EXPECT_FALSE(keel_rate_allow(&tat, t0 + 999'999, 1000)) << "less than 1 ms later";
+  EXPECT_TRUE(keel_rate_allow(&tat, t0 + 1'000'000, 1000)) << "1 ms later: one more";
+  EXPECT_FALSE(keel_rate_allow(&tat, t0 + 1'000'000, 1000));
   // Idle for a second: a whole burst again, never more.
   const uint64_t t1 = t0 + 2'000'000'000ull;
   int sent = 0;
-  while (sent < 1000 && keel_icmp_rate_allow(&tat, t1, 1000)) ++sent;
+  while (sent < 1000 && keel_rate_allow(&tat, t1, 1000)) ++sent;
   EXPECT_EQ(sent, 50);
   // Low rates: bursts of one.
   __u64 slow = 0;
-  EXPECT_EQ(keel_icmp_burst(10), 1u);
-  EXPECT_TRUE(keel_icmp_rate_allow(&slow, t0, 10));
-  EXPECT_FALSE(keel_icmp_rate_allow(&slow, t0 + 99'999'999, 10));
-  EXPECT_TRUE(keel_icmp_rate_allow(&slow, t0 + 100'000'000, 10));
+  EXPECT_EQ(keel_rate_burst(10), 1u);
+  EXPECT_TRUE(keel_rate_allow(&slow, t0, 10));
+  EXPECT_FALSE(keel_rate_allow(&slow, t0 + 99'999'999, 10));
+  EXPECT_TRUE(keel_rate_allow(&slow, t0 + 100'000'000, 10));
   // Rate 0: never.
   __u64 off = 0;
-  EXPECT_FALSE(keel_icmp_rate_allow(&off, t0, 0));
+  EXPECT_FALSE(keel_rate_allow(&off, t0, 0));
 }
 
 // The worker answers at most node_config.icmp_too_big_rate a second (its

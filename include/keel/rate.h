@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A rate limit both planes share, per CPU (XDP) or per worker (DPDK): `rate`
+ * events a second with bursts of up to keel_rate_burst(rate), one twentieth
+ * of a second's worth and at least 1. It limits ICMP too-big answers
+ * (encap.h), the DPDK workers' ICMP peer lookups and connection-table
+ * inserts (node_config.conntrack_insert_rate).
+ * The bucket is one 64-bit "theoretical arrival time" (GCRA): *tat is when
+ * the bucket would be full again, 0 at first. Each event moves it one
+ * interval later; an event may go while *tat is at most burst - 1 intervals
+ * ahead of now. keel_rate_allow returns 1 (and takes the event's place) or
+ * 0; a rate of 0 allows nothing.
+ *
+ * Compiles as BPF C, C and C++ (KEEL_INLINE, types.h).
+ */
+#ifndef KEEL_RATE_H
+#define KEEL_RATE_H
+
+#include "keel/types.h"
+
+KEEL_INLINE __u32 keel_rate_burst(__u32 rate)
+{
+	return rate / 20 > 1 ? rate / 20 : 1;
+}
+
+KEEL_INLINE int keel_rate_allow(__u64 *tat, __u64 now_ns, __u32 rate)
+{
+	__u64 interval;
+	__u64 t;
+
+	if (rate == 0)
+		return 0;
+	interval = 1000000000ull / rate;
+	t = *tat > now_ns ? *tat : now_ns;
+	if (t - now_ns > interval * (keel_rate_burst(rate) - 1))
+		return 0;
+	*tat = t + interval;
+	return 1;
+}
+
+#endif

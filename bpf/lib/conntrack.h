@@ -14,6 +14,7 @@
 
 #include "keel/maglev_lookup.h"
 #include "keel/parse.h"
+#include "keel/rate.h"
 #include "lib/config.h"
 #include "lib/maps.h"
 
@@ -109,7 +110,9 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	const struct keel_node_config *node, __u32 *be_id)
 {
 	struct keel_ct_value fresh = {};
+	struct keel_ct_insert_limit *lim;
 	struct keel_backend *be;
+	__u32 zero = 0;
 	__u64 now;
 
 	if (!keel_use_conntrack)
@@ -126,6 +129,12 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	 * entries would let forged errors fill the table. */
 	if (pkt->icmp_error)
 		return be;
+	/* Past node.conntrack_insert_rate: forwarded, not remembered. */
+	lim = bpf_map_lookup_elem(&ct_insert_limit, &zero);
+	if (lim && !keel_ct_insert_allow(&lim->tat, now, node->conntrack_insert_rate)) {
+		lim->skipped++;  /* this CPU's slot: no other writer */
+		return be;
+	}
 	fresh.backend_id = *be_id;
 	fresh.gen = be->gen;
 	fresh.last_seen_ns = now;

@@ -96,6 +96,16 @@ struct {
 	__type(value, __u64);
 } icmp_client_limit SEC(".maps");
 
+/* [0]: this CPU's connection-table insert limit (keel_ct_insert_allow):
+ * its time and the inserts it turned away. State that may start empty, as
+ * icmp_limit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct keel_ct_insert_limit);
+} ct_insert_limit SEC(".maps");
+
 /* Forwarded packets/bytes per service id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -105,8 +105,19 @@ struct keel_node_config {
 	__u32 icmp_too_big_client_rate; /* the same per client (its slot); 0: no per-client limit (encap.h) */
 	__u32 tunnel_mtu;           /* 0: none; else the path MTU toward the reals: an encapsulated
 				     * packet over it (or the port's) gets ICMP too-big (encap.h) */
+	__u32 conntrack_insert_rate; /* 0: no limit; else connection-table inserts a second per CPU /
+				      * worker; past it a new flow is forwarded by the ring but not
+				      * remembered (keel_ct_insert_allow, rate.h) */
 };
-KEEL_STATIC_ASSERT(sizeof(struct keel_node_config) == 64, "node config ABI");
+KEEL_STATIC_ASSERT(sizeof(struct keel_node_config) == 68, "node config ABI");
+
+/* Per CPU (XDP: ct_insert_limit[0]) / per worker (DPDK): the connection-table
+ * insert limit's GCRA time and the inserts it turned away. */
+struct keel_ct_insert_limit {
+	__u64 tat;
+	__u64 skipped;
+};
+KEEL_STATIC_ASSERT(sizeof(struct keel_ct_insert_limit) == 16, "ct insert limit ABI");
 
 /* Counters (per CPU / per lcore, summed by the control plane). */
 struct keel_counter {

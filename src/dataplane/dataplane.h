@@ -104,6 +104,10 @@ struct DataplaneStats {
   // The DPDK port's own counters; nullopt where the plane has none (XDP:
   // the kernel's `ip -s link` counts the interface).
   std::optional<PortStats> port;
+  // New flows forwarded but not written into the connection table, over
+  // node.conntrack_insert_rate (include/keel/rate.h), summed over every CPU
+  // (XDP) or worker (DPDK).
+  uint64_t connInsertsSkipped = 0;
 };
 
 // The plane-wide figures shown beside the services (stats.get, the metrics).

@@ -7,6 +7,7 @@
 #include "keel/hash.h"
 #include "keel/maglev_lookup.h"
 #include "keel/parse.h"
+#include "keel/rate.h"
 
 namespace keel::dpdk {
 
@@ -131,7 +132,8 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
 
 // A flow the connection table does not hold (or holds for a real it may no
 // longer use): its real from the service's ring, remembered unless the
-// packet is an ICMP error (which follows its flow but never creates one).
+// packet is an ICMP error (which follows its flow but never creates one) or
+// the worker is past node.conntrack_insert_rate.
 // Null if the ring has no usable real. Out of line (see BurstCache::fill).
 [[gnu::noinline]] const BackendSlot* pick(const Snapshot& s, WorkerState& w, const keel_pkt& p,
                                           const keel_service_value& svc, uint32_t connHash, uint64_t nowNs,
@@ -142,11 +144,15 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
   beId = ring[keel_ring_index(schedHash, m)];
   const BackendSlot* be = snapshotBackend(s, beId);
   if (!usable(be, svc.id)) return nullptr;
-  if (!p.icmp_error) {
-    // An evicted flow counts as live within its idle timeout (none: always).
-    const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
-    w.conns.insert(p.key, connHash, beId, be->be.gen, nowNs, idleNs ? idleNs : UINT64_MAX);
+  if (p.icmp_error) return be;
+  // Past node.conntrack_insert_rate: forwarded, not remembered (rate.h).
+  if (!keel_ct_insert_allow(&w.ctInsertTat, nowNs, s.node.conntrack_insert_rate)) {
+    countEvent(w.counters.ctInsertsSkipped);
+    return be;
   }
+  // An evicted flow counts as live within its idle timeout (none: always).
+  const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
+  w.conns.insert(p.key, connHash, beId, be->be.gen, nowNs, idleNs ? idleNs : UINT64_MAX);
   return be;
 }
 

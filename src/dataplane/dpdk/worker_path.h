@@ -66,6 +66,9 @@ struct alignas(64) WorkerCounters {
   keel_counter reasons[KEEL_R_MAX] = {};
   // ICMP errors that took the peer lookup, by PeerLookup (countEvent).
   uint64_t icmpPeer[kPeerLookupResults] = {};
+  // New flows forwarded but not remembered: over node.conntrack_insert_rate
+  // (keel_ct_insert_allow; countEvent).
+  uint64_t ctInsertsSkipped = 0;
 };
 
 // Everything a worker owns. One per lcore, cache-aligned so two workers never
@@ -93,6 +96,7 @@ struct alignas(64) WorkerState {
   WorkerCounters counters;
   uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it gets ICMP too-big or DROP_TOO_BIG
   __u64 icmpTat = 0;  // the ICMP too-big answers' rate limit (keel_icmp_too_big_allow)
+  __u64 ctInsertTat = 0;  // the connection-table insert limit (keel_ct_insert_allow)
   // The same per client, by keel_icmp_client_slot(): 32 KiB, last, so the
   // fields the packet path reads for every packet keep their lines.
   std::array<__u64, KEEL_ICMP_CLIENT_SLOTS> icmpClientTat{};

@@ -171,10 +171,12 @@ bool sameProgram(int attachedFd, int attachedRodataFd, int loadedFd, int loadedR
 // one its load creates, and what it carries over from the old one: each is
 // state whose layout a build may change without refusing the pins. Every
 // other map must match this build's exactly (adoptPinnedMaps).
-//   kEmpty:       the ICMP too-big rate limits' times. Missing (pins made
-//                 before it) or of another shape: this build's starts
-//                 empty; the worst is a burst of answers the old times
-//                 would have refused.
+//   kEmpty:       the ICMP too-big rate limits' times and the
+//                 connection-table insert limit's (ct_insert_limit). Missing
+//                 (pins made before it) or of another shape: this build's
+//                 starts empty; the worst is a burst of answers or inserts
+//                 the old times would have refused (and the insert limit's
+//                 count of skipped inserts starts at 0).
 //   kNodeConfig:  node_config pinned by a build whose keel_node_config was
 //                 shorter (fields are only appended: maps_abi.h; a longer
 //                 one, a downgrade, is another layout): copied before the
@@ -188,7 +190,7 @@ XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const
   const bool sameShape = pinned && pinned->type == bpf_map__type(map) &&
                          pinned->key_size == bpf_map__key_size(map) &&
                          pinned->value_size == bpf_map__value_size(map);
-  if (map == skel->maps.icmp_limit || map == skel->maps.icmp_client_limit)
+  if (map == skel->maps.icmp_limit || map == skel->maps.icmp_client_limit || map == skel->maps.ct_insert_limit)
     return !sameShape || pinned->max_entries != bpf_map__max_entries(map) ? C::kEmpty : C::kReuse;
   if (!pinned) return C::kReuse;  // missing: adoptPinnedMaps refuses it
   if (map == skel->maps.node_config && pinned->type == bpf_map__type(map) &&
@@ -786,6 +788,13 @@ DataplaneStats XdpDataplane::readCounters(uint32_t services, uint32_t backends) 
   st.backends = readPercpu(bpf_map__fd(skel_->maps.stats_backends), backends);
   std::vector<keel_counter> reasons = readPercpu(bpf_map__fd(skel_->maps.stats_reasons), KEEL_R_MAX);
   std::copy(reasons.begin(), reasons.end(), st.reasons.begin());
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu > 0) {
+    std::vector<keel_ct_insert_limit> limits(static_cast<size_t>(ncpu));
+    uint32_t zero = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.ct_insert_limit), &zero, limits.data()) == 0)
+      for (const keel_ct_insert_limit& l : limits) st.connInsertsSkipped += l.skipped;
+  }
   return st;
 }
 

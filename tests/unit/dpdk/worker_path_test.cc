@@ -296,6 +296,40 @@ TEST_F(WorkerPathTest, ConnectionTableKeepsFlowsUntilTheGenerationChanges) {
   EXPECT_EQ(run(old, 5000).r.backendId, 1u);
 }
 
+// node.conntrack_insert_rate, per worker: past it a new flow goes to the
+// ring's real but is not remembered (counted), so a ring change moves it
+// while a remembered flow stays; at rate 20 (bursts of one, one insert each
+// 50 ms) the limit refills with time; at 0 nothing is limited.
+TEST_F(WorkerPathTest, NewFlowsPastTheInsertRateAreForwardedButNotRemembered) {
+  keel_node_config node = test::nodeConfig();
+  node.conntrack_insert_rate = 20;
+  ASSERT_TRUE(store_.setNode(node));
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1, 1)));
+  ring(1, {1, 1, 1, 1, 1});
+  auto flow = [&](uint16_t sport) { return test::buildFrame(Frame{ip("192.168.1.1"), vip4_, sport, 80}); };
+  const uint64_t t0 = 1'000'000'000;
+  for (uint16_t sport = 1000; sport < 1004; ++sport) EXPECT_EQ(run(flow(sport), t0).r.backendId, 1u);
+  EXPECT_EQ(worker_.counters.ctInsertsSkipped, 3u);
+  EXPECT_EQ(worker_.counters.reasons[KEEL_R_TX_IPIP].packets, 4u);
+  EXPECT_EQ(run(flow(1004), t0 + 49'000'000).r.backendId, 1u);  // still within the interval
+  EXPECT_EQ(run(flow(1005), t0 + 50'000'000).r.backendId, 1u);  // the next insert's turn
+  EXPECT_EQ(worker_.counters.ctInsertsSkipped, 4u);
+  // The ring moves: the remembered flows (1000, 1005) stay, the others follow it.
+  ring(1, {2, 2, 2, 2, 2});
+  const uint64_t t1 = t0 + 10'000'000'000;  // the limit full again, but only for one
+  EXPECT_EQ(run(flow(1000), t1).r.backendId, 1u);
+  EXPECT_EQ(run(flow(1005), t1).r.backendId, 1u);
+  EXPECT_EQ(run(flow(1001), t1).r.backendId, 2u);  // inserted now, on 2
+  EXPECT_EQ(run(flow(1002), t1).r.backendId, 2u);  // skipped again
+  EXPECT_EQ(worker_.counters.ctInsertsSkipped, 5u);
+  node.conntrack_insert_rate = 0;
+  ASSERT_TRUE(store_.setNode(node));
+  for (uint16_t sport = 2000; sport < 2010; ++sport) EXPECT_EQ(run(flow(sport), t1).r.backendId, 2u);
+  EXPECT_EQ(worker_.counters.ctInsertsSkipped, 5u);
+}
+
 // An ICMP error toward a VIP (frag-needed, packet-too-big) quoting the
 // packet `quoted` (a reply the real sent from the VIP to the client), as a
 // router on the way back to the client sends it.

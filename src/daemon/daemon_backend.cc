@@ -89,14 +89,18 @@ nlohmann::json fingerprint(const RealConfig& r, bool tableMac = false) {
 nlohmann::json fingerprint(const ServiceConfig& s, bool tableMac = false) {
   nlohmann::json reals = nlohmann::json::array();
   for (const RealConfig& r : s.reals) reals.push_back(fingerprint(r, tableMac));
-  return {{"vip", s.vip.toString()},
-          {"port", s.port},
-          {"protocol", s.protocol},
-          {"forwarding", std::string(toString(s.forwarding))},
-          {"scheduler", std::string(toString(s.scheduler))},
-          {"ring_size", s.ringSize},
-          {"fail_open", s.healthFailOpen},
-          {"reals", std::move(reals)}};
+  nlohmann::json f = {{"vip", s.vip.toString()},
+                      {"port", s.port},
+                      {"protocol", s.protocol},
+                      {"forwarding", std::string(toString(s.forwarding))},
+                      {"scheduler", std::string(toString(s.scheduler))},
+                      {"ring_size", s.ringSize},
+                      {"fail_open", s.healthFailOpen},
+                      {"reals", std::move(reals)}};
+  // Only when set, so a state file written before established_on_down
+  // existed still matches a file that does not use it (as require_reply).
+  if (s.healthKeepEstablished) f["keep_established"] = true;
+  return f;
 }
 
 // null: the file has no such real / service.
@@ -799,6 +803,11 @@ void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const st
                  .add("real", target.address.toString())
                  .add("state", up ? "up" : "down")
                  .add("reason", reason);  // = health show's reason
+  // What becomes of its established flows (real_down then says what did:
+  // established=kept|repicked, or held=1 by fail-open).
+  if (!up)
+    if (const ServiceConfig* svc = findSvc(effective_, target.service))
+      log.add("established_on_down", svc->healthKeepEstablished ? "keep" : "repick");
   if (up)
     logInfo(log);
   else
@@ -1131,6 +1140,14 @@ std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddReq
       svc.healthFailOpen = v == "fail-open";
     else
       errors.push_back("request: params.health.all_down: must be one of fail-open|fail-closed, got " + v);
+  }
+  if (svc.health.IsMap() && svc.health["established_on_down"]) {
+    const YAML::Node k = svc.health["established_on_down"];
+    const std::string v = k.IsScalar() ? k.Scalar() : std::string("a ") + (k.IsMap() ? "map" : "list");
+    if (k.IsScalar() && (v == "repick" || v == "keep"))
+      svc.healthKeepEstablished = v == "keep";
+    else
+      errors.push_back("request: params.health.established_on_down: must be one of repick|keep, got " + v);
   }
   // The service's own check, reals or not (as keel.yaml's: config.cc); a
   // mistake in it would otherwise read once per real, or not at all.

@@ -69,7 +69,9 @@ class DaemonBackend : public api::ControlBackend {
   // First apply at start: the file config, no overlay; adds health targets.
   // `adopted`: what a previous keeld left programmed (restart); the registry
   // takes over its ids first (Registry::adopt) and each checked real starts
-  // in the state it was left in (VALID = up), so a restart moves no flow;
+  // in the state it was left in (VALID = up, unless marked kept down by
+  // established_on_down: keep: then down, its flows kept, out of the ring
+  // until `rise` passes), so a restart moves no flow;
   // an l2dsr real the neighbour table no longer holds keeps the MAC the
   // adopted plane forwards to (keepAdoptedMacs). Without it, a checked real starts up if the state file's stop record
   // (saveAtStop) has it up and was written at most its check's

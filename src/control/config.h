@@ -122,6 +122,11 @@ struct RealConfig {
   // The health verdict a real gets when the registry first adds it. keeld
   // sets false for checked reals (down until `rise` passes).
   bool startHealthy = true;
+  // With startHealthy false: added kept down (VALID, out of the ring, its
+  // flows kept) if its service has established_on_down: keep. keeld sets it
+  // for a real a clean stop left kept down, so that the connection table a
+  // DPDK restart restores still reaches it (DaemonBackend::start).
+  bool startKept = false;
   int line = 0;                   // 1-based line in the file, for later messages
 };
 

@@ -286,6 +286,7 @@ Status Registry::addService(const ServiceConfig& cfg) {
     real.weight = rc.weight;
     real.healthy = rc.startHealthy && !lacksMac(cfg, rc.mac);
     real.mac = rc.mac;
+    real.kept = !real.healthy && rc.startKept && canKeep(cfg, real);
   }
   // Ids in address order: like the ring, they do not depend on listing order.
   for (auto& [addr, real] : state.reals) {
@@ -396,6 +397,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     real.weight = rc->weight;
     real.healthy = rc->startHealthy && !lacksMac(cfg, rc->mac);
     real.mac = rc->mac;
+    real.kept = !real.healthy && rc->startKept && canKeep(cfg, real);
     real.id = allocateBackend();
     real.firstGen = backendGen_[real.id];
   }

@@ -1516,6 +1516,45 @@ TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
   }
 }
 
+// A clean stop with a real kept down (established_on_down: keep): a keeld
+// that cannot adopt (DPDK) starts it down, out of the ring, but VALID, so
+// the connection table it restores (by address) still reaches it. Under
+// repick, or without the record's `kept` (an older keeld's file), it starts
+// down and not VALID, as before.
+TEST_F(RuntimeStateTest, ACleanStopStartsARealKeptDownKeptDownAgain) {
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, interval: 10s, rise: 3, fall: 3, "
+                                   "established_on_down: keep}\n") + kApi;
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
+  backend_->saveAtStop();
+  ASSERT_EQ(readState()["stopped"]["kept"].size(), 1u);
+  const auto validOf = [](Keeld& k, const char* addr) {
+    const std::optional<ServiceView> web = k.registry.service("web");
+    for (const RealView& r : web->reals)
+      if (r.address == ip(addr)) return (k.dp.backends[r.backendId].flags & KEEL_BE_F_VALID) != 0;
+    return false;
+  };
+  {
+    auto k = restart();
+    EXPECT_EQ(k->real("web", "10.0.1.1")->state(), "up");
+    EXPECT_EQ(k->real("web", "10.0.1.2")->state(), "down");
+    EXPECT_TRUE(validOf(*k, "10.0.1.2"));
+    EXPECT_TRUE(k->registry.service("web")->reals[1].kept);
+    const auto ring = k->dp.ringTargets(k->registry.service("web")->id);
+    EXPECT_TRUE(std::all_of(ring.begin(), ring.end(), [](const auto& t) { return t == ip("10.0.1.1"); }));
+  }
+  backend_->saveAtStop();  // (the restarted keeld rewrote the file without a stop record)
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, interval: 10s, rise: 3, fall: 3}\n") + kApi;
+  {
+    auto k = restart();
+    EXPECT_EQ(k->real("web", "10.0.1.1")->state(), "up") << "no stop record read";
+    EXPECT_EQ(k->real("web", "10.0.1.2")->state(), "down");
+    EXPECT_FALSE(validOf(*k, "10.0.1.2"));
+  }
+}
+
 // Every l2dsr real a request or a whole state file adds without a mac is
 // looked up with one neighbour-table read: each read may wait up to ~1 s for
 // neighbours the table lacks, so one read per real held a start that long

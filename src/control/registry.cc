@@ -800,11 +800,13 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
         return Status::ok();
       }
     }
-    if (wasInRing)
-      if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
     // keep: out of the ring as a drained real is, VALID at its generation,
     // so established flows stay; the write only marks it down (adopt()).
+    // Decided before the ring, so that the rewrite after a failed publish
+    // writes it kept, not !VALID at its old generation.
     real.kept = canKeep(state.config, real);
+    if (wasInRing)
+      if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
     if (Status s = real.kept ? writeBackend(state, addr, real) : invalidateBackend(state, addr, real); !s)
       return markRewrite(s);
   } else {

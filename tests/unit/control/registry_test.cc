@@ -1000,6 +1000,21 @@ TEST_F(RegistryTest, AHealthChangeTheDataPlaneFailedIsSettledByTheNextApply) {
   EXPECT_FALSE(dp_.backends[1].flags & KEEL_BE_F_VALID);
 }
 
+// The same under keep: the apply that settles it leaves the real kept
+// (VALID at its generation), not !VALID.
+TEST_F(RegistryTest, AKeptDownTheDataPlaneFailedIsSettledKept) {
+  const Config c = config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}))});
+  applyOk(c);
+  dp_.failedCallsLand = false;
+  dp_.failAfter = 1;  // the ring without 10.0.1.12 is not published
+  EXPECT_FALSE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  applyOk(c);
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  EXPECT_TRUE(dp_.backends[1].flags & KEEL_BE_F_VALID);
+  EXPECT_TRUE(dp_.backends[1].flags & KEEL_BE_F_KEPT_DOWN);
+  EXPECT_EQ(dp_.backends[1].gen, 1u);
+}
+
 TEST_F(RegistryTest, StatsAreMappedToServicesAndReals) {
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
                   service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));

@@ -586,6 +586,11 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
                               {{"fail-open", true}, {"fail-closed", false}}))
       svc.healthFailOpen = *v;
   }
+  if (svcHealth.IsDefined() && svcHealth.IsMap() && svcHealth["established_on_down"]) {
+    const YAML::Node k = svcHealth["established_on_down"];
+    if (auto v = choice<bool>(k, path + ".health.established_on_down", {{"repick", false}, {"keep", true}}))
+      svc.healthKeepEstablished = *v;
+  }
   // The service's own block, reals or not: it is the check every real
   // without `health:` gets, now or at a later `keelctl real add`. Its key
   // mistakes are reported here, once; a real reports only its own block's.
@@ -913,15 +918,18 @@ std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth
     none.type = HealthCheckSpec::Type::None;
     return none;
   }
-  // `all_down` is a service-only key the spec builder does not know.
+  // `all_down` and `established_on_down` are service-only keys the spec
+  // builder does not know (a real's block that sets them is told so: unknown key).
   // (Never assign to a Node that refers to another: yaml-cpp would overwrite
   // the referee. Build a separate map whose values share the originals, so
   // their line marks stay.)
-  const bool strip = svcPresent && serviceHealth.IsMap() && serviceHealth["all_down"];
+  auto serviceOnly = [](const std::string& key) { return key == "all_down" || key == "established_on_down"; };
+  const bool strip = svcPresent && serviceHealth.IsMap() &&
+                     (serviceHealth["all_down"] || serviceHealth["established_on_down"]);
   YAML::Node stripped(YAML::NodeType::Map);
   if (strip)
     for (const auto& kv : serviceHealth)
-      if (kv.first.Scalar() != "all_down") stripped[kv.first.Scalar()] = kv.second;
+      if (!serviceOnly(kv.first.Scalar())) stripped[kv.first.Scalar()] = kv.second;
   const YAML::Node& specNode = strip ? stripped : serviceHealth;
   const size_t before = errors.service.size() + errors.real.size();
   HealthSpecBuilder b;

@@ -122,6 +122,11 @@ struct RealConfig {
   // The health verdict a real gets when the registry first adds it. keeld
   // sets false for checked reals (down until `rise` passes).
   bool startHealthy = true;
+  // With startHealthy false: added kept down (VALID, out of the ring, its
+  // flows kept) if its service has established_on_down: keep. keeld sets it
+  // for a real a clean stop left kept down, so that the connection table a
+  // DPDK restart restores still reaches it (DaemonBackend::start).
+  bool startKept = false;
   int line = 0;                   // 1-based line in the file, for later messages
 };
 
@@ -139,6 +144,12 @@ struct ServiceConfig {
   // healthy real(s) in the ring (traffic keeps flowing to something that
   // may be alive); fail-closed empties the ring (drop_no_backend).
   bool healthFailOpen = true;
+  // health.established_on_down: what a real that goes health-down does with
+  // its established flows. repick (false, the default): it is invalidated
+  // (new generation), so they re-pick another real, which resets them.
+  // keep (true): it only leaves the ring, VALID at its generation as a
+  // drained real is, so they keep reaching it (Registry::setRealHealth).
+  bool healthKeepEstablished = false;
   int line = 0;
 };
 
@@ -247,7 +258,7 @@ struct HealthErrors {
 };
 
 // A real's resolved health check: the service's `health:` (its all_down
-// key skipped) overlaid with the real's own. Neither present: type none.
+// and established_on_down keys skipped) overlaid with the real's own. Neither present: type none.
 // Errors are appended by layer; nullopt when there is any.
 std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth,
                                                  const YAML::Node& realHealth, std::string_view source,

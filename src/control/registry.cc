@@ -151,8 +151,10 @@ Status Registry::writeBackend(const ServiceState& state, const IpAddress& addr,
   b.service_id = state.id;
   b.gen = backendGen_[real.id];
   b.family = addr.family();
-  // A health-down real stays !VALID until it is up again.
-  b.flags = real.healthy || real.held ? KEEL_BE_F_VALID : 0;
+  // A health-down real stays !VALID until it is up again, unless it keeps
+  // its flows (established_on_down: keep): VALID, marked down for adopt().
+  b.flags = real.valid() ? KEEL_BE_F_VALID : 0;
+  if (real.kept) b.flags |= KEEL_BE_F_KEPT_DOWN;
   if (state.config.forwarding == Forwarding::kL2dsr && real.mac)
     std::memcpy(b.mac, real.mac->bytes().data(), 6);
   if (Status s = dataplane_.upsertBackend(real.id, b); !s)
@@ -245,12 +247,18 @@ std::vector<IpAddress> Registry::unholdIfServed(ServiceState& state, const std::
 
 Status Registry::invalidateReleased(ServiceState& state, const std::vector<IpAddress>& released) {
   for (const IpAddress& addr : released) {
-    if (Status s = invalidateBackend(state, addr, state.reals[addr]); !s) return s;
+    RealState& real = state.reals[addr];
+    // Out of the ring now, like any real that goes down: under keep its
+    // flows stay with it, as they would had it never been held.
+    real.kept = canKeep(state.config, real);
+    if (Status s = real.kept ? writeBackend(state, addr, real) : invalidateBackend(state, addr, real); !s)
+      return s;
     logInfo(LogRecord("real_down")
                 .add("service", state.config.name)
                 .add("real", addr.toString())
                 .add("held", 0)
-                .add("released", 1));
+                .add("released", 1)
+                .add("established", real.kept ? "kept" : "repicked"));
   }
   return Status::ok();
 }
@@ -261,6 +269,10 @@ Status Registry::invalidateReleased(ServiceState& state, const std::vector<IpAdd
 // all-zero destination MAC.
 bool Registry::lacksMac(const ServiceConfig& cfg, const std::optional<MacAddress>& mac) {
   return cfg.forwarding == Forwarding::kL2dsr && !mac;
+}
+
+bool Registry::canKeep(const ServiceConfig& cfg, const RealState& real) {
+  return cfg.healthKeepEstablished && !lacksMac(cfg, real.mac);
 }
 
 Status Registry::addService(const ServiceConfig& cfg) {
@@ -274,6 +286,7 @@ Status Registry::addService(const ServiceConfig& cfg) {
     real.weight = rc.weight;
     real.healthy = rc.startHealthy && !lacksMac(cfg, rc.mac);
     real.mac = rc.mac;
+    real.kept = !real.healthy && rc.startKept && canKeep(cfg, real);
   }
   // Ids in address order: like the ring, they do not depend on listing order.
   for (auto& [addr, real] : state.reals) {
@@ -344,6 +357,11 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   // that drops a real's mac:, an adopted real the neighbour table lost):
   // they go down the health way, out of the ring first, then invalidated.
   std::set<IpAddress> macLost;
+  // Kept reals (down, VALID at their generation) of a service that is
+  // repick now: invalidated as a real going down under repick is, once the
+  // new ring is live. (A real already down when the service turns keep
+  // stays invalidated: its flows have moved, and none are left to keep.)
+  std::set<IpAddress> unkept;
   for (const RealConfig& rc : cfg.reals) {
     auto it = state.reals.find(rc.address);
     if (it == state.reals.end()) {
@@ -352,11 +370,18 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     }
     RealState& real = it->second;
     real.weight = rc.weight;  // a weight change (incl. drain to 0) only moves ring slots
-    if (lacksMac(cfg, rc.mac) && (real.healthy || real.held)) {
+    if (lacksMac(cfg, rc.mac) && real.valid()) {
       real.healthy = false;
       real.held = false;
+      real.kept = false;
       real.mac = rc.mac;
       macLost.insert(rc.address);
+      continue;
+    }
+    if (real.kept && !cfg.healthKeepEstablished) {
+      real.kept = false;
+      real.mac = rc.mac;
+      unkept.insert(rc.address);
       continue;
     }
     if (real.mac != rc.mac || forwardingChanged) {
@@ -372,6 +397,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     real.weight = rc->weight;
     real.healthy = rc->startHealthy && !lacksMac(cfg, rc->mac);
     real.mac = rc->mac;
+    real.kept = !real.healthy && rc->startKept && canKeep(cfg, real);
     real.id = allocateBackend();
     real.firstGen = backendGen_[real.id];
   }
@@ -383,7 +409,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   state.rewrite = false;
   if (rewrite)  // the same ids and generations: only what the config changed moves
     for (const auto& [addr, real] : state.reals)
-      if (!macLost.count(addr))  // still live in the old ring: invalidated below
+      if (!macLost.count(addr) && !unkept.count(addr))  // VALID until invalidated below
         if (Status s = writeBackend(state, addr, real); !s) return s;
   // After the rewrite above, which writes held reals VALID: the ring that
   // still names them is live until the one below replaces it.
@@ -395,6 +421,14 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   for (const IpAddress& addr : macLost) {
     if (Status s = invalidateBackend(state, addr, state.reals[addr]); !s) return s;
     logInfo(LogRecord("real_down").add("service", name).add("real", addr.toString()).add("reason", "no MAC"));
+  }
+  for (const IpAddress& addr : unkept) {
+    if (Status s = invalidateBackend(state, addr, state.reals[addr]); !s) return s;
+    logInfo(LogRecord("real_down")
+                .add("service", name)
+                .add("real", addr.toString())
+                .add("established", "repicked")
+                .add("reason", "established_on_down: repick"));
   }
   // The new ring is live: removed reals go, each leaving the state only once
   // its id is released.
@@ -661,7 +695,13 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
         RealState& real = state.reals[rc.address];
         real.id = *id;
         real.weight = rc.weight;
-        real.healthy = programmed.backends[*id].flags & KEEL_BE_F_VALID;
+        // VALID is up, unless marked down with its flows kept
+        // (established_on_down: keep): that real is out of the ring, and
+        // must stay out until its checks bring it up (DaemonBackend's
+        // targets start in the registry's state).
+        const uint8_t flags = programmed.backends[*id].flags;
+        real.kept = (flags & KEEL_BE_F_VALID) && (flags & KEEL_BE_F_KEPT_DOWN);
+        real.healthy = (flags & KEEL_BE_F_VALID) && !real.kept;
         real.mac = rc.mac;
       }
     } else {
@@ -685,7 +725,8 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
       RealState& real = state.reals[addr];
       real.id = id;
       real.weight = 1;
-      real.healthy = true;
+      real.kept = b.flags & KEEL_BE_F_KEPT_DOWN;
+      real.healthy = !real.kept;
     }
     if (!serviceIds_.reserve(state.id))
       return Status::error("adopt: service id " + std::to_string(state.id) + " reserved twice");
@@ -759,14 +800,21 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
         return Status::ok();
       }
     }
+    // keep: out of the ring as a drained real is, VALID at its generation,
+    // so established flows stay; the write only marks it down (adopt()).
+    // Decided before the ring, so that the rewrite after a failed publish
+    // writes it kept, not !VALID at its old generation.
+    real.kept = canKeep(state.config, real);
     if (wasInRing)
       if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
-    if (Status s = invalidateBackend(state, addr, real); !s) return markRewrite(s);
+    if (Status s = real.kept ? writeBackend(state, addr, real) : invalidateBackend(state, addr, real); !s)
+      return markRewrite(s);
   } else {
     // Up: the real is no holdover any more, and if it serves (weight > 0)
     // it replaces every fail-open holdover, which really is down. A drained
     // real serves nothing, so the held ones stay.
     real.held = false;
+    real.kept = false;  // back at the generation it kept
     const std::vector<IpAddress> released = unholdIfServed(state);
     // Down already moved the generation on; VALID at that generation.
     if (Status s = writeBackend(state, addr, real); !s) return markRewrite(s);
@@ -774,9 +822,10 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
       if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
     if (Status s = invalidateReleased(state, released); !s) return markRewrite(s);
   }
-  logInfo(LogRecord(healthy ? "real_up" : "real_down")
-              .add("service", service)
-              .add("real", addr.toString()));
+  LogRecord rec(healthy ? "real_up" : "real_down");
+  rec.add("service", service).add("real", addr.toString());
+  if (!healthy) rec.add("established", real.kept ? "kept" : "repicked");
+  logInfo(rec);
   return Status::ok();
 }
 
@@ -797,7 +846,7 @@ ConnReals Registry::connReals(const ServiceState& state) const {
   out.past = pastRealsSnapshot();
   out.byId.reserve(state.reals.size());
   for (const auto& [addr, r] : state.reals)
-    out.byId.emplace(r.id, ConnReals::Real{addr, r.firstGen, backendGen_[r.id], r.healthy || r.held});
+    out.byId.emplace(r.id, ConnReals::Real{addr, r.firstGen, backendGen_[r.id], r.valid()});
   return out;
 }
 
@@ -965,7 +1014,7 @@ ServiceView Registry::viewOf(const std::string& name, const ServiceState& state)
   if (auto it = mtuWarned_.find(name); it != mtuWarned_.end()) v.ipv6Mtu = it->second;
   for (const auto& [addr, real] : state.reals) {
     v.reals.push_back(RealView{addr, real.id, real.weight, backendGen_[real.id], real.healthy,
-                               real.inRing(), real.mac, real.held});
+                               real.inRing(), real.mac, real.held, real.kept});
   }
   return v;
 }

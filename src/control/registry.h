@@ -8,6 +8,9 @@
 //  - remove / down: publishRing without it, then upsertBackend(gen+1, !VALID)
 //                   (every conntrack entry still naming it is now stale)
 //  - drain (w=0):   publishRing without it; gen unchanged, established flows stay
+//  - down, keep:    (health.established_on_down: keep) as drain: publishRing
+//                   without it, then upsertBackend(gen, VALID | KEPT_DOWN),
+//                   the flag telling a restarted keeld that it is down
 //  - add service:   addVip (refcounted), backends, ring, then upsertService
 //  - remove service: removeService, publishRing(empty), invalidate backends,
 //                   removeVip when the last service on that VIP is gone
@@ -34,6 +37,17 @@
 #include "control/maglev/maglev.h"
 #include "dataplane/dataplane.h"
 
+// A backend flag only the control plane reads: the data planes test
+// KEEL_BE_F_VALID alone. Set with VALID on a real that is health-down but
+// keeps its flows (established_on_down: keep), so that a restarted keeld
+// adopting the pinned backends (Registry::adopt) knows it is down: VALID
+// alone would say up, and put it back into the ring before its checks do.
+// It belongs beside KEEL_BE_F_VALID in include/keel/maps_abi.h, so that no
+// other flag takes the bit; until it is there it is defined here.
+#ifndef KEEL_BE_F_KEPT_DOWN
+#define KEEL_BE_F_KEPT_DOWN (1u << 1)
+#endif
+
 namespace keel {
 
 struct RealView {
@@ -45,6 +59,9 @@ struct RealView {
   bool inRing = false;  // weight > 0 and (healthy or held)
   std::optional<MacAddress> mac;
   bool held = false;    // down, but kept in the ring by fail-open (all reals down)
+  // Down, out of the ring, but VALID at its generation: established flows
+  // keep reaching it (health.established_on_down: keep).
+  bool kept = false;
 };
 
 // A real that held a backend id and was removed (Registry::releaseBackend):
@@ -74,7 +91,9 @@ struct ConnReals {
     // written at an older one was the id's previous owner's.
     uint32_t firstGen = 0;
     uint32_t gen = 0;  // the id's generation now
-    bool up = false;   // healthy, or held by fail-open: its backend is VALID
+    // healthy, held by fail-open or down with its flows kept
+    // (established_on_down: keep): its backend is VALID
+    bool up = false;
   };
   std::unordered_map<BackendId, Real> byId;
   // The removed reals (shared, never changed once made): an entry whose id
@@ -221,7 +240,11 @@ class Registry {
   // real. Every backend id keeps its generation; a pinned service whose
   // (vip, port, proto) a service of `config` has keeps its service id under
   // that name, and each of its reals listed in `config` keeps its backend id
-  // (a VALID backend of that address first), healthy iff it is VALID. What
+  // (a VALID backend of that address first), healthy iff it is VALID and
+  // not marked KEEL_BE_F_KEPT_DOWN: such a real went down under
+  // established_on_down: keep, so it stays down, its flows kept (and out of
+  // the ring once apply() rewrites it) until its checks bring it up; if the
+  // config now says repick, the first apply() invalidates it. What
   // `config` no longer has is kept under a placeholder name, so apply()
   // removes it by the usual ordering rules; unused VIPs are withdrawn there
   // too. The first apply() rewrites every adopted service (same ids and
@@ -234,6 +257,14 @@ class Registry {
   // Health verdict for one real (the health checker's transitions). Down
   // takes it out of the ring and invalidates its flows (new generation);
   // up puts it back. Only that service's ring is rebuilt.
+  // established_on_down: keep (ServiceConfig::healthKeepEstablished): down
+  // only takes it out of the ring; it stays VALID at its generation, as a
+  // drained real does, so its established flows stay ("kept"), and up puts
+  // it back at that generation. A reload that turns the service to repick
+  // invalidates its kept reals (ring first, as for any down real); one that
+  // turns it to keep leaves a real already down invalidated (its flows have
+  // moved). A real without a MAC (below) is never kept. Removing the real
+  // or the service invalidates it as ever.
   // Fail-open (ServiceConfig::healthFailOpen): when the last real serving a
   // service goes down, it stays in the ring with its flows ("held") and
   // all_reals_down is logged at error level: a balancer that drops
@@ -290,8 +321,12 @@ class Registry {
     uint32_t weight = 0;
     bool healthy = true;
     bool held = false;  // fail-open: down but kept in the ring
+    // established_on_down: keep: down and out of the ring, but its backend
+    // VALID at its generation (KEEL_BE_F_KEPT_DOWN), so its flows stay.
+    bool kept = false;
     std::optional<MacAddress> mac;
     bool inRing() const { return weight > 0 && (healthy || held); }
+    bool valid() const { return healthy || held || kept; }  // what writeBackend writes
   };
   struct ServiceState {
     ServiceConfig config;  // as last applied (reals in config order)
@@ -329,6 +364,10 @@ class Registry {
 
   ServiceView viewOf(const std::string& name, const ServiceState& state) const;
   static bool lacksMac(const ServiceConfig& cfg, const std::optional<MacAddress>& mac);
+  // Whether a real going down (or released by fail-open) under `cfg` keeps
+  // its flows: established_on_down: keep, and a MAC if l2dsr (no backend is
+  // ever VALID without one).
+  static bool canKeep(const ServiceConfig& cfg, const RealState& real);
   Status addService(const ServiceConfig& cfg);
   Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
   Status updateService(ServiceState& state, const ServiceConfig& cfg);
@@ -339,9 +378,12 @@ class Registry {
   // the rest are being removed, which invalidates them anyway. Every change
   // to a service's reals, weights or policy runs it (updateService,
   // setRealHealth), so a held real never outlives the reason it was held.
+  // Under established_on_down: keep a released real is kept, not
+  // invalidated (invalidateReleased).
   static std::vector<IpAddress> unholdIfServed(ServiceState& state, const std::set<IpAddress>* only = nullptr);
   // The down path's second step for released reals: a new generation,
-  // !VALID, logged as real_down with released=1.
+  // !VALID, logged as real_down with released=1; under keep (canKeep) the
+  // real is kept instead: VALID at its generation, marked down.
   Status invalidateReleased(ServiceState& state, const std::vector<IpAddress>& released);
   // The reals in the service's ring (only those in `only`, if given): what
   // publishRing builds the ring from, and what a ring change compares.

@@ -89,14 +89,18 @@ nlohmann::json fingerprint(const RealConfig& r, bool tableMac = false) {
 nlohmann::json fingerprint(const ServiceConfig& s, bool tableMac = false) {
   nlohmann::json reals = nlohmann::json::array();
   for (const RealConfig& r : s.reals) reals.push_back(fingerprint(r, tableMac));
-  return {{"vip", s.vip.toString()},
-          {"port", s.port},
-          {"protocol", s.protocol},
-          {"forwarding", std::string(toString(s.forwarding))},
-          {"scheduler", std::string(toString(s.scheduler))},
-          {"ring_size", s.ringSize},
-          {"fail_open", s.healthFailOpen},
-          {"reals", std::move(reals)}};
+  nlohmann::json f = {{"vip", s.vip.toString()},
+                      {"port", s.port},
+                      {"protocol", s.protocol},
+                      {"forwarding", std::string(toString(s.forwarding))},
+                      {"scheduler", std::string(toString(s.scheduler))},
+                      {"ring_size", s.ringSize},
+                      {"fail_open", s.healthFailOpen},
+                      {"reals", std::move(reals)}};
+  // Only when set, so a state file written before established_on_down
+  // existed still matches a file that does not use it (as require_reply).
+  if (s.healthKeepEstablished) f["keep_established"] = true;
+  return f;
 }
 
 // null: the file has no such real / service.
@@ -224,7 +228,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
     // The adopted data plane says which reals are up (VALID).
     if (Status s = registry_.adopt(*adopted, compose(config, kept)); !s) return s;
   } else if (stop) {
-    startFrom_ = StartFrom{std::move(stop->up), std::chrono::system_clock::now() - stop->at};
+    startFrom_ = StartFrom{std::move(stop->up), std::chrono::system_clock::now() - stop->at, std::move(stop->kept)};
   }
   Result r = commit(config, kept);
   if (!r.isOk() && !kept.empty()) {
@@ -236,8 +240,8 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
     const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(startFrom_->ago);
     for (const ServiceConfig& svc : effective_.services)
       for (const RealConfig& real : svc.reals)
-        if (real.healthSpec.type != HealthCheckSpec::Type::None && real.startHealthy)
-          logInfo(LogRecord("health_kept_from_stop")
+        if (real.healthSpec.type != HealthCheckSpec::Type::None && (real.startHealthy || real.startKept))
+          logInfo(LogRecord(real.startHealthy ? "health_kept_from_stop" : "kept_down_from_stop")
                       .add("service", svc.name)
                       .add("real", real.address.toString())
                       .add("stopped_ms_ago", static_cast<uint64_t>(ago.count())));
@@ -260,15 +264,26 @@ void DaemonBackend::checkMtuLater() {
 }
 
 void DaemonBackend::saveAtStop() const {
-  StopRecord stop{std::chrono::system_clock::now(), {}};
+  StopRecord stop{std::chrono::system_clock::now(), {}, {}};
   std::set<RealKey> checked;
   for (const ServiceConfig& svc : effective_.services)
     for (const RealConfig& r : svc.reals)
       if (r.healthSpec.type != HealthCheckSpec::Type::None) checked.insert({svc.name, r.address});
   for (const ServiceView& v : registry_.services())
     for (const RealView& r : v.reals)
-      if (r.healthy && checked.count({v.name, r.address})) stop.up.insert({v.name, r.address});
+      if (checked.count({v.name, r.address})) {
+        if (r.healthy) stop.up.insert({v.name, r.address});
+        if (r.kept) stop.kept.insert({v.name, r.address});
+      }
   saveState(&stop);
+}
+
+// During start(): whether a checked real that starts down starts kept
+// (start(), header). However long ago: it is down either way, and the
+// restored entries of its flows are only those not idle past their timeout.
+bool DaemonBackend::startsKept(const std::string& service, const RealConfig& real) const {
+  return startFrom_ && startFrom_->kept.count({service, real.address}) &&
+         startFrom_->ago >= std::chrono::system_clock::duration::zero();
 }
 
 // During start(): whether a checked real starts up (start(), header).
@@ -304,9 +319,11 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
     }
     // A real waiting for its MAC is down (no health target: syncHealth)
     // until resolvePendingMacs finds it; then it starts as a new real does.
-    for (RealConfig& r : svc.reals)
+    for (RealConfig& r : svc.reals) {
       r.startHealthy = r.macPending.empty() &&
                        (r.healthSpec.type == HealthCheckSpec::Type::None || startsUp(svc.name, r));
+      r.startKept = !r.startHealthy && r.macPending.empty() && startsKept(svc.name, r);
+    }
   }
   return c;
 }
@@ -469,6 +486,12 @@ void DaemonBackend::saveState(const StopRecord* stop) const {
       doc["stopped"] = {
           {"at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(stop->at.time_since_epoch()).count()},
           {"up", up}};
+      if (!stop->kept.empty()) {
+        nlohmann::json kept = nlohmann::json::array();
+        for (const auto& [service, address] : stop->kept)
+          kept.push_back({{"service", service}, {"address", address.toString()}});
+        doc["stopped"]["kept"] = kept;
+      }
     }
     out << doc.dump() << "\n";
     if (!out) {
@@ -555,14 +578,19 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
     if (st.is_object() && st.contains("at_ms") && st["at_ms"].is_number_integer() && st.contains("up") &&
         st["up"].is_array()) {
       const std::chrono::milliseconds at(st["at_ms"].get<int64_t>());
-      StopRecord record{std::chrono::system_clock::time_point(at), {}};
-      for (const nlohmann::json& e : st["up"]) {
-        if (!e.is_object() || !e.contains("service") || !e["service"].is_string() || !e.contains("address") ||
-            !e["address"].is_string())
-          continue;
-        if (auto a = IpAddress::parse(e["address"].get<std::string>()))
-          record.up.insert({e["service"].get<std::string>(), *a});
-      }
+      StopRecord record{std::chrono::system_clock::time_point(at), {}, {}};
+      auto readReals = [](const nlohmann::json& list, std::set<RealKey>& into) {
+        for (const nlohmann::json& e : list) {
+          if (!e.is_object() || !e.contains("service") || !e["service"].is_string() || !e.contains("address") ||
+              !e["address"].is_string())
+            continue;
+          if (auto a = IpAddress::parse(e["address"].get<std::string>()))
+            into.insert({e["service"].get<std::string>(), *a});
+        }
+      };
+      readReals(st["up"], record.up);
+      // Kept down reals (established_on_down: keep); none in older files.
+      if (st.contains("kept") && st["kept"].is_array()) readReals(st["kept"], record.kept);
       *stop = std::move(record);
     }
   }
@@ -799,6 +827,11 @@ void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const st
                  .add("real", target.address.toString())
                  .add("state", up ? "up" : "down")
                  .add("reason", reason);  // = health show's reason
+  // What becomes of its established flows (real_down then says what did:
+  // established=kept|repicked, or held=1 by fail-open).
+  if (!up)
+    if (const ServiceConfig* svc = findSvc(effective_, target.service))
+      log.add("established_on_down", svc->healthKeepEstablished ? "keep" : "repick");
   if (up)
     logInfo(log);
   else
@@ -1131,6 +1164,14 @@ std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddReq
       svc.healthFailOpen = v == "fail-open";
     else
       errors.push_back("request: params.health.all_down: must be one of fail-open|fail-closed, got " + v);
+  }
+  if (svc.health.IsMap() && svc.health["established_on_down"]) {
+    const YAML::Node k = svc.health["established_on_down"];
+    const std::string v = k.IsScalar() ? k.Scalar() : std::string("a ") + (k.IsMap() ? "map" : "list");
+    if (k.IsScalar() && (v == "repick" || v == "keep"))
+      svc.healthKeepEstablished = v == "keep";
+    else
+      errors.push_back("request: params.health.established_on_down: must be one of repick|keep, got " + v);
   }
   // The service's own check, reals or not (as keel.yaml's: config.cc); a
   // mistake in it would otherwise read once per real, or not at all.

@@ -69,13 +69,18 @@ class DaemonBackend : public api::ControlBackend {
   // First apply at start: the file config, no overlay; adds health targets.
   // `adopted`: what a previous keeld left programmed (restart); the registry
   // takes over its ids first (Registry::adopt) and each checked real starts
-  // in the state it was left in (VALID = up), so a restart moves no flow;
+  // in the state it was left in (VALID = up, unless marked kept down by
+  // established_on_down: keep: then down, its flows kept, out of the ring
+  // until `rise` passes), so a restart moves no flow;
   // an l2dsr real the neighbour table no longer holds keeps the MAC the
   // adopted plane forwards to (keepAdoptedMacs). Without it, a checked real starts up if the state file's stop record
   // (saveAtStop) has it up and was written at most its check's
   // fall x interval ago: a dead real is then taken out no later than a
   // keeld that had kept running would have (plus the restart), and the ring
-  // is the one the previous keeld ran (Maglev: the same set of reals).
+  // is the one the previous keeld ran (Maglev: the same set of reals). A
+  // checked real the record has kept down (established_on_down: keep)
+  // starts down but kept (RealConfig::startKept): VALID, so that the
+  // connection table a DPDK restart restores still reaches it.
   Status start(const Config& config, const ProgrammedState* adopted = nullptr);
   // At a clean stop (keeld's exit path): writes the state file once more
   // with a stop record, the time and the checked reals that are up, for
@@ -197,6 +202,7 @@ class DaemonBackend : public api::ControlBackend {
 
   Config compose(const Config& file, const Overlay& overlay) const;
   bool startsUp(const std::string& service, const RealConfig& real) const;
+  bool startsKept(const std::string& service, const RealConfig& real) const;
   // A runtime request as keel.yaml would have it: health resolved the same
   // way, l2dsr MACs from the neighbour table: `macs` must have asked for
   // every l2dsr real the request gives without a mac (macsFor(), one table
@@ -225,10 +231,12 @@ class DaemonBackend : public api::ControlBackend {
   using RealKey = std::pair<std::string, IpAddress>;  // (service, real)
   static std::vector<RealKey> keepKnownMacs(
       Config& c, const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known);
-  // The checked reals that are up, and when, as saveAtStop records them.
+  // The checked reals that are up, and when, as saveAtStop records them;
+  // and those kept down (established_on_down: keep), which start kept down.
   struct StopRecord {
     std::chrono::system_clock::time_point at;
     std::set<RealKey> up;
+    std::set<RealKey> kept;
   };
   void saveState(const StopRecord* stop = nullptr) const;
   // The overlay the state file keeps; its stop record into *stop if given.
@@ -279,6 +287,7 @@ class DaemonBackend : public api::ControlBackend {
   struct StartFrom {
     std::set<RealKey> up;
     std::chrono::system_clock::duration ago;
+    std::set<RealKey> kept;
   };
   std::optional<StartFrom> startFrom_;
   HealthChecker checker_;

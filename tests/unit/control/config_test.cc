@@ -688,6 +688,41 @@ TEST(Config, HealthKeysAreCheckedAgainstTheTypeOfTheirLayer) {
   EXPECT_EQ(bad.errors[0], "keel.yaml:8: services[0].health.host: only http checks use host (this check is udp)");
 }
 
+// health.established_on_down: repick (default) | keep, on the service only,
+// like all_down; its reals' checks are resolved without it.
+TEST(Config, EstablishedOnDownIsAServiceHealthChoice) {
+  ConfigResult def = parseConfig(svc("    health: {type: tcp}\n    reals:\n      - {address: 10.0.1.11}\n"), "keel.yaml");
+  ASSERT_TRUE(def.ok()) << joinErrors(def.errors);
+  EXPECT_FALSE(def.config->services[0].healthKeepEstablished);
+
+  ConfigResult keep = parseConfig(svc("    health: {type: tcp, port: 8080, established_on_down: keep, "
+                                      "all_down: fail-closed}\n"
+                                      "    reals:\n      - {address: 10.0.1.11}\n"),
+                                  "keel.yaml");
+  ASSERT_TRUE(keep.ok()) << joinErrors(keep.errors);
+  EXPECT_TRUE(keep.config->services[0].healthKeepEstablished);
+  EXPECT_FALSE(keep.config->services[0].healthFailOpen);
+  EXPECT_EQ(keep.config->services[0].reals[0].healthSpec.port, 8080);
+
+  ConfigResult repick = parseConfig(svc("    health: {established_on_down: repick}\n"), "keel.yaml");
+  ASSERT_TRUE(repick.ok()) << joinErrors(repick.errors);
+  EXPECT_FALSE(repick.config->services[0].healthKeepEstablished);
+
+  ConfigResult bad = parseConfig(svc("    health: {type: tcp, established_on_down: drain}\n"), "keel.yaml");
+  ASSERT_EQ(bad.errors.size(), 1u) << joinErrors(bad.errors);
+  EXPECT_EQ(bad.errors[0],
+            "keel.yaml:8: services[0].health.established_on_down: must be one of repick|keep, got \"drain\"");
+
+  // Service-level only: a real's block that sets it is told so.
+  ConfigResult onReal = parseConfig(
+      svc("    reals:\n      - {address: 10.0.1.11, health: {established_on_down: keep}}\n"), "keel.yaml");
+  ASSERT_EQ(onReal.errors.size(), 1u) << joinErrors(onReal.errors);
+  EXPECT_NE(onReal.errors[0].find("keel.yaml:9: services[0].reals[0].health.established_on_down"),
+            std::string::npos)
+      << onReal.errors[0];
+  EXPECT_NE(onReal.errors[0].find("unknown key"), std::string::npos) << onReal.errors[0];
+}
+
 TEST(Config, InterfaceCheckerIsConsulted) {
   ConfigOptions o;
   o.interfaceExists = [](const std::string& n) { return n == "lo"; };

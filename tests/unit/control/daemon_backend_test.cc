@@ -874,6 +874,122 @@ TEST_F(DaemonBackendTest, AdoptedCheckedRealsKeepTheirStateAndGeneration) {
   EXPECT_TRUE(dp3.rings[0].empty());
 }
 
+// established_on_down: keep, from the file: a real that goes down keeps its
+// flows (VALID, same generation), and health_changed says the policy. A
+// reload with a bad value is refused and changes nothing; one to repick
+// invalidates the kept real.
+TEST_F(DaemonBackendTest, EstablishedOnDownComesFromTheFileAndABadReloadChangesNothing) {
+  test::LogCapture logs;
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, established_on_down: keep}\n");
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  const BackendId id = idOf("10.0.1.2");
+  const uint32_t gen = dp_.backends[id].gen;
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
+  EXPECT_TRUE(dp_.backends[id].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(dp_.backends[id].gen, gen);
+  EXPECT_EQ(ringAddresses(), std::set<std::string>{"10.0.1.1"});
+
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, established_on_down: reset}\n");
+  api::Result bad = backend_->reload();
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_NE(bad.error().message.find("keel.yaml:8: services[0].health.established_on_down: must be one of "
+                                     "repick|keep"),
+            std::string::npos)
+      << bad.error().message;
+  EXPECT_TRUE(dp_.backends[id].flags & KEEL_BE_F_VALID) << "a refused reload changed the kept real";
+  EXPECT_TRUE(backend_->fileConfig().services[0].healthKeepEstablished);
+
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9}\n");  // repick, the default
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_FALSE(dp_.backends[id].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(dp_.backends[id].gen, gen + 1);
+}
+
+// The checker for real (listeners on loopback, one then closed): the down
+// transition's health_changed names the policy, and the real is kept.
+TEST_F(DaemonBackendTest, AKeptDownTransitionSaysSoInItsLogRecord) {
+  test::LogCapture logs;
+  using boost::asio::ip::tcp;
+  auto a = std::make_unique<tcp::acceptor>(io_, tcp::endpoint{boost::asio::ip::make_address("127.0.0.1"), 0});
+  tcp::acceptor b(io_, tcp::endpoint{boost::asio::ip::make_address("127.0.0.2"), 0});
+  files_["keel.yaml"] = yaml("      - {address: 127.0.0.1, health: {port: " + std::to_string(a->local_endpoint().port()) +
+                                 "}}\n      - {address: 127.0.0.2, health: {port: " +
+                                 std::to_string(b.local_endpoint().port()) + "}}\n",
+                             "    health: {type: tcp, interval: 100ms, timeout: 50ms, rise: 1, fall: 1, "
+                             "established_on_down: keep}\n");
+  make();
+  for (int i = 0; i < 100 && ringIds().size() < 2; ++i) io_.run_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(ringIds().size(), 2u);
+  const BackendId id = idOf("127.0.0.1");
+  const uint32_t gen = dp_.backends[id].gen;
+  logs.take("health_changed");
+  a.reset();  // refused from now on
+  for (int i = 0; i < 100 && realOf("127.0.0.1").state() == "up"; ++i) io_.run_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(realOf("127.0.0.1").state(), "down");
+  const std::vector<std::string> changed = logs.take("health_changed");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_NE(changed[0].find("state=down"), std::string::npos) << changed[0];
+  EXPECT_NE(changed[0].find("established_on_down=keep"), std::string::npos) << changed[0];
+  EXPECT_EQ(ringAddresses(), std::set<std::string>{"127.0.0.2"});
+  EXPECT_TRUE(dp_.backends[id].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(dp_.backends[id].gen, gen);
+}
+
+// A restarted keeld adopting a real kept down (VALID, out of the ring)
+// starts its check down: it stays out of the ring until `rise` passes,
+// rather than going back in as VALID alone would say.
+TEST_F(DaemonBackendTest, AnAdoptedKeptDownRealStartsDownAndOutOfTheRing) {
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, established_on_down: keep}\n");
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
+  const ProgrammedState pinned = dp_.programmed();
+  const BackendId id = idOf("10.0.1.2");
+  const uint32_t gen = dp_.backends[id].gen;
+
+  MockDataplane dp2;
+  takePins(dp2, dp_);
+  Registry registry2(dp2);
+  boost::asio::io_context io2;
+  auto backend2 = started(io2, registry2, &pinned);
+  EXPECT_EQ(dp2.rings[0], dp_.rings[0]) << "the kept-down real went back into the ring";
+  EXPECT_TRUE(dp2.backends[id].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(dp2.backends[id].gen, gen);
+  auto snap = backend2->findService("web");
+  ASSERT_TRUE(snap);
+  for (const auto& real : snap->reals)
+    EXPECT_EQ(real.state(), real.address == ip("10.0.1.1") ? "up" : "down") << real.address.toString();
+}
+
+// service.add takes health.established_on_down as keel.yaml does: keep or
+// repick, anything else refused with the allowed values, nothing changed.
+TEST_F(DaemonBackendTest, RuntimeServiceAddTakesEstablishedOnDown) {
+  make();
+  api::ServiceAddRequest svc;
+  svc.name = "api";
+  svc.vip = ip("10.0.0.9");
+  svc.port = 80;
+  svc.protocol = KEEL_PROTO_TCP;
+  svc.health = {{"type", "tcp"}, {"established_on_down", "sometimes"}};
+  svc.reals.push_back(api::RealSpec{ip("10.0.1.20"), 100, std::nullopt, nullptr});
+  api::Result r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+  EXPECT_EQ(r.error().message,
+            "request: params.health.established_on_down: must be one of repick|keep, got sometimes");
+  EXPECT_FALSE(backend_->findService("api"));
+  svc.health = {{"type", "tcp"}, {"established_on_down", "keep"}};
+  svc.reals.push_back(api::RealSpec{ip("10.0.1.21"), 100, std::nullopt, nullptr});
+  ASSERT_TRUE(backend_->addService(svc).isOk());
+  ASSERT_TRUE(registry_.setRealHealth("api", ip("10.0.1.20"), true));
+  ASSERT_TRUE(registry_.setRealHealth("api", ip("10.0.1.21"), true));
+  ASSERT_TRUE(registry_.setRealHealth("api", ip("10.0.1.21"), false));
+  EXPECT_TRUE(registry_.service("api")->reals[1].kept);
+}
+
 // service.add checks the service's own health block, with or without reals,
 // as keel.yaml does, and says a mistake in it once; nothing changes.
 TEST_F(DaemonBackendTest, RuntimeServiceAddChecksItsOwnHealthBlockOnce) {
@@ -1397,6 +1513,45 @@ TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
   {
     auto k = restart(&dp_);
     EXPECT_EQ(states(*k), States("up", "down"));
+  }
+}
+
+// A clean stop with a real kept down (established_on_down: keep): a keeld
+// that cannot adopt (DPDK) starts it down, out of the ring, but VALID, so
+// the connection table it restores (by address) still reaches it. Under
+// repick, or without the record's `kept` (an older keeld's file), it starts
+// down and not VALID, as before.
+TEST_F(RuntimeStateTest, ACleanStopStartsARealKeptDownKeptDownAgain) {
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, interval: 10s, rise: 3, fall: 3, "
+                                   "established_on_down: keep}\n") + kApi;
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
+  backend_->saveAtStop();
+  ASSERT_EQ(readState()["stopped"]["kept"].size(), 1u);
+  const auto validOf = [](Keeld& k, const char* addr) {
+    const std::optional<ServiceView> web = k.registry.service("web");
+    for (const RealView& r : web->reals)
+      if (r.address == ip(addr)) return (k.dp.backends[r.backendId].flags & KEEL_BE_F_VALID) != 0;
+    return false;
+  };
+  {
+    auto k = restart();
+    EXPECT_EQ(k->real("web", "10.0.1.1")->state(), "up");
+    EXPECT_EQ(k->real("web", "10.0.1.2")->state(), "down");
+    EXPECT_TRUE(validOf(*k, "10.0.1.2"));
+    EXPECT_TRUE(k->registry.service("web")->reals[1].kept);
+    const auto ring = k->dp.ringTargets(k->registry.service("web")->id);
+    EXPECT_TRUE(std::all_of(ring.begin(), ring.end(), [](const auto& t) { return t == ip("10.0.1.1"); }));
+  }
+  backend_->saveAtStop();  // (the restarted keeld rewrote the file without a stop record)
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, interval: 10s, rise: 3, fall: 3}\n") + kApi;
+  {
+    auto k = restart();
+    EXPECT_EQ(k->real("web", "10.0.1.1")->state(), "up") << "no stop record read";
+    EXPECT_EQ(k->real("web", "10.0.1.2")->state(), "down");
+    EXPECT_FALSE(validOf(*k, "10.0.1.2"));
   }
 }
 

@@ -246,6 +246,52 @@ TEST_F(RegistryAdoptTest, HealthComesFromTheValidFlag) {
   EXPECT_TRUE(second_.backends[id].flags & KEEL_BE_F_VALID);
 }
 
+// A real kept down (established_on_down: keep) is VALID at its generation
+// but out of the ring. VALID alone would adopt it up and put it back into
+// the ring before any check passed: the KEEL_BE_F_KEPT_DOWN mark keeps it
+// down, its flows kept, until it comes up (same generation).
+TEST_F(RegistryAdoptTest, AKeptDownRealIsAdoptedDownWithItsFlows) {
+  runFirstKeeld();
+  Config keep = kRunning;
+  keep.services[0].healthKeepEstablished = true;  // web
+  ASSERT_TRUE(firstReg_.apply(keep).isOk());
+  ASSERT_TRUE(firstReg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  const auto before = identities(firstReg_);
+  auto [id, gen] = before.at({"web", "10.0.1.12"});
+  Status s = restart(keep);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(identities(*secondReg_), before);
+  EXPECT_EQ(second_.rings, first_.rings) << "the kept real went back into the ring";
+  const RealView r = secondReg_->service("web")->reals[1];
+  ASSERT_EQ(r.address, ip("10.0.1.12"));
+  EXPECT_FALSE(r.healthy);
+  EXPECT_TRUE(r.kept);
+  EXPECT_FALSE(r.inRing);
+  EXPECT_TRUE(second_.backends[id].flags & KEEL_BE_F_VALID);
+  EXPECT_TRUE(second_.backends[id].flags & KEEL_BE_F_KEPT_DOWN);
+  for (const std::string& c : second_.calls) EXPECT_EQ(c.find("invalid"), std::string::npos) << c;
+  ASSERT_TRUE(secondReg_->setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  EXPECT_EQ(second_.backends[id].gen, gen);
+  EXPECT_FALSE(second_.backends[id].flags & KEEL_BE_F_KEPT_DOWN);
+}
+
+// The restarted keeld's config says repick: the kept real is down and is
+// invalidated (new generation), as a reload to repick does.
+TEST_F(RegistryAdoptTest, AKeptDownRealIsInvalidatedWhenTheConfigNowSaysRepick) {
+  runFirstKeeld();
+  Config keep = kRunning;
+  keep.services[0].healthKeepEstablished = true;
+  ASSERT_TRUE(firstReg_.apply(keep).isOk());
+  ASSERT_TRUE(firstReg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  auto [id, gen] = identities(firstReg_).at({"web", "10.0.1.12"});
+  Status s = restart(kRunning);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(second_.rings, first_.rings);
+  EXPECT_FALSE(second_.backends[id].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(second_.backends[id].gen, gen + 1);
+  EXPECT_FALSE(secondReg_->service("web")->reals[1].healthy);
+}
+
 TEST_F(RegistryAdoptTest, AdoptingTwiceOrAfterApplyIsRefused) {
   runFirstKeeld();
   ASSERT_TRUE(restart(kRunning).isOk());

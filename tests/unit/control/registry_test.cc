@@ -712,6 +712,160 @@ TEST_F(RegistryTest, ADrainedRealComingUpKeepsTheHeldRealServing) {
   EXPECT_TRUE(dp_.backends[0].flags & KEEL_BE_F_VALID);
 }
 
+// health.established_on_down: keep (ServiceConfig::healthKeepEstablished).
+ServiceConfig keeping(ServiceConfig s) {
+  s.healthKeepEstablished = true;
+  return s;
+}
+
+// keep: a real that goes down leaves the ring as a drained one does and
+// stays VALID at its generation (marked down for a restarted keeld), so an
+// entry written before still reaches it; up puts it back at that generation.
+TEST_F(RegistryTest, KeepTakesADownRealOutOfTheRingButKeepsItsFlows) {
+  LogCapture logs;
+  const Config c = config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}))});
+  applyOk(c);
+  keel_flow_key k{};
+  k.src[0] = 0x01020304;
+  dp_.setConn(k, ConnEntry{1, 1, 1'000'000'000, false});  // 10.0.1.12's flow, written at gen 1
+  take();
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [0]", "upsertBackend 1 10.0.1.12 gen=1 valid"}));
+  EXPECT_TRUE(dp_.backends[1].flags & KEEL_BE_F_KEPT_DOWN);
+  RealView v = reg_.service("web")->reals[1];
+  EXPECT_FALSE(v.healthy);
+  EXPECT_FALSE(v.inRing);
+  EXPECT_TRUE(v.kept);
+  EXPECT_TRUE(reg_.connEntry("web", k)->kept()) << reg_.connEntry("web", k)->why;
+  const std::vector<std::string> down = logs.take("real_down");
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_NE(down[0].find("established=kept"), std::string::npos) << down[0];
+  applyOk(c);  // a reload while it is down keeps it out, and kept
+  EXPECT_TRUE(take().empty());
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 valid", "publishRing 0 [0,1]"}));
+  EXPECT_FALSE(dp_.backends[1].flags & KEEL_BE_F_KEPT_DOWN);
+  EXPECT_FALSE(reg_.service("web")->reals[1].kept);
+  // The default, repick, is unchanged: a new generation, not VALID.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [0]", "upsertBackend 1 10.0.1.12 gen=2 invalid"}));
+  EXPECT_FALSE(reg_.connEntry("web", k)->kept());
+}
+
+// Fail-open and keep: the last real is held in the ring as ever; once
+// another serves it leaves the ring kept (VALID, same generation), not
+// invalidated. Fail-closed empties the ring, and the down real keeps its
+// flows.
+TEST_F(RegistryTest, KeepKeepsAReleasedHeldRealsFlowsAndFailClosedOnes) {
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)}))}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());
+  EXPECT_TRUE(reg_.service("web")->reals[0].held);
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  take();
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 100)}))}));
+  EXPECT_EQ(take(), (Calls{"publishRing 0 [1]", "upsertBackend 0 10.0.1.11 gen=1 valid"}));
+  RealView v = reg_.service("web")->reals[0];
+  EXPECT_FALSE(v.held);
+  EXPECT_TRUE(v.kept);
+  EXPECT_TRUE(dp_.backends[0].flags & KEEL_BE_F_KEPT_DOWN);
+
+  ServiceConfig closed = keeping(service("dns", "192.0.2.53", 53, {real("10.0.2.1")}));
+  closed.healthFailOpen = false;
+  applyOk(config({closed}));
+  take();
+  ASSERT_TRUE(reg_.setRealHealth("dns", ip("10.0.2.1"), false).isOk());
+  const BackendId id = reg_.service("dns")->reals[0].backendId;
+  const uint32_t gen = reg_.service("dns")->reals[0].gen;
+  const ServiceId sid = reg_.service("dns")->id;
+  EXPECT_EQ(take(), (Calls{"publishRing " + std::to_string(sid) + " []",
+                           "upsertBackend " + std::to_string(id) + " 10.0.2.1 gen=" + std::to_string(gen) + " valid"}));
+  EXPECT_TRUE(reg_.service("dns")->reals[0].kept);
+}
+
+// A drain, undrain or weight change while kept down only changes the weight
+// it comes back with: no ring moves, the generation stays; a drained real
+// that goes down is marked down and nothing else.
+TEST_F(RegistryTest, DrainAndWeightChangesWhileKeptDownMoveNothing) {
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}))}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  take();
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)}))}));
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 50)}))}));
+  EXPECT_TRUE(take().empty());
+  EXPECT_TRUE(reg_.service("web")->reals[1].kept);
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  EXPECT_EQ(take()[0], "upsertBackend 1 10.0.1.12 gen=1 valid");
+  EXPECT_EQ(reg_.service("web")->reals[1].weight, 50u);
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0, 1}));
+
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)}))}));
+  take();
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 valid"}));
+  EXPECT_TRUE(dp_.backends[1].flags & KEEL_BE_F_KEPT_DOWN);
+}
+
+// No backend is VALID without a MAC: a kept l2dsr real whose MAC goes is
+// invalidated, and one waiting for its MAC is never kept.
+TEST_F(RegistryTest, AKeptL2dsrRealThatLosesItsMacIsInvalidated) {
+  ServiceConfig s = keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}));
+  s.forwarding = Forwarding::kL2dsr;
+  s.reals[0].mac = MacAddress({2, 0, 0, 0, 1, 0x11});
+  s.reals[1].mac = MacAddress({2, 0, 0, 0, 1, 0x12});
+  applyOk(config({s}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  EXPECT_TRUE(reg_.service("web")->reals[1].kept);
+  take();
+  s.reals[1].mac.reset();
+  applyOk(config({s}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=2 invalid"}));
+  EXPECT_FALSE(reg_.service("web")->reals[1].kept);
+  EXPECT_FALSE(dp_.backends[1].flags & KEEL_BE_F_KEPT_DOWN);
+  s.reals.push_back(real("10.0.1.13"));  // no MAC: added down, not VALID, not kept
+  applyOk(config({s}));
+  EXPECT_FALSE(dp_.backends[2].flags & KEEL_BE_F_VALID);
+  EXPECT_FALSE(reg_.service("web")->reals[2].kept);
+}
+
+// A reload that turns the service to repick invalidates its kept reals (the
+// ring has none of them: only the new generation); back to keep, a real
+// already down stays invalidated, and comes up at that generation.
+TEST_F(RegistryTest, SwitchingToRepickInvalidatesKeptRealsAndBackMovesNothing) {
+  LogCapture logs;
+  const ServiceConfig repick = service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")});
+  applyOk(config({keeping(repick)}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  take();
+  logs.take("real_down");
+  applyOk(config({repick}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=2 invalid"}));
+  EXPECT_FALSE(reg_.service("web")->reals[1].kept);
+  const std::vector<std::string> down = logs.take("real_down");
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_NE(down[0].find("established_on_down: repick"), std::string::npos) << down[0];
+  applyOk(config({keeping(repick)}));
+  EXPECT_TRUE(take().empty());
+  EXPECT_FALSE(dp_.backends[1].flags & KEEL_BE_F_VALID);
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=2 valid", "publishRing 0 [0,1]"}));
+}
+
+// Removing a kept real, or its service, invalidates it as ever.
+TEST_F(RegistryTest, RemovingAKeptRealOrItsServiceInvalidatesIt) {
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}))}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11")}))}));
+  EXPECT_FALSE(dp_.backends[1].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(dp_.backends[1].gen, 2u);
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());  // held (fail-open)
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.13")}))}));
+  EXPECT_TRUE(reg_.service("web")->reals[0].kept);  // released by the new real: kept
+  applyOk(config({}));
+  EXPECT_FALSE(dp_.backends[0].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(dp_.backends[0].gen, 2u);
+}
+
 TEST_F(RegistryTest, DataplaneFailureIsReportedWithServiceName) {
   dp_.failAfter = 3;  // addVip, backend, ring <- fails
   Status s = reg_.apply(config({service("web", "192.0.2.10", 80, {real("10.0.1.11")})}));
@@ -844,6 +998,21 @@ TEST_F(RegistryTest, AHealthChangeTheDataPlaneFailedIsSettledByTheNextApply) {
   applyOk(c);
   EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
   EXPECT_FALSE(dp_.backends[1].flags & KEEL_BE_F_VALID);
+}
+
+// The same under keep: the apply that settles it leaves the real kept
+// (VALID at its generation), not !VALID.
+TEST_F(RegistryTest, AKeptDownTheDataPlaneFailedIsSettledKept) {
+  const Config c = config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}))});
+  applyOk(c);
+  dp_.failedCallsLand = false;
+  dp_.failAfter = 1;  // the ring without 10.0.1.12 is not published
+  EXPECT_FALSE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  applyOk(c);
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
+  EXPECT_TRUE(dp_.backends[1].flags & KEEL_BE_F_VALID);
+  EXPECT_TRUE(dp_.backends[1].flags & KEEL_BE_F_KEPT_DOWN);
+  EXPECT_EQ(dp_.backends[1].gen, 1u);
 }
 
 TEST_F(RegistryTest, StatsAreMappedToServicesAndReals) {

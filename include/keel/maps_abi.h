@@ -13,7 +13,8 @@
  *    first swaps in a ring without it, then bumps its generation, so every
  *    connection-table entry that still points at it is stale and the flow is
  *    re-picked from the ring. Drain only removes the backend from the ring and
- *    keeps the generation, so established flows stay.
+ *    keeps the generation, so established flows stay; so does health-down
+ *    under established_on_down: keep (VALID | KEEL_BE_F_KEPT_DOWN).
  *  - A connection-table hit is valid only if backend.service_id matches the
  *    service the packet matched and backend.gen matches the entry's gen and
  *    the backend is KEEL_BE_F_VALID.
@@ -63,6 +64,9 @@ struct keel_service_value {
 KEEL_STATIC_ASSERT(sizeof(struct keel_service_value) == 16, "service value ABI");
 
 #define KEEL_BE_F_VALID (1u << 0)
+/* Control plane only (data planes test VALID alone): VALID but health-down,
+ * flows kept (established_on_down: keep); Registry::adopt reads it. */
+#define KEEL_BE_F_KEPT_DOWN (1u << 1)
 
 /* backends[id]: one real of one service. */
 struct keel_backend {

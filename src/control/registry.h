@@ -37,17 +37,6 @@
 #include "control/maglev/maglev.h"
 #include "dataplane/dataplane.h"
 
-// A backend flag only the control plane reads: the data planes test
-// KEEL_BE_F_VALID alone. Set with VALID on a real that is health-down but
-// keeps its flows (established_on_down: keep), so that a restarted keeld
-// adopting the pinned backends (Registry::adopt) knows it is down: VALID
-// alone would say up, and put it back into the ring before its checks do.
-// It belongs beside KEEL_BE_F_VALID in include/keel/maps_abi.h, so that no
-// other flag takes the bit; until it is there it is defined here.
-#ifndef KEEL_BE_F_KEPT_DOWN
-#define KEEL_BE_F_KEPT_DOWN (1u << 1)
-#endif
-
 namespace keel {
 
 struct RealView {

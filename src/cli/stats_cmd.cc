@@ -65,7 +65,14 @@ json rates(const json& before, const json& after, double seconds) {
     }
     return out;
   };
-  if (after.contains("conntrack")) out["conntrack"] = familyRates(before.value("conntrack", json::object()), after["conntrack"]);
+  if (after.contains("conntrack")) {
+    out["conntrack"] = familyRates(before.value("conntrack", json::object()), after["conntrack"]);
+    if (after["conntrack"].contains("inserts_skipped")) {
+      out["conntrack"].erase("inserts_skipped");
+      out["conntrack"]["inserts_skipped_per_s"] =
+          perSecond(before.value("conntrack", json::object()), after["conntrack"], "inserts_skipped", seconds);
+    }
+  }
   if (after.contains("workers")) {
     out["workers"] = json::array();
     for (const auto& w : after["workers"]) {
@@ -137,7 +144,13 @@ void printTable(const json& r, bool isRate) {
     const json& ct = r["conntrack"];
     std::cout << "conntrack: "
               << (ct.value("entries", json()).is_number() ? str(ct["entries"]) : std::string("unknown"))
-              << " of " << str(ct.value("capacity", json(0))) << " entries\n";
+              << " of " << str(ct.value("capacity", json(0))) << " entries";
+    // New flows past node.conntrack_insert_rate, forwarded but not remembered.
+    if (isRate && ct.contains("inserts_skipped_per_s"))
+      std::cout << ", " << fmtRate(ct["inserts_skipped_per_s"]) << " inserts skipped/s";
+    else if (!isRate && ct.contains("inserts_skipped"))
+      std::cout << ", " << str(ct["inserts_skipped"]) << " inserts skipped";
+    std::cout << "\n";
     // DPDK: each family has its own half of every worker's table, so one
     // family alone fills only its half: how full each half is, and the
     // live flows each evicted (the pressure signal, docs/metrics.md).

@@ -473,7 +473,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
 void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
   if (!checkMap(n, "node", {"tunnel_source_v4", "tunnel_source_v6", "next_hop_mac", "local_mac",
                             "hash_source_v4", "udp_idle_timeout", "tcp_idle_timeout", "icmp_too_big_rate",
-                            "icmp_too_big_client_rate", "tunnel_mtu"}))
+                            "icmp_too_big_client_rate", "tunnel_mtu", "conntrack_insert_rate"}))
     return;
   if (auto k = child(n, "node", "tunnel_source_v4", false))
     node.tunnelSourceV4 = ip(*k, "node.tunnel_source_v4", KEEL_AF_INET);
@@ -500,6 +500,8 @@ void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
   if (auto k = child(n, "node", "tunnel_mtu", false))
     if (auto v = integer(*k, "node.tunnel_mtu", NodeConfig::kMinTunnelMtu, NodeConfig::kMaxTunnelMtu))
       node.tunnelMtu = *v;
+  if (auto k = child(n, "node", "conntrack_insert_rate", false))
+    if (auto v = integer(*k, "node.conntrack_insert_rate", 0, 100000000)) node.conntrackInsertRate = *v;
 }
 
 void Parser::parseLimits(const YAML::Node& n, DataplaneLimits& limits) {

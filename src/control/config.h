@@ -94,6 +94,9 @@ struct NodeConfig {
   // The path MTU toward the reals when a link past the balancer's port is
   // smaller (0: the port's alone); kMinTunnelMtu..kMaxTunnelMtu.
   uint32_t tunnelMtu = 0;
+  // Connection-table inserts a second per CPU (XDP) or worker (DPDK); past
+  // it new flows are forwarded but not remembered. 0: no limit.
+  uint32_t conntrackInsertRate = 0;
   static constexpr uint32_t kMinTunnelMtu = 1280;
   static constexpr uint32_t kMaxTunnelMtu = 65535;
 };

@@ -1042,6 +1042,7 @@ RegistryStats Registry::readStats(bool withConnTable) {
   out.global.workers = std::move(raw.workers);
   out.global.port = raw.port;
   out.global.connTableCapacity = dataplane_.connTableCapacity();
+  out.global.connInsertsSkipped = raw.connInsertsSkipped;
   auto counter = [](const std::vector<keel_counter>& v, uint32_t id) {
     return id < v.size() ? v[id] : keel_counter{};
   };

@@ -115,6 +115,7 @@ std::optional<keel_node_config> buildNodeConfig(const Config& c,
   n.tcp_idle_timeout_s = static_cast<uint32_t>(node.tcpIdleTimeout.count() / 1000);
   n.icmp_too_big_rate = node.icmpTooBigRate;
   n.icmp_too_big_client_rate = node.icmpTooBigClientRate;
+  n.conntrack_insert_rate = node.conntrackInsertRate;
   n.tunnel_mtu = node.tunnelMtu;
   return n;
 }

@@ -194,6 +194,11 @@ void renderDataplane(Families& out, const GlobalStats& s) {
   if (s.connTableEntries)
     sample(out.add("keel_conntrack_entries", "Live connection-table entries", MetricType::Gauge), {},
            static_cast<double>(*s.connTableEntries));
+  sample(out.add("keel_conntrack_inserts_skipped_total",
+                 "New flows forwarded by the ring but not written into the connection table: over "
+                 "node.conntrack_insert_rate (per CPU / worker)",
+                 MetricType::Counter),
+         {}, static_cast<double>(s.connInsertsSkipped));
   if (!s.workers.empty()) {
     auto& wp = out.add("keel_dpdk_worker_packets_total",
                        "Packets a DPDK worker received from the port's RX queue it owns (how RSS spreads flows)",

@@ -122,6 +122,7 @@ struct GlobalStats {
   uint64_t connTableCapacity = 0;    // Dataplane::connTableCapacity()
   std::vector<WorkerStats> workers;  // DataplaneStats::workers: per DPDK worker, empty on XDP
   std::optional<PortStats> port;     // DataplaneStats::port: DPDK only
+  uint64_t connInsertsSkipped = 0;   // DataplaneStats::connInsertsSkipped
 };
 
 // A flow's connection-table entry (Dataplane::findConn).

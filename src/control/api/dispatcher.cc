@@ -452,7 +452,8 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     json reasons = json::object();
     for (int i = 0; i < KEEL_R_MAX; ++i) reasons[kReasonNames[i]] = counterJson(g.reasons[i]);
     json conntrack{{"entries", g.connTableEntries ? json(*g.connTableEntries) : json(nullptr)},
-                   {"capacity", g.connTableCapacity}};
+                   {"capacity", g.connTableCapacity},
+                   {"inserts_skipped", g.connInsertsSkipped}};
     // Per family: a DPDK worker's table has a half per family, so one
     // family alone fills only its half of `capacity`. Summed over the
     // workers here; null where the plane has no workers (XDP: one table for

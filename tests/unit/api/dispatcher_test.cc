@@ -302,6 +302,7 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
   w1.connLiveEvictions = {5, 0};
   fake_.stats.workers = {w0, w1};
   fake_.stats.connTableEntries = 4203;
+  fake_.stats.connInsertsSkipped = 31;
   // rx 100 (missed 9, no mbuf 4, errors 1), tx 80 (errors 2), link up at 25000 Mb/s.
   const PortStats port{100, 9, 4, 1, 80, 2, true, 25000};
   fake_.stats.port = port;
@@ -330,6 +331,7 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
   EXPECT_EQ(r["result"]["conntrack"],
             (json{{"entries", 4203},
                   {"capacity", 16384},
+                  {"inserts_skipped", 31},
                   {"ipv4", {{"entries", 4196}, {"capacity", 8192}, {"live_evictions", 905}}},
                   {"ipv6", {{"entries", 7}, {"capacity", 8192}, {"live_evictions", 0}}}}));
 }

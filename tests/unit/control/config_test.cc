@@ -241,6 +241,19 @@ TEST(Config, IcmpTooBigClientRateIsReadAndZeroTurnsThePerClientLimitOff) {
   }
 }
 
+TEST(Config, ConntrackInsertRateIsReadAndOffByDefault) {
+  ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: eth0}\n", "k.yaml");
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  EXPECT_EQ(r.config->node.conntrackInsertRate, 0u);
+  for (uint32_t rate : {0u, 1u, 100000000u}) {
+    r = parseConfig("dataplane: {kind: xdp, interface: eth0}\nnode: {conntrack_insert_rate: " + std::to_string(rate) +
+                        "}\n",
+                    "k.yaml");
+    ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+    EXPECT_EQ(r.config->node.conntrackInsertRate, rate);
+  }
+}
+
 TEST(Config, IcmpTooBigRateIsReadAndZeroTurnsTheAnswersOff) {
   for (uint32_t rate : {0u, 250u, 1000000u}) {
     ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: eth0}\nnode: {icmp_too_big_rate: " +
@@ -531,6 +544,9 @@ INSTANTIATE_TEST_SUITE_P(
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  icmp_too_big_rate: 500\n"
                 "  icmp_too_big_client_rate: -5\n",
                 {"keel.yaml:4: node.icmp_too_big_client_rate: must be an integer 0..1000000, got \"-5\""}},
+        BadCase{"conntrack insert rate out of range",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  conntrack_insert_rate: 100000001\n",
+                {"keel.yaml:3: node.conntrack_insert_rate: must be an integer 0..100000000, got \"100000001\""}},
         BadCase{"hash source host bits",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  hash_source_v4: 172.16.0.1/16\n",
                 {"keel.yaml:3: node.hash_source_v4: host bits must be zero"}},

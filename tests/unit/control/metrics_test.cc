@@ -142,6 +142,17 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
   EXPECT_EQ(out.find("keel_health_checks_total{"), std::string::npos);
 }
 
+// The plane's count of new flows it did not remember (over
+// node.conntrack_insert_rate) reaches its counter through the registry.
+TEST_F(MetricsTest, SkippedConntrackInsertsAreACounter) {
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_conntrack_inserts_skipped_total counter"));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_inserts_skipped_total 0"));
+  dp_.stats.connInsertsSkipped = 17;
+  out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_inserts_skipped_total 17"));
+}
+
 // A plane that counts its connection table: the count reaches the gauge
 // through connTableEntries -> registry -> servicesAndGlobalStats -> snapshot,
 // and a scrape reads the counters once and counts the table once.

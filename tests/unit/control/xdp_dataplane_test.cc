@@ -653,12 +653,13 @@ TEST_F(XdpAdoptTest, ReasonsPinnedByABuildWithFewerReasonsAreCarriedOver) {
 }
 
 // A keeld built before the ICMP rate limits pinned no icmp_limit (main
-// before it) or no icmp_client_limit (main before the per-client limit).
+// before it) or no icmp_client_limit (main before the per-client limit),
+// one built before node.conntrack_insert_rate no ct_insert_limit.
 // Those maps may start empty: the restart adopts everything else, swaps the
 // program (the old one used no such map) and pins the new maps for the next
 // restart.
 TEST_F(XdpAdoptTest, PinsWithoutTheIcmpLimitsAreAdoptedAndTheMapsPinned) {
-  for (const char* missing : {"icmp_limit", "icmp_client_limit"}) {
+  for (const char* missing : {"icmp_limit", "icmp_client_limit", "ct_insert_limit"}) {
     SCOPED_TRACE(missing);
     firstKeeld();
     const std::string path = pinDir_ + "/" + missing;
@@ -707,57 +708,66 @@ TEST_F(XdpAdoptTest, AnIcmpClientLimitOfAnotherShapeIsReplaced) {
   EXPECT_EQ(info.max_entries, KEEL_ICMP_CLIENT_SLOTS);
 }
 
-// A keeld built before icmp_too_big_client_rate pinned a 56-byte
-// node_config. Its fields are a prefix of this build's (maps_abi.h): the
-// restart adopts everything else, fills its own node_config from the old one
-// before its program runs (the new field 0: no per-client limit, as that
-// build did), pins it in the old one's place, and the next restart adopts it
-// as it is.
+// Keelds of earlier builds pinned shorter node_configs: 56 bytes before
+// icmp_too_big_client_rate, 60 before tunnel_mtu, 64 before
+// conntrack_insert_rate. Their fields are a prefix of this build's
+// (maps_abi.h): the restart adopts everything else, fills its own
+// node_config from the old one before its program runs (the fields the old
+// layout lacks 0: off, as that build did), pins it in the old one's place,
+// and the next restart adopts it as it is.
 TEST_F(XdpAdoptTest, NodeConfigPinnedByABuildWithAShorterLayoutIsCarriedOver) {
-  firstKeeld();
-  keel_node_config node{};
-  inet_pton(AF_INET, "10.0.0.2", &node.tunnel_src_v4);
-  node.next_hop_mac[5] = 0xfe;
-  node.local_mac[5] = 0x09;
-  node.tcp_idle_timeout_s = 900;
-  node.icmp_too_big_rate = 1000;
-  node.icmp_too_big_client_rate = 77;  // not in the old layout: must not arrive
-  constexpr uint32_t kOldSize = offsetof(keel_node_config, icmp_too_big_client_rate);
-  static_assert(kOldSize == 56);
-  const std::string path = pinDir_ + "/node_config";
-  int old = bpf_map_create(BPF_MAP_TYPE_ARRAY, "node_config", 4, kOldSize, 1, nullptr);
-  ASSERT_GE(old, 0);
-  uint32_t zero = 0;
-  ASSERT_EQ(bpf_map_update_elem(old, &zero, &node, BPF_ANY), 0);  // its first 56 bytes
-  ASSERT_EQ(unlink(path.c_str()), 0);
-  ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
-  close(old);
-  const uint32_t conntrackId = mapId("conntrack");
+  static_assert(offsetof(keel_node_config, icmp_too_big_client_rate) == 56);
+  static_assert(offsetof(keel_node_config, tunnel_mtu) == 60);
+  static_assert(offsetof(keel_node_config, conntrack_insert_rate) == 64);
+  for (uint32_t oldSize : {56u, 60u, 64u}) {
+    SCOPED_TRACE(oldSize);
+    firstKeeld();
+    keel_node_config node{};
+    inet_pton(AF_INET, "10.0.0.2", &node.tunnel_src_v4);
+    node.next_hop_mac[5] = 0xfe;
+    node.local_mac[5] = 0x09;
+    node.tcp_idle_timeout_s = 900;
+    node.icmp_too_big_rate = 1000;
+    node.icmp_too_big_client_rate = 77;  // beyond the 56-byte layout
+    node.tunnel_mtu = 1400;              // beyond 60
+    node.conntrack_insert_rate = 5000;   // beyond 64
+    const std::string path = pinDir_ + "/node_config";
+    int old = bpf_map_create(BPF_MAP_TYPE_ARRAY, "node_config", 4, oldSize, 1, nullptr);
+    ASSERT_GE(old, 0);
+    uint32_t zero = 0;
+    ASSERT_EQ(bpf_map_update_elem(old, &zero, &node, BPF_ANY), 0);  // its first oldSize bytes
+    ASSERT_EQ(unlink(path.c_str()), 0);
+    ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
+    close(old);
+    const uint32_t conntrackId = mapId("conntrack");
 
-  Status s = XdpDataplane::create(options(), &dp_);
-  ASSERT_TRUE(s.isOk()) << s.message();
-  EXPECT_FALSE(dp_->keptProgram());
-  EXPECT_EQ(mapId("conntrack"), conntrackId);
-  expectStateKept();
-  int fd = pinned("node_config");
-  ASSERT_GE(fd, 0);
-  keel_node_config now{};
-  bpf_map_info info{};
-  uint32_t len = sizeof info;
-  ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
-  EXPECT_EQ(info.value_size, sizeof(keel_node_config));
-  ASSERT_EQ(bpf_map_lookup_elem(fd, &zero, &now), 0);
-  close(fd);
-  keel_node_config want = node;
-  want.icmp_too_big_client_rate = 0;
-  EXPECT_EQ(std::memcmp(&now, &want, sizeof now), 0);
-  const uint32_t nodeId = mapId("node_config");
-  dp_->leaveInPlace();
-  dp_.reset();
-  s = XdpDataplane::create(options(), &dp_);
-  ASSERT_TRUE(s.isOk()) << s.message();
-  EXPECT_TRUE(dp_->keptProgram());
-  EXPECT_EQ(mapId("node_config"), nodeId);
+    Status s = XdpDataplane::create(options(), &dp_);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    EXPECT_FALSE(dp_->keptProgram());
+    EXPECT_EQ(mapId("conntrack"), conntrackId);
+    expectStateKept();
+    int fd = pinned("node_config");
+    ASSERT_GE(fd, 0);
+    keel_node_config now{};
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+    EXPECT_EQ(info.value_size, sizeof(keel_node_config));
+    ASSERT_EQ(bpf_map_lookup_elem(fd, &zero, &now), 0);
+    close(fd);
+    keel_node_config want{};
+    std::memcpy(&want, &node, oldSize);  // what the old layout held, the rest 0
+    EXPECT_EQ(std::memcmp(&now, &want, sizeof now), 0);
+    const uint32_t nodeId = mapId("node_config");
+    dp_->leaveInPlace();
+    dp_.reset();
+    s = XdpDataplane::create(options(), &dp_);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    EXPECT_TRUE(dp_->keptProgram());
+    EXPECT_EQ(mapId("node_config"), nodeId);
+    ASSERT_TRUE(dp_->shutdown(true).isOk());
+    dp_.reset();
+  }
 }
 
 TEST_F(XdpAdoptTest, ChangedLimitsAreRefusedNamingTheKeyAndChangeNothing) {

@@ -207,3 +207,32 @@ def test_icmp_error_follows_the_flow(keel_web, forwarding, family):
     finally:
         for s in conns:
             s.close()
+
+
+@pytest.fixture
+def keel_insert_limited(request, lab, need_keel):
+    node = {"conntrack_insert_rate": 1}
+    yield from run_keel(request, lab, lab.keel_config([web(lab, 4, "ipip")], node=node), with_handle=True)
+
+
+def test_new_flows_past_the_insert_rate_are_served_but_not_remembered(keel_insert_limited):
+    """node.conntrack_insert_rate at 1 a second per CPU / worker: a burst of
+    new connections is still served, each by the real the ring picks (the
+    ring does not change here), but most are not written into the table,
+    and keelctl stats counts them."""
+    lab, config, keeld = keel_insert_limited
+    conns = []
+    try:
+        before = connect_and_ask(lab, PORT, N_CONN, conns, 4)
+        after = [ask(s) for s in conns]
+        assert after == before, "a flow not remembered changed real with an unchanged ring"
+        stats = json.loads(keeld.keelctl("-o", "json", "stats").stdout)
+        skipped = stats["conntrack"]["inserts_skipped"]
+        assert skipped > 0, stats["conntrack"]
+        counts = json.loads(keeld.keelctl("-o", "json", "conns", "web", "--count").stdout)["counts"]
+        entries = sum(c["kept"] for c in counts)
+        assert entries < N_CONN, (entries, skipped)
+        print(f"{skipped} inserts skipped, {entries} of {N_CONN} open flows remembered")
+    finally:
+        for s in conns:
+            s.close()

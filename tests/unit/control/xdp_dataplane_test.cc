@@ -496,6 +496,13 @@ class XdpAdoptTest : public XdpDataplaneTest {
     EXPECT_EQ(v.gen, 7u);
     close(ct);
   }
+  // Map fd pinned at path in place of what is pinned there, as a keeld of
+  // another build would have left it; fd is closed.
+  void pinInstead(const std::string& path, int fd) {
+    ASSERT_EQ(unlink(path.c_str()), 0);
+    ASSERT_EQ(bpf_obj_pin(fd, path.c_str()), 0);
+    close(fd);
+  }
   keel_flow_key ctKey_{};
   uint32_t firstProg_ = 0;
 };
@@ -574,9 +581,7 @@ TEST_F(XdpAdoptTest, RingsPinnedByABuildWithPlainInnerArraysStillTakeRings) {
   close(tmpl);
   ASSERT_GE(old, 0);
   const std::string path = pinDir_ + "/rings";
-  ASSERT_EQ(unlink(path.c_str()), 0);
-  ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
-  close(old);
+  pinInstead(path, old);
   const uint32_t oldRings = mapId("rings");
 
   Status s = XdpDataplane::create(options(), &dp_);
@@ -624,9 +629,7 @@ TEST_F(XdpAdoptTest, ReasonsPinnedByABuildWithFewerReasonsAreCarriedOver) {
   v[static_cast<size_t>(ncpu - 1)].packets += 2;
   uint32_t key = KEEL_R_TX_IPIP;
   ASSERT_EQ(bpf_map_update_elem(old, &key, v.data(), BPF_ANY), 0);
-  ASSERT_EQ(unlink(path.c_str()), 0);
-  ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
-  close(old);
+  pinInstead(path, old);
   const uint32_t conntrackId = mapId("conntrack");
 
   Status s = XdpDataplane::create(options(), &dp_);
@@ -693,9 +696,7 @@ TEST_F(XdpAdoptTest, AnIcmpClientLimitOfAnotherShapeIsReplaced) {
   const std::string path = pinDir_ + "/icmp_client_limit";
   int old = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "icmp_client_limit", 4, 8, 1024, nullptr);
   ASSERT_GE(old, 0);
-  ASSERT_EQ(unlink(path.c_str()), 0);
-  ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
-  close(old);
+  pinInstead(path, old);
   Status s = XdpDataplane::create(options(), &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();
   expectStateKept();
@@ -736,9 +737,7 @@ TEST_F(XdpAdoptTest, NodeConfigPinnedByABuildWithAShorterLayoutIsCarriedOver) {
     ASSERT_GE(old, 0);
     uint32_t zero = 0;
     ASSERT_EQ(bpf_map_update_elem(old, &zero, &node, BPF_ANY), 0);  // its first oldSize bytes
-    ASSERT_EQ(unlink(path.c_str()), 0);
-    ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
-    close(old);
+    pinInstead(path, old);
     const uint32_t conntrackId = mapId("conntrack");
 
     Status s = XdpDataplane::create(options(), &dp_);

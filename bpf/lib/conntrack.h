@@ -130,10 +130,12 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	if (pkt->icmp_error)
 		return be;
 	/* Past node.conntrack_insert_rate: forwarded, not remembered. */
-	lim = bpf_map_lookup_elem(&ct_insert_limit, &zero);
-	if (lim && !keel_ct_insert_allow(&lim->tat, now, node->conntrack_insert_rate)) {
-		lim->skipped++;  /* this CPU's slot: no other writer */
-		return be;
+	if (node->conntrack_insert_rate) {
+		lim = bpf_map_lookup_elem(&ct_insert_limit, &zero);
+		if (lim && !keel_ct_insert_allow(&lim->tat, now, node->conntrack_insert_rate)) {
+			lim->skipped++;  /* this CPU's slot: no other writer */
+			return be;
+		}
 	}
 	fresh.backend_id = *be_id;
 	fresh.gen = be->gen;

@@ -38,15 +38,17 @@ KEEL_INLINE int keel_rate_allow(__u64 *tat, __u64 now_ns, __u32 rate)
 	return 1;
 }
 
-/* Whether a flow the connection table does not hold may be written into it
- * now: node_config.conntrack_insert_rate inserts a second per CPU / worker
- * (0: always). Past it the flow is still forwarded, by the ring, but not
- * remembered, and the caller counts it (keel_ct_insert_limit.skipped): a
- * flood of new flows (spoofed SYNs, a scan) then cannot push the
- * established flows out of the table. That matters once the ring changes
- * (until then an evicted flow is picked again onto the same real); a flow
- * not remembered meanwhile likewise keeps its real only while the ring does.
- * Katran's flood mode and IPVS's drop_entry defend the same way. */
+/* Whether a packet of a flow the connection table does not hold may write
+ * it now: node_config.conntrack_insert_rate writes a second per CPU / worker,
+ * every service together (0: always). Past it the packet is still
+ * forwarded, by the ring, but its flow is not remembered and the caller
+ * counts the packet (keel_ct_insert_limit.skipped): a flood of new flows
+ * (spoofed SYNs, a scan) then cannot push the established flows out of the
+ * table. That matters once the ring changes (until then an evicted flow is
+ * picked again onto the same real); a flow not remembered likewise keeps
+ * its real only while the ring does. A flow not written tries again with
+ * its next packet, and re-picks (a real down or removed, an entry idle or
+ * evicted) share the budget. Katran's flood mode defends the same way. */
 KEEL_INLINE int keel_ct_insert_allow(__u64 *tat, __u64 now_ns, __u32 rate)
 {
 	return rate == 0 || keel_rate_allow(tat, now_ns, rate);

@@ -322,7 +322,7 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
     for (RealConfig& r : svc.reals) {
       r.startHealthy = r.macPending.empty() &&
                        (r.healthSpec.type == HealthCheckSpec::Type::None || startsUp(svc.name, r));
-      r.startKept = !r.startHealthy && r.macPending.empty() && startsKept(svc.name, r);
+      r.startKept = !r.startHealthy && r.macPending.empty() && svc.healthKeepEstablished && startsKept(svc.name, r);
     }
   }
   return c;

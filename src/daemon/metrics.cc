@@ -195,8 +195,8 @@ void renderDataplane(Families& out, const GlobalStats& s) {
     sample(out.add("keel_conntrack_entries", "Live connection-table entries", MetricType::Gauge), {},
            static_cast<double>(*s.connTableEntries));
   sample(out.add("keel_conntrack_inserts_skipped_total",
-                 "New flows forwarded by the ring but not written into the connection table: over "
-                 "node.conntrack_insert_rate (per CPU / worker)",
+                 "Packets of flows the connection table did not hold, forwarded by the ring but not written "
+                 "into it: over node.conntrack_insert_rate (per CPU / worker)",
                  MetricType::Counter),
          {}, static_cast<double>(s.connInsertsSkipped));
   if (!s.workers.empty()) {

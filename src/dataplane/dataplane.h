@@ -104,9 +104,9 @@ struct DataplaneStats {
   // The DPDK port's own counters; nullopt where the plane has none (XDP:
   // the kernel's `ip -s link` counts the interface).
   std::optional<PortStats> port;
-  // New flows forwarded but not written into the connection table, over
-  // node.conntrack_insert_rate (include/keel/rate.h), summed over every CPU
-  // (XDP) or worker (DPDK).
+  // Packets of flows the connection table did not hold, forwarded but not
+  // written into it, over node.conntrack_insert_rate (include/keel/rate.h),
+  // summed over every CPU (XDP) or worker (DPDK).
   uint64_t connInsertsSkipped = 0;
 };
 

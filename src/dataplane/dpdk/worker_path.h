@@ -66,8 +66,8 @@ struct alignas(64) WorkerCounters {
   keel_counter reasons[KEEL_R_MAX] = {};
   // ICMP errors that took the peer lookup, by PeerLookup (countEvent).
   uint64_t icmpPeer[kPeerLookupResults] = {};
-  // New flows forwarded but not remembered: over node.conntrack_insert_rate
-  // (keel_ct_insert_allow; countEvent).
+  // Packets of flows the table did not hold, forwarded but not written:
+  // over node.conntrack_insert_rate (keel_ct_insert_allow; countEvent).
   uint64_t ctInsertsSkipped = 0;
 };
 

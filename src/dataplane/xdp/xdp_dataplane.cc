@@ -676,13 +676,16 @@ Status XdpDataplane::publishRing(ServiceId id, const std::vector<uint32_t>& slot
   if (fd >= 0 && rc != 0 && errno == EINVAL && ringsMmapable_) {
     // An outer map pinned by a keeld from before mmapable rings: its
     // template's flags are the plain ones, and the kernel wants them equal.
+    // Plain from now on only if a plain ring is what it takes.
     ::close(fd);
-    ringsMmapable_ = false;
-    logInfo(LogRecord("xdp_rings_plain")
-                .add("detail", "the adopted rings map takes plain inner arrays: rings are filled by batch "
-                               "update until keeld starts on fresh pins"));
     fd = makeRing(values, false);
     rc = fd < 0 ? fd : bpf_map_update_elem(outer, &id, &fd, BPF_ANY);
+    if (fd >= 0 && rc == 0) {
+      ringsMmapable_ = false;
+      logInfo(LogRecord("xdp_rings_plain")
+                  .add("detail", "the adopted rings map takes plain inner arrays: rings are filled by batch "
+                                 "update until keeld starts on fresh pins"));
+    }
   }
   if (fd < 0) return Status::error("xdp: ring for service " + std::to_string(id) + ": " + errnoText(-fd));
   int err = errno;

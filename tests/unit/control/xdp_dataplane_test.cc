@@ -223,6 +223,26 @@ TEST_F(XdpDataplaneTest, ProgramsMapsPinsAndDetaches) {
   ASSERT_EQ(bpf_obj_get_info_by_fd(inner, &innerInfo, &innerLen), 0);
   EXPECT_EQ(innerInfo.map_flags, uint32_t{BPF_F_INNER_MAP | BPF_F_MMAPABLE});
   close(inner);
+  // Every word of a ring filled through mmap is where the program reads it
+  // (an array's u32 slots are 8 bytes apart in the mapping): M, then each slot.
+  {
+    std::vector<uint32_t> want(65537);
+    for (uint32_t i = 0; i < want.size(); ++i) want[i] = (i * 7 + 3) % 64;
+    ASSERT_TRUE(dp_->publishRing(3, want).isOk());
+    uint32_t three = 3, ringId = 0;
+    ASSERT_EQ(bpf_map_lookup_elem(rings, &three, &ringId), 0);
+    int ring = bpf_map_get_fd_by_id(ringId);
+    ASSERT_GE(ring, 0);
+    size_t wrong = 0;
+    for (uint32_t i = 0; i <= want.size(); ++i) {
+      uint32_t v = 0xffffffffu;
+      ASSERT_EQ(bpf_map_lookup_elem(ring, &i, &v), 0);
+      wrong += v != (i == 0 ? want.size() : want[i - 1]);
+    }
+    close(ring);
+    EXPECT_EQ(wrong, 0u) << "words of the mmap-filled ring that differ";
+    ASSERT_TRUE(dp_->publishRing(3, {}).isOk());
+  }
 
   // Removing the service empties the ring (M = 0) and withdraws the VIP.
   s = reg.apply(Config{});

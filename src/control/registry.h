@@ -210,6 +210,10 @@ class Registry {
   // Its data-plane calls form one batch (Dataplane::beginBatch), as do
   // setRealHealth()'s.
   Status apply(const Config& config);
+  // One Dataplane batch around several calls of the registry's (a reload's
+  // apply, the restore after a failed one, the health sync after it): the
+  // DPDK plane then publishes them as one snapshot.
+  DataplaneBatch batch() { return DataplaneBatch(dataplane_); }
   // The data plane's key of a service (VIP, port, protocol, family).
   static keel_service_key serviceKey(const ServiceConfig& cfg);
   // Reads the port's MTU (Dataplane::portMtu) and logs a warning,

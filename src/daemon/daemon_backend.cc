@@ -329,6 +329,9 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
 }
 
 Result DaemonBackend::commit(const Config& file, Overlay overlay) {
+  // The apply, a restore after it fails, and the health sync: the DPDK
+  // workers see the running config or the next one, never half of it.
+  DataplaneBatch batch = registry_.batch();
   Config next = compose(file, overlay);
   if (auto errors = validateComposed(next); !errors.empty()) return configErrors(std::move(errors));
   if (auto errors = validateTargets(next); !errors.empty()) return configErrors(std::move(errors));

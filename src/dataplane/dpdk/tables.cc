@@ -76,6 +76,7 @@ TableStore::TableStore(uint32_t maxServices, uint32_t maxBackends, GraceFn grace
       grace_(std::move(grace)) {
   zeroChunk_ = std::make_shared<const Chunk>(kBackendChunk);
   chunks_.assign(maxBackends_ / kBackendChunk, zeroChunk_);
+  unpublishedChunks_.resize(chunks_.size());
   rings_.resize(maxServices_);
   publish();
 }
@@ -96,6 +97,15 @@ void TableStore::publish() {
     unpublished_ = true;  // endBatch() or flush() publishes
   else
     publishNow();
+}
+
+TableStore::Chunk& TableStore::writableChunk(size_t i) {
+  std::shared_ptr<Chunk>& own = unpublishedChunks_[i];
+  if (!own) {
+    own = std::make_shared<Chunk>(*chunks_[i]);
+    chunks_[i] = own;
+  }
+  return *own;
 }
 
 void TableStore::publishNow() {
@@ -121,6 +131,8 @@ void TableStore::publishNow() {
     hashesSources |= (kv.second.flags & KEEL_SVC_F_HASH_SRC_IP) != 0;
   }
   next->chunks = chunks_;
+  // Published: the next write to any of them copies it again.
+  for (auto& own : unpublishedChunks_) own.reset();
   next->rings = rings_;
   for (const auto& c : chunks_) next->chunkPtrs.push_back(c->data());
   for (const auto& r : rings_) next->ringPtrs.push_back(r ? r->data() : nullptr);
@@ -153,11 +165,9 @@ Status TableStore::setNode(const keel_node_config& node) {
   node_ = node;
   // Every real's template holds node fields (MACs, tunnel sources): prepare
   // them all again, in new chunks (the published ones are never written).
-  for (auto& c : chunks_) {
-    if (c == zeroChunk_) continue;  // no real written there: nothing to prepare, stays shared
-    auto chunk = std::make_shared<Chunk>(*c);
-    for (BackendSlot& slot : *chunk) keel_encap_prepare(&slot.tpl, &node_, &slot.be);
-    c = std::move(chunk);
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    if (chunks_[i] == zeroChunk_) continue;  // no real written there: nothing to prepare, stays shared
+    for (BackendSlot& slot : writableChunk(i)) keel_encap_prepare(&slot.tpl, &node_, &slot.be);
   }
   publish();
   return Status::ok();
@@ -189,11 +199,9 @@ Status TableStore::upsertBackend(uint32_t id, const keel_backend& backend) {
   if (backend.family != KEEL_AF_INET && backend.family != KEEL_AF_INET6)
     return Status::error(familyError("upsertBackend", backend.family));
   // Copy only the chunk that changes; the others stay shared.
-  auto chunk = std::make_shared<Chunk>(*chunks_[id / kBackendChunk]);
-  BackendSlot& slot = (*chunk)[id % kBackendChunk];
+  BackendSlot& slot = writableChunk(id / kBackendChunk)[id % kBackendChunk];
   slot.be = backend;
   keel_encap_prepare(&slot.tpl, &node_, &slot.be);
-  chunks_[id / kBackendChunk] = std::move(chunk);
   publish();
   return Status::ok();
 }

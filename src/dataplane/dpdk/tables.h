@@ -141,6 +141,11 @@ class TableStore {
   std::map<std::vector<uint8_t>, std::pair<keel_service_key, keel_service_value>> services_;
   using Chunk = std::vector<BackendSlot>;
   std::vector<std::shared_ptr<const Chunk>> chunks_;
+  // Chunks copied since the last publish, which no snapshot holds yet: a
+  // batch writes them in place instead of copying a chunk (104 KiB) for
+  // every real it writes. Null: chunks_[i] may be published; copy first.
+  std::vector<std::shared_ptr<Chunk>> unpublishedChunks_;
+  Chunk& writableChunk(size_t i);
   std::shared_ptr<const Chunk> zeroChunk_;  // shared by every chunk no real was ever written to
   std::vector<std::shared_ptr<const std::vector<uint32_t>>> rings_;
 

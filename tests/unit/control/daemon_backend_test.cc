@@ -456,8 +456,13 @@ TEST_F(DaemonBackendTest, AReloadTheDataPlaneFailsMidwayIsUndone) {
   files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n"
                              "      - {address: 10.0.1.3, weight: 100}\n");
   dp_.failAfter = 2;  // the new real's backend is written, the ring publish fails
+  const int batches = dp_.batches;
   api::Result r = backend_->reload();
   ASSERT_FALSE(r.isOk());
+  // The failed apply and the restore are one data-plane batch (on DPDK one
+  // snapshot): the workers never see the half-applied change.
+  EXPECT_EQ(dp_.batches, batches + 1);
+  EXPECT_EQ(dp_.batchDepth, 0);
   EXPECT_EQ(r.error().code, api::code::kFailed);
   EXPECT_NE(r.error().message.find("injected failure; the running configuration was restored"), std::string::npos)
       << r.error().message;

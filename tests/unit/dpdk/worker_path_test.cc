@@ -902,6 +902,9 @@ TEST_F(WorkerPathTest, ABatchOfUpdatesIsPublishedAsOneSnapshot) {
   store_.beginBatch();
   store_.beginBatch();  // nested
   oneRealService(vip4_, 80, 1, 3, "10.1.0.3");
+  // Two more writes to the same chunk within the batch: both land.
+  ASSERT_TRUE(store_.upsertBackend(4, test::backend(ip("10.1.0.4"), 1)));
+  ASSERT_TRUE(store_.upsertBackend(5, test::backend(ip("10.1.0.5"), 1)));
   store_.endBatch();  // the inner one: nothing yet
   EXPECT_EQ(store_.current(), before);
   EXPECT_EQ(graces_, graces);
@@ -911,14 +914,21 @@ TEST_F(WorkerPathTest, ABatchOfUpdatesIsPublishedAsOneSnapshot) {
   EXPECT_EQ(store_.current()->version, before->version + 1);  // three changes, one snapshot
   EXPECT_EQ(graces_, graces + 1);
   EXPECT_EQ(run(in).r.backendId, 3u);
+  for (uint32_t id : {3u, 4u, 5u}) EXPECT_EQ(snapshotBackend(*store_.current(), id)->be.service_id, 1u) << id;
 
   const Snapshot* one = store_.current();
+  const BackendSlot* slot3 = snapshotBackend(*one, 3);
   store_.beginBatch();
   ASSERT_TRUE(store_.upsertBackend(3, test::backend(ip("10.1.0.3"), 2)));  // now another service's
   store_.flush();
   EXPECT_NE(store_.current(), one);
   EXPECT_EQ(graces_, graces + 2);
   EXPECT_EQ(run(in).r.reason, KEEL_R_DROP_NO_BACKEND);
+  // A published chunk is copied before it is written, never written in
+  // place: backend 3's slot moved (the old chunk lived until the grace
+  // period ended, so the copy could not reuse its address).
+  EXPECT_NE(snapshotBackend(*store_.current(), 3), slot3);
+  EXPECT_EQ(snapshotBackend(*store_.current(), 3)->be.service_id, 2u);
   const Snapshot* flushed = store_.current();
   store_.flush();  // nothing new since
   store_.endBatch();

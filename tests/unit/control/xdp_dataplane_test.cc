@@ -523,6 +523,17 @@ class XdpAdoptTest : public XdpDataplaneTest {
     ASSERT_EQ(bpf_obj_pin(fd, path.c_str()), 0);
     close(fd);
   }
+  // A restart over pins one of whose maps this build replaces: it succeeds,
+  // swaps the program over the pinned maps (the old one used the old map),
+  // and keeps the connection table (the same map) and the first keeld's state.
+  void restartReplacingAMap() {
+    const uint32_t conntrackId = mapId("conntrack");
+    Status s = XdpDataplane::create(options(), &dp_);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    EXPECT_FALSE(dp_->keptProgram());
+    EXPECT_EQ(mapId("conntrack"), conntrackId);
+    expectStateKept();
+  }
   keel_flow_key ctKey_{};
   uint32_t firstProg_ = 0;
 };
@@ -650,12 +661,7 @@ TEST_F(XdpAdoptTest, ReasonsPinnedByABuildWithFewerReasonsAreCarriedOver) {
   uint32_t key = KEEL_R_TX_IPIP;
   ASSERT_EQ(bpf_map_update_elem(old, &key, v.data(), BPF_ANY), 0);
   pinInstead(path, old);
-  const uint32_t conntrackId = mapId("conntrack");
-
-  Status s = XdpDataplane::create(options(), &dp_);
-  ASSERT_TRUE(s.isOk()) << s.message();
-  EXPECT_EQ(mapId("conntrack"), conntrackId);
-  expectStateKept();
+  ASSERT_NO_FATAL_FAILURE(restartReplacingAMap());
   int fd = pinned("stats_reasons");
   ASSERT_GE(fd, 0);
   bpf_map_info info{};
@@ -669,7 +675,7 @@ TEST_F(XdpAdoptTest, ReasonsPinnedByABuildWithFewerReasonsAreCarriedOver) {
   // The next restart adopts the new map as it is.
   dp_->leaveInPlace();
   dp_.reset();
-  s = XdpDataplane::create(options(), &dp_);
+  Status s = XdpDataplane::create(options(), &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();
   EXPECT_TRUE(dp_->keptProgram());
   EXPECT_EQ(dp_->readStats(0, 0).reasons[KEEL_R_TX_IPIP].packets, 7u);
@@ -687,19 +693,13 @@ TEST_F(XdpAdoptTest, PinsWithoutTheIcmpLimitsAreAdoptedAndTheMapsPinned) {
     firstKeeld();
     const std::string path = pinDir_ + "/" + missing;
     ASSERT_EQ(unlink(path.c_str()), 0);
-    const uint32_t conntrackId = mapId("conntrack");
-
-    Status s = XdpDataplane::create(options(), &dp_);
-    ASSERT_TRUE(s.isOk()) << s.message();
-    EXPECT_FALSE(dp_->keptProgram());
-    EXPECT_EQ(mapId("conntrack"), conntrackId);
-    expectStateKept();
+    ASSERT_NO_FATAL_FAILURE(restartReplacingAMap());
     ASSERT_TRUE(std::filesystem::exists(path));
     const uint32_t limitId = mapId(missing);
     // The next restart adopts it with the rest, and keeps the program.
     dp_->leaveInPlace();
     dp_.reset();
-    s = XdpDataplane::create(options(), &dp_);
+    Status s = XdpDataplane::create(options(), &dp_);
     ASSERT_TRUE(s.isOk()) << s.message();
     EXPECT_TRUE(dp_->keptProgram());
     EXPECT_EQ(mapId(missing), limitId);
@@ -758,13 +758,7 @@ TEST_F(XdpAdoptTest, NodeConfigPinnedByABuildWithAShorterLayoutIsCarriedOver) {
     uint32_t zero = 0;
     ASSERT_EQ(bpf_map_update_elem(old, &zero, &node, BPF_ANY), 0);  // its first oldSize bytes
     pinInstead(path, old);
-    const uint32_t conntrackId = mapId("conntrack");
-
-    Status s = XdpDataplane::create(options(), &dp_);
-    ASSERT_TRUE(s.isOk()) << s.message();
-    EXPECT_FALSE(dp_->keptProgram());
-    EXPECT_EQ(mapId("conntrack"), conntrackId);
-    expectStateKept();
+    ASSERT_NO_FATAL_FAILURE(restartReplacingAMap());
     int fd = pinned("node_config");
     ASSERT_GE(fd, 0);
     keel_node_config now{};
@@ -780,7 +774,7 @@ TEST_F(XdpAdoptTest, NodeConfigPinnedByABuildWithAShorterLayoutIsCarriedOver) {
     const uint32_t nodeId = mapId("node_config");
     dp_->leaveInPlace();
     dp_.reset();
-    s = XdpDataplane::create(options(), &dp_);
+    Status s = XdpDataplane::create(options(), &dp_);
     ASSERT_TRUE(s.isOk()) << s.message();
     EXPECT_TRUE(dp_->keptProgram());
     EXPECT_EQ(mapId("node_config"), nodeId);

@@ -28,7 +28,15 @@
 // Wall time (steady_clock) and thread CPU time are both printed: a publish
 // that waits on RCU shows wall >> CPU.
 //
-// Usage: reconfig_bench [--services S] [--reps R] [--no-xdp] [--no-dpdk]
+// Health case: every real of H services (--health-services, default 100,
+// at most S) goes down and then comes back up, ordered real-major (real 0 of
+// every service, then real 1, ...) as independent checkers would report
+// them; once with one Registry::setRealHealth per verdict (what keeld did
+// before it handed a loop turn's transitions over together), once with all
+// of them in one Registry::setRealsHealth (each service's ring built and
+// published once). Fail-open holds each service's last real, as in keeld.
+//
+// Usage: reconfig_bench [--services S] [--reps R] [--health-services H] [--no-xdp] [--no-dpdk]
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <sched.h>
@@ -67,6 +75,7 @@ using keel::Status;
 struct Options {
   int services = 1000;
   int reps = 21;
+  int healthServices = 100;  // the health case's services (at most --services)
   bool xdp = true;
   bool dpdk = true;
 };
@@ -91,13 +100,15 @@ Options parseArgs(int argc, char** argv) {
       o.services = value("--services");
     } else if (a == "--reps") {
       o.reps = value("--reps");
+    } else if (a == "--health-services") {
+      o.healthServices = value("--health-services");
     } else if (a == "--no-xdp") {
       o.xdp = false;
     } else if (a == "--no-dpdk") {
       o.dpdk = false;
     } else {
       std::fprintf(stderr, "reconfig_bench: unknown argument '%s'\nusage: reconfig_bench [--services S] "
-                   "[--reps R] [--no-xdp] [--no-dpdk]\n", a.c_str());
+                   "[--reps R] [--health-services H] [--no-xdp] [--no-dpdk]\n", a.c_str());
       std::exit(2);
     }
   }
@@ -248,6 +259,35 @@ void runCases(const char* title, keel::Dataplane& dp, const Options& o) {
   printRow("weight change of one real (and back)", weight);
   printRow("remove one real", remove);
   printRow("add it back", add);
+
+  // Health: every real of the first H services down, then up; one verdict
+  // at a time, then all in one call.
+  const int h = std::min(o.healthServices, o.services);
+  std::vector<Registry::HealthVerdict> down, up;
+  for (int r = 0; r < 10; ++r)
+    for (int i = 0; i < h; ++i) {
+      const keel::ServiceConfig& svc = base.services[size_t(i)];
+      down.push_back({svc.name, svc.reals[size_t(r)].address, false});
+      up.push_back({svc.name, svc.reals[size_t(r)].address, true});
+    }
+  auto each = [&](const std::vector<Registry::HealthVerdict>& vs) {
+    return timeOnce([&] {
+      for (const auto& v : vs)
+        if (Status s = registry.setRealHealth(v.service, v.real, v.healthy); !s) die("setRealHealth", s);
+    });
+  };
+  auto together = [&](const std::vector<Registry::HealthVerdict>& vs) {
+    return timeOnce([&] {
+      for (const Status& s : registry.setRealsHealth(vs))
+        if (!s) die("setRealsHealth", s);
+    });
+  };
+  const std::string n = std::to_string(down.size());
+  const Sample eachDown = each(down), eachUp = each(up), allDown = together(down), allUp = together(up);
+  printRow(n + " reals down, one verdict at a time", {eachDown});
+  printRow(n + " reals up, one verdict at a time", {eachUp});
+  printRow(n + " reals down, in one setRealsHealth", {allDown});
+  printRow(n + " reals up, in one setRealsHealth", {allUp});
 }
 
 // A private network namespace with a veth pair, so XDP attaches to an

@@ -764,69 +764,121 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
 }
 
 Status Registry::setRealHealth(const std::string& service, const IpAddress& addr, bool healthy) {
+  return setRealsHealth({HealthVerdict{service, addr, healthy}}).front();
+}
+
+std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& verdicts) {
   DataplaneBatch batch(dataplane_);  // as apply()
-  auto sit = services_.find(service);
-  if (sit == services_.end()) return Status::error("no service named " + service);
-  ServiceState& state = sit->second;
-  auto rit = state.reals.find(addr);
-  if (rit == state.reals.end())
-    return Status::error("service " + service + " has no real " + addr.toString());
-  RealState& real = rit->second;
-  if (real.healthy == healthy) return Status::ok();
-  if (healthy && lacksMac(state.config, real.mac))
-    return Status::error("service " + service + ": real " + addr.toString() +
-                         " cannot come up: l2dsr has no MAC for it yet");
-  const bool wasInRing = real.inRing();
-  real.healthy = healthy;
-  // A data-plane error below leaves the service half changed: the next
-  // apply rewrites it whole (as after a failed apply).
-  auto markRewrite = [&state](Status s) {
-    state.rewrite = true;
-    return s;
-  };
-  if (!healthy) {
-    bool othersServe = false;
-    for (const auto& [a, r] : state.reals)
-      if (a != addr && r.weight > 0 && r.healthy) othersServe = true;
-    if (wasInRing && !othersServe) {
-      logError(LogRecord("all_reals_down")
-                   .add("service", service)
-                   .add("policy", state.config.healthFailOpen ? "fail-open" : "fail-closed")
-                   .add("kept", state.config.healthFailOpen ? addr.toString() : std::string("none")));
-      if (state.config.healthFailOpen) {
-        // Kept in the ring and VALID at its generation: flows stay put.
-        real.held = true;
-        logInfo(LogRecord("real_down").add("service", service).add("real", addr.toString()).add("held", 1));
-        return Status::ok();
-      }
-    }
-    // keep: out of the ring as a drained real is, VALID at its generation,
-    // so established flows stay; the write only marks it down (adopt()).
-    // Decided before the ring, so that the rewrite after a failed publish
-    // writes it kept, not !VALID at its old generation.
-    real.kept = canKeep(state.config, real);
-    if (wasInRing)
-      if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
-    if (Status s = real.kept ? writeBackend(state, addr, real) : invalidateBackend(state, addr, real); !s)
-      return markRewrite(s);
-  } else {
-    // Up: the real is no holdover any more, and if it serves (weight > 0)
-    // it replaces every fail-open holdover, which really is down. A drained
-    // real serves nothing, so the held ones stay.
-    real.held = false;
-    real.kept = false;  // back at the generation it kept
-    const std::vector<IpAddress> released = unholdIfServed(state);
-    // Down already moved the generation on; VALID at that generation.
-    if (Status s = writeBackend(state, addr, real); !s) return markRewrite(s);
-    if (real.inRing() || !released.empty() || wasInRing)
-      if (Status s = publishRing(state, ringReals(state)); !s) return markRewrite(s);
-    if (Status s = invalidateReleased(state, released); !s) return markRewrite(s);
+  std::vector<Status> out(verdicts.size(), Status::ok());
+  // Each service's verdicts in their order; a real's last verdict stands
+  // for its earlier ones in the same call.
+  std::map<std::string, std::vector<size_t>> byService;
+  for (size_t i = 0; i < verdicts.size(); ++i) {
+    std::vector<size_t>& mine = byService[verdicts[i].service];
+    auto same = std::find_if(mine.begin(), mine.end(),
+                             [&](size_t j) { return verdicts[j].real == verdicts[i].real; });
+    if (same != mine.end()) mine.erase(same);
+    mine.push_back(i);
   }
-  LogRecord rec(healthy ? "real_up" : "real_down");
-  rec.add("service", service).add("real", addr.toString());
-  if (!healthy) rec.add("established", real.kept ? "kept" : "repicked");
-  logInfo(rec);
-  return Status::ok();
+  for (const auto& [service, indices] : byService) {
+    auto sit = services_.find(service);
+    if (sit == services_.end()) {
+      for (size_t i : indices) out[i] = Status::error("no service named " + service);
+      continue;
+    }
+    ServiceState& state = sit->second;
+    // A data-plane error leaves the service half changed: the next apply
+    // rewrites it whole (as after a failed apply). Every verdict of the
+    // service that changed something reports it.
+    std::vector<size_t> changed;
+    auto fail = [&](const Status& s) {
+      state.rewrite = true;
+      for (size_t i : changed) out[i] = s;
+    };
+    const std::vector<MaglevReal> oldRing = ringReals(state);
+    // The order of apply() for each real: an up real's backend is written
+    // before the ring that names it; a down real leaves the ring before it
+    // is invalidated (or marked kept). The ring is published once, for all.
+    std::vector<IpAddress> down, released;
+    std::vector<size_t> logged;
+    Status st = Status::ok();  // the first data-plane error stops the service's writes
+    for (size_t i : indices) {
+      const IpAddress& addr = verdicts[i].real;
+      const bool healthy = verdicts[i].healthy;
+      auto rit = state.reals.find(addr);
+      if (rit == state.reals.end()) {
+        out[i] = Status::error("service " + service + " has no real " + addr.toString());
+        continue;
+      }
+      RealState& real = rit->second;
+      if (real.healthy == healthy) continue;
+      if (healthy && lacksMac(state.config, real.mac)) {
+        out[i] = Status::error("service " + service + ": real " + addr.toString() +
+                               " cannot come up: l2dsr has no MAC for it yet");
+        continue;
+      }
+      const bool wasInRing = real.inRing();
+      real.healthy = healthy;
+      changed.push_back(i);
+      if (!healthy) {
+        bool othersServe = false;
+        for (const auto& [a, r] : state.reals)
+          if (a != addr && r.weight > 0 && r.healthy) othersServe = true;
+        if (wasInRing && !othersServe) {
+          logError(LogRecord("all_reals_down")
+                       .add("service", service)
+                       .add("policy", state.config.healthFailOpen ? "fail-open" : "fail-closed")
+                       .add("kept", state.config.healthFailOpen ? addr.toString() : std::string("none")));
+          if (state.config.healthFailOpen) {
+            // Kept in the ring and VALID at its generation: flows stay put.
+            real.held = true;
+            logInfo(LogRecord("real_down").add("service", service).add("real", addr.toString()).add("held", 1));
+            continue;
+          }
+        }
+        // keep: out of the ring as a drained real is, VALID at its
+        // generation, so established flows stay; the write only marks it
+        // down (adopt()). Decided before the ring, so that the rewrite after
+        // a failed publish writes it kept, not !VALID at its old generation.
+        real.kept = canKeep(state.config, real);
+        down.push_back(addr);
+      } else {
+        // Up: the real is no holdover any more, and if it serves (weight >
+        // 0) it replaces every fail-open holdover, which really is down. A
+        // drained real serves nothing, so the held ones stay.
+        real.held = false;
+        real.kept = false;  // back at the generation it kept
+        for (IpAddress& r : unholdIfServed(state)) released.push_back(std::move(r));
+        // Down already moved the generation on; VALID at that generation.
+        if (st) st = writeBackend(state, addr, real);
+      }
+      logged.push_back(i);
+    }
+    // A held real released by one verdict may come up by a later one.
+    std::erase_if(released, [&](const IpAddress& a) { return state.reals[a].healthy; });
+    if (st) {
+      const std::vector<MaglevReal> newRing = ringReals(state);
+      if (newRing != oldRing) st = publishRing(state, newRing);
+    }
+    for (const IpAddress& addr : down) {
+      if (!st) break;
+      RealState& real = state.reals[addr];
+      st = real.kept ? writeBackend(state, addr, real) : invalidateBackend(state, addr, real);
+    }
+    if (st) st = invalidateReleased(state, released);
+    if (!st) {
+      fail(st);
+      continue;
+    }
+    for (size_t i : logged) {
+      const RealState& real = state.reals[verdicts[i].real];
+      LogRecord rec(verdicts[i].healthy ? "real_up" : "real_down");
+      rec.add("service", service).add("real", verdicts[i].real.toString());
+      if (!verdicts[i].healthy) rec.add("established", real.kept ? "kept" : "repicked");
+      logInfo(rec);
+    }
+  }
+  return out;
 }
 
 std::optional<IpAddress> Registry::ringSlotReal(const std::string& service, uint32_t slot) const {

@@ -270,6 +270,22 @@ class Registry {
   // its health: apply() adds it down and takes an up one down (out of the
   // ring, then invalidated), and an up verdict for it is refused.
   Status setRealHealth(const std::string& service, const IpAddress& real, bool healthy);
+  // Several verdicts at once (keeld hands over the checker's transitions of
+  // one loop turn together): one Dataplane batch, and each service's ring
+  // built and published once for all of its verdicts, with the order of
+  // writes above kept for each real (up: backend, then the ring; down: the
+  // ring, then the backend). The same outcome as setRealHealth() for each
+  // verdict in turn, except that a real given twice takes its last verdict
+  // only (a flap inside one call moves no flow). The results match
+  // `verdicts` one to one; a data-plane error fails every verdict of that
+  // service that changed something, marks it for a full rewrite as above,
+  // and leaves the other services' verdicts applied.
+  struct HealthVerdict {
+    std::string service;
+    IpAddress real;
+    bool healthy = false;
+  };
+  std::vector<Status> setRealsHealth(const std::vector<HealthVerdict>& verdicts);
 
   // The real in `slot` of the ring last published for `service`; nullopt
   // if the service is unknown, its ring is empty or slot is out of range.

@@ -213,8 +213,8 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
       loader_(std::move(loader)),
       preApply_(std::move(preApply)),
       stopper_(std::move(stopper)),
-      checker_(io, [this](HealthTargetId, const HealthTarget& t, bool up, const std::string& reason) {
-        onHealthChange(t, up, reason);
+      checker_(io, [this](HealthTargetId id, const HealthTarget& t, bool up, const std::string& reason) {
+        onHealthChange(id, t, up, reason);
       }) {}
 
 Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) {
@@ -824,7 +824,8 @@ std::optional<Status> DaemonBackend::restoreRunning() {
   return s;
 }
 
-void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const std::string& reason) {
+void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target, bool up,
+                                   const std::string& reason) {
   auto log = LogRecord("health_changed")
                  .add("service", target.service)
                  .add("real", target.address.toString())
@@ -839,15 +840,45 @@ void DaemonBackend::onHealthChange(const HealthTarget& target, bool up, const st
     logInfo(log);
   else
     logWarn(log);
-  if (Status s = registry_.setRealHealth(target.service, target.address, up); !s) {
-    // The service is marked for a full rewrite: apply the running config
-    // now, so a real that went down does not keep its flows until the next
-    // change.
-    std::optional<Status> back = restoreRunning();
-    const Status& again = back ? *back : s;
+  pendingHealth_.push_back(id);
+  if (healthFlushArmed_) return;
+  healthFlushArmed_ = true;
+  healthFlush_.expires_after(std::chrono::steady_clock::duration::zero());
+  healthFlush_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled: the backend is going (~DaemonBackend)
+    flushHealth();
+  });
+}
+
+void DaemonBackend::flushHealth() {
+  healthFlushArmed_ = false;
+  std::vector<HealthTargetId> ids;
+  ids.swap(pendingHealth_);
+  // What the checker says now: a target removed since (a reload) is
+  // skipped, and one that changed twice is given once, as it is now.
+  std::vector<Registry::HealthVerdict> verdicts;
+  std::set<HealthTargetId> seen;
+  for (HealthTargetId id : ids) {
+    if (!seen.insert(id).second) continue;
+    if (std::optional<HealthStatus> st = checker_.status(id))
+      verdicts.push_back({st->target.service, st->target.address, st->up});
+  }
+  if (verdicts.empty()) return;
+  const std::vector<Status> results = registry_.setRealsHealth(verdicts);
+  std::vector<size_t> failed;
+  for (size_t i = 0; i < results.size(); ++i)
+    if (!results[i]) failed.push_back(i);
+  if (failed.empty()) return;
+  // The services that failed are marked for a full rewrite: apply the
+  // running config now, so a real that went down does not keep its flows
+  // until the next change.
+  std::optional<Status> back = restoreRunning();
+  for (size_t i : failed) {
+    const Status& again = back ? *back : results[i];
     logError(LogRecord("health_apply_failed")
-                 .add("service", target.service)
-                 .add("error", s.message())
+                 .add("service", verdicts[i].service)
+                 .add("real", verdicts[i].real.toString())
+                 .add("error", results[i].message())
                  .add("settled", again.isOk() ? "yes" : "no: " + again.message()));
   }
 }
@@ -1444,6 +1475,7 @@ void DaemonBackend::shutdown(bool detach) { stopper_(detach); }
 DaemonBackend::~DaemonBackend() {
   mtuTimer_.cancel();
   macTimer_.cancel();
+  healthFlush_.cancel();
   stopConnScans();
 }
 

@@ -18,8 +18,9 @@
 //    the file wins and the entry is dropped.
 //  - A restart keeps the whole overlay by the same rule (setStatePath).
 //
-// Health: each real has one HealthChecker target; transitions call
-// Registry::setRealHealth. Checked reals (type != none) start DOWN and come
+// Health: each real has one HealthChecker target; transitions go to
+// Registry::setRealsHealth, those of one loop turn together (flushHealth).
+// Checked reals (type != none) start DOWN and come
 // up after `rise` passing checks (keepalived behaviour); type none reals
 // are up at once. A real the registry already holds (adopted at a restart)
 // starts in the registry's state instead. A keeld that starts without
@@ -248,7 +249,16 @@ class DaemonBackend : public api::ControlBackend {
   // what it left half done): applies effective_ again and syncs health. The
   // outcome of that apply; nullopt before the first commit (nothing ran).
   std::optional<Status> restoreRunning();
-  void onHealthChange(const HealthTarget& target, bool up, const std::string& reason);
+  // A checker transition: logged at once, handed to the registry with the
+  // others of the same loop turn (flushHealth).
+  void onHealthChange(HealthTargetId id, const HealthTarget& target, bool up, const std::string& reason);
+  // The transitions since the last flush, as the checker holds them now, in
+  // one Registry::setRealsHealth: each service's ring is rebuilt once for
+  // all of them, and the DPDK plane publishes one snapshot. Runs when the
+  // loop has run what was ready (a zero timer), so the transitions that
+  // arrive together (a start-up, a switch that takes many reals down) are
+  // applied together, and the busier the loop, the more each flush takes.
+  void flushHealth();
   // One service as the API shows it: `stats` its counters (nullptr: none
   // read), `effective`/`file` its entry in effective_/file_ (nullptr: none).
   api::ServiceSnapshot snapshotOf(const ServiceView& view, const ServiceStats* stats,
@@ -291,6 +301,9 @@ class DaemonBackend : public api::ControlBackend {
   };
   std::optional<StartFrom> startFrom_;
   HealthChecker checker_;
+  std::vector<HealthTargetId> pendingHealth_;  // transitions for flushHealth, in order
+  boost::asio::steady_timer healthFlush_{io_};
+  bool healthFlushArmed_ = false;
   // The one thread conn.list walks the connection table on, so that keeld's
   // loop goes on serving health checks, scrapes and requests: a full XDP
   // table takes ~0.3 s to read (docs/api.md). One walk at a time.

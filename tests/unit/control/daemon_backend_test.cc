@@ -774,6 +774,28 @@ TEST_F(DaemonBackendTest, FailClosedEmptiesTheRing) {
   EXPECT_TRUE(dp_.rings[0].empty());
 }
 
+// The checker's transitions of one loop turn reach the registry together:
+// four reals that come up at once (a reload to type none posts each one's
+// forced up) rebuild and publish their service's ring once, in one
+// data-plane batch, not four times.
+TEST_F(DaemonBackendTest, TransitionsOfOneLoopTurnPublishTheRingOnce) {
+  const std::string four = kTwo + "      - {address: 10.0.1.3}\n      - {address: 10.0.1.4}\n";
+  files_["keel.yaml"] = yaml(four, "    health: {type: tcp, port: 9, interval: 1h}\n");
+  make();
+  ASSERT_TRUE(dp_.rings[0].empty()) << "checked reals start down";
+  files_["keel.yaml"] = yaml(four, "    health: {type: none}\n");
+  ASSERT_TRUE(backend_->reload().isOk());
+  dp_.calls.clear();
+  const int batches = dp_.batches;
+  io_.poll();  // the forced ups, then the flush they armed
+  io_.poll();
+  int publishes = 0;
+  for (const std::string& c : dp_.calls) publishes += c.rfind("publishRing 0 ", 0) == 0;
+  EXPECT_EQ(publishes, 1) << "one ring for the four reals";
+  EXPECT_EQ(dp_.batches, batches + 1);
+  EXPECT_EQ(ringIds(), (std::set<uint32_t>{idOf("10.0.1.1"), idOf("10.0.1.2"), idOf("10.0.1.3"), idOf("10.0.1.4")}));
+}
+
 // A health transition whose data-plane write fails leaves its service to be
 // rewritten; keeld re-applies the running config at once, so the real that
 // came up is in the ring without waiting for the next change. The checker

@@ -269,6 +269,56 @@ TEST_F(RegistryTest, HealthDownAndUpFollowTheOrderingRules) {
   EXPECT_FALSE(reg_.setRealHealth("nope", ip("10.0.1.11"), true).isOk());
 }
 
+// The checker's transitions of one keeld loop turn go in together: each
+// service's ring is built and published once for all of its verdicts, in
+// one data-plane batch, with each real's order of writes kept (up: backend
+// before the ring; down: the ring before the backend). Without the batch
+// form each verdict rebuilt and published its service's ring (10,000 reals
+// coming up at start-up: 10,000 Maglev builds and publishes).
+TEST_F(RegistryTest, ManyVerdictsPublishEachServiceRingOnce) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12"), real("10.0.1.13")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1"), real("10.0.2.2")})}));
+  take();
+  const int before = dp_.batches;
+  using V = Registry::HealthVerdict;
+  std::vector<Status> r = reg_.setRealsHealth({V{"web", ip("10.0.1.12"), false}, V{"dns", ip("10.0.2.2"), false},
+                                               V{"web", ip("10.0.1.13"), false}});
+  ASSERT_EQ(r.size(), 3u);
+  for (const Status& s : r) EXPECT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(dp_.batches, before + 1);
+  // Services by name (dns: id 1, backends 3-4; web: id 0, backends 0-2).
+  EXPECT_EQ(take(), (Calls{"publishRing 1 [3]", "upsertBackend 4 10.0.2.2 gen=2 invalid", "publishRing 0 [0]",
+                           "upsertBackend 1 10.0.1.12 gen=2 invalid", "upsertBackend 2 10.0.1.13 gen=2 invalid"}));
+  // Up together; an unknown real fails alone.
+  r = reg_.setRealsHealth({V{"web", ip("10.0.1.13"), true}, V{"web", ip("10.9.9.9"), true},
+                           V{"web", ip("10.0.1.12"), true}, V{"nope", ip("10.0.1.12"), true}});
+  EXPECT_TRUE(r[0].isOk());
+  EXPECT_FALSE(r[1].isOk());
+  EXPECT_TRUE(r[2].isOk());
+  EXPECT_FALSE(r[3].isOk());
+  EXPECT_EQ(take(), (Calls{"upsertBackend 2 10.0.1.13 gen=2 valid", "upsertBackend 1 10.0.1.12 gen=2 valid",
+                           "publishRing 0 [0,1,2]"}));
+  // A real given twice takes its last verdict: down and back up is no change.
+  r = reg_.setRealsHealth({V{"web", ip("10.0.1.11"), false}, V{"web", ip("10.0.1.11"), true}});
+  EXPECT_TRUE(r[0].isOk() && r[1].isOk());
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(reg_.setRealHealth("web", ip("10.0.1.11"), true).message(), "");
+  // A data-plane failure fails the verdicts of that service only; the other
+  // service's are applied.
+  dp_.failAfter = 1;  // dns's first write: 10.0.2.2's backend; dns writes nothing more
+  r = reg_.setRealsHealth({V{"web", ip("10.0.1.12"), false}, V{"dns", ip("10.0.2.1"), false},
+                           V{"dns", ip("10.0.2.2"), true}});
+  EXPECT_TRUE(r[0].isOk());
+  EXPECT_FALSE(r[1].isOk());
+  EXPECT_FALSE(r[2].isOk());
+  EXPECT_EQ(take(), (Calls{"upsertBackend 4 10.0.2.2 gen=2 valid", "publishRing 0 [0,2]",
+                           "upsertBackend 1 10.0.1.12 gen=3 invalid"}));
+  // The next apply rewrites dns whole, with the verdicts it recorded.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12"), real("10.0.1.13")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1"), real("10.0.2.2")})}));
+  EXPECT_EQ(ringMembers(1), (std::set<uint32_t>{4}));
+}
+
 // Every change apply() and setRealHealth() make is inside one data-plane
 // batch (the DPDK plane publishes it as one snapshot): one batch per call,
 // whether it starts services, removes one (id releases included) or fails

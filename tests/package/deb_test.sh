@@ -13,6 +13,9 @@
 # package is already installed (this test never replaces someone's install).
 # The copy is built in a fixed directory so that ccache hits on the next run
 # (dpkg's build flags embed the build path); a lock keeps two runs apart.
+# It is built without -g (DEB_C*FLAGS_STRIP): with noddebs dh_strip throws
+# the debug info away, so the installed binaries hold the same code, and the
+# build takes about a third less CPU (daemon_backend.cc: 27 s -> 18.5 s).
 set -euo pipefail
 
 SRC=$(cd "${1:?usage: deb_test.sh SOURCE_DIR}" && pwd)
@@ -60,7 +63,7 @@ fi
 step "dpkg-buildpackage -us -uc -b (nocheck; log: $WORK/build.log)"
 ccache_dir=$(ccache -k cache_dir 2>/dev/null || true)
 if ! (cd "$WORK/keel" &&
-      env DEB_BUILD_OPTIONS="nocheck noddebs parallel=$(nproc)" \
+      env DEB_BUILD_OPTIONS="nocheck noddebs parallel=$(nproc)" DEB_CFLAGS_STRIP=-g DEB_CXXFLAGS_STRIP=-g \
           ${ccache_dir:+CCACHE_DIR="$ccache_dir"} CCACHE_BASEDIR="$WORK/keel" \
           dpkg-buildpackage -us -uc -b) >"$WORK/build.log" 2>&1; then
   tail -40 "$WORK/build.log" >&2

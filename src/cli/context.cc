@@ -100,6 +100,14 @@ std::string str(const json& v) {
   return v.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string realState(const json& real) {
+  std::string s = str(real.value("state", json()));
+  if (s != "down") return s;
+  if (real.value("held", false)) return s + ", held";
+  if (real.value("kept", false)) return s + ", kept";
+  return s;
+}
+
 std::string truncated(std::string s, size_t max) {
   if (s.size() <= max) return s;
   if (max < 3) return std::string(max, '.');

@@ -95,6 +95,10 @@ std::string truncated(std::string s, size_t max);
 size_t outputWidth();
 
 std::string str(const json& v);  // a JSON scalar as text ("" for null)
+// A real's state as the tables show it: the API's state, and for a down
+// real that still gets traffic why: "down, held" (fail-open keeps it in the
+// ring) or "down, kept" (its established flows stay with it).
+std::string realState(const json& real);
 // A result's "warnings" (what keeld accepted but will not do yet, e.g. an
 // l2dsr real held down until its MAC is found), one "warning: ..." line
 // each on stderr.

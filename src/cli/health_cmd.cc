@@ -63,7 +63,7 @@ void defineHealth(CLI::App& noun, Context& ctx) {
           const json given = real.value("drain_reason", json());
           why = given.is_string() ? "drained: " + given.get<std::string>() : "drained";
         }
-        t.row({str(s["name"]), str(real["address"]), str(real["state"]), str(real["check"]), run(real),
+        t.row({str(s["name"]), str(real["address"]), realState(real), str(real["check"]), run(real),
                truncated(str(real["detail"]), kMaxResult), age(secondsSince(when, now)), why});
       }
     t.fitLastColumn(outputWidth(), kMinReason);

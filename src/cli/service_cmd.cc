@@ -23,7 +23,7 @@ std::string serviceTable(const json& services) {
     for (const auto& r : s["reals"]) {
       std::string addr = str(r["address"]);
       if (r.contains("mac")) addr += " (" + str(r["mac"]) + ")";
-      t.row({"  ->", addr, str(r["weight"]), str(r["state"]), "", str(r["packets"]), str(r["bytes"])});
+      t.row({"  ->", addr, str(r["weight"]), realState(r), "", str(r["packets"]), str(r["bytes"])});
     }
   }
   return t.render();

@@ -1004,6 +1004,8 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Servi
     rs.weight = r.weight;
     rs.mac = r.mac;
     rs.healthy = r.healthy;
+    rs.held = r.held;
+    rs.kept = r.kept;
     auto ov = overlay_.reals.find({v.name, r.address});
     if (ov != overlay_.reals.end() && ov->second.drained) {
       rs.draining = true;

@@ -95,6 +95,11 @@ struct RealSnapshot {
   std::optional<MacAddress> mac;  // l2dsr
   bool healthy = true;            // the health checker's verdict
   bool draining = false;          // operator drain: out of the ring, flows kept
+  // Down, yet still serving: held in the ring by fail-open (every real of
+  // the service down, all_down: fail-open), or out of the ring with its
+  // established flows kept (established_on_down: keep). Never both.
+  bool held = false;
+  bool kept = false;
   std::string check;              // "tcp", "http", "udp", "none"
   std::string healthDetail;       // last result, e.g. "connect refused"
   uint32_t consecutiveOk = 0;

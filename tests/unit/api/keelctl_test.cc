@@ -102,6 +102,35 @@ TEST_F(KeelctlTest, ServiceListTableAndJson) {
   EXPECT_EQ(r["services"][1]["vip"], "2001:db8::1");
 }
 
+// A down real that still gets traffic says why in the tables: held in the
+// ring by fail-open, or its established flows kept (-o json: held, kept).
+TEST_F(KeelctlTest, DownRealsThatStillServeSayWhy) {
+  onLoop([&] {
+    auto& reals = fake_.services[0].reals;
+    reals[0].healthy = false;
+    reals[0].held = true;
+    reals[1].healthy = false;
+    reals[1].kept = true;
+    return 0;
+  });
+  startServer();
+  CliRun t = keelctl({"service", "list"});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  EXPECT_NE(t.out.find("10.0.0.5           100        down, held    "), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("10.0.0.6           100        down, kept    "), std::string::npos) << t.out;
+  CliRun h = keelctl({"health", "show", "web"});
+  ASSERT_EQ(h.rc, 0) << h.err;
+  EXPECT_NE(h.out.find("10.0.0.5  down, held"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("10.0.0.6  down, kept"), std::string::npos) << h.out;
+  CliRun j = keelctl({"-o", "json", "health", "show", "web"});
+  const json reals = json::parse(j.out)["services"][0]["reals"];
+  EXPECT_EQ(reals[0]["state"], "down");
+  EXPECT_EQ(reals[0]["held"], true);
+  EXPECT_EQ(reals[0]["kept"], false);
+  EXPECT_EQ(reals[1]["held"], false);
+  EXPECT_EQ(reals[1]["kept"], true);
+}
+
 // A service whose IPv6 clients the port's MTU is too small for (keeld's
 // mtu_too_small_for_ipv6): a warning under the table, the numbers in JSON.
 TEST_F(KeelctlTest, ServiceListWarnsOfAnMtuTooSmallForIpv6Clients) {

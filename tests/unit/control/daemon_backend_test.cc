@@ -766,6 +766,27 @@ TEST_F(DaemonBackendTest, AReloadChangesTheCheckOfARealAddedAtRuntime) {
   EXPECT_EQ(checkOf("10.0.1.9"), "http");
 }
 
+// health.show (and service.list) say which down reals still get traffic:
+// kept (established_on_down: keep) and held (fail-open, the last one).
+TEST_F(DaemonBackendTest, HealthShowSaysWhichDownRealsKeepOrHoldTheirFlows) {
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, established_on_down: keep}\n");
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), false));
+  nlohmann::json one = healthOf("web", "10.0.1.1");
+  EXPECT_EQ(one["state"], "down");
+  EXPECT_EQ(one["kept"], true);
+  EXPECT_EQ(one["held"], false);
+  EXPECT_EQ(healthOf("web", "10.0.1.2")["kept"], false);
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));  // the last: fail-open holds it
+  nlohmann::json two = healthOf("web", "10.0.1.2");
+  EXPECT_EQ(two["held"], true);
+  EXPECT_EQ(two["kept"], false);
+  nlohmann::json list = call(R"({"id":1,"method":"service.list","params":{}})");
+  EXPECT_EQ(list["result"]["services"][0]["reals"][1]["held"], true) << list.dump();
+}
+
 TEST_F(DaemonBackendTest, FailClosedEmptiesTheRing) {
   files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, all_down: fail-closed}\n");
   make();

@@ -701,6 +701,11 @@ class Lab:
 
     def _start_server(self, real: Host, timeout: float = 10.0):
         tcp_ports, udp_ports = self._server_ports
+        proc = self._spawn_server(real, tcp_ports, udp_ports, timeout)
+        self._servers.append(proc)
+        self._server_of[real.role] = proc
+
+    def _spawn_server(self, real: Host, tcp_ports, udp_ports, timeout: float) -> subprocess.Popen:
         argv = [PYTHON, str(HERE / "lab_server.py"), "--name", real.role,
                 "--udp-addr", VIP4, "--udp-addr", VIP6]
         argv += [a for p in tcp_ports for a in ("--tcp-port", str(p))]
@@ -708,19 +713,33 @@ class Lab:
         proc = subprocess.Popen(real.argv(argv), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         self._procs.append(proc)
-        self._servers.append(proc)
-        self._server_of[real.role] = proc
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         line = proc.stdout.readline() if ready else ""
         if line.strip() != "ready":
             raise LabError(f"server on {real.role} did not start: {line!r} "
                            f"{proc.stderr.read() if proc.poll() is not None else ''}")
+        return proc
+
+    def start_endpoint(self, real: Host, tcp_port: int, timeout: float = 10.0) -> subprocess.Popen:
+        """A second server on REAL, TCP on TCP_PORT only, e.g. a health
+        endpoint apart from the service: stop_endpoint() fails the real's
+        check while its own server keeps serving. down() ends it too."""
+        return self._spawn_server(real, (tcp_port,), (), timeout)
+
+    def stop_endpoint(self, proc: subprocess.Popen, timeout: float = 5.0):
+        """Stops a start_endpoint() server (no-op if it has ended)."""
+        self._end(proc, timeout)
 
     def stop_server(self, real: Host, timeout: float = 5.0):
         """Stops one real's server (its listening sockets close: connects are
         refused, as when a service dies on a live host)."""
         proc = self._server_of.pop(real.role, None)
-        if proc is None or proc.poll() is not None:
+        if proc is not None:
+            self._end(proc, timeout)
+
+    @staticmethod
+    def _end(proc: subprocess.Popen, timeout: float):
+        if proc.poll() is not None:
             return
         proc.terminate()
         try:

@@ -8,16 +8,24 @@
     when and why it drains; undrain brings it back and clears that;
   - `keelctl config reload` of a broken file fails with file:line and
     changes nothing;
-  - `keelctl service list` as a table and as JSON.
-Checks are TCP connects to :8080 every 200ms, fall 2, rise 2. Every wait is
-bounded in count and time."""
+  - `keelctl service list` as a table and as JSON;
+  - `health: {established_on_down: keep}`: a real whose check fails while
+    its service still serves leaves the ring, but TCP connections already on
+    it keep round-tripping to it (and are there when it comes back); with
+    the default, `repick`, the same connections are moved off it (reset).
+Checks are TCP connects to :8080 (the keep tests: :8081, an endpoint apart
+from the service) every 200ms, fall 2, rise 2. Every wait is bounded in
+count and time."""
 import json
+import re
+import socket
 import time
 from datetime import datetime, timezone
 
 import pytest
 
-from suite import ask, checked_service, connect_and_ask, run_checked_keel, run_keel, served, show_service, wait_states
+from suite import (HEALTH_INTERVAL_S, STATE_WAIT_S, ask, checked_service, connect_and_ask, run_checked_keel, run_keel,
+                   served, show_service, wait_states)
 from suite import real_states as states
 
 PORT = 80
@@ -188,3 +196,167 @@ def test_lookup_and_health_show(keel_health):
     svc = health["services"][0] if "services" in health else health
     assert sorted(r["address"] for r in svc["reals"]) == sorted(by_addr)
     assert all(r["check"] == "tcp" and r["state"] == "up" for r in svc["reals"]), svc
+
+
+
+# established_on_down. The check goes to CHECK_PORT, served on each real by
+# an endpoint apart from its service (lab.start_endpoint), so a real can
+# fail its check while :80 still serves: the flows kept on it can answer.
+CHECK_PORT = 8081
+# How long the connections held on the downed real are watched: `repick`
+# must have moved them within it, `keep` must keep them on their real
+# throughout, so a `keep` that behaved as `repick` cannot pass unseen (docs:
+# a down real's flows re-pick within one check interval).
+WATCH_S = 10 * HEALTH_INTERVAL_S
+
+
+@pytest.fixture
+def keel_on_down(request, lab, need_keel):
+    """keel_health with the check on CHECK_PORT and the service's
+    established_on_down set to the indirect parameter (None: not set, the
+    default). Yields (lab, keeld, {real role: its check endpoint})."""
+    endpoints = {}
+    try:
+        for real in lab.reals:
+            endpoints[real.role] = lab.start_endpoint(real, CHECK_PORT)
+        svc = checked_service(lab, port=PORT)
+        svc["health"]["port"] = CHECK_PORT
+        if request.param:
+            svc["health"]["established_on_down"] = request.param
+        for lab_, _, keeld in run_checked_keel(request, lab, lab.keel_config([svc])):
+            yield lab_, keeld, endpoints
+    finally:
+        for proc in endpoints.values():
+            lab.stop_endpoint(proc)
+
+
+def logged(keeld, event: str, real: str, after: int) -> str:
+    """keeld's first EVENT record about REAL past log offset AFTER, waited
+    for (bounded)."""
+    pattern = re.compile(rf"event={event} service=web real={re.escape(real)}(\s|$)")
+    deadline = time.monotonic() + STATE_WAIT_S
+    while time.monotonic() < deadline:
+        line = next((ln for ln in keeld.full_log()[after:].splitlines() if pattern.search(ln)), None)
+        if line:
+            return line
+        time.sleep(0.05)
+    pytest.fail(f"keeld did not log {event} for {real} within {STATE_WAIT_S}s:\n{keeld.log()}")
+
+
+def fail_check_under_conns(lab, keeld, endpoints, conns):
+    """Opens connections through the VIP (into CONNS, which the caller
+    closes), then fails the check of a real that serves some of them, A, by
+    stopping its check endpoint only. Once keeld has logged A's real_down
+    (after writing the data plane) and health show says down, returns (A,
+    what each connection answered, the connections on A, keeld's
+    health_changed and real_down records)."""
+    before = connect_and_ask(lab, PORT, 12, conns)
+    target = next(r for r in lab.reals if r.role in before)
+    mark = len(keeld.full_log())
+    lab.stop_endpoint(endpoints[target.role])
+    down = logged(keeld, "real_down", target.v4, mark)
+    changed = logged(keeld, "health_changed", target.v4, mark)
+    h = health_of(keeld, target.v4)
+    assert h["state"] == "down" and h["reason"].startswith("2 consecutive failures: connect"), h
+    held = [s for s, b in zip(conns, before) if b == target.role]
+    return target, before, held, changed, down
+
+
+def lookup_conn(keeld, sock) -> dict:
+    """`keelctl lookup`'s view of an open connection's own table entry."""
+    src, sport = sock.getsockname()[:2]
+    return json.loads(keeld.keelctl("-o", "json", "lookup", "web", "--client", f"{src}:{sport}").stdout)["connection"]
+
+
+def answers_directly(lab, real) -> str:
+    """What REAL's service port answers a connection from the balancer's
+    own address (not through the VIP)."""
+    with lab.balancer.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        s.connect((real.v4, PORT))
+        return ask(s)
+
+
+def assert_others_unmoved(lab, target, conns, before):
+    """Connections on the other reals answer as before, and new flows avoid
+    the down real."""
+    others = [(s, b) for s, b in zip(conns, before) if b != target.role]
+    assert [ask(s) for s, _ in others] == [b for _, b in others]
+    got = served(lab.flows("tcp", lab.vip4, PORT, count=60))
+    assert target.role not in got, f"new flows still reach down {target.role}: {got}"
+
+
+@pytest.mark.parametrize("keel_on_down", ["keep"], indirect=True)
+def test_down_keeps_established(keel_on_down):
+    """established_on_down: keep. A's check fails (its service still
+    serves): keeld marks it down and new flows avoid it, but the TCP
+    connections already on it keep round-tripping to A, and are still there
+    once A is back up."""
+    lab, keeld, endpoints = keel_on_down
+    conns = []
+    try:
+        target, before, held, changed, down = fail_check_under_conns(lab, keeld, endpoints, conns)
+        # Every request on A's connections still round-trips to A, for as
+        # long as a repick would have had to move them.
+        deadline = time.monotonic() + WATCH_S
+        rounds = 0
+        while True:
+            got = [ask(s) for s in held]
+            rounds += 1
+            assert got == [target.role] * len(held), \
+                f"established flows on down {target.role} (keep) answered {got} in round {rounds}"
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(HEALTH_INTERVAL_S)
+        print(f"{lab.dataplane} keep: {len(held)} flows on down {target.role} answered by it "
+              f"{rounds} times over {WATCH_S}s")
+        for s in held:  # their entries, as the data plane holds them: kept on A
+            c = lookup_conn(keeld, s)
+            assert c["real"] == target.v4 and c["kept"] and c["state"] == "kept", c
+        assert_others_unmoved(lab, target, conns, before)
+        assert "state=down" in changed and "established_on_down=keep" in changed, changed
+        assert "established=kept" in down, down
+        # Back up: into the ring at the generation it kept, so its
+        # connections are still there, and new flows reach it again.
+        endpoints[target.role] = lab.start_endpoint(target, CHECK_PORT)
+        wait_states(keeld, {target.v4: "up"})
+        assert [ask(s) for s in held] == [target.role] * len(held)
+        assert names(lab.flows("tcp", lab.vip4, PORT, count=60))[target.role] > 0
+    finally:
+        for s in conns:
+            s.close()
+
+
+@pytest.mark.parametrize("keel_on_down", [None], indirect=True, ids=["default"])
+def test_down_repicks_established(keel_on_down):
+    """The contrast: the same down under the default (repick) moves A's
+    established flows, within WATCH_S, to a real that never saw their
+    handshake (it resets them), though A's service still serves."""
+    lab, keeld, endpoints = keel_on_down
+    conns = []
+    try:
+        target, before, held, changed, down = fail_check_under_conns(lab, keeld, endpoints, conns)
+        for s in held:
+            c = lookup_conn(keeld, s)
+            assert c["real"] == target.v4 and not c["kept"], c
+        deadline = time.monotonic() + WATCH_S
+        moved = {}  # connection -> its first answer not from A
+        while len(moved) < len(held) and time.monotonic() < deadline:
+            for s in held:
+                if s not in moved and (a := ask(s)) != target.role:
+                    moved[s] = a
+            if len(moved) < len(held):
+                time.sleep(HEALTH_INTERVAL_S)
+        assert len(moved) == len(held), f"{len(held) - len(moved)} established flows on down " \
+                                        f"{target.role} (repick) still answered by it after {WATCH_S}s"
+        # Reset by the real the ring picked (or unanswered), never served.
+        assert not any(a.startswith("real") for a in moved.values()), list(moved.values())
+        print(f"{lab.dataplane} repick: {len(held)} flows on {target.role} moved within "
+              f"{WATCH_S - (deadline - time.monotonic()):.2f}s, answering {sorted(moved.values())}")
+        assert answers_directly(lab, target) == target.role
+        assert_others_unmoved(lab, target, conns, before)
+        assert "state=down" in changed and "established_on_down=repick" in changed, changed
+        assert "established=repicked" in down, down
+    finally:
+        for s in conns:
+            s.close()

@@ -313,6 +313,8 @@ def test_down_keeps_established(keel_on_down):
         for s in held:  # their entries, as the data plane holds them: kept on A
             c = lookup_conn(keeld, s)
             assert c["real"] == target.v4 and c["kept"] and c["state"] == "kept", c
+        h = health_of(keeld, target.v4)  # health show: down, kept
+        assert h["kept"] is True and h["held"] is False, h
         assert_others_unmoved(lab, target, conns, before)
         assert "state=down" in changed and "established_on_down=keep" in changed, changed
         assert "established=kept" in down, down
@@ -339,6 +341,8 @@ def test_down_repicks_established(keel_on_down):
         for s in held:
             c = lookup_conn(keeld, s)
             assert c["real"] == target.v4 and not c["kept"], c
+        h = health_of(keeld, target.v4)
+        assert h["kept"] is False and h["held"] is False, h
         deadline = time.monotonic() + WATCH_S
         moved = {}  # connection -> its first answer not from A
         while len(moved) < len(held) and time.monotonic() < deadline:

@@ -582,17 +582,9 @@ void Parser::parseService(const YAML::Node& n, const std::string& path, ServiceC
 // here so every mistake is reported with its file:line at load time.
 void Parser::resolveHealth(const YAML::Node& n, const std::string& path, ServiceConfig& svc) {
   YAML::Node svcHealth = n["health"];
-  if (svcHealth.IsDefined() && svcHealth.IsMap() && svcHealth["all_down"]) {
-    const YAML::Node k = svcHealth["all_down"];
-    if (auto v = choice<bool>(k, path + ".health.all_down",
-                              {{"fail-open", true}, {"fail-closed", false}}))
-      svc.healthFailOpen = *v;
-  }
-  if (svcHealth.IsDefined() && svcHealth.IsMap() && svcHealth["established_on_down"]) {
-    const YAML::Node k = svcHealth["established_on_down"];
-    if (auto v = choice<bool>(k, path + ".health.established_on_down", {{"repick", false}, {"keep", true}}))
-      svc.healthKeepEstablished = *v;
-  }
+  parseHealthPolicy(svcHealth, svc, [&](const YAML::Node& value, const std::string& key, const std::string& message) {
+    error(value, path + ".health." + key, message);
+  });
   // The service's own block, reals or not: it is the check every real
   // without `health:` gets, now or at a later `keelctl real add`. Its key
   // mistakes are reported here, once; a real reports only its own block's.
@@ -907,6 +899,25 @@ RealMac resolveRealMac(const std::string& service, const IpAddress& real, const 
               "; give its mac (mac: in keel.yaml, --mac in keelctl)";
   if (lookedUp) out.error += " or, if it is on-link, ping it from this host so the table has it";
   return out;
+}
+
+void parseHealthPolicy(const YAML::Node& health, ServiceConfig& svc, const HealthPolicyError& error) {
+  if (!health.IsDefined() || !health.IsMap()) return;  // the spec builder reports a block that is no map
+  auto choose = [&](const char* key, std::initializer_list<std::pair<std::string_view, bool>> options, bool& field) {
+    const YAML::Node k = health[key];
+    if (!k) return;
+    std::string list;
+    for (const auto& [name, value] : options) list += (list.empty() ? "" : "|") + std::string(name);
+    if (k.IsScalar())
+      for (const auto& [name, value] : options)
+        if (k.Scalar() == name) {
+          field = value;
+          return;
+        }
+    error(k, key, "must be one of " + list + ", got " + describe(k));
+  };
+  choose("all_down", {{"fail-open", true}, {"fail-closed", false}}, svc.healthFailOpen);
+  choose("established_on_down", {{"repick", false}, {"keep", true}}, svc.healthKeepEstablished);
 }
 
 std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth,

@@ -260,6 +260,15 @@ struct HealthErrors {
   bool empty() const { return service.empty() && real.empty(); }
 };
 
+// The service-only keys of a service's `health:` block into `svc`:
+// all_down (healthFailOpen) and established_on_down (healthKeepEstablished);
+// keys not there leave their field alone. Each bad value is reported as
+// error(its node, its key, "must be one of ..., got ..."), for the caller to
+// place (keel.yaml: file:line and path; the API: params.health). One parser
+// for both, so the file and `service add` say the same.
+using HealthPolicyError = std::function<void(const YAML::Node& value, const std::string& key, const std::string& message)>;
+void parseHealthPolicy(const YAML::Node& health, ServiceConfig& svc, const HealthPolicyError& error);
+
 // A real's resolved health check: the service's `health:` (its all_down
 // and established_on_down keys skipped) overlaid with the real's own. Neither present: type none.
 // Errors are appended by layer; nullopt when there is any.

@@ -1194,21 +1194,9 @@ std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddReq
   svc.scheduler = req.scheduler == "maglev-src" ? Scheduler::kMaglevSrc : Scheduler::kMaglev;
   svc.ringSize = req.ringSize;
   svc.health = jsonToYaml(req.health);
-  if (svc.health.IsMap() && svc.health["all_down"]) {
-    std::string v = svc.health["all_down"].Scalar();
-    if (v == "fail-open" || v == "fail-closed")
-      svc.healthFailOpen = v == "fail-open";
-    else
-      errors.push_back("request: params.health.all_down: must be one of fail-open|fail-closed, got " + v);
-  }
-  if (svc.health.IsMap() && svc.health["established_on_down"]) {
-    const YAML::Node k = svc.health["established_on_down"];
-    const std::string v = k.IsScalar() ? k.Scalar() : std::string("a ") + (k.IsMap() ? "map" : "list");
-    if (k.IsScalar() && (v == "repick" || v == "keep"))
-      svc.healthKeepEstablished = v == "keep";
-    else
-      errors.push_back("request: params.health.established_on_down: must be one of repick|keep, got " + v);
-  }
+  parseHealthPolicy(svc.health, svc, [&](const YAML::Node&, const std::string& key, const std::string& message) {
+    errors.push_back("request: params.health." + key + ": " + message);
+  });
   // The service's own check, reals or not (as keel.yaml's: config.cc); a
   // mistake in it would otherwise read once per real, or not at all.
   (void)resolveServiceHealth(svc.health, svc.vip, svc.port, "request", "params", errors);

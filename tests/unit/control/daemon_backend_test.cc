@@ -1027,7 +1027,13 @@ TEST_F(DaemonBackendTest, RuntimeServiceAddTakesEstablishedOnDown) {
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
   EXPECT_EQ(r.error().message,
-            "request: params.health.established_on_down: must be one of repick|keep, got sometimes");
+            "request: params.health.established_on_down: must be one of repick|keep, got \"sometimes\"");
+  EXPECT_FALSE(backend_->findService("api"));
+  // all_down by the same parser as keel.yaml's (it once read a map as "").
+  svc.health = {{"type", "tcp"}, {"all_down", {{"x", 1}}}};
+  r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message, "request: params.health.all_down: must be one of fail-open|fail-closed, got a mapping");
   EXPECT_FALSE(backend_->findService("api"));
   svc.health = {{"type", "tcp"}, {"established_on_down", "keep"}};
   svc.reals.push_back(api::RealSpec{ip("10.0.1.21"), 100, std::nullopt, nullptr});

@@ -850,6 +850,12 @@ void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target
   });
 }
 
+void DaemonBackend::applyPendingHealth() {
+  if (!healthFlushArmed_) return;
+  healthFlush_.cancel();
+  flushHealth();
+}
+
 void DaemonBackend::flushHealth() {
   healthFlushArmed_ = false;
   std::vector<HealthTargetId> ids;

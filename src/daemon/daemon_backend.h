@@ -88,6 +88,11 @@ class DaemonBackend : public api::ControlBackend {
   // the next keeld's start(). Files written while keeld runs have none, so
   // after a crash checked reals start down.
   void saveAtStop() const;
+  // Applies the health transitions still waiting for their flush (the loop
+  // stopped before it ran): keeld calls it once its loop has ended, before
+  // it saves the stop record or leaves the data plane in place, so both hold
+  // every transition the log reported.
+  void applyPendingHealth();
   // Called around every reload (SIGHUP or API): begin, then done with the
   // outcome (keeld tells systemd: RELOADING=1 ... READY=1).
   void setReloadHook(std::function<void(bool done, bool ok)> hook) { reloadHook_ = std::move(hook); }

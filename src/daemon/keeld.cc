@@ -332,6 +332,7 @@ int run(const std::string& path, bool detachOnExit) {
   metrics.reset();  // before the state its scrapes read
   apiServer.reset();
   backend.stopConnScans();  // a conn.list walk reads the data plane, which stops below
+  backend.applyPendingHealth();  // a transition of the loop's last turn
   // Which checked reals are up now, for a next keeld that cannot adopt
   // this one's data plane (DPDK; DaemonBackend::start).
   if (exitAction != ExitAction::kRemove) backend.saveAtStop();

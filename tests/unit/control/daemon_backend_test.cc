@@ -817,6 +817,32 @@ TEST_F(DaemonBackendTest, TransitionsOfOneLoopTurnPublishTheRingOnce) {
   EXPECT_EQ(ringIds(), (std::set<uint32_t>{idOf("10.0.1.1"), idOf("10.0.1.2"), idOf("10.0.1.3"), idOf("10.0.1.4")}));
 }
 
+// Transitions whose flush has not run when keeld's loop ends (a stop in
+// the same turn) are applied by applyPendingHealth, which keeld calls
+// before it saves the stop record or leaves the data plane in place.
+TEST_F(DaemonBackendTest, PendingTransitionsAreAppliedWhenTheLoopEnds) {
+  const std::string four = kTwo + "      - {address: 10.0.1.3}\n      - {address: 10.0.1.4}\n";
+  files_["keel.yaml"] = yaml(four, "    health: {type: tcp, port: 9, interval: 1h}\n");
+  make();
+  backend_->applyPendingHealth();  // nothing pending: nothing happens
+  ASSERT_TRUE(dp_.rings[0].empty());
+  files_["keel.yaml"] = yaml(four, "    health: {type: none}\n");
+  test::LogCapture log;
+  ASSERT_TRUE(backend_->reload().isOk());
+  // Run the four forced ups, one handler at a time, but not the flush.
+  size_t changed = 0;
+  for (int i = 0; i < 20 && changed < 4; ++i) {
+    io_.poll_one();
+    changed += log.take("health_changed").size();
+  }
+  ASSERT_EQ(changed, 4u);
+  ASSERT_TRUE(dp_.rings[0].empty()) << "the flush ran in the loop already";
+  backend_->applyPendingHealth();
+  EXPECT_EQ(ringIds(), (std::set<uint32_t>{idOf("10.0.1.1"), idOf("10.0.1.2"), idOf("10.0.1.3"), idOf("10.0.1.4")}));
+  io_.poll();  // the cancelled flush does nothing more
+  EXPECT_EQ(ringIds().size(), 4u);
+}
+
 // A health transition whose data-plane write fails leaves its service to be
 // rewritten; keeld re-applies the running config at once, so the real that
 // came up is in the ring without waiting for the next change. The checker

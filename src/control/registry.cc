@@ -240,6 +240,9 @@ std::vector<IpAddress> Registry::unholdIfServed(ServiceState& state, const std::
     for (auto& [addr, real] : state.reals)
       if (real.held) {
         real.held = false;
+        // Decided now, before the ring without it: a rewrite after a failed
+        // publish then writes it kept (VALID), as invalidateReleased would.
+        real.kept = canKeep(state.config, real);
         if (!only || only->count(addr)) released.push_back(addr);
       }
   return released;
@@ -780,6 +783,11 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
     if (same != mine.end()) mine.erase(same);
     mine.push_back(i);
   }
+  // Ups before downs: a real that goes down while another comes up is not
+  // the last serving one (no fail-open hold, no all_reals_down for a
+  // service that never stops serving).
+  for (auto& [service, mine] : byService)
+    std::stable_partition(mine.begin(), mine.end(), [&](size_t i) { return verdicts[i].healthy; });
   for (const auto& [service, indices] : byService) {
     auto sit = services_.find(service);
     if (sit == services_.end()) {

@@ -275,8 +275,12 @@ class Registry {
   // built and published once for all of its verdicts, with the order of
   // writes above kept for each real (up: backend, then the ring; down: the
   // ring, then the backend). The same outcome as setRealHealth() for each
-  // verdict in turn, except that a real given twice takes its last verdict
-  // only (a flap inside one call moves no flow). The results match
+  // verdict in turn, with a service's ups taken before its downs, except
+  // that: a real given twice takes its last verdict only (a flap inside one
+  // call moves no flow); a real going down while another comes up is not
+  // held by fail-open on the way (no all_reals_down); and a held real that
+  // one verdict releases and a later one brings up keeps its generation (its
+  // flows stay). The results match
   // `verdicts` one to one; a data-plane error fails every verdict of that
   // service that changed something, marks it for a full rewrite as above,
   // and leaves the other services' verdicts applied.

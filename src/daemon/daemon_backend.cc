@@ -800,14 +800,17 @@ void DaemonBackend::syncHealth(const Config& effective) {
     it = targets_.erase(it);
   }
   // The checker's verdict is the truth: bring the registry in line where a
-  // real kept its target but the registry re-created it (or vice versa).
+  // real kept its target but the registry re-created it (or vice versa),
+  // all in one call (each service's ring once).
+  std::vector<Registry::HealthVerdict> verdicts;
   for (const ServiceView& v : registry_.services())
     for (const RealView& r : v.reals) {
       auto it = targets_.find({v.name, r.address});
       if (it == targets_.end()) continue;
       auto st = checker_.status(it->second.id);
-      if (st && st->up != r.healthy) (void)registry_.setRealHealth(v.name, r.address, st->up);
+      if (st && st->up != r.healthy) verdicts.push_back({v.name, r.address, st->up});
     }
+  if (!verdicts.empty()) (void)registry_.setRealsHealth(verdicts);
 }
 
 std::optional<Status> DaemonBackend::restoreRunning() {
@@ -1010,9 +1013,12 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Servi
     rs.weight = r.weight;
     rs.mac = r.mac;
     rs.healthy = r.healthy;
-    rs.held = r.held;
-    rs.kept = r.kept;
     auto ov = overlay_.reals.find({v.name, r.address});
+    // Only for a down real that still gets traffic (api.md): a held real
+    // in the ring, a kept one; a drained real's state is its drain.
+    const bool drained = ov != overlay_.reals.end() && ov->second.drained;
+    rs.held = !drained && !r.healthy && r.held && r.inRing;
+    rs.kept = !drained && !r.healthy && r.kept;
     if (ov != overlay_.reals.end() && ov->second.drained) {
       rs.draining = true;
       rs.drainedSince = ov->second.drainedSince;

@@ -84,8 +84,13 @@ def test_all_down_fails_open(keel_health):
         lab.stop_server(real)
     wait_states(keeld, {r.v4: "down" for r in lab.reals})
     assert "all_reals_down" in keeld.log()
-    # The last real to go down stays in the ring: the ring is not empty.
+    # The last real to go down stays in the ring: the ring is not empty,
+    # and health show names it held (keelctl: "down, held").
     assert show(keeld)["published_ring_size"] > 0
+    held = [r.v4 for r in lab.reals if health_of(keeld, r.v4)["held"]]
+    assert len(held) == 1, held
+    table = keeld.keelctl("health", "show", "web").stdout
+    assert table.count("down, held") == 1, table
     for real in lab.reals:
         lab.restart_server(real)
     wait_states(keeld, {r.v4: "up" for r in lab.reals})

@@ -6,7 +6,7 @@
 // Usage (keeld):
 //   HealthChecker checker(io, [&](HealthTargetId id, const HealthTarget& t,
 //                                 bool up, const std::string& reason) {
-//     registry.setRealHealth(t.service, t.address, up);  // rebuild that service's ring
+//     queue(id);  // keeld hands a loop turn's transitions to Registry::setRealsHealth
 //   });
 //   HealthTargetId id;
 //   if (Status s = checker.add(target, /*initiallyUp=*/false, &id); !s) log(s.message());

@@ -768,6 +768,40 @@ ServiceConfig keeping(ServiceConfig s) {
   return s;
 }
 
+// In one call a service's ups go first: the last serving real going down
+// while another comes up is not held by fail-open, and no all_reals_down is
+// logged for a service that never stopped serving.
+TEST_F(RegistryTest, AVerdictBatchAppliesUpsBeforeDowns) {
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  take();
+  LogCapture logs;
+  using V = Registry::HealthVerdict;
+  for (const Status& st : reg_.setRealsHealth({V{"web", ip("10.0.1.11"), false}, V{"web", ip("10.0.1.12"), true}}))
+    EXPECT_TRUE(st.isOk()) << st.message();
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=2 valid", "publishRing 0 [1]",
+                           "upsertBackend 0 10.0.1.11 gen=2 invalid"}));
+  EXPECT_TRUE(logs.take("all_reals_down").empty());
+  EXPECT_FALSE(reg_.service("web")->reals[0].held);
+}
+
+// A held real that another real's coming up releases is decided kept (under
+// keep) when it is released, so a publish that fails right after leaves it
+// to a rewrite that writes it kept (VALID), not invalid at its generation
+// while the old ring still names it.
+TEST_F(RegistryTest, AReleasedRealIsKeptEvenIfTheRingThatReleasesItFails) {
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}))}));
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());  // kept
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.11"), false).isOk());  // the last: held
+  ASSERT_TRUE(reg_.service("web")->reals[0].held);
+  dp_.failAfter = 2;  // 10.0.1.12's backend, then the ring that releases 10.0.1.11: fails
+  EXPECT_FALSE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());
+  applyOk(config({keeping(service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}))}));
+  EXPECT_EQ(dp_.backends[0].flags, KEEL_BE_F_VALID | KEEL_BE_F_KEPT_DOWN);
+  EXPECT_EQ(dp_.backends[0].gen, 1u);
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{1}));
+}
+
 // keep: a real that goes down leaves the ring as a drained one does and
 // stays VALID at its generation (marked down for a restarted keeld), so an
 // entry written before still reaches it; up puts it back at that generation.

@@ -700,7 +700,7 @@ int XdpDataplane::makeRing(const std::vector<uint32_t>& values, bool mmapable) {
   // Same flags as the outer map's template: the kernel checks them on
   // insert, and BPF_F_INNER_MAP is what lets M differ between rings.
   LIBBPF_OPTS(bpf_map_create_opts, createOpts,
-              .map_flags = BPF_F_INNER_MAP | (mmapable ? BPF_F_MMAPABLE : 0u));
+              .map_flags = BPF_F_INNER_MAP | (mmapable ? uint32_t{BPF_F_MMAPABLE} : 0u));
   int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "keel_ring", sizeof(uint32_t), sizeof(uint32_t), words, &createOpts);
   if (fd < 0) return -errno;
   if (mmapable) {

@@ -86,6 +86,21 @@ std::string describe(const YAML::Node& n) {
 }
 
 // Walks the document, collecting every error with its line and key path.
+// One of a fixed set of words: its value, or else nullopt and *why says
+// "must be one of a|b, got ...". Parser::choice and parseHealthPolicy
+// (the file's and the API's health policy) report through it.
+template <typename E>
+std::optional<E> oneOf(const YAML::Node& n, std::initializer_list<std::pair<std::string_view, E>> options,
+                       std::string* why) {
+  if (n.IsScalar())
+    for (auto& [name, value] : options)
+      if (n.Scalar() == name) return value;
+  std::string list;
+  for (auto& [name, value] : options) list += (list.empty() ? "" : "|") + std::string(name);
+  *why = "must be one of " + list + ", got " + describe(n);
+  return std::nullopt;
+}
+
 class Parser {
  public:
   Parser(std::string_view source, const ConfigOptions& options)
@@ -198,14 +213,10 @@ class Parser {
   template <typename E>
   std::optional<E> choice(const YAML::Node& n, const std::string& path,
                           std::initializer_list<std::pair<std::string_view, E>> options) {
-    std::string list;
-    for (auto& [name, value] : options) list += (list.empty() ? "" : "|") + std::string(name);
-    if (n.IsScalar()) {
-      for (auto& [name, value] : options)
-        if (n.Scalar() == name) return value;
-    }
-    error(n, path, "must be one of " + list + ", got " + describe(n));
-    return std::nullopt;
+    std::string why;
+    std::optional<E> v = oneOf(n, options, &why);
+    if (!v) error(n, path, why);
+    return v;
   }
 
   std::optional<IpAddress> ip(const YAML::Node& n, const std::string& path, uint8_t family) {
@@ -906,15 +917,11 @@ void parseHealthPolicy(const YAML::Node& health, ServiceConfig& svc, const Healt
   auto choose = [&](const char* key, std::initializer_list<std::pair<std::string_view, bool>> options, bool& field) {
     const YAML::Node k = health[key];
     if (!k) return;
-    std::string list;
-    for (const auto& [name, value] : options) list += (list.empty() ? "" : "|") + std::string(name);
-    if (k.IsScalar())
-      for (const auto& [name, value] : options)
-        if (k.Scalar() == name) {
-          field = value;
-          return;
-        }
-    error(k, key, "must be one of " + list + ", got " + describe(k));
+    std::string why;
+    if (std::optional<bool> v = oneOf(k, options, &why))
+      field = *v;
+    else
+      error(k, key, why);
   };
   choose("all_down", {{"fail-open", true}, {"fail-closed", false}}, svc.healthFailOpen);
   choose("established_on_down", {{"repick", false}, {"keep", true}}, svc.healthKeepEstablished);

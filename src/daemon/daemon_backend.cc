@@ -843,9 +843,9 @@ void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target
     logInfo(log);
   else
     logWarn(log);
+  const bool armed = !pendingHealth_.empty();  // the flush of this turn is on its way
   pendingHealth_.push_back(id);
-  if (healthFlushArmed_) return;
-  healthFlushArmed_ = true;
+  if (armed) return;
   healthFlush_.expires_after(std::chrono::steady_clock::duration::zero());
   healthFlush_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;  // cancelled: the backend is going (~DaemonBackend)
@@ -854,13 +854,12 @@ void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target
 }
 
 void DaemonBackend::applyPendingHealth() {
-  if (!healthFlushArmed_) return;
+  if (pendingHealth_.empty()) return;
   healthFlush_.cancel();
   flushHealth();
 }
 
 void DaemonBackend::flushHealth() {
-  healthFlushArmed_ = false;
   std::vector<HealthTargetId> ids;
   ids.swap(pendingHealth_);
   // What the checker says now: a target removed since (a reload) is

@@ -306,9 +306,10 @@ class DaemonBackend : public api::ControlBackend {
   };
   std::optional<StartFrom> startFrom_;
   HealthChecker checker_;
-  std::vector<HealthTargetId> pendingHealth_;  // transitions for flushHealth, in order
+  // Transitions for flushHealth, in order; not empty exactly while
+  // healthFlush_ is armed.
+  std::vector<HealthTargetId> pendingHealth_;
   boost::asio::steady_timer healthFlush_{io_};
-  bool healthFlushArmed_ = false;
   // The one thread conn.list walks the connection table on, so that keeld's
   // loop goes on serving health checks, scrapes and requests: a full XDP
   // table takes ~0.3 s to read (docs/api.md). One walk at a time.

@@ -35,23 +35,31 @@ static __always_inline int lb_backend_usable(const struct keel_backend *be, __u3
 	return (be->flags & KEEL_BE_F_VALID) && be->service_id == service_id;
 }
 
-/* Connection-table hit that is still valid, or NULL. */
+/* One more of this CPU's connection-table event (enum keel_ct_stat). */
+static __always_inline void lb_ct_count(__u32 event)
+{
+	__u64 *n = bpf_map_lookup_elem(&stats_conntrack, &event);
+
+	if (n)
+		(*n)++;  /* this CPU's slot: no other writer */
+}
+
+/* Connection-table hit that is still valid, or NULL. *held says whether
+ * the table held the flow at all (a live entry, whatever its real). */
 static __always_inline struct keel_backend *
 lb_ct_lookup(const struct keel_pkt *pkt, const struct keel_service_value *svc,
-	     const struct keel_node_config *node, __u64 now, __u32 *be_id)
+	     const struct keel_node_config *node, __u64 now, __u32 *be_id, int *held)
 {
 	struct keel_ct_value *ct;
 	struct keel_backend *be;
 	__u32 timeout_s;
 	__u64 seen;
 
+	*held = 0;
 	ct = bpf_map_lookup_elem(&conntrack, &pkt->key);
 	/* last_seen 0: never written. A per-CPU flavour of the table returns
 	 * a zeroed value on the CPUs that did not insert the flow. */
 	if (!ct || !ct->last_seen_ns)
-		return NULL;
-	be = lb_backend(ct->backend_id);
-	if (!be || !lb_backend_usable(be, svc->id) || be->gen != ct->gen)
 		return NULL;
 	timeout_s = pkt->key.proto == KEEL_PROTO_TCP ? node->tcp_idle_timeout_s
 						      : node->udp_idle_timeout_s;
@@ -59,9 +67,13 @@ lb_ct_lookup(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	 * clock, and a last_seen after `now` is a live entry, not one idle
 	 * for 2^64 ns. */
 	seen = ct->last_seen_ns;
+	if (seen < now && timeout_s && now - seen > (__u64)timeout_s * LB_NSEC_PER_SEC)
+		return NULL;
+	*held = 1;
+	be = lb_backend(ct->backend_id);
+	if (!be || !lb_backend_usable(be, svc->id) || be->gen != ct->gen)
+		return NULL;
 	if (seen < now) {
-		if (timeout_s && now - seen > (__u64)timeout_s * LB_NSEC_PER_SEC)
-			return NULL;
 		/* An ICMP error follows its flow but is no sign of it: a
 		 * forged one quoting a guessable 5-tuple must not keep a
 		 * dead flow's entry alive. */
@@ -113,15 +125,18 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	struct keel_ct_insert_limit *lim;
 	struct keel_backend *be;
 	__u32 zero = 0;
+	int held;
 	__u64 now;
 
 	if (!keel_use_conntrack)
 		return lb_ring_pick(pkt, svc, be_id);
 
 	now = bpf_ktime_get_ns();
-	be = lb_ct_lookup(pkt, svc, node, now, be_id);
+	be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);
 	if (be)
 		return be;
+	if (!held && keel_tcp_midflow(pkt))
+		lb_ct_count(KEEL_CT_S_MIDFLOW_MISS);
 	be = lb_ring_pick(pkt, svc, be_id);
 	if (!be)
 		return NULL;

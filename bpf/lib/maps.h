@@ -106,6 +106,17 @@ struct {
 	__type(value, struct keel_ct_insert_limit);
 } ct_insert_limit SEC(".maps");
 
+/* [enum keel_ct_stat]: this CPU's count of each connection-table event.
+ * Added after the first pinned builds: a keeld adopting pins made before it
+ * creates and pins it; one pinned with fewer events has its counts carried
+ * over (XdpDataplane::adoptPinnedMaps). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KEEL_CT_S_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats_conntrack SEC(".maps");
+
 /* Forwarded packets/bytes per service id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

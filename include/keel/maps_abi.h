@@ -123,6 +123,22 @@ struct keel_ct_insert_limit {
 };
 KEEL_STATIC_ASSERT(sizeof(struct keel_ct_insert_limit) == 16, "ct insert limit ABI");
 
+/*
+ * Connection-table events, a count each per CPU (XDP: stats_conntrack) /
+ * per worker (DPDK), summed by the control plane. Only appended: an index is
+ * the key of its count in a pinned map.
+ */
+enum keel_ct_stat {
+	/* A TCP packet without SYN (keel_tcp_midflow) whose flow the table did
+	 * not hold: no entry, or one idle past its timeout. Not one held for a
+	 * real the flow may no longer use (that re-pick is keel's own choice).
+	 * The flow began before this table saw it: another balancer or an ECMP
+	 * change sent it here, the table evicted it (full, or past
+	 * conntrack_insert_rate), or it idled out. docs/operations.md. */
+	KEEL_CT_S_MIDFLOW_MISS = 0,
+	KEEL_CT_S_MAX
+};
+
 /* Counters (per CPU / per lcore, summed by the control plane). */
 struct keel_counter {
 	__u64 packets;

@@ -169,6 +169,15 @@ struct keel_pkt {
 	__u8 pad[2];
 };
 
+/* A TCP packet that does not open its connection (no SYN), so its flow
+ * should already be in a connection table (KEEL_CT_S_MIDFLOW_MISS). An ICMP
+ * error quoting a TCP flow is not one: its own protocol is ICMP. Valid once
+ * keel_parse_l4() returned KEEL_CONTINUE. */
+KEEL_INLINE int keel_tcp_midflow(const struct keel_pkt *pkt)
+{
+	return pkt->l4_proto == KEEL_PROTO_TCP && !(pkt->tcp_flags & KEEL_TCP_SYN);
+}
+
 /* Stage 1: Ethernet, VLAN and the fixed IP header. */
 KEEL_INLINE int keel_parse_l3(void *data, void *end, struct keel_pkt *pkt)
 {

@@ -67,10 +67,11 @@ json rates(const json& before, const json& after, double seconds) {
   };
   if (after.contains("conntrack")) {
     out["conntrack"] = familyRates(before.value("conntrack", json::object()), after["conntrack"]);
-    if (after["conntrack"].contains("inserts_skipped")) {
-      out["conntrack"].erase("inserts_skipped");
-      out["conntrack"]["inserts_skipped_per_s"] =
-          perSecond(before.value("conntrack", json::object()), after["conntrack"], "inserts_skipped", seconds);
+    for (const char* k : {"inserts_skipped", "midflow_misses"}) {
+      if (!after["conntrack"].contains(k)) continue;
+      out["conntrack"].erase(k);
+      out["conntrack"][std::string(k) + "_per_s"] =
+          perSecond(before.value("conntrack", json::object()), after["conntrack"], k, seconds);
     }
   }
   if (after.contains("workers")) {
@@ -146,10 +147,15 @@ void printTable(const json& r, bool isRate) {
               << (ct.value("entries", json()).is_number() ? str(ct["entries"]) : std::string("unknown"))
               << " of " << str(ct.value("capacity", json(0))) << " entries";
     // New flows past node.conntrack_insert_rate, forwarded but not remembered.
-    if (isRate && ct.contains("inserts_skipped_per_s"))
-      std::cout << ", " << fmtRate(ct["inserts_skipped_per_s"]) << " inserts skipped/s";
-    else if (!isRate && ct.contains("inserts_skipped"))
-      std::cout << ", " << str(ct["inserts_skipped"]) << " inserts skipped";
+    // TCP packets past their SYN whose flow the table did not hold: flows
+    // another balancer or an ECMP change sent here, or evicted ones.
+    for (const auto& [k, what] : {std::pair{"inserts_skipped", "inserts skipped"},
+                                  std::pair{"midflow_misses", "mid-flow misses"}}) {
+      if (isRate && ct.contains(std::string(k) + "_per_s"))
+        std::cout << ", " << fmtRate(ct[std::string(k) + "_per_s"]) << " " << what << "/s";
+      else if (!isRate && ct.contains(k))
+        std::cout << ", " << str(ct[k]) << " " << what;
+    }
     std::cout << "\n";
     // DPDK: each family has its own half of every worker's table, so one
     // family alone fills only its half: how full each half is, and the

@@ -1103,6 +1103,7 @@ RegistryStats Registry::readStats(bool withConnTable) {
   out.global.port = raw.port;
   out.global.connTableCapacity = dataplane_.connTableCapacity();
   out.global.connInsertsSkipped = raw.connInsertsSkipped;
+  out.global.connMidflowMisses = raw.connMidflowMisses;
   auto counter = [](const std::vector<keel_counter>& v, uint32_t id) {
     return id < v.size() ? v[id] : keel_counter{};
   };

@@ -199,6 +199,12 @@ void renderDataplane(Families& out, const GlobalStats& s) {
                  "into it: over node.conntrack_insert_rate (per CPU / worker)",
                  MetricType::Counter),
          {}, static_cast<double>(s.connInsertsSkipped));
+  sample(out.add("keel_conntrack_midflow_misses_total",
+                 "TCP packets without SYN whose flow the connection table did not hold (no entry, or idle "
+                 "past its timeout), picked from the ring: flows begun before this table saw them (another "
+                 "balancer or an ECMP change sent them here, a restart without the table) or evicted from it",
+                 MetricType::Counter),
+         {}, static_cast<double>(s.connMidflowMisses));
   if (!s.workers.empty()) {
     auto& wp = out.add("keel_dpdk_worker_packets_total",
                        "Packets a DPDK worker received from the port's RX queue it owns (how RSS spreads flows)",

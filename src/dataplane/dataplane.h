@@ -108,6 +108,9 @@ struct DataplaneStats {
   // written into it, over node.conntrack_insert_rate (include/keel/rate.h),
   // summed over every CPU (XDP) or worker (DPDK).
   uint64_t connInsertsSkipped = 0;
+  // TCP packets without SYN whose flow the connection table did not hold
+  // (KEEL_CT_S_MIDFLOW_MISS, include/keel/maps_abi.h), summed the same way.
+  uint64_t connMidflowMisses = 0;
 };
 
 // The plane-wide figures shown beside the services (stats.get, the metrics).
@@ -123,6 +126,7 @@ struct GlobalStats {
   std::vector<WorkerStats> workers;  // DataplaneStats::workers: per DPDK worker, empty on XDP
   std::optional<PortStats> port;     // DataplaneStats::port: DPDK only
   uint64_t connInsertsSkipped = 0;   // DataplaneStats::connInsertsSkipped
+  uint64_t connMidflowMisses = 0;    // DataplaneStats::connMidflowMisses
 };
 
 // A flow's connection-table entry (Dataplane::findConn).

@@ -371,6 +371,70 @@ TEST(Balancer, NewFlowsPastTheInsertRateAreForwardedButNotRemembered) {
   EXPECT_EQ(skipped(), 6u);
 }
 
+// KEEL_CT_S_MIDFLOW_MISS: a TCP packet without SYN whose flow the table did
+// not hold (no entry, or one idle past its timeout) is counted per CPU in
+// stats_conntrack; a SYN, UDP, an ICMP error quoting a TCP flow, a hit and
+// an entry held for a real the flow may no longer use (a re-pick keel chose)
+// are not.
+TEST(Balancer, MidflowMissesCountTcpPacketsPastSynTheTableDidNotHold) {
+  auto lb = loadFixture();
+  ASSERT_TRUE(lb);
+  FixtureState st = fixtureState();
+  st.node.tcp_idle_timeout_s = 30;
+  ASSERT_EQ(lb->setNode(st.node), "");
+  const int ncpu = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpu, 0);
+  auto misses = [&] {
+    std::vector<uint64_t> v(static_cast<size_t>(ncpu));
+    uint32_t event = KEEL_CT_S_MIDFLOW_MISS;
+    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(lb->skel()->maps.stats_conntrack), &event, v.data()), 0);
+    uint64_t n = 0;
+    for (uint64_t c : v) n += c;
+    return n;
+  };
+  auto tcp = [](uint16_t sport, uint8_t flags) {
+    return PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(sport, 80, flags).build();
+  };
+  const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 41000, 80, KEEL_PROTO_TCP);
+  ASSERT_EQ(misses(), 0u);
+  EXPECT_EQ(lb->run(tcp(41000, kTcpAck)).action, XDP_TX);
+  EXPECT_EQ(misses(), 1u) << "an ACK of a flow the table never saw";
+  EXPECT_EQ(lb->run(tcp(41000, kTcpAck | kTcpPsh)).action, XDP_TX);
+  EXPECT_EQ(misses(), 1u) << "the miss inserted it: now a hit";
+  EXPECT_EQ(lb->run(tcp(41001, kTcpSyn)).action, XDP_TX);
+  EXPECT_EQ(lb->run(tcp(41002, kTcpSyn | kTcpAck)).action, XDP_TX);
+  EXPECT_EQ(misses(), 1u) << "a SYN opens its flow";
+  EXPECT_EQ(lb->run(PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Udp(41003, 53).build())
+                .action,
+            XDP_TX);
+  EXPECT_EQ(misses(), 1u) << "UDP has no SYN";
+  EXPECT_EQ(lb->run(PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                        .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4).Tcp(80, 41004, kTcpAck).build())
+                .action,
+            XDP_TX);
+  EXPECT_EQ(misses(), 1u) << "an ICMP error quoting an unheld TCP flow";
+
+  keel_ct_value ct{};
+  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
+  keel_ct_value stale = ct;
+  stale.gen = ct.gen + 1;  // held, for its real at another generation: re-picked, not a miss
+  ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &stale, BPF_EXIST), 0);
+  EXPECT_EQ(lb->run(tcp(41000, kTcpAck)).action, XDP_TX);
+  EXPECT_EQ(misses(), 1u) << "an entry held for a real the flow may no longer use";
+
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const uint64_t nowNs = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+  ASSERT_GT(nowNs, 40ull * 1000000000ull) << "machine up for less than 40 s";
+  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
+  ct.last_seen_ns = nowNs - 31ull * 1000000000ull;  // idle for 31 s > 30 s
+  ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &ct, BPF_EXIST), 0);
+  EXPECT_EQ(lb->run(tcp(41000, kTcpAck)).action, XDP_TX);
+  EXPECT_EQ(misses(), 2u) << "an entry idle past its timeout";
+  EXPECT_EQ(lb->run(tcp(41005, kTcpRst)).action, XDP_TX);
+  EXPECT_EQ(misses(), 3u) << "any packet without SYN";
+}
+
 // keel_conntrack_entries: the kernel's element count of the connection
 // table, read through the ct_count iterator, follows inserts and deletes
 // for each connection-table flavour the loader supports.

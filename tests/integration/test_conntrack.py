@@ -236,3 +236,73 @@ def test_new_flows_past_the_insert_rate_are_served_but_not_remembered(keel_inser
     finally:
         for s in conns:
             s.close()
+
+
+def tcp_segment(family, src, dst, sport, dport, flags):
+    """A 20-byte TCP header with its checksum (no payload); the kernel adds
+    the IP header of a raw IPPROTO_TCP socket."""
+    hdr = struct.pack("!HHIIBBHHH", sport, dport, 1000, 1, 5 << 4, flags, 65535, 0, 0)
+    if family == 4:
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(hdr))
+    else:
+        pseudo = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+                  + struct.pack("!I3xB", len(hdr), socket.IPPROTO_TCP))
+    data = pseudo + hdr
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return hdr[:16] + struct.pack("!H", ~total & 0xffff) + hdr[18:]
+
+
+@pytest.fixture
+def keel_web_both(request, lab, need_keel):
+    services = [dict(web(lab, 4, "ipip"), name="web4"), dict(web(lab, 6, "ipip"), name="web6")]
+    yield from run_keel(request, lab, lab.keel_config(services), with_handle=True)
+
+
+def test_midflow_misses_count_tcp_segments_the_table_did_not_hold(keel_web_both):
+    """`stats` conntrack.midflow_misses (keel_conntrack_midflow_misses_total):
+    connections opened through keel add none, their SYN was seen; segments
+    past a SYN of flows the table never saw (what an ECMP change or another
+    balancer's flows look like) add one each, until the table holds the
+    flow: the first one of each is picked from the ring and inserted."""
+    lab, config, keeld = keel_web_both
+
+    def misses():
+        return json.loads(keeld.keelctl("-o", "json", "stats").stdout)["conntrack"]["midflow_misses"]
+
+    conns = []
+    try:
+        start = misses()
+        for family in (4, 6):
+            connect_and_ask(lab, PORT, 10, conns, family)
+        for s in conns:
+            s.close()
+        assert misses() == start, "connections keel saw open counted as mid-flow misses"
+        want = 0
+        for family in (4, 6):
+            fam = socket.AF_INET if family == 4 else socket.AF_INET6
+            src, vip = lab.client_sources(family)[0], lab.vip(family)
+            raw = lab.client.socket(fam, socket.SOCK_RAW, socket.IPPROTO_TCP)
+            try:
+                for sport in range(41000, 41005):
+                    # ACK, then ACK|PSH: the second one is a hit. Apart, so
+                    # a DPDK worker does not look both up in one burst (each
+                    # would miss: the first is inserted after the burst's
+                    # lookups).
+                    for flags in (0x10, 0x18):
+                        raw.sendto(tcp_segment(family, src, vip, sport, PORT, flags), (vip, 0))
+                        time.sleep(0.02)
+                    want += 1
+            finally:
+                raw.close()
+        got = misses() - start
+        for _ in range(20):  # bounded: up to 2 s for the last segment to land
+            if got >= want:
+                break
+            time.sleep(0.1)
+            got = misses() - start
+        assert got == want, f"{want} flows entered past their SYN: {got} mid-flow misses counted"
+    finally:
+        for s in conns:
+            s.close()

@@ -457,7 +457,8 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     for (int i = 0; i < KEEL_R_MAX; ++i) reasons[kReasonNames[i]] = counterJson(g.reasons[i]);
     json conntrack{{"entries", g.connTableEntries ? json(*g.connTableEntries) : json(nullptr)},
                    {"capacity", g.connTableCapacity},
-                   {"inserts_skipped", g.connInsertsSkipped}};
+                   {"inserts_skipped", g.connInsertsSkipped},
+                   {"midflow_misses", g.connMidflowMisses}};
     // Per family: a DPDK worker's table has a half per family, so one
     // family alone fills only its half of `capacity`. Summed over the
     // workers here; null where the plane has no workers (XDP: one table for

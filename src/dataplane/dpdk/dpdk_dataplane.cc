@@ -577,6 +577,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       uint64_t rx = 0;
       for (size_t i = 0; i < KEEL_R_MAX; ++i) rx += add(st.reasons[i], c.reasons[i]);
       st.connInsertsSkipped += __atomic_load_n(&c.ctInsertsSkipped, __ATOMIC_RELAXED);
+      st.connMidflowMisses += __atomic_load_n(&c.ctMidflowMisses, __ATOMIC_RELAXED);
       auto peer = [&c](dpdk::PeerLookup r) { return __atomic_load_n(&c.icmpPeer[r], __ATOMIC_RELAXED); };
       const dpdk::ConnTable::Half h4 = w->state->conns.half(KEEL_AF_INET), h6 = w->state->conns.half(KEEL_AF_INET6);
       st.workers.push_back(WorkerStats{w->queue, w->lcore, rx, peer(dpdk::kPeerFound), peer(dpdk::kPeerNotFound),

@@ -255,6 +255,10 @@ struct Step {
       // bpf/lib/conntrack.h): a forged one would hold a dead flow's entry.
       if (!p.icmp_error) ConnTable::touch(*e, nowNs);
     }
+  } else if (keel_tcp_midflow(&p)) {
+    // A TCP packet past its SYN whose flow the table did not hold (as
+    // bpf/lib/conntrack.h counts it; maps_abi.h says what it tells).
+    countEvent(w.counters.ctMidflowMisses);
   }
   if (!step.be && p.icmp_error && !w.peers.empty()) peerEntry(s, w, p, svc->id, nowNs, idleNs, step);
 }

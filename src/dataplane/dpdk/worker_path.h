@@ -69,6 +69,9 @@ struct alignas(64) WorkerCounters {
   // Packets of flows the table did not hold, forwarded but not written:
   // over node.conntrack_insert_rate (keel_ct_insert_allow; countEvent).
   uint64_t ctInsertsSkipped = 0;
+  // TCP packets without SYN whose flow the table did not hold
+  // (KEEL_CT_S_MIDFLOW_MISS; countEvent).
+  uint64_t ctMidflowMisses = 0;
 };
 
 // Everything a worker owns. One per lcore, cache-aligned so two workers never

@@ -181,9 +181,13 @@ bool sameProgram(int attachedFd, int attachedRodataFd, int loadedFd, int loadedR
 //                 shorter (fields are only appended: maps_abi.h; a longer
 //                 one, a downgrade, is another layout): copied before the
 //                 program swap, so the new program never sees it empty.
-//   kReasons:     stats_reasons with another number of reasons (its size is
-//                 KEEL_R_MAX, not a limit): the counts are added after the
-//                 swap, once the old program no longer counts.
+//   kCounters:    a per-CPU array of counts indexed by an enum that is only
+//                 appended (stats_reasons: keel_reason; stats_conntrack:
+//                 keel_ct_stat) with another number of entries (its size is
+//                 the enum's MAX, not a limit): the counts of every index
+//                 both builds know are added after the swap, once the old
+//                 program no longer counts. stats_conntrack missing (pins
+//                 made before it): this build's starts at 0, as kEmpty.
 // Each replaced map takes the old one's pin after the swap (replacePins).
 XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const bpf_map_info* pinned) {
   using C = XdpDataplane::Carry;
@@ -192,13 +196,15 @@ XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const
                          pinned->value_size == bpf_map__value_size(map);
   if (map == skel->maps.icmp_limit || map == skel->maps.icmp_client_limit || map == skel->maps.ct_insert_limit)
     return !sameShape || pinned->max_entries != bpf_map__max_entries(map) ? C::kEmpty : C::kReuse;
+  if (map == skel->maps.stats_conntrack && !pinned) return C::kEmpty;
   if (!pinned) return C::kReuse;  // missing: adoptPinnedMaps refuses it
   if (map == skel->maps.node_config && pinned->type == bpf_map__type(map) &&
       pinned->key_size == bpf_map__key_size(map) && pinned->max_entries == 1 &&
       pinned->value_size < bpf_map__value_size(map))
     return C::kNodeConfig;
-  if (map == skel->maps.stats_reasons && sameShape && pinned->max_entries != bpf_map__max_entries(map))
-    return C::kReasons;
+  if ((map == skel->maps.stats_reasons || map == skel->maps.stats_conntrack) && sameShape &&
+      pinned->max_entries != bpf_map__max_entries(map))
+    return C::kCounters;
   return C::kReuse;
 }
 
@@ -475,10 +481,11 @@ Status XdpDataplane::replacePins() {
                                        " bytes, this build's " + std::to_string(sizeof(keel_node_config)) +
                                        ": copied to a new map until keeld writes the configured node"));
         break;
-      case Carry::kReasons:
-        logInfo(LogRecord("xdp_adopt_migrates_reasons")
+      case Carry::kCounters:
+        logInfo(LogRecord("xdp_adopt_migrates_counters")
                     .add("reason", path + " held " + std::to_string(r.pinnedEntries) +
-                                       " reasons, this build counts " + std::to_string(KEEL_R_MAX) +
+                                       " counters, this build counts " +
+                                       std::to_string(bpf_map__max_entries(r.map)) +
                                        ": counts carried over to a new map"));
         break;
       case Carry::kReuse:
@@ -513,21 +520,22 @@ Status XdpDataplane::carryOver(CarryPhase phase) {
           !s)
         return s;
     }
-    if (r.carry == Carry::kReasons && phase == CarryPhase::kAfterSwap) {
+    if (r.carry == Carry::kCounters && phase == CarryPhase::kAfterSwap) {
+      const std::string name = bpf_map__name(r.map);
       const int ncpu = libbpf_num_possible_cpus();
-      if (ncpu <= 0) return Status::error("xdp: migrate stats_reasons: cannot count the possible CPUs");
+      if (ncpu <= 0) return Status::error("xdp: migrate " + name + ": cannot count the possible CPUs");
       const int fd = bpf_map__fd(r.map);
-      const uint32_t n = std::min<uint32_t>(r.pinnedEntries, KEEL_R_MAX);
-      std::vector<keel_counter> oldValues(static_cast<size_t>(ncpu)), values(static_cast<size_t>(ncpu));
+      const uint32_t n = std::min<uint32_t>(r.pinnedEntries, bpf_map__max_entries(r.map));
+      // A per-CPU value is rounded up to 8 bytes a CPU; every counter
+      // value here is whole u64 words (keel_counter, or one u64).
+      const size_t words = bpf_map__value_size(r.map) / sizeof(uint64_t);
+      std::vector<uint64_t> oldValues(words * static_cast<size_t>(ncpu)), values(oldValues.size());
       for (uint32_t i = 0; i < n; ++i) {
         if (bpf_map_lookup_elem(r.old.get(), &i, oldValues.data()) != 0) continue;
         if (bpf_map_lookup_elem(fd, &i, values.data()) != 0) continue;
-        for (int c = 0; c < ncpu; ++c) {
-          values[c].packets += oldValues[c].packets;
-          values[c].bytes += oldValues[c].bytes;
-        }
+        for (size_t k = 0; k < values.size(); ++k) values[k] += oldValues[k];
         if (bpf_map_update_elem(fd, &i, values.data(), BPF_ANY) != 0)
-          return Status::error("xdp: migrate stats_reasons: " + errnoText(errno));
+          return Status::error("xdp: migrate " + name + ": " + errnoText(errno));
       }
     }
   }
@@ -797,6 +805,10 @@ DataplaneStats XdpDataplane::readCounters(uint32_t services, uint32_t backends) 
     uint32_t zero = 0;
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.ct_insert_limit), &zero, limits.data()) == 0)
       for (const keel_ct_insert_limit& l : limits) st.connInsertsSkipped += l.skipped;
+    std::vector<uint64_t> misses(static_cast<size_t>(ncpu));
+    uint32_t event = KEEL_CT_S_MIDFLOW_MISS;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.stats_conntrack), &event, misses.data()) == 0)
+      for (uint64_t n : misses) st.connMidflowMisses += n;
   }
   return st;
 }

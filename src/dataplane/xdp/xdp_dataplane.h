@@ -94,7 +94,7 @@ class XdpDataplane final : public Dataplane {
 
  public:
   // What a starting keeld does with a pinned map (carryOf in the .cc).
-  enum class Carry { kReuse, kEmpty, kNodeConfig, kReasons };
+  enum class Carry { kReuse, kEmpty, kNodeConfig, kCounters };
 
  private:
   Status zeroCounters(CounterKind kind, uint32_t id) override;

@@ -303,6 +303,7 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
   fake_.stats.workers = {w0, w1};
   fake_.stats.connTableEntries = 4203;
   fake_.stats.connInsertsSkipped = 31;
+  fake_.stats.connMidflowMisses = 44;
   // rx 100 (missed 9, no mbuf 4, errors 1), tx 80 (errors 2), link up at 25000 Mb/s.
   const PortStats port{100, 9, 4, 1, 80, 2, true, 25000};
   fake_.stats.port = port;
@@ -332,6 +333,7 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
             (json{{"entries", 4203},
                   {"capacity", 16384},
                   {"inserts_skipped", 31},
+                  {"midflow_misses", 44},
                   {"ipv4", {{"entries", 4196}, {"capacity", 8192}, {"live_evictions", 905}}},
                   {"ipv6", {{"entries", 7}, {"capacity", 8192}, {"live_evictions", 0}}}}));
 }

@@ -452,6 +452,7 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
     fake_.stats.connTableEntries = 8192;
     fake_.stats.connTableCapacity = 16384;
     fake_.stats.connInsertsSkipped = 12;
+    fake_.stats.connMidflowMisses = 3;
     // rx 100 (missed 9, no mbuf 4, errors 1), tx 80 (errors 2), link up at 25000 Mb/s.
     const PortStats port{100, 9, 4, 1, 80, 2, true, 25000};
     fake_.stats.port = port;
@@ -459,7 +460,7 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
   });
   CliRun st = keelctl({"stats"});
   ASSERT_EQ(st.rc, 0) << st.err;
-  EXPECT_NE(st.out.find("conntrack: 8192 of 16384 entries, 12 inserts skipped\n"
+  EXPECT_NE(st.out.find("conntrack: 8192 of 16384 entries, 12 inserts skipped, 3 mid-flow misses\n"
                         "  ipv4: 8192 of 8192 entries, 905 live evictions\n"
                         "  ipv6: 0 of 8192 entries, 0 live evictions\n"
                         "workers rx packets: 0@lcore1=20 1@lcore2=10\n"
@@ -474,12 +475,13 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
   const json j = json::parse(sj.out);
   EXPECT_EQ(j["conntrack"]["ipv4"]["live_evictions"], 905);
   EXPECT_EQ(j["conntrack"]["inserts_skipped"], 12);
+  EXPECT_EQ(j["conntrack"]["midflow_misses"], 3);
   EXPECT_EQ(j["workers"][1]["icmp_peer_lookups"]["not_found"], 4);
   // The fake's counters do not move: every rate is 0, the gauges as they are.
   CliRun sr = keelctl({"stats", "--rate", "--watch", "0.1", "--count", "1"});
   ASSERT_EQ(sr.rc, 0) << sr.err;
   EXPECT_NE(sr.out.find("  ipv4: 8192 of 8192 entries, 0.0 live evictions/s\n"), std::string::npos) << sr.out;
-  EXPECT_NE(sr.out.find("conntrack: 8192 of 16384 entries, 0.0 inserts skipped/s\n"), std::string::npos) << sr.out;
+  EXPECT_NE(sr.out.find("conntrack: 8192 of 16384 entries, 0.0 inserts skipped/s, 0.0 mid-flow misses/s\n"), std::string::npos) << sr.out;
   EXPECT_NE(sr.out.find("workers icmp peer lookups/s (found/not_found/rate_limited): 0@lcore1=0.0/0.0/0.0 "
                         "1@lcore2=0.0/0.0/0.0\n"),
             std::string::npos)
@@ -540,7 +542,7 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   CliRun st = keelctl({"stats", "web"});
   EXPECT_NE(st.out.find("dataplane: mock"), std::string::npos) << st.out;
   EXPECT_NE(st.out.find("tx_ipip"), std::string::npos);
-  EXPECT_NE(st.out.find("conntrack: 17 of 65536 entries, 0 inserts skipped\n"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("conntrack: 17 of 65536 entries, 0 inserts skipped, 0 mid-flow misses\n"), std::string::npos) << st.out;
   EXPECT_EQ(json::parse(s.out)["conntrack"]["entries"], 17);
   EXPECT_NE(st.out.find("workers rx packets: 0@lcore1=20 1@lcore2=10\n"), std::string::npos) << st.out;
   EXPECT_EQ(json::parse(s.out)["workers"][1]["rx_packets"], 10);

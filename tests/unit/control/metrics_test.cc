@@ -153,6 +153,17 @@ TEST_F(MetricsTest, SkippedConntrackInsertsAreACounter) {
   EXPECT_TRUE(hasLine(out, "keel_conntrack_inserts_skipped_total 17"));
 }
 
+// TCP packets past their SYN that the connection table did not hold reach
+// their counter through the registry.
+TEST_F(MetricsTest, MidflowMissesAreACounter) {
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_conntrack_midflow_misses_total counter"));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_midflow_misses_total 0"));
+  dp_.stats.connMidflowMisses = 23;
+  out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_midflow_misses_total 23"));
+}
+
 // A plane that counts its connection table: the count reaches the gauge
 // through connTableEntries -> registry -> servicesAndGlobalStats -> snapshot,
 // and a scrape reads the counters once and counts the table once.

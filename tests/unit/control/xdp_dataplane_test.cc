@@ -681,14 +681,54 @@ TEST_F(XdpAdoptTest, ReasonsPinnedByABuildWithFewerReasonsAreCarriedOver) {
   EXPECT_EQ(dp_->readStats(0, 0).reasons[KEEL_R_TX_IPIP].packets, 7u);
 }
 
+// stats_conntrack is sized by enum keel_ct_stat, which is only appended: one
+// pinned with another number of events (here a newer build's, a downgrade)
+// is replaced by this build's, the counts of the events both know carried
+// over, as stats_reasons' are; readStats sums them over the CPUs.
+TEST_F(XdpAdoptTest, ConntrackCountsPinnedWithAnotherNumberOfEventsAreCarriedOver) {
+  firstKeeld();
+  const std::string path = pinDir_ + "/stats_conntrack";
+  const int ncpu = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpu, 0);
+  int old = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "stats_conntrack", 4, sizeof(uint64_t), KEEL_CT_S_MAX + 1,
+                           nullptr);
+  ASSERT_GE(old, 0);
+  std::vector<uint64_t> v(static_cast<size_t>(ncpu));
+  v[0] = 5;
+  v[static_cast<size_t>(ncpu - 1)] += 2;
+  uint32_t key = KEEL_CT_S_MIDFLOW_MISS;
+  ASSERT_EQ(bpf_map_update_elem(old, &key, v.data(), BPF_ANY), 0);
+  key = KEEL_CT_S_MAX;  // an event this build does not know
+  std::fill(v.begin(), v.end(), 100);
+  ASSERT_EQ(bpf_map_update_elem(old, &key, v.data(), BPF_ANY), 0);
+  pinInstead(path, old);
+  ASSERT_NO_FATAL_FAILURE(restartReplacingAMap());
+  int fd = pinned("stats_conntrack");
+  ASSERT_GE(fd, 0);
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+  close(fd);
+  EXPECT_EQ(info.max_entries, static_cast<uint32_t>(KEEL_CT_S_MAX));
+  EXPECT_EQ(dp_->readStats(0, 0).connMidflowMisses, 7u);
+  // The next restart adopts the new map as it is.
+  dp_->leaveInPlace();
+  dp_.reset();
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_TRUE(dp_->keptProgram());
+  EXPECT_EQ(dp_->readStats(0, 0).connMidflowMisses, 7u);
+}
+
 // A keeld built before the ICMP rate limits pinned no icmp_limit (main
 // before it) or no icmp_client_limit (main before the per-client limit),
-// one built before node.conntrack_insert_rate no ct_insert_limit.
+// one built before node.conntrack_insert_rate no ct_insert_limit, one built
+// before the mid-flow miss count no stats_conntrack.
 // Those maps may start empty: the restart adopts everything else, swaps the
 // program (the old one used no such map) and pins the new maps for the next
 // restart.
 TEST_F(XdpAdoptTest, PinsWithoutTheIcmpLimitsAreAdoptedAndTheMapsPinned) {
-  for (const char* missing : {"icmp_limit", "icmp_client_limit", "ct_insert_limit"}) {
+  for (const char* missing : {"icmp_limit", "icmp_client_limit", "ct_insert_limit", "stats_conntrack"}) {
     SCOPED_TRACE(missing);
     firstKeeld();
     const std::string path = pinDir_ + "/" + missing;

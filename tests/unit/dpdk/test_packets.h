@@ -28,6 +28,7 @@ struct Frame {
   uint8_t icmpType = 8;
   size_t payload = 16;
   uint16_t fragOff = 0;  // IPv4 frag_off field, host order
+  uint8_t tcpFlags = KEEL_TCP_SYN;
 };
 
 inline IpAddress ip(const char* s) { return *IpAddress::parse(s); }
@@ -55,7 +56,7 @@ inline std::vector<uint8_t> buildFrame(const Frame& f) {
     put16(l4, f.dport);
     for (int i = 0; i < 8; ++i) l4.push_back(static_cast<uint8_t>(i));  // seq, ack
     l4.push_back(0x50);
-    l4.push_back(KEEL_TCP_SYN);
+    l4.push_back(f.tcpFlags);
     put16(l4, 65535);
     put16(l4, 0);
     put16(l4, 0);

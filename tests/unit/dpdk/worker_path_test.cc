@@ -348,6 +348,50 @@ std::vector<uint8_t> icmpErrorFor(const IpAddress& router, const Frame& quoted) 
   return out;  // checksums left as built: the worker does not check them
 }
 
+// KEEL_CT_S_MIDFLOW_MISS, as bpf/lib/conntrack.h counts it: a TCP packet
+// without SYN whose flow the worker's table did not hold (no entry, or one
+// idle past its timeout); not a SYN, UDP, an ICMP error quoting a TCP flow,
+// a hit, nor an entry held for a real the flow may no longer use.
+TEST_F(WorkerPathTest, MidflowMissesCountTcpPacketsPastSynTheTableDidNotHold) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  addService(vip4_, 53, KEEL_PROTO_UDP, 2);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 2, 1)));
+  ring(1, {1, 1, 1});
+  ring(2, {2, 2, 2});
+  auto tcp = [&](uint16_t sport, uint8_t flags) {
+    Frame f{ip("192.168.1.1"), vip4_, sport, 80};
+    f.tcpFlags = flags;
+    return test::buildFrame(f);
+  };
+  const uint64_t s = 1000000000ull;
+  const uint64_t& misses = worker_.counters.ctMidflowMisses;
+  EXPECT_EQ(run(tcp(1000, 0x10), 1 * s).r.backendId, 1u);
+  EXPECT_EQ(misses, 1u) << "an ACK of a flow the table never saw";
+  EXPECT_EQ(run(tcp(1000, 0x18), 1 * s).r.backendId, 1u);
+  EXPECT_EQ(misses, 1u) << "the miss inserted it: now a hit";
+  EXPECT_EQ(run(tcp(1001, KEEL_TCP_SYN), 1 * s).r.backendId, 1u);
+  EXPECT_EQ(run(tcp(1002, KEEL_TCP_SYN | 0x10), 1 * s).r.backendId, 1u);
+  EXPECT_EQ(misses, 1u) << "a SYN opens its flow";
+  EXPECT_EQ(run(test::buildFrame(Frame{ip("192.168.1.1"), vip4_, 1003, 53, KEEL_PROTO_UDP}), 1 * s).r.backendId, 2u);
+  EXPECT_EQ(misses, 1u) << "UDP has no SYN";
+  Frame quoted{vip4_, ip("192.168.1.1"), 80, 1004};
+  quoted.tcpFlags = 0x10;
+  EXPECT_EQ(run(icmpErrorFor(ip("203.0.113.1"), quoted), 1 * s).r.backendId, 1u);
+  EXPECT_EQ(misses, 1u) << "an ICMP error quoting an unheld TCP flow";
+  // Held for its real at an older generation: re-picked, not a miss.
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 2)));
+  EXPECT_EQ(run(tcp(1000, 0x10), 2 * s).r.backendId, 1u);
+  EXPECT_EQ(misses, 1u) << "an entry held for a real the flow may no longer use";
+  // Idle past the TCP timeout (test::nodeConfig's).
+  const uint64_t idle = uint64_t{test::nodeConfig().tcp_idle_timeout_s} * s;
+  ASSERT_GT(idle, 0u);
+  EXPECT_EQ(run(tcp(1000, 0x10), 2 * s + idle + s).r.backendId, 1u);
+  EXPECT_EQ(misses, 2u) << "an entry idle past its timeout";
+  EXPECT_EQ(run(tcp(1005, 0x04), 2 * s + idle + s).r.backendId, 1u);
+  EXPECT_EQ(misses, 3u) << "any packet without SYN";
+}
+
 // An ICMP error that finds its flow goes to the flow's real but does not
 // refresh the entry (as in XDP): a forged error quoting a guessable 5-tuple
 // would keep a dead flow's entry alive. The flow's own next packet does.

@@ -2,6 +2,7 @@
 #include "control/config.h"
 
 #include "common/duration.h"
+#include "control/eal_lcores.h"
 #include "control/health/health_yaml.h"
 #include "keel/maglev_lookup.h"
 
@@ -299,6 +300,7 @@ class Parser {
  private:
   void parseDataplane(const YAML::Node& n, DataplaneConfig& dp);
   void parseDpdk(const YAML::Node& n, DpdkConfig& d);
+  void checkDpdkLcores(const YAML::Node& n, const DpdkConfig& d, const std::vector<YAML::Node>& workerNodes);
   void parseNode(const YAML::Node& n, NodeConfig& node);
   void parseLimits(const YAML::Node& n, DataplaneLimits& limits);
   void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
@@ -423,6 +425,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
         d.port = *s;
     }
   }
+  std::vector<YAML::Node> workerNodes;  // of d.workers, for checkDpdkLcores
   if (auto k = child(n, path, "workers", true)) {
     // RTE_MAX_LCORE is 128 in Debian's build; lcore 0 is EAL's main lcore
     // by default, but -l/--main-lcore may move it, so the data plane checks
@@ -435,10 +438,12 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
         const YAML::Node w = (*k)[i];
         std::string wpath = path + ".workers[" + std::to_string(i) + "]";
         if (auto v = integer(w, wpath, 0, 127)) {
-          if (!seen.insert(*v).second)
+          if (!seen.insert(*v).second) {
             error(w, wpath, "duplicate lcore " + std::to_string(*v));
-          else
+          } else {
             d.workers.push_back(static_cast<unsigned>(*v));
+            workerNodes.push_back(w);
+          }
         }
       }
     }
@@ -465,6 +470,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
     if (auto v = integer(*k, path + ".idle_sleep_us", 0, 100000)) d.idleSleepUs = *v;
   if (auto k = child(n, path, "mtu", false))
     if (auto v = integer(*k, path + ".mtu", DpdkConfig::kMinMtu, DpdkConfig::kMaxMtu)) d.mtu = *v;
+  checkDpdkLcores(n, d, workerNodes);
   // The one pool serves every worker's full RX and TX rings, its two
   // bursts in flight and its lcore's mempool cache (256, flushed at 384),
   // and with an exception interface the tap's RX ring (512 per worker,
@@ -479,6 +485,61 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
               (d.exceptionInterface.empty() ? "" : " + " + std::to_string(DpdkConfig::kTapDescriptors) + " (the exception interface's RX ring)") +
               " = " + std::to_string(need) + ", got " +
               (mbufsNode ? describe(*mbufsNode) : std::to_string(d.mbufsPerWorker) + " (the default)"));
+}
+
+// What EAL would refuse at start about the workers' lcores, said now
+// (`keeld --check-config`, every load): a worker that is not an lcore the
+// EAL arguments start, or that is the main lcore, where keeld's own thread
+// runs; an lcore option EAL cannot read; the main lcore not among the
+// lcores; with host checks, CPUs the host does not have online. The data
+// plane checks the same against EAL itself when it starts.
+void Parser::checkDpdkLcores(const YAML::Node& n, const DpdkConfig& d, const std::vector<YAML::Node>& workerNodes) {
+  const std::string path = "dataplane.dpdk";
+  const YAML::Node eal = n["eal_args"];
+  auto argNode = [&](size_t i) { return eal.IsSequence() && i < eal.size() ? eal[i] : (eal.IsDefined() ? eal : n); };
+  auto argPath = [&](size_t i) { return path + ".eal_args[" + std::to_string(i) + "]"; };
+  EalLcoresResult r = readEalLcores(d.ealArgs);
+  if (!r.error.empty()) {
+    error(argNode(r.errorArg), argPath(r.errorArg), r.error);
+    return;
+  }
+  std::optional<EalLcores> e = r.lcores;
+  if (!e && options_.allowedCpus) e = EalLcores::fromCpus(options_.allowedCpus(), r.mainLcore);
+  if (!e || e->lcores.empty()) return;  // no lcore option, and no host to ask
+  const std::string given =
+      r.lcores ? "eal_args give " + e->source
+               : "no -l, -c or --lcores in eal_args: one lcore per CPU this process may run on, " +
+                     EalLcores::listText(e->lcores);
+  const YAML::Node at = eal.IsDefined() ? eal : n;
+  if (!e->lcores.count(e->mainLcore)) {
+    error(at, path + ".eal_args",
+          "the main lcore " + std::to_string(e->mainLcore) + " (--main-lcore) is not one EAL starts (" + given +
+              "): EAL would refuse it");
+    return;
+  }
+  for (size_t i = 0; i < d.workers.size() && i < workerNodes.size(); ++i) {
+    const unsigned lc = d.workers[i];
+    const std::string wpath = path + ".workers[" + std::to_string(i) + "]";
+    if (!e->lcores.count(lc))
+      error(workerNodes[i], wpath,
+            "lcore " + std::to_string(lc) + " is not one EAL starts (" + given +
+                "): add it to -l or --lcores in eal_args");
+    else if (lc == e->mainLcore)
+      error(workerNodes[i], wpath,
+            "lcore " + std::to_string(lc) + " is EAL's main lcore (" +
+                (e->mainGiven ? std::string("--main-lcore") : "the lowest of " + EalLcores::listText(e->lcores)) +
+                "), where keeld's own thread runs: a worker needs an lcore of its own");
+  }
+  if (!r.lcores || !options_.onlineCpus) return;  // CPUs from the host itself, or no host to ask
+  const std::set<unsigned> online = options_.onlineCpus();
+  if (online.empty()) return;  // unknown
+  std::set<unsigned> missing;
+  for (unsigned c : e->cpus)
+    if (!online.count(c)) missing.insert(c);
+  if (!missing.empty())
+    error(at, path + ".eal_args",
+          e->source + " runs lcores on CPU " + EalLcores::listText(missing) + ", not online on this host (online: " +
+              EalLcores::listText(online) + "): EAL would refuse it");
 }
 
 void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -246,6 +247,13 @@ struct ConfigOptions {
   // was built with); empty: every kind is accepted (a file for another
   // machine, unit tests).
   std::function<bool(DataplaneKind kind)> kindBuilt;
+  // The CPUs this process may run on (its affinity: EAL's lcores when
+  // dataplane.dpdk.eal_args name none) and those the host has online (an
+  // lcore option naming another CPU fails EAL's start); empty: the workers'
+  // lcores are checked against eal_args alone (a file for another machine,
+  // unit tests).
+  std::function<std::set<unsigned>()> allowedCpus;
+  std::function<std::set<unsigned>()> onlineCpus;
 };
 
 ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,

@@ -23,6 +23,7 @@
 // failure, 2 usage error or a data plane this build does not have.
 #include <algorithm>
 #include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 
@@ -33,6 +34,7 @@
 #include <array>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -40,6 +42,7 @@
 
 #include "common/logging.h"
 #include "control/config.h"
+#include "control/eal_lcores.h"
 #include "control/api/api_server.h"
 #include "control/registry.h"
 #include "daemon/daemon_backend.h"
@@ -54,10 +57,33 @@
 namespace keel {
 namespace {
 
+// The CPUs keeld may run on, read the first time it is asked, which is
+// while keeld loads its config at start: EAL pins the thread that started it
+// to the main lcore, so a reload asking later would get that lcore's CPUs.
+const std::set<unsigned>& startCpus() {
+  static const std::set<unsigned> cpus = [] {
+    std::set<unsigned> out;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+      for (unsigned c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set)) out.insert(c);
+    return out;
+  }();
+  return cpus;
+}
+
 ConfigOptions hostConfigOptions() {
   ConfigOptions o;
   o.interfaceExists = [](const std::string& name) { return if_nametoindex(name.c_str()) != 0; };
   o.kindBuilt = dataplaneBuiltIn;
+  o.allowedCpus = [cpus = startCpus()] { return cpus; };
+  o.onlineCpus = [] {
+    std::ifstream f("/sys/devices/system/cpu/online");
+    std::string line;
+    if (!std::getline(f, line)) return std::set<unsigned>{};
+    return parseCpuList(line).value_or(std::set<unsigned>{});
+  };
   o.resolveMac = [](const std::vector<IpAddress>& reals, const std::string& iface) {
     return resolveNeighbours(reals, iface);
   };

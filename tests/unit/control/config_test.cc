@@ -4,10 +4,13 @@
 // structs exactly.
 #include "common/duration.h"
 #include "control/config.h"
+#include "control/eal_lcores.h"
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace keel {
@@ -316,6 +319,109 @@ TEST(Config, DpdkDefaultsAndKernelInterface) {
   EXPECT_EQ(dp.dpdk.exceptionInterface, "");
   EXPECT_EQ(dp.dpdk.idleSleepUs, 0u);
   EXPECT_EQ(dp.dpdk.mtu, 0u) << "the driver's";
+}
+
+// The lcores EAL arguments start, read as EAL 22.11 reads them.
+TEST(EalLcores, ReadsListsMasksMapsAndTheMainLcore) {
+  auto read = [](std::vector<std::string> args) { return readEalLcores(args); };
+  EalLcoresResult r = read({"-l", "0-2", "--file-prefix", "k"});
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  ASSERT_TRUE(r.lcores);
+  EXPECT_EQ(r.lcores->lcores, (std::set<unsigned>{0, 1, 2}));
+  EXPECT_EQ(r.lcores->cpus, (std::set<unsigned>{0, 1, 2}));
+  EXPECT_EQ(r.lcores->mainLcore, 0u);
+  EXPECT_EQ(r.lcores->source, "-l 0-2");
+  r = read({"-l0,2-3"});
+  ASSERT_TRUE(r.lcores) << r.error;
+  EXPECT_EQ(r.lcores->lcores, (std::set<unsigned>{0, 2, 3}));
+  r = read({"--lcores", "(0-2)@(0,1)"});
+  ASSERT_TRUE(r.lcores) << r.error;
+  EXPECT_EQ(r.lcores->lcores, (std::set<unsigned>{0, 1, 2}));
+  EXPECT_EQ(r.lcores->cpus, (std::set<unsigned>{0, 1}));
+  r = read({"--lcores=1@31,2@32,0"});
+  ASSERT_TRUE(r.lcores) << r.error;
+  EXPECT_EQ(r.lcores->lcores, (std::set<unsigned>{0, 1, 2}));
+  EXPECT_EQ(r.lcores->cpus, (std::set<unsigned>{0, 31, 32}));
+  r = read({"-c", "0x6", "--main-lcore", "2"});
+  ASSERT_TRUE(r.lcores) << r.error;
+  EXPECT_EQ(r.lcores->lcores, (std::set<unsigned>{1, 2}));
+  EXPECT_EQ(r.lcores->mainLcore, 2u);
+  EXPECT_TRUE(r.lcores->mainGiven);
+  r = read({"-l", "0-3", "-l", "4-5"});  // EAL takes the last
+  ASSERT_TRUE(r.lcores) << r.error;
+  EXPECT_EQ(r.lcores->lcores, (std::set<unsigned>{4, 5}));
+  EXPECT_EQ(r.lcores->mainLcore, 4u);
+  r = read({"--no-huge", "--main-lcore", "1"});  // no lcore option: the host's CPUs
+  EXPECT_TRUE(r.error.empty()) << r.error;
+  EXPECT_FALSE(r.lcores);
+  EXPECT_EQ(r.mainLcore, std::optional<unsigned>(1));
+  for (const auto& [args, index, what] : std::vector<std::tuple<std::vector<std::string>, size_t, std::string>>{
+           {{"-l", "0-"}, 1, "-l 0-: not a list of lcores"},
+           {{"--no-pci", "-l"}, 1, "-l needs a value"},
+           {{"-c", "xyz"}, 1, "-c xyz: not a hexadecimal core mask"},
+           {{"--lcores", "(1-2@3"}, 1, "--lcores (1-2@3: not a list of lcores"},
+           {{"--main-lcore=x"}, 0, "--main-lcore x: not an lcore id"},
+           {{"-l", "0,200"}, 1, "lcore 200 is not below RTE_MAX_LCORE (128)"},
+           {{"-l", "3-1"}, 1, "-l 3-1: not a list of lcores"}}) {
+    r = read(args);
+    EXPECT_NE(r.error.find(what), std::string::npos) << r.error;
+    EXPECT_EQ(r.errorArg, index) << what;
+  }
+  EXPECT_EQ(EalLcores::listText({0, 1, 2, 5, 7, 8}), "0-2,5,7-8");
+  EXPECT_EQ(parseCpuList("0-3,8\n"), (std::optional<std::set<unsigned>>{{0, 1, 2, 3, 8}}));
+  EXPECT_FALSE(parseCpuList("0-x"));
+}
+
+// dataplane.dpdk.workers against the lcores eal_args start: what EAL would
+// refuse at start is an error at load (keeld --check-config), each at its
+// line; with host checks, the CPUs the host has online and, without an
+// lcore option, the CPUs this process may run on.
+TEST(Config, DpdkWorkersMustBeLcoresEalStartsOtherThanTheMainOne) {
+  auto parse = [](const std::string& dpdk, ConfigOptions o = {}) {
+    return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n" + dpdk, "keel.yaml", o);
+  };
+  ConfigResult r = parse("    eal_args: [\"-l\", \"0-2\"]\n    workers: [1, 2]\n");
+  EXPECT_TRUE(r.ok()) << joinErrors(r.errors);
+  r = parse("    eal_args: [\"-l\", \"0-2\"]\n    workers: [1, 3]\n");
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0], "keel.yaml:6: dataplane.dpdk.workers[1]: lcore 3 is not one EAL starts (eal_args give "
+                         "-l 0-2): add it to -l or --lcores in eal_args");
+  r = parse("    eal_args: [\"--lcores\", \"(0-2)@(0,1)\"]\n    workers:\n      - 0\n      - 1\n");
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0], "keel.yaml:7: dataplane.dpdk.workers[0]: lcore 0 is EAL's main lcore (the lowest of "
+                         "0-2), where keeld's own thread runs: a worker needs an lcore of its own");
+  r = parse("    eal_args: [\"-l\", \"0-2\", \"--main-lcore\", \"2\"]\n    workers: [1, 2]\n");
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_NE(r.errors[0].find("workers[1]: lcore 2 is EAL's main lcore (--main-lcore)"), std::string::npos)
+      << r.errors[0];
+  r = parse("    eal_args: [\"-l\", \"0-2\", \"--main-lcore\", \"5\"]\n    workers: [1]\n");
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0], "keel.yaml:5: dataplane.dpdk.eal_args: the main lcore 5 (--main-lcore) is not one EAL "
+                         "starts (eal_args give -l 0-2): EAL would refuse it");
+  r = parse("    eal_args: [\"--no-huge\", \"-l\", \"1-\"]\n    workers: [1]\n");
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0], "keel.yaml:5: dataplane.dpdk.eal_args[2]: -l 1-: not a list of lcores like 1-3,5 or "
+                         "(1-3)@(0,1)");
+  // No lcore option and no host to ask: nothing to check against.
+  EXPECT_TRUE(parse("    workers: [7]\n").ok());
+
+  ConfigOptions host;
+  host.allowedCpus = [] { return std::set<unsigned>{0, 1}; };
+  host.onlineCpus = [] { return std::set<unsigned>{0, 1, 2, 3}; };
+  r = parse("    workers: [1]\n", host);
+  EXPECT_TRUE(r.ok()) << joinErrors(r.errors);
+  r = parse("    workers: [2]\n", host);
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0], "keel.yaml:5: dataplane.dpdk.workers[0]: lcore 2 is not one EAL starts (no -l, -c or "
+                         "--lcores in eal_args: one lcore per CPU this process may run on, 0-1): add it to -l "
+                         "or --lcores in eal_args");
+  r = parse("    eal_args: [\"--lcores\", \"1@7,2@3\"]\n    workers: [2]\n", host);
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0], "keel.yaml:5: dataplane.dpdk.eal_args: --lcores 1@7,2@3 runs lcores on CPU 7, not "
+                         "online on this host (online: 0-3): EAL would refuse it");
+  r = parse("    eal_args: [\"-l\", \"2-3\"]\n    workers: [3]\n", host);
+  EXPECT_TRUE(r.ok()) << "an lcore option may name CPUs outside this process's affinity: "
+                      << joinErrors(r.errors);
 }
 
 struct BadCase {

@@ -56,6 +56,11 @@ YAML
 }
 dpdk_yaml "" > "$dir/dpdk.yaml"
 dpdk_yaml "    rx_desc: 512" > "$dir/dpdk-typo.yaml"
+# What EAL would refuse at start, said by --check-config: a worker that is
+# not an lcore of eal_args; a CPU the host does not have (127: RTE_MAX_LCORE
+# - 1, skipped on a host that has it).
+sed 's/workers: \[1\]/workers: [2]/' "$dir/dpdk.yaml" > "$dir/dpdk-lcore.yaml"
+sed 's/"0@0,1@0"/"0@0,1@127"/' "$dir/dpdk.yaml" > "$dir/dpdk-cpu.yaml"
 
 check "version" 0 "keeld " --version
 check "valid config" 0 "OK (1 services, 2 reals)" --check-config "$dir/good.yaml"
@@ -69,6 +74,14 @@ check "missing file" 1 "cannot open" --check-config "$dir/none.yaml"
 check "dpdk config valid" 0 "OK (1 services, 2 reals)" --check-config "$dir/dpdk.yaml"
 check "dpdk key typo" 1 "dpdk-typo.yaml:7: dataplane.dpdk.rx_desc: unknown key" \
   --check-config "$dir/dpdk-typo.yaml"
+check "dpdk worker not an EAL lcore" 1 \
+  "dpdk-lcore.yaml:6: dataplane.dpdk.workers[0]: lcore 2 is not one EAL starts (eal_args give --lcores 0@0,1@0)" \
+  --check-config "$dir/dpdk-lcore.yaml"
+if [ ! -e /sys/devices/system/cpu/cpu127 ]; then
+  check "dpdk lcore on a CPU the host lacks" 1 \
+    "dpdk-cpu.yaml:4: dataplane.dpdk.eal_args: --lcores 0@0,1@127 runs lcores on CPU 127, not online on this host" \
+    --check-config "$dir/dpdk-cpu.yaml"
+fi
 check "dpdk port that cannot be probed" 1 "dataplane.dpdk.port: cannot probe" \
   --config "$dir/dpdk.yaml"
 check "bad log level" 2 "log level" --log-level loud --check-config "$dir/good.yaml"

@@ -242,7 +242,8 @@ class ConnWays {
       Entry& e = b[w];
       if (e.value.last_seen_ns == 0) return nullptr;  // ways fill in order: the rest are empty
       if (!e.matches(probe)) continue;
-      if (idleNs != 0 && nowNs - e.value.last_seen_ns > idleNs) return nullptr;
+      // Seen after nowNs: live (as peek() and bpf/lib/conntrack.h read it).
+      if (idleNs != 0 && e.value.last_seen_ns < nowNs && nowNs - e.value.last_seen_ns > idleNs) return nullptr;
       return &e.value;
     }
     return nullptr;
@@ -250,17 +251,23 @@ class ConnWays {
 
   // liveNs: an evicted entry of another flow seen within it is counted as
   // a live flow evicted (liveEvictions()); 0: count nothing (a restore).
-  void insert(const keel_flow_key& key, uint32_t hash, uint32_t backendId, uint32_t gen,
+  // Returns whether the key's own way was there and live (seen within
+  // liveNs; with liveNs 0, whether it was there at all): an earlier packet
+  // of the flow in the same burst wrote it after this one's find() missed.
+  bool insert(const keel_flow_key& key, uint32_t hash, uint32_t backendId, uint32_t gen,
               uint64_t nowNs, uint64_t liveNs = 0) {
     Entry* b = bucket(hash);
     const typename Entry::Probe probe = Entry::probe(key, hash);
     Entry* victim = &b[0];
     bool evicts = true;  // no empty way and not the key's own: the bucket's least recently seen goes
+    bool ownLive = false;
     for (uint32_t w = 0; w < kWays; ++w) {
       Entry& e = b[w];
       if (e.value.last_seen_ns == 0 || e.matches(probe)) {  // first empty way, or the key's own
         victim = &e;
         evicts = false;
+        const uint64_t seen = e.value.last_seen_ns;
+        ownLive = seen != 0 && (liveNs == 0 || nowNs < seen || nowNs - seen <= liveNs);
         break;
       }
       if (e.value.last_seen_ns < victim->value.last_seen_ns) victim = &e;
@@ -282,6 +289,7 @@ class ConnWays {
     storeRelaxed(victim->value.backend_id, backendId);
     storeRelaxed(victim->value.gen, gen);
     storeRelaxed(victim->value.last_seen_ns, uint64_t{nowNs ? nowNs : 1});  // 0 marks an empty way
+    return ownLive;
   }
 
   // find() for a thread that does not own the table: every read relaxed
@@ -442,13 +450,11 @@ class ConnTable {
   }
 
   // Writes key -> (backend, gen), reusing the key's own way if present;
-  // liveNs as ConnWays::insert.
-  void insert(const keel_flow_key& key, uint32_t hash, uint32_t backendId, uint32_t gen,
+  // liveNs and the result as ConnWays::insert.
+  bool insert(const keel_flow_key& key, uint32_t hash, uint32_t backendId, uint32_t gen,
               uint64_t nowNs, uint64_t liveNs = 0) {
-    if (key.family == KEEL_AF_INET6)
-      v6_.insert(key, hash, backendId, gen, nowNs, liveNs);
-    else
-      v4_.insert(key, hash, backendId, gen, nowNs, liveNs);
+    if (key.family == KEEL_AF_INET6) return v6_.insert(key, hash, backendId, gen, nowNs, liveNs);
+    return v4_.insert(key, hash, backendId, gen, nowNs, liveNs);
   }
 
   // Refreshes last_seen at most once a second: enough for idle timeouts in

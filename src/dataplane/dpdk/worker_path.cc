@@ -133,26 +133,37 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
 // A flow the connection table does not hold (or holds for a real it may no
 // longer use): its real from the service's ring, remembered unless the
 // packet is an ICMP error (which follows its flow but never creates one) or
-// the worker is past node.conntrack_insert_rate.
+// the worker is past node.conntrack_insert_rate. midflowMiss (Step): the
+// packet is counted as a mid-flow miss, unless its insert finds the flow's
+// own live way, written by an earlier packet of this burst.
 // Null if the ring has no usable real. Out of line (see BurstCache::fill).
 [[gnu::noinline]] const BackendSlot* pick(const Snapshot& s, WorkerState& w, const keel_pkt& p,
                                           const keel_service_value& svc, uint32_t connHash, uint64_t nowNs,
-                                          uint32_t schedHash, uint32_t& beId) {
+                                          uint32_t schedHash, bool midflowMiss, uint32_t& beId) {
+  // An evicted flow counts as live within its idle timeout (none: always).
+  const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
+  const uint64_t liveNs = idleNs ? idleNs : UINT64_MAX;
   const uint32_t* ring = svc.id < s.maxServices ? s.rings[svc.id] : nullptr;
   const uint32_t m = ring ? ring[0] : 0;
-  if (m == 0) return nullptr;
-  beId = ring[keel_ring_index(schedHash, m)];
-  const BackendSlot* be = snapshotBackend(s, beId);
-  if (!usable(be, svc.id)) return nullptr;
+  const BackendSlot* be = nullptr;
+  if (m != 0) {
+    beId = ring[keel_ring_index(schedHash, m)];
+    be = snapshotBackend(s, beId);
+  }
+  if (!usable(be, svc.id)) {
+    // No insert: no earlier packet of the burst (one snapshot) wrote it either.
+    if (midflowMiss) countEvent(w.counters.ctMidflowMisses);
+    return nullptr;
+  }
   if (p.icmp_error) return be;
   // Past node.conntrack_insert_rate: forwarded, not remembered (rate.h).
   if (!keel_ct_insert_allow(&w.ctInsertTat, nowNs, s.node.conntrack_insert_rate)) {
     countEvent(w.counters.ctInsertsSkipped);
+    if (midflowMiss && !w.conns.find(p.key, connHash, nowNs, idleNs)) countEvent(w.counters.ctMidflowMisses);
     return be;
   }
-  // An evicted flow counts as live within its idle timeout (none: always).
-  const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
-  w.conns.insert(p.key, connHash, beId, be->be.gen, nowNs, idleNs ? idleNs : UINT64_MAX);
+  if (!w.conns.insert(p.key, connHash, beId, be->be.gen, nowNs, liveNs) && midflowMiss)
+    countEvent(w.counters.ctMidflowMisses);
   return be;
 }
 
@@ -164,6 +175,7 @@ struct Step {
   uint32_t beId;
   uint32_t flowHash;              // keel_flow_hash(), when haveFlowHash
   bool haveFlowHash;
+  bool midflowMiss;               // a TCP packet past its SYN the table did not hold (pick())
 };
 
 // An ICMP error whose flow this worker's table does not hold for a usable
@@ -246,6 +258,7 @@ struct Step {
   step.be = nullptr;
   step.beId = KEEL_INVALID_ID;
   step.haveFlowHash = false;
+  step.midflowMiss = false;
   const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
   if (keel_ct_value* e = w.conns.find(p.key, parsed.connHash, nowNs, idleNs)) {
     if (const BackendSlot* cand = entryBackend(s, *e, svc->id)) {
@@ -255,10 +268,12 @@ struct Step {
       // bpf/lib/conntrack.h): a forged one would hold a dead flow's entry.
       if (!p.icmp_error) ConnTable::touch(*e, nowNs);
     }
-  } else if (keel_tcp_midflow(&p)) {
+  } else {
     // A TCP packet past its SYN whose flow the table did not hold (as
-    // bpf/lib/conntrack.h counts it; maps_abi.h says what it tells).
-    countEvent(w.counters.ctMidflowMisses);
+    // bpf/lib/conntrack.h counts it; maps_abi.h says what it tells),
+    // counted by pick() unless an earlier packet of the flow in this burst
+    // wrote it meanwhile (XDP, packet by packet, would have hit it).
+    step.midflowMiss = keel_tcp_midflow(&p);
   }
   if (!step.be && p.icmp_error && !w.peers.empty()) peerEntry(s, w, p, svc->id, nowNs, idleNs, step);
 }
@@ -289,7 +304,7 @@ inline bool needsFlowHash(const Snapshot& s, const Step& step) {
   uint32_t beId = step.beId;
   if (!be) {
     const uint32_t schedHash = (svc->flags & KEEL_SVC_F_SCHED_SRC) ? keel_src_hash(&p.key) : step.flowHash;
-    be = pick(s, w, p, *svc, parsed.connHash, nowNs, schedHash, beId);
+    be = pick(s, w, p, *svc, parsed.connHash, nowNs, schedHash, step.midflowMiss, beId);
     if (!be) return finish(w, Verdict::kDrop, KEEL_R_DROP_NO_BACKEND, bytes);
   }
 

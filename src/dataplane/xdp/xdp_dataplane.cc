@@ -526,8 +526,12 @@ Status XdpDataplane::carryOver(CarryPhase phase) {
       if (ncpu <= 0) return Status::error("xdp: migrate " + name + ": cannot count the possible CPUs");
       const int fd = bpf_map__fd(r.map);
       const uint32_t n = std::min<uint32_t>(r.pinnedEntries, bpf_map__max_entries(r.map));
-      // A per-CPU value is rounded up to 8 bytes a CPU; every counter
-      // value here is whole u64 words (keel_counter, or one u64).
+      // A per-CPU value is rounded up to 8 bytes a CPU; the counts are
+      // summed word by word, so a counter value must be whole u64 words
+      // (keel_counter, or one u64).
+      if (bpf_map__value_size(r.map) % sizeof(uint64_t) != 0)
+        return Status::error("xdp: migrate " + name + ": a value of " + std::to_string(bpf_map__value_size(r.map)) +
+                             " B is not whole 8-byte counters");
       const size_t words = bpf_map__value_size(r.map) / sizeof(uint64_t);
       std::vector<uint64_t> oldValues(words * static_cast<size_t>(ncpu)), values(oldValues.size());
       for (uint32_t i = 0; i < n; ++i) {

@@ -1062,6 +1062,10 @@ TEST_F(WorkerPathTest, ABurstEndsAsPacketByPacketProcessingWould) {
     flows.push_back(Frame{ip("192.168.1.1"), vip4_, static_cast<uint16_t>(2000 + f), 80});
     flows.push_back(Frame{ip("2001:db8:5::1"), vip6_, static_cast<uint16_t>(3000 + f), 443});
   }
+  // Past their SYN: each flow's first packet of the burst is a mid-flow
+  // miss, and only that one, as packet by packet (the others find the way
+  // an earlier packet of the burst wrote).
+  for (Frame& f : flows) f.tcpFlags = 0x10;
   const uint32_t n = 70;
   std::vector<std::vector<uint8_t>> mem(n), refMem(n);
   std::vector<PacketBuf> bufs(n);
@@ -1088,6 +1092,8 @@ TEST_F(WorkerPathTest, ABurstEndsAsPacketByPacketProcessingWould) {
   }
   EXPECT_EQ(worker_.conns.occupied(), flows.size());
   EXPECT_EQ(worker_.conns.countLive(), flows.size());
+  EXPECT_EQ(ref.counters.ctMidflowMisses, flows.size());
+  EXPECT_EQ(worker_.counters.ctMidflowMisses, ref.counters.ctMidflowMisses);
   EXPECT_EQ(worker_.counters.reasons[KEEL_R_TX_IPIP].packets, n);
   EXPECT_EQ(worker_.counters.services[1].packets + worker_.counters.services[2].packets, n);
 }

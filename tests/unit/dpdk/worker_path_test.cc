@@ -383,11 +383,13 @@ TEST_F(WorkerPathTest, MidflowMissesCountTcpPacketsPastSynTheTableDidNotHold) {
   ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 2)));
   EXPECT_EQ(run(tcp(1000, 0x10), 2 * s).r.backendId, 1u);
   EXPECT_EQ(misses, 1u) << "an entry held for a real the flow may no longer use";
-  // Idle past the TCP timeout (test::nodeConfig's).
+  // Idle past the TCP timeout (test::nodeConfig's), and held for its real
+  // at an older generation again: expired first, so not held.
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 3)));
   const uint64_t idle = uint64_t{test::nodeConfig().tcp_idle_timeout_s} * s;
   ASSERT_GT(idle, 0u);
   EXPECT_EQ(run(tcp(1000, 0x10), 2 * s + idle + s).r.backendId, 1u);
-  EXPECT_EQ(misses, 2u) << "an entry idle past its timeout";
+  EXPECT_EQ(misses, 2u) << "an entry idle past its timeout, whatever its real";
   EXPECT_EQ(run(tcp(1005, 0x04), 2 * s + idle + s).r.backendId, 1u);
   EXPECT_EQ(misses, 3u) << "any packet without SYN";
 }

@@ -73,7 +73,7 @@ void defineConfig(CLI::App& noun, Context& ctx) {
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     if (r->is_object() && !r->empty()) {
       for (auto it = r->begin(); it != r->end(); ++it) {
-        if (it.key() == "restart_needed" && it.value().is_array()) continue;
+        if ((it.key() == "restart_needed" || it.key() == "warnings") && it.value().is_array()) continue;
         std::cout << it.key() << ": " << str(it.value()) << "\n";
       }
       // Keys the file changed that only a restart applies: kept running as
@@ -83,6 +83,7 @@ void defineConfig(CLI::App& noun, Context& ctx) {
         for (const auto& k : (*r)["restart_needed"]) keys += (keys.empty() ? "" : ", ") + str(k);
         std::cerr << "warning: not applied until keeld restarts: " << keys << " (the running values are kept)\n";
       }
+      printWarnings(*r);
     } else {
       std::cout << "config reloaded\n";
     }

@@ -35,6 +35,14 @@ std::string run(const json& real) {
   return "-";
 }
 
+// The check and the port it connects to: "tcp :8081", "none"; the type
+// alone from a keeld without check_spec. -o json has every parameter.
+std::string check(const json& real) {
+  const json spec = real.value("check_spec", json());
+  if (!spec.is_object() || !spec.contains("port")) return str(real["check"]);
+  return str(spec["type"]) + " :" + str(spec["port"]);
+}
+
 }  // namespace
 
 void defineHealth(CLI::App& noun, Context& ctx) {
@@ -63,7 +71,7 @@ void defineHealth(CLI::App& noun, Context& ctx) {
           const json given = real.value("drain_reason", json());
           why = given.is_string() ? "drained: " + given.get<std::string>() : "drained";
         }
-        t.row({str(s["name"]), str(real["address"]), realState(real), str(real["check"]), run(real),
+        t.row({str(s["name"]), str(real["address"]), realState(real), check(real), run(real),
                truncated(str(real["detail"]), kMaxResult), age(secondsSince(when, now)), why});
       }
     t.fitLastColumn(outputWidth(), kMinReason);

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace keel {
@@ -20,5 +21,9 @@ inline constexpr std::string_view kDurationUnits = "ms, s, m or h";
 // that says so). nullopt if malformed, or too large for int64 milliseconds
 // (checked before multiplying, so no value wraps to a small one).
 std::optional<std::chrono::milliseconds> parseDurationText(std::string_view text);
+
+// The other way: in the largest unit that holds it exactly ("90s", "2m",
+// "1500ms", "0ms"), so parseDurationText gives it back. Negative: "0ms".
+std::string formatDurationText(std::chrono::milliseconds d);
 
 }  // namespace keel

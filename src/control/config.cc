@@ -823,6 +823,8 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
         continue;
       }
       if (svc.forwarding == Forwarding::kIpip) {
+        if (const YAML::Node macNode = realsNode[j]["mac"]; macNode.IsDefined())
+          warning(macNode, rpath + ".mac", std::string(kIpipMacUnused));
         if (real.address.isV4() && !cfg.node.tunnelSourceV4)
           error(addrNode, rpath + ".address",
                 "ipip to an IPv4 real needs node.tunnel_source_v4");

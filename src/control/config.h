@@ -237,6 +237,12 @@ struct ConfigResult {
   bool ok() const { return config.has_value(); }
 };
 
+// A real of an ipip service given a MAC: accepted (a service switched from
+// l2dsr keeps its reals' lines) but never used; keel.yaml, config.check and
+// a runtime add warn with this.
+inline constexpr std::string_view kIpipMacUnused =
+    "mac is not used: ipip sends every packet to node.next_hop_mac (only l2dsr sends to the real's MAC)";
+
 struct ConfigOptions {
   // Empty: an l2dsr real without `mac` is an error; set: a real it does not
   // find is accepted and held down (RealConfig::macPending).

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "common/duration.h"
 #include "common/logging.h"
 #include "control/api/requests.h"
 
@@ -101,6 +102,31 @@ nlohmann::json fingerprint(const ServiceConfig& s, bool tableMac = false) {
   // existed still matches a file that does not use it (as require_reply).
   if (s.healthKeepEstablished) f["keep_established"] = true;
   return f;
+}
+
+// The check a real runs, as keel.yaml's health block spells it, resolved
+// (RealSnapshot::checkSpec; health.show). port: the one it connects to.
+nlohmann::json checkSpecJson(const HealthCheckSpec& h, uint16_t servicePort) {
+  using Type = HealthCheckSpec::Type;
+  if (h.type == Type::None) return {{"type", "none"}};
+  nlohmann::json j = {{"type", toString(h.type)},
+                      {"port", h.port ? h.port : servicePort},
+                      {"interval", formatDurationText(h.interval)},
+                      {"timeout", formatDurationText(h.timeout)},
+                      {"rise", h.rise},
+                      {"fall", h.fall},
+                      {"source", h.source ? nlohmann::json(h.source->toString()) : nlohmann::json(nullptr)}};
+  if (h.type == Type::Http) {
+    j["path"] = h.path;
+    j["host"] = h.host.empty() ? nlohmann::json(nullptr) : nlohmann::json(h.host);  // null: the real's address
+    j["expect"] = h.statusMin == h.statusMax ? std::to_string(h.statusMin)
+                                             : std::to_string(h.statusMin) + "-" + std::to_string(h.statusMax);
+  } else if (h.type == Type::Udp) {
+    j["payload"] = h.udpPayload;
+    j["expect"] = h.udpExpect.empty() ? nlohmann::json(nullptr) : nlohmann::json(h.udpExpect);
+    j["require_reply"] = h.udpRequireReply;
+  }
+  return j;
 }
 
 // null: the file has no such real / service.
@@ -1031,7 +1057,10 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Servi
                                      : 0;
     }
     const RealConfig* er = find(effectiveReals, r.address);
-    if (er) rs.check = toString(er->healthSpec.type);
+    if (er) {
+      rs.check = toString(er->healthSpec.type);
+      rs.checkSpec = checkSpecJson(er->healthSpec, v.port);
+    }
     if (er && !er->macPending.empty()) {
       // Down for want of a MAC: the reason is that, since keeld first
       // looked (no target: syncHealth).
@@ -1227,14 +1256,18 @@ void logResolvedMac(const std::string& service, const RealConfig& real) {
                 .add("mac", real.mac->toString()));
 }
 
-// An accepted runtime add whose l2dsr reals wait for their MAC says so in
-// its result ("warnings"; keelctl prints them), as config.check does.
-static Result heldDownWarnings(Result r, const std::vector<RealConfig>& reals) {
+// An accepted runtime add says in its result ("warnings"; keelctl prints
+// them), as config.check does, which of its l2dsr reals wait for their MAC
+// and which ipip reals were given a MAC nothing uses.
+static Result addWarnings(Result r, Forwarding forwarding, const std::vector<RealConfig>& reals) {
   if (!r.isOk()) return r;
   nlohmann::json warnings = nlohmann::json::array();
-  for (const RealConfig& real : reals)
+  for (const RealConfig& real : reals) {
     if (!real.macPending.empty())
       warnings.push_back(real.macPending + ": held down until keeld finds it (keelctl health show)");
+    if (forwarding == Forwarding::kIpip && real.mac)
+      warnings.push_back("real " + real.address.toString() + ": " + std::string(kIpipMacUnused));
+  }
   if (warnings.empty()) return r;
   return Result::ok({{"warnings", std::move(warnings)}});
 }
@@ -1250,7 +1283,7 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
     for (const RealConfig& real : svc->reals) logResolvedMac(req.name, real);
     logInfo(LogRecord("runtime_service_added").add("service", req.name));
   }
-  return heldDownWarnings(std::move(r), svc->reals);
+  return addWarnings(std::move(r), svc->forwarding, svc->reals);
 }
 
 Result DaemonBackend::removeService(const std::string& name) {
@@ -1280,7 +1313,7 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
     logResolvedMac(req.service, *r);
     logInfo(LogRecord("runtime_real_added").add("service", req.service).add("real", r->address.toString()));
   }
-  return heldDownWarnings(std::move(res), {*r});
+  return addWarnings(std::move(res), svc->forwarding, {*r});
 }
 
 Result DaemonBackend::removeReal(const api::RealRef& ref) {
@@ -1406,6 +1439,10 @@ Result DaemonBackend::reloadFile() {
   for (const ServiceConfig& s : effective_.services) reals += s.reals.size();
   logInfo(LogRecord("reload_done").add("services", effective_.services.size()).add("reals", reals));
   nlohmann::json out{{"services", effective_.services.size()}, {"reals", reals}};
+  // What the file says that runs short or means nothing (config.check's
+  // warnings: l2dsr reals held down for their MAC, an ipip real's mac).
+  for (const std::string& w : r.warnings) logWarn(LogRecord("config_warning").add("warning", w));
+  if (!r.warnings.empty()) out["warnings"] = r.warnings;
   // What this reload could not apply (keeld logged it too, preApply): the
   // file differs there from what keeld started with.
   if (startFile_)

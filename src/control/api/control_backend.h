@@ -101,6 +101,12 @@ struct RealSnapshot {
   bool held = false;
   bool kept = false;
   std::string check;              // "tcp", "http", "udp", "none"
+  // The check as keel.yaml's health block spells it, every value resolved
+  // (service defaults, the real's own, `service add`'s): type, port (the
+  // one it connects to), interval, timeout, rise, fall, source, and per
+  // type path/host/expect (http), payload/expect/require_reply (udp);
+  // null when the real is in no config (health.show's check_spec).
+  nlohmann::json checkSpec;
   std::string healthDetail;       // last result, e.g. "connect refused"
   uint32_t consecutiveOk = 0;
   uint32_t consecutiveFail = 0;

@@ -180,6 +180,7 @@ json healthJson(const ServiceSnapshot& s) {
                          {"kept", r.kept},
                          {"draining", r.draining},
                          {"check", r.check},
+                         {"check_spec", r.checkSpec},
                          {"detail", r.healthDetail},
                          {"consecutive_ok", r.consecutiveOk},
                          {"consecutive_fail", r.consecutiveFail},

@@ -111,6 +111,8 @@ TEST_F(KeelctlTest, DownRealsThatStillServeSayWhy) {
     reals[0].held = true;
     reals[1].healthy = false;
     reals[1].kept = true;
+    reals[1].check = "http";
+    reals[1].checkSpec = json{{"type", "http"}, {"port", 8081}, {"path", "/"}};
     return 0;
   });
   startServer();
@@ -121,6 +123,8 @@ TEST_F(KeelctlTest, DownRealsThatStillServeSayWhy) {
   CliRun h = keelctl({"health", "show", "web"});
   ASSERT_EQ(h.rc, 0) << h.err;
   EXPECT_NE(h.out.find("10.0.0.5  down, held"), std::string::npos) << h.out;
+  // The Check column: the check and the port it connects to (check_spec).
+  EXPECT_NE(h.out.find("10.0.0.6  down, kept  http :8081"), std::string::npos) << h.out;
   EXPECT_NE(h.out.find("10.0.0.6  down, kept"), std::string::npos) << h.out;
   CliRun j = keelctl({"-o", "json", "health", "show", "web"});
   const json reals = json::parse(j.out)["services"][0]["reals"];
@@ -611,6 +615,15 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   EXPECT_EQ(rl.rc, 0);
   EXPECT_EQ(rl.out.find("restart_needed"), std::string::npos) << rl.out;
   EXPECT_EQ(rl.err, "warning: not applied until keeld restarts: limits, dataplane.dpdk (the running values are kept)\n");
+  onLoop([&] {
+    fake_.restartNeeded.clear();
+    fake_.reloadWarnings = {"keel.yaml:9: services[0].reals[0].mac: mac is not used"};
+    return 0;
+  });
+  rl = keelctl({"config", "reload"});
+  EXPECT_EQ(rl.rc, 0);
+  EXPECT_EQ(rl.out.find("warnings"), std::string::npos) << rl.out;
+  EXPECT_EQ(rl.err, "warning: keel.yaml:9: services[0].reals[0].mac: mac is not used\n");
 
   // --keep-forwarding (DaemonStopDetachIsTheOlderName: --detach): the
   // data plane stays. The server stops after it.

@@ -424,6 +424,26 @@ TEST(Config, DpdkWorkersMustBeLcoresEalStartsOtherThanTheMainOne) {
                       << joinErrors(r.errors);
 }
 
+// A mac on a real of an ipip service is accepted (a service switched from
+// l2dsr keeps its reals' lines) with a warning at its line: nothing uses it.
+TEST(Config, AnIpipRealsMacIsAcceptedWithAWarning) {
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth0}\n"
+      "node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: \"02:00:00:00:00:01\"}\n"
+      "services:\n"
+      "  - name: web\n"
+      "    vip: 192.0.2.1\n"
+      "    port: 80\n"
+      "    protocol: tcp\n"
+      "    reals:\n"
+      "      - {address: 10.0.1.11}\n"
+      "      - {address: 10.0.1.12, mac: \"02:00:00:00:09:09\"}\n",
+      "keel.yaml");
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  ASSERT_EQ(r.warnings.size(), 1u) << joinErrors(r.warnings);
+  EXPECT_EQ(r.warnings[0], "keel.yaml:10: services[0].reals[1].mac: " + std::string(kIpipMacUnused));
+}
+
 struct BadCase {
   const char* description;
   std::string yaml;

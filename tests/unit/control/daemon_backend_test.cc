@@ -766,6 +766,58 @@ TEST_F(DaemonBackendTest, AReloadChangesTheCheckOfARealAddedAtRuntime) {
   EXPECT_EQ(checkOf("10.0.1.9"), "http");
 }
 
+// A mac given to a real of an ipip service means nothing: accepted, with a
+// warning in the answer of real.add and of a reload whose file says it (and
+// config_warning in the log), as config.check gives it.
+TEST_F(DaemonBackendTest, AnIpipRealsMacIsAcceptedWithAWarning) {
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.9");
+  add.real.mac = *MacAddress::parse("02:00:00:00:00:09");
+  api::Result r = backend_->addReal(add);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result()["warnings"],
+            nlohmann::json::array({"real 10.0.1.9: " + std::string(kIpipMacUnused)}));
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100, mac: \"02:00:00:00:00:01\"}\n");
+  test::LogCapture log;
+  r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  const std::string w = "keel.yaml:9: services[0].reals[0].mac: " + std::string(kIpipMacUnused);
+  EXPECT_EQ(r.result()["warnings"], nlohmann::json::array({w}));
+  EXPECT_EQ(log.take("config_warning").size(), 1u);
+}
+
+// health.show's check_spec: each real's check as it runs, every value
+// resolved (the service's block, the real's own over it, defaults), spelled
+// as keel.yaml spells it; port: the one it connects to.
+TEST_F(DaemonBackendTest, HealthShowGivesEachRealsResolvedCheck) {
+  files_["keel.yaml"] = yaml(
+      "      - {address: 10.0.1.1, weight: 100}\n"
+      "      - {address: 10.0.1.2, weight: 100, health: {port: 8081, expect: \"200\", rise: 5}}\n",
+      "    health: {type: http, path: /healthz, interval: 500ms, timeout: 2s, fall: 4}\n");
+  make();
+  EXPECT_EQ(healthOf("web", "10.0.1.1")["check_spec"],
+            (nlohmann::json{{"type", "http"}, {"port", 80}, {"interval", "500ms"}, {"timeout", "2s"},
+                            {"rise", 2}, {"fall", 4}, {"source", nullptr}, {"path", "/healthz"},
+                            {"host", nullptr}, {"expect", "200-399"}}));
+  const nlohmann::json two = healthOf("web", "10.0.1.2")["check_spec"];
+  EXPECT_EQ(two["port"], 8081);
+  EXPECT_EQ(two["expect"], "200");
+  EXPECT_EQ(two["rise"], 5);
+  EXPECT_EQ(two["interval"], "500ms");
+  files_["keel.yaml"] =
+      yaml(kTwo, "    health: {type: udp, port: 53, payload: ping, require_reply: true, interval: 2m}\n");
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(healthOf("web", "10.0.1.1")["check_spec"],
+            (nlohmann::json{{"type", "udp"}, {"port", 53}, {"interval", "2m"}, {"timeout", "1s"}, {"rise", 2},
+                            {"fall", 3}, {"source", nullptr}, {"payload", "ping"}, {"expect", nullptr},
+                            {"require_reply", true}}));
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: none}\n");
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(healthOf("web", "10.0.1.2")["check_spec"], (nlohmann::json{{"type", "none"}}));
+}
+
 // health.show (and service.list) say which down reals still get traffic:
 // kept (established_on_down: keep) and held (fail-open, the last one).
 TEST_F(DaemonBackendTest, HealthShowSaysWhichDownRealsKeepOrHoldTheirFlows) {

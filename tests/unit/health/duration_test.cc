@@ -22,6 +22,19 @@ TEST(Duration, AnIntegerAndOneUnit) {
   EXPECT_EQ(kDurationUnits, "ms, s, m or h");
 }
 
+// What health.show writes reads back as the same duration.
+TEST(Duration, FormatsInTheLargestExactUnitAndReadsBack) {
+  EXPECT_EQ(formatDurationText(milliseconds(1500)), "1500ms");
+  EXPECT_EQ(formatDurationText(milliseconds(1000)), "1s");
+  EXPECT_EQ(formatDurationText(milliseconds(90'000)), "90s");
+  EXPECT_EQ(formatDurationText(milliseconds(120'000)), "2m");
+  EXPECT_EQ(formatDurationText(milliseconds(7'200'000)), "2h");
+  EXPECT_EQ(formatDurationText(milliseconds(0)), "0ms");
+  EXPECT_EQ(formatDurationText(milliseconds(-5)), "0ms");
+  for (int64_t ms : {1, 250, 1000, 61'000, 3'600'000, 86'400'123})
+    EXPECT_EQ(parseDurationText(formatDurationText(milliseconds(ms))), milliseconds(ms)) << ms;
+}
+
 TEST(Duration, RefusesAnythingElse) {
   for (const char* bad : {"", "1", "s", "ms", "h", "1.5s", "-1s", "+1s", " 1s", "1s ", "1 s", "1d", "1w", "1us",
                           "1ns", "1S", "1H", "1MS", "1sm", "1hs", "1ms5", "0x10s", "1e3ms"}) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/write.hpp>
@@ -21,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "control/health/health_checker.h"
@@ -563,6 +565,37 @@ TEST_F(HealthCheckerTest, ATimeoutLongerThanTheIntervalNeverOverlapsChecks) {
   uint64_t checks = checker_.status(id)->checks;
   EXPECT_GE(server.received(), checks);
   EXPECT_LE(server.received(), checks + 1);
+}
+
+// keeld's loop runs the checks beside everything else it does (the
+// registry's health flush, API calls, scrapes): a handler that holds the loop
+// past a check's timeout must not fail a check whose connect completed
+// meanwhile. The deadline is a timer on the same loop, not a clock read when
+// the connect's handler runs: here every turn of the loop is held 120 ms (a
+// handler that posts itself), so each check takes ~120 ms against its 50 ms
+// timeout, and every one passes (a deadline read from the clock in the
+// connect's handler fails them all: tried).
+TEST_F(HealthCheckerTest, AStalledLoopDoesNotFailAConnectThatCompletedMeanwhile) {
+  TcpServer server(io_);
+  HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
+  t.spec.interval = 20ms;
+  t.spec.timeout = 50ms;
+  HealthTargetId id = add(t, true);
+  int stalls = 0;
+  bool stalling = true;
+  std::function<void()> stall = [&] {
+    if (!stalling) return;
+    ++stalls;
+    std::this_thread::sleep_for(120ms);
+    asio::post(io_, stall);
+  };
+  asio::post(io_, stall);
+  ASSERT_TRUE(runUntil([&] { return checker_.status(id)->checks >= 8; }, 20s));
+  stalling = false;
+  const auto st = checker_.status(id);
+  EXPECT_GE(stalls, 8);
+  EXPECT_EQ(st->failures, 0u) << st->last.reason;
+  EXPECT_TRUE(st->up);
 }
 
 TEST_F(HealthCheckerTest, NoneIsUpWithoutTrafficAndNotifiesOutsideAdd) {

@@ -109,16 +109,20 @@ class Parser {
 
   std::vector<std::string> takeErrors() { return std::move(errors_); }
   std::vector<std::string> takeWarnings() { return std::move(warnings_); }
+  std::vector<std::string> takeFileWarnings() { return std::move(fileWarnings_); }
 
   void error(const YAML::Node& at, const std::string& path, const std::string& what) {
     std::string loc = source_;
     if (at.IsDefined() && !at.Mark().is_null()) loc += ":" + std::to_string(at.Mark().line + 1);
     errors_.push_back(loc + ": " + (path.empty() ? "" : path + ": ") + what);
   }
-  void warning(const YAML::Node& at, const std::string& path, const std::string& what) {
+  // host: about this host's state (a neighbour-table lookup), not the
+  // file's text (ConfigResult::fileWarnings).
+  void warning(const YAML::Node& at, const std::string& path, const std::string& what, bool host = false) {
     std::string loc = source_;
     if (at.IsDefined() && !at.Mark().is_null()) loc += ":" + std::to_string(at.Mark().line + 1);
     warnings_.push_back(loc + ": " + path + ": " + what);
+    if (!host) fileWarnings_.push_back(warnings_.back());
   }
   void errorAtLine(int line, const std::string& path, const std::string& what) {
     errors_.push_back(source_ + ":" + std::to_string(line) + ": " + path + ": " + what);
@@ -313,6 +317,7 @@ class Parser {
   std::string source_;
   const ConfigOptions& options_;
   std::vector<std::string> errors_;
+  std::vector<std::string> fileWarnings_;
   std::vector<std::string> warnings_;
   bool interfaceValid_ = false;
 };
@@ -498,9 +503,16 @@ void Parser::checkDpdkLcores(const YAML::Node& n, const DpdkConfig& d, const std
   const YAML::Node eal = n["eal_args"];
   auto argNode = [&](size_t i) { return eal.IsSequence() && i < eal.size() ? eal[i] : (eal.IsDefined() ? eal : n); };
   auto argPath = [&](size_t i) { return path + ".eal_args[" + std::to_string(i) + "]"; };
+  // An element that is no string (reported already) would shift the
+  // indices: nothing to check against then.
+  if (eal.IsDefined() && (!eal.IsSequence() || eal.size() != d.ealArgs.size())) return;
   EalLcoresResult r = readEalLcores(d.ealArgs);
   if (!r.error.empty()) {
-    error(argNode(r.errorArg), argPath(r.errorArg), r.error);
+    error(argNode(r.arg), argPath(r.arg), r.error);
+    return;
+  }
+  if (!r.warning.empty()) {  // keel cannot tell; EAL will
+    warning(argNode(r.arg), argPath(r.arg), r.warning);
     return;
   }
   std::optional<EalLcores> e = r.lcores;
@@ -856,7 +868,7 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
       } else if (!m.pending.empty()) {
         // Not in the table: a real that is off must not block the file.
         real.macPending = m.pending;
-        warning(n.node, n.path + ".address", m.error);
+        warning(n.node, n.path + ".address", m.error, true);
       } else {
         error(n.node, n.path + ".address", m.error);
       }
@@ -906,6 +918,7 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
   }
   result.errors = parser.takeErrors();
   result.warnings = parser.takeWarnings();
+  result.fileWarnings = parser.takeFileWarnings();
   if (result.errors.empty()) result.config = std::move(cfg);
   return result;
 }

@@ -232,8 +232,14 @@ struct ConfigResult {
   std::optional<Config> config;      // set only when errors is empty
   std::vector<std::string> errors;   // "file:line: key.path: what is wrong"
   // What passes but the operator should hear of, in the same form: an
-  // l2dsr real that is not in the neighbour table (held down until it is).
+  // l2dsr real that is not in the neighbour table (held down until it is),
+  // a mac nothing uses, an lcore option keel cannot read.
   std::vector<std::string> warnings;
+  // Those about the file's text alone, not this host's state (the
+  // neighbour table): what a reload reports and logs as config_warning
+  // (the reals held down for their MAC it reports from the config it
+  // applies, after a running real's MAC was kept).
+  std::vector<std::string> fileWarnings;
   bool ok() const { return config.has_value(); }
 };
 

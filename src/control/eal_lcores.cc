@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/eal_lcores.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 
 namespace keel {
 namespace {
+
+void skipBlanks(const std::string& s, size_t& i) {
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+}
 
 // A non-negative decimal at s[i..], advancing i; nullopt if none.
 std::optional<unsigned> number(const std::string& s, size_t& i) {
@@ -20,21 +26,28 @@ std::optional<unsigned> number(const std::string& s, size_t& i) {
   return static_cast<unsigned>(v);
 }
 
-// A set at s[i..]: a number, a range a-b, or a group (a,b-c,...).
+// `--lcores`: a set at s[i..]: a number, a range a-b (either way round), or
+// a group (a,b-c,...); blanks skipped.
 bool idSet(const std::string& s, size_t& i, std::set<unsigned>& out) {
   auto item = [&]() {
+    skipBlanks(s, i);
     auto a = number(s, i);
     if (!a) return false;
-    unsigned b = *a;
+    skipBlanks(s, i);
+    unsigned lo = *a, hi = *a;
     if (i < s.size() && s[i] == '-') {
       ++i;
+      skipBlanks(s, i);
       auto e = number(s, i);
-      if (!e || *e < *a) return false;
-      b = *e;
+      if (!e) return false;
+      skipBlanks(s, i);
+      lo = std::min(*a, *e);
+      hi = std::max(*a, *e);
     }
-    for (unsigned v = *a; v <= b; ++v) out.insert(v);
+    for (unsigned v = lo; v <= hi; ++v) out.insert(v);
     return true;
   };
+  skipBlanks(s, i);
   if (i < s.size() && s[i] == '(') {
     ++i;
     for (;;) {
@@ -45,6 +58,7 @@ bool idSet(const std::string& s, size_t& i, std::set<unsigned>& out) {
       }
       if (i < s.size() && s[i] == ')') {
         ++i;
+        skipBlanks(s, i);
         return true;
       }
       return false;
@@ -53,10 +67,9 @@ bool idSet(const std::string& s, size_t& i, std::set<unsigned>& out) {
   return item();
 }
 
-// `-l` / `--lcores`: <lcores[@cpus]>[,<lcores[@cpus]>...].
+// `--lcores`: <lcores[@cpus]>[,<lcores[@cpus]>...].
 bool lcoreMap(const std::string& s, EalLcores& out) {
   size_t i = 0;
-  if (s.empty()) return false;
   for (;;) {
     std::set<unsigned> lcores, cpus;
     if (!idSet(s, i, lcores)) return false;
@@ -74,8 +87,41 @@ bool lcoreMap(const std::string& s, EalLcores& out) {
   }
 }
 
-// `-c`: a hexadecimal mask, bit n = lcore n on CPU n.
-bool coreMask(std::string s, EalLcores& out) {
+// `-l`: numbers and ranges separated by commas, blanks skipped; as EAL's
+// corelist, a reversed range adds nothing.
+bool coreList(const std::string& s, EalLcores& out) {
+  size_t i = 0;
+  for (;;) {
+    skipBlanks(s, i);
+    auto a = number(s, i);
+    if (!a) return false;
+    skipBlanks(s, i);
+    unsigned hi = *a;
+    if (i < s.size() && s[i] == '-') {
+      ++i;
+      skipBlanks(s, i);
+      auto e = number(s, i);
+      if (!e) return false;
+      skipBlanks(s, i);
+      hi = *e;
+    }
+    for (unsigned v = *a; v <= hi; ++v) {
+      out.lcores.insert(v);
+      out.cpus.insert(v);
+    }
+    if (i == s.size()) return true;
+    if (s[i] != ',') return false;
+    ++i;
+  }
+}
+
+// `-c`: a hexadecimal mask (0x optional, blanks around it skipped), bit n =
+// lcore n on CPU n.
+bool coreMask(const std::string& text, EalLcores& out) {
+  size_t b = 0, e = text.size();
+  while (b < e && (text[b] == ' ' || text[b] == '\t')) ++b;
+  while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t')) --e;
+  std::string s = text.substr(b, e - b);
   if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) s = s.substr(2);
   if (s.empty()) return false;
   unsigned bit = 0;
@@ -85,13 +131,26 @@ bool coreMask(std::string s, EalLcores& out) {
     if (c >= '0' && c <= '9') v = c - '0';
     else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
     else return false;
-    for (unsigned b = 0; b < 4; ++b)
-      if (v & (1 << b)) {
-        out.lcores.insert(bit + b);
-        out.cpus.insert(bit + b);
+    for (unsigned b4 = 0; b4 < 4; ++b4)
+      if (v & (1 << b4)) {
+        out.lcores.insert(bit + b4);
+        out.cpus.insert(bit + b4);
       }
   }
-  return !out.lcores.empty();
+  return true;
+}
+
+// The long option `arg` names, as getopt_long matches an abbreviation:
+// "lcores" for --lc.., "main-lcore" for --mai..; "" for any other.
+std::string longOption(const std::string& arg, std::string* inlineValue, bool* hasInline) {
+  if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) return "";
+  const size_t eq = arg.find('=');
+  const std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+  *hasInline = eq != std::string::npos;
+  if (*hasInline) *inlineValue = arg.substr(eq + 1);
+  if (name.size() >= 2 && std::string("lcores").compare(0, name.size(), name) == 0) return "lcores";
+  if (name.size() >= 3 && std::string("main-lcore").compare(0, name.size(), name) == 0) return "main-lcore";
+  return "";
 }
 
 }  // namespace
@@ -120,68 +179,92 @@ std::string EalLcores::listText(const std::set<unsigned>& ids) {
 EalLcoresResult readEalLcores(const std::vector<std::string>& args, unsigned maxLcore) {
   EalLcoresResult r;
   std::optional<EalLcores> set;
-  std::optional<unsigned> main;
+  std::optional<size_t> setArg;
   for (size_t k = 0; k < args.size(); ++k) {
     const std::string& a = args[k];
-    // The option and its value: "-l 0-2", "-l0-2", "--lcores=..." or "--lcores ...".
     std::string opt, value;
-    for (const char* o : {"--lcores", "--main-lcore", "-l", "-c"}) {
-      const std::string name = o;
-      if (a == name) {
-        opt = name;
-        if (k + 1 >= args.size()) {
-          r.error = name + " needs a value";
-          r.errorArg = k;
-          return r;
-        }
+    const size_t at = k;
+    std::string inlineValue;
+    bool hasInline = false;
+    if (const std::string name = longOption(a, &inlineValue, &hasInline); !name.empty()) {
+      opt = "--" + name;
+      if (hasInline) {
+        value = inlineValue;
+      } else if (k + 1 < args.size()) {
         value = args[++k];
-        break;
-      }
-      const bool longOpt = name.size() > 2;
-      if (longOpt && a.rfind(name + "=", 0) == 0) {
-        opt = name;
-        value = a.substr(name.size() + 1);
-        break;
-      }
-      if (!longOpt && a.size() > 2 && a.rfind(name, 0) == 0) {
-        opt = name;
-        value = a.substr(2);
-        break;
-      }
-    }
-    if (opt.empty()) continue;
-    if (opt == "--main-lcore") {
-      size_t i = 0;
-      main = number(value, i);
-      if (!main || i != value.size()) {
-        r.error = "--main-lcore " + value + ": not an lcore id";
-        r.errorArg = k;
+      } else {
+        r.error = a + " needs a value";
+        r.arg = at;
         return r;
       }
+    } else if (a == "-l" || a == "-c") {
+      opt = a;
+      if (k + 1 >= args.size()) {
+        r.error = a + " needs a value";
+        r.arg = at;
+        return r;
+      }
+      value = args[++k];
+    } else if (a.size() > 2 && (a.compare(0, 2, "-l") == 0 || a.compare(0, 2, "-c") == 0)) {
+      opt = a.substr(0, 2);
+      value = a.substr(2);
+    } else {
       continue;
     }
+    if (opt == "--main-lcore") {
+      // As EAL: strtol(value, base 0), the whole value, below RTE_MAX_LCORE.
+      errno = 0;
+      char* end = nullptr;
+      const long v = std::strtol(value.c_str(), &end, 0);
+      if (errno != 0 || end == value.c_str() || *end != '\0') {
+        r.warning = opt + " " + value + ": keel cannot read it as an lcore id (EAL checks it at start)";
+        r.arg = at;
+        return r;
+      }
+      if (v < 0 || static_cast<unsigned long>(v) >= maxLcore) {
+        r.error = "--main-lcore " + value + ": not an lcore id below RTE_MAX_LCORE (" + std::to_string(maxLcore) +
+                  "): EAL refuses it";
+        r.arg = at;
+        return r;
+      }
+      r.mainLcore = static_cast<unsigned>(v);
+      continue;
+    }
+    if (setArg) {
+      r.error = opt + ": EAL refuses more than one of -l, -c and --lcores (the first is eal_args[" +
+                std::to_string(*setArg) + "])";
+      r.arg = at;
+      return r;
+    }
     EalLcores e;
-    const bool ok = opt == "-c" ? coreMask(value, e) : lcoreMap(value, e);
+    const bool ok = opt == "-c" ? coreMask(value, e) : opt == "-l" ? coreList(value, e) : lcoreMap(value, e);
     if (!ok) {
-      r.error = opt + " " + value + ": not " +
-                (opt == "-c" ? std::string("a hexadecimal core mask like 0x7")
-                             : std::string("a list of lcores like 1-3,5 or (1-3)@(0,1)"));
-      r.errorArg = k;
+      r.warning = opt + " " + value + ": keel cannot read it as " +
+                  (opt == "-c"   ? std::string("a hexadecimal core mask like 0x7")
+                   : opt == "-l" ? std::string("a core list like 1-3,5")
+                                 : std::string("an lcore map like 1-3,5 or (1-3)@(0,1)")) +
+                  " (EAL checks it at start)";
+      r.arg = at;
+      return r;
+    }
+    if (e.lcores.empty()) {
+      r.error = opt + " " + value + ": names no lcore: EAL refuses it";
+      r.arg = at;
       return r;
     }
     if (*e.lcores.rbegin() >= maxLcore) {
       r.error = opt + " " + value + ": lcore " + std::to_string(*e.lcores.rbegin()) +
-                " is not below RTE_MAX_LCORE (" + std::to_string(maxLcore) + ")";
-      r.errorArg = k;
+                " is not below RTE_MAX_LCORE (" + std::to_string(maxLcore) + "): EAL refuses it";
+      r.arg = at;
       return r;
     }
     e.source = opt + " " + value;
-    set = std::move(e);  // EAL takes the last one given
+    set = std::move(e);
+    setArg = at;
   }
-  r.mainLcore = main;
   if (!set) return r;
-  if (main) {
-    set->mainLcore = *main;
+  if (r.mainLcore) {
+    set->mainLcore = *r.mainLcore;
     set->mainGiven = true;
   } else {
     set->mainLcore = *set->lcores.begin();

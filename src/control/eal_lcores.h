@@ -5,13 +5,25 @@
 // that is not an enabled lcore, or that is the main lcore. The DPDK plane
 // checks the same against EAL itself when it starts (dpdk_dataplane.cc).
 //
-// The options read are EAL 22.11's: `-l LIST`, `-c MASK`, `--lcores MAP`
-// (also `--lcores=MAP`, `-lLIST`, `-cMASK`) and `--main-lcore N`. A LIST
-// or MAP is `<lcores[@cpus]>[,<lcores[@cpus]>...]`, each set a number, a
-// range `a-b` or a group `(a,b-c,...)`; without `@cpus` each lcore runs on
-// the CPU of its own id. EAL uses the last of -l / -c / --lcores given. With
-// none, EAL enables one lcore per CPU keeld may run on, which only the host
-// knows (EalLcores::fromCpus).
+// Read as EAL 22.11 reads them (eal_common_options.c; checked against
+// Debian's 22.11.11 with dpdk-test):
+//   -l LIST         numbers and ranges a-b separated by commas, blanks
+//                   skipped; a reversed range adds nothing; no lcore at all
+//                   is refused. Each lcore runs on the CPU of its id.
+//   -c MASK         hexadecimal (0x optional), bit n = lcore n on CPU n.
+//   --lcores MAP    <lcores[@cpus]>[,<lcores[@cpus]>...], each set a number,
+//                   a range (either way round) or a group (a,b-c,...);
+//                   without @cpus each lcore runs on the CPU of its id.
+//   --main-lcore N  as strtol(N, base 0) reads it; default: the lowest
+//                   enabled lcore.
+// Long options may be abbreviated as getopt_long allows (--lc for
+// --lcores, --mai for --main-lcore, with '=' or a separate value). EAL
+// refuses a second one of -l, -c and --lcores. With none, EAL enables one
+// lcore per CPU keeld may run on, which only the host knows
+// (EalLcores::fromCpus). Service cores (-s, -S) are not read.
+//
+// Fail open: what keel cannot read is a warning (EAL checks it at start),
+// never an error, so no configuration EAL accepts is refused here.
 #pragma once
 
 #include <optional>
@@ -38,16 +50,17 @@ struct EalLcores {
 
 struct EalLcoresResult {
   // nullopt with no error: the arguments name no lcores, so EAL takes one
-  // per CPU keeld may run on (not known here).
+  // per CPU keeld may run on (not known here); or keel could not read them
+  // (`warning`).
   std::optional<EalLcores> lcores;
-  std::optional<unsigned> mainLcore;  // --main-lcore, if given
-  std::string error;  // an argument EAL would refuse, and why
-  size_t errorArg = 0;  // its index in the arguments
+  std::optional<unsigned> mainLcore;  // --main-lcore, if given and read
+  std::string error;    // an argument EAL refuses, and why
+  std::string warning;  // an argument keel cannot read: nothing is checked
+  size_t arg = 0;       // the index of the argument either is about
 };
 
 // The lcores `args` (EAL's arguments without argv[0]) start. maxLcore:
-// RTE_MAX_LCORE (128 in Debian's DPDK); an id at or above it is an error,
-// as in EAL.
+// RTE_MAX_LCORE (128 in Debian's DPDK); an id at or above it EAL refuses.
 EalLcoresResult readEalLcores(const std::vector<std::string>& args, unsigned maxLcore = 128);
 
 // A CPU list as the kernel writes one (/sys/devices/system/cpu/online:

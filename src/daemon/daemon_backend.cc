@@ -1439,10 +1439,21 @@ Result DaemonBackend::reloadFile() {
   for (const ServiceConfig& s : effective_.services) reals += s.reals.size();
   logInfo(LogRecord("reload_done").add("services", effective_.services.size()).add("reals", reals));
   nlohmann::json out{{"services", effective_.services.size()}, {"reals", reals}};
-  // What the file says that runs short or means nothing (config.check's
-  // warnings: l2dsr reals held down for their MAC, an ipip real's mac).
-  for (const std::string& w : r.warnings) logWarn(LogRecord("config_warning").add("warning", w));
-  if (!r.warnings.empty()) out["warnings"] = r.warnings;
+  // What the file says that means nothing or cannot be checked (an ipip
+  // real's mac, an lcore option keel cannot read), logged here; and the
+  // l2dsr reals held down for their MAC in the config now running (a
+  // running real's MAC was kept), logged as real_mac_unresolved.
+  nlohmann::json warnings = nlohmann::json::array();
+  for (const std::string& w : r.fileWarnings) {
+    logWarn(LogRecord("config_warning").add("warning", w));
+    warnings.push_back(w);
+  }
+  for (const ServiceConfig& s : file_.services)
+    for (const RealConfig& real : s.reals)
+      if (!real.macPending.empty())
+        warnings.push_back("service " + s.name + ": " + real.macPending +
+                           ": held down until keeld finds it (keelctl health show)");
+  if (!warnings.empty()) out["warnings"] = std::move(warnings);
   // What this reload could not apply (keeld logged it too, preApply): the
   // file differs there from what keeld started with.
   if (startFile_)

@@ -26,25 +26,32 @@ std::optional<unsigned> number(const std::string& s, size_t& i) {
   return static_cast<unsigned>(v);
 }
 
+// "a" or "a-b" at s[i..], blanks around each part skipped: *lo = a, *hi =
+// b (or a). How a reversed range counts is the caller's.
+bool range(const std::string& s, size_t& i, unsigned* lo, unsigned* hi) {
+  skipBlanks(s, i);
+  auto a = number(s, i);
+  if (!a) return false;
+  skipBlanks(s, i);
+  *lo = *hi = *a;
+  if (i < s.size() && s[i] == '-') {
+    ++i;
+    skipBlanks(s, i);
+    auto e = number(s, i);
+    if (!e) return false;
+    skipBlanks(s, i);
+    *hi = *e;
+  }
+  return true;
+}
+
 // `--lcores`: a set at s[i..]: a number, a range a-b (either way round), or
 // a group (a,b-c,...); blanks skipped.
 bool idSet(const std::string& s, size_t& i, std::set<unsigned>& out) {
   auto item = [&]() {
-    skipBlanks(s, i);
-    auto a = number(s, i);
-    if (!a) return false;
-    skipBlanks(s, i);
-    unsigned lo = *a, hi = *a;
-    if (i < s.size() && s[i] == '-') {
-      ++i;
-      skipBlanks(s, i);
-      auto e = number(s, i);
-      if (!e) return false;
-      skipBlanks(s, i);
-      lo = std::min(*a, *e);
-      hi = std::max(*a, *e);
-    }
-    for (unsigned v = lo; v <= hi; ++v) out.insert(v);
+    unsigned a, b;
+    if (!range(s, i, &a, &b)) return false;
+    for (unsigned v = std::min(a, b); v <= std::max(a, b); ++v) out.insert(v);
     return true;
   };
   skipBlanks(s, i);
@@ -92,20 +99,9 @@ bool lcoreMap(const std::string& s, EalLcores& out) {
 bool coreList(const std::string& s, EalLcores& out) {
   size_t i = 0;
   for (;;) {
-    skipBlanks(s, i);
-    auto a = number(s, i);
-    if (!a) return false;
-    skipBlanks(s, i);
-    unsigned hi = *a;
-    if (i < s.size() && s[i] == '-') {
-      ++i;
-      skipBlanks(s, i);
-      auto e = number(s, i);
-      if (!e) return false;
-      skipBlanks(s, i);
-      hi = *e;
-    }
-    for (unsigned v = *a; v <= hi; ++v) {
+    unsigned a, b;
+    if (!range(s, i, &a, &b)) return false;
+    for (unsigned v = a; v <= b; ++v) {
       out.lcores.insert(v);
       out.cpus.insert(v);
     }

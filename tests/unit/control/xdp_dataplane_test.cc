@@ -534,6 +534,25 @@ class XdpAdoptTest : public XdpDataplaneTest {
     EXPECT_EQ(mapId("conntrack"), conntrackId);
     expectStateKept();
   }
+  // The next restart, over this one's pins: it adopts them as they are and
+  // keeps the program.
+  void restartKeepingTheProgram() {
+    dp_->leaveInPlace();
+    dp_.reset();
+    Status s = XdpDataplane::create(options(), &dp_);
+    ASSERT_TRUE(s.isOk()) << s.message();
+    EXPECT_TRUE(dp_->keptProgram());
+  }
+  // max_entries of the map pinned as `name` (0: none).
+  uint32_t pinnedEntries(const char* name) {
+    int fd = pinned(name);
+    if (fd < 0) return 0;
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    const int rc = bpf_obj_get_info_by_fd(fd, &info, &len);
+    close(fd);
+    return rc == 0 ? info.max_entries : 0;
+  }
   keel_flow_key ctKey_{};
   uint32_t firstProg_ = 0;
 };
@@ -662,22 +681,11 @@ TEST_F(XdpAdoptTest, ReasonsPinnedByABuildWithFewerReasonsAreCarriedOver) {
   ASSERT_EQ(bpf_map_update_elem(old, &key, v.data(), BPF_ANY), 0);
   pinInstead(path, old);
   ASSERT_NO_FATAL_FAILURE(restartReplacingAMap());
-  int fd = pinned("stats_reasons");
-  ASSERT_GE(fd, 0);
-  bpf_map_info info{};
-  uint32_t len = sizeof info;
-  ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
-  close(fd);
-  EXPECT_EQ(info.max_entries, static_cast<uint32_t>(KEEL_R_MAX));
+  EXPECT_EQ(pinnedEntries("stats_reasons"), static_cast<uint32_t>(KEEL_R_MAX));
   DataplaneStats st = dp_->readStats(0, 0);
   EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, 7u);
   EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].bytes, 500u);
-  // The next restart adopts the new map as it is.
-  dp_->leaveInPlace();
-  dp_.reset();
-  Status s = XdpDataplane::create(options(), &dp_);
-  ASSERT_TRUE(s.isOk()) << s.message();
-  EXPECT_TRUE(dp_->keptProgram());
+  ASSERT_NO_FATAL_FAILURE(restartKeepingTheProgram());
   EXPECT_EQ(dp_->readStats(0, 0).reasons[KEEL_R_TX_IPIP].packets, 7u);
 }
 
@@ -703,20 +711,9 @@ TEST_F(XdpAdoptTest, ConntrackCountsPinnedWithAnotherNumberOfEventsAreCarriedOve
   ASSERT_EQ(bpf_map_update_elem(old, &key, v.data(), BPF_ANY), 0);
   pinInstead(path, old);
   ASSERT_NO_FATAL_FAILURE(restartReplacingAMap());
-  int fd = pinned("stats_conntrack");
-  ASSERT_GE(fd, 0);
-  bpf_map_info info{};
-  uint32_t len = sizeof info;
-  ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
-  close(fd);
-  EXPECT_EQ(info.max_entries, static_cast<uint32_t>(KEEL_CT_S_MAX));
+  EXPECT_EQ(pinnedEntries("stats_conntrack"), static_cast<uint32_t>(KEEL_CT_S_MAX));
   EXPECT_EQ(dp_->readStats(0, 0).connMidflowMisses, 7u);
-  // The next restart adopts the new map as it is.
-  dp_->leaveInPlace();
-  dp_.reset();
-  Status s = XdpDataplane::create(options(), &dp_);
-  ASSERT_TRUE(s.isOk()) << s.message();
-  EXPECT_TRUE(dp_->keptProgram());
+  ASSERT_NO_FATAL_FAILURE(restartKeepingTheProgram());
   EXPECT_EQ(dp_->readStats(0, 0).connMidflowMisses, 7u);
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -596,6 +597,74 @@ TEST_F(HealthCheckerTest, AStalledLoopDoesNotFailAConnectThatCompletedMeanwhile)
   EXPECT_GE(stalls, 8);
   EXPECT_EQ(st->failures, 0u) << st->last.reason;
   EXPECT_TRUE(st->up);
+}
+
+// The same for an http check, whose request goes out only once the connect
+// completed (in a held loop, after the deadline was due): its server runs on
+// a thread of its own, so it answers while keeld's loop is held. The
+// deadline gives the probe back, once, the time the loop held it past its
+// expiry: the check measures the real, not keeld's loop.
+TEST_F(HealthCheckerTest, AStalledLoopDoesNotFailAnHttpCheckWhoseRealAnswers) {
+  asio::io_context serverIo;
+  HttpServer server(serverIo, HttpServer::Mode::Normal);
+  auto work = asio::make_work_guard(serverIo);
+  std::thread serverThread([&] { serverIo.run(); });
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.spec.path = "/healthz";
+  t.spec.interval = 20ms;
+  t.spec.timeout = 50ms;
+  HealthTargetId id = add(t, true);
+  int stalls = 0;
+  bool stalling = true;
+  std::function<void()> stall = [&] {
+    if (!stalling) return;
+    ++stalls;
+    std::this_thread::sleep_for(120ms);
+    asio::post(io_, stall);
+  };
+  asio::post(io_, stall);
+  const bool ran = runUntil([&] { return checker_.status(id)->checks >= 6; }, 20s);
+  stalling = false;
+  work.reset();
+  serverIo.stop();
+  serverThread.join();
+  ASSERT_TRUE(ran);
+  const auto st = checker_.status(id);
+  EXPECT_GE(stalls, 6);
+  EXPECT_GT(st->durationSumSeconds / static_cast<double>(st->checks), 0.05) << "the checks did not meet a stall";
+  EXPECT_EQ(st->failures, 0u) << st->last.reason;
+  EXPECT_TRUE(st->up);
+}
+
+// The time given back is bounded: a real that never answers still fails its
+// checks in a held loop, by their timeout.
+TEST_F(HealthCheckerTest, AStalledLoopStillTimesOutARealThatNeverAnswers) {
+  asio::io_context serverIo;
+  HttpServer server(serverIo, HttpServer::Mode::Silent);
+  auto work = asio::make_work_guard(serverIo);
+  std::thread serverThread([&] { serverIo.run(); });
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.spec.path = "/healthz";
+  t.spec.interval = 20ms;
+  t.spec.timeout = 50ms;
+  HealthTargetId id = add(t, true);
+  bool stalling = true;
+  std::function<void()> stall = [&] {
+    if (!stalling) return;
+    std::this_thread::sleep_for(120ms);
+    asio::post(io_, stall);
+  };
+  asio::post(io_, stall);
+  const bool ran = runUntil([&] { return checker_.status(id)->checks >= 3; }, 20s);
+  stalling = false;
+  work.reset();
+  serverIo.stop();
+  serverThread.join();
+  ASSERT_TRUE(ran);
+  const auto st = checker_.status(id);
+  EXPECT_EQ(st->failures, st->checks);
+  EXPECT_EQ(st->last.reason, "timeout after 50ms");
+  EXPECT_FALSE(st->up);
 }
 
 TEST_F(HealthCheckerTest, NoneIsUpWithoutTrafficAndNotifiesOutsideAdd) {

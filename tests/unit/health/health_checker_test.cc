@@ -568,103 +568,113 @@ TEST_F(HealthCheckerTest, ATimeoutLongerThanTheIntervalNeverOverlapsChecks) {
   EXPECT_LE(server.received(), checks + 1);
 }
 
+// Holds every turn of `io`'s loop for `hold` (a handler that sleeps, then
+// posts itself again) until stopped, as a long health flush or a reload of
+// thousands of services holds keeld's loop; counts the holds.
+class LoopHold {
+ public:
+  LoopHold(asio::io_context& io, std::chrono::milliseconds hold) { post(io, hold, holding_, holds_); }
+  ~LoopHold() { stop(); }
+  void stop() { *holding_ = false; }
+  int holds() const { return *holds_; }
+
+ private:
+  // Shared with the posted handlers, which may outlive the hold.
+  static void post(asio::io_context& io, std::chrono::milliseconds hold, std::shared_ptr<bool> holding,
+                   std::shared_ptr<int> holds) {
+    asio::post(io, [&io, hold, holding, holds] {
+      if (!*holding) return;
+      ++*holds;
+      std::this_thread::sleep_for(hold);
+      post(io, hold, holding, holds);
+    });
+  }
+  std::shared_ptr<bool> holding_ = std::make_shared<bool>(true);
+  std::shared_ptr<int> holds_ = std::make_shared<int>(0);
+};
+
+// An http server on a thread and loop of its own: it answers while the
+// checker's loop is held.
+class ThreadedHttpServer {
+ public:
+  explicit ThreadedHttpServer(HttpServer::Mode mode)
+      : server_(io_, mode), work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+  ~ThreadedHttpServer() {
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+  uint16_t port() const { return server_.port(); }
+
+ private:
+  asio::io_context io_;
+  HttpServer server_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
 // keeld's loop runs the checks beside everything else it does (the
 // registry's health flush, API calls, scrapes): a handler that holds the loop
 // past a check's timeout must not fail a check whose connect completed
 // meanwhile. The deadline is a timer on the same loop, not a clock read when
-// the connect's handler runs: here every turn of the loop is held 120 ms (a
-// handler that posts itself), so each check takes ~120 ms against its 50 ms
-// timeout, and every one passes (a deadline read from the clock in the
-// connect's handler fails them all: tried).
+// the connect's handler runs: here every turn of the loop is held 120 ms, so
+// each check takes ~120 ms against its 50 ms timeout, and every one passes
+// (a deadline read from the clock in the connect's handler fails them all:
+// tried).
 TEST_F(HealthCheckerTest, AStalledLoopDoesNotFailAConnectThatCompletedMeanwhile) {
   TcpServer server(io_);
   HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
   t.spec.interval = 20ms;
   t.spec.timeout = 50ms;
   HealthTargetId id = add(t, true);
-  int stalls = 0;
-  bool stalling = true;
-  std::function<void()> stall = [&] {
-    if (!stalling) return;
-    ++stalls;
-    std::this_thread::sleep_for(120ms);
-    asio::post(io_, stall);
-  };
-  asio::post(io_, stall);
+  LoopHold hold(io_, 120ms);
   ASSERT_TRUE(runUntil([&] { return checker_.status(id)->checks >= 8; }, 20s));
-  stalling = false;
+  hold.stop();
   const auto st = checker_.status(id);
-  EXPECT_GE(stalls, 8);
+  EXPECT_GE(hold.holds(), 8);
   EXPECT_EQ(st->failures, 0u) << st->last.reason;
   EXPECT_TRUE(st->up);
 }
 
+class HeldLoopTest : public HealthCheckerTest {
+ protected:
+  // An http check of a server on a thread of its own, every turn of the
+  // checker's loop held 120 ms against the check's 50 ms timeout, until it
+  // ran `checks` times; its status then.
+  HealthStatus httpCheckInAHeldLoop(HttpServer::Mode mode, uint64_t checks) {
+    ThreadedHttpServer server(mode);
+    HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+    t.spec.path = "/healthz";
+    t.spec.interval = 20ms;
+    t.spec.timeout = 50ms;
+    HealthTargetId id = add(t, true);
+    LoopHold hold(io_, 120ms);
+    EXPECT_TRUE(runUntil([&] { return checker_.status(id)->checks >= checks; }, 20s));
+    hold.stop();
+    EXPECT_GE(static_cast<uint64_t>(hold.holds()), checks);
+    return *checker_.status(id);
+  }
+};
+
 // The same for an http check, whose request goes out only once the connect
-// completed (in a held loop, after the deadline was due): its server runs on
-// a thread of its own, so it answers while keeld's loop is held. The
-// deadline gives the probe back, once, the time the loop held it past its
-// expiry: the check measures the real, not keeld's loop.
-TEST_F(HealthCheckerTest, AStalledLoopDoesNotFailAnHttpCheckWhoseRealAnswers) {
-  asio::io_context serverIo;
-  HttpServer server(serverIo, HttpServer::Mode::Normal);
-  auto work = asio::make_work_guard(serverIo);
-  std::thread serverThread([&] { serverIo.run(); });
-  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
-  t.spec.path = "/healthz";
-  t.spec.interval = 20ms;
-  t.spec.timeout = 50ms;
-  HealthTargetId id = add(t, true);
-  int stalls = 0;
-  bool stalling = true;
-  std::function<void()> stall = [&] {
-    if (!stalling) return;
-    ++stalls;
-    std::this_thread::sleep_for(120ms);
-    asio::post(io_, stall);
-  };
-  asio::post(io_, stall);
-  const bool ran = runUntil([&] { return checker_.status(id)->checks >= 6; }, 20s);
-  stalling = false;
-  work.reset();
-  serverIo.stop();
-  serverThread.join();
-  ASSERT_TRUE(ran);
-  const auto st = checker_.status(id);
-  EXPECT_GE(stalls, 6);
-  EXPECT_GT(st->durationSumSeconds / static_cast<double>(st->checks), 0.05) << "the checks did not meet a stall";
-  EXPECT_EQ(st->failures, 0u) << st->last.reason;
-  EXPECT_TRUE(st->up);
+// completed (in a held loop, after the deadline was due): the deadline gives
+// the probe back, once, the time the loop held it past its expiry, so the
+// check measures the real, not keeld's loop (before: 6 of 6 checks failed
+// "timeout after 50ms" and the real went down).
+TEST_F(HeldLoopTest, AStalledLoopDoesNotFailAnHttpCheckWhoseRealAnswers) {
+  const HealthStatus st = httpCheckInAHeldLoop(HttpServer::Mode::Normal, 6);
+  EXPECT_GT(st.durationSumSeconds / static_cast<double>(st.checks), 0.05) << "the checks did not meet a hold";
+  EXPECT_EQ(st.failures, 0u) << st.last.reason;
+  EXPECT_TRUE(st.up);
 }
 
 // The time given back is bounded: a real that never answers still fails its
 // checks in a held loop, by their timeout.
-TEST_F(HealthCheckerTest, AStalledLoopStillTimesOutARealThatNeverAnswers) {
-  asio::io_context serverIo;
-  HttpServer server(serverIo, HttpServer::Mode::Silent);
-  auto work = asio::make_work_guard(serverIo);
-  std::thread serverThread([&] { serverIo.run(); });
-  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
-  t.spec.path = "/healthz";
-  t.spec.interval = 20ms;
-  t.spec.timeout = 50ms;
-  HealthTargetId id = add(t, true);
-  bool stalling = true;
-  std::function<void()> stall = [&] {
-    if (!stalling) return;
-    std::this_thread::sleep_for(120ms);
-    asio::post(io_, stall);
-  };
-  asio::post(io_, stall);
-  const bool ran = runUntil([&] { return checker_.status(id)->checks >= 3; }, 20s);
-  stalling = false;
-  work.reset();
-  serverIo.stop();
-  serverThread.join();
-  ASSERT_TRUE(ran);
-  const auto st = checker_.status(id);
-  EXPECT_EQ(st->failures, st->checks);
-  EXPECT_EQ(st->last.reason, "timeout after 50ms");
-  EXPECT_FALSE(st->up);
+TEST_F(HeldLoopTest, AStalledLoopStillTimesOutARealThatNeverAnswers) {
+  const HealthStatus st = httpCheckInAHeldLoop(HttpServer::Mode::Silent, 3);
+  EXPECT_EQ(st.failures, st.checks);
+  EXPECT_EQ(st.last.reason, "timeout after 50ms");
+  EXPECT_FALSE(st.up);
 }
 
 TEST_F(HealthCheckerTest, NoneIsUpWithoutTrafficAndNotifiesOutsideAdd) {

@@ -180,32 +180,25 @@ EalLcoresResult readEalLcores(const std::vector<std::string>& args, unsigned max
     const std::string& a = args[k];
     std::string opt, value;
     const size_t at = k;
-    std::string inlineValue;
-    bool hasInline = false;
-    if (const std::string name = longOption(a, &inlineValue, &hasInline); !name.empty()) {
+    bool hasValue = false;  // within `a`: "--lcores=...", "-l0-2"
+    if (const std::string name = longOption(a, &value, &hasValue); !name.empty()) {
       opt = "--" + name;
-      if (hasInline) {
-        value = inlineValue;
-      } else if (k + 1 < args.size()) {
-        value = args[++k];
-      } else {
-        r.error = a + " needs a value";
-        r.arg = at;
-        return r;
-      }
     } else if (a == "-l" || a == "-c") {
       opt = a;
+    } else if (a.size() > 2 && (a.compare(0, 2, "-l") == 0 || a.compare(0, 2, "-c") == 0)) {
+      opt = a.substr(0, 2);
+      value = a.substr(2);
+      hasValue = true;
+    } else {
+      continue;
+    }
+    if (!hasValue) {  // the next argument is the value
       if (k + 1 >= args.size()) {
         r.error = a + " needs a value";
         r.arg = at;
         return r;
       }
       value = args[++k];
-    } else if (a.size() > 2 && (a.compare(0, 2, "-l") == 0 || a.compare(0, 2, "-c") == 0)) {
-      opt = a.substr(0, 2);
-      value = a.substr(2);
-    } else {
-      continue;
     }
     if (opt == "--main-lcore") {
       // As EAL: strtol(value, base 0), the whole value, below RTE_MAX_LCORE.

@@ -1256,6 +1256,12 @@ void logResolvedMac(const std::string& service, const RealConfig& real) {
                 .add("mac", real.mac->toString()));
 }
 
+// The warning of an l2dsr real held down until its MAC is found (a runtime
+// add's and a reload's answers).
+static std::string heldDownWarning(const RealConfig& real) {
+  return real.macPending + ": held down until keeld finds it (keelctl health show)";
+}
+
 // An accepted runtime add says in its result ("warnings"; keelctl prints
 // them), as config.check does, which of its l2dsr reals wait for their MAC
 // and which ipip reals were given a MAC nothing uses.
@@ -1263,8 +1269,7 @@ static Result addWarnings(Result r, Forwarding forwarding, const std::vector<Rea
   if (!r.isOk()) return r;
   nlohmann::json warnings = nlohmann::json::array();
   for (const RealConfig& real : reals) {
-    if (!real.macPending.empty())
-      warnings.push_back(real.macPending + ": held down until keeld finds it (keelctl health show)");
+    if (!real.macPending.empty()) warnings.push_back(heldDownWarning(real));
     if (forwarding == Forwarding::kIpip && real.mac)
       warnings.push_back("real " + real.address.toString() + ": " + std::string(kIpipMacUnused));
   }
@@ -1450,9 +1455,7 @@ Result DaemonBackend::reloadFile() {
   }
   for (const ServiceConfig& s : file_.services)
     for (const RealConfig& real : s.reals)
-      if (!real.macPending.empty())
-        warnings.push_back("service " + s.name + ": " + real.macPending +
-                           ": held down until keeld finds it (keelctl health show)");
+      if (!real.macPending.empty()) warnings.push_back("service " + s.name + ": " + heldDownWarning(real));
   if (!warnings.empty()) out["warnings"] = std::move(warnings);
   // What this reload could not apply (keeld logged it too, preApply): the
   // file differs there from what keeld started with.

@@ -42,6 +42,18 @@ int xdpAction(Verdict v) {
   return -1;
 }
 
+// One field of a per-CPU array's entry `key`, summed over every CPU.
+template <typename Value, typename Field>
+uint64_t sumOverCpus(int fd, uint32_t key, Field field) {
+  const int ncpu = libbpf_num_possible_cpus();
+  EXPECT_GT(ncpu, 0);
+  std::vector<Value> v(static_cast<size_t>(std::max(ncpu, 0)));
+  EXPECT_EQ(bpf_map_lookup_elem(fd, &key, v.data()), 0);
+  uint64_t n = 0;
+  for (const Value& x : v) n += field(x);
+  return n;
+}
+
 std::unique_ptr<BalancerLoader> loadFixture(const LoaderOptions& opts = {}) {
   std::string err;
   auto lb = BalancerLoader::load(opts, &err);
@@ -352,11 +364,7 @@ TEST(Balancer, NewFlowsPastTheInsertRateAreForwardedButNotRemembered) {
     return bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct) == 0;
   };
   auto skipped = [&] {
-    std::vector<keel_ct_insert_limit> v(static_cast<size_t>(ncpu));
-    EXPECT_EQ(bpf_map_lookup_elem(limitFd, &zero, v.data()), 0);
-    uint64_t n = 0;
-    for (const auto& l : v) n += l.skipped;
-    return n;
+    return sumOverCpus<keel_ct_insert_limit>(limitFd, 0, [](const keel_ct_insert_limit& l) { return l.skipped; });
   };
   for (uint16_t sport = 30000; sport < 30005; ++sport) EXPECT_EQ(lb->run(flow(sport)).action, XDP_TX);
   EXPECT_EQ(lb->run(flow(30000)).action, XDP_TX);  // not remembered: refused again
@@ -382,15 +390,9 @@ TEST(Balancer, MidflowMissesCountTcpPacketsPastSynTheTableDidNotHold) {
   FixtureState st = fixtureState();
   st.node.tcp_idle_timeout_s = 30;
   ASSERT_EQ(lb->setNode(st.node), "");
-  const int ncpu = libbpf_num_possible_cpus();
-  ASSERT_GT(ncpu, 0);
   auto misses = [&] {
-    std::vector<uint64_t> v(static_cast<size_t>(ncpu));
-    uint32_t event = KEEL_CT_S_MIDFLOW_MISS;
-    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(lb->skel()->maps.stats_conntrack), &event, v.data()), 0);
-    uint64_t n = 0;
-    for (uint64_t c : v) n += c;
-    return n;
+    return sumOverCpus<uint64_t>(bpf_map__fd(lb->skel()->maps.stats_conntrack), KEEL_CT_S_MIDFLOW_MISS,
+                                 [](uint64_t n) { return n; });
   };
   auto tcp = [](uint16_t sport, uint8_t flags) {
     return PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(sport, 80, flags).build();

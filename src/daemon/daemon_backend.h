@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // keeld's ControlBackend: the control API and the health checker over the
-// service registry, all on the daemon's one io_context thread (conn.list's
-// walk of the connection table alone runs on a thread of its own).
+// service registry, all on the daemon's one io_context thread (the checks
+// themselves run on the checker's thread, which posts transitions here;
+// conn.list's walk of the connection table runs on a thread of its own).
 //
 // Desired state = the file config + a runtime overlay (keelctl changes).
 // The registry is always given the composition of the two, so a runtime

@@ -13,11 +13,15 @@
 // NOTIFY_SOCKET is unset).
 //
 // One thread, one boost::asio::io_context: signals (signal_set), the health
-// checker and the control socket all run on it, so the registry is never
-// touched concurrently and needs no lock. Besides it: the metrics scrapes'
-// threads (metrics.h: they read a copy the loop made) and conn.list's walk
-// of the connection table (DaemonBackend::connList: it reads the data plane
-// and a copy of the registry, and posts its answer back to the loop).
+// checker's transitions and the control socket all run on it, so the
+// registry is never touched concurrently and needs no lock. Besides it: the
+// health checks themselves (HealthChecker's thread "keel-health": a held
+// loop must not fail checks; it posts each transition to the loop), the
+// metrics scrapes' threads (metrics.h: they read a copy the loop made) and
+// conn.list's walk of the connection table (DaemonBackend::connList: it
+// reads the data plane and a copy of the registry, and posts its answer back
+// to the loop). Threads keeld starts after the data plane inherit the main
+// thread's CPU affinity: under DPDK the main lcore, never a worker's.
 //
 // Exit codes: 0 clean stop / valid config, 1 invalid config or runtime
 // failure, 2 usage error or a data plane this build does not have.

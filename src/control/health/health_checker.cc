@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/health/health_checker.h"
 
+#include <pthread.h>
+#include <time.h>
+
 #include <algorithm>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -16,21 +20,19 @@ using health_detail::Probe;
 using health_detail::ProbeConfig;
 
 struct HealthChecker::Entry {
-  Entry(asio::io_context& io, HealthTargetId i, HealthTarget t, bool initiallyUp)
-      : id(i), target(std::move(t)), state(initiallyUp, target.spec.rise, target.spec.fall), timer(io) {}
+  Entry(asio::io_context& checkIo, HealthTargetId i, HealthTarget t, bool initiallyUp)
+      : id(i), target(std::move(t)), state(initiallyUp, target.spec.rise, target.spec.fall), timer(checkIo) {}
 
-  HealthTargetId id;
+  const HealthTargetId id;
+
+  // Under the checker's mu_.
   HealthTarget target;
   std::shared_ptr<const ProbeConfig> config;
   HealthState state;
-  asio::steady_timer timer;
-  std::shared_ptr<Probe> probe;  // the run in flight, if any
-  // Bumped on update/remove: handlers of an older generation drop their
-  // results. `removed` also guards `this` once the checker is gone.
+  // Bumped on update/remove: the check thread's handlers of an older
+  // generation drop their results.
   uint64_t generation = 0;
   bool removed = false;
-  Clock::time_point checkStart;
-
   bool checked = false;
   HealthResult last;
   std::chrono::system_clock::time_point lastCheck;
@@ -42,6 +44,17 @@ struct HealthChecker::Entry {
   uint64_t transitions = 0;
   std::array<uint64_t, kHealthDurationBuckets.size() + 1> durationBuckets{};
   double durationSumSeconds = 0;
+
+  // The check thread's alone.
+  asio::steady_timer timer;
+  std::shared_ptr<Probe> probe;  // the run in flight, if any
+  Clock::time_point checkStart;
+};
+
+struct HealthChecker::Change {
+  HealthTarget target;
+  bool up = false;
+  std::string reason;
 };
 
 namespace {
@@ -64,145 +77,229 @@ std::string transitionReason(bool ok, uint32_t run, const std::string& result) {
   return result.empty() ? runs : runs + ": " + result;
 }
 
-HealthChecker::HealthChecker(asio::io_context& io, Callback onChange)
-    : io_(io), onChange_(std::move(onChange)), rng_(std::random_device{}()) {}
+HealthChecker::HealthChecker(asio::io_context& owner, Callback onChange)
+    : owner_(owner),
+      onChange_(std::move(onChange)),
+      checkIo_(std::make_unique<asio::io_context>()),
+      rng_(std::random_device{}()),
+      thread_([io = checkIo_.get()] {
+        pthread_setname_np(pthread_self(), "keel-health");  // top -H, perf
+        auto work = asio::make_work_guard(*io);
+        io->run();
+      }) {}
 
 HealthChecker::~HealthChecker() {
-  for (auto& [id, e] : entries_) {
-    e->removed = true;
-    e->timer.cancel();
-    if (e->probe) e->probe->cancel();
-  }
+  *alive_ = false;
+  checkIo_->stop();
+  thread_.join();
+  // The check thread is gone: its handlers, timers and probes go with
+  // checkIo_, after the entries (members in reverse order).
+}
+
+size_t HealthChecker::size() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+
+std::chrono::nanoseconds HealthChecker::threadCpuTime() const {
+  clockid_t clock;
+  timespec ts{};
+  if (pthread_getcpuclockid(const_cast<std::thread&>(thread_).native_handle(), &clock) != 0 ||
+      clock_gettime(clock, &ts) != 0)
+    return std::chrono::nanoseconds(0);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
 
 Status HealthChecker::add(HealthTarget target, bool initiallyUp, HealthTargetId* id) {
   std::string where = "service " + target.service + " real " + target.address.toString();
   if (Status s = validateHealthTarget(target, where); !s) return s;
-  HealthTargetId newId = nextId_++;
-  auto e = std::make_shared<Entry>(io_, newId, std::move(target), initiallyUp);
-  e->config = health_detail::makeProbeConfig(e->target);
-  e->lastChange = std::chrono::system_clock::now();
-  e->changeReason = initiallyUp ? "added up" : "added down";
-  entries_.emplace(newId, e);
-  if (e->target.spec.type == HealthCheckSpec::Type::None) {
-    postForcedUp(e);
-  } else {
-    scheduleFirst(e);
+  EntryPtr e;
+  {
+    std::lock_guard lock(mu_);
+    e = std::make_shared<Entry>(*checkIo_, nextId_++, std::move(target), initiallyUp);
+    e->config = health_detail::makeProbeConfig(e->target);
+    e->lastChange = std::chrono::system_clock::now();
+    e->changeReason = initiallyUp ? "added up" : "added down";
+    entries_.emplace(e->id, e);
   }
-  if (id) *id = newId;
+  if (id) *id = e->id;
+  restartLater(e);
   return Status::ok();
 }
 
 bool HealthChecker::remove(HealthTargetId id) {
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return false;
-  EntryPtr e = std::move(it->second);
-  entries_.erase(it);
-  e->removed = true;
-  ++e->generation;
-  e->timer.cancel();
-  if (e->probe) std::exchange(e->probe, nullptr)->cancel();
+  EntryPtr e;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return false;
+    e = std::move(it->second);
+    entries_.erase(it);
+    e->removed = true;
+    ++e->generation;
+  }
+  // Stops its timer and abandons a check in flight, on the check thread.
+  asio::post(*checkIo_, [this, e] { restart(e, 0); });
   return true;
 }
 
 Status HealthChecker::update(HealthTargetId id, HealthCheckSpec spec) {
-  auto it = entries_.find(id);
-  if (it == entries_.end()) return Status::error("health target " + std::to_string(id) + " does not exist");
-  const EntryPtr& e = it->second;
-  if (spec == e->target.spec) return Status::ok();
-  HealthTarget candidate = e->target;
-  candidate.spec = std::move(spec);
-  std::string where = "service " + candidate.service + " real " + candidate.address.toString();
-  if (Status s = validateHealthTarget(candidate, where); !s) return s;
-
-  ++e->generation;
-  e->timer.cancel();
-  if (e->probe) std::exchange(e->probe, nullptr)->cancel();
-  e->target = std::move(candidate);
-  e->config = health_detail::makeProbeConfig(e->target);
-  e->state.setThresholds(e->target.spec.rise, e->target.spec.fall);
-  e->state.resetRuns();
-  if (e->target.spec.type == HealthCheckSpec::Type::None) {
-    postForcedUp(e);
-  } else {
-    scheduleFirst(e);
+  EntryPtr e;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return Status::error("health target " + std::to_string(id) + " does not exist");
+    e = it->second;
+    if (spec == e->target.spec) return Status::ok();
+    HealthTarget candidate = e->target;
+    candidate.spec = std::move(spec);
+    std::string where = "service " + candidate.service + " real " + candidate.address.toString();
+    if (Status s = validateHealthTarget(candidate, where); !s) return s;
+    ++e->generation;
+    e->target = std::move(candidate);
+    e->config = health_detail::makeProbeConfig(e->target);
+    e->state.setThresholds(e->target.spec.rise, e->target.spec.fall);
+    e->state.resetRuns();
   }
+  restartLater(e);
   return Status::ok();
 }
 
-void HealthChecker::scheduleFirst(const EntryPtr& e) {
+// A new or changed target: type none is up at once (on the owner's loop);
+// a checked one has its check (re)started on the check thread.
+void HealthChecker::restartLater(const EntryPtr& e) {
+  uint64_t generation;
+  bool none;
+  {
+    std::lock_guard lock(mu_);
+    generation = e->generation;
+    none = e->target.spec.type == HealthCheckSpec::Type::None;
+  }
+  if (none) postForcedUp(e);
+  // Also for none: a check of the previous spec may be in flight.
+  asio::post(*checkIo_, [this, e, generation] { restart(e, generation); });
+}
+
+void HealthChecker::restart(const EntryPtr& e, uint64_t generation) {
+  e->timer.cancel();
+  if (e->probe) std::exchange(e->probe, nullptr)->cancel();
+  std::chrono::steady_clock::duration interval;
+  {
+    std::lock_guard lock(mu_);
+    if (e->removed || generation != e->generation || e->target.spec.type == HealthCheckSpec::Type::None) return;
+    interval = std::chrono::duration_cast<Clock::duration>(e->target.spec.interval);
+  }
+  scheduleFirst(e, interval, generation);
+}
+
+void HealthChecker::scheduleFirst(const EntryPtr& e, Clock::duration interval, uint64_t generation) {
   // A random phase within the first interval spreads targets added together.
-  auto interval = std::chrono::duration_cast<Clock::duration>(e->target.spec.interval);
   std::uniform_int_distribution<Clock::rep> phase(0, interval.count() - 1);
-  scheduleAt(e, Clock::now() + Clock::duration(phase(rng_)));
+  scheduleAt(e, Clock::now() + Clock::duration(phase(rng_)), generation);
 }
 
-void HealthChecker::scheduleAt(const EntryPtr& e, Clock::time_point when) {
+void HealthChecker::scheduleAt(const EntryPtr& e, Clock::time_point when, uint64_t generation) {
   e->timer.expires_at(when);
-  e->timer.async_wait([this, e, gen = e->generation](const boost::system::error_code& ec) {
-    if (ec || e->removed || gen != e->generation) return;
-    startCheck(e);
+  e->timer.async_wait([this, e, generation](const boost::system::error_code& ec) {
+    if (!ec) startCheck(e, generation);
   });
 }
 
-void HealthChecker::startCheck(const EntryPtr& e) {
+void HealthChecker::startCheck(const EntryPtr& e, uint64_t generation) {
+  std::shared_ptr<const ProbeConfig> config;
+  {
+    std::lock_guard lock(mu_);
+    if (e->removed || generation != e->generation) return;
+    config = e->config;
+  }
   e->checkStart = Clock::now();
-  e->probe = makeProbe(io_, e->config);
-  e->probe->start([this, e, gen = e->generation](HealthResult result) {
-    if (e->removed || gen != e->generation) return;
-    onResult(e, std::move(result));
-  });
+  e->probe = makeProbe(*checkIo_, std::move(config));
+  e->probe->start([this, e, generation](HealthResult result) { onResult(e, generation, std::move(result)); });
 }
 
-void HealthChecker::onResult(const EntryPtr& e, HealthResult result) {
+void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResult result) {
   Clock::time_point now = Clock::now();
   e->probe.reset();
   auto took = std::chrono::duration_cast<std::chrono::microseconds>(now - e->checkStart);
   double seconds = std::chrono::duration<double>(took).count();
   size_t bucket = std::lower_bound(kHealthDurationBuckets.begin(), kHealthDurationBuckets.end(), seconds) -
                   kHealthDurationBuckets.begin();
-  ++e->durationBuckets[bucket];
-  e->durationSumSeconds += seconds;
-  e->lastDuration = took;
-  e->checked = true;
-  ++e->checks;
-  if (!result.ok) ++e->failures;
-  e->lastCheck = std::chrono::system_clock::now();
-  e->last = std::move(result);
-  bool changed = e->state.record(e->last.ok);
+  std::optional<Change> change;
+  Clock::duration interval;
+  {
+    std::lock_guard lock(mu_);
+    // A result of the previous spec (or of a removed target) says nothing.
+    if (e->removed || generation != e->generation) return;
+    ++e->durationBuckets[bucket];
+    e->durationSumSeconds += seconds;
+    e->lastDuration = took;
+    e->checked = true;
+    ++e->checks;
+    if (!result.ok) ++e->failures;
+    e->lastCheck = std::chrono::system_clock::now();
+    e->last = std::move(result);
+    if (e->state.record(e->last.ok))
+      change = recordChange(*e, transitionReason(e->last.ok,
+                                                 e->last.ok ? e->state.consecutiveOk() : e->state.consecutiveFail(),
+                                                 e->last.reason));
+    interval = std::chrono::duration_cast<Clock::duration>(e->target.spec.interval);
+  }
 
   // +-10% jitter on every interval keeps targets from re-synchronising
-  // after the loop stalls (all overdue timers would fire together).
-  auto interval = std::chrono::duration_cast<Clock::duration>(e->target.spec.interval);
+  // after a stall (all overdue timers would fire together).
   Clock::rep spread = std::max<Clock::rep>(interval.count() / 10, 1);
   std::uniform_int_distribution<Clock::rep> jitter(-spread, spread);
   Clock::time_point next = e->checkStart + interval + Clock::duration(jitter(rng_));
-  scheduleAt(e, std::max(next, now));
+  scheduleAt(e, std::max(next, now), generation);
 
-  if (changed)
-    notify(e, transitionReason(e->last.ok, e->last.ok ? e->state.consecutiveOk() : e->state.consecutiveFail(),
-                               e->last.reason));
+  if (change) postChange(e->id, std::move(*change));
 }
 
-void HealthChecker::postForcedUp(const EntryPtr& e) {
-  asio::post(io_, [this, e, gen = e->generation] {
-    if (e->removed || gen != e->generation) return;
-    e->checked = true;
-    e->last = {true, "type none: always up"};
-    e->lastCheck = std::chrono::system_clock::now();
-    if (e->state.force(true)) notify(e, e->last.reason);
+// Posted handlers on the owner's loop hold no entry: they may outlive the
+// checker (and its check thread's loop, which the entry's timer belongs to).
+void HealthChecker::postChange(HealthTargetId id, Change change) {
+  asio::post(owner_, [this, alive = alive_, id, change = std::move(change)] {
+    if (*alive) deliver(id, change);
   });
 }
 
-void HealthChecker::notify(const EntryPtr& e, std::string reason) {
-  e->lastChange = std::chrono::system_clock::now();
-  e->changeReason = std::move(reason);
-  ++e->transitions;
-  if (!onChange_) return;
-  // Copies: the callback may update or remove this very target.
-  HealthTarget target = e->target;
-  std::string changeReason = e->changeReason;
-  onChange_(e->id, target, e->state.up(), changeReason);
+void HealthChecker::postForcedUp(const EntryPtr& e) {
+  uint64_t generation;
+  {
+    std::lock_guard lock(mu_);
+    generation = e->generation;
+  }
+  asio::post(owner_, [this, alive = alive_, id = e->id, generation] {
+    if (!*alive) return;
+    std::optional<Change> change;
+    {
+      std::lock_guard lock(mu_);
+      auto it = entries_.find(id);
+      if (it == entries_.end() || generation != it->second->generation) return;
+      Entry& e = *it->second;
+      e.checked = true;
+      e.last = {true, "type none: always up"};
+      e.lastCheck = std::chrono::system_clock::now();
+      if (e.state.force(true)) change = recordChange(e, e.last.reason);
+    }
+    if (change) deliver(id, *change);
+  });
+}
+
+HealthChecker::Change HealthChecker::recordChange(Entry& e, std::string reason) {
+  e.lastChange = std::chrono::system_clock::now();
+  e.changeReason = std::move(reason);
+  ++e.transitions;
+  return Change{e.target, e.state.up(), e.changeReason};
+}
+
+void HealthChecker::deliver(HealthTargetId id, const Change& change) {
+  {
+    std::lock_guard lock(mu_);
+    if (!entries_.count(id)) return;  // removed since
+  }
+  // Unlocked: the callback may add, update or remove (this target too).
+  if (onChange_) onChange_(id, change.target, change.up, change.reason);
 }
 
 HealthStatus HealthChecker::statusOf(const Entry& e) const {
@@ -227,6 +324,7 @@ HealthStatus HealthChecker::statusOf(const Entry& e) const {
 }
 
 std::optional<HealthStatus> HealthChecker::status(HealthTargetId id) const {
+  std::lock_guard lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return std::nullopt;
   return statusOf(*it->second);
@@ -234,8 +332,11 @@ std::optional<HealthStatus> HealthChecker::status(HealthTargetId id) const {
 
 std::vector<HealthStatus> HealthChecker::snapshot() const {
   std::vector<HealthStatus> out;
-  out.reserve(entries_.size());
-  for (const auto& [id, e] : entries_) out.push_back(statusOf(*e));
+  {
+    std::lock_guard lock(mu_);
+    out.reserve(entries_.size());
+    for (const auto& [id, e] : entries_) out.push_back(statusOf(*e));
+  }
   std::sort(out.begin(), out.end(), [](const HealthStatus& a, const HealthStatus& b) { return a.id < b.id; });
   return out;
 }

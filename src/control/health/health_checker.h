@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// The health checker: runs every target's check on one Boost.Asio
-// io_context (one thread, no thread per real), feeds the results through
-// the rise/fall state machine (health_state.h) and reports state changes.
+// The health checker: runs every target's check on a thread and io_context
+// of its own (one thread, no thread per real), feeds the results through
+// the rise/fall state machine (health_state.h) and reports state changes on
+// the owner's io_context.
 //
 // Usage (keeld):
 //   HealthChecker checker(io, [&](HealthTargetId id, const HealthTarget& t,
@@ -19,13 +20,24 @@
 // Timing. The first check of a target runs at a random point within its
 // first interval, and every later interval is jittered by +-10%, so 10,000
 // targets added together spread evenly and do not fall back into lockstep
-// after the loop stalls. A check never overlaps the previous one of the
-// same target: the next starts one interval after the previous started, or
-// as soon as it ends if it took longer (timeout > interval).
+// after a stall. A check never overlaps the previous one of the same
+// target: the next starts one interval after the previous started, or as
+// soon as it ends if it took longer (timeout > interval).
 //
-// Threading. Every method, and the callback, runs on the io_context's
-// thread (or before it runs); post to it from elsewhere. The checker must
-// be destroyed before the io_context.
+// Threading. The checks (sockets, timers, deadlines) run on the checker's
+// own thread, so whatever holds the owner's loop (keeld's: a reload of
+// thousands of services, a health flush, a DPDK grace period) delays no
+// check: a check measures the real, never keeld. That thread ("keel-health")
+// is created in the constructor and inherits the constructing thread's CPU affinity
+// (keeld's control lcore under DPDK, never a worker's). Every public method
+// is called from the owner's thread (the thread that runs `owner`, or
+// before it runs); the callback runs there too, posted, so the owner sees
+// transitions in the order they happened and never concurrently with its
+// own code. status()/snapshot() read the state under a mutex, as the check
+// thread last recorded it (a transition is recorded there before its
+// callback is posted, so status() in the callback already shows it). The
+// checker must be destroyed before `owner`; it stops and joins its thread,
+// and a transition posted but not yet run is then dropped.
 #pragma once
 
 #include <array>
@@ -33,9 +45,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -89,14 +103,16 @@ std::string transitionReason(bool ok, uint32_t run, const std::string& result);
 
 class HealthChecker {
  public:
-  // Called on transitions only, on the io_context thread, after the new
-  // state is recorded. `reason` is the transition's reason as
-  // status().changeReason holds it, which quotes the result that made it
-  // (status().last). It may call add/remove/update, including on `id`.
+  // Called on transitions only, on the owner's thread, after the new state
+  // is recorded. `up` and `reason` are the transition's (status() may
+  // already hold a later one); `reason` quotes the result that made it. It
+  // may call add/remove/update, including on `id`. Never called for a
+  // target after its remove().
   using Callback =
       std::function<void(HealthTargetId id, const HealthTarget& target, bool up, const std::string& reason)>;
 
-  HealthChecker(boost::asio::io_context& io, Callback onChange);
+  // `owner`: the loop the callback runs on. Starts the check thread.
+  HealthChecker(boost::asio::io_context& owner, Callback onChange);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
@@ -118,25 +134,51 @@ class HealthChecker {
   std::optional<HealthStatus> status(HealthTargetId id) const;
   // For `keelctl health show` and metrics; in id (= insertion) order.
   std::vector<HealthStatus> snapshot() const;
-  size_t size() const { return entries_.size(); }
+  size_t size() const;
+  // CPU time the check thread has used (health_bench).
+  std::chrono::nanoseconds threadCpuTime() const;
 
  private:
   struct Entry;
   using EntryPtr = std::shared_ptr<Entry>;
 
-  void scheduleFirst(const EntryPtr& e);
-  void scheduleAt(const EntryPtr& e, std::chrono::steady_clock::time_point when);
-  void startCheck(const EntryPtr& e);
-  void onResult(const EntryPtr& e, HealthResult result);
+  struct Change;  // a recorded transition, on its way to the callback
+
+  // On the check thread.
+  void restart(const EntryPtr& e, uint64_t generation);
+  void scheduleFirst(const EntryPtr& e, std::chrono::steady_clock::duration interval, uint64_t generation);
+  void scheduleAt(const EntryPtr& e, std::chrono::steady_clock::time_point when, uint64_t generation);
+  void startCheck(const EntryPtr& e, uint64_t generation);
+  void onResult(const EntryPtr& e, uint64_t generation, HealthResult result);
+  // On the owner's thread.
+  void restartLater(const EntryPtr& e);
   void postForcedUp(const EntryPtr& e);
-  void notify(const EntryPtr& e, std::string reason);
+  void deliver(HealthTargetId id, const Change& change);
+  // From the check thread.
+  void postChange(HealthTargetId id, Change change);
+  // Under mu_.
+  Change recordChange(Entry& e, std::string reason);
   HealthStatus statusOf(const Entry& e) const;
 
-  boost::asio::io_context& io_;
+  boost::asio::io_context& owner_;
   Callback onChange_;
+  // False once the checker is going: transitions posted to the owner's
+  // loop before then are dropped. Read and written on the owner's thread.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+
+  // The check thread's loop; declared before the entries, so it outlives
+  // them and the handlers it still holds.
+  std::unique_ptr<boost::asio::io_context> checkIo_;
+  std::minstd_rand rng_;  // check thread only
+
+  // Guards the entries' state (everything statusOf reads, the target, the
+  // probe config, the generation) and the map. Each entry's timer and
+  // probe belong to the check thread alone.
+  mutable std::mutex mu_;
   std::unordered_map<HealthTargetId, EntryPtr> entries_;
   HealthTargetId nextId_ = 1;
-  std::minstd_rand rng_;
+
+  std::thread thread_;  // last: started once everything above exists
 };
 
 }  // namespace keel

@@ -36,30 +36,13 @@ std::string describe(const boost::system::error_code& ec) {
 
 void Probe::start(Done done) {
   done_ = std::move(done);
-  armDeadline(std::chrono::steady_clock::now() + config_->spec.timeout);
-  begin();
-}
-
-// The deadline is a timer on keeld's loop, which other handlers can hold
-// (a long health flush, a reload of thousands of services): then the
-// probe's own steps waited as long, e.g. an http request that could only be
-// written once the loop ran the connect's handler. A deadline that runs
-// more than a quarter of the timeout after it was due gives the probe that
-// lateness back, at most one timeout, once: the check measures the real,
-// not keeld's loop. A deadline that runs on time ends the check.
-void Probe::armDeadline(std::chrono::steady_clock::time_point due) {
-  deadline_.expires_at(due);
-  deadline_.async_wait([self = shared_from_this(), due](const boost::system::error_code& ec) {
-    if (ec) return;
-    const auto late = std::chrono::steady_clock::now() - due;
-    const auto timeout = self->config_->spec.timeout;
-    if (!self->extended_ && late > timeout / 4) {
-      self->extended_ = true;
-      return self->armDeadline(std::chrono::steady_clock::now() +
-                               std::min<std::chrono::steady_clock::duration>(late, timeout));
-    }
-    self->finish(self->timedOut());
+  // The checker's own loop runs nothing but checks, so the deadline runs on
+  // time (keeld's loop, which reloads and API calls hold, is another one).
+  deadline_.expires_after(config_->spec.timeout);
+  deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->finish(self->timedOut());
   });
+  begin();
 }
 
 void Probe::finish(HealthResult result) {

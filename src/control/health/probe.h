@@ -74,12 +74,9 @@ class Probe : public std::enable_shared_from_this<Probe> {
   std::shared_ptr<const ProbeConfig> config_;
 
  private:
-  void armDeadline(std::chrono::steady_clock::time_point due);
-
   boost::asio::steady_timer deadline_;
   Done done_;
   bool finished_ = false;
-  bool extended_ = false;  // the deadline gave back the loop's lateness once
 };
 
 std::shared_ptr<Probe> makeTcpProbe(boost::asio::io_context& io, std::shared_ptr<const ProbeConfig> config);

@@ -727,8 +727,14 @@ void Parser::parseControl(const YAML::Node& n, ControlConfig& control) {
         control.mode = static_cast<uint32_t>(v);
     }
   }
-  if (auto k = child(n, "control", "group", false))
-    if (auto s = scalar(*k, "control.group", "a group name")) control.group = *s;
+  if (auto k = child(n, "control", "group", false)) {
+    if (auto s = scalar(*k, "control.group", "a group name")) {
+      if (!s->empty() && options_.groupExists && !options_.groupExists(*s))
+        error(*k, "control.group", "no such group " + quoted(*s) + " on this host");
+      else
+        control.group = *s;
+    }
+  }
 }
 
 void Parser::parseMetrics(const YAML::Node& n, MetricsConfig& metrics) {
@@ -795,6 +801,9 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
     std::string path;
   };
   std::vector<NeedMac> needMac;
+  const std::vector<IpAddress> ownAddresses = interfaceValid_ && options_.interfaceAddresses
+                                                  ? options_.interfaceAddresses(cfg.dataplane.interface)
+                                                  : std::vector<IpAddress>{};
   for (size_t i = 0; i < cfg.services.size(); ++i) {
     ServiceConfig& svc = cfg.services[i];
     const YAML::Node svcNode = servicesNode[i];
@@ -815,6 +824,10 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
                   std::string(protocolName(svc.protocol)) + ")");
       }
     }
+    if (svc.vip.family())
+      if (std::string why = vipOwnAddressProblem(svc.vip, svc.port, cfg.node, ownAddresses, cfg.dataplane.interface);
+          !why.empty())
+        error(svcNode["vip"], path + ".vip", why);
     if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !cfg.node.nextHopMac) {
       YAML::Node f = svcNode["forwarding"];
       error(f.IsDefined() ? f : svcNode, path + ".forwarding",
@@ -834,6 +847,7 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
                   std::to_string(it->second) + ")");
         continue;
       }
+      if (real.address == svc.vip) error(addrNode, rpath + ".address", std::string(kRealIsVip));
       if (svc.forwarding == Forwarding::kIpip) {
         if (const YAML::Node macNode = realsNode[j]["mac"]; macNode.IsDefined())
           warning(macNode, rpath + ".mac", std::string(kIpipMacUnused));
@@ -885,6 +899,21 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
 }
 
 }  // namespace
+
+std::string vipOwnAddressProblem(const IpAddress& vip, uint16_t port, const NodeConfig& node,
+                                 const std::vector<IpAddress>& interfaceAddresses, const std::string& interface) {
+  std::string owner;
+  if (node.tunnelSourceV4 && vip == *node.tunnelSourceV4) owner = "node.tunnel_source_v4";
+  else if (node.tunnelSourceV6 && vip == *node.tunnelSourceV6) owner = "node.tunnel_source_v6";
+  else if (std::find(interfaceAddresses.begin(), interfaceAddresses.end(), vip) != interfaceAddresses.end())
+    owner = "an address of " + interface;
+  if (owner.empty()) return "";
+  return "cannot be this balancer's own address (" + vip.toString() + " is " + owner +
+         "): keel takes the VIP's packets before the kernel, so the host's own traffic to " +
+         (port == 0 ? std::string("any port of it (SSH, BGP, the replies to keeld's health checks)")
+                    : "port " + std::to_string(port) + " of it") +
+         " would go to the reals; give the VIP an address of its own, routed to this balancer";
+}
 
 ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
                          const ConfigOptions& options) {

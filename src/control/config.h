@@ -249,6 +249,19 @@ struct ConfigResult {
 inline constexpr std::string_view kIpipMacUnused =
     "mac is not used: ipip sends every packet to node.next_hop_mac (only l2dsr sends to the real's MAC)";
 
+// Why a service's VIP cannot be what it is given this balancer's own
+// addresses (empty: it can): node.tunnel_source_v4/v6, or one of
+// `interfaceAddresses` (the addresses of dataplane.interface; empty when not
+// checked). keel takes a VIP's packets before the kernel sees them, so the
+// host's own traffic to the VIP's port of such an address (with port 0: to
+// every port, SSH, BGP and the replies to keeld's health checks) would go to
+// the reals. keel.yaml, config.check and runtime changes refuse it.
+std::string vipOwnAddressProblem(const IpAddress& vip, uint16_t port, const NodeConfig& node,
+                                 const std::vector<IpAddress>& interfaceAddresses, const std::string& interface);
+// A real that is its own service's VIP: keel would send its packets back
+// to itself.
+inline constexpr std::string_view kRealIsVip = "a real cannot be the service's own VIP (keel would forward to itself)";
+
 struct ConfigOptions {
   // Empty: an l2dsr real without `mac` is an error; set: a real it does not
   // find is accepted and held down (RealConfig::macPending).
@@ -266,6 +279,12 @@ struct ConfigOptions {
   // unit tests).
   std::function<std::set<unsigned>()> allowedCpus;
   std::function<std::set<unsigned>()> onlineCpus;
+  // The addresses of a network interface (keeld: getifaddrs); empty: a VIP
+  // is checked against node.tunnel_source_v4/v6 only (vipOwnAddressProblem).
+  std::function<std::vector<IpAddress>(const std::string& interface)> interfaceAddresses;
+  // Whether a group exists (keeld: getgrnam_r); empty: control.group is
+  // not checked (the socket's start fails on a group that does not exist).
+  std::function<bool(const std::string& group)> groupExists;
 };
 
 ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,

@@ -26,6 +26,7 @@
 // Exit codes: 0 clean stop / valid config, 1 invalid config or runtime
 // failure, 2 usage error or a data plane this build does not have.
 #include <algorithm>
+#include <grp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -90,6 +91,12 @@ ConfigOptions hostConfigOptions() {
   };
   o.resolveMac = [](const std::vector<IpAddress>& reals, const std::string& iface) {
     return resolveNeighbours(reals, iface);
+  };
+  o.interfaceAddresses = interfaceAddresses;
+  o.groupExists = [](const std::string& name) {
+    std::vector<char> buf(16384);
+    group g{}, *found = nullptr;
+    return getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found) == 0 && found != nullptr;
   };
   return o;
 }
@@ -226,6 +233,15 @@ int run(const std::string& path, bool detachOnExit) {
     std::filesystem::create_directories(stateDir, ec);
   }
 
+  // Another keeld serving this socket: refused before the data plane, which
+  // it runs (XDP: the pin directory's lock refuses a second keeld on the
+  // interface whatever its socket; DPDK: EAL's lock on its --file-prefix).
+  if (api::socketIsLive(config.control.socket)) {
+    logError(LogRecord("control_socket_failed")
+                 .add("socket", config.control.socket)
+                 .add("error", "another process is serving it (is keeld already running?)"));
+    return 1;
+  }
   std::string err;
   std::unique_ptr<DaemonDataplane> handle = makeDaemonDataplane(config, stateDir.string(), &err);
   if (!handle) {

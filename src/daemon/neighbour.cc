@@ -2,6 +2,7 @@
 #include "daemon/neighbour.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -124,6 +125,26 @@ std::optional<MacAddress> interfaceMac(const std::string& interface) {
   MacAddress m(mac);
   if (m.isZero()) return std::nullopt;
   return m;
+}
+
+std::vector<IpAddress> interfaceAddresses(const std::string& interface) {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return {};
+  std::vector<IpAddress> out;
+  for (const ifaddrs* a = list; a; a = a->ifa_next) {
+    if (!a->ifa_addr || !a->ifa_name || interface != a->ifa_name) continue;
+    if (a->ifa_addr->sa_family == AF_INET) {
+      std::array<uint8_t, 4> b;
+      std::memcpy(b.data(), &reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr, 4);
+      out.push_back(IpAddress::fromV4(b));
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      std::array<uint8_t, 16> b;
+      std::memcpy(b.data(), &reinterpret_cast<const sockaddr_in6*>(a->ifa_addr)->sin6_addr, 16);
+      out.push_back(IpAddress::fromV6(b));
+    }
+  }
+  ::freeifaddrs(list);
+  return out;
 }
 
 std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& addresses,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Host facts keeld reads from the kernel: an interface's MAC and a real's
-// MAC from the neighbour table (l2dsr reals configured without `mac:`).
+// Host facts keeld reads from the kernel: an interface's MAC and addresses,
+// and a real's MAC from the neighbour table (l2dsr reals configured without
+// `mac:`).
 #pragma once
 
 #include <map>
@@ -14,6 +15,10 @@ namespace keel {
 
 // SIOCGIFHWADDR; nullopt if the interface does not exist or has no MAC.
 std::optional<MacAddress> interfaceMac(const std::string& interface);
+
+// The IPv4 and IPv6 addresses of `interface` (getifaddrs); none if it does
+// not exist. A VIP cannot be one of them (vipOwnAddressProblem).
+std::vector<IpAddress> interfaceAddresses(const std::string& interface);
 
 // The neighbour entries of `addresses` on `interface` (netlink RTM_GETNEIGH,
 // one dump for all of them). Those missing are nudged into resolution (one

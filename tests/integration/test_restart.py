@@ -14,6 +14,8 @@ TCP connection and a UDP flow exchange messages without pause, and restarted:
     the added service's established flows keep their reals;
   - SIGTERM leaves forwarding in place by default; --detach-on-exit removes
     the attachment and the pins;
+  - a second keeld beside a running one is refused before it touches the
+    data plane (the live socket, the pin directory's lock);
   - DPDK (nothing to adopt): after a SIGTERM the next keeld starts the
     checked reals that were up at once, so established TCP connections are
     picked again onto the reals they had; and it loads the connection tables
@@ -236,6 +238,39 @@ def test_runtime_changes_survive_kill_and_restart(lab, host):
     k2.proc.wait(timeout=10)
     k2.stop()
     assert not host.exists(host.state_path)
+
+
+def test_a_second_keeld_is_refused_and_leaves_the_first_serving(lab, host):
+    """A second keeld on the interface a running keeld owns (started by hand
+    beside keeld.service) is refused before it touches the data plane: with
+    the same control socket by the live socket, with another socket by the
+    lock on the pin directory. Before, it adopted the pins, replaced the
+    first one's services with its own file's and rewrote the runtime state,
+    then failed on the socket, leaving every VIP of the first one gone."""
+    web, dgram = configs(lab)
+    config = lab.keel_config([web])
+    k1 = host.start(config, "first")
+    wait_serving(lab, config)
+    drained = lab.reals[2]
+    k1.keelctl("real", "drain", "web", drained.v4)
+    state = host.run(["cat", host.state_path]).stdout
+    other = lab.keel_config([dgram])  # would replace web with dgram
+    other_socket = copy.deepcopy(other)
+    other_socket["control"] = {"socket": "/run/keel/second.sock"}
+    for name, cfg, why in (("second-same-socket", other, "another process is serving it"),
+                           ("second-other-socket", other_socket,
+                            f"{host.pin_dir} is locked by another keeld (pid ")):
+        k = host.start(cfg, name, wait_ready=False)
+        assert k.proc.wait(timeout=30) == 1, k.log()
+        log = k.log()
+        assert why in log, log
+        assert "dataplane_adopted" not in log and "service_removed" not in log, log
+    assert k1.proc.poll() is None
+    flows = lab.flows("tcp", lab.vip4, PORT, count=20)
+    assert drained.role not in served(flows), "the first keeld's drain was lost"
+    assert show_service(k1, "web")["reals"], "the first keeld's service is gone"
+    assert host.run(["cat", host.state_path]).stdout == state, "the runtime state was rewritten"
+    k1.stop()
 
 
 def test_sd_notify_ready_reloading_stopping(lab, host):

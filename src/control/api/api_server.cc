@@ -212,8 +212,10 @@ void acceptNext(const std::shared_ptr<ApiServer::State>& st) {
   });
 }
 
-// True if something accepts connections on `path`.
+}  // namespace
+
 bool socketIsLive(const std::string& path) {
+  if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path)) return false;
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   sockaddr_un addr{};
@@ -223,8 +225,6 @@ bool socketIsLive(const std::string& path) {
   ::close(fd);
   return live;
 }
-
-}  // namespace
 
 ApiServer::ApiServer(asio::io_context& io, ControlBackend& backend, ApiServerOptions options)
     : state_(std::make_shared<State>(io, backend, std::move(options))) {}

@@ -41,6 +41,11 @@ struct ApiServerOptions {
   std::chrono::milliseconds ioTimeout{std::chrono::seconds(30)};    // partial line / unread reply
 };
 
+// True if something accepts connections on the Unix socket `path` (keeld
+// asks before it touches the data plane: a second keeld must not get that
+// far; start() asks again before it replaces a stale socket file).
+bool socketIsLive(const std::string& path);
+
 class ApiServer {
  public:
   ApiServer(boost::asio::io_context& io, ControlBackend& backend, ApiServerOptions options);

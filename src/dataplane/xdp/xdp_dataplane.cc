@@ -6,8 +6,11 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,7 +20,9 @@
 #include <cstdarg>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <set>
 #include <mutex>
 #include <utility>
@@ -67,6 +72,48 @@ Status bpffsForPins() {
                                     "/sys/fs/bpf`, as keeld.service's ExecStartPre does)"
                                   : "";
   return Status::error(std::string("mount bpffs on ") + kBpffsPath + ": " + std::strerror(err) + hint);
+}
+
+// The pid holding a flock on `path`, from /proc/locks ("1: FLOCK ADVISORY
+// WRITE <pid> <maj>:<min>:<inode> 0 EOF", major and minor in hex); 0 if
+// not found (another pid namespace, or released meanwhile).
+long flockHolder(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  std::ifstream locks("/proc/locks");
+  std::string line;
+  while (std::getline(locks, line)) {
+    std::istringstream in(line);
+    std::string index, kind, advisory, mode, id;
+    long pid = 0;
+    if (!(in >> index >> kind >> advisory >> mode >> pid >> id) || kind != "FLOCK") continue;
+    unsigned maj = 0, min = 0;
+    unsigned long long ino = 0;
+    if (std::sscanf(id.c_str(), "%x:%x:%llu", &maj, &min, &ino) == 3 && maj == major(st.st_dev) &&
+        min == minor(st.st_dev) && ino == st.st_ino)
+      return pid;
+  }
+  return 0;
+}
+
+// Creates the pin directory if missing and takes its lock (create()).
+Status lockPinDir(const std::string& dir, Fd* out) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::error("xdp: create " + dir + ": " + ec.message());
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return Status::error("xdp: open " + dir + ": " + errnoText(errno));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return Status::error("xdp: lock " + dir + ": " + errnoText(errno));
+    const long pid = flockHolder(dir);
+    return Status::error("xdp: " + dir + " is locked by another keeld" +
+                         (pid > 0 ? " (pid " + std::to_string(pid) + ")" : std::string()) +
+                         ", which runs the data plane on this interface: stop it first (`keelctl daemon "
+                         "stop --keep-forwarding`, or `systemctl stop keeld`); a second keeld would "
+                         "reprogram its maps");
+  }
+  *out = std::move(fd);
+  return Status::ok();
 }
 
 Status mapStatus(int rc, const char* what) {
@@ -315,6 +362,7 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   bool adopting = false;
   if (!options.pinDir.empty()) {
     if (Status s = bpffsForPins(); !s) return Status::error("xdp: " + s.message());
+    if (Status s = lockPinDir(options.pinDir, &dp->pinLock_); !s) return s;
     if (Status s = dp->adoptPinnedMaps(&adopting); !s) return s;
   }
   if (int rc = keel_balancer__load(dp->skel_); rc != 0)

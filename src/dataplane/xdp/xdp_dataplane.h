@@ -53,7 +53,10 @@ class XdpDataplane final : public Dataplane {
   // limits: key, when a pinned map's size differs from the limits, and when
   // the attached program runs in another mode than options.mode. On error a
   // fresh start leaves nothing attached or pinned, and an adoption leaves
-  // what it found.
+  // what it found. With a pinDir, first takes an exclusive lock on it (flock
+  // on the directory, held as long as this object lives) and refuses, naming
+  // the holder's pid, while another process holds it: a second keeld on the
+  // same interface must not adopt and reprogram the running one's maps.
   static Status create(const XdpOptions& options, std::unique_ptr<XdpDataplane>* out);
   ~XdpDataplane() override;
 
@@ -121,6 +124,7 @@ class XdpDataplane final : public Dataplane {
   int attachedFd_ = -1;  // the attached program: ours, or the adopted one we kept
   bool attached_ = false;
   bool pinned_ = false;
+  Fd pinLock_;  // the flock on options_.pinDir (create)
   bool leaveInPlace_ = false;
   bool keptProgram_ = false;
   std::optional<ProgrammedState> adopted_;

@@ -507,6 +507,13 @@ TEST_P(BadConfig, ReportsLineKeyAndReason) {
 INSTANTIATE_TEST_SUITE_P(
     Table, BadConfig,
     ::testing::Values(
+        BadCase{"a VIP that is the tunnel source",
+                kHead + "  - name: web\n    vip: 10.0.0.2\n    port: 80\n    protocol: tcp\n",
+                {"keel.yaml:5: services[0].vip: cannot be this balancer's own address (10.0.0.2 is "
+                 "node.tunnel_source_v4): keel takes the VIP's packets before the kernel, so the host's own "
+                 "traffic to port 80 of it would go to the reals"}},
+        BadCase{"a real that is its service's VIP", svc("    reals:\n      - {address: 192.0.2.10}\n"),
+                {"keel.yaml:9: services[0].reals[0].address: a real cannot be the service's own VIP"}},
         BadCase{"weight not a number",
                 svc("    reals:\n      - {address: 10.0.1.11, weight: 1}\n      - {address: 10.0.1.12, weight: abc}\n"),
                 {"keel.yaml:10: services[0].reals[1].weight: must be an integer 0..65535, got \"abc\""}},
@@ -905,6 +912,36 @@ TEST(Config, InterfaceCheckerIsConsulted) {
   ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: eth9}\n", "k.yaml", o);
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0], "k.yaml:1: dataplane.interface: no such network interface \"eth9\"");
+}
+
+// With host checks: a VIP that is an address of dataplane.interface (the
+// balancer's own) and a control.group the host lacks are errors at their
+// lines; without them (a file for another machine) neither is looked up.
+TEST(Config, HostChecksRefuseAVipOnTheInterfaceAndAMissingGroup) {
+  const std::string text = kHead +
+                           "  - {name: web, vip: 10.0.0.7, port: 0, protocol: tcp}\n"     // line 4
+                           "  - {name: api, vip: 192.0.2.10, port: 80, protocol: tcp}\n"  // line 5
+                           "control: {group: nosuch}\n";                                 // line 6
+  ConfigOptions host;
+  std::vector<std::string> asked;
+  host.interfaceAddresses = [&](const std::string& iface) {
+    asked.push_back(iface);
+    return std::vector<IpAddress>{*IpAddress::parse("10.0.0.7"), *IpAddress::parse("fe80::1")};
+  };
+  host.groupExists = [](const std::string& g) { return g == "keel"; };
+  ConfigResult r = parseConfig(text, "keel.yaml", host);
+  ASSERT_EQ(r.errors.size(), 2u) << joinErrors(r.errors);
+  EXPECT_EQ(asked, std::vector<std::string>{"eth0"}) << "read once, for the whole file";
+  EXPECT_EQ(r.errors[0], "keel.yaml:6: control.group: no such group \"nosuch\" on this host");
+  EXPECT_EQ(r.errors[1],
+            "keel.yaml:4: services[0].vip: cannot be this balancer's own address (10.0.0.7 is an address of "
+            "eth0): keel takes the VIP's packets before the kernel, so the host's own traffic to any port of it "
+            "(SSH, BGP, the replies to keeld's health checks) would go to the reals; give the VIP an address of "
+            "its own, routed to this balancer");
+  EXPECT_TRUE(parseConfig(text, "keel.yaml").ok()) << "no host checks: nothing looked up";
+  host.interfaceAddresses = [](const std::string&) { return std::vector<IpAddress>{}; };
+  host.groupExists = [](const std::string&) { return true; };
+  EXPECT_TRUE(parseConfig(text, "keel.yaml", host).ok());
 }
 
 TEST(Config, MissingFileSaysSo) {

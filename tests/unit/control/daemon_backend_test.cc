@@ -611,6 +611,29 @@ TEST_F(DaemonBackendTest, RuntimeRealsAndVipsTheFileWouldRefuseAreRefused) {
   r = backend_->addService(svc);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().message, "service any: the VIP cannot be the unspecified address, got 0.0.0.0");
+  // The balancer's own addresses: the tunnel source, and (host checks) an
+  // address of dataplane.interface; a real that is its service's VIP.
+  svc.vip = ip("10.0.0.2");
+  r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message.rfind("service any: the VIP cannot be this balancer's own address (10.0.0.2 is "
+                                    "node.tunnel_source_v4)", 0), 0u)
+      << r.error().message;
+  ConfigOptions host;
+  host.interfaceAddresses = [](const std::string& iface) {
+    return iface == "eth0" ? std::vector<IpAddress>{ip("10.0.0.9")} : std::vector<IpAddress>{};
+  };
+  backend_->setCheckOptions(host);
+  svc.vip = ip("10.0.0.9");
+  svc.port = 0;
+  r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.error().message.find("(10.0.0.9 is an address of eth0)"), std::string::npos) << r.error().message;
+  add.real.address = ip("10.0.0.1");  // web's VIP
+  add.real.mac.reset();
+  r = backend_->addReal(add);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message, "service web real 10.0.0.1: " + std::string(kRealIsVip));
   EXPECT_TRUE(dp_.calls.empty());
   EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
   EXPECT_FALSE(backend_->findService("any"));
@@ -2124,7 +2147,7 @@ TEST_F(DaemonBackendTest, ServiceListAndShowDoNotCountTheConnectionTable) {
 TEST_F(DaemonBackendTest, SnapshotsPairEachServiceWithItsOwnCountersAndConfig) {
   files_["keel.yaml"] = yaml(kTwo) +
                         "  - {name: zz, vip: 10.0.0.3, port: 80, protocol: tcp, reals: [{address: 10.0.3.1, weight: 3}]}\n"
-                        "  - {name: api, vip: 10.0.0.2, port: 80, protocol: tcp, health: {type: tcp, interval: 1m},\n"
+                        "  - {name: api, vip: 10.0.0.4, port: 80, protocol: tcp, health: {type: tcp, interval: 1m},\n"
                         "     reals: [{address: 10.0.2.1, weight: 7}, {address: 10.0.2.2}]}\n";
   make();
   api::RealDrainRequest drain;

@@ -573,6 +573,31 @@ TEST_F(XdpAdoptTest, UnchangedProgramIsKeptAndPinnedStateAdopted) {
   EXPECT_FALSE(std::filesystem::exists(pinDir_));
 }
 
+// A second keeld on an interface a running one owns (a manual start beside
+// keeld.service) must not adopt and reprogram the running one's maps: it is
+// refused before it touches anything, naming the holder; once the running
+// one is gone, the next adopts as usual.
+TEST_F(XdpAdoptTest, ASecondKeeldIsRefusedWhileTheFirstHoldsThePins) {
+  firstKeeld();
+  ASSERT_TRUE(XdpDataplane::create(options(), &dp_).isOk());
+  const uint32_t running = dp_->programId();
+  std::unique_ptr<XdpDataplane> second;
+  Status s = XdpDataplane::create(options(), &second);  // the same options: adoption would succeed
+  ASSERT_FALSE(s.isOk());
+  EXPECT_EQ(second, nullptr);
+  EXPECT_NE(s.message().find(pinDir_ + " is locked by another keeld (pid " + std::to_string(getpid()) + ")"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(attachedId(), running);
+  expectStateKept();
+  dp_->leaveInPlace();
+  dp_.reset();
+  s = XdpDataplane::create(options(), &second);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_TRUE(second->keptProgram());
+  dp_ = std::move(second);
+}
+
 TEST_F(XdpAdoptTest, ChangedProgramIsSwappedOverTheSameMaps) {
   firstKeeld();
   const uint32_t conntrackId = mapId("conntrack");

@@ -25,12 +25,21 @@ std::optional<json> Context::call(const std::string& method, const json& params)
     return std::nullopt;
   }
   if (response.value("ok", false)) return response.contains("result") ? response["result"] : json::object();
-  const json& err = response.contains("error") ? response["error"] : json::object();
-  std::cerr << "keelctl: " << err.value("message", std::string("request failed")) << "\n";
-  // config.check / reload: every error of the file, one per line.
-  if (err.contains("details") && err["details"].contains("errors") && err["details"]["errors"].is_array())
-    for (const auto& e : err["details"]["errors"])
-      std::cerr << "  " << (e.is_string() ? e.get<std::string>() : e.dump()) << "\n";
+  const json err = response.contains("error") ? response["error"] : json::object();
+  // -o json: the daemon's error as it sent it (code, field, details), for
+  // scripts that tell "already exists" from a failure; stderr as always.
+  if (output == "json") printJson(json{{"error", err}});
+  // Every error of a file or request (config.check, reload, a runtime
+  // change), one per line; the message alone names the first "(and N more)".
+  const json* all = err.contains("details") && err["details"].contains("errors") && err["details"]["errors"].is_array() &&
+                            !err["details"]["errors"].empty()
+                        ? &err["details"]["errors"]
+                        : nullptr;
+  if (!all) {
+    std::cerr << "keelctl: " << err.value("message", std::string("request failed")) << "\n";
+  } else {
+    for (const auto& e : *all) std::cerr << "keelctl: " << (e.is_string() ? e.get<std::string>() : e.dump()) << "\n";
+  }
   exitCode = 1;
   return std::nullopt;
 }

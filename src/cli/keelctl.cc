@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
   for (const Noun& n : kNouns) {
     CLI::App* sub = app.add_subcommand(n.name, n.help);
     n.define(*sub, ctx);
+    // The global options anywhere on the line (`keelctl service list -o
+    // json`, as ipvsadm and kubectl users type them): an option a noun or
+    // verb does not have goes up to keelctl's own.
+    sub->fallthrough();
+    for (CLI::App* verb : sub->get_subcommands({})) verb->fallthrough();
   }
   try {
     app.parse(argc, argv);

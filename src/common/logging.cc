@@ -11,7 +11,7 @@ Status setupLogging(std::string_view level) {
   auto lvl = spdlog::level::from_str(std::string(level));
   // from_str maps unknown names to "off"; only accept "off" when asked for.
   if (lvl == spdlog::level::off && level != "off") {
-    return Status::error("log level: must be one of trace|debug|info|warn|error|off, got \"" +
+    return Status::error("must be one of trace|debug|info|warn|error|off, got \"" +
                          std::string(level) + "\"");
   }
   // stderr, unbuffered per record: systemd's journal and test harnesses read

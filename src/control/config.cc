@@ -7,6 +7,7 @@
 #include "keel/maglev_lookup.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cctype>
@@ -676,9 +677,17 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
   const std::optional<HealthCheckSpec> own =
       resolveRealHealth(svcHealth, YAML::Node(), source_, path, path, ownErrors);
   errors_.insert(errors_.end(), ownErrors.service.begin(), ownErrors.service.end());
+  // What the checker would refuse in the service's own check (e.g. no port
+  // on a port-0 service): said once, at the service's block, reals or not,
+  // and not again for each real that inherits it.
+  std::string serviceRefusal;
+  if (own)
+    if (Status st = serviceHealthTarget(*own, svc.vip, svc.port); !st) {
+      serviceRefusal = st.message();
+      error(svcHealth, path + ".health", serviceRefusal);
+    }
   // The original nodes, not the stored clones: clones lose their line marks.
   const YAML::Node realsNode = n["reals"];
-  std::set<std::string> realRefusals;  // the checker's refusals of the reals' checks, as it worded them
   for (size_t i = 0; i < svc.reals.size(); ++i) {
     RealConfig& real = svc.reals[i];
     const YAML::Node realNode = realsNode.IsSequence() ? realsNode[i] : YAML::Node();
@@ -693,18 +702,10 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
       // service), caught here so --check-config and reloads report it.
       if (spec->type != HealthCheckSpec::Type::None && real.address.family())
         if (Status st = validateHealthTarget(HealthTarget{svc.name, real.address, svc.port, *spec});
-            !st) {
+            !st && st.message() != serviceRefusal)
           errorAtLine(real.line, path + ".reals[" + std::to_string(i) + "].health", st.message());
-          realRefusals.insert(st.message());
-        }
     }
   }
-  // What the checker would refuse in the service's own check, unless a
-  // real that inherits it said so already: a service without reals, or
-  // whose reals all override the faulty key, is not left unchecked.
-  if (own)
-    if (Status st = serviceHealthTarget(*own, svc.vip, svc.port); !st && !realRefusals.count(st.message()))
-      error(svcHealth, path + ".health", st.message());
 }
 
 void Parser::parseControl(const YAML::Node& n, ControlConfig& control) {
@@ -1085,6 +1086,13 @@ std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHea
 }
 
 ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options) {
+  // ifstream opens a directory and reads it as empty ("file is empty"),
+  // which says nothing of the mistake; keelctl config check says this too.
+  if (struct stat st {}; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    ConfigResult r;
+    r.errors.push_back(path + ": not a regular file");
+    return r;
+  }
   std::ifstream in(path);
   if (!in) {
     ConfigResult r;

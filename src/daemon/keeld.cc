@@ -445,7 +445,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (keel::Status s = keel::setupLogging(logLevel); !s) {
-    std::cerr << "keeld: --" << s.message() << "\n";
+    std::cerr << "keeld: --log-level: " << s.message() << "\n";
     return 2;
   }
   // "--check-config --no-host-checks FILE" would read the flag as the FILE.

@@ -69,7 +69,8 @@ Status validateHealthTarget(const HealthTarget& target, std::string_view where) 
   std::vector<std::string> problems;
   if (target.address.family() == 0) problems.push_back("address is unset");
   if (s.type != HealthCheckSpec::Type::None) {
-    if (target.checkPort() == 0) problems.push_back("port is 0 and the service port is 0");
+    if (target.checkPort() == 0)
+      problems.push_back("port: required when the service's port is 0 (the check has no port to connect to)");
     if (s.interval.count() <= 0) problems.push_back("interval must be > 0");
     if (s.timeout.count() <= 0) problems.push_back("timeout must be > 0");
     if (s.source && s.source->family() != target.address.family()) {

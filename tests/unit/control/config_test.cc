@@ -690,11 +690,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"service health without a port on a port-0 service, without reals",
                 kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
                         "    health: {type: tcp}\n",
-                {"keel.yaml:8: services[0].health: health check: port is 0 and the service port is 0"}},
-        BadCase{"service health without a port on a port-0 service, inherited by its real: said once, by the real",
+                {"keel.yaml:8: services[0].health: health check: port: required when the service's port is 0 (the "
+                 "check has no port to connect to)"}},
+        BadCase{"a real's own check without a port on a port-0 service: at the real",
                 kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
-                        "    health: {type: tcp}\n    reals:\n      - {address: 10.0.1.11}\n",
-                {"keel.yaml:10: services[0].reals[0].health: health check: port is 0 and the service port is 0"}},
+                        "    reals:\n      - {address: 10.0.1.11, health: {type: tcp}}\n",
+                {"keel.yaml:9: services[0].reals[0].health: health check: port: required when the service's port "
+                 "is 0"}},
         BadCase{"expect on a real that is its own tcp check",
                 svc("    health: {type: http, expect: \"200-299\"}\n"
                     "    reals:\n      - {address: 10.0.1.11, health: {type: tcp, expect: \"200\"}}\n"),
@@ -832,6 +834,20 @@ TEST(Config, AServiceHealthKeyMistakeIsReportedOnceNotPerReal) {
   ConfigResult r = parseConfig(yaml, "keel.yaml");
   ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
   EXPECT_NE(r.errors[0].find("keel.yaml:8: services[0].health.interval:"), std::string::npos) << r.errors[0];
+}
+
+// A port-0 service's check without a port is one error at the service's
+// block, not one per real at a `health:` key the reals do not have; a real
+// that gives its own port is fine.
+TEST(Config, APortZeroServicesCheckWithoutAPortIsOneErrorAtTheService) {
+  std::string yaml = kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
+                             "    health: {type: tcp}\n"  // line 8
+                             "    reals:\n      - {address: 10.0.1.11}\n      - {address: 10.0.1.12}\n"
+                             "      - {address: 10.0.1.13, health: {port: 8080}}\n";
+  ConfigResult r = parseConfig(yaml, "keel.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0], "keel.yaml:8: services[0].health: health check: port: required when the service's port "
+                         "is 0 (the check has no port to connect to)");
 }
 
 // Every duplicate is one error, wherever it is (blocks read by checkMap

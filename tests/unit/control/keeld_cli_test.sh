@@ -84,7 +84,9 @@ if [ ! -e /sys/devices/system/cpu/cpu127 ]; then
 fi
 check "dpdk port that cannot be probed" 1 "dataplane.dpdk.port: cannot probe" \
   --config "$dir/dpdk.yaml"
-check "bad log level" 2 "log level" --log-level loud --check-config "$dir/good.yaml"
+check "bad log level" 2 "keeld: --log-level: must be one of trace|debug|info|warn|error|off, got \"loud\"" \
+  --log-level loud --check-config "$dir/good.yaml"
+check "a directory for a file" 1 "$dir: not a regular file" --check-config "$dir"
 check "no arguments" 2 "--config FILE" 
 if [ -n "$MAN" ]; then
   for opt in $("$KEELD" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do

@@ -23,6 +23,35 @@ const Noun kNouns[] = {
     {"daemon", "stop keeld", keel::cli::defineDaemon},
 };
 
+// For CLI11's "A subcommand is required" when the line has a word where the
+// noun or verb goes: that word, and the commands it could have been, as
+// "unknown command". Empty if the line really lacks one.
+std::string unknownCommand(CLI::App& app, int argc, char** argv) {
+  CLI::App* at = &app;
+  std::string path = "keelctl";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--socket" || a == "-o" || a == "--output") {
+      ++i;  // its value
+      continue;
+    }
+    if (a.rfind('-', 0) == 0) continue;
+    if (at->get_subcommands({}).empty()) return "";  // a verb's own arguments
+    CLI::App* next = nullptr;
+    for (CLI::App* sub : at->get_subcommands({}))
+      if (sub->get_name() == a) next = sub;
+    if (next) {
+      at = next;
+      path += " " + a;
+      continue;
+    }
+    std::string known;
+    for (CLI::App* sub : at->get_subcommands({})) known += (known.empty() ? "" : ", ") + sub->get_name();
+    return "unknown command \"" + a + "\" for " + path + " (one of: " + known + ")";
+  }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -47,6 +76,15 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RequiredError& e) {
+    if (std::string unknown = std::string(e.what()).find("subcommand") != std::string::npos
+                                  ? unknownCommand(app, argc, argv)
+                                  : "";
+        !unknown.empty()) {
+      std::cerr << "keelctl: " << unknown << "\nRun with --help for more information.\n";
+      return 2;
+    }
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     // Usage errors exit 2, like most Unix tools; --help/--version exit 0.

@@ -59,19 +59,30 @@ std::optional<json> parseRealArg(const std::string& text, Context& ctx) {
     if (!rest.empty() && rest[0] != ':')
       return usage("expected :WEIGHT after ], got " + rest);
     if (!rest.empty()) rest.erase(0, 1);
-  } else if (std::count(text.begin(), text.end(), ':') > 1 && text.find('.') == std::string::npos) {
+  } else if (std::count(text.begin(), text.end(), ':') > 1 &&
+             text.substr(0, text.find(':')).find('.') == std::string::npos) {
+    // Not IPv4 before the first colon (10.0.0.5:50:MAC is): an IPv6
+    // address, dotted tail (::ffff:10.0.0.1, 64:ff9b::10.0.0.1) or not.
     return usage("an IPv6 real goes in brackets, [ADDR] or [ADDR]:WEIGHT[:MAC], so that a weight "
                  "cannot be read as part of the address");
   } else {
     auto colon = text.find(':');
     addr = text.substr(0, colon);
-    if (colon != std::string::npos) rest = text.substr(colon + 1);
+    if (colon != std::string::npos) {
+      rest = text.substr(colon + 1);
+      if (rest.empty()) return usage("no WEIGHT after :");
+    }
   }
   json real{{"address", addr}};
   if (!rest.empty()) {
     auto colon = rest.find(':');
     real["weight"] = numberOrString(rest.substr(0, colon));
-    if (colon != std::string::npos) real["mac"] = rest.substr(colon + 1);
+    if (colon != std::string::npos) {
+      if (colon + 1 == rest.size()) return usage("no MAC after WEIGHT:");
+      real["mac"] = rest.substr(colon + 1);
+    }
+  } else if (text.back() == ':') {
+    return usage("no WEIGHT after :");
   }
   return real;
 }

@@ -144,6 +144,10 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       } else {
         errors.push_back(where + "\"" + text + "\" is not an IP address");
       }
+    } else if (key == "all_down" || key == "established_on_down") {
+      // The service's policy keys (parseHealthPolicy) reach here only from
+      // a real's block: say where they go, not that they do not exist.
+      errors.push_back(where + "a service's key, not a real's: set it in the service's health block");
     } else {
       errors.push_back(where + "unknown key (known: type, port, path, host, expect, payload, require_reply, "
                                "interval, timeout, rise, fall, source)");

@@ -219,6 +219,15 @@ TEST_F(KeelctlTest, ServiceAddRefusesAmbiguousIpv6Reals) {
                          "[ADDR]:WEIGHT[:MAC], so that a weight cannot be read as part of the address\n"},
       {"[2001:db8::5]50", "keelctl: --real [2001:db8::5]50: expected :WEIGHT after ], got 50\n"},
       {"[2001:db8::5:50", "keelctl: --real [2001:db8::5:50: no ] after the IPv6 address\n"},
+      // A dotted IPv6 tail is IPv6 still (it was read as the address "" or "64").
+      {"::ffff:10.0.0.1", "keelctl: --real ::ffff:10.0.0.1: an IPv6 real goes in brackets, [ADDR] or "
+                          "[ADDR]:WEIGHT[:MAC], so that a weight cannot be read as part of the address\n"},
+      {"64:ff9b::10.0.0.1:5", "keelctl: --real 64:ff9b::10.0.0.1:5: an IPv6 real goes in brackets, [ADDR] or "
+                              "[ADDR]:WEIGHT[:MAC], so that a weight cannot be read as part of the address\n"},
+      // A colon with nothing after it (was weight 100, or a "mac" error at a key never typed).
+      {"10.0.0.7:", "keelctl: --real 10.0.0.7:: no WEIGHT after :\n"},
+      {"[2001:db8::5]:", "keelctl: --real [2001:db8::5]:: no WEIGHT after :\n"},
+      {"10.0.0.7:50:", "keelctl: --real 10.0.0.7:50:: no MAC after WEIGHT:\n"},
   };
   for (const Row& row : rows) {
     CliRun r = keelctl({"service", "add", "dns", "--vip", "10.0.0.53", "--port", "53", "--real", "10.0.0.7",
@@ -299,6 +308,20 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
   EXPECT_NE(u.err.find("ADDRESS is required"), std::string::npos) << u.err;
   CliRun n = keelctl({"frobnicate"});
   EXPECT_EQ(n.rc, 2);
+  // A mistyped noun or verb is named, with what it could have been (CLI11
+  // alone says "A subcommand is required").
+  EXPECT_EQ(n.err.rfind("keelctl: unknown command \"frobnicate\" for keelctl (one of: service, real, health, ", 0),
+            0u)
+      << n.err;
+  CliRun v = keelctl({"-o", "json", "service", "lsit"});
+  EXPECT_EQ(v.rc, 2);
+  EXPECT_EQ(v.err.rfind("keelctl: unknown command \"lsit\" for keelctl service (one of: list, show, add, remove)\n",
+                        0),
+            0u)
+      << v.err;
+  CliRun none = keelctl({"service"});
+  EXPECT_EQ(none.rc, 2);
+  EXPECT_NE(none.err.find("A subcommand is required"), std::string::npos) << none.err;
 }
 
 // The table shows how long ago the state changed and why; the reason is cut

@@ -918,7 +918,9 @@ TEST(Config, EstablishedOnDownIsAServiceHealthChoice) {
   EXPECT_NE(onReal.errors[0].find("keel.yaml:9: services[0].reals[0].health.established_on_down"),
             std::string::npos)
       << onReal.errors[0];
-  EXPECT_NE(onReal.errors[0].find("unknown key"), std::string::npos) << onReal.errors[0];
+  EXPECT_NE(onReal.errors[0].find("a service's key, not a real's: set it in the service's health block"),
+            std::string::npos)
+      << onReal.errors[0];
 }
 
 TEST(Config, InterfaceCheckerIsConsulted) {

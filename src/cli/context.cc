@@ -20,6 +20,9 @@ api::ApiClient& Context::client() {
 std::optional<json> Context::call(const std::string& method, const json& params) {
   json response;
   if (Status s = client().call(method, params, response); !s) {
+    // -o json: an error object here too (no daemon answered), so a script
+    // reads one shape whatever failed.
+    if (output == "json") printError(json{{"code", "unavailable"}, {"message", s.message()}});
     std::cerr << "keelctl: " << s.message() << "\n";
     exitCode = 1;
     return std::nullopt;
@@ -28,7 +31,7 @@ std::optional<json> Context::call(const std::string& method, const json& params)
   const json err = response.contains("error") ? response["error"] : json::object();
   // -o json: the daemon's error as it sent it (code, field, details), for
   // scripts that tell "already exists" from a failure; stderr as always.
-  if (output == "json") printJson(json{{"error", err}});
+  if (output == "json") printError(err);
   // Every error of a file or request (config.check, reload, a runtime
   // change), one per line; the message alone names the first "(and N more)".
   const json* all = err.contains("details") && err["details"].contains("errors") && err["details"]["errors"].is_array() &&
@@ -42,6 +45,11 @@ std::optional<json> Context::call(const std::string& method, const json& params)
   }
   exitCode = 1;
   return std::nullopt;
+}
+
+// One line, so `stats --watch -o json` stays one JSON document a line.
+void Context::printError(const json& error) const {
+  std::cout << json{{"error", error}}.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
 }
 
 void Context::printJson(const json& result) const {

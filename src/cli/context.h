@@ -31,6 +31,8 @@ struct Context {
 
   // -o json: the raw result, pretty-printed. Every command prints it.
   void printJson(const json& result) const;
+  // -o json's {"error": ERROR} on stdout, on one line.
+  void printError(const json& error) const;
 
   api::ApiClient& client();
 

@@ -197,17 +197,17 @@ struct ComposedProblem {
 // would send with an all-zero outer source or destination MAC while
 // counting it forwarded. commit() refuses on them (validateComposed);
 // loadState drops the state-file entries they name.
-std::vector<ComposedProblem> composedProblems(const Config& c, const ConfigOptions& host) {
+std::vector<ComposedProblem> composedProblems(const Config& c) {
   std::vector<ComposedProblem> out;
-  const std::vector<IpAddress> ownAddresses =
-      host.interfaceAddresses && !c.dataplane.interface.empty() ? host.interfaceAddresses(c.dataplane.interface)
-                                                                : std::vector<IpAddress>{};
   for (const ServiceConfig& svc : c.services) {
     auto service = [&](std::string m) { out.push_back({svc.name, std::nullopt, "service " + svc.name + ": " + m}); };
     if (std::string why = serviceAddressProblem(svc.vip, true); !why.empty())
       service("the VIP cannot be " + why + ", got " + svc.vip.toString());
-    if (std::string why = vipOwnAddressProblem(svc.vip, svc.port, c.node, ownAddresses, c.dataplane.interface);
-        !why.empty())
+    // The tunnel sources only: the interface's addresses are a host fact
+    // that can change under a running config (an address added later), and
+    // refusing every later drain or weight for it would help nobody; a new
+    // VIP is checked against them by service.add, a file by its parse.
+    if (std::string why = vipOwnAddressProblem(svc.vip, svc.port, c.node, {}, ""); !why.empty())
       service("the VIP " + why);
     if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !c.node.nextHopMac)
       service("ipip forwarding needs node.next_hop_mac (the router toward the reals)");
@@ -230,9 +230,9 @@ std::vector<ComposedProblem> composedProblems(const Config& c, const ConfigOptio
   return out;
 }
 
-std::vector<std::string> validateComposed(const Config& c, const ConfigOptions& host) {
+std::vector<std::string> validateComposed(const Config& c) {
   std::vector<std::string> errors;
-  for (ComposedProblem& p : composedProblems(c, host)) errors.push_back(std::move(p.message));
+  for (ComposedProblem& p : composedProblems(c)) errors.push_back(std::move(p.message));
   return errors;
 }
 
@@ -366,7 +366,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   // workers see the running config or the next one, never half of it.
   DataplaneBatch batch = registry_.batch();
   Config next = compose(file, overlay);
-  if (auto errors = validateComposed(next, checkOptions_); !errors.empty()) return configErrors(std::move(errors));
+  if (auto errors = validateComposed(next); !errors.empty()) return configErrors(std::move(errors));
   if (auto errors = validateTargets(next); !errors.empty()) return configErrors(std::move(errors));
   if (Status s = registry_.apply(next); !s) {
     // The data plane may now hold part of `next`: converge back to what ran
@@ -772,7 +772,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   // file no longer gives what it needs (a tunnel source dropped while
   // stopped). Dropped alone, so it does not cost the whole overlay (start()
   // falls back to none when the commit fails).
-  for (const ComposedProblem& p : composedProblems(compose(file, out), checkOptions_)) {
+  for (const ComposedProblem& p : composedProblems(compose(file, out))) {
     if (out.addedServices.erase(p.service)) {
       std::erase_if(out.reals, [&](const auto& kv) { return kv.first.first == p.service; });
       logDropped(p.service, "", p.message);
@@ -1288,6 +1288,14 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
   std::vector<std::string> errors;
   auto svc = serviceFrom(req, macsFor(forwardingOf(req) == Forwarding::kL2dsr, req.reals), errors);
   if (!svc) return configErrors(std::move(errors));
+  // A new VIP on one of the interface's addresses now (host checks; the
+  // tunnel sources are checked with the composed config, as a file's are).
+  if (checkOptions_.interfaceAddresses && !file_.dataplane.interface.empty())
+    if (std::string why = vipOwnAddressProblem(svc->vip, svc->port, file_.node,
+                                               checkOptions_.interfaceAddresses(file_.dataplane.interface),
+                                               file_.dataplane.interface);
+        !why.empty())
+      return configErrors({"service " + req.name + ": the VIP " + why});
   Overlay next = overlay_;
   next.addedServices[req.name] = AddedService{*svc, req};
   Result r = commit(file_, std::move(next));

@@ -94,9 +94,17 @@ ConfigOptions hostConfigOptions() {
   };
   o.interfaceAddresses = interfaceAddresses;
   o.groupExists = [](const std::string& name) {
-    std::vector<char> buf(16384);
-    group g{}, *found = nullptr;
-    return getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found) == 0 && found != nullptr;
+    // A large group (LDAP) needs a larger buffer; a lookup that fails for
+    // another reason says nothing of the group: not refused for it (the
+    // socket's start says what it finds).
+    for (size_t size = 16384; size <= (16u << 20); size *= 4) {
+      std::vector<char> buf(size);
+      group g{}, *found = nullptr;
+      const int rc = getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found);
+      if (rc == ERANGE) continue;
+      return rc != 0 || found != nullptr;
+    }
+    return true;
   };
   return o;
 }

@@ -132,7 +132,11 @@ std::vector<IpAddress> interfaceAddresses(const std::string& interface) {
   if (::getifaddrs(&list) != 0) return {};
   std::vector<IpAddress> out;
   for (const ifaddrs* a = list; a; a = a->ifa_next) {
-    if (!a->ifa_addr || !a->ifa_name || interface != a->ifa_name) continue;
+    if (!a->ifa_addr || !a->ifa_name) continue;
+    // An IPv4 address added with a label (ip addr add ... label eth0:vip)
+    // is listed under the label.
+    const std::string name = a->ifa_name;
+    if (name != interface && name.rfind(interface + ":", 0) != 0) continue;
     if (a->ifa_addr->sa_family == AF_INET) {
       std::array<uint8_t, 4> b;
       std::memcpy(b.data(), &reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr, 4);

@@ -216,12 +216,14 @@ void acceptNext(const std::shared_ptr<ApiServer::State>& st) {
 
 bool socketIsLive(const std::string& path) {
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path)) return false;
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // Non-blocking: a listener whose backlog is full would block connect();
+  // it is live all the same (EAGAIN).
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return false;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.data(), path.size());
-  bool live = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  const bool live = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 || errno == EAGAIN;
   ::close(fd);
   return live;
 }

@@ -92,8 +92,10 @@ HealthChecker::~HealthChecker() {
   *alive_ = false;
   checkIo_->stop();
   thread_.join();
-  // The check thread is gone: its handlers, timers and probes go with
-  // checkIo_, after the entries (members in reverse order).
+  // The check thread is gone. The entries, then the loop with the handlers,
+  // timers and probes it still holds, while mu_ and the rest still exist.
+  entries_.clear();
+  checkIo_.reset();
 }
 
 size_t HealthChecker::size() const {

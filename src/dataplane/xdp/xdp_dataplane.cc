@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -25,6 +26,7 @@
 #include <sstream>
 #include <set>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "balancer.skel.h"
@@ -96,15 +98,33 @@ long flockHolder(const std::string& path) {
   return 0;
 }
 
-// Creates the pin directory if missing and takes its lock (create()).
+// Creates the pin directory if missing and takes its lock (create()). A
+// keeld that is still exiting (`keelctl daemon stop` returns before it has)
+// holds it a moment longer: waited for, up to 5 s. A lock won on a
+// directory its previous holder removed meanwhile (shutdown's rmdir) is on
+// a deleted inode: taken again on the directory that is there now.
 Status lockPinDir(const std::string& dir, Fd* out) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::error("xdp: create " + dir + ": " + ec.message());
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return Status::error("xdp: open " + dir + ": " + errnoText(errno));
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Status::error("xdp: create " + dir + ": " + ec.message());
+    Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd.get() < 0) return Status::error("xdp: open " + dir + ": " + errnoText(errno));
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
+      struct stat held {}, now {};
+      if (::fstat(fd.get(), &held) == 0 && ::stat(dir.c_str(), &now) == 0 && held.st_dev == now.st_dev &&
+          held.st_ino == now.st_ino) {
+        *out = std::move(fd);
+        return Status::ok();
+      }
+      continue;  // removed (or replaced) while we waited
+    }
     if (errno != EWOULDBLOCK) return Status::error("xdp: lock " + dir + ": " + errnoText(errno));
+    if (std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
     const long pid = flockHolder(dir);
     return Status::error("xdp: " + dir + " is locked by another keeld" +
                          (pid > 0 ? " (pid " + std::to_string(pid) + ")" : std::string()) +
@@ -112,8 +132,6 @@ Status lockPinDir(const std::string& dir, Fd* out) {
                          "stop --keep-forwarding`, or `systemctl stop keeld`); a second keeld would "
                          "reprogram its maps");
   }
-  *out = std::move(fd);
-  return Status::ok();
 }
 
 Status mapStatus(int rc, const char* what) {

@@ -276,6 +276,7 @@ TEST_F(KeelctlTest, DaemonErrorsExitOneAndChangeNothing) {
   EXPECT_EQ(j.rc, 1);
   EXPECT_EQ(j.err, "keelctl: services[web]: real 10.0.0.99 not found\n");
   json e = json::parse(j.out);
+  EXPECT_EQ(std::count(j.out.begin(), j.out.end(), '\n'), 1) << "one line: " << j.out;
   EXPECT_EQ(e["error"]["code"], "not_found") << j.out;
   EXPECT_EQ(e["error"]["message"], "services[web]: real 10.0.0.99 not found");
   EXPECT_TRUE(onLoop([&] { return fake_.mutations.empty(); }));
@@ -303,6 +304,9 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
   EXPECT_EQ(r.err, "keelctl: cannot connect to " + dir_ +
                        "/absent.sock: No such file or directory (is keeld running? use --socket PATH for "
                        "another socket)\n");
+  CliRun jr = keelctl({"-o", "json", "service", "list"}, dir_ + "/absent.sock");
+  EXPECT_EQ(jr.rc, 1);
+  EXPECT_EQ(json::parse(jr.out)["error"]["code"], "unavailable") << jr.out;
   CliRun u = keelctl({"real", "drain", "web"});
   EXPECT_EQ(u.rc, 2);
   EXPECT_NE(u.err.find("ADDRESS is required"), std::string::npos) << u.err;

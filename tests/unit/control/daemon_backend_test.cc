@@ -637,6 +637,15 @@ TEST_F(DaemonBackendTest, RuntimeRealsAndVipsTheFileWouldRefuseAreRefused) {
   EXPECT_TRUE(dp_.calls.empty());
   EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
   EXPECT_FALSE(backend_->findService("any"));
+  // A running VIP that becomes an address of the interface later (added by
+  // hand, by VRRP) does not block every later change to the running config:
+  // only a new VIP (and a file's parse) is checked against the addresses.
+  host.interfaceAddresses = [](const std::string&) { return std::vector<IpAddress>{ip("10.0.0.1")}; };
+  backend_->setCheckOptions(host);
+  api::RealDrainRequest drain;
+  drain.real = {"web", backend_->findService("web")->reals[0].address};
+  r = backend_->setRealDrain(drain);
+  EXPECT_TRUE(r.isOk()) << r.error().message;
 }
 
 // A reload that would leave a runtime change without what it needs (here:

@@ -667,6 +667,31 @@ TEST_F(HealthCheckerTest, ATransitionPendingAtRemoveIsDropped) {
   EXPECT_TRUE(transitions_.empty());
 }
 
+// update() while a check of the old spec is in flight (an http request a
+// silent real never answers): that check is abandoned on the check thread
+// and its result ("cancelled") counts for nothing; the new check decides.
+TEST_F(HealthCheckerTest, UpdateWhileACheckIsInFlightDropsItsResult) {
+  ThreadedHttpServer silent(HttpServer::Mode::Silent);
+  TcpServer open(io_);
+  HealthTarget t = httpTarget(silent.port());
+  t.spec.timeout = 5s;  // the old check would still be running long after the test
+  t.spec.rise = 1;
+  HealthTargetId id = add(t, false);
+  std::this_thread::sleep_for(100ms);  // the first check starts within its 20 ms interval
+  ASSERT_EQ(checker_.status(id)->checks, 0u);
+  HealthCheckSpec tcp = t.spec;
+  tcp.type = HealthCheckSpec::Type::Tcp;
+  tcp.path.clear();
+  tcp.port = open.port();
+  tcp.timeout = 500ms;
+  ASSERT_TRUE(checker_.update(id, tcp).isOk());
+  ASSERT_TRUE(runUntil([&] { return !transitions_.empty(); }));
+  const HealthStatus st = *checker_.status(id);
+  EXPECT_TRUE(st.up);
+  EXPECT_EQ(st.failures, 0u) << "the abandoned http check was counted: " << st.last.reason;
+  EXPECT_EQ(st.last.reason.find("cancelled"), std::string::npos) << st.last.reason;
+}
+
 // A checker destroyed with a transition still posted to its owner's loop:
 // the loop runs on without calling it.
 TEST(HealthCheckerLifetime, DestroyedWithATransitionPostedCallsNothing) {

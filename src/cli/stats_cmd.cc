@@ -240,8 +240,8 @@ void defineStats(CLI::App& noun, Context& ctx) {
   CLI::Option* watch = noun.add_option("--watch", a->watch, "repeat every SECONDS (default 2)")
                            ->expected(0, 1);
   noun.add_flag("--rate", a->rate, "per-second rates instead of totals");
-  noun.add_option("--count", a->count, "stop after N samples (with --watch)");
-  noun.callback([&ctx, a, watch] {
+  CLI::Option* count = noun.add_option("--count", a->count, "stop after N samples (with --watch)");
+  noun.callback([&ctx, a, watch, count] {
     double interval = 2.0;
     a->watching = watch->count() > 0;
     if (a->watching && !a->watch.empty()) {
@@ -258,6 +258,13 @@ void defineStats(CLI::App& noun, Context& ctx) {
     }
     if (a->count < 0) {
       std::cerr << "keelctl: --count: must be >= 0\n";
+      ctx.exitCode = 2;
+      return;
+    }
+    // Without --watch there is one sample: a count asked for more (or
+    // fewer) would be ignored without a word.
+    if (count->count() > 0 && !a->watching) {
+      std::cerr << "keelctl: --count: only with --watch (without it, stats prints one sample)\n";
       ctx.exitCode = 2;
       return;
     }

@@ -291,6 +291,11 @@ TEST_F(KeelctlTest, StatsWatchAndCountAreCheckedBeforeAnyCall) {
     CliRun r = keelctl({"stats", "--watch", w, "--count", "1"});
     EXPECT_EQ(r.rc, 2) << w;
     EXPECT_EQ(r.err, std::string("keelctl: --watch: must be a number of seconds 0.1..86400, got \"") + w + "\"\n");
+  }
+  {
+    CliRun r = keelctl({"stats", "--count", "2"});  // one sample without --watch: the count would be ignored
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_EQ(r.err, "keelctl: --count: only with --watch (without it, stats prints one sample)\n");
     EXPECT_EQ(r.out, "");
   }
   CliRun c = keelctl({"stats", "--watch", "1", "--count", "-1"});

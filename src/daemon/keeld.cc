@@ -250,6 +250,13 @@ int run(const std::string& path, bool detachOnExit) {
                  .add("error", "another process is serving it (is keeld already running?)"));
     return 1;
   }
+  // The metrics port likewise: in use, the start fails here, not after it
+  // programmed (an adopted) data plane.
+  if (config.metrics.enabled)
+    if (Status st = MetricsServer::probe(config.metrics.address, config.metrics.port); !st) {
+      logError(LogRecord("metrics_failed").add("error", st.message()));
+      return 1;
+    }
   std::string err;
   std::unique_ptr<DaemonDataplane> handle = makeDaemonDataplane(config, stateDir.string(), &err);
   if (!handle) {

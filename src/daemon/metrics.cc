@@ -563,6 +563,19 @@ MetricsServer::MetricsServer(boost::asio::io_context& io, LoopCollector::Source 
 
 MetricsServer::~MetricsServer() { stop(); }
 
+Status MetricsServer::probe(const IpAddress& address, uint16_t port) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io);
+  const tcp::endpoint endpoint(toAsio(address), port);
+  error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::error("metrics: cannot listen on " + address.withPort(port) + ": " + ec.message());
+  return Status::ok();
+}
+
 Status MetricsServer::start(const IpAddress& address, uint16_t port) {
   const std::string where = address.withPort(port);
   if (state_) return Status::error("metrics: cannot listen on " + where + ": already listening");

@@ -117,6 +117,10 @@ class MetricsServer {
   // Error: the address and the reason ("metrics: cannot listen on
   // [::1]:9477: Address already in use"). Call once.
   Status start(const IpAddress& address, uint16_t port);
+  // Whether start() could listen there now: bound and closed again, with
+  // start()'s error. keeld asks before it touches the data plane, so a port
+  // in use does not fail a start that already programmed it.
+  static Status probe(const IpAddress& address, uint16_t port);
   // The bound port (after start; kept after stop).
   int port() const { return port_; }
   // Stops serving: closes the listener and every connection, and returns

@@ -84,6 +84,22 @@ if [ ! -e /sys/devices/system/cpu/cpu127 ]; then
 fi
 check "dpdk port that cannot be probed" 1 "dataplane.dpdk.port: cannot probe" \
   --config "$dir/dpdk.yaml"
+# A metrics port in use fails the start before the data plane (no EAL).
+/usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True); time.sleep(30)' > "$dir/busy.port" &
+busy=$!
+for _ in $(seq 50); do [ -s "$dir/busy.port" ] && break; sleep 0.1; done
+port=$(cat "$dir/busy.port")
+dpdk_yaml "metrics: {address: \"127.0.0.1:$port\"}" > "$dir/dpdk-metrics.yaml"
+out=$("$KEELD" --config "$dir/dpdk-metrics.yaml" 2>&1); rc=$?
+kill "$busy" 2>/dev/null
+if [ "$rc" -eq 1 ] && grep -qF "metrics: cannot listen on 127.0.0.1:$port: Address already in use" <<<"$out" &&
+   ! grep -q "EAL" <<<"$out"; then
+  echo "ok: a busy metrics port fails the start before the data plane"
+else
+  echo "FAIL: a busy metrics port: rc $rc"; echo "$out"; fail=1
+fi
 check "bad log level" 2 "keeld: --log-level: must be one of trace|debug|info|warn|error|off, got \"loud\"" \
   --log-level loud --check-config "$dir/good.yaml"
 check "a directory for a file" 1 "$dir: not a regular file" --check-config "$dir"

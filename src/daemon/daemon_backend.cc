@@ -887,6 +887,11 @@ void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target
 }
 
 void DaemonBackend::applyPendingHealth() {
+  // Besides the transitions delivered in the loop's last turn, those the
+  // checker's thread recorded whose callbacks the loop will not run now
+  // (posted meanwhile): every target, as the checker has it; a verdict
+  // that changes nothing is nothing to the registry.
+  for (const auto& [key, target] : targets_) pendingHealth_.push_back(target.id);
   if (pendingHealth_.empty()) return;
   healthFlush_.cancel();
   flushHealth();

@@ -90,9 +90,11 @@ class DaemonBackend : public api::ControlBackend {
   // after a crash checked reals start down.
   void saveAtStop() const;
   // Applies the health transitions still waiting for their flush (the loop
-  // stopped before it ran): keeld calls it once its loop has ended, before
-  // it saves the stop record or leaves the data plane in place, so both hold
-  // every transition the log reported.
+  // stopped before it ran), and those the checker's thread recorded whose
+  // callbacks the loop never ran (every target as the checker has it now):
+  // keeld calls it once its loop has ended, before it saves the stop record
+  // or leaves the data plane in place, so both hold every transition the
+  // checker made (the last ones are not logged as health_changed).
   void applyPendingHealth();
   // Called around every reload (SIGHUP or API): begin, then done with the
   // outcome (keeld tells systemd: RELOADING=1 ... READY=1).

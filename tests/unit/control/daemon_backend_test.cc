@@ -927,6 +927,29 @@ TEST_F(DaemonBackendTest, PendingTransitionsAreAppliedWhenTheLoopEnds) {
   EXPECT_EQ(ringIds().size(), 4u);
 }
 
+// The checks run on the checker's thread: a transition it recorded after the
+// loop's last turn (its callback posted, never run: keeld is stopping) is
+// applied by applyPendingHealth too, from the checker's state.
+TEST_F(DaemonBackendTest, ATransitionTheLoopNeverRanIsAppliedWhenItEnds) {
+  boost::asio::ip::tcp::acceptor listener(io_, {boost::asio::ip::address_v4::loopback(), 0});
+  files_["keel.yaml"] = yaml("      - {address: 127.0.0.1}\n",
+                             "    health: {type: tcp, port: " + std::to_string(listener.local_endpoint().port()) +
+                                 ", interval: 50ms, timeout: 500ms, rise: 1}\n");
+  make();
+  ASSERT_TRUE(dp_.rings[0].empty());
+  // The loop does not run: the check thread records the real up.
+  auto up = [&] {
+    auto all = backend_->checker().snapshot();
+    return all.size() == 1 && all[0].up;
+  };
+  for (int i = 0; i < 200 && !up(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(up());
+  ASSERT_TRUE(dp_.rings[0].empty());
+  backend_->applyPendingHealth();
+  EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("127.0.0.1")});
+  EXPECT_EQ(realOf("127.0.0.1").state(), "up");
+}
+
 // A health transition whose data-plane write fails leaves its service to be
 // rewritten; keeld re-applies the running config at once, so the real that
 // came up is in the ring without waiting for the next change. The checker

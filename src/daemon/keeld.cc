@@ -270,8 +270,8 @@ int run(const std::string& path, bool detachOnExit) {
   // A failed start leaves an adopted data plane attached and forwarding (a
   // state is better than none): as it found it if the start failed before
   // backend.start() programmed this file, with this file's services if it
-  // failed after (the metrics port in use, a control socket taken since the
-  // check before the data plane). A fresh one leaves nothing.
+  // failed after (the control socket or the metrics port taken since the
+  // checks before the data plane). A fresh one leaves nothing.
   auto abandon = [&] { (void)handle->stop(adopted); };
   const std::optional<MacAddress> planeMac = handle->localMac();
   auto node = buildNodeConfig(config, planeMac, &err);

@@ -257,6 +257,7 @@ def test_a_second_keeld_is_refused_and_leaves_the_first_serving(lab, host):
     other = lab.keel_config([dgram])  # would replace web with dgram
     other_socket = copy.deepcopy(other)
     other_socket["control"] = {"socket": "/run/keel/second.sock"}
+    other_socket["metrics"] = {"address": "127.0.0.1:9478"}  # the first keeld's port is refused first
     for name, cfg, why in (("second-same-socket", other, "another process is serving it"),
                            ("second-other-socket", other_socket,
                             f"{host.pin_dir} is locked by another keeld (pid ")):

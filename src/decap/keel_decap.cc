@@ -252,7 +252,21 @@ class CommandLine {
             ""));
     c->add_option("--pin-root", a_.pinRoot, "directory for the pins, on a BPF filesystem")
         ->type_name("DIR")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->check(CLI::Validator(
+            [](std::string& dir) -> std::string {
+              // keeld pins under /sys/fs/bpf/keel/IFACE with the same pin
+              // names (prog, prog_rodata): a detach there would unpin
+              // keeld's program.
+              std::string d = dir;
+              while (d.size() > 1 && d.back() == '/') d.pop_back();
+              const std::string keeld = "/sys/fs/bpf/keel";
+              if (d == keeld || d.rfind(keeld + "/", 0) == 0)
+                return "'" + dir + "' is keeld's pin root (" + keeld +
+                       "/IFACE holds keeld's program under the same pin names): give keel-decap another";
+              return "";
+            },
+            ""));
     return c;
   }
 

@@ -50,6 +50,10 @@ check "--vip without a value" 2 "--vip: 1 required" attach $IF --vip
 check "65 VIP prefixes" 2 "--vip: at most 64 prefixes, got 65" attach $IF "${vips[@]}" --vip 198.51.100.1
 check "--vip is attach's" 2 "not expected: 192.0.2.1 --vip" status $IF --vip 192.0.2.1
 check "--allow-source is attach's" 2 "not expected: 10.0.0.1 --allow-source" detach $IF --allow-source 10.0.0.1
+check "keeld's pin root" 2 "--pin-root: '/sys/fs/bpf/keel/' is keeld's pin root" \
+  detach $IF --pin-root /sys/fs/bpf/keel/
+check "below keeld's pin root" 2 "--pin-root: '/sys/fs/bpf/keel/x' is keeld's pin root" \
+  status $IF --pin-root /sys/fs/bpf/keel/x
 check "bad mode" 2 "--mode: fast not in {native,generic}" attach $IF --mode fast
 check "bad output format" 2 "-o: yaml not in {json}" status $IF -o yaml
 # Good arguments get as far as the interface lookup (nothing before it

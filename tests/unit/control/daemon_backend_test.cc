@@ -345,9 +345,19 @@ TEST_F(DaemonBackendTest, DrainKeepsGenerationAndUndrainRestoresWeight) {
   EXPECT_EQ(r.state(), "draining");
   EXPECT_EQ(r.weight, 100u);  // the weight it returns with
   ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());  // repeat: fine
-  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, false, ""}).isOk());
+  api::Result undrained = backend_->setRealDrain({{"web", ip("10.0.1.1")}, false, ""});
+  ASSERT_TRUE(undrained.isOk());
+  EXPECT_FALSE(undrained.result().contains("warnings")) << undrained.result().dump();
   EXPECT_EQ(ringIds(), (std::set<uint32_t>{a, idOf("10.0.1.2")}));
   EXPECT_EQ(realOf("10.0.1.1").state(), "up");
+  // Undrain of a real that is not drained: nothing changes, and the answer
+  // says so (keelctl prints it as a warning), with no real_undrained log.
+  test::LogCapture log;
+  api::Result again = backend_->setRealDrain({{"web", ip("10.0.1.2")}, false, ""});
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(again.result().value("warnings", nlohmann::json()), nlohmann::json::array({"real 10.0.1.2 of service web was not drained: nothing changed"}));
+  EXPECT_TRUE(log.take("real_undrained").empty());
+  EXPECT_EQ(ringIds(), (std::set<uint32_t>{a, idOf("10.0.1.2")}));
 }
 
 // A drain records when it began (whole seconds) and the operator's reason;

@@ -26,7 +26,6 @@
 // Exit codes: 0 clean stop / valid config, 1 invalid config or runtime
 // failure, 2 usage error or a data plane this build does not have.
 #include <algorithm>
-#include <grp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -94,17 +93,10 @@ ConfigOptions hostConfigOptions() {
   };
   o.interfaceAddresses = interfaceAddresses;
   o.groupExists = [](const std::string& name) {
-    // A large group (LDAP) needs a larger buffer; a lookup that fails for
-    // another reason says nothing of the group: not refused for it (the
-    // socket's start says what it finds).
-    for (size_t size = 16384; size <= (16u << 20); size *= 4) {
-      std::vector<char> buf(size);
-      group g{}, *found = nullptr;
-      const int rc = getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found);
-      if (rc == ERANGE) continue;
-      return rc != 0 || found != nullptr;
-    }
-    return true;
+    // A lookup that failed says nothing of the group: not refused for it
+    // (the socket's start says what it finds).
+    bool failed = false;
+    return api::groupId(name, &failed).has_value() || failed;
   };
   return o;
 }

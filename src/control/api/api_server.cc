@@ -228,6 +228,21 @@ bool socketIsLive(const std::string& path) {
   return live;
 }
 
+std::optional<gid_t> groupId(const std::string& name, bool* lookupFailed) {
+  if (lookupFailed) *lookupFailed = false;
+  for (size_t size = 16384; size <= (16u << 20); size *= 4) {
+    std::vector<char> buf(size);
+    group g{}, *found = nullptr;
+    const int rc = getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found);
+    if (rc == ERANGE) continue;
+    if (rc != 0 && lookupFailed) *lookupFailed = true;
+    if (rc != 0 || !found) return std::nullopt;
+    return found->gr_gid;
+  }
+  if (lookupFailed) *lookupFailed = true;
+  return std::nullopt;
+}
+
 ApiServer::ApiServer(asio::io_context& io, ControlBackend& backend, ApiServerOptions options)
     : state_(std::make_shared<State>(io, backend, std::move(options))) {}
 
@@ -247,11 +262,9 @@ Status ApiServer::start() {
 
   gid_t gid = static_cast<gid_t>(-1);
   if (!st.options.group.empty()) {
-    std::vector<char> buf(16384);
-    group g{}, *res = nullptr;
-    if (getgrnam_r(st.options.group.c_str(), &g, buf.data(), buf.size(), &res) != 0 || !res)
-      return Status::error(where + "group " + st.options.group + " does not exist");
-    gid = res->gr_gid;
+    const std::optional<gid_t> id = groupId(st.options.group);
+    if (!id) return Status::error(where + "group " + st.options.group + " does not exist");
+    gid = *id;
   }
 
   // The directory (/run/keel) may not exist yet on a fresh boot.

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
@@ -45,6 +46,11 @@ struct ApiServerOptions {
 // asks before it touches the data plane: a second keeld must not get that
 // far; start() asks again before it replaces a stale socket file).
 bool socketIsLive(const std::string& path);
+
+// The gid of group `name` (getgrnam_r, its buffer grown for a large group);
+// nullopt if the host has no such group. *lookupFailed (if given) is set when
+// the lookup itself failed (NSS, LDAP): then nullopt says nothing of the group.
+std::optional<gid_t> groupId(const std::string& name, bool* lookupFailed = nullptr);
 
 class ApiServer {
  public:

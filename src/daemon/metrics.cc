@@ -563,9 +563,13 @@ MetricsServer::MetricsServer(boost::asio::io_context& io, LoopCollector::Source 
 
 MetricsServer::~MetricsServer() { stop(); }
 
-Status MetricsServer::probe(const IpAddress& address, uint16_t port) {
-  asio::io_context io;
-  tcp::acceptor acceptor(io);
+namespace {
+
+// The steps of acceptor's convenience constructor, one by one, so a failure
+// names its reason instead of throwing (start() and probe()). An IPv6
+// wildcard takes IPv4 too unless net.ipv6.bindv6only is set (the kernel's
+// default).
+Status listenOn(tcp::acceptor& acceptor, const IpAddress& address, uint16_t port) {
   const tcp::endpoint endpoint(toAsio(address), port);
   error_code ec;
   acceptor.open(endpoint.protocol(), ec);
@@ -576,20 +580,19 @@ Status MetricsServer::probe(const IpAddress& address, uint16_t port) {
   return Status::ok();
 }
 
+}  // namespace
+
+Status MetricsServer::probe(const IpAddress& address, uint16_t port) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io);
+  return listenOn(acceptor, address, port);
+}
+
 Status MetricsServer::start(const IpAddress& address, uint16_t port) {
   const std::string where = address.withPort(port);
   if (state_) return Status::error("metrics: cannot listen on " + where + ": already listening");
   auto state = std::make_unique<State>(collector_);
-  const tcp::endpoint endpoint(toAsio(address), port);
-  error_code ec;
-  // The steps of acceptor's convenience constructor, one by one, so a
-  // failure names its reason instead of throwing. An IPv6 wildcard takes
-  // IPv4 too unless net.ipv6.bindv6only is set (the kernel's default).
-  state->acceptor.open(endpoint.protocol(), ec);
-  if (!ec) state->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) state->acceptor.bind(endpoint, ec);
-  if (!ec) state->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status::error("metrics: cannot listen on " + where + ": " + ec.message());
+  if (Status s = listenOn(state->acceptor, address, port); !s) return s;
   port_ = state->acceptor.local_endpoint().port();
   state->accept();
   state_ = std::move(state);

@@ -860,8 +860,7 @@ std::optional<Status> DaemonBackend::restoreRunning() {
   return s;
 }
 
-void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target, bool up,
-                                   const std::string& reason) {
+void DaemonBackend::logHealthChange(const HealthTarget& target, bool up, const std::string& reason) const {
   auto log = LogRecord("health_changed")
                  .add("service", target.service)
                  .add("real", target.address.toString())
@@ -876,8 +875,13 @@ void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target
     logInfo(log);
   else
     logWarn(log);
+}
+
+void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target, bool up,
+                                   const std::string& reason) {
+  logHealthChange(target, up, reason);
   const bool armed = !pendingHealth_.empty();  // the flush of this turn is on its way
-  pendingHealth_.push_back(id);
+  pendingHealth_[id] = up;
   if (armed) return;
   healthFlush_.expires_after(std::chrono::steady_clock::duration::zero());
   healthFlush_.async_wait([this](const boost::system::error_code& ec) {
@@ -890,22 +894,35 @@ void DaemonBackend::applyPendingHealth() {
   // Besides the transitions delivered in the loop's last turn, those the
   // checker's thread recorded whose callbacks the loop will not run now
   // (posted meanwhile): every target, as the checker has it; a verdict
-  // that changes nothing is nothing to the registry.
-  for (const auto& [key, target] : targets_) pendingHealth_.push_back(target.id);
+  // that changes nothing is nothing to the registry. Those callbacks never
+  // logged their transition: it is logged here, as onHealthChange would
+  // have, where the checker's verdict differs from the last one logged
+  // (a pending one's), or else from the registry's.
+  for (const auto& [key, target] : targets_) {
+    const std::optional<HealthStatus> st = checker_.status(target.id);
+    if (!st) continue;
+    std::optional<bool> logged;
+    if (auto it = pendingHealth_.find(target.id); it != pendingHealth_.end()) {
+      logged = it->second;
+    } else if (const std::optional<ServiceView> svc = registry_.service(st->target.service)) {
+      for (const RealView& r : svc->reals)
+        if (r.address == st->target.address) logged = r.healthy;
+    }
+    if (logged && *logged != st->up) logHealthChange(st->target, st->up, st->changeReason);
+    pendingHealth_[target.id] = st->up;
+  }
   if (pendingHealth_.empty()) return;
   healthFlush_.cancel();
   flushHealth();
 }
 
 void DaemonBackend::flushHealth() {
-  std::vector<HealthTargetId> ids;
+  std::map<HealthTargetId, bool> ids;
   ids.swap(pendingHealth_);
   // What the checker says now: a target removed since (a reload) is
   // skipped, and one that changed twice is given once, as it is now.
   std::vector<Registry::HealthVerdict> verdicts;
-  std::set<HealthTargetId> seen;
-  for (HealthTargetId id : ids) {
-    if (!seen.insert(id).second) continue;
+  for (const auto& [id, logged] : ids) {
     if (std::optional<HealthStatus> st = checker_.status(id))
       verdicts.push_back({st->target.service, st->target.address, st->up});
   }

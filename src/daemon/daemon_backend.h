@@ -94,7 +94,8 @@ class DaemonBackend : public api::ControlBackend {
   // callbacks the loop never ran (every target as the checker has it now):
   // keeld calls it once its loop has ended, before it saves the stop record
   // or leaves the data plane in place, so both hold every transition the
-  // checker made (the last ones are not logged as health_changed).
+  // checker made. The transitions whose callbacks never ran are logged
+  // here as health_changed, so the log holds every one too.
   void applyPendingHealth();
   // Called around every reload (SIGHUP or API): begin, then done with the
   // outcome (keeld tells systemd: RELOADING=1 ... READY=1).
@@ -260,6 +261,9 @@ class DaemonBackend : public api::ControlBackend {
   // A checker transition: logged at once, handed to the registry with the
   // others of the same loop turn (flushHealth).
   void onHealthChange(HealthTargetId id, const HealthTarget& target, bool up, const std::string& reason);
+  // The health_changed record of a transition (and what becomes of the
+  // real's established flows when it goes down).
+  void logHealthChange(const HealthTarget& target, bool up, const std::string& reason) const;
   // The transitions since the last flush, as the checker holds them now, in
   // one Registry::setRealsHealth: each service's ring is rebuilt once for
   // all of them, and the DPDK plane publishes one snapshot. Runs when the
@@ -309,9 +313,10 @@ class DaemonBackend : public api::ControlBackend {
   };
   std::optional<StartFrom> startFrom_;
   HealthChecker checker_;
-  // Transitions for flushHealth, in order; not empty exactly while
+  // The targets whose transitions wait for flushHealth, each with the
+  // state its health_changed record last logged; not empty exactly while
   // healthFlush_ is armed.
-  std::vector<HealthTargetId> pendingHealth_;
+  std::map<HealthTargetId, bool> pendingHealth_;
   boost::asio::steady_timer healthFlush_{io_};
   // The one thread conn.list walks the connection table on, so that keeld's
   // loop goes on serving health checks, scrapes and requests: a full XDP

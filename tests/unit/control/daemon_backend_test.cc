@@ -933,6 +933,7 @@ TEST_F(DaemonBackendTest, PendingTransitionsAreAppliedWhenTheLoopEnds) {
   ASSERT_TRUE(dp_.rings[0].empty()) << "the flush ran in the loop already";
   backend_->applyPendingHealth();
   EXPECT_EQ(ringIds(), (std::set<uint32_t>{idOf("10.0.1.1"), idOf("10.0.1.2"), idOf("10.0.1.3"), idOf("10.0.1.4")}));
+  EXPECT_TRUE(log.take("health_changed").empty()) << "transitions logged by their callbacks, logged again";
   io_.poll();  // the cancelled flush does nothing more
   EXPECT_EQ(ringIds().size(), 4u);
 }
@@ -955,9 +956,14 @@ TEST_F(DaemonBackendTest, ATransitionTheLoopNeverRanIsAppliedWhenItEnds) {
   for (int i = 0; i < 200 && !up(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(up());
   ASSERT_TRUE(dp_.rings[0].empty());
+  test::LogCapture log;
   backend_->applyPendingHealth();
   EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("127.0.0.1")});
   EXPECT_EQ(realOf("127.0.0.1").state(), "up");
+  // Its callback never ran, so nothing logged it: applyPendingHealth does, once.
+  const auto changed = log.take("health_changed");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_NE(changed[0].find("real=127.0.0.1 state=up"), std::string::npos) << changed[0];
 }
 
 // A health transition whose data-plane write fails leaves its service to be

@@ -113,16 +113,12 @@ class Parser {
   std::vector<std::string> takeFileWarnings() { return std::move(fileWarnings_); }
 
   void error(const YAML::Node& at, const std::string& path, const std::string& what) {
-    std::string loc = source_;
-    if (at.IsDefined() && !at.Mark().is_null()) loc += ":" + std::to_string(at.Mark().line + 1);
-    errors_.push_back(loc + ": " + (path.empty() ? "" : path + ": ") + what);
+    errors_.push_back(locate(source_, at) + ": " + (path.empty() ? "" : path + ": ") + what);
   }
   // host: about this host's state (a neighbour-table lookup), not the
   // file's text (ConfigResult::fileWarnings).
   void warning(const YAML::Node& at, const std::string& path, const std::string& what, bool host = false) {
-    std::string loc = source_;
-    if (at.IsDefined() && !at.Mark().is_null()) loc += ":" + std::to_string(at.Mark().line + 1);
-    warnings_.push_back(loc + ": " + path + ": " + what);
+    warnings_.push_back(locate(source_, at) + ": " + path + ": " + what);
     if (!host) fileWarnings_.push_back(warnings_.back());
   }
   void errorAtLine(int line, const std::string& path, const std::string& what) {
@@ -926,9 +922,7 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
     // a stray `---` would silently drop whatever follows it.
     std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yamlText));
     if (docs.size() > 1) {
-      std::string loc(sourceName);
-      if (!docs[1].Mark().is_null()) loc += ":" + std::to_string(docs[1].Mark().line + 1);
-      result.errors.push_back(loc + ": a second YAML document (after ---); keel.yaml is one document");
+      result.errors.push_back(locate(sourceName, docs[1]) + ": a second YAML document (after ---); keel.yaml is one document");
       return result;
     }
     if (!docs.empty()) root = docs.front();
@@ -1076,10 +1070,7 @@ std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHea
     return spec;
   }
   if (Status st = serviceHealthTarget(*spec, vip, port); !st) {
-    std::string loc(source);
-    if (serviceHealth.IsDefined() && !serviceHealth.Mark().is_null())
-      loc += ":" + std::to_string(serviceHealth.Mark().line + 1);
-    errors.push_back(loc + ": " + servicePath + ".health: " + st.message());
+    errors.push_back(locate(source, serviceHealth) + ": " + servicePath + ".health: " + st.message());
     return std::nullopt;
   }
   return spec;

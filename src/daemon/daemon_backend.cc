@@ -151,9 +151,28 @@ HealthTarget targetOf(const ServiceConfig& svc, const RealConfig& r) {
 
 // JSON is YAML: a request's `health` object goes through the same builder
 // as keel.yaml, so runtime and file checks accept exactly the same keys.
+// Built node by node, not parsed from the JSON's text, so its nodes have no
+// line (a request is one line of JSON): messages name the key path only.
 YAML::Node jsonToYaml(const nlohmann::json& j) {
-  if (j.is_null()) return YAML::Node();
-  return YAML::Load(j.dump());
+  switch (j.type()) {
+    case nlohmann::json::value_t::null:
+    case nlohmann::json::value_t::discarded:
+      return YAML::Node();
+    case nlohmann::json::value_t::object: {
+      YAML::Node map(YAML::NodeType::Map);
+      for (const auto& [k, v] : j.items()) map[k] = jsonToYaml(v);
+      return map;
+    }
+    case nlohmann::json::value_t::array: {
+      YAML::Node seq(YAML::NodeType::Sequence);
+      for (const auto& v : j) seq.push_back(jsonToYaml(v));
+      return seq;
+    }
+    case nlohmann::json::value_t::string:
+      return YAML::Node(j.get<std::string>());
+    default:  // numbers and booleans: their JSON text, as YAML reads it
+      return YAML::Node(j.dump());
+  }
 }
 
 Result configErrors(std::vector<std::string> errors) {

@@ -7,12 +7,17 @@
 
 namespace keel {
 
+std::string locate(std::string_view source, const YAML::Node& node) {
+  std::string loc(source);
+  // yaml-cpp marks are 0-based; config messages use 1-based lines.
+  if (node.IsDefined() && !node.Mark().is_null()) loc += ":" + std::to_string(node.Mark().line + 1);
+  return loc;
+}
+
 namespace {
 
 std::string at(std::string_view source, const YAML::Node& n, std::string_view keyPath, std::string_view key) {
-  // yaml-cpp marks are 0-based; config messages use 1-based lines.
-  return std::string(source) + ":" + std::to_string(n.Mark().line + 1) + ": " + std::string(keyPath) + "." +
-         std::string(key) + ": ";
+  return locate(source, n) + ": " + std::string(keyPath) + "." + std::string(key) + ": ";
 }
 
 std::optional<uint64_t> parseUnsigned(std::string_view s) {
@@ -37,8 +42,7 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
                               std::vector<std::string>& errors) {
   if (!node || node.IsNull()) return;
   if (!node.IsMap()) {
-    errors.push_back(std::string(source) + ":" + std::to_string(node.Mark().line + 1) + ": " +
-                     std::string(keyPath) + ": must be a mapping (type, port, path, ...)");
+    errors.push_back(locate(source, node) + ": " + std::string(keyPath) + ": must be a mapping (type, port, path, ...)");
     return;
   }
   // `type` first, whatever its place in the mapping: changing it drops the

@@ -62,10 +62,14 @@
 
 namespace keel {
 
+// Where a node is, for a message: "SOURCE:LINE" (1-based), or "SOURCE" for
+// a node with no place in a text (one built from an API request's JSON).
+std::string locate(std::string_view source, const YAML::Node& node);
+
 class HealthSpecBuilder {
  public:
   // Overlays a `health:` mapping (null/undefined: no change). Each problem
-  // appends "SOURCE:LINE: KEYPATH.key: what is wrong" to `errors`.
+  // appends "SOURCE:LINE: KEYPATH.key: what is wrong" to `errors` (locate()).
   void apply(const YAML::Node& node, std::string_view source, std::string_view keyPath,
              std::vector<std::string>& errors);
   // The resolved spec: every key's mistake was reported by the apply() of

@@ -739,15 +739,15 @@ TEST_F(DaemonBackendTest, RuntimeHealthKeysMustFitTheCheckType) {
   ASSERT_EQ(r["ok"], false) << r.dump();
   EXPECT_EQ(r["error"]["code"], api::code::kInvalidConfig);
   EXPECT_EQ(r["error"]["details"]["errors"],
-            nlohmann::json({"request:1: params.health.path: only http checks use path (this check is tcp)",
-                            "request:1: params.reals[1].health.payload: only udp checks use payload (this check is tcp)"}))
+            nlohmann::json({"request: params.health.path: only http checks use path (this check is tcp)",
+                            "request: params.reals[1].health.payload: only udp checks use payload (this check is tcp)"}))
       << r.dump();
   EXPECT_FALSE(backend_->findService("new"));
 
   r = call(R"({"id":2,"method":"real.add","params":{"service":"web","address":"10.0.1.9",)"
            R"("health":{"type":"udp","expect":"PONG","host":"h.example"}}})");
   ASSERT_EQ(r["ok"], false) << r.dump();
-  EXPECT_EQ(r["error"]["message"], "request:1: params.health.host: only http checks use host (this check is udp)");
+  EXPECT_EQ(r["error"]["message"], "request: params.health.host: only http checks use host (this check is udp)");
   EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
   EXPECT_TRUE(dp_.calls.empty());
 

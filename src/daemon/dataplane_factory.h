@@ -50,7 +50,8 @@ class DaemonDataplane {
   virtual std::string where() const = 0;
 };
 
-// False for a kind this keeld was built without (keeld exits 2 then).
+// False for a kind this keeld was built without (a host check: keeld
+// refuses the file, exit 1).
 bool dataplaneBuiltIn(DataplaneKind kind);
 
 // Returns null and sets *error ("dataplane...: what is wrong") on failure;

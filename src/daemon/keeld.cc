@@ -23,8 +23,9 @@
 // to the loop). Threads keeld starts after the data plane inherit the main
 // thread's CPU affinity: under DPDK the main lcore, never a worker's.
 //
-// Exit codes: 0 clean stop / valid config, 1 invalid config or runtime
-// failure, 2 usage error or a data plane this build does not have.
+// Exit codes: 0 clean stop / valid config, 1 invalid config (a
+// dataplane.kind this build does not have included) or runtime failure,
+// 2 usage error.
 #include <algorithm>
 #include <net/if.h>
 #include <sched.h>
@@ -180,8 +181,10 @@ Status preApply(const Config& started, const Config& next, Dataplane& dp,
       logWarn(LogRecord("reload_restart_needed")
                   .add("detail",
                        "dataplane.kind, dataplane.xdp_mode and limits: changes need a fresh data plane: the next "
-                       "keeld refuses to adopt the pinned one with them. Kept the running ones; to apply, "
-                       "keelctl daemon stop, then start keeld (every established flow is picked again)"));
+                       "keeld refuses to adopt the pinned one with a new xdp_mode or limits, and with kind dpdk "
+                       "it leaves the XDP program attached and forwarding with no keeld. Kept the running ones; "
+                       "to apply, keelctl daemon stop (detaches it), then start keeld (every established flow "
+                       "is picked again)"));
     if (moved)
       logWarn(LogRecord("reload_restart_needed")
                   .add("detail", "dataplane.interface: the running data plane stays on " +

@@ -280,7 +280,8 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
     // The adopted data plane says which reals are up (VALID).
     if (Status s = registry_.adopt(*adopted, compose(config, kept)); !s) return s;
   } else if (stop) {
-    startFrom_ = StartFrom{std::move(stop->up), std::chrono::system_clock::now() - stop->at, std::move(stop->kept)};
+    startFrom_ = StartFrom{std::move(stop->up), startedAt_.value_or(std::chrono::system_clock::now()) - stop->at,
+                           std::move(stop->kept)};
   }
   Result r = commit(config, kept);
   if (!r.isOk() && !kept.empty()) {

@@ -77,7 +77,7 @@ class DaemonBackend : public api::ControlBackend {
   // an l2dsr real the neighbour table no longer holds keeps the MAC the
   // adopted plane forwards to (keepAdoptedMacs). Without it, a checked real starts up if the state file's stop record
   // (saveAtStop) has it up and was written at most its check's
-  // fall x interval ago: a dead real is then taken out no later than a
+  // fall x interval before keeld started (setStartedAt): a dead real is then taken out no later than a
   // keeld that had kept running would have (plus the restart), and the ring
   // is the one the previous keeld ran (Maglev: the same set of reals). A
   // checked real the record has kept down (established_on_down: keep)
@@ -144,6 +144,10 @@ class DaemonBackend : public api::ControlBackend {
   // host checks its own file gets (interfaces, neighbour table). Default:
   // none.
   void setCheckOptions(ConfigOptions options) { checkOptions_ = std::move(options); }
+  // When keeld's process started: start() measures the stop record's age
+  // to it (unset: to start() itself), so a start-up's own seconds (DPDK's
+  // EAL and tables) do not count against fall x interval.
+  void setStartedAt(std::chrono::system_clock::time_point at) { startedAt_ = at; }
 
   // ControlBackend
   std::vector<api::ServiceSnapshot> listServices() override;
@@ -312,6 +316,7 @@ class DaemonBackend : public api::ControlBackend {
     std::set<RealKey> kept;
   };
   std::optional<StartFrom> startFrom_;
+  std::optional<std::chrono::system_clock::time_point> startedAt_;
   HealthChecker checker_;
   // The targets whose transitions wait for flushHealth, each with the
   // state its health_changed record last logged; not empty exactly while

@@ -217,6 +217,9 @@ Status preApply(const Config& started, const Config& next, Dataplane& dp,
 enum class ExitAction { kLeave, kRemove };
 
 int run(const std::string& path, bool detachOnExit) {
+  // A stop record is measured against this, not the end of the start-up:
+  // EAL, pools and connection tables take seconds that are keeld's own.
+  const auto startedAt = std::chrono::system_clock::now();
   auto loaded = loadOrReport(path);
   if (!loaded) return 1;
   Config config = std::move(*loaded);  // its kind is built in (hostConfigOptions)
@@ -311,6 +314,7 @@ int run(const std::string& path, bool detachOnExit) {
     return resolveNeighbours(reals, iface, /*waitMs=*/0);
   });
   backend.setCheckOptions(hostConfigOptions());
+  backend.setStartedAt(startedAt);
   // The runtime overlay (keelctl changes), per interface like the pins.
   const std::string stateKey =
       config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface : "dpdk";
@@ -392,10 +396,9 @@ int run(const std::string& path, bool detachOnExit) {
   apiServer.reset();
   backend.stopConnScans();  // a conn.list walk reads the data plane, which stops below
   backend.applyPendingHealth();  // a transition of the loop's last turn
-  // Which checked reals are up now, for a next keeld that cannot adopt
-  // this one's data plane (DPDK; DaemonBackend::start).
-  if (exitAction != ExitAction::kRemove) backend.saveAtStop();
   if (exitAction == ExitAction::kLeave && handle->canDetach()) {
+    // The stop record (below), for a next keeld that does not adopt.
+    backend.saveAtStop();
     // XDP: netlink attachments outlive the process and the pins keep the
     // maps: traffic keeps flowing with the last state, and the next keeld
     // adopts it. (DPDK cannot: its workers are keeld's threads.)
@@ -412,7 +415,13 @@ int run(const std::string& path, bool detachOnExit) {
     std::error_code ec;
     std::filesystem::remove(statePath, ec);
   }
-  if (Status st = handle->stop(exitAction == ExitAction::kLeave); !st) {
+  const Status st = handle->stop(exitAction == ExitAction::kLeave);
+  // Which checked reals are up now, for a next keeld that cannot adopt this
+  // one's data plane (DPDK; DaemonBackend::start). Stamped once the workers
+  // have stopped and the connection tables are saved: the next keeld
+  // measures from here to its own start the time no keeld ran.
+  if (exitAction == ExitAction::kLeave) backend.saveAtStop();
+  if (!st) {
     logError(LogRecord("shutdown_failed").add("error", st.message()));
     return 1;
   }

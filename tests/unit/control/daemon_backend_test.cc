@@ -99,6 +99,7 @@ class DaemonBackendTest : public ::testing::Test {
         },
         [this](bool d) { stopped_ = d ? 2 : 1; });
     if (!statePath_.empty()) backend->setStatePath(statePath_);
+    if (startedAt_) backend->setStartedAt(*startedAt_);
     backend->setMacResolver(resolver());
     ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml", options());
     EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
@@ -206,6 +207,7 @@ class DaemonBackendTest : public ::testing::Test {
   // tunnel_source_v6 of the config it was given ("none" without one).
   std::vector<std::string> preApplied_;
   std::string statePath_;
+  std::optional<std::chrono::system_clock::time_point> startedAt_;  // setStartedAt, if set
   std::map<std::string, std::string> neighbours_;
   std::vector<std::string> resolved_;
   int resolverCalls_ = 0;
@@ -1717,6 +1719,17 @@ TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
     auto k = restart();
     EXPECT_EQ(states(*k), States("down", "down"));
   }
+  // The age runs to keeld's own start (setStartedAt), not to the end of its
+  // start-up (DPDK's EAL and tables take seconds): the same record, of a
+  // keeld started 29 s after that stop, is fresh.
+  writeState(doc.dump());
+  startedAt_ = std::chrono::system_clock::time_point(
+      std::chrono::milliseconds(doc["stopped"]["at_ms"].get<int64_t>() + 29000));
+  {
+    auto k = restart();
+    EXPECT_EQ(states(*k), States("up", "down"));
+  }
+  startedAt_.reset();
 
   // Adopted: the data plane's state wins over the record (.2 down there).
   ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));

@@ -134,6 +134,15 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
                          " workers need as many queues, the device has rx " +
                          std::to_string(info.max_rx_queues) + " tx " +
                          std::to_string(info.max_tx_queues));
+  // net_af_packet opens all its qpairs= sockets at probe time, in one fanout
+  // group: the kernel spreads flows over every one of them, configured or
+  // not, and those of a socket no worker reads are lost without a counter.
+  if (info.driver_name && std::strcmp(info.driver_name, "net_af_packet") == 0 && info.max_rx_queues > queues)
+    return Status::error(std::string(what) + ": net_af_packet opened " + std::to_string(info.max_rx_queues) +
+                         " queue pairs (qpairs=) for " + std::to_string(queues) +
+                         " workers: the kernel spreads flows over all of them and the flows of the " +
+                         std::to_string(info.max_rx_queues - queues) +
+                         " no worker reads would be lost; give qpairs=" + std::to_string(queues));
   rte_eth_conf conf{};
   if (mtu != 0) {
     const uint32_t maxMtu = deviceMaxMtu(info);

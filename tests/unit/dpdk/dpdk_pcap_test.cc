@@ -589,6 +589,22 @@ TEST_F(DpdkPcapTest, AnExceptionInterfaceNameAlreadyTakenIsAClearError) {
                  "(and removes it when it stops): name one no other interface has");
 }
 
+// net_af_packet spreads flows over every qpairs= socket (one fanout group,
+// opened at probe): more of them than workers would lose the flows of the
+// sockets no worker reads, so the start is refused, naming the fix; as many
+// starts. (lo carries no traffic of the test's.)
+TEST_F(DpdkPcapTest, AnAfPacketPortWithMoreQueuePairsThanWorkersIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for packet sockets";
+  DpdkOptions o = pcapOptions("net_af_packet_keelq" + kPid + ",iface=lo,qpairs=2");
+  std::string err;
+  EXPECT_EQ(createDpdkDataplane(o, &err), nullptr);
+  EXPECT_EQ(err, "dpdk.port: net_af_packet opened 2 queue pairs (qpairs=) for 1 workers: the kernel spreads "
+                 "flows over all of them and the flows of the 1 no worker reads would be lost; give qpairs=1");
+  o.port = "net_af_packet_keelr" + kPid + ",iface=lo,qpairs=1";
+  auto dp = createDpdkDataplane(o, &err);
+  EXPECT_NE(dp, nullptr) << err;
+}
+
 // A PCI port given in its short form finds the device EAL probed under the
 // full name (before, the lookup missed and probing it again said "File exists").
 TEST(PortDeviceName, IsTheNameEalGivesTheDevice) {

@@ -499,11 +499,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   }
 
   std::string kind() const override { return "dpdk"; }
-  DataplaneLimits limits() const override {
-    DataplaneLimits l = opts_.limits;
-    l.maxBackends = store_->maxBackends();
-    return l;
-  }
+  // What the config says: the store rounds its backend slots up to whole
+  // chunks, but ids past limits.max_reals are refused as on XDP, so a
+  // config that runs here runs there too.
+  DataplaneLimits limits() const override { return opts_.limits; }
   uint16_t portId() const override { return port_; }
   std::array<uint8_t, 6> portMac() const override { return portMac_; }
   uint64_t exceptionEgressPackets() const override {

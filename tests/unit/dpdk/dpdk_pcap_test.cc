@@ -589,6 +589,21 @@ TEST_F(DpdkPcapTest, AnExceptionInterfaceNameAlreadyTakenIsAClearError) {
                  "(and removes it when it stops): name one no other interface has");
 }
 
+// limits.max_reals is the limit the registry enforces, as on XDP: not the
+// store's slot count, which is rounded up to whole chunks (1024), so a
+// config that runs on DPDK runs on XDP too.
+TEST_F(DpdkPcapTest, LimitsAreTheConfiguredOnesNotTheRoundedSlots) {
+  const std::string rx = kDir + "/limits_rx.pcap";
+  writePcap(rx, inputFrames());
+  DpdkOptions o = pcapOptions("net_pcap_keell" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + kDir + "/limits_tx.pcap");
+  o.limits.maxBackends = 8;
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  ASSERT_NE(dp, nullptr) << err;
+  EXPECT_EQ(dp->limits().maxBackends, 8u);
+  EXPECT_EQ(dp->limits().maxServices, 16u);
+}
+
 // net_af_packet spreads flows over every qpairs= socket (one fanout group,
 // opened at probe): more of them than workers would lose the flows of the
 // sockets no worker reads, so the start is refused, naming the fix; as many

@@ -425,6 +425,18 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
               "\"net_af_packet0,iface=eth1\" (no spaces), got " + describe(*k));
       else
         d.port = *s;
+      // A vdev on a kernel interface (net_af_packet, net_af_xdp, ...):
+      // that interface must exist (a host check), or the driver's probe
+      // fails at start with an errno that does not say why.
+      if (!d.port.empty() && options_.interfaceExists && d.port.rfind("net_", 0) == 0) {
+        const size_t at = d.port.find(",iface=");
+        if (at != std::string::npos) {
+          const size_t from = at + 7;
+          const std::string iface = d.port.substr(from, d.port.find(',', from) - from);
+          if (!iface.empty() && !options_.interfaceExists(iface))
+            error(*k, path + ".port", "iface=" + iface + ": no such interface on this host");
+        }
+      }
     }
   }
   std::vector<YAML::Node> workerNodes;  // of d.workers, for checkDpdkLcores

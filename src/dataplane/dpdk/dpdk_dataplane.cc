@@ -81,8 +81,11 @@ Status attachPort(const std::string& devargs, const char* what, uint16_t* port, 
   if (rte_eth_dev_get_port_by_name(name.c_str(), port) == 0) return Status::ok();
   int rc = rte_dev_probe(devargs.c_str());
   if (rc < 0)
-    return Status::error(std::string(what) + ": cannot probe \"" + devargs + "\": " +
-                         rte_strerror(-rc));
+    // Drivers return what they like (af_packet: -1 for any devargs it
+    // refuses), so the errno is no reason; EAL's own lines say it.
+    return Status::error(std::string(what) + ": cannot probe \"" + devargs +
+                         "\": its driver refused it (EAL's messages before this one say why; rte_dev_probe: " +
+                         rte_strerror(-rc) + ")");
   *probed = true;
   if (rte_eth_dev_get_port_by_name(name.c_str(), port) != 0)
     return Status::error(std::string(what) + ": \"" + devargs + "\" probed but no port named \"" +

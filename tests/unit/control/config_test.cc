@@ -321,6 +321,27 @@ TEST(Config, DpdkDefaultsAndKernelInterface) {
   EXPECT_EQ(dp.dpdk.mtu, 0u) << "the driver's";
 }
 
+// A vdev on a kernel interface names one that must exist (a host check):
+// the driver's own probe fails at start with an errno that says nothing.
+TEST(Config, DpdkVdevInterfaceMustExist) {
+  ConfigOptions o;
+  o.interfaceExists = [](const std::string& n) { return n == "eth1"; };
+  auto parse = [&](const std::string& port) {
+    return parseConfig("dataplane: {kind: dpdk, interface: eth1, dpdk: {port: \"" + port + "\", workers: [1]}}\n",
+                       "k.yaml", o);
+  };
+  ConfigResult r = parse("net_af_packet0,iface=eth9,qpairs=1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors, std::vector<std::string>{"k.yaml:1: dataplane.dpdk.port: iface=eth9: no such interface on this host"});
+  r = parse("net_af_xdp0,iface=eth9");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(joinErrors(r.errors).find("iface=eth9: no such interface"), std::string::npos);
+  EXPECT_TRUE(parse("net_af_xdp0,iface=eth1,start_queue=0").ok());
+  EXPECT_TRUE(parse("0000:03:00.0").ok()) << "a PCI port has no kernel interface to look for";
+  o.interfaceExists = nullptr;  // --no-host-checks
+  EXPECT_TRUE(parse("net_af_packet0,iface=eth9").ok());
+}
+
 // The lcores EAL arguments start, read as EAL 22.11 reads them (each case
 // below was checked against Debian's 22.11.11 with dpdk-test): what EAL
 // refuses is an error, what keel cannot read a warning, never an error.

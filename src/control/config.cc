@@ -3,6 +3,7 @@
 
 #include "common/duration.h"
 #include "control/eal_lcores.h"
+#include "common/devargs.h"
 #include "control/health/health_yaml.h"
 #include "keel/maglev_lookup.h"
 
@@ -428,15 +429,9 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
       // A vdev on a kernel interface (net_af_packet, net_af_xdp, ...):
       // that interface must exist (a host check), or the driver's probe
       // fails at start with an errno that does not say why.
-      if (!d.port.empty() && options_.interfaceExists && d.port.rfind("net_", 0) == 0) {
-        const size_t at = d.port.find(",iface=");
-        if (at != std::string::npos) {
-          const size_t from = at + 7;
-          const std::string iface = d.port.substr(from, d.port.find(',', from) - from);
-          if (!iface.empty() && !options_.interfaceExists(iface))
-            error(*k, path + ".port", "iface=" + iface + ": no such interface on this host");
-        }
-      }
+      if (const std::string iface = vdevInterface(d.port);
+          !iface.empty() && options_.interfaceExists && !options_.interfaceExists(iface))
+        error(*k, path + ".port", "iface=" + iface + ": no such interface on this host");
     }
   }
   std::vector<YAML::Node> workerNodes;  // of d.workers, for checkDpdkLcores

@@ -13,6 +13,9 @@
 #include <rte_pci.h>
 #include <rte_rcu_qsbr.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/prctl.h>
 
 #include <algorithm>
@@ -22,6 +25,7 @@
 #include <utility>
 
 #include "common/address.h"
+#include "common/devargs.h"
 #include "common/logging.h"
 #include "dataplane/dpdk/tables.h"
 #include "dataplane/dpdk/worker_path.h"
@@ -114,7 +118,31 @@ struct PortSetup {
   uint16_t rxd = 0;
   uint16_t txd = 0;
   uint64_t rssHf = 0;
+  // The MTU the kernel interface behind a vdev had before dpdk.mtu changed
+  // it (0: unchanged, or none): closePort() puts it back, so neither a stop
+  // nor a failed start leaves the host's interface at keel's MTU.
+  uint16_t kernelMtuBefore = 0;
 };
+
+// An SIOCGIF* ioctl on a kernel interface of this network namespace
+// (/sys/class/net may be another namespace's); false if it failed.
+bool kernelIfreq(const std::string& iface, unsigned long request, ifreq* ifr) {
+  if (iface.empty() || iface.size() >= IFNAMSIZ) return false;
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  *ifr = ifreq{};
+  std::memcpy(ifr->ifr_name, iface.data(), iface.size());
+  const int rc = ::ioctl(fd, request, ifr);
+  ::close(fd);
+  return rc == 0;
+}
+
+// The MTU of a kernel interface, 0 if it cannot be read.
+uint16_t kernelMtu(const std::string& iface) {
+  ifreq ifr;
+  if (!kernelIfreq(iface, SIOCGIFMTU, &ifr) || ifr.ifr_mtu <= 0 || ifr.ifr_mtu > UINT16_MAX) return 0;
+  return static_cast<uint16_t>(ifr.ifr_mtu);
+}
 
 // The largest MTU a device takes: its max_mtu, and its largest frame less
 // the overhead it counts on top of the MTU (ethdev's rule for both checks).
@@ -127,8 +155,9 @@ uint32_t deviceMaxMtu(const rte_eth_dev_info& info) {
 }
 
 // mtu 0: the driver's default (ethdev configures RTE_ETHER_MTU, 1500).
+// kernelIface: the interface behind a vdev (vdevInterface), or "".
 Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd, uint16_t txd,
-                 rte_mempool* pool, bool rss, uint16_t mtu, PortSetup* setup) {
+                 rte_mempool* pool, bool rss, uint16_t mtu, const std::string& kernelIface, PortSetup* setup) {
   rte_eth_dev_info info{};
   int rc = rte_eth_dev_info_get(port, &info);
   if (rc != 0) return Status::error(std::string(what) + ": dev_info: " + rte_strerror(-rc));
@@ -178,10 +207,12 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
   // through its mtu_set. Drivers without one (net_pcap, net_ring) return
   // -ENOTSUP: what configure() recorded is all they have.
   if (mtu != 0) {
+    const uint16_t before = kernelMtu(kernelIface);
     rc = rte_eth_dev_set_mtu(port, mtu);
     if (rc != 0 && rc != -ENOTSUP)
       return Status::error("dpdk.mtu: " + std::string(what) + " refused MTU " + std::to_string(mtu) + ": " +
                            rte_strerror(-rc));
+    if (rc == 0 && before != 0 && before != mtu) setup->kernelMtuBefore = before;
   }
   rc = rte_eth_dev_adjust_nb_rx_tx_desc(port, &rxd, &txd);
   if (rc != 0) return Status::error(std::string(what) + ": descriptors: " + rte_strerror(-rc));
@@ -203,7 +234,15 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
 
 // Stops and closes a port; removes the device too if we hot-plugged it, so
 // a later data plane in the same process can probe the same name again.
-void closePort(uint16_t port, bool probed) {
+// What a port's start changed on the kernel interface behind a vdev, put
+// back by closePort(): the MTU (PortSetup::kernelMtuBefore) and promiscuous
+// mode, if it was off before.
+struct KernelRestore {
+  uint16_t mtu = 0;
+  bool promiscOff = false;
+};
+
+void closePort(uint16_t port, bool probed, KernelRestore restore = {}) {
   rte_eth_dev_info info{};
   rte_device* dev = rte_eth_dev_info_get(port, &info) == 0 ? info.device : nullptr;
   // Link down first where the driver can (many keep the link up through a
@@ -211,6 +250,9 @@ void closePort(uint16_t port, bool probed) {
   // into it until BFD or BGP notices. -ENOTSUP elsewhere (vdevs): ignored.
   rte_eth_dev_set_link_down(port);
   rte_eth_dev_stop(port);
+  if (restore.promiscOff) (void)rte_eth_promiscuous_disable(port);
+  if (restore.mtu != 0 && rte_eth_dev_set_mtu(port, restore.mtu) != 0)
+    logWarn(LogRecord("dpdk_mtu_not_restored").add("mtu", restore.mtu));
   rte_eth_dev_close(port);
   if (probed && dev) rte_dev_remove(dev);
 }
@@ -300,7 +342,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
   ~DpdkDataplaneImpl() override {
     stopWorkers();
-    if (portReady_) closePort(port_, portProbed_);  // net_pcap flushes its files here
+    if (portReady_) closePort(port_, portProbed_, portRestore_);  // net_pcap flushes its files here
     if (tapReady_) closePort(tap_, tapProbed_);
     store_.reset();  // its last grace period runs while qsbr_ still exists
     if (pool_) rte_mempool_free(pool_);
@@ -359,10 +401,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
                            " mbufs of " + std::to_string(dataRoom) + " bytes on socket " + std::to_string(poolSocket) + ": " + rteError() +
                            " (hugepages reserved on that socket? see docs/dpdk.md)");
     PortSetup setup;
-    if (Status s = setupPort(port_, "dpdk.port", nq, opts_.rxDescriptors, opts_.txDescriptors,
-                             pool_, true, opts_.mtu, &setup);
-        !s)
-      return s;
+    Status set = setupPort(port_, "dpdk.port", nq, opts_.rxDescriptors, opts_.txDescriptors, pool_, true,
+                           opts_.mtu, vdevInterface(opts_.port), &setup);
+    portRestore_.mtu = setup.kernelMtuBefore;  // put back at close, even after a failure
+    if (!set) return set;
     facts_.rxDescriptors = setup.rxd;
     facts_.txDescriptors = setup.txd;
     facts_.rssHf = setup.rssHf;
@@ -397,7 +439,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       // would advertise a TCP MSS whose segments the tap then drops.
       PortSetup tapSetup;
       if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, opts_.exceptionDescriptors,
-                               opts_.exceptionDescriptors, pool_, false, 0, &tapSetup); !s)
+                               opts_.exceptionDescriptors, pool_, false, 0, "", &tapSetup); !s)
         return s;
     }
 
@@ -443,7 +485,12 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     // l2dsr/VIP traffic is not addressed to the port's MAC. A VF without
     // trust refuses: start anyway (frames to the port's own MAC still
     // arrive); keeld warns (portFacts, dpdk_not_promiscuous).
+    // A kernel interface behind the vdev gets its own mode back at close.
+    ifreq flags;
+    const bool wasOff = kernelIfreq(vdevInterface(opts_.port), SIOCGIFFLAGS, &flags) &&
+                        !(flags.ifr_flags & IFF_PROMISC);
     facts_.promiscuous = rte_eth_promiscuous_enable(port_) == 0;
+    portRestore_.promiscOff = facts_.promiscuous && wasOff;
     if (tapReady_) {
       rc = rte_eth_dev_start(tap_);
       if (rc != 0)
@@ -805,6 +852,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   uint16_t port_ = 0;
   uint16_t tap_ = 0;
   bool portReady_ = false, portProbed_ = false;
+  KernelRestore portRestore_;  // what the port's kernel interface gets back at close
   bool tapReady_ = false, tapProbed_ = false;
   std::string tapName_;
   std::array<uint8_t, 6> portMac_{};

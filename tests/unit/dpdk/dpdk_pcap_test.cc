@@ -589,6 +589,57 @@ TEST_F(DpdkPcapTest, AnExceptionInterfaceNameAlreadyTakenIsAClearError) {
                  "(and removes it when it stops): name one no other interface has");
 }
 
+// dpdk.mtu on a vdev over a kernel interface sets that interface's MTU (the
+// driver does); the plane puts the old one back when it closes, and when
+// its start fails after setting it, so no keeld leaves the host's interface
+// at its MTU for the next one to miss. Promiscuous mode, off before, is
+// turned off again too.
+TEST_F(DpdkPcapTest, TheKernelInterfacesMtuIsPutBackAtCloseAndAfterAFailedStart) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for a veth and packet sockets";
+  const std::string a = "kqm" + kPid, b = "kqn" + kPid;
+  ASSERT_EQ(std::system(("ip link add " + a + " type veth peer name " + b + " && ip link set " + a + " up").c_str()), 0);
+  struct Link {
+    std::string name;
+    ~Link() { (void)std::system(("ip link del " + name + " 2>/dev/null").c_str()); }
+  } link{a};
+  auto mtu = [&] {  // of this process's namespace (its /sys is the host's)
+    FILE* p = popen(("ip -o link show dev " + a).c_str(), "r");
+    char line[512] = {};
+    const bool got = p && fgets(line, sizeof line, p);
+    if (p) pclose(p);
+    const char* at = got ? std::strstr(line, " mtu ") : nullptr;
+    return at ? static_cast<unsigned>(std::strtoul(at + 5, nullptr, 10)) : 0u;
+  };
+  ASSERT_EQ(mtu(), 1500u);
+  DpdkOptions o = pcapOptions("net_af_packet_keelm" + kPid + ",iface=" + a + ",qpairs=1");
+  o.mtu = 1400;
+  std::string err;
+  auto promisc = [&] {
+    FILE* p = popen(("ip -o link show dev " + a).c_str(), "r");
+    char line[512] = {};
+    const bool got = p && fgets(line, sizeof line, p);
+    if (p) pclose(p);
+    return got && std::strstr(line, "PROMISC") != nullptr;
+  };
+  ASSERT_FALSE(promisc());
+  {
+    auto dp = createDpdkDataplane(o, &err);
+    ASSERT_NE(dp, nullptr) << err;
+    EXPECT_EQ(mtu(), 1400u) << "the driver set dpdk.mtu on the interface";
+    ASSERT_TRUE(dp->start());
+    EXPECT_TRUE(promisc()) << "the port runs promiscuous";
+  }
+  EXPECT_EQ(mtu(), 1500u) << "not put back at close";
+  EXPECT_FALSE(promisc()) << "promiscuous mode left on at close";
+  // A start that fails after the MTU was set (the exception interface's
+  // name is taken) puts it back too.
+  o.port = "net_af_packet_keeln" + kPid + ",iface=" + a + ",qpairs=1";
+  o.exceptionInterface = "lo";
+  EXPECT_EQ(createDpdkDataplane(o, &err), nullptr);
+  EXPECT_NE(err.find("an interface named lo already exists"), std::string::npos) << err;
+  EXPECT_EQ(mtu(), 1500u) << "a failed start left the interface at dpdk.mtu";
+}
+
 // limits.max_reals is the limit the registry enforces, as on XDP: not the
 // store's slot count, which is rounded up to whole chunks (1024), so a
 // config that runs on DPDK runs on XDP too.

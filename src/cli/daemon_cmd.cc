@@ -25,7 +25,8 @@ void defineDaemon(CLI::App& noun, Context& ctx) {
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     std::cout << (*detach ? "keeld stopping; the data plane keeps forwarding for the next keeld\n"
-                          : "keeld stopping; the data plane is detached and its pins removed\n");
+                          : "keeld stopping; its data plane is taken out (XDP: detached, pins removed) and its "
+                            "runtime changes are dropped\n");
   });
 }
 

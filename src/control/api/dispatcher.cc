@@ -621,7 +621,9 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     if (detach && !backend_.canDetach())
       return fail({code::kFailed,
                    "params.detach: this data plane cannot keep forwarding once the daemon exits "
-                   "(DPDK workers are its threads); stop without detach",
+                   "(DPDK workers are its threads); to restart keeping its runtime changes and "
+                   "connection tables, stop keeld with a signal (systemctl restart, SIGTERM); a stop "
+                   "without detach drops them",
                    "params.detach",
                    {}});
     return DispatchOutcome{okResponse(id, json{{"detach", detach}}), detach};

@@ -133,13 +133,15 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
                 .add("port_socket", f.portSocket)
                 .add("pool_socket", f.poolSocket)
                 .add("promiscuous", f.promiscuous));
-    if (f.queues > 1 && f.rssHf == 0)
+    // net_af_packet (its fanout) and net_af_xdp (the kernel NIC's RSS onto
+    // the queues it binds) spread flows themselves, without ethdev's RSS.
+    const bool spreadsItself =
+        config_.port.rfind("net_af_packet", 0) == 0 || config_.port.rfind("net_af_xdp", 0) == 0;
+    if (f.queues > 1 && f.rssHf == 0 && !spreadsItself)
       logWarn(LogRecord("dpdk_no_rss")
                   .add("port", config_.port)
                   .add("reason", "the device offers no RSS for IP/TCP/UDP: every packet reaches worker 0 (queue 0) "
-                                 "and the other " + std::to_string(f.queues - 1) +
-                                 " workers stay idle, unless the vdev spreads flows itself (net_af_packet "
-                                 "fanout, net_af_xdp on the kernel NIC's queues)"));
+                                 "and the other " + std::to_string(f.queues - 1) + " worker(s) stay idle"));
     if (!f.promiscuous)
       logWarn(LogRecord("dpdk_not_promiscuous")
                   .add("port", config_.port)

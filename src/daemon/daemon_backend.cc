@@ -834,7 +834,14 @@ void DaemonBackend::syncHealth(const Config& effective) {
         // adopted one is there in the state the last keeld left it in.
         auto known = registryUp.find(key);
         const bool initiallyUp = r.startHealthy || (known != registryUp.end() && known->second);
-        if (Status s = checker_.add(targetOf(svc, r), initiallyUp, &id); !s) {
+        // What health show says of a state the previous keeld's stop record
+        // set (start() only), not a check of this keeld's.
+        std::string why;
+        if (r.startHealthy && r.healthSpec.type != HealthCheckSpec::Type::None)
+          why = "up from the previous keeld's stop record (not checked yet)";
+        else if (r.startKept)
+          why = "down, flows kept, from the previous keeld's stop record";
+        if (Status s = checker_.add(targetOf(svc, r), initiallyUp, &id, why); !s) {
           logError(LogRecord("health_target_failed").add("service", svc.name).add("real", r.address.toString()).add("error", s.message()));
           continue;
         }

@@ -112,7 +112,7 @@ std::chrono::nanoseconds HealthChecker::threadCpuTime() const {
   return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
 
-Status HealthChecker::add(HealthTarget target, bool initiallyUp, HealthTargetId* id) {
+Status HealthChecker::add(HealthTarget target, bool initiallyUp, HealthTargetId* id, std::string why) {
   std::string where = "service " + target.service + " real " + target.address.toString();
   if (Status s = validateHealthTarget(target, where); !s) return s;
   EntryPtr e;
@@ -121,7 +121,7 @@ Status HealthChecker::add(HealthTarget target, bool initiallyUp, HealthTargetId*
     e = std::make_shared<Entry>(*checkIo_, nextId_++, std::move(target), initiallyUp);
     e->config = health_detail::makeProbeConfig(e->target);
     e->lastChange = std::chrono::system_clock::now();
-    e->changeReason = initiallyUp ? "added up" : "added down";
+    e->changeReason = !why.empty() ? std::move(why) : initiallyUp ? "added up" : "added down";
     entries_.emplace(e->id, e);
   }
   if (id) *id = e->id;

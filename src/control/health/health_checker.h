@@ -120,8 +120,9 @@ class HealthChecker {
   // Starts checking `target`. On error (see validateHealthTarget) nothing
   // changes and *id is left alone. Type `none` targets are up at once: if
   // initiallyUp is false, the callback reports the change (posted, never
-  // from inside add).
-  Status add(HealthTarget target, bool initiallyUp, HealthTargetId* id);
+  // from inside add). `why`: the start state's reason (changeReason) when
+  // it did not come from add() itself (a restart's), else "added up|down".
+  Status add(HealthTarget target, bool initiallyUp, HealthTargetId* id, std::string why = "");
   // Stops checking; no callback for `id` runs after this. False if unknown.
   bool remove(HealthTargetId id);
   // Replaces the check of a target (a per-real override changed on reload).

@@ -1694,13 +1694,18 @@ TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
     EXPECT_TRUE(ringOf(*k).empty());
   }
 
-  // A clean stop: both up at once, the same ring slot for slot.
+  // A clean stop: both up at once, the same ring slot for slot; health
+  // show's reason says where that came from.
   backend_->saveAtStop();
   EXPECT_EQ(readState()["stopped"]["up"].size(), 2u);
   {
     auto k = restart();
     EXPECT_EQ(states(*k), States("up", "up"));
     EXPECT_TRUE(ringOf(*k) == ran) << "the ring differs from the one that ran";
+    const std::vector<HealthStatus> all = k->backend->checker().snapshot();
+    ASSERT_EQ(all.size(), 2u);
+    for (const HealthStatus& st : all)
+      EXPECT_EQ(st.changeReason, "up from the previous keeld's stop record (not checked yet)");
   }
 
   // Only the reals that were up; a record older than fall x interval
@@ -1767,6 +1772,9 @@ TEST_F(RuntimeStateTest, ACleanStopStartsARealKeptDownKeptDownAgain) {
     EXPECT_EQ(k->real("web", "10.0.1.2")->state(), "down");
     EXPECT_TRUE(validOf(*k, "10.0.1.2"));
     EXPECT_TRUE(k->registry.service("web")->reals[1].kept);
+    for (const HealthStatus& st : k->backend->checker().snapshot())
+      if (st.target.address == ip("10.0.1.2"))
+        EXPECT_EQ(st.changeReason, "down, flows kept, from the previous keeld's stop record");
     const auto ring = k->dp.ringTargets(k->registry.service("web")->id);
     EXPECT_TRUE(std::all_of(ring.begin(), ring.end(), [](const auto& t) { return t == ip("10.0.1.1"); }));
   }

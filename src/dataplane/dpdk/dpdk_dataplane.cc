@@ -355,6 +355,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (opts_.port.empty()) return Status::error("dpdk.port: empty");
     if (Status s = initEal(opts_.ealArgs); !s) return s;
     for (unsigned lc : opts_.workerLcores) {
+      if (lc < RTE_MAX_LCORE && rte_eal_lcore_role(lc) == ROLE_SERVICE)
+        return Status::error("dpdk.workers: lcore " + std::to_string(lc) +
+                             " is a service core (eal_args' -s or -S took it): a worker needs an lcore of "
+                             "its own");
       if (lc >= RTE_MAX_LCORE || !rte_lcore_is_enabled(lc) || lc == rte_get_main_lcore())
         return Status::error("dpdk.workers: lcore " + std::to_string(lc) +
                              " is not an EAL worker lcore (give it to EAL with -l and keep it "

@@ -61,6 +61,8 @@ dpdk_yaml "    rx_desc: 512" > "$dir/dpdk-typo.yaml"
 # - 1, skipped on a host that has it).
 sed 's/workers: \[1\]/workers: [2]/' "$dir/dpdk.yaml" > "$dir/dpdk-lcore.yaml"
 sed 's/"0@0,1@0"/"0@0,1@127"/' "$dir/dpdk.yaml" > "$dir/dpdk-cpu.yaml"
+# A worker lcore EAL made a service core (-s): refused at start by name.
+sed 's/"0@0,1@0"]/"0@0,1@0", -s, "0x2"]/' "$dir/dpdk.yaml" > "$dir/dpdk-service.yaml"
 
 check "version" 0 "keeld " --version
 check "valid config" 0 "OK (1 services, 2 reals)" --check-config "$dir/good.yaml"
@@ -84,6 +86,8 @@ if [ ! -e /sys/devices/system/cpu/cpu127 ]; then
 fi
 check "dpdk port that cannot be probed" 1 "dataplane.dpdk.port: cannot probe" \
   --config "$dir/dpdk.yaml"
+check "dpdk worker on a service core" 1 "dpdk.workers: lcore 1 is a service core" \
+  --config "$dir/dpdk-service.yaml"
 # A metrics port in use fails the start before the data plane (no EAL).
 /usr/bin/python3 -c 'import socket, sys, time
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()

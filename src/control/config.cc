@@ -81,7 +81,7 @@ std::string quoted(std::string_view s) {
 std::string describe(const YAML::Node& n) {
   switch (n.Type()) {
     case YAML::NodeType::Scalar: return quoted(n.Scalar());
-    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Sequence: return n.size() == 0 ? "an empty list" : "a list";
     case YAML::NodeType::Map: return "a mapping";
     case YAML::NodeType::Null: return "nothing (null)";
     default: return "nothing";

@@ -599,7 +599,7 @@ INSTANTIATE_TEST_SUITE_P(
                 {"keel.yaml:4: dataplane.dpdk.port: must be a PCI address like \"0000:03:00.0\" or a vdev"}},
         BadCase{"dpdk workers empty",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: []\n",
-                {"keel.yaml:5: dataplane.dpdk.workers: must be a non-empty list of EAL lcore ids, got a list"}},
+                {"keel.yaml:5: dataplane.dpdk.workers: must be a non-empty list of EAL lcore ids, got an empty list"}},
         BadCase{"dpdk worker not an lcore id",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1, two]\n",
                 {"keel.yaml:5: dataplane.dpdk.workers[1]: must be an integer 0..127, got \"two\""}},

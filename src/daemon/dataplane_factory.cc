@@ -211,6 +211,20 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
 
 std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const std::string& stateDir,
                                           std::string* error) {
+  // An XDP plane a previous keeld left on the interface (kind switched from
+  // xdp by a plain restart) stays attached and takes the VIP traffic first,
+  // with its last state and no keeld to change it: refused before EAL runs.
+  if (const std::string& iface = config.dataplane.interface; !iface.empty()) {
+    const std::string pins = XdpOptions::defaultPinDir(iface);
+    std::error_code ec;
+    if (std::filesystem::exists(pins + "/prog", ec)) {
+      *error = "dataplane.kind: dpdk, but the XDP data plane of a previous keeld is pinned under " + pins +
+               " and may still be attached to " + iface + ", forwarding with its last state: take it out "
+               "first (ip link set dev " + iface + " xdp off; rm -r " + pins + "), or switch planes with "
+               "keelctl daemon stop, which does both";
+      return nullptr;
+    }
+  }
   const DpdkConfig& c = config.dataplane.dpdk;
   DpdkOptions o;
   o.ealArgs = c.ealArgs;

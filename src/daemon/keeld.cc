@@ -181,8 +181,8 @@ Status preApply(const Config& started, const Config& next, Dataplane& dp,
       logWarn(LogRecord("reload_restart_needed")
                   .add("detail",
                        "dataplane.kind, dataplane.xdp_mode and limits: changes need a fresh data plane: the next "
-                       "keeld refuses to adopt the pinned one with a new xdp_mode or limits, and with kind dpdk "
-                       "it leaves the XDP program attached and forwarding with no keeld. Kept the running ones; "
+                       "keeld refuses to adopt the pinned one with a new xdp_mode or limits, and a DPDK keeld "
+                       "refuses to start while it is pinned. Kept the running ones; "
                        "to apply, keelctl daemon stop (detaches it), then start keeld (every established flow "
                        "is picked again)"));
     if (moved)

@@ -274,6 +274,30 @@ def test_a_second_keeld_is_refused_and_leaves_the_first_serving(lab, host):
     k1.stop()
 
 
+def test_a_dpdk_keeld_is_refused_while_an_xdp_plane_is_left_on_its_interface(lab, host):
+    """kind switched from xdp to dpdk by a plain restart: the XDP plane the
+    first keeld left attached (and pinned) would go on taking the VIP
+    traffic first with its last state, and no keeld to change it. The DPDK
+    keeld is refused before EAL runs, naming the pins and how to take them
+    out; the XDP plane is left as it was."""
+    web, _ = configs(lab)
+    config = lab.keel_config([web])
+    k1 = host.start(config, "xdp")
+    wait_serving(lab, config)
+    assert k1.stop() == 0, k1.log()
+    prog = lab.balancer_prog_id()
+    assert prog is not None and host.pinned("prog"), "the XDP plane was not left in place"
+    dpdk = copy.deepcopy(config)
+    dpdk["dataplane"] = labmod.DpdkDataplane().config(lab)
+    k2 = host.start(dpdk, "dpdk", wait_ready=False)
+    assert k2.proc.wait(timeout=30) == 1, k2.log()
+    log = k2.log()
+    assert f"the XDP data plane of a previous keeld is pinned under {host.pin_dir}" in log, log
+    assert f"ip link set dev {lab.balancer.ifname} xdp off" in log, log
+    assert lab.balancer_prog_id() == prog and host.pinned("prog"), "the refused keeld touched the XDP plane"
+    wait_serving(lab, config)  # still forwarding, with the first keeld's state
+
+
 def test_sd_notify_ready_reloading_stopping(lab, host):
     """keeld tells systemd (NOTIFY_SOCKET, Type=notify) READY=1 once
     programmed, RELOADING=1 then READY=1 around a SIGHUP reload, and

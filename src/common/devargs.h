@@ -6,12 +6,20 @@
 
 namespace keel {
 
-// The kernel interface a DPDK vdev's devargs name ("net_af_packet0,
-// iface=eth1,qpairs=2" -> "eth1"; net_af_xdp the same), or "" if none (a
-// PCI address, net_pcap, net_ring, ...). Read by the config's host check
-// (the interface must exist) and by the DPDK plane (the MTU it puts back).
+// Whether a DPDK port's devargs name a vdev over an existing kernel
+// interface that spreads flows itself: net_af_packet (its fanout) and
+// net_af_xdp (the NIC's RSS onto the queues it binds). net_tap's iface= is
+// an interface it creates, net_vhost's a socket path: not these.
+inline bool isKernelVdev(std::string_view devargs) {
+  return devargs.rfind("net_af_packet", 0) == 0 || devargs.rfind("net_af_xdp", 0) == 0;
+}
+
+// The kernel interface such a vdev's devargs name ("net_af_packet0,
+// iface=eth1,qpairs=2" -> "eth1"), or "" for any other port. Read by the
+// config's host check (the interface must exist), the DPDK plane (the MTU
+// and mode it puts back) and keeld (an XDP plane left on it).
 inline std::string vdevInterface(std::string_view devargs) {
-  if (devargs.rfind("net_", 0) != 0) return "";
+  if (!isKernelVdev(devargs)) return "";
   const size_t at = devargs.find(",iface=");
   if (at == std::string_view::npos) return "";
   const size_t from = at + 7;

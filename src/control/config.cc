@@ -431,7 +431,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
       // fails at start with an errno that does not say why.
       if (const std::string iface = vdevInterface(d.port);
           !iface.empty() && options_.interfaceExists && !options_.interfaceExists(iface))
-        error(*k, path + ".port", "iface=" + iface + ": no such interface on this host");
+        error(*k, path + ".port", "no such network interface " + quoted(iface) + " (its iface=)");
     }
   }
   std::vector<YAML::Node> workerNodes;  // of d.workers, for checkDpdkLcores

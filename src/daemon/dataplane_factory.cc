@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/dataplane_factory.h"
 
+#include "common/devargs.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -133,11 +135,8 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
                 .add("port_socket", f.portSocket)
                 .add("pool_socket", f.poolSocket)
                 .add("promiscuous", f.promiscuous));
-    // net_af_packet (its fanout) and net_af_xdp (the kernel NIC's RSS onto
-    // the queues it binds) spread flows themselves, without ethdev's RSS.
-    const bool spreadsItself =
-        config_.port.rfind("net_af_packet", 0) == 0 || config_.port.rfind("net_af_xdp", 0) == 0;
-    if (f.queues > 1 && f.rssHf == 0 && !spreadsItself)
+    // net_af_packet and net_af_xdp spread flows themselves (isKernelVdev).
+    if (f.queues > 1 && f.rssHf == 0 && !isKernelVdev(config_.port))
       logWarn(LogRecord("dpdk_no_rss")
                   .add("port", config_.port)
                   .add("reason", "the device offers no RSS for IP/TCP/UDP: every packet reaches worker 0 (queue 0) "
@@ -214,7 +213,11 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const std::strin
   // An XDP plane a previous keeld left on the interface (kind switched from
   // xdp by a plain restart) stays attached and takes the VIP traffic first,
   // with its last state and no keeld to change it: refused before EAL runs.
-  if (const std::string& iface = config.dataplane.interface; !iface.empty()) {
+  // Both the interface keeld resolves neighbours on and the one a vdev
+  // port taps (they need not be the same: dataplane.interface defaults to
+  // the exception interface).
+  for (const std::string& iface : {config.dataplane.interface, vdevInterface(config.dataplane.dpdk.port)}) {
+    if (iface.empty()) continue;
     const std::string pins = XdpOptions::defaultPinDir(iface);
     std::error_code ec;
     if (std::filesystem::exists(pins + "/prog", ec)) {

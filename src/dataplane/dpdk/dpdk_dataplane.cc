@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <utility>
@@ -124,13 +125,14 @@ struct PortSetup {
   uint16_t kernelMtuBefore = 0;
 };
 
-// An SIOCGIF* ioctl on a kernel interface of this network namespace
-// (/sys/class/net may be another namespace's); false if it failed.
+// An SIOC[GS]IF* ioctl on a kernel interface of this network namespace
+// (/sys/class/net may be another namespace's); false if it failed. The
+// name is filled in; a set request's value is given in *ifr already.
 bool kernelIfreq(const std::string& iface, unsigned long request, ifreq* ifr) {
   if (iface.empty() || iface.size() >= IFNAMSIZ) return false;
   const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
-  *ifr = ifreq{};
+  std::memset(ifr->ifr_name, 0, sizeof ifr->ifr_name);
   std::memcpy(ifr->ifr_name, iface.data(), iface.size());
   const int rc = ::ioctl(fd, request, ifr);
   ::close(fd);
@@ -139,7 +141,7 @@ bool kernelIfreq(const std::string& iface, unsigned long request, ifreq* ifr) {
 
 // The MTU of a kernel interface, 0 if it cannot be read.
 uint16_t kernelMtu(const std::string& iface) {
-  ifreq ifr;
+  ifreq ifr{};
   if (!kernelIfreq(iface, SIOCGIFMTU, &ifr) || ifr.ifr_mtu <= 0 || ifr.ifr_mtu > UINT16_MAX) return 0;
   return static_cast<uint16_t>(ifr.ifr_mtu);
 }
@@ -169,7 +171,7 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
   // net_af_packet opens all its qpairs= sockets at probe time, in one fanout
   // group: the kernel spreads flows over every one of them, configured or
   // not, and those of a socket no worker reads are lost without a counter.
-  if (info.driver_name && std::strcmp(info.driver_name, "net_af_packet") == 0 && info.max_rx_queues > queues)
+  if (info.driver_name && std::strstr(info.driver_name, "af_packet") && info.max_rx_queues > queues)
     return Status::error(std::string(what) + ": net_af_packet opened " + std::to_string(info.max_rx_queues) +
                          " queue pairs (qpairs=) for " + std::to_string(queues) +
                          " workers: the kernel spreads flows over all of them and the flows of the " +
@@ -238,6 +240,7 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
 // back by closePort(): the MTU (PortSetup::kernelMtuBefore) and promiscuous
 // mode, if it was off before.
 struct KernelRestore {
+  std::string iface;  // vdevInterface() of the port
   uint16_t mtu = 0;
   bool promiscOff = false;
 };
@@ -251,9 +254,14 @@ void closePort(uint16_t port, bool probed, KernelRestore restore = {}) {
   rte_eth_dev_set_link_down(port);
   rte_eth_dev_stop(port);
   if (restore.promiscOff) (void)rte_eth_promiscuous_disable(port);
-  if (restore.mtu != 0 && rte_eth_dev_set_mtu(port, restore.mtu) != 0)
-    logWarn(LogRecord("dpdk_mtu_not_restored").add("mtu", restore.mtu));
   rte_eth_dev_close(port);
+  // By the kernel itself: ethdev would check the old MTU against the
+  // driver's frame limit (af_packet: 1518 bytes), refusing a jumbo one.
+  ifreq ifr{};
+  ifr.ifr_mtu = restore.mtu;
+  if (restore.mtu != 0 && !kernelIfreq(restore.iface, SIOCSIFMTU, &ifr))
+    logWarn(LogRecord("dpdk_mtu_not_restored").add("interface", restore.iface).add("mtu", restore.mtu)
+                .add("error", std::strerror(errno)));
   if (probed && dev) rte_dev_remove(dev);
 }
 
@@ -407,6 +415,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     PortSetup setup;
     Status set = setupPort(port_, "dpdk.port", nq, opts_.rxDescriptors, opts_.txDescriptors, pool_, true,
                            opts_.mtu, vdevInterface(opts_.port), &setup);
+    portRestore_.iface = vdevInterface(opts_.port);
     portRestore_.mtu = setup.kernelMtuBefore;  // put back at close, even after a failure
     if (!set) return set;
     facts_.rxDescriptors = setup.rxd;
@@ -490,7 +499,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     // trust refuses: start anyway (frames to the port's own MAC still
     // arrive); keeld warns (portFacts, dpdk_not_promiscuous).
     // A kernel interface behind the vdev gets its own mode back at close.
-    ifreq flags;
+    ifreq flags{};
     const bool wasOff = kernelIfreq(vdevInterface(opts_.port), SIOCGIFFLAGS, &flags) &&
                         !(flags.ifr_flags & IFF_PROMISC);
     facts_.promiscuous = rte_eth_promiscuous_enable(port_) == 0;
@@ -594,7 +603,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
   Status zeroCounters(CounterKind kind, uint32_t id) override {
     const bool svc = kind == CounterKind::kService;
-    // id < limits(): the tables' sizes (store_->maxServices/maxBackends).
+    // id < limits() <= the tables' sizes (store_->maxServices/maxBackends).
     // Each worker is the only writer of its slot, with a plain load + store
     // (countPacket), so a reset racing a count could be overwritten. It does
     // not race: the registry calls this after the update that stops the id's

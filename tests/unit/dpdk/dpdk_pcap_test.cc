@@ -638,6 +638,17 @@ TEST_F(DpdkPcapTest, TheKernelInterfacesMtuIsPutBackAtCloseAndAfterAFailedStart)
   EXPECT_EQ(createDpdkDataplane(o, &err), nullptr);
   EXPECT_NE(err.find("an interface named lo already exists"), std::string::npos) << err;
   EXPECT_EQ(mtu(), 1500u) << "a failed start left the interface at dpdk.mtu";
+  // A jumbo MTU comes back too, though above what the driver itself takes
+  // (af_packet: 1518-byte frames).
+  ASSERT_EQ(std::system(("ip link set dev " + a + " mtu 9000").c_str()), 0);
+  o.port = "net_af_packet_keelo" + kPid + ",iface=" + a + ",qpairs=1";
+  o.exceptionInterface.clear();
+  {
+    auto dp = createDpdkDataplane(o, &err);
+    ASSERT_NE(dp, nullptr) << err;
+    EXPECT_EQ(mtu(), 1400u);
+  }
+  EXPECT_EQ(mtu(), 9000u) << "a jumbo MTU was not put back";
 }
 
 // limits.max_reals is the limit the registry enforces, as on XDP: not the

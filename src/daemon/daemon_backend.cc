@@ -328,7 +328,30 @@ void DaemonBackend::saveAtStop() const {
         if (r.healthy) stop.up.insert({v.name, r.address});
         if (r.kept) stop.kept.insert({v.name, r.address});
       }
+  // The checks went on while the data plane stopped (seconds under DPDK),
+  // after applyPendingHealth: a transition since is nothing the registry
+  // got, but it is what the next keeld should start from. Logged as
+  // onHealthChange would have.
+  for (const auto& [key, target] : targets_) {
+    const std::optional<HealthStatus> st = checker_.status(target.id);
+    const auto applied = appliedTransitions_.find(target.id);
+    if (!st || applied == appliedTransitions_.end() || st->transitions == applied->second ||
+        !checked.count(key) || st->up == (stop.up.count(key) > 0))
+      continue;
+    logHealthChange(st->target, st->up, st->changeReason);
+    if (st->up)
+      stop.up.insert(key);
+    else
+      stop.up.erase(key);
+  }
   saveState(&stop);
+}
+
+std::map<DaemonBackend::RealKey, bool> DaemonBackend::registryHealth() const {
+  std::map<RealKey, bool> out;
+  for (const ServiceView& v : registry_.services())
+    for (const RealView& r : v.reals) out[{v.name, r.address}] = r.healthy;
+  return out;
 }
 
 // During start(): whether a checked real that starts down starts kept
@@ -808,9 +831,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
 }
 
 void DaemonBackend::syncHealth(const Config& effective) {
-  std::map<std::pair<std::string, IpAddress>, bool> registryUp;
-  for (const ServiceView& v : registry_.services())
-    for (const RealView& r : v.reals) registryUp[{v.name, r.address}] = r.healthy;
+  const std::map<RealKey, bool> registryUp = registryHealth();
   std::set<std::pair<std::string, IpAddress>> seen;
   for (const ServiceConfig& svc : effective.services) {
     for (const RealConfig& r : svc.reals) {
@@ -925,18 +946,19 @@ void DaemonBackend::applyPendingHealth() {
   // logged their transition: it is logged here, as onHealthChange would
   // have, where the checker's verdict differs from the last one logged
   // (a pending one's), or else from the registry's.
+  const std::map<RealKey, bool> registered = registryHealth();
   for (const auto& [key, target] : targets_) {
     const std::optional<HealthStatus> st = checker_.status(target.id);
     if (!st) continue;
     std::optional<bool> logged;
     if (auto it = pendingHealth_.find(target.id); it != pendingHealth_.end()) {
       logged = it->second;
-    } else if (const std::optional<ServiceView> svc = registry_.service(st->target.service)) {
-      for (const RealView& r : svc->reals)
-        if (r.address == st->target.address) logged = r.healthy;
+    } else if (auto r = registered.find(key); r != registered.end()) {
+      logged = r->second;
     }
     if (logged && *logged != st->up) logHealthChange(st->target, st->up, st->changeReason);
     pendingHealth_[target.id] = st->up;
+    appliedTransitions_[target.id] = st->transitions;  // saveAtStop: what came after
   }
   if (pendingHealth_.empty()) return;
   healthFlush_.cancel();
@@ -946,12 +968,13 @@ void DaemonBackend::applyPendingHealth() {
 void DaemonBackend::flushHealth() {
   std::map<HealthTargetId, bool> ids;
   ids.swap(pendingHealth_);
-  // What the checker says now: a target removed since (a reload) is
-  // skipped, and one that changed twice is given once, as it is now.
+  // Each as its health_changed record logged it last (a later change is
+  // logged, and flushed, by its own callback): a target removed since (a
+  // reload) is skipped, and one that changed twice is given once.
   std::vector<Registry::HealthVerdict> verdicts;
   for (const auto& [id, logged] : ids) {
     if (std::optional<HealthStatus> st = checker_.status(id))
-      verdicts.push_back({st->target.service, st->target.address, st->up});
+      verdicts.push_back({st->target.service, st->target.address, logged});
   }
   if (verdicts.empty()) return;
   const std::vector<Status> results = registry_.setRealsHealth(verdicts);

@@ -268,6 +268,8 @@ class DaemonBackend : public api::ControlBackend {
   // The health_changed record of a transition (and what becomes of the
   // real's established flows when it goes down).
   void logHealthChange(const HealthTarget& target, bool up, const std::string& reason) const;
+  // Every real's health verdict as the registry has it.
+  std::map<RealKey, bool> registryHealth() const;
   // The transitions since the last flush, as the checker holds them now, in
   // one Registry::setRealsHealth: each service's ring is rebuilt once for
   // all of them, and the DPDK plane publishes one snapshot. Runs when the
@@ -322,6 +324,9 @@ class DaemonBackend : public api::ControlBackend {
   // state its health_changed record last logged; not empty exactly while
   // healthFlush_ is armed.
   std::map<HealthTargetId, bool> pendingHealth_;
+  // Each target's transition count as applyPendingHealth applied it (at
+  // stop), for saveAtStop to record the transitions made after it.
+  std::map<HealthTargetId, uint64_t> appliedTransitions_;
   boost::asio::steady_timer healthFlush_{io_};
   // The one thread conn.list walks the connection table on, so that keeld's
   // loop goes on serving health checks, scrapes and requests: a full XDP

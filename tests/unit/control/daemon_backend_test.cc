@@ -759,6 +759,42 @@ TEST_F(DaemonBackendTest, RuntimeHealthKeysMustFitTheCheckType) {
   ASSERT_EQ(r["ok"], true) << r.dump();
 }
 
+// A request's health object becomes YAML node by node (jsonToYaml): JSON
+// numbers, booleans and nested values read as the same YAML would, and a
+// value of the wrong kind is refused at its key, without a line.
+TEST_F(DaemonBackendTest, RuntimeHealthValuesOfEveryJsonKindReadAsYaml) {
+  make();
+  nlohmann::json r = call(R"({"id":1,"method":"real.add","params":{"service":"web","address":"10.0.1.9",)"
+                          R"("health":{"type":"udp","port":5353,"rise":2,"fall":4,"require_reply":false,)"
+                          R"("interval":"250ms","payload":"ping"}}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  std::optional<HealthStatus> added;
+  for (const HealthStatus& st : backend_->checker().snapshot())
+    if (st.target.address == ip("10.0.1.9")) added = st;
+  ASSERT_TRUE(added);
+  const HealthCheckSpec& spec = added->target.spec;
+  EXPECT_EQ(spec.type, HealthCheckSpec::Type::Udp);
+  EXPECT_EQ(spec.port, 5353);
+  EXPECT_EQ(spec.rise, 2u);
+  EXPECT_EQ(spec.fall, 4u);
+  EXPECT_FALSE(spec.udpRequireReply);
+  EXPECT_EQ(spec.interval, std::chrono::milliseconds(250));
+  const std::pair<const char*, const char*> refused[] = {
+      {R"("port":-1)", "request: params.health.port: "},
+      {R"("rise":1.5)", "request: params.health.rise: "},
+      {R"("interval":5)", "request: params.health.interval: "},
+      {R"("require_reply":1)", "request: params.health.require_reply: "},
+      {R"("port":{"a":1})", "request: params.health.port: "},
+      {R"("payload":[1,2])", "request: params.health.payload: "}};
+  for (const auto& [value, where] : refused) {
+    r = call(std::string(R"({"id":2,"method":"real.add","params":{"service":"web","address":"10.0.1.8",)") +
+             R"("health":{"type":"udp",)" + value + "}}}");
+    ASSERT_EQ(r["ok"], false) << value << ": " << r.dump();
+    EXPECT_EQ(r["error"]["message"].get<std::string>().rfind(where, 0), 0u) << value << ": " << r.dump();
+  }
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 3u);
+}
+
 TEST_F(DaemonBackendTest, CheckedRealsStartDownAndFailOpenKeepsTheLast) {
   files_["keel.yaml"] = yaml(kTwo,
                              "    health: {type: tcp, port: 9, interval: 100ms, timeout: 50ms, "
@@ -1746,6 +1782,35 @@ TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
   }
 }
 
+// The checks go on while the data plane stops (seconds under DPDK), after
+// applyPendingHealth: a real that went down then is recorded down in the
+// stop record (the next keeld starts it down), and its transition logged.
+TEST_F(RuntimeStateTest, ATransitionDuringTheStopIsInTheStopRecord) {
+  auto listener = std::make_unique<boost::asio::ip::tcp::acceptor>(
+      io_, boost::asio::ip::tcp::endpoint{boost::asio::ip::address_v4::loopback(), 0});
+  files_["keel.yaml"] = yaml("      - {address: 127.0.0.1}\n",
+                             "    health: {type: tcp, port: " + std::to_string(listener->local_endpoint().port()) +
+                                 ", interval: 50ms, timeout: 200ms, rise: 1, fall: 1}\n");
+  make();
+  auto upIs = [&](bool want) {
+    auto all = backend_->checker().snapshot();
+    return all.size() == 1 && all[0].up == want;
+  };
+  for (int i = 0; i < 200 && !upIs(true); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(upIs(true));
+  backend_->applyPendingHealth();  // keeld's loop has ended: up, applied
+  ASSERT_EQ(realOf("127.0.0.1").state(), "up");
+  listener.reset();  // the real dies while the data plane stops
+  for (int i = 0; i < 200 && !upIs(false); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(upIs(false));
+  test::LogCapture log;
+  backend_->saveAtStop();
+  EXPECT_TRUE(readState()["stopped"]["up"].empty()) << readState()["stopped"];
+  const auto changed = log.take("health_changed");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_NE(changed[0].find("real=127.0.0.1 state=down"), std::string::npos) << changed[0];
+}
+
 // A clean stop with a real kept down (established_on_down: keep): a keeld
 // that cannot adopt (DPDK) starts it down, out of the ring, but VALID, so
 // the connection table it restores (by address) still reaches it. Under
@@ -1772,9 +1837,11 @@ TEST_F(RuntimeStateTest, ACleanStopStartsARealKeptDownKeptDownAgain) {
     EXPECT_EQ(k->real("web", "10.0.1.2")->state(), "down");
     EXPECT_TRUE(validOf(*k, "10.0.1.2"));
     EXPECT_TRUE(k->registry.service("web")->reals[1].kept);
-    for (const HealthStatus& st : k->backend->checker().snapshot())
-      if (st.target.address == ip("10.0.1.2"))
+    for (const HealthStatus& st : k->backend->checker().snapshot()) {
+      if (st.target.address == ip("10.0.1.2")) {
         EXPECT_EQ(st.changeReason, "down, flows kept, from the previous keeld's stop record");
+      }
+    }
     const auto ring = k->dp.ringTargets(k->registry.service("web")->id);
     EXPECT_TRUE(std::all_of(ring.begin(), ring.end(), [](const auto& t) { return t == ip("10.0.1.1"); }));
   }

@@ -266,8 +266,10 @@ MIDFLOW_PORT = 8092
 
 @pytest.fixture
 def keel_web_both(request, lab, need_keel):
-    endpoints = [lab.start_endpoint(real, MIDFLOW_PORT) for real in lab.reals]
+    endpoints = []
     try:
+        for real in lab.reals:
+            endpoints.append(lab.start_endpoint(real, MIDFLOW_PORT))
         services = [lab.service(f"web{f}", f, MIDFLOW_PORT, "tcp", "ipip") for f in (4, 6)]
         yield from run_keel(request, lab, lab.keel_config(services), with_handle=True)
     finally:

@@ -285,8 +285,27 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   }
   Result r = commit(config, kept);
   if (!r.isOk() && !kept.empty()) {
-    logWarn(LogRecord("runtime_state_ignored").add("path", statePath_).add("error", r.error().message));
-    r = commit(config, Overlay{});
+    // What the additions need (ids past the limits, a clash with the file)
+    // is what a restart can newly refuse: without them, the drains, weights
+    // and removals are kept if they go in.
+    Overlay trimmed = kept;
+    trimmed.addedServices.clear();
+    std::erase_if(trimmed.reals, [](const auto& entry) { return entry.second.added.has_value(); });
+    if (!trimmed.empty() && (trimmed.addedServices.size() + trimmed.reals.size() <
+                             kept.addedServices.size() + kept.reals.size())) {
+      const Result withAdds = r;
+      r = commit(config, trimmed);
+      if (r.isOk())
+        logWarn(LogRecord("runtime_state_additions_dropped")
+                    .add("path", statePath_)
+                    .add("services", static_cast<uint64_t>(kept.addedServices.size()))
+                    .add("reals", static_cast<uint64_t>(kept.reals.size() - trimmed.reals.size()))
+                    .add("error", withAdds.error().message));
+    }
+    if (!r.isOk()) {
+      logWarn(LogRecord("runtime_state_ignored").add("path", statePath_).add("error", r.error().message));
+      r = commit(config, Overlay{});
+    }
   }
   if (r.isOk() && startFrom_) {
     // compose() decided: a checked real that starts healthy did so by the record.

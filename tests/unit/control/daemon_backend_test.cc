@@ -1556,6 +1556,7 @@ TEST_F(DaemonBackendTest, UnresolvedL2dsrRealsAreRetriedOnTheLoopsTimer) {
 // A second keeld over the same files and state file (optionally adopting
 // what the first one programmed, as an XDP restart does).
 struct Keeld {
+  explicit Keeld(DataplaneLimits limits = {}) : dp(limits) {}
   MockDataplane dp;
   Registry registry{dp};
   boost::asio::io_context io;
@@ -1704,6 +1705,35 @@ TEST_F(RuntimeStateTest, ARestartDropsOnlyTheRuntimeEntryTheChecksRefuse) {
   std::vector<std::string> dropped = log.take("runtime_state_dropped");
   ASSERT_EQ(dropped.size(), 1u);
   EXPECT_NE(dropped[0].find("ipip to an IPv6 real needs node.tunnel_source_v6"), std::string::npos) << dropped[0];
+  EXPECT_TRUE(log.take("runtime_state_ignored").empty());
+}
+
+// A restart whose data plane cannot take the overlay's additions (here
+// limits.max_reals holds the file's reals only: a DPDK keeld that ran past
+// its limit before it was enforced) keeps the rest of the overlay, the
+// drain and the weight, instead of dropping all of it.
+TEST_F(RuntimeStateTest, AnOverlayWhoseAdditionsNoLongerFitKeepsItsDrainsAndWeights) {
+  make();
+  size_t fileReals = 0;
+  for (const ServiceView& v : registry_.services()) fileReals += v.reals.size();
+  nlohmann::json r = call(R"({"id":1,"method":"real.drain","params":{"service":"web","address":"10.0.1.1"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  r = call(R"({"id":2,"method":"real.set_weight","params":{"service":"web","address":"10.0.1.2","weight":7}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  r = call(R"({"id":3,"method":"real.add","params":{"service":"web","address":"10.0.1.9"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  DataplaneLimits limits;
+  limits.maxBackends = static_cast<uint32_t>(fileReals);
+  auto k = std::make_unique<Keeld>(limits);
+  test::LogCapture log;
+  k->backend = started(k->io, k->registry);
+  EXPECT_FALSE(k->real("web", "10.0.1.9")) << "the addition does not fit";
+  ASSERT_TRUE(k->real("web", "10.0.1.1"));
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining) << "the drain went with the addition";
+  EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 7u);
+  const auto dropped = log.take("runtime_state_additions_dropped");
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_NE(dropped[0].find("limits.max_reals"), std::string::npos) << dropped[0];
   EXPECT_TRUE(log.take("runtime_state_ignored").empty());
 }
 

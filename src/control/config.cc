@@ -114,12 +114,12 @@ class Parser {
   std::vector<std::string> takeFileWarnings() { return std::move(fileWarnings_); }
 
   void error(const YAML::Node& at, const std::string& path, const std::string& what) {
-    errors_.push_back(locate(source_, at) + ": " + (path.empty() ? "" : path + ": ") + what);
+    errors_.push_back(place(at) + ": " + (path.empty() ? "" : path + ": ") + what);
   }
   // host: about this host's state (a neighbour-table lookup), not the
   // file's text (ConfigResult::fileWarnings).
   void warning(const YAML::Node& at, const std::string& path, const std::string& what, bool host = false) {
-    warnings_.push_back(locate(source_, at) + ": " + path + ": " + what);
+    warnings_.push_back(place(at) + ": " + path + ": " + what);
     if (!host) fileWarnings_.push_back(warnings_.back());
   }
   void errorAtLine(int line, const std::string& path, const std::string& what) {
@@ -184,7 +184,24 @@ class Parser {
       if (required) error(parent, join(path, key), "required key missing");
       return std::nullopt;
     }
+    // An empty value (`key:` and nothing) is a null whose mark yaml-cpp
+    // puts at the next token, often the next key's line: its messages are
+    // placed at the key's own line instead (place()).
+    if (c.IsNull() && !c.Mark().is_null() && parent.IsMap())
+      for (const auto& kv : parent)
+        if (kv.first.IsScalar() && kv.first.Scalar() == key && !kv.first.Mark().is_null()) {
+          emptyValueLine_[{c.Mark().line, c.Mark().column}] = kv.first.Mark().line;
+          break;
+        }
     return c;
+  }
+
+  // locate(), but an empty value at its key's line (child()).
+  std::string place(const YAML::Node& at) const {
+    if (at.IsDefined() && at.IsNull() && !at.Mark().is_null())
+      if (auto it = emptyValueLine_.find({at.Mark().line, at.Mark().column}); it != emptyValueLine_.end())
+        return source_ + ":" + std::to_string(it->second + 1);
+    return locate(source_, at);
   }
 
   std::optional<std::string> scalar(const YAML::Node& n, const std::string& path,
@@ -318,6 +335,8 @@ class Parser {
   std::vector<std::string> fileWarnings_;
   std::vector<std::string> warnings_;
   bool interfaceValid_ = false;
+  // (line, column) of an empty value's mark -> its key's line (child()).
+  std::map<std::pair<int, int>, int> emptyValueLine_;
 };
 
 void Parser::parseDocument(const YAML::Node& root, Config& cfg) {

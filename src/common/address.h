@@ -72,6 +72,9 @@ class MacAddress {
   bool isZero() const;
   // A group (multicast or broadcast) address: the I/G bit of the first byte.
   bool isGroup() const { return bytes_[0] & 1; }
+  // An address a frame can be sent to one host at: neither zero nor group
+  // (what a real's MAC, given or read from the neighbour table, must be).
+  bool isUnicast() const { return !isZero() && !isGroup(); }
   std::string toString() const;
   auto operator<=>(const MacAddress&) const = default;
 

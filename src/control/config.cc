@@ -1009,7 +1009,7 @@ RealMac resolveRealMac(const std::string& service, const IpAddress& real, const 
   const bool found = lookedUp && it != lookup.resolved.end();
   // The table can hold any lladdr (ip neigh ... nud permanent): a group or
   // zero one is refused as a written `mac:` would be.
-  if (found && !it->second.isZero() && !it->second.isGroup()) {
+  if (found && it->second.isUnicast()) {
     out.mac = it->second;
     return out;
   }

@@ -236,7 +236,7 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
       };
       if (std::string why = serviceAddressProblem(r.address, false); !why.empty()) real("a real cannot be " + why);
       if (r.address == svc.vip) real(std::string(kRealIsVip));
-      if (r.mac && (r.mac->isZero() || r.mac->isGroup()))
+      if (r.mac && !r.mac->isUnicast())
         real("its MAC must be a unicast address, got " + r.mac->toString());
       if (svc.forwarding == Forwarding::kIpip) {
         if (r.address.isV4() && !c.node.tunnelSourceV4) real("ipip to an IPv4 real needs node.tunnel_source_v4");

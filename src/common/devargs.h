@@ -7,9 +7,11 @@
 namespace keel {
 
 // Whether a DPDK port's devargs name a vdev over an existing kernel
-// interface that spreads flows itself: net_af_packet (its fanout) and
-// net_af_xdp (the NIC's RSS onto the queues it binds). net_tap's iface= is
-// an interface it creates, net_vhost's a socket path: not these.
+// interface: net_af_packet and net_af_xdp. Such an interface spreads flows
+// itself (af_packet's fanout, the NIC's RSS onto the queues af_xdp binds)
+// and keeps the kernel's own receive filters, and what the port changes on
+// it (MTU, promiscuous mode) outlives keeld unless put back. net_tap's
+// iface= is an interface it creates, net_vhost's a socket path: not these.
 inline bool isKernelVdev(std::string_view devargs) {
   return devargs.rfind("net_af_packet", 0) == 0 || devargs.rfind("net_af_xdp", 0) == 0;
 }

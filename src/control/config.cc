@@ -424,7 +424,8 @@ void Parser::parseDataplane(const YAML::Node& n, DataplaneConfig& dp) {
 void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   const std::string path = "dataplane.dpdk";
   if (!checkMap(n, path, {"eal_args", "port", "workers", "rx_descriptors", "tx_descriptors",
-                          "mbufs_per_worker", "exception_interface", "idle_sleep_us", "mtu"}))
+                          "mbufs_per_worker", "exception_interface", "idle_sleep_us", "mtu",
+                          "promiscuous"}))
     return;
   if (auto k = child(n, path, "eal_args", false)) {
     if (!k->IsSequence()) {
@@ -445,7 +446,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
               "\"net_af_packet0,iface=eth1\" (no spaces), got " + describe(*k));
       else
         d.port = *s;
-      // A vdev on a kernel interface (net_af_packet, net_af_xdp, ...):
+      // A vdev on a kernel interface (net_af_packet, net_af_xdp):
       // that interface must exist (a host check), or the driver's probe
       // fails at start with an errno that does not say why.
       if (const std::string iface = vdevInterface(d.port);
@@ -498,6 +499,8 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
     if (auto v = integer(*k, path + ".idle_sleep_us", 0, 100000)) d.idleSleepUs = *v;
   if (auto k = child(n, path, "mtu", false))
     if (auto v = integer(*k, path + ".mtu", DpdkConfig::kMinMtu, DpdkConfig::kMaxMtu)) d.mtu = *v;
+  if (auto k = child(n, path, "promiscuous", false))
+    if (auto v = choice<bool>(*k, path + ".promiscuous", {{"true", true}, {"false", false}})) d.promiscuous = *v;
   checkDpdkLcores(n, d, workerNodes);
   // The one pool serves every worker's full RX and TX rings, its two
   // bursts in flight and its lcore's mempool cache (256, flushed at 384),

@@ -57,6 +57,10 @@ struct DpdkConfig {
   // The port's MTU, kMinMtu..kMaxMtu; 0: the driver's default (1500), with
   // DPDK's default 2 KiB buffers.
   uint32_t mtu = 0;
+  // true: the port takes frames to every MAC (a VRRP or other virtual MAC
+  // in front of the VIPs). false: to its own MAC, broadcast and multicast
+  // only, as a NIC under XDP does.
+  bool promiscuous = false;
   static constexpr uint32_t kMinMtu = 1280;   // IPv6's minimum link MTU (RFC 8200)
   static constexpr uint32_t kMaxMtu = 16110;  // DPDK's largest jumbo frame (16128) less Ethernet's 18
   bool operator==(const DpdkConfig&) const = default;

@@ -134,19 +134,28 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
                 .add("buffer_bytes", f.bufferBytes)
                 .add("port_socket", f.portSocket)
                 .add("pool_socket", f.poolSocket)
-                .add("promiscuous", f.promiscuous));
+                .add("promiscuous", f.promiscuous)
+                .add("allmulticast", f.allMulticast));
     // net_af_packet and net_af_xdp spread flows themselves (isKernelVdev).
     if (f.queues > 1 && f.rssHf == 0 && !isKernelVdev(config_.port))
       logWarn(LogRecord("dpdk_no_rss")
                   .add("port", config_.port)
                   .add("reason", "the device offers no RSS for IP/TCP/UDP: every packet reaches worker 0 (queue 0) "
                                  "and the other " + std::to_string(f.queues - 1) + " worker(s) stay idle"));
-    if (!f.promiscuous)
+    if (config_.promiscuous && !f.promiscuous)
       logWarn(LogRecord("dpdk_not_promiscuous")
                   .add("port", config_.port)
-                  .add("reason", "the driver refused promiscuous mode (a VF without trust?): only frames to the "
-                                 "port's own MAC, broadcast and multicast arrive, so the router must send VIP "
-                                 "traffic to the port's MAC (no VRRP or other virtual MAC); or trust the VF"));
+                  .add("reason", "dataplane.dpdk.promiscuous is true but the driver refused promiscuous mode (a "
+                                 "VF without trust?): only frames to the port's own MAC, broadcast and multicast "
+                                 "arrive, so the router must send VIP traffic to the port's MAC (no VRRP or other "
+                                 "virtual MAC); or trust the VF"));
+    // A kernel interface behind a vdev keeps the kernel's own filters.
+    if (!f.allMulticast && !isKernelVdev(config_.port))
+      logWarn(LogRecord("dpdk_no_allmulticast")
+                  .add("port", config_.port)
+                  .add("reason", "the driver refused all-multicast mode (a VF without trust?): multicast such as "
+                                 "IPv6 neighbour solicitations and VRRP may not reach the exception interface, so "
+                                 "IPv6 neighbours may not resolve this host; or trust the VF"));
     if (f.rxDescriptors != config_.rxDescriptors || f.txDescriptors != config_.txDescriptors)
       logWarn(LogRecord("dpdk_descriptors_adjusted")
                   .add("port", config_.port)
@@ -240,6 +249,7 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const std::strin
   o.exceptionDescriptors = static_cast<uint16_t>(DpdkConfig::kTapDescriptors);
   o.idleSleepUs = c.idleSleepUs;
   o.mtu = static_cast<uint16_t>(c.mtu);
+  o.promiscuous = c.promiscuous;
   o.limits = config.limits;
   // The port and workers start in startForwarding(), after the registry
   // programmed the tables and the saved connection tables are loaded: a

@@ -490,20 +490,35 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return Status::ok();
   }
 
+  // The port's receive modes (DpdkOptions::promiscuous). A refusal never
+  // fails the start (frames to the port's own MAC still arrive); keeld
+  // warns (portFacts: dpdk_not_promiscuous, dpdk_no_allmulticast).
+  void setReceiveModes() {
+    if (opts_.promiscuous) {
+      // A VF without trust refuses. A kernel interface behind the vdev gets
+      // its own mode back at close.
+      ifreq flags{};
+      const bool wasOff = kernelIfreq(vdevInterface(opts_.port), SIOCGIFFLAGS, &flags) &&
+                          !(flags.ifr_flags & IFF_PROMISC);
+      const bool on = rte_eth_promiscuous_enable(port_) == 0;
+      portRestore_.promiscOff = on && wasOff;
+    } else if (!isKernelVdev(opts_.port)) {
+      // Frames flooded to other MACs (a switch that has not learnt them,
+      // another balancer's) are not ours: a second balancer on the segment
+      // would forward them too. Some drivers start promiscuous.
+      if (rte_eth_promiscuous_get(port_) == 1) (void)rte_eth_promiscuous_disable(port_);
+      (void)rte_eth_allmulticast_enable(port_);
+    }
+    facts_.promiscuous = rte_eth_promiscuous_get(port_) == 1;
+    facts_.allMulticast = facts_.promiscuous || rte_eth_allmulticast_get(port_) == 1;
+  }
+
   Status start() override {
     if (started_) return Status::ok();
     int rc = rte_eth_dev_start(port_);
     if (rc != 0) return Status::error("dpdk.port: start: " + std::string(rte_strerror(-rc)));
     if (Status s = checkWholeFrames(); !s) return s;
-    // l2dsr/VIP traffic is not addressed to the port's MAC. A VF without
-    // trust refuses: start anyway (frames to the port's own MAC still
-    // arrive); keeld warns (portFacts, dpdk_not_promiscuous).
-    // A kernel interface behind the vdev gets its own mode back at close.
-    ifreq flags{};
-    const bool wasOff = kernelIfreq(vdevInterface(opts_.port), SIOCGIFFLAGS, &flags) &&
-                        !(flags.ifr_flags & IFF_PROMISC);
-    facts_.promiscuous = rte_eth_promiscuous_enable(port_) == 0;
-    portRestore_.promiscOff = facts_.promiscuous && wasOff;
+    setReceiveModes();
     if (tapReady_) {
       rc = rte_eth_dev_start(tap_);
       if (rc != 0)

@@ -52,6 +52,14 @@ struct DpdkOptions {
   // that cannot take N fails init() with its range; one that would still
   // split such a frame fails start(). The exception interface stays at 1500.
   uint16_t mtu = 0;
+  // false: the port takes frames to its own MAC, broadcast and multicast
+  // (all-multicast, so IPv6 neighbour solicitations and VRRP reach the
+  // exception interface), and a device that starts promiscuous is turned
+  // out of it; a vdev over a kernel interface (net_af_packet, net_af_xdp)
+  // is left as the kernel has it, whose own filters then apply, as for XDP.
+  // true: promiscuous, for VIP traffic sent to a MAC not the port's (a VRRP
+  // virtual MAC); a kernel interface's mode is put back at close.
+  bool promiscuous = false;
   // maxServices, maxBackends, connTableSize. connTableSize is split over
   // the workers, and each worker's share sizes both its IPv4 and its IPv6
   // table (connTableCapacity() gives the sum).
@@ -72,7 +80,11 @@ struct PortFacts {
   uint16_t bufferBytes = 0;    // each mbuf's data room, its headroom included
   int portSocket = -1;         // the NIC's NUMA socket (-1: unknown, a vdev)
   int poolSocket = -1;         // the mbuf pool's
-  bool promiscuous = false;    // false: the driver refused (start() sets it)
+  // The port's receive modes after start() (rte_eth_promiscuous_get,
+  // rte_eth_allmulticast_get). A vdev over a kernel interface reports what
+  // ethdev set, not the kernel's flags.
+  bool promiscuous = false;
+  bool allMulticast = false;
 };
 
 // The DPDK implementation of keel::Dataplane, exposed for start()/stats.

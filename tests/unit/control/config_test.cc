@@ -280,6 +280,7 @@ TEST(Config, DpdkBlockRoundTrips) {
     exception_interface: keel0
     idle_sleep_us: 50
     mtu: 9000
+    promiscuous: true
 )";
   ConfigOptions o;
   // The exception interface is keeld's own net_tap: it need not exist yet.
@@ -298,6 +299,7 @@ TEST(Config, DpdkBlockRoundTrips) {
   EXPECT_EQ(dp.dpdk.exceptionInterface, "keel0");
   EXPECT_EQ(dp.dpdk.idleSleepUs, 50u);
   EXPECT_EQ(dp.dpdk.mtu, 9000u);
+  EXPECT_TRUE(dp.dpdk.promiscuous);
   // Neighbours (l2dsr) are resolved on the kernel side of the exception path.
   EXPECT_EQ(dp.interface, "keel0");
 }
@@ -319,6 +321,7 @@ TEST(Config, DpdkDefaultsAndKernelInterface) {
   EXPECT_EQ(dp.dpdk.exceptionInterface, "");
   EXPECT_EQ(dp.dpdk.idleSleepUs, 0u);
   EXPECT_EQ(dp.dpdk.mtu, 0u) << "the driver's";
+  EXPECT_FALSE(dp.dpdk.promiscuous) << "frames to the port's own MAC only, as a NIC under XDP";
 }
 
 // A vdev on a kernel interface names one that must exist (a host check):
@@ -593,7 +596,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    rx_desc: 512\n",
                 {"keel.yaml:6: dataplane.dpdk.rx_desc: unknown key (expected one of: eal_args, port, "
                  "workers, rx_descriptors, tx_descriptors, mbufs_per_worker, exception_interface, "
-                 "idle_sleep_us, mtu)"}},
+                 "idle_sleep_us, mtu, promiscuous)"}},
         BadCase{"dpdk port missing",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    workers: [1]\n",
                 {"keel.yaml:4: dataplane.dpdk.port: required key missing"}},
@@ -649,6 +652,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"dpdk idle sleep out of range",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    idle_sleep_us: 1000000\n",
                 {"keel.yaml:6: dataplane.dpdk.idle_sleep_us: must be an integer 0..100000"}},
+        BadCase{"dpdk promiscuous not a boolean",
+                "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    promiscuous: yes\n",
+                {"keel.yaml:6: dataplane.dpdk.promiscuous: must be one of true|false, got \"yes\""}},
         BadCase{"dpdk l2dsr real without mac and no kernel interface",
                 "dataplane: {kind: dpdk, dpdk: {port: x, workers: [1]}}\nservices:\n"
                 "  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n"

@@ -592,8 +592,7 @@ TEST_F(DpdkPcapTest, AnExceptionInterfaceNameAlreadyTakenIsAClearError) {
 // dpdk.mtu on a vdev over a kernel interface sets that interface's MTU (the
 // driver does); the plane puts the old one back when it closes, and when
 // its start fails after setting it, so no keeld leaves the host's interface
-// at its MTU for the next one to miss. Promiscuous mode, off before, is
-// turned off again too.
+// at its MTU for the next one to miss.
 TEST_F(DpdkPcapTest, TheKernelInterfacesMtuIsPutBackAtCloseAndAfterAFailedStart) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for a veth and packet sockets";
   const std::string a = "kqm" + kPid, b = "kqn" + kPid;
@@ -614,23 +613,13 @@ TEST_F(DpdkPcapTest, TheKernelInterfacesMtuIsPutBackAtCloseAndAfterAFailedStart)
   DpdkOptions o = pcapOptions("net_af_packet_keelm" + kPid + ",iface=" + a + ",qpairs=1");
   o.mtu = 1400;
   std::string err;
-  auto promisc = [&] {
-    FILE* p = popen(("ip -o link show dev " + a).c_str(), "r");
-    char line[512] = {};
-    const bool got = p && fgets(line, sizeof line, p);
-    if (p) pclose(p);
-    return got && std::strstr(line, "PROMISC") != nullptr;
-  };
-  ASSERT_FALSE(promisc());
   {
     auto dp = createDpdkDataplane(o, &err);
     ASSERT_NE(dp, nullptr) << err;
     EXPECT_EQ(mtu(), 1400u) << "the driver set dpdk.mtu on the interface";
     ASSERT_TRUE(dp->start());
-    EXPECT_TRUE(promisc()) << "the port runs promiscuous";
   }
   EXPECT_EQ(mtu(), 1500u) << "not put back at close";
-  EXPECT_FALSE(promisc()) << "promiscuous mode left on at close";
   // A start that fails after the MTU was set (the exception interface's
   // name is taken) puts it back too.
   o.port = "net_af_packet_keeln" + kPid + ",iface=" + a + ",qpairs=1";
@@ -649,6 +638,84 @@ TEST_F(DpdkPcapTest, TheKernelInterfacesMtuIsPutBackAtCloseAndAfterAFailedStart)
     EXPECT_EQ(mtu(), 1400u);
   }
   EXPECT_EQ(mtu(), 9000u) << "a jumbo MTU was not put back";
+}
+
+// The flags `ip -o link show` prints for an interface of this process's
+// namespace ("<BROADCAST,MULTICAST,PROMISC,UP,...>"); empty if it has none.
+std::string linkFlags(const std::string& iface) {
+  FILE* p = popen(("ip -o link show dev " + iface + " 2>/dev/null").c_str(), "r");
+  char line[512] = {};
+  const bool got = p && fgets(line, sizeof line, p);
+  if (p) pclose(p);
+  const char* open = got ? std::strchr(line, '<') : nullptr;
+  const char* close = open ? std::strchr(open, '>') : nullptr;
+  return close ? std::string(open, close + 1) : std::string();
+}
+
+bool hasFlag(const std::string& flags, const std::string& flag) {
+  return flags.find("<" + flag + ",") != std::string::npos || flags.find("," + flag + ",") != std::string::npos ||
+         flags.find("," + flag + ">") != std::string::npos || flags == "<" + flag + ">";
+}
+
+// The port takes frames to other MACs only when asked (dpdk.promiscuous):
+// a flooded frame for another balancer's MAC is not forwarded twice. A vdev
+// over a kernel interface leaves the kernel's mode alone unless asked, and
+// gets it back at close when asked; any other device (net_tap here) is
+// turned all-multicast instead, so ND and VRRP still reach the exception
+// interface.
+TEST_F(DpdkPcapTest, ThePortIsPromiscuousOnlyWhenAsked) {
+  if (geteuid() != 0 || access("/dev/net/tun", F_OK) != 0)
+    GTEST_SKIP() << "needs root for a veth, packet sockets and net_tap";
+  const std::string a = "kpa" + kPid, b = "kpb" + kPid;
+  ASSERT_EQ(std::system(("ip link add " + a + " type veth peer name " + b + " && ip link set " + a + " up").c_str()), 0);
+  struct Link {
+    std::string name;
+    ~Link() { (void)std::system(("ip link del " + name + " 2>/dev/null").c_str()); }
+  } link{a};
+  std::string err;
+  ASSERT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
+  DpdkOptions o = pcapOptions("net_af_packet_keelp" + kPid + ",iface=" + a + ",qpairs=1");
+  {
+    auto dp = createDpdkDataplane(o, &err);
+    ASSERT_NE(dp, nullptr) << err;
+    ASSERT_TRUE(dp->start());
+    EXPECT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << "made promiscuous unasked: " << linkFlags(a);
+    EXPECT_FALSE(dp->portFacts().promiscuous);
+  }
+  o.port = "net_af_packet_keelq" + kPid + ",iface=" + a + ",qpairs=1";
+  o.promiscuous = true;
+  {
+    auto dp = createDpdkDataplane(o, &err);
+    ASSERT_NE(dp, nullptr) << err;
+    ASSERT_TRUE(dp->start());
+    EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << "dpdk.promiscuous: true not applied: " << linkFlags(a);
+    EXPECT_TRUE(dp->portFacts().promiscuous);
+  }
+  EXPECT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << "promiscuous mode left on at close: " << linkFlags(a);
+
+  // A device that is not a kernel interface's vdev: net_tap as the port.
+  const std::string t = "kpt" + kPid;
+  o.port = "net_tap_keelp" + kPid + ",iface=" + t;
+  o.promiscuous = false;
+  {
+    auto dp = createDpdkDataplane(o, &err);
+    ASSERT_NE(dp, nullptr) << err;
+    ASSERT_TRUE(dp->start());
+    const std::string flags = linkFlags(t);
+    EXPECT_FALSE(hasFlag(flags, "PROMISC")) << flags;
+    EXPECT_TRUE(hasFlag(flags, "ALLMULTI")) << "not all-multicast: " << flags;
+    EXPECT_FALSE(dp->portFacts().promiscuous);
+    EXPECT_TRUE(dp->portFacts().allMulticast);
+  }
+  o.port = "net_tap_keelq" + kPid + ",iface=" + t;
+  o.promiscuous = true;
+  {
+    auto dp = createDpdkDataplane(o, &err);
+    ASSERT_NE(dp, nullptr) << err;
+    ASSERT_TRUE(dp->start());
+    EXPECT_TRUE(hasFlag(linkFlags(t), "PROMISC")) << linkFlags(t);
+    EXPECT_TRUE(dp->portFacts().promiscuous);
+  }
 }
 
 // limits.max_reals is the limit the registry enforces, as on XDP: not the

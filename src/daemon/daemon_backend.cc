@@ -290,16 +290,17 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
     // and removals are kept if they go in.
     Overlay trimmed = kept;
     trimmed.addedServices.clear();
-    std::erase_if(trimmed.reals, [](const auto& entry) { return entry.second.added.has_value(); });
-    if (!trimmed.empty() && (trimmed.addedServices.size() + trimmed.reals.size() <
-                             kept.addedServices.size() + kept.reals.size())) {
+    const size_t addedReals =
+        std::erase_if(trimmed.reals, [](const auto& entry) { return entry.second.added.has_value(); });
+    const bool hadAdditions = !kept.addedServices.empty() || addedReals > 0;
+    if (hadAdditions && !trimmed.empty()) {
       const Result withAdds = r;
       r = commit(config, trimmed);
       if (r.isOk())
         logWarn(LogRecord("runtime_state_additions_dropped")
                     .add("path", statePath_)
                     .add("services", static_cast<uint64_t>(kept.addedServices.size()))
-                    .add("reals", static_cast<uint64_t>(kept.reals.size() - trimmed.reals.size()))
+                    .add("reals", static_cast<uint64_t>(addedReals))
                     .add("error", withAdds.error().message));
     }
     if (!r.isOk()) {

@@ -8,6 +8,7 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_log.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_pci.h>
@@ -21,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <utility>
@@ -60,9 +62,41 @@ std::atomic<unsigned> gLivePlanes{0};  // releaseDpdkEnvironment() waits for 0
 
 std::string rteError() { return rte_strerror(rte_errno); }
 
+// DPDK's own lines (EAL, the drivers) become keel records at their level,
+// `event=dpdk_log message="EAL: ..."`, instead of going to EAL's default
+// stream (stderr before rte_eal_init(), stdout and syslog after it).
+// rte_vlog() writes each message and flushes it on the thread that logs
+// (a worker's too), so one write is one message: each of its lines is a
+// record, at the level rte_log_cur_msg_loglevel() gives for it.
+ssize_t writeDpdkLog(void*, const char* buf, size_t size) {
+  LogLevel level = LogLevel::kDebug;
+  const int dpdkLevel = rte_log_cur_msg_loglevel();
+  if (dpdkLevel <= static_cast<int>(RTE_LOG_ERR))
+    level = LogLevel::kError;
+  else if (dpdkLevel == static_cast<int>(RTE_LOG_WARNING))
+    level = LogLevel::kWarn;
+  else if (dpdkLevel < static_cast<int>(RTE_LOG_DEBUG))
+    level = LogLevel::kInfo;
+  std::string_view text(buf, size);
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    const std::string_view line = text.substr(0, nl);
+    if (!line.empty()) logRecord(level, LogRecord("dpdk_log").add("message", line));
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+  return static_cast<ssize_t>(size);
+}
+
 Status initEal(const std::vector<std::string>& args) {
   std::lock_guard<std::mutex> lock(gEalMutex);
   if (gEalReady) return Status::ok();
+  static FILE* const logStream = [] {
+    FILE* f = fopencookie(nullptr, "w", cookie_io_functions_t{nullptr, writeDpdkLog, nullptr, nullptr});
+    if (f) rte_openlog_stream(f);
+    return f;
+  }();
+  (void)logStream;
   std::vector<std::string> store{"keeld"};
   store.insert(store.end(), args.begin(), args.end());
   std::vector<char*> argv;

@@ -7,11 +7,14 @@
 // that are not ours reach the kernel, and the kernel's answer (an ARP reply)
 // leaves through the port.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <pcap/pcap.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
+#include <rte_log.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 #include <sched.h>
@@ -23,8 +26,10 @@
 #include <cstring>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
+#include "common/logging.h"
 #include "dataplane/dpdk/dpdk_dataplane.h"
 #include "dataplane/dpdk/tables.h"
 #include "dataplane/dpdk/worker_path.h"
@@ -223,7 +228,12 @@ TEST_F(DpdkPcapTest, ForwardsByteForByteLikeThePurePath) {
     EXPECT_EQ(dp->kind(), "dpdk");
     loadTables(*dp);
     ASSERT_TRUE(dp->start());
-    ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= in.size(); }));
+    // A packet is counted before its burst is sent: wait for the port's
+    // TX count too, or it may be read between the two.
+    ASSERT_TRUE(waitFor([&] {
+      const DataplaneStats s = dp->readStats();
+      return totalPackets(s) >= in.size() && s.port && s.port->txPackets >= expected.size();
+    }));
     DataplaneStats st = dp->readStats();
     EXPECT_EQ(totalPackets(st), in.size());
     // The one worker and its lcore; its rx_packets is the sum of its reasons,
@@ -733,6 +743,30 @@ TEST_F(DpdkPcapTest, LimitsAreTheConfiguredOnesNotTheRoundedSlots) {
   EXPECT_EQ(dp->limits().maxServices, 16u);
 }
 
+// DPDK's own lines (EAL, drivers) are keel records at DPDK's level, one per
+// line, not lines of their own on EAL's default stream.
+TEST_F(DpdkPcapTest, DpdkLogLinesAreKeelRecords) {
+  const std::string rx = kDir + "/log_rx.pcap";
+  writePcap(rx, inputFrames());
+  DpdkOptions o = pcapOptions("net_pcap_keelg" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + kDir + "/log_tx.pcap");
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);  // EAL runs (once per process)
+  ASSERT_NE(dp, nullptr) << err;
+  std::ostringstream out;
+  auto previous = spdlog::default_logger();
+  auto capture = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  capture->set_pattern("level=%l %v");
+  capture->set_level(spdlog::level::trace);
+  spdlog::set_default_logger(capture);
+  RTE_LOG(WARNING, EAL, "keel probe %d\nsecond line\n", 7);
+  RTE_LOG(ERR, EAL, "keel probe error\n");
+  spdlog::set_default_logger(previous);
+  const std::string got = out.str();
+  EXPECT_NE(got.find("level=warning event=dpdk_log message=\"EAL: keel probe 7\"\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("level=warning event=dpdk_log message=\"second line\"\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("level=error event=dpdk_log message=\"EAL: keel probe error\"\n"), std::string::npos) << got;
+}
+
 // net_af_packet spreads flows over every qpairs= socket (one fanout group,
 // opened at probe): more of them than workers would lose the flows of the
 // sockets no worker reads, so the start is refused, naming the fix; as many
@@ -796,7 +830,11 @@ TEST_F(DpdkPcapTest, FramesAFullTxQueueRefusesAreCountedAsDropped) {
   ASSERT_NE(dp, nullptr) << err;
   loadTables(*dp);
   ASSERT_TRUE(dp->start());
-  ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= kFrames; }));
+  // Counted before its burst is sent: wait for the send (and its drops) too.
+  ASSERT_TRUE(waitFor([&] {
+    const DataplaneStats s = dp->readStats();
+    return totalPackets(s) >= kFrames && !s.workers.empty() && s.workers[0].txDropped + rte_ring_count(txRing) >= kFrames;
+  }));
   const DataplaneStats st = dp->readStats();
   EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, kFrames);
   ASSERT_EQ(st.workers.size(), 1u);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <cctype>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,27 @@ inline std::string vdevInterface(std::string_view devargs) {
   if (at == std::string_view::npos) return "";
   const size_t from = at + 7;
   return std::string(devargs.substr(from, devargs.find(',', from) - from));
+}
+
+// The key of a DPDK keeld's state files beside its control socket
+// (runtime-KEY.json, conntrack-KEY.bin), as an XDP keeld's is its
+// interface: "dpdk-" and the port's kernel interface for a vdev over one
+// ("net_af_packet0,iface=eth1" -> "dpdk-eth1"), else its device name, a
+// PCI address in full ("03:00.0" and "0000:03:00.0" -> "dpdk-0000:03:00.0",
+// "net_ring0" -> "dpdk-net_ring0"). Two keelds whose sockets share a
+// directory drive different ports, so they keep their own files; the
+// devargs after the name (qpairs=, ...) may change without losing them.
+inline std::string dpdkStateKey(std::string_view devargs) {
+  std::string name = vdevInterface(devargs);
+  if (name.empty()) {
+    name = std::string(devargs.substr(0, devargs.find(',')));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    // bus:device.function without its domain, as EAL takes it.
+    if (name.size() == 7 && name[2] == ':' && name[5] == '.') name = "0000:" + name;
+  }
+  for (char& c : name)
+    if (c == '/' || c == '\0') c = '_';
+  return "dpdk-" + name;
 }
 
 }  // namespace keel

@@ -263,7 +263,7 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const std::strin
     return nullptr;
   }
   return std::make_unique<DpdkDaemonDataplane>(std::move(dp), c,
-                                               (std::filesystem::path(stateDir) / "conntrack-dpdk.bin").string());
+                                               (std::filesystem::path(stateDir) / ("conntrack-" + dpdkStateKey(c.port) + ".bin")).string());
 }
 #endif
 
@@ -276,6 +276,21 @@ bool dataplaneBuiltIn(DataplaneKind kind) {
 #else
   return kind != DataplaneKind::kDpdk;
 #endif
+}
+
+void adoptLegacyDpdkState(const std::string& stateDir, const std::string& key) {
+  const std::filesystem::path dir(stateDir);
+  for (const auto& [legacy, keyed] : {std::pair{dir / "runtime-dpdk.json", dir / ("runtime-" + key + ".json")},
+                                      std::pair{dir / "conntrack-dpdk.bin", dir / ("conntrack-" + key + ".bin")}}) {
+    std::error_code ec;
+    if (!std::filesystem::exists(legacy, ec) || std::filesystem::exists(keyed, ec)) continue;
+    std::filesystem::rename(legacy, keyed, ec);
+    if (ec)
+      logWarn(LogRecord("state_file_not_renamed").add("from", legacy.string()).add("to", keyed.string())
+                  .add("error", ec.message()));
+    else
+      logInfo(LogRecord("state_file_renamed").add("from", legacy.string()).add("to", keyed.string()));
+  }
 }
 
 std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const std::string& stateDir,

@@ -57,8 +57,16 @@ bool dataplaneBuiltIn(DataplaneKind kind);
 // Returns null and sets *error ("dataplane...: what is wrong") on failure;
 // nothing stays attached then. stateDir: keeld's runtime state directory
 // (beside the control socket), where a DPDK plane keeps its connection
-// tables between a clean stop and the next start (conntrack-dpdk.bin).
+// tables between a clean stop and the next start (conntrack-KEY.bin,
+// KEY = dpdkStateKey() of its port).
 std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const std::string& stateDir,
                                                      std::string* error);
+
+// A DPDK keeld before keyed state files kept runtime-dpdk.json and
+// conntrack-dpdk.bin in stateDir: each is renamed to its keyed name
+// (runtime-KEY.json, conntrack-KEY.bin) if that does not exist yet, so
+// the first keeld that starts after an upgrade keeps them (logged,
+// state_file_renamed).
+void adoptLegacyDpdkState(const std::string& stateDir, const std::string& key);
 
 }  // namespace keel

@@ -45,6 +45,7 @@
 #include <memory>
 #include <string>
 
+#include "common/devargs.h"
 #include "common/logging.h"
 #include "control/config.h"
 #include "control/eal_lcores.h"
@@ -238,6 +239,11 @@ int run(const std::string& path, bool detachOnExit) {
     std::error_code ec;
     std::filesystem::create_directories(stateDir, ec);
   }
+  // Keyed like the pins: the interface (XDP), the port (DPDK; dpdkStateKey).
+  const std::string stateKey = config.dataplane.kind == DataplaneKind::kXdp
+                                   ? config.dataplane.interface
+                                   : dpdkStateKey(config.dataplane.dpdk.port);
+  if (config.dataplane.kind == DataplaneKind::kDpdk) adoptLegacyDpdkState(stateDir, stateKey);
 
   // Another keeld serving this socket: refused before the data plane, which
   // it runs (XDP: the pin directory's lock refuses a second keeld on the
@@ -316,8 +322,6 @@ int run(const std::string& path, bool detachOnExit) {
   backend.setCheckOptions(hostConfigOptions());
   backend.setStartedAt(startedAt);
   // The runtime overlay (keelctl changes), per interface like the pins.
-  const std::string stateKey =
-      config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface : "dpdk";
   const std::filesystem::path statePath = stateDir / ("runtime-" + stateKey + ".json");
   backend.setStatePath(statePath.string());
   backend.setReloadHook([](bool done, bool ok) {

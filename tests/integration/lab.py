@@ -472,11 +472,24 @@ class KeeldHost:
         return f"/sys/fs/bpf/keel/{self.lab.balancer.ifname}"
 
     @property
+    def state_key(self) -> str:
+        """The key of keeld's state files: the interface (XDP), "dpdk-" and
+        the interface its net_af_packet port taps (DPDK; dpdkStateKey() in
+        src/common/devargs.h)."""
+        ifname = self.lab.balancer.ifname
+        return f"dpdk-{ifname}" if self.lab.dataplane == "dpdk" else ifname
+
+    @property
     def state_path(self) -> str:
         """Where keeld keeps its runtime state (keelctl's changes): beside
         the control socket, one file per interface like the pins
         (src/daemon/keeld.cc)."""
-        return f"/run/keel/runtime-{self.lab.balancer.ifname}.json"
+        return f"/run/keel/runtime-{self.state_key}.json"
+
+    @property
+    def conntrack_path(self) -> str:
+        """Where a DPDK keeld saves its connection tables at a clean stop."""
+        return f"/run/keel/conntrack-{self.state_key}.bin"
 
     def exists(self, path: str) -> bool:
         """Whether PATH exists in this host's mounts (bpffs, /run/keel)."""

@@ -399,9 +399,22 @@ def test_dpdk_restart_keeps_the_connection_tables(lab, dpdk_host):
         assert [ask(s) for s in conns] == before  # ... its connections stay (the table)
         assert k1.stop() == 0, k1.log()
         assert "event=conntrack_saved" in k1.log(), k1.log()
+        # Kept under names keyed by the port's interface; a keeld from before
+        # keyed names kept them as runtime-dpdk.json and conntrack-dpdk.bin,
+        # which the next keeld takes over (renamed).
+        legacy = {dpdk_host.state_path: "/run/keel/runtime-dpdk.json",
+                  dpdk_host.conntrack_path: "/run/keel/conntrack-dpdk.bin"}
+        for keyed, old in legacy.items():
+            assert dpdk_host.exists(keyed), keyed
+            dpdk_host.run(["mv", keyed, old])
 
         k2 = dpdk_host.start(config, "second")
         log = k2.log()
+        for keyed, old in legacy.items():
+            assert f"event=state_file_renamed from={old} to={keyed}" in log, log
+            assert not dpdk_host.exists(old), old
+        # (The tables' file is loaded and removed: conntrack_restored below.)
+        assert dpdk_host.exists(dpdk_host.state_path)
         restored = re.search(r"event=conntrack_restored .*\bloaded=(\d+)", log)
         assert restored and int(restored.group(1)) >= N_CONN, log
         assert real_states(k2)[drained_addr] == "draining"  # the runtime drain, kept too

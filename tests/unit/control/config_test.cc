@@ -3,6 +3,7 @@
 // key path and saying what is wrong; a valid file must round-trip into the
 // structs exactly.
 #include "common/duration.h"
+#include "common/devargs.h"
 #include "control/config.h"
 #include "control/eal_lcores.h"
 
@@ -1101,3 +1102,18 @@ TEST(Config, Durations) {
 
 }  // namespace
 }  // namespace keel
+
+// A DPDK keeld's state files are keyed by its port, as an XDP keeld's by its
+// interface: two keelds whose sockets share a directory keep their own.
+TEST(Devargs, DpdkStateKeyNamesThePortNotItsOptions) {
+  EXPECT_EQ(keel::dpdkStateKey("net_af_packet0,iface=eth1,qpairs=2"), "dpdk-eth1");
+  EXPECT_EQ(keel::dpdkStateKey("net_af_packet0,iface=eth1,qpairs=4"), "dpdk-eth1") << "qpairs= may change";
+  EXPECT_EQ(keel::dpdkStateKey("net_af_xdp0,iface=ens3f1,start_queue=0"), "dpdk-ens3f1");
+  EXPECT_EQ(keel::dpdkStateKey("net_af_packet1,iface=eth2"), "dpdk-eth2") << "another keeld's port";
+  EXPECT_EQ(keel::dpdkStateKey("0000:03:00.0"), "dpdk-0000:03:00.0");
+  EXPECT_EQ(keel::dpdkStateKey("03:00.0"), "dpdk-0000:03:00.0") << "EAL's short form is the same device";
+  EXPECT_EQ(keel::dpdkStateKey("0000:3B:00.1"), "dpdk-0000:3b:00.1");
+  EXPECT_EQ(keel::dpdkStateKey("net_ring0"), "dpdk-net_ring0");
+  EXPECT_EQ(keel::dpdkStateKey("net_pcap0,rx_pcap=/tmp/a.pcap"), "dpdk-net_pcap0");
+  EXPECT_EQ(keel::dpdkStateKey("net_vhost0,iface=/run/vhost/sock"), "dpdk-net_vhost0") << "a path is no interface";
+}

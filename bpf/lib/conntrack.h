@@ -132,11 +132,15 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 		return lb_ring_pick(pkt, svc, be_id);
 
 	now = bpf_ktime_get_ns();
-	be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);
-	if (be)
-		return be;
-	if (!held && keel_tcp_midflow(pkt))
-		lb_ct_count(KEEL_CT_S_MIDFLOW_MISS);
+	/* A SYN opens a new connection: the ring picks it and its entry is
+	 * overwritten below (keel_tcp_syn). */
+	if (!keel_tcp_syn(pkt)) {
+		be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);
+		if (be)
+			return be;
+		if (!held && keel_tcp_midflow(pkt))
+			lb_ct_count(KEEL_CT_S_MIDFLOW_MISS);
+	}
 	be = lb_ring_pick(pkt, svc, be_id);
 	if (!be)
 		return NULL;

@@ -146,6 +146,7 @@ KEEL_STATIC_ASSERT(sizeof(struct keel_icmp) == 8, "icmp");
 #define KEEL_TCP_FIN 0x01
 #define KEEL_TCP_SYN 0x02
 #define KEEL_TCP_RST 0x04
+#define KEEL_TCP_ACK 0x10
 
 #define KEEL_IP_MF 0x2000
 #define KEEL_IP_OFFMASK 0x1fff
@@ -176,6 +177,19 @@ struct keel_pkt {
 KEEL_INLINE int keel_tcp_midflow(const struct keel_pkt *pkt)
 {
 	return pkt->l4_proto == KEEL_PROTO_TCP && !(pkt->tcp_flags & KEEL_TCP_SYN);
+}
+
+/* A TCP SYN without ACK: a connection's first segment (or a retransmit of
+ * it). Both planes pick its real from the ring and write the flow's entry
+ * over whatever it held, without looking it up, as Katran does: a client
+ * that reuses a 5-tuple within the idle timeout opens a new connection,
+ * which must go where the ring sends new flows (not to a drained real, nor
+ * where a changed ring no longer sends them). Valid once keel_parse_l4()
+ * returned KEEL_CONTINUE; an ICMP error quoting a SYN is not one. */
+KEEL_INLINE int keel_tcp_syn(const struct keel_pkt *pkt)
+{
+	return pkt->l4_proto == KEEL_PROTO_TCP && !pkt->icmp_error &&
+	       (pkt->tcp_flags & (KEEL_TCP_SYN | KEEL_TCP_ACK)) == KEEL_TCP_SYN;
 }
 
 /* Stage 1: Ethernet, VLAN and the fixed IP header. */

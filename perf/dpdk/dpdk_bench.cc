@@ -10,11 +10,12 @@
 // every replayed frame into a fresh mbuf), so the ratio isolates what the
 // keel worker adds: parse, VIP/service lookup, connection table, ring pick,
 // encapsulation. One worker lcore.
-//   established: the connection table holds every flow (warm-up first), each
-//                packet is a table hit.
-//   new flows:   the worker's table is 4,096 entries, far fewer than the
-//                flows, so every packet misses, is picked from the ring and
-//                inserted (evicting the coldest entry of its bucket).
+//   established: ACK segments; the connection table holds every flow
+//                (warm-up first), each packet is a table hit.
+//   new flows:   SYNs of the same flows, each picked from the ring and
+//                inserted without a lookup (keel_tcp_syn), into a 4,096-entry
+//                table, far fewer than the flows (evicting the coldest
+//                entry of its bucket).
 // testpmd: `--forward-mode=io --port-topology=loop`: receive a burst and
 // send it back unchanged, no header work - the ceiling for this source.
 // Same for both sides: the vdev and its devargs, one forwarding lcore, RX
@@ -84,10 +85,11 @@ IpAddress ip(const std::string& s) { return *IpAddress::parse(s); }
 // The VIP; its family (--ipv6) is the flows', the reals' and the tunnel's.
 IpAddress benchVip() { return ip(gIpv6 ? "2001:db8::100" : "10.0.0.100"); }
 
-// A minimal TCP SYN frame from src:sport to the VIP: 60 bytes for IPv4
-// (Ethernet's minimum), 74 for IPv6. Checksums are left zero: neither
+// A minimal TCP frame with `flags` from src:sport to the VIP: 60 bytes for
+// IPv4 (Ethernet's minimum), 74 for IPv6. Checksums are left zero: neither
 // program checks them.
-std::vector<uint8_t> synFrame(const uint8_t* src, uint16_t sport, const IpAddress& vip, uint16_t dport) {
+std::vector<uint8_t> tcpFrame(const uint8_t* src, uint16_t sport, const IpAddress& vip, uint16_t dport,
+                              uint8_t flags) {
   const bool v6 = !vip.isV4();
   const size_t l3 = v6 ? 40 : 20;
   std::vector<uint8_t> f(v6 ? 74 : 60, 0);
@@ -117,13 +119,16 @@ std::vector<uint8_t> synFrame(const uint8_t* src, uint16_t sport, const IpAddres
   tcp[2] = static_cast<uint8_t>(dport >> 8);
   tcp[3] = static_cast<uint8_t>(dport);
   tcp[12] = 0x50;
-  tcp[13] = KEEL_TCP_SYN;
+  tcp[13] = flags;
   return f;
 }
 
 // The benchmark's flows: one frame each, random sources and source ports
-// (IPv6 sources in 2001:db8:ffff::/64), all to the VIP's port 80.
-std::vector<std::vector<uint8_t>> makeFrames(int flows, const IpAddress& vip) {
+// (IPv6 sources in 2001:db8:ffff::/64), all to the VIP's port 80. tcpFlags:
+// KEEL_TCP_ACK for established flows (looked up in the connection table),
+// KEEL_TCP_SYN for new ones (a SYN is picked from the ring without a
+// lookup and written over its entry: keel_tcp_syn).
+std::vector<std::vector<uint8_t>> makeFrames(int flows, const IpAddress& vip, uint8_t tcpFlags) {
   std::mt19937 rng(7);
   std::vector<std::vector<uint8_t>> frames;
   for (int i = 0; i < flows; ++i) {
@@ -136,7 +141,7 @@ std::vector<std::vector<uint8_t>> makeFrames(int flows, const IpAddress& vip) {
       std::memcpy(src + 8, &a, 4);
       std::memcpy(src + 12, &b, 4);
     }
-    frames.push_back(synFrame(src, static_cast<uint16_t>(1024 + rng() % 60000), vip, 80));
+    frames.push_back(tcpFrame(src, static_cast<uint16_t>(1024 + rng() % 60000), vip, 80, tcpFlags));
   }
   return frames;
 }
@@ -199,13 +204,13 @@ void hugeRelease(void* p) {
 
 // The packet path alone, no I/O: each frame is copied to a scratch buffer
 // (as a source would) and processed; Mpps per second of this thread's CPU.
-double runPurePath(int flows, uint32_t connTable, int passes) {
+double runPurePath(int flows, uint32_t connTable, int passes, uint8_t tcpFlags) {
   const IpAddress vip = benchVip();
   dpdk::TableStore store(16, 1024, nullptr);
   if (!loadService(store, vip)) return 0;
   const dpdk::ConnMemory huge{hugeZalloc, hugeRelease, -1};
   dpdk::WorkerState w(connTable, 16, 1024, 1500, gHuge ? huge : dpdk::kHeapConnMemory);
-  auto frames = makeFrames(flows, vip);
+  auto frames = makeFrames(flows, vip, tcpFlags);
   uint8_t scratch[32][256];
   auto cpuNow = [] {
     timespec ts{};
@@ -233,10 +238,10 @@ double runPurePath(int flows, uint32_t connTable, int passes) {
   return dt > 0 ? static_cast<double>(n) / dt / 1e6 : 0;
 }
 
-void writePcap(const std::string& path, int flows, const IpAddress& vip) {
+void writePcap(const std::string& path, int flows, const IpAddress& vip, uint8_t tcpFlags) {
   pcap_t* dead = pcap_open_dead(DLT_EN10MB, 65535);
   pcap_dumper_t* d = pcap_dump_open(dead, path.c_str());
-  for (const auto& f : makeFrames(flows, vip)) {
+  for (const auto& f : makeFrames(flows, vip, tcpFlags)) {
     pcap_pkthdr h{};
     h.caplen = h.len = static_cast<bpf_u_int32>(f.size());
     pcap_dump(reinterpret_cast<u_char*>(d), &h, f.data());
@@ -504,17 +509,20 @@ int main(int argc, char** argv) {
   }
   if (gHuge) reserveHuge();
   if (pathOnly) {  // no EAL, no I/O: for profiling the packet path
-    const double est = runPurePath(flows, 1u << 20, 20);
+    const double est = runPurePath(flows, 1u << 20, 20, KEEL_TCP_ACK);
     if (establishedOnly) {  // e.g. callgrind's instructions of an established packet alone
       std::printf("keel packet path alone (no I/O, per CPU-second): established %.3f Mpps\n", est);
       return 0;
     }
     std::printf("keel packet path alone (no I/O, per CPU-second): established %.3f Mpps, new flows %.3f Mpps\n",
-                est, runPurePath(flows, 4096, 20));
+                est, runPurePath(flows, 4096, 20, KEEL_TCP_SYN));
     return 0;
   }
+  // Established flows' segments (ACK) and new flows' SYNs: the same flows.
   const std::string pcap = "/tmp/keel-dpdk-bench-" + kPid + ".pcap";
-  writePcap(pcap, flows, benchVip());
+  const std::string synPcap = "/tmp/keel-dpdk-bench-syn-" + kPid + ".pcap";
+  writePcap(pcap, flows, benchVip(), KEEL_TCP_ACK);
+  writePcap(synPcap, flows, benchVip(), KEEL_TCP_SYN);
 
   std::printf("dpdk_bench: keel DPDK worker vs dpdk-testpmd io, same vdev\n");
   std::printf("machine: %s\n", keel::bench::machineDescription().c_str());
@@ -522,7 +530,8 @@ int main(int argc, char** argv) {
               "        %s to 16 reals (M=65537); both sides: 1 forwarding lcore, burst %d,\n"
               "        %d rx/tx descriptors, pool of %u mbufs with a %d cache, %s;\n"
               "        %.0f s steady window (keel after 1 s warm-up, testpmd from its 2nd report);\n"
-              "        %d rounds of keel established, keel new flows, testpmd io\n",
+              "        %d rounds of keel established (ACK segments, 1M-entry table holding every flow),\n"
+              "        keel new flows (SYNs, 4,096-entry table), testpmd io (the ACK frames)\n",
               flows, gIpv6 ? "IPv6" : "IPv4", gIpv6 ? "74 B" : "60 B", gIpv6 ? "ip6ip6" : "ipip", kBurst, kDescriptors, poolSize(flows), kMbufCache, memoryDescription().c_str(), window, rounds);
   std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
   std::printf("round  keel est. Mpps/CPU-s  keel new  testpmd io   ratio est.  ratio new   (wall: est / new / testpmd Mpps)\n");
@@ -534,7 +543,7 @@ int main(int argc, char** argv) {
   };
   std::vector<Round> done;
   for (int round = 1; round <= rounds; ++round) {
-    Round r{runKeel(pcap, flows, 1u << 20, window), runKeel(pcap, flows, 4096, window),
+    Round r{runKeel(pcap, flows, 1u << 20, window), runKeel(synPcap, flows, 4096, window),
             runTestpmd(testpmd, pcap, flows, window)};
     if (r.est.share < 0.999 || r.fresh.share < 0.999)
       std::fprintf(stderr, "dpdk_bench: not every packet was forwarded (tx_ipip share %.3f / %.3f)\n",
@@ -545,10 +554,11 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     done.push_back(r);
   }
-  double pureEst = runPurePath(flows, 1u << 20, 20);
-  double pureNew = runPurePath(flows, 4096, 20);
+  double pureEst = runPurePath(flows, 1u << 20, 20, KEEL_TCP_ACK);
+  double pureNew = runPurePath(flows, 4096, 20, KEEL_TCP_SYN);
   releaseDpdkEnvironment();
   std::remove(pcap.c_str());
+  std::remove(synPcap.c_str());
   std::system(("rm -rf /var/run/dpdk/keelbench-" + kPid).c_str());
 
   // The median over the rounds of one quantity of a round.

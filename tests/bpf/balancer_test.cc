@@ -214,7 +214,7 @@ TEST(Balancer, IdleTimeoutRepicksFromRing) {
     PacketBuilder b;
     b.Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1");
     if (proto == KEEL_PROTO_TCP) {
-      b.Tcp(5555, dport);
+      b.Tcp(5555, dport, kTcpAck);  // an established segment: a SYN is never looked up
     } else {
       b.Udp(5555, dport);
     }
@@ -271,7 +271,7 @@ TEST(Balancer, EntrySeenAfterThisCpusClockStillHolds) {
   st.node.tcp_idle_timeout_s = 30;
   ASSERT_EQ(lb->setNode(st.node), "");
   const uint32_t svc = 0, oldBe = 0, newBe = 20;
-  Bytes in = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(5556, 80).Payload("x").build();
+  Bytes in = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(5556, 80, kTcpAck).Payload("x").build();
   keel_backend oldReal{};
   for (const auto& be : st.backends)
     if (be.id == oldBe) oldReal = be.backend;

@@ -173,11 +173,11 @@ PacketBuilder& ip(PacketBuilder& b, const std::string& src, const std::string& d
 
 Bytes flowPacket(const Frame& f, const std::string& src, const std::string& dst, uint8_t proto,
                  uint16_t sport, uint16_t dport, const std::string& payload = "keel fixture",
-                 uint8_t tos = 0) {
+                 uint8_t tos = 0, uint8_t tcpFlags = kTcpSyn) {
   PacketBuilder b = l2(f);
   ip(b, src, dst, tos);
   if (proto == kTcp) {
-    b.Tcp(sport, dport, kTcpSyn);
+    b.Tcp(sport, dport, tcpFlags);
   } else {
     b.Udp(sport, dport);
   }
@@ -783,8 +783,12 @@ std::vector<Scenario> conntrackScenarios() {
   std::vector<Scenario> out;
   const Frame plain;
   const std::string vip = "10.100.0.1";
+  // A flow's first packet is a SYN (picked from the ring, never looked up:
+  // keel_tcp_syn); what follows is the established flow's (ACK).
   Bytes flowA = flowPacket(plain, kClient4, vip, kTcp, kSport, 80, "flow A");
   Bytes flowB = flowPacket(plain, kClient4, vip, kTcp, kSport + 1, 80, "flow B");
+  Bytes ackA = flowPacket(plain, kClient4, vip, kTcp, kSport, 80, "flow A", 0, kTcpAck);
+  Bytes ackB = flowPacket(plain, kClient4, vip, kTcp, kSport + 1, 80, "flow B", 0, kTcpAck);
   // The flow hash an IPv6 outer header carries as its flow label.
   auto hashOf = [](const Bytes& in) {
     const keel_flow_key k = plainFlowKey(in, 14);
@@ -804,7 +808,7 @@ std::vector<Scenario> conntrackScenarios() {
   {
     Scenario s{"ring change: established flow stays, new flow follows the ring", {}};
     s.steps.push_back({"flow A picks the only real", {}, {}, toBackend("A -> 0", flowA, 0, 0)});
-    s.steps.push_back({"ring now holds only backend 20", {}, {ringTo20}, toBackend("A stays on 0", flowA, 0, 0)});
+    s.steps.push_back({"ring now holds only backend 20", {}, {ringTo20}, toBackend("A stays on 0", ackA, 0, 0)});
     s.steps.push_back({"", {}, {}, toBackend("new flow B -> 20", flowB, 0, 20)});
     out.push_back(s);
   }
@@ -812,8 +816,8 @@ std::vector<Scenario> conntrackScenarios() {
     Scenario s{"drain: real out of the ring, generation kept, established flow stays", {}};
     s.steps.push_back({"", {}, {}, toBackend("A -> 0", flowA, 0, 0)});
     s.steps.push_back({"", {}, {}, toBackend("B -> 0", flowB, 0, 0)});
-    s.steps.push_back({"drain 0", {}, {ringTo20}, toBackend("A stays on drained 0", flowA, 0, 0)});
-    s.steps.push_back({"", {}, {}, toBackend("B stays on drained 0", flowB, 0, 0)});
+    s.steps.push_back({"drain 0", {}, {ringTo20}, toBackend("A stays on drained 0", ackA, 0, 0)});
+    s.steps.push_back({"", {}, {}, toBackend("B stays on drained 0", ackB, 0, 0)});
     Bytes flowC = flowPacket(plain, kClient4, vip, kTcp, kSport + 2, 80, "flow C");
     s.steps.push_back({"", {}, {}, toBackend("new flow C -> 20", flowC, 0, 20)});
     out.push_back(s);
@@ -823,8 +827,8 @@ std::vector<Scenario> conntrackScenarios() {
     keel_backend removed = backendById(0);
     removed.gen = 2;
     s.steps.push_back({"", {}, {}, toBackend("A -> 0", flowA, 0, 0)});
-    s.steps.push_back({"remove 0: ring without it, gen 1 -> 2", {{0, removed}}, {ringTo20}, toBackend("A re-picked -> 20", flowA, 0, 20)});
-    s.steps.push_back({"", {}, {}, toBackend("A stays on 20 (entry overwritten)", flowA, 0, 20)});
+    s.steps.push_back({"remove 0: ring without it, gen 1 -> 2", {{0, removed}}, {ringTo20}, toBackend("A re-picked -> 20", ackA, 0, 20)});
+    s.steps.push_back({"", {}, {}, toBackend("A stays on 20 (entry overwritten)", ackA, 0, 20)});
     out.push_back(s);
   }
   {
@@ -832,10 +836,10 @@ std::vector<Scenario> conntrackScenarios() {
     keel_backend down = backendById(0);
     down.flags = 0;
     s.steps.push_back({"", {}, {}, toBackend("A -> 0", flowA, 0, 0)});
-    s.steps.push_back({"0 goes down", {{0, down}}, {ringTo20}, toBackend("A re-picked -> 20", flowA, 0, 20)});
+    s.steps.push_back({"0 goes down", {{0, down}}, {ringTo20}, toBackend("A re-picked -> 20", ackA, 0, 20)});
     keel_backend up = backendById(0);
     up.gen = 2;  // coming back up is a new generation: flows already moved stay moved
-    s.steps.push_back({"0 back up, in the ring again", {{0, up}}, {{0, repeat(0, 7)}}, toBackend("A stays on 20", flowA, 0, 20)});
+    s.steps.push_back({"0 back up, in the ring again", {{0, up}}, {{0, repeat(0, 7)}}, toBackend("A stays on 20", ackA, 0, 20)});
     s.steps.push_back({"", {}, {}, toBackendWith("new flow B -> 0", flowB, 0, up, 0)});
     out.push_back(s);
   }
@@ -844,7 +848,7 @@ std::vector<Scenario> conntrackScenarios() {
     keel_backend reused = backendById(0);
     reused.service_id = 1;  // id 0 now belongs to service 1
     s.steps.push_back({"", {}, {}, toBackend("A -> 0", flowA, 0, 0)});
-    s.steps.push_back({"id 0 moves to service 1", {{0, reused}}, {ringTo20}, toBackend("A re-picked -> 20", flowA, 0, 20)});
+    s.steps.push_back({"id 0 moves to service 1", {{0, reused}}, {ringTo20}, toBackend("A re-picked -> 20", ackA, 0, 20)});
     out.push_back(s);
   }
   {
@@ -862,18 +866,30 @@ std::vector<Scenario> conntrackScenarios() {
     Bytes d = flowPacket(plain, kClient4, "10.100.0.2", kTcp, kSport, 80, "dsr");
     FixtureRow r1{"dsr A -> 4", d, Verdict::kTx, KEEL_R_TX_L2DSR, l2dsrExpected(d, backendById(4)), 4, 4};
     s.steps.push_back({"", {}, {}, r1});
-    FixtureRow r2 = r1;
-    r2.description = "dsr A stays on 4";
+    Bytes dAck = flowPacket(plain, kClient4, "10.100.0.2", kTcp, kSport, 80, "dsr", 0, kTcpAck);
+    FixtureRow r2{"dsr A stays on 4", dAck, Verdict::kTx, KEEL_R_TX_L2DSR, l2dsrExpected(dAck, backendById(4)), 4, 4};
     s.steps.push_back({"ring -> 22", {}, {{4, repeat(22, 7)}}, r2});
     Bytes v6 = flowPacket(plain, kClient6, "fd00:100::1", kTcp, kSport, 80, "v6");
+    Bytes v6Ack = flowPacket(plain, kClient6, "fd00:100::1", kTcp, kSport, 80, "v6", 0, kTcpAck);
     s.steps.push_back({"", {}, {}, toBackend("v6 A -> 2", v6, 2, 2)});
-    s.steps.push_back({"ring -> 23", {}, {{2, repeat(23, 7)}}, toBackend("v6 A stays on 2", v6, 2, 2)});
+    s.steps.push_back({"ring -> 23", {}, {{2, repeat(23, 7)}}, toBackend("v6 A stays on 2", v6Ack, 2, 2)});
+    out.push_back(s);
+  }
+  {
+    // A client that reuses a 5-tuple within the idle timeout opens a new
+    // connection: its SYN goes where the ring sends new flows, so a drained
+    // real gets none (Katran re-picks every SYN too).
+    Scenario s{"a SYN reusing an established flow's 5-tuple is picked from the ring", {}};
+    s.steps.push_back({"", {}, {}, toBackend("A -> 0", flowA, 0, 0)});
+    s.steps.push_back({"drain 0", {}, {ringTo20}, toBackend("A's segments stay on drained 0", ackA, 0, 0)});
+    s.steps.push_back({"", {}, {}, toBackend("A's 5-tuple reused: the SYN goes to 20", flowA, 0, 20)});
+    s.steps.push_back({"", {}, {}, toBackend("the new connection stays on 20 (entry overwritten)", ackA, 0, 20)});
     out.push_back(s);
   }
   {
     Scenario s{"empty ring: established flows keep their real, new flows drop", {}};
     s.steps.push_back({"", {}, {}, toBackend("A -> 0", flowA, 0, 0)});
-    s.steps.push_back({"ring emptied (M = 0)", {}, {{0, {}}}, toBackend("A stays on 0", flowA, 0, 0)});
+    s.steps.push_back({"ring emptied (M = 0)", {}, {{0, {}}}, toBackend("A stays on 0", ackA, 0, 0)});
     s.steps.push_back({"", {}, {}, dropRow("new flow B dropped", flowB, KEEL_R_DROP_NO_BACKEND)});
     out.push_back(s);
   }

@@ -260,20 +260,24 @@ struct Step {
   step.haveFlowHash = false;
   step.midflowMiss = false;
   const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
-  if (keel_ct_value* e = w.conns.find(p.key, parsed.connHash, nowNs, idleNs)) {
-    if (const BackendSlot* cand = entryBackend(s, *e, svc->id)) {
-      step.be = cand;
-      step.beId = e->backend_id;
-      // An ICMP error follows its flow but does not keep it alive (as in
-      // bpf/lib/conntrack.h): a forged one would hold a dead flow's entry.
-      if (!p.icmp_error) ConnTable::touch(*e, nowNs);
+  // A SYN opens a new connection: it is not looked up; stage 3 picks it
+  // from the ring and overwrites its entry (keel_tcp_syn).
+  if (!keel_tcp_syn(&p)) {
+    if (keel_ct_value* e = w.conns.find(p.key, parsed.connHash, nowNs, idleNs)) {
+      if (const BackendSlot* cand = entryBackend(s, *e, svc->id)) {
+        step.be = cand;
+        step.beId = e->backend_id;
+        // An ICMP error follows its flow but does not keep it alive (as in
+        // bpf/lib/conntrack.h): a forged one would hold a dead flow's entry.
+        if (!p.icmp_error) ConnTable::touch(*e, nowNs);
+      }
+    } else {
+      // A TCP packet past its SYN whose flow the table did not hold (as
+      // bpf/lib/conntrack.h counts it; maps_abi.h says what it tells),
+      // counted by pick() unless an earlier packet of the flow in this burst
+      // wrote it meanwhile (XDP, packet by packet, would have hit it).
+      step.midflowMiss = keel_tcp_midflow(&p);
     }
-  } else {
-    // A TCP packet past its SYN whose flow the table did not hold (as
-    // bpf/lib/conntrack.h counts it; maps_abi.h says what it tells),
-    // counted by pick() unless an earlier packet of the flow in this burst
-    // wrote it meanwhile (XDP, packet by packet, would have hit it).
-    step.midflowMiss = keel_tcp_midflow(&p);
   }
   if (!step.be && p.icmp_error && !w.peers.empty()) peerEntry(s, w, p, svc->id, nowNs, idleNs, step);
 }

@@ -28,7 +28,9 @@ struct Frame {
   uint8_t icmpType = 8;
   size_t payload = 16;
   uint16_t fragOff = 0;  // IPv4 frag_off field, host order
-  uint8_t tcpFlags = KEEL_TCP_SYN;
+  // An established flow's segment: looked up in the connection table (a
+  // SYN never is: keel_tcp_syn). KEEL_TCP_SYN for a connection's first.
+  uint8_t tcpFlags = KEEL_TCP_ACK;
 };
 
 inline IpAddress ip(const char* s) { return *IpAddress::parse(s); }

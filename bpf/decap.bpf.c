@@ -153,6 +153,15 @@ static __always_inline int decap_parse_outer(void *data, void *end, struct decap
 		return KEEL_DECAP_R_PASS_NOT_TUNNEL;
 	if (pkt.l4_proto != KEEL_IPPROTO_IPIP && pkt.l4_proto != KEEL_IPPROTO_IPV6)
 		return KEEL_DECAP_R_PASS_NOT_TUNNEL;
+	/* Addressed to this host alone, as the kernel's own tunnels require: a
+	 * tunnel packet sent to an Ethernet group address, or to a multicast or
+	 * broadcast IP, reaches every real on the segment, and each would
+	 * deliver the inner packet (UDP takes it even as a link-layer
+	 * broadcast) and answer its client: one frame, many replies. */
+	if ((((const __u8 *)data)[0] & 1) ||
+	    (pkt.key.family == KEEL_AF_INET ? decap4_dst_not_unicast(pkt.key.dst[0])
+					    : decap6_dst_not_unicast(pkt.key.dst)))
+		return KEEL_DECAP_R_PASS_OUTER_NOT_UNICAST;
 	/* Anyone can send a tunnel packet; with --allow-source only the
 	 * balancers' are ours (the inner source is the client's, so an
 	 * open decapsulator lets any host inject packets "from" anyone). */

@@ -494,7 +494,7 @@ KEEL_INLINE __u16 keel_icmp_too_big_len(const struct keel_pkt *pkt)
  * gets the error rather than DROP_TOO_BIG. Reads the original frame. */
 KEEL_INLINE int keel_icmp_too_big_wanted(void *data, void *end, const struct keel_pkt *pkt)
 {
-	if (pkt->icmp_error)
+	if (pkt->icmp_error || !keel_answerable(data, end, pkt))
 		return 0;
 	if (pkt->ip_len < KEEL_ICMP_TOO_BIG_QUOTE)
 		return 0;
@@ -671,6 +671,7 @@ enum keel_decap_reason {
 	KEEL_DECAP_R_PASS_SOURCE,         /* tunnel from a source outside --allow-source: untouched */
 	KEEL_DECAP_R_PASS_NOT_UNICAST,    /* inner destination multicast, broadcast, loopback, 0/8 or 240/4: untouched */
 	KEEL_DECAP_R_PASS_NOT_VIP,        /* inner destination outside --vip: untouched */
+	KEEL_DECAP_R_PASS_OUTER_NOT_UNICAST, /* tunnel sent to an Ethernet group address or a non-unicast outer IP: untouched */
 	KEEL_DECAP_R_MAX
 };
 
@@ -692,6 +693,6 @@ struct keel_decap_prefix {
 #define KEEL_DECAP_REASON_NAMES                                                  \
 	"pass_not_tunnel", "pass_malformed", "pass_not_local", "pass_fib_disabled", \
 	"decap_v4", "decap_v6", "pass_adjust_failed", "drop_ce_not_ect", "pass_source", \
-	"pass_not_unicast", "pass_not_vip"
+	"pass_not_unicast", "pass_not_vip", "pass_outer_not_unicast"
 
 #endif

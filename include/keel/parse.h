@@ -327,9 +327,12 @@ KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pk
 		if ((void *)(in + 1) > end || !keel_in_ip(pkt, off, sizeof(*in)))
 			return KEEL_R_DROP_TRUNCATED;
 		ihl_bytes = (__u16)((in->ver_ihl & 0x0f) * 4);
-		if (ihl_bytes < sizeof(*in))
+		if ((in->ver_ihl >> 4) != 4 || ihl_bytes < sizeof(*in))
 			return KEEL_R_DROP_ICMP;
 		if (in->protocol != KEEL_PROTO_TCP && in->protocol != KEEL_PROTO_UDP)
+			return KEEL_R_DROP_ICMP;
+		/* A later fragment holds no ports where they would be read. */
+		if (in->frag_off & KEEL_HTONS(KEEL_IP_OFFMASK))
 			return KEEL_R_DROP_ICMP;
 		/* Quoted src must be the VIP we matched (the real sends as the VIP). */
 		if (in->saddr != pkt->key.dst[0])
@@ -364,6 +367,29 @@ KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pk
 	return KEEL_CONTINUE;
 }
 
+/* Whether keel may answer a packet (an echo reply, an ICMP too-big): it
+ * came from one host, to this one alone. No answer to a source that is no
+ * single host's (IPv4 0/8, 127/8, 224/4, 240/4 with 255.255.255.255; IPv6
+ * ::, ::1, ff00::/8), nor to a frame sent to an Ethernet group address
+ * (RFC 1122 3.2.2, RFC 1812 4.3.2.7, RFC 4443 2.4(e)): a forged group
+ * source would aim the answers at many hosts, and a group frame would
+ * make every balancer on the link answer. Valid once keel_parse_l3()
+ * returned KEEL_CONTINUE (the source is in pkt->key). */
+KEEL_INLINE int keel_answerable(const void *data, const void *end, const struct keel_pkt *pkt)
+{
+	const __u8 *src = (const __u8 *)pkt->key.src;
+
+	if ((const __u8 *)data + 1 > (const __u8 *)end || (((const __u8 *)data)[0] & 1))
+		return 0;
+	if (pkt->key.family == KEEL_AF_INET)
+		return src[0] != 0 && src[0] != 127 && src[0] < 224;
+	if (src[0] == 0xff)
+		return 0;
+	if ((pkt->key.src[0] | pkt->key.src[1] | pkt->key.src[2]) != 0)
+		return 1;
+	/* :: and ::1 */
+	return (src[12] | src[13] | src[14]) != 0 || src[15] > 1;
+}
 /* Stage 2, for packets aimed at a VIP: fragments, extension headers, ICMP,
  * ports. On KEEL_CONTINUE pkt->key is the complete flow key. */
 KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
@@ -416,12 +442,12 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 			return KEEL_R_DROP_TRUNCATED;
 		if (pkt->key.family == KEEL_AF_INET && pkt->l4_proto == KEEL_IPPROTO_ICMP) {
 			if (icmp->type == KEEL_ICMP_ECHO_REQUEST && icmp->code == 0)
-				return KEEL_ICMP_ECHO;
+				return keel_answerable(data, end, pkt) ? KEEL_ICMP_ECHO : KEEL_R_DROP_ICMP;
 			if (icmp->type == KEEL_ICMP_DEST_UNREACH && icmp->code == KEEL_ICMP_FRAG_NEEDED)
 				return keel_parse_icmp_quote(data, end, pkt, off + sizeof(*icmp));
 		} else if (pkt->key.family == KEEL_AF_INET6 && pkt->l4_proto == KEEL_IPPROTO_ICMPV6) {
 			if (icmp->type == KEEL_ICMPV6_ECHO_REQUEST && icmp->code == 0)
-				return KEEL_ICMP_ECHO;
+				return keel_answerable(data, end, pkt) ? KEEL_ICMP_ECHO : KEEL_R_DROP_ICMP;
 			if (icmp->type == KEEL_ICMPV6_PKT_TOOBIG)
 				return keel_parse_icmp_quote(data, end, pkt, off + sizeof(*icmp));
 		}

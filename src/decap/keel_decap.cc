@@ -51,6 +51,7 @@ constexpr const char* kDefaultPinRoot = "/sys/fs/bpf/keel-decap";
 // the same way, under the same names.
 constexpr const char* kPins[] = {"link", "stats", "prog", "prog_rodata"};
 const char* const kReasonNames[] = {KEEL_DECAP_REASON_NAMES};
+static_assert(std::size(kReasonNames) == KEEL_DECAP_R_MAX, "a name for every enum keel_decap_reason");
 
 struct Args {
   std::string command;  // the subcommand given: attach, detach or status

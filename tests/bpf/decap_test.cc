@@ -315,6 +315,37 @@ TEST_F(DecapTest, NeverDecapsulatesToANonUnicastDestination) {
         KEEL_DECAP_R_DECAP_V4);
 }
 
+// A tunnel must be addressed to this host alone: one sent to an Ethernet
+// group address or a non-unicast outer IP reaches every real on the
+// segment, and each would deliver its inner packet (UDP even as a
+// link-layer broadcast) and answer the client. Passed untouched.
+TEST_F(DecapTest, TunnelsNotAddressedToThisHostAlonePassUntouched) {
+  Bytes in4 = bare(false, [](PacketBuilder& b) { b.IPv4(kClient4, "10.100.0.1").Udp(40000, 53).Payload("x"); });
+  Bytes in6 = bare(false, [](PacketBuilder& b) { b.IPv6(kClient6, "fd00:100::1").Udp(40000, 53).Payload("y"); });
+  for (const char* outer : {"255.255.255.255", "224.0.0.1", "239.1.2.3", "0.0.0.0", "127.0.0.1"}) {
+    Bytes t = tunnel(false, false, outer, in4);
+    check(std::string("4in4 sent to ") + outer, t, t, KEEL_DECAP_R_PASS_OUTER_NOT_UNICAST);
+  }
+  for (const char* outer : {"ff02::1", "ff05::2", "::"}) {
+    Bytes t = tunnel(false, true, outer, in6);
+    check(std::string("6in6 sent to ") + outer, t, t, KEEL_DECAP_R_PASS_OUTER_NOT_UNICAST);
+  }
+  // The real's own outer address, but the frame to every host on the link.
+  for (const Bytes& mac : {Bytes{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, Bytes{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01},
+                           Bytes{0x33, 0x33, 0x00, 0x00, 0x00, 0x01}}) {
+    Bytes t = tunnel(false, false, "10.1.0.1", in4);
+    std::copy(mac.begin(), mac.end(), t.begin());
+    check("4in4 to this real in an Ethernet group frame", t, t, KEEL_DECAP_R_PASS_OUTER_NOT_UNICAST);
+    Bytes t6 = tunnel(true, true, "fc00:1::1", bare(true, [](PacketBuilder& b) {
+                        b.IPv6(kClient6, "fd00:100::1").Udp(40000, 53).Payload("y");
+                      }));
+    std::copy(mac.begin(), mac.end(), t6.begin());
+    check("6in6 vlan to this real in an Ethernet group frame", t6, t6, KEEL_DECAP_R_PASS_OUTER_NOT_UNICAST);
+  }
+  // Addressed to it alone, the same packets are decapsulated.
+  check("4in4 to this real, unicast frame", tunnel(false, false, "10.1.0.1", in4), in4, KEEL_DECAP_R_DECAP_V4);
+}
+
 // attach --vip: only inner destinations in a listed prefix are decapsulated;
 // any other passes untouched (pass_not_vip), local or not. A listed one must
 // still be local (the FIB is asked as before), and a non-unicast one is

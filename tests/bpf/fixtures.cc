@@ -577,6 +577,23 @@ std::vector<FixtureRow> fixtureRows() {
   rows.push_back({"icmpv6 echo to a v6 VIP, vlan", echoRequest(tagged, kClient6, "fd00:100::2"), Verdict::kTx,
                   KEEL_R_TX_ICMP_ECHO, echoReply(tagged, kClient6, "fd00:100::2")});
   rows.push_back(passRow("icmp echo to a non-VIP", echoRequest(plain, kClient4, "198.51.100.1"), KEEL_R_PASS_NOT_VIP));
+  // No answer to a source that is no single host's, nor to a frame sent to
+  // an Ethernet group address (keel_answerable; RFC 1122 3.2.2, RFC 4443 2.4).
+  for (const char* src : {"224.0.0.1", "255.255.255.255", "0.0.0.0", "127.0.0.1", "240.0.0.1"})
+    rows.push_back(dropRow(std::string("icmp echo from ") + src + ": no reply", echoRequest(plain, src, "10.100.0.1"),
+                           KEEL_R_DROP_ICMP));
+  for (const char* src : {"ff02::1", "::", "::1"})
+    rows.push_back(dropRow(std::string("icmpv6 echo from ") + src + ": no reply",
+                           echoRequest(plain, src, "fd00:100::1"), KEEL_R_DROP_ICMP));
+  {
+    Bytes bcast = echoRequest(tagged, kClient4, "10.100.0.1");
+    std::fill(bcast.begin(), bcast.begin() + 6, 0xff);
+    rows.push_back(dropRow("icmp echo in an Ethernet broadcast frame, vlan: no reply", bcast, KEEL_R_DROP_ICMP));
+    Bytes mcast = echoRequest(plain, kClient6, "fd00:100::1");
+    const uint8_t allNodes[6] = {0x33, 0x33, 0, 0, 0, 1};
+    std::copy(allNodes, allNodes + 6, mcast.begin());
+    rows.push_back(dropRow("icmpv6 echo in an Ethernet multicast frame: no reply", mcast, KEEL_R_DROP_ICMP));
+  }
   {
     // A router on the client's path says our real's packet (VIP:80 ->
     // client:40000) was too big: steer it along the client->VIP flow.
@@ -601,6 +618,14 @@ std::vector<FixtureRow> fixtureRows() {
     Bytes cut = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
                     .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4, {.proto = kTcp}).Raw(Bytes(2, 0)).build();
     rows.push_back(dropRow("icmp frag-needed with the quoted ports cut", cut, KEEL_R_DROP_TRUNCATED));
+    // A quote of a later fragment: its first bytes are payload, not ports.
+    Bytes laterFrag = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                          .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4, {.fragOff = 185}).Tcp(80, kSport).build();
+    rows.push_back(dropRow("icmp frag-needed quoting a later fragment", laterFrag, KEEL_R_DROP_ICMP));
+    Bytes notV4 = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                      .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4).Tcp(80, kSport).build();
+    notV4[14 + 20 + 8] = 0x65;  // the quoted header's version 6, IHL 5
+    rows.push_back(dropRow("icmp frag-needed quoting an IPv4 header whose version is not 4", notV4, KEEL_R_DROP_ICMP));
   }
   rows.push_back(dropRow("icmp port unreachable", PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
                                                       .Icmp(3, 3).IPv4("10.100.0.1", kClient4).Udp(53, kSport).build(),
@@ -702,6 +727,21 @@ std::vector<FixtureRow> mtuRows(uint32_t mtu) {
                          sizedPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu - 19, false), KEEL_R_DROP_TOO_BIG));
   rows.push_back(dropRow("ipip v4 without DF over the MTU, vlan",
                          sizedPacket(tagged, kClient4, "10.100.0.1", kUdp, kSport, 53, mtu, false), KEEL_R_DROP_TOO_BIG));
+  // No error to a source that is no single host's, nor for a frame sent to
+  // an Ethernet group address (keel_answerable).
+  rows.push_back(dropRow("ipip v4 DF over the MTU from 255.255.255.255: no frag-needed",
+                         sizedPacket(plain, "255.255.255.255", "10.100.0.1", kUdp, kSport, 53, mtu, true),
+                         KEEL_R_DROP_TOO_BIG));
+  rows.push_back(dropRow("ipip v4 DF over the MTU from 224.0.0.9: no frag-needed",
+                         sizedPacket(plain, "224.0.0.9", "10.100.0.1", kUdp, kSport, 53, mtu, true), KEEL_R_DROP_TOO_BIG));
+  rows.push_back(dropRow("ipip v6 over the MTU from ff02::1: no packet-too-big",
+                         sizedPacket(plain, "ff02::1", "fd00:100::1", kUdp, kSport, 53, mtu, true), KEEL_R_DROP_TOO_BIG));
+  {
+    Bytes bcast = sizedPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu, true);
+    std::fill(bcast.begin(), bcast.begin() + 6, 0xff);
+    rows.push_back(dropRow("ipip v4 DF over the MTU in an Ethernet broadcast frame: no frag-needed", bcast,
+                           KEEL_R_DROP_TOO_BIG));
+  }
   reply("ipip v6 one byte over: packet-too-big, MTU - 40", plain, kClient6, "fd00:100::1", kTcp, 80, mtu - 39, mtu - 40);
   reply("ipip v6 udp over, vlan kept: packet-too-big", tagged, kClient6, "fd00:100::1", kUdp, 53, mtu, mtu - 40);
   reply("4in6: v4 VIP, v6 real, DF over: frag-needed, MTU - 40", plain, kClient4, "10.100.0.6", kTcp, 80, mtu - 39,

@@ -116,15 +116,30 @@ lb_ring_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc, _
 	return be;
 }
 
+/* Whether node.conntrack_insert_rate lets this CPU write one more entry
+ * now; a refusal is counted (ct_insert_limit[0].skipped). */
+static __always_inline int lb_ct_insert_allowed(const struct keel_node_config *node, __u64 now)
+{
+	struct keel_ct_insert_limit *lim;
+	__u32 zero = 0;
+
+	if (!node->conntrack_insert_rate)
+		return 1;
+	lim = bpf_map_lookup_elem(&ct_insert_limit, &zero);
+	if (!lim || keel_ct_insert_allow(&lim->tat, now, node->conntrack_insert_rate))
+		return 1;
+	lim->skipped++;  /* this CPU's slot: no other writer */
+	return 0;
+}
+
 /* The backend for this packet, or NULL (DROP_NO_BACKEND). */
 static __always_inline struct keel_backend *
 lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	const struct keel_node_config *node, __u32 *be_id)
 {
 	struct keel_ct_value fresh = {};
-	struct keel_ct_insert_limit *lim;
 	struct keel_backend *be;
-	__u32 zero = 0;
+	int insert = -1; /* whether the insert limit allows one: -1 not asked yet */
 	int held;
 	__u64 now;
 
@@ -133,8 +148,13 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 
 	now = bpf_ktime_get_ns();
 	/* A SYN opens a new connection: the ring picks it and its entry is
-	 * overwritten below (keel_tcp_syn). */
-	if (!keel_tcp_syn(pkt)) {
+	 * overwritten below (keel_tcp_syn). One the insert limit refuses
+	 * follows the table like any segment instead: its entry cannot be
+	 * rewritten, so the connection's next segments would follow the old
+	 * one to another real. */
+	if (keel_tcp_syn(pkt))
+		insert = lb_ct_insert_allowed(node, now);
+	if (insert != 1) {
 		be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);
 		if (be)
 			return be;
@@ -149,13 +169,10 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	if (pkt->icmp_error)
 		return be;
 	/* Past node.conntrack_insert_rate: forwarded, not remembered. */
-	if (node->conntrack_insert_rate) {
-		lim = bpf_map_lookup_elem(&ct_insert_limit, &zero);
-		if (lim && !keel_ct_insert_allow(&lim->tat, now, node->conntrack_insert_rate)) {
-			lim->skipped++;  /* this CPU's slot: no other writer */
-			return be;
-		}
-	}
+	if (insert < 0)
+		insert = lb_ct_insert_allowed(node, now);
+	if (!insert)
+		return be;
 	fresh.backend_id = *be_id;
 	fresh.gen = be->gen;
 	fresh.last_seen_ns = now;

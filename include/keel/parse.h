@@ -179,8 +179,8 @@ KEEL_INLINE int keel_tcp_midflow(const struct keel_pkt *pkt)
 	return pkt->l4_proto == KEEL_PROTO_TCP && !(pkt->tcp_flags & KEEL_TCP_SYN);
 }
 
-/* A TCP SYN without ACK: a connection's first segment (or a retransmit of
- * it). Both planes pick its real from the ring and write the flow's entry
+/* A TCP SYN without ACK, RST or FIN: a connection's first segment (or a
+ * retransmit of it). Both planes pick its real from the ring and write the flow's entry
  * over whatever it held, without looking it up, as Katran does: a client
  * that reuses a 5-tuple within the idle timeout opens a new connection,
  * which must go where the ring sends new flows (not to a drained real, nor
@@ -189,7 +189,7 @@ KEEL_INLINE int keel_tcp_midflow(const struct keel_pkt *pkt)
 KEEL_INLINE int keel_tcp_syn(const struct keel_pkt *pkt)
 {
 	return pkt->l4_proto == KEEL_PROTO_TCP && !pkt->icmp_error &&
-	       (pkt->tcp_flags & (KEEL_TCP_SYN | KEEL_TCP_ACK)) == KEEL_TCP_SYN;
+	       (pkt->tcp_flags & (KEEL_TCP_SYN | KEEL_TCP_ACK | KEEL_TCP_RST | KEEL_TCP_FIN)) == KEEL_TCP_SYN;
 }
 
 /* Stage 1: Ethernet, VLAN and the fixed IP header. */
@@ -345,6 +345,8 @@ KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pk
 
 		if ((void *)(in6 + 1) > end || !keel_in_ip(pkt, off, sizeof(*in6)))
 			return KEEL_R_DROP_TRUNCATED;
+		if ((((const __u8 *)&in6->ver_tc_flow)[0] >> 4) != 6)
+			return KEEL_R_DROP_ICMP;
 		if (in6->nexthdr != KEEL_PROTO_TCP && in6->nexthdr != KEEL_PROTO_UDP)
 			return KEEL_R_DROP_ICMP;
 		if (in6->saddr[0] != pkt->key.dst[0] || in6->saddr[1] != pkt->key.dst[1] ||

@@ -3,7 +3,11 @@
 
 #include "common/devargs.h"
 
+#include <fcntl.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <set>
@@ -149,8 +153,15 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
                                  "VF without trust?): only frames to the port's own MAC, broadcast and multicast "
                                  "arrive, so the router must send VIP traffic to the port's MAC (no VRRP or other "
                                  "virtual MAC); or trust the VF"));
-    // A kernel interface behind a vdev keeps the kernel's own filters.
-    if (!f.allMulticast && !isKernelVdev(config_.port))
+    if (!config_.promiscuous && f.promiscuous)
+      logWarn(LogRecord("dpdk_still_promiscuous")
+                  .add("port", config_.port)
+                  .add("reason", isKernelVdev(config_.port)
+                                     ? "its kernel interface was promiscuous before keeld started, and stays so: "
+                                       "frames flooded to other MACs reach the workers and are forwarded"
+                                     : "the device cannot leave promiscuous mode (or has no MAC filter): frames "
+                                       "flooded to other MACs reach the workers and are forwarded"));
+    if (!f.allMulticast)
       logWarn(LogRecord("dpdk_no_allmulticast")
                   .add("port", config_.port)
                   .add("reason", "the driver refused all-multicast mode (a VF without trust?): multicast such as "
@@ -282,14 +293,12 @@ void adoptLegacyDpdkState(const std::string& stateDir, const std::string& key) {
   const std::filesystem::path dir(stateDir);
   for (const auto& [legacy, keyed] : {std::pair{dir / "runtime-dpdk.json", dir / ("runtime-" + key + ".json")},
                                       std::pair{dir / "conntrack-dpdk.bin", dir / ("conntrack-" + key + ".bin")}}) {
-    std::error_code ec;
-    if (!std::filesystem::exists(legacy, ec) || std::filesystem::exists(keyed, ec)) continue;
-    std::filesystem::rename(legacy, keyed, ec);
-    if (ec)
-      logWarn(LogRecord("state_file_not_renamed").add("from", legacy.string()).add("to", keyed.string())
-                  .add("error", ec.message()));
-    else
+    // Never over a keyed file (RENAME_NOREPLACE: no check-then-rename race).
+    if (::renameat2(AT_FDCWD, legacy.c_str(), AT_FDCWD, keyed.c_str(), RENAME_NOREPLACE) == 0)
       logInfo(LogRecord("state_file_renamed").add("from", legacy.string()).add("to", keyed.string()));
+    else if (errno != ENOENT && errno != EEXIST)
+      logWarn(LogRecord("state_file_not_renamed").add("from", legacy.string()).add("to", keyed.string())
+                  .add("error", std::strerror(errno)));
   }
 }
 

@@ -243,7 +243,6 @@ int run(const std::string& path, bool detachOnExit) {
   const std::string stateKey = config.dataplane.kind == DataplaneKind::kXdp
                                    ? config.dataplane.interface
                                    : dpdkStateKey(config.dataplane.dpdk.port);
-  if (config.dataplane.kind == DataplaneKind::kDpdk) adoptLegacyDpdkState(stateDir, stateKey);
 
   // Another keeld serving this socket: refused before the data plane, which
   // it runs (XDP: the pin directory's lock refuses a second keeld on the
@@ -267,6 +266,9 @@ int run(const std::string& path, bool detachOnExit) {
     logError(LogRecord("dataplane_failed").add("error", err));
     return 1;
   }
+  // Only now, holding the port (and EAL's lock on its --file-prefix): a
+  // keeld refused above never takes a running one's files.
+  if (config.dataplane.kind == DataplaneKind::kDpdk) adoptLegacyDpdkState(stateDir.string(), stateKey);
   Dataplane* dp = &handle->plane();
   const std::string kind = dp->kind();
   const ProgrammedState* adoptedState = handle->adopted();

@@ -337,6 +337,47 @@ TEST(Balancer, IcmpErrorDoesNotRefreshItsFlowsEntry) {
   EXPECT_GT(after.last_seen_ns, old) << "the flow's own packet refreshes it";
 }
 
+// A SYN the insert limit refuses follows the table like any segment: its
+// entry cannot be rewritten, so a pick from the ring would split the
+// connection (the SYN on one real, its next segments on the entry's). With
+// room to insert, the same SYN is picked from the ring and rewrites it.
+TEST(Balancer, ASynPastTheInsertRateFollowsItsEntry) {
+  auto lb = loadFixture();
+  ASSERT_TRUE(lb);
+  FixtureState st = fixtureState();
+  // The flow is held for backend 20 (the ring of service 0 picks 0).
+  keel_backend be20{};
+  uint32_t id20 = 20;
+  ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(lb->skel()->maps.backends), &id20, &be20), 0);
+  const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 30100, 80, KEEL_PROTO_TCP);
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  keel_ct_value held{};
+  held.backend_id = 20;
+  held.gen = be20.gen;
+  held.last_seen_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+  ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &held, BPF_ANY), 0);
+  st.node.conntrack_insert_rate = 1;
+  ASSERT_EQ(lb->setNode(st.node), "");
+  const int ncpu = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpu, 0);
+  uint32_t zero = 0;
+  std::vector<keel_ct_insert_limit> spent(static_cast<size_t>(ncpu), keel_ct_insert_limit{UINT64_MAX / 4, 0});
+  ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(lb->skel()->maps.ct_insert_limit), &zero, spent.data(), BPF_ANY), 0);
+  const Bytes syn = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(30100, 80, kTcpSyn)
+                        .build();
+  keel_counter before20 = lb->backend(20), before0 = lb->backend(0);
+  EXPECT_EQ(lb->run(syn).action, XDP_TX);
+  EXPECT_EQ(lb->backend(20).packets - before20.packets, 1u) << "a refused SYN left its entry's real";
+  st.node.conntrack_insert_rate = 0;
+  ASSERT_EQ(lb->setNode(st.node), "");
+  EXPECT_EQ(lb->run(syn).action, XDP_TX);
+  EXPECT_EQ(lb->backend(0).packets - before0.packets, 1u) << "a SYN with room to insert follows the ring";
+  keel_ct_value after{};
+  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &after), 0);
+  EXPECT_EQ(after.backend_id, 0u) << "its entry rewritten";
+}
+
 // node.conntrack_insert_rate: past it a flow the table does not hold is
 // forwarded by the ring but not written into it, and the refused insert is
 // counted per CPU in ct_insert_limit (per packet: such a flow tries again

@@ -626,6 +626,11 @@ std::vector<FixtureRow> fixtureRows() {
                       .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4).Tcp(80, kSport).build();
     notV4[14 + 20 + 8] = 0x65;  // the quoted header's version 6, IHL 5
     rows.push_back(dropRow("icmp frag-needed quoting an IPv4 header whose version is not 4", notV4, KEEL_R_DROP_ICMP));
+    Bytes notV6 = PacketBuilder().Eth(kLbMac, kRouterMac).IPv6("2001:db8:1::1", "fd00:100::1")
+                      .Icmp6(2, 0, 1280).IPv6("fd00:100::1", kClient6).Udp(53, kSport).Payload("quoted").build();
+    notV6[14 + 40 + 8] = 0x40;  // the quoted header's version 4
+    rows.push_back(dropRow("icmpv6 packet-too-big quoting an IPv6 header whose version is not 6", notV6,
+                           KEEL_R_DROP_ICMP));
   }
   rows.push_back(dropRow("icmp port unreachable", PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
                                                       .Icmp(3, 3).IPv4("10.100.0.1", kClient4).Udp(53, kSport).build(),

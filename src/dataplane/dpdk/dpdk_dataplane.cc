@@ -65,10 +65,13 @@ std::string rteError() { return rte_strerror(rte_errno); }
 // DPDK's own lines (EAL, the drivers) become keel records at their level,
 // `event=dpdk_log message="EAL: ..."`, instead of going to EAL's default
 // stream (stderr before rte_eal_init(), stdout and syslog after it).
-// rte_vlog() writes each message and flushes it on the thread that logs
-// (a worker's too), so one write is one message: each of its lines is a
-// record, at the level rte_log_cur_msg_loglevel() gives for it.
-ssize_t writeDpdkLog(void*, const char* buf, size_t size) {
+// The stream is unbuffered, so glibc's vfprintf() formats each message
+// whole and writes it in one call on the thread that logs (a worker's
+// too), under the stream's lock: one write is one message, from the
+// thread whose rte_log_cur_msg_loglevel() is its level (a buffered stream
+// could flush one thread's message on another's fflush, at that one's
+// level). Each of its lines is a record. Never throws into glibc.
+ssize_t writeDpdkLog(void*, const char* buf, size_t size) noexcept try {
   LogLevel level = LogLevel::kDebug;
   const int dpdkLevel = rte_log_cur_msg_loglevel();
   if (dpdkLevel <= static_cast<int>(RTE_LOG_ERR))
@@ -86,6 +89,8 @@ ssize_t writeDpdkLog(void*, const char* buf, size_t size) {
     text.remove_prefix(nl + 1);
   }
   return static_cast<ssize_t>(size);
+} catch (...) {
+  return static_cast<ssize_t>(size);  // a line lost, never the caller
 }
 
 Status initEal(const std::vector<std::string>& args) {
@@ -93,7 +98,7 @@ Status initEal(const std::vector<std::string>& args) {
   if (gEalReady) return Status::ok();
   static FILE* const logStream = [] {
     FILE* f = fopencookie(nullptr, "w", cookie_io_functions_t{nullptr, writeDpdkLog, nullptr, nullptr});
-    if (f) rte_openlog_stream(f);
+    if (f && setvbuf(f, nullptr, _IONBF, 0) == 0) rte_openlog_stream(f);
     return f;
   }();
   (void)logStream;
@@ -271,13 +276,26 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
 // Stops and closes a port; removes the device too if we hot-plugged it, so
 // a later data plane in the same process can probe the same name again.
 // What a port's start changed on the kernel interface behind a vdev, put
-// back by closePort(): the MTU (PortSetup::kernelMtuBefore) and promiscuous
-// mode, if it was off before.
+// back by closePort(): the MTU (PortSetup::kernelMtuBefore) and the
+// receive modes.
 struct KernelRestore {
   std::string iface;  // vdevInterface() of the port
   uint16_t mtu = 0;
-  bool promiscOff = false;
+  // IFF_PROMISC and IFF_ALLMULTI as the interface had them before the
+  // port started (-1: not read, nothing to put back).
+  int modesBefore = -1;
 };
+
+constexpr int kReceiveModes = IFF_PROMISC | IFF_ALLMULTI;
+
+// Sets a kernel interface's IFF_PROMISC and IFF_ALLMULTI to `modes`,
+// leaving its other flags; false if it cannot.
+bool setKernelModes(const std::string& iface, int modes) {
+  ifreq ifr{};
+  if (!kernelIfreq(iface, SIOCGIFFLAGS, &ifr)) return false;
+  ifr.ifr_flags = static_cast<short>((ifr.ifr_flags & ~kReceiveModes) | (modes & kReceiveModes));
+  return kernelIfreq(iface, SIOCSIFFLAGS, &ifr);
+}
 
 void closePort(uint16_t port, bool probed, KernelRestore restore = {}) {
   rte_eth_dev_info info{};
@@ -287,8 +305,12 @@ void closePort(uint16_t port, bool probed, KernelRestore restore = {}) {
   // into it until BFD or BGP notices. -ENOTSUP elsewhere (vdevs): ignored.
   rte_eth_dev_set_link_down(port);
   rte_eth_dev_stop(port);
-  if (restore.promiscOff) (void)rte_eth_promiscuous_disable(port);
   rte_eth_dev_close(port);
+  if (restore.modesBefore >= 0 && !setKernelModes(restore.iface, restore.modesBefore))
+    logWarn(LogRecord("dpdk_modes_not_restored").add("interface", restore.iface)
+                .add("promiscuous", (restore.modesBefore & IFF_PROMISC) != 0)
+                .add("allmulticast", (restore.modesBefore & IFF_ALLMULTI) != 0)
+                .add("error", std::strerror(errno)));
   // By the kernel itself: ethdev would check the old MTU against the
   // driver's frame limit (af_packet: 1518 bytes), refusing a jumbo one.
   ifreq ifr{};
@@ -526,21 +548,33 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
   // The port's receive modes (DpdkOptions::promiscuous). A refusal never
   // fails the start (frames to the port's own MAC still arrive); keeld
-  // warns (portFacts: dpdk_not_promiscuous, dpdk_no_allmulticast).
+  // warns (portFacts: dpdk_not_promiscuous, dpdk_no_allmulticast,
+  // dpdk_still_promiscuous).
   void setReceiveModes() {
-    if (opts_.promiscuous) {
-      // A VF without trust refuses. A kernel interface behind the vdev gets
-      // its own mode back at close.
-      ifreq flags{};
-      const bool wasOff = kernelIfreq(vdevInterface(opts_.port), SIOCGIFFLAGS, &flags) &&
-                          !(flags.ifr_flags & IFF_PROMISC);
-      const bool on = rte_eth_promiscuous_enable(port_) == 0;
-      portRestore_.promiscOff = on && wasOff;
-    } else if (!isKernelVdev(opts_.port)) {
-      // Frames flooded to other MACs (a switch that has not learnt them,
-      // another balancer's) are not ours: a second balancer on the segment
-      // would forward them too. Some drivers start promiscuous.
-      if (rte_eth_promiscuous_get(port_) == 1) (void)rte_eth_promiscuous_disable(port_);
+    if (portRestore_.modesBefore >= 0) {
+      // A kernel interface: its own flags decide what its NIC takes in,
+      // and the exception interface's addresses are not its own, so it
+      // joined none of their multicast groups (IPv6 neighbour solicitations,
+      // VRRP): all-multicast, and promiscuous only if asked or if it was
+      // before. rte_eth_dev_start() may have cleared the operator's
+      // IFF_PROMISC (ethdev re-applies its own idea of the mode): what the
+      // interface had before is the base, and it gets it back at close.
+      const int want = portRestore_.modesBefore | IFF_ALLMULTI | (opts_.promiscuous ? IFF_PROMISC : 0);
+      const bool set = setKernelModes(portRestore_.iface, want);
+      ifreq ifr{};
+      const int now = kernelIfreq(portRestore_.iface, SIOCGIFFLAGS, &ifr) ? ifr.ifr_flags : (set ? want : 0);
+      facts_.promiscuous = (now & IFF_PROMISC) != 0;
+      facts_.allMulticast = (now & kReceiveModes) != 0;
+      return;
+    }
+    // Frames flooded to other MACs (a switch that has not learnt them,
+    // another balancer's) are not ours unless asked (a VRRP virtual MAC in
+    // front of the VIPs): a second balancer on the segment would forward
+    // them too. Some drivers start promiscuous. A VF without trust refuses
+    // promiscuous mode; all-multicast is asked for then.
+    const bool promisc = opts_.promiscuous && rte_eth_promiscuous_enable(port_) == 0;
+    if (!promisc) {
+      if (!opts_.promiscuous && rte_eth_promiscuous_get(port_) == 1) (void)rte_eth_promiscuous_disable(port_);
       (void)rte_eth_allmulticast_enable(port_);
     }
     facts_.promiscuous = rte_eth_promiscuous_get(port_) == 1;
@@ -549,6 +583,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
   Status start() override {
     if (started_) return Status::ok();
+    // A kernel interface's receive modes as they were before the start,
+    // which may change them (setReceiveModes).
+    if (ifreq ifr{}; portRestore_.modesBefore < 0 && kernelIfreq(portRestore_.iface, SIOCGIFFLAGS, &ifr))
+      portRestore_.modesBefore = ifr.ifr_flags & kReceiveModes;
     int rc = rte_eth_dev_start(port_);
     if (rc != 0) return Status::error("dpdk.port: start: " + std::string(rte_strerror(-rc)));
     if (Status s = checkWholeFrames(); !s) return s;

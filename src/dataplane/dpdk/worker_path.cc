@@ -130,6 +130,14 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
   return finish(w, Verdict::kTx, KEEL_R_TX_ICMP_TOO_BIG, bytes);
 }
 
+// Whether node.conntrack_insert_rate lets this worker write one more entry
+// now (keel_ct_insert_allow); a refusal is counted.
+inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
+  if (keel_ct_insert_allow(&w.ctInsertTat, nowNs, s.node.conntrack_insert_rate)) return 1;
+  countEvent(w.counters.ctInsertsSkipped);
+  return 0;
+}
+
 // A flow the connection table does not hold (or holds for a real it may no
 // longer use): its real from the service's ring, remembered unless the
 // packet is an ICMP error (which follows its flow but never creates one) or
@@ -139,7 +147,7 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
 // Null if the ring has no usable real. Out of line (see BurstCache::fill).
 [[gnu::noinline]] const BackendSlot* pick(const Snapshot& s, WorkerState& w, const keel_pkt& p,
                                           const keel_service_value& svc, uint32_t connHash, uint64_t nowNs,
-                                          uint32_t schedHash, bool midflowMiss, uint32_t& beId) {
+                                          uint32_t schedHash, bool midflowMiss, int8_t insert, uint32_t& beId) {
   // An evicted flow counts as live within its idle timeout (none: always).
   const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
   const uint64_t liveNs = idleNs ? idleNs : UINT64_MAX;
@@ -157,8 +165,8 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
   }
   if (p.icmp_error) return be;
   // Past node.conntrack_insert_rate: forwarded, not remembered (rate.h).
-  if (!keel_ct_insert_allow(&w.ctInsertTat, nowNs, s.node.conntrack_insert_rate)) {
-    countEvent(w.counters.ctInsertsSkipped);
+  if (insert < 0) insert = insertAllowed(s, w, nowNs);
+  if (!insert) {
     if (midflowMiss && !w.conns.find(p.key, connHash, nowNs, idleNs)) countEvent(w.counters.ctMidflowMisses);
     return be;
   }
@@ -176,6 +184,7 @@ struct Step {
   uint32_t flowHash;              // keel_flow_hash(), when haveFlowHash
   bool haveFlowHash;
   bool midflowMiss;               // a TCP packet past its SYN the table did not hold (pick())
+  int8_t insert;                  // the insert limit asked for a SYN (1 allowed, 0 refused); -1 not yet
 };
 
 // An ICMP error whose flow this worker's table does not hold for a usable
@@ -261,8 +270,12 @@ struct Step {
   step.midflowMiss = false;
   const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
   // A SYN opens a new connection: it is not looked up; stage 3 picks it
-  // from the ring and overwrites its entry (keel_tcp_syn).
-  if (!keel_tcp_syn(&p)) {
+  // from the ring and overwrites its entry (keel_tcp_syn). One the insert
+  // limit refuses follows the table like any segment instead: its entry
+  // cannot be rewritten, so the connection's next segments would follow
+  // the old one to another real.
+  step.insert = keel_tcp_syn(&p) ? insertAllowed(s, w, nowNs) : int8_t{-1};
+  if (step.insert != 1) {
     if (keel_ct_value* e = w.conns.find(p.key, parsed.connHash, nowNs, idleNs)) {
       if (const BackendSlot* cand = entryBackend(s, *e, svc->id)) {
         step.be = cand;
@@ -308,7 +321,7 @@ inline bool needsFlowHash(const Snapshot& s, const Step& step) {
   uint32_t beId = step.beId;
   if (!be) {
     const uint32_t schedHash = (svc->flags & KEEL_SVC_F_SCHED_SRC) ? keel_src_hash(&p.key) : step.flowHash;
-    be = pick(s, w, p, *svc, parsed.connHash, nowNs, schedHash, step.midflowMiss, beId);
+    be = pick(s, w, p, *svc, parsed.connHash, nowNs, schedHash, step.midflowMiss, step.insert, beId);
     if (!be) return finish(w, Verdict::kDrop, KEEL_R_DROP_NO_BACKEND, bytes);
   }
 

@@ -684,14 +684,20 @@ TEST_F(DpdkPcapTest, ThePortIsPromiscuousOnlyWhenAsked) {
   } link{a};
   std::string err;
   ASSERT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
+  ASSERT_FALSE(hasFlag(linkFlags(a), "ALLMULTI")) << linkFlags(a);
   DpdkOptions o = pcapOptions("net_af_packet_keelp" + kPid + ",iface=" + a + ",qpairs=1");
   {
     auto dp = createDpdkDataplane(o, &err);
     ASSERT_NE(dp, nullptr) << err;
     ASSERT_TRUE(dp->start());
     EXPECT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << "made promiscuous unasked: " << linkFlags(a);
+    // The exception interface's multicast groups (ND, VRRP) are not the
+    // kernel interface's own: all-multicast lets them through its NIC.
+    EXPECT_TRUE(hasFlag(linkFlags(a), "ALLMULTI")) << "not all-multicast: " << linkFlags(a);
     EXPECT_FALSE(dp->portFacts().promiscuous);
+    EXPECT_TRUE(dp->portFacts().allMulticast);
   }
+  EXPECT_FALSE(hasFlag(linkFlags(a), "ALLMULTI")) << "all-multicast left on at close: " << linkFlags(a);
   o.port = "net_af_packet_keelq" + kPid + ",iface=" + a + ",qpairs=1";
   o.promiscuous = true;
   {
@@ -702,6 +708,22 @@ TEST_F(DpdkPcapTest, ThePortIsPromiscuousOnlyWhenAsked) {
     EXPECT_TRUE(dp->portFacts().promiscuous);
   }
   EXPECT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << "promiscuous mode left on at close: " << linkFlags(a);
+  // The operator's own promiscuous mode is left as it was, through the run
+  // (the port's start would clear it) and after it, asked for or not.
+  ASSERT_EQ(std::system(("ip link set dev " + a + " promisc on").c_str()), 0);
+  for (bool asked : {false, true}) {
+    o.port = std::string("net_af_packet_keel") + (asked ? "s" : "r") + kPid + ",iface=" + a + ",qpairs=1";
+    o.promiscuous = asked;
+    {
+      auto dp = createDpdkDataplane(o, &err);
+      ASSERT_NE(dp, nullptr) << err;
+      ASSERT_TRUE(dp->start());
+      EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << "the operator's promiscuous mode cleared: " << linkFlags(a);
+      EXPECT_TRUE(dp->portFacts().promiscuous) << "reported as the interface has it";
+    }
+    EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << "the operator's promiscuous mode cleared at close: "
+                                                  << linkFlags(a);
+  }
 
   // A device that is not a kernel interface's vdev: net_tap as the port.
   const std::string t = "kpt" + kPid;
@@ -760,11 +782,15 @@ TEST_F(DpdkPcapTest, DpdkLogLinesAreKeelRecords) {
   spdlog::set_default_logger(capture);
   RTE_LOG(WARNING, EAL, "keel probe %d\nsecond line\n", 7);
   RTE_LOG(ERR, EAL, "keel probe error\n");
+  // A worker's line, at its own level.
+  std::thread([] { RTE_LOG(ERR, EAL, "keel probe from another thread\n"); }).join();
   spdlog::set_default_logger(previous);
   const std::string got = out.str();
   EXPECT_NE(got.find("level=warning event=dpdk_log message=\"EAL: keel probe 7\"\n"), std::string::npos) << got;
   EXPECT_NE(got.find("level=warning event=dpdk_log message=\"second line\"\n"), std::string::npos) << got;
   EXPECT_NE(got.find("level=error event=dpdk_log message=\"EAL: keel probe error\"\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("level=error event=dpdk_log message=\"EAL: keel probe from another thread\"\n"),
+            std::string::npos) << got;
 }
 
 // net_af_packet spreads flows over every qpairs= socket (one fanout group,

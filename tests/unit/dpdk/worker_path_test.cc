@@ -330,6 +330,38 @@ TEST_F(WorkerPathTest, NewFlowsPastTheInsertRateAreForwardedButNotRemembered) {
   EXPECT_EQ(worker_.counters.ctInsertsSkipped, 5u);
 }
 
+// A SYN the insert limit refuses follows the table like any segment (its
+// entry cannot be rewritten, and its connection's next segments follow the
+// entry); with room to insert, a SYN is picked from the ring and rewrites
+// it. The ring moves away from the flow's real in between (a drain).
+TEST_F(WorkerPathTest, ASynPastTheInsertRateFollowsItsEntry) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1, 1)));
+  ring(1, {1, 1, 1, 1, 1});
+  Frame f{ip("192.168.1.1"), vip4_, 1000, 80};
+  const uint64_t t0 = 1'000'000'000;
+  EXPECT_EQ(run(test::buildFrame(f), t0).r.backendId, 1u);  // established on 1
+  ring(1, {2, 2, 2, 2, 2});
+  keel_node_config node = test::nodeConfig();
+  node.conntrack_insert_rate = 20;
+  ASSERT_TRUE(store_.setNode(node));
+  // Spend the limit (each new flow's insert takes it).
+  for (uint16_t sport = 2000; sport < 2010; ++sport)
+    (void)run(test::buildFrame(Frame{ip("192.168.1.2"), vip4_, sport, 80}), t0);
+  const uint64_t skipped = worker_.counters.ctInsertsSkipped;
+  ASSERT_GT(skipped, 0u);
+  Frame syn = f;
+  syn.tcpFlags = KEEL_TCP_SYN;
+  EXPECT_EQ(run(test::buildFrame(syn), t0).r.backendId, 1u) << "a refused SYN left its entry's real";
+  EXPECT_EQ(worker_.counters.ctInsertsSkipped, skipped + 1) << "counted once";
+  EXPECT_EQ(run(test::buildFrame(f), t0).r.backendId, 1u);
+  node.conntrack_insert_rate = 0;
+  ASSERT_TRUE(store_.setNode(node));
+  EXPECT_EQ(run(test::buildFrame(syn), t0).r.backendId, 2u) << "a SYN with room to insert follows the ring";
+  EXPECT_EQ(run(test::buildFrame(f), t0).r.backendId, 2u) << "its entry rewritten";
+}
+
 // An ICMP error toward a VIP (frag-needed, packet-too-big) quoting the
 // packet `quoted` (a reply the real sent from the VIP to the client), as a
 // router on the way back to the client sends it.

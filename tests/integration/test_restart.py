@@ -365,6 +365,13 @@ def test_dpdk_restart_keeps_checked_reals_up_and_flows_on_their_reals(lab, dpdk_
         log = k2.log()
         # net_af_packet spreads flows itself (fanout): no RSS warning for it.
         assert "event=dpdk_no_rss" not in log, log
+        # Its veth is all-multicast, not promiscuous (docs/dpdk.md), and
+        # nothing warns of either.
+        started = [ln for ln in log.splitlines() if "event=dpdk_port_started" in ln]
+        assert started and "promiscuous=false allmulticast=true" in started[-1], log
+        assert "dpdk_still_promiscuous" not in log and "dpdk_no_allmulticast" not in log, log
+        flags = lab.balancer.run(["ip", "-o", "link", "show", "dev", lab.balancer.ifname]).stdout
+        assert "ALLMULTI" in flags and "PROMISC" not in flags, flags
         assert log.count("event=health_kept_from_stop") == len(web["reals"]), log
         # Up at once, not after `rise` checks: the first ring is the whole one ...
         assert real_states(k2) == every_up

@@ -28,6 +28,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "common/logging.h"
 #include "dataplane/dpdk/dpdk_dataplane.h"
@@ -202,6 +203,18 @@ DpdkOptions pcapOptions(const std::string& port) {
   o.autoStart = false;
   return o;
 }
+
+// A veth pair in this process's namespace, `name` up; deleted (with its
+// peer) when the test ends, however it ends.
+struct Veth {
+  Veth(std::string n, const std::string& peer) : name(std::move(n)) {
+    up = std::system(("ip link add " + name + " type veth peer name " + peer + " && ip link set " + name + " up")
+                         .c_str()) == 0;
+  }
+  ~Veth() { (void)std::system(("ip link del " + name + " 2>/dev/null").c_str()); }
+  std::string name;
+  bool up = false;
+};
 
 class DpdkPcapTest : public ::testing::Test {
  protected:
@@ -605,12 +618,9 @@ TEST_F(DpdkPcapTest, AnExceptionInterfaceNameAlreadyTakenIsAClearError) {
 // at its MTU for the next one to miss.
 TEST_F(DpdkPcapTest, TheKernelInterfacesMtuIsPutBackAtCloseAndAfterAFailedStart) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for a veth and packet sockets";
-  const std::string a = "kqm" + kPid, b = "kqn" + kPid;
-  ASSERT_EQ(std::system(("ip link add " + a + " type veth peer name " + b + " && ip link set " + a + " up").c_str()), 0);
-  struct Link {
-    std::string name;
-    ~Link() { (void)std::system(("ip link del " + name + " 2>/dev/null").c_str()); }
-  } link{a};
+  const std::string a = "kqm" + kPid;
+  Veth link(a, "kqn" + kPid);
+  ASSERT_TRUE(link.up) << "ip link add " << a;
   auto mtu = [&] {  // of this process's namespace (its /sys is the host's)
     FILE* p = popen(("ip -o link show dev " + a).c_str(), "r");
     char line[512] = {};
@@ -676,12 +686,9 @@ bool hasFlag(const std::string& flags, const std::string& flag) {
 TEST_F(DpdkPcapTest, ThePortIsPromiscuousOnlyWhenAsked) {
   if (geteuid() != 0 || access("/dev/net/tun", F_OK) != 0)
     GTEST_SKIP() << "needs root for a veth, packet sockets and net_tap";
-  const std::string a = "kpa" + kPid, b = "kpb" + kPid;
-  ASSERT_EQ(std::system(("ip link add " + a + " type veth peer name " + b + " && ip link set " + a + " up").c_str()), 0);
-  struct Link {
-    std::string name;
-    ~Link() { (void)std::system(("ip link del " + name + " 2>/dev/null").c_str()); }
-  } link{a};
+  const std::string a = "kpa" + kPid;
+  Veth link(a, "kpb" + kPid);
+  ASSERT_TRUE(link.up) << "ip link add " << a;
   std::string err;
   ASSERT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
   ASSERT_FALSE(hasFlag(linkFlags(a), "ALLMULTI")) << linkFlags(a);

@@ -92,25 +92,6 @@ static __always_inline int decap_dst_is_vip(__u8 family, const __u32 *dst)
 	return decap_listed(keel_decap_vip, keel_decap_vip_n, KEEL_DECAP_MAX_VIP, family, dst);
 }
 
-/* An IPv4 destination no tunnel may carry a packet to: 0/8 ("this network",
- * RFC 1122 3.2.1.3), 127/8 (loopback), 224/4 (multicast) and 240/4
- * (reserved, with the limited broadcast 255.255.255.255). */
-static __always_inline int decap4_dst_not_unicast(__u32 daddr)
-{
-	__u8 first = ((const __u8 *)&daddr)[0]; /* network order: the first octet */
-
-	return first == 0 || first == 127 || first >= 224;
-}
-
-/* The same for IPv6 (RFC 4291 2.5.2, 2.5.3, 2.7): :: (unspecified), ::1
- * (loopback) and ff00::/8 (multicast). */
-static __always_inline int decap6_dst_not_unicast(const __u32 *daddr)
-{
-	if (((const __u8 *)daddr)[0] == 0xff)
-		return 1;
-	return (daddr[0] | daddr[1] | daddr[2]) == 0 && (daddr[3] == 0 || daddr[3] == KEEL_HTONL(1));
-}
-
 /* Every packet once, under its enum keel_decap_reason. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -158,9 +139,7 @@ static __always_inline int decap_parse_outer(void *data, void *end, struct decap
 	 * broadcast IP, reaches every real on the segment, and each would
 	 * deliver the inner packet (UDP takes it even as a link-layer
 	 * broadcast) and answer its client: one frame, many replies. */
-	if ((((const __u8 *)data)[0] & 1) ||
-	    (pkt.key.family == KEEL_AF_INET ? decap4_dst_not_unicast(pkt.key.dst[0])
-					    : decap6_dst_not_unicast(pkt.key.dst)))
+	if ((((const __u8 *)data)[0] & 1) || !keel_addr_unicast(pkt.key.family, pkt.key.dst))
 		return KEEL_DECAP_R_PASS_OUTER_NOT_UNICAST;
 	/* Anyone can send a tunnel packet; with --allow-source only the
 	 * balancers' are ours (the inner source is the client's, so an
@@ -210,10 +189,10 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 		fib.tot_len = KEEL_NTOHS(in->tot_len);
 		fib.ipv4_src = in->saddr;
 		fib.ipv4_dst = in->daddr;
-		if (decap4_dst_not_unicast(in->daddr))
-			return KEEL_DECAP_R_PASS_NOT_UNICAST;
 		family = KEEL_AF_INET;
 		dst[0] = in->daddr;
+		if (!keel_addr_unicast(family, dst))
+			return KEEL_DECAP_R_PASS_NOT_UNICAST;
 	} else {
 		struct keel_ipv6 *in6 = (struct keel_ipv6 *)((__u8 *)data + off);
 
@@ -227,9 +206,9 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 		__builtin_memcpy(fib.ipv6_src, in6->saddr, 16);
 		__builtin_memcpy(fib.ipv6_dst, in6->daddr, 16);
 		__builtin_memcpy(dst, in6->daddr, 16);
-		if (decap6_dst_not_unicast(dst))
-			return KEEL_DECAP_R_PASS_NOT_UNICAST;
 		family = KEEL_AF_INET6;
+		if (!keel_addr_unicast(family, dst))
+			return KEEL_DECAP_R_PASS_NOT_UNICAST;
 	}
 	if (!decap_dst_is_vip(family, dst))
 		return KEEL_DECAP_R_PASS_NOT_VIP;

@@ -369,29 +369,40 @@ KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pk
 	return KEEL_CONTINUE;
 }
 
-/* Whether keel may answer a packet (an echo reply, an ICMP too-big): it
- * came from one host, to this one alone. No answer to a source that is no
- * single host's (IPv4 0/8, 127/8, 224/4, 240/4 with 255.255.255.255; IPv6
- * ::, ::1, ff00::/8), nor to a frame sent to an Ethernet group address
- * (RFC 1122 3.2.2, RFC 1812 4.3.2.7, RFC 4443 2.4(e)): a forged group
- * source would aim the answers at many hosts, and a group frame would
- * make every balancer on the link answer. Valid once keel_parse_l3()
- * returned KEEL_CONTINUE (the source is in pkt->key). */
-KEEL_INLINE int keel_answerable(const void *data, const void *end, const struct keel_pkt *pkt)
+/* Whether an address (network-order words, as in keel_flow_key) is one
+ * host's: not IPv4 0/8 ("this network", RFC 1122 3.2.1.3), 127/8
+ * (loopback), 224/4 (multicast) or 240/4 (reserved, with the limited
+ * broadcast 255.255.255.255); not IPv6 :: (unspecified), ::1 (loopback) or
+ * ff00::/8 (multicast) (RFC 4291 2.5.2, 2.5.3, 2.7). keel-decap asks it of
+ * a tunnel's destinations, keel_answerable() of a source it would answer. */
+KEEL_INLINE int keel_addr_unicast(__u8 family, const __u32 *addr)
 {
-	const __u8 *src = (const __u8 *)pkt->key.src;
+	const __u8 *b = (const __u8 *)addr;
 
-	if ((const __u8 *)data + 1 > (const __u8 *)end || (((const __u8 *)data)[0] & 1))
+	if (family == KEEL_AF_INET)
+		return b[0] != 0 && b[0] != 127 && b[0] < 224;
+	if (b[0] == 0xff)
 		return 0;
-	if (pkt->key.family == KEEL_AF_INET)
-		return src[0] != 0 && src[0] != 127 && src[0] < 224;
-	if (src[0] == 0xff)
-		return 0;
-	if ((pkt->key.src[0] | pkt->key.src[1] | pkt->key.src[2]) != 0)
+	if ((addr[0] | addr[1] | addr[2]) != 0)
 		return 1;
 	/* :: and ::1 */
-	return (src[12] | src[13] | src[14]) != 0 || src[15] > 1;
+	return (b[12] | b[13] | b[14]) != 0 || b[15] > 1;
 }
+
+/* Whether keel may answer a packet (an echo reply, an ICMP too-big): it
+ * came from one host (keel_addr_unicast), to this one alone: not in a
+ * frame sent to an Ethernet group address (RFC 1122 3.2.2, RFC 1812
+ * 4.3.2.7, RFC 4443 2.4(e)). A forged group source would aim the answers
+ * at many hosts, and a group frame would make every balancer on the link
+ * answer. Valid once keel_parse_l3() returned KEEL_CONTINUE (the source is
+ * in pkt->key). */
+KEEL_INLINE int keel_answerable(const void *data, const void *end, const struct keel_pkt *pkt)
+{
+	if ((const __u8 *)data + 1 > (const __u8 *)end || (((const __u8 *)data)[0] & 1))
+		return 0;
+	return keel_addr_unicast(pkt->key.family, pkt->key.src);
+}
+
 /* Stage 2, for packets aimed at a VIP: fragments, extension headers, ICMP,
  * ports. On KEEL_CONTINUE pkt->key is the complete flow key. */
 KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)

@@ -165,7 +165,7 @@ enum keel_reason {
 	KEEL_R_DROP_TRUNCATED,        /* VIP, L3/L4 header cut short */
 	KEEL_R_DROP_FRAGMENT,         /* VIP, IPv4 fragment or IPv6 fragment header */
 	KEEL_R_DROP_IPV6_EXT,         /* VIP, IPv6 extension header not supported */
-	KEEL_R_DROP_ICMP,             /* VIP, ICMP other than echo request */
+	KEEL_R_DROP_ICMP,             /* VIP, ICMP neither echo request nor an error keel_parse_l4 steers */
 	KEEL_R_DROP_L4_PROTO,         /* VIP, protocol other than TCP/UDP/ICMP */
 	KEEL_R_DROP_NO_BACKEND,       /* service has no usable real */
 	KEEL_R_DROP_ENCAP_FAILED,     /* could not grow the packet (adjust_head) */

@@ -154,7 +154,10 @@ KEEL_STATIC_ASSERT(sizeof(struct keel_icmp) == 8, "icmp");
 #define KEEL_ICMP_ECHO_REQUEST 8
 #define KEEL_ICMP_DEST_UNREACH 3
 #define KEEL_ICMP_FRAG_NEEDED 4
+#define KEEL_ICMP_TIME_EXCEEDED 11
+#define KEEL_ICMPV6_DEST_UNREACH 1
 #define KEEL_ICMPV6_PKT_TOOBIG 2
+#define KEEL_ICMPV6_TIME_EXCEEDED 3
 #define KEEL_ICMPV6_ECHO_REQUEST 128
 
 /* What the parser learned. Offsets are from the start of the frame. */
@@ -456,12 +459,21 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 		if (pkt->key.family == KEEL_AF_INET && pkt->l4_proto == KEEL_IPPROTO_ICMP) {
 			if (icmp->type == KEEL_ICMP_ECHO_REQUEST && icmp->code == 0)
 				return keel_answerable(data, end, pkt) ? KEEL_ICMP_ECHO : KEEL_R_DROP_ICMP;
-			if (icmp->type == KEEL_ICMP_DEST_UNREACH && icmp->code == KEEL_ICMP_FRAG_NEEDED)
+			/* Errors about a real's packet go to that real, as IPVS relays
+			 * them and Katran steers type 3: frag-needed for its path
+			 * MTU, and the rest (port, host or net unreachable,
+			 * administratively prohibited, time exceeded) so that its
+			 * stack learns of them (a SYN-ACK refused on the client's
+			 * path ends the embryonic connection instead of retrying
+			 * to its timeout). The real's stack checks them against the
+			 * connection, as for any error it gets directly. */
+			if (icmp->type == KEEL_ICMP_DEST_UNREACH || icmp->type == KEEL_ICMP_TIME_EXCEEDED)
 				return keel_parse_icmp_quote(data, end, pkt, off + sizeof(*icmp));
 		} else if (pkt->key.family == KEEL_AF_INET6 && pkt->l4_proto == KEEL_IPPROTO_ICMPV6) {
 			if (icmp->type == KEEL_ICMPV6_ECHO_REQUEST && icmp->code == 0)
 				return keel_answerable(data, end, pkt) ? KEEL_ICMP_ECHO : KEEL_R_DROP_ICMP;
-			if (icmp->type == KEEL_ICMPV6_PKT_TOOBIG)
+			if (icmp->type == KEEL_ICMPV6_DEST_UNREACH || icmp->type == KEEL_ICMPV6_PKT_TOOBIG ||
+			    icmp->type == KEEL_ICMPV6_TIME_EXCEEDED)
 				return keel_parse_icmp_quote(data, end, pkt, off + sizeof(*icmp));
 		}
 		return KEEL_R_DROP_ICMP;

@@ -632,14 +632,57 @@ std::vector<FixtureRow> fixtureRows() {
     rows.push_back(dropRow("icmpv6 packet-too-big quoting an IPv6 header whose version is not 6", notV6,
                            KEEL_R_DROP_ICMP));
   }
-  rows.push_back(dropRow("icmp port unreachable", PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
-                                                      .Icmp(3, 3).IPv4("10.100.0.1", kClient4).Udp(53, kSport).build(),
-                         KEEL_R_DROP_ICMP));
+  {
+    // Every other error about a real's packet reaches that real too: its
+    // stack decides (port / host unreachable, administratively prohibited,
+    // time exceeded; ICMPv6 destination unreachable and time exceeded).
+    struct Err {
+      const char* what;
+      uint8_t type, code;
+    };
+    for (const Err& e : {Err{"icmp port unreachable", 3, 3}, Err{"icmp host unreachable", 3, 1},
+                         Err{"icmp administratively prohibited", 3, 13}, Err{"icmp time exceeded in transit", 11, 0}}) {
+      Bytes in = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                     .Icmp(e.type, e.code).IPv4("10.100.0.1", kClient4).Tcp(80, kSport, kTcpAck).build();
+      rows.push_back(forwardRow(std::string(e.what) + " steered by the quoted flow", in, 14, 0,
+                                flowKey(kClient4, "10.100.0.1", kSport, 80, kTcp)));
+    }
+    Bytes udp = PacketBuilder().Eth(kLbMac, kRouterMac).Vlan(5).IPv4("203.0.113.1", "10.100.0.2")
+                    .Icmp(3, 3).IPv4("10.100.0.2", kClient4).Udp(53, kSport).build();
+    rows.push_back(forwardRow("icmp port unreachable to an l2dsr udp service, vlan", udp, 18, 5,
+                              flowKey(kClient4, "10.100.0.2", kSport, 53, kUdp)));
+    for (const Err& e : {Err{"icmpv6 destination unreachable (port)", 1, 4},
+                         Err{"icmpv6 destination unreachable (administratively prohibited)", 1, 1},
+                         Err{"icmpv6 time exceeded", 3, 0}}) {
+      Bytes in = PacketBuilder().Eth(kLbMac, kRouterMac).IPv6("2001:db8:1::1", "fd00:100::1")
+                     .Icmp6(e.type, e.code).IPv6("fd00:100::1", kClient6).Udp(53, kSport).build();
+      rows.push_back(forwardRow(std::string(e.what) + " steered by the quoted flow", in, 14, 3,
+                                flowKey(kClient6, "fd00:100::1", kSport, 53, kUdp)));
+    }
+    // The quote is checked as for frag-needed.
+    rows.push_back(dropRow("icmp time exceeded quoting another source",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                               .Icmp(11, 0).IPv4("10.100.0.99", kClient4).Tcp(80, kSport).build(),
+                           KEEL_R_DROP_ICMP));
+    rows.push_back(dropRow("icmpv6 destination unreachable quoting a later fragment's header chain",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6("2001:db8:1::1", "fd00:100::1")
+                               .Icmp6(1, 4).IPv6("fd00:100::1", kClient6, {.nextHeader = 44}).Raw(Bytes(8, 0)).build(),
+                           KEEL_R_DROP_ICMP));
+    // Errors that quote nothing of a real's flow, or that no one relays:
+    // source quench (deprecated, RFC 6633), parameter problem, redirect.
+    for (const Err& e : {Err{"icmp source quench", 4, 0}, Err{"icmp parameter problem", 12, 0},
+                         Err{"icmp redirect", 5, 1}}) {
+      Bytes in = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                     .Icmp(e.type, e.code).IPv4("10.100.0.1", kClient4).Tcp(80, kSport).build();
+      rows.push_back(dropRow(e.what, in, KEEL_R_DROP_ICMP));
+    }
+    rows.push_back(dropRow("icmpv6 parameter problem",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6("2001:db8:1::1", "fd00:100::1")
+                               .Icmp6(4, 0).IPv6("fd00:100::1", kClient6).Udp(53, kSport).build(),
+                           KEEL_R_DROP_ICMP));
+  }
   rows.push_back(dropRow("icmp timestamp request", PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1")
                                                        .Icmp(13, 0).Raw(Bytes(12, 0)).build(),
-                         KEEL_R_DROP_ICMP));
-  rows.push_back(dropRow("icmpv6 destination unreachable", PacketBuilder().Eth(kLbMac, kRouterMac).IPv6("2001:db8:1::1", "fd00:100::1")
-                                                               .Icmp6(1, 4).IPv6("fd00:100::1", kClient6).Udp(53, kSport).build(),
                          KEEL_R_DROP_ICMP));
   rows.push_back(dropRow("icmpv4 inside IPv6", PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1", {.nextHeader = 1})
                                                    .Icmp(8, 0, 1).build(),

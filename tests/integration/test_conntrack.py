@@ -135,42 +135,55 @@ def test_removed_real_loses_its_flows(keel_web, forwarding, family):
             s.close()
 
 
-def icmp_error_about(family, vip, port, client, cport):
-    """The ICMP message a router sends to the VIP when the real's reply
-    VIP:port -> client:cport is too big for its next hop (RFC 792 frag-needed,
-    RFC 4443 packet-too-big): the reply's IP header and first 8 bytes quoted.
-    The kernel adds the outer IP header (and the ICMPv6 checksum)."""
+# The errors a router sends about a real's reply, by kind: (ICMP type,
+# code, the 4 bytes after the checksum) and the SNMP counter a real's
+# kernel counts it in, for IPv4 and IPv6.
+ICMP_ERRORS = {
+    "too_big": {4: (3, 4, 1200, "InDestUnreachs"), 6: (2, 0, 1280, "Icmp6InPktTooBigs")},
+    "time_exceeded": {4: (11, 0, 0, "InTimeExcds"), 6: (3, 0, 0, "Icmp6InTimeExcds")},
+}
+
+
+def icmp_error_about(family, vip, port, client, cport, kind="too_big"):
+    """The ICMP message a router sends to the VIP about the real's reply
+    VIP:port -> client:cport: too big for its next hop (RFC 792 frag-needed,
+    RFC 4443 packet-too-big) or its hop limit run out (time exceeded); the
+    reply's IP header and first 8 bytes quoted. The kernel adds the outer IP
+    header (and the ICMPv6 checksum)."""
+    icmp_type, code, rest, _ = ICMP_ERRORS[kind][family]
     tcp8 = struct.pack("!HHI", port, cport, 1)
     if family == 4:
         quoted = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 1500, 0, 0x4000, 64, socket.IPPROTO_TCP, 0,
                              socket.inet_aton(vip), socket.inet_aton(client)) + tcp8
-        msg = struct.pack("!BBHHH", 3, 4, 0, 0, 1200) + quoted
+        msg = struct.pack("!BBHI", icmp_type, code, 0, rest) + quoted
         total = sum(struct.unpack(f"!{len(msg) // 2}H", msg))
         while total >> 16:
             total = (total & 0xffff) + (total >> 16)
         return msg[:2] + struct.pack("!H", ~total & 0xffff) + msg[4:]
     quoted = struct.pack("!IHBB16s16s", 6 << 28, 1460, socket.IPPROTO_TCP, 64,
                          socket.inet_pton(socket.AF_INET6, vip), socket.inet_pton(socket.AF_INET6, client)) + tcp8
-    return struct.pack("!BBHI", 2, 0, 0, 1280) + quoted
+    return struct.pack("!BBHI", icmp_type, code, 0, rest) + quoted
 
 
 def icmp_errors_received(lab, family):
-    """{real role: ICMP errors of that kind its kernel received} (SNMP)."""
-    key = "InDestUnreachs" if family == 4 else "Icmp6InPktTooBigs"
+    """{(real role, kind): ICMP errors of that kind its kernel received} (SNMP)."""
     out = {}
     for real in lab.reals:
         text = real.sh("cat /proc/net/snmp /proc/net/snmp6").stdout.splitlines()
-        if family == 4:
-            heads, values = [line.split()[1:] for line in text if line.startswith("Icmp:")][:2]
-            out[real.role] = int(values[heads.index(key)])
-        else:
-            out[real.role] = next(int(line.split()[1]) for line in text if line.startswith(key + " "))
+        for kind, by_family in ICMP_ERRORS.items():
+            key = by_family[family][3]
+            if family == 4:
+                heads, values = [line.split()[1:] for line in text if line.startswith("Icmp:")][:2]
+                out[real.role, kind] = int(values[heads.index(key)])
+            else:
+                out[real.role, kind] = next(int(line.split()[1]) for line in text if line.startswith(key + " "))
     return out
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_icmp_error_follows_the_flow(keel_web, forwarding, family):
-    """Path-MTU discovery for replies: a router's ICMP error about a reply
+    """Path-MTU discovery for replies, and the other errors a router sends
+    about them (time exceeded here): a router's ICMP error about a reply
     reaches the real that owns the connection, also when the ring has moved
     the flow elsewhere since (its entry keeps it). On DPDK the error is
     hashed to a worker by its own addresses, so for most flows the entry is
@@ -191,8 +204,10 @@ def test_icmp_error_follows_the_flow(keel_web, forwarding, family):
             start = icmp_errors_received(lab, family)
             want = dict.fromkeys(start, 0)
             for i in moved:
-                raw.sendto(icmp_error_about(family, vip, PORT, flows[i]["src"], flows[i]["sport"]), (vip, 0))
-                want[before[i]] += 1
+                for kind in ICMP_ERRORS:
+                    raw.sendto(icmp_error_about(family, vip, PORT, flows[i]["src"], flows[i]["sport"], kind),
+                               (vip, 0))
+                    want[before[i], kind] += 1
             got = {}
             for _ in range(20):  # bounded: up to 2 s for the last error to land
                 got = {k: v - start[k] for k, v in icmp_errors_received(lab, family).items()}

@@ -27,7 +27,8 @@
  *   IPv4 options                                      parsed past (IHL), forwarded normally
  *   IPv4 fragment (MF set or offset != 0)             DROP_FRAGMENT (no ports: cannot hash consistently)
  *   IPv6 hop-by-hop / destination options             parsed past (at most KEEL_IPV6_MAX_EXT), forwarded
- *   IPv6 fragment header                              DROP_FRAGMENT
+ *   IPv6 fragment header                              DROP_FRAGMENT, unless atomic (offset 0, M clear:
+ *                                                     a whole packet, RFC 6946): parsed past, forwarded
  *   IPv6 routing header or other extension            DROP_IPV6_EXT (the VIP may not be the final destination)
  *   TCP/UDP header cut short, IP length > frame       DROP_TRUNCATED
  *   ICMP echo request                                 KEEL_ICMP_ECHO: the data plane answers it
@@ -136,6 +137,15 @@ struct keel_ipv6_ext {
 	__u8 nexthdr;
 	__u8 hdrlen; /* in 8-octet units, not counting the first 8 */
 } __attribute__((packed));
+
+/* The fragment header's first 4 bytes (RFC 8200 4.5; 8 in all). */
+struct keel_ipv6_frag {
+	__u8 nexthdr;
+	__u8 reserved;
+	__u16 frag_off; /* offset << 3, 2 reserved bits, M (network order) */
+} __attribute__((packed));
+
+#define KEEL_IP6_FRAG_OFF_MF 0xfff9 /* the offset and M: both 0 in an atomic fragment */
 
 KEEL_STATIC_ASSERT(sizeof(struct keel_eth) == 14, "eth");
 KEEL_STATIC_ASSERT(sizeof(struct keel_ipv4) == 20, "ipv4");
@@ -280,7 +290,8 @@ KEEL_INLINE int keel_in_ip(const struct keel_pkt *pkt, __u32 off, __u32 len)
 	return off + len <= (__u32)pkt->l3_off + pkt->ip_len;
 }
 
-/* Walk IPv6 hop-by-hop and destination-options headers (bounded). */
+/* Walk IPv6 hop-by-hop and destination-options headers, and an atomic
+ * fragment header (bounded). */
 KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
 {
 	__u8 nh = pkt->l4_proto;
@@ -293,11 +304,28 @@ KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
 	for (i = 0; i < KEEL_IPV6_MAX_EXT; i++) {
 		struct keel_ipv6_ext *ext;
 
-		if (nh != KEEL_IPPROTO_HOPOPTS && nh != KEEL_IPPROTO_DSTOPTS)
+		if (nh != KEEL_IPPROTO_HOPOPTS && nh != KEEL_IPPROTO_DSTOPTS && nh != KEEL_IPPROTO_FRAGMENT)
 			break;
 		/* off stays below 18 + 40 + 4 * 2048: the mask makes that visible
 		 * to the verifier. */
 		off &= 0x3fff;
+		if (nh == KEEL_IPPROTO_FRAGMENT) {
+			struct keel_ipv6_frag *frag = (struct keel_ipv6_frag *)((__u8 *)data + off);
+
+			if ((void *)(frag + 1) > end || !keel_in_ip(pkt, off, 8))
+				return KEEL_R_DROP_TRUNCATED;
+			/* A real fragment has no ports to steer by (a later one) or
+			 * its datagram's later fragments would go elsewhere: dropped.
+			 * An atomic fragment, offset 0 and M clear, is a whole packet
+			 * (RFC 6946 4: processed as unfragmented; older stacks send
+			 * them after a too-big reporting under 1280); it travels on
+			 * with its header, which the real's stack also accepts. */
+			if (frag->frag_off & KEEL_HTONS(KEEL_IP6_FRAG_OFF_MF))
+				return KEEL_R_DROP_FRAGMENT;
+			nh = frag->nexthdr;
+			off += 8;
+			continue;
+		}
 		ext = (struct keel_ipv6_ext *)((__u8 *)data + off);
 		if ((void *)(ext + 1) > end || !keel_in_ip(pkt, off, sizeof(*ext)))
 			return KEEL_R_DROP_TRUNCATED;

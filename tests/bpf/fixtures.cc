@@ -531,6 +531,24 @@ std::vector<FixtureRow> fixtureRows() {
                            PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(44, 8, 0x0001)
                                .Tcp(kSport, 80).build(),
                            KEEL_R_DROP_FRAGMENT));
+    // An atomic fragment (offset 0, M clear) is a whole packet (RFC 6946):
+    // forwarded with its fragment header, reserved bits ignored.
+    rows.push_back(forwardRow("ipip v6 atomic fragment",
+                              PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(44, 8, 0)
+                                  .Tcp(kSport, 80, kTcpAck).Payload("atomic").build(),
+                              14, 2, key6));
+    rows.push_back(forwardRow("l2dsr v6 udp hop-by-hop then atomic fragment (reserved bits set), vlan",
+                              PacketBuilder().Eth(kLbMac, kRouterMac).Vlan(7).IPv6(kClient6, "fd00:100::2").Ipv6Ext(0, 8)
+                                  .Ipv6Ext(44, 8, 0x0006).Udp(kSport, 53).Payload("atomic").build(),
+                              18, 7, flowKey(kClient6, "fd00:100::2", kSport, 53, kUdp)));
+    rows.push_back(dropRow("v6 atomic fragment header cut by the IP length",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1", {.nextHeader = 44})
+                               .Raw(Bytes(4, 0)).build(),
+                           KEEL_R_DROP_TRUNCATED));
+    rows.push_back(dropRow("v6 fragment header, offset 0 with M (first fragment), after destination options",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(60, 8)
+                               .Ipv6Ext(44, 8, 0x0001).Tcp(kSport, 80).build(),
+                           KEEL_R_DROP_FRAGMENT));
     rows.push_back(dropRow("v6 hop-by-hop then fragment header (later fragment)",
                            PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::3").Ipv6Ext(0, 8)
                                .Ipv6Ext(44, 8, 0x0100).Raw(Bytes(16, 7)).build(),

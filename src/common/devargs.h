@@ -8,13 +8,15 @@
 namespace keel {
 
 // Whether a DPDK port's devargs name a vdev over an existing kernel
-// interface: net_af_packet and net_af_xdp. Such an interface spreads flows
+// interface: net_af_packet (also by DPDK's older name for it,
+// eth_af_packet, which EAL still takes) and net_af_xdp. Such an interface spreads flows
 // itself (af_packet's fanout, the NIC's RSS onto the queues af_xdp binds)
 // and keeps the kernel's own receive filters, and what the port changes on
 // it (MTU, promiscuous mode) outlives keeld unless put back. net_tap's
 // iface= is an interface it creates, net_vhost's a socket path: not these.
 inline bool isKernelVdev(std::string_view devargs) {
-  return devargs.rfind("net_af_packet", 0) == 0 || devargs.rfind("net_af_xdp", 0) == 0;
+  return devargs.rfind("net_af_packet", 0) == 0 || devargs.rfind("eth_af_packet", 0) == 0 ||
+         devargs.rfind("net_af_xdp", 0) == 0;
 }
 
 // The kernel interface such a vdev's devargs name ("net_af_packet0,

@@ -1109,6 +1109,7 @@ TEST(Devargs, DpdkStateKeyNamesThePortNotItsOptions) {
   EXPECT_EQ(keel::dpdkStateKey("net_af_packet0,iface=eth1,qpairs=2"), "dpdk-eth1");
   EXPECT_EQ(keel::dpdkStateKey("net_af_packet0,iface=eth1,qpairs=4"), "dpdk-eth1") << "qpairs= may change";
   EXPECT_EQ(keel::dpdkStateKey("net_af_xdp0,iface=ens3f1,start_queue=0"), "dpdk-ens3f1");
+  EXPECT_EQ(keel::dpdkStateKey("eth_af_packet0,iface=eth1"), "dpdk-eth1") << "DPDK's alias of net_af_packet";
   EXPECT_EQ(keel::dpdkStateKey("net_af_packet1,iface=eth2"), "dpdk-eth2") << "another keeld's port";
   EXPECT_EQ(keel::dpdkStateKey("0000:03:00.0"), "dpdk-0000:03:00.0");
   EXPECT_EQ(keel::dpdkStateKey("03:00.0"), "dpdk-0000:03:00.0") << "EAL's short form is the same device";
@@ -1116,4 +1117,17 @@ TEST(Devargs, DpdkStateKeyNamesThePortNotItsOptions) {
   EXPECT_EQ(keel::dpdkStateKey("net_ring0"), "dpdk-net_ring0");
   EXPECT_EQ(keel::dpdkStateKey("net_pcap0,rx_pcap=/tmp/a.pcap"), "dpdk-net_pcap0");
   EXPECT_EQ(keel::dpdkStateKey("net_vhost0,iface=/run/vhost/sock"), "dpdk-net_vhost0") << "a path is no interface";
+}
+
+// The vdevs over a kernel interface, whose flags, MTU and receive modes keel
+// puts back, by every name EAL takes for them.
+TEST(Devargs, KernelVdevsByEveryName) {
+  for (const char* d : {"net_af_packet0,iface=eth1", "eth_af_packet0,iface=eth1", "net_af_xdp0,iface=eth1"}) {
+    EXPECT_TRUE(keel::isKernelVdev(d)) << d;
+    EXPECT_EQ(keel::vdevInterface(d), "eth1") << d;
+  }
+  for (const char* d : {"net_tap0,iface=eth1", "net_vhost0,iface=/run/x", "0000:03:00.0", "net_pcap0"}) {
+    EXPECT_FALSE(keel::isKernelVdev(d)) << d;
+    EXPECT_EQ(keel::vdevInterface(d), "") << d;
+  }
 }

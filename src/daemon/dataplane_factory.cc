@@ -228,7 +228,7 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
   std::string connPath_;
 };
 
-std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const std::string& stateDir,
+std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const StateFiles& files,
                                           std::string* error) {
   // An XDP plane a previous keeld left on the interface (kind switched from
   // xdp by a plain restart) stays attached and takes the VIP traffic first,
@@ -273,8 +273,7 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const std::strin
     releaseDpdkEnvironment();  // keeld exits: EAL may have started before the failure
     return nullptr;
   }
-  return std::make_unique<DpdkDaemonDataplane>(std::move(dp), c,
-                                               (std::filesystem::path(stateDir) / ("conntrack-" + dpdkStateKey(c.port) + ".bin")).string());
+  return std::make_unique<DpdkDaemonDataplane>(std::move(dp), c, files.conntrack);
 }
 #endif
 
@@ -289,10 +288,17 @@ bool dataplaneBuiltIn(DataplaneKind kind) {
 #endif
 }
 
-void adoptLegacyDpdkState(const std::string& stateDir, const std::string& key) {
+StateFiles stateFiles(const Config& config, const std::string& stateDir) {
+  const std::string key = config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface
+                                                                       : dpdkStateKey(config.dataplane.dpdk.port);
   const std::filesystem::path dir(stateDir);
-  for (const auto& [legacy, keyed] : {std::pair{dir / "runtime-dpdk.json", dir / ("runtime-" + key + ".json")},
-                                      std::pair{dir / "conntrack-dpdk.bin", dir / ("conntrack-" + key + ".bin")}}) {
+  return {(dir / ("runtime-" + key + ".json")).string(), (dir / ("conntrack-" + key + ".bin")).string()};
+}
+
+void adoptLegacyDpdkState(const std::string& stateDir, const StateFiles& files) {
+  const std::filesystem::path dir(stateDir);
+  for (const auto& [legacy, keyed] : {std::pair{dir / "runtime-dpdk.json", std::filesystem::path(files.runtime)},
+                                      std::pair{dir / "conntrack-dpdk.bin", std::filesystem::path(files.conntrack)}}) {
     // Never over a keyed file (RENAME_NOREPLACE: no check-then-rename race).
     if (::renameat2(AT_FDCWD, legacy.c_str(), AT_FDCWD, keyed.c_str(), RENAME_NOREPLACE) == 0)
       logInfo(LogRecord("state_file_renamed").add("from", legacy.string()).add("to", keyed.string()));
@@ -302,16 +308,16 @@ void adoptLegacyDpdkState(const std::string& stateDir, const std::string& key) {
   }
 }
 
-std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const std::string& stateDir,
+std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const StateFiles& files,
                                                      std::string* error) {
   switch (config.dataplane.kind) {
     case DataplaneKind::kXdp:
       return makeXdp(config, error);
     case DataplaneKind::kDpdk:
 #ifdef KEEL_HAVE_DPDK
-      return makeDpdk(config, stateDir, error);
+      return makeDpdk(config, files, error);
 #else
-      (void)stateDir;
+      (void)files;
       *error = "dataplane.kind: dpdk is not built into this keeld (DPDK was not found at build time)";
       return nullptr;
 #endif

@@ -54,19 +54,26 @@ class DaemonDataplane {
 // refuses the file, exit 1).
 bool dataplaneBuiltIn(DataplaneKind kind);
 
+// The files a keeld keeps in its state directory (beside the control
+// socket), keyed like its pins: KEY is the interface (XDP) or
+// dpdkStateKey() of the port (DPDK), so keelds whose sockets share a
+// directory keep their own. The one place their names are made.
+struct StateFiles {
+  std::string runtime;    // runtime-KEY.json: the runtime overlay (keelctl's changes)
+  std::string conntrack;  // conntrack-KEY.bin: a DPDK plane's connection tables across a clean stop
+};
+StateFiles stateFiles(const Config& config, const std::string& stateDir);
+
 // Returns null and sets *error ("dataplane...: what is wrong") on failure;
-// nothing stays attached then. stateDir: keeld's runtime state directory
-// (beside the control socket), where a DPDK plane keeps its connection
-// tables between a clean stop and the next start (conntrack-KEY.bin,
-// KEY = dpdkStateKey() of its port).
-std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const std::string& stateDir,
+// nothing stays attached then. files: where a DPDK plane keeps its
+// connection tables between a clean stop and the next start.
+std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const StateFiles& files,
                                                      std::string* error);
 
 // A DPDK keeld before keyed state files kept runtime-dpdk.json and
-// conntrack-dpdk.bin in stateDir: each is renamed to its keyed name
-// (runtime-KEY.json, conntrack-KEY.bin) if that does not exist yet, so
-// the first keeld that starts after an upgrade keeps them (logged,
-// state_file_renamed).
-void adoptLegacyDpdkState(const std::string& stateDir, const std::string& key);
+// conntrack-dpdk.bin in stateDir: each is renamed to its keyed name in
+// files if that does not exist yet, so the first keeld that starts after
+// an upgrade keeps them (logged, state_file_renamed).
+void adoptLegacyDpdkState(const std::string& stateDir, const StateFiles& files);
 
 }  // namespace keel

@@ -45,7 +45,6 @@
 #include <memory>
 #include <string>
 
-#include "common/devargs.h"
 #include "common/logging.h"
 #include "control/config.h"
 #include "control/eal_lcores.h"
@@ -239,10 +238,7 @@ int run(const std::string& path, bool detachOnExit) {
     std::error_code ec;
     std::filesystem::create_directories(stateDir, ec);
   }
-  // Keyed like the pins: the interface (XDP), the port (DPDK; dpdkStateKey).
-  const std::string stateKey = config.dataplane.kind == DataplaneKind::kXdp
-                                   ? config.dataplane.interface
-                                   : dpdkStateKey(config.dataplane.dpdk.port);
+  const StateFiles files = stateFiles(config, stateDir.string());
 
   // Another keeld serving this socket: refused before the data plane, which
   // it runs (XDP: the pin directory's lock refuses a second keeld on the
@@ -261,14 +257,14 @@ int run(const std::string& path, bool detachOnExit) {
       return 1;
     }
   std::string err;
-  std::unique_ptr<DaemonDataplane> handle = makeDaemonDataplane(config, stateDir.string(), &err);
+  std::unique_ptr<DaemonDataplane> handle = makeDaemonDataplane(config, files, &err);
   if (!handle) {
     logError(LogRecord("dataplane_failed").add("error", err));
     return 1;
   }
   // Only now, holding the port (and EAL's lock on its --file-prefix): a
   // keeld refused above never takes a running one's files.
-  if (config.dataplane.kind == DataplaneKind::kDpdk) adoptLegacyDpdkState(stateDir.string(), stateKey);
+  if (config.dataplane.kind == DataplaneKind::kDpdk) adoptLegacyDpdkState(stateDir.string(), files);
   Dataplane* dp = &handle->plane();
   const std::string kind = dp->kind();
   const ProgrammedState* adoptedState = handle->adopted();
@@ -324,8 +320,7 @@ int run(const std::string& path, bool detachOnExit) {
   backend.setCheckOptions(hostConfigOptions());
   backend.setStartedAt(startedAt);
   // The runtime overlay (keelctl changes), per interface like the pins.
-  const std::filesystem::path statePath = stateDir / ("runtime-" + stateKey + ".json");
-  backend.setStatePath(statePath.string());
+  backend.setStatePath(files.runtime);
   backend.setReloadHook([](bool done, bool ok) {
     if (!done)
       sd_notify(0, "RELOADING=1\nSTATUS=reloading the config");
@@ -419,7 +414,7 @@ int run(const std::string& path, bool detachOnExit) {
   // and saves its connection tables for the next keeld: stop(true).)
   if (exitAction == ExitAction::kRemove) {
     std::error_code ec;
-    std::filesystem::remove(statePath, ec);
+    std::filesystem::remove(files.runtime, ec);
   }
   const Status st = handle->stop(exitAction == ExitAction::kLeave);
   // Which checked reals are up now, for a next keeld that cannot adopt this

@@ -26,14 +26,16 @@
  *   --- aimed at a VIP ---
  *   IPv4 options                                      parsed past (IHL), forwarded normally
  *   IPv4 fragment (MF set or offset != 0)             DROP_FRAGMENT (no ports: cannot hash consistently)
- *   IPv6 hop-by-hop / destination options             parsed past (at most KEEL_IPV6_MAX_EXT), forwarded
+ *   IPv6 hop-by-hop (first only) / destination options parsed past (at most KEEL_IPV6_MAX_EXT), forwarded
+ *   IPv6 routing header with Segments Left 0          parsed past (RFC 8200 4.4: the VIP is its last hop)
  *   IPv6 fragment header                              DROP_FRAGMENT, unless atomic (offset 0, M clear:
  *                                                     a whole packet, RFC 6946): parsed past, forwarded
- *   IPv6 routing header or other extension            DROP_IPV6_EXT (the VIP may not be the final destination)
+ *   IPv6 routing header with segments left, a later   DROP_IPV6_EXT (the VIP may not be the final
+ *   hop-by-hop header, other extension                destination; RFC 8200 4.1: hop-by-hop comes first)
  *   TCP/UDP header cut short, IP length > frame       DROP_TRUNCATED
  *   ICMP echo request                                 KEEL_ICMP_ECHO: the data plane answers it
- *   ICMP dest-unreachable/frag-needed, ICMPv6 PTB     the flow it quotes is extracted, reversed, and the
- *                                                     packet follows that flow to its real (PMTUD works)
+ *   ICMP dest-unreachable (any code), time exceeded;  the flow it quotes is extracted, reversed, and the
+ *   ICMPv6 dest-unreachable, PTB, time exceeded       packet follows that flow to its real (PMTUD works)
  *   other ICMP                                        DROP_ICMP
  *   other L4 protocol                                 DROP_L4_PROTO
  */
@@ -136,6 +138,14 @@ struct keel_icmp {
 struct keel_ipv6_ext {
 	__u8 nexthdr;
 	__u8 hdrlen; /* in 8-octet units, not counting the first 8 */
+} __attribute__((packed));
+
+/* The routing header's first 4 bytes (RFC 8200 4.4). */
+struct keel_ipv6_rt {
+	__u8 nexthdr;
+	__u8 hdrlen;
+	__u8 type;
+	__u8 segments_left;
 } __attribute__((packed));
 
 /* The fragment header's first 4 bytes (RFC 8200 4.5; 8 in all). */
@@ -290,8 +300,9 @@ KEEL_INLINE int keel_in_ip(const struct keel_pkt *pkt, __u32 off, __u32 len)
 	return off + len <= (__u32)pkt->l3_off + pkt->ip_len;
 }
 
-/* Walk IPv6 hop-by-hop and destination-options headers, and an atomic
- * fragment header (bounded). */
+/* Walk IPv6 hop-by-hop (first only) and destination-options headers, a
+ * routing header with no segments left, and an atomic fragment header
+ * (bounded). */
 KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
 {
 	__u8 nh = pkt->l4_proto;
@@ -304,8 +315,13 @@ KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
 	for (i = 0; i < KEEL_IPV6_MAX_EXT; i++) {
 		struct keel_ipv6_ext *ext;
 
-		if (nh != KEEL_IPPROTO_HOPOPTS && nh != KEEL_IPPROTO_DSTOPTS && nh != KEEL_IPPROTO_FRAGMENT)
+		if (nh != KEEL_IPPROTO_HOPOPTS && nh != KEEL_IPPROTO_DSTOPTS && nh != KEEL_IPPROTO_FRAGMENT &&
+		    nh != KEEL_IPPROTO_ROUTING)
 			break;
+		/* Hop-by-hop options only right after the IPv6 header (RFC 8200
+		 * 4.1; a router would answer a parameter problem). */
+		if (nh == KEEL_IPPROTO_HOPOPTS && i != 0)
+			return KEEL_R_DROP_IPV6_EXT;
 		/* off stays below 18 + 40 + 4 * 2048: the mask makes that visible
 		 * to the verifier. */
 		off &= 0x3fff;
@@ -325,6 +341,17 @@ KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
 			nh = frag->nexthdr;
 			off += 8;
 			continue;
+		}
+		if (nh == KEEL_IPPROTO_ROUTING) {
+			struct keel_ipv6_rt *rt = (struct keel_ipv6_rt *)((__u8 *)data + off);
+
+			if ((void *)(rt + 1) > end || !keel_in_ip(pkt, off, sizeof(*rt)))
+				return KEEL_R_DROP_TRUNCATED;
+			/* Segments left: the VIP is not the final destination, and
+			 * keel forwards nothing on to the next segment. None left:
+			 * the header is ignored (RFC 8200 4.4) and travels on. */
+			if (rt->segments_left != 0)
+				return KEEL_R_DROP_IPV6_EXT;
 		}
 		ext = (struct keel_ipv6_ext *)((__u8 *)data + off);
 		if ((void *)(ext + 1) > end || !keel_in_ip(pkt, off, sizeof(*ext)))

@@ -516,12 +516,31 @@ std::vector<FixtureRow> fixtureRows() {
                               PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::2").Ipv6Ext(60, 16)
                                   .Udp(kSport, 53).Payload("dst").build(),
                               14, 7, flowKey(kClient6, "fd00:100::2", kSport, 53, kUdp)));
-    rows.push_back(dropRow("v6 routing header", PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1")
-                                                    .Ipv6Ext(43, 24).Tcp(kSport, 80).build(),
+    rows.push_back(dropRow("v6 routing header with a segment left", PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1")
+                                                    .Ipv6Ext(43, 24, 0x0401).Tcp(kSport, 80).build(),
                            KEEL_R_DROP_IPV6_EXT));
-    rows.push_back(dropRow("v6 hop-by-hop then routing header",
+    rows.push_back(dropRow("v6 hop-by-hop then routing header with segments left",
                            PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(0, 8)
-                               .Ipv6Ext(43, 24).Tcp(kSport, 80).build(),
+                               .Ipv6Ext(43, 24, 0x0002).Tcp(kSport, 80).build(),
+                           KEEL_R_DROP_IPV6_EXT));
+    // None left: the VIP is the final destination, the header is ignored
+    // (RFC 8200 4.4) and travels on.
+    rows.push_back(forwardRow("ipip v6 routing header with no segments left",
+                              PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1")
+                                  .Ipv6Ext(43, 24, 0x0400).Tcp(kSport, 80, kTcpAck).Payload("srh").build(),
+                              14, 2, key6));
+    rows.push_back(forwardRow("l2dsr v6 udp hop-by-hop, routing (none left), destination options, vlan",
+                              PacketBuilder().Eth(kLbMac, kRouterMac).Vlan(9).IPv6(kClient6, "fd00:100::2").Ipv6Ext(0, 8)
+                                  .Ipv6Ext(43, 8, 0x0200).Ipv6Ext(60, 8).Udp(kSport, 53).Payload("rt").build(),
+                              18, 7, flowKey(kClient6, "fd00:100::2", kSport, 53, kUdp)));
+    rows.push_back(dropRow("v6 routing header cut by the IP length",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1", {.nextHeader = 43})
+                               .Raw(Bytes(2, 0)).build(),
+                           KEEL_R_DROP_TRUNCATED));
+    // Hop-by-hop options come first or not at all (RFC 8200 4.1).
+    rows.push_back(dropRow("v6 destination options then hop-by-hop",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(60, 8)
+                               .Ipv6Ext(0, 8).Tcp(kSport, 80).build(),
                            KEEL_R_DROP_IPV6_EXT));
     rows.push_back(dropRow("v6 more than 4 option headers",
                            PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(0, 8)

@@ -282,6 +282,10 @@ Bytes PacketBuilder::serialize(size_t i) const {
         out.push_back(0);
         put16(out, static_cast<uint16_t>(l.u3));
         put32(out, 0x01020304);  // identification
+      } else if (l.u1 == 43) {  // routing header: type, segments left, then zeros
+        out.push_back(static_cast<uint8_t>(l.u2 / 8 - 1));
+        put16(out, static_cast<uint16_t>(l.u3));
+        out.resize(out.size() + l.u2 - 4, 0);
       } else {
         out.push_back(static_cast<uint8_t>(l.u2 / 8 - 1));
         // PadN option filling the rest (RFC 8200 §4.2).

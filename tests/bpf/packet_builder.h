@@ -58,7 +58,9 @@ class PacketBuilder {
   PacketBuilder& IPv6(const std::string& src, const std::string& dst, Ipv6Opts opts = {});
   // An IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, dst
   // options 60) of totalLen bytes (multiple of 8, >= 8), PadN-filled.
-  // fragOff: for a fragment header, offset | M flag as on the wire (host order).
+  // fragOff: for a fragment header, offset | M flag as on the wire (host
+  // order); for a routing header, its type << 8 | segments left (the rest
+  // zeros).
   PacketBuilder& Ipv6Ext(uint8_t type, uint16_t totalLen = 8, uint16_t fragOff = 0);
   PacketBuilder& Tcp(uint16_t sport, uint16_t dport, uint8_t flags = kTcpSyn, uint32_t seq = 1,
                      uint32_t ack = 0);

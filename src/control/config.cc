@@ -491,6 +491,16 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
         error(*k, path + ".exception_interface",
               "must be an interface name (1..15 characters, no '/', ':' or spaces) or \"\", got " +
                   describe(*k));
+      // net_tap creates the interface; one of that name that is no tap
+      // (the port's own, a NIC, a bridge) fails the driver's probe at
+      // start with an errno that does not say why. A tap may be a running
+      // keeld's own (a check before its reload), so it passes.
+      else if (!s->empty() && options_.interfaceExists && options_.interfaceIsTap &&
+               options_.interfaceExists(*s) && !options_.interfaceIsTap(*s))
+        error(*k, path + ".exception_interface",
+              "an interface named " + quoted(*s) +
+                  " exists and is no tap device: keeld creates the exception interface itself, so name one "
+                  "that does not exist");
       else
         d.exceptionInterface = *s;
     }

@@ -272,6 +272,9 @@ struct ConfigOptions {
   MacResolver resolveMac;
   // Empty: dataplane.interface is checked for syntax only (unit tests).
   std::function<bool(const std::string& interface)> interfaceExists;
+  // Whether an existing interface is a tun/tap device (keeld: its sysfs
+  // tun_flags); empty: dpdk.exception_interface is checked for syntax only.
+  std::function<bool(const std::string& interface)> interfaceIsTap;
   // Whether this keeld has the data plane a kind names (keeld: the planes it
   // was built with); empty: every kind is accepted (a file for another
   // machine, unit tests).

@@ -81,6 +81,10 @@ const std::set<unsigned>& startCpus() {
 ConfigOptions hostConfigOptions() {
   ConfigOptions o;
   o.interfaceExists = [](const std::string& name) { return if_nametoindex(name.c_str()) != 0; };
+  o.interfaceIsTap = [](const std::string& name) {
+    std::error_code ec;
+    return std::filesystem::exists("/sys/class/net/" + name + "/tun_flags", ec);
+  };
   o.kindBuilt = dataplaneBuiltIn;
   o.allowedCpus = [cpus = startCpus()] { return cpus; };
   o.onlineCpus = [] {

@@ -349,6 +349,32 @@ TEST(Config, DpdkVdevInterfaceMustExist) {
   EXPECT_TRUE(parse("net_af_packet0,iface=eth9").ok());
 }
 
+// keeld creates the exception interface (net_tap): a name an interface that
+// is no tap already holds fails the driver's probe at start, so the check
+// refuses it. A tap passes: it may be a running keeld's own, checked before
+// its reload.
+TEST(Config, DpdkExceptionInterfaceMustNotBeAnotherInterface) {
+  ConfigOptions o;
+  o.interfaceExists = [](const std::string& n) { return n == "eth1" || n == "keel0"; };
+  o.interfaceIsTap = [](const std::string& n) { return n == "keel0"; };
+  auto parse = [&](const std::string& exception) {
+    return parseConfig("dataplane: {kind: dpdk, interface: eth1, dpdk: {port: \"net_af_packet0,iface=eth1\", "
+                       "workers: [1], exception_interface: " + exception + "}}\n",
+                       "k.yaml", o);
+  };
+  ConfigResult r = parse("eth1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors, std::vector<std::string>{
+                          "k.yaml:1: dataplane.dpdk.exception_interface: an interface named \"eth1\" exists and is "
+                          "no tap device: keeld creates the exception interface itself, so name one that does not "
+                          "exist"});
+  EXPECT_TRUE(parse("keel0").ok()) << "a tap: a running keeld's own";
+  EXPECT_TRUE(parse("keel9").ok()) << "none yet: keeld creates it";
+  EXPECT_TRUE(parse("'\"\"'").ok()) << "no exception path";
+  o.interfaceIsTap = nullptr;  // a tool without the host's sysfs
+  EXPECT_TRUE(parse("eth1").ok());
+}
+
 // The lcores EAL arguments start, read as EAL 22.11 reads them (each case
 // below was checked against Debian's 22.11.11 with dpdk-test): what EAL
 // refuses is an error, what keel cannot read a warning, never an error.

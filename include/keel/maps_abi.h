@@ -163,7 +163,7 @@ enum keel_reason {
 	KEEL_R_TX_ICMP_ECHO,          /* echo reply from a VIP */
 	/* Dropped: aimed at a VIP but unusable. */
 	KEEL_R_DROP_TRUNCATED,        /* VIP, L3/L4 header cut short */
-	KEEL_R_DROP_FRAGMENT,         /* VIP, IPv4 fragment or IPv6 fragment header */
+	KEEL_R_DROP_FRAGMENT,         /* VIP, IPv4 fragment or IPv6 fragment (not an atomic one) */
 	KEEL_R_DROP_IPV6_EXT,         /* VIP, IPv6 extension header not supported */
 	KEEL_R_DROP_ICMP,             /* VIP, ICMP neither echo request nor an error keel_parse_l4 steers */
 	KEEL_R_DROP_L4_PROTO,         /* VIP, protocol other than TCP/UDP/ICMP */

@@ -180,6 +180,13 @@ KEEL_STATIC_ASSERT(sizeof(struct keel_icmp) == 8, "icmp");
 #define KEEL_ICMPV6_TIME_EXCEEDED 3
 #define KEEL_ICMPV6_ECHO_REQUEST 128
 
+/* keel_pkt.icmp_error: an error about the path MTU (frag-needed, packet
+ * too big), which path-MTU discovery needs to reach the flow's real, or
+ * another (unreachable, time exceeded). Both planes treat them alike; the
+ * DPDK plane gives each kind its own budget of cross-worker lookups. */
+#define KEEL_ICMP_ERROR_OTHER 1
+#define KEEL_ICMP_ERROR_PMTU 2
+
 /* What the parser learned. Offsets are from the start of the frame. */
 struct keel_pkt {
 	struct keel_flow_key key; /* for ICMP errors: the quoted flow, reversed */
@@ -188,7 +195,7 @@ struct keel_pkt {
 	__u16 ip_len;             /* IPv4 total length / IPv6 40 + payload length */
 	__u8 l4_proto;            /* protocol of the header at l4_off */
 	__u8 tcp_flags;           /* KEEL_TCP_* of a TCP packet, else 0 */
-	__u8 icmp_error;          /* 1: ICMP error steered by its quoted flow */
+	__u8 icmp_error;          /* an ICMP error steered by its quoted flow: KEEL_ICMP_ERROR_* (0: none) */
 	__u8 tos;                 /* IPv4 TOS / IPv6 traffic class (copied to the outer header) */
 	__u8 pad[2];
 };
@@ -373,7 +380,7 @@ KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
  * caused it: one of ours, sent by a real from the VIP to the client. Steer the
  * error by that flow, reversed to the client->VIP direction, so it reaches the
  * real that owns the connection (needed for path-MTU discovery). */
-KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pkt, __u16 off)
+KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pkt, __u16 off, __u8 kind)
 {
 	struct keel_ports *ports;
 
@@ -423,7 +430,7 @@ KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pk
 		return KEEL_R_DROP_TRUNCATED;
 	pkt->key.sport = ports->dport;
 	pkt->key.dport = ports->sport;
-	pkt->icmp_error = 1;
+	pkt->icmp_error = kind;
 	return KEEL_CONTINUE;
 }
 
@@ -514,22 +521,28 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 		if (pkt->key.family == KEEL_AF_INET && pkt->l4_proto == KEEL_IPPROTO_ICMP) {
 			if (icmp->type == KEEL_ICMP_ECHO_REQUEST && icmp->code == 0)
 				return keel_answerable(data, end, pkt) ? KEEL_ICMP_ECHO : KEEL_R_DROP_ICMP;
-			/* Errors about a real's packet go to that real, as IPVS relays
-			 * them and Katran steers type 3: frag-needed for its path
-			 * MTU, and the rest (port, host or net unreachable,
-			 * administratively prohibited, time exceeded) so that its
-			 * stack learns of them (a SYN-ACK refused on the client's
-			 * path ends the embryonic connection instead of retrying
-			 * to its timeout). The real's stack checks them against the
-			 * connection, as for any error it gets directly. */
+			/* Errors about a real's packet go to that real, as Katran
+			 * steers type 3: frag-needed for its path MTU, and the rest
+			 * (port, host or net unreachable, administratively
+			 * prohibited, time exceeded) so that its stack learns of
+			 * them; it judges them as errors it gets directly (Linux
+			 * drops a pending connection on some, docs/architecture.md
+			 * "ICMP errors toward a VIP" says which, and what UDP
+			 * sockets make of them). */
 			if (icmp->type == KEEL_ICMP_DEST_UNREACH || icmp->type == KEEL_ICMP_TIME_EXCEEDED)
-				return keel_parse_icmp_quote(data, end, pkt, off + sizeof(*icmp));
+				return keel_parse_icmp_quote(
+					data, end, pkt, off + sizeof(*icmp),
+					icmp->type == KEEL_ICMP_DEST_UNREACH && icmp->code == KEEL_ICMP_FRAG_NEEDED
+						? KEEL_ICMP_ERROR_PMTU
+						: KEEL_ICMP_ERROR_OTHER);
 		} else if (pkt->key.family == KEEL_AF_INET6 && pkt->l4_proto == KEEL_IPPROTO_ICMPV6) {
 			if (icmp->type == KEEL_ICMPV6_ECHO_REQUEST && icmp->code == 0)
 				return keel_answerable(data, end, pkt) ? KEEL_ICMP_ECHO : KEEL_R_DROP_ICMP;
 			if (icmp->type == KEEL_ICMPV6_DEST_UNREACH || icmp->type == KEEL_ICMPV6_PKT_TOOBIG ||
 			    icmp->type == KEEL_ICMPV6_TIME_EXCEEDED)
-				return keel_parse_icmp_quote(data, end, pkt, off + sizeof(*icmp));
+				return keel_parse_icmp_quote(data, end, pkt, off + sizeof(*icmp),
+							     icmp->type == KEEL_ICMPV6_PKT_TOOBIG ? KEEL_ICMP_ERROR_PMTU
+												  : KEEL_ICMP_ERROR_OTHER);
 		}
 		return KEEL_R_DROP_ICMP;
 	}

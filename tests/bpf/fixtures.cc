@@ -701,9 +701,13 @@ std::vector<FixtureRow> fixtureRows() {
                            PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
                                .Icmp(11, 0).IPv4("10.100.0.99", kClient4).Tcp(80, kSport).build(),
                            KEEL_R_DROP_ICMP));
-    rows.push_back(dropRow("icmpv6 destination unreachable quoting a later fragment's header chain",
+    // An IPv6 quote must have its TCP/UDP header right after the IPv6
+    // header: one with a fragment header (here a first fragment, as
+    // "reassembly time exceeded" quotes) is not steered.
+    rows.push_back(dropRow("icmpv6 time exceeded quoting a first fragment",
                            PacketBuilder().Eth(kLbMac, kRouterMac).IPv6("2001:db8:1::1", "fd00:100::1")
-                               .Icmp6(1, 4).IPv6("fd00:100::1", kClient6, {.nextHeader = 44}).Raw(Bytes(8, 0)).build(),
+                               .Icmp6(3, 1).IPv6("fd00:100::1", kClient6).Ipv6Ext(44, 8, 0x0001).Udp(53, kSport)
+                               .build(),
                            KEEL_R_DROP_ICMP));
     // Errors that quote nothing of a real's flow, or that no one relays:
     // source quench (deprecated, RFC 6633), parameter problem, redirect.

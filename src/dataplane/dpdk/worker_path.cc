@@ -197,12 +197,14 @@ struct Step {
 // why), which has no such connection and ignores the error. Nothing is
 // written: the error neither creates nor refreshes an entry. Each call
 // reads a line of every other worker's table, so it is rate-limited here
-// (WorkerState::peerLookupRate); past the limit the error follows the ring
+// (WorkerState::peerLookupRate, a budget for path-MTU errors and one for
+// the others); past the limit the error follows the ring
 // without a look. Every call is counted by its outcome (PeerLookup).
 // Called with step.be null; out of line (see BurstCache::fill).
 [[gnu::noinline]] void peerEntry(const Snapshot& s, WorkerState& w, const keel_pkt& p, uint32_t svcId,
                                  uint64_t nowNs, uint64_t idleNs, Step& step) {
-  if (!keel_rate_allow(&w.peerTat, nowNs, w.peerLookupRate)) {
+  if (!keel_rate_allow(p.icmp_error == KEEL_ICMP_ERROR_PMTU ? &w.peerTat : &w.peerOtherTat, nowNs,
+                       w.peerLookupRate)) {
     countEvent(w.counters.icmpPeer[kPeerRateLimited]);
     return;
   }

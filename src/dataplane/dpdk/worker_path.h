@@ -94,8 +94,13 @@ struct alignas(64) WorkerState {
   // per flow and path-MTU change, far below it. Each error that takes the
   // lookup is counted by its outcome (counters.icmpPeer), so an operator
   // sees when the limit turns errors away (keel_dpdk_icmp_peer_lookups_total).
+  // Path-MTU errors (frag-needed, packet too big) and the others
+  // (unreachable, time exceeded; routine for UDP services) each have a
+  // budget of their own at this rate, so the others never spend path-MTU
+  // discovery's (KEEL_ICMP_ERROR_*).
   uint32_t peerLookupRate = 10000;
-  __u64 peerTat = 0;
+  __u64 peerTat = 0;       // path-MTU errors
+  __u64 peerOtherTat = 0;  // every other error
   WorkerCounters counters;
   uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it gets ICMP too-big or DROP_TOO_BIG
   __u64 icmpTat = 0;  // the ICMP too-big answers' rate limit (keel_icmp_too_big_allow)

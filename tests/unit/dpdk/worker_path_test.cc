@@ -362,20 +362,20 @@ TEST_F(WorkerPathTest, ASynPastTheInsertRateFollowsItsEntry) {
   EXPECT_EQ(run(test::buildFrame(f), t0).r.backendId, 2u) << "its entry rewritten";
 }
 
-// An ICMP error toward a VIP (frag-needed, packet-too-big) quoting the
-// packet `quoted` (a reply the real sent from the VIP to the client), as a
-// router on the way back to the client sends it.
-std::vector<uint8_t> icmpErrorFor(const IpAddress& router, const Frame& quoted) {
+// An ICMP error toward a VIP (frag-needed, packet-too-big; or another type
+// and code) quoting the packet `quoted` (a reply the real sent from the VIP
+// to the client), as a router on the way back to the client sends it.
+std::vector<uint8_t> icmpErrorFor(const IpAddress& router, const Frame& quoted, int type = -1, int code = -1) {
   const bool v6 = quoted.src.isV6();
   const std::vector<uint8_t> q = test::buildFrame(quoted);
   const size_t quoteLen = (v6 ? 40 : 20) + 8;
   Frame e{router, quoted.src};
   e.proto = v6 ? KEEL_IPPROTO_ICMPV6 : KEEL_IPPROTO_ICMP;
-  e.icmpType = v6 ? KEEL_ICMPV6_PKT_TOOBIG : KEEL_ICMP_DEST_UNREACH;
+  e.icmpType = type >= 0 ? static_cast<uint8_t>(type) : v6 ? KEEL_ICMPV6_PKT_TOOBIG : KEEL_ICMP_DEST_UNREACH;
   e.payload = quoteLen;
   std::vector<uint8_t> out = test::buildFrame(e);
   const size_t icmp = 14 + (v6 ? 40 : 20);
-  if (!v6) out[icmp + 1] = KEEL_ICMP_FRAG_NEEDED;  // code
+  out[icmp + 1] = static_cast<uint8_t>(code >= 0 ? code : v6 ? 0 : KEEL_ICMP_FRAG_NEEDED);
   std::copy(q.begin() + 14, q.begin() + 14 + static_cast<long>(quoteLen), out.begin() + static_cast<long>(icmp + 8));
   return out;  // checksums left as built: the worker does not check them
 }
@@ -586,6 +586,42 @@ TEST_F(WorkerPathTest, IcmpPeerLookupsAreCountedByOutcome) {
   // The verdicts are counted as before: each of the nine errors was
   // forwarded, once under tx_ipip.
   EXPECT_EQ(other.counters.reasons[KEEL_R_TX_IPIP].packets, 9u);
+}
+
+// Unreachable and time-exceeded errors are routine (a UDP client that gave
+// up answers port unreachable): they take the peer lookup from a budget of
+// their own, so however many arrive, path-MTU errors keep theirs and still
+// find their flows.
+TEST_F(WorkerPathTest, OtherIcmpErrorsNeverSpendThePathMtuLookups) {
+  addService(vip4_, 80, KEEL_PROTO_TCP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1, 1)));
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1, 1)));
+  ring(1, {1, 1, 1, 1, 1});
+  const IpAddress held = ip("192.168.1.1");
+  EXPECT_EQ(run(test::buildFrame(Frame{held, vip4_, 1000, 80})).r.backendId, 1u);  // worker_ holds it on 1
+  ring(1, {2, 2, 2, 2, 2});
+  const Frame reply{vip4_, held, 80, 1000};
+  const auto tooBig = icmpErrorFor(ip("192.0.2.254"), reply);
+  const auto portUnreachable = icmpErrorFor(ip("192.0.2.254"), reply, KEEL_ICMP_DEST_UNREACH, 3);
+  const auto timeExceeded = icmpErrorFor(ip("192.0.2.254"), reply, KEEL_ICMP_TIME_EXCEEDED, 0);
+
+  WorkerState other(1024, 16, 1024, 1500);
+  other.peers = {&worker_.conns};
+  other.peerLookupRate = 1;  // one a second, bursts of one, per budget
+  auto send = [&](const std::vector<uint8_t>& in, uint64_t nowNs) {
+    std::vector<uint8_t> mem;
+    PacketBuf b = place(mem, in);
+    return processPacket(*store_.current(), other, b, nowNs).backendId;
+  };
+  const uint64_t t = 2'000'000'000;
+  EXPECT_EQ(send(portUnreachable, t), 1u) << "an unreachable about a held flow reaches its real";
+  EXPECT_EQ(send(timeExceeded, t + 1), 2u) << "their budget spent: the ring";
+  EXPECT_EQ(send(portUnreachable, t + 2), 2u);
+  EXPECT_EQ(send(tooBig, t + 3), 1u) << "path-MTU discovery's budget is untouched";
+  EXPECT_EQ(send(tooBig, t + 4), 2u) << "and spent on its own";
+  EXPECT_EQ(other.counters.icmpPeer[kPeerFound], 2u);
+  EXPECT_EQ(other.counters.icmpPeer[kPeerRateLimited], 3u);
+  EXPECT_EQ(send(timeExceeded, t + 1'000'000'001), 1u) << "a second later";
 }
 
 // After a restart into another worker count every worker's table holds a

@@ -314,6 +314,7 @@ KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
 {
 	__u8 nh = pkt->l4_proto;
 	__u16 off = pkt->l4_off;
+	__u8 frags = 0;
 	int i;
 
 #if defined(__clang__)
@@ -335,6 +336,9 @@ KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
 		if (nh == KEEL_IPPROTO_FRAGMENT) {
 			struct keel_ipv6_frag *frag = (struct keel_ipv6_frag *)((__u8 *)data + off);
 
+			/* One fragment header at most (RFC 8200 4.1). */
+			if (frags++)
+				return KEEL_R_DROP_IPV6_EXT;
 			if ((void *)(frag + 1) > end || !keel_in_ip(pkt, off, 8))
 				return KEEL_R_DROP_TRUNCATED;
 			/* A real fragment has no ports to steer by (a later one) or
@@ -366,9 +370,9 @@ KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
 		nh = ext->nexthdr;
 		off += (__u16)((ext->hdrlen + 1) * 8);
 	}
-	if (nh == KEEL_IPPROTO_FRAGMENT)
-		return KEEL_R_DROP_FRAGMENT;
-	if (nh == KEEL_IPPROTO_HOPOPTS || nh == KEEL_IPPROTO_DSTOPTS || nh == KEEL_IPPROTO_ROUTING)
+	/* Past KEEL_IPV6_MAX_EXT headers (a fragment header among them). */
+	if (nh == KEEL_IPPROTO_HOPOPTS || nh == KEEL_IPPROTO_DSTOPTS || nh == KEEL_IPPROTO_ROUTING ||
+	    nh == KEEL_IPPROTO_FRAGMENT)
 		return KEEL_R_DROP_IPV6_EXT;
 	pkt->l4_proto = nh;
 	pkt->key.proto = nh;

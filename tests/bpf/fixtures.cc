@@ -560,6 +560,18 @@ std::vector<FixtureRow> fixtureRows() {
                               PacketBuilder().Eth(kLbMac, kRouterMac).Vlan(7).IPv6(kClient6, "fd00:100::2").Ipv6Ext(0, 8)
                                   .Ipv6Ext(44, 8, 0x0006).Udp(kSport, 53).Payload("atomic").build(),
                               18, 7, flowKey(kClient6, "fd00:100::2", kSport, 53, kUdp)));
+    rows.push_back(dropRow("v6 fragment header, offset 1 without M (the last fragment)",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(44, 8, 0x0008)
+                               .Raw(Bytes(16, 7)).build(),
+                           KEEL_R_DROP_FRAGMENT));
+    rows.push_back(dropRow("v6 two atomic fragment headers (one at most, RFC 8200 4.1)",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(44, 8, 0)
+                               .Ipv6Ext(44, 8, 0).Tcp(kSport, 80).build(),
+                           KEEL_R_DROP_IPV6_EXT));
+    rows.push_back(dropRow("v6 an atomic fragment header as the fifth extension header",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(0, 8)
+                               .Ipv6Ext(60, 8).Ipv6Ext(60, 8).Ipv6Ext(60, 8).Ipv6Ext(44, 8, 0).Tcp(kSport, 80).build(),
+                           KEEL_R_DROP_IPV6_EXT));
     rows.push_back(dropRow("v6 atomic fragment header cut by the IP length",
                            PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1", {.nextHeader = 44})
                                .Raw(Bytes(4, 0)).build(),
@@ -700,6 +712,28 @@ std::vector<FixtureRow> fixtureRows() {
     rows.push_back(dropRow("icmp time exceeded quoting another source",
                            PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
                                .Icmp(11, 0).IPv4("10.100.0.99", kClient4).Tcp(80, kSport).build(),
+                           KEEL_R_DROP_ICMP));
+    // Reassembly time exceeded quotes a first fragment: for IPv4 its ports
+    // are there, so it is steered.
+    {
+      Bytes in = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.2")
+                     .Icmp(11, 1).IPv4("10.100.0.2", kClient4, {.fragOff = kIpMf}).Udp(53, kSport).build();
+      rows.push_back(forwardRow("icmp reassembly time exceeded quoting a first fragment", in, 14, 5,
+                                flowKey(kClient4, "10.100.0.2", kSport, 53, kUdp)));
+      Bytes in6 = PacketBuilder().Eth(kLbMac, kRouterMac).IPv6("2001:db8:1::1", "fd00:100::1")
+                      .Icmp6(3, 0).IPv6("fd00:100::1", kClient6).Tcp(80, kSport, kTcpAck).build();
+      rows.push_back(forwardRow("icmpv6 time exceeded quoting tcp", in6, 14, 2,
+                                flowKey(kClient6, "fd00:100::1", kSport, 80, kTcp)));
+    }
+    // Never an error about an ICMP packet (keel's own echo replies and
+    // too-big answers among them): no loop of errors.
+    rows.push_back(dropRow("icmp port unreachable quoting an icmp echo reply",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                               .Icmp(3, 3).IPv4("10.100.0.1", kClient4).Icmp(0, 0).build(),
+                           KEEL_R_DROP_ICMP));
+    rows.push_back(dropRow("icmpv6 destination unreachable quoting an icmpv6 echo reply",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6("2001:db8:1::1", "fd00:100::1")
+                               .Icmp6(1, 0).IPv6("fd00:100::1", kClient6).Icmp6(129, 0).build(),
                            KEEL_R_DROP_ICMP));
     // An IPv6 quote must have its TCP/UDP header right after the IPv6
     // header: one with a fragment header (here a first fragment, as

@@ -288,13 +288,6 @@ bool dataplaneBuiltIn(DataplaneKind kind) {
 #endif
 }
 
-StateFiles stateFiles(const Config& config, const std::string& stateDir) {
-  const std::string key = config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface
-                                                                       : dpdkStateKey(config.dataplane.dpdk.port);
-  const std::filesystem::path dir(stateDir);
-  return {(dir / ("runtime-" + key + ".json")).string(), (dir / ("conntrack-" + key + ".bin")).string()};
-}
-
 void adoptLegacyDpdkState(const std::string& stateDir, const StateFiles& files) {
   const std::filesystem::path dir(stateDir);
   for (const auto& [legacy, keyed] : {std::pair{dir / "runtime-dpdk.json", std::filesystem::path(files.runtime)},

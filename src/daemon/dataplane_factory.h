@@ -13,6 +13,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "control/config.h"
+#include "daemon/state_files.h"
 #include "dataplane/dataplane.h"
 
 namespace keel {
@@ -53,16 +54,6 @@ class DaemonDataplane {
 // False for a kind this keeld was built without (a host check: keeld
 // refuses the file, exit 1).
 bool dataplaneBuiltIn(DataplaneKind kind);
-
-// The files a keeld keeps in its state directory (beside the control
-// socket), keyed like its pins: KEY is the interface (XDP) or
-// dpdkStateKey() of the port (DPDK), so keelds whose sockets share a
-// directory keep their own. The one place their names are made.
-struct StateFiles {
-  std::string runtime;    // runtime-KEY.json: the runtime overlay (keelctl's changes)
-  std::string conntrack;  // conntrack-KEY.bin: a DPDK plane's connection tables across a clean stop
-};
-StateFiles stateFiles(const Config& config, const std::string& stateDir);
 
 // Returns null and sets *error ("dataplane...: what is wrong") on failure;
 // nothing stays attached then. files: where a DPDK plane keeps its

@@ -483,7 +483,7 @@ class KeeldHost:
     def state_path(self) -> str:
         """Where keeld keeps its runtime state (keelctl's changes): beside
         the control socket, one file per interface like the pins
-        (stateFiles() in src/daemon/dataplane_factory.cc)."""
+        (stateFiles() in src/daemon/state_files.h)."""
         return f"/run/keel/runtime-{self.state_key}.json"
 
     @property

@@ -4,6 +4,7 @@
 // unless the file changes that real, a bad reload changes nothing, checked
 // reals start down, and fail-open keeps the last real in the ring.
 #include "daemon/daemon_backend.h"
+#include "daemon/state_files.h"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -2363,6 +2364,27 @@ TEST_F(DaemonBackendTest, ShutdownCallsTheStopper) {
   make();
   backend_->shutdown(true);
   EXPECT_EQ(stopped_, 2);
+}
+
+// keeld's state files are named in one place, keyed like its pins: the
+// interface (XDP), the port (DPDK: the interface a kernel vdev taps, else
+// the device name), so keelds sharing a directory keep their own.
+TEST(StateFiles, KeyedByInterfaceOrPort) {
+  auto files = [](const std::string& dataplane) {
+    ConfigResult r = parseConfig("dataplane: " + dataplane + "\n", "k.yaml", ConfigOptions{});
+    EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
+    return r.ok() ? stateFiles(*r.config, "/run/keel") : StateFiles{};
+  };
+  StateFiles f = files("{kind: xdp, interface: eth0}");
+  EXPECT_EQ(f.runtime, "/run/keel/runtime-eth0.json");
+  f = files("{kind: dpdk, interface: eth1, dpdk: {port: \"net_af_packet0,iface=eth1,qpairs=2\", workers: [1]}}");
+  EXPECT_EQ(f.runtime, "/run/keel/runtime-dpdk-eth1.json");
+  EXPECT_EQ(f.conntrack, "/run/keel/conntrack-dpdk-eth1.bin");
+  f = files("{kind: dpdk, interface: eth1, dpdk: {port: \"eth_af_packet0,iface=eth1\", workers: [1]}}");
+  EXPECT_EQ(f.conntrack, "/run/keel/conntrack-dpdk-eth1.bin") << "the alias names the same port";
+  f = files("{kind: dpdk, interface: eth1, dpdk: {port: \"03:00.0\", workers: [1]}}");
+  EXPECT_EQ(f.runtime, "/run/keel/runtime-dpdk-0000:03:00.0.json");
+  EXPECT_EQ(f.conntrack, "/run/keel/conntrack-dpdk-0000:03:00.0.bin");
 }
 
 }  // namespace

@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "common/devargs.h"
+#include "control/config.h"
+
+namespace keel {
+
+// The files a keeld keeps in its state directory (beside the control
+// socket), keyed like its pins: KEY is the interface (XDP) or
+// dpdkStateKey() of the port (DPDK), so keelds whose sockets share a
+// directory keep their own. The one place their names are made.
+struct StateFiles {
+  std::string runtime;    // runtime-KEY.json: the runtime overlay (keelctl's changes)
+  std::string conntrack;  // conntrack-KEY.bin: a DPDK plane's connection tables across a clean stop
+};
+
+inline StateFiles stateFiles(const Config& config, const std::string& stateDir) {
+  const std::string key = config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface
+                                                                       : dpdkStateKey(config.dataplane.dpdk.port);
+  const std::filesystem::path dir(stateDir);
+  return {(dir / ("runtime-" + key + ".json")).string(), (dir / ("conntrack-" + key + ".bin")).string()};
+}
+
+}  // namespace keel

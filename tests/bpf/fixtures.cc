@@ -897,6 +897,15 @@ std::vector<FixtureRow> truncationRows() {
                                      .Udp(kSport, 53).build()});
   valid.push_back({"icmp frag-needed", PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
                                            .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4).Tcp(80, kSport).build()});
+  valid.push_back({"icmp time exceeded", PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                                             .Icmp(11, 0).IPv4("10.100.0.1", kClient4).Tcp(80, kSport).build()});
+  valid.push_back({"icmpv6 destination unreachable",
+                   PacketBuilder().Eth(kLbMac, kRouterMac).IPv6("2001:db8:1::1", "fd00:100::1")
+                       .Icmp6(1, 4).IPv6("fd00:100::1", kClient6).Udp(53, kSport).build()});
+  valid.push_back({"v6 atomic fragment", PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1")
+                                             .Ipv6Ext(44, 8, 0).Tcp(kSport, 80).build()});
+  valid.push_back({"v6 routing header, none left", PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1")
+                                                       .Ipv6Ext(43, 16, 0x0400).Udp(kSport, 53).build()});
   for (const auto& [name, full] : valid) {
     bool tagged = full[12] == 0x81 && full[13] == 0x00;
     size_t l3 = tagged ? 18 : 14;

@@ -291,17 +291,24 @@ TEST(Balancer, EntrySeenAfterThisCpusClockStillHolds) {
   EXPECT_EQ(ct.backend_id, oldBe);
 }
 
-// ICMP errors follow an existing flow but never create one.
+// ICMP errors follow an existing flow but never create one: path-MTU errors
+// and the others (port unreachable, time exceeded) alike.
 TEST(Balancer, IcmpErrorDoesNotCreateEntries) {
   auto lb = loadFixture();
   ASSERT_TRUE(lb);
-  Bytes in = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
-                 .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4).Tcp(80, 7777).build();
-  RunResult r = lb->run(in);
-  EXPECT_EQ(r.action, XDP_TX);
-  const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 7777, 80, KEEL_PROTO_TCP);
-  keel_ct_value ct{};
-  EXPECT_NE(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
+  struct Kind {
+    uint8_t type, code;
+    uint16_t cport;
+  };
+  for (const Kind& k : {Kind{3, 4, 7777}, Kind{3, 3, 7778}, Kind{11, 0, 7779}}) {
+    Bytes in = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                   .Icmp(k.type, k.code, k.code == 4 ? 1400 : 0).IPv4("10.100.0.1", kClient4).Tcp(80, k.cport).build();
+    RunResult r = lb->run(in);
+    EXPECT_EQ(r.action, XDP_TX) << int(k.type) << "/" << int(k.code);
+    const keel_flow_key key = flowKey(kClient4, "10.100.0.1", k.cport, 80, KEEL_PROTO_TCP);
+    keel_ct_value ct{};
+    EXPECT_NE(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0) << int(k.type) << "/" << int(k.code);
+  }
 }
 
 // An ICMP error that finds its flow goes to the flow's real but does not
@@ -323,14 +330,16 @@ TEST(Balancer, IcmpErrorDoesNotRefreshItsFlowsEntry) {
   ct.last_seen_ns = old;
   ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &ct, BPF_EXIST), 0);
 
-  const Bytes err = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
-                        .Icmp(3, 4, 1400).IPv4("10.100.0.1", kClient4).Tcp(80, 7777).build();
-  const RunResult r = lb->run(err);
-  EXPECT_EQ(r.action, XDP_TX);
   keel_ct_value after{};
-  ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &after), 0);
-  EXPECT_EQ(after.last_seen_ns, old) << "the error refreshed the entry";
-  EXPECT_EQ(after.backend_id, ct.backend_id);
+  for (const auto& [type, code] : {std::pair<uint8_t, uint8_t>{3, 4}, {3, 3}, {11, 0}}) {
+    const Bytes err = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4("203.0.113.1", "10.100.0.1")
+                          .Icmp(type, code, code == 4 ? 1400 : 0).IPv4("10.100.0.1", kClient4).Tcp(80, 7777).build();
+    const RunResult r = lb->run(err);
+    EXPECT_EQ(r.action, XDP_TX);
+    ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &after), 0);
+    EXPECT_EQ(after.last_seen_ns, old) << "the error " << int(type) << "/" << int(code) << " refreshed the entry";
+    EXPECT_EQ(after.backend_id, ct.backend_id);
+  }
 
   ASSERT_EQ(lb->run(flow).action, XDP_TX);
   ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &after), 0);

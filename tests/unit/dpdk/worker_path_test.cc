@@ -429,6 +429,7 @@ TEST_F(WorkerPathTest, MidflowMissesCountTcpPacketsPastSynTheTableDidNotHold) {
 // An ICMP error that finds its flow goes to the flow's real but does not
 // refresh the entry (as in XDP): a forged error quoting a guessable 5-tuple
 // would keep a dead flow's entry alive. The flow's own next packet does.
+// Nor does an error create an entry. Path-MTU errors and the others alike.
 TEST_F(WorkerPathTest, AnIcmpErrorDoesNotRefreshItsFlowsEntry) {
   oneRealService(vip4_, 80, 1, 5, "10.1.0.5");
   const Frame flow{ip("192.168.1.1"), vip4_, 1000, 80};
@@ -439,11 +440,23 @@ TEST_F(WorkerPathTest, AnIcmpErrorDoesNotRefreshItsFlowsEntry) {
   ASSERT_TRUE(worker_.conns.peek(key, 1 * s, 0, &v));
   ASSERT_EQ(v.last_seen_ns, 1 * s);
 
-  const Out e = run(icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, flow.src, 80, 1000}), 5 * s);
-  EXPECT_EQ(e.r.verdict, Verdict::kTx);
-  EXPECT_EQ(e.r.backendId, 5u);
-  ASSERT_TRUE(worker_.conns.peek(key, 5 * s, 0, &v));
-  EXPECT_EQ(v.last_seen_ns, 1 * s) << "the error refreshed the entry";
+  const Frame reply{vip4_, flow.src, 80, 1000};
+  for (const auto& [type, code] : {std::pair{-1, -1}, {KEEL_ICMP_DEST_UNREACH, 3}, {KEEL_ICMP_TIME_EXCEEDED, 0}}) {
+    const Out e = run(icmpErrorFor(ip("192.0.2.254"), reply, type, code), 5 * s);
+    EXPECT_EQ(e.r.verdict, Verdict::kTx);
+    EXPECT_EQ(e.r.backendId, 5u);
+    ASSERT_TRUE(worker_.conns.peek(key, 5 * s, 0, &v));
+    EXPECT_EQ(v.last_seen_ns, 1 * s) << "the error " << type << "/" << code << " refreshed the entry";
+  }
+  // Nor does one create an entry for a flow the table does not hold.
+  const Frame other{ip("192.168.1.2"), vip4_, 1000, 80};
+  const uint64_t before = worker_.conns.occupied();
+  for (const auto& [type, code] : {std::pair{-1, -1}, {KEEL_ICMP_DEST_UNREACH, 3}, {KEEL_ICMP_TIME_EXCEEDED, 0}}) {
+    EXPECT_EQ(run(icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, other.src, 80, 1000}, type, code), 5 * s).r.verdict,
+              Verdict::kTx);
+    EXPECT_FALSE(worker_.conns.peek(test::flowKey(other), 5 * s, 0, &v)) << type << "/" << code;
+  }
+  EXPECT_EQ(worker_.conns.occupied(), before);
 
   ASSERT_EQ(run(test::buildFrame(flow), 6 * s).r.backendId, 5u);
   ASSERT_TRUE(worker_.conns.peek(key, 6 * s, 0, &v));

@@ -191,8 +191,6 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 		fib.ipv4_dst = in->daddr;
 		family = KEEL_AF_INET;
 		dst[0] = in->daddr;
-		if (!keel_addr_unicast(family, dst))
-			return KEEL_DECAP_R_PASS_NOT_UNICAST;
 	} else {
 		struct keel_ipv6 *in6 = (struct keel_ipv6 *)((__u8 *)data + off);
 
@@ -207,9 +205,9 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 		__builtin_memcpy(fib.ipv6_dst, in6->daddr, 16);
 		__builtin_memcpy(dst, in6->daddr, 16);
 		family = KEEL_AF_INET6;
-		if (!keel_addr_unicast(family, dst))
-			return KEEL_DECAP_R_PASS_NOT_UNICAST;
 	}
+	if (!keel_addr_unicast(family, dst))
+		return KEEL_DECAP_R_PASS_NOT_UNICAST;
 	if (!decap_dst_is_vip(family, dst))
 		return KEEL_DECAP_R_PASS_NOT_VIP;
 	fib.ifindex = keel_decap_fib_ifindex;

@@ -441,7 +441,9 @@ TEST_F(WorkerPathTest, AnIcmpErrorDoesNotRefreshItsFlowsEntry) {
   ASSERT_EQ(v.last_seen_ns, 1 * s);
 
   const Frame reply{vip4_, flow.src, 80, 1000};
-  for (const auto& [type, code] : {std::pair{-1, -1}, {KEEL_ICMP_DEST_UNREACH, 3}, {KEEL_ICMP_TIME_EXCEEDED, 0}}) {
+  // {type, code}: frag-needed (icmpErrorFor's default), port unreachable, time exceeded.
+  const std::pair<int, int> kinds[] = {{-1, -1}, {KEEL_ICMP_DEST_UNREACH, 3}, {KEEL_ICMP_TIME_EXCEEDED, 0}};
+  for (const auto& [type, code] : kinds) {
     const Out e = run(icmpErrorFor(ip("192.0.2.254"), reply, type, code), 5 * s);
     EXPECT_EQ(e.r.verdict, Verdict::kTx);
     EXPECT_EQ(e.r.backendId, 5u);
@@ -451,7 +453,7 @@ TEST_F(WorkerPathTest, AnIcmpErrorDoesNotRefreshItsFlowsEntry) {
   // Nor does one create an entry for a flow the table does not hold.
   const Frame other{ip("192.168.1.2"), vip4_, 1000, 80};
   const uint64_t before = worker_.conns.occupied();
-  for (const auto& [type, code] : {std::pair{-1, -1}, {KEEL_ICMP_DEST_UNREACH, 3}, {KEEL_ICMP_TIME_EXCEEDED, 0}}) {
+  for (const auto& [type, code] : kinds) {
     EXPECT_EQ(run(icmpErrorFor(ip("192.0.2.254"), Frame{vip4_, other.src, 80, 1000}, type, code), 5 * s).r.verdict,
               Verdict::kTx);
     EXPECT_FALSE(worker_.conns.peek(test::flowKey(other), 5 * s, 0, &v)) << type << "/" << code;

@@ -75,15 +75,16 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
     const YAML::Node& v = kv.second;
     std::string where = at(source, v, keyPath, key);
     if (!v.IsScalar()) {
-      errors.push_back(where + "must be a scalar");
+      errors.push_back(where + "must be a scalar, got " +
+                         std::string(v.IsSequence() ? "a list" : v.IsMap() ? "a mapping" : "nothing (null)"));
       continue;
     }
     std::string text = v.Scalar();
     auto number = [&](uint64_t lo, uint64_t hi) -> std::optional<uint64_t> {
       auto n = parseUnsigned(text);
       if (!n || *n < lo || *n > hi) {
-        errors.push_back(where + "\"" + text + "\" is not an integer in " + std::to_string(lo) + ".." +
-                         std::to_string(hi));
+        errors.push_back(where + "must be an integer " + std::to_string(lo) + ".." + std::to_string(hi) + ", got \"" +
+                         text + "\"");
         return std::nullopt;
       }
       return n;
@@ -91,8 +92,8 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
     auto duration = [&]() -> std::optional<HealthDuration> {
       auto d = parseHealthDuration(text);
       if (!d)
-        errors.push_back(where + "\"" + text + "\" is not a duration from 1ms to 1440m (one day): an integer " +
-                         "and " + std::string(kDurationUnits) + ", like 500ms, 1s, 2m or 1h");
+        errors.push_back(where + "must be a duration from 1ms to 1440m (one day), an integer and " +
+                         std::string(kDurationUnits) + " like 500ms, 1s, 2m or 1h, got \"" + text + "\"");
       return d;
     };
     // path, host, expect and payload mean something to one or two types
@@ -108,7 +109,7 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
     using Type = HealthCheckSpec::Type;
     if (key == "type") {
       if (!parseHealthType(text))
-        errors.push_back(where + "\"" + text + "\" is not one of none, tcp, http, udp");
+        errors.push_back(where + "must be one of none, tcp, http, udp, got \"" + text + "\"");
     } else if (key == "port") {
       if (auto n = number(1, 65535)) spec_.port = static_cast<uint16_t>(*n);
     } else if (key == "path") {
@@ -132,7 +133,7 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
         spec_.udpRequireReply = text == "true";
         if (!spec_.udpRequireReply) noReplyAt = where;
       } else {
-        errors.push_back(where + "\"" + text + "\" is not true or false");
+        errors.push_back(where + "must be true or false, got \"" + text + "\"");
       }
     } else if (key == "interval") {
       if (auto d = duration()) spec_.interval = *d;
@@ -146,7 +147,7 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       if (auto a = IpAddress::parse(text)) {
         spec_.source = *a;
       } else {
-        errors.push_back(where + "\"" + text + "\" is not an IP address");
+        errors.push_back(where + "must be an IP address, got \"" + text + "\"");
       }
     } else if (key == "all_down" || key == "established_on_down") {
       // The service's policy keys (parseHealthPolicy) reach here only from

@@ -744,12 +744,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"health interval whose milliseconds overflow",
                 svc("    health: {type: tcp, interval: 307445734561826m}\n"
                     "    reals:\n      - {address: 10.0.1.11}\n"),
-                {"keel.yaml:8: services[0].health.interval: \"307445734561826m\" is not a duration from 1ms "
-                 "to 1440m (one day)"}},
+                {"keel.yaml:8: services[0].health.interval: must be a duration from 1ms to 1440m (one day)",
+                 "got \"307445734561826m\""}},
         BadCase{"service health checked without reals",
                 svc("    health: {type: bogus, interval: 0s}\n"),
-                {"keel.yaml:8: services[0].health.type: \"bogus\" is not one of none, tcp, http, udp",
-                 "keel.yaml:8: services[0].health.interval: \"0s\" is not a duration"}},
+                {"keel.yaml:8: services[0].health.type: must be one of none, tcp, http, udp, got \"bogus\"",
+                 "keel.yaml:8: services[0].health.interval: must be a duration from 1ms"}},
         BadCase{"service health without a port on a port-0 service, without reals",
                 kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
                         "    health: {type: tcp}\n",

@@ -109,7 +109,7 @@ TEST(HealthYaml, AKeyTheTypeDoesNotUseIsAnErrorWhereItIsSet) {
       {"{type: udp, payload: PING, expect: PONG}", ""},
       {"{type: tcp, port: 81, interval: 1s, timeout: 1s, rise: 1, fall: 1, source: 10.0.0.1}", ""},
       // An unreadable type is reported once, not again for each key.
-      {"{type: htp, path: /h}", "k.yaml:1: s.health.type: \"htp\" is not one of none, tcp, http, udp"},
+      {"{type: htp, path: /h}", "k.yaml:1: s.health.type: must be one of none, tcp, http, udp, got \"htp\""},
   };
   for (const Row& row : rows) {
     SCOPED_TRACE(row.block);
@@ -224,11 +224,11 @@ TEST(HealthYaml, RequireReply) {
     const char* error;
   };
   const Row rows[] = {
-      {{"{type: udp, require_reply: yes}"}, "k.yaml:1: s.health.require_reply: \"yes\" is not true or false"},
-      {{"{type: udp, require_reply: 1}"}, "k.yaml:1: s.health.require_reply: \"1\" is not true or false"},
-      {{"{type: udp, require_reply: True}"}, "k.yaml:1: s.health.require_reply: \"True\" is not true or false"},
-      {{"{type: udp, require_reply: ''}"}, "k.yaml:1: s.health.require_reply: \"\" is not true or false"},
-      {{"{type: udp, require_reply: [true]}"}, "k.yaml:1: s.health.require_reply: must be a scalar"},
+      {{"{type: udp, require_reply: yes}"}, "k.yaml:1: s.health.require_reply: must be true or false, got \"yes\""},
+      {{"{type: udp, require_reply: 1}"}, "k.yaml:1: s.health.require_reply: must be true or false, got \"1\""},
+      {{"{type: udp, require_reply: True}"}, "k.yaml:1: s.health.require_reply: must be true or false, got \"True\""},
+      {{"{type: udp, require_reply: ''}"}, "k.yaml:1: s.health.require_reply: must be true or false, got \"\""},
+      {{"{type: udp, require_reply: [true]}"}, "k.yaml:1: s.health.require_reply: must be a scalar, got a list"},
       // Whatever the key order, and wherever the expect comes from, a
       // layer's own `false` next to an expect is refused at that key.
       {{"type: udp\nrequire_reply: false\nexpect: PONG\n"},
@@ -266,7 +266,7 @@ TEST(HealthYaml, RequireReplyFromApiJson) {
   viaJson({{"type", "udp"}, {"require_reply", 1}}, errors);
   viaJson({{"type", "tcp"}, {"require_reply", false}}, errors);
   ASSERT_EQ(errors.size(), 2u) << joined(errors);
-  EXPECT_EQ(errors[0], "request:1: params.real.health.require_reply: \"1\" is not true or false");
+  EXPECT_EQ(errors[0], "request:1: params.real.health.require_reply: must be true or false, got \"1\"");
   EXPECT_EQ(errors[1],
             "request:1: params.real.health.require_reply: only udp checks use require_reply (this check is tcp)");
 }
@@ -278,10 +278,10 @@ TEST(HealthYaml, ErrorsNameFileLineAndKey) {
   b.apply(doc["health"], "keel.yaml", "services[2].health", errors);
   std::string all = joined(errors);
   EXPECT_EQ(errors.size(), 5u) << all;
-  for (const char* part : {"keel.yaml:2: services[2].health.type: \"icmp\" is not one of",
-                           "keel.yaml:3: services[2].health.interval: \"5\" is not a duration",
+  for (const char* part : {"keel.yaml:2: services[2].health.type: must be one of none, tcp, http, udp, got \"icmp\"",
+                           "keel.yaml:3: services[2].health.interval: must be a duration from 1ms to 1440m (one day)",
                            "keel.yaml:4: services[2].health.rise:", "keel.yaml:5: services[2].health.bogus: unknown key",
-                           "keel.yaml:6: services[2].health.source: \"nope\" is not an IP address"}) {
+                           "keel.yaml:6: services[2].health.source: must be an IP address, got \"nope\""}) {
     EXPECT_NE(all.find(part), std::string::npos) << part << "\n" << all;
   }
   HealthSpecBuilder bad;
@@ -327,11 +327,11 @@ TEST(HealthYaml, DurationErrorsListTheUnits) {
   b.apply(YAML::Load("interval: 1d\ntimeout: 25h\n"), "k.yaml", "s.health", errors);
   ASSERT_EQ(errors.size(), 2u) << joined(errors);
   EXPECT_EQ(errors[0],
-            "k.yaml:1: s.health.interval: \"1d\" is not a duration from 1ms to 1440m (one day): an integer and "
-            "ms, s, m or h, like 500ms, 1s, 2m or 1h");
+            "k.yaml:1: s.health.interval: must be a duration from 1ms to 1440m (one day), an integer and "
+            "ms, s, m or h like 500ms, 1s, 2m or 1h, got \"1d\"");
   EXPECT_EQ(errors[1],
-            "k.yaml:2: s.health.timeout: \"25h\" is not a duration from 1ms to 1440m (one day): an integer and "
-            "ms, s, m or h, like 500ms, 1s, 2m or 1h");
+            "k.yaml:2: s.health.timeout: must be a duration from 1ms to 1440m (one day), an integer and "
+            "ms, s, m or h like 500ms, 1s, 2m or 1h, got \"25h\"");
   EXPECT_EQ(b.build().interval, std::chrono::hours(1)) << "a refused value changes nothing";
   EXPECT_EQ(b.build().timeout, std::chrono::seconds(2));
 }

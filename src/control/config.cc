@@ -934,6 +934,62 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
               std::to_string(cfg.limits.maxBackends) + ")");
 }
 
+
+// Where the flow collection ('[' or '{') that yaml-cpp found unclosed was
+// opened: yaml-cpp reports "end of sequence flow not found" where it gave up,
+// often the line after the fault (`port: [80` on line 6 reported at 7).
+// A scan of the text up to that point, skipping quoted scalars and
+// comments; nullopt if it finds no opener left open.
+struct TextPlace {
+  int line, column;  // 0-based, as YAML::Mark
+};
+std::optional<TextPlace> unclosedFlow(std::string_view text, size_t upto) {
+  std::vector<TextPlace> open;
+  int line = 0, column = 0;
+  char quote = 0;      // inside a '...' or "..." scalar
+  bool comment = false;
+  char prev = '\n';    // the last character outside quotes that was not a blank
+  bool blankBefore = true;
+  for (size_t i = 0; i < upto && i < text.size(); ++i, ++column) {
+    const char c = text[i];
+    if (c == '\n') {
+      ++line;
+      column = -1;
+      comment = false;
+      prev = '\n';
+      blankBefore = true;
+      continue;
+    }
+    if (comment) continue;
+    if (quote) {
+      if (quote == '"' && c == '\\') {
+        ++i, ++column;  // an escaped character
+      } else if (c == quote) {
+        quote = 0;
+        prev = c;
+      }
+      continue;
+    }
+    if (c == '#' && blankBefore) {
+      comment = true;
+      continue;
+    }
+    blankBefore = c == ' ' || c == '\t';
+    if (blankBefore) continue;
+    // A quote opens a scalar only where one may start (an apostrophe in a
+    // plain scalar is just a character).
+    if ((c == '\'' || c == '"') && std::string_view("\n[{,:-?").find(prev) != std::string_view::npos) {
+      quote = c;
+      continue;
+    }
+    if (c == '[' || c == '{') open.push_back({line, column});
+    if ((c == ']' || c == '}') && !open.empty()) open.pop_back();
+    prev = c;
+  }
+  if (open.empty()) return std::nullopt;
+  return open.back();
+}
+
 }  // namespace
 
 std::string vipOwnAddressProblem(const IpAddress& vip, uint16_t port, const NodeConfig& node,
@@ -967,8 +1023,21 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
     if (!docs.empty()) root = docs.front();
   } catch (const YAML::Exception& e) {
     std::string loc(sourceName);
-    if (!e.mark.is_null()) loc += ":" + std::to_string(e.mark.line + 1);
-    result.errors.push_back(loc + ": YAML syntax error: " + e.msg);
+    std::string msg = e.msg;
+    if (!e.mark.is_null()) {
+      std::optional<TextPlace> opener;
+      if (e.msg == YAML::ErrorMsg::END_OF_SEQ_FLOW || e.msg == YAML::ErrorMsg::END_OF_MAP_FLOW)
+        opener = unclosedFlow(yamlText, static_cast<size_t>(e.mark.pos));
+      if (opener && opener->line < e.mark.line) {
+        loc += ":" + std::to_string(opener->line + 1);
+        msg = std::string(e.msg == YAML::ErrorMsg::END_OF_SEQ_FLOW ? "'['" : "'{'") + " at column " +
+              std::to_string(opener->column + 1) + " is never closed (" + e.msg + ", seen at line " +
+              std::to_string(e.mark.line + 1) + ")";
+      } else {
+        loc += ":" + std::to_string(e.mark.line + 1);
+      }
+    }
+    result.errors.push_back(loc + ": YAML syntax error: " + msg);
     return result;
   }
   Config cfg;

@@ -813,6 +813,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"metrics not a mapping", "dataplane: {kind: xdp, interface: eth0}\nmetrics: 9477\n",
                 {"keel.yaml:2: metrics: must be a mapping, got \"9477\""}},
         BadCase{"YAML syntax error", "dataplane: {kind: xdp\n", {"keel.yaml:", "YAML syntax error"}},
+        // yaml-cpp finds an unclosed flow collection a line or more late;
+        // the error names the line and column of its '[' or '{'.
+        BadCase{"unclosed flow sequence, named where it opens",
+                kHead + "  - name: \"[web\"  # a quoted [ and a commented { do not count\n"
+                        "    vip: 192.0.2.10\n    port: [80\n    protocol: tcp\n",
+                {"keel.yaml:6: YAML syntax error: '[' at column 11 is never closed (end of sequence flow not found, "
+                 "seen at line 7)"}},
+        BadCase{"unclosed flow mapping, named where it opens",
+                "dataplane: {kind: xdp, interface: 'eth0 }'\nnode: {}\n",
+                {"keel.yaml:1: YAML syntax error: '{' at column 12 is never closed (end of map flow not found"}},
         BadCase{"empty file", "", {"keel.yaml: file is empty"}},
         // Addresses no client sends to or no real answers from.
         BadCase{"unspecified vip",

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // reconfig_bench: how long one real's change takes through the real control
 // path, Registry::apply (diff of every service) -> buildMaglevTable ->
-// Dataplane::publishRing, with S services of 10 reals each (default 1,000,
-// M=65537).
+// Dataplane::publishRing, with S services of R reals each (default 1,000
+// services of 10 reals, M=65537).
 //
 // Method. The registry first applies the whole config (timed: start-up).
 // Then each case applies a config that differs from the running one in one
@@ -29,14 +29,15 @@
 // that waits on RCU shows wall >> CPU.
 //
 // Health case: every real of H services (--health-services, default 100,
-// at most S) goes down and then comes back up, ordered real-major (real 0 of
+// at most S; --services 1 --reals 10000 --health-services 1 is one large
+// service whose reals all fail at once) goes down and then comes back up, ordered real-major (real 0 of
 // every service, then real 1, ...) as independent checkers would report
 // them; once with one Registry::setRealHealth per verdict (what keeld did
 // before it handed a loop turn's transitions over together), once with all
 // of them in one Registry::setRealsHealth (each service's ring built and
 // published once). Fail-open holds each service's last real, as in keeld.
 //
-// Usage: reconfig_bench [--services S] [--reps R] [--health-services H] [--no-xdp] [--no-dpdk]
+// Usage: reconfig_bench [--services S] [--reals R] [--reps N] [--health-services H] [--no-xdp] [--no-dpdk]
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <sched.h>
@@ -74,6 +75,7 @@ using keel::Status;
 
 struct Options {
   int services = 1000;
+  int reals = 10;  // per service, at least 4 (the weight case changes real 3)
   int reps = 21;
   int healthServices = 100;  // the health case's services (at most --services)
   bool xdp = true;
@@ -98,6 +100,8 @@ Options parseArgs(int argc, char** argv) {
     };
     if (a == "--services") {
       o.services = value("--services");
+    } else if (a == "--reals") {
+      o.reals = value("--reals");
     } else if (a == "--reps") {
       o.reps = value("--reps");
     } else if (a == "--health-services") {
@@ -108,11 +112,20 @@ Options parseArgs(int argc, char** argv) {
       o.dpdk = false;
     } else {
       std::fprintf(stderr, "reconfig_bench: unknown argument '%s'\nusage: reconfig_bench [--services S] "
-                   "[--reps R] [--health-services H] [--no-xdp] [--no-dpdk]\n", a.c_str());
+                   "[--reals R] [--reps N] [--health-services H] [--no-xdp] [--no-dpdk]\n", a.c_str());
       std::exit(2);
     }
   }
+  if (o.reals < 4 || int64_t{o.services} * o.reals > 3 * 65536) {
+    std::fprintf(stderr, "reconfig_bench: --reals must be at least 4, and services x reals at most 196608\n");
+    std::exit(2);
+  }
   // The DPDK plane is sized for the run; the XDP plane keeps its defaults.
+  if (o.xdp && int64_t{o.services} * o.reals + 1 > int64_t{KEEL_MAX_BACKENDS_DEFAULT}) {
+    std::fprintf(stderr, "reconfig_bench: %d x %d reals exceed the XDP data plane's %u backends (add --no-xdp)\n",
+                 o.services, o.reals, KEEL_MAX_BACKENDS_DEFAULT);
+    std::exit(2);
+  }
   if (o.xdp && o.services > int(KEEL_MAX_SERVICES_DEFAULT)) {
     std::fprintf(stderr, "reconfig_bench: --services %d exceeds the XDP data plane's %u services (add --no-xdp)\n",
                  o.services, KEEL_MAX_SERVICES_DEFAULT);
@@ -161,10 +174,10 @@ void die(const std::string& what, const Status& s) {
   std::exit(1);
 }
 
-// S services on distinct VIPs (10.100.x.y:80/tcp), each with 10 reals
-// (10.200.x.y, all distinct), weight 100, ipip, maglev, M=65537; no health
+// S services on distinct VIPs (10.100.x.y:80/tcp), each with R reals
+// (10.200.x.y and on, all distinct), weight 100, ipip, maglev, M=65537; no health
 // checks (the registry's input is the same either way).
-Config makeConfig(int services) {
+Config makeConfig(int services, int reals) {
   Config c;
   c.source = "reconfig_bench";
   for (int i = 0; i < services; ++i) {
@@ -173,10 +186,10 @@ Config makeConfig(int services) {
     s.vip = IpAddress::fromV4({10, 100, uint8_t(i >> 8), uint8_t(i)});
     s.port = 80;
     s.ringSize = KEEL_RING_SIZE_DEFAULT;
-    for (int r = 0; r < 10; ++r) {
+    for (int r = 0; r < reals; ++r) {
       keel::RealConfig rc;
-      const int n = i * 10 + r;
-      rc.address = IpAddress::fromV4({10, 200, uint8_t(n >> 8), uint8_t(n)});
+      const int n = i * reals + r;
+      rc.address = IpAddress::fromV4({10, uint8_t(200 + (n >> 16)), uint8_t(n >> 8), uint8_t(n)});
       rc.weight = 100;
       s.reals.push_back(rc);
     }
@@ -209,23 +222,24 @@ class NullDataplane final : public keel::Dataplane {
   keel::DataplaneLimits limits_;
 };
 
-// Room for S services of 10 reals (at least the defaults).
+// Room for S services of R reals (at least the defaults).
 keel::DataplaneLimits limitsFor(const Options& o) {
   keel::DataplaneLimits l;
   l.maxServices = std::max<uint32_t>(KEEL_MAX_SERVICES_DEFAULT, uint32_t(o.services));
-  l.maxBackends = std::max<uint32_t>(KEEL_MAX_BACKENDS_DEFAULT, uint32_t(o.services) * 10 + 1024);
+  l.maxBackends = std::max<uint32_t>(KEEL_MAX_BACKENDS_DEFAULT, uint32_t(o.services) * uint32_t(o.reals) + 1024);
   return l;
 }
 
 // The reconfiguration cases against one data plane.
 void runCases(const char* title, keel::Dataplane& dp, const Options& o) {
-  Config base = makeConfig(o.services);
+  Config base = makeConfig(o.services, o.reals);
   Registry registry(dp);
   printHeader(title);
   Sample start = timeOnce([&] {
     if (Status s = registry.apply(base); !s) die("initial apply", s);
   });
-  printRow("start-up: apply " + std::to_string(o.services) + " services x 10 reals", {start});
+  printRow("start-up: apply " + std::to_string(o.services) + " services x " + std::to_string(o.reals) + " reals",
+           {start});
   std::printf("  %-44s %10.3f ms per service\n", "", start.wallUs / 1e3 / o.services);
 
   std::vector<Sample> same;
@@ -264,7 +278,7 @@ void runCases(const char* title, keel::Dataplane& dp, const Options& o) {
   // at a time, then all in one call.
   const int h = std::min(o.healthServices, o.services);
   std::vector<Registry::HealthVerdict> down, up;
-  for (int r = 0; r < 10; ++r)
+  for (int r = 0; r < o.reals; ++r)
     for (int i = 0; i < h; ++i) {
       const keel::ServiceConfig& svc = base.services[size_t(i)];
       down.push_back({svc.name, svc.reals[size_t(r)].address, false});
@@ -465,12 +479,12 @@ int main(int argc, char** argv) {
   std::printf("reconfig_bench: one real changed through Registry::apply -> Maglev -> publishRing\n");
   std::printf("machine: %s\n", keel::bench::machineDescription().c_str());
   std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
-  std::printf("method: %d services x 10 reals (weight 100), M=%u; each case %d reps, alternating change and\n"
+  std::printf("method: %d services x %d reals (weight 100), M=%u; each case %d reps, alternating change and\n"
               "        revert so every apply changes something; times in ms; see the header comment.\n",
-              o.services, KEEL_RING_SIZE_DEFAULT, o.reps);
+              o.services, o.reals, KEEL_RING_SIZE_DEFAULT, o.reps);
 
   // Baseline 1: the ring build alone.
-  Config one = makeConfig(1);
+  Config one = makeConfig(1, 10);
   std::vector<keel::MaglevReal> reals;
   for (size_t i = 0; i < one.services[0].reals.size(); ++i)
     reals.push_back({one.services[0].reals[i].address, 100, uint32_t(i)});

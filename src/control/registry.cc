@@ -770,18 +770,30 @@ Status Registry::setRealHealth(const std::string& service, const IpAddress& addr
   return setRealsHealth({HealthVerdict{service, addr, healthy}}).front();
 }
 
+namespace {
+// setRealsHealth's (service, real) keys, pointing into its verdicts.
+struct LastVerdictOrder {
+  bool operator()(const std::pair<std::string_view, const IpAddress*>& a,
+                  const std::pair<std::string_view, const IpAddress*>& b) const {
+    if (a.first != b.first) return a.first < b.first;
+    return *a.second < *b.second;
+  }
+};
+}  // namespace
+
 std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& verdicts) {
   DataplaneBatch batch(dataplane_);  // as apply()
   std::vector<Status> out(verdicts.size(), Status::ok());
   // Each service's verdicts in their order; a real's last verdict stands
-  // for its earlier ones in the same call.
+  // for its earlier ones in the same call. (Every step below is linear or
+  // n log n in a service's reals and verdicts: a switch failure can take
+  // thousands of one service's reals down in one loop turn.)
   std::map<std::string, std::vector<size_t>> byService;
-  for (size_t i = 0; i < verdicts.size(); ++i) {
-    std::vector<size_t>& mine = byService[verdicts[i].service];
-    auto same = std::find_if(mine.begin(), mine.end(),
-                             [&](size_t j) { return verdicts[j].real == verdicts[i].real; });
-    if (same != mine.end()) mine.erase(same);
-    mine.push_back(i);
+  {
+    std::map<std::pair<std::string_view, const IpAddress*>, size_t, LastVerdictOrder> last;
+    for (size_t i = 0; i < verdicts.size(); ++i) last[{verdicts[i].service, &verdicts[i].real}] = i;
+    for (const auto& [key, i] : last) byService[verdicts[i].service].push_back(i);
+    for (auto& [service, mine] : byService) std::sort(mine.begin(), mine.end());
   }
   // Ups before downs: a real that goes down while another comes up is not
   // the last serving one (no fail-open hold, no all_reals_down for a
@@ -810,6 +822,16 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
     std::vector<IpAddress> down, released;
     std::vector<size_t> logged;
     Status st = Status::ok();  // the first data-plane error stops the service's writes
+    // Reals that serve (weight > 0 and healthy), and whether any is held,
+    // kept up to date as the verdicts change them: a down verdict asks
+    // whether another real still serves, an up one whether a holdover is
+    // to be released, without a walk of every real.
+    size_t serving = 0;
+    bool anyHeld = false;
+    for (const auto& [a, r] : state.reals) {
+      serving += r.weight > 0 && r.healthy;
+      anyHeld = anyHeld || r.held;
+    }
     for (size_t i : indices) {
       const IpAddress& addr = verdicts[i].real;
       const bool healthy = verdicts[i].healthy;
@@ -827,11 +849,10 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
       }
       const bool wasInRing = real.inRing();
       real.healthy = healthy;
+      if (real.weight > 0) serving = healthy ? serving + 1 : serving - 1;
       changed.push_back(i);
       if (!healthy) {
-        bool othersServe = false;
-        for (const auto& [a, r] : state.reals)
-          if (a != addr && r.weight > 0 && r.healthy) othersServe = true;
+        const bool othersServe = serving > 0;  // this real no longer counts
         if (wasInRing && !othersServe) {
           logError(LogRecord("all_reals_down")
                        .add("service", service)
@@ -840,6 +861,7 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
           if (state.config.healthFailOpen) {
             // Kept in the ring and VALID at its generation: flows stay put.
             real.held = true;
+            anyHeld = true;
             logInfo(LogRecord("real_down").add("service", service).add("real", addr.toString()).add("held", 1));
             continue;
           }
@@ -856,7 +878,10 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
         // drained real serves nothing, so the held ones stay.
         real.held = false;
         real.kept = false;  // back at the generation it kept
-        for (IpAddress& r : unholdIfServed(state)) released.push_back(std::move(r));
+        if (anyHeld) {
+          for (IpAddress& r : unholdIfServed(state)) released.push_back(std::move(r));
+          anyHeld = std::any_of(state.reals.begin(), state.reals.end(), [](const auto& e) { return e.second.held; });
+        }
         // Down already moved the generation on; VALID at that generation.
         if (st) st = writeBackend(state, addr, real);
       }

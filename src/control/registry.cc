@@ -480,11 +480,12 @@ Status Registry::apply(const Config& config) {
         ++freeServices;
         freeBackends += state.reals.size();
       } else {
-        for (const auto& [addr, real] : state.reals) {
-          bool kept = std::any_of(it->second->reals.begin(), it->second->reals.end(),
-                                  [&](const RealConfig& r) { return r.address == addr; });
-          if (!kept) ++freeBackends;
-        }
+        // A set, not a search of the list per real: one service of 10,000
+        // reals made an unchanged reload take ~110 ms here.
+        std::set<IpAddress> kept;
+        for (const RealConfig& r : it->second->reals) kept.insert(r.address);
+        for (const auto& [addr, real] : state.reals)
+          if (!kept.count(addr)) ++freeBackends;
       }
     }
     for (const ServiceConfig& s : config.services) {

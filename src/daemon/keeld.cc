@@ -30,6 +30,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
 #include <boost/asio/io_context.hpp>
@@ -220,6 +221,33 @@ Status preApply(const Config& started, const Config& next, Dataplane& dp,
 // Exit policy: what happens to the attached program and the pins.
 enum class ExitAction { kLeave, kRemove };
 
+// Every health check in flight holds a socket (a real that does not answer,
+// or a udp check that passes by silence, holds one for its whole timeout),
+// and so does every API and scrape connection: the soft limit of 1,024 open
+// files most services start with runs out at about 900 such reals. keeld
+// raises it to the hard limit, which needs no privilege (systemd's default
+// hard limit is 524,288; deploy/keeld.service sets it), and logs both. A
+// check that still finds no descriptor is not run rather than failed
+// (HealthResult::local).
+void raiseOpenFileLimit() {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  const rlim_t before = r.rlim_cur;
+  if (r.rlim_cur < r.rlim_max) {
+    rlimit raised = r;
+    raised.rlim_cur = r.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) r = raised;
+  }
+  LogRecord rec("open_file_limit");
+  rec.add("limit", static_cast<uint64_t>(r.rlim_cur)).add("was", static_cast<uint64_t>(before));
+  if (r.rlim_cur < 65536) {
+    logWarn(rec.add("hint", "fewer than 65536 open files: each health check in flight holds one; "
+                             "raise the hard limit (LimitNOFILE=)"));
+  } else {
+    logInfo(rec);
+  }
+}
+
 int run(const std::string& path, bool detachOnExit) {
   // A stop record is measured against this, not the end of the start-up:
   // EAL, pools and connection tables take seconds that are keeld's own.
@@ -227,6 +255,7 @@ int run(const std::string& path, bool detachOnExit) {
   auto loaded = loadOrReport(path);
   if (!loaded) return 1;
   Config config = std::move(*loaded);  // its kind is built in (hostConfigOptions)
+  raiseOpenFileLimit();
 
   // Registered before the data plane attaches: a SIGTERM during start-up
   // waits for the loop (which then exits by the exit policy) instead of

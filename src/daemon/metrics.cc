@@ -128,7 +128,8 @@ void renderServices(Families& out, const MetricsSnapshot& s) {
 // a scrape take seconds (perf/control/metrics_bench.cc), for little more
 // than the latest value already tells about one real.
 void renderHealth(Families& out, const MetricsSnapshot& s) {
-  auto& checks = out.add("keel_health_checks_total", "Completed health checks of the real, by result (ok|fail)",
+  auto& checks = out.add("keel_health_checks_total",
+                         "Health checks of the real, by result (ok|fail|error: not run, for an error of this host)",
                          MetricType::Counter);
   auto& transitions = out.add("keel_health_transitions_total",
                               "Health state changes of the real (up to down and back)", MetricType::Counter);
@@ -148,11 +149,13 @@ void renderHealth(Families& out, const MetricsSnapshot& s) {
     auto it = byName.find(h.target.service);
     if (it == byName.end()) continue;  // removed between the two reads (cannot happen on one loop turn)
     Labels labels = realLabels(*it->second, h.target.address);
-    Labels ok = labels, fail = labels;
+    Labels ok = labels, fail = labels, error = labels;
     ok.push_back({"result", "ok"});
     fail.push_back({"result", "fail"});
+    error.push_back({"result", "error"});
     sample(checks, ok, static_cast<double>(h.checks - h.failures));
     sample(checks, fail, static_cast<double>(h.failures));
+    sample(checks, error, static_cast<double>(h.notRun));
     sample(transitions, labels, static_cast<double>(h.transitions));
     sample(last, std::move(labels), std::chrono::duration<double>(h.lastDuration).count());
     Sum& sum = perService[h.target.service];

@@ -41,6 +41,7 @@ struct HealthChecker::Entry {
   std::chrono::microseconds lastDuration{0};
   uint64_t checks = 0;
   uint64_t failures = 0;
+  uint64_t notRun = 0;
   uint64_t transitions = 0;
   std::array<uint64_t, kHealthDurationBuckets.size() + 1> durationBuckets{};
   double durationSumSeconds = 0;
@@ -232,18 +233,26 @@ void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResul
     std::lock_guard lock(mu_);
     // A result of the previous spec (or of a removed target) says nothing.
     if (e->removed || generation != e->generation) return;
-    ++e->durationBuckets[bucket];
-    e->durationSumSeconds += seconds;
-    e->lastDuration = took;
-    e->checked = true;
-    ++e->checks;
-    if (!result.ok) ++e->failures;
-    e->lastCheck = std::chrono::system_clock::now();
-    e->last = std::move(result);
-    if (e->state.record(e->last.ok))
-      change = recordChange(*e, transitionReason(e->last.ok,
-                                                 e->last.ok ? e->state.consecutiveOk() : e->state.consecutiveFail(),
-                                                 e->last.reason));
+    if (result.local) {
+      // Not run: says nothing about the real (HealthResult::local). Shown
+      // as the latest result, counted apart, and tried again next interval.
+      ++e->notRun;
+      e->lastCheck = std::chrono::system_clock::now();
+      e->last = {false, "not run: " + result.reason + " (an error of this host, not counted against the real)", true};
+    } else {
+      ++e->durationBuckets[bucket];
+      e->durationSumSeconds += seconds;
+      e->lastDuration = took;
+      e->checked = true;
+      ++e->checks;
+      if (!result.ok) ++e->failures;
+      e->lastCheck = std::chrono::system_clock::now();
+      e->last = std::move(result);
+      if (e->state.record(e->last.ok))
+        change = recordChange(*e, transitionReason(e->last.ok,
+                                                   e->last.ok ? e->state.consecutiveOk() : e->state.consecutiveFail(),
+                                                   e->last.reason));
+    }
     interval = std::chrono::duration_cast<Clock::duration>(e->target.spec.interval);
   }
 
@@ -319,6 +328,7 @@ HealthStatus HealthChecker::statusOf(const Entry& e) const {
   s.lastDuration = e.lastDuration;
   s.checks = e.checks;
   s.failures = e.failures;
+  s.notRun = e.notRun;
   s.transitions = e.transitions;
   s.durationBuckets = e.durationBuckets;
   s.durationSumSeconds = e.durationSumSeconds;

@@ -87,6 +87,9 @@ struct HealthStatus {
   std::chrono::microseconds lastDuration{0};
   uint64_t checks = 0;
   uint64_t failures = 0;
+  // Checks that could not run for an error of this host (HealthResult::local):
+  // not in checks or failures, and no change of state.
+  uint64_t notRun = 0;
   uint64_t transitions = 0;
   // Check durations: durationBuckets[i] counts checks that took at most
   // kHealthDurationBuckets[i] seconds and more than the previous bound (NOT

@@ -80,6 +80,13 @@ struct HealthResult {
   // "http status 503 not in 200-399", "udp: no reply within 1s",
   // "timeout after 1s". Also set on success ("http status 200").
   std::string reason;
+  // The check could not run for a reason of this host's, not the real's:
+  // no socket (out of file descriptors or memory), no ephemeral port, a
+  // `source` that is not (or no longer) one of this host's addresses. Such
+  // a result is counted apart (HealthStatus::notRun) and changes no state:
+  // counted as a failure, a balancer out of descriptors would take its
+  // healthy reals down with the ones it could not check.
+  bool local = false;
 };
 
 // Checks a target before it is added: every field that is wrong is named, and

@@ -26,7 +26,7 @@ class HttpProbe final : public Probe {
 
  private:
   void begin() override {
-    if (std::string err = openTcpSocket(socket_, *config_); !err.empty()) return failSoon(std::move(err));
+    if (auto failed = openTcpSocket(socket_, *config_)) return failSoon(std::move(*failed));
     request_.method(http::verb::get);
     request_.target(config_->spec.path);
     request_.version(11);
@@ -37,7 +37,7 @@ class HttpProbe final : public Probe {
     socket_.async_connect(tcp::endpoint(config_->address, config_->port),
                           [self = self<HttpProbe>()](const boost::system::error_code& ec) {
                             if (self->finished()) return;
-                            if (ec) return self->finish({false, "connect: " + describe(ec)});
+                            if (ec) return self->finish(failure(ec, "connect: " + describe(ec)));
                             self->write();
                           });
   }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 
 namespace keel::health_detail {
@@ -34,6 +35,25 @@ std::string describe(const boost::system::error_code& ec) {
   return m;
 }
 
+bool isLocalError(const boost::system::error_code& ec) {
+  if (ec.category() != boost::system::system_category()) return false;
+  switch (ec.value()) {
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+    case EADDRNOTAVAIL:
+    case EADDRINUSE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+HealthResult failure(const boost::system::error_code& ec, std::string reason) {
+  return {false, std::move(reason), isLocalError(ec)};
+}
+
 void Probe::start(Done done) {
   done_ = std::move(done);
   // The checker's own loop runs nothing but checks, so the deadline runs on
@@ -56,9 +76,9 @@ void Probe::finish(HealthResult result) {
   if (done) done(std::move(result));
 }
 
-void Probe::failSoon(std::string reason) {
-  asio::post(io_, [self = shared_from_this(), reason = std::move(reason)]() mutable {
-    self->finish({false, std::move(reason)});
+void Probe::failSoon(HealthResult result) {
+  asio::post(io_, [self = shared_from_this(), result = std::move(result)]() mutable {
+    self->finish(std::move(result));
   });
 }
 

@@ -35,9 +35,18 @@ std::shared_ptr<const ProbeConfig> makeProbeConfig(const HealthTarget& target);
 // "Connection refused" -> "connection refused": reasons read as one phrase.
 std::string describe(const boost::system::error_code& ec);
 
+// Whether an error of opening, binding or connecting a check's socket is
+// this host's (HealthResult::local): EMFILE, ENFILE, ENOBUFS, ENOMEM,
+// EADDRNOTAVAIL (no ephemeral port, or a source address that is not
+// local) and EADDRINUSE.
+bool isLocalError(const boost::system::error_code& ec);
+
+// A failed result with `reason`, local if `ec` is a local error.
+HealthResult failure(const boost::system::error_code& ec, std::string reason);
+
 // Opens `socket` for the target's family and binds the configured source.
-// Returns an empty string, or the reason it failed.
-std::string openTcpSocket(boost::asio::ip::tcp::socket& socket, const ProbeConfig& config);
+// Returns nothing, or the failed result.
+std::optional<HealthResult> openTcpSocket(boost::asio::ip::tcp::socket& socket, const ProbeConfig& config);
 
 class Probe : public std::enable_shared_from_this<Probe> {
  public:
@@ -63,7 +72,7 @@ class Probe : public std::enable_shared_from_this<Probe> {
   virtual HealthResult timedOut() const { return {false, "timeout after " + config_->timeoutText}; }
 
   void finish(HealthResult result);
-  void failSoon(std::string reason);
+  void failSoon(HealthResult result);
   bool finished() const { return finished_; }
   template <class Derived>
   std::shared_ptr<Derived> self() {

@@ -9,11 +9,11 @@ namespace keel::health_detail {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-std::string openTcpSocket(tcp::socket& socket, const ProbeConfig& config) {
+std::optional<HealthResult> openTcpSocket(tcp::socket& socket, const ProbeConfig& config) {
   boost::system::error_code ec;
   tcp::endpoint remote(config.address, config.port);
   socket.open(remote.protocol(), ec);
-  if (ec) return "socket: " + describe(ec);
+  if (ec) return failure(ec, "socket: " + describe(ec));
   if (config.source) {
 #ifdef IP_BIND_ADDRESS_NO_PORT
     // Pick the source port at connect() time, from the whole 4-tuple space,
@@ -23,9 +23,9 @@ std::string openTcpSocket(tcp::socket& socket, const ProbeConfig& config) {
     ::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
 #endif
     socket.bind(tcp::endpoint(*config.source, 0), ec);
-    if (ec) return "bind " + config.source->to_string() + ": " + describe(ec);
+    if (ec) return failure(ec, "bind " + config.source->to_string() + ": " + describe(ec));
   }
-  return {};
+  return std::nullopt;
 }
 
 namespace {
@@ -37,11 +37,11 @@ class TcpProbe final : public Probe {
 
  private:
   void begin() override {
-    if (std::string err = openTcpSocket(socket_, *config_); !err.empty()) return failSoon(std::move(err));
+    if (auto failed = openTcpSocket(socket_, *config_)) return failSoon(std::move(*failed));
     socket_.async_connect(tcp::endpoint(config_->address, config_->port),
                           [self = self<TcpProbe>()](const boost::system::error_code& ec) {
                             if (self->finished()) return;
-                            if (ec) return self->finish({false, "connect: " + describe(ec)});
+                            if (ec) return self->finish(failure(ec, "connect: " + describe(ec)));
                             self->finish({true, "connect: ok"});
                           });
   }

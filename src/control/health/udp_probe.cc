@@ -26,13 +26,13 @@ class UdpProbe final : public Probe {
     boost::system::error_code ec;
     udp::endpoint remote(config_->address, config_->port);
     socket_.open(remote.protocol(), ec);
-    if (ec) return failSoon("udp: socket: " + describe(ec));
+    if (ec) return failSoon(failure(ec, "udp: socket: " + describe(ec)));
     if (config_->source) {
       socket_.bind(udp::endpoint(*config_->source, 0), ec);
-      if (ec) return failSoon("udp: bind " + config_->source->to_string() + ": " + describe(ec));
+      if (ec) return failSoon(failure(ec, "udp: bind " + config_->source->to_string() + ": " + describe(ec)));
     }
     socket_.connect(remote, ec);  // no packet: only fixes the peer
-    if (ec) return failSoon("udp: connect: " + describe(ec));
+    if (ec) return failSoon(failure(ec, "udp: connect: " + describe(ec)));
     socket_.async_receive(asio::buffer(reply_),
                           [self = self<UdpProbe>()](const boost::system::error_code& ec, size_t n) {
                             if (self->finished()) return;
@@ -49,7 +49,7 @@ class UdpProbe final : public Probe {
     if (ec == asio::error::connection_refused) {
       return {false, "udp: connection refused (ICMP port unreachable)"};
     }
-    if (ec) return {false, "udp: " + describe(ec)};
+    if (ec) return failure(ec, "udp: " + describe(ec));
     const std::string& expect = config_->spec.udpExpect;
     if (expect.empty()) return {true, "udp: reply received"};
     if (n >= expect.size() && std::equal(expect.begin(), expect.end(), reply_.begin())) {

@@ -304,6 +304,7 @@ TEST(MetricsRender, HealthCountersAndPerServiceCumulativeHistogram) {
   checked.target = HealthTarget{"web", ip("10.0.1.1"), 80, {}};  // tcp
   checked.checks = 5;
   checked.failures = 2;
+  checked.notRun = 4;
   checked.transitions = 3;
   checked.lastDuration = std::chrono::microseconds(1500);
   checked.durationBuckets[0] = 1;  // <= 0.5 ms
@@ -327,6 +328,7 @@ TEST(MetricsRender, HealthCountersAndPerServiceCumulativeHistogram) {
   const std::string out = text(renderMetrics(s));
   EXPECT_TRUE(hasLine(out, "keel_health_checks_total{" + kReal1 + R"(,result="ok"} 3)"));
   EXPECT_TRUE(hasLine(out, "keel_health_checks_total{" + kReal1 + R"(,result="fail"} 2)"));
+  EXPECT_TRUE(hasLine(out, "keel_health_checks_total{" + kReal1 + R"(,result="error"} 4)"));
   EXPECT_TRUE(hasLine(out, "keel_health_checks_total{" + kReal2 + R"(,result="ok"} 1)"));
   EXPECT_TRUE(hasLine(out, "keel_health_transitions_total{" + kReal1 + "} 3"));
   EXPECT_TRUE(hasLine(out, "keel_health_check_last_duration_seconds{" + kReal1 + "} 0.0015"));

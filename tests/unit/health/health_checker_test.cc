@@ -9,8 +9,10 @@
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -305,6 +307,61 @@ TEST_F(HealthCheckerTest, TcpClosedPortGoesDown) {
   auto st = checker_.status(id);
   EXPECT_GE(st->consecutiveFail, 2u) << "fall 2";
   EXPECT_EQ(st->consecutiveOk, 0u);
+}
+
+// A check this host cannot run says nothing about the real
+// (HealthResult::local): a balancer out of file descriptors, or checking
+// from a source address it does not have, must not take healthy reals down
+// (nor bring new ones up). Such a check is counted apart and shown as the
+// latest result, and the checks go on at their interval.
+TEST_F(HealthCheckerTest, ACheckThisHostCannotRunLeavesTheStateAlone) {
+  TcpServer server(io_);
+  HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());  // fall 2
+  HealthTargetId id = add(t, true);
+  // Every descriptor taken: the probe's socket() fails with EMFILE.
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = std::min<rlim_t>(old.rlim_cur, 512);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> held;
+  for (int i = 0; i < 1024; ++i) {
+    const int fd = ::dup(STDERR_FILENO);
+    if (fd < 0) break;
+    held.push_back(fd);
+  }
+  ASSERT_FALSE(held.empty());
+  bool saw = runUntil([&] { return checker_.status(id)->notRun >= 4; }, 5s);
+  for (int fd : held) ::close(fd);
+  ::setrlimit(RLIMIT_NOFILE, &old);
+  ASSERT_TRUE(saw) << checker_.status(id)->last.reason;
+  auto st = checker_.status(id);
+  EXPECT_TRUE(st->up);
+  EXPECT_TRUE(transitions_.empty()) << transitions_.front().reason;
+  EXPECT_EQ(st->failures, 0u);
+  EXPECT_EQ(st->consecutiveFail, 0u);
+  EXPECT_TRUE(st->last.local);
+  EXPECT_NE(st->last.reason.find("not run: socket: too many open files"), std::string::npos) << st->last.reason;
+  // Descriptors back: the checks run again, and pass.
+  const uint64_t checks = st->checks;
+  ASSERT_TRUE(runUntil([&] { return checker_.status(id)->checks >= checks + 2; }));
+  st = checker_.status(id);
+  EXPECT_TRUE(st->last.ok);
+  EXPECT_FALSE(st->last.local);
+  EXPECT_TRUE(transitions_.empty());
+
+  // A source address this host does not have (bind: EADDRNOTAVAIL): a new
+  // real stays down, unchecked, rather than counting failures it did not cause.
+  HealthTarget away = target(HealthCheckSpec::Type::Tcp, server.port());
+  away.spec.source = *IpAddress::parse("192.0.2.77");
+  HealthTargetId awayId = add(away, false);
+  ASSERT_TRUE(runUntil([&] { return checker_.status(awayId)->notRun >= 3; }));
+  st = checker_.status(awayId);
+  EXPECT_FALSE(st->up);
+  EXPECT_EQ(st->checks, 0u);
+  EXPECT_FALSE(st->checked);
+  EXPECT_NE(st->last.reason.find("not run: bind 192.0.2.77: cannot assign requested address"), std::string::npos)
+      << st->last.reason;
 }
 
 TEST(TransitionReason, NamesTheRunAndTheResult) {

@@ -7,6 +7,8 @@
 #include "control/health/health_yaml.h"
 #include "keel/maglev_lookup.h"
 
+#include <yaml-cpp/eventhandler.h>
+
 #include <arpa/inet.h>
 #include <sys/stat.h>
 
@@ -935,6 +937,35 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
 }
 
 
+// The first alias of a YAML text, if it has one; a syntax error throws
+// YAML::ParserException as YAML::LoadAll would.
+std::optional<YAML::Mark> firstAlias(std::string_view text) {
+  struct Found {
+    YAML::Mark mark;
+  };
+  struct Handler final : YAML::EventHandler {
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { throw Found{mark}; }
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+  };
+  std::istringstream in{std::string(text)};
+  YAML::Parser parser(in);
+  Handler handler;
+  try {
+    while (parser.HandleNextDocument(handler)) {
+    }
+  } catch (const Found& f) {
+    return f.mark;
+  }
+  return std::nullopt;
+}
+
 // Where the flow collection ('[' or '{') that yaml-cpp found unclosed was
 // opened: yaml-cpp reports "end of sequence flow not found" where it gave up,
 // often the line after the fault (`port: [80` on line 6 reported at 7).
@@ -1013,6 +1044,17 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
   Parser parser(sourceName, options);
   YAML::Node root;
   try {
+    // No aliases: each `*name` stands for a whole subtree, so a few hundred
+    // bytes of nested aliases expand to billions of nodes that every walk
+    // below would visit (a check or reload that never ends, on keeld's one
+    // loop). keel.yaml needs none; an event pass (linear in the text) finds
+    // the first before anything is built.
+    if (std::optional<YAML::Mark> alias = firstAlias(yamlText)) {
+      result.errors.push_back(std::string(sourceName) + ":" + std::to_string(alias->line + 1) +
+                              ": YAML alias (*name) at column " + std::to_string(alias->column + 1) +
+                              ": keel.yaml takes no aliases; write the value out");
+      return result;
+    }
     // Every document: YAML::Load reads the first and ignores the rest, so
     // a stray `---` would silently drop whatever follows it.
     std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yamlText));

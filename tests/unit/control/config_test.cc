@@ -820,6 +820,12 @@ INSTANTIATE_TEST_SUITE_P(
                         "    vip: 192.0.2.10\n    port: [80\n    protocol: tcp\n",
                 {"keel.yaml:6: YAML syntax error: '[' at column 11 is never closed (end of sequence flow not found, "
                  "seen at line 7)"}},
+        // An alias stands for a whole subtree: nested ones made a file of
+        // a few hundred bytes expand to billions of nodes (a check that ran
+        // for days on keeld's loop). keel.yaml takes none.
+        BadCase{"YAML alias",
+                kHead + "  - &web {name: web, vip: 192.0.2.10, port: 80, protocol: tcp}\n  - *web\n",
+                {"keel.yaml:5: YAML alias (*name) at column 5: keel.yaml takes no aliases; write the value out"}},
         BadCase{"unclosed flow mapping, named where it opens",
                 "dataplane: {kind: xdp, interface: 'eth0 }'\nnode: {}\n",
                 {"keel.yaml:1: YAML syntax error: '{' at column 12 is never closed (end of map flow not found"}},

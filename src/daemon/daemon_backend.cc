@@ -6,8 +6,13 @@
 #include <boost/asio/post.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -364,7 +369,7 @@ void DaemonBackend::saveAtStop() const {
     else
       stop.up.erase(key);
   }
-  saveState(&stop);
+  (void)saveState(&stop);  // logged if it fails; nobody to answer at a stop
 }
 
 std::map<DaemonBackend::RealKey, bool> DaemonBackend::registryHealth() const {
@@ -447,7 +452,11 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   overlay_ = std::move(overlay);
   effective_ = std::move(next);
   syncHealth(effective_);
-  saveState();
+  // Running but not saved: the reply says so (takeUnsavedState), since a
+  // restart would start without this change.
+  if (std::optional<std::string> err = saveState())
+    unsaved_ = "the change is running, but keeld could not save it (" + *err +
+               "): a restart of keeld would not keep it";
   retryMacsLater();
   return Result::ok();
 }
@@ -545,8 +554,8 @@ size_t DaemonBackend::resolvePendingMacs() {
 // the request that made them (api::toParams). A drained real's entry also
 // has `drained_since` (Unix seconds) and `drain_reason` when known; older
 // keelds ignore both keys, so the version stays.
-void DaemonBackend::saveState(const StopRecord* stop) const {
-  if (statePath_.empty()) return;
+std::optional<std::string> DaemonBackend::saveState(const StopRecord* stop) const {
+  if (statePath_.empty()) return std::nullopt;
   nlohmann::json services = nlohmann::json::array();
   for (const auto& [name, added] : overlay_.addedServices)
     services.push_back({{"request", api::toParams(added.request)}});
@@ -570,36 +579,59 @@ void DaemonBackend::saveState(const StopRecord* stop) const {
     if (ov.addedSpec) e["added"] = api::toParams(api::RealAddRequest{key.first, *ov.addedSpec});
     reals.push_back(std::move(e));
   }
-  const std::string tmp = statePath_ + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    nlohmann::json doc{{"version", kStateVersion},
-                       {"services", services},
-                       {"removed_services", removed},
-                       {"reals", reals}};
-    // The stop record (saveAtStop): older keelds ignore the key.
-    if (stop) {
-      nlohmann::json up = nlohmann::json::array();
-      for (const auto& [service, address] : stop->up)
-        up.push_back({{"service", service}, {"address", address.toString()}});
-      doc["stopped"] = {
-          {"at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(stop->at.time_since_epoch()).count()},
-          {"up", up}};
-      if (!stop->kept.empty()) {
-        nlohmann::json kept = nlohmann::json::array();
-        for (const auto& [service, address] : stop->kept)
-          kept.push_back({{"service", service}, {"address", address.toString()}});
-        doc["stopped"]["kept"] = kept;
-      }
-    }
-    out << doc.dump() << "\n";
-    if (!out) {
-      logWarn(LogRecord("runtime_state_not_saved").add("path", tmp).add("error", "write failed"));
-      return;
+  nlohmann::json doc{{"version", kStateVersion},
+                     {"services", services},
+                     {"removed_services", removed},
+                     {"reals", reals}};
+  // The stop record (saveAtStop): older keelds ignore the key.
+  if (stop) {
+    nlohmann::json up = nlohmann::json::array();
+    for (const auto& [service, address] : stop->up)
+      up.push_back({{"service", service}, {"address", address.toString()}});
+    doc["stopped"] = {
+        {"at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(stop->at.time_since_epoch()).count()},
+        {"up", up}};
+    if (!stop->kept.empty()) {
+      nlohmann::json kept = nlohmann::json::array();
+      for (const auto& [service, address] : stop->kept)
+        kept.push_back({{"service", service}, {"address", address.toString()}});
+      doc["stopped"]["kept"] = kept;
     }
   }
-  if (std::rename(tmp.c_str(), statePath_.c_str()) != 0)
-    logWarn(LogRecord("runtime_state_not_saved").add("path", statePath_).add("error", "rename failed"));
+  // Written whole, synced, then renamed over the old file: every step is
+  // checked, so a full or failing disk leaves the previous file in place
+  // (an ofstream reported nothing when its buffered write failed at close,
+  // and the rename then put an empty file in place of the good one). Only
+  // root reads it: it holds the whole overlay and operators' drain reasons.
+  const std::string text = doc.dump() + "\n";
+  const std::string tmp = statePath_ + ".tmp";
+  auto failed = [&](const char* step, int fd) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    const std::string why = std::string(step) + " " + (std::string(step) == "rename" ? statePath_ : tmp) + ": " +
+                            std::strerror(err);
+    logWarn(LogRecord("runtime_state_not_saved").add("path", statePath_).add("error", why));
+    return std::optional<std::string>(why);
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return failed("open", -1);
+  for (size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return failed("write", fd);
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) return failed("fsync", fd);
+  if (::close(fd) != 0) return failed("close", -1);
+  if (::rename(tmp.c_str(), statePath_.c_str()) != 0) return failed("rename", -1);
+  // The rename itself, on a file system that needs it (not /run's tmpfs).
+  const std::string dir = std::filesystem::path(statePath_).parent_path().string();
+  if (const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  return std::nullopt;
 }
 
 namespace {

@@ -159,6 +159,7 @@ class DaemonBackend : public api::ControlBackend {
   // answered through the loop; at most kMaxConnScans at a time.
   void connList(const ConnQuery& query, ConnListDone done) override;
   std::optional<std::string> connListRefusal() override;
+  std::optional<std::string> takeUnsavedState() override { return std::exchange(unsaved_, std::nullopt); }
   api::StatsSnapshot servicesAndGlobalStats() override;
   api::Result addService(const api::ServiceAddRequest& request) override;
   api::Result removeService(const std::string& name) override;
@@ -252,7 +253,10 @@ class DaemonBackend : public api::ControlBackend {
     std::set<RealKey> up;
     std::set<RealKey> kept;
   };
-  void saveState(const StopRecord* stop = nullptr) const;
+  // Set by commit() when saveState() failed, taken by the next reply.
+  std::optional<std::string> unsaved_;
+  // Writes the state file; the reason it could not, logged too.
+  std::optional<std::string> saveState(const StopRecord* stop = nullptr) const;
   // The overlay the state file keeps; its stop record into *stop if given.
   Overlay loadState(const Config& file, std::optional<StopRecord>* stop = nullptr) const;
   // Applies file+overlay; on success commits both and syncs health targets.

@@ -248,6 +248,10 @@ class ControlBackend {
   // on the loop's thread just before connList, and answers try_later (the
   // same request will do once one is done) instead of calling connList.
   virtual std::optional<std::string> connListRefusal() { return std::nullopt; }
+  // After a change was applied: why it could not be made to last (keeld:
+  // its state file could not be written), once; the dispatcher adds it to
+  // the reply's warnings. nullopt: nothing to say.
+  virtual std::optional<std::string> takeUnsavedState() { return std::nullopt; }
   // stats.get and the metrics scrape: one counter read for both halves (two
   // reads would cost twice and show services and reasons from different
   // instants), plus the connection-table count, which only these two show

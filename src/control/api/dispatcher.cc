@@ -344,7 +344,16 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                  "method", {}});
   }
   auto reply = [&](const Result& r) {
-    return r.isOk() ? DispatchOutcome{okResponse(id, r.result()), {}} : fail(r.error());
+    if (!r.isOk()) return fail(r.error());
+    // A change that runs but could not be made to last says so, whatever
+    // the method answers otherwise.
+    if (std::optional<std::string> unsaved = backend_.takeUnsavedState()) {
+      json result = r.result().is_object() ? r.result() : json::object();
+      if (!result.contains("warnings") || !result["warnings"].is_array()) result["warnings"] = json::array();
+      result["warnings"].push_back(*unsaved);
+      return DispatchOutcome{okResponse(id, std::move(result)), {}};
+    }
+    return DispatchOutcome{okResponse(id, r.result()), {}};
   };
   auto good = [&](json result) { return DispatchOutcome{okResponse(id, std::move(result)), {}}; };
 

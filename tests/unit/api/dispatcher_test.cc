@@ -187,6 +187,22 @@ TEST_F(DispatcherTest, MutationsReachBackendTyped) {
 // A drain's record: when (RFC 3339, the fake's clock) and the operator's
 // reason, in service.show and health.show; a repeated drain keeps the time
 // and takes a new reason; undrain clears both to null.
+// A change that runs but could not be saved (keeld's state file) says so
+// in its answer's warnings, which keelctl prints, beside any others.
+TEST_F(DispatcherTest, AChangeThatCouldNotBeSavedSaysSo) {
+  const std::string why = "the change is running, but keeld could not save it (open x.tmp: No space left on device)";
+  fake_.unsaved = why;
+  json r = call(R"({"id":1,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})");
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_EQ(r["result"]["warnings"], json::array({why})) << r.dump();
+  fake_.unsaved = "not saved";
+  fake_.addWarnings = {"real 10.0.0.9: held down"};
+  r = call(R"({"id":2,"method":"real.add","params":{"service":"web","address":"10.0.0.9"}})");
+  EXPECT_EQ(r["result"]["warnings"], json::array({"real 10.0.0.9: held down", "not saved"})) << r.dump();
+  r = call(R"({"id":3,"method":"real.undrain","params":{"service":"web","address":"10.0.0.5"}})");
+  EXPECT_FALSE(r["result"].contains("warnings")) << "said once: " << r.dump();
+}
+
 TEST_F(DispatcherTest, DrainRecordIsShown) {
   auto realOf = [&](const json& r) { return r["result"]["services"][0]["reals"][0]; };
   json r = call(R"({"id":1,"method":"health.show","params":{"service":"web"}})");

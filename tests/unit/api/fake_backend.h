@@ -48,6 +48,7 @@ class FakeBackend : public ControlBackend {
   std::vector<std::string> mutations;   // "addReal web 10.0.0.9", ...
   std::vector<std::string> checkedTexts;  // every config.check's text
   std::optional<ApiError> failMutations;  // set: every mutation refuses with this
+  std::optional<std::string> unsaved;     // takeUnsavedState(): taken once
   std::optional<bool> shutdownDetach;     // set by shutdown()
   bool detachable = true;                 // canDetach()
   std::map<std::string, ConnView> conns;  // connEntry() by service name (any flow)
@@ -212,6 +213,7 @@ class FakeBackend : public ControlBackend {
     refresh(*find(r.real.service));
     return Result::ok();
   }
+  std::optional<std::string> takeUnsavedState() override { return std::exchange(unsaved, std::nullopt); }
   Result setRealDrain(const RealDrainRequest& r) override {
     const RealRef& ref = r.real;
     mutations.push_back(std::string(r.drain ? "drain " : "undrain ") + ref.service + " " +

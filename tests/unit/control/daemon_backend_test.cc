@@ -1674,6 +1674,33 @@ TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
   EXPECT_FALSE(k->backend->findService("api"));
 }
 
+// A state file that cannot be written leaves the last one in place, and the
+// change's answer says so (takeUnsavedState, once): the change runs, but a
+// restart would start without it. The file is root's alone: it holds the
+// whole overlay and operators' drain reasons.
+TEST_F(RuntimeStateTest, AStateFileThatCannotBeWrittenKeepsTheLastOneAndSaysSo) {
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, "rack move"}).isOk());
+  EXPECT_FALSE(backend_->takeUnsavedState());
+  namespace fs = std::filesystem;
+  EXPECT_EQ(fs::status(statePath_).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  const nlohmann::json saved = readState();
+  fs::create_directory(statePath_ + ".tmp");  // the temporary file cannot be opened
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 50}).isOk());
+  const std::optional<std::string> unsaved = backend_->takeUnsavedState();
+  ASSERT_TRUE(unsaved);
+  EXPECT_NE(unsaved->find("could not save it (open " + statePath_ + ".tmp: Is a directory)"), std::string::npos)
+      << *unsaved;
+  EXPECT_FALSE(backend_->takeUnsavedState()) << "said once";
+  EXPECT_EQ(readState(), saved) << "the last file stays";
+  for (const auto& r : backend_->findService("web")->reals)
+    if (r.address == ip("10.0.1.2")) EXPECT_EQ(r.weight, 50u) << "the change runs";
+  fs::remove(statePath_ + ".tmp");
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 60}).isOk());
+  EXPECT_FALSE(backend_->takeUnsavedState());
+  EXPECT_NE(readState(), saved);
+}
+
 // A keeld that cannot adopt its predecessor's data plane (DPDK) starts the
 // checked reals the predecessor stopped cleanly with up, if that was at most
 // fall x interval ago: at once the ring the predecessor ran, where a fresh

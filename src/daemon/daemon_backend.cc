@@ -42,11 +42,16 @@ const ServiceConfig* findSvc(const Config& c, const std::string& name) {
 // The file's service that takes the place of a runtime-added one: the same
 // name, or the same VIP, port and protocol. Reload (rebase) and restart
 // (loadState) both drop the runtime service then: the file wins.
+// The file service a runtime service would clash with (its name, or its
+// VIP, port and protocol), or null. A file service the overlay removes
+// (`removed`) claims nothing: a runtime service may replace it, under its
+// name or on its VIP, for as long as the removal stands.
 const ServiceConfig* fileClaim(const Config& file, const std::string& name, const IpAddress& vip,
-                               uint16_t port, uint8_t protocol) {
-  if (const ServiceConfig* s = findSvc(file, name)) return s;
-  for (const ServiceConfig& fs : file.services)
-    if (fs.vip == vip && fs.port == port && fs.protocol == protocol) return &fs;
+                               uint16_t port, uint8_t protocol, const std::set<std::string>& removed) {
+  for (const ServiceConfig& fs : file.services) {
+    if (removed.count(fs.name)) continue;
+    if (fs.name == name || (fs.vip == vip && fs.port == port && fs.protocol == protocol)) return &fs;
+  }
   return nullptr;
 }
 
@@ -737,6 +742,21 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   for (const ServiceConfig& s : file.services)
     if (s.forwarding == Forwarding::kL2dsr) l2dsr.insert(s.name);
   std::vector<IpAddress> needMac;
+  // Removals first: a saved service that replaced a removed file service
+  // keeps it while the removal stands (fileClaim).
+  if (version == kStateVersion) {
+    for (const nlohmann::json& e : doc["removed_services"]) {
+      if (!e.is_object() || !e.contains("name") || !e["name"].is_string()) continue;
+      const std::string name = e["name"];
+      const ServiceConfig* fs = findSvc(file, name);
+      if (!fs || !fileSays(*fs, e.value("file", nlohmann::json()))) {
+        logDropped(name, "", "the file changed this service");
+        continue;
+      }
+      out.removedServices.insert(name);
+      logInfo(LogRecord("runtime_state_kept").add("service", name).add("change", "removed"));
+    }
+  }
   if (version == kStateVersion) {
     for (const nlohmann::json& e : doc["services"]) {
       if (!e.is_object() || !e.contains("request")) continue;
@@ -751,7 +771,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       }
       const api::ServiceAddRequest& req = *p.value;
       droppedServices.insert(req.name);  // until kept below
-      if (const ServiceConfig* clash = fileClaim(file, req.name, req.vip, req.port, req.protocol)) {
+      if (const ServiceConfig* clash = fileClaim(file, req.name, req.vip, req.port, req.protocol, out.removedServices)) {
         logDropped(req.name, "", "the file now defines service " + clash->name);
         continue;
       }
@@ -786,17 +806,6 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       droppedServices.erase(req.name);
       out.addedServices[req.name] = AddedService{std::move(*svc), req};
       logInfo(LogRecord("runtime_state_kept").add("service", req.name).add("change", "added"));
-    }
-    for (const nlohmann::json& e : doc["removed_services"]) {
-      if (!e.is_object() || !e.contains("name") || !e["name"].is_string()) continue;
-      const std::string name = e["name"];
-      const ServiceConfig* fs = findSvc(file, name);
-      if (!fs || !fileSays(*fs, e.value("file", nlohmann::json()))) {
-        logDropped(name, "", "the file changed this service");
-        continue;
-      }
-      out.removedServices.insert(name);
-      logInfo(LogRecord("runtime_state_kept").add("service", name).add("change", "removed"));
     }
   }
   for (size_t i = 0; i < savedReals.size(); ++i) {
@@ -1051,17 +1060,19 @@ void DaemonBackend::flushHealth() {
 DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config& newFile,
                                              const Overlay& overlay) {
   Overlay out;
-  for (const auto& [name, svc] : overlay.addedServices) {
-    const ServiceConfig& c = svc.config;
-    if (const ServiceConfig* clash = fileClaim(newFile, name, c.vip, c.port, c.protocol))
-      logDropped(name, "", "the file now defines service " + clash->name);
-    else
-      out.addedServices.emplace(name, svc);
-  }
+  // Removals first: a runtime service that replaced a removed file service
+  // keeps it while the removal stands (fileClaim).
   for (const std::string& name : overlay.removedServices) {
     const ServiceConfig* a = findSvc(oldFile, name);
     const ServiceConfig* b = findSvc(newFile, name);
     if (a && b && sameService(*a, *b)) out.removedServices.insert(name);
+  }
+  for (const auto& [name, svc] : overlay.addedServices) {
+    const ServiceConfig& c = svc.config;
+    if (const ServiceConfig* clash = fileClaim(newFile, name, c.vip, c.port, c.protocol, out.removedServices))
+      logDropped(name, "", "the file now defines service " + clash->name);
+    else
+      out.addedServices.emplace(name, svc);
   }
   for (const auto& [key, ov] : overlay.reals) {
     if (out.addedServices.count(key.first)) {

@@ -1674,6 +1674,51 @@ TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
   EXPECT_FALSE(k->backend->findService("api"));
 }
 
+// A file service removed at runtime may be replaced at runtime, under its
+// name or on its VIP: the replacement stands while the removal does, through
+// a reload of the unchanged file and a restart (each used to drop the
+// replacement as "the file now defines service api" and keep the removal:
+// no service at all). A file that changes the removed service ends both.
+TEST_F(RuntimeStateTest, AReplacedFileServiceStaysReplacedThroughAReloadAndARestart) {
+  make();
+  ASSERT_TRUE(backend_->removeService("api").isOk());
+  api::ServiceAddRequest same;  // its name, another VIP
+  same.name = "api";
+  same.vip = ip("10.0.0.80");
+  same.port = 81;
+  same.protocol = KEEL_PROTO_TCP;
+  same.reals.push_back(api::RealSpec{ip("10.0.2.8"), 100, std::nullopt, nullptr});
+  ASSERT_TRUE(backend_->addService(same).isOk());
+  api::ServiceAddRequest onVip;  // another name, its VIP and port
+  onVip.name = "api2";
+  onVip.vip = ip("10.0.0.1");
+  onVip.port = 81;
+  onVip.protocol = KEEL_PROTO_TCP;
+  onVip.reals.push_back(api::RealSpec{ip("10.0.2.9"), 100, std::nullopt, nullptr});
+  ASSERT_TRUE(backend_->addService(onVip).isOk());
+  auto check = [](DaemonBackend& b, const char* when) {
+    auto api = b.findService("api");
+    ASSERT_TRUE(api) << when;
+    EXPECT_EQ(api->vip, ip("10.0.0.80")) << when;
+    ASSERT_TRUE(b.findService("api2")) << when;
+    EXPECT_EQ(b.findService("api2")->vip, ip("10.0.0.1")) << when;
+  };
+  check(*backend_, "as added");
+  ASSERT_TRUE(backend_->reload().isOk());
+  check(*backend_, "after a reload of the unchanged file");
+  const MockDataplane before = dp_;
+  backend_.reset();
+  auto k = restart(&before);
+  check(*k->backend, "after a restart");
+  // The file changes api: its removal ends, and both replacements go.
+  k.reset();
+  files_["keel.yaml"] = yaml(kTwo) + std::string(kApi) + "    scheduler: maglev-src\n";
+  k = restart();
+  ASSERT_TRUE(k->backend->findService("api"));
+  EXPECT_EQ(k->backend->findService("api")->vip, ip("10.0.0.1"));
+  EXPECT_FALSE(k->backend->findService("api2"));
+}
+
 // A state file that cannot be written leaves the last one in place, and the
 // change's answer says so (takeUnsavedState, once): the change runs, but a
 // restart would start without it. The file is root's alone: it holds the

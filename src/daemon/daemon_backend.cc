@@ -1058,19 +1058,22 @@ void DaemonBackend::flushHealth() {
 }
 
 DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config& newFile,
-                                             const Overlay& overlay) {
+                                             const Overlay& overlay, std::vector<Dropped>& dropped) {
   Overlay out;
   // Removals first: a runtime service that replaced a removed file service
   // keeps it while the removal stands (fileClaim).
   for (const std::string& name : overlay.removedServices) {
     const ServiceConfig* a = findSvc(oldFile, name);
     const ServiceConfig* b = findSvc(newFile, name);
-    if (a && b && sameService(*a, *b)) out.removedServices.insert(name);
+    if (a && b && sameService(*a, *b))
+      out.removedServices.insert(name);
+    else if (b)  // it comes back (a service the file no longer has stays gone)
+      dropped.push_back({name, "", "removal", "the file changed this service"});
   }
   for (const auto& [name, svc] : overlay.addedServices) {
     const ServiceConfig& c = svc.config;
     if (const ServiceConfig* clash = fileClaim(newFile, name, c.vip, c.port, c.protocol, out.removedServices))
-      logDropped(name, "", "the file now defines service " + clash->name);
+      dropped.push_back({name, "", "added service", "the file now defines service " + clash->name});
     else
       out.addedServices.emplace(name, svc);
   }
@@ -1085,7 +1088,17 @@ DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config
     const RealConfig* a = findReal(oldFile, key.first, key.second);
     const RealConfig* b = findReal(newFile, key.first, key.second);
     const bool changed = (a == nullptr) != (b == nullptr) || (a && !sameReal(*a, *b));
-    if (changed) continue;
+    if (changed) {
+      std::string change;
+      auto also = [&](const std::string& c) { change += (change.empty() ? "" : " and ") + c; };
+      if (ov.added) also("added real");
+      if (ov.removed) also("removal");
+      if (ov.weight) also("weight " + std::to_string(*ov.weight));
+      if (ov.drained) also("drain");
+      dropped.push_back({key.first, key.second.toString(), change,
+                         b ? "the file changed this real" : "the file no longer has this real"});
+      continue;
+    }
     RealOverride kept = ov;
     if (kept.added) {
       // A real added at runtime inherits the service's health: as the file's
@@ -1096,9 +1109,9 @@ DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config
       auto spec = resolveRealHealth(svc.health, kept.added->health, "request",
                                     "services[" + svc.name + "]", "params", errors);
       if (!spec) {
-        logDropped(key.first, key.second.toString(),
-                   "its health no longer resolves under the file's service health: " +
-                       firstError(errors.real.empty() ? errors.service : errors.real));
+        dropped.push_back({key.first, key.second.toString(), "added real",
+                           "its health no longer resolves under the file's service health: " +
+                               firstError(errors.real.empty() ? errors.service : errors.real)});
         continue;
       }
       kept.added->healthSpec = *spec;
@@ -1582,7 +1595,8 @@ Result DaemonBackend::reloadFile() {
     logError(LogRecord("reload_rejected").add("error", s.message()));
     return Result::error(api::code::kFailed, s.message());
   }
-  Overlay next = rebase(file_, *r.config, overlay_);
+  std::vector<Dropped> dropped;
+  Overlay next = rebase(file_, *r.config, overlay_, dropped);
   Result res = commit(*r.config, std::move(next));
   if (!res.isOk()) {
     // preApply_ set the new file's node config (before the registry, so that
@@ -1608,6 +1622,16 @@ Result DaemonBackend::reloadFile() {
   for (const std::string& w : r.fileWarnings) {
     logWarn(LogRecord("config_warning").add("warning", w));
     warnings.push_back(w);
+  }
+  // The runtime changes the file overrode ("the file wins"): a drain given
+  // up mid-maintenance must not pass unnoticed.
+  for (const Dropped& d : dropped) {
+    LogRecord rec("runtime_state_dropped");
+    rec.add("service", d.service);
+    if (!d.real.empty()) rec.add("real", d.real);
+    logWarn(rec.add("change", d.change).add("reason", d.why));
+    warnings.push_back("service " + d.service + (d.real.empty() ? "" : " real " + d.real) + ": its " + d.change +
+                       " made with keelctl is given up: " + d.why);
   }
   for (const ServiceConfig& s : file_.services)
     for (const RealConfig& real : s.reals)

@@ -287,7 +287,15 @@ class DaemonBackend : public api::ControlBackend {
                                   const ServiceConfig* effective, const ServiceConfig* file) const;
   // One service, looked up by name in `stats`, effective_ and file_.
   api::ServiceSnapshot snapshotOf(const ServiceView& view, const RegistryStats& stats) const;
-  static Overlay rebase(const Config& oldFile, const Config& newFile, const Overlay& overlay);
+  // A runtime change a reload gives up (rebase), reported once the reload
+  // is applied: logged as runtime_state_dropped and in the reply's warnings.
+  struct Dropped {
+    std::string service, real;  // real: empty for a service's entry
+    std::string change;         // "drain", "weight 50", "removal", "added service", ...
+    std::string why;            // "the file changed this real"
+  };
+  static Overlay rebase(const Config& oldFile, const Config& newFile, const Overlay& overlay,
+                        std::vector<Dropped>& dropped);
 
   boost::asio::io_context& io_;
   Registry& registry_;

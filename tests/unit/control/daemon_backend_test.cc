@@ -432,15 +432,29 @@ TEST_F(DaemonBackendTest, ReloadKeepsDrainUnlessFileChangesThatReal) {
   ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 7}).isOk());
   // Unrelated change (a third real): both overrides survive.
   files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n");
-  ASSERT_TRUE(backend_->reload().isOk());
+  test::LogCapture log;
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk());
+  EXPECT_FALSE(r.result().contains("warnings")) << r.result().dump();
   EXPECT_TRUE(realOf("10.0.1.1").draining);
   EXPECT_EQ(realOf("10.0.1.2").weight, 7u);
-  // The file changes 10.0.1.1 (weight): the file wins, the drain is gone.
+  // The file changes 10.0.1.1 (weight): the file wins, the drain is gone,
+  // and the reply and the log say so (a real under maintenance back in the
+  // ring must not pass unnoticed).
   files_["keel.yaml"] = yaml(
       "      - {address: 10.0.1.1, weight: 50}\n"
       "      - {address: 10.0.1.2, weight: 100}\n"
       "      - {address: 10.0.1.3, weight: 100}\n");
-  ASSERT_TRUE(backend_->reload().isOk());
+  r = backend_->reload();
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r.result()["warnings"],
+            nlohmann::json::array({"service web real 10.0.1.1: its drain made with keelctl is given up: the file "
+                                   "changed this real"}))
+      << r.result().dump();
+  std::vector<std::string> dropped = log.take("runtime_state_dropped");
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_NE(dropped[0].find("real=10.0.1.1 change=drain reason=\"the file changed this real\""), std::string::npos)
+      << dropped[0];
   EXPECT_FALSE(realOf("10.0.1.1").draining);
   EXPECT_EQ(realOf("10.0.1.1").weight, 50u);
   EXPECT_EQ(realOf("10.0.1.2").weight, 7u);

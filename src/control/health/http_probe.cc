@@ -9,6 +9,10 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <cstdint>
+#include <limits>
+#include <optional>
+
 #include "control/health/probe.h"
 
 namespace keel::health_detail {
@@ -52,9 +56,26 @@ class HttpProbe final : public Probe {
   }
 
   void read() {
-    http::async_read_header(socket_, buffer_, parser_,
+    // Only the header is read, so the body's length limits nothing: Beast
+    // refuses a Content-Length over its default body limit (8 MiB) while
+    // parsing the header, which failed a real whose check path serves a
+    // large file. (Not boost::none: Beast 1.74 compares the length with the
+    // optional limit, and no limit then compares as smaller than any length.)
+    // Headers up to 64 KiB (large cookies, CSP): 8 KiB by default.
+    parser_.emplace();
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    parser_->header_limit(64 * 1024);
+    http::async_read_header(socket_, buffer_, *parser_,
                             [self = self<HttpProbe>()](const boost::system::error_code& ec, size_t) {
                               if (self->finished()) return;
+                              // An interim response (100 Continue, 103 Early Hints; not 101)
+                              // comes before the final one, which the check waits for
+                              // within the same timeout (RFC 9110 15.2). Bounded: the
+                              // deadline ends the check whatever the real sends.
+                              if (!ec) {
+                                const unsigned code = self->parser_->get().result_int();
+                                if (code >= 100 && code < 200 && code != 101) return self->read();
+                              }
                               self->finish(self->judge(ec));
                             });
   }
@@ -64,7 +85,7 @@ class HttpProbe final : public Probe {
       return {false, "http: connection closed before a response"};
     }
     if (ec) return {false, "http: " + describe(ec)};
-    unsigned code = parser_.get().result_int();
+    unsigned code = parser_->get().result_int();
     const HealthCheckSpec& s = config_->spec;
     std::string text = "http status " + std::to_string(code);
     if (code >= s.statusMin && code <= s.statusMax) return {true, text};
@@ -83,7 +104,8 @@ class HttpProbe final : public Probe {
   tcp::socket socket_;
   http::request<http::empty_body> request_;
   boost::beast::flat_buffer buffer_;
-  http::response_parser<http::empty_body> parser_;
+  // One per response read: a fresh one after an interim response.
+  std::optional<http::response_parser<http::empty_body>> parser_;
 };
 
 }  // namespace

@@ -95,7 +95,8 @@ class ClosedTcpPort {
 
 class HttpServer {
  public:
-  enum class Mode { Normal, Unavailable, Garbage, Silent };
+  enum class Mode { Normal, Unavailable, Garbage, Silent, Raw };
+  std::string raw;  // Mode::Raw: written as it is, and the connection held open
   HttpServer(asio::io_context& io, Mode mode, std::string path = "/healthz",
              const asio::ip::address& address = kLoopback)
       : acceptor_(io, tcp::endpoint(address, 0)), mode_(mode), path_(std::move(path)) {
@@ -139,6 +140,11 @@ class HttpServer {
   void respond(const std::shared_ptr<Session>& s) {
     if (mode_ == Mode::Silent) {
       silent_.push_back(s);  // hold the connection open, never answer
+      return;
+    }
+    if (mode_ == Mode::Raw) {
+      silent_.push_back(s);
+      asio::async_write(s->socket, asio::buffer(raw), [s](const boost::system::error_code&, size_t) {});
       return;
     }
     if (mode_ == Mode::Garbage) {
@@ -464,6 +470,45 @@ TEST_F(HealthCheckerTest, Http503GoesDown) {
   ASSERT_TRUE(tr);
   EXPECT_FALSE(tr->up);
   EXPECT_EQ(tr->reason, "http status 503 not in 200-399");
+}
+
+// Only the final response's header is judged: a body too large to read
+// (Beast refused a Content-Length over 8 MiB while parsing the header) and a
+// large header fail no healthy real, and interim 1xx responses are read
+// past to the final one (RFC 9110 15.2; 103 Early Hints from Node, Go, h2o).
+TEST_F(HealthCheckerTest, HttpJudgesTheFinalResponseHeaderOnly) {
+  struct Case {
+    std::string what, response;
+    bool up;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"a body of 100 MB", "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\nabc", true, "http status 200"},
+      {"interim responses, then 200",
+       "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+       "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+       true, "http status 200"},
+      {"an interim response, then 503",
+       "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", false,
+       "http status 503 not in 200-399"},
+      {"a 20 KB header", "HTTP/1.1 200 OK\r\nSet-Cookie: " + std::string(20000, 'a') + "\r\nContent-Length: 0\r\n\r\n",
+       true, "http status 200"},
+  };
+  for (const Case& c : cases) {
+    HttpServer server(io_, HttpServer::Mode::Raw);
+    server.raw = c.response;
+    HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+    t.spec.path = "/healthz";
+    HealthTargetId id = add(t, !c.up);
+    auto tr = awaitTransition(id);
+    if (!tr) {
+      ADD_FAILURE() << c.what << ": no transition; last result: " << checker_.status(id)->last.reason;
+    } else {
+      EXPECT_EQ(tr->up, c.up) << c.what;
+      EXPECT_EQ(tr->reason, c.reason) << c.what;
+    }
+    checker_.remove(id);
+  }
 }
 
 TEST_F(HealthCheckerTest, Http503AcceptedWhenInRange) {

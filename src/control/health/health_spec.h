@@ -49,7 +49,12 @@ struct HealthCheckSpec {
   //    so silence is the best evidence a check of a service that never
   //    answers can get. But a powered-off real, or one behind a firewall
   //    that drops, sends no ICMP error either and so passes forever: set
-  //    udpRequireReply (or udpExpect) whenever the service answers.
+  //    udpRequireReply (or udpExpect) whenever the service answers. And the
+  //    real's kernel rate-limits its ICMP errors (about one a second to each
+  //    balancer address, across all its checks of that real): past that a
+  //    dead service's checks hear silence and pass (configuration.md).
+  //  - Any other ICMP error about the datagram (host or net unreachable)
+  //    fails too (IP_RECVERR).
   std::string udpPayload;
   std::string udpExpect;
   bool udpRequireReply = false;

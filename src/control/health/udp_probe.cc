@@ -3,6 +3,9 @@
 // what makes ICMP port unreachable visible: the kernel reports it as
 // ECONNREFUSED on the next receive (RFC 1122 4.1.3.3). Outcomes are listed
 // in health_spec.h.
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <array>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -27,6 +30,16 @@ class UdpProbe final : public Probe {
     udp::endpoint remote(config_->address, config_->port);
     socket_.open(remote.protocol(), ec);
     if (ec) return failSoon(failure(ec, "udp: socket: " + describe(ec)));
+    // Every ICMP error about the datagram fails the check: without
+    // IP_RECVERR a connected UDP socket hears only the "hard" ones (port
+    // and protocol unreachable), and a router's host or net unreachable
+    // passed as silence. With it each error ends the pending receive
+    // (EHOSTUNREACH, ENETUNREACH, ...).
+    const int one = 1;
+    if (remote.address().is_v4())
+      ::setsockopt(socket_.native_handle(), IPPROTO_IP, IP_RECVERR, &one, sizeof one);
+    else
+      ::setsockopt(socket_.native_handle(), IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof one);
     if (config_->source) {
       socket_.bind(udp::endpoint(*config_->source, 0), ec);
       if (ec) return failSoon(failure(ec, "udp: bind " + config_->source->to_string() + ": " + describe(ec)));
@@ -62,7 +75,7 @@ class UdpProbe final : public Probe {
     const HealthCheckSpec& spec = config_->spec;
     const bool replyNeeded = spec.udpRequireReply || !spec.udpExpect.empty();
     if (replyNeeded) return {false, "udp: no reply within " + config_->timeoutText};
-    return {true, "udp: no ICMP error within " + config_->timeoutText};
+    return {true, "udp: no reply and no ICMP error within " + config_->timeoutText};
   }
 
   void closeSockets() override {

@@ -7,6 +7,8 @@
 // state changes within N intervals", never "it took X ms".
 #include <gtest/gtest.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
@@ -172,7 +174,10 @@ class HttpServer {
 
 class UdpServer {
  public:
-  enum class Mode { Echo, Wrong, Silent };
+  // HostUnreachable: answers as a router that cannot reach the host does,
+  // with ICMP destination unreachable, host unreachable (3/1) quoting the
+  // datagram, from a raw socket (root).
+  enum class Mode { Echo, Wrong, Silent, HostUnreachable };
   UdpServer(asio::io_context& io, Mode mode) : socket_(io, udp::endpoint(kLoopback, 0)), mode_(mode) {
     receive();
   }
@@ -186,13 +191,46 @@ class UdpServer {
       ++received_;
       if (mode_ == Mode::Echo) reply_.assign(buf_.data(), n);
       if (mode_ == Mode::Wrong) reply_ = "WRONG";
-      if (mode_ != Mode::Silent) {
+      if (mode_ == Mode::HostUnreachable) {
+        hostUnreachable(n);
+      } else if (mode_ != Mode::Silent) {
         boost::system::error_code e;
         socket_.send_to(asio::buffer(reply_), peer_, 0, e);
       }
       receive();
     });
   }
+  void hostUnreachable(size_t payload) {
+    uint8_t pkt[8 + 20 + 8] = {3, 1};  // type, code; checksum and the unused word below
+    uint8_t* ip = pkt + 8;
+    ip[0] = 0x45;
+    const uint16_t ipLen = htons(static_cast<uint16_t>(28 + payload));
+    std::memcpy(ip + 2, &ipLen, 2);
+    ip[8] = 64;
+    ip[9] = IPPROTO_UDP;
+    const auto from = peer_.address().to_v4().to_bytes();
+    const auto to = kLoopback.to_v4().to_bytes();
+    std::memcpy(ip + 12, from.data(), 4);
+    std::memcpy(ip + 16, to.data(), 4);
+    uint8_t* u = ip + 20;
+    const uint16_t sport = htons(peer_.port()), dport = htons(port()), uLen = htons(static_cast<uint16_t>(8 + payload));
+    std::memcpy(u, &sport, 2);
+    std::memcpy(u + 2, &dport, 2);
+    std::memcpy(u + 4, &uLen, 2);
+    uint32_t sum = 0;
+    for (size_t i = 0; i < sizeof pkt; i += 2) sum += uint32_t{pkt[i]} << 8 | pkt[i + 1];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    const uint16_t csum = htons(static_cast<uint16_t>(~sum));
+    std::memcpy(pkt + 2, &csum, 2);
+    const int fd = ::socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    if (fd < 0) return;
+    sockaddr_in dst{};
+    dst.sin_family = AF_INET;
+    std::memcpy(&dst.sin_addr, from.data(), 4);
+    ::sendto(fd, pkt, sizeof pkt, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
+    ::close(fd);
+  }
+
   udp::socket socket_;
   Mode mode_;
   std::array<char, 2048> buf_{};
@@ -611,7 +649,24 @@ TEST_F(HealthCheckerTest, UdpNoReplySucceedsWithoutExpectedReply) {
   auto tr = awaitTransition(id);
   ASSERT_TRUE(tr);
   EXPECT_TRUE(tr->up);
-  EXPECT_EQ(tr->reason, "udp: no ICMP error within 100ms");
+  EXPECT_EQ(tr->reason, "udp: no reply and no ICMP error within 100ms");
+}
+
+// Every ICMP error about the check's datagram fails it, not only port
+// unreachable: without IP_RECVERR a connected UDP socket hears only "hard"
+// errors, so a router's host or net unreachable passed as silence ("no
+// ICMP error").
+TEST_F(HealthCheckerTest, UdpHostUnreachableGoesDown) {
+  if (::geteuid() != 0) GTEST_SKIP() << "the test's router needs a raw socket (root)";
+  UdpServer server(io_, UdpServer::Mode::HostUnreachable);
+  HealthTarget t = target(HealthCheckSpec::Type::Udp, server.port());
+  t.spec.udpPayload = "ping";
+  HealthTargetId id = add(t, true);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr) << checker_.status(id)->last.reason;
+  EXPECT_FALSE(tr->up);
+  EXPECT_EQ(tr->reason, "udp: no route to host");
+  EXPECT_GE(server.received(), 2u);
 }
 
 TEST_F(HealthCheckerTest, UdpWrongReplyGoesDown) {

@@ -120,6 +120,10 @@ class Parser {
   }
   // host: about this host's state (a neighbour-table lookup), not the
   // file's text (ConfigResult::fileWarnings).
+  void warningAtLine(int line, const std::string& path, const std::string& what) {
+    warnings_.push_back(source_ + ":" + std::to_string(line) + ": " + path + ": " + what);
+    fileWarnings_.push_back(warnings_.back());
+  }
   void warning(const YAML::Node& at, const std::string& path, const std::string& what, bool host = false) {
     warnings_.push_back(place(at) + ": " + path + ": " + what);
     if (!host) fileWarnings_.push_back(warnings_.back());
@@ -723,6 +727,33 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
       serviceRefusal = st.message();
       error(svcHealth, path + ".health", serviceRefusal);
     }
+  // A health block that names no type gets a tcp check: on a udp service,
+  // a TCP connect to its UDP port, which fails every real that does not also
+  // listen on TCP there. Said once, at the service's block (or at each
+  // real's block, when only those exist).
+  // (A missing block is an invalid node: IsMap() would throw on it.)
+  auto sets = [](const YAML::Node& block, const char* key) {
+    return block.IsDefined() && block.IsMap() && block[key].IsDefined();
+  };
+  const bool svcTyped = sets(svcHealth, "type");
+  auto impliedTcp = [&](const HealthCheckSpec& spec, const YAML::Node& realHealth) {
+    return svc.protocol == KEEL_PROTO_UDP && spec.type == HealthCheckSpec::Type::Tcp && !svcTyped &&
+           !sets(realHealth, "type");
+  };
+  const char* kImpliedTcp =
+      "no type: checks default to tcp, a TCP connect to this udp service's port; write type: udp, or "
+      "type: tcp if the reals also listen on TCP there";
+  const bool svcBlock = svcHealth.IsDefined() && !svcHealth.IsNull();
+  if (own && svcBlock && impliedTcp(*own, YAML::Node())) warning(svcHealth, path + ".health", kImpliedTcp);
+  // A source this host does not have: no check from it runs.
+  auto sourceWarning = [&](const HealthCheckSpec& spec, const YAML::Node& at, const std::string& where) {
+    if (spec.source && options_.addressIsLocal && !options_.addressIsLocal(*spec.source))
+      warning(at, where + ".source",
+              spec.source->toString() + " is not an address of this host: no check from it runs (each is "
+              "counted as not run, and the reals keep their state) until it is",
+              true);
+  };
+  if (own && sets(svcHealth, "source")) sourceWarning(*own, svcHealth["source"], path + ".health");
   // The original nodes, not the stored clones: clones lose their line marks.
   const YAML::Node realsNode = n["reals"];
   for (size_t i = 0; i < svc.reals.size(); ++i) {
@@ -735,6 +766,11 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
     errors_.insert(errors_.end(), realErrors.real.begin(), realErrors.real.end());
     if (spec) {
       real.healthSpec = *spec;
+      const bool realBlock = realHealth.IsDefined() && !realHealth.IsNull();
+      if (realBlock && !svcBlock && impliedTcp(*spec, realHealth))
+        warning(realHealth, path + ".reals[" + std::to_string(i) + "].health", kImpliedTcp);
+      if (sets(realHealth, "source"))
+        sourceWarning(*spec, realHealth["source"], path + ".reals[" + std::to_string(i) + "].health");
       // What the checker itself would refuse (e.g. no port on a port-0
       // service), caught here so --check-config and reloads report it.
       if (spec->type != HealthCheckSpec::Type::None && real.address.family())
@@ -830,6 +866,39 @@ void Parser::parseReal(const YAML::Node& n, const std::string& path, RealConfig&
 // hide the others).
 void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& servicesNode) {
   (void)root;
+  // Default udp checks (no expect, require_reply: false) pass on silence and
+  // fail on ICMP port unreachable, which a real's kernel sends to one address
+  // about once a second (Linux icmp_ratelimit): past that rate in all, a
+  // dead service's checks mostly hear silence and pass (configuration.md,
+  // "udp checks"). Said once per real address, at its first such real.
+  struct SilentUdp {
+    double perSecond = 0;
+    int line = 0;
+    std::string path;
+  };
+  std::map<IpAddress, SilentUdp> silentUdp;
+  for (size_t i = 0; i < cfg.services.size(); ++i)
+    for (size_t j = 0; j < cfg.services[i].reals.size(); ++j) {
+      const RealConfig& r = cfg.services[i].reals[j];
+      const HealthCheckSpec& h = r.healthSpec;
+      if (h.type != HealthCheckSpec::Type::Udp || !h.udpExpect.empty() || h.udpRequireReply) continue;
+      SilentUdp& s = silentUdp[r.address];
+      if (s.path.empty()) {
+        s.line = r.line;
+        s.path = "services[" + std::to_string(i) + "].reals[" + std::to_string(j) + "].health";
+      }
+      s.perSecond += 1000.0 / static_cast<double>(std::max<int64_t>(1, h.interval.count()));
+    }
+  for (const auto& [address, s] : silentUdp)
+    if (s.perSecond > 1.0 + 1e-9) {
+      char rate[32];
+      std::snprintf(rate, sizeof rate, "%.3g", s.perSecond);
+      warningAtLine(s.line, s.path,
+                    "real " + address.toString() + " gets " + rate +
+                        " default udp checks a second in all (no expect, require_reply: false), more than the "
+                        "about 1 ICMP error a second its kernel sends this balancer: a dead service's checks "
+                        "then mostly hear silence and pass; set require_reply: true or expect");
+    }
   std::map<std::string, int> names;  // name -> line
   std::map<std::tuple<IpAddress, uint16_t, uint8_t>, size_t> keys;
   size_t totalReals = 0;

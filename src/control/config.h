@@ -292,6 +292,10 @@ struct ConfigOptions {
   // Whether a group exists (keeld: getgrnam_r); empty: control.group is
   // not checked (the socket's start fails on a group that does not exist).
   std::function<bool(const std::string& group)> groupExists;
+  // Whether this host has an address (keeld: a socket binds to it); empty:
+  // a health check's `source` is not checked. One it does not have is a
+  // warning: every check from it is not run (HealthResult::local).
+  std::function<bool(const IpAddress& address)> addressIsLocal;
 };
 
 ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,

@@ -531,6 +531,61 @@ TEST(Config, AnIpipRealsMacIsAcceptedWithAWarning) {
   EXPECT_EQ(r.warnings[0], "keel.yaml:10: services[0].reals[1].mac: " + std::string(kIpipMacUnused));
 }
 
+// Health blocks that load but would mark every real down, or not catch a
+// dead service, are warned about at their line: a udp service's block with
+// no type (a TCP connect to its UDP port), a source this host does not have
+// (no check runs), and more default udp checks of one real a second than its
+// kernel answers with ICMP errors (about one).
+TEST(Config, HealthThatCannotWorkIsWarnedAbout) {
+  ConfigOptions opts;
+  opts.addressIsLocal = [](const IpAddress& a) { return a != *IpAddress::parse("10.99.99.99"); };
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth0}\n"                        // 1
+      "node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: \"02:00:00:00:00:01\"}\n"
+      "services:\n"
+      "  - name: dns\n"                                                   // 4
+      "    vip: 192.0.2.53\n"
+      "    port: 53\n"
+      "    protocol: udp\n"
+      "    health: {all_down: fail-closed}\n"                             // 8
+      "    reals: [{address: 10.0.1.11}]\n"
+      "  - name: web\n"                                                   // 10
+      "    vip: 192.0.2.80\n"
+      "    port: 80\n"
+      "    protocol: tcp\n"
+      "    health: {type: http, source: 10.99.99.99}\n"                   // 14
+      "    reals: [{address: 10.0.1.11}]\n"
+      "  - name: syslog\n"                                                // 16
+      "    vip: 192.0.2.53\n"
+      "    port: 514\n"
+      "    protocol: udp\n"
+      "    health: {type: udp, interval: 500ms}\n"
+      "    reals:\n"
+      "      - {address: 10.0.1.12}\n"                                    // 22
+      "      - {address: 10.0.1.13, health: {require_reply: true}}\n"
+      "  - name: ntp\n"
+      "    vip: 192.0.2.123\n"
+      "    port: 123\n"
+      "    protocol: udp\n"
+      "    health: {type: udp}\n"
+      "    reals: [{address: 10.0.1.13}]\n",
+      "keel.yaml", opts);
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  ASSERT_EQ(r.warnings.size(), 3u) << joinErrors(r.warnings);
+  EXPECT_EQ(r.warnings[0],
+            "keel.yaml:8: services[0].health: no type: checks default to tcp, a TCP connect to this udp service's "
+            "port; write type: udp, or type: tcp if the reals also listen on TCP there");
+  EXPECT_EQ(r.warnings[1],
+            "keel.yaml:14: services[1].health.source: 10.99.99.99 is not an address of this host: no check from it "
+            "runs (each is counted as not run, and the reals keep their state) until it is");
+  // 10.0.1.12: 2 a second; 10.0.1.13: 1 (ntp's) beside syslog's check with
+  // require_reply, which needs no ICMP error: not warned about.
+  EXPECT_EQ(r.warnings[2],
+            "keel.yaml:22: services[2].reals[0].health: real 10.0.1.12 gets 2 default udp checks a second in all "
+            "(no expect, require_reply: false), more than the about 1 ICMP error a second its kernel sends this "
+            "balancer: a dead service's checks then mostly hear silence and pass; set require_reply: true or expect");
+}
+
 struct BadCase {
   const char* description;
   std::string yaml;

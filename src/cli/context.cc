@@ -20,11 +20,20 @@ api::ApiClient& Context::client() {
 std::optional<json> Context::call(const std::string& method, const json& params) {
   json response;
   if (Status s = client().call(method, params, response); !s) {
+    // Sent but not answered (no answer in time, or the connection closed
+    // after the request): keeld may have applied it, or still will, so
+    // this is not "unavailable" and exits 3, apart from a refusal (1); a
+    // script must look before it repeats or gives up.
+    const bool sent = client().requestSent();
+    const std::string message =
+        s.message() + (sent ? "; the request was sent, and keeld may have applied it or still apply it: "
+                              "look (keelctl service list, health show) before repeating it"
+                            : "");
     // -o json: an error object here too (no daemon answered), so a script
     // reads one shape whatever failed.
-    if (output == "json") printError(json{{"code", "unavailable"}, {"message", s.message()}});
-    std::cerr << "keelctl: " << s.message() << "\n";
-    exitCode = 1;
+    if (output == "json") printError(json{{"code", sent ? "no_response" : "unavailable"}, {"message", message}});
+    std::cerr << "keelctl: " << message << "\n";
+    exitCode = sent ? 3 : 1;
     return std::nullopt;
   }
   if (response.value("ok", false)) return response.contains("result") ? response["result"] : json::object();

@@ -88,6 +88,7 @@ Status ApiClient::readLine(std::string& line) {
 }
 
 Status ApiClient::call(const std::string& method, const json& params, json& response) {
+  sent_ = false;
   if (Status s = connect(); !s) return s;
   long id = nextId_++;
   json req{{"id", id}, {"method", method}};
@@ -96,6 +97,7 @@ Status ApiClient::call(const std::string& method, const json& params, json& resp
     close();
     return s;
   }
+  sent_ = true;
   std::string line;
   if (Status s = readLine(line); !s) {
     close();

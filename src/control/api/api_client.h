@@ -31,6 +31,10 @@ class ApiClient {
   // `response` (the whole {"id","ok",...} object). A transport failure is a
   // Status error; a daemon error is a response with ok=false.
   Status call(const std::string& method, const nlohmann::json& params, nlohmann::json& response);
+  // Whether the last call() got its request out before it failed: then
+  // keeld may have applied it, or still will (no answer in time, or the
+  // connection closed after the request).
+  bool requestSent() const { return sent_; }
 
   void close();
 
@@ -42,6 +46,7 @@ class ApiClient {
   std::chrono::milliseconds timeout_;
   int fd_ = -1;
   long nextId_ = 1;
+  bool sent_ = false;
   std::string buffer_;
 };
 

@@ -2,12 +2,16 @@
 // keelctl end to end: the built binary (path in $KEELCTL, set by meson)
 // against the ApiServer + fake backend, checking table output, JSON output,
 // exit codes and error text.
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "server_fixture.h"
 
@@ -331,6 +335,44 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
   CliRun none = keelctl({"service"});
   EXPECT_EQ(none.rc, 2);
   EXPECT_NE(none.err.find("A subcommand is required"), std::string::npos) << none.err;
+}
+
+// A request sent but not answered (here keeld closes the connection after
+// reading it) may have been applied: keelctl says so and exits 3, apart
+// from "cannot connect" (1), so a script looks before it repeats a drain.
+TEST_F(KeelctlTest, ARequestSentButNotAnsweredIsNotUnavailable) {
+  const std::string path = dir_ + "/mute.sock";
+  const int lfd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(lfd, 4), 0);
+  std::string got;
+  std::thread mute([&] {  // two connections: one for each run below
+    for (int i = 0; i < 2; ++i) {
+      const int c = ::accept(lfd, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      for (ssize_t n; (n = ::read(c, buf, sizeof buf)) > 0;) {
+        got.append(buf, static_cast<size_t>(n));
+        if (got.back() == '\n') break;
+      }
+      ::close(c);  // read, never answered
+    }
+  });
+  CliRun r = keelctl({"real", "drain", "web", "10.0.0.5"}, path);
+  CliRun jr = keelctl({"-o", "json", "real", "drain", "web", "10.0.0.5"}, path);
+  mute.join();
+  ::close(lfd);
+  EXPECT_NE(got.find("\"method\":\"real.drain\""), std::string::npos) << got;
+  EXPECT_EQ(r.rc, 3) << r.err;
+  EXPECT_EQ(r.err, "keelctl: keeld closed the connection on " + path +
+                       " without a response; the request was sent, and keeld may have applied it or still apply "
+                       "it: look (keelctl service list, health show) before repeating it\n");
+  EXPECT_EQ(jr.rc, 3);
+  EXPECT_EQ(json::parse(jr.out)["error"]["code"], "no_response") << jr.out;
 }
 
 // The table shows how long ago the state changed and why; the reason is cut

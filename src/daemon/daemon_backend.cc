@@ -1591,12 +1591,25 @@ Result DaemonBackend::reloadFile() {
     return configErrors(std::move(r.errors));
   }
   keepResolvedMacs(*r.config);
+  std::vector<Dropped> dropped;
+  Overlay next = rebase(file_, *r.config, overlay_, dropped);
+  // The checks of the file with the runtime changes on top, before node:
+  // is written (preApply_), so a reload they refuse never has the data
+  // plane forward with the new node meanwhile. commit() runs them again.
+  {
+    const Config composed = compose(*r.config, next);
+    std::vector<std::string> errors = validateComposed(composed);
+    if (errors.empty()) errors = validateTargets(composed);
+    if (!errors.empty()) {
+      for (const std::string& e : errors) logError(LogRecord("config_error").add("error", e));
+      logError(LogRecord("reload_rejected").add("config", configPath_).add("errors", errors.size()));
+      return configErrors(std::move(errors));
+    }
+  }
   if (Status s = preApply_(*r.config); !s) {
     logError(LogRecord("reload_rejected").add("error", s.message()));
     return Result::error(api::code::kFailed, s.message());
   }
-  std::vector<Dropped> dropped;
-  Overlay next = rebase(file_, *r.config, overlay_, dropped);
   Result res = commit(*r.config, std::move(next));
   if (!res.isOk()) {
     // preApply_ set the new file's node config (before the registry, so that

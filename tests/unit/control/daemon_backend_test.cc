@@ -1697,20 +1697,17 @@ TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
 TEST_F(RuntimeStateTest, AReplacedFileServiceStaysReplacedThroughAReloadAndARestart) {
   make();
   ASSERT_TRUE(backend_->removeService("api").isOk());
-  api::ServiceAddRequest same;  // its name, another VIP
-  same.name = "api";
-  same.vip = ip("10.0.0.80");
-  same.port = 81;
-  same.protocol = KEEL_PROTO_TCP;
-  same.reals.push_back(api::RealSpec{ip("10.0.2.8"), 100, std::nullopt, nullptr});
-  ASSERT_TRUE(backend_->addService(same).isOk());
-  api::ServiceAddRequest onVip;  // another name, its VIP and port
-  onVip.name = "api2";
-  onVip.vip = ip("10.0.0.1");
-  onVip.port = 81;
-  onVip.protocol = KEEL_PROTO_TCP;
-  onVip.reals.push_back(api::RealSpec{ip("10.0.2.9"), 100, std::nullopt, nullptr});
-  ASSERT_TRUE(backend_->addService(onVip).isOk());
+  auto add = [&](const char* name, const char* vip, const char* real) {
+    api::ServiceAddRequest req;  // TCP port 81, as the file's api
+    req.name = name;
+    req.vip = ip(vip);
+    req.port = 81;
+    req.protocol = KEEL_PROTO_TCP;
+    req.reals.push_back(api::RealSpec{ip(real), 100, std::nullopt, nullptr});
+    return backend_->addService(req).isOk();
+  };
+  ASSERT_TRUE(add("api", "10.0.0.80", "10.0.2.8"));   // its name, another VIP
+  ASSERT_TRUE(add("api2", "10.0.0.1", "10.0.2.9"));   // another name, its VIP and port
   auto check = [](DaemonBackend& b, const char* when) {
     auto api = b.findService("api");
     ASSERT_TRUE(api) << when;

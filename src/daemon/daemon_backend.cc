@@ -1096,7 +1096,9 @@ DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config
       if (ov.weight) also("weight " + std::to_string(*ov.weight));
       if (ov.drained) also("drain");
       dropped.push_back({key.first, key.second.toString(), change,
-                         b ? "the file changed this real" : "the file no longer has this real"});
+                         !b   ? "the file no longer has this real"
+                         : !a ? "the file now defines this real"
+                              : "the file changed this real"});
       continue;
     }
     RealOverride kept = ov;

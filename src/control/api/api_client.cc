@@ -41,7 +41,9 @@ Status ApiClient::connect() {
     ::close(fd);
     std::string hint;
     if (e == ENOENT || e == ECONNREFUSED) hint = " (is keeld running? use --socket PATH for another socket)";
-    if (e == EACCES || e == EPERM) hint = " (the socket is mode 0600: run as root or as the api group)";
+    if (e == EACCES || e == EPERM)
+      hint = " (the socket's mode and group are keel.yaml's control.mode and control.group, 0600 and "
+             "root's by default: run as root or as a member of that group; its directory must let you in too)";
     return Status::error("cannot connect to " + path_ + ": " + std::strerror(e) + hint);
   }
   fd_ = fd;

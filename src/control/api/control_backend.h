@@ -12,13 +12,14 @@
 //    spec it rejects) it reports as an error Result and then it must have
 //    changed nothing, like a config file with an error.
 //  - The API layer owns the JSON shape of every reply: queries return typed
-//    snapshots and src/control/api/json_format.cc renders them, so keelctl
-//    and scripts see one schema whatever the backend is.
+//    snapshots and the dispatcher (src/control/api/dispatcher.cc) renders
+//    them, so keelctl and scripts see one schema whatever the backend is.
 //
 // Threading: every call comes from the io_context thread that runs the
-// ApiServer (the daemon's one event loop; the health checker runs there
-// too). Calls are synchronous and must not block for long: a slow call
-// stalls the loop, health checks included.
+// ApiServer (the daemon's one event loop). Calls are synchronous and must
+// not block for long: a slow call stalls the loop, and with it the
+// application of health transitions (the checks themselves run on the
+// checker's own thread), metrics scrapes and signals.
 #pragma once
 
 #include <array>

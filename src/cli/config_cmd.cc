@@ -26,8 +26,7 @@ constexpr std::uintmax_t kMaxConfigBytes = 512 * 1024;
 // FILE's text, or nullopt after printing why not (ctx.exitCode = 1).
 std::optional<std::string> readConfig(const std::string& file, Context& ctx) {
   auto fail = [&](const std::string& why) -> std::optional<std::string> {
-    std::cerr << "keelctl: " << file << ": " << why << "\n";
-    ctx.exitCode = 1;
+    ctx.fail(1, file + ": " + why);
     return std::nullopt;
   };
   std::error_code ec;

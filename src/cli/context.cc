@@ -56,6 +56,12 @@ std::optional<json> Context::call(const std::string& method, const json& params)
   return std::nullopt;
 }
 
+void Context::fail(int exit, const std::string& message) {
+  if (jsonOutput()) printError(json{{"code", exit == 2 ? "usage" : "failed"}, {"message", message}});
+  std::cerr << "keelctl: " << message << "\n";
+  exitCode = exit;
+}
+
 // One line, so `stats --watch -o json` stays one JSON document a line.
 void Context::printError(const json& error) const {
   std::cout << json{{"error", error}}.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
@@ -82,13 +88,11 @@ bool addHealthParam(Context& ctx, json& params, const std::string& text) {
   api::DuplicateKeyFinder duplicates;
   json h = api::parseNotingDuplicates(text, duplicates, /*allowExceptions=*/false);
   if (h.is_discarded()) {
-    std::cerr << "keelctl: --health: not valid JSON: " << text << "\n";
-    ctx.exitCode = 2;  // a usage error, found before anything is sent
+    ctx.fail(2, "--health: not valid JSON: " + text);  // a usage error, found before anything is sent
     return false;
   }
   if (const auto& dup = duplicates.duplicate()) {
-    std::cerr << "keelctl: --health: " << *dup << ": duplicate key (each key may appear once in an object)\n";
-    ctx.exitCode = 2;
+    ctx.fail(2, "--health: " + *dup + ": duplicate key (each key may appear once in an object)");
     return false;
   }
   params["health"] = std::move(h);

@@ -33,6 +33,11 @@ struct Context {
   void printJson(const json& result) const;
   // -o json's {"error": ERROR} on stdout, on one line.
   void printError(const json& error) const;
+  // An error keelctl finds itself, before or instead of a call: "keelctl:
+  // MESSAGE" on stderr, and with -o json {"error": {"code": "usage" (exit
+  // 2) or "failed" (exit 1), "message"}} on stdout, so a script reads one
+  // shape whatever failed. Sets exitCode.
+  void fail(int exit, const std::string& message);
 
   api::ApiClient& client();
 

@@ -52,6 +52,20 @@ std::string unknownCommand(CLI::App& app, int argc, char** argv) {
   return "";
 }
 
+// Whether the line asks for -o json, read before (and whether or not)
+// CLI11 can parse it: a usage error prints its JSON error too.
+bool jsonAsked(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "-o" || a == "--output") && i + 1 < argc) {
+      if (std::string(argv[++i]) == "json") return true;
+    } else if (a == "-ojson" || a == "--output=json") {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -81,17 +95,22 @@ int main(int argc, char** argv) {
                                   ? unknownCommand(app, argc, argv)
                                   : "";
         !unknown.empty()) {
+      if (jsonAsked(argc, argv)) ctx.printError(keel::cli::json{{"code", "usage"}, {"message", unknown}});
       std::cerr << "keelctl: " << unknown << "\nRun with --help for more information.\n";
       return 2;
     }
+    if (jsonAsked(argc, argv)) ctx.printError(keel::cli::json{{"code", "usage"}, {"message", e.what()}});
     return app.exit(e) == 0 ? 0 : 2;
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
     // Usage errors exit 2, like most Unix tools; --help/--version exit 0.
+    if (e.get_exit_code() != 0 && jsonAsked(argc, argv))
+      ctx.printError(keel::cli::json{{"code", "usage"}, {"message", e.what()}});
+    int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   } catch (const std::exception& e) {
     // A reply of an unexpected shape (a newer or older keeld): say so.
-    std::cerr << "keelctl: unexpected reply from keeld: " << e.what() << "\n";
+    ctx.output = jsonAsked(argc, argv) ? "json" : "table";
+    ctx.fail(1, std::string("unexpected reply from keeld: ") + e.what());
     return 1;
   }
   return ctx.exitCode;

@@ -40,9 +40,7 @@ void defineLookup(CLI::App& noun, Context& ctx) {
   noun.callback([&ctx, a] {
     std::string addr, port;
     if (!splitClient(a->client, addr, port)) {
-      std::cerr << "keelctl: --client: must be ADDR:PORT (IPv6 as [ADDR]:PORT), got \"" << a->client
-                << "\"\n";
-      ctx.exitCode = 2;  // a usage error (keelctl.8, EXIT STATUS)
+      ctx.fail(2, "--client: must be ADDR:PORT (IPv6 as [ADDR]:PORT), got \"" + a->client + "\"");
       return;
     }
     json p{{"service", a->service}, {"client_address", addr}, {"client_port", numberOrString(port)}};

@@ -46,8 +46,7 @@ std::string serviceWarnings(const json& services) {
 // nullopt after printing why (a usage error).
 std::optional<json> parseRealArg(const std::string& text, Context& ctx) {
   auto usage = [&](const std::string& why) -> std::optional<json> {
-    std::cerr << "keelctl: --real " << text << ": " << why << "\n";
-    ctx.exitCode = 2;
+    ctx.fail(2, "--real " + text + ": " + why);
     return std::nullopt;
   };
   std::string addr, rest;

@@ -249,23 +249,20 @@ void defineStats(CLI::App& noun, Context& ctx) {
       interval = std::strtod(a->watch.c_str(), &end);
       // Written so that NaN fails too (every comparison with it is false).
       if (!end || *end || !(interval >= 0.1 && interval <= 86400)) {
-        std::cerr << "keelctl: --watch: must be a number of seconds 0.1..86400, got \"" << a->watch << "\"\n";
-        ctx.exitCode = 2;  // a usage error (keelctl.8, EXIT STATUS)
+        ctx.fail(2, "--watch: must be a number of seconds 0.1..86400, got \"" + a->watch + "\"");
         return;
       }
     } else if (!a->watching) {
       interval = 1.0;  // --rate alone: one 1-second sample
     }
     if (a->count < 0) {
-      std::cerr << "keelctl: --count: must be >= 0\n";
-      ctx.exitCode = 2;
+      ctx.fail(2, "--count: must be >= 0");
       return;
     }
     // Without --watch there is one sample: a count asked for more (or
     // fewer) would be ignored without a word.
     if (count->count() > 0 && !a->watching) {
-      std::cerr << "keelctl: --count: only with --watch (without it, stats prints one sample)\n";
-      ctx.exitCode = 2;
+      ctx.fail(2, "--count: only with --watch (without it, stats prints one sample)");
       return;
     }
     json params = json::object();

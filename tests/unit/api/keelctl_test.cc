@@ -335,6 +335,26 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
   CliRun none = keelctl({"service"});
   EXPECT_EQ(none.rc, 2);
   EXPECT_NE(none.err.find("A subcommand is required"), std::string::npos) << none.err;
+  // -o json: errors keelctl finds itself are a JSON error on stdout too
+  // (code usage, exit 2; failed, exit 1), as the daemon's are.
+  auto jsonError = [](const CliRun& r) {
+    const json j = json::parse(r.out, nullptr, false);
+    return j.is_object() && j.contains("error") ? j["error"] : json();
+  };
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"-o", "json", "lookup", "web", "--client", "1.2.3.4"},
+        std::vector<std::string>{"-o", "json", "real", "drain", "web"},
+        std::vector<std::string>{"-o", "json", "frobnicate"},
+        std::vector<std::string>{"--output=json", "stats", "--count", "2"}}) {
+    CliRun r = keelctl(args);
+    EXPECT_EQ(r.rc, 2) << args.back();
+    EXPECT_EQ(jsonError(r)["code"], "usage") << args.back() << ": " << r.out;
+    EXPECT_FALSE(jsonError(r).value("message", "").empty()) << r.out;
+  }
+  CliRun file = keelctl({"-o", "json", "config", "check", dir_ + "/absent.yaml"});
+  EXPECT_EQ(file.rc, 1);
+  EXPECT_EQ(jsonError(file)["code"], "failed") << file.out;
+  EXPECT_EQ(file.err, "keelctl: " + dir_ + "/absent.yaml: cannot open: No such file or directory\n");
 }
 
 // A request sent but not answered (here keeld closes the connection after

@@ -878,6 +878,12 @@ INSTANTIATE_TEST_SUITE_P(
         // An alias stands for a whole subtree: nested ones made a file of
         // a few hundred bytes expand to billions of nodes (a check that ran
         // for days on keeld's loop). keel.yaml takes none.
+        // fe80::/10 needs an interface to connect to, which a check has not:
+        // every check would fail with "invalid argument".
+        BadCase{"health check of a link-local real",
+                svc("    health: {type: tcp}\n    reals:\n      - {address: \"fe80::2\"}\n"),
+                {"keel.yaml:10: services[0].reals[0].health: health check: the real fe80::2 is IPv6 link-local, "
+                 "which a health check cannot reach"}},
         BadCase{"YAML alias",
                 kHead + "  - &web {name: web, vip: 192.0.2.10, port: 80, protocol: tcp}\n  - *web\n",
                 {"keel.yaml:5: YAML alias (*name) at column 5: keel.yaml takes no aliases; write the value out"}},

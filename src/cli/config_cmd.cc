@@ -43,6 +43,15 @@ std::optional<std::string> readConfig(const std::string& file, Context& ctx) {
   std::ostringstream text;
   text << in.rdbuf();
   if (!in.good() && !in.eof()) return fail("read failed");
+  // JSON escaping grows some bytes (quotes, backslashes, tabs, control
+  // bytes as \u00XX): a file under the limit above can still make a line
+  // over the daemon's 1 MiB (ApiServerOptions::maxLineBytes), which it
+  // would refuse as line_too_long. Said here, naming the file.
+  constexpr size_t kMaxLine = size_t{1} << 20;
+  const size_t encoded = json(text.str()).dump(-1, ' ', false, json::error_handler_t::replace).size();
+  if (encoded + 4096 > kMaxLine)
+    return fail(std::to_string(encoded) + " bytes once encoded as JSON, over the " + std::to_string(kMaxLine) +
+                "-byte request line keeld reads (check it with keeld --check-config FILE on the host)");
   return text.str();
 }
 

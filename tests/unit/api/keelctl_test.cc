@@ -351,6 +351,20 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
     EXPECT_EQ(jsonError(r)["code"], "usage") << args.back() << ": " << r.out;
     EXPECT_FALSE(jsonError(r).value("message", "").empty()) << r.out;
   }
+  // A file under keelctl's 512 KiB whose JSON encoding is over keeld's 1 MiB
+  // request line (each quote escaped) is refused here, naming it, before any
+  // call; so is one over 512 KiB.
+  const std::string big = dir_ + "/quotes.yaml";
+  std::ofstream(big) << "# " << std::string(524000, '"') << "\n";
+  CliRun quotes = keelctl({"config", "check", big});
+  EXPECT_EQ(quotes.rc, 1);
+  EXPECT_EQ(quotes.err, "keelctl: " + big + ": 1048006 bytes once encoded as JSON, over the 1048576-byte request "
+                        "line keeld reads (check it with keeld --check-config FILE on the host)\n");
+  const std::string huge = dir_ + "/huge.yaml";
+  std::ofstream(huge) << "# " << std::string(600000, 'x') << "\n";
+  CliRun large = keelctl({"config", "check", huge});
+  EXPECT_EQ(large.rc, 1);
+  EXPECT_NE(large.err.find("keelctl sends at most 524288"), std::string::npos) << large.err;
   CliRun file = keelctl({"-o", "json", "config", "check", dir_ + "/absent.yaml"});
   EXPECT_EQ(file.rc, 1);
   EXPECT_EQ(jsonError(file)["code"], "failed") << file.out;

@@ -424,15 +424,22 @@ int run(const std::string& path, bool detachOnExit) {
     }
     logInfo(LogRecord("metrics_listening").add("address", config.metrics.listenAddress()));
   }
+  // What runs: the file with the runtime changes the state file kept (a
+  // service removed with keelctl is not counted, one added is).
+  size_t runningServices = 0, runningReals = 0;
+  for (const api::ServiceSnapshot& s : backend.serviceStates(std::nullopt)) {
+    ++runningServices;
+    runningReals += s.reals.size();
+  }
   logInfo(LogRecord("ready")
               .add("config", path)
-              .add("services", config.services.size())
-              .add("reals", countReals(config))
+              .add("services", runningServices)
+              .add("reals", runningReals)
               .add("socket", ao.socketPath));
   {
     std::string status = "READY=1\nSTATUS=" + std::string(adopted ? "adopted" : "attached") + " " +
-                         handle->where() + ", " + std::to_string(config.services.size()) +
-                         " services, " + std::to_string(countReals(config)) + " reals";
+                         handle->where() + ", " + std::to_string(runningServices) + " services, " +
+                         std::to_string(runningReals) + " reals";
     sd_notify(0, status.c_str());
   }
 

@@ -220,6 +220,9 @@ def test_runtime_changes_survive_kill_and_restart(lab, host):
         k2 = host.start(config, "rt2")
         log = k2.log()
         assert "event=dataplane_adopted" in log and "runtime_state_dropped" not in log, log
+        # `ready` counts what runs (web's 2 reals and the added service's 3),
+        # not the file alone (1 service, 3 reals).
+        assert "services=2 reals=5" in [line for line in log.splitlines() if "event=ready" in line][-1], log
         after = show_service(k2, "added")
         assert after["forwarding"] == "l2dsr", after
         assert {r["address"]: (r["weight"], r["state"]) for r in after["reals"]} == \

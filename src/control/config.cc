@@ -334,6 +334,7 @@ class Parser {
   void parseMetrics(const YAML::Node& n, MetricsConfig& metrics);
   void resolveHealth(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
   void validate(const YAML::Node& root, Config& cfg, const YAML::Node& servicesNode);
+  void warnCheckRates(const Config& cfg, const YAML::Node& servicesNode);
 
   std::string source_;
   const ConfigOptions& options_;
@@ -899,6 +900,7 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
                         "about 1 ICMP error a second its kernel sends this balancer: a dead service's checks "
                         "then mostly hear silence and pass; set require_reply: true or expect");
     }
+  warnCheckRates(cfg, servicesNode);
   std::map<std::string, int> names;  // name -> line
   std::map<std::tuple<IpAddress, uint16_t, uint8_t>, size_t> keys;
   size_t totalReals = 0;
@@ -1003,6 +1005,83 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
     error(servicesNode, "services",
           std::to_string(totalReals) + " reals in all services exceed limits.max_reals (" +
               std::to_string(cfg.limits.maxBackends) + ")");
+}
+
+
+// Health check timings a file can hold but an operator rarely means (health
+// review L4): warnings at their lines, never errors, so files that load
+// keep loading. Each interval or timeout key is named once, however many
+// reals inherit it.
+//  - An interval under 100 ms: one real checked 10+ times a second, and
+//    `1ms` is one letter from `1m` or `1s`.
+//  - A timeout over 10 intervals: a real that stops answering is taken
+//    down only after about fall x timeout (configuration.md, "Check timing").
+//  - More than 20,000 checks a second in all: the checks share one thread,
+//    and a tcp check costs ~36-45 us of its CPU (docs/performance.md), so
+//    past that the thread falls behind and checks start late.
+void Parser::warnCheckRates(const Config& cfg, const YAML::Node& servicesNode) {
+  constexpr int64_t kMinIntervalMs = 100;
+  constexpr int64_t kMaxTimeoutIntervals = 10;
+  constexpr double kMaxChecksPerSecond = 20000;
+  // The node a real's resolved key came from: its own health block's, else
+  // its service's (else the default: nothing to say).
+  struct From {
+    YAML::Node node;
+    std::string path;
+  };
+  auto keyOf = [](const YAML::Node& real, const YAML::Node& svc, const std::string& rpath, const std::string& spath,
+                  const char* key) -> std::optional<From> {
+    if (real.IsDefined() && real.IsMap() && real[key].IsDefined()) return From{real[key], rpath + ".health." + key};
+    if (svc.IsDefined() && svc.IsMap() && svc[key].IsDefined()) return From{svc[key], spath + ".health." + key};
+    return std::nullopt;
+  };
+  std::set<std::pair<int, int>> said;  // (line, column) of each key warned about
+  auto once = [&said](const YAML::Node& n) { return said.emplace(n.Mark().line, n.Mark().column).second; };
+  double perSecond = 0;
+  size_t checked = 0;
+  for (size_t i = 0; i < cfg.services.size(); ++i) {
+    const ServiceConfig& svc = cfg.services[i];
+    const std::string spath = "services[" + std::to_string(i) + "]";
+    for (size_t j = 0; j < svc.reals.size(); ++j) {
+      const RealConfig& real = svc.reals[j];
+      const HealthCheckSpec& h = real.healthSpec;
+      if (h.type == HealthCheckSpec::Type::None || h.interval.count() <= 0) continue;
+      const std::string rpath = spath + ".reals[" + std::to_string(j) + "]";
+      ++checked;
+      perSecond += 1000.0 / static_cast<double>(h.interval.count());
+      // The nodes as parsed (svc.health and real.health are clones, which
+      // have no line).
+      const YAML::Node svcHealth = servicesNode[i]["health"];
+      const YAML::Node realsNode = servicesNode[i]["reals"];
+      // (Copy-constructed: assigning a YAML::Node writes through it.)
+      const YAML::Node realHealth =
+          realsNode.IsDefined() && realsNode.IsSequence() && realsNode[j].IsDefined() && realsNode[j].IsMap()
+              ? realsNode[j]["health"]
+              : YAML::Node(YAML::NodeType::Undefined);
+      const std::optional<From> interval = keyOf(realHealth, svcHealth, rpath, spath, "interval");
+      if (interval && h.interval.count() < kMinIntervalMs && once(interval->node))
+        warning(interval->node, interval->path,
+                formatDuration(h.interval) + " checks each real " + std::to_string(1000 / h.interval.count()) +
+                    " times a second: an interval under " + std::to_string(kMinIntervalMs) +
+                    "ms is rarely meant (" + std::to_string(h.interval.count()) + "s or " +
+                    std::to_string(h.interval.count()) + "m?)");
+      const std::optional<From> timeout = keyOf(realHealth, svcHealth, rpath, spath, "timeout");
+      if (timeout && h.timeout.count() > kMaxTimeoutIntervals * h.interval.count() && once(timeout->node))
+        warning(timeout->node, timeout->path,
+                formatDuration(h.timeout) + " is more than " + std::to_string(kMaxTimeoutIntervals) +
+                    " intervals (" + formatDuration(h.interval) +
+                    "): a real that stops answering is taken down only after about fall x timeout");
+    }
+  }
+  if (perSecond > kMaxChecksPerSecond) {
+    char rate[32];
+    std::snprintf(rate, sizeof rate, "%.0f", perSecond);
+    warning(servicesNode, "services",
+            std::string(rate) + " health checks a second in all (" + std::to_string(checked) +
+                " checked reals), more than the " + std::to_string(static_cast<int>(kMaxChecksPerSecond)) +
+                " one check thread keeps up with (a tcp check costs ~40 us of its CPU): checks would start "
+                "late; raise interval");
+  }
 }
 
 

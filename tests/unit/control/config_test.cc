@@ -586,6 +586,50 @@ TEST(Config, HealthThatCannotWorkIsWarnedAbout) {
             "balancer: a dead service's checks then mostly hear silence and pass; set require_reply: true or expect");
 }
 
+// Health review L4: timings a file can hold but an operator rarely means
+// load with a warning at the key they came from, once however many reals
+// inherit it; the file's total check rate is warned about past 20,000 a
+// second (one check thread).
+TEST(ConfigTest, WarnsAboutCheckTimingsRarelyMeant) {
+  std::string reals;
+  for (int k = 1; k <= 21; ++k) reals += "      - {address: 10.0.2." + std::to_string(k) + "}\n";
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth0}\n"                          // 1
+      "node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: \"02:00:00:00:00:01\"}\n"
+      "services:\n"
+      "  - name: web\n"                                                     // 4
+      "    vip: 192.0.2.80\n"
+      "    port: 80\n"
+      "    protocol: tcp\n"
+      "    health:\n"
+      "      interval: 1ms\n"                                               // 9
+      "    reals:\n" +
+          reals +                                                           // 11-31
+          "  - name: api\n"                                                 // 32
+          "    vip: 192.0.2.81\n"
+          "    port: 80\n"
+          "    protocol: tcp\n"
+          "    health: {type: tcp, interval: 2s}\n"                         // 36
+          "    reals:\n"
+          "      - {address: 10.0.3.1, health: {timeout: 21s}}\n"           // 38
+          "      - {address: 10.0.3.2, health: {timeout: 20s}}\n"
+          "      - {address: 10.0.3.3, health: {interval: 100ms}}\n",
+      "keel.yaml");
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  ASSERT_EQ(r.warnings.size(), 3u) << joinErrors(r.warnings);
+  EXPECT_EQ(r.warnings[0],
+            "keel.yaml:9: services[0].health.interval: 1ms checks each real 1000 times a second: an interval "
+            "under 100ms is rarely meant (1s or 1m?)");
+  // 20s is 10 intervals (allowed), 21s more; 100ms is not under 100ms.
+  EXPECT_EQ(r.warnings[1],
+            "keel.yaml:38: services[1].reals[0].health.timeout: 21s is more than 10 intervals (2s): a real that "
+            "stops answering is taken down only after about fall x timeout");
+  EXPECT_EQ(r.warnings[2],
+            "keel.yaml:4: services: 21011 health checks a second in all (24 checked reals), more than the 20000 one "
+            "check thread keeps up with (a tcp check costs ~40 us of its CPU): checks would start late; raise "
+            "interval");
+}
+
 struct BadCase {
   const char* description;
   std::string yaml;

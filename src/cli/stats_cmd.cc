@@ -173,11 +173,17 @@ void printTable(const json& r, bool isRate) {
   // over the workers, and the ICMP errors each looked up in the others'
   // tables (found there / not found / refused by the rate limit).
   if (r.contains("workers") && !r["workers"].empty()) {
-    std::cout << "workers rx" << (isRate ? " pkts/s:" : " packets:");
-    for (const auto& w : r["workers"])
-      std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "="
-                << (isRate ? fmtRate(w["rx_packets_per_s"]) : str(w["rx_packets"]));
-    std::cout << "\n";
+    // One line of a per-worker count, if the workers have it.
+    auto perWorkerCount = [&](const char* label, const std::string& key) {
+      const std::string k = key + (isRate ? "_per_s" : "");
+      if (!r["workers"][0].contains(k)) return;
+      std::cout << label << (isRate ? " pkts/s:" : " packets:");
+      for (const auto& w : r["workers"])
+        std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "="
+                  << (isRate ? fmtRate(w.value(k, json(0))) : str(w.value(k, json(0))));
+      std::cout << "\n";
+    };
+    perWorkerCount("workers rx", "rx_packets");
     // One line of a per-worker object of counters (its three keys, as
     // a/b/c per worker), if the workers have it.
     auto perWorker = [&](const char* label, const std::string& key, const std::array<const char*, 3>& keys) {
@@ -198,6 +204,9 @@ void printTable(const json& r, bool isRate) {
     // Frames a full TX queue refused: to the port / to the kernel / from
     // the kernel out of the port (docs/metrics.md).
     perWorker("workers tx dropped", "tx_dropped", {"port", "to_kernel", "from_kernel"});
+    // The kernel's own frames (ARP and ND replies, ICMP, its TCP) each
+    // worker sent out of the port from the exception interface.
+    perWorkerCount("workers from kernel", "from_kernel");
   }
   // DPDK: the port as its driver counts it, where drops before any worker
   // (a full RX queue, an empty pool) show.

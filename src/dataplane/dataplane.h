@@ -48,7 +48,8 @@ struct WorkerStats {
   uint32_t worker = 0;  // index = the port's RX queue
   uint32_t lcore = 0;   // EAL lcore it runs on
   uint64_t rxPackets = 0;
-  // ICMP errors (frag-needed, packet-too-big) toward a VIP whose quoted flow
+  // ICMP errors (frag-needed, packet-too-big, unreachable, time exceeded;
+  // path-MTU errors and the others each with a budget) toward a VIP whose quoted flow
   // the worker's own table did not hold for a usable real: RSS hashes an
   // error by the router's and the VIP's addresses, so it rarely reaches the
   // worker that holds the flow, and the worker looks the flow up in the
@@ -289,8 +290,8 @@ class Dataplane {
   }
   // Every id up to the limits.
   DataplaneStats readStats() { return readStats(UINT32_MAX, UINT32_MAX); }
-  // Live connection-table entries, if this plane can count them without
-  // walking the table; nullopt = it cannot (metrics and keelctl then omit
+  // Occupied connection-table entries (idle ones included: neither plane
+  // deletes one), if this plane can count them without walking the table; nullopt = it cannot (metrics and keelctl then omit
   // it). Apart from readStats() because only stats.get and the metrics show
   // it, and on XDP it is not a plain map read: each call creates a BPF
   // iterator that visits every map in the system (map_elem_counter.h).

@@ -574,6 +574,7 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
     w0.txDropped = 5;
     w0.toKernelDropped = 6;
     w0.fromKernelDropped = 7;
+    w0.fromKernel = 8;
     WorkerStats w1{1, 2, 10};
     w1.icmpPeerNotFound = 4;
     w1.connEntries = {4096, 0};
@@ -597,6 +598,7 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
                         "workers rx packets: 0@lcore1=20 1@lcore2=10\n"
                         "workers icmp peer lookups (found/not_found/rate_limited): 0@lcore1=3/2/1 1@lcore2=0/4/0\n"
                         "workers tx dropped (port/to_kernel/from_kernel): 0@lcore1=5/6/7 1@lcore2=0/0/0\n"
+                        "workers from kernel packets: 0@lcore1=8 1@lcore2=0\n"
                         "port: rx 100 (missed 9, no mbuf 4, errors 1), tx 80 (errors 2); link up 25000 Mb/s\n"),
             std::string::npos)
       << st.out;
@@ -619,6 +621,7 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
       << sr.out;
   EXPECT_NE(sr.out.find("workers tx dropped/s (port/to_kernel/from_kernel): 0@lcore1=0.0/0.0/0.0 "
                         "1@lcore2=0.0/0.0/0.0\n"
+                        "workers from kernel pkts/s: 0@lcore1=0.0 1@lcore2=0.0\n"
                         "port /s: rx 0.0 (missed 0.0, no mbuf 0.0, errors 0.0), tx 0.0 (errors 0.0); link up "
                         "25000 Mb/s\n"),
             std::string::npos)

@@ -351,6 +351,28 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   const bool forwardingChanged = state.config.forwarding != cfg.forwarding;
   const uint32_t oldFlags = serviceFlags(state.config);
   state.config = cfg;
+  const uint32_t flags = serviceFlags(cfg);
+  bool serviceWritten = false;
+  auto writeService = [&]() -> Status {
+    serviceWritten = true;
+    if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, flags, {}}); !s)
+      return Status::error("service " + name + ": write service: " + s.message());
+    if (flags != oldFlags)
+      logInfo(LogRecord("service_updated")
+                  .add("service", name)
+                  .add("forwarding", toString(cfg.forwarding))
+                  .add("scheduler", toString(cfg.scheduler)));
+    return Status::ok();
+  };
+  // Leaving l2dsr, the service turns ipip before its backends are rewritten
+  // without their MACs (writeBackend keeps a MAC only under l2dsr): the
+  // other way round, packets in between went out l2dsr to 00:00:00:00:00:00
+  // (XDP applies each write at once; DPDK publishes a batch early when it
+  // frees an id). ipip reads no MAC, so the old backends serve it as they
+  // are. Entering l2dsr the backends get their MACs first, the service last
+  // (below).
+  if (forwardingChanged && (oldFlags & KEEL_SVC_F_FWD_L2DSR))
+    if (Status s = writeService(); !s) return s;
 
   // Every real in the state has an allocated id at every point a data-plane
   // call can fail, so a failed apply leaves the state naming exactly the ids
@@ -448,16 +470,8 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   for (const RealConfig* rc : added)
     logInfo(LogRecord("real_added").add("service", name).add("real", rc->address.toString()));
 
-  const uint32_t flags = serviceFlags(cfg);
-  if (rewrite || flags != oldFlags) {
-    if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, flags, {}}); !s)
-      return Status::error("service " + name + ": write service: " + s.message());
-    if (flags != oldFlags)
-      logInfo(LogRecord("service_updated")
-                .add("service", name)
-                .add("forwarding", toString(cfg.forwarding))
-                .add("scheduler", toString(cfg.scheduler)));
-  }
+  if ((rewrite || flags != oldFlags) && !serviceWritten)
+    if (Status s = writeService(); !s) return s;
   return Status::ok();
 }
 
@@ -750,6 +764,28 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
   for (const keel_vip_key& k : programmed.vips) {
     const IpAddress vip = IpAddress::fromWords(k.addr, k.family);
     if (vipRefs_.try_emplace(vip, 0).second) pendingUnusedVips_.push_back(vip);
+  }
+  // Backends still VALID that no pinned service owns: a keeld killed inside
+  // removeService() (service entry deleted, its backends not yet
+  // invalidated). Their ids are free here, so the next service to get the
+  // old service id would find connection-table entries that name them
+  // (VALID, that service id, that generation) and send old flows to reals
+  // it does not have. Invalidated at a new generation now, as the release
+  // that did not happen would have.
+  for (BackendId id = 0; id < programmed.backends.size(); ++id) {
+    const keel_backend& b = programmed.backends[id];
+    if (!(b.flags & KEEL_BE_F_VALID) || backendIds_.used(id)) continue;
+    keel_backend dead{};
+    std::memcpy(dead.addr, b.addr, sizeof dead.addr);
+    dead.service_id = b.service_id;
+    dead.family = b.family;
+    dead.gen = ++backendGen_[id];
+    if (Status s = dataplane_.upsertBackend(id, dead); !s)
+      return Status::error("adopt: invalidate orphan backend " + std::to_string(id) + ": " + s.message());
+    logWarn(LogRecord("orphan_backend_invalidated")
+                .add("id", id)
+                .add("real", IpAddress::fromWords(b.addr, b.family).toString())
+                .add("service_id", b.service_id));
   }
   // Every free id reads 0, as it would had it been released by this keeld.
   const DataplaneStats stats = dataplane_.readStats();

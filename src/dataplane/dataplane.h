@@ -256,9 +256,12 @@ class Dataplane {
   // instead of one by one. The DPDK plane then publishes one snapshot for
   // the batch (one rebuild and one grace period instead of one per call,
   // which made a start-up or reload of S services cost O(S^2)), so its
-  // workers see the batch whole; the XDP plane's map updates take effect
-  // one by one either way (so the registry orders its calls as if there
-  // were no batch). Calls nest: only the outermost endBatch() publishes.
+  // workers see the batch whole, except where it frees an id: resetCounters
+  // publishes what the batch holds so far first (a counter is zeroed only
+  // after no packet can use its id), so a batch that releases ids reaches
+  // the workers in more than one snapshot. The XDP plane's map updates take
+  // effect one by one either way. So the registry orders its calls as if
+  // there were no batch: every prefix of them must forward correctly. Calls nest: only the outermost endBatch() publishes.
   // Reads (findConn, stats, portMtu) are unaffected. Use DataplaneBatch.
   virtual void beginBatch() {}
   virtual void endBatch() {}

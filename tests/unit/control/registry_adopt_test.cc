@@ -214,6 +214,43 @@ TEST_F(RegistryAdoptTest, WhatTheConfigDroppedIsRemovedByTheOrderingRules) {
   EXPECT_EQ(secondReg_->serviceCount(), 1u);
 }
 
+// A keeld killed inside a service's removal, after its service entry went
+// and before its backends were invalidated, leaves them VALID with no
+// service to own them. Adoption invalidates them at a new generation:
+// otherwise the next service to get that service id (the same VIP added
+// back) would send the old flows its connection table still holds to reals
+// it does not have.
+TEST_F(RegistryAdoptTest, BackendsOfAServiceRemovedHalfwayAreInvalidated) {
+  ASSERT_TRUE(firstReg_.apply(kRunning).isOk());
+  const auto before = identities(firstReg_);
+  const uint32_t webSvc = first_.services.at("192.0.2.10:80/6").id;
+  const Config dnsOnly = config({service("dns", "192.0.2.53", 53, {real("10.0.2.1")})});
+  first_.calls.clear();
+  first_.failAfter = 1;  // the removal's first call lands, then keeld dies
+  ASSERT_FALSE(firstReg_.apply(dnsOnly).isOk());
+  ASSERT_EQ(first_.calls, (Calls{"removeService 192.0.2.10:80/6"}));
+  for (const char* r : {"10.0.1.11", "10.0.1.12", "10.0.1.13"})
+    ASSERT_TRUE(first_.backends.at(before.at({"web", r}).first).flags & KEEL_BE_F_VALID) << r;
+
+  Status s = restart(dnsOnly);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  for (const char* r : {"10.0.1.11", "10.0.1.12", "10.0.1.13"}) {
+    const auto [id, gen] = before.at({"web", r});
+    EXPECT_EQ(second_.backends.at(id).flags & KEEL_BE_F_VALID, 0) << r;
+    EXPECT_EQ(second_.backends.at(id).gen, gen + 1) << r;
+  }
+  // web back on its VIP with another real: it gets the old service id, and
+  // no VALID backend of that id is one of the old reals.
+  ASSERT_TRUE(secondReg_
+                  ->apply(config({service("dns", "192.0.2.53", 53, {real("10.0.2.1")}),
+                                  service("web", "192.0.2.10", 80, {real("10.0.1.99")})}))
+                  .isOk());
+  ASSERT_EQ(second_.services.at("192.0.2.10:80/6").id, webSvc);
+  for (const auto& [id, b] : second_.backends)
+    if ((b.flags & KEEL_BE_F_VALID) && b.service_id == webSvc)
+      EXPECT_EQ(test::addressFromWords(b.addr, b.family).toString(), "10.0.1.99") << "backend " << id;
+}
+
 TEST_F(RegistryAdoptTest, ServiceWhoseKeyChangedIsReplacedAndUnusedVipWithdrawn) {
   runFirstKeeld();
   // "web" moves to port 8080: the pinned :80 service is another service now.

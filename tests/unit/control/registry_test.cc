@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <utility>
 
@@ -196,6 +197,65 @@ TEST_F(RegistryTest, L2dsrBackendsCarryTheirMac) {
   applyOk(config({s}));
   EXPECT_EQ(take(), (Calls{"upsertBackend 0 10.0.1.11 gen=1 valid"}));
   EXPECT_EQ(dp_.backends[0].mac[5], 0x22);
+}
+
+// The first l2dsr service of dp whose ring names a VALID backend with no
+// MAC (its packets would go out to 00:00:00:00:00:00), as "service: real",
+// or "" if none.
+std::string l2dsrToZeroMac(const MockDataplane& dp) {
+  for (const auto& [key, value] : dp.services) {
+    if (!(value.flags & KEEL_SVC_F_FWD_L2DSR)) continue;
+    auto ring = dp.rings.find(value.id);
+    if (ring == dp.rings.end()) continue;
+    for (uint32_t id : ring->second) {
+      auto b = dp.backends.find(id);
+      if (b == dp.backends.end() || !(b->second.flags & KEEL_BE_F_VALID)) continue;
+      static constexpr uint8_t kZero[6] = {};
+      if (std::memcmp(b->second.mac, kZero, 6) == 0)
+        return key + ": " + test::addressFromWords(b->second.addr, b->second.family).toString();
+    }
+  }
+  return "";
+}
+
+// A change of forwarding, l2dsr to ipip and back, with and without a real
+// removed in the same apply: every prefix of its data-plane calls is a
+// state packets may meet (XDP applies each write at once; DPDK publishes a
+// batch early when it frees an id), so none may leave an l2dsr service
+// whose ring names a backend without a MAC. The change fails after call k
+// with the writes up to it landed, for every k.
+TEST(RegistryForwardingChange, NoStepSendsL2dsrPacketsToAZeroMac) {
+  auto svc = [](Forwarding f, bool threeReals) {
+    std::vector<RealConfig> reals{real("10.0.1.11"), real("10.0.1.12")};
+    if (threeReals) reals.push_back(real("10.0.1.13"));
+    ServiceConfig s = service("web", "192.0.2.10", 80, reals);
+    s.forwarding = f;
+    if (f == Forwarding::kL2dsr)
+      for (size_t i = 0; i < s.reals.size(); ++i)
+        s.reals[i].mac = MacAddress({2, 0, 0, 0, 1, static_cast<uint8_t>(0x11 + i)});
+    return s;
+  };
+  for (const bool toIpip : {true, false})
+    for (const bool removeOne : {false, true}) {
+      const Forwarding from = toIpip ? Forwarding::kL2dsr : Forwarding::kIpip;
+      const Forwarding to = toIpip ? Forwarding::kIpip : Forwarding::kL2dsr;
+      const Config before = config({svc(from, true)});
+      const Config after = config({svc(to, !removeOne)});
+      int steps = 0;
+      for (int k = 1; k < 100; ++k) {
+        MockDataplane dp({8, 16, 100});
+        Registry reg(dp);
+        ASSERT_TRUE(reg.apply(before).isOk());
+        ASSERT_EQ(l2dsrToZeroMac(dp), "");
+        dp.failAfter = k;
+        const bool done = reg.apply(after).isOk();
+        EXPECT_EQ(l2dsrToZeroMac(dp), "") << (toIpip ? "l2dsr -> ipip" : "ipip -> l2dsr")
+                                          << (removeOne ? ", a real removed" : "") << ", after call " << k;
+        if (done) break;
+        ++steps;
+      }
+      EXPECT_GT(steps, 1);  // the change took several calls, each one checked
+    }
 }
 
 // An l2dsr real without a MAC (keeld has not found it in the neighbour

@@ -944,6 +944,26 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
     }
     std::map<IpAddress, int> seen;
     const YAML::Node realsNode = svcNode["reals"];
+    // Maglev gives each real about M / N slots (paper §3.4): past N > M some
+    // get none; past N > M / 100 the shares of equal reals differ by more
+    // than ~1% (a slot is over 1% of a real's share).
+    if (realsNode.IsDefined() && !svc.reals.empty()) {
+      if (std::string why = ringSizeProblem(svc.reals.size(), svc.ringSize); !why.empty())
+        error(realsNode, path + ".reals", why);
+      else if (svc.reals.size() * 100 > svc.ringSize) {
+        const size_t each = svc.ringSize / svc.reals.size();
+        char pct[16];
+        std::snprintf(pct, sizeof pct, "%.1f", 100.0 / static_cast<double>(each));
+        warning(realsNode, path + ".reals",
+                std::to_string(svc.reals.size()) + " reals on a ring of " + std::to_string(svc.ringSize) +
+                    " slots: about " + std::to_string(each) + " slots each, so equal reals' shares can differ by " +
+                    pct + "% (one slot)" +
+                    (svc.ringSize < KEEL_RING_SIZE_LARGE
+                         ? " (ring_size: " + std::to_string(KEEL_RING_SIZE_LARGE) + " gives about " +
+                               std::to_string(KEEL_RING_SIZE_LARGE / svc.reals.size()) + ")"
+                         : ""));
+      }
+    }
     for (size_t j = 0; j < svc.reals.size(); ++j) {
       RealConfig& real = svc.reals[j];
       std::string rpath = path + ".reals[" + std::to_string(j) + "]";
@@ -1170,6 +1190,14 @@ std::optional<TextPlace> unclosedFlow(std::string_view text, size_t upto) {
 }
 
 }  // namespace
+
+std::string ringSizeProblem(size_t reals, uint32_t ringSize) {
+  if (reals <= ringSize) return "";
+  return std::to_string(reals) + " reals on a ring of " + std::to_string(ringSize) +
+         " slots: some would get no slot (never picked, though up)" +
+         (ringSize < KEEL_RING_SIZE_LARGE ? "; set ring_size: " + std::to_string(KEEL_RING_SIZE_LARGE) : "") +
+         " or split the service";
+}
 
 std::string vipOwnAddressProblem(const IpAddress& vip, uint16_t port, const NodeConfig& node,
                                  const std::vector<IpAddress>& interfaceAddresses, const std::string& interface) {

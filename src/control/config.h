@@ -262,6 +262,12 @@ inline constexpr std::string_view kIpipMacUnused =
 // the reals. keel.yaml, config.check and runtime changes refuse it.
 std::string vipOwnAddressProblem(const IpAddress& vip, uint16_t port, const NodeConfig& node,
                                  const std::vector<IpAddress>& interfaceAddresses, const std::string& interface);
+// Why a service cannot have `reals` reals on a ring of `ringSize` slots
+// (empty: it can): more reals than slots leaves some with no slot at all,
+// up but never picked. keel.yaml, config.check and runtime changes refuse
+// it. (Fewer than that but over ringSize / 100 loads with a warning in the
+// file: shares then differ by more than ~1%.)
+std::string ringSizeProblem(size_t reals, uint32_t ringSize);
 // A real that is its own service's VIP: keel would send its packets back
 // to itself.
 inline constexpr std::string_view kRealIsVip = "a real cannot be the service's own VIP (keel would forward to itself)";

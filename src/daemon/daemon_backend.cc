@@ -240,6 +240,7 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
       service("the VIP " + why);
     if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !c.node.nextHopMac)
       service("ipip forwarding needs node.next_hop_mac (the router toward the reals)");
+    if (std::string why = ringSizeProblem(svc.reals.size(), svc.ringSize); !why.empty()) service(why);
     for (const RealConfig& r : svc.reals) {
       auto real = [&](std::string m) {
         out.push_back({svc.name, r.address, "service " + svc.name + " real " + r.address.toString() + ": " + m});

@@ -630,6 +630,49 @@ TEST(ConfigTest, WarnsAboutCheckTimingsRarelyMeant) {
             "interval");
 }
 
+// Maglev gives each of N reals about M / N slots: over M / 100 reals a
+// warning (shares of equal reals differ by over ~1%), over M an error (some
+// reals would get no slot, up but never picked: ring review M5).
+TEST(ConfigRingSize, RealsAgainstTheRingSize) {
+  auto file = [](size_t n, const char* ring) {
+    std::string reals;
+    for (size_t k = 0; k < n; ++k)
+      reals += "      - {address: 10." + std::to_string(1 + k / 65536) + "." + std::to_string(k / 256 % 256) + "." +
+               std::to_string(k % 256) + "}\n";
+    return std::string("dataplane: {kind: xdp, interface: eth0}\n"
+                       "node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: \"02:00:00:00:00:01\"}\n"
+                       "limits: {max_reals: 100000}\n"
+                       "services:\n"
+                       "  - name: web\n"
+                       "    vip: 192.0.2.80\n"
+                       "    port: 80\n"
+                       "    protocol: tcp\n") +
+           ring +
+           "    reals:\n" + reals;
+  };
+  ConfigResult ok = parseConfig(file(655, ""), "keel.yaml");
+  ASSERT_TRUE(ok.ok()) << joinErrors(ok.errors);
+  EXPECT_TRUE(ok.warnings.empty()) << joinErrors(ok.warnings);
+  ConfigResult warned = parseConfig(file(700, ""), "keel.yaml");
+  ASSERT_TRUE(warned.ok()) << joinErrors(warned.errors);
+  ASSERT_EQ(warned.warnings.size(), 1u) << joinErrors(warned.warnings);
+  EXPECT_EQ(warned.warnings[0],
+            "keel.yaml:10: services[0].reals: 700 reals on a ring of 65537 slots: about 93 slots each, so equal "
+            "reals' shares can differ by 1.1% (one slot) (ring_size: 655373 gives about 936)");
+  ConfigResult large = parseConfig(file(700, "    ring_size: 655373\n"), "keel.yaml");
+  ASSERT_TRUE(large.ok()) << joinErrors(large.errors);
+  EXPECT_TRUE(large.warnings.empty()) << joinErrors(large.warnings);
+  ConfigResult refused = parseConfig(file(65538, ""), "keel.yaml");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(joinErrors(refused.errors),
+            "keel.yaml:10: services[0].reals: 65538 reals on a ring of 65537 slots: some would get no slot (never "
+            "picked, though up); set ring_size: 655373 or split the service\n");
+  EXPECT_EQ(ringSizeProblem(65537, 65537), "");
+  EXPECT_EQ(ringSizeProblem(655374, 655373),
+            "655374 reals on a ring of 655373 slots: some would get no slot (never picked, though up) or split the "
+            "service");
+}
+
 struct BadCase {
   const char* description;
   std::string yaml;

@@ -40,6 +40,29 @@ namespace {
 // Pin names under <pinDir> beside the maps' (bpffs allows no '.' in names).
 constexpr const char* kProgPin = "prog";
 constexpr const char* kRodataPin = "prog_rodata";
+// Where a pin is written before it is renamed over its name: a pin is
+// replaced in one step (rename(2) over an existing bpffs entry), so a keeld
+// killed meanwhile leaves the old pin or the new one, never none. A
+// replacing program is pinned here before it is attached (attachOrReplace),
+// so the next keeld finds the attached program even if this one died
+// before the rename.
+// (bpffs refuses names with a dot: they are reserved for its own files.)
+constexpr const char* kNewSuffix = "_new";
+
+// Pins fd at path, replacing what is pinned there in one step.
+Status pinReplacing(int fd, const std::string& path) {
+  const std::string fresh = path + kNewSuffix;
+  // A stale one (a keeld killed here) goes; its absence is no error (bpffs
+  // answers EPERM, not ENOENT, for a name that is not there).
+  ::unlink(fresh.c_str());
+  if (bpf_obj_pin(fd, fresh.c_str()) != 0) return Status::error("xdp: pin " + fresh + ": " + errnoText(errno));
+  if (::rename(fresh.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(fresh.c_str());
+    return Status::error("xdp: rename " + fresh + " to " + path + ": " + errnoText(err));
+  }
+  return Status::ok();
+}
 
 // libbpf prints verifier logs and warnings through one global callback. Keep
 // the tail of what it said so a load failure can carry the reason.
@@ -428,15 +451,34 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
     return Status::error("xdp: query " + options_.interface + ": " + errnoText(rc));
   // The pinned program, opened through its pin (file permissions only; by
   // id it would take CAP_SYS_ADMIN): the fd we compare and replace through.
-  Fd pinned(adopting ? bpf_obj_get((options_.pinDir + "/" + kProgPin).c_str()) : -1);
-  uint32_t pinnedId = 0;
-  if (pinned.get() >= 0) {
+  const std::string progPin = options_.pinDir + "/" + kProgPin;
+  auto idOf = [](int fd) -> uint32_t {
     bpf_prog_info info{};
     uint32_t len = sizeof info;
-    if (bpf_obj_get_info_by_fd(pinned.get(), &info, &len) == 0) pinnedId = info.id;
-  }
+    return fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+  };
+  Fd pinned(adopting ? bpf_obj_get(progPin.c_str()) : -1);
+  uint32_t pinnedId = idOf(pinned.get());
   const bool native = options_.mode == XdpAttachMode::kNative;
   const uint32_t attachedId = native ? query.drv_prog_id : query.skb_prog_id;
+  if (adopting && attachedId != 0 && attachedId != pinnedId) {
+    // A keeld that swapped its program in (pinned first as prog_new) and
+    // died before renaming that pin over prog: the attached program is
+    // ours, and prog_new says so. Finish the rename and go on as usual
+    // (its prog_rodata may still be the old program's: "cannot tell", so
+    // the program is swapped again below, over the same maps).
+    const std::string fresh = progPin + kNewSuffix;
+    Fd swapped(bpf_obj_get(fresh.c_str()));
+    if (swapped.get() >= 0 && idOf(swapped.get()) == attachedId) {
+      if (::rename(fresh.c_str(), progPin.c_str()) != 0)
+        return Status::error("xdp: rename " + fresh + " to " + progPin + ": " + errnoText(errno));
+      logWarn(LogRecord("xdp_adopt_finished_swap")
+                  .add("reason", fresh + " names the attached program: the keeld that swapped it in "
+                                         "stopped before pinning it as " + kProgPin));
+      pinned = std::move(swapped);
+      pinnedId = attachedId;
+    }
+  }
   const uint32_t otherModeId = native ? query.skb_prog_id : query.drv_prog_id;
   if (pinnedId != 0 && otherModeId == pinnedId && attachedId != pinnedId)
     return Status::error("dataplane.xdp_mode: " + modeName + ", but the pinned program on " +
@@ -469,12 +511,20 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
       return Status::ok();
     }
     // Changed (another build): one atomic swap, and only if the pinned
-    // program is still the attached one (old_prog_fd + REPLACE).
+    // program is still the attached one (old_prog_fd + REPLACE). Pinned as
+    // prog_new first, so that a keeld killed between the swap and
+    // pinProgram() leaves the next one a way to know the attached program.
+    const std::string fresh = progPin + kNewSuffix;
+    ::unlink(fresh.c_str());
+    if (bpf_obj_pin(progFd, fresh.c_str()) != 0)
+      return Status::error("xdp: pin " + fresh + ": " + errnoText(errno));
     LIBBPF_OPTS(bpf_xdp_attach_opts, replaceOpts, .old_prog_fd = pinned.get());
     int rc = bpf_xdp_attach(ifindex_, progFd, attachFlags() | XDP_FLAGS_REPLACE, &replaceOpts);
-    if (rc != 0)
+    if (rc != 0) {
+      ::unlink(fresh.c_str());
       return Status::error("xdp: replace the program on " + options_.interface + ": " + errnoText(rc) +
                            takeLibbpfLog());
+    }
   } else {
     // Attach only where no XDP program is: replacing one would silently
     // break whatever (another keeld, a decap program) put it there.
@@ -511,24 +561,18 @@ Status XdpDataplane::pinMaps() {
     if (bpf_map__is_internal(map)) continue;
     std::string path = options_.pinDir + "/" + bpf_map__name(map);
     // Only a partial pin set (adoption needs all of them) gets here.
-    ::unlink(path.c_str());
-    if (int rc = bpf_map__pin(map, path.c_str()); rc != 0) {
+    if (Status s = pinReplacing(bpf_map__fd(map), path); !s) {
       unpinMaps();
-      return Status::error("xdp: pin " + path + ": " + errnoText(rc));
+      return s;
     }
   }
   return Status::ok();
 }
 
-// Pins this build's map in the place of an adopted build's (bpffs has no
-// rename: unlink, then pin; only a starting keeld does this).
+// Pins this build's map in the place of an adopted build's, in one step
+// (pinReplacing; only a starting keeld does this).
 Status XdpDataplane::replacePin(bpf_map* map) {
-  const std::string path = options_.pinDir + "/" + bpf_map__name(map);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-    return Status::error("xdp: replace the pin " + path + ": " + errnoText(errno));
-  if (int rc = bpf_map__pin(map, path.c_str()); rc != 0)
-    return Status::error("xdp: pin " + path + ": " + errnoText(rc));
-  return Status::ok();
+  return pinReplacing(bpf_map__fd(map), options_.pinDir + "/" + bpf_map__name(map));
 }
 
 // After an adoption: each map this build replaced takes its old pin, so the
@@ -617,19 +661,16 @@ Status XdpDataplane::carryOver(CarryPhase phase) {
 // prog_rodata: that program's load-time options, which the next keeld
 // compares with its own (sameProgram) without opening anything by id.
 Status XdpDataplane::pinProgram() {
-  // bpffs has no rename: replace in place (only a starting keeld does this).
+  // A kept program is the one pinned, with its own prog_rodata (the check
+  // used both): nothing to write.
+  if (keptProgram_) return Status::ok();
   auto pin = [&](const char* name, int fd) {
     if (fd < 0) return Status::ok();
-    const std::string path = options_.pinDir + "/" + name;
-    ::unlink(path.c_str());
-    if (bpf_obj_pin(fd, path.c_str()) != 0) return Status::error("xdp: pin " + path + ": " + errnoText(errno));
-    return Status::ok();
+    return pinReplacing(fd, options_.pinDir + "/" + name);
   };
   // Program first: a crash in between leaves a prog_rodata the attached
   // program does not use, which the next keeld reads as "cannot tell".
   if (Status s = pin(kProgPin, attachedFd_); !s) return s;
-  // A kept program's prog_rodata is already its own: the check used it.
-  if (keptProgram_) return Status::ok();
   return pin(kRodataPin, bpf_map__fd(skel_->maps.rodata));
 }
 
@@ -641,6 +682,7 @@ void XdpDataplane::unpinMaps() {
   }
   ::unlink((options_.pinDir + "/" + kProgPin).c_str());
   ::unlink((options_.pinDir + "/" + kRodataPin).c_str());
+  ::unlink((options_.pinDir + "/" + kProgPin + kNewSuffix).c_str());  // left by a swap that did not finish
   ::rmdir(options_.pinDir.c_str());  // only if empty; keeps others' files
   pinned_ = false;
 }

@@ -642,6 +642,53 @@ TEST_F(XdpAdoptTest, ChangedProgramIsSwappedOverTheSameMaps) {
   EXPECT_EQ(info.id, dp_->programId());
 }
 
+// A keeld that swapped its program in and was killed before it pinned it
+// as prog (its pinReplacing): prog still names the program it replaced,
+// prog_new the attached one. The next keeld adopts (finishing the rename)
+// instead of refusing an attached program that is "not the one pinned".
+TEST_F(XdpAdoptTest, AKeeldKilledBetweenItsSwapAndItsPinIsAdopted) {
+  firstKeeld();
+  const uint32_t conntrackId = mapId("conntrack");
+  keel_balancer* other = keel_balancer__open();
+  ASSERT_NE(other, nullptr);
+  other->rodata->keel_check_mtu = 0;
+  bpf_map* m;
+  bpf_object__for_each_map(m, other->obj) {
+    if (bpf_map__is_internal(m)) continue;
+    int fd = pinned(bpf_map__name(m));
+    ASSERT_GE(fd, 0) << bpf_map__name(m);
+    ASSERT_EQ(bpf_map__reuse_fd(m, fd), 0);
+    close(fd);
+  }
+  ASSERT_EQ(keel_balancer__load(other), 0);
+  // What attachOrReplace does before the swap, then the swap, then nothing.
+  ASSERT_EQ(bpf_obj_pin(bpf_program__fd(other->progs.balancer), (pinDir_ + "/prog_new").c_str()), 0);
+  int ifindex = static_cast<int>(if_nametoindex(ifA_.c_str()));
+  int oldFd = bpf_prog_get_fd_by_id(firstProg_);
+  LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = oldFd);
+  ASSERT_EQ(bpf_xdp_attach(ifindex, bpf_program__fd(other->progs.balancer),
+                           XDP_FLAGS_DRV_MODE | XDP_FLAGS_REPLACE, &opts), 0);
+  close(oldFd);
+  const uint32_t otherProg = attachedId();
+  keel_balancer__destroy(other);
+  ASSERT_NE(otherProg, firstProg_);
+
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(attachedId(), dp_->programId());
+  EXPECT_EQ(mapId("conntrack"), conntrackId);
+  expectStateKept();
+  EXPECT_FALSE(std::filesystem::exists(pinDir_ + "/prog_new"));
+  int fd = pinned("prog");
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+  close(fd);
+  EXPECT_EQ(info.id, dp_->programId());
+  // And the next restart keeps it.
+  restartKeepingTheProgram();
+}
+
 // A keeld built before rings were mmapable pinned a rings map whose inner
 // template is a plain array, and the kernel takes only inner maps with the
 // template's flags. The restart adopts it, and its rings are still

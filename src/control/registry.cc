@@ -224,6 +224,13 @@ std::vector<MaglevReal> Registry::ringReals(const ServiceState& state, const std
 
 Status Registry::publishRing(ServiceState& state, const std::vector<MaglevReal>& reals) {
   std::vector<uint32_t> slots;
+  // buildMaglevTable makes no table for a ring size Maglev cannot use, and
+  // an empty ring drops every packet as "no usable real": refused here
+  // rather than published (config and API allow only the two primes; this
+  // also covers state read back from a file or a pinned plane).
+  if (!reals.empty())
+    if (Status s = checkRingSize(state.config.ringSize); !s)
+      return Status::error("service " + state.config.name + ": " + s.message());
   if (!reals.empty()) slots = buildMaglevTable(reals, state.config.ringSize);
   if (Status s = dataplane_.publishRing(state.id, slots); !s)
     return Status::error("service " + state.config.name + ": publish ring: " + s.message());

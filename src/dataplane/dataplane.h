@@ -4,8 +4,15 @@
 // plane never knows which one it drives.
 //
 // Contract (the ordering rules live in the control plane's registry):
-//  - Every call comes from the control-plane thread and is atomic as seen by
-//    packets: a packet sees the state before the call or after it.
+//  - Every call comes from the control-plane thread. A ring swap
+//    (publishRing) and a service entry are atomic as seen by packets: a
+//    packet sees the state before the call or after it. So is every call on
+//    DPDK (a new snapshot). On XDP a backend or node_config write is the
+//    kernel copying the value into an array element in place, which a
+//    packet on another CPU may read half-written: the registry's ordering
+//    makes that harmless where ids come and go (no ring names a backend id
+//    while it is written VALID or invalidated), but a live real's new MAC
+//    or a node: change can reach a few packets torn.
 //  - Ids are dense small integers chosen by the control plane:
 //    ServiceId < limits().maxServices, BackendId < limits().maxBackends.
 //  - The structs are the shared ABI of include/keel/maps_abi.h.

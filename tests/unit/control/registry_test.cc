@@ -199,6 +199,23 @@ TEST_F(RegistryTest, L2dsrBackendsCarryTheirMac) {
   EXPECT_EQ(dp_.backends[0].mac[5], 0x22);
 }
 
+// A ring size Maglev cannot use (not prime) is refused with the service's
+// name, rather than published as an empty ring that drops every packet
+// (ring review L7; config and API accept only the two primes, so this
+// guards state read back from elsewhere).
+TEST(RegistryRingSize, ANonPrimeRingSizeIsRefusedNotPublishedEmpty) {
+  MockDataplane dp({8, 16, 100});
+  Registry reg(dp);
+  ServiceConfig s = service("web", "192.0.2.10", 80, {real("10.0.1.11")});
+  s.ringSize = 12;
+  Status st = reg.apply(config({s}));
+  ASSERT_FALSE(st.isOk());
+  EXPECT_EQ(st.message(),
+            "service web: ring size 12 is not a prime >= 2 (Maglev needs a prime so every permutation covers the "
+            "ring; use 65537 or 655373)");
+  EXPECT_TRUE(dp.services.empty());  // nothing points packets at a ring
+}
+
 // The first l2dsr service of dp whose ring names a VALID backend with no
 // MAC (its packets would go out to 00:00:00:00:00:00), as "service: real",
 // or "" if none.

@@ -1062,6 +1062,11 @@ void Parser::warnCheckRates(const Config& cfg, const YAML::Node& servicesNode) {
   for (size_t i = 0; i < cfg.services.size(); ++i) {
     const ServiceConfig& svc = cfg.services[i];
     const std::string spath = "services[" + std::to_string(i) + "]";
+    // The nodes as parsed (svc.health and real.health are clones, which
+    // have no line).
+    const YAML::Node svcHealth = servicesNode[i]["health"];
+    const YAML::Node realsNode = servicesNode[i]["reals"];
+    const bool realsListed = realsNode.IsDefined() && realsNode.IsSequence();
     for (size_t j = 0; j < svc.reals.size(); ++j) {
       const RealConfig& real = svc.reals[j];
       const HealthCheckSpec& h = real.healthSpec;
@@ -1069,13 +1074,9 @@ void Parser::warnCheckRates(const Config& cfg, const YAML::Node& servicesNode) {
       const std::string rpath = spath + ".reals[" + std::to_string(j) + "]";
       ++checked;
       perSecond += 1000.0 / static_cast<double>(h.interval.count());
-      // The nodes as parsed (svc.health and real.health are clones, which
-      // have no line).
-      const YAML::Node svcHealth = servicesNode[i]["health"];
-      const YAML::Node realsNode = servicesNode[i]["reals"];
       // (Copy-constructed: assigning a YAML::Node writes through it.)
       const YAML::Node realHealth =
-          realsNode.IsDefined() && realsNode.IsSequence() && realsNode[j].IsDefined() && realsNode[j].IsMap()
+          realsListed && realsNode[j].IsDefined() && realsNode[j].IsMap()
               ? realsNode[j]["health"]
               : YAML::Node(YAML::NodeType::Undefined);
       const std::optional<From> interval = keyOf(realHealth, svcHealth, rpath, spath, "interval");

@@ -167,17 +167,21 @@ Status Registry::invalidateBackend(const ServiceState& state, const IpAddress& a
                                    RealState& real) {
   // Called only after a ring without this real is published: new flows can
   // no longer pick it, and the new generation makes old flows re-pick.
-  ++backendGen_[real.id];
-  keel_backend b{};
-  addr.toWords(b.addr);
-  b.service_id = state.id;
-  b.gen = backendGen_[real.id];
-  b.family = addr.family();
-  b.flags = 0;
-  if (Status s = dataplane_.upsertBackend(real.id, b); !s)
+  if (Status s = writeInvalid(real.id, state.id, addr); !s)
     return Status::error("service " + state.config.name + ": real " + addr.toString() +
                          ": invalidate backend " + std::to_string(real.id) + ": " + s.message());
   return Status::ok();
+}
+
+Status Registry::writeInvalid(BackendId id, ServiceId serviceId, const IpAddress& addr) {
+  ++backendGen_[id];
+  keel_backend b{};
+  addr.toWords(b.addr);
+  b.service_id = serviceId;
+  b.gen = backendGen_[id];
+  b.family = addr.family();
+  b.flags = 0;
+  return dataplane_.upsertBackend(id, b);
 }
 
 Status Registry::releaseBackend(const ServiceState& state, const IpAddress& addr, const RealState& real) {
@@ -228,10 +232,11 @@ Status Registry::publishRing(ServiceState& state, const std::vector<MaglevReal>&
   // an empty ring drops every packet as "no usable real": refused here
   // rather than published (config and API allow only the two primes; this
   // also covers state read back from a file or a pinned plane).
-  if (!reals.empty())
+  if (!reals.empty()) {
     if (Status s = checkRingSize(state.config.ringSize); !s)
       return Status::error("service " + state.config.name + ": " + s.message());
-  if (!reals.empty()) slots = buildMaglevTable(reals, state.config.ringSize);
+    slots = buildMaglevTable(reals, state.config.ringSize);
+  }
   if (Status s = dataplane_.publishRing(state.id, slots); !s)
     return Status::error("service " + state.config.name + ": publish ring: " + s.message());
   state.ring = std::move(slots);
@@ -782,16 +787,12 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
   for (BackendId id = 0; id < programmed.backends.size(); ++id) {
     const keel_backend& b = programmed.backends[id];
     if (!(b.flags & KEEL_BE_F_VALID) || backendIds_.used(id)) continue;
-    keel_backend dead{};
-    std::memcpy(dead.addr, b.addr, sizeof dead.addr);
-    dead.service_id = b.service_id;
-    dead.family = b.family;
-    dead.gen = ++backendGen_[id];
-    if (Status s = dataplane_.upsertBackend(id, dead); !s)
+    const IpAddress addr = IpAddress::fromWords(b.addr, b.family);
+    if (Status s = writeInvalid(id, b.service_id, addr); !s)
       return Status::error("adopt: invalidate orphan backend " + std::to_string(id) + ": " + s.message());
     logWarn(LogRecord("orphan_backend_invalidated")
                 .add("id", id)
-                .add("real", IpAddress::fromWords(b.addr, b.family).toString())
+                .add("real", addr.toString())
                 .add("service_id", b.service_id));
   }
   // Every free id reads 0, as it would had it been released by this keeld.

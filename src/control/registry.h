@@ -405,6 +405,9 @@ class Registry {
   Status publishRing(ServiceState& state, const std::vector<MaglevReal>& reals);
   Status writeBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);
   Status invalidateBackend(const ServiceState& state, const IpAddress& addr, RealState& real);
+  // Writes backend id not VALID at its next generation (owner serviceId,
+  // address addr): invalidateBackend's write, and adopt()'s for orphans.
+  Status writeInvalid(BackendId id, ServiceId serviceId, const IpAddress& addr);
   // Zeroes an invalidated backend id's counters and returns it to the pool,
   // remembering the real in pastReals_.
   Status releaseBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);

@@ -195,8 +195,10 @@ void renderDataplane(Families& out, const GlobalStats& s) {
                  MetricType::Gauge),
          {}, s.connTableCapacity);
   if (s.connTableEntries)
-    sample(out.add("keel_conntrack_entries", "Occupied connection-table entries, idle ones included (never deleted: a busy table reads full)", MetricType::Gauge), {},
-           static_cast<double>(*s.connTableEntries));
+    sample(out.add("keel_conntrack_entries",
+                   "Occupied connection-table entries, idle ones included (never deleted: a busy table reads full)",
+                   MetricType::Gauge),
+           {}, static_cast<double>(*s.connTableEntries));
   sample(out.add("keel_conntrack_inserts_skipped_total",
                  "Packets of flows the connection table did not hold, forwarded by the ring but not written "
                  "into it: over node.conntrack_insert_rate (per CPU / worker)",

@@ -56,8 +56,8 @@ struct WorkerStats {
   uint32_t lcore = 0;   // EAL lcore it runs on
   uint64_t rxPackets = 0;
   // ICMP errors (frag-needed, packet-too-big, unreachable, time exceeded;
-  // path-MTU errors and the others each with a budget) toward a VIP whose quoted flow
-  // the worker's own table did not hold for a usable real: RSS hashes an
+  // path-MTU errors and the others each with a budget) toward a VIP whose
+  // quoted flow the worker's own table did not hold for a usable real: RSS hashes an
   // error by the router's and the VIP's addresses, so it rarely reaches the
   // worker that holds the flow, and the worker looks the flow up in the
   // other workers' tables, at most WorkerState::peerLookupRate times a
@@ -268,7 +268,8 @@ class Dataplane {
   // after no packet can use its id), so a batch that releases ids reaches
   // the workers in more than one snapshot. The XDP plane's map updates take
   // effect one by one either way. So the registry orders its calls as if
-  // there were no batch: every prefix of them must forward correctly. Calls nest: only the outermost endBatch() publishes.
+  // there were no batch: every prefix of them must forward correctly.
+  // Calls nest: only the outermost endBatch() publishes.
   // Reads (findConn, stats, portMtu) are unaffected. Use DataplaneBatch.
   virtual void beginBatch() {}
   virtual void endBatch() {}
@@ -301,10 +302,11 @@ class Dataplane {
   // Every id up to the limits.
   DataplaneStats readStats() { return readStats(UINT32_MAX, UINT32_MAX); }
   // Occupied connection-table entries (idle ones included: neither plane
-  // deletes one), if this plane can count them without walking the table; nullopt = it cannot (metrics and keelctl then omit
-  // it). Apart from readStats() because only stats.get and the metrics show
-  // it, and on XDP it is not a plain map read: each call creates a BPF
-  // iterator that visits every map in the system (map_elem_counter.h).
+  // deletes one), if this plane can count them without walking the table;
+  // nullopt = it cannot (metrics and keelctl then omit it). Apart from
+  // readStats() because only stats.get and the metrics show it, and on XDP
+  // it is not a plain map read: each call creates a BPF iterator that
+  // visits every map in the system (map_elem_counter.h).
   virtual std::optional<uint64_t> connTableEntries() = 0;
   // The most connection-table entries the plane can hold at once, the
   // bound of connTableEntries() (keel_conntrack_capacity). This default is

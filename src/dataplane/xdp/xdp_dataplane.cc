@@ -49,13 +49,20 @@ constexpr const char* kRodataPin = "prog_rodata";
 // (bpffs refuses names with a dot: they are reserved for its own files.)
 constexpr const char* kNewSuffix = "_new";
 
-// Pins fd at path, replacing what is pinned there in one step.
-Status pinReplacing(int fd, const std::string& path) {
+// Pins fd beside path, as path + kNewSuffix (a stale pin there goes first).
+Status pinAside(int fd, const std::string& path) {
   const std::string fresh = path + kNewSuffix;
   // A stale one (a keeld killed here) goes; its absence is no error (bpffs
   // answers EPERM, not ENOENT, for a name that is not there).
   ::unlink(fresh.c_str());
   if (bpf_obj_pin(fd, fresh.c_str()) != 0) return Status::error("xdp: pin " + fresh + ": " + errnoText(errno));
+  return Status::ok();
+}
+
+// Pins fd at path, replacing what is pinned there in one step.
+Status pinReplacing(int fd, const std::string& path) {
+  if (Status s = pinAside(fd, path); !s) return s;
+  const std::string fresh = path + kNewSuffix;
   if (::rename(fresh.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(fresh.c_str());
@@ -514,14 +521,11 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
     // program is still the attached one (old_prog_fd + REPLACE). Pinned as
     // prog_new first, so that a keeld killed between the swap and
     // pinProgram() leaves the next one a way to know the attached program.
-    const std::string fresh = progPin + kNewSuffix;
-    ::unlink(fresh.c_str());
-    if (bpf_obj_pin(progFd, fresh.c_str()) != 0)
-      return Status::error("xdp: pin " + fresh + ": " + errnoText(errno));
+    if (Status s = pinAside(progFd, progPin); !s) return s;
     LIBBPF_OPTS(bpf_xdp_attach_opts, replaceOpts, .old_prog_fd = pinned.get());
     int rc = bpf_xdp_attach(ifindex_, progFd, attachFlags() | XDP_FLAGS_REPLACE, &replaceOpts);
     if (rc != 0) {
-      ::unlink(fresh.c_str());
+      ::unlink((progPin + kNewSuffix).c_str());
       return Status::error("xdp: replace the program on " + options_.interface + ": " + errnoText(rc) +
                            takeLibbpfLog());
     }

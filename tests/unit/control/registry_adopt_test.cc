@@ -246,9 +246,11 @@ TEST_F(RegistryAdoptTest, BackendsOfAServiceRemovedHalfwayAreInvalidated) {
                                   service("web", "192.0.2.10", 80, {real("10.0.1.99")})}))
                   .isOk());
   ASSERT_EQ(second_.services.at("192.0.2.10:80/6").id, webSvc);
-  for (const auto& [id, b] : second_.backends)
-    if ((b.flags & KEEL_BE_F_VALID) && b.service_id == webSvc)
+  for (const auto& [id, b] : second_.backends) {
+    if ((b.flags & KEEL_BE_F_VALID) && b.service_id == webSvc) {
       EXPECT_EQ(test::addressFromWords(b.addr, b.family).toString(), "10.0.1.99") << "backend " << id;
+    }
+  }
 }
 
 TEST_F(RegistryAdoptTest, ServiceWhoseKeyChangedIsReplacedAndUnusedVipWithdrawn) {

@@ -553,6 +553,44 @@ class XdpAdoptTest : public XdpDataplaneTest {
     close(fd);
     return rc == 0 ? info.max_entries : 0;
   }
+  // "Another build" swapped in over the first keeld's program: the same
+  // object with a different load-time option, loaded over the pinned maps
+  // and attached in the first program's place (XDP_FLAGS_REPLACE). Pinned
+  // at pinAs first when given (what the swapping keeld pins before its
+  // swap). Returns the attached program's id, 0 on a failure (reported).
+  uint32_t swapInAnotherBuild(const char* pinAs = nullptr) {
+    keel_balancer* other = keel_balancer__open();
+    EXPECT_NE(other, nullptr);
+    if (!other) return 0;
+    uint32_t id = 0;
+    other->rodata->keel_check_mtu = 0;
+    bool reused = true;
+    bpf_map* m;
+    bpf_object__for_each_map(m, other->obj) {
+      if (bpf_map__is_internal(m)) continue;
+      int fd = pinned(bpf_map__name(m));
+      EXPECT_GE(fd, 0) << bpf_map__name(m);
+      reused = reused && fd >= 0 && bpf_map__reuse_fd(m, fd) == 0;
+      if (fd >= 0) close(fd);
+    }
+    EXPECT_TRUE(reused);
+    const bool loaded = reused && keel_balancer__load(other) == 0;
+    EXPECT_TRUE(loaded);
+    const int progFd = loaded ? bpf_program__fd(other->progs.balancer) : -1;
+    const bool pinnedAside = loaded && (!pinAs || bpf_obj_pin(progFd, (pinDir_ + "/" + pinAs).c_str()) == 0);
+    EXPECT_TRUE(pinnedAside);
+    if (pinnedAside) {
+      int oldFd = bpf_prog_get_fd_by_id(firstProg_);
+      LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = oldFd);
+      const int ifindex = static_cast<int>(if_nametoindex(ifA_.c_str()));
+      const bool swapped = bpf_xdp_attach(ifindex, progFd, XDP_FLAGS_DRV_MODE | XDP_FLAGS_REPLACE, &opts) == 0;
+      EXPECT_TRUE(swapped);
+      close(oldFd);
+      if (swapped) id = attachedId();
+    }
+    keel_balancer__destroy(other);
+    return id;
+  }
   keel_flow_key ctKey_{};
   uint32_t firstProg_ = 0;
 };
@@ -601,30 +639,13 @@ TEST_F(XdpAdoptTest, ASecondKeeldIsRefusedWhileTheFirstHoldsThePins) {
 TEST_F(XdpAdoptTest, ChangedProgramIsSwappedOverTheSameMaps) {
   firstKeeld();
   const uint32_t conntrackId = mapId("conntrack");
-  // "Another build": the same object with a different load-time option,
-  // over the pinned maps, swapped in and pinned as the running program.
-  keel_balancer* other = keel_balancer__open();
-  ASSERT_NE(other, nullptr);
-  other->rodata->keel_check_mtu = 0;
-  bpf_map* m;
-  bpf_object__for_each_map(m, other->obj) {
-    if (bpf_map__is_internal(m)) continue;
-    int fd = pinned(bpf_map__name(m));
-    ASSERT_GE(fd, 0) << bpf_map__name(m);
-    ASSERT_EQ(bpf_map__reuse_fd(m, fd), 0);
-    close(fd);
-  }
-  ASSERT_EQ(keel_balancer__load(other), 0);
-  int ifindex = static_cast<int>(if_nametoindex(ifA_.c_str()));
-  int oldFd = bpf_prog_get_fd_by_id(firstProg_);
-  LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = oldFd);
-  ASSERT_EQ(bpf_xdp_attach(ifindex, bpf_program__fd(other->progs.balancer),
-                           XDP_FLAGS_DRV_MODE | XDP_FLAGS_REPLACE, &opts), 0);
-  close(oldFd);
+  // Another build swapped in and pinned as the running program.
+  const uint32_t otherProg = swapInAnotherBuild();
+  ASSERT_NE(otherProg, 0u);
+  int otherFd = bpf_prog_get_fd_by_id(otherProg);
   unlink((pinDir_ + "/prog").c_str());
-  ASSERT_EQ(bpf_obj_pin(bpf_program__fd(other->progs.balancer), (pinDir_ + "/prog").c_str()), 0);
-  const uint32_t otherProg = attachedId();
-  keel_balancer__destroy(other);
+  ASSERT_EQ(bpf_obj_pin(otherFd, (pinDir_ + "/prog").c_str()), 0);
+  close(otherFd);
 
   Status s = XdpDataplane::create(options(), &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();
@@ -649,28 +670,10 @@ TEST_F(XdpAdoptTest, ChangedProgramIsSwappedOverTheSameMaps) {
 TEST_F(XdpAdoptTest, AKeeldKilledBetweenItsSwapAndItsPinIsAdopted) {
   firstKeeld();
   const uint32_t conntrackId = mapId("conntrack");
-  keel_balancer* other = keel_balancer__open();
-  ASSERT_NE(other, nullptr);
-  other->rodata->keel_check_mtu = 0;
-  bpf_map* m;
-  bpf_object__for_each_map(m, other->obj) {
-    if (bpf_map__is_internal(m)) continue;
-    int fd = pinned(bpf_map__name(m));
-    ASSERT_GE(fd, 0) << bpf_map__name(m);
-    ASSERT_EQ(bpf_map__reuse_fd(m, fd), 0);
-    close(fd);
-  }
-  ASSERT_EQ(keel_balancer__load(other), 0);
-  // What attachOrReplace does before the swap, then the swap, then nothing.
-  ASSERT_EQ(bpf_obj_pin(bpf_program__fd(other->progs.balancer), (pinDir_ + "/prog_new").c_str()), 0);
-  int ifindex = static_cast<int>(if_nametoindex(ifA_.c_str()));
-  int oldFd = bpf_prog_get_fd_by_id(firstProg_);
-  LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = oldFd);
-  ASSERT_EQ(bpf_xdp_attach(ifindex, bpf_program__fd(other->progs.balancer),
-                           XDP_FLAGS_DRV_MODE | XDP_FLAGS_REPLACE, &opts), 0);
-  close(oldFd);
-  const uint32_t otherProg = attachedId();
-  keel_balancer__destroy(other);
+  // What attachOrReplace does before the swap (pin prog_new), then the
+  // swap, then nothing.
+  const uint32_t otherProg = swapInAnotherBuild("prog_new");
+  ASSERT_NE(otherProg, 0u);
   ASSERT_NE(otherProg, firstProg_);
 
   Status s = XdpDataplane::create(options(), &dp_);

@@ -21,6 +21,8 @@
 #include <iterator>
 #include <limits>
 #include <map>
+#include <memory>
+#include <mutex>
 
 #include "common/asio_address.h"
 #include "control/config.h"
@@ -393,6 +395,10 @@ bool acceptsGzip(const http::request<http::string_body>& req) {
 
 }  // namespace
 
+namespace {
+class Session;  // one client connection (below)
+}  // namespace
+
 struct MetricsServer::State {
   explicit State(std::shared_ptr<LoopCollector> c)
       : io(static_cast<int>(kThreads)),
@@ -417,12 +423,19 @@ struct MetricsServer::State {
                       .Add({}, prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}, {0.99, 0.001}})) {}
 
   void accept();
+  // Full: asks the session that has waited longest for a request to close
+  // (on its strand); false if no session waits (every one is answered).
+  bool closeLongestWaiting();
   // The 200 response to GET /metrics; runs the scrape (waits for the loop).
   void scrape(const http::request<http::string_body>& req, http::response<http::string_body>& res);
 
   // Open sessions. Before io: the sessions io's destructor frees still
   // count themselves out.
   std::atomic<size_t> connections{0};
+  // Every open session (registered by accept(), removed by its destructor),
+  // for closeLongestWaiting(). Both run on any of the server's threads.
+  std::mutex sessionsMutex;
+  std::map<const void*, std::weak_ptr<Session>> sessions;
   asio::io_context io;  // destroyed after the members below, which use it
   tcp::acceptor acceptor;
   asio::steady_timer retry;  // accept back-off after EMFILE and the like
@@ -445,9 +458,30 @@ class Session : public std::enable_shared_from_this<Session> {
   Session(tcp::socket socket, MetricsServer::State& state) : stream_(std::move(socket)), state_(state) {
     ++state_.connections;
   }
-  ~Session() { --state_.connections; }
+  ~Session() {
+    {
+      std::lock_guard lock(state_.sessionsMutex);
+      state_.sessions.erase(this);
+    }
+    --state_.connections;
+  }
+
+  // Since when the session has waited for its next request (steady-clock
+  // ns), or 0 while it answers one. Any thread.
+  int64_t waitingSince() const { return waitingSince_.load(std::memory_order_relaxed); }
+
+  // Closes the connection if it still waits for a request (on its strand:
+  // it may have started answering since it was chosen). A keep-alive
+  // connection may be closed between requests at any time (RFC 9112 9.6);
+  // a scraper reconnects.
+  void closeIfWaiting() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->waitingSince() != 0) self->close();
+    });
+  }
 
   void read() {
+    waitingSince_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     parser_.emplace();
     parser_->header_limit(MetricsServer::kMaxRequestHeader);
     parser_->body_limit(MetricsServer::kMaxRequestBody);
@@ -460,6 +494,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void onRead(error_code ec) {
+    waitingSince_.store(0, std::memory_order_relaxed);
     if (ec && ec.category() != http::make_error_code(http::error::end_of_stream).category()) return close();
     if (ec == http::error::end_of_stream) return close();  // the client closed between requests
     res_.emplace();
@@ -516,9 +551,25 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> res_;
+  std::atomic<int64_t> waitingSince_{0};
 };
 
 }  // namespace
+
+bool MetricsServer::State::closeLongestWaiting() {
+  std::shared_ptr<Session> oldest;
+  {
+    std::lock_guard lock(sessionsMutex);
+    for (const auto& [key, weak] : sessions) {
+      std::shared_ptr<Session> s = weak.lock();  // null: being destroyed
+      if (s && s->waitingSince() != 0 && (!oldest || s->waitingSince() < oldest->waitingSince()))
+        oldest = std::move(s);
+    }
+  }
+  if (!oldest) return false;
+  oldest->closeIfWaiting();
+  return true;
+}
 
 void MetricsServer::State::accept() {
   // Each connection on a strand of its own: the server's threads may run
@@ -532,9 +583,17 @@ void MetricsServer::State::accept() {
       });
       return;
     }
-    if (connections < kMaxConnections)
-      std::make_shared<Session>(std::move(socket), *this)->read();
-    // else: the socket closes here, before any request is read.
+    // Full: the session that has waited longest for a request makes room
+    // (idle connections cannot lock scrapes out); if every one is
+    // answering, the socket closes here, before any request is read.
+    if (connections < kMaxConnections || closeLongestWaiting()) {
+      auto session = std::make_shared<Session>(std::move(socket), *this);
+      {
+        std::lock_guard lock(sessionsMutex);
+        sessions.emplace(session.get(), session);
+      }
+      session->read();
+    }
     accept();
   });
 }

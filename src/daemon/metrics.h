@@ -89,8 +89,9 @@ class LoopCollector : public prometheus::Collectable {
 // of the server itself, 404 for other paths and 405 for other methods. It
 // also keeps HTTP/1.1 connections alive. Connections wait on the server's
 // io_context, not on a thread, so an idle or slow client holds a socket
-// only, and only until kIdleTimeout; two scrapes run at once (an HA pair of
-// Prometheus servers), a third waits for one of them.
+// only, and only until kIdleTimeout or until a new connection needs its
+// place (below); two scrapes run at once (an HA pair of Prometheus
+// servers), a third waits for one of them.
 class MetricsServer {
  public:
   static constexpr size_t kThreads = 2;
@@ -102,9 +103,11 @@ class MetricsServer {
   // response to be written (a 10,000-real exposition is ~16 MB).
   static constexpr std::chrono::seconds kIdleTimeout{30};
   static constexpr std::chrono::seconds kWriteTimeout{60};
-  // Open connections at most; one more is closed as soon as it is
-  // accepted, so clients cannot take the descriptors the health checks and
-  // the control socket need.
+  // Open connections at most, so clients cannot take the descriptors the
+  // health checks and the control socket need. One more closes the
+  // connection that has waited longest for a request (idle keep-alive, or
+  // still sending one), so idle connections cannot lock scrapes out; if
+  // every connection is being answered, the newcomer is closed at once.
   static constexpr size_t kMaxConnections = 32;
 
   MetricsServer(boost::asio::io_context& io, LoopCollector::Source source, std::string version,

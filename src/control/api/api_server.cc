@@ -38,6 +38,7 @@ struct ApiServer::State {
   Stream::acceptor acceptor;
   asio::steady_timer retryTimer;  // accept back-off after EMFILE and the like
   std::unordered_set<std::shared_ptr<Connection>> connections;
+  size_t bufferedBytes = 0;  // the connections' inbuf_ sizes, summed (Connection::account)
   bool running = false;
   bool shutdownRequested = false;
   dev_t socketDev = 0;  // identity of the socket file we created
@@ -51,9 +52,29 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start() { process(); }
 
+  // Whether the connection waits for its client (a read is pending: idle
+  // between requests, or partway through a line), since when, and how many
+  // request bytes it holds: what the server weighs when it must close one.
+  bool waiting() const { return waiting_ && !closed_; }
+  std::chrono::steady_clock::time_point lastActive() const { return lastActive_; }
+  size_t buffered() const { return counted_; }
+
+  // Closed by the server to make room: a busy error first, best effort and
+  // without waiting (the connection is reading, so no write is in flight).
+  void evict(const std::string& why) {
+    if (closed_) return;
+    const std::string msg =
+        serializeResponse(Dispatcher::errorResponse(nullptr, ApiError{code::kBusy, why, "", {}}));
+    ::send(socket_.native_handle(), msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    close();
+  }
+
   void close() {
     if (closed_) return;
     closed_ = true;
+    waiting_ = false;
+    inbuf_.clear();
+    account();
     error_code ignored;
     timer_.cancel();
     socket_.shutdown(Stream::socket::shutdown_both, ignored);
@@ -81,11 +102,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
         // Empty lines are keep-alives (and what `nc` sends by habit).
         inbuf_.erase(0, nl + 1);
         scanned_ = 0;
+        account();
         continue;
       }
       DispatchOutcome out = state_->dispatcher.handleLine(line);
       inbuf_.erase(0, nl + 1);
       scanned_ = 0;
+      account();
       if (out.later) return later(std::move(out.later));
       return send(serializeResponse(out.response), false, out.shutdownDetach);
     }
@@ -94,13 +117,38 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void read() {
     arm(inbuf_.empty() ? state_->options.idleTimeout : state_->options.ioTimeout);
+    waiting_ = true;
     auto self = shared_from_this();
     socket_.async_read_some(asio::buffer(readBuf_), [self](const error_code& ec, size_t n) {
       if (self->closed_) return;
+      self->waiting_ = false;
       if (ec) return self->close();  // EOF, reset, or cancelled by stop()
+      self->lastActive_ = std::chrono::steady_clock::now();
       self->inbuf_.append(self->readBuf_.data(), n);
+      self->account();
+      if (self->state_->bufferedBytes > self->state_->options.maxBufferedBytes && self->shedLargest()) return;
       self->process();
     });
+  }
+
+  // Keeps State::bufferedBytes equal to the sum of the open connections'
+  // inbuf_ sizes; called after every change to inbuf_.
+  void account() {
+    state_->bufferedBytes = state_->bufferedBytes - counted_ + inbuf_.size();
+    counted_ = inbuf_.size();
+  }
+
+  // Over maxBufferedBytes: closes the connection that holds the most
+  // unanswered request bytes. Returns whether that was this one.
+  bool shedLargest() {
+    std::shared_ptr<Connection> largest;
+    for (const auto& c : state_->connections)
+      if (!largest || c->buffered() > largest->buffered()) largest = c;
+    if (!largest) return false;
+    const bool self = largest.get() == this;
+    largest->evict("server: unanswered requests over " + std::to_string(state_->options.maxBufferedBytes) +
+                   " bytes on all connections; closing the connection that holds the most");
+    return self;
   }
 
   // A response the backend gives later (DispatchOutcome::later): no timer
@@ -132,6 +180,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                "", {}};
     inbuf_.clear();
     inbuf_.shrink_to_fit();
+    account();
     send(serializeResponse(Dispatcher::errorResponse(nullptr, e)), true, std::nullopt);
   }
 
@@ -142,6 +191,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     asio::async_write(socket_, asio::buffer(outbuf_),
                       [self, closeAfter, shutdownDetach](const error_code& ec, size_t) {
                         self->outbuf_.clear();
+                        self->lastActive_ = std::chrono::steady_clock::now();
                         // The reply is out (or the client is gone): only now
                         // may the daemon stop, so `daemon stop` sees its ack.
                         if (shutdownDetach && !self->state_->shutdownRequested) {
@@ -171,8 +221,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::array<char, 16 * 1024> readBuf_;  // x maxConnections: keep it small
   std::string inbuf_;
   size_t scanned_ = 0;  // bytes of inbuf_ already known to hold no '\n'
+  size_t counted_ = 0;  // inbuf_'s size as State::bufferedBytes counts it
   std::string outbuf_;
   bool closed_ = false;
+  bool waiting_ = false;  // a read is pending
+  std::chrono::steady_clock::time_point lastActive_ = std::chrono::steady_clock::now();
 };
 
 namespace {
@@ -183,7 +236,9 @@ void refuseBusy(Stream::socket& s, size_t limit) {
   // Best effort and non-blocking: the client learns why, the loop never waits.
   std::string msg = serializeResponse(Dispatcher::errorResponse(
       nullptr, ApiError{code::kBusy,
-                        "server: too many connections (limit " + std::to_string(limit) + ")", "", {}}));
+                        "server: too many connections (limit " + std::to_string(limit) +
+                            ", every one waiting for an answer)",
+                        "", {}}));
   ::send(s.native_handle(), msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   error_code ignored;
   s.close(ignored);
@@ -201,9 +256,18 @@ void acceptNext(const std::shared_ptr<ApiServer::State>& st) {
       });
       return;
     }
-    if (st->connections.size() >= st->options.maxConnections) {
+    // Full: the connection that has waited longest for its client makes
+    // room; if every one is being answered, the newcomer is refused.
+    std::shared_ptr<Connection> oldest;
+    if (st->connections.size() >= st->options.maxConnections)
+      for (const auto& c : st->connections)
+        if (c->waiting() && (!oldest || c->lastActive() < oldest->lastActive())) oldest = c;
+    if (st->connections.size() >= st->options.maxConnections && !oldest) {
       refuseBusy(socket, st->options.maxConnections);
     } else {
+      if (oldest)
+        oldest->evict("server: connection limit " + std::to_string(st->options.maxConnections) +
+                      " reached; closing the connection idle longest");
       auto c = std::make_shared<Connection>(st, std::move(socket));
       st->connections.insert(c);
       c->start();
@@ -249,6 +313,9 @@ ApiServer::ApiServer(asio::io_context& io, ControlBackend& backend, ApiServerOpt
 ApiServer::~ApiServer() { stop(); }
 
 size_t ApiServer::connectionCount() const { return state_->connections.size(); }
+
+size_t ApiServer::bufferedBytes() const { return state_->bufferedBytes; }
+
 const ApiServerOptions& ApiServer::options() const { return state_->options; }
 
 Status ApiServer::start() {

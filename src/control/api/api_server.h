@@ -8,8 +8,14 @@
 //    one response buffer, never an unbounded queue.
 //  - A line longer than maxLineBytes gets a line_too_long error and the
 //    connection is closed (the rest of the line cannot be framed reliably).
-//  - At most maxConnections clients; beyond that a client gets a busy error
-//    and is closed.
+//  - At most maxConnections clients. A client that comes when all are taken
+//    closes the one that has waited longest for its client (idle between
+//    requests, or sending a line slowly), which gets a busy error first; only
+//    when every connection is being answered is the newcomer refused with
+//    busy. So idle connections cannot lock `config reload` out.
+//  - Unfinished request bytes, all connections together, stay under
+//    maxBufferedBytes: past it the connection holding the most is told busy
+//    and closed, so many half-sent lines cannot take a line's limit each.
 //  - Timers close a client that is idle too long, that takes too long to
 //    finish a request line, or that does not read its response.
 //  - Writes use MSG_NOSIGNAL (Asio does on Linux): a client that vanishes
@@ -38,6 +44,7 @@ struct ApiServerOptions {
   std::string group;  // empty: the daemon's own group; else chown to it
   size_t maxLineBytes = 1u << 20;
   size_t maxConnections = 256;
+  size_t maxBufferedBytes = 32u << 20;  // request bytes read but not yet answered, all connections
   std::chrono::milliseconds idleTimeout{std::chrono::minutes(10)};  // between requests
   std::chrono::milliseconds ioTimeout{std::chrono::seconds(30)};    // partial line / unread reply
 };
@@ -68,6 +75,8 @@ class ApiServer {
   void stop();
 
   size_t connectionCount() const;
+  // Request bytes read and not yet answered, all connections (tests).
+  size_t bufferedBytes() const;
   const ApiServerOptions& options() const;
 
   struct State;  // shared with connections, so late handlers stay safe

@@ -267,25 +267,81 @@ TEST_F(ServerTest, IdleClientIsClosed) {
   EXPECT_TRUE(c.waitClosed());
 }
 
-TEST_F(ServerTest, ConnectionLimit) {
+// Full: a newcomer closes the connection that has waited longest for its
+// client (the review's 256 idle connections locked `config reload` out);
+// only when every connection is being answered is the newcomer refused.
+TEST_F(ServerTest, ConnectionLimitClosesTheLongestIdleToMakeRoom) {
   options_.maxConnections = 3;
   startServer();
   std::vector<std::unique_ptr<RawClient>> held;
   for (int i = 0; i < 3; ++i) {
     held.push_back(std::make_unique<RawClient>(options_.socketPath));
     ASSERT_EQ(held.back()->request(R"({"id":1,"method":"service.list"})")["ok"], true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  // held[0] answered first and idle since; held[1] then sends half a line,
+  // which makes it the most recently active.
+  ASSERT_TRUE(held[1]->send(R"({"id":2,"method":)"));
+  ASSERT_TRUE(eventually([&] { return server_->bufferedBytes() == 17; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
   RawClient extra(options_.socketPath);
-  auto line = extra.readLine();
+  EXPECT_EQ(extra.request(R"({"id":1,"method":"service.list"})")["ok"], true);
+  auto line = held[0]->readLine();
   ASSERT_TRUE(line.has_value());
   json r = json::parse(*line);
   EXPECT_EQ(r["error"]["code"], "busy");
-  EXPECT_EQ(r["error"]["message"], "server: too many connections (limit 3)");
-  EXPECT_TRUE(extra.waitClosed());
-  held.pop_back();
-  EXPECT_TRUE(eventually([&] { return server_->connectionCount() == 2; }));
-  RawClient again(options_.socketPath);
-  EXPECT_EQ(again.request(R"({"id":1,"method":"service.list"})")["ok"], true);
+  EXPECT_EQ(r["error"]["message"], "server: connection limit 3 reached; closing the connection idle longest");
+  EXPECT_TRUE(held[0]->waitClosed());
+  // The others are still served, the half-sent line included.
+  ASSERT_TRUE(held[1]->send(R"("service.list"})" "\n"));
+  EXPECT_EQ(json::parse(held[1]->readLine().value_or("null"))["id"], 2);
+  EXPECT_EQ(held[2]->request(R"({"id":3,"method":"service.list"})")["ok"], true);
+
+  // Every connection waiting for an answer: none can be closed, the
+  // newcomer is refused.
+  fake_.holdConnLists = true;
+  ASSERT_TRUE(held[1]->send(R"({"id":4,"method":"conn.list"})" "\n"));
+  ASSERT_TRUE(held[2]->send(R"({"id":5,"method":"conn.list"})" "\n"));
+  ASSERT_TRUE(extra.send(R"({"id":6,"method":"conn.list"})" "\n"));
+  ASSERT_TRUE(eventually([&] { return fake_.heldConnLists.size() == 3; }));
+  RawClient refused(options_.socketPath);
+  line = refused.readLine();
+  ASSERT_TRUE(line.has_value());
+  r = json::parse(*line);
+  EXPECT_EQ(r["error"]["code"], "busy");
+  EXPECT_EQ(r["error"]["message"], "server: too many connections (limit 3, every one waiting for an answer)");
+  EXPECT_TRUE(refused.waitClosed());
+  onLoop([&] {
+    for (auto& answer : fake_.heldConnLists) answer(Status::ok(), ConnList{});
+    fake_.heldConnLists.clear();
+    return 0;
+  });
+  EXPECT_EQ(json::parse(extra.readLine().value_or("null"))["id"], 6);
+}
+
+// Unanswered request bytes are bounded over all connections, not only per
+// line: past maxBufferedBytes the connection holding the most is closed.
+TEST_F(ServerTest, BufferedRequestBytesAreBoundedOverAllConnections) {
+  options_.maxLineBytes = 4096;
+  options_.maxBufferedBytes = 5000;
+  startServer();
+  RawClient big(options_.socketPath), small(options_.socketPath);
+  ASSERT_TRUE(big.send(std::string(3000, ' ') + R"({"id":1,)"));
+  ASSERT_TRUE(eventually([&] { return server_->bufferedBytes() == 3008; }));
+  ASSERT_TRUE(small.send(std::string(1000, ' ') + R"({"id":2,)"));
+  ASSERT_TRUE(eventually([&] { return server_->bufferedBytes() == 4016; }));
+  // 1,000 more on `small`: 5,016 in all, over the bound; `big` holds the most.
+  ASSERT_TRUE(small.send(std::string(1000, ' ')));
+  auto line = big.readLine();
+  ASSERT_TRUE(line.has_value());
+  json r = json::parse(*line);
+  EXPECT_EQ(r["error"]["code"], "busy");
+  EXPECT_EQ(r["error"]["message"],
+            "server: unanswered requests over 5000 bytes on all connections; closing the connection that holds the most");
+  EXPECT_TRUE(big.waitClosed());
+  ASSERT_TRUE(small.send(R"("method":"service.list"})" "\n"));
+  EXPECT_EQ(json::parse(small.readLine().value_or("null"))["id"], 2);
+  EXPECT_TRUE(eventually([&] { return server_->bufferedBytes() == 0; }));
 }
 
 TEST_F(ServerTest, ShutdownRunsAfterTheReply) {

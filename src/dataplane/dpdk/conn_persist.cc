@@ -2,6 +2,8 @@
 #include "dataplane/dpdk/conn_persist.h"
 
 #include <endian.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -273,8 +275,18 @@ Status decodeConns(const std::string& bytes, SavedConns* out) {
 
 Status writeConnFile(const std::string& path, const SavedConns& saved) {
   const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) return Status::error(tmp + ": " + errnoText(errno));
+  // 0600 whatever the umask: the file lists the clients' addresses. A tmp
+  // file left by a killed keeld is replaced, and keeps no other mode.
+  std::remove(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::error(tmp + ": " + errnoText(errno));
+  FILE* f = ::fdopen(fd, "wb");
+  if (!f) {
+    const int err = errno;
+    ::close(fd);
+    std::remove(tmp.c_str());
+    return Status::error(tmp + ": " + errnoText(err));
+  }
   const bool written = writeConns(f, saved);
   const int werr = errno;
   if (std::fclose(f) != 0 || !written) {

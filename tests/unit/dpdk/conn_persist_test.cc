@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -547,8 +548,16 @@ TEST(ConnPersist, TheFileIsWrittenAtomicallyAndConsumedEvenWhenUnusable) {
   ASSERT_TRUE(consumeConnFile(path, &back, &found));
   EXPECT_FALSE(found);
 
+  // A stale tmp file of a killed keeld, world-readable: replaced.
+  std::ofstream(path + ".tmp") << "left over";
+  ::chmod((path + ".tmp").c_str(), 0644);
+  const mode_t umaskBefore = ::umask(0022);
   ASSERT_TRUE(writeConnFile(path, saved));
+  ::umask(umaskBefore);
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "the file lists clients' addresses: owner only";
   ASSERT_TRUE(consumeConnFile(path, &back, &found));
   EXPECT_TRUE(found);
   EXPECT_EQ(back.records.size(), 3u);

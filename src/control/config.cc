@@ -800,6 +800,11 @@ void Parser::parseControl(const YAML::Node& n, ControlConfig& control) {
         error(*k, "control.mode", "must be an octal mode like \"0660\" (quoted), got " + describe(*k));
       else
         control.mode = static_cast<uint32_t>(v);
+      // Connecting to a Unix socket takes write permission on it.
+      if (*end == '\0' && v <= 0777 && (v & 0002))
+        warning(*k, "control.mode",
+                quoted(*s) + " lets every local user drive keeld (remove reals, drain, stop it): give the "
+                "socket to a group (control.group) with \"0660\" instead");
     }
   }
   if (auto k = child(n, "control", "group", false)) {

@@ -155,6 +155,24 @@ TEST(Config, AnL2dsrRealNotInTheNeighbourTableIsAcceptedWithAWarning) {
             "the table has it");
 }
 
+// Connecting to a Unix socket takes write permission on it: a mode that
+// gives others write lets every local user drive keeld.
+TEST(Config, ControlModeOpenToEveryoneIsWarnedAbout) {
+  const std::string base = "dataplane: {kind: xdp, interface: eth0}\nservices: []\n";
+  ConfigResult r = parseConfig(base + "control: {mode: \"0666\"}\n", "keel.yaml", resolverFor("eth0"));
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  EXPECT_EQ(r.config->control.mode, 0666u);
+  ASSERT_EQ(r.warnings.size(), 1u) << joinErrors(r.warnings);
+  EXPECT_EQ(r.warnings[0],
+            "keel.yaml:3: control.mode: \"0666\" lets every local user drive keeld (remove reals, drain, stop "
+            "it): give the socket to a group (control.group) with \"0660\" instead");
+  for (const char* mode : {"0660", "0600", "0664"}) {
+    r = parseConfig(base + "control: {mode: \"" + mode + "\"}\n", "keel.yaml", resolverFor("eth0"));
+    ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+    EXPECT_TRUE(r.warnings.empty()) << mode << ": " << joinErrors(r.warnings);
+  }
+}
+
 TEST(Config, ValidFileRoundTrips) {
   ConfigResult r = parseConfig(kValid, "keel.yaml", resolverFor("eth0"));
   ASSERT_TRUE(r.ok()) << joinErrors(r.errors);

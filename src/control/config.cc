@@ -331,6 +331,8 @@ class Parser {
   void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
   void parseReal(const YAML::Node& n, const std::string& path, RealConfig& real);
   void parseControl(const YAML::Node& n, ControlConfig& control);
+  void parseSocket(const YAML::Node& n, const std::string& path, std::string& socket, uint32_t& mode,
+                   std::string& group);
   void parseMetrics(const YAML::Node& n, MetricsConfig& metrics);
   void resolveHealth(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
   void validate(const YAML::Node& root, Config& cfg, const YAML::Node& servicesNode);
@@ -783,36 +785,51 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
 }
 
 void Parser::parseControl(const YAML::Node& n, ControlConfig& control) {
-  if (!checkMap(n, "control", {"socket", "mode", "group"})) return;
-  if (auto k = child(n, "control", "socket", false)) {
-    if (auto s = scalar(*k, "control.socket", "a path")) {
+  if (!checkMap(n, "control", {"socket", "mode", "group", "readonly"})) return;
+  parseSocket(n, "control", control.socket, control.mode, control.group);
+  // Connecting to a Unix socket takes write permission on it.
+  if (auto k = child(n, "control", "mode", false); k && (control.mode & 0002))
+    warning(*k, "control.mode",
+            quoted(k->Scalar()) + " lets every local user drive keeld (remove reals, drain, stop it): give "
+            "the socket to a group (control.group) with \"0660\" instead, and others the read-only socket "
+            "(control.readonly)");
+  if (auto r = child(n, "control", "readonly", false)) {
+    if (!checkMap(*r, "control.readonly", {"socket", "mode", "group"})) return;
+    if (!child(*r, "control.readonly", "socket", true)) return;
+    parseSocket(*r, "control.readonly", control.readonlySocket, control.readonlyMode, control.readonlyGroup);
+    if (!control.readonlySocket.empty() && control.readonlySocket == control.socket)
+      error(*child(*r, "control.readonly", "socket", false), "control.readonly.socket",
+            "is control.socket's path; the read-only socket needs a path of its own");
+  }
+}
+
+// A socket block's socket, mode and group (control:, control.readonly:).
+void Parser::parseSocket(const YAML::Node& n, const std::string& path, std::string& socket, uint32_t& mode,
+                         std::string& group) {
+  if (auto k = child(n, path, "socket", false)) {
+    if (auto s = scalar(*k, path + ".socket", "a path")) {
       if (s->empty() || (*s)[0] != '/' || s->size() >= 108)
-        error(*k, "control.socket", "must be an absolute path shorter than 108 bytes, got " + describe(*k));
+        error(*k, path + ".socket", "must be an absolute path shorter than 108 bytes, got " + describe(*k));
       else
-        control.socket = *s;
+        socket = *s;
     }
   }
-  if (auto k = child(n, "control", "mode", false)) {
-    if (auto s = scalar(*k, "control.mode", "an octal mode")) {
+  if (auto k = child(n, path, "mode", false)) {
+    if (auto s = scalar(*k, path + ".mode", "an octal mode")) {
       char* end = nullptr;
       unsigned long v = std::strtoul(s->c_str(), &end, 8);
       if (s->empty() || *end != '\0' || v > 0777)
-        error(*k, "control.mode", "must be an octal mode like \"0660\" (quoted), got " + describe(*k));
+        error(*k, path + ".mode", "must be an octal mode like \"0660\" (quoted), got " + describe(*k));
       else
-        control.mode = static_cast<uint32_t>(v);
-      // Connecting to a Unix socket takes write permission on it.
-      if (*end == '\0' && v <= 0777 && (v & 0002))
-        warning(*k, "control.mode",
-                quoted(*s) + " lets every local user drive keeld (remove reals, drain, stop it): give the "
-                "socket to a group (control.group) with \"0660\" instead");
+        mode = static_cast<uint32_t>(v);
     }
   }
-  if (auto k = child(n, "control", "group", false)) {
-    if (auto s = scalar(*k, "control.group", "a group name")) {
+  if (auto k = child(n, path, "group", false)) {
+    if (auto s = scalar(*k, path + ".group", "a group name")) {
       if (!s->empty() && options_.groupExists && !options_.groupExists(*s))
-        error(*k, "control.group", "no such group " + quoted(*s) + " on this host");
+        error(*k, path + ".group", "no such group " + quoted(*s) + " on this host");
       else
-        control.group = *s;
+        group = *s;
     }
   }
 }
@@ -1293,7 +1310,7 @@ std::vector<std::string> restartNeededKeys(const Config& started, const Config& 
     keys.push_back("limits");
   const ControlConfig& ca = started.control;
   const ControlConfig& cb = next.control;
-  if (ca.socket != cb.socket || ca.mode != cb.mode || ca.group != cb.group) keys.push_back("control");
+  if (!(ca == cb)) keys.push_back("control");
   if (!(started.metrics == next.metrics)) keys.push_back("metrics");
   return keys;
 }

@@ -166,6 +166,14 @@ struct ControlConfig {
   std::string socket = "/run/keel/keel.sock";
   uint32_t mode = 0600;
   std::string group;  // empty: the daemon's group
+  // control.readonly: a second socket that answers only the methods that
+  // change nothing (docs/api.md, "Read-only socket"), for monitoring and
+  // on-call users; readonlySocket empty: none.
+  std::string readonlySocket;
+  uint32_t readonlyMode = 0660;
+  std::string readonlyGroup;  // empty: the daemon's group
+
+  bool operator==(const ControlConfig&) const = default;
 };
 
 // metrics: the Prometheus endpoint (docs/metrics.md). The default listens on

@@ -301,12 +301,13 @@ int run(const std::string& path, bool detachOnExit) {
   // Another keeld serving this socket: refused before the data plane, which
   // it runs (XDP: the pin directory's lock refuses a second keeld on the
   // interface whatever its socket; DPDK: EAL's lock on its --file-prefix).
-  if (api::socketIsLive(config.control.socket)) {
-    logError(LogRecord("control_socket_failed")
-                 .add("socket", config.control.socket)
-                 .add("error", "another process is serving it (is keeld already running?)"));
-    return 1;
-  }
+  for (const std::string& socket : {config.control.socket, config.control.readonlySocket})
+    if (!socket.empty() && api::socketIsLive(socket)) {
+      logError(LogRecord("control_socket_failed")
+                   .add("socket", socket)
+                   .add("error", "another process is serving it (is keeld already running?)"));
+      return 1;
+    }
   // The metrics port likewise: in use, the start fails here, not after it
   // programmed (an adopted) data plane.
   if (config.metrics.enabled)
@@ -349,6 +350,7 @@ int run(const std::string& path, bool detachOnExit) {
 
   Registry registry(*dp);
   std::unique_ptr<api::ApiServer> apiServer;
+  std::unique_ptr<api::ApiServer> readonlyServer;  // control.readonly, if configured
   ExitAction exitAction = detachOnExit ? ExitAction::kRemove : ExitAction::kLeave;
   // `keelctl daemon stop [--keep-forwarding]` says what to do explicitly.
   auto stopWith = [&](ExitAction action) {
@@ -356,6 +358,7 @@ int run(const std::string& path, bool detachOnExit) {
       exitAction = action;
       signals.cancel();
       if (apiServer) apiServer->stop();
+      if (readonlyServer) readonlyServer->stop();
       io.stop();
     });
   };
@@ -410,6 +413,21 @@ int run(const std::string& path, bool detachOnExit) {
     abandon();
     return 1;
   }
+  if (!config.control.readonlySocket.empty()) {
+    api::ApiServerOptions ro;
+    ro.socketPath = config.control.readonlySocket;
+    ro.mode = static_cast<mode_t>(config.control.readonlyMode);
+    ro.group = config.control.readonlyGroup;
+    ro.readOnly = true;
+    readonlyServer = std::make_unique<api::ApiServer>(io, backend, ro);
+    if (Status st = readonlyServer->start(); !st) {
+      logError(LogRecord("control_socket_failed").add("socket", ro.socketPath).add("error", st.message()));
+      readonlyServer.reset();
+      apiServer.reset();
+      abandon();
+      return 1;
+    }
+  }
   // Scrapes run on the metrics server's threads and read the loop's state only
   // through a job posted to it (daemon/metrics.h).
   std::unique_ptr<MetricsServer> metrics;
@@ -418,6 +436,7 @@ int run(const std::string& path, bool detachOnExit) {
         io, [&] { return collectSnapshot(backend, KEEL_VERSION); }, KEEL_VERSION, dp->kind());
     if (Status st = metrics->start(config.metrics.address, config.metrics.port); !st) {
       logError(LogRecord("metrics_failed").add("error", st.message()));
+      readonlyServer.reset();
       apiServer.reset();
       abandon();
       return 1;
@@ -431,11 +450,10 @@ int run(const std::string& path, bool detachOnExit) {
     ++runningServices;
     runningReals += s.reals.size();
   }
-  logInfo(LogRecord("ready")
-              .add("config", path)
-              .add("services", runningServices)
-              .add("reals", runningReals)
-              .add("socket", ao.socketPath));
+  LogRecord ready("ready");
+  ready.add("config", path).add("services", runningServices).add("reals", runningReals).add("socket", ao.socketPath);
+  if (readonlyServer) ready.add("readonly_socket", config.control.readonlySocket);
+  logInfo(ready);
   {
     std::string status = "READY=1\nSTATUS=" + std::string(adopted ? "adopted" : "attached") + " " +
                          handle->where() + ", " + std::to_string(runningServices) + " services, " +
@@ -459,6 +477,7 @@ int run(const std::string& path, bool detachOnExit) {
 
   sd_notify(0, "STOPPING=1");
   metrics.reset();  // before the state its scrapes read
+  readonlyServer.reset();
   apiServer.reset();
   backend.stopConnScans();  // a conn.list walk reads the data plane, which stops below
   backend.applyPendingHealth();  // a transition of the loop's last turn

@@ -157,3 +157,53 @@ def test_decap_unit_capabilities_attach_and_detach(lab, need_keel):
     finally:
         labmod.run(["ip", "netns", "del", ns], check=False)
         labmod.run(["rm", "-rf", pins], check=False)
+
+
+def test_readonly_socket_serves_other_users_and_changes_are_audited(lab, need_keel, tmp_path_factory):
+    """control.readonly: a second socket, open to every local user here
+    (mode 0666), answers queries and refuses changes (`forbidden`, exit 1);
+    the main socket (0600) refuses such a user outright. Every change asked
+    for, on either socket, is logged with the caller's uid (api_change)."""
+    if lab.dataplane != "xdp":
+        pytest.skip("the control socket is the same on both planes: run once, with xdp")
+    # keelctl where an unprivileged user may run it (the build dir may not be).
+    bindir = tmp_path_factory.mktemp("keelctl-bin")
+    bindir.chmod(0o755)
+    keelctl = bindir / "keelctl"
+    keelctl.write_bytes(lab.binary("keelctl").read_bytes())
+    keelctl.chmod(0o755)
+    web = lab.service("web", 4, PORT, "tcp", "ipip")
+    config = lab.keel_config([web])
+    config["control"] = {"readonly": {"socket": "/run/keel/ro.sock", "mode": "0666"}}
+    real = web["reals"][0]["address"]
+    k = lab.start_keeld(config, "readonly")
+    try:
+        k.wait_ready()
+
+        def as_nobody(*args, socket=None):
+            sock = ["--socket", socket] if socket else []
+            return labmod.run(["nsenter", "-t", str(k.proc.pid), "-m", "-n",
+                               "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               str(keelctl), *sock, *args], check=False, timeout=20)
+
+        p = as_nobody("-o", "json", "service", "list", socket="/run/keel/ro.sock")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert [s["name"] for s in json.loads(p.stdout)["services"]] == ["web"]
+        p = as_nobody("real", "drain", "web", real, socket="/run/keel/ro.sock")
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "real.drain changes keeld; this socket is read-only" in p.stderr, p.stderr
+        p = as_nobody("service", "list")  # the main socket, 0600
+        assert p.returncode == 1 and "ermission denied" in p.stderr, p.stdout + p.stderr
+        health = json.loads(k.keelctl("-o", "json", "health", "show").stdout)
+        assert not any(r["draining"] for s in health["services"] for r in s["reals"]), health
+        # root, on the main socket: served, and logged with its uid.
+        k.keelctl("real", "drain", "web", real)
+        log = k.full_log()
+        audit = [line for line in log.splitlines() if "event=api_change" in line]
+        assert len(audit) == 2, audit
+        assert "method=real.drain uid=65534" in audit[0] and "socket=/run/keel/ro.sock" in audit[0], audit
+        assert "result=forbidden" in audit[0], audit
+        assert "method=real.drain uid=0" in audit[1] and "result=ok" in audit[1], audit
+        assert "socket=/run/keel/keel.sock" in audit[1], audit
+    finally:
+        k.stop()

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
@@ -17,6 +18,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/logging.h"
 #include "control/api/dispatcher.h"
 
 namespace keel::api {
@@ -29,7 +31,7 @@ class Connection;
 
 struct ApiServer::State {
   State(asio::io_context& io, ControlBackend& b, ApiServerOptions o)
-      : io(io), backend(b), dispatcher(b), options(std::move(o)), acceptor(io), retryTimer(io) {}
+      : io(io), backend(b), dispatcher(b, o.readOnly), options(std::move(o)), acceptor(io), retryTimer(io) {}
 
   asio::io_context& io;
   ControlBackend& backend;
@@ -48,7 +50,10 @@ struct ApiServer::State {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<ApiServer::State> state, Stream::socket socket)
-      : state_(std::move(state)), socket_(std::move(socket)), timer_(state_->io) {}
+      : state_(std::move(state)), socket_(std::move(socket)), timer_(state_->io) {
+    socklen_t len = sizeof peer_;
+    if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer_, &len) != 0) peer_ = {-1, -1u, -1u};
+  }
 
   void start() { process(); }
 
@@ -106,6 +111,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         continue;
       }
       DispatchOutcome out = state_->dispatcher.handleLine(line);
+      audit(out);
       inbuf_.erase(0, nl + 1);
       scanned_ = 0;
       account();
@@ -129,6 +135,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (self->state_->bufferedBytes > self->state_->options.maxBufferedBytes && self->shedLargest()) return;
       self->process();
     });
+  }
+
+  // A request that can change keeld, with who sent it and how it ended
+  // (a later answer is never one: conn.list changes nothing).
+  void audit(const DispatchOutcome& out) const {
+    const auto& known = Dispatcher::methods();
+    if (out.later || std::find(known.begin(), known.end(), out.method) == known.end() ||
+        !Dispatcher::changes(out.method))
+      return;
+    const nlohmann::json& r = out.response;
+    const bool ok = r.value("ok", false);
+    LogRecord log("api_change");
+    log.add("method", out.method).add("uid", peer_.uid).add("gid", peer_.gid).add("pid", peer_.pid);
+    log.add("socket", state_->options.socketPath);
+    if (ok) {
+      log.add("result", "ok");
+    } else if (r.contains("error") && r["error"].is_object()) {
+      log.add("result", r["error"].value("code", std::string("failed")));
+    }
+    ok ? logInfo(log) : logWarn(log);
   }
 
   // Keeps State::bufferedBytes equal to the sum of the open connections'
@@ -225,6 +251,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string outbuf_;
   bool closed_ = false;
   bool waiting_ = false;  // a read is pending
+  ucred peer_{};          // the client (SO_PEERCRED, at connect); -1 if unknown
   std::chrono::steady_clock::time_point lastActive_ = std::chrono::steady_clock::now();
 };
 

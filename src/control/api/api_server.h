@@ -21,6 +21,11 @@
 //  - Writes use MSG_NOSIGNAL (Asio does on Linux): a client that vanishes
 //    mid-reply costs an EPIPE, not a SIGPIPE.
 //  - Every handler runs on the io_context thread; no locks.
+//
+// Every request that can change keeld (Dispatcher::changes) is logged with
+// the caller's uid, gid and pid (SO_PEERCRED) and its outcome
+// (`api_change`), so a journal says who drained a real. A read-only
+// server (readOnly) answers those with `forbidden` and serves the rest.
 #pragma once
 
 #include <sys/types.h>
@@ -45,6 +50,7 @@ struct ApiServerOptions {
   size_t maxLineBytes = 1u << 20;
   size_t maxConnections = 256;
   size_t maxBufferedBytes = 32u << 20;  // request bytes read but not yet answered, all connections
+  bool readOnly = false;  // serve only what changes nothing (control.readonly)
   std::chrono::milliseconds idleTimeout{std::chrono::minutes(10)};  // between requests
   std::chrono::milliseconds ioTimeout{std::chrono::seconds(30)};    // partial line / unread reply
 };

@@ -278,7 +278,10 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
               {}};
     json params = nullptr;
     if (auto p = req.find("params"); p != req.end()) params = *p;
-    return dispatch(id, m->get<std::string>(), params);
+    std::string method = m->get<std::string>();
+    DispatchOutcome out = dispatch(id, method, params);
+    out.method = std::move(method);
+    return out;
   } catch (const std::exception& e) {
     // A bug or a backend that threw: answer, keep the daemon up.
     return {errorResponse(id, {code::kInternal, std::string("internal error: ") + oneLine(e.what(), 200),
@@ -331,6 +334,20 @@ const std::vector<std::string>& Dispatcher::methods() {
   return kMethods;
 }
 
+namespace {
+// The methods that change nothing: all a read-only socket serves.
+const std::vector<std::string>& readOnlyMethods() {
+  static const std::vector<std::string> kReadOnly = {"service.list", "service.show", "health.show", "stats.get",
+                                                     "lookup",       "conn.list",    "config.check"};
+  return kReadOnly;
+}
+}  // namespace
+
+bool Dispatcher::changes(const std::string& method) {
+  const std::vector<std::string>& ro = readOnlyMethods();
+  return std::find(ro.begin(), ro.end(), method) == ro.end();
+}
+
 DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, const json& params) {
   auto fail = [&](const ApiError& e) { return DispatchOutcome{errorResponse(id, e), {}}; };
   // The one list of methods (methods()): a method outside it is unknown
@@ -341,6 +358,13 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     std::string list;
     for (const std::string& m : known) list += (list.empty() ? "" : ", ") + m;
     return fail({code::kUnknownMethod, "method: unknown method " + describeJson(json(method)) + " (known: " + list + ")",
+                 "method", {}});
+  }
+  if (readOnly_ && changes(method)) {
+    std::string list;
+    for (const std::string& m : readOnlyMethods()) list += (list.empty() ? "" : ", ") + m;
+    return fail({code::kForbidden, "method: " + method + " changes keeld; this socket is read-only (it serves " +
+                                       list + ")",
                  "method", {}});
   }
   auto reply = [&](const Result& r) {

@@ -37,11 +37,16 @@ struct DispatchOutcome {
   // further request, so answers keep the order of the requests.
   using Send = std::function<void(nlohmann::json response)>;
   std::function<void(Send)> later;
+  // The request's method once the envelope named one (known or not), for
+  // the server's audit log of changes (Dispatcher::changes); else empty.
+  std::string method;
 };
 
 class Dispatcher {
  public:
-  explicit Dispatcher(ControlBackend& backend) : backend_(backend) {}
+  // readOnly: only the methods that change nothing are served; the others
+  // get `forbidden` without reaching the backend (the read-only socket).
+  explicit Dispatcher(ControlBackend& backend, bool readOnly = false) : backend_(backend), readOnly_(readOnly) {}
 
   // Never throws; whatever the line holds, the outcome is a response, or
   // for conn.list one to come (DispatchOutcome::later), which never throws
@@ -53,11 +58,16 @@ class Dispatcher {
   // Every method the protocol has (docs/api.md), the list unknown_method
   // gives back.
   static const std::vector<std::string>& methods();
+  // Whether a method of methods() can change keeld's state (service.add,
+  // real.drain, config.reload, daemon.shutdown, ...): refused on a
+  // read-only socket, and logged with the caller by the server.
+  static bool changes(const std::string& method);
 
  private:
   DispatchOutcome dispatch(const nlohmann::json& id, const std::string& method,
                            const nlohmann::json& params);
   ControlBackend& backend_;
+  bool readOnly_;
 };
 
 // One response line: compact JSON plus '\n'. Invalid UTF-8 (echoed from a

@@ -372,6 +372,42 @@ TEST_F(DispatcherTest, EveryListedMethodIsDispatchedAndNoOtherIsKnown) {
     EXPECT_NE(r["error"]["message"].get<std::string>().find(m), std::string::npos) << m;
 }
 
+// The read-only socket's dispatcher: every method that changes keeld is
+// refused with `forbidden` before the backend sees it, daemon.shutdown
+// included; the others are served as usual.
+TEST_F(DispatcherTest, ReadOnlyServesQueriesAndForbidsChanges) {
+  Dispatcher ro(fake_, /*readOnly=*/true);
+  const std::vector<std::string> changing = {"service.add", "service.remove", "real.add",      "real.remove",
+                                             "real.set_weight", "real.drain", "real.undrain", "config.reload",
+                                             "daemon.shutdown"};
+  for (const std::string& m : Dispatcher::methods()) {
+    const bool changes = std::find(changing.begin(), changing.end(), m) != changing.end();
+    EXPECT_EQ(Dispatcher::changes(m), changes) << m;
+    if (!changes) continue;
+    DispatchOutcome out = ro.handleLine(json{{"id", 3}, {"method", m}}.dump());
+    EXPECT_EQ(out.method, m);
+    EXPECT_FALSE(out.shutdownDetach) << m;
+    const json& r = out.response;
+    ASSERT_EQ(r["ok"], false) << m;
+    EXPECT_EQ(r["id"], 3);
+    EXPECT_EQ(r["error"]["code"], "forbidden") << m;
+    EXPECT_EQ(r["error"]["field"], "method");
+    EXPECT_EQ(r["error"]["message"],
+              "method: " + m +
+                  " changes keeld; this socket is read-only (it serves service.list, service.show, health.show, "
+                  "stats.get, lookup, conn.list, config.check)");
+  }
+  EXPECT_TRUE(fake_.mutations.empty());
+  EXPECT_FALSE(fake_.shutdownDetach.has_value());
+  EXPECT_EQ(ro.handleLine(R"({"id":1,"method":"service.list"})").response["ok"], true);
+  EXPECT_EQ(ro.handleLine(R"({"id":2,"method":"health.show","params":{"service":"web"}})").response["ok"], true);
+  // An unknown method stays unknown_method, not forbidden.
+  EXPECT_EQ(ro.handleLine(R"({"id":4,"method":"real.destroy"})").response["error"]["code"], "unknown_method");
+  // The same requests on the ordinary dispatcher reach the backend.
+  EXPECT_EQ(call(R"({"id":5,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})")["ok"], true);
+  EXPECT_EQ(fake_.mutations, std::vector<std::string>{"drain web 10.0.0.5"});
+}
+
 TEST_F(DispatcherTest, ShutdownIsDeferredToTheServer) {
   auto out = dispatcher_.handleLine(R"({"id":1,"method":"daemon.shutdown","params":{"detach":true}})");
   EXPECT_EQ(out.response["ok"], true);

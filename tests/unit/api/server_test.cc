@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "log_capture.h"
 #include "server_fixture.h"
 
 namespace keel::api {
@@ -342,6 +343,45 @@ TEST_F(ServerTest, BufferedRequestBytesAreBoundedOverAllConnections) {
   ASSERT_TRUE(small.send(R"("method":"service.list"})" "\n"));
   EXPECT_EQ(json::parse(small.readLine().value_or("null"))["id"], 2);
   EXPECT_TRUE(eventually([&] { return server_->bufferedBytes() == 0; }));
+}
+
+// Every request that can change keeld is logged with its caller
+// (SO_PEERCRED) and outcome; queries are not.
+TEST_F(ServerTest, ChangesAreLoggedWithTheCaller) {
+  startServer();
+  test::LogCapture log;
+  RawClient c(options_.socketPath);
+  EXPECT_EQ(c.request(R"({"id":1,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})")["ok"],
+            true);
+  EXPECT_EQ(c.request(R"({"id":2,"method":"service.list"})")["ok"], true);
+  EXPECT_EQ(c.request(R"({"id":3,"method":"real.drain","params":{"service":"nope","address":"10.0.0.5"}})")["ok"],
+            false);
+  const std::string who = "uid=" + std::to_string(::getuid()) + " gid=" + std::to_string(::getgid()) +
+                          " pid=" + std::to_string(::getpid()) + " socket=" + options_.socketPath;
+  std::vector<std::string> lines = log.take("api_change");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0], "info event=api_change method=real.drain " + who + " result=ok");
+  EXPECT_EQ(lines[1], "warning event=api_change method=real.drain " + who + " result=not_found");
+}
+
+// A read-only server answers queries and refuses changes, which reach
+// neither the backend nor the data plane; the refusal is logged.
+TEST_F(ServerTest, ReadOnlyServerRefusesChanges) {
+  options_.readOnly = true;
+  startServer();
+  test::LogCapture log;
+  RawClient c(options_.socketPath);
+  EXPECT_EQ(c.request(R"({"id":1,"method":"service.list"})")["ok"], true);
+  json r = c.request(R"({"id":2,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})");
+  EXPECT_EQ(r["error"]["code"], "forbidden") << r.dump();
+  r = c.request(R"({"id":3,"method":"daemon.shutdown"})");
+  EXPECT_EQ(r["error"]["code"], "forbidden") << r.dump();
+  EXPECT_TRUE(onLoop([&] { return fake_.mutations.empty() && !fake_.shutdownDetach; }));
+  std::vector<std::string> lines = log.take("api_change");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[0].find("method=real.drain"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("result=forbidden"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("method=daemon.shutdown"), std::string::npos) << lines[1];
 }
 
 TEST_F(ServerTest, ShutdownRunsAfterTheReply) {

@@ -165,12 +165,52 @@ TEST(Config, ControlModeOpenToEveryoneIsWarnedAbout) {
   ASSERT_EQ(r.warnings.size(), 1u) << joinErrors(r.warnings);
   EXPECT_EQ(r.warnings[0],
             "keel.yaml:3: control.mode: \"0666\" lets every local user drive keeld (remove reals, drain, stop "
-            "it): give the socket to a group (control.group) with \"0660\" instead");
+            "it): give the socket to a group (control.group) with \"0660\" instead, and others the read-only "
+            "socket (control.readonly)");
   for (const char* mode : {"0660", "0600", "0664"}) {
     r = parseConfig(base + "control: {mode: \"" + mode + "\"}\n", "keel.yaml", resolverFor("eth0"));
     ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
     EXPECT_TRUE(r.warnings.empty()) << mode << ": " << joinErrors(r.warnings);
   }
+}
+
+// control.readonly: a second socket that serves only what changes nothing;
+// its keys are checked as control's own, at their lines.
+TEST(Config, ControlReadonlySocket) {
+  const std::string base = "dataplane: {kind: xdp, interface: eth0}\nservices: []\n";
+  ConfigResult r = parseConfig(base + "control:\n  readonly: {socket: /run/keel/ro.sock, mode: \"0666\"}\n",
+                               "keel.yaml", resolverFor("eth0"));
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  EXPECT_EQ(r.config->control.readonlySocket, "/run/keel/ro.sock");
+  EXPECT_EQ(r.config->control.readonlyMode, 0666u);
+  EXPECT_EQ(r.config->control.readonlyGroup, "");
+  EXPECT_TRUE(r.warnings.empty()) << joinErrors(r.warnings);  // read-only: open to all is a choice
+
+  r = parseConfig(base, "keel.yaml", resolverFor("eth0"));
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  EXPECT_EQ(r.config->control.readonlySocket, "") << "no read-only socket unless asked for";
+
+  r = parseConfig(base + "control:\n  readonly: {mode: \"0660\"}\n", "keel.yaml", resolverFor("eth0"));
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0], "keel.yaml:4: control.readonly.socket: required key missing");
+  r = parseConfig(base + "control:\n  readonly:\n    socket: /run/keel/keel.sock\n", "keel.yaml",
+                  resolverFor("eth0"));
+  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0],
+            "keel.yaml:5: control.readonly.socket: is control.socket's path; the read-only socket needs a path "
+            "of its own");
+  r = parseConfig(base + "control:\n  readonly: {socket: relative.sock, mode: \"999\", user: x}\n", "keel.yaml",
+                  resolverFor("eth0"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(joinErrors(r.errors).find("control.readonly"), std::string::npos) << joinErrors(r.errors);
+  r = parseConfig(base + "control:\n  readonly: {socket: relative.sock, mode: \"999\"}\n", "keel.yaml",
+                  resolverFor("eth0"));
+  ASSERT_EQ(r.errors.size(), 2u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0],
+            "keel.yaml:4: control.readonly.socket: must be an absolute path shorter than 108 bytes, got "
+            "\"relative.sock\"");
+  EXPECT_EQ(r.errors[1], "keel.yaml:4: control.readonly.mode: must be an octal mode like \"0660\" (quoted), got "
+                         "\"999\"");
 }
 
 TEST(Config, ValidFileRoundTrips) {

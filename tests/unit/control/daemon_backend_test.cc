@@ -1750,8 +1750,11 @@ TEST_F(RuntimeStateTest, AStateFileThatCannotBeWrittenKeepsTheLastOneAndSaysSo) 
       << *unsaved;
   EXPECT_FALSE(backend_->takeUnsavedState()) << "said once";
   EXPECT_EQ(readState(), saved) << "the last file stays";
-  for (const auto& r : backend_->findService("web")->reals)
-    if (r.address == ip("10.0.1.2")) EXPECT_EQ(r.weight, 50u) << "the change runs";
+  for (const auto& r : backend_->findService("web")->reals) {
+    if (r.address == ip("10.0.1.2")) {
+      EXPECT_EQ(r.weight, 50u) << "the change runs";
+    }
+  }
   fs::remove(statePath_ + ".tmp");
   ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 60}).isOk());
   EXPECT_FALSE(backend_->takeUnsavedState());

@@ -190,27 +190,26 @@ TEST(Config, ControlReadonlySocket) {
   ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
   EXPECT_EQ(r.config->control.readonlySocket, "") << "no read-only socket unless asked for";
 
-  r = parseConfig(base + "control:\n  readonly: {mode: \"0660\"}\n", "keel.yaml", resolverFor("eth0"));
-  ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
-  EXPECT_EQ(r.errors[0], "keel.yaml:4: control.readonly.socket: required key missing");
-  r = parseConfig(base + "control:\n  readonly:\n    socket: /run/keel/keel.sock\n", "keel.yaml",
+  // Each bad block is refused at its line, naming the key.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> bad = {
+      {"  readonly: {mode: \"0660\"}\n", {"keel.yaml:4: control.readonly.socket: required key missing"}},
+      {"  readonly:\n    socket: /run/keel/keel.sock\n",
+       {"keel.yaml:5: control.readonly.socket: is control.socket's path; the read-only socket needs a path of "
+        "its own"}},
+      {"  readonly: {socket: relative.sock, mode: \"999\"}\n",
+       {"keel.yaml:4: control.readonly.socket: must be an absolute path shorter than 108 bytes, got "
+        "\"relative.sock\"",
+        "keel.yaml:4: control.readonly.mode: must be an octal mode like \"0660\" (quoted), got \"999\""}},
+  };
+  for (const auto& [yaml, errors] : bad) {
+    r = parseConfig(base + "control:\n" + yaml, "keel.yaml", resolverFor("eth0"));
+    EXPECT_EQ(r.errors, errors) << yaml;
+  }
+  r = parseConfig(base + "control:\n  readonly: {socket: /run/keel/ro.sock, user: x}\n", "keel.yaml",
                   resolverFor("eth0"));
   ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
-  EXPECT_EQ(r.errors[0],
-            "keel.yaml:5: control.readonly.socket: is control.socket's path; the read-only socket needs a path "
-            "of its own");
-  r = parseConfig(base + "control:\n  readonly: {socket: relative.sock, mode: \"999\", user: x}\n", "keel.yaml",
-                  resolverFor("eth0"));
-  ASSERT_FALSE(r.ok());
-  EXPECT_NE(joinErrors(r.errors).find("control.readonly"), std::string::npos) << joinErrors(r.errors);
-  r = parseConfig(base + "control:\n  readonly: {socket: relative.sock, mode: \"999\"}\n", "keel.yaml",
-                  resolverFor("eth0"));
-  ASSERT_EQ(r.errors.size(), 2u) << joinErrors(r.errors);
-  EXPECT_EQ(r.errors[0],
-            "keel.yaml:4: control.readonly.socket: must be an absolute path shorter than 108 bytes, got "
-            "\"relative.sock\"");
-  EXPECT_EQ(r.errors[1], "keel.yaml:4: control.readonly.mode: must be an octal mode like \"0660\" (quoted), got "
-                         "\"999\"");
+  EXPECT_NE(r.errors[0].find("keel.yaml:4: control.readonly"), std::string::npos) << r.errors[0];
+  EXPECT_NE(r.errors[0].find("user"), std::string::npos) << r.errors[0];
 }
 
 TEST(Config, ValidFileRoundTrips) {

@@ -129,7 +129,7 @@ KEEL_STATIC_ASSERT(sizeof(struct keel_ct_insert_limit) == 16, "ct insert limit A
  * the key of its count in a pinned map.
  */
 enum keel_ct_stat {
-	/* A TCP packet without SYN (keel_tcp_midflow) whose flow the table did
+	/* A TCP packet without SYN or RST (keel_tcp_midflow) whose flow the table did
 	 * not hold: no entry, or one idle past its timeout. Not one held for a
 	 * real the flow may no longer use (that re-pick is keel's own choice).
 	 * The flow began before this table saw it: another balancer or an ECMP

@@ -200,13 +200,16 @@ struct keel_pkt {
 	__u8 pad[2];
 };
 
-/* A TCP packet that does not open its connection (no SYN), so its flow
- * should already be in a connection table (KEEL_CT_S_MIDFLOW_MISS). An ICMP
- * error quoting a TCP flow is not one: its own protocol is ICMP. Valid once
- * keel_parse_l4() returned KEEL_CONTINUE. */
+/* A TCP packet that carries a connection on (neither SYN nor RST), so its
+ * flow should already be in a connection table (KEEL_CT_S_MIDFLOW_MISS). A
+ * RST ends a connection rather than carrying it on, and a stray one (a
+ * client's reset after its entry idled out, backscatter of traffic spoofed
+ * from a VIP) says nothing about the table losing live flows, which the
+ * count is there to show. An ICMP error quoting a TCP flow is not one: its
+ * own protocol is ICMP. Valid once keel_parse_l4() returned KEEL_CONTINUE. */
 KEEL_INLINE int keel_tcp_midflow(const struct keel_pkt *pkt)
 {
-	return pkt->l4_proto == KEEL_PROTO_TCP && !(pkt->tcp_flags & KEEL_TCP_SYN);
+	return pkt->l4_proto == KEEL_PROTO_TCP && !(pkt->tcp_flags & (KEEL_TCP_SYN | KEEL_TCP_RST));
 }
 
 /* A TCP SYN without ACK, RST or FIN: a connection's first segment (or a

@@ -207,7 +207,7 @@ void renderDataplane(Families& out, const GlobalStats& s) {
                  MetricType::Counter),
          {}, static_cast<double>(s.connInsertsSkipped));
   sample(out.add("keel_conntrack_midflow_misses_total",
-                 "TCP packets without SYN whose flow the connection table did not hold (no entry, or idle "
+                 "TCP packets without SYN or RST whose flow the connection table did not hold (no entry, or idle "
                  "past its timeout), picked from the ring: flows begun before this table saw them (another "
                  "balancer or an ECMP change sent them here, a restart without the table) or evicted from it",
                  MetricType::Counter),

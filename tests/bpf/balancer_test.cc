@@ -429,7 +429,7 @@ TEST(Balancer, NewFlowsPastTheInsertRateAreForwardedButNotRemembered) {
   EXPECT_EQ(skipped(), 6u);
 }
 
-// KEEL_CT_S_MIDFLOW_MISS: a TCP packet without SYN whose flow the table did
+// KEEL_CT_S_MIDFLOW_MISS: a TCP packet without SYN or RST whose flow the table did
 // not hold (no entry, or one idle past its timeout) is counted per CPU in
 // stats_conntrack; a SYN, UDP, an ICMP error quoting a TCP flow, a hit and
 // an entry held for a real the flow may no longer use (a re-pick keel chose)
@@ -485,7 +485,10 @@ TEST(Balancer, MidflowMissesCountTcpPacketsPastSynTheTableDidNotHold) {
   EXPECT_EQ(lb->run(tcp(41000, kTcpAck)).action, XDP_TX);
   EXPECT_EQ(misses(), 2u) << "an entry idle past its timeout, whatever its real";
   EXPECT_EQ(lb->run(tcp(41005, kTcpRst)).action, XDP_TX);
-  EXPECT_EQ(misses(), 3u) << "any packet without SYN";
+  EXPECT_EQ(lb->run(tcp(41006, kTcpRst | kTcpAck)).action, XDP_TX);
+  EXPECT_EQ(misses(), 2u) << "a RST ends a connection: a stray one is not a lost flow";
+  EXPECT_EQ(lb->run(tcp(41007, kTcpFin | kTcpAck)).action, XDP_TX);
+  EXPECT_EQ(misses(), 3u) << "any other packet without SYN";
 }
 
 // keel_conntrack_entries: the kernel's element count of the connection

@@ -381,7 +381,7 @@ std::vector<uint8_t> icmpErrorFor(const IpAddress& router, const Frame& quoted, 
 }
 
 // KEEL_CT_S_MIDFLOW_MISS, as bpf/lib/conntrack.h counts it: a TCP packet
-// without SYN whose flow the worker's table did not hold (no entry, or one
+// without SYN or RST whose flow the worker's table did not hold (no entry, or one
 // idle past its timeout); not a SYN, UDP, an ICMP error quoting a TCP flow,
 // a hit, nor an entry held for a real the flow may no longer use.
 TEST_F(WorkerPathTest, MidflowMissesCountTcpPacketsPastSynTheTableDidNotHold) {
@@ -422,8 +422,11 @@ TEST_F(WorkerPathTest, MidflowMissesCountTcpPacketsPastSynTheTableDidNotHold) {
   ASSERT_GT(idle, 0u);
   EXPECT_EQ(run(tcp(1000, 0x10), 2 * s + idle + s).r.backendId, 1u);
   EXPECT_EQ(misses, 2u) << "an entry idle past its timeout, whatever its real";
-  EXPECT_EQ(run(tcp(1005, 0x04), 2 * s + idle + s).r.backendId, 1u);
-  EXPECT_EQ(misses, 3u) << "any packet without SYN";
+  EXPECT_EQ(run(tcp(1005, KEEL_TCP_RST), 2 * s + idle + s).r.backendId, 1u);
+  EXPECT_EQ(run(tcp(1006, KEEL_TCP_RST | KEEL_TCP_ACK), 2 * s + idle + s).r.backendId, 1u);
+  EXPECT_EQ(misses, 2u) << "a RST ends a connection: a stray one is not a lost flow";
+  EXPECT_EQ(run(tcp(1007, KEEL_TCP_FIN | KEEL_TCP_ACK), 2 * s + idle + s).r.backendId, 1u);
+  EXPECT_EQ(misses, 3u) << "any other packet without SYN";
 }
 
 // An ICMP error that finds its flow goes to the flow's real but does not

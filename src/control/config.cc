@@ -71,6 +71,27 @@ bool validInterfaceName(const std::string& s) {
   });
 }
 
+// An absolute path without empty, "." and ".." components (lexically: no
+// symlink is read), so two spellings of one path compare equal.
+std::string normalPath(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string part = path.substr(start, end - start);
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    start = end + 1;
+  }
+  std::string out;
+  for (const std::string& p : parts) out += "/" + p;
+  return out.empty() ? "/" : out;
+}
+
 std::string quoted(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
@@ -797,7 +818,7 @@ void Parser::parseControl(const YAML::Node& n, ControlConfig& control) {
     if (!checkMap(*r, "control.readonly", {"socket", "mode", "group"})) return;
     if (!child(*r, "control.readonly", "socket", true)) return;
     parseSocket(*r, "control.readonly", control.readonlySocket, control.readonlyMode, control.readonlyGroup);
-    if (!control.readonlySocket.empty() && control.readonlySocket == control.socket)
+    if (!control.readonlySocket.empty() && normalPath(control.readonlySocket) == normalPath(control.socket))
       error(*child(*r, "control.readonly", "socket", false), "control.readonly.socket",
             "is control.socket's path; the read-only socket needs a path of its own");
   }

@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "common/asio_address.h"
 #include "control/config.h"
@@ -467,17 +468,22 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // Since when the session has waited for its next request (steady-clock
-  // ns), or 0 while it answers one. Any thread.
+  // ns), 0 while it answers one, kClaimed once chosen to close. Any thread.
   int64_t waitingSince() const { return waitingSince_.load(std::memory_order_relaxed); }
 
-  // Closes the connection if it still waits for a request (on its strand:
-  // it may have started answering since it was chosen). A keep-alive
+  // waitingSince() of a session claimed for closing: no longer waiting, so
+  // no other newcomer can choose it.
+  static constexpr int64_t kClaimed = -1;
+  // Takes the session for closing if it still waits since `seen` (any
+  // thread): only one newcomer can take a given session, so each admitted
+  // newcomer closes exactly one session and the cap holds. A keep-alive
   // connection may be closed between requests at any time (RFC 9112 9.6);
   // a scraper reconnects.
-  void closeIfWaiting() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->waitingSince() != 0) self->close();
-    });
+  bool claim(int64_t seen) { return waitingSince_.compare_exchange_strong(seen, kClaimed); }
+  // Closes a claimed session on its strand. A request that arrived after
+  // the claim finds it claimed in onRead() and closes there instead.
+  void closeClaimed() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
   }
 
   void read() {
@@ -494,7 +500,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void onRead(error_code ec) {
-    waitingSince_.store(0, std::memory_order_relaxed);
+    if (waitingSince_.exchange(0) == kClaimed) return close();  // a newcomer took its place
     if (ec && ec.category() != http::make_error_code(http::error::end_of_stream).category()) return close();
     if (ec == http::error::end_of_stream) return close();  // the client closed between requests
     res_.emplace();
@@ -557,19 +563,33 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 bool MetricsServer::State::closeLongestWaiting() {
-  std::shared_ptr<Session> oldest;
+  // Strong references taken under the lock and dropped after it (with
+  // `live`): the last reference to a session may be one of these, and its
+  // destructor takes the lock.
+  std::vector<std::shared_ptr<Session>> live;
   {
     std::lock_guard lock(sessionsMutex);
-    for (const auto& [key, weak] : sessions) {
-      std::shared_ptr<Session> s = weak.lock();  // null: being destroyed
-      if (s && s->waitingSince() != 0 && (!oldest || s->waitingSince() < oldest->waitingSince()))
-        oldest = std::move(s);
+    live.reserve(sessions.size());
+    for (const auto& [key, weak] : sessions)
+      if (std::shared_ptr<Session> s = weak.lock()) live.push_back(std::move(s));  // null: being destroyed
+  }
+  for (;;) {  // again if another thread claimed or woke the one chosen meanwhile
+    Session* oldest = nullptr;
+    int64_t since = 0;
+    for (const auto& s : live)
+      if (const int64_t t = s->waitingSince(); t > 0 && (!oldest || t < since)) {
+        oldest = s.get();
+        since = t;
+      }
+    if (!oldest) return false;
+    if (oldest->claim(since)) {
+      oldest->closeClaimed();
+      return true;
     }
   }
-  if (!oldest) return false;
-  oldest->closeIfWaiting();
-  return true;
 }
+
+size_t MetricsServer::connectionCount() const { return state_ ? state_->connections.load() : 0; }
 
 void MetricsServer::State::accept() {
   // Each connection on a strand of its own: the server's threads may run

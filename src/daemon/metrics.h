@@ -126,6 +126,8 @@ class MetricsServer {
   static Status probe(const IpAddress& address, uint16_t port);
   // The bound port (after start; kept after stop).
   int port() const { return port_; }
+  // Open connections (sessions not yet destroyed): any thread.
+  size_t connectionCount() const;
   // Stops serving: closes the listener and every connection, and returns
   // once the server's threads are gone; a scrape waiting for the loop is
   // released without it (LoopCollector::stop). Call before the loop's state

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "common/logging.h"
@@ -41,6 +42,10 @@ struct ApiServer::State {
   asio::steady_timer retryTimer;  // accept back-off after EMFILE and the like
   std::unordered_set<std::shared_ptr<Connection>> connections;
   size_t bufferedBytes = 0;  // the connections' inbuf_ sizes, summed (Connection::account)
+  // The rate limit of logged `forbidden` refusals (Connection::audit).
+  std::chrono::steady_clock::time_point forbiddenWindow{};
+  uint32_t forbiddenLogged = 0;
+  uint64_t forbiddenSuppressed = 0;  // refusals not logged since the last one that was
   bool running = false;
   bool shutdownRequested = false;
   dev_t socketDev = 0;  // identity of the socket file we created
@@ -58,19 +63,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void start() { process(); }
 
   // Whether the connection waits for its client (a read is pending: idle
-  // between requests, or partway through a line), since when, and how many
-  // request bytes it holds: what the server weighs when it must close one.
+  // between requests, or partway through a line), since when (its connect
+  // or its last answer: bytes of an unfinished line do not count, so a
+  // client cannot stay fresh by trickling), and how many request bytes it
+  // holds: what the server weighs when it must close one.
   bool waiting() const { return waiting_ && !closed_; }
-  std::chrono::steady_clock::time_point lastActive() const { return lastActive_; }
+  std::chrono::steady_clock::time_point waitingSince() const { return waitingSince_; }
   size_t buffered() const { return counted_; }
 
   // Closed by the server to make room: a busy error first, best effort and
-  // without waiting (the connection is reading, so no write is in flight).
+  // without waiting, unless an answer is being written (the error would
+  // land inside it).
   void evict(const std::string& why) {
     if (closed_) return;
-    const std::string msg =
-        serializeResponse(Dispatcher::errorResponse(nullptr, ApiError{code::kBusy, why, "", {}}));
-    ::send(socket_.native_handle(), msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (outbuf_.empty()) {
+      const std::string msg =
+          serializeResponse(Dispatcher::errorResponse(nullptr, ApiError{code::kBusy, why, "", {}}));
+      ::send(socket_.native_handle(), msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     close();
   }
 
@@ -129,31 +139,53 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (self->closed_) return;
       self->waiting_ = false;
       if (ec) return self->close();  // EOF, reset, or cancelled by stop()
-      self->lastActive_ = std::chrono::steady_clock::now();
       self->inbuf_.append(self->readBuf_.data(), n);
       self->account();
-      if (self->state_->bufferedBytes > self->state_->options.maxBufferedBytes && self->shedLargest()) return;
+      // Over the bound with no whole line to answer (one would be framed
+      // and its bytes released first): shed.
+      if (self->state_->bufferedBytes > self->state_->options.maxBufferedBytes &&
+          self->inbuf_.find('\n', self->scanned_) == std::string::npos && self->shedLargest())
+        return;
       self->process();
     });
   }
 
   // A request that can change keeld, with who sent it and how it ended
   // (a later answer is never one: conn.list changes nothing).
+  // Refusals for `forbidden` (the read-only socket, open to users who may
+  // not change keeld) are logged at most kForbiddenLogsPerSecond a second
+  // per socket, the rest counted into the next one's `suppressed`: a flood
+  // of them must not fill the journal, nor trip its rate limit and so hide
+  // the records of real changes. Every other record is kept.
   void audit(const DispatchOutcome& out) const {
-    const auto& known = Dispatcher::methods();
-    if (out.later || std::find(known.begin(), known.end(), out.method) == known.end() ||
-        !Dispatcher::changes(out.method))
-      return;
+    if (out.later) return;  // conn.list, which changes nothing
     const nlohmann::json& r = out.response;
     const bool ok = r.value("ok", false);
+    std::string result = "ok";
+    if (!ok) {
+      result = "failed";
+      if (auto e = r.find("error"); e != r.end() && e->is_object()) result = e->value("code", result);
+    }
+    if (!Dispatcher::changes(out.method) && result != code::kForbidden) return;
+    ApiServer::State& st = *state_;
+    uint64_t suppressed = 0;
+    if (result == code::kForbidden) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - st.forbiddenWindow >= std::chrono::seconds(1)) {
+        st.forbiddenWindow = now;
+        st.forbiddenLogged = 0;
+      }
+      if (st.forbiddenLogged >= ApiServer::kForbiddenLogsPerSecond) {
+        ++st.forbiddenSuppressed;
+        return;
+      }
+      ++st.forbiddenLogged;
+      suppressed = std::exchange(st.forbiddenSuppressed, 0);
+    }
     LogRecord log("api_change");
     log.add("method", out.method).add("uid", peer_.uid).add("gid", peer_.gid).add("pid", peer_.pid);
-    log.add("socket", state_->options.socketPath);
-    if (ok) {
-      log.add("result", "ok");
-    } else if (r.contains("error") && r["error"].is_object()) {
-      log.add("result", r["error"].value("code", std::string("failed")));
-    }
+    log.add("socket", st.options.socketPath).add("result", result);
+    if (suppressed) log.add("suppressed", suppressed);
     ok ? logInfo(log) : logWarn(log);
   }
 
@@ -217,7 +249,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     asio::async_write(socket_, asio::buffer(outbuf_),
                       [self, closeAfter, shutdownDetach](const error_code& ec, size_t) {
                         self->outbuf_.clear();
-                        self->lastActive_ = std::chrono::steady_clock::now();
+                        self->waitingSince_ = std::chrono::steady_clock::now();
                         // The reply is out (or the client is gone): only now
                         // may the daemon stop, so `daemon stop` sees its ack.
                         if (shutdownDetach && !self->state_->shutdownRequested) {
@@ -252,7 +284,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   bool waiting_ = false;  // a read is pending
   ucred peer_{};          // the client (SO_PEERCRED, at connect); -1 if unknown
-  std::chrono::steady_clock::time_point lastActive_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point waitingSince_ = std::chrono::steady_clock::now();  // connect, or last answer
 };
 
 namespace {
@@ -288,7 +320,7 @@ void acceptNext(const std::shared_ptr<ApiServer::State>& st) {
     std::shared_ptr<Connection> oldest;
     if (st->connections.size() >= st->options.maxConnections)
       for (const auto& c : st->connections)
-        if (c->waiting() && (!oldest || c->lastActive() < oldest->lastActive())) oldest = c;
+        if (c->waiting() && (!oldest || c->waitingSince() < oldest->waitingSince())) oldest = c;
     if (st->connections.size() >= st->options.maxConnections && !oldest) {
       refuseBusy(socket, st->options.maxConnections);
     } else {

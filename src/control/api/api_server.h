@@ -24,8 +24,9 @@
 //
 // Every request that can change keeld (Dispatcher::changes) is logged with
 // the caller's uid, gid and pid (SO_PEERCRED) and its outcome
-// (`api_change`), so a journal says who drained a real. A read-only
-// server (readOnly) answers those with `forbidden` and serves the rest.
+// (`api_change`), so a journal says who drained a real; `forbidden`
+// refusals at most kForbiddenLogsPerSecond a second. A read-only server
+// (readOnly) answers those requests with `forbidden` and serves the rest.
 #pragma once
 
 #include <sys/types.h>
@@ -83,6 +84,9 @@ class ApiServer {
   size_t connectionCount() const;
   // Request bytes read and not yet answered, all connections (tests).
   size_t bufferedBytes() const;
+  // `forbidden` refusals logged a second at most, per socket (the rest are
+  // counted into the next record's `suppressed`).
+  static constexpr uint32_t kForbiddenLogsPerSecond = 10;
   const ApiServerOptions& options() const;
 
   struct State;  // shared with connections, so late handlers stay safe

@@ -225,6 +225,11 @@ std::string serializeResponse(const json& response) {
 
 DispatchOutcome Dispatcher::handleLine(std::string_view line) {
   json id = nullptr;
+  std::string method;  // once the envelope names one: the outcome carries it, also of a throw
+  auto withMethod = [&](DispatchOutcome out) {
+    out.method = method;
+    return out;
+  };
   try {
     if (tooDeep(line))
       return {errorResponse(id, {code::kInvalidRequest,
@@ -278,16 +283,16 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
               {}};
     json params = nullptr;
     if (auto p = req.find("params"); p != req.end()) params = *p;
-    std::string method = m->get<std::string>();
-    DispatchOutcome out = dispatch(id, method, params);
-    out.method = std::move(method);
-    return out;
+    method = m->get<std::string>();
+    return withMethod(dispatch(id, method, params));
   } catch (const std::exception& e) {
-    // A bug or a backend that threw: answer, keep the daemon up.
-    return {errorResponse(id, {code::kInternal, std::string("internal error: ") + oneLine(e.what(), 200),
-                               "", {}}), {}};
+    // A bug or a backend that threw: answer, keep the daemon up (and the
+    // server audits the change it may have half made).
+    return withMethod({errorResponse(id, {code::kInternal,
+                                          std::string("internal error: ") + oneLine(e.what(), 200), "", {}}),
+                       {}});
   } catch (...) {
-    return {errorResponse(id, {code::kInternal, "internal error", "", {}}), {}};
+    return withMethod({errorResponse(id, {code::kInternal, "internal error", "", {}}), {}});
   }
 }
 
@@ -334,18 +339,20 @@ const std::vector<std::string>& Dispatcher::methods() {
   return kMethods;
 }
 
-namespace {
-// The methods that change nothing: all a read-only socket serves.
-const std::vector<std::string>& readOnlyMethods() {
-  static const std::vector<std::string> kReadOnly = {"service.list", "service.show", "health.show", "stats.get",
-                                                     "lookup",       "conn.list",    "config.check"};
-  return kReadOnly;
-}
-}  // namespace
-
 bool Dispatcher::changes(const std::string& method) {
-  const std::vector<std::string>& ro = readOnlyMethods();
-  return std::find(ro.begin(), ro.end(), method) == ro.end();
+  static const std::vector<std::string> kChanging = {
+      "service.add", "service.remove", "real.add",      "real.remove",    "real.set_weight",
+      "real.drain",  "real.undrain",   "config.reload", "daemon.shutdown"};
+  return std::find(kChanging.begin(), kChanging.end(), method) != kChanging.end();
+}
+
+const std::vector<std::string>& Dispatcher::readOnlyMethods() {
+  // Not config.check, which changes nothing either: it runs the host checks
+  // (neighbour lookups that wait up to a second on keeld's loop and send
+  // probes) for whatever text it is given, an operator's tool.
+  static const std::vector<std::string> kReadOnly = {"service.list", "service.show", "health.show",
+                                                     "stats.get",    "lookup",       "conn.list"};
+  return kReadOnly;
 }
 
 DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, const json& params) {
@@ -360,10 +367,11 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     return fail({code::kUnknownMethod, "method: unknown method " + describeJson(json(method)) + " (known: " + list + ")",
                  "method", {}});
   }
-  if (readOnly_ && changes(method)) {
+  const std::vector<std::string>& ro = readOnlyMethods();
+  if (readOnly_ && std::find(ro.begin(), ro.end(), method) == ro.end()) {
     std::string list;
-    for (const std::string& m : readOnlyMethods()) list += (list.empty() ? "" : ", ") + m;
-    return fail({code::kForbidden, "method: " + method + " changes keeld; this socket is read-only (it serves " +
+    for (const std::string& m : ro) list += (list.empty() ? "" : ", ") + m;
+    return fail({code::kForbidden, "method: " + method + " is not served on this read-only socket (it serves " +
                                        list + ")",
                  "method", {}});
   }

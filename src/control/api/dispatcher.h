@@ -58,10 +58,13 @@ class Dispatcher {
   // Every method the protocol has (docs/api.md), the list unknown_method
   // gives back.
   static const std::vector<std::string>& methods();
-  // Whether a method of methods() can change keeld's state (service.add,
-  // real.drain, config.reload, daemon.shutdown, ...): refused on a
-  // read-only socket, and logged with the caller by the server.
+  // Whether a method can change keeld's state (service.add, real.drain,
+  // config.reload, daemon.shutdown, ...): logged with the caller by the
+  // server.
   static bool changes(const std::string& method);
+  // The methods a read-only socket serves (queries; not config.check); it
+  // answers every other one with `forbidden`.
+  static const std::vector<std::string>& readOnlyMethods();
 
  private:
   DispatchOutcome dispatch(const nlohmann::json& id, const std::string& method,

@@ -269,8 +269,10 @@ TEST_F(ServerTest, IdleClientIsClosed) {
 }
 
 // Full: a newcomer closes the connection that has waited longest for its
-// client (the review's 256 idle connections locked `config reload` out);
-// only when every connection is being answered is the newcomer refused.
+// client since its connect or last answer (the review's 256 idle
+// connections locked `config reload` out); bytes of an unfinished line do
+// not make a connection look fresh. Only when every connection is being
+// answered is the newcomer refused.
 TEST_F(ServerTest, ConnectionLimitClosesTheLongestIdleToMakeRoom) {
   options_.maxConnections = 3;
   startServer();
@@ -280,27 +282,30 @@ TEST_F(ServerTest, ConnectionLimitClosesTheLongestIdleToMakeRoom) {
     ASSERT_EQ(held.back()->request(R"({"id":1,"method":"service.list"})")["ok"], true);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  // held[0] answered first and idle since; held[1] then sends half a line,
-  // which makes it the most recently active.
+  // held[0] asks again, so its wait starts last: held[1]'s is the oldest,
+  // though it was not the first to connect. held[1] then sends half a
+  // line, the most recent bytes of all, which must not save it.
+  EXPECT_EQ(held[0]->request(R"({"id":1,"method":"service.list"})")["ok"], true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_TRUE(held[1]->send(R"({"id":2,"method":)"));
   ASSERT_TRUE(eventually([&] { return server_->bufferedBytes() == 17; }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
   RawClient extra(options_.socketPath);
   EXPECT_EQ(extra.request(R"({"id":1,"method":"service.list"})")["ok"], true);
-  auto line = held[0]->readLine();
+  auto line = held[1]->readLine();
   ASSERT_TRUE(line.has_value());
   json r = json::parse(*line);
   EXPECT_EQ(r["error"]["code"], "busy");
   EXPECT_EQ(r["error"]["message"], "server: connection limit 3 reached; closing the connection idle longest");
-  EXPECT_TRUE(held[0]->waitClosed());
-  // The others are still served, the half-sent line included.
-  ASSERT_TRUE(held[1]->send(R"("service.list"})" "\n"));
-  EXPECT_EQ(json::parse(held[1]->readLine().value_or("null"))["id"], 2);
+  EXPECT_TRUE(held[1]->waitClosed());
+  EXPECT_TRUE(eventually([&] { return server_->bufferedBytes() == 0; })) << "its half line released";
+  // The others are still served.
+  EXPECT_EQ(held[0]->request(R"({"id":3,"method":"service.list"})")["ok"], true);
   EXPECT_EQ(held[2]->request(R"({"id":3,"method":"service.list"})")["ok"], true);
+  held[1] = std::move(held[0]);  // the two still open: held[1] and held[2]
 
   // Every connection waiting for an answer: none can be closed, the
   // newcomer is refused.
-  fake_.holdConnLists = true;
+  onLoop([&] { return fake_.holdConnLists = true; });
   ASSERT_TRUE(held[1]->send(R"({"id":4,"method":"conn.list"})" "\n"));
   ASSERT_TRUE(held[2]->send(R"({"id":5,"method":"conn.list"})" "\n"));
   ASSERT_TRUE(extra.send(R"({"id":6,"method":"conn.list"})" "\n"));
@@ -343,6 +348,20 @@ TEST_F(ServerTest, BufferedRequestBytesAreBoundedOverAllConnections) {
   ASSERT_TRUE(small.send(R"("method":"service.list"})" "\n"));
   EXPECT_EQ(json::parse(small.readLine().value_or("null"))["id"], 2);
   EXPECT_TRUE(eventually([&] { return server_->bufferedBytes() == 0; }));
+
+  // A connection whose own bytes pass the bound while it holds the most
+  // closes itself; the others stay.
+  ASSERT_TRUE(small.send(std::string(1000, ' ')));
+  ASSERT_TRUE(eventually([&] { return server_->bufferedBytes() == 1000; }));
+  RawClient flood(options_.socketPath);
+  ASSERT_TRUE(flood.send(std::string(4096, ' ')));
+  line = flood.readLine();
+  ASSERT_TRUE(line.has_value());
+  EXPECT_EQ(json::parse(*line)["error"]["code"], "busy");
+  EXPECT_TRUE(flood.waitClosed());
+  EXPECT_TRUE(eventually([&] { return server_->bufferedBytes() == 1000; }));
+  ASSERT_TRUE(small.send(R"({"id":3,"method":"service.list"})" "\n"));
+  EXPECT_EQ(json::parse(small.readLine().value_or("null"))["id"], 3);
 }
 
 // Every request that can change keeld is logged with its caller
@@ -382,6 +401,30 @@ TEST_F(ServerTest, ReadOnlyServerRefusesChanges) {
   EXPECT_NE(lines[0].find("method=real.drain"), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("result=forbidden"), std::string::npos) << lines[0];
   EXPECT_NE(lines[1].find("method=daemon.shutdown"), std::string::npos) << lines[1];
+}
+
+// `forbidden` refusals are logged at most kForbiddenLogsPerSecond a
+// second; the rest are counted into the next record's `suppressed`, so a
+// flood on the read-only socket cannot fill the journal.
+TEST_F(ServerTest, ForbiddenRefusalsAreLoggedAtALimitedRate) {
+  options_.readOnly = true;
+  startServer();
+  test::LogCapture log;
+  RawClient c(options_.socketPath);
+  std::string burst;
+  for (int i = 0; i < 50; ++i) burst += R"({"id":1,"method":"daemon.shutdown"})" "\n";
+  ASSERT_TRUE(c.send(burst));
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(json::parse(c.readLine().value_or("null"))["error"]["code"], "forbidden");
+  std::vector<std::string> lines = log.take("api_change");
+  // 50 refusals within a second (or two, on a slow box): 10 a second logged.
+  ASSERT_GE(lines.size(), ApiServer::kForbiddenLogsPerSecond);
+  ASSERT_LE(lines.size(), 2 * ApiServer::kForbiddenLogsPerSecond);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(c.request(R"({"id":2,"method":"daemon.shutdown"})")["error"]["code"], "forbidden");
+  lines = log.take("api_change");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find(" suppressed="), std::string::npos) << lines[0];
+  EXPECT_FALSE(onLoop([&] { return fake_.shutdownDetach.has_value(); }));
 }
 
 TEST_F(ServerTest, ShutdownRunsAfterTheReply) {

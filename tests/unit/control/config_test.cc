@@ -196,6 +196,9 @@ TEST(Config, ControlReadonlySocket) {
       {"  readonly:\n    socket: /run/keel/keel.sock\n",
        {"keel.yaml:5: control.readonly.socket: is control.socket's path; the read-only socket needs a path of "
         "its own"}},
+      {"  readonly:\n    socket: /run//keel/./x/../keel.sock\n",
+       {"keel.yaml:5: control.readonly.socket: is control.socket's path; the read-only socket needs a path of "
+        "its own"}},
       {"  readonly: {socket: relative.sock, mode: \"999\"}\n",
        {"keel.yaml:4: control.readonly.socket: must be an absolute path shorter than 108 bytes, got "
         "\"relative.sock\"",

@@ -650,6 +650,31 @@ TEST(MetricsServer, ConnectionsAreCappedAndTheLongestIdleMakesRoom) {
   for (int fd : open) ::close(fd);
 }
 
+// The cap holds under a flood of connections: each newcomer closes exactly
+// one waiting session (a session chosen once cannot be chosen again), so
+// the open count settles back to kMaxConnections, not to the flood's size.
+TEST(MetricsServer, AFloodOfConnectionsStaysWithinTheCap) {
+  LoopThread loop;
+  MetricsServer server(loop.io, fixedSnapshot, "v", "mock");
+  ASSERT_TRUE(server.start(ip("127.0.0.1"), 0));
+  std::vector<int> open;
+  for (size_t i = 0; i < MetricsServer::kMaxConnections + 200; ++i) {
+    open.push_back(connectLoopback(AF_INET, server.port()));
+    ASSERT_GE(open.back(), 0);
+  }
+  // Bounded: the closes are posted to the sessions' strands.
+  size_t count = server.connectionCount();
+  for (int i = 0; i < 200 && count > MetricsServer::kMaxConnections; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    count = server.connectionCount();
+  }
+  EXPECT_LE(count, MetricsServer::kMaxConnections);
+  // The newest are the ones served.
+  send(open.back(), get("/metrics"));
+  EXPECT_TRUE(readResponse(open.back()).complete);
+  for (int fd : open) ::close(fd);
+}
+
 // Two scrapes are served at once (an HA pair of Prometheus servers): the
 // loop here has two threads, and each snapshot waits until the other one
 // has started too. Served one after the other, the first would wait past

@@ -367,8 +367,8 @@ TEST_F(ServerTest, BufferedRequestBytesAreBoundedOverAllConnections) {
 // Every request that can change keeld is logged with its caller
 // (SO_PEERCRED) and outcome; queries are not.
 TEST_F(ServerTest, ChangesAreLoggedWithTheCaller) {
+  test::LogCapture log;  // before the server: its loop thread reads the default logger
   startServer();
-  test::LogCapture log;
   RawClient c(options_.socketPath);
   EXPECT_EQ(c.request(R"({"id":1,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})")["ok"],
             true);
@@ -387,8 +387,8 @@ TEST_F(ServerTest, ChangesAreLoggedWithTheCaller) {
 // neither the backend nor the data plane; the refusal is logged.
 TEST_F(ServerTest, ReadOnlyServerRefusesChanges) {
   options_.readOnly = true;
+  test::LogCapture log;  // before the server: its loop thread reads the default logger
   startServer();
-  test::LogCapture log;
   RawClient c(options_.socketPath);
   EXPECT_EQ(c.request(R"({"id":1,"method":"service.list"})")["ok"], true);
   json r = c.request(R"({"id":2,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})");
@@ -408,8 +408,8 @@ TEST_F(ServerTest, ReadOnlyServerRefusesChanges) {
 // flood on the read-only socket cannot fill the journal.
 TEST_F(ServerTest, ForbiddenRefusalsAreLoggedAtALimitedRate) {
   options_.readOnly = true;
+  test::LogCapture log;  // before the server: its loop thread reads the default logger
   startServer();
-  test::LogCapture log;
   RawClient c(options_.socketPath);
   std::string burst;
   for (int i = 0; i < 50; ++i) burst += R"({"id":1,"method":"daemon.shutdown"})" "\n";

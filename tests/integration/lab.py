@@ -875,7 +875,10 @@ class Lab:
 
     @contextlib.contextmanager
     def keeld(self, config: dict, name: str = "keel"):
-        k = self.start_keeld(config, name)
+        # Ready, not only attached: keeld attaches its data plane before it
+        # opens the control socket, so a keelctl right after the attach
+        # could find no socket yet (the demo did once, in CI on a loaded box).
+        k = self.start_keeld(config, name, wait=Keeld.wait_ready)
         try:
             yield k
         finally:

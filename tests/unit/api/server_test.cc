@@ -191,6 +191,7 @@ TEST_F(ServerTest, OversizeLineIsRefusedAndClosed) {
   EXPECT_EQ(r["error"]["code"], "line_too_long");
   EXPECT_EQ(r["error"]["message"], "request: line longer than 1048576 bytes; closing the connection");
   EXPECT_TRUE(c.waitClosed());
+  EXPECT_TRUE(eventually([&] { return server_->bufferedBytes() == 0; })) << "the refused line's bytes released";
   RawClient next(options_.socketPath);
   EXPECT_EQ(next.request(R"({"id":2,"method":"service.list"})")["ok"], true);
   EXPECT_TRUE(onLoop([&] { return fake_.mutations.empty(); }));
@@ -263,9 +264,15 @@ TEST_F(ServerTest, ClientThatNeverReadsIsTimedOut) {
 
 TEST_F(ServerTest, IdleClientIsClosed) {
   options_.idleTimeout = std::chrono::milliseconds(100);
+  options_.ioTimeout = std::chrono::milliseconds(100);
   startServer();
   RawClient c(options_.socketPath);
   EXPECT_TRUE(c.waitClosed());
+  // One that leaves a line unfinished too, and its bytes go with it.
+  RawClient partial(options_.socketPath);
+  ASSERT_TRUE(partial.send(R"({"id":1,)"));
+  EXPECT_TRUE(partial.waitClosed());
+  EXPECT_TRUE(eventually([&] { return server_->bufferedBytes() == 0; }));
 }
 
 // Full: a newcomer closes the connection that has waited longest for its
@@ -362,6 +369,15 @@ TEST_F(ServerTest, BufferedRequestBytesAreBoundedOverAllConnections) {
   EXPECT_TRUE(eventually([&] { return server_->bufferedBytes() == 1000; }));
   ASSERT_TRUE(small.send(R"({"id":3,"method":"service.list"})" "\n"));
   EXPECT_EQ(json::parse(small.readLine().value_or("null"))["id"], 3);
+
+  // The bytes of a connection open when the server stops go with it.
+  ASSERT_TRUE(small.send(R"({"id":4,)"));
+  ASSERT_TRUE(eventually([&] { return server_->bufferedBytes() == 8; }));
+  EXPECT_EQ(onLoop([&] {
+              server_->stop();
+              return server_->bufferedBytes();
+            }),
+            0u);
 }
 
 // Every request that can change keeld is logged with its caller

@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "common/duration.h"
+#include "common/file_write.h"
 #include "common/logging.h"
 #include "control/api/requests.h"
 
@@ -604,40 +605,18 @@ std::optional<std::string> DaemonBackend::saveState(const StopRecord* stop) cons
       doc["stopped"]["kept"] = kept;
     }
   }
-  // Written whole, synced, then renamed over the old file: every step is
-  // checked, so a full or failing disk leaves the previous file in place
-  // (an ofstream reported nothing when its buffered write failed at close,
-  // and the rename then put an empty file in place of the good one). Only
-  // root reads it: it holds the whole overlay and operators' drain reasons.
+  // Written whole, synced, then renamed over the old file, every step
+  // checked (an ofstream reported nothing when its buffered write failed
+  // at close, and the rename then put an empty file in place of the good
+  // one). Only root reads it: it holds the whole overlay and operators'
+  // drain reasons.
   const std::string text = doc.dump() + "\n";
-  const std::string tmp = statePath_ + ".tmp";
-  auto failed = [&](const char* step, int fd) {
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    const std::string why = std::string(step) + " " + (std::string(step) == "rename" ? statePath_ : tmp) + ": " +
-                            std::strerror(err);
-    logWarn(LogRecord("runtime_state_not_saved").add("path", statePath_).add("error", why));
-    return std::optional<std::string>(why);
-  };
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return failed("open", -1);
-  for (size_t done = 0; done < text.size();) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return failed("write", fd);
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) return failed("fsync", fd);
-  if (::close(fd) != 0) return failed("close", -1);
-  if (::rename(tmp.c_str(), statePath_.c_str()) != 0) return failed("rename", -1);
-  // The rename itself, on a file system that needs it (not /run's tmpfs).
-  const std::string dir = std::filesystem::path(statePath_).parent_path().string();
-  if (const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
-  return std::nullopt;
+  const Status s = writeFileReplacing(statePath_, 0600, [&](FILE* f) {
+    return std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  });
+  if (s) return std::nullopt;
+  logWarn(LogRecord("runtime_state_not_saved").add("path", statePath_).add("error", s.message()));
+  return s.message();
 }
 
 namespace {

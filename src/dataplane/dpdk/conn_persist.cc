@@ -2,8 +2,6 @@
 #include "dataplane/dpdk/conn_persist.h"
 
 #include <endian.h>
-#include <fcntl.h>
-#include <unistd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -15,6 +13,8 @@
 #include <new>
 #include <map>
 #include <tuple>
+
+#include "common/file_write.h"
 
 namespace keel::dpdk {
 
@@ -274,31 +274,8 @@ Status decodeConns(const std::string& bytes, SavedConns* out) {
 }
 
 Status writeConnFile(const std::string& path, const SavedConns& saved) {
-  const std::string tmp = path + ".tmp";
-  // 0600 whatever the umask: the file lists the clients' addresses. A tmp
-  // file left by a killed keeld is replaced, and keeps no other mode.
-  std::remove(tmp.c_str());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::error(tmp + ": " + errnoText(errno));
-  FILE* f = ::fdopen(fd, "wb");
-  if (!f) {
-    const int err = errno;
-    ::close(fd);
-    std::remove(tmp.c_str());
-    return Status::error(tmp + ": " + errnoText(err));
-  }
-  const bool written = writeConns(f, saved);
-  const int werr = errno;
-  if (std::fclose(f) != 0 || !written) {
-    std::remove(tmp.c_str());
-    return Status::error(tmp + ": write failed: " + errnoText(written ? errno : werr));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    return Status::error(path + ": rename from " + tmp + ": " + errnoText(err));
-  }
-  return Status::ok();
+  // 0600: the file lists the clients' addresses.
+  return writeFileReplacing(path, 0600, [&](FILE* f) { return writeConns(f, saved); });
 }
 
 Status consumeConnFile(const std::string& path, SavedConns* out, bool* found) {

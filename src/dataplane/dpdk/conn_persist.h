@@ -102,8 +102,8 @@ SavedConns exportConns(const Snapshot& snap, const std::vector<const ConnTable*>
 std::string encodeConns(const SavedConns& saved);
 Status decodeConns(const std::string& bytes, SavedConns* out);
 
-// Writes path atomically (path.tmp, then rename), mode 0600 whatever the
-// umask (it lists the clients' addresses).
+// Writes path whole or not at all, mode 0600 (it lists the clients'
+// addresses): writeFileReplacing.
 Status writeConnFile(const std::string& path, const SavedConns& saved);
 // Reads and removes path (it is consumed whether or not it is usable: a
 // later start must never load it again). *found = false and ok when there

@@ -1756,9 +1756,15 @@ TEST_F(RuntimeStateTest, AStateFileThatCannotBeWrittenKeepsTheLastOneAndSaysSo) 
     }
   }
   fs::remove(statePath_ + ".tmp");
+  // A temporary file a killed keeld left, readable by all: replaced, its
+  // mode not inherited.
+  std::ofstream(statePath_ + ".tmp") << "left over";
+  fs::permissions(statePath_ + ".tmp", fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read);
   ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 60}).isOk());
   EXPECT_FALSE(backend_->takeUnsavedState());
   EXPECT_NE(readState(), saved);
+  EXPECT_EQ(fs::status(statePath_).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_FALSE(fs::exists(statePath_ + ".tmp"));
 }
 
 // A keeld that cannot adopt its predecessor's data plane (DPDK) starts the

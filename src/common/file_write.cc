@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/file_write.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace keel {
+
+Status writeFileReplacing(const std::string& path, mode_t mode, const std::function<bool(FILE*)>& write) {
+  const std::string tmp = path + ".tmp";
+  auto failed = [&](const char* step, const std::string& file, int err) {
+    ::unlink(tmp.c_str());
+    return Status::error(std::string(step) + " " + file + ": " + errnoText(err));
+  };
+  // unlink, not remove: a directory in the way stays, and open says so.
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) return failed("open", tmp, errno);
+  FILE* f = ::fdopen(fd, "wb");
+  if (!f) {
+    const int err = errno;
+    ::close(fd);
+    return failed("open", tmp, err);
+  }
+  errno = 0;
+  if (!write(f) || std::fflush(f) != 0) {
+    const int err = errno ? errno : EIO;
+    std::fclose(f);
+    return failed("write", tmp, err);
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    std::fclose(f);
+    return failed("fsync", tmp, err);
+  }
+  if (std::fclose(f) != 0) return failed("close", tmp, errno);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return failed("rename", path, errno);
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::ok();
+}
+
+}  // namespace keel

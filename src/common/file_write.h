@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: Apache-2.0
+// Writing a file whole or not at all, for the state keeld keeps between
+// runs (the runtime overlay, the DPDK connection tables).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdio>
+#include <functional>
+#include <string>
+
+#include "common/status.h"
+
+namespace keel {
+
+// Writes `path` through `write` (false: it failed, errno says why) into
+// PATH.tmp, created with `mode` (the umask may only narrow it; a PATH.tmp
+// left by a killed writer is removed first, so its mode is never
+// inherited), synced, renamed over PATH, and the directory synced (for a
+// file system that needs it; /run's tmpfs does not). Every step is
+// checked, so a full or failing disk leaves PATH as it was and no PATH.tmp.
+// Error: "STEP FILE: reason", e.g. "open /run/keel/x.tmp: Is a directory",
+// "rename /run/keel/x: ...".
+Status writeFileReplacing(const std::string& path, mode_t mode, const std::function<bool(FILE*)>& write);
+
+}  // namespace keel

@@ -402,31 +402,29 @@ int run(const std::string& path, bool detachOnExit) {
   for (const ServiceConfig& svc : config.services)
     for (const RealConfig& r : svc.reals) logResolvedMac(svc.name, r);
 
-  api::ApiServerOptions ao;
-  ao.socketPath = config.control.socket;
-  ao.mode = static_cast<mode_t>(config.control.mode);
-  ao.group = config.control.group;
-  apiServer = std::make_unique<api::ApiServer>(io, backend, ao);
-  if (Status st = apiServer->start(); !st) {
-    logError(LogRecord("control_socket_failed").add("socket", ao.socketPath).add("error", st.message()));
+  // The control socket, and the read-only one if configured: started (nullptr
+  // and logged if not).
+  auto serve = [&](const std::string& socket, uint32_t mode, const std::string& group, bool readOnly) {
+    api::ApiServerOptions o;
+    o.socketPath = socket;
+    o.mode = static_cast<mode_t>(mode);
+    o.group = group;
+    o.readOnly = readOnly;
+    auto server = std::make_unique<api::ApiServer>(io, backend, o);
+    if (Status st = server->start(); !st) {
+      logError(LogRecord("control_socket_failed").add("socket", socket).add("error", st.message()));
+      server.reset();
+    }
+    return server;
+  };
+  const ControlConfig& cc = config.control;
+  apiServer = serve(cc.socket, cc.mode, cc.group, false);
+  if (apiServer && !cc.readonlySocket.empty())
+    readonlyServer = serve(cc.readonlySocket, cc.readonlyMode, cc.readonlyGroup, true);
+  if (!apiServer || (!cc.readonlySocket.empty() && !readonlyServer)) {
     apiServer.reset();
     abandon();
     return 1;
-  }
-  if (!config.control.readonlySocket.empty()) {
-    api::ApiServerOptions ro;
-    ro.socketPath = config.control.readonlySocket;
-    ro.mode = static_cast<mode_t>(config.control.readonlyMode);
-    ro.group = config.control.readonlyGroup;
-    ro.readOnly = true;
-    readonlyServer = std::make_unique<api::ApiServer>(io, backend, ro);
-    if (Status st = readonlyServer->start(); !st) {
-      logError(LogRecord("control_socket_failed").add("socket", ro.socketPath).add("error", st.message()));
-      readonlyServer.reset();
-      apiServer.reset();
-      abandon();
-      return 1;
-    }
   }
   // Scrapes run on the metrics server's threads and read the loop's state only
   // through a job posted to it (daemon/metrics.h).
@@ -451,8 +449,8 @@ int run(const std::string& path, bool detachOnExit) {
     runningReals += s.reals.size();
   }
   LogRecord ready("ready");
-  ready.add("config", path).add("services", runningServices).add("reals", runningReals).add("socket", ao.socketPath);
-  if (readonlyServer) ready.add("readonly_socket", config.control.readonlySocket);
+  ready.add("config", path).add("services", runningServices).add("reals", runningReals).add("socket", cc.socket);
+  if (readonlyServer) ready.add("readonly_socket", cc.readonlySocket);
   logInfo(ready);
   {
     std::string status = "READY=1\nSTATUS=" + std::string(adopted ? "adopted" : "attached") + " " +

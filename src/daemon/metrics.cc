@@ -430,13 +430,16 @@ struct MetricsServer::State {
   // The 200 response to GET /metrics; runs the scrape (waits for the loop).
   void scrape(const http::request<http::string_body>& req, http::response<http::string_body>& res);
 
-  // Open sessions. Before io: the sessions io's destructor frees still
-  // count themselves out.
-  std::atomic<size_t> connections{0};
-  // Every open session (registered by accept(), removed by its destructor),
-  // for closeLongestWaiting(). Both run on any of the server's threads.
+  // Every open session (registered by accept(), removed by its destructor;
+  // both run on any of the server's threads): the count the cap holds, and
+  // whom closeLongestWaiting() chooses from. Before io: the sessions io's
+  // destructor frees still take themselves out.
   std::mutex sessionsMutex;
   std::map<const void*, std::weak_ptr<Session>> sessions;
+  size_t sessionCount() {
+    std::lock_guard lock(sessionsMutex);
+    return sessions.size();
+  }
   asio::io_context io;  // destroyed after the members below, which use it
   tcp::acceptor acceptor;
   asio::steady_timer retry;  // accept back-off after EMFILE and the like
@@ -456,15 +459,10 @@ namespace {
 // closing the io_context (MetricsServer::stop) frees it and closes the socket.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, MetricsServer::State& state) : stream_(std::move(socket)), state_(state) {
-    ++state_.connections;
-  }
+  Session(tcp::socket socket, MetricsServer::State& state) : stream_(std::move(socket)), state_(state) {}
   ~Session() {
-    {
-      std::lock_guard lock(state_.sessionsMutex);
-      state_.sessions.erase(this);
-    }
-    --state_.connections;
+    std::lock_guard lock(state_.sessionsMutex);
+    state_.sessions.erase(this);
   }
 
   // Since when the session has waited for its next request (steady-clock
@@ -589,7 +587,7 @@ bool MetricsServer::State::closeLongestWaiting() {
   }
 }
 
-size_t MetricsServer::connectionCount() const { return state_ ? state_->connections.load() : 0; }
+size_t MetricsServer::connectionCount() const { return state_ ? state_->sessionCount() : 0; }
 
 void MetricsServer::State::accept() {
   // Each connection on a strand of its own: the server's threads may run
@@ -606,7 +604,7 @@ void MetricsServer::State::accept() {
     // Full: the session that has waited longest for a request makes room
     // (idle connections cannot lock scrapes out); if every one is
     // answering, the socket closes here, before any request is read.
-    if (connections < kMaxConnections || closeLongestWaiting()) {
+    if (sessionCount() < kMaxConnections || closeLongestWaiting()) {
       auto session = std::make_shared<Session>(std::move(socket), *this);
       {
         std::lock_guard lock(sessionsMutex);

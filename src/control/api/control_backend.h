@@ -53,7 +53,7 @@ inline constexpr const char* kInvalidConfig = "invalid_config";  // config.check
 inline constexpr const char* kFailed = "failed";                  // backend refused, nothing changed
 inline constexpr const char* kLineTooLong = "line_too_long";
 inline constexpr const char* kBusy = "busy";                      // connection limit reached
-inline constexpr const char* kForbidden = "forbidden";  // a method that changes keeld, on the read-only socket
+inline constexpr const char* kForbidden = "forbidden";  // a method the read-only socket does not serve
 inline constexpr const char* kTryLater = "try_later";  // conn.list: enough table reads running or waiting; retry
 inline constexpr const char* kInternal = "internal";
 }  // namespace code

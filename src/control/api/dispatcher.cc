@@ -360,21 +360,22 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
   // The one list of methods (methods()): a method outside it is unknown
   // before any branch below is tried, and one in it that no branch takes is
   // an internal error, which the dispatcher test looks for.
+  // "a, b, c" of a list of methods, for the errors below.
+  auto commaList = [](const std::vector<std::string>& names) {
+    std::string list;
+    for (const std::string& m : names) list += (list.empty() ? "" : ", ") + m;
+    return list;
+  };
   const std::vector<std::string>& known = methods();
-  if (std::find(known.begin(), known.end(), method) == known.end()) {
-    std::string list;
-    for (const std::string& m : known) list += (list.empty() ? "" : ", ") + m;
-    return fail({code::kUnknownMethod, "method: unknown method " + describeJson(json(method)) + " (known: " + list + ")",
+  if (std::find(known.begin(), known.end(), method) == known.end())
+    return fail({code::kUnknownMethod,
+                 "method: unknown method " + describeJson(json(method)) + " (known: " + commaList(known) + ")",
                  "method", {}});
-  }
   const std::vector<std::string>& ro = readOnlyMethods();
-  if (readOnly_ && std::find(ro.begin(), ro.end(), method) == ro.end()) {
-    std::string list;
-    for (const std::string& m : ro) list += (list.empty() ? "" : ", ") + m;
-    return fail({code::kForbidden, "method: " + method + " is not served on this read-only socket (it serves " +
-                                       list + ")",
+  if (readOnly_ && std::find(ro.begin(), ro.end(), method) == ro.end())
+    return fail({code::kForbidden,
+                 "method: " + method + " is not served on this read-only socket (it serves " + commaList(ro) + ")",
                  "method", {}});
-  }
   auto reply = [&](const Result& r) {
     if (!r.isOk()) return fail(r.error());
     // A change that runs but could not be made to last says so, whatever

@@ -50,6 +50,9 @@ struct HealthChecker::Entry {
   asio::steady_timer timer;
   std::shared_ptr<Probe> probe;  // the run in flight, if any
   Clock::time_point checkStart;
+  // The first check of this (re)start has run; the next is then put at a
+  // random phase of the interval (scheduleFirst).
+  bool phased = false;
 };
 
 struct HealthChecker::Change {
@@ -195,9 +198,15 @@ void HealthChecker::restart(const EntryPtr& e, uint64_t generation) {
   scheduleFirst(e, interval, generation);
 }
 
+// The first check comes soon (a random point of the first
+// min(interval, kFirstCheckSpread)), so a real added with a long interval
+// is seen within a second, not after up to one interval; the second comes
+// at a random point of the interval after the first, which spreads the
+// steady state of targets added together over the whole interval.
 void HealthChecker::scheduleFirst(const EntryPtr& e, Clock::duration interval, uint64_t generation) {
-  // A random phase within the first interval spreads targets added together.
-  std::uniform_int_distribution<Clock::rep> phase(0, interval.count() - 1);
+  e->phased = false;
+  const Clock::duration spread = std::min<Clock::duration>(interval, kFirstCheckSpread);
+  std::uniform_int_distribution<Clock::rep> phase(0, spread.count() - 1);
   scheduleAt(e, Clock::now() + Clock::duration(phase(rng_)), generation);
 }
 
@@ -256,11 +265,19 @@ void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResul
     interval = std::chrono::duration_cast<Clock::duration>(e->target.spec.interval);
   }
 
-  // +-10% jitter on every interval keeps targets from re-synchronising
-  // after a stall (all overdue timers would fire together).
-  Clock::rep spread = std::max<Clock::rep>(interval.count() / 10, 1);
-  std::uniform_int_distribution<Clock::rep> jitter(-spread, spread);
-  Clock::time_point next = e->checkStart + interval + Clock::duration(jitter(rng_));
+  Clock::time_point next;
+  if (!e->phased) {
+    // After the first check: a random phase of the interval (scheduleFirst).
+    e->phased = true;
+    std::uniform_int_distribution<Clock::rep> phase(1, std::max<Clock::rep>(interval.count(), 1));
+    next = e->checkStart + Clock::duration(phase(rng_));
+  } else {
+    // +-10% jitter on every interval keeps targets from re-synchronising
+    // after a stall (all overdue timers would fire together).
+    Clock::rep spread = std::max<Clock::rep>(interval.count() / 10, 1);
+    std::uniform_int_distribution<Clock::rep> jitter(-spread, spread);
+    next = e->checkStart + interval + Clock::duration(jitter(rng_));
+  }
   scheduleAt(e, std::max(next, now), generation);
 
   if (change) postChange(e->id, std::move(*change));

@@ -17,10 +17,12 @@
 // restart that adopts the previous run's state, so reals keep their traffic
 // (hitless restart) and only `fall` failures take them out.
 //
-// Timing. The first check of a target runs at a random point within its
-// first interval, and every later interval is jittered by +-10%, so 10,000
-// targets added together spread evenly and do not fall back into lockstep
-// after a stall. A check never overlaps the previous one of the same
+// Timing. The first check of a target runs at a random point within
+// min(interval, kFirstCheckSpread), so a real added with a long interval is
+// seen within a second; the second at a random point within the interval
+// after the first, and every later interval is jittered by +-10%, so 10,000
+// targets added together spread evenly over the interval and do not fall
+// back into lockstep after a stall. A check never overlaps the previous one of the same
 // target: the next starts one interval after the previous started, or as
 // soon as it ends if it took longer (timeout > interval).
 //
@@ -132,8 +134,12 @@ class HealthChecker {
   // An identical spec is a no-op. Otherwise the state is kept, the runs of
   // consecutive results restart (the old check's results say nothing about
   // the new one), an in-flight check is abandoned and the next one runs
-  // within one (new) interval.
+  // as a new target's first does (within min(interval, kFirstCheckSpread)).
   Status update(HealthTargetId id, HealthCheckSpec spec);
+
+  // A new, changed or restarted target's first check runs within this (or
+  // within its interval, if shorter).
+  static constexpr std::chrono::seconds kFirstCheckSpread{1};
 
   std::optional<HealthStatus> status(HealthTargetId id) const;
   // For `keelctl health show` and metrics; in id (= insertion) order.

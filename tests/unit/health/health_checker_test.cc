@@ -964,19 +964,44 @@ TEST_F(HealthCheckerTest, StatusKeepsCountersAndDurationHistogram) {
   EXPECT_EQ(all[0].id, id);
 }
 
-// First checks are spread over the first interval instead of all firing at
-// once: after half an interval some, but not all, of 100 targets have run.
-TEST_F(HealthCheckerTest, FirstChecksAreSpreadOverTheInterval) {
+// A new target's first check comes within kFirstCheckSpread (1 s), not at
+// a random point of its interval: with a 60 s interval all of 20 targets
+// have been checked within a few seconds (one interval's random phase would
+// have left nearly all of them unchecked).
+TEST_F(HealthCheckerTest, FirstCheckComesWithinASecondWhateverTheInterval) {
+  TcpServer server(io_);
+  HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
+  t.spec.interval = 60s;
+  t.spec.timeout = 1s;
+  std::vector<HealthTargetId> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(add(t, false));
+  auto checked = [&] {
+    size_t n = 0;
+    for (HealthTargetId id : ids) n += checker_.status(id)->checks >= 1 ? 1 : 0;
+    return n;
+  };
+  EXPECT_TRUE(runUntil([&] { return checked() == ids.size(); }, 5s)) << checked() << " of 20 checked";
+}
+
+// The second checks are spread over the interval after the first (a random
+// phase), not bunched one interval after first checks that all came within
+// a second: two seconds after 100 targets of a 4 s interval were all checked
+// once, some but not all have been checked again.
+TEST_F(HealthCheckerTest, SecondChecksAreSpreadOverTheInterval) {
   TcpServer server(io_);
   HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
   t.spec.interval = 4s;
   std::vector<HealthTargetId> ids;
   for (int i = 0; i < 100; ++i) ids.push_back(add(t, false));
+  auto count = [&](uint64_t atLeast) {
+    size_t n = 0;
+    for (HealthTargetId id : ids) n += checker_.status(id)->checks >= atLeast ? 1 : 0;
+    return n;
+  };
+  ASSERT_TRUE(runUntil([&] { return count(1) == ids.size(); }, 5s)) << count(1) << " of 100 checked";
   runFor(2s);
-  size_t checked = 0;
-  for (HealthTargetId id : ids) checked += checker_.status(id)->checked ? 1 : 0;
-  EXPECT_GT(checked, 0u);
-  EXPECT_LT(checked, ids.size());
+  EXPECT_GT(count(2), 0u);
+  EXPECT_LT(count(2), ids.size());
 }
 
 }  // namespace

@@ -454,7 +454,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   }
   committed_ = true;
   if (!startFile_) startFile_ = file;  // the first: what the data plane was built with
-  notePendingMacs(next);
+  const bool newlyPending = notePendingMacs(next);
   file_ = file;
   overlay_ = std::move(overlay);
   effective_ = std::move(next);
@@ -464,14 +464,15 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   if (std::optional<std::string> err = saveState())
     unsaved_ = "the change is running, but keeld could not save it (" + *err +
                "): a restart of keeld would not keep it";
-  retryMacsLater();
+  retryMacsLater(newlyPending);
   return Result::ok();
 }
 
 // Before effective_ becomes `next`: a real that starts waiting for its MAC
 // is logged (once) and timed, one that stops waiting (found, or gone) is
 // forgotten.
-void DaemonBackend::notePendingMacs(const Config& next) {
+bool DaemonBackend::notePendingMacs(const Config& next) {
+  bool started = false;
   std::map<RealKey, std::chrono::system_clock::time_point> since;
   for (const ServiceConfig& svc : next.services)
     for (const RealConfig& r : svc.reals) {
@@ -483,25 +484,34 @@ void DaemonBackend::notePendingMacs(const Config& next) {
         continue;
       }
       since[key] = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+      started = true;
       logWarn(LogRecord("real_mac_unresolved")
                   .add("service", svc.name)
                   .add("real", r.address.toString())
                   .add("reason", r.macPending)
-                  .add("detail", "held down; looked up again every " +
-                                     std::to_string(kMacRetryInterval.count()) + " s"));
+                  .add("detail", "held down; looked up again in " + std::to_string(kMacFirstRetry.count()) +
+                                     " ms, then every " + std::to_string(kMacRetryInterval.count()) + " s"));
     }
   macPendingSince_ = std::move(since);
+  return started;
 }
 
-void DaemonBackend::retryMacsLater() {
-  if (macRetryArmed_ || macPendingSince_.empty()) return;
+// Arms the retry timer while a real waits: kMacFirstRetry from now if
+// `soon` (a real has just started waiting; a retry armed for later is
+// brought forward), else kMacRetryInterval.
+void DaemonBackend::retryMacsLater(bool soon) {
+  if (macPendingSince_.empty()) return;
+  const auto at = std::chrono::steady_clock::now() +
+                  (soon ? std::chrono::steady_clock::duration(kMacFirstRetry)
+                        : std::chrono::steady_clock::duration(kMacRetryInterval));
+  if (macRetryArmed_ && macTimer_.expiry() <= at) return;
   macRetryArmed_ = true;
-  macTimer_.expires_after(kMacRetryInterval);
+  macTimer_.expires_at(at);  // a later wait still armed ends with operation_aborted
   macTimer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec) return;  // cancelled: the backend is going (~DaemonBackend)
+    if (ec) return;  // re-armed earlier, or the backend is going (~DaemonBackend)
     macRetryArmed_ = false;
     resolvePendingMacs();
-    retryMacsLater();
+    retryMacsLater(false);
   });
 }
 
@@ -511,7 +521,7 @@ size_t DaemonBackend::resolvePendingMacs() {
   for (const auto& [key, since] : macPendingSince_) addresses.push_back(key.second);
   std::sort(addresses.begin(), addresses.end());
   addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
-  const MacLookup macs = keel::lookUpMacs(addresses, neighbourInterface_, retryMac_ ? retryMac_ : resolveMac_);
+  const MacLookup macs = lookUpMacs(addresses, loopMacResolver());
   // The reals found, in the place their config comes from (the file, a
   // real.add, a service.add), so that every later compose() has the MAC.
   Config file = file_;
@@ -774,7 +784,8 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
         addMacless(l2dsr.count(e["service"].get<std::string>()) > 0, {addedReals[i]->value->real}, needMac);
     }
   }
-  const MacLookup macs = lookUpMacs(needMac);
+  // start(), before keeld's loop runs: may wait for the reals it prompts.
+  const MacLookup macs = lookUpMacs(needMac, resolveMac_);
   if (version == kStateVersion) {
     for (const api::ServiceAddRequest& req : savedServices) {
       std::vector<std::string> errors;
@@ -1349,14 +1360,14 @@ std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, cons
   return r;
 }
 
-MacLookup DaemonBackend::lookUpMacs(const std::vector<IpAddress>& reals) const {
-  return keel::lookUpMacs(reals, neighbourInterface_, resolveMac_);
+MacLookup DaemonBackend::lookUpMacs(const std::vector<IpAddress>& reals, const MacResolver& resolver) const {
+  return keel::lookUpMacs(reals, neighbourInterface_, resolver);
 }
 
 MacLookup DaemonBackend::macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const {
   std::vector<IpAddress> needMac;
   addMacless(l2dsr, reals, needMac);
-  return lookUpMacs(needMac);
+  return lookUpMacs(needMac, loopMacResolver());
 }
 
 std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddRequest& req, const MacLookup& macs,

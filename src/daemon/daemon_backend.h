@@ -111,22 +111,26 @@ class DaemonBackend : public api::ControlBackend {
   // changed since is dropped (log: runtime_state_dropped). A damaged or
   // foreign file is ignored with a warning. Empty: nothing is kept.
   void setStatePath(std::string path) { statePath_ = std::move(path); }
-  // How an l2dsr real given without a MAC gets one: keeld passes the same
-  // neighbour-table resolver loadConfigFile uses for keel.yaml, so a runtime
-  // add (real.add, service.add) resolves exactly like the file. Empty: such a
-  // real is refused (it needs a mac). Call before start().
+  // How an l2dsr real given without a MAC gets one before keeld's loop runs
+  // (start(): the runtime state file's reals): keeld passes the resolver
+  // loadConfigFile uses for keel.yaml at start-up, which waits up to 1 s
+  // for the reals it prompts. Empty: such a real is refused (it needs a
+  // mac). Call before start().
   //
   // An l2dsr real the table does not have (RealConfig::macPending), from
   // the file, a runtime add or the state file, is accepted and held down:
   // in the registry but out of the ring, with no health checks, shown down
   // with the table's words as its reason. keeld looks such reals up again
-  // every kMacRetryInterval (resolvePendingMacs) until they are found.
+  // (resolvePendingMacs) kMacFirstRetry after one starts waiting, then
+  // every kMacRetryInterval, until they are found.
   void setMacResolver(MacResolver resolver) { resolveMac_ = std::move(resolver); }
-  // The resolver those retries use; keeld's does not wait for an answer
-  // (resolveNeighbours with waitMs 0: one table dump, and a nudge for each
-  // real still missing, which the next retry finds answered), so keeld's
-  // loop never stops for them. Empty: setMacResolver's.
-  void setMacRetryResolver(MacResolver resolver) { retryMac_ = std::move(resolver); }
+  // The resolver used on keeld's loop: runtime adds (real.add, service.add)
+  // and the retries. keeld's does not wait for an answer (resolveNeighbours
+  // with waitMs 0: one table dump, and a nudge for each real missing, which
+  // the next retry finds answered), so no request stops the loop (API
+  // review M1: an add used to wait up to 1 s for the table). Empty:
+  // setMacResolver's.
+  void setLoopMacResolver(MacResolver resolver) { loopMac_ = std::move(resolver); }
   // One retry now (the timer's): one table read for every real waiting for
   // its MAC. Those found take their MAC in the config they came from (so a
   // reload or restart does not lose it), and are applied as new reals are:
@@ -134,10 +138,16 @@ class DaemonBackend : public api::ControlBackend {
   // once. Returns how many were found. The timer is armed whenever a commit
   // leaves a real waiting and stops when none is.
   size_t resolvePendingMacs();
-  // Between two retries: short enough that a real that comes back is in the
-  // ring a few seconds after it answers ARP (then `rise` checks), long
-  // enough that the kernel's own resolution (3 probes, 1 s apart) of the
-  // last nudge has run before the next; each retry costs one
+  // The first retry after a real starts waiting: the nudge's ARP or
+  // neighbour solicitation has been answered by then if the real is up and
+  // on-link (a LAN answers in well under a millisecond), so a real added
+  // without a mac is in the ring a moment after the add (then `rise`
+  // checks), without the add itself waiting.
+  static constexpr std::chrono::milliseconds kMacFirstRetry{250};
+  // Between two later retries: short enough that a real that comes back is
+  // in the ring a few seconds after it answers ARP (then `rise` checks),
+  // long enough that the kernel's own resolution (3 probes, 1 s apart) of
+  // the last nudge has run before the next; each retry costs one
   // neighbour-table dump and one datagram per waiting real.
   static constexpr std::chrono::seconds kMacRetryInterval{2};
   // The options config.check parses a client's text with: keeld passes the
@@ -233,16 +243,20 @@ class DaemonBackend : public api::ControlBackend {
                                      const std::string& servicePath, const std::string& realPath,
                                      const MacLookup& macs, std::vector<std::string>& errors,
                                      ServiceHealthBlock serviceBlock = ServiceHealthBlock::kReport) const;
-  // One neighbour-table read for these reals (on neighbourInterface_, with resolveMac_).
-  MacLookup lookUpMacs(const std::vector<IpAddress>& reals) const;
+  // One neighbour-table read for these reals (on neighbourInterface_, with
+  // `resolver`).
+  MacLookup lookUpMacs(const std::vector<IpAddress>& reals, const MacResolver& resolver) const;
+  // The loop's resolver (setLoopMacResolver), else resolveMac_.
+  const MacResolver& loopMacResolver() const { return loopMac_ ? loopMac_ : resolveMac_; }
   // One request's read: the reals it gives without a mac if `l2dsr` (the
   // service's forwarding), none otherwise; what serviceFrom/realFrom need.
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
   api::Result reloadFile();
   void keepResolvedMacs(Config& next) const;
   static void keepAdoptedMacs(Config& c, const ProgrammedState& adopted);
-  void notePendingMacs(const Config& next);
-  void retryMacsLater();
+  // True if a real started waiting (its first retry comes soon).
+  bool notePendingMacs(const Config& next);
+  void retryMacsLater(bool soon);
   using RealKey = std::pair<std::string, IpAddress>;  // (service, real)
   static std::vector<RealKey> keepKnownMacs(
       Config& c, const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known);
@@ -311,7 +325,7 @@ class DaemonBackend : public api::ControlBackend {
   std::string statePath_;
   bool committed_ = false;  // a commit succeeded: effective_ is what the data plane runs
   MacResolver resolveMac_;
-  MacResolver retryMac_;
+  MacResolver loopMac_;
   // The reals waiting for their MAC in effective_, since when (notePendingMacs).
   std::map<std::pair<std::string, IpAddress>, std::chrono::system_clock::time_point> macPendingSince_;
   boost::asio::steady_timer macTimer_{io_};

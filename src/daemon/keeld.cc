@@ -84,7 +84,13 @@ const std::set<unsigned>& startCpus() {
   return cpus;
 }
 
-ConfigOptions hostConfigOptions() {
+// macWaitMs: how long the neighbour-table read of a file's l2dsr reals
+// without mac: waits for the ones it prompts (resolveNeighbours). At
+// start-up (--check-config, the first load) 1 s; on keeld's running loop
+// (reloads, config.check, runtime adds, retries) 0, so nothing stops the
+// loop: the reals not in the table yet are held down and retried
+// (DaemonBackend::kMacFirstRetry).
+ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
   ConfigOptions o;
   o.interfaceExists = [](const std::string& name) { return if_nametoindex(name.c_str()) != 0; };
   o.interfaceIsTap = [](const std::string& name) {
@@ -99,8 +105,8 @@ ConfigOptions hostConfigOptions() {
     if (!std::getline(f, line)) return std::set<unsigned>{};
     return parseCpuList(line).value_or(std::set<unsigned>{});
   };
-  o.resolveMac = [](const std::vector<IpAddress>& reals, const std::string& iface) {
-    return resolveNeighbours(reals, iface);
+  o.resolveMac = [macWaitMs](const std::vector<IpAddress>& reals, const std::string& iface) {
+    return resolveNeighbours(reals, iface, macWaitMs);
   };
   o.interfaceAddresses = interfaceAddresses;
   o.addressIsLocal = [](const IpAddress& a) {
@@ -365,20 +371,19 @@ int run(const std::string& path, bool detachOnExit) {
   auto stop = [&](bool leave) { stopWith(leave ? ExitAction::kLeave : ExitAction::kRemove); };
   DaemonBackend backend(
       io, registry, path,
-      [](const std::string& p) { return loadConfigFile(p, hostConfigOptions()); },
+      [](const std::string& p) { return loadConfigFile(p, hostConfigOptions(/*macWaitMs=*/0)); },
       // `config` stays what keeld started with: the data plane, socket and
       // endpoint it built (reloads change only the backend's copy).
       [&](const Config& next) { return preApply(config, next, *dp, planeMac, *node); },
       stop);
   backend.setCanDetach(handle->canDetach());
-  // Runtime adds resolve l2dsr MACs exactly as the file does.
-  backend.setMacResolver(hostConfigOptions().resolveMac);
-  // Its retries of reals not in the table yet never wait on keeld's loop:
+  // l2dsr MACs are resolved as the file's are: the state file's reals at
+  // start, waiting as the first load did; on the loop (runtime adds,
+  // retries, reloads and config.check above and below) without waiting:
   // one dump, a nudge for each still missing, found by the next retry.
-  backend.setMacRetryResolver([](const std::vector<IpAddress>& reals, const std::string& iface) {
-    return resolveNeighbours(reals, iface, /*waitMs=*/0);
-  });
-  backend.setCheckOptions(hostConfigOptions());
+  backend.setMacResolver(hostConfigOptions().resolveMac);
+  backend.setLoopMacResolver(hostConfigOptions(/*macWaitMs=*/0).resolveMac);
+  backend.setCheckOptions(hostConfigOptions(/*macWaitMs=*/0));
   backend.setStartedAt(startedAt);
   // The runtime overlay (keelctl changes), per interface like the pins.
   backend.setStatePath(files.runtime);

@@ -1544,8 +1544,8 @@ TEST_F(DaemonBackendTest, AReloadKeepsUnresolvedL2dsrRealsWaiting) {
   EXPECT_TRUE(resolved_.empty());
 }
 
-// keeld's timer does the retries, with the resolver that does not wait
-// (setMacRetryResolver), not the one a request or the file waits with.
+// keeld's timer does the retries, with the loop's resolver, which does not
+// wait (setLoopMacResolver), not the one the start-up waits with.
 TEST_F(DaemonBackendTest, UnresolvedL2dsrRealsAreRetriedOnTheLoopsTimer) {
   hostChecks_ = true;
   neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
@@ -1553,7 +1553,7 @@ TEST_F(DaemonBackendTest, UnresolvedL2dsrRealsAreRetriedOnTheLoopsTimer) {
   make();
   int retries = 0;
   MacResolver table = resolver();
-  backend_->setMacRetryResolver([&](const std::vector<IpAddress>& reals, const std::string& iface) {
+  backend_->setLoopMacResolver([&](const std::vector<IpAddress>& reals, const std::string& iface) {
     ++retries;
     return table(reals, iface);
   });
@@ -1567,6 +1567,54 @@ TEST_F(DaemonBackendTest, UnresolvedL2dsrRealsAreRetriedOnTheLoopsTimer) {
   EXPECT_EQ(retries, 1);
   EXPECT_EQ(resolverCalls_, 1);  // the retry resolver's own call of the fake table
   EXPECT_EQ(ringAddresses(), (std::set<std::string>{"10.0.1.1", "10.0.1.2"}));
+}
+
+// A runtime add of an l2dsr real without a mac does not wait for the
+// neighbour table on keeld's loop (API review M1: it used to wait up to 1 s
+// for the real it prompted): it reads the table with the loop's resolver,
+// which does not wait, holds the real down if the table has no entry yet,
+// and the first retry, kMacFirstRetry later rather than kMacRetryInterval,
+// finds the answer the nudge brought.
+TEST_F(DaemonBackendTest, RuntimeAddOfAnUnknownL2dsrRealDoesNotWaitAndIsRetriedSoon) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  files_["keel.yaml"] = l2dsr(yaml(kTwo));
+  make();
+  int waiting = 0;
+  int onLoop = 0;
+  MacResolver table = resolver();
+  backend_->setMacResolver([&](const std::vector<IpAddress>& reals, const std::string& iface) {
+    ++waiting;
+    return table(reals, iface);
+  });
+  backend_->setLoopMacResolver([&](const std::vector<IpAddress>& reals, const std::string& iface) {
+    ++onLoop;
+    return table(reals, iface);
+  });
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.3");
+  api::Result r = backend_->addReal(add);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(waiting, 0) << "a request read the table with the resolver that waits";
+  EXPECT_EQ(onLoop, 1);
+  EXPECT_FALSE(realOf("10.0.1.3").mac);
+  EXPECT_EQ(r.result()["warnings"].size(), 1u) << r.result().dump();
+
+  neighbours_["10.0.1.3"] = "02:00:00:00:01:03";  // the nudge's answer
+  const auto start = std::chrono::steady_clock::now();
+  while (!realOf("10.0.1.3").mac && std::chrono::steady_clock::now() < start + std::chrono::seconds(5))
+    io_.run_one_for(std::chrono::milliseconds(50));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(realOf("10.0.1.3").mac);
+  EXPECT_EQ(realOf("10.0.1.3").mac->toString(), "02:00:00:00:01:03");
+  // The retry timer cannot fire before its expiry: one armed for
+  // kMacRetryInterval (2 s) would have taken at least that.
+  EXPECT_LT(took, DaemonBackend::kMacRetryInterval - std::chrono::milliseconds(500))
+      << "found by a retry kMacRetryInterval after the add, not kMacFirstRetry";
+  EXPECT_EQ(onLoop, 2);
+  EXPECT_EQ(waiting, 0);
 }
 
 // A second keeld over the same files and state file (optionally adopting

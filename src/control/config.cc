@@ -1079,6 +1079,11 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
 //    `1ms` is one letter from `1m` or `1s`.
 //  - A timeout over 10 intervals: a real that stops answering is taken
 //    down only after about fall x timeout (configuration.md, "Check timing").
+//  - A udp payload over 1232 bytes to an IPv6 real (health review L7): the
+//    most an IPv6 datagram carries whole over a path of IPv6's minimum MTU
+//    (1280 - 40 - 8); past it, a smaller path MTU makes the check's
+//    datagram a fragment pair or an ICMPv6 Packet Too Big (that check
+//    fails), and reals behind firewalls that drop fragments fail every one.
 //  - More than 20,000 checks a second in all: the checks share one thread,
 //    and a tcp check costs ~36-45 us of its CPU (docs/performance.md), so
 //    past that the thread falls behind and checks start late.
@@ -1086,6 +1091,7 @@ void Parser::warnCheckRates(const Config& cfg, const YAML::Node& servicesNode) {
   constexpr int64_t kMinIntervalMs = 100;
   constexpr int64_t kMaxTimeoutIntervals = 10;
   constexpr double kMaxChecksPerSecond = 20000;
+  constexpr size_t kMaxUdpPayloadV6 = 1280 - 40 - 8;
   // The node a real's resolved key came from: its own health block's, else
   // its service's (else the default: nothing to say).
   struct From {
@@ -1135,6 +1141,15 @@ void Parser::warnCheckRates(const Config& cfg, const YAML::Node& servicesNode) {
                 formatDuration(h.timeout) + " is more than " + std::to_string(kMaxTimeoutIntervals) +
                     " intervals (" + formatDuration(h.interval) +
                     "): a real that stops answering is taken down only after about fall x timeout");
+      const std::optional<From> payload = keyOf(realHealth, svcHealth, rpath, spath, "payload");
+      if (payload && h.type == HealthCheckSpec::Type::Udp && !real.address.isV4() &&
+          h.udpPayload.size() > kMaxUdpPayloadV6 && once(payload->node))
+        warning(payload->node, payload->path,
+                std::to_string(h.udpPayload.size()) + " bytes to IPv6 real " + real.address.toString() +
+                    ": over " + std::to_string(kMaxUdpPayloadV6) +
+                    " bytes, what one datagram carries whole on a path of IPv6's minimum MTU (1280), so a "
+                    "smaller path MTU than " + std::to_string(h.udpPayload.size() + 48) +
+                    " bytes fragments the check or fails it (Packet Too Big)");
     }
   }
   if (perSecond > kMaxChecksPerSecond) {

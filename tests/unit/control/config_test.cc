@@ -690,6 +690,41 @@ TEST(ConfigTest, WarnsAboutCheckTimingsRarelyMeant) {
             "interval");
 }
 
+// Health review L7: a udp payload over 1232 bytes (what one datagram
+// carries whole on a path of IPv6's minimum MTU) loads with a warning at the
+// key when it goes to an IPv6 real, once however many reals inherit it; to
+// an IPv4 real, or at 1232 bytes, it is not warned about.
+TEST(ConfigTest, WarnsAboutAUdpPayloadOverTheIpv6MinimumMtu) {
+  auto file = [](size_t bytes, const char* reals) {
+    return std::string("dataplane: {kind: xdp, interface: eth0}\n"
+                       "node: {tunnel_source_v4: 10.0.0.2, tunnel_source_v6: \"2001:db8::2\", "
+                       "next_hop_mac: \"02:00:00:00:00:01\"}\n"
+                       "services:\n"
+                       "  - name: dns\n"
+                       "    vip: 192.0.2.53\n"
+                       "    port: 53\n"
+                       "    protocol: udp\n"
+                       "    health:\n"
+                       "      type: udp\n"
+                       "      payload: \"") +
+           std::string(bytes, 'x') + "\"\n    reals:\n" + reals;
+  };
+  const char* v6 = "      - {address: \"2001:db8:1::1\"}\n      - {address: \"2001:db8:1::2\"}\n";
+  ConfigResult warned = parseConfig(file(1233, v6), "keel.yaml");
+  ASSERT_TRUE(warned.ok()) << joinErrors(warned.errors);
+  ASSERT_EQ(warned.warnings.size(), 1u) << joinErrors(warned.warnings);
+  EXPECT_EQ(warned.warnings[0],
+            "keel.yaml:10: services[0].health.payload: 1233 bytes to IPv6 real 2001:db8:1::1: over 1232 bytes, what "
+            "one datagram carries whole on a path of IPv6's minimum MTU (1280), so a smaller path MTU than 1281 "
+            "bytes fragments the check or fails it (Packet Too Big)");
+  ConfigResult fits = parseConfig(file(1232, v6), "keel.yaml");
+  ASSERT_TRUE(fits.ok()) << joinErrors(fits.errors);
+  EXPECT_TRUE(fits.warnings.empty()) << joinErrors(fits.warnings);
+  ConfigResult v4 = parseConfig(file(1400, "      - {address: 10.0.1.1}\n"), "keel.yaml");
+  ASSERT_TRUE(v4.ok()) << joinErrors(v4.errors);
+  EXPECT_TRUE(v4.warnings.empty()) << joinErrors(v4.warnings);
+}
+
 // Maglev gives each of N reals about M / N slots: over M / 100 reals a
 // warning (shares of equal reals differ by over ~1%), over M an error (some
 // reals would get no slot, up but never picked: ring review M5).

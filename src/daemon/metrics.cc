@@ -466,7 +466,11 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // Since when the session has waited for its next request (steady-clock
-  // ns), 0 while it answers one, kClaimed once chosen to close. Any thread.
+  // ns: its connect, or the start of its last answer), 0 while it answers
+  // one, kClaimed once chosen to close. Any thread. The answer's start, not
+  // its end: a client may read the answer and send from another connection
+  // before this session's write handler runs (the server has kThreads), and
+  // that later connection must not rank as the older.
   int64_t waitingSince() const { return waitingSince_.load(std::memory_order_relaxed); }
 
   // waitingSince() of a session claimed for closing: no longer waiting, so
@@ -485,7 +489,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read() {
-    waitingSince_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    waitingSince_.store(answeredAt_ ? answeredAt_ : steadyNow(), std::memory_order_relaxed);
     parser_.emplace();
     parser_->header_limit(MetricsServer::kMaxRequestHeader);
     parser_->body_limit(MetricsServer::kMaxRequestBody);
@@ -536,6 +540,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void write() {
+    answeredAt_ = steadyNow();
     stream_.expires_after(MetricsServer::kWriteTimeout);
     http::async_write(stream_, *res_, [self = shared_from_this()](error_code ec, size_t) {
       if (ec || !self->res_->keep_alive()) return self->close();
@@ -556,6 +561,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> res_;
   std::atomic<int64_t> waitingSince_{0};
+  int64_t answeredAt_ = 0;  // when the last answer's write started (the session's strand alone)
+
+  static int64_t steadyNow() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
 };
 
 }  // namespace

@@ -198,16 +198,28 @@ void HealthChecker::restart(const EntryPtr& e, uint64_t generation) {
   scheduleFirst(e, interval, generation);
 }
 
-// The first check comes soon (a random point of the first
-// min(interval, kFirstCheckSpread)), so a real added with a long interval
-// is seen within a second, not after up to one interval; the second comes
-// at a random point of the interval after the first, which spreads the
-// steady state of targets added together over the whole interval.
+// The first check comes at once, so a real added with a long interval is
+// seen at once, not after up to one interval, but first checks queue at
+// kFirstChecksPerSecond: 20,000 targets of a start or a reload take 4 s,
+// not a burst of them all (and at most one socket each at once). A target
+// whose interval is shorter than the queue ahead of it takes a random point
+// of its interval instead, as every check did before (its checks come at
+// that rate anyway). The second check comes at a random point of an
+// interval after the first (onResult), which spreads the steady state of
+// targets added together over the whole interval.
 void HealthChecker::scheduleFirst(const EntryPtr& e, Clock::duration interval, uint64_t generation) {
   e->phased = false;
-  const Clock::duration spread = std::min<Clock::duration>(interval, kFirstCheckSpread);
-  std::uniform_int_distribution<Clock::rep> phase(0, spread.count() - 1);
-  scheduleAt(e, Clock::now() + Clock::duration(phase(rng_)), generation);
+  const Clock::time_point now = Clock::now();
+  const Clock::duration spacing =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::seconds(1)) / kFirstChecksPerSecond;
+  Clock::time_point at = std::max(now, firstSlot_ + spacing);
+  if (at - now <= interval) {
+    firstSlot_ = at;
+  } else {
+    std::uniform_int_distribution<Clock::rep> phase(0, interval.count() - 1);
+    at = now + Clock::duration(phase(rng_));
+  }
+  scheduleAt(e, at, generation);
 }
 
 void HealthChecker::scheduleAt(const EntryPtr& e, Clock::time_point when, uint64_t generation) {
@@ -267,9 +279,12 @@ void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResul
 
   Clock::time_point next;
   if (!e->phased) {
-    // After the first check: a random phase of the interval (scheduleFirst).
+    // After the first check: a random phase of the interval (scheduleFirst),
+    // a tenth of an interval at the least, so that two checks a moment
+    // apart (`rise: 2`) cannot bring up a real that answered only then.
     e->phased = true;
-    std::uniform_int_distribution<Clock::rep> phase(1, std::max<Clock::rep>(interval.count(), 1));
+    const Clock::rep tenth = std::max<Clock::rep>(interval.count() / 10, 1);
+    std::uniform_int_distribution<Clock::rep> phase(tenth, tenth + std::max<Clock::rep>(interval.count(), 1));
     next = e->checkStart + Clock::duration(phase(rng_));
   } else {
     // +-10% jitter on every interval keeps targets from re-synchronising

@@ -972,11 +972,11 @@ TEST_F(HealthCheckerTest, StatusKeepsCountersAndDurationHistogram) {
   EXPECT_EQ(all[0].id, id);
 }
 
-// A new target's first check comes within kFirstCheckSpread (1 s), not at
-// a random point of its interval: with a 60 s interval all of 20 targets
-// have been checked within a few seconds (one interval's random phase would
-// have left nearly all of them unchecked).
-TEST_F(HealthCheckerTest, FirstCheckComesWithinASecondWhateverTheInterval) {
+// A new target's first check comes at once, not at a random point of its
+// interval: with a 60 s interval all of 20 targets have been checked within
+// a few seconds (one interval's random phase would have left nearly all of
+// them unchecked).
+TEST_F(HealthCheckerTest, FirstCheckComesAtOnceWhateverTheInterval) {
   TcpServer server(io_);
   HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
   t.spec.interval = 60s;
@@ -991,10 +991,37 @@ TEST_F(HealthCheckerTest, FirstCheckComesWithinASecondWhateverTheInterval) {
   EXPECT_TRUE(runUntil([&] { return checked() == ids.size(); }, 5s)) << checked() << " of 20 checked";
 }
 
+// First checks queue at kFirstChecksPerSecond (5,000): 10,000 targets added
+// together (a start, a reload) are first checked over about 2 s, not in one
+// burst, and all well before their 60 s interval. Checked from an address
+// this host does not have, each check ends at once as "not run", so the
+// test opens no connections.
+TEST_F(HealthCheckerTest, FirstChecksOfManyTargetsAreQueuedAtABoundedRate) {
+  HealthTarget t = target(HealthCheckSpec::Type::Tcp, 9);
+  t.spec.interval = 60s;
+  t.spec.source = *IpAddress::parse("192.0.2.77");
+  constexpr size_t kTargets = 2 * HealthChecker::kFirstChecksPerSecond;
+  for (size_t i = 0; i < kTargets; ++i) add(t, false);
+  auto firstChecks = [&] {
+    std::vector<std::chrono::system_clock::time_point> at;
+    for (const HealthStatus& st : checker_.snapshot())
+      if (st.notRun >= 1) at.push_back(st.lastCheck);
+    return at;
+  };
+  ASSERT_TRUE(runUntil([&] { return firstChecks().size() == kTargets; }, 15s)) << firstChecks().size();
+  auto at = firstChecks();
+  const auto [first, last] = std::minmax_element(at.begin(), at.end());
+  // 10,000 at 5,000 a second: about 2 s from the first to the last (a
+  // loaded box only stretches it); all at once would be a few ms.
+  EXPECT_GE(*last - *first, 1500ms);
+  for (const HealthStatus& st : checker_.snapshot()) EXPECT_EQ(st.notRun, 1u) << "a second check within 6 s";
+}
+
 // The second checks are spread over the interval after the first (a random
-// phase), not bunched one interval after first checks that all came within
-// a second: two seconds after 100 targets of a 4 s interval were all checked
-// once, some but not all have been checked again.
+// phase from a tenth of an interval on), not bunched one interval after
+// first checks that all came at once: two seconds after 100 targets of a
+// 4 s interval were all checked once, some but not all have been checked
+// again.
 TEST_F(HealthCheckerTest, SecondChecksAreSpreadOverTheInterval) {
   TcpServer server(io_);
   HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
@@ -1007,6 +1034,9 @@ TEST_F(HealthCheckerTest, SecondChecksAreSpreadOverTheInterval) {
     return n;
   };
   ASSERT_TRUE(runUntil([&] { return count(1) == ids.size(); }, 5s)) << count(1) << " of 100 checked";
+  // The first checks came within a few ms; no second within a tenth of an
+  // interval (0.4 s) of its first.
+  EXPECT_EQ(count(2), 0u);
   runFor(2s);
   EXPECT_GT(count(2), 0u);
   EXPECT_LT(count(2), ids.size());

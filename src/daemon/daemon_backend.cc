@@ -496,14 +496,17 @@ bool DaemonBackend::notePendingMacs(const Config& next) {
   return started;
 }
 
-// Arms the retry timer while a real waits: kMacFirstRetry from now if
-// `soon` (a real has just started waiting; a retry armed for later is
-// brought forward), else kMacRetryInterval.
+// Arms the retry timer while a real waits: kMacRetryInterval from now, or
+// sooner, at the first retry of a real that has just started waiting
+// (`soon`: kMacFirstRetry from now), until that has come; a retry armed
+// for later is brought forward, and one that comes earlier (for another
+// real) leaves the new real's first retry armed.
 void DaemonBackend::retryMacsLater(bool soon) {
   if (macPendingSince_.empty()) return;
-  const auto at = std::chrono::steady_clock::now() +
-                  (soon ? std::chrono::steady_clock::duration(kMacFirstRetry)
-                        : std::chrono::steady_clock::duration(kMacRetryInterval));
+  const auto now = std::chrono::steady_clock::now();
+  if (soon) macFirstRetryAt_ = now + kMacFirstRetry;
+  auto at = now + kMacRetryInterval;
+  if (macFirstRetryAt_ > now) at = std::min(at, macFirstRetryAt_);
   if (macRetryArmed_ && macTimer_.expiry() <= at) return;
   macRetryArmed_ = true;
   macTimer_.expires_at(at);  // a later wait still armed ends with operation_aborted
@@ -521,7 +524,7 @@ size_t DaemonBackend::resolvePendingMacs() {
   for (const auto& [key, since] : macPendingSince_) addresses.push_back(key.second);
   std::sort(addresses.begin(), addresses.end());
   addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
-  const MacLookup macs = lookUpMacs(addresses, loopMacResolver());
+  const MacLookup macs = lookUpMacs(addresses, retryMacResolver());
   // The reals found, in the place their config comes from (the file, a
   // real.add, a service.add), so that every later compose() has the MAC.
   Config file = file_;
@@ -1367,7 +1370,7 @@ MacLookup DaemonBackend::lookUpMacs(const std::vector<IpAddress>& reals, const M
 MacLookup DaemonBackend::macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const {
   std::vector<IpAddress> needMac;
   addMacless(l2dsr, reals, needMac);
-  return lookUpMacs(needMac, loopMacResolver());
+  return lookUpMacs(needMac, requestMacResolver());
 }
 
 std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddRequest& req, const MacLookup& macs,

@@ -124,13 +124,21 @@ class DaemonBackend : public api::ControlBackend {
   // (resolvePendingMacs) kMacFirstRetry after one starts waiting, then
   // every kMacRetryInterval, until they are found.
   void setMacResolver(MacResolver resolver) { resolveMac_ = std::move(resolver); }
-  // The resolver used on keeld's loop: runtime adds (real.add, service.add)
-  // and the retries. keeld's does not wait for an answer (resolveNeighbours
-  // with waitMs 0: one table dump, and a nudge for each real missing, which
-  // the next retry finds answered), so no request stops the loop (API
-  // review M1: an add used to wait up to 1 s for the table). Empty:
+  // The resolver of runtime adds (real.add, service.add), on keeld's loop.
+  // keeld's waits at most kRequestMacWait for the reals it prompts (API
+  // review M1: an add used to stop the loop for up to 1 s): a live on-link
+  // real answers ARP/ND well within it, so its add gets its MAC, and only
+  // a real that does not answer is held down, with the warning. Empty:
   // setMacResolver's.
-  void setLoopMacResolver(MacResolver resolver) { loopMac_ = std::move(resolver); }
+  void setRequestMacResolver(MacResolver resolver) { requestMac_ = std::move(resolver); }
+  // The resolver the retries use; keeld's does not wait for an answer
+  // (resolveNeighbours with waitMs 0: one table dump, and a nudge for each
+  // real still missing, which the next retry finds answered), so keeld's
+  // loop never stops for them. Empty: the request resolver.
+  void setMacRetryResolver(MacResolver resolver) { retryMac_ = std::move(resolver); }
+  // How long a neighbour-table read on keeld's loop for a request (an add,
+  // a reload, config.check) waits for the reals it prompts.
+  static constexpr std::chrono::milliseconds kRequestMacWait{50};
   // One retry now (the timer's): one table read for every real waiting for
   // its MAC. Those found take their MAC in the config they came from (so a
   // reload or restart does not lose it), and are applied as new reals are:
@@ -138,11 +146,11 @@ class DaemonBackend : public api::ControlBackend {
   // once. Returns how many were found. The timer is armed whenever a commit
   // leaves a real waiting and stops when none is.
   size_t resolvePendingMacs();
-  // The first retry after a real starts waiting: the nudge's ARP or
-  // neighbour solicitation has been answered by then if the real is up and
-  // on-link (a LAN answers in well under a millisecond), so a real added
-  // without a mac is in the ring a moment after the add (then `rise`
-  // checks), without the add itself waiting.
+  // The first retry after a real starts waiting: a real that answers the
+  // prompt late (after kRequestMacWait; the kernel's next probe is 1 s on)
+  // or comes up just after its add is in the ring a moment later, not
+  // kMacRetryInterval later. A retry that comes earlier (another real's)
+  // does not take its place: the timer is armed again for it.
   static constexpr std::chrono::milliseconds kMacFirstRetry{250};
   // Between two later retries: short enough that a real that comes back is
   // in the ring a few seconds after it answers ARP (then `rise` checks),
@@ -246,8 +254,10 @@ class DaemonBackend : public api::ControlBackend {
   // One neighbour-table read for these reals (on neighbourInterface_, with
   // `resolver`).
   MacLookup lookUpMacs(const std::vector<IpAddress>& reals, const MacResolver& resolver) const;
-  // The loop's resolver (setLoopMacResolver), else resolveMac_.
-  const MacResolver& loopMacResolver() const { return loopMac_ ? loopMac_ : resolveMac_; }
+  // The requests' resolver (setRequestMacResolver), else resolveMac_; the
+  // retries' (setMacRetryResolver), else the requests'.
+  const MacResolver& requestMacResolver() const { return requestMac_ ? requestMac_ : resolveMac_; }
+  const MacResolver& retryMacResolver() const { return retryMac_ ? retryMac_ : requestMacResolver(); }
   // One request's read: the reals it gives without a mac if `l2dsr` (the
   // service's forwarding), none otherwise; what serviceFrom/realFrom need.
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
@@ -325,11 +335,14 @@ class DaemonBackend : public api::ControlBackend {
   std::string statePath_;
   bool committed_ = false;  // a commit succeeded: effective_ is what the data plane runs
   MacResolver resolveMac_;
-  MacResolver loopMac_;
+  MacResolver requestMac_;
+  MacResolver retryMac_;
   // The reals waiting for their MAC in effective_, since when (notePendingMacs).
   std::map<std::pair<std::string, IpAddress>, std::chrono::system_clock::time_point> macPendingSince_;
   boost::asio::steady_timer macTimer_{io_};
   bool macRetryArmed_ = false;
+  // The first retry of the real that started waiting last (retryMacsLater).
+  std::chrono::steady_clock::time_point macFirstRetryAt_{};
   ConfigOptions checkOptions_;
   std::string neighbourInterface_;  // dataplane.interface at start (a reload cannot change it)
   Config file_;       // the file as last applied

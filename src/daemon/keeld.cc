@@ -87,9 +87,10 @@ const std::set<unsigned>& startCpus() {
 // macWaitMs: how long the neighbour-table read of a file's l2dsr reals
 // without mac: waits for the ones it prompts (resolveNeighbours). At
 // start-up (--check-config, the first load) 1 s; on keeld's running loop
-// (reloads, config.check, runtime adds, retries) 0, so nothing stops the
-// loop: the reals not in the table yet are held down and retried
-// (DaemonBackend::kMacFirstRetry).
+// (reloads, config.check, runtime adds) DaemonBackend::kRequestMacWait, so
+// a request stops the loop for at most that: the reals not in the table by
+// then are held down and retried (DaemonBackend::kMacFirstRetry).
+constexpr int kRequestMacWaitMs = static_cast<int>(DaemonBackend::kRequestMacWait.count());
 ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
   ConfigOptions o;
   o.interfaceExists = [](const std::string& name) { return if_nametoindex(name.c_str()) != 0; };
@@ -371,19 +372,21 @@ int run(const std::string& path, bool detachOnExit) {
   auto stop = [&](bool leave) { stopWith(leave ? ExitAction::kLeave : ExitAction::kRemove); };
   DaemonBackend backend(
       io, registry, path,
-      [](const std::string& p) { return loadConfigFile(p, hostConfigOptions(/*macWaitMs=*/0)); },
+      [](const std::string& p) { return loadConfigFile(p, hostConfigOptions(kRequestMacWaitMs)); },
       // `config` stays what keeld started with: the data plane, socket and
       // endpoint it built (reloads change only the backend's copy).
       [&](const Config& next) { return preApply(config, next, *dp, planeMac, *node); },
       stop);
   backend.setCanDetach(handle->canDetach());
   // l2dsr MACs are resolved as the file's are: the state file's reals at
-  // start, waiting as the first load did; on the loop (runtime adds,
-  // retries, reloads and config.check above and below) without waiting:
-  // one dump, a nudge for each still missing, found by the next retry.
+  // start, waiting as the first load did; on the loop, requests (runtime
+  // adds, and reloads and config.check above and below) wait at most
+  // kRequestMacWait, and the retries not at all: one dump, a nudge for
+  // each still missing, found by the next retry.
   backend.setMacResolver(hostConfigOptions().resolveMac);
-  backend.setLoopMacResolver(hostConfigOptions(/*macWaitMs=*/0).resolveMac);
-  backend.setCheckOptions(hostConfigOptions(/*macWaitMs=*/0));
+  backend.setRequestMacResolver(hostConfigOptions(kRequestMacWaitMs).resolveMac);
+  backend.setMacRetryResolver(hostConfigOptions(/*macWaitMs=*/0).resolveMac);
+  backend.setCheckOptions(hostConfigOptions(kRequestMacWaitMs));
   backend.setStartedAt(startedAt);
   // The runtime overlay (keelctl changes), per interface like the pins.
   backend.setStatePath(files.runtime);

@@ -1091,7 +1091,6 @@ void Parser::warnCheckRates(const Config& cfg, const YAML::Node& servicesNode) {
   constexpr int64_t kMinIntervalMs = 100;
   constexpr int64_t kMaxTimeoutIntervals = 10;
   constexpr double kMaxChecksPerSecond = 20000;
-  constexpr size_t kMaxUdpPayloadV6 = 1280 - 40 - 8;
   // The node a real's resolved key came from: its own health block's, else
   // its service's (else the default: nothing to say).
   struct From {
@@ -1142,14 +1141,8 @@ void Parser::warnCheckRates(const Config& cfg, const YAML::Node& servicesNode) {
                     " intervals (" + formatDuration(h.interval) +
                     "): a real that stops answering is taken down only after about fall x timeout");
       const std::optional<From> payload = keyOf(realHealth, svcHealth, rpath, spath, "payload");
-      if (payload && h.type == HealthCheckSpec::Type::Udp && !real.address.isV4() &&
-          h.udpPayload.size() > kMaxUdpPayloadV6 && once(payload->node))
-        warning(payload->node, payload->path,
-                std::to_string(h.udpPayload.size()) + " bytes to IPv6 real " + real.address.toString() +
-                    ": over " + std::to_string(kMaxUdpPayloadV6) +
-                    " bytes, what one datagram carries whole on a path of IPv6's minimum MTU (1280), so a "
-                    "smaller path MTU than " + std::to_string(h.udpPayload.size() + 48) +
-                    " bytes fragments the check or fails it (Packet Too Big)");
+      if (std::optional<std::string> w = udpPayloadOverIpv6Mtu(h, real.address); w && payload && once(payload->node))
+        warning(payload->node, payload->path, *w);
     }
   }
   if (perSecond > kMaxChecksPerSecond) {
@@ -1479,6 +1472,16 @@ ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& option
   text << in.rdbuf();
   // Messages name the file as the operator wrote it.
   return parseConfig(text.str(), path, options);
+}
+
+std::optional<std::string> udpPayloadOverIpv6Mtu(const HealthCheckSpec& spec, const IpAddress& real) {
+  if (spec.type != HealthCheckSpec::Type::Udp || real.isV4() || spec.udpPayload.size() <= kMaxUdpPayloadV6)
+    return std::nullopt;
+  return std::to_string(spec.udpPayload.size()) + " bytes to IPv6 real " + real.toString() + ": over " +
+         std::to_string(kMaxUdpPayloadV6) +
+         " bytes, what one datagram carries whole on a path of IPv6's minimum MTU (1280), so a smaller path MTU "
+         "than " + std::to_string(spec.udpPayload.size() + 48) + " bytes fragments the check or fails it (Packet "
+         "Too Big)";
 }
 
 }  // namespace keel

@@ -261,6 +261,15 @@ struct ConfigResult {
 inline constexpr std::string_view kIpipMacUnused =
     "mac is not used: ipip sends every packet to node.next_hop_mac (only l2dsr sends to the real's MAC)";
 
+// A udp check's payload over 1232 bytes to an IPv6 real (health review
+// L7): what one datagram carries whole on a path of IPv6's minimum MTU
+// (1280 - 40 - 8), and IPv6 routers do not fragment, so on a smaller path
+// MTU the check is fragmented by this host or fails (Packet Too Big).
+// keel.yaml (at the payload key), config.check and a runtime add warn with
+// this; nullopt when there is nothing to say.
+inline constexpr size_t kMaxUdpPayloadV6 = 1280 - 40 - 8;
+std::optional<std::string> udpPayloadOverIpv6Mtu(const HealthCheckSpec& spec, const IpAddress& real);
+
 // Why a service's VIP cannot be what it is given this balancer's own
 // addresses (empty: it can): node.tunnel_source_v4/v6, or one of
 // `interfaceAddresses` (the addresses of dataplane.interface; empty when not

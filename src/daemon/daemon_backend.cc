@@ -1414,8 +1414,9 @@ static std::string heldDownWarning(const RealConfig& real) {
 }
 
 // An accepted runtime add says in its result ("warnings"; keelctl prints
-// them), as config.check does, which of its l2dsr reals wait for their MAC
-// and which ipip reals were given a MAC nothing uses.
+// them), as config.check does, which of its l2dsr reals wait for their MAC,
+// which ipip reals were given a MAC nothing uses, and which IPv6 reals get
+// a udp check payload over IPv6's minimum MTU.
 static Result addWarnings(Result r, Forwarding forwarding, const std::vector<RealConfig>& reals) {
   if (!r.isOk()) return r;
   nlohmann::json warnings = nlohmann::json::array();
@@ -1423,6 +1424,8 @@ static Result addWarnings(Result r, Forwarding forwarding, const std::vector<Rea
     if (!real.macPending.empty()) warnings.push_back(heldDownWarning(real));
     if (forwarding == Forwarding::kIpip && real.mac)
       warnings.push_back("real " + real.address.toString() + ": " + std::string(kIpipMacUnused));
+    if (std::optional<std::string> w = udpPayloadOverIpv6Mtu(real.healthSpec, real.address))
+      warnings.push_back("real " + real.address.toString() + ": health.payload: " + *w);
   }
   if (warnings.empty()) return r;
   return Result::ok({{"warnings", std::move(warnings)}});

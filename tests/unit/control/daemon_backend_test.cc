@@ -1569,6 +1569,40 @@ TEST_F(DaemonBackendTest, UnresolvedL2dsrRealsAreRetriedOnTheLoopsTimer) {
   EXPECT_EQ(ringAddresses(), (std::set<std::string>{"10.0.1.1", "10.0.1.2"}));
 }
 
+// A udp check payload over 1232 bytes to an IPv6 real: a runtime add warns
+// as keel.yaml does (health review L7), and the change is made.
+TEST_F(DaemonBackendTest, RuntimeAddsWarnOfAUdpPayloadOverTheIpv6MinimumMtu) {
+  files_["keel.yaml"] = withTunnelSourceV6(yaml(kTwo));
+  make();
+  api::ServiceAddRequest svc;
+  svc.name = "dns";
+  svc.vip = ip("10.0.0.53");
+  svc.port = 53;
+  svc.protocol = KEEL_PROTO_UDP;
+  svc.health = {{"type", "udp"}, {"payload", std::string(1300, 'x')}};
+  svc.reals.push_back(api::RealSpec{ip("10.0.1.53"), 100, std::nullopt, nullptr});
+  svc.reals.push_back(api::RealSpec{ip("2001:db8:1::53"), 100, std::nullopt, nullptr});
+  api::Result r = backend_->addService(svc);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result()["warnings"],
+            nlohmann::json::array({"real 2001:db8:1::53: health.payload: 1300 bytes to IPv6 real 2001:db8:1::53: over "
+                                   "1232 bytes, what one datagram carries whole on a path of IPv6's minimum MTU "
+                                   "(1280), so a smaller path MTU than 1348 bytes fragments the check or fails it "
+                                   "(Packet Too Big)"}))
+      << r.result().dump();
+  api::RealAddRequest add;
+  add.service = "dns";
+  add.real.address = ip("2001:db8:1::54");
+  r = backend_->addReal(add);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result()["warnings"].size(), 1u) << r.result().dump();
+  EXPECT_EQ(backend_->findService("dns")->reals.size(), 3u);
+  add.real.address = ip("10.0.1.54");
+  r = backend_->addReal(add);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(r.result().contains("warnings")) << r.result().dump();
+}
+
 // A runtime add of an l2dsr real without a mac reads the neighbour table
 // with the requests' resolver (keeld's waits at most kRequestMacWait: API
 // review M1, it used to stop keeld's loop for up to 1 s), never the one the

@@ -3,7 +3,6 @@
 #include "dataplane/xdp/xdp_dataplane.h"
 
 #include <bpf/bpf.h>
-#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
@@ -26,14 +25,12 @@
 #include <optional>
 #include <sstream>
 #include <set>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
 
 #include "balancer.skel.h"
 #include "common/bpffs.h"
-#include "dataplane/xdp/btf_layout.h"
 #include "common/fd.h"
 #include "common/logging.h"
 
@@ -306,27 +303,6 @@ XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const
   return C::kReuse;
 }
 
-// The pinned map's key and value types against this build's, by their BTF
-// (btf_layout.h). True when either side has no BTF to compare (a map made
-// without it, or a keeld without CAP_SYS_ADMIN, which reading another
-// object's BTF needs): then the sizes checked before are all there is.
-bool samePinnedLayout(const bpf_object* obj, const bpf_map* map, const bpf_map_info& pinned, std::string* why) {
-  const btf* mine = bpf_object__btf(obj);
-  if (!mine || pinned.btf_id == 0) return true;
-  std::unique_ptr<btf, void (*)(btf*)> theirs(btf__load_from_kernel_by_id(pinned.btf_id), btf__free);
-  if (!theirs) return true;
-  struct Side {
-    const char* what;
-    uint32_t mine;
-    uint32_t theirs;
-  } sides[] = {{"key", bpf_map__btf_key_type_id(map), pinned.btf_key_type_id},
-               {"value", bpf_map__btf_value_type_id(map), pinned.btf_value_type_id}};
-  for (const Side& s : sides)
-    if (s.mine != 0 && s.theirs != 0 && !sameBtfLayout(mine, s.mine, theirs.get(), s.theirs, s.what, why))
-      return false;
-  return true;
-}
-
 }  // namespace
 
 // Pins present: reuse every pinned map instead of creating it (before load,
@@ -382,11 +358,6 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
                            std::to_string(bpf_map__type(map)) + ", key " + std::to_string(bpf_map__key_size(map)) +
                            " B, value " + std::to_string(bpf_map__value_size(map)) + " B, flags " +
                            std::to_string(bpf_map__map_flags(map)) + ")" + removeHint(options_));
-    }
-    if (std::string why; !samePinnedLayout(skel_->obj, map, info, &why)) {
-      closeAll();
-      return Status::error("xdp: adopt " + path + ": pinned by a keeld with another map layout (" + why + ")" +
-                           removeHint(options_));
     }
     if (info.max_entries != bpf_map__max_entries(map)) {
       closeAll();

@@ -14,7 +14,6 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
-#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -765,62 +764,23 @@ TEST_F(XdpAdoptTest, ReasonsPinnedByABuildWithFewerReasonsAreCarriedOver) {
   EXPECT_EQ(dp_->readStats(0, 0).reasons[KEEL_R_TX_IPIP].packets, 7u);
 }
 
-// Ring review L6: a pinned map of this build's type and sizes whose key or
-// value struct is laid out otherwise (a build that swapped two fields of
-// one width) is refused by name, not read wrongly; one with the same
-// layout (BTF made apart, another struct name) is adopted. The pinned
-// backends map here carries its own BTF, as libbpf gives every map.
-TEST_F(XdpAdoptTest, APinnedMapWithTheSameSizesButAnotherLayoutIsRefused) {
+// A pinned map of this build's type and sizes made with other flags (here
+// a connection table with per-CPU LRU lists) is another map: refused by
+// name, and the running plane is left as it is.
+TEST_F(XdpAdoptTest, APinnedMapWithOtherFlagsIsRefused) {
   firstKeeld();
-  // keel_backend as maps_abi.h has it, or with gen and service_id swapped.
-  auto backendsWith = [this](bool swapped) {
-    btf* b = btf__new_empty();
-    const int u8 = btf__add_int(b, "__u8", 1, 0);
-    const int u32 = btf__add_int(b, "__u32", 4, 0);
-    const int addr = btf__add_array(b, u32, u32, 4);
-    const int mac = btf__add_array(b, u32, u8, 6);
-    const int value = btf__add_struct(b, swapped ? "keel_backend" : "old_backend", sizeof(keel_backend));
-    btf__add_field(b, "addr", addr, 0, 0);
-    btf__add_field(b, swapped ? "gen" : "service_id", u32, 128, 0);
-    btf__add_field(b, swapped ? "service_id" : "gen", u32, 160, 0);
-    btf__add_field(b, "family", u8, 192, 0);
-    btf__add_field(b, "flags", u8, 200, 0);
-    btf__add_field(b, "mac", mac, 208, 0);
-    EXPECT_EQ(btf__load_into_kernel(b), 0);
-    LIBBPF_OPTS(bpf_map_create_opts, opts, .btf_fd = static_cast<uint32_t>(btf__fd(b)),
-                .btf_key_type_id = static_cast<uint32_t>(u32), .btf_value_type_id = static_cast<uint32_t>(value));
-    const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "backends", 4, sizeof(keel_backend),
-                                  options().limits.maxBackends, &opts);
-    btf__free(b);  // the map keeps its BTF
-    return fd;
-  };
-  {
-    // The maps a keeld pins carry BTF, so the check applies to them.
-    const int fd = pinned("backends");
-    bpf_map_info info{};
-    uint32_t len = sizeof info;
-    ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
-    close(fd);
-    EXPECT_NE(info.btf_id, 0u);
-    EXPECT_NE(info.btf_value_type_id, 0u);
-  }
-  const std::string path = pinDir_ + "/backends";
-  int same = backendsWith(false);
-  ASSERT_GE(same, 0) << std::strerror(errno);
-  pinInstead(path, same);
-  Status s = XdpDataplane::create(options(), &dp_);
-  ASSERT_TRUE(s.isOk()) << s.message();
-  dp_->leaveInPlace();
-  dp_.reset();
-
-  int swapped = backendsWith(true);
-  ASSERT_GE(swapped, 0) << std::strerror(errno);
-  pinInstead(path, swapped);
+  const std::string path = pinDir_ + "/conntrack";
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_COMMON_LRU);
+  int other = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "conntrack", sizeof(keel_flow_key), sizeof(keel_ct_value),
+                             options().limits.connTableSize, &opts);
+  ASSERT_GE(other, 0) << std::strerror(errno);
+  pinInstead(path, other);
   const uint32_t prog = attachedId();
-  s = XdpDataplane::create(options(), &dp_);
+  Status s = XdpDataplane::create(options(), &dp_);
   ASSERT_FALSE(s.isOk());
-  EXPECT_NE(s.message().find("xdp: adopt " + path + ": pinned by a keeld with another map layout (value: member 1 "
-                             "(service_id at bit 128): named gen in the pinned map"),
+  EXPECT_NE(s.message().find("xdp: adopt " + path + ": pinned by a keeld with another map layout (type 9, key " +
+                             std::to_string(sizeof(keel_flow_key)) + " B, value 16 B, flags 2; this build's: type "
+                             "9, key " + std::to_string(sizeof(keel_flow_key)) + " B, value 16 B, flags 0)"),
             std::string::npos)
       << s.message();
   EXPECT_EQ(attachedId(), prog) << "a refused restart changes nothing";

@@ -164,9 +164,15 @@ std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& 
   // neighbours cost one wait, not N.
   for (const IpAddress& a : wanted)
     if (!found.count(a)) promptResolution(a, interface);
+  // Polled at 2, 4, 8, 16 ms, then every 20 ms, and never past the
+  // deadline: a LAN's answer (well under a millisecond) is read at 2 ms,
+  // and waitMs is the most the call takes.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(0, waitMs));
-  while (found.size() < wanted.size() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto step = std::chrono::milliseconds(2);
+  for (auto now = std::chrono::steady_clock::now(); found.size() < wanted.size() && now < deadline;
+       now = std::chrono::steady_clock::now()) {
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(step, deadline - now));
+    step = std::min(step * 2, std::chrono::milliseconds(20));
     found = dumpNeighbours(ifindex, wanted);
   }
   return found;

@@ -281,11 +281,12 @@ void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResul
   if (!e->phased) {
     // After the first check: a random phase of the interval (scheduleFirst),
     // a tenth of an interval at the least, so that two checks a moment
-    // apart (`rise: 2`) cannot bring up a real that answered only then.
+    // apart (`rise: 2`) cannot bring up a real that answered only then;
+    // counted from the first's end too, should it have ended late.
     e->phased = true;
     const Clock::rep tenth = std::max<Clock::rep>(interval.count() / 10, 1);
     std::uniform_int_distribution<Clock::rep> phase(tenth, tenth + std::max<Clock::rep>(interval.count(), 1));
-    next = e->checkStart + Clock::duration(phase(rng_));
+    next = std::max(e->checkStart + Clock::duration(phase(rng_)), now + Clock::duration(tenth));
   } else {
     // +-10% jitter on every interval keeps targets from re-synchronising
     // after a stall (all overdue timers would fire together).

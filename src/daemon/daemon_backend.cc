@@ -1425,7 +1425,7 @@ static Result addWarnings(Result r, Forwarding forwarding, const std::vector<Rea
     if (forwarding == Forwarding::kIpip && real.mac)
       warnings.push_back("real " + real.address.toString() + ": " + std::string(kIpipMacUnused));
     if (std::optional<std::string> w = udpPayloadOverIpv6Mtu(real.healthSpec, real.address))
-      warnings.push_back("real " + real.address.toString() + ": health.payload: " + *w);
+      warnings.push_back("health.payload: " + *w);  // (it names the real)
   }
   if (warnings.empty()) return r;
   return Result::ok({{"warnings", std::move(warnings)}});

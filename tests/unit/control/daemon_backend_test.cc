@@ -1025,9 +1025,12 @@ TEST_F(DaemonBackendTest, ATransitionTheLoopNeverRanIsAppliedWhenItEnds) {
 // came up is in the ring without waiting for the next change. The checker
 // runs for real: 127.0.0.1 answers on a listening port, 127.0.0.2 refuses.
 TEST_F(DaemonBackendTest, AHealthTransitionTheDataPlaneFailsIsSettled) {
-  // The checker's target: a listener on a free loopback port (opened,
-  // bound and listening on construction, closed at the end of the test).
-  boost::asio::ip::tcp::acceptor listener(io_, {boost::asio::ip::address_v4::loopback(), 0});
+  // The checker's target: a free loopback port, bound but not listening
+  // until the injected failure is armed (first checks run at once, so a
+  // listener would bring 127.0.0.1 up during make()); closed at the end.
+  boost::asio::ip::tcp::acceptor listener(io_);
+  listener.open(boost::asio::ip::tcp::v4());
+  listener.bind({boost::asio::ip::address_v4::loopback(), 0});
   files_["keel.yaml"] = yaml("      - {address: 127.0.0.1}\n"
                              "      - {address: 127.0.0.2}\n",
                              "    health: {type: tcp, port: " + std::to_string(listener.local_endpoint().port()) +
@@ -1036,7 +1039,8 @@ TEST_F(DaemonBackendTest, AHealthTransitionTheDataPlaneFailsIsSettled) {
   ASSERT_TRUE(dp_.rings[0].empty());
   dp_.failAfter = 1;  // the up transition's backend write fails, and does not land
   dp_.failedCallsLand = false;
-  // Bounded: the first check runs within one interval.
+  listener.listen();
+  // Bounded: the next check runs within one interval.
   for (int i = 0; i < 100 && ringIds().empty(); ++i) io_.run_for(std::chrono::milliseconds(50));
   EXPECT_EQ(dp_.failAfter, 0) << "the injected failure was never reached";
   EXPECT_EQ(realOf("127.0.0.1").state(), "up");

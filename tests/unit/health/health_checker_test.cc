@@ -435,7 +435,8 @@ TEST_F(HealthCheckerTest, TransitionRecordsReasonAndTime) {
   ASSERT_TRUE(added);
   EXPECT_EQ(added->changeReason, "added up");
   EXPECT_GE(added->lastChange, beforeAdd);
-  EXPECT_FALSE(added->checked);
+  // (Not asserted: that no check has run yet. First checks run at once, and
+  // a refused connect can end before status() is read.)
 
   auto t = awaitTransition(id);
   ASSERT_TRUE(t);

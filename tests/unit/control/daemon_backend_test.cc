@@ -152,6 +152,20 @@ class DaemonBackendTest : public ::testing::Test {
     return svc;
   }
 
+  // service.add of an ipip service with `health` and these reals (weight
+  // 100, no mac, no health of their own).
+  static api::ServiceAddRequest serviceRequest(const char* name, const char* vip, uint16_t port, uint8_t protocol,
+                                               nlohmann::json health, std::vector<const char*> reals = {}) {
+    api::ServiceAddRequest svc;
+    svc.name = name;
+    svc.vip = ip(vip);
+    svc.port = port;
+    svc.protocol = protocol;
+    svc.health = std::move(health);
+    for (const char* a : reals) svc.reals.push_back(api::RealSpec{ip(a), 100, std::nullopt, nullptr});
+    return svc;
+  }
+
   // One request through the real dispatcher over backend_ (stateless: it
   // holds only the backend).
   nlohmann::json call(const std::string& line) {
@@ -1223,13 +1237,8 @@ TEST_F(DaemonBackendTest, AnAdoptedKeptDownRealStartsDownAndOutOfTheRing) {
 // repick, anything else refused with the allowed values, nothing changed.
 TEST_F(DaemonBackendTest, RuntimeServiceAddTakesEstablishedOnDown) {
   make();
-  api::ServiceAddRequest svc;
-  svc.name = "api";
-  svc.vip = ip("10.0.0.9");
-  svc.port = 80;
-  svc.protocol = KEEL_PROTO_TCP;
-  svc.health = {{"type", "tcp"}, {"established_on_down", "sometimes"}};
-  svc.reals.push_back(api::RealSpec{ip("10.0.1.20"), 100, std::nullopt, nullptr});
+  api::ServiceAddRequest svc = serviceRequest("api", "10.0.0.9", 80, KEEL_PROTO_TCP,
+                                              {{"type", "tcp"}, {"established_on_down", "sometimes"}}, {"10.0.1.20"});
   api::Result r = backend_->addService(svc);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
@@ -1256,12 +1265,7 @@ TEST_F(DaemonBackendTest, RuntimeServiceAddTakesEstablishedOnDown) {
 TEST_F(DaemonBackendTest, RuntimeServiceAddChecksItsOwnHealthBlockOnce) {
   make();
   dp_.calls.clear();
-  api::ServiceAddRequest svc;
-  svc.name = "bad";
-  svc.vip = ip("10.0.0.9");
-  svc.port = 80;
-  svc.protocol = KEEL_PROTO_TCP;
-  svc.health = {{"type", "bogus"}};
+  api::ServiceAddRequest svc = serviceRequest("bad", "10.0.0.9", 80, KEEL_PROTO_TCP, {{"type", "bogus"}});
   api::Result r = backend_->addService(svc);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
@@ -1578,14 +1582,9 @@ TEST_F(DaemonBackendTest, UnresolvedL2dsrRealsAreRetriedOnTheLoopsTimer) {
 TEST_F(DaemonBackendTest, RuntimeAddsWarnOfAUdpPayloadOverTheIpv6MinimumMtu) {
   files_["keel.yaml"] = withTunnelSourceV6(yaml(kTwo));
   make();
-  api::ServiceAddRequest svc;
-  svc.name = "dns";
-  svc.vip = ip("10.0.0.53");
-  svc.port = 53;
-  svc.protocol = KEEL_PROTO_UDP;
-  svc.health = {{"type", "udp"}, {"payload", std::string(1300, 'x')}};
-  svc.reals.push_back(api::RealSpec{ip("10.0.1.53"), 100, std::nullopt, nullptr});
-  svc.reals.push_back(api::RealSpec{ip("2001:db8:1::53"), 100, std::nullopt, nullptr});
+  api::ServiceAddRequest svc = serviceRequest("dns", "10.0.0.53", 53, KEEL_PROTO_UDP,
+                                              {{"type", "udp"}, {"payload", std::string(1300, 'x')}},
+                                              {"10.0.1.53", "2001:db8:1::53"});
   api::Result r = backend_->addService(svc);
   ASSERT_TRUE(r.isOk()) << r.error().message;
   EXPECT_EQ(r.result()["warnings"],

@@ -18,6 +18,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -71,28 +72,16 @@ bool validInterfaceName(const std::string& s) {
   });
 }
 
-// An absolute path without empty, "." and ".." components (lexically: no
-// symlink is read), so two spellings of one path compare equal.
+// An absolute path without empty, "." and ".." components or a trailing
+// slash (lexically: no symlink is read), so two spellings of one path
+// compare equal.
 std::string normalPath(const std::string& path) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string::npos) end = path.size();
-    const std::string part = path.substr(start, end - start);
-    if (part == "..") {
-      if (!parts.empty()) parts.pop_back();
-    } else if (!part.empty() && part != ".") {
-      parts.push_back(part);
-    }
-    start = end + 1;
-  }
-  std::string out;
-  for (const std::string& p : parts) out += "/" + p;
-  return out.empty() ? "/" : out;
+  std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+  if (!p.has_filename() && p != p.root_path()) p = p.parent_path();  // "/a/b/" is "/a/b"
+  return p.string();
 }
 
-std::string quoted(std::string_view s) {
+std::string quote(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') out += '\\';
@@ -103,7 +92,7 @@ std::string quoted(std::string_view s) {
 
 std::string describe(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Scalar: return quoted(n.Scalar());
+    case YAML::NodeType::Scalar: return quote(n.Scalar());
     case YAML::NodeType::Sequence: return n.size() == 0 ? "an empty list" : "a list";
     case YAML::NodeType::Map: return "a mapping";
     case YAML::NodeType::Null: return "nothing (null)";
@@ -443,7 +432,7 @@ void Parser::parseDataplane(const YAML::Node& n, DataplaneConfig& dp) {
       error(*k, "dataplane.interface", "must be an interface name (1..15 characters, no '/', ':' or spaces), got " + describe(*k));
     } else if (options_.interfaceExists && !(dpdk && *s == dp.dpdk.exceptionInterface) &&
                !options_.interfaceExists(*s)) {
-      error(*k, "dataplane.interface", "no such network interface " + quoted(*s));
+      error(*k, "dataplane.interface", "no such network interface " + quote(*s));
     } else {
       dp.interface = *s;
       interfaceValid_ = true;
@@ -481,7 +470,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
       // fails at start with an errno that does not say why.
       if (const std::string iface = vdevInterface(d.port);
           !iface.empty() && options_.interfaceExists && !options_.interfaceExists(iface))
-        error(*k, path + ".port", "no such network interface " + quoted(iface) + " (its iface=)");
+        error(*k, path + ".port", "no such network interface " + quote(iface) + " (its iface=)");
     }
   }
   std::vector<YAML::Node> workerNodes;  // of d.workers, for checkDpdkLcores
@@ -528,7 +517,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
       else if (!s->empty() && options_.interfaceExists && options_.interfaceIsTap &&
                options_.interfaceExists(*s) && !options_.interfaceIsTap(*s))
         error(*k, path + ".exception_interface",
-              "an interface named " + quoted(*s) +
+              "an interface named " + quote(*s) +
                   " exists and is no tap device: keeld creates the exception interface itself, so name one "
                   "that does not exist");
       else
@@ -811,7 +800,7 @@ void Parser::parseControl(const YAML::Node& n, ControlConfig& control) {
   // Connecting to a Unix socket takes write permission on it.
   if (auto k = child(n, "control", "mode", false); k && (control.mode & 0002))
     warning(*k, "control.mode",
-            quoted(k->Scalar()) + " lets every local user drive keeld (remove reals, drain, stop it): give "
+            quote(k->Scalar()) + " lets every local user drive keeld (remove reals, drain, stop it): give "
             "the socket to a group (control.group) with \"0660\" instead, and others the read-only socket "
             "(control.readonly)");
   if (auto r = child(n, "control", "readonly", false)) {
@@ -848,7 +837,7 @@ void Parser::parseSocket(const YAML::Node& n, const std::string& path, std::stri
   if (auto k = child(n, path, "group", false)) {
     if (auto s = scalar(*k, path + ".group", "a group name")) {
       if (!s->empty() && options_.groupExists && !options_.groupExists(*s))
-        error(*k, path + ".group", "no such group " + quoted(*s) + " on this host");
+        error(*k, path + ".group", "no such group " + quote(*s) + " on this host");
       else
         group = *s;
     }
@@ -964,7 +953,7 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
       auto [it, inserted] = names.emplace(svc.name, svc.line);
       if (!inserted)
         error(svcNode["name"], path + ".name",
-              "duplicate service name " + quoted(svc.name) + " (first at line " +
+              "duplicate service name " + quote(svc.name) + " (first at line " +
                   std::to_string(it->second) + ")");
     }
     if (svc.vip.family()) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 
 namespace keel {
 
@@ -37,9 +38,8 @@ Status writeFileReplacing(const std::string& path, mode_t mode, const std::funct
   }
   if (std::fclose(f) != 0) return failed("close", tmp, errno);
   if (::rename(tmp.c_str(), path.c_str()) != 0) return failed("rename", path, errno);
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
     (void)::fsync(dfd);
     ::close(dfd);
   }

@@ -370,9 +370,12 @@ int run(const std::string& path, bool detachOnExit) {
     });
   };
   auto stop = [&](bool leave) { stopWith(leave ? ExitAction::kLeave : ExitAction::kRemove); };
+  // The host checks of every parse on keeld's running loop (reloads,
+  // config.check) and of runtime adds: their neighbour-table reads wait at
+  // most kRequestMacWait.
+  const ConfigOptions onLoop = hostConfigOptions(kRequestMacWaitMs);
   DaemonBackend backend(
-      io, registry, path,
-      [](const std::string& p) { return loadConfigFile(p, hostConfigOptions(kRequestMacWaitMs)); },
+      io, registry, path, [&onLoop](const std::string& p) { return loadConfigFile(p, onLoop); },
       // `config` stays what keeld started with: the data plane, socket and
       // endpoint it built (reloads change only the backend's copy).
       [&](const Config& next) { return preApply(config, next, *dp, planeMac, *node); },
@@ -384,9 +387,9 @@ int run(const std::string& path, bool detachOnExit) {
   // kRequestMacWait, and the retries not at all: one dump, a nudge for
   // each still missing, found by the next retry.
   backend.setMacResolver(hostConfigOptions().resolveMac);
-  backend.setRequestMacResolver(hostConfigOptions(kRequestMacWaitMs).resolveMac);
+  backend.setRequestMacResolver(onLoop.resolveMac);
   backend.setMacRetryResolver(hostConfigOptions(/*macWaitMs=*/0).resolveMac);
-  backend.setCheckOptions(hostConfigOptions(kRequestMacWaitMs));
+  backend.setCheckOptions(onLoop);
   backend.setStartedAt(startedAt);
   // The runtime overlay (keelctl changes), per interface like the pins.
   backend.setStatePath(files.runtime);

@@ -317,11 +317,12 @@ void acceptNext(const std::shared_ptr<ApiServer::State>& st) {
     }
     // Full: the connection that has waited longest for its client makes
     // room; if every one is being answered, the newcomer is refused.
+    const bool full = st->connections.size() >= st->options.maxConnections;
     std::shared_ptr<Connection> oldest;
-    if (st->connections.size() >= st->options.maxConnections)
+    if (full)
       for (const auto& c : st->connections)
         if (c->waiting() && (!oldest || c->waitingSince() < oldest->waitingSince())) oldest = c;
-    if (st->connections.size() >= st->options.maxConnections && !oldest) {
+    if (full && !oldest) {
       refuseBusy(socket, st->options.maxConnections);
     } else {
       if (oldest)

@@ -277,6 +277,7 @@ void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResul
     interval = std::chrono::duration_cast<Clock::duration>(e->target.spec.interval);
   }
 
+  const Clock::rep tenth = std::max<Clock::rep>(interval.count() / 10, 1);
   Clock::time_point next;
   if (!e->phased) {
     // After the first check: a random phase of the interval (scheduleFirst),
@@ -284,14 +285,12 @@ void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResul
     // apart (`rise: 2`) cannot bring up a real that answered only then;
     // counted from the first's end too, should it have ended late.
     e->phased = true;
-    const Clock::rep tenth = std::max<Clock::rep>(interval.count() / 10, 1);
     std::uniform_int_distribution<Clock::rep> phase(tenth, tenth + std::max<Clock::rep>(interval.count(), 1));
     next = std::max(e->checkStart + Clock::duration(phase(rng_)), now + Clock::duration(tenth));
   } else {
     // +-10% jitter on every interval keeps targets from re-synchronising
     // after a stall (all overdue timers would fire together).
-    Clock::rep spread = std::max<Clock::rep>(interval.count() / 10, 1);
-    std::uniform_int_distribution<Clock::rep> jitter(-spread, spread);
+    std::uniform_int_distribution<Clock::rep> jitter(-tenth, tenth);
     next = e->checkStart + interval + Clock::duration(jitter(rng_));
   }
   scheduleAt(e, std::max(next, now), generation);

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <set>
@@ -33,6 +34,7 @@
 #include "common/bpffs.h"
 #include "common/fd.h"
 #include "common/logging.h"
+#include "dataplane/xdp/map_layout.h"
 
 namespace keel {
 namespace {
@@ -284,11 +286,15 @@ bool sameProgram(int attachedFd, int attachedRodataFd, int loadedFd, int loadedR
 //                 program no longer counts. stats_conntrack missing (pins
 //                 made before it): this build's starts at 0, as kEmpty.
 // Each replaced map takes the old one's pin after the swap (replacePins).
-XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const bpf_map_info* pinned) {
+// sameLayout: the pinned map's members are where this build's are
+// (xdp/map_layout.h), or nothing says otherwise (pins of a build before
+// map_layouts).
+XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const bpf_map_info* pinned,
+                            bool sameLayout = true) {
   using C = XdpDataplane::Carry;
   const bool sameShape = pinned && pinned->type == bpf_map__type(map) &&
                          pinned->key_size == bpf_map__key_size(map) &&
-                         pinned->value_size == bpf_map__value_size(map);
+                         pinned->value_size == bpf_map__value_size(map) && sameLayout;
   if (map == skel->maps.icmp_limit || map == skel->maps.icmp_client_limit || map == skel->maps.ct_insert_limit)
     return !sameShape || pinned->max_entries != bpf_map__max_entries(map) ? C::kEmpty : C::kReuse;
   if (map == skel->maps.stats_conntrack && !pinned) return C::kEmpty;
@@ -301,6 +307,43 @@ XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const
       pinned->max_entries != bpf_map__max_entries(map))
     return C::kCounters;
   return C::kReuse;
+}
+
+// The layouts pinned beside the maps (xdp/map_layout.h), by map name. None
+// pinned (pins of a build before them): nothing to compare beyond type,
+// sizes and flags. One of another shape (a later build's format) is not read
+// either, and says so.
+Status readPinnedLayouts(const std::string& pinDir, std::map<std::string, std::string>* out) {
+  const std::string path = pinDir + "/" + xdp::kLayoutsPin;
+  Fd fd(bpf_obj_get(path.c_str()));
+  if (fd.get() < 0) {
+    if (errno != ENOENT) return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
+    logInfo(LogRecord("xdp_adopt_layouts_unknown")
+                .add("reason", path + " missing (pins of a keeld before it): pinned maps are compared by "
+                                      "type, sizes and flags only"));
+    return Status::ok();
+  }
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0)
+    return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
+  if (info.type != BPF_MAP_TYPE_HASH || info.key_size != xdp::kLayoutNameBytes ||
+      info.value_size != xdp::kLayoutTextBytes) {
+    logWarn(LogRecord("xdp_adopt_layouts_unknown")
+                .add("reason", path + " has another shape (another build's format): pinned maps are "
+                                      "compared by type, sizes and flags only"));
+    return Status::ok();
+  }
+  char key[xdp::kLayoutNameBytes], next[xdp::kLayoutNameBytes];
+  std::vector<char> text(xdp::kLayoutTextBytes);
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd.get(), prev, next) == 0) {
+    if (bpf_map_lookup_elem(fd.get(), next, text.data()) == 0)
+      (*out)[std::string(next, strnlen(next, sizeof next))] = std::string(text.data(), strnlen(text.data(), text.size()));
+    std::memcpy(key, next, sizeof key);
+    prev = key;
+  }
+  return Status::ok();
 }
 
 }  // namespace
@@ -316,6 +359,8 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
   auto closeAll = [&] {
     for (auto& [m, fd] : fds) ::close(fd);
   };
+  pinnedLayouts_.clear();
+  if (Status s = readPinnedLayouts(options_.pinDir, &pinnedLayouts_); !s) return s;
   bpf_map* map;
   bpf_object__for_each_map(map, skel_->obj) {
     if (bpf_map__is_internal(map)) continue;
@@ -339,7 +384,22 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
       closeAll();
       return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
     }
-    if (const Carry carry = carryOf(skel_, map, &info); carry != Carry::kReuse) {
+    // The bytes both maps hold must mean the same (xdp/map_layout.h): a map
+    // of this build's sizes whose members moved would be misread by the new
+    // program, and by the old one while keeld rewrites it.
+    std::string difference;
+    const auto pinned = pinnedLayouts_.find(name);
+    const auto ours = ourLayouts_.find(name);
+    if (pinned != pinnedLayouts_.end() && ours != ourLayouts_.end())
+      difference = xdp::layoutDifference(pinned->second, ours->second, std::min(info.key_size, bpf_map__key_size(map)),
+                                         std::min(info.value_size, bpf_map__value_size(map)));
+    const Carry carry = carryOf(skel_, map, &info, difference.empty());
+    if (carry != Carry::kEmpty && !difference.empty()) {
+      closeAll();
+      return Status::error("xdp: adopt " + path + ": pinned by a keeld with another layout of " + name + ": " +
+                           difference + removeHint(options_));
+    }
+    if (carry != Carry::kReuse) {
       // Not reused: load creates this build's map. The old one stays open
       // where carryOver() copies from it.
       fds.pop_back();
@@ -395,6 +455,9 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
 
   dp->skel_ = keel_balancer__open();
   if (!dp->skel_) return Status::error("xdp: open balancer object: " + errnoText(errno) + takeLibbpfLog());
+  // This build's layouts, from its own BTF, before any pinned map is reused
+  // (libbpf then takes the pinned map's BTF type ids in place of ours).
+  if (Status s = dp->readOurLayouts(); !s) return s;
   auto& m = dp->skel_->maps;
   // Sizes come from the config (limits:); the BPF defaults are only defaults.
   // vips: at most one VIP per service.
@@ -441,6 +504,7 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
     Status s = adopting ? dp->carryOver(CarryPhase::kAfterSwap) : dp->pinMaps();
     if (s && adopting) s = dp->replacePins();
     if (s) s = dp->pinProgram();
+    if (s) s = dp->pinLayouts();
     if (!s) {
       if (adopting)
         dp->leaveInPlace();  // it forwarded before us: keep it so
@@ -668,6 +732,53 @@ Status XdpDataplane::carryOver(CarryPhase phase) {
 // tells "ours, adopt it" from "someone else's, leave it alone". Beside it,
 // prog_rodata: that program's load-time options, which the next keeld
 // compares with its own (sameProgram) without opening anything by id.
+// Each map's layout (xdp/map_layout.h) from this build's own BTF.
+Status XdpDataplane::readOurLayouts() {
+  const btf* objectBtf = bpf_object__btf(skel_->obj);
+  bpf_map* map;
+  bpf_object__for_each_map(map, skel_->obj) {
+    if (bpf_map__is_internal(map)) continue;
+    std::string text = xdp::mapLayout(objectBtf, map);
+    if (text.empty()) continue;
+    if (std::strlen(bpf_map__name(map)) >= xdp::kLayoutNameBytes)
+      return Status::error(std::string("xdp: map name ") + bpf_map__name(map) + " is over the " +
+                           std::to_string(xdp::kLayoutNameBytes - 1) + " bytes a key of " + xdp::kLayoutsPin +
+                           " holds");
+    if (text.size() >= xdp::kLayoutTextBytes)
+      return Status::error(std::string("xdp: the layout of map ") + bpf_map__name(map) + " takes " +
+                           std::to_string(text.size()) + " bytes, over the " +
+                           std::to_string(xdp::kLayoutTextBytes - 1) + " an entry of " + xdp::kLayoutsPin +
+                           " holds");
+    ourLayouts_[bpf_map__name(map)] = std::move(text);
+  }
+  return Status::ok();
+}
+
+// Records what each map holds (xdp/map_layout.h) for the next keeld, in a
+// map pinned as map_layouts (frozen: read-only to every process), replaced
+// in one step; not rewritten when the pinned one says the same.
+Status XdpDataplane::pinLayouts() {
+  const std::map<std::string, std::string>& ours = ourLayouts_;
+  if (ours == pinnedLayouts_) return Status::ok();
+  const std::string path = options_.pinDir + "/" + xdp::kLayoutsPin;
+  Fd fd(bpf_map_create(BPF_MAP_TYPE_HASH, xdp::kLayoutsPin, xdp::kLayoutNameBytes, xdp::kLayoutTextBytes,
+                       static_cast<uint32_t>(std::max<size_t>(ours.size(), 1)), nullptr));
+  if (fd.get() < 0) return Status::error("xdp: create " + path + ": " + errnoText(errno));
+  std::vector<char> text(xdp::kLayoutTextBytes);
+  for (const auto& [name, layout] : ours) {
+    char key[xdp::kLayoutNameBytes] = {};
+    std::memcpy(key, name.data(), name.size());  // shorter: readOurLayouts
+    std::fill(text.begin(), text.end(), '\0');
+    std::memcpy(text.data(), layout.data(), layout.size());
+    if (bpf_map_update_elem(fd.get(), key, text.data(), BPF_ANY) != 0)
+      return Status::error("xdp: write " + path + " entry " + name + ": " + errnoText(errno));
+  }
+  if (bpf_map_freeze(fd.get()) != 0) return Status::error("xdp: freeze " + path + ": " + errnoText(errno));
+  if (Status s = pinReplacing(fd.get(), path); !s) return s;
+  pinnedLayouts_ = ours;
+  return Status::ok();
+}
+
 Status XdpDataplane::pinProgram() {
   // A kept program is the one pinned, with its own prog_rodata (the check
   // used both): nothing to write.
@@ -690,6 +801,7 @@ void XdpDataplane::unpinMaps() {
   }
   ::unlink((options_.pinDir + "/" + kProgPin).c_str());
   ::unlink((options_.pinDir + "/" + kRodataPin).c_str());
+  ::unlink((options_.pinDir + "/" + xdp::kLayoutsPin).c_str());
   ::unlink((options_.pinDir + "/" + kProgPin + kNewSuffix).c_str());  // left by a swap that did not finish
   ::rmdir(options_.pinDir.c_str());  // only if empty; keeps others' files
   pinned_ = false;
@@ -1011,3 +1123,4 @@ Status XdpDataplane::scanConns(const ConnVisitor& visit) {
 }
 
 }  // namespace keel
+

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -111,6 +112,8 @@ class XdpDataplane final : public Dataplane {
   Status replacePin(bpf_map* map);
   Status replacePins();
   Status pinProgram();
+  Status readOurLayouts();
+  Status pinLayouts();
   void unpinMaps();
   Status readProgrammed(ProgrammedState* out);
   uint32_t attachFlags() const;
@@ -139,6 +142,10 @@ class XdpDataplane final : public Dataplane {
     uint32_t pinnedEntries;
   };
   std::vector<Replaced> replaced_;
+  // The layouts pinned as map_layouts when this object adopted (map name ->
+  // xdp/map_layout.h text; empty: none pinned), then the ones it pinned.
+  std::map<std::string, std::string> pinnedLayouts_;
+  std::map<std::string, std::string> ourLayouts_;  // this build's (readOurLayouts)
   std::vector<uint32_t> ringKeys_;  // 0..M, reused for batch ring fills
   // Whether the rings outer map takes BPF_F_MMAPABLE inner arrays (this
   // build's template, bpf/lib/maps.h). One pinned by a keeld from before

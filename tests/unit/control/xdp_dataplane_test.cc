@@ -9,6 +9,7 @@
 // limits naming the key; adoption works without CAP_SYS_ADMIN and from the
 // pins of an older keeld (no prog_rodata). Skips when not root.
 #include "common/clock.h"
+#include "dataplane/xdp/map_layout.h"
 #include "dataplane/xdp/nic_offloads.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 
@@ -29,6 +30,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -543,6 +545,48 @@ class XdpAdoptTest : public XdpDataplaneTest {
     ASSERT_TRUE(s.isOk()) << s.message();
     EXPECT_TRUE(dp_->keptProgram());
   }
+  // The layouts pinned as map_layouts, by map name (empty: none pinned).
+  std::map<std::string, std::string> pinnedLayouts() {
+    std::map<std::string, std::string> out;
+    int fd = pinned(xdp::kLayoutsPin);
+    if (fd < 0) return out;
+    char key[xdp::kLayoutNameBytes], next[xdp::kLayoutNameBytes];
+    std::vector<char> text(xdp::kLayoutTextBytes);
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, next) == 0) {
+      EXPECT_EQ(bpf_map_lookup_elem(fd, next, text.data()), 0);
+      out[next] = text.data();
+      std::memcpy(key, next, sizeof key);
+      prev = key;
+    }
+    close(fd);
+    return out;
+  }
+  // Pins `layouts` as map_layouts in place of this build's, as a keeld of
+  // another build would have recorded them.
+  void pinLayoutsInstead(const std::map<std::string, std::string>& layouts) {
+    int fd = bpf_map_create(BPF_MAP_TYPE_HASH, xdp::kLayoutsPin, xdp::kLayoutNameBytes, xdp::kLayoutTextBytes,
+                            64, nullptr);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    for (const auto& [name, layout] : layouts) {
+      char key[xdp::kLayoutNameBytes] = {};
+      std::memcpy(key, name.data(), name.size());
+      std::vector<char> text(xdp::kLayoutTextBytes);
+      std::memcpy(text.data(), layout.data(), layout.size());
+      ASSERT_EQ(bpf_map_update_elem(fd, key, text.data(), BPF_ANY), 0);
+    }
+    pinInstead(pinDir_ + "/" + xdp::kLayoutsPin, fd);
+  }
+  // The first keeld's layouts with `from` replaced by `to` in map's.
+  std::map<std::string, std::string> layoutsWith(const std::string& map, const std::string& from,
+                                                 const std::string& to) {
+    std::map<std::string, std::string> layouts = pinnedLayouts();
+    std::string& text = layouts[map];
+    const size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << map << ": " << text;
+    if (at != std::string::npos) text.replace(at, from.size(), to);
+    return layouts;
+  }
   // max_entries of the map pinned as `name` (0: none).
   uint32_t pinnedEntries(const char* name) {
     int fd = pinned(name);
@@ -786,6 +830,87 @@ TEST_F(XdpAdoptTest, APinnedMapWithOtherFlagsIsRefused) {
   EXPECT_EQ(attachedId(), prog) << "a refused restart changes nothing";
 }
 
+// Every pinned map's layout is recorded beside the pins for the next keeld
+// (map_layouts, frozen), from this build's BTF.
+TEST_F(XdpAdoptTest, EachMapsLayoutIsPinnedForTheNextKeeld) {
+  firstKeeld();
+  const std::map<std::string, std::string> layouts = pinnedLayouts();
+  ASSERT_EQ(layouts.count("conntrack"), 1u);
+  EXPECT_NE(layouts.at("conntrack").find("\nv backend_id 0 32 u32\nv gen 32 32 u32\n"), std::string::npos)
+      << layouts.at("conntrack");
+  for (const char* map : {"vips", "services", "backends", "node_config", "stats_reasons", "icmp_limit"})
+    EXPECT_EQ(layouts.count(map), 1u) << map;
+  int fd = pinned(xdp::kLayoutsPin);
+  ASSERT_GE(fd, 0);
+  char key[xdp::kLayoutNameBytes] = "conntrack";
+  std::vector<char> text(xdp::kLayoutTextBytes);
+  EXPECT_NE(bpf_map_update_elem(fd, key, text.data(), BPF_ANY), 0) << "frozen: nobody rewrites the record";
+  close(fd);
+  // An unchanged restart keeps the record as it is (nothing is re-pinned).
+  const uint32_t id = mapId(xdp::kLayoutsPin);
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_TRUE(dp_->keptProgram());
+  EXPECT_EQ(mapId(xdp::kLayoutsPin), id);
+}
+
+// Pins of the same sizes whose members moved (here the connection table's
+// backend id and generation swapped, as another build might have laid them
+// out) would be misread: refused naming map and member, nothing changed.
+TEST_F(XdpAdoptTest, AMapWhoseMembersMovedIsRefused) {
+  firstKeeld();
+  const uint32_t prog = attachedId(), conntrackId = mapId("conntrack");
+  const std::map<std::string, std::string> other =
+      layoutsWith("conntrack", "v backend_id 0 32 u32\nv gen 32 32 u32", "v gen 0 32 u32\nv backend_id 32 32 u32");
+  ASSERT_NO_FATAL_FAILURE(pinLayoutsInstead(other));
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("xdp: adopt " + pinDir_ + "/conntrack: pinned by a keeld with another layout of "
+                             "conntrack: value member gen (bits 0-31, u32) pinned; this build has backend_id "
+                             "(bits 0-31, u32)"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(attachedId(), prog) << "a refused restart changes nothing";
+  EXPECT_EQ(mapId("conntrack"), conntrackId);
+  EXPECT_EQ(pinnedLayouts(), other);
+}
+
+// A build that turned padding into a field finds the pins' padding there:
+// the bytes mean nothing to the old build, so the restart adopts, and records
+// this build's layout for the next one.
+TEST_F(XdpAdoptTest, PaddingTurnedIntoAFieldIsAdopted) {
+  firstKeeld();
+  const std::map<std::string, std::string> ours = pinnedLayouts();
+  ASSERT_NO_FATAL_FAILURE(pinLayoutsInstead(layoutsWith("conntrack", "v gen 32 32 u32", "v pad 32 32 u8[4]")));
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  expectStateKept();
+  EXPECT_EQ(pinnedLayouts(), ours);
+}
+
+// Pins of a keeld from before map_layouts: adopted on type, sizes and
+// flags as before, and the record is pinned for the next restart.
+TEST_F(XdpAdoptTest, PinsWithoutLayoutsAreAdoptedAndGetThem) {
+  firstKeeld();
+  const std::map<std::string, std::string> ours = pinnedLayouts();
+  ASSERT_EQ(unlink((pinDir_ + "/" + xdp::kLayoutsPin).c_str()), 0);
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_TRUE(dp_->keptProgram());
+  expectStateKept();
+  EXPECT_EQ(pinnedLayouts(), ours);
+}
+
+// A map that may start empty (an ICMP limit's times) pinned with another
+// layout is replaced, as one of another shape is, not refused.
+TEST_F(XdpAdoptTest, AnotherLayoutOfAMapThatMayStartEmptyReplacesIt) {
+  firstKeeld();
+  const uint32_t old = mapId("icmp_limit");
+  ASSERT_NO_FATAL_FAILURE(pinLayoutsInstead(layoutsWith("icmp_limit", "v - 0 64 u64", "v - 0 64 s64")));
+  ASSERT_NO_FATAL_FAILURE(restartReplacingAMap());
+  EXPECT_NE(mapId("icmp_limit"), old);
+}
+
 // stats_conntrack is sized by enum keel_ct_stat, which is only appended: one
 // pinned with another number of events (here a newer build's, a downgrade)
 // is replaced by this build's, the counts of the events both know carried
@@ -1006,3 +1131,4 @@ TEST_F(XdpAdoptTest, PinsWithoutProgRodataSwapTheProgramOverTheSameMaps) {
 
 }  // namespace
 }  // namespace keel
+

@@ -18,6 +18,14 @@
  *  - A connection-table hit is valid only if backend.service_id matches the
  *    service the packet matched and backend.gen matches the entry's gen and
  *    the backend is KEEL_BE_F_VALID.
+ *
+ * Layout rules (the XDP maps outlive keeld, and a restarted keeld of another
+ * build adopts them: src/dataplane/xdp/map_layout.h compares the members):
+ *  - Padding and reserved bytes are named pad* or reserved* and always
+ *    written zero, so a later build may turn them into a field whose 0 means
+ *    what the builds before it did.
+ *  - A field whose meaning changes is renamed: a restart compares names,
+ *    places and types, never meaning.
  */
 #ifndef KEEL_MAPS_ABI_H
 #define KEEL_MAPS_ABI_H

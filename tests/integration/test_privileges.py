@@ -73,7 +73,7 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
     try:
         wait_serving(lab, config)
         prog = lab.balancer_prog_id()
-        assert host.pinned("prog") and host.pinned("prog_rodata")
+        assert host.pinned("prog") and host.pinned("prog_rodata") and host.pinned("map_layouts")
         real = connect_and_ask(lab, PORT, 1, conns)[0]
         conn = conns[0]
 
@@ -93,17 +93,20 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
         k.reload(config2)
         served(lab.flows("tcp", lab.vip4, EXTRA_PORT, count=3))
 
-        # Pins an older keeld made (no prog_rodata): still adopted; the
-        # program is swapped over the same maps, the connection stays.
+        # Pins an older keeld made (no prog_rodata, no map_layouts): still
+        # adopted; the program is swapped over the same maps, the connection
+        # stays, and the record of layouts is made, frozen and pinned
+        # without CAP_SYS_ADMIN.
         k.kill()
-        host.run(["rm", f"{host.pin_dir}/prog_rodata"])
+        host.run(["rm", f"{host.pin_dir}/prog_rodata", f"{host.pin_dir}/map_layouts"])
         k = start(config2, "caps3")
         log = k.log()
         assert "event=xdp_adopt_swaps_program" in log and "program=replaced" in log, log
+        assert "event=xdp_adopt_layouts_unknown" in log, log
         swapped = lab.balancer_prog_id()
         assert swapped not in (None, prog)
         assert ask(conn) == real
-        assert host.pinned("prog_rodata")
+        assert host.pinned("prog_rodata") and host.pinned("map_layouts")
         k.kill()
         k = start(config2, "caps4")
         assert "program=kept" in k.log(), k.log()

@@ -288,9 +288,9 @@ bool sameProgram(int attachedFd, int attachedRodataFd, int loadedFd, int loadedR
 // Each replaced map takes the old one's pin after the swap (replacePins).
 // sameLayout: the pinned map's members are where this build's are
 // (xdp/map_layout.h), or nothing says otherwise (pins of a build before
-// map_layouts).
+// map_layouts); a start-empty map of another layout is of another shape.
 XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const bpf_map_info* pinned,
-                            bool sameLayout = true) {
+                            bool sameLayout) {
   using C = XdpDataplane::Carry;
   const bool sameShape = pinned && pinned->type == bpf_map__type(map) &&
                          pinned->key_size == bpf_map__key_size(map) &&
@@ -309,40 +309,46 @@ XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const
   return C::kReuse;
 }
 
-// The layouts pinned beside the maps (xdp/map_layout.h), by map name. None
-// pinned (pins of a build before them): nothing to compare beyond type,
-// sizes and flags. One of another shape (a later build's format) is not read
-// either, and says so.
-Status readPinnedLayouts(const std::string& pinDir, std::map<std::string, std::string>* out) {
+// The layouts pinned beside the maps (xdp/map_layout.h), by map name, in
+// *out; *known: a record of this build's form was read. None pinned (pins of
+// a build before it), or one of another form or shape (another build's
+// format): nothing to compare beyond type, sizes and flags, and said so.
+Status readPinnedLayouts(const std::string& pinDir, std::map<std::string, std::string>* out, bool* known) {
+  *known = false;
   const std::string path = pinDir + "/" + xdp::kLayoutsPin;
+  auto unknown = [&](const std::string& why) {
+    out->clear();
+    logInfo(LogRecord("xdp_adopt_layouts_unknown")
+                .add("reason", path + " " + why + ": pinned maps are compared by type, sizes and flags only"));
+    return Status::ok();
+  };
   Fd fd(bpf_obj_get(path.c_str()));
   if (fd.get() < 0) {
     if (errno != ENOENT) return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
-    logInfo(LogRecord("xdp_adopt_layouts_unknown")
-                .add("reason", path + " missing (pins of a keeld before it): pinned maps are compared by "
-                                      "type, sizes and flags only"));
-    return Status::ok();
+    return unknown("missing (pins of a keeld before it)");
   }
   bpf_map_info info{};
   uint32_t len = sizeof info;
   if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0)
     return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
   if (info.type != BPF_MAP_TYPE_HASH || info.key_size != xdp::kLayoutNameBytes ||
-      info.value_size != xdp::kLayoutTextBytes) {
-    logWarn(LogRecord("xdp_adopt_layouts_unknown")
-                .add("reason", path + " has another shape (another build's format): pinned maps are "
-                                      "compared by type, sizes and flags only"));
-    return Status::ok();
-  }
+      info.value_size != xdp::kLayoutTextBytes)
+    return unknown("has another shape (another build's format)");
   char key[xdp::kLayoutNameBytes], next[xdp::kLayoutNameBytes];
   std::vector<char> text(xdp::kLayoutTextBytes);
   const void* prev = nullptr;
   while (bpf_map_get_next_key(fd.get(), prev, next) == 0) {
     if (bpf_map_lookup_elem(fd.get(), next, text.data()) == 0)
-      (*out)[std::string(next, strnlen(next, sizeof next))] = std::string(text.data(), strnlen(text.data(), text.size()));
+      (*out)[std::string(next, strnlen(next, sizeof next))] =
+          std::string(text.data(), strnlen(text.data(), text.size()));
     std::memcpy(key, next, sizeof key);
     prev = key;
   }
+  const auto format = out->find(xdp::kLayoutFormatKey);
+  if (format == out->end() || format->second != xdp::kLayoutFormat)
+    return unknown("is of another form (another build's format)");
+  out->erase(format);
+  *known = true;
   return Status::ok();
 }
 
@@ -360,16 +366,17 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
     for (auto& [m, fd] : fds) ::close(fd);
   };
   pinnedLayouts_.clear();
-  if (Status s = readPinnedLayouts(options_.pinDir, &pinnedLayouts_); !s) return s;
+  bool layoutsKnown = false;
+  if (Status s = readPinnedLayouts(options_.pinDir, &pinnedLayouts_, &layoutsKnown); !s) return s;
   bpf_map* map;
   bpf_object__for_each_map(map, skel_->obj) {
     if (bpf_map__is_internal(map)) continue;
     std::string name = bpf_map__name(map);
     std::string path = options_.pinDir + "/" + name;
     int fd = bpf_obj_get(path.c_str());
-    if (fd < 0 && errno == ENOENT && carryOf(skel_, map, nullptr) == Carry::kEmpty) {
+    if (fd < 0 && errno == ENOENT && carryOf(skel_, map, nullptr, true) == Carry::kEmpty) {
       // Added after the pins were made (an upgrade): load creates it.
-      replaced_.push_back({map, Carry::kEmpty, Fd(), 0, 0});
+      replaced_.push_back({map, Carry::kEmpty, Fd(), 0, 0, {}});
       continue;
     }
     if (fd < 0) {
@@ -386,13 +393,20 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
     }
     // The bytes both maps hold must mean the same (xdp/map_layout.h): a map
     // of this build's sizes whose members moved would be misread by the new
-    // program, and by the old one while keeld rewrites it.
+    // program, and by the old one while keeld rewrites it. A record that
+    // leaves a map out was pinned while that map was being replaced
+    // (create(): only a start-empty map is), so it is of unknown layout.
     std::string difference;
     const auto pinned = pinnedLayouts_.find(name);
     const auto ours = ourLayouts_.find(name);
-    if (pinned != pinnedLayouts_.end() && ours != ourLayouts_.end())
-      difference = xdp::layoutDifference(pinned->second, ours->second, std::min(info.key_size, bpf_map__key_size(map)),
-                                         std::min(info.value_size, bpf_map__value_size(map)));
+    if (layoutsKnown && ours != ourLayouts_.end()) {
+      if (pinned != pinnedLayouts_.end())
+        difference = xdp::layoutDifference(pinned->second, ours->second,
+                                           std::min(info.key_size, bpf_map__key_size(map)),
+                                           std::min(info.value_size, bpf_map__value_size(map)));
+      else if (carryOf(skel_, map, &info, false) == Carry::kEmpty)
+        difference = "not in the pinned record of layouts";
+    }
     const Carry carry = carryOf(skel_, map, &info, difference.empty());
     if (carry != Carry::kEmpty && !difference.empty()) {
       closeAll();
@@ -405,7 +419,7 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
       fds.pop_back();
       const bool keepOld = carry != Carry::kEmpty;
       if (!keepOld) ::close(fd);
-      replaced_.push_back({map, carry, Fd(keepOld ? fd : -1), info.value_size, info.max_entries});
+      replaced_.push_back({map, carry, Fd(keepOld ? fd : -1), info.value_size, info.max_entries, difference});
       continue;
     }
     if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
@@ -457,7 +471,8 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   if (!dp->skel_) return Status::error("xdp: open balancer object: " + errnoText(errno) + takeLibbpfLog());
   // This build's layouts, from its own BTF, before any pinned map is reused
   // (libbpf then takes the pinned map's BTF type ids in place of ours).
-  if (Status s = dp->readOurLayouts(); !s) return s;
+  if (!options.pinDir.empty())
+    if (Status s = dp->readOurLayouts(); !s) return s;
   auto& m = dp->skel_->maps;
   // Sizes come from the config (limits:); the BPF defaults are only defaults.
   // vips: at most one VIP per service.
@@ -501,10 +516,15 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   if (!options.pinDir.empty()) {
     // Adopted maps are pinned already, all but those this build replaced
     // (carryOf), which take their old pins now.
+    // The record of layouts leaves out the maps being replaced until they
+    // are (readPinnedLayouts' caller takes such a map as of unknown layout),
+    // so a keeld killed in between never finds a record that describes
+    // the other build's map under a pin.
     Status s = adopting ? dp->carryOver(CarryPhase::kAfterSwap) : dp->pinMaps();
+    if (s && adopting && !dp->replaced_.empty()) s = dp->pinLayouts(/*leaveOutReplaced=*/true);
     if (s && adopting) s = dp->replacePins();
     if (s) s = dp->pinProgram();
-    if (s) s = dp->pinLayouts();
+    if (s) s = dp->pinLayouts(/*leaveOutReplaced=*/false);
     if (!s) {
       if (adopting)
         dp->leaveInPlace();  // it forwarded before us: keep it so
@@ -654,9 +674,13 @@ Status XdpDataplane::replacePins() {
     if (Status s = replacePin(r.map); !s) return s;
     const std::string path = options_.pinDir + "/" + bpf_map__name(r.map);
     switch (r.carry) {
-      case Carry::kEmpty:
-        logInfo(LogRecord("xdp_adopt_adds_map").add("map", path));
+      case Carry::kEmpty: {
+        LogRecord record("xdp_adopt_adds_map");
+        record.add("map", path);
+        if (!r.layoutDifference.empty()) record.add("reason", "another layout: " + r.layoutDifference);
+        logInfo(record);
         break;
+      }
       case Carry::kNodeConfig:
         logInfo(LogRecord("xdp_adopt_migrates_node_config")
                     .add("reason", path + " held " + std::to_string(r.pinnedValueSize) +
@@ -728,10 +752,6 @@ Status XdpDataplane::carryOver(CarryPhase phase) {
   return Status::ok();
 }
 
-// <pinDir>/prog names the program that is attached: how the next keeld
-// tells "ours, adopt it" from "someone else's, leave it alone". Beside it,
-// prog_rodata: that program's load-time options, which the next keeld
-// compares with its own (sameProgram) without opening anything by id.
 // Each map's layout (xdp/map_layout.h) from this build's own BTF.
 Status XdpDataplane::readOurLayouts() {
   const btf* objectBtf = bpf_object__btf(skel_->obj);
@@ -757,28 +777,39 @@ Status XdpDataplane::readOurLayouts() {
 // Records what each map holds (xdp/map_layout.h) for the next keeld, in a
 // map pinned as map_layouts (frozen: read-only to every process), replaced
 // in one step; not rewritten when the pinned one says the same.
-Status XdpDataplane::pinLayouts() {
-  const std::map<std::string, std::string>& ours = ourLayouts_;
-  if (ours == pinnedLayouts_) return Status::ok();
+// leaveOutReplaced: without the maps replaced_ names (before replacePins).
+Status XdpDataplane::pinLayouts(bool leaveOutReplaced) {
+  std::map<std::string, std::string> record = ourLayouts_;
+  if (leaveOutReplaced)
+    for (const Replaced& r : replaced_) record.erase(bpf_map__name(r.map));
+  if (record == pinnedLayouts_) return Status::ok();
   const std::string path = options_.pinDir + "/" + xdp::kLayoutsPin;
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
   Fd fd(bpf_map_create(BPF_MAP_TYPE_HASH, xdp::kLayoutsPin, xdp::kLayoutNameBytes, xdp::kLayoutTextBytes,
-                       static_cast<uint32_t>(std::max<size_t>(ours.size(), 1)), nullptr));
+                       static_cast<uint32_t>(record.size() + 1), &opts));
   if (fd.get() < 0) return Status::error("xdp: create " + path + ": " + errnoText(errno));
   std::vector<char> text(xdp::kLayoutTextBytes);
-  for (const auto& [name, layout] : ours) {
+  auto put = [&](const std::string& name, const std::string& value) {
     char key[xdp::kLayoutNameBytes] = {};
     std::memcpy(key, name.data(), name.size());  // shorter: readOurLayouts
     std::fill(text.begin(), text.end(), '\0');
-    std::memcpy(text.data(), layout.data(), layout.size());
-    if (bpf_map_update_elem(fd.get(), key, text.data(), BPF_ANY) != 0)
-      return Status::error("xdp: write " + path + " entry " + name + ": " + errnoText(errno));
-  }
+    std::memcpy(text.data(), value.data(), value.size());
+    if (bpf_map_update_elem(fd.get(), key, text.data(), BPF_ANY) == 0) return Status::ok();
+    return Status::error("xdp: write " + path + " entry " + name + ": " + errnoText(errno));
+  };
+  if (Status s = put(xdp::kLayoutFormatKey, xdp::kLayoutFormat); !s) return s;
+  for (const auto& [name, layout] : record)
+    if (Status s = put(name, layout); !s) return s;
   if (bpf_map_freeze(fd.get()) != 0) return Status::error("xdp: freeze " + path + ": " + errnoText(errno));
   if (Status s = pinReplacing(fd.get(), path); !s) return s;
-  pinnedLayouts_ = ours;
+  pinnedLayouts_ = std::move(record);
   return Status::ok();
 }
 
+// <pinDir>/prog names the program that is attached: how the next keeld
+// tells "ours, adopt it" from "someone else's, leave it alone". Beside it,
+// prog_rodata: that program's load-time options, which the next keeld
+// compares with its own (sameProgram) without opening anything by id.
 Status XdpDataplane::pinProgram() {
   // A kept program is the one pinned, with its own prog_rodata (the check
   // used both): nothing to write.
@@ -802,6 +833,7 @@ void XdpDataplane::unpinMaps() {
   ::unlink((options_.pinDir + "/" + kProgPin).c_str());
   ::unlink((options_.pinDir + "/" + kRodataPin).c_str());
   ::unlink((options_.pinDir + "/" + xdp::kLayoutsPin).c_str());
+  ::unlink((options_.pinDir + "/" + xdp::kLayoutsPin + kNewSuffix).c_str());
   ::unlink((options_.pinDir + "/" + kProgPin + kNewSuffix).c_str());  // left by a swap that did not finish
   ::rmdir(options_.pinDir.c_str());  // only if empty; keeps others' files
   pinned_ = false;
@@ -1123,4 +1155,3 @@ Status XdpDataplane::scanConns(const ConnVisitor& visit) {
 }
 
 }  // namespace keel
-

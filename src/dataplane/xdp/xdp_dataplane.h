@@ -113,7 +113,7 @@ class XdpDataplane final : public Dataplane {
   Status replacePins();
   Status pinProgram();
   Status readOurLayouts();
-  Status pinLayouts();
+  Status pinLayouts(bool leaveOutReplaced);
   void unpinMaps();
   Status readProgrammed(ProgrammedState* out);
   uint32_t attachFlags() const;
@@ -140,6 +140,7 @@ class XdpDataplane final : public Dataplane {
     Fd old;  // -1: nothing carried over
     uint32_t pinnedValueSize;  // as pinned (0: not pinned)
     uint32_t pinnedEntries;
+    std::string layoutDifference;  // why a start-empty map's layout is another (empty: its shape is)
   };
   std::vector<Replaced> replaced_;
   // The layouts pinned as map_layouts when this object adopted (map name ->

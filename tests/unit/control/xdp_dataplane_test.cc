@@ -911,6 +911,35 @@ TEST_F(XdpAdoptTest, AnotherLayoutOfAMapThatMayStartEmptyReplacesIt) {
   EXPECT_NE(mapId("icmp_limit"), old);
 }
 
+// A keeld killed while it replaced a start-empty map leaves a record without
+// that map (create() pins it so until the new map has the pin): the next
+// keeld cannot tell which build's map is pinned, so it replaces it too.
+TEST_F(XdpAdoptTest, ARecordThatLeavesAStartEmptyMapOutReplacesIt) {
+  firstKeeld();
+  const uint32_t old = mapId("ct_insert_limit");
+  std::map<std::string, std::string> layouts = pinnedLayouts();
+  ASSERT_EQ(layouts.erase("ct_insert_limit"), 1u);
+  ASSERT_NO_FATAL_FAILURE(pinLayoutsInstead(layouts));
+  ASSERT_NO_FATAL_FAILURE(restartReplacingAMap());
+  EXPECT_NE(mapId("ct_insert_limit"), old);
+  EXPECT_EQ(pinnedLayouts().count("ct_insert_limit"), 1u);
+}
+
+// A record of another form (here one without this build's #format) is not
+// compared: adopted on type, sizes and flags, and replaced by this build's.
+TEST_F(XdpAdoptTest, ARecordOfAnotherFormIsNotComparedButReplaced) {
+  firstKeeld();
+  const std::map<std::string, std::string> ours = pinnedLayouts();
+  std::map<std::string, std::string> other =
+      layoutsWith("conntrack", "v backend_id 0 32 u32\nv gen 32 32 u32", "v gen 0 32 u32\nv backend_id 32 32 u32");
+  other[xdp::kLayoutFormatKey] = "2";
+  ASSERT_NO_FATAL_FAILURE(pinLayoutsInstead(other));
+  Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  expectStateKept();
+  EXPECT_EQ(pinnedLayouts(), ours);
+}
+
 // stats_conntrack is sized by enum keel_ct_stat, which is only appended: one
 // pinned with another number of events (here a newer build's, a downgrade)
 // is replaced by this build's, the counts of the events both know carried
@@ -1131,4 +1160,3 @@ TEST_F(XdpAdoptTest, PinsWithoutProgRodataSwapTheProgramOverTheSameMaps) {
 
 }  // namespace
 }  // namespace keel
-

@@ -21,11 +21,14 @@
  *
  * Layout rules (the XDP maps outlive keeld, and a restarted keeld of another
  * build adopts them: src/dataplane/xdp/map_layout.h compares the members):
- *  - Padding and reserved bytes are named pad* or reserved* and always
- *    written zero, so a later build may turn them into a field whose 0 means
- *    what the builds before it did.
+ *  - Padding and reserved bytes are named pad or reserved (leading
+ *    underscores and a number allowed: __pad, reserved2) and always written
+ *    zero, so a later build may turn them into a field whose 0 means what
+ *    the builds before it did. (keel_vip_value.flags is a field: reserved
+ *    in words only.)
  *  - A field whose meaning changes is renamed: a restart compares names,
- *    places and types, never meaning.
+ *    places and types, never meaning. A retired field is renamed too
+ *    (unused_gen), never made padding: its bytes hold old values.
  */
 #ifndef KEEL_MAPS_ABI_H
 #define KEEL_MAPS_ABI_H

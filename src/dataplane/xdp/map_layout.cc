@@ -4,13 +4,16 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
-#include <regex>
+#include <algorithm>
 #include <sstream>
 #include <vector>
 
 namespace keel::xdp {
 
 namespace {
+
+// A member whose type the BTF does not resolve: a difference wherever it is.
+constexpr const char* kUnknown = "unknown";
 
 std::string line(char side, const std::string& path, uint32_t off, uint32_t bits, const std::string& type) {
   return std::string(1, side) + " " + (path.empty() ? "-" : path) + " " + std::to_string(off) + " " +
@@ -56,7 +59,7 @@ void flatten(const btf* b, uint32_t id, const std::string& path, uint32_t bitOff
              std::string& out) {
   const btf_type* t = resolved(b, id);
   if (!t) {
-    out += line(side, path, bitOff, 1, "unknown");  // never matches: refuses rather than guesses
+    out += line(side, path, bitOff, 1, kUnknown);  // never matches (firstMissing): refuses rather than guesses
     return;
   }
   if (btf_is_composite(t)) {
@@ -69,7 +72,11 @@ void flatten(const btf* b, uint32_t id, const std::string& path, uint32_t bitOff
     return;
   }
   const long size = btf__resolve_size(b, id);
-  if (size <= 0) return;
+  if (size < 0) {
+    out += line(side, path, bitOff, 1, kUnknown);
+    return;
+  }
+  if (size == 0) return;
   if (btf_is_array(t) && scalarName(b, t).empty()) {  // an array of structs: each element's members
     const struct btf_array* a = btf_array(t);
     const long esize = btf__resolve_size(b, a->type);
@@ -109,8 +116,11 @@ struct Leaf {
 bool isPadding(const std::string& path) {
   std::string last = path.substr(path.rfind('.') == std::string::npos ? 0 : path.rfind('.') + 1);
   last = last.substr(0, last.find('['));
-  static const std::regex kPadding("_*(pad|reserved)[0-9]*");
-  return std::regex_match(last, kPadding);
+  last.erase(0, std::min(last.find_first_not_of('_'), last.size()));
+  for (const std::string word : {"pad", "reserved"})
+    if (last.rfind(word, 0) == 0)
+      return last.find_first_not_of("0123456789", word.size()) == std::string::npos;
+  return false;
 }
 
 bool parse(const std::string& text, std::vector<Leaf>& out) {
@@ -162,7 +172,7 @@ std::string firstMissing(const std::vector<Leaf>& from, const std::vector<Leaf>&
     const Leaf* there = nullptr;
     bool held = false;
     for (const Leaf& o : other) {
-      if (o.sameAs(l) || (padsAbsorb && o.pad && l.inside(o))) {
+      if (l.type != kUnknown && (o.sameAs(l) || (padsAbsorb && o.pad && l.inside(o)))) {
         held = true;
         break;
       }

@@ -51,10 +51,11 @@ std::string typesLayout(const btf* b, uint32_t keyType, uint32_t valueType);
 std::string layoutDifference(const std::string& pinned, const std::string& ours, uint32_t keyBytes,
                              uint32_t valueBytes);
 
-// The pinned map that holds the layouts: the map's name as libbpf and the
-// pins spell it (not the kernel's, cut to 15 bytes) -> layout text, both
-// NUL-padded; and kLayoutFormatKey -> kLayoutFormat, the form of the texts
-// (a record of another form is not compared).
+// The pinned map that holds the layouts (XdpDataplane::pinLayouts): the
+// map's name as libbpf and the pins spell it (not the kernel's, cut to 15
+// bytes) -> "id N" (the map's id: the entry describes that map only) and its
+// layout text, both NUL-padded; and kLayoutFormatKey -> kLayoutFormat, the
+// form of the entries (a record of another form is refused).
 inline constexpr const char* kLayoutsPin = "map_layouts";
 inline constexpr uint32_t kLayoutNameBytes = 64;
 inline constexpr uint32_t kLayoutTextBytes = 4096;

@@ -309,23 +309,27 @@ XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const
   return C::kReuse;
 }
 
-// The layouts pinned beside the maps (xdp/map_layout.h), by map name, in
-// *out; *known: a record of this build's form was read. None pinned (pins of
-// a build before it), or one of another form or shape (another build's
-// format): nothing to compare beyond type, sizes and flags, and said so.
+// The record pinned beside the maps (xdp/map_layout.h): map name -> "id N"
+// line and layout, in *out; *known: there is one. None pinned (pins of a
+// build before it): nothing to compare beyond type, sizes and flags, and
+// said so. One of another form or shape (a newer build's) is refused: this
+// build cannot tell what the pinned maps hold.
 Status readPinnedLayouts(const std::string& pinDir, std::map<std::string, std::string>* out, bool* known) {
   *known = false;
+  out->clear();
   const std::string path = pinDir + "/" + xdp::kLayoutsPin;
-  auto unknown = [&](const std::string& why) {
+  auto otherForm = [&](const std::string& what) {
     out->clear();
-    logInfo(LogRecord("xdp_adopt_layouts_unknown")
-                .add("reason", path + " " + why + ": pinned maps are compared by type, sizes and flags only"));
-    return Status::ok();
+    return Status::error("xdp: adopt " + path + ": a record of map layouts " + what +
+                         " (pinned by a newer keeld?): this build cannot tell what the pinned maps hold");
   };
   Fd fd(bpf_obj_get(path.c_str()));
   if (fd.get() < 0) {
     if (errno != ENOENT) return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
-    return unknown("missing (pins of a keeld before it)");
+    logInfo(LogRecord("xdp_adopt_layouts_unknown")
+                .add("reason", path + " missing (pins of a keeld before it): pinned maps are compared by type, "
+                                      "sizes and flags only"));
+    return Status::ok();
   }
   bpf_map_info info{};
   uint32_t len = sizeof info;
@@ -333,7 +337,7 @@ Status readPinnedLayouts(const std::string& pinDir, std::map<std::string, std::s
     return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
   if (info.type != BPF_MAP_TYPE_HASH || info.key_size != xdp::kLayoutNameBytes ||
       info.value_size != xdp::kLayoutTextBytes)
-    return unknown("has another shape (another build's format)");
+    return otherForm("of another shape");
   char key[xdp::kLayoutNameBytes], next[xdp::kLayoutNameBytes];
   std::vector<char> text(xdp::kLayoutTextBytes);
   const void* prev = nullptr;
@@ -346,10 +350,24 @@ Status readPinnedLayouts(const std::string& pinDir, std::map<std::string, std::s
   }
   const auto format = out->find(xdp::kLayoutFormatKey);
   if (format == out->end() || format->second != xdp::kLayoutFormat)
-    return unknown("is of another form (another build's format)");
+    return otherForm("of another form (#format " + (format == out->end() ? std::string("missing") : format->second) +
+                     ", this build's " + xdp::kLayoutFormat + ")");
   out->erase(format);
   *known = true;
   return Status::ok();
+}
+
+// A record entry's map id and layout ("id N" then the layout's lines);
+// false if it has no id line.
+bool splitRecordEntry(const std::string& entry, uint32_t* id, std::string* layout) {
+  if (entry.rfind("id ", 0) != 0) return false;
+  const size_t eol = entry.find('\n');
+  char* end = nullptr;
+  const unsigned long v = std::strtoul(entry.c_str() + 3, &end, 10);
+  if (eol == std::string::npos || end != entry.c_str() + eol || v == 0 || v > UINT32_MAX) return false;
+  *id = static_cast<uint32_t>(v);
+  *layout = entry.substr(eol + 1);
+  return true;
 }
 
 }  // namespace
@@ -365,9 +383,9 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
   auto closeAll = [&] {
     for (auto& [m, fd] : fds) ::close(fd);
   };
-  pinnedLayouts_.clear();
   bool layoutsKnown = false;
   if (Status s = readPinnedLayouts(options_.pinDir, &pinnedLayouts_, &layoutsKnown); !s) return s;
+  layoutsPinned_ = layoutsKnown;
   bpf_map* map;
   bpf_object__for_each_map(map, skel_->obj) {
     if (bpf_map__is_internal(map)) continue;
@@ -393,19 +411,27 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
     }
     // The bytes both maps hold must mean the same (xdp/map_layout.h): a map
     // of this build's sizes whose members moved would be misread by the new
-    // program, and by the old one while keeld rewrites it. A record that
-    // leaves a map out was pinned while that map was being replaced
-    // (create(): only a start-empty map is), so it is of unknown layout.
+    // program, and by the old one while keeld rewrites it. A record entry
+    // describes the map of its id only: one that names another map (or
+    // none) was written for a map since replaced (a keeld killed between
+    // its record and replacePins, or one from before records that started
+    // over on these pins), so this map's layout is unknown: a start-empty
+    // map is then replaced, any other is compared by type and sizes as
+    // carryOf's rules say.
     std::string difference;
-    const auto pinned = pinnedLayouts_.find(name);
     const auto ours = ourLayouts_.find(name);
     if (layoutsKnown && ours != ourLayouts_.end()) {
-      if (pinned != pinnedLayouts_.end())
-        difference = xdp::layoutDifference(pinned->second, ours->second,
+      const auto entry = pinnedLayouts_.find(name);
+      uint32_t recordedId = 0;
+      std::string pinnedLayout;
+      const bool describes = entry != pinnedLayouts_.end() &&
+                             splitRecordEntry(entry->second, &recordedId, &pinnedLayout) && recordedId == info.id;
+      if (describes)
+        difference = xdp::layoutDifference(pinnedLayout, ours->second,
                                            std::min(info.key_size, bpf_map__key_size(map)),
                                            std::min(info.value_size, bpf_map__value_size(map)));
       else if (carryOf(skel_, map, &info, false) == Carry::kEmpty)
-        difference = "not in the pinned record of layouts";
+        difference = "the pinned record of layouts does not describe map id " + std::to_string(info.id);
     }
     const Carry carry = carryOf(skel_, map, &info, difference.empty());
     if (carry != Carry::kEmpty && !difference.empty()) {
@@ -516,15 +542,16 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   if (!options.pinDir.empty()) {
     // Adopted maps are pinned already, all but those this build replaced
     // (carryOf), which take their old pins now.
-    // The record of layouts leaves out the maps being replaced until they
-    // are (readPinnedLayouts' caller takes such a map as of unknown layout),
-    // so a keeld killed in between never finds a record that describes
-    // the other build's map under a pin.
-    Status s = adopting ? dp->carryOver(CarryPhase::kAfterSwap) : dp->pinMaps();
-    if (s && adopting && !dp->replaced_.empty()) s = dp->pinLayouts(/*leaveOutReplaced=*/true);
+    // The record of layouts names the maps this program uses by id, so it is
+    // pinned before them (a fresh start) or before the swap (attachOrReplace):
+    // a keeld killed later leaves a record that is true of every map it
+    // names, and says nothing of an old map still under a pin. Here only
+    // when nothing pinned it yet (a kept program over pins without one).
+    Status s = adopting ? dp->carryOver(CarryPhase::kAfterSwap) : dp->pinLayouts();
+    if (s && !adopting) s = dp->pinMaps();
     if (s && adopting) s = dp->replacePins();
     if (s) s = dp->pinProgram();
-    if (s) s = dp->pinLayouts(/*leaveOutReplaced=*/false);
+    if (s) s = dp->pinLayouts();
     if (!s) {
       if (adopting)
         dp->leaveInPlace();  // it forwarded before us: keep it so
@@ -610,10 +637,19 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
     // prog_new first, so that a keeld killed between the swap and
     // pinProgram() leaves the next one a way to know the attached program.
     if (Status s = pinAside(progFd, progPin); !s) return s;
+    // The record of this program's maps goes first: from the swap on, the
+    // maps hold what it writes (create()).
+    const std::map<std::string, std::string> oldRecord = pinnedLayouts_;
+    const bool hadRecord = layoutsPinned_;
+    if (Status s = pinLayouts(); !s) {
+      ::unlink((progPin + kNewSuffix).c_str());
+      return s;
+    }
     LIBBPF_OPTS(bpf_xdp_attach_opts, replaceOpts, .old_prog_fd = pinned.get());
     int rc = bpf_xdp_attach(ifindex_, progFd, attachFlags() | XDP_FLAGS_REPLACE, &replaceOpts);
     if (rc != 0) {
       ::unlink((progPin + kNewSuffix).c_str());
+      restoreLayouts(oldRecord, hadRecord);
       return Status::error("xdp: replace the program on " + options_.interface + ": " + errnoText(rc) +
                            takeLibbpfLog());
     }
@@ -774,15 +810,39 @@ Status XdpDataplane::readOurLayouts() {
   return Status::ok();
 }
 
-// Records what each map holds (xdp/map_layout.h) for the next keeld, in a
-// map pinned as map_layouts (frozen: read-only to every process), replaced
-// in one step; not rewritten when the pinned one says the same.
-// leaveOutReplaced: without the maps replaced_ names (before replacePins).
-Status XdpDataplane::pinLayouts(bool leaveOutReplaced) {
-  std::map<std::string, std::string> record = ourLayouts_;
-  if (leaveOutReplaced)
-    for (const Replaced& r : replaced_) record.erase(bpf_map__name(r.map));
-  if (record == pinnedLayouts_) return Status::ok();
+// Records what each map of this program holds (xdp/map_layout.h) for the
+// next keeld, in a map pinned as map_layouts (frozen: read-only to every
+// process), replaced in one step: per map, "id N" (the map's id: the entry
+// describes that map only) and its layout. Not rewritten when the pinned
+// one says the same.
+Status XdpDataplane::pinLayouts() {
+  std::map<std::string, std::string> record;
+  bpf_map* map;
+  bpf_object__for_each_map(map, skel_->obj) {
+    const auto layout = ourLayouts_.find(bpf_map__name(map));
+    if (bpf_map__is_internal(map) || layout == ourLayouts_.end()) continue;
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &len) != 0)
+      return Status::error(std::string("xdp: read map ") + bpf_map__name(map) + ": " + errnoText(errno));
+    std::string entry = "id " + std::to_string(info.id) + "\n" + layout->second;
+    if (entry.size() >= xdp::kLayoutTextBytes)
+      return Status::error(std::string("xdp: the layout of map ") + bpf_map__name(map) + " takes " +
+                           std::to_string(entry.size()) + " bytes, over the " +
+                           std::to_string(xdp::kLayoutTextBytes - 1) + " an entry of " + xdp::kLayoutsPin +
+                           " holds");
+    record[layout->first] = std::move(entry);
+  }
+  if (layoutsPinned_ && record == pinnedLayouts_) return Status::ok();
+  if (Status s = writeLayouts(record); !s) return s;
+  pinnedLayouts_ = std::move(record);
+  layoutsPinned_ = true;
+  return Status::ok();
+}
+
+// Pins `record` (map name -> entry) as map_layouts, with this build's
+// #format, frozen, in one step.
+Status XdpDataplane::writeLayouts(const std::map<std::string, std::string>& record) {
   const std::string path = options_.pinDir + "/" + xdp::kLayoutsPin;
   LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
   Fd fd(bpf_map_create(BPF_MAP_TYPE_HASH, xdp::kLayoutsPin, xdp::kLayoutNameBytes, xdp::kLayoutTextBytes,
@@ -798,12 +858,25 @@ Status XdpDataplane::pinLayouts(bool leaveOutReplaced) {
     return Status::error("xdp: write " + path + " entry " + name + ": " + errnoText(errno));
   };
   if (Status s = put(xdp::kLayoutFormatKey, xdp::kLayoutFormat); !s) return s;
-  for (const auto& [name, layout] : record)
-    if (Status s = put(name, layout); !s) return s;
+  for (const auto& [name, entry] : record)
+    if (Status s = put(name, entry); !s) return s;
   if (bpf_map_freeze(fd.get()) != 0) return Status::error("xdp: freeze " + path + ": " + errnoText(errno));
-  if (Status s = pinReplacing(fd.get(), path); !s) return s;
-  pinnedLayouts_ = std::move(record);
-  return Status::ok();
+  return pinReplacing(fd.get(), path);
+}
+
+// A swap that failed after pinLayouts(): the old program runs on, so the
+// record it was adopted with goes back (none: the new one goes).
+void XdpDataplane::restoreLayouts(const std::map<std::string, std::string>& old, bool hadRecord) {
+  const std::string path = options_.pinDir + "/" + xdp::kLayoutsPin;
+  Status s = hadRecord ? writeLayouts(old) : Status::ok();
+  if (!hadRecord && ::unlink(path.c_str()) != 0 && errno != ENOENT)
+    s = Status::error("xdp: unlink " + path + ": " + errnoText(errno));
+  if (!s)
+    logWarn(LogRecord("xdp_layouts_not_restored")
+                .add("error", s.message() + ": the record names this build's layouts while the old program "
+                                            "runs; its next start may be refused as another layout"));
+  pinnedLayouts_ = old;
+  layoutsPinned_ = hadRecord;
 }
 
 // <pinDir>/prog names the program that is attached: how the next keeld
@@ -826,15 +899,19 @@ Status XdpDataplane::pinProgram() {
 
 void XdpDataplane::unpinMaps() {
   bpf_map* map;
+  // Each pin and what a keeld killed while it replaced it left beside it
+  // (pinReplacing's NAME_new).
+  auto unpin = [&](const std::string& name) {
+    ::unlink((options_.pinDir + "/" + name).c_str());
+    ::unlink((options_.pinDir + "/" + name + kNewSuffix).c_str());
+  };
   bpf_object__for_each_map(map, skel_->obj) {
     if (bpf_map__is_internal(map)) continue;
-    ::unlink((options_.pinDir + "/" + bpf_map__name(map)).c_str());
+    unpin(bpf_map__name(map));
   }
-  ::unlink((options_.pinDir + "/" + kProgPin).c_str());
-  ::unlink((options_.pinDir + "/" + kRodataPin).c_str());
-  ::unlink((options_.pinDir + "/" + xdp::kLayoutsPin).c_str());
-  ::unlink((options_.pinDir + "/" + xdp::kLayoutsPin + kNewSuffix).c_str());
-  ::unlink((options_.pinDir + "/" + kProgPin + kNewSuffix).c_str());  // left by a swap that did not finish
+  unpin(kProgPin);
+  unpin(kRodataPin);
+  unpin(xdp::kLayoutsPin);
   ::rmdir(options_.pinDir.c_str());  // only if empty; keeps others' files
   pinned_ = false;
 }

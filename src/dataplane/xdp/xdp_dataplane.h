@@ -113,7 +113,9 @@ class XdpDataplane final : public Dataplane {
   Status replacePins();
   Status pinProgram();
   Status readOurLayouts();
-  Status pinLayouts(bool leaveOutReplaced);
+  Status pinLayouts();
+  Status writeLayouts(const std::map<std::string, std::string>& record);
+  void restoreLayouts(const std::map<std::string, std::string>& old, bool hadRecord);
   void unpinMaps();
   Status readProgrammed(ProgrammedState* out);
   uint32_t attachFlags() const;
@@ -143,9 +145,11 @@ class XdpDataplane final : public Dataplane {
     std::string layoutDifference;  // why a start-empty map's layout is another (empty: its shape is)
   };
   std::vector<Replaced> replaced_;
-  // The layouts pinned as map_layouts when this object adopted (map name ->
-  // xdp/map_layout.h text; empty: none pinned), then the ones it pinned.
+  // The record pinned as map_layouts when this object adopted (map name ->
+  // "id N" and the xdp/map_layout.h text), then the one it pinned;
+  // layoutsPinned_: there is one.
   std::map<std::string, std::string> pinnedLayouts_;
+  bool layoutsPinned_ = false;
   std::map<std::string, std::string> ourLayouts_;  // this build's (readOurLayouts)
   std::vector<uint32_t> ringKeys_;  // 0..M, reused for batch ring fills
   // Whether the rings outer map takes BPF_F_MMAPABLE inner arrays (this

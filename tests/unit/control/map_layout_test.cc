@@ -171,6 +171,10 @@ TEST(LayoutDifference, OnlyTheBytesBothMapsHoldAreCompared) {
 TEST(LayoutDifference, TextThatIsNoLayoutIsADifference) {
   EXPECT_EQ(layoutDifference("garbage", kCt, 4, 16), "the pinned layout is not one this build can read");
   EXPECT_EQ(layoutDifference("v a 0 0 u32\n", kCt, 4, 16), "the pinned layout is not one this build can read");
+  // A member whose type the BTF did not resolve matches nothing, not even
+  // itself: the restart is refused rather than guessed.
+  EXPECT_EQ(layoutDifference("v x 0 1 unknown\n", "v x 0 1 unknown\n", 0, 1),
+            "value member x (bits 0-0, unknown) pinned; this build has x (bits 0-0, unknown)");
 }
 
 }  // namespace

@@ -836,6 +836,9 @@ TEST_F(XdpAdoptTest, EachMapsLayoutIsPinnedForTheNextKeeld) {
   firstKeeld();
   const std::map<std::string, std::string> layouts = pinnedLayouts();
   ASSERT_EQ(layouts.count("conntrack"), 1u);
+  EXPECT_EQ(layouts.at("conntrack").rfind("id " + std::to_string(mapId("conntrack")) + "\nk src 0 128 u32[4]\n", 0),
+            0u)
+      << layouts.at("conntrack");
   EXPECT_NE(layouts.at("conntrack").find("\nv backend_id 0 32 u32\nv gen 32 32 u32\n"), std::string::npos)
       << layouts.at("conntrack");
   for (const char* map : {"vips", "services", "backends", "node_config", "stats_reasons", "icmp_limit"})
@@ -925,19 +928,42 @@ TEST_F(XdpAdoptTest, ARecordThatLeavesAStartEmptyMapOutReplacesIt) {
   EXPECT_EQ(pinnedLayouts().count("ct_insert_limit"), 1u);
 }
 
-// A record of another form (here one without this build's #format) is not
-// compared: adopted on type, sizes and flags, and replaced by this build's.
-TEST_F(XdpAdoptTest, ARecordOfAnotherFormIsNotComparedButReplaced) {
+// A record of another form (here another #format: a newer keeld's) cannot
+// say what the pinned maps hold: refused, nothing changed.
+TEST_F(XdpAdoptTest, ARecordOfAnotherFormIsRefused) {
   firstKeeld();
-  const std::map<std::string, std::string> ours = pinnedLayouts();
-  std::map<std::string, std::string> other =
-      layoutsWith("conntrack", "v backend_id 0 32 u32\nv gen 32 32 u32", "v gen 0 32 u32\nv backend_id 32 32 u32");
+  const uint32_t prog = attachedId();
+  std::map<std::string, std::string> other = pinnedLayouts();
   other[xdp::kLayoutFormatKey] = "2";
   ASSERT_NO_FATAL_FAILURE(pinLayoutsInstead(other));
   Status s = XdpDataplane::create(options(), &dp_);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("xdp: adopt " + pinDir_ + "/map_layouts: a record of map layouts of another form "
+                             "(#format 2, this build's 1)"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(attachedId(), prog);
+  EXPECT_EQ(pinnedLayouts(), other);
+}
+
+// An entry describes the map of its id only. A map pinned since in its place
+// (here a fresh connection table of the same shape, as a keeld from before
+// records would pin when it started over on these pins) is of unknown
+// layout: compared by type and sizes, not by the stale entry.
+TEST_F(XdpAdoptTest, AnEntryForAnotherMapIdDescribesNothing) {
+  firstKeeld();
+  ASSERT_NO_FATAL_FAILURE(pinLayoutsInstead(
+      layoutsWith("conntrack", "v backend_id 0 32 u32\nv gen 32 32 u32", "v gen 0 32 u32\nv backend_id 32 32 u32")));
+  int fresh = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "conntrack", sizeof(keel_flow_key), sizeof(keel_ct_value),
+                             options().limits.connTableSize, nullptr);
+  ASSERT_GE(fresh, 0) << std::strerror(errno);
+  pinInstead(pinDir_ + "/conntrack", fresh);
+  const uint32_t freshId = mapId("conntrack");
+  Status s = XdpDataplane::create(options(), &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();
-  expectStateKept();
-  EXPECT_EQ(pinnedLayouts(), ours);
+  EXPECT_EQ(mapId("conntrack"), freshId);
+  // And the record now describes it.
+  EXPECT_EQ(pinnedLayouts().at("conntrack").rfind("id " + std::to_string(freshId) + "\n", 0), 0u);
 }
 
 // stats_conntrack is sized by enum keel_ct_stat, which is only appended: one

@@ -845,9 +845,18 @@ void Parser::parseSocket(const YAML::Node& n, const std::string& path, std::stri
 }
 
 void Parser::parseMetrics(const YAML::Node& n, MetricsConfig& metrics) {
-  if (!checkMap(n, "metrics", {"enabled", "address"})) return;
+  if (!checkMap(n, "metrics", {"enabled", "address", "flow_count_interval"})) return;
   if (auto k = child(n, "metrics", "enabled", false))
     if (auto v = choice<bool>(*k, "metrics.enabled", {{"true", true}, {"false", false}})) metrics.enabled = *v;
+  if (auto k = child(n, "metrics", "flow_count_interval", false))
+    if (auto d = duration(*k, "metrics.flow_count_interval", std::chrono::milliseconds(0), std::chrono::hours(24))) {
+      // Each walk reads the whole table (~0.3 s for a full default XDP one):
+      // more often than every 10 s would be a steady load, not a gauge.
+      if (d->count() != 0 && *d < std::chrono::seconds(10))
+        error(*k, "metrics.flow_count_interval", "must be 0s (no counts) or at least 10s, got " + describe(*k));
+      else
+        metrics.flowCountInterval = *d;
+    }
   if (auto k = child(n, "metrics", "address", false)) {
     // An address literal (no names: keeld binds before any resolver is
     // trusted), IPv6 in brackets as in a URL.

@@ -182,6 +182,9 @@ struct MetricsConfig {
   bool enabled = true;
   IpAddress address = *IpAddress::parse("127.0.0.1");  // IPv4 or IPv6 (see parseMetrics)
   uint16_t port = 9477;
+  // How often keeld walks the connection table to count each real's flows
+  // (keel_real_flows); 0: never (docs/metrics.md).
+  std::chrono::milliseconds flowCountInterval{std::chrono::seconds(60)};
   std::string listenAddress() const;  // "127.0.0.1:9477", "[::1]:9477"
   bool operator==(const MetricsConfig&) const = default;
 };

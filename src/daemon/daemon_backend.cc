@@ -1314,6 +1314,52 @@ void DaemonBackend::connList(const ConnQuery& query, ConnListDone done) {
   });
 }
 
+void DaemonBackend::startFlowCounts(std::chrono::milliseconds interval) {
+  flowCountInterval_ = interval;
+  flowTimer_.cancel();
+  if (interval.count() > 0) countFlows();
+}
+
+// One walk (unless the last still runs), then the next in one interval.
+void DaemonBackend::countFlows() {
+  flowTimer_.expires_after(flowCountInterval_);
+  flowTimer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) countFlows();
+  });
+  if (flowWalkRunning_) return;
+  ConnQuery query;
+  query.limit = 0;  // counts by service and real, no entries
+  std::optional<ConnListJob> job;
+  if (Status s = registry_.prepareConnList(query, &job); !s) {
+    logWarn(LogRecord("flow_count_failed").add("error", s.message()));
+    return;
+  }
+  flowWalkRunning_ = true;
+  boost::asio::post(connScans_, [this, job = std::move(*job)]() mutable {
+    const auto start = std::chrono::steady_clock::now();
+    ConnList list;
+    Status s = Status::ok();
+    try {
+      s = job.run(&list);
+    } catch (const std::exception& e) {
+      s = Status::error(e.what());
+    }
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    try {
+      boost::asio::post(io_, [this, s, took, list = std::move(list)]() mutable {
+        flowWalkRunning_ = false;
+        if (!s) {
+          logWarn(LogRecord("flow_count_failed").add("error", s.message()));
+          return;
+        }
+        flowCounts_ = FlowCounts{std::move(list.counts), list.scanned, std::chrono::system_clock::now(), took};
+      });
+    } catch (...) {
+      // Out of memory for the result: no walk runs again (flowWalkRunning_).
+    }
+  });
+}
+
 void DaemonBackend::stopConnScans() {
   connScans_.stop();
   connScans_.join();
@@ -1718,6 +1764,7 @@ void DaemonBackend::shutdown(bool detach) { stopper_(detach); }
 
 DaemonBackend::~DaemonBackend() {
   mtuTimer_.cancel();
+  flowTimer_.cancel();
   macTimer_.cancel();
   healthFlush_.cancel();
   stopConnScans();

@@ -199,6 +199,22 @@ class DaemonBackend : public api::ControlBackend {
   // conn.list requests walking or waiting at once; past it one is refused.
   static constexpr size_t kMaxConnScans = 4;
 
+  // Each real's flows as the last periodic walk of the connection table
+  // counted them (keelctl conns --count's figures, for keel_real_flows):
+  // by service and real, kept and not, when the walk ended and how long it
+  // took. Unset until the first walk has ended, or if walks are off.
+  struct FlowCounts {
+    std::vector<ConnCount> counts;
+    uint64_t scanned = 0;
+    std::chrono::system_clock::time_point at;
+    std::chrono::duration<double> took{0};
+  };
+  const std::optional<FlowCounts>& flowCounts() const { return flowCounts_; }
+  // Walks the table now and then every `interval` (metrics.flow_count_interval;
+  // 0: never), on conn.list's thread, one walk at a time; a walk that fails
+  // keeps the last counts and logs why. keeld calls it once, after start().
+  void startFlowCounts(std::chrono::milliseconds interval);
+
   const Config& fileConfig() const { return file_; }
   HealthChecker& checker() { return checker_; }
 
@@ -376,6 +392,12 @@ class DaemonBackend : public api::ControlBackend {
   boost::asio::steady_timer mtuTimer_{io_};
   void checkMtuLater();
   size_t connScansPending_ = 0;  // on the loop's thread
+  // startFlowCounts: the next walk, whether one is running, its last result.
+  void countFlows();
+  std::chrono::milliseconds flowCountInterval_{0};
+  boost::asio::steady_timer flowTimer_{io_};
+  bool flowWalkRunning_ = false;
+  std::optional<FlowCounts> flowCounts_;
 };
 
 }  // namespace keel

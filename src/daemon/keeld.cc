@@ -451,6 +451,8 @@ int run(const std::string& path, bool detachOnExit) {
       return 1;
     }
     logInfo(LogRecord("metrics_listening").add("address", config.metrics.listenAddress()));
+    // keel_real_flows: a walk of the connection table now and then.
+    backend.startFlowCounts(config.metrics.flowCountInterval);
   }
   // What runs: the file with the runtime changes the state file kept (a
   // service removed with keelctl is not counted, one added is).

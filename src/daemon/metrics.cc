@@ -125,6 +125,47 @@ void renderServices(Families& out, const MetricsSnapshot& s) {
   }
 }
 
+// Each real's flows as the last walk of the connection table counted them
+// (keelctl conns --count's figures): a configured real with no entry shows
+// 0, so a drained real's count can be watched down to it. Absent until the
+// first walk has ended.
+void renderFlows(Families& out, const MetricsSnapshot& s) {
+  if (!s.flows) return;
+  std::map<std::pair<std::string, IpAddress>, std::pair<uint64_t, uint64_t>> byReal;
+  uint64_t kept = 0, notKept = 0;
+  for (const ConnCount& c : s.flows->counts) {
+    kept += c.kept;
+    notKept += c.notKept;
+    if (!c.service.empty() && c.real) byReal[{c.service, *c.real}] = {c.kept, c.notKept};
+  }
+  auto& real = out.add("keel_real_flows",
+                       "Connection-table entries naming the real at the last count (metrics.flow_count_interval): "
+                       "state kept (its flow's next packet goes to the real) or not_kept (idle past its "
+                       "timeout, the real down or changed since)",
+                       MetricType::Gauge);
+  for (const api::ServiceSnapshot& svc : s.services)
+    for (const api::RealSnapshot& r : svc.reals) {
+      const auto it = byReal.find({svc.name, r.address});
+      const auto [k, n] = it == byReal.end() ? std::pair<uint64_t, uint64_t>{0, 0} : it->second;
+      Labels labels = realLabels(svc, r.address);
+      labels.push_back({"state", "kept"});
+      sample(real, labels, static_cast<double>(k));
+      labels.back().value = "not_kept";
+      sample(real, std::move(labels), static_cast<double>(n));
+    }
+  auto& all = out.add("keel_conntrack_flows",
+                      "Connection-table entries at the last count, every service's and none's, kept or not",
+                      MetricType::Gauge);
+  sample(all, {{"state", "kept"}}, static_cast<double>(kept));
+  sample(all, {{"state", "not_kept"}}, static_cast<double>(notKept));
+  sample(out.add("keel_conntrack_flows_counted_timestamp_seconds",
+                 "When the last count of the connection table ended (Unix time)", MetricType::Gauge),
+         {}, std::chrono::duration<double>(s.flows->at.time_since_epoch()).count());
+  sample(out.add("keel_conntrack_flows_count_duration_seconds", "How long the last count's walk of the table took",
+                 MetricType::Gauge),
+         {}, s.flows->took.count());
+}
+
 // Check durations: one histogram per service (the sum over its checked
 // reals) plus each real's latest duration as a gauge. A histogram per real
 // is 17 series per real: at 10,000 reals that made the exposition 41 MB and
@@ -299,6 +340,7 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& versi
   s.services = std::move(services);
   s.global = std::move(global);
   s.health = backend.checker().snapshot();
+  s.flows = backend.flowCounts();
   return s;
 }
 
@@ -312,6 +354,7 @@ std::vector<MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok
   if (!ok) return out.take();
   renderServices(out, snapshot);
   renderHealth(out, snapshot);
+  renderFlows(out, snapshot);
   renderDataplane(out, snapshot.global);
   return out.take();
 }

@@ -35,11 +35,11 @@
 #include "common/status.h"
 #include "control/api/control_backend.h"
 #include "control/health/health_checker.h"
+#include "daemon/daemon_backend.h"
 #include "dataplane/dataplane.h"
 
 namespace keel {
 
-class DaemonBackend;
 
 // What one scrape shows: copied on the loop, rendered anywhere.
 struct MetricsSnapshot {
@@ -50,6 +50,9 @@ struct MetricsSnapshot {
   // count them cheaply (XDP on kernel 6.6+, DPDK; otherwise
   // keel_conntrack_entries is absent).
   GlobalStats global;
+  // The last periodic walk's flow counts (DaemonBackend::flowCounts; unset:
+  // none yet, or metrics.flow_count_interval is 0s).
+  std::optional<DaemonBackend::FlowCounts> flows;
 };
 
 // Takes the snapshot; call on the loop thread.

@@ -134,6 +134,44 @@ def test_counters_follow_traffic(keel_metrics):
         assert not any(n.startswith("keel_dpdk_port") for (n, _) in after), "DPDK port metrics on XDP"
 
 
+@pytest.fixture
+def keel_flow_counts(request, lab, need_keel):
+    config = lab.keel_config([checked_service(lab, port=PORT)])
+    config["metrics"] = {"flow_count_interval": "10s"}
+    yield from run_checked_keel(request, lab, config)
+
+
+def test_real_flows_count_the_table(keel_flow_counts):
+    """keel_real_flows: a walk of the data plane's connection table every
+    metrics.flow_count_interval counts each real's entries; the flows just
+    served show up at the next walk, each on the real that answered it."""
+    lab, _, _ = keel_flow_counts
+    common = {"service": "web", "local_address": lab.vip4, "local_port": PORT, "proto": "TCP"}
+    got = served(lab.flows("tcp", lab.vip4, PORT, count=30))
+    served_at = time.time()
+    deadline = time.monotonic() + 30  # one 10 s interval and a margin
+    s = {}
+    started = None
+    while time.monotonic() < deadline:
+        s = parse(scrape_text(lab))
+        ended = [v for (n, _), v in s.items() if n == "keel_conntrack_flows_counted_timestamp_seconds"]
+        took = [v for (n, _), v in s.items() if n == "keel_conntrack_flows_count_duration_seconds"]
+        started = ended[0] - took[0] if ended and took else None
+        if started is not None and started > served_at:  # a walk that began after the flows
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"no walk of the table began after the flows within 30 s (last began at {started}, "
+                    f"flows served at {served_at})")
+    for real in lab.reals:
+        labels = dict(common, remote_address=real.v4, remote_port=PORT)
+        kept = value(s, "keel_real_flows", state="kept", **labels)
+        # Health checks from this host are flows through no balancer: only
+        # the served ones are in the table, each on the real that answered.
+        assert kept is not None and kept >= got.get(real.role, 0), (real.role, kept, got)
+    assert value(s, "keel_conntrack_flows", state="kept") >= 30
+
+
 def test_real_down_shows(keel_metrics):
     lab, _, _ = keel_metrics
     dead = lab.reals[0]

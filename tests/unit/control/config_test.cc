@@ -1046,7 +1046,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"metrics enabled not a bool", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {enabled: no}\n",
                 {"keel.yaml:2: metrics.enabled: must be one of true|false, got \"no\""}},
         BadCase{"metrics unknown key", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {port: 9477}\n",
-                {"keel.yaml:2: metrics.port: unknown key (expected one of: enabled, address)"}},
+                {"keel.yaml:2: metrics.port: unknown key (expected one of: enabled, address, flow_count_interval)"}},
+        BadCase{"flow count interval too short", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {flow_count_interval: 5s}\n",
+                {"keel.yaml:2: metrics.flow_count_interval: must be 0s (no counts) or at least 10s, got \"5s\""}},
+        BadCase{"flow count interval not a duration", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {flow_count_interval: 0}\n",
+                {"keel.yaml:2: metrics.flow_count_interval: must be a duration like 100ms, 30s, 2m or 1h, got \"0\""}},
+        BadCase{"flow count interval over a day", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {flow_count_interval: 25h}\n",
+                {"keel.yaml:2: metrics.flow_count_interval: must be at most 24h (1 days), got \"25h\""}},
         BadCase{"metrics not a mapping", "dataplane: {kind: xdp, interface: eth0}\nmetrics: 9477\n",
                 {"keel.yaml:2: metrics: must be a mapping, got \"9477\""}},
         BadCase{"YAML syntax error", "dataplane: {kind: xdp\n", {"keel.yaml:", "YAML syntax error"}},
@@ -1133,6 +1139,14 @@ TEST(Config, MetricsAddressAndSwitch) {
   ConfigResult off = parse("metrics: {enabled: false}\n");
   ASSERT_TRUE(off.ok()) << joinErrors(off.errors);
   EXPECT_FALSE(off.config->metrics.enabled);
+  // The table's flows are counted every minute unless told otherwise.
+  EXPECT_EQ(d.config->metrics.flowCountInterval, std::chrono::seconds(60));
+  ConfigResult often = parse("metrics: {flow_count_interval: 10s}\n");
+  ASSERT_TRUE(often.ok()) << joinErrors(often.errors);
+  EXPECT_EQ(often.config->metrics.flowCountInterval, std::chrono::seconds(10));
+  ConfigResult never = parse("metrics: {flow_count_interval: 0s}\n");
+  ASSERT_TRUE(never.ok()) << joinErrors(never.errors);
+  EXPECT_EQ(never.config->metrics.flowCountInterval.count(), 0);
 }
 
 TEST(Config, CollectsEveryErrorNotJustTheFirst) {

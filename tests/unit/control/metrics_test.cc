@@ -20,6 +20,7 @@
 #include <cctype>
 #include <cerrno>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -144,6 +145,58 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
 
 // The plane's count of new flows it did not remember (over
 // node.conntrack_insert_rate) reaches its counter through the registry.
+// Each real's flows, as a walk of the connection table off the loop counted
+// them (metrics.flow_count_interval): kept and not, 0 for a real without
+// entries; the totals include flows no service has; absent before the first
+// walk.
+TEST_F(MetricsTest, EachRealsFlowsFromThePeriodicCount) {
+  auto flow = [](const char* client, uint16_t sport, const char* vip, uint16_t dport) {
+    keel_flow_key k{};
+    ip(client).toWords(k.src);
+    ip(vip).toWords(k.dst);
+    k.sport = htons(sport);
+    k.dport = htons(dport);
+    k.proto = KEEL_PROTO_TCP;
+    k.family = KEEL_AF_INET;
+    return k;
+  };
+  std::map<IpAddress, RealView> reals;
+  for (const auto& v : registry_.services())
+    for (const auto& r : v.reals) reals[r.address] = r;
+  const RealView one = reals.at(ip("10.0.1.1"));
+  dp_.setConn(flow("198.51.100.1", 1000, "10.0.0.1", 80), ConnEntry{one.backendId, one.gen, 0, false});
+  dp_.setConn(flow("198.51.100.2", 1000, "10.0.0.1", 80), ConnEntry{one.backendId, one.gen, 0, false});
+  dp_.setConn(flow("198.51.100.3", 1000, "10.0.0.1", 80), ConnEntry{one.backendId, one.gen, 0, true});
+  dp_.setConn(flow("198.51.100.4", 1000, "10.0.0.9", 80), ConnEntry{one.backendId, one.gen, 0, false});
+
+  std::string before = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_EQ(before.find("keel_real_flows"), std::string::npos) << "no count yet";
+  std::thread::id walker;
+  dp_.onScan = [&] { walker = std::this_thread::get_id(); };
+  backend_->startFlowCounts(std::chrono::seconds(10));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!backend_->flowCounts() && std::chrono::steady_clock::now() < deadline) {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(backend_->flowCounts().has_value());
+  EXPECT_NE(walker, std::this_thread::get_id()) << "the walk runs off the loop";
+  backend_->startFlowCounts(std::chrono::milliseconds(0));  // no more walks
+  backend_->stopConnScans();
+  dp_.onScan = nullptr;
+  EXPECT_EQ(backend_->flowCounts()->scanned, 4u);
+
+  const std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "keel_real_flows{" + kReal1 + R"(,state="kept"} 2)")) << out;
+  EXPECT_TRUE(hasLine(out, "keel_real_flows{" + kReal1 + R"(,state="not_kept"} 1)"));
+  EXPECT_TRUE(hasLine(out, "keel_real_flows{" + kReal2 + R"(,state="kept"} 0)"));
+  EXPECT_TRUE(hasLine(out, "keel_real_flows{" + kReal2 + R"(,state="not_kept"} 0)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_conntrack_flows{state="kept"} 2)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_conntrack_flows{state="not_kept"} 2)"));  // the expired one, and no service's
+  EXPECT_NE(out.find("keel_conntrack_flows_counted_timestamp_seconds "), std::string::npos);
+  EXPECT_NE(out.find("keel_conntrack_flows_count_duration_seconds "), std::string::npos);
+}
+
 TEST_F(MetricsTest, SkippedConntrackInsertsAreACounter) {
   std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_TRUE(hasLine(out, "# TYPE keel_conntrack_inserts_skipped_total counter"));

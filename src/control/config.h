@@ -183,8 +183,8 @@ struct MetricsConfig {
   IpAddress address = *IpAddress::parse("127.0.0.1");  // IPv4 or IPv6 (see parseMetrics)
   uint16_t port = 9477;
   // How often keeld walks the connection table to count each real's flows
-  // (keel_real_flows); 0: never (docs/metrics.md).
-  std::chrono::milliseconds flowCountInterval{std::chrono::seconds(60)};
+  // (keel_real_flows); 0 (the default): never (docs/metrics.md).
+  std::chrono::milliseconds flowCountInterval{0};
   std::string listenAddress() const;  // "127.0.0.1:9477", "[::1]:9477"
   bool operator==(const MetricsConfig&) const = default;
 };

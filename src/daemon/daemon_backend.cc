@@ -1321,42 +1321,67 @@ void DaemonBackend::startFlowCounts(std::chrono::milliseconds interval) {
 }
 
 // One walk (unless the last still runs), then the next in one interval.
+// The rows are the services and reals of the registry now, so a scrape
+// shows each count under the service as it was walked (a real added since
+// is absent until the next walk, not a false 0).
 void DaemonBackend::countFlows() {
   flowTimer_.expires_after(flowCountInterval_);
   flowTimer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) countFlows();
   });
-  if (flowWalkRunning_) return;
+  if (flowWalkRunning_->load()) return;
   ConnQuery query;
   query.limit = 0;  // counts by service and real, no entries
   std::optional<ConnListJob> job;
   if (Status s = registry_.prepareConnList(query, &job); !s) {
+    ++flowCountFailures_;
     logWarn(LogRecord("flow_count_failed").add("error", s.message()));
     return;
   }
-  flowWalkRunning_ = true;
-  boost::asio::post(connScans_, [this, job = std::move(*job)]() mutable {
-    const auto start = std::chrono::steady_clock::now();
-    ConnList list;
-    Status s = Status::ok();
+  auto counts = std::make_shared<FlowCounts>();
+  for (const ServiceView& v : registry_.services())
+    for (const RealView& r : v.reals) counts->rows.push_back({v.name, v.vip, v.port, v.protocol, r.address, 0, 0});
+  flowWalkRunning_->store(true);
+  // Nothing may escape into the pool (it would terminate keeld), as in
+  // connList().
+  boost::asio::post(connScans_, [this, job = std::move(*job), counts, running = flowWalkRunning_]() mutable {
     try {
-      s = job.run(&list);
-    } catch (const std::exception& e) {
-      s = Status::error(e.what());
-    }
-    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-    try {
-      boost::asio::post(io_, [this, s, took, list = std::move(list)]() mutable {
-        flowWalkRunning_ = false;
-        if (!s) {
-          logWarn(LogRecord("flow_count_failed").add("error", s.message()));
-          return;
+      counts->began = std::chrono::system_clock::now();
+      const auto start = std::chrono::steady_clock::now();
+      ConnList list;
+      Status s = Status::ok();
+      try {
+        s = job.run(&list);
+      } catch (const std::exception& e) {
+        s = Status::error(std::string("conn.list: ") + e.what());
+      }
+      counts->took = std::chrono::steady_clock::now() - start;
+      if (s) {
+        counts->scanned = list.scanned;
+        std::map<std::pair<std::string, IpAddress>, const ConnCount*> byReal;
+        for (const ConnCount& c : list.counts) {
+          counts->kept += c.kept;
+          counts->notKept += c.notKept;
+          if (c.real) byReal[{c.service, *c.real}] = &c;
         }
-        flowCounts_ = FlowCounts{std::move(list.counts), list.scanned, std::chrono::system_clock::now(), took};
+        for (FlowCountRow& row : counts->rows)
+          if (auto it = byReal.find({row.service, row.real}); it != byReal.end()) {
+            row.kept = it->second->kept;
+            row.notKept = it->second->notKept;
+          }
+      }
+      boost::asio::post(io_, [this, s, counts]() {
+        if (s) {
+          flowCounts_ = counts;
+        } else {
+          ++flowCountFailures_;
+          logWarn(LogRecord("flow_count_failed").add("error", s.message()));
+        }
       });
     } catch (...) {
-      // Out of memory for the result: no walk runs again (flowWalkRunning_).
+      // Out of memory: this walk's counts are lost; the next walk runs.
     }
+    running->store(false);
   });
 }
 

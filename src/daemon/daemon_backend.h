@@ -31,9 +31,11 @@
 // stay, updating their check in place when it changed.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -199,20 +201,15 @@ class DaemonBackend : public api::ControlBackend {
   // conn.list requests walking or waiting at once; past it one is refused.
   static constexpr size_t kMaxConnScans = 4;
 
-  // Each real's flows as the last periodic walk of the connection table
-  // counted them (keelctl conns --count's figures, for keel_real_flows):
-  // by service and real, kept and not, when the walk ended and how long it
-  // took. Unset until the first walk has ended, or if walks are off.
-  struct FlowCounts {
-    std::vector<ConnCount> counts;
-    uint64_t scanned = 0;
-    std::chrono::system_clock::time_point at;
-    std::chrono::duration<double> took{0};
-  };
-  const std::optional<FlowCounts>& flowCounts() const { return flowCounts_; }
+  // The last periodic walk's counts of the connection table (FlowCounts,
+  // for keel_real_flows); null until the first walk has ended, or if walks
+  // are off. Shared: a scrape copies the pointer, not the rows.
+  std::shared_ptr<const FlowCounts> flowCounts() const { return flowCounts_; }
+  // Walks that failed (their counts are not kept; the log says why).
+  uint64_t flowCountFailures() const { return flowCountFailures_; }
   // Walks the table now and then every `interval` (metrics.flow_count_interval;
-  // 0: never), on conn.list's thread, one walk at a time; a walk that fails
-  // keeps the last counts and logs why. keeld calls it once, after start().
+  // 0: never), on conn.list's thread, one walk at a time. keeld calls it
+  // once, after start().
   void startFlowCounts(std::chrono::milliseconds interval);
 
   const Config& fileConfig() const { return file_; }
@@ -396,8 +393,11 @@ class DaemonBackend : public api::ControlBackend {
   void countFlows();
   std::chrono::milliseconds flowCountInterval_{0};
   boost::asio::steady_timer flowTimer_{io_};
-  bool flowWalkRunning_ = false;
-  std::optional<FlowCounts> flowCounts_;
+  // Cleared by the walk's own thread when it ends, whatever happens to its
+  // result: a lost result never stops the next walk.
+  std::shared_ptr<std::atomic<bool>> flowWalkRunning_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<const FlowCounts> flowCounts_;
+  uint64_t flowCountFailures_ = 0;
 };
 
 }  // namespace keel

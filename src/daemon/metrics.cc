@@ -126,43 +126,45 @@ void renderServices(Families& out, const MetricsSnapshot& s) {
 }
 
 // Each real's flows as the last walk of the connection table counted them
-// (keelctl conns --count's figures): a configured real with no entry shows
-// 0, so a drained real's count can be watched down to it. Absent until the
-// first walk has ended.
+// (keelctl conns --count's figures), under the service as it was when the
+// walk began: a real the walk knew with no entry shows 0, so a drained
+// real's count can be watched down to it. Absent until the first walk has
+// ended; the failures count is there whenever walks are.
 void renderFlows(Families& out, const MetricsSnapshot& s) {
+  if (!s.flows && s.flowCountFailures == 0) return;
+  sample(out.add("keel_conntrack_flow_count_failures_total",
+                 "Walks of the connection table for keel_real_flows that failed (the log says why)",
+                 MetricType::Counter),
+         {}, static_cast<double>(s.flowCountFailures));
   if (!s.flows) return;
-  std::map<std::pair<std::string, IpAddress>, std::pair<uint64_t, uint64_t>> byReal;
-  uint64_t kept = 0, notKept = 0;
-  for (const ConnCount& c : s.flows->counts) {
-    kept += c.kept;
-    notKept += c.notKept;
-    if (!c.service.empty() && c.real) byReal[{c.service, *c.real}] = {c.kept, c.notKept};
-  }
   auto& real = out.add("keel_real_flows",
                        "Connection-table entries naming the real at the last count (metrics.flow_count_interval): "
-                       "state kept (its flow's next packet goes to the real) or not_kept (idle past its "
-                       "timeout, the real down or changed since)",
+                       "state kept (its flow's next packet goes to the real: a live flow) or not_kept (an entry "
+                       "left by a flow that idled past its timeout or whose real went down or changed)",
                        MetricType::Gauge);
-  for (const api::ServiceSnapshot& svc : s.services)
-    for (const api::RealSnapshot& r : svc.reals) {
-      const auto it = byReal.find({svc.name, r.address});
-      const auto [k, n] = it == byReal.end() ? std::pair<uint64_t, uint64_t>{0, 0} : it->second;
-      Labels labels = realLabels(svc, r.address);
-      labels.push_back({"state", "kept"});
-      sample(real, labels, static_cast<double>(k));
-      labels.back().value = "not_kept";
-      sample(real, std::move(labels), static_cast<double>(n));
-    }
+  for (const FlowCountRow& r : s.flows->rows) {
+    Labels labels = {{"service", r.service},
+                     {"local_address", r.vip.toString()},
+                     {"local_port", std::to_string(r.port)},
+                     {"proto", protoLabel(r.protocol)},
+                     {"remote_address", r.real.toString()},
+                     {"remote_port", std::to_string(r.port)},
+                     {"state", "kept"}};
+    sample(real, labels, static_cast<double>(r.kept));
+    labels.back().value = "not_kept";
+    sample(real, std::move(labels), static_cast<double>(r.notKept));
+  }
   auto& all = out.add("keel_conntrack_flows",
-                      "Connection-table entries at the last count, every service's and none's, kept or not",
+                      "Connection-table entries at the last count, every service's and none's, by state as for "
+                      "keel_real_flows",
                       MetricType::Gauge);
-  sample(all, {{"state", "kept"}}, static_cast<double>(kept));
-  sample(all, {{"state", "not_kept"}}, static_cast<double>(notKept));
-  sample(out.add("keel_conntrack_flows_counted_timestamp_seconds",
-                 "When the last count of the connection table ended (Unix time)", MetricType::Gauge),
-         {}, std::chrono::duration<double>(s.flows->at.time_since_epoch()).count());
-  sample(out.add("keel_conntrack_flows_count_duration_seconds", "How long the last count's walk of the table took",
-                 MetricType::Gauge),
+  sample(all, {{"state", "kept"}}, static_cast<double>(s.flows->kept));
+  sample(all, {{"state", "not_kept"}}, static_cast<double>(s.flows->notKept));
+  sample(out.add("keel_conntrack_flows_last_count_timestamp_seconds",
+                 "When the last count of the connection table began (Unix time)", MetricType::Gauge),
+         {}, std::chrono::duration<double>(s.flows->began.time_since_epoch()).count());
+  sample(out.add("keel_conntrack_flows_last_count_duration_seconds",
+                 "How long the last count's walk of the table took", MetricType::Gauge),
          {}, s.flows->took.count());
 }
 
@@ -341,6 +343,7 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& versi
   s.global = std::move(global);
   s.health = backend.checker().snapshot();
   s.flows = backend.flowCounts();
+  s.flowCountFailures = backend.flowCountFailures();
   return s;
 }
 

@@ -35,10 +35,11 @@
 #include "common/status.h"
 #include "control/api/control_backend.h"
 #include "control/health/health_checker.h"
-#include "daemon/daemon_backend.h"
 #include "dataplane/dataplane.h"
 
 namespace keel {
+
+class DaemonBackend;
 
 
 // What one scrape shows: copied on the loop, rendered anywhere.
@@ -50,9 +51,10 @@ struct MetricsSnapshot {
   // count them cheaply (XDP on kernel 6.6+, DPDK; otherwise
   // keel_conntrack_entries is absent).
   GlobalStats global;
-  // The last periodic walk's flow counts (DaemonBackend::flowCounts; unset:
-  // none yet, or metrics.flow_count_interval is 0s).
-  std::optional<DaemonBackend::FlowCounts> flows;
+  // The last periodic walk's counts (DaemonBackend::flowCounts; null: none
+  // yet, or metrics.flow_count_interval is 0s) and the walks that failed.
+  std::shared_ptr<const FlowCounts> flows;
+  uint64_t flowCountFailures = 0;
 };
 
 // Takes the snapshot; call on the loop thread.

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -222,6 +223,29 @@ struct ConnCount {
   std::optional<IpAddress> real;  // none: the entries name no real of the service
   uint64_t kept = 0;
   uint64_t notKept = 0;
+};
+
+// A periodic count of the connection table (keeld's
+// metrics.flow_count_interval, keel_real_flows): each real of each service
+// as the registry had them when the walk began, with its entries (0: none),
+// and the totals over every entry, no service's included.
+struct FlowCountRow {
+  std::string service;
+  IpAddress vip;
+  uint16_t port = 0;
+  uint8_t protocol = 0;
+  IpAddress real;
+  uint64_t kept = 0;
+  uint64_t notKept = 0;
+};
+
+struct FlowCounts {
+  std::vector<FlowCountRow> rows;
+  uint64_t kept = 0;     // every entry the walk read
+  uint64_t notKept = 0;
+  uint64_t scanned = 0;
+  std::chrono::system_clock::time_point began;  // entries written after it may be missed
+  std::chrono::duration<double> took{0};
 };
 
 struct ConnList {

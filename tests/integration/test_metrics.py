@@ -154,9 +154,8 @@ def test_real_flows_count_the_table(keel_flow_counts):
     started = None
     while time.monotonic() < deadline:
         s = parse(scrape_text(lab))
-        ended = [v for (n, _), v in s.items() if n == "keel_conntrack_flows_counted_timestamp_seconds"]
-        took = [v for (n, _), v in s.items() if n == "keel_conntrack_flows_count_duration_seconds"]
-        started = ended[0] - took[0] if ended and took else None
+        began = [v for (n, _), v in s.items() if n == "keel_conntrack_flows_last_count_timestamp_seconds"]
+        started = began[0] if began else None
         if started is not None and started > served_at:  # a walk that began after the flows
             break
         time.sleep(0.5)
@@ -170,6 +169,10 @@ def test_real_flows_count_the_table(keel_flow_counts):
         # the served ones are in the table, each on the real that answered.
         assert kept is not None and kept >= got.get(real.role, 0), (real.role, kept, got)
     assert value(s, "keel_conntrack_flows", state="kept") >= 30
+    assert value(s, "keel_conntrack_flow_count_failures_total") == 0
+    text = scrape_text(lab)
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, f"promtool check metrics:\n{p.stdout}{p.stderr}"
 
 
 def test_real_down_shows(keel_metrics):

@@ -1139,8 +1139,8 @@ TEST(Config, MetricsAddressAndSwitch) {
   ConfigResult off = parse("metrics: {enabled: false}\n");
   ASSERT_TRUE(off.ok()) << joinErrors(off.errors);
   EXPECT_FALSE(off.config->metrics.enabled);
-  // The table's flows are counted every minute unless told otherwise.
-  EXPECT_EQ(d.config->metrics.flowCountInterval, std::chrono::seconds(60));
+  // The table's flows are not counted unless asked for.
+  EXPECT_EQ(d.config->metrics.flowCountInterval.count(), 0);
   ConfigResult often = parse("metrics: {flow_count_interval: 10s}\n");
   ASSERT_TRUE(often.ok()) << joinErrors(often.errors);
   EXPECT_EQ(often.config->metrics.flowCountInterval, std::chrono::seconds(10));

@@ -143,12 +143,10 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
   EXPECT_EQ(out.find("keel_health_checks_total{"), std::string::npos);
 }
 
-// The plane's count of new flows it did not remember (over
-// node.conntrack_insert_rate) reaches its counter through the registry.
 // Each real's flows, as a walk of the connection table off the loop counted
 // them (metrics.flow_count_interval): kept and not, 0 for a real without
-// entries; the totals include flows no service has; absent before the first
-// walk.
+// entries (an IPv6 one too), under the service as the walk found it; the
+// totals include flows no service has; absent before the first walk.
 TEST_F(MetricsTest, EachRealsFlowsFromThePeriodicCount) {
   auto flow = [](const char* client, uint16_t sport, const char* vip, uint16_t dport) {
     keel_flow_key k{};
@@ -179,12 +177,13 @@ TEST_F(MetricsTest, EachRealsFlowsFromThePeriodicCount) {
     io_.restart();
     io_.run_for(std::chrono::milliseconds(10));
   }
-  ASSERT_TRUE(backend_->flowCounts().has_value());
+  ASSERT_NE(backend_->flowCounts(), nullptr);
   EXPECT_NE(walker, std::this_thread::get_id()) << "the walk runs off the loop";
   backend_->startFlowCounts(std::chrono::milliseconds(0));  // no more walks
   backend_->stopConnScans();
   dp_.onScan = nullptr;
   EXPECT_EQ(backend_->flowCounts()->scanned, 4u);
+  EXPECT_EQ(backend_->flowCountFailures(), 0u);
 
   const std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_TRUE(hasLine(out, "keel_real_flows{" + kReal1 + R"(,state="kept"} 2)")) << out;
@@ -193,10 +192,25 @@ TEST_F(MetricsTest, EachRealsFlowsFromThePeriodicCount) {
   EXPECT_TRUE(hasLine(out, "keel_real_flows{" + kReal2 + R"(,state="not_kept"} 0)"));
   EXPECT_TRUE(hasLine(out, R"(keel_conntrack_flows{state="kept"} 2)"));
   EXPECT_TRUE(hasLine(out, R"(keel_conntrack_flows{state="not_kept"} 2)"));  // the expired one, and no service's
-  EXPECT_NE(out.find("keel_conntrack_flows_counted_timestamp_seconds "), std::string::npos);
-  EXPECT_NE(out.find("keel_conntrack_flows_count_duration_seconds "), std::string::npos);
+  EXPECT_TRUE(hasLine(out, R"(keel_real_flows{service="dns",local_address="2001:db8::53",local_port="53",)"
+                           R"(proto="UDP",remote_address="fd00:1::1",remote_port="53",state="kept"} 0)"));
+  EXPECT_NE(out.find("keel_conntrack_flows_last_count_timestamp_seconds "), std::string::npos);
+  EXPECT_NE(out.find("keel_conntrack_flows_last_count_duration_seconds "), std::string::npos);
+  EXPECT_TRUE(hasLine(out, "keel_conntrack_flow_count_failures_total 0"));
+  // A real added after the walk has no count until the next walk: absent,
+  // not a false 0.
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.3");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  const std::string later = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_NE(later.find("keel_real_packets_total{" + kWeb + R"(,remote_address="10.0.1.3")"), std::string::npos)
+      << later;
+  EXPECT_EQ(later.find(R"(remote_address="10.0.1.3",remote_port="80",state=)"), std::string::npos) << later;
 }
 
+// The plane's count of new flows it did not remember (over
+// node.conntrack_insert_rate) reaches its counter through the registry.
 TEST_F(MetricsTest, SkippedConntrackInsertsAreACounter) {
   std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_TRUE(hasLine(out, "# TYPE keel_conntrack_inserts_skipped_total counter"));

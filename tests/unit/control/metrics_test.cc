@@ -28,6 +28,7 @@
 
 #include "daemon/daemon_backend.h"
 #include "mock_dataplane.h"
+#include "registry_builders.h"
 
 namespace keel {
 namespace {
@@ -149,14 +150,7 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
 // totals include flows no service has; absent before the first walk.
 TEST_F(MetricsTest, EachRealsFlowsFromThePeriodicCount) {
   auto flow = [](const char* client, uint16_t sport, const char* vip, uint16_t dport) {
-    keel_flow_key k{};
-    ip(client).toWords(k.src);
-    ip(vip).toWords(k.dst);
-    k.sport = htons(sport);
-    k.dport = htons(dport);
-    k.proto = KEEL_PROTO_TCP;
-    k.family = KEEL_AF_INET;
-    return k;
+    return test::flowKey(client, sport, vip, dport);
   };
   std::map<IpAddress, RealView> reals;
   for (const auto& v : registry_.services())

@@ -1,17 +1,33 @@
 // SPDX-License-Identifier: Apache-2.0
 // Config builders shared by the registry tests (registry_test.cc,
-// registry_adopt_test.cc).
+// registry_adopt_test.cc) and metrics_test.cc.
 #pragma once
+
+#include <arpa/inet.h>
 
 #include <cstdint>
 #include <utility>
 #include <vector>
 
 #include "control/config.h"
+#include "keel/flow.h"
 
 namespace keel::test {
 
 inline IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+
+// The connection-table key of an IPv4 flow (ports in host order here).
+inline keel_flow_key flowKey(const char* client, uint16_t sport, const char* vip, uint16_t dport,
+                             uint8_t proto = KEEL_PROTO_TCP) {
+  keel_flow_key k{};
+  ip(client).toWords(k.src);
+  ip(vip).toWords(k.dst);
+  k.sport = htons(sport);
+  k.dport = htons(dport);
+  k.proto = proto;
+  k.family = KEEL_AF_INET;
+  return k;
+}
 
 inline RealConfig real(const char* addr, uint32_t weight = 100) {
   RealConfig r;

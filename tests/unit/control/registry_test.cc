@@ -494,16 +494,7 @@ TEST_F(RegistryTest, ConnListResolvesEachEntrysServiceAndFilters) {
                   service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
   auto id = [&](const char* svc, size_t i) { return reg_.service(svc)->reals[i].backendId; };
   const uint8_t dnsProto = reg_.service("dns")->protocol;
-  auto flow = [](const char* client, uint16_t sport, const char* vip, uint16_t dport, uint8_t proto) {
-    keel_flow_key k{};
-    ip(client).toWords(k.src);
-    ip(vip).toWords(k.dst);
-    k.sport = htons(sport);
-    k.dport = htons(dport);
-    k.proto = proto;
-    k.family = KEEL_AF_INET;
-    return k;
-  };
+  auto flow = test::flowKey;
   const keel_flow_key webA = flow("198.51.100.1", 1000, "192.0.2.10", 80, KEEL_PROTO_TCP);
   const keel_flow_key webB = flow("198.51.100.2", 1001, "192.0.2.10", 80, KEEL_PROTO_TCP);
   const keel_flow_key other = flow("198.51.100.1", 1002, "192.0.2.10", 8080, KEEL_PROTO_TCP);  // the port-0 service

@@ -45,19 +45,26 @@ std::string protoLabel(uint8_t proto) {
   return proto == KEEL_PROTO_TCP ? "TCP" : proto == KEEL_PROTO_UDP ? "UDP" : std::to_string(proto);
 }
 
-Labels serviceLabels(const api::ServiceSnapshot& s) {
-  return {{"service", s.name},
-          {"local_address", s.vip.toString()},
-          {"local_port", std::to_string(s.port)},
-          {"proto", protoLabel(s.protocol)}};
+Labels serviceLabels(const std::string& name, const IpAddress& vip, uint16_t port, uint8_t protocol) {
+  return {{"service", name},
+          {"local_address", vip.toString()},
+          {"local_port", std::to_string(port)},
+          {"proto", protoLabel(protocol)}};
 }
 
+Labels serviceLabels(const api::ServiceSnapshot& s) { return serviceLabels(s.name, s.vip, s.port, s.protocol); }
+
 // A real receives on the VIP's port (ipip and l2dsr keep the L4 header).
-Labels realLabels(const api::ServiceSnapshot& s, const IpAddress& real) {
-  Labels l = serviceLabels(s);
+Labels realLabels(const std::string& name, const IpAddress& vip, uint16_t port, uint8_t protocol,
+                  const IpAddress& real) {
+  Labels l = serviceLabels(name, vip, port, protocol);
   l.push_back({"remote_address", real.toString()});
-  l.push_back({"remote_port", std::to_string(s.port)});
+  l.push_back({"remote_port", std::to_string(port)});
   return l;
+}
+
+Labels realLabels(const api::ServiceSnapshot& s, const IpAddress& real) {
+  return realLabels(s.name, s.vip, s.port, s.protocol, real);
 }
 
 // Families in the order added; a deque so the references add() returns
@@ -143,13 +150,8 @@ void renderFlows(Families& out, const MetricsSnapshot& s) {
                        "left by a flow that idled past its timeout or whose real went down or changed)",
                        MetricType::Gauge);
   for (const FlowCountRow& r : s.flows->rows) {
-    Labels labels = {{"service", r.service},
-                     {"local_address", r.vip.toString()},
-                     {"local_port", std::to_string(r.port)},
-                     {"proto", protoLabel(r.protocol)},
-                     {"remote_address", r.real.toString()},
-                     {"remote_port", std::to_string(r.port)},
-                     {"state", "kept"}};
+    Labels labels = realLabels(r.service, r.vip, r.port, r.protocol, r.real);
+    labels.push_back({"state", "kept"});
     sample(real, labels, static_cast<double>(r.kept));
     labels.back().value = "not_kept";
     sample(real, std::move(labels), static_cast<double>(r.notKept));

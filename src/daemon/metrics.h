@@ -41,7 +41,6 @@ namespace keel {
 
 class DaemonBackend;
 
-
 // What one scrape shows: copied on the loop, rendered anywhere.
 struct MetricsSnapshot {
   std::string version;

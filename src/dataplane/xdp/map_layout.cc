@@ -77,7 +77,8 @@ void flatten(const btf* b, uint32_t id, const std::string& path, uint32_t bitOff
     return;
   }
   if (size == 0) return;
-  if (btf_is_array(t) && scalarName(b, t).empty()) {  // an array of structs: each element's members
+  const std::string type = scalarName(b, t);
+  if (btf_is_array(t) && type.empty()) {  // an array of structs: each element's members
     const struct btf_array* a = btf_array(t);
     const long esize = btf__resolve_size(b, a->type);
     for (uint32_t j = 0; j < a->nelems && esize > 0; ++j)
@@ -90,7 +91,6 @@ void flatten(const btf* b, uint32_t id, const std::string& path, uint32_t bitOff
     bitOff += btf_int_offset(t);
     bits = btf_int_bits(t);
   }
-  const std::string type = scalarName(b, t);
   out += line(side, path, bitOff, bits, type.empty() ? "kind" + std::to_string(btf_kind(t)) : type);
 }
 

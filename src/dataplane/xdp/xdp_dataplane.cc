@@ -264,6 +264,11 @@ bool sameProgram(int attachedFd, int attachedRodataFd, int loadedFd, int loadedR
          ar->value == br->value;
 }
 
+// The state that may start empty (carryOf's kEmpty): the rate limits' times.
+bool startsEmpty(const keel_balancer* skel, const bpf_map* map) {
+  return map == skel->maps.icmp_limit || map == skel->maps.icmp_client_limit || map == skel->maps.ct_insert_limit;
+}
+
 // The pinned maps a starting keeld does not reuse but replaces with the
 // one its load creates, and what it carries over from the old one: each is
 // state whose layout a build may change without refusing the pins. Every
@@ -295,7 +300,7 @@ XdpDataplane::Carry carryOf(const keel_balancer* skel, const bpf_map* map, const
   const bool sameShape = pinned && pinned->type == bpf_map__type(map) &&
                          pinned->key_size == bpf_map__key_size(map) &&
                          pinned->value_size == bpf_map__value_size(map) && sameLayout;
-  if (map == skel->maps.icmp_limit || map == skel->maps.icmp_client_limit || map == skel->maps.ct_insert_limit)
+  if (startsEmpty(skel, map))
     return !sameShape || pinned->max_entries != bpf_map__max_entries(map) ? C::kEmpty : C::kReuse;
   if (map == skel->maps.stats_conntrack && !pinned) return C::kEmpty;
   if (!pinned) return C::kReuse;  // missing: adoptPinnedMaps refuses it
@@ -430,7 +435,7 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
         difference = xdp::layoutDifference(pinnedLayout, ours->second,
                                            std::min(info.key_size, bpf_map__key_size(map)),
                                            std::min(info.value_size, bpf_map__value_size(map)));
-      else if (carryOf(skel_, map, &info, false) == Carry::kEmpty)
+      else if (startsEmpty(skel_, map))
         difference = "the pinned record of layouts does not describe map id " + std::to_string(info.id);
     }
     const Carry carry = carryOf(skel_, map, &info, difference.empty());
@@ -800,12 +805,7 @@ Status XdpDataplane::readOurLayouts() {
       return Status::error(std::string("xdp: map name ") + bpf_map__name(map) + " is over the " +
                            std::to_string(xdp::kLayoutNameBytes - 1) + " bytes a key of " + xdp::kLayoutsPin +
                            " holds");
-    if (text.size() >= xdp::kLayoutTextBytes)
-      return Status::error(std::string("xdp: the layout of map ") + bpf_map__name(map) + " takes " +
-                           std::to_string(text.size()) + " bytes, over the " +
-                           std::to_string(xdp::kLayoutTextBytes - 1) + " an entry of " + xdp::kLayoutsPin +
-                           " holds");
-    ourLayouts_[bpf_map__name(map)] = std::move(text);
+    ourLayouts_[bpf_map__name(map)] = std::move(text);  // its size: pinLayouts, with the id line
   }
   return Status::ok();
 }

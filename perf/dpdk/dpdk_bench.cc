@@ -33,7 +33,7 @@
 // quantity's median over the rounds.
 //
 // Usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge]
-//                   [--ipv6]
+//                   [--ipv6] [--walk]
 // --path-only times the packet path alone (no EAL, no I/O; see runPurePath);
 // --established leaves its new-flow run out (callgrind of established packets:
 // 20 timed passes + 1 warm-up over the flows, so instructions / (21 x flows)).
@@ -41,6 +41,8 @@
 // --no-huge (see reserveHuge); keel's connection tables are EAL memory.
 // --ipv6 makes the VIP, the flows and the reals IPv6 (ip6ip6, 74 B frames):
 // an IPv6 flow's connection-table entry is a whole cache line, not half.
+// --walk measures the worker with and without whole-table walks running
+// beside it (runWalkEffect) instead of the rounds against testpmd.
 #include <pcap/pcap.h>
 #include <rte_eal.h>
 #include <sys/mman.h>
@@ -50,6 +52,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -349,7 +352,9 @@ struct Rate {
   double share = 0;       // keel: fraction of counted packets that were TX_IPIP
 };
 
-Rate runKeel(const std::string& pcap, int flows, uint32_t connTable, double window) {
+// A started keel plane on the vdev replaying `pcap`, one service on the
+// bench VIP, a connection table of `connTable` entries.
+std::unique_ptr<Dataplane> startKeel(const std::string& pcap, int flows, uint32_t connTable) {
   static int instance = 0;
   DpdkOptions o;
   o.ealArgs = {"-l", "0-1", "--no-pci", "--file-prefix", "keelbench-" + kPid, "--log-level", "*:error"};
@@ -374,20 +379,81 @@ Rate runKeel(const std::string& pcap, int flows, uint32_t connTable, double wind
     std::fprintf(stderr, "dpdk_bench: table setup failed\n");
     std::exit(1);
   }
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // warm-up: every flow seen
+  return dp;
+}
+
+// The plane's forwarding rate over `window` seconds from now.
+Rate measureKeel(Dataplane& dp, double window) {
   const std::string task = findThread(kPid, "rte-worker-1");
   auto t0 = std::chrono::steady_clock::now();
-  uint64_t p0 = forwarded(*dp), tx0 = dp->readStats().reasons[KEEL_R_TX_IPIP].packets;
+  uint64_t p0 = forwarded(dp), tx0 = dp.readStats().reasons[KEEL_R_TX_IPIP].packets;
   uint64_t cpu0 = threadCpuNs(task);
   std::this_thread::sleep_for(std::chrono::duration<double>(window));
   auto t1 = std::chrono::steady_clock::now();
-  uint64_t p1 = forwarded(*dp), tx1 = dp->readStats().reasons[KEEL_R_TX_IPIP].packets;
+  uint64_t p1 = forwarded(dp), tx1 = dp.readStats().reasons[KEEL_R_TX_IPIP].packets;
   uint64_t cpu1 = threadCpuNs(task);
   Rate r;
   r.mpps = static_cast<double>(p1 - p0) / seconds(t1 - t0) / 1e6;
   if (cpu1 > cpu0) r.mppsPerCpu = static_cast<double>(p1 - p0) / (static_cast<double>(cpu1 - cpu0) / 1e9) / 1e6;
   r.share = p1 > p0 ? static_cast<double>(tx1 - tx0) / static_cast<double>(p1 - p0) : 0;
   return r;
+}
+
+Rate runKeel(const std::string& pcap, int flows, uint32_t connTable, double window) {
+  auto dp = startKeel(pcap, flows, connTable);
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // warm-up: every flow seen
+  return measureKeel(*dp, window);
+}
+
+// --walk: what a whole-table walk (Dataplane::scanConns, the read behind
+// keelctl conns and metrics.flow_count_interval) costs the worker while it
+// runs. One plane, warmed up; windows of `window` seconds alternate between
+// no walk and walks back to back on a thread of the bench's main lcore
+// (0; the worker is on 1), `pairs` of each, in the order off/on, on/off, ...
+// so drift hits both alike. The walk's visitor only counts: a faster reader
+// than keeld's, whose visitor also judges and counts each entry, so this is
+// the harsher case. Prints each pair and the medians.
+void runWalkEffect(const char* what, const std::string& pcap, int flows, double window, int pairs) {
+  auto dp = startKeel(pcap, flows, 1u << 20);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  std::vector<double> off, on, walkMs;
+  uint64_t entries = 0;
+  for (int i = 0; i < pairs; ++i) {
+    for (int half = 0; half < 2; ++half) {
+      const bool walking = (half == 0) == (i % 2 == 1);
+      if (!walking) {
+        off.push_back(measureKeel(*dp, window).mppsPerCpu);
+        continue;
+      }
+      std::atomic<bool> stop{false};
+      std::vector<double> ms;
+      std::thread walker([&] {
+        while (!stop.load()) {  // bounded by the window below
+          uint64_t n = 0;
+          auto w0 = std::chrono::steady_clock::now();
+          Status st = dp->scanConns([&](const keel_flow_key&, const ConnEntry&, int) { ++n; });
+          if (!st.isOk()) {
+            std::fprintf(stderr, "dpdk_bench: scanConns: %s\n", st.message().c_str());
+            return;
+          }
+          ms.push_back(seconds(std::chrono::steady_clock::now() - w0) * 1e3);
+          entries = n;
+        }
+      });
+      on.push_back(measureKeel(*dp, window).mppsPerCpu);
+      stop = true;
+      walker.join();
+      walkMs.insert(walkMs.end(), ms.begin(), ms.end());
+    }
+    std::printf("  %s pair %d: no walk %.3f, walking %.3f Mpps/CPU-s\n", what, i + 1, off.back(), on.back());
+    std::fflush(stdout);
+  }
+  const double offMed = bench::median(off), onMed = bench::median(on);
+  std::printf("%s: no walk %.3f, walking %.3f Mpps/CPU-s (medians of %d windows each): %.3f of the rate without;\n"
+              "  a walk visited %llu entries in %.1f ms (median of %zu walks)\n",
+              what, offMed, onMed, pairs, offMed > 0 ? onMed / offMed : 0,
+              static_cast<unsigned long long>(entries), walkMs.empty() ? 0.0 : bench::median(walkMs),
+              walkMs.size());
 }
 
 // dpdk-testpmd io forwarding on the same vdev, in the background. Its
@@ -485,7 +551,7 @@ int main(int argc, char** argv) {
   double window = 3;
   int flows = 100000;
   int rounds = 3;
-  bool pathOnly = false, establishedOnly = false;
+  bool pathOnly = false, establishedOnly = false, walk = false;
   std::string testpmd = "/usr/bin/dpdk-testpmd";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -497,8 +563,9 @@ int main(int argc, char** argv) {
     else if (a == "--established") establishedOnly = true;
     else if (a == "--huge") gHuge = true;
     else if (a == "--ipv6") gIpv6 = true;
+    else if (a == "--walk") walk = true;
     else {
-      std::fprintf(stderr, "usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge] [--ipv6]\n"
+      std::fprintf(stderr, "usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge] [--ipv6] [--walk]\n"
                            "dpdk_bench: unknown or incomplete argument \"%s\"\n", a.c_str());
       return 2;
     }
@@ -524,6 +591,25 @@ int main(int argc, char** argv) {
   writePcap(pcap, flows, benchVip(), KEEL_TCP_ACK);
   writePcap(synPcap, flows, benchVip(), KEEL_TCP_SYN);
 
+  if (walk) {
+    std::printf("dpdk_bench --walk: the keel DPDK worker with and without whole-table walks (scanConns)\n");
+    std::printf("machine: %s\n", keel::bench::machineDescription().c_str());
+    std::printf("method: net_pcap infinite_rx (in-memory replay, tx_drop), %d TCP/%s flows, %s, 1M-entry table,\n"
+                "        1 worker lcore, %s; after 1 s warm-up, %d pairs of %.0f s windows, one with no walk\n"
+                "        (the baseline) and one with walks back to back on a thread of lcore 0, order\n"
+                "        alternating; rates per second of worker CPU time\n",
+                flows, gIpv6 ? "IPv6" : "IPv4", gIpv6 ? "ip6ip6" : "ipip", memoryDescription().c_str(), rounds * 2,
+                window);
+    std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
+    runWalkEffect("established (ACK)", pcap, flows, window, rounds * 2);
+    runWalkEffect("new flows (SYN)", synPcap, flows, window, rounds * 2);
+    std::printf("load average at end: %s\n", keel::bench::loadAverage().c_str());
+    releaseDpdkEnvironment();
+    std::remove(pcap.c_str());
+    std::remove(synPcap.c_str());
+    std::system(("rm -rf /var/run/dpdk/keelbench-" + kPid).c_str());
+    return 0;
+  }
   std::printf("dpdk_bench: keel DPDK worker vs dpdk-testpmd io, same vdev\n");
   std::printf("machine: %s\n", keel::bench::machineDescription().c_str());
   std::printf("method: net_pcap infinite_rx (in-memory replay, tx_drop), %d TCP/%s flows, %s frames,\n"

@@ -12,11 +12,14 @@
 // reported beside it. Cases are interleaved in rounds so drift and noise from
 // other load hit every case alike; medians over all calls are reported.
 //
-//   xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]]
+//   xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]] [--walk FLOWS]
 //
 // --ct-flavours: new-flow inserts then hits per conntrack flavour (shared
 // LRU, LRU without common list, per-CPU LRU) with N threads pinned one per
 // CPU on one table; a --ct-size below threads x calls measures eviction.
+// --walk FLOWS: established and new flows with and without whole-table walks
+// of the connection table running beside them (walkEffect), FLOWS flows in a
+// table of the default size.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -26,6 +29,8 @@
 #include <time.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -223,6 +228,82 @@ void ctFlavours(size_t calls, int threads, uint32_t ctSize) {
   }
 }
 
+// --walk: what a whole-table walk of the connection table (the batched
+// reads of XdpDataplane::scanConns behind keelctl conns and
+// metrics.flow_count_interval) costs the program while it runs. The table
+// has the default size (KEEL_CT_SIZE_DEFAULT) and holds `flows` flows; each
+// round measures established packets (cycling over those flows) and new
+// flows, once with no walk (the baseline) and once with walks back to back
+// on a thread pinned to CPU 1 (the packets run on CPU 0), the order
+// alternating between rounds. The walker reads as scanConns does (batches
+// of 4,096, every entry copied out) and does nothing with the entries: a
+// faster reader than keeld's, so the harsher case.
+void walkEffect(size_t calls, int rounds, size_t flows) {
+  std::printf("\nwalk effect: %zu flows in a %u-entry table, %d rounds x %zu calls per case and state,\n"
+              "  walker on CPU 1 (bpf_map_lookup_batch, 4096 a batch), packets on CPU 0; medians\n",
+              flows, KEEL_CT_SIZE_DEFAULT, rounds, calls);
+  LoaderOptions o;
+  o.ctSize = KEEL_CT_SIZE_DEFAULT;
+  auto lb = loadBalancer(o);
+  std::vector<Bytes> known = newFlows(flows, 3);
+  std::vector<Bytes> fresh = newFlows(calls * static_cast<size_t>(rounds) * 2, 9);
+  Bytes out(512);
+  Samples warm;
+  for (const Bytes& p : known) timedRun(lb->progFd(), p, out, warm);  // inserts every flow
+  Samples est[2], neu[2];  // [0]: no walk, [1]: walking
+  size_t nextKnown = 0, nextFresh = 0;
+  std::vector<double> walkMs;
+  size_t walkEntries = 0;
+  for (int r = 0; r < rounds; r++) {
+    for (int half = 0; half < 2; half++) {
+      const int walking = (half == 0) == (r % 2 == 1) ? 1 : 0;
+      std::atomic<bool> stop{false};
+      std::thread walker;
+      if (walking) {
+        walker = std::thread([&] {
+          pinToCpu(1);
+          std::vector<keel_flow_key> keys(4096);
+          std::vector<keel_ct_value> values(4096);
+          while (!stop.load()) {  // bounded by the calls below
+            const uint64_t t0 = nowNs();
+            size_t seen = 0;
+            uint64_t token = 0;
+            LIBBPF_OPTS(bpf_map_batch_opts, bo);
+            for (bool first = true, last = false; !last; first = false) {
+              uint32_t n = 4096;
+              if (bpf_map_lookup_batch(lb->conntrackFd(), first ? nullptr : &token, &token, keys.data(),
+                                       values.data(), &n, &bo) != 0) {
+                if (errno != ENOENT) return;
+                last = true;
+              }
+              seen += n;
+            }
+            walkMs.push_back(static_cast<double>(nowNs() - t0) / 1e6);
+            walkEntries = seen;
+          }
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      for (size_t i = 0; i < calls; i++, nextKnown = (nextKnown + 1) % known.size())
+        if (timedRun(lb->progFd(), known[nextKnown], out, est[walking]) != XDP_TX) est[walking].badAction++;
+      for (size_t i = 0; i < calls; i++)
+        if (timedRun(lb->progFd(), fresh[nextFresh++], out, neu[walking]) != XDP_TX) neu[walking].badAction++;
+      stop = true;
+      if (walker.joinable()) walker.join();
+    }
+  }
+  std::printf("  %-38s %14s %14s %10s\n", "case (kernel ns, wall ns)", "no walk", "walking", "walking/no");
+  auto row = [](const char* name, Samples (&s)[2]) {
+    const uint32_t k0 = med(s[0].kernel), k1 = med(s[1].kernel), w0 = med(s[0].wall), w1 = med(s[1].wall);
+    std::printf("  %-38s %6u / %5u %6u / %5u %5.2f/%4.2f%s\n", name, k0, w0, k1, w1, k0 ? double(k1) / k0 : 0.0,
+                w0 ? double(w1) / w0 : 0.0, s[0].badAction + s[1].badAction ? "  (UNEXPECTED VERDICTS)" : "");
+  };
+  row("established tcp (ct hit, ipip)", est);
+  row("new tcp flow (ring pick + ct insert)", neu);
+  std::printf("  a walk read %zu entries in %.1f ms (median of %zu walks)\n", walkEntries,
+              walkMs.empty() ? 0.0 : keel::bench::median(walkMs), walkMs.size());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -231,6 +312,7 @@ int main(int argc, char** argv) {
   bool flavours = false;
   int threads = 1;
   uint32_t ctSize = 0;  // 0: 4 x the flows of the flavour run (no eviction)
+  size_t walkFlows = 0;  // --walk N: the walk-effect run with N flows in the table
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--calls" && i + 1 < argc) {
@@ -243,8 +325,10 @@ int main(int argc, char** argv) {
       ctSize = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 10));
     } else if (a == "--threads" && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
+    } else if (a == "--walk" && i + 1 < argc) {
+      walkFlows = std::strtoul(argv[++i], nullptr, 10);
     } else {
-      std::fprintf(stderr, "usage: xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]]\n");
+      std::fprintf(stderr, "usage: xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]] [--walk FLOWS]\n");
       return 2;
     }
   }
@@ -319,6 +403,7 @@ int main(int argc, char** argv) {
     if (!ctSize) ctSize = static_cast<uint32_t>(std::max<size_t>(calls * static_cast<size_t>(threads) * 4, 65536));
     ctFlavours(calls, threads, ctSize);
   }
+  if (walkFlows) walkEffect(calls, rounds, walkFlows);
   keel_xdp_pass::destroy(pass);
   return 0;
 }

@@ -1338,7 +1338,7 @@ std::vector<std::string> restartNeededKeys(const Config& started, const Config& 
   const ControlConfig& ca = started.control;
   const ControlConfig& cb = next.control;
   if (!(ca == cb)) keys.push_back("control");
-  if (!(started.metrics == next.metrics)) keys.push_back("metrics");
+  if (!started.metrics.sameEndpoint(next.metrics)) keys.push_back("metrics");
   return keys;
 }
 

@@ -183,9 +183,14 @@ struct MetricsConfig {
   IpAddress address = *IpAddress::parse("127.0.0.1");  // IPv4 or IPv6 (see parseMetrics)
   uint16_t port = 9477;
   // How often keeld walks the connection table to count each real's flows
-  // (keel_real_flows); 0 (the default): never (docs/metrics.md).
-  std::chrono::milliseconds flowCountInterval{0};
+  // (keel_real_flows); 0: never (docs/metrics.md). A reload applies it.
+  std::chrono::milliseconds flowCountInterval{std::chrono::minutes(1)};
   std::string listenAddress() const;  // "127.0.0.1:9477", "[::1]:9477"
+  // The endpoint alone (enabled, address, port): what a change of needs a
+  // restart (restartNeededKeys).
+  bool sameEndpoint(const MetricsConfig& o) const {
+    return enabled == o.enabled && address == o.address && port == o.port;
+  }
   bool operator==(const MetricsConfig&) const = default;
 };
 

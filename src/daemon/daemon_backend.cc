@@ -1315,9 +1315,13 @@ void DaemonBackend::connList(const ConnQuery& query, ConnListDone done) {
 }
 
 void DaemonBackend::startFlowCounts(std::chrono::milliseconds interval) {
+  flowCountsOn_ = true;
   flowCountInterval_ = interval;
   flowTimer_.cancel();
-  if (interval.count() > 0) countFlows();
+  if (interval.count() > 0)
+    countFlows();
+  else
+    flowCounts_.reset();  // turned off: no counts left to go stale
 }
 
 // One walk (unless the last still runs), then the next in one interval.
@@ -1371,6 +1375,7 @@ void DaemonBackend::countFlows() {
           }
       }
       boost::asio::post(io_, [this, s, counts]() {
+        if (flowCountInterval_.count() == 0) return;  // turned off by a reload meanwhile
         if (s) {
           flowCounts_ = counts;
         } else {
@@ -1692,6 +1697,13 @@ Result DaemonBackend::reloadFile() {
     }
     logError(LogRecord("reload_failed").add("error", res.error().message));
     return res;
+  }
+  // The one metrics: key a reload applies; the endpoint stays as started.
+  if (flowCountsOn_ && file_.metrics.flowCountInterval != flowCountInterval_) {
+    logInfo(LogRecord("flow_count_interval_changed")
+                .add("from", formatDurationText(flowCountInterval_))
+                .add("to", formatDurationText(file_.metrics.flowCountInterval)));
+    startFlowCounts(file_.metrics.flowCountInterval);
   }
   size_t reals = 0;
   for (const ServiceConfig& s : effective_.services) reals += s.reals.size();

@@ -209,7 +209,9 @@ class DaemonBackend : public api::ControlBackend {
   uint64_t flowCountFailures() const { return flowCountFailures_; }
   // Walks the table now and then every `interval` (metrics.flow_count_interval;
   // 0: never), on conn.list's thread, one walk at a time. keeld calls it
-  // once, after start().
+  // once, after start(), when the metrics endpoint is up; from then on a
+  // reload that changes the interval applies it (the next walk is now; at
+  // 0s the last counts go).
   void startFlowCounts(std::chrono::milliseconds interval);
 
   const Config& fileConfig() const { return file_; }
@@ -392,6 +394,7 @@ class DaemonBackend : public api::ControlBackend {
   // startFlowCounts: the next walk, whether one is running, its last result.
   void countFlows();
   std::chrono::milliseconds flowCountInterval_{0};
+  bool flowCountsOn_ = false;  // startFlowCounts was called: reloads apply the interval
   boost::asio::steady_timer flowTimer_{io_};
   // Cleared by the walk's own thread when it ends, whatever happens to its
   // result: a lost result never stops the next walk.

@@ -262,3 +262,26 @@ def test_reload_keeps_running_endpoint(keel_metrics):
     keeld.reload(changed)
     assert "reload_metrics_restart_needed" in keeld.log()
     assert value(parse(scrape_text(lab)), "keel_scrape_success") == 1
+
+
+def test_flow_counts_by_default_and_a_reload_turns_them_off(keel_metrics):
+    """With no flow_count_interval keeld counts the table's flows (the first
+    walk at start, then every minute); a reload to 0s applies at once, takes
+    the counts away and asks for no restart."""
+    lab, config, keeld = keel_metrics
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        s = parse(scrape_text(lab))
+        if any(n == "keel_conntrack_flows_last_count_timestamp_seconds" for (n, _) in s):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("no count of the table within 15 s of the start, with the default interval")
+    assert value(s, "keel_conntrack_flow_count_failures_total") == 0
+    assert any(n == "keel_real_flows" for (n, _) in s)
+    keeld.reload(dict(config, metrics=dict(config.get("metrics", {}), flow_count_interval="0s")))
+    log = keeld.log()
+    assert "event=flow_count_interval_changed from=1m to=0ms" in log, log[-2000:]
+    assert "reload_metrics_restart_needed" not in log
+    names = {n for (n, _) in parse(scrape_text(lab))}
+    assert "keel_real_flows" not in names and "keel_conntrack_flows" not in names, sorted(names)

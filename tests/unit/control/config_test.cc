@@ -1139,8 +1139,8 @@ TEST(Config, MetricsAddressAndSwitch) {
   ConfigResult off = parse("metrics: {enabled: false}\n");
   ASSERT_TRUE(off.ok()) << joinErrors(off.errors);
   EXPECT_FALSE(off.config->metrics.enabled);
-  // The table's flows are not counted unless asked for.
-  EXPECT_EQ(d.config->metrics.flowCountInterval.count(), 0);
+  // The table's flows are counted once a minute unless told otherwise.
+  EXPECT_EQ(d.config->metrics.flowCountInterval, std::chrono::minutes(1));
   ConfigResult often = parse("metrics: {flow_count_interval: 10s}\n");
   ASSERT_TRUE(often.ok()) << joinErrors(often.errors);
   EXPECT_EQ(often.config->metrics.flowCountInterval, std::chrono::seconds(10));
@@ -1372,8 +1372,9 @@ TEST(Config, RestartNeededKeysNameWhatOnlyARestartApplies) {
   Config a;
   Config b = a;
   EXPECT_TRUE(restartNeededKeys(a, b).empty());
-  b.services.push_back(ServiceConfig{});  // services, node: a reload applies them
+  b.services.push_back(ServiceConfig{});  // services, node, flow counts: a reload applies them
   b.node.udpIdleTimeout = std::chrono::seconds(5);
+  b.metrics.flowCountInterval = std::chrono::seconds(0);
   EXPECT_TRUE(restartNeededKeys(a, b).empty());
   b.dataplane.kind = DataplaneKind::kDpdk;
   b.dataplane.interface = "eth9";

@@ -76,7 +76,7 @@ class MetricsTest : public ::testing::Test {
   void SetUp() override {
     backend_ = std::make_unique<DaemonBackend>(
         io_, registry_, "keel.yaml",
-        [](const std::string& p) { return parseConfig(kConfig, p); },
+        [this](const std::string& p) { return parseConfig(configText_, p); },
         [](const Config&) { return Status::ok(); }, [](bool) {});
     ConfigResult r = parseConfig(kConfig, "keel.yaml");
     ASSERT_TRUE(r.ok()) << r.errors.front();
@@ -97,6 +97,16 @@ class MetricsTest : public ::testing::Test {
     return 0;
   }
 
+  // Runs the loop until the first flow count has ended (bounded).
+  void waitForFlowCounts() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!backend_->flowCounts() && std::chrono::steady_clock::now() < deadline) {
+      io_.restart();
+      io_.run_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  std::string configText_ = kConfig;  // what a reload reads
   boost::asio::io_context io_;
   MockDataplane dp_{DataplaneLimits{16, 64, 5000}};
   Registry registry_{dp_};
@@ -166,15 +176,10 @@ TEST_F(MetricsTest, EachRealsFlowsFromThePeriodicCount) {
   std::thread::id walker;
   dp_.onScan = [&] { walker = std::this_thread::get_id(); };
   backend_->startFlowCounts(std::chrono::seconds(10));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!backend_->flowCounts() && std::chrono::steady_clock::now() < deadline) {
-    io_.restart();
-    io_.run_for(std::chrono::milliseconds(10));
-  }
+  waitForFlowCounts();
   ASSERT_NE(backend_->flowCounts(), nullptr);
   EXPECT_NE(walker, std::this_thread::get_id()) << "the walk runs off the loop";
-  backend_->startFlowCounts(std::chrono::milliseconds(0));  // no more walks
-  backend_->stopConnScans();
+  backend_->stopConnScans();  // no more walks (the loop no longer runs for the next one's timer)
   dp_.onScan = nullptr;
   EXPECT_EQ(backend_->flowCounts()->scanned, 4u);
   EXPECT_EQ(backend_->flowCountFailures(), 0u);
@@ -201,6 +206,45 @@ TEST_F(MetricsTest, EachRealsFlowsFromThePeriodicCount) {
   EXPECT_NE(later.find("keel_real_packets_total{" + kWeb + R"(,remote_address="10.0.1.3")"), std::string::npos)
       << later;
   EXPECT_EQ(later.find(R"(remote_address="10.0.1.3",remote_port="80",state=)"), std::string::npos) << later;
+}
+
+// metrics.flow_count_interval is the one metrics: key a reload applies: 0s
+// ends the walks and takes the last counts away (no series left to go
+// stale), another interval walks at once; neither asks for a restart. With
+// the endpoint off (keeld never started the counts) a reload starts none.
+TEST_F(MetricsTest, AReloadAppliesTheFlowCountInterval) {
+  int scans = 0;
+  dp_.onScan = [&] { ++scans; };
+  configText_ = std::string(kConfig) + "metrics: {flow_count_interval: 10s}\n";
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  io_.restart();
+  io_.run_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(scans, 0) << "counts never started: the endpoint is off";
+  EXPECT_EQ(backend_->flowCounts(), nullptr);
+
+  backend_->startFlowCounts(std::chrono::seconds(10));  // as keeld does once its endpoint is up
+  waitForFlowCounts();
+  ASSERT_NE(backend_->flowCounts(), nullptr);
+  EXPECT_EQ(scans, 1);
+  configText_ = std::string(kConfig) + "metrics: {flow_count_interval: 0s}\n";
+  r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(r.result().contains("restart_needed")) << r.result().dump();
+  EXPECT_EQ(backend_->flowCounts(), nullptr);
+  EXPECT_EQ(text(renderMetrics(collectSnapshot(*backend_, "v"))).find("keel_real_flows"), std::string::npos);
+
+  configText_ = std::string(kConfig) + "metrics: {flow_count_interval: 30s}\n";
+  r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(r.result().contains("restart_needed")) << r.result().dump();
+  waitForFlowCounts();
+  ASSERT_NE(backend_->flowCounts(), nullptr) << "the new interval walks at once";
+  EXPECT_EQ(scans, 2);
+  backend_->stopConnScans();
+  dp_.onScan = nullptr;
+  EXPECT_TRUE(hasLine(text(renderMetrics(collectSnapshot(*backend_, "v"))),
+                      "keel_real_flows{" + kReal1 + R"(,state="kept"} 0)"));
 }
 
 // The plane's count of new flows it did not remember (over

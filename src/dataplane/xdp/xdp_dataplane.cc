@@ -199,6 +199,15 @@ std::string removeHint(const XdpOptions& o) {
          " xdp off; rm -r " + o.pinDir + "` (established flows are then re-picked)";
 }
 
+// The kernel's description of map fd; nullopt (errno says why) if it
+// cannot be read.
+std::optional<bpf_map_info> mapInfo(int fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return std::nullopt;
+  return info;
+}
+
 struct ProgMaps {
   std::set<uint32_t> ids;
   bpf_prog_info info{};
@@ -226,12 +235,9 @@ struct OneSlot {
   std::string value;
 };
 std::optional<OneSlot> oneSlot(int fd) {
-  bpf_map_info info{};
-  uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.type != BPF_MAP_TYPE_ARRAY ||
-      info.max_entries != 1)
-    return std::nullopt;
-  OneSlot out{info.id, std::string(info.value_size, '\0')};
+  const std::optional<bpf_map_info> info = mapInfo(fd);
+  if (!info || info->type != BPF_MAP_TYPE_ARRAY || info->max_entries != 1) return std::nullopt;
+  OneSlot out{info->id, std::string(info->value_size, '\0')};
   uint32_t zero = 0;
   if (bpf_map_lookup_elem(fd, &zero, out.value.data()) != 0) return std::nullopt;
   return out;
@@ -336,12 +342,10 @@ Status readPinnedLayouts(const std::string& pinDir, std::map<std::string, std::s
                                       "sizes and flags only"));
     return Status::ok();
   }
-  bpf_map_info info{};
-  uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0)
-    return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
-  if (info.type != BPF_MAP_TYPE_HASH || info.key_size != xdp::kLayoutNameBytes ||
-      info.value_size != xdp::kLayoutTextBytes)
+  const std::optional<bpf_map_info> info = mapInfo(fd.get());
+  if (!info) return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
+  if (info->type != BPF_MAP_TYPE_HASH || info->key_size != xdp::kLayoutNameBytes ||
+      info->value_size != xdp::kLayoutTextBytes)
     return otherForm("of another shape");
   char key[xdp::kLayoutNameBytes], next[xdp::kLayoutNameBytes];
   std::vector<char> text(xdp::kLayoutTextBytes);
@@ -408,12 +412,12 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
                            errnoText(errno) + removeHint(options_));
     }
     fds.emplace_back(map, fd);
-    bpf_map_info info{};
-    uint32_t len = sizeof info;
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
+    const std::optional<bpf_map_info> pinnedInfo = mapInfo(fd);
+    if (!pinnedInfo) {
       closeAll();
       return Status::error("xdp: adopt " + path + ": " + errnoText(errno));
     }
+    const bpf_map_info& info = *pinnedInfo;
     // The bytes both maps hold must mean the same (xdp/map_layout.h): a map
     // of this build's sizes whose members moved would be misread by the new
     // program, and by the old one while keeld rewrites it. A record entry
@@ -618,9 +622,7 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
     bpf_map* map;
     bpf_object__for_each_map(map, skel_->obj) {
       if (bpf_map__is_internal(map)) continue;
-      bpf_map_info info{};
-      uint32_t len = sizeof info;
-      if (bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &len) == 0) pinnedMaps.insert(info.id);
+      if (const auto info = mapInfo(bpf_map__fd(map))) pinnedMaps.insert(info->id);
     }
     Fd rodata(bpf_obj_get((options_.pinDir + "/" + kRodataPin).c_str()));
     bool same = sameProgram(pinned.get(), rodata.get(), progFd, bpf_map__fd(skel_->maps.rodata), pinnedMaps);
@@ -821,11 +823,9 @@ Status XdpDataplane::pinLayouts() {
   bpf_object__for_each_map(map, skel_->obj) {
     const auto layout = ourLayouts_.find(bpf_map__name(map));
     if (bpf_map__is_internal(map) || layout == ourLayouts_.end()) continue;
-    bpf_map_info info{};
-    uint32_t len = sizeof info;
-    if (bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &len) != 0)
-      return Status::error(std::string("xdp: read map ") + bpf_map__name(map) + ": " + errnoText(errno));
-    std::string entry = "id " + std::to_string(info.id) + "\n" + layout->second;
+    const std::optional<bpf_map_info> info = mapInfo(bpf_map__fd(map));
+    if (!info) return Status::error(std::string("xdp: read map ") + bpf_map__name(map) + ": " + errnoText(errno));
+    std::string entry = "id " + std::to_string(info->id) + "\n" + layout->second;
     if (entry.size() >= xdp::kLayoutTextBytes)
       return Status::error(std::string("xdp: the layout of map ") + bpf_map__name(map) + " takes " +
                            std::to_string(entry.size()) + " bytes, over the " +

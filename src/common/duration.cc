@@ -34,7 +34,7 @@ std::optional<std::chrono::milliseconds> parseDurationText(std::string_view text
 
 std::string formatDurationText(std::chrono::milliseconds d) {
   const int64_t ms = d.count() > 0 ? d.count() : 0;
-  if (ms == 0) return "0ms";
+  if (ms == 0) return "0s";
   if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
   if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
   if (ms % 1'000 == 0) return std::to_string(ms / 1'000) + "s";

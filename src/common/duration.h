@@ -23,7 +23,7 @@ inline constexpr std::string_view kDurationUnits = "ms, s, m or h";
 std::optional<std::chrono::milliseconds> parseDurationText(std::string_view text);
 
 // The other way: in the largest unit that holds it exactly ("90s", "2m",
-// "1500ms", "0ms"), so parseDurationText gives it back. Negative: "0ms".
+// "1500ms", "0s"), so parseDurationText gives it back. Negative: "0s".
 std::string formatDurationText(std::chrono::milliseconds d);
 
 }  // namespace keel

@@ -186,10 +186,13 @@ struct MetricsConfig {
   // (keel_real_flows); 0: never (docs/metrics.md). A reload applies it.
   std::chrono::milliseconds flowCountInterval{std::chrono::minutes(1)};
   std::string listenAddress() const;  // "127.0.0.1:9477", "[::1]:9477"
-  // The endpoint alone (enabled, address, port): what a change of needs a
-  // restart (restartNeededKeys).
+  // Equal but for flowCountInterval, the one key a reload applies: any
+  // other change needs a restart (restartNeededKeys), a field added later
+  // included.
   bool sameEndpoint(const MetricsConfig& o) const {
-    return enabled == o.enabled && address == o.address && port == o.port;
+    MetricsConfig a = *this;
+    a.flowCountInterval = o.flowCountInterval;
+    return a == o;
   }
   bool operator==(const MetricsConfig&) const = default;
 };

@@ -1317,23 +1317,30 @@ void DaemonBackend::connList(const ConnQuery& query, ConnListDone done) {
 void DaemonBackend::startFlowCounts(std::chrono::milliseconds interval) {
   flowCountsOn_ = true;
   flowCountInterval_ = interval;
+  // A new setting: the timers and walks of the last one count for nothing
+  // (cancel() cannot stop a handler already queued, so each checks it).
+  ++flowCountSetting_;
   flowTimer_.cancel();
   if (interval.count() > 0)
-    countFlows();
+    countFlows(/*first=*/true);
   else
     flowCounts_.reset();  // turned off: no counts left to go stale
 }
 
-// One walk (unless the last still runs), then the next in one interval.
+// One walk, then the next in one interval. A tick that finds the last walk
+// still running skips its walk; the first walk of a setting waits for it
+// instead (kFlowWalkBusyRetry), since that walk's counts are discarded.
 // The rows are the services and reals of the registry now, so a scrape
 // shows each count under the service as it was walked (a real added since
 // is absent until the next walk, not a false 0).
-void DaemonBackend::countFlows() {
-  flowTimer_.expires_after(flowCountInterval_);
-  flowTimer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) countFlows();
+void DaemonBackend::countFlows(bool first) {
+  const uint64_t setting = flowCountSetting_;
+  const bool busy = flowWalkRunning_->load();
+  flowTimer_.expires_after(busy && first ? kFlowWalkBusyRetry : flowCountInterval_);
+  flowTimer_.async_wait([this, setting, retry = busy && first](const boost::system::error_code& ec) {
+    if (!ec && setting == flowCountSetting_) countFlows(retry);
   });
-  if (flowWalkRunning_->load()) return;
+  if (busy) return;
   ConnQuery query;
   query.limit = 0;  // counts by service and real, no entries
   std::optional<ConnListJob> job;
@@ -1348,7 +1355,8 @@ void DaemonBackend::countFlows() {
   flowWalkRunning_->store(true);
   // Nothing may escape into the pool (it would terminate keeld), as in
   // connList().
-  boost::asio::post(connScans_, [this, job = std::move(*job), counts, running = flowWalkRunning_]() mutable {
+  boost::asio::post(connScans_, [this, job = std::move(*job), counts, setting,
+                                 running = flowWalkRunning_]() mutable {
     try {
       counts->began = std::chrono::system_clock::now();
       const auto start = std::chrono::steady_clock::now();
@@ -1374,8 +1382,8 @@ void DaemonBackend::countFlows() {
             row.notKept = it->second->notKept;
           }
       }
-      boost::asio::post(io_, [this, s, counts]() {
-        if (flowCountInterval_.count() == 0) return;  // turned off by a reload meanwhile
+      boost::asio::post(io_, [this, s, counts, setting]() {
+        if (setting != flowCountSetting_) return;  // a reload changed the interval meanwhile
         if (s) {
           flowCounts_ = counts;
         } else {

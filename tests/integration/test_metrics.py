@@ -281,7 +281,7 @@ def test_flow_counts_by_default_and_a_reload_turns_them_off(keel_metrics):
     assert any(n == "keel_real_flows" for (n, _) in s)
     keeld.reload(dict(config, metrics=dict(config.get("metrics", {}), flow_count_interval="0s")))
     log = keeld.log()
-    assert "event=flow_count_interval_changed from=1m to=0ms" in log, log[-2000:]
+    assert "event=flow_count_interval_changed from=1m to=0s" in log, log[-2000:]
     assert "reload_metrics_restart_needed" not in log
     names = {n for (n, _) in parse(scrape_text(lab))}
     assert "keel_real_flows" not in names and "keel_conntrack_flows" not in names, sorted(names)

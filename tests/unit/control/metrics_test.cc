@@ -17,8 +17,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <functional>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -208,6 +210,38 @@ TEST_F(MetricsTest, EachRealsFlowsFromThePeriodicCount) {
   EXPECT_EQ(later.find(R"(remote_address="10.0.1.3",remote_port="80",state=)"), std::string::npos) << later;
 }
 
+// A real in two services has a count in each, and a port-0 service (every
+// port of its VIP) counts the flows of any port under local_port="0".
+TEST_F(MetricsTest, FlowCountsPerServiceForARealInTwoAndAPortZeroService) {
+  configText_ = std::string(kConfig) +
+                "  - name: any\n"
+                "    vip: 10.0.0.7\n"
+                "    port: 0\n"
+                "    protocol: tcp\n"
+                "    reals:\n"
+                "      - {address: 10.0.1.1}\n";
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  std::map<std::pair<std::string, IpAddress>, RealView> reals;
+  for (const auto& v : registry_.services())
+    for (const auto& real : v.reals) reals[{v.name, real.address}] = real;
+  const RealView web = reals.at({"web", ip("10.0.1.1")});
+  const RealView any = reals.at({"any", ip("10.0.1.1")});
+  ASSERT_NE(web.backendId, any.backendId);
+  dp_.setConn(test::flowKey("198.51.100.1", 1000, "10.0.0.1", 80), ConnEntry{web.backendId, web.gen, 0, false});
+  dp_.setConn(test::flowKey("198.51.100.2", 1000, "10.0.0.7", 443), ConnEntry{any.backendId, any.gen, 0, false});
+  dp_.setConn(test::flowKey("198.51.100.3", 1000, "10.0.0.7", 22), ConnEntry{any.backendId, any.gen, 0, false});
+  backend_->startFlowCounts(std::chrono::seconds(10));
+  waitForFlowCounts();
+  ASSERT_NE(backend_->flowCounts(), nullptr);
+  backend_->stopConnScans();
+  const std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "keel_real_flows{" + kReal1 + R"(,state="kept"} 1)")) << out;
+  EXPECT_TRUE(hasLine(out, R"(keel_real_flows{service="any",local_address="10.0.0.7",local_port="0",proto="TCP",)"
+                           R"(remote_address="10.0.1.1",remote_port="0",state="kept"} 2)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_conntrack_flows{state="kept"} 3)"));
+}
+
 // metrics.flow_count_interval is the one metrics: key a reload applies: 0s
 // ends the walks and takes the last counts away (no series left to go
 // stale), another interval walks at once; neither asks for a restart. With
@@ -245,6 +279,63 @@ TEST_F(MetricsTest, AReloadAppliesTheFlowCountInterval) {
   dp_.onScan = nullptr;
   EXPECT_TRUE(hasLine(text(renderMetrics(collectSnapshot(*backend_, "v"))),
                       "keel_real_flows{" + kReal1 + R"(,state="kept"} 0)"));
+}
+
+// A walk still running when a reload changes the interval counts for
+// nothing: turned off, its result is dropped (no counts reappear); at a new
+// interval the first walk of the new setting runs once it has ended, not a
+// whole interval later.
+TEST_F(MetricsTest, AWalkInFlightWhenTheIntervalChangesIsDropped) {
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> scans{0}, ended{0};
+  dp_.onScan = [&] {
+    ++scans;
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
+    ++ended;
+  };
+  auto runUntil = [&](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io_.restart();
+      io_.run_for(std::chrono::milliseconds(10));
+    }
+  };
+  auto setRelease = [&](bool v) {
+    {
+      std::lock_guard<std::mutex> lock(m);
+      release = v;
+    }
+    cv.notify_all();
+  };
+  backend_->startFlowCounts(std::chrono::seconds(10));
+  runUntil([&] { return scans == 1; });
+  ASSERT_EQ(scans, 1);
+  configText_ = std::string(kConfig) + "metrics: {flow_count_interval: 0s}\n";
+  ASSERT_TRUE(backend_->reload().isOk());
+  setRelease(true);
+  runUntil([&] { return ended == 1; });
+  for (int i = 0; i < 20; ++i) {  // its result reaches the loop meanwhile
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(backend_->flowCounts(), nullptr) << "a walk begun before 0s published its counts";
+  EXPECT_EQ(scans, 1);
+
+  setRelease(false);
+  backend_->startFlowCounts(std::chrono::seconds(10));
+  runUntil([&] { return scans == 2; });
+  ASSERT_EQ(scans, 2);
+  configText_ = std::string(kConfig) + "metrics: {flow_count_interval: 30s}\n";
+  ASSERT_TRUE(backend_->reload().isOk());
+  setRelease(true);
+  runUntil([&] { return backend_->flowCounts() != nullptr; });
+  ASSERT_NE(backend_->flowCounts(), nullptr) << "the new interval's first walk did not follow the running one";
+  EXPECT_EQ(scans, 3) << "the walk begun under 10s was not discarded";
+  backend_->stopConnScans();
+  dp_.onScan = nullptr;
 }
 
 // The plane's count of new flows it did not remember (over

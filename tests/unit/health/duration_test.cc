@@ -29,8 +29,8 @@ TEST(Duration, FormatsInTheLargestExactUnitAndReadsBack) {
   EXPECT_EQ(formatDurationText(milliseconds(90'000)), "90s");
   EXPECT_EQ(formatDurationText(milliseconds(120'000)), "2m");
   EXPECT_EQ(formatDurationText(milliseconds(7'200'000)), "2h");
-  EXPECT_EQ(formatDurationText(milliseconds(0)), "0ms");
-  EXPECT_EQ(formatDurationText(milliseconds(-5)), "0ms");
+  EXPECT_EQ(formatDurationText(milliseconds(0)), "0s");
+  EXPECT_EQ(formatDurationText(milliseconds(-5)), "0s");
   for (int64_t ms : {1, 250, 1000, 61'000, 3'600'000, 86'400'123})
     EXPECT_EQ(parseDurationText(formatDurationText(milliseconds(ms))), milliseconds(ms)) << ms;
 }

@@ -108,6 +108,12 @@ class MetricsTest : public ::testing::Test {
     }
   }
 
+  // Reloads kConfig with metrics.flow_count_interval set to `interval`.
+  api::Result reloadWithFlowCountInterval(const std::string& interval) {
+    configText_ = std::string(kConfig) + "metrics: {flow_count_interval: " + interval + "}\n";
+    return backend_->reload();
+  }
+
   std::string configText_ = kConfig;  // what a reload reads
   boost::asio::io_context io_;
   MockDataplane dp_{DataplaneLimits{16, 64, 5000}};
@@ -249,8 +255,7 @@ TEST_F(MetricsTest, FlowCountsPerServiceForARealInTwoAndAPortZeroService) {
 TEST_F(MetricsTest, AReloadAppliesTheFlowCountInterval) {
   int scans = 0;
   dp_.onScan = [&] { ++scans; };
-  configText_ = std::string(kConfig) + "metrics: {flow_count_interval: 10s}\n";
-  api::Result r = backend_->reload();
+  api::Result r = reloadWithFlowCountInterval("10s");
   ASSERT_TRUE(r.isOk()) << r.error().message;
   io_.restart();
   io_.run_for(std::chrono::milliseconds(100));
@@ -261,15 +266,13 @@ TEST_F(MetricsTest, AReloadAppliesTheFlowCountInterval) {
   waitForFlowCounts();
   ASSERT_NE(backend_->flowCounts(), nullptr);
   EXPECT_EQ(scans, 1);
-  configText_ = std::string(kConfig) + "metrics: {flow_count_interval: 0s}\n";
-  r = backend_->reload();
+  r = reloadWithFlowCountInterval("0s");
   ASSERT_TRUE(r.isOk()) << r.error().message;
   EXPECT_FALSE(r.result().contains("restart_needed")) << r.result().dump();
   EXPECT_EQ(backend_->flowCounts(), nullptr);
   EXPECT_EQ(text(renderMetrics(collectSnapshot(*backend_, "v"))).find("keel_real_flows"), std::string::npos);
 
-  configText_ = std::string(kConfig) + "metrics: {flow_count_interval: 30s}\n";
-  r = backend_->reload();
+  r = reloadWithFlowCountInterval("30s");
   ASSERT_TRUE(r.isOk()) << r.error().message;
   EXPECT_FALSE(r.result().contains("restart_needed")) << r.result().dump();
   waitForFlowCounts();
@@ -313,8 +316,7 @@ TEST_F(MetricsTest, AWalkInFlightWhenTheIntervalChangesIsDropped) {
   backend_->startFlowCounts(std::chrono::seconds(10));
   runUntil([&] { return scans == 1; });
   ASSERT_EQ(scans, 1);
-  configText_ = std::string(kConfig) + "metrics: {flow_count_interval: 0s}\n";
-  ASSERT_TRUE(backend_->reload().isOk());
+  ASSERT_TRUE(reloadWithFlowCountInterval("0s").isOk());
   setRelease(true);
   runUntil([&] { return ended == 1; });
   for (int i = 0; i < 20; ++i) {  // its result reaches the loop meanwhile
@@ -328,8 +330,7 @@ TEST_F(MetricsTest, AWalkInFlightWhenTheIntervalChangesIsDropped) {
   backend_->startFlowCounts(std::chrono::seconds(10));
   runUntil([&] { return scans == 2; });
   ASSERT_EQ(scans, 2);
-  configText_ = std::string(kConfig) + "metrics: {flow_count_interval: 30s}\n";
-  ASSERT_TRUE(backend_->reload().isOk());
+  ASSERT_TRUE(reloadWithFlowCountInterval("30s").isOk());
   setRelease(true);
   runUntil([&] { return backend_->flowCounts() != nullptr; });
   ASSERT_NE(backend_->flowCounts(), nullptr) << "the new interval's first walk did not follow the running one";

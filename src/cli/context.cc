@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 
 namespace keel::cli {
@@ -103,6 +104,15 @@ std::string endpoint(const std::string& address, uint64_t port) {
   std::string p = port == 0 ? "*" : std::to_string(port);
   if (address.find(':') != std::string::npos) return "[" + address + "]:" + p;
   return address + ":" + p;
+}
+
+long long secondsSince(const json& when, std::time_t now) {
+  if (!when.is_string()) return -1;
+  std::tm tm{};
+  const std::string s = when.get<std::string>();
+  const char* end = ::strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (!end || *end) return -1;
+  return std::max<long long>(0, now - ::timegm(&tm));
 }
 
 std::string age(long long s) {

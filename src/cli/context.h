@@ -3,6 +3,7 @@
 // way to call the daemon and report its errors, and table rendering.
 #pragma once
 
+#include <ctime>
 #include <optional>
 #include <string>
 #include <utility>
@@ -114,5 +115,8 @@ std::string upper(std::string s);  // ASCII upper case ("tcp" -> "TCP")
 // A time span in seconds: "45s", "4m12s", "3h05m", "2d04h", two units at
 // most, like `ps` etimes; "-" for a negative (unknown) one.
 std::string age(long long seconds);
+// Seconds from an RFC 3339 UTC time as the API writes it to `now` (at
+// least 0), or -1 if `when` is not one (null: unknown).
+long long secondsSince(const json& when, std::time_t now);
 
 }  // namespace keel::cli

@@ -16,16 +16,6 @@ namespace {
 constexpr size_t kMaxResult = 28;
 constexpr size_t kMinReason = 24;
 
-// Seconds since an RFC 3339 UTC time as the API writes it, or -1.
-long long secondsSince(const json& when, std::time_t now) {
-  if (!when.is_string()) return -1;
-  std::tm tm{};
-  const std::string s = when.get<std::string>();
-  const char* end = ::strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  if (!end || *end) return -1;
-  return std::max<long long>(0, now - ::timegm(&tm));
-}
-
 // The current run: "12 ok", "2 fail", "-" before any result.
 std::string run(const json& real) {
   uint64_t ok = real.value("consecutive_ok", uint64_t{0});

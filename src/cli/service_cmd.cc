@@ -2,6 +2,7 @@
 // keelctl service list | show NAME | add NAME ... | remove NAME
 #include <algorithm>
 #include <cctype>
+#include <ctime>
 #include <iostream>
 #include <memory>
 
@@ -11,22 +12,47 @@ namespace keel::cli {
 
 namespace {
 
-// ipvsadm -Ln --stats style: a service line, then one "->" line per real.
+// A real's kept flows at the last count, "-" if it has none yet.
+std::string keptFlows(const json& real) {
+  const auto f = real.find("flows");
+  return f != real.end() && f->is_object() ? str((*f)["kept"]) : "-";
+}
+
+// ipvsadm -Ln --stats style: a service line, then one "->" line per real;
+// Flows, like ipvsadm -Ln's ActiveConn, from the last periodic count.
 std::string serviceTable(const json& services) {
-  Table t({false, false, false, false, false, true, true});
-  t.row({"Prot", "LocalAddress:Port", "Scheduler", "Forward", "Service", "Packets", "Bytes"});
-  t.row({"  ->", "RemoteAddress", "Weight", "State", "", "Packets", "Bytes"});
+  Table t({false, false, false, false, false, true, true, true});
+  t.row({"Prot", "LocalAddress:Port", "Scheduler", "Forward", "Service", "Packets", "Bytes", "Flows"});
+  t.row({"  ->", "RemoteAddress", "Weight", "State", "", "Packets", "Bytes", "Flows"});
   for (const auto& s : services) {
+    uint64_t flows = 0;
+    bool counted = false;
+    for (const auto& r : s["reals"])
+      if (const auto f = r.find("flows"); f != r.end() && f->is_object()) {
+        flows += (*f)["kept"].get<uint64_t>();
+        counted = true;
+      }
     t.row({upper(str(s["protocol"])), endpoint(str(s["vip"]), s["port"].get<uint64_t>()),
            str(s["scheduler"]), str(s["forwarding"]), str(s["name"]), str(s["packets"]),
-           str(s["bytes"])});
+           str(s["bytes"]), counted ? std::to_string(flows) : "-"});
     for (const auto& r : s["reals"]) {
       std::string addr = str(r["address"]);
       if (r.contains("mac")) addr += " (" + str(r["mac"]) + ")";
-      t.row({"  ->", addr, str(r["weight"]), realState(r), "", str(r["packets"]), str(r["bytes"])});
+      t.row({"  ->", addr, str(r["weight"]), realState(r), "", str(r["packets"]), str(r["bytes"]), keptFlows(r)});
     }
   }
   return t.render();
+}
+
+// Under the table: how old the Flows column is (the oldest count shown);
+// nothing while there is no count ("-": none yet, or counts are off).
+std::string flowsNote(const json& services) {
+  long long oldest = -1;
+  for (const auto& s : services)
+    oldest = std::max(oldest, secondsSince(s.value("flows_counted_at", json(nullptr)), std::time(nullptr)));
+  if (oldest < 0) return "";
+  return "Flows: connection-table entries each real keeps, counted " + age(oldest) +
+         " ago (keelctl conns SERVICE --count counts now)\n";
 }
 
 // Under the table: what keeld logged as mtu_too_small_for_ipv6, still true.
@@ -101,7 +127,7 @@ void defineService(CLI::App& noun, Context& ctx) {
     auto r = ctx.call("service.list");
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
-    std::cout << serviceTable((*r)["services"]) << serviceWarnings((*r)["services"]);
+    std::cout << serviceTable((*r)["services"]) << flowsNote((*r)["services"]) << serviceWarnings((*r)["services"]);
   });
 
   auto name = std::make_shared<std::string>();
@@ -112,7 +138,7 @@ void defineService(CLI::App& noun, Context& ctx) {
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     const json& s = (*r)["service"];
-    std::cout << serviceTable(json::array({s}));
+    std::cout << serviceTable(json::array({s})) << flowsNote(json::array({s}));
     std::cout << "ring: " << str(s["published_ring_size"]) << " slots published (configured "
               << str(s["ring_size"]) << ")\n"
               << serviceWarnings(json::array({s}));

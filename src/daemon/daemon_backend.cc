@@ -1232,6 +1232,13 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Servi
     }
     if (ss)
       if (const RealStats* rst = statsOf(*ss, r.address)) rs.counters = rst->counters;
+    // The last periodic count's, if it had this real (one added since has none).
+    if (flowCounts_)
+      if (auto row = flowCounts_->rowOf.find({v.name, r.address}); row != flowCounts_->rowOf.end()) {
+        const FlowCountRow& fr = flowCounts_->rows[row->second];
+        rs.flows = api::RealFlows{fr.kept, fr.notKept};
+        s.flowsCountedAt = flowCounts_->began;
+      }
     s.reals.push_back(std::move(rs));
   }
   return s;
@@ -1351,7 +1358,10 @@ void DaemonBackend::countFlows(bool first) {
   }
   auto counts = std::make_shared<FlowCounts>();
   for (const ServiceView& v : registry_.services())
-    for (const RealView& r : v.reals) counts->rows.push_back({v.name, v.vip, v.port, v.protocol, r.address, 0, 0});
+    for (const RealView& r : v.reals) {
+      counts->rowOf[{v.name, r.address}] = counts->rows.size();
+      counts->rows.push_back({v.name, v.vip, v.port, v.protocol, r.address, 0, 0});
+    }
   flowWalkRunning_->store(true);
   // Nothing may escape into the pool (it would terminate keeld), as in
   // connList().

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -241,6 +242,7 @@ struct FlowCountRow {
 
 struct FlowCounts {
   std::vector<FlowCountRow> rows;
+  std::map<std::pair<std::string, IpAddress>, size_t> rowOf;  // (service, real) -> its index in rows
   uint64_t kept = 0;     // every entry the walk read
   uint64_t notKept = 0;
   uint64_t scanned = 0;

@@ -145,7 +145,7 @@ def test_real_flows_count_the_table(keel_flow_counts):
     """keel_real_flows: a walk of the data plane's connection table every
     metrics.flow_count_interval counts each real's entries; the flows just
     served show up at the next walk, each on the real that answered it."""
-    lab, _, _ = keel_flow_counts
+    lab, _, keeld = keel_flow_counts
     common = {"service": "web", "local_address": lab.vip4, "local_port": PORT, "proto": "TCP"}
     got = served(lab.flows("tcp", lab.vip4, PORT, count=30))
     served_at = time.time()
@@ -170,6 +170,16 @@ def test_real_flows_count_the_table(keel_flow_counts):
         assert kept is not None and kept >= got.get(real.role, 0), (real.role, kept, got)
     assert value(s, "keel_conntrack_flows", state="kept") >= 30
     assert value(s, "keel_conntrack_flow_count_failures_total") == 0
+    # keelctl service list shows the same count (a walk may have ended
+    # between the scrape and the listing: then both come from that one).
+    listed = json.loads(keeld.keelctl("-o", "json", "service", "list").stdout)
+    web = next(v for v in listed["services"] if v["name"] == "web")
+    assert web["flows_counted_at"] is not None, web
+    for r in web["reals"]:
+        assert r["flows"] is not None and r["flows"]["kept"] >= got.get(
+            next(x.role for x in lab.reals if x.v4 == r["address"]), 0), (r, got)
+    table = keeld.keelctl("service", "list").stdout
+    assert "Flows: connection-table entries each real keeps, counted" in table, table
     text = scrape_text(lab)
     p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, f"promtool check metrics:\n{p.stdout}{p.stderr}"

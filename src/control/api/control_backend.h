@@ -91,6 +91,14 @@ class [[nodiscard]] Result {
 
 // -------------------------------------------------------------- snapshots
 
+// A real's entries in the connection table at the last periodic count
+// (metrics.flow_count_interval): those whose next packet goes to it (kept)
+// and the rest (idle past their timeout, or the real went down or changed).
+struct RealFlows {
+  uint64_t kept = 0;
+  uint64_t notKept = 0;
+};
+
 struct RealSnapshot {
   IpAddress address;
   uint32_t weight = 0;
@@ -124,6 +132,8 @@ struct RealSnapshot {
   std::optional<std::chrono::system_clock::time_point> drainedSince;
   std::string drainReason;
   keel_counter counters{};        // summed over CPUs/lcores
+  // Unset until a count has run with this real in it (ServiceSnapshot::flowsCountedAt).
+  std::optional<RealFlows> flows;
 
   // The one state a listing shows: drain wins, then health.
   std::string state() const { return draining ? "draining" : healthy ? "up" : "down"; }
@@ -150,6 +160,9 @@ struct ServiceSnapshot {
   // Set while the port's MTU is too small for the service's IPv6 clients
   // through ipip (Registry::checkMtu; docs/operations.md, MTU with ipip).
   std::optional<MtuShortfall> ipv6MtuShortfall;
+  // When the count behind its reals' `flows` began; unset if none of them
+  // has one.
+  std::optional<std::chrono::system_clock::time_point> flowsCountedAt;
 };
 
 // The plane-wide counters: keel::GlobalStats (dataplane/dataplane.h), as the

@@ -150,7 +150,8 @@ json toJson(const ServiceSnapshot& s) {
            {"drained_since", rfc3339(r.drainedSince)},
            {"drain_reason", drainReason(r)},
            {"packets", r.counters.packets},
-           {"bytes", r.counters.bytes}};
+           {"bytes", r.counters.bytes},
+           {"flows", r.flows ? json{{"kept", r.flows->kept}, {"not_kept", r.flows->notKept}} : json(nullptr)}};
     if (r.mac) j["mac"] = r.mac->toString();
     reals.push_back(std::move(j));
   }
@@ -164,6 +165,7 @@ json toJson(const ServiceSnapshot& s) {
            {"published_ring_size", s.publishedRingSize},
            {"packets", s.counters.packets},
            {"bytes", s.counters.bytes},
+           {"flows_counted_at", rfc3339(s.flowsCountedAt)},
            {"reals", std::move(reals)}};
   if (s.ipv6MtuShortfall)
     out["mtu_too_small_for_ipv6"] = json{{"mtu", s.ipv6MtuShortfall->mtu}, {"needed", s.ipv6MtuShortfall->needed}};

@@ -93,10 +93,13 @@ TEST_F(KeelctlTest, ServiceListTableAndJson) {
     for (std::string x; is >> x;) w.push_back(x);
     return w;
   };
-  EXPECT_EQ(words(l[2]), (std::vector<std::string>{"TCP", "10.0.0.1:80", "maglev", "ipip", "web", "2000", "128000"}));
-  EXPECT_EQ(words(l[3]), (std::vector<std::string>{"->", "10.0.0.5", "100", "up", "400", "25600"}));
-  EXPECT_EQ(words(l[4]), (std::vector<std::string>{"->", "10.0.0.6", "100", "draining", "200", "12800"}));
-  EXPECT_EQ(words(l[5]), (std::vector<std::string>{"TCP", "[2001:db8::1]:443", "maglev", "ipip", "v6", "1000", "64000"}));
+  // Flows: "-" while there is no count of the table (and no note under it).
+  EXPECT_EQ(words(l[2]),
+            (std::vector<std::string>{"TCP", "10.0.0.1:80", "maglev", "ipip", "web", "2000", "128000", "-"}));
+  EXPECT_EQ(words(l[3]), (std::vector<std::string>{"->", "10.0.0.5", "100", "up", "400", "25600", "-"}));
+  EXPECT_EQ(words(l[4]), (std::vector<std::string>{"->", "10.0.0.6", "100", "draining", "200", "12800", "-"}));
+  EXPECT_EQ(words(l[5]),
+            (std::vector<std::string>{"TCP", "[2001:db8::1]:443", "maglev", "ipip", "v6", "1000", "64000", "-"}));
 
   CliRun j = keelctl({"-o", "json", "service", "list"});
   ASSERT_EQ(j.rc, 0) << j.err;
@@ -104,6 +107,8 @@ TEST_F(KeelctlTest, ServiceListTableAndJson) {
   ASSERT_EQ(r["services"].size(), 2u);
   EXPECT_EQ(r["services"][0]["reals"][1]["state"], "draining");
   EXPECT_EQ(r["services"][1]["vip"], "2001:db8::1");
+  EXPECT_TRUE(r["services"][0]["reals"][0]["flows"].is_null());
+  EXPECT_TRUE(r["services"][0]["flows_counted_at"].is_null());
   // The global options after the noun and after the verb, as ipvsadm and
   // kubectl users type them, say the same.
   for (const auto& args : std::vector<std::vector<std::string>>{{"service", "-o", "json", "list"},
@@ -115,6 +120,40 @@ TEST_F(KeelctlTest, ServiceListTableAndJson) {
   CliRun unknown = keelctl({"service", "list", "--bogus"});
   EXPECT_EQ(unknown.rc, 2);
   EXPECT_NE(unknown.err.find("--bogus"), std::string::npos) << unknown.err;
+}
+
+// Each real's flows at the last periodic count, like ipvsadm -Ln's
+// ActiveConn: the kept ones in the Flows column (the service line sums its
+// reals'), "-" for a real the count did not have, how old the count is
+// under the table; -o json has kept and not kept, and when it was counted.
+TEST_F(KeelctlTest, ServiceListShowsEachRealsFlowsAtTheLastCount) {
+  onLoop([&] {
+    auto& web = fake_.services[0];
+    web.reals[0].flows = RealFlows{3, 1};
+    web.flowsCountedAt = std::chrono::system_clock::now() - std::chrono::seconds(42);
+    return 0;
+  });
+  startServer();
+  CliRun t = keelctl({"service", "list"});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  std::vector<std::string> l = linesOf(t.out);
+  ASSERT_EQ(l.size(), 2u + 3u + 2u + 1u) << t.out;
+  auto last = [](const std::string& line) { return line.substr(line.find_last_of(' ') + 1); };
+  EXPECT_EQ(last(l[2]), "3") << t.out;  // web: the sum of its counted reals
+  EXPECT_EQ(last(l[3]), "3") << t.out;
+  EXPECT_EQ(last(l[4]), "-") << t.out;  // not in the count (added after it)
+  EXPECT_EQ(last(l[5]), "-") << t.out;  // v6: never counted
+  EXPECT_EQ(l[7].rfind("Flows: connection-table entries each real keeps, counted 4", 0), 0u) << t.out;
+  EXPECT_NE(l[7].find("s ago"), std::string::npos) << t.out;
+  CliRun j = keelctl({"-o", "json", "service", "show", "web"});
+  ASSERT_EQ(j.rc, 0) << j.err;
+  const json web = json::parse(j.out)["service"];
+  EXPECT_EQ(web["reals"][0]["flows"], (json{{"kept", 3}, {"not_kept", 1}}));
+  EXPECT_TRUE(web["reals"][1]["flows"].is_null());
+  EXPECT_TRUE(web["flows_counted_at"].is_string()) << web.dump();
+  CliRun show = keelctl({"service", "show", "web"});
+  ASSERT_EQ(show.rc, 0) << show.err;
+  EXPECT_NE(show.out.find("\nFlows: connection-table entries each real keeps"), std::string::npos) << show.out;
 }
 
 // A down real that still gets traffic says why in the tables: held in the

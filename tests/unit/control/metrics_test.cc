@@ -214,6 +214,23 @@ TEST_F(MetricsTest, EachRealsFlowsFromThePeriodicCount) {
   EXPECT_NE(later.find("keel_real_packets_total{" + kWeb + R"(,remote_address="10.0.1.3")"), std::string::npos)
       << later;
   EXPECT_EQ(later.find(R"(remote_address="10.0.1.3",remote_port="80",state=)"), std::string::npos) << later;
+
+  // service.list (keelctl service list's Flows) gives the same counts, and
+  // none for the real added since.
+  std::map<IpAddress, std::optional<api::RealFlows>> listed;
+  std::optional<std::chrono::system_clock::time_point> countedAt;
+  for (const api::ServiceSnapshot& svc : backend_->listServices())
+    if (svc.name == "web") {
+      countedAt = svc.flowsCountedAt;
+      for (const api::RealSnapshot& real : svc.reals) listed[real.address] = real.flows;
+    }
+  EXPECT_EQ(countedAt, backend_->flowCounts()->began);
+  ASSERT_TRUE(listed.at(ip("10.0.1.1")));
+  EXPECT_EQ(listed.at(ip("10.0.1.1"))->kept, 2u);
+  EXPECT_EQ(listed.at(ip("10.0.1.1"))->notKept, 1u);
+  ASSERT_TRUE(listed.at(ip("10.0.1.2")));
+  EXPECT_EQ(listed.at(ip("10.0.1.2"))->kept, 0u);
+  EXPECT_FALSE(listed.at(ip("10.0.1.3")));
 }
 
 // A real in two services has a count in each, and a port-0 service (every

@@ -12,10 +12,13 @@ namespace keel::cli {
 
 namespace {
 
-// A real's kept flows at the last count, "-" if it has none yet.
-std::string keptFlows(const json& real) {
+// A real's kept flows at the last count; nullopt if it has none.
+std::optional<uint64_t> keptFlows(const json& real) {
   const auto f = real.find("flows");
-  return f != real.end() && f->is_object() ? str((*f)["kept"]) : "-";
+  if (f == real.end() || !f->is_object()) return std::nullopt;
+  const auto k = f->find("kept");
+  if (k == f->end() || !k->is_number_unsigned()) return std::nullopt;
+  return k->get<uint64_t>();
 }
 
 // ipvsadm -Ln --stats style: a service line, then one "->" line per real;
@@ -25,20 +28,24 @@ std::string serviceTable(const json& services) {
   t.row({"Prot", "LocalAddress:Port", "Scheduler", "Forward", "Service", "Packets", "Bytes", "Flows"});
   t.row({"  ->", "RemoteAddress", "Weight", "State", "", "Packets", "Bytes", "Flows"});
   for (const auto& s : services) {
+    // The service's: the sum of its reals', "-" unless every real has a
+    // count (a partial sum would read as the whole).
     uint64_t flows = 0;
-    bool counted = false;
-    for (const auto& r : s["reals"])
-      if (const auto f = r.find("flows"); f != r.end() && f->is_object()) {
-        flows += (*f)["kept"].get<uint64_t>();
-        counted = true;
-      }
+    bool counted = !s["reals"].empty();
+    for (const auto& r : s["reals"]) {
+      const std::optional<uint64_t> kept = keptFlows(r);
+      counted = counted && kept;
+      flows += kept.value_or(0);
+    }
     t.row({upper(str(s["protocol"])), endpoint(str(s["vip"]), s["port"].get<uint64_t>()),
            str(s["scheduler"]), str(s["forwarding"]), str(s["name"]), str(s["packets"]),
            str(s["bytes"]), counted ? std::to_string(flows) : "-"});
     for (const auto& r : s["reals"]) {
       std::string addr = str(r["address"]);
       if (r.contains("mac")) addr += " (" + str(r["mac"]) + ")";
-      t.row({"  ->", addr, str(r["weight"]), realState(r), "", str(r["packets"]), str(r["bytes"]), keptFlows(r)});
+      const std::optional<uint64_t> kept = keptFlows(r);
+      t.row({"  ->", addr, str(r["weight"]), realState(r), "", str(r["packets"]), str(r["bytes"]),
+             kept ? std::to_string(*kept) : "-"});
     }
   }
   return t.render();
@@ -51,8 +58,7 @@ std::string flowsNote(const json& services) {
   for (const auto& s : services)
     oldest = std::max(oldest, secondsSince(s.value("flows_counted_at", json(nullptr)), std::time(nullptr)));
   if (oldest < 0) return "";
-  return "Flows: connection-table entries each real keeps, counted " + age(oldest) +
-         " ago (keelctl conns SERVICE --count counts now)\n";
+  return "Flows: table entries kept per real, counted " + age(oldest) + " ago\n";
 }
 
 // Under the table: what keeld logged as mtu_too_small_for_ipv6, still true.

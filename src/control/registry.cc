@@ -1144,7 +1144,7 @@ ServiceView Registry::viewOf(const std::string& name, const ServiceState& state)
   if (auto it = mtuWarned_.find(name); it != mtuWarned_.end()) v.ipv6Mtu = it->second;
   for (const auto& [addr, real] : state.reals) {
     v.reals.push_back(RealView{addr, real.id, real.weight, backendGen_[real.id], real.healthy,
-                               real.inRing(), real.mac, real.held, real.kept});
+                               real.inRing(), real.mac, real.held, real.kept, real.firstGen});
   }
   return v;
 }

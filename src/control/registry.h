@@ -51,6 +51,10 @@ struct RealView {
   // Down, out of the ring, but VALID at its generation: established flows
   // keep reaching it (health.established_on_down: keep).
   bool kept = false;
+  // The generation its backend id had when this real got it: fixed for its
+  // life, so a real removed and added again (often given the same id back)
+  // has another one. 0: adopted from pins (unknown).
+  uint32_t firstGen = 0;
 };
 
 // A real that held a backend id and was removed (Registry::releaseBackend):

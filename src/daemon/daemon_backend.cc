@@ -1232,12 +1232,17 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Servi
     }
     if (ss)
       if (const RealStats* rst = statsOf(*ss, r.address)) rs.counters = rst->counters;
-    // The last periodic count's, if it had this real (one added since has none).
+    // The last periodic count's, if it counted this real of this service:
+    // none for one added since, or removed and added again, or a service
+    // that now has another VIP, port or protocol.
     if (flowCounts_)
       if (auto row = flowCounts_->rowOf.find({v.name, r.address}); row != flowCounts_->rowOf.end()) {
         const FlowCountRow& fr = flowCounts_->rows[row->second];
-        rs.flows = api::RealFlows{fr.kept, fr.notKept};
-        s.flowsCountedAt = flowCounts_->began;
+        if (fr.vip == v.vip && fr.port == v.port && fr.protocol == v.protocol && fr.backendId == r.backendId &&
+            fr.firstGen == r.firstGen) {
+          rs.flows = api::RealFlows{fr.kept, fr.notKept};
+          s.flowsCountedAt = flowCounts_->began;
+        }
       }
     s.reals.push_back(std::move(rs));
   }
@@ -1360,7 +1365,7 @@ void DaemonBackend::countFlows(bool first) {
   for (const ServiceView& v : registry_.services())
     for (const RealView& r : v.reals) {
       counts->rowOf[{v.name, r.address}] = counts->rows.size();
-      counts->rows.push_back({v.name, v.vip, v.port, v.protocol, r.address, 0, 0});
+      counts->rows.push_back({v.name, v.vip, v.port, v.protocol, r.address, 0, 0, r.backendId, r.firstGen});
     }
   flowWalkRunning_->store(true);
   // Nothing may escape into the pool (it would terminate keeld), as in

@@ -451,9 +451,10 @@ int run(const std::string& path, bool detachOnExit) {
       return 1;
     }
     logInfo(LogRecord("metrics_listening").add("address", config.metrics.listenAddress()));
-    // keel_real_flows: a walk of the connection table now and then.
-    backend.startFlowCounts(config.metrics.flowCountInterval);
   }
+  // Each real's flows (keel_real_flows, keelctl service list's Flows): a
+  // walk of the connection table now and then, with or without the endpoint.
+  backend.startFlowCounts(config.metrics.flowCountInterval);
   // What runs: the file with the runtime changes the state file kept (a
   // service removed with keelctl is not counted, one added is).
   size_t runningServices = 0, runningReals = 0;

@@ -238,6 +238,11 @@ struct FlowCountRow {
   IpAddress real;
   uint64_t kept = 0;
   uint64_t notKept = 0;
+  // Which life of the real the row counts (keeld's RealView): a listing
+  // shows a row only for the real it was made for, not for one removed and
+  // added again since.
+  uint32_t backendId = 0;
+  uint32_t firstGen = 0;
 };
 
 struct FlowCounts {

@@ -179,7 +179,7 @@ def test_real_flows_count_the_table(keel_flow_counts):
         assert r["flows"] is not None and r["flows"]["kept"] >= got.get(
             next(x.role for x in lab.reals if x.v4 == r["address"]), 0), (r, got)
     table = keeld.keelctl("service", "list").stdout
-    assert "Flows: connection-table entries each real keeps, counted" in table, table
+    assert "\nFlows: table entries kept per real, counted " in table, table
     text = scrape_text(lab)
     p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, f"promtool check metrics:\n{p.stdout}{p.stderr}"

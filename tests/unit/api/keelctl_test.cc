@@ -122,14 +122,15 @@ TEST_F(KeelctlTest, ServiceListTableAndJson) {
   EXPECT_NE(unknown.err.find("--bogus"), std::string::npos) << unknown.err;
 }
 
-// Each real's flows at the last periodic count, like ipvsadm -Ln's
-// ActiveConn: the kept ones in the Flows column (the service line sums its
-// reals'), "-" for a real the count did not have, how old the count is
+// Each real's flows at the last periodic count: the kept ones in the Flows
+// column, the service line the sum of its reals' ("-" unless every real has
+// a count), "-" for a real the count did not have, how old the count is
 // under the table; -o json has kept and not kept, and when it was counted.
 TEST_F(KeelctlTest, ServiceListShowsEachRealsFlowsAtTheLastCount) {
   onLoop([&] {
     auto& web = fake_.services[0];
     web.reals[0].flows = RealFlows{3, 1};
+    web.reals[1].flows = RealFlows{4, 0};
     web.flowsCountedAt = std::chrono::system_clock::now() - std::chrono::seconds(42);
     return 0;
   });
@@ -139,21 +140,34 @@ TEST_F(KeelctlTest, ServiceListShowsEachRealsFlowsAtTheLastCount) {
   std::vector<std::string> l = linesOf(t.out);
   ASSERT_EQ(l.size(), 2u + 3u + 2u + 1u) << t.out;
   auto last = [](const std::string& line) { return line.substr(line.find_last_of(' ') + 1); };
-  EXPECT_EQ(last(l[2]), "3") << t.out;  // web: the sum of its counted reals
+  EXPECT_EQ(last(l[2]), "7") << t.out;  // web: 3 + 4
   EXPECT_EQ(last(l[3]), "3") << t.out;
-  EXPECT_EQ(last(l[4]), "-") << t.out;  // not in the count (added after it)
+  EXPECT_EQ(last(l[4]), "4") << t.out;
   EXPECT_EQ(last(l[5]), "-") << t.out;  // v6: never counted
-  EXPECT_EQ(l[7].rfind("Flows: connection-table entries each real keeps, counted 4", 0), 0u) << t.out;
+  EXPECT_EQ(last(l[6]), "-") << t.out;
+  EXPECT_EQ(l[7].rfind("Flows: table entries kept per real, counted 4", 0), 0u) << t.out;
   EXPECT_NE(l[7].find("s ago"), std::string::npos) << t.out;
+  CliRun show = keelctl({"service", "show", "web"});
+  ASSERT_EQ(show.rc, 0) << show.err;
+  EXPECT_NE(show.out.find("\nFlows: table entries kept per real, counted"), std::string::npos) << show.out;
+
+  // A real the count did not have (added since): "-", and the service's sum
+  // would be partial, so "-" too.
+  onLoop([&] {
+    fake_.services[0].reals[1].flows.reset();
+    return 0;
+  });
+  l = linesOf(keelctl({"service", "list"}).out);
+  ASSERT_EQ(l.size(), 2u + 3u + 2u + 1u);
+  EXPECT_EQ(last(l[2]), "-");
+  EXPECT_EQ(last(l[3]), "3");
+  EXPECT_EQ(last(l[4]), "-");
   CliRun j = keelctl({"-o", "json", "service", "show", "web"});
   ASSERT_EQ(j.rc, 0) << j.err;
   const json web = json::parse(j.out)["service"];
   EXPECT_EQ(web["reals"][0]["flows"], (json{{"kept", 3}, {"not_kept", 1}}));
   EXPECT_TRUE(web["reals"][1]["flows"].is_null());
   EXPECT_TRUE(web["flows_counted_at"].is_string()) << web.dump();
-  CliRun show = keelctl({"service", "show", "web"});
-  ASSERT_EQ(show.rc, 0) << show.err;
-  EXPECT_NE(show.out.find("\nFlows: connection-table entries each real keeps"), std::string::npos) << show.out;
 }
 
 // A down real that still gets traffic says why in the tables: held in the

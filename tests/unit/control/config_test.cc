@@ -1386,6 +1386,14 @@ TEST(Config, RestartNeededKeysNameWhatOnlyARestartApplies) {
   EXPECT_EQ(restartNeededKeys(a, b),
             (std::vector<std::string>{"dataplane.kind", "dataplane.interface", "dataplane.xdp_mode", "dataplane.dpdk",
                                       "limits", "control", "metrics"}));
+  // The endpoint's address or port alone, beside a new flow-count interval.
+  Config c = a;
+  c.metrics.flowCountInterval = std::chrono::seconds(30);
+  c.metrics.port = 9478;
+  EXPECT_EQ(restartNeededKeys(a, c), std::vector<std::string>{"metrics"});
+  c.metrics.port = a.metrics.port;
+  c.metrics.address = *IpAddress::parse("::1");
+  EXPECT_EQ(restartNeededKeys(a, c), std::vector<std::string>{"metrics"});
 }
 
 TEST(Config, Durations) {

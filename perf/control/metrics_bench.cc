@@ -15,6 +15,10 @@
 //   http      GET /metrics over loopback from a MetricsServer whose loop
 //             runs on its own thread (everything a scraper waits for).
 // Results are printed absolute and as ratios to the baseline.
+// As keeld by default, one periodic count of the connection table has run
+// first (metrics.flow_count_interval: each real's keel_real_flows, two
+// series a real, and service list's Flows); --no-flow-counts leaves it out,
+// as keeld with flow_count_interval: 0s.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <prometheus/text_serializer.h>
@@ -90,9 +94,10 @@ std::string httpGet(int port) {
   return resp;
 }
 
-int run(int services, int reals, int runs) {
-  std::printf("metrics_bench: %d services x %d reals (%d reals, each with a tcp check), median of %d runs\n",
-              services, reals, services * reals, runs);
+int run(int services, int reals, int runs, bool flowCounts) {
+  std::printf("metrics_bench: %d services x %d reals (%d reals, each with a tcp check), median of %d runs, %s\n",
+              services, reals, services * reals, runs,
+              flowCounts ? "with a flow count (keeld's default)" : "no flow counts (--no-flow-counts)");
   std::printf("machine: %s; loadavg %s\n", keel::bench::machineDescription().c_str(),
               keel::bench::loadAverage().c_str());
 
@@ -115,6 +120,19 @@ int run(int services, int reals, int runs) {
   }
   dp.stats.services.assign(services, keel_counter{123456789, 98765432100});
   dp.stats.backends.assign(services * reals, keel_counter{12345678, 9876543210});
+  if (flowCounts) {  // one count, as keeld's first after its start (bounded wait)
+    backend.startFlowCounts(std::chrono::minutes(1));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!backend.flowCounts() && std::chrono::steady_clock::now() < deadline) {
+      io.restart();
+      io.run_for(std::chrono::milliseconds(10));
+    }
+    if (!backend.flowCounts()) {
+      std::fprintf(stderr, "metrics_bench: the flow count did not end within 30 s\n");
+      return 1;
+    }
+    io.restart();
+  }
 
   const double base = medianMs(runs, [&] { (void)backend.listServices(); });
   MetricsSnapshot snap;
@@ -154,12 +172,18 @@ int run(int services, int reals, int runs) {
 }  // namespace keel
 
 int main(int argc, char** argv) {
+  bool flowCounts = true;
+  if (argc > 1 && std::string(argv[1]) == "--no-flow-counts") {
+    flowCounts = false;
+    --argc;
+    ++argv;
+  }
   int services = argc > 1 ? std::atoi(argv[1]) : 1000;
   int reals = argc > 2 ? std::atoi(argv[2]) : 10;
   int runs = argc > 3 ? std::atoi(argv[3]) : 15;
   if (services < 1 || reals < 1 || runs < 1) {
-    std::fprintf(stderr, "usage: metrics_bench [SERVICES [REALS [RUNS]]]\n");
+    std::fprintf(stderr, "usage: metrics_bench [--no-flow-counts] [SERVICES [REALS [RUNS]]]\n");
     return 2;
   }
-  return keel::run(services, reals, runs);
+  return keel::run(services, reals, runs, flowCounts);
 }

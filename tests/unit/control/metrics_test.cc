@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <boost/asio/post.hpp>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -372,6 +373,37 @@ TEST_F(MetricsTest, AWalkInFlightWhenTheIntervalChangesIsDropped) {
   runUntil([&] { return backend_->flowCounts() != nullptr; });
   ASSERT_NE(backend_->flowCounts(), nullptr) << "the new interval's first walk did not follow the running one";
   EXPECT_EQ(scans, 3) << "the walk begun under 10s was not discarded";
+  backend_->stopConnScans();
+  dp_.onScan = nullptr;
+}
+
+// A timer whose handler is already queued when the counts are turned off
+// cannot be cancelled (Boost.Asio runs it with success): it must start no
+// walk. Queued here as keeld's loop would: a handler runs past the timer's
+// expiry and posts the change, so the reactor queues the timer's handler
+// before the change runs.
+TEST_F(MetricsTest, ATimerAlreadyQueuedWhenCountsGoOffStartsNoWalk) {
+  std::atomic<int> scans{0};
+  dp_.onScan = [&] { ++scans; };
+  backend_->startFlowCounts(std::chrono::milliseconds(5));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!backend_->flowCounts() && std::chrono::steady_clock::now() < deadline) {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_NE(backend_->flowCounts(), nullptr);
+  // The next tick is due within 5 ms: a handler outlasts it, then posts the change.
+  boost::asio::post(io_, [&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    boost::asio::post(io_, [&] { backend_->startFlowCounts(std::chrono::milliseconds(0)); });
+  });
+  const int before = scans;
+  for (int i = 0; i < 30; ++i) {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_LE(scans, before + 1) << "walks went on after the counts were turned off";
+  EXPECT_EQ(backend_->flowCounts(), nullptr);
   backend_->stopConnScans();
   dp_.onScan = nullptr;
 }

@@ -82,6 +82,21 @@ class RawClient {
     auto r = readLine();
     return r ? nlohmann::json::parse(*r, nullptr, false) : nlohmann::json(nullptr);
   }
+  // Every byte up to the end of the stream (what readLine() had buffered
+  // first); nullopt if the stream did not end within the bound.
+  std::optional<std::string> readToEnd(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    std::string out = std::exchange(buf_, std::string());
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char tmp[65536];
+      ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+      if (n <= 0) return out;
+      out.append(tmp, static_cast<size_t>(n));
+    }
+    return std::nullopt;
+  }
   // True once the server has closed the connection (within the bound).
   bool waitClosed(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -380,6 +380,47 @@ TEST_F(ServerTest, BufferedRequestBytesAreBoundedOverAllConnections) {
             0u);
 }
 
+// A connection shed while its answer is being written gets no busy line:
+// it would land inside the answer. Its client reads a prefix of the answer,
+// then the end of the stream; the other connections go on.
+TEST_F(ServerTest, AConnectionShedWhileItsAnswerIsWrittenGetsNoBusyLineInside) {
+  for (int s = 0; s < 2000; ++s)  // an answer of megabytes: more than the socket buffers hold
+    fake_.services.push_back(testing::FakeBackend::makeService(
+        "svc" + std::to_string(s), "10.1." + std::to_string(s / 250) + "." + std::to_string(s % 250), 80,
+        {"10.2.0.1", "10.2.0.2", "10.2.0.3", "10.2.0.4"}));
+  options_.maxLineBytes = 4096;
+  options_.maxBufferedBytes = 5000;
+  startServer();
+  RawClient slow(options_.socketPath), other(options_.socketPath);
+  // The request and, in the same send, 3,000 bytes of the next: the server
+  // writes the answer (which `slow` does not read) and holds those bytes.
+  ASSERT_TRUE(slow.send(R"({"id":1,"method":"service.list"})" "\n" + std::string(3000, ' ') + R"({"id":2,)"));
+  ASSERT_TRUE(eventually([&] { return server_->bufferedBytes() == 3008; }));
+  // While the loop is held: `slow` reads the start of the answer (room in
+  // its socket buffer again, the answer partly written) and `other` sends
+  // 2,500 more bytes, over the bound with `slow` holding the most. A busy
+  // line sent now would fit, and land inside the answer.
+  std::string start;
+  onLoop([&] {
+    char buf[65536];
+    for (int i = 0; i < 4; ++i) {
+      const ssize_t n = ::recv(slow.fd(), buf, sizeof buf, MSG_DONTWAIT);
+      if (n > 0) start.append(buf, static_cast<size_t>(n));
+    }
+    return other.send(std::string(2500, ' '));
+  });
+  ASSERT_FALSE(start.empty());
+  ASSERT_TRUE(eventually([&] { return server_->bufferedBytes() == 2500; }));
+  std::optional<std::string> got = slow.readToEnd();
+  if (got) got->insert(0, start);
+  ASSERT_TRUE(got.has_value()) << "the shed connection was not closed";
+  EXPECT_EQ(got->rfind(R"({"id":1,"ok":true,)", 0), 0u) << got->substr(0, 200);
+  EXPECT_EQ(got->find("busy"), std::string::npos) << "a busy line inside the answer";
+  EXPECT_EQ(got->find('\n'), std::string::npos) << "the whole answer was written before the close";
+  ASSERT_TRUE(other.send(R"({"id":3,"method":"service.show","params":{"name":"web"}})" "\n"));
+  EXPECT_EQ(json::parse(other.readLine().value_or("null"))["id"], 3);
+}
+
 // Every request that can change keeld is logged with its caller
 // (SO_PEERCRED) and outcome; queries are not.
 TEST_F(ServerTest, ChangesAreLoggedWithTheCaller) {

@@ -99,15 +99,7 @@ class RawClient {
   }
   // True once the server has closed the connection (within the bound).
   bool waitClosed(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
-      char tmp[65536];
-      ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
-      if (n <= 0) return true;
-    }
-    return false;
+    return readToEnd(timeout).has_value();
   }
 
  private:

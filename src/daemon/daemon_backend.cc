@@ -1327,7 +1327,6 @@ void DaemonBackend::connList(const ConnQuery& query, ConnListDone done) {
 }
 
 void DaemonBackend::startFlowCounts(std::chrono::milliseconds interval) {
-  flowCountsOn_ = true;
   flowCountInterval_ = interval;
   // A new setting: the timers and walks of the last one count for nothing
   // (cancel() cannot stop a handler already queued, so each checks it).
@@ -1385,17 +1384,15 @@ void DaemonBackend::countFlows(bool first) {
       counts->took = std::chrono::steady_clock::now() - start;
       if (s) {
         counts->scanned = list.scanned;
-        std::map<std::pair<std::string, IpAddress>, const ConnCount*> byReal;
         for (const ConnCount& c : list.counts) {
           counts->kept += c.kept;
           counts->notKept += c.notKept;
-          if (c.real) byReal[{c.service, *c.real}] = &c;
-        }
-        for (FlowCountRow& row : counts->rows)
-          if (auto it = byReal.find({row.service, row.real}); it != byReal.end()) {
-            row.kept = it->second->kept;
-            row.notKept = it->second->notKept;
+          if (!c.real) continue;
+          if (auto row = counts->rowOf.find({c.service, *c.real}); row != counts->rowOf.end()) {
+            counts->rows[row->second].kept = c.kept;
+            counts->rows[row->second].notKept = c.notKept;
           }
+        }
       }
       boost::asio::post(io_, [this, s, counts, setting]() {
         if (setting != flowCountSetting_) return;  // a reload changed the interval meanwhile
@@ -1722,7 +1719,8 @@ Result DaemonBackend::reloadFile() {
     return res;
   }
   // The one metrics: key a reload applies; the endpoint stays as started.
-  if (flowCountsOn_ && file_.metrics.flowCountInterval != flowCountInterval_) {
+  // Only once keeld has started the counts (flowCountSetting_ 0: not yet).
+  if (flowCountSetting_ != 0 && file_.metrics.flowCountInterval != flowCountInterval_) {
     logInfo(LogRecord("flow_count_interval_changed")
                 .add("from", formatDurationText(flowCountInterval_))
                 .add("to", formatDurationText(file_.metrics.flowCountInterval)));

@@ -209,10 +209,9 @@ class DaemonBackend : public api::ControlBackend {
   uint64_t flowCountFailures() const { return flowCountFailures_; }
   // Walks the table now and then every `interval` (metrics.flow_count_interval;
   // 0: never), on conn.list's thread, one walk at a time. keeld calls it
-  // once, after start(); from then on a
-  // reload that changes the interval applies it (the next walk is now, or
-  // once a walk still running ends, whose counts are dropped; at 0s the
-  // last counts go).
+  // once, after start(); from then on a reload that changes the interval
+  // applies it (the next walk is now, or once a walk still running ends,
+  // whose counts are dropped; at 0s the last counts go).
   void startFlowCounts(std::chrono::milliseconds interval);
 
   const Config& fileConfig() const { return file_; }
@@ -396,8 +395,9 @@ class DaemonBackend : public api::ControlBackend {
   void countFlows(bool first = false);
   static constexpr std::chrono::milliseconds kFlowWalkBusyRetry{100};
   std::chrono::milliseconds flowCountInterval_{0};
-  bool flowCountsOn_ = false;  // startFlowCounts was called (keeld's start): reloads apply the interval
-  uint64_t flowCountSetting_ = 0;  // one more at each startFlowCounts
+  // One more at each startFlowCounts; 0 until keeld's first call (a reload
+  // applies the interval only after it).
+  uint64_t flowCountSetting_ = 0;
   boost::asio::steady_timer flowTimer_{io_};
   // Cleared by the walk's own thread when it ends, whatever happens to its
   // result: a lost result never stops the next walk.

@@ -560,7 +560,7 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
     if (s && !adopting) s = dp->pinMaps();
     if (s && adopting) s = dp->replacePins();
     if (s) s = dp->pinProgram();
-    if (s) s = dp->pinLayouts();
+    if (s && adopting) s = dp->pinLayouts();
     if (!s) {
       if (adopting)
         dp->leaveInPlace();  // it forwarded before us: keep it so

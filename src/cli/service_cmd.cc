@@ -22,7 +22,8 @@ std::optional<uint64_t> keptFlows(const json& real) {
 }
 
 // ipvsadm -Ln --stats style: a service line, then one "->" line per real;
-// Flows, like ipvsadm -Ln's ActiveConn, from the last periodic count.
+// Flows from the last periodic count (entries kept per real: closer to
+// ipvsadm's ActiveConn + InActConn, keelctl.8).
 std::string serviceTable(const json& services) {
   Table t({false, false, false, false, false, true, true, true});
   t.row({"Prot", "LocalAddress:Port", "Scheduler", "Forward", "Service", "Packets", "Bytes", "Flows"});

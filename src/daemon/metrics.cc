@@ -133,10 +133,13 @@ void renderServices(Families& out, const MetricsSnapshot& s) {
 }
 
 // Each real's flows as the last walk of the connection table counted them
-// (keelctl conns --count's figures), under the service as it was when the
-// walk began: a real the walk knew with no entry shows 0, so a drained
-// real's count can be watched down to it. Absent until the first walk has
-// ended; the failures count is there whenever walks are.
+// (keelctl conns --count's figures): a real the walk knew with no entry
+// shows 0, so a drained real's count can be watched down to it. The figures
+// are the ones service.list gives (snapshotOf), so a real added, or removed
+// and added again, since the walk has no series until the next walk rather
+// than its previous life's count, and a real removed since has none. Absent
+// until the first walk has ended; the failures count is there whenever
+// walks are.
 void renderFlows(Families& out, const MetricsSnapshot& s) {
   if (!s.flows && s.flowCountFailures == 0) return;
   sample(out.add("keel_conntrack_flow_count_failures_total",
@@ -149,13 +152,15 @@ void renderFlows(Families& out, const MetricsSnapshot& s) {
                        "state kept (its flow's next packet goes to the real: a live flow) or not_kept (an entry "
                        "left by a flow that idled past its timeout or whose real went down or changed)",
                        MetricType::Gauge);
-  for (const FlowCountRow& r : s.flows->rows) {
-    Labels labels = realLabels(r.service, r.vip, r.port, r.protocol, r.real);
-    labels.push_back({"state", "kept"});
-    sample(real, labels, static_cast<double>(r.kept));
-    labels.back().value = "not_kept";
-    sample(real, std::move(labels), static_cast<double>(r.notKept));
-  }
+  for (const api::ServiceSnapshot& svc : s.services)
+    for (const api::RealSnapshot& r : svc.reals) {
+      if (!r.flows) continue;
+      Labels labels = realLabels(svc, r.address);
+      labels.push_back({"state", "kept"});
+      sample(real, labels, static_cast<double>(r.flows->kept));
+      labels.back().value = "not_kept";
+      sample(real, std::move(labels), static_cast<double>(r.flows->notKept));
+    }
   auto& all = out.add("keel_conntrack_flows",
                       "Connection-table entries at the last count, every service's and none's, by state as for "
                       "keel_real_flows",

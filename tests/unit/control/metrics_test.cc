@@ -252,6 +252,16 @@ TEST_F(MetricsTest, EachRealsFlowsFromThePeriodicCount) {
   ASSERT_TRUE(backend_->addReal(again).isOk());
   EXPECT_FALSE(flowsOf("web", "10.0.1.1"));
   EXPECT_TRUE(flowsOf("web", "10.0.1.2"));
+  // The metrics give the listing's figures: none for that real's new life
+  // (not its old count of 2), the other real's still.
+  const std::string relisted = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_EQ(relisted.find("keel_real_flows{" + kReal1), std::string::npos) << relisted;
+  EXPECT_TRUE(hasLine(relisted, "keel_real_flows{" + kReal2 + R"(,state="kept"} 0)")) << relisted;
+  // Removed: no series left behind until the next walk.
+  ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
+  const std::string removed = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_EQ(removed.find("keel_real_flows{" + kReal2), std::string::npos) << removed;
+  EXPECT_TRUE(hasLine(removed, R"(keel_conntrack_flows{state="kept"} 2)")) << "the table's totals stay the count's";
 }
 
 // A real in two services has a count in each, and a port-0 service (every

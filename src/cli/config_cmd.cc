@@ -5,6 +5,7 @@
 // reads the file (with the caller's permissions) and sends its text: keeld
 // reads no file for a client, since it would do so with its own privileges
 // and quote the file in its errors.
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +13,8 @@
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "cli/context.h"
 
@@ -81,16 +84,31 @@ void defineConfig(CLI::App& noun, Context& ctx) {
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     if (r->is_object() && !r->empty()) {
       for (auto it = r->begin(); it != r->end(); ++it) {
-        if ((it.key() == "restart_needed" || it.key() == "warnings") && it.value().is_array()) continue;
+        if ((it.key() == "restart_needed" || it.key() == "stop_start_needed" || it.key() == "warnings") &&
+            it.value().is_array())
+          continue;
         std::cout << it.key() << ": " << str(it.value()) << "\n";
       }
       // Keys the file changed that only a restart applies: kept running as
-      // keeld started (keeld(8), RELOAD).
-      if (r->contains("restart_needed") && (*r)["restart_needed"].is_array() && !(*r)["restart_needed"].empty()) {
+      // keeld started (keeld(8), RELOAD). Those a restart does not apply
+      // either (stop_start_needed: a pinned XDP plane, which the next keeld
+      // adopts as it runs) get their own line with the way to apply them.
+      auto keysOf = [&r](const char* field, const std::vector<std::string>& skip = {}) {
         std::string keys;
-        for (const auto& k : (*r)["restart_needed"]) keys += (keys.empty() ? "" : ", ") + str(k);
+        if (r->contains(field) && (*r)[field].is_array())
+          for (const auto& k : (*r)[field])
+            if (std::find(skip.begin(), skip.end(), str(k)) == skip.end()) keys += (keys.empty() ? "" : ", ") + str(k);
+        return keys;
+      };
+      std::vector<std::string> stopStart;
+      if (r->contains("stop_start_needed") && (*r)["stop_start_needed"].is_array())
+        for (const auto& k : (*r)["stop_start_needed"]) stopStart.push_back(str(k));
+      if (std::string keys = keysOf("restart_needed", stopStart); !keys.empty())
         std::cerr << "warning: not applied until keeld restarts: " << keys << " (the running values are kept)\n";
-      }
+      if (std::string keys = keysOf("stop_start_needed"); !keys.empty())
+        std::cerr << "warning: not applied until keeld starts a new data plane: " << keys
+                  << " (the running values are kept; a restart adopts the pinned one as it runs: keelctl daemon "
+                     "stop, then start keeld, which picks every established flow again)\n";
       printWarnings(*r);
     } else {
       std::cout << "config reloaded\n";

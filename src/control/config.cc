@@ -1342,6 +1342,15 @@ std::vector<std::string> restartNeededKeys(const Config& started, const Config& 
   return keys;
 }
 
+std::vector<std::string> stopStartNeededKeys(const Config& started, const std::vector<std::string>& keys) {
+  std::vector<std::string> out;
+  if (started.dataplane.kind != DataplaneKind::kXdp) return out;
+  for (const std::string& k : keys)
+    if (k == "dataplane.kind" || k == "dataplane.interface" || k == "dataplane.xdp_mode" || k == "limits")
+      out.push_back(k);
+  return out;
+}
+
 MacLookup lookUpMacs(const std::vector<IpAddress>& reals, const std::string& interface,
                      const MacResolver& resolver) {
   MacLookup out;

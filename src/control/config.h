@@ -380,4 +380,15 @@ ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& option
 // endpoint keep the started values until keeld starts again (keeld(8)).
 std::vector<std::string> restartNeededKeys(const Config& started, const Config& next);
 
+// Of restartNeededKeys' `keys`, those a restart does not apply either,
+// because keeld started an XDP plane: it is pinned and outlives keeld, so
+// the next keeld adopts it as it runs and refuses to with another xdp_mode
+// or limits, a DPDK keeld refuses to start beside it, and a keeld for
+// another interface leaves the old one's program forwarding with no keeld.
+// Only `keelctl daemon stop` (which detaches it) and a start apply them:
+// "dataplane.kind", "dataplane.interface", "dataplane.xdp_mode", "limits"
+// (operations.md, Reloads). None when keeld started a DPDK plane, which
+// ends with keeld.
+std::vector<std::string> stopStartNeededKeys(const Config& started, const std::vector<std::string>& keys);
+
 }  // namespace keel

@@ -1756,8 +1756,13 @@ Result DaemonBackend::reloadFile() {
   // What this reload could not apply (keeld logged it too, preApply): the
   // file differs there from what keeld started with.
   if (startFile_)
-    if (std::vector<std::string> keys = restartNeededKeys(*startFile_, file_); !keys.empty())
-      out["restart_needed"] = keys;
+    if (std::vector<std::string> keys = restartNeededKeys(*startFile_, file_); !keys.empty()) {
+      // Of those, what a restart does not apply either (a pinned XDP plane,
+      // adopted as it runs): keelctl daemon stop, then a start.
+      if (std::vector<std::string> stop = stopStartNeededKeys(*startFile_, keys); !stop.empty())
+        out["stop_start_needed"] = std::move(stop);
+      out["restart_needed"] = std::move(keys);
+    }
   return Result::ok(std::move(out));
 }
 

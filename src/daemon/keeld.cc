@@ -208,12 +208,14 @@ bool sameNode(const keel_node_config& a, const keel_node_config& b) {
 Status preApply(const Config& started, const Config& next, Dataplane& dp,
                 const std::optional<MacAddress>& planeMac, keel_node_config& node) {
   const std::vector<std::string> keys = restartNeededKeys(started, next);
-  auto has = [&keys](const char* key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); };
-  const bool shape = has("dataplane.kind") || has("dataplane.xdp_mode") || has("limits");
-  const bool moved = has("dataplane.interface");
-  if (started.dataplane.kind == DataplaneKind::kXdp && (shape || moved)) {
+  const std::vector<std::string> stopStart = stopStartNeededKeys(started, keys);
+  auto in = [](const std::vector<std::string>& v, const char* key) { return std::find(v.begin(), v.end(), key) != v.end(); };
+  auto has = [&](const char* key) { return in(keys, key); };
+  if (!stopStart.empty()) {
     // The pinned XDP plane outlives keeld: a plain restart would not do what
     // "at the next start" promises (operations.md, Restarts and upgrades).
+    const bool shape = in(stopStart, "dataplane.kind") || in(stopStart, "dataplane.xdp_mode") || in(stopStart, "limits");
+    const bool moved = in(stopStart, "dataplane.interface");
     if (shape)
       logWarn(LogRecord("reload_restart_needed")
                   .add("detail",
@@ -229,7 +231,8 @@ Status preApply(const Config& started, const Config& next, Dataplane& dp,
                                      "then start keeld, which attaches to " + next.dataplane.interface +
                                      ". A plain restart would leave " + started.dataplane.interface +
                                      "'s program forwarding with no keeld"));
-  } else if (shape || moved || has("dataplane.dpdk")) {
+  } else if (has("dataplane.kind") || has("dataplane.interface") || has("dataplane.xdp_mode") || has("limits") ||
+             has("dataplane.dpdk")) {
     logWarn(LogRecord("reload_restart_needed")
                 .add("detail", "dataplane: and limits: changes apply at the next start; kept the running ones"));
   }

@@ -43,6 +43,7 @@ class FakeBackend : public ControlBackend {
   std::vector<ServiceSnapshot> services;
   std::vector<std::string> addWarnings;  // addReal(): the warnings of its answer
   std::vector<std::string> restartNeeded;  // reload(): the keys it could not apply
+  std::vector<std::string> stopStartNeeded;  // reload(): those a restart would not apply either
   std::vector<std::string> reloadWarnings;  // reload(): the file's warnings
   GlobalStats stats;
   std::vector<std::string> mutations;   // "addReal web 10.0.0.9", ...
@@ -250,6 +251,7 @@ class FakeBackend : public ControlBackend {
     if (failMutations) return Result::error(*failMutations);
     nlohmann::json out{{"added", 0}, {"removed", 0}, {"changed", 1}};
     if (!restartNeeded.empty()) out["restart_needed"] = restartNeeded;
+    if (!stopStartNeeded.empty()) out["stop_start_needed"] = stopStartNeeded;
     if (!reloadWarnings.empty()) out["warnings"] = reloadWarnings;
     return Result::ok(std::move(out));
   }

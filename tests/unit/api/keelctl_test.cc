@@ -798,7 +798,23 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   EXPECT_EQ(rl.rc, 0);
   EXPECT_EQ(rl.out.find("restart_needed"), std::string::npos) << rl.out;
   EXPECT_EQ(rl.err, "warning: not applied until keeld restarts: limits, dataplane.dpdk (the running values are kept)\n");
+  // What a restart does not apply either (a pinned XDP plane) has its own
+  // line, which says how to apply it; the first line keeps the rest.
   onLoop([&] {
+    fake_.restartNeeded = {"dataplane.xdp_mode", "limits", "control"};
+    fake_.stopStartNeeded = {"dataplane.xdp_mode", "limits"};
+    return 0;
+  });
+  rl = keelctl({"config", "reload"});
+  EXPECT_EQ(rl.rc, 0);
+  EXPECT_EQ(rl.out.find("stop_start_needed"), std::string::npos) << rl.out;
+  EXPECT_EQ(rl.err,
+            "warning: not applied until keeld restarts: control (the running values are kept)\n"
+            "warning: not applied until keeld starts a new data plane: dataplane.xdp_mode, limits (the running "
+            "values are kept; a restart adopts the pinned one as it runs: keelctl daemon stop, then start keeld, "
+            "which picks every established flow again)\n");
+  onLoop([&] {
+    fake_.stopStartNeeded.clear();
     fake_.restartNeeded.clear();
     fake_.reloadWarnings = {"keel.yaml:9: services[0].reals[0].mac: mac is not used"};
     return 0;

@@ -1396,6 +1396,22 @@ TEST(Config, RestartNeededKeysNameWhatOnlyARestartApplies) {
   EXPECT_EQ(restartNeededKeys(a, c), std::vector<std::string>{"metrics"});
 }
 
+// Of those keys, a started XDP plane (pinned, adopted by the next keeld as
+// it runs) needs keelctl daemon stop and a start for its shape and
+// interface; a DPDK plane ends with keeld, so a restart applies them all.
+TEST(Config, StopStartNeededKeysAreTheXdpPlanesShapeAndInterface) {
+  Config xdp;
+  const std::vector<std::string> all{"dataplane.kind", "dataplane.interface", "dataplane.xdp_mode",
+                                     "dataplane.dpdk", "limits",              "control",
+                                     "metrics"};
+  EXPECT_EQ(stopStartNeededKeys(xdp, all),
+            (std::vector<std::string>{"dataplane.kind", "dataplane.interface", "dataplane.xdp_mode", "limits"}));
+  EXPECT_TRUE(stopStartNeededKeys(xdp, {"dataplane.dpdk", "control", "metrics"}).empty());
+  Config dpdk;
+  dpdk.dataplane.kind = DataplaneKind::kDpdk;
+  EXPECT_TRUE(stopStartNeededKeys(dpdk, all).empty());
+}
+
 TEST(Config, Durations) {
   EXPECT_EQ(parseDurationText("100ms"), std::chrono::milliseconds(100));
   EXPECT_EQ(parseDurationText("1s"), std::chrono::seconds(1));

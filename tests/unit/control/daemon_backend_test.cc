@@ -433,11 +433,22 @@ TEST_F(DaemonBackendTest, ReloadRepliesWithTheKeysThatNeedARestart) {
     r = backend_->reload();
     ASSERT_TRUE(r.isOk()) << r.error().message;
     EXPECT_EQ(r.result()["restart_needed"], nlohmann::json({"limits", "metrics"})) << i;
+    // keeld started an XDP plane: the next keeld would adopt its limits.
+    EXPECT_EQ(r.result()["stop_start_needed"], nlohmann::json({"limits"})) << i;
   }
   files_["keel.yaml"] = yaml(kTwo);
   r = backend_->reload();
   ASSERT_TRUE(r.isOk());
   EXPECT_FALSE(r.result().contains("restart_needed")) << r.result().dump();
+  EXPECT_FALSE(r.result().contains("stop_start_needed")) << r.result().dump();
+  // Only what a restart applies: no stop_start_needed.
+  changed = yaml(kTwo);
+  changed.replace(changed.find("services:"), 0, "metrics: {enabled: false}\n");
+  files_["keel.yaml"] = changed;
+  r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result()["restart_needed"], nlohmann::json({"metrics"}));
+  EXPECT_FALSE(r.result().contains("stop_start_needed")) << r.result().dump();
 }
 
 TEST_F(DaemonBackendTest, ReloadKeepsDrainUnlessFileChangesThatReal) {

@@ -15,6 +15,7 @@
 #include <boost/asio/write.hpp>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -394,13 +395,16 @@ Status ApiServer::start() {
     gid = *id;
   }
 
-  // The directory (/run/keel) may not exist yet on a fresh boot.
+  // The directory (/run/keel) may not exist yet on a fresh boot: the whole
+  // path is made, for either socket (docs/api.md).
   if (auto slash = path.rfind('/'); slash != std::string::npos && slash > 0) {
     std::string dir = path.substr(0, slash);
     struct stat ds{};
     if (::stat(dir.c_str(), &ds) != 0) {
-      if (errno != ENOENT || (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST))
-        return Status::error(where + "cannot create directory " + dir + ": " + errnoText(errno));
+      std::error_code ec;
+      if (errno != ENOENT) return Status::error(where + "cannot create directory " + dir + ": " + errnoText(errno));
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return Status::error(where + "cannot create directory " + dir + ": " + ec.message());
     } else if (!S_ISDIR(ds.st_mode)) {
       return Status::error(where + dir + " is not a directory");
     }

@@ -553,16 +553,26 @@ TEST(ServerStartTest, StaleSocketReplacedOtherFilesRefused) {
     EXPECT_EQ(st.message(), "api.socket " + o.socketPath + ": exists and is not a socket; refusing to replace it");
   }
 
-  o.socketPath = dir + "/sub/dir/keel.sock";  // missing parent of the parent
+  o.socketPath = dir + "/sub/dir/keel.sock";  // missing parent of the parent: the whole path is made
   {
     ApiServer s(io, fake, o);
-    EXPECT_FALSE(s.start().isOk());
+    Status st = s.start();
+    EXPECT_TRUE(st.isOk()) << st.message();
   }
   o.socketPath = dir + "/run/keel.sock";  // missing parent: created
   {
     ApiServer s(io, fake, o);
     Status st = s.start();
     EXPECT_TRUE(st.isOk()) << st.message();
+  }
+  o.socketPath = dir + "/regular/sub/keel.sock";  // a file in the way
+  {
+    ApiServer s(io, fake, o);
+    Status st = s.start();
+    ASSERT_FALSE(st.isOk());
+    EXPECT_EQ(st.message().rfind("api.socket " + o.socketPath + ": cannot create directory " + dir + "/regular/sub: ", 0),
+              0u)
+        << st.message();
   }
   o.socketPath = dir + "/g.sock";
   o.group = "no-such-group-keel";

@@ -229,6 +229,19 @@ def main():
                 say(f"keelctl real drain web {target.v4}   ({first}, where that connection is)")
                 ctl("real", "drain", "web", target.v4)
                 print(indent(ctl("service", "list")))
+                # What keeps the open connection there: its connection-table
+                # entry, which names the drained real and is kept.
+                caddr, cport = conn.sock.getsockname()[:2]
+                listed = json.loads(ctl("-o", "json", "conns", "web", "--client", caddr))
+                mine = [e for e in listed["connections"] if e["client_port"] == cport]
+                print("    (Flows: the last periodic count, every metrics.flow_count_interval (1m), here the "
+                      "one at keeld's start; keelctl conns web --count counts now)")
+                say(f"keelctl conns web --client {caddr}: the open connection's entry (port {cport}):")
+                for e in mine:
+                    print(f"    {e['client_address']}:{e['client_port']} -> {e['vip']}:{e['port']}  "
+                          f"real {e['real']}  {e['state']}, idle {e['idle_ms']} ms")
+                check(len(mine) == 1 and mine[0]["real"] == target.v4 and mine[0]["kept"],
+                      f"expected one kept entry naming {target.v4} for port {cport}, got {mine}")
                 again = client.ask(conn)
                 print(f"    request 2 on the open connection: answered by {again}")
                 check(again == first, f"the established connection moved: {first} -> {again}")

@@ -160,7 +160,11 @@ void defineService(CLI::App& noun, Context& ctx) {
   a->add_option("--forwarding", add->forwarding, "ipip (default) or l2dsr");
   a->add_option("--scheduler", add->scheduler, "maglev (default) or maglev-src");
   a->add_option("--ring-size", add->ringSize, "65537 (default) or 655373");
-  a->add_option("--real", add->reals, "ADDR[:WEIGHT[:MAC]], IPv6 always in brackets: [ADDR][:WEIGHT[:MAC]]; repeatable");
+  // One value an occurrence: with extra args allowed, CLI11 reads a value in
+  // brackets as a list and strips them, so "[2001:db8::8]" arrived bare and
+  // was refused as ambiguous.
+  a->add_option("--real", add->reals, "ADDR[:WEIGHT[:MAC]], IPv6 always in brackets: [ADDR][:WEIGHT[:MAC]]; repeatable")
+      ->allow_extra_args(false);
   a->add_option("--health", add->health, "health check as a JSON object, e.g. '{\"type\":\"tcp\"}'");
   a->callback([&ctx, add] {
     json p{{"name", add->name}, {"vip", add->vip}, {"port", numberOrString(add->port)},

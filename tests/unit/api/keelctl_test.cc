@@ -249,7 +249,7 @@ TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
   EXPECT_EQ(keelctl({"real", "remove", "v6", "2001:db8::5"}).rc, 0);
   CliRun add = keelctl({"service", "add", "dns", "--vip", "10.0.0.53", "--port", "53", "--protocol", "udp",
                      "--scheduler", "maglev-src", "--real", "10.0.0.7:5", "--real", "[2001:db8::8]:9",
-                     "--real", "10.0.0.10:0:02:00:00:00:00:0a"});
+                     "--real", "10.0.0.10:0:02:00:00:00:00:0a", "--real", "[2001:db8::9]", "--real=[2001:db8::a]"});
   EXPECT_EQ(add.rc, 0) << add.err;
   std::vector<std::string> want = {"drain web 10.0.0.5", "setRealWeight web 10.0.0.6 7",
                                    "addReal web 10.0.0.9 100", "addReal web 10.0.0.10 100", "undrain web 10.0.0.5",
@@ -258,10 +258,14 @@ TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
   json dns = json::parse(keelctl({"-o", "json", "service", "show", "dns"}).out)["service"];
   EXPECT_EQ(dns["protocol"], "udp");
   EXPECT_EQ(dns["scheduler"], "maglev-src");
-  ASSERT_EQ(dns["reals"].size(), 3u);
+  ASSERT_EQ(dns["reals"].size(), 5u);
   EXPECT_EQ(dns["reals"][0]["weight"], 5);
   EXPECT_EQ(dns["reals"][1]["address"], "2001:db8::8");
   EXPECT_EQ(dns["reals"][2]["mac"], "02:00:00:00:00:0a");
+  // [ADDR] alone, the form keelctl(8) gives (CLI11 took the brackets for a list's).
+  EXPECT_EQ(dns["reals"][3]["address"], "2001:db8::9");
+  EXPECT_EQ(dns["reals"][3]["weight"], 100);
+  EXPECT_EQ(dns["reals"][4]["address"], "2001:db8::a");
   EXPECT_EQ(keelctl({"service", "remove", "dns"}).rc, 0);
 }
 

@@ -73,14 +73,19 @@ const RealConfig* findReal(const Config& c, const std::string& svc, const IpAddr
 // real that was off outlives the reload or restart that finds its MAC.
 // `tableMac`: with the table's MAC too, as keelds before this rule wrote
 // it (loadState still accepts a state file of theirs).
-nlohmann::json fingerprint(const RealConfig& r, bool tableMac = false) {
+// `health`: with the real's check (inherited from the service or its own).
+// A service's fingerprint has its reals' checks; a runtime change to one
+// real (a weight, a drain, a removal, all about the real, not its check)
+// is compared without (realFingerprint), so tuning a service's check in the
+// file does not undrain its reals.
+nlohmann::json fingerprint(const RealConfig& r, bool tableMac = false, bool health = true) {
   const HealthCheckSpec& h = r.healthSpec;
   const bool fileMac = r.mac && (tableMac || !r.macResolved);
   nlohmann::json f = {{"address", r.address.toString()},
           {"weight", r.weight},
-          {"mac", fileMac ? nlohmann::json(r.mac->toString()) : nlohmann::json(nullptr)},
-          {"health",
-           {{"type", toString(h.type)},
+          {"mac", fileMac ? nlohmann::json(r.mac->toString()) : nlohmann::json(nullptr)}};
+  if (!health) return f;
+  f["health"] = {{"type", toString(h.type)},
             {"port", h.port},
             {"path", h.path},
             {"host", h.host},
@@ -91,7 +96,7 @@ nlohmann::json fingerprint(const RealConfig& r, bool tableMac = false) {
             {"timeout_ms", h.timeout.count()},
             {"rise", h.rise},
             {"fall", h.fall},
-            {"source", h.source ? nlohmann::json(h.source->toString()) : nlohmann::json(nullptr)}}}};
+            {"source", h.source ? nlohmann::json(h.source->toString()) : nlohmann::json(nullptr)}};
   // Only when set, so a state file written before require_reply existed
   // still matches a file that does not use it.
   if (h.udpRequireReply) f["health"]["require_reply"] = true;
@@ -140,20 +145,24 @@ nlohmann::json checkSpecJson(const HealthCheckSpec& h, uint16_t servicePort) {
   return j;
 }
 
+nlohmann::json realFingerprint(const RealConfig& r, bool tableMac = false) { return fingerprint(r, tableMac, false); }
+
 // null: the file has no such real / service.
-nlohmann::json fingerprintOf(const RealConfig* r) { return r ? fingerprint(*r) : nlohmann::json(nullptr); }
+nlohmann::json fingerprintOf(const RealConfig* r) { return r ? realFingerprint(*r) : nlohmann::json(nullptr); }
 nlohmann::json fingerprintOf(const ServiceConfig* s) { return s ? fingerprint(*s) : nlohmann::json(nullptr); }
 
 // Whether the file says now what `saved` (a state file's fingerprint) says:
-// as this keeld writes it, or as an older one did (with the table's MACs).
-bool fileSays(const RealConfig* r, const nlohmann::json& saved) {
-  return fingerprintOf(r) == saved || (r && r->macResolved && fingerprint(*r, true) == saved);
+// as this keeld writes it, or as an older one did (with the table's MACs;
+// with the real's check, which is not compared: realFingerprint).
+bool fileSays(const RealConfig* r, nlohmann::json saved) {
+  if (saved.is_object()) saved.erase("health");
+  return fingerprintOf(r) == saved || (r && r->macResolved && realFingerprint(*r, true) == saved);
 }
 bool fileSays(const ServiceConfig& s, const nlohmann::json& saved) {
   return fingerprint(s) == saved || fingerprint(s, true) == saved;
 }
 
-bool sameReal(const RealConfig& a, const RealConfig& b) { return fingerprint(a) == fingerprint(b); }
+bool sameReal(const RealConfig& a, const RealConfig& b) { return realFingerprint(a) == realFingerprint(b); }
 bool sameService(const ServiceConfig& a, const ServiceConfig& b) { return fingerprint(a) == fingerprint(b); }
 
 HealthTarget targetOf(const ServiceConfig& svc, const RealConfig& r) {

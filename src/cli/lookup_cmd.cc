@@ -59,7 +59,7 @@ void defineLookup(CLI::App& noun, Context& ctx) {
       char hash[16];
       std::snprintf(hash, sizeof hash, "0x%08x", j["hash"].get<uint32_t>());
       std::cout << str(j["real"]);
-      if (j.contains("state")) std::cout << " [" << str(j["state"]) << "]";
+      if (j.contains("state")) std::cout << " [" << realState(j) << "]";  // "down, held" as service list says
       std::cout << "  (the ring's pick: " << str(j["scheduler"]) << " hash " << hash << ", slot "
                 << str(j["slot"]) << " of " << str(j["ring_size"]) << ")\n";
     }

@@ -611,7 +611,13 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     if (!real)
       return fail({code::kFailed, where + "ring slot " + std::to_string(slot) + " has no real", "", {}});
     result["real"] = real->toString();
-    if (const RealSnapshot* rs = findReal(*svc, *real)) result["state"] = rs->state();
+    // With held/kept as health.show has them: a fail-open real is down but
+    // takes the service's new flows, which "down" alone hides.
+    if (const RealSnapshot* rs = findReal(*svc, *real)) {
+      result["state"] = rs->state();
+      result["held"] = rs->held;
+      result["kept"] = rs->kept;
+    }
     return good(std::move(result));
   }
   if (method == "conn.list") {

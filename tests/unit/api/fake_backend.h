@@ -95,7 +95,7 @@ class FakeBackend : public ControlBackend {
   static std::vector<const RealSnapshot*> usable(const ServiceSnapshot& s) {
     std::vector<const RealSnapshot*> out;
     for (const auto& r : s.reals)
-      if (!r.draining && r.healthy && r.weight > 0) out.push_back(&r);
+      if (!r.draining && (r.healthy || r.held) && r.weight > 0) out.push_back(&r);  // held: fail-open
     return out;
   }
   static void refresh(ServiceSnapshot& s) { s.publishedRingSize = usable(s).empty() ? 0 : s.ringSize; }

@@ -716,6 +716,28 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
             std::string::npos)
       << lt.out;
   fake_.conns.clear();
+  // Every real down, the pick held in the ring by fail-open: "down, held",
+  // as service list and health show say, not "down" (it takes new flows).
+  const ServiceSnapshot web = onLoop([&] { return fake_.services[0]; });
+  onLoop([&] {
+    for (auto& r : fake_.services[0].reals) {
+      r.healthy = false;
+      r.held = r.address.toString() == real;
+    }
+    testing::FakeBackend::refresh(fake_.services[0]);
+    return 0;
+  });
+  lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
+  EXPECT_EQ(lt.out.rfind("tcp 192.0.2.1:5555 -> 10.0.0.1:80 (web): " + real + " [down, held]  (the ring's pick: ", 0), 0u)
+      << lt.out;
+  l = json::parse(keelctl({"-o", "json", "lookup", "web", "--client", "192.0.2.1:5555"}).out);
+  EXPECT_EQ(l["state"], "down");
+  EXPECT_EQ(l["held"], true);
+  EXPECT_EQ(l["kept"], false);
+  onLoop([&] {
+    fake_.services[0] = web;
+    return 0;
+  });
   CliRun l6 = keelctl({"-o", "json", "lookup", "v6", "--client", "[2001:db8::77]:1000"});
   ASSERT_EQ(l6.rc, 0) << l6.err;
   EXPECT_EQ(json::parse(l6.out)["real"], "2001:db8::5");

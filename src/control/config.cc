@@ -753,9 +753,7 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
     return svc.protocol == KEEL_PROTO_UDP && spec.type == HealthCheckSpec::Type::Tcp && !svcTyped &&
            !sets(realHealth, "type");
   };
-  const char* kImpliedTcp =
-      "no type: checks default to tcp, a TCP connect to this udp service's port; write type: udp, or "
-      "type: tcp if the reals also listen on TCP there";
+  const std::string kImpliedTcp(kUdpImpliedTcpCheck);
   const bool svcBlock = svcHealth.IsDefined() && !svcHealth.IsNull();
   if (own && svcBlock && impliedTcp(*own, YAML::Node())) warning(svcHealth, path + ".health", kImpliedTcp);
   // A source this host does not have: no check from it runs.

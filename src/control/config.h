@@ -266,6 +266,12 @@ struct ConfigResult {
   bool ok() const { return config.has_value(); }
 };
 
+// A health block on a udp service that names no type (config.cc; a runtime
+// service.add's answer says the same).
+inline constexpr std::string_view kUdpImpliedTcpCheck =
+    "no type: checks default to tcp, a TCP connect to this udp service's port; write type: udp, or "
+    "type: tcp if the reals also listen on TCP there";
+
 // A real of an ipip service given a MAC: accepted (a service switched from
 // l2dsr keeps its reals' lines) but never used; keel.yaml, config.check and
 // a runtime add warn with this.

@@ -1522,9 +1522,10 @@ static std::string heldDownWarning(const RealConfig& real) {
 // them), as config.check does, which of its l2dsr reals wait for their MAC,
 // which ipip reals were given a MAC nothing uses, and which IPv6 reals get
 // a udp check payload over IPv6's minimum MTU.
-static Result addWarnings(Result r, Forwarding forwarding, const std::vector<RealConfig>& reals) {
+static Result addWarnings(Result r, Forwarding forwarding, const std::vector<RealConfig>& reals,
+                          std::vector<std::string> more = {}) {
   if (!r.isOk()) return r;
-  nlohmann::json warnings = nlohmann::json::array();
+  nlohmann::json warnings = more;
   for (const RealConfig& real : reals) {
     if (!real.macPending.empty()) warnings.push_back(heldDownWarning(real));
     if (forwarding == Forwarding::kIpip && real.mac)
@@ -1555,7 +1556,20 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
     for (const RealConfig& real : svc->reals) logResolvedMac(req.name, real);
     logInfo(LogRecord("runtime_service_added").add("service", req.name));
   }
-  return addWarnings(std::move(r), svc->forwarding, svc->reals);
+  // A health object that names no type on a udp service: a tcp check, as
+  // the file warns (config.cc): at the service's object, or at each real's
+  // when only those exist.
+  std::vector<std::string> more;
+  auto namesNoType = [](const nlohmann::json& h) { return h.is_object() && !h.contains("type"); };
+  if (svc->protocol == KEEL_PROTO_UDP) {
+    if (namesNoType(req.health))
+      more.push_back("health: " + std::string(kUdpImpliedTcpCheck));
+    else if (req.health.is_null())
+      for (size_t i = 0; i < req.reals.size(); ++i)
+        if (namesNoType(req.reals[i].health))
+          more.push_back("reals[" + std::to_string(i) + "].health: " + std::string(kUdpImpliedTcpCheck));
+  }
+  return addWarnings(std::move(r), svc->forwarding, svc->reals, std::move(more));
 }
 
 Result DaemonBackend::removeService(const std::string& name) {

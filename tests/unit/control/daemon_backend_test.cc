@@ -1307,6 +1307,39 @@ TEST_F(DaemonBackendTest, RuntimeServiceAddChecksItsOwnHealthBlockOnce) {
   EXPECT_FALSE(backend_->findService("bad"));
 }
 
+// A udp service added with a health object that names no type gets a tcp
+// check, as the file's would: its answer warns as config.check does (at the
+// service's object, or at each real's when only those exist); a typed check
+// or a tcp service gets no warning.
+TEST_F(DaemonBackendTest, RuntimeUdpServiceWithAnUntypedCheckIsWarned) {
+  make();
+  const std::string implied = "no type: checks default to tcp, a TCP connect to this udp service's port";
+  api::ServiceAddRequest svc = serviceRequest("u1", "10.0.0.9", 53, KEEL_PROTO_UDP, {{"interval", "1s"}});
+  svc.reals.push_back(api::RealSpec{ip("10.0.1.20"), 100, std::nullopt, nullptr});
+  api::Result r = backend_->addService(svc);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  ASSERT_TRUE(r.result().contains("warnings")) << r.result().dump();
+  ASSERT_EQ(r.result()["warnings"].size(), 1u) << r.result().dump();
+  EXPECT_EQ(r.result()["warnings"][0].get<std::string>().rfind("health: " + implied, 0), 0u) << r.result().dump();
+
+  api::ServiceAddRequest perReal = serviceRequest("u2", "10.0.0.9", 54, KEEL_PROTO_UDP, nullptr);
+  perReal.reals.push_back(api::RealSpec{ip("10.0.1.20"), 100, std::nullopt, nullptr});
+  perReal.reals.push_back(api::RealSpec{ip("10.0.1.21"), 100, std::nullopt, {{"interval", "1s"}}});
+  r = backend_->addService(perReal);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  ASSERT_EQ(r.result().value("warnings", nlohmann::json::array()).size(), 1u) << r.result().dump();
+  EXPECT_EQ(r.result()["warnings"][0].get<std::string>().rfind("reals[1].health: " + implied, 0), 0u);
+
+  api::ServiceAddRequest typed = serviceRequest("u3", "10.0.0.9", 55, KEEL_PROTO_UDP, {{"type", "udp"}});
+  r = backend_->addService(typed);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(r.result().contains("warnings")) << r.result().dump();
+  api::ServiceAddRequest tcp = serviceRequest("t1", "10.0.0.9", 56, KEEL_PROTO_TCP, {{"interval", "1s"}});
+  r = backend_->addService(tcp);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(r.result().contains("warnings")) << r.result().dump();
+}
+
 // l2dsr reals added at runtime without a mac resolve it from the neighbour
 // table of dataplane.interface, as keel.yaml's do; one the table lacks is
 // accepted and held down (real.add and service.add alike), as the file's

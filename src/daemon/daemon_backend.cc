@@ -505,13 +505,25 @@ bool DaemonBackend::notePendingMacs(const Config& next) {
   return started;
 }
 
-// Arms the retry timer while a real waits: kMacRetryInterval from now, or
+// An l2dsr real whose MAC the neighbour table gave (refreshTableMacs).
+static bool tableMac(const ServiceConfig& svc, const RealConfig& r) {
+  return svc.forwarding == Forwarding::kL2dsr && r.macResolved && r.mac;
+}
+static bool hasTableMacs(const Config& c) {
+  for (const ServiceConfig& svc : c.services)
+    for (const RealConfig& r : svc.reals)
+      if (tableMac(svc, r)) return true;
+  return false;
+}
+
+// Arms the retry timer while a real waits, or while a real has a MAC the
+// table gave (refreshTableMacs reads them again): kMacRetryInterval from now, or
 // sooner, at the first retry of a real that has just started waiting
 // (`soon`: kMacFirstRetry from now), until that has come; a retry armed
 // for later is brought forward, and one that comes earlier (for another
 // real) leaves the new real's first retry armed.
 void DaemonBackend::retryMacsLater(bool soon) {
-  if (macPendingSince_.empty()) return;
+  if (macPendingSince_.empty() && !hasTableMacs(effective_)) return;
   const auto now = std::chrono::steady_clock::now();
   if (soon) macFirstRetryAt_ = now + kMacFirstRetry;
   auto at = now + kMacRetryInterval;
@@ -523,8 +535,59 @@ void DaemonBackend::retryMacsLater(bool soon) {
     if (ec) return;  // re-armed earlier, or the backend is going (~DaemonBackend)
     macRetryArmed_ = false;
     resolvePendingMacs();
+    refreshTableMacs();
     retryMacsLater(false);
   });
+}
+
+size_t DaemonBackend::refreshTableMacs() {
+  std::vector<IpAddress> addresses;
+  for (const ServiceConfig& svc : effective_.services)
+    for (const RealConfig& r : svc.reals)
+      if (tableMac(svc, r)) addresses.push_back(r.address);
+  if (addresses.empty()) return 0;
+  std::sort(addresses.begin(), addresses.end());
+  addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
+  const MacLookup macs = lookUpMacs(addresses, refreshMacResolver());
+  if (!macs.lookedUp) return 0;
+  // Changed where the real's config comes from (the file, a real.add, a
+  // service.add), as resolvePendingMacs does, so a reload or restart keeps
+  // the new MAC.
+  struct Change {
+    std::string service;
+    IpAddress real;
+    MacAddress from, to;
+  };
+  std::vector<Change> changes;
+  auto take = [&](const ServiceConfig& svc, RealConfig& r) {
+    if (!tableMac(svc, r)) return;
+    auto it = macs.resolved.find(r.address);
+    if (it == macs.resolved.end() || !it->second.isUnicast() || it->second == *r.mac) return;
+    changes.push_back({svc.name, r.address, *r.mac, it->second});
+    r.mac = it->second;
+  };
+  Config file = file_;
+  Overlay overlay = overlay_;
+  for (ServiceConfig& svc : file.services)
+    for (RealConfig& r : svc.reals) take(svc, r);
+  for (auto& [name, added] : overlay.addedServices)
+    for (RealConfig& r : added.config.reals) take(added.config, r);
+  for (auto& [key, ov] : overlay.reals)
+    if (ov.added)
+      if (const ServiceConfig* svc = findSvc(effective_, key.first)) take(*svc, *ov.added);
+  if (changes.empty()) return 0;
+  if (Result r = commit(file, std::move(overlay)); !r.isOk()) {
+    logError(LogRecord("real_mac_apply_failed").add("error", r.error().message));
+    return 0;
+  }
+  for (const Change& c : changes)
+    logWarn(LogRecord("real_mac_changed")
+                .add("service", c.service)
+                .add("real", c.real.toString())
+                .add("from", c.from.toString())
+                .add("mac", c.to.toString())
+                .add("detail", "the neighbour table's entry names another MAC; l2dsr now sends there"));
+  return changes.size();
 }
 
 size_t DaemonBackend::resolvePendingMacs() {

@@ -138,6 +138,9 @@ class DaemonBackend : public api::ControlBackend {
   // real still missing, which the next retry finds answered), so keeld's
   // loop never stops for them. Empty: the request resolver.
   void setMacRetryResolver(MacResolver resolver) { retryMac_ = std::move(resolver); }
+  // The resolver of refreshTableMacs: keeld's reads the table and nudges
+  // nothing (an entry that aged out is no change). Empty: the retries'.
+  void setMacRefreshResolver(MacResolver resolver) { refreshMac_ = std::move(resolver); }
   // How long a neighbour-table read on keeld's loop for a request (an add,
   // a reload, config.check) waits for the reals it prompts.
   static constexpr std::chrono::milliseconds kRequestMacWait{50};
@@ -148,6 +151,17 @@ class DaemonBackend : public api::ControlBackend {
   // once. Returns how many were found. The timer is armed whenever a commit
   // leaves a real waiting and stops when none is.
   size_t resolvePendingMacs();
+  // The same timer's other half, while an l2dsr real has a MAC the table
+  // gave (RealConfig::macResolved; not a file's `mac:`): one table read for
+  // those reals, and each whose entry now names another unicast MAC (a NIC
+  // swapped, a VM moved, a bond failed over) takes it in the config it came
+  // from and in the data plane (same backend, its flows stay),
+  // `real_mac_changed`. An entry missing keeps the MAC (it ages out while
+  // keel forwards past the kernel). The health checks cannot see such a
+  // change (they go through the kernel, which follows it), so without this
+  // the real stays up while keel sends its flows to the old MAC. Returns
+  // how many changed.
+  size_t refreshTableMacs();
   // The first retry after a real starts waiting: a real that answers the
   // prompt late (after kRequestMacWait; the kernel's next probe is 1 s on)
   // or comes up just after its add is in the ring a moment later, not
@@ -273,6 +287,7 @@ class DaemonBackend : public api::ControlBackend {
   // retries' (setMacRetryResolver), else the requests'.
   const MacResolver& requestMacResolver() const { return requestMac_ ? requestMac_ : resolveMac_; }
   const MacResolver& retryMacResolver() const { return retryMac_ ? retryMac_ : requestMacResolver(); }
+  const MacResolver& refreshMacResolver() const { return refreshMac_ ? refreshMac_ : retryMacResolver(); }
   // One request's read: the reals it gives without a mac if `l2dsr` (the
   // service's forwarding), none otherwise; what serviceFrom/realFrom need.
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
@@ -352,6 +367,7 @@ class DaemonBackend : public api::ControlBackend {
   MacResolver resolveMac_;
   MacResolver requestMac_;
   MacResolver retryMac_;
+  MacResolver refreshMac_;
   // The reals waiting for their MAC in effective_, since when (notePendingMacs).
   std::map<std::pair<std::string, IpAddress>, std::chrono::system_clock::time_point> macPendingSince_;
   boost::asio::steady_timer macTimer_{io_};

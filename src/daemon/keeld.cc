@@ -392,6 +392,9 @@ int run(const std::string& path, bool detachOnExit) {
   backend.setMacResolver(hostConfigOptions().resolveMac);
   backend.setRequestMacResolver(onLoop.resolveMac);
   backend.setMacRetryResolver(hostConfigOptions(/*macWaitMs=*/0).resolveMac);
+  backend.setMacRefreshResolver([](const std::vector<IpAddress>& reals, const std::string& iface) {
+    return resolveNeighbours(reals, iface, /*waitMs=*/0, /*nudge=*/false);
+  });
   backend.setCheckOptions(onLoop);
   backend.setStartedAt(startedAt);
   // The runtime overlay (keelctl changes), per interface like the pins.

@@ -152,14 +152,14 @@ std::vector<IpAddress> interfaceAddresses(const std::string& interface) {
 }
 
 std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& addresses,
-                                                  const std::string& interface, int waitMs) {
+                                                  const std::string& interface, int waitMs, bool nudge) {
   const int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
   std::set<IpAddress> wanted;
   for (const IpAddress& a : addresses)
     if (a.family()) wanted.insert(a);
   if (ifindex == 0 || wanted.empty()) return {};
   std::map<IpAddress, MacAddress> found = dumpNeighbours(ifindex, wanted);
-  if (found.size() == wanted.size()) return found;
+  if (found.size() == wanted.size() || !nudge) return found;
   // Nudge every missing one first, then poll them all together: N unknown
   // neighbours cost one wait, not N.
   for (const IpAddress& a : wanted)

@@ -27,8 +27,11 @@ std::vector<IpAddress> interfaceAddresses(const std::string& interface);
 // at most `waitMs` in all. An address absent from the result is not on-link
 // there or did not answer: l2dsr cannot reach it (yet). waitMs 0: no wait,
 // the dump's answer; the nudges' answers are in the table for the next call
-// (keeld's retries of reals held down for want of a MAC).
+// (keeld's retries of reals held down for want of a MAC). nudge false: the
+// dump alone (keeld's refresh of MACs it has, where an entry missing is no
+// news and is not worth a datagram every few seconds).
 std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& addresses,
-                                                  const std::string& interface, int waitMs = 1000);
+                                                  const std::string& interface, int waitMs = 1000,
+                                                  bool nudge = true);
 
 }  // namespace keel

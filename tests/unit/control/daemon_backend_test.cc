@@ -127,6 +127,18 @@ class DaemonBackendTest : public ::testing::Test {
     return {};
   }
 
+  // The same table, read without counting (the refresh of MACs the table
+  // gave, beside tests that count the retries' reads).
+  MacResolver quietResolver() {
+    return [this](const std::vector<IpAddress>& reals, const std::string& iface) {
+      std::map<IpAddress, MacAddress> found;
+      for (const IpAddress& a : reals)
+        if (auto it = neighbours_.find(a.toString()); iface == "eth0" && it != neighbours_.end())
+          found[a] = *MacAddress::parse(it->second);
+      return found;
+    };
+  }
+
   // A neighbour table: neighbours_ on eth0 (the file's dataplane.interface).
   MacResolver resolver() {
     return [this](const std::vector<IpAddress>& reals, const std::string& iface) {
@@ -1476,6 +1488,57 @@ TEST_F(DaemonBackendTest, AnL2dsrRealNotInTheNeighbourTableStartsDownAndComesInO
   EXPECT_TRUE(resolved_.empty());
 }
 
+// An l2dsr real whose MAC the table gave follows the table: when its entry
+// names another unicast MAC (a NIC swapped, a VM moved), the refresh gives
+// the real that MAC at the same backend (same id and generation: its flows
+// stay) and keeps its drain; an entry gone, or a group MAC, changes
+// nothing, and a file's own `mac:` is never read again. A reload keeps the
+// new MAC.
+TEST_F(DaemonBackendTest, AnL2dsrRealFollowsItsNeighbourEntrysNewMac) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 10.0.1.1}\n"
+                                   "      - {address: 10.0.1.2, mac: \"02:00:00:00:0f:02\"}\n"));
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, "maintenance"}).isOk());
+  const BackendId id = idOf("10.0.1.1");
+  const uint32_t gen = dp_.backends.at(id).gen;
+  resolved_.clear();
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u) << "the table says what keel sends to";
+  EXPECT_EQ(resolved_, std::vector<std::string>{"10.0.1.1@eth0"}) << "the file's mac: is not read";
+
+  neighbours_["10.0.1.1"] = "02:00:00:00:02:01";
+  neighbours_["10.0.1.2"] = "02:00:00:00:02:02";
+  EXPECT_EQ(backend_->refreshTableMacs(), 1u);
+  ASSERT_TRUE(realOf("10.0.1.1").mac);
+  EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:02:01");
+  EXPECT_EQ(idOf("10.0.1.1"), id);
+  EXPECT_EQ(dp_.backends.at(id).gen, gen) << "the same backend: its flows stay";
+  EXPECT_EQ(dp_.backends.at(id).mac[4], 0x02);
+  EXPECT_TRUE(realOf("10.0.1.1").draining);
+  EXPECT_EQ(realOf("10.0.1.2").mac->toString(), "02:00:00:00:0f:02") << "the file's mac: stays";
+
+  neighbours_.erase("10.0.1.1");  // aged out: no change
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u);
+  neighbours_["10.0.1.1"] = "01:00:5e:00:00:01";  // a group MAC: no change
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u);
+  EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:02:01");
+  neighbours_.erase("10.0.1.1");
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:02:01") << "a reload keeps the MAC found";
+  EXPECT_TRUE(realOf("10.0.1.1").draining);
+  // keeld's loop does it on the MAC retries' timer, which runs while a
+  // real has a MAC from the table (none waits here). Bounded: one interval
+  // is 2 s.
+  backend_->setMacRefreshResolver(quietResolver());
+  neighbours_["10.0.1.1"] = "02:00:00:00:03:01";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (realOf("10.0.1.1").mac->toString() != "02:00:00:00:03:01" && std::chrono::steady_clock::now() < deadline)
+    io_.run_one_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:03:01");
+}
+
 // A restart that adopts the running plane: an l2dsr real whose neighbour
 // entry aged out while keeld was away keeps the MAC the plane forwards to,
 // up and in the ring at the same id, instead of going down until a retry
@@ -1609,6 +1672,7 @@ TEST_F(DaemonBackendTest, UnresolvedL2dsrRealsAreRetriedOnTheLoopsTimer) {
     ++retries;
     return table(reals, iface);
   });
+  backend_->setMacRefreshResolver(quietResolver());  // 10.0.1.1's MAC, read again on the same timer
   neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
   resolverCalls_ = 0;
   // Bounded: one interval is 2 s.
@@ -1675,6 +1739,7 @@ TEST_F(DaemonBackendTest, RuntimeAddReadsTheTableAsARequestAndIsRetriedSoon) {
   backend_->setMacResolver(counting(atStart));
   backend_->setRequestMacResolver(counting(requests));
   backend_->setMacRetryResolver(counting(retries));
+  backend_->setMacRefreshResolver(quietResolver());
   api::RealAddRequest add;
   add.service = "web";
   add.real.address = ip("10.0.1.3");

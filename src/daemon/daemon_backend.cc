@@ -1779,7 +1779,22 @@ Result DaemonBackend::reloadFile() {
   // plane forward with the new node meanwhile. commit() runs them again.
   {
     const Config composed = compose(*r.config, next);
-    std::vector<std::string> errors = validateComposed(composed);
+    // A problem of a keelctl change, not of the file (which passed alone):
+    // said so, with the way out, since no file line names it.
+    std::vector<std::string> errors;
+    for (ComposedProblem& p : composedProblems(composed)) {
+      std::string& m = p.message;
+      if (next.addedServices.count(p.service)) {
+        m += " (service " + p.service + " was added with keelctl: keelctl service remove " + p.service +
+             ", or change the file)";
+      } else if (p.real) {
+        auto ov = next.reals.find({p.service, *p.real});
+        if (ov != next.reals.end() && ov->second.added)
+          m += " (the real was added with keelctl: keelctl real remove " + p.service + " " + p.real->toString() +
+               ", or change the file)";
+      }
+      errors.push_back(std::move(m));
+    }
     if (errors.empty()) errors = validateTargets(composed);
     if (!errors.empty()) {
       for (const std::string& e : errors) logError(LogRecord("config_error").add("error", e));

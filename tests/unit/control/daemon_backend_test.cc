@@ -732,7 +732,8 @@ TEST_F(DaemonBackendTest, AReloadThatBreaksARuntimeRealIsRefusedBeforeTheNodeIsW
   api::Result r = backend_->reload();
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
-  EXPECT_NE(r.error().message.find("2001:db8:1::12: ipip to an IPv6 real needs node.tunnel_source_v6"),
+  EXPECT_NE(r.error().message.find("2001:db8:1::12: ipip to an IPv6 real needs node.tunnel_source_v6 (the real was "
+                                   "added with keelctl: keelctl real remove web 2001:db8:1::12, or change the file)"),
             std::string::npos)
       << r.error().message;
   EXPECT_TRUE(preApplied_.empty()) << preApplied_.front();
@@ -744,6 +745,20 @@ TEST_F(DaemonBackendTest, AReloadThatBreaksARuntimeRealIsRefusedBeforeTheNodeIsW
   preApplied_.clear();
   ASSERT_TRUE(backend_->reload().isOk());
   EXPECT_EQ(preApplied_, (std::vector<std::string>{"none"}));
+
+  // A service added with keelctl: the error says so, and how to remove it.
+  files_["keel.yaml"] = withTunnelSourceV6(file);
+  ASSERT_TRUE(backend_->reload().isOk());
+  ASSERT_TRUE(backend_->addService(serviceRequest("v6", "10.0.0.9", 80, KEEL_PROTO_TCP, nullptr, {"2001:db8:1::13"}))
+                  .isOk());
+  files_["keel.yaml"] = file;
+  r = backend_->reload();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.error().message.find("service v6 real 2001:db8:1::13: ipip to an IPv6 real needs "
+                                   "node.tunnel_source_v6 (service v6 was added with keelctl: keelctl service "
+                                   "remove v6, or change the file)"),
+            std::string::npos)
+      << r.error().message;
 }
 
 // A file that turns a service into l2dsr while keelctl added a real to it

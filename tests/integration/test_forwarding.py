@@ -244,6 +244,48 @@ def test_l2dsr_real_that_appears_later(late_real):
     assert set(spread) == {r.role for r in lab.reals}, spread
 
 
+def l2dsr4_without_macs(lab):
+    return [lab.service("web4", 4, PORT, "tcp", "l2dsr", with_mac=False)]
+
+
+@pytest.fixture
+def moved_real(request, lab, need_keel):
+    """keeld with an l2dsr service whose MACs come from the neighbour table;
+    gives real2 its own MAC back, in its namespace and in the balancer's
+    table, afterwards."""
+    real = lab.reals[1]
+    try:
+        yield from run_keel(request, lab, lab.keel_config(l2dsr4_without_macs(lab)), with_handle=True)
+    finally:
+        real.run(["ip", "link", "set", "eth0", "address", real.mac], check=False)
+        lab.balancer.run(["ip", "neigh", "replace", real.v4, "lladdr", real.mac, "dev", "eth0", "nud", "reachable"],
+                         check=False)
+
+
+def test_l2dsr_real_follows_a_new_mac(moved_real):
+    """An l2dsr real whose MAC changes (a NIC swapped, a VM moved): once the
+    balancer's neighbour table has the new MAC, keeld sends the real's flows
+    there (real_mac_changed) and every real serves again; until then its
+    flows went to the old MAC, which nothing answers."""
+    lab, config, k = moved_real
+    real = lab.reals[1]
+    new_mac = "02:6b:00:02:00:99"
+    real.run(["ip", "link", "set", "eth0", "address", new_mac])
+    # The table learns it as the kernel would after its next probe; set
+    # here so the test does not wait for the kernel's timers.
+    lab.balancer.run(["ip", "neigh", "replace", real.v4, "lladdr", new_mac, "dev", "eth0", "nud", "reachable"])
+    deadline = time.monotonic() + 10  # keeld reads the table every 2 s
+    while "real_mac_changed" not in k.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "real_mac_changed" in k.log(), k.log()
+    shown = json.loads(k.keelctl("-o", "json", "service", "show", "web4").stdout)
+    shown = shown.get("service", shown)
+    macs = {r["address"]: r.get("mac") for r in shown["reals"]}
+    assert macs[real.v4] == new_mac, macs
+    spread = served(lab.flows("tcp", lab.vip(4), PORT, count=30))
+    assert set(spread) == {r.role for r in lab.reals}, spread
+
+
 def weighted(lab):
     return [lab.service(f"web{fam}-{fwd}", fam, PORT if fwd == "ipip" else SRC_PORT, "udp", fwd,
                         weights=[100, 200, 300])

@@ -107,8 +107,8 @@ void defineConfig(CLI::App& noun, Context& ctx) {
         std::cerr << "warning: not applied until keeld restarts: " << keys << " (the running values are kept)\n";
       if (std::string keys = keysOf("stop_start_needed"); !keys.empty())
         std::cerr << "warning: not applied until keeld starts a new data plane: " << keys
-                  << " (the running values are kept; a restart adopts the pinned one as it runs: keelctl daemon "
-                     "stop, then start keeld, which picks every established flow again)\n";
+                  << " (the running values are kept; a restart leaves the pinned XDP plane in place: keelctl "
+                     "daemon stop, then start keeld, which picks every established flow again)\n";
       printWarnings(*r);
     } else {
       std::cout << "config reloaded\n";

@@ -2,9 +2,11 @@
 #include "common/file_write.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 namespace keel {
@@ -42,6 +44,20 @@ Status writeFileReplacing(const std::string& path, mode_t mode, const std::funct
   if (const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
     (void)::fsync(dfd);
     ::close(dfd);
+  }
+  return Status::ok();
+}
+
+Status makeDirectories(const std::string& path, mode_t mode) {
+  std::string prefix;
+  for (const auto& part : std::filesystem::path(path)) {
+    prefix = (std::filesystem::path(prefix) / part).string();
+    if (part == "/" || part.empty()) continue;
+    if (::mkdir(prefix.c_str(), mode) == 0) continue;
+    const int err = errno;
+    struct stat st{};
+    if (err == EEXIST && ::stat(prefix.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) continue;
+    return Status::error("mkdir " + prefix + ": " + std::strerror(err == EEXIST ? ENOTDIR : err));
   }
   return Status::ok();
 }

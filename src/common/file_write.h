@@ -23,4 +23,10 @@ namespace keel {
 // "rename /run/keel/x: ...".
 Status writeFileReplacing(const std::string& path, mode_t mode, const std::function<bool(FILE*)>& write);
 
+// `path` and every missing parent, each made with `mode` (the umask may only
+// narrow it; std::filesystem::create_directories would give 0777 & ~umask,
+// world-writable under umask 0). An existing directory is fine; a file in
+// the way is an error: "mkdir DIR: reason".
+Status makeDirectories(const std::string& path, mode_t mode);
+
 }  // namespace keel

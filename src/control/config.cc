@@ -1340,9 +1340,10 @@ std::vector<std::string> restartNeededKeys(const Config& started, const Config& 
   return keys;
 }
 
-std::vector<std::string> stopStartNeededKeys(const Config& started, const std::vector<std::string>& keys) {
+std::vector<std::string> stopStartNeededKeys(const Config& started, const std::vector<std::string>& keys,
+                                             bool stopDetaches) {
   std::vector<std::string> out;
-  if (started.dataplane.kind != DataplaneKind::kXdp) return out;
+  if (started.dataplane.kind != DataplaneKind::kXdp || stopDetaches) return out;
   for (const std::string& k : keys)
     if (k == "dataplane.kind" || k == "dataplane.interface" || k == "dataplane.xdp_mode" || k == "limits")
       out.push_back(k);

@@ -394,7 +394,9 @@ std::vector<std::string> restartNeededKeys(const Config& started, const Config& 
 // Only `keelctl daemon stop` (which detaches it) and a start apply them:
 // "dataplane.kind", "dataplane.interface", "dataplane.xdp_mode", "limits"
 // (operations.md, Reloads). None when keeld started a DPDK plane, which
-// ends with keeld.
-std::vector<std::string> stopStartNeededKeys(const Config& started, const std::vector<std::string>& keys);
+// ends with keeld, or when its stop detaches the XDP plane too
+// (`stopDetaches`: keeld --detach-on-exit), so a restart starts afresh.
+std::vector<std::string> stopStartNeededKeys(const Config& started, const std::vector<std::string>& keys,
+                                             bool stopDetaches = false);
 
 }  // namespace keel

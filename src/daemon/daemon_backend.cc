@@ -147,16 +147,20 @@ nlohmann::json checkSpecJson(const HealthCheckSpec& h, uint16_t servicePort) {
 
 nlohmann::json realFingerprint(const RealConfig& r, bool tableMac = false) { return fingerprint(r, tableMac, false); }
 
-// null: the file has no such real / service.
-nlohmann::json fingerprintOf(const RealConfig* r) { return r ? realFingerprint(*r) : nlohmann::json(nullptr); }
+// null: the file has no such real / service. What the state file stores:
+// a real's with its check still, which this keeld does not compare
+// (fileSays) but a keeld before it does, so a rollback to one keeps the
+// overlay.
+nlohmann::json fingerprintOf(const RealConfig* r) { return r ? fingerprint(*r) : nlohmann::json(nullptr); }
 nlohmann::json fingerprintOf(const ServiceConfig* s) { return s ? fingerprint(*s) : nlohmann::json(nullptr); }
 
-// Whether the file says now what `saved` (a state file's fingerprint) says:
-// as this keeld writes it, or as an older one did (with the table's MACs;
-// with the real's check, which is not compared: realFingerprint).
+// Whether the file says now what `saved` (a state file's fingerprint) says,
+// as sameReal compares two files: without the real's check. Also as an
+// older keeld wrote it, with the table's MACs.
 bool fileSays(const RealConfig* r, nlohmann::json saved) {
+  if (!r) return saved.is_null();
   if (saved.is_object()) saved.erase("health");
-  return fingerprintOf(r) == saved || (r && r->macResolved && realFingerprint(*r, true) == saved);
+  return realFingerprint(*r) == saved || (r->macResolved && realFingerprint(*r, true) == saved);
 }
 bool fileSays(const ServiceConfig& s, const nlohmann::json& saved) {
   return fingerprint(s) == saved || fingerprint(s, true) == saved;
@@ -445,6 +449,36 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
   return c;
 }
 
+// An l2dsr real whose MAC the neighbour table gave (refreshTableMacs).
+static bool tableMac(const ServiceConfig& svc, const RealConfig& r) {
+  return svc.forwarding == Forwarding::kL2dsr && r.macResolved && r.mac;
+}
+static bool hasTableMacs(const Config& c) {
+  for (const ServiceConfig& svc : c.services)
+    for (const RealConfig& r : svc.reals)
+      if (tableMac(svc, r)) return true;
+  return false;
+}
+
+// A running l2dsr real that the neighbour table now gives another MAC (the
+// refresh, a reload's read): one warning each, whichever found it.
+static void logMacChanges(const Config& running, const Config& next) {
+  for (const ServiceConfig& svc : next.services)
+    for (const RealConfig& r : svc.reals) {
+      if (!tableMac(svc, r)) continue;
+      const ServiceConfig* was = findSvc(running, svc.name);
+      if (!was || was->forwarding != Forwarding::kL2dsr) continue;
+      const RealConfig* old = findReal(running, svc.name, r.address);
+      if (old && old->mac && *old->mac != *r.mac)
+        logWarn(LogRecord("real_mac_changed")
+                    .add("service", svc.name)
+                    .add("real", r.address.toString())
+                    .add("from", old->mac->toString())
+                    .add("mac", r.mac->toString())
+                    .add("detail", "the neighbour table's entry names another MAC; l2dsr sends there now"));
+    }
+}
+
 Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   // The apply, a restore after it fails, and the health sync: the DPDK
   // workers see the running config or the next one, never half of it.
@@ -463,6 +497,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   }
   committed_ = true;
   if (!startFile_) startFile_ = file;  // the first: what the data plane was built with
+  logMacChanges(effective_, next);
   const bool newlyPending = notePendingMacs(next);
   file_ = file;
   overlay_ = std::move(overlay);
@@ -505,17 +540,6 @@ bool DaemonBackend::notePendingMacs(const Config& next) {
   return started;
 }
 
-// An l2dsr real whose MAC the neighbour table gave (refreshTableMacs).
-static bool tableMac(const ServiceConfig& svc, const RealConfig& r) {
-  return svc.forwarding == Forwarding::kL2dsr && r.macResolved && r.mac;
-}
-static bool hasTableMacs(const Config& c) {
-  for (const ServiceConfig& svc : c.services)
-    for (const RealConfig& r : svc.reals)
-      if (tableMac(svc, r)) return true;
-  return false;
-}
-
 // Arms the retry timer while a real waits, or while a real has a MAC the
 // table gave (refreshTableMacs reads them again): kMacRetryInterval from now, or
 // sooner, at the first retry of a real that has just started waiting
@@ -545,49 +569,51 @@ size_t DaemonBackend::refreshTableMacs() {
   for (const ServiceConfig& svc : effective_.services)
     for (const RealConfig& r : svc.reals)
       if (tableMac(svc, r)) addresses.push_back(r.address);
-  if (addresses.empty()) return 0;
+  if (addresses.empty()) {
+    macCandidates_.clear();
+    return 0;
+  }
   std::sort(addresses.begin(), addresses.end());
   addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
   const MacLookup macs = lookUpMacs(addresses, refreshMacResolver());
   if (!macs.lookedUp) return 0;
+  // Of the running reals (effective_: not one removed with keelctl), those
+  // whose entry names another unicast MAC on two reads in a row: one read
+  // alone may be a flap (a duplicate address, a real answering from two
+  // NICs), which moving the real's flows at once would follow.
+  std::map<RealKey, MacAddress> candidates, moving;
+  for (const ServiceConfig& svc : effective_.services)
+    for (const RealConfig& r : svc.reals) {
+      if (!tableMac(svc, r)) continue;
+      auto it = macs.resolved.find(r.address);
+      if (it == macs.resolved.end() || !it->second.isUnicast() || it->second == *r.mac) continue;
+      const RealKey key{svc.name, r.address};
+      if (auto seen = macCandidates_.find(key); seen != macCandidates_.end() && seen->second == it->second)
+        moving.emplace(key, it->second);
+      else
+        candidates.emplace(key, it->second);
+    }
+  macCandidates_ = std::move(candidates);
+  if (moving.empty()) return 0;
   // Changed where the real's config comes from (the file, a real.add, a
   // service.add), as resolvePendingMacs does, so a reload or restart keeps
-  // the new MAC.
-  struct Change {
-    std::string service;
-    IpAddress real;
-    MacAddress from, to;
-  };
-  std::vector<Change> changes;
-  auto take = [&](const ServiceConfig& svc, RealConfig& r) {
-    if (!tableMac(svc, r)) return;
-    auto it = macs.resolved.find(r.address);
-    if (it == macs.resolved.end() || !it->second.isUnicast() || it->second == *r.mac) return;
-    changes.push_back({svc.name, r.address, *r.mac, it->second});
-    r.mac = it->second;
+  // the new MAC; commit() logs each change (real_mac_changed).
+  auto take = [&](const std::string& service, RealConfig& r) {
+    if (auto m = moving.find({service, r.address}); m != moving.end() && r.macResolved) r.mac = m->second;
   };
   Config file = file_;
   Overlay overlay = overlay_;
   for (ServiceConfig& svc : file.services)
-    for (RealConfig& r : svc.reals) take(svc, r);
+    for (RealConfig& r : svc.reals) take(svc.name, r);
   for (auto& [name, added] : overlay.addedServices)
-    for (RealConfig& r : added.config.reals) take(added.config, r);
+    for (RealConfig& r : added.config.reals) take(name, r);
   for (auto& [key, ov] : overlay.reals)
-    if (ov.added)
-      if (const ServiceConfig* svc = findSvc(effective_, key.first)) take(*svc, *ov.added);
-  if (changes.empty()) return 0;
+    if (ov.added) take(key.first, *ov.added);
   if (Result r = commit(file, std::move(overlay)); !r.isOk()) {
     logError(LogRecord("real_mac_apply_failed").add("error", r.error().message));
     return 0;
   }
-  for (const Change& c : changes)
-    logWarn(LogRecord("real_mac_changed")
-                .add("service", c.service)
-                .add("real", c.real.toString())
-                .add("from", c.from.toString())
-                .add("mac", c.to.toString())
-                .add("detail", "the neighbour table's entry names another MAC; l2dsr now sends there"));
-  return changes.size();
+  return moving.size();
 }
 
 size_t DaemonBackend::resolvePendingMacs() {
@@ -1413,9 +1439,9 @@ void DaemonBackend::startFlowCounts(std::chrono::milliseconds interval) {
 // One walk, then the next in one interval. A tick that finds the last walk
 // still running skips its walk; the first walk of a setting waits for it
 // instead (kFlowWalkBusyRetry), since that walk's counts are discarded.
-// The rows are the services and reals of the registry now, so a scrape
-// shows each count under the service as it was walked (a real added since
-// is absent until the next walk, not a false 0).
+// The rows are the services and reals of the registry at the walk; the
+// listing and the metrics show a row only for the real's life it counted
+// (snapshotOf: a real added, or removed and added again, since has none).
 void DaemonBackend::countFlows(bool first) {
   const uint64_t setting = flowCountSetting_;
   const bool busy = flowWalkRunning_->load();
@@ -1860,7 +1886,7 @@ Result DaemonBackend::reloadFile() {
     if (std::vector<std::string> keys = restartNeededKeys(*startFile_, file_); !keys.empty()) {
       // Of those, what a restart does not apply either (a pinned XDP plane,
       // adopted as it runs): keelctl daemon stop, then a start.
-      if (std::vector<std::string> stop = stopStartNeededKeys(*startFile_, keys); !stop.empty())
+      if (std::vector<std::string> stop = stopStartNeededKeys(*startFile_, keys, stopDetaches_); !stop.empty())
         out["stop_start_needed"] = std::move(stop);
       out["restart_needed"] = std::move(keys);
     }

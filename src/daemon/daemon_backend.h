@@ -162,6 +162,11 @@ class DaemonBackend : public api::ControlBackend {
   // the real stays up while keel sends its flows to the old MAC. Returns
   // how many changed.
   size_t refreshTableMacs();
+  // When the MAC timer fires next (nullopt: not armed); for tests.
+  std::optional<std::chrono::steady_clock::time_point> macRetryDue() const {
+    if (!macRetryArmed_) return std::nullopt;
+    return macTimer_.expiry();
+  }
   // The first retry after a real starts waiting: a real that answers the
   // prompt late (after kRequestMacWait; the kernel's next probe is 1 s on)
   // or comes up just after its add is in the ring a moment later, not
@@ -182,6 +187,9 @@ class DaemonBackend : public api::ControlBackend {
   // to it (unset: to start() itself), so a start-up's own seconds (DPDK's
   // EAL and tables) do not count against fall x interval.
   void setStartedAt(std::chrono::system_clock::time_point at) { startedAt_ = at; }
+  // keeld --detach-on-exit: its stop takes the XDP plane out, so a restart
+  // applies what a reload cannot (config.reload's stop_start_needed).
+  void setStopDetaches(bool detaches) { stopDetaches_ = detaches; }
 
   // ControlBackend
   std::vector<api::ServiceSnapshot> listServices() override;
@@ -368,6 +376,10 @@ class DaemonBackend : public api::ControlBackend {
   MacResolver requestMac_;
   MacResolver retryMac_;
   MacResolver refreshMac_;
+  bool stopDetaches_ = false;
+  // refreshTableMacs: the other MAC each real's entry named at the last
+  // read; a real moves to it when the next read names it again.
+  std::map<std::pair<std::string, IpAddress>, MacAddress> macCandidates_;
   // The reals waiting for their MAC in effective_, since when (notePendingMacs).
   std::map<std::pair<std::string, IpAddress>, std::chrono::system_clock::time_point> macPendingSince_;
   boost::asio::steady_timer macTimer_{io_};

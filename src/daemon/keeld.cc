@@ -51,6 +51,7 @@
 #include <memory>
 #include <string>
 
+#include "common/file_write.h"
 #include "common/logging.h"
 #include "control/config.h"
 #include "control/eal_lcores.h"
@@ -206,9 +207,9 @@ bool sameNode(const keel_node_config& a, const keel_node_config& b) {
 // it again (the reload's reply lists the keys too: restart_needed). The
 // node config is applied here.
 Status preApply(const Config& started, const Config& next, Dataplane& dp,
-                const std::optional<MacAddress>& planeMac, keel_node_config& node) {
+                const std::optional<MacAddress>& planeMac, keel_node_config& node, bool stopDetaches) {
   const std::vector<std::string> keys = restartNeededKeys(started, next);
-  const std::vector<std::string> stopStart = stopStartNeededKeys(started, keys);
+  const std::vector<std::string> stopStart = stopStartNeededKeys(started, keys, stopDetaches);
   auto in = [](const std::vector<std::string>& v, const char* key) { return std::find(v.begin(), v.end(), key) != v.end(); };
   auto has = [&](const char* key) { return in(keys, key); };
   if (!stopStart.empty()) {
@@ -302,10 +303,7 @@ int run(const std::string& path, bool detachOnExit) {
   // tables at a clean stop), beside the control socket (/run/keel): it lives
   // as long as the pins do (until reboot).
   const std::filesystem::path stateDir = std::filesystem::path(config.control.socket).parent_path();
-  {
-    std::error_code ec;
-    std::filesystem::create_directories(stateDir, ec);
-  }
+  (void)makeDirectories(stateDir.string(), 0755);  // ApiServer::start reports a failure
   const StateFiles files = stateFiles(config, stateDir.string());
 
   // Another keeld serving this socket: refused before the data plane, which
@@ -381,7 +379,7 @@ int run(const std::string& path, bool detachOnExit) {
       io, registry, path, [&onLoop](const std::string& p) { return loadConfigFile(p, onLoop); },
       // `config` stays what keeld started with: the data plane, socket and
       // endpoint it built (reloads change only the backend's copy).
-      [&](const Config& next) { return preApply(config, next, *dp, planeMac, *node); },
+      [&](const Config& next) { return preApply(config, next, *dp, planeMac, *node, detachOnExit); },
       stop);
   backend.setCanDetach(handle->canDetach());
   // l2dsr MACs are resolved as the file's are: the state file's reals at
@@ -397,6 +395,7 @@ int run(const std::string& path, bool detachOnExit) {
   });
   backend.setCheckOptions(onLoop);
   backend.setStartedAt(startedAt);
+  backend.setStopDetaches(detachOnExit);
   // The runtime overlay (keelctl changes), per interface like the pins.
   backend.setStatePath(files.runtime);
   backend.setReloadHook([](bool done, bool ok) {

@@ -15,11 +15,11 @@
 #include <boost/asio/write.hpp>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "common/file_write.h"
 #include "common/logging.h"
 #include "control/api/dispatcher.h"
 
@@ -401,10 +401,9 @@ Status ApiServer::start() {
     std::string dir = path.substr(0, slash);
     struct stat ds{};
     if (::stat(dir.c_str(), &ds) != 0) {
-      std::error_code ec;
       if (errno != ENOENT) return Status::error(where + "cannot create directory " + dir + ": " + errnoText(errno));
-      std::filesystem::create_directories(dir, ec);
-      if (ec) return Status::error(where + "cannot create directory " + dir + ": " + ec.message());
+      if (Status s = makeDirectories(dir, 0755); !s)
+        return Status::error(where + "cannot create directory " + dir + ": " + s.message());
     } else if (!S_ISDIR(ds.st_mode)) {
       return Status::error(where + dir + " is not a directory");
     }

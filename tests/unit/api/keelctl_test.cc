@@ -837,8 +837,8 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   EXPECT_EQ(rl.err,
             "warning: not applied until keeld restarts: control (the running values are kept)\n"
             "warning: not applied until keeld starts a new data plane: dataplane.xdp_mode, limits (the running "
-            "values are kept; a restart adopts the pinned one as it runs: keelctl daemon stop, then start keeld, "
-            "which picks every established flow again)\n");
+            "values are kept; a restart leaves the pinned XDP plane in place: keelctl daemon stop, then start "
+            "keeld, which picks every established flow again)\n");
   onLoop([&] {
     fake_.stopStartNeeded.clear();
     fake_.restartNeeded.clear();

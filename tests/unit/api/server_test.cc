@@ -556,8 +556,15 @@ TEST(ServerStartTest, StaleSocketReplacedOtherFilesRefused) {
   o.socketPath = dir + "/sub/dir/keel.sock";  // missing parent of the parent: the whole path is made
   {
     ApiServer s(io, fake, o);
+    const mode_t old = ::umask(0);  // each made 0755 all the same, never world-writable
     Status st = s.start();
+    ::umask(old);
     EXPECT_TRUE(st.isOk()) << st.message();
+    for (const std::string made : {dir + "/sub", dir + "/sub/dir"}) {
+      struct stat ds{};
+      ASSERT_EQ(::stat(made.c_str(), &ds), 0) << made;
+      EXPECT_EQ(ds.st_mode & 0777, 0755u) << made;
+    }
   }
   o.socketPath = dir + "/run/keel.sock";  // missing parent: created
   {

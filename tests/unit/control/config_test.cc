@@ -1407,6 +1407,7 @@ TEST(Config, StopStartNeededKeysAreTheXdpPlanesShapeAndInterface) {
   EXPECT_EQ(stopStartNeededKeys(xdp, all),
             (std::vector<std::string>{"dataplane.kind", "dataplane.interface", "dataplane.xdp_mode", "limits"}));
   EXPECT_TRUE(stopStartNeededKeys(xdp, {"dataplane.dpdk", "control", "metrics"}).empty());
+  EXPECT_TRUE(stopStartNeededKeys(xdp, all, /*stopDetaches=*/true).empty()) << "keeld --detach-on-exit";
   Config dpdk;
   dpdk.dataplane.kind = DataplaneKind::kDpdk;
   EXPECT_TRUE(stopStartNeededKeys(dpdk, all).empty());

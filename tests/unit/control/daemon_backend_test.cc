@@ -448,6 +448,12 @@ TEST_F(DaemonBackendTest, ReloadRepliesWithTheKeysThatNeedARestart) {
     // keeld started an XDP plane: the next keeld would adopt its limits.
     EXPECT_EQ(r.result()["stop_start_needed"], nlohmann::json({"limits"})) << i;
   }
+  backend_->setStopDetaches(true);  // keeld --detach-on-exit: a restart starts a new plane
+  r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result()["restart_needed"], nlohmann::json({"limits", "metrics"}));
+  EXPECT_FALSE(r.result().contains("stop_start_needed")) << r.result().dump();
+  backend_->setStopDetaches(false);
   files_["keel.yaml"] = yaml(kTwo);
   r = backend_->reload();
   ASSERT_TRUE(r.isOk());
@@ -1525,7 +1531,13 @@ TEST_F(DaemonBackendTest, AnL2dsrRealFollowsItsNeighbourEntrysNewMac) {
 
   neighbours_["10.0.1.1"] = "02:00:00:00:02:01";
   neighbours_["10.0.1.2"] = "02:00:00:00:02:02";
-  EXPECT_EQ(backend_->refreshTableMacs(), 1u);
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u) << "one read names it: not yet";
+  EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:01:01");
+  neighbours_["10.0.1.1"] = "02:00:00:00:04:01";  // a flap: another MAC on the next read
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u);
+  neighbours_["10.0.1.1"] = "02:00:00:00:02:01";
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u);
+  EXPECT_EQ(backend_->refreshTableMacs(), 1u) << "two reads in a row name it";
   ASSERT_TRUE(realOf("10.0.1.1").mac);
   EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:02:01");
   EXPECT_EQ(idOf("10.0.1.1"), id);
@@ -1536,7 +1548,9 @@ TEST_F(DaemonBackendTest, AnL2dsrRealFollowsItsNeighbourEntrysNewMac) {
 
   neighbours_.erase("10.0.1.1");  // aged out: no change
   EXPECT_EQ(backend_->refreshTableMacs(), 0u);
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u);
   neighbours_["10.0.1.1"] = "01:00:5e:00:00:01";  // a group MAC: no change
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u);
   EXPECT_EQ(backend_->refreshTableMacs(), 0u);
   EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:02:01");
   neighbours_.erase("10.0.1.1");
@@ -1548,10 +1562,15 @@ TEST_F(DaemonBackendTest, AnL2dsrRealFollowsItsNeighbourEntrysNewMac) {
   // is 2 s.
   backend_->setMacRefreshResolver(quietResolver());
   neighbours_["10.0.1.1"] = "02:00:00:00:03:01";
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   while (realOf("10.0.1.1").mac->toString() != "02:00:00:00:03:01" && std::chrono::steady_clock::now() < deadline)
     io_.run_one_for(std::chrono::milliseconds(200));
   EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:03:01");
+  // A real removed with keelctl is not running: its entry is not followed.
+  ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.1")}).isOk());
+  neighbours_["10.0.1.1"] = "02:00:00:00:05:01";
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u);
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u);
 }
 
 // A restart that adopts the running plane: an l2dsr real whose neighbour
@@ -1766,17 +1785,18 @@ TEST_F(DaemonBackendTest, RuntimeAddReadsTheTableAsARequestAndIsRetriedSoon) {
   EXPECT_FALSE(realOf("10.0.1.3").mac);
   EXPECT_EQ(r.result()["warnings"].size(), 1u) << r.result().dump();
 
+  // The first retry is armed kMacFirstRetry after the add, not
+  // kMacRetryInterval (the timer's expiry, set from the clock at the add:
+  // no measured duration).
+  const std::optional<std::chrono::steady_clock::time_point> due = backend_->macRetryDue();
+  ASSERT_TRUE(due);
+  EXPECT_LE(*due, std::chrono::steady_clock::now() + DaemonBackend::kMacFirstRetry);
   neighbours_["10.0.1.3"] = "02:00:00:00:01:03";  // it answers late
   const auto start = std::chrono::steady_clock::now();
   while (!realOf("10.0.1.3").mac && std::chrono::steady_clock::now() < start + std::chrono::seconds(5))
     io_.run_one_for(std::chrono::milliseconds(50));
-  const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_TRUE(realOf("10.0.1.3").mac);
   EXPECT_EQ(realOf("10.0.1.3").mac->toString(), "02:00:00:00:01:03");
-  // The retry timer cannot fire before its expiry: one armed for
-  // kMacRetryInterval (2 s) would have taken at least that.
-  EXPECT_LT(took, DaemonBackend::kMacRetryInterval - std::chrono::milliseconds(500))
-      << "found by a retry kMacRetryInterval after the add, not kMacFirstRetry";
   EXPECT_EQ(retries, 1);
   EXPECT_EQ(requests, 1);
   EXPECT_EQ(atStart, 0);
@@ -2337,9 +2357,11 @@ TEST_F(RuntimeStateTest, TuningTheServicesCheckKeepsTheRealsDrainAndWeight) {
   EXPECT_FALSE(r.result().contains("warnings")) << r.result().dump();
   EXPECT_TRUE(realOf("10.0.1.2").draining) << "the file changed the check, not the real: the drain stays";
   EXPECT_EQ(realOf("10.0.1.1").weight, 7u);
-  // The state file's fingerprint of a real has no check in it.
+  // The state file still stores each real's check (a keeld before this rule
+  // compares it, so a rollback to one keeps the overlay); this one does not
+  // compare it.
   nlohmann::json state = readState();
-  for (const nlohmann::json& e : state["reals"]) EXPECT_FALSE(e["file"].contains("health")) << e.dump();
+  for (const nlohmann::json& e : state["reals"]) EXPECT_TRUE(e["file"].contains("health")) << e.dump();
   // Changed again while keeld is stopped: a restart keeps them too.
   backend_.reset();
   files_["keel.yaml"] = yaml(kTwo, "    health: {type: udp, port: 9, interval: 3s}\n");
@@ -2347,8 +2369,7 @@ TEST_F(RuntimeStateTest, TuningTheServicesCheckKeepsTheRealsDrainAndWeight) {
   EXPECT_TRUE(k->real("web", "10.0.1.2")->draining);
   EXPECT_EQ(k->real("web", "10.0.1.1")->weight, 7u);
   k.reset();
-  // A state file of a keeld before this rule has the check in each real's
-  // fingerprint: it is left out of the comparison there too.
+  // Whatever check the state file names, it is left out of the comparison.
   state = readState();
   for (nlohmann::json& e : state["reals"])
     e["file"]["health"] = {{"type", "udp"}, {"port", 1}, {"interval_ms", 99}};

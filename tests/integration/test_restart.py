@@ -389,6 +389,28 @@ def test_dpdk_restart_keeps_checked_reals_up_and_flows_on_their_reals(lab, dpdk_
             s.close()
 
 
+def test_dpdk_port_takes_its_kernel_interfaces_smaller_mtu(lab, dpdk_host):
+    """Without dataplane.dpdk.mtu, a net_af_packet port over a veth whose
+    MTU is smaller than ethdev's 1500 (lowered by the operator, or left so by
+    a keeld with mtu: that crashed) checks packets against the veth's MTU,
+    with a warning: the kernel would drop a larger frame after keel counted
+    it sent."""
+    iface = lab.balancer.ifname
+    config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
+    was = json.loads(lab.balancer.run(["ip", "-j", "link", "show", "dev", iface]).stdout)[0]["mtu"]
+    assert was > 1400, was
+    lab.balancer.run(["ip", "link", "set", "dev", iface, "mtu", "1400"])
+    try:
+        k = dpdk_host.start(config, "mtu")
+        log = k.log()
+        assert f"event=dpdk_kernel_mtu interface={iface} mtu=1400 port_mtu=" in log, log
+        started = [ln for ln in log.splitlines() if "event=dpdk_port_started" in ln]
+        assert started and " mtu=1400" in started[-1], log
+        assert k.stop() == 0, k.log()
+    finally:
+        lab.balancer.run(["ip", "link", "set", "dev", iface, "mtu", str(was)], check=False)
+
+
 def test_dpdk_restart_keeps_the_connection_tables(lab, dpdk_host):
     # A drain moves the ring's pick of the drained real's connections while
     # its table entries keep them there. Without the saved tables the next

@@ -482,6 +482,20 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     facts_.poolSocket = poolSocket;
     uint16_t mtu = 1500;
     rte_eth_dev_get_mtu(port_, &mtu);
+    // Without dpdk.mtu, a port over a kernel interface (net_af_packet,
+    // net_af_xdp) sends through that interface, which drops a frame over its
+    // own MTU after keel counted it sent: a smaller kernel MTU is the port's.
+    if (opts_.mtu == 0)
+      if (const std::string iface = vdevInterface(opts_.port); !iface.empty())
+        if (const uint16_t kernel = kernelMtu(iface); kernel != 0 && kernel < mtu) {
+          logWarn(LogRecord("dpdk_kernel_mtu")
+                      .add("interface", iface)
+                      .add("mtu", kernel)
+                      .add("port_mtu", mtu)
+                      .add("detail", "the port's kernel interface has the smaller MTU: keel checks packets "
+                                     "against it (set dataplane.dpdk.mtu to choose one)"));
+          mtu = kernel;
+        }
     facts_.mtu = mtu;
 
     rte_ether_addr mac{};
@@ -803,10 +817,11 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return Status::ok();
   }
 
+  // What the workers check packets against (init(): ethdev's MTU, or a
+  // kernel interface's smaller one).
   std::optional<uint32_t> portMtu() const override {
-    uint16_t mtu = 0;
-    if (!portReady_ || rte_eth_dev_get_mtu(port_, &mtu) != 0) return std::nullopt;
-    return mtu;
+    if (!portReady_ || facts_.mtu == 0) return std::nullopt;
+    return facts_.mtu;
   }
 
   std::optional<uint64_t> connTableEntries() override {

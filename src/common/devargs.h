@@ -19,6 +19,18 @@ inline bool isKernelVdev(std::string_view devargs) {
          devargs.rfind("net_af_xdp", 0) == 0;
 }
 
+// Whether a DPDK port's devargs name a PCI device ("0000:03:00.0" or
+// "03:00.0", devargs after a comma): a NIC bound to a DPDK driver, which the
+// kernel no longer sees.
+inline bool isPciPort(std::string_view devargs) {
+  std::string_view name = devargs.substr(0, devargs.find(','));
+  if (name.size() == 12 && name[4] == ':') name.remove_prefix(5);
+  if (name.size() != 7 || name[2] != ':' || name[5] != '.') return false;
+  for (size_t i : {0, 1, 3, 4, 6})
+    if (!std::isxdigit(static_cast<unsigned char>(name[i]))) return false;
+  return true;
+}
+
 // The kernel interface such a vdev's devargs name ("net_af_packet0,
 // iface=eth1,qpairs=2" -> "eth1"), or "" for any other port. Read by the
 // config's host check (the interface must exist), the DPDK plane (the MTU

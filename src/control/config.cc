@@ -455,7 +455,8 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
           d.ealArgs.push_back(*s);
     }
   }
-  if (auto k = child(n, path, "port", true)) {
+  std::optional<YAML::Node> portNode = child(n, path, "port", true);
+  if (auto k = portNode) {
     if (auto s = scalar(*k, path + ".port", "a PCI address or vdev string")) {
       if (s->empty() || std::any_of(s->begin(), s->end(), [](char c) {
             return std::isspace(static_cast<unsigned char>(c));
@@ -524,6 +525,20 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
         d.exceptionInterface = *s;
     }
   }
+  // A port that takes every frame away from the kernel (a NIC bound to
+  // DPDK, net_af_xdp on its queues) and no exception path: the host is dark
+  // on it (no ARP/ND answers, no ping, no own TCP), and health checks and
+  // l2dsr MAC lookups through that interface fail, so every checked service
+  // drops. Valid (a node reached another way), so a warning. net_af_packet
+  // leaves the kernel its copy; other vdevs (net_pcap, net_ring, ...) are
+  // test devices.
+  if (portNode && !d.port.empty() && d.exceptionInterface.empty() &&
+      (d.port.rfind("net_af_xdp", 0) == 0 || isPciPort(d.port)))
+    warning(*portNode, path + ".port",
+            "no exception_interface: this port takes its frames from the kernel, so the host cannot answer "
+            "ARP/ND, pings or its own traffic on it, and health checks and l2dsr MAC lookups through it fail "
+            "(every checked service then drops); set exception_interface (docs/dpdk.md, \"The exception "
+            "path\") unless this node is reached another way");
   if (auto k = child(n, path, "idle_sleep_us", false))
     if (auto v = integer(*k, path + ".idle_sleep_us", 0, 100000)) d.idleSleepUs = *v;
   if (auto k = child(n, path, "mtu", false))

@@ -519,6 +519,31 @@ TEST(EalLcores, ReadsListsMasksMapsAndTheMainLcoreAsEalDoes) {
 // refuse at start is an error at load (keeld --check-config), each at its
 // line; with host checks, the CPUs the host has online and, without an
 // lcore option, the CPUs this process may run on.
+// A port that takes its frames from the kernel (a PCI NIC, net_af_xdp) with
+// no exception interface leaves the host dark on it: valid, with a warning.
+// net_af_packet (the kernel keeps its copy) and test vdevs are not warned.
+TEST(Config, APortThatTakesTheKernelsFramesWithoutAnExceptionInterfaceIsWarned) {
+  auto warnings = [](const std::string& port, const std::string& more = "") {
+    ConfigResult r = parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n    port: \"" + port +
+                                     "\"\n    workers: [1]\n" + more,
+                                 "keel.yaml");
+    EXPECT_TRUE(r.ok()) << joinErrors(r.errors);
+    return r.warnings;
+  };
+  for (const char* port : {"0000:03:00.0", "03:00.1", "net_af_xdp0,iface=eth1"}) {
+    const std::vector<std::string> w = warnings(port);
+    ASSERT_EQ(w.size(), 1u) << port;
+    EXPECT_EQ(w[0].rfind("keel.yaml:4: dataplane.dpdk.port: no exception_interface: this port takes its frames "
+                         "from the kernel",
+                         0),
+              0u)
+        << w[0];
+    EXPECT_TRUE(warnings(port, "    exception_interface: keel0\n").empty()) << port;
+  }
+  for (const char* port : {"net_af_packet0,iface=eth1", "net_pcap0,rx_pcap=a.pcap", "net_ring0", "x"})
+    EXPECT_TRUE(warnings(port).empty()) << port;
+}
+
 TEST(Config, DpdkWorkersMustBeLcoresEalStartsOtherThanTheMainOne) {
   auto parse = [](const std::string& dpdk, ConfigOptions o = {}) {
     return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n" + dpdk, "keel.yaml", o);

@@ -1012,7 +1012,7 @@ void DaemonBackend::syncHealth(const Config& effective) {
         // set (start() only), not a check of this keeld's.
         std::string why;
         if (r.startHealthy && r.healthSpec.type != HealthCheckSpec::Type::None)
-          why = "up from the previous keeld's stop record (not checked yet)";
+          why = "up from the previous keeld's stop record";
         else if (r.startKept)
           why = "down, flows kept, from the previous keeld's stop record";
         if (Status s = checker_.add(targetOf(svc, r), initiallyUp, &id, why); !s) {

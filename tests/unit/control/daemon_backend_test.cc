@@ -2103,7 +2103,7 @@ TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
     const std::vector<HealthStatus> all = k->backend->checker().snapshot();
     ASSERT_EQ(all.size(), 2u);
     for (const HealthStatus& st : all)
-      EXPECT_EQ(st.changeReason, "up from the previous keeld's stop record (not checked yet)");
+      EXPECT_EQ(st.changeReason, "up from the previous keeld's stop record");
   }
 
   // Only the reals that were up; a record older than fall x interval

@@ -1054,12 +1054,18 @@ TEST_F(DaemonBackendTest, PendingTransitionsAreAppliedWhenTheLoopEnds) {
 // loop's last turn (its callback posted, never run: keeld is stopping) is
 // applied by applyPendingHealth too, from the checker's state.
 TEST_F(DaemonBackendTest, ATransitionTheLoopNeverRanIsAppliedWhenItEnds) {
-  boost::asio::ip::tcp::acceptor listener(io_, {boost::asio::ip::address_v4::loopback(), 0});
+  // Bound but not listening until keeld has started: a check that ran on
+  // the checker's thread during start() (a loaded box) found it refused, so
+  // the real is down at first whatever the threads' timing.
+  boost::asio::ip::tcp::acceptor listener(io_);
+  listener.open(boost::asio::ip::tcp::v4());
+  listener.bind({boost::asio::ip::address_v4::loopback(), 0});
   files_["keel.yaml"] = yaml("      - {address: 127.0.0.1}\n",
                              "    health: {type: tcp, port: " + std::to_string(listener.local_endpoint().port()) +
                                  ", interval: 50ms, timeout: 500ms, rise: 1}\n");
   make();
   ASSERT_TRUE(dp_.rings[0].empty());
+  listener.listen();
   // The loop does not run: the check thread records the real up.
   auto up = [&] {
     auto all = backend_->checker().snapshot();

@@ -603,17 +603,22 @@ size_t DaemonBackend::refreshTableMacs() {
   };
   Config file = file_;
   Overlay overlay = overlay_;
-  for (ServiceConfig& svc : file.services)
-    for (RealConfig& r : svc.reals) take(svc.name, r);
-  for (auto& [name, added] : overlay.addedServices)
-    for (RealConfig& r : added.config.reals) take(name, r);
-  for (auto& [key, ov] : overlay.reals)
-    if (ov.added) take(key.first, *ov.added);
+  forEachRealSource(file, overlay, take);
   if (Result r = commit(file, std::move(overlay)); !r.isOk()) {
     logError(LogRecord("real_mac_apply_failed").add("error", r.error().message));
     return 0;
   }
   return moving.size();
+}
+
+void DaemonBackend::forEachRealSource(Config& file, Overlay& overlay,
+                                      const std::function<void(const std::string& service, RealConfig&)>& f) {
+  for (ServiceConfig& svc : file.services)
+    for (RealConfig& r : svc.reals) f(svc.name, r);
+  for (auto& [name, added] : overlay.addedServices)
+    for (RealConfig& r : added.config.reals) f(name, r);
+  for (auto& [key, ov] : overlay.reals)
+    if (ov.added) f(key.first, *ov.added);
 }
 
 size_t DaemonBackend::resolvePendingMacs() {
@@ -644,12 +649,7 @@ size_t DaemonBackend::resolvePendingMacs() {
       r.macPending = m.pending;  // (no table read at all: it keeps its reason)
     }
   };
-  for (ServiceConfig& svc : file.services)
-    for (RealConfig& r : svc.reals) take(svc.name, r);
-  for (auto& [name, added] : overlay.addedServices)
-    for (RealConfig& r : added.config.reals) take(name, r);
-  for (auto& [key, ov] : overlay.reals)
-    if (ov.added) take(key.first, *ov.added);
+  forEachRealSource(file, overlay, take);
   if (found.empty()) {
     // Only reasons may have changed: shown as they are, nothing to apply.
     file_ = std::move(file);

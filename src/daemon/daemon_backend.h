@@ -306,6 +306,11 @@ class DaemonBackend : public api::ControlBackend {
   bool notePendingMacs(const Config& next);
   void retryMacsLater(bool soon);
   using RealKey = std::pair<std::string, IpAddress>;  // (service, real)
+  // Each real where its config comes from (the file's, a service.add's, a
+  // real.add's): where a MAC found later is written, so that every later
+  // compose() has it (resolvePendingMacs, refreshTableMacs).
+  static void forEachRealSource(Config& file, Overlay& overlay,
+                                const std::function<void(const std::string& service, RealConfig&)>& f);
   static std::vector<RealKey> keepKnownMacs(
       Config& c, const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known);
   // The checked reals that are up, and when, as saveAtStop records them;

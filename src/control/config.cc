@@ -539,6 +539,16 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
             "ARP/ND, pings or its own traffic on it, and health checks and l2dsr MAC lookups through it fail "
             "(every checked service then drops); set exception_interface (docs/dpdk.md, \"The exception "
             "path\") unless this node is reached another way");
+  // net_af_packet leaves the kernel its copy of every frame: an exception
+  // interface beside it hands the host's traffic to the kernel a second
+  // time (pings answered twice), docs/dpdk.md.
+  if (portNode && !d.exceptionInterface.empty() &&
+      (d.port.rfind("net_af_packet", 0) == 0 || d.port.rfind("eth_af_packet", 0) == 0))
+    warning(*portNode, path + ".port",
+            "a net_af_packet port leaves the kernel its own copy of every frame, so exception_interface " +
+                quote(d.exceptionInterface) +
+                " hands the host's traffic to the kernel a second time (duplicate answers); leave it empty and "
+                "set dataplane.interface to the port's interface (docs/dpdk.md)");
   if (auto k = child(n, path, "idle_sleep_us", false))
     if (auto v = integer(*k, path + ".idle_sleep_us", 0, 100000)) d.idleSleepUs = *v;
   if (auto k = child(n, path, "mtu", false))

@@ -542,6 +542,12 @@ TEST(Config, APortThatTakesTheKernelsFramesWithoutAnExceptionInterfaceIsWarned) 
   }
   for (const char* port : {"net_af_packet0,iface=eth1", "net_pcap0,rx_pcap=a.pcap", "net_ring0", "x"})
     EXPECT_TRUE(warnings(port).empty()) << port;
+  // net_af_packet with an exception interface: the host's traffic twice.
+  const std::vector<std::string> twice = warnings("net_af_packet0,iface=eth1", "    exception_interface: keel0\n");
+  ASSERT_EQ(twice.size(), 1u);
+  EXPECT_EQ(twice[0].rfind("keel.yaml:4: dataplane.dpdk.port: a net_af_packet port leaves the kernel its own copy", 0),
+            0u)
+      << twice[0];
 }
 
 TEST(Config, DpdkWorkersMustBeLcoresEalStartsOtherThanTheMainOne) {

@@ -258,6 +258,12 @@ def moved_real(request, lab, need_keel):
         yield from run_keel(request, lab, lab.keel_config(l2dsr4_without_macs(lab)), with_handle=True)
     finally:
         real.run(["ip", "link", "set", "eth0", "address", real.mac], check=False)
+        # Every host that talked to real2 meanwhile (the router, whose entry
+        # carries the ipip services' traffic to it) learned the new MAC:
+        # forgotten, so the next packet resolves the real one again.
+        for host in [lab.client, lab.router, lab.balancer] + [r for r in lab.reals if r is not real]:
+            host.run(["ip", "neigh", "flush", "to", real.v4], check=False)
+            host.run(["ip", "-6", "neigh", "flush", "to", real.v6], check=False)
         lab.balancer.run(["ip", "neigh", "replace", real.v4, "lladdr", real.mac, "dev", "eth0", "nud", "reachable"],
                          check=False)
 

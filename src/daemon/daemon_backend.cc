@@ -449,6 +449,39 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
   return c;
 }
 
+namespace {
+
+// A config's services by name, and one service's reals by address: a
+// snapshot looks each real up in the effective config (and a drained one in
+// the file), and a commit each l2dsr real in the running one
+// (logMacChanges), which findSvc/findReal would make a scan of every
+// service per real.
+std::unordered_map<std::string_view, const ServiceConfig*> servicesByName(const Config& c) {
+  std::unordered_map<std::string_view, const ServiceConfig*> out;
+  for (const ServiceConfig& s : c.services) out.emplace(s.name, &s);
+  return out;
+}
+
+std::map<IpAddress, const RealConfig*> realsByAddress(const ServiceConfig* service) {
+  std::map<IpAddress, const RealConfig*> out;
+  if (service)
+    for (const RealConfig& r : service->reals) out.emplace(r.address, &r);
+  return out;
+}
+
+const ServiceConfig* find(const std::unordered_map<std::string_view, const ServiceConfig*>& m,
+                          const std::string& name) {
+  auto it = m.find(name);
+  return it == m.end() ? nullptr : it->second;
+}
+
+const RealConfig* find(const std::map<IpAddress, const RealConfig*>& m, const IpAddress& address) {
+  auto it = m.find(address);
+  return it == m.end() ? nullptr : it->second;
+}
+
+}  // namespace
+
 // An l2dsr real whose MAC the neighbour table gave (refreshTableMacs).
 static bool tableMac(const ServiceConfig& svc, const RealConfig& r) {
   return svc.forwarding == Forwarding::kL2dsr && r.macResolved && r.mac;
@@ -463,12 +496,15 @@ static bool hasTableMacs(const Config& c) {
 // A running l2dsr real that the neighbour table now gives another MAC (the
 // refresh, a reload's read): one warning each, whichever found it.
 static void logMacChanges(const Config& running, const Config& next) {
-  for (const ServiceConfig& svc : next.services)
+  if (!hasTableMacs(next)) return;
+  const auto runningServices = servicesByName(running);
+  for (const ServiceConfig& svc : next.services) {
+    const ServiceConfig* was = find(runningServices, svc.name);
+    if (!was || was->forwarding != Forwarding::kL2dsr || svc.forwarding != Forwarding::kL2dsr) continue;
+    const auto runningReals = realsByAddress(was);
     for (const RealConfig& r : svc.reals) {
       if (!tableMac(svc, r)) continue;
-      const ServiceConfig* was = findSvc(running, svc.name);
-      if (!was || was->forwarding != Forwarding::kL2dsr) continue;
-      const RealConfig* old = findReal(running, svc.name, r.address);
+      const RealConfig* old = find(runningReals, r.address);
       if (old && old->mac && *old->mac != *r.mac)
         logWarn(LogRecord("real_mac_changed")
                     .add("service", svc.name)
@@ -477,6 +513,7 @@ static void logMacChanges(const Config& running, const Config& next) {
                     .add("mac", r.mac->toString())
                     .add("detail", "the neighbour table's entry names another MAC; l2dsr sends there now"));
     }
+  }
 }
 
 Result DaemonBackend::commit(const Config& file, Overlay overlay) {
@@ -1234,34 +1271,6 @@ const RealStats* statsOf(const ServiceStats& service, const IpAddress& address) 
   auto it = std::lower_bound(service.reals.begin(), service.reals.end(), address,
                              [](const RealStats& r, const IpAddress& a) { return r.address < a; });
   return it != service.reals.end() && it->address == address ? &*it : nullptr;
-}
-
-// A config's services by name, and one service's reals by address: a
-// snapshot looks each real up in the effective config (and a drained one in
-// the file), which findSvc/findReal would make a scan of every service per
-// real.
-std::unordered_map<std::string_view, const ServiceConfig*> servicesByName(const Config& c) {
-  std::unordered_map<std::string_view, const ServiceConfig*> out;
-  for (const ServiceConfig& s : c.services) out.emplace(s.name, &s);
-  return out;
-}
-
-std::map<IpAddress, const RealConfig*> realsByAddress(const ServiceConfig* service) {
-  std::map<IpAddress, const RealConfig*> out;
-  if (service)
-    for (const RealConfig& r : service->reals) out.emplace(r.address, &r);
-  return out;
-}
-
-const ServiceConfig* find(const std::unordered_map<std::string_view, const ServiceConfig*>& m,
-                          const std::string& name) {
-  auto it = m.find(name);
-  return it == m.end() ? nullptr : it->second;
-}
-
-const RealConfig* find(const std::map<IpAddress, const RealConfig*>& m, const IpAddress& address) {
-  auto it = m.find(address);
-  return it == m.end() ? nullptr : it->second;
 }
 
 }  // namespace

@@ -14,10 +14,12 @@ namespace keel {
 // and keeps the kernel's own receive filters, and what the port changes on
 // it (MTU, promiscuous mode) outlives keeld unless put back. net_tap's
 // iface= is an interface it creates, net_vhost's a socket path: not these.
-inline bool isKernelVdev(std::string_view devargs) {
-  return devargs.rfind("net_af_packet", 0) == 0 || devargs.rfind("eth_af_packet", 0) == 0 ||
-         devargs.rfind("net_af_xdp", 0) == 0;
+// isAfPacketPort / isAfXdpPort: which of the two.
+inline bool isAfPacketPort(std::string_view devargs) {
+  return devargs.rfind("net_af_packet", 0) == 0 || devargs.rfind("eth_af_packet", 0) == 0;
 }
+inline bool isAfXdpPort(std::string_view devargs) { return devargs.rfind("net_af_xdp", 0) == 0; }
+inline bool isKernelVdev(std::string_view devargs) { return isAfPacketPort(devargs) || isAfXdpPort(devargs); }
 
 // Whether a DPDK port's devargs name a PCI device ("0000:03:00.0" or
 // "03:00.0", devargs after a comma): a NIC bound to a DPDK driver, which the

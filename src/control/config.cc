@@ -533,7 +533,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   // leaves the kernel its copy; other vdevs (net_pcap, net_ring, ...) are
   // test devices.
   if (portNode && !d.port.empty() && d.exceptionInterface.empty() &&
-      (d.port.rfind("net_af_xdp", 0) == 0 || isPciPort(d.port)))
+      (isAfXdpPort(d.port) || isPciPort(d.port)))
     warning(*portNode, path + ".port",
             "no exception_interface: this port takes its frames from the kernel, so the host cannot answer "
             "ARP/ND, pings or its own traffic on it, and health checks and l2dsr MAC lookups through it fail "
@@ -542,8 +542,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   // net_af_packet leaves the kernel its copy of every frame: an exception
   // interface beside it hands the host's traffic to the kernel a second
   // time (pings answered twice), docs/dpdk.md.
-  if (portNode && !d.exceptionInterface.empty() &&
-      (d.port.rfind("net_af_packet", 0) == 0 || d.port.rfind("eth_af_packet", 0) == 0))
+  if (portNode && !d.exceptionInterface.empty() && isAfPacketPort(d.port))
     warning(*portNode, path + ".port",
             "a net_af_packet port leaves the kernel its own copy of every frame, so exception_interface " +
                 quote(d.exceptionInterface) +

@@ -485,17 +485,16 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     // Without dpdk.mtu, a port over a kernel interface (net_af_packet,
     // net_af_xdp) sends through that interface, which drops a frame over its
     // own MTU after keel counted it sent: a smaller kernel MTU is the port's.
-    if (opts_.mtu == 0)
-      if (const std::string iface = vdevInterface(opts_.port); !iface.empty())
-        if (const uint16_t kernel = kernelMtu(iface); kernel != 0 && kernel < mtu) {
-          logWarn(LogRecord("dpdk_kernel_mtu")
-                      .add("interface", iface)
-                      .add("mtu", kernel)
-                      .add("port_mtu", mtu)
-                      .add("detail", "the port's kernel interface has the smaller MTU: keel checks packets "
-                                     "against it (set dataplane.dpdk.mtu to choose one)"));
-          mtu = kernel;
-        }
+    if (opts_.mtu == 0 && !portRestore_.iface.empty())  // (vdevInterface(opts_.port), above)
+      if (const uint16_t kernel = kernelMtu(portRestore_.iface); kernel != 0 && kernel < mtu) {
+        logWarn(LogRecord("dpdk_kernel_mtu")
+                    .add("interface", portRestore_.iface)
+                    .add("mtu", kernel)
+                    .add("port_mtu", mtu)
+                    .add("detail", "the port's kernel interface has the smaller MTU: keel checks packets "
+                                   "against it (set dataplane.dpdk.mtu to choose one)"));
+        mtu = kernel;
+      }
     facts_.mtu = mtu;
 
     rte_ether_addr mac{};

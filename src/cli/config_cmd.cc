@@ -91,22 +91,29 @@ void defineConfig(CLI::App& noun, Context& ctx) {
       }
       // Keys the file changed that only a restart applies: kept running as
       // keeld started (keeld(8), RELOAD). Those a restart does not apply
-      // either (stop_start_needed: a pinned XDP plane, which the next keeld
-      // adopts as it runs) get their own line with the way to apply them.
-      auto keysOf = [&r](const char* field, const std::vector<std::string>& skip = {}) {
-        std::string keys;
+      // either (stop_start_needed: a pinned XDP plane that outlives keeld)
+      // get their own line with the way to apply them.
+      auto keysOf = [&r](const char* field) {
+        std::vector<std::string> keys;
         if (r->contains(field) && (*r)[field].is_array())
-          for (const auto& k : (*r)[field])
-            if (std::find(skip.begin(), skip.end(), str(k)) == skip.end()) keys += (keys.empty() ? "" : ", ") + str(k);
+          for (const auto& k : (*r)[field]) keys.push_back(str(k));
         return keys;
       };
-      std::vector<std::string> stopStart;
-      if (r->contains("stop_start_needed") && (*r)["stop_start_needed"].is_array())
-        for (const auto& k : (*r)["stop_start_needed"]) stopStart.push_back(str(k));
-      if (std::string keys = keysOf("restart_needed", stopStart); !keys.empty())
-        std::cerr << "warning: not applied until keeld restarts: " << keys << " (the running values are kept)\n";
-      if (std::string keys = keysOf("stop_start_needed"); !keys.empty())
-        std::cerr << "warning: not applied until keeld starts a new data plane: " << keys
+      auto joined = [](const std::vector<std::string>& keys) {
+        std::string out;
+        for (const std::string& k : keys) out += (out.empty() ? "" : ", ") + k;
+        return out;
+      };
+      const std::vector<std::string> stopStart = keysOf("stop_start_needed");
+      std::vector<std::string> restart = keysOf("restart_needed");
+      std::erase_if(restart, [&](const std::string& k) {
+        return std::find(stopStart.begin(), stopStart.end(), k) != stopStart.end();
+      });
+      if (!restart.empty())
+        std::cerr << "warning: not applied until keeld restarts: " << joined(restart)
+                  << " (the running values are kept)\n";
+      if (!stopStart.empty())
+        std::cerr << "warning: not applied until keeld starts a new data plane: " << joined(stopStart)
                   << " (the running values are kept; a restart leaves the pinned XDP plane in place: keelctl "
                      "daemon stop, then start keeld, which picks every established flow again)\n";
       printWarnings(*r);

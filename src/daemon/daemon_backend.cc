@@ -1893,8 +1893,9 @@ Result DaemonBackend::reloadFile() {
   // file differs there from what keeld started with.
   if (startFile_)
     if (std::vector<std::string> keys = restartNeededKeys(*startFile_, file_); !keys.empty()) {
-      // Of those, what a restart does not apply either (a pinned XDP plane,
-      // adopted as it runs): keelctl daemon stop, then a start.
+      // Of those, what a restart does not apply either (a pinned XDP plane
+      // that outlives keeld, stopStartNeededKeys): keelctl daemon stop, then
+      // a start.
       if (std::vector<std::string> stop = stopStartNeededKeys(*startFile_, keys, stopDetaches_); !stop.empty())
         out["stop_start_needed"] = std::move(stop);
       out["restart_needed"] = std::move(keys);

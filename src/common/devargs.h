@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cctype>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,16 +34,28 @@ inline bool isPciPort(std::string_view devargs) {
   return true;
 }
 
+// The value of one key=value devarg after the device name
+// ("net_af_packet0,iface=eth1,qpairs=2", "qpairs" -> "2"), or nullopt when
+// the port does not give it.
+inline std::optional<std::string> devargValue(std::string_view devargs, std::string_view key) {
+  for (size_t at = devargs.find(','); at != std::string_view::npos;) {
+    const size_t from = at + 1;
+    const size_t end = devargs.find(',', from);
+    const std::string_view arg = devargs.substr(from, end == std::string_view::npos ? end : end - from);
+    if (arg.size() > key.size() && arg.substr(0, key.size()) == key && arg[key.size()] == '=')
+      return std::string(arg.substr(key.size() + 1));
+    at = end;
+  }
+  return std::nullopt;
+}
+
 // The kernel interface such a vdev's devargs name ("net_af_packet0,
 // iface=eth1,qpairs=2" -> "eth1"), or "" for any other port. Read by the
 // config's host check (the interface must exist), the DPDK plane (the MTU
 // and mode it puts back) and keeld (an XDP plane left on it).
 inline std::string vdevInterface(std::string_view devargs) {
   if (!isKernelVdev(devargs)) return "";
-  const size_t at = devargs.find(",iface=");
-  if (at == std::string_view::npos) return "";
-  const size_t from = at + 7;
-  return std::string(devargs.substr(from, devargs.find(',', from) - from));
+  return devargValue(devargs, "iface").value_or("");
 }
 
 // The key of a DPDK keeld's state files beside its control socket

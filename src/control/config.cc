@@ -336,6 +336,7 @@ class Parser {
   void parseDataplane(const YAML::Node& n, DataplaneConfig& dp);
   void parseDpdk(const YAML::Node& n, DpdkConfig& d);
   void checkDpdkLcores(const YAML::Node& n, const DpdkConfig& d, const std::vector<YAML::Node>& workerNodes);
+  void checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d);
   void parseNode(const YAML::Node& n, NodeConfig& node);
   void parseLimits(const YAML::Node& n, DataplaneLimits& limits);
   void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
@@ -497,6 +498,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
       }
     }
   }
+  checkPortQueues(portNode, d);
   if (auto k = child(n, path, "rx_descriptors", false))
     if (auto v = integer(*k, path + ".rx_descriptors", 64, 32768)) d.rxDescriptors = *v;
   if (auto k = child(n, path, "tx_descriptors", false))
@@ -569,6 +571,39 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
               (d.exceptionInterface.empty() ? "" : " + " + std::to_string(DpdkConfig::kTapDescriptors) + " (the exception interface's RX ring)") +
               " = " + std::to_string(need) + ", got " +
               (mbufsNode ? describe(*mbufsNode) : std::to_string(d.mbufsPerWorker) + " (the default)"));
+}
+
+// A kernel vdev's queue count is in its devargs (net_af_packet's qpairs=,
+// net_af_xdp's queue_count=, both 1 when not given), and each worker reads
+// one queue: fewer queues than workers fail the start (the device lacks
+// them), and net_af_packet with more loses the flows the kernel's fanout
+// gives the queues no worker reads, so the start refuses that too
+// (setupPort() in the DPDK plane). Said now, with the file's line, so
+// --check-config and a reload catch what the next start would refuse.
+void Parser::checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d) {
+  if (!portNode || d.port.empty() || d.workers.empty() || !isKernelVdev(d.port)) return;
+  const bool afPacket = isAfPacketPort(d.port);
+  const char* key = afPacket ? "qpairs" : "queue_count";
+  const std::optional<std::string> given = devargValue(d.port, key);
+  uint64_t queues = 1;
+  if (given) {
+    const char* end = given->data() + given->size();
+    auto [at, ec] = std::from_chars(given->data(), end, queues);
+    if (ec != std::errc() || at != end || queues == 0) {
+      error(*portNode, "dataplane.dpdk.port",
+            std::string(key) + "= must be a positive number of queues, got " + quote(*given));
+      return;
+    }
+  }
+  const size_t workers = d.workers.size();
+  const std::string have = given ? std::string(key) + "=" + *given : "no " + std::string(key) + "= (1 queue)";
+  if (queues < workers || (afPacket && queues > workers))
+    error(*portNode, "dataplane.dpdk.port",
+          have + " for " + std::to_string(workers) + (workers == 1 ? " worker" : " workers") +
+              ": each worker reads one queue" +
+              (queues < workers ? "" : ", and the kernel spreads flows over every queue pair, so those of the " +
+                                           std::to_string(queues - workers) + " no worker reads would be lost") +
+              "; give " + key + "=" + std::to_string(workers));
 }
 
 // What EAL would refuse at start about the workers' lcores, said now

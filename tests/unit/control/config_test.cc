@@ -409,6 +409,47 @@ TEST(Config, DpdkVdevInterfaceMustExist) {
   EXPECT_TRUE(parse("net_af_packet0,iface=eth9").ok());
 }
 
+// A kernel vdev's queues (net_af_packet's qpairs=, net_af_xdp's
+// queue_count=, 1 when not given) are checked against the workers at load,
+// with the file's line: --check-config and a reload catch what the start
+// would refuse (fewer queues than workers; more for net_af_packet, whose
+// fanout would lose the flows of the unread ones).
+TEST(Config, DpdkKernelVdevQueuesMatchTheWorkers) {
+  auto parse = [](const std::string& port, const std::string& workers) {
+    return parseConfig("dataplane:\n  kind: dpdk\n  interface: eth1\n  dpdk:\n    port: \"" + port +
+                           "\"\n    workers: " + workers + "\n",
+                       "k.yaml", ConfigOptions{});
+  };
+  EXPECT_TRUE(parse("net_af_packet0,iface=eth1,qpairs=2", "[1, 2]").ok());
+  EXPECT_TRUE(parse("net_af_packet0,iface=eth1", "[1]").ok());
+  EXPECT_TRUE(parse("eth_af_packet0,iface=eth1,qpairs=1", "[1]").ok());
+  ConfigResult r = parse("net_af_packet0,iface=eth1,qpairs=3", "[1, 2]");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors, std::vector<std::string>{
+                          "k.yaml:5: dataplane.dpdk.port: qpairs=3 for 2 workers: each worker reads one queue, and "
+                          "the kernel spreads flows over every queue pair, so those of the 1 no worker reads would "
+                          "be lost; give qpairs=2"});
+  r = parse("net_af_packet0,iface=eth1", "[1, 2]");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors, std::vector<std::string>{"k.yaml:5: dataplane.dpdk.port: no qpairs= (1 queue) for 2 workers: "
+                                               "each worker reads one queue; give qpairs=2"});
+  r = parse("net_af_packet0,iface=eth1,qpairs=two", "[1]");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors, std::vector<std::string>{
+                          "k.yaml:5: dataplane.dpdk.port: qpairs= must be a positive number of queues, got \"two\""});
+  EXPECT_FALSE(parse("net_af_packet0,iface=eth1,qpairs=0", "[1]").ok());
+  // net_af_xdp: more queues than workers are not lost (the NIC's own queues
+  // beyond them stay the kernel's); fewer fail the start.
+  EXPECT_TRUE(parse("net_af_xdp0,iface=eth1,start_queue=0,queue_count=4", "[1, 2]").ok());
+  r = parse("net_af_xdp0,iface=eth1", "[1, 2]");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors, std::vector<std::string>{"k.yaml:5: dataplane.dpdk.port: no queue_count= (1 queue) for 2 "
+                                               "workers: each worker reads one queue; give queue_count=2"});
+  // Other ports say nothing in their devargs about queues.
+  EXPECT_TRUE(parse("0000:03:00.0", "[1, 2]").ok());
+  EXPECT_TRUE(parse("net_tap0,iface=keel9", "[1, 2]").ok());
+}
+
 // keeld creates the exception interface (net_tap): a name an interface that
 // is no tap already holds fails the driver's probe at start, so the check
 // refuses it. A tap passes: it may be a running keeld's own, checked before

@@ -2743,7 +2743,7 @@ TEST(StateFiles, KeyedByInterfaceOrPort) {
   };
   StateFiles f = files("{kind: xdp, interface: eth0}");
   EXPECT_EQ(f.runtime, "/run/keel/runtime-eth0.json");
-  f = files("{kind: dpdk, interface: eth1, dpdk: {port: \"net_af_packet0,iface=eth1,qpairs=2\", workers: [1]}}");
+  f = files("{kind: dpdk, interface: eth1, dpdk: {port: \"net_af_packet0,iface=eth1,qpairs=2\", workers: [1, 2]}}");
   EXPECT_EQ(f.runtime, "/run/keel/runtime-dpdk-eth1.json");
   EXPECT_EQ(f.conntrack, "/run/keel/conntrack-dpdk-eth1.bin");
   f = files("{kind: dpdk, interface: eth1, dpdk: {port: \"eth_af_packet0,iface=eth1\", workers: [1]}}");

@@ -13,6 +13,8 @@
 #include <rte_mbuf.h>
 #include <rte_pci.h>
 #include <rte_rcu_qsbr.h>
+#include <bpf/libbpf.h>
+#include <dlfcn.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -22,6 +24,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -62,6 +65,18 @@ std::atomic<unsigned> gLivePlanes{0};  // releaseDpdkEnvironment() waits for 0
 
 std::string rteError() { return rte_strerror(rte_errno); }
 
+// Each line of text as a keel record at level, `event=dpdk_log
+// message="..."`.
+void logDpdkLines(LogLevel level, std::string_view text) {
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    const std::string_view line = text.substr(0, nl);
+    if (!line.empty()) logRecord(level, LogRecord("dpdk_log").add("message", line));
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+}
+
 // DPDK's own lines (EAL, the drivers) become keel records at their level,
 // `event=dpdk_log message="EAL: ..."`, instead of going to EAL's default
 // stream (stderr before rte_eal_init(), stdout and syslog after it).
@@ -80,17 +95,52 @@ ssize_t writeDpdkLog(void*, const char* buf, size_t size) noexcept try {
     level = LogLevel::kWarn;
   else if (dpdkLevel < static_cast<int>(RTE_LOG_DEBUG))
     level = LogLevel::kInfo;
-  std::string_view text(buf, size);
-  while (!text.empty()) {
-    const size_t nl = text.find('\n');
-    const std::string_view line = text.substr(0, nl);
-    if (!line.empty()) logRecord(level, LogRecord("dpdk_log").add("message", line));
-    if (nl == std::string_view::npos) break;
-    text.remove_prefix(nl + 1);
-  }
+  logDpdkLines(level, std::string_view(buf, size));
   return static_cast<ssize_t>(size);
 } catch (...) {
   return static_cast<ssize_t>(size);  // a line lost, never the caller
+}
+
+// The libraries a driver uses print on stderr unless given a function of
+// their own: net_af_xdp's libxdp and libbpf (which keeld links, so one
+// copy in the process) when the port loads its XDP program. Their lines
+// (each starts "libbpf: " or "libxdp: ") become records like DPDK's. Both
+// libraries' levels are warn, info, debug (0, 1, 2); debug is dropped, as
+// their own default printer drops it.
+int printLibraryLine(int libLevel, const char* fmt, va_list args) noexcept try {
+  if (libLevel > 1) return 0;
+  va_list again;
+  va_copy(again, args);
+  std::string text(512, '\0');
+  const int n = std::vsnprintf(text.data(), text.size(), fmt, args);
+  if (n >= static_cast<int>(text.size())) {
+    text.resize(static_cast<size_t>(n) + 1);
+    std::vsnprintf(text.data(), text.size(), fmt, again);
+  }
+  va_end(again);
+  if (n < 0) return n;
+  text.resize(static_cast<size_t>(n));
+  logDpdkLines(libLevel == 0 ? LogLevel::kWarn : LogLevel::kInfo, text);
+  return n;
+} catch (...) {
+  return 0;
+}
+int printLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
+  return printLibraryLine(static_cast<int>(level), fmt, args);
+}
+int printLibxdp(int level, const char* fmt, va_list args) { return printLibraryLine(level, fmt, args); }
+
+// libxdp is not keeld's own dependency: it is loaded with the af_xdp
+// driver, which EAL loads as a plugin during rte_eal_init(). Its printer is
+// set through the loaded copy, if there is one.
+void routeLibraryLogs() {
+  libbpf_set_print(printLibbpf);
+  using LibxdpPrint = int (*)(int, const char*, va_list);
+  if (void* libxdp = dlopen("libxdp.so.1", RTLD_LAZY | RTLD_NOLOAD)) {
+    if (void* set = dlsym(libxdp, "libxdp_set_print"))
+      reinterpret_cast<LibxdpPrint (*)(LibxdpPrint)>(set)(printLibxdp);
+    dlclose(libxdp);
+  }
 }
 
 Status initEal(const std::vector<std::string>& args) {
@@ -113,6 +163,7 @@ Status initEal(const std::vector<std::string>& args) {
     return Status::error("dpdk.eal_args: EAL initialisation failed: " + rteError() +
                          " (args:" + joined + ")");
   }
+  routeLibraryLogs();
   gEalReady = true;
   return Status::ok();
 }

@@ -18,11 +18,13 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 #include <sched.h>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdarg>
 #include <cstring>
 #include <cstdio>
 #include <fstream>
@@ -772,6 +774,24 @@ TEST_F(DpdkPcapTest, LimitsAreTheConfiguredOnesNotTheRoundedSlots) {
   EXPECT_EQ(dp->limits().maxServices, 16u);
 }
 
+// libbpf's two calls the log test makes: its header's linux/bpf.h clashes
+// with pcap's classic struct bpf_insn, so they are declared here.
+extern "C" {
+struct bpf_object;
+struct bpf_object_open_opts;
+bpf_object* bpf_object__open_file(const char* path, const bpf_object_open_opts* opts);
+long libbpf_get_error(const void* ptr);
+}
+
+// Calls a printf-like printer that takes a va_list.
+int callPrint(int (*print)(int, const char*, va_list), int level, const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  const int n = print(level, fmt, args);
+  va_end(args);
+  return n;
+}
+
 // DPDK's own lines (EAL, drivers) are keel records at DPDK's level, one per
 // line, not lines of their own on EAL's default stream.
 TEST_F(DpdkPcapTest, DpdkLogLinesAreKeelRecords) {
@@ -791,6 +811,22 @@ TEST_F(DpdkPcapTest, DpdkLogLinesAreKeelRecords) {
   RTE_LOG(ERR, EAL, "keel probe error\n");
   // A worker's line, at its own level.
   std::thread([] { RTE_LOG(ERR, EAL, "keel probe from another thread\n"); }).join();
+  // The libraries of net_af_xdp: libbpf (a real warning of its own) and
+  // libxdp, loaded with the driver by EAL, through the printer keeld set.
+  bpf_object* none = bpf_object__open_file("/nonexistent/keel-probe.o", nullptr);
+  EXPECT_EQ(libbpf_get_error(none), -ENOENT);
+  void* libxdp = dlopen("libxdp.so.1", RTLD_LAZY | RTLD_NOLOAD);
+  ASSERT_NE(libxdp, nullptr) << "EAL loads the af_xdp driver and with it libxdp";
+  using LibxdpPrint = int (*)(int, const char*, va_list);
+  auto setPrint = reinterpret_cast<LibxdpPrint (*)(LibxdpPrint)>(dlsym(libxdp, "libxdp_set_print"));
+  ASSERT_NE(setPrint, nullptr);
+  const LibxdpPrint keelds = setPrint(nullptr);
+  setPrint(keelds);
+  dlclose(libxdp);
+  ASSERT_NE(keelds, nullptr);
+  callPrint(keelds, 0, "libxdp: keel probe %s\n", "warn");
+  callPrint(keelds, 1, "libxdp: keel probe %s\n", "info");
+  callPrint(keelds, 2, "libxdp: keel probe %s\n", "debug");
   spdlog::set_default_logger(previous);
   const std::string got = out.str();
   EXPECT_NE(got.find("level=warning event=dpdk_log message=\"EAL: keel probe 7\"\n"), std::string::npos) << got;
@@ -798,6 +834,11 @@ TEST_F(DpdkPcapTest, DpdkLogLinesAreKeelRecords) {
   EXPECT_NE(got.find("level=error event=dpdk_log message=\"EAL: keel probe error\"\n"), std::string::npos) << got;
   EXPECT_NE(got.find("level=error event=dpdk_log message=\"EAL: keel probe from another thread\"\n"),
             std::string::npos) << got;
+  EXPECT_NE(got.find("level=warning event=dpdk_log message=\"libbpf: elf: failed to open /nonexistent/keel-probe.o: "),
+            std::string::npos) << got;
+  EXPECT_NE(got.find("level=warning event=dpdk_log message=\"libxdp: keel probe warn\"\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("level=info event=dpdk_log message=\"libxdp: keel probe info\"\n"), std::string::npos) << got;
+  EXPECT_EQ(got.find("keel probe debug"), std::string::npos) << "libbpf and libxdp drop their debug lines";
 }
 
 // net_af_packet spreads flows over every qpairs= socket (one fanout group,

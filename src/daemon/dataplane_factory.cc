@@ -261,6 +261,7 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const StateFiles
   o.idleSleepUs = c.idleSleepUs;
   o.mtu = static_cast<uint16_t>(c.mtu);
   o.promiscuous = c.promiscuous;
+  o.kernelStateFile = files.interfaceState;
   o.limits = config.limits;
   // The port and workers start in startForwarding(), after the registry
   // programmed the tables and the saved connection tables are loaded: a

@@ -16,13 +16,18 @@ namespace keel {
 struct StateFiles {
   std::string runtime;    // runtime-KEY.json: the runtime overlay (keelctl's changes)
   std::string conntrack;  // conntrack-KEY.bin: a DPDK plane's connection tables across a clean stop
+  // interface-KEY.txt: the MTU and receive modes of the kernel interface a
+  // DPDK vdev port taps, as they were before keeld changed them; there
+  // while keeld runs (DpdkOptions::kernelStateFile).
+  std::string interfaceState;
 };
 
 inline StateFiles stateFiles(const Config& config, const std::string& stateDir) {
   const std::string key = config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface
                                                                        : dpdkStateKey(config.dataplane.dpdk.port);
   const std::filesystem::path dir(stateDir);
-  return {(dir / ("runtime-" + key + ".json")).string(), (dir / ("conntrack-" + key + ".bin")).string()};
+  return {(dir / ("runtime-" + key + ".json")).string(), (dir / ("conntrack-" + key + ".bin")).string(),
+          (dir / ("interface-" + key + ".txt")).string()};
 }
 
 }  // namespace keel

@@ -28,10 +28,12 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 #include "common/address.h"
 #include "common/devargs.h"
+#include "common/file_write.h"
 #include "common/logging.h"
 #include "dataplane/dpdk/tables.h"
 #include "dataplane/dpdk/worker_path.h"
@@ -236,6 +238,13 @@ uint16_t kernelMtu(const std::string& iface) {
   return static_cast<uint16_t>(ifr.ifr_mtu);
 }
 
+// Sets a kernel interface's MTU; false if it cannot (errno says why).
+bool setKernelMtu(const std::string& iface, uint16_t mtu) {
+  ifreq ifr{};
+  ifr.ifr_mtu = mtu;
+  return kernelIfreq(iface, SIOCSIFMTU, &ifr);
+}
+
 // The largest MTU a device takes: its max_mtu, and its largest frame less
 // the overhead it counts on top of the MTU (ethdev's rule for both checks).
 uint32_t deviceMaxMtu(const rte_eth_dev_info& info) {
@@ -335,9 +344,50 @@ struct KernelRestore {
   // IFF_PROMISC and IFF_ALLMULTI as the interface had them before the
   // port started (-1: not read, nothing to put back).
   int modesBefore = -1;
+  // DpdkOptions::kernelStateFile, removed once both are put back ("": none).
+  std::string file;
 };
 
 constexpr int kReceiveModes = IFF_PROMISC | IFF_ALLMULTI;
+
+// A kernel interface's MTU and receive modes (DpdkOptions::kernelStateFile).
+struct KernelState {
+  uint16_t mtu = 0;
+  int modes = 0;  // IFF_PROMISC | IFF_ALLMULTI
+};
+
+// The file's one line: "keel-kernel-state 1 iface=IFACE mtu=N promiscuous=0|1 allmulticast=0|1".
+Status writeKernelState(const std::string& file, const std::string& iface, const KernelState& k) {
+  return writeFileReplacing(file, 0644, [&](FILE* f) {
+    return std::fprintf(f, "keel-kernel-state 1 iface=%s mtu=%u promiscuous=%d allmulticast=%d\n", iface.c_str(),
+                        unsigned{k.mtu}, (k.modes & IFF_PROMISC) != 0, (k.modes & IFF_ALLMULTI) != 0) > 0;
+  });
+}
+
+// What a file of writeKernelState() holds for iface; nullopt when there is
+// none (ENOENT), else *error says why it cannot be used.
+std::optional<KernelState> readKernelState(const std::string& file, const std::string& iface, std::string* error) {
+  FILE* f = std::fopen(file.c_str(), "re");
+  if (!f) {
+    if (errno != ENOENT) *error = "open " + file + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  char name[IFNAMSIZ + 1] = {};
+  unsigned mtu = 0;
+  int promisc = 0, allmulti = 0;
+  const int got = std::fscanf(f, "keel-kernel-state 1 iface=%16s mtu=%u promiscuous=%d allmulticast=%d", name, &mtu,
+                              &promisc, &allmulti);
+  std::fclose(f);
+  if (got != 4 || mtu == 0 || mtu > UINT16_MAX) {
+    *error = file + ": not a kernel-state line this keeld writes";
+    return std::nullopt;
+  }
+  if (iface != name) {
+    *error = file + " is about interface " + name + ", not " + iface;
+    return std::nullopt;
+  }
+  return KernelState{static_cast<uint16_t>(mtu), (promisc ? IFF_PROMISC : 0) | (allmulti ? IFF_ALLMULTI : 0)};
+}
 
 // Sets a kernel interface's IFF_PROMISC and IFF_ALLMULTI to `modes`,
 // leaving its other flags; false if it cannot.
@@ -357,18 +407,24 @@ void closePort(uint16_t port, bool probed, KernelRestore restore = {}) {
   rte_eth_dev_set_link_down(port);
   rte_eth_dev_stop(port);
   rte_eth_dev_close(port);
-  if (restore.modesBefore >= 0 && !setKernelModes(restore.iface, restore.modesBefore))
+  bool restored = true;
+  if (restore.modesBefore >= 0 && !setKernelModes(restore.iface, restore.modesBefore)) {
+    restored = false;
     logWarn(LogRecord("dpdk_modes_not_restored").add("interface", restore.iface)
                 .add("promiscuous", (restore.modesBefore & IFF_PROMISC) != 0)
                 .add("allmulticast", (restore.modesBefore & IFF_ALLMULTI) != 0)
                 .add("error", std::strerror(errno)));
+  }
   // By the kernel itself: ethdev would check the old MTU against the
   // driver's frame limit (af_packet: 1518 bytes), refusing a jumbo one.
-  ifreq ifr{};
-  ifr.ifr_mtu = restore.mtu;
-  if (restore.mtu != 0 && !kernelIfreq(restore.iface, SIOCSIFMTU, &ifr))
+  if (restore.mtu != 0 && !setKernelMtu(restore.iface, restore.mtu)) {
+    restored = false;
     logWarn(LogRecord("dpdk_mtu_not_restored").add("interface", restore.iface).add("mtu", restore.mtu)
                 .add("error", std::strerror(errno)));
+  }
+  // Kept when something did not come back: the next keeld tries again.
+  if (restored && !restore.file.empty() && ::unlink(restore.file.c_str()) != 0 && errno != ENOENT)
+    logWarn(LogRecord("dpdk_kernel_state_not_removed").add("file", restore.file).add("error", std::strerror(errno)));
   if (probed && dev) rte_dev_remove(dev);
 }
 
@@ -519,10 +575,11 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       return Status::error("dpdk.mbufs_per_worker: cannot create a pool of " + std::to_string(nbufs) +
                            " mbufs of " + std::to_string(dataRoom) + " bytes on socket " + std::to_string(poolSocket) + ": " + rteError() +
                            " (hugepages reserved on that socket? see docs/dpdk.md)");
+    portRestore_.iface = vdevInterface(opts_.port);
+    if (!portRestore_.iface.empty() && !opts_.kernelStateFile.empty()) recordKernelState();
     PortSetup setup;
     Status set = setupPort(port_, "dpdk.port", nq, opts_.rxDescriptors, opts_.txDescriptors, pool_, true,
-                           opts_.mtu, vdevInterface(opts_.port), &setup);
-    portRestore_.iface = vdevInterface(opts_.port);
+                           opts_.mtu, portRestore_.iface, &setup);
     portRestore_.mtu = setup.kernelMtuBefore;  // put back at close, even after a failure
     if (!set) return set;
     facts_.rxDescriptors = setup.rxd;
@@ -608,6 +665,49 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     nsPerTsc_ = (static_cast<unsigned __int128>(1000000000ull) << 32) / rte_get_tsc_hz();
     if (opts_.autoStart) return start();
     return Status::ok();
+  }
+
+  // DpdkOptions::kernelStateFile. One already there was left by a plane
+  // that never closed (keeld killed): the interface still has that plane's
+  // MTU and receive modes, so what the file names is put back first, and a
+  // later close puts back the operator's, not the dead plane's. Then the
+  // interface's state as this plane finds it is written, before anything
+  // changes it. Neither failing fails the start: the port runs, and a clean
+  // close still puts back what this plane changed.
+  void recordKernelState() {
+    const std::string& iface = portRestore_.iface;
+    const std::string& file = opts_.kernelStateFile;
+    std::string why;
+    if (std::optional<KernelState> left = readKernelState(file, iface, &why)) {
+      ifreq ifr{};
+      const bool modesBack = (kernelIfreq(iface, SIOCGIFFLAGS, &ifr) && (ifr.ifr_flags & kReceiveModes) == left->modes) ||
+                             setKernelModes(iface, left->modes);
+      const bool mtuBack = kernelMtu(iface) == left->mtu || setKernelMtu(iface, left->mtu);
+      LogRecord r("dpdk_kernel_state_restored");
+      r.add("interface", iface)
+          .add("file", file)
+          .add("mtu", left->mtu)
+          .add("promiscuous", (left->modes & IFF_PROMISC) != 0)
+          .add("allmulticast", (left->modes & IFF_ALLMULTI) != 0)
+          .add("reason", "a keeld that did not stop (killed) left its MTU and receive modes on the interface; it "
+                         "gets back those it had before");
+      if (!modesBack || !mtuBack)
+        r.add("error", std::string(!mtuBack ? "the MTU" : "the receive modes") + " could not be set: " +
+                           std::strerror(errno));
+      logWarn(r);
+    } else if (!why.empty()) {
+      logWarn(LogRecord("dpdk_kernel_state_unreadable").add("file", file).add("reason", why));
+    }
+    ifreq ifr{};
+    const KernelState now{kernelMtu(iface), kernelIfreq(iface, SIOCGIFFLAGS, &ifr) ? ifr.ifr_flags & kReceiveModes : 0};
+    if (now.mtu == 0) return;  // no interface to read (the port's probe says why)
+    if (Status s = writeKernelState(file, iface, now); !s)
+      logWarn(LogRecord("dpdk_kernel_state_not_saved")
+                  .add("file", file)
+                  .add("error", s.message())
+                  .add("reason", "if keeld is killed, the interface keeps the MTU and receive modes keel set"));
+    else
+      portRestore_.file = file;
   }
 
   // The port's receive modes (DpdkOptions::promiscuous). A refusal never

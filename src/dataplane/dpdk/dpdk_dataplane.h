@@ -60,6 +60,14 @@ struct DpdkOptions {
   // true: promiscuous, for VIP traffic sent to a MAC not the port's (a VRRP
   // virtual MAC); a kernel interface's mode is put back at close.
   bool promiscuous = false;
+  // A vdev over a kernel interface: the file (keeld: port-KEY.txt beside
+  // its other state files) that holds the interface's MTU and receive
+  // modes as they were before this plane changed them, written before any
+  // change and removed once close put them back. One found at init was left
+  // by a plane that never closed (keeld killed): what it names is put back
+  // first, so this plane starts from the interface as the operator had it.
+  // "": none (tests).
+  std::string kernelStateFile;
   // maxServices, maxBackends, connTableSize. connTableSize is split over
   // the workers, and each worker's share sizes both its IPv4 and its IPv6
   // table (connTableCapacity() gives the sum).

@@ -2746,6 +2746,7 @@ TEST(StateFiles, KeyedByInterfaceOrPort) {
   f = files("{kind: dpdk, interface: eth1, dpdk: {port: \"net_af_packet0,iface=eth1,qpairs=2\", workers: [1, 2]}}");
   EXPECT_EQ(f.runtime, "/run/keel/runtime-dpdk-eth1.json");
   EXPECT_EQ(f.conntrack, "/run/keel/conntrack-dpdk-eth1.bin");
+  EXPECT_EQ(f.interfaceState, "/run/keel/interface-dpdk-eth1.txt");
   f = files("{kind: dpdk, interface: eth1, dpdk: {port: \"eth_af_packet0,iface=eth1\", workers: [1]}}");
   EXPECT_EQ(f.conntrack, "/run/keel/conntrack-dpdk-eth1.bin") << "the alias names the same port";
   f = files("{kind: dpdk, interface: eth1, dpdk: {port: \"03:00.0\", workers: [1]}}");

@@ -759,6 +759,96 @@ TEST_F(DpdkPcapTest, ThePortIsPromiscuousOnlyWhenAsked) {
   }
 }
 
+// A keeld that is killed never closes its port: its interface keeps keel's
+// MTU and receive modes. The plane records what the interface had before
+// it changed anything (DpdkOptions::kernelStateFile, removed at close), so
+// the next plane puts that back first instead of taking the dead one's
+// promiscuous mode for the operator's (DPDK operator review F4).
+TEST_F(DpdkPcapTest, WhatAKilledPlaneLeftOnItsInterfaceIsPutBackByTheNext) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for a veth and packet sockets";
+  const std::string a = "kka" + kPid;
+  Veth link(a, "kkb" + kPid);
+  ASSERT_TRUE(link.up) << "ip link add " << a;
+  auto mtu = [&] {
+    FILE* p = popen(("ip -o link show dev " + a).c_str(), "r");
+    char line[512] = {};
+    const bool got = p && fgets(line, sizeof line, p);
+    if (p) pclose(p);
+    const char* at = got ? std::strstr(line, " mtu ") : nullptr;
+    return at ? static_cast<unsigned>(std::strtoul(at + 5, nullptr, 10)) : 0u;
+  };
+  auto contents = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return in ? text.str() : std::string();
+  };
+  const std::string file = kDir + "/interface-dpdk-" + a + ".txt";
+  ASSERT_EQ(mtu(), 1500u);
+  DpdkOptions o = pcapOptions("net_af_packet_keelk" + kPid + ",iface=" + a + ",qpairs=1");
+  o.promiscuous = true;
+  o.mtu = 1400;
+  o.kernelStateFile = file;
+  std::string err, recorded;
+  {
+    auto dp = createDpdkDataplane(o, &err);
+    ASSERT_NE(dp, nullptr) << err;
+    ASSERT_TRUE(dp->start());
+    EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
+    EXPECT_EQ(mtu(), 1400u);
+    recorded = contents(file);
+    EXPECT_EQ(recorded, "keel-kernel-state 1 iface=" + a + " mtu=1500 promiscuous=0 allmulticast=0\n")
+        << "written before the port changed the interface";
+  }
+  EXPECT_NE(access(file.c_str(), F_OK), 0) << "the file outlived a clean close";
+  EXPECT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
+
+  // What a killed plane leaves: its modes and MTU on the interface, its file.
+  ASSERT_EQ(std::system(("ip link set dev " + a + " promisc on allmulticast on mtu 1400").c_str()), 0);
+  {
+    std::ofstream(file) << recorded;
+  }
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  auto capture = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
+  capture->set_pattern("level=%l %v");
+  spdlog::set_default_logger(capture);
+  o.port = "net_af_packet_keell" + kPid + ",iface=" + a + ",qpairs=1";
+  o.promiscuous = false;
+  o.mtu = 0;
+  {
+    auto dp = createDpdkDataplane(o, &err);
+    spdlog::set_default_logger(previous);
+    ASSERT_NE(dp, nullptr) << err;
+    ASSERT_TRUE(dp->start());
+    EXPECT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << "the killed plane's promiscuous mode kept: " << linkFlags(a);
+    EXPECT_FALSE(dp->portFacts().promiscuous);
+    EXPECT_EQ(mtu(), 1500u) << "the killed plane's MTU kept";
+    EXPECT_EQ(contents(file), recorded) << "recorded again as the interface is now";
+  }
+  spdlog::set_default_logger(previous);
+  EXPECT_NE(log.str().find("level=warning event=dpdk_kernel_state_restored interface=" + a), std::string::npos)
+      << log.str();
+  EXPECT_NE(access(file.c_str(), F_OK), 0);
+  EXPECT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
+  EXPECT_FALSE(hasFlag(linkFlags(a), "ALLMULTI")) << linkFlags(a);
+  EXPECT_EQ(mtu(), 1500u);
+
+  // A file about another interface is not used (nor one it cannot read).
+  ASSERT_EQ(std::system(("ip link set dev " + a + " promisc on").c_str()), 0);
+  {
+    std::ofstream(file) << "keel-kernel-state 1 iface=other0 mtu=1500 promiscuous=0 allmulticast=0\n";
+  }
+  o.port = "net_af_packet_keelm" + kPid + ",iface=" + a + ",qpairs=1";
+  {
+    auto dp = createDpdkDataplane(o, &err);
+    ASSERT_NE(dp, nullptr) << err;
+    ASSERT_TRUE(dp->start());
+    EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << "set by the operator, not by a keeld on this interface";
+  }
+  EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
+}
+
 // limits.max_reals is the limit the registry enforces, as on XDP: not the
 // store's slot count, which is rounded up to whole chunks (1024), so a
 // config that runs on DPDK runs on XDP too.

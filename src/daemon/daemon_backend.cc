@@ -308,7 +308,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
     startFrom_ = StartFrom{std::move(stop->up), startedAt_.value_or(std::chrono::system_clock::now()) - stop->at,
                            std::move(stop->kept)};
   }
-  Result r = commit(config, kept);
+  Result r = commitUnasked(config, kept);
   if (!r.isOk() && !kept.empty()) {
     // What the additions need (ids past the limits, a clash with the file)
     // is what a restart can newly refuse: without them, the drains, weights
@@ -320,7 +320,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
     const bool hadAdditions = !kept.addedServices.empty() || addedReals > 0;
     if (hadAdditions && !trimmed.empty()) {
       const Result withAdds = r;
-      r = commit(config, trimmed);
+      r = commitUnasked(config, trimmed);
       if (r.isOk())
         logWarn(LogRecord("runtime_state_additions_dropped")
                     .add("path", statePath_)
@@ -330,7 +330,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
     }
     if (!r.isOk()) {
       logWarn(LogRecord("runtime_state_ignored").add("path", statePath_).add("error", r.error().message));
-      r = commit(config, Overlay{});
+      r = commitUnasked(config, Overlay{});
     }
   }
   if (r.isOk() && startFrom_) {
@@ -545,8 +545,16 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   if (std::optional<std::string> err = saveState())
     unsaved_ = "the change is running, but keeld could not save it (" + *err +
                "): a restart of keeld would not keep it";
+  else
+    unsaved_.reset();
   retryMacsLater(newlyPending);
   return Result::ok();
+}
+
+Result DaemonBackend::commitUnasked(const Config& file, Overlay overlay) {
+  Result r = commit(file, std::move(overlay));
+  unsaved_.reset();
+  return r;
 }
 
 // Before effective_ becomes `next`: a real that starts waiting for its MAC
@@ -641,7 +649,7 @@ size_t DaemonBackend::refreshTableMacs() {
   Config file = file_;
   Overlay overlay = overlay_;
   forEachRealSource(file, overlay, take);
-  if (Result r = commit(file, std::move(overlay)); !r.isOk()) {
+  if (Result r = commitUnasked(file, std::move(overlay)); !r.isOk()) {
     logError(LogRecord("real_mac_apply_failed").add("error", r.error().message));
     return 0;
   }
@@ -694,7 +702,7 @@ size_t DaemonBackend::resolvePendingMacs() {
     effective_ = compose(file_, overlay_);
     return 0;
   }
-  Result r = commit(file, std::move(overlay));
+  Result r = commitUnasked(file, std::move(overlay));
   if (!r.isOk()) {
     logError(LogRecord("real_mac_apply_failed").add("error", r.error().message));
     return 0;

@@ -320,7 +320,8 @@ class DaemonBackend : public api::ControlBackend {
     std::set<RealKey> up;
     std::set<RealKey> kept;
   };
-  // Set by commit() when saveState() failed, taken by the next reply.
+  // Set by a request's commit() when saveState() failed, taken by its
+  // reply; cleared by a later good save (the file holds the whole state).
   std::optional<std::string> unsaved_;
   // Writes the state file; the reason it could not, logged too.
   std::optional<std::string> saveState(const StopRecord* stop = nullptr) const;
@@ -328,6 +329,10 @@ class DaemonBackend : public api::ControlBackend {
   Overlay loadState(const Config& file, std::optional<StopRecord>* stop = nullptr) const;
   // Applies file+overlay; on success commits both and syncs health targets.
   api::Result commit(const Config& file, Overlay overlay);
+  // commit() that no request waits on (start, the MAC timers): a failed
+  // save is logged (runtime_state_not_saved), not told to the reply of a
+  // later, unrelated request.
+  api::Result commitUnasked(const Config& file, Overlay overlay);
   void syncHealth(const Config& effective);
   // After a failed apply or health transition (the registry then rewrites
   // what it left half done): applies effective_ again and syncs health. The

@@ -2007,6 +2007,35 @@ TEST_F(RuntimeStateTest, AStateFileThatCannotBeWrittenKeepsTheLastOneAndSaysSo) 
   EXPECT_FALSE(fs::exists(statePath_ + ".tmp"));
 }
 
+// A save that fails in a commit no request made (here the l2dsr MAC
+// refresh) is logged, not told to the reply of a later, unrelated request;
+// and a later good save ends an earlier failure (the file holds the whole
+// state), so it is not told either.
+TEST_F(RuntimeStateTest, ABackgroundCommitsFailedSaveIsNotALaterRequestsNews) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 10.0.1.1}\n      - {address: 10.0.1.2}\n"));
+  make();
+  namespace fs = std::filesystem;
+  fs::create_directory(statePath_ + ".tmp");  // the temporary file cannot be opened
+  neighbours_["10.0.1.1"] = "02:00:00:00:02:01";
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u);
+  EXPECT_EQ(backend_->refreshTableMacs(), 1u) << "the MAC moves, and its save fails";
+  EXPECT_FALSE(backend_->takeUnsavedState()) << "no request made that change";
+  // A request whose save fails is told; one whose save works after it is not.
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 50}).isOk());
+  ASSERT_TRUE(backend_->takeUnsavedState());
+  fs::remove(statePath_ + ".tmp");
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 60}).isOk());
+  EXPECT_FALSE(backend_->takeUnsavedState());
+  fs::create_directory(statePath_ + ".tmp");
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 70}).isOk());  // fails, not taken
+  fs::remove(statePath_ + ".tmp");
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 80}).isOk());
+  EXPECT_FALSE(backend_->takeUnsavedState()) << "a good save after a failed one: nothing left unsaved";
+}
+
 // A keeld that cannot adopt its predecessor's data plane (DPDK) starts the
 // checked reals the predecessor stopped cleanly with up, if that was at most
 // fall x interval ago: at once the ring the predecessor ran, where a fresh

@@ -533,6 +533,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
     return Result::error(api::code::kFailed, msg);
   }
   committed_ = true;
+  macApplyFailures_ = 0;  // the data plane takes writes again
   if (!startFile_) startFile_ = file;  // the first: what the data plane was built with
   logMacChanges(effective_, next);
   const bool newlyPending = notePendingMacs(next);
@@ -586,7 +587,7 @@ bool DaemonBackend::notePendingMacs(const Config& next) {
 }
 
 // Arms the retry timer while a real waits, or while a real has a MAC the
-// table gave (refreshTableMacs reads them again): kMacRetryInterval from now, or
+// table gave (refreshTableMacs reads them again): macRetryInterval() from now, or
 // sooner, at the first retry of a real that has just started waiting
 // (`soon`: kMacFirstRetry from now), until that has come; a retry armed
 // for later is brought forward, and one that comes earlier (for another
@@ -595,7 +596,7 @@ void DaemonBackend::retryMacsLater(bool soon) {
   if (macPendingSince_.empty() && !hasTableMacs(effective_)) return;
   const auto now = std::chrono::steady_clock::now();
   if (soon) macFirstRetryAt_ = now + kMacFirstRetry;
-  auto at = now + kMacRetryInterval;
+  auto at = now + macRetryInterval();
   if (macFirstRetryAt_ > now) at = std::min(at, macFirstRetryAt_);
   if (macRetryArmed_ && macTimer_.expiry() <= at) return;
   macRetryArmed_ = true;
@@ -607,6 +608,20 @@ void DaemonBackend::retryMacsLater(bool soon) {
     refreshTableMacs();
     retryMacsLater(false);
   });
+}
+
+std::chrono::seconds DaemonBackend::macRetryInterval() const {
+  return std::min(kMacRetryInterval * (1u << std::min(macApplyFailures_, 5u)), kMacRetryMaxInterval);
+}
+
+// A commit of the MAC timer's that failed: logged, with the wait before the
+// next try, which doubles with each failure in a row (macRetryInterval).
+void DaemonBackend::macApplyFailed(const api::Result& r) {
+  ++macApplyFailures_;
+  logError(LogRecord("real_mac_apply_failed")
+               .add("error", r.error().message)
+               .add("failures", macApplyFailures_)
+               .add("next_try_s", static_cast<uint64_t>(macRetryInterval().count())));
 }
 
 size_t DaemonBackend::refreshTableMacs() {
@@ -650,7 +665,7 @@ size_t DaemonBackend::refreshTableMacs() {
   Overlay overlay = overlay_;
   forEachRealSource(file, overlay, take);
   if (Result r = commitUnasked(file, std::move(overlay)); !r.isOk()) {
-    logError(LogRecord("real_mac_apply_failed").add("error", r.error().message));
+    macApplyFailed(r);
     return 0;
   }
   return moving.size();
@@ -704,7 +719,7 @@ size_t DaemonBackend::resolvePendingMacs() {
   }
   Result r = commitUnasked(file, std::move(overlay));
   if (!r.isOk()) {
-    logError(LogRecord("real_mac_apply_failed").add("error", r.error().message));
+    macApplyFailed(r);
     return 0;
   }
   for (const auto& [service, real] : found) logResolvedMac(service, real);

@@ -179,6 +179,14 @@ class DaemonBackend : public api::ControlBackend {
   // the last nudge has run before the next; each retry costs one
   // neighbour-table dump and one datagram per waiting real.
   static constexpr std::chrono::seconds kMacRetryInterval{2};
+  // While the timer's commits fail (the data plane refuses the write: a
+  // full map, ENOMEM), each failure doubles the wait before the next try,
+  // up to this; any commit that works (the timer's or a request's) ends it.
+  // A failing try costs an apply, its restore and an error line.
+  static constexpr std::chrono::seconds kMacRetryMaxInterval{64};
+  // The wait retryMacsLater arms after a retry (kMacRetryInterval, or more
+  // after failed commits); for tests.
+  std::chrono::seconds macRetryInterval() const;
   // The options config.check parses a client's text with: keeld passes the
   // host checks its own file gets (interfaces, neighbour table). Default:
   // none.
@@ -333,6 +341,7 @@ class DaemonBackend : public api::ControlBackend {
   // save is logged (runtime_state_not_saved), not told to the reply of a
   // later, unrelated request.
   api::Result commitUnasked(const Config& file, Overlay overlay);
+  void macApplyFailed(const api::Result& r);
   void syncHealth(const Config& effective);
   // After a failed apply or health transition (the registry then rewrites
   // what it left half done): applies effective_ again and syncs health. The
@@ -394,6 +403,8 @@ class DaemonBackend : public api::ControlBackend {
   std::map<std::pair<std::string, IpAddress>, std::chrono::system_clock::time_point> macPendingSince_;
   boost::asio::steady_timer macTimer_{io_};
   bool macRetryArmed_ = false;
+  // The timer's commits that failed in a row (macRetryInterval).
+  unsigned macApplyFailures_ = 0;
   // The first retry of the real that started waiting last (retryMacsLater).
   std::chrono::steady_clock::time_point macFirstRetryAt_{};
   ConfigOptions checkOptions_;

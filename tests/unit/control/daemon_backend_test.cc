@@ -1511,6 +1511,32 @@ TEST_F(DaemonBackendTest, AnL2dsrRealNotInTheNeighbourTableStartsDownAndComesInO
   EXPECT_TRUE(resolved_.empty());
 }
 
+// A MAC change the data plane refuses (a full map) is not tried again every
+// 2 s forever: each failure in a row doubles the wait, up to
+// kMacRetryMaxInterval, and a commit that works ends it (review_changes L2).
+TEST_F(DaemonBackendTest, AMacChangeTheDataplaneRefusesIsTriedLessOften) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 10.0.1.1}\n"));
+  make();
+  EXPECT_EQ(backend_->macRetryInterval(), DaemonBackend::kMacRetryInterval);
+  neighbours_["10.0.1.1"] = "02:00:00:00:02:01";
+  std::vector<long> waits;
+  for (int i = 0; i < 7; ++i) {
+    EXPECT_EQ(backend_->refreshTableMacs(), 0u) << "the first read of the new MAC";
+    dp_.failAfter = 1;
+    EXPECT_EQ(backend_->refreshTableMacs(), 0u) << "the second: the change, refused";
+    EXPECT_EQ(dp_.failAfter, 0) << "the data plane was not written";
+    EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:01:01");
+    waits.push_back(static_cast<long>(backend_->macRetryInterval().count()));
+  }
+  EXPECT_EQ(waits, (std::vector<long>{4, 8, 16, 32, 64, 64, 64}));
+  EXPECT_EQ(backend_->refreshTableMacs(), 0u);
+  EXPECT_EQ(backend_->refreshTableMacs(), 1u) << "taken once the data plane takes it";
+  EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:02:01");
+  EXPECT_EQ(backend_->macRetryInterval(), DaemonBackend::kMacRetryInterval);
+}
+
 // An l2dsr real whose MAC the table gave follows the table: when its entry
 // names another unicast MAC (a NIC swapped, a VM moved), the refresh gives
 // the real that MAC at the same backend (same id and generation: its flows

@@ -1842,14 +1842,25 @@ Result DaemonBackend::reloadFile() {
     std::vector<std::string> errors;
     for (ComposedProblem& p : composedProblems(composed)) {
       std::string& m = p.message;
-      if (next.addedServices.count(p.service)) {
+      // The narrowest way out first: a real added with keelctl (to a file
+      // service or to one added with keelctl), then the added service;
+      // a service's own problem on a file service names the reals keelctl
+      // added to it, since the file alone passed.
+      std::vector<std::string> addedReals;
+      for (const auto& [key, ov] : next.reals)
+        if (key.first == p.service && ov.added && (!p.real || key.second == *p.real))
+          addedReals.push_back(key.second.toString());
+      if (p.real && !addedReals.empty()) {
+        m += " (the real was added with keelctl: keelctl real remove " + p.service + " " + addedReals.front() +
+             ", or change the file)";
+      } else if (next.addedServices.count(p.service)) {
         m += " (service " + p.service + " was added with keelctl: keelctl service remove " + p.service +
              ", or change the file)";
-      } else if (p.real) {
-        auto ov = next.reals.find({p.service, *p.real});
-        if (ov != next.reals.end() && ov->second.added)
-          m += " (the real was added with keelctl: keelctl real remove " + p.service + " " + p.real->toString() +
-               ", or change the file)";
+      } else if (!p.real && !addedReals.empty()) {
+        std::string list;
+        for (const std::string& a : addedReals) list += (list.empty() ? "" : ", ") + a;
+        m += " (with the real" + std::string(addedReals.size() > 1 ? "s " : " ") + list +
+             " added with keelctl: keelctl real remove " + p.service + " ADDRESS, or change the file)";
       }
       errors.push_back(std::move(m));
     }

@@ -753,6 +753,9 @@ TEST_F(DaemonBackendTest, AReloadThatBreaksARuntimeRealIsRefusedBeforeTheNodeIsW
   ASSERT_TRUE(backend_->reload().isOk());
   ASSERT_TRUE(backend_->addService(serviceRequest("v6", "10.0.0.9", 80, KEEL_PROTO_TCP, nullptr, {"2001:db8:1::13"}))
                   .isOk());
+  add.service = "v6";
+  add.real.address = ip("2001:db8:1::14");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
   files_["keel.yaml"] = file;
   r = backend_->reload();
   ASSERT_FALSE(r.isOk());
@@ -761,6 +764,35 @@ TEST_F(DaemonBackendTest, AReloadThatBreaksARuntimeRealIsRefusedBeforeTheNodeIsW
                                    "remove v6, or change the file)"),
             std::string::npos)
       << r.error().message;
+  // A real added with keelctl to that service: its own remove, the narrower.
+  EXPECT_EQ(r.error().details["errors"].at(1),
+            "service v6 real 2001:db8:1::14: ipip to an IPv6 real needs node.tunnel_source_v6 (the real was added "
+            "with keelctl: keelctl real remove v6 2001:db8:1::14, or change the file)")
+      << r.error().details.dump();
+}
+
+// A service's own problem that only reals added with keelctl cause (the
+// file's service has none, and the file drops next_hop_mac) names them:
+// the file passed alone, so no line of it is the cause.
+TEST_F(DaemonBackendTest, AReloadErrorOfAFileServiceNamesTheRealsKeelctlAdded) {
+  const std::string file = yaml("      []\n");
+  files_["keel.yaml"] = file;
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  for (const char* a : {"10.0.1.9", "10.0.1.8"}) {
+    add.real.address = ip(a);
+    ASSERT_TRUE(backend_->addReal(add).isOk());
+  }
+  std::string noMac = file;
+  const std::string mac = ", next_hop_mac: \"02:00:00:00:00:01\"";
+  noMac.erase(noMac.find(mac), mac.size());
+  files_["keel.yaml"] = noMac;
+  api::Result r = backend_->reload();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message,
+            "service web: ipip forwarding needs node.next_hop_mac (the router toward the reals) (with the reals "
+            "10.0.1.8, 10.0.1.9 added with keelctl: keelctl real remove web ADDRESS, or change the file)");
 }
 
 // A file that turns a service into l2dsr while keelctl added a real to it

@@ -31,7 +31,8 @@
  *   IPv6 fragment header                              DROP_FRAGMENT, unless atomic (offset 0, M clear:
  *                                                     a whole packet, RFC 6946): parsed past, forwarded
  *   IPv6 routing header with segments left, a later   DROP_IPV6_EXT (the VIP may not be the final
- *   hop-by-hop header, other extension                destination; RFC 8200 4.1: hop-by-hop comes first)
+ *   hop-by-hop header, other extension (AH, mobility, destination; RFC 8200 4.1: hop-by-hop comes first)
+ *   HIP, shim6, 253/254; ESP is DROP_L4_PROTO)
  *   TCP/UDP header cut short, IP length > frame       DROP_TRUNCATED
  *   ICMP echo request                                 KEEL_ICMP_ECHO: the data plane answers it
  *   ICMP dest-unreachable (any code), time exceeded;  the flow it quotes is extracted, reversed, and the
@@ -63,6 +64,10 @@
 #define KEEL_IPPROTO_FRAGMENT 44
 #define KEEL_IPPROTO_ICMPV6 58
 #define KEEL_IPPROTO_DSTOPTS 60
+#define KEEL_IPPROTO_AH 51
+#define KEEL_IPPROTO_MH 135 /* mobility header */
+#define KEEL_IPPROTO_HIP 139
+#define KEEL_IPPROTO_SHIM6 140
 
 #define KEEL_IPV6_MAX_EXT 4
 
@@ -373,9 +378,14 @@ KEEL_INLINE int keel_parse_ipv6_ext(void *data, void *end, struct keel_pkt *pkt)
 		nh = ext->nexthdr;
 		off += (__u16)((ext->hdrlen + 1) * 8);
 	}
-	/* Past KEEL_IPV6_MAX_EXT headers (a fragment header among them). */
+	/* Past KEEL_IPV6_MAX_EXT headers (a fragment header among them), or an
+	 * extension header keel does not parse past (IANA's IPv6 Extension
+	 * Header Types: AH, mobility, HIP, shim6, the experimental 253/254):
+	 * a TCP/UDP header, if any, is behind it. ESP is not among them: it
+	 * hides the transport, so it counts as the L4 protocol, as in IPv4. */
 	if (nh == KEEL_IPPROTO_HOPOPTS || nh == KEEL_IPPROTO_DSTOPTS || nh == KEEL_IPPROTO_ROUTING ||
-	    nh == KEEL_IPPROTO_FRAGMENT)
+	    nh == KEEL_IPPROTO_FRAGMENT || nh == KEEL_IPPROTO_AH || nh == KEEL_IPPROTO_MH || nh == KEEL_IPPROTO_HIP ||
+	    nh == KEEL_IPPROTO_SHIM6 || nh == 253 || nh == 254)
 		return KEEL_R_DROP_IPV6_EXT;
 	pkt->l4_proto = nh;
 	pkt->key.proto = nh;

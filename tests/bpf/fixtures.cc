@@ -542,6 +542,20 @@ std::vector<FixtureRow> fixtureRows() {
                            PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(60, 8)
                                .Ipv6Ext(0, 8).Tcp(kSport, 80).build(),
                            KEEL_R_DROP_IPV6_EXT));
+    // Extension headers keel does not parse past (IANA's list), directly
+    // or after an option header; ESP hides the transport: an L4 protocol.
+    for (int ext : {51, 135, 139, 140, 253, 254})
+      rows.push_back(dropRow("v6 extension header " + std::to_string(ext),
+                             PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(ext, 8)
+                                 .Tcp(kSport, 80).build(),
+                             KEEL_R_DROP_IPV6_EXT));
+    rows.push_back(dropRow("v6 hop-by-hop then mobility header",
+                           PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(0, 8)
+                               .Ipv6Ext(135, 8).Tcp(kSport, 80).build(),
+                           KEEL_R_DROP_IPV6_EXT));
+    rows.push_back(dropRow("v6 ESP", PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1", {.nextHeader = 50})
+                                         .Raw(Bytes(24, 3)).build(),
+                           KEEL_R_DROP_L4_PROTO));
     rows.push_back(dropRow("v6 more than 4 option headers",
                            PacketBuilder().Eth(kLbMac, kRouterMac).IPv6(kClient6, "fd00:100::1").Ipv6Ext(0, 8)
                                .Ipv6Ext(60, 8).Ipv6Ext(60, 8).Ipv6Ext(60, 8).Ipv6Ext(60, 8).Tcp(kSport, 80).build(),

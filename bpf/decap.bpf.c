@@ -120,9 +120,34 @@ static __always_inline int decap_verdict(__u32 reason, __u64 bytes)
 struct decap_tunnel {
 	__u16 l3_off;    /* outer IP header */
 	__u16 outer_len; /* bytes to strip */
+	__u16 ip_len;    /* the outer packet's length (IPv4 total length, IPv6 40 + payload) */
 	__u8 outer_family;
 	__u8 inner_proto; /* KEEL_IPPROTO_IPIP (inner v4) or KEEL_IPPROTO_IPV6 */
+	__u32 outer_src[4];
+	__u32 outer_dst[4];
 };
+
+/* Whether an IPv4 header of ihl 32-bit words sums to 0xffff, its checksum
+ * included (RFC 1071), as the kernel checks before any tunnel sees it. */
+static __always_inline int decap_ipv4_csum_ok(const __u8 *ip, const void *end, __u8 ihl)
+{
+	__u32 sum = 0;
+	int i;
+
+#if defined(__clang__)
+#pragma unroll
+#endif
+	for (i = 0; i < 30; i++) {
+		const __u16 *w = (const __u16 *)(ip + 2 * i);
+
+		if (i >= ihl * 2)
+			break;
+		if ((const void *)(w + 1) > end)
+			return 0;
+		sum += *w;
+	}
+	return keel_csum_fold(sum) == 0xffff;
+}
 
 /* Returns KEEL_CONTINUE for a tunnel packet, else the pass reason. */
 static __always_inline int decap_parse_outer(void *data, void *end, struct decap_tunnel *t)
@@ -148,8 +173,11 @@ static __always_inline int decap_parse_outer(void *data, void *end, struct decap
 		return KEEL_DECAP_R_PASS_SOURCE;
 	t->l3_off = pkt.l3_off;
 	t->outer_len = pkt.l4_off - pkt.l3_off;
+	t->ip_len = pkt.ip_len;
 	t->outer_family = pkt.key.family;
 	t->inner_proto = pkt.l4_proto;
+	__builtin_memcpy(t->outer_src, pkt.key.src, sizeof(t->outer_src));
+	__builtin_memcpy(t->outer_dst, pkt.key.dst, sizeof(t->outer_dst));
 	if (pkt.key.family == KEEL_AF_INET) {
 		struct keel_ipv4 *ip = (struct keel_ipv4 *)((__u8 *)data + (pkt.l3_off & 0x1f));
 
@@ -158,10 +186,44 @@ static __always_inline int decap_parse_outer(void *data, void *end, struct decap
 		/* A fragment of a tunnel packet: leave reassembly to the kernel. */
 		if (ip->frag_off & KEEL_HTONS(KEEL_IP_MF | KEEL_IP_OFFMASK))
 			return KEEL_DECAP_R_PASS_MALFORMED;
+		/* A header the kernel would drop (ip_rcv) is not a tunnel to strip. */
+		if (!decap_ipv4_csum_ok((const __u8 *)ip, end, ip->ver_ihl & 0x0f))
+			return KEEL_DECAP_R_PASS_MALFORMED;
 	}
 	if ((__u8 *)data + pkt.l3_off + pkt.ip_len > (__u8 *)end)
 		return KEEL_DECAP_R_PASS_MALFORMED;
 	return KEEL_CONTINUE;
+}
+
+/* The tunnel is addressed to this host, as the kernel's own tunnels
+ * require (their lookup is by local address): a host that routes for
+ * others (a hypervisor, a node in front of pods) would otherwise strip
+ * tunnels meant for the reals behind it and take their connections when
+ * the VIP is local here too. The same fib lookup as the inner one.
+ * Returns KEEL_CONTINUE if so, else the reason. */
+static __always_inline int decap_outer_local(struct xdp_md *ctx, const struct decap_tunnel *t)
+{
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	fib.l4_protocol = t->inner_proto;
+	fib.tot_len = t->ip_len;
+	fib.ifindex = keel_decap_fib_ifindex;
+	if (t->outer_family == KEEL_AF_INET) {
+		fib.family = DECAP_AF_INET;
+		fib.ipv4_src = t->outer_src[0];
+		fib.ipv4_dst = t->outer_dst[0];
+	} else {
+		fib.family = DECAP_AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, t->outer_src, 16);
+		__builtin_memcpy(fib.ipv6_dst, t->outer_dst, 16);
+	}
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+		return KEEL_CONTINUE;
+	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
+		return KEEL_DECAP_R_PASS_FIB_DISABLED;
+	return KEEL_DECAP_R_PASS_OUTER_NOT_LOCAL;
 }
 
 /* Inner destination one to decapsulate for: unicast, in --vip, local?
@@ -183,6 +245,10 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 			return KEEL_DECAP_R_PASS_MALFORMED;
 		if ((in->ver_ihl >> 4) != 4 || (in->ver_ihl & 0x0f) < 5)
 			return KEEL_DECAP_R_PASS_MALFORMED;
+		/* The inner packet lies within the outer one, as the kernel's
+		 * tunnel sees it (the outer packet cut to its length). */
+		if (KEEL_NTOHS(in->tot_len) > t->ip_len - t->outer_len)
+			return KEEL_DECAP_R_PASS_MALFORMED;
 		fib.family = DECAP_AF_INET;
 		fib.tos = in->tos;
 		fib.l4_protocol = in->protocol;
@@ -198,6 +264,8 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 			return KEEL_DECAP_R_PASS_MALFORMED;
 		if ((((__u8 *)&in6->ver_tc_flow)[0] >> 4) != 6)
 			return KEEL_DECAP_R_PASS_MALFORMED;
+		if (KEEL_NTOHS(in6->payload_len) + sizeof(*in6) > (__u32)(t->ip_len - t->outer_len))
+			return KEEL_DECAP_R_PASS_MALFORMED;
 		fib.family = DECAP_AF_INET6;
 		fib.l4_protocol = in6->nexthdr;
 		fib.tot_len = KEEL_NTOHS(in6->payload_len) + sizeof(*in6);
@@ -212,11 +280,11 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 		return KEEL_DECAP_R_PASS_NOT_VIP;
 	fib.ifindex = keel_decap_fib_ifindex;
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
-		return KEEL_CONTINUE;
 	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
 		return KEEL_DECAP_R_PASS_FIB_DISABLED;
-	return KEEL_DECAP_R_PASS_NOT_LOCAL;
+	if (rc != BPF_FIB_LKUP_RET_NOT_FWDED)
+		return KEEL_DECAP_R_PASS_NOT_LOCAL;
+	return decap_outer_local(ctx, t);
 }
 
 #define DECAP_ECN_MASK 3

@@ -672,6 +672,7 @@ enum keel_decap_reason {
 	KEEL_DECAP_R_PASS_NOT_UNICAST,    /* inner destination multicast, broadcast, loopback, 0/8 or 240/4: untouched */
 	KEEL_DECAP_R_PASS_NOT_VIP,        /* inner destination outside --vip: untouched */
 	KEEL_DECAP_R_PASS_OUTER_NOT_UNICAST, /* tunnel sent to an Ethernet group address or a non-unicast outer IP: untouched */
+	KEEL_DECAP_R_PASS_OUTER_NOT_LOCAL,   /* tunnel addressed to another host (this one routes it): untouched */
 	KEEL_DECAP_R_MAX
 };
 
@@ -693,6 +694,6 @@ struct keel_decap_prefix {
 #define KEEL_DECAP_REASON_NAMES                                                  \
 	"pass_not_tunnel", "pass_malformed", "pass_not_local", "pass_fib_disabled", \
 	"decap_v4", "decap_v6", "pass_adjust_failed", "drop_ce_not_ect", "pass_source", \
-	"pass_not_unicast", "pass_not_vip", "pass_outer_not_unicast"
+	"pass_not_unicast", "pass_not_vip", "pass_outer_not_unicast", "pass_outer_not_local"
 
 #endif

@@ -47,6 +47,9 @@ class DecapTest : public ::testing::Test {
       ok = ok && sh(std::string("ip addr add ") + v4 + "/32 dev lo");
     for (const char* v6 : {"fd00:100::1", "fd00:100::6", "fd00:100::7", "fd00:100::2"})
       ok = ok && sh(std::string("ip -6 addr add ") + v6 + "/128 dev lo nodad");
+    // The reals' own addresses, which the tunnels are sent to (the
+    // fixture's 10.1.0.0/24 and fc00:1::/64): local, as on a real.
+    ok = ok && sh("ip route add local 10.1.0.0/24 dev lo") && sh("ip -6 route add local fc00:1::/64 dev lo");
     // A default route, so a non-local destination resolves to a route (not
     // "no route", which the helper reports like a local one).
     ok = ok && sh("ip route add default dev lo") && sh("ip -6 route add default dev lo");
@@ -436,6 +439,40 @@ TEST_F(DecapTest, PassesEverythingElseUnchanged) {
   Bytes badInner = PacketBuilder().Eth(kRouterMac, kLbMac).IPv4(kTunnelSrc4, "10.1.0.1", {.proto = 4})
                        .IPv6(kClient6, "fd00:100::1").Tcp(1, 80).build();
   check("protocol 4 carrying an IPv6 packet", badInner, badInner, KEEL_DECAP_R_PASS_MALFORMED);
+  // What the kernel's own tunnel would drop: a bad outer checksum, an inner
+  // packet reaching past the outer one's length (the kernel cuts the outer
+  // packet to it first).
+  Bytes badSum = tunnel(false, false, "10.1.0.1", inner);
+  badSum[14 + 10] ^= 0x01;
+  check("outer IPv4 header checksum wrong", badSum, badSum, KEEL_DECAP_R_PASS_MALFORMED);
+  Bytes shortOuter = tunnel(false, false, "10.1.0.1", inner, {.totLen = 20 + 30});
+  check("inner packet past the outer IPv4 length", shortOuter, shortOuter, KEEL_DECAP_R_PASS_MALFORMED);
+  Bytes inner6 = bare(false, [](PacketBuilder& b) { b.IPv6(kClient6, "fd00:100::1").Tcp(1, 80); });
+  Bytes shortOuter6 = tunnel(false, true, "fc00:1::1", inner6);
+  shortOuter6[14 + 4] = 0;
+  shortOuter6[14 + 5] = 40;  // payload length: the inner IPv6 header only
+  check("inner packet past the outer IPv6 length", shortOuter6, shortOuter6, KEEL_DECAP_R_PASS_MALFORMED);
+  // Padding after the outer packet is no part of it, and harmless.
+  Bytes padded = tunnel(false, false, "10.1.0.1", inner);
+  padded.insert(padded.end(), 6, 0);
+  Bytes innerPadded = inner;
+  innerPadded.insert(innerPadded.end(), 6, 0);
+  check("tunnel frame with Ethernet padding", padded, innerPadded, KEEL_DECAP_R_DECAP_V4);
+}
+
+// A tunnel sent to another host (this one routes it: a hypervisor, a node in
+// front of pods) is not this host's to strip, even when its inner VIP is
+// local here too: the kernel's own tunnels only take what is addressed to a
+// local address.
+TEST_F(DecapTest, TunnelsToAnotherHostPassUntouched) {
+  Bytes in4 = bare(false, [](PacketBuilder& b) { b.IPv4(kClient4, "10.100.0.1").Tcp(1, 80).Payload("x"); });
+  Bytes t = tunnel(false, false, "10.2.0.9", in4);
+  check("4in4 to 10.2.0.9, routed on from here", t, t, KEEL_DECAP_R_PASS_OUTER_NOT_LOCAL);
+  Bytes in6 = bare(false, [](PacketBuilder& b) { b.IPv6(kClient6, "fd00:100::1").Tcp(1, 80).Payload("y"); });
+  Bytes t6 = tunnel(false, true, "fc00:2::9", in6);
+  check("6in6 to fc00:2::9, routed on from here", t6, t6, KEEL_DECAP_R_PASS_OUTER_NOT_LOCAL);
+  check("4in4 to this real", tunnel(false, false, "10.1.0.1", in4), in4, KEEL_DECAP_R_DECAP_V4);
+  check("6in6 to this real", tunnel(false, true, "fc00:1::1", in6), in6, KEEL_DECAP_R_DECAP_V6);
 }
 
 TEST_F(DecapTest, FibLookupRefusedWhenLoDoesNotForward) {

@@ -70,6 +70,7 @@ static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *p
 	struct keel_encap_tpl tpl;
 	int hash_src;
 	__u32 flow_hash;
+	__u32 cut;
 	void *data;
 	void *end;
 
@@ -100,6 +101,11 @@ static __always_inline int lb_encap(struct xdp_md *ctx, const struct keel_pkt *p
 	 * never tells the client. */
 	if (node->tunnel_mtu && pkt->ip_len + hlen > node->tunnel_mtu)
 		return lb_icmp_too_big(ctx, pkt, frame_len, node->tunnel_mtu - hlen, node);
+	/* Bytes after the IP packet stay out of the tunnel (but a short
+	 * frame's padding: keel_encap_frame_len). */
+	cut = frame_len - keel_encap_frame_len(frame_len, pkt->l3_off, pkt->ip_len);
+	if (cut && bpf_xdp_adjust_tail(ctx, -(int)cut))
+		return KEEL_R_DROP_ENCAP_FAILED;
 	if (bpf_xdp_adjust_head(ctx, -(int)hlen))
 		return KEEL_R_DROP_ENCAP_FAILED;
 	/* adjust_head invalidates every packet pointer: reload. */

@@ -343,6 +343,9 @@ inline bool needsFlowHash(const Snapshot& s, const Step& step) {
   const uint32_t mtu = s.node.tunnel_mtu && s.node.tunnel_mtu < w.mtu ? s.node.tunnel_mtu : w.mtu;
   if (p.ip_len + hdr > mtu) return tooBig(w, b, p, mtu - hdr, s.node, nowNs, bytes);
   if (b.headroom < hdr) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
+  // Bytes after the IP packet stay out of the tunnel (but a short frame's
+  // padding: keel_encap_frame_len), as in bpf/lib/forward.h.
+  b.len = keel_encap_frame_len(b.len, p.l3_off, p.ip_len);
   uint8_t* start = b.data - hdr;
   const int hashSrc = keel_encap_hash_src(&be->tpl, svc->flags);
   const uint32_t flowHash = !keel_encap_needs_flow_hash(&be->tpl, hashSrc) ? 0

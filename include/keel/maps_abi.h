@@ -184,6 +184,7 @@ enum keel_reason {
 	/* Appended, not grouped with the other TX reasons: a reason's index is
 	 * the key of its counter in pinned maps and in keeld's adoption. */
 	KEEL_R_TX_ICMP_TOO_BIG,       /* over the MTU: ICMP frag-needed / PTB sent back to the client */
+	KEEL_R_DROP_L2_MULTICAST,     /* VIP, in a frame to an Ethernet broadcast or multicast address */
 	KEEL_R_MAX
 };
 
@@ -192,6 +193,6 @@ enum keel_reason {
 	"pass_bad_header", "tx_ipip", "tx_l2dsr", "tx_icmp_echo",             \
 	"drop_truncated", "drop_fragment", "drop_ipv6_ext", "drop_icmp",      \
 	"drop_l4_proto", "drop_no_backend", "drop_encap_failed", "drop_too_big", \
-	"tx_icmp_too_big"
+	"tx_icmp_too_big", "drop_l2_multicast"
 
 #endif

@@ -24,6 +24,7 @@
  *   IPv4 version != 4, IHL < 5, total length < IHL    PASS_BAD_HEADER (the kernel discards it)
  *   IPv6 version != 6                                 PASS_BAD_HEADER
  *   --- aimed at a VIP ---
+ *   frame to an Ethernet broadcast/multicast address  DROP_L2_MULTICAST (RFC 1812 5.3.4)
  *   IPv4 options                                      parsed past (IHL), forwarded normally
  *   IPv4 fragment (MF set or offset != 0)             DROP_FRAGMENT (no ports: cannot hash consistently)
  *   IPv6 hop-by-hop (first only) / destination options parsed past (at most KEEL_IPV6_MAX_EXT), forwarded
@@ -492,6 +493,13 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 	__u16 off;
 	int rc;
 
+	/* A datagram to a VIP in a frame sent to an Ethernet group address
+	 * (broadcast, multicast) reached every station on the link: every
+	 * balancer there would forward it (each real getting a copy from
+	 * each) or answer it. A router must not forward a link-layer
+	 * broadcast (RFC 1812 5.3.4; a host discards it, RFC 1122 3.3.6). */
+	if ((__u8 *)data + 1 > (__u8 *)end || (((const __u8 *)data)[0] & 1))
+		return KEEL_R_DROP_L2_MULTICAST;
 	if ((__u8 *)data + pkt->l3_off + pkt->ip_len > (__u8 *)end)
 		return KEEL_R_DROP_TRUNCATED;
 

@@ -660,11 +660,25 @@ std::vector<FixtureRow> fixtureRows() {
   {
     Bytes bcast = echoRequest(tagged, kClient4, "10.100.0.1");
     std::fill(bcast.begin(), bcast.begin() + 6, 0xff);
-    rows.push_back(dropRow("icmp echo in an Ethernet broadcast frame, vlan: no reply", bcast, KEEL_R_DROP_ICMP));
+    rows.push_back(dropRow("icmp echo in an Ethernet broadcast frame, vlan: no reply", bcast, KEEL_R_DROP_L2_MULTICAST));
     Bytes mcast = echoRequest(plain, kClient6, "fd00:100::1");
     const uint8_t allNodes[6] = {0x33, 0x33, 0, 0, 0, 1};
     std::copy(allNodes, allNodes + 6, mcast.begin());
-    rows.push_back(dropRow("icmpv6 echo in an Ethernet multicast frame: no reply", mcast, KEEL_R_DROP_ICMP));
+    rows.push_back(dropRow("icmpv6 echo in an Ethernet multicast frame: no reply", mcast, KEEL_R_DROP_L2_MULTICAST));
+  }
+  {
+    // VIP traffic in a frame to a group address reached every balancer on
+    // the link: none forwards it (RFC 1812 5.3.4).
+    Bytes syn = flowPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80);
+    std::fill(syn.begin(), syn.begin() + 6, 0xff);
+    rows.push_back(dropRow("tcp to a v4 VIP in an Ethernet broadcast frame", syn, KEEL_R_DROP_L2_MULTICAST));
+    Bytes udp = flowPacket(tagged, kClient6, "fd00:100::2", kUdp, kSport, 53);
+    const uint8_t group[6] = {0x33, 0x33, 0, 0, 0, 0x16};
+    std::copy(group, group + 6, udp.begin());
+    rows.push_back(dropRow("udp to a v6 VIP in an Ethernet multicast frame, vlan", udp, KEEL_R_DROP_L2_MULTICAST));
+    Bytes other = flowPacket(plain, kClient4, "198.51.100.1", kTcp, kSport, 80);
+    std::fill(other.begin(), other.begin() + 6, 0xff);
+    rows.push_back(passRow("tcp to a non-VIP in an Ethernet broadcast frame", other, KEEL_R_PASS_NOT_VIP));
   }
   {
     // A router on the client's path says our real's packet (VIP:80 ->
@@ -886,7 +900,7 @@ std::vector<FixtureRow> mtuRows(uint32_t mtu) {
     Bytes bcast = sizedPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu, true);
     std::fill(bcast.begin(), bcast.begin() + 6, 0xff);
     rows.push_back(dropRow("ipip v4 DF over the MTU in an Ethernet broadcast frame: no frag-needed", bcast,
-                           KEEL_R_DROP_TOO_BIG));
+                           KEEL_R_DROP_L2_MULTICAST));
   }
   reply("ipip v6 one byte over: packet-too-big, MTU - 40", plain, kClient6, "fd00:100::1", kTcp, 80, mtu - 39, mtu - 40);
   reply("ipip v6 udp over, vlan kept: packet-too-big", tagged, kClient6, "fd00:100::1", kUdp, 53, mtu, mtu - 40);

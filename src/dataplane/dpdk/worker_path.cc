@@ -164,8 +164,20 @@ inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
     return nullptr;
   }
   if (p.icmp_error) return be;
-  // Past node.conntrack_insert_rate: forwarded, not remembered (rate.h).
-  if (insert < 0) insert = insertAllowed(s, w, nowNs);
+  if (insert < 0) {
+    // A later packet of a flow an earlier packet of this burst inserted
+    // (stage 1 looked before that insert): packet by packet it would have
+    // hit that entry, so it neither asks the insert limit again (one more
+    // token spent, a skip counted for a flow that was inserted) nor counts
+    // as a mid-flow miss. Its bucket was just written: in the caches.
+    if (const keel_ct_value* e = w.conns.find(p.key, connHash, nowNs, idleNs))
+      if (const BackendSlot* held = entryBackend(s, *e, svc.id)) {
+        beId = e->backend_id;
+        return held;
+      }
+    // Past node.conntrack_insert_rate: forwarded, not remembered (rate.h).
+    insert = insertAllowed(s, w, nowNs);
+  }
   if (!insert) {
     if (midflowMiss && !w.conns.find(p.key, connHash, nowNs, idleNs)) countEvent(w.counters.ctMidflowMisses);
     return be;

@@ -1186,5 +1186,45 @@ TEST_F(WorkerPathTest, ABurstEndsAsPacketByPacketProcessingWould) {
   EXPECT_EQ(worker_.counters.services[1].packets + worker_.counters.services[2].packets, n);
 }
 
+// Under node.conntrack_insert_rate a burst asks the limit as packet by
+// packet processing would: once for a flow an earlier packet of the burst
+// inserted (its later packets hit that entry), and at every packet of a
+// flow the limit refused (it is never in the table). Before, a flow's later
+// packets in the burst asked again: a token spent, and a skip counted for a
+// flow that was inserted (packet-path review F1).
+TEST_F(WorkerPathTest, ABurstAsksTheInsertLimitAsPacketByPacketWould) {
+  keel_node_config node = test::nodeConfig();
+  node.conntrack_insert_rate = 20;  // bursts of one: one insert, then one each 50 ms
+  ASSERT_TRUE(store_.setNode(node));
+  addService(vip4_, 53, KEEL_PROTO_UDP, 1);
+  ASSERT_TRUE(store_.upsertBackend(1, test::backend(ip("10.1.0.1"), 1)));
+  ring(1, {1, 1, 1});
+  std::vector<Frame> flows;
+  for (uint16_t f = 0; f < 3; ++f) {
+    Frame fr{ip("192.168.1.1"), vip4_, static_cast<uint16_t>(4000 + f), 53};
+    fr.proto = KEEL_PROTO_UDP;
+    flows.push_back(fr);
+  }
+  const uint32_t n = 9;  // each flow three times, interleaved
+  std::vector<std::vector<uint8_t>> mem(n), refMem(n);
+  std::vector<PacketBuf> bufs(n);
+  std::vector<ParsedPacket> parsed(n);
+  std::vector<PacketResult> results(n);
+  for (uint32_t i = 0; i < n; ++i) bufs[i] = place(mem[i], test::buildFrame(flows[i % flows.size()]));
+  const uint64_t now = 1'000'000'000;
+  prepareBurst(worker_, bufs.data(), parsed.data(), n);
+  processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, now, results.data());
+  WorkerState ref(1024, 16, 1024, 1500);
+  for (uint32_t i = 0; i < n; ++i) {
+    PacketBuf b = place(refMem[i], test::buildFrame(flows[i % flows.size()]));
+    PacketResult r = processPacket(*store_.current(), ref, b, now);
+    EXPECT_EQ(results[i].backendId, r.backendId) << "packet " << i;
+  }
+  EXPECT_EQ(ref.conns.occupied(), 1u) << "one insert allowed";
+  EXPECT_EQ(worker_.conns.occupied(), 1u);
+  EXPECT_EQ(ref.counters.ctInsertsSkipped, 6u) << "the two refused flows, at each of their packets";
+  EXPECT_EQ(worker_.counters.ctInsertsSkipped, ref.counters.ctInsertsSkipped);
+}
+
 }  // namespace
 }  // namespace keel::dpdk

@@ -216,6 +216,14 @@ FixtureRow passRow(std::string d, Bytes in, keel_reason r) {
   return row;
 }
 
+// The frame sent to the Ethernet group address mac instead (its destination).
+const char* const kBroadcast = "ff:ff:ff:ff:ff:ff";
+Bytes toGroup(Bytes frame, const std::string& mac) {
+  const Bytes m = macBytes(mac);
+  std::copy(m.begin(), m.end(), frame.begin());
+  return frame;
+}
+
 FixtureRow dropRow(std::string d, Bytes in, keel_reason r) {
   return FixtureRow{std::move(d), std::move(in), Verdict::kDrop, r, {}};
 }
@@ -657,29 +665,22 @@ std::vector<FixtureRow> fixtureRows() {
   for (const char* src : {"ff02::1", "::", "::1"})
     rows.push_back(dropRow(std::string("icmpv6 echo from ") + src + ": no reply",
                            echoRequest(plain, src, "fd00:100::1"), KEEL_R_DROP_ICMP));
-  {
-    Bytes bcast = echoRequest(tagged, kClient4, "10.100.0.1");
-    std::fill(bcast.begin(), bcast.begin() + 6, 0xff);
-    rows.push_back(dropRow("icmp echo in an Ethernet broadcast frame, vlan: no reply", bcast, KEEL_R_DROP_L2_MULTICAST));
-    Bytes mcast = echoRequest(plain, kClient6, "fd00:100::1");
-    const uint8_t allNodes[6] = {0x33, 0x33, 0, 0, 0, 1};
-    std::copy(allNodes, allNodes + 6, mcast.begin());
-    rows.push_back(dropRow("icmpv6 echo in an Ethernet multicast frame: no reply", mcast, KEEL_R_DROP_L2_MULTICAST));
-  }
-  {
-    // VIP traffic in a frame to a group address reached every balancer on
-    // the link: none forwards it (RFC 1812 5.3.4).
-    Bytes syn = flowPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80);
-    std::fill(syn.begin(), syn.begin() + 6, 0xff);
-    rows.push_back(dropRow("tcp to a v4 VIP in an Ethernet broadcast frame", syn, KEEL_R_DROP_L2_MULTICAST));
-    Bytes udp = flowPacket(tagged, kClient6, "fd00:100::2", kUdp, kSport, 53);
-    const uint8_t group[6] = {0x33, 0x33, 0, 0, 0, 0x16};
-    std::copy(group, group + 6, udp.begin());
-    rows.push_back(dropRow("udp to a v6 VIP in an Ethernet multicast frame, vlan", udp, KEEL_R_DROP_L2_MULTICAST));
-    Bytes other = flowPacket(plain, kClient4, "198.51.100.1", kTcp, kSport, 80);
-    std::fill(other.begin(), other.begin() + 6, 0xff);
-    rows.push_back(passRow("tcp to a non-VIP in an Ethernet broadcast frame", other, KEEL_R_PASS_NOT_VIP));
-  }
+  // Anything to a VIP in a frame to an Ethernet group address reached every
+  // balancer on the link: none answers or forwards it (RFC 1812 5.3.4).
+  rows.push_back(dropRow("icmp echo in an Ethernet broadcast frame, vlan: no reply",
+                         toGroup(echoRequest(tagged, kClient4, "10.100.0.1"), kBroadcast), KEEL_R_DROP_L2_MULTICAST));
+  rows.push_back(dropRow("icmpv6 echo in an Ethernet multicast frame: no reply",
+                         toGroup(echoRequest(plain, kClient6, "fd00:100::1"), "33:33:00:00:00:01"),
+                         KEEL_R_DROP_L2_MULTICAST));
+  rows.push_back(dropRow("tcp to a v4 VIP in an Ethernet broadcast frame",
+                         toGroup(flowPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80), kBroadcast),
+                         KEEL_R_DROP_L2_MULTICAST));
+  rows.push_back(dropRow("udp to a v6 VIP in an Ethernet multicast frame, vlan",
+                         toGroup(flowPacket(tagged, kClient6, "fd00:100::2", kUdp, kSport, 53), "33:33:00:00:00:16"),
+                         KEEL_R_DROP_L2_MULTICAST));
+  rows.push_back(passRow("tcp to a non-VIP in an Ethernet broadcast frame",
+                         toGroup(flowPacket(plain, kClient4, "198.51.100.1", kTcp, kSport, 80), kBroadcast),
+                         KEEL_R_PASS_NOT_VIP));
   {
     // A router on the client's path says our real's packet (VIP:80 ->
     // client:40000) was too big: steer it along the client->VIP flow.
@@ -896,12 +897,9 @@ std::vector<FixtureRow> mtuRows(uint32_t mtu) {
                          sizedPacket(plain, "224.0.0.9", "10.100.0.1", kUdp, kSport, 53, mtu, true), KEEL_R_DROP_TOO_BIG));
   rows.push_back(dropRow("ipip v6 over the MTU from ff02::1: no packet-too-big",
                          sizedPacket(plain, "ff02::1", "fd00:100::1", kUdp, kSport, 53, mtu, true), KEEL_R_DROP_TOO_BIG));
-  {
-    Bytes bcast = sizedPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu, true);
-    std::fill(bcast.begin(), bcast.begin() + 6, 0xff);
-    rows.push_back(dropRow("ipip v4 DF over the MTU in an Ethernet broadcast frame: no frag-needed", bcast,
-                           KEEL_R_DROP_L2_MULTICAST));
-  }
+  rows.push_back(dropRow("ipip v4 DF over the MTU in an Ethernet broadcast frame: no frag-needed",
+                         toGroup(sizedPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu, true), kBroadcast),
+                         KEEL_R_DROP_L2_MULTICAST));
   reply("ipip v6 one byte over: packet-too-big, MTU - 40", plain, kClient6, "fd00:100::1", kTcp, 80, mtu - 39, mtu - 40);
   reply("ipip v6 udp over, vlan kept: packet-too-big", tagged, kClient6, "fd00:100::1", kUdp, 53, mtu, mtu - 40);
   reply("4in6: v4 VIP, v6 real, DF over: frag-needed, MTU - 40", plain, kClient4, "10.100.0.6", kTcp, 80, mtu - 39,

@@ -614,6 +614,17 @@ TEST_F(DpdkPcapTest, AnExceptionInterfaceNameAlreadyTakenIsAClearError) {
                  "(and removes it when it stops): name one no other interface has");
 }
 
+// The MTU `ip -o link show` prints for an interface of this process's
+// namespace (its /sys is the host's); 0 if it has none.
+unsigned linkMtu(const std::string& iface) {
+  FILE* p = popen(("ip -o link show dev " + iface).c_str(), "r");
+  char line[512] = {};
+  const bool got = p && fgets(line, sizeof line, p);
+  if (p) pclose(p);
+  const char* at = got ? std::strstr(line, " mtu ") : nullptr;
+  return at ? static_cast<unsigned>(std::strtoul(at + 5, nullptr, 10)) : 0u;
+}
+
 // dpdk.mtu on a vdev over a kernel interface sets that interface's MTU (the
 // driver does); the plane puts the old one back when it closes, and when
 // its start fails after setting it, so no keeld leaves the host's interface
@@ -623,14 +634,7 @@ TEST_F(DpdkPcapTest, TheKernelInterfacesMtuIsPutBackAtCloseAndAfterAFailedStart)
   const std::string a = "kqm" + kPid;
   Veth link(a, "kqn" + kPid);
   ASSERT_TRUE(link.up) << "ip link add " << a;
-  auto mtu = [&] {  // of this process's namespace (its /sys is the host's)
-    FILE* p = popen(("ip -o link show dev " + a).c_str(), "r");
-    char line[512] = {};
-    const bool got = p && fgets(line, sizeof line, p);
-    if (p) pclose(p);
-    const char* at = got ? std::strstr(line, " mtu ") : nullptr;
-    return at ? static_cast<unsigned>(std::strtoul(at + 5, nullptr, 10)) : 0u;
-  };
+  auto mtu = [&] { return linkMtu(a); };
   ASSERT_EQ(mtu(), 1500u);
   DpdkOptions o = pcapOptions("net_af_packet_keelm" + kPid + ",iface=" + a + ",qpairs=1");
   o.mtu = 1400;
@@ -769,14 +773,7 @@ TEST_F(DpdkPcapTest, WhatAKilledPlaneLeftOnItsInterfaceIsPutBackByTheNext) {
   const std::string a = "kka" + kPid;
   Veth link(a, "kkb" + kPid);
   ASSERT_TRUE(link.up) << "ip link add " << a;
-  auto mtu = [&] {
-    FILE* p = popen(("ip -o link show dev " + a).c_str(), "r");
-    char line[512] = {};
-    const bool got = p && fgets(line, sizeof line, p);
-    if (p) pclose(p);
-    const char* at = got ? std::strstr(line, " mtu ") : nullptr;
-    return at ? static_cast<unsigned>(std::strtoul(at + 5, nullptr, 10)) : 0u;
-  };
+  auto mtu = [&] { return linkMtu(a); };
   auto contents = [](const std::string& path) {
     std::ifstream in(path);
     std::stringstream text;

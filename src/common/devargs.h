@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace keel {
 
@@ -47,6 +48,24 @@ inline std::optional<std::string> devargValue(std::string_view devargs, std::str
     at = end;
   }
   return std::nullopt;
+}
+
+// The devargs a DPDK port is probed with: the port's own when it gives any
+// ("net_af_packet0,iface=eth1,qpairs=2"), else those of the `--vdev NAME,...`
+// (or `--vdev=NAME,...`) in the EAL arguments that creates it, which keel's
+// data plane then takes as it is ("net_af_packet0" with --vdev
+// "net_af_packet0,iface=eth1,qpairs=2"); the port itself if neither.
+inline std::string portDevargs(const std::string& port, const std::vector<std::string>& ealArgs) {
+  if (port.find(',') != std::string::npos) return port;
+  for (size_t i = 0; i < ealArgs.size(); ++i) {
+    std::string_view v;
+    if (ealArgs[i] == "--vdev" && i + 1 < ealArgs.size())
+      v = ealArgs[i + 1];
+    else if (ealArgs[i].rfind("--vdev=", 0) == 0)
+      v = std::string_view(ealArgs[i]).substr(7);
+    if (!v.empty() && v.substr(0, v.find(',')) == port) return std::string(v);
+  }
+  return port;
 }
 
 // The kernel interface such a vdev's devargs name ("net_af_packet0,

@@ -581,22 +581,25 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
 // (setupPort() in the DPDK plane). Said now, with the file's line, so
 // --check-config and a reload catch what the next start would refuse.
 void Parser::checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d) {
-  if (!portNode || d.port.empty() || d.workers.empty() || !isKernelVdev(d.port)) return;
-  const bool afPacket = isAfPacketPort(d.port);
+  // The port's own devargs, or its --vdev's in eal_args (portDevargs).
+  const std::string devargs = portDevargs(d.port, d.ealArgs);
+  if (!portNode || d.port.empty() || d.workers.empty() || !isKernelVdev(devargs)) return;
+  const std::string where = devargs == d.port ? "" : " (its --vdev in eal_args)";
+  const bool afPacket = isAfPacketPort(devargs);
   const char* key = afPacket ? "qpairs" : "queue_count";
-  const std::optional<std::string> given = devargValue(d.port, key);
+  const std::optional<std::string> given = devargValue(devargs, key);
   uint64_t queues = 1;
   if (given) {
     const char* end = given->data() + given->size();
     auto [at, ec] = std::from_chars(given->data(), end, queues);
     if (ec != std::errc() || at != end || queues == 0) {
       error(*portNode, "dataplane.dpdk.port",
-            std::string(key) + "= must be a positive number of queues, got " + quote(*given));
+            std::string(key) + "= must be a positive number of queues, got " + quote(*given) + where);
       return;
     }
   }
   const size_t workers = d.workers.size();
-  const std::string have = given ? std::string(key) + "=" + *given : "no " + std::string(key) + "= (1 queue)";
+  const std::string have = (given ? std::string(key) + "=" + *given : "no " + std::string(key) + "= (1 queue)") + where;
   if (queues < workers || (afPacket && queues > workers))
     error(*portNode, "dataplane.dpdk.port",
           have + " for " + std::to_string(workers) + (workers == 1 ? " worker" : " workers") +

@@ -445,6 +445,21 @@ TEST(Config, DpdkKernelVdevQueuesMatchTheWorkers) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.errors, std::vector<std::string>{"k.yaml:5: dataplane.dpdk.port: no queue_count= (1 queue) for 2 "
                                                "workers: each worker reads one queue; give queue_count=2"});
+  // A port by name whose --vdev in eal_args gives its devargs (keel takes
+  // the port EAL made as it is): those are checked.
+  auto withVdev = [](const std::string& vdevArgs, const std::string& workers) {
+    return parseConfig("dataplane:\n  kind: dpdk\n  interface: eth1\n  dpdk:\n    eal_args: [\"-l\", \"0-2\", " +
+                           vdevArgs + "]\n    port: \"net_af_packet0\"\n    workers: " + workers + "\n",
+                       "k.yaml", ConfigOptions{});
+  };
+  EXPECT_TRUE(withVdev("\"--vdev\", \"net_af_packet0,iface=eth1,qpairs=2\"", "[1, 2]").ok());
+  EXPECT_TRUE(withVdev("\"--vdev=net_af_packet0,iface=eth1,qpairs=2\"", "[1, 2]").ok());
+  r = withVdev("\"--vdev\", \"net_af_packet0,iface=eth1,qpairs=3\"", "[1, 2]");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.errors.front().find("qpairs=3 (its --vdev in eal_args) for 2 workers"), std::string::npos)
+      << r.errors.front();
+  EXPECT_FALSE(withVdev("\"--vdev\", \"net_af_packet1,iface=eth1,qpairs=2\"", "[1, 2]").ok())
+      << "another device's --vdev says nothing of this port: its defaults (1 queue)";
   // Other ports say nothing in their devargs about queues.
   EXPECT_TRUE(parse("0000:03:00.0", "[1, 2]").ok());
   EXPECT_TRUE(parse("net_tap0,iface=keel9", "[1, 2]").ok());

@@ -603,11 +603,20 @@ void DaemonBackend::retryMacsLater(bool soon) {
   macTimer_.expires_at(at);  // a later wait still armed ends with operation_aborted
   macTimer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;  // re-armed earlier, or the backend is going (~DaemonBackend)
-    macRetryArmed_ = false;
-    resolvePendingMacs();
-    refreshTableMacs();
-    retryMacsLater(false);
+    macTick();
   });
+}
+
+void DaemonBackend::macTick() {
+  // Armed again from scratch below (a wait still pending ends with
+  // operation_aborted when the expiry is set).
+  macRetryArmed_ = false;
+  const unsigned failuresBefore = macApplyFailures_;
+  resolvePendingMacs();
+  refreshTableMacs();
+  // A tick whose two commits both failed is one failure in a row, not two.
+  macApplyFailures_ = std::min(macApplyFailures_, failuresBefore + 1);
+  retryMacsLater(false);
 }
 
 std::chrono::seconds DaemonBackend::macRetryInterval() const {

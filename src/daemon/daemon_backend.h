@@ -162,6 +162,9 @@ class DaemonBackend : public api::ControlBackend {
   // the real stays up while keel sends its flows to the old MAC. Returns
   // how many changed.
   size_t refreshTableMacs();
+  // What the MAC timer runs when it fires: resolvePendingMacs, then
+  // refreshTableMacs, then arms itself again (after macRetryInterval).
+  void macTick();
   // When the MAC timer fires next (nullopt: not armed); for tests.
   std::optional<std::chrono::steady_clock::time_point> macRetryDue() const {
     if (!macRetryArmed_) return std::nullopt;

@@ -350,43 +350,64 @@ struct KernelRestore {
 
 constexpr int kReceiveModes = IFF_PROMISC | IFF_ALLMULTI;
 
-// A kernel interface's MTU and receive modes (DpdkOptions::kernelStateFile).
+// A kernel interface's MTU and receive modes (DpdkOptions::kernelStateFile),
+// and which interface of which boot they are of: a record is used only for
+// the same interface (its ifindex: one deleted and made again under the
+// name is another) in the same boot (a state directory that outlives a
+// reboot must not set an old boot's values).
 struct KernelState {
   uint16_t mtu = 0;
   int modes = 0;  // IFF_PROMISC | IFF_ALLMULTI
+  unsigned ifindex = 0;
+  std::string boot;  // /proc/sys/kernel/random/boot_id
 };
 
-// The file's one line: "keel-kernel-state 1 iface=IFACE mtu=N promiscuous=0|1 allmulticast=0|1".
+std::string bootId() {
+  char id[64] = {};
+  FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "re");
+  if (!f) return "";
+  const bool got = std::fscanf(f, "%63s", id) == 1;
+  std::fclose(f);
+  return got ? id : "";
+}
+
+// The file's one line: "keel-kernel-state 1 iface=IFACE ifindex=N boot=ID
+// mtu=N promiscuous=0|1 allmulticast=0|1".
 Status writeKernelState(const std::string& file, const std::string& iface, const KernelState& k) {
   return writeFileReplacing(file, 0644, [&](FILE* f) {
-    return std::fprintf(f, "keel-kernel-state 1 iface=%s mtu=%u promiscuous=%d allmulticast=%d\n", iface.c_str(),
-                        unsigned{k.mtu}, (k.modes & IFF_PROMISC) != 0, (k.modes & IFF_ALLMULTI) != 0) > 0;
+    return std::fprintf(f, "keel-kernel-state 1 iface=%s ifindex=%u boot=%s mtu=%u promiscuous=%d allmulticast=%d\n",
+                        iface.c_str(), k.ifindex, k.boot.c_str(), unsigned{k.mtu}, (k.modes & IFF_PROMISC) != 0,
+                        (k.modes & IFF_ALLMULTI) != 0) > 0;
   });
 }
 
-// What a file of writeKernelState() holds for iface; nullopt when there is
-// none (ENOENT), else *error says why it cannot be used.
-std::optional<KernelState> readKernelState(const std::string& file, const std::string& iface, std::string* error) {
+// What a file of writeKernelState() holds for `now`'s interface and boot;
+// nullopt when there is none (ENOENT), else *error says why it is not used.
+std::optional<KernelState> readKernelState(const std::string& file, const std::string& iface, const KernelState& now,
+                                           std::string* error) {
   FILE* f = std::fopen(file.c_str(), "re");
   if (!f) {
     if (errno != ENOENT) *error = "open " + file + ": " + std::strerror(errno);
     return std::nullopt;
   }
   char name[IFNAMSIZ + 1] = {};
-  unsigned mtu = 0;
+  char boot[64] = {};
+  unsigned ifindex = 0, mtu = 0;
   int promisc = 0, allmulti = 0;
-  const int got = std::fscanf(f, "keel-kernel-state 1 iface=%16s mtu=%u promiscuous=%d allmulticast=%d", name, &mtu,
-                              &promisc, &allmulti);
+  const int got = std::fscanf(f, "keel-kernel-state 1 iface=%16s ifindex=%u boot=%63s mtu=%u promiscuous=%d allmulticast=%d",
+                              name, &ifindex, boot, &mtu, &promisc, &allmulti);
   std::fclose(f);
-  if (got != 4 || mtu == 0 || mtu > UINT16_MAX) {
+  if (got != 6 || mtu == 0 || mtu > UINT16_MAX) {
     *error = file + ": not a kernel-state line this keeld writes";
     return std::nullopt;
   }
-  if (iface != name) {
-    *error = file + " is about interface " + name + ", not " + iface;
+  if (iface != name || ifindex != now.ifindex || now.boot != boot) {
+    *error = file + " is about " + name + " (ifindex " + std::to_string(ifindex) + ") of boot " + boot +
+             ", not this " + iface + " (ifindex " + std::to_string(now.ifindex) + ") of boot " + now.boot;
     return std::nullopt;
   }
-  return KernelState{static_cast<uint16_t>(mtu), (promisc ? IFF_PROMISC : 0) | (allmulti ? IFF_ALLMULTI : 0)};
+  return KernelState{static_cast<uint16_t>(mtu), (promisc ? IFF_PROMISC : 0) | (allmulti ? IFF_ALLMULTI : 0), ifindex,
+                     boot};
 }
 
 // Sets a kernel interface's IFF_PROMISC and IFF_ALLMULTI to `modes`,
@@ -677,30 +698,41 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   void recordKernelState() {
     const std::string& iface = portRestore_.iface;
     const std::string& file = opts_.kernelStateFile;
-    std::string why;
-    if (std::optional<KernelState> left = readKernelState(file, iface, &why)) {
+    auto current = [&] {
       ifreq ifr{};
-      const bool modesBack = (kernelIfreq(iface, SIOCGIFFLAGS, &ifr) && (ifr.ifr_flags & kReceiveModes) == left->modes) ||
-                             setKernelModes(iface, left->modes);
-      const bool mtuBack = kernelMtu(iface) == left->mtu || setKernelMtu(iface, left->mtu);
-      LogRecord r("dpdk_kernel_state_restored");
-      r.add("interface", iface)
-          .add("file", file)
-          .add("mtu", left->mtu)
-          .add("promiscuous", (left->modes & IFF_PROMISC) != 0)
-          .add("allmulticast", (left->modes & IFF_ALLMULTI) != 0)
-          .add("reason", "a keeld that did not stop (killed) left its MTU and receive modes on the interface; it "
-                         "gets back those it had before");
-      if (!modesBack || !mtuBack)
-        r.add("error", std::string(!mtuBack ? "the MTU" : "the receive modes") + " could not be set: " +
-                           std::strerror(errno));
-      logWarn(r);
-    } else if (!why.empty()) {
-      logWarn(LogRecord("dpdk_kernel_state_unreadable").add("file", file).add("reason", why));
-    }
-    ifreq ifr{};
-    const KernelState now{kernelMtu(iface), kernelIfreq(iface, SIOCGIFFLAGS, &ifr) ? ifr.ifr_flags & kReceiveModes : 0};
+      return KernelState{kernelMtu(iface), kernelIfreq(iface, SIOCGIFFLAGS, &ifr) ? ifr.ifr_flags & kReceiveModes : 0,
+                         if_nametoindex(iface.c_str()), bootId()};
+    };
+    KernelState now = current();
     if (now.mtu == 0) return;  // no interface to read (the port's probe says why)
+    std::string why;
+    if (std::optional<KernelState> left = readKernelState(file, iface, now, &why)) {
+      if (left->modes != now.modes || left->mtu != now.mtu) {
+        const bool modesBack = left->modes == now.modes || setKernelModes(iface, left->modes);
+        const bool mtuBack = left->mtu == now.mtu || setKernelMtu(iface, left->mtu);
+        const int err = errno;
+        LogRecord r("dpdk_kernel_state_restored");
+        r.add("interface", iface)
+            .add("file", file)
+            .add("mtu", left->mtu)
+            .add("promiscuous", (left->modes & IFF_PROMISC) != 0)
+            .add("allmulticast", (left->modes & IFF_ALLMULTI) != 0)
+            .add("reason", "a keeld that did not stop (killed) left its MTU and receive modes on the interface; it "
+                           "gets back those it had before");
+        if (!modesBack || !mtuBack) {
+          // The record stays as it is, for the next keeld to try again; this
+          // one neither rewrites nor removes it.
+          r.add("error", std::string(!mtuBack ? "the MTU" : "the receive modes") + " could not be set: " +
+                             std::strerror(err) + "; " + file + " is kept for the next keeld");
+          logWarn(r);
+          return;
+        }
+        logWarn(r);
+        now = current();
+      }
+    } else if (!why.empty()) {
+      logWarn(LogRecord("dpdk_kernel_state_unreadable").add("file", file).add("reason", why + "; written again"));
+    }
     if (Status s = writeKernelState(file, iface, now); !s)
       logWarn(LogRecord("dpdk_kernel_state_not_saved")
                   .add("file", file)
@@ -709,6 +741,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     else
       portRestore_.file = file;
   }
+
 
   // The port's receive modes (DpdkOptions::promiscuous). A refusal never
   // fails the start (frames to the port's own MAC still arrive); keeld

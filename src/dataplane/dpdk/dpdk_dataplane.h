@@ -60,7 +60,7 @@ struct DpdkOptions {
   // true: promiscuous, for VIP traffic sent to a MAC not the port's (a VRRP
   // virtual MAC); a kernel interface's mode is put back at close.
   bool promiscuous = false;
-  // A vdev over a kernel interface: the file (keeld: port-KEY.txt beside
+  // A vdev over a kernel interface: the file (keeld: interface-KEY.txt beside
   // its other state files) that holds the interface's MTU and receive
   // modes as they were before this plane changed them, written before any
   // change and removed once close put them back. One found at init was left

@@ -169,7 +169,10 @@ inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
     // (stage 1 looked before that insert): packet by packet it would have
     // hit that entry, so it neither asks the insert limit again (one more
     // token spent, a skip counted for a flow that was inserted) nor counts
-    // as a mid-flow miss. Its bucket was just written: in the caches.
+    // as a mid-flow miss. Its bucket was prefetched and read in the first
+    // stage, so this look should not miss the caches; every miss that is no
+    // SYN pays it (a new UDP flow's first packet too), which dpdk_bench does
+    // not measure (its new flows are SYNs).
     if (const keel_ct_value* e = w.conns.find(p.key, connHash, nowNs, idleNs))
       if (const BackendSlot* held = entryBackend(s, *e, svc.id)) {
         beId = e->backend_id;

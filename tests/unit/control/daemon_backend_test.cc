@@ -1567,6 +1567,19 @@ TEST_F(DaemonBackendTest, AMacChangeTheDataplaneRefusesIsTriedLessOften) {
   EXPECT_EQ(backend_->refreshTableMacs(), 1u) << "taken once the data plane takes it";
   EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:02:01");
   EXPECT_EQ(backend_->macRetryInterval(), DaemonBackend::kMacRetryInterval);
+
+  // The timer's own tick arms the next one that much later: 4 s after a
+  // refused change (the armed deadline, not a measured time).
+  neighbours_["10.0.1.1"] = "02:00:00:00:03:01";
+  backend_->macTick();  // the first read of the new MAC
+  dp_.failAfter = 1;
+  const auto before = std::chrono::steady_clock::now();
+  backend_->macTick();  // the change, refused
+  EXPECT_EQ(dp_.failAfter, 0);
+  const std::optional<std::chrono::steady_clock::time_point> due = backend_->macRetryDue();
+  ASSERT_TRUE(due);
+  EXPECT_GE(*due, before + 2 * DaemonBackend::kMacRetryInterval);
+  EXPECT_EQ(backend_->macRetryInterval(), 2 * DaemonBackend::kMacRetryInterval);
 }
 
 // An l2dsr real whose MAC the table gave follows the table: when its entry

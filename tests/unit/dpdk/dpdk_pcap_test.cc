@@ -19,6 +19,7 @@
 #include <rte_ring.h>
 #include <sched.h>
 #include <dlfcn.h>
+#include <net/if.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -781,6 +782,7 @@ TEST_F(DpdkPcapTest, WhatAKilledPlaneLeftOnItsInterfaceIsPutBackByTheNext) {
     return in ? text.str() : std::string();
   };
   const std::string file = kDir + "/interface-dpdk-" + a + ".txt";
+  const std::string ifindex = std::to_string(if_nametoindex(a.c_str()));
   ASSERT_EQ(mtu(), 1500u);
   DpdkOptions o = pcapOptions("net_af_packet_keelk" + kPid + ",iface=" + a + ",qpairs=1");
   o.promiscuous = true;
@@ -794,7 +796,10 @@ TEST_F(DpdkPcapTest, WhatAKilledPlaneLeftOnItsInterfaceIsPutBackByTheNext) {
     EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
     EXPECT_EQ(mtu(), 1400u);
     recorded = contents(file);
-    EXPECT_EQ(recorded, "keel-kernel-state 1 iface=" + a + " mtu=1500 promiscuous=0 allmulticast=0\n")
+    std::string boot;
+    std::ifstream("/proc/sys/kernel/random/boot_id") >> boot;
+    EXPECT_EQ(recorded, "keel-kernel-state 1 iface=" + a + " ifindex=" + ifindex + " boot=" + boot +
+                            " mtu=1500 promiscuous=0 allmulticast=0\n")
         << "written before the port changed the interface";
   }
   EXPECT_NE(access(file.c_str(), F_OK), 0) << "the file outlived a clean close";
@@ -831,19 +836,32 @@ TEST_F(DpdkPcapTest, WhatAKilledPlaneLeftOnItsInterfaceIsPutBackByTheNext) {
   EXPECT_FALSE(hasFlag(linkFlags(a), "ALLMULTI")) << linkFlags(a);
   EXPECT_EQ(mtu(), 1500u);
 
-  // A file about another interface is not used (nor one it cannot read).
+  // A record of another interface, of this name made again (another
+  // ifindex) or of another boot is not used: the operator's promiscuous
+  // mode stays.
   ASSERT_EQ(std::system(("ip link set dev " + a + " promisc on").c_str()), 0);
-  {
-    std::ofstream(file) << "keel-kernel-state 1 iface=other0 mtu=1500 promiscuous=0 allmulticast=0\n";
+  auto other = [&](const std::string& from, const std::string& to) {
+    std::string r = recorded;
+    const size_t at = r.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) r.replace(at, from.size(), to);
+    return r;
+  };
+  char port = 'w';
+  for (const std::string& record : {other("iface=" + a, "iface=other0"),
+                                    other("ifindex=" + ifindex, "ifindex=" + std::to_string(std::stoul(ifindex) + 1000)),
+                                    other("boot=", "boot=0")}) {
+    std::ofstream(file) << record;
+    o.port = std::string("net_af_packet_keel") + port++ + kPid + ",iface=" + a + ",qpairs=1";
+    {
+      auto dp = createDpdkDataplane(o, &err);
+      ASSERT_NE(dp, nullptr) << err;
+      ASSERT_TRUE(dp->start());
+      EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << "set by the operator, not by a keeld on this interface: "
+                                                    << record;
+    }
+    EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
   }
-  o.port = "net_af_packet_keelm" + kPid + ",iface=" + a + ",qpairs=1";
-  {
-    auto dp = createDpdkDataplane(o, &err);
-    ASSERT_NE(dp, nullptr) << err;
-    ASSERT_TRUE(dp->start());
-    EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << "set by the operator, not by a keeld on this interface";
-  }
-  EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
 }
 
 // limits.max_reals is the limit the registry enforces, as on XDP: not the
@@ -902,18 +920,24 @@ TEST_F(DpdkPcapTest, DpdkLogLinesAreKeelRecords) {
   // libxdp, loaded with the driver by EAL, through the printer keeld set.
   bpf_object* none = bpf_object__open_file("/nonexistent/keel-probe.o", nullptr);
   EXPECT_EQ(libbpf_get_error(none), -ENOENT);
-  void* libxdp = dlopen("libxdp.so.1", RTLD_LAZY | RTLD_NOLOAD);
-  ASSERT_NE(libxdp, nullptr) << "EAL loads the af_xdp driver and with it libxdp";
-  using LibxdpPrint = int (*)(int, const char*, va_list);
-  auto setPrint = reinterpret_cast<LibxdpPrint (*)(LibxdpPrint)>(dlsym(libxdp, "libxdp_set_print"));
-  ASSERT_NE(setPrint, nullptr);
-  const LibxdpPrint keelds = setPrint(nullptr);
-  setPrint(keelds);
-  dlclose(libxdp);
-  ASSERT_NE(keelds, nullptr);
-  callPrint(keelds, 0, "libxdp: keel probe %s\n", "warn");
-  callPrint(keelds, 1, "libxdp: keel probe %s\n", "info");
-  callPrint(keelds, 2, "libxdp: keel probe %s\n", "debug");
+  // libxdp comes with DPDK's af_xdp driver (Debian's librte-net-af-xdp23);
+  // a DPDK built without it loads none, and there is nothing to route.
+  void* const libxdp = dlopen("libxdp.so.1", RTLD_LAZY | RTLD_NOLOAD);
+  const bool haveLibxdp = libxdp != nullptr;
+  if (haveLibxdp) {
+    using LibxdpPrint = int (*)(int, const char*, va_list);
+    auto setPrint = reinterpret_cast<LibxdpPrint (*)(LibxdpPrint)>(dlsym(libxdp, "libxdp_set_print"));
+    EXPECT_NE(setPrint, nullptr);
+    const LibxdpPrint keelds = setPrint ? setPrint(nullptr) : nullptr;
+    if (setPrint) setPrint(keelds);
+    dlclose(libxdp);
+    EXPECT_NE(keelds, nullptr);
+    if (keelds) {
+      callPrint(keelds, 0, "libxdp: keel probe %s\n", "warn");
+      callPrint(keelds, 1, "libxdp: keel probe %s\n", "info");
+      callPrint(keelds, 2, "libxdp: keel probe %s\n", "debug");
+    }
+  }
   spdlog::set_default_logger(previous);
   const std::string got = out.str();
   EXPECT_NE(got.find("level=warning event=dpdk_log message=\"EAL: keel probe 7\"\n"), std::string::npos) << got;
@@ -923,9 +947,10 @@ TEST_F(DpdkPcapTest, DpdkLogLinesAreKeelRecords) {
             std::string::npos) << got;
   EXPECT_NE(got.find("level=warning event=dpdk_log message=\"libbpf: elf: failed to open /nonexistent/keel-probe.o: "),
             std::string::npos) << got;
+  EXPECT_EQ(got.find("keel probe debug"), std::string::npos) << "libbpf and libxdp drop their debug lines";
+  if (!haveLibxdp) GTEST_SKIP() << "no libxdp loaded (a DPDK without its af_xdp driver): its lines not checked";
   EXPECT_NE(got.find("level=warning event=dpdk_log message=\"libxdp: keel probe warn\"\n"), std::string::npos) << got;
   EXPECT_NE(got.find("level=info event=dpdk_log message=\"libxdp: keel probe info\"\n"), std::string::npos) << got;
-  EXPECT_EQ(got.find("keel probe debug"), std::string::npos) << "libbpf and libxdp drop their debug lines";
 }
 
 // net_af_packet spreads flows over every qpairs= socket (one fanout group,

@@ -110,12 +110,10 @@ KEEL_INLINE __u16 keel_csum_replace16(__u16 check, __u16 old_word, __u16 new_wor
  * most KEEL_ENCAP_KEEP_TAIL bytes keeps them: that is a short frame's
  * Ethernet padding, common (a bare TCP ACK), harmless (it cannot take a
  * frame near any MTU) and dropped by the real's stack, and cutting it would
- * cost XDP a helper call (bpf_xdp_adjust_tail) on each: an experiment build
- * (not in the tree) that cut every frame ran an established flow's 60-byte
- * frames in 301-310 ns of kernel time against 281-290 without the cut, and
- * this rule in 280 against 271-281 (perf/xdp/xdp_bench with its TCP frames
- * made 60 bytes, alternating runs, load ~1.8, 2026-12-05; the bench as
- * committed sends 118-byte frames, which have nothing to cut). */
+ * cost XDP a helper call (bpf_xdp_adjust_tail) on each: ~20-30 ns of an
+ * established flow's ~280 ns of kernel time (perf/xdp/xdp_bench, its cases
+ * "established tcp, 60 B (padding kept)" against "200 B past IP (cut)";
+ * docs/performance-xdp.md). */
 #define KEEL_ENCAP_KEEP_TAIL 64
 KEEL_INLINE __u32 keel_encap_frame_len(__u32 frame_len, __u16 l3_off, __u16 ip_len)
 {

@@ -14,6 +14,11 @@
 //
 //   xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]] [--walk FLOWS]
 //
+// The default run's cases: not a VIP, no service, established TCP and UDP
+// (118-byte frames), an established bare ACK padded to 60 bytes (tunnelled
+// with its padding) and one with 200 bytes after its IP packet (cut before
+// encapsulation: keel_encap_frame_len), new TCP flows.
+//
 // --ct-flavours: new-flow inserts then hits per conntrack flavour (shared
 // LRU, LRU without common list, per-CPU LRU) with N threads pinned one per
 // CPU on one table; a --ct-size below threads x calls measures eviction.
@@ -92,6 +97,19 @@ Bytes tcpPacket(const std::string& src, const std::string& dst, uint16_t sport, 
       .Tcp(sport, dport, keel::test::kTcpAck)
       .Payload(std::string(64, 'b'))
       .build();
+}
+
+// A bare TCP ACK (54 bytes) followed by `trailing` zero bytes: Ethernet
+// padding (6: a 60-byte frame, which keel tunnels as it is), or bytes past
+// the IP packet that keel cuts before encapsulating (keel_encap_frame_len).
+Bytes bareAck(const std::string& src, const std::string& dst, uint16_t sport, uint16_t dport, size_t trailing) {
+  Bytes b = PacketBuilder()
+                .Eth(keel::test::kLbMac, keel::test::kRouterMac)
+                .IPv4(src, dst)
+                .Tcp(sport, dport, keel::test::kTcpAck)
+                .build();
+  b.resize(b.size() + trailing, 0);
+  return b;
 }
 
 Bytes udpPacket(const std::string& src, const std::string& dst, uint16_t sport, uint16_t dport) {
@@ -362,6 +380,8 @@ int main(int argc, char** argv) {
 
   Bytes estab = tcpPacket("192.0.2.10", kVip, 40000, 80);
   Bytes estabUdp = udpPacket("192.0.2.10", kVip, 40000, 53);
+  Bytes estabPadded = bareAck("192.0.2.10", kVip, 40000, 80, 6);
+  Bytes estabTrailing = bareAck("192.0.2.10", kVip, 40000, 80, 200);
   Bytes notVip = tcpPacket("192.0.2.10", "198.51.100.1", 40000, 80);
   Bytes noService = tcpPacket("192.0.2.10", kVip, 40000, 8080);
   std::vector<Bytes> fresh = newFlows(calls * static_cast<size_t>(rounds), 7);
@@ -377,6 +397,10 @@ int main(int argc, char** argv) {
                    XDP_TX, {}});
   cases.push_back({"established udp (ct hit, ipip)",
                    [&](Samples& s) { return timedRun(lb->progFd(), estabUdp, out, s); }, XDP_TX, {}});
+  cases.push_back({"established tcp, 60 B (padding kept)",
+                   [&](Samples& s) { return timedRun(lb->progFd(), estabPadded, out, s); }, XDP_TX, {}});
+  cases.push_back({"established tcp, 200 B past IP (cut)",
+                   [&](Samples& s) { return timedRun(lb->progFd(), estabTrailing, out, s); }, XDP_TX, {}});
   cases.push_back({"new tcp flow (ring pick + ct insert)",
                    [&](Samples& s) { return timedRun(lb->progFd(), fresh[freshNext++], out, s); }, XDP_TX, {}});
 

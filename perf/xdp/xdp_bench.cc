@@ -12,7 +12,7 @@
 // reported beside it. Cases are interleaved in rounds so drift and noise from
 // other load hit every case alike; medians over all calls are reported.
 //
-//   xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]] [--walk FLOWS]
+//   xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]] [--walk FLOWS] [--decap]
 //
 // The default run's cases: not a VIP, no service, established TCP and UDP
 // (118-byte frames), an established bare ACK padded to 60 bytes (tunnelled
@@ -22,6 +22,11 @@
 // --ct-flavours: new-flow inserts then hits per conntrack flavour (shared
 // LRU, LRU without common list, per-CPU LRU) with N threads pinned one per
 // CPU on one table; a --ct-size below threads x calls measures eviction.
+// --decap: keel-decap's program instead (bpf/decap.bpf.c), in a private
+// network namespace whose lo holds the VIP and the real's address, on 4in4
+// tunnel packets: decapsulated (two fib lookups and the strip), sent to
+// another host (two lookups), inner destination not local (one lookup),
+// against the xdp_pass floor on the same packet.
 // --walk FLOWS: established and new flows with and without whole-table walks
 // of the connection table running beside them (walkEffect), FLOWS flows in a
 // table of the default size.
@@ -48,6 +53,9 @@
 #include "balancer_loader.h"
 #include "control/maglev/maglev.h"
 #include "fixtures.h"
+// encap.h first: the decap skeleton's .rodata holds its struct keel_decap_prefix.
+#include "keel/encap.h"
+#include "decap.skel.h"
 #include "xdp_pass.skel.h"
 
 #include "../common/bench_env.h"
@@ -256,6 +264,67 @@ void ctFlavours(size_t calls, int threads, uint32_t ctSize) {
 // alternating between rounds. The walker reads as scanConns does (batches
 // of 4,096, every entry copied out) and does nothing with the entries: a
 // faster reader than keeld's, so the harsher case.
+// keel-decap's program on 4in4 tunnel packets (see --decap above). The
+// namespace is the process's own from here on (it ends with the process).
+int decapEffect(size_t calls, int rounds, int passFd) {
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::fprintf(stderr, "xdp_bench: unshare(CLONE_NEWNET): %s\n", std::strerror(errno));
+    return 1;
+  }
+  for (const char* cmd : {"ip link set lo up", "ip addr add 10.100.0.1/32 dev lo", "ip addr add 10.1.0.1/32 dev lo",
+                          "ip route add default dev lo"})
+    if (std::system((std::string(cmd) + " >/dev/null 2>&1").c_str()) != 0) {
+      std::fprintf(stderr, "xdp_bench: %s failed\n", cmd);
+      return 1;
+    }
+  std::ofstream("/proc/sys/net/ipv4/conf/lo/forwarding") << "1\n";
+  keel_decap* decap = keel_decap::open();
+  if (!decap) return 1;
+  decap->rodata->keel_decap_fib_ifindex = 1;  // lo, as keel-decap attach sets it
+  if (keel_decap::load(decap) != 0) {
+    std::fprintf(stderr, "xdp_bench: cannot load the decap program\n");
+    keel_decap::destroy(decap);
+    return 1;
+  }
+  auto tunnel = [](const std::string& real, const std::string& vip) {
+    return PacketBuilder()
+        .Eth(keel::test::kRouterMac, keel::test::kLbMac)
+        .IPv4("10.0.0.2", real, {.proto = 4})
+        .IPv4("192.0.2.10", vip)
+        .Tcp(40000, 80, keel::test::kTcpAck)
+        .Payload(std::string(64, 'b'))
+        .build();
+  };
+  const Bytes toReal = tunnel("10.1.0.1", "10.100.0.1");
+  const Bytes toOther = tunnel("10.1.0.99", "10.100.0.1");
+  const Bytes notLocal = tunnel("10.1.0.1", "10.100.0.99");
+  const int fd = bpf_program__fd(decap->progs.decap);
+  Bytes out(512);
+  std::vector<Case> cases;
+  cases.push_back({"floor: xdp_pass", [&](Samples& s) { return timedRun(passFd, toReal, out, s); }, XDP_PASS, {}});
+  cases.push_back({"decapsulated (2 lookups, strip)", [&](Samples& s) { return timedRun(fd, toReal, out, s); },
+                   XDP_PASS, {}});
+  cases.push_back({"to another host (2 lookups)", [&](Samples& s) { return timedRun(fd, toOther, out, s); },
+                   XDP_PASS, {}});
+  cases.push_back({"inner not local (1 lookup)", [&](Samples& s) { return timedRun(fd, notLocal, out, s); },
+                   XDP_PASS, {}});
+  for (int r = 0; r < rounds; r++)
+    for (auto& c : cases)
+      for (size_t i = 0; i < calls; i++)
+        if (c.run(c.s) != c.wantAction) c.s.badAction++;
+  std::printf("\nkeel-decap (bpf/decap.bpf.c), 4in4 tunnel packets, %d rounds x %zu calls per case, medians\n",
+              rounds, calls);
+  const uint32_t floorKernel = med(cases[0].s.kernel);
+  std::printf("  %-38s %10s %12s %8s\n", "case", "wall ns", "kernel ns", "-floor");
+  for (auto& c : cases) {
+    const uint32_t k = med(c.s.kernel);
+    std::printf("  %-38s %10u %12u %8d%s\n", c.name.c_str(), med(c.s.wall), k,
+                static_cast<int>(k) - static_cast<int>(floorKernel), c.s.badAction ? "  (UNEXPECTED VERDICTS)" : "");
+  }
+  keel_decap::destroy(decap);
+  return 0;
+}
+
 void walkEffect(size_t calls, int rounds, size_t flows) {
   std::printf("\nwalk effect: %zu flows in a %u-entry table, %d rounds x %zu calls per case and state,\n"
               "  walker on CPU 1 (bpf_map_lookup_batch, 4096 a batch), packets on CPU 0; medians\n",
@@ -338,6 +407,7 @@ int main(int argc, char** argv) {
   int threads = 1;
   uint32_t ctSize = 0;  // 0: 4 x the flows of the flavour run (no eviction)
   size_t walkFlows = 0;  // --walk N: the walk-effect run with N flows in the table
+  bool decapOnly = false;  // --decap: keel-decap's program, not the balancer
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--calls" && i + 1 < argc) {
@@ -352,8 +422,10 @@ int main(int argc, char** argv) {
       threads = std::atoi(argv[++i]);
     } else if (a == "--walk" && i + 1 < argc) {
       walkFlows = std::strtoul(argv[++i], nullptr, 10);
+    } else if (a == "--decap") {
+      decapOnly = true;
     } else {
-      std::fprintf(stderr, "usage: xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]] [--walk FLOWS]\n");
+      std::fprintf(stderr, "usage: xdp_bench [--calls N] [--rounds R] [--ct-flavours [--threads N] [--ct-size N]] [--walk FLOWS] [--decap]\n");
       return 2;
     }
   }
@@ -372,6 +444,11 @@ int main(int argc, char** argv) {
   if (!pass) {
     std::fprintf(stderr, "xdp_bench: cannot load xdp_pass: %s\n", std::strerror(errno));
     return 1;
+  }
+  if (decapOnly) {
+    const int rc = decapEffect(calls, rounds, bpf_program__fd(pass->progs.xdp_pass));
+    keel_xdp_pass::destroy(pass);
+    return rc;
   }
   LoaderOptions o;
   o.ctSize = static_cast<uint32_t>(std::max<size_t>(calls * static_cast<size_t>(rounds) * 2, 65536));

@@ -105,6 +105,11 @@ struct alignas(64) WorkerState {
   uint32_t mtu;  // L3 MTU of the port: an encapsulated packet above it gets ICMP too-big or DROP_TOO_BIG
   __u64 icmpTat = 0;  // the ICMP too-big answers' rate limit (keel_icmp_too_big_allow)
   __u64 ctInsertTat = 0;  // the connection-table insert limit (keel_ct_insert_allow)
+  // The flows inserted so far in the current pass of processBurst()'s
+  // stages, as a 1024-bit filter of their table hash's top 10 bits: a later
+  // miss of the pass looks the table up again only when its bit is set
+  // (pick()), the one case its first look may have come before an insert.
+  std::array<__u64, 16> passInserts{};
   // The same per client, by keel_icmp_client_slot(): 32 KiB, last, so the
   // fields the packet path reads for every packet keep their lines.
   std::array<__u64, KEEL_ICMP_CLIENT_SLOTS> icmpClientTat{};

@@ -33,7 +33,7 @@
 // quantity's median over the rounds.
 //
 // Usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge]
-//                   [--ipv6] [--walk]
+//                   [--ipv6] [--walk] [--new-acks]
 // --path-only times the packet path alone (no EAL, no I/O; see runPurePath);
 // --established leaves its new-flow run out (callgrind of established packets:
 // 20 timed passes + 1 warm-up over the flows, so instructions / (21 x flows)).
@@ -43,6 +43,9 @@
 // an IPv6 flow's connection-table entry is a whole cache line, not half.
 // --walk measures the worker with and without whole-table walks running
 // beside it (runWalkEffect) instead of the rounds against testpmd.
+// --new-acks sends the new flows as ACKs instead of SYNs: each is looked up,
+// missed, picked and inserted, the path of a new UDP flow or a TCP
+// mid-flow miss (a SYN is never looked up).
 #include <pcap/pcap.h>
 #include <rte_eal.h>
 #include <sys/mman.h>
@@ -78,6 +81,7 @@ namespace {
 const std::string kPid = std::to_string(getpid());
 bool gHuge = false;  // --huge
 bool gIpv6 = false;  // --ipv6
+uint8_t gNewFlags = KEEL_TCP_SYN;  // --new-acks: KEEL_TCP_ACK
 std::vector<std::pair<void*, size_t>>& hugeSizes() {
   static std::vector<std::pair<void*, size_t>> v;
   return v;
@@ -564,8 +568,9 @@ int main(int argc, char** argv) {
     else if (a == "--huge") gHuge = true;
     else if (a == "--ipv6") gIpv6 = true;
     else if (a == "--walk") walk = true;
+    else if (a == "--new-acks") gNewFlags = KEEL_TCP_ACK;
     else {
-      std::fprintf(stderr, "usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge] [--ipv6] [--walk]\n"
+      std::fprintf(stderr, "usage: dpdk_bench [--seconds N] [--flows N] [--rounds N] [--testpmd PATH] [--path-only [--established]] [--huge] [--ipv6] [--walk] [--new-acks]\n"
                            "dpdk_bench: unknown or incomplete argument \"%s\"\n", a.c_str());
       return 2;
     }
@@ -582,14 +587,14 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::printf("keel packet path alone (no I/O, per CPU-second): established %.3f Mpps, new flows %.3f Mpps\n",
-                est, runPurePath(flows, 4096, 20, KEEL_TCP_SYN));
+                est, runPurePath(flows, 4096, 20, gNewFlags));
     return 0;
   }
   // Established flows' segments (ACK) and new flows' SYNs: the same flows.
   const std::string pcap = "/tmp/keel-dpdk-bench-" + kPid + ".pcap";
   const std::string synPcap = "/tmp/keel-dpdk-bench-syn-" + kPid + ".pcap";
   writePcap(pcap, flows, benchVip(), KEEL_TCP_ACK);
-  writePcap(synPcap, flows, benchVip(), KEEL_TCP_SYN);
+  writePcap(synPcap, flows, benchVip(), gNewFlags);
 
   if (walk) {
     std::printf("dpdk_bench --walk: the keel DPDK worker with and without whole-table walks (scanConns)\n");
@@ -602,7 +607,7 @@ int main(int argc, char** argv) {
                 window);
     std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
     runWalkEffect("established (ACK)", pcap, flows, window, rounds * 2);
-    runWalkEffect("new flows (SYN)", synPcap, flows, window, rounds * 2);
+    runWalkEffect(gNewFlags == KEEL_TCP_SYN ? "new flows (SYN)" : "new flows (ACK)", synPcap, flows, window, rounds * 2);
     std::printf("load average at end: %s\n", keel::bench::loadAverage().c_str());
     releaseDpdkEnvironment();
     std::remove(pcap.c_str());
@@ -617,8 +622,9 @@ int main(int argc, char** argv) {
               "        %d rx/tx descriptors, pool of %u mbufs with a %d cache, %s;\n"
               "        %.0f s steady window (keel after 1 s warm-up, testpmd from its 2nd report);\n"
               "        %d rounds of keel established (ACK segments, 1M-entry table holding every flow),\n"
-              "        keel new flows (SYNs, 4,096-entry table), testpmd io (the ACK frames)\n",
-              flows, gIpv6 ? "IPv6" : "IPv4", gIpv6 ? "74 B" : "60 B", gIpv6 ? "ip6ip6" : "ipip", kBurst, kDescriptors, poolSize(flows), kMbufCache, memoryDescription().c_str(), window, rounds);
+              "        keel new flows (%s, 4,096-entry table), testpmd io (the ACK frames)\n",
+              flows, gIpv6 ? "IPv6" : "IPv4", gIpv6 ? "74 B" : "60 B", gIpv6 ? "ip6ip6" : "ipip", kBurst, kDescriptors, poolSize(flows), kMbufCache, memoryDescription().c_str(), window, rounds,
+              gNewFlags == KEEL_TCP_SYN ? "SYNs" : "ACKs: looked up, missed");
   std::printf("load average at start: %s\n", keel::bench::loadAverage().c_str());
   std::printf("round  keel est. Mpps/CPU-s  keel new  testpmd io   ratio est.  ratio new   (wall: est / new / testpmd Mpps)\n");
   struct Round {
@@ -641,7 +647,7 @@ int main(int argc, char** argv) {
     done.push_back(r);
   }
   double pureEst = runPurePath(flows, 1u << 20, 20, KEEL_TCP_ACK);
-  double pureNew = runPurePath(flows, 4096, 20, KEEL_TCP_SYN);
+  double pureNew = runPurePath(flows, 4096, 20, gNewFlags);
   releaseDpdkEnvironment();
   std::remove(pcap.c_str());
   std::remove(synPcap.c_str());

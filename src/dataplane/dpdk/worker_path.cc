@@ -174,7 +174,8 @@ inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
     // as a mid-flow miss. Looked for only when the pass's filter says an
     // insert may have been this flow's (a pass inserts at most 32 flows, so
     // ~3 % of misses look for nothing): a second look for every non-SYN
-    // miss cost ~8 % of the packet path's rate for them (dpdk.md).
+    // miss cost ~8 % of the packet path's rate for them (dpdk_bench
+    // --path-only --new-acks; dpdk.md).
     if (inserted & bit)
       if (const keel_ct_value* e = w.conns.find(p.key, connHash, nowNs, idleNs))
         if (const BackendSlot* held = entryBackend(s, *e, svc.id)) {

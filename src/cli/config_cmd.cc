@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cli/context.h"
+#include "common/text.h"
 
 namespace keel::cli {
 
@@ -99,21 +100,16 @@ void defineConfig(CLI::App& noun, Context& ctx) {
           for (const auto& k : (*r)[field]) keys.push_back(str(k));
         return keys;
       };
-      auto joined = [](const std::vector<std::string>& keys) {
-        std::string out;
-        for (const std::string& k : keys) out += (out.empty() ? "" : ", ") + k;
-        return out;
-      };
       const std::vector<std::string> stopStart = keysOf("stop_start_needed");
       std::vector<std::string> restart = keysOf("restart_needed");
       std::erase_if(restart, [&](const std::string& k) {
         return std::find(stopStart.begin(), stopStart.end(), k) != stopStart.end();
       });
       if (!restart.empty())
-        std::cerr << "warning: not applied until keeld restarts: " << joined(restart)
+        std::cerr << "warning: not applied until keeld restarts: " << commaList(restart)
                   << " (the running values are kept)\n";
       if (!stopStart.empty())
-        std::cerr << "warning: not applied until keeld starts a new data plane: " << joined(stopStart)
+        std::cerr << "warning: not applied until keeld starts a new data plane: " << commaList(stopStart)
                   << " (the running values are kept; a restart leaves the pinned XDP plane in place: keelctl "
                      "daemon stop, then start keeld, which picks every established flow again)\n";
       printWarnings(*r);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/config.h"
+#include "common/text.h"
 
 #include "common/duration.h"
 #include "control/eal_lcores.h"
@@ -184,9 +185,7 @@ class Parser {
         continue;
       }
       if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
-        std::string list;
-        for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-        error(key, keyPath, "unknown key (expected one of: " + list + ")");
+        error(key, keyPath, "unknown key (expected one of: " + commaList(allowed) + ")");
       }
     }
     return true;

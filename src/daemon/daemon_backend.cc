@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/daemon_backend.h"
+#include "common/text.h"
 
 #include "control/api/json_keys.h"
 
@@ -1866,9 +1867,7 @@ Result DaemonBackend::reloadFile() {
         m += " (service " + p.service + " was added with keelctl: keelctl service remove " + p.service +
              ", or change the file)";
       } else if (!p.real && !addedReals.empty()) {
-        std::string list;
-        for (const std::string& a : addedReals) list += (list.empty() ? "" : ", ") + a;
-        m += " (with the real" + std::string(addedReals.size() > 1 ? "s " : " ") + list +
+        m += " (with the real" + std::string(addedReals.size() > 1 ? "s " : " ") + commaList(addedReals) +
              " added with keelctl: keelctl real remove " + p.service + " ADDRESS, or change the file)";
       }
       errors.push_back(std::move(m));

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/api/dispatcher.h"
+#include "common/text.h"
 
 #include <arpa/inet.h>
 
@@ -362,12 +363,6 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
   // The one list of methods (methods()): a method outside it is unknown
   // before any branch below is tried, and one in it that no branch takes is
   // an internal error, which the dispatcher test looks for.
-  // "a, b, c" of a list of methods, for the errors below.
-  auto commaList = [](const std::vector<std::string>& names) {
-    std::string list;
-    for (const std::string& m : names) list += (list.empty() ? "" : ", ") + m;
-    return list;
-  };
   const std::vector<std::string>& known = methods();
   if (std::find(known.begin(), known.end(), method) == known.end())
     return fail({code::kUnknownMethod,

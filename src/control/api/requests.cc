@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/api/requests.h"
+#include "common/text.h"
 
 #include <algorithm>
 #include <cctype>
@@ -103,8 +104,7 @@ class Fields {
     if (failed_ || !obj_.is_object()) return;
     for (auto it = obj_.begin(); it != obj_.end(); ++it) {
       if (std::find(allowed.begin(), allowed.end(), it.key()) != allowed.end()) continue;
-      std::string list;
-      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      std::string list = commaList(allowed);
       if (list.empty()) list = "none";
       fail(path_ + "." + printable(it.key()), "unknown key (expected: " + list + ")");
       return;

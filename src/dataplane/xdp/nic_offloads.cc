@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "dataplane/xdp/nic_offloads.h"
+#include "common/text.h"
 
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
@@ -23,12 +24,6 @@ bool ethtool(int sock, const std::string& ifname, void* cmd) {
   std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname.c_str());
   ifr.ifr_data = static_cast<char*>(cmd);
   return ioctl(sock, SIOCETHTOOL, &ifr) == 0;
-}
-
-std::string joined(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
-  return out;
 }
 
 }  // namespace
@@ -92,8 +87,8 @@ std::vector<OffloadWarning> xdpOffloadWarnings(const std::string& ifname, bool g
     if (active.count(f)) strip.push_back(f);
   if (!strip.empty() && !vlans.empty())
     out.push_back({"xdp_vlan_stripping",
-                   ifname + " carries VLANs (" + joined(vlans) + ") and strips their tags before XDP (" +
-                       joined(strip) + "): VIP traffic that arrives tagged is forwarded untagged. If it does, run "
+                   ifname + " carries VLANs (" + commaList(vlans) + ") and strips their tags before XDP (" +
+                       commaList(strip) + "): VIP traffic that arrives tagged is forwarded untagged. If it does, run "
                        "ethtool -K " + ifname + " rxvlan off rx-vlan-stag-hw-parse off (docs/operations.md, "
                        "\"The balancer\")"});
   if (generic) {
@@ -103,7 +98,7 @@ std::vector<OffloadWarning> xdpOffloadWarnings(const std::string& ifname, bool g
     if (!merge.empty())
       out.push_back({"xdp_generic_gro",
                      "xdp_mode generic runs after receive offloads that merge a client's TCP segments (" +
-                         joined(merge) + " on " + ifname + "): merged packets exceed the MTU, ipip answers them "
+                         commaList(merge) + " on " + ifname + "): merged packets exceed the MTU, ipip answers them "
                          "with frag-needed and drops them. Run ethtool -K " + ifname +
                          " gro off lro off rx-gro-hw off (docs/operations.md, \"The balancer\")"});
   }

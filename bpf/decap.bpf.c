@@ -195,20 +195,33 @@ static __always_inline int decap_parse_outer(void *data, void *end, struct decap
 	return KEEL_CONTINUE;
 }
 
+/* Whether fib's destination (family, addresses, protocol and length filled
+ * in) is an address of this host, asked as described at the top: returns
+ * KEEL_CONTINUE if so, else not_local or the refused lookup's reason. */
+static __always_inline int decap_fib_local(struct xdp_md *ctx, struct bpf_fib_lookup *fib, int not_local)
+{
+	long rc;
+
+	fib->ifindex = keel_decap_fib_ifindex;
+	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+		return KEEL_CONTINUE;
+	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
+		return KEEL_DECAP_R_PASS_FIB_DISABLED;
+	return not_local;
+}
+
 /* The tunnel is addressed to this host, as the kernel's own tunnels
  * require (their lookup is by local address): a host that routes for
  * others (a hypervisor, a node in front of pods) would otherwise strip
  * tunnels meant for the reals behind it and take their connections when
- * the VIP is local here too. The same fib lookup as the inner one.
- * Returns KEEL_CONTINUE if so, else the reason. */
+ * the VIP is local here too. Returns KEEL_CONTINUE if so, else the reason. */
 static __always_inline int decap_outer_local(struct xdp_md *ctx, const struct decap_tunnel *t)
 {
 	struct bpf_fib_lookup fib = {};
-	long rc;
 
 	fib.l4_protocol = t->inner_proto;
 	fib.tot_len = t->ip_len;
-	fib.ifindex = keel_decap_fib_ifindex;
 	if (t->outer_family == KEEL_AF_INET) {
 		fib.family = DECAP_AF_INET;
 		fib.ipv4_src = t->outer_src[0];
@@ -218,12 +231,7 @@ static __always_inline int decap_outer_local(struct xdp_md *ctx, const struct de
 		__builtin_memcpy(fib.ipv6_src, t->outer_src, 16);
 		__builtin_memcpy(fib.ipv6_dst, t->outer_dst, 16);
 	}
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
-		return KEEL_CONTINUE;
-	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
-		return KEEL_DECAP_R_PASS_FIB_DISABLED;
-	return KEEL_DECAP_R_PASS_OUTER_NOT_LOCAL;
+	return decap_fib_local(ctx, &fib, KEEL_DECAP_R_PASS_OUTER_NOT_LOCAL);
 }
 
 /* Inner destination one to decapsulate for: unicast, in --vip, local?
@@ -278,13 +286,8 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 		return KEEL_DECAP_R_PASS_NOT_UNICAST;
 	if (!decap_dst_is_vip(family, dst))
 		return KEEL_DECAP_R_PASS_NOT_VIP;
-	fib.ifindex = keel_decap_fib_ifindex;
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
-		return KEEL_DECAP_R_PASS_FIB_DISABLED;
-	if (rc != BPF_FIB_LKUP_RET_NOT_FWDED)
-		return KEEL_DECAP_R_PASS_NOT_LOCAL;
-	return decap_outer_local(ctx, t);
+	rc = decap_fib_local(ctx, &fib, KEEL_DECAP_R_PASS_NOT_LOCAL);
+	return rc == KEEL_CONTINUE ? decap_outer_local(ctx, t) : rc;
 }
 
 #define DECAP_ECN_MASK 3

@@ -287,9 +287,11 @@ int decapEffect(size_t calls, int rounds, int passFd) {
     return 1;
   }
   auto tunnel = [](const std::string& real, const std::string& vip) {
+    keel::test::Ipv4Opts outer;
+    outer.proto = 4;
     return PacketBuilder()
         .Eth(keel::test::kRouterMac, keel::test::kLbMac)
-        .IPv4("10.0.0.2", real, {.proto = 4})
+        .IPv4("10.0.0.2", real, outer)
         .IPv4("192.0.2.10", vip)
         .Tcp(40000, 80, keel::test::kTcpAck)
         .Payload(std::string(64, 'b'))

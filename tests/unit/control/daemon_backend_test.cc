@@ -1582,6 +1582,32 @@ TEST_F(DaemonBackendTest, AMacChangeTheDataplaneRefusesIsTriedLessOften) {
   EXPECT_EQ(backend_->macRetryInterval(), 2 * DaemonBackend::kMacRetryInterval);
 }
 
+// A tick whose two commits are both refused (a waiting real found and a
+// table MAC changed, in one read) counts as one failure in a row, as a
+// tick with one refused commit does: the wait doubles once, not twice.
+TEST_F(DaemonBackendTest, ATickWhoseTwoCommitsAreRefusedIsOneFailure) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  files_["keel.yaml"] = l2dsr(yaml(kTwo));  // 10.0.1.2 waits for its MAC
+  make();
+  ASSERT_EQ(realOf("10.0.1.2").state(), "down");
+  neighbours_["10.0.1.1"] = "02:00:00:00:02:01";
+  backend_->macTick();  // the first read of 10.0.1.1's new MAC; 10.0.1.2 still missing
+  EXPECT_EQ(backend_->macRetryInterval(), DaemonBackend::kMacRetryInterval);
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  dp_.failAll = true;
+  backend_->macTick();  // both found, both commits refused
+  dp_.failAll = false;
+  EXPECT_FALSE(realOf("10.0.1.2").mac) << "the found real's commit was refused";
+  EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:01:01") << "the change was refused";
+  EXPECT_EQ(backend_->macRetryInterval(), 2 * DaemonBackend::kMacRetryInterval);
+  backend_->macTick();  // the found real taken; the change read once more
+  EXPECT_EQ(realOf("10.0.1.2").mac->toString(), "02:00:00:00:01:02");
+  backend_->macTick();  // and taken
+  EXPECT_EQ(realOf("10.0.1.1").mac->toString(), "02:00:00:00:02:01");
+  EXPECT_EQ(backend_->macRetryInterval(), DaemonBackend::kMacRetryInterval);
+}
+
 // An l2dsr real whose MAC the table gave follows the table: when its entry
 // names another unicast MAC (a NIC swapped, a VM moved), the refresh gives
 // the real that MAC at the same backend (same id and generation: its flows

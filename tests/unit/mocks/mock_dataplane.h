@@ -184,6 +184,8 @@ class MockDataplane : public Dataplane {
   std::vector<std::string> unbatchedCalls;
   // Make the n-th call from now fail (0 = never), to test error paths.
   int failAfter = 0;
+  // Make every call fail while set (several commits in a row refused).
+  bool failAll = false;
   // Whether a failing call still changes the state (a write that landed but
   // reported an error) or leaves it as it was.
   bool failedCallsLand = true;
@@ -193,7 +195,7 @@ class MockDataplane : public Dataplane {
   Status apply(std::string call, Change change) {
     if (batchDepth == 0) unbatchedCalls.push_back(call);
     calls.push_back(std::move(call));
-    const bool fail = failAfter > 0 && --failAfter == 0;
+    const bool fail = (failAfter > 0 && --failAfter == 0) || failAll;
     if (!fail || failedCallsLand) change();
     return fail ? Status::error("injected failure") : Status::ok();
   }

@@ -862,6 +862,30 @@ TEST_F(DpdkPcapTest, WhatAKilledPlaneLeftOnItsInterfaceIsPutBackByTheNext) {
     }
     EXPECT_TRUE(hasFlag(linkFlags(a), "PROMISC")) << linkFlags(a);
   }
+
+  // A record that cannot be applied (here an MTU below the interface's
+  // minimum) is kept as it was, for the next keeld, and the plane runs:
+  // neither rewritten with what the interface has now (the dead plane's
+  // MTU would become the operator's) nor removed at close.
+  ASSERT_EQ(std::system(("ip link set dev " + a + " mtu 1400").c_str()), 0);
+  const std::string unapplicable = other("mtu=1500", "mtu=60");
+  std::ofstream(file) << unapplicable;
+  log.str("");
+  spdlog::set_default_logger(capture);
+  o.port = "net_af_packet_keelz" + kPid + ",iface=" + a + ",qpairs=1";
+  {
+    auto dp = createDpdkDataplane(o, &err);
+    spdlog::set_default_logger(previous);
+    ASSERT_NE(dp, nullptr) << err;
+    ASSERT_TRUE(dp->start());
+    EXPECT_EQ(mtu(), 1400u);
+    EXPECT_FALSE(hasFlag(linkFlags(a), "PROMISC")) << "the record's modes were set: " << linkFlags(a);
+  }
+  spdlog::set_default_logger(previous);
+  EXPECT_EQ(contents(file), unapplicable) << "a record that could not be applied was not kept as it was";
+  EXPECT_NE(log.str().find("the MTU could not be set"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find(file + " is kept for the next keeld"), std::string::npos) << log.str();
+  std::remove(file.c_str());
 }
 
 // limits.max_reals is the limit the registry enforces, as on XDP: not the

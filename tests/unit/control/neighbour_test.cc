@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+// resolveNeighbours() against the kernel's neighbour table, in a private
+// network namespace (root only; skips otherwise): only the asked
+// interface's usable entries of the asked addresses are returned.
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "daemon/neighbour.h"
+
+namespace keel {
+namespace {
+
+// Runs before main (single-threaded, as unshare requires).
+const bool kIsolated = geteuid() == 0 && ::unshare(CLONE_NEWNET) == 0;
+
+bool run(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()) == 0; }
+
+IpAddress ip(const std::string& s) { return *IpAddress::parse(s); }
+
+class NeighbourTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!kIsolated) GTEST_SKIP() << "needs root for a private network namespace";
+    // Two links, each with an entry for the same two addresses under
+    // another MAC, so an entry of the wrong interface would show.
+    ASSERT_TRUE(run("ip link add nba type veth peer name nbb"));
+    ASSERT_TRUE(run("ip link add nbc type veth peer name nbd"));
+    for (const char* l : {"nba", "nbb", "nbc", "nbd"}) ASSERT_TRUE(run(std::string("ip link set ") + l + " up"));
+    ASSERT_TRUE(run("ip neigh replace 10.9.0.5 lladdr 02:00:00:00:0a:05 dev nba nud permanent"));
+    ASSERT_TRUE(run("ip neigh replace fd00:9::5 lladdr 02:00:00:00:0a:65 dev nba nud permanent"));
+    ASSERT_TRUE(run("ip neigh replace 10.9.0.5 lladdr 02:00:00:00:0c:05 dev nbc nud permanent"));
+    ASSERT_TRUE(run("ip neigh replace fd00:9::5 lladdr 02:00:00:00:0c:65 dev nbc nud permanent"));
+    ASSERT_TRUE(run("ip neigh replace 10.9.0.6 lladdr 02:00:00:00:0c:06 dev nbc nud permanent"));
+    // Not usable: an entry still being resolved has no MAC to send to.
+    ASSERT_TRUE(run("ip neigh replace 10.9.0.7 dev nba nud incomplete"));
+  }
+  void TearDown() override {
+    run("ip link del nba");
+    run("ip link del nbc");
+  }
+};
+
+TEST_F(NeighbourTest, OnlyTheInterfacesUsableEntriesOfTheAskedAddresses) {
+  const std::map<IpAddress, MacAddress> a =
+      resolveNeighbours({ip("10.9.0.5"), ip("fd00:9::5"), ip("10.9.0.6"), ip("10.9.0.7")}, "nba", 0, false);
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a.at(ip("10.9.0.5")).toString(), "02:00:00:00:0a:05");
+  EXPECT_EQ(a.at(ip("fd00:9::5")).toString(), "02:00:00:00:0a:65");
+
+  const std::map<IpAddress, MacAddress> c = resolveNeighbours({ip("10.9.0.5"), ip("10.9.0.6")}, "nbc", 0, false);
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(c.at(ip("10.9.0.5")).toString(), "02:00:00:00:0c:05");
+  EXPECT_EQ(c.at(ip("10.9.0.6")).toString(), "02:00:00:00:0c:06");
+
+  EXPECT_TRUE(resolveNeighbours({ip("10.9.0.5")}, "nosuch0", 0, false).empty());
+}
+
+// A host whose neighbour table is large on other interfaces (a router's
+// many segments): the asked interface's entries are found among them. The
+// kernel filters the dump by interface (NDA_IFINDEX), so keeld's periodic
+// read of l2dsr reals' MACs does not copy the whole table out.
+TEST_F(NeighbourTest, FoundAmongManyEntriesOfAnotherInterface) {
+  FILE* batch = ::popen("ip -batch - >/dev/null 2>&1", "w");
+  ASSERT_NE(batch, nullptr);
+  for (int i = 0; i < 4000; ++i)
+    std::fprintf(batch, "neigh replace 10.8.%d.%d lladdr 02:00:00:01:%02x:%02x dev nbc nud permanent\n", i / 250,
+                 i % 250 + 1, i / 256, i % 256);
+  ASSERT_EQ(::pclose(batch), 0);
+  const std::map<IpAddress, MacAddress> a = resolveNeighbours({ip("10.9.0.5"), ip("10.8.0.1")}, "nba", 0, false);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a.at(ip("10.9.0.5")).toString(), "02:00:00:00:0a:05");
+  const std::map<IpAddress, MacAddress> c = resolveNeighbours({ip("10.8.15.250"), ip("10.9.0.6")}, "nbc", 0, false);
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(c.at(ip("10.8.15.250")).toString(), "02:00:00:01:0f:9f");
+}
+
+}  // namespace
+}  // namespace keel

@@ -879,6 +879,8 @@ void Parser::parseSocket(const YAML::Node& n, const std::string& path, std::stri
     if (auto s = scalar(*k, path + ".socket", "a path")) {
       if (s->empty() || (*s)[0] != '/' || s->size() >= 108)
         error(*k, path + ".socket", "must be an absolute path shorter than 108 bytes, got " + describe(*k));
+      else if (std::string why = options_.socketPathProblem ? options_.socketPathProblem(*s) : ""; !why.empty())
+        error(*k, path + ".socket", quote(*s) + " " + why);
       else
         socket = *s;
     }

@@ -332,6 +332,10 @@ struct ConfigOptions {
   // Whether a group exists (keeld: getgrnam_r); empty: control.group is
   // not checked (the socket's start fails on a group that does not exist).
   std::function<bool(const std::string& group)> groupExists;
+  // Why a control socket path cannot be served (keeld:
+  // api::socketPathProblem: a file or directory already there that is not
+  // a socket); empty: the paths are checked for syntax only.
+  std::function<std::string(const std::string& path)> socketPathProblem;
   // Whether this host has an address (keeld: a socket binds to it); empty:
   // a health check's `source` is not checked. One it does not have is a
   // warning: every check from it is not run (HealthResult::local).

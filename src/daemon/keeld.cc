@@ -131,6 +131,7 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
     ::close(fd);
     return bound;
   };
+  o.socketPathProblem = api::socketPathProblem;
   o.groupExists = [](const std::string& name) {
     // A lookup that failed says nothing of the group: not refused for it
     // (the socket's start says what it finds).
@@ -338,9 +339,9 @@ int run(const std::string& path, bool detachOnExit) {
   const bool adopted = adoptedState != nullptr;
   // A failed start leaves an adopted data plane attached and forwarding (a
   // state is better than none): as it found it if the start failed before
-  // backend.start() programmed this file, with this file's services if it
-  // failed after (the control socket or the metrics port taken since the
-  // checks before the data plane). A fresh one leaves nothing.
+  // backend.start() programmed this file (the sockets and the metrics
+  // endpoint are served before that), with part of this file's services if
+  // the programming itself failed. A fresh one leaves nothing.
   auto abandon = [&] { (void)handle->stop(adopted); };
   const std::optional<MacAddress> planeMac = handle->localMac();
   auto node = buildNodeConfig(config, planeMac, &err);
@@ -405,21 +406,12 @@ int run(const std::string& path, bool detachOnExit) {
       sd_notify(0, ok ? "READY=1\nSTATUS=running; last reload applied"
                       : "READY=1\nSTATUS=running; last reload rejected (see the log)");
   });
-  Status s = dp->setNode(*node);
-  if (s) s = backend.start(config, adoptedState);
-  // DPDK: the saved connection tables go in now, over the programmed ids,
-  // and only then do the workers read packets.
-  if (s) s = handle->startForwarding();
-  if (!s) {
-    logError(LogRecord("program_failed").add("error", s.message()));
-    abandon();
-    return 1;
-  }
-  for (const ServiceConfig& svc : config.services)
-    for (const RealConfig& r : svc.reals) logResolvedMac(svc.name, r);
-
-  // The control socket, and the read-only one if configured: started (nullptr
-  // and logged if not).
+  // The control socket, the read-only one if configured, and the metrics
+  // endpoint: listening before the data plane is programmed, so a start that
+  // cannot serve them (a path or port taken since the checks above, a bind
+  // refused) leaves an adopted plane as it found it. Nothing is answered
+  // before the loop runs (io.run() below), after the start. Each is
+  // nullptr, and logged, if it cannot start.
   auto serve = [&](const std::string& socket, uint32_t mode, const std::string& group, bool readOnly) {
     api::ApiServerOptions o;
     o.socketPath = socket;
@@ -437,8 +429,12 @@ int run(const std::string& path, bool detachOnExit) {
   apiServer = serve(cc.socket, cc.mode, cc.group, false);
   if (apiServer && !cc.readonlySocket.empty())
     readonlyServer = serve(cc.readonlySocket, cc.readonlyMode, cc.readonlyGroup, true);
-  if (!apiServer || (!cc.readonlySocket.empty() && !readonlyServer)) {
+  auto closeServers = [&] {
+    readonlyServer.reset();
     apiServer.reset();
+  };
+  if (!apiServer || (!cc.readonlySocket.empty() && !readonlyServer)) {
+    closeServers();
     abandon();
     return 1;
   }
@@ -450,13 +446,27 @@ int run(const std::string& path, bool detachOnExit) {
         io, [&] { return collectSnapshot(backend, KEEL_VERSION); }, KEEL_VERSION, dp->kind());
     if (Status st = metrics->start(config.metrics.address, config.metrics.port); !st) {
       logError(LogRecord("metrics_failed").add("error", st.message()));
-      readonlyServer.reset();
-      apiServer.reset();
+      closeServers();
       abandon();
       return 1;
     }
     logInfo(LogRecord("metrics_listening").add("address", config.metrics.listenAddress()));
   }
+  Status s = dp->setNode(*node);
+  if (s) s = backend.start(config, adoptedState);
+  // DPDK: the saved connection tables go in now, over the programmed ids,
+  // and only then do the workers read packets.
+  if (s) s = handle->startForwarding();
+  if (!s) {
+    logError(LogRecord("program_failed").add("error", s.message()));
+    metrics.reset();
+    closeServers();
+    abandon();
+    return 1;
+  }
+  for (const ServiceConfig& svc : config.services)
+    for (const RealConfig& r : svc.reals) logResolvedMac(svc.name, r);
+
   // Each real's flows (keel_real_flows, keelctl service list's Flows): a
   // walk of the connection table now and then, with or without the endpoint.
   backend.startFlowCounts(config.metrics.flowCountInterval);

@@ -279,6 +279,53 @@ def test_a_second_keeld_is_refused_and_leaves_the_first_serving(lab, host):
     k1.stop()
 
 
+def test_a_start_that_cannot_serve_its_sockets_leaves_the_adopted_plane_as_it_was(lab, host):
+    """A restart whose control socket cannot be served left the adopted
+    plane programmed with the refused file's services and the runtime state
+    rewritten (a drain lost), then exited (input review H1). A path that is
+    no socket is an error of the file now, found before the data plane; and
+    the sockets are served before the plane is programmed, so a bind that
+    fails (here the read-only socket's directory is a read-only mount)
+    changes nothing either."""
+    if lab.dataplane != "xdp":
+        pytest.skip("nothing to adopt on DPDK")
+    web, dgram = configs(lab)
+    config = lab.keel_config([web])
+    k1 = host.start(config, "first")
+    wait_serving(lab, config)
+    drained = lab.reals[2]
+    k1.keelctl("real", "drain", "web", drained.v4)
+    assert k1.stop() == 0, k1.log()
+    state = host.run(["cat", host.state_path]).stdout  # with the stop's record
+    assert drained.v4 in state
+    host.run(["sh", "-c", "echo precious > /run/keel/notasock; mkdir -p /run/keel/ro; "
+                          "mount -t tmpfs -o ro,size=64k tmpfs /run/keel/ro"])
+    try:
+        other = lab.keel_config([dgram])  # would replace web with dgram
+        not_a_socket = copy.deepcopy(other)
+        not_a_socket["control"] = {"socket": "/run/keel/notasock"}
+        read_only = copy.deepcopy(other)
+        read_only["control"] = {"readonly": {"socket": "/run/keel/ro/keel-ro.sock"}}
+        for name, cfg, why in (("not-a-socket", not_a_socket,
+                                '"/run/keel/notasock" exists and is not a socket'),
+                               ("read-only", read_only, "keel-ro.sock: bind: Read-only file system")):
+            k = host.start(cfg, name, wait_ready=False)
+            assert k.proc.wait(timeout=30) == 1, k.log()
+            log = k.log()
+            assert why in log, log
+            for changed in ("service_removed", "service_added", "real_removed", "runtime_state_dropped"):
+                assert changed not in log, log
+            assert host.run(["cat", host.state_path]).stdout == state, "the runtime state was rewritten"
+        assert host.run(["cat", "/run/keel/notasock"]).stdout == "precious\n"
+        flows = lab.flows("tcp", lab.vip4, PORT, count=20)
+        assert served(flows) and drained.role not in served(flows), "the drained real got new flows"
+    finally:
+        host.run(["sh", "-c", "umount /run/keel/ro; rm -f /run/keel/notasock; rmdir /run/keel/ro"], check=False)
+    k3 = host.start(config, "third")
+    assert show_service(k3, "web")["reals"], k3.log()
+    k3.stop()
+
+
 def test_a_dpdk_keeld_is_refused_while_an_xdp_plane_is_left_on_its_interface(lab, host):
     """kind switched from xdp to dpdk by a plain restart: the XDP plane the
     first keeld left attached (and pinned) would go on taking the VIP

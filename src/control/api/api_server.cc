@@ -353,6 +353,19 @@ bool socketIsLive(const std::string& path) {
   return live;
 }
 
+std::string socketPathProblem(const std::string& path) {
+  struct stat ss{};
+  if (::lstat(path.c_str(), &ss) == 0)
+    return S_ISSOCK(ss.st_mode) ? "" : "exists and is not a socket (keeld does not replace it)";
+  if (errno != ENOTDIR) return "";  // absent (made at start), or not ours to read (EACCES): no news
+  // Something on the way is a file: the first such.
+  for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+    const std::string dir = path.substr(0, slash);
+    if (::stat(dir.c_str(), &ss) == 0 && !S_ISDIR(ss.st_mode)) return dir + " is not a directory";
+  }
+  return "a directory on its path is not a directory";
+}
+
 std::optional<gid_t> groupId(const std::string& name, bool* lookupFailed) {
   if (lookupFailed) *lookupFailed = false;
   for (size_t size = 16384; size <= (16u << 20); size *= 4) {
@@ -409,10 +422,9 @@ Status ApiServer::start() {
     }
   }
 
+  if (std::string why = socketPathProblem(path); !why.empty()) return Status::error(where + why);
   struct stat ss{};
   if (::lstat(path.c_str(), &ss) == 0) {
-    if (!S_ISSOCK(ss.st_mode))
-      return Status::error(where + "exists and is not a socket; refusing to replace it");
     if (socketIsLive(path))
       return Status::error(where + "another process is serving it (is keeld already running?)");
     ::unlink(path.c_str());  // stale, left by a daemon that died

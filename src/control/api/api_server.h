@@ -61,6 +61,16 @@ struct ApiServerOptions {
 // far; start() asks again before it replaces a stale socket file).
 bool socketIsLive(const std::string& path);
 
+// Why keeld could not serve a control socket at `path`, "" if it can as
+// far as the file system tells: the path exists and is not a socket (keeld
+// never replaces such a file), or a directory on the way is not one. A
+// live socket is fine here (keeld's own, on a reload or config.check):
+// socketIsLive() is the start's separate check. A host check of
+// control.socket and control.readonly.socket (ConfigOptions), so
+// --check-config and a reload refuse such a path with its line, and a start
+// refuses it before it touches the data plane.
+std::string socketPathProblem(const std::string& path);
+
 // The gid of group `name` (getgrnam_r, its buffer grown for a large group);
 // nullopt if the host has no such group. *lookupFailed (if given) is set when
 // the lookup itself failed (NSS, LDAP): then nullopt says nothing of the group.

@@ -550,7 +550,7 @@ TEST(ServerStartTest, StaleSocketReplacedOtherFilesRefused) {
     ApiServer s(io, fake, o);
     Status st = s.start();
     ASSERT_FALSE(st.isOk());
-    EXPECT_EQ(st.message(), "api.socket " + o.socketPath + ": exists and is not a socket; refusing to replace it");
+    EXPECT_EQ(st.message(), "api.socket " + o.socketPath + ": exists and is not a socket (keeld does not replace it)");
   }
 
   o.socketPath = dir + "/sub/dir/keel.sock";  // missing parent of the parent: the whole path is made
@@ -560,7 +560,7 @@ TEST(ServerStartTest, StaleSocketReplacedOtherFilesRefused) {
     Status st = s.start();
     ::umask(old);
     EXPECT_TRUE(st.isOk()) << st.message();
-    for (const std::string made : {dir + "/sub", dir + "/sub/dir"}) {
+    for (const std::string& made : {dir + "/sub", dir + "/sub/dir"}) {
       struct stat ds{};
       ASSERT_EQ(::stat(made.c_str(), &ds), 0) << made;
       EXPECT_EQ(ds.st_mode & 0777, 0755u) << made;

@@ -107,6 +107,18 @@ fi
 check "bad log level" 2 "keeld: --log-level: must be one of trace|debug|info|warn|error|off, got \"loud\"" \
   --log-level loud --check-config "$dir/good.yaml"
 check "a directory for a file" 1 "$dir: not a regular file" --check-config "$dir"
+# A control socket path keeld could not serve (a file there, a file on the
+# way) is an error of the file with its line, not a start that fails after
+# it programmed the data plane (input review H1).
+echo precious > "$dir/notasock"
+sed "s|^node:|control: {socket: $dir/notasock, readonly: {socket: $dir/notasock/ro.sock}}\nnode:|" \
+  "$dir/good.yaml" > "$dir/sock.yaml"
+check "control.socket a regular file" 1 \
+  "sock.yaml:2: control.socket: \"$dir/notasock\" exists and is not a socket (keeld does not replace it)" \
+  --check-config "$dir/sock.yaml"
+check "control.readonly.socket under a file" 1 \
+  "sock.yaml:2: control.readonly.socket: \"$dir/notasock/ro.sock\" $dir/notasock is not a directory" \
+  --check-config "$dir/sock.yaml"
 check "no arguments" 2 "--config FILE" 
 if [ -n "$MAN" ]; then
   for opt in $("$KEELD" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do

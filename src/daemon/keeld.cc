@@ -563,11 +563,31 @@ int main(int argc, char** argv) {
        "on SIGTERM/SIGINT detach the program and remove the pins (default: leave "
        "forwarding in place for the next keeld to adopt)");
   po::variables_map vm;
+  std::vector<std::string> stray;
   try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
+    const po::parsed_options parsed = po::command_line_parser(argc, argv).options(desc).run();
+    // Words that are no option's value (`--check-config a.yaml b.yaml`,
+    // a glob): parse_command_line drops them without a word, so the second
+    // file was never checked.
+    stray = po::collect_unrecognized(parsed.options, po::include_positional);
+    po::store(parsed, vm);
     po::notify(vm);
   } catch (const po::error& e) {
     std::cerr << "keeld: " << e.what() << "\n" << desc;
+    return 2;
+  }
+  if (!stray.empty()) {
+    std::cerr << "keeld: unexpected argument \"" << stray.front() << "\"";
+    if (vm.count("check-config")) std::cerr << " (--check-config checks one FILE; run it once per file)";
+    std::cerr << "\n";
+    return 2;
+  }
+  if (vm.count("config") && vm.count("check-config")) {
+    std::cerr << "keeld: --config and --check-config exclude each other (one runs keeld, the other only checks)\n";
+    return 2;
+  }
+  if (vm.count("detach-on-exit") && vm.count("check-config")) {
+    std::cerr << "keeld: --detach-on-exit only applies to --config\n";
     return 2;
   }
   if (vm.count("help")) {

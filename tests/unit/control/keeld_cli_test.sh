@@ -120,6 +120,13 @@ check "control.readonly.socket under a file" 1 \
   "sock.yaml:2: control.readonly.socket: \"$dir/notasock/ro.sock\" $dir/notasock is not a directory" \
   --check-config "$dir/sock.yaml"
 check "no arguments" 2 "--config FILE" 
+check "a second file" 2 'keeld: unexpected argument "'"$dir"'/bad.yaml" (--check-config checks one FILE' \
+  --check-config "$dir/good.yaml" "$dir/bad.yaml"
+check "a file without --config" 2 'keeld: unexpected argument "'"$dir"'/good.yaml"' "$dir/good.yaml"
+check "--config with --check-config" 2 "keeld: --config and --check-config exclude each other" \
+  --check-config "$dir/good.yaml" --config "$dir/good.yaml"
+check "--detach-on-exit with --check-config" 2 "keeld: --detach-on-exit only applies to --config" \
+  --detach-on-exit --check-config "$dir/good.yaml"
 if [ -n "$MAN" ]; then
   for opt in $("$KEELD" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
     if grep -qF -- "${opt//-/\\-}" "$MAN"; then

@@ -82,14 +82,7 @@ std::string normalPath(const std::string& path) {
   return p.string();
 }
 
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
+std::string quote(std::string_view s) { return "\"" + printable(s) + "\""; }
 
 std::string describe(const YAML::Node& n) {
   switch (n.Type()) {
@@ -675,10 +668,21 @@ void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
                             "hash_source_v4", "udp_idle_timeout", "tcp_idle_timeout", "icmp_too_big_rate",
                             "icmp_too_big_client_rate", "tunnel_mtu", "conntrack_insert_rate"}))
     return;
-  if (auto k = child(n, "node", "tunnel_source_v4", false))
-    node.tunnelSourceV4 = ip(*k, "node.tunnel_source_v4", KEEL_AF_INET);
-  if (auto k = child(n, "node", "tunnel_source_v6", false))
-    node.tunnelSourceV6 = ip(*k, "node.tunnel_source_v6", KEEL_AF_INET6);
+  // A tunnel's outer source: routers drop one that is unspecified,
+  // multicast, broadcast, loopback or link-local (martians, RFC 1122
+  // 3.2.1.3, RFC 4291 2.5.6), so each tunnelled packet would be lost: the
+  // rules of a VIP's address.
+  for (const auto& [key, family, target] :
+       {std::tuple{"tunnel_source_v4", KEEL_AF_INET, &node.tunnelSourceV4},
+        std::tuple{"tunnel_source_v6", KEEL_AF_INET6, &node.tunnelSourceV6}})
+    if (auto k = child(n, "node", key, false)) {
+      const std::string path = std::string("node.") + key;
+      std::optional<IpAddress> a = ip(*k, path, family);
+      if (std::string why = a ? serviceAddressProblem(*a, true) : ""; !why.empty())
+        error(*k, path, "cannot be " + why + " (no router forwards a tunnel from it), got " + a->toString());
+      else
+        *target = a;
+    }
   if (auto k = child(n, "node", "next_hop_mac", false)) node.nextHopMac = mac(*k, "node.next_hop_mac");
   if (auto k = child(n, "node", "local_mac", false)) node.localMac = mac(*k, "node.local_mac");
   if (auto k = child(n, "node", "hash_source_v4", false))
@@ -1330,6 +1334,24 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
   ConfigResult result;
   Parser parser(sourceName, options);
   YAML::Node root;
+  // YAML allows no C0 control character but tab and line breaks, nor DEL
+  // (YAML 1.2, 5.1); yaml-cpp misreads them (a NUL in a plain scalar was
+  // "unknown escape character: ,"). The first is named by its line and
+  // column, before yaml-cpp runs.
+  for (size_t i = 0, line = 1, column = 1; i < yamlText.size(); ++i, ++column) {
+    const auto c = static_cast<unsigned char>(yamlText[i]);
+    if (c == '\n') {
+      ++line;
+      column = 0;
+    } else if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      result.errors.push_back(std::string(sourceName) + ":" + std::to_string(line) + ": control character 0x" +
+                              kHex[c >> 4] + kHex[c & 15] + " at column " + std::to_string(column) +
+                              ": YAML allows none but tab and line breaks (write it as an escape in a "
+                              "double-quoted string, if a value needs one)");
+      return result;
+    }
+  }
   try {
     // No aliases: each `*name` stands for a whole subtree, so a few hundred
     // bytes of nested aliases expand to billions of nodes that every walk

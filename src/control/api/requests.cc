@@ -31,35 +31,6 @@ std::string_view protocolName(uint8_t proto) {
   return proto == KEEL_PROTO_TCP ? "tcp" : proto == KEEL_PROTO_UDP ? "udp" : "?";
 }
 
-namespace {
-
-// Escapes everything outside printable ASCII: a message goes to a terminal
-// and a log line, and the input may be binary garbage.
-std::string printable(std::string_view s, size_t limit = 64) {
-  std::string out;
-  size_t n = 0;
-  for (unsigned char c : s) {
-    if (++n > limit) {
-      out += "...";
-      break;
-    }
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      static const char* hex = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 std::string describeJson(const json& v) {
   switch (v.type()) {
     case json::value_t::null: return "null";
@@ -67,7 +38,7 @@ std::string describeJson(const json& v) {
     case json::value_t::array: return "a list";
     case json::value_t::boolean: return v.get<bool>() ? "true" : "false";
     case json::value_t::string:
-      return "\"" + printable(v.get_ref<const std::string&>()) + "\"";
+      return "\"" + printable(v.get_ref<const std::string&>(), 64) + "\"";
     default: {
       std::string s = v.dump();
       return s.size() > 64 ? s.substr(0, 64) + "..." : s;
@@ -106,7 +77,7 @@ class Fields {
       if (std::find(allowed.begin(), allowed.end(), it.key()) != allowed.end()) continue;
       std::string list = commaList(allowed);
       if (list.empty()) list = "none";
-      fail(path_ + "." + printable(it.key()), "unknown key (expected: " + list + ")");
+      fail(path_ + "." + printable(it.key(), 64), "unknown key (expected: " + list + ")");
       return;
     }
   }

@@ -1053,6 +1053,30 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"tunnel source wrong family",
                 "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: \"fd00::1\"}\n",
                 {"keel.yaml:2: node.tunnel_source_v4: must be an IPv4 address, got \"fd00::1\""}},
+        BadCase{"tunnel source unspecified (input review M4)",
+                "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: 0.0.0.0}\n",
+                {"keel.yaml:2: node.tunnel_source_v4: cannot be the unspecified address (no router forwards a "
+                 "tunnel from it), got 0.0.0.0"}},
+        BadCase{"tunnel sources multicast, broadcast, loopback, link-local",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  tunnel_source_v4: 224.0.0.1\n"
+                "  tunnel_source_v6: \"ff02::1\"\n",
+                {"keel.yaml:3: node.tunnel_source_v4: cannot be a multicast address",
+                 "keel.yaml:4: node.tunnel_source_v6: cannot be a multicast address"}},
+        BadCase{"tunnel source broadcast", "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: 255.255.255.255}\n",
+                {"keel.yaml:2: node.tunnel_source_v4: cannot be the broadcast address"}},
+        BadCase{"tunnel sources loopback and link-local",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  tunnel_source_v4: 127.0.0.1\n"
+                "  tunnel_source_v6: \"fe80::2\"\n",
+                {"keel.yaml:3: node.tunnel_source_v4: cannot be a loopback address",
+                 "keel.yaml:4: node.tunnel_source_v6: cannot be a link-local address"}},
+        BadCase{"control characters in a quoted value are escaped, not printed (input review M6)",
+                svc("    reals:\n      - {address: 10.0.1.11, weight: \"1\\e[31m\\r\\nfake.yaml:1: OK\"}\n"),
+                {"keel.yaml:9: services[0].reals[0].weight: must be an integer 0..65535, got "
+                 "\"1\\x1b[31m\\x0d\\x0afake.yaml:1: OK\""}},
+        BadCase{"a NUL byte in the file (input review M7)",
+                svc("    reals:\n      - {address: 10.0.1.11, weight: 1}\n      - {address: 10.0.1.12" +
+                    std::string(1, '\0') + ", weight: 1}\n"),
+                {"keel.yaml:10: control character 0x00 at column 28: YAML allows none but tab and line breaks"}},
         BadCase{"bad duration",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  udp_idle_timeout: 30\n",
                 {"keel.yaml:3: node.udp_idle_timeout: must be a duration like 100ms, 30s, 2m or 1h, got \"30\""}},

@@ -302,6 +302,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   neighbourInterface_ = config.dataplane.interface;
   std::optional<StopRecord> stop;
   Overlay kept = loadState(config, &stop);
+  if (adopted) keepAdoptedMacs(config, kept, *adopted);
   if (adopted) {
     // The adopted data plane says which reals are up (VALID).
     if (Status s = registry_.adopt(*adopted, compose(config, kept)); !s) return s;
@@ -1980,26 +1981,58 @@ std::vector<DaemonBackend::RealKey> DaemonBackend::keepKnownMacs(
 // the plane forwards past the kernel, which sends it nothing) keeps the MAC
 // the plane forwards to, as a reload keeps a resolved one, rather than going
 // down until a retry finds it.
+namespace {
+
+// The MAC an adopted plane forwards to for `r` of l2dsr service `svc`.
+std::optional<MacAddress> adoptedMac(const ProgrammedState& adopted, const ServiceConfig& svc, const RealConfig& r) {
+  if (svc.forwarding != Forwarding::kL2dsr) return std::nullopt;
+  const keel_service_key key = Registry::serviceKey(svc);
+  auto s = std::find_if(adopted.services.begin(), adopted.services.end(),
+                        [&](const auto& kv) { return std::memcmp(&kv.first, &key, sizeof key) == 0; });
+  if (s == adopted.services.end()) return std::nullopt;
+  for (const keel_backend& b : adopted.backends) {
+    if (b.family == 0 || b.service_id != s->second.id || IpAddress::fromWords(b.addr, b.family) != r.address)
+      continue;
+    const MacAddress mac(std::array<uint8_t, 6>{b.mac[0], b.mac[1], b.mac[2], b.mac[3], b.mac[4], b.mac[5]});
+    return mac.isZero() ? std::nullopt : std::optional<MacAddress>(mac);
+  }
+  return std::nullopt;
+}
+
+void logKeptFromPlane(const std::string& service, const RealConfig& r) {
+  logInfo(LogRecord("real_mac_kept_from_plane")
+              .add("service", service)
+              .add("real", r.address.toString())
+              .add("mac", r.mac->toString()));
+}
+
+}  // namespace
+
 void DaemonBackend::keepAdoptedMacs(Config& c, const ProgrammedState& adopted) {
-  auto fromPlane = [&adopted](const ServiceConfig& svc, const RealConfig& r) -> std::optional<MacAddress> {
-    if (svc.forwarding != Forwarding::kL2dsr) return std::nullopt;
-    const keel_service_key key = Registry::serviceKey(svc);
-    auto s = std::find_if(adopted.services.begin(), adopted.services.end(),
-                          [&](const auto& kv) { return std::memcmp(&kv.first, &key, sizeof key) == 0; });
-    if (s == adopted.services.end()) return std::nullopt;
-    for (const keel_backend& b : adopted.backends) {
-      if (b.family == 0 || b.service_id != s->second.id || IpAddress::fromWords(b.addr, b.family) != r.address)
-        continue;
-      const MacAddress mac(std::array<uint8_t, 6>{b.mac[0], b.mac[1], b.mac[2], b.mac[3], b.mac[4], b.mac[5]});
-      return mac.isZero() ? std::nullopt : std::optional<MacAddress>(mac);
-    }
-    return std::nullopt;
+  auto fromPlane = [&adopted](const ServiceConfig& svc, const RealConfig& r) { return adoptedMac(adopted, svc, r); };
+  for (const auto& [service, real] : keepKnownMacs(c, fromPlane)) logKeptFromPlane(service, *findReal(c, service, real));
+}
+
+void DaemonBackend::keepAdoptedMacs(const Config& file, Overlay& overlay, const ProgrammedState& adopted) {
+  auto keep = [&](const ServiceConfig& svc, RealConfig& r) {
+    if (r.macPending.empty()) return;
+    const std::optional<MacAddress> mac = adoptedMac(adopted, svc, r);
+    if (!mac) return;
+    r.mac = mac;
+    r.macResolved = true;
+    r.macPending.clear();
+    logKeptFromPlane(svc.name, r);
   };
-  for (const auto& [service, real] : keepKnownMacs(c, fromPlane))
-    logInfo(LogRecord("real_mac_kept_from_plane")
-                .add("service", service)
-                .add("real", real.toString())
-                .add("mac", findReal(c, service, real)->mac->toString()));
+  for (auto& [name, added] : overlay.addedServices)
+    for (RealConfig& r : added.config.reals) keep(added.config, r);
+  for (auto& [key, ov] : overlay.reals) {
+    if (!ov.added) continue;
+    // A real added to a file service, or to one keelctl added.
+    const ServiceConfig* svc = findSvc(file, key.first);
+    if (auto it = overlay.addedServices.find(key.first); !svc && it != overlay.addedServices.end())
+      svc = &it->second.config;
+    if (svc) keep(*svc, *ov.added);
+  }
 }
 
 void DaemonBackend::shutdown(bool detach) { stopper_(detach); }

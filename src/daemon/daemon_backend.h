@@ -312,7 +312,12 @@ class DaemonBackend : public api::ControlBackend {
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
   api::Result reloadFile();
   void keepResolvedMacs(Config& next) const;
+  // The file's reals (before loadState reads the overlay against them), and
+  // then the overlay's: reals keelctl added, to a file service or in a
+  // service it added (upgrade review H1: they went down with "no MAC" and
+  // lost their connections).
   static void keepAdoptedMacs(Config& c, const ProgrammedState& adopted);
+  static void keepAdoptedMacs(const Config& file, Overlay& overlay, const ProgrammedState& adopted);
   // True if a real started waiting (its first retry comes soon).
   bool notePendingMacs(const Config& next);
   void retryMacsLater(bool soon);

@@ -2418,6 +2418,44 @@ TEST_F(RuntimeStateTest, L2dsrMacsOfARequestAndOfTheStateFileAreLookedUpTogether
   EXPECT_TRUE(k->real("dsr", "10.0.5.3")->healthy);
 }
 
+// A restart that adopts the plane keeps the MAC it forwards to for the
+// l2dsr reals keelctl added (to a file service, in a service it added, and
+// to that service later) whose neighbour entries aged out meanwhile, as for
+// the file's: they went down with no MAC and lost their connections
+// (upgrade review H1).
+TEST_F(RuntimeStateTest, AnAdoptingRestartKeepsThePlanesMacsOfRealsKeelctlAdded) {
+  hostChecks_ = true;
+  files_["keel.yaml"] = l2dsr(yaml(kTwo)) + kApi;
+  neighbours_ = {{"10.0.1.1", "02:00:00:00:01:01"}, {"10.0.1.2", "02:00:00:00:01:02"},
+                 {"10.0.1.9", "02:00:00:00:01:09"}, {"10.0.5.1", "02:00:00:00:05:01"},
+                 {"10.0.5.3", "02:00:00:00:05:03"}};
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.9");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  ASSERT_TRUE(
+      backend_->addService(l2dsrService("dsr", "10.0.0.7", {api::RealSpec{ip("10.0.5.1"), 100, std::nullopt, nullptr}}))
+          .isOk());
+  add.service = "dsr";
+  add.real.address = ip("10.0.5.3");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  backend_.reset();
+  const std::map<std::string, std::string> had = neighbours_;
+  for (const char* gone : {"10.0.1.9", "10.0.5.1", "10.0.5.3"}) neighbours_.erase(gone);
+
+  test::LogCapture log;
+  auto k = restart(&dp_);
+  for (const auto& [svc, addr] : {std::pair{"web", "10.0.1.9"}, {"dsr", "10.0.5.1"}, {"dsr", "10.0.5.3"}}) {
+    auto r = k->real(svc, addr);
+    ASSERT_TRUE(r) << svc << " " << addr;
+    ASSERT_TRUE(r->mac) << svc << " " << addr << ": held down for want of a MAC";
+    EXPECT_EQ(r->mac->toString(), had.at(addr)) << svc << " " << addr;
+    EXPECT_TRUE(r->healthy) << svc << " " << addr;
+  }
+  EXPECT_EQ(log.take("real_mac_kept_from_plane").size(), 3u);
+}
+
 // Only l2dsr reals take their mac from the neighbour table: ipip services and
 // reals added without one (at runtime, and replayed from the state file at a
 // restart) cost no table read, so no wait.

@@ -139,6 +139,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     socket_.async_read_some(asio::buffer(readBuf_), [self](const error_code& ec, size_t n) {
       if (self->closed_) return;
       self->waiting_ = false;
+      if (ec == asio::error::eof && self->inbuf_.find_first_not_of(" \t\r\n") != std::string::npos &&
+          self->inbuf_.find('\n', self->scanned_) == std::string::npos) {
+        // The client's last line ends at its end of input, not a newline
+        // (`printf '{...}' | socat - UNIX-CONNECT:...`): answered like any
+        // line (a JSON object delimits itself, so a cut-off one is no
+        // request), then the next read's EOF closes.
+        self->inbuf_ += '\n';
+        self->account();
+        return self->process();
+      }
       if (ec) return self->close();  // EOF, reset, or cancelled by stop()
       self->inbuf_.append(self->readBuf_.data(), n);
       self->account();

@@ -53,6 +53,36 @@ TEST_F(ServerTest, RoundTripPipelinedAndPartial) {
   EXPECT_EQ(onLoop([&] { return fake_.mutations; }), std::vector<std::string>{"drain web 10.0.0.5"});
 }
 
+// A last request ended by the client's end of input rather than a newline
+// (`printf '{...}' | socat - UNIX-CONNECT:...`) is answered, then the
+// connection closes; it used to be dropped without a word (input review
+// M5). Input that is no whole request gets its error, as on a line.
+TEST_F(ServerTest, ALastRequestEndedByEndOfInputIsAnswered) {
+  startServer();
+  {
+    RawClient c(options_.socketPath);
+    ASSERT_TRUE(c.connected());
+    ASSERT_TRUE(c.send(R"({"id":1,"method":"service.list"})"
+                       "\n"
+                       R"({"id":2,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})"));
+    ASSERT_EQ(::shutdown(c.fd(), SHUT_WR), 0);
+    json a = json::parse(c.readLine().value_or("null"));
+    json b = json::parse(c.readLine().value_or("null"));
+    EXPECT_EQ(a["id"], 1);
+    EXPECT_EQ(b["id"], 2);
+    EXPECT_EQ(b["ok"], true) << b.dump();
+    EXPECT_FALSE(c.readLine(std::chrono::seconds(2))) << "closed after the answer";
+  }
+  EXPECT_EQ(onLoop([&] { return fake_.mutations; }), std::vector<std::string>{"drain web 10.0.0.5"});
+  RawClient cut(options_.socketPath);
+  ASSERT_TRUE(cut.send(R"({"id":3,"method":"real.drain","params":{"service":"web")"));
+  ASSERT_EQ(::shutdown(cut.fd(), SHUT_WR), 0);
+  json e = json::parse(cut.readLine().value_or("null"));
+  EXPECT_EQ(e["ok"], false) << e.dump();
+  EXPECT_EQ(e["error"]["code"], "parse_error") << e.dump();
+  EXPECT_EQ(onLoop([&] { return fake_.mutations; }).size(), 1u) << "a cut-off request changed something";
+}
+
 // conn.list is answered when the backend is done (keeld walks the table
 // off its loop): meanwhile its connection reads no further request, so
 // answers keep the order of the requests, other connections are served,

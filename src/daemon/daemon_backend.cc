@@ -2,6 +2,7 @@
 #include "daemon/daemon_backend.h"
 #include "common/text.h"
 
+#include "control/health/health_yaml.h"
 #include "control/api/json_keys.h"
 
 #include <boost/asio/post.hpp>
@@ -193,10 +194,16 @@ YAML::Node jsonToYaml(const nlohmann::json& j) {
       for (const auto& v : j) seq.push_back(jsonToYaml(v));
       return seq;
     }
-    case nlohmann::json::value_t::string:
-      return YAML::Node(j.get<std::string>());
-    default:  // numbers and booleans: their JSON text, as YAML reads it
-      return YAML::Node(j.dump());
+    case nlohmann::json::value_t::string: {
+      YAML::Node n(j.get<std::string>());
+      n.SetTag(kJsonStringTag);  // its JSON type, held to the API's exact types (HealthSpecBuilder)
+      return n;
+    }
+    default: {  // numbers and booleans: their JSON text, as YAML reads it
+      YAML::Node n(j.dump());
+      n.SetTag(j.is_boolean() ? kJsonBoolTag : kJsonNumberTag);
+      return n;
+    }
   }
 }
 

@@ -80,6 +80,31 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       continue;
     }
     std::string text = v.Scalar();
+    // A request's JSON value of the wrong type (kJsonStringTag...): its
+    // text may read as the key's value, but the API's types are exact.
+    const std::string& tag = v.Tag();
+    const bool isString = tag == kJsonStringTag, isNumber = tag == kJsonNumberTag, isBool = tag == kJsonBoolTag;
+    if (isString || isNumber || isBool) {
+      // http's expect is a status (200) or a range ("200-399").
+      const bool httpExpect = key == "expect" && typeKnown && spec_.type == HealthCheckSpec::Type::Http;
+      std::string want = "a string";
+      bool fits = isString;
+      if (key == "port" || key == "rise" || key == "fall") {
+        want = "a number";
+        fits = isNumber;
+      } else if (key == "require_reply") {
+        want = "a boolean";
+        fits = isBool;
+      } else if (httpExpect) {
+        want = "a number or a string";
+        fits = isNumber || isString;
+      }
+      if (!fits) {
+        errors.push_back(where + "must be " + want + ", got " +
+                         (isString ? "the string \"" + text + "\"" : (isNumber ? "the number " : "") + text));
+        continue;
+      }
+    }
     auto number = [&](uint64_t lo, uint64_t hi) -> std::optional<uint64_t> {
       auto n = parseUnsigned(text);
       if (!n || *n < lo || *n > hi) {

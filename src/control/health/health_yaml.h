@@ -66,6 +66,15 @@ namespace keel {
 // a node with no place in a text (one built from an API request's JSON).
 std::string locate(std::string_view source, const YAML::Node& node);
 
+// The tags an API request's `health` object carries into YAML
+// (jsonToYaml in daemon_backend.cc): each scalar says which JSON type it
+// was, so the builder holds a request to the API's exact types ("rise": "2"
+// and "expect": true are refused) where keel.yaml's untagged scalars are
+// read by their text.
+inline constexpr const char* kJsonStringTag = "tag:keel.invalid,2026:json-string";
+inline constexpr const char* kJsonNumberTag = "tag:keel.invalid,2026:json-number";
+inline constexpr const char* kJsonBoolTag = "tag:keel.invalid,2026:json-boolean";
+
 class HealthSpecBuilder {
  public:
   // Overlays a `health:` mapping (null/undefined: no change). Each problem

@@ -861,10 +861,13 @@ TEST_F(DaemonBackendTest, RuntimeHealthKeysMustFitTheCheckType) {
   ASSERT_EQ(r["ok"], true) << r.dump();
 }
 
-// A request's health object becomes YAML node by node (jsonToYaml): JSON
-// numbers, booleans and nested values read as the same YAML would, and a
-// value of the wrong kind is refused at its key, without a line.
-TEST_F(DaemonBackendTest, RuntimeHealthValuesOfEveryJsonKindReadAsYaml) {
+// A request's health object becomes YAML node by node (jsonToYaml), each
+// scalar tagged with its JSON type: a value of the wrong JSON type is
+// refused at its key, without a line, even where its text would read as
+// the key's value ("rise": "2", "expect": true; the API's types are exact:
+// input review M2, where they were read by their text and udp's
+// "expect": true became the expected reply "true").
+TEST_F(DaemonBackendTest, RuntimeHealthValuesAreHeldToTheirJsonTypes) {
   make();
   nlohmann::json r = call(R"({"id":1,"method":"real.add","params":{"service":"web","address":"10.0.1.9",)"
                           R"("health":{"type":"udp","port":5353,"rise":2,"fall":4,"require_reply":false,)"
@@ -887,7 +890,13 @@ TEST_F(DaemonBackendTest, RuntimeHealthValuesOfEveryJsonKindReadAsYaml) {
       {R"("interval":5)", "request: params.health.interval: "},
       {R"("require_reply":1)", "request: params.health.require_reply: "},
       {R"("port":{"a":1})", "request: params.health.port: "},
-      {R"("payload":[1,2])", "request: params.health.payload: "}};
+      {R"("payload":[1,2])", "request: params.health.payload: "},
+      {R"("rise":"2")", "request: params.health.rise: must be a number, got the string \"2\""},
+      {R"("port":"8080")", "request: params.health.port: must be a number, got the string \"8080\""},
+      {R"("expect":true)", "request: params.health.expect: must be a string, got true"},
+      {R"("payload":5)", "request: params.health.payload: must be a string, got the number 5"},
+      {R"("require_reply":"true")",
+       "request: params.health.require_reply: must be a boolean, got the string \"true\""}};
   for (const auto& [value, where] : refused) {
     r = call(std::string(R"({"id":2,"method":"real.add","params":{"service":"web","address":"10.0.1.8",)") +
              R"("health":{"type":"udp",)" + value + "}}}");
@@ -895,6 +904,13 @@ TEST_F(DaemonBackendTest, RuntimeHealthValuesOfEveryJsonKindReadAsYaml) {
     EXPECT_EQ(r["error"]["message"].get<std::string>().rfind(where, 0), 0u) << value << ": " << r.dump();
   }
   EXPECT_EQ(backend_->findService("web")->reals.size(), 3u);
+  // http's expect: a status as a number, or a range as a string.
+  for (const char* expect : {"200", R"("200-399")"}) {
+    r = call(std::string(R"({"id":3,"method":"real.add","params":{"service":"web","address":"10.0.1.7",)") +
+             R"("health":{"type":"http","expect":)" + expect + "}}}");
+    ASSERT_EQ(r["ok"], true) << expect << ": " << r.dump();
+    ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.7")}).isOk());
+  }
 }
 
 TEST_F(DaemonBackendTest, CheckedRealsStartDownAndFailOpenKeepsTheLast) {

@@ -225,7 +225,11 @@ std::vector<std::string> validateTargets(const Config& c) {
       if (r.healthSpec.type == HealthCheckSpec::Type::None) continue;
       Status s = validateHealthTarget(targetOf(svc, r),
                                       "service " + svc.name + " real " + r.address.toString());
-      if (!s) errors.push_back(c.source + ":" + std::to_string(r.line) + ": " + s.message());
+      // A real of the file has its line; one a request added (or the
+      // runtime state replays) has none: the request is at fault, not the
+      // file at a line 0 (input review M3).
+      if (!s) errors.push_back((r.line > 0 ? c.source + ":" + std::to_string(r.line) : std::string("request")) + ": " +
+                               s.message());
     }
   return errors;
 }

@@ -904,6 +904,13 @@ TEST_F(DaemonBackendTest, RuntimeHealthValuesAreHeldToTheirJsonTypes) {
     EXPECT_EQ(r["error"]["message"].get<std::string>().rfind(where, 0), 0u) << value << ": " << r.dump();
   }
   EXPECT_EQ(backend_->findService("web")->reals.size(), 3u);
+  // What the checker refuses in a request's check is the request's fault,
+  // not the file's at a line 0 (input review M3).
+  r = call(R"({"id":4,"method":"real.add","params":{"service":"web","address":"10.0.1.8",)"
+           R"("health":{"type":"http","path":"x"}}})");
+  ASSERT_EQ(r["ok"], false) << r.dump();
+  EXPECT_EQ(r["error"]["message"], "request: service web real 10.0.1.8: health check: http path must start with '/'")
+      << r.dump();
   // http's expect: a status as a number, or a range as a string.
   for (const char* expect : {"200", R"("200-399")"}) {
     r = call(std::string(R"({"id":3,"method":"real.add","params":{"service":"web","address":"10.0.1.7",)") +

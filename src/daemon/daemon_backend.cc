@@ -556,9 +556,10 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   syncHealth(effective_);
   // Running but not saved: the reply says so (takeUnsavedState), since a
   // restart would start without this change.
-  if (std::optional<std::string> err = saveState())
+  if (std::optional<std::string> err = saveRunningState())
     unsaved_ = "the change is running, but keeld could not save it (" + *err +
-               "): a restart of keeld would not keep it";
+               "); keeld tries again every " + std::to_string(kSaveRetryInterval.count()) +
+               " s and at a clean stop, so only a crash or kill -9 before then would lose it";
   else
     unsaved_.reset();
   retryMacsLater(newlyPending);
@@ -754,6 +755,26 @@ size_t DaemonBackend::resolvePendingMacs() {
 // the request that made them (api::toParams). A drained real's entry also
 // has `drained_since` (Unix seconds) and `drain_reason` when known; older
 // keelds ignore both keys, so the version stays.
+std::optional<std::string> DaemonBackend::saveRunningState() {
+  std::optional<std::string> err = saveState();
+  if (!err) {
+    if (saveFailures_ > 0)
+      logInfo(LogRecord("runtime_state_saved").add("path", statePath_).add("after_failures", saveFailures_));
+    saveFailures_ = 0;
+    saveRetryTimer_.cancel();
+    return std::nullopt;
+  }
+  // The next try: 5 s after the first failure, doubling to at most 80 s
+  // (each failure logs runtime_state_not_saved).
+  const auto wait = kSaveRetryInterval * (1u << std::min(saveFailures_++, 4u));
+  saveRetryTimer_.expires_after(wait);  // a wait still armed ends with operation_aborted
+  saveRetryTimer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || saveFailures_ == 0) return;  // re-armed, saved meanwhile, or the backend is going
+    (void)saveRunningState();
+  });
+  return err;
+}
+
 std::optional<std::string> DaemonBackend::saveState(const StopRecord* stop) const {
   if (statePath_.empty()) return std::nullopt;
   nlohmann::json services = nlohmann::json::array();
@@ -2050,6 +2071,7 @@ void DaemonBackend::shutdown(bool detach) { stopper_(detach); }
 
 DaemonBackend::~DaemonBackend() {
   mtuTimer_.cancel();
+  saveRetryTimer_.cancel();
   flowTimer_.cancel();
   macTimer_.cancel();
   healthFlush_.cancel();

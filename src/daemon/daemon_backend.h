@@ -182,6 +182,8 @@ class DaemonBackend : public api::ControlBackend {
   // the last nudge has run before the next; each retry costs one
   // neighbour-table dump and one datagram per waiting real.
   static constexpr std::chrono::seconds kMacRetryInterval{2};
+  // The first retry of a state file that could not be written (saveRunningState).
+  static constexpr std::chrono::seconds kSaveRetryInterval{5};
   // While the timer's commits fail (the data plane refuses the write: a
   // full map, ENOMEM), each failure doubles the wait before the next try,
   // up to this; any commit that works (the timer's or a request's) ends it.
@@ -339,6 +341,14 @@ class DaemonBackend : public api::ControlBackend {
   // Set by a request's commit() when saveState() failed, taken by its
   // reply; cleared by a later good save (the file holds the whole state).
   std::optional<std::string> unsaved_;
+  // A state file that could not be written (disk full, read-only) is
+  // written again kSaveRetryInterval later, the wait doubling with each
+  // failure up to 16 times that, until it is (review_faults F5: it waited
+  // for the next change, so a crash meanwhile lost the changes made since,
+  // drains included); the failures in a row, 0 when saved.
+  unsigned saveFailures_ = 0;
+  // saveState() for the running state, with the retry above.
+  std::optional<std::string> saveRunningState();
   // Writes the state file; the reason it could not, logged too.
   std::optional<std::string> saveState(const StopRecord* stop = nullptr) const;
   // The overlay the state file keeps; its stop record into *stop if given.
@@ -410,6 +420,7 @@ class DaemonBackend : public api::ControlBackend {
   // The reals waiting for their MAC in effective_, since when (notePendingMacs).
   std::map<std::pair<std::string, IpAddress>, std::chrono::system_clock::time_point> macPendingSince_;
   boost::asio::steady_timer macTimer_{io_};
+  boost::asio::steady_timer saveRetryTimer_{io_};  // saveRunningState's (after io_)
   bool macRetryArmed_ = false;
   // The timer's commits that failed in a row (macRetryInterval).
   unsigned macApplyFailures_ = 0;

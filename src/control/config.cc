@@ -1083,6 +1083,10 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
         continue;
       }
       if (real.address == svc.vip) error(addrNode, rpath + ".address", std::string(kRealIsVip));
+      if (std::string why =
+              realOwnAddressProblem(real.address, cfg.node, ownAddresses, cfg.dataplane.interface);
+          !why.empty())
+        error(addrNode, rpath + ".address", why);
       if (svc.forwarding == Forwarding::kIpip) {
         if (const YAML::Node macNode = realsNode[j]["mac"]; macNode.IsDefined())
           warning(macNode, rpath + ".mac", std::string(kIpipMacUnused));
@@ -1314,13 +1318,32 @@ std::string ringSizeProblem(size_t reals, uint32_t ringSize) {
          " or split the service";
 }
 
+namespace {
+
+// Which of this balancer's own addresses `a` is ("" if none).
+std::string ownAddressOwner(const IpAddress& a, const NodeConfig& node,
+                            const std::vector<IpAddress>& interfaceAddresses, const std::string& interface) {
+  if (node.tunnelSourceV4 && a == *node.tunnelSourceV4) return "node.tunnel_source_v4";
+  if (node.tunnelSourceV6 && a == *node.tunnelSourceV6) return "node.tunnel_source_v6";
+  if (std::find(interfaceAddresses.begin(), interfaceAddresses.end(), a) != interfaceAddresses.end())
+    return "an address of " + interface;
+  return "";
+}
+
+}  // namespace
+
+std::string realOwnAddressProblem(const IpAddress& real, const NodeConfig& node,
+                                  const std::vector<IpAddress>& interfaceAddresses, const std::string& interface) {
+  const std::string owner = ownAddressOwner(real, node, interfaceAddresses, interface);
+  if (owner.empty()) return "";
+  return "a real cannot be this balancer's own address (" + real.toString() + " is " + owner +
+         "): its packets would come back to this balancer, which takes no tunnel and answers no VIP, while its "
+         "health checks reach this host and pass";
+}
+
 std::string vipOwnAddressProblem(const IpAddress& vip, uint16_t port, const NodeConfig& node,
                                  const std::vector<IpAddress>& interfaceAddresses, const std::string& interface) {
-  std::string owner;
-  if (node.tunnelSourceV4 && vip == *node.tunnelSourceV4) owner = "node.tunnel_source_v4";
-  else if (node.tunnelSourceV6 && vip == *node.tunnelSourceV6) owner = "node.tunnel_source_v6";
-  else if (std::find(interfaceAddresses.begin(), interfaceAddresses.end(), vip) != interfaceAddresses.end())
-    owner = "an address of " + interface;
+  const std::string owner = ownAddressOwner(vip, node, interfaceAddresses, interface);
   if (owner.empty()) return "";
   return "cannot be this balancer's own address (" + vip.toString() + " is " + owner +
          "): keel takes the VIP's packets before the kernel, so the host's own traffic to " +

@@ -296,6 +296,12 @@ std::optional<std::string> udpPayloadOverIpv6Mtu(const HealthCheckSpec& spec, co
 // the reals. keel.yaml, config.check and runtime changes refuse it.
 std::string vipOwnAddressProblem(const IpAddress& vip, uint16_t port, const NodeConfig& node,
                                  const std::vector<IpAddress>& interfaceAddresses, const std::string& interface);
+// Why a real cannot be what it is given this balancer's own addresses (the
+// same ones as vipOwnAddressProblem; empty: it can): its tunnels or frames
+// come back to the balancer, while its health checks reach the host itself
+// and pass (fault review F8: a third of the flows then went nowhere).
+std::string realOwnAddressProblem(const IpAddress& real, const NodeConfig& node,
+                                  const std::vector<IpAddress>& interfaceAddresses, const std::string& interface);
 // Why a service cannot have `reals` reals on a ring of `ringSize` slots
 // (empty: it can): more reals than slots leaves some with no slot at all,
 // up but never picked. keel.yaml, config.check and runtime changes refuse

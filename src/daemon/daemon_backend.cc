@@ -273,6 +273,9 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
       };
       if (std::string why = serviceAddressProblem(r.address, false); !why.empty()) real("a real cannot be " + why);
       if (r.address == svc.vip) real(std::string(kRealIsVip));
+      // The tunnel sources only, as for the VIP above (the interface's
+      // addresses: checkOwnAddresses, for what a request adds).
+      if (std::string why = realOwnAddressProblem(r.address, c.node, {}, ""); !why.empty()) real(why);
       if (r.mac && !r.mac->isUnicast())
         real("its MAC must be a unicast address, got " + r.mac->toString());
       if (svc.forwarding == Forwarding::kIpip) {
@@ -1701,6 +1704,15 @@ static Result addWarnings(Result r, Forwarding forwarding, const std::vector<Rea
   return Result::ok({{"warnings", std::move(warnings)}});
 }
 
+// A real a request adds on one of dataplane.interface's addresses now (a
+// host check, as for a new VIP; the tunnel sources are checked with the
+// composed config).
+std::string DaemonBackend::realOwnAddressHostProblem(const IpAddress& real) const {
+  if (!checkOptions_.interfaceAddresses || file_.dataplane.interface.empty()) return "";
+  return realOwnAddressProblem(real, NodeConfig{}, checkOptions_.interfaceAddresses(file_.dataplane.interface),
+                               file_.dataplane.interface);
+}
+
 Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
   std::vector<std::string> errors;
   auto svc = serviceFrom(req, macsFor(forwardingOf(req) == Forwarding::kL2dsr, req.reals), errors);
@@ -1713,6 +1725,9 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
                                                file_.dataplane.interface);
         !why.empty())
       return configErrors({"service " + req.name + ": the VIP " + why});
+  for (const RealConfig& real : svc->reals)
+    if (std::string why = realOwnAddressHostProblem(real.address); !why.empty())
+      return configErrors({"service " + req.name + " real " + real.address.toString() + ": " + why});
   Overlay next = overlay_;
   next.addedServices[req.name] = AddedService{*svc, req};
   Result r = commit(file_, std::move(next));
@@ -1752,6 +1767,8 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
   auto r = realFrom(*svc, req.real, "services[" + svc->name + "]", "params",
                     macsFor(svc->forwarding == Forwarding::kL2dsr, {req.real}), errors);
   if (!r) return configErrors(std::move(errors));
+  if (std::string why = realOwnAddressHostProblem(r->address); !why.empty())
+    return configErrors({"service " + req.service + " real " + r->address.toString() + ": " + why});
   Overlay next = overlay_;
   RealOverride ov;
   ov.added = *r;

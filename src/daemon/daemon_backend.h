@@ -313,6 +313,7 @@ class DaemonBackend : public api::ControlBackend {
   // service's forwarding), none otherwise; what serviceFrom/realFrom need.
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
   api::Result reloadFile();
+  std::string realOwnAddressHostProblem(const IpAddress& real) const;
   void keepResolvedMacs(Config& next) const;
   // The file's reals (before loadState reads the overlay against them), and
   // then the overlay's: reals keelctl added, to a file service or in a

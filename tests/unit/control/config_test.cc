@@ -1387,6 +1387,11 @@ TEST(Config, HostChecksRefuseAVipOnTheInterfaceAndAMissingGroup) {
                            "  - {name: web, vip: 10.0.0.7, port: 0, protocol: tcp}\n"     // line 4
                            "  - {name: api, vip: 192.0.2.10, port: 80, protocol: tcp}\n"  // line 5
                            "control: {group: nosuch}\n";                                 // line 6
+  // A real at one of them (fault review F8), and at the tunnel source.
+  const std::string reals = kHead +
+                            "  - name: api\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n    reals:\n"
+                            "      - {address: 10.0.0.7}\n"   // line 9
+                            "      - {address: 10.0.0.2}\n";  // line 10
   ConfigOptions host;
   std::vector<std::string> asked;
   host.interfaceAddresses = [&](const std::string& iface) {
@@ -1403,6 +1408,18 @@ TEST(Config, HostChecksRefuseAVipOnTheInterfaceAndAMissingGroup) {
             "eth0): keel takes the VIP's packets before the kernel, so the host's own traffic to any port of it "
             "(SSH, BGP, the replies to keeld's health checks) would go to the reals; give the VIP an address of "
             "its own, routed to this balancer");
+  r = parseConfig(reals, "keel.yaml", host);
+  ASSERT_EQ(r.errors.size(), 2u) << joinErrors(r.errors);
+  EXPECT_EQ(r.errors[0],
+            "keel.yaml:9: services[0].reals[0].address: a real cannot be this balancer's own address (10.0.0.7 is "
+            "an address of eth0): its packets would come back to this balancer, which takes no tunnel and answers "
+            "no VIP, while its health checks reach this host and pass");
+  EXPECT_NE(r.errors[1].find("keel.yaml:10: services[0].reals[1].address: a real cannot be this balancer's own "
+                             "address (10.0.0.2 is node.tunnel_source_v4)"),
+            std::string::npos)
+      << r.errors[1];
+  r = parseConfig(reals, "keel.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << "no host checks: the tunnel source only\n" << joinErrors(r.errors);
   EXPECT_TRUE(parseConfig(text, "keel.yaml").ok()) << "no host checks: nothing looked up";
   host.interfaceAddresses = [](const std::string&) { return std::vector<IpAddress>{}; };
   host.groupExists = [](const std::string&) { return true; };

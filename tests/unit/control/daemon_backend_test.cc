@@ -700,6 +700,24 @@ TEST_F(DaemonBackendTest, RuntimeRealsAndVipsTheFileWouldRefuseAreRefused) {
   r = backend_->addReal(add);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().message, "service web real 10.0.0.1: " + std::string(kRealIsVip));
+  // A real at the balancer's own address: the tunnel source, or (host
+  // checks) an address of the interface (fault review F8).
+  for (const char* own : {"10.0.0.2", "10.0.0.9"}) {
+    add.real.address = ip(own);
+    r = backend_->addReal(add);
+    ASSERT_FALSE(r.isOk()) << own;
+    EXPECT_NE(r.error().message.find("service web real " + std::string(own) +
+                                     ": a real cannot be this balancer's own address (" + own + " is "),
+              std::string::npos)
+        << r.error().message;
+  }
+  svc.vip = ip("10.0.0.77");
+  svc.reals = {api::RealSpec{ip("10.0.0.9"), 100, std::nullopt, nullptr}};
+  r = backend_->addService(svc);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.error().message.find("a real cannot be this balancer's own address (10.0.0.9 is an address of eth0)"),
+            std::string::npos)
+      << r.error().message;
   EXPECT_TRUE(dp_.calls.empty());
   EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
   EXPECT_FALSE(backend_->findService("any"));

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <boost/asio/ip/udp.hpp>
 #include <chrono>
 
 namespace keel::health_detail {
@@ -52,6 +53,19 @@ bool isLocalError(const boost::system::error_code& ec) {
 
 HealthResult failure(const boost::system::error_code& ec, std::string reason) {
   return {false, std::move(reason), isLocalError(ec)};
+}
+
+HealthResult connectFailure(const boost::system::error_code& ec, std::string reason, const ProbeConfig& config) {
+  HealthResult r = failure(ec, std::move(reason));
+  if (r.local || ec != boost::system::errc::network_unreachable) return r;
+  boost::asio::io_context io;  // never run: the socket's calls below are synchronous
+  boost::asio::ip::udp::socket probe(io);
+  boost::system::error_code e;
+  probe.open(config.address.is_v4() ? boost::asio::ip::udp::v4() : boost::asio::ip::udp::v6(), e);
+  if (!e && config.source) probe.bind(boost::asio::ip::udp::endpoint(*config.source, 0), e);
+  if (!e) probe.connect(boost::asio::ip::udp::endpoint(config.address, config.port), e);
+  r.local = e == boost::system::errc::network_unreachable;
+  return r;
 }
 
 void Probe::start(Done done) {

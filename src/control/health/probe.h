@@ -43,6 +43,12 @@ bool isLocalError(const boost::system::error_code& ec);
 
 // A failed result with `reason`, local if `ec` is a local error.
 HealthResult failure(const boost::system::error_code& ec, std::string reason);
+// The same for a connect's error, where "network is unreachable" is this
+// host's too when it has no route to the real now (its link down, its
+// address or route gone: fault review F7, where a balancer's link flap took
+// every real down and raised all_reals_down) rather than a router's ICMP
+// about the path: a route lookup without a packet (a UDP connect) decides.
+HealthResult connectFailure(const boost::system::error_code& ec, std::string reason, const ProbeConfig& config);
 
 // Opens `socket` for the target's family and binds the configured source.
 // Returns nothing, or the failed result.

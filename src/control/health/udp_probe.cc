@@ -45,7 +45,7 @@ class UdpProbe final : public Probe {
       if (ec) return failSoon(failure(ec, "udp: bind " + config_->source->to_string() + ": " + describe(ec)));
     }
     socket_.connect(remote, ec);  // no packet: only fixes the peer
-    if (ec) return failSoon(failure(ec, "udp: connect: " + describe(ec)));
+    if (ec) return failSoon(connectFailure(ec, "udp: connect: " + describe(ec), *config_));
     socket_.async_receive(asio::buffer(reply_),
                           [self = self<UdpProbe>()](const boost::system::error_code& ec, size_t n) {
                             if (self->finished()) return;

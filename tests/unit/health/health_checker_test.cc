@@ -414,6 +414,24 @@ TEST_F(HealthCheckerTest, ACheckThisHostCannotRunLeavesTheStateAlone) {
   EXPECT_FALSE(st->checked);
   EXPECT_NE(st->last.reason.find("not run: bind 192.0.2.77: cannot assign requested address"), std::string::npos)
       << st->last.reason;
+
+  // No route from this host to the real (its link down, its route gone:
+  // this private namespace has lo alone): "network is unreachable" is this
+  // host's, and a real that is up stays up, of each type (fault review F7:
+  // a balancer's link flap took every real down).
+  if (!kIsolated) return;  // the host's own routes may reach anywhere
+  for (auto type : {HealthCheckSpec::Type::Tcp, HealthCheckSpec::Type::Http, HealthCheckSpec::Type::Udp}) {
+    HealthTarget far = target(type, 80);
+    far.address = *IpAddress::parse("10.99.0.1");
+    HealthTargetId farId = add(far, true);
+    ASSERT_TRUE(runUntil([&] { return checker_.status(farId)->notRun >= 3; })) << checker_.status(farId)->last.reason;
+    st = checker_.status(farId);
+    EXPECT_TRUE(st->up) << toString(type);
+    EXPECT_EQ(st->consecutiveFail, 0u) << toString(type);
+    EXPECT_NE(st->last.reason.find("not run: "), std::string::npos) << st->last.reason;
+    EXPECT_NE(st->last.reason.find("network is unreachable"), std::string::npos) << st->last.reason;
+  }
+  EXPECT_TRUE(transitions_.empty()) << transitions_.front().reason;
 }
 
 TEST(TransitionReason, NamesTheRunAndTheResult) {

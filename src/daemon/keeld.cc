@@ -255,6 +255,10 @@ Status preApply(const Config& started, const Config& next, Dataplane& dp,
   return Status::ok();
 }
 
+// How often keeld looks for a new MAC on the data plane's interface
+// (watchLocalMac in run()).
+constexpr std::chrono::seconds kLocalMacCheckInterval{2};
+
 // Exit policy: what happens to the attached program and the pins.
 enum class ExitAction { kLeave, kRemove };
 
@@ -343,7 +347,14 @@ int run(const std::string& path, bool detachOnExit) {
   // endpoint are served before that), with part of this file's services if
   // the programming itself failed. A fresh one leaves nothing.
   auto abandon = [&] { (void)handle->stop(adopted); };
-  const std::optional<MacAddress> planeMac = handle->localMac();
+  // The MAC node.local_mac defaults to: the interface's (XDP) or the port's
+  // (DPDK), read again at each reload and every kLocalMacCheckInterval
+  // (watchLocalMac below): an interface's MAC can change under keeld (a
+  // bond's failover, `ip link set address`), and frames from a MAC the host
+  // no longer owns are dropped by port security or steal the MAC in the
+  // switch (fault review F3: it was read once, at start).
+  std::optional<MacAddress> planeMac = handle->localMac();
+  bool macFromPlane = !config.node.localMac;  // of the config that runs
   auto node = buildNodeConfig(config, planeMac, &err);
   if (!node) {
     std::cerr << err << "\n";
@@ -380,7 +391,12 @@ int run(const std::string& path, bool detachOnExit) {
       io, registry, path, [&onLoop](const std::string& p) { return loadConfigFile(p, onLoop); },
       // `config` stays what keeld started with: the data plane, socket and
       // endpoint it built (reloads change only the backend's copy).
-      [&](const Config& next) { return preApply(config, next, *dp, planeMac, *node, detachOnExit); },
+      [&](const Config& next) {
+        if (std::optional<MacAddress> now = handle->localMac()) planeMac = now;
+        Status st = preApply(config, next, *dp, planeMac, *node, detachOnExit);
+        if (st) macFromPlane = !next.node.localMac;
+        return st;
+      },
       stop);
   backend.setCanDetach(handle->canDetach());
   // l2dsr MACs are resolved as the file's are: the state file's reals at
@@ -487,6 +503,34 @@ int run(const std::string& path, bool detachOnExit) {
                          std::to_string(runningReals) + " reals";
     sd_notify(0, status.c_str());
   }
+
+  boost::asio::steady_timer macWatch(io);
+  std::optional<MacAddress> macFailedFor;
+  std::function<void()> watchLocalMac = [&] {
+    macWatch.expires_after(kLocalMacCheckInterval);
+    macWatch.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      std::optional<MacAddress> now = handle->localMac();
+      if (macFromPlane && now && now != planeMac) {
+        keel_node_config next = *node;
+        std::memcpy(next.local_mac, now->bytes().data(), 6);
+        LogRecord r("local_mac_changed");
+        r.add("interface", handle->where()).add("from", planeMac ? planeMac->toString() : "none").add("to", now->toString());
+        if (Status st = dp->setNode(next); !st) {
+          if (macFailedFor != now)  // once per new MAC, not every check
+            logError(r.add("error", st.message()).add("detail", "forwarded frames keep the old source MAC; retried"));
+          macFailedFor = now;
+        } else {
+          macFailedFor.reset();
+          *node = next;
+          planeMac = now;
+          logWarn(r.add("detail", "forwarded frames now leave from the new MAC (node.local_mac is not set)"));
+        }
+      }
+      watchLocalMac();
+    });
+  };
+  watchLocalMac();
 
   std::function<void(const boost::system::error_code&, int)> onSignal =
       [&](const boost::system::error_code& ec, int sig) {

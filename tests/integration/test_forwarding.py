@@ -12,6 +12,7 @@ plane (conftest: --dataplane).
 import errno
 import json
 import socket
+import subprocess
 import time
 
 import pytest
@@ -290,6 +291,49 @@ def test_l2dsr_real_follows_a_new_mac(moved_real):
     assert macs[real.v4] == new_mac, macs
     spread = served(lab.flows("tcp", lab.vip(4), PORT, count=30))
     assert set(spread) == {r.role for r in lab.reals}, spread
+
+
+@pytest.fixture
+def moved_balancer(request, lab, need_keel):
+    """keeld (XDP) with an l2dsr service; gives the balancer its own MAC back
+    afterwards, and has every host that learned the new one forget it."""
+    if lab.dataplane != "xdp":
+        pytest.skip("a DPDK port sends from its own MAC, not its kernel interface's")
+    try:
+        yield from run_keel(request, lab, lab.keel_config(l2dsr4_without_macs(lab)), with_handle=True)
+    finally:
+        lab.balancer.run(["ip", "link", "set", "eth0", "address", lab.balancer.mac], check=False)
+        for host in [lab.client, lab.router, *lab.reals]:
+            host.run(["ip", "neigh", "flush", "to", lab.balancer.v4], check=False)
+            host.run(["ip", "-6", "neigh", "flush", "to", lab.balancer.v6], check=False)
+
+
+def test_frames_leave_from_the_balancers_new_mac(moved_balancer):
+    """The balancer's interface gets another MAC (a bond's failover, a NIC
+    swapped): without node.local_mac keeld follows it (local_mac_changed),
+    so forwarded frames do not keep leaving from a MAC the host no longer
+    owns, which port security drops (fault review F3: it was read once)."""
+    lab, config, k = moved_balancer
+    new_mac = "02:6b:00:02:00:98"
+    lab.balancer.run(["ip", "link", "set", "eth0", "address", new_mac])
+    deadline = time.monotonic() + 10  # keeld looks every 2 s
+    while "local_mac_changed" not in k.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "local_mac_changed" in k.log(), k.log()
+    # What reaches a real from the balancer: a forwarded SYN (l2dsr).
+    captures = {}
+    for real in lab.reals:
+        captures[real.role] = subprocess.Popen(
+            real.argv(["timeout", "10", "tcpdump", "-i", "eth0", "-e", "-n", "-l", "-c", "1",
+                       "tcp[tcpflags] & tcp-syn != 0 and dst port " + str(PORT)]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)  # tcpdump's capture open (bounded: each exits within 10 s)
+    spread = served(lab.flows("tcp", lab.vip(4), PORT, count=20))
+    assert set(spread) == {r.role for r in lab.reals}, spread
+    for role, cap in captures.items():
+        out, err = cap.communicate(timeout=15)
+        assert out.strip(), f"{role}: no forwarded SYN captured: {err}"
+        assert out.split(" > ")[0].endswith(new_mac), f"{role}: {out}"
 
 
 def weighted(lab):

@@ -33,7 +33,7 @@ class Connection;
 
 struct ApiServer::State {
   State(asio::io_context& io, ControlBackend& b, ApiServerOptions o)
-      : io(io), backend(b), dispatcher(b, o.readOnly), options(std::move(o)), acceptor(io), retryTimer(io) {}
+      : io(io), backend(b), dispatcher(b, o.readOnly), options(std::move(o)), acceptor(io), retryTimer(io), watchTimer(io) {}
 
   asio::io_context& io;
   ControlBackend& backend;
@@ -41,6 +41,9 @@ struct ApiServer::State {
   ApiServerOptions options;
   Stream::acceptor acceptor;
   asio::steady_timer retryTimer;  // accept back-off after EMFILE and the like
+  asio::steady_timer watchTimer;  // watchSocket(): the socket file still there
+  gid_t gid = static_cast<gid_t>(-1);  // the group's, or -1: keeld's own
+  bool replacedLogged = false;         // watchSocket() found another file at the path
   std::unordered_set<std::shared_ptr<Connection>> connections;
   size_t bufferedBytes = 0;  // the connections' inbuf_ sizes, summed (Connection::account)
   // The rate limit of logged `forbidden` refusals (Connection::audit).
@@ -317,7 +320,7 @@ void refuseBusy(Stream::socket& s, size_t limit) {
 void acceptNext(const std::shared_ptr<ApiServer::State>& st) {
   if (!st->running) return;
   st->acceptor.async_accept([st](const error_code& ec, Stream::socket socket) {
-    if (!st->running) return;
+    if (!st->running || ec == asio::error::operation_aborted) return;  // stopped, or the listener replaced
     if (ec) {
       // EMFILE/ENFILE/ENOBUFS: back off instead of spinning on the error.
       st->retryTimer.expires_after(std::chrono::milliseconds(100));
@@ -391,6 +394,86 @@ std::optional<gid_t> groupId(const std::string& name, bool* lookupFailed) {
   return std::nullopt;
 }
 
+namespace {
+
+// Creates the socket file at the options' path and listens on it: bound
+// under a umask that never lets it exist with wider permissions than asked,
+// then its mode and group; its identity recorded (stop() removes only
+// that file). On error nothing is left behind.
+Status listenOn(ApiServer::State& st, const std::string& where) {
+  const std::string& path = st.options.socketPath;
+  error_code ec;
+  st.acceptor.open(Stream(), ec);
+  if (ec) return Status::error(where + "socket: " + ec.message());
+  mode_t old = ::umask(0777 & ~st.options.mode);
+  st.acceptor.bind(Stream::endpoint(path), ec);
+  ::umask(old);
+  if (ec) {
+    error_code ignored;
+    st.acceptor.close(ignored);
+    return Status::error(where + "bind: " + ec.message());
+  }
+  auto fail = [&](const std::string& what) {
+    error_code ignored;
+    st.acceptor.close(ignored);
+    ::unlink(path.c_str());
+    return Status::error(where + what);
+  };
+  if (::chmod(path.c_str(), st.options.mode) != 0) return fail("chmod: " + errnoText(errno));
+  if (st.gid != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), st.gid) != 0)
+    return fail("chown to group " + st.options.group + ": " + errnoText(errno));
+  st.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen: " + ec.message());
+  struct stat ss{};
+  if (::lstat(path.c_str(), &ss) == 0) {
+    st.socketDev = ss.st_dev;
+    st.socketIno = ss.st_ino;
+  }
+  return Status::ok();
+}
+
+// The socket file removed under a running keeld (a cleanup script, an
+// `rm -r /run/keel`) locked every client out until a restart, silently
+// (fault review F10): every kSocketWatchInterval the path is looked at, and
+// a socket file gone is made again (`control_socket_recreated`); its
+// connections meanwhile are untouched. Another file at the path is left
+// alone (logged once, `control_socket_replaced`).
+void watchSocket(const std::shared_ptr<ApiServer::State>& st) {
+  st->watchTimer.expires_after(ApiServer::kSocketWatchInterval);
+  st->watchTimer.async_wait([st](const error_code& ec) {
+    if (ec || !st->running) return;
+    const std::string& path = st->options.socketPath;
+    struct stat ss{};
+    if (::lstat(path.c_str(), &ss) == 0) {
+      const bool ours = ss.st_dev == st->socketDev && ss.st_ino == st->socketIno;
+      if (!ours && !st->replacedLogged)
+        logWarn(LogRecord("control_socket_replaced")
+                    .add("socket", path)
+                    .add("detail", "another file is at the control socket's path; keeld leaves it and serves the "
+                                   "connections it has; restart keeld to serve the path again"));
+      st->replacedLogged = !ours;
+    } else if (errno == ENOENT) {
+      error_code ignored;
+      st->acceptor.close(ignored);  // its pending accept ends with operation_aborted
+      std::string dir = path.substr(0, path.rfind('/'));
+      if (!dir.empty()) (void)makeDirectories(dir, 0755);
+      LogRecord r("control_socket_recreated");
+      r.add("socket", path);
+      if (Status s = listenOn(*st, "api.socket " + path + ": "); !s) {
+        logError(r.add("error", s.message()).add("detail", "tried again in " +
+                                                        std::to_string(ApiServer::kSocketWatchInterval.count()) +
+                                                        " s"));
+      } else {
+        logWarn(r.add("detail", "the socket file was removed under keeld; made again"));
+        acceptNext(st);
+      }
+    }
+    watchSocket(st);
+  });
+}
+
+}  // namespace
+
 ApiServer::ApiServer(asio::io_context& io, ControlBackend& backend, ApiServerOptions options)
     : state_(std::make_shared<State>(io, backend, std::move(options))) {}
 
@@ -411,11 +494,10 @@ Status ApiServer::start() {
     return Status::error(where + "path must be 1.." + std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
                          " bytes");
 
-  gid_t gid = static_cast<gid_t>(-1);
   if (!st.options.group.empty()) {
     const std::optional<gid_t> id = groupId(st.options.group);
     if (!id) return Status::error(where + "group " + st.options.group + " does not exist");
-    gid = *id;
+    st.gid = *id;
   }
 
   // The directory (/run/keel) may not exist yet on a fresh boot: the whole
@@ -437,39 +519,17 @@ Status ApiServer::start() {
   if (::lstat(path.c_str(), &ss) == 0) {
     if (socketIsLive(path))
       return Status::error(where + "another process is serving it (is keeld already running?)");
-    ::unlink(path.c_str());  // stale, left by a daemon that died
+    // Stale, left by a daemon that died. A file that cannot be removed (a
+    // read-only directory) said "bind: address already in use", which
+    // points at a second keeld (fault review F11).
+    if (::unlink(path.c_str()) != 0)
+      return Status::error(where + "cannot remove the stale socket file: " + errnoText(errno));
   }
 
-  error_code ec;
-  st.acceptor.open(Stream(), ec);
-  if (ec) return Status::error(where + "socket: " + ec.message());
-  // umask during bind: the file never exists with wider permissions than
-  // asked, not even between bind and chmod.
-  mode_t old = ::umask(0777 & ~st.options.mode);
-  st.acceptor.bind(Stream::endpoint(path), ec);
-  ::umask(old);
-  if (ec) {
-    error_code ignored;
-    st.acceptor.close(ignored);
-    return Status::error(where + "bind: " + ec.message());
-  }
-  auto fail = [&](const std::string& what) {
-    error_code ignored;
-    st.acceptor.close(ignored);
-    ::unlink(path.c_str());
-    return Status::error(where + what);
-  };
-  if (::chmod(path.c_str(), st.options.mode) != 0) return fail("chmod: " + errnoText(errno));
-  if (gid != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0)
-    return fail("chown to group " + st.options.group + ": " + errnoText(errno));
-  st.acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return fail("listen: " + ec.message());
-  if (::lstat(path.c_str(), &ss) == 0) {
-    st.socketDev = ss.st_dev;
-    st.socketIno = ss.st_ino;
-  }
+  if (Status s = listenOn(st, where); !s) return s;
   st.running = true;
   acceptNext(state_);
+  watchSocket(state_);
   return Status::ok();
 }
 
@@ -480,6 +540,7 @@ void ApiServer::stop() {
   error_code ignored;
   st.acceptor.close(ignored);
   st.retryTimer.cancel();
+  st.watchTimer.cancel();
   auto conns = st.connections;  // close() erases from the set
   for (auto& c : conns) c->close();
   st.connections.clear();

@@ -83,6 +83,9 @@ class ApiServer {
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
 
+  // How often a running server checks that its socket file is still there
+  // (and makes it again if it was removed).
+  static constexpr std::chrono::seconds kSocketWatchInterval{2};
   // Creates the socket (and its directory if missing), replacing a stale
   // socket file only if nothing listens on it, and starts accepting. Must be
   // called on (or before running) the io_context thread.

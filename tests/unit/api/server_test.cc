@@ -83,6 +83,43 @@ TEST_F(ServerTest, ALastRequestEndedByEndOfInputIsAnswered) {
   EXPECT_EQ(onLoop([&] { return fake_.mutations; }).size(), 1u) << "a cut-off request changed something";
 }
 
+// The socket file removed under a running server (a cleanup script):
+// made again within kSocketWatchInterval, and served; a connection open
+// meanwhile goes on (fault review F10: every client was locked out until a
+// restart). Another file put at the path is left alone.
+TEST_F(ServerTest, ARemovedSocketFileIsMadeAgain) {
+  startServer();
+  RawClient open(options_.socketPath);
+  ASSERT_TRUE(open.connected());
+  test::LogCapture log;
+  ASSERT_EQ(::unlink(options_.socketPath.c_str()), 0);
+  ASSERT_FALSE(RawClient(options_.socketPath).connected());
+  const auto deadline = std::chrono::steady_clock::now() + ApiServer::kSocketWatchInterval + std::chrono::seconds(5);
+  bool back = false;
+  while (!back && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    back = RawClient(options_.socketPath).connected();
+  }
+  ASSERT_TRUE(back) << "the socket file was not made again";
+  RawClient fresh(options_.socketPath);
+  EXPECT_EQ(fresh.request(R"({"id":1,"method":"service.list"})")["ok"], true);
+  EXPECT_EQ(open.request(R"({"id":2,"method":"service.list"})")["ok"], true) << "the open connection was lost";
+  struct stat sb{};
+  ASSERT_EQ(::stat(options_.socketPath.c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, options_.mode & 0777);
+  EXPECT_EQ(log.take("control_socket_recreated").size(), 1u);
+
+  // Another file at the path: left as it is.
+  ASSERT_EQ(::unlink(options_.socketPath.c_str()), 0);
+  { std::ofstream(options_.socketPath) << "someone else's"; }
+  std::this_thread::sleep_for(ApiServer::kSocketWatchInterval * 2);
+  std::ifstream in(options_.socketPath);
+  std::string text;
+  std::getline(in, text);
+  EXPECT_EQ(text, "someone else's");
+  std::remove(options_.socketPath.c_str());
+}
+
 // conn.list is answered when the backend is done (keeld walks the table
 // off its loop): meanwhile its connection reads no further request, so
 // answers keep the order of the requests, other connections are served,

@@ -374,6 +374,17 @@ class Dataplane {
   // change it; nullopt: unknown. The registry compares it with what IPv6
   // clients of ipip services need (Registry::apply, docs/operations.md).
   virtual std::optional<uint32_t> portMtu() const = 0;
+  // Upkeep of what the host can take from under a running plane, which
+  // nothing else would notice: keeld calls it every few seconds (and once
+  // more before a stop that leaves the plane forwarding), on the control
+  // thread. The XDP plane attaches its program again where the interface
+  // of dataplane.interface's name lost it (deleted and created again: a
+  // new ifindex without a program) and pins again what is missing of its
+  // pins, logging what it found and what it did. Maps, rings and the
+  // connection table are left as they are, so established flows keep
+  // their reals. Default: nothing to look after (DPDK: the port is the
+  // process's own).
+  virtual void maintain() {}
 
  protected:
   // resetCounters' work, for an id resetCounters checked is below its limit.

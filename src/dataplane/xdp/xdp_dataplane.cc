@@ -132,11 +132,12 @@ long flockHolder(const std::string& path) {
 
 // Creates the pin directory if missing and takes its lock (create()). A
 // keeld that is still exiting (`keelctl daemon stop` returns before it has)
-// holds it a moment longer: waited for, up to 5 s. A lock won on a
+// holds it a moment longer: waited for, up to `wait` (5 s). A lock won on a
 // directory its previous holder removed meanwhile (shutdown's rmdir) is on
 // a deleted inode: taken again on the directory that is there now.
-Status lockPinDir(const std::string& dir, Fd* out) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+Status lockPinDir(const std::string& dir, Fd* out,
+                  std::chrono::milliseconds wait = std::chrono::seconds(5)) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
   for (;;) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
@@ -634,6 +635,7 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
     if (same) {
       // Unchanged: nothing to attach, not even for an instant.
       attachedFd_ = pinned.release();
+      attachedRodata_ = std::move(rodata);
       programId_ = attachedId;
       attached_ = true;
       keptProgram_ = true;
@@ -660,6 +662,7 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
       return Status::error("xdp: replace the program on " + options_.interface + ": " + errnoText(rc) +
                            takeLibbpfLog());
     }
+    replacedProgram_ = true;
   } else {
     // Attach only where no XDP program is: replacing one would silently
     // break whatever (another keeld, a decap program) put it there.
@@ -680,6 +683,7 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
   }
   attached_ = true;
   attachedFd_ = ::dup(progFd);
+  attachedRodata_ = Fd(::dup(bpf_map__fd(skel_->maps.rodata)));
   bpf_prog_info info{};
   uint32_t infoLen = sizeof info;
   if (bpf_obj_get_info_by_fd(progFd, &info, &infoLen) == 0) programId_ = info.id;
@@ -1167,7 +1171,12 @@ uint64_t XdpDataplane::connTableCapacity() const {
 
 std::optional<uint32_t> XdpDataplane::portMtu() const {
   char name[IF_NAMESIZE] = {};
-  if (!if_indextoname(static_cast<unsigned>(ifindex_), name)) return std::nullopt;
+  // Our interface gone (deleted, maybe created again under its name, which
+  // maintain() attaches to at its next call): the one of that name now.
+  if (!if_indextoname(static_cast<unsigned>(ifindex_), name)) {
+    if (options_.interface.size() >= sizeof name) return std::nullopt;
+    std::memcpy(name, options_.interface.c_str(), options_.interface.size() + 1);
+  }
   Fd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (sock.get() < 0) return std::nullopt;
   ifreq req{};
@@ -1175,6 +1184,217 @@ std::optional<uint32_t> XdpDataplane::portMtu() const {
   std::memcpy(req.ifr_name, name, sizeof name);  // NUL-terminated by if_indextoname
   if (ioctl(sock.get(), SIOCGIFMTU, &req) != 0 || req.ifr_mtu <= 0) return std::nullopt;
   return static_cast<uint32_t>(req.ifr_mtu);
+}
+
+namespace {
+
+// The id of the program attached to ifindex in the mode of flags
+// (XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE), 0 if none, or -errno.
+int64_t attachedProgId(int ifindex, uint32_t flags) {
+  uint32_t id = 0;
+  if (int rc = bpf_xdp_query_id(ifindex, static_cast<int>(flags), &id); rc != 0) return rc;
+  return id;
+}
+
+std::string ifName(int ifindex) {
+  char name[IF_NAMESIZE] = {};
+  return if_indextoname(static_cast<unsigned>(ifindex), name) ? std::string(name) : std::string();
+}
+
+}  // namespace
+
+bool XdpDataplane::attachedNow() const {
+  if (!attached_) return false;
+  const int now = static_cast<int>(if_nametoindex(options_.interface.c_str()));
+  return now != 0 && attachedProgId(now, attachFlags()) == programId_;
+}
+
+std::vector<std::pair<std::string, int>> XdpDataplane::ourPins() const {
+  std::vector<std::pair<std::string, int>> out;
+  if (!pinned_) return out;
+  bpf_map* map;
+  bpf_object__for_each_map(map, skel_->obj) {
+    if (!bpf_map__is_internal(map)) out.emplace_back(bpf_map__name(map), bpf_map__fd(map));
+  }
+  out.emplace_back(kProgPin, attachedFd_);
+  if (attachedRodata_.get() >= 0) out.emplace_back(kRodataPin, attachedRodata_.get());
+  if (layoutsPinned_) out.emplace_back(xdp::kLayoutsPin, -1);  // rewritten from pinnedLayouts_
+  return out;
+}
+
+std::vector<std::string> XdpDataplane::missingPins() const {
+  std::vector<std::string> out;
+  for (const auto& [name, fd] : ourPins())
+    if (::access((options_.pinDir + "/" + name).c_str(), F_OK) != 0) out.push_back(name);
+  return out;
+}
+
+void XdpDataplane::maintain() {
+  if (!attached_) return;  // shut down: nothing of ours to keep
+  maintainAttachment();
+  maintainPins();
+}
+
+// The link of dataplane.interface's name is what keeld was told to serve:
+// a link deleted and created again (another ifindex, no program: the
+// program went with the old link) or a program detached by hand stops all
+// VIP traffic without anything else noticing. Attached again where no XDP
+// program is; one someone else attached is never replaced (as at create).
+void XdpDataplane::maintainAttachment() {
+  const uint32_t flags = attachFlags();
+  const std::string modeName = options_.mode == XdpAttachMode::kNative ? "native" : "generic";
+  const int now = static_cast<int>(if_nametoindex(options_.interface.c_str()));
+  auto failed = [&](const std::string& event, const std::string& error, int ifindex) {
+    if (error == attachErrorSaid_) return;  // said already; retried at every call
+    attachErrorSaid_ = error;
+    logError(LogRecord(event)
+                 .add("interface", options_.interface)
+                 .add("ifindex", ifindex)
+                 .add("old_ifindex", ifindex_)
+                 .add("prog_id", programId_)
+                 .add("error", error));
+  };
+  if (now == 0) {
+    // Gone, or renamed (then our program runs on under the new name).
+    const std::string renamed = ifName(ifindex_);
+    const bool stillOurs = !renamed.empty() && attachedProgId(ifindex_, flags) == programId_;
+    detachedSaid_ = detachedSaid_ || !stillOurs;
+    failed("dataplane_interface_missing",
+           "no interface named " + options_.interface +
+               (stillOurs ? " (renamed to " + renamed + ", where the program stays attached)"
+                          : ": VIP traffic is not forwarded") +
+               "; the program is attached again once an interface of that name exists",
+           0);
+    return;
+  }
+  const int64_t id = attachedProgId(now, flags);
+  if (id == programId_) {
+    // Ours. After a fault said: back without us (renamed back).
+    if (detachedSaid_ || !attachErrorSaid_.empty())
+      logWarn(LogRecord("dataplane_reattached")
+                  .add("interface", options_.interface)
+                  .add("ifindex", now)
+                  .add("old_ifindex", ifindex_)
+                  .add("prog_id", programId_)
+                  .add("detail", "found attached again"));
+    ifindex_ = now;
+    attachErrorSaid_.clear();
+    detachedSaid_ = false;
+    return;
+  }
+  if (id < 0) {
+    failed("dataplane_reattach_failed", "query " + options_.interface + ": " + errnoText(static_cast<int>(id)), now);
+    return;
+  }
+  if (!detachedSaid_) {
+    detachedSaid_ = true;
+    logError(LogRecord("dataplane_detached")
+                 .add("interface", options_.interface)
+                 .add("old_ifindex", ifindex_)
+                 .add("ifindex", now)
+                 .add("prog_id", programId_)
+                 .add("reason", now != ifindex_ ? "the interface was deleted and created again (ifindex " +
+                                                      std::to_string(ifindex_) + ", now " + std::to_string(now) +
+                                                      "): the program went with the old one"
+                                : id == 0 ? "the program is no longer attached (" + modeName + " mode)"
+                                          : "another program (id " + std::to_string(id) + ") is attached in its place")
+                 .add("detail", "VIP traffic is not forwarded until the program is attached again"));
+  }
+  LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
+  if (int rc = bpf_xdp_attach(now, attachedFd_, flags | XDP_FLAGS_UPDATE_IF_NOEXIST, &opts); rc != 0) {
+    std::string why = errnoText(rc);
+    if (rc == -EBUSY || rc == -EEXIST)
+      why += " (another XDP program" + (id != 0 ? " (id " + std::to_string(id) + ")" : std::string()) +
+             " is attached to " + options_.interface +
+             ": keeld does not replace one it did not attach; once it is detached, keeld attaches its own)";
+    // The kernel's own words only where they add to ours (and the same
+    // error stays the same text: said once).
+    const std::string libbpf = takeLibbpfLog();
+    if (rc != -EBUSY && rc != -EEXIST) why += libbpf;
+    failed("dataplane_reattach_failed", "attach to " + options_.interface + " in " + modeName + " mode: " + why, now);
+    return;
+  }
+  const int old = ifindex_;
+  ifindex_ = now;
+  ++reattached_;
+  // The old link still there under another name, with our program: it
+  // goes, so that one link runs the plane and shutdown() finds it.
+  std::string oldLink;
+  if (old != now && !(oldLink = ifName(old)).empty() && attachedProgId(old, flags) == programId_) {
+    LIBBPF_OPTS(bpf_xdp_attach_opts, detachOpts, .old_prog_fd = attachedFd_);
+    (void)bpf_xdp_detach(old, flags, &detachOpts);
+  } else {
+    oldLink.clear();
+  }
+  LogRecord r("dataplane_reattached");
+  r.add("interface", options_.interface)
+      .add("ifindex", now)
+      .add("old_ifindex", old)
+      .add("mode", modeName)
+      .add("prog_id", programId_);
+  if (!oldLink.empty()) r.add("detached_from", oldLink);
+  logWarn(r);
+  attachErrorSaid_.clear();
+  detachedSaid_ = false;
+}
+
+// The pins are how the next keeld adopts this plane (and refuses to start
+// over an attached program that none of them names): removed under a
+// running keeld, a restart would fail and its way out drop every flow.
+// Every fd is still ours, so each missing pin is made again as it was.
+void XdpDataplane::maintainPins() {
+  if (!pinned_) return;
+  const std::string& dir = options_.pinDir;
+  std::vector<std::string> restored;
+  Status s;
+  // The directory, and its lock: one removed (rm -r) leaves our flock on a
+  // deleted inode, which would let a second keeld in.
+  struct stat held {}, there {};
+  const bool dirOk = ::stat(dir.c_str(), &there) == 0 && pinLock_.get() >= 0 &&
+                     ::fstat(pinLock_.get(), &held) == 0 && held.st_dev == there.st_dev &&
+                     held.st_ino == there.st_ino;
+  if (!dirOk) {
+    // Made again and locked as create() does, without its wait: the
+    // control thread does not block here; a holder is retried next time.
+    Fd fd;
+    s = lockPinDir(dir, &fd, std::chrono::milliseconds(0));
+    if (s) {
+      pinLock_ = std::move(fd);
+      restored.push_back(dir);
+    }
+  }
+  if (s) {
+    for (const auto& [name, fd] : ourPins()) {
+      const std::string path = dir + "/" + name;
+      if (::access(path.c_str(), F_OK) == 0) continue;
+      // map_layouts is a frozen map of its own: written again, as it was.
+      s = name == xdp::kLayoutsPin ? writeLayouts(pinnedLayouts_) : pinReplacing(fd, path);
+      if (!s) break;
+      restored.push_back(name);
+    }
+  }
+  if (!restored.empty()) {
+    std::string names;
+    for (const std::string& n : restored) names += (names.empty() ? "" : ",") + n;
+    ++repinned_;
+    logWarn(LogRecord("dataplane_pins_restored")
+                .add("pins", dir)
+                .add("restored", names)
+                .add("reason", "removed under the running keeld; pinned again from the descriptors it holds, so "
+                               "the next keeld adopts the plane"));
+  }
+  if (!s) {
+    const std::string error = s.message();
+    if (error != pinErrorSaid_)
+      logError(LogRecord("dataplane_pins_restore_failed")
+                   .add("pins", dir)
+                   .add("error", error)
+                   .add("detail", "a keeld started after this one cannot adopt the plane until they are back "
+                                  "(retried every few seconds)"));
+    pinErrorSaid_ = error;
+    return;
+  }
+  pinErrorSaid_.clear();
 }
 
 namespace {

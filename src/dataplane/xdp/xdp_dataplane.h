@@ -67,12 +67,17 @@ class XdpDataplane final : public Dataplane {
   Status shutdown(bool removePins);
   // The exit that keeps forwarding: program attached and everything pinned,
   // for the next keeld to adopt. The destructor then only closes fds.
+  // Call maintain() first where the host may have taken the attachment or
+  // the pins meanwhile (keeld's stop does).
   void leaveInPlace() { leaveInPlace_ = true; }
 
   // Set when create() adopted pinned maps: what they held at that moment.
   const std::optional<ProgrammedState>& adopted() const { return adopted_; }
   // Adopting kept the attached program (it was the same as ours).
   bool keptProgram() const { return keptProgram_; }
+  // Adopting swapped our program in for the pinned one (neither kept, nor
+  // attached where no program was).
+  bool replacedProgram() const { return replacedProgram_; }
 
   std::string kind() const override { return "xdp"; }
   DataplaneLimits limits() const override { return options_.limits; }
@@ -91,6 +96,28 @@ class XdpDataplane final : public Dataplane {
   // The attached interface's MTU now (SIOCGIFMTU, by ifindex, so a rename
   // does not lose it); nullopt if the interface is gone.
   std::optional<uint32_t> portMtu() const override;
+  // Dataplane::maintain. Attachment: the interface named
+  // options.interface now (if_nametoindex) must run our program in our
+  // mode. If it does not (recreated: another ifindex; or detached), our
+  // program is attached to it again, only where no XDP program is
+  // (XDP_FLAGS_UPDATE_IF_NOEXIST: one someone else attached stays), and
+  // the ifindex is updated. Pins: each one this object made (maps, prog,
+  // prog_rodata, map_layouts), and the directory with its lock, is made
+  // again from the fds held. Logged: dataplane_detached (error) when
+  // found, dataplane_reattached (warning) once done,
+  // dataplane_interface_missing, dataplane_reattach_failed and
+  // dataplane_pins_restore_failed once per distinct error (retried at
+  // every call), dataplane_pins_restored (warning). Nothing after
+  // shutdown().
+  void maintain() override;
+  // As things are now, not as create() left them (the stop and adopt log
+  // lines): our program attached to the interface of that name in our
+  // mode, and the pins of ours that are missing (empty: none, or no pins).
+  bool attachedNow() const;
+  std::vector<std::string> missingPins() const;
+  // How many times maintain() attached the program again, and pinned again.
+  uint64_t reattachCount() const { return reattached_; }
+  uint64_t repinCount() const { return repinned_; }
 
   int ifindex() const { return ifindex_; }
   uint32_t programId() const { return programId_; }
@@ -119,6 +146,10 @@ class XdpDataplane final : public Dataplane {
   void unpinMaps();
   Status readProgrammed(ProgrammedState* out);
   uint32_t attachFlags() const;
+  void maintainAttachment();
+  void maintainPins();
+  // Each pin this object keeps (name under pinDir -> fd; -1: none to pin).
+  std::vector<std::pair<std::string, int>> ourPins() const;
   std::vector<keel_counter> readPercpu(int fd, uint32_t entries);
 
   XdpOptions options_;
@@ -132,6 +163,18 @@ class XdpDataplane final : public Dataplane {
   Fd pinLock_;  // the flock on options_.pinDir (create)
   bool leaveInPlace_ = false;
   bool keptProgram_ = false;
+  bool replacedProgram_ = false;
+  // The attached program's .rodata, pinned as prog_rodata: ours, or the
+  // kept program's (opened through its pin at adoption; -1: none was
+  // pinned), so maintain() can pin it again.
+  Fd attachedRodata_;
+  // maintain()'s state: what it said last, so each fault is logged once
+  // (and its end), and how often it repaired.
+  bool detachedSaid_ = false;
+  std::string attachErrorSaid_;
+  std::string pinErrorSaid_;
+  uint64_t reattached_ = 0;
+  uint64_t repinned_ = 0;
   std::optional<ProgrammedState> adopted_;
   // Adoption: the pinned maps this build replaces instead of reusing
   // (carryOf in the .cc), with the old map where something of it is

@@ -1184,5 +1184,144 @@ TEST_F(XdpAdoptTest, PinsWithoutProgRodataSwapTheProgramOverTheSameMaps) {
   EXPECT_EQ(dp_->programId(), swapped);
 }
 
+// The host's faults under a running keeld (Dataplane::maintain, review
+// s31 F1/F2). The ids of what is pinned as `name` (a map's or the
+// program's), 0: none.
+uint32_t pinnedObjectId(const std::string& path) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) return 0;
+  bpf_prog_info info{};  // a map's info has its id at the same place; read it as the kind it is
+  uint32_t len = sizeof info;
+  const int rc = bpf_obj_get_info_by_fd(fd, &info, &len);
+  close(fd);
+  return rc == 0 ? info.id : 0;
+}
+
+// The balancer's interface deleted and created again under its name (a new
+// ifindex): the program went with the old one. maintain() attaches the
+// program it holds to the new one, in the same mode, over the same maps:
+// the connection table's entry written before is still what the plane
+// reads. Once only: a second call changes nothing. The MTU is the new
+// interface's even before that (it was unknown once the old ifindex went).
+TEST_F(XdpAdoptTest, AnInterfaceMadeAgainGetsTheProgramAgainOverTheSameMaps) {
+  firstKeeld();
+  ASSERT_TRUE(XdpDataplane::create(options(), &dp_).isOk());
+  const uint32_t prog = dp_->programId();
+  const uint32_t conntrackId = mapId("conntrack");
+  const int oldIfindex = dp_->ifindex();
+  ASSERT_EQ(run("ip -n " + ns_ + " link del " + ifA_), 0);
+  ASSERT_EQ(run("ip -n " + ns_ + " link add " + ifA_ + " mtu 1400 type veth peer name " + ifB_), 0);
+  ASSERT_EQ(run("ip -n " + ns_ + " link set " + ifA_ + " up"), 0);
+  ASSERT_EQ(run("ip -n " + ns_ + " link set " + ifB_ + " up"), 0);
+  const int newIfindex = static_cast<int>(if_nametoindex(ifA_.c_str()));
+  ASSERT_NE(newIfindex, oldIfindex);
+  ASSERT_EQ(attachedId(), 0u);
+  EXPECT_FALSE(dp_->attachedNow());
+  EXPECT_EQ(dp_->portMtu(), std::optional<uint32_t>(1400));
+
+  dp_->maintain();
+  EXPECT_EQ(attachedId(), prog);
+  EXPECT_TRUE(dp_->attachedNow());
+  EXPECT_EQ(dp_->ifindex(), newIfindex);
+  EXPECT_EQ(dp_->reattachCount(), 1u);
+  EXPECT_EQ(mapId("conntrack"), conntrackId);
+  expectStateKept();
+  const std::optional<ConnEntry> e = dp_->findConn(ctKey_);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->backendId, 5u);
+  EXPECT_EQ(e->gen, 7u);
+  dp_->maintain();
+  EXPECT_EQ(dp_->reattachCount(), 1u);
+
+  // Detached by hand: attached again, same ifindex.
+  ASSERT_EQ(bpf_xdp_detach(newIfindex, XDP_FLAGS_DRV_MODE, nullptr), 0);
+  EXPECT_FALSE(dp_->attachedNow());
+  dp_->maintain();
+  EXPECT_EQ(attachedId(), prog);
+  EXPECT_EQ(dp_->reattachCount(), 2u);
+  // The stop detaches from the interface it runs on now.
+  ASSERT_TRUE(dp_->shutdown(true).isOk());
+  EXPECT_EQ(attachedId(), 0u);
+}
+
+// Another XDP program on the new interface (someone else's) is left alone,
+// as create() leaves it; once it is gone, the next call attaches ours.
+TEST_F(XdpAdoptTest, AnotherProgramOnTheInterfaceMadeAgainIsNotReplaced) {
+  ASSERT_TRUE(XdpDataplane::create(options(), &dp_).isOk());
+  ASSERT_EQ(run("ip -n " + ns_ + " link del " + ifA_), 0);
+  ASSERT_EQ(run("ip -n " + ns_ + " link add " + ifA_ + " type veth peer name " + ifB_), 0);
+  const int ifindex = static_cast<int>(if_nametoindex(ifA_.c_str()));
+  keel_balancer* other = keel_balancer__open();
+  ASSERT_NE(other, nullptr);
+  ASSERT_EQ(bpf_map__set_max_entries(other->maps.conntrack, 64), 0);
+  ASSERT_EQ(keel_balancer__load(other), 0);
+  ASSERT_EQ(bpf_xdp_attach(ifindex, bpf_program__fd(other->progs.balancer), XDP_FLAGS_DRV_MODE, nullptr), 0);
+  const uint32_t otherId = attachedId();
+  dp_->maintain();
+  dp_->maintain();
+  EXPECT_EQ(attachedId(), otherId);
+  EXPECT_EQ(dp_->reattachCount(), 0u);
+  EXPECT_FALSE(dp_->attachedNow());
+  ASSERT_EQ(bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, nullptr), 0);
+  keel_balancer__destroy(other);
+  dp_->maintain();
+  EXPECT_EQ(attachedId(), dp_->programId());
+  EXPECT_EQ(dp_->reattachCount(), 1u);
+}
+
+// The pin directory removed under a running keeld (rm -r): maintain() pins
+// every map, the program, its .rodata and the record of layouts again from
+// what it holds: the same maps (same ids), so the next keeld adopts them
+// and keeps the program, and the directory's lock is taken again (a second
+// keeld is refused, as before). Then a partial removal.
+TEST_F(XdpAdoptTest, RemovedPinsArePinnedAgainFromTheMapsHeld) {
+  firstKeeld();
+  ASSERT_TRUE(XdpDataplane::create(options(), &dp_).isOk());
+  ASSERT_TRUE(dp_->keptProgram());
+  std::map<std::string, uint32_t> ids;
+  for (const auto& entry : std::filesystem::directory_iterator(pinDir_))
+    ids[entry.path().filename().string()] = pinnedObjectId(entry.path().string());
+  for (const char* name : {"conntrack", "backends", "rings", "prog", "prog_rodata", xdp::kLayoutsPin})
+    EXPECT_TRUE(ids.count(name)) << name;
+  EXPECT_TRUE(dp_->missingPins().empty());
+  ASSERT_TRUE(std::filesystem::remove_all(pinDir_) > 0);
+  EXPECT_FALSE(dp_->missingPins().empty());
+
+  dp_->maintain();
+  EXPECT_TRUE(dp_->missingPins().empty());
+  EXPECT_EQ(dp_->repinCount(), 1u);
+  for (const auto& [name, id] : ids) {
+    if (name == xdp::kLayoutsPin) {
+      EXPECT_NE(pinnedObjectId(pinDir_ + "/" + name), 0u) << name;  // a new map, the same record
+      continue;
+    }
+    EXPECT_EQ(pinnedObjectId(pinDir_ + "/" + name), id) << name;
+  }
+  EXPECT_EQ(pinnedObjectId(pinDir_ + "/prog"), dp_->programId());
+  std::unique_ptr<XdpDataplane> second;
+  Status s = XdpDataplane::create(options(), &second);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("is locked by another keeld"), std::string::npos) << s.message();
+
+  ASSERT_EQ(unlink((pinDir_ + "/conntrack").c_str()), 0);
+  ASSERT_EQ(unlink((pinDir_ + "/prog").c_str()), 0);
+  EXPECT_EQ(dp_->missingPins(), (std::vector<std::string>{"conntrack", "prog"}));
+  dp_->maintain();
+  EXPECT_TRUE(dp_->missingPins().empty());
+  EXPECT_EQ(pinnedObjectId(pinDir_ + "/conntrack"), ids["conntrack"]);
+  EXPECT_EQ(dp_->repinCount(), 2u);
+  dp_->maintain();
+  EXPECT_EQ(dp_->repinCount(), 2u);
+
+  // The next keeld adopts all of it and keeps the program.
+  dp_->leaveInPlace();
+  dp_.reset();
+  s = XdpDataplane::create(options(), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_TRUE(dp_->keptProgram());
+  EXPECT_EQ(dp_->programId(), firstProg_);
+  expectStateKept();
+}
+
 }  // namespace
 }  // namespace keel

@@ -218,6 +218,8 @@ class Registry {
   // apply, the restore after a failed one, the health sync after it): the
   // DPDK plane then publishes them as one snapshot.
   DataplaneBatch batch() { return DataplaneBatch(dataplane_); }
+  // The data plane's periodic upkeep (Dataplane::maintain), for keeld's timer.
+  void maintainDataplane() { dataplane_.maintain(); }
   // The data plane's key of a service (VIP, port, protocol, family).
   static keel_service_key serviceKey(const ServiceConfig& cfg);
   // Reads the port's MTU (Dataplane::portMtu) and logs a warning,

@@ -372,6 +372,9 @@ void DaemonBackend::checkMtuLater() {
   mtuTimer_.expires_after(kMtuCheckInterval);
   mtuTimer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;  // cancelled: the backend is going (~DaemonBackend)
+    // The interface and pins the host may have taken meanwhile (Dataplane::
+    // maintain), first: the MTU is then the attached interface's.
+    registry_.maintainDataplane();
     registry_.checkMtu();
     checkMtuLater();
   });

@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "daemon/neighbour.h"
 #include "dataplane/xdp/nic_offloads.h"
@@ -39,18 +40,38 @@ class XdpDaemonDataplane final : public DaemonDataplane {
   Status stop(bool leave) override {
     if (leave) {
       // Netlink XDP attachments outlive the process and the pins keep the
-      // maps: traffic keeps flowing with the last state.
+      // maps: traffic keeps flowing with the last state. What the host took
+      // since the last timer (the interface made again, the pins removed)
+      // is put back first, so the next keeld has a plane to adopt.
+      dp_->maintain();
       dp_->leaveInPlace();
       return Status::ok();
     }
     return dp_->shutdown(true);
   }
+  // As things are when logged (the stop comes long after the start): the
+  // program is what create() did with it (attached, kept, replaced) if it
+  // is attached now, else none; pins_state says whether every pin is there.
   void describe(LogRecord& r) const override {
+    const bool attached = dp_->attachedNow();
     r.add("interface", interface_)
         .add("mode", toString(mode_))
+        .add("ifindex", dp_->ifindex())
         .add("prog_id", dp_->programId())
-        .add("program", !dp_->adopted() ? "attached" : dp_->keptProgram() ? "kept" : "replaced")
+        .add("program", !attached             ? "none"
+                        : dp_->keptProgram()     ? "kept"
+                        : dp_->replacedProgram() ? "replaced"
+                                                 : "attached")
         .add("pins", dp_->pinDir());
+    if (!dp_->pinDir().empty()) {
+      const std::vector<std::string> missing = dp_->missingPins();
+      std::string names;
+      for (const std::string& n : missing) names += (names.empty() ? "" : ",") + n;
+      r.add("pins_state", missing.empty() ? "present" : "missing");
+      if (!missing.empty()) r.add("pins_missing", names);
+    }
+    if (dp_->reattachCount() > 0) r.add("reattached", dp_->reattachCount());
+    if (dp_->repinCount() > 0) r.add("repinned", dp_->repinCount());
   }
   std::string where() const override { return interface_; }
 

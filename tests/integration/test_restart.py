@@ -16,6 +16,10 @@ TCP connection and a UDP flow exchange messages without pause, and restarted:
     the attachment and the pins;
   - a second keeld beside a running one is refused before it touches the
     data plane (the live socket, the pin directory's lock);
+  - the balancer's interface deleted and created again under a running
+    keeld gets the program again within its 5 s upkeep, and removed pins are
+    pinned again (at the latest by the stop that leaves the plane), so
+    flows keep their reals and the next keeld adopts;
   - DPDK (nothing to adopt): after a SIGTERM the next keeld starts the
     checked reals that were up at once, so established TCP connections are
     picked again onto the reals they had; and it loads the connection tables
@@ -558,6 +562,78 @@ def test_dpdk_restart_with_another_worker_count_keeps_the_connection_tables(lab,
             if name == "second":  # the flows reached both workers, not only the first
                 assert all((lab.worker_packets() or {}).get(w, 0) > 0 for w in (0, 1)), lab.worker_packets()
             assert k.stop() == 0, k.log()
+    finally:
+        for s in conns:
+            s.close()
+
+
+def make_balancer_link_again(lab):
+    """Deletes the balancer's interface and creates it again with the same
+    name, MAC, addresses and routes (a new ifindex, no XDP program): what an
+    orchestration agent or a driver reset does (review s31 F1). The bridge
+    port facing it gets its XDP_PASS again (lab.py, XdpDataplane.prepare)."""
+    b, sw = lab.balancer, lab.switch
+    old = b.run(["cat", f"/sys/class/net/{b.ifname}/ifindex"]).stdout.strip()
+    b.run(["ip", "link", "del", b.ifname])
+    labmod.run(["ip", "link", "add", b.ifname, "netns", b.ns, "address", b.mac, "type", "veth",
+                "peer", "name", lab.balancer_peer, "netns", sw.ns])
+    sw.sh(f"""
+        ethtool -K {lab.balancer_peer} tx off >/dev/null
+        sysctl -qw net.ipv6.conf.{lab.balancer_peer}.disable_ipv6=1
+        ip link set {lab.balancer_peer} mtu {lab.lan_mtu} master br0 up
+    """)
+    lab.plane.prepare(lab)
+    b.sh(f"""
+        ethtool -K {b.ifname} tx off >/dev/null
+        ip link set {b.ifname} mtu {lab.lan_mtu} up
+        ip addr add {b.v4}/24 dev {b.ifname}
+        ip addr add {b.v6}/64 dev {b.ifname} nodad
+        ip route add default via {lab.router.v4}
+        ip -6 route add default via {lab.router.v6}
+    """)
+    new = b.run(["cat", f"/sys/class/net/{b.ifname}/ifindex"]).stdout.strip()
+    assert new != old and lab.balancer_prog_id() is None, (old, new)
+
+
+def test_interface_made_again_and_pins_removed_are_put_back_without_moving_a_flow(lab, host):
+    """The balancer's interface deleted and created again under a running
+    keeld: within its 5 s upkeep it attaches the program again (logged), VIP
+    traffic flows again and established connections keep their reals. Its
+    pins removed: pinned again, at the latest by the stop that leaves the
+    plane in place, whose line says so, and the next keeld adopts (review
+    s31 F1, F2, F6)."""
+    web = lab.service("web", 4, PORT, "tcp", "ipip")
+    config = lab.keel_config([web])
+    k = host.start(config, "first")
+    conns = []
+    try:
+        wait_serving(lab, config)
+        before = connect_and_ask(lab, PORT, N_CONN, conns)
+        mark = len(k._log_text())
+        make_balancer_link_again(lab)
+        k.wait_logged("dataplane_detached", timeout=12, after=mark)
+        k.wait_logged("dataplane_reattached", timeout=3, after=mark)
+        assert lab.balancer_prog_id() is not None
+        wait_serving(lab, config)
+        served(lab.flows("tcp", lab.vip4, PORT, count=5))
+        after = [ask(s) for s in conns]
+        assert after == before, k.log()
+
+        # Pins removed, then at once a stop that leaves the plane forwarding.
+        host.run(["rm", "-r", host.pin_dir])
+        assert not host.pinned()
+        assert k.stop() == 0, k.log()
+        log = k.log_path.read_text(errors="replace")  # full_log() needs the log open
+        assert "event=dataplane_pins_restored" in log, log
+        stop = next(line for line in log.splitlines() if "event=stopped_left_in_place" in line)
+        assert "program=attached" in stop and "pins_state=present" in stop and "reattached=1" in stop, stop
+        assert host.pinned("prog") and host.pinned("conntrack")
+
+        k = host.start(config, "second")
+        log = k.log()
+        assert "event=dataplane_adopted" in log and "program=kept" in log, log
+        assert [ask(s) for s in conns] == before, k.log()
+        assert k.stop() == 0, k.log()
     finally:
         for s in conns:
             s.close()

@@ -1174,6 +1174,7 @@ RegistryStats Registry::readStats(bool withConnTable) {
   out.global.connTableCapacity = dataplane_.connTableCapacity();
   out.global.connInsertsSkipped = raw.connInsertsSkipped;
   out.global.connMidflowMisses = raw.connMidflowMisses;
+  out.global.upkeep = dataplane_.upkeep();
   auto counter = [](const std::vector<keel_counter>& v, uint32_t id) {
     return id < v.size() ? v[id] : keel_counter{};
   };

@@ -263,6 +263,20 @@ void renderDataplane(Families& out, const GlobalStats& s) {
                  "balancer or an ECMP change sent them here, a restart without the table) or evicted from it",
                  MetricType::Counter),
          {}, static_cast<double>(s.connMidflowMisses));
+  if (s.upkeep) {
+    sample(out.add("keel_dataplane_attached",
+                   "1 while the XDP program runs on dataplane.interface (the interface of that name now); 0: "
+                   "VIP traffic is not forwarded (keeld attaches it again within 5 s where it can)",
+                   MetricType::Gauge),
+           {}, s.upkeep->attached ? 1.0 : 0.0);
+    sample(out.add("keel_dataplane_reattach_total",
+                   "Times keeld attached its XDP program again (the interface created again, the program detached)",
+                   MetricType::Counter),
+           {}, static_cast<double>(s.upkeep->reattached));
+    sample(out.add("keel_dataplane_pins_restored_total",
+                   "Times keeld pinned again pins removed under it (/sys/fs/bpf/keel/IFACE)", MetricType::Counter),
+           {}, static_cast<double>(s.upkeep->pinsRestored));
+  }
   if (!s.workers.empty()) {
     auto& wp = out.add("keel_dpdk_worker_packets_total",
                        "Packets a DPDK worker received from the port's RX queue it owns (how RSS spreads flows)",

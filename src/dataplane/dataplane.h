@@ -123,6 +123,13 @@ struct DataplaneStats {
   uint64_t connMidflowMisses = 0;
 };
 
+// What Dataplane::maintain() looks after, as it is now (the metrics).
+struct DataplaneUpkeep {
+  bool attached = true;       // the program runs on the interface of dataplane.interface's name
+  uint64_t reattached = 0;    // times maintain() attached it again
+  uint64_t pinsRestored = 0;  // times maintain() pinned missing pins again
+};
+
 // The plane-wide figures shown beside the services (stats.get, the metrics).
 // Registry::readStats fills them all (`dataplane` from Dataplane::kind());
 // the API's StatsSnapshot and the metrics snapshot carry them as they are.
@@ -137,6 +144,7 @@ struct GlobalStats {
   std::optional<PortStats> port;     // DataplaneStats::port: DPDK only
   uint64_t connInsertsSkipped = 0;   // DataplaneStats::connInsertsSkipped
   uint64_t connMidflowMisses = 0;    // DataplaneStats::connMidflowMisses
+  std::optional<DataplaneUpkeep> upkeep;  // Dataplane::upkeep(): XDP only
 };
 
 // A flow's connection-table entry (Dataplane::findConn).
@@ -385,6 +393,9 @@ class Dataplane {
   // their reals. Default: nothing to look after (DPDK: the port is the
   // process's own).
   virtual void maintain() {}
+  // What maintain() found and did (the metrics); nullopt: nothing to
+  // look after.
+  virtual std::optional<DataplaneUpkeep> upkeep() const { return std::nullopt; }
 
  protected:
   // resetCounters' work, for an id resetCounters checked is below its limit.

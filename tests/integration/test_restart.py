@@ -618,6 +618,10 @@ def test_interface_made_again_and_pins_removed_are_put_back_without_moving_a_flo
         served(lab.flows("tcp", lab.vip4, PORT, count=5))
         after = [ask(s) for s in conns]
         assert after == before, k.log()
+        metrics = lab.balancer.run(["curl", "-sS", "--fail", "--max-time", "10",
+                                    "http://127.0.0.1:9477/metrics"], timeout=15).stdout
+        for line in ("keel_dataplane_attached 1", "keel_dataplane_reattach_total 1"):
+            assert re.search(f"^{line}$", metrics, re.M), metrics
 
         # Pins removed, then at once a stop that leaves the plane forwarding.
         host.run(["rm", "-r", host.pin_dir])

@@ -118,6 +118,9 @@ class XdpDataplane final : public Dataplane {
   // How many times maintain() attached the program again, and pinned again.
   uint64_t reattachCount() const { return reattached_; }
   uint64_t repinCount() const { return repinned_; }
+  std::optional<DataplaneUpkeep> upkeep() const override {
+    return DataplaneUpkeep{attachedNow(), reattached_, repinned_};
+  }
 
   int ifindex() const { return ifindex_; }
   uint32_t programId() const { return programId_; }

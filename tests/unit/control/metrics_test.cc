@@ -157,6 +157,7 @@ TEST_F(MetricsTest, ServicesRealsAndReasonsFromTheRegistry) {
   EXPECT_TRUE(hasLine(out, R"(keel_dataplane_packets_total{reason="pass_not_ip"} 0)"));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 5000"));
   EXPECT_EQ(out.find("keel_conntrack_entries"), std::string::npos) << "the mock does not count entries";
+  EXPECT_EQ(out.find("keel_dataplane_attached"), std::string::npos) << "the mock has no upkeep";
   EXPECT_TRUE(hasLine(out, "# TYPE keel_real_packets_total counter"));
   EXPECT_TRUE(hasLine(out, "# TYPE keel_real_up gauge"));
   // Type none reals run no checks: no health series at all.
@@ -664,6 +665,25 @@ TEST(LoopCollector, ReadsOnTheLoopThread) {
   EXPECT_EQ(ranOn, loopId);
   EXPECT_TRUE(hasLine(out, "keel_scrape_success 1"));
   EXPECT_TRUE(hasLine(out, "keel_conntrack_capacity 77"));
+}
+
+// The XDP plane's upkeep (Dataplane::upkeep): detached now, attached
+// again twice before, pins restored once.
+TEST(LoopCollector, TheDataplanesUpkeepIsShown) {
+  std::string out;
+  {
+    LoopThread loop;
+    LoopCollector c(loop.io, [&] {
+      MetricsSnapshot s;
+      s.global.upkeep = DataplaneUpkeep{false, 2, 1};
+      return s;
+    }, "v", "xdp");
+    out = text(c.Collect());
+  }
+  EXPECT_TRUE(hasLine(out, "keel_dataplane_attached 0")) << out;
+  EXPECT_TRUE(hasLine(out, "keel_dataplane_reattach_total 2"));
+  EXPECT_TRUE(hasLine(out, "keel_dataplane_pins_restored_total 1"));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_dataplane_attached gauge"));
 }
 
 TEST(LoopCollector, StuckLoopGivesUpAndNeverRunsTheSourceOffLoop) {

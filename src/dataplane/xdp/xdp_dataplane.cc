@@ -670,10 +670,20 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
     if (int rc = bpf_xdp_attach(ifindex_, progFd, attachFlags() | XDP_FLAGS_UPDATE_IF_NOEXIST,
                                 &attachOpts);
         rc != 0) {
+      // No pins at all (removed while a keeld ran, then that keeld killed
+      // before it pinned them again): the attached program is most likely
+      // keel's own, forwarding with its last state, and `xdp off` costs
+      // every established flow (review s31 F2): said first.
+      const std::string orphan =
+          options_.pinDir.empty() || adopting ? ""
+                                  : options_.pinDir + " holds no pins: if they were removed while a keeld ran, the "
+                                                      "attached program is most likely keel's own, still forwarding "
+                                                      "with its last state, and detaching it drops VIP traffic "
+                                                      "until keeld attaches and picks every established flow again; ";
       std::string hint = rc == -EBUSY || rc == -EEXIST
                              ? " (an XDP program is already attached and it is not the one "
                                "pinned under " + (options_.pinDir.empty() ? "<no pins>" : options_.pinDir) +
-                                   "; `ip link set dev " + options_.interface +
+                                   "; " + orphan + "`ip link set dev " + options_.interface +
                                    " xdp off` if it is stale)"
                          : rc == -EOPNOTSUPP ? " (driver lacks native XDP; try xdp_mode: generic)"
                                              : "";

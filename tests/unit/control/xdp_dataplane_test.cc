@@ -1323,5 +1323,22 @@ TEST_F(XdpAdoptTest, RemovedPinsArePinnedAgainFromTheMapsHeld) {
   expectStateKept();
 }
 
+// Pins removed and their keeld gone before it pinned them again: the next
+// keeld is refused (never replaces a program it cannot tell is keel's), and
+// the refusal says first that the attached program is most likely keel's
+// own, before the `xdp off` that would cost every established flow.
+TEST_F(XdpAdoptTest, AStartOverAnAttachedProgramWithoutPinsSaysItIsMostLikelyKeels) {
+  ASSERT_TRUE(XdpDataplane::create(options(), &dp_).isOk());
+  ASSERT_TRUE(std::filesystem::remove_all(pinDir_) > 0);
+  std::unique_ptr<XdpDataplane> next;
+  Status s = XdpDataplane::create(options(), &next);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("already attached"), std::string::npos) << s.message();
+  const size_t orphan = s.message().find(pinDir_ + " holds no pins");
+  EXPECT_NE(orphan, std::string::npos) << s.message();
+  EXPECT_LT(orphan, s.message().find("xdp off")) << s.message();
+  EXPECT_EQ(attachedId(), dp_->programId());
+}
+
 }  // namespace
 }  // namespace keel

@@ -92,6 +92,10 @@ struct HealthResult {
   // counted as a failure, a balancer out of descriptors would take its
   // healthy reals down with the ones it could not check.
   bool local = false;
+  // Local because this host had no route to the real ("network is
+  // unreachable": its own link down): the checker takes it as local for
+  // `fall` checks in a row at most, then as the failure it is.
+  bool noRoute = false;
 };
 
 // Checks a target before it is added: every field that is wrong is named, and

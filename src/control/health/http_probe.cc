@@ -42,6 +42,7 @@ class HttpProbe final : public Probe {
                           [self = self<HttpProbe>()](const boost::system::error_code& ec) {
                             if (self->finished()) return;
                             if (ec) return self->finish(connectFailure(ec, "connect: " + describe(ec), *self->config_));
+                            self->connected_ = true;
                             self->write();
                           });
   }
@@ -74,10 +75,25 @@ class HttpProbe final : public Probe {
                               // deadline ends the check whatever the real sends.
                               if (!ec) {
                                 const unsigned code = self->parser_->get().result_int();
-                                if (code >= 100 && code < 200 && code != 101) return self->read();
+                                if (code >= 100 && code < 200 && code != 101) {
+                                  self->interim_ = true;
+                                  return self->read();
+                                }
                               }
                               self->finish(self->judge(ec));
                             });
+  }
+
+  // Where the deadline found the check: a real that accepts and then sends
+  // half a response is the application's fault, not the network's (fault
+  // review F12: both read "timeout after 400ms").
+  HealthResult timedOut() const override {
+    const std::string after = "timeout after " + config_->timeoutText;
+    if (!connected_) return {false, after + " (connecting)"};
+    if ((parser_ && parser_->got_some()) || buffer_.size() > 0)
+      return {false, after + " (an incomplete response: its header unfinished)"};
+    if (interim_) return {false, after + " (an interim 1xx response, then no final one)"};
+    return {false, after + " (connected, no response)"};
   }
 
   HealthResult judge(const boost::system::error_code& ec) const {
@@ -102,6 +118,8 @@ class HttpProbe final : public Probe {
   }
 
   tcp::socket socket_;
+  bool connected_ = false;
+  bool interim_ = false;  // a 1xx response came before the final one
   http::request<http::empty_body> request_;
   boost::beast::flat_buffer buffer_;
   // One per response read: a fresh one after an interim response.

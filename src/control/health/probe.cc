@@ -64,7 +64,7 @@ HealthResult connectFailure(const boost::system::error_code& ec, std::string rea
   probe.open(config.address.is_v4() ? boost::asio::ip::udp::v4() : boost::asio::ip::udp::v6(), e);
   if (!e && config.source) probe.bind(boost::asio::ip::udp::endpoint(*config.source, 0), e);
   if (!e) probe.connect(boost::asio::ip::udp::endpoint(config.address, config.port), e);
-  r.local = e == boost::system::errc::network_unreachable;
+  r.local = r.noRoute = e == boost::system::errc::network_unreachable;
   return r;
 }
 

@@ -417,21 +417,26 @@ TEST_F(HealthCheckerTest, ACheckThisHostCannotRunLeavesTheStateAlone) {
 
   // No route from this host to the real (its link down, its route gone:
   // this private namespace has lo alone): "network is unreachable" is this
-  // host's, and a real that is up stays up, of each type (fault review F7:
-  // a balancer's link flap took every real down).
+  // host's for `fall` checks in a row (a flap of the balancer's own link:
+  // fault review F7 took every real down), then the failure it is (a route
+  // gone for good must not leave the real up forever), of each type.
   if (!kIsolated) return;  // the host's own routes may reach anywhere
   for (auto type : {HealthCheckSpec::Type::Tcp, HealthCheckSpec::Type::Http, HealthCheckSpec::Type::Udp}) {
-    HealthTarget far = target(type, 80);
+    transitions_.clear();
+    HealthTarget far = target(type, 80);  // fall 2
     far.address = *IpAddress::parse("10.99.0.1");
     HealthTargetId farId = add(far, true);
-    ASSERT_TRUE(runUntil([&] { return checker_.status(farId)->notRun >= 3; })) << checker_.status(farId)->last.reason;
+    ASSERT_TRUE(runUntil([&] { return checker_.status(farId)->notRun >= 2; })) << checker_.status(farId)->last.reason;
     st = checker_.status(farId);
-    EXPECT_TRUE(st->up) << toString(type);
-    EXPECT_EQ(st->consecutiveFail, 0u) << toString(type);
+    EXPECT_EQ(st->notRun, 2u) << toString(type);
     EXPECT_NE(st->last.reason.find("not run: "), std::string::npos) << st->last.reason;
     EXPECT_NE(st->last.reason.find("network is unreachable"), std::string::npos) << st->last.reason;
+    auto tr = awaitTransition(farId);
+    ASSERT_TRUE(tr) << toString(type);
+    EXPECT_FALSE(tr->up);
+    EXPECT_NE(tr->reason.find("network is unreachable"), std::string::npos) << tr->reason;
+    EXPECT_EQ(checker_.status(farId)->notRun, 2u) << "the not-run results stop at fall";
   }
-  EXPECT_TRUE(transitions_.empty()) << transitions_.front().reason;
 }
 
 TEST(TransitionReason, NamesTheRunAndTheResult) {
@@ -619,8 +624,22 @@ TEST_F(HealthCheckerTest, HttpSlowServerTimesOut) {
   auto tr = awaitTransition(id);
   ASSERT_TRUE(tr);
   EXPECT_FALSE(tr->up);
-  EXPECT_EQ(tr->reason, "timeout after 100ms");
+  EXPECT_EQ(tr->reason, "timeout after 100ms (connected, no response)");
   EXPECT_FALSE(server.targets().empty()) << "the request reached the server";
+}
+
+// Half a response and then nothing is the application's fault: the reason
+// says so, not only "timeout" (fault review F12).
+TEST_F(HealthCheckerTest, HttpHalfAResponseTimesOutSayingSo) {
+  HttpServer server(io_, HttpServer::Mode::Raw);
+  server.raw = "HTTP/1.1 200 OK\r\nContent-Le";
+  HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+  t.spec.timeout = 100ms;
+  HealthTargetId id = add(t, true);
+  auto tr = awaitTransition(id);
+  ASSERT_TRUE(tr);
+  EXPECT_FALSE(tr->up);
+  EXPECT_EQ(tr->reason, "timeout after 100ms (an incomplete response: its header unfinished)");
 }
 
 TEST_F(HealthCheckerTest, HttpClosedPortIsConnectRefused) {
@@ -820,7 +839,7 @@ TEST_F(HealthCheckerTest, ARealThatNeverAnswersTimesOutWhileTheOwnersLoopIsHeld)
   ASSERT_TRUE(holdOwnerUntil([&] { return checker_.status(id)->checks >= 3; }));
   const HealthStatus st = *checker_.status(id);
   EXPECT_EQ(st.failures, st.checks);
-  EXPECT_EQ(st.last.reason, "timeout after 50ms");
+  EXPECT_EQ(st.last.reason, "timeout after 50ms (connected, no response)");
   EXPECT_FALSE(st.up);
 }
 

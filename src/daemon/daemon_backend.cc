@@ -683,10 +683,14 @@ size_t DaemonBackend::refreshTableMacs() {
         candidates.emplace(key, it->second);
     }
   macCandidates_ = std::move(candidates);
+  return applyTableMacs(moving);
+}
+
+// Gives each of `moving`'s reals its new MAC where its config comes from
+// (the file, a real.add, a service.add), as resolvePendingMacs does, so a
+// reload or restart keeps it; commit() logs each change (real_mac_changed).
+size_t DaemonBackend::applyTableMacs(const std::map<RealKey, MacAddress>& moving) {
   if (moving.empty()) return 0;
-  // Changed where the real's config comes from (the file, a real.add, a
-  // service.add), as resolvePendingMacs does, so a reload or restart keeps
-  // the new MAC; commit() logs each change (real_mac_changed).
   auto take = [&](const std::string& service, RealConfig& r) {
     if (auto m = moving.find({service, r.address}); m != moving.end() && r.macResolved) r.mac = m->second;
   };
@@ -698,6 +702,43 @@ size_t DaemonBackend::refreshTableMacs() {
     return 0;
   }
   return moving.size();
+}
+
+// A table-MAC l2dsr real that comes up: its entry is read first, and a new
+// unicast MAC there is taken before the real goes back into the ring, with
+// no second read (its check just reached it through that entry). It used to
+// come up 2-3 s before the MAC timer's two reads moved it, its new flows
+// sent to the old MAC meanwhile (fault review F4).
+void DaemonBackend::takeMacsOfRealsComingUp(const std::vector<Registry::HealthVerdict>& verdicts) {
+  // Only reals the registry has down: a verdict that an up real is up (the
+  // flush at a stop gives every target's) is no coming up, and its MAC
+  // keeps the timer's two-read rule.
+  const std::map<RealKey, bool> registered = registryHealth();
+  auto comingUp = [&](const Registry::HealthVerdict& v) {
+    auto it = registered.find({v.service, v.real});
+    return v.healthy && it != registered.end() && !it->second;
+  };
+  std::vector<IpAddress> addresses;
+  for (const Registry::HealthVerdict& v : verdicts) {
+    const ServiceConfig* svc = comingUp(v) ? findSvc(effective_, v.service) : nullptr;
+    const RealConfig* r = svc ? findReal(effective_, v.service, v.real) : nullptr;
+    if (r && tableMac(*svc, *r)) addresses.push_back(v.real);
+  }
+  if (addresses.empty()) return;
+  std::sort(addresses.begin(), addresses.end());
+  addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
+  const MacLookup macs = lookUpMacs(addresses, refreshMacResolver());
+  if (!macs.lookedUp) return;
+  std::map<RealKey, MacAddress> moving;
+  for (const Registry::HealthVerdict& v : verdicts) {
+    const RealConfig* r = comingUp(v) ? findReal(effective_, v.service, v.real) : nullptr;
+    auto it = macs.resolved.find(v.real);
+    if (r && r->mac && it != macs.resolved.end() && it->second.isUnicast() && it->second != *r->mac) {
+      moving.emplace(RealKey{v.service, v.real}, it->second);
+      macCandidates_.erase({v.service, v.real});
+    }
+  }
+  (void)applyTableMacs(moving);
 }
 
 void DaemonBackend::forEachRealSource(Config& file, Overlay& overlay,
@@ -1239,6 +1280,7 @@ void DaemonBackend::flushHealth() {
       verdicts.push_back({st->target.service, st->target.address, logged});
   }
   if (verdicts.empty()) return;
+  takeMacsOfRealsComingUp(verdicts);
   const std::vector<Status> results = registry_.setRealsHealth(verdicts);
   std::vector<size_t> failed;
   for (size_t i = 0; i < results.size(); ++i)

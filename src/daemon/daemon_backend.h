@@ -361,6 +361,8 @@ class DaemonBackend : public api::ControlBackend {
   // later, unrelated request.
   api::Result commitUnasked(const Config& file, Overlay overlay);
   void macApplyFailed(const api::Result& r);
+  size_t applyTableMacs(const std::map<RealKey, MacAddress>& moving);
+  void takeMacsOfRealsComingUp(const std::vector<Registry::HealthVerdict>& verdicts);
   void syncHealth(const Config& effective);
   // After a failed apply or health transition (the registry then rewrites
   // what it left half done): applies effective_ again and syncs health. The

@@ -1759,6 +1759,37 @@ TEST_F(DaemonBackendTest, AnAdoptedL2dsrRealKeepsThePlanesMacWhenTheNeighbourTab
     EXPECT_EQ(real.state(), real.address == ip("10.0.1.1") ? "up" : "down") << real.address.toString();
 }
 
+// A checked l2dsr real whose MAC the table gave and that comes up (its
+// check passes again) after its entry changed takes the entry's new MAC as
+// it comes up, not 2-3 s later by the MAC timer's two reads, when its new
+// flows went to the old MAC meanwhile (fault review F4). Bounded waits.
+TEST_F(DaemonBackendTest, AnL2dsrRealComingUpTakesItsEntrysNewMacFirst) {
+  hostChecks_ = true;
+  // A port nothing listens on yet: the real's checks fail until it does.
+  uint16_t port = 0;
+  {
+    boost::asio::ip::tcp::acceptor probe(io_, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    port = probe.local_endpoint().port();
+  }
+  neighbours_["127.0.0.1"] = "02:00:00:00:07:01";
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 127.0.0.1}\n",
+                                   "    health: {type: tcp, port: " + std::to_string(port) +
+                                       ", interval: 100ms, timeout: 50ms, rise: 1, fall: 1}\n"));
+  make();
+  ASSERT_FALSE(realOf("127.0.0.1").healthy);
+  neighbours_["127.0.0.1"] = "02:00:00:00:07:02";  // the real's NIC swapped while it was down
+  test::LogCapture log;
+  boost::asio::ip::tcp::acceptor listening(io_, {boost::asio::ip::make_address("127.0.0.1"), port});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!realOf("127.0.0.1").healthy && std::chrono::steady_clock::now() < deadline)
+    io_.run_one_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(realOf("127.0.0.1").healthy);
+  ASSERT_TRUE(realOf("127.0.0.1").mac);
+  EXPECT_EQ(realOf("127.0.0.1").mac->toString(), "02:00:00:00:07:02") << "up with the old MAC";
+  EXPECT_EQ(dp_.backends.at(idOf("127.0.0.1")).mac[5], 0x02);
+  EXPECT_EQ(log.take("real_mac_changed").size(), 1u);
+}
+
 // A checked real found later starts its checks then, down until `rise`
 // passes, as any new checked real.
 TEST_F(DaemonBackendTest, ACheckedL2dsrRealFoundLaterComesUpThroughItsCheck) {

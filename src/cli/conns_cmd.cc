@@ -60,7 +60,7 @@ void defineConns(CLI::App& noun, Context& ctx) {
     for (const json& c : j["connections"]) {
       std::vector<std::string> row = {
           upper(str(c["protocol"])),
-          endpoint(str(c["client_address"]), c["client_port"].get<uint64_t>()),
+          clientEndpoint(str(c["client_address"]), c["client_port"].get<uint64_t>()),
           endpoint(str(c["vip"]), c["port"].get<uint64_t>()),
           cell(c["service"]),
           cell(c["real"]),

@@ -100,10 +100,19 @@ bool addHealthParam(Context& ctx, json& params, const std::string& text) {
   return true;
 }
 
+namespace {
+std::string hostPort(const std::string& address, const std::string& port) {
+  if (address.find(':') != std::string::npos) return "[" + address + "]:" + port;
+  return address + ":" + port;
+}
+}  // namespace
+
 std::string endpoint(const std::string& address, uint64_t port) {
-  std::string p = port == 0 ? "*" : std::to_string(port);
-  if (address.find(':') != std::string::npos) return "[" + address + "]:" + p;
-  return address + ":" + p;
+  return hostPort(address, port == 0 ? "*" : std::to_string(port));
+}
+
+std::string clientEndpoint(const std::string& address, uint64_t port) {
+  return hostPort(address, std::to_string(port));
 }
 
 long long secondsSince(const json& when, std::time_t now) {

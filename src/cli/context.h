@@ -74,6 +74,8 @@ bool addHealthParam(Context& ctx, json& params, const std::string& text);
 
 // "10.0.0.1:80", "[2001:db8::1]:80", port 0 shown as "*".
 std::string endpoint(const std::string& address, uint64_t port);
+// A client's ADDRESS:PORT: its port 0 is port 0, not "every port".
+std::string clientEndpoint(const std::string& address, uint64_t port);
 
 // Aligned columns; numeric columns right-aligned.
 class Table {

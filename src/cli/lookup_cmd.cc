@@ -50,7 +50,7 @@ void defineLookup(CLI::App& noun, Context& ctx) {
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     const json& j = *r;
-    std::cout << str(j["protocol"]) << " " << endpoint(str(j["client_address"]), j["client_port"].get<uint64_t>())
+    std::cout << str(j["protocol"]) << " " << clientEndpoint(str(j["client_address"]), j["client_port"].get<uint64_t>())
               << " -> " << endpoint(str(j["vip"]), j["port"].get<uint64_t>()) << " (" << str(j["service"])
               << "): ";
     if (j["real"].is_null()) {

@@ -1582,10 +1582,22 @@ ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& option
     r.errors.push_back(path + ": cannot open: " + std::strerror(errno));
     return r;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
+  // Read up to the bound and one byte more: a file past it (a log or an
+  // image named by mistake, /dev/zero) is refused before it is parsed,
+  // which took seconds of keeld's loop for 100 MB (input review L11).
+  constexpr size_t kMaxConfigBytes = 64u << 20;
+  std::string text;
+  char chunk[65536];
+  while (text.size() <= kMaxConfigBytes && in.read(chunk, sizeof chunk).gcount() > 0)
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxConfigBytes) {
+    ConfigResult r;
+    r.errors.push_back(path + ": over " + std::to_string(kMaxConfigBytes >> 20) +
+                       " MiB: not a keel.yaml keeld reads (is it the right file?)");
+    return r;
+  }
   // Messages name the file as the operator wrote it.
-  return parseConfig(text.str(), path, options);
+  return parseConfig(text, path, options);
 }
 
 std::optional<std::string> udpPayloadOverIpv6Mtu(const HealthCheckSpec& spec, const IpAddress& real) {

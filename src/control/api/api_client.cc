@@ -30,8 +30,10 @@ void ApiClient::close() {
 Status ApiClient::connect() {
   if (fd_ >= 0) return Status::ok();
   sockaddr_un addr{};
-  if (path_.empty() || path_.size() >= sizeof addr.sun_path)
-    return Status::error("cannot connect to " + path_ + ": socket path too long");
+  if (path_.empty()) return Status::error("cannot connect: the socket path is empty");
+  if (path_.size() >= sizeof addr.sun_path)
+    return Status::error("cannot connect to " + path_ + ": socket path too long (at most " +
+                         std::to_string(sizeof addr.sun_path - 1) + " bytes)");
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::error(std::string("socket: ") + std::strerror(errno));
   addr.sun_family = AF_UNIX;

@@ -370,6 +370,15 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
   EXPECT_EQ(r.err, "keelctl: cannot connect to " + dir_ +
                        "/absent.sock: No such file or directory (is keeld running? use --socket PATH for "
                        "another socket)\n");
+  // An empty --socket is named as such, not "socket path too long" (input review L5).
+  const std::string emptyErr = dir_ + "/empty.err";
+  const int emptyRc =
+      std::system((quote(bin_) + " --socket '' service list >/dev/null 2>" + quote(emptyErr) + " </dev/null").c_str());
+  EXPECT_EQ(WIFEXITED(emptyRc) ? WEXITSTATUS(emptyRc) : -1, 1);
+  std::ifstream emptyIn(emptyErr);
+  std::string emptyLine;
+  std::getline(emptyIn, emptyLine);
+  EXPECT_EQ(emptyLine.rfind("keelctl: cannot connect: the socket path is empty", 0), 0u) << emptyLine;
   CliRun jr = keelctl({"-o", "json", "service", "list"}, dir_ + "/absent.sock");
   EXPECT_EQ(jr.rc, 1);
   EXPECT_EQ(json::parse(jr.out)["error"]["code"], "unavailable") << jr.out;
@@ -741,6 +750,10 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   CliRun l6 = keelctl({"-o", "json", "lookup", "v6", "--client", "[2001:db8::77]:1000"});
   ASSERT_EQ(l6.rc, 0) << l6.err;
   EXPECT_EQ(json::parse(l6.out)["real"], "2001:db8::5");
+  // A client's port 0 is port 0, not "every port" (input review L6).
+  CliRun zero = keelctl({"lookup", "web", "--client", "192.0.2.1:0"});
+  ASSERT_EQ(zero.rc, 0) << zero.err;
+  EXPECT_EQ(zero.out.rfind("tcp 192.0.2.1:0 -> 10.0.0.1:80 (web): ", 0), 0u) << zero.out;
   CliRun bad = keelctl({"lookup", "web", "--client", "192.0.2.1"});
   EXPECT_EQ(bad.rc, 2);  // a usage error: nothing was sent
   EXPECT_EQ(bad.err, "keelctl: --client: must be ADDR:PORT (IPv6 as [ADDR]:PORT), got \"192.0.2.1\"\n");

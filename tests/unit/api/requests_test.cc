@@ -116,6 +116,15 @@ TEST(RequestsTest, RealDrainReason) {
        (msg + "\"a\\x0ab\"").c_str()},
       {"not a string", R"({"service":"web","address":"10.0.0.5","reason":42})", "params.reason",
        "params.reason: must be a string, got 42"},
+      // UTF-8's own controls, separators and bidi overrides (input review L3).
+      {"NEL", R"({"service":"web","address":"10.0.0.5","reason":"ok\u0085line2"})", "params.reason",
+       (msg + "\"ok\\xc2\\x85line2\"").c_str()},
+      {"line separator", R"({"service":"web","address":"10.0.0.5","reason":"a\u2028b"})", "params.reason",
+       (msg + "\"a\\xe2\\x80\\xa8b\"").c_str()},
+      {"right-to-left override", R"({"service":"web","address":"10.0.0.5","reason":"\u202ex"})", "params.reason",
+       (msg + "\"\\xe2\\x80\\xaex\"").c_str()},
+      {"right-to-left isolate", R"({"service":"web","address":"10.0.0.5","reason":"\u2067x"})", "params.reason",
+       (msg + "\"\\xe2\\x81\\xa7x\"").c_str()},
   });
   auto longOne = parseRealDrain(json::parse(R"({"service":"web","address":"10.0.0.5","reason":")" + std::string(201, 'x') + "\"}"), true);
   ASSERT_FALSE(longOne.ok());

@@ -107,6 +107,8 @@ fi
 check "bad log level" 2 "keeld: --log-level: must be one of trace|debug|info|warn|error|off, got \"loud\"" \
   --log-level loud --check-config "$dir/good.yaml"
 check "a directory for a file" 1 "$dir: not a regular file" --check-config "$dir"
+# An endless file is refused at its bound, not read forever (input review L11).
+check "an endless file" 1 "/dev/zero: over 64 MiB: not a keel.yaml keeld reads" --check-config /dev/zero
 # A control socket path keeld could not serve (a file there, a file on the
 # way) is an error of the file with its line, not a start that fails after
 # it programmed the data plane (input review H1).

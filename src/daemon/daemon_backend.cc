@@ -179,29 +179,33 @@ HealthTarget targetOf(const ServiceConfig& svc, const RealConfig& r) {
 // as keel.yaml, so runtime and file checks accept exactly the same keys.
 // Built node by node, not parsed from the JSON's text, so its nodes have no
 // line (a request is one line of JSON): messages name the key path only.
-YAML::Node jsonToYaml(const nlohmann::json& j) {
+// `tagged` false: without the type tags, read by their text as before
+// 2026-12-05 (the runtime state's saved requests, which an older keeld
+// accepted that way: strict, an upgrade's restart would drop a service
+// whose check said "port": "8080").
+YAML::Node jsonToYaml(const nlohmann::json& j, bool tagged = true) {
   switch (j.type()) {
     case nlohmann::json::value_t::null:
     case nlohmann::json::value_t::discarded:
       return YAML::Node();
     case nlohmann::json::value_t::object: {
       YAML::Node map(YAML::NodeType::Map);
-      for (const auto& [k, v] : j.items()) map[k] = jsonToYaml(v);
+      for (const auto& [k, v] : j.items()) map[k] = jsonToYaml(v, tagged);
       return map;
     }
     case nlohmann::json::value_t::array: {
       YAML::Node seq(YAML::NodeType::Sequence);
-      for (const auto& v : j) seq.push_back(jsonToYaml(v));
+      for (const auto& v : j) seq.push_back(jsonToYaml(v, tagged));
       return seq;
     }
     case nlohmann::json::value_t::string: {
       YAML::Node n(j.get<std::string>());
-      n.SetTag(kJsonStringTag);  // its JSON type, held to the API's exact types (HealthSpecBuilder)
+      if (tagged) n.SetTag(kJsonStringTag);  // its JSON type, held to the API's exact types (HealthSpecBuilder)
       return n;
     }
     default: {  // numbers and booleans: their JSON text, as YAML reads it
       YAML::Node n(j.dump());
-      n.SetTag(j.is_boolean() ? kJsonBoolTag : kJsonNumberTag);
+      if (tagged) n.SetTag(j.is_boolean() ? kJsonBoolTag : kJsonNumberTag);
       return n;
     }
   }
@@ -563,9 +567,9 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   // Running but not saved: the reply says so (takeUnsavedState), since a
   // restart would start without this change.
   if (std::optional<std::string> err = saveRunningState())
-    unsaved_ = "the change is running, but keeld could not save it (" + *err +
-               "); keeld tries again every " + std::to_string(kSaveRetryInterval.count()) +
-               " s and at a clean stop, so only a crash or kill -9 before then would lose it";
+    unsaved_ = "the change is running, but keeld could not save it (" + *err + "); keeld tries again in " +
+               std::to_string(kSaveRetryInterval.count()) +
+               " s (then less often) and at a clean stop, so only a crash or kill -9 before then would lose it";
   else
     unsaved_.reset();
   retryMacsLater(newlyPending);
@@ -919,6 +923,11 @@ std::string firstError(const std::vector<std::string>& errors) {
 // fingerprint saved standing in for the old file). Version 1 files (drains
 // and weights of file reals, with the real's file weight) are still read.
 DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optional<StopRecord>* stop) const {
+  replayingState_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{replayingState_};
   Overlay out;
   if (statePath_.empty()) return out;
   std::ifstream in(statePath_);
@@ -1655,7 +1664,7 @@ std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, cons
   r.address = spec.address;
   r.weight = spec.weight;
   r.mac = spec.mac;
-  r.health = jsonToYaml(spec.health);
+  r.health = jsonToYaml(spec.health, !replayingState_);
   bool ok = true;
   if (resolvesMac(svc.forwarding == Forwarding::kL2dsr, spec)) {
     // Resolved exactly as loadConfigFile does for keel.yaml.
@@ -1701,7 +1710,7 @@ std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddReq
   svc.forwarding = forwardingOf(req);
   svc.scheduler = req.scheduler == "maglev-src" ? Scheduler::kMaglevSrc : Scheduler::kMaglev;
   svc.ringSize = req.ringSize;
-  svc.health = jsonToYaml(req.health);
+  svc.health = jsonToYaml(req.health, !replayingState_);
   parseHealthPolicy(svc.health, svc, [&](const YAML::Node&, const std::string& key, const std::string& message) {
     errors.push_back("request: params.health." + key + ": " + message);
   });
@@ -2121,10 +2130,13 @@ void DaemonBackend::keepAdoptedMacs(const Config& file, Overlay& overlay, const 
     for (RealConfig& r : added.config.reals) keep(added.config, r);
   for (auto& [key, ov] : overlay.reals) {
     if (!ov.added) continue;
-    // A real added to a file service, or to one keelctl added.
-    const ServiceConfig* svc = findSvc(file, key.first);
-    if (auto it = overlay.addedServices.find(key.first); !svc && it != overlay.addedServices.end())
+    // A real added to a service keelctl added (which may stand in for a
+    // file service of its name that keelctl removed), or to a file service.
+    const ServiceConfig* svc = nullptr;
+    if (auto it = overlay.addedServices.find(key.first); it != overlay.addedServices.end())
       svc = &it->second.config;
+    else
+      svc = findSvc(file, key.first);
     if (svc) keep(*svc, *ov.added);
   }
 }

@@ -342,6 +342,9 @@ class DaemonBackend : public api::ControlBackend {
   // Set by a request's commit() when saveState() failed, taken by its
   // reply; cleared by a later good save (the file holds the whole state).
   std::optional<std::string> unsaved_;
+  // While loadState() replays the saved requests: their health values are
+  // read by their text, as the keeld that accepted them did (jsonToYaml).
+  mutable bool replayingState_ = false;
   // A state file that could not be written (disk full, read-only) is
   // written again kSaveRetryInterval later, the wait doubling with each
   // failure up to 16 times that, until it is (review_faults F5: it waited

@@ -392,9 +392,13 @@ int run(const std::string& path, bool detachOnExit) {
       // `config` stays what keeld started with: the data plane, socket and
       // endpoint it built (reloads change only the backend's copy).
       [&](const Config& next) {
+        const std::optional<MacAddress> before = planeMac;
         if (std::optional<MacAddress> now = handle->localMac()) planeMac = now;
         Status st = preApply(config, next, *dp, planeMac, *node, detachOnExit);
-        if (st) macFromPlane = !next.node.localMac;
+        if (st)
+          macFromPlane = !next.node.localMac;
+        else
+          planeMac = before;  // not written: the watch still sees the change and tries it
         return st;
       },
       stop);

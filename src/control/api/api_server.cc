@@ -455,6 +455,7 @@ void watchSocket(const std::shared_ptr<ApiServer::State>& st) {
     } else if (errno == ENOENT) {
       error_code ignored;
       st->acceptor.close(ignored);  // its pending accept ends with operation_aborted
+      st->retryTimer.cancel();      // an accept back-off's retry: acceptNext below is the one loop
       std::string dir = path.substr(0, path.rfind('/'));
       if (!dir.empty()) (void)makeDirectories(dir, 0755);
       LogRecord r("control_socket_recreated");

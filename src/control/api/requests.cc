@@ -28,16 +28,18 @@ bool isValidDrainReason(std::string_view s) {
     return false;
   // Nor the control characters of UTF-8's own (C1, U+0080..U+009F: NEL
   // breaks a line), the line and paragraph separators (U+2028, U+2029) and
-  // the bidirectional overrides and isolates (U+202A..U+202E,
-  // U+2066..U+2069), which can make `keelctl health show` display text
+  // the bidirectional marks, overrides and isolates (U+061C, U+200E,
+  // U+200F, U+202A..U+202E, U+2066..U+2069), which can make `keelctl health show` display text
   // other than what is stored (input review L3). The text is valid UTF-8
   // (the request's JSON is), so these are exactly their byte sequences.
   for (size_t i = 0; i + 1 < s.size(); ++i) {
     const auto a = static_cast<unsigned char>(s[i]), b = static_cast<unsigned char>(s[i + 1]);
     if (a == 0xc2 && b >= 0x80 && b <= 0x9f) return false;
+    if (a == 0xd8 && b == 0x9c) return false;  // U+061C, the Arabic letter mark
     if (a == 0xe2 && i + 2 < s.size()) {
       const auto c = static_cast<unsigned char>(s[i + 2]);
-      if (b == 0x80 && (c == 0xa8 || c == 0xa9 || (c >= 0xaa && c <= 0xae))) return false;
+      // U+200E, U+200F (direction marks), U+2028..U+202E.
+      if (b == 0x80 && (c == 0x8e || c == 0x8f || (c >= 0xa8 && c <= 0xae))) return false;
       if (b == 0x81 && c >= 0xa6 && c <= 0xa9) return false;
     }
   }

@@ -125,6 +125,8 @@ TEST(RequestsTest, RealDrainReason) {
        (msg + "\"\\xe2\\x80\\xaex\"").c_str()},
       {"right-to-left isolate", R"({"service":"web","address":"10.0.0.5","reason":"\u2067x"})", "params.reason",
        (msg + "\"\\xe2\\x81\\xa7x\"").c_str()},
+      {"right-to-left mark", R"({"service":"web","address":"10.0.0.5","reason":"\u200fx"})", "params.reason",
+       (msg + "\"\\xe2\\x80\\x8fx\"").c_str()},
   });
   auto longOne = parseRealDrain(json::parse(R"({"service":"web","address":"10.0.0.5","reason":")" + std::string(201, 'x') + "\"}"), true);
   ASSERT_FALSE(longOne.ok());

@@ -2135,6 +2135,39 @@ TEST_F(RuntimeStateTest, AReplacedFileServiceStaysReplacedThroughAReloadAndARest
   EXPECT_FALSE(k->backend->findService("api2"));
 }
 
+// A request an older keeld accepted with a health value of another JSON
+// type ("port": "8080", read by its text then) is replayed from the state
+// file as that keeld read it: the upgrade's restart keeps the service
+// (review of this session's changes M2), while a new request of that kind
+// is refused.
+TEST_F(RuntimeStateTest, SavedRequestsKeepTheHealthValuesAnOlderKeeldAccepted) {
+  make();
+  api::ServiceAddRequest dns;
+  dns.name = "dns";
+  dns.vip = ip("10.0.0.53");
+  dns.port = 53;
+  dns.protocol = KEEL_PROTO_UDP;
+  dns.health = {{"type", "tcp"}, {"port", 8053}};
+  dns.reals.push_back(api::RealSpec{ip("10.0.3.1"), 5, std::nullopt, {{"type", "tcp"}, {"port", 8054}}});
+  ASSERT_TRUE(backend_->addService(dns).isOk());
+  backend_.reset();
+  nlohmann::json saved = readState();
+  ASSERT_EQ(saved["services"].size(), 1u) << saved.dump();
+  saved["services"][0]["request"]["health"]["port"] = "8053";
+  saved["services"][0]["request"]["reals"][0]["health"]["port"] = "8054";
+  writeState(saved.dump());
+  auto k = restart();
+  ASSERT_TRUE(k->backend->findService("dns")) << "the upgrade's restart dropped the service";
+  bool checked = false;
+  for (const HealthStatus& st : k->backend->checker().snapshot())
+    if (st.target.address == ip("10.0.3.1")) checked = st.target.spec.port == 8054;
+  EXPECT_TRUE(checked);
+  dns.name = "dns2";
+  dns.vip = ip("10.0.0.54");
+  dns.health = {{"type", "tcp"}, {"port", "8053"}};
+  EXPECT_FALSE(k->backend->addService(dns).isOk()) << "a new request is held to its types";
+}
+
 // A state file that cannot be written leaves the last one in place, and the
 // change's answer says so (takeUnsavedState, once): the change runs, but a
 // restart would start without it. The file is root's alone: it holds the

@@ -676,7 +676,7 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
       // every established flow (review s31 F2): said first.
       const std::string orphan =
           options_.pinDir.empty() || adopting ? ""
-                                  : options_.pinDir + " holds no pins: if they were removed while a keeld ran, the "
+                                  : options_.pinDir + " has no pinned data plane (no backends pin): if the pins were removed while a keeld ran, the "
                                                       "attached program is most likely keel's own, still forwarding "
                                                       "with its last state, and detaching it drops VIP traffic "
                                                       "until keeld attaches and picks every established flow again; ";

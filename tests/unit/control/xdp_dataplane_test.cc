@@ -1334,7 +1334,7 @@ TEST_F(XdpAdoptTest, AStartOverAnAttachedProgramWithoutPinsSaysItIsMostLikelyKee
   Status s = XdpDataplane::create(options(), &next);
   ASSERT_FALSE(s.isOk());
   EXPECT_NE(s.message().find("already attached"), std::string::npos) << s.message();
-  const size_t orphan = s.message().find(pinDir_ + " holds no pins");
+  const size_t orphan = s.message().find(pinDir_ + " has no pinned data plane (no backends pin)");
   EXPECT_NE(orphan, std::string::npos) << s.message();
   EXPECT_LT(orphan, s.message().find("xdp off")) << s.message();
   EXPECT_EQ(attachedId(), dp_->programId());

@@ -524,14 +524,26 @@ Status Registry::apply(const Config& config) {
           if (!it->second.reals.count(r.address)) ++needBackends;
       }
     }
+    // The running data plane's limit, and the file's when it asks for
+    // another: that takes a fresh data plane, not a reload (input review
+    // L4: the refusal named only the running one's free ids).
+    const DataplaneLimits& running = dataplane_.limits();
+    auto limitNote = [](const char* key, uint32_t runs, uint32_t asked) {
+      std::string n = " free of its " + std::to_string(runs) + " (" + key + ")";
+      if (asked != runs)
+        n += "; the file's " + std::string(key) + ": " + std::to_string(asked) +
+             " applies only to a fresh data plane (keelctl daemon stop, then start keeld: every established "
+             "flow is picked again)";
+      return n;
+    };
     if (needServices > freeServices)
-      return Status::error("config needs " + std::to_string(needServices) +
-                           " new service ids, the data plane has " + std::to_string(freeServices) +
-                           " free (limits.max_services)");
+      return Status::error("config needs " + std::to_string(needServices) + " new service ids, the data plane has " +
+                           std::to_string(freeServices) +
+                           limitNote("limits.max_services", running.maxServices, config.limits.maxServices));
     if (needBackends > freeBackends)
-      return Status::error("config needs " + std::to_string(needBackends) +
-                           " new backend ids, the data plane has " + std::to_string(freeBackends) +
-                           " free (limits.max_reals)");
+      return Status::error("config needs " + std::to_string(needBackends) + " new backend ids, the data plane has " +
+                           std::to_string(freeBackends) +
+                           limitNote("limits.max_reals", running.maxBackends, config.limits.maxBackends));
   }
 
   std::vector<IpAddress> maybeUnusedVips = std::move(pendingUnusedVips_);

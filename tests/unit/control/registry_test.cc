@@ -314,11 +314,21 @@ TEST_F(RegistryTest, OverCapacityChangesNothing) {
   const char* addrs[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5",
                          "10.0.0.6", "10.0.0.7", "10.0.0.8", "10.0.0.9"};
   for (const char* a : addrs) many.push_back(real(a));
-  Status s = reg_.apply(config({service("web", "192.0.2.10", 80, many)}));
+  Config c = config({service("web", "192.0.2.10", 80, many)});
+  c.limits = dp_.limits();
+  Status s = reg_.apply(c);
   EXPECT_FALSE(s.isOk());
-  EXPECT_NE(s.message().find("limits.max_reals"), std::string::npos) << s.message();
+  EXPECT_EQ(s.message(), "config needs 9 new backend ids, the data plane has 8 free of its 8 (limits.max_reals)");
   EXPECT_TRUE(take().empty());
   EXPECT_EQ(reg_.serviceCount(), 0u);
+  // A file that raises the limit: that takes a fresh data plane, not a
+  // reload, and the refusal says so (input review L4).
+  c.limits.maxBackends = 100;
+  s = reg_.apply(c);
+  EXPECT_EQ(s.message(), "config needs 9 new backend ids, the data plane has 8 free of its 8 (limits.max_reals); the "
+                         "file's limits.max_reals: 100 applies only to a fresh data plane (keelctl daemon stop, then "
+                         "start keeld: every established flow is picked again)");
+  EXPECT_TRUE(take().empty());
 }
 
 TEST_F(RegistryTest, IdsAreDenseAndReused) {

@@ -718,15 +718,16 @@ void DaemonBackend::takeMacsOfRealsComingUp(const std::vector<Registry::HealthVe
   // flush at a stop gives every target's) is no coming up, and its MAC
   // keeps the timer's two-read rule.
   const std::map<RealKey, bool> registered = registryHealth();
-  auto comingUp = [&](const Registry::HealthVerdict& v) {
-    auto it = registered.find({v.service, v.real});
-    return v.healthy && it != registered.end() && !it->second;
-  };
+  std::vector<std::pair<RealKey, MacAddress>> comingUp;  // each with the MAC it has
   std::vector<IpAddress> addresses;
   for (const Registry::HealthVerdict& v : verdicts) {
-    const ServiceConfig* svc = comingUp(v) ? findSvc(effective_, v.service) : nullptr;
+    auto it = registered.find({v.service, v.real});
+    if (!v.healthy || it == registered.end() || it->second) continue;
+    const ServiceConfig* svc = findSvc(effective_, v.service);
     const RealConfig* r = svc ? findReal(effective_, v.service, v.real) : nullptr;
-    if (r && tableMac(*svc, *r)) addresses.push_back(v.real);
+    if (!r || !tableMac(*svc, *r)) continue;
+    comingUp.emplace_back(it->first, *r->mac);
+    addresses.push_back(v.real);
   }
   if (addresses.empty()) return;
   std::sort(addresses.begin(), addresses.end());
@@ -734,12 +735,11 @@ void DaemonBackend::takeMacsOfRealsComingUp(const std::vector<Registry::HealthVe
   const MacLookup macs = lookUpMacs(addresses, refreshMacResolver());
   if (!macs.lookedUp) return;
   std::map<RealKey, MacAddress> moving;
-  for (const Registry::HealthVerdict& v : verdicts) {
-    const RealConfig* r = comingUp(v) ? findReal(effective_, v.service, v.real) : nullptr;
-    auto it = macs.resolved.find(v.real);
-    if (r && r->mac && it != macs.resolved.end() && it->second.isUnicast() && it->second != *r->mac) {
-      moving.emplace(RealKey{v.service, v.real}, it->second);
-      macCandidates_.erase({v.service, v.real});
+  for (const auto& [key, mac] : comingUp) {
+    auto it = macs.resolved.find(key.second);
+    if (it != macs.resolved.end() && it->second.isUnicast() && it->second != mac) {
+      moving.emplace(key, it->second);
+      macCandidates_.erase(key);
     }
   }
   (void)applyTableMacs(moving);
@@ -2067,16 +2067,21 @@ std::vector<DaemonBackend::RealKey> DaemonBackend::keepKnownMacs(
     Config& c, const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known) {
   std::vector<RealKey> kept;
   for (ServiceConfig& svc : c.services)
-    for (RealConfig& r : svc.reals) {
-      if (r.macPending.empty()) continue;
-      const std::optional<MacAddress> mac = known(svc, r);
-      if (!mac) continue;
-      r.mac = mac;
-      r.macResolved = true;
-      r.macPending.clear();
-      kept.emplace_back(svc.name, r.address);
-    }
+    for (RealConfig& r : svc.reals)
+      if (takeKnownMac(svc, r, known)) kept.emplace_back(svc.name, r.address);
   return kept;
+}
+
+bool DaemonBackend::takeKnownMac(
+    const ServiceConfig& svc, RealConfig& r,
+    const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known) {
+  if (r.macPending.empty()) return false;
+  const std::optional<MacAddress> mac = known(svc, r);
+  if (!mac) return false;
+  r.mac = mac;
+  r.macResolved = true;
+  r.macPending.clear();
+  return true;
 }
 
 // A restart that adopts the running data plane: an l2dsr real the
@@ -2117,14 +2122,9 @@ void DaemonBackend::keepAdoptedMacs(Config& c, const ProgrammedState& adopted) {
 }
 
 void DaemonBackend::keepAdoptedMacs(const Config& file, Overlay& overlay, const ProgrammedState& adopted) {
+  auto fromPlane = [&adopted](const ServiceConfig& svc, const RealConfig& r) { return adoptedMac(adopted, svc, r); };
   auto keep = [&](const ServiceConfig& svc, RealConfig& r) {
-    if (r.macPending.empty()) return;
-    const std::optional<MacAddress> mac = adoptedMac(adopted, svc, r);
-    if (!mac) return;
-    r.mac = mac;
-    r.macResolved = true;
-    r.macPending.clear();
-    logKeptFromPlane(svc.name, r);
+    if (takeKnownMac(svc, r, fromPlane)) logKeptFromPlane(svc.name, r);
   };
   for (auto& [name, added] : overlay.addedServices)
     for (RealConfig& r : added.config.reals) keep(added.config, r);

@@ -330,6 +330,11 @@ class DaemonBackend : public api::ControlBackend {
   // compose() has it (resolvePendingMacs, refreshTableMacs).
   static void forEachRealSource(Config& file, Overlay& overlay,
                                 const std::function<void(const std::string& service, RealConfig&)>& f);
+  // The one step of keepKnownMacs and the overlay's keepAdoptedMacs: a
+  // real waiting for its MAC takes the one `known` has for it.
+  static bool takeKnownMac(
+      const ServiceConfig& svc, RealConfig& r,
+      const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known);
   static std::vector<RealKey> keepKnownMacs(
       Config& c, const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known);
   // The checked reals that are up, and when, as saveAtStop records them;

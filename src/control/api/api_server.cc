@@ -396,6 +396,24 @@ std::optional<gid_t> groupId(const std::string& name, bool* lookupFailed) {
 
 namespace {
 
+// The socket's directory (/run/keel) may not exist yet on a fresh boot, or
+// any more after an `rm -r`: the whole path is made, for either socket
+// (docs/api.md).
+Status makeSocketDirectory(const std::string& path, const std::string& where) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return Status::ok();
+  const std::string dir = path.substr(0, slash);
+  struct stat ds{};
+  if (::stat(dir.c_str(), &ds) != 0) {
+    if (errno != ENOENT) return Status::error(where + "cannot create directory " + dir + ": " + errnoText(errno));
+    if (Status s = makeDirectories(dir, 0755); !s)
+      return Status::error(where + "cannot create directory " + dir + ": " + s.message());
+  } else if (!S_ISDIR(ds.st_mode)) {
+    return Status::error(where + dir + " is not a directory");
+  }
+  return Status::ok();
+}
+
 // Creates the socket file at the options' path and listens on it: bound
 // under a umask that never lets it exist with wider permissions than asked,
 // then its mode and group; its identity recorded (stop() removes only
@@ -456,11 +474,12 @@ void watchSocket(const std::shared_ptr<ApiServer::State>& st) {
       error_code ignored;
       st->acceptor.close(ignored);  // its pending accept ends with operation_aborted
       st->retryTimer.cancel();      // an accept back-off's retry: acceptNext below is the one loop
-      std::string dir = path.substr(0, path.rfind('/'));
-      if (!dir.empty()) (void)makeDirectories(dir, 0755);
       LogRecord r("control_socket_recreated");
       r.add("socket", path);
-      if (Status s = listenOn(*st, "api.socket " + path + ": "); !s) {
+      const std::string where = "api.socket " + path + ": ";
+      Status s = makeSocketDirectory(path, where);
+      if (s) s = listenOn(*st, where);
+      if (!s) {
         logError(r.add("error", s.message()).add("detail", "tried again in " +
                                                         std::to_string(ApiServer::kSocketWatchInterval.count()) +
                                                         " s"));
@@ -501,19 +520,7 @@ Status ApiServer::start() {
     st.gid = *id;
   }
 
-  // The directory (/run/keel) may not exist yet on a fresh boot: the whole
-  // path is made, for either socket (docs/api.md).
-  if (auto slash = path.rfind('/'); slash != std::string::npos && slash > 0) {
-    std::string dir = path.substr(0, slash);
-    struct stat ds{};
-    if (::stat(dir.c_str(), &ds) != 0) {
-      if (errno != ENOENT) return Status::error(where + "cannot create directory " + dir + ": " + errnoText(errno));
-      if (Status s = makeDirectories(dir, 0755); !s)
-        return Status::error(where + "cannot create directory " + dir + ": " + s.message());
-    } else if (!S_ISDIR(ds.st_mode)) {
-      return Status::error(where + dir + " is not a directory");
-    }
-  }
+  if (Status s = makeSocketDirectory(path, where); !s) return s;
 
   if (std::string why = socketPathProblem(path); !why.empty()) return Status::error(where + why);
   struct stat ss{};

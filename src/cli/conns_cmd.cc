@@ -30,8 +30,8 @@ void defineConns(CLI::App& noun, Context& ctx) {
   noun.callback([&ctx, a] {
     json p = json::object();
     if (!a->service.empty()) p["service"] = a->service;
-    if (!a->real.empty()) p["real"] = a->real;
-    if (!a->client.empty()) p["client_address"] = a->client;
+    if (!a->real.empty()) p["real"] = bareAddress(a->real);
+    if (!a->client.empty()) p["client_address"] = bareAddress(a->client);
     if (!a->limit.empty()) p["limit"] = numberOrString(a->limit);
     if (a->count) p["limit"] = 0;
     auto r = ctx.call("conn.list", p);

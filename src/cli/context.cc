@@ -82,6 +82,12 @@ json numberOrString(const std::string& text) {
   return json(text);
 }
 
+std::string bareAddress(const std::string& text) {
+  if (text.size() > 2 && text.front() == '[' && text.back() == ']' && text.find(']') == text.size() - 1)
+    return text.substr(1, text.size() - 2);
+  return text;
+}
+
 bool addHealthParam(Context& ctx, json& params, const std::string& text) {
   if (text.empty()) return true;
   // Parsed here, so a key given twice would reach keeld once (nlohmann keeps

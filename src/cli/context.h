@@ -67,6 +67,11 @@ void defineDaemon(CLI::App&, Context&);
 // wrong ("params.weight: must be an integer 0..65535, got \"ten\"").
 json numberOrString(const std::string& text);
 
+// An address argument as the daemon takes it: "[2001:db8::5]", the form
+// --real and lookup --client write IPv6 in, is 2001:db8::5. Anything else is
+// sent as given (the daemon says what is wrong with it).
+std::string bareAddress(const std::string& text);
+
 // --health TEXT (a JSON object) into params["health"]; nothing when TEXT is
 // empty. Not JSON at all: says so, sets ctx.exitCode = 2 (a usage error) and returns false.
 // What the object holds is the daemon's to check.

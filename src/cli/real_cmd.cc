@@ -21,7 +21,7 @@ void verb(CLI::App& noun, Context& ctx, const char* name, const char* help, cons
   auto a = std::make_shared<RealArgs>();
   CLI::App* v = noun.add_subcommand(name, help);
   v->add_option("SERVICE", a->service, "service name")->required();
-  v->add_option("ADDRESS", a->address, "real address")->required();
+  v->add_option("ADDRESS", a->address, "real address, IPv6 bare or as [ADDR]")->required();
   if (weight) v->add_option("WEIGHT", a->weight, "0..65535")->required(weight == 2);
   bool isAdd = std::string(method) == "real.add";
   if (isAdd) {
@@ -33,7 +33,7 @@ void verb(CLI::App& noun, Context& ctx, const char* name, const char* help, cons
                   "why, shown by `health show` while it drains (1..200 bytes, one line)");
   std::string m = method;
   v->callback([&ctx, a, m] {
-    json p{{"service", a->service}, {"address", a->address}};
+    json p{{"service", a->service}, {"address", bareAddress(a->address)}};
     if (!a->weight.empty()) p["weight"] = numberOrString(a->weight);
     if (!a->mac.empty()) p["mac"] = a->mac;
     if (a->reason) p["reason"] = *a->reason;

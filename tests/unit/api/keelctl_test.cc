@@ -246,6 +246,8 @@ TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
     return 0;
   });
   EXPECT_EQ(keelctl({"real", "undrain", "web", "10.0.0.5"}).rc, 0);
+  // An IPv6 ADDRESS bare or in the brackets --real writes it in (input review L7).
+  EXPECT_EQ(keelctl({"real", "drain", "v6", "[2001:db8::5]"}).rc, 0);
   EXPECT_EQ(keelctl({"real", "remove", "v6", "2001:db8::5"}).rc, 0);
   CliRun add = keelctl({"service", "add", "dns", "--vip", "10.0.0.53", "--port", "53", "--protocol", "udp",
                      "--scheduler", "maglev-src", "--real", "10.0.0.7:5", "--real", "[2001:db8::8]:9",
@@ -253,7 +255,7 @@ TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
   EXPECT_EQ(add.rc, 0) << add.err;
   std::vector<std::string> want = {"drain web 10.0.0.5", "setRealWeight web 10.0.0.6 7",
                                    "addReal web 10.0.0.9 100", "addReal web 10.0.0.10 100", "undrain web 10.0.0.5",
-                                   "removeReal v6 2001:db8::5", "addService dns"};
+                                   "drain v6 2001:db8::5", "removeReal v6 2001:db8::5", "addService dns"};
   EXPECT_EQ(onLoop([&] { return fake_.mutations; }), want);
   json dns = json::parse(keelctl({"-o", "json", "service", "show", "dns"}).out)["service"];
   EXPECT_EQ(dns["protocol"], "udp");

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/context.h"
 
+#include "common/text.h"
+
 #include "control/api/json_keys.h"
 
 #include <algorithm>
@@ -75,8 +77,11 @@ void Context::printJson(const json& result) const {
 json numberOrString(const std::string& text) {
   if (!text.empty() && text.size() <= 18) {
     size_t start = text[0] == '-' ? 1 : 0;
-    if (start < text.size() &&
-        std::all_of(text.begin() + start, text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    const std::string_view digits = std::string_view(text).substr(start);
+    // "010" and "-0" go as text, so that keeld refuses them as it does in
+    // a file (parseDecimal) instead of taking 10 or 0.
+    if (!digits.empty() && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        !leadingZero(digits) && !(start == 1 && digits == "0"))
       return json(std::stoll(text));
   }
   return json(text);

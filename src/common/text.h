@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <charconv>
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -43,5 +46,30 @@ inline std::string printable(std::string_view s, size_t limit = std::string_view
   }
   return out;
 }
+
+// A whole decimal number as keel reads one from a file, a request or a
+// command line: digits only, no sign, no leading zero. YAML 1.1 and C read
+// "010" as octal 8 and a plain decimal read gives 10; keel refuses it rather
+// than guess which was meant (leadingZero() tells the caller to say so).
+// nullopt for anything else, or past 2^64 - 1.
+inline std::optional<uint64_t> parseDecimal(std::string_view s) {
+  if (s.empty() || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+// Whether s is digits with a leading zero ("010"): the one form
+// parseDecimal() refuses that a message should explain.
+inline bool leadingZero(std::string_view s) {
+  if (s.size() < 2 || s[0] != '0') return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+// What a refusal of a leading-zero number adds to its message.
+inline constexpr std::string_view kLeadingZeroNote = " (no leading zeros: YAML 1.1 reads 010 as octal 8)";
 
 }  // namespace keel

@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -229,10 +228,9 @@ class Parser {
       return std::nullopt;
     }
     const std::string& s = n.Scalar();
-    uint64_t v = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) {
-      error(n, path, what + ", got " + describe(n));
+    std::optional<uint64_t> v = parseDecimal(s);
+    if (!v || *v < lo || *v > hi) {
+      error(n, path, what + (leadingZero(s) ? std::string(kLeadingZeroNote) : "") + ", got " + describe(n));
       return std::nullopt;
     }
     return v;
@@ -582,9 +580,9 @@ void Parser::checkPortQueues(const std::optional<YAML::Node>& portNode, const Dp
   const std::optional<std::string> given = devargValue(devargs, key);
   uint64_t queues = 1;
   if (given) {
-    const char* end = given->data() + given->size();
-    auto [at, ec] = std::from_chars(given->data(), end, queues);
-    if (ec != std::errc() || at != end || queues == 0) {
+    // No leading zero: DPDK may read "010" as octal where keel would count 10.
+    queues = parseDecimal(*given).value_or(0);
+    if (queues == 0) {
       error(*portNode, "dataplane.dpdk.port",
             std::string(key) + "= must be a positive number of queues, got " + quote(*given) + where);
       return;
@@ -937,10 +935,9 @@ void Parser::parseMetrics(const YAML::Node& n, MetricsConfig& metrics) {
       host = IpAddress::parse(h);
       // IPv6 only in brackets, IPv4 never: "::1:9477" would be ambiguous.
       if (host && host->isV4() == bracketed) host.reset();
-      std::string p = s->substr(colon + 1);
-      auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
-      if (p.empty() || ec != std::errc() || end != p.data() + p.size() || port < 1 || port > 65535)
-        host.reset();
+      const std::optional<uint64_t> p = parseDecimal(s->substr(colon + 1));
+      if (!p || *p < 1 || *p > 65535) host.reset();
+      port = static_cast<uint32_t>(p.value_or(0));
     }
     if (!host) {
       error(*k, "metrics.address",

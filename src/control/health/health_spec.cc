@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/health/health_spec.h"
 
-#include <charconv>
+#include "common/text.h"
+
+#include <optional>
 #include <vector>
 
 namespace keel {
@@ -9,11 +11,9 @@ namespace keel {
 namespace {
 
 bool parseU16(std::string_view text, uint16_t& out) {
-  if (text.empty()) return false;
-  unsigned value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value > 0xffff) return false;
-  out = static_cast<uint16_t>(value);
+  const std::optional<uint64_t> value = parseDecimal(text);
+  if (!value || *value > 0xffff) return false;
+  out = static_cast<uint16_t>(*value);
   return true;
 }
 

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/health/health_yaml.h"
 
-#include <charconv>
 
 #include "common/duration.h"
+#include "common/text.h"
 
 namespace keel {
 
@@ -18,14 +18,6 @@ namespace {
 
 std::string at(std::string_view source, const YAML::Node& n, std::string_view keyPath, std::string_view key) {
   return locate(source, n) + ": " + std::string(keyPath) + "." + std::string(key) + ": ";
-}
-
-std::optional<uint64_t> parseUnsigned(std::string_view s) {
-  if (s.empty()) return std::nullopt;
-  uint64_t v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
 }
 
 }  // namespace
@@ -106,10 +98,10 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       }
     }
     auto number = [&](uint64_t lo, uint64_t hi) -> std::optional<uint64_t> {
-      auto n = parseUnsigned(text);
+      auto n = parseDecimal(text);
       if (!n || *n < lo || *n > hi) {
-        errors.push_back(where + "must be an integer " + std::to_string(lo) + ".." + std::to_string(hi) + ", got \"" +
-                         text + "\"");
+        errors.push_back(where + "must be an integer " + std::to_string(lo) + ".." + std::to_string(hi) +
+                         (leadingZero(text) ? std::string(kLeadingZeroNote) : "") + ", got \"" + text + "\"");
         return std::nullopt;
       }
       return n;

@@ -311,6 +311,11 @@ TEST_F(KeelctlTest, DaemonErrorsExitOneAndChangeNothing) {
        "keelctl: params.weight: must be an integer 0..65535, got 65536\n"},
       {{"real", "set-weight", "web", "10.0.0.5", "ten"},
        "keelctl: params.weight: must be an integer 0..65535, got \"ten\"\n"},
+      // Sent as text, not as 10 or 0, so that keeld refuses them as in a file (input review L2, L12).
+      {{"real", "set-weight", "web", "10.0.0.5", "010"},
+       "keelctl: params.weight: must be an integer 0..65535, got \"010\"\n"},
+      {{"real", "set-weight", "web", "10.0.0.5", "-0"},
+       "keelctl: params.weight: must be an integer 0..65535, got \"-0\"\n"},
       {{"real", "add", "web", "10.0.0.300"},
        "keelctl: params.address: must be an IPv4 or IPv6 address, got \"10.0.0.300\"\n"},
       {{"service", "add", "x", "--vip", "10.9.9.9", "--port", "80", "--protocol", "icmp"},

@@ -900,6 +900,16 @@ INSTANTIATE_TEST_SUITE_P(
                 {"keel.yaml:9: services[0].reals[0].weight: must be an integer 0..65535, got \"65536\""}},
         BadCase{"negative weight", svc("    reals:\n      - {address: 10.0.1.11, weight: -1}\n"),
                 {"keel.yaml:9: services[0].reals[0].weight: must be an integer 0..65535"}},
+        // YAML 1.1 reads 010 as octal 8, a decimal read as 10: refused, not guessed (input review L2).
+        BadCase{"weight with a leading zero", svc("    reals:\n      - {address: 10.0.1.11, weight: 010}\n"),
+                {"keel.yaml:9: services[0].reals[0].weight: must be an integer 0..65535 (no leading zeros: "
+                 "YAML 1.1 reads 010 as octal 8), got \"010\""}},
+        BadCase{"health rise with a leading zero", svc("    health: {type: tcp, rise: 02}\n"),
+                {"keel.yaml:8: services[0].health.rise: must be an integer 1..1000 (no leading zeros: "
+                 "YAML 1.1 reads 010 as octal 8), got \"02\""}},
+        BadCase{"metrics port with a leading zero",
+                "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"127.0.0.1:09477\"}\nservices: []\n",
+                {"metrics.address: must be IPV4:PORT"}},
         BadCase{"unknown top-level key (typo)", kHead + "servcies: []\n",
                 {"keel.yaml:4: servcies: unknown key (expected one of: dataplane, node, limits, control, metrics, services)"}},
         BadCase{"unknown service key", svc("    ringsize: 65537\n"),

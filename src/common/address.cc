@@ -107,8 +107,10 @@ std::string serviceAddressProblem(const IpAddress& a, bool vip) {
   const auto& b = a.bytes();
   if (a.isV4()) {
     if (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0) return "the unspecified address";
+    if (b[0] == 0) return "an address of 0.0.0.0/8 (\"this network\": a source only, never a destination, RFC 1122)";
     if (b[0] >= 224 && b[0] <= 239) return "a multicast address";
     if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "the broadcast address";
+    if (b[0] >= 240) return "a reserved address (240.0.0.0/4: routers and hosts drop it)";
     if (vip && b[0] == 127) return "a loopback address";
     if (vip && b[0] == 169 && b[1] == 254) return "a link-local address";
     return {};
@@ -121,9 +123,13 @@ std::string serviceAddressProblem(const IpAddress& a, bool vip) {
   if (allZero) return "the unspecified address";
   if (b[0] == 0xff) return "a multicast address";
   if (zero10 && b[10] == 0xff && b[11] == 0xff) return "an IPv4-mapped IPv6 address (use the IPv4 address)";
+  // ::a.b.c.d but :: and ::1: IPv4-compatible, deprecated (RFC 4291 2.5.5.1).
+  const bool zero12 = zero10 && b[10] == 0 && b[11] == 0;
+  const bool loopback = zero12 && b[12] == 0 && b[13] == 0 && b[14] == 0 && b[15] == 1;
+  if (zero12 && !loopback)
+    return "an IPv4-compatible IPv6 address (::a.b.c.d, deprecated by RFC 4291: use the IPv4 address)";
   if (vip) {
-    bool loop = zero10 && b[10] == 0 && b[11] == 0 && b[12] == 0 && b[13] == 0 && b[14] == 0 && b[15] == 1;
-    if (loop) return "a loopback address";
+    if (loopback) return "a loopback address";
     if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return "a link-local address";
   }
   return {};

@@ -57,8 +57,11 @@ struct IpPrefix {
 
 // Why `a` cannot be a service's VIP (vip) or a real's address, or empty:
 // addresses no client sends a service's packets to or no real answers from.
-// Both: unspecified (0.0.0.0, ::), multicast, the IPv4 limited broadcast,
-// IPv4-mapped IPv6 (a packet to it carries the IPv4 address). A VIP also
+// Both: unspecified (0.0.0.0, ::), the rest of 0.0.0.0/8 and 240.0.0.0/4
+// (never a destination; keel-decap does not deliver to them either),
+// multicast, the IPv4 limited broadcast, IPv4-mapped and IPv4-compatible
+// IPv6 (::ffff:a.b.c.d carries the IPv4 address; ::a.b.c.d is deprecated,
+// RFC 4291). A VIP also
 // not loopback nor link-local. (A real may be loopback: health-check tests
 // and single-host labs use it.)
 std::string serviceAddressProblem(const IpAddress& a, bool vip);

@@ -1225,6 +1225,23 @@ INSTANTIATE_TEST_SUITE_P(
                 "tcp\n    reals:\n      - {address: 255.255.255.255}\n",
                 {"keel.yaml:9: services[0].reals[0].address: cannot be the broadcast address, got "
                  "255.255.255.255"}},
+        // Never a destination (keel-decap does not deliver to them either); ::a.b.c.d is deprecated
+        // (input review L10).
+        BadCase{"odd address classes",
+                "dataplane: {kind: xdp, interface: eth0}\nnode: {tunnel_source_v4: 240.0.0.2, next_hop_mac: "
+                "\"02:00:00:00:00:01\"}\nservices:\n  - name: a\n    vip: 0.1.2.3\n    port: 80\n    protocol: "
+                "tcp\n    reals:\n      - {address: 240.0.0.1}\n      - {address: \"::10.0.0.1\"}\n"
+                "  - {name: b, vip: \"::192.0.2.10\", port: 80, protocol: tcp}\n",
+                {"keel.yaml:2: node.tunnel_source_v4: cannot be a reserved address (240.0.0.0/4: routers and hosts "
+                 "drop it) (no router forwards a tunnel from it), got 240.0.0.2",
+                 "keel.yaml:5: services[0].vip: cannot be an address of 0.0.0.0/8 (\"this network\": a source only, "
+                 "never a destination, RFC 1122), got 0.1.2.3",
+                 "keel.yaml:9: services[0].reals[0].address: cannot be a reserved address (240.0.0.0/4: routers and "
+                 "hosts drop it), got 240.0.0.1",
+                 "keel.yaml:10: services[0].reals[1].address: cannot be an IPv4-compatible IPv6 address (::a.b.c.d, "
+                 "deprecated by RFC 4291: use the IPv4 address), got ::10.0.0.1",
+                 "keel.yaml:11: services[1].vip: cannot be an IPv4-compatible IPv6 address (::a.b.c.d, deprecated by "
+                 "RFC 4291: use the IPv4 address), got ::192.0.2.10"}},
         BadCase{"group next_hop_mac",
                 "dataplane: {kind: xdp, interface: eth0}\nnode: {next_hop_mac: \"ff:ff:ff:ff:ff:ff\"}\n",
                 {"keel.yaml:2: node.next_hop_mac: must be a unicast MAC address, got the group address "

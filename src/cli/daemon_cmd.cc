@@ -10,7 +10,14 @@ namespace keel::cli {
 void defineDaemon(CLI::App& noun, Context& ctx) {
   noun.require_subcommand(1, 1);
   auto detach = std::make_shared<bool>(false);
-  CLI::App* stop = noun.add_subcommand("stop", "stop keeld");
+  // The help says what the verb takes out, not only that keeld stops: an
+  // operator reading it at 3 am must not learn from the reply that every
+  // VIP went dark (operator review M4).
+  CLI::App* stop = noun.add_subcommand(
+      "stop",
+      "stop keeld AND take the balancer out: no VIP traffic is forwarded (XDP: the program detached), "
+      "the pins and the keelctl changes (drains, weights, added services) are removed, and keeld exits 0, "
+      "so systemd's Restart=on-failure does not start it again; --keep-forwarding stops keeld only");
   // --detach is the flag's first name: keeld detaches from the data plane
   // and leaves it forwarding. It read as the opposite of keeld's
   // --detach-on-exit (which detaches the program from the interface), so

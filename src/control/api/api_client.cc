@@ -44,10 +44,13 @@ Status ApiClient::connect() {
     std::string hint;
     if (e == ENOENT || e == ECONNREFUSED) hint = " (is keeld running? use --socket PATH for another socket)";
     if (e == EACCES || e == EPERM)
-      hint = " (the socket's mode and group are keel.yaml's control.mode and control.group, 0600 and "
-             "root's by default: run as root or as a member of that group; its directory must let you in too; "
-             "to look without changing anything, use the read-only socket if keeld has one: "
-             "--socket PATH of control.readonly.socket)";
+      // The client cannot tell which of keeld's two sockets PATH is: the
+      // hint names the keys of both.
+      hint = " (a socket's mode and group are keel.yaml's control.mode and control.group, 0600 and "
+             "root's by default, for the main socket, and control.readonly.mode and .group, 0660 and "
+             "keeld's group by default, for the read-only one: run as root or as a member of that group; "
+             "its directory must let you in too; to look without changing anything, use the read-only "
+             "socket if keeld has one: --socket PATH of control.readonly.socket)";
     return Status::error("cannot connect to " + path_ + ": " + std::strerror(e) + hint);
   }
   fd_ = fd;

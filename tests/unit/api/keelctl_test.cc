@@ -3,6 +3,7 @@
 // against the ApiServer + fake backend, checking table output, JSON output,
 // exit codes and error text.
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -60,7 +61,7 @@ class KeelctlTest : public testing::ServerFixture {
   CliRun keelctl(const std::vector<std::string>& args, const std::string& socket = "",
                  const std::optional<std::string>& columns = std::nullopt) {
     std::string cmd = (columns ? "env COLUMNS=" + quote(*columns) + " " : std::string("env -u COLUMNS ")) +
-                      quote(bin_) + " --socket " + quote(socket.empty() ? options_.socketPath : socket);
+                      runAs_ + quote(bin_) + " --socket " + quote(socket.empty() ? options_.socketPath : socket);
     for (const auto& a : args) cmd += " " + quote(a);
     cmd += " >" + quote(dir_ + "/out") + " 2>" + quote(dir_ + "/err") + " </dev/null";
     CliRun r;
@@ -72,6 +73,7 @@ class KeelctlTest : public testing::ServerFixture {
   }
 
   std::string bin_;
+  std::string runAs_;  // a command keelctl runs under (setpriv ...), with its trailing space
 };
 
 TEST_F(KeelctlTest, ServiceListTableAndJson) {
@@ -884,6 +886,45 @@ TEST_F(KeelctlTest, DaemonStopDetachIsTheOlderNameOfKeepForwarding) {
   EXPECT_EQ(d.rc, 0) << d.err;
   EXPECT_EQ(d.out, "keeld stopping; the data plane keeps forwarding for the next keeld\n");
   EXPECT_TRUE(eventually([&] { return fake_.shutdownDetach.value_or(false); }));
+}
+
+// The help of `daemon stop` says it takes the balancer out, not only that
+// keeld stops (operator review M4): the man page said so, the help did not.
+TEST_F(KeelctlTest, DaemonStopHelpSaysItTakesTheBalancerOut) {
+  CliRun top = keelctl({"--help"});
+  EXPECT_NE(top.out.find("stop keeld: takes the balancer out unless --keep-forwarding"), std::string::npos)
+      << top.out;
+  CliRun h = keelctl({"daemon", "stop", "--help"});
+  EXPECT_NE(h.out.find("take the balancer out: no VIP traffic is forwarded"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("Restart=on-failure does not start it again"), std::string::npos) << h.out;
+}
+
+// A socket keelctl may not connect to: the hint names the keys of both of
+// keeld's sockets, since keelctl cannot tell which one PATH is (operator
+// review L5: it named only the main socket's, wrong for the read-only one).
+TEST_F(KeelctlTest, PermissionDeniedNamesTheKeysOfBothSockets) {
+  if (geteuid() != 0 || std::system("command -v setpriv >/dev/null") != 0)
+    GTEST_SKIP() << "needs root and setpriv to connect as another user";
+  const std::string sock = dir_ + "/private.sock";
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  ASSERT_EQ(::chmod(sock.c_str(), 0600), 0);
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  runAs_ = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  CliRun r = keelctl({"service", "list"}, sock);
+  runAs_.clear();
+  ::close(fd);
+  EXPECT_EQ(r.rc, 1) << r.err;  // cannot be reached
+  EXPECT_NE(r.err.find("Permission denied (a socket's mode and group are keel.yaml's control.mode and "
+                       "control.group"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("control.readonly.mode and .group, 0660"), std::string::npos) << r.err;
 }
 
 }  // namespace

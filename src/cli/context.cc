@@ -162,6 +162,9 @@ std::string str(const json& v) {
 
 std::string realState(const json& real) {
   std::string s = str(real.value("state", json()));
+  // A drained real that also fails its checks: its established flows have
+  // moved unless kept (operator review M5: "draining" alone hid it).
+  if (s == "draining" && !real.value("healthy", true)) return s + (real.value("kept", false) ? ", down, kept" : ", down");
   if (s != "down") return s;
   if (real.value("held", false)) return s + ", held";
   if (real.value("kept", false)) return s + ", kept";

@@ -1421,10 +1421,12 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Servi
     rs.healthy = r.healthy;
     auto ov = overlay_.reals.find({v.name, r.address});
     // Only for a down real that still gets traffic (api.md): a held real
-    // in the ring, a kept one; a drained real's state is its drain.
+    // in the ring, a kept one. A drained real's state is its drain, but
+    // whether its established flows stay when it also fails its checks is
+    // `kept` too: without it they have moved (operator review M5).
     const bool drained = ov != overlay_.reals.end() && ov->second.drained;
     rs.held = !drained && !r.healthy && r.held && r.inRing;
-    rs.kept = !drained && !r.healthy && r.kept;
+    rs.kept = !r.healthy && r.kept;
     if (ov != overlay_.reals.end() && ov->second.drained) {
       rs.draining = true;
       rs.drainedSince = ov->second.drainedSince;

@@ -205,6 +205,30 @@ TEST_F(KeelctlTest, DownRealsThatStillServeSayWhy) {
   EXPECT_EQ(reals[1]["kept"], true);
 }
 
+// A drained real that also fails its checks says so: "draining" alone hid
+// that its established flows had moved (operator review M5), or, kept,
+// that they stay.
+TEST_F(KeelctlTest, DrainedRealsThatFailTheirChecksSaySo) {
+  onLoop([&] {
+    auto& reals = fake_.services[0].reals;
+    reals[0].draining = true;
+    reals[0].healthy = false;
+    reals[1].draining = true;
+    reals[1].healthy = false;
+    reals[1].kept = true;
+    return 0;
+  });
+  startServer();
+  CliRun t = keelctl({"service", "list"});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  EXPECT_NE(t.out.find("10.0.0.5           100        draining, down  "), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("10.0.0.6           100        draining, down, kept"), std::string::npos) << t.out;
+  CliRun h = keelctl({"health", "show", "web"});
+  ASSERT_EQ(h.rc, 0) << h.err;
+  EXPECT_NE(h.out.find("10.0.0.5  draining, down  "), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("10.0.0.6  draining, down, kept"), std::string::npos) << h.out;
+}
+
 // A service whose IPv6 clients the port's MTU is too small for (keeld's
 // mtu_too_small_for_ipv6): a warning under the table, the numbers in JSON.
 TEST_F(KeelctlTest, ServiceListWarnsOfAnMtuTooSmallForIpv6Clients) {

@@ -1060,6 +1060,16 @@ TEST_F(DaemonBackendTest, HealthShowSaysWhichDownRealsKeepOrHoldTheirFlows) {
   EXPECT_EQ(two["kept"], false);
   nlohmann::json list = call(R"({"id":1,"method":"service.list","params":{}})");
   EXPECT_EQ(list["result"]["services"][0]["reals"][1]["held"], true) << list.dump();
+  // A drained real that fails its checks: its state is the drain, and
+  // `kept` says whether its established flows stay (operator review M5:
+  // it was false for every drained real, so a drained real whose flows
+  // had moved and one whose flows stayed looked the same).
+  ASSERT_EQ(call(R"({"id":2,"method":"real.drain","params":{"service":"web","address":"10.0.1.1"}})")["ok"], true);
+  nlohmann::json drained = healthOf("web", "10.0.1.1");
+  EXPECT_EQ(drained["state"], "draining");
+  EXPECT_EQ(drained["healthy"], false);
+  EXPECT_EQ(drained["kept"], true);
+  EXPECT_EQ(drained["held"], false);
 }
 
 TEST_F(DaemonBackendTest, FailClosedEmptiesTheRing) {

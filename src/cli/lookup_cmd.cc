@@ -67,8 +67,12 @@ void defineLookup(CLI::App& noun, Context& ctx) {
     // than the field sends none: nothing to say then).
     if (!j.contains("connection")) return;
     const json& c = j["connection"];
+    // With no ring (no usable real) there is no pick to take: the packet
+    // is dropped (operator review L9: it said the ring's pick).
+    const std::string pick = j["real"].is_null() ? "is dropped (the ring is empty: drop_no_backend)"
+                                                 : "takes the ring's pick";
     if (c.is_null()) {
-      std::cout << "  connection table: no entry (a new flow: its first packet takes the ring's pick)\n";
+      std::cout << "  connection table: no entry (a new flow: its first packet " << pick << ")\n";
       return;
     }
     std::cout << "  connection table: " << (c["real"].is_null() ? std::string("a real no longer in the service")
@@ -77,7 +81,7 @@ void defineLookup(CLI::App& noun, Context& ctx) {
     if (c["kept"].get<bool>())
       std::cout << ": the flow's packets go there\n";
     else
-      std::cout << ", not kept (" << str(c["why"]) << "): its next packet takes the ring's pick\n";
+      std::cout << ", not kept (" << str(c["why"]) << "): its next packet " << pick << "\n";
   });
 }
 

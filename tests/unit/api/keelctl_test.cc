@@ -727,6 +727,30 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
       << sr.out;
 }
 
+// With an empty ring (every real down, fail-closed) a flow the table does
+// not hold is dropped, and lookup says so rather than "the ring's pick"
+// (operator review L9).
+TEST_F(KeelctlTest, LookupOnAnEmptyRingSaysThePacketIsDropped) {
+  onLoop([&] {
+    for (auto& r : fake_.services[0].reals) r.healthy = false;
+    testing::FakeBackend::refresh(fake_.services[0]);
+    return 0;
+  });
+  startServer();
+  CliRun lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
+  ASSERT_EQ(lt.rc, 0) << lt.err;
+  EXPECT_NE(lt.out.find("\n  connection table: no entry (a new flow: its first packet is dropped (the ring is "
+                        "empty: drop_no_backend))\n"),
+            std::string::npos)
+      << lt.out;
+  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kDown, "its real is down", 0};
+  lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
+  EXPECT_NE(lt.out.find("not kept (its real is down): its next packet is dropped (the ring is empty: "
+                        "drop_no_backend)\n"),
+            std::string::npos)
+      << lt.out;
+}
+
 TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   onLoop([&] {
     fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};

@@ -583,9 +583,13 @@ int status(const Args& a) {
     std::printf("decapsulating tunnels from: unknown (%s)\n", listsErr.c_str());
     std::printf("decapsulating tunnels to: unknown (as above)\n");
   }
-  std::printf("%-20s %14s %16s\n", "reason", "packets", "bytes");
+  // The name column as wide as the longest name, so the numbers line up
+  // (a fixed 20 let pass_outer_not_unicast push its row to the right).
+  int width = 20;
+  for (const char* n : kReasonNames) width = std::max(width, static_cast<int>(std::strlen(n)));
+  std::printf("%-*s %14s %16s\n", width, "reason", "packets", "bytes");
   for (__u32 r = 0; r < KEEL_DECAP_R_MAX; r++) {
-    std::printf("%-20s %14llu %16llu\n", kReasonNames[r], static_cast<unsigned long long>(sums[r].packets),
+    std::printf("%-*s %14llu %16llu\n", width, kReasonNames[r], static_cast<unsigned long long>(sums[r].packets),
                 static_cast<unsigned long long>(sums[r].bytes));
   }
   if (sums[KEEL_DECAP_R_PASS_FIB_DISABLED].packets)

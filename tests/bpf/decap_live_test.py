@@ -221,6 +221,12 @@ def main():
     text = status(IF_REAL)
     expect("decapsulating tunnels from any source\n" in text, "status says 'any source' (%s)" % text)
     expect("decapsulating tunnels to any local address\n" in text, "status says 'any local address' (%s)" % text)
+    # The counter table's columns line up: every row as long as its header
+    # (the longest reason names pushed their numbers right).
+    table = text[text.index("reason "):].splitlines()
+    table = [l for l in table if not l.startswith("warning:")]
+    expect(len(table) > 10 and len({len(l) for l in table}) == 1,
+           "status's counter rows all have the header's width (%s)" % text)
     # Open: a tunnel to the real's own LAN address (not a VIP) is delivered.
     mgmt4 = ipv4_udp("192.0.2.52", "10.77.0.2", 40003, PORT, b"hello-mgmt")
     got = exchange("4", 4, "10.77.0.2", mgmt4, "10.77.0.2", 10)

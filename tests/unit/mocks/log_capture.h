@@ -28,20 +28,25 @@ class LogCapture {
     spdlog::set_default_logger(logger);
   }
   ~LogCapture() { spdlog::set_default_logger(previous_); }
-  // The lines logged since the last take() that hold `event=NAME `.
+  // The lines logged so far that hold `event=NAME `, taken: a later take()
+  // of the same event sees only newer ones. Lines of other events stay for
+  // their own take() (it used to drop them, so a take() of another event
+  // after it always found nothing and its EXPECT_TRUE(...empty()) passed
+  // whatever was logged).
   std::vector<std::string> take(const std::string& event) {
-    std::vector<std::string> found;
-    for (std::string& line : sink_->takeLines())
-      if (line.find("event=" + event + " ") != std::string::npos) found.push_back(std::move(line));
-    return found;
+    return sink_->takeMatching("event=" + event + " ");
   }
 
  private:
   class Sink : public spdlog::sinks::base_sink<std::mutex> {
    public:
-    std::vector<std::string> takeLines() {
+    std::vector<std::string> takeMatching(const std::string& needle) {
       std::lock_guard<std::mutex> lock(mutex_);
-      return std::exchange(lines_, {});
+      std::vector<std::string> found, rest;
+      for (std::string& line : lines_)
+        (line.find(needle) != std::string::npos ? found : rest).push_back(std::move(line));
+      lines_ = std::move(rest);
+      return found;
     }
 
    protected:

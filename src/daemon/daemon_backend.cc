@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
@@ -319,6 +320,8 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   if (auto errors = validateTargets(config); !errors.empty()) return Status::error(errors.front());
   neighbourInterface_ = config.dataplane.interface;
   std::optional<StopRecord> stop;
+  std::error_code existsError;
+  const bool haveStateFile = !statePath_.empty() && std::filesystem::exists(statePath_, existsError);
   Overlay kept = loadState(config, &stop);
   if (adopted) keepAdoptedMacs(config, kept, *adopted);
   if (adopted) {
@@ -329,6 +332,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
                            std::move(stop->kept)};
   }
   Result r = commitUnasked(config, kept);
+  Overlay applied = kept;  // what runtime_state_kept reports, once it is in
   if (!r.isOk() && !kept.empty()) {
     // What the additions need (ids past the limits, a clash with the file)
     // is what a restart can newly refuse: without them, the drains, weights
@@ -341,6 +345,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
     if (hadAdditions && !trimmed.empty()) {
       const Result withAdds = r;
       r = commitUnasked(config, trimmed);
+      if (r.isOk()) applied = trimmed;
       if (r.isOk())
         logWarn(LogRecord("runtime_state_additions_dropped")
                     .add("path", statePath_)
@@ -349,9 +354,41 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
                     .add("error", withAdds.error().message));
     }
     if (!r.isOk()) {
-      logWarn(LogRecord("runtime_state_ignored").add("path", statePath_).add("error", r.error().message));
+      const std::string aside = setStateAside();
+      logError(LogRecord("runtime_state_ignored")
+                   .add("path", statePath_)
+                   .add("error", r.error().message)
+                   .add("kept_as", aside)
+                   .add("detail", kStateIgnoredDetail));
+      applied = Overlay{};
       r = commitUnasked(config, Overlay{});
     }
+  }
+  if (r.isOk()) logKept(applied);
+  if (r.isOk() && adopted && !haveStateFile && !statePath_.empty()) {
+    // The previous keeld wrote its state file at every change and at its
+    // stop, beside its control socket: none here means its keelctl changes
+    // are lost (the file was removed, or control.socket moved to another
+    // directory), and the adopted services keel.yaml does not define were
+    // just removed from the plane (operator review H1: only info lines
+    // said so).
+    std::set<std::string> fileKeys;
+    for (const ServiceConfig& svc : config.services) {
+      const keel_service_key k = Registry::serviceKey(svc);
+      fileKeys.insert(std::string(reinterpret_cast<const char*>(&k), sizeof k));
+    }
+    uint64_t notInFile = 0;
+    for (const auto& [key, value] : adopted->services)
+      notInFile += !fileKeys.count(std::string(reinterpret_cast<const char*>(&key), sizeof key));
+    logWarn(LogRecord("runtime_state_missing")
+                .add("path", statePath_)
+                .add("removed_services", notInFile)
+                .add("detail",
+                     "the adopted data plane's keelctl changes (drains, weights, added and removed services and "
+                     "reals) were kept in the previous keeld's runtime state file, and there is none here: they "
+                     "are not applied, and the services keel.yaml does not define were removed; if "
+                     "control.socket moved to another directory, the file is in the old one (stop keeld, move "
+                     "it here, start keeld)"));
   }
   if (r.isOk() && startFrom_) {
     // compose() decided: a checked real that starts healthy did so by the record.
@@ -886,11 +923,13 @@ std::optional<std::string> DaemonBackend::saveState(const StopRecord* stop) cons
 
 namespace {
 
+// A warning, as a reload's drop is (operator review L2: a restart's was
+// info, so alerting on warnings missed a drain a restart dropped).
 void logDropped(const std::string& service, const std::string& real, const std::string& why) {
   LogRecord r("runtime_state_dropped");
   r.add("service", service);
   if (!real.empty()) r.add("real", real);
-  logInfo(r.add("reason", why));
+  logWarn(r.add("reason", why));
 }
 
 // A request's forwarding as a ServiceConfig has it: the one place the API's
@@ -918,6 +957,38 @@ std::string firstError(const std::vector<std::string>& errors) {
 
 }  // namespace
 
+// What runtime_state_ignored adds: what an operator loses.
+const char* const DaemonBackend::kStateIgnoredDetail =
+    "the keelctl changes it held (drains, weights, added and removed services and reals) are not applied; "
+    "the file is kept as kept_as, since the next save would overwrite it";
+
+std::string DaemonBackend::setStateAside() const {
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char stamp[32];
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  const std::string aside = statePath_ + ".bad-" + stamp;
+  std::error_code ec;
+  std::filesystem::rename(statePath_, aside, ec);
+  return ec ? "none (" + ec.message() + ")" : aside;
+}
+
+// One record per entry of the overlay start() applied, after it went in
+// (operator review L2: they were logged while the file was read, before
+// the additions a full data plane refused were dropped).
+void DaemonBackend::logKept(const Overlay& o) {
+  for (const std::string& name : o.removedServices)
+    logInfo(LogRecord("runtime_state_kept").add("service", name).add("change", "removed"));
+  for (const auto& [name, added] : o.addedServices)
+    logInfo(LogRecord("runtime_state_kept").add("service", name).add("change", "added"));
+  for (const auto& [key, ov] : o.reals)
+    logInfo(LogRecord("runtime_state_kept")
+                .add("service", key.first)
+                .add("real", key.second.toString())
+                .add("change", ov.added ? "added" : ov.removed ? "removed" : "weight/drain"));
+}
+
 // Every entry is re-validated as the request that made it was, and kept
 // only if the file did not change what it changes (rebase's rule, with the
 // fingerprint saved standing in for the old file). Version 1 files (drains
@@ -938,9 +1009,13 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   api::DuplicateKeyFinder duplicates;
   nlohmann::json doc = api::parseNotingDuplicates(in, duplicates, /*allowExceptions=*/false);
   if (const auto& dup = duplicates.duplicate()) {
-    logWarn(LogRecord("runtime_state_ignored")
-                .add("path", statePath_)
-                .add("error", *dup + ": duplicate key (keeld writes each key once)"));
+    in.close();
+    const std::string aside = setStateAside();
+    logError(LogRecord("runtime_state_ignored")
+                 .add("path", statePath_)
+                 .add("error", *dup + ": duplicate key (keeld writes each key once)")
+                 .add("kept_as", aside)
+                 .add("detail", kStateIgnoredDetail));
     return out;
   }
   const int version = doc.is_object() && doc.contains("version") && doc["version"].is_number_integer()
@@ -951,10 +1026,13 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   };
   if ((version != 1 && version != kStateVersion) || !arrayOr("reals") ||
       (version == kStateVersion && (!arrayOr("services") || !arrayOr("removed_services")))) {
-    logWarn(LogRecord("runtime_state_ignored")
-                .add("path", statePath_)
-                .add("error", "not a keeld runtime state file of version 1 or " +
-                                  std::to_string(kStateVersion)));
+    in.close();
+    const std::string aside = setStateAside();
+    logError(LogRecord("runtime_state_ignored")
+                 .add("path", statePath_)
+                 .add("error", "not a keeld runtime state file of version 1 or " + std::to_string(kStateVersion))
+                 .add("kept_as", aside)
+                 .add("detail", kStateIgnoredDetail));
     return out;
   }
   // The stop record, if the keeld that wrote the file stopped cleanly
@@ -1004,7 +1082,6 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
         continue;
       }
       out.removedServices.insert(name);
-      logInfo(LogRecord("runtime_state_kept").add("service", name).add("change", "removed"));
     }
   }
   if (version == kStateVersion) {
@@ -1056,7 +1133,6 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       }
       droppedServices.erase(req.name);
       out.addedServices[req.name] = AddedService{std::move(*svc), req};
-      logInfo(LogRecord("runtime_state_kept").add("service", req.name).add("change", "added"));
     }
   }
   for (size_t i = 0; i < savedReals.size(); ++i) {
@@ -1115,12 +1191,6 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
     }
     if (!ov.added && !ov.removed && !ov.drained && !ov.weight) continue;
     out.reals[{svcName, *addr}] = std::move(ov);
-    logInfo(LogRecord("runtime_state_kept")
-                .add("service", svcName)
-                .add("real", real)
-                .add("change", out.reals[{svcName, *addr}].added     ? "added"
-                               : out.reals[{svcName, *addr}].removed ? "removed"
-                                                                     : "weight/drain"));
   }
   // What the composed-config checks refuse (validateComposed), entry by
   // entry: an added service or real an older keeld accepted, or one the

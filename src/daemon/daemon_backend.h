@@ -362,6 +362,12 @@ class DaemonBackend : public api::ControlBackend {
   std::optional<std::string> saveState(const StopRecord* stop = nullptr) const;
   // The overlay the state file keeps; its stop record into *stop if given.
   Overlay loadState(const Config& file, std::optional<StopRecord>* stop = nullptr) const;
+  // A state file start() cannot use is renamed to PATH.bad-TIME before the
+  // next save overwrites it: the path it now has, or "none (why)".
+  std::string setStateAside() const;
+  static const char* const kStateIgnoredDetail;
+  // runtime_state_kept for each entry of the overlay start() applied.
+  static void logKept(const Overlay& o);
   // Applies file+overlay; on success commits both and syncs health targets.
   api::Result commit(const Config& file, Overlay overlay);
   // commit() that no request waits on (start, the MAC timers): a failed

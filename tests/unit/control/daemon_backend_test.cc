@@ -2319,6 +2319,11 @@ TEST_F(RuntimeStateTest, AnOverlayWhoseAdditionsNoLongerFitKeepsItsDrainsAndWeig
   ASSERT_EQ(dropped.size(), 1u);
   EXPECT_NE(dropped[0].find("limits.max_reals"), std::string::npos) << dropped[0];
   EXPECT_TRUE(log.take("runtime_state_ignored").empty());
+  // runtime_state_kept names what went in, not the addition it dropped
+  // (operator review L2: "kept", then "dropped", for the same entry).
+  std::vector<std::string> kept = log.take("runtime_state_kept");
+  ASSERT_EQ(kept.size(), 2u);
+  for (const std::string& line : kept) EXPECT_EQ(line.find("change=added"), std::string::npos) << line;
 }
 
 TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
@@ -2782,11 +2787,63 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   k = restart();
   EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
 
-  // A damaged file is ignored, not fatal.
+  // A damaged file is ignored, not fatal; it is set aside before the next
+  // save overwrites it, and the error says what is lost (operator review
+  // M1: it was overwritten at once, at warning level).
   k.reset();
   writeState("{not json");
+  test::LogCapture log;
   k = restart();
   EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
+  const std::vector<std::string> ignored = log.take("runtime_state_ignored");
+  ASSERT_EQ(ignored.size(), 1u);
+  EXPECT_EQ(ignored[0].rfind("error ", 0), 0u) << ignored[0];
+  EXPECT_NE(ignored[0].find("drains, weights, added and removed services and reals) are not applied"),
+            std::string::npos)
+      << ignored[0];
+  std::vector<std::string> aside;
+  for (const auto& e : std::filesystem::directory_iterator(dir_))
+    if (e.path().filename().string().rfind("runtime-eth0.json.bad-", 0) == 0) aside.push_back(e.path().string());
+  ASSERT_EQ(aside.size(), 1u);
+  EXPECT_NE(ignored[0].find("kept_as=" + aside[0]), std::string::npos) << ignored[0];
+  std::ifstream kept(aside[0]);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(kept), {}), "{not json");
+  EXPECT_EQ(readState()["version"], 2) << "a new file is written beside it";
+}
+
+// An adopting restart that finds no state file (control.socket moved to
+// another directory, or the file removed) cannot apply the keelctl changes
+// the plane ran with: it says so at warning level and counts the services
+// it removed (operator review H1: only info-level service_removed lines).
+TEST_F(RuntimeStateTest, AnAdoptingRestartWithoutItsStateFileWarns) {
+  make();
+  changeEverything();  // adds dns, removes api (a file service)
+  backend_.reset();
+  std::filesystem::remove(statePath_);
+  test::LogCapture log;
+  auto k = restart(&dp_);
+  EXPECT_FALSE(k->backend->findService("dns"));
+  EXPECT_TRUE(k->backend->findService("api"));
+  const std::vector<std::string> missing = log.take("runtime_state_missing");
+  ASSERT_EQ(missing.size(), 1u);
+  EXPECT_EQ(missing[0].rfind("warning ", 0), 0u) << missing[0];
+  EXPECT_NE(missing[0].find("removed_services=1 "), std::string::npos) << missing[0];
+  EXPECT_NE(missing[0].find("path=" + statePath_), std::string::npos) << missing[0];
+  // With its file, the same restart says nothing of the kind.
+  k->backend->addService([] {
+    api::ServiceAddRequest dns;
+    dns.name = "dns2";
+    dns.vip = ip("10.0.0.54");
+    dns.port = 53;
+    dns.protocol = KEEL_PROTO_UDP;
+    dns.reals.push_back(api::RealSpec{ip("10.0.3.1"), 5, std::nullopt, nullptr});
+    return dns;
+  }());
+  const MockDataplane plane = k->dp;
+  k.reset();
+  k = restart(&plane);
+  EXPECT_TRUE(k->backend->findService("dns2"));
+  EXPECT_TRUE(log.take("runtime_state_missing").empty());
 }
 
 // The drain's record is saved with the drain and read back by the next

@@ -1984,14 +1984,60 @@ Result DaemonBackend::setRealDrain(const api::RealDrainRequest& req) {
   return r;
 }
 
+// The composed-config checks of a file with the runtime changes rebased onto
+// it (a reload's, and config.check's since the second session of
+// 2026-12-05), each problem said as a keelctl change's, with the way out.
+std::vector<std::string> DaemonBackend::overlayErrors(const Config& composed, const Overlay& next) {
+  // A problem of a keelctl change, not of the file (which passed alone):
+  // said so, with the way out, since no file line names it.
+  std::vector<std::string> errors;
+  for (ComposedProblem& p : composedProblems(composed)) {
+    std::string& m = p.message;
+    // The narrowest way out first: a real added with keelctl (to a file
+    // service or to one added with keelctl), then the added service;
+    // a service's own problem on a file service names the reals keelctl
+    // added to it, since the file alone passed.
+    std::vector<std::string> addedReals;
+    for (const auto& [key, ov] : next.reals)
+      if (key.first == p.service && ov.added && (!p.real || key.second == *p.real))
+        addedReals.push_back(key.second.toString());
+    if (p.real && !addedReals.empty()) {
+      m += " (the real was added with keelctl: keelctl real remove " + p.service + " " + addedReals.front() +
+           ", or change the file)";
+    } else if (next.addedServices.count(p.service)) {
+      m += " (service " + p.service + " was added with keelctl: keelctl service remove " + p.service +
+           ", or change the file)";
+    } else if (!p.real && !addedReals.empty()) {
+      m += " (with the real" + std::string(addedReals.size() > 1 ? "s " : " ") + commaList(addedReals) +
+           " added with keelctl: keelctl real remove " + p.service + " ADDRESS, or change the file)";
+    }
+    errors.push_back(std::move(m));
+  }
+  return errors;
+}
+
 Result DaemonBackend::checkConfig(const std::string& text, const std::string& name) {
   ConfigResult r = parseConfig(text, name, checkOptions_);
   if (!r.ok()) return configErrors(std::move(r.errors));
   if (auto errors = validateTargets(*r.config); !errors.empty()) return configErrors(std::move(errors));
+  // The file with keeld's runtime changes on top, as a reload would apply
+  // it: a file that passes alone but clashes with a keelctl change (a real
+  // added with keelctl that needs a key the file dropped) was "ok" here and
+  // then refused by the reload (operator review M2). The changes a reload
+  // would give up are warnings, worded as the reload's.
+  std::vector<Dropped> dropped;
+  const Overlay next = rebase(file_, *r.config, overlay_, dropped);
+  const Config composed = compose(*r.config, next);
+  std::vector<std::string> errors = overlayErrors(composed, next);
+  if (errors.empty()) errors = validateTargets(composed);
+  if (!errors.empty()) return configErrors(std::move(errors));
+  for (const Dropped& d : dropped)
+    r.warnings.push_back("service " + d.service + (d.real.empty() ? "" : " real " + d.real) + ": its " + d.change +
+                         " made with keelctl would be given up by a reload: " + d.why);
   size_t reals = 0;
   for (const ServiceConfig& s : r.config->services) reals += s.reals.size();
   nlohmann::json out{{"name", name}, {"services", r.config->services.size()}, {"reals", reals}};
-  if (!r.warnings.empty()) out["warnings"] = r.warnings;  // l2dsr reals not in the neighbour table
+  if (!r.warnings.empty()) out["warnings"] = r.warnings;  // l2dsr reals not in the neighbour table, dropped changes
   return Result::ok(std::move(out));
 }
 
@@ -2023,31 +2069,7 @@ Result DaemonBackend::reloadFile() {
   // plane forward with the new node meanwhile. commit() runs them again.
   {
     const Config composed = compose(*r.config, next);
-    // A problem of a keelctl change, not of the file (which passed alone):
-    // said so, with the way out, since no file line names it.
-    std::vector<std::string> errors;
-    for (ComposedProblem& p : composedProblems(composed)) {
-      std::string& m = p.message;
-      // The narrowest way out first: a real added with keelctl (to a file
-      // service or to one added with keelctl), then the added service;
-      // a service's own problem on a file service names the reals keelctl
-      // added to it, since the file alone passed.
-      std::vector<std::string> addedReals;
-      for (const auto& [key, ov] : next.reals)
-        if (key.first == p.service && ov.added && (!p.real || key.second == *p.real))
-          addedReals.push_back(key.second.toString());
-      if (p.real && !addedReals.empty()) {
-        m += " (the real was added with keelctl: keelctl real remove " + p.service + " " + addedReals.front() +
-             ", or change the file)";
-      } else if (next.addedServices.count(p.service)) {
-        m += " (service " + p.service + " was added with keelctl: keelctl service remove " + p.service +
-             ", or change the file)";
-      } else if (!p.real && !addedReals.empty()) {
-        m += " (with the real" + std::string(addedReals.size() > 1 ? "s " : " ") + commaList(addedReals) +
-             " added with keelctl: keelctl real remove " + p.service + " ADDRESS, or change the file)";
-      }
-      errors.push_back(std::move(m));
-    }
+    std::vector<std::string> errors = overlayErrors(composed, next);
     if (errors.empty()) errors = validateTargets(composed);
     if (!errors.empty()) {
       for (const std::string& e : errors) logError(LogRecord("config_error").add("error", e));

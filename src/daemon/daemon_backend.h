@@ -412,6 +412,9 @@ class DaemonBackend : public api::ControlBackend {
   };
   static Overlay rebase(const Config& oldFile, const Config& newFile, const Overlay& overlay,
                         std::vector<Dropped>& dropped);
+  // The composed-config problems of `composed` (compose(file, next)), each
+  // worded as a keelctl change's with its way out; reload and config.check.
+  static std::vector<std::string> overlayErrors(const Config& composed, const Overlay& next);
 
   boost::asio::io_context& io_;
   Registry& registry_;

@@ -577,6 +577,42 @@ TEST_F(DaemonBackendTest, CheckConfigReportsEveryErrorAndAppliesNothing) {
   EXPECT_TRUE(backend_->checkConfig(yaml(kTwo), "other.yaml").isOk());
 }
 
+// config.check checks the file with keeld's runtime changes on top, as a
+// reload applies it: a file that passes alone but clashes with a keelctl
+// change is refused as the reload would refuse it, and a change the reload
+// would give up is a warning (operator review M2: it said ok, then the
+// reload failed).
+TEST_F(DaemonBackendTest, CheckConfigChecksTheFileWithTheRuntimeChanges) {
+  files_["keel.yaml"] = withTunnelSourceV6(yaml(kTwo));
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("2001:db8:1::12");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  dp_.calls.clear();
+  api::Result refused = backend_->checkConfig(yaml(kTwo), "other.yaml");  // no tunnel_source_v6
+  ASSERT_FALSE(refused.isOk());
+  const std::string err = refused.error().details["errors"][0].get<std::string>();
+  EXPECT_NE(err.find("ipip to an IPv6 real needs node.tunnel_source_v6 (the real was added with keelctl: "
+                     "keelctl real remove web 2001:db8:1::12, or change the file)"),
+            std::string::npos)
+      << err;
+  files_["keel.yaml"] = yaml(kTwo);
+  EXPECT_FALSE(backend_->reload().isOk()) << "the reload refuses what the check refused";
+  // The drained real given another weight by the file: its drain would go.
+  const std::string changed = withTunnelSourceV6(yaml("      - {address: 10.0.1.1, weight: 5}\n"
+                                                     "      - {address: 10.0.1.2}\n"));
+  api::Result ok = backend_->checkConfig(changed, "other.yaml");
+  ASSERT_TRUE(ok.isOk()) << ok.error().message;
+  ASSERT_TRUE(ok.result().contains("warnings")) << ok.result().dump();
+  EXPECT_EQ(ok.result()["warnings"][0],
+            "service web real 10.0.1.1: its drain made with keelctl would be given up by a reload: the file "
+            "changed this real");
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_TRUE(realOf("10.0.1.1").draining);
+}
+
 TEST_F(DaemonBackendTest, RuntimeAddAndRemoveReal) {
   make();
   api::RealAddRequest add;
@@ -1510,7 +1546,8 @@ TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
             "its mac (mac: in keel.yaml, --mac in keelctl) or, if it is on-link, ping it from this host so the "
             "table has it");
   EXPECT_EQ(file.config->services[1].reals[0].macPending, pending);
-  // config.check (keelctl config check) passes it with the same warning.
+  // config.check (keelctl config check) passes it with the same warning,
+  // and says the reload would give up the service keelctl added as dsr.
   backend_->setCheckOptions(hostChecks);
   api::Result checked = backend_->checkConfig(files_["keel.yaml"] +
                                                   "  - name: dsr\n    vip: 10.0.0.7\n    port: 80\n    protocol: "
@@ -1518,7 +1555,9 @@ TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
                                                   "10.0.1.8}\n",
                                               "keel.yaml");
   ASSERT_TRUE(checked.isOk()) << checked.error().message;
-  EXPECT_EQ(checked.result()["warnings"], nlohmann::json::array({file.warnings[0]}));
+  EXPECT_EQ(checked.result()["warnings"],
+            nlohmann::json::array({file.warnings[0], "service dsr: its added service made with keelctl would be "
+                                                     "given up by a reload: the file now defines service dsr"}));
 
   // Looked up again while it waits; removed, it is asked for no more.
   resolved_.clear();

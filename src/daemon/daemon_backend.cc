@@ -413,12 +413,33 @@ void DaemonBackend::checkMtuLater() {
   mtuTimer_.expires_after(kMtuCheckInterval);
   mtuTimer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;  // cancelled: the backend is going (~DaemonBackend)
-    // The interface and pins the host may have taken meanwhile (Dataplane::
-    // maintain), first: the MTU is then the attached interface's.
-    registry_.maintainDataplane();
-    registry_.checkMtu();
+    upkeep();
     checkMtuLater();
   });
+}
+
+void DaemonBackend::upkeep() {
+  // The interface and pins the host may have taken meanwhile (Dataplane::
+  // maintain), first: the MTU is then the attached interface's.
+  registry_.maintainDataplane();
+  registry_.checkMtu();
+  // The router's MAC changes with nothing in keel's config changing: on
+  // this timer, as the MTU (the routes are cached: NextHopCheck's cost).
+  checkNextHop();
+}
+
+void DaemonBackend::setRouteResolver(RouteResolver routes) {
+  // The neighbour resolver is looked up at each run: keeld sets the retries'
+  // after this, and so may a test.
+  nextHop_ = std::make_unique<NextHopCheck>(
+      std::move(routes), [this](const std::vector<IpAddress>& gateways, const std::string& iface) {
+        const MacResolver& read = retryMacResolver();
+        return read ? read(gateways, iface) : std::map<IpAddress, MacAddress>{};
+      });
+}
+
+void DaemonBackend::checkNextHop() {
+  if (nextHop_ && committed_) nextHop_->run(effective_, neighbourInterface_);
 }
 
 void DaemonBackend::saveAtStop() const {
@@ -597,10 +618,14 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   if (!startFile_) startFile_ = file;  // the first: what the data plane was built with
   logMacChanges(effective_, next);
   const bool newlyPending = notePendingMacs(next);
+  // A start, or a reload that sets another next_hop_mac (the operator's
+  // fix of a mismatch): compared at once, not at the next upkeep.
+  const bool nextHopChanged = effective_.node.nextHopMac != next.node.nextHopMac;
   file_ = file;
   overlay_ = std::move(overlay);
   effective_ = std::move(next);
   syncHealth(effective_);
+  if (nextHopChanged) checkNextHop();
   // Running but not saved: the reply says so (takeUnsavedState), since a
   // restart would start without this change.
   if (std::optional<std::string> err = saveRunningState())

@@ -50,6 +50,7 @@
 #include "control/config.h"
 #include "control/health/health_checker.h"
 #include "control/registry.h"
+#include "daemon/next_hop_check.h"
 
 namespace keel {
 
@@ -192,6 +193,23 @@ class DaemonBackend : public api::ControlBackend {
   // The wait retryMacsLater arms after a retry (kMacRetryInterval, or more
   // after failed commits); for tests.
   std::chrono::seconds macRetryInterval() const;
+  // Turns on the check of node.next_hop_mac against the router the kernel
+  // routes the ipip reals through (NextHopCheck): `routes` looks up the
+  // routes (keeld: routesTo), the gateways' neighbour entries are read with
+  // the retries' resolver (keeld's nudges a missing one and does not wait).
+  // Run by upkeep() and by a commit that changes next_hop_mac. Unset: no
+  // check, and no keel_next_hop_mac_mismatch. Call before start().
+  void setRouteResolver(RouteResolver routes);
+  // Each family with ipip reals and whether next_hop_mac mismatches its
+  // router now (keel_next_hop_mac_mismatch); empty without the check.
+  std::map<std::string, bool> nextHopMismatches() const {
+    return nextHop_ ? nextHop_->mismatches() : std::map<std::string, bool>{};
+  }
+  // What the upkeep timer runs every kMtuCheckInterval: the data plane's
+  // upkeep (Dataplane::maintain: an interface made again, pins removed),
+  // then the MTU check (on the interface maintain attached to), then the
+  // next_hop_mac check.
+  void upkeep();
   // The options config.check parses a client's text with: keeld passes the
   // host checks its own file gets (interfaces, neighbour table). Default:
   // none.
@@ -474,7 +492,10 @@ class DaemonBackend : public api::ControlBackend {
   // loop goes on serving health checks, scrapes and requests: a full XDP
   // table takes ~0.3 s to read (docs/api.md). One walk at a time.
   boost::asio::thread_pool connScans_{1};
-  // Registry::checkMtu between applies (checkMtuLater).
+  // setRouteResolver's check; null without it.
+  std::unique_ptr<NextHopCheck> nextHop_;
+  void checkNextHop();
+  // upkeep() between applies (checkMtuLater).
   static constexpr std::chrono::seconds kMtuCheckInterval{5};
   boost::asio::steady_timer mtuTimer_{io_};
   void checkMtuLater();

@@ -414,6 +414,9 @@ int run(const std::string& path, bool detachOnExit) {
   backend.setMacRefreshResolver([](const std::vector<IpAddress>& reals, const std::string& iface) {
     return resolveNeighbours(reals, iface, /*waitMs=*/0, /*nudge=*/false);
   });
+  // node.next_hop_mac against the router the kernel routes the ipip reals
+  // through (NextHopCheck), on the upkeep timer.
+  backend.setRouteResolver(routesTo);
   backend.setCheckOptions(onLoop);
   backend.setStartedAt(startedAt);
   backend.setStopDetaches(detachOnExit);

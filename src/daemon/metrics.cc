@@ -365,6 +365,7 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& versi
   s.health = backend.checker().snapshot();
   s.flows = backend.flowCounts();
   s.flowCountFailures = backend.flowCountFailures();
+  s.nextHopMismatch = backend.nextHopMismatches();
   return s;
 }
 
@@ -380,6 +381,14 @@ std::vector<MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok
   renderHealth(out, snapshot);
   renderFlows(out, snapshot);
   renderDataplane(out, snapshot.global);
+  if (!snapshot.nextHopMismatch.empty()) {
+    auto& f = out.add("keel_next_hop_mac_mismatch",
+                      "1 while node.next_hop_mac is the MAC of none of the routers the kernel routes this family's "
+                      "ipip reals through on dataplane.interface (their neighbour entries): ipip frames go to "
+                      "next_hop_mac and may be lost; 0 otherwise, also when keeld has no router to compare",
+                      MetricType::Gauge);
+    for (const auto& [family, mismatch] : snapshot.nextHopMismatch) sample(f, {{"family", family}}, mismatch ? 1 : 0);
+  }
   return out.take();
 }
 

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +55,10 @@ struct MetricsSnapshot {
   // yet, or metrics.flow_count_interval is 0s) and the walks that failed.
   std::shared_ptr<const FlowCounts> flows;
   uint64_t flowCountFailures = 0;
+  // Each family with ipip reals ("ipv4", "ipv6") and whether
+  // node.next_hop_mac is no MAC of the router the kernel routes them
+  // through (DaemonBackend::nextHopMismatches; empty: not checked).
+  std::map<std::string, bool> nextHopMismatch;
 };
 
 // Takes the snapshot; call on the loop thread.

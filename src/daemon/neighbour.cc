@@ -24,6 +24,18 @@
 namespace keel {
 namespace {
 
+// An address from netlink's bytes (len 4: IPv4, else IPv6).
+IpAddress addressOf(const uint8_t* bytes, size_t len) {
+  if (len == 4) {
+    std::array<uint8_t, 4> b;
+    std::memcpy(b.data(), bytes, 4);
+    return IpAddress::fromV4(b);
+  }
+  std::array<uint8_t, 16> b;
+  std::memcpy(b.data(), bytes, 16);
+  return IpAddress::fromV6(b);
+}
+
 // One RTM_GETNEIGH dump of both families, of `ifindex`'s entries (the
 // kernel filters by NDA_IFINDEX, so a host with a large table on other
 // interfaces does not copy it all out on every read: 10,000 entries
@@ -78,16 +90,7 @@ std::map<IpAddress, MacAddress> dumpNeighbours(int ifindex, const std::set<IpAdd
           lladdr = static_cast<const uint8_t*>(RTA_DATA(rta));
       }
       if (!dst || !lladdr) continue;
-      IpAddress a;
-      if (addrLen == 4) {
-        std::array<uint8_t, 4> b;
-        std::memcpy(b.data(), dst, 4);
-        a = IpAddress::fromV4(b);
-      } else {
-        std::array<uint8_t, 16> b;
-        std::memcpy(b.data(), dst, 16);
-        a = IpAddress::fromV6(b);
-      }
+      const IpAddress a = addressOf(dst, addrLen);
       if (!wanted.count(a)) continue;
       std::array<uint8_t, 6> mac;
       std::memcpy(mac.data(), lladdr, 6);
@@ -158,6 +161,74 @@ std::vector<IpAddress> interfaceAddresses(const std::string& interface) {
   }
   ::freeifaddrs(list);
   return out;
+}
+
+std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations) {
+  std::map<IpAddress, RouteHop> found;
+  if (destinations.empty()) return found;
+  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (sock.get() < 0) return found;
+  timeval tv{1, 0};  // never hang on a silent socket
+  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  uint32_t seq = 0;
+  alignas(nlmsghdr) char buf[8192];
+  for (const IpAddress& dst : destinations) {
+    if (!dst.family()) continue;
+    const size_t addrLen = dst.isV4() ? 4 : 16;
+    struct {
+      nlmsghdr nh;
+      rtmsg rt;
+      rtattr dstAttr;
+      uint8_t dst[16];
+    } req{};
+    req.nh.nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(sizeof(rtmsg)) + RTA_LENGTH(addrLen));
+    req.nh.nlmsg_type = RTM_GETROUTE;
+    req.nh.nlmsg_flags = NLM_F_REQUEST;
+    req.nh.nlmsg_seq = ++seq;
+    req.rt.rtm_family = dst.isV4() ? AF_INET : AF_INET6;
+    req.rt.rtm_dst_len = static_cast<unsigned char>(addrLen * 8);
+    req.dstAttr.rta_type = RTA_DST;
+    req.dstAttr.rta_len = static_cast<unsigned short>(RTA_LENGTH(addrLen));
+    std::memcpy(req.dst, dst.bytes().data(), addrLen);
+    if (::send(sock.get(), &req, req.nh.nlmsg_len, 0) < 0) return found;
+    // One answer: RTM_NEWROUTE, or NLMSG_ERROR (no route: ENETUNREACH).
+    // Answers of an earlier request (a timed-out read) are skipped by seq.
+    bool answered = false;
+    for (int reads = 0; reads < 4 && !answered; ++reads) {
+      ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
+      if (n <= 0) return found;
+      int len = static_cast<int>(n);
+      for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+        if (nh->nlmsg_seq != seq) continue;
+        answered = true;
+        if (nh->nlmsg_type != RTM_NEWROUTE) break;
+        auto* rt = static_cast<rtmsg*>(NLMSG_DATA(nh));
+        RouteHop hop;
+        int attrLen = static_cast<int>(RTM_PAYLOAD(nh));
+        for (auto* rta = reinterpret_cast<rtattr*>(RTM_RTA(rt)); RTA_OK(rta, attrLen);
+             rta = RTA_NEXT(rta, attrLen)) {
+          const auto* data = static_cast<const uint8_t*>(RTA_DATA(rta));
+          if (rta->rta_type == RTA_GATEWAY && RTA_PAYLOAD(rta) == addrLen) {
+            hop.gateway = addressOf(data, addrLen);
+          } else if (rta->rta_type == RTA_VIA && RTA_PAYLOAD(rta) >= sizeof(rtvia)) {
+            // An IPv4 route through an IPv6 gateway (RFC 5549).
+            const auto* via = reinterpret_cast<const rtvia*>(data);
+            const size_t viaLen = RTA_PAYLOAD(rta) - sizeof(rtvia);
+            if ((via->rtvia_family == AF_INET && viaLen == 4) || (via->rtvia_family == AF_INET6 && viaLen == 16))
+              hop.gateway = addressOf(via->rtvia_addr, viaLen);
+          } else if (rta->rta_type == RTA_OIF && RTA_PAYLOAD(rta) == sizeof(uint32_t)) {
+            uint32_t oif;
+            std::memcpy(&oif, data, sizeof oif);
+            char name[IF_NAMESIZE] = {};
+            if (if_indextoname(oif, name)) hop.interface = name;
+          }
+        }
+        found.insert_or_assign(dst, std::move(hop));
+        break;
+      }
+    }
+  }
+  return found;
 }
 
 std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& addresses,

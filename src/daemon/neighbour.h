@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Host facts keeld reads from the kernel: an interface's MAC and addresses,
-// and a real's MAC from the neighbour table (l2dsr reals configured without
-// `mac:`).
+// a real's MAC from the neighbour table (l2dsr reals configured without
+// `mac:`), and the route toward an address (the gateway ipip frames should
+// reach: NextHopCheck).
 #pragma once
 
 #include <map>
@@ -33,5 +34,19 @@ std::vector<IpAddress> interfaceAddresses(const std::string& interface);
 std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& addresses,
                                                   const std::string& interface, int waitMs = 1000,
                                                   bool nudge = true);
+
+// Where the kernel sends a packet for an address: the route's gateway (none:
+// the address is on-link) and its output interface's name.
+struct RouteHop {
+  std::optional<IpAddress> gateway;
+  std::string interface;
+  auto operator<=>(const RouteHop&) const = default;
+};
+
+// The kernel's route to each of `destinations` (netlink RTM_GETROUTE with
+// RTA_DST, one request each over one socket: the lookup a packet from this
+// host would get, policy rules and ECMP's pick for that address included).
+// An address with no route (or whose lookup failed) is absent.
+std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations);
 
 }  // namespace keel

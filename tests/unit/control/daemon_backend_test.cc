@@ -22,6 +22,7 @@
 #include <tuple>
 
 #include "control/api/dispatcher.h"
+#include "daemon/metrics.h"
 #include "log_capture.h"
 #include "mock_dataplane.h"
 
@@ -100,6 +101,13 @@ class DaemonBackendTest : public ::testing::Test {
         },
         [this](bool d) { stopped_ = d ? 2 : 1; });
     if (!statePath_.empty()) backend->setStatePath(statePath_);
+    if (routes_)
+      backend->setRouteResolver([this](const std::vector<IpAddress>& dsts) {
+        std::map<IpAddress, RouteHop> out;
+        for (const IpAddress& d : dsts)
+          if (auto it = routes_->find(d.toString()); it != routes_->end()) out[d] = it->second;
+        return out;
+      });
     if (startedAt_) backend->setStartedAt(*startedAt_);
     backend->setMacResolver(resolver());
     ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml", options());
@@ -232,10 +240,51 @@ class DaemonBackendTest : public ::testing::Test {
   std::string statePath_;
   std::optional<std::chrono::system_clock::time_point> startedAt_;  // setStartedAt, if set
   std::map<std::string, std::string> neighbours_;
+  // The kernel's routes by destination, if set before make(): node.next_hop_mac's
+  // check runs (setRouteResolver), its neighbour reads through resolver().
+  std::optional<std::map<std::string, RouteHop>> routes_;
   std::vector<std::string> resolved_;
   int resolverCalls_ = 0;
   bool hostChecks_ = false;  // keel.yaml parsed with the fake neighbour table
 };
+
+// node.next_hop_mac against the router the kernel routes the ipip reals
+// through (review finding F9): compared when keeld starts, at each upkeep
+// (keeld's 5 s timer), and at once by a reload that changes next_hop_mac;
+// shown as keel_next_hop_mac_mismatch. keeld never changes the MAC itself.
+TEST_F(DaemonBackendTest, NextHopMacIsComparedWithTheRealsRouter) {
+  test::LogCapture log;
+  routes_ = std::map<std::string, RouteHop>{{"10.0.1.1", RouteHop{ip("10.0.0.254"), "eth0"}},
+                                            {"10.0.1.2", RouteHop{ip("10.0.0.254"), "eth0"}}};
+  neighbours_["10.0.0.254"] = "02:00:00:00:00:01";
+  make();
+  EXPECT_EQ(log.take("next_hop_mac_matches").size(), 1u);
+  EXPECT_EQ(backend_->nextHopMismatches(), (std::map<std::string, bool>{{"ipv4", false}}));
+
+  // The router replaced: its entry names another MAC.
+  neighbours_["10.0.0.254"] = "02:00:00:00:00:99";
+  backend_->upkeep();
+  std::vector<std::string> warned = log.take("next_hop_mac_mismatch");
+  ASSERT_EQ(warned.size(), 1u);
+  EXPECT_NE(warned[0].find("gateway=10.0.0.254 neighbour_mac=02:00:00:00:00:99 next_hop_mac=02:00:00:00:00:01"),
+            std::string::npos)
+      << warned[0];
+  EXPECT_EQ(collectSnapshot(*backend_, "v").nextHopMismatch, (std::map<std::string, bool>{{"ipv4", true}}));
+  backend_->upkeep();
+  EXPECT_TRUE(log.take("next_hop_mac_mismatch").empty());
+  EXPECT_EQ(backend_->fileConfig().node.nextHopMac->toString(), "02:00:00:00:00:01") << "the file's MAC stays";
+
+  // The operator's fix, a reload with the router's MAC: compared at once,
+  // not at the next upkeep.
+  std::string next = yaml(kTwo);
+  next.replace(next.find("02:00:00:00:00:01"), 17, "02:00:00:00:00:99");
+  files_["keel.yaml"] = next;
+  ASSERT_TRUE(backend_->reload().isOk());
+  std::vector<std::string> matches = log.take("next_hop_mac_matches");
+  ASSERT_EQ(matches.size(), 1u);
+  EXPECT_NE(matches[0].find("next_hop_mac=02:00:00:00:00:99"), std::string::npos) << matches[0];
+  EXPECT_EQ(collectSnapshot(*backend_, "v").nextHopMismatch, (std::map<std::string, bool>{{"ipv4", false}}));
+}
 
 // conn.list walks the connection table on a thread of its own and answers
 // through the loop, so a walk (~0.3 s for a full XDP map) holds up no health

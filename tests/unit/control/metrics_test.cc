@@ -686,6 +686,19 @@ TEST(LoopCollector, TheDataplanesUpkeepIsShown) {
   EXPECT_TRUE(hasLine(out, "# TYPE keel_dataplane_attached gauge"));
 }
 
+// node.next_hop_mac's check (NextHopCheck), one series per family with ipip
+// reals; none without the check.
+TEST(MetricsRender, NextHopMacMismatchPerFamily) {
+  MetricsSnapshot s;
+  std::string out = text(renderMetrics(s));
+  EXPECT_EQ(out.find("keel_next_hop_mac_mismatch"), std::string::npos) << out;
+  s.nextHopMismatch = {{"ipv4", true}, {"ipv6", false}};
+  out = text(renderMetrics(s));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_next_hop_mac_mismatch gauge"));
+  EXPECT_TRUE(hasLine(out, "keel_next_hop_mac_mismatch{family=\"ipv4\"} 1"));
+  EXPECT_TRUE(hasLine(out, "keel_next_hop_mac_mismatch{family=\"ipv6\"} 0"));
+}
+
 TEST(LoopCollector, StuckLoopGivesUpAndNeverRunsTheSourceOffLoop) {
   boost::asio::io_context io;  // never run: the loop is "stuck"
   bool ran = false;

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // resolveNeighbours() against the kernel's neighbour table, in a private
 // network namespace (root only; skips otherwise): only the asked
-// interface's usable entries of the asked addresses are returned.
+// interface's usable entries of the asked addresses are returned. And
+// routesTo() against its routing table: each address's gateway (none
+// on-link) and output interface, as next_hop_mac's check reads them.
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <unistd.h>
@@ -78,6 +80,30 @@ TEST_F(NeighbourTest, FoundAmongManyEntriesOfAnotherInterface) {
   const std::map<IpAddress, MacAddress> c = resolveNeighbours({ip("10.8.15.250"), ip("10.9.0.6")}, "nbc", 0, false);
   ASSERT_EQ(c.size(), 2u);
   EXPECT_EQ(c.at(ip("10.8.15.250")).toString(), "02:00:00:01:0f:9f");
+}
+
+// The routes next_hop_mac's check follows: through a gateway (IPv4, IPv6
+// through a link-local router, IPv4 through an IPv6 one), on-link, through
+// another interface, and none.
+TEST_F(NeighbourTest, RoutesGiveTheGatewayAndTheInterface) {
+  ASSERT_TRUE(run("ip addr add 10.9.0.1/24 dev nba"));
+  ASSERT_TRUE(run("ip addr add fd00:9::1/64 dev nba nodad"));
+  ASSERT_TRUE(run("ip addr add 10.7.0.1/24 dev nbc"));
+  ASSERT_TRUE(run("ip route add 10.50.0.0/16 via 10.9.0.254 dev nba"));
+  ASSERT_TRUE(run("ip route add 10.60.0.0/16 via 10.7.0.254 dev nbc"));
+  ASSERT_TRUE(run("ip -6 route add 2001:db8:50::/48 via fe80::1 dev nba"));
+  ASSERT_TRUE(run("ip route add 10.70.0.0/16 via inet6 fe80::2 dev nba"));
+  const std::map<IpAddress, RouteHop> r =
+      routesTo({ip("10.50.1.1"), ip("10.60.1.1"), ip("10.9.0.5"), ip("2001:db8:50::5"), ip("10.70.0.9"),
+                ip("10.99.0.1"), ip("2001:db8:99::1")});
+  EXPECT_EQ(r.at(ip("10.50.1.1")), (RouteHop{ip("10.9.0.254"), "nba"}));
+  EXPECT_EQ(r.at(ip("10.60.1.1")), (RouteHop{ip("10.7.0.254"), "nbc"}));
+  EXPECT_EQ(r.at(ip("10.9.0.5")), (RouteHop{std::nullopt, "nba"}));
+  EXPECT_EQ(r.at(ip("2001:db8:50::5")), (RouteHop{ip("fe80::1"), "nba"}));
+  EXPECT_EQ(r.at(ip("10.70.0.9")), (RouteHop{ip("fe80::2"), "nba"}));
+  EXPECT_FALSE(r.count(ip("10.99.0.1"))) << "no route";
+  EXPECT_FALSE(r.count(ip("2001:db8:99::1"))) << "no route";
+  EXPECT_TRUE(routesTo({}).empty());
 }
 
 }  // namespace

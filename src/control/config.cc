@@ -381,7 +381,11 @@ void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
 }
 
 void Parser::parseDataplane(const YAML::Node& n, DataplaneConfig& dp) {
-  if (!checkMap(n, "dataplane", {"kind", "interface", "xdp_mode", "dpdk"})) return;
+  if (!checkMap(n, "dataplane", {"kind", "interface", "xdp_mode", "dpdk", "upkeep_interval"})) return;
+  if (auto k = child(n, "dataplane", "upkeep_interval", false))
+    if (auto d = duration(*k, "dataplane.upkeep_interval", DataplaneConfig::kMinUpkeepInterval,
+                          DataplaneConfig::kMaxUpkeepInterval))
+      dp.upkeepInterval = *d;
   bool kindKnown = false;
   if (auto k = child(n, "dataplane", "kind", true)) {
     if (auto v = choice<DataplaneKind>(*k, "dataplane.kind",

@@ -75,6 +75,12 @@ struct DataplaneConfig {
   std::string interface;
   XdpMode xdpMode = XdpMode::kNative;
   DpdkConfig dpdk;
+  // How often keeld looks at the interface, the pins, the MTU and
+  // next_hop_mac without being told (keeld also runs that upkeep at once on
+  // a link message for the interface); a reload applies it.
+  std::chrono::milliseconds upkeepInterval{std::chrono::seconds(5)};
+  static constexpr std::chrono::seconds kMinUpkeepInterval{1};
+  static constexpr std::chrono::hours kMaxUpkeepInterval{1};
 };
 
 struct Ipv4Prefix {

@@ -403,18 +403,32 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   }
   startFrom_.reset();
   if (!r.isOk()) return Status::error(r.error().message);
-  checkMtuLater();
+  upkeepLater();
   return Status::ok();
 }
 
-// The operator may change the port's MTU at any time (ip link set mtu), and
-// nothing tells keeld: it looks again every kMtuCheckInterval.
-void DaemonBackend::checkMtuLater() {
-  mtuTimer_.expires_after(kMtuCheckInterval);
-  mtuTimer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec) return;  // cancelled: the backend is going (~DaemonBackend)
+// The host changes what the upkeep looks at (the port's MTU, the interface,
+// the pins, the router's MAC) at any time. keeld's LinkWatch says when the
+// interface changes (upkeepSoon); this timer is for what sends no link
+// message (an XDP program detached by hand, pins removed, a router's new
+// MAC), for link messages lost, and for a plane without them (DPDK's port).
+void DaemonBackend::upkeepLater() {
+  upkeepInterval_ = file_.dataplane.upkeepInterval;
+  upkeepArmed_ = true;
+  upkeepTimer_.expires_after(upkeepInterval_);  // cancels a wait already armed
+  upkeepTimer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled: the backend is going (~DaemonBackend), or re-armed
     upkeep();
-    checkMtuLater();
+    upkeepLater();
+  });
+}
+
+void DaemonBackend::upkeepSoon() {
+  if (!upkeepArmed_ || upkeepPosted_) return;
+  upkeepPosted_ = true;
+  boost::asio::post(io_, [this] {
+    upkeepPosted_ = false;
+    upkeep();
   });
 }
 
@@ -2119,6 +2133,13 @@ Result DaemonBackend::reloadFile() {
     logError(LogRecord("reload_failed").add("error", res.error().message));
     return res;
   }
+  // dataplane.upkeep_interval: the timer from now on with the new interval.
+  if (upkeepArmed_ && file_.dataplane.upkeepInterval != upkeepInterval_) {
+    logInfo(LogRecord("upkeep_interval_changed")
+                .add("from", formatDurationText(upkeepInterval_))
+                .add("to", formatDurationText(file_.dataplane.upkeepInterval)));
+    upkeepLater();
+  }
   // The one metrics: key a reload applies; the endpoint stays as started.
   // Only once keeld has started the counts (flowCountSetting_ 0: not yet).
   if (flowCountSetting_ != 0 && file_.metrics.flowCountInterval != flowCountInterval_) {
@@ -2263,7 +2284,7 @@ void DaemonBackend::keepAdoptedMacs(const Config& file, Overlay& overlay, const 
 void DaemonBackend::shutdown(bool detach) { stopper_(detach); }
 
 DaemonBackend::~DaemonBackend() {
-  mtuTimer_.cancel();
+  upkeepTimer_.cancel();
   saveRetryTimer_.cancel();
   flowTimer_.cancel();
   macTimer_.cancel();

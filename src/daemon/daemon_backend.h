@@ -205,11 +205,22 @@ class DaemonBackend : public api::ControlBackend {
   std::map<std::string, bool> nextHopMismatches() const {
     return nextHop_ ? nextHop_->mismatches() : std::map<std::string, bool>{};
   }
-  // What the upkeep timer runs every kMtuCheckInterval: the data plane's
-  // upkeep (Dataplane::maintain: an interface made again, pins removed),
-  // then the MTU check (on the interface maintain attached to), then the
+  // What the upkeep timer runs every dataplane.upkeep_interval (5 s unless
+  // set; a reload applies a new one): the data plane's upkeep
+  // (Dataplane::maintain: an interface made again, pins removed), then the
+  // MTU check (on the interface maintain attached to), then the
   // next_hop_mac check.
   void upkeep();
+  // upkeep() as soon as the loop has run what is ready, once however often
+  // it is asked before then: keeld's LinkWatch asks on every link message
+  // for the interface, so a change is seen at once, not at the next tick
+  // (which stays, as the fallback). Before start(): nothing.
+  void upkeepSoon();
+  // When the upkeep timer fires next (nullopt: not armed); for tests.
+  std::optional<std::chrono::steady_clock::time_point> upkeepDue() const {
+    if (!upkeepArmed_) return std::nullopt;
+    return upkeepTimer_.expiry();
+  }
   // The options config.check parses a client's text with: keeld passes the
   // host checks its own file gets (interfaces, neighbour table). Default:
   // none.
@@ -495,10 +506,12 @@ class DaemonBackend : public api::ControlBackend {
   // setRouteResolver's check; null without it.
   std::unique_ptr<NextHopCheck> nextHop_;
   void checkNextHop();
-  // upkeep() between applies (checkMtuLater).
-  static constexpr std::chrono::seconds kMtuCheckInterval{5};
-  boost::asio::steady_timer mtuTimer_{io_};
-  void checkMtuLater();
+  // upkeep() every upkeepInterval_ (upkeepLater), and once soon (upkeepSoon).
+  boost::asio::steady_timer upkeepTimer_{io_};
+  bool upkeepArmed_ = false;
+  bool upkeepPosted_ = false;
+  std::chrono::milliseconds upkeepInterval_{0};  // what the timer was armed with
+  void upkeepLater();
   size_t connScansPending_ = 0;  // on the loop's thread
   // startFlowCounts: the next walk, whether one is running, its last result.
   void countFlows(bool first = false);

@@ -61,6 +61,7 @@
 #include "daemon/metrics.h"
 #include "daemon/neighbour.h"
 #include "daemon/dataplane_factory.h"
+#include "daemon/link_watch.h"
 
 #ifndef KEEL_VERSION
 #define KEEL_VERSION "unknown"
@@ -511,6 +512,22 @@ int run(const std::string& path, bool detachOnExit) {
     sd_notify(0, status.c_str());
   }
 
+  // The interface's link messages run the backend's upkeep at once (an
+  // interface made again gets the program back, an MTU or MAC change is
+  // applied), its timer staying the fallback (LinkWatch says why). DPDK
+  // without dataplane.interface: the timer alone.
+  std::unique_ptr<LinkWatch> links;
+  if (!config.dataplane.interface.empty()) {
+    links = std::make_unique<LinkWatch>(io, config.dataplane.interface, [&] { backend.upkeepSoon(); });
+    if (Status st = links->start(); !st) {
+      logWarn(LogRecord("link_watch_failed")
+                  .add("interface", config.dataplane.interface)
+                  .add("error", st.message())
+                  .add("detail", "interface changes are seen by the upkeep timer alone (dataplane.upkeep_interval)"));
+      links.reset();
+    }
+  }
+
   boost::asio::steady_timer macWatch(io);
   std::optional<MacAddress> macFailedFor;
   std::function<void()> watchLocalMac = [&] {
@@ -554,6 +571,7 @@ int run(const std::string& path, bool detachOnExit) {
   io.run();
 
   sd_notify(0, "STOPPING=1");
+  links.reset();
   metrics.reset();  // before the state its scrapes read
   readonlyServer.reset();
   apiServer.reset();

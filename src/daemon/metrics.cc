@@ -266,7 +266,8 @@ void renderDataplane(Families& out, const GlobalStats& s) {
   if (s.upkeep) {
     sample(out.add("keel_dataplane_attached",
                    "1 while the XDP program runs on dataplane.interface (the interface of that name now); 0: "
-                   "VIP traffic is not forwarded (keeld attaches it again within 5 s where it can)",
+                   "VIP traffic is not forwarded (keeld attaches it again at once where it can, at the latest within "
+                   "dataplane.upkeep_interval)",
                    MetricType::Gauge),
            {}, s.upkeep->attached ? 1.0 : 0.0);
     sample(out.add("keel_dataplane_reattach_total",

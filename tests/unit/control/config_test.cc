@@ -270,6 +270,7 @@ TEST(Config, MinimalFileGetsDefaults) {
   ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
   EXPECT_EQ(r.config->dataplane.kind, DataplaneKind::kXdp);
   EXPECT_EQ(r.config->dataplane.xdpMode, XdpMode::kNative);
+  EXPECT_EQ(r.config->dataplane.upkeepInterval, std::chrono::seconds(5));
   EXPECT_EQ(r.config->limits.maxServices, KEEL_MAX_SERVICES_DEFAULT);
   EXPECT_EQ(r.config->node.udpIdleTimeout, std::chrono::seconds(30));
   EXPECT_EQ(r.config->node.tcpIdleTimeout, std::chrono::seconds(900));
@@ -950,6 +951,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"dpdk block under xdp",
                 "dataplane:\n  kind: xdp\n  interface: eth0\n  dpdk: {port: x, workers: [1]}\n",
                 {"keel.yaml:4: dataplane.dpdk: only with kind: dpdk"}},
+        BadCase{"upkeep interval under a second", "dataplane: {kind: xdp, interface: eth0, upkeep_interval: 500ms}\n",
+                {"keel.yaml:1: dataplane.upkeep_interval: must be at least 1000ms, got \"500ms\""}},
+        BadCase{"upkeep interval over an hour", "dataplane: {kind: xdp, interface: eth0, upkeep_interval: 2h}\n",
+                {"keel.yaml:1: dataplane.upkeep_interval: must be at most 1h, got \"2h\""}},
         BadCase{"xdp_mode under dpdk",
                 "dataplane:\n  kind: dpdk\n  xdp_mode: native\n  dpdk: {port: x, workers: [1]}\n",
                 {"keel.yaml:3: dataplane.xdp_mode: only with kind: xdp"}},
@@ -1285,6 +1290,17 @@ TEST(Config, MetricsAddressAndSwitch) {
   ConfigResult never = parse("metrics: {flow_count_interval: 0s}\n");
   ASSERT_TRUE(never.ok()) << joinErrors(never.errors);
   EXPECT_EQ(never.config->metrics.flowCountInterval.count(), 0);
+}
+
+// dataplane.upkeep_interval: the fallback of keeld's link messages; a
+// reload applies it (no restart needed).
+TEST(Config, UpkeepInterval) {
+  ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: eth0, upkeep_interval: 1h}\n", "k.yaml");
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  EXPECT_EQ(r.config->dataplane.upkeepInterval, std::chrono::hours(1));
+  ConfigResult d = parseConfig("dataplane: {kind: xdp, interface: eth0}\n", "k.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(restartNeededKeys(*d.config, *r.config).empty());
 }
 
 TEST(Config, CollectsEveryErrorNotJustTheFirst) {

@@ -248,6 +248,41 @@ class DaemonBackendTest : public ::testing::Test {
   bool hostChecks_ = false;  // keel.yaml parsed with the fake neighbour table
 };
 
+// keeld's link messages ask for the upkeep (upkeepSoon): it runs once the
+// loop has run what is ready, once for however many asks came before, and
+// the timer stays armed as the fallback. dataplane.upkeep_interval is that
+// timer's interval, and a reload re-arms it with a new one.
+TEST_F(DaemonBackendTest, UpkeepSoonRunsOnceForABurstAndTheTimerFollowsTheFile) {
+  make();
+  const auto due = backend_->upkeepDue();
+  ASSERT_TRUE(due);
+  EXPECT_LE(*due, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  dp_.maintained = 0;
+  dp_.mtu = 1300;
+  backend_->upkeepSoon();
+  backend_->upkeepSoon();
+  backend_->upkeepSoon();
+  EXPECT_EQ(dp_.maintained, 0) << "not on the caller's stack";
+  io_.restart();
+  io_.poll();
+  EXPECT_EQ(dp_.maintained, 1);
+  backend_->upkeepSoon();
+  io_.restart();
+  io_.poll();
+  EXPECT_EQ(dp_.maintained, 2) << "a later ask runs it again";
+  EXPECT_EQ(backend_->upkeepDue(), due) << "the fallback timer is not moved";
+
+  std::string hourly = yaml(kTwo);
+  hourly.replace(hourly.find("interface: eth0}"), 16, "interface: eth0, upkeep_interval: 1h}");
+  files_["keel.yaml"] = hourly;
+  test::LogCapture log;
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_GT(*backend_->upkeepDue(), std::chrono::steady_clock::now() + std::chrono::minutes(59));
+  std::vector<std::string> said = log.take("upkeep_interval_changed");
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_NE(said[0].find("from=5s to=1h"), std::string::npos) << said[0];
+}
+
 // node.next_hop_mac against the router the kernel routes the ipip reals
 // through (review finding F9): compared when keeld starts, at each upkeep
 // (keeld's 5 s timer), and at once by a reload that changes next_hop_mac;
@@ -386,10 +421,10 @@ TEST_F(DaemonBackendTest, ConnListWalksTheTableOffTheLoop) {
 }
 
 // keeld looks at the port's MTU between applies (every
-// kMtuCheckInterval): an MTU lowered under it shows in the service.
+// dataplane.upkeep_interval): an MTU lowered under it shows in the service.
 TEST_F(DaemonBackendTest, AnMtuChangedBetweenAppliesIsNoticed) {
   files_["keel.yaml"] =
-      "dataplane: {kind: xdp, interface: eth0}\n"
+      "dataplane: {kind: xdp, interface: eth0, upkeep_interval: 1s}\n"
       "node: {tunnel_source_v6: \"2001:db8::2\", next_hop_mac: \"02:00:00:00:00:01\"}\n"
       "services:\n"
       "  - {name: web6, vip: \"2001:db8::10\", port: 443, protocol: tcp, reals: [{address: \"2001:db8:1::11\"}]}\n";

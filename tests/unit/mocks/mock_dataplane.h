@@ -105,6 +105,7 @@ class MockDataplane : public Dataplane {
     return Status::ok();
   }
   std::optional<uint32_t> portMtu() const override { return mtu; }
+  void maintain() override { ++maintained; }
   void beginBatch() override { ++batchDepth; }
   void endBatch() override {
     if (batchDepth > 0 && --batchDepth == 0) ++batches;
@@ -172,6 +173,7 @@ class MockDataplane : public Dataplane {
   }
   int connTableCalls = 0;
   std::optional<uint32_t> mtu = 1500;  // what portMtu() returns (nullopt: unknown)
+  int maintained = 0;                   // maintain() calls (keeld's upkeep)
   int connWorker = -1;     // the worker scanConns() reports
   std::string scanError;   // if set, scanConns() fails with it
   // If set, scanConns() calls it first, on the thread it runs on (keeld's

@@ -220,6 +220,9 @@ class Registry {
   DataplaneBatch batch() { return DataplaneBatch(dataplane_); }
   // The data plane's periodic upkeep (Dataplane::maintain), for keeld's timer.
   void maintainDataplane() { dataplane_.maintain(); }
+  // The node config (tunnel sources, MACs, timeouts, rates), written as it
+  // is: it names no service or real, so nothing of the registry's changes.
+  Status setNode(const keel_node_config& node) { return dataplane_.setNode(node); }
   // The data plane's key of a service (VIP, port, protocol, family).
   static keel_service_key serviceKey(const ServiceConfig& cfg);
   // Reads the port's MTU (Dataplane::portMtu) and logs a warning,

@@ -26,6 +26,7 @@
 #include "common/file_write.h"
 #include "common/logging.h"
 #include "control/api/requests.h"
+#include "daemon/node_config.h"
 
 namespace keel {
 
@@ -318,6 +319,9 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   Config config = file;
   if (adopted) keepAdoptedMacs(config, *adopted);
   if (auto errors = validateTargets(config); !errors.empty()) return Status::error(errors.front());
+  // node: first, as a reload writes it before the registry: reals that
+  // need a tunnel source find it.
+  if (Status s = writeNode(config); !s) return s;
   neighbourInterface_ = config.dataplane.interface;
   std::optional<StopRecord> stop;
   std::error_code existsError;
@@ -434,12 +438,53 @@ void DaemonBackend::upkeepSoon() {
 
 void DaemonBackend::upkeep() {
   // The interface and pins the host may have taken meanwhile (Dataplane::
-  // maintain), first: the MTU is then the attached interface's.
+  // maintain), first: the MAC and the MTU are then the attached interface's.
   registry_.maintainDataplane();
+  followPlaneMac();
   registry_.checkMtu();
   // The router's MAC changes with nothing in keel's config changing: on
   // this timer, as the MTU (the routes are cached: NextHopCheck's cost).
   checkNextHop();
+}
+
+Status DaemonBackend::writeNode(const Config& next) {
+  if (!planeMac_) return Status::ok();
+  std::optional<MacAddress> mac = planeMac_();
+  if (!mac) mac = writtenPlaneMac_;  // unreadable just now (the interface going): the last one read
+  std::string err;
+  std::optional<keel_node_config> n = buildNodeConfig(next, mac, &err);
+  if (!n) return Status::error(err);
+  if (!node_ || !sameNode(*n, *node_)) {
+    if (Status s = registry_.setNode(*n); !s) return s;  // writtenPlaneMac_ stays: the upkeep sees the MAC again
+    if (node_) logInfo(LogRecord("node_updated"));
+    node_ = *n;
+  }
+  writtenPlaneMac_ = next.node.localMac ? std::nullopt : mac;
+  return Status::ok();
+}
+
+// Without node.local_mac, frames leave from the plane's MAC: one that
+// changes under keeld (a bond's failover, `ip link set address`; a link
+// message runs the upkeep at once) is written, or frames keep leaving from
+// a MAC the host no longer owns, which port security drops (fault review F3).
+void DaemonBackend::followPlaneMac() {
+  if (!planeMac_ || !node_ || !writtenPlaneMac_) return;
+  const std::optional<MacAddress> now = planeMac_();
+  if (!now || now == writtenPlaneMac_) return;
+  keel_node_config next = *node_;
+  std::memcpy(next.local_mac, now->bytes().data(), sizeof next.local_mac);
+  LogRecord r("local_mac_changed");
+  r.add("interface", planeWhere_).add("from", writtenPlaneMac_->toString()).add("to", now->toString());
+  if (Status st = registry_.setNode(next); !st) {
+    if (macFailedFor_ != now)  // once per new MAC, not every upkeep
+      logError(r.add("error", st.message()).add("detail", "forwarded frames keep the old source MAC; tried again"));
+    macFailedFor_ = now;
+    return;
+  }
+  macFailedFor_.reset();
+  node_ = next;
+  writtenPlaneMac_ = now;
+  logWarn(r.add("detail", "forwarded frames now leave from the new MAC (node.local_mac is not set)"));
 }
 
 void DaemonBackend::setRouteResolver(RouteResolver routes) {
@@ -2120,12 +2165,17 @@ Result DaemonBackend::reloadFile() {
     logError(LogRecord("reload_rejected").add("error", s.message()));
     return Result::error(api::code::kFailed, s.message());
   }
+  // The new file's node config, before the registry, so that reals which
+  // need a new tunnel source find it.
+  if (Status s = writeNode(*r.config); !s) {
+    logError(LogRecord("reload_rejected").add("error", s.message()));
+    return Result::error(api::code::kFailed, s.message());
+  }
   Result res = commit(*r.config, std::move(next));
   if (!res.isOk()) {
-    // preApply_ set the new file's node config (before the registry, so that
-    // reals which need a new tunnel source find it): the running file's
-    // puts it back, so a failed reload changes nothing.
-    if (Status s = preApply_(file_); !s) {
+    // The running file's node config back, so a failed reload changes
+    // nothing.
+    if (Status s = writeNode(file_); !s) {
       api::ApiError e = res.error();
       e.message += "; restoring the running node config failed: " + s.message();
       res = Result::error(std::move(e));

@@ -51,6 +51,7 @@
 #include "control/health/health_checker.h"
 #include "control/registry.h"
 #include "daemon/next_hop_check.h"
+#include "keel/maps_abi.h"
 
 namespace keel {
 
@@ -61,9 +62,12 @@ class DaemonBackend : public api::ControlBackend {
  public:
   // Loads a config (keeld passes loadConfigFile with host options).
   using Loader = std::function<ConfigResult(const std::string& path)>;
-  // Applies node/limits side effects of a reload before the registry (keeld:
-  // node config); returns an error to reject the reload.
+  // Runs before a reload writes anything (keeld: the warnings for keys a
+  // reload cannot apply); returns an error to reject the reload.
   using PreApply = std::function<Status(const Config& next)>;
+  // The data plane's own MAC now (keeld: the XDP interface's, the DPDK
+  // port's); nullopt if it has none to read.
+  using PlaneMacSource = std::function<std::optional<MacAddress>()>;
   // Stops the daemon (posted to the loop); the argument is `detach`.
   using Stopper = std::function<void(bool detach)>;
 
@@ -193,6 +197,23 @@ class DaemonBackend : public api::ControlBackend {
   // The wait retryMacsLater arms after a retry (kMacRetryInterval, or more
   // after failed commits); for tests.
   std::chrono::seconds macRetryInterval() const;
+  // Makes node: the backend's to write into the data plane (buildNodeConfig):
+  // at start(), before the registry programs anything; at each reload,
+  // before the registry applies it (node_updated; a write that fails
+  // rejects the reload, and a reload the registry then refuses writes the
+  // running file's node again); and at each upkeep() where node.local_mac is
+  // not set and `planeMac` gives another MAC than the one written: the new
+  // one (local_mac_changed, a warning; a write that fails is an error once
+  // per MAC, tried again at each upkeep). `where` names the plane in those
+  // lines (keeld: "eth0", "net_af_packet0,iface=eth0"). Unset: node: is not
+  // written (tests that do not look at it). Call before start().
+  void setNodeSource(PlaneMacSource planeMac, std::string where) {
+    planeMac_ = std::move(planeMac);
+    planeWhere_ = std::move(where);
+  }
+  // The node config written last (nullopt before start() or without
+  // setNodeSource); for tests.
+  const std::optional<keel_node_config>& node() const { return node_; }
   // Turns on the check of node.next_hop_mac against the router the kernel
   // routes the ipip reals through (NextHopCheck): `routes` looks up the
   // routes (keeld: routesTo), the gateways' neighbour entries are read with
@@ -207,9 +228,9 @@ class DaemonBackend : public api::ControlBackend {
   }
   // What the upkeep timer runs every dataplane.upkeep_interval (5 s unless
   // set; a reload applies a new one): the data plane's upkeep
-  // (Dataplane::maintain: an interface made again, pins removed), then the
-  // MTU check (on the interface maintain attached to), then the
-  // next_hop_mac check.
+  // (Dataplane::maintain: an interface made again, pins removed), then a
+  // new MAC of the plane (setNodeSource), the MTU check (both of the
+  // interface maintain attached to), and the next_hop_mac check.
   void upkeep();
   // upkeep() as soon as the loop has run what is ready, once however often
   // it is asked before then: keeld's LinkWatch asks on every link message
@@ -503,6 +524,19 @@ class DaemonBackend : public api::ControlBackend {
   // loop goes on serving health checks, scrapes and requests: a full XDP
   // table takes ~0.3 s to read (docs/api.md). One walk at a time.
   boost::asio::thread_pool connScans_{1};
+  // setNodeSource's: where the plane's MAC is read, the node config written
+  // last, the plane MAC it holds as local_mac (if it does: the file sets no
+  // local_mac), and the MAC whose write failed last (said once).
+  PlaneMacSource planeMac_;
+  std::string planeWhere_;
+  std::optional<keel_node_config> node_;
+  std::optional<MacAddress> writtenPlaneMac_;
+  std::optional<MacAddress> macFailedFor_;
+  // Writes `next`'s node: (with the plane's MAC read now) if it differs
+  // from node_; nothing without setNodeSource.
+  Status writeNode(const Config& next);
+  // upkeep()'s half of it: the plane's MAC read again (local_mac_changed).
+  void followPlaneMac();
   // setRouteResolver's check; null without it.
   std::unique_ptr<NextHopCheck> nextHop_;
   void checkNextHop();

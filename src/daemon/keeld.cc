@@ -62,6 +62,7 @@
 #include "daemon/neighbour.h"
 #include "daemon/dataplane_factory.h"
 #include "daemon/link_watch.h"
+#include "daemon/node_config.h"
 
 #ifndef KEEL_VERSION
 #define KEEL_VERSION "unknown"
@@ -162,54 +163,13 @@ size_t countReals(const Config& c) {
   return n;
 }
 
-// node: from the config; the local MAC is the data plane's unless configured.
-std::optional<keel_node_config> buildNodeConfig(const Config& c,
-                                                const std::optional<MacAddress>& planeMac,
-                                                std::string* error) {
-  keel_node_config n{};
-  const NodeConfig& node = c.node;
-  if (node.tunnelSourceV4) std::memcpy(&n.tunnel_src_v4, node.tunnelSourceV4->bytes().data(), 4);
-  if (node.tunnelSourceV6) std::memcpy(n.tunnel_src_v6, node.tunnelSourceV6->bytes().data(), 16);
-  if (node.nextHopMac) std::memcpy(n.next_hop_mac, node.nextHopMac->bytes().data(), 6);
-  std::optional<MacAddress> local = node.localMac;
-  if (!local) local = planeMac;
-  if (!local) {
-    std::string from = c.dataplane.kind == DataplaneKind::kXdp
-                           ? "interface " + c.dataplane.interface
-                           : "DPDK port " + c.dataplane.dpdk.port;
-    *error = c.source + ": node.local_mac: not set and " + from +
-             " has no MAC address to read; set node.local_mac";
-    return std::nullopt;
-  }
-  std::memcpy(n.local_mac, local->bytes().data(), 6);
-  if (node.hashSourceV4) {
-    n.flags |= KEEL_NODE_F_HASH_SRC_V4;
-    std::memcpy(&n.hash_src_v4_prefix, node.hashSourceV4->address.bytes().data(), 4);
-    const std::array<uint8_t, 16> mask =
-        IpPrefix{node.hashSourceV4->address, node.hashSourceV4->length}.maskBytes();
-    std::memcpy(&n.hash_src_v4_mask, mask.data(), 4);  // network order, as the prefix
-  }
-  n.udp_idle_timeout_s = static_cast<uint32_t>(node.udpIdleTimeout.count() / 1000);
-  n.tcp_idle_timeout_s = static_cast<uint32_t>(node.tcpIdleTimeout.count() / 1000);
-  n.icmp_too_big_rate = node.icmpTooBigRate;
-  n.icmp_too_big_client_rate = node.icmpTooBigClientRate;
-  n.conntrack_insert_rate = node.conntrackInsertRate;
-  n.tunnel_mtu = node.tunnelMtu;
-  return n;
-}
-
-bool sameNode(const keel_node_config& a, const keel_node_config& b) {
-  return std::memcmp(&a, &b, sizeof a) == 0;
-}
-
 // Reload, before the registry: data plane shape (kind, interface, mode,
 // limits), the control socket and the metrics endpoint need a restart; say
 // so and keep the rest. Compared with the config keeld started with, what
 // runs, not the last reloaded file: a second reload of the same change says
-// it again (the reload's reply lists the keys too: restart_needed). The
-// node config is applied here.
-Status preApply(const Config& started, const Config& next, Dataplane& dp,
-                const std::optional<MacAddress>& planeMac, keel_node_config& node, bool stopDetaches) {
+// it again (the reload's reply lists the keys too: restart_needed). (The
+// node config is the backend's: DaemonBackend::setNodeSource.)
+Status preApply(const Config& started, const Config& next, bool stopDetaches) {
   const std::vector<std::string> keys = restartNeededKeys(started, next);
   const std::vector<std::string> stopStart = stopStartNeededKeys(started, keys, stopDetaches);
   auto in = [](const std::vector<std::string>& v, const char* key) { return std::find(v.begin(), v.end(), key) != v.end(); };
@@ -245,20 +205,8 @@ Status preApply(const Config& started, const Config& next, Dataplane& dp,
   if (has("metrics"))
     logWarn(LogRecord("reload_metrics_restart_needed")
                 .add("detail", "metrics: changes apply at the next start; kept the running endpoint"));
-  std::string err;
-  auto newNode = buildNodeConfig(next, planeMac, &err);
-  if (!newNode) return Status::error(err);
-  if (!sameNode(*newNode, node)) {
-    if (Status s = dp.setNode(*newNode); !s) return s;
-    node = *newNode;
-    logInfo(LogRecord("node_updated"));
-  }
   return Status::ok();
 }
-
-// How often keeld looks for a new MAC on the data plane's interface
-// (watchLocalMac in run()).
-constexpr std::chrono::seconds kLocalMacCheckInterval{2};
 
 // Exit policy: what happens to the attached program and the pins.
 enum class ExitAction { kLeave, kRemove };
@@ -349,15 +297,10 @@ int run(const std::string& path, bool detachOnExit) {
   // the programming itself failed. A fresh one leaves nothing.
   auto abandon = [&] { (void)handle->stop(adopted); };
   // The MAC node.local_mac defaults to: the interface's (XDP) or the port's
-  // (DPDK), read again at each reload and every kLocalMacCheckInterval
-  // (watchLocalMac below): an interface's MAC can change under keeld (a
-  // bond's failover, `ip link set address`), and frames from a MAC the host
-  // no longer owns are dropped by port security or steal the MAC in the
-  // switch (fault review F3: it was read once, at start).
-  std::optional<MacAddress> planeMac = handle->localMac();
-  bool macFromPlane = !config.node.localMac;  // of the config that runs
-  auto node = buildNodeConfig(config, planeMac, &err);
-  if (!node) {
+  // (DPDK). Refused here, before anything is served, if there is none; the
+  // backend writes the node config and follows that MAC from then on
+  // (setNodeSource below).
+  if (!buildNodeConfig(config, handle->localMac(), &err)) {
     std::cerr << err << "\n";
     abandon();
     return 1;
@@ -392,18 +335,15 @@ int run(const std::string& path, bool detachOnExit) {
       io, registry, path, [&onLoop](const std::string& p) { return loadConfigFile(p, onLoop); },
       // `config` stays what keeld started with: the data plane, socket and
       // endpoint it built (reloads change only the backend's copy).
-      [&](const Config& next) {
-        const std::optional<MacAddress> before = planeMac;
-        if (std::optional<MacAddress> now = handle->localMac()) planeMac = now;
-        Status st = preApply(config, next, *dp, planeMac, *node, detachOnExit);
-        if (st)
-          macFromPlane = !next.node.localMac;
-        else
-          planeMac = before;  // not written: the watch still sees the change and tries it
-        return st;
-      },
-      stop);
+      [&](const Config& next) { return preApply(config, next, detachOnExit); }, stop);
   backend.setCanDetach(handle->canDetach());
+  // node: is the backend's to write (start, reloads), with the data plane's
+  // MAC as local_mac unless the file gives one, read again at each reload
+  // and each upkeep (at once at the interface's link message): an
+  // interface's MAC can change under keeld (a bond's failover, `ip link set
+  // address`), and frames from a MAC the host no longer owns are dropped by
+  // port security or steal the MAC in the switch (fault review F3).
+  backend.setNodeSource([&handle] { return handle->localMac(); }, handle->where());
   // l2dsr MACs are resolved as the file's are: the state file's reals at
   // start, waiting as the first load did; on the loop, requests (runtime
   // adds, and reloads and config.check above and below) wait at most
@@ -476,8 +416,7 @@ int run(const std::string& path, bool detachOnExit) {
     }
     logInfo(LogRecord("metrics_listening").add("address", config.metrics.listenAddress()));
   }
-  Status s = dp->setNode(*node);
-  if (s) s = backend.start(config, adoptedState);
+  Status s = backend.start(config, adoptedState);
   // DPDK: the saved connection tables go in now, over the programmed ids,
   // and only then do the workers read packets.
   if (s) s = handle->startForwarding();
@@ -527,34 +466,6 @@ int run(const std::string& path, bool detachOnExit) {
       links.reset();
     }
   }
-
-  boost::asio::steady_timer macWatch(io);
-  std::optional<MacAddress> macFailedFor;
-  std::function<void()> watchLocalMac = [&] {
-    macWatch.expires_after(kLocalMacCheckInterval);
-    macWatch.async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
-      std::optional<MacAddress> now = handle->localMac();
-      if (macFromPlane && now && now != planeMac) {
-        keel_node_config next = *node;
-        std::memcpy(next.local_mac, now->bytes().data(), 6);
-        LogRecord r("local_mac_changed");
-        r.add("interface", handle->where()).add("from", planeMac ? planeMac->toString() : "none").add("to", now->toString());
-        if (Status st = dp->setNode(next); !st) {
-          if (macFailedFor != now)  // once per new MAC, not every check
-            logError(r.add("error", st.message()).add("detail", "forwarded frames keep the old source MAC; retried"));
-          macFailedFor = now;
-        } else {
-          macFailedFor.reset();
-          *node = next;
-          planeMac = now;
-          logWarn(r.add("detail", "forwarded frames now leave from the new MAC (node.local_mac is not set)"));
-        }
-      }
-      watchLocalMac();
-    });
-  };
-  watchLocalMac();
 
   std::function<void(const boost::system::error_code&, int)> onSignal =
       [&](const boost::system::error_code& ec, int sig) {

@@ -12,7 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -101,6 +103,8 @@ class DaemonBackendTest : public ::testing::Test {
         },
         [this](bool d) { stopped_ = d ? 2 : 1; });
     if (!statePath_.empty()) backend->setStatePath(statePath_);
+    if (planeMac_)
+      backend->setNodeSource([this] { return MacAddress::parse(*planeMac_); }, "eth0");
     if (routes_)
       backend->setRouteResolver([this](const std::vector<IpAddress>& dsts) {
         std::map<IpAddress, RouteHop> out;
@@ -243,6 +247,9 @@ class DaemonBackendTest : public ::testing::Test {
   // The kernel's routes by destination, if set before make(): node.next_hop_mac's
   // check runs (setRouteResolver), its neighbour reads through resolver().
   std::optional<std::map<std::string, RouteHop>> routes_;
+  // The data plane's own MAC, if set before make(): the backend writes
+  // node: (setNodeSource) with it as local_mac; "" reads as none.
+  std::optional<std::string> planeMac_;
   std::vector<std::string> resolved_;
   int resolverCalls_ = 0;
   bool hostChecks_ = false;  // keel.yaml parsed with the fake neighbour table
@@ -281,6 +288,98 @@ TEST_F(DaemonBackendTest, UpkeepSoonRunsOnceForABurstAndTheTimerFollowsTheFile) 
   std::vector<std::string> said = log.take("upkeep_interval_changed");
   ASSERT_EQ(said.size(), 1u);
   EXPECT_NE(said[0].find("from=5s to=1h"), std::string::npos) << said[0];
+}
+
+std::string macOf(const uint8_t (&bytes)[6]) {
+  std::array<uint8_t, 6> b;
+  std::memcpy(b.data(), bytes, 6);
+  return MacAddress(b).toString();
+}
+
+// node: is the backend's: written at start, with the plane's MAC as
+// local_mac; at each upkeep (keeld's timer, and at once at the interface's
+// link message) a new MAC of the plane is written (local_mac_changed), a
+// write that fails is said once and tried again; node.local_mac in the
+// file is never replaced by the plane's.
+TEST_F(DaemonBackendTest, TheNodeIsWrittenAndFollowsThePlanesMac) {
+  test::LogCapture log;
+  planeMac_ = "02:00:00:00:aa:01";
+  make();
+  ASSERT_TRUE(backend_->node());
+  EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:aa:01");
+  EXPECT_EQ(macOf(dp_.node().next_hop_mac), "02:00:00:00:00:01");
+  EXPECT_EQ(dp_.calls.front(), "setNode") << "before the registry programs anything";
+  dp_.calls.clear();
+  backend_->upkeep();
+  EXPECT_EQ(std::count(dp_.calls.begin(), dp_.calls.end(), "setNode"), 0) << "the same MAC: nothing written";
+
+  planeMac_ = "02:00:00:00:aa:02";
+  backend_->upkeep();
+  EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:aa:02");
+  std::vector<std::string> changed = log.take("local_mac_changed");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].rfind("warning ", 0), 0u) << changed[0];
+  EXPECT_NE(changed[0].find("interface=eth0 from=02:00:00:00:aa:01 to=02:00:00:00:aa:02"), std::string::npos)
+      << changed[0];
+
+  // Refused by the data plane: said once, tried again at each upkeep.
+  planeMac_ = "02:00:00:00:aa:03";
+  dp_.failAll = true;
+  dp_.failedCallsLand = false;
+  backend_->upkeep();
+  backend_->upkeep();
+  changed = log.take("local_mac_changed");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].rfind("error ", 0), 0u) << changed[0];
+  EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:aa:02");
+  dp_.failAll = false;
+  backend_->upkeep();
+  EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:aa:03");
+  EXPECT_EQ(log.take("local_mac_changed").size(), 1u);
+
+  // The plane's MAC unreadable for a moment: the last one stays.
+  planeMac_ = "";
+  backend_->upkeep();
+  EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:aa:03");
+
+  // node.local_mac set: the file's, whatever the plane's.
+  std::string file = yaml(kTwo);
+  const std::string node = "next_hop_mac: \"02:00:00:00:00:01\"}";
+  file.replace(file.find(node), node.size(), "next_hop_mac: \"02:00:00:00:00:01\", local_mac: \"02:00:00:00:bb:01\"}");
+  files_["keel.yaml"] = file;
+  dp_.calls.clear();
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:bb:01");
+  EXPECT_EQ(std::count(dp_.calls.begin(), dp_.calls.end(), "setNode"), 1);
+  planeMac_ = "02:00:00:00:aa:04";
+  backend_->upkeep();
+  EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:bb:01");
+  EXPECT_TRUE(log.take("local_mac_changed").empty());
+
+  // And without it again: the plane's, read at the reload.
+  files_["keel.yaml"] = yaml(kTwo);
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:aa:04");
+}
+
+// A reload writes the new node: before the registry applies the file, and
+// one the registry then refuses writes the running file's node: again.
+TEST_F(DaemonBackendTest, AReloadWritesTheNodeAndARefusedOnePutsItBack) {
+  planeMac_ = "02:00:00:00:aa:01";
+  make();
+  std::string file = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n");
+  file.replace(file.find("02:00:00:00:00:01"), 17, "02:00:00:00:00:02");
+  files_["keel.yaml"] = file;
+  dp_.calls.clear();
+  dp_.failAfter = 2;  // the node is written, the registry's first write fails
+  dp_.failedCallsLand = false;
+  ASSERT_FALSE(backend_->reload().isOk());
+  ASSERT_GE(dp_.calls.size(), 2u);
+  EXPECT_EQ(dp_.calls[0], "setNode");
+  EXPECT_EQ(macOf(dp_.node().next_hop_mac), "02:00:00:00:00:01") << "put back";
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(macOf(dp_.node().next_hop_mac), "02:00:00:00:00:02");
 }
 
 // node.next_hop_mac against the router the kernel routes the ipip reals

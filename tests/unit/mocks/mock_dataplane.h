@@ -105,6 +105,7 @@ class MockDataplane : public Dataplane {
     return Status::ok();
   }
   std::optional<uint32_t> portMtu() const override { return mtu; }
+  const keel_node_config& node() const { return node_; }  // what setNode() wrote last
   void maintain() override { ++maintained; }
   void beginBatch() override { ++batchDepth; }
   void endBatch() override {

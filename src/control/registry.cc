@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "common/logging.h"
+#include "control/config_diff.h"
 #include "control/maglev/maglev.h"
 
 namespace keel {
@@ -352,6 +353,60 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
   return Status::ok();
 }
 
+// Logged before the writes: should one fail, the records read as the
+// changes, the failure, then the restore's changes back (DaemonBackend
+// re-applies the running config). Whether the file or a keelctl change
+// made them, the registry cannot tell: a keelctl change also logs its own
+// runtime_* or api_change record.
+void Registry::logChanges(const ServiceState& state, const ServiceConfig& cfg) {
+  const std::string& name = cfg.name;
+  if (KeyChanges c = serviceChanges(state.config, cfg); !c.empty()) {
+    LogRecord rec("service_updated");
+    rec.add("service", name);
+    logInfo(addChanges(rec, c));
+  }
+  std::map<IpAddress, const RealConfig*> was;
+  for (const RealConfig& rc : state.config.reals) was.emplace(rc.address, &rc);
+  // A check change is per real (the service's block and the real's own
+  // resolve to its check); the one every real the service keeps shares (a
+  // change of the service's block, usually) is one record, not one a real.
+  std::vector<std::pair<IpAddress, KeyChanges>> checks;
+  size_t kept = 0;
+  for (const RealConfig& rc : cfg.reals) {
+    auto real = state.reals.find(rc.address);
+    if (real == state.reals.end()) continue;  // added: real_added, after the writes
+    ++kept;
+    if (real->second.weight != rc.weight)
+      logInfo(LogRecord("real_weight_changed")
+                  .add("service", name)
+                  .add("real", rc.address.toString())
+                  .add("from", real->second.weight)
+                  .add("to", rc.weight));
+    auto old = was.find(rc.address);
+    if (old == was.end()) continue;
+    if (KeyChanges c = healthCheckChanges(old->second->healthSpec, rc.healthSpec); !c.empty())
+      checks.emplace_back(rc.address, std::move(c));
+  }
+  KeyChanges serviceWide = healthPolicyChanges(state.config, cfg);
+  const bool shared = kept > 1 && checks.size() == kept &&
+                      std::all_of(checks.begin(), checks.end(), [&](const auto& c) { return c.second == checks[0].second; });
+  if (shared) {
+    serviceWide.insert(serviceWide.end(), checks[0].second.begin(), checks[0].second.end());
+    checks.clear();
+  }
+  if (!serviceWide.empty()) {
+    LogRecord rec("health_check_changed");
+    rec.add("service", name);
+    if (shared) rec.add("reals", kept);
+    logInfo(addChanges(rec, serviceWide));
+  }
+  for (const auto& [addr, c] : checks) {
+    LogRecord rec("health_check_changed");
+    rec.add("service", name).add("real", addr.toString());
+    logInfo(addChanges(rec, c));
+  }
+}
+
 Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   const std::string& name = cfg.name;
   std::set<IpAddress> wanted;
@@ -362,6 +417,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   const uint32_t oldRingSize = state.config.ringSize;
   const bool forwardingChanged = state.config.forwarding != cfg.forwarding;
   const uint32_t oldFlags = serviceFlags(state.config);
+  logChanges(state, cfg);
   state.config = cfg;
   const uint32_t flags = serviceFlags(cfg);
   bool serviceWritten = false;
@@ -369,11 +425,6 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     serviceWritten = true;
     if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, flags, {}}); !s)
       return Status::error("service " + name + ": write service: " + s.message());
-    if (flags != oldFlags)
-      logInfo(LogRecord("service_updated")
-                  .add("service", name)
-                  .add("forwarding", toString(cfg.forwarding))
-                  .add("scheduler", toString(cfg.scheduler)));
     return Status::ok();
   };
   // Leaving l2dsr, the service turns ipip before its backends are rewritten

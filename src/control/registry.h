@@ -393,6 +393,11 @@ class Registry {
   Status addService(const ServiceConfig& cfg);
   Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
   Status updateService(ServiceState& state, const ServiceConfig& cfg);
+  // What updateService is about to change in a service it keeps:
+  // service_updated (its own keys), real_weight_changed and
+  // health_check_changed (docs/operations.md, "Reloads"). Reals added or
+  // removed get real_added / real_removed once written.
+  void logChanges(const ServiceState& state, const ServiceConfig& cfg);
   // Fail-open holds reals only while nothing else can serve: once a real
   // (of `only`, if given) is healthy, not held and weighted, or the policy
   // is fail-closed, every held real is released (held cleared). Returns

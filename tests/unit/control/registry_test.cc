@@ -1421,6 +1421,120 @@ TEST_F(RegistryTest, CheckMtuNoticesAChangeBetweenAppliesAndSaysWhenItIsFixed) {
   EXPECT_TRUE(log.take("mtu_ok_for_ipv6").empty());
 }
 
+// A reload says what it changed (docs/operations.md, "Reloads"): each
+// changed key of a service it keeps, with the value before and after, and
+// nothing for what stayed.
+TEST_F(RegistryTest, AReloadLogsTheServiceKeysItChanges) {
+  LogCapture log;
+  ServiceConfig web = service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")});
+  applyOk(config({web, service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  EXPECT_TRUE(log.take("service_updated").empty()) << "added, not updated";
+  ServiceConfig changed = web;
+  changed.scheduler = Scheduler::kMaglevSrc;
+  changed.ringSize = 17;
+  applyOk(config({changed, service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
+  EXPECT_EQ(log.take("service_updated"),
+            (std::vector<std::string>{"info event=service_updated service=web changed=scheduler,ring_size "
+                                      "scheduler_from=maglev scheduler_to=maglev-src ring_size_from=13 "
+                                      "ring_size_to=17"}));
+  changed.forwarding = Forwarding::kL2dsr;
+  changed.reals[0].mac = MacAddress({2, 0, 0, 0, 1, 0x11});
+  changed.reals[1].mac = MacAddress({2, 0, 0, 0, 1, 0x12});
+  applyOk(config({changed}));
+  EXPECT_EQ(log.take("service_updated"),
+            (std::vector<std::string>{"info event=service_updated service=web changed=forwarding "
+                                      "forwarding_from=ipip forwarding_to=l2dsr"}));
+  applyOk(config({changed}));
+  EXPECT_TRUE(log.take("service_updated").empty()) << "the same file again changes nothing";
+}
+
+TEST_F(RegistryTest, AReloadLogsEachWeightItChanges) {
+  LogCapture log;
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12"), real("10.0.1.13")})}));
+  applyOk(config({service("web", "192.0.2.10", 80,
+                          {real("10.0.1.11"), real("10.0.1.12", 80), real("10.0.1.13", 0), real("10.0.1.14", 5)})}));
+  EXPECT_EQ(log.take("real_weight_changed"),
+            (std::vector<std::string>{
+                "info event=real_weight_changed service=web real=10.0.1.12 from=100 to=80",
+                "info event=real_weight_changed service=web real=10.0.1.13 from=100 to=0"}))
+      << "a real added with its weight is real_added only";
+  EXPECT_TRUE(log.take("service_updated").empty());
+  // A real down (out of the ring) still has its weight changed, and says so.
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  applyOk(config({service("web", "192.0.2.10", 80,
+                          {real("10.0.1.11"), real("10.0.1.12", 60), real("10.0.1.13", 0), real("10.0.1.14", 5)})}));
+  EXPECT_EQ(log.take("real_weight_changed"),
+            (std::vector<std::string>{"info event=real_weight_changed service=web real=10.0.1.12 from=80 to=60"}));
+}
+
+HealthCheckSpec httpCheck() {
+  HealthCheckSpec h;
+  h.type = HealthCheckSpec::Type::Http;
+  h.path = "/healthz";
+  return h;
+}
+
+ServiceConfig checked(ServiceConfig s, const HealthCheckSpec& spec) {
+  for (RealConfig& r : s.reals) r.healthSpec = spec;
+  return s;
+}
+
+// A check change every real of the service shares is one record (the
+// service's block changed); one real's own is that real's record.
+TEST_F(RegistryTest, AReloadLogsTheHealthChecksItChanges) {
+  LogCapture log;
+  const ServiceConfig web = service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")});
+  applyOk(config({checked(web, httpCheck())}));
+  HealthCheckSpec faster = httpCheck();
+  faster.interval = std::chrono::milliseconds(400);
+  faster.fall = 2;
+  applyOk(config({checked(web, faster)}));
+  EXPECT_EQ(log.take("health_check_changed"),
+            (std::vector<std::string>{"info event=health_check_changed service=web reals=2 changed=interval,fall "
+                                      "interval_from=1s interval_to=400ms fall_from=3 fall_to=2"}));
+  ServiceConfig own = checked(web, faster);
+  own.reals[1].healthSpec.path = "/ready";
+  own.reals[1].healthSpec.port = 8080;
+  applyOk(config({own}));
+  EXPECT_EQ(log.take("health_check_changed"),
+            (std::vector<std::string>{"info event=health_check_changed service=web real=10.0.1.12 changed=port,path "
+                                      "port_from=\"\" port_to=8080 path_from=/healthz path_to=/ready"}));
+  // Another type: its keys, from "" where the old type had none; the keys
+  // only the old type used are not listed.
+  HealthCheckSpec udp;
+  udp.type = HealthCheckSpec::Type::Udp;
+  udp.udpPayload = "ping me";
+  applyOk(config({checked(web, udp)}));
+  std::vector<std::string> changed = log.take("health_check_changed");
+  ASSERT_EQ(changed.size(), 2u);
+  EXPECT_EQ(changed[0], "info event=health_check_changed service=web real=10.0.1.11 changed=type,expect,payload,"
+                        "require_reply,interval,fall type_from=http type_to=udp expect_from=200-399 expect_to=\"\" "
+                        "payload_from=\"\" payload_to=\"ping me\" require_reply_from=\"\" require_reply_to=false "
+                        "interval_from=400ms interval_to=1s fall_from=2 fall_to=3");
+  EXPECT_NE(changed[1].find("real=10.0.1.12 changed=type,port,expect,"), std::string::npos) << changed[1];
+  // The service's policy keys are the service's; none -> a check lists
+  // what the check is.
+  ServiceConfig closed = web;
+  closed.healthFailOpen = false;
+  closed.healthKeepEstablished = true;
+  applyOk(config({closed}));
+  log.take("health_check_changed");
+  applyOk(config({checked(closed, httpCheck())}));
+  changed = log.take("health_check_changed");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0], "info event=health_check_changed service=web reals=2 changed=type,path,expect,"
+                        "interval,timeout,rise,fall type_from=none type_to=http path_from=\"\" path_to=/healthz "
+                        "expect_from=\"\" expect_to=200-399 interval_from=\"\" interval_to=1s timeout_from=\"\" "
+                        "timeout_to=1s rise_from=\"\" rise_to=2 fall_from=\"\" fall_to=3");
+  applyOk(config({checked(web, httpCheck())}));
+  EXPECT_EQ(log.take("health_check_changed"),
+            (std::vector<std::string>{"info event=health_check_changed service=web changed=all_down,established_on_down "
+                                      "all_down_from=fail-closed all_down_to=fail-open "
+                                      "established_on_down_from=keep established_on_down_to=repick"}));
+  applyOk(config({checked(web, httpCheck())}));
+  EXPECT_TRUE(log.take("health_check_changed").empty());
+}
+
 TEST_F(RegistryTest, NoMtuWarningWhenThePlaneCannotTellItsMtu) {
   LogCapture log;
   dp_.mtu = std::nullopt;

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/config_diff.h"
+
+#include <array>
+#include <bit>
+#include <cstring>
+#include <utility>
+
+#include "common/duration.h"
+
+namespace keel {
+
+namespace {
+
+void compare(KeyChanges& out, const char* key, std::string from, std::string to) {
+  if (from != to) out.push_back({key, std::move(from), std::move(to)});
+}
+
+// The keys a check of its type uses, with their values as keel.yaml writes
+// them (health_yaml.h says which type uses which).
+std::vector<std::pair<const char*, std::string>> checkKeys(const HealthCheckSpec& s) {
+  using Type = HealthCheckSpec::Type;
+  std::vector<std::pair<const char*, std::string>> keys{{"type", toString(s.type)}};
+  if (s.type == Type::None) return keys;  // sends nothing: the rest means nothing
+  keys.emplace_back("port", s.port == 0 ? "" : std::to_string(s.port));  // "": the service's port
+  if (s.type == Type::Http) {
+    keys.emplace_back("path", s.path);
+    keys.emplace_back("host", s.host);
+    keys.emplace_back("expect", s.statusMin == s.statusMax
+                                    ? std::to_string(s.statusMin)
+                                    : std::to_string(s.statusMin) + "-" + std::to_string(s.statusMax));
+  }
+  if (s.type == Type::Udp) {
+    keys.emplace_back("expect", s.udpExpect);
+    keys.emplace_back("payload", s.udpPayload);
+    keys.emplace_back("require_reply", s.udpRequireReply ? "true" : "false");
+  }
+  keys.emplace_back("interval", formatDurationText(s.interval));
+  keys.emplace_back("timeout", formatDurationText(s.timeout));
+  keys.emplace_back("rise", std::to_string(s.rise));
+  keys.emplace_back("fall", std::to_string(s.fall));
+  keys.emplace_back("source", s.source ? s.source->toString() : "");
+  return keys;
+}
+
+std::string v4(__u32 networkOrder) {
+  if (networkOrder == 0) return "";
+  std::array<uint8_t, 4> b{};
+  std::memcpy(b.data(), &networkOrder, 4);
+  return IpAddress::fromV4(b).toString();
+}
+
+std::string v6(const __u32 words[4]) {
+  std::array<uint8_t, 16> b{};
+  std::memcpy(b.data(), words, 16);
+  if (b == std::array<uint8_t, 16>{}) return "";
+  return IpAddress::fromV6(b).toString();
+}
+
+std::string mac(const __u8 bytes[6]) {
+  std::array<uint8_t, 6> b{};
+  std::memcpy(b.data(), bytes, 6);
+  const MacAddress m(b);
+  return m.isZero() ? "" : m.toString();
+}
+
+std::string hashSource(const keel_node_config& n) {
+  if (!(n.flags & KEEL_NODE_F_HASH_SRC_V4)) return "";
+  return v4(n.hash_src_v4_prefix) + "/" + std::to_string(std::popcount(n.hash_src_v4_mask));
+}
+
+std::string seconds(__u32 s) { return formatDurationText(std::chrono::seconds(s)); }
+
+}  // namespace
+
+LogRecord& addChanges(LogRecord& record, const KeyChanges& changes) {
+  std::string keys;
+  for (const KeyChange& c : changes) keys += (keys.empty() ? "" : ",") + c.key;
+  record.add("changed", keys);
+  for (const KeyChange& c : changes) record.add(c.key + "_from", c.from).add(c.key + "_to", c.to);
+  return record;
+}
+
+KeyChanges serviceChanges(const ServiceConfig& from, const ServiceConfig& to) {
+  KeyChanges out;
+  compare(out, "forwarding", std::string(toString(from.forwarding)), std::string(toString(to.forwarding)));
+  compare(out, "scheduler", std::string(toString(from.scheduler)), std::string(toString(to.scheduler)));
+  compare(out, "ring_size", std::to_string(from.ringSize), std::to_string(to.ringSize));
+  return out;
+}
+
+KeyChanges healthPolicyChanges(const ServiceConfig& from, const ServiceConfig& to) {
+  KeyChanges out;
+  auto allDown = [](bool open) { return open ? "fail-open" : "fail-closed"; };
+  auto onDown = [](bool keep) { return keep ? "keep" : "repick"; };
+  compare(out, "all_down", allDown(from.healthFailOpen), allDown(to.healthFailOpen));
+  compare(out, "established_on_down", onDown(from.healthKeepEstablished), onDown(to.healthKeepEstablished));
+  return out;
+}
+
+KeyChanges healthCheckChanges(const HealthCheckSpec& from, const HealthCheckSpec& to) {
+  KeyChanges out;
+  if (from == to) return out;
+  const auto was = checkKeys(from);
+  for (auto& [key, value] : checkKeys(to)) {
+    std::string old;
+    for (const auto& [k, v] : was)
+      if (std::string_view(k) == key) old = v;
+    compare(out, key, std::move(old), std::move(value));
+  }
+  return out;
+}
+
+KeyChanges nodeChanges(const keel_node_config& from, const keel_node_config& to) {
+  static_assert(sizeof(keel_node_config) == 68, "a new node field: compare it here too");
+  KeyChanges out;
+  compare(out, "tunnel_source_v4", v4(from.tunnel_src_v4), v4(to.tunnel_src_v4));
+  compare(out, "tunnel_source_v6", v6(from.tunnel_src_v6), v6(to.tunnel_src_v6));
+  compare(out, "next_hop_mac", mac(from.next_hop_mac), mac(to.next_hop_mac));
+  compare(out, "local_mac", mac(from.local_mac), mac(to.local_mac));
+  compare(out, "hash_source_v4", hashSource(from), hashSource(to));
+  compare(out, "udp_idle_timeout", seconds(from.udp_idle_timeout_s), seconds(to.udp_idle_timeout_s));
+  compare(out, "tcp_idle_timeout", seconds(from.tcp_idle_timeout_s), seconds(to.tcp_idle_timeout_s));
+  compare(out, "icmp_too_big_rate", std::to_string(from.icmp_too_big_rate), std::to_string(to.icmp_too_big_rate));
+  compare(out, "icmp_too_big_client_rate", std::to_string(from.icmp_too_big_client_rate),
+          std::to_string(to.icmp_too_big_client_rate));
+  compare(out, "tunnel_mtu", std::to_string(from.tunnel_mtu), std::to_string(to.tunnel_mtu));
+  compare(out, "conntrack_insert_rate", std::to_string(from.conntrack_insert_rate),
+          std::to_string(to.conntrack_insert_rate));
+  return out;
+}
+
+}  // namespace keel

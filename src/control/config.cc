@@ -45,14 +45,28 @@ namespace {
 
 // What the checker would refuse in a service's own check whichever real it
 // runs against (no port on a port-0 service, an http path without '/').
-// validateHealthTarget also wants a real's address: given the check's own
+// The checker's test also wants a real's address: given the check's own
 // source (or else the VIP) instead, its family test has nothing to find;
-// that one is per real, and each real gets it. Ok when there is no address
-// to use (a bad vip is reported already).
-Status serviceHealthTarget(const HealthCheckSpec& spec, const IpAddress& vip, uint16_t port) {
+// that one is per real, and each real gets it. None when there is no
+// address to use (a bad vip is reported already).
+std::vector<HealthProblem> serviceHealthProblems(const HealthCheckSpec& spec, const IpAddress& vip, uint16_t port) {
   const IpAddress address = spec.source ? *spec.source : vip;
-  if (spec.type == HealthCheckSpec::Type::None || !address.family()) return Status::ok();
-  return validateHealthTarget(HealthTarget{"", address, port, spec});
+  if (spec.type == HealthCheckSpec::Type::None || !address.family()) return {};
+  return healthTargetProblems(HealthTarget{"", address, port, spec});
+}
+
+// A health block's key path for a problem: "services[0].health.path", or
+// the block's own for a problem of the whole check.
+std::string healthKeyPath(const std::string& blockPath, const HealthProblem& p) {
+  return blockPath + ".health" + (p.key.empty() ? "" : "." + p.key);
+}
+
+// The node a problem is at: the key's value in `block`, if the block sets
+// it, else the block.
+YAML::Node healthKeyNode(const YAML::Node& block, const HealthProblem& p) {
+  if (!p.key.empty() && block.IsDefined() && block.IsMap())
+    if (const YAML::Node v = block[p.key]; v.IsDefined()) return v;
+  return block;
 }
 
 // Service names appear in logs, metrics labels and keelctl arguments:
@@ -801,12 +815,11 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
   // What the checker would refuse in the service's own check (e.g. no port
   // on a port-0 service): said once, at the service's block, reals or not,
   // and not again for each real that inherits it.
-  std::string serviceRefusal;
-  if (own)
-    if (Status st = serviceHealthTarget(*own, svc.vip, svc.port); !st) {
-      serviceRefusal = st.message();
-      error(svcHealth, path + ".health", serviceRefusal);
-    }
+  std::vector<HealthProblem> serviceRefusals;
+  if (own) {
+    serviceRefusals = serviceHealthProblems(*own, svc.vip, svc.port);
+    for (const HealthProblem& p : serviceRefusals) error(healthKeyNode(svcHealth, p), healthKeyPath(path, p), p.message);
+  }
   // A health block that names no type gets a tcp check: on a udp service,
   // a TCP connect to its UDP port, which fails every real that does not also
   // listen on TCP there. Said once, at the service's block (or at each
@@ -849,12 +862,24 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
         warning(realHealth, path + ".reals[" + std::to_string(i) + "].health", kImpliedTcp);
       if (sets(realHealth, "source"))
         sourceWarning(*spec, realHealth["source"], path + ".reals[" + std::to_string(i) + "].health");
-      // What the checker itself would refuse (e.g. no port on a port-0
-      // service), caught here so --check-config and reloads report it.
+      // What the checker itself would refuse (e.g. an IPv6 link-local
+      // real), caught here so --check-config and reloads report it: at
+      // the real's key if its block sets it, else at its line. What the
+      // service's own check was refused for, and the real only inherits,
+      // is said once, at the service.
       if (spec->type != HealthCheckSpec::Type::None && real.address.family())
-        if (Status st = validateHealthTarget(HealthTarget{svc.name, real.address, svc.port, *spec});
-            !st && st.message() != serviceRefusal)
-          errorAtLine(real.line, path + ".reals[" + std::to_string(i) + "].health", st.message());
+        for (const HealthProblem& p :
+             healthTargetProblems(HealthTarget{svc.name, real.address, svc.port, *spec})) {
+          const YAML::Node at = healthKeyNode(realHealth, p);
+          const bool ownKey = !p.key.empty() && at.IsDefined() && at.IsScalar();
+          if (!ownKey && std::find(serviceRefusals.begin(), serviceRefusals.end(), p) != serviceRefusals.end())
+            continue;
+          const std::string keyPath = healthKeyPath(path + ".reals[" + std::to_string(i) + "]", p);
+          if (ownKey)
+            error(at, keyPath, p.message);
+          else
+            errorAtLine(real.line, keyPath, p.message);
+        }
     }
   }
 }
@@ -1562,10 +1587,11 @@ std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHea
     errors.insert(errors.end(), layered.service.begin(), layered.service.end());
     return spec;
   }
-  if (Status st = serviceHealthTarget(*spec, vip, port); !st) {
-    errors.push_back(locate(source, serviceHealth) + ": " + servicePath + ".health: " + st.message());
-    return std::nullopt;
-  }
+  const std::vector<HealthProblem> problems = serviceHealthProblems(*spec, vip, port);
+  for (const HealthProblem& p : problems)
+    errors.push_back(locate(source, healthKeyNode(serviceHealth, p)) + ": " + healthKeyPath(servicePath, p) + ": " +
+                     p.message);
+  if (!problems.empty()) return std::nullopt;
   return spec;
 }
 

@@ -64,30 +64,29 @@ std::string formatDuration(HealthDuration d) {
   return std::to_string(ms) + "ms";
 }
 
-Status validateHealthTarget(const HealthTarget& target, std::string_view where) {
+std::vector<HealthProblem> healthTargetProblems(const HealthTarget& target) {
   const HealthCheckSpec& s = target.spec;
-  std::vector<std::string> problems;
-  if (target.address.family() == 0) problems.push_back("address is unset");
+  std::vector<HealthProblem> problems;
+  if (target.address.family() == 0) problems.push_back({"", "address is unset"});
   if (s.type != HealthCheckSpec::Type::None) {
     if (target.checkPort() == 0)
-      problems.push_back("port: required when the service's port is 0 (the check has no port to connect to)");
-    if (s.interval.count() <= 0) problems.push_back("interval must be > 0");
-    if (s.timeout.count() <= 0) problems.push_back("timeout must be > 0");
+      problems.push_back({"port", "required when the service's port is 0 (the check has no port to connect to)"});
+    if (s.interval.count() <= 0) problems.push_back({"interval", "must be > 0"});
+    if (s.timeout.count() <= 0) problems.push_back({"timeout", "must be > 0"});
     // fe80::/10 needs an interface (a scope) to connect to, which a check
     // does not have: every check would fail with "invalid argument".
     if (target.address.isV6() && target.address.bytes()[0] == 0xfe && (target.address.bytes()[1] & 0xc0) == 0x80)
-      problems.push_back("the real " + target.address.toString() +
-                         " is IPv6 link-local, which a health check cannot reach (it has no interface to "
-                         "scope it to): give the real a global address, or type: none");
+      problems.push_back({"", "the real " + target.address.toString() +
+                                  " is IPv6 link-local, which a health check cannot reach (it has no interface to "
+                                  "scope it to): give the real a global address, or type: none"});
     if (s.source && s.source->family() != target.address.family()) {
-      problems.push_back("source " + s.source->toString() + " is not the same family as " +
-                         target.address.toString());
+      problems.push_back({"source", s.source->toString() + " is not the same family as " + target.address.toString()});
     }
   }
-  if (s.rise == 0) problems.push_back("rise must be >= 1");
-  if (s.fall == 0) problems.push_back("fall must be >= 1");
+  if (s.rise == 0) problems.push_back({"rise", "must be >= 1"});
+  if (s.fall == 0) problems.push_back({"fall", "must be >= 1"});
   if (s.type == HealthCheckSpec::Type::Http) {
-    if (s.path.empty() || s.path.front() != '/') problems.push_back("http path must start with '/'");
+    if (s.path.empty() || s.path.front() != '/') problems.push_back({"path", "must start with '/'"});
     // A CR or LF would let the path or host inject header lines.
     auto hasControl = [](const std::string& v) {
       for (char c : v) {
@@ -95,23 +94,31 @@ Status validateHealthTarget(const HealthTarget& target, std::string_view where) 
       }
       return false;
     };
-    if (hasControl(s.path)) problems.push_back("http path contains spaces or control characters");
-    if (hasControl(s.host)) problems.push_back("http host contains spaces or control characters");
+    if (hasControl(s.path)) problems.push_back({"path", "contains spaces or control characters"});
+    if (hasControl(s.host)) problems.push_back({"host", "contains spaces or control characters"});
     if (s.statusMin < 100 || s.statusMax > 599 || s.statusMin > s.statusMax) {
-      problems.push_back("http status range " + std::to_string(s.statusMin) + "-" +
-                         std::to_string(s.statusMax) + " must lie within 100-599 with MIN <= MAX");
+      problems.push_back({"expect", "http status range " + std::to_string(s.statusMin) + "-" +
+                                        std::to_string(s.statusMax) + " must lie within 100-599 with MIN <= MAX"});
     }
   }
   if (s.type == HealthCheckSpec::Type::Udp && s.udpPayload.size() > 1400) {
     // Keep the probe in one unfragmented datagram on any sane path MTU.
-    problems.push_back("udp payload is " + std::to_string(s.udpPayload.size()) + " bytes, max 1400");
+    problems.push_back({"payload", "is " + std::to_string(s.udpPayload.size()) + " bytes, max 1400"});
   }
   if (s.type == HealthCheckSpec::Type::Udp && s.udpExpect.size() > 1400) {
-    problems.push_back("udp expect is " + std::to_string(s.udpExpect.size()) + " bytes, max 1400");
+    problems.push_back({"expect", "is " + std::to_string(s.udpExpect.size()) + " bytes, max 1400"});
   }
+  return problems;
+}
+
+Status validateHealthTarget(const HealthTarget& target, std::string_view where) {
+  const std::vector<HealthProblem> problems = healthTargetProblems(target);
   if (problems.empty()) return Status::ok();
-  std::string msg(where.empty() ? "health check" : std::string(where) + ": health check");
-  for (size_t i = 0; i < problems.size(); ++i) msg += (i == 0 ? ": " : "; ") + problems[i];
+  std::string msg(where);
+  for (size_t i = 0; i < problems.size(); ++i) {
+    msg += i == 0 ? (where.empty() ? "" : ": ") : "; ";
+    msg += "health" + (problems[i].key.empty() ? std::string() : "." + problems[i].key) + ": " + problems[i].message;
+  }
   return Status::error(msg);
 }
 

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/address.h"
 #include "common/status.h"
@@ -98,9 +99,22 @@ struct HealthResult {
   bool noRoute = false;
 };
 
-// Checks a target before it is added: every field that is wrong is named, and
-// the target is rejected as a whole. `where` prefixes the message (e.g.
-// "service web real 10.0.0.5") so config errors point at their source.
+// One thing wrong with a target's check: the key of its `health:` block it
+// is about ("path", "port", ...; empty: the check as a whole, e.g. a real
+// no check can reach) and what is wrong, e.g. {"path", "must start with '/'"}.
+struct HealthProblem {
+  std::string key;
+  std::string message;
+  bool operator==(const HealthProblem&) const = default;
+};
+// Everything validateHealthTarget refuses, key by key, so keel.yaml's errors
+// can name each key's path (services[0].health.path: must start with '/').
+std::vector<HealthProblem> healthTargetProblems(const HealthTarget& target);
+
+// Checks a target before it is added: every field that is wrong is named
+// by its key, and the target is rejected as a whole. `where` prefixes the
+// message (e.g. "service web real 10.0.0.5: health.path: must start with
+// '/'; health.rise: must be >= 1") so config errors point at their source.
 Status validateHealthTarget(const HealthTarget& target, std::string_view where = {});
 
 // "none" | "tcp" | "http" | "udp".

@@ -1116,13 +1116,30 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"service health without a port on a port-0 service, without reals",
                 kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
                         "    health: {type: tcp}\n",
-                {"keel.yaml:8: services[0].health: health check: port: required when the service's port is 0 (the "
+                {"keel.yaml:8: services[0].health.port: required when the service's port is 0 (the "
                  "check has no port to connect to)"}},
         BadCase{"a real's own check without a port on a port-0 service: at the real",
                 kHead + "  - name: any\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
                         "    reals:\n      - {address: 10.0.1.11, health: {type: tcp}}\n",
-                {"keel.yaml:9: services[0].reals[0].health: health check: port: required when the service's port "
+                {"keel.yaml:9: services[0].reals[0].health.port: required when the service's port "
                  "is 0"}},
+        // Each of the checker's refusals names its key (configuration.md:
+        // every error names the key path), at the key's line where the
+        // block sets it.
+        BadCase{"an http path without '/' in the service's block",
+                svc("    health:\n      type: http\n      path: healthz\n"
+                    "    reals:\n      - {address: 10.0.1.11}\n"),
+                {"keel.yaml:10: services[0].health.path: must start with '/'"}},
+        BadCase{"an http path without '/' in a real's block",
+                svc("    health: {type: http}\n"
+                    "    reals:\n      - address: 10.0.1.11\n        health:\n          path: \"x y\"\n"),
+                {"keel.yaml:12: services[0].reals[0].health.path: must start with '/'",
+                 "keel.yaml:12: services[0].reals[0].health.path: contains spaces or control characters"}},
+        BadCase{"a check's source of the other family than the real",
+                svc("    health: {type: tcp, source: \"2001:db8::1\"}\n"
+                    "    reals:\n      - {address: 10.0.1.11}\n"),
+                {"keel.yaml:10: services[0].reals[0].health.source: 2001:db8::1 is not the same family as "
+                 "10.0.1.11"}},
         BadCase{"expect on a real that is its own tcp check",
                 svc("    health: {type: http, expect: \"200-299\"}\n"
                     "    reals:\n      - {address: 10.0.1.11, health: {type: tcp, expect: \"200\"}}\n"),
@@ -1196,7 +1213,7 @@ INSTANTIATE_TEST_SUITE_P(
         // every check would fail with "invalid argument".
         BadCase{"health check of a link-local real",
                 svc("    health: {type: tcp}\n    reals:\n      - {address: \"fe80::2\"}\n"),
-                {"keel.yaml:10: services[0].reals[0].health: health check: the real fe80::2 is IPv6 link-local, "
+                {"keel.yaml:10: services[0].reals[0].health: the real fe80::2 is IPv6 link-local, "
                  "which a health check cannot reach"}},
         BadCase{"YAML alias",
                 kHead + "  - &web {name: web, vip: 192.0.2.10, port: 80, protocol: tcp}\n  - *web\n",
@@ -1336,7 +1353,7 @@ TEST(Config, APortZeroServicesCheckWithoutAPortIsOneErrorAtTheService) {
                              "      - {address: 10.0.1.13, health: {port: 8080}}\n";
   ConfigResult r = parseConfig(yaml, "keel.yaml");
   ASSERT_EQ(r.errors.size(), 1u) << joinErrors(r.errors);
-  EXPECT_EQ(r.errors[0], "keel.yaml:8: services[0].health: health check: port: required when the service's port "
+  EXPECT_EQ(r.errors[0], "keel.yaml:8: services[0].health.port: required when the service's port "
                          "is 0 (the check has no port to connect to)");
 }
 

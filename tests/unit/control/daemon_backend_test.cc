@@ -1146,8 +1146,12 @@ TEST_F(DaemonBackendTest, RuntimeHealthValuesAreHeldToTheirJsonTypes) {
   r = call(R"({"id":4,"method":"real.add","params":{"service":"web","address":"10.0.1.8",)"
            R"("health":{"type":"http","path":"x"}}})");
   ASSERT_EQ(r["ok"], false) << r.dump();
-  EXPECT_EQ(r["error"]["message"], "request: service web real 10.0.1.8: health check: http path must start with '/'")
-      << r.dump();
+  EXPECT_EQ(r["error"]["message"], "request: service web real 10.0.1.8: health.path: must start with '/'") << r.dump();
+  // A service's own check: at its key.
+  r = call(R"({"id":5,"method":"service.add","params":{"name":"new","vip":"10.0.0.9","port":80,"protocol":"tcp",)"
+           R"("health":{"type":"http","path":"x","expect":"200-399"}}})");
+  ASSERT_EQ(r["ok"], false) << r.dump();
+  EXPECT_EQ(r["error"]["message"], "request: params.health.path: must start with '/'") << r.dump();
   // http's expect: a status as a number, or a range as a string.
   for (const char* expect : {"200", R"("200-399")"}) {
     r = call(std::string(R"({"id":3,"method":"real.add","params":{"service":"web","address":"10.0.1.7",)") +
@@ -1429,7 +1433,7 @@ TEST(HealthConfig, CheckerRefusalsAreConfigErrors) {
   text.replace(text.find("port: 80"), 8, "port: 0");
   ConfigResult r = parseConfig(text, "keel.yaml");
   ASSERT_EQ(r.errors.size(), 1u) << "once, at the service's block, not once per real";
-  EXPECT_EQ(r.errors.front().rfind("keel.yaml:8: services[0].health: health check: port: required", 0), 0u)
+  EXPECT_EQ(r.errors.front().rfind("keel.yaml:8: services[0].health.port: required", 0), 0u)
       << r.errors.front();
   text.replace(text.find("{type: tcp}"), 11, "{type: tcp, port: 81}");
   EXPECT_TRUE(parseConfig(text, "keel.yaml").ok());

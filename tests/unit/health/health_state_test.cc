@@ -151,8 +151,10 @@ TEST(HealthSpec, ValidateNamesEveryProblemAndWhere) {
   t.spec.source = *IpAddress::parse("::1");
   Status s = validateHealthTarget(t, "service web real 10.0.0.5");
   ASSERT_FALSE(s.isOk());
-  for (const char* part : {"service web real 10.0.0.5", "rise must be >= 1", "path must start with '/'",
-                           "500-200", "source ::1"}) {
+  // Each problem names its key of the health block.
+  for (const char* part : {"service web real 10.0.0.5: health.source: ::1 is not the same family as 10.0.0.5",
+                           "; health.rise: must be >= 1", "; health.path: must start with '/'",
+                           "; health.expect: http status range 500-200"}) {
     EXPECT_NE(s.message().find(part), std::string::npos) << part << " missing in: " << s.message();
   }
 }

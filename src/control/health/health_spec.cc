@@ -38,7 +38,8 @@ const char* toString(HealthCheckSpec::Type type) {
   return "?";
 }
 
-Status parseStatusRange(std::string_view text, uint16_t& statusMin, uint16_t& statusMax) {
+Status parseStatusRange(std::string_view text, uint16_t& statusMin, uint16_t& statusMax, std::string_view shown) {
+  const std::string value = shown.empty() ? "\"" + std::string(text) + "\"" : std::string(shown);
   uint16_t lo = 0;
   uint16_t hi = 0;
   size_t dash = text.find('-');
@@ -46,12 +47,10 @@ Status parseStatusRange(std::string_view text, uint16_t& statusMin, uint16_t& st
                     ? (parseU16(text, lo) && (hi = lo, true))
                     : (parseU16(text.substr(0, dash), lo) && parseU16(text.substr(dash + 1), hi));
   if (!parsed) {
-    return Status::error("http status range \"" + std::string(text) +
-                         "\" is not \"CODE\" or \"MIN-MAX\" (e.g. \"200-399\")");
+    return Status::error("http status range " + value + " is not \"CODE\" or \"MIN-MAX\" (e.g. \"200-399\")");
   }
   if (lo < 100 || hi > 599 || lo > hi) {
-    return Status::error("http status range \"" + std::string(text) +
-                         "\" must lie within 100-599 with MIN <= MAX");
+    return Status::error("http status range " + value + " must lie within 100-599 with MIN <= MAX");
   }
   statusMin = lo;
   statusMax = hi;

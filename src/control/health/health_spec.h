@@ -122,7 +122,10 @@ std::optional<HealthCheckSpec::Type> parseHealthType(std::string_view text);
 const char* toString(HealthCheckSpec::Type type);
 
 // "200" or "200-399" (inclusive, 100..599). Leaves min/max untouched on error.
-Status parseStatusRange(std::string_view text, uint16_t& statusMin, uint16_t& statusMax);
+// `shown`: the value as the error shows it (an API request's JSON number
+// unquoted); empty: the text in quotes.
+Status parseStatusRange(std::string_view text, uint16_t& statusMin, uint16_t& statusMax,
+                        std::string_view shown = {});
 
 // "1s", "250ms", "1500ms": how durations appear in reasons and listings.
 std::string formatDuration(HealthDuration d);

@@ -97,11 +97,14 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
         continue;
       }
     }
+    // The value as given: a request's JSON number as it is (as the API's
+    // own params errors show one: "got 65536"), text in quotes.
+    const std::string shown = isNumber ? text : "\"" + text + "\"";
     auto number = [&](uint64_t lo, uint64_t hi) -> std::optional<uint64_t> {
       auto n = parseDecimal(text);
       if (!n || *n < lo || *n > hi) {
         errors.push_back(where + "must be an integer " + std::to_string(lo) + ".." + std::to_string(hi) +
-                         (leadingZero(text) ? std::string(kLeadingZeroNote) : "") + ", got \"" + text + "\"");
+                         (leadingZero(text) ? std::string(kLeadingZeroNote) : "") + ", got " + shown);
         return std::nullopt;
       }
       return n;
@@ -137,7 +140,7 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       if (!usedBy({Type::Http, Type::Udp}, "http and udp")) continue;
       if (spec_.type == Type::Udp) {
         spec_.udpExpect = text;
-      } else if (Status st = parseStatusRange(text, spec_.statusMin, spec_.statusMax); !st) {
+      } else if (Status st = parseStatusRange(text, spec_.statusMin, spec_.statusMax, shown); !st) {
         errors.push_back(where + st.message());
       }
     } else if (key == "payload") {

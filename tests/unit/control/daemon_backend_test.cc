@@ -1132,6 +1132,11 @@ TEST_F(DaemonBackendTest, RuntimeHealthValuesAreHeldToTheirJsonTypes) {
       {R"("port":"8080")", "request: params.health.port: must be a number, got the string \"8080\""},
       {R"("expect":true)", "request: params.health.expect: must be a string, got true"},
       {R"("payload":5)", "request: params.health.payload: must be a string, got the number 5"},
+      // A number out of range is shown as the number it is, as params'
+      // own errors show one (docs review L6: it read got "0").
+      {R"("rise":0)", "request: params.health.rise: must be an integer 1..1000, got 0"},
+      {R"("port":65536)", "request: params.health.port: must be an integer 1..65535, got 65536"},
+      {R"("interval":"0s")", "request: params.health.interval: must be a duration from 1ms to 1440m (one day), "},
       {R"("require_reply":"true")",
        "request: params.health.require_reply: must be a boolean, got the string \"true\""}};
   for (const auto& [value, where] : refused) {
@@ -1152,6 +1157,12 @@ TEST_F(DaemonBackendTest, RuntimeHealthValuesAreHeldToTheirJsonTypes) {
            R"("health":{"type":"http","path":"x","expect":"200-399"}}})");
   ASSERT_EQ(r["ok"], false) << r.dump();
   EXPECT_EQ(r["error"]["message"], "request: params.health.path: must start with '/'") << r.dump();
+  r = call(R"({"id":6,"method":"service.add","params":{"name":"new","vip":"10.0.0.9","port":80,"protocol":"tcp",)"
+           R"("health":{"type":"http","expect":600}}})");
+  ASSERT_EQ(r["ok"], false) << r.dump();
+  EXPECT_EQ(r["error"]["message"],
+            "request: params.health.expect: http status range 600 must lie within 100-599 with MIN <= MAX")
+      << r.dump();
   // http's expect: a status as a number, or a range as a string.
   for (const char* expect : {"200", R"("200-399")"}) {
     r = call(std::string(R"({"id":3,"method":"real.add","params":{"service":"web","address":"10.0.1.7",)") +

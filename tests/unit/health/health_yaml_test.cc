@@ -271,6 +271,37 @@ TEST(HealthYaml, RequireReplyFromApiJson) {
             "request:1: params.real.health.require_reply: only udp checks use require_reply (this check is tcp)");
 }
 
+// An API request's value out of range is shown as it was given: a JSON
+// number as a number, text in quotes (docs review L6: "rise": 0 read
+// got "0").
+TEST(HealthYaml, OutOfRangeValuesAreShownAsGiven) {
+  auto tagged = [](std::initializer_list<std::pair<const char*, const char*>> kv, const char* tag) {
+    YAML::Node map(YAML::NodeType::Map);
+    for (const auto& [k, v] : kv) {
+      YAML::Node n(v);
+      n.SetTag(tag);
+      map[k] = n;
+    }
+    return map;
+  };
+  std::vector<std::string> errors;
+  HealthSpecBuilder b;
+  b.apply(tagged({{"rise", "0"}, {"port", "65536"}, {"fall", "1.5"}}, kJsonNumberTag), "request", "params.health",
+          errors);
+  b.apply(tagged({{"type", "http"}}, kJsonStringTag), "request", "params.health", errors);
+  b.apply(tagged({{"expect", "600"}}, kJsonNumberTag), "request", "params.health", errors);
+  b.apply(tagged({{"expect", "600"}}, kJsonStringTag), "request", "params.health", errors);
+  b.apply(YAML::Load("{rise: 0}"), "keel.yaml", "services[0].health", errors);
+  EXPECT_EQ(errors, (std::vector<std::string>{
+                        "request: params.health.rise: must be an integer 1..1000, got 0",
+                        "request: params.health.port: must be an integer 1..65535, got 65536",
+                        "request: params.health.fall: must be an integer 1..1000, got 1.5",
+                        "request: params.health.expect: http status range 600 must lie within 100-599 with MIN <= MAX",
+                        "request: params.health.expect: http status range \"600\" must lie within 100-599 with MIN "
+                        "<= MAX",
+                        "keel.yaml:1: services[0].health.rise: must be an integer 1..1000, got \"0\""}));
+}
+
 TEST(HealthYaml, ErrorsNameFileLineAndKey) {
   YAML::Node doc = YAML::Load("health:\n  type: icmp\n  interval: 5\n  rise: 0\n  bogus: 1\n  source: nope\n");
   std::vector<std::string> errors;

@@ -301,13 +301,17 @@ class Parser {
       error(n, path, "must be a duration like 100ms, 30s, 2m or 1h, got " + describe(n));
       return std::nullopt;
     }
+    // Bounds in the unit the docs give them in (configuration.md: "at least
+    // 1s and at most 168h (7 days)", "at most 24h"), which a file can
+    // write back as they are.
     if (*d < min) {
-      error(n, path, "must be at least " + std::to_string(min.count()) + "ms, got " + describe(n));
+      error(n, path, "must be at least " + formatDurationText(min) + ", got " + describe(n));
       return std::nullopt;
     }
     if (*d > max) {
-      std::string days = max.count() % 24 == 0 ? " (" + std::to_string(max.count() / 24) + " days)" : "";
-      error(n, path, "must be at most " + std::to_string(max.count()) + "h" + days + ", got " + describe(n));
+      const auto days = max.count() / 24;
+      std::string note = max.count() % 24 == 0 && days > 1 ? " (" + std::to_string(days) + " days)" : "";
+      error(n, path, "must be at most " + formatDurationText(max) + note + ", got " + describe(n));
       return std::nullopt;
     }
     return d;

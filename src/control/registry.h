@@ -214,6 +214,10 @@ class Registry {
   // Its data-plane calls form one batch (Dataplane::beginBatch), as do
   // setRealHealth()'s.
   Status apply(const Config& config);
+  // apply()'s first step: whether `config` fits the data plane's free ids
+  // (limits.max_services, limits.max_reals), an error naming the limit if
+  // not. Reads only: a refusal here means nothing was written.
+  Status capacityFor(const Config& config) const;
   // One Dataplane batch around several calls of the registry's (a reload's
   // apply, the restore after a failed one, the health sync after it): the
   // DPDK plane then publishes them as one snapshot.

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/daemon_backend.h"
+
+#include "control/config_diff.h"
 #include "common/text.h"
 
 #include "control/health/health_yaml.h"
@@ -456,7 +458,10 @@ Status DaemonBackend::writeNode(const Config& next) {
   if (!n) return Status::error(err);
   if (!node_ || !sameNode(*n, *node_)) {
     if (Status s = registry_.setNode(*n); !s) return s;  // writtenPlaneMac_ stays: the upkeep sees the MAC again
-    if (node_) logInfo(LogRecord("node_updated"));
+    if (node_) {  // with the keys that changed (operator review M3: it had no fields)
+      LogRecord rec("node_updated");
+      logInfo(addChanges(rec, nodeChanges(*node_, *n)));
+    }
     node_ = *n;
   }
   writtenPlaneMac_ = next.node.localMac ? std::nullopt : mac;
@@ -663,6 +668,10 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   Config next = compose(file, overlay);
   if (auto errors = validateComposed(next); !errors.empty()) return configErrors(std::move(errors));
   if (auto errors = validateTargets(next); !errors.empty()) return configErrors(std::move(errors));
+  // A config the data plane's ids cannot take is refused before any write,
+  // so its answer does not speak of a restore (operator review L3: "the
+  // running configuration was restored" when nothing had been written).
+  if (Status s = registry_.capacityFor(next); !s) return Result::error(api::code::kFailed, s.message());
   if (Status s = registry_.apply(next); !s) {
     // The data plane may now hold part of `next`: converge back to what ran
     // before, so a failed change leaves that.

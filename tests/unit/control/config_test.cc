@@ -952,7 +952,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "dataplane:\n  kind: xdp\n  interface: eth0\n  dpdk: {port: x, workers: [1]}\n",
                 {"keel.yaml:4: dataplane.dpdk: only with kind: dpdk"}},
         BadCase{"upkeep interval under a second", "dataplane: {kind: xdp, interface: eth0, upkeep_interval: 500ms}\n",
-                {"keel.yaml:1: dataplane.upkeep_interval: must be at least 1000ms, got \"500ms\""}},
+                {"keel.yaml:1: dataplane.upkeep_interval: must be at least 1s, got \"500ms\""}},
         BadCase{"upkeep interval over an hour", "dataplane: {kind: xdp, interface: eth0, upkeep_interval: 2h}\n",
                 {"keel.yaml:1: dataplane.upkeep_interval: must be at most 1h, got \"2h\""}},
         BadCase{"xdp_mode under dpdk",

@@ -348,9 +348,16 @@ TEST_F(DaemonBackendTest, TheNodeIsWrittenAndFollowsThePlanesMac) {
   file.replace(file.find(node), node.size(), "next_hop_mac: \"02:00:00:00:00:01\", local_mac: \"02:00:00:00:bb:01\"}");
   files_["keel.yaml"] = file;
   dp_.calls.clear();
+  log.take("node_updated");
   ASSERT_TRUE(backend_->reload().isOk());
   EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:bb:01");
   EXPECT_EQ(std::count(dp_.calls.begin(), dp_.calls.end(), "setNode"), 1);
+  // node_updated says what changed (operator review M3: it had no fields).
+  const std::vector<std::string> updated = log.take("node_updated");
+  ASSERT_EQ(updated.size(), 1u);
+  EXPECT_NE(updated[0].find("changed=local_mac local_mac_from=02:00:00:00:aa:03 local_mac_to=02:00:00:00:bb:01"),
+            std::string::npos)
+      << updated[0];
   planeMac_ = "02:00:00:00:aa:04";
   backend_->upkeep();
   EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:bb:01");
@@ -2038,11 +2045,14 @@ TEST_F(DaemonBackendTest, AnL2dsrRealComingUpTakesItsEntrysNewMacFirst) {
 }
 
 // A checked real found later starts its checks then, down until `rise`
-// passes, as any new checked real.
+// passes, as any new checked real. rise 2 with a 1m interval: its first
+// check runs at once and may pass (a host whose egress accepts every TCP
+// connection, as this test VM's does, answered 10.0.1.2:80 within
+// milliseconds and, with rise 1, brought it up before the test looked).
 TEST_F(DaemonBackendTest, ACheckedL2dsrRealFoundLaterComesUpThroughItsCheck) {
   hostChecks_ = true;
   neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
-  files_["keel.yaml"] = l2dsr(yaml(kTwo, "    health: {type: tcp, port: 80, interval: 1m, rise: 1}\n"));
+  files_["keel.yaml"] = l2dsr(yaml(kTwo, "    health: {type: tcp, port: 80, interval: 1m, rise: 2}\n"));
   make();
   EXPECT_EQ(realOf("10.0.1.2").check, "tcp");
   EXPECT_EQ(backend_->checker().snapshot().size(), 1u);  // only 10.0.1.1 is checked
@@ -2053,7 +2063,7 @@ TEST_F(DaemonBackendTest, ACheckedL2dsrRealFoundLaterComesUpThroughItsCheck) {
   EXPECT_FALSE(found.healthy);
   EXPECT_EQ(found.changeReason, "added down");
   ASSERT_TRUE(found.mac);
-  // Its first passing check (rise 1) brings it in.
+  // Its check's verdict (rise passed) brings it in.
   ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
   EXPECT_TRUE(realOf("10.0.1.2").healthy);
 }
@@ -2561,6 +2571,31 @@ TEST_F(RuntimeStateTest, AnOverlayWhoseAdditionsNoLongerFitKeepsItsDrainsAndWeig
   std::vector<std::string> kept = log.take("runtime_state_kept");
   ASSERT_EQ(kept.size(), 2u);
   for (const std::string& line : kept) EXPECT_EQ(line.find("change=added"), std::string::npos) << line;
+}
+
+// A change the data plane's ids cannot take is refused before any write:
+// its answer names the limit and says nothing of a restore (operator
+// review L3: it said "the running configuration was restored").
+TEST_F(RuntimeStateTest, ACapacityRefusalSpeaksOfNoRestore) {
+  DataplaneLimits limits;
+  limits.maxServices = 2;  // the file's web and api
+  auto k = std::make_unique<Keeld>(limits);
+  k->backend = started(k->io, k->registry);
+  api::ServiceAddRequest dns;
+  dns.name = "dns";
+  dns.vip = ip("10.0.0.53");
+  dns.port = 53;
+  dns.protocol = KEEL_PROTO_UDP;
+  dns.reals.push_back(api::RealSpec{ip("10.0.3.1"), 5, std::nullopt, nullptr});
+  k->dp.calls.clear();
+  api::Result r = k->backend->addService(dns);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message.rfind(
+                "config needs 1 new service ids, the data plane has 0 free of its 2 (limits.max_services)", 0),
+            0u)
+      << r.error().message;
+  EXPECT_EQ(r.error().message.find("restor"), std::string::npos) << r.error().message;
+  EXPECT_TRUE(k->dp.calls.empty());
 }
 
 TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {

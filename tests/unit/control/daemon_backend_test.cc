@@ -193,6 +193,20 @@ class DaemonBackendTest : public ::testing::Test {
     return nlohmann::json::parse(api::serializeResponse(dispatcher.handleLine(line).response));
   }
 
+  // keel.yaml with tunnel_source_v6, started; then, with keelctl, an IPv6
+  // real added to web (it needs that source) and 10.0.1.1 drained: a file
+  // without the source clashes with the one, a file changing 10.0.1.1
+  // gives up the other.
+  void startWithAnIpv6RealAddedAndADrain() {
+    files_["keel.yaml"] = withTunnelSourceV6(yaml(kTwo));
+    make();
+    api::RealAddRequest add;
+    add.service = "web";
+    add.real.address = ip("2001:db8:1::12");
+    ASSERT_TRUE(backend_->addReal(add).isOk());
+    ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  }
+
   api::RealSnapshot realOf(const char* addr) {
     auto s = backend_->findService("web");
     EXPECT_TRUE(s);
@@ -773,13 +787,7 @@ TEST_F(DaemonBackendTest, CheckConfigReportsEveryErrorAndAppliesNothing) {
 // would give up is a warning (operator review M2: it said ok, then the
 // reload failed).
 TEST_F(DaemonBackendTest, CheckConfigChecksTheFileWithTheRuntimeChanges) {
-  files_["keel.yaml"] = withTunnelSourceV6(yaml(kTwo));
-  make();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("2001:db8:1::12");
-  ASSERT_TRUE(backend_->addReal(add).isOk());
-  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  ASSERT_NO_FATAL_FAILURE(startWithAnIpv6RealAddedAndADrain());
   dp_.calls.clear();
   api::Result refused = backend_->checkConfig(yaml(kTwo), "other.yaml");  // no tunnel_source_v6
   ASSERT_FALSE(refused.isOk());
@@ -2517,13 +2525,7 @@ TEST_F(RuntimeStateTest, ABackgroundCommitsFailedSaveIsNotALaterRequestsNews) {
 // IPv6 real added with keelctl was kept): that entry alone is dropped, not
 // every drain and weight with it.
 TEST_F(RuntimeStateTest, ARestartDropsOnlyTheRuntimeEntryTheChecksRefuse) {
-  files_["keel.yaml"] = withTunnelSourceV6(yaml(kTwo));
-  make();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("2001:db8:1::12");
-  ASSERT_TRUE(backend_->addReal(add).isOk());
-  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  ASSERT_NO_FATAL_FAILURE(startWithAnIpv6RealAddedAndADrain());
   backend_.reset();
 
   files_["keel.yaml"] = yaml(kTwo);  // no tunnel_source_v6

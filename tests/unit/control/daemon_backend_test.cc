@@ -25,6 +25,7 @@
 
 #include "control/api/dispatcher.h"
 #include "daemon/metrics.h"
+#include "isolated_network.h"
 #include "log_capture.h"
 #include "mock_dataplane.h"
 
@@ -32,6 +33,10 @@ namespace keel {
 namespace {
 
 using test::MockDataplane;
+
+// The checkers these tests start reach only loopback (isolated_network.h):
+// a check of 10.0.1.x fails at once, wherever the test runs as root.
+const bool kIsolated = test::isolateNetwork();
 
 IpAddress ip(const char* s) { return *IpAddress::parse(s); }
 
@@ -74,6 +79,11 @@ void takePins(MockDataplane& to, const MockDataplane& from) {
   to.backends = from.backends;
   to.services = from.services;
   to.rings = from.rings;
+}
+
+TEST(DaemonBackendIsolation, RootRunsInAPrivateNetworkNamespace) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: the checks here reach the host's network";
+  EXPECT_TRUE(kIsolated) << "root should get a private network namespace";
 }
 
 class DaemonBackendTest : public ::testing::Test {
@@ -3104,7 +3114,7 @@ TEST_F(RuntimeStateTest, AnAdoptingRestartWithoutItsStateFileWarns) {
   EXPECT_NE(missing[0].find("removed_services=1 "), std::string::npos) << missing[0];
   EXPECT_NE(missing[0].find("path=" + statePath_), std::string::npos) << missing[0];
   // With its file, the same restart says nothing of the kind.
-  k->backend->addService([] {
+  ASSERT_TRUE(k->backend->addService([] {
     api::ServiceAddRequest dns;
     dns.name = "dns2";
     dns.vip = ip("10.0.0.54");
@@ -3112,7 +3122,7 @@ TEST_F(RuntimeStateTest, AnAdoptingRestartWithoutItsStateFileWarns) {
     dns.protocol = KEEL_PROTO_UDP;
     dns.reals.push_back(api::RealSpec{ip("10.0.3.1"), 5, std::nullopt, nullptr});
     return dns;
-  }());
+  }()).isOk());
   const MockDataplane plane = k->dp;
   k.reset();
   k = restart(&plane);

@@ -6,11 +6,8 @@
 // port" cases only ever reach sockets it made. Waits are bounded: "the
 // state changes within N intervals", never "it took X ms".
 #include <gtest/gtest.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
-#include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -32,6 +29,7 @@
 #include <vector>
 
 #include "control/health/health_checker.h"
+#include "isolated_network.h"
 
 namespace keel {
 namespace {
@@ -42,21 +40,8 @@ using asio::ip::tcp;
 using asio::ip::udp;
 using namespace std::chrono_literals;
 
-// Runs before main (single-threaded, as unshare requires). Without root the
-// tests run on the host's loopback instead.
-bool isolateNetwork() {
-  if (::unshare(CLONE_NEWNET) != 0) return false;
-  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-  if (fd < 0) return false;
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  bool ok = ::ioctl(fd, SIOCGIFFLAGS, &ifr) == 0;
-  ifr.ifr_flags |= IFF_UP;
-  ok = ok && ::ioctl(fd, SIOCSIFFLAGS, &ifr) == 0;
-  ::close(fd);
-  return ok;
-}
-const bool kIsolated = isolateNetwork();
+// Before main; without root the tests run on the host's loopback instead.
+const bool kIsolated = test::isolateNetwork();
 
 const asio::ip::address kLoopback = asio::ip::make_address("127.0.0.1");
 

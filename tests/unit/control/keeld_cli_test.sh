@@ -70,6 +70,13 @@ check "invalid config names line and key" 1 \
   "bad.yaml:10: services[0].reals[1].weight: must be an integer 0..65535, got \"abc\"" \
   --check-config "$dir/bad.yaml"
 check "invalid config refuses to run" 1 "nothing applied" --config "$dir/bad.yaml"
+# A start's config errors are log records, as a reload's are (one grep of the
+# journal finds both).
+check "a start's config error is a config_error record" 1 \
+  "event=config_error error=\"$dir/bad.yaml:10: services[0].reals[1].weight: must be an integer 0..65535" \
+  --config "$dir/bad.yaml"
+check "a refused start ends with start_rejected" 1 "event=start_rejected config=$dir/bad.yaml errors=1" \
+  --config "$dir/bad.yaml"
 check "missing interface" 1 "noif.yaml:1: dataplane.interface: no such network interface \"nosuchif0\"" \
   --check-config "$dir/noif.yaml"
 check "missing file" 1 "cannot open" --check-config "$dir/none.yaml"

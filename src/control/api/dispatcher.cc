@@ -284,8 +284,17 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
       return {errorResponse(id, {code::kInvalidRequest,
                                  "method: must be a string, got " + describeJson(*m), "method", {}}),
               {}};
-    json params = nullptr;
-    if (auto p = req.find("params"); p != req.end()) params = *p;
+    json params = nullptr;  // absent: the same as {} (the parsers read null so)
+    if (auto p = req.find("params"); p != req.end()) {
+      // Present, it is the object api.md says: null is no way to say "none".
+      if (!p->is_object())
+        return {errorResponse(id, {code::kInvalidRequest,
+                                   "params: must be an object (omitted when there are none), got " +
+                                       describeJson(*p),
+                                   "params", {}}),
+                {}};
+      params = *p;
+    }
     method = m->get<std::string>();
     return withMethod(dispatch(id, method, params));
   } catch (const std::exception& e) {

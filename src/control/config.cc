@@ -843,10 +843,7 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
   // A source this host does not have: no check from it runs.
   auto sourceWarning = [&](const HealthCheckSpec& spec, const YAML::Node& at, const std::string& where) {
     if (spec.source && options_.addressIsLocal && !options_.addressIsLocal(*spec.source))
-      warning(at, where + ".source",
-              spec.source->toString() + " is not an address of this host: no check from it runs (each is "
-              "counted as not run, and the reals keep their state) until it is",
-              true);
+      warning(at, where + ".source", healthSourceNotLocal(*spec.source), true);
   };
   if (own && sets(svcHealth, "source")) sourceWarning(*own, svcHealth["source"], path + ".health");
   // The original nodes, not the stored clones: clones lose their line marks.
@@ -1629,6 +1626,12 @@ ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& option
   }
   // Messages name the file as the operator wrote it.
   return parseConfig(text, path, options);
+}
+
+std::string healthSourceNotLocal(const IpAddress& source) {
+  return source.toString() +
+         " is not an address of this host: no check from it runs (each is counted as not run, and the reals "
+         "keep their state) until it is";
 }
 
 std::optional<std::string> udpPayloadOverIpv6Mtu(const HealthCheckSpec& spec, const IpAddress& real) {

@@ -284,6 +284,11 @@ inline constexpr std::string_view kUdpImpliedTcpCheck =
 inline constexpr std::string_view kIpipMacUnused =
     "mac is not used: ipip sends every packet to node.next_hop_mac (only l2dsr sends to the real's MAC)";
 
+// A health check's source this host does not have (ConfigOptions::
+// addressIsLocal): accepted, no check from it runs. keel.yaml (at the
+// source key), config.check and a runtime add warn with this.
+std::string healthSourceNotLocal(const IpAddress& source);
+
 // A udp check's payload over 1232 bytes to an IPv6 real (health review
 // L7): what one datagram carries whole on a path of IPv6's minimum MTU
 // (1280 - 40 - 8), and IPv6 routers do not fragment, so on a smaller path

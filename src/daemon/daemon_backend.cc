@@ -1906,12 +1906,18 @@ static std::string heldDownWarning(const RealConfig& real) {
 
 // An accepted runtime add says in its result ("warnings"; keelctl prints
 // them), as config.check does, which of its l2dsr reals wait for their MAC,
-// which ipip reals were given a MAC nothing uses, and which IPv6 reals get
-// a udp check payload over IPv6's minimum MTU.
-static Result addWarnings(Result r, Forwarding forwarding, const std::vector<RealConfig>& reals,
-                          std::vector<std::string> more = {}) {
+// which ipip reals were given a MAC nothing uses, which IPv6 reals get
+// a udp check payload over IPv6's minimum MTU, and which check sources
+// this host does not have (once each).
+api::Result DaemonBackend::addWarnings(Result r, Forwarding forwarding, const std::vector<RealConfig>& reals,
+                                  std::vector<std::string> more) const {
   if (!r.isOk()) return r;
   nlohmann::json warnings = more;
+  std::set<IpAddress> notLocal;
+  for (const RealConfig& real : reals)
+    if (const auto& src = real.healthSpec.source;
+        src && checkOptions_.addressIsLocal && !checkOptions_.addressIsLocal(*src) && notLocal.insert(*src).second)
+      warnings.push_back("health.source: " + healthSourceNotLocal(*src));
   for (const RealConfig& real : reals) {
     if (!real.macPending.empty()) warnings.push_back(heldDownWarning(real));
     if (forwarding == Forwarding::kIpip && real.mac)

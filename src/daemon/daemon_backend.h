@@ -364,6 +364,8 @@ class DaemonBackend : public api::ControlBackend {
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
   api::Result reloadFile();
   std::string realOwnAddressHostProblem(const IpAddress& real) const;
+  api::Result addWarnings(api::Result r, Forwarding forwarding, const std::vector<RealConfig>& reals,
+                     std::vector<std::string> more = {}) const;
   void keepResolvedMacs(Config& next) const;
   // The file's reals (before loadState reads the overlay against them), and
   // then the overlay's: reals keelctl added, to a file service or in a

@@ -1270,6 +1270,34 @@ TEST_F(DaemonBackendTest, AnIpipRealsMacIsAcceptedWithAWarning) {
   EXPECT_EQ(log.take("config_warning").size(), 1u);
 }
 
+// A check source this host lacks is a warning in real.add's and
+// service.add's answers, as keel.yaml and config.check give it (operator
+// review s32 L9): once per source, none for a source the host has.
+TEST_F(DaemonBackendTest, AHealthSourceThisHostLacksIsWarnedOnARuntimeAdd) {
+  make();
+  ConfigOptions host;
+  host.addressIsLocal = [](const IpAddress& a) { return a == ip("10.0.0.2"); };
+  backend_->setCheckOptions(host);
+  const std::string warning = "health.source: " + healthSourceNotLocal(ip("192.0.2.7"));
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.9");
+  add.real.health = {{"type", "tcp"}, {"port", 9}, {"source", "192.0.2.7"}};
+  api::Result r = backend_->addReal(add);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result().value("warnings", nlohmann::json()), nlohmann::json::array({warning})) << r.result().dump();
+  add.real.address = ip("10.0.1.10");
+  add.real.health["source"] = "10.0.0.2";
+  r = backend_->addReal(add);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(r.result().contains("warnings")) << r.result().dump();
+  r = backend_->addService(serviceRequest("dns", "10.0.0.53", 53, KEEL_PROTO_TCP,
+                                          {{"type", "tcp"}, {"port", 53}, {"source", "192.0.2.7"}},
+                                          {"10.0.2.1", "10.0.2.2"}));
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result().value("warnings", nlohmann::json()), nlohmann::json::array({warning})) << r.result().dump();
+}
+
 // health.show's check_spec: each real's check as it runs, every value
 // resolved (the service's block, the real's own over it, defaults), spelled
 // as keel.yaml spells it; port: the one it connects to.

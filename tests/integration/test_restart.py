@@ -312,13 +312,16 @@ def test_a_start_that_cannot_serve_its_sockets_leaves_the_adopted_plane_as_it_wa
         not_a_socket["control"] = {"socket": "/run/keel/notasock"}
         read_only = copy.deepcopy(other)
         read_only["control"] = {"readonly": {"socket": "/run/keel/ro/keel-ro.sock"}}
+        # The file's error is a config_error record: its quotes escaped.
         for name, cfg, why in (("not-a-socket", not_a_socket,
-                                '"/run/keel/notasock" exists and is not a socket'),
+                                '\\"/run/keel/notasock\\" exists and is not a socket'),
                                ("read-only", read_only, "keel-ro.sock: bind: Read-only file system")):
             k = host.start(cfg, name, wait_ready=False)
             assert k.proc.wait(timeout=30) == 1, k.log()
             log = k.log()
             assert why in log, log
+            if name == "not-a-socket":
+                assert "event=config_error" in log and "event=start_rejected" in log, log
             for changed in ("service_removed", "service_added", "real_removed", "runtime_state_dropped"):
                 assert changed not in log, log
             assert host.run(["cat", host.state_path]).stdout == state, "the runtime state was rewritten"

@@ -53,6 +53,7 @@ json rates(const json& before, const json& after, double seconds) {
   };
   json out{{"dataplane", after["dataplane"]}, {"interval_s", seconds}, {"reasons", json::object()},
            {"services", json::array()}};
+  if (after.contains("attachment")) out["attachment"] = after["attachment"];  // a state, not a counter
   // Entries and capacity are gauges: the latest value as they are; a
   // family's live evictions are a counter, shown as a rate.
   auto familyRates = [&](const json& before, const json& after) {
@@ -139,6 +140,17 @@ void printTable(const json& r, bool isRate) {
   const char* by = isRate ? "bytes_per_s" : "bytes";
   auto cell = [&](const json& o, const char* k) { return isRate ? fmtRate(o[k]) : str(o[k]); };
   std::cout << "dataplane: " << str(r["dataplane"]);
+  // XDP: the program's interface and mode, and whether it runs there now:
+  // keeld attaches it again when it finds it gone (keeld(8) upkeep), and
+  // says how often it had to.
+  if (const json a = r.value("attachment", json()); a.is_object()) {
+    std::cout << " on " << str(a["interface"]) << " (" << str(a["mode"]) << "), "
+              << (a.value("attached", false) ? "attached"
+                                              : "NOT ATTACHED: VIP traffic is not forwarded until keeld attaches it again");
+    auto times = [](uint64_t n) { return std::to_string(n) + (n == 1 ? " time" : " times"); };
+    if (const uint64_t n = a.value("reattached", uint64_t{0})) std::cout << ", reattached " << times(n);
+    if (const uint64_t n = a.value("pins_restored", uint64_t{0})) std::cout << ", pins restored " << times(n);
+  }
   if (isRate) std::cout << "  (rates over " << fmtRate(r["interval_s"]) << " s)";
   std::cout << "\n";
   if (r.contains("conntrack")) {

@@ -128,6 +128,9 @@ struct DataplaneUpkeep {
   bool attached = true;       // the program runs on the interface of dataplane.interface's name
   uint64_t reattached = 0;    // times maintain() attached it again
   uint64_t pinsRestored = 0;  // times maintain() pinned missing pins again
+  std::string interface;      // dataplane.interface
+  std::string mode;           // "native" or "generic" (dataplane.xdp_mode)
+  std::string pinDir;         // where its maps and program are pinned
 };
 
 // The plane-wide figures shown beside the services (stats.get, the metrics).

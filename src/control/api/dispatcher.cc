@@ -545,7 +545,14 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                   {"rx_no_mbuf", g.port->rxNoMbuf},  {"rx_errors", g.port->rxErrors},
                   {"tx_packets", g.port->txPackets}, {"tx_errors", g.port->txErrors},
                   {"link_up", g.port->linkUp},       {"link_speed_mbps", g.port->linkSpeedMbps}};
-    return good(json{{"dataplane", g.dataplane}, {"conntrack", std::move(conntrack)},
+    // XDP: where the program runs and whether it still does (keel_dataplane_attached).
+    json attachment = nullptr;
+    if (g.upkeep)
+      attachment = json{{"interface", g.upkeep->interface},       {"mode", g.upkeep->mode},
+                        {"attached", g.upkeep->attached},         {"reattached", g.upkeep->reattached},
+                        {"pins_restored", g.upkeep->pinsRestored}, {"pin_dir", g.upkeep->pinDir}};
+    return good(json{{"dataplane", g.dataplane}, {"attachment", std::move(attachment)},
+                     {"conntrack", std::move(conntrack)},
                      {"workers", std::move(workers)}, {"port", std::move(port)},
                      {"reasons", std::move(reasons)}, {"services", std::move(services)}});
   }

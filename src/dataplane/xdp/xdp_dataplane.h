@@ -119,7 +119,8 @@ class XdpDataplane final : public Dataplane {
   uint64_t reattachCount() const { return reattached_; }
   uint64_t repinCount() const { return repinned_; }
   std::optional<DataplaneUpkeep> upkeep() const override {
-    return DataplaneUpkeep{attachedNow(), reattached_, repinned_};
+    return DataplaneUpkeep{attachedNow(), reattached_, repinned_, options_.interface,
+                           options_.mode == XdpAttachMode::kNative ? "native" : "generic", options_.pinDir};
   }
 
   int ifindex() const { return ifindex_; }

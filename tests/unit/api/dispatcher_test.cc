@@ -291,6 +291,14 @@ TEST_F(DispatcherTest, QueriesRenderSnapshots) {
   r = call(R"({"id":6,"method":"stats.get"})");
   ASSERT_EQ(r["result"]["workers"].size(), 2u);
   EXPECT_EQ(r["result"]["workers"][1]["rx_packets"], 20);
+  // attachment: null but on XDP, where it says where the program runs and
+  // whether it does now.
+  EXPECT_TRUE(r["result"].contains("attachment") && r["result"]["attachment"].is_null()) << r.dump();
+  fake_.stats.upkeep = DataplaneUpkeep{false, 2, 1, "eth0", "native", "/sys/fs/bpf/keel/eth0"};
+  r = call(R"({"id":7,"method":"stats.get"})");
+  EXPECT_EQ(r["result"]["attachment"],
+            (json{{"interface", "eth0"}, {"mode", "native"}, {"attached", false}, {"reattached", 2},
+                  {"pins_restored", 1}, {"pin_dir", "/sys/fs/bpf/keel/eth0"}}));
 }
 
 // stats.get on DPDK: per worker its ICMP peer lookups by outcome and its

@@ -751,6 +751,34 @@ TEST_F(KeelctlTest, LookupOnAnEmptyRingSaysThePacketIsDropped) {
       << lt.out;
 }
 
+// On XDP, stats says where the program runs and whether it does now (the
+// gauge keel_dataplane_attached, until now only in the metrics), also with
+// --rate, where the attachment is a state, not a counter.
+TEST_F(KeelctlTest, StatsShowsTheXdpAttachment) {
+  onLoop([&] {
+    fake_.stats.dataplane = "xdp";
+    fake_.stats.upkeep = DataplaneUpkeep{true, 0, 0, "eth0", "native", "/sys/fs/bpf/keel/eth0"};
+    return 0;
+  });
+  startServer();
+  CliRun st = keelctl({"stats"});
+  ASSERT_EQ(st.rc, 0) << st.err;
+  EXPECT_NE(st.out.find("dataplane: xdp on eth0 (native), attached\n"), std::string::npos) << st.out;
+  onLoop([&] {
+    fake_.stats.upkeep = DataplaneUpkeep{false, 3, 1, "eth0", "generic", "/sys/fs/bpf/keel/eth0"};
+    return 0;
+  });
+  st = keelctl({"stats"});
+  EXPECT_NE(st.out.find("dataplane: xdp on eth0 (generic), NOT ATTACHED: VIP traffic is not forwarded until keeld "
+                        "attaches it again, reattached 3 times, pins restored 1 time\n"),
+            std::string::npos)
+      << st.out;
+  st = keelctl({"stats", "--rate", "--watch", "0.1", "--count", "1"});
+  EXPECT_NE(st.out.find("dataplane: xdp on eth0 (generic), NOT ATTACHED"), std::string::npos) << st.out;
+  CliRun js = keelctl({"-o", "json", "stats"});
+  EXPECT_EQ(json::parse(js.out)["attachment"]["attached"], false) << js.out;
+}
+
 TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   onLoop([&] {
     fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};
@@ -823,7 +851,7 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   ASSERT_EQ(s.rc, 0) << s.err;
   EXPECT_EQ(json::parse(s.out)["reasons"]["tx_ipip"]["packets"], 5);
   CliRun st = keelctl({"stats", "web"});
-  EXPECT_NE(st.out.find("dataplane: mock"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("dataplane: mock\n"), std::string::npos) << st.out;
   EXPECT_NE(st.out.find("tx_ipip"), std::string::npos);
   EXPECT_NE(st.out.find("conntrack: 17 of 65536 entries, 0 inserts skipped, 0 mid-flow misses\n"), std::string::npos) << st.out;
   EXPECT_EQ(json::parse(s.out)["conntrack"]["entries"], 17);

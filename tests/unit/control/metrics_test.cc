@@ -675,7 +675,7 @@ TEST(LoopCollector, TheDataplanesUpkeepIsShown) {
     LoopThread loop;
     LoopCollector c(loop.io, [&] {
       MetricsSnapshot s;
-      s.global.upkeep = DataplaneUpkeep{false, 2, 1};
+      s.global.upkeep = DataplaneUpkeep{false, 2, 1, "eth0", "native", "/sys/fs/bpf/keel/eth0"};
       return s;
     }, "v", "xdp");
     out = text(c.Collect());

@@ -140,19 +140,22 @@ void printTable(const json& r, bool isRate) {
   const char* by = isRate ? "bytes_per_s" : "bytes";
   auto cell = [&](const json& o, const char* k) { return isRate ? fmtRate(o[k]) : str(o[k]); };
   std::cout << "dataplane: " << str(r["dataplane"]);
+  if (isRate) std::cout << "  (rates over " << fmtRate(r["interval_s"]) << " s)";
+  std::cout << "\n";
   // XDP: the program's interface and mode, and whether it runs there now:
   // keeld attaches it again when it finds it gone (keeld(8) upkeep), and
-  // says how often it had to.
+  // says how often it had to (counts since keeld started, also with --rate).
   if (const json a = r.value("attachment", json()); a.is_object()) {
-    std::cout << " on " << str(a["interface"]) << " (" << str(a["mode"]) << "), "
+    std::cout << "xdp program: on " << str(a["interface"]) << " (" << str(a["mode"]) << "), "
               << (a.value("attached", false) ? "attached"
                                               : "NOT ATTACHED: VIP traffic is not forwarded until keeld attaches it again");
     auto times = [](uint64_t n) { return std::to_string(n) + (n == 1 ? " time" : " times"); };
-    if (const uint64_t n = a.value("reattached", uint64_t{0})) std::cout << ", reattached " << times(n);
-    if (const uint64_t n = a.value("pins_restored", uint64_t{0})) std::cout << ", pins restored " << times(n);
+    std::vector<std::string> repairs;
+    if (const uint64_t n = a.value("reattached", uint64_t{0})) repairs.push_back("reattached " + times(n));
+    if (const uint64_t n = a.value("pins_restored", uint64_t{0})) repairs.push_back("pins restored " + times(n));
+    for (size_t i = 0; i < repairs.size(); ++i) std::cout << (i ? ", " : "; since keeld started: ") << repairs[i];
+    std::cout << "\n";
   }
-  if (isRate) std::cout << "  (rates over " << fmtRate(r["interval_s"]) << " s)";
-  std::cout << "\n";
   if (r.contains("conntrack")) {
     const json& ct = r["conntrack"];
     std::cout << "conntrack: "

@@ -843,7 +843,7 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
   // A source this host does not have: no check from it runs.
   auto sourceWarning = [&](const HealthCheckSpec& spec, const YAML::Node& at, const std::string& where) {
     if (spec.source && options_.addressIsLocal && !options_.addressIsLocal(*spec.source))
-      warning(at, where + ".source", healthSourceNotLocal(*spec.source), true);
+      warning(at, where + ".source", healthSourceNotLocal(*spec.source));  // a reload says it too
   };
   if (own && sets(svcHealth, "source")) sourceWarning(*own, svcHealth["source"], path + ".health");
   // The original nodes, not the stored clones: clones lose their line marks.

@@ -264,10 +264,10 @@ struct ConfigResult {
   // l2dsr real that is not in the neighbour table (held down until it is),
   // a mac nothing uses, an lcore option keel cannot read.
   std::vector<std::string> warnings;
-  // Those about the file's text alone, not this host's state (the
-  // neighbour table): what a reload reports and logs as config_warning
-  // (the reals held down for their MAC it reports from the config it
-  // applies, after a running real's MAC was kept).
+  // All but the neighbour table's (the l2dsr reals not in it): what a
+  // reload reports and logs as config_warning, and a start logs (the reals
+  // held down for their MAC are reported from the config applied, after a
+  // running real's MAC was kept: real_mac_unresolved).
   std::vector<std::string> fileWarnings;
   bool ok() const { return config.has_value(); }
 };

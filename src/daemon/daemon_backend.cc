@@ -637,26 +637,39 @@ static bool hasTableMacs(const Config& c) {
       if (tableMac(svc, r)) return true;
   return false;
 }
+static bool hasL2dsrMacs(const Config& c) {
+  for (const ServiceConfig& svc : c.services)
+    if (svc.forwarding == Forwarding::kL2dsr)
+      for (const RealConfig& r : svc.reals)
+        if (r.mac) return true;
+  return false;
+}
 
-// A running l2dsr real that the neighbour table now gives another MAC (the
-// refresh, a reload's read): one warning each, whichever found it.
+// A running l2dsr real that now has another MAC: the neighbour table's
+// entry names another (the refresh, a reload's read; a warning, whichever
+// found it), or a reload's keel.yaml gives another mac: (info: asked for;
+// before, such a change was applied with no word of it). Not at a start
+// (nothing ran before it here), nor for a mac: a reload takes away (the
+// table's MAC then follows, warned about as the table's if it differs).
 static void logMacChanges(const Config& running, const Config& next) {
-  if (!hasTableMacs(next)) return;
+  if (!hasL2dsrMacs(next)) return;
   const auto runningServices = servicesByName(running);
   for (const ServiceConfig& svc : next.services) {
     const ServiceConfig* was = find(runningServices, svc.name);
     if (!was || was->forwarding != Forwarding::kL2dsr || svc.forwarding != Forwarding::kL2dsr) continue;
     const auto runningReals = realsByAddress(was);
     for (const RealConfig& r : svc.reals) {
-      if (!tableMac(svc, r)) continue;
+      if (!r.mac) continue;
       const RealConfig* old = find(runningReals, r.address);
-      if (old && old->mac && *old->mac != *r.mac)
-        logWarn(LogRecord("real_mac_changed")
-                    .add("service", svc.name)
-                    .add("real", r.address.toString())
-                    .add("from", old->mac->toString())
-                    .add("mac", r.mac->toString())
-                    .add("detail", "the neighbour table's entry names another MAC; l2dsr sends there now"));
+      if (!old || !old->mac || *old->mac == *r.mac) continue;
+      LogRecord rec("real_mac_changed");
+      rec.add("service", svc.name).add("real", r.address.toString()).add("from", old->mac->toString())
+          .add("mac", r.mac->toString());
+      if (tableMac(svc, r)) {
+        logWarn(rec.add("detail", "the neighbour table's entry names another MAC; l2dsr sends there now"));
+      } else {
+        logInfo(rec.add("detail", "keel.yaml's mac for it is another; l2dsr sends there now"));
+      }
     }
   }
 }
@@ -1973,6 +1986,12 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
         if (namesNoType(req.reals[i].health))
           more.push_back("reals[" + std::to_string(i) + "].health: " + std::string(kUdpImpliedTcpCheck));
   }
+  // A service with no reals yet: its own block's source (each real's
+  // resolved check says it otherwise, in addWarnings).
+  if (svc->reals.empty() && req.health.is_object() && checkOptions_.addressIsLocal)
+    if (auto it = req.health.find("source"); it != req.health.end() && it->is_string())
+      if (auto src = IpAddress::parse(it->get<std::string>()); src && !checkOptions_.addressIsLocal(*src))
+        more.push_back("health.source: " + healthSourceNotLocal(*src));
   return addWarnings(std::move(r), svc->forwarding, svc->reals, std::move(more));
 }
 

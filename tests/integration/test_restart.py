@@ -640,7 +640,8 @@ def test_interface_made_again_and_pins_removed_are_put_back_without_moving_a_flo
         for line in ("keel_dataplane_attached 1", "keel_dataplane_reattach_total 1"):
             assert re.search(f"^{line}$", metrics, re.M), metrics
         stats = k.keelctl("stats").stdout
-        assert f"dataplane: xdp on {lab.balancer.ifname} (native), attached, reattached 1 time\n" in stats, stats
+        assert (f"xdp program: on {lab.balancer.ifname} (native), attached; since keeld started: reattached 1 time\n"
+                in stats), stats
 
         # Pins removed, then at once a stop that leaves the plane forwarding.
         host.run(["rm", "-r", host.pin_dir])

@@ -763,18 +763,18 @@ TEST_F(KeelctlTest, StatsShowsTheXdpAttachment) {
   startServer();
   CliRun st = keelctl({"stats"});
   ASSERT_EQ(st.rc, 0) << st.err;
-  EXPECT_NE(st.out.find("dataplane: xdp on eth0 (native), attached\n"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("dataplane: xdp\nxdp program: on eth0 (native), attached\n"), std::string::npos) << st.out;
   onLoop([&] {
     fake_.stats.upkeep = DataplaneUpkeep{false, 3, 1, "eth0", "generic", "/sys/fs/bpf/keel/eth0"};
     return 0;
   });
   st = keelctl({"stats"});
-  EXPECT_NE(st.out.find("dataplane: xdp on eth0 (generic), NOT ATTACHED: VIP traffic is not forwarded until keeld "
-                        "attaches it again, reattached 3 times, pins restored 1 time\n"),
+  EXPECT_NE(st.out.find("xdp program: on eth0 (generic), NOT ATTACHED: VIP traffic is not forwarded until keeld "
+                        "attaches it again; since keeld started: reattached 3 times, pins restored 1 time\n"),
             std::string::npos)
       << st.out;
   st = keelctl({"stats", "--rate", "--watch", "0.1", "--count", "1"});
-  EXPECT_NE(st.out.find("dataplane: xdp on eth0 (generic), NOT ATTACHED"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("s)\nxdp program: on eth0 (generic), NOT ATTACHED"), std::string::npos) << st.out;
   CliRun js = keelctl({"-o", "json", "stats"});
   EXPECT_EQ(json::parse(js.out)["attachment"]["attached"], false) << js.out;
 }

@@ -732,6 +732,8 @@ TEST(Config, HealthThatCannotWorkIsWarnedAbout) {
             "keel.yaml:22: services[2].reals[0].health: real 10.0.1.12 gets 2 default udp checks a second in all "
             "(no expect, require_reply: false), more than the about 1 ICMP error a second its kernel sends this "
             "balancer: a dead service's checks then mostly hear silence and pass; set require_reply: true or expect");
+  // A reload reports (and a start logs) each of them, the source one too.
+  EXPECT_EQ(r.fileWarnings, r.warnings);
 }
 
 // Health review L4: timings a file can hold but an operator rarely means

@@ -35,7 +35,7 @@ namespace {
 using test::MockDataplane;
 
 // The checkers these tests start reach only loopback (isolated_network.h):
-// a check of 10.0.1.x fails at once, wherever the test runs as root.
+// a check of 10.0.1.x never passes (no route) wherever the test runs as root.
 const bool kIsolated = test::isolateNetwork();
 
 IpAddress ip(const char* s) { return *IpAddress::parse(s); }
@@ -1296,6 +1296,11 @@ TEST_F(DaemonBackendTest, AHealthSourceThisHostLacksIsWarnedOnARuntimeAdd) {
                                           {"10.0.2.1", "10.0.2.2"}));
   ASSERT_TRUE(r.isOk()) << r.error().message;
   EXPECT_EQ(r.result().value("warnings", nlohmann::json()), nlohmann::json::array({warning})) << r.result().dump();
+  // A service with no reals yet: its own block's source.
+  r = backend_->addService(serviceRequest("ntp", "10.0.0.123", 123, KEEL_PROTO_TCP,
+                                          {{"type", "tcp"}, {"port", 123}, {"source", "192.0.2.7"}}));
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result().value("warnings", nlohmann::json()), nlohmann::json::array({warning})) << r.result().dump();
 }
 
 // health.show's check_spec: each real's check as it runs, every value
@@ -2088,6 +2093,26 @@ TEST_F(DaemonBackendTest, AnL2dsrRealComingUpTakesItsEntrysNewMacFirst) {
   EXPECT_EQ(realOf("127.0.0.1").mac->toString(), "02:00:00:00:07:02") << "up with the old MAC";
   EXPECT_EQ(dp_.backends.at(idOf("127.0.0.1")).mac[5], 0x02);
   EXPECT_EQ(log.take("real_mac_changed").size(), 1u);
+}
+
+// keel.yaml giving an l2dsr real another mac: applied and said
+// (real_mac_changed, info: asked for), as a table's new entry is (a
+// warning); a reload that keeps it says nothing.
+TEST_F(DaemonBackendTest, AFilesNewMacForAnL2dsrRealIsLogged) {
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 10.0.1.1, mac: \"02:00:00:00:00:11\"}\n"));
+  make();
+  test::LogCapture log;
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 10.0.1.1, mac: \"02:00:00:00:00:12\"}\n"));
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(dp_.backends.at(idOf("10.0.1.1")).mac[5], 0x12);
+  const std::vector<std::string> changed = log.take("real_mac_changed");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].rfind("info ", 0), 0u) << changed[0];
+  EXPECT_NE(changed[0].find("service=web real=10.0.1.1 from=02:00:00:00:00:11 mac=02:00:00:00:00:12"),
+            std::string::npos)
+      << changed[0];
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_TRUE(log.take("real_mac_changed").empty());
 }
 
 // A checked real found later starts its checks then, down until `rise`

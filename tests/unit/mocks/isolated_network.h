@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // A test's own network namespace with only loopback up, entered before
 // main (single-threaded, as unshare requires): health checks to reals'
-// addresses (10.0.1.x) then fail at once (no route) instead of reaching
-// whatever the host's network answers. That matters here: a build VM whose
+// addresses (10.0.1.x) then get no route (ENETUNREACH: the checker counts
+// such a check as not run for up to `fall` checks, then as failed) instead
+// of reaching whatever the host's network answers. That matters here: a build VM whose
 // egress accepts a TCP connect to any address and port (a transparent
 // proxy) brought "down" reals up in the middle of a test. Without root
 // (no unshare) the tests run on the host's network and say so.

@@ -360,12 +360,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
                     .add("error", withAdds.error().message));
     }
     if (!r.isOk()) {
-      const std::string aside = setStateAside();
-      logError(LogRecord("runtime_state_ignored")
-                   .add("path", statePath_)
-                   .add("error", r.error().message)
-                   .add("kept_as", aside)
-                   .add("detail", kStateIgnoredDetail));
+      stateIgnored(r.error().message);
       applied = Overlay{};
       r = commitUnasked(config, Overlay{});
     }
@@ -1063,21 +1058,23 @@ std::string firstError(const std::vector<std::string>& errors) {
 
 }  // namespace
 
-// What runtime_state_ignored adds: what an operator loses.
-const char* const DaemonBackend::kStateIgnoredDetail =
-    "the keelctl changes it held (drains, weights, added and removed services and reals) are not applied; "
-    "the file is kept as kept_as, since the next save would overwrite it";
-
-std::string DaemonBackend::setStateAside() const {
+void DaemonBackend::stateIgnored(const std::string& error) const {
   const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   char stamp[32];
   std::tm tm{};
   gmtime_r(&now, &tm);
   std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-  const std::string aside = statePath_ + ".bad-" + stamp;
+  std::string aside = statePath_ + ".bad-" + stamp;
   std::error_code ec;
   std::filesystem::rename(statePath_, aside, ec);
-  return ec ? "none (" + ec.message() + ")" : aside;
+  if (ec) aside = "none (" + ec.message() + ")";
+  logError(LogRecord("runtime_state_ignored")
+               .add("path", statePath_)
+               .add("error", error)
+               .add("kept_as", aside)
+               .add("detail",
+                    "the keelctl changes it held (drains, weights, added and removed services and reals) are not "
+                    "applied; the file is kept as kept_as, since the next save would overwrite it"));
 }
 
 // One record per entry of the overlay start() applied, after it went in
@@ -1116,12 +1113,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   nlohmann::json doc = api::parseNotingDuplicates(in, duplicates, /*allowExceptions=*/false);
   if (const auto& dup = duplicates.duplicate()) {
     in.close();
-    const std::string aside = setStateAside();
-    logError(LogRecord("runtime_state_ignored")
-                 .add("path", statePath_)
-                 .add("error", *dup + ": duplicate key (keeld writes each key once)")
-                 .add("kept_as", aside)
-                 .add("detail", kStateIgnoredDetail));
+    stateIgnored(*dup + ": duplicate key (keeld writes each key once)");
     return out;
   }
   const int version = doc.is_object() && doc.contains("version") && doc["version"].is_number_integer()
@@ -1133,12 +1125,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   if ((version != 1 && version != kStateVersion) || !arrayOr("reals") ||
       (version == kStateVersion && (!arrayOr("services") || !arrayOr("removed_services")))) {
     in.close();
-    const std::string aside = setStateAside();
-    logError(LogRecord("runtime_state_ignored")
-                 .add("path", statePath_)
-                 .add("error", "not a keeld runtime state file of version 1 or " + std::to_string(kStateVersion))
-                 .add("kept_as", aside)
-                 .add("detail", kStateIgnoredDetail));
+    stateIgnored("not a keeld runtime state file of version 1 or " + std::to_string(kStateVersion));
     return out;
   }
   // The stop record, if the keeld that wrote the file stopped cleanly
@@ -1922,15 +1909,19 @@ static std::string heldDownWarning(const RealConfig& real) {
 // which ipip reals were given a MAC nothing uses, which IPv6 reals get
 // a udp check payload over IPv6's minimum MTU, and which check sources
 // this host does not have (once each).
+std::optional<std::string> DaemonBackend::sourceWarning(const IpAddress& source) const {
+  if (!checkOptions_.addressIsLocal || checkOptions_.addressIsLocal(source)) return std::nullopt;
+  return "health.source: " + healthSourceNotLocal(source);
+}
+
 api::Result DaemonBackend::addWarnings(Result r, Forwarding forwarding, const std::vector<RealConfig>& reals,
                                   std::vector<std::string> more) const {
   if (!r.isOk()) return r;
   nlohmann::json warnings = more;
-  std::set<IpAddress> notLocal;
+  std::set<IpAddress> sources;  // each said once
   for (const RealConfig& real : reals)
-    if (const auto& src = real.healthSpec.source;
-        src && checkOptions_.addressIsLocal && !checkOptions_.addressIsLocal(*src) && notLocal.insert(*src).second)
-      warnings.push_back("health.source: " + healthSourceNotLocal(*src));
+    if (const auto& src = real.healthSpec.source; src && sources.insert(*src).second)
+      if (std::optional<std::string> w = sourceWarning(*src)) warnings.push_back(*w);
   for (const RealConfig& real : reals) {
     if (!real.macPending.empty()) warnings.push_back(heldDownWarning(real));
     if (forwarding == Forwarding::kIpip && real.mac)
@@ -1988,10 +1979,10 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
   }
   // A service with no reals yet: its own block's source (each real's
   // resolved check says it otherwise, in addWarnings).
-  if (svc->reals.empty() && req.health.is_object() && checkOptions_.addressIsLocal)
+  if (svc->reals.empty() && req.health.is_object())
     if (auto it = req.health.find("source"); it != req.health.end() && it->is_string())
-      if (auto src = IpAddress::parse(it->get<std::string>()); src && !checkOptions_.addressIsLocal(*src))
-        more.push_back("health.source: " + healthSourceNotLocal(*src));
+      if (auto src = IpAddress::parse(it->get<std::string>()))
+        if (std::optional<std::string> w = sourceWarning(*src)) more.push_back(*w);
   return addWarnings(std::move(r), svc->forwarding, svc->reals, std::move(more));
 }
 
@@ -2131,6 +2122,7 @@ std::vector<std::string> DaemonBackend::overlayErrors(const Config& composed, co
     }
     errors.push_back(std::move(m));
   }
+  if (errors.empty()) errors = validateTargets(composed);
   return errors;
 }
 
@@ -2147,7 +2139,6 @@ Result DaemonBackend::checkConfig(const std::string& text, const std::string& na
   const Overlay next = rebase(file_, *r.config, overlay_, dropped);
   const Config composed = compose(*r.config, next);
   std::vector<std::string> errors = overlayErrors(composed, next);
-  if (errors.empty()) errors = validateTargets(composed);
   if (!errors.empty()) return configErrors(std::move(errors));
   for (const Dropped& d : dropped)
     r.warnings.push_back("service " + d.service + (d.real.empty() ? "" : " real " + d.real) + ": its " + d.change +
@@ -2188,7 +2179,6 @@ Result DaemonBackend::reloadFile() {
   {
     const Config composed = compose(*r.config, next);
     std::vector<std::string> errors = overlayErrors(composed, next);
-    if (errors.empty()) errors = validateTargets(composed);
     if (!errors.empty()) {
       for (const std::string& e : errors) logError(LogRecord("config_error").add("error", e));
       logError(LogRecord("reload_rejected").add("config", configPath_).add("errors", errors.size()));

@@ -364,6 +364,9 @@ class DaemonBackend : public api::ControlBackend {
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
   api::Result reloadFile();
   std::string realOwnAddressHostProblem(const IpAddress& real) const;
+  // healthSourceNotLocal's warning for a check source this host lacks
+  // (checkOptions_.addressIsLocal), as a runtime add's answer says it.
+  std::optional<std::string> sourceWarning(const IpAddress& source) const;
   api::Result addWarnings(api::Result r, Forwarding forwarding, const std::vector<RealConfig>& reals,
                      std::vector<std::string> more = {}) const;
   void keepResolvedMacs(Config& next) const;
@@ -414,10 +417,10 @@ class DaemonBackend : public api::ControlBackend {
   std::optional<std::string> saveState(const StopRecord* stop = nullptr) const;
   // The overlay the state file keeps; its stop record into *stop if given.
   Overlay loadState(const Config& file, std::optional<StopRecord>* stop = nullptr) const;
-  // A state file start() cannot use is renamed to PATH.bad-TIME before the
-  // next save overwrites it: the path it now has, or "none (why)".
-  std::string setStateAside() const;
-  static const char* const kStateIgnoredDetail;
+  // A state file start() cannot use (`error`): renamed to PATH.bad-TIME
+  // before the next save overwrites it, and runtime_state_ignored logged
+  // with where it is now (kept_as) and what the operator loses.
+  void stateIgnored(const std::string& error) const;
   // runtime_state_kept for each entry of the overlay start() applied.
   static void logKept(const Overlay& o);
   // Applies file+overlay; on success commits both and syncs health targets.
@@ -465,7 +468,8 @@ class DaemonBackend : public api::ControlBackend {
   static Overlay rebase(const Config& oldFile, const Config& newFile, const Overlay& overlay,
                         std::vector<Dropped>& dropped);
   // The composed-config problems of `composed` (compose(file, next)), each
-  // worded as a keelctl change's with its way out; reload and config.check.
+  // worded as a keelctl change's with its way out, else its checks'
+  // targets' (validateTargets); reload and config.check.
   static std::vector<std::string> overlayErrors(const Config& composed, const Overlay& next);
 
   boost::asio::io_context& io_;

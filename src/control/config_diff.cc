@@ -45,16 +45,13 @@ std::vector<std::pair<const char*, std::string>> checkKeys(const HealthCheckSpec
 
 std::string v4(__u32 networkOrder) {
   if (networkOrder == 0) return "";
-  std::array<uint8_t, 4> b{};
-  std::memcpy(b.data(), &networkOrder, 4);
-  return IpAddress::fromV4(b).toString();
+  const __u32 words[4] = {networkOrder, 0, 0, 0};
+  return IpAddress::fromWords(words, KEEL_AF_INET).toString();
 }
 
 std::string v6(const __u32 words[4]) {
-  std::array<uint8_t, 16> b{};
-  std::memcpy(b.data(), words, 16);
-  if (b == std::array<uint8_t, 16>{}) return "";
-  return IpAddress::fromV6(b).toString();
+  if ((words[0] | words[1] | words[2] | words[3]) == 0) return "";
+  return IpAddress::fromWords(words, KEEL_AF_INET6).toString();
 }
 
 std::string mac(const __u8 bytes[6]) {

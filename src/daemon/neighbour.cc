@@ -150,13 +150,11 @@ std::vector<IpAddress> interfaceAddresses(const std::string& interface) {
     const std::string name = a->ifa_name;
     if (name != interface && name.rfind(interface + ":", 0) != 0) continue;
     if (a->ifa_addr->sa_family == AF_INET) {
-      std::array<uint8_t, 4> b;
-      std::memcpy(b.data(), &reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr, 4);
-      out.push_back(IpAddress::fromV4(b));
+      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+      out.push_back(addressOf(reinterpret_cast<const uint8_t*>(&in->sin_addr), 4));
     } else if (a->ifa_addr->sa_family == AF_INET6) {
-      std::array<uint8_t, 16> b;
-      std::memcpy(b.data(), &reinterpret_cast<const sockaddr_in6*>(a->ifa_addr)->sin6_addr, 16);
-      out.push_back(IpAddress::fromV6(b));
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr);
+      out.push_back(addressOf(reinterpret_cast<const uint8_t*>(&in6->sin6_addr), 16));
     }
   }
   ::freeifaddrs(list);

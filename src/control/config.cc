@@ -58,7 +58,7 @@ std::vector<HealthProblem> serviceHealthProblems(const HealthCheckSpec& spec, co
 // A health block's key path for a problem: "services[0].health.path", or
 // the block's own for a problem of the whole check.
 std::string healthKeyPath(const std::string& blockPath, const HealthProblem& p) {
-  return blockPath + ".health" + (p.key.empty() ? "" : "." + p.key);
+  return blockPath + "." + p.path();
 }
 
 // The node a problem is at: the key's value in `block`, if the block sets

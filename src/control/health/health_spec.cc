@@ -116,7 +116,7 @@ Status validateHealthTarget(const HealthTarget& target, std::string_view where) 
   std::string msg(where);
   for (size_t i = 0; i < problems.size(); ++i) {
     msg += i == 0 ? (where.empty() ? "" : ": ") : "; ";
-    msg += "health" + (problems[i].key.empty() ? std::string() : "." + problems[i].key) + ": " + problems[i].message;
+    msg += problems[i].path() + ": " + problems[i].message;
   }
   return Status::error(msg);
 }

@@ -106,6 +106,8 @@ struct HealthProblem {
   std::string key;
   std::string message;
   bool operator==(const HealthProblem&) const = default;
+  // "health.KEY", or "health" for a problem of the whole check.
+  std::string path() const { return key.empty() ? "health" : "health." + key; }
 };
 // Everything validateHealthTarget refuses, key by key, so keel.yaml's errors
 // can name each key's path (services[0].health.path: must start with '/').

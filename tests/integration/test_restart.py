@@ -612,6 +612,18 @@ def assert_lost_then_reattached(log: str):
     assert lost and min(lost) < log.index("event=dataplane_reattached"), log
 
 
+def relink_and_wait_reattached(lab, k, config):
+    """The balancer's interface deleted and made again under keeld `k`:
+    waits (bounded) for its dataplane_reattached, after the loss was logged,
+    then for the program and the VIPs to serve again."""
+    mark = len(k.full_log())
+    make_balancer_link_again(lab)
+    k.wait_logged("dataplane_reattached", timeout=15, after=mark)
+    assert_lost_then_reattached(k.full_log()[mark:])
+    assert lab.balancer_prog_id() is not None
+    wait_serving(lab, config)
+
+
 def test_interface_made_again_and_pins_removed_are_put_back_without_moving_a_flow(lab, host):
     """The balancer's interface deleted and created again under a running
     keeld: it attaches the program again (logged), VIP
@@ -626,12 +638,7 @@ def test_interface_made_again_and_pins_removed_are_put_back_without_moving_a_flo
     try:
         wait_serving(lab, config)
         before = connect_and_ask(lab, PORT, N_CONN, conns)
-        mark = len(k._log_text())
-        make_balancer_link_again(lab)
-        k.wait_logged("dataplane_reattached", timeout=15, after=mark)
-        assert_lost_then_reattached(k.full_log()[mark:])
-        assert lab.balancer_prog_id() is not None
-        wait_serving(lab, config)
+        relink_and_wait_reattached(lab, k, config)
         served(lab.flows("tcp", lab.vip4, PORT, count=5))
         after = [ask(s) for s in conns]
         assert after == before, k.log()
@@ -677,12 +684,7 @@ def test_link_messages_run_the_upkeep_without_its_timer(lab, host):
     b = lab.balancer
     try:
         wait_serving(lab, config)
-        mark = len(k.full_log())
-        make_balancer_link_again(lab)
-        k.wait_logged("dataplane_reattached", timeout=15, after=mark)
-        assert_lost_then_reattached(k.full_log()[mark:])
-        assert lab.balancer_prog_id() is not None
-        wait_serving(lab, config)
+        relink_and_wait_reattached(lab, k, config)
 
         mark = len(k.full_log())
         b.run(["ip", "link", "set", "dev", b.ifname, "mtu", "1300"])

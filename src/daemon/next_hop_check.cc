@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/logging.h"
+#include "common/text.h"
 
 namespace keel {
 namespace {
@@ -97,9 +98,8 @@ void NextHopCheck::run(const Config& config, const std::string& interface, std::
       if (s.onLink) how.push_back("on-link on " + interface + " (routes without a gateway)");
       for (const std::string& other : s.elsewhere) how.push_back("routed through " + other);
       if (s.noRoute) how.push_back("without a route");
-      std::string reason = "its ipip reals are ";
-      for (size_t i = 0; i < how.size(); ++i) reason += (i ? ", " : "") + how[i];
-      reason += "; none is routed through a gateway on " + interface + ", so keeld has no router's MAC to compare";
+      std::string reason = "its ipip reals are " + commaList(how) + "; none is routed through a gateway on " +
+                           interface + ", so keeld has no router's MAC to compare";
       f.verdict = Verdict::kUnknown;
       f.warned.clear();
       if (reason != f.unchecked)

@@ -1,14 +1,93 @@
 // SPDX-License-Identifier: Apache-2.0
-// keelctl daemon stop [--keep-forwarding]
+// keelctl daemon status | stop [--keep-forwarding]
+#include <ctime>
 #include <iostream>
 #include <memory>
+#include <string>
 
 #include "cli/context.h"
 
 namespace keel::cli {
 
+namespace {
+
+// "2 drains, 1 weight, 1 added service", or "none".
+std::string runtimeChanges(const json& rc) {
+  std::string out;
+  auto add = [&](const char* key, const char* one, const char* many) {
+    const uint64_t n = rc.value(key, uint64_t{0});
+    if (n == 0) return;
+    out += (out.empty() ? "" : ", ") + std::to_string(n) + " " + (n == 1 ? one : many);
+  };
+  add("drains", "drain", "drains");
+  add("weights", "weight", "weights");
+  add("added_services", "added service", "added services");
+  add("removed_services", "removed service", "removed services");
+  add("added_reals", "added real", "added reals");
+  add("removed_reals", "removed real", "removed reals");
+  return out.empty() ? "none" : out;
+}
+
+std::string joined(const json& list) {
+  std::string out;
+  for (const json& k : list) out += (out.empty() ? "" : ", ") + str(k);
+  return out;
+}
+
+void printStatus(const json& r) {
+  const std::time_t now = std::time(nullptr);
+  const json& dp = r["dataplane"];
+  const json& cfg = r["config"];
+  std::cout << "keeld " << str(r["version"]) << ", pid " << str(r["pid"]) << ", up "
+            << age(secondsSince(r["started_at"], now)) << " (since " << str(r["started_at"]) << ")\n";
+  std::cout << "data plane: " << str(dp["kind"]);
+  if (!dp["where"].is_null()) std::cout << " on " << str(dp["where"]);
+  std::cout << (dp.value("adopted", false) ? ", adopted from the keeld before (its flows kept)" : "") << "\n";
+  std::cout << "running: " << str(r["services"]) << " services, " << str(r["reals"]) << " reals\n";
+  std::cout << "config: " << str(cfg["path"]) << ", applied "
+            << (str(cfg["applied_by"]) == "reload" ? "by a reload " : "at keeld's start ")
+            << age(secondsSince(cfg["applied_at"], now)) << " ago (" << str(cfg["applied_at"]) << ")\n";
+  if (cfg["file_changed"].is_boolean() && cfg["file_changed"].get<bool>())
+    std::cout << "  CHANGED ON DISK since: keeld runs the text applied then; `keelctl config reload` applies "
+                 "the file (`keelctl config check FILE` checks it first)\n";
+  if (!cfg["file_error"].is_null()) std::cout << "  CANNOT READ it now: " << str(cfg["file_error"]) << "\n";
+  if (const json& last = cfg["last_reload"]; last.is_object()) {
+    if (last.value("ok", false)) {
+      std::cout << "  last reload: applied " << age(secondsSince(last["at"], now)) << " ago\n";
+    } else {
+      std::cout << "  LAST RELOAD REFUSED " << age(secondsSince(last["at"], now)) << " ago (" << str(last["at"])
+                << ", " << str(last["code"]) << "); keeld runs the config applied before it:\n";
+      for (const json& e : last["errors"]) std::cout << "    " << str(e) << "\n";
+    }
+  }
+  if (!cfg["restart_needed"].empty())
+    std::cout << "  not applied until keeld restarts: " << joined(cfg["restart_needed"]) << "\n";
+  if (!cfg["stop_start_needed"].empty())
+    std::cout << "  of those, not applied until `keelctl daemon stop` and a start (the XDP plane outlives "
+                 "a restart): "
+              << joined(cfg["stop_start_needed"]) << "\n";
+  const json& rc = r["runtime_changes"];
+  std::cout << "keelctl changes on top of the file: " << runtimeChanges(rc);
+  if (!rc["state_file"].is_null()) std::cout << " (kept in " << str(rc["state_file"]) << ")";
+  std::cout << "\n";
+  if (!rc["unsaved"].is_null())
+    std::cout << "  NOT SAVED: " << str(rc["unsaved"]) << " (a restart now would lose the changes since)\n";
+}
+
+}  // namespace
+
 void defineDaemon(CLI::App& noun, Context& ctx) {
   noun.require_subcommand(1, 1);
+  CLI::App* status = noun.add_subcommand(
+      "status",
+      "show keeld's version and uptime, its data plane, the config it runs (when applied, whether the file "
+      "changed since, the last reload's outcome, what waits for a restart) and the keelctl changes on top");
+  status->callback([&ctx] {
+    auto r = ctx.call("daemon.status");
+    if (!r) return;
+    if (ctx.jsonOutput()) return ctx.printJson(*r);
+    printStatus(*r);
+  });
   auto detach = std::make_shared<bool>(false);
   // The help says what the verb takes out, not only that keeld stops: an
   // operator reading it at 3 am must not learn from the reply that every

@@ -20,7 +20,8 @@ const Noun kNouns[] = {
     {"lookup", "predict which real a new flow goes to", keel::cli::defineLookup},
     {"conns", "list the connection table's entries", keel::cli::defineConns},
     {"config", "check a config file, reload the daemon's", keel::cli::defineConfig},
-    {"daemon", "stop keeld: takes the balancer out unless --keep-forwarding", keel::cli::defineDaemon},
+    {"daemon", "show keeld's status; stop keeld (takes the balancer out unless --keep-forwarding)",
+     keel::cli::defineDaemon},
 };
 
 // For CLI11's "A subcommand is required" when the line has a word where the

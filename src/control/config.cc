@@ -1596,19 +1596,17 @@ std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHea
   return spec;
 }
 
-ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options) {
+std::optional<std::string> readConfigText(const std::string& path, std::string& error) {
   // ifstream opens a directory and reads it as empty ("file is empty"),
   // which says nothing of the mistake; keelctl config check says this too.
   if (struct stat st {}; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    ConfigResult r;
-    r.errors.push_back(path + ": not a regular file");
-    return r;
+    error = path + ": not a regular file";
+    return std::nullopt;
   }
   std::ifstream in(path);
   if (!in) {
-    ConfigResult r;
-    r.errors.push_back(path + ": cannot open: " + std::strerror(errno));
-    return r;
+    error = path + ": cannot open: " + std::strerror(errno);
+    return std::nullopt;
   }
   // Read up to the bound and one byte more: a file past it (a log or an
   // image named by mistake, /dev/zero) is refused before it is parsed,
@@ -1619,13 +1617,25 @@ ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& option
   while (text.size() <= kMaxConfigBytes && in.read(chunk, sizeof chunk).gcount() > 0)
     text.append(chunk, static_cast<size_t>(in.gcount()));
   if (text.size() > kMaxConfigBytes) {
+    error = path + ": over " + std::to_string(kMaxConfigBytes >> 20) +
+            " MiB: not a keel.yaml keeld reads (is it the right file?)";
+    return std::nullopt;
+  }
+  return text;
+}
+
+ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options) {
+  std::string error;
+  std::optional<std::string> text = readConfigText(path, error);
+  if (!text) {
     ConfigResult r;
-    r.errors.push_back(path + ": over " + std::to_string(kMaxConfigBytes >> 20) +
-                       " MiB: not a keel.yaml keeld reads (is it the right file?)");
+    r.errors.push_back(std::move(error));
     return r;
   }
   // Messages name the file as the operator wrote it.
-  return parseConfig(text, path, options);
+  ConfigResult r = parseConfig(*text, path, options);
+  r.text = std::move(*text);
+  return r;
 }
 
 std::string healthSourceNotLocal(const IpAddress& source) {

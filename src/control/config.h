@@ -269,6 +269,10 @@ struct ConfigResult {
   // held down for their MAC are reported from the config applied, after a
   // running real's MAC was kept: real_mac_unresolved).
   std::vector<std::string> fileWarnings;
+  // loadConfigFile only: the file's text as it was read and parsed, valid
+  // or not (keeld keeps the applied one to tell whether the file has changed
+  // since: daemon.status).
+  std::string text;
   bool ok() const { return config.has_value(); }
 };
 
@@ -398,6 +402,10 @@ std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHea
                                                     const std::string& servicePath,
                                                     std::vector<std::string>& errors);
 
+// A config file's text, read as loadConfigFile reads it (a directory, a
+// file it cannot open and one over 64 MiB are refused, `error` says why
+// in loadConfigFile's words: "PATH: cannot open: ..."); nullopt then.
+std::optional<std::string> readConfigText(const std::string& path, std::string& error);
 ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& options = {});
 
 // The keys whose change a reload cannot apply, where `next` differs from

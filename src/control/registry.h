@@ -336,6 +336,8 @@ class Registry {
 
   // Allocation watermarks, for tests and keelctl.
   size_t serviceCount() const { return services_.size(); }
+  // The data plane's kind ("xdp", "dpdk"), without reading it.
+  std::string dataplaneKind() const { return dataplane_.kind(); }
 
  private:
   struct RealState {

@@ -404,6 +404,9 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   }
   startFrom_.reset();
   if (!r.isOk()) return Status::error(r.error().message);
+  adopted_ = adopted != nullptr;
+  appliedAt_ = std::chrono::system_clock::now();
+  appliedBy_ = "start";
   upkeepLater();
   return Status::ok();
 }
@@ -946,6 +949,7 @@ size_t DaemonBackend::resolvePendingMacs() {
 // keelds ignore both keys, so the version stays.
 std::optional<std::string> DaemonBackend::saveRunningState() {
   std::optional<std::string> err = saveState();
+  saveError_ = err.value_or("");
   if (!err) {
     if (saveFailures_ > 0)
       logInfo(LogRecord("runtime_state_saved").add("path", statePath_).add("after_failures", saveFailures_));
@@ -2153,8 +2157,57 @@ Result DaemonBackend::checkConfig(const std::string& text, const std::string& na
 Result DaemonBackend::reload() {
   if (reloadHook_) reloadHook_(false, true);
   Result res = reloadFile();
+  api::ReloadOutcome outcome{std::chrono::system_clock::now(), res.isOk(), {}, {}};
+  if (!res.isOk()) {
+    outcome.code = res.error().code;
+    const nlohmann::json& details = res.error().details;
+    if (details.is_object() && details.contains("errors") && details["errors"].is_array())
+      for (const nlohmann::json& e : details["errors"])
+        if (e.is_string()) outcome.errors.push_back(e.get<std::string>());
+    if (outcome.errors.empty()) outcome.errors.push_back(res.error().message);
+  }
+  lastReload_ = std::move(outcome);
   if (reloadHook_) reloadHook_(true, res.isOk());
   return res;
+}
+
+api::DaemonStatus DaemonBackend::daemonStatus() {
+  api::DaemonStatus st;
+  st.version = version_;
+  st.pid = static_cast<int64_t>(::getpid());
+  st.startedAt = startedAt_.value_or(appliedAt_);
+  st.dataplane = registry_.dataplaneKind();
+  st.where = planeWhere_;
+  st.adopted = adopted_;
+  st.configPath = configPath_;
+  st.appliedAt = appliedAt_;
+  st.appliedBy = appliedBy_;
+  // The file now against the text applied: read here, on the loop, as a
+  // reload would read it (at most 64 MiB; a config is kilobytes).
+  std::string error;
+  if (std::optional<std::string> now = readConfigText(configPath_, error); !now)
+    st.fileError = std::move(error);
+  else if (appliedText_)
+    st.fileChanged = *now != *appliedText_;
+  st.lastReload = lastReload_;
+  if (startFile_) {
+    st.restartNeeded = restartNeededKeys(*startFile_, file_);
+    if (!st.restartNeeded.empty())
+      st.stopStartNeeded = stopStartNeededKeys(*startFile_, st.restartNeeded, stopDetaches_);
+  }
+  st.services = effective_.services.size();
+  for (const ServiceConfig& s : effective_.services) st.reals += s.reals.size();
+  st.runtime.addedServices = overlay_.addedServices.size();
+  st.runtime.removedServices = overlay_.removedServices.size();
+  for (const auto& [key, ov] : overlay_.reals) {
+    st.runtime.addedReals += ov.added.has_value();
+    st.runtime.removedReals += ov.removed;
+    st.runtime.weights += ov.weight && !ov.added;  // an added real's weight is part of its add
+    st.runtime.drains += ov.drained;
+  }
+  st.stateFile = statePath_;
+  st.stateUnsaved = saveError_;
+  return st;
 }
 
 Result DaemonBackend::reloadFile() {
@@ -2222,6 +2275,9 @@ Result DaemonBackend::reloadFile() {
                 .add("to", formatDurationText(file_.metrics.flowCountInterval)));
     startFlowCounts(file_.metrics.flowCountInterval);
   }
+  appliedAt_ = std::chrono::system_clock::now();
+  appliedBy_ = "reload";
+  appliedText_ = std::move(r.text);
   size_t reals = 0;
   for (const ServiceConfig& s : effective_.services) reals += s.reals.size();
   logInfo(LogRecord("reload_done").add("services", effective_.services.size()).add("reals", reals));

@@ -250,6 +250,12 @@ class DaemonBackend : public api::ControlBackend {
   // to it (unset: to start() itself), so a start-up's own seconds (DPDK's
   // EAL and tables) do not count against fall x interval.
   void setStartedAt(std::chrono::system_clock::time_point at) { startedAt_ = at; }
+  // What daemon.status says of keeld: its version, and the text of the
+  // file start() is given (keeld's loadConfigFile read it; a reload keeps
+  // the text it applies), which the file on disk is compared with. Call
+  // before start().
+  void setVersion(std::string version) { version_ = std::move(version); }
+  void setStartText(std::string text) { appliedText_ = std::move(text); }
   // keeld --detach-on-exit: its stop takes the XDP plane out, so a restart
   // applies what a reload cannot (config.reload's stop_start_needed).
   void setStopDetaches(bool detaches) { stopDetaches_ = detaches; }
@@ -274,6 +280,7 @@ class DaemonBackend : public api::ControlBackend {
   api::Result setRealDrain(const api::RealDrainRequest& request) override;
   api::Result checkConfig(const std::string& text, const std::string& name) override;
   api::Result reload() override;
+  api::DaemonStatus daemonStatus() override;
   void shutdown(bool detach) override;
   bool canDetach() const override { return canDetach_; }
   // keeld: whether its data plane outlives it (DaemonDataplane::canDetach).
@@ -300,6 +307,13 @@ class DaemonBackend : public api::ControlBackend {
   void startFlowCounts(std::chrono::milliseconds interval);
 
   const Config& fileConfig() const { return file_; }
+  // The metrics' view of daemon.status: whether the last reload was applied
+  // (true before any), and when the running file was (nullopt before start()).
+  bool lastReloadOk() const { return !lastReload_ || lastReload_->ok; }
+  std::optional<std::chrono::system_clock::time_point> configAppliedAt() const {
+    if (appliedBy_.empty()) return std::nullopt;
+    return appliedAt_;
+  }
   HealthChecker& checker() { return checker_; }
 
  private:
@@ -485,6 +499,17 @@ class DaemonBackend : public api::ControlBackend {
   std::function<void(bool done, bool ok)> reloadHook_;
   std::string statePath_;
   bool committed_ = false;  // a commit succeeded: effective_ is what the data plane runs
+  // daemon.status: setVersion's; whether start() adopted a plane; when the
+  // running file was applied and by what, and its text (setStartText, then
+  // each good reload's); the last reload's outcome; the state file's last
+  // write error (empty: saved).
+  std::string version_;
+  bool adopted_ = false;
+  std::chrono::system_clock::time_point appliedAt_{};
+  std::string appliedBy_;
+  std::optional<std::string> appliedText_;
+  std::optional<api::ReloadOutcome> lastReload_;
+  std::string saveError_;
   MacResolver resolveMac_;
   MacResolver requestMac_;
   MacResolver retryMac_;

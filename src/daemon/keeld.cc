@@ -161,8 +161,9 @@ std::optional<Config> loadOrReport(const std::string& path, bool hostChecks = tr
 // findings as log records (config_error, config_warning, then start_rejected),
 // as a reload's are (the same warnings), so one grep of the journal finds a failed start and a
 // refused reload alike (operator review s32 L8).
-std::optional<Config> loadOrLog(const std::string& path) {
+std::optional<Config> loadOrLog(const std::string& path, std::string& text) {
   ConfigResult r = loadConfigFile(path, hostConfigOptions());
+  text = std::move(r.text);
   for (const std::string& e : r.errors) logError(LogRecord("config_error").add("error", e));
   // The l2dsr reals not in the neighbour table: real_mac_unresolved once
   // keeld holds them down, as after a reload.
@@ -260,7 +261,8 @@ int run(const std::string& path, bool detachOnExit) {
   // A stop record is measured against this, not the end of the start-up:
   // EAL, pools and connection tables take seconds that are keeld's own.
   const auto startedAt = std::chrono::system_clock::now();
-  auto loaded = loadOrLog(path);
+  std::string loadedText;  // what daemon.status compares the file with
+  auto loaded = loadOrLog(path, loadedText);
   if (!loaded) return 1;
   Config config = std::move(*loaded);  // its kind is built in (hostConfigOptions)
   raiseOpenFileLimit();
@@ -379,6 +381,8 @@ int run(const std::string& path, bool detachOnExit) {
   backend.setCheckOptions(onLoop);
   backend.setStartedAt(startedAt);
   backend.setStopDetaches(detachOnExit);
+  backend.setVersion(KEEL_VERSION);
+  backend.setStartText(std::move(loadedText));
   // The runtime overlay (keelctl changes), per interface like the pins.
   backend.setStatePath(files.runtime);
   backend.setReloadHook([](bool done, bool ok) {

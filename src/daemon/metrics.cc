@@ -367,6 +367,8 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& versi
   s.flows = backend.flowCounts();
   s.flowCountFailures = backend.flowCountFailures();
   s.nextHopMismatch = backend.nextHopMismatches();
+  s.lastReloadOk = backend.lastReloadOk();
+  s.configAppliedAt = backend.configAppliedAt();
   return s;
 }
 
@@ -390,6 +392,19 @@ std::vector<MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok
                       MetricType::Gauge);
     for (const auto& [family, mismatch] : snapshot.nextHopMismatch) sample(f, {{"family", family}}, mismatch ? 1 : 0);
   }
+  // As Prometheus and Alertmanager name their own: an alert on a refused
+  // reload, and on a file applied long ago, carries over.
+  sample(out.add("keel_config_last_reload_successful",
+                 "0 when the last reload (SIGHUP, keelctl config reload) was refused: keeld runs the config applied "
+                 "before it; 1 otherwise, also before any reload",
+                 MetricType::Gauge),
+         {}, snapshot.lastReloadOk ? 1 : 0);
+  if (snapshot.configAppliedAt)
+    sample(out.add("keel_config_last_reload_success_timestamp_seconds",
+                   "When the running config was applied (keeld's start, or the last reload that was), Unix seconds",
+                   MetricType::Gauge),
+           {},
+           std::chrono::duration<double>(snapshot.configAppliedAt->time_since_epoch()).count());
   return out.take();
 }
 

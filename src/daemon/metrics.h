@@ -59,6 +59,11 @@ struct MetricsSnapshot {
   // node.next_hop_mac is no MAC of the router the kernel routes them
   // through (DaemonBackend::nextHopMismatches; empty: not checked).
   std::map<std::string, bool> nextHopMismatch;
+  // The config: whether the last reload was applied (true before any), and
+  // when the running file was (the start, or the last reload that worked);
+  // unset before the start (no series).
+  bool lastReloadOk = true;
+  std::optional<std::chrono::system_clock::time_point> configAppliedAt;
 };
 
 // Takes the snapshot; call on the loop thread.

@@ -141,9 +141,22 @@ def test_invalid_reload_changes_nothing(keel_health):
         after = show(keeld)
         strip = lambda s: [(r["address"], r["weight"], r["state"]) for r in s["reals"]]  # noqa: E731
         assert strip(after) == strip(before)
+        # daemon.status says so: the file differs from what runs, the
+        # reload was refused and why, and the config was applied at start.
+        st = json.loads(keeld.keelctl("-o", "json", "daemon", "status").stdout)
+        cfg = st["config"]
+        assert cfg["file_changed"] is True and cfg["applied_by"] == "start", st
+        assert cfg["last_reload"]["ok"] is False and cfg["last_reload"]["code"] == "invalid_config", st
+        assert any(f"{keeld.config_path.name}:" in e for e in cfg["last_reload"]["errors"]), st
+        text = keeld.keelctl("daemon", "status").stdout
+        assert "CHANGED ON DISK" in text and "LAST RELOAD REFUSED" in text, text
     finally:
         keeld.config_path.write_text(good)
     assert keeld.keelctl("config", "reload").returncode == 0
+    st = json.loads(keeld.keelctl("-o", "json", "daemon", "status").stdout)
+    assert st["config"]["file_changed"] is False and st["config"]["applied_by"] == "reload", st
+    assert st["config"]["last_reload"]["ok"] is True and "errors" not in st["config"]["last_reload"], st
+    assert st["dataplane"]["kind"] == lab.dataplane and st["dataplane"]["adopted"] is False, st
 
 
 def test_service_list(keel_health):

@@ -124,6 +124,9 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         log = k2.log()
         assert "event=dataplane_adopted" in log and "program=kept" in log, log
         assert lab.balancer_prog_id() == prog
+        st = json.loads(k2.keelctl("-o", "json", "daemon", "status").stdout)
+        assert st["dataplane"]["adopted"] is True and st["config"]["applied_by"] == "start", st
+        assert "adopted from the keeld before" in k2.keelctl("daemon", "status").stdout
         assert [ask(s) for s in conns] == before
         # A runtime drain (keelctl) of the UDP flow's real: kept across the
         # next restart (runtime state file), its flow stays.

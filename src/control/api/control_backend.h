@@ -176,6 +176,44 @@ struct StatsSnapshot {
   GlobalStats global;
 };
 
+// daemon.status: keeld itself, the config it runs and how that came about.
+struct ReloadOutcome {
+  std::chrono::system_clock::time_point at;
+  bool ok = true;
+  std::string code;                 // the reply's error code when !ok (invalid_config, failed)
+  std::vector<std::string> errors;  // when !ok: every config error, or the one message
+};
+
+struct DaemonStatus {
+  std::string version;
+  int64_t pid = 0;
+  std::chrono::system_clock::time_point startedAt;  // keeld's process start
+  std::string dataplane;  // Dataplane::kind()
+  std::string where;      // the interface or port it runs on; empty if unknown
+  bool adopted = false;   // the start took over a plane a previous keeld left forwarding
+  std::string configPath;
+  // When the running file was applied (the start, or the last reload that
+  // worked) and by which ("start" / "reload").
+  std::chrono::system_clock::time_point appliedAt;
+  std::string appliedBy;
+  // The file on disk now against the text applied then: nullopt when it
+  // cannot be read (fileError says why).
+  std::optional<bool> fileChanged;
+  std::string fileError;
+  std::optional<ReloadOutcome> lastReload;  // nullopt: no reload since the start
+  // config.reload's restart_needed / stop_start_needed for the running file.
+  std::vector<std::string> restartNeeded;
+  std::vector<std::string> stopStartNeeded;
+  size_t services = 0, reals = 0;  // running, keelctl changes included
+  // The keelctl changes on top of the file (the runtime overlay), and the
+  // file that keeps them across restarts (empty: none is kept).
+  struct RuntimeChanges {
+    size_t addedServices = 0, removedServices = 0, addedReals = 0, removedReals = 0, weights = 0, drains = 0;
+  } runtime;
+  std::string stateFile;
+  std::string stateUnsaved;  // why the state file's last write failed; empty when saved
+};
+
 // ------------------------------------------------------- typed requests
 
 struct RealSpec {
@@ -272,6 +310,9 @@ class ControlBackend {
   // instants), plus the connection-table count, which only these two show
   // (Dataplane::connTableEntries; listServices/findService do not ask for it).
   virtual StatsSnapshot servicesAndGlobalStats() = 0;
+
+  // daemon.status (no side effects; reads the config file to compare it).
+  virtual DaemonStatus daemonStatus() = 0;
 
   // Mutations, each given a validated request. On error: nothing changed.
   virtual Result addService(const ServiceAddRequest& request) = 0;

@@ -211,6 +211,43 @@ json statsJson(const ServiceSnapshot& s) {
               {"reals", std::move(reals)}};
 }
 
+json statusJson(const DaemonStatus& st) {
+  auto textOrNull = [](const std::string& t) { return t.empty() ? json(nullptr) : json(t); };
+  json lastReload = nullptr;
+  if (st.lastReload) {
+    lastReload = json{{"at", rfc3339(st.lastReload->at)}, {"ok", st.lastReload->ok}};
+    if (!st.lastReload->ok) {
+      lastReload["code"] = st.lastReload->code;
+      lastReload["errors"] = st.lastReload->errors;
+    }
+  }
+  const DaemonStatus::RuntimeChanges& rc = st.runtime;
+  return json{{"version", st.version},
+              {"pid", st.pid},
+              {"started_at", rfc3339(st.startedAt)},
+              {"dataplane", json{{"kind", st.dataplane}, {"where", textOrNull(st.where)}, {"adopted", st.adopted}}},
+              {"config",
+               json{{"path", st.configPath},
+                    {"applied_at", rfc3339(st.appliedAt)},
+                    {"applied_by", st.appliedBy},
+                    {"file_changed", st.fileChanged ? json(*st.fileChanged) : json(nullptr)},
+                    {"file_error", textOrNull(st.fileError)},
+                    {"last_reload", std::move(lastReload)},
+                    {"restart_needed", st.restartNeeded},
+                    {"stop_start_needed", st.stopStartNeeded}}},
+              {"services", st.services},
+              {"reals", st.reals},
+              {"runtime_changes",
+               json{{"added_services", rc.addedServices},
+                    {"removed_services", rc.removedServices},
+                    {"added_reals", rc.addedReals},
+                    {"removed_reals", rc.removedReals},
+                    {"weights", rc.weights},
+                    {"drains", rc.drains},
+                    {"state_file", textOrNull(st.stateFile)},
+                    {"unsaved", textOrNull(st.stateUnsaved)}}}};
+}
+
 json Dispatcher::errorResponse(const json& id, const ApiError& e) {
   json err{{"code", e.code}, {"message", e.message}};
   if (!e.field.empty()) err["field"] = e.field;
@@ -347,7 +384,7 @@ const std::vector<std::string>& Dispatcher::methods() {
   static const std::vector<std::string> kMethods = {
       "service.list", "service.show", "service.add",  "service.remove", "real.add",     "real.remove",
       "real.set_weight", "real.drain", "real.undrain", "health.show",  "stats.get",    "lookup",
-      "conn.list",    "config.check", "config.reload", "daemon.shutdown"};
+      "conn.list",    "config.check", "config.reload", "daemon.status", "daemon.shutdown"};
   return kMethods;
 }
 
@@ -362,8 +399,8 @@ const std::vector<std::string>& Dispatcher::readOnlyMethods() {
   // Not config.check, which changes nothing either: it runs the host checks
   // (neighbour lookups that wait up to a second on keeld's loop and send
   // probes) for whatever text it is given, an operator's tool.
-  static const std::vector<std::string> kReadOnly = {"service.list", "service.show", "health.show",
-                                                     "stats.get",    "lookup",       "conn.list"};
+  static const std::vector<std::string> kReadOnly = {"service.list", "service.show", "health.show", "stats.get",
+                                                     "lookup",       "conn.list",    "daemon.status"};
   return kReadOnly;
 }
 
@@ -674,6 +711,11 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     auto p = parseNoParams(params);
     if (!p.ok()) return fail(p.error);
     return reply(backend_.reload());
+  }
+  if (method == "daemon.status") {
+    auto p = parseNoParams(params);
+    if (!p.ok()) return fail(p.error);
+    return good(statusJson(backend_.daemonStatus()));
   }
   if (method == "daemon.shutdown") {
     auto p = parseShutdown(params);

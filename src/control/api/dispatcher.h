@@ -81,5 +81,6 @@ std::string serializeResponse(const nlohmann::json& response);
 nlohmann::json toJson(const ServiceSnapshot& service);
 nlohmann::json healthJson(const ServiceSnapshot& service);
 nlohmann::json statsJson(const ServiceSnapshot& service);
+nlohmann::json statusJson(const DaemonStatus& status);
 
 }  // namespace keel::api

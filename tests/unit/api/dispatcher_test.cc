@@ -370,7 +370,7 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
 // answer but unknown_method or the internal "listed but not dispatched"),
 // and unknown_method names exactly those.
 TEST_F(DispatcherTest, EveryListedMethodIsDispatchedAndNoOtherIsKnown) {
-  ASSERT_EQ(Dispatcher::methods().size(), 16u);
+  ASSERT_EQ(Dispatcher::methods().size(), 17u);
   for (const std::string& m : Dispatcher::methods()) {
     if (m == "daemon.shutdown") continue;  // would ask the server to stop; ShutdownIsDeferredToTheServer
     json r = call(json{{"id", 1}, {"method", m}, {"params", {{"bogus_key_for_the_test", 1}}}}.dump());
@@ -393,8 +393,8 @@ TEST_F(DispatcherTest, ReadOnlyServesQueriesAndForbidsChanges) {
   const std::vector<std::string> changing = {"service.add", "service.remove", "real.add",      "real.remove",
                                              "real.set_weight", "real.drain", "real.undrain", "config.reload",
                                              "daemon.shutdown"};
-  const std::vector<std::string> queries = {"service.list", "service.show", "health.show",
-                                            "stats.get",    "lookup",       "conn.list"};
+  const std::vector<std::string> queries = {"service.list", "service.show", "health.show", "stats.get",
+                                            "lookup",       "conn.list",    "daemon.status"};
   EXPECT_EQ(Dispatcher::readOnlyMethods(), queries);
   for (const std::string& m : Dispatcher::methods()) {
     const bool changes = std::find(changing.begin(), changing.end(), m) != changing.end();
@@ -411,7 +411,7 @@ TEST_F(DispatcherTest, ReadOnlyServesQueriesAndForbidsChanges) {
     EXPECT_EQ(r["error"]["message"],
               "method: " + m +
                   " is not served on this read-only socket (it serves service.list, service.show, health.show, "
-                  "stats.get, lookup, conn.list)");
+                  "stats.get, lookup, conn.list, daemon.status)");
   }
   EXPECT_TRUE(fake_.mutations.empty());
   EXPECT_FALSE(fake_.shutdownDetach.has_value());
@@ -420,11 +420,90 @@ TEST_F(DispatcherTest, ReadOnlyServesQueriesAndForbidsChanges) {
             "forbidden");
   EXPECT_EQ(ro.handleLine(R"({"id":1,"method":"service.list"})").response["ok"], true);
   EXPECT_EQ(ro.handleLine(R"({"id":2,"method":"health.show","params":{"service":"web"}})").response["ok"], true);
+  EXPECT_EQ(ro.handleLine(R"({"id":7,"method":"daemon.status"})").response["ok"], true);
   // An unknown method stays unknown_method, not forbidden.
   EXPECT_EQ(ro.handleLine(R"({"id":4,"method":"real.destroy"})").response["error"]["code"], "unknown_method");
   // The same requests on the ordinary dispatcher reach the backend.
   EXPECT_EQ(call(R"({"id":5,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})")["ok"], true);
   EXPECT_EQ(fake_.mutations, std::vector<std::string>{"drain web 10.0.0.5"});
+}
+
+// daemon.status renders the backend's DaemonStatus whole: times in RFC 3339,
+// what is unknown or absent as null (never an empty string), a refused
+// reload's code and errors, and the keelctl changes by kind. It takes no
+// params and changes nothing.
+TEST_F(DispatcherTest, DaemonStatusRendersTheBackendsStatus) {
+  DaemonStatus& st = fake_.status;
+  st.version = "0.1.0";
+  st.pid = 4242;
+  st.startedAt = fake_.now;
+  st.dataplane = "xdp";
+  st.where = "eth0";
+  st.adopted = true;
+  st.configPath = "/etc/keel/keel.yaml";
+  st.appliedAt = fake_.now + std::chrono::seconds(60);
+  st.appliedBy = "reload";
+  st.fileChanged = true;
+  st.lastReload = ReloadOutcome{fake_.now + std::chrono::seconds(120), false, "invalid_config",
+                                {"keel.yaml:3: services[0].port: must be an integer 0..65535, got \"x\""}};
+  st.restartNeeded = {"limits", "metrics"};
+  st.stopStartNeeded = {"limits"};
+  st.services = 2;
+  st.reals = 5;
+  st.runtime.drains = 2;
+  st.runtime.addedServices = 1;
+  st.stateFile = "/run/keel/runtime-eth0.json";
+  json r = call(R"({"id":1,"method":"daemon.status"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"],
+            (json{{"version", "0.1.0"},
+                  {"pid", 4242},
+                  {"started_at", "2026-12-01T14:03:05Z"},
+                  {"dataplane", {{"kind", "xdp"}, {"where", "eth0"}, {"adopted", true}}},
+                  {"config",
+                   {{"path", "/etc/keel/keel.yaml"},
+                    {"applied_at", "2026-12-01T14:04:05Z"},
+                    {"applied_by", "reload"},
+                    {"file_changed", true},
+                    {"file_error", nullptr},
+                    {"last_reload",
+                     {{"at", "2026-12-01T14:05:05Z"},
+                      {"ok", false},
+                      {"code", "invalid_config"},
+                      {"errors", {"keel.yaml:3: services[0].port: must be an integer 0..65535, got \"x\""}}}},
+                    {"restart_needed", {"limits", "metrics"}},
+                    {"stop_start_needed", {"limits"}}}},
+                  {"services", 2},
+                  {"reals", 5},
+                  {"runtime_changes",
+                   {{"added_services", 1},
+                    {"removed_services", 0},
+                    {"added_reals", 0},
+                    {"removed_reals", 0},
+                    {"weights", 0},
+                    {"drains", 2},
+                    {"state_file", "/run/keel/runtime-eth0.json"},
+                    {"unsaved", nullptr}}}}))
+      << r.dump();
+  // A file keeld cannot read: file_changed null, file_error says why; a
+  // reload that worked has no code or errors; no reload yet: null.
+  st.fileChanged.reset();
+  st.fileError = "/etc/keel/keel.yaml: cannot open: Permission denied";
+  st.lastReload = ReloadOutcome{fake_.now, true, {}, {}};
+  st.where.clear();
+  r = call(R"({"id":2,"method":"daemon.status"})");
+  EXPECT_TRUE(r["result"]["config"]["file_changed"].is_null());
+  EXPECT_EQ(r["result"]["config"]["file_error"], "/etc/keel/keel.yaml: cannot open: Permission denied");
+  EXPECT_EQ(r["result"]["config"]["last_reload"], (json{{"at", "2026-12-01T14:03:05Z"}, {"ok", true}}));
+  EXPECT_TRUE(r["result"]["dataplane"]["where"].is_null());
+  st.lastReload.reset();
+  EXPECT_TRUE(call(R"({"id":3,"method":"daemon.status"})")["result"]["config"]["last_reload"].is_null());
+  // No params taken; nothing changed.
+  r = call(R"({"id":4,"method":"daemon.status","params":{"verbose":true}})");
+  EXPECT_EQ(r["error"]["code"], "invalid_params") << r.dump();
+  EXPECT_EQ(fake_.statusCalls, 3);  // the refused request never reached the backend
+  EXPECT_TRUE(fake_.mutations.empty());
+  EXPECT_FALSE(Dispatcher::changes("daemon.status"));
 }
 
 TEST_F(DispatcherTest, ShutdownIsDeferredToTheServer) {

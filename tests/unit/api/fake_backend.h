@@ -52,6 +52,8 @@ class FakeBackend : public ControlBackend {
   std::optional<std::string> unsaved;     // takeUnsavedState(): taken once
   std::optional<bool> shutdownDetach;     // set by shutdown()
   bool detachable = true;                 // canDetach()
+  DaemonStatus status;                    // daemonStatus()
+  int statusCalls = 0;
   std::map<std::string, ConnView> conns;  // connEntry() by service name (any flow)
   keel_flow_key lastConnKey{};            // the key the last connEntry() was asked for
   ConnList connListResult;                // what connList() returns
@@ -254,6 +256,11 @@ class FakeBackend : public ControlBackend {
     if (!stopStartNeeded.empty()) out["stop_start_needed"] = stopStartNeeded;
     if (!reloadWarnings.empty()) out["warnings"] = reloadWarnings;
     return Result::ok(std::move(out));
+  }
+  // daemon.status: what `status` holds (the test sets it); each call counted.
+  DaemonStatus daemonStatus() override {
+    ++statusCalls;
+    return status;
   }
   void shutdown(bool detach) override { shutdownDetach = detach; }
   bool canDetach() const override { return detachable; }

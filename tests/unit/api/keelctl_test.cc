@@ -779,6 +779,83 @@ TEST_F(KeelctlTest, StatsShowsTheXdpAttachment) {
   EXPECT_EQ(json::parse(js.out)["attachment"]["attached"], false) << js.out;
 }
 
+// keelctl daemon status: one line each for keeld, its plane, what runs and
+// the config, and lines that shout only when the operator must act: the
+// file changed on disk since it was applied, the last reload refused (with
+// its errors), keys waiting for a restart, keelctl changes not saved.
+TEST_F(KeelctlTest, DaemonStatusSaysWhatRunsAndWhatWaits) {
+  onLoop([&] {
+    DaemonStatus& st = fake_.status;
+    st.version = "0.1.0";
+    st.pid = 4242;
+    st.startedAt = std::chrono::system_clock::now() - std::chrono::hours(3);
+    st.dataplane = "xdp";
+    st.where = "eth0";
+    st.configPath = "/etc/keel/keel.yaml";
+    st.appliedAt = st.startedAt;
+    st.appliedBy = "start";
+    st.fileChanged = false;
+    st.services = 2;
+    st.reals = 5;
+    st.stateFile = "/run/keel/runtime-eth0.json";
+    return 0;
+  });
+  startServer();
+  CliRun st = keelctl({"daemon", "status"});
+  ASSERT_EQ(st.rc, 0) << st.err;
+  EXPECT_EQ(st.out.rfind("keeld 0.1.0, pid 4242, up 3h0", 0), 0u) << st.out;
+  EXPECT_NE(st.out.find("\ndata plane: xdp on eth0\nrunning: 2 services, 5 reals\nconfig: /etc/keel/keel.yaml, "
+                        "applied at keeld's start 3h0"),
+            std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("keelctl changes on top of the file: none (kept in /run/keel/runtime-eth0.json)\n"),
+            std::string::npos)
+      << st.out;
+  for (const char* loud : {"CHANGED", "REFUSED", "NOT SAVED", "restart", "adopted"})
+    EXPECT_EQ(st.out.find(loud), std::string::npos) << loud << "\n" << st.out;
+  onLoop([&] {
+    DaemonStatus& s = fake_.status;
+    s.adopted = true;
+    s.fileChanged = true;
+    s.lastReload = ReloadOutcome{std::chrono::system_clock::now(), false, "invalid_config",
+                                 {"keel.yaml:3: services[0].port: must be an integer 0..65535, got \"x\"",
+                                  "keel.yaml:9: services[1].vip: not an address"}};
+    s.restartNeeded = {"limits", "metrics"};
+    s.stopStartNeeded = {"limits"};
+    s.runtime.drains = 2;
+    s.runtime.weights = 1;
+    s.runtime.addedServices = 1;
+    s.stateUnsaved = "cannot write /run/keel/runtime-eth0.json: No space left on device";
+    return 0;
+  });
+  st = keelctl({"daemon", "status"});
+  ASSERT_EQ(st.rc, 0) << st.err;
+  EXPECT_NE(st.out.find("data plane: xdp on eth0, adopted from the keeld before (its flows kept)\n"),
+            std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("  CHANGED ON DISK since: keeld runs the text applied then; `keelctl config reload` "
+                        "applies the file"),
+            std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find(", invalid_config); keeld runs the config applied before it:\n"
+                        "    keel.yaml:3: services[0].port: must be an integer 0..65535, got \"x\"\n"
+                        "    keel.yaml:9: services[1].vip: not an address\n"),
+            std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("  LAST RELOAD REFUSED 0s ago ("), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("  not applied until keeld restarts: limits, metrics\n"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("a start (the XDP plane outlives a restart): limits\n"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("keelctl changes on top of the file: 2 drains, 1 weight, 1 added service (kept in "),
+            std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("  NOT SAVED: cannot write /run/keel/runtime-eth0.json: No space left on device"),
+            std::string::npos)
+      << st.out;
+  CliRun js = keelctl({"-o", "json", "daemon", "status"});
+  ASSERT_EQ(js.rc, 0) << js.err;
+  EXPECT_EQ(json::parse(js.out)["config"]["last_reload"]["errors"].size(), 2u) << js.out;
+}
+
 TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   onLoop([&] {
     fake_.stats.reasons[KEEL_R_TX_IPIP] = {5, 500};
@@ -968,7 +1045,7 @@ TEST_F(KeelctlTest, DaemonStopDetachIsTheOlderNameOfKeepForwarding) {
 // keeld stops (operator review M4): the man page said so, the help did not.
 TEST_F(KeelctlTest, DaemonStopHelpSaysItTakesTheBalancerOut) {
   CliRun top = keelctl({"--help"});
-  EXPECT_NE(top.out.find("stop keeld: takes the balancer out unless --keep-forwarding"), std::string::npos)
+  EXPECT_NE(top.out.find("stop keeld (takes the balancer out unless --keep-forwarding)"), std::string::npos)
       << top.out;
   CliRun h = keelctl({"daemon", "stop", "--help"});
   EXPECT_NE(h.out.find("take the balancer out: no VIP traffic is forwarded"), std::string::npos) << h.out;

@@ -726,6 +726,108 @@ TEST_F(DaemonBackendTest, BadReloadChangesNothing) {
   EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
 }
 
+// daemon.status from a keeld-like backend over a real file: what runs and
+// since when, whether the file on disk is still the text applied, the last
+// reload's outcome (a refused one keeps the applied time and says why), the
+// keys waiting for a restart, and the keelctl changes by kind.
+TEST_F(DaemonBackendTest, StatusFollowsTheFileTheReloadsAndTheRuntimeChanges) {
+  char tmpl[] = "/tmp/keel-status-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl, path = dir + "/keel.yaml";
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  auto write = [&](const std::string& text) { std::ofstream(path, std::ios::trunc) << text; };
+  write(yaml(kTwo));
+  ConfigResult first = loadConfigFile(path);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first.text, yaml(kTwo));
+  backend_ = std::make_unique<DaemonBackend>(
+      io_, registry_, path, [](const std::string& p) { return loadConfigFile(p); },
+      [](const Config&) { return Status::ok(); }, [](bool) {});
+  backend_->setVersion("9.9.9");
+  backend_->setStartText(first.text);
+  const auto before = std::chrono::system_clock::now();
+  EXPECT_FALSE(backend_->configAppliedAt());
+  ASSERT_TRUE(backend_->start(*first.config));
+  api::DaemonStatus st = backend_->daemonStatus();
+  EXPECT_EQ(st.version, "9.9.9");
+  EXPECT_EQ(st.pid, ::getpid());
+  EXPECT_EQ(st.dataplane, "mock");
+  EXPECT_FALSE(st.adopted);
+  EXPECT_EQ(st.configPath, path);
+  EXPECT_EQ(st.appliedBy, "start");
+  EXPECT_GE(st.appliedAt, before);
+  const auto startedAt = st.appliedAt;
+  EXPECT_EQ(st.fileChanged, std::optional<bool>(false));
+  EXPECT_FALSE(st.lastReload);
+  EXPECT_TRUE(st.restartNeeded.empty());
+  EXPECT_EQ(st.services, 1u);
+  EXPECT_EQ(st.reals, 2u);
+  EXPECT_EQ(st.runtime.drains + st.runtime.weights + st.runtime.addedServices + st.runtime.addedReals, 0u);
+  EXPECT_TRUE(st.stateFile.empty());
+  EXPECT_TRUE(backend_->lastReloadOk());
+  EXPECT_EQ(backend_->configAppliedAt(), std::optional(startedAt));
+
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 7}).isOk());
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.9");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  st = backend_->daemonStatus();
+  EXPECT_EQ(st.runtime.drains, 1u);
+  EXPECT_EQ(st.runtime.weights, 1u);
+  EXPECT_EQ(st.runtime.addedReals, 1u);
+  EXPECT_EQ(st.reals, 3u);
+
+  // Edited on disk, not yet reloaded; then a reload that refuses it.
+  write(yaml("      - {address: 10.0.1.1, weight: abc}\n"));
+  EXPECT_EQ(backend_->daemonStatus().fileChanged, std::optional<bool>(true));
+  ASSERT_FALSE(backend_->reload().isOk());
+  st = backend_->daemonStatus();
+  ASSERT_TRUE(st.lastReload);
+  EXPECT_FALSE(st.lastReload->ok);
+  EXPECT_EQ(st.lastReload->code, api::code::kInvalidConfig);
+  ASSERT_EQ(st.lastReload->errors.size(), 1u);
+  EXPECT_NE(st.lastReload->errors[0].find(path + ":"), std::string::npos) << st.lastReload->errors[0];
+  EXPECT_EQ(st.appliedBy, "start");
+  EXPECT_EQ(st.appliedAt, startedAt);
+  EXPECT_EQ(st.fileChanged, std::optional<bool>(true));
+  EXPECT_FALSE(backend_->lastReloadOk());
+  EXPECT_EQ(backend_->configAppliedAt(), std::optional(startedAt));
+
+  // A good reload (a key only a restart applies among its changes).
+  std::string next = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n");
+  next.replace(next.find("services:"), 0, "limits: {max_services: 64}\n");
+  write(next);
+  ASSERT_TRUE(backend_->reload().isOk());
+  st = backend_->daemonStatus();
+  ASSERT_TRUE(st.lastReload);
+  EXPECT_TRUE(st.lastReload->ok);
+  EXPECT_TRUE(st.lastReload->errors.empty());
+  EXPECT_EQ(st.appliedBy, "reload");
+  EXPECT_GE(st.appliedAt, startedAt);
+  EXPECT_EQ(st.fileChanged, std::optional<bool>(false));
+  EXPECT_EQ(st.restartNeeded, std::vector<std::string>{"limits"});
+  EXPECT_EQ(st.stopStartNeeded, std::vector<std::string>{"limits"});
+  EXPECT_EQ(st.reals, 4u);
+  EXPECT_TRUE(backend_->lastReloadOk());
+
+  // The file gone: not a change keeld can compare, said as such.
+  std::filesystem::remove(path);
+  st = backend_->daemonStatus();
+  EXPECT_FALSE(st.fileChanged);
+  EXPECT_NE(st.fileError.find(path + ": cannot open:"), std::string::npos) << st.fileError;
+  // Through the dispatcher: the same, as JSON.
+  nlohmann::json r = call(R"({"id":1,"method":"daemon.status"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["config"]["applied_by"], "reload");
+  EXPECT_TRUE(r["result"]["config"]["file_changed"].is_null());
+  EXPECT_EQ(r["result"]["runtime_changes"]["drains"], 1);
+}
+
 // A valid reload the data plane fails midway is undone: keeld applies the
 // running config again, the request says so, and the plane holds what it
 // held before (the same backends valid, the same ring members).

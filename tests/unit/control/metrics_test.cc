@@ -337,6 +337,36 @@ TEST_F(MetricsTest, AReloadAppliesTheFlowCountInterval) {
 // nothing: turned off, its result is dropped (no counts reappear); at a new
 // interval the first walk of the new setting runs once it has ended, not a
 // whole interval later.
+// The config's two series, named as Prometheus names its own: a refused
+// reload turns keel_config_last_reload_successful to 0 and leaves the
+// applied time where it was; the next reload that works sets both again.
+TEST_F(MetricsTest, AReloadsOutcomeAndWhenTheRunningConfigWasApplied) {
+  auto seriesOf = [&](const std::string& name) -> std::optional<double> {
+    const std::string out = text(renderMetrics(collectSnapshot(*backend_, "9.9.9")));
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+    return std::nullopt;
+  };
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_EQ(seriesOf("keel_config_last_reload_successful"), std::optional(1.0));
+  const std::optional<double> started = seriesOf("keel_config_last_reload_success_timestamp_seconds");
+  ASSERT_TRUE(started);
+  EXPECT_LE(*started, now + 1);
+  EXPECT_GE(*started, now - 600);
+  configText_ = std::string(kConfig) + "limits: {max_services: abc}\n";
+  ASSERT_FALSE(backend_->reload().isOk());
+  EXPECT_EQ(seriesOf("keel_config_last_reload_successful"), std::optional(0.0));
+  EXPECT_EQ(seriesOf("keel_config_last_reload_success_timestamp_seconds"), started);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  configText_ = kConfig;
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(seriesOf("keel_config_last_reload_successful"), std::optional(1.0));
+  const std::optional<double> reloaded = seriesOf("keel_config_last_reload_success_timestamp_seconds");
+  ASSERT_TRUE(reloaded);
+  EXPECT_GT(*reloaded, *started);
+}
+
 TEST_F(MetricsTest, AWalkInFlightWhenTheIntervalChangesIsDropped) {
   std::mutex m;
   std::condition_variable cv;

@@ -161,7 +161,77 @@ std::vector<IpAddress> interfaceAddresses(const std::string& interface) {
   return out;
 }
 
-std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations) {
+namespace {
+
+// One RTM_GETROUTE for `dst` (from `src` if set) on `sock`, its answer read
+// by `seq`: the hop, or nullopt for no route or a refused lookup, and also
+// for a socket that failed or stayed silent, which sets `socketFailed`.
+std::optional<RouteHop> routeTo(int sock, uint32_t seq, const IpAddress& dst, const std::optional<IpAddress>& src,
+                                bool& socketFailed) {
+  const size_t addrLen = dst.isV4() ? 4 : 16;
+  alignas(nlmsghdr) char req[NLMSG_SPACE(sizeof(rtmsg)) + 2 * RTA_SPACE(16)] = {};
+  auto* nh = reinterpret_cast<nlmsghdr*>(req);
+  nh->nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
+  nh->nlmsg_type = RTM_GETROUTE;
+  nh->nlmsg_flags = NLM_F_REQUEST;
+  nh->nlmsg_seq = seq;
+  auto* rt = static_cast<rtmsg*>(NLMSG_DATA(nh));
+  rt->rtm_family = dst.isV4() ? AF_INET : AF_INET6;
+  auto add = [&](unsigned short type, const IpAddress& a) {
+    auto* rta = reinterpret_cast<rtattr*>(req + NLMSG_ALIGN(nh->nlmsg_len));
+    rta->rta_type = type;
+    rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(addrLen));
+    std::memcpy(RTA_DATA(rta), a.bytes().data(), addrLen);
+    nh->nlmsg_len = NLMSG_ALIGN(nh->nlmsg_len) + RTA_ALIGN(rta->rta_len);
+  };
+  rt->rtm_dst_len = static_cast<unsigned char>(addrLen * 8);
+  add(RTA_DST, dst);
+  if (src) {
+    rt->rtm_src_len = static_cast<unsigned char>(addrLen * 8);
+    add(RTA_SRC, *src);
+  }
+  socketFailed = true;  // until an answer is read
+  if (::send(sock, req, nh->nlmsg_len, 0) < 0) return std::nullopt;
+  // One answer: RTM_NEWROUTE, or NLMSG_ERROR (no route: ENETUNREACH).
+  // Answers of an earlier request (a timed-out read) are skipped by seq.
+  alignas(nlmsghdr) char buf[8192];
+  for (int reads = 0; reads < 4; ++reads) {
+    ssize_t n = ::recv(sock, buf, sizeof buf, 0);
+    if (n <= 0) return std::nullopt;
+    int len = static_cast<int>(n);
+    for (auto* an = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(an, len); an = NLMSG_NEXT(an, len)) {
+      if (an->nlmsg_seq != seq) continue;
+      socketFailed = false;
+      if (an->nlmsg_type != RTM_NEWROUTE) return std::nullopt;
+      auto* route = static_cast<rtmsg*>(NLMSG_DATA(an));
+      RouteHop hop;
+      int attrLen = static_cast<int>(RTM_PAYLOAD(an));
+      for (auto* rta = reinterpret_cast<rtattr*>(RTM_RTA(route)); RTA_OK(rta, attrLen); rta = RTA_NEXT(rta, attrLen)) {
+        const auto* data = static_cast<const uint8_t*>(RTA_DATA(rta));
+        if (rta->rta_type == RTA_GATEWAY && RTA_PAYLOAD(rta) == addrLen) {
+          hop.gateway = addressOf(data, addrLen);
+        } else if (rta->rta_type == RTA_VIA && RTA_PAYLOAD(rta) >= sizeof(rtvia)) {
+          // An IPv4 route through an IPv6 gateway (RFC 5549).
+          const auto* via = reinterpret_cast<const rtvia*>(data);
+          const size_t viaLen = RTA_PAYLOAD(rta) - sizeof(rtvia);
+          if ((via->rtvia_family == AF_INET && viaLen == 4) || (via->rtvia_family == AF_INET6 && viaLen == 16))
+            hop.gateway = addressOf(via->rtvia_addr, viaLen);
+        } else if (rta->rta_type == RTA_OIF && RTA_PAYLOAD(rta) == sizeof(uint32_t)) {
+          uint32_t oif;
+          std::memcpy(&oif, data, sizeof oif);
+          char name[IF_NAMESIZE] = {};
+          if (if_indextoname(oif, name)) hop.interface = name;
+        }
+      }
+      return hop;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations, const RouteSources& sources) {
   std::map<IpAddress, RouteHop> found;
   if (destinations.empty()) return found;
   Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
@@ -169,62 +239,14 @@ std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destination
   timeval tv{1, 0};  // never hang on a silent socket
   setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   uint32_t seq = 0;
-  alignas(nlmsghdr) char buf[8192];
   for (const IpAddress& dst : destinations) {
     if (!dst.family()) continue;
-    const size_t addrLen = dst.isV4() ? 4 : 16;
-    struct {
-      nlmsghdr nh;
-      rtmsg rt;
-      rtattr dstAttr;
-      uint8_t dst[16];
-    } req{};
-    req.nh.nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(sizeof(rtmsg)) + RTA_LENGTH(addrLen));
-    req.nh.nlmsg_type = RTM_GETROUTE;
-    req.nh.nlmsg_flags = NLM_F_REQUEST;
-    req.nh.nlmsg_seq = ++seq;
-    req.rt.rtm_family = dst.isV4() ? AF_INET : AF_INET6;
-    req.rt.rtm_dst_len = static_cast<unsigned char>(addrLen * 8);
-    req.dstAttr.rta_type = RTA_DST;
-    req.dstAttr.rta_len = static_cast<unsigned short>(RTA_LENGTH(addrLen));
-    std::memcpy(req.dst, dst.bytes().data(), addrLen);
-    if (::send(sock.get(), &req, req.nh.nlmsg_len, 0) < 0) return found;
-    // One answer: RTM_NEWROUTE, or NLMSG_ERROR (no route: ENETUNREACH).
-    // Answers of an earlier request (a timed-out read) are skipped by seq.
-    bool answered = false;
-    for (int reads = 0; reads < 4 && !answered; ++reads) {
-      ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
-      if (n <= 0) return found;
-      int len = static_cast<int>(n);
-      for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
-        if (nh->nlmsg_seq != seq) continue;
-        answered = true;
-        if (nh->nlmsg_type != RTM_NEWROUTE) break;
-        auto* rt = static_cast<rtmsg*>(NLMSG_DATA(nh));
-        RouteHop hop;
-        int attrLen = static_cast<int>(RTM_PAYLOAD(nh));
-        for (auto* rta = reinterpret_cast<rtattr*>(RTM_RTA(rt)); RTA_OK(rta, attrLen);
-             rta = RTA_NEXT(rta, attrLen)) {
-          const auto* data = static_cast<const uint8_t*>(RTA_DATA(rta));
-          if (rta->rta_type == RTA_GATEWAY && RTA_PAYLOAD(rta) == addrLen) {
-            hop.gateway = addressOf(data, addrLen);
-          } else if (rta->rta_type == RTA_VIA && RTA_PAYLOAD(rta) >= sizeof(rtvia)) {
-            // An IPv4 route through an IPv6 gateway (RFC 5549).
-            const auto* via = reinterpret_cast<const rtvia*>(data);
-            const size_t viaLen = RTA_PAYLOAD(rta) - sizeof(rtvia);
-            if ((via->rtvia_family == AF_INET && viaLen == 4) || (via->rtvia_family == AF_INET6 && viaLen == 16))
-              hop.gateway = addressOf(via->rtvia_addr, viaLen);
-          } else if (rta->rta_type == RTA_OIF && RTA_PAYLOAD(rta) == sizeof(uint32_t)) {
-            uint32_t oif;
-            std::memcpy(&oif, data, sizeof oif);
-            char name[IF_NAMESIZE] = {};
-            if (if_indextoname(oif, name)) hop.interface = name;
-          }
-        }
-        found.insert_or_assign(dst, std::move(hop));
-        break;
-      }
-    }
+    const std::optional<IpAddress>& src = dst.isV4() ? sources.v4 : sources.v6;
+    bool failed = false;
+    std::optional<RouteHop> hop = routeTo(sock.get(), ++seq, dst, src, failed);
+    if (!hop && src && !failed) hop = routeTo(sock.get(), ++seq, dst, std::nullopt, failed);
+    if (failed) return found;  // a silent socket would cost a second for each address left
+    if (hop) found.insert_or_assign(dst, std::move(*hop));
   }
   return found;
 }

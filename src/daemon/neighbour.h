@@ -43,10 +43,24 @@ struct RouteHop {
   auto operator<=>(const RouteHop&) const = default;
 };
 
+// The source addresses route lookups are made from, per family (keeld: the
+// node's tunnel sources, the outer source of keel's ipip frames).
+struct RouteSources {
+  std::optional<IpAddress> v4, v6;
+  auto operator<=>(const RouteSources&) const = default;
+};
+
 // The kernel's route to each of `destinations` (netlink RTM_GETROUTE with
 // RTA_DST, one request each over one socket: the lookup a packet from this
 // host would get, policy rules and ECMP's pick for that address included).
-// An address with no route (or whose lookup failed) is absent.
-std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations);
+// With a source of the destination's family the lookup is made from it
+// (RTA_SRC, as `ip route get DST from SRC`), so a policy rule that routes
+// that source by another table (`ip rule add from SRC table T`) is
+// followed as the kernel would follow it for such a packet; a lookup the
+// kernel refuses from that source (an address this host does not have) is
+// made again without it. An address with no route (or whose lookup failed)
+// is absent.
+std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations,
+                                       const RouteSources& sources = {});
 
 }  // namespace keel

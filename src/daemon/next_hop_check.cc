@@ -20,7 +20,10 @@ constexpr const char* kMismatchDetail =
 
 }  // namespace
 
-void NextHopCheck::refreshRoutes(const std::set<IpAddress>& reals, std::chrono::steady_clock::time_point now) {
+void NextHopCheck::refreshRoutes(const std::set<IpAddress>& reals, const RouteSources& sources,
+                                 std::chrono::steady_clock::time_point now) {
+  if (sources != cachedFrom_) cache_.clear();
+  cachedFrom_ = sources;
   std::erase_if(cache_, [&](const auto& entry) { return !reals.count(entry.first); });
   // New reals first (their gateway is unknown), then those looked up
   // longest ago, once kRouteRefresh old; kRouteLookupsPerRun at most.
@@ -39,7 +42,7 @@ void NextHopCheck::refreshRoutes(const std::set<IpAddress>& reals, std::chrono::
   }
   if (ask.empty()) return;
   routeLookups_ += ask.size();
-  const std::map<IpAddress, RouteHop> found = routes_(ask);
+  const std::map<IpAddress, RouteHop> found = routes_(ask, sources);
   for (const IpAddress& a : ask) {
     auto it = found.find(a);
     cache_[a] = CachedRoute{it == found.end() ? std::nullopt : std::optional<RouteHop>(it->second), now};
@@ -59,7 +62,7 @@ void NextHopCheck::run(const Config& config, const std::string& interface, std::
     families_.clear();
     return;
   }
-  refreshRoutes(reals, now);
+  refreshRoutes(reals, RouteSources{config.node.tunnelSourceV4, config.node.tunnelSourceV6}, now);
 
   // What the cached routes say, per family.
   struct Seen {

@@ -12,6 +12,11 @@
 // neighbour entries there. It never changes the data plane's MAC itself:
 // the operator's file wins (docs/operations.md, "next_hop_mac").
 //
+// The routes are looked up from the node's tunnel source of the family (the
+// outer source of keel's ipip frames), so source-based policy routing (`ip
+// rule add from TUNNEL_SOURCE table T`) gives the router those frames are
+// meant for, not the main table's.
+//
 // What counts, per family:
 //  - the gateways of the reals' routes that leave through dataplane.interface
 //    with a usable neighbour entry (resolveNeighbours' states, with a MAC);
@@ -66,9 +71,10 @@
 
 namespace keel {
 
-// The kernel's route to each address (keeld: routesTo); an address with no
-// route is absent.
-using RouteResolver = std::function<std::map<IpAddress, RouteHop>(const std::vector<IpAddress>& destinations)>;
+// The kernel's route to each address from the given sources (keeld:
+// routesTo); an address with no route is absent.
+using RouteResolver = std::function<std::map<IpAddress, RouteHop>(const std::vector<IpAddress>& destinations,
+                                                                  const RouteSources& sources)>;
 
 class NextHopCheck {
  public:
@@ -105,11 +111,16 @@ class NextHopCheck {
     std::optional<RouteHop> hop;  // none: no route
     std::chrono::steady_clock::time_point at;
   };
-  void refreshRoutes(const std::set<IpAddress>& reals, std::chrono::steady_clock::time_point now);
+  void refreshRoutes(const std::set<IpAddress>& reals, const RouteSources& sources,
+                     std::chrono::steady_clock::time_point now);
 
   RouteResolver routes_;
   MacResolver neighbours_;
   std::map<IpAddress, CachedRoute> cache_;
+  // The sources cache_'s routes were looked up from: the node's tunnel
+  // sources, so that a policy rule routing keel's outer source by another
+  // table is followed; a reload that changes them looks every route up again.
+  RouteSources cachedFrom_;
   std::map<int, Family> families_;  // by 4 / 6
   size_t routeLookups_ = 0;
 };

@@ -116,7 +116,7 @@ class DaemonBackendTest : public ::testing::Test {
     if (planeMac_)
       backend->setNodeSource([this] { return MacAddress::parse(*planeMac_); }, "eth0");
     if (routes_)
-      backend->setRouteResolver([this](const std::vector<IpAddress>& dsts) {
+      backend->setRouteResolver([this](const std::vector<IpAddress>& dsts, const RouteSources&) {
         std::map<IpAddress, RouteHop> out;
         for (const IpAddress& d : dsts)
           if (auto it = routes_->find(d.toString()); it != routes_->end()) out[d] = it->second;

@@ -106,5 +106,36 @@ TEST_F(NeighbourTest, RoutesGiveTheGatewayAndTheInterface) {
   EXPECT_TRUE(routesTo({}).empty());
 }
 
+// Source-based policy routing: keel's outer source routed by a table of its
+// own through another router. A lookup from that source (RTA_SRC) gives
+// that router; one from a source this host lacks, which the kernel refuses
+// (IPv4), is made again without it and gives the main table's.
+TEST_F(NeighbourTest, RoutesFollowThePolicyRulesOfTheSource) {
+  ASSERT_TRUE(run("ip addr add 10.9.0.1/24 dev nba"));
+  ASSERT_TRUE(run("ip addr add 10.9.0.2/24 dev nba"));
+  ASSERT_TRUE(run("ip addr add fd00:9::1/64 dev nba nodad"));
+  ASSERT_TRUE(run("ip addr add fd00:9::2/64 dev nba nodad"));
+  ASSERT_TRUE(run("ip route add 10.50.0.0/16 via 10.9.0.254 dev nba"));
+  ASSERT_TRUE(run("ip -6 route add 2001:db8:50::/48 via fd00:9::fe dev nba"));
+  ASSERT_TRUE(run("ip route add 10.50.0.0/16 via 10.9.0.253 dev nba table 150"));
+  ASSERT_TRUE(run("ip -6 route add 2001:db8:50::/48 via fd00:9::fd dev nba table 150"));
+  ASSERT_TRUE(run("ip rule add from 10.9.0.2 table 150"));
+  ASSERT_TRUE(run("ip -6 rule add from fd00:9::2 table 150"));
+  const std::vector<IpAddress> reals = {ip("10.50.1.1"), ip("2001:db8:50::5")};
+  std::map<IpAddress, RouteHop> r = routesTo(reals);
+  EXPECT_EQ(r.at(ip("10.50.1.1")), (RouteHop{ip("10.9.0.254"), "nba"}));
+  EXPECT_EQ(r.at(ip("2001:db8:50::5")), (RouteHop{ip("fd00:9::fe"), "nba"}));
+  r = routesTo(reals, RouteSources{ip("10.9.0.2"), ip("fd00:9::2")});
+  EXPECT_EQ(r.at(ip("10.50.1.1")), (RouteHop{ip("10.9.0.253"), "nba"}));
+  EXPECT_EQ(r.at(ip("2001:db8:50::5")), (RouteHop{ip("fd00:9::fd"), "nba"}));
+  r = routesTo(reals, RouteSources{ip("10.9.0.1"), ip("fd00:9::1")});  // no rule for these
+  EXPECT_EQ(r.at(ip("10.50.1.1")), (RouteHop{ip("10.9.0.254"), "nba"}));
+  EXPECT_EQ(r.at(ip("2001:db8:50::5")), (RouteHop{ip("fd00:9::fe"), "nba"}));
+  r = routesTo(reals, RouteSources{ip("192.0.2.77"), std::nullopt});  // not this host's
+  EXPECT_EQ(r.at(ip("10.50.1.1")), (RouteHop{ip("10.9.0.254"), "nba"}));
+  run("ip rule del from 10.9.0.2 table 150");
+  run("ip -6 rule del from fd00:9::2 table 150");
+}
+
 }  // namespace
 }  // namespace keel

@@ -24,8 +24,9 @@ constexpr const char* kOther = "02:00:00:00:00:99";
 
 class NextHopCheckTest : public ::testing::Test {
  protected:
-  NextHopCheck check_{[this](const std::vector<IpAddress>& dsts) {
+  NextHopCheck check_{[this](const std::vector<IpAddress>& dsts, const RouteSources& sources) {
                         std::map<IpAddress, RouteHop> out;
+                        askedFrom_.push_back(sources);
                         for (const IpAddress& d : dsts) {
                           asked_.push_back(d);
                           if (auto it = routes_.find(d.toString()); it != routes_.end()) out[d] = it->second;
@@ -71,8 +72,31 @@ class NextHopCheckTest : public ::testing::Test {
   std::optional<RouteHop> defaultRoute_ = RouteHop{ip("10.0.0.254"), "eth0"};  // of its family
   std::map<std::string, std::string> neighbours_;  // eth0's entries
   std::vector<IpAddress> asked_;
+  std::vector<RouteSources> askedFrom_;  // each lookup's sources
   int neighbourReads_ = 0;
 };
+
+// The routes are looked up from the node's tunnel sources (source-based
+// policy routing of keel's outer source is followed), and a reload that
+// changes a source looks every cached route up again, at once.
+TEST_F(NextHopCheckTest, RoutesAreLookedUpFromTheTunnelSources) {
+  Config c = config({"10.0.1.1", "2001:db8:1::1"});
+  c.node.tunnelSourceV4 = ip("10.0.0.2");
+  defaultRoute_.reset();
+  routes_["10.0.1.1"] = RouteHop{ip("10.0.0.254"), "eth0"};
+  routes_["2001:db8:1::1"] = RouteHop{ip("fe80::1"), "eth0"};
+  run(c);
+  ASSERT_EQ(askedFrom_.size(), 1u);
+  EXPECT_EQ(askedFrom_[0], (RouteSources{ip("10.0.0.2"), std::nullopt}));
+  EXPECT_EQ(asked_.size(), 2u);
+  run(c);
+  EXPECT_EQ(askedFrom_.size(), 1u) << "cached";
+  c.node.tunnelSourceV6 = ip("2001:db8::2");
+  run(c);
+  ASSERT_EQ(askedFrom_.size(), 2u) << "a new source: looked up again, not kRouteRefresh later";
+  EXPECT_EQ(askedFrom_[1], (RouteSources{ip("10.0.0.2"), ip("2001:db8::2")}));
+  EXPECT_EQ(asked_.size(), 4u);
+}
 
 // The case F9 is about: the router keeps its address and gets another MAC
 // (replaced, a NIC swapped). Said once per change, and again once it is

@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "cli/context.h"
-#include "common/text.h"
 
 namespace keel::cli {
 
@@ -94,24 +93,9 @@ void defineConfig(CLI::App& noun, Context& ctx) {
       // keeld started (keeld(8), RELOAD). Those a restart does not apply
       // either (stop_start_needed: a pinned XDP plane that outlives keeld)
       // get their own line with the way to apply them.
-      auto keysOf = [&r](const char* field) {
-        std::vector<std::string> keys;
-        if (r->contains(field) && (*r)[field].is_array())
-          for (const auto& k : (*r)[field]) keys.push_back(str(k));
-        return keys;
-      };
-      const std::vector<std::string> stopStart = keysOf("stop_start_needed");
-      std::vector<std::string> restart = keysOf("restart_needed");
-      std::erase_if(restart, [&](const std::string& k) {
-        return std::find(stopStart.begin(), stopStart.end(), k) != stopStart.end();
-      });
-      if (!restart.empty())
-        std::cerr << "warning: not applied until keeld restarts: " << commaList(restart)
-                  << " (the running values are kept)\n";
-      if (!stopStart.empty())
-        std::cerr << "warning: not applied until keeld starts a new data plane: " << commaList(stopStart)
-                  << " (the running values are kept; a restart leaves the pinned XDP plane in place: keelctl "
-                     "daemon stop, then start keeld, which picks every established flow again)\n";
+      for (const std::string& line : restartLines(r->value("restart_needed", json()),
+                                                  r->value("stop_start_needed", json())))
+        std::cerr << "warning: " << line << "\n";
       printWarnings(*r);
     } else {
       std::cout << "config reloaded\n";

@@ -135,6 +135,28 @@ long long secondsSince(const json& when, std::time_t now) {
   return std::max<long long>(0, now - ::timegm(&tm));
 }
 
+std::vector<std::string> restartLines(const json& restartNeeded, const json& stopStartNeeded) {
+  auto keysOf = [](const json& list) {
+    std::vector<std::string> keys;
+    if (list.is_array())
+      for (const auto& k : list) keys.push_back(str(k));
+    return keys;
+  };
+  const std::vector<std::string> stopStart = keysOf(stopStartNeeded);
+  std::vector<std::string> restart = keysOf(restartNeeded);
+  std::erase_if(restart, [&](const std::string& k) {
+    return std::find(stopStart.begin(), stopStart.end(), k) != stopStart.end();
+  });
+  std::vector<std::string> lines;
+  if (!restart.empty())
+    lines.push_back("not applied until keeld restarts: " + commaList(restart) + " (the running values are kept)");
+  if (!stopStart.empty())
+    lines.push_back("not applied until keeld starts a new data plane: " + commaList(stopStart) +
+                    " (the running values are kept; a restart leaves the pinned XDP plane in place: keelctl "
+                    "daemon stop, then start keeld, which picks every established flow again)");
+  return lines;
+}
+
 std::string age(long long s) {
   if (s < 0) return "-";
   auto two = [](long long v) { return (v < 10 ? "0" : "") + std::to_string(v); };

@@ -119,6 +119,13 @@ std::string realState(const json& real);
 // each on stderr.
 void printWarnings(const json& result);
 std::string upper(std::string s);  // ASCII upper case ("tcp" -> "TCP")
+// What keeld could not apply without a restart, from a reply's
+// restart_needed and stop_start_needed (config.reload, daemon.status): a
+// line for the keys a restart applies, one for those only a new data plane
+// does (a pinned XDP plane outlives a restart), each naming its keys once;
+// none when there are none. `config reload` prints them as warnings,
+// `daemon status` under the config.
+std::vector<std::string> restartLines(const json& restartNeeded, const json& stopStartNeeded);
 // A time span in seconds: "45s", "4m12s", "3h05m", "2d04h", two units at
 // most, like `ps` etimes; "-" for a negative (unknown) one.
 std::string age(long long seconds);

@@ -28,10 +28,9 @@ std::string runtimeChanges(const json& rc) {
   return out.empty() ? "none" : out;
 }
 
-std::string joined(const json& list) {
-  std::string out;
-  for (const json& k : list) out += (out.empty() ? "" : ", ") + str(k);
-  return out;
+// "1 service", "2 services".
+std::string count(const json& n, const char* one, const char* many) {
+  return str(n) + " " + (n == 1 ? one : many);
 }
 
 void printStatus(const json& r) {
@@ -43,35 +42,40 @@ void printStatus(const json& r) {
   std::cout << "data plane: " << str(dp["kind"]);
   if (!dp["where"].is_null()) std::cout << " on " << str(dp["where"]);
   std::cout << (dp.value("adopted", false) ? ", adopted from the keeld before (its flows kept)" : "") << "\n";
-  std::cout << "running: " << str(r["services"]) << " services, " << str(r["reals"]) << " reals\n";
+  std::cout << "running: " << count(r["services"], "service", "services") << ", "
+            << count(r["reals"], "real", "reals") << "\n";
   std::cout << "config: " << str(cfg["path"]) << ", applied "
             << (str(cfg["applied_by"]) == "reload" ? "by a reload " : "at keeld's start ")
             << age(secondsSince(cfg["applied_at"], now)) << " ago (" << str(cfg["applied_at"]) << ")\n";
-  if (cfg["file_changed"].is_boolean() && cfg["file_changed"].get<bool>())
-    std::cout << "  CHANGED ON DISK since: keeld runs the text applied then; `keelctl config reload` applies "
-                 "the file (`keelctl config check FILE` checks it first)\n";
-  if (!cfg["file_error"].is_null()) std::cout << "  CANNOT READ it now: " << str(cfg["file_error"]) << "\n";
-  if (const json& last = cfg["last_reload"]; last.is_object()) {
-    if (last.value("ok", false)) {
-      std::cout << "  last reload: applied " << age(secondsSince(last["at"], now)) << " ago\n";
-    } else {
-      std::cout << "  LAST RELOAD REFUSED " << age(secondsSince(last["at"], now)) << " ago (" << str(last["at"])
-                << ", " << str(last["code"]) << "); keeld runs the config applied before it:\n";
-      for (const json& e : last["errors"]) std::cout << "    " << str(e) << "\n";
-    }
+  const json& last = cfg["last_reload"];
+  const bool refused = last.is_object() && !last.value("ok", true);
+  if (refused) {
+    std::cout << "  LAST RELOAD REFUSED " << age(secondsSince(last["at"], now)) << " ago (" << str(last["at"])
+              << ", " << str(last["code"]) << ")"
+              << (last.value("running_kept", true)
+                      ? "; keeld runs the config applied before it:\n"
+                      : "; and the config applied before it could NOT be put back: part of the refused file "
+                        "may run:\n");
+    for (const json& e : last["errors"]) std::cout << "    " << str(e) << "\n";
+  } else if (last.is_object()) {
+    std::cout << "  last reload: applied " << age(secondsSince(last["at"], now)) << " ago\n";
   }
-  if (!cfg["restart_needed"].empty())
-    std::cout << "  not applied until keeld restarts: " << joined(cfg["restart_needed"]) << "\n";
-  if (!cfg["stop_start_needed"].empty())
-    std::cout << "  of those, not applied until `keelctl daemon stop` and a start (the XDP plane outlives "
-                 "a restart): "
-              << joined(cfg["stop_start_needed"]) << "\n";
+  if (cfg["file_changed"].is_boolean() && cfg["file_changed"].get<bool>())
+    std::cout << (refused ? "  CHANGED ON DISK since it was applied: fix the file (`keelctl config check FILE`), "
+                            "then `keelctl config reload`\n"
+                          : "  CHANGED ON DISK since it was applied: `keelctl config reload` applies it "
+                            "(`keelctl config check FILE` checks it first)\n");
+  if (!cfg["file_error"].is_null()) std::cout << "  CANNOT READ it now: " << str(cfg["file_error"]) << "\n";
+  for (const std::string& line : restartLines(cfg["restart_needed"], cfg["stop_start_needed"]))
+    std::cout << "  " << line << "\n";
   const json& rc = r["runtime_changes"];
-  std::cout << "keelctl changes on top of the file: " << runtimeChanges(rc);
-  if (!rc["state_file"].is_null()) std::cout << " (kept in " << str(rc["state_file"]) << ")";
+  const std::string changes = runtimeChanges(rc);
+  std::cout << "keelctl changes on top of the file: " << changes;
+  if (changes != "none" && !rc["state_file"].is_null()) std::cout << " (kept in " << str(rc["state_file"]) << ")";
   std::cout << "\n";
   if (!rc["unsaved"].is_null())
-    std::cout << "  NOT SAVED: " << str(rc["unsaved"]) << " (a restart now would lose the changes since)\n";
+    std::cout << "  NOT SAVED: " << str(rc["unsaved"]) << " (keeld tries again, and at a clean stop: only a crash "
+              << "or kill -9 before then would lose the changes since)\n";
 }
 
 }  // namespace

@@ -272,7 +272,7 @@ struct ConfigResult {
   // loadConfigFile only: the file's text as it was read and parsed, valid
   // or not (keeld keeps the applied one to tell whether the file has changed
   // since: daemon.status).
-  std::string text;
+  std::optional<std::string> text;
   bool ok() const { return config.has_value(); }
 };
 

@@ -336,7 +336,7 @@ class Registry {
 
   // Allocation watermarks, for tests and keelctl.
   size_t serviceCount() const { return services_.size(); }
-  // The data plane's kind ("xdp", "dpdk"), without reading it.
+  // The data plane's kind ("xdp", "dpdk"; "mock" in tests): no counter read.
   std::string dataplaneKind() const { return dataplane_.kind(); }
 
  private:

@@ -1376,6 +1376,7 @@ void DaemonBackend::syncHealth(const Config& effective) {
 std::optional<Status> DaemonBackend::restoreRunning() {
   if (!committed_) return std::nullopt;
   Status s = registry_.apply(effective_);
+  if (!s) restoreFailed_ = true;
   // Reals the restore re-created start at their configured health; the
   // checker's verdicts, unchanged, put them back where they were. After a
   // failed health transition that is usually nothing (the registry recorded
@@ -2156,9 +2157,11 @@ Result DaemonBackend::checkConfig(const std::string& text, const std::string& na
 
 Result DaemonBackend::reload() {
   if (reloadHook_) reloadHook_(false, true);
+  restoreFailed_ = false;
   Result res = reloadFile();
   api::ReloadOutcome outcome{std::chrono::system_clock::now(), res.isOk(), {}, {}};
   if (!res.isOk()) {
+    outcome.runningKept = !restoreFailed_;
     outcome.code = res.error().code;
     const nlohmann::json& details = res.error().details;
     if (details.is_object() && details.contains("errors") && details["errors"].is_array())
@@ -2200,9 +2203,12 @@ api::DaemonStatus DaemonBackend::daemonStatus() {
   st.runtime.addedServices = overlay_.addedServices.size();
   st.runtime.removedServices = overlay_.removedServices.size();
   for (const auto& [key, ov] : overlay_.reals) {
-    st.runtime.addedReals += ov.added.has_value();
+    // A file real removed and added back with keelctl runs as the file's
+    // real (compose), so it is no added real; the weight an add gave is
+    // part of the add, a set-weight after it is a weight.
+    st.runtime.addedReals += ov.added && !findReal(file_, key.first, key.second);
     st.runtime.removedReals += ov.removed;
-    st.runtime.weights += ov.weight && !ov.added;  // an added real's weight is part of its add
+    st.runtime.weights += ov.weight && (!ov.added || *ov.weight != ov.added->weight);
     st.runtime.drains += ov.drained;
   }
   st.stateFile = statePath_;
@@ -2253,6 +2259,7 @@ Result DaemonBackend::reloadFile() {
     // The running file's node config back, so a failed reload changes
     // nothing.
     if (Status s = writeNode(file_); !s) {
+      restoreFailed_ = true;
       api::ApiError e = res.error();
       e.message += "; restoring the running node config failed: " + s.message();
       res = Result::error(std::move(e));
@@ -2277,7 +2284,7 @@ Result DaemonBackend::reloadFile() {
   }
   appliedAt_ = std::chrono::system_clock::now();
   appliedBy_ = "reload";
-  appliedText_ = std::move(r.text);
+  if (r.text) appliedText_ = std::move(*r.text);
   size_t reals = 0;
   for (const ServiceConfig& s : effective_.services) reals += s.reals.size();
   logInfo(LogRecord("reload_done").add("services", effective_.services.size()).add("reals", reals));

@@ -509,6 +509,9 @@ class DaemonBackend : public api::ControlBackend {
   std::string appliedBy_;
   std::optional<std::string> appliedText_;
   std::optional<api::ReloadOutcome> lastReload_;
+  // Set by a restore that failed (restoreRunning, the node config's) during
+  // the reload running now: its outcome says the running config was not kept.
+  bool restoreFailed_ = false;
   std::string saveError_;
   MacResolver resolveMac_;
   MacResolver requestMac_;

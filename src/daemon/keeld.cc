@@ -163,7 +163,7 @@ std::optional<Config> loadOrReport(const std::string& path, bool hostChecks = tr
 // refused reload alike (operator review s32 L8).
 std::optional<Config> loadOrLog(const std::string& path, std::string& text) {
   ConfigResult r = loadConfigFile(path, hostConfigOptions());
-  text = std::move(r.text);
+  text = std::move(r.text).value_or("");
   for (const std::string& e : r.errors) logError(LogRecord("config_error").add("error", e));
   // The l2dsr reals not in the neighbour table: real_mac_unresolved once
   // keeld holds them down, as after a reload.

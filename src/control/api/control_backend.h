@@ -182,6 +182,10 @@ struct ReloadOutcome {
   bool ok = true;
   std::string code;                 // the reply's error code when !ok (invalid_config, failed)
   std::vector<std::string> errors;  // when !ok: every config error, or the one message
+  // When !ok: whether keeld runs the config it ran before the reload. False
+  // only when a reload the data plane refused midway could not be undone
+  // either: part of the refused file may run (the errors say what failed).
+  bool runningKept = true;
 };
 
 struct DaemonStatus {

@@ -219,6 +219,7 @@ json statusJson(const DaemonStatus& st) {
     if (!st.lastReload->ok) {
       lastReload["code"] = st.lastReload->code;
       lastReload["errors"] = st.lastReload->errors;
+      lastReload["running_kept"] = st.lastReload->runningKept;
     }
   }
   const DaemonStatus::RuntimeChanges& rc = st.runtime;

@@ -808,16 +808,14 @@ TEST_F(KeelctlTest, DaemonStatusSaysWhatRunsAndWhatWaits) {
                         "applied at keeld's start 3h0"),
             std::string::npos)
       << st.out;
-  EXPECT_NE(st.out.find("keelctl changes on top of the file: none (kept in /run/keel/runtime-eth0.json)\n"),
-            std::string::npos)
-      << st.out;
+  EXPECT_NE(st.out.find("\nkeelctl changes on top of the file: none\n"), std::string::npos) << st.out;
   for (const char* loud : {"CHANGED", "REFUSED", "NOT SAVED", "restart", "adopted"})
     EXPECT_EQ(st.out.find(loud), std::string::npos) << loud << "\n" << st.out;
   onLoop([&] {
     DaemonStatus& s = fake_.status;
     s.adopted = true;
     s.fileChanged = true;
-    s.lastReload = ReloadOutcome{std::chrono::system_clock::now(), false, "invalid_config",
+    s.lastReload = ReloadOutcome{std::chrono::system_clock::now() - std::chrono::seconds(90), false, "invalid_config",
                                  {"keel.yaml:3: services[0].port: must be an integer 0..65535, got \"x\"",
                                   "keel.yaml:9: services[1].vip: not an address"}};
     s.restartNeeded = {"limits", "metrics"};
@@ -833,8 +831,9 @@ TEST_F(KeelctlTest, DaemonStatusSaysWhatRunsAndWhatWaits) {
   EXPECT_NE(st.out.find("data plane: xdp on eth0, adopted from the keeld before (its flows kept)\n"),
             std::string::npos)
       << st.out;
-  EXPECT_NE(st.out.find("  CHANGED ON DISK since: keeld runs the text applied then; `keelctl config reload` "
-                        "applies the file"),
+  // The refusal first, then what to do about the file it refused.
+  EXPECT_NE(st.out.find("    keel.yaml:9: services[1].vip: not an address\n  CHANGED ON DISK since it was applied: "
+                        "fix the file (`keelctl config check FILE`), then `keelctl config reload`\n"),
             std::string::npos)
       << st.out;
   EXPECT_NE(st.out.find(", invalid_config); keeld runs the config applied before it:\n"
@@ -842,15 +841,30 @@ TEST_F(KeelctlTest, DaemonStatusSaysWhatRunsAndWhatWaits) {
                         "    keel.yaml:9: services[1].vip: not an address\n"),
             std::string::npos)
       << st.out;
-  EXPECT_NE(st.out.find("  LAST RELOAD REFUSED 0s ago ("), std::string::npos) << st.out;
-  EXPECT_NE(st.out.find("  not applied until keeld restarts: limits, metrics\n"), std::string::npos) << st.out;
-  EXPECT_NE(st.out.find("a start (the XDP plane outlives a restart): limits\n"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("  LAST RELOAD REFUSED 1m3"), std::string::npos) << st.out;  // 90 s ago, a second's slack
+  // As `config reload` says them: limits only on the new data plane's line.
+  EXPECT_NE(st.out.find("  not applied until keeld restarts: metrics (the running values are kept)\n"
+                        "  not applied until keeld starts a new data plane: limits (the running values are kept; "),
+            std::string::npos)
+      << st.out;
   EXPECT_NE(st.out.find("keelctl changes on top of the file: 2 drains, 1 weight, 1 added service (kept in "),
             std::string::npos)
       << st.out;
   EXPECT_NE(st.out.find("  NOT SAVED: cannot write /run/keel/runtime-eth0.json: No space left on device"),
             std::string::npos)
       << st.out;
+  // A reload the data plane refused and keeld could not undo says so.
+  onLoop([&] {
+    fake_.status.lastReload->runningKept = false;
+    fake_.status.services = 1;
+    return 0;
+  });
+  st = keelctl({"daemon", "status"});
+  EXPECT_NE(st.out.find(", invalid_config); and the config applied before it could NOT be put back: part of the "
+                        "refused file may run:\n"),
+            std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("running: 1 service, 5 reals\n"), std::string::npos) << st.out;
   CliRun js = keelctl({"-o", "json", "daemon", "status"});
   ASSERT_EQ(js.rc, 0) << js.err;
   EXPECT_EQ(json::parse(js.out)["config"]["last_reload"]["errors"].size(), 2u) << js.out;

@@ -742,12 +742,13 @@ TEST_F(DaemonBackendTest, StatusFollowsTheFileTheReloadsAndTheRuntimeChanges) {
   write(yaml(kTwo));
   ConfigResult first = loadConfigFile(path);
   ASSERT_TRUE(first.ok());
-  EXPECT_EQ(first.text, yaml(kTwo));
+  EXPECT_EQ(first.text, std::optional(yaml(kTwo)));
+  std::string refusal;  // what keeld's preApply refuses a reload with, if set
   backend_ = std::make_unique<DaemonBackend>(
       io_, registry_, path, [](const std::string& p) { return loadConfigFile(p); },
-      [](const Config&) { return Status::ok(); }, [](bool) {});
+      [&refusal](const Config&) { return refusal.empty() ? Status::ok() : Status::error(refusal); }, [](bool) {});
   backend_->setVersion("9.9.9");
-  backend_->setStartText(first.text);
+  backend_->setStartText(*first.text);
   const auto before = std::chrono::system_clock::now();
   EXPECT_FALSE(backend_->configAppliedAt());
   ASSERT_TRUE(backend_->start(*first.config));
@@ -775,12 +776,39 @@ TEST_F(DaemonBackendTest, StatusFollowsTheFileTheReloadsAndTheRuntimeChanges) {
   api::RealAddRequest add;
   add.service = "web";
   add.real.address = ip("10.0.1.9");
+  add.real.weight = 30;
   ASSERT_TRUE(backend_->addReal(add).isOk());
   st = backend_->daemonStatus();
   EXPECT_EQ(st.runtime.drains, 1u);
-  EXPECT_EQ(st.runtime.weights, 1u);
+  EXPECT_EQ(st.runtime.weights, 1u) << "the added real's weight is its add's";
   EXPECT_EQ(st.runtime.addedReals, 1u);
   EXPECT_EQ(st.reals, 3u);
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.9")}, 40}).isOk());
+  EXPECT_EQ(backend_->daemonStatus().runtime.weights, 2u) << "a set-weight after the add is a weight";
+  api::ServiceAddRequest svc;
+  svc.name = "api";
+  svc.vip = ip("10.0.0.7");
+  svc.port = 443;
+  ASSERT_TRUE(backend_->addService(svc).isOk());
+  ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.9")}).isOk());
+  st = backend_->daemonStatus();
+  EXPECT_EQ(st.runtime.addedServices, 1u);
+  EXPECT_EQ(st.runtime.addedReals, 0u) << "a real keelctl added and removed is no change";
+  EXPECT_EQ(st.services, 2u);
+  ASSERT_TRUE(backend_->removeService("api").isOk());
+  ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
+  st = backend_->daemonStatus();
+  EXPECT_EQ(st.runtime.addedServices, 0u);
+  EXPECT_EQ(st.runtime.removedReals, 1u);
+  EXPECT_EQ(st.reals, 1u);
+  // The file's real added back: it runs as the file's, no added real.
+  add.real.address = ip("10.0.1.2");
+  add.real.weight = 100;
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  st = backend_->daemonStatus();
+  EXPECT_EQ(st.runtime.removedReals, 0u);
+  EXPECT_EQ(st.runtime.addedReals, 0u);
+  EXPECT_EQ(st.reals, 2u);
 
   // Edited on disk, not yet reloaded; then a reload that refuses it.
   write(yaml("      - {address: 10.0.1.1, weight: abc}\n"));
@@ -798,21 +826,50 @@ TEST_F(DaemonBackendTest, StatusFollowsTheFileTheReloadsAndTheRuntimeChanges) {
   EXPECT_FALSE(backend_->lastReloadOk());
   EXPECT_EQ(backend_->configAppliedAt(), std::optional(startedAt));
 
-  // A good reload (a key only a restart applies among its changes).
+  // Refused past the file: by keeld's own checks (preApply), and by the data
+  // plane midway (undone), then with the undoing refused too.
   std::string next = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n");
   next.replace(next.find("services:"), 0, "limits: {max_services: 64}\n");
   write(next);
+  refusal = "dataplane.interface: not applied";
+  ASSERT_FALSE(backend_->reload().isOk());
+  refusal.clear();
+  st = backend_->daemonStatus();
+  ASSERT_TRUE(st.lastReload);
+  EXPECT_EQ(st.lastReload->code, api::code::kFailed);
+  EXPECT_EQ(st.lastReload->errors, std::vector<std::string>{"dataplane.interface: not applied"});
+  EXPECT_TRUE(st.lastReload->runningKept);
+  EXPECT_EQ(st.appliedAt, startedAt);
+  dp_.failAfter = 2;
+  ASSERT_FALSE(backend_->reload().isOk());
+  st = backend_->daemonStatus();
+  ASSERT_EQ(st.lastReload->errors.size(), 1u);
+  EXPECT_NE(st.lastReload->errors[0].find("the running configuration was restored"), std::string::npos)
+      << st.lastReload->errors[0];
+  EXPECT_TRUE(st.lastReload->runningKept);
+  dp_.failAll = true;
+  ASSERT_FALSE(backend_->reload().isOk());
+  dp_.failAll = false;
+  st = backend_->daemonStatus();
+  EXPECT_NE(st.lastReload->errors[0].find("restoring the running configuration failed too"), std::string::npos)
+      << st.lastReload->errors[0];
+  EXPECT_FALSE(st.lastReload->runningKept);
+  EXPECT_EQ(st.appliedAt, startedAt);
+  EXPECT_EQ(call(R"({"id":1,"method":"daemon.status"})")["result"]["config"]["last_reload"]["running_kept"], false);
+
+  // A good reload (a key only a restart applies among its changes).
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_TRUE(backend_->reload().isOk());
   st = backend_->daemonStatus();
   ASSERT_TRUE(st.lastReload);
   EXPECT_TRUE(st.lastReload->ok);
   EXPECT_TRUE(st.lastReload->errors.empty());
   EXPECT_EQ(st.appliedBy, "reload");
-  EXPECT_GE(st.appliedAt, startedAt);
+  EXPECT_GT(st.appliedAt, startedAt);
   EXPECT_EQ(st.fileChanged, std::optional<bool>(false));
   EXPECT_EQ(st.restartNeeded, std::vector<std::string>{"limits"});
   EXPECT_EQ(st.stopStartNeeded, std::vector<std::string>{"limits"});
-  EXPECT_EQ(st.reals, 4u);
+  EXPECT_EQ(st.reals, 3u);  // the file's three, one drained, 10.0.1.2 as the file has it
   EXPECT_TRUE(backend_->lastReloadOk());
 
   // The file gone: not a change keeld can compare, said as such.

@@ -333,10 +333,6 @@ TEST_F(MetricsTest, AReloadAppliesTheFlowCountInterval) {
                       "keel_real_flows{" + kReal1 + R"(,state="kept"} 0)"));
 }
 
-// A walk still running when a reload changes the interval counts for
-// nothing: turned off, its result is dropped (no counts reappear); at a new
-// interval the first walk of the new setting runs once it has ended, not a
-// whole interval later.
 // The config's two series, named as Prometheus names its own: a refused
 // reload turns keel_config_last_reload_successful to 0 and leaves the
 // applied time where it was; the next reload that works sets both again.
@@ -367,6 +363,10 @@ TEST_F(MetricsTest, AReloadsOutcomeAndWhenTheRunningConfigWasApplied) {
   EXPECT_GT(*reloaded, *started);
 }
 
+// A walk still running when a reload changes the interval counts for
+// nothing: turned off, its result is dropped (no counts reappear); at a new
+// interval the first walk of the new setting runs once it has ended, not a
+// whole interval later.
 TEST_F(MetricsTest, AWalkInFlightWhenTheIntervalChangesIsDropped) {
   std::mutex m;
   std::condition_variable cv;

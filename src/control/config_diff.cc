@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/config_diff.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstring>
+#include <map>
 #include <utility>
 
 #include "common/duration.h"
@@ -125,6 +127,56 @@ KeyChanges nodeChanges(const keel_node_config& from, const keel_node_config& to)
   compare(out, "conntrack_insert_rate", std::to_string(from.conntrack_insert_rate),
           std::to_string(to.conntrack_insert_rate));
   return out;
+}
+
+void logServiceChanges(const ServiceConfig& from, const ServiceConfig& to,
+                       const std::function<std::optional<uint32_t>(const IpAddress&)>& weightBefore) {
+  const std::string& name = to.name;
+  if (KeyChanges c = serviceChanges(from, to); !c.empty()) {
+    LogRecord rec("service_updated");
+    rec.add("service", name);
+    logInfo(addChanges(rec, c));
+  }
+  std::map<IpAddress, const RealConfig*> was;
+  for (const RealConfig& rc : from.reals) was.emplace(rc.address, &rc);
+  // A check change is per real (the service's block and the real's own
+  // resolve to its check); the one every real the service keeps shares (a
+  // change of the service's block, usually) is one record, not one a real.
+  std::vector<std::pair<IpAddress, KeyChanges>> checks;
+  size_t kept = 0;
+  for (const RealConfig& rc : to.reals) {
+    const std::optional<uint32_t> weight = weightBefore(rc.address);
+    if (!weight) continue;  // added
+    ++kept;
+    if (*weight != rc.weight)
+      logInfo(LogRecord("real_weight_changed")
+                  .add("service", name)
+                  .add("real", rc.address.toString())
+                  .add("from", *weight)
+                  .add("to", rc.weight));
+    auto old = was.find(rc.address);
+    if (old == was.end()) continue;
+    if (KeyChanges c = healthCheckChanges(old->second->healthSpec, rc.healthSpec); !c.empty())
+      checks.emplace_back(rc.address, std::move(c));
+  }
+  KeyChanges serviceWide = healthPolicyChanges(from, to);
+  const bool shared = kept > 1 && checks.size() == kept &&
+                      std::all_of(checks.begin(), checks.end(), [&](const auto& c) { return c.second == checks[0].second; });
+  if (shared) {
+    serviceWide.insert(serviceWide.end(), checks[0].second.begin(), checks[0].second.end());
+    checks.clear();
+  }
+  if (!serviceWide.empty()) {
+    LogRecord rec("health_check_changed");
+    rec.add("service", name);
+    if (shared) rec.add("reals", kept);
+    logInfo(addChanges(rec, serviceWide));
+  }
+  for (const auto& [addr, c] : checks) {
+    LogRecord rec("health_check_changed");
+    rec.add("service", name).add("real", addr.toString());
+    logInfo(addChanges(rec, c));
+  }
 }
 
 }  // namespace keel

@@ -9,6 +9,8 @@
 // Only what differs is listed; nothing changed, nothing to log.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +48,17 @@ KeyChanges healthPolicyChanges(const ServiceConfig& from, const ServiceConfig& t
 // counts as "" (type none uses only type). Keys only the old type used are
 // not listed: the new check has none of them.
 KeyChanges healthCheckChanges(const HealthCheckSpec& from, const HealthCheckSpec& to);
+
+// The records of a service kept under its name and key, from `from` to
+// `to`: service_updated (serviceChanges), real_weight_changed for each real
+// of `to` that `weightBefore` knows (the weight it had; nullopt: a real `to`
+// adds, real_added's), and health_check_changed: one for the service when
+// every kept real's check changed alike (its health block, usually) or its
+// healthPolicyChanges did, else one per real. Registry::apply logs them for
+// the changes it writes; keeld's start for what keel.yaml changed while no
+// keeld ran.
+void logServiceChanges(const ServiceConfig& from, const ServiceConfig& to,
+                       const std::function<std::optional<uint32_t>(const IpAddress&)>& weightBefore);
 
 // The node config as the data plane holds it (keeld's buildNodeConfig),
 // under node: key names: tunnel_source_v4, tunnel_source_v6, next_hop_mac,

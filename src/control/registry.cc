@@ -359,52 +359,11 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
 // made them, the registry cannot tell: a keelctl change also logs its own
 // runtime_* or api_change record.
 void Registry::logChanges(const ServiceState& state, const ServiceConfig& cfg) {
-  const std::string& name = cfg.name;
-  if (KeyChanges c = serviceChanges(state.config, cfg); !c.empty()) {
-    LogRecord rec("service_updated");
-    rec.add("service", name);
-    logInfo(addChanges(rec, c));
-  }
-  std::map<IpAddress, const RealConfig*> was;
-  for (const RealConfig& rc : state.config.reals) was.emplace(rc.address, &rc);
-  // A check change is per real (the service's block and the real's own
-  // resolve to its check); the one every real the service keeps shares (a
-  // change of the service's block, usually) is one record, not one a real.
-  std::vector<std::pair<IpAddress, KeyChanges>> checks;
-  size_t kept = 0;
-  for (const RealConfig& rc : cfg.reals) {
-    auto real = state.reals.find(rc.address);
-    if (real == state.reals.end()) continue;  // added: real_added, after the writes
-    ++kept;
-    if (real->second.weight != rc.weight)
-      logInfo(LogRecord("real_weight_changed")
-                  .add("service", name)
-                  .add("real", rc.address.toString())
-                  .add("from", real->second.weight)
-                  .add("to", rc.weight));
-    auto old = was.find(rc.address);
-    if (old == was.end()) continue;
-    if (KeyChanges c = healthCheckChanges(old->second->healthSpec, rc.healthSpec); !c.empty())
-      checks.emplace_back(rc.address, std::move(c));
-  }
-  KeyChanges serviceWide = healthPolicyChanges(state.config, cfg);
-  const bool shared = kept > 1 && checks.size() == kept &&
-                      std::all_of(checks.begin(), checks.end(), [&](const auto& c) { return c.second == checks[0].second; });
-  if (shared) {
-    serviceWide.insert(serviceWide.end(), checks[0].second.begin(), checks[0].second.end());
-    checks.clear();
-  }
-  if (!serviceWide.empty()) {
-    LogRecord rec("health_check_changed");
-    rec.add("service", name);
-    if (shared) rec.add("reals", kept);
-    logInfo(addChanges(rec, serviceWide));
-  }
-  for (const auto& [addr, c] : checks) {
-    LogRecord rec("health_check_changed");
-    rec.add("service", name).add("real", addr.toString());
-    logInfo(addChanges(rec, c));
-  }
+  logServiceChanges(state.config, cfg, [&state](const IpAddress& address) -> std::optional<uint32_t> {
+    auto real = state.reals.find(address);
+    if (real == state.reals.end()) return std::nullopt;  // added: real_added, after the writes
+    return real->second.weight;
+  });
 }
 
 Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {

@@ -328,7 +328,8 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   std::optional<StopRecord> stop;
   std::error_code existsError;
   const bool haveStateFile = !statePath_.empty() && std::filesystem::exists(statePath_, existsError);
-  Overlay kept = loadState(config, &stop);
+  std::optional<std::string> appliedBefore;
+  Overlay kept = loadState(config, &stop, &appliedBefore);
   if (adopted) keepAdoptedMacs(config, kept, *adopted);
   if (adopted) {
     // The adopted data plane says which reals are up (VALID).
@@ -404,6 +405,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   }
   startFrom_.reset();
   if (!r.isOk()) return Status::error(r.error().message);
+  if (appliedBefore && appliedText_ && *appliedBefore != *appliedText_) logChangesWhileStopped(*appliedBefore, config);
   adopted_ = adopted != nullptr;
   appliedAt_ = std::chrono::system_clock::now();
   appliedBy_ = "start";
@@ -997,6 +999,10 @@ std::optional<std::string> DaemonBackend::saveState(const StopRecord* stop) cons
                      {"services", services},
                      {"removed_services", removed},
                      {"reals", reals}};
+  // The text of the file running (keel.yaml as applied), for the next
+  // keeld to say what changed meanwhile (logChangesWhileStopped); older
+  // keelds ignore the key, as they do the stop record.
+  if (appliedText_) doc["applied_file"] = *appliedText_;
   // The stop record (saveAtStop): older keelds ignore the key.
   if (stop) {
     nlohmann::json up = nlohmann::json::array();
@@ -1100,7 +1106,8 @@ void DaemonBackend::logKept(const Overlay& o) {
 // only if the file did not change what it changes (rebase's rule, with the
 // fingerprint saved standing in for the old file). Version 1 files (drains
 // and weights of file reals, with the real's file weight) are still read.
-DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optional<StopRecord>* stop) const {
+DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optional<StopRecord>* stop,
+                                                        std::optional<std::string>* applied) const {
   replayingState_ = true;
   struct Done {
     bool& flag;
@@ -1134,6 +1141,8 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   }
   // The stop record, if the keeld that wrote the file stopped cleanly
   // (saveAtStop). A malformed one is no record: checked reals start down.
+  if (applied && doc.contains("applied_file") && doc["applied_file"].is_string())
+    *applied = doc["applied_file"].get<std::string>();
   if (stop && doc.contains("stopped")) {
     const nlohmann::json& st = doc["stopped"];
     if (st.is_object() && st.contains("at_ms") && st["at_ms"].is_number_integer() && st.contains("up") &&
@@ -2174,6 +2183,47 @@ Result DaemonBackend::reload() {
   return res;
 }
 
+void DaemonBackend::logChangesWhileStopped(const std::string& before, const Config& now) const {
+  // Parsed as keel.yaml is, but with no neighbour-table read: an l2dsr real
+  // without a mac: is taken as waiting for its MAC (what changed is in the
+  // file's lines, not in the table).
+  ConfigOptions o;
+  o.resolveMac = [](const std::vector<IpAddress>&, const std::string&) { return std::map<IpAddress, MacAddress>{}; };
+  ConfigResult prev = parseConfig(before, configPath_ + " (as the keeld before applied it)", o);
+  LogRecord head("config_changed_while_stopped");
+  head.add("config", configPath_);
+  if (!prev.ok()) {
+    logInfo(head.add("detail", "keel.yaml is not the file the keeld before applied, which this keeld cannot read "
+                               "to compare: " + prev.errors.front()));
+    return;
+  }
+  logInfo(head.add("detail", "keel.yaml is not the file the keeld before applied: what changed in the services "
+                             "kept and the node follows; services and reals added or removed are logged as "
+                             "they are applied"));
+  const auto prevServices = servicesByName(*prev.config);
+  for (const ServiceConfig& svc : now.services) {
+    const ServiceConfig* was = find(prevServices, svc.name);
+    if (!was || was->vip != svc.vip || was->port != svc.port || was->protocol != svc.protocol) continue;
+    const auto reals = realsByAddress(was);
+    logServiceChanges(*was, svc, [&reals](const IpAddress& a) -> std::optional<uint32_t> {
+      const RealConfig* r = find(reals, a);
+      if (!r) return std::nullopt;
+      return r->weight;
+    });
+  }
+  logMacChanges(*prev.config, now);
+  if (node_ && planeMac_) {
+    std::optional<MacAddress> mac = planeMac_();
+    if (!mac) mac = writtenPlaneMac_;
+    std::string err;
+    if (std::optional<keel_node_config> n = buildNodeConfig(*prev.config, mac, &err))
+      if (KeyChanges c = nodeChanges(*n, *node_); !c.empty()) {
+        LogRecord rec("node_updated");
+        logInfo(addChanges(rec, c));
+      }
+  }
+}
+
 api::DaemonStatus DaemonBackend::daemonStatus() {
   api::DaemonStatus st;
   st.version = version_;
@@ -2254,8 +2304,13 @@ Result DaemonBackend::reloadFile() {
     logError(LogRecord("reload_rejected").add("error", s.message()));
     return Result::error(api::code::kFailed, s.message());
   }
+  // The new text before the commit, which saves it with the state file;
+  // the running one back if the commit fails.
+  std::optional<std::string> runningText = appliedText_;
+  if (r.text) appliedText_ = std::move(*r.text);
   Result res = commit(*r.config, std::move(next));
   if (!res.isOk()) {
+    appliedText_ = std::move(runningText);
     // The running file's node config back, so a failed reload changes
     // nothing.
     if (Status s = writeNode(file_); !s) {
@@ -2284,7 +2339,6 @@ Result DaemonBackend::reloadFile() {
   }
   appliedAt_ = std::chrono::system_clock::now();
   appliedBy_ = "reload";
-  if (r.text) appliedText_ = std::move(*r.text);
   size_t reals = 0;
   for (const ServiceConfig& s : effective_.services) reals += s.reals.size();
   logInfo(LogRecord("reload_done").add("services", effective_.services.size()).add("reals", reals));

@@ -429,8 +429,17 @@ class DaemonBackend : public api::ControlBackend {
   std::optional<std::string> saveRunningState();
   // Writes the state file; the reason it could not, logged too.
   std::optional<std::string> saveState(const StopRecord* stop = nullptr) const;
-  // The overlay the state file keeps; its stop record into *stop if given.
-  Overlay loadState(const Config& file, std::optional<StopRecord>* stop = nullptr) const;
+  // The overlay the state file keeps; its stop record into *stop, and the
+  // text of the file the keeld that wrote it had applied into *applied, if
+  // given (and the file has them).
+  Overlay loadState(const Config& file, std::optional<StopRecord>* stop = nullptr,
+                    std::optional<std::string>* applied = nullptr) const;
+  // At a start whose state file has the text the keeld before applied
+  // (`before`) and it is not this file's: config_changed_while_stopped,
+  // then what changed in the services `now` keeps and in the node, as a
+  // reload's records (logServiceChanges, node_updated); services and reals
+  // added or removed are logged as the start applies them.
+  void logChangesWhileStopped(const std::string& before, const Config& now) const;
   // A state file start() cannot use (`error`): renamed to PATH.bad-TIME
   // before the next save overwrites it, and runtime_state_ignored logged
   // with where it is now (kept_as) and what the operator loses.

@@ -105,7 +105,9 @@ class DaemonBackendTest : public ::testing::Test {
             r.errors.push_back(p + ": cannot open");
             return r;
           }
-          return parseConfig(it->second, p, options());
+          ConfigResult r = parseConfig(it->second, p, options());
+          r.text = it->second;  // as loadConfigFile gives it
+          return r;
         },
         [this](const Config& next) {
           preApplied_.push_back(next.node.tunnelSourceV6 ? next.node.tunnelSourceV6->toString() : "none");
@@ -124,6 +126,7 @@ class DaemonBackendTest : public ::testing::Test {
       });
     if (startedAt_) backend->setStartedAt(*startedAt_);
     backend->setMacResolver(resolver());
+    backend->setStartText(files_["keel.yaml"]);  // as keeld gives it
     ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml", options());
     EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
     if (!r.ok()) return backend;
@@ -2578,6 +2581,67 @@ TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
   EXPECT_TRUE(k->real("web", "10.0.1.9"));
   EXPECT_FALSE(k->real("web", "10.0.1.2"));
   EXPECT_FALSE(k->backend->findService("api"));
+}
+
+// keel.yaml edited while no keeld ran (a stop, an upgrade): the next keeld's
+// start says so and what changed in the services it keeps and in the node,
+// with a reload's records, whether it adopts the plane or starts a new one
+// (before, an adopting start logged nothing of such changes: the pins hold
+// no weights or checks). The state file keeps the text applied, also after
+// a reload; a restart with the same file says nothing.
+TEST_F(RuntimeStateTest, ARestartSaysWhatKeelYamlChangedWhileNoKeeldRan) {
+  make();
+  EXPECT_EQ(readState()["applied_file"], files_["keel.yaml"]);
+  files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n") + kApi;
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(readState()["applied_file"], files_["keel.yaml"]);
+  const MockDataplane before = dp_;
+  backend_.reset();
+
+  std::string edited = yaml("      - {address: 10.0.1.1, weight: 50}\n"
+                            "      - {address: 10.0.1.2, weight: 100}\n"
+                            "      - {address: 10.0.1.3, weight: 100}\n",
+                            "    health: {type: tcp, interval: 3s}\n") +
+                       kApi;
+  edited.replace(edited.find("tunnel_source_v4"), 0, "icmp_too_big_rate: 50, ");
+  edited.replace(edited.find("    port: 81"), 0, "    scheduler: maglev-src\n");
+  files_["keel.yaml"] = edited;
+  planeMac_ = "02:00:00:00:00:aa";
+  const std::string stateBefore = dir_ + "/state-before.json";
+  std::filesystem::copy_file(statePath_, stateBefore);
+  for (bool adopt : {true, false}) {
+    SCOPED_TRACE(adopt ? "adopting the plane" : "a new plane");
+    // Each start saves the text it applied: the file the keeld before left.
+    std::filesystem::copy_file(stateBefore, statePath_, std::filesystem::copy_options::overwrite_existing);
+    test::LogCapture log;
+    auto k = adopt ? restart(&before) : restart();
+    ASSERT_TRUE(k->backend);
+    const std::vector<std::string> head = log.take("config_changed_while_stopped");
+    ASSERT_EQ(head.size(), 1u);
+    EXPECT_NE(head[0].find("config=keel.yaml"), std::string::npos) << head[0];
+    const std::vector<std::string> weight = log.take("real_weight_changed");
+    ASSERT_EQ(weight.size(), 1u);
+    EXPECT_NE(weight[0].find("service=web real=10.0.1.1 from=100 to=50"), std::string::npos) << weight[0];
+    const std::vector<std::string> checks = log.take("health_check_changed");
+    ASSERT_EQ(checks.size(), 1u);
+    EXPECT_NE(checks[0].find("service=web reals=3 changed=type,interval,"), std::string::npos) << checks[0];
+    EXPECT_NE(checks[0].find(" type_from=none type_to=tcp interval_from=\"\" interval_to=3s "), std::string::npos)
+        << checks[0];
+    const std::vector<std::string> svc = log.take("service_updated");
+    ASSERT_EQ(svc.size(), 1u);
+    EXPECT_NE(svc[0].find("service=api changed=scheduler scheduler_from=maglev scheduler_to=maglev-src"),
+              std::string::npos)
+        << svc[0];
+    const std::vector<std::string> node = log.take("node_updated");
+    ASSERT_EQ(node.size(), 1u);
+    EXPECT_NE(node[0].find("changed=icmp_too_big_rate"), std::string::npos) << node[0];
+    k.reset();
+  }
+  // The file the last start applied: nothing changed since, nothing said.
+  test::LogCapture log;
+  auto k = restart(&before);
+  EXPECT_TRUE(log.take("config_changed_while_stopped").empty());
+  EXPECT_TRUE(log.take("real_weight_changed").empty());
 }
 
 // A file service removed at runtime may be replaced at runtime, under its

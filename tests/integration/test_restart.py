@@ -149,7 +149,12 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         extra = lab.service("extra", 4, EXTRA_PORT, "tcp", "ipip")
         config3 = lab.keel_config([extra, web3, dgram])
         k3 = host.start(config3, "third")
-        assert "event=dataplane_adopted" in k3.log()
+        log3 = k3.log()
+        assert "event=dataplane_adopted" in log3
+        # The file changed while no keeld ran: the start says what.
+        assert "event=config_changed_while_stopped" in log3, log3
+        assert re.search(rf"event=real_weight_changed service=web real={re.escape(drained_addr)} from=\d+ to=0",
+                         log3), log3
         shown = show_service(k3, "dgram")
         draining = {r["address"]: r["draining"] for r in shown["reals"]}
         assert draining[udp_addr] and sum(draining.values()) == 1, draining

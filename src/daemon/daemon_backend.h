@@ -310,6 +310,8 @@ class DaemonBackend : public api::ControlBackend {
   // The metrics' view of daemon.status: whether the last reload was applied
   // (true before any), and when the running file was (nullopt before start()).
   bool lastReloadOk() const { return !lastReload_ || lastReload_->ok; }
+  // When keeld's process started (setStartedAt); nullopt if not given.
+  std::optional<std::chrono::system_clock::time_point> startedAt() const { return startedAt_; }
   std::optional<std::chrono::system_clock::time_point> configAppliedAt() const {
     if (appliedBy_.empty()) return std::nullopt;
     return appliedAt_;

@@ -369,6 +369,7 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& versi
   s.nextHopMismatch = backend.nextHopMismatches();
   s.lastReloadOk = backend.lastReloadOk();
   s.configAppliedAt = backend.configAppliedAt();
+  s.startedAt = backend.startedAt();
   return s;
 }
 
@@ -392,6 +393,13 @@ std::vector<MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok
                       MetricType::Gauge);
     for (const auto& [family, mismatch] : snapshot.nextHopMismatch) sample(f, {{"family", family}}, mismatch ? 1 : 0);
   }
+  // The client libraries' process collectors' name (prometheus-cpp has
+  // none): uptime panels and restart alerts (`changes(...[1h]) > 0`) work
+  // as for any other exporter.
+  if (snapshot.startedAt)
+    sample(out.add("process_start_time_seconds", "Start time of the process since unix epoch in seconds",
+                   MetricType::Gauge),
+           {}, std::chrono::duration<double>(snapshot.startedAt->time_since_epoch()).count());
   // As Prometheus and Alertmanager name their own: an alert on a refused
   // reload, and on a file applied long ago, carries over.
   sample(out.add("keel_config_last_reload_successful",

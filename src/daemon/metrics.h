@@ -64,6 +64,8 @@ struct MetricsSnapshot {
   // unset before the start (no series).
   bool lastReloadOk = true;
   std::optional<std::chrono::system_clock::time_point> configAppliedAt;
+  // When keeld's process started (process_start_time_seconds); unset: not known.
+  std::optional<std::chrono::system_clock::time_point> startedAt;
 };
 
 // Takes the snapshot; call on the loop thread.

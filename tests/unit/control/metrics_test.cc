@@ -729,6 +729,17 @@ TEST(MetricsRender, NextHopMacMismatchPerFamily) {
   EXPECT_TRUE(hasLine(out, "keel_next_hop_mac_mismatch{family=\"ipv6\"} 0"));
 }
 
+// keeld's start time under the process collectors' name, when known.
+TEST(MetricsRender, ProcessStartTime) {
+  MetricsSnapshot s;
+  std::string out = text(renderMetrics(s));
+  EXPECT_EQ(out.find("process_start_time_seconds"), std::string::npos) << out;
+  s.startedAt = std::chrono::system_clock::time_point(std::chrono::seconds(1796133785));
+  out = text(renderMetrics(s));
+  EXPECT_TRUE(hasLine(out, "# TYPE process_start_time_seconds gauge"));
+  EXPECT_TRUE(hasLine(out, "process_start_time_seconds 1796133785")) << out;
+}
+
 TEST(LoopCollector, StuckLoopGivesUpAndNeverRunsTheSourceOffLoop) {
   boost::asio::io_context io;  // never run: the loop is "stuck"
   bool ran = false;

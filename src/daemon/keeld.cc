@@ -113,26 +113,7 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
     return resolveNeighbours(reals, iface, macWaitMs);
   };
   o.interfaceAddresses = interfaceAddresses;
-  o.addressIsLocal = [](const IpAddress& a) {
-    const int fd = ::socket(a.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return true;  // cannot tell: not warned about
-    sockaddr_storage ss{};
-    socklen_t len;
-    if (a.isV4()) {
-      auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-      sin->sin_family = AF_INET;
-      std::memcpy(&sin->sin_addr, a.bytes().data(), 4);
-      len = sizeof *sin;
-    } else {
-      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-      sin6->sin6_family = AF_INET6;
-      std::memcpy(&sin6->sin6_addr, a.bytes().data(), 16);
-      len = sizeof *sin6;
-    }
-    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0 || errno != EADDRNOTAVAIL;
-    ::close(fd);
-    return bound;
-  };
+  o.addressIsLocal = addressIsLocal;
   o.socketPathProblem = api::socketPathProblem;
   o.groupExists = [](const std::string& name) {
     // A lookup that failed says nothing of the group: not refused for it

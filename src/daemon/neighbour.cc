@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <array>
 #include <chrono>
 #include <cstring>
@@ -231,6 +232,25 @@ std::optional<RouteHop> routeTo(int sock, uint32_t seq, const IpAddress& dst, co
 
 }  // namespace
 
+bool addressIsLocal(const IpAddress& a) {
+  Fd fd(::socket(a.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) return true;  // cannot tell
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (a.isV4()) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    std::memcpy(&sin->sin_addr, a.bytes().data(), 4);
+    len = sizeof *sin;
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    std::memcpy(&sin6->sin6_addr, a.bytes().data(), 16);
+    len = sizeof *sin6;
+  }
+  return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 || errno != EADDRNOTAVAIL;
+}
+
 std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations, const RouteSources& sources) {
   std::map<IpAddress, RouteHop> found;
   if (destinations.empty()) return found;
@@ -238,13 +258,13 @@ std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destination
   if (sock.get() < 0) return found;
   timeval tv{1, 0};  // never hang on a silent socket
   setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  // Decided once for all the lookups: no address is looked up twice.
+  const std::optional<IpAddress> v4 = sources.v4 && addressIsLocal(*sources.v4) ? sources.v4 : std::nullopt;
   uint32_t seq = 0;
   for (const IpAddress& dst : destinations) {
     if (!dst.family()) continue;
-    const std::optional<IpAddress>& src = dst.isV4() ? sources.v4 : sources.v6;
     bool failed = false;
-    std::optional<RouteHop> hop = routeTo(sock.get(), ++seq, dst, src, failed);
-    if (!hop && src && !failed) hop = routeTo(sock.get(), ++seq, dst, std::nullopt, failed);
+    std::optional<RouteHop> hop = routeTo(sock.get(), ++seq, dst, dst.isV4() ? v4 : sources.v6, failed);
     if (failed) return found;  // a silent socket would cost a second for each address left
     if (hop) found.insert_or_assign(dst, std::move(*hop));
   }

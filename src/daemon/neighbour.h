@@ -43,6 +43,11 @@ struct RouteHop {
   auto operator<=>(const RouteHop&) const = default;
 };
 
+// Whether `address` is one of this host's (a UDP socket may bind to it; a
+// bind refused for another reason than EADDRNOTAVAIL, or no socket at all,
+// counts as yes: it cannot tell).
+bool addressIsLocal(const IpAddress& address);
+
 // The source addresses route lookups are made from, per family (keeld: the
 // node's tunnel sources, the outer source of keel's ipip frames).
 struct RouteSources {
@@ -56,10 +61,10 @@ struct RouteSources {
 // With a source of the destination's family the lookup is made from it
 // (RTA_SRC, as `ip route get DST from SRC`), so a policy rule that routes
 // that source by another table (`ip rule add from SRC table T`) is
-// followed as the kernel would follow it for such a packet; a lookup the
-// kernel refuses from that source (an address this host does not have) is
-// made again without it. An address with no route (or whose lookup failed)
-// is absent.
+// followed as the kernel would follow it for such a packet. An IPv4
+// source this host does not have is left out (the kernel looks nothing up
+// from one: every lookup would fail); an IPv6 one is used. An address with
+// no route (or whose lookup failed) is absent.
 std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations,
                                        const RouteSources& sources = {});
 

@@ -22,7 +22,11 @@ constexpr const char* kMismatchDetail =
 
 void NextHopCheck::refreshRoutes(const std::set<IpAddress>& reals, const RouteSources& sources,
                                  std::chrono::steady_clock::time_point now) {
-  if (sources != cachedFrom_) cache_.clear();
+  // Other sources (a reload): every route is due again, oldest first within
+  // the budget as any refresh; the hops known meanwhile stay, so a family
+  // is never judged on part of its reals.
+  if (sources != cachedFrom_)
+    for (auto& [address, cached] : cache_) cached.at = std::min(cached.at, now - kRouteRefresh);
   cachedFrom_ = sources;
   std::erase_if(cache_, [&](const auto& entry) { return !reals.count(entry.first); });
   // New reals first (their gateway is unknown), then those looked up

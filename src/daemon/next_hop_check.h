@@ -119,7 +119,7 @@ class NextHopCheck {
   std::map<IpAddress, CachedRoute> cache_;
   // The sources cache_'s routes were looked up from: the node's tunnel
   // sources, so that a policy rule routing keel's outer source by another
-  // table is followed; a reload that changes them looks every route up again.
+  // table is followed; a reload that changes them makes every route due.
   RouteSources cachedFrom_;
   std::map<int, Family> families_;  // by 4 / 6
   size_t routeLookups_ = 0;

@@ -92,10 +92,43 @@ TEST_F(NextHopCheckTest, RoutesAreLookedUpFromTheTunnelSources) {
   run(c);
   EXPECT_EQ(askedFrom_.size(), 1u) << "cached";
   c.node.tunnelSourceV6 = ip("2001:db8::2");
+  routes_["10.0.1.1"] = RouteHop{ip("10.0.0.253"), "eth0"};  // the new source's router
+  neighbours_["10.0.0.254"] = kNextHop;
+  neighbours_["10.0.0.253"] = kOther;
   run(c);
-  ASSERT_EQ(askedFrom_.size(), 2u) << "a new source: looked up again, not kRouteRefresh later";
+  ASSERT_EQ(askedFrom_.size(), 2u) << "a new source: looked up again at the next check, not kRouteRefresh later";
   EXPECT_EQ(askedFrom_[1], (RouteSources{ip("10.0.0.2"), ip("2001:db8::2")}));
   EXPECT_EQ(asked_.size(), 4u);
+  EXPECT_EQ(check_.mismatches().at("ipv4"), true) << "judged by the new source's router";
+}
+
+// Past the lookup budget, a change of source makes every route due without
+// forgetting the hops known: those not looked up yet still count, so a
+// family is not judged on the few looked up so far.
+TEST_F(NextHopCheckTest, ANewSourceKeepsTheKnownHopsUntilTheirTurn) {
+  std::vector<std::string> reals;
+  for (size_t i = 0; i < NextHopCheck::kRouteLookupsPerRun + 44; ++i)
+    reals.push_back("10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1));
+  Config c = config(reals);
+  // The first reals' router has another MAC, the last ones' next_hop_mac:
+  // a match only while the last ones' hops count.
+  for (size_t i = NextHopCheck::kRouteLookupsPerRun; i < reals.size(); ++i)
+    routes_[reals[i]] = RouteHop{ip("10.0.0.253"), "eth0"};
+  neighbours_["10.0.0.254"] = kOther;
+  neighbours_["10.0.0.253"] = kNextHop;
+  const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  run(c, t0);
+  run(c, t0 + std::chrono::seconds(5));
+  ASSERT_EQ(asked_.size(), reals.size());
+  EXPECT_EQ(check_.mismatches().at("ipv4"), false);
+  log_.take("next_hop_mac_mismatch");  // the first check's, on the first reals alone
+  c.node.tunnelSourceV4 = ip("10.0.0.2");
+  run(c, t0 + std::chrono::seconds(10));
+  EXPECT_EQ(asked_.size(), reals.size() + NextHopCheck::kRouteLookupsPerRun) << "the budget holds";
+  EXPECT_EQ(check_.mismatches().at("ipv4"), false) << "judged on part of the reals";
+  EXPECT_TRUE(log_.take("next_hop_mac_mismatch").empty());
+  run(c, t0 + std::chrono::seconds(15));
+  EXPECT_EQ(asked_.size(), 2 * reals.size()) << "the rest at the next check";
 }
 
 // The case F9 is about: the router keeps its address and gets another MAC

@@ -11,13 +11,16 @@ namespace keel::cli {
 
 namespace {
 
-// "2 drains, 1 weight, 1 added service", or "none".
+// "1 service", "2 services".
+std::string count(uint64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// "2 drains, 1 weight, 1 added service"; empty when there are none.
 std::string runtimeChanges(const json& rc) {
   std::string out;
   auto add = [&](const char* key, const char* one, const char* many) {
-    const uint64_t n = rc.value(key, uint64_t{0});
-    if (n == 0) return;
-    out += (out.empty() ? "" : ", ") + std::to_string(n) + " " + (n == 1 ? one : many);
+    if (const uint64_t n = rc.value(key, uint64_t{0}); n != 0) out += (out.empty() ? "" : ", ") + count(n, one, many);
   };
   add("drains", "drain", "drains");
   add("weights", "weight", "weights");
@@ -25,12 +28,7 @@ std::string runtimeChanges(const json& rc) {
   add("removed_services", "removed service", "removed services");
   add("added_reals", "added real", "added reals");
   add("removed_reals", "removed real", "removed reals");
-  return out.empty() ? "none" : out;
-}
-
-// "1 service", "2 services".
-std::string count(const json& n, const char* one, const char* many) {
-  return str(n) + " " + (n == 1 ? one : many);
+  return out;
 }
 
 void printStatus(const json& r) {
@@ -42,8 +40,8 @@ void printStatus(const json& r) {
   std::cout << "data plane: " << str(dp["kind"]);
   if (!dp["where"].is_null()) std::cout << " on " << str(dp["where"]);
   std::cout << (dp.value("adopted", false) ? ", adopted from the keeld before (its flows kept)" : "") << "\n";
-  std::cout << "running: " << count(r["services"], "service", "services") << ", "
-            << count(r["reals"], "real", "reals") << "\n";
+  std::cout << "running: " << count(r.value("services", uint64_t{0}), "service", "services") << ", "
+            << count(r.value("reals", uint64_t{0}), "real", "reals") << "\n";
   std::cout << "config: " << str(cfg["path"]) << ", applied "
             << (str(cfg["applied_by"]) == "reload" ? "by a reload " : "at keeld's start ")
             << age(secondsSince(cfg["applied_at"], now)) << " ago (" << str(cfg["applied_at"]) << ")\n";
@@ -70,8 +68,8 @@ void printStatus(const json& r) {
     std::cout << "  " << line << "\n";
   const json& rc = r["runtime_changes"];
   const std::string changes = runtimeChanges(rc);
-  std::cout << "keelctl changes on top of the file: " << changes;
-  if (changes != "none" && !rc["state_file"].is_null()) std::cout << " (kept in " << str(rc["state_file"]) << ")";
+  std::cout << "keelctl changes on top of the file: " << (changes.empty() ? "none" : changes);
+  if (!changes.empty() && !rc["state_file"].is_null()) std::cout << " (kept in " << str(rc["state_file"]) << ")";
   std::cout << "\n";
   if (!rc["unsaved"].is_null())
     std::cout << "  NOT SAVED: " << str(rc["unsaved"]) << " (keeld tries again, and at a clean stop: only a crash "

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <unordered_map>
@@ -328,8 +329,11 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   std::optional<StopRecord> stop;
   std::error_code existsError;
   const bool haveStateFile = !statePath_.empty() && std::filesystem::exists(statePath_, existsError);
-  std::optional<std::string> appliedBefore;
-  Overlay kept = loadState(config, &stop, &appliedBefore);
+  // What keel.yaml changed while no keeld ran, before the start applies it:
+  // the records of what it adds and removes follow.
+  if (std::optional<std::string> before = readAppliedFile(); before && appliedText_ && *before != *appliedText_)
+    logChangesWhileStopped(*before, config);
+  Overlay kept = loadState(config, &stop);
   if (adopted) keepAdoptedMacs(config, kept, *adopted);
   if (adopted) {
     // The adopted data plane says which reals are up (VALID).
@@ -405,7 +409,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   }
   startFrom_.reset();
   if (!r.isOk()) return Status::error(r.error().message);
-  if (appliedBefore && appliedText_ && *appliedBefore != *appliedText_) logChangesWhileStopped(*appliedBefore, config);
+  saveAppliedFile();
   adopted_ = adopted != nullptr;
   appliedAt_ = std::chrono::system_clock::now();
   appliedBy_ = "start";
@@ -449,12 +453,18 @@ void DaemonBackend::upkeep() {
   checkNextHop();
 }
 
+std::optional<keel_node_config> DaemonBackend::nodeFor(const Config& c, std::optional<MacAddress>& mac,
+                                                      std::string& err) const {
+  mac = planeMac_();
+  if (!mac) mac = writtenPlaneMac_;  // unreadable just now (the interface going): the last one read
+  return buildNodeConfig(c, mac, &err);
+}
+
 Status DaemonBackend::writeNode(const Config& next) {
   if (!planeMac_) return Status::ok();
-  std::optional<MacAddress> mac = planeMac_();
-  if (!mac) mac = writtenPlaneMac_;  // unreadable just now (the interface going): the last one read
+  std::optional<MacAddress> mac;
   std::string err;
-  std::optional<keel_node_config> n = buildNodeConfig(next, mac, &err);
+  std::optional<keel_node_config> n = nodeFor(next, mac, err);
   if (!n) return Status::error(err);
   if (!node_ || !sameNode(*n, *node_)) {
     if (Status s = registry_.setNode(*n); !s) return s;  // writtenPlaneMac_ stays: the upkeep sees the MAC again
@@ -696,6 +706,9 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   }
   committed_ = true;
   macApplyFailures_ = 0;  // the data plane takes writes again
+  // The plane holds a whole config again: a refused reload's failed undo
+  // (daemon.status's running_kept) is over.
+  if (lastReload_) lastReload_->runningKept = true;
   if (!startFile_) startFile_ = file;  // the first: what the data plane was built with
   logMacChanges(effective_, next);
   const bool newlyPending = notePendingMacs(next);
@@ -999,10 +1012,6 @@ std::optional<std::string> DaemonBackend::saveState(const StopRecord* stop) cons
                      {"services", services},
                      {"removed_services", removed},
                      {"reals", reals}};
-  // The text of the file running (keel.yaml as applied), for the next
-  // keeld to say what changed meanwhile (logChangesWhileStopped); older
-  // keelds ignore the key, as they do the stop record.
-  if (appliedText_) doc["applied_file"] = *appliedText_;
   // The stop record (saveAtStop): older keelds ignore the key.
   if (stop) {
     nlohmann::json up = nlohmann::json::array();
@@ -1106,8 +1115,7 @@ void DaemonBackend::logKept(const Overlay& o) {
 // only if the file did not change what it changes (rebase's rule, with the
 // fingerprint saved standing in for the old file). Version 1 files (drains
 // and weights of file reals, with the real's file weight) are still read.
-DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optional<StopRecord>* stop,
-                                                        std::optional<std::string>* applied) const {
+DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optional<StopRecord>* stop) const {
   replayingState_ = true;
   struct Done {
     bool& flag;
@@ -1141,8 +1149,6 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   }
   // The stop record, if the keeld that wrote the file stopped cleanly
   // (saveAtStop). A malformed one is no record: checked reals start down.
-  if (applied && doc.contains("applied_file") && doc["applied_file"].is_string())
-    *applied = doc["applied_file"].get<std::string>();
   if (stop && doc.contains("stopped")) {
     const nlohmann::json& st = doc["stopped"];
     if (st.is_object() && st.contains("at_ms") && st["at_ms"].is_number_integer() && st.contains("up") &&
@@ -2183,29 +2189,68 @@ Result DaemonBackend::reload() {
   return res;
 }
 
+std::optional<std::string> DaemonBackend::readAppliedFile() const {
+  if (appliedPath_.empty()) return std::nullopt;
+  std::ifstream in(appliedPath_, std::ios::binary);
+  if (!in) return std::nullopt;  // none yet: the first start, or after a stop that took the plane out
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in.good() && !in.eof()) return std::nullopt;
+  return std::move(text).str();
+}
+
+void DaemonBackend::saveAppliedFile() const {
+  if (appliedPath_.empty() || !appliedText_) return;
+  // Root only, as keel.yaml may be.
+  const Status s = writeFileReplacing(appliedPath_, 0600, [this](FILE* f) {
+    return std::fwrite(appliedText_->data(), 1, appliedText_->size(), f) == appliedText_->size();
+  });
+  if (!s)
+    logWarn(LogRecord("applied_config_not_saved")
+                .add("path", appliedPath_)
+                .add("error", s.message())
+                .add("detail", "the next keeld compares keel.yaml with an older text, or none"));
+}
+
 void DaemonBackend::logChangesWhileStopped(const std::string& before, const Config& now) const {
   // Parsed as keel.yaml is, but with no neighbour-table read: an l2dsr real
   // without a mac: is taken as waiting for its MAC (what changed is in the
   // file's lines, not in the table).
   ConfigOptions o;
   o.resolveMac = [](const std::vector<IpAddress>&, const std::string&) { return std::map<IpAddress, MacAddress>{}; };
-  ConfigResult prev = parseConfig(before, configPath_ + " (as the keeld before applied it)", o);
+  ConfigResult prev = parseConfig(before, appliedPath_, o);
   LogRecord head("config_changed_while_stopped");
-  head.add("config", configPath_);
+  head.add("config", configPath_).add("applied_before", appliedPath_);
   if (!prev.ok()) {
     logInfo(head.add("detail", "keel.yaml is not the file the keeld before applied, which this keeld cannot read "
-                               "to compare: " + prev.errors.front()));
+                               "to compare (" +
+                                   (prev.errors.empty() ? std::string("no config") : prev.errors.front()) +
+                               "): what the start adds and removes is logged as it applies it"));
     return;
   }
-  logInfo(head.add("detail", "keel.yaml is not the file the keeld before applied: what changed in the services "
-                             "kept and the node follows; services and reals added or removed are logged as "
-                             "they are applied"));
-  const auto prevServices = servicesByName(*prev.config);
+  logInfo(head.add("detail", "keel.yaml is not the file the keeld before applied; what changed in the services kept "
+                             "and the node follows (from= and to= are the two files' values, keelctl's changes "
+                             "aside), then what the start adds and removes as it applies it"));
+  // By VIP, port and protocol, as an adopting start matches the pinned
+  // services: a service renamed in the file keeps its flows, and says so.
+  std::map<std::string, const ServiceConfig*> prevByKey;
+  auto keyOf = [](const ServiceConfig& s) {
+    const keel_service_key k = Registry::serviceKey(s);
+    return std::string(reinterpret_cast<const char*>(&k), sizeof k);
+  };
+  for (const ServiceConfig& s : prev.config->services) prevByKey[keyOf(s)] = &s;
   for (const ServiceConfig& svc : now.services) {
-    const ServiceConfig* was = find(prevServices, svc.name);
-    if (!was || was->vip != svc.vip || was->port != svc.port || was->protocol != svc.protocol) continue;
-    const auto reals = realsByAddress(was);
-    logServiceChanges(*was, svc, [&reals](const IpAddress& a) -> std::optional<uint32_t> {
+    auto it = prevByKey.find(keyOf(svc));
+    if (it == prevByKey.end()) continue;
+    const ServiceConfig& was = *it->second;
+    if (was.name != svc.name)
+      logInfo(LogRecord("service_updated")
+                  .add("service", svc.name)
+                  .add("changed", "name")
+                  .add("name_from", was.name)
+                  .add("name_to", svc.name));
+    const auto reals = realsByAddress(&was);
+    logServiceChanges(was, svc, [&reals](const IpAddress& a) -> std::optional<uint32_t> {
       const RealConfig* r = find(reals, a);
       if (!r) return std::nullopt;
       return r->weight;
@@ -2213,10 +2258,9 @@ void DaemonBackend::logChangesWhileStopped(const std::string& before, const Conf
   }
   logMacChanges(*prev.config, now);
   if (node_ && planeMac_) {
-    std::optional<MacAddress> mac = planeMac_();
-    if (!mac) mac = writtenPlaneMac_;
+    std::optional<MacAddress> mac;
     std::string err;
-    if (std::optional<keel_node_config> n = buildNodeConfig(*prev.config, mac, &err))
+    if (std::optional<keel_node_config> n = nodeFor(*prev.config, mac, err))
       if (KeyChanges c = nodeChanges(*n, *node_); !c.empty()) {
         LogRecord rec("node_updated");
         logInfo(addChanges(rec, c));
@@ -2256,9 +2300,14 @@ api::DaemonStatus DaemonBackend::daemonStatus() {
     // A file real removed and added back with keelctl runs as the file's
     // real (compose), so it is no added real; the weight an add gave is
     // part of the add, a set-weight after it is a weight.
-    st.runtime.addedReals += ov.added && !findReal(file_, key.first, key.second);
+    const RealConfig* fileReal = findReal(file_, key.first, key.second);
+    st.runtime.addedReals += ov.added && !fileReal;
     st.runtime.removedReals += ov.removed;
-    st.runtime.weights += ov.weight && (!ov.added || *ov.weight != ov.added->weight);
+    // Against the weight the real would have without it: the file's, or
+    // for a real keelctl added, the one its add gave.
+    const std::optional<uint32_t> base =
+        fileReal ? std::optional(fileReal->weight) : ov.added ? std::optional(ov.added->weight) : std::nullopt;
+    st.runtime.weights += ov.weight && ov.weight != base;
     st.runtime.drains += ov.drained;
   }
   st.stateFile = statePath_;
@@ -2304,13 +2353,8 @@ Result DaemonBackend::reloadFile() {
     logError(LogRecord("reload_rejected").add("error", s.message()));
     return Result::error(api::code::kFailed, s.message());
   }
-  // The new text before the commit, which saves it with the state file;
-  // the running one back if the commit fails.
-  std::optional<std::string> runningText = appliedText_;
-  if (r.text) appliedText_ = std::move(*r.text);
   Result res = commit(*r.config, std::move(next));
   if (!res.isOk()) {
-    appliedText_ = std::move(runningText);
     // The running file's node config back, so a failed reload changes
     // nothing.
     if (Status s = writeNode(file_); !s) {
@@ -2339,6 +2383,10 @@ Result DaemonBackend::reloadFile() {
   }
   appliedAt_ = std::chrono::system_clock::now();
   appliedBy_ = "reload";
+  if (r.text) {
+    appliedText_ = std::move(*r.text);
+    saveAppliedFile();
+  }
   size_t reals = 0;
   for (const ServiceConfig& s : effective_.services) reals += s.reals.size();
   logInfo(LogRecord("reload_done").add("services", effective_.services.size()).add("reals", reals));

@@ -256,6 +256,13 @@ class DaemonBackend : public api::ControlBackend {
   // before start().
   void setVersion(std::string version) { version_ = std::move(version); }
   void setStartText(std::string text) { appliedText_ = std::move(text); }
+  // Where the text of the file running is kept for the next keeld (keeld:
+  // /run/keel/applied-IFACE.yaml, beside the runtime state file; written
+  // at a start and at each reload that works): a start that finds another
+  // text there logs what keel.yaml changed while no keeld ran
+  // (logChangesWhileStopped). Empty: none is kept or compared. Call before
+  // start().
+  void setAppliedPath(std::string path) { appliedPath_ = std::move(path); }
   // keeld --detach-on-exit: its stop takes the XDP plane out, so a restart
   // applies what a reload cannot (config.reload's stop_start_needed).
   void setStopDetaches(bool detaches) { stopDetaches_ = detaches; }
@@ -431,16 +438,18 @@ class DaemonBackend : public api::ControlBackend {
   std::optional<std::string> saveRunningState();
   // Writes the state file; the reason it could not, logged too.
   std::optional<std::string> saveState(const StopRecord* stop = nullptr) const;
-  // The overlay the state file keeps; its stop record into *stop, and the
-  // text of the file the keeld that wrote it had applied into *applied, if
-  // given (and the file has them).
-  Overlay loadState(const Config& file, std::optional<StopRecord>* stop = nullptr,
-                    std::optional<std::string>* applied = nullptr) const;
-  // At a start whose state file has the text the keeld before applied
-  // (`before`) and it is not this file's: config_changed_while_stopped,
-  // then what changed in the services `now` keeps and in the node, as a
-  // reload's records (logServiceChanges, node_updated); services and reals
-  // added or removed are logged as the start applies them.
+  // The overlay the state file keeps; its stop record into *stop if given.
+  Overlay loadState(const Config& file, std::optional<StopRecord>* stop = nullptr) const;
+  // setAppliedPath's file: the text it holds (nullopt: none, or unreadable),
+  // and appliedText_ written into it (at a start and a reload that worked;
+  // a failure is logged, applied_config_not_saved).
+  std::optional<std::string> readAppliedFile() const;
+  void saveAppliedFile() const;
+  // At a start that finds the text the keeld before applied (`before`) and
+  // it is not this file's: config_changed_while_stopped, then what changed
+  // in the services `now` keeps (matched by VIP, port and protocol, as an
+  // adopting start matches them) and in the node, as a reload's records
+  // (logServiceChanges, real_mac_changed, node_updated).
   void logChangesWhileStopped(const std::string& before, const Config& now) const;
   // A state file start() cannot use (`error`): renamed to PATH.bad-TIME
   // before the next save overwrites it, and runtime_state_ignored logged
@@ -519,6 +528,7 @@ class DaemonBackend : public api::ControlBackend {
   std::chrono::system_clock::time_point appliedAt_{};
   std::string appliedBy_;
   std::optional<std::string> appliedText_;
+  std::string appliedPath_;
   std::optional<api::ReloadOutcome> lastReload_;
   // Set by a restore that failed (restoreRunning, the node config's) during
   // the reload running now: its outcome says the running config was not kept.
@@ -580,6 +590,10 @@ class DaemonBackend : public api::ControlBackend {
   // Writes `next`'s node: (with the plane's MAC read now) if it differs
   // from node_; nothing without setNodeSource.
   Status writeNode(const Config& next);
+  // `c`'s node config with the plane's MAC read now (into `mac`; the last
+  // one read if it cannot be now); nullopt and `err` if it cannot be built.
+  // Needs setNodeSource.
+  std::optional<keel_node_config> nodeFor(const Config& c, std::optional<MacAddress>& mac, std::string& err) const;
   // upkeep()'s half of it: the plane's MAC read again (local_mac_changed).
   void followPlaneMac();
   // setRouteResolver's check; null without it.

@@ -366,6 +366,7 @@ int run(const std::string& path, bool detachOnExit) {
   backend.setStartText(std::move(loadedText));
   // The runtime overlay (keelctl changes), per interface like the pins.
   backend.setStatePath(files.runtime);
+  backend.setAppliedPath(files.applied);
   backend.setReloadHook([](bool done, bool ok) {
     if (!done)
       sd_notify(0, "RELOADING=1\nSTATUS=reloading the config");
@@ -509,6 +510,7 @@ int run(const std::string& path, bool detachOnExit) {
   if (exitAction == ExitAction::kRemove) {
     std::error_code ec;
     std::filesystem::remove(files.runtime, ec);
+    std::filesystem::remove(files.applied, ec);  // nothing to compare the next start with
   }
   const Status st = handle->stop(exitAction == ExitAction::kLeave);
   // Which checked reals are up now, for a next keeld that cannot adopt this

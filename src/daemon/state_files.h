@@ -20,6 +20,9 @@ struct StateFiles {
   // DPDK vdev port taps, as they were before keeld changed them; there
   // while keeld runs (DpdkOptions::kernelStateFile).
   std::string interfaceState;
+  // applied-KEY.yaml: the text of keel.yaml as the running keeld applied it
+  // (DaemonBackend::setAppliedPath): the next keeld logs what changed since.
+  std::string applied;
 };
 
 inline StateFiles stateFiles(const Config& config, const std::string& stateDir) {
@@ -27,7 +30,7 @@ inline StateFiles stateFiles(const Config& config, const std::string& stateDir) 
                                                                        : dpdkStateKey(config.dataplane.dpdk.port);
   const std::filesystem::path dir(stateDir);
   return {(dir / ("runtime-" + key + ".json")).string(), (dir / ("conntrack-" + key + ".bin")).string(),
-          (dir / ("interface-" + key + ".txt")).string()};
+          (dir / ("interface-" + key + ".txt")).string(), (dir / ("applied-" + key + ".yaml")).string()};
 }
 
 }  // namespace keel

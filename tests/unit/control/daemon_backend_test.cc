@@ -115,6 +115,7 @@ class DaemonBackendTest : public ::testing::Test {
         },
         [this](bool d) { stopped_ = d ? 2 : 1; });
     if (!statePath_.empty()) backend->setStatePath(statePath_);
+    if (!appliedPath_.empty()) backend->setAppliedPath(appliedPath_);
     if (planeMac_)
       backend->setNodeSource([this] { return MacAddress::parse(*planeMac_); }, "eth0");
     if (routes_)
@@ -269,6 +270,7 @@ class DaemonBackendTest : public ::testing::Test {
   // tunnel_source_v6 of the config it was given ("none" without one).
   std::vector<std::string> preApplied_;
   std::string statePath_;
+  std::string appliedPath_;  // setAppliedPath's, if set
   std::optional<std::chrono::system_clock::time_point> startedAt_;  // setStartedAt, if set
   std::map<std::string, std::string> neighbours_;
   // The kernel's routes by destination, if set before make(): node.next_hop_mac's
@@ -804,14 +806,18 @@ TEST_F(DaemonBackendTest, StatusFollowsTheFileTheReloadsAndTheRuntimeChanges) {
   EXPECT_EQ(st.runtime.addedServices, 0u);
   EXPECT_EQ(st.runtime.removedReals, 1u);
   EXPECT_EQ(st.reals, 1u);
-  // The file's real added back: it runs as the file's, no added real.
+  // The file's real added back: it runs as the file's, no added real; with
+  // another weight than the file's, that is a weight.
   add.real.address = ip("10.0.1.2");
-  add.real.weight = 100;
+  add.real.weight = 3;
   ASSERT_TRUE(backend_->addReal(add).isOk());
   st = backend_->daemonStatus();
   EXPECT_EQ(st.runtime.removedReals, 0u);
   EXPECT_EQ(st.runtime.addedReals, 0u);
+  EXPECT_EQ(st.runtime.weights, 1u);
   EXPECT_EQ(st.reals, 2u);
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 100}).isOk());
+  EXPECT_EQ(backend_->daemonStatus().runtime.weights, 0u) << "back at the file's weight";
 
   // Edited on disk, not yet reloaded; then a reload that refuses it.
   write(yaml("      - {address: 10.0.1.1, weight: abc}\n"));
@@ -859,6 +865,9 @@ TEST_F(DaemonBackendTest, StatusFollowsTheFileTheReloadsAndTheRuntimeChanges) {
   EXPECT_FALSE(st.lastReload->runningKept);
   EXPECT_EQ(st.appliedAt, startedAt);
   EXPECT_EQ(call(R"({"id":1,"method":"daemon.status"})")["result"]["config"]["last_reload"]["running_kept"], false);
+  // The next change that goes in writes the whole running config again.
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 90}).isOk());
+  EXPECT_TRUE(backend_->daemonStatus().lastReload->runningKept);
 
   // A good reload (a key only a restart applies among its changes).
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -2488,6 +2497,7 @@ class RuntimeStateTest : public DaemonBackendTest {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     statePath_ = dir_ + "/runtime-eth0.json";
+    appliedPath_ = dir_ + "/applied-eth0.yaml";
     files_["keel.yaml"] = yaml(kTwo) + kApi;
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -2590,14 +2600,29 @@ TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
 // no weights or checks). The state file keeps the text applied, also after
 // a reload; a restart with the same file says nothing.
 TEST_F(RuntimeStateTest, ARestartSaysWhatKeelYamlChangedWhileNoKeeldRan) {
+  auto applied = [&] {
+    std::ifstream in(appliedPath_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
   make();
-  EXPECT_EQ(readState()["applied_file"], files_["keel.yaml"]);
+  EXPECT_EQ(applied(), files_["keel.yaml"]);
   files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n") + kApi;
   ASSERT_TRUE(backend_->reload().isOk());
-  EXPECT_EQ(readState()["applied_file"], files_["keel.yaml"]);
+  EXPECT_EQ(applied(), files_["keel.yaml"]);
+  const std::string running = files_["keel.yaml"];
+  // A refused reload (the file) or one the data plane fails leaves the text running.
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: abc}\n");
+  ASSERT_FALSE(backend_->reload().isOk());
+  files_["keel.yaml"] = yaml(kTwo) + kApi;
+  dp_.failAfter = 1;
+  ASSERT_FALSE(backend_->reload().isOk());
+  EXPECT_EQ(applied(), running);
+  files_["keel.yaml"] = running;
   const MockDataplane before = dp_;
   backend_.reset();
 
+  // Edited while no keeld runs: a weight, every real's check, the node, a
+  // scheduler, and the second service renamed (same VIP, port, protocol).
   std::string edited = yaml("      - {address: 10.0.1.1, weight: 50}\n"
                             "      - {address: 10.0.1.2, weight: 100}\n"
                             "      - {address: 10.0.1.3, weight: 100}\n",
@@ -2605,20 +2630,21 @@ TEST_F(RuntimeStateTest, ARestartSaysWhatKeelYamlChangedWhileNoKeeldRan) {
                        kApi;
   edited.replace(edited.find("tunnel_source_v4"), 0, "icmp_too_big_rate: 50, ");
   edited.replace(edited.find("    port: 81"), 0, "    scheduler: maglev-src\n");
+  edited.replace(edited.find("name: api"), 9, "name: api2");
   files_["keel.yaml"] = edited;
   planeMac_ = "02:00:00:00:00:aa";
-  const std::string stateBefore = dir_ + "/state-before.json";
-  std::filesystem::copy_file(statePath_, stateBefore);
+  const std::string appliedBefore = dir_ + "/applied-before.yaml";
+  std::filesystem::copy_file(appliedPath_, appliedBefore);
   for (bool adopt : {true, false}) {
     SCOPED_TRACE(adopt ? "adopting the plane" : "a new plane");
-    // Each start saves the text it applied: the file the keeld before left.
-    std::filesystem::copy_file(stateBefore, statePath_, std::filesystem::copy_options::overwrite_existing);
+    // Each start saves the text it applied: the one the keeld before left.
+    std::filesystem::copy_file(appliedBefore, appliedPath_, std::filesystem::copy_options::overwrite_existing);
     test::LogCapture log;
     auto k = adopt ? restart(&before) : restart();
     ASSERT_TRUE(k->backend);
     const std::vector<std::string> head = log.take("config_changed_while_stopped");
     ASSERT_EQ(head.size(), 1u);
-    EXPECT_NE(head[0].find("config=keel.yaml"), std::string::npos) << head[0];
+    EXPECT_NE(head[0].find("config=keel.yaml applied_before=" + appliedPath_), std::string::npos) << head[0];
     const std::vector<std::string> weight = log.take("real_weight_changed");
     ASSERT_EQ(weight.size(), 1u);
     EXPECT_NE(weight[0].find("service=web real=10.0.1.1 from=100 to=50"), std::string::npos) << weight[0];
@@ -2628,13 +2654,15 @@ TEST_F(RuntimeStateTest, ARestartSaysWhatKeelYamlChangedWhileNoKeeldRan) {
     EXPECT_NE(checks[0].find(" type_from=none type_to=tcp interval_from=\"\" interval_to=3s "), std::string::npos)
         << checks[0];
     const std::vector<std::string> svc = log.take("service_updated");
-    ASSERT_EQ(svc.size(), 1u);
-    EXPECT_NE(svc[0].find("service=api changed=scheduler scheduler_from=maglev scheduler_to=maglev-src"),
+    ASSERT_EQ(svc.size(), 2u);
+    EXPECT_NE(svc[0].find("service=api2 changed=name name_from=api name_to=api2"), std::string::npos) << svc[0];
+    EXPECT_NE(svc[1].find("service=api2 changed=scheduler scheduler_from=maglev scheduler_to=maglev-src"),
               std::string::npos)
-        << svc[0];
+        << svc[1];
     const std::vector<std::string> node = log.take("node_updated");
     ASSERT_EQ(node.size(), 1u);
-    EXPECT_NE(node[0].find("changed=icmp_too_big_rate"), std::string::npos) << node[0];
+    EXPECT_NE(node[0].find("changed=icmp_too_big_rate icmp_too_big_rate_from="), std::string::npos) << node[0];
+    EXPECT_EQ(applied(), edited);
     k.reset();
   }
   // The file the last start applied: nothing changed since, nothing said.
@@ -2642,6 +2670,15 @@ TEST_F(RuntimeStateTest, ARestartSaysWhatKeelYamlChangedWhileNoKeeldRan) {
   auto k = restart(&before);
   EXPECT_TRUE(log.take("config_changed_while_stopped").empty());
   EXPECT_TRUE(log.take("real_weight_changed").empty());
+  // A text the keeld cannot read as a config: said, nothing compared.
+  k.reset();
+  { std::ofstream(appliedPath_, std::ios::trunc) << "services: [\n"; }
+  test::LogCapture log2;
+  k = restart(&before);
+  const std::vector<std::string> head = log2.take("config_changed_while_stopped");
+  ASSERT_EQ(head.size(), 1u);
+  EXPECT_NE(head[0].find("cannot read to compare"), std::string::npos) << head[0];
+  EXPECT_TRUE(log2.take("real_weight_changed").empty());
 }
 
 // A file service removed at runtime may be replaced at runtime, under its
@@ -3648,6 +3685,7 @@ TEST(StateFiles, KeyedByInterfaceOrPort) {
   };
   StateFiles f = files("{kind: xdp, interface: eth0}");
   EXPECT_EQ(f.runtime, "/run/keel/runtime-eth0.json");
+  EXPECT_EQ(f.applied, "/run/keel/applied-eth0.yaml");
   f = files("{kind: dpdk, interface: eth1, dpdk: {port: \"net_af_packet0,iface=eth1,qpairs=2\", workers: [1, 2]}}");
   EXPECT_EQ(f.runtime, "/run/keel/runtime-dpdk-eth1.json");
   EXPECT_EQ(f.conntrack, "/run/keel/conntrack-dpdk-eth1.bin");

@@ -196,6 +196,9 @@ def test_readonly_socket_serves_other_users_and_changes_are_audited(lab, need_ke
         p = as_nobody("-o", "json", "service", "list", socket="/run/keel/ro.sock")
         assert p.returncode == 0, p.stdout + p.stderr
         assert [s["name"] for s in json.loads(p.stdout)["services"]] == ["web"]
+        # daemon status is a query: served here, and not audited as a change.
+        p = as_nobody("daemon", "status", socket="/run/keel/ro.sock")
+        assert p.returncode == 0 and "\nrunning: 1 service, " in p.stdout, p.stdout + p.stderr
         p = as_nobody("real", "drain", "web", real, socket="/run/keel/ro.sock")
         assert p.returncode == 1, p.stdout + p.stderr
         assert "real.drain is not served on this read-only socket" in p.stderr, p.stderr

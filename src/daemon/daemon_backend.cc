@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <nlohmann/json.hpp>
 #include <string_view>
@@ -329,10 +330,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   std::optional<StopRecord> stop;
   std::error_code existsError;
   const bool haveStateFile = !statePath_.empty() && std::filesystem::exists(statePath_, existsError);
-  // What keel.yaml changed while no keeld ran, before the start applies it:
-  // the records of what it adds and removes follow.
-  if (std::optional<std::string> before = readAppliedFile(); before && appliedText_ && *before != *appliedText_)
-    logChangesWhileStopped(*before, config);
+  const std::optional<std::string> appliedBefore = readAppliedFile();
   Overlay kept = loadState(config, &stop);
   if (adopted) keepAdoptedMacs(config, kept, *adopted);
   if (adopted) {
@@ -409,6 +407,10 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   }
   startFrom_.reset();
   if (!r.isOk()) return Status::error(r.error().message);
+  // What keel.yaml changed while no keeld ran, once the start has applied
+  // it (a start that fails says nothing of it, and the next one compares
+  // with the same text again).
+  if (appliedBefore && appliedText_ && *appliedBefore != *appliedText_) logChangesWhileStopped(*appliedBefore, config);
   saveAppliedFile();
   adopted_ = adopted != nullptr;
   appliedAt_ = std::chrono::system_clock::now();
@@ -474,6 +476,7 @@ Status DaemonBackend::writeNode(const Config& next) {
     }
     node_ = *n;
   }
+  nodeUndoFailed_ = false;  // the plane holds `next`'s node
   writtenPlaneMac_ = next.node.localMac ? std::nullopt : mac;
   return Status::ok();
 }
@@ -708,7 +711,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   macApplyFailures_ = 0;  // the data plane takes writes again
   // The plane holds a whole config again: a refused reload's failed undo
   // (daemon.status's running_kept) is over.
-  if (lastReload_) lastReload_->runningKept = true;
+  if (lastReload_ && !nodeUndoFailed_) lastReload_->runningKept = true;
   if (!startFile_) startFile_ = file;  // the first: what the data plane was built with
   logMacChanges(effective_, next);
   const bool newlyPending = notePendingMacs(next);
@@ -2192,19 +2195,34 @@ Result DaemonBackend::reload() {
 std::optional<std::string> DaemonBackend::readAppliedFile() const {
   if (appliedPath_.empty()) return std::nullopt;
   std::ifstream in(appliedPath_, std::ios::binary);
-  if (!in) return std::nullopt;  // none yet: the first start, or after a stop that took the plane out
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (!in.good() && !in.eof()) return std::nullopt;
-  return std::move(text).str();
+  const int openError = errno;
+  if (!in) {
+    // None: the first start, or after a stop that took the plane out.
+    if (openError != ENOENT)
+      logWarn(LogRecord("applied_config_unreadable")
+                  .add("path", appliedPath_)
+                  .add("error", std::strerror(openError))
+                  .add("detail", "what keel.yaml changed while no keeld ran is not compared"));
+    return std::nullopt;
+  }
+  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) {
+    logWarn(LogRecord("applied_config_unreadable")
+                .add("path", appliedPath_)
+                .add("error", "read failed")
+                .add("detail", "what keel.yaml changed while no keeld ran is not compared"));
+    return std::nullopt;
+  }
+  return text;
 }
 
-void DaemonBackend::saveAppliedFile() const {
+void DaemonBackend::saveAppliedFile() {
   if (appliedPath_.empty() || !appliedText_) return;
   // Root only, as keel.yaml may be.
   const Status s = writeFileReplacing(appliedPath_, 0600, [this](FILE* f) {
     return std::fwrite(appliedText_->data(), 1, appliedText_->size(), f) == appliedText_->size();
   });
+  appliedSaved_ = static_cast<bool>(s);
   if (!s)
     logWarn(LogRecord("applied_config_not_saved")
                 .add("path", appliedPath_)
@@ -2225,12 +2243,12 @@ void DaemonBackend::logChangesWhileStopped(const std::string& before, const Conf
     logInfo(head.add("detail", "keel.yaml is not the file the keeld before applied, which this keeld cannot read "
                                "to compare (" +
                                    (prev.errors.empty() ? std::string("no config") : prev.errors.front()) +
-                               "): what the start adds and removes is logged as it applies it"));
+                               "): the records above say what the start added and removed"));
     return;
   }
-  logInfo(head.add("detail", "keel.yaml is not the file the keeld before applied; what changed in the services kept "
-                             "and the node follows (from= and to= are the two files' values, keelctl's changes "
-                             "aside), then what the start adds and removes as it applies it"));
+  logInfo(head.add("detail", "keel.yaml is not the file the keeld before applied: the records above say what the "
+                             "start added and removed, those below what changed in the services kept and the node "
+                             "(from= and to= are the two files' values, keelctl's changes aside)"));
   // By VIP, port and protocol, as an adopting start matches the pinned
   // services: a service renamed in the file keeps its flows, and says so.
   std::map<std::string, const ServiceConfig*> prevByKey;
@@ -2359,6 +2377,7 @@ Result DaemonBackend::reloadFile() {
     // nothing.
     if (Status s = writeNode(file_); !s) {
       restoreFailed_ = true;
+      nodeUndoFailed_ = true;
       api::ApiError e = res.error();
       e.message += "; restoring the running node config failed: " + s.message();
       res = Result::error(std::move(e));
@@ -2383,7 +2402,7 @@ Result DaemonBackend::reloadFile() {
   }
   appliedAt_ = std::chrono::system_clock::now();
   appliedBy_ = "reload";
-  if (r.text) {
+  if (r.text && (!appliedSaved_ || r.text != appliedText_)) {  // the same text again: no write
     appliedText_ = std::move(*r.text);
     saveAppliedFile();
   }

@@ -444,7 +444,7 @@ class DaemonBackend : public api::ControlBackend {
   // and appliedText_ written into it (at a start and a reload that worked;
   // a failure is logged, applied_config_not_saved).
   std::optional<std::string> readAppliedFile() const;
-  void saveAppliedFile() const;
+  void saveAppliedFile();
   // At a start that finds the text the keeld before applied (`before`) and
   // it is not this file's: config_changed_while_stopped, then what changed
   // in the services `now` keeps (matched by VIP, port and protocol, as an
@@ -529,10 +529,14 @@ class DaemonBackend : public api::ControlBackend {
   std::string appliedBy_;
   std::optional<std::string> appliedText_;
   std::string appliedPath_;
+  bool appliedSaved_ = false;  // appliedText_ is what the file holds
   std::optional<api::ReloadOutcome> lastReload_;
   // Set by a restore that failed (restoreRunning, the node config's) during
   // the reload running now: its outcome says the running config was not kept.
   bool restoreFailed_ = false;
+  // A refused reload's node config could not be put back: the plane holds
+  // the refused file's node until a node write works (writeNode).
+  bool nodeUndoFailed_ = false;
   std::string saveError_;
   MacResolver resolveMac_;
   MacResolver requestMac_;

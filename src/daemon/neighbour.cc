@@ -168,7 +168,7 @@ namespace {
 // by `seq`: the hop, or nullopt for no route or a refused lookup, and also
 // for a socket that failed or stayed silent, which sets `socketFailed`.
 std::optional<RouteHop> routeTo(int sock, uint32_t seq, const IpAddress& dst, const std::optional<IpAddress>& src,
-                                bool& socketFailed) {
+                                bool& socketFailed, unsigned char* type = nullptr) {
   const size_t addrLen = dst.isV4() ? 4 : 16;
   alignas(nlmsghdr) char req[NLMSG_SPACE(sizeof(rtmsg)) + 2 * RTA_SPACE(16)] = {};
   auto* nh = reinterpret_cast<nlmsghdr*>(req);
@@ -205,6 +205,7 @@ std::optional<RouteHop> routeTo(int sock, uint32_t seq, const IpAddress& dst, co
       socketFailed = false;
       if (an->nlmsg_type != RTM_NEWROUTE) return std::nullopt;
       auto* route = static_cast<rtmsg*>(NLMSG_DATA(an));
+      if (type) *type = route->rtm_type;
       RouteHop hop;
       int attrLen = static_cast<int>(RTM_PAYLOAD(an));
       for (auto* rta = reinterpret_cast<rtattr*>(RTM_RTA(route)); RTA_OK(rta, attrLen); rta = RTA_NEXT(rta, attrLen)) {
@@ -233,22 +234,19 @@ std::optional<RouteHop> routeTo(int sock, uint32_t seq, const IpAddress& dst, co
 }  // namespace
 
 bool addressIsLocal(const IpAddress& a) {
-  Fd fd(::socket(a.isV4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) return true;  // cannot tell
-  sockaddr_storage ss{};
-  socklen_t len;
-  if (a.isV4()) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    std::memcpy(&sin->sin_addr, a.bytes().data(), 4);
-    len = sizeof *sin;
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    std::memcpy(&sin6->sin6_addr, a.bytes().data(), 16);
-    len = sizeof *sin6;
-  }
-  return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 || errno != EADDRNOTAVAIL;
+  // The kernel's own answer: the route to the address is of type local (the
+  // local table: an interface's address, or an AnyIP range), as for `ip
+  // route get ADDR`. A bind test would say yes to any address under
+  // net.ipv4.ip_nonlocal_bind, common on balancers.
+  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (sock.get() < 0) return true;  // cannot tell
+  timeval tv{1, 0};
+  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  bool failed = false;
+  unsigned char type = RTN_UNSPEC;
+  const bool routed = routeTo(sock.get(), 1, a, std::nullopt, failed, &type).has_value();
+  if (failed) return true;  // cannot tell
+  return routed && type == RTN_LOCAL;
 }
 
 std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations, const RouteSources& sources) {

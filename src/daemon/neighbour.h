@@ -43,9 +43,10 @@ struct RouteHop {
   auto operator<=>(const RouteHop&) const = default;
 };
 
-// Whether `address` is one of this host's (a UDP socket may bind to it; a
-// bind refused for another reason than EADDRNOTAVAIL, or no socket at all,
-// counts as yes: it cannot tell).
+// Whether `address` is one of this host's: the kernel routes it as local
+// (an interface's address, or an AnyIP `local` route), whatever
+// ip_nonlocal_bind lets sockets bind to. A lookup that cannot be made
+// counts as yes (it cannot tell).
 bool addressIsLocal(const IpAddress& address);
 
 // The source addresses route lookups are made from, per family (keeld: the

@@ -142,8 +142,31 @@ TEST_F(NeighbourTest, RoutesFollowThePolicyRulesOfTheSource) {
   EXPECT_EQ(hops({ip("10.9.0.1"), ip("fd00:9::1")}), std::pair(main4, main6)) << "no rule for these";
   EXPECT_EQ(hops({ip("192.0.2.77"), ip("2001:db8:77::1")}), std::pair(main4, table6))
       << "an IPv4 source not this host's is left out; an IPv6 one is used";
+  // A source the policy deliberately leaves without a route has none: no
+  // lookup without the source stands in for it.
+  ASSERT_TRUE(run("ip route add unreachable 10.50.0.0/16 table 151"));
+  ASSERT_TRUE(run("ip rule add from 10.9.0.2 table 151 pref 100"));
+  EXPECT_FALSE(routesTo({v4}, RouteSources{ip("10.9.0.2"), std::nullopt}).count(v4));
+  run("ip rule del from 10.9.0.2 table 151 pref 100");
+}
+
+// A local address is one the kernel routes as local, not one a socket may
+// bind to: under ip_nonlocal_bind (usual on balancers) any address binds.
+TEST_F(NeighbourTest, LocalAddressesAreTheKernelsLocalRoutes) {
+  ASSERT_TRUE(run("ip addr add 10.9.0.2/24 dev nba"));
+  ASSERT_TRUE(run("ip addr add fd00:9::2/64 dev nba nodad"));
+  ASSERT_TRUE(run("ip route add local 10.123.0.0/24 dev lo"));  // AnyIP
+  ASSERT_TRUE(run("sysctl -qw net.ipv4.ip_nonlocal_bind=1"));
+  ASSERT_TRUE(run("sysctl -qw net.ipv6.ip_nonlocal_bind=1"));
   EXPECT_TRUE(addressIsLocal(ip("10.9.0.2")));
+  EXPECT_TRUE(addressIsLocal(ip("fd00:9::2")));
+  EXPECT_TRUE(addressIsLocal(ip("10.123.0.77")));
   EXPECT_FALSE(addressIsLocal(ip("192.0.2.77")));
+  EXPECT_FALSE(addressIsLocal(ip("10.9.0.77"))) << "on the link, not this host's";
+  EXPECT_FALSE(addressIsLocal(ip("2001:db8:77::1")));
+  run("sysctl -qw net.ipv4.ip_nonlocal_bind=0");
+  run("sysctl -qw net.ipv6.ip_nonlocal_bind=0");
+  run("ip route del local 10.123.0.0/24 dev lo");
 }
 
 }  // namespace

@@ -78,7 +78,7 @@ class NextHopCheckTest : public ::testing::Test {
 
 // The routes are looked up from the node's tunnel sources (source-based
 // policy routing of keel's outer source is followed), and a reload that
-// changes a source looks every cached route up again, at once.
+// changes a source makes every cached route due at the next check.
 TEST_F(NextHopCheckTest, RoutesAreLookedUpFromTheTunnelSources) {
   Config c = config({"10.0.1.1", "2001:db8:1::1"});
   c.node.tunnelSourceV4 = ip("10.0.0.2");

@@ -37,6 +37,16 @@ IpAddress addressOf(const uint8_t* bytes, size_t len) {
   return IpAddress::fromV6(b);
 }
 
+// A NETLINK_ROUTE socket for requests and their answers (-1 if none):
+// reads time out after 1 s, so a silent socket never hangs keeld's loop.
+Fd routeSocket() {
+  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (sock.get() < 0) return sock;
+  timeval tv{1, 0};
+  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return sock;
+}
+
 // One RTM_GETNEIGH dump of both families, of `ifindex`'s entries (the
 // kernel filters by NDA_IFINDEX, so a host with a large table on other
 // interfaces does not copy it all out on every read: 10,000 entries
@@ -44,10 +54,8 @@ IpAddress addressOf(const uint8_t* bytes, size_t len) {
 // wanted (and by interface again): what it finds of them, with usable MACs.
 std::map<IpAddress, MacAddress> dumpNeighbours(int ifindex, const std::set<IpAddress>& wanted) {
   std::map<IpAddress, MacAddress> found;
-  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  Fd sock = routeSocket();
   if (sock.get() < 0) return found;
-  timeval tv{1, 0};  // never hang on a silent socket
-  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   struct {
     nlmsghdr nh;
     ndmsg nd;
@@ -231,34 +239,35 @@ std::optional<RouteHop> routeTo(int sock, uint32_t seq, const IpAddress& dst, co
   return std::nullopt;
 }
 
+// addressIsLocal on `sock` (a routeSocket()): the kernel's own answer, the
+// route to the address is of type local (the local table: an interface's
+// address, or an AnyIP range), as for `ip route get ADDR`. A bind test
+// would say yes to any address under net.ipv4.ip_nonlocal_bind, common on
+// balancers.
+bool isLocal(int sock, uint32_t seq, const IpAddress& a) {
+  bool failed = false;
+  unsigned char type = RTN_UNSPEC;
+  const bool routed = routeTo(sock, seq, a, std::nullopt, failed, &type).has_value();
+  if (failed) return true;  // cannot tell
+  return routed && type == RTN_LOCAL;
+}
+
 }  // namespace
 
 bool addressIsLocal(const IpAddress& a) {
-  // The kernel's own answer: the route to the address is of type local (the
-  // local table: an interface's address, or an AnyIP range), as for `ip
-  // route get ADDR`. A bind test would say yes to any address under
-  // net.ipv4.ip_nonlocal_bind, common on balancers.
-  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (sock.get() < 0) return true;  // cannot tell
-  timeval tv{1, 0};
-  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  bool failed = false;
-  unsigned char type = RTN_UNSPEC;
-  const bool routed = routeTo(sock.get(), 1, a, std::nullopt, failed, &type).has_value();
-  if (failed) return true;  // cannot tell
-  return routed && type == RTN_LOCAL;
+  Fd sock = routeSocket();
+  return sock.get() < 0 || isLocal(sock.get(), 1, a);  // no socket: cannot tell
 }
 
 std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations, const RouteSources& sources) {
   std::map<IpAddress, RouteHop> found;
   if (destinations.empty()) return found;
-  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  Fd sock = routeSocket();
   if (sock.get() < 0) return found;
-  timeval tv{1, 0};  // never hang on a silent socket
-  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  // Decided once for all the lookups: no address is looked up twice.
-  const std::optional<IpAddress> v4 = sources.v4 && addressIsLocal(*sources.v4) ? sources.v4 : std::nullopt;
   uint32_t seq = 0;
+  // Decided once for all the lookups: no address is looked up twice.
+  const std::optional<IpAddress> v4 =
+      sources.v4 && isLocal(sock.get(), ++seq, *sources.v4) ? sources.v4 : std::nullopt;
   for (const IpAddress& dst : destinations) {
     if (!dst.family()) continue;
     bool failed = false;

@@ -213,6 +213,13 @@ struct Config {
   std::vector<ServiceConfig> services;
 };
 
+// The reals of every service, summed (a real in two services counts twice).
+inline size_t countReals(const Config& c) {
+  size_t n = 0;
+  for (const ServiceConfig& s : c.services) n += s.reals.size();
+  return n;
+}
+
 // Finds the MACs of l2dsr reals configured without one: the kernel neighbour
 // table on `interface` (the resolver may prompt resolution). Called once for
 // all the reals of a config, so their resolution overlaps. A real missing

@@ -20,8 +20,7 @@
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
-#include <iterator>
-#include <sstream>
+#include <tuple>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <unordered_map>
@@ -2166,9 +2165,7 @@ Result DaemonBackend::checkConfig(const std::string& text, const std::string& na
   for (const Dropped& d : dropped)
     r.warnings.push_back("service " + d.service + (d.real.empty() ? "" : " real " + d.real) + ": its " + d.change +
                          " made with keelctl would be given up by a reload: " + d.why);
-  size_t reals = 0;
-  for (const ServiceConfig& s : r.config->services) reals += s.reals.size();
-  nlohmann::json out{{"name", name}, {"services", r.config->services.size()}, {"reals", reals}};
+  nlohmann::json out{{"name", name}, {"services", r.config->services.size()}, {"reals", countReals(*r.config)}};
   if (!r.warnings.empty()) out["warnings"] = r.warnings;  // l2dsr reals not in the neighbour table, dropped changes
   return Result::ok(std::move(out));
 }
@@ -2194,25 +2191,16 @@ Result DaemonBackend::reload() {
 
 std::optional<std::string> DaemonBackend::readAppliedFile() const {
   if (appliedPath_.empty()) return std::nullopt;
-  std::ifstream in(appliedPath_, std::ios::binary);
-  const int openError = errno;
-  if (!in) {
-    // None: the first start, or after a stop that took the plane out.
-    if (openError != ENOENT)
-      logWarn(LogRecord("applied_config_unreadable")
-                  .add("path", appliedPath_)
-                  .add("error", std::strerror(openError))
-                  .add("detail", "what keel.yaml changed while no keeld ran is not compared"));
-    return std::nullopt;
-  }
-  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  if (in.bad()) {
+  // None: the first start, or after a stop that took the plane out.
+  std::error_code ec;
+  if (!std::filesystem::exists(appliedPath_, ec) && !ec) return std::nullopt;
+  std::string error;
+  std::optional<std::string> text = readConfigText(appliedPath_, error);  // as keel.yaml is read
+  if (!text)
     logWarn(LogRecord("applied_config_unreadable")
                 .add("path", appliedPath_)
-                .add("error", "read failed")
+                .add("error", error)
                 .add("detail", "what keel.yaml changed while no keeld ran is not compared"));
-    return std::nullopt;
-  }
   return text;
 }
 
@@ -2286,6 +2274,16 @@ void DaemonBackend::logChangesWhileStopped(const std::string& before, const Conf
   }
 }
 
+std::pair<std::vector<std::string>, std::vector<std::string>> DaemonBackend::waitingForRestart() const {
+  if (!startFile_) return {};
+  std::vector<std::string> keys = restartNeededKeys(*startFile_, file_);
+  // Of those, what a restart does not apply either (a pinned XDP plane that
+  // outlives keeld, stopStartNeededKeys): keelctl daemon stop, then a start.
+  std::vector<std::string> stop;
+  if (!keys.empty()) stop = stopStartNeededKeys(*startFile_, keys, stopDetaches_);
+  return {std::move(keys), std::move(stop)};
+}
+
 api::DaemonStatus DaemonBackend::daemonStatus() {
   api::DaemonStatus st;
   st.version = version_;
@@ -2305,13 +2303,9 @@ api::DaemonStatus DaemonBackend::daemonStatus() {
   else if (appliedText_)
     st.fileChanged = *now != *appliedText_;
   st.lastReload = lastReload_;
-  if (startFile_) {
-    st.restartNeeded = restartNeededKeys(*startFile_, file_);
-    if (!st.restartNeeded.empty())
-      st.stopStartNeeded = stopStartNeededKeys(*startFile_, st.restartNeeded, stopDetaches_);
-  }
+  std::tie(st.restartNeeded, st.stopStartNeeded) = waitingForRestart();
   st.services = effective_.services.size();
-  for (const ServiceConfig& s : effective_.services) st.reals += s.reals.size();
+  st.reals = countReals(effective_);
   st.runtime.addedServices = overlay_.addedServices.size();
   st.runtime.removedServices = overlay_.removedServices.size();
   for (const auto& [key, ov] : overlay_.reals) {
@@ -2406,8 +2400,7 @@ Result DaemonBackend::reloadFile() {
     appliedText_ = std::move(*r.text);
     saveAppliedFile();
   }
-  size_t reals = 0;
-  for (const ServiceConfig& s : effective_.services) reals += s.reals.size();
+  const size_t reals = countReals(effective_);
   logInfo(LogRecord("reload_done").add("services", effective_.services.size()).add("reals", reals));
   nlohmann::json out{{"services", effective_.services.size()}, {"reals", reals}};
   // What the file says that means nothing or cannot be checked (an ipip
@@ -2435,15 +2428,10 @@ Result DaemonBackend::reloadFile() {
   if (!warnings.empty()) out["warnings"] = std::move(warnings);
   // What this reload could not apply (keeld logged it too, preApply): the
   // file differs there from what keeld started with.
-  if (startFile_)
-    if (std::vector<std::string> keys = restartNeededKeys(*startFile_, file_); !keys.empty()) {
-      // Of those, what a restart does not apply either (a pinned XDP plane
-      // that outlives keeld, stopStartNeededKeys): keelctl daemon stop, then
-      // a start.
-      if (std::vector<std::string> stop = stopStartNeededKeys(*startFile_, keys, stopDetaches_); !stop.empty())
-        out["stop_start_needed"] = std::move(stop);
-      out["restart_needed"] = std::move(keys);
-    }
+  if (auto [keys, stop] = waitingForRestart(); !keys.empty()) {
+    if (!stop.empty()) out["stop_start_needed"] = std::move(stop);
+    out["restart_needed"] = std::move(keys);
+  }
   return Result::ok(std::move(out));
 }
 

@@ -386,6 +386,10 @@ class DaemonBackend : public api::ControlBackend {
   // service's forwarding), none otherwise; what serviceFrom/realFrom need.
   MacLookup macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const;
   api::Result reloadFile();
+  // The keys of the running file that only a restart applies (compared with
+  // the file keeld started with), and of those the ones a restart does not
+  // apply either: config.reload's restart_needed / stop_start_needed.
+  std::pair<std::vector<std::string>, std::vector<std::string>> waitingForRestart() const;
   std::string realOwnAddressHostProblem(const IpAddress& real) const;
   // healthSourceNotLocal's warning for a check source this host lacks
   // (checkOptions_.addressIsLocal), as a runtime add's answer says it.

@@ -157,11 +157,6 @@ std::optional<Config> loadOrLog(const std::string& path, std::string& text) {
   return std::move(r.config);
 }
 
-size_t countReals(const Config& c) {
-  size_t n = 0;
-  for (const auto& s : c.services) n += s.reals.size();
-  return n;
-}
 
 // Reload, before the registry: data plane shape (kind, interface, mode,
 // limits), the control socket and the metrics endpoint need a restart; say

@@ -71,7 +71,7 @@ void defineConns(CLI::App& noun, Context& ctx) {
     }
     std::cout << t.render();
     const uint64_t listed = j["connections"].size(), matched = j["matched"].get<uint64_t>();
-    std::cout << listed << (listed == 1 ? " entry" : " entries");
+    std::cout << counted(listed, "entry", "entries");
     if (matched > listed) std::cout << " of " << matched << " matching (--limit " << listed << ")";
     std::cout << ", " << j["scanned"].get<uint64_t>() << " in the connection table\n";
   });

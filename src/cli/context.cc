@@ -166,6 +166,10 @@ std::string age(long long s) {
   return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
 }
 
+std::string counted(uint64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
 std::string upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;

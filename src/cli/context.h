@@ -119,6 +119,8 @@ std::string realState(const json& real);
 // each on stderr.
 void printWarnings(const json& result);
 std::string upper(std::string s);  // ASCII upper case ("tcp" -> "TCP")
+// "1 service", "2 services": N and the word for it.
+std::string counted(uint64_t n, const char* one, const char* many);
 // What keeld could not apply without a restart, from a reply's
 // restart_needed and stop_start_needed (config.reload, daemon.status): a
 // line for the keys a restart applies, one for those only a new data plane

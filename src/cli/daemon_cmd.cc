@@ -11,16 +11,11 @@ namespace keel::cli {
 
 namespace {
 
-// "1 service", "2 services".
-std::string count(uint64_t n, const char* one, const char* many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
-
 // "2 drains, 1 weight, 1 added service"; empty when there are none.
 std::string runtimeChanges(const json& rc) {
   std::string out;
   auto add = [&](const char* key, const char* one, const char* many) {
-    if (const uint64_t n = rc.value(key, uint64_t{0}); n != 0) out += (out.empty() ? "" : ", ") + count(n, one, many);
+    if (const uint64_t n = rc.value(key, uint64_t{0}); n != 0) out += (out.empty() ? "" : ", ") + counted(n, one, many);
   };
   add("drains", "drain", "drains");
   add("weights", "weight", "weights");
@@ -40,8 +35,8 @@ void printStatus(const json& r) {
   std::cout << "data plane: " << str(dp["kind"]);
   if (!dp["where"].is_null()) std::cout << " on " << str(dp["where"]);
   std::cout << (dp.value("adopted", false) ? ", adopted from the keeld before (its flows kept)" : "") << "\n";
-  std::cout << "running: " << count(r.value("services", uint64_t{0}), "service", "services") << ", "
-            << count(r.value("reals", uint64_t{0}), "real", "reals") << "\n";
+  std::cout << "running: " << counted(r.value("services", uint64_t{0}), "service", "services") << ", "
+            << counted(r.value("reals", uint64_t{0}), "real", "reals") << "\n";
   std::cout << "config: " << str(cfg["path"]) << ", applied "
             << (str(cfg["applied_by"]) == "reload" ? "by a reload " : "at keeld's start ")
             << age(secondsSince(cfg["applied_at"], now)) << " ago (" << str(cfg["applied_at"]) << ")\n";

@@ -149,10 +149,9 @@ void printTable(const json& r, bool isRate) {
     std::cout << "xdp program: on " << str(a["interface"]) << " (" << str(a["mode"]) << "), "
               << (a.value("attached", false) ? "attached"
                                               : "NOT ATTACHED: VIP traffic is not forwarded until keeld attaches it again");
-    auto times = [](uint64_t n) { return std::to_string(n) + (n == 1 ? " time" : " times"); };
     std::vector<std::string> repairs;
-    if (const uint64_t n = a.value("reattached", uint64_t{0})) repairs.push_back("reattached " + times(n));
-    if (const uint64_t n = a.value("pins_restored", uint64_t{0})) repairs.push_back("pins restored " + times(n));
+    if (const uint64_t n = a.value("reattached", uint64_t{0})) repairs.push_back("reattached " + counted(n, "time", "times"));
+    if (const uint64_t n = a.value("pins_restored", uint64_t{0})) repairs.push_back("pins restored " + counted(n, "time", "times"));
     for (size_t i = 0; i < repairs.size(); ++i) std::cout << (i ? ", " : "; since keeld started: ") << repairs[i];
     std::cout << "\n";
   }

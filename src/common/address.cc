@@ -3,9 +3,10 @@
 
 #include <arpa/inet.h>
 
-#include <charconv>
 #include <cstdio>
 #include <cstring>
+
+#include "common/text.h"
 
 namespace keel {
 
@@ -30,9 +31,10 @@ std::optional<IpPrefix> IpPrefix::parse(std::string_view text, bool lengthOption
   const unsigned bits = a->isV4() ? 32 : 128;
   unsigned len = bits;
   if (slash != std::string_view::npos) {
-    const std::string_view l = text.substr(slash + 1);
-    auto [end, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
-    if (l.empty() || ec != std::errc() || end != l.data() + l.size() || len > bits) return std::nullopt;
+    // No leading zeros ("/08"), as every number keel reads (parseDecimal).
+    const std::optional<uint64_t> l = parseDecimal(text.substr(slash + 1));
+    if (!l || *l > bits) return std::nullopt;
+    len = static_cast<unsigned>(*l);
   }
   return IpPrefix{*a, static_cast<uint8_t>(len)};
 }

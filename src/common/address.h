@@ -49,7 +49,8 @@ struct IpPrefix {
   IpAddress address;  // as written (host bits not cleared)
   uint8_t length = 0;
   // "ADDR/LEN", or (lengthOptional) "ADDR" alone for the whole address;
-  // nullopt if malformed or LEN is beyond the family's bits.
+  // nullopt if malformed, LEN is beyond the family's bits or has a leading
+  // zero ("/08").
   static std::optional<IpPrefix> parse(std::string_view text, bool lengthOptional = false);
   // Network-order mask bytes of `length` (IPv4: the first 4).
   std::array<uint8_t, 16> maskBytes() const;

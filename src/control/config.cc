@@ -318,10 +318,15 @@ class Parser {
   }
 
   std::optional<Ipv4Prefix> prefix4(const YAML::Node& n, const std::string& path) {
-    std::string what = "must be an IPv4 prefix like \"172.16.0.0/16\", got " + describe(n);
-    if (!n.IsScalar()) return error(n, path, what), std::nullopt;
+    const std::string what = "must be an IPv4 prefix like \"172.16.0.0/16\"";
+    if (!n.IsScalar()) return error(n, path, what + ", got " + describe(n)), std::nullopt;
     auto p = IpPrefix::parse(n.Scalar());
-    if (!p || !p->address.isV4()) return error(n, path, what), std::nullopt;
+    if (!p || !p->address.isV4()) {
+      const std::string& text = n.Scalar();
+      const size_t slash = text.find('/');
+      const bool zero = slash != std::string::npos && leadingZero(std::string_view(text).substr(slash + 1));
+      return error(n, path, what + (zero ? std::string(kLeadingZeroNote) : "") + ", got " + describe(n)), std::nullopt;
+    }
     // Prefix lengths under 8 would hash sources across public space; over 30
     // leave too few sources to spread RSS on the reals.
     if (p->length < 8 || p->length > 30) {

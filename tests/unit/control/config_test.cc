@@ -1163,6 +1163,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"hash source host bits",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  hash_source_v4: 172.16.0.1/16\n",
                 {"keel.yaml:3: node.hash_source_v4: host bits must be zero"}},
+        BadCase{"hash source prefix length with a leading zero",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  hash_source_v4: 172.16.0.0/016\n",
+                {"keel.yaml:3: node.hash_source_v4: must be an IPv4 prefix like \"172.16.0.0/16\" (no leading zeros: "
+                 "YAML 1.1 reads 010 as octal 8), got \"172.16.0.0/016\""}},
+        BadCase{"hash source not a prefix",
+                "dataplane: {kind: xdp, interface: eth0}\nnode:\n  hash_source_v4: 172.16.0.0\n",
+                {"keel.yaml:3: node.hash_source_v4: must be an IPv4 prefix like \"172.16.0.0/16\", got \"172.16.0.0\""}},
         BadCase{"limits out of range", "dataplane: {kind: xdp, interface: eth0}\nlimits: {max_services: 0}\n",
                 {"keel.yaml:2: limits.max_services: must be an integer 1..65536, got \"0\""}},
         BadCase{"too many services for the limit",

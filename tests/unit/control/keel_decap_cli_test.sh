@@ -34,6 +34,9 @@ check "interface name with /" 2 "IFACE: bad interface name 'a/b'" attach a/b
 check "interface name too long" 2 "IFACE: bad interface name 'abcdefghijklmnop'" status abcdefghijklmnop
 check "prefix length beyond 32" 2 "--allow-source: 10.0.0.1/33: the prefix length must be 0..32" \
   attach $IF --allow-source 10.0.0.1/33
+check "prefix length with a leading zero" 2 \
+  "--allow-source: 10.0.0.0/08: the prefix length must be 0..32, without leading zeros" \
+  attach $IF --allow-source 10.0.0.0/08
 check "prefix length beyond 128" 2 "--allow-source: 2001:db8::/129: the prefix length must be 0..128" \
   attach $IF --allow-source 2001:db8::/129
 check "not an address" 2 "--allow-source: 10.0.0.300: not an IPv4 or IPv6 address" \

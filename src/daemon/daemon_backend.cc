@@ -318,7 +318,8 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
         onHealthChange(id, t, up, reason);
       }) {}
 
-Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) {
+Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
+                            const std::function<Status()>& forward) {
   Config config = file;
   if (adopted) keepAdoptedMacs(config, *adopted);
   if (auto errors = validateTargets(config); !errors.empty()) return Status::error(errors.front());
@@ -406,11 +407,16 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted) 
   }
   startFrom_.reset();
   if (!r.isOk()) return Status::error(r.error().message);
+  if (forward)
+    if (Status s = forward(); !s) return s;
   // What keel.yaml changed while no keeld ran, once the start has applied
-  // it (a start that fails says nothing of it, and the next one compares
-  // with the same text again).
+  // it and forwards (a start that fails says nothing of it, and the next
+  // one compares with the same text again).
   if (appliedBefore && appliedText_ && *appliedBefore != *appliedText_) logChangesWhileStopped(*appliedBefore, config);
-  saveAppliedFile();
+  if (appliedBefore && appliedText_ && *appliedBefore == *appliedText_)
+    appliedSaved_ = true;  // the same text again: no write
+  else
+    saveAppliedFile();
   adopted_ = adopted != nullptr;
   appliedAt_ = std::chrono::system_clock::now();
   appliedBy_ = "start";

@@ -90,7 +90,13 @@ class DaemonBackend : public api::ControlBackend {
   // checked real the record has kept down (established_on_down: keep)
   // starts down but kept (RealConfig::startKept): VALID, so that the
   // connection table a DPDK restart restores still reaches it.
-  Status start(const Config& config, const ProgrammedState* adopted = nullptr);
+  // `forward` (keeld: DPDK's workers start reading packets) runs once the
+  // tables are programmed; if it fails, so does the start. Only a start that
+  // forwards compares keel.yaml with the text the keeld before applied
+  // (config_changed_while_stopped) and saves its own as that text: a start
+  // that failed leaves the next one comparing with the same text.
+  Status start(const Config& config, const ProgrammedState* adopted = nullptr,
+               const std::function<Status()>& forward = {});
   // At a clean stop (keeld's exit path): writes the state file once more
   // with a stop record, the time and the checked reals that are up, for
   // the next keeld's start(). Files written while keeld runs have none, so

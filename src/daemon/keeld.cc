@@ -415,10 +415,9 @@ int run(const std::string& path, bool detachOnExit) {
     }
     logInfo(LogRecord("metrics_listening").add("address", config.metrics.listenAddress()));
   }
-  Status s = backend.start(config, adoptedState);
-  // DPDK: the saved connection tables go in now, over the programmed ids,
+  // DPDK: the saved connection tables go in once the ids are programmed,
   // and only then do the workers read packets.
-  if (s) s = handle->startForwarding();
+  Status s = backend.start(config, adoptedState, [&] { return handle->startForwarding(); });
   if (!s) {
     logError(LogRecord("program_failed").add("error", s.message()));
     metrics.reset();

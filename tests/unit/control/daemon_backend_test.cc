@@ -6,6 +6,7 @@
 #include "daemon/daemon_backend.h"
 #include "daemon/state_files.h"
 
+#include <sys/stat.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <gtest/gtest.h>
@@ -131,8 +132,10 @@ class DaemonBackendTest : public ::testing::Test {
     ConfigResult r = parseConfig(files_["keel.yaml"], "keel.yaml", options());
     EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
     if (!r.ok()) return backend;
-    Status s = backend->start(*r.config, pinned);
-    EXPECT_TRUE(s) << s.message();
+    startStatus_ = backend->start(*r.config, pinned, forward_);
+    if (!forward_) {
+      EXPECT_TRUE(startStatus_) << startStatus_.message();
+    }
     return backend;
   }
 
@@ -271,6 +274,8 @@ class DaemonBackendTest : public ::testing::Test {
   std::vector<std::string> preApplied_;
   std::string statePath_;
   std::string appliedPath_;  // setAppliedPath's, if set
+  std::function<Status()> forward_;  // start()'s `forward`, if set (its result is then the test's to check)
+  Status startStatus_ = Status::ok();  // the last start()'s
   std::optional<std::chrono::system_clock::time_point> startedAt_;  // setStartedAt, if set
   std::map<std::string, std::string> neighbours_;
   // The kernel's routes by destination, if set before make(): node.next_hop_mac's
@@ -2682,6 +2687,66 @@ TEST_F(RuntimeStateTest, ARestartSaysWhatKeelYamlChangedWhileNoKeeldRan) {
   ASSERT_EQ(head.size(), 1u);
   EXPECT_NE(head[0].find("cannot read to compare"), std::string::npos) << head[0];
   EXPECT_TRUE(log2.take("real_weight_changed").empty());
+}
+
+// A start that does not forward (keeld: DPDK's workers did not start)
+// neither says what keel.yaml changed nor saves its text: the next start
+// compares with the text the last keeld that forwarded applied. A start
+// whose text is the one saved leaves the file as it is.
+TEST_F(RuntimeStateTest, OnlyAStartThatForwardsSavesItsTextAndSaysWhatChanged) {
+  auto fileId = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(appliedPath_.c_str(), &st), 0) << appliedPath_;
+    return std::pair(st.st_ino, st.st_mtim.tv_nsec + st.st_mtim.tv_sec * 1000000000ll);
+  };
+  make();
+  const std::string first = files_["keel.yaml"];
+  const auto firstId = fileId();
+  const MockDataplane before = dp_;
+  backend_.reset();
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 50}\n      - {address: 10.0.1.2, weight: 100}\n") + kApi;
+
+  int forwards = 0;
+  forward_ = [&] {
+    ++forwards;
+    return Status::error("port did not start");
+  };
+  {
+    test::LogCapture log;
+    auto k = restart(&before);
+    EXPECT_EQ(forwards, 1);
+    EXPECT_FALSE(startStatus_);
+    EXPECT_EQ(startStatus_.message(), "port did not start");
+    EXPECT_TRUE(log.take("config_changed_while_stopped").empty());
+    EXPECT_TRUE(log.take("real_weight_changed").empty());
+    std::ifstream in(appliedPath_);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), first);
+    EXPECT_EQ(fileId(), firstId);
+  }
+  forward_ = [&] {
+    ++forwards;
+    return Status::ok();
+  };
+  {
+    test::LogCapture log;
+    auto k = restart(&before);
+    EXPECT_EQ(forwards, 2);
+    EXPECT_TRUE(startStatus_) << startStatus_.message();
+    EXPECT_EQ(log.take("config_changed_while_stopped").size(), 1u);
+    const std::vector<std::string> weight = log.take("real_weight_changed");
+    ASSERT_EQ(weight.size(), 1u);
+    EXPECT_NE(weight[0].find("service=web real=10.0.1.1 from=100 to=50"), std::string::npos) << weight[0];
+    std::ifstream in(appliedPath_);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), files_["keel.yaml"]);
+  }
+  // The same text again: not rewritten (neither the file nor its time change).
+  const auto savedId = fileId();
+  EXPECT_NE(savedId, firstId);
+  test::LogCapture log;
+  auto k = restart(&before);
+  EXPECT_TRUE(startStatus_) << startStatus_.message();
+  EXPECT_TRUE(log.take("config_changed_while_stopped").empty());
+  EXPECT_EQ(fileId(), savedId);
 }
 
 // A file service removed at runtime may be replaced at runtime, under its

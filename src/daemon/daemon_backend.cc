@@ -666,14 +666,18 @@ static bool hasL2dsrMacs(const Config& c) {
 // A running l2dsr real that now has another MAC: the neighbour table's
 // entry names another (the refresh, a reload's read; a warning, whichever
 // found it), or a reload's keel.yaml gives another mac: (info: asked for;
-// before, such a change was applied with no word of it). Not at a start
-// (nothing ran before it here), nor for a mac: a reload takes away (the
-// table's MAC then follows, warned about as the table's if it differs).
-static void logMacChanges(const Config& running, const Config& next) {
+// before, such a change was applied with no word of it), or keel.yaml
+// changed it while no keeld ran (a start's comparison with the text the
+// keeld before applied); not for a mac: a reload takes away (the table's
+// MAC then follows, warned about as the table's if it differs).
+// `wasOf` gives the running service a next one is: by name in a reload,
+// as the registry matches them; by VIP, port and protocol in the start's
+// comparison, as adoption matches them (a renamed service's change too).
+template <typename Was>
+static void logMacChanges(const Config& next, Was&& wasOf) {
   if (!hasL2dsrMacs(next)) return;
-  const auto runningServices = servicesByName(running);
   for (const ServiceConfig& svc : next.services) {
-    const ServiceConfig* was = find(runningServices, svc.name);
+    const ServiceConfig* was = wasOf(svc);
     if (!was || was->forwarding != Forwarding::kL2dsr || svc.forwarding != Forwarding::kL2dsr) continue;
     const auto runningReals = realsByAddress(was);
     for (const RealConfig& r : svc.reals) {
@@ -718,7 +722,8 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   // (daemon.status's running_kept) is over.
   if (lastReload_ && !nodeUndoFailed_) lastReload_->runningKept = true;
   if (!startFile_) startFile_ = file;  // the first: what the data plane was built with
-  logMacChanges(effective_, next);
+  const auto runningServices = servicesByName(effective_);
+  logMacChanges(next, [&](const ServiceConfig& svc) { return find(runningServices, svc.name); });
   const bool newlyPending = notePendingMacs(next);
   // A start, or a reload that sets another next_hop_mac (the operator's
   // fix of a mismatch): compared at once, not at the next upkeep.
@@ -2251,10 +2256,14 @@ void DaemonBackend::logChangesWhileStopped(const std::string& before, const Conf
     return std::string(reinterpret_cast<const char*>(&k), sizeof k);
   };
   for (const ServiceConfig& s : prev.config->services) prevByKey[keyOf(s)] = &s;
-  for (const ServiceConfig& svc : now.services) {
+  auto wasOf = [&](const ServiceConfig& svc) -> const ServiceConfig* {
     auto it = prevByKey.find(keyOf(svc));
-    if (it == prevByKey.end()) continue;
-    const ServiceConfig& was = *it->second;
+    return it == prevByKey.end() ? nullptr : it->second;
+  };
+  for (const ServiceConfig& svc : now.services) {
+    const ServiceConfig* wasPtr = wasOf(svc);
+    if (!wasPtr) continue;
+    const ServiceConfig& was = *wasPtr;
     if (was.name != svc.name)
       logInfo(LogRecord("service_updated")
                   .add("service", svc.name)
@@ -2268,7 +2277,7 @@ void DaemonBackend::logChangesWhileStopped(const std::string& before, const Conf
       return r->weight;
     });
   }
-  logMacChanges(*prev.config, now);
+  logMacChanges(now, wasOf);
   if (node_ && planeMac_) {
     std::optional<MacAddress> mac;
     std::string err;

@@ -2749,6 +2749,36 @@ TEST_F(RuntimeStateTest, OnlyAStartThatForwardsSavesItsTextAndSaysWhatChanged) {
   EXPECT_EQ(fileId(), savedId);
 }
 
+// An l2dsr real's mac: changed while no keeld ran, in a service renamed
+// meanwhile (the same VIP, port and protocol): the start's comparison says
+// so under the new name, as it matches services (it matched the MACs by
+// name, and said nothing).
+TEST_F(RuntimeStateTest, ARestartSaysWhatMacARenamedServiceGaveARealWhileNoKeeldRan) {
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 10.0.1.1, mac: \"02:00:00:00:00:11\"}\n"));
+  make();
+  const MockDataplane before = dp_;
+  backend_.reset();
+  std::string edited = l2dsr(yaml("      - {address: 10.0.1.1, mac: \"02:00:00:00:00:12\"}\n"));
+  edited.replace(edited.find("name: web"), 9, "name: web2");
+  files_["keel.yaml"] = edited;
+  const std::string appliedBefore = dir_ + "/applied-before.yaml";
+  std::filesystem::copy_file(appliedPath_, appliedBefore);
+  for (bool adopt : {true, false}) {
+    SCOPED_TRACE(adopt ? "adopting the plane" : "a new plane");
+    // Each start saves the text it applied: the one the keeld before left.
+    std::filesystem::copy_file(appliedBefore, appliedPath_, std::filesystem::copy_options::overwrite_existing);
+    test::LogCapture log;
+    auto k = adopt ? restart(&before) : restart();
+    ASSERT_TRUE(k->backend);
+    EXPECT_EQ(log.take("config_changed_while_stopped").size(), 1u);
+    const std::vector<std::string> changed = log.take("real_mac_changed");
+    ASSERT_EQ(changed.size(), 1u);
+    EXPECT_NE(changed[0].find("service=web2 real=10.0.1.1 from=02:00:00:00:00:11 mac=02:00:00:00:00:12"),
+              std::string::npos)
+        << changed[0];
+  }
+}
+
 // A file service removed at runtime may be replaced at runtime, under its
 // name or on its VIP: the replacement stands while the removal does, through
 // a reload of the unchanged file and a restart (each used to drop the

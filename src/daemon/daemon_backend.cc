@@ -1898,7 +1898,8 @@ MacLookup DaemonBackend::macsFor(bool l2dsr, const std::vector<api::RealSpec>& r
 }
 
 std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddRequest& req, const MacLookup& macs,
-                                                        std::vector<std::string>& errors) const {
+                                                        std::vector<std::string>& errors,
+                                                        std::optional<HealthCheckSpec>* serviceCheck) const {
   const size_t before = errors.size();
   ServiceConfig svc;
   svc.name = req.name;
@@ -1914,7 +1915,8 @@ std::optional<ServiceConfig> DaemonBackend::serviceFrom(const api::ServiceAddReq
   });
   // The service's own check, reals or not (as keel.yaml's: config.cc); a
   // mistake in it would otherwise read once per real, or not at all.
-  (void)resolveServiceHealth(svc.health, svc.vip, svc.port, "request", "params", errors);
+  std::optional<HealthCheckSpec> check = resolveServiceHealth(svc.health, svc.vip, svc.port, "request", "params", errors);
+  if (serviceCheck) *serviceCheck = std::move(check);
   for (size_t i = 0; i < req.reals.size(); ++i)
     if (auto r = realFrom(svc, req.reals[i], "params", "params.reals[" + std::to_string(i) + "]", macs, errors,
                           ServiceHealthBlock::kChecked))
@@ -1977,7 +1979,8 @@ std::string DaemonBackend::realOwnAddressHostProblem(const IpAddress& real) cons
 
 Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
   std::vector<std::string> errors;
-  auto svc = serviceFrom(req, macsFor(forwardingOf(req) == Forwarding::kL2dsr, req.reals), errors);
+  std::optional<HealthCheckSpec> serviceCheck;
+  auto svc = serviceFrom(req, macsFor(forwardingOf(req) == Forwarding::kL2dsr, req.reals), errors, &serviceCheck);
   if (!svc) return configErrors(std::move(errors));
   // A new VIP on one of the interface's addresses now (host checks; the
   // tunnel sources are checked with the composed config, as a file's are).
@@ -2012,10 +2015,8 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
   }
   // A service with no reals yet: its own block's source (each real's
   // resolved check says it otherwise, in addWarnings).
-  if (svc->reals.empty() && req.health.is_object())
-    if (auto it = req.health.find("source"); it != req.health.end() && it->is_string())
-      if (auto src = IpAddress::parse(it->get<std::string>()))
-        if (std::optional<std::string> w = sourceWarning(*src)) more.push_back(*w);
+  if (svc->reals.empty() && serviceCheck && serviceCheck->source)
+    if (std::optional<std::string> w = sourceWarning(*serviceCheck->source)) more.push_back(*w);
   return addWarnings(std::move(r), svc->forwarding, svc->reals, std::move(more));
 }
 

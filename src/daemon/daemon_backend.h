@@ -369,9 +369,11 @@ class DaemonBackend : public api::ControlBackend {
   // way, l2dsr MACs from the neighbour table: `macs` must have asked for
   // every l2dsr real the request gives without a mac (macsFor(), one table
   // read for a request; loadState gathers a whole state file for one read). Errors are
-  // appended ("request: params...: ..."); nullopt then.
+  // appended ("request: params...: ..."); nullopt then. `serviceCheck`, if
+  // given, gets the service's own check (resolveServiceHealth's).
   std::optional<ServiceConfig> serviceFrom(const api::ServiceAddRequest& request, const MacLookup& macs,
-                                           std::vector<std::string>& errors) const;
+                                           std::vector<std::string>& errors,
+                                           std::optional<HealthCheckSpec>* serviceCheck = nullptr) const;
   // kChecked: the caller has reported the mistakes of the service's own
   // health block (serviceFrom, through resolveServiceHealth), so a real
   // appends only those of its own block, not the service's once more.

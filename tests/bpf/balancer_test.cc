@@ -550,7 +550,10 @@ std::string vethOfMtu(const std::string& prefix, unsigned mtu) {
 // network namespace of this test process (nothing outside it is touched).
 // The rows (fixtures.h mtuRows) are the DPDK worker's too (dpdk_fixtures).
 TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
-  if (unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
+  if (unshare(CLONE_NEWNET) != 0) {
+    if (geteuid() == 0) FAIL() << "unshare(CLONE_NEWNET) failed as root";
+    GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
+  }
   const std::string veth = vethOfMtu("kmtu", 1000);
   const unsigned ifindex = if_nametoindex(veth.c_str());
   ASSERT_NE(ifindex, 0u);
@@ -633,7 +636,10 @@ TEST(Balancer, TunnelMtuBelowThePortIsAnsweredLikeAPortOfThatMtu) {
     ASSERT_EQ(lb->setNode(st.node), "");
     for (const FixtureRow& row : mtuRows(1000)) checkRow(*lb, row);
   }
-  if (unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
+  if (unshare(CLONE_NEWNET) != 0) {
+    if (geteuid() == 0) FAIL() << "unshare(CLONE_NEWNET) failed as root";
+    GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
+  }
   const std::string veth = vethOfMtu("ktmtu", 1000);
   const unsigned ifindex = if_nametoindex(veth.c_str());
   ASSERT_NE(ifindex, 0u);
@@ -665,7 +671,10 @@ TEST(Balancer, TunnelMtuBelowThePortIsAnsweredLikeAPortOfThatMtu) {
 // client's slot of icmp_client_limit holds a time far ahead on every CPU,
 // so no clock enters the test (the DPDK worker test walks the limit itself).
 TEST(Balancer, TooBigAnswersAreLimitedPerClient) {
-  if (unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
+  if (unshare(CLONE_NEWNET) != 0) {
+    if (geteuid() == 0) FAIL() << "unshare(CLONE_NEWNET) failed as root";
+    GTEST_SKIP() << "unshare(CLONE_NEWNET) not permitted";
+  }
   const std::string veth = vethOfMtu("kcli", 1000);
   const unsigned ifindex = if_nametoindex(veth.c_str());
   ASSERT_NE(ifindex, 0u);

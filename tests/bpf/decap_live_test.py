@@ -25,6 +25,7 @@ usage: decap_live_test.py PATH/TO/keel-decap        (root; stdlib only)
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -345,6 +346,9 @@ if __name__ == "__main__":
     if os.geteuid() != 0:
         print("SKIP: needs root")
         sys.exit(77)
+    # meson's timeout sends SIGTERM: exit through the finally below, so the
+    # namespaces, links and pins go (a signal's default action skips it).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rc = 1
     try:
         rc = main()

@@ -443,6 +443,7 @@ class KeeldHost:
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         lab._procs.append(self.proc)
+        self._keelds: list[Keeld] = []  # every keeld start() made: close() stops those still running
         ready, _, _ = select.select([self.proc.stdout], [], [], 10)
         line = self.proc.stdout.readline() if ready else ""
         if line.strip() != "ready":
@@ -462,8 +463,10 @@ class KeeldHost:
         false: at once, for a test that watches readiness itself). Nothing is
         reset first: it adopts what the keeld before it left attached. Ready,
         not merely attached, as an adopted program is attached all along."""
-        return Keeld.start(self.lab, config, name, Keeld.wait_ready if wait_ready else None,
-                           host=self, args=args, wrap=wrap, env=env)
+        k = Keeld.start(self.lab, config, name, Keeld.wait_ready if wait_ready else None,
+                        host=self, args=args, wrap=wrap, env=env)
+        self._keelds.append(k)
+        return k
 
     @property
     def pin_dir(self) -> str:
@@ -500,6 +503,10 @@ class KeeldHost:
         return self.exists(f"{self.pin_dir}/{name}" if name else self.pin_dir)
 
     def close(self) -> None:
+        """Stops (SIGTERM) every keeld of this host a test left running (one
+        that failed before its own stop), then the holder."""
+        for k in getattr(self, "_keelds", []):
+            k.stop()
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=5)
@@ -927,20 +934,24 @@ class Lab:
             names.append(next(n for (a4, a6), n in by_addr.items() if addr in (a4, a6)))
         return names
 
-    def stats(self) -> dict | None:
+    def stats(self, strict: bool = True) -> dict | None:
         """The running keeld's `keelctl -o json stats`, or None when no keeld
-        is running (or it does not answer)."""
+        is running. A keeld that runs and does not answer fails the test
+        (strict), or gives None (diagnostics after a failure)."""
         k = self._keeld
         if k is None or k.proc.poll() is not None:
             return None
         p = k.keelctl("-o", "json", "stats", check=False)
-        return json.loads(p.stdout) if p.returncode == 0 else None
+        if p.returncode != 0:
+            assert not strict, f"keelctl stats failed ({p.returncode}): {p.stdout}{p.stderr}"
+            return None
+        return json.loads(p.stdout)
 
-    def reasons(self) -> dict[str, int] | None:
+    def reasons(self, strict: bool = True) -> dict[str, int] | None:
         """Packets per verdict reason, summed over CPUs / worker lcores, as
         the running keeld reports them: the same for every data plane. None
-        when no keeld is running."""
-        stats = self.stats()
+        when no keeld is running (strict as stats())."""
+        stats = self.stats(strict)
         if stats is None:
             return None
         return {name: int(c["packets"]) for name, c in stats["reasons"].items()}

@@ -11,6 +11,8 @@ plane (conftest: --dataplane).
 """
 import errno
 import json
+import os
+import select
 import socket
 import subprocess
 import time
@@ -71,8 +73,8 @@ def test_forwarding_path(keel, forwarding, family):
     the modes apart: with ipip each request crosses the router twice
     (client->balancer, then outer balancer->real), with l2dsr once (the
     balancer hands it straight to the real's MAC); each reply crosses once.
-    Where the data plane exposes its verdict counters, every request was
-    counted under this mode's tx reason and none under the other's."""
+    The verdict counters (keelctl stats, every data plane) counted every
+    request under this mode's tx reason and none under the other's."""
     lab, _ = keel
     n = 10
     before, reasons_before = lab.router_forwarded()[family], lab.reasons()
@@ -83,8 +85,7 @@ def test_forwarding_path(keel, forwarding, family):
     assert forwarded == per_exchange * n, \
         f"router forwarded {forwarded} packets for {n} {forwarding} exchanges"
     reasons_after = lab.reasons()
-    if reasons_before is None or reasons_after is None:
-        return
+    assert reasons_before is not None and reasons_after is not None, "no keeld runs"
     delta = {k: reasons_after[k] - reasons_before.get(k, 0) for k in reasons_after}
     this, other = ("tx_ipip", "tx_l2dsr") if forwarding == "ipip" else ("tx_l2dsr", "tx_ipip")
     assert delta[this] == n, f"{this} counted {delta[this]} for {n} requests: {delta}"
@@ -164,9 +165,9 @@ def test_icmp_and_not_ours(keel, forwarding, family):
     flows = lab.flows("udp", vip, 9999, count=3, timeout=0.5)
     assert all("real" not in f for f in flows), f"a real answered on a port without service: {flows}"
     after = lab.reasons()
-    if before is not None and after is not None:
-        assert after["pass_no_service"] - before["pass_no_service"] >= 3, \
-            f"pass_no_service {before['pass_no_service']} -> {after['pass_no_service']}"
+    assert before is not None and after is not None, "no keeld runs"
+    assert after["pass_no_service"] - before["pass_no_service"] >= 3, \
+        f"pass_no_service {before['pass_no_service']} -> {after['pass_no_service']}"
 
 
 @pytest.fixture
@@ -332,7 +333,16 @@ def test_frames_leave_from_the_balancers_new_mac(moved_balancer):
             real.argv(["timeout", "10", "tcpdump", "-i", "eth0", "-e", "-n", "-l", "-c", "1",
                        "tcp[tcpflags] & tcp-syn != 0 and dst port " + str(PORT)]),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1)  # tcpdump's capture open (bounded: each exits within 10 s)
+    # Each tcpdump's capture open: it says "listening on" (bounded: 5 s).
+    for role, cap in captures.items():
+        deadline, said = time.monotonic() + 5, ""
+        while "listening on" not in said and time.monotonic() < deadline:
+            if select.select([cap.stderr], [], [], max(0, deadline - time.monotonic()))[0]:
+                got = os.read(cap.stderr.fileno(), 4096).decode(errors="replace")  # unbuffered
+                if not got:
+                    break
+                said += got
+        assert "listening on" in said, f"{role}: tcpdump did not start: {said}"
     spread = served(lab.flows("tcp", lab.vip(4), PORT, count=20))
     assert set(spread) == {r.role for r in lab.reals}, spread
     for role, cap in captures.items():
@@ -436,7 +446,8 @@ def test_too_big_answered_with_icmp(keel_variant, family):
             t.sendall(b"u" * 200_000)
             t.shutdown(socket.SHUT_WR)
             got = b""
-            while True:
+            deadline = time.monotonic() + 20  # bounded in time and bytes (the reply is a name per read)
+            while time.monotonic() < deadline and len(got) < 1_000_000:
                 chunk = t.recv(65536)
                 if not chunk:
                     break

@@ -39,6 +39,18 @@ using test::MockDataplane;
 // a check of 10.0.1.x never passes (no route) wherever the test runs as root.
 const bool kIsolated = test::isolateNetwork();
 
+// Without that namespace (not root) the checkers would reach the host's
+// network: every test is skipped then, saying why (root always has it,
+// below).
+class NeedsIsolation : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (!kIsolated) GTEST_SKIP() << "needs root: a private network namespace (the checks would reach the host's network)";
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kNeedsIsolation =
+    ::testing::AddGlobalTestEnvironment(new NeedsIsolation);
+
 IpAddress ip(const char* s) { return *IpAddress::parse(s); }
 
 std::string yaml(const std::string& reals, const std::string& health = "") {

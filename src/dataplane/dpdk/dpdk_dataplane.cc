@@ -453,13 +453,19 @@ void closePort(uint16_t port, bool probed, KernelRestore restore = {}) {
 // first segment is set to start at b.data and hold b.len bytes. The path
 // works in the first segment's buffer only; it may have moved the start into
 // the headroom (an outer header) and changed the length (grown by it, or cut
-// after an ICMP error's quote). A cut frame ends in the first segment, so a
-// chain behind it goes; otherwise the segments behind it stay as they were.
+// after an ICMP error's quote). A cut frame ends in the first segment, and
+// so does one whose start moved: it was rebuilt around the IP packet, which
+// the parser found whole in the first segment (an outer header: the bytes
+// after the packet stay out of the tunnel, as XDP's adjust_tail leaves
+// them; an ICMP error ends after its quote). A chain behind either goes;
+// otherwise (l2dsr, an echo reply: rewritten in place) the segments behind
+// it stay as they were.
 inline void setFrame(rte_mbuf* m, const dpdk::PacketBuf& b) {
   const uint16_t oldLen = rte_pktmbuf_data_len(m);
+  const uint16_t oldOff = m->data_off;
   m->data_off = static_cast<uint16_t>(b.data - static_cast<uint8_t*>(m->buf_addr));
   m->data_len = static_cast<uint16_t>(b.len);
-  if (b.len < oldLen && m->next) {
+  if ((b.len < oldLen || m->data_off != oldOff) && m->next) {
     rte_pktmbuf_free(m->next);
     m->next = nullptr;
     m->nb_segs = 1;
@@ -477,6 +483,23 @@ inline uint16_t sendOrFree(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint1
   if (sent == n) return 0;
   rte_pktmbuf_free_bulk(pkts + sent, n - sent);
   return static_cast<uint16_t>(n - sent);
+}
+
+// sendOrFree() for the exception interface: net_tap stops a burst at a
+// frame it refuses (one over the tap's MTU, a failed write to the kernel)
+// as it does at a full queue, so the frame it stopped at is freed and the
+// rest are offered again: one bad frame no longer takes the frames behind
+// it (ARP, BGP, SSH) with it. At most n calls. Returns how many it freed.
+inline uint16_t sendToKernel(uint16_t tap, uint16_t queue, rte_mbuf** pkts, uint16_t n) {
+  uint16_t lost = 0;
+  for (uint16_t i = 0; i < n;) {
+    i += rte_eth_tx_burst(tap, queue, pkts + i, n - i);
+    if (i < n) {
+      rte_pktmbuf_free(pkts[i++]);
+      ++lost;
+    }
+  }
+  return lost;
 }
 
 // Adds n to a counter only its worker writes (a relaxed load and store, as
@@ -644,13 +667,17 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       if (Status s = attachPort(devargs, "dpdk.exception_interface", &tap_, &tapProbed_); !s)
         return s;
       tapReady_ = true;
-      // MTU 0: the tap stays at its default (1500) whatever dpdk.mtu says:
-      // net_tap takes no more than 1504 and refuses to send the kernel a
-      // frame over its own MTU, so a kernel side at the port's jumbo MTU
-      // would advertise a TCP MSS whose segments the tap then drops.
+      // The tap stays at its default MTU (1500) above it, whatever dpdk.mtu
+      // says: net_tap takes no more than 1504 and refuses to send the
+      // kernel a frame over its own MTU, so a kernel side at the port's
+      // jumbo MTU would advertise a TCP MSS whose segments the tap then
+      // drops. A port MTU below 1500 (dpdk.mtu, or the smaller MTU of the
+      // port's kernel interface) is the tap's: the host's own TCP and BGP
+      // then size what they send for the port, which would drop the rest.
       PortSetup tapSetup;
+      const uint16_t tapMtu = facts_.mtu != 0 && facts_.mtu < 1500 ? static_cast<uint16_t>(facts_.mtu) : 0;
       if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, opts_.exceptionDescriptors,
-                               opts_.exceptionDescriptors, pool_, false, 0, "", &tapSetup); !s)
+                               opts_.exceptionDescriptors, pool_, false, tapMtu, "", &tapSetup); !s)
         return s;
     }
 
@@ -1112,7 +1139,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         cur->n = 0;
         if (uint16_t lost = sendOrFree(port_, q, tx, ntx)) addTo(w.txDropped, lost);
         if (haveTap)
-          if (uint16_t lost = sendOrFree(tap_, q, exc, nexc)) addTo(w.toKernelDropped, lost);
+          if (uint16_t lost = sendToKernel(tap_, q, exc, nexc)) addTo(w.toKernelDropped, lost);
       }
       std::swap(cur, next);
       // The kernel's side of the exception path (ARP replies, ICMP, BGP,

@@ -42,8 +42,10 @@ struct DpdkOptions {
   uint16_t exceptionDescriptors = 512;
   // 0: workers busy-poll (lowest latency, one core each at 100 %). N: a
   // worker whose port and exception queues were both empty sleeps N us
-  // before polling again, trading up to N us of latency on the first packet
-  // after a quiet spell for idle cores (labs, CI, lightly loaded nodes).
+  // before polling again, trading idle cores (labs, CI, lightly loaded
+  // nodes) for up to N us on any packet that arrives while it sleeps: under
+  // light steady traffic that is most of them, and the RX ring must hold
+  // N us of the port's packets.
   uint32_t idleSleepUs = 0;
   // 0: the port runs at its driver's default MTU (1500) with DPDK's default
   // 2 KiB buffers. N: the port's MTU, and buffers that hold a whole frame of

@@ -7,6 +7,8 @@
 // that are not ours reach the kernel, and the kernel's answer (an ARP reply)
 // leaves through the port.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <pcap/pcap.h>
@@ -580,6 +582,65 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
   EXPECT_TRUE(sawReply);
 }
 
+// A frame the tap refuses (over its MTU: a jumbo frame for the host on a
+// 9000-byte port) is dropped alone: net_tap stops a burst at it, and the
+// frames behind it in the burst (here the ARP request the kernel must
+// answer) used to be freed with it. And a port MTU under 1500 is the tap's,
+// so the host's own traffic is sized for the port.
+TEST_F(DpdkPcapTest, TheExceptionPathDropsOnlyTheFrameTheTapRefuses) {
+  if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)
+    GTEST_SKIP() << "needs root and /dev/net/tun for net_tap";
+  const std::string ifname = "kx" + kPid;
+  const std::string rx = kDir + "/exc_big_rx.pcap", tx = kDir + "/exc_big_tx.pcap";
+  std::vector<uint8_t> arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x02,
+                              0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,
+                              0x02, 0, 0, 0, 0, 0x02, 198, 18, 0, 2,
+                              0, 0, 0, 0, 0, 0, 198, 18, 0, 1};
+  arp.resize(60, 0);
+  Frame big{ip("198.18.0.2"), ip("198.18.0.1"), 4000, 9, KEEL_PROTO_UDP};
+  big.payload = 8000;  // not a VIP: for the kernel, over the tap's MTU
+  std::vector<std::vector<uint8_t>> in = {test::buildFrame(big), arp};
+  for (int i = 1; i < 4; ++i)
+    in.push_back(test::buildFrame(Frame{ip("198.18.0.2"), ip("198.18.0.1"), static_cast<uint16_t>(4000 + i), 9,
+                                        KEEL_PROTO_UDP}));
+  writePcap(rx, in);
+  {
+    DpdkOptions o = pcapOptions("net_pcap_keelxb" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
+    o.mtu = 9000;
+    o.exceptionInterface = ifname;
+    std::string err;
+    auto dp = createDpdkDataplane(o, &err);
+    ASSERT_NE(dp, nullptr) << err;
+    ASSERT_EQ(std::system(("ip addr add 198.18.0.1/24 dev " + ifname).c_str()), 0);
+    ASSERT_TRUE(dp->start());
+    ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= in.size(); }));
+    ASSERT_TRUE(waitFor([&] { return dp->exceptionEgressPackets() >= 1; })) << "no ARP reply from the kernel";
+    const DataplaneStats st = dp->readStats();
+    ASSERT_EQ(st.workers.size(), 1u);
+    EXPECT_EQ(st.workers[0].toKernelDropped, 1u);
+    EXPECT_GE(kernelRxPackets(ifname), in.size() - 1);
+  }
+  bool sawReply = false;
+  for (const auto& f : readPcap(tx))
+    sawReply = sawReply || (f.size() >= 42 && f[12] == 0x08 && f[13] == 0x06 && f[21] == 2);
+  EXPECT_TRUE(sawReply);
+
+  DpdkOptions o = pcapOptions("net_pcap_keelxm" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
+  o.mtu = 1400;
+  o.exceptionInterface = ifname;
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  ASSERT_NE(dp, nullptr) << err;
+  // SIOCGIFMTU: sysfs shows the namespace it was mounted in, not this one.
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  const int rc = ::ioctl(fd, SIOCGIFMTU, &ifr);
+  ::close(fd);
+  ASSERT_EQ(rc, 0) << std::strerror(errno);
+  EXPECT_EQ(ifr.ifr_mtu, 1400);
+}
 
 // A port whose driver cannot take dpdk.mtu fails the start with its range
 // (net_tap as the port: its largest frame is 1522 bytes, MTU 1504; its
@@ -1130,7 +1191,13 @@ int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   // A private network namespace: the tap interface and its address exist
   // only for this process and vanish with it, whatever happens.
-  if (geteuid() == 0 && unshare(CLONE_NEWNET) == 0) {
+  // As root without one the tests would make their tap and packet sockets
+  // in the host's namespace: refused instead.
+  if (geteuid() == 0) {
+    if (unshare(CLONE_NEWNET) != 0) {
+      std::perror("dpdk_pcap_test: unshare(CLONE_NEWNET)");
+      return 1;
+    }
     std::ofstream("/proc/sys/net/ipv6/conf/default/disable_ipv6") << "1";
     std::system("ip link set lo up");
   }

@@ -593,9 +593,11 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
 // A kernel vdev's queue count is in its devargs (net_af_packet's qpairs=,
 // net_af_xdp's queue_count=, both 1 when not given), and each worker reads
 // one queue: fewer queues than workers fail the start (the device lacks
-// them), and net_af_packet with more loses the flows the kernel's fanout
-// gives the queues no worker reads, so the start refuses that too
-// (setupPort() in the DPDK plane). Said now, with the file's line, so
+// them), and more lose flows: net_af_packet's fanout gives the queues no
+// worker reads theirs, and net_af_xdp opens sockets only on the queues the
+// workers read, so the NIC's RSS onto the others hands their frames to the
+// kernel (libxdp's program passes what no socket takes); the start refuses
+// both (setupPort() in the DPDK plane). Said now, with the file's line, so
 // --check-config and a reload catch what the next start would refuse.
 void Parser::checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d) {
   // The port's own devargs, or its --vdev's in eal_args (portDevargs).
@@ -617,13 +619,17 @@ void Parser::checkPortQueues(const std::optional<YAML::Node>& portNode, const Dp
   }
   const size_t workers = d.workers.size();
   const std::string have = (given ? std::string(key) + "=" + *given : "no " + std::string(key) + "= (1 queue)") + where;
-  if (queues < workers || (afPacket && queues > workers))
+  if (queues != workers) {
+    std::string why;
+    if (queues > workers)
+      why = afPacket ? ", and the kernel spreads flows over every queue pair, so those of the " +
+                           std::to_string(queues - workers) + " no worker reads would be lost"
+                     : ", and the frames the NIC puts on the " + std::to_string(queues - workers) +
+                           " queues no worker reads would go to the kernel, not to keel";
     error(*portNode, "dataplane.dpdk.port",
           have + " for " + std::to_string(workers) + (workers == 1 ? " worker" : " workers") +
-              ": each worker reads one queue" +
-              (queues < workers ? "" : ", and the kernel spreads flows over every queue pair, so those of the " +
-                                           std::to_string(queues - workers) + " no worker reads would be lost") +
-              "; give " + key + "=" + std::to_string(workers));
+              ": each worker reads one queue" + why + "; give " + key + "=" + std::to_string(workers));
+  }
 }
 
 // What EAL would refuse at start about the workers' lcores, said now

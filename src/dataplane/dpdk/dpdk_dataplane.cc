@@ -15,6 +15,8 @@
 #include <rte_rcu_qsbr.h>
 #include <bpf/libbpf.h>
 #include <dlfcn.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -35,6 +37,7 @@
 #include "common/devargs.h"
 #include "common/file_write.h"
 #include "common/logging.h"
+#include "common/text.h"
 #include "dataplane/dpdk/tables.h"
 #include "dataplane/dpdk/worker_path.h"
 
@@ -238,6 +241,20 @@ uint16_t kernelMtu(const std::string& iface) {
   return static_cast<uint16_t>(ifr.ifr_mtu);
 }
 
+// The receive queues a kernel interface's driver spreads frames over (its
+// combined and rx-only channels, `ethtool -l`), or nullopt if it does not
+// say (a driver without channel counts).
+std::optional<uint32_t> kernelRxQueues(const std::string& iface) {
+  ethtool_channels ch{};
+  ch.cmd = ETHTOOL_GCHANNELS;
+  ifreq ifr{};
+  ifr.ifr_data = reinterpret_cast<char*>(&ch);
+  if (!kernelIfreq(iface, SIOCETHTOOL, &ifr)) return std::nullopt;
+  const uint32_t n = ch.combined_count + ch.rx_count;
+  if (n == 0) return std::nullopt;
+  return n;
+}
+
 // Sets a kernel interface's MTU; false if it cannot (errno says why).
 bool setKernelMtu(const std::string& iface, uint16_t mtu) {
   ifreq ifr{};
@@ -322,9 +339,14 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
   int socket = rte_eth_dev_socket_id(port);
   for (uint16_t q = 0; q < queues; ++q) {
     rc = rte_eth_rx_queue_setup(port, q, rxd, socket, nullptr, pool);
+    // net_af_xdp fills its socket's ring from the pool when the queue is
+    // set up, and fails with only "Invalid argument" when the pool is short
+    // (DPDK 22.11 here: 1,024 buffers a worker were too few, 2,048 enough).
     if (rc != 0)
-      return Status::error(std::string(what) + ": rx queue " + std::to_string(q) + ": " +
-                           rte_strerror(-rc));
+      return Status::error(std::string(what) + ": rx queue " + std::to_string(q) + ": " + rte_strerror(-rc) +
+                           (info.driver_name && std::strstr(info.driver_name, "af_xdp")
+                                ? " (net_af_xdp: too few buffers for its ring? raise dataplane.dpdk.mbufs_per_worker)"
+                                : ""));
     rc = rte_eth_tx_queue_setup(port, q, txd, socket, nullptr);
     if (rc != 0)
       return Status::error(std::string(what) + ": tx queue " + std::to_string(q) + ": " +
@@ -626,6 +648,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
                            opts_.mtu, portRestore_.iface, &setup);
     portRestore_.mtu = setup.kernelMtuBefore;  // put back at close, even after a failure
     if (!set) return set;
+    warnUnreadNicQueues(nq);
     facts_.rxDescriptors = setup.rxd;
     facts_.txDescriptors = setup.txd;
     facts_.rssHf = setup.rssHf;
@@ -1071,6 +1094,27 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   // The workers' clock: TSC-derived nanoseconds, read once per burst.
   uint64_t workerNowNs() const { return static_cast<uint64_t>((rte_rdtsc() * nsPerTsc_) >> 32); }
   static uint64_t wallNowNs() { return clockNs(CLOCK_REALTIME); }
+
+  // net_af_xdp binds a socket to each queue a worker reads (start_queue=
+  // on, one per worker); libxdp's program passes what the NIC's RSS puts on
+  // any other queue to the kernel, so those flows never reach keel. Said at
+  // start when the interface's driver spreads frames over more queues
+  // (a warning: an RSS indirection table, `ethtool -X`, may keep them
+  // empty, which keel does not read).
+  void warnUnreadNicQueues(uint16_t queues) const {
+    const std::string devargs = portDevargs(opts_.port, opts_.ealArgs);
+    if (!isAfXdpPort(devargs) || portRestore_.iface.empty()) return;
+    const std::optional<uint32_t> nic = kernelRxQueues(portRestore_.iface);
+    const uint64_t first = parseDecimal(devargValue(devargs, "start_queue").value_or("0")).value_or(0);
+    if (!nic || (first == 0 && *nic <= queues)) return;
+    logWarn(LogRecord("dpdk_nic_queues_unread")
+                .add("interface", portRestore_.iface)
+                .add("nic_rx_queues", *nic)
+                .add("read_queues", std::to_string(first) + "-" + std::to_string(first + queues - 1))
+                .add("detail", "the frames the NIC's RSS puts on its other queues go to the kernel, not to keel: "
+                               "ethtool -L " + portRestore_.iface + " combined " + std::to_string(queues) +
+                               " (with start_queue=0), or an RSS table that keeps them empty (ethtool -X)"));
+  }
 
   static int workerMain(void* arg) {
     auto* w = static_cast<Worker*>(arg);

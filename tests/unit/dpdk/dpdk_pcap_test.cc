@@ -212,8 +212,12 @@ DpdkOptions pcapOptions(const std::string& port) {
 // A veth pair in this process's namespace, `name` up; deleted (with its
 // peer) when the test ends, however it ends.
 struct Veth {
-  Veth(std::string n, const std::string& peer) : name(std::move(n)) {
-    up = std::system(("ip link add " + name + " type veth peer name " + peer + " && ip link set " + name + " up")
+  // queues: each end's RX/TX queues (0: the kernel's default, one).
+  Veth(std::string n, const std::string& peer, unsigned queues = 0) : name(std::move(n)) {
+    const std::string q =
+        queues ? " numrxqueues " + std::to_string(queues) + " numtxqueues " + std::to_string(queues) : "";
+    up = std::system(("ip link add " + name + q + " type veth peer name " + peer + q + " && ip link set " + name +
+                      " up && ip link set " + peer + " up")
                          .c_str()) == 0;
   }
   ~Veth() { (void)std::system(("ip link del " + name + " 2>/dev/null").c_str()); }
@@ -1052,6 +1056,42 @@ TEST_F(DpdkPcapTest, AnAfPacketPortWithMoreQueuePairsThanWorkersIsRefused) {
   o.port = "net_af_packet_keelr" + kPid + ",iface=lo,qpairs=1";
   auto dp = createDpdkDataplane(o, &err);
   EXPECT_NE(dp, nullptr) << err;
+}
+
+// net_af_xdp binds a socket to each queue a worker reads; frames the NIC
+// spreads onto its other queues go to the kernel. A start over an
+// interface with more receive queues than the workers read says so (a veth
+// with two, one worker); one with as many says nothing.
+TEST_F(DpdkPcapTest, AnAfXdpPortOverMoreNicQueuesThanWorkersIsWarnedAbout) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for AF_XDP and a veth";
+  if (!dlopen("librte_net_af_xdp.so.23", RTLD_LAZY | RTLD_NOLOAD) &&
+      !dlopen("librte_net_af_xdp.so.23", RTLD_LAZY))
+    FAIL() << "DPDK's af_xdp driver (librte-net-af-xdp23) is not installed";
+  const Veth two("kq2a" + kPid, "kq2b" + kPid, 2), one("kq1a" + kPid, "kq1b" + kPid);
+  ASSERT_TRUE(two.up && one.up);
+  std::ostringstream out;
+  auto previous = spdlog::default_logger();
+  auto capture = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  capture->set_pattern("level=%l %v");
+  spdlog::set_default_logger(capture);
+  auto start = [&](const Veth& veth, const char* name) {
+    DpdkOptions o = pcapOptions(std::string(name) + kPid + ",iface=" + veth.name + ",queue_count=1");
+    o.mbufsPerWorker = 2048;  // net_af_xdp fills its ring from the pool at set-up: 1024 are too few
+    std::string err;
+    auto dp = createDpdkDataplane(o, &err);
+    EXPECT_NE(dp, nullptr) << err;
+    return dp != nullptr;
+  };
+  const bool started = start(two, "net_af_xdp_keelq2") && start(one, "net_af_xdp_keelq1");
+  spdlog::set_default_logger(previous);
+  const std::string got = out.str();
+  ASSERT_TRUE(started) << got;
+  EXPECT_NE(got.find("level=warning event=dpdk_nic_queues_unread interface=" + two.name +
+                     " nic_rx_queues=2 read_queues=0-0 detail=\"the frames the NIC's RSS puts on its other "
+                     "queues go to the kernel, not to keel: ethtool -L " + two.name + " combined 1"),
+            std::string::npos)
+      << got;
+  EXPECT_EQ(got.find("dpdk_nic_queues_unread interface=" + one.name), std::string::npos) << got;
 }
 
 // A PCI port given in its short form finds the device EAL probed under the

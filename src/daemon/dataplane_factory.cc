@@ -222,6 +222,7 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
                 .add("workers", rep.workers)
                 .add("saved_workers", rep.savedWorkers)
                 .add("copied_to_all_workers", rep.copiedToAll)
+                .add("port_spread_changed", rep.spreadChanged)
                 .add("loaded", rep.loaded)
                 .add("lost_no_room", rep.lostNoRoom)
                 .add("skipped_duplicate", rep.skippedDuplicate)

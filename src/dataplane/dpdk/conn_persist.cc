@@ -115,7 +115,7 @@ uint64_t get64(const uint8_t* p, Order o) {
 
 // The offsets of conn_persist.h's layout.
 namespace at {
-constexpr size_t kVersion = 8, kEntrySize = 12, kWorkers = 16, kEntries = 24, kSavedAt = 32;
+constexpr size_t kVersion = 8, kEntrySize = 12, kWorkers = 16, kSpread = 20, kEntries = 24, kSavedAt = 32;
 constexpr size_t kFlow = 0, kService = 40, kRealAddr = 60, kRealFamily = 76, kWorker = 80, kAge = 88;
 }  // namespace at
 static_assert(sizeof(keel_flow_key) == at::kService - at::kFlow &&
@@ -146,6 +146,7 @@ void decodeRecord(const uint8_t* p, Order o, ConnRecord* r) {
 struct Header {
   Order order = Order::kLittle;
   uint32_t workers = 0;
+  uint32_t spread = 0;
   uint64_t entries = 0;
   uint64_t savedAtNs = 0;
 };
@@ -174,6 +175,7 @@ Status parseHeader(const uint8_t* p, uint64_t body, Header* h) {
   h->workers = get32(p + at::kWorkers, h->order);
   h->entries = get64(p + at::kEntries, h->order);
   h->savedAtNs = get64(p + at::kSavedAt, h->order);
+  h->spread = get32(p + at::kSpread, h->order);  // 0 in version 1 (reserved, written zero)
   if (h->workers == 0) return Status::error("worker count 0");
   if (body % ConnFile::kEntrySize != 0 || body / ConnFile::kEntrySize != h->entries)
     return Status::error("truncated or padded: the header says " + std::to_string(h->entries) +
@@ -211,6 +213,7 @@ bool writeConns(FILE* f, const SavedConns& saved) {
   put32(h + at::kVersion, ConnFile::kVersion);
   put32(h + at::kEntrySize, ConnFile::kEntrySize);
   put32(h + at::kWorkers, saved.workers);
+  put32(h + at::kSpread, saved.spread);
   put64(h + at::kEntries, saved.records.size());
   put64(h + at::kSavedAt, saved.savedAtNs);
   if (std::fwrite(h, sizeof h, 1, f) != 1) return false;
@@ -243,6 +246,7 @@ Status readConns(FILE* f, uint64_t size, SavedConns* out) {
   if (std::fgetc(f) != EOF || std::ferror(f)) return Status::error("read failed or the file changed while read");
   if (Status s = checkRecords(records, h.workers); !s) return s;
   out->workers = h.workers;
+  out->spread = h.spread;
   out->savedAtNs = h.savedAtNs;
   out->records = std::move(records);
   return Status::ok();
@@ -301,7 +305,7 @@ Status consumeConnFile(const std::string& path, SavedConns* out, bool* found) {
 }
 
 ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable*>& tables,
-                               const SavedConns& saved, uint64_t nowNs, uint64_t wallNowNs) {
+                               const SavedConns& saved, uint64_t nowNs, uint64_t wallNowNs, uint32_t spread) {
   ConnRestoreReport rep;
   rep.workers = static_cast<uint32_t>(tables.size());
   rep.savedWorkers = saved.workers;
@@ -310,10 +314,11 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
                       std::to_string(tables.size()) + ")";
     return rep;
   }
-  // Another count: RSS spreads the flows over another number of queues, in
-  // a way keeld cannot compute, so each entry goes into every table
-  // (conn_persist.h).
-  rep.copiedToAll = saved.workers != tables.size();
+  // Another count, or another port spreading them: RSS puts the flows on
+  // other queues, in a way keeld cannot compute, so each entry goes into
+  // every table (conn_persist.h).
+  rep.spreadChanged = saved.spread != 0 && spread != 0 && saved.spread != spread;
+  rep.copiedToAll = saved.workers != tables.size() || rep.spreadChanged;
 
   // The current backends by service, family and address; a VALID one wins
   // over an invalidated slot at the same address.

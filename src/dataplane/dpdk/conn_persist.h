@@ -60,7 +60,9 @@ struct ConnRecord {
 // bytes they hold (their addresses and ports are network order already,
 // their protocol and family single bytes).
 //   header, 40 bytes: 0 magic "KEELCONN" | 8 version u32 | 12 entry size
-//     u32 (96) | 16 worker count u32 | 20 reserved u32 | 24 entries u64 |
+//     u32 (96) | 16 worker count u32 | 20 port spread u32 (SavedConns::spread;
+//     0 in files of keelds before 2026-12-05, where it was reserved) |
+//     24 entries u64 |
 //     32 savedAtNs u64 (CLOCK_REALTIME at the save: the gap until the load
 //     adds to every age)
 //   entry, 96 bytes: 0 flow key (keel_flow_key, 40) | 40 service key
@@ -82,6 +84,13 @@ struct SavedConns {
   uint32_t workers = 0;
   uint64_t savedAtNs = 0;
   std::vector<ConnRecord> records;
+  // How the saving plane's port spread flows over its queues: a digest of
+  // its driver, RSS hash types, RSS key length and queue count (the DPDK
+  // plane's portSpread()); 0: not known. A plane with the same worker count
+  // but another spread (net_af_packet's fanout after net_af_xdp's RSS on the
+  // same interface, another NIC at the same address) puts the flows on
+  // other workers, so the entries go into every table (restoreConns).
+  uint32_t spread = 0;
 };
 
 struct ConnExportReport {
@@ -115,9 +124,11 @@ struct ConnRestoreReport {
   std::string notRestored;  // why nothing was loaded, when !restored
   uint32_t workers = 0;       // this plane's worker count
   uint32_t savedWorkers = 0;  // the saving plane's
-  // The counts differ: every entry went into every worker's table (RSS
-  // would put its flow on a queue keeld cannot compute).
+  // The counts differ, or the port spreads flows another way (spreadChanged):
+  // every entry went into every worker's table (RSS would put its flow on
+  // a queue keeld cannot compute).
   bool copiedToAll = false;
+  bool spreadChanged = false;  // both spreads known and different
   uint64_t loaded = 0;  // entries every table they went into still holds
   // Entries some table they went into could not keep: later inserts filled
   // the bucket with more recently seen entries (a smaller table than the
@@ -137,12 +148,13 @@ struct ConnRestoreReport {
 
 // Inserts saved into tables (worker i's is tables[i]), each entry naming the
 // backend id and generation snap now gives its real: into its own worker's
-// table if the worker count is the one that saved it, else into every
-// table. Entries go in least recently seen first, so where a bucket
+// table if the worker count and the port's spread (`spread`: this plane's,
+// 0 unknown; an unknown one on either side counts as the same) are the ones
+// that saved it, else into every table. Entries go in least recently seen first, so where a bucket
 // overflows the most recently seen stay, as the tables' own eviction
 // would keep them. nowNs: the worker clock; wallNowNs: CLOCK_REALTIME, for
 // the gap since the save. Only before the workers run.
 ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable*>& tables,
-                               const SavedConns& saved, uint64_t nowNs, uint64_t wallNowNs);
+                               const SavedConns& saved, uint64_t nowNs, uint64_t wallNowNs, uint32_t spread = 0);
 
 }  // namespace keel::dpdk

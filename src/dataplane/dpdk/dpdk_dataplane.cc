@@ -255,6 +255,25 @@ std::optional<uint32_t> kernelRxQueues(const std::string& iface) {
   return n;
 }
 
+// How a port spreads flows over its queues, as a digest for the saved
+// connection tables (dpdk::SavedConns::spread): its driver (a NIC's RSS,
+// net_af_packet's fanout hash, ...), the RSS hash types and key length keel
+// configured (the key itself is keel's fixed one, repeated to that length)
+// and the queue count. FNV-1a; never 0 (0: unknown).
+uint32_t portSpread(uint16_t port, uint64_t rssHf, uint16_t queues) {
+  rte_eth_dev_info info{};
+  if (rte_eth_dev_info_get(port, &info) != 0) return 0;
+  uint32_t h = 2166136261u;
+  auto mix = [&h](const void* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 16777619u;
+  };
+  if (info.driver_name) mix(info.driver_name, std::strlen(info.driver_name));
+  mix(&rssHf, sizeof rssHf);
+  mix(&info.hash_key_size, sizeof info.hash_key_size);
+  mix(&queues, sizeof queues);
+  return h ? h : 1;
+}
+
 // Sets a kernel interface's MTU; false if it cannot (errno says why).
 bool setKernelMtu(const std::string& iface, uint16_t mtu) {
   ifreq ifr{};
@@ -653,6 +672,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     facts_.txDescriptors = setup.txd;
     facts_.rssHf = setup.rssHf;
     facts_.queues = nq;
+    portSpread_ = portSpread(port_, setup.rssHf, nq);
     facts_.portSocket = nicSocket;
     facts_.poolSocket = poolSocket;
     uint16_t mtu = 1500;
@@ -879,7 +899,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     stopWorkers();  // each table's only writer is gone: it can be read whole
     std::vector<const dpdk::ConnTable*> tables;
     for (const auto& w : workers_) tables.push_back(&w->state->conns);
-    const dpdk::SavedConns saved = dpdk::exportConns(*store_->current(), tables, workerNowNs(), wallNowNs(), report);
+    dpdk::SavedConns saved = dpdk::exportConns(*store_->current(), tables, workerNowNs(), wallNowNs(), report);
+    saved.spread = portSpread_;
     return dpdk::writeConnFile(path, saved);
   }
 
@@ -891,7 +912,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (Status s = dpdk::consumeConnFile(path, &saved, found); !s || !*found) return s;
     std::vector<dpdk::ConnTable*> tables;
     for (auto& w : workers_) tables.push_back(&w->state->conns);
-    *report = dpdk::restoreConns(*store_->current(), tables, saved, workerNowNs(), wallNowNs());
+    *report = dpdk::restoreConns(*store_->current(), tables, saved, workerNowNs(), wallNowNs(), portSpread_);
     return Status::ok();
   }
 
@@ -1214,6 +1235,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
   DpdkOptions opts_;
   PortFacts facts_;
+  uint32_t portSpread_ = 0;  // portSpread() of the running port (0: unknown)
   std::unique_ptr<dpdk::TableStore> store_;
   std::vector<std::unique_ptr<Worker>> workers_;
   rte_rcu_qsbr* qsbr_ = nullptr;

@@ -286,6 +286,39 @@ TEST(ConnPersist, FewerWorkersThanSavedTheFileGetEveryEntryInEveryTable) {
   }
 }
 
+// The same worker count over a port that spreads flows another way (a
+// net_af_packet port after a net_af_xdp one on the same interface, another
+// NIC at the same address): the flows land on other workers, so each entry
+// goes into every table. Where either side's spread is unknown (a file of
+// a keeld before the spread was saved), the count decides alone, as before.
+TEST(ConnPersist, AnotherPortSpreadGetsEveryEntryInEveryTable) {
+  const struct {
+    uint32_t saved, now;
+    bool copied;
+  } cases[] = {{7, 7, false}, {7, 8, true}, {0, 8, false}, {7, 0, false}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::to_string(c.saved) + " -> " + std::to_string(c.now));
+    SavedConns saved = savedFromFirstKeeld();
+    saved.spread = c.saved;
+    SavedConns back;
+    ASSERT_TRUE(decodeConns(encodeConns(saved), &back));  // as the file carries it
+    EXPECT_EQ(back.spread, c.saved);
+    Plane p2(kWorkers, 2);
+    programSecond(p2);
+    ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), back, 77 * kSec, kWallSave, c.now);
+    ASSERT_TRUE(rep.restored) << rep.notRestored;
+    EXPECT_EQ(rep.spreadChanged, c.copied);
+    EXPECT_EQ(rep.copiedToAll, c.copied);
+    EXPECT_EQ(rep.loaded, 3u);
+    if (c.copied) {
+      expectEveryWorkerKeepsTheSavedReals(p2, 77 * kSec);
+    } else {
+      EXPECT_EQ(p2.workers[0]->conns.countLive(), 1u);
+      EXPECT_EQ(p2.workers[1]->conns.countLive(), 2u);
+    }
+  }
+}
+
 // A first keeld (2 workers) whose workers saw n IPv4 flows of service 1 on
 // real 10.1.0.1, flow i last seen i + 1 s before the stop, on worker i % 2.
 SavedConns manyFlows(uint32_t n) {
@@ -460,7 +493,7 @@ TEST(ConnPersist, TheFileLayoutIsLittleEndianWithTheKeysAsTheirBytes) {
   r.realFamily = KEEL_AF_INET;
   r.worker = 0x0a0b0c0d;
   r.ageNs = 0x1122334455667788ull;
-  const std::string bytes = encodeConns(SavedConns{0x01020304, 0x8877665544332211ull, {r}});
+  const std::string bytes = encodeConns(SavedConns{0x01020304, 0x8877665544332211ull, {r}, 0x05060708});
   auto hex = [](const std::string& b) {
     std::string out;
     char two[3];
@@ -472,8 +505,8 @@ TEST(ConnPersist, TheFileLayoutIsLittleEndianWithTheKeysAsTheirBytes) {
   };
   const std::string af = hex(std::string(1, static_cast<char>(KEEL_AF_INET)));
   const std::string expected =
-      // header: magic, version 2, entry size 96, 0x01020304 workers, reserved, 1 entry, savedAtNs
-      "4b45454c434f4e4e" "02000000" "60000000" "04030201" "00000000" "0100000000000000" "1122334455667788"
+      // header: magic, version 2, entry size 96, 0x01020304 workers, spread 0x05060708, 1 entry, savedAtNs
+      "4b45454c434f4e4e" "02000000" "60000000" "04030201" "08070605" "0100000000000000" "1122334455667788"
       // flow key: source, destination (word 0 network order, words 1-3 zero), ports 40001 and 80
       // network order, TCP, family, padding
       "c0a80101" "000000000000000000000000" "0a000064" "000000000000000000000000" "9c41" "0050" "06" + af +

@@ -416,12 +416,12 @@ def test_sd_notify_ready_reloading_stopping(lab, host):
 
 
 def test_dpdk_restart_keeps_checked_reals_up_and_flows_on_their_reals(lab, dpdk_host):
-    # fall x interval = 10 s: how long after the stop the next keeld may
-    # still trust it (DaemonBackend::start); rise 3 would hold a fresh start
-    # 3 s without any real.
+    # fall x interval = 30 s: how long after the stop the next keeld may
+    # still trust it (DaemonBackend::start), far more than a start takes on
+    # a loaded box; rise 3 would hold a fresh start 3 s without any real.
     web = lab.service("web", 4, PORT, "tcp", "ipip")
     web["health"] = {"type": "tcp", "port": EXTRA_PORT, "interval": "1000ms", "timeout": "200ms",
-                     "rise": 3, "fall": 10}
+                     "rise": 3, "fall": 30}
     config = lab.keel_config([web])
     every_up = {r["address"]: "up" for r in web["reals"]}
     k1 = dpdk_host.start(config, "first")

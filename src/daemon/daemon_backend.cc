@@ -331,6 +331,14 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
   std::error_code existsError;
   const bool haveStateFile = !statePath_.empty() && std::filesystem::exists(statePath_, existsError);
   const std::optional<std::string> appliedBefore = readAppliedFile();
+  // The state file as this start found it: its commit saves over it (and
+  // drops the stop record), so a start that then fails to forward puts it
+  // back, and the next start still has the stop record and the changes.
+  std::optional<std::string> stateBefore;
+  if (haveStateFile) {
+    std::string readError;
+    stateBefore = readConfigText(statePath_, readError);
+  }
   Overlay kept = loadState(config, &stop);
   if (adopted) keepAdoptedMacs(config, kept, *adopted);
   if (adopted) {
@@ -408,7 +416,19 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
   startFrom_.reset();
   if (!r.isOk()) return Status::error(r.error().message);
   if (forward)
-    if (Status s = forward(); !s) return s;
+    if (Status s = forward(); !s) {
+      if (stateBefore) {
+        const Status back = writeFileReplacing(statePath_, 0600, [&](FILE* f) {
+          return std::fwrite(stateBefore->data(), 1, stateBefore->size(), f) == stateBefore->size();
+        });
+        if (!back)
+          logWarn(LogRecord("runtime_state_not_restored")
+                      .add("path", statePath_)
+                      .add("error", back.message())
+                      .add("detail", "the failed start saved over it: the next start has no stop record"));
+      }
+      return s;
+    }
   // What keel.yaml changed while no keeld ran, once the start has applied
   // it and forwards (a start that fails says nothing of it, and the next
   // one compares with the same text again).

@@ -94,7 +94,8 @@ class DaemonBackend : public api::ControlBackend {
   // tables are programmed; if it fails, so does the start. Only a start that
   // forwards compares keel.yaml with the text the keeld before applied
   // (config_changed_while_stopped) and saves its own as that text: a start
-  // that failed leaves the next one comparing with the same text.
+  // that failed leaves the next one comparing with the same text, and the
+  // runtime state file as it found it (its stop record too).
   Status start(const Config& config, const ProgrammedState* adopted = nullptr,
                const std::function<Status()>& forward = {});
   // At a clean stop (keeld's exit path): writes the state file once more

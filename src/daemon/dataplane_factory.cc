@@ -118,9 +118,13 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
   }
   bool canDetach() const override { return false; }
   Status startForwarding() override {
-    restoreConns();
+    const bool restored = restoreConns();
     Status s = dp_->start();
     if (s) logPortFacts();
+    // The file was consumed by the load: a start that fails here writes the
+    // loaded tables back, so the next start (the failure fixed) still has
+    // the established flows.
+    if (!s && restored) saveConns();
     return s;
   }
   Status stop(bool leave) override {
@@ -198,24 +202,25 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
   }
 
   // Loads what the last clean stop saved. Never fails the start: a file it
-  // cannot use is logged, removed, and the tables start empty.
-  void restoreConns() {
+  // cannot use is logged, removed, and the tables start empty. Returns
+  // whether it loaded one.
+  bool restoreConns() {
     dpdk::ConnRestoreReport rep;
     bool found = false;
     Status s = dp_->restoreConnTables(connPath_, &rep, &found);
     if (!s) {
       logWarn(LogRecord("conntrack_not_restored").add("file", connPath_).add("reason", s.message()));
-      return;
+      return false;
     }
     if (!found) {
       logInfo(LogRecord("conntrack_not_restored")
                   .add("file", connPath_)
                   .add("reason", "no file (a first start, or the last stop was not a clean one)"));
-      return;
+      return false;
     }
     if (!rep.restored) {
       logWarn(LogRecord("conntrack_not_restored").add("file", connPath_).add("reason", rep.notRestored));
-      return;
+      return false;
     }
     logInfo(LogRecord("conntrack_restored")
                 .add("file", connPath_)
@@ -230,6 +235,7 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
                 .add("skipped_no_service", rep.skippedNoService)
                 .add("skipped_no_real", rep.skippedNoReal)
                 .add("skipped_down", rep.skippedDown));
+    return true;
   }
 
   void saveConns() {

@@ -157,6 +157,22 @@ def cleanup():
     shutil.rmtree(PIN_ROOT, ignore_errors=True)
 
 
+def remove_leftovers_of_dead_runs():
+    """What a run that meson killed (SIGKILL half a second after SIGTERM,
+    possibly mid-cleanup) left: its namespaces (their links, and the
+    programs on them, go with them) and its pins, each named by its pid.
+    Removed when that process is gone."""
+    def dead(name, prefix):
+        pid = name[len(prefix):]
+        return name.startswith(prefix) and pid.isdigit() and not os.path.exists("/proc/" + pid)
+    for ns in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
+        if dead(ns, "kdl-bal-") or dead(ns, "kdl-real-"):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+    for pins in os.listdir("/sys/fs/bpf") if os.path.isdir("/sys/fs/bpf") else []:
+        if dead(pins, "keel-decap-test-"):
+            shutil.rmtree("/sys/fs/bpf/" + pins, ignore_errors=True)
+
+
 def status(ifname, privileged=True, json_out=False):
     """keel-decap status from a new process, as root with or without CAP_SYS_ADMIN."""
     cmd = ([] if privileged else NO_SYS_ADMIN) + [DECAP, "status", ifname, "--pin-root", PIN_ROOT]
@@ -349,6 +365,7 @@ if __name__ == "__main__":
     # meson's timeout sends SIGTERM: exit through the finally below, so the
     # namespaces, links and pins go (a signal's default action skips it).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    remove_leftovers_of_dead_runs()
     rc = 1
     try:
         rc = main()

@@ -445,13 +445,15 @@ def test_too_big_answered_with_icmp(keel_variant, family):
             t.connect((vip, PORT))
             t.sendall(b"u" * 200_000)
             t.shutdown(socket.SHUT_WR)
-            got = b""
+            got, eof = b"", False
             deadline = time.monotonic() + 20  # bounded in time and bytes (the reply is a name per read)
             while time.monotonic() < deadline and len(got) < 1_000_000:
                 chunk = t.recv(65536)
                 if not chunk:
+                    eof = True
                     break
                 got += chunk
+            assert eof, f"no EOF within the bound: {len(got)} bytes read"
             names = set(got.split())
             assert len(names) == 1 and names.pop().startswith(b"real"), got[:100]
             assert t.getsockopt(level, mtu_opt) == want

@@ -243,8 +243,9 @@ uint16_t kernelMtu(const std::string& iface) {
 
 // The receive queues a kernel interface's driver spreads frames over (its
 // combined and rx-only channels, `ethtool -l`), or nullopt if it does not
-// say (a driver without channel counts).
-std::optional<uint32_t> kernelRxQueues(const std::string& iface) {
+// say (a driver without channel counts). rxOnly: the driver counts them as
+// rx channels, so `ethtool -L IFACE rx N` sets them (else `combined N`).
+std::optional<uint32_t> kernelRxQueues(const std::string& iface, bool* rxOnly) {
   ethtool_channels ch{};
   ch.cmd = ETHTOOL_GCHANNELS;
   ifreq ifr{};
@@ -252,6 +253,7 @@ std::optional<uint32_t> kernelRxQueues(const std::string& iface) {
   if (!kernelIfreq(iface, SIOCETHTOOL, &ifr)) return std::nullopt;
   const uint32_t n = ch.combined_count + ch.rx_count;
   if (n == 0) return std::nullopt;
+  *rxOnly = ch.combined_count == 0;
   return n;
 }
 
@@ -530,15 +532,24 @@ inline uint16_t sendOrFree(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint1
 // frame it refuses (one over the tap's MTU, a failed write to the kernel)
 // as it does at a full queue, so the frame it stopped at is freed and the
 // rest are offered again: one bad frame no longer takes the frames behind
-// it (ARP, BGP, SSH) with it. At most n calls. Returns how many it freed.
+// it (ARP, BGP, SSH) with it. Two calls in a row that send nothing (the
+// tap takes no frame at all: a full queue, the interface down) free the
+// rest at once, so a tap that refuses everything costs two calls a burst,
+// not one per frame. Returns how many it freed.
 inline uint16_t sendToKernel(uint16_t tap, uint16_t queue, rte_mbuf** pkts, uint16_t n) {
   uint16_t lost = 0;
+  bool lastSentNothing = false;
   for (uint16_t i = 0; i < n;) {
-    i += rte_eth_tx_burst(tap, queue, pkts + i, n - i);
-    if (i < n) {
-      rte_pktmbuf_free(pkts[i++]);
-      ++lost;
+    const uint16_t sent = rte_eth_tx_burst(tap, queue, pkts + i, n - i);
+    i += sent;
+    if (i == n) break;
+    if (sent == 0 && lastSentNothing) {
+      rte_pktmbuf_free_bulk(pkts + i, n - i);
+      return static_cast<uint16_t>(lost + (n - i));
     }
+    lastSentNothing = sent == 0;
+    rte_pktmbuf_free(pkts[i++]);
+    ++lost;
   }
   return lost;
 }
@@ -1125,7 +1136,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   void warnUnreadNicQueues(uint16_t queues) const {
     const std::string devargs = portDevargs(opts_.port, opts_.ealArgs);
     if (!isAfXdpPort(devargs) || portRestore_.iface.empty()) return;
-    const std::optional<uint32_t> nic = kernelRxQueues(portRestore_.iface);
+    bool rxOnly = false;
+    const std::optional<uint32_t> nic = kernelRxQueues(portRestore_.iface, &rxOnly);
     const uint64_t first = parseDecimal(devargValue(devargs, "start_queue").value_or("0")).value_or(0);
     if (!nic || (first == 0 && *nic <= queues)) return;
     logWarn(LogRecord("dpdk_nic_queues_unread")
@@ -1133,7 +1145,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
                 .add("nic_rx_queues", *nic)
                 .add("read_queues", std::to_string(first) + "-" + std::to_string(first + queues - 1))
                 .add("detail", "the frames the NIC's RSS puts on its other queues go to the kernel, not to keel: "
-                               "ethtool -L " + portRestore_.iface + " combined " + std::to_string(queues) +
+                               "ethtool -L " + portRestore_.iface + (rxOnly ? " rx " : " combined ") +
+                               std::to_string(queues) +
                                " (with start_queue=0), or an RSS table that keeps them empty (ethtool -X)"));
   }
 

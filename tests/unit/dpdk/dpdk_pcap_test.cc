@@ -534,8 +534,8 @@ TEST_F(DpdkPcapTest, ConntrackCapacityIsEveryWorkersWaysOfBothFamilies) {
 }
 
 TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
-  if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)
-    GTEST_SKIP() << "needs root and /dev/net/tun for net_tap";
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for net_tap";
+  ASSERT_EQ(access("/dev/net/tun", R_OK | W_OK), 0) << "no /dev/net/tun for net_tap";
   const std::string ifname = "kx" + kPid;
   const std::string rx = kDir + "/exc_rx.pcap", tx = kDir + "/exc_tx.pcap";
   // ARP request: who has 198.18.0.1 (the tap's address)? tell 198.18.0.2.
@@ -592,8 +592,8 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
 // answer) used to be freed with it. And a port MTU under 1500 is the tap's,
 // so the host's own traffic is sized for the port.
 TEST_F(DpdkPcapTest, TheExceptionPathDropsOnlyTheFrameTheTapRefuses) {
-  if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)
-    GTEST_SKIP() << "needs root and /dev/net/tun for net_tap";
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for net_tap";
+  ASSERT_EQ(access("/dev/net/tun", R_OK | W_OK), 0) << "no /dev/net/tun for net_tap";
   const std::string ifname = "kx" + kPid;
   const std::string rx = kDir + "/exc_big_rx.pcap", tx = kDir + "/exc_big_tx.pcap";
   std::vector<uint8_t> arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x02,
@@ -651,8 +651,8 @@ TEST_F(DpdkPcapTest, TheExceptionPathDropsOnlyTheFrameTheTapRefuses) {
 // minimum is ethdev's default), and
 // nothing of it is left behind: the same name can be probed again.
 TEST_F(DpdkPcapTest, AnMtuThePortCannotTakeFailsWithItsRange) {
-  if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)
-    GTEST_SKIP() << "needs root and /dev/net/tun for net_tap";
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for net_tap";
+  ASSERT_EQ(access("/dev/net/tun", R_OK | W_OK), 0) << "no /dev/net/tun for net_tap";
   DpdkOptions o = pcapOptions("net_tap_keelm" + kPid + ",iface=km" + kPid);
   o.mtu = 9000;
   std::string err;
@@ -756,8 +756,8 @@ bool hasFlag(const std::string& flags, const std::string& flag) {
 // turned all-multicast instead, so ND and VRRP still reach the exception
 // interface.
 TEST_F(DpdkPcapTest, ThePortIsPromiscuousOnlyWhenAsked) {
-  if (geteuid() != 0 || access("/dev/net/tun", F_OK) != 0)
-    GTEST_SKIP() << "needs root for a veth, packet sockets and net_tap";
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for a veth, packet sockets and net_tap";
+  ASSERT_EQ(access("/dev/net/tun", F_OK), 0) << "no /dev/net/tun for net_tap";
   const std::string a = "kpa" + kPid;
   Veth link(a, "kpb" + kPid);
   ASSERT_TRUE(link.up) << "ip link add " << a;
@@ -1088,7 +1088,7 @@ TEST_F(DpdkPcapTest, AnAfXdpPortOverMoreNicQueuesThanWorkersIsWarnedAbout) {
   ASSERT_TRUE(started) << got;
   EXPECT_NE(got.find("level=warning event=dpdk_nic_queues_unread interface=" + two.name +
                      " nic_rx_queues=2 read_queues=0-0 detail=\"the frames the NIC's RSS puts on its other "
-                     "queues go to the kernel, not to keel: ethtool -L " + two.name + " combined 1"),
+                     "queues go to the kernel, not to keel: ethtool -L " + two.name + " rx 1"),
             std::string::npos)
       << got;
   EXPECT_EQ(got.find("dpdk_nic_queues_unread interface=" + one.name), std::string::npos) << got;

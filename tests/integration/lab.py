@@ -23,6 +23,7 @@ import json
 import os
 import select
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -593,9 +594,29 @@ class Lab:
 
     # -- build up
 
+    @staticmethod
+    def remove_leftovers_of_dead_labs():
+        """What a lab whose process was killed (SIGKILL: meson's timeout half
+        a second after its SIGTERM, possibly mid-teardown) left behind: its
+        namespaces (with their links, programs and processes' sockets),
+        keel-decap pins, DPDK runtime directory and temporary directory, all
+        named kl<pid>-...; removed when that pid is gone."""
+        def dead(name: str) -> bool:
+            head = name.split("-", 1)[0]
+            return (head.startswith("kl") and head[2:].isdigit() and "-" in name
+                    and not os.path.exists(f"/proc/{head[2:]}"))
+        for ns in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
+            if dead(ns):
+                run(["ip", "netns", "del", ns], check=False)
+        for base in ("/sys/fs/bpf", "/run/dpdk", tempfile.gettempdir()):
+            for name in os.listdir(base) if os.path.isdir(base) else []:
+                if dead(name):
+                    shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
     def up(self) -> "Lab":
         if os.geteuid() != 0:
             raise LabError("the lab needs root (netns, veth, XDP)")
+        self.remove_leftovers_of_dead_labs()
         atexit.register(self.down)
         self._up = True
         # keel-decap pins its links in the host's bpffs.

@@ -2560,6 +2560,23 @@ class RuntimeStateTest : public DaemonBackendTest {
     ASSERT_TRUE(backend_->setRealWeight({{"dns", ip("10.0.3.2")}, 7}).isOk());
   }
 
+  // check(keeld, its log) after a start that adopts `before`'s plane and
+  // after one with a new plane, each finding the applied text the test's
+  // keeld left (each start saves its own over it).
+  template <typename Check>
+  void eachRestartFromTheAppliedText(const MockDataplane& before, Check&& check) {
+    const std::string appliedBefore = dir_ + "/applied-before.yaml";
+    std::filesystem::copy_file(appliedPath_, appliedBefore, std::filesystem::copy_options::overwrite_existing);
+    for (bool adopt : {true, false}) {
+      SCOPED_TRACE(adopt ? "adopting the plane" : "a new plane");
+      std::filesystem::copy_file(appliedBefore, appliedPath_, std::filesystem::copy_options::overwrite_existing);
+      test::LogCapture log;
+      auto k = adopt ? restart(&before) : restart();
+      ASSERT_TRUE(k->backend);
+      check(*k, log);
+    }
+  }
+
   nlohmann::json readState() {
     std::ifstream in(statePath_);
     return nlohmann::json::parse(in);
@@ -2657,15 +2674,7 @@ TEST_F(RuntimeStateTest, ARestartSaysWhatKeelYamlChangedWhileNoKeeldRan) {
   edited.replace(edited.find("name: api"), 9, "name: api2");
   files_["keel.yaml"] = edited;
   planeMac_ = "02:00:00:00:00:aa";
-  const std::string appliedBefore = dir_ + "/applied-before.yaml";
-  std::filesystem::copy_file(appliedPath_, appliedBefore);
-  for (bool adopt : {true, false}) {
-    SCOPED_TRACE(adopt ? "adopting the plane" : "a new plane");
-    // Each start saves the text it applied: the one the keeld before left.
-    std::filesystem::copy_file(appliedBefore, appliedPath_, std::filesystem::copy_options::overwrite_existing);
-    test::LogCapture log;
-    auto k = adopt ? restart(&before) : restart();
-    ASSERT_TRUE(k->backend);
+  eachRestartFromTheAppliedText(before, [&](Keeld&, test::LogCapture& log) {
     const std::vector<std::string> head = log.take("config_changed_while_stopped");
     ASSERT_EQ(head.size(), 1u);
     EXPECT_NE(head[0].find("config=keel.yaml applied_before=" + appliedPath_), std::string::npos) << head[0];
@@ -2687,8 +2696,7 @@ TEST_F(RuntimeStateTest, ARestartSaysWhatKeelYamlChangedWhileNoKeeldRan) {
     ASSERT_EQ(node.size(), 1u);
     EXPECT_NE(node[0].find("changed=icmp_too_big_rate icmp_too_big_rate_from="), std::string::npos) << node[0];
     EXPECT_EQ(applied(), edited);
-    k.reset();
-  }
+  });
   // The file the last start applied: nothing changed since, nothing said.
   test::LogCapture log;
   auto k = restart(&before);
@@ -2787,22 +2795,14 @@ TEST_F(RuntimeStateTest, ARestartSaysWhatMacARenamedServiceGaveARealWhileNoKeeld
   std::string edited = l2dsr(yaml("      - {address: 10.0.1.1, mac: \"02:00:00:00:00:12\"}\n"));
   edited.replace(edited.find("name: web"), 9, "name: web2");
   files_["keel.yaml"] = edited;
-  const std::string appliedBefore = dir_ + "/applied-before.yaml";
-  std::filesystem::copy_file(appliedPath_, appliedBefore);
-  for (bool adopt : {true, false}) {
-    SCOPED_TRACE(adopt ? "adopting the plane" : "a new plane");
-    // Each start saves the text it applied: the one the keeld before left.
-    std::filesystem::copy_file(appliedBefore, appliedPath_, std::filesystem::copy_options::overwrite_existing);
-    test::LogCapture log;
-    auto k = adopt ? restart(&before) : restart();
-    ASSERT_TRUE(k->backend);
+  eachRestartFromTheAppliedText(before, [&](Keeld&, test::LogCapture& log) {
     EXPECT_EQ(log.take("config_changed_while_stopped").size(), 1u);
     const std::vector<std::string> changed = log.take("real_mac_changed");
     ASSERT_EQ(changed.size(), 1u);
     EXPECT_NE(changed[0].find("service=web2 real=10.0.1.1 from=02:00:00:00:00:11 mac=02:00:00:00:00:12"),
               std::string::npos)
         << changed[0];
-  }
+  });
 }
 
 // A file service removed at runtime may be replaced at runtime, under its

@@ -193,6 +193,33 @@ uint64_t kernelRxPackets(const std::string& ifname) {
   return 0;
 }
 
+// An ARP request: who has 198.18.0.1 (the address the exception-path tests
+// give the tap)? tell 198.18.0.2. 60 bytes.
+std::vector<uint8_t> arpRequestForTheTap() {
+  std::vector<uint8_t> arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x02,
+                              0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,
+                              0x02, 0, 0, 0, 0, 0x02, 198, 18, 0, 2,
+                              0, 0, 0, 0, 0, 0, 198, 18, 0, 1};
+  arp.resize(60, 0);
+  return arp;
+}
+
+// A plane on `o` with the exception interface `ifname`, the tap given
+// 198.18.0.1/24 (what arpRequestForTheTap() asks for), started; null (the
+// failure reported) if any of that failed.
+std::unique_ptr<DpdkDataplane> startWithTheTap(DpdkOptions o, const std::string& ifname) {
+  o.exceptionInterface = ifname;
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  EXPECT_NE(dp, nullptr) << err;
+  if (!dp) return nullptr;
+  const bool addressed = std::system(("ip addr add 198.18.0.1/24 dev " + ifname).c_str()) == 0;
+  EXPECT_TRUE(addressed);
+  const bool started = addressed && static_cast<bool>(dp->start());
+  EXPECT_TRUE(started);
+  return started ? std::move(dp) : nullptr;
+}
+
 // One worker on lcore 1 over a net_pcap port, small tables, started by the
 // test (after it has loaded them).
 DpdkOptions pcapOptions(const std::string& port) {
@@ -538,25 +565,15 @@ TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {
   ASSERT_EQ(access("/dev/net/tun", R_OK | W_OK), 0) << "no /dev/net/tun for net_tap";
   const std::string ifname = "kx" + kPid;
   const std::string rx = kDir + "/exc_rx.pcap", tx = kDir + "/exc_tx.pcap";
-  // ARP request: who has 198.18.0.1 (the tap's address)? tell 198.18.0.2.
-  std::vector<uint8_t> arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x02,
-                              0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,
-                              0x02, 0, 0, 0, 0, 0x02, 198, 18, 0, 2,
-                              0, 0, 0, 0, 0, 0, 198, 18, 0, 1};
-  arp.resize(60, 0);
+  const std::vector<uint8_t> arp = arpRequestForTheTap();
   std::vector<std::vector<uint8_t>> in = {arp};
   for (int i = 0; i < 5; ++i)  // not a VIP: handed to the kernel
     in.push_back(test::buildFrame(Frame{ip("198.18.0.2"), ip("198.18.0.1"),
                                         static_cast<uint16_t>(4000 + i), 9, KEEL_PROTO_UDP}));
   writePcap(rx, in);
 
-  DpdkOptions o = pcapOptions("net_pcap_keelx" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
-  o.exceptionInterface = ifname;
-  std::string err;
-  auto dp = createDpdkDataplane(o, &err);
-  ASSERT_NE(dp, nullptr) << err;
-  ASSERT_EQ(std::system(("ip addr add 198.18.0.1/24 dev " + ifname).c_str()), 0);
-  ASSERT_TRUE(dp->start());
+  auto dp = startWithTheTap(pcapOptions("net_pcap_keelx" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx), ifname);
+  ASSERT_NE(dp, nullptr);
   ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= in.size(); }));
   DataplaneStats st = dp->readStats();
   EXPECT_EQ(st.reasons[KEEL_R_PASS_NOT_IP].packets, 1u);
@@ -596,11 +613,7 @@ TEST_F(DpdkPcapTest, TheExceptionPathDropsOnlyTheFrameTheTapRefuses) {
   ASSERT_EQ(access("/dev/net/tun", R_OK | W_OK), 0) << "no /dev/net/tun for net_tap";
   const std::string ifname = "kx" + kPid;
   const std::string rx = kDir + "/exc_big_rx.pcap", tx = kDir + "/exc_big_tx.pcap";
-  std::vector<uint8_t> arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x02,
-                              0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01,
-                              0x02, 0, 0, 0, 0, 0x02, 198, 18, 0, 2,
-                              0, 0, 0, 0, 0, 0, 198, 18, 0, 1};
-  arp.resize(60, 0);
+  const std::vector<uint8_t> arp = arpRequestForTheTap();
   Frame big{ip("198.18.0.2"), ip("198.18.0.1"), 4000, 9, KEEL_PROTO_UDP};
   big.payload = 8000;  // not a VIP: for the kernel, over the tap's MTU
   std::vector<std::vector<uint8_t>> in = {test::buildFrame(big), arp};
@@ -611,12 +624,8 @@ TEST_F(DpdkPcapTest, TheExceptionPathDropsOnlyTheFrameTheTapRefuses) {
   {
     DpdkOptions o = pcapOptions("net_pcap_keelxb" + kPid + ",rx_pcap=" + rx + ",tx_pcap=" + tx);
     o.mtu = 9000;
-    o.exceptionInterface = ifname;
-    std::string err;
-    auto dp = createDpdkDataplane(o, &err);
-    ASSERT_NE(dp, nullptr) << err;
-    ASSERT_EQ(std::system(("ip addr add 198.18.0.1/24 dev " + ifname).c_str()), 0);
-    ASSERT_TRUE(dp->start());
+    auto dp = startWithTheTap(o, ifname);
+    ASSERT_NE(dp, nullptr);
     ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) >= in.size(); }));
     ASSERT_TRUE(waitFor([&] { return dp->exceptionEgressPackets() >= 1; })) << "no ARP reply from the kernel";
     const DataplaneStats st = dp->readStats();

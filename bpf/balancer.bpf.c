@@ -80,7 +80,10 @@ int balancer(struct xdp_md *ctx)
 
 	rc = keel_parse_l4(data, end, &pkt);
 	if (rc == KEEL_ICMP_ECHO) {
-		if (keel_icmp_echo_reply(data, end, &pkt))
+		__u32 zero = 0;
+		struct keel_node_config *node = bpf_map_lookup_elem(&node_config, &zero);
+
+		if (keel_icmp_echo_reply(data, end, &pkt, node ? node->local_mac : (const __u8 *)0))
 			return lb_verdict(XDP_DROP, KEEL_R_DROP_TRUNCATED, bytes);
 		return lb_verdict(XDP_TX, KEEL_R_TX_ICMP_ECHO, bytes);
 	}

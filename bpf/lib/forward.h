@@ -54,7 +54,7 @@ static __always_inline int lb_icmp_too_big(struct xdp_md *ctx, const struct keel
 	/* Both adjustments invalidate every packet pointer: reload. */
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	if (keel_icmp_too_big_write(data, end, pkt, mtu))
+	if (keel_icmp_too_big_write(data, end, pkt, mtu, node->local_mac))
 		return KEEL_R_DROP_ENCAP_FAILED;
 	return KEEL_R_TX_ICMP_TOO_BIG;
 }

@@ -137,6 +137,20 @@ KEEL_INLINE void keel_eth_set_macs(struct keel_eth *eth, const __u8 dst[6], cons
 	__builtin_memcpy(eth->src, src, KEEL_ETH_ALEN);
 }
 
+/* The source MAC of an answer keel makes itself (an echo reply, a too-big
+ * error): the node's own (node.local_mac: the interface's, or the file's),
+ * not the request's destination MAC, which is another host's when the
+ * interface also sees frames for others (promiscuous: tcpdump, a bridge
+ * member, DPDK's `promiscuous: true`): sent from it, the answer would teach
+ * the switch that host's MAC on this port. An all-zero or absent local MAC
+ * (not known): the request's destination. */
+KEEL_INLINE const __u8 *keel_answer_src_mac(const __u8 *local_mac, const __u8 *asked)
+{
+	if (local_mac && (local_mac[0] | local_mac[1] | local_mac[2] | local_mac[3] | local_mac[4] | local_mac[5]))
+		return local_mac;
+	return asked;
+}
+
 /* l2dsr: the frame goes to the real's MAC unchanged above L2 (the real owns
  * the VIP on a loopback/dummy). A VLAN tag stays as it is. */
 KEEL_INLINE int keel_l2_rewrite(void *data, void *end, const __u8 dst[6], const __u8 src[6])
@@ -347,11 +361,12 @@ KEEL_INLINE int keel_encap_write(void *data, void *end, __u16 l3_off, const stru
 
 /* ---- ICMP echo reply, in place ----
  * Answers an echo request aimed at a VIP (pkt from keel_parse_l4 returning
- * KEEL_ICMP_ECHO): swap MACs and addresses, type 0 / 129, TTL / hop limit 64.
+ * KEEL_ICMP_ECHO): back to the sender's MAC from local_mac
+ * (keel_answer_src_mac), addresses swapped, type 0 / 129, TTL / hop limit 64.
  * Checksums are updated incrementally (RFC 1624): swapping addresses leaves
  * both the IPv4 header sum and the ICMPv6 pseudo-header sum unchanged, so only
  * the changed type word and the TTL word need a fix-up. */
-KEEL_INLINE int keel_icmp_echo_reply(void *data, void *end, const struct keel_pkt *pkt)
+KEEL_INLINE int keel_icmp_echo_reply(void *data, void *end, const struct keel_pkt *pkt, const __u8 *local_mac)
 {
 	struct keel_eth *eth = (struct keel_eth *)data;
 	struct keel_icmp *icmp = (struct keel_icmp *)((__u8 *)data + (pkt->l4_off & 0x3fff));
@@ -406,7 +421,7 @@ KEEL_INLINE int keel_icmp_echo_reply(void *data, void *end, const struct keel_pk
 
 	__builtin_memcpy(mac, eth->dst, KEEL_ETH_ALEN);
 	__builtin_memcpy(eth->dst, eth->src, KEEL_ETH_ALEN);
-	__builtin_memcpy(eth->src, mac, KEEL_ETH_ALEN);
+	__builtin_memcpy(eth->src, keel_answer_src_mac(local_mac, mac), KEEL_ETH_ALEN);
 	return 0;
 }
 
@@ -527,17 +542,18 @@ KEEL_INLINE int keel_icmp_too_big_wanted(void *data, void *end, const struct kee
 	return 1;
 }
 
-/* The Ethernet header (and tag) from data + grow to data, MACs swapped. The
+/* The Ethernet header (and tag) from data + grow to data, back to the
+ * sender's MAC from local_mac (keel_answer_src_mac). The
  * two places never overlap (grow >= 28 > 18), so the copy may go in any order;
  * it must come before the new IP header is written over the old L2 bytes. */
-KEEL_INLINE int keel_icmp_move_l2(__u8 *p, void *end, __u16 l3_off, __u16 grow)
+KEEL_INLINE int keel_icmp_move_l2(__u8 *p, void *end, __u16 l3_off, __u16 grow, const __u8 *local_mac)
 {
 	struct keel_eth *eth = (struct keel_eth *)p;
 	struct keel_eth *old = (struct keel_eth *)(p + grow);
 
 	if ((void *)(old + 1) > end)
 		return -1;
-	keel_eth_set_macs(eth, old->src, old->dst);
+	keel_eth_set_macs(eth, old->src, keel_answer_src_mac(local_mac, old->dst));
 	eth->proto = old->proto;
 	if (l3_off > sizeof(struct keel_eth)) {
 		struct keel_vlan *vlan = (struct keel_vlan *)(eth + 1);
@@ -577,8 +593,10 @@ KEEL_INLINE int keel_icmp_quote_sum(const __u8 *q, void *end, __u32 *sum)
  * new headers fill the room and the old L2 bytes. The caller grows the frame
  * by keel_icmp_too_big_grow() at its front and cuts it to
  * keel_icmp_too_big_len() (end), after keel_icmp_too_big_wanted() said yes.
- * mtu: the next-hop MTU to report. Returns 0, or -1 if the frame is short. */
-KEEL_INLINE int keel_icmp_too_big_write(void *data, void *end, const struct keel_pkt *pkt, __u32 mtu)
+ * mtu: the next-hop MTU to report; local_mac: the answer's source MAC
+ * (keel_answer_src_mac). Returns 0, or -1 if the frame is short. */
+KEEL_INLINE int keel_icmp_too_big_write(void *data, void *end, const struct keel_pkt *pkt, __u32 mtu,
+					const __u8 *local_mac)
 {
 	__u8 *p = (__u8 *)data;
 	__u16 l3_off = pkt->l3_off & 0x1f;
@@ -598,7 +616,7 @@ KEEL_INLINE int keel_icmp_too_big_write(void *data, void *end, const struct keel
 			return -1;
 		vip = orig->daddr;
 		client = orig->saddr;
-		if (keel_icmp_move_l2(p, end, l3_off, grow))
+		if (keel_icmp_move_l2(p, end, l3_off, grow, local_mac))
 			return -1;
 		if ((void *)(icmp + 1) > end)
 			return -1;
@@ -642,7 +660,7 @@ KEEL_INLINE int keel_icmp_too_big_write(void *data, void *end, const struct keel
 		client[1] = orig->saddr[1];
 		client[2] = orig->saddr[2];
 		client[3] = orig->saddr[3];
-		if (keel_icmp_move_l2(p, end, l3_off, grow))
+		if (keel_icmp_move_l2(p, end, l3_off, grow, local_mac))
 			return -1;
 		if ((void *)(icmp + 1) > end)
 			return -1;

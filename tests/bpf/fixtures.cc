@@ -218,6 +218,9 @@ FixtureRow passRow(std::string d, Bytes in, keel_reason r) {
 
 // The frame sent to the Ethernet group address mac instead (its destination).
 const char* const kBroadcast = "ff:ff:ff:ff:ff:ff";
+// Another host's unicast MAC on the segment (a frame a promiscuous interface
+// sees: toGroup() sets it too).
+const char* const kOtherHostMac = "02:00:00:00:00:99";
 Bytes toGroup(Bytes frame, const std::string& mac) {
   const Bytes m = macBytes(mac);
   std::copy(m.begin(), m.end(), frame.begin());
@@ -657,6 +660,15 @@ std::vector<FixtureRow> fixtureRows() {
   rows.push_back({"icmpv6 echo to a v6 VIP, vlan", echoRequest(tagged, kClient6, "fd00:100::2"), Verdict::kTx,
                   KEEL_R_TX_ICMP_ECHO, echoReply(tagged, kClient6, "fd00:100::2")});
   rows.push_back(passRow("icmp echo to a non-VIP", echoRequest(plain, kClient4, "198.51.100.1"), KEEL_R_PASS_NOT_VIP));
+  // Seen in a frame to another host's MAC (a promiscuous interface): the
+  // reply leaves from the node's MAC, never from that host's, which would
+  // move it to this port on the switch.
+  rows.push_back({"icmp echo in a frame to another host's MAC: answered from the node's MAC",
+                  toGroup(echoRequest(plain, kClient4, "10.100.0.1"), kOtherHostMac), Verdict::kTx,
+                  KEEL_R_TX_ICMP_ECHO, echoReply(plain, kClient4, "10.100.0.1")});
+  rows.push_back({"icmpv6 echo in a frame to another host's MAC, vlan: answered from the node's MAC",
+                  toGroup(echoRequest(tagged, kClient6, "fd00:100::2"), kOtherHostMac), Verdict::kTx,
+                  KEEL_R_TX_ICMP_ECHO, echoReply(tagged, kClient6, "fd00:100::2")});
   // No answer to a source that is no single host's, nor to a frame sent to
   // an Ethernet group address (keel_answerable; RFC 1122 3.2.2, RFC 4443 2.4).
   for (const char* src : {"224.0.0.1", "255.255.255.255", "0.0.0.0", "127.0.0.1", "240.0.0.1"})
@@ -842,7 +854,8 @@ Bytes sizedPacket(const Frame& f, const std::string& src, const std::string& dst
 
 // The ICMP error keel must send for `input`, built from scratch by the
 // builder (its own headers and checksums: an oracle independent of encap.h):
-// MACs swapped, the tag kept, VIP -> client, TTL / hop limit 64, type 3/4
+// to the router's MAC from the node's (kLbMac, whatever MAC the request was
+// sent to), the tag kept, VIP -> client, TTL / hop limit 64, type 3/4
 // (IPv4, DF clear, id 0, TOS 0) or 2/0 (IPv6) with the MTU, and the first
 // 128 bytes of the client's IP packet.
 Bytes tooBigReply(const Bytes& input, const Frame& f, const std::string& client, const std::string& vip,
@@ -871,8 +884,9 @@ std::vector<FixtureRow> mtuRows(uint32_t mtu) {
   Frame tagged;
   tagged.vlan = 5;
   auto reply = [&](std::string d, const Frame& f, const std::string& client, const std::string& vip, uint8_t proto,
-                   uint16_t dport, size_t ipLen, uint32_t reported) {
+                   uint16_t dport, size_t ipLen, uint32_t reported, const char* dstMac = nullptr) {
     Bytes in = sizedPacket(f, client, vip, proto, kSport, dport, ipLen, true);
+    if (dstMac) in = toGroup(std::move(in), dstMac);
     rows.push_back({std::move(d), in, Verdict::kTx, KEEL_R_TX_ICMP_TOO_BIG, tooBigReply(in, f, client, vip, reported)});
   };
   // ipip v4 real: 20 outer bytes; v6 real: 40.
@@ -884,6 +898,11 @@ std::vector<FixtureRow> mtuRows(uint32_t mtu) {
                             flowKey(kClient4, "10.100.0.1", kSport, 80, kTcp)));
   reply("ipip v4 DF one byte over: frag-needed, MTU - 20", plain, kClient4, "10.100.0.1", kTcp, 80, mtu - 19, mtu - 20);
   reply("ipip v4 udp DF over, vlan kept: frag-needed", tagged, kClient4, "10.100.0.1", kUdp, 53, mtu, mtu - 20);
+  // In a frame to another host's MAC: the error leaves from the node's MAC.
+  reply("ipip v4 DF over, in a frame to another host's MAC: frag-needed from the node's MAC", plain, kClient4,
+        "10.100.0.1", kTcp, 80, mtu - 19, mtu - 20, kOtherHostMac);
+  reply("ipip v6 over, vlan, in a frame to another host's MAC: packet-too-big from the node's MAC", tagged,
+        kClient6, "fd00:100::1", kUdp, 53, mtu, mtu - 40, kOtherHostMac);
   rows.push_back(dropRow("ipip v4 without DF over the MTU: keel cannot fragment",
                          sizedPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu - 19, false), KEEL_R_DROP_TOO_BIG));
   rows.push_back(dropRow("ipip v4 without DF over the MTU, vlan",

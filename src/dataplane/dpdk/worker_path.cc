@@ -99,8 +99,9 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
 }
 
 // An echo request to a VIP: answered in place.
-[[gnu::noinline]] PacketResult echo(WorkerState& w, void* data, void* end, const keel_pkt& p, uint32_t bytes) {
-  if (keel_icmp_echo_reply(data, end, &p) != 0) return finish(w, Verdict::kDrop, KEEL_R_DROP_TRUNCATED, bytes);
+[[gnu::noinline]] PacketResult echo(WorkerState& w, void* data, void* end, const keel_pkt& p,
+                                   const keel_node_config& node, uint32_t bytes) {
+  if (keel_icmp_echo_reply(data, end, &p, node.local_mac) != 0) return finish(w, Verdict::kDrop, KEEL_R_DROP_TRUNCATED, bytes);
   return finish(w, Verdict::kTx, KEEL_R_TX_ICMP_ECHO, bytes);
 }
 
@@ -122,7 +123,7 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
   if (b.headroom < grow) return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
   uint8_t* start = b.data - grow;
   const uint32_t len = keel_icmp_too_big_len(&p);  // <= grow + b.len: wanted() saw ip_len >= the quote
-  if (keel_icmp_too_big_write(start, start + len, &p, mtu) != 0)
+  if (keel_icmp_too_big_write(start, start + len, &p, mtu, node.local_mac) != 0)
     return finish(w, Verdict::kDrop, KEEL_R_DROP_ENCAP_FAILED, bytes);
   b.data = start;
   b.len = len;
@@ -268,7 +269,7 @@ struct Step {
 
   rc = parsed.l4;
   if (rc == KEEL_ICMP_ECHO) {
-    result = echo(w, b.data, b.data + b.len, p, bytes);
+    result = echo(w, b.data, b.data + b.len, p, s.node, bytes);
     return;
   }
   if (rc != KEEL_CONTINUE) {

@@ -801,7 +801,9 @@ TEST_F(WorkerPathTest, EncapsulationAboveTheMtuAnswersOrDrops) {
   EXPECT_EQ(worker_.counters.services[1].packets, 1u) << "only the packet that fitted";
   ASSERT_EQ(o.bytes.size(), 14u + 20 + 8 + 128);
   EXPECT_EQ(std::memcmp(o.bytes.data(), in.data() + 6, 6), 0);  // back to the sender's MAC
-  EXPECT_EQ(std::memcmp(o.bytes.data() + 6, in.data(), 6), 0);
+  // From the node's MAC (keel_answer_src_mac), not from the one the frame was sent to.
+  EXPECT_EQ(std::memcmp(o.bytes.data() + 6, test::nodeConfig().local_mac, 6), 0);
+  EXPECT_NE(std::memcmp(test::nodeConfig().local_mac, in.data(), 6), 0) << "the test's frame goes to another MAC";
   const uint8_t* ip4 = o.bytes.data() + 14;
   EXPECT_EQ(ip4[0], 0x45);
   EXPECT_EQ(ip4[2] << 8 | ip4[3], 20 + 8 + 128);

@@ -282,6 +282,14 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 		__builtin_memcpy(dst, in6->daddr, 16);
 		family = KEEL_AF_INET6;
 	}
+	/* A tunnel in the tunnel (IPIP, IPv6, GRE as the inner protocol): the
+	 * balancer never sends one (its inner packet is the client's), and on
+	 * a real whose kernel has tunl0, sit, ip6tnl or a GRE device up the
+	 * kernel would strip that second layer too, delivering a packet whose
+	 * destination this program never checked. */
+	if (fib.l4_protocol == KEEL_IPPROTO_IPIP || fib.l4_protocol == KEEL_IPPROTO_IPV6 ||
+	    fib.l4_protocol == KEEL_IPPROTO_GRE)
+		return KEEL_DECAP_R_PASS_MALFORMED;
 	if (!keel_addr_unicast(family, dst))
 		return KEEL_DECAP_R_PASS_NOT_UNICAST;
 	if (!decap_dst_is_vip(family, dst))

@@ -442,6 +442,20 @@ TEST_F(DecapTest, PassesEverythingElseUnchanged) {
   Bytes badInner = PacketBuilder().Eth(kRouterMac, kLbMac).IPv4(kTunnelSrc4, "10.1.0.1", {.proto = 4})
                        .IPv6(kClient6, "fd00:100::1").Tcp(1, 80).build();
   check("protocol 4 carrying an IPv6 packet", badInner, badInner, KEEL_DECAP_R_PASS_MALFORMED);
+  // A tunnel in the tunnel: the kernel's own tunl0/sit/ip6tnl/gre would
+  // strip the second layer, to a destination nothing checked.
+  for (const uint8_t proto : {4, 41, 47}) {
+    Bytes nested = bare(false, [&](PacketBuilder& b) {
+      b.IPv4(kClient4, "10.100.0.1", {.proto = proto}).Raw(Bytes(40, 0x45));
+    });
+    Bytes t4 = tunnel(false, false, "10.1.0.1", nested);
+    check("a tunnel (protocol " + std::to_string(proto) + ") inside the tunnel", t4, t4, KEEL_DECAP_R_PASS_MALFORMED);
+  }
+  Bytes nested6 = bare(false, [](PacketBuilder& b) {
+    b.IPv6(kClient6, "fd00:100::1", {.nextHeader = 4}).Raw(Bytes(40, 0x45));
+  });
+  Bytes t6 = tunnel(false, true, "fc00:1::1", nested6);
+  check("an IPv6 packet carrying IPIP inside the tunnel", t6, t6, KEEL_DECAP_R_PASS_MALFORMED);
   // What the kernel's own tunnel would drop: a bad outer checksum, an inner
   // packet reaching past the outer one's length (the kernel cuts the outer
   // packet to it first).

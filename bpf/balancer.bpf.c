@@ -83,7 +83,13 @@ int balancer(struct xdp_md *ctx)
 		__u32 zero = 0;
 		struct keel_node_config *node = bpf_map_lookup_elem(&node_config, &zero);
 
-		if (keel_icmp_echo_reply(data, end, &pkt, node ? node->local_mac : (const __u8 *)0))
+		/* Checked before its field's address is taken: kernels before
+		 * 6.14 refuse arithmetic on a map value that may be NULL (clang
+		 * computes `node->local_mac` ahead of a `node ? :` test). An
+		 * array's key 0 is always there, so this never drops. */
+		if (!node)
+			return lb_verdict(XDP_DROP, KEEL_R_DROP_TRUNCATED, bytes);
+		if (keel_icmp_echo_reply(data, end, &pkt, node->local_mac))
 			return lb_verdict(XDP_DROP, KEEL_R_DROP_TRUNCATED, bytes);
 		return lb_verdict(XDP_TX, KEEL_R_TX_ICMP_ECHO, bytes);
 	}

@@ -335,9 +335,15 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
   // drops the stop record), so a start that then fails to forward puts it
   // back, and the next start still has the stop record and the changes.
   std::optional<std::string> stateBefore;
+  stateMovedAside_ = false;
   if (haveStateFile) {
     std::string readError;
     stateBefore = readConfigText(statePath_, readError);
+    if (!stateBefore)
+      logWarn(LogRecord("runtime_state_unreadable")
+                  .add("path", statePath_)
+                  .add("error", readError)
+                  .add("detail", "a start that fails after saving over it cannot put it back"));
   }
   Overlay kept = loadState(config, &stop);
   if (adopted) keepAdoptedMacs(config, kept, *adopted);
@@ -417,7 +423,9 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
   if (!r.isOk()) return Status::error(r.error().message);
   if (forward)
     if (Status s = forward(); !s) {
-      if (stateBefore) {
+      // Not a file this start moved aside as unusable (stateIgnored):
+      // the next start would only move it aside again.
+      if (stateBefore && !stateMovedAside_) {
         const Status back = writeFileReplacing(statePath_, 0600, [&](FILE* f) {
           return std::fwrite(stateBefore->data(), 1, stateBefore->size(), f) == stateBefore->size();
         });
@@ -1120,6 +1128,7 @@ void DaemonBackend::stateIgnored(const std::string& error) const {
   std::error_code ec;
   std::filesystem::rename(statePath_, aside, ec);
   if (ec) aside = "none (" + ec.message() + ")";
+  stateMovedAside_ = true;
   logError(LogRecord("runtime_state_ignored")
                .add("path", statePath_)
                .add("error", error)

@@ -468,6 +468,9 @@ class DaemonBackend : public api::ControlBackend {
   // before the next save overwrites it, and runtime_state_ignored logged
   // with where it is now (kept_as) and what the operator loses.
   void stateIgnored(const std::string& error) const;
+  // Set by stateIgnored (the state file moved aside as unusable) during a
+  // start: a start that then fails to forward does not put that file back.
+  mutable bool stateMovedAside_ = false;
   // runtime_state_kept for each entry of the overlay start() applied.
   static void logKept(const Overlay& o);
   // Applies file+overlay; on success commits both and syncs health targets.

@@ -167,6 +167,14 @@ def remove_leftovers_of_dead_runs():
         return name.startswith(prefix) and pid.isdigit() and not os.path.exists("/proc/" + pid)
     for ns in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
         if dead(ns, "kdl-bal-") or dead(ns, "kdl-real-"):
+            # Its listeners outlive it in the namespace, keeping it alive.
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                                  timeout=30).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
     for pins in os.listdir("/sys/fs/bpf") if os.path.isdir("/sys/fs/bpf") else []:
         if dead(pins, "keel-decap-test-"):

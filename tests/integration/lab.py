@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import select
 import shlex
 import shutil
@@ -594,24 +595,37 @@ class Lab:
 
     # -- build up
 
+    # What a lab names, by where (the pid is its default prefix's): its
+    # namespaces, keel-decap pins, DPDK runtime and temporary directories.
+    LEFTOVERS = {
+        "/run/netns": re.compile(r"kl(\d+)-(client|router|lb|sw|nhgw|dcap|real\d+)"),
+        "/sys/fs/bpf": re.compile(r"kl(\d+)-real\d+-decap"),
+        "/run/dpdk": re.compile(r"kl(\d+)-dpdk"),
+        tempfile.gettempdir(): re.compile(r"kl(\d+)-[A-Za-z0-9_]{8}"),  # mkdtemp's
+    }
+
     @staticmethod
     def remove_leftovers_of_dead_labs():
         """What a lab whose process was killed (SIGKILL: meson's timeout half
-        a second after its SIGTERM, possibly mid-teardown) left behind: its
-        namespaces (with their links, programs and processes' sockets),
-        keel-decap pins, DPDK runtime directory and temporary directory, all
-        named kl<pid>-...; removed when that pid is gone."""
-        def dead(name: str) -> bool:
-            head = name.split("-", 1)[0]
-            return (head.startswith("kl") and head[2:].isdigit() and "-" in name
-                    and not os.path.exists(f"/proc/{head[2:]}"))
-        for ns in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
-            if dead(ns):
-                run(["ip", "netns", "del", ns], check=False)
-        for base in ("/sys/fs/bpf", "/run/dpdk", tempfile.gettempdir()):
+        a second after its SIGTERM, possibly mid-teardown) left behind, named
+        as LEFTOVERS says and owned by root, when that pid is gone: the
+        processes still in its namespaces (keeld, servers, started in
+        sessions of their own, outlive it) are killed, then the namespaces
+        (with their links and programs), pins and directories removed."""
+        for base, pattern in Lab.LEFTOVERS.items():
             for name in os.listdir(base) if os.path.isdir(base) else []:
-                if dead(name):
-                    shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+                m = pattern.fullmatch(name)
+                path = os.path.join(base, name)
+                if not m or os.path.exists(f"/proc/{m.group(1)}") or os.lstat(path).st_uid != 0:
+                    continue
+                if base == "/run/netns":
+                    pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
+                    for pid in pids:
+                        with contextlib.suppress(ProcessLookupError, ValueError):
+                            os.kill(int(pid), signal.SIGKILL)
+                    run(["ip", "netns", "del", name], check=False)
+                elif os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
 
     def up(self) -> "Lab":
         if os.geteuid() != 0:

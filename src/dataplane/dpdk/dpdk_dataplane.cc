@@ -529,10 +529,10 @@ inline uint16_t sendOrFree(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint1
 }
 
 // sendOrFree() for the exception interface: net_tap stops a burst at a
-// frame it refuses (one over the tap's MTU, a failed write to the kernel)
-// as it does at a full queue, so the frame it stopped at is freed and the
-// rest are offered again: one bad frame no longer takes the frames behind
-// it (ARP, BGP, SSH) with it. Two calls in a row that send nothing (the
+// frame it refuses (a failed write to the kernel; frames over the tap's
+// MTU the worker loop frees before) as it does at a full queue, so the
+// frame it stopped at is freed and the rest are offered again: one bad
+// frame no longer takes the frames behind it (ARP, BGP, SSH) with it. Two calls in a row that send nothing (the
 // tap takes no frame at all: a full queue, the interface down) free the
 // rest at once, so a tap that refuses everything costs two calls a burst,
 // not one per frame. Returns how many it freed.
@@ -730,6 +730,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       // then size what they send for the port, which would drop the rest.
       PortSetup tapSetup;
       const uint16_t tapMtu = facts_.mtu != 0 && facts_.mtu < 1500 ? static_cast<uint16_t>(facts_.mtu) : 0;
+      tapMaxFrame_ = uint32_t{tapMtu ? tapMtu : 1500u} + 22;
       if (Status s = setupPort(tap_, "dpdk.exception_interface", nq, opts_.exceptionDescriptors,
                                opts_.exceptionDescriptors, pool_, false, tapMtu, "", &tapSetup); !s)
         return s;
@@ -1185,6 +1186,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     rte_mbuf* fromKernel[kBurst];
     const uint16_t q = w.queue;
     const bool haveTap = tapReady_;
+    const uint32_t tapMaxFrame = tapMaxFrame_;
     const uint32_t idleSleepUs = opts_.idleSleepUs;
     uint32_t loops = 0;
     while (!stop_.load(std::memory_order_relaxed)) {
@@ -1202,14 +1204,21 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       if (cur->n > 0) {
         const uint64_t now = workerNowNs();
         dpdk::processBurst(*snap, st, cur->bufs, cur->parsed, cur->n, now, results);
-        uint16_t ntx = 0, nexc = 0;
+        uint16_t ntx = 0, nexc = 0, overTap = 0;
         for (uint16_t i = 0; i < cur->n; ++i) {
           rte_mbuf* m = cur->pkts[i];
           if (results[i].verdict == dpdk::Verdict::kTx) {
             setFrame(m, cur->bufs[i]);
             tx[ntx++] = m;
           } else if (results[i].verdict == dpdk::Verdict::kPass && haveTap) {
-            exc[nexc++] = m;
+            // Over the tap's largest frame (a jumbo frame for the host):
+            // net_tap would refuse it, stopping its burst there; freed here.
+            if (rte_pktmbuf_pkt_len(m) > tapMaxFrame) {
+              rte_pktmbuf_free(m);
+              ++overTap;
+            } else {
+              exc[nexc++] = m;
+            }
           } else {
             rte_pktmbuf_free(m);
           }
@@ -1217,7 +1226,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         cur->n = 0;
         if (uint16_t lost = sendOrFree(port_, q, tx, ntx)) addTo(w.txDropped, lost);
         if (haveTap)
-          if (uint16_t lost = sendToKernel(tap_, q, exc, nexc)) addTo(w.toKernelDropped, lost);
+          if (const auto lost = static_cast<uint16_t>(sendToKernel(tap_, q, exc, nexc) + overTap))
+            addTo(w.toKernelDropped, lost);
       }
       std::swap(cur, next);
       // The kernel's side of the exception path (ARP replies, ICMP, BGP,
@@ -1258,6 +1268,9 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   bool portReady_ = false, portProbed_ = false;
   KernelRestore portRestore_;  // what the port's kernel interface gets back at close
   bool tapReady_ = false, tapProbed_ = false;
+  // The largest frame the tap takes: its MTU and what net_tap counts on top
+  // (Ethernet header, CRC, one VLAN tag: 22 bytes), as it checks each frame.
+  uint32_t tapMaxFrame_ = 1500 + 22;
   std::string tapName_;
   std::array<uint8_t, 6> portMac_{};
   bool started_ = false;

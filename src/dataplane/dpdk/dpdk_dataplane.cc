@@ -532,10 +532,11 @@ inline uint16_t sendOrFree(uint16_t port, uint16_t queue, rte_mbuf** pkts, uint1
 // frame it refuses (a failed write to the kernel; frames over the tap's
 // MTU the worker loop frees before) as it does at a full queue, so the
 // frame it stopped at is freed and the rest are offered again: one bad
-// frame no longer takes the frames behind it (ARP, BGP, SSH) with it. Two calls in a row that send nothing (the
-// tap takes no frame at all: a full queue, the interface down) free the
-// rest at once, so a tap that refuses everything costs two calls a burst,
-// not one per frame. Returns how many it freed.
+// frame no longer takes the frames behind it (ARP, BGP, SSH) with it. Two
+// calls in a row that send nothing (the tap takes no frame at all: a full
+// queue, the interface down) free the rest at once, so a tap that refuses
+// everything costs two calls a burst, not one per frame. Returns how many
+// it freed.
 inline uint16_t sendToKernel(uint16_t tap, uint16_t queue, rte_mbuf** pkts, uint16_t n) {
   uint16_t lost = 0;
   bool lastSentNothing = false;

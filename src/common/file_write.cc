@@ -48,6 +48,11 @@ Status writeFileReplacing(const std::string& path, mode_t mode, const std::funct
   return Status::ok();
 }
 
+Status writeFileReplacing(const std::string& path, mode_t mode, std::string_view text) {
+  return writeFileReplacing(path, mode,
+                            [text](FILE* f) { return std::fwrite(text.data(), 1, text.size(), f) == text.size(); });
+}
+
 Status makeDirectories(const std::string& path, mode_t mode) {
   std::string prefix;
   for (const auto& part : std::filesystem::path(path)) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
@@ -22,6 +23,8 @@ namespace keel {
 // Error: "STEP FILE: reason", e.g. "open /run/keel/x.tmp: Is a directory",
 // "rename /run/keel/x: ...".
 Status writeFileReplacing(const std::string& path, mode_t mode, const std::function<bool(FILE*)>& write);
+// The same for a file whose content is `text`, whole.
+Status writeFileReplacing(const std::string& path, mode_t mode, std::string_view text);
 
 // `path` and every missing parent, each made with `mode` (the umask may only
 // narrow it; std::filesystem::create_directories would give 0777 & ~umask,

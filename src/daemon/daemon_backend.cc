@@ -318,6 +318,12 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
         onHealthChange(id, t, up, reason);
       }) {}
 
+// A service key's bytes, a map key for matching services by VIP, port and
+// protocol (what keys the data plane's service table).
+static std::string keyBytes(const keel_service_key& k) {
+  return std::string(reinterpret_cast<const char*>(&k), sizeof k);
+}
+
 Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
                             const std::function<Status()>& forward) {
   Config config = file;
@@ -391,13 +397,9 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
     // just removed from the plane (operator review H1: only info lines
     // said so).
     std::set<std::string> fileKeys;
-    for (const ServiceConfig& svc : config.services) {
-      const keel_service_key k = Registry::serviceKey(svc);
-      fileKeys.insert(std::string(reinterpret_cast<const char*>(&k), sizeof k));
-    }
+    for (const ServiceConfig& svc : config.services) fileKeys.insert(keyBytes(Registry::serviceKey(svc)));
     uint64_t notInFile = 0;
-    for (const auto& [key, value] : adopted->services)
-      notInFile += !fileKeys.count(std::string(reinterpret_cast<const char*>(&key), sizeof key));
+    for (const auto& [key, value] : adopted->services) notInFile += !fileKeys.count(keyBytes(key));
     logWarn(LogRecord("runtime_state_missing")
                 .add("path", statePath_)
                 .add("removed_services", notInFile)
@@ -426,9 +428,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
       // Not a file this start moved aside as unusable (stateIgnored):
       // the next start would only move it aside again.
       if (stateBefore && !stateMovedAside_) {
-        const Status back = writeFileReplacing(statePath_, 0600, [&](FILE* f) {
-          return std::fwrite(stateBefore->data(), 1, stateBefore->size(), f) == stateBefore->size();
-        });
+        const Status back = writeFileReplacing(statePath_, 0600, *stateBefore);
         if (!back)
           logWarn(LogRecord("runtime_state_not_restored")
                       .add("path", statePath_)
@@ -440,11 +440,12 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
   // What keel.yaml changed while no keeld ran, once the start has applied
   // it and forwards (a start that fails says nothing of it, and the next
   // one compares with the same text again).
-  if (appliedBefore && appliedText_ && *appliedBefore != *appliedText_) logChangesWhileStopped(*appliedBefore, config);
-  if (appliedBefore && appliedText_ && *appliedBefore == *appliedText_)
+  if (appliedBefore && appliedText_ && *appliedBefore == *appliedText_) {
     appliedSaved_ = true;  // the same text again: no write
-  else
+  } else {
+    if (appliedBefore && appliedText_) logChangesWhileStopped(*appliedBefore, config);
     saveAppliedFile();
+  }
   adopted_ = adopted != nullptr;
   appliedAt_ = std::chrono::system_clock::now();
   appliedBy_ = "start";
@@ -1073,10 +1074,7 @@ std::optional<std::string> DaemonBackend::saveState(const StopRecord* stop) cons
   // at close, and the rename then put an empty file in place of the good
   // one). Only root reads it: it holds the whole overlay and operators'
   // drain reasons.
-  const std::string text = doc.dump() + "\n";
-  const Status s = writeFileReplacing(statePath_, 0600, [&](FILE* f) {
-    return std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  });
+  const Status s = writeFileReplacing(statePath_, 0600, doc.dump() + "\n");
   if (s) return std::nullopt;
   logWarn(LogRecord("runtime_state_not_saved").add("path", statePath_).add("error", s.message()));
   return s.message();
@@ -2248,9 +2246,7 @@ std::optional<std::string> DaemonBackend::readAppliedFile() const {
 void DaemonBackend::saveAppliedFile() {
   if (appliedPath_.empty() || !appliedText_) return;
   // Root only, as keel.yaml may be.
-  const Status s = writeFileReplacing(appliedPath_, 0600, [this](FILE* f) {
-    return std::fwrite(appliedText_->data(), 1, appliedText_->size(), f) == appliedText_->size();
-  });
+  const Status s = writeFileReplacing(appliedPath_, 0600, *appliedText_);
   appliedSaved_ = static_cast<bool>(s);
   if (!s)
     logWarn(LogRecord("applied_config_not_saved")
@@ -2281,13 +2277,9 @@ void DaemonBackend::logChangesWhileStopped(const std::string& before, const Conf
   // By VIP, port and protocol, as an adopting start matches the pinned
   // services: a service renamed in the file keeps its flows, and says so.
   std::map<std::string, const ServiceConfig*> prevByKey;
-  auto keyOf = [](const ServiceConfig& s) {
-    const keel_service_key k = Registry::serviceKey(s);
-    return std::string(reinterpret_cast<const char*>(&k), sizeof k);
-  };
-  for (const ServiceConfig& s : prev.config->services) prevByKey[keyOf(s)] = &s;
+  for (const ServiceConfig& s : prev.config->services) prevByKey[keyBytes(Registry::serviceKey(s))] = &s;
   auto wasOf = [&](const ServiceConfig& svc) -> const ServiceConfig* {
-    auto it = prevByKey.find(keyOf(svc));
+    auto it = prevByKey.find(keyBytes(Registry::serviceKey(svc)));
     return it == prevByKey.end() ? nullptr : it->second;
   };
   for (const ServiceConfig& svc : now.services) {

@@ -596,9 +596,10 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
 // them), and more lose flows: net_af_packet's fanout gives the queues no
 // worker reads theirs, and net_af_xdp opens sockets only on the queues the
 // workers read, so the NIC's RSS onto the others hands their frames to the
-// kernel (libxdp's program passes what no socket takes); the start refuses
-// both (setupPort() in the DPDK plane). Said now, with the file's line, so
-// --check-config and a reload catch what the next start would refuse.
+// kernel (libxdp's program passes what no socket takes). Both are refused
+// here, with the file's line, so --check-config and a reload catch them;
+// the start refuses net_af_packet's again (setupPort() in the DPDK plane,
+// from the pairs the driver opened).
 void Parser::checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d) {
   // The port's own devargs, or its --vdev's in eal_args (portDevargs).
   const std::string devargs = portDevargs(d.port, d.ealArgs);

@@ -101,7 +101,8 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
 // An echo request to a VIP: answered in place.
 [[gnu::noinline]] PacketResult echo(WorkerState& w, void* data, void* end, const keel_pkt& p,
                                    const keel_node_config& node, uint32_t bytes) {
-  if (keel_icmp_echo_reply(data, end, &p, node.local_mac) != 0) return finish(w, Verdict::kDrop, KEEL_R_DROP_TRUNCATED, bytes);
+  if (keel_icmp_echo_reply(data, end, &p, node.local_mac) != 0)
+    return finish(w, Verdict::kDrop, KEEL_R_DROP_TRUNCATED, bytes);
   return finish(w, Verdict::kTx, KEEL_R_TX_ICMP_ECHO, bytes);
 }
 

@@ -46,6 +46,11 @@ struct HealthChecker::Entry {
   uint64_t transitions = 0;
   std::array<uint64_t, kHealthDurationBuckets.size() + 1> durationBuckets{};
   double durationSumSeconds = 0;
+  // The schedule (HealthStatus::nextDue, lastDue, lastStart): written by
+  // the check thread, read by status().
+  Clock::time_point nextDue;
+  Clock::time_point lastDue;
+  Clock::time_point lastStart;
 
   // The check thread's alone.
   asio::steady_timer timer;
@@ -224,6 +229,10 @@ void HealthChecker::scheduleFirst(const EntryPtr& e, Clock::duration interval, u
 }
 
 void HealthChecker::scheduleAt(const EntryPtr& e, Clock::time_point when, uint64_t generation) {
+  {
+    std::lock_guard lock(mu_);
+    e->nextDue = when;
+  }
   e->timer.expires_at(when);
   e->timer.async_wait([this, e, generation](const boost::system::error_code& ec) {
     if (!ec) startCheck(e, generation);
@@ -236,8 +245,10 @@ void HealthChecker::startCheck(const EntryPtr& e, uint64_t generation) {
     std::lock_guard lock(mu_);
     if (e->removed || generation != e->generation) return;
     config = e->config;
+    e->checkStart = Clock::now();
+    e->lastDue = e->nextDue;
+    e->lastStart = e->checkStart;
   }
-  e->checkStart = Clock::now();
   e->probe = makeProbe(*checkIo_, std::move(config));
   e->probe->start([this, e, generation](HealthResult result) { onResult(e, generation, std::move(result)); });
 }
@@ -374,6 +385,9 @@ HealthStatus HealthChecker::statusOf(const Entry& e) const {
   s.transitions = e.transitions;
   s.durationBuckets = e.durationBuckets;
   s.durationSumSeconds = e.durationSumSeconds;
+  s.nextDue = e.nextDue;
+  s.lastDue = e.lastDue;
+  s.lastStart = e.lastStart;
   return s;
 }
 

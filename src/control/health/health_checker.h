@@ -101,6 +101,14 @@ struct HealthStatus {
   // last element counts the rest (+Inf). durationSumSeconds is their sum.
   std::array<uint64_t, kHealthDurationBuckets.size() + 1> durationBuckets{};
   double durationSumSeconds = 0;
+  // The schedule, on the steady clock: when the next check is due (while a
+  // check runs, the one after it is not yet set and this is still when the
+  // running one was due), when the latest check was due and when it
+  // started (later than due when the check thread was busy). Epoch until
+  // set. For tests and diagnostics: no API or metric shows them.
+  std::chrono::steady_clock::time_point nextDue;
+  std::chrono::steady_clock::time_point lastDue;
+  std::chrono::steady_clock::time_point lastStart;
 };
 
 // The reason of a transition caused by a result: the run that crossed rise

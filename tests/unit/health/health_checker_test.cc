@@ -1016,54 +1016,74 @@ TEST_F(HealthCheckerTest, FirstCheckComesAtOnceWhateverTheInterval) {
 }
 
 // First checks queue at kFirstChecksPerSecond (5,000): 10,000 targets added
-// together (a start, a reload) are first checked over about 2 s, not in one
-// burst, and all well before their 60 s interval. Checked from an address
-// this host does not have, each check ends at once as "not run", so the
-// test opens no connections.
+// together (a start, a reload) are due one after another, 200 us apart, so
+// the last is due ~2 s after the first instead of all at once, and all well
+// before their interval. Asserted on the schedule (when each check was
+// due, HealthStatus::lastDue), not on when the checks happened to run.
+// Checked from an address this host does not have, each check ends at once
+// as "not run", so the test opens no connections.
 TEST_F(HealthCheckerTest, FirstChecksOfManyTargetsAreQueuedAtABoundedRate) {
   HealthTarget t = target(HealthCheckSpec::Type::Tcp, 9);
-  t.spec.interval = 120s;  // no second check within 12 s: the count below is of first checks
+  t.spec.interval = 600s;  // a second check is due 60 s after the first at the earliest
   t.spec.source = *IpAddress::parse("192.0.2.77");
   constexpr size_t kTargets = 2 * HealthChecker::kFirstChecksPerSecond;
   for (size_t i = 0; i < kTargets; ++i) add(t, false);
   auto firstChecks = [&] {
-    std::vector<std::chrono::system_clock::time_point> at;
-    for (const HealthStatus& st : checker_.snapshot())
-      if (st.notRun >= 1) at.push_back(st.lastCheck);
-    return at;
+    size_t n = 0;
+    for (const HealthStatus& st : checker_.snapshot()) n += st.notRun >= 1 ? 1 : 0;
+    return n;
   };
-  ASSERT_TRUE(runUntil([&] { return firstChecks().size() == kTargets; }, 15s)) << firstChecks().size();
-  auto at = firstChecks();
-  const auto [first, last] = std::minmax_element(at.begin(), at.end());
-  // 10,000 at 5,000 a second: about 2 s from the first to the last (a
-  // loaded box only stretches it); all at once would be a few ms.
-  EXPECT_GE(*last - *first, 1500ms);
-  for (const HealthStatus& st : checker_.snapshot()) EXPECT_EQ(st.notRun, 1u) << "a second check within 12 s";
+  ASSERT_TRUE(runUntil([&] { return firstChecks() == kTargets; }, 15s)) << firstChecks();
+  const auto spacing = std::chrono::duration_cast<std::chrono::steady_clock::duration>(1s) /
+                       HealthChecker::kFirstChecksPerSecond;
+  std::vector<std::chrono::steady_clock::time_point> due;
+  for (const HealthStatus& st : checker_.snapshot()) {
+    ASSERT_EQ(st.notRun, 1u) << "one check each: lastDue is the first's";
+    EXPECT_GE(st.lastStart, st.lastDue) << "a check never starts before it is due";
+    EXPECT_GE(st.nextDue - st.lastStart, 60s) << "the second check a tenth of the interval after the first at least";
+    due.push_back(st.lastDue);
+  }
+  std::sort(due.begin(), due.end());
+  size_t tooClose = 0;
+  for (size_t i = 1; i < due.size(); ++i) tooClose += due[i] - due[i - 1] < spacing ? 1 : 0;
+  EXPECT_EQ(tooClose, 0u) << "first checks due less than 1/kFirstChecksPerSecond apart";
+  EXPECT_GE(due.back() - due.front(), (kTargets - 1) * spacing);
+  EXPECT_LT(due.back() - due.front(), 60s) << "all first checks due well within their interval";
 }
 
-// The second checks are spread over the interval after the first (a random
-// phase from a tenth of an interval on), not bunched one interval after
-// first checks that all came at once: two seconds after 100 targets of an
-// 8 s interval were all checked once, some but not all have been checked
-// again.
+// After its first check a target's next check is due at a random point
+// from a tenth of an interval on, over one interval, so the second checks
+// of targets added together spread over the interval instead of coming
+// all together one interval after their first checks (which came at once).
+// Asserted on the schedule: each of 100 targets of a 60 s interval, checked
+// once, has its second check due 6 to 66 s after its first started, and
+// those delays span more than half an interval (uniform draws: all 100
+// within half of it has odds of about 2^-99). Checks every target got the
+// same delay (no spread), or one under a tenth, would fail.
 TEST_F(HealthCheckerTest, SecondChecksAreSpreadOverTheInterval) {
   TcpServer server(io_);
   HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
-  t.spec.interval = 8s;
+  t.spec.interval = 60s;
   std::vector<HealthTargetId> ids;
   for (int i = 0; i < 100; ++i) ids.push_back(add(t, false));
-  auto count = [&](uint64_t atLeast) {
+  auto checked = [&] {
     size_t n = 0;
-    for (HealthTargetId id : ids) n += checker_.status(id)->checks >= atLeast ? 1 : 0;
+    for (HealthTargetId id : ids) n += checker_.status(id)->checks >= 1 ? 1 : 0;
     return n;
   };
-  ASSERT_TRUE(runUntil([&] { return count(1) == ids.size(); }, 5s)) << count(1) << " of 100 checked";
-  // The first checks came within a few ms; no second within a tenth of an
-  // interval (0.8 s) of its first.
-  EXPECT_EQ(count(2), 0u);
-  runFor(2s);
-  EXPECT_GT(count(2), 0u);
-  EXPECT_LT(count(2), ids.size());
+  // Bounded well under the tenth (6 s), so no second check has started.
+  ASSERT_TRUE(runUntil([&] { return checked() == ids.size(); }, 5s)) << checked() << " of 100 checked";
+  std::chrono::steady_clock::duration least = std::chrono::steady_clock::duration::max(), most{0};
+  for (HealthTargetId id : ids) {
+    const HealthStatus st = *checker_.status(id);
+    ASSERT_EQ(st.checks, 1u);
+    const auto delay = st.nextDue - st.lastStart;
+    EXPECT_GE(delay, 6s) << "no second check within a tenth of an interval of the first";
+    EXPECT_LE(delay, 66s) << "the second check within a tenth plus one interval";
+    least = std::min(least, delay);
+    most = std::max(most, delay);
+  }
+  EXPECT_GT(most - least, 30s) << "the second checks are not spread over the interval";
 }
 
 }  // namespace

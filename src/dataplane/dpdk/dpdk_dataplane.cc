@@ -38,6 +38,7 @@
 #include "common/file_write.h"
 #include "common/logging.h"
 #include "common/text.h"
+#include "dataplane/dpdk/mbuf_frame.h"
 #include "dataplane/dpdk/tables.h"
 #include "dataplane/dpdk/worker_path.h"
 
@@ -490,32 +491,6 @@ void closePort(uint16_t port, bool probed, KernelRestore restore = {}) {
   if (restored && !restore.file.empty() && ::unlink(restore.file.c_str()) != 0 && errno != ENOENT)
     logWarn(LogRecord("dpdk_kernel_state_not_removed").add("file", restore.file).add("error", std::strerror(errno)));
   if (probed && dev) rte_dev_remove(dev);
-}
-
-// A frame the packet path rewrote (dpdk::PacketBuf, on kTx): the mbuf's
-// first segment is set to start at b.data and hold b.len bytes. The path
-// works in the first segment's buffer only; it may have moved the start into
-// the headroom (an outer header) and changed the length (grown by it, or cut
-// after an ICMP error's quote). A cut frame ends in the first segment, and
-// so does one whose start moved: it was rebuilt around the IP packet, which
-// the parser found whole in the first segment (an outer header: the bytes
-// after the packet stay out of the tunnel, as XDP's adjust_tail leaves
-// them; an ICMP error ends after its quote). A chain behind either goes;
-// otherwise (l2dsr, an echo reply: rewritten in place) the segments behind
-// it stay as they were.
-inline void setFrame(rte_mbuf* m, const dpdk::PacketBuf& b) {
-  const uint16_t oldLen = rte_pktmbuf_data_len(m);
-  const uint16_t oldOff = m->data_off;
-  m->data_off = static_cast<uint16_t>(b.data - static_cast<uint8_t*>(m->buf_addr));
-  m->data_len = static_cast<uint16_t>(b.len);
-  if ((b.len < oldLen || m->data_off != oldOff) && m->next) {
-    rte_pktmbuf_free(m->next);
-    m->next = nullptr;
-    m->nb_segs = 1;
-    m->pkt_len = b.len;
-    return;
-  }
-  m->pkt_len = m->pkt_len - oldLen + b.len;
 }
 
 // Sends what it can; frees the rest (a full TX ring is a drop, never a
@@ -1209,7 +1184,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         for (uint16_t i = 0; i < cur->n; ++i) {
           rte_mbuf* m = cur->pkts[i];
           if (results[i].verdict == dpdk::Verdict::kTx) {
-            setFrame(m, cur->bufs[i]);
+            dpdk::setFrame(m, cur->bufs[i]);
             tx[ntx++] = m;
           } else if (results[i].verdict == dpdk::Verdict::kPass && haveTap) {
             // Over the tap's largest frame (a jumbo frame for the host):

@@ -607,17 +607,19 @@ TEST_F(HealthCheckerTest, HttpGarbageResponseGoesDown) {
 // A server that never answers, one that answers an interim 1xx and then
 // nothing, and one that sends half a header and then nothing all time out;
 // the reason says which (fault review F12: all three read "timeout after
-// 100ms", though half a response is the application's fault).
+// 100ms", though half a response is the application's fault). The timeout
+// is long enough (500 ms) that a stalled thread cannot make the connect
+// itself look late.
 TEST_F(HealthCheckerTest, HttpSlowServerTimesOutSayingHowFarItGot) {
   const std::pair<const char*, const char*> cases[] = {
-      {"", "timeout after 100ms (connected, no response)"},
-      {"HTTP/1.1 100 Continue\r\n\r\n", "timeout after 100ms (an interim 1xx response, then no final one)"},
-      {"HTTP/1.1 200 OK\r\nContent-Le", "timeout after 100ms (an incomplete response: its header unfinished)"}};
+      {"", "timeout after 500ms (connected, no response)"},
+      {"HTTP/1.1 100 Continue\r\n\r\n", "timeout after 500ms (an interim 1xx response, then no final one)"},
+      {"HTTP/1.1 200 OK\r\nContent-Le", "timeout after 500ms (an incomplete response: its header unfinished)"}};
   for (const auto& [raw, reason] : cases) {
     HttpServer server(io_, std::string(raw).empty() ? HttpServer::Mode::Silent : HttpServer::Mode::Raw);
     server.raw = raw;
     HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
-    t.spec.timeout = 100ms;
+    t.spec.timeout = 500ms;
     HealthTargetId id = add(t, true);
     auto tr = awaitTransition(id);
     ASSERT_TRUE(tr) << raw;
@@ -757,7 +759,9 @@ TEST_F(HealthCheckerTest, ATimeoutLongerThanTheIntervalNeverOverlapsChecks) {
   HealthTargetId id = add(t, true);
   ASSERT_TRUE(runUntil([&] { return checker_.status(id)->checks >= 4; }));
   uint64_t checks = checker_.status(id)->checks;
-  EXPECT_GE(server.received(), checks);
+  // The server counts on this thread's loop: let it catch up with the
+  // probes the checker's thread sent.
+  ASSERT_TRUE(runUntil([&] { return server.received() >= checks; })) << server.received() << " of " << checks;
   EXPECT_LE(server.received(), checks + 1);
 }
 
@@ -798,16 +802,16 @@ HealthTarget httpTarget(uint16_t port) {
   t.spec.type = HealthCheckSpec::Type::Http;
   t.spec.path = "/healthz";
   t.spec.interval = 20ms;
-  t.spec.timeout = 50ms;
+  t.spec.timeout = 1s;  // a passing check never fails for a stalled thread
   t.spec.rise = 2;
   t.spec.fall = 2;
   return t;
 }
 
 // The checks run on the checker's own thread: while the owner's loop is
-// held far past their timeout, an http check of a real that answers keeps
-// passing (on keeld's loop, before the checker had a thread, 6 of 6 such
-// checks failed "timeout after 50ms" under 120 ms holds).
+// held, http checks of a real that answers run and pass (on keeld's loop,
+// before the checker had a thread, 6 of 6 such checks failed "timeout after
+// 50ms" under 120 ms holds; here, none would run until the hold ends).
 TEST_F(HealthCheckerTest, ChecksRunAndPassWhileTheOwnersLoopIsHeld) {
   ThreadedHttpServer server(HttpServer::Mode::Normal);
   HealthTargetId id = add(httpTarget(server.port()), true);
@@ -821,11 +825,13 @@ TEST_F(HealthCheckerTest, ChecksRunAndPassWhileTheOwnersLoopIsHeld) {
 // A real that never answers still fails by its timeout, as always.
 TEST_F(HealthCheckerTest, ARealThatNeverAnswersTimesOutWhileTheOwnersLoopIsHeld) {
   ThreadedHttpServer server(HttpServer::Mode::Silent);
-  HealthTargetId id = add(httpTarget(server.port()), true);
+  HealthTarget t = httpTarget(server.port());
+  t.spec.timeout = 300ms;
+  HealthTargetId id = add(t, true);
   ASSERT_TRUE(holdOwnerUntil([&] { return checker_.status(id)->checks >= 3; }));
   const HealthStatus st = *checker_.status(id);
   EXPECT_EQ(st.failures, st.checks);
-  EXPECT_EQ(st.last.reason, "timeout after 50ms (connected, no response)");
+  EXPECT_EQ(st.last.reason, "timeout after 300ms (connected, no response)");
   EXPECT_FALSE(st.up);
 }
 
@@ -852,8 +858,12 @@ TEST_F(HealthCheckerTest, ATransitionPendingAtRemoveIsDropped) {
   HealthTargetId id = add(t, true);
   ASSERT_TRUE(holdOwnerUntil([&] { return !checker_.status(id)->up; }));
   EXPECT_TRUE(checker_.remove(id));
-  runFor(100ms);
-  EXPECT_TRUE(transitions_.empty());
+  // A type-none target's transition is posted to the owner's loop after
+  // the removed one's: once it arrives, the removed one's has had its turn.
+  const HealthTargetId sentinel = add(target(HealthCheckSpec::Type::None, 0), false);
+  ASSERT_TRUE(awaitTransition(sentinel));
+  ASSERT_EQ(transitions_.size(), 1u) << "a transition of the removed target reached the owner";
+  EXPECT_EQ(transitions_[0].id, sentinel);
 }
 
 // update() while a check of the old spec is in flight (an http request a
@@ -866,7 +876,8 @@ TEST_F(HealthCheckerTest, UpdateWhileACheckIsInFlightDropsItsResult) {
   t.spec.timeout = 5s;  // the old check would still be running long after the test
   t.spec.rise = 1;
   HealthTargetId id = add(t, false);
-  std::this_thread::sleep_for(100ms);  // the first check starts within its 20 ms interval
+  // The first check has started (it comes at once) and cannot have ended.
+  ASSERT_TRUE(runUntil([&] { return checker_.status(id)->lastStart != std::chrono::steady_clock::time_point{}; }));
   ASSERT_EQ(checker_.status(id)->checks, 0u);
   HealthCheckSpec tcp = t.spec;
   tcp.type = HealthCheckSpec::Type::Tcp;
@@ -924,8 +935,14 @@ TEST_F(HealthCheckerTest, RemoveStopsChecksAndCallbacks) {
   HealthTargetId id = add(t, true);
   EXPECT_TRUE(checker_.remove(id));
   EXPECT_FALSE(checker_.remove(id));
-  runFor(300ms);  // six intervals in which a check would have failed
-  EXPECT_TRUE(transitions_.empty());
+  // The same check added after the remove: its first check is due after
+  // the removed one's was, so by its transition a check of the removed
+  // target, had one run, would have failed and been reported first.
+  const HealthTargetId sentinel = add(t, true);
+  ASSERT_TRUE(awaitTransition(sentinel));
+  ASSERT_EQ(transitions_.size(), 1u) << "a check of the removed target ran and was reported";
+  EXPECT_EQ(transitions_[0].id, sentinel);
+  EXPECT_TRUE(checker_.remove(sentinel));
   EXPECT_EQ(checker_.size(), 0u);
   EXPECT_FALSE(checker_.status(id));
 }
@@ -997,9 +1014,10 @@ TEST_F(HealthCheckerTest, StatusKeepsCountersAndDurationHistogram) {
 }
 
 // A new target's first check comes at once, not at a random point of its
-// interval: with a 60 s interval all of 20 targets have been checked within
-// a few seconds (one interval's random phase would have left nearly all of
-// them unchecked).
+// interval: the first checks of 20 targets of a 60 s interval added
+// together are all due within a tenth of it (here a few ms: the first-check
+// queue spaces them 200 us apart), where one interval's random phase would
+// spread them over most of it. Asserted on when they were due.
 TEST_F(HealthCheckerTest, FirstCheckComesAtOnceWhateverTheInterval) {
   TcpServer server(io_);
   HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
@@ -1012,7 +1030,15 @@ TEST_F(HealthCheckerTest, FirstCheckComesAtOnceWhateverTheInterval) {
     for (HealthTargetId id : ids) n += checker_.status(id)->checks >= 1 ? 1 : 0;
     return n;
   };
-  EXPECT_TRUE(runUntil([&] { return checked() == ids.size(); }, 5s)) << checked() << " of 20 checked";
+  ASSERT_TRUE(runUntil([&] { return checked() == ids.size(); }, 30s)) << checked() << " of 20 checked";
+  std::chrono::steady_clock::time_point first = std::chrono::steady_clock::time_point::max(), last{};
+  for (HealthTargetId id : ids) {
+    const HealthStatus st = *checker_.status(id);
+    ASSERT_EQ(st.checks, 1u) << "lastDue is the first check's";
+    first = std::min(first, st.lastDue);
+    last = std::max(last, st.lastDue);
+  }
+  EXPECT_LT(last - first, 6s) << "the first checks were not due at once";
 }
 
 // First checks queue at kFirstChecksPerSecond (5,000): 10,000 targets added
@@ -1055,15 +1081,15 @@ TEST_F(HealthCheckerTest, FirstChecksOfManyTargetsAreQueuedAtABoundedRate) {
 // from a tenth of an interval on, over one interval, so the second checks
 // of targets added together spread over the interval instead of coming
 // all together one interval after their first checks (which came at once).
-// Asserted on the schedule: each of 100 targets of a 60 s interval, checked
-// once, has its second check due 6 to 66 s after its first started, and
+// Asserted on the schedule: each of 100 targets of a 600 s interval, checked
+// once, has its second check due 60 to 660 s after its first started, and
 // those delays span more than half an interval (uniform draws: all 100
 // within half of it has odds of about 2^-99). Checks every target got the
 // same delay (no spread), or one under a tenth, would fail.
 TEST_F(HealthCheckerTest, SecondChecksAreSpreadOverTheInterval) {
   TcpServer server(io_);
   HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
-  t.spec.interval = 60s;
+  t.spec.interval = 600s;
   std::vector<HealthTargetId> ids;
   for (int i = 0; i < 100; ++i) ids.push_back(add(t, false));
   auto checked = [&] {
@@ -1071,19 +1097,19 @@ TEST_F(HealthCheckerTest, SecondChecksAreSpreadOverTheInterval) {
     for (HealthTargetId id : ids) n += checker_.status(id)->checks >= 1 ? 1 : 0;
     return n;
   };
-  // Bounded well under the tenth (6 s), so no second check has started.
-  ASSERT_TRUE(runUntil([&] { return checked() == ids.size(); }, 5s)) << checked() << " of 100 checked";
+  // Bounded well under the tenth (60 s), so no second check has started.
+  ASSERT_TRUE(runUntil([&] { return checked() == ids.size(); }, 30s)) << checked() << " of 100 checked";
   std::chrono::steady_clock::duration least = std::chrono::steady_clock::duration::max(), most{0};
   for (HealthTargetId id : ids) {
     const HealthStatus st = *checker_.status(id);
     ASSERT_EQ(st.checks, 1u);
     const auto delay = st.nextDue - st.lastStart;
-    EXPECT_GE(delay, 6s) << "no second check within a tenth of an interval of the first";
-    EXPECT_LE(delay, 66s) << "the second check within a tenth plus one interval";
+    EXPECT_GE(delay, 60s) << "no second check within a tenth of an interval of the first";
+    EXPECT_LE(delay, 660s) << "the second check within a tenth plus one interval";
     least = std::min(least, delay);
     most = std::max(most, delay);
   }
-  EXPECT_GT(most - least, 30s) << "the second checks are not spread over the interval";
+  EXPECT_GT(most - least, 300s) << "the second checks are not spread over the interval";
 }
 
 }  // namespace

@@ -14,7 +14,9 @@ wildcard would answer from the real's own address (the route's preferred
 source), and the client's connected socket would drop that reply. Binding the
 VIP keeps the reply's source equal to the VIP, as DSR requires.
 
-Prints "ready" once every socket is bound, then serves until SIGTERM.
+Prints "ready" once every socket is bound, then serves until SIGTERM, or
+for --max-seconds at most (a lab whose pytest was killed leaves no server
+running for ever; the next lab also sweeps dead labs' processes).
 """
 import argparse
 import re
@@ -91,6 +93,8 @@ def main():
     ap.add_argument("--udp-port", type=int, action="append", default=[])
     ap.add_argument("--udp-addr", action="append", default=[],
                     help="address to bind UDP on (each VIP)")
+    ap.add_argument("--max-seconds", type=float, default=7200.0,
+                    help="exit after this long even without SIGTERM (longer than any suite run)")
     args = ap.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -103,7 +107,8 @@ def main():
     pending = {}
     partial = {}
     print("ready", flush=True)
-    while True:
+    deadline = time.monotonic() + args.max_seconds
+    while time.monotonic() < deadline:
         readable, _, _ = select.select(listeners + udps + list(pending), [], [], 1.0)
         for s in readable:
             if s in listeners:

@@ -1661,7 +1661,7 @@ TEST_F(DaemonBackendTest, AHealthTransitionTheDataPlaneFailsIsSettled) {
   files_["keel.yaml"] = yaml("      - {address: 127.0.0.1}\n"
                              "      - {address: 127.0.0.2}\n",
                              "    health: {type: tcp, port: " + std::to_string(listener.local_endpoint().port()) +
-                                 ", interval: 100ms, timeout: 50ms, rise: 1, fall: 1}\n");
+                                 ", interval: 100ms, timeout: 900ms, rise: 1, fall: 1}\n");
   make();
   ASSERT_TRUE(dp_.rings[0].empty());
   dp_.failAfter = 1;  // the up transition's backend write fails, and does not land
@@ -2274,7 +2274,7 @@ TEST_F(DaemonBackendTest, AnL2dsrRealComingUpTakesItsEntrysNewMacFirst) {
   neighbours_["127.0.0.1"] = "02:00:00:00:07:01";
   files_["keel.yaml"] = l2dsr(yaml("      - {address: 127.0.0.1}\n",
                                    "    health: {type: tcp, port: " + std::to_string(port) +
-                                       ", interval: 100ms, timeout: 50ms, rise: 1, fall: 1}\n"));
+                                       ", interval: 100ms, timeout: 900ms, rise: 1, fall: 1}\n"));
   make();
   ASSERT_FALSE(realOf("127.0.0.1").healthy);
   neighbours_["127.0.0.1"] = "02:00:00:00:07:02";  // the real's NIC swapped while it was down
@@ -3130,7 +3130,7 @@ TEST_F(RuntimeStateTest, ATransitionDuringTheStopIsInTheStopRecord) {
       io_, boost::asio::ip::tcp::endpoint{boost::asio::ip::address_v4::loopback(), 0});
   files_["keel.yaml"] = yaml("      - {address: 127.0.0.1}\n",
                              "    health: {type: tcp, port: " + std::to_string(listener->local_endpoint().port()) +
-                                 ", interval: 50ms, timeout: 200ms, rise: 1, fall: 1}\n");
+                                 ", interval: 50ms, timeout: 900ms, rise: 1, fall: 1}\n");
   make();
   auto upIs = [&](bool want) {
     auto all = backend_->checker().snapshot();

@@ -57,10 +57,12 @@ class KeelctlTest : public testing::ServerFixture {
 
   // keelctl --socket <ours> ARGS...; stdout and stderr captured apart.
   // COLUMNS (the width tables fit) is unset unless `columns` gives it, so
-  // the caller's terminal settings do not leak in.
+  // the caller's terminal settings do not leak in. Bounded: a keelctl that
+  // hangs is killed after 20 s (rc 124), not left to meson's timeout.
   CliRun keelctl(const std::vector<std::string>& args, const std::string& socket = "",
                  const std::optional<std::string>& columns = std::nullopt) {
-    std::string cmd = (columns ? "env COLUMNS=" + quote(*columns) + " " : std::string("env -u COLUMNS ")) +
+    std::string cmd = std::string("timeout 20 ") +
+                      (columns ? "env COLUMNS=" + quote(*columns) + " " : std::string("env -u COLUMNS ")) +
                       runAs_ + quote(bin_) + " --socket " + quote(socket.empty() ? options_.socketPath : socket);
     for (const auto& a : args) cmd += " " + quote(a);
     cmd += " >" + quote(dir_ + "/out") + " 2>" + quote(dir_ + "/err") + " </dev/null";

@@ -103,6 +103,9 @@ def wait_lines(k, event: str, families=("ipv4", "ipv6"), after: int = 0) -> dict
 
 def test_a_routers_new_mac_is_warned_about_until_next_hop_mac_follows(lab, need_keel, gateway):
     config = lab.keel_config(services(lab), node={"next_hop_mac": GW_MAC})
+    # Upkeeps every second, so the mismatch below outlives several of them
+    # before the reload: a warning repeated at each upkeep would be counted.
+    config["dataplane"]["upkeep_interval"] = "1s"
     with lab.keeld(config, name="nexthop") as k:
         # keeld nudges the router into the balancer's neighbour table if it
         # is not there, and compares at the next upkeep.
@@ -118,9 +121,12 @@ def test_a_routers_new_mac_is_warned_about_until_next_hop_mac_follows(lab, need_
             assert (f"gateway={gw} neighbour_mac={GW_NEW_MAC} next_hop_mac={GW_MAC} "
                     f"interface={lab.balancer.ifname} ") in line, line
         assert mismatch_gauges(lab) == {"ipv4": 1, "ipv6": 1}
+        time.sleep(3)  # set-up, not a measurement: about three upkeeps see the same mismatch
 
         mark = len(k.full_log())
-        k.reload(lab.keel_config(services(lab), node={"next_hop_mac": GW_NEW_MAC}))
+        followed = lab.keel_config(services(lab), node={"next_hop_mac": GW_NEW_MAC})
+        followed["dataplane"]["upkeep_interval"] = "1s"
+        k.reload(followed)
         matched = wait_lines(k, "next_hop_mac_matches", after=mark)
         assert f"next_hop_mac={GW_NEW_MAC}" in matched["ipv4"], matched
         assert mismatch_gauges(lab) == {"ipv4": 0, "ipv6": 0}

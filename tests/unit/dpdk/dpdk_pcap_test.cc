@@ -160,11 +160,14 @@ std::vector<std::vector<uint8_t>> purePathTx(TableStore& ref, WorkerState& worke
   return out;
 }
 
+// Polls pred every `step` for at most ~10 s of sleeps. A short step suits
+// a wait repeated hundreds of times that is usually over within a burst.
 template <typename Pred>
-bool waitFor(Pred pred) {
-  for (int i = 0; i < 1000; ++i) {  // at most ~10 s
+bool waitFor(Pred pred, std::chrono::microseconds step = std::chrono::milliseconds(10)) {
+  const int64_t tries = std::chrono::microseconds(std::chrono::seconds(10)) / step;
+  for (int64_t i = 0; i < tries; ++i) {
     if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(step);
   }
   return pred();
 }
@@ -234,6 +237,68 @@ DpdkOptions pcapOptions(const std::string& port) {
   o.limits.connTableSize = 1024;
   o.autoStart = false;
   return o;
+}
+
+// EAL starts with the first data plane of the process. A test that needs it
+// before its plane (for rings and a pool of its own) starts a plane once
+// (the test may run alone).
+void startEal() {
+  static bool started = false;
+  if (started) return;
+  const std::string rx = kDir + "/eal.pcap";
+  writePcap(rx, inputFrames());
+  std::string err;
+  auto first = createDpdkDataplane(pcapOptions("net_pcap_keele" + kPid + ",rx_pcap=" + rx), &err);
+  ASSERT_NE(first, nullptr) << err;
+  started = true;
+}
+
+// A net_ring port over two rings and an mbuf pool the test owns: the test
+// puts frames on rx, the worker sends to tx, which nobody drains (a full
+// one refuses the rest, and the worker frees them). Declared before the
+// plane, so the plane, which closes the port, goes first.
+struct RingPort {
+  rte_ring* rx = nullptr;
+  rte_ring* tx = nullptr;
+  rte_mempool* pool = nullptr;
+  std::string name;  // DpdkOptions::port
+
+  RingPort() = default;
+  RingPort(const RingPort&) = delete;
+  RingPort& operator=(const RingPort&) = delete;
+  ~RingPort() {
+    rte_mbuf* m;
+    for (rte_ring* r : {rx, tx})
+      while (r && rte_ring_dequeue(r, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
+    rte_ring_free(rx);
+    rte_ring_free(tx);
+    rte_mempool_free(pool);
+  }
+
+  // One frame onto rx; false when the pool or the ring is full.
+  bool put(const std::vector<uint8_t>& frame) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    if (!m) return false;
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(), frame.size());
+    if (rte_ring_enqueue(rx, m) == 0) return true;
+    rte_pktmbuf_free(m);
+    return false;
+  }
+};
+
+// Ring sizes are powers of two and hold one less; the pool is cache-less.
+// Each call a new name: the vdev outlives the plane that closes its port,
+// so a repeated test (--gtest_repeat) could not make one of the same name.
+void makeRingPort(const std::string& prefix, unsigned rxSize, unsigned txSize, unsigned mbufs, RingPort* p) {
+  static unsigned made = 0;
+  const std::string tag = prefix + kPid + "_" + std::to_string(made++);
+  p->rx = rte_ring_create(("rx" + tag).c_str(), rxSize, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  p->tx = rte_ring_create(("tx" + tag).c_str(), txSize, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  p->pool = rte_pktmbuf_pool_create(("mp" + tag).c_str(), mbufs, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+  ASSERT_TRUE(p->rx && p->tx && p->pool) << rte_strerror(rte_errno);
+  // The PMD names the port net_ring_<name>.
+  ASSERT_GE(rte_eth_from_rings(tag.c_str(), &p->rx, 1, &p->tx, 1, 0), 0) << rte_strerror(rte_errno);
+  p->name = "net_ring_" + tag;
 }
 
 // A veth pair in this process's namespace, `name` up; deleted (with its
@@ -1121,61 +1186,33 @@ TEST(PortDeviceName, IsTheNameEalGivesTheDevice) {
 // owns: it fills the RX ring with frames to a VIP and never drains the TX
 // ring, which holds 15.
 TEST_F(DpdkPcapTest, FramesAFullTxQueueRefusesAreCountedAsDropped) {
-  // EAL starts with the first data plane of the process; this one only
-  // makes sure it has (the test may run alone).
-  {
-    const std::string rx = kDir + "/txfull_eal.pcap";
-    writePcap(rx, inputFrames());
-    std::string err;
-    auto first = createDpdkDataplane(pcapOptions("net_pcap_keele" + kPid + ",rx_pcap=" + rx), &err);
-    ASSERT_NE(first, nullptr) << err;
-  }
-  const std::string tag = "kt" + kPid;
-  rte_ring* rxRing = rte_ring_create(("rx" + tag).c_str(), 256, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  rte_ring* txRing = rte_ring_create(("tx" + tag).c_str(), 16, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  rte_mempool* pool = rte_pktmbuf_pool_create(("mp" + tag).c_str(), 255, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
-  ASSERT_TRUE(rxRing && txRing && pool) << rte_strerror(rte_errno);
-  // The PMD names the port net_ring_<name>.
-  ASSERT_GE(rte_eth_from_rings(tag.c_str(), &rxRing, 1, &txRing, 1, 0), 0) << rte_strerror(rte_errno);
-  const std::string portName = "net_ring_" + tag;
+  ASSERT_NO_FATAL_FAILURE(startEal());
+  RingPort port;  // before the plane, which goes first
+  ASSERT_NO_FATAL_FAILURE(makeRingPort("kt", 256, 16, 255, &port));
   constexpr unsigned kFrames = 64;
   for (unsigned i = 0; i < kFrames; ++i) {
     const auto f = test::buildFrame(Frame{ip(("192.168.2." + std::to_string(i + 1)).c_str()), ip("10.0.0.100"),
                                           static_cast<uint16_t>(1000 + i), 80});
-    rte_mbuf* m = rte_pktmbuf_alloc(pool);
-    ASSERT_NE(m, nullptr);
-    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
-    ASSERT_EQ(rte_ring_enqueue(rxRing, m), 0);
+    ASSERT_TRUE(port.put(f));
   }
 
   std::string err;
-  auto dp = createDpdkDataplane(pcapOptions(portName), &err);
+  auto dp = createDpdkDataplane(pcapOptions(port.name), &err);
   ASSERT_NE(dp, nullptr) << err;
   loadTables(*dp);
   ASSERT_TRUE(dp->start());
   // Counted before its burst is sent: wait for the send (and its drops) too.
   ASSERT_TRUE(waitFor([&] {
     const DataplaneStats s = dp->readStats();
-    return totalPackets(s) >= kFrames && !s.workers.empty() && s.workers[0].txDropped + rte_ring_count(txRing) >= kFrames;
+    return totalPackets(s) >= kFrames && !s.workers.empty() && s.workers[0].txDropped + rte_ring_count(port.tx) >= kFrames;
   }));
   const DataplaneStats st = dp->readStats();
   EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, kFrames);
   ASSERT_EQ(st.workers.size(), 1u);
-  EXPECT_EQ(rte_ring_count(txRing), 15u);
+  EXPECT_EQ(rte_ring_count(port.tx), 15u);
   EXPECT_EQ(st.workers[0].txDropped, kFrames - 15);
-  dp.reset();  // stops and closes the port; the rings and the pool are the test's
-  rte_mbuf* m;
-  while (rte_ring_dequeue(txRing, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
-  rte_ring_free(rxRing);
-  rte_ring_free(txRing);
-  rte_mempool_free(pool);
 }
 
-// Lock-free publication under load: while the worker forwards a replayed
-// stream, the control thread swaps the service's ring and bumps backend
-// generations hundreds of times. Every packet must see a whole table: it is
-// forwarded to one of the two backends (never dropped for want of one), and
-// the per-backend counters add up to what was sent.
 // The connection tables come from EAL memory (-m 512 here): a table that
 // cannot fit is a start-up error naming the worker, not a crash.
 TEST_F(DpdkPcapTest, ConnectionTableBeyondEalMemoryIsAClearError) {
@@ -1190,50 +1227,93 @@ TEST_F(DpdkPcapTest, ConnectionTableBeyondEalMemoryIsAClearError) {
   EXPECT_NE(err.find("EAL memory"), std::string::npos) << err;
 }
 
+// Lock-free publication under load: while the worker forwards a stream,
+// the control thread swaps the service's ring and bumps a real's generation
+// 300 times. Every packet must see a whole table: it is forwarded to one of
+// the two reals (never dropped for want of one), and the counters add up to
+// what was sent.
+// Ring A names real 1 alone, ring B real 2 alone, and each swap bumps the
+// generation of the real the old ring named, which sends the flows the
+// connection table still holds there back to the new ring. A publish returns only
+// after a grace period (no worker still holds a snapshot from before it),
+// so from then on every packet goes to the new ring's real and the other
+// real's count must stand still; each swap waits until a packet has been
+// forwarded under it. The test feeds the frames itself through a net_ring
+// port, keeping its RX queue full through every swap, so when the feeding
+// stops it knows how many were sent and the counts can be compared exactly.
 TEST_F(DpdkPcapTest, RingSwapsUnderTrafficNeverShowHalfATable) {
-  const std::string rx = kDir + "/swap_rx.pcap";
-  IpAddress vip4 = ip("10.0.0.100");
-  std::vector<std::vector<uint8_t>> in;
-  for (int i = 0; i < 256; ++i)
-    in.push_back(test::buildFrame(Frame{ip(("192.168.2." + std::to_string(i)).c_str()), vip4,
-                                        static_cast<uint16_t>(2000 + i), 80}));
-  writePcap(rx, in);
-  DpdkOptions o = pcapOptions("net_pcap_keels" + kPid + ",rx_pcap=" + rx + ",infinite_rx=1");
-  o.mbufsPerWorker = 2048;
+  ASSERT_NO_FATAL_FAILURE(startEal());
+  RingPort port;  // before the plane, which goes first
+  ASSERT_NO_FATAL_FAILURE(makeRingPort("ks", 512, 16, 1023, &port));
+  const IpAddress vip4 = ip("10.0.0.100");
+  // Four times the flows the connection table holds (1024), sent in turn:
+  // a flow's entry is gone by its next packet, so nearly every packet is
+  // sent by the ring.
+  std::vector<std::vector<uint8_t>> flows;
+  for (int i = 0; i < 4096; ++i) {
+    const std::string client = "192.168." + std::to_string(2 + i / 256) + "." + std::to_string(i % 256);
+    flows.push_back(test::buildFrame(Frame{ip(client.c_str()), vip4, static_cast<uint16_t>(2000 + i), 80}));
+  }
+  // Tops the RX queue up to 256 frames (8 bursts), the flows in turn. The
+  // shortfall is read once: the worker empties the queue as it is filled.
+  uint64_t sent = 0;
+  auto feed = [&] {
+    for (unsigned queued = rte_ring_count(port.rx); queued < 256 && port.put(flows[sent % flows.size()]); ++queued)
+      ++sent;
+  };
+
   std::string err;
-  auto dp = createDpdkDataplane(o, &err);
+  auto dp = createDpdkDataplane(pcapOptions(port.name), &err);
   ASSERT_NE(dp, nullptr) << err;
   ASSERT_TRUE(dp->setNode(test::nodeConfig()));
   ASSERT_TRUE(dp->addVip(test::vipKey(vip4)));
   keel_service_value v{};
   ASSERT_TRUE(dp->upsertService(test::serviceKey(vip4, 80, KEEL_PROTO_TCP), v));
-  ASSERT_TRUE(dp->upsertBackend(0, test::backend(ip("10.1.0.1"), 0)));
-  ASSERT_TRUE(dp->upsertBackend(1, test::backend(ip("10.1.0.2"), 0)));
+  ASSERT_TRUE(dp->upsertBackend(1, test::backend(ip("10.1.0.1"), 0)));
+  ASSERT_TRUE(dp->upsertBackend(2, test::backend(ip("10.1.0.2"), 0)));
   // Rings of different sizes, so a torn read (M of one, slots of the other)
-  // would index past the smaller one.
-  const std::vector<uint32_t> ringA(65537, 0), ringB(7, 1);
+  // would index past the smaller one. Real 0 is not there: memory read past
+  // a ring, often zeros, names no usable real.
+  const std::vector<uint32_t> ringA(65537, 1), ringB(7, 2);
   ASSERT_TRUE(dp->publishRing(0, ringA));
   ASSERT_TRUE(dp->start());
-  ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) > 1000; }));
+  ASSERT_TRUE(waitFor([&] {
+    feed();
+    return totalPackets(dp->readStats()) > 1000;
+  }));
   for (uint32_t i = 0; i < 300; ++i) {
+    const uint32_t real = i % 2 ? 1 : 2, other = 3 - real;
+    feed();
     ASSERT_TRUE(dp->publishRing(0, i % 2 ? ringA : ringB));
-    ASSERT_TRUE(dp->upsertBackend(i % 2, test::backend(ip(i % 2 ? "10.1.0.2" : "10.1.0.1"), 0, i + 2)));
+    ASSERT_TRUE(dp->upsertBackend(other, test::backend(ip(other == 2 ? "10.1.0.2" : "10.1.0.1"), 0, i + 2)));
+    const DataplaneStats from = dp->readStats();
+    ASSERT_TRUE(waitFor(
+        [&] {
+          feed();
+          return dp->readStats().backends[real].packets > from.backends[real].packets;
+        },
+        std::chrono::microseconds(100)))
+        << "swap " << i << ": nothing forwarded to real " << real << " under its ring";
+    ASSERT_EQ(dp->readStats().backends[other].packets, from.backends[other].packets)
+        << "swap " << i << ": a packet reached real " << other << " after its ring was replaced";
   }
-  const uint64_t before = totalPackets(dp->readStats());
-  ASSERT_TRUE(waitFor([&] { return totalPackets(dp->readStats()) > before + 1000; }));
-  DataplaneStats st = dp->readStats();
-  uint64_t tx = st.reasons[KEEL_R_TX_IPIP].packets;
-  EXPECT_GT(tx, 0u);
-  EXPECT_EQ(totalPackets(st), tx) << "every packet forwarded, none dropped or passed";
-  // readStats() reads services, then backends, then reasons while the worker
-  // keeps counting, so each may trail the next by the packets in between.
-  // The worker's per-packet service and backend counts are relaxed stores
-  // (never ordered for a reader), so those two may differ either way.
-  uint64_t backends = st.backends[0].packets + st.backends[1].packets;
-  EXPECT_LE(backends, tx);
-  EXPECT_GE(backends + 256, tx);
-  EXPECT_LE(st.services[0].packets, backends + 256);
-  EXPECT_GE(st.services[0].packets + 256, backends);
+
+  // The feeding stops: wait until the worker has counted and sent what it got.
+  const uint64_t n = sent;
+  DataplaneStats st;
+  EXPECT_TRUE(waitFor([&] {
+    st = dp->readStats();
+    const uint64_t tx = st.reasons[KEEL_R_TX_IPIP].packets;
+    return totalPackets(st) >= n && st.backends[1].packets + st.backends[2].packets >= tx &&
+           st.services[0].packets >= tx && !st.workers.empty() &&
+           st.workers[0].txDropped + rte_ring_count(port.tx) >= tx;
+  }));
+  ASSERT_EQ(st.workers.size(), 1u);
+  EXPECT_EQ(totalPackets(st), n) << "each frame counted once";
+  EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, n) << "every frame forwarded, none dropped or passed";
+  EXPECT_EQ(st.backends[1].packets + st.backends[2].packets, n);
+  EXPECT_EQ(st.services[0].packets, n);
+  EXPECT_EQ(st.workers[0].txDropped + rte_ring_count(port.tx), n) << "sent, or refused by the full TX queue";
 }
 
 }  // namespace

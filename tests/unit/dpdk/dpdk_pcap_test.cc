@@ -1229,18 +1229,21 @@ TEST_F(DpdkPcapTest, ConnectionTableBeyondEalMemoryIsAClearError) {
 
 // Lock-free publication under load: while the worker forwards a stream,
 // the control thread swaps the service's ring and bumps a real's generation
-// 300 times. Every packet must see a whole table: it is forwarded to one of
-// the two reals (never dropped for want of one), and the counters add up to
-// what was sent.
-// Ring A names real 1 alone, ring B real 2 alone, and each swap bumps the
-// generation of the real the old ring named, which sends the flows the
-// connection table still holds there back to the new ring. A publish returns only
-// after a grace period (no worker still holds a snapshot from before it),
-// so from then on every packet goes to the new ring's real and the other
-// real's count must stand still; each swap waits until a packet has been
-// forwarded under it. The test feeds the frames itself through a net_ring
-// port, keeping its RX queue full through every swap, so when the feeding
-// stops it knows how many were sent and the counts can be compared exactly.
+// 300 times. Every packet must see a whole table: it is forwarded to a real
+// of the ring before the swap or of the one after (never dropped for want
+// of one, never to a third), and the counters add up to what was sent.
+// Four rings, large and small in turn (a torn read, M of one and slots of
+// the other, would index past the small one), each naming a real of its
+// own; each swap bumps the generation of the real the old ring named, which
+// sends the flows the connection table still holds there back to the new
+// ring. A publish returns only after a grace period (no worker still holds
+// a snapshot from before it), so from then on every packet goes to the new
+// ring's real: the old one's count stands still, and the other two reals'
+// stood still through the swap as well. Each swap waits until a packet has
+// been forwarded under it. The test feeds the frames itself through a
+// net_ring port, keeping its RX queue full through every swap, so when the
+// feeding stops it knows how many were sent and the counts can be compared
+// exactly.
 TEST_F(DpdkPcapTest, RingSwapsUnderTrafficNeverShowHalfATable) {
   ASSERT_NO_FATAL_FAILURE(startEal());
   RingPort port;  // before the plane, which goes first
@@ -1269,49 +1272,72 @@ TEST_F(DpdkPcapTest, RingSwapsUnderTrafficNeverShowHalfATable) {
   ASSERT_TRUE(dp->addVip(test::vipKey(vip4)));
   keel_service_value v{};
   ASSERT_TRUE(dp->upsertService(test::serviceKey(vip4, 80, KEEL_PROTO_TCP), v));
-  ASSERT_TRUE(dp->upsertBackend(1, test::backend(ip("10.1.0.1"), 0)));
-  ASSERT_TRUE(dp->upsertBackend(2, test::backend(ip("10.1.0.2"), 0)));
-  // Rings of different sizes, so a torn read (M of one, slots of the other)
-  // would index past the smaller one. Real 0 is not there: memory read past
-  // a ring, often zeros, names no usable real.
-  const std::vector<uint32_t> ringA(65537, 1), ringB(7, 2);
-  ASSERT_TRUE(dp->publishRing(0, ringA));
+  // Ring r names real r + 1 (10.1.0.r+1). Real 0 is not there: memory read
+  // past a ring, often zeros, names no usable real; what it finds of
+  // another ring's slots names a third real.
+  constexpr uint32_t kRings = 4;
+  auto realOf = [](uint32_t ring) { return ring + 1; };
+  auto backendOf = [&](uint32_t ring, uint32_t gen) {
+    return test::backend(ip(("10.1.0." + std::to_string(realOf(ring))).c_str()), 0, gen);
+  };
+  std::vector<std::vector<uint32_t>> rings;
+  for (uint32_t r = 0; r < kRings; ++r) {
+    rings.emplace_back(r % 2 ? 7 : 65537, realOf(r));
+    ASSERT_TRUE(dp->upsertBackend(realOf(r), backendOf(r, 1)));
+  }
+  ASSERT_TRUE(dp->publishRing(0, rings[0]));
   ASSERT_TRUE(dp->start());
   ASSERT_TRUE(waitFor([&] {
     feed();
     return totalPackets(dp->readStats()) > 1000;
   }));
   for (uint32_t i = 0; i < 300; ++i) {
-    const uint32_t real = i % 2 ? 1 : 2, other = 3 - real;
+    const uint32_t oldRing = i % kRings, newRing = (i + 1) % kRings;
+    const uint32_t oldReal = realOf(oldRing), newReal = realOf(newRing);
     feed();
-    ASSERT_TRUE(dp->publishRing(0, i % 2 ? ringA : ringB));
-    ASSERT_TRUE(dp->upsertBackend(other, test::backend(ip(other == 2 ? "10.1.0.2" : "10.1.0.1"), 0, i + 2)));
-    const DataplaneStats from = dp->readStats();
+    const DataplaneStats before = dp->readStats();
+    ASSERT_TRUE(dp->publishRing(0, rings[newRing]));
+    ASSERT_TRUE(dp->upsertBackend(oldReal, backendOf(oldRing, i + 2)));
+    const DataplaneStats swapped = dp->readStats();
     ASSERT_TRUE(waitFor(
         [&] {
           feed();
-          return dp->readStats().backends[real].packets > from.backends[real].packets;
+          return dp->readStats().backends[newReal].packets > swapped.backends[newReal].packets;
         },
         std::chrono::microseconds(100)))
-        << "swap " << i << ": nothing forwarded to real " << real << " under its ring";
-    ASSERT_EQ(dp->readStats().backends[other].packets, from.backends[other].packets)
-        << "swap " << i << ": a packet reached real " << other << " after its ring was replaced";
+        << "swap " << i << ": nothing forwarded to real " << newReal << " under its ring";
+    const DataplaneStats after = dp->readStats();
+    for (uint32_t r = 0; r < kRings; ++r) {
+      const uint32_t real = realOf(r);
+      if (real == newReal) continue;
+      if (real == oldReal)
+        ASSERT_EQ(after.backends[real].packets, swapped.backends[real].packets)
+            << "swap " << i << ": a packet reached real " << real << " after its ring was replaced";
+      else
+        ASSERT_EQ(after.backends[real].packets, before.backends[real].packets)
+            << "swap " << i << " (real " << oldReal << " to " << newReal << "): a packet reached real " << real
+            << ", whose ring was neither";
+    }
   }
 
   // The feeding stops: wait until the worker has counted and sent what it got.
   const uint64_t n = sent;
   DataplaneStats st;
+  auto reals = [&] {
+    uint64_t sum = 0;
+    for (uint32_t r = 0; r < kRings; ++r) sum += st.backends[realOf(r)].packets;
+    return sum;
+  };
   EXPECT_TRUE(waitFor([&] {
     st = dp->readStats();
     const uint64_t tx = st.reasons[KEEL_R_TX_IPIP].packets;
-    return totalPackets(st) >= n && st.backends[1].packets + st.backends[2].packets >= tx &&
-           st.services[0].packets >= tx && !st.workers.empty() &&
+    return totalPackets(st) >= n && reals() >= tx && st.services[0].packets >= tx && !st.workers.empty() &&
            st.workers[0].txDropped + rte_ring_count(port.tx) >= tx;
   }));
   ASSERT_EQ(st.workers.size(), 1u);
   EXPECT_EQ(totalPackets(st), n) << "each frame counted once";
   EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, n) << "every frame forwarded, none dropped or passed";
-  EXPECT_EQ(st.backends[1].packets + st.backends[2].packets, n);
+  EXPECT_EQ(reals(), n);
   EXPECT_EQ(st.services[0].packets, n);
   EXPECT_EQ(st.workers[0].txDropped + rte_ring_count(port.tx), n) << "sent, or refused by the full TX queue";
 }

@@ -47,9 +47,7 @@ struct ApiServer::State {
   std::unordered_set<std::shared_ptr<Connection>> connections;
   size_t bufferedBytes = 0;  // the connections' inbuf_ sizes, summed (Connection::account)
   // The rate limit of logged `forbidden` refusals (Connection::audit).
-  std::chrono::steady_clock::time_point forbiddenWindow{};
-  uint32_t forbiddenLogged = 0;
-  uint64_t forbiddenSuppressed = 0;  // refusals not logged since the last one that was
+  LogRateLimit forbiddenLogs{ApiServer::kForbiddenLogsPerSecond};
   bool running = false;
   bool shutdownRequested = false;
   dev_t socketDev = 0;  // identity of the socket file we created
@@ -184,17 +182,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ApiServer::State& st = *state_;
     uint64_t suppressed = 0;
     if (result == code::kForbidden) {
-      const auto now = std::chrono::steady_clock::now();
-      if (now - st.forbiddenWindow >= std::chrono::seconds(1)) {
-        st.forbiddenWindow = now;
-        st.forbiddenLogged = 0;
-      }
-      if (st.forbiddenLogged >= ApiServer::kForbiddenLogsPerSecond) {
-        ++st.forbiddenSuppressed;
-        return;
-      }
-      ++st.forbiddenLogged;
-      suppressed = std::exchange(st.forbiddenSuppressed, 0);
+      const std::optional<uint64_t> notLogged = st.forbiddenLogs.admit(std::chrono::steady_clock::now());
+      if (!notLogged) return;
+      suppressed = *notLogged;
     }
     LogRecord log("api_change");
     log.add("method", out.method).add("uid", peer_.uid).add("gid", peer_.gid).add("pid", peer_.pid);
@@ -351,6 +341,19 @@ void acceptNext(const std::shared_ptr<ApiServer::State>& st) {
 }
 
 }  // namespace
+
+std::optional<uint64_t> LogRateLimit::admit(std::chrono::steady_clock::time_point now) {
+  if (!windowStart_ || now - *windowStart_ >= kWindow) {
+    windowStart_ = now;
+    logged_ = 0;
+  }
+  if (logged_ >= perWindow_) {
+    ++suppressed_;
+    return std::nullopt;
+  }
+  ++logged_;
+  return std::exchange(suppressed_, 0);
+}
 
 bool socketIsLive(const std::string& path) {
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path)) return false;

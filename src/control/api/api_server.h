@@ -33,6 +33,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,6 +77,30 @@ std::string socketPathProblem(const std::string& path);
 // the lookup itself failed (NSS, LDAP): then nullopt says nothing of the group.
 std::optional<gid_t> groupId(const std::string& name, bool* lookupFailed = nullptr);
 
+// The limit on logged `forbidden` refusals (ApiServer::kForbiddenLogsPerSecond
+// per socket), apart from the server so its windows can be tested with
+// explicit times, as keel_rate_allow (include/keel/rate.h) is. A window of a
+// second opens at the first event after the previous window closed; its
+// first `perWindow` events are logged, the rest only counted, and the next
+// one logged carries that count (the record's `suppressed`). Windows rather
+// than keel_rate_allow's bucket: a flood's first refusals all show, where
+// keel_rate_burst(10) would let one through.
+class LogRateLimit {
+ public:
+  static constexpr std::chrono::seconds kWindow{1};
+  explicit LogRateLimit(uint32_t perWindow) : perWindow_(perWindow) {}
+  // An event at `now` (steady clock, not earlier than the one before):
+  // nullopt if it is not to be logged (it is counted), else how many were
+  // not logged since the last one that was.
+  std::optional<uint64_t> admit(std::chrono::steady_clock::time_point now);
+
+ private:
+  uint32_t perWindow_;
+  std::optional<std::chrono::steady_clock::time_point> windowStart_;  // none before the first event
+  uint32_t logged_ = 0;                                               // in the current window
+  uint64_t suppressed_ = 0;  // not logged since the last one that was
+};
+
 class ApiServer {
  public:
   ApiServer(boost::asio::io_context& io, ControlBackend& backend, ApiServerOptions options);
@@ -98,7 +123,7 @@ class ApiServer {
   // Request bytes read and not yet answered, all connections (tests).
   size_t bufferedBytes() const;
   // `forbidden` refusals logged a second at most, per socket (the rest are
-  // counted into the next record's `suppressed`).
+  // counted into the next record's `suppressed`; LogRateLimit).
   static constexpr uint32_t kForbiddenLogsPerSecond = 10;
   const ApiServerOptions& options() const;
 

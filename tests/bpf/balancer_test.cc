@@ -577,15 +577,20 @@ TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
     EXPECT_EQ(off->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 0u);
   }
   // The answers are limited per CPU (node_config.icmp_too_big_rate, the
-  // shared keel_rate_allow): at rate 1 (bursts of one) a second too-big
-  // packet within the second stays DROP_TOO_BIG; at rate 0 none is answered.
-  // A fresh program each time (its icmp_limit starts empty), and this thread
-  // pinned to one CPU so both packets meet the same CPU's bucket.
+  // shared keel_rate_allow): an answer moves this CPU's icmp_limit time one
+  // interval (1 s at rate 1) past the clock, and while that time is ahead
+  // (burst 1 at rate 1) a too-big packet stays DROP_TOO_BIG; at rate 0 none
+  // is answered. "Ahead" is set rather than waited for: every CPU's time far
+  // in the future, so no clock decides the refusal (as in
+  // TooBigAnswersAreLimitedPerClient). A fresh program each time (its
+  // icmp_limit starts empty), and this thread pinned to one CPU so the
+  // answer moves a known CPU's time.
   {
     cpu_set_t before, one;
     ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+    const int cpu = sched_getcpu();
     CPU_ZERO(&one);
-    CPU_SET(sched_getcpu(), &one);
+    CPU_SET(cpu, &one);
     ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
     const Bytes over = std::find_if(rows.begin(), rows.end(), [](const FixtureRow& r) {
                          return r.reason == KEEL_R_TX_ICMP_TOO_BIG;
@@ -595,15 +600,39 @@ TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
     FixtureState slow = fixtureState();
     slow.node.icmp_too_big_rate = 1;
     ASSERT_EQ(limited->setNode(slow.node), "");
-    const auto t0 = std::chrono::steady_clock::now();
+    const int ncpu = libbpf_num_possible_cpus();
+    ASSERT_GT(ncpu, cpu);
+    const int times = bpf_map__fd(limited->skel()->maps.icmp_limit);
+    auto cpuTimes = [&] {
+      std::vector<__u64> v(static_cast<size_t>(ncpu));
+      const uint32_t zero = 0;
+      EXPECT_EQ(bpf_map_lookup_elem(times, &zero, v.data()), 0);
+      return v;
+    };
+    // bpf_ktime_get_ns() is CLOCK_MONOTONIC (its NMI-safe reader may differ
+    // from clock_gettime's by a little during a clock adjustment: kSlack).
+    auto monotonicNs = [] {
+      timespec ts{};
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      return static_cast<__u64>(ts.tv_sec) * 1000000000ull + static_cast<__u64>(ts.tv_nsec);
+    };
+    constexpr __u64 kInterval = 1000000000ull, kSlack = 1000000ull;  // 1 s (rate 1), 1 ms
+    const __u64 t0 = monotonicNs();
     EXPECT_EQ(limited->run(over, 1, ifindex).action, XDP_TX);
-    const RunResult second = limited->run(over, 1, ifindex);
-    const bool withinTheSecond = std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(900);
-    if (withinTheSecond) {  // else this thread slept a whole interval between the two: nothing to see
-      EXPECT_EQ(second.action, XDP_DROP);
-      EXPECT_EQ(limited->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 1u);
-      EXPECT_EQ(limited->reasons()[KEEL_R_DROP_TOO_BIG].packets, 1u);
-    }
+    const __u64 t1 = monotonicNs();
+    std::vector<__u64> moved = cpuTimes();
+    EXPECT_GE(moved[static_cast<size_t>(cpu)], t0 + kInterval - kSlack)
+        << "the answer moved this CPU's time one interval past the clock";
+    EXPECT_LE(moved[static_cast<size_t>(cpu)], t1 + kInterval + kSlack);
+    moved[static_cast<size_t>(cpu)] = 0;
+    EXPECT_EQ(moved, std::vector<__u64>(static_cast<size_t>(ncpu), 0)) << "and no other CPU's";
+    const std::vector<__u64> ahead(static_cast<size_t>(ncpu), ~0ull / 2);
+    const uint32_t zero = 0;
+    ASSERT_EQ(bpf_map_update_elem(times, &zero, ahead.data(), BPF_ANY), 0);
+    EXPECT_EQ(limited->run(over, 1, ifindex).action, XDP_DROP);
+    EXPECT_EQ(limited->reasons()[KEEL_R_TX_ICMP_TOO_BIG].packets, 1u);
+    EXPECT_EQ(limited->reasons()[KEEL_R_DROP_TOO_BIG].packets, 1u);
+    EXPECT_EQ(cpuTimes(), ahead) << "a refused packet moves no time";
     slow.node.icmp_too_big_rate = 0;
     auto never = loadFixture();
     ASSERT_TRUE(never);

@@ -9,8 +9,10 @@
 #
 #   tests/package/deb_test.sh SOURCE_DIR
 #
-# Exit 77 (meson: skipped) without root or dpkg-buildpackage, or when a keel
-# package is already installed (this test never replaces someone's install).
+# Exit 77 (meson: skipped) without root, or when a keel package is already
+# installed (this test never replaces someone's install); as root, missing
+# dpkg-buildpackage or systemd-analyze (scripts/install-deps installs both)
+# fails it.
 # The copy is built in a fixed directory so that ccache hits on the next run
 # (dpkg's build flags embed the build path); a lock keeps two runs apart.
 # It is built without -g (DEB_C*FLAGS_STRIP): with noddebs dh_strip throws

@@ -3130,7 +3130,7 @@ TEST_F(RuntimeStateTest, ATransitionDuringTheStopIsInTheStopRecord) {
       io_, boost::asio::ip::tcp::endpoint{boost::asio::ip::address_v4::loopback(), 0});
   files_["keel.yaml"] = yaml("      - {address: 127.0.0.1}\n",
                              "    health: {type: tcp, port: " + std::to_string(listener->local_endpoint().port()) +
-                                 ", interval: 50ms, timeout: 900ms, rise: 1, fall: 1}\n");
+                                 ", interval: 100ms, timeout: 900ms, rise: 1, fall: 1}\n");
   make();
   auto upIs = [&](bool want) {
     auto all = backend_->checker().snapshot();

@@ -160,12 +160,13 @@ std::vector<std::vector<uint8_t>> purePathTx(TableStore& ref, WorkerState& worke
   return out;
 }
 
-// Polls pred every `step` for at most ~10 s of sleeps. A short step suits
-// a wait repeated hundreds of times that is usually over within a burst.
+// Polls pred every `step` until it holds or 10 s have passed. A short
+// step suits a wait repeated hundreds of times that is usually over within
+// a burst.
 template <typename Pred>
 bool waitFor(Pred pred, std::chrono::microseconds step = std::chrono::milliseconds(10)) {
-  const int64_t tries = std::chrono::microseconds(std::chrono::seconds(10)) / step;
-  for (int64_t i = 0; i < tries; ++i) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
     if (pred()) return true;
     std::this_thread::sleep_for(step);
   }

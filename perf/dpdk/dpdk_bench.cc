@@ -674,5 +674,23 @@ int main(int argc, char** argv) {
   std::printf("ratio established/testpmd (per CPU-second, median of rounds): %.2f (target >= 0.50); new flows: %.2f\n",
               median([&](const Round& r) { return ratio(r.est, r.testpmd); }),
               median([&](const Round& r) { return ratio(r.fresh, r.testpmd); }));
+  // How steady the host was: this guest's rates swing by half within
+  // minutes, and testpmd's memory-bound loop swings more than keel's, so a
+  // median ratio from an unsteady run says as much about the host as about
+  // keel (docs/performance.md, the DPDK runs of 2026-12-05 21:09).
+  if (done.size() > 1) {
+    auto spread = [&done](auto of) {
+      double lo = of(done.front()), hi = lo;
+      for (const Round& r : done) lo = std::min(lo, of(r)), hi = std::max(hi, of(r));
+      return lo > 0 ? hi / lo : 0.0;
+    };
+    const double keelSpread = spread([](const Round& r) { return r.est.mppsPerCpu; });
+    const double testpmdSpread = spread([](const Round& r) { return r.testpmd.mppsPerCpu; });
+    std::printf("spread over rounds (fastest / slowest, per CPU-second): keel established %.2f, testpmd io %.2f\n",
+                keelSpread, testpmdSpread);
+    if (std::max(keelSpread, testpmdSpread) > 1.3)
+      std::printf("note: an unsteady host (a side's rate moved by more than 30 %% between rounds): the ratio then\n"
+                  "      follows whichever side the host slowed more; compare runs whose testpmd rates agree\n");
+  }
   return 0;
 }

@@ -319,6 +319,18 @@ class DaemonBackend : public api::ControlBackend {
   // applies it (the next walk is now, or once a walk still running ends,
   // whose counts are dropped; at 0s the last counts go).
   void startFlowCounts(std::chrono::milliseconds interval);
+  // When the next walk's timer fires (nullopt: counts not started, or off);
+  // for tests, as upkeepDue(). countFlows() arms it at every tick, so it is
+  // armed exactly while a setting with an interval is in force.
+  std::optional<std::chrono::steady_clock::time_point> flowCountDue() const {
+    if (flowCountSetting_ == 0 || flowCountInterval_.count() <= 0) return std::nullopt;
+    return flowTimer_.expiry();
+  }
+  // Whether a walk is running: set on the loop as it is handed to the walk's
+  // thread, cleared by that thread after it posted the result to the loop
+  // (so once this reads false, a poll() of the loop handles that result);
+  // for tests.
+  bool flowWalkRunning() const { return flowWalkRunning_->load(); }
 
   const Config& fileConfig() const { return file_; }
   // The metrics' view of daemon.status: whether the last reload was applied

@@ -747,9 +747,9 @@ void MetricsServer::State::scrape(const http::request<http::string_body>& req,
 }
 
 MetricsServer::MetricsServer(boost::asio::io_context& io, LoopCollector::Source source, std::string version,
-                             std::string dataplane)
+                             std::string dataplane, std::chrono::milliseconds collectTimeout)
     : collector_(std::make_shared<LoopCollector>(io, std::move(source), std::move(version),
-                                                 std::move(dataplane))) {}
+                                                 std::move(dataplane), collectTimeout)) {}
 
 MetricsServer::~MetricsServer() { stop(); }
 

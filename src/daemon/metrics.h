@@ -126,8 +126,11 @@ class MetricsServer {
   // every connection is being answered, the newcomer is closed at once.
   static constexpr size_t kMaxConnections = 32;
 
+  // `collectTimeout`: how long a scrape waits for the loop (keeld: the
+  // default); a test that holds the loop on purpose passes a longer one.
   MetricsServer(boost::asio::io_context& io, LoopCollector::Source source, std::string version,
-                std::string dataplane);
+                std::string dataplane,
+                std::chrono::milliseconds collectTimeout = LoopCollector::kCollectTimeout);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;

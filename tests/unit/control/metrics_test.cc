@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -302,13 +304,16 @@ TEST_F(MetricsTest, FlowCountsPerServiceForARealInTwoAndAPortZeroService) {
 // stale), another interval walks at once; neither asks for a restart.
 // Before keeld has started the counts a reload starts none.
 TEST_F(MetricsTest, AReloadAppliesTheFlowCountInterval) {
-  int scans = 0;
+  std::atomic<int> scans{0};  // counted on the walk's thread
   dp_.onScan = [&] { ++scans; };
   api::Result r = reloadWithFlowCountInterval("10s");
   ASSERT_TRUE(r.isOk()) << r.error().message;
-  io_.restart();
-  io_.run_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(scans, 0) << "counts not started yet";
+  // Counts not started yet: no tick armed, and no walk handed to the walk's
+  // thread (a start walks at once, setting flowWalkRunning() before the
+  // reload returns; read first, so a walk already over has counted its scan).
+  EXPECT_FALSE(backend_->flowCountDue()) << "the reload armed the counts' timer";
+  EXPECT_FALSE(backend_->flowWalkRunning()) << "the reload started a walk";
+  EXPECT_EQ(scans, 0) << "the reload started a walk";
   EXPECT_EQ(backend_->flowCounts(), nullptr);
 
   backend_->startFlowCounts(std::chrono::seconds(10));  // as keeld does at start
@@ -324,6 +329,9 @@ TEST_F(MetricsTest, AReloadAppliesTheFlowCountInterval) {
   r = reloadWithFlowCountInterval("30s");
   ASSERT_TRUE(r.isOk()) << r.error().message;
   EXPECT_FALSE(r.result().contains("restart_needed")) << r.result().dump();
+  // At once: the walk was handed over before the reload returned, not
+  // left to the 30 s timer (running, or already over and counted).
+  EXPECT_TRUE(backend_->flowWalkRunning() || scans == 2) << "the new interval waits for its first walk";
   waitForFlowCounts();
   ASSERT_NE(backend_->flowCounts(), nullptr) << "the new interval walks at once";
   EXPECT_EQ(scans, 2);
@@ -371,15 +379,15 @@ TEST_F(MetricsTest, AWalkInFlightWhenTheIntervalChangesIsDropped) {
   std::mutex m;
   std::condition_variable cv;
   bool release = false;
-  std::atomic<int> scans{0}, ended{0};
+  std::atomic<int> scans{0};
   dp_.onScan = [&] {
     ++scans;
     std::unique_lock<std::mutex> lock(m);
-    cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
-    ++ended;
+    cv.wait_for(lock, std::chrono::seconds(30), [&] { return release; });
   };
+  // Bounded, generous: each wait is for something that does happen.
   auto runUntil = [&](const std::function<bool()>& done) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (!done() && std::chrono::steady_clock::now() < deadline) {
       io_.restart();
       io_.run_for(std::chrono::milliseconds(10));
@@ -397,12 +405,15 @@ TEST_F(MetricsTest, AWalkInFlightWhenTheIntervalChangesIsDropped) {
   ASSERT_EQ(scans, 1);
   ASSERT_TRUE(reloadWithFlowCountInterval("0s").isOk());
   setRelease(true);
-  runUntil([&] { return ended == 1; });
-  for (int i = 0; i < 20; ++i) {  // its result reaches the loop meanwhile
-    io_.restart();
-    io_.run_for(std::chrono::milliseconds(10));
-  }
+  // The walk's thread posts its result to the loop, then clears the flag:
+  // once it reads false, the result waits in the loop's queue, and a poll()
+  // hands it to the loop, which must drop it.
+  runUntil([&] { return !backend_->flowWalkRunning(); });
+  ASSERT_FALSE(backend_->flowWalkRunning()) << "the walk never ended";
+  io_.restart();
+  io_.poll();
   EXPECT_EQ(backend_->flowCounts(), nullptr) << "a walk begun before 0s published its counts";
+  EXPECT_FALSE(backend_->flowCountDue()) << "walks go on at 0s";
   EXPECT_EQ(scans, 1);
 
   setRelease(false);
@@ -421,29 +432,70 @@ TEST_F(MetricsTest, AWalkInFlightWhenTheIntervalChangesIsDropped) {
 // A timer whose handler is already queued when the counts are turned off
 // cannot be cancelled (Boost.Asio runs it with success): it must start no
 // walk. Queued here as keeld's loop would: a handler runs past the timer's
-// expiry and posts the change, so the reactor queues the timer's handler
-// before the change runs.
+// expiry and posts the change, so the reactor, which runs between the two
+// (the loop's one thread: the reactor's turn is queued before the change),
+// moves the timer's handler into the queue before the change runs.
+//
+// Set up for certain, not by sleeping: the holding handler begins only
+// while the tick is still ahead (not yet taken from the timer queue) and no
+// walk runs, and holds until the tick's expiry has passed; the change then
+// turns the counts off only if a probe timer of the same expiry has left
+// the timer queue too (cancel() finds nothing: the reactor took both, in
+// the one pass that takes every timer due), and else waits for another try.
 TEST_F(MetricsTest, ATimerAlreadyQueuedWhenCountsGoOffStartsNoWalk) {
   std::atomic<int> scans{0};
   dp_.onScan = [&] { ++scans; };
   backend_->startFlowCounts(std::chrono::milliseconds(5));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!backend_->flowCounts() && std::chrono::steady_clock::now() < deadline) {
+  waitForFlowCounts();
+  ASSERT_NE(backend_->flowCounts(), nullptr);
+
+  boost::asio::steady_timer probe(io_);
+  bool trying = false, queued = false, settled = false;
+  int before = 0, tries = 0;
+  std::optional<bool> runningAfter;
+  int scansAfter = 0;
+  auto attempt = [&] {
+    ++tries;
+    trying = true;
+    boost::asio::post(io_, [&] {
+      const std::optional<std::chrono::steady_clock::time_point> due = backend_->flowCountDue();
+      if (!due || *due <= std::chrono::steady_clock::now() || backend_->flowWalkRunning()) {
+        trying = false;  // the tick may be taken already, or a walk runs: another try
+        return;
+      }
+      probe.expires_at(*due);
+      probe.async_wait([](const boost::system::error_code&) {});
+      // Past the tick (and past the kernel's timer for it) before the loop goes on.
+      while (std::chrono::steady_clock::now() < *due + std::chrono::milliseconds(2))
+        std::this_thread::yield();
+      boost::asio::post(io_, [&] {
+        if (probe.cancel() != 0) {  // the reactor has not taken the tick yet: another try
+          trying = false;
+          return;
+        }
+        queued = true;
+        before = scans;
+        backend_->startFlowCounts(std::chrono::milliseconds(0));
+        // Queued behind the tick's handler, which has run when this does.
+        boost::asio::post(io_, [&] {
+          runningAfter = backend_->flowWalkRunning();  // first: a walk over has counted its scan
+          scansAfter = scans;
+          settled = true;
+        });
+      });
+    });
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!settled && std::chrono::steady_clock::now() < deadline) {
+    if (!trying) attempt();
     io_.restart();
     io_.run_for(std::chrono::milliseconds(1));
   }
-  ASSERT_NE(backend_->flowCounts(), nullptr);
-  // The next tick is due within 5 ms: a handler outlasts it, then posts the change.
-  boost::asio::post(io_, [&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    boost::asio::post(io_, [&] { backend_->startFlowCounts(std::chrono::milliseconds(0)); });
-  });
-  const int before = scans;
-  for (int i = 0; i < 30; ++i) {
-    io_.restart();
-    io_.run_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_LE(scans, before + 1) << "walks went on after the counts were turned off";
+  ASSERT_TRUE(queued) << "the tick's handler was never queued before the change (" << tries << " tries)";
+  ASSERT_TRUE(settled);
+  EXPECT_FALSE(*runningAfter) << "the queued tick started a walk after the counts were turned off";
+  EXPECT_EQ(scansAfter, before) << "the queued tick started a walk after the counts were turned off";
+  EXPECT_FALSE(backend_->flowCountDue()) << "the queued tick armed another";
   EXPECT_EQ(backend_->flowCounts(), nullptr);
   backend_->stopConnScans();
   dp_.onScan = nullptr;
@@ -1031,26 +1083,31 @@ TEST(MetricsServer, AFloodOfConnectionsStaysWithinTheCap) {
 }
 
 // Two scrapes are served at once (an HA pair of Prometheus servers): the
-// loop here has two threads, and each snapshot waits until the other one
-// has started too. Served one after the other, the first would wait past
-// the collector's timeout and report keel_scrape_success 0.
+// loop here has two threads, and the first snapshot waits until the other
+// one has begun too. Served one after the other, the second snapshot could
+// begin only once the first had returned: at most one at a time. Only
+// generous bounds remain (the client's 10 s reads, the first snapshot's
+// 30 s for a server that never takes the second); the collector waits 60 s,
+// not kCollectTimeout's 2 s, so a stalled box cannot make the first scrape
+// give up (keel_scrape_success 0) while the second is on its way.
 TEST(MetricsServer, TwoScrapesAtOnce) {
   boost::asio::io_context io;
   auto guard = boost::asio::make_work_guard(io);
   std::thread t1([&] { io.run(); }), t2([&] { io.run(); });
   std::mutex mu;
   std::condition_variable cv;
-  int inSource = 0, most = 0;
+  int begun = 0, inSource = 0, most = 0;
   auto source = [&] {
     std::unique_lock lock(mu);
+    ++begun;
     most = std::max(most, ++inSource);
     cv.notify_all();
-    cv.wait_for(lock, std::chrono::seconds(5), [&] { return most >= 2; });
+    cv.wait_for(lock, std::chrono::seconds(30), [&] { return begun >= 2; });
     --inSource;
     return fixedSnapshot();
   };
   {
-    MetricsServer server(io, source, "v", "mock");
+    MetricsServer server(io, source, "v", "mock", std::chrono::seconds(60));
     ASSERT_TRUE(server.start(ip("127.0.0.1"), 0));
     int a = connectLoopback(AF_INET, server.port()), b = connectLoopback(AF_INET, server.port());
     ASSERT_GE(a, 0);
@@ -1062,7 +1119,10 @@ TEST(MetricsServer, TwoScrapesAtOnce) {
     ::close(a);
     ::close(b);
   }
-  EXPECT_EQ(most, 2);
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(most, 2) << "the scrapes were served one after the other";
+  }
   guard.reset();
   io.stop();
   t1.join();

@@ -47,15 +47,16 @@ struct HealthChecker::Entry {
   std::array<uint64_t, kHealthDurationBuckets.size() + 1> durationBuckets{};
   double durationSumSeconds = 0;
   // The schedule (HealthStatus::nextDue, lastDue, lastStart): written by
-  // the check thread, read by status().
+  // the check thread under the lock, read by status(). checkStart (when
+  // the latest check started) the check thread, its writer, also reads
+  // without the lock (onResult).
   Clock::time_point nextDue;
   Clock::time_point lastDue;
-  Clock::time_point lastStart;
+  Clock::time_point checkStart;
 
   // The check thread's alone.
   asio::steady_timer timer;
   std::shared_ptr<Probe> probe;  // the run in flight, if any
-  Clock::time_point checkStart;
   // The first check of this (re)start has run; the next is then put at a
   // random phase of the interval (scheduleFirst).
   bool phased = false;
@@ -247,7 +248,6 @@ void HealthChecker::startCheck(const EntryPtr& e, uint64_t generation) {
     config = e->config;
     e->checkStart = Clock::now();
     e->lastDue = e->nextDue;
-    e->lastStart = e->checkStart;
   }
   e->probe = makeProbe(*checkIo_, std::move(config));
   e->probe->start([this, e, generation](HealthResult result) { onResult(e, generation, std::move(result)); });
@@ -387,7 +387,7 @@ HealthStatus HealthChecker::statusOf(const Entry& e) const {
   s.durationSumSeconds = e.durationSumSeconds;
   s.nextDue = e.nextDue;
   s.lastDue = e.lastDue;
-  s.lastStart = e.lastStart;
+  s.lastStart = e.checkStart;
   return s;
 }
 

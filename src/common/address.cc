@@ -39,6 +39,11 @@ std::optional<IpPrefix> IpPrefix::parse(std::string_view text, bool lengthOption
   return IpPrefix{*a, static_cast<uint8_t>(len)};
 }
 
+bool IpPrefix::lengthHasLeadingZero(std::string_view text) {
+  const size_t slash = text.find('/');
+  return slash != std::string_view::npos && leadingZero(text.substr(slash + 1));
+}
+
 std::array<uint8_t, 16> IpPrefix::maskBytes() const {
   std::array<uint8_t, 16> m{};
   for (unsigned i = 0; i < m.size(); i++) {

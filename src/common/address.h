@@ -52,6 +52,9 @@ struct IpPrefix {
   // nullopt if malformed, LEN is beyond the family's bits or has a leading
   // zero ("/08").
   static std::optional<IpPrefix> parse(std::string_view text, bool lengthOptional = false);
+  // Whether text's length after the '/' has a leading zero ("/08"): the
+  // refusal of parse() a message should explain (kLeadingZeroNote).
+  static bool lengthHasLeadingZero(std::string_view text);
   // Network-order mask bytes of `length` (IPv4: the first 4).
   std::array<uint8_t, 16> maskBytes() const;
 };

@@ -322,9 +322,7 @@ class Parser {
     if (!n.IsScalar()) return error(n, path, what + ", got " + describe(n)), std::nullopt;
     auto p = IpPrefix::parse(n.Scalar());
     if (!p || !p->address.isV4()) {
-      const std::string& text = n.Scalar();
-      const size_t slash = text.find('/');
-      const bool zero = slash != std::string::npos && leadingZero(std::string_view(text).substr(slash + 1));
+      const bool zero = IpPrefix::lengthHasLeadingZero(n.Scalar());
       return error(n, path, what + (zero ? std::string(kLeadingZeroNote) : "") + ", got " + describe(n)), std::nullopt;
     }
     // Prefix lengths under 8 would hash sources across public space; over 30

@@ -36,7 +36,6 @@
 #include "common/bpffs.h"
 #include "common/fd.h"
 #include "common/status.h"
-#include "common/text.h"
 // encap.h first: the skeleton's .rodata holds its struct keel_decap_prefix.
 #include "keel/encap.h"
 #include "decap.skel.h"
@@ -81,7 +80,7 @@ std::string parsePrefix(const std::string& text, keel_decap_prefix* out) {
     const auto addr = keel::IpAddress::parse(text.substr(0, text.find('/')));
     if (!addr) return what + "not an IPv4 or IPv6 address";
     return what + "the prefix length must be 0.." + std::to_string(addr->isV4() ? 32 : 128) +
-           (keel::leadingZero(std::string_view(text).substr(text.find('/') + 1)) ? ", without leading zeros" : "");
+           (keel::IpPrefix::lengthHasLeadingZero(text) ? ", without leading zeros" : "");
   }
   // The program compares address words under the mask: host bits cleared.
   const std::array<uint8_t, 16> m = p->maskBytes();

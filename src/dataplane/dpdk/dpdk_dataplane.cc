@@ -215,6 +215,7 @@ struct PortSetup {
   uint16_t rxd = 0;
   uint16_t txd = 0;
   uint64_t rssHf = 0;
+  uint32_t spread = 0;  // portSpread() of the port as set up
   // The MTU the kernel interface behind a vdev had before dpdk.mtu changed
   // it (0: unchanged, or none): closePort() puts it back, so neither a stop
   // nor a failed start leaves the host's interface at keel's MTU.
@@ -263,9 +264,7 @@ std::optional<uint32_t> kernelRxQueues(const std::string& iface, bool* rxOnly) {
 // net_af_packet's fanout hash, ...), the RSS hash types and key length keel
 // configured (the key itself is keel's fixed one, repeated to that length)
 // and the queue count. FNV-1a; never 0 (0: unknown).
-uint32_t portSpread(uint16_t port, uint64_t rssHf, uint16_t queues) {
-  rte_eth_dev_info info{};
-  if (rte_eth_dev_info_get(port, &info) != 0) return 0;
+uint32_t portSpread(const rte_eth_dev_info& info, uint64_t rssHf, uint16_t queues) {
   uint32_t h = 2166136261u;
   auto mix = [&h](const void* p, size_t n) {
     for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 16777619u;
@@ -374,6 +373,7 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
       return Status::error(std::string(what) + ": tx queue " + std::to_string(q) + ": " +
                            rte_strerror(-rc));
   }
+  setup->spread = portSpread(info, setup->rssHf, queues);
   return Status::ok();
 }
 
@@ -659,7 +659,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     facts_.txDescriptors = setup.txd;
     facts_.rssHf = setup.rssHf;
     facts_.queues = nq;
-    portSpread_ = portSpread(port_, setup.rssHf, nq);
+    portSpread_ = setup.spread;
     facts_.portSocket = nicSocket;
     facts_.poolSocket = poolSocket;
     uint16_t mtu = 1500;

@@ -836,7 +836,12 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     facts_.allMulticast = facts_.promiscuous || rte_eth_allmulticast_get(port_) == 1;
   }
 
+  // All or nothing: a start that fails part way stops what it started (the
+  // workers it launched, the exception interface, the port) and puts the
+  // interface's receive modes back, so no half-started plane forwards, and
+  // start() may be called again.
   Status start() override {
+    if (saved_) return Status::error("dpdk: the connection tables were saved; this plane does not start again");
     if (started_) return Status::ok();
     // A kernel interface's receive modes as they were before the start,
     // which may change them (setReceiveModes).
@@ -844,23 +849,37 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       portRestore_.modesBefore = ifr.ifr_flags & kReceiveModes;
     int rc = rte_eth_dev_start(port_);
     if (rc != 0) return Status::error("dpdk.port: start: " + std::string(rte_strerror(-rc)));
+    Status s = startRest();
+    if (!s) {
+      stopWorkers();
+      stop_.store(false, std::memory_order_release);
+      if (tapReady_) rte_eth_dev_stop(tap_);
+      rte_eth_dev_stop(port_);
+      if (portRestore_.modesBefore >= 0) setKernelModes(portRestore_.iface, portRestore_.modesBefore);
+      return s;
+    }
+    started_ = true;
+    return Status::ok();
+  }
+
+  // start() past the port's own start.
+  Status startRest() {
     if (Status s = checkWholeFrames(); !s) return s;
     setReceiveModes();
     if (tapReady_) {
-      rc = rte_eth_dev_start(tap_);
+      const int rc = rte_eth_dev_start(tap_);
       if (rc != 0)
         return Status::error("dpdk.exception_interface: start: " + std::string(rte_strerror(-rc)));
     }
     for (auto& w : workers_) {
       w->running.store(true);
-      rc = rte_eal_remote_launch(&DpdkDataplaneImpl::workerMain, w.get(), w->lcore);
+      const int rc = rte_eal_remote_launch(&DpdkDataplaneImpl::workerMain, w.get(), w->lcore);
       if (rc != 0) {
         w->running.store(false);
         return Status::error("dpdk.workers: cannot launch on lcore " + std::to_string(w->lcore) +
                              " (busy?)");
       }
     }
-    started_ = true;
     return Status::ok();
   }
 
@@ -885,6 +904,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
   Status saveConnTables(const std::string& path, dpdk::ConnExportReport* report) override {
     stopWorkers();  // each table's only writer is gone: it can be read whole
+    saved_ = true;  // and stays gone: what the file holds is what they last did
     std::vector<const dpdk::ConnTable*> tables;
     for (const auto& w : workers_) tables.push_back(&w->state->conns);
     dpdk::SavedConns saved = dpdk::exportConns(*store_->current(), tables, workerNowNs(), wallNowNs(), report);
@@ -1084,7 +1104,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   }
 
  private:
-  // Joins the worker lcores; they never start again.
+  // Joins the worker lcores (stop_ stays set: a worker launched later
+  // would return at once; start() clears it after a failed start).
   void stopWorkers() {
     stop_.store(true, std::memory_order_release);
     for (auto& w : workers_)
@@ -1250,6 +1271,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   std::string tapName_;
   std::array<uint8_t, 6> portMac_{};
   bool started_ = false;
+  bool saved_ = false;  // saveConnTables() ran: the workers stopped for good
   unsigned __int128 nsPerTsc_ = 0;  // set with the workers, before any runs
   std::atomic<uint64_t> tcpIdleNs_{0}, udpIdleNs_{0};  // idleNs()
   std::atomic<bool> stop_{false};

@@ -100,7 +100,11 @@ struct PortFacts {
 // The DPDK implementation of keel::Dataplane, exposed for start()/stats.
 class DpdkDataplane : public Dataplane {
  public:
-  virtual Status start() = 0;  // idempotent
+  // Starts the port, the exception interface and the workers. Idempotent;
+  // all or nothing: a start that fails part way (a worker lcore busy) stops
+  // what it started, and start() may be called again. Refused once
+  // saveConnTables() has stopped the workers for good.
+  virtual Status start() = 0;
   virtual uint16_t portId() const = 0;
   // The port's MAC address (the source of every frame keel sends unless
   // node.local_mac says otherwise; also given to the exception interface, so

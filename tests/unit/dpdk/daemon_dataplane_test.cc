@@ -9,11 +9,8 @@
 // for the process by the first plane, as in dpdk_pcap_test.
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
-#include <rte_launch.h>
-#include <rte_pause.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "busy_lcore.h"
 #include "control/config.h"
 #include "daemon/dataplane_factory.h"
 #include "daemon/state_files.h"
@@ -109,28 +107,6 @@ StateFiles stateFiles() {
   return {kDir + "/runtime.json", kDir + "/conntrack.bin", kDir + "/interface.txt", kDir + "/applied.yaml"};
 }
 
-// Runs a function of the test's own on the worker lcore while it lives, so
-// that the plane's start cannot launch its worker there.
-class BusyLcore {
- public:
-  BusyLcore() {
-    launched_ = rte_eal_remote_launch(&spin, &release_, kWorkerLcore) == 0;
-    EXPECT_TRUE(launched_) << "lcore " << kWorkerLcore << " was not free for the test";
-  }
-  ~BusyLcore() {
-    release_.store(true);
-    if (launched_) rte_eal_wait_lcore(kWorkerLcore);
-  }
-
- private:
-  static int spin(void* arg) {
-    while (!static_cast<std::atomic<bool>*>(arg)->load()) rte_pause();
-    return 0;
-  }
-  std::atomic<bool> release_{false};
-  bool launched_ = false;
-};
-
 class DaemonDataplaneTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -160,7 +136,7 @@ TEST_F(DaemonDataplaneTest, AStartThatFailsAfterLoadingTheSavedTablesWritesThemB
   std::unique_ptr<DaemonDataplane> first = makePlane(c, files);
   ASSERT_NE(first, nullptr);
   {
-    BusyLcore busy;
+    test::BusyLcore busy(kWorkerLcore);
     const Status s = first->startForwarding();
     ASSERT_FALSE(s) << "the start should have found lcore " << kWorkerLcore << " busy";
     EXPECT_NE(s.message().find("lcore " + std::to_string(kWorkerLcore)), std::string::npos) << s.message();
@@ -206,7 +182,7 @@ TEST_F(DaemonDataplaneTest, AStartThatFailsWithNothingLoadedWritesNoFile) {
   std::unique_ptr<DaemonDataplane> plane = makePlane(dpdkConfig(), files);
   ASSERT_NE(plane, nullptr);
   {
-    BusyLcore busy;
+    test::BusyLcore busy(kWorkerLcore);
     ASSERT_FALSE(plane->startForwarding());
   }
   EXPECT_FALSE(std::filesystem::exists(files.conntrack));

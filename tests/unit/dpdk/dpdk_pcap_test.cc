@@ -14,6 +14,7 @@
 #include <pcap/pcap.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_launch.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
 #include <rte_log.h>
@@ -35,6 +36,7 @@
 #include <thread>
 #include <utility>
 
+#include "busy_lcore.h"
 #include "common/logging.h"
 #include "dataplane/dpdk/dpdk_dataplane.h"
 #include "dataplane/dpdk/tables.h"
@@ -624,6 +626,55 @@ TEST_F(DpdkPcapTest, ConntrackCapacityIsEveryWorkersWaysOfBothFamilies) {
   ASSERT_NE(dp, nullptr) << err;
   EXPECT_EQ(dp->connTableCapacity(), 2u * 1048576);
   EXPECT_EQ(dp->connTableCapacity(), 2097152u) << "docs/metrics.md";
+}
+
+// A start is all or nothing. With worker 2's lcore busy, start() launches
+// worker 1 and then fails: it stops what it started (worker 1's lcore is
+// free again, joined) and can be called again, and the second start runs
+// both workers, each forwarding its queue's frames. Once the tables were
+// saved (the workers stopped for good) a start is refused, not a plane
+// whose workers return at once.
+TEST_F(DpdkPcapTest, AStartThatFailsPartWayStopsWhatItStartedAndCanBeRetried) {
+  std::vector<std::vector<uint8_t>> perQueue[2];
+  for (int q = 0; q < 2; ++q)
+    for (int i = 0; i < 3; ++i)
+      perQueue[q].push_back(test::buildFrame(
+          Frame{ip(("192.168.6." + std::to_string(q * 3 + i + 1)).c_str()), ip("10.0.0.100"), 1000, 80}));
+  const std::string rx0 = kDir + "/retry_rx0.pcap", rx1 = kDir + "/retry_rx1.pcap";
+  writePcap(rx0, perQueue[0]);
+  writePcap(rx1, perQueue[1]);
+  DpdkOptions o = pcapOptions("net_pcap_keelq" + kPid + ",rx_pcap=" + rx0 + ",rx_pcap=" + rx1 + ",tx_pcap=" + kDir +
+                              "/retry_tx0.pcap,tx_pcap=" + kDir + "/retry_tx1.pcap");
+  o.workerLcores = {1, 2};
+  o.idleSleepUs = 100;  // two workers on one CPU
+  std::string err;
+  auto dp = createDpdkDataplane(o, &err);
+  ASSERT_NE(dp, nullptr) << err;
+  loadTables(*dp);
+  {
+    test::BusyLcore busy(2);
+    const Status s = dp->start();
+    ASSERT_FALSE(s) << "lcore 2 is busy: the start should fail";
+    EXPECT_NE(s.message().find("lcore 2"), std::string::npos) << s.message();
+    EXPECT_EQ(rte_eal_get_lcore_state(1), WAIT) << "worker 1, launched before the failure, still runs";
+  }
+  ASSERT_TRUE(dp->start()) << "a start after a failed one";
+  // The port started again, so net_pcap replays both captures from their
+  // start: worker 2 sees its queue's frames once, worker 1 at least once.
+  ASSERT_TRUE(waitFor([&] {
+    const DataplaneStats st = dp->readStats();
+    return st.workers.size() == 2 && st.workers[0].rxPackets >= perQueue[0].size() &&
+           st.workers[1].rxPackets >= perQueue[1].size();
+  })) << "the workers of the second start do not forward";
+  const DataplaneStats st = dp->readStats();
+  EXPECT_EQ(st.workers[1].rxPackets, perQueue[1].size());
+  EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, totalPackets(st)) << "every frame forwarded";
+
+  ConnExportReport rep;
+  ASSERT_TRUE(dp->saveConnTables(kDir + "/retry_conns.bin", &rep));
+  const Status again = dp->start();
+  EXPECT_FALSE(again) << "a plane whose tables were saved started again";
+  EXPECT_NE(again.message().find("saved"), std::string::npos) << again.message();
 }
 
 TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {

@@ -244,6 +244,7 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 	__u16 off = (t->l3_off + t->outer_len) & 0x7f;
 	__u32 dst[4] = {};
 	__u8 family;
+	__u8 proto; /* the inner packet's transport: past IPv6 extension headers */
 	long rc;
 
 	if (t->inner_proto == KEEL_IPPROTO_IPIP) {
@@ -265,8 +266,10 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 		fib.ipv4_dst = in->daddr;
 		family = KEEL_AF_INET;
 		dst[0] = in->daddr;
+		proto = in->protocol;
 	} else {
 		struct keel_ipv6 *in6 = (struct keel_ipv6 *)((__u8 *)data + off);
+		struct keel_pkt inner = {};
 
 		if ((void *)(in6 + 1) > end)
 			return KEEL_DECAP_R_PASS_MALFORMED;
@@ -281,14 +284,27 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 		__builtin_memcpy(fib.ipv6_dst, in6->daddr, 16);
 		__builtin_memcpy(dst, in6->daddr, 16);
 		family = KEEL_AF_INET6;
+		/* The transport behind the inner packet's extension headers, walked
+		 * as the balancer walks them (include/keel/parse.h): the kernel
+		 * hands a tunnel header behind a destination-options header to its
+		 * tunnel as it would a bare one. What the balancer would have
+		 * dropped there (a real fragment, a routing header with segments
+		 * left, too many headers) it never sent: not decapsulated. */
+		inner.l3_off = off;
+		inner.ip_len = (__u16)fib.tot_len;
+		inner.l4_proto = in6->nexthdr;
+		inner.l4_off = off + sizeof(*in6);
+		if (keel_parse_ipv6_ext(data, end, &inner) != KEEL_CONTINUE)
+			return KEEL_DECAP_R_PASS_MALFORMED;
+		proto = inner.l4_proto;
 	}
 	/* A tunnel in the tunnel (IPIP, IPv6, GRE as the inner protocol): the
 	 * balancer never sends one (its inner packet is the client's), and on
 	 * a real whose kernel has tunl0, sit, ip6tnl or a GRE device up the
 	 * kernel would strip that second layer too, delivering a packet whose
-	 * destination this program never checked. */
-	if (fib.l4_protocol == KEEL_IPPROTO_IPIP || fib.l4_protocol == KEEL_IPPROTO_IPV6 ||
-	    fib.l4_protocol == KEEL_IPPROTO_GRE)
+	 * destination this program never checked. fib keeps the first next
+	 * header, as the kernel's own route lookup for the packet would. */
+	if (proto == KEEL_IPPROTO_IPIP || proto == KEEL_IPPROTO_IPV6 || proto == KEEL_IPPROTO_GRE)
 		return KEEL_DECAP_R_PASS_MALFORMED;
 	if (!keel_addr_unicast(family, dst))
 		return KEEL_DECAP_R_PASS_NOT_UNICAST;

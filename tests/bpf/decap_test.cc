@@ -456,6 +456,22 @@ TEST_F(DecapTest, PassesEverythingElseUnchanged) {
   });
   Bytes t6 = tunnel(false, true, "fc00:1::1", nested6);
   check("an IPv6 packet carrying IPIP inside the tunnel", t6, t6, KEEL_DECAP_R_PASS_MALFORMED);
+  // The same behind extension headers the kernel walks before it hands the
+  // tunnel header on (hop-by-hop, destination options, an atomic fragment).
+  for (const uint8_t ext : {0, 60, 44}) {
+    Bytes behind = bare(false, [&](PacketBuilder& b) {
+      b.IPv6(kClient6, "fd00:100::1").Ipv6Ext(ext).IPv4(kClient4, "10.100.0.1").Tcp(1, 80);
+    });
+    Bytes tb = tunnel(false, true, "fc00:1::1", behind);
+    check("IPIP behind IPv6 extension header " + std::to_string(ext) + " inside the tunnel", tb, tb,
+          KEEL_DECAP_R_PASS_MALFORMED);
+  }
+  // A client's packet with a destination-options header is decapsulated.
+  Bytes opts = bare(false, [](PacketBuilder& b) {
+    b.IPv6(kClient6, "fd00:100::1").Ipv6Ext(60).Tcp(40000, 80).Payload("x");
+  });
+  check("TCP behind a destination-options header inside the tunnel", tunnel(false, true, "fc00:1::1", opts), opts,
+        KEEL_DECAP_R_DECAP_V6);
   // What the kernel's own tunnel would drop: a bad outer checksum, an inner
   // packet reaching past the outer one's length (the kernel cuts the outer
   // packet to it first).

@@ -67,6 +67,23 @@ def test_exchange(keel, forwarding, family, proto):
     assert flows[0]["real"] in {r.role for r in lab.reals}
 
 
+def settled(read, quiet_s=0.5, timeout_s=10.0):
+    """READ()'s value once it has not changed for QUIET_S, polled every
+    0.1 s and bounded by TIMEOUT_S (then the last value): counters compared
+    exactly are read only after every packet in flight has been counted (a
+    stray of an earlier test's connection included, before the traffic)."""
+    deadline = time.monotonic() + timeout_s
+    value, since = read(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = read()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+    return value
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_forwarding_path(keel, forwarding, family):
     """The packets took the configured path. The router's own counters tell
@@ -74,19 +91,29 @@ def test_forwarding_path(keel, forwarding, family):
     (client->balancer, then outer balancer->real), with l2dsr once (the
     balancer hands it straight to the real's MAC); each reply crosses once.
     The verdict counters (keelctl stats, every data plane) counted every
-    request under this mode's tx reason and none under the other's."""
+    request under this mode's tx reason and none under the other's.
+    Count-based: N exchanges, each answered; the counters are read once
+    they have settled, before and after (bounded waits), and compared
+    exactly, however long the exchanges took."""
     lab, _ = keel
     n = 10
-    before, reasons_before = lab.router_forwarded()[family], lab.reasons()
+
+    def counters():
+        reasons = lab.reasons()
+        assert reasons is not None, "no keeld runs"
+        drops = tuple(sorted((k, v) for k, v in reasons.items() if k.startswith("drop_")))
+        return lab.router_forwarded()[family], reasons["tx_ipip"], reasons["tx_l2dsr"], drops
+
+    before = settled(counters)
     flows = lab.flows("udp", lab.vip(family), PORT, count=n)
     served(flows)
-    forwarded = lab.router_forwarded()[family] - before
+    after = settled(counters)
+    forwarded = after[0] - before[0]
     per_exchange = 3 if forwarding == "ipip" else 2
     assert forwarded == per_exchange * n, \
         f"router forwarded {forwarded} packets for {n} {forwarding} exchanges"
-    reasons_after = lab.reasons()
-    assert reasons_before is not None and reasons_after is not None, "no keeld runs"
-    delta = {k: reasons_after[k] - reasons_before.get(k, 0) for k in reasons_after}
+    delta = {"tx_ipip": after[1] - before[1], "tx_l2dsr": after[2] - before[2]}
+    delta.update({k: v - dict(before[3]).get(k, 0) for k, v in after[3]})
     this, other = ("tx_ipip", "tx_l2dsr") if forwarding == "ipip" else ("tx_l2dsr", "tx_ipip")
     assert delta[this] == n, f"{this} counted {delta[this]} for {n} requests: {delta}"
     assert delta[other] == 0, f"{other} counted {delta[other]}: {delta}"

@@ -44,13 +44,20 @@ from suite import ask, connect_and_ask, real_states, served, show_service, wait_
 PORT = 80
 EXTRA_PORT = 8080
 N_CONN = 12
-PUMP_MAX = 20000          # bound on each pump's exchanges (~100 s at 5 ms each: past every restart below)
+PUMP_S = 300.0            # time bound on each pump: far past every restart below (each keeld start waits 15 s at most)
+PUMP_PAUSE_S = 0.005      # between one pump's exchanges
+# Count bound on each pump: each exchange is followed by a pause of at least
+# PUMP_PAUSE_S, so the count cannot be reached before the time bound,
+# however fast or slow the box.
+PUMP_MAX = int(PUMP_S / PUMP_PAUSE_S) + 1
 PUMP_TIMEOUT_S = 3.0      # a reply later than this counts as lost
 
 
 class Pump:
     """One flow exchanging request/reply without pause in a thread (bounded
-    by PUMP_MAX), recording who answered each request or that it was lost."""
+    by PUMP_S, and by PUMP_MAX exchanges, which the time bound reaches
+    first), recording who answered each request or that it was lost.
+    `ended` says which bound stopped it (None: running, or finished)."""
 
     def __init__(self, lab, kind):
         fam_kind = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
@@ -59,6 +66,7 @@ class Pump:
         self.sock.connect((lab.vip4, PORT))
         self.kind = kind
         self.answers = []
+        self.ended = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -77,9 +85,16 @@ class Pump:
         return self
 
     def _run(self):
-        while not self._stop.is_set() and len(self.answers) < PUMP_MAX:
+        deadline = time.monotonic() + PUMP_S
+        while not self._stop.is_set():
+            if time.monotonic() >= deadline:
+                self.ended = f"time bound ({PUMP_S:g} s)"
+                return
+            if len(self.answers) >= PUMP_MAX:
+                self.ended = f"count bound ({PUMP_MAX} exchanges)"
+                return
             self.answers.append(self._one())
-            self._stop.wait(0.005)
+            self._stop.wait(PUMP_PAUSE_S)
 
     def mark(self):
         return len(self.answers)
@@ -171,7 +186,7 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
         fresh = served(lab.flows("tcp", lab.vip4, PORT, count=20))
         assert drained not in fresh, fresh
         served(lab.flows("tcp", lab.vip4, EXTRA_PORT, count=3))
-        marks3 = [p.mark() for p in pumps]
+        ended3 = {p.kind: p.ended for p in pumps}
 
         answers = {p.kind: p.finish() for p in pumps}
         pumps = []
@@ -180,10 +195,10 @@ def test_kill_and_restart_loses_nothing_and_moves_no_flow(lab, host):
                 f"{kind} flow: lost or moved: {sorted(set(got))} ({len(got)} exchanges)"
         for kind, m in zip(("tcp", "udp"), marks):
             assert len(answers[kind]) > m, f"{kind} pump made no exchange after the kill"
-        # Still pumping once the third keeld served (not stopped at PUMP_MAX
+        # Still pumping once the third keeld served (not stopped by a bound
         # before it): every adoption above happened under its traffic.
-        for kind, m in zip(("tcp", "udp"), marks3):
-            assert m < PUMP_MAX, f"{kind} pump reached PUMP_MAX before the third keeld served"
+        for kind, ended in ended3.items():
+            assert ended is None, f"{kind} pump stopped at its {ended} before the third keeld served"
         assert drops(lab) == drops0, (drops0, drops(lab))
         print(f"exchanges without loss: tcp {len(answers['tcp'])}, udp {len(answers['udp'])}")
 

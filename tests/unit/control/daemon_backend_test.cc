@@ -890,15 +890,24 @@ TEST_F(DaemonBackendTest, StatusFollowsTheFileTheReloadsAndTheRuntimeChanges) {
   ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 90}).isOk());
   EXPECT_TRUE(backend_->daemonStatus().lastReload->runningKept);
 
-  // A good reload (a key only a restart applies among its changes).
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // A good reload (a key only a restart applies among its changes). Its
+  // time lies between clock readings taken around it, not merely after the
+  // start's following a sleep (a stalled box or a stepped clock made that
+  // pass or fail by chance). The clock is first seen past the start's time
+  // (bounded), so a reload that left the time as it was falls outside.
+  for (int i = 0; i < 1000 && std::chrono::system_clock::now() <= startedAt; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto beforeReload = std::chrono::system_clock::now();
+  ASSERT_GT(beforeReload, startedAt) << "the wall clock did not move past the start's time";
   ASSERT_TRUE(backend_->reload().isOk());
+  const auto afterReload = std::chrono::system_clock::now();
   st = backend_->daemonStatus();
   ASSERT_TRUE(st.lastReload);
   EXPECT_TRUE(st.lastReload->ok);
   EXPECT_TRUE(st.lastReload->errors.empty());
   EXPECT_EQ(st.appliedBy, "reload");
-  EXPECT_GT(st.appliedAt, startedAt);
+  EXPECT_GE(st.appliedAt, beforeReload) << "the reload did not set the applied time";
+  EXPECT_LE(st.appliedAt, afterReload);
   EXPECT_EQ(st.fileChanged, std::optional<bool>(false));
   EXPECT_EQ(st.restartNeeded, std::vector<std::string>{"limits"});
   EXPECT_EQ(st.stopStartNeeded, std::vector<std::string>{"limits"});

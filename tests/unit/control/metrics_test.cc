@@ -362,13 +362,30 @@ TEST_F(MetricsTest, AReloadsOutcomeAndWhenTheRunningConfigWasApplied) {
   ASSERT_FALSE(backend_->reload().isOk());
   EXPECT_EQ(seriesOf("keel_config_last_reload_successful"), std::optional(0.0));
   EXPECT_EQ(seriesOf("keel_config_last_reload_success_timestamp_seconds"), started);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // The good reload's time lies between clock readings taken around it, not
+  // merely after the start's following a sleep (a stalled box or a stepped
+  // clock made that pass or fail by chance). The clock is first seen 1 ms
+  // past the start's time (bounded), far more than the series' text
+  // rounds off, so a reload that left the time as it was falls outside.
+  using std::chrono::system_clock;
+  const std::optional<system_clock::time_point> startedAt = backend_->configAppliedAt();
+  ASSERT_TRUE(startedAt);
+  const auto pastStart = *startedAt + std::chrono::milliseconds(1);
+  for (int i = 0; i < 1000 && system_clock::now() <= pastStart; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto before = system_clock::now();
+  ASSERT_GT(before, pastStart) << "the wall clock did not move past the start's time";
   configText_ = kConfig;
   ASSERT_TRUE(backend_->reload().isOk());
+  const auto after = system_clock::now();
   EXPECT_EQ(seriesOf("keel_config_last_reload_successful"), std::optional(1.0));
   const std::optional<double> reloaded = seriesOf("keel_config_last_reload_success_timestamp_seconds");
   ASSERT_TRUE(reloaded);
-  EXPECT_GT(*reloaded, *started);
+  auto seconds = [](system_clock::time_point t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); };
+  const std::string window = std::to_string(*reloaded) + " against [" + std::to_string(seconds(before)) + ", " +
+                             std::to_string(seconds(after)) + "]";
+  EXPECT_GE(*reloaded, seconds(before) - 1e-6) << "the reload did not set the applied time: " << window;
+  EXPECT_LE(*reloaded, seconds(after) + 1e-6) << window;
 }
 
 // A walk still running when a reload changes the interval counts for

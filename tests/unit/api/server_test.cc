@@ -44,6 +44,19 @@ class ServerTest : public testing::ServerFixture {
       return c;
     });
   }
+
+  // After a reply the client has read: returns once the loop has stamped
+  // that connection's wait (steady_clock, in the reply's write handler) and
+  // its clock reads later than the stamp. The loop has one thread, so the
+  // stamps follow the replies' order; this rules out a tie (a clock coarser
+  // than a round trip), which a sleep left to the scheduler. The first task
+  // runs after the handler that wrote the reply, which queued the write's
+  // completion (a reply this small is written at once); the second after it.
+  void afterTheWaitIsStamped() {
+    onLoop([] { return 0; });
+    const auto stamped = onLoop([] { return std::chrono::steady_clock::now(); });
+    while (std::chrono::steady_clock::now() <= stamped) std::this_thread::yield();  // monotonic: one tick at most
+  }
 };
 
 TEST_F(ServerTest, RoundTripPipelinedAndPartial) {
@@ -405,13 +418,13 @@ TEST_F(ServerTest, ConnectionLimitClosesTheLongestIdleToMakeRoom) {
   for (int i = 0; i < 3; ++i) {
     held.push_back(std::make_unique<RawClient>(options_.socketPath));
     ASSERT_EQ(held.back()->request(R"({"id":1,"method":"service.list"})")["ok"], true);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    afterTheWaitIsStamped();
   }
   // held[0] asks again, so its wait starts last: held[1]'s is the oldest,
   // though it was not the first to connect. held[1] then sends half a
   // line, the most recent bytes of all, which must not save it.
   EXPECT_EQ(held[0]->request(R"({"id":1,"method":"service.list"})")["ok"], true);
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  afterTheWaitIsStamped();
   ASSERT_TRUE(held[1]->send(R"({"id":2,"method":)"));
   ASSERT_TRUE(eventually([&] { return server_->bufferedBytes() == 17; }));
   RawClient extra(options_.socketPath);

@@ -242,6 +242,24 @@ DpdkOptions pcapOptions(const std::string& port) {
   return o;
 }
 
+// Two workers on lcores 1 and 2 over a net_pcap port with a queue each:
+// queue q replays perQueue[q] (written to <kDir>/<file>_rx<q>.pcap) and
+// sends to <file>_tx<q>.pcap. The workers sleep when idle (one CPU for two).
+DpdkOptions twoWorkerOptions(const std::string& device, const std::string& file,
+                             const std::vector<std::vector<uint8_t>> (&perQueue)[2]) {
+  std::string port = "net_pcap_" + device + kPid;
+  for (int q = 0; q < 2; ++q) {
+    const std::string rx = kDir + "/" + file + "_rx" + std::to_string(q) + ".pcap";
+    writePcap(rx, perQueue[q]);
+    port += ",rx_pcap=" + rx;
+  }
+  for (int q = 0; q < 2; ++q) port += ",tx_pcap=" + kDir + "/" + file + "_tx" + std::to_string(q) + ".pcap";
+  DpdkOptions o = pcapOptions(port);
+  o.workerLcores = {1, 2};
+  o.idleSleepUs = 100;
+  return o;
+}
+
 // EAL starts with the first data plane of the process. A test that needs it
 // before its plane (for rings and a pool of its own) starts a plane once
 // (the test may run alone).
@@ -575,13 +593,7 @@ TEST_F(DpdkPcapTest, ConntrackCapacityIsEveryWorkersWaysOfBothFamilies) {
           test::buildFrame(Frame{ip(("2001:db8:5::" + n).c_str()), vip6, 1000, 53, KEEL_PROTO_UDP}));
     }
   perQueue[1].push_back(icmpErrorFor(ip("192.0.2.254"), Frame{vip4, ip("192.168.9.9"), 80, 5000}));
-  const std::string rx0 = kDir + "/cap_rx0.pcap", rx1 = kDir + "/cap_rx1.pcap";
-  writePcap(rx0, perQueue[0]);
-  writePcap(rx1, perQueue[1]);
-  DpdkOptions o = pcapOptions("net_pcap_keelc" + kPid + ",rx_pcap=" + rx0 + ",rx_pcap=" + rx1 + ",tx_pcap=" + kDir +
-                              "/cap_tx0.pcap,tx_pcap=" + kDir + "/cap_tx1.pcap");
-  o.workerLcores = {1, 2};
-  o.idleSleepUs = 100;  // two workers on one CPU
+  DpdkOptions o = twoWorkerOptions("keelc", "cap", perQueue);
   o.limits.connTableSize = 8;
   std::string err;
   auto dp = createDpdkDataplane(o, &err);
@@ -612,15 +624,13 @@ TEST_F(DpdkPcapTest, ConntrackCapacityIsEveryWorkersWaysOfBothFamilies) {
   // two workers is 500,000 a family each, 131,072 buckets (524,288 ways);
   // over one worker 1,000,000, 262,144 buckets (1,048,576 ways).
   dp.reset();
-  o = pcapOptions("net_pcap_keelc" + kPid + ",rx_pcap=" + rx0 + ",rx_pcap=" + rx1 + ",tx_pcap=" + kDir +
-                  "/cap_tx0.pcap,tx_pcap=" + kDir + "/cap_tx1.pcap");
-  o.workerLcores = {1, 2};
+  o = twoWorkerOptions("keelc", "cap", perQueue);
   o.limits.connTableSize = 1000000;
   dp = createDpdkDataplane(o, &err);
   ASSERT_NE(dp, nullptr) << err;
   EXPECT_EQ(dp->connTableCapacity(), 2u * 2 * 524288);
   dp.reset();
-  o.port = "net_pcap_keelc" + kPid + ",rx_pcap=" + rx0 + ",tx_pcap=" + kDir + "/cap_tx0.pcap";
+  o.port = "net_pcap_keelc" + kPid + ",rx_pcap=" + kDir + "/cap_rx0.pcap,tx_pcap=" + kDir + "/cap_tx0.pcap";
   o.workerLcores = {1};
   dp = createDpdkDataplane(o, &err);
   ASSERT_NE(dp, nullptr) << err;
@@ -640,13 +650,7 @@ TEST_F(DpdkPcapTest, AStartThatFailsPartWayStopsWhatItStartedAndCanBeRetried) {
     for (int i = 0; i < 3; ++i)
       perQueue[q].push_back(test::buildFrame(
           Frame{ip(("192.168.6." + std::to_string(q * 3 + i + 1)).c_str()), ip("10.0.0.100"), 1000, 80}));
-  const std::string rx0 = kDir + "/retry_rx0.pcap", rx1 = kDir + "/retry_rx1.pcap";
-  writePcap(rx0, perQueue[0]);
-  writePcap(rx1, perQueue[1]);
-  DpdkOptions o = pcapOptions("net_pcap_keelq" + kPid + ",rx_pcap=" + rx0 + ",rx_pcap=" + rx1 + ",tx_pcap=" + kDir +
-                              "/retry_tx0.pcap,tx_pcap=" + kDir + "/retry_tx1.pcap");
-  o.workerLcores = {1, 2};
-  o.idleSleepUs = 100;  // two workers on one CPU
+  DpdkOptions o = twoWorkerOptions("keelq", "retry", perQueue);
   std::string err;
   auto dp = createDpdkDataplane(o, &err);
   ASSERT_NE(dp, nullptr) << err;

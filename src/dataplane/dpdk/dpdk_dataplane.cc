@@ -838,10 +838,12 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
   // All or nothing: a start that fails part way stops what it started (the
   // workers it launched, the exception interface, the port) and puts the
-  // interface's receive modes back, so no half-started plane forwards, and
-  // start() may be called again.
+  // interface's receive modes back, so no half-started plane forwards. Not
+  // to be retried: some drivers do not come back from a stop (net_af_packet
+  // closes its sockets and its start does not reopen them), so the plane is
+  // done, as after saveConnTables(); a new plane starts afresh.
   Status start() override {
-    if (saved_) return Status::error("dpdk: the connection tables were saved; this plane does not start again");
+    if (ended_) return Status::error(std::string("dpdk: this plane does not start again: ") + ended_);
     if (started_) return Status::ok();
     // A kernel interface's receive modes as they were before the start,
     // which may change them (setReceiveModes).
@@ -851,8 +853,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (rc != 0) return Status::error("dpdk.port: start: " + std::string(rte_strerror(-rc)));
     Status s = startRest();
     if (!s) {
+      ended_ = "its start failed";
       stopWorkers();
-      stop_.store(false, std::memory_order_release);
       if (tapReady_) rte_eth_dev_stop(tap_);
       rte_eth_dev_stop(port_);
       if (portRestore_.modesBefore >= 0) setKernelModes(portRestore_.iface, portRestore_.modesBefore);
@@ -904,7 +906,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
   Status saveConnTables(const std::string& path, dpdk::ConnExportReport* report) override {
     stopWorkers();  // each table's only writer is gone: it can be read whole
-    saved_ = true;  // and stays gone: what the file holds is what they last did
+    ended_ = "its connection tables were saved";  // what the file holds is what they last did
     std::vector<const dpdk::ConnTable*> tables;
     for (const auto& w : workers_) tables.push_back(&w->state->conns);
     dpdk::SavedConns saved = dpdk::exportConns(*store_->current(), tables, workerNowNs(), wallNowNs(), report);
@@ -1104,8 +1106,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   }
 
  private:
-  // Joins the worker lcores (stop_ stays set: a worker launched later
-  // would return at once; start() clears it after a failed start).
+  // Joins the worker lcores; they never start again (ended_).
   void stopWorkers() {
     stop_.store(true, std::memory_order_release);
     for (auto& w : workers_)
@@ -1271,7 +1272,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   std::string tapName_;
   std::array<uint8_t, 6> portMac_{};
   bool started_ = false;
-  bool saved_ = false;  // saveConnTables() ran: the workers stopped for good
+  const char* ended_ = nullptr;  // why start() is refused: a failed start, saved tables
   unsigned __int128 nsPerTsc_ = 0;  // set with the workers, before any runs
   std::atomic<uint64_t> tcpIdleNs_{0}, udpIdleNs_{0};  // idleNs()
   std::atomic<bool> stop_{false};

@@ -102,8 +102,9 @@ class DpdkDataplane : public Dataplane {
  public:
   // Starts the port, the exception interface and the workers. Idempotent;
   // all or nothing: a start that fails part way (a worker lcore busy) stops
-  // what it started, and start() may be called again. Refused once
-  // saveConnTables() has stopped the workers for good.
+  // what it started. Refused after a failed start (not every driver comes
+  // back from a stop: make a new plane) and once saveConnTables() has
+  // stopped the workers for good.
   virtual Status start() = 0;
   virtual uint16_t portId() const = 0;
   // The port's MAC address (the source of every frame keel sends unless

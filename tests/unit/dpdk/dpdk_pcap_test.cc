@@ -639,12 +639,12 @@ TEST_F(DpdkPcapTest, ConntrackCapacityIsEveryWorkersWaysOfBothFamilies) {
 }
 
 // A start is all or nothing. With worker 2's lcore busy, start() launches
-// worker 1 and then fails: it stops what it started (worker 1's lcore is
-// free again, joined) and can be called again, and the second start runs
-// both workers, each forwarding its queue's frames. Once the tables were
-// saved (the workers stopped for good) a start is refused, not a plane
-// whose workers return at once.
-TEST_F(DpdkPcapTest, AStartThatFailsPartWayStopsWhatItStartedAndCanBeRetried) {
+// worker 1 and then fails: it stops what it started (worker 1 returned, the
+// port's link is down) and refuses to start again (net_af_packet, for one,
+// does not come back from a stop). A new plane on the same port starts and
+// both its workers forward. Once the tables were saved (the workers stopped
+// for good) a start is refused too, not reported as a running plane.
+TEST_F(DpdkPcapTest, AStartThatFailsPartWayStopsWhatItStartedAndIsNotRetried) {
   std::vector<std::vector<uint8_t>> perQueue[2];
   for (int q = 0; q < 2; ++q)
     for (int i = 0; i < 3; ++i)
@@ -661,24 +661,34 @@ TEST_F(DpdkPcapTest, AStartThatFailsPartWayStopsWhatItStartedAndCanBeRetried) {
     ASSERT_FALSE(s) << "lcore 2 is busy: the start should fail";
     EXPECT_NE(s.message().find("lcore 2"), std::string::npos) << s.message();
     EXPECT_EQ(rte_eal_get_lcore_state(1), WAIT) << "worker 1, launched before the failure, still runs";
+    rte_eth_link link{};
+    ASSERT_EQ(rte_eth_link_get_nowait(dp->portId(), &link), 0);
+    EXPECT_EQ(link.link_status, RTE_ETH_LINK_DOWN) << "the port still runs after the failed start";
   }
-  ASSERT_TRUE(dp->start()) << "a start after a failed one";
-  // The port started again, so net_pcap replays both captures from their
-  // start: worker 2 sees its queue's frames once, worker 1 at least once.
+  const Status again = dp->start();
+  EXPECT_FALSE(again) << "a plane whose start failed started again";
+  EXPECT_NE(again.message().find("its start failed"), std::string::npos) << again.message();
+  dp.reset();
+
+  dp = createDpdkDataplane(twoWorkerOptions("keelq", "retry", perQueue), &err);
+  ASSERT_NE(dp, nullptr) << err;
+  loadTables(*dp);
+  ASSERT_TRUE(dp->start());
   ASSERT_TRUE(waitFor([&] {
     const DataplaneStats st = dp->readStats();
     return st.workers.size() == 2 && st.workers[0].rxPackets >= perQueue[0].size() &&
            st.workers[1].rxPackets >= perQueue[1].size();
-  })) << "the workers of the second start do not forward";
+  })) << "the new plane's workers do not forward";
   const DataplaneStats st = dp->readStats();
+  EXPECT_EQ(st.workers[0].rxPackets, perQueue[0].size());
   EXPECT_EQ(st.workers[1].rxPackets, perQueue[1].size());
   EXPECT_EQ(st.reasons[KEEL_R_TX_IPIP].packets, totalPackets(st)) << "every frame forwarded";
 
   ConnExportReport rep;
   ASSERT_TRUE(dp->saveConnTables(kDir + "/retry_conns.bin", &rep));
-  const Status again = dp->start();
-  EXPECT_FALSE(again) << "a plane whose tables were saved started again";
-  EXPECT_NE(again.message().find("saved"), std::string::npos) << again.message();
+  const Status afterSave = dp->start();
+  EXPECT_FALSE(afterSave) << "a plane whose tables were saved started again";
+  EXPECT_NE(afterSave.message().find("saved"), std::string::npos) << afterSave.message();
 }
 
 TEST_F(DpdkPcapTest, ExceptionPathReachesTheKernelAndBack) {

@@ -297,13 +297,16 @@ static __always_inline int decap_inner_accepted(struct xdp_md *ctx, void *data, 
 		if (keel_parse_ipv6_ext(data, end, &inner) != KEEL_CONTINUE)
 			return KEEL_DECAP_R_PASS_MALFORMED;
 		proto = inner.l4_proto;
+		/* The transport, as the kernel's rules see it: a rule that
+		 * matches on the protocol looks past extension headers
+		 * (fib6_rules_early_flow_dissect). */
+		fib.l4_protocol = proto;
 	}
 	/* A tunnel in the tunnel (IPIP, IPv6, GRE as the inner protocol): the
 	 * balancer never sends one (its inner packet is the client's), and on
 	 * a real whose kernel has tunl0, sit, ip6tnl or a GRE device up the
 	 * kernel would strip that second layer too, delivering a packet whose
-	 * destination this program never checked. fib keeps the first next
-	 * header, as the kernel's own route lookup for the packet would. */
+	 * destination this program never checked. */
 	if (proto == KEEL_IPPROTO_IPIP || proto == KEEL_IPPROTO_IPV6 || proto == KEEL_IPPROTO_GRE)
 		return KEEL_DECAP_R_PASS_MALFORMED;
 	if (!keel_addr_unicast(family, dst))

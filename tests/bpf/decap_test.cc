@@ -466,12 +466,26 @@ TEST_F(DecapTest, PassesEverythingElseUnchanged) {
     check("IPIP behind IPv6 extension header " + std::to_string(ext) + " inside the tunnel", tb, tb,
           KEEL_DECAP_R_PASS_MALFORMED);
   }
-  // A client's packet with a destination-options header is decapsulated.
-  Bytes opts = bare(false, [](PacketBuilder& b) {
-    b.IPv6(kClient6, "fd00:100::1").Ipv6Ext(60).Tcp(40000, 80).Payload("x");
-  });
-  check("TCP behind a destination-options header inside the tunnel", tunnel(false, true, "fc00:1::1", opts), opts,
-        KEEL_DECAP_R_DECAP_V6);
+  // A client's packet behind the extension headers the balancer forwards
+  // (hop-by-hop, destination options, an atomic fragment, a routing header
+  // with no segments left) is decapsulated; one the balancer drops (a real
+  // fragment, segments left) is not.
+  struct ExtRow {
+    uint8_t type;
+    uint16_t fragOff;  // Ipv6Ext's: fragment offset | M, or routing type << 8 | segments left
+    keel_decap_reason want;
+  };
+  for (const ExtRow& r : {ExtRow{0, 0, KEEL_DECAP_R_DECAP_V6}, ExtRow{60, 0, KEEL_DECAP_R_DECAP_V6},
+                          ExtRow{44, 0, KEEL_DECAP_R_DECAP_V6}, ExtRow{43, 0, KEEL_DECAP_R_DECAP_V6},
+                          ExtRow{44, 1, KEEL_DECAP_R_PASS_MALFORMED}, ExtRow{43, 1, KEEL_DECAP_R_PASS_MALFORMED}}) {
+    Bytes in = bare(false, [&](PacketBuilder& b) {
+      b.IPv6(kClient6, "fd00:100::1").Ipv6Ext(r.type, 8, r.fragOff).Tcp(40000, 80).Payload("x");
+    });
+    Bytes tb = tunnel(false, true, "fc00:1::1", in);
+    check("TCP behind IPv6 extension header " + std::to_string(r.type) + "/" + std::to_string(r.fragOff) +
+              " inside the tunnel",
+          tb, r.want == KEEL_DECAP_R_DECAP_V6 ? in : tb, r.want);
+  }
   // What the kernel's own tunnel would drop: a bad outer checksum, an inner
   // packet reaching past the outer one's length (the kernel cuts the outer
   // packet to it first).

@@ -69,9 +69,10 @@ def test_exchange(keel, forwarding, family, proto):
 
 def settled(read, quiet_s=0.5, timeout_s=10.0):
     """READ()'s value once it has not changed for QUIET_S, polled every
-    0.1 s and bounded by TIMEOUT_S (then the last value): counters compared
-    exactly are read only after every packet in flight has been counted (a
-    stray of an earlier test's connection included, before the traffic)."""
+    0.1 s and bounded by TIMEOUT_S (a failure that says so, with the last
+    value): counters compared exactly are read only after every packet in
+    flight has been counted (a stray of an earlier test's connection
+    included, before the traffic)."""
     deadline = time.monotonic() + timeout_s
     value, since = read(), time.monotonic()
     while time.monotonic() < deadline:
@@ -80,8 +81,8 @@ def settled(read, quiet_s=0.5, timeout_s=10.0):
         if now != value:
             value, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet_s:
-            break
-    return value
+            return value
+    pytest.fail(f"counters still moving after {timeout_s} s (something else sends through the lab): {value}")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

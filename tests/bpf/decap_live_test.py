@@ -204,6 +204,15 @@ def attach(ifname, *opts):
 OPEN_WARNING = "decapsulates tunnel packets from any source to any local address"
 
 
+def unknown_protos():
+    """NS_REAL's Ip InUnknownProtos: packets to a local address whose protocol
+    nothing there takes, as a tunnel packet left undecapsulated is on a
+    kernel without tunnel modules (proc follows the caller's namespace)."""
+    lines = [l.split() for l in sh("cat", "/proc/net/snmp", ns=NS_REAL, capture=True).splitlines()
+             if l.startswith("Ip:")]
+    return int(dict(zip(lines[0][1:], lines[1][1:]))["InUnknownProtos"])
+
+
 def main():
     failures = []
 
@@ -215,8 +224,13 @@ def main():
     setup()
     inner4 = ipv4_udp("192.0.2.50", VIP4, 40000, PORT, b"hello-4in4")
     # Control: without keel-decap the kernel cannot deliver the inner packet.
+    # It did arrive: the kernel counted a packet of a protocol it has no
+    # handler for (the tunnel's), so the timeout is not a packet never sent.
+    unknown = unknown_protos()
     got = exchange("4", 4, "10.77.0.2", inner4, VIP4, 1.5)
     expect(got == "timeout", "without keel-decap the 4in4 datagram is not delivered (%s)" % got)
+    expect(unknown_protos() > unknown, "... though the tunnel packet reached the real's kernel "
+           "(InUnknownProtos %d -> %d)" % (unknown, unknown_protos()))
 
     r = attach(IF_REAL)
     link = sh("ip", "-d", "link", "show", IF_REAL, ns=NS_REAL, capture=True)

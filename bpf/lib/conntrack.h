@@ -132,14 +132,27 @@ static __always_inline int lb_ct_insert_allowed(const struct keel_node_config *n
 	return 0;
 }
 
+/* Writes pkt's flow -> (be_id, be's generation) into the table. BPF_ANY: a
+ * stale entry (gen bump, timeout, other service) is overwritten in place.
+ * Failure only costs a re-pick next packet. */
+static __always_inline void lb_ct_write(const struct keel_pkt *pkt, const struct keel_backend *be, __u32 be_id,
+					__u64 now)
+{
+	struct keel_ct_value fresh = {};
+
+	fresh.backend_id = be_id;
+	fresh.gen = be->gen;
+	fresh.last_seen_ns = now;
+	bpf_map_update_elem(&conntrack, &pkt->key, &fresh, BPF_ANY);
+}
+
 /* The backend for this packet, or NULL (DROP_NO_BACKEND). */
 static __always_inline struct keel_backend *
 lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	const struct keel_node_config *node, __u32 *be_id)
 {
-	struct keel_ct_value fresh = {};
 	struct keel_backend *be;
-	int insert = -1; /* whether the insert limit allows one: -1 not asked yet */
+	struct keel_backend *held_be;
 	int held;
 	__u64 now;
 
@@ -148,37 +161,36 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 
 	now = bpf_ktime_get_ns();
 	/* A SYN opens a new connection: the ring picks it and its entry is
-	 * overwritten below (keel_tcp_syn). One the insert limit refuses
-	 * follows the table like any segment instead: its entry cannot be
-	 * rewritten, so the connection's next segments would follow the old
+	 * overwritten (keel_tcp_syn), not looked up. With no usable real on
+	 * the ring it is dropped before the insert limit is asked, so SYNs to
+	 * a service with none spend no other flow's insert. One the limit
+	 * refuses follows the table like any segment instead: its entry cannot
+	 * be rewritten, so the connection's next segments would follow the old
 	 * one to another real. */
-	if (keel_tcp_syn(pkt))
-		insert = lb_ct_insert_allowed(node, now);
-	if (insert != 1) {
-		be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);
-		if (be)
+	if (keel_tcp_syn(pkt)) {
+		be = lb_ring_pick(pkt, svc, be_id);
+		if (!be)
+			return NULL;
+		if (lb_ct_insert_allowed(node, now)) {
+			lb_ct_write(pkt, be, *be_id, now);
 			return be;
-		if (!held && keel_tcp_midflow(pkt))
-			lb_ct_count(KEEL_CT_S_MIDFLOW_MISS);
+		}
+		held_be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);  /* sets be_id only when found */
+		return held_be ? held_be : be;
 	}
+	be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);
+	if (be)
+		return be;
+	if (!held && keel_tcp_midflow(pkt))
+		lb_ct_count(KEEL_CT_S_MIDFLOW_MISS);
 	be = lb_ring_pick(pkt, svc, be_id);
 	if (!be)
 		return NULL;
 	/* An ICMP error only follows an existing flow; letting it create
-	 * entries would let forged errors fill the table. */
-	if (pkt->icmp_error)
-		return be;
-	/* Past node.conntrack_insert_rate: forwarded, not remembered. */
-	if (insert < 0)
-		insert = lb_ct_insert_allowed(node, now);
-	if (!insert)
-		return be;
-	fresh.backend_id = *be_id;
-	fresh.gen = be->gen;
-	fresh.last_seen_ns = now;
-	/* BPF_ANY: a stale entry (gen bump, timeout, other service) is
-	 * overwritten in place. Failure only costs a re-pick next packet. */
-	bpf_map_update_elem(&conntrack, &pkt->key, &fresh, BPF_ANY);
+	 * entries would let forged errors fill the table. Past
+	 * node.conntrack_insert_rate: forwarded, not remembered. */
+	if (!pkt->icmp_error && lb_ct_insert_allowed(node, now))
+		lb_ct_write(pkt, be, *be_id, now);
 	return be;
 }
 

@@ -387,6 +387,43 @@ TEST(Balancer, ASynPastTheInsertRateFollowsItsEntry) {
   EXPECT_EQ(after.backend_id, 0u) << "its entry rewritten";
 }
 
+// A SYN the ring has no usable real for (10.100.0.5: an empty ring) is
+// dropped before the insert limit is asked: no CPU's limit moves and none
+// counts a skip, so SYNs to a service with every real down spend no other
+// flow's insert; a live service's SYN is then still remembered.
+TEST(Balancer, ASynWithNoUsableRealSpendsNoInsert) {
+  auto lb = loadFixture();
+  ASSERT_TRUE(lb);
+  FixtureState st = fixtureState();
+  st.node.conntrack_insert_rate = 1;
+  ASSERT_EQ(lb->setNode(st.node), "");
+  const int ncpu = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpu, 0);
+  const int limitFd = bpf_map__fd(lb->skel()->maps.ct_insert_limit);
+  auto limits = [&] {
+    std::vector<keel_ct_insert_limit> v(static_cast<size_t>(ncpu));
+    const uint32_t zero = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(limitFd, &zero, v.data()), 0);
+    return v;
+  };
+  for (uint16_t sport = 31000; sport < 31003; ++sport) {
+    const Bytes dead = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.5").Tcp(sport, 80, kTcpSyn)
+                           .build();
+    EXPECT_EQ(lb->run(dead).action, XDP_DROP);
+  }
+  EXPECT_EQ(lb->reasons()[KEEL_R_DROP_NO_BACKEND].packets, 3u);
+  for (const keel_ct_insert_limit& l : limits()) {
+    EXPECT_EQ(l.tat, 0u) << "a SYN with no real asked the insert limit";
+    EXPECT_EQ(l.skipped, 0u);
+  }
+  const Bytes live = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(31010, 80, kTcpSyn)
+                         .build();
+  EXPECT_EQ(lb->run(live).action, XDP_TX);
+  const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 31010, 80, KEEL_PROTO_TCP);
+  keel_ct_value ct{};
+  EXPECT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0) << "the live service's SYN was not remembered";
+}
+
 // node.conntrack_insert_rate: past it a flow the table does not hold is
 // forwarded by the ring but not written into it, and the refused insert is
 // counted per CPU in ct_insert_limit (per packet: such a flow tries again

@@ -141,15 +141,20 @@ inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
 }
 
 // A flow the connection table does not hold (or holds for a real it may no
-// longer use): its real from the service's ring, remembered unless the
-// packet is an ICMP error (which follows its flow but never creates one) or
-// the worker is past node.conntrack_insert_rate. midflowMiss (Step): the
-// packet is counted as a mid-flow miss, unless its insert finds the flow's
-// own live way, written by an earlier packet of this burst.
+// longer use), or a SYN: its real from the service's ring, remembered unless
+// the packet is an ICMP error (which follows its flow but never creates one)
+// or the worker is past node.conntrack_insert_rate. A SYN (keel_tcp_syn,
+// never looked up in stage 1) asks the limit only once the ring gave it a
+// usable real, so SYNs to a service with none spend no other flow's insert
+// (as bpf/lib/conntrack.h); one the limit refuses follows the table like
+// any segment: its entry cannot be rewritten, so the connection's next
+// segments would follow the old one to another real. midflowMiss (Step):
+// the packet is counted as a mid-flow miss, unless its insert finds the
+// flow's own live way, written by an earlier packet of this burst.
 // Null if the ring has no usable real. Out of line (see BurstCache::fill).
 [[gnu::noinline]] const BackendSlot* pick(const Snapshot& s, WorkerState& w, const keel_pkt& p,
                                           const keel_service_value& svc, uint32_t connHash, uint64_t nowNs,
-                                          uint32_t schedHash, bool midflowMiss, int8_t insert, uint32_t& beId) {
+                                          uint32_t schedHash, bool midflowMiss, bool syn, uint32_t& beId) {
   // An evicted flow counts as live within its idle timeout (none: always).
   const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
   const uint64_t liveNs = idleNs ? idleNs : UINT64_MAX;
@@ -168,7 +173,19 @@ inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
   if (p.icmp_error) return be;
   __u64& inserted = w.passInserts[connHash >> 28];
   const __u64 bit = __u64{1} << ((connHash >> 22) & 63);
-  if (insert < 0) {
+  int8_t insert;
+  if (syn) {
+    insert = insertAllowed(s, w, nowNs);
+    if (!insert) {
+      if (keel_ct_value* e = w.conns.find(p.key, connHash, nowNs, idleNs))
+        if (const BackendSlot* held = entryBackend(s, *e, svc.id)) {
+          beId = e->backend_id;
+          ConnTable::touch(*e, nowNs);
+          return held;
+        }
+      return be;  // not remembered
+    }
+  } else {
     // A later packet of a flow an earlier packet of this pass inserted
     // (stage 1 looked before that insert): packet by packet it would have
     // hit that entry, so it neither asks the insert limit again (one more
@@ -206,7 +223,7 @@ struct Step {
   uint32_t flowHash;              // keel_flow_hash(), when haveFlowHash
   bool haveFlowHash;
   bool midflowMiss;               // a TCP packet past its SYN the table did not hold (pick())
-  int8_t insert;                  // the insert limit asked for a SYN (1 allowed, 0 refused); -1 not yet
+  bool syn;                       // keel_tcp_syn: not looked up, picked from the ring (pick())
 };
 
 // An ICMP error whose flow this worker's table does not hold for a usable
@@ -293,13 +310,11 @@ struct Step {
   step.haveFlowHash = false;
   step.midflowMiss = false;
   const uint64_t idleNs = snapshotIdleNs(s, p.key.proto);
-  // A SYN opens a new connection: it is not looked up; stage 3 picks it
-  // from the ring and overwrites its entry (keel_tcp_syn). One the insert
-  // limit refuses follows the table like any segment instead: its entry
-  // cannot be rewritten, so the connection's next segments would follow
-  // the old one to another real.
-  step.insert = keel_tcp_syn(&p) ? insertAllowed(s, w, nowNs) : int8_t{-1};
-  if (step.insert != 1) {
+  // A SYN opens a new connection: it is not looked up here; stage 3 picks
+  // it from the ring and overwrites its entry (keel_tcp_syn), or, refused
+  // by the insert limit, looks it up then (pick()).
+  step.syn = keel_tcp_syn(&p);
+  if (!step.syn) {
     if (keel_ct_value* e = w.conns.find(p.key, parsed.connHash, nowNs, idleNs)) {
       if (const BackendSlot* cand = entryBackend(s, *e, svc->id)) {
         step.be = cand;
@@ -345,7 +360,7 @@ inline bool needsFlowHash(const Snapshot& s, const Step& step) {
   uint32_t beId = step.beId;
   if (!be) {
     const uint32_t schedHash = (svc->flags & KEEL_SVC_F_SCHED_SRC) ? keel_src_hash(&p.key) : step.flowHash;
-    be = pick(s, w, p, *svc, parsed.connHash, nowNs, schedHash, step.midflowMiss, step.insert, beId);
+    be = pick(s, w, p, *svc, parsed.connHash, nowNs, schedHash, step.midflowMiss, step.syn, beId);
     if (!be) return finish(w, Verdict::kDrop, KEEL_R_DROP_NO_BACKEND, bytes);
   }
 

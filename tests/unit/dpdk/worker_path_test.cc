@@ -362,6 +362,30 @@ TEST_F(WorkerPathTest, ASynPastTheInsertRateFollowsItsEntry) {
   EXPECT_EQ(run(test::buildFrame(f), t0).r.backendId, 2u) << "its entry rewritten";
 }
 
+// A SYN the ring has no usable real for is dropped before the insert limit
+// is asked: SYNs to a service with every real down spend no other flow's
+// insert and are not counted as skipped. At rate 20 (bursts of one) the
+// live service's SYN right after them still gets the one insert.
+TEST_F(WorkerPathTest, ASynWithNoUsableRealSpendsNoInsert) {
+  keel_node_config node = test::nodeConfig();
+  node.conntrack_insert_rate = 20;
+  ASSERT_TRUE(store_.setNode(node));
+  oneRealService(vip4_, 80, 1, 1, "10.1.0.1");
+  addService(vip4_, 81, KEEL_PROTO_TCP, 2);  // no ring: every real down
+  const uint64_t t0 = 1'000'000'000;
+  for (uint16_t sport = 3000; sport < 3003; ++sport) {
+    Frame dead{ip("192.168.1.9"), vip4_, sport, 81};
+    dead.tcpFlags = KEEL_TCP_SYN;
+    EXPECT_EQ(run(test::buildFrame(dead), t0).r.reason, KEEL_R_DROP_NO_BACKEND);
+  }
+  EXPECT_EQ(worker_.counters.ctInsertsSkipped, 0u) << "a SYN with no real asked the insert limit";
+  Frame live{ip("192.168.1.1"), vip4_, 1000, 80};
+  live.tcpFlags = KEEL_TCP_SYN;
+  EXPECT_EQ(run(test::buildFrame(live), t0).r.backendId, 1u);
+  EXPECT_EQ(worker_.counters.ctInsertsSkipped, 0u) << "the SYNs with no real spent the live SYN's insert";
+  EXPECT_EQ(worker_.conns.countLive(), 1u) << "the live service's SYN was not remembered";
+}
+
 // An ICMP error toward a VIP (frag-needed, packet-too-big; or another type
 // and code) quoting the packet `quoted` (a reply the real sent from the VIP
 // to the client), as a router on the way back to the client sends it.

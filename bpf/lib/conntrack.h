@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Backend selection: the connection table first, the Maglev ring on a miss.
+ * Backend selection: the connection table first, the Maglev ring on a miss;
+ * for a SYN, which opens a new connection, the ring first (lb_pick).
  *
  * A table entry is only trusted if its backend is still VALID, still belongs
  * to the service this packet matched and still has the generation the entry
@@ -152,7 +153,8 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	const struct keel_node_config *node, __u32 *be_id)
 {
 	struct keel_backend *be;
-	struct keel_backend *held_be;
+	struct keel_backend *syn_be = NULL; /* a SYN's pick from the ring */
+	__u32 syn_be_id = 0;
 	int held;
 	__u64 now;
 
@@ -168,19 +170,22 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	 * be rewritten, so the connection's next segments would follow the old
 	 * one to another real. */
 	if (keel_tcp_syn(pkt)) {
-		be = lb_ring_pick(pkt, svc, be_id);
-		if (!be)
+		syn_be = lb_ring_pick(pkt, svc, &syn_be_id);
+		if (!syn_be)
 			return NULL;
 		if (lb_ct_insert_allowed(node, now)) {
-			lb_ct_write(pkt, be, *be_id, now);
-			return be;
+			lb_ct_write(pkt, syn_be, syn_be_id, now);
+			*be_id = syn_be_id;
+			return syn_be;
 		}
-		held_be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);  /* sets be_id only when found */
-		return held_be ? held_be : be;
 	}
-	be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);
+	be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);  /* sets be_id only when found */
 	if (be)
 		return be;
+	if (syn_be) {  /* refused, and the table holds no usable real for it */
+		*be_id = syn_be_id;
+		return syn_be;
+	}
 	if (!held && keel_tcp_midflow(pkt))
 		lb_ct_count(KEEL_CT_S_MIDFLOW_MISS);
 	be = lb_ring_pick(pkt, svc, be_id);

@@ -424,6 +424,46 @@ TEST(Balancer, ASynWithNoUsableRealSpendsNoInsert) {
   EXPECT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0) << "the live service's SYN was not remembered";
 }
 
+// A SYN the limit refuses follows its entry only through the ring: with no
+// usable real on the ring (here an empty one: every real drained) it is
+// dropped, though its entry's real (backend 0, still VALID) is usable, and
+// it asks the limit nothing; a SYN goes by the ring.
+TEST(Balancer, ARefusedSynWithNoRingRealIsDropped) {
+  auto lb = loadFixture();
+  ASSERT_TRUE(lb);
+  FixtureState st = fixtureState();
+  keel_backend be0{};
+  uint32_t id0 = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(lb->skel()->maps.backends), &id0, &be0), 0);
+  const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 30200, 80, KEEL_PROTO_TCP);
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  keel_ct_value held{};
+  held.backend_id = 0;
+  held.gen = be0.gen;
+  held.last_seen_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+  ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &held, BPF_ANY), 0);
+  const Bytes ack = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(30200, 80, kTcpAck)
+                        .build();
+  ASSERT_EQ(lb->publishRing({0, {}}), "");
+  EXPECT_EQ(lb->run(ack).action, XDP_TX) << "the flow keeps its drained real";
+  st.node.conntrack_insert_rate = 1;
+  ASSERT_EQ(lb->setNode(st.node), "");
+  const int ncpu = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpu, 0);
+  const int limitFd = bpf_map__fd(lb->skel()->maps.ct_insert_limit);
+  uint32_t zero = 0;
+  const std::vector<keel_ct_insert_limit> spent(static_cast<size_t>(ncpu), keel_ct_insert_limit{UINT64_MAX / 4, 0});
+  ASSERT_EQ(bpf_map_update_elem(limitFd, &zero, spent.data(), BPF_ANY), 0);
+  const Bytes syn = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(30200, 80, kTcpSyn)
+                        .build();
+  EXPECT_EQ(lb->run(syn).action, XDP_DROP);
+  EXPECT_EQ(lb->reasons()[KEEL_R_DROP_NO_BACKEND].packets, 1u);
+  std::vector<keel_ct_insert_limit> after(static_cast<size_t>(ncpu));
+  ASSERT_EQ(bpf_map_lookup_elem(limitFd, &zero, after.data()), 0);
+  for (const keel_ct_insert_limit& l : after) EXPECT_EQ(l.skipped, 0u) << "the SYN asked the limit";
+}
+
 // node.conntrack_insert_rate: past it a flow the table does not hold is
 // forwarded by the ring but not written into it, and the refused insert is
 // counted per CPU in ct_insert_limit (per packet: such a flow tries again

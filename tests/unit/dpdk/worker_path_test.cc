@@ -1252,5 +1252,67 @@ TEST_F(WorkerPathTest, ABurstAsksTheInsertLimitAsPacketByPacketWould) {
   EXPECT_EQ(worker_.counters.ctInsertsSkipped, ref.counters.ctInsertsSkipped);
 }
 
+// The same with SYNs in the burst: a SYN asks the limit in the last stage,
+// after its ring pick, in packet order, and a SYN to a service with no
+// usable real does not ask it. Burst: an ACK of flow A the table does not
+// hold, a SYN of B, a SYN to a dead service, B's SYN again. Packet by
+// packet, A takes the one insert, B is refused twice, the dead SYN asks
+// nothing. (When SYNs asked in the first stage, B took A's insert.)
+TEST_F(WorkerPathTest, ABurstOfSynsAsksTheInsertLimitAsPacketByPacketWould) {
+  keel_node_config node = test::nodeConfig();
+  node.conntrack_insert_rate = 20;  // bursts of one
+  ASSERT_TRUE(store_.setNode(node));
+  oneRealService(vip4_, 80, 1, 1, "10.1.0.1");
+  addService(vip4_, 81, KEEL_PROTO_TCP, 2);  // no ring
+  const Frame a{ip("192.168.1.1"), vip4_, 4000, 80};
+  Frame b{ip("192.168.1.2"), vip4_, 4001, 80};
+  b.tcpFlags = KEEL_TCP_SYN;
+  Frame dead{ip("192.168.1.3"), vip4_, 4002, 81};
+  dead.tcpFlags = KEEL_TCP_SYN;
+  const std::vector<Frame> frames{a, b, dead, b};
+  const uint32_t n = static_cast<uint32_t>(frames.size());
+  std::vector<std::vector<uint8_t>> mem(n), refMem(n);
+  std::vector<PacketBuf> bufs(n);
+  std::vector<ParsedPacket> parsed(n);
+  std::vector<PacketResult> results(n);
+  for (uint32_t i = 0; i < n; ++i) bufs[i] = place(mem[i], test::buildFrame(frames[i]));
+  const uint64_t now = 1'000'000'000;
+  prepareBurst(worker_, bufs.data(), parsed.data(), n);
+  processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, now, results.data());
+  WorkerState ref(1024, 16, 1024, 1500);
+  for (uint32_t i = 0; i < n; ++i) {
+    PacketBuf pb = place(refMem[i], test::buildFrame(frames[i]));
+    const PacketResult r = processPacket(*store_.current(), ref, pb, now);
+    EXPECT_EQ(results[i].reason, r.reason) << "packet " << i;
+    EXPECT_EQ(results[i].backendId, r.backendId) << "packet " << i;
+  }
+  EXPECT_EQ(ref.counters.ctInsertsSkipped, 2u) << "B's two SYNs refused; the dead SYN asked nothing";
+  EXPECT_EQ(worker_.counters.ctInsertsSkipped, ref.counters.ctInsertsSkipped);
+  keel_ct_value v;
+  EXPECT_TRUE(ref.conns.peek(test::flowKey(a), now, 0, &v)) << "A took the insert";
+  EXPECT_TRUE(worker_.conns.peek(test::flowKey(a), now, 0, &v)) << "in the burst too";
+  EXPECT_FALSE(worker_.conns.peek(test::flowKey(b), now, 0, &v)) << "B took A's insert in the burst";
+}
+
+// A SYN the limit refuses follows its entry only through the ring: with no
+// usable real on the ring (every real drained) it is dropped, though its
+// entry's real is still usable; a SYN goes by the ring.
+TEST_F(WorkerPathTest, ARefusedSynWithNoRingRealIsDropped) {
+  oneRealService(vip4_, 80, 1, 1, "10.1.0.1");
+  const Frame f{ip("192.168.1.1"), vip4_, 1000, 80};
+  const uint64_t t0 = 1'000'000'000;
+  EXPECT_EQ(run(test::buildFrame(f), t0).r.backendId, 1u);  // held on 1
+  ring(1, {});  // drained: the real stays usable for its flows
+  EXPECT_EQ(run(test::buildFrame(f), t0).r.backendId, 1u) << "the flow keeps its drained real";
+  keel_node_config node = test::nodeConfig();
+  node.conntrack_insert_rate = 20;
+  ASSERT_TRUE(store_.setNode(node));
+  worker_.ctInsertTat = ~uint64_t{0} / 2;  // the limit spent far ahead: every insert refused
+  Frame syn = f;
+  syn.tcpFlags = KEEL_TCP_SYN;
+  EXPECT_EQ(run(test::buildFrame(syn), t0).r.reason, KEEL_R_DROP_NO_BACKEND);
+  EXPECT_EQ(worker_.counters.ctInsertsSkipped, 0u);
+}
+
 }  // namespace
 }  // namespace keel::dpdk

@@ -115,6 +115,36 @@ uint64_t sumPackets(BalancerLoader& lb, uint32_t n, bool services) {
   return s;
 }
 
+// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns().
+uint64_t monotonicNowNs() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+}
+
+// Writes a connection-table entry holding `key` for backend `id` at its
+// current generation, seen now.
+void holdFlow(BalancerLoader& lb, const keel_flow_key& key, uint32_t id) {
+  keel_backend be{};
+  ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(lb.skel()->maps.backends), &id, &be), 0);
+  keel_ct_value held{};
+  held.backend_id = id;
+  held.gen = be.gen;
+  held.last_seen_ns = monotonicNowNs();
+  ASSERT_EQ(bpf_map_update_elem(lb.conntrackFd(), &key, &held, BPF_ANY), 0);
+}
+
+// Every CPU's connection-table insert limit spent for the next ~146 years
+// (node.conntrack_insert_rate on), so no insert is allowed whatever the
+// timing and whichever CPU runs the program.
+void spendInsertLimits(BalancerLoader& lb) {
+  const int ncpu = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpu, 0);
+  const uint32_t zero = 0;
+  const std::vector<keel_ct_insert_limit> spent(static_cast<size_t>(ncpu), keel_ct_insert_limit{UINT64_MAX / 4, 0});
+  ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(lb.skel()->maps.ct_insert_limit), &zero, spent.data(), BPF_ANY), 0);
+}
+
 TEST(Balancer, FixtureRows) {
   auto lb = loadFixture();
   ASSERT_TRUE(lb);
@@ -355,24 +385,11 @@ TEST(Balancer, ASynPastTheInsertRateFollowsItsEntry) {
   ASSERT_TRUE(lb);
   FixtureState st = fixtureState();
   // The flow is held for backend 20 (the ring of service 0 picks 0).
-  keel_backend be20{};
-  uint32_t id20 = 20;
-  ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(lb->skel()->maps.backends), &id20, &be20), 0);
   const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 30100, 80, KEEL_PROTO_TCP);
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  keel_ct_value held{};
-  held.backend_id = 20;
-  held.gen = be20.gen;
-  held.last_seen_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
-  ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &held, BPF_ANY), 0);
+  holdFlow(*lb, key, 20);
   st.node.conntrack_insert_rate = 1;
   ASSERT_EQ(lb->setNode(st.node), "");
-  const int ncpu = libbpf_num_possible_cpus();
-  ASSERT_GT(ncpu, 0);
-  uint32_t zero = 0;
-  std::vector<keel_ct_insert_limit> spent(static_cast<size_t>(ncpu), keel_ct_insert_limit{UINT64_MAX / 4, 0});
-  ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(lb->skel()->maps.ct_insert_limit), &zero, spent.data(), BPF_ANY), 0);
+  spendInsertLimits(*lb);
   const Bytes syn = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(30100, 80, kTcpSyn)
                         .build();
   keel_counter before20 = lb->backend(20), before0 = lb->backend(0);
@@ -432,36 +449,22 @@ TEST(Balancer, ARefusedSynWithNoRingRealIsDropped) {
   auto lb = loadFixture();
   ASSERT_TRUE(lb);
   FixtureState st = fixtureState();
-  keel_backend be0{};
-  uint32_t id0 = 0;
-  ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(lb->skel()->maps.backends), &id0, &be0), 0);
-  const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 30200, 80, KEEL_PROTO_TCP);
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  keel_ct_value held{};
-  held.backend_id = 0;
-  held.gen = be0.gen;
-  held.last_seen_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
-  ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &held, BPF_ANY), 0);
+  holdFlow(*lb, flowKey(kClient4, "10.100.0.1", 30200, 80, KEEL_PROTO_TCP), 0);
   const Bytes ack = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(30200, 80, kTcpAck)
                         .build();
   ASSERT_EQ(lb->publishRing({0, {}}), "");
   EXPECT_EQ(lb->run(ack).action, XDP_TX) << "the flow keeps its drained real";
   st.node.conntrack_insert_rate = 1;
   ASSERT_EQ(lb->setNode(st.node), "");
-  const int ncpu = libbpf_num_possible_cpus();
-  ASSERT_GT(ncpu, 0);
-  const int limitFd = bpf_map__fd(lb->skel()->maps.ct_insert_limit);
-  uint32_t zero = 0;
-  const std::vector<keel_ct_insert_limit> spent(static_cast<size_t>(ncpu), keel_ct_insert_limit{UINT64_MAX / 4, 0});
-  ASSERT_EQ(bpf_map_update_elem(limitFd, &zero, spent.data(), BPF_ANY), 0);
+  spendInsertLimits(*lb);
   const Bytes syn = PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(30200, 80, kTcpSyn)
                         .build();
   EXPECT_EQ(lb->run(syn).action, XDP_DROP);
   EXPECT_EQ(lb->reasons()[KEEL_R_DROP_NO_BACKEND].packets, 1u);
-  std::vector<keel_ct_insert_limit> after(static_cast<size_t>(ncpu));
-  ASSERT_EQ(bpf_map_lookup_elem(limitFd, &zero, after.data()), 0);
-  for (const keel_ct_insert_limit& l : after) EXPECT_EQ(l.skipped, 0u) << "the SYN asked the limit";
+  const int limitFd = bpf_map__fd(lb->skel()->maps.ct_insert_limit);
+  EXPECT_EQ(sumOverCpus<keel_ct_insert_limit>(limitFd, 0, [](const keel_ct_insert_limit& l) { return l.skipped; }),
+            0u)
+      << "the SYN asked the limit";
 }
 
 // node.conntrack_insert_rate: past it a flow the table does not hold is
@@ -476,12 +479,8 @@ TEST(Balancer, NewFlowsPastTheInsertRateAreForwardedButNotRemembered) {
   FixtureState st = fixtureState();
   st.node.conntrack_insert_rate = 1;
   ASSERT_EQ(lb->setNode(st.node), "");
-  const int ncpu = libbpf_num_possible_cpus();
-  ASSERT_GT(ncpu, 0);
+  spendInsertLimits(*lb);
   const int limitFd = bpf_map__fd(lb->skel()->maps.ct_insert_limit);
-  uint32_t zero = 0;
-  std::vector<keel_ct_insert_limit> spent(static_cast<size_t>(ncpu), keel_ct_insert_limit{UINT64_MAX / 4, 0});
-  ASSERT_EQ(bpf_map_update_elem(limitFd, &zero, spent.data(), BPF_ANY), 0);
   auto flow = [](uint16_t sport) {
     return PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(sport, 80).build();
   };

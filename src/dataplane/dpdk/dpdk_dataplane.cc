@@ -850,12 +850,16 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (ifreq ifr{}; portRestore_.modesBefore < 0 && kernelIfreq(portRestore_.iface, SIOCGIFFLAGS, &ifr))
       portRestore_.modesBefore = ifr.ifr_flags & kReceiveModes;
     int rc = rte_eth_dev_start(port_);
-    if (rc != 0) return Status::error("dpdk.port: start: " + std::string(rte_strerror(-rc)));
+    if (rc != 0) {
+      ended_ = "its start failed";
+      return Status::error("dpdk.port: start: " + std::string(rte_strerror(-rc)));
+    }
     Status s = startRest();
     if (!s) {
       ended_ = "its start failed";
       stopWorkers();
       if (tapReady_) rte_eth_dev_stop(tap_);
+      rte_eth_dev_set_link_down(port_);  // as closePort(): many drivers keep the link up through a stop
       rte_eth_dev_stop(port_);
       if (portRestore_.modesBefore >= 0) setKernelModes(portRestore_.iface, portRestore_.modesBefore);
       return s;

@@ -132,6 +132,20 @@ inline void parse(const PacketBuf& b, ParsedPacket& out) {
   return finish(w, Verdict::kTx, KEEL_R_TX_ICMP_TOO_BIG, bytes);
 }
 
+// The backend the worker's table holds p's flow for, if a packet of
+// service svcId may use it (entryBackend), its id in beId; refreshed when
+// `touch` (a flow's own packet). Null if none.
+inline const BackendSlot* heldBackend(const Snapshot& s, WorkerState& w, const keel_pkt& p, uint32_t svcId,
+                                      uint32_t connHash, uint64_t nowNs, uint64_t idleNs, uint32_t& beId,
+                                      bool touch) {
+  keel_ct_value* e = w.conns.find(p.key, connHash, nowNs, idleNs);
+  const BackendSlot* held = e ? entryBackend(s, *e, svcId) : nullptr;
+  if (!held) return nullptr;
+  beId = e->backend_id;
+  if (touch) ConnTable::touch(*e, nowNs);
+  return held;
+}
+
 // Whether node.conntrack_insert_rate lets this worker write one more entry
 // now (keel_ct_insert_allow); a refusal is counted.
 inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
@@ -177,12 +191,7 @@ inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
   if (syn) {
     insert = insertAllowed(s, w, nowNs);
     if (!insert) {
-      if (keel_ct_value* e = w.conns.find(p.key, connHash, nowNs, idleNs))
-        if (const BackendSlot* held = entryBackend(s, *e, svc.id)) {
-          beId = e->backend_id;
-          ConnTable::touch(*e, nowNs);
-          return held;
-        }
+      if (const BackendSlot* held = heldBackend(s, w, p, svc.id, connHash, nowNs, idleNs, beId, true)) return held;
       return be;  // not remembered
     }
   } else {
@@ -196,11 +205,7 @@ inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
     // miss cost ~8 % of the packet path's rate for them (dpdk_bench
     // --path-only --new-acks; dpdk.md).
     if (inserted & bit)
-      if (const keel_ct_value* e = w.conns.find(p.key, connHash, nowNs, idleNs))
-        if (const BackendSlot* held = entryBackend(s, *e, svc.id)) {
-          beId = e->backend_id;
-          return held;
-        }
+      if (const BackendSlot* held = heldBackend(s, w, p, svc.id, connHash, nowNs, idleNs, beId, false)) return held;
     // Past node.conntrack_insert_rate: forwarded, not remembered (rate.h).
     insert = insertAllowed(s, w, nowNs);
   }

@@ -265,9 +265,7 @@ TEST(Balancer, IdleTimeoutRepicksFromRing) {
     ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
     EXPECT_EQ(ct.backend_id, oldBe);
     EXPECT_EQ(ct.gen, 1u);
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    uint64_t nowNs = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+    const uint64_t nowNs = monotonicNowNs();
     ASSERT_GT(nowNs, 40ull * 1000000000ull) << "machine up for less than 40 s";
     ct.last_seen_ns = nowNs - 31ull * 1000000000ull;  // idle for 31 s > 30 s
     ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &ct, BPF_EXIST), 0);
@@ -311,9 +309,7 @@ TEST(Balancer, EntrySeenAfterThisCpusClockStillHolds) {
   const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 5556, 80, KEEL_PROTO_TCP);
   keel_ct_value ct{};
   ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  ct.last_seen_ns = static_cast<uint64_t>(now.tv_sec + 5) * 1000000000ull;  // "refreshed" after our clock
+  ct.last_seen_ns = monotonicNowNs() + 5ull * 1000000000ull;  // "refreshed" after our clock
   ASSERT_EQ(bpf_map_update_elem(lb->conntrackFd(), &key, &ct, BPF_EXIST), 0);
   toOld.description = "an entry seen later than this CPU's clock holds";
   checkRow(*lb, toOld);
@@ -352,9 +348,7 @@ TEST(Balancer, IcmpErrorDoesNotRefreshItsFlowsEntry) {
   const keel_flow_key key = flowKey(kClient4, "10.100.0.1", 7777, 80, KEEL_PROTO_TCP);
   keel_ct_value ct{};
   ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  const uint64_t nowNs = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+  const uint64_t nowNs = monotonicNowNs();
   ASSERT_GT(nowNs, 10ull * 1000000000ull);
   const uint64_t old = nowNs - 5ull * 1000000000ull;  // 5 s ago: a hit would refresh it
   ct.last_seen_ns = old;
@@ -550,9 +544,7 @@ TEST(Balancer, MidflowMissesCountTcpPacketsPastSynTheTableDidNotHold) {
   EXPECT_EQ(lb->run(tcp(41000, kTcpAck)).action, XDP_TX);
   EXPECT_EQ(misses(), 1u) << "an entry held for a real the flow may no longer use";
 
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  const uint64_t nowNs = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+  const uint64_t nowNs = monotonicNowNs();
   ASSERT_GT(nowNs, 40ull * 1000000000ull) << "machine up for less than 40 s";
   ASSERT_EQ(bpf_map_lookup_elem(lb->conntrackFd(), &key, &ct), 0);
   ct.last_seen_ns = nowNs - 31ull * 1000000000ull;  // idle for 31 s > 30 s
@@ -687,15 +679,10 @@ TEST(Balancer, EncapBeyondMtuAnsweredOrDropped) {
     };
     // bpf_ktime_get_ns() is CLOCK_MONOTONIC (its NMI-safe reader may differ
     // from clock_gettime's by a little during a clock adjustment: kSlack).
-    auto monotonicNs = [] {
-      timespec ts{};
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      return static_cast<__u64>(ts.tv_sec) * 1000000000ull + static_cast<__u64>(ts.tv_nsec);
-    };
     constexpr __u64 kInterval = 1000000000ull, kSlack = 1000000ull;  // 1 s (rate 1), 1 ms
-    const __u64 t0 = monotonicNs();
+    const __u64 t0 = monotonicNowNs();
     EXPECT_EQ(limited->run(over, 1, ifindex).action, XDP_TX);
-    const __u64 t1 = monotonicNs();
+    const __u64 t1 = monotonicNowNs();
     std::vector<__u64> moved = cpuTimes();
     EXPECT_GE(moved[static_cast<size_t>(cpu)], t0 + kInterval - kSlack)
         << "the answer moved this CPU's time one interval past the clock";

@@ -270,9 +270,10 @@ def test_new_flows_past_the_insert_rate_are_served_but_not_remembered(keel_inser
     lab, config, keeld = keel_insert_limited
     limiters = insert_limiters(lab)
     # Enough connections that the limit shows whatever the CPU count: the
-    # bound below is limiters x (burst + one a second), so 4 a bucket tell
-    # a limit from none in any burst shorter than ~3 s.
-    n_conn = max(N_CONN, 4 * limiters)
+    # bound below is limiters x (burst 1 + one a second, the time rounded
+    # up), so 8 a bucket tell a limit from none in any burst of up to 6 s
+    # (30 on two buckets: up to 14 s).
+    n_conn = max(N_CONN, 8 * limiters)
     conns = []
     try:
         skipped0 = json.loads(keeld.keelctl("-o", "json", "stats").stdout)["conntrack"]["inserts_skipped"]

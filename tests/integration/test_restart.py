@@ -54,7 +54,7 @@ PUMP_TIMEOUT_S = 3.0      # a reply later than this counts as lost
 
 
 class Pump:
-    """One flow exchanging request/reply without pause in a thread (bounded
+    """One flow exchanging request/reply, PUMP_PAUSE_S apart, in a thread (bounded
     by PUMP_S, and by PUMP_MAX exchanges, which the time bound reaches
     first), recording who answered each request or that it was lost.
     `ended` says which bound stopped it (None: running, or finished)."""

@@ -153,8 +153,8 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	const struct keel_node_config *node, __u32 *be_id)
 {
 	struct keel_backend *be;
-	struct keel_backend *syn_be = NULL; /* a SYN's pick from the ring */
-	__u32 syn_be_id = 0;
+	struct keel_backend *held_be;
+	int syn = keel_tcp_syn(pkt);
 	int held;
 	__u64 now;
 
@@ -163,39 +163,36 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 
 	now = bpf_ktime_get_ns();
 	/* A SYN opens a new connection: the ring picks it and its entry is
-	 * overwritten (keel_tcp_syn), not looked up. With no usable real on
-	 * the ring it is dropped before the insert limit is asked, so SYNs to
-	 * a service with none spend no other flow's insert. One the limit
-	 * refuses follows the table like any segment instead: its entry cannot
-	 * be rewritten, so the connection's next segments would follow the old
-	 * one to another real. */
-	if (keel_tcp_syn(pkt)) {
-		syn_be = lb_ring_pick(pkt, svc, &syn_be_id);
-		if (!syn_be)
-			return NULL;
-		if (lb_ct_insert_allowed(node, now)) {
-			lb_ct_write(pkt, syn_be, syn_be_id, now);
-			*be_id = syn_be_id;
-			return syn_be;
-		}
+	 * overwritten (keel_tcp_syn), not looked up first. With no usable real
+	 * on the ring it is dropped before the insert limit is asked, so SYNs
+	 * to a service with none spend no other flow's insert. */
+	if (!syn) {
+		be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);
+		if (be)
+			return be;
+		if (!held && keel_tcp_midflow(pkt))
+			lb_ct_count(KEEL_CT_S_MIDFLOW_MISS);
 	}
-	be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);  /* sets be_id only when found */
-	if (be)
-		return be;
-	if (syn_be) {  /* refused, and the table holds no usable real for it */
-		*be_id = syn_be_id;
-		return syn_be;
-	}
-	if (!held && keel_tcp_midflow(pkt))
-		lb_ct_count(KEEL_CT_S_MIDFLOW_MISS);
 	be = lb_ring_pick(pkt, svc, be_id);
 	if (!be)
 		return NULL;
 	/* An ICMP error only follows an existing flow; letting it create
-	 * entries would let forged errors fill the table. Past
-	 * node.conntrack_insert_rate: forwarded, not remembered. */
-	if (!pkt->icmp_error && lb_ct_insert_allowed(node, now))
+	 * entries would let forged errors fill the table. */
+	if (pkt->icmp_error)
+		return be;
+	if (lb_ct_insert_allowed(node, now)) {
 		lb_ct_write(pkt, be, *be_id, now);
+		return be;
+	}
+	/* Past node.conntrack_insert_rate: forwarded, not remembered. A SYN
+	 * the limit refuses follows the table like any segment: its entry
+	 * cannot be rewritten, so the connection's next segments would follow
+	 * the old one to another real. */
+	if (syn) {
+		held_be = lb_ct_lookup(pkt, svc, node, now, be_id, &held);  /* sets be_id only when found */
+		if (held_be)
+			return held_be;
+	}
 	return be;
 }
 

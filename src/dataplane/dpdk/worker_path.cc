@@ -148,10 +148,10 @@ inline const BackendSlot* heldBackend(const Snapshot& s, WorkerState& w, const k
 
 // Whether node.conntrack_insert_rate lets this worker write one more entry
 // now (keel_ct_insert_allow); a refusal is counted.
-inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
-  if (keel_ct_insert_allow(&w.ctInsertTat, nowNs, s.node.conntrack_insert_rate)) return 1;
+inline bool insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
+  if (keel_ct_insert_allow(&w.ctInsertTat, nowNs, s.node.conntrack_insert_rate)) return true;
   countEvent(w.counters.ctInsertsSkipped);
-  return 0;
+  return false;
 }
 
 // A flow the connection table does not hold (or holds for a real it may no
@@ -187,29 +187,23 @@ inline int8_t insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
   if (p.icmp_error) return be;
   __u64& inserted = w.passInserts[connHash >> 28];
   const __u64 bit = __u64{1} << ((connHash >> 22) & 63);
-  int8_t insert;
-  if (syn) {
-    insert = insertAllowed(s, w, nowNs);
-    if (!insert) {
-      if (const BackendSlot* held = heldBackend(s, w, p, svc.id, connHash, nowNs, idleNs, beId, true)) return held;
-      return be;  // not remembered
-    }
-  } else {
-    // A later packet of a flow an earlier packet of this pass inserted
-    // (stage 1 looked before that insert): packet by packet it would have
-    // hit that entry, so it neither asks the insert limit again (one more
-    // token spent, a skip counted for a flow that was inserted) nor counts
-    // as a mid-flow miss. Looked for only when the pass's filter says an
-    // insert may have been this flow's (a pass inserts at most 32 flows, so
-    // ~3 % of misses look for nothing): a second look for every non-SYN
-    // miss cost ~8 % of the packet path's rate for them (dpdk_bench
-    // --path-only --new-acks; dpdk.md).
-    if (inserted & bit)
-      if (const BackendSlot* held = heldBackend(s, w, p, svc.id, connHash, nowNs, idleNs, beId, false)) return held;
+  // A later packet of a flow an earlier packet of this pass inserted
+  // (stage 1 looked before that insert): packet by packet it would have
+  // hit that entry, so it neither asks the insert limit again (one more
+  // token spent, a skip counted for a flow that was inserted) nor counts
+  // as a mid-flow miss. Looked for only when the pass's filter says an
+  // insert may have been this flow's (a pass inserts at most 32 flows, so
+  // ~3 % of misses look for nothing): a second look for every non-SYN
+  // miss cost ~8 % of the packet path's rate for them (dpdk_bench
+  // --path-only --new-acks; dpdk.md). A SYN is picked from the ring
+  // whatever the table holds.
+  if (!syn && (inserted & bit))
+    if (const BackendSlot* held = heldBackend(s, w, p, svc.id, connHash, nowNs, idleNs, beId, false)) return held;
+  if (!insertAllowed(s, w, nowNs)) {
     // Past node.conntrack_insert_rate: forwarded, not remembered (rate.h).
-    insert = insertAllowed(s, w, nowNs);
-  }
-  if (!insert) {
+    // A refused SYN follows a usable entry instead, as any segment would.
+    if (syn)
+      if (const BackendSlot* held = heldBackend(s, w, p, svc.id, connHash, nowNs, idleNs, beId, true)) return held;
     if (midflowMiss && !w.conns.find(p.key, connHash, nowNs, idleNs)) countEvent(w.counters.ctMidflowMisses);
     return be;
   }

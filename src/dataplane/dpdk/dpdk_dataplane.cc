@@ -463,23 +463,32 @@ bool setKernelModes(const std::string& iface, int modes) {
   return kernelIfreq(iface, SIOCSIFFLAGS, &ifr);
 }
 
+// Stops a started port. Link down first where the driver can (many keep
+// the link up through a stop): the router's ECMP then sees the port gone
+// instead of sending into it until BFD or BGP notices. -ENOTSUP elsewhere
+// (vdevs): ignored.
+void stopPort(uint16_t port) {
+  rte_eth_dev_set_link_down(port);
+  rte_eth_dev_stop(port);
+}
+
+// Puts back the receive modes a kernel interface had before the port
+// started (nothing to do: true); false, logged, if it cannot.
+bool restoreModes(const KernelRestore& restore) {
+  if (restore.modesBefore < 0 || setKernelModes(restore.iface, restore.modesBefore)) return true;
+  logWarn(LogRecord("dpdk_modes_not_restored").add("interface", restore.iface)
+              .add("promiscuous", (restore.modesBefore & IFF_PROMISC) != 0)
+              .add("allmulticast", (restore.modesBefore & IFF_ALLMULTI) != 0)
+              .add("error", std::strerror(errno)));
+  return false;
+}
+
 void closePort(uint16_t port, bool probed, KernelRestore restore = {}) {
   rte_eth_dev_info info{};
   rte_device* dev = rte_eth_dev_info_get(port, &info) == 0 ? info.device : nullptr;
-  // Link down first where the driver can (many keep the link up through a
-  // stop): the router's ECMP then sees the port gone instead of sending
-  // into it until BFD or BGP notices. -ENOTSUP elsewhere (vdevs): ignored.
-  rte_eth_dev_set_link_down(port);
-  rte_eth_dev_stop(port);
+  stopPort(port);
   rte_eth_dev_close(port);
-  bool restored = true;
-  if (restore.modesBefore >= 0 && !setKernelModes(restore.iface, restore.modesBefore)) {
-    restored = false;
-    logWarn(LogRecord("dpdk_modes_not_restored").add("interface", restore.iface)
-                .add("promiscuous", (restore.modesBefore & IFF_PROMISC) != 0)
-                .add("allmulticast", (restore.modesBefore & IFF_ALLMULTI) != 0)
-                .add("error", std::strerror(errno)));
-  }
+  bool restored = restoreModes(restore);
   // By the kernel itself: ethdev would check the old MTU against the
   // driver's frame limit (af_packet: 1518 bytes), refusing a jumbo one.
   if (restore.mtu != 0 && !setKernelMtu(restore.iface, restore.mtu)) {
@@ -859,9 +868,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       ended_ = "its start failed";
       stopWorkers();
       if (tapReady_) rte_eth_dev_stop(tap_);
-      rte_eth_dev_set_link_down(port_);  // as closePort(): many drivers keep the link up through a stop
-      rte_eth_dev_stop(port_);
-      if (portRestore_.modesBefore >= 0) setKernelModes(portRestore_.iface, portRestore_.modesBefore);
+      stopPort(port_);
+      restoreModes(portRestore_);
       return s;
     }
     started_ = true;

@@ -81,6 +81,34 @@ class WorkerPathTest : public ::testing::Test {
     return o;
   }
 
+  // `frames` through worker_ as one burst (prepareBurst, then
+  // processBurst, at nowNs): each packet's result and rewritten bytes.
+  std::vector<Out> runBurst(const std::vector<Frame>& frames, uint64_t nowNs) {
+    const uint32_t n = static_cast<uint32_t>(frames.size());
+    std::vector<std::vector<uint8_t>> mem(n);
+    std::vector<PacketBuf> bufs(n);
+    std::vector<ParsedPacket> parsed(n);
+    std::vector<PacketResult> results(n);
+    for (uint32_t i = 0; i < n; ++i) bufs[i] = place(mem[i], test::buildFrame(frames[i]));
+    prepareBurst(worker_, bufs.data(), parsed.data(), n);
+    processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, nowNs, results.data());
+    std::vector<Out> out(n);
+    for (uint32_t i = 0; i < n; ++i) out[i] = Out{results[i], {bufs[i].data, bufs[i].data + bufs[i].len}};
+    return out;
+  }
+  // The same frames one at a time through `ref`, a worker of their own
+  // under the same tables: what packet-by-packet processing gives.
+  std::vector<Out> runEach(WorkerState& ref, const std::vector<Frame>& frames, uint64_t nowNs) {
+    std::vector<Out> out;
+    std::vector<uint8_t> mem;
+    for (const Frame& f : frames) {
+      PacketBuf b = place(mem, test::buildFrame(f));
+      const PacketResult r = processPacket(*store_.current(), ref, b, nowNs);
+      out.push_back(Out{r, {b.data, b.data + b.len}});
+    }
+    return out;
+  }
+
   IpAddress vip4_ = ip("10.0.0.100");
   IpAddress vip6_ = ip("2001:db8::100");
   int graces_ = 0;
@@ -1135,18 +1163,13 @@ TEST_F(WorkerPathTest, ABurstTellsDestinationsApartByEveryField) {
       {Frame{client, ip("10.0.0.101"), 1000, 80}, KEEL_INVALID_ID},  // address
       {Frame{client6, vip6_, 1000, 80}, 4},
   };
-  const uint32_t n = static_cast<uint32_t>(burst.size());
-  std::vector<std::vector<uint8_t>> mem(n);
-  std::vector<PacketBuf> bufs(n);
-  std::vector<ParsedPacket> parsed(n);
-  std::vector<PacketResult> results(n);
-  for (uint32_t i = 0; i < n; ++i) bufs[i] = place(mem[i], test::buildFrame(burst[i].first));
-  prepareBurst(worker_, bufs.data(), parsed.data(), n);
-  processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, 1000, results.data());
-  for (uint32_t i = 0; i < n; ++i) {
-    EXPECT_EQ(results[i].backendId, burst[i].second) << "packet " << i;
+  std::vector<Frame> frames;
+  for (const auto& [f, real] : burst) frames.push_back(f);
+  const std::vector<Out> results = runBurst(frames, 1000);
+  for (size_t i = 0; i < burst.size(); ++i) {
+    EXPECT_EQ(results[i].r.backendId, burst[i].second) << "packet " << i;
     if (burst[i].second == KEEL_INVALID_ID) {
-      EXPECT_EQ(results[i].reason, KEEL_R_PASS_NOT_VIP) << "packet " << i;
+      EXPECT_EQ(results[i].r.reason, KEEL_R_PASS_NOT_VIP) << "packet " << i;
     }
   }
 }
@@ -1181,28 +1204,21 @@ TEST_F(WorkerPathTest, ABurstEndsAsPacketByPacketProcessingWould) {
   // an earlier packet of the burst wrote).
   for (Frame& f : flows) f.tcpFlags = 0x10;
   const uint32_t n = 70;
-  std::vector<std::vector<uint8_t>> mem(n), refMem(n);
-  std::vector<PacketBuf> bufs(n);
-  std::vector<ParsedPacket> parsed(n);
-  std::vector<PacketResult> results(n);
-  for (uint32_t i = 0; i < n; ++i) bufs[i] = place(mem[i], test::buildFrame(flows[(i * 3) % flows.size()]));
-  prepareBurst(worker_, bufs.data(), parsed.data(), n);
-  processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, 1000, results.data());
-
+  std::vector<Frame> frames;
+  for (uint32_t i = 0; i < n; ++i) frames.push_back(flows[(i * 3) % flows.size()]);
+  const std::vector<Out> results = runBurst(frames, 1000);
   WorkerState ref(1024, 16, 1024, 1500);
+  const std::vector<Out> each = runEach(ref, frames, 1000);
   for (uint32_t i = 0; i < n; ++i) {
-    const Frame& f = flows[(i * 3) % flows.size()];
+    const Frame& f = frames[i];
     // The real the ring gives the flow (maglev_lookup.h), computed here.
     const std::vector<uint32_t>& slots = f.dst == vip4_ ? slots1 : slots2;
     const uint32_t m = static_cast<uint32_t>(slots.size());
-    EXPECT_EQ(results[i].backendId, slots[keel_ring_index(flowHashOf(f), m) - 1]) << "packet " << i;
-    PacketBuf b = place(refMem[i], test::buildFrame(f));
-    PacketResult r = processPacket(*store_.current(), ref, b, 1000);
-    EXPECT_EQ(results[i].verdict, r.verdict) << "packet " << i;
-    EXPECT_EQ(results[i].reason, r.reason) << "packet " << i;
-    EXPECT_EQ(results[i].backendId, r.backendId) << "packet " << i;
-    EXPECT_EQ(std::vector<uint8_t>(bufs[i].data, bufs[i].data + bufs[i].len), std::vector<uint8_t>(b.data, b.data + b.len))
-        << "packet " << i;
+    EXPECT_EQ(results[i].r.backendId, slots[keel_ring_index(flowHashOf(f), m) - 1]) << "packet " << i;
+    EXPECT_EQ(results[i].r.verdict, each[i].r.verdict) << "packet " << i;
+    EXPECT_EQ(results[i].r.reason, each[i].r.reason) << "packet " << i;
+    EXPECT_EQ(results[i].r.backendId, each[i].r.backendId) << "packet " << i;
+    EXPECT_EQ(results[i].bytes, each[i].bytes) << "packet " << i;
   }
   EXPECT_EQ(worker_.conns.occupied(), flows.size());
   EXPECT_EQ(worker_.conns.countLive(), flows.size());
@@ -1231,21 +1247,13 @@ TEST_F(WorkerPathTest, ABurstAsksTheInsertLimitAsPacketByPacketWould) {
     fr.proto = KEEL_PROTO_UDP;
     flows.push_back(fr);
   }
-  const uint32_t n = 9;  // each flow three times, interleaved
-  std::vector<std::vector<uint8_t>> mem(n), refMem(n);
-  std::vector<PacketBuf> bufs(n);
-  std::vector<ParsedPacket> parsed(n);
-  std::vector<PacketResult> results(n);
-  for (uint32_t i = 0; i < n; ++i) bufs[i] = place(mem[i], test::buildFrame(flows[i % flows.size()]));
+  std::vector<Frame> frames;
+  for (uint32_t i = 0; i < 9; ++i) frames.push_back(flows[i % flows.size()]);  // each flow three times, interleaved
   const uint64_t now = 1'000'000'000;
-  prepareBurst(worker_, bufs.data(), parsed.data(), n);
-  processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, now, results.data());
+  const std::vector<Out> results = runBurst(frames, now);
   WorkerState ref(1024, 16, 1024, 1500);
-  for (uint32_t i = 0; i < n; ++i) {
-    PacketBuf b = place(refMem[i], test::buildFrame(flows[i % flows.size()]));
-    PacketResult r = processPacket(*store_.current(), ref, b, now);
-    EXPECT_EQ(results[i].backendId, r.backendId) << "packet " << i;
-  }
+  const std::vector<Out> each = runEach(ref, frames, now);
+  for (size_t i = 0; i < frames.size(); ++i) EXPECT_EQ(results[i].r.backendId, each[i].r.backendId) << "packet " << i;
   EXPECT_EQ(ref.conns.occupied(), 1u) << "one insert allowed";
   EXPECT_EQ(worker_.conns.occupied(), 1u);
   EXPECT_EQ(ref.counters.ctInsertsSkipped, 6u) << "the two refused flows, at each of their packets";
@@ -1270,21 +1278,13 @@ TEST_F(WorkerPathTest, ABurstOfSynsAsksTheInsertLimitAsPacketByPacketWould) {
   Frame dead{ip("192.168.1.3"), vip4_, 4002, 81};
   dead.tcpFlags = KEEL_TCP_SYN;
   const std::vector<Frame> frames{a, b, dead, b};
-  const uint32_t n = static_cast<uint32_t>(frames.size());
-  std::vector<std::vector<uint8_t>> mem(n), refMem(n);
-  std::vector<PacketBuf> bufs(n);
-  std::vector<ParsedPacket> parsed(n);
-  std::vector<PacketResult> results(n);
-  for (uint32_t i = 0; i < n; ++i) bufs[i] = place(mem[i], test::buildFrame(frames[i]));
   const uint64_t now = 1'000'000'000;
-  prepareBurst(worker_, bufs.data(), parsed.data(), n);
-  processBurst(*store_.current(), worker_, bufs.data(), parsed.data(), n, now, results.data());
+  const std::vector<Out> results = runBurst(frames, now);
   WorkerState ref(1024, 16, 1024, 1500);
-  for (uint32_t i = 0; i < n; ++i) {
-    PacketBuf pb = place(refMem[i], test::buildFrame(frames[i]));
-    const PacketResult r = processPacket(*store_.current(), ref, pb, now);
-    EXPECT_EQ(results[i].reason, r.reason) << "packet " << i;
-    EXPECT_EQ(results[i].backendId, r.backendId) << "packet " << i;
+  const std::vector<Out> each = runEach(ref, frames, now);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    EXPECT_EQ(results[i].r.reason, each[i].r.reason) << "packet " << i;
+    EXPECT_EQ(results[i].r.backendId, each[i].r.backendId) << "packet " << i;
   }
   EXPECT_EQ(ref.counters.ctInsertsSkipped, 2u) << "B's two SYNs refused; the dead SYN asked nothing";
   EXPECT_EQ(worker_.counters.ctInsertsSkipped, ref.counters.ctInsertsSkipped);

@@ -29,6 +29,7 @@
 #include "isolated_network.h"
 #include "log_capture.h"
 #include "mock_dataplane.h"
+#include "wall_clock.h"
 
 namespace keel {
 namespace {
@@ -895,9 +896,7 @@ TEST_F(DaemonBackendTest, StatusFollowsTheFileTheReloadsAndTheRuntimeChanges) {
   // start's following a sleep (a stalled box or a stepped clock made that
   // pass or fail by chance). The clock is first seen past the start's time
   // (bounded), so a reload that left the time as it was falls outside.
-  for (int i = 0; i < 1000 && std::chrono::system_clock::now() <= startedAt; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  const auto beforeReload = std::chrono::system_clock::now();
+  const auto beforeReload = test::wallClockPast(startedAt);
   ASSERT_GT(beforeReload, startedAt) << "the wall clock did not move past the start's time";
   ASSERT_TRUE(backend_->reload().isOk());
   const auto afterReload = std::chrono::system_clock::now();

@@ -621,6 +621,18 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                      where + "service port is " + std::to_string(svc->port) + ", lookup asked for " +
                          std::to_string(*r.port),
                      "params.port", {}});
+      // Both planes look up the exact port first and take the port-0
+      // service only when none has it: a port another service of this VIP
+      // and protocol listens on never reaches this one, so there is no
+      // answer to give for it here.
+      if (svc->port == 0)
+        for (const ServiceSnapshot& s : backend_.serviceStates(std::nullopt))
+          if (s.port == *r.port && s.protocol == svc->protocol && s.vip == svc->vip)
+            return fail({code::kInvalidParams,
+                         where + "port " + std::to_string(*r.port) + " of " + svc->vip.toString() + "/" +
+                             std::string(protocolName(svc->protocol)) + " is service " + s.name +
+                             "'s, which takes its flows before this port-0 service: look the flow up there",
+                         "params.port", {}});
       dport = *r.port;
     }
     // The flow key exactly as the data planes build it (include/keel/flow.h):

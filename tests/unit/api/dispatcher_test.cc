@@ -745,6 +745,8 @@ TEST_F(DispatcherTest, ConnListIsAnsweredWhenTheBackendIsDone) {
 TEST_F(DispatcherTest, LookupRejectsMismatches) {
   struct Row { const char* params; const char* field; const char* message; };
   fake_.services.push_back(FakeBackend::makeService("any", "10.0.0.3", 0, {"10.0.0.8"}));
+  // A port-0 service beside web on web's VIP: port 80 is web's.
+  fake_.services.push_back(FakeBackend::makeService("all", "10.0.0.1", 0, {"10.0.0.9"}));
   const Row rows[] = {
       {R"({"service":"web","client_address":"192.0.2.1","client_port":1,"protocol":"udp"})", "params.protocol",
        "services[web]: service is tcp, lookup asked for udp"},
@@ -754,6 +756,9 @@ TEST_F(DispatcherTest, LookupRejectsMismatches) {
        "services[web]: service port is 80, lookup asked for 81"},
       {R"({"service":"any","client_address":"192.0.2.1","client_port":1})", "params.port",
        "services[any]: service listens on every port: give the destination port"},
+      {R"({"service":"all","client_address":"192.0.2.1","client_port":1,"port":80})", "params.port",
+       "services[all]: port 80 of 10.0.0.1/tcp is service web's, which takes its flows before this port-0 "
+       "service: look the flow up there"},
   };
   for (const auto& row : rows) {
     SCOPED_TRACE(row.params);
@@ -765,6 +770,9 @@ TEST_F(DispatcherTest, LookupRejectsMismatches) {
   json r = call(R"({"id":1,"method":"lookup","params":{"service":"any","client_address":"192.0.2.1","client_port":1,"port":8080}})");
   EXPECT_EQ(r["result"]["real"], "10.0.0.8");
   EXPECT_EQ(r["result"]["port"], 8080);
+  // Another port of web's VIP is the port-0 service's.
+  r = call(R"({"id":1,"method":"lookup","params":{"service":"all","client_address":"192.0.2.1","client_port":1,"port":81}})");
+  EXPECT_EQ(r["result"]["real"], "10.0.0.9") << r.dump();
   // Every real drained: the ring is empty, lookup says so instead of guessing.
   for (auto& real : fake_.services[0].reals) real.draining = true;
   FakeBackend::refresh(fake_.services[0]);

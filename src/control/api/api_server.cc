@@ -46,6 +46,7 @@ struct ApiServer::State {
   bool replacedLogged = false;         // watchSocket() found another file at the path
   std::unordered_set<std::shared_ptr<Connection>> connections;
   size_t bufferedBytes = 0;  // the connections' inbuf_ sizes, summed (Connection::account)
+  size_t inputCapacity = 0;  // their inbuf_ allocations, summed (the same)
   // The rate limit of logged `forbidden` refusals (Connection::audit).
   LogRateLimit forbiddenLogs{ApiServer::kForbiddenLogsPerSecond};
   bool running = false;
@@ -90,7 +91,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (closed_) return;
     closed_ = true;
     waiting_ = false;
-    inbuf_.clear();
+    std::string().swap(inbuf_);
     account();
     error_code ignored;
     timer_.cancel();
@@ -117,16 +118,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
       bool blank = line.find_first_not_of(" \t") == std::string_view::npos;
       if (blank) {
         // Empty lines are keep-alives (and what `nc` sends by habit).
-        inbuf_.erase(0, nl + 1);
-        scanned_ = 0;
-        account();
+        consume(nl + 1);
         continue;
       }
       DispatchOutcome out = state_->dispatcher.handleLine(line);
       audit(out);
-      inbuf_.erase(0, nl + 1);
-      scanned_ = 0;
-      account();
+      consume(nl + 1);
       if (out.later) return later(std::move(out.later));
       return send(serializeResponse(out.response), false, out.shutdownDetach);
     }
@@ -134,7 +131,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void read() {
-    arm(inbuf_.empty() ? state_->options.idleTimeout : state_->options.ioTimeout);
+    // Between requests the idle timeout, from now. A line begun gets
+    // ioTimeout from its first byte to its newline, not from each read: a
+    // client that trickles a byte now and then must not hold the
+    // connection (and its buffered bytes) forever.
+    if (inbuf_.empty()) {
+      lineDeadline_.reset();
+      arm(state_->options.idleTimeout);
+    } else {
+      if (!lineDeadline_) lineDeadline_ = asio::steady_timer::clock_type::now() + state_->options.ioTimeout;
+      armUntil(*lineDeadline_);
+    }
     waiting_ = true;
     auto self = shared_from_this();
     socket_.async_read_some(asio::buffer(readBuf_), [self](const error_code& ec, size_t n) {
@@ -194,10 +201,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // Keeps State::bufferedBytes equal to the sum of the open connections'
-  // inbuf_ sizes; called after every change to inbuf_.
+  // inbuf_ sizes, and State::inputCapacity to that of their allocations;
+  // called after every change to inbuf_.
   void account() {
     state_->bufferedBytes = state_->bufferedBytes - counted_ + inbuf_.size();
     counted_ = inbuf_.size();
+    state_->inputCapacity = state_->inputCapacity - countedCapacity_ + inbuf_.capacity();
+    countedCapacity_ = inbuf_.capacity();
   }
 
   // Over maxBufferedBytes: closes the connection that holds the most
@@ -252,7 +262,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto self = shared_from_this();
     asio::async_write(socket_, asio::buffer(outbuf_),
                       [self, closeAfter, shutdownDetach](const error_code& ec, size_t) {
-                        self->outbuf_.clear();
+                        std::string().swap(self->outbuf_);  // its memory too (consume())
                         self->waitingSince_ = std::chrono::steady_clock::now();
                         // The reply is out (or the client is gone): only now
                         // may the daemon stop, so `daemon stop` sees its ack.
@@ -266,8 +276,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       });
   }
 
-  void arm(std::chrono::milliseconds timeout) {
-    timer_.expires_after(timeout);
+  // Drops a framed line (and its newline) from the input. A line's
+  // deadline ends with it. A buffer left empty gives its memory back when
+  // it had grown past what ordinary requests need: a long request would
+  // otherwise stay allocated for the connection's life, unseen by
+  // bufferedBytes() and its bound.
+  void consume(size_t n) {
+    inbuf_.erase(0, n);
+    scanned_ = 0;
+    lineDeadline_.reset();
+    if (inbuf_.empty() && inbuf_.capacity() > kKeptCapacity) std::string().swap(inbuf_);
+    account();
+  }
+
+  void arm(std::chrono::milliseconds timeout) { armUntil(asio::steady_timer::clock_type::now() + timeout); }
+  void armUntil(asio::steady_timer::time_point deadline) {
+    timer_.expires_at(deadline);
     auto self = shared_from_this();
     timer_.async_wait([self](const error_code& ec) {
       if (ec == asio::error::operation_aborted || self->closed_) return;
@@ -282,8 +306,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::steady_timer timer_;
   std::array<char, 16 * 1024> readBuf_;  // x maxConnections: keep it small
   std::string inbuf_;
+  // When the line being received must be complete (set at its first read,
+  // cleared when a line is consumed); none between requests.
+  std::optional<asio::steady_timer::time_point> lineDeadline_;
+  static constexpr size_t kKeptCapacity = 64 * 1024;  // consume()
   size_t scanned_ = 0;  // bytes of inbuf_ already known to hold no '\n'
   size_t counted_ = 0;  // inbuf_'s size as State::bufferedBytes counts it
+  size_t countedCapacity_ = 0;  // inbuf_'s capacity as State::inputCapacity counts it
   std::string outbuf_;
   bool closed_ = false;
   bool waiting_ = false;  // a read is pending
@@ -505,6 +534,8 @@ ApiServer::~ApiServer() { stop(); }
 size_t ApiServer::connectionCount() const { return state_->connections.size(); }
 
 size_t ApiServer::bufferedBytes() const { return state_->bufferedBytes; }
+
+size_t ApiServer::inputCapacity() const { return state_->inputCapacity; }
 
 const ApiServerOptions& ApiServer::options() const { return state_->options; }
 

@@ -122,6 +122,8 @@ class ApiServer {
   size_t connectionCount() const;
   // Request bytes read and not yet answered, all connections (tests).
   size_t bufferedBytes() const;
+  // The memory the connections' input buffers hold, used or not (tests).
+  size_t inputCapacity() const;
   // `forbidden` refusals logged a second at most, per socket (the rest are
   // counted into the next record's `suppressed`; LogRateLimit).
   static constexpr uint32_t kForbiddenLogsPerSecond = 10;

@@ -86,6 +86,8 @@ bool tooDeep(std::string_view line) {
   return false;
 }
 
+constexpr size_t kMaxIdBytes = 256;  // a string id (docs/api.md)
+
 std::string oneLine(std::string_view s, size_t limit) {
   std::string out;
   for (unsigned char c : s) {
@@ -297,6 +299,13 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
         return {errorResponse(id, {code::kInvalidRequest,
                                    "id: must be an integer or a string, got " + describeJson(*it),
                                    "id", {}}), {}};
+      // Echoed in the reply: a megabyte of id would be a megabyte of
+      // reply, held while a client that does not read it stalls.
+      if (it->is_string() && it->get_ref<const std::string&>().size() > kMaxIdBytes)
+        return {errorResponse(nullptr, {code::kInvalidRequest,
+                                        "id: a string of at most " + std::to_string(kMaxIdBytes) + " bytes, got " +
+                                            std::to_string(it->get_ref<const std::string&>().size()),
+                                        "id", {}}), {}};
       id = *it;
     }
     if (const auto& dup = duplicates.duplicate()) {
@@ -313,7 +322,7 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
         return {errorResponse(id, {code::kInvalidRequest,
                                    describeJson(json(it.key())) +
                                        ": unknown request key (expected: id, method, params)",
-                                   it.key(), {}}), {}};
+                                   oneLine(it.key(), 200), {}}), {}};
     }
     auto m = req.find("method");
     if (m == req.end())

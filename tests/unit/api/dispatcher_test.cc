@@ -58,6 +58,8 @@ TEST_F(DispatcherTest, BadRequestsChangeNothing) {
       {"method not string", R"({"id":1,"method":7})", code::kInvalidRequest, "method: must be a string, got 7"},
       {"bad id", R"({"id":[1],"method":"service.list"})", code::kInvalidRequest,
        "id: must be an integer or a string, got a list"},
+      {"id too long to echo", R"({"id":")" + std::string(257, 'i') + R"(","method":"service.list"})",
+       code::kInvalidRequest, "id: a string of at most 256 bytes, got 257"},
       {"extra envelope key", R"({"id":1,"method":"service.list","parms":{}})", code::kInvalidRequest,
        "\"parms\": unknown request key (expected: id, method, params)"},
       {"unknown method", R"({"id":1,"method":"real.destroy","params":{}})", code::kUnknownMethod, nullptr},

@@ -406,6 +406,37 @@ TEST_F(ServerTest, IdleClientIsClosed) {
   EXPECT_TRUE(eventually([&] { return server_->bufferedBytes() == 0; }));
 }
 
+// A line's time runs from its first byte: a client that trickles one byte
+// now and then (each read within the timeout) is still closed once the
+// line has taken longer than ioTimeout. Before, every read re-armed it.
+TEST_F(ServerTest, ATrickledLineIsClosedAtItsDeadline) {
+  options_.ioTimeout = std::chrono::milliseconds(300);
+  startServer();
+  RawClient c(options_.socketPath);
+  ASSERT_TRUE(c.send(R"({"id":1,)"));
+  bool closed = false;
+  for (int i = 0; i < 40 && !closed; ++i) {  // 40 x 100 ms: far past 300 ms
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    closed = !c.send(" ") || c.waitClosed(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_TRUE(eventually([&] { return server_->bufferedBytes() == 0; }));
+}
+
+// A request that made the input buffer grow leaves no memory behind once
+// answered: the connection's buffers shrink back (bufferedBytes() could not
+// see the capacity a long line left, so 256 connections each holding one
+// went past the bound unseen). Seen through the server's own measure of
+// what its connections hold.
+TEST_F(ServerTest, ALongRequestLeavesNoBufferBehind) {
+  startServer();
+  RawClient c(options_.socketPath);
+  const std::string pad(512 * 1024, ' ');
+  json r = c.request(R"({"id":1,"method":"service.list"})" + pad);
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_TRUE(eventually([&] { return server_->inputCapacity() <= 64 * 1024; })) << server_->inputCapacity();
+}
+
 // Full: a newcomer closes the connection that has waited longest for its
 // client since its connect or last answer (the review's 256 idle
 // connections locked `config reload` out); bytes of an unfinished line do

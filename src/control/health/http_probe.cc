@@ -41,7 +41,7 @@ class HttpProbe final : public Probe {
     socket_.async_connect(tcp::endpoint(config_->address, config_->port),
                           [self = self<HttpProbe>()](const boost::system::error_code& ec) {
                             if (self->finished()) return;
-                            if (ec) return self->finish(connectFailure(ec, "connect: " + describe(ec), *self->config_));
+                            if (ec) return self->finish(pathFailure(ec, "connect: " + describe(ec), *self->config_));
                             self->connected_ = true;
                             self->write();
                           });

@@ -43,12 +43,24 @@ bool isLocalError(const boost::system::error_code& ec);
 
 // A failed result with `reason`, local if `ec` is a local error.
 HealthResult failure(const boost::system::error_code& ec, std::string reason);
-// The same for a connect's error, where "network is unreachable" is this
-// host's too when it has no route to the real now (its link down, its
-// address or route gone: fault review F7, where a balancer's link flap took
-// every real down and raised all_reals_down) rather than a router's ICMP
-// about the path: a route lookup without a packet (a UDP connect) decides.
-HealthResult connectFailure(const boost::system::error_code& ec, std::string reason, const ProbeConfig& config);
+// Why this host's own path to the real is down now, or nothing (up, or it
+// cannot tell): no route to it ("network is unreachable": its address or
+// route gone), or the route's device without carrier (the kernel keeps a
+// connected route through a link that lost carrier, flagged linkdown, so
+// the check's packets go nowhere and it times out). One route lookup
+// without a packet (netlink RTM_GETROUTE, then the device's flags).
+std::optional<std::string> hostPathDown(const ProbeConfig& config);
+// `failed` as not run (local and noRoute, the reason saying why) when
+// hostPathDown() finds this host's path down: a flap of the balancer's own
+// link is not the reals' fault (fault review F7, where it took every real
+// down and raised all_reals_down). A result that is ok or local already is
+// returned as it is.
+HealthResult unlessHostPathDown(HealthResult failed, const ProbeConfig& config);
+// A failed result for a socket's error (a connect's, a udp receive's):
+// local if `ec` is a local error; for the errors a dead path gives
+// (ENETUNREACH, EHOSTUNREACH, ETIMEDOUT) not run when hostPathDown() says
+// so, else the failure it is (a router's ICMP about the path).
+HealthResult pathFailure(const boost::system::error_code& ec, std::string reason, const ProbeConfig& config);
 
 // Opens `socket` for the target's family and binds the configured source.
 // Returns nothing, or the failed result.

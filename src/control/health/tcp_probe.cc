@@ -41,7 +41,7 @@ class TcpProbe final : public Probe {
     socket_.async_connect(tcp::endpoint(config_->address, config_->port),
                           [self = self<TcpProbe>()](const boost::system::error_code& ec) {
                             if (self->finished()) return;
-                            if (ec) return self->finish(connectFailure(ec, "connect: " + describe(ec), *self->config_));
+                            if (ec) return self->finish(pathFailure(ec, "connect: " + describe(ec), *self->config_));
                             self->finish({true, "connect: ok"});
                           });
   }

@@ -45,7 +45,7 @@ class UdpProbe final : public Probe {
       if (ec) return failSoon(failure(ec, "udp: bind " + config_->source->to_string() + ": " + describe(ec)));
     }
     socket_.connect(remote, ec);  // no packet: only fixes the peer
-    if (ec) return failSoon(connectFailure(ec, "udp: connect: " + describe(ec), *config_));
+    if (ec) return failSoon(pathFailure(ec, "udp: connect: " + describe(ec), *config_));
     socket_.async_receive(asio::buffer(reply_),
                           [self = self<UdpProbe>()](const boost::system::error_code& ec, size_t n) {
                             if (self->finished()) return;
@@ -62,7 +62,7 @@ class UdpProbe final : public Probe {
     if (ec == asio::error::connection_refused) {
       return {false, "udp: connection refused (ICMP port unreachable)"};
     }
-    if (ec) return failure(ec, "udp: " + describe(ec));
+    if (ec) return pathFailure(ec, "udp: " + describe(ec), *config_);
     const std::string& expect = config_->spec.udpExpect;
     if (expect.empty()) return {true, "udp: reply received"};
     if (n >= expect.size() && std::equal(expect.begin(), expect.end(), reply_.begin())) {

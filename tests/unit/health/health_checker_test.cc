@@ -21,6 +21,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -421,6 +422,49 @@ TEST_F(HealthCheckerTest, ACheckThisHostCannotRunLeavesTheStateAlone) {
     EXPECT_FALSE(tr->up);
     EXPECT_NE(tr->reason.find("network is unreachable"), std::string::npos) << tr->reason;
     EXPECT_EQ(checker_.status(farId)->notRun, 2u) << "the not-run results stop at fall";
+  }
+}
+
+// The balancer's link loses carrier (its switch port, cable or peer down)
+// while the link stays set up: the kernel keeps its connected route,
+// flagged linkdown, so a check's route lookup succeeds, its packets go
+// nowhere and it times out. That is this host's fault, not the reals':
+// not run, as for no route, for `fall` checks in a row (review: every real
+// went down and all_reals_down was raised). Here a veth whose peer is set
+// down, in this test's private namespace (gone with the process, whatever
+// happens), the reals behind it.
+TEST_F(HealthCheckerTest, ALinkWithoutCarrierIsThisHostsFaultNotTheReals) {
+  if (!kIsolated) GTEST_SKIP() << "needs the private network namespace (root)";
+  struct Veth {
+    bool made = std::system("ip link add keelhc0 type veth peer name keelhc1 && "
+                            "ip addr add 10.98.0.1/24 dev keelhc0 && ip link set keelhc0 up && "
+                            "ip link set keelhc1 up && ip link set keelhc1 down") == 0;
+    ~Veth() { (void)std::system("ip link del keelhc0 2>/dev/null"); }
+  } veth;
+  ASSERT_TRUE(veth.made) << "could not make the veth pair";
+  for (auto type : {HealthCheckSpec::Type::Tcp, HealthCheckSpec::Type::Http, HealthCheckSpec::Type::Udp}) {
+    transitions_.clear();
+    HealthTarget t = target(type, 80);  // fall 2
+    t.address = *IpAddress::parse("10.98.0.2");
+    t.spec.timeout = 200ms;
+    t.spec.udpRequireReply = type == HealthCheckSpec::Type::Udp;  // silence would pass
+    HealthTargetId id = add(t, true);
+    ASSERT_TRUE(runUntil([&] { return checker_.status(id)->notRun >= 2 || !transitions_.empty(); }))
+        << toString(type) << ": " << checker_.status(id)->last.reason;
+    auto st = checker_.status(id);
+    EXPECT_TRUE(st->up) << toString(type) << ": " << st->last.reason;
+    EXPECT_EQ(st->failures, 0u) << toString(type) << ": " << st->last.reason;
+    EXPECT_EQ(st->notRun, 2u) << toString(type);
+    EXPECT_TRUE(st->last.local);
+    EXPECT_NE(st->last.reason.find("not run: "), std::string::npos) << st->last.reason;
+    EXPECT_NE(st->last.reason.find("keelhc0 has no carrier"), std::string::npos) << st->last.reason;
+    // Past `fall` in a row it counts, as no route does: a link that never
+    // comes back must not leave its reals up unchecked.
+    auto tr = awaitTransition(id);
+    ASSERT_TRUE(tr) << toString(type);
+    EXPECT_FALSE(tr->up);
+    EXPECT_EQ(checker_.status(id)->notRun, 2u) << "the not-run results stop at fall";
+    checker_.remove(id);
   }
 }
 

@@ -42,7 +42,7 @@ struct HealthChecker::Entry {
   uint64_t checks = 0;
   uint64_t failures = 0;
   uint64_t notRun = 0;
-  uint32_t noRouteRun = 0;  // not-run results in a row for want of a route (HealthResult::noRoute)
+  uint32_t notRunRun = 0;  // not-run results in a row (HealthResult::local)
   uint64_t transitions = 0;
   std::array<uint64_t, kHealthDurationBuckets.size() + 1> durationBuckets{};
   double durationSumSeconds = 0;
@@ -266,18 +266,24 @@ void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResul
     std::lock_guard lock(mu_);
     // A result of the previous spec (or of a removed target) says nothing.
     if (e->removed || generation != e->generation) return;
-    // No route from this host: a flap of its own link, not the real's
-    // fault, for up to `fall` checks in a row; past that the real is
-    // unreachable from here for good (a route withdrawn), counted as
-    // before, so it cannot stay up forever unchecked.
-    if (result.noRoute) {
-      if (++e->noRouteRun > e->target.spec.fall) result.local = false;
+    // An error of this host (its link down, no descriptor, a `source` it
+    // no longer has) is not the real's fault, for up to `fall` checks in a
+    // row; past that it is one that does not clear (a route withdrawn, an
+    // address removed for good) and counts as the failure it is, so a real
+    // cannot stay up forever unchecked. One rule for every such error.
+    if (result.local) {
+      if (++e->notRunRun > e->target.spec.fall) {
+        result.local = false;
+        result.reason += " (an error of this host for more than " + std::to_string(e->target.spec.fall) +
+                         " checks in a row: counted against the real)";
+      }
     } else {
-      e->noRouteRun = 0;
+      e->notRunRun = 0;
     }
     if (result.local) {
-      // Not run: says nothing about the real (HealthResult::local). Shown
-      // as the latest result, counted apart, and tried again next interval.
+      // Not run: says nothing about the real (HealthResult::local), within
+      // the limit above. Shown as the latest result, counted apart, and
+      // tried again next interval.
       ++e->notRun;
       e->lastCheck = std::chrono::system_clock::now();
       e->last = {false, "not run: " + result.reason + " (an error of this host, not counted against the real)", true};

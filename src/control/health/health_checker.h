@@ -92,7 +92,9 @@ struct HealthStatus {
   uint64_t checks = 0;
   uint64_t failures = 0;
   // Checks that could not run for an error of this host (HealthResult::local):
-  // not in checks or failures, and no change of state.
+  // not in checks or failures, and no change of state, for up to `fall` in a
+  // row; the ones after those count as failures (an error that never clears
+  // must not leave a real up unchecked).
   uint64_t notRun = 0;
   uint64_t transitions = 0;
   // Check durations: durationBuckets[i] counts checks that took at most

@@ -346,7 +346,8 @@ TEST_F(HealthCheckerTest, TcpClosedPortGoesDown) {
 // latest result, and the checks go on at their interval.
 TEST_F(HealthCheckerTest, ACheckThisHostCannotRunLeavesTheStateAlone) {
   TcpServer server(io_);
-  HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());  // fall 2
+  HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
+  t.spec.fall = 20;  // not run for up to `fall` checks in a row (below)
   HealthTargetId id = add(t, true);
   // Every descriptor taken: the probe's socket() fails with EMFILE.
   rlimit old{};
@@ -388,19 +389,6 @@ TEST_F(HealthCheckerTest, ACheckThisHostCannotRunLeavesTheStateAlone) {
   EXPECT_FALSE(st->last.local);
   EXPECT_TRUE(transitions_.empty());
 
-  // A source address this host does not have (bind: EADDRNOTAVAIL): a new
-  // real stays down, unchecked, rather than counting failures it did not cause.
-  HealthTarget away = target(HealthCheckSpec::Type::Tcp, server.port());
-  away.spec.source = *IpAddress::parse("192.0.2.77");
-  HealthTargetId awayId = add(away, false);
-  ASSERT_TRUE(runUntil([&] { return checker_.status(awayId)->notRun >= 3; }));
-  st = checker_.status(awayId);
-  EXPECT_FALSE(st->up);
-  EXPECT_EQ(st->checks, 0u);
-  EXPECT_FALSE(st->checked);
-  EXPECT_NE(st->last.reason.find("not run: bind 192.0.2.77: cannot assign requested address"), std::string::npos)
-      << st->last.reason;
-
   // No route from this host to the real (its link down, its route gone:
   // this private namespace has lo alone): "network is unreachable" is this
   // host's for `fall` checks in a row (a flap of the balancer's own link:
@@ -422,6 +410,44 @@ TEST_F(HealthCheckerTest, ACheckThisHostCannotRunLeavesTheStateAlone) {
     EXPECT_FALSE(tr->up);
     EXPECT_NE(tr->reason.find("network is unreachable"), std::string::npos) << tr->reason;
     EXPECT_EQ(checker_.status(farId)->notRun, 2u) << "the not-run results stop at fall";
+  }
+}
+
+// An error of this host that never clears (here a `source` address the
+// host does not have, as when it was removed: bind fails EADDRNOTAVAIL) is
+// not run for `fall` checks in a row, then counts as the failure it is, as
+// no route does: a real that was up must not stay up forever unchecked
+// (review: it did). A new real that starts down stays down.
+TEST_F(HealthCheckerTest, ANotRunCheckCountsPastFallInARow) {
+  TcpServer server(io_);
+  for (bool initiallyUp : {true, false}) {
+    transitions_.clear();
+    HealthTarget away = target(HealthCheckSpec::Type::Tcp, server.port());  // fall 2
+    away.spec.source = *IpAddress::parse("192.0.2.77");
+    HealthTargetId id = add(away, initiallyUp);
+    ASSERT_TRUE(runUntil([&] { return checker_.status(id)->notRun >= 2; })) << checker_.status(id)->last.reason;
+    auto st = checker_.status(id);
+    EXPECT_NE(st->last.reason.find("not run: bind 192.0.2.77: cannot assign requested address"), std::string::npos)
+        << st->last.reason;
+    ASSERT_TRUE(runUntil([&] { return checker_.status(id)->checks >= 2; })) << checker_.status(id)->last.reason;
+    st = checker_.status(id);
+    EXPECT_EQ(st->notRun, 2u) << "the not-run results stop at fall";
+    EXPECT_FALSE(st->up);
+    EXPECT_FALSE(st->last.local);
+    EXPECT_NE(st->last.reason.find("bind 192.0.2.77: cannot assign requested address (an error of this host for "
+                                   "more than 2 checks in a row: counted against the real)"),
+              std::string::npos)
+        << st->last.reason;
+    if (initiallyUp) {
+      auto tr = awaitTransition(id);
+      ASSERT_TRUE(tr);
+      EXPECT_FALSE(tr->up);
+      EXPECT_EQ(tr->change.rfind("2 consecutive failures: bind 192.0.2.77: cannot assign requested address", 0), 0u)
+          << tr->change;
+    } else {
+      EXPECT_TRUE(transitions_.empty());
+    }
+    checker_.remove(id);
   }
 }
 

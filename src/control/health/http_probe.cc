@@ -9,9 +9,11 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <cctype>
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <string_view>
 
 #include "control/health/probe.h"
 
@@ -22,6 +24,43 @@ namespace http = boost::beast::http;
 using asio::ip::tcp;
 
 namespace {
+
+// The status code of a status line at the start of `bytes`: "HTTP/", a
+// digit, ".", a digit, a space, three digits, then a space, CR or LF. What
+// keepalived's HTTP_GET reads of a response, and all the check judges.
+std::optional<unsigned> statusCodeAt(std::string_view bytes) {
+  auto digit = [&](size_t i) { return std::isdigit(static_cast<unsigned char>(bytes[i])) != 0; };
+  if (bytes.size() < 13 || bytes.substr(0, 5) != "HTTP/" || !digit(5) || bytes[6] != '.' || !digit(7) ||
+      bytes[8] != ' ' || !digit(9) || !digit(10) || !digit(11))
+    return std::nullopt;
+  if (bytes[12] != ' ' && bytes[12] != '\r' && bytes[12] != '\n') return std::nullopt;
+  return static_cast<unsigned>((bytes[9] - '0') * 100 + (bytes[10] - '0') * 10 + (bytes[11] - '0'));
+}
+
+// The final status of the responses in `bytes` read leniently, for what
+// Beast's parser refuses and keepalived accepts (bare LF line endings, no
+// reason phrase, Content-Length with chunked, "X-Foo : bar"): each status
+// line's code, past interim 1xx responses (not 101) up to their blank line
+// (CRLF or bare LF), as the parsed path does.
+std::optional<unsigned> lenientFinalStatus(std::string_view bytes) {
+  for (;;) {
+    const std::optional<unsigned> code = statusCodeAt(bytes);
+    if (!code || *code < 100 || *code >= 200 || *code == 101) return code;
+    size_t end = std::string_view::npos;
+    for (size_t i = bytes.find('\n'); i != std::string_view::npos; i = bytes.find('\n', i + 1)) {
+      if (i + 1 < bytes.size() && bytes[i + 1] == '\n') {
+        end = i + 2;
+        break;
+      }
+      if (i + 2 < bytes.size() && bytes[i + 1] == '\r' && bytes[i + 2] == '\n') {
+        end = i + 3;
+        break;
+      }
+    }
+    if (end == std::string_view::npos) return std::nullopt;  // no final response (yet)
+    bytes.remove_prefix(end);
+  }
+}
 
 class HttpProbe final : public Probe {
  public:
@@ -66,6 +105,9 @@ class HttpProbe final : public Probe {
     parser_.emplace();
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     parser_->header_limit(64 * 1024);
+    // 0 until the parser has read a status line (judge(): a field it then
+    // refuses leaves the code read); a message starts as 200.
+    parser_->get().result(0u);
     http::async_read_header(socket_, buffer_, *parser_,
                             [self = self<HttpProbe>()](const boost::system::error_code& ec, size_t) {
                               if (self->finished()) return;
@@ -100,8 +142,22 @@ class HttpProbe final : public Probe {
     if (ec == http::error::end_of_stream || ec == asio::error::eof) {
       return {false, "http: connection closed before a response"};
     }
-    if (ec) return {false, "http: " + describe(ec)};
-    unsigned code = parser_->get().result_int();
+    if (ec) {
+      // A response the parser refuses is still judged by its status, as
+      // keepalived's HTTP_GET judges it. A status line it refused is still
+      // in buffer_ (Beast consumes what it parsed, even on an error); one
+      // it read, before a field it refused, is in the message.
+      const auto* data = static_cast<const char*>(buffer_.data().data());
+      if (std::optional<unsigned> code = lenientFinalStatus(std::string_view(data, buffer_.size())))
+        return judgeStatus(*code);
+      const unsigned parsed = parser_->get().result_int();
+      if (parsed >= 200 || parsed == 101) return judgeStatus(parsed);
+      return {false, "http: " + describe(ec)};
+    }
+    return judgeStatus(parser_->get().result_int());
+  }
+
+  HealthResult judgeStatus(unsigned code) const {
     const HealthCheckSpec& s = config_->spec;
     std::string text = "http status " + std::to_string(code);
     if (code >= s.statusMin && code <= s.statusMax) return {true, text};

@@ -6,8 +6,10 @@
 //  - a failure resets the success run and extends the failure run; a target
 //    that is up goes down once the failure run reaches `fall`.
 // Runs keep counting past the threshold so listings can show "up for 40
-// checks". Changing thresholds keeps the runs; the new thresholds apply from
-// the next result on (a state only ever changes on a result).
+// checks". setThresholds() keeps the runs and the new thresholds apply from
+// the next result on (a state only ever changes on a result); the health
+// checker, though, also calls resetRuns() on every spec change, thresholds
+// included (HealthChecker::update), so a changed check starts new runs.
 #pragma once
 
 #include <cstdint>

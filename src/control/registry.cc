@@ -785,6 +785,11 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
       real.weight = 1;
       real.kept = b.flags & KEEL_BE_F_KEPT_DOWN;
       real.healthy = !real.kept;
+      // Until apply() invalidates it, its slots in the old ring still
+      // send flows to it, and apply() writes it again first: with the MAC
+      // it forwarded to (l2dsr), not a zero one.
+      const MacAddress mac(std::array<uint8_t, 6>{b.mac[0], b.mac[1], b.mac[2], b.mac[3], b.mac[4], b.mac[5]});
+      if (!mac.isZero()) real.mac = mac;
     }
     if (!serviceIds_.reserve(state.id))
       return Status::error("adopt: service id " + std::to_string(state.id) + " reserved twice");

@@ -214,6 +214,29 @@ TEST_F(RegistryAdoptTest, WhatTheConfigDroppedIsRemovedByTheOrderingRules) {
   EXPECT_EQ(secondReg_->serviceCount(), 1u);
 }
 
+// An l2dsr real dropped from the config while no keeld ran is still in
+// the pinned ring, so adoption keeps it (VALID) until apply() publishes a
+// ring without it and invalidates it; the first apply rewrites it VALID
+// meanwhile. Every such write carries the MAC it forwarded to: a zero MAC
+// sent its flows, and the new ones its slots took, to 00:00:00:00:00:00.
+TEST_F(RegistryAdoptTest, AnL2dsrRealTheConfigDroppedKeepsItsMacUntilInvalidated) {
+  ServiceConfig dsr = service("dsr", "192.0.2.20", 80, {real("10.0.3.1"), real("10.0.3.2")});
+  dsr.forwarding = Forwarding::kL2dsr;
+  dsr.reals[0].mac = MacAddress::parse("02:00:00:00:03:01");
+  dsr.reals[1].mac = MacAddress::parse("02:00:00:00:03:02");
+  ASSERT_TRUE(firstReg_.apply(config({dsr})).isOk());
+  const BackendId gone = identities(firstReg_).at({"dsr", "10.0.3.2"}).first;
+  ServiceConfig next = dsr;
+  next.reals.pop_back();
+  ASSERT_TRUE(restart(config({next})).isOk());
+  for (const auto& [id, b] : second_.backendWrites) {
+    if (id != gone || !(b.flags & KEEL_BE_F_VALID)) continue;
+    EXPECT_EQ(MacAddress(std::array<uint8_t, 6>{b.mac[0], b.mac[1], b.mac[2], b.mac[3], b.mac[4], b.mac[5]}),
+              *dsr.reals[1].mac);
+  }
+  EXPECT_FALSE(second_.backends.at(gone).flags & KEEL_BE_F_VALID);  // invalidated in the end
+}
+
 // A keeld killed inside a service's removal, after its service entry went
 // and before its backends were invalidated, leaves them VALID with no
 // service to own them. Adoption invalidates them at a new generation:

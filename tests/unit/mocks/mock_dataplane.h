@@ -51,7 +51,10 @@ class MockDataplane : public Dataplane {
   Status upsertBackend(BackendId id, const keel_backend& b) override {
     return apply("upsertBackend " + std::to_string(id) + " " + addressFromWords(b.addr, b.family).toString() +
                      " gen=" + std::to_string(b.gen) + ((b.flags & KEEL_BE_F_VALID) ? " valid" : " invalid"),
-                 [&] { backends[id] = b; });
+                 [&] {
+                   backends[id] = b;
+                   backendWrites.emplace_back(id, b);
+                 });
   }
   Status upsertService(const keel_service_key& key, const keel_service_value& v) override {
     return apply("upsertService " + keyString(key) + " id=" + std::to_string(v.id) +
@@ -153,6 +156,7 @@ class MockDataplane : public Dataplane {
   std::vector<std::string> calls;
   std::set<std::string> vips;
   std::map<BackendId, keel_backend> backends;
+  std::vector<std::pair<BackendId, keel_backend>> backendWrites;  // every upsertBackend, in order
   std::map<std::string, keel_service_value> services;
   std::map<std::string, keel_vip_key> vipKeys;
   std::map<std::string, keel_service_key> serviceKeys;

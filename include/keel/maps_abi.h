@@ -78,6 +78,10 @@ KEEL_STATIC_ASSERT(sizeof(struct keel_service_value) == 16, "service value ABI")
 /* Control plane only (data planes test VALID alone): VALID but health-down,
  * flows kept (established_on_down: keep); Registry::adopt reads it. */
 #define KEEL_BE_F_KEPT_DOWN (1u << 1)
+/* Control plane only: VALID, health-down, kept in the ring by fail-open
+ * (every real of its service down); Registry::adopt reads it, so a
+ * restarted keeld holds it again instead of taking it for up. */
+#define KEEL_BE_F_HELD (1u << 2)
 
 /* backends[id]: one real of one service. */
 struct keel_backend {

@@ -156,6 +156,7 @@ Status Registry::writeBackend(const ServiceState& state, const IpAddress& addr,
   // its flows (established_on_down: keep): VALID, marked down for adopt().
   b.flags = real.valid() ? KEEL_BE_F_VALID : 0;
   if (real.kept) b.flags |= KEEL_BE_F_KEPT_DOWN;
+  if (real.held) b.flags |= KEEL_BE_F_HELD;
   if (state.config.forwarding == Forwarding::kL2dsr && real.mac)
     std::memcpy(b.mac, real.mac->bytes().data(), 6);
   if (Status s = dataplane_.upsertBackend(real.id, b); !s)
@@ -757,9 +758,13 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
         // (established_on_down: keep): that real is out of the ring, and
         // must stay out until its checks bring it up (DaemonBackend's
         // targets start in the registry's state).
+        // VALID and held by fail-open (KEEL_BE_F_HELD) is down and held:
+        // in the ring until a real of the service comes up, which releases
+        // it at once, as it would have before the restart.
         const uint8_t flags = programmed.backends[*id].flags;
         real.kept = (flags & KEEL_BE_F_VALID) && (flags & KEEL_BE_F_KEPT_DOWN);
-        real.healthy = (flags & KEEL_BE_F_VALID) && !real.kept;
+        real.held = (flags & KEEL_BE_F_VALID) && (flags & KEEL_BE_F_HELD) && !real.kept;
+        real.healthy = (flags & KEEL_BE_F_VALID) && !real.kept && !real.held;
         real.mac = rc.mac;
       }
     } else {
@@ -938,8 +943,11 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
                        .add("kept", state.config.healthFailOpen ? addr.toString() : std::string("none")));
           if (state.config.healthFailOpen) {
             // Kept in the ring and VALID at its generation: flows stay put.
+            // Written with KEEL_BE_F_HELD (the same generation), so that a
+            // restarted keeld adopts it held, not up.
             real.held = true;
             anyHeld = true;
+            if (st) st = writeBackend(state, addr, real);
             logInfo(LogRecord("real_down").add("service", service).add("real", addr.toString()).add("held", 1));
             continue;
           }

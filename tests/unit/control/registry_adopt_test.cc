@@ -337,6 +337,39 @@ TEST_F(RegistryAdoptTest, AKeptDownRealIsAdoptedDownWithItsFlows) {
   EXPECT_FALSE(second_.backends[id].flags & KEEL_BE_F_KEPT_DOWN);
 }
 
+// A real held by fail-open (every real of its service down) is VALID and
+// in the ring. VALID alone adopted it up: its check started up, `health
+// show` said up, and a real of the service coming back left the dead one
+// in the ring until its own checks failed. KEEL_BE_F_HELD adopts it down
+// and held, so the first real that comes up releases it at once, as
+// before the restart.
+TEST_F(RegistryAdoptTest, ARealHeldByFailOpenIsAdoptedHeld) {
+  const Config one = config({service("dns", "192.0.2.53", 53, {real("10.0.2.1"), real("10.0.2.2")})});
+  ASSERT_TRUE(firstReg_.apply(one).isOk());
+  ASSERT_TRUE(firstReg_.setRealHealth("dns", ip("10.0.2.1"), false).isOk());
+  ASSERT_TRUE(firstReg_.setRealHealth("dns", ip("10.0.2.2"), false).isOk());  // the last: held
+  const auto before = identities(firstReg_);
+  auto [heldId, heldGen] = before.at({"dns", "10.0.2.2"});
+  ASSERT_TRUE(first_.backends[heldId].flags & KEEL_BE_F_VALID);
+  Status s = restart(one);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(identities(*secondReg_), before);
+  EXPECT_EQ(second_.rings, first_.rings) << "the held real left the ring at the restart";
+  const RealView held = secondReg_->service("dns")->reals[1];
+  ASSERT_EQ(held.address, ip("10.0.2.2"));
+  EXPECT_FALSE(held.healthy);
+  EXPECT_TRUE(held.held);
+  EXPECT_TRUE(held.inRing);
+  EXPECT_TRUE(second_.backends[heldId].flags & KEEL_BE_F_HELD);
+  // The other real comes up: the holdover, really down, is released at once.
+  ASSERT_TRUE(secondReg_->setRealHealth("dns", ip("10.0.2.1"), true).isOk());
+  const RealView released = secondReg_->service("dns")->reals[1];
+  EXPECT_FALSE(released.held);
+  EXPECT_FALSE(released.inRing);
+  EXPECT_FALSE(second_.backends[heldId].flags & KEEL_BE_F_VALID);
+  EXPECT_EQ(second_.backends[heldId].gen, heldGen + 1);
+}
+
 // The restarted keeld's config says repick: the kept real is down and is
 // invalidated (new generation), as a reload to repick does.
 TEST_F(RegistryAdoptTest, AKeptDownRealIsInvalidatedWhenTheConfigNowSaysRepick) {

@@ -334,6 +334,26 @@ class Parser {
     for (int i = 0; i < 4; i++)
       if (p->address.bytes()[i] & ~mask[i])
         return error(n, path, "host bits must be zero, got " + describe(n)), std::nullopt;
+    // Every address of the prefix is some flow's outer source, so each must
+    // be one a tunnel may come from (node.tunnel_source_v4's rule,
+    // serviceAddressProblem). The classes it refuses are whole /16s or
+    // wider (but 255.255.255.255, inside 240.0.0.0/4), so one address of
+    // each /16 the prefix covers (of the prefix itself from /16 on) decides
+    // for all: at most 256 to look at. Its .1, so that 0.0.0.0/8 is named
+    // as the block it is rather than as the unspecified address.
+    const std::array<uint8_t, 16>& b = p->address.bytes();
+    const uint32_t first = uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | b[3];
+    const uint32_t step = p->length >= 16 ? 0 : 1u << 16;
+    const uint32_t count = p->length >= 16 ? 1 : 1u << (16 - p->length);
+    for (uint32_t i = 0; i < count; ++i) {
+      const uint32_t a = first + i * step + 1;
+      const IpAddress probe = IpAddress::fromV4({uint8_t(a >> 24), uint8_t(a >> 16), uint8_t(a >> 8), uint8_t(a)});
+      if (std::string why = serviceAddressProblem(probe, true); !why.empty())
+        return error(n, path,
+                     "cannot hold " + why + " (" + probe.toString() +
+                         " is one: no router forwards a tunnel from it), got " + describe(n)),
+               std::nullopt;
+    }
     return Ipv4Prefix{p->address, p->length};
   }
 

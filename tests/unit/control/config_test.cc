@@ -1289,6 +1289,37 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"second document", "dataplane: {kind: xdp, interface: eth0}\n---\nservices: []\n",
                 {"keel.yaml:3: a second YAML document (after ---); keel.yaml is one document"}}));
 
+// node.hash_source_v4 puts flow-hash bits under the prefix, so every
+// address of it is some flow's outer source: one a router drops (the
+// classes node.tunnel_source_v4 refuses) anywhere in it loses those flows.
+TEST(Config, HashSourceV4RefusesAPrefixHoldingAnAddressNoRouterForwards) {
+  auto parse = [](const std::string& prefix) {
+    return parseConfig("dataplane: {kind: xdp, interface: eth0}\nnode:\n  hash_source_v4: \"" + prefix + "\"\n",
+                       "keel.yaml");
+  };
+  for (const auto& [prefix, why] : std::vector<std::pair<std::string, std::string>>{
+           {"224.0.0.0/8", "a multicast address (224.0.0.1 is one"},
+           {"127.0.0.0/8", "a loopback address (127.0.0.1 is one"},
+           {"0.0.0.0/8", "an address of 0.0.0.0/8 (\"this network\": a source only, never a destination, RFC 1122) "
+                         "(0.0.0.1 is one"},
+           {"240.0.0.0/8", "a reserved address (240.0.0.0/4: routers and hosts drop it) (240.0.0.1 is one"},
+           {"169.254.0.0/16", "a link-local address (169.254.0.1 is one"},
+           {"255.255.255.0/24", "a reserved address (240.0.0.0/4: routers and hosts drop it) (255.255.255.1 is one"},
+           // Wider than the class: its link-local /16 is still some flows' source.
+           {"169.0.0.0/8", "a link-local address (169.254.0.1 is one"},
+           {"127.0.0.0/30", "a loopback address (127.0.0.1 is one"},
+       }) {
+    ConfigResult r = parse(prefix);
+    EXPECT_EQ(joinErrors(r.errors), "keel.yaml:3: node.hash_source_v4: cannot hold " + why +
+                                        ": no router forwards a tunnel from it), got \"" + prefix + "\"\n")
+        << prefix;
+  }
+  for (const std::string prefix : {"172.16.0.0/12", "100.64.0.0/10", "169.0.0.0/9", "223.255.255.252/30", "10.0.0.0/8"}) {
+    ConfigResult r = parse(prefix);
+    EXPECT_TRUE(r.ok()) << prefix << "\n" << joinErrors(r.errors);
+  }
+}
+
 TEST(Config, MetricsAddressAndSwitch) {
   auto parse = [](const std::string& metrics) {
     return parseConfig("dataplane: {kind: xdp, interface: eth0}\n" + metrics, "k.yaml");

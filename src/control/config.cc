@@ -1076,6 +1076,7 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
   const std::vector<IpAddress> ownAddresses = interfaceValid_ && options_.interfaceAddresses
                                                   ? options_.interfaceAddresses(cfg.dataplane.interface)
                                                   : std::vector<IpAddress>{};
+  const VipOwners vips = vipOwners(cfg.services);
   for (size_t i = 0; i < cfg.services.size(); ++i) {
     ServiceConfig& svc = cfg.services[i];
     const YAML::Node svcNode = servicesNode[i];
@@ -1140,6 +1141,12 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
         continue;
       }
       if (real.address == svc.vip) error(addrNode, rpath + ".address", std::string(kRealIsVip));
+      if (std::optional<size_t> other = otherVipOwner(vips, real.address, svc.vip)) {
+        const ServiceConfig& o = cfg.services[*other];
+        error(addrNode, rpath + ".address",
+              realIsOtherVip(real.address, "services[" + std::to_string(*other) + "]" +
+                                               (o.name.empty() ? "" : " (" + o.name + ")")));
+      }
       if (std::string why =
               realOwnAddressProblem(real.address, cfg.node, ownAddresses, cfg.dataplane.interface);
           !why.empty())
@@ -1396,6 +1403,26 @@ std::string realOwnAddressProblem(const IpAddress& real, const NodeConfig& node,
   return "a real cannot be this balancer's own address (" + real.toString() + " is " + owner +
          "): its packets would come back to this balancer, which takes no tunnel and answers no VIP, while its "
          "health checks reach this host and pass";
+}
+
+VipOwners vipOwners(const std::vector<ServiceConfig>& services) {
+  VipOwners out;
+  for (size_t i = 0; i < services.size(); ++i)
+    if (services[i].vip.family()) out.emplace(services[i].vip, i);  // the first keeps it
+  return out;
+}
+
+std::optional<size_t> otherVipOwner(const VipOwners& owners, const IpAddress& real, const IpAddress& ownVip) {
+  if (real == ownVip) return std::nullopt;  // kRealIsVip
+  auto it = owners.find(real);
+  if (it == owners.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string realIsOtherVip(const IpAddress& real, const std::string& owner) {
+  return real.toString() + " is the VIP of " + owner +
+         ": a real cannot be a VIP of this balancer (a tunnel or frame to it would come back to this balancer "
+         "instead of reaching a real, and its health checks would reach that service's reals and pass)";
 }
 
 std::string vipOwnAddressProblem(const IpAddress& vip, uint16_t port, const NodeConfig& node,

@@ -333,6 +333,21 @@ std::string ringSizeProblem(size_t reals, uint32_t ringSize);
 // A real that is its own service's VIP: keel would send its packets back
 // to itself.
 inline constexpr std::string_view kRealIsVip = "a real cannot be the service's own VIP (keel would forward to itself)";
+// A real that is another service's VIP: a tunnel (ipip) or frame (l2dsr)
+// to it comes back to this balancer instead of reaching a real, and its
+// health checks go to that service's reals and pass. keel.yaml, config.check,
+// runtime changes (real.add, and service.add of a VIP that is a running
+// real) and the replay of keeld's runtime state refuse it, all through
+// these two. vipOwners maps each VIP to the first service (an index into
+// `services`) that has it (a VIP serves several ports); otherVipOwner is
+// the service other than the real's own (whose VIP is kRealIsVip) whose VIP
+// `real` is, if any.
+using VipOwners = std::map<IpAddress, size_t>;
+VipOwners vipOwners(const std::vector<ServiceConfig>& services);
+std::optional<size_t> otherVipOwner(const VipOwners& owners, const IpAddress& real, const IpAddress& ownVip);
+// The refusal's words; `owner` names that service ("services[1] (web2)" in
+// a file, "service web2" at runtime).
+std::string realIsOtherVip(const IpAddress& real, const std::string& owner);
 
 struct ConfigOptions {
   // Empty: an l2dsr real without `mac` is an error; set: a real it does not

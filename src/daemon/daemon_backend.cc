@@ -249,6 +249,10 @@ struct ComposedProblem {
   std::string service;
   std::optional<IpAddress> real;
   std::string message;
+  // A real that is another service's VIP: that service, whose removal
+  // clears the problem as well as the real's (a service.add of a VIP that
+  // is a running real's address is refused through it).
+  std::string vipService;
 };
 
 // The rules keel.yaml's parser checks (config.cc) that a runtime change
@@ -263,6 +267,7 @@ struct ComposedProblem {
 // loadState drops the state-file entries they name.
 std::vector<ComposedProblem> composedProblems(const Config& c) {
   std::vector<ComposedProblem> out;
+  const VipOwners vips = vipOwners(c.services);
   for (const ServiceConfig& svc : c.services) {
     auto service = [&](std::string m) { out.push_back({svc.name, std::nullopt, "service " + svc.name + ": " + m}); };
     if (std::string why = serviceAddressProblem(svc.vip, true); !why.empty())
@@ -282,6 +287,11 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
       };
       if (std::string why = serviceAddressProblem(r.address, false); !why.empty()) real("a real cannot be " + why);
       if (r.address == svc.vip) real(std::string(kRealIsVip));
+      if (std::optional<size_t> other = otherVipOwner(vips, r.address, svc.vip)) {
+        const std::string& owner = c.services[*other].name;
+        real(realIsOtherVip(r.address, "service " + owner));
+        out.back().vipService = owner;
+      }
       // The tunnel sources only, as for the VIP above (the interface's
       // addresses: checkOwnAddresses, for what a request adds).
       if (std::string why = realOwnAddressProblem(r.address, c.node, {}, ""); !why.empty()) real(why);
@@ -1361,6 +1371,14 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       }
     }
   }
+  // A real of the file that is the VIP of a service added with keelctl:
+  // that service goes (a second pass, so that a real or service the first
+  // dropped does not cost it as well).
+  for (const ComposedProblem& p : composedProblems(compose(file, out)))
+    if (!p.vipService.empty() && out.addedServices.erase(p.vipService)) {
+      std::erase_if(out.reals, [&](const auto& kv) { return kv.first.first == p.vipService; });
+      logDropped(p.vipService, "", p.message);
+    }
   return out;
 }
 
@@ -2176,6 +2194,9 @@ std::vector<std::string> DaemonBackend::overlayErrors(const Config& composed, co
            ", or change the file)";
     } else if (next.addedServices.count(p.service)) {
       m += " (service " + p.service + " was added with keelctl: keelctl service remove " + p.service +
+           ", or change the file)";
+    } else if (next.addedServices.count(p.vipService)) {
+      m += " (service " + p.vipService + " was added with keelctl: keelctl service remove " + p.vipService +
            ", or change the file)";
     } else if (!p.real && !addedReals.empty()) {
       m += " (with the real" + std::string(addedReals.size() > 1 ? "s " : " ") + commaList(addedReals) +

@@ -1320,6 +1320,29 @@ TEST(Config, HashSourceV4RefusesAPrefixHoldingAnAddressNoRouterForwards) {
   }
 }
 
+// A real that is another service's VIP: its tunnels would come back to
+// this balancer. Said at the real's address, naming the service (the first
+// of several with that VIP); its own VIP keeps its own words.
+TEST(Config, ARealThatIsAnotherServicesVipIsRefused) {
+  ConfigResult r = parseConfig(kHead +
+                                   "  - name: web\n"                       // 4
+                                   "    vip: 192.0.2.10\n"
+                                   "    port: 80\n"
+                                   "    protocol: tcp\n"
+                                   "    reals:\n"
+                                   "      - {address: 10.0.1.1}\n"        // 9
+                                   "      - {address: 192.0.2.11}\n"      // 10
+                                   "      - {address: 192.0.2.10}\n"      // 11
+                                   "  - {name: web2, vip: 192.0.2.11, port: 80, protocol: tcp}\n"
+                                   "  - {name: web2s, vip: 192.0.2.11, port: 443, protocol: tcp}\n",
+                               "keel.yaml");
+  EXPECT_EQ(joinErrors(r.errors),
+            "keel.yaml:10: services[0].reals[1].address: 192.0.2.11 is the VIP of services[1] (web2): a real cannot "
+            "be a VIP of this balancer (a tunnel or frame to it would come back to this balancer instead of reaching "
+            "a real, and its health checks would reach that service's reals and pass)\n"
+            "keel.yaml:11: services[0].reals[2].address: " + std::string(kRealIsVip) + "\n");
+}
+
 TEST(Config, MetricsAddressAndSwitch) {
   auto parse = [](const std::string& metrics) {
     return parseConfig("dataplane: {kind: xdp, interface: eth0}\n" + metrics, "k.yaml");

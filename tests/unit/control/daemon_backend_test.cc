@@ -1176,6 +1176,62 @@ TEST_F(DaemonBackendTest, RuntimeRealsAndVipsTheFileWouldRefuseAreRefused) {
   EXPECT_TRUE(r.isOk()) << r.error().message;
 }
 
+// A real that is another service's VIP is refused at runtime as in the
+// file, both ways round: real.add of a running VIP, service.add of a VIP
+// that is a running real (or whose reals are a running VIP); the running
+// state is unchanged. A reload that makes a file real the VIP of a service
+// keelctl added says how to undo that.
+TEST_F(DaemonBackendTest, ARealThatIsAnotherServicesVipIsRefusedAtRuntime) {
+  make();
+  ASSERT_TRUE(backend_->addService(serviceRequest("web2", "10.0.0.77", 443, KEEL_PROTO_TCP, nullptr, {"10.0.1.3"}))
+                  .isOk());
+  dp_.calls.clear();
+  const std::string why =
+      ": a real cannot be a VIP of this balancer (a tunnel or frame to it would come back to this balancer instead "
+      "of reaching a real, and its health checks would reach that service's reals and pass)";
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.0.77");  // web2's VIP
+  api::Result r = backend_->addReal(add);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+  EXPECT_EQ(r.error().message, "service web real 10.0.0.77: 10.0.0.77 is the VIP of service web2" + why);
+  add.service = "web2";
+  add.real.address = ip("10.0.0.1");  // web's VIP (a file service)
+  r = backend_->addReal(add);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message, "service web2 real 10.0.0.1: 10.0.0.1 is the VIP of service web" + why);
+  // A new VIP that is a running real's address (of the file, of keelctl).
+  for (const char* vip : {"10.0.1.1", "10.0.1.3"}) {
+    r = backend_->addService(serviceRequest("web3", vip, 8080, KEEL_PROTO_TCP, nullptr, {}));
+    ASSERT_FALSE(r.isOk()) << vip;
+    EXPECT_NE(r.error().message.find(std::string(vip) + " is the VIP of service web3" + why), std::string::npos)
+        << r.error().message;
+  }
+  // A new service whose real is a running VIP.
+  r = backend_->addService(serviceRequest("web3", "10.0.0.78", 80, KEEL_PROTO_TCP, nullptr, {"10.0.0.1"}));
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message, "service web3 real 10.0.0.1: 10.0.0.1 is the VIP of service web" + why);
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_FALSE(backend_->findService("web3"));
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
+  EXPECT_EQ(backend_->findService("web2")->reals.size(), 1u);
+
+  // The file gives web a real at web2's VIP: the reload names web2 as
+  // added with keelctl, and changes nothing.
+  files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.0.77}\n");
+  r = backend_->reload();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+  EXPECT_NE(r.error().message.find("service web real 10.0.0.77: 10.0.0.77 is the VIP of service web2" + why +
+                                   " (service web2 was added with keelctl: keelctl service remove web2, or change "
+                                   "the file)"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_TRUE(dp_.calls.empty());
+  EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
+}
+
 // A reload that would leave a runtime change without what it needs (here:
 // the file drops tunnel_source_v6 while keelctl added an IPv6 real) is
 // refused before keeld writes the new node config (PreApply): the data

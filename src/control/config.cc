@@ -792,12 +792,19 @@ void Parser::parseService(const YAML::Node& n, const std::string& path, ServiceC
       else
         svc.vip = *a;
     }
+  bool portKnown = false, protocolKnown = false;
   if (auto k = child(n, path, "port", true))
-    if (auto v = integer(*k, path + ".port", 0, 65535)) svc.port = static_cast<uint16_t>(*v);
+    if (auto v = integer(*k, path + ".port", 0, 65535)) {
+      svc.port = static_cast<uint16_t>(*v);
+      portKnown = true;
+    }
   if (auto k = child(n, path, "protocol", true))
     if (auto v = choice<uint8_t>(*k, path + ".protocol",
-                                 {{"tcp", uint8_t{KEEL_PROTO_TCP}}, {"udp", uint8_t{KEEL_PROTO_UDP}}}))
+                                 {{"tcp", uint8_t{KEEL_PROTO_TCP}}, {"udp", uint8_t{KEEL_PROTO_UDP}}})) {
       svc.protocol = *v;
+      protocolKnown = true;
+    }
+  svc.portAndProtocolKnown = portKnown && protocolKnown;
   if (auto k = child(n, path, "forwarding", false))
     if (auto v = choice<Forwarding>(*k, path + ".forwarding",
                                     {{"ipip", Forwarding::kIpip}, {"l2dsr", Forwarding::kL2dsr}}))
@@ -852,6 +859,9 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
   std::vector<HealthProblem> serviceRefusals;
   if (own) {
     serviceRefusals = serviceHealthProblems(*own, svc.vip, svc.port);
+    // With no port read, the port-0 service's rule is not known to apply.
+    if (!svc.portAndProtocolKnown)
+      std::erase_if(serviceRefusals, [](const HealthProblem& p) { return p.key == "port"; });
     for (const HealthProblem& p : serviceRefusals) error(healthKeyNode(svcHealth, p), healthKeyPath(path, p), p.message);
   }
   // A health block that names no type gets a tcp check: on a udp service,
@@ -905,6 +915,7 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
           const bool ownKey = !p.key.empty() && at.IsDefined() && at.IsScalar();
           if (!ownKey && std::find(serviceRefusals.begin(), serviceRefusals.end(), p) != serviceRefusals.end())
             continue;
+          if (p.key == "port" && !svc.portAndProtocolKnown) continue;  // as for the service's, above
           const std::string keyPath = healthKeyPath(path + ".reals[" + std::to_string(i) + "]", p);
           if (ownKey)
             error(at, keyPath, p.message);
@@ -1088,7 +1099,9 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
               "duplicate service name " + quote(svc.name) + " (first at line " +
                   std::to_string(it->second) + ")");
     }
-    if (svc.vip.family()) {
+    // Not with a port or protocol that did not parse (reported already):
+    // the defaults in their place would clash with another service falsely.
+    if (svc.vip.family() && svc.portAndProtocolKnown) {
       auto [it, inserted] = keys.emplace(std::make_tuple(svc.vip, svc.port, svc.protocol), i);
       if (!inserted) {
         error(svcNode, path,

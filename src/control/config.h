@@ -165,6 +165,11 @@ struct ServiceConfig {
   // drained real is, so they keep reaching it (Registry::setRealHealth).
   bool healthKeepEstablished = false;
   int line = 0;
+  // keel.yaml only: false when `port` or `protocol` is missing or did not
+  // parse (reported at it), so the checks that need them (vip, port and
+  // protocol unique; a check's port on a port-0 service) are skipped rather
+  // than run on the defaults and report what is not wrong.
+  bool portAndProtocolKnown = true;
 };
 
 // control: the API socket (docs/api.md).

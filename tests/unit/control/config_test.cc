@@ -1343,6 +1343,32 @@ TEST(Config, ARealThatIsAnotherServicesVipIsRefused) {
             "keel.yaml:11: services[0].reals[2].address: " + std::string(kRealIsVip) + "\n");
 }
 
+// A port or protocol that is missing or did not parse is one error: the
+// defaults in its place (port 0, tcp) are not checked against another
+// service's key or against a check's port.
+TEST(Config, ABadPortOrProtocolIsOneErrorNotAClashOrAMissingCheckPort) {
+  ConfigResult r = parseConfig(kHead +
+                                   "  - {name: a, vip: 192.0.2.10, port: 0, protocol: tcp}\n"             // 4
+                                   "  - {name: b, vip: 192.0.2.10, port: http, protocol: tcp, health: {}}\n"  // 5
+                                   "  - {name: c, vip: 192.0.2.10, port: 0, protocol: sctp}\n"           // 6
+                                   "  - {name: d, vip: 192.0.2.10, protocol: tcp, health: {type: tcp},\n"  // 7
+                                   "     reals: [{address: 10.0.1.1}]}\n",
+                               "keel.yaml");
+  EXPECT_EQ(joinErrors(r.errors),
+            "keel.yaml:5: services[1].port: must be an integer 0..65535, got \"http\"\n"
+            "keel.yaml:6: services[2].protocol: must be one of tcp|udp, got \"sctp\"\n"
+            "keel.yaml:7: services[3].port: required key missing\n");
+  // With both read, the same clash and the same check are refused as before.
+  ConfigResult clash = parseConfig(kHead +
+                                       "  - {name: a, vip: 192.0.2.10, port: 0, protocol: tcp}\n"
+                                       "  - {name: b, vip: 192.0.2.10, port: 0, protocol: tcp, health: {}}\n",
+                                   "keel.yaml");
+  EXPECT_EQ(joinErrors(clash.errors),
+            "keel.yaml:5: services[1].health.port: required when the service's port is 0 (the check has no port to "
+            "connect to)\n"
+            "keel.yaml:5: services[1]: same vip, port and protocol as services[0] (192.0.2.10 port 0 tcp)\n");
+}
+
 TEST(Config, MetricsAddressAndSwitch) {
   auto parse = [](const std::string& metrics) {
     return parseConfig("dataplane: {kind: xdp, interface: eth0}\n" + metrics, "k.yaml");

@@ -269,7 +269,7 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
   std::vector<ComposedProblem> out;
   const VipOwners vips = vipOwners(c.services);
   for (const ServiceConfig& svc : c.services) {
-    auto service = [&](std::string m) { out.push_back({svc.name, std::nullopt, "service " + svc.name + ": " + m}); };
+    auto service = [&](std::string m) { out.push_back({svc.name, std::nullopt, "service " + svc.name + ": " + m, ""}); };
     if (std::string why = serviceAddressProblem(svc.vip, true); !why.empty())
       service("the VIP cannot be " + why + ", got " + svc.vip.toString());
     // The tunnel sources only: the interface's addresses are a host fact
@@ -283,7 +283,7 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
     if (std::string why = ringSizeProblem(svc.reals.size(), svc.ringSize); !why.empty()) service(why);
     for (const RealConfig& r : svc.reals) {
       auto real = [&](std::string m) {
-        out.push_back({svc.name, r.address, "service " + svc.name + " real " + r.address.toString() + ": " + m});
+        out.push_back({svc.name, r.address, "service " + svc.name + " real " + r.address.toString() + ": " + m, ""});
       };
       if (std::string why = serviceAddressProblem(r.address, false); !why.empty()) real("a real cannot be " + why);
       if (r.address == svc.vip) real(std::string(kRealIsVip));

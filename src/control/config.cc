@@ -357,6 +357,14 @@ class Parser {
     return Ipv4Prefix{p->address, p->length};
   }
 
+  // `health:` with nothing under it: an error, as an empty node: or
+  // limits: is (checkMap's words). It read as no block (no checks) while
+  // `health: {}` turns tcp checks on, and the docs say any health: block
+  // does: which the writer meant is not for keel to guess.
+  void emptyHealth(const YAML::Node& health, const std::string& path) {
+    if (health.IsNull()) error(health, path + ".health", "must be a mapping, got " + describe(health));
+  }
+
   static std::string join(const std::string& path, const std::string& key) {
     return path.empty() ? key : path + "." + key;
   }
@@ -822,7 +830,7 @@ void Parser::parseService(const YAML::Node& n, const std::string& path, ServiceC
                                   {{"65537", KEEL_RING_SIZE_DEFAULT}, {"655373", KEEL_RING_SIZE_LARGE}}))
       svc.ringSize = *v;
   }
-  if (auto k = child(n, path, "health", false)) svc.health = YAML::Clone(*k);
+  if (auto k = child(n, path, "health", false)) emptyHealth(*k, path), svc.health = YAML::Clone(*k);
   if (auto k = child(n, path, "reals", false)) {
     if (k->IsNull()) {
       // No reals yet: the service drops its traffic (drop_no_backend).
@@ -1034,7 +1042,7 @@ void Parser::parseReal(const YAML::Node& n, const std::string& path, RealConfig&
   if (auto k = child(n, path, "weight", false))
     if (auto v = integer(*k, path + ".weight", 0, 65535)) real.weight = static_cast<uint32_t>(*v);
   if (auto k = child(n, path, "mac", false)) real.mac = mac(*k, path + ".mac");
-  if (auto k = child(n, path, "health", false)) real.health = YAML::Clone(*k);
+  if (auto k = child(n, path, "health", false)) emptyHealth(*k, path), real.health = YAML::Clone(*k);
 }
 
 // Cross-field rules, run after every field parsed (so one bad field does not

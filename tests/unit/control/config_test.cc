@@ -1369,6 +1369,25 @@ TEST(Config, ABadPortOrProtocolIsOneErrorNotAClashOrAMissingCheckPort) {
             "keel.yaml:5: services[1]: same vip, port and protocol as services[0] (192.0.2.10 port 0 tcp)\n");
 }
 
+// `health:` with nothing under it is an error at its own line, as an
+// empty node: is, on a service and on a real: it read as no checks while
+// `health: {}` turns them on.
+TEST(Config, AnEmptyHealthKeyIsAnErrorAtItsLine) {
+  ConfigResult r = parseConfig(svc("    health:\n"                 // 8
+                                   "    reals:\n"
+                                   "      - address: 10.0.1.1\n"   // 10
+                                   "        health:\n"             // 11
+                                   "      - address: 10.0.1.2\n"), // 12
+                               "keel.yaml");
+  EXPECT_EQ(joinErrors(r.errors),
+            "keel.yaml:8: services[0].health: must be a mapping, got nothing (null)\n"
+            "keel.yaml:11: services[0].reals[0].health: must be a mapping, got nothing (null)\n");
+  ConfigResult braces = parseConfig(svc("    health: {}\n    reals:\n      - {address: 10.0.1.1, health: {}}\n"),
+                                    "keel.yaml");
+  ASSERT_TRUE(braces.ok()) << joinErrors(braces.errors);
+  EXPECT_EQ(braces.config->services[0].reals[0].healthSpec.type, HealthCheckSpec::Type::Tcp);
+}
+
 TEST(Config, MetricsAddressAndSwitch) {
   auto parse = [](const std::string& metrics) {
     return parseConfig("dataplane: {kind: xdp, interface: eth0}\n" + metrics, "k.yaml");

@@ -205,15 +205,10 @@ class Parser {
       if (required) error(parent, join(path, key), "required key missing");
       return std::nullopt;
     }
-    // An empty value (`key:` and nothing) is a null whose mark yaml-cpp
-    // puts at the next token, often the next key's line: its messages are
-    // placed at the key's own line instead (place()).
-    if (c.IsNull() && !c.Mark().is_null() && parent.IsMap())
-      for (const auto& kv : parent)
-        if (kv.first.IsScalar() && kv.first.Scalar() == key && !kv.first.Mark().is_null()) {
-          emptyValueLine_[{c.Mark().line, c.Mark().column}] = kv.first.Mark().line;
-          break;
-        }
+    // An empty value's messages are placed at its key's own line (place(),
+    // emptyValueKeyLine).
+    if (std::optional<int> line = emptyValueKeyLine(parent, key, c))
+      emptyValueLine_[{c.Mark().line, c.Mark().column}] = *line;
     return c;
   }
 
@@ -851,6 +846,10 @@ void Parser::parseService(const YAML::Node& n, const std::string& path, ServiceC
 // here so every mistake is reported with its file:line at load time.
 void Parser::resolveHealth(const YAML::Node& n, const std::string& path, ServiceConfig& svc) {
   YAML::Node svcHealth = n["health"];
+  // The policy keys through child(), so that an empty one is placed at its
+  // key's line as every other key is (the spec builder's: locateValue).
+  if (svcHealth.IsDefined() && svcHealth.IsMap())
+    for (const char* key : {"all_down", "established_on_down"}) child(svcHealth, path + ".health", key, false);
   parseHealthPolicy(svcHealth, svc, [&](const YAML::Node& value, const std::string& key, const std::string& message) {
     error(value, path + ".health." + key, message);
   });
@@ -1638,15 +1637,16 @@ std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth
   // `all_down` and `established_on_down` are service-only keys the spec
   // builder does not know (a real's block that sets them is told so: unknown key).
   // (Never assign to a Node that refers to another: yaml-cpp would overwrite
-  // the referee. Build a separate map whose values share the originals, so
-  // their line marks stay.)
+  // the referee. Build a separate map whose keys and values share the
+  // originals, so their line marks stay: an empty value is placed at its
+  // key's, locateValue.)
   auto serviceOnly = [](const std::string& key) { return key == "all_down" || key == "established_on_down"; };
   const bool strip = svcPresent && serviceHealth.IsMap() &&
                      (serviceHealth["all_down"] || serviceHealth["established_on_down"]);
   YAML::Node stripped(YAML::NodeType::Map);
   if (strip)
     for (const auto& kv : serviceHealth)
-      if (!serviceOnly(kv.first.Scalar())) stripped[kv.first.Scalar()] = kv.second;
+      if (!serviceOnly(kv.first.Scalar())) stripped[kv.first] = kv.second;
   const YAML::Node& specNode = strip ? stripped : serviceHealth;
   const size_t before = errors.service.size() + errors.real.size();
   HealthSpecBuilder b;

@@ -14,10 +14,27 @@ std::string locate(std::string_view source, const YAML::Node& node) {
   return loc;
 }
 
+std::optional<int> emptyValueKeyLine(const YAML::Node& map, std::string_view key, const YAML::Node& value) {
+  if (!value.IsDefined() || !value.IsNull() || value.Mark().is_null() || !map.IsDefined() || !map.IsMap())
+    return std::nullopt;
+  for (const auto& kv : map)
+    if (kv.first.IsScalar() && kv.first.Scalar() == key && !kv.first.Mark().is_null()) return kv.first.Mark().line;
+  return std::nullopt;
+}
+
+std::string locateValue(std::string_view source, const YAML::Node& map, std::string_view key,
+                        const YAML::Node& value) {
+  if (std::optional<int> line = emptyValueKeyLine(map, key, value))
+    return std::string(source) + ":" + std::to_string(*line + 1);
+  return locate(source, value);
+}
+
 namespace {
 
-std::string at(std::string_view source, const YAML::Node& n, std::string_view keyPath, std::string_view key) {
-  return locate(source, n) + ": " + std::string(keyPath) + "." + std::string(key) + ": ";
+// "SOURCE:LINE: KEYPATH.key: " for the value of `key` in the block `map`.
+std::string at(std::string_view source, const YAML::Node& map, const YAML::Node& n, std::string_view keyPath,
+               std::string_view key) {
+  return locateValue(source, map, key, n) + ": " + std::string(keyPath) + "." + std::string(key) + ": ";
 }
 
 }  // namespace
@@ -65,7 +82,7 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
   for (const auto& kv : node) {
     std::string key = kv.first.as<std::string>("");
     const YAML::Node& v = kv.second;
-    std::string where = at(source, v, keyPath, key);
+    std::string where = at(source, node, v, keyPath, key);
     if (!v.IsScalar()) {
       errors.push_back(where + "must be a scalar, got " +
                          std::string(v.IsSequence() ? "a list" : v.IsMap() ? "a mapping" : "nothing (null)"));

@@ -65,6 +65,15 @@ namespace keel {
 // Where a node is, for a message: "SOURCE:LINE" (1-based), or "SOURCE" for
 // a node with no place in a text (one built from an API request's JSON).
 std::string locate(std::string_view source, const YAML::Node& node);
+// An empty value (`key:` and nothing) is a null whose mark yaml-cpp puts at
+// the next token, often a later key's line: the 0-based line of its key in
+// `map` instead, for messages. nullopt when `value` is not such a value of
+// `map` at `key` (or has no place in a text). keel.yaml's parser (its
+// child()) and the health blocks' both place empty values through it.
+std::optional<int> emptyValueKeyLine(const YAML::Node& map, std::string_view key, const YAML::Node& value);
+// locate(), but an empty value of `map` at `key` at its key's line.
+std::string locateValue(std::string_view source, const YAML::Node& map, std::string_view key,
+                        const YAML::Node& value);
 
 // The tags an API request's `health` object carries into YAML
 // (jsonToYaml in daemon_backend.cc): each scalar says which JSON type it

@@ -1388,6 +1388,29 @@ TEST(Config, AnEmptyHealthKeyIsAnErrorAtItsLine) {
   EXPECT_EQ(braces.config->services[0].reals[0].healthSpec.type, HealthCheckSpec::Type::Tcp);
 }
 
+// An empty value in a health block is placed at its key's line, in the
+// service's block (with a policy key beside it, which the spec builder
+// reads from a copy of the block), its policy keys and a real's block.
+TEST(Config, AnEmptyHealthValueIsReportedAtItsKeysLine) {
+  ConfigResult r = parseConfig(svc("    health:\n"                    // 8
+                                   "      type: http\n"
+                                   "      expect:\n"                  // 10
+                                   "      all_down:\n"                // 11
+                                   "\n"
+                                   "      path: /\n"                  // 13
+                                   "    reals:\n"
+                                   "      - address: 10.0.1.1\n"      // 15
+                                   "        health:\n"
+                                   "          rise:\n"                // 17
+                                   "          # no value\n"
+                                   "      - address: 10.0.1.2\n"),
+                               "keel.yaml");
+  EXPECT_EQ(joinErrors(r.errors),
+            "keel.yaml:11: services[0].health.all_down: must be one of fail-open|fail-closed, got nothing (null)\n"
+            "keel.yaml:10: services[0].health.expect: must be a scalar, got nothing (null)\n"
+            "keel.yaml:17: services[0].reals[0].health.rise: must be a scalar, got nothing (null)\n");
+}
+
 TEST(Config, MetricsAddressAndSwitch) {
   auto parse = [](const std::string& metrics) {
     return parseConfig("dataplane: {kind: xdp, interface: eth0}\n" + metrics, "k.yaml");

@@ -322,6 +322,19 @@ TEST(HealthYaml, ErrorsNameFileLineAndKey) {
       << errors.back();
 }
 
+// An empty value (`expect:` and nothing) is reported at its key's line,
+// not at the next token's (yaml-cpp's mark for it), which may be lines
+// further down past comments and blank lines.
+TEST(HealthYaml, AnEmptyValueIsReportedAtItsKeysLine) {
+  YAML::Node doc = YAML::Load("health:\n  type: http\n  expect:\n\n  # a comment\n  path: /\n  host:\n");
+  std::vector<std::string> errors;
+  HealthSpecBuilder b;
+  b.apply(doc["health"], "keel.yaml", "services[0].health", errors);
+  EXPECT_EQ(joined(errors),
+            "keel.yaml:3: services[0].health.expect: must be a scalar, got nothing (null)\n"
+            "keel.yaml:7: services[0].health.host: must be a scalar, got nothing (null)\n");
+}
+
 TEST(HealthYaml, NotAMapping) {
   std::vector<std::string> errors;
   HealthSpecBuilder b;

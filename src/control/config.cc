@@ -895,6 +895,9 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
   if (own && sets(svcHealth, "source")) sourceWarning(*own, svcHealth["source"], path + ".health");
   // The original nodes, not the stored clones: clones lose their line marks.
   const YAML::Node realsNode = n["reals"];
+  // The reals the service's own health.source is of another family than
+  // (they inherit it): said once, at that key, naming them.
+  std::vector<std::string> otherFamily;
   for (size_t i = 0; i < svc.reals.size(); ++i) {
     RealConfig& real = svc.reals[i];
     const YAML::Node realNode = realsNode.IsSequence() ? realsNode[i] : YAML::Node();
@@ -923,6 +926,10 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
           if (!ownKey && std::find(serviceRefusals.begin(), serviceRefusals.end(), p) != serviceRefusals.end())
             continue;
           if (p.key == "port" && !svc.portAndProtocolKnown) continue;  // as for the service's, above
+          if (p.key == "source" && !ownKey && sets(svcHealth, "source")) {
+            otherFamily.push_back(real.address.toString() + " (reals[" + std::to_string(i) + "])");
+            continue;
+          }
           const std::string keyPath = healthKeyPath(path + ".reals[" + std::to_string(i) + "]", p);
           if (ownKey)
             error(at, keyPath, p.message);
@@ -931,6 +938,15 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
         }
     }
   }
+  if (!otherFamily.empty() && own && own->source)
+    error(svcHealth["source"], path + ".health.source",
+          own->source->toString() + " is not the same family as " +
+              (otherFamily.size() == 1
+                   ? "real " + otherFamily[0] + ", which inherits it: give that real a source of its family in its "
+                                                "own health block"
+                   : "reals " + commaList(otherFamily) +
+                         ", which inherit it: give those reals a source of their family in their own health blocks") +
+              ", or split the service by family");
 }
 
 void Parser::parseControl(const YAML::Node& n, ControlConfig& control) {

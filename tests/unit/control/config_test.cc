@@ -1148,8 +1148,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"a check's source of the other family than the real",
                 svc("    health: {type: tcp, source: \"2001:db8::1\"}\n"
                     "    reals:\n      - {address: 10.0.1.11}\n"),
-                {"keel.yaml:10: services[0].reals[0].health.source: 2001:db8::1 is not the same family as "
-                 "10.0.1.11"}},
+                {"keel.yaml:8: services[0].health.source: 2001:db8::1 is not the same family as real 10.0.1.11 "
+                 "(reals[0]), which inherits it"}},
         BadCase{"expect on a real that is its own tcp check",
                 svc("    health: {type: http, expect: \"200-299\"}\n"
                     "    reals:\n      - {address: 10.0.1.11, health: {type: tcp, expect: \"200\"}}\n"),
@@ -1409,6 +1409,24 @@ TEST(Config, AnEmptyHealthValueIsReportedAtItsKeysLine) {
             "keel.yaml:11: services[0].health.all_down: must be one of fail-open|fail-closed, got nothing (null)\n"
             "keel.yaml:10: services[0].health.expect: must be a scalar, got nothing (null)\n"
             "keel.yaml:17: services[0].reals[0].health.rise: must be a scalar, got nothing (null)\n");
+}
+
+// A service's health.source of another family than its reals is one
+// error at that key, naming the reals that inherit it; a real's own
+// source is reported at its own key.
+TEST(Config, AServiceSourceOfAnotherFamilyIsOneErrorAtItsKey) {
+  ConfigResult r = parseConfig(svc("    health:\n"                                          // 8
+                                   "      source: \"2001:db8::1\"\n"                        // 9
+                                   "    reals:\n"
+                                   "      - {address: 10.0.1.1}\n"                           // 11
+                                   "      - {address: 10.0.1.2, health: {source: \"2001:db8::2\"}}\n"
+                                   "      - {address: 10.0.1.3, health: {rise: 3}}\n"),      // 13
+                               "keel.yaml");
+  EXPECT_EQ(joinErrors(r.errors),
+            "keel.yaml:12: services[0].reals[1].health.source: 2001:db8::2 is not the same family as 10.0.1.2\n"
+            "keel.yaml:9: services[0].health.source: 2001:db8::1 is not the same family as reals 10.0.1.1 "
+            "(reals[0]), 10.0.1.3 (reals[2]), which inherit it: give those reals a source of their family in their "
+            "own health blocks, or split the service by family\n");
 }
 
 TEST(Config, MetricsAddressAndSwitch) {

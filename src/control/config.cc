@@ -983,12 +983,23 @@ void Parser::parseSocket(const YAML::Node& n, const std::string& path, std::stri
   }
   if (auto k = child(n, path, "mode", false)) {
     if (auto s = scalar(*k, path + ".mode", "an octal mode")) {
-      char* end = nullptr;
-      unsigned long v = std::strtoul(s->c_str(), &end, 8);
-      if (s->empty() || *end != '\0' || v > 0777)
-        error(*k, path + ".mode", "must be an octal mode like \"0660\" (quoted), got " + describe(*k));
+      // Octal digits alone: strtoul also took a sign and leading blanks
+      // ("+0660", " 0660", and "-0", which gave mode 000).
+      uint32_t v = 0;
+      bool digits = !s->empty();
+      for (char c : *s) {
+        if (c < '0' || c > '7' || v > 0777) {
+          digits = false;
+          break;
+        }
+        v = v * 8 + static_cast<uint32_t>(c - '0');
+      }
+      if (!digits || v > 0777)
+        error(*k, path + ".mode",
+              "must be an octal mode like \"0660\" (quoted; the digits 0 to 7 only, at most 0777), got " +
+                  describe(*k));
       else
-        mode = static_cast<uint32_t>(v);
+        mode = v;
     }
   }
   if (auto k = child(n, path, "group", false)) {

@@ -174,6 +174,24 @@ TEST(Config, ControlModeOpenToEveryoneIsWarnedAbout) {
   }
 }
 
+// control.mode is octal digits alone: strtoul also took a sign or
+// leading blanks, and "-0" gave mode 000.
+TEST(Config, ControlModeIsOctalDigitsOnly) {
+  const std::string base = "dataplane: {kind: xdp, interface: eth0}\nservices: []\n";
+  for (const char* mode : {"+0660", " 0660", "-0", "0x1a0", "0660 ", "0669", "01000", ""}) {
+    ConfigResult r = parseConfig(base + "control: {mode: \"" + mode + "\"}\n", "keel.yaml");
+    EXPECT_EQ(joinErrors(r.errors), "keel.yaml:3: control.mode: must be an octal mode like \"0660\" (quoted; the "
+                                    "digits 0 to 7 only, at most 0777), got \"" + std::string(mode) + "\"\n")
+        << "[" << mode << "]";
+  }
+  for (const auto& [mode, value] : std::vector<std::pair<const char*, uint32_t>>{
+           {"0660", 0660}, {"660", 0660}, {"0", 0}, {"0777", 0777}, {"00640", 0640}}) {
+    ConfigResult r = parseConfig(base + "control: {mode: \"" + mode + "\"}\n", "keel.yaml");
+    ASSERT_TRUE(r.ok()) << mode << "\n" << joinErrors(r.errors);
+    EXPECT_EQ(r.config->control.mode, value) << mode;
+  }
+}
+
 // control.readonly: a second socket that serves only what changes nothing;
 // its keys are checked as control's own, at their lines.
 TEST(Config, ControlReadonlySocket) {
@@ -202,7 +220,8 @@ TEST(Config, ControlReadonlySocket) {
       {"  readonly: {socket: relative.sock, mode: \"999\"}\n",
        {"keel.yaml:4: control.readonly.socket: must be an absolute path shorter than 108 bytes, got "
         "\"relative.sock\"",
-        "keel.yaml:4: control.readonly.mode: must be an octal mode like \"0660\" (quoted), got \"999\""}},
+        "keel.yaml:4: control.readonly.mode: must be an octal mode like \"0660\" (quoted; the digits 0 to 7 only, "
+        "at most 0777), got \"999\""}},
   };
   for (const auto& [yaml, errors] : bad) {
     r = parseConfig(base + "control:\n" + yaml, "keel.yaml", resolverFor("eth0"));

@@ -17,6 +17,16 @@ bool parseU16(std::string_view text, uint16_t& out) {
   return true;
 }
 
+// A check judges the final response's status: among the 1xx codes only
+// 101 (Switching Protocols) is one; 100, 102, 103 and the rest are interim
+// responses it reads past (RFC 9110 15.2, http_probe.cc), so a range of
+// those alone fails every check.
+bool statusRangeCanPass(uint16_t lo, uint16_t hi) { return hi >= 200 || (lo <= 101 && 101 <= hi); }
+
+constexpr const char* kNeverFinal =
+    " can never pass: a check judges the final response's status, and of 100-199 only 101 is one (the others are "
+    "interim responses it reads past)";
+
 }  // namespace
 
 std::optional<HealthCheckSpec::Type> parseHealthType(std::string_view text) {
@@ -52,6 +62,7 @@ Status parseStatusRange(std::string_view text, uint16_t& statusMin, uint16_t& st
   if (lo < 100 || hi > 599 || lo > hi) {
     return Status::error("http status range " + value + " must lie within 100-599 with MIN <= MAX");
   }
+  if (!statusRangeCanPass(lo, hi)) return Status::error("http status range " + value + kNeverFinal);
   statusMin = lo;
   statusMax = hi;
   return Status::ok();
@@ -98,6 +109,9 @@ std::vector<HealthProblem> healthTargetProblems(const HealthTarget& target) {
     if (s.statusMin < 100 || s.statusMax > 599 || s.statusMin > s.statusMax) {
       problems.push_back({"expect", "http status range " + std::to_string(s.statusMin) + "-" +
                                         std::to_string(s.statusMax) + " must lie within 100-599 with MIN <= MAX"});
+    } else if (!statusRangeCanPass(s.statusMin, s.statusMax)) {
+      problems.push_back({"expect", "http status range " + std::to_string(s.statusMin) + "-" +
+                                        std::to_string(s.statusMax) + kNeverFinal});
     }
   }
   if (s.type == HealthCheckSpec::Type::Udp && s.udpPayload.size() > 1400) {

@@ -84,8 +84,11 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
     const YAML::Node& v = kv.second;
     std::string where = at(source, node, v, keyPath, key);
     if (!v.IsScalar()) {
+      // `payload:` and nothing reads as null, not as the empty payload the
+      // docs allow: say how to write that.
       errors.push_back(where + "must be a scalar, got " +
-                         std::string(v.IsSequence() ? "a list" : v.IsMap() ? "a mapping" : "nothing (null)"));
+                       std::string(v.IsSequence() ? "a list" : v.IsMap() ? "a mapping" : "nothing (null)") +
+                       (key == "payload" && v.IsNull() ? "; an empty payload is written payload: \"\"" : ""));
       continue;
     }
     std::string text = v.Scalar();

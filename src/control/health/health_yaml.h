@@ -11,7 +11,7 @@
 //         path: /healthz        # http, default "/"
 //         host: www.example.com # http Host header, default the real's address
 //         expect: "200-399"     # http: status or range; udp: reply prefix
-//         payload: "ping"       # udp datagram (may be empty)
+//         payload: "ping"       # udp datagram (may be empty: "")
 //         require_reply: true   # udp: only a reply passes (default false)
 //         interval: 1s          # an integer and ms, s, m or h
 //         timeout: 1s

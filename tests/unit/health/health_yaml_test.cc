@@ -335,6 +335,52 @@ TEST(HealthYaml, AnEmptyValueIsReportedAtItsKeysLine) {
             "keel.yaml:7: services[0].health.host: must be a scalar, got nothing (null)\n");
 }
 
+// A status range that only interim 1xx responses fall in can never pass
+// (the check reads past them; of 100-199 only 101 is a final status): a
+// mistake at the key, in the file and in a request. One with 101 or a code
+// of 200 or more passes.
+TEST(HealthYaml, AnExpectOnlyInterimResponsesFallInIsRefused) {
+  for (const char* range : {"100", "102-199", "103", "100-100"}) {
+    std::vector<std::string> errors;
+    HealthSpecBuilder b;
+    b.apply(YAML::Load(std::string("{type: http, expect: '") + range + "'}"), "keel.yaml", "h", errors);
+    EXPECT_EQ(joined(errors), "keel.yaml:1: h.expect: http status range \"" + std::string(range) +
+                                  "\" can never pass: a check judges the final response's status, and of 100-199 "
+                                  "only 101 is one (the others are interim responses it reads past)\n")
+        << range;
+  }
+  for (const char* range : {"101", "100-199", "199-200", "100-599", "204"}) {
+    std::vector<std::string> errors;
+    HealthSpecBuilder b;
+    b.apply(YAML::Load(std::string("{type: http, expect: '") + range + "'}"), "keel.yaml", "h", errors);
+    EXPECT_TRUE(errors.empty()) << range << "\n" << joined(errors);
+  }
+  // The checker's own test says the same of a spec built another way.
+  HealthCheckSpec spec;
+  spec.type = HealthCheckSpec::Type::Http;
+  spec.statusMin = 102;
+  spec.statusMax = 150;
+  EXPECT_EQ(healthTargetProblems(HealthTarget{"web", *IpAddress::parse("10.0.0.5"), 80, spec}),
+            (std::vector<HealthProblem>{{"expect", "http status range 102-150 can never pass: a check judges the "
+                                                   "final response's status, and of 100-199 only 101 is one (the "
+                                                   "others are interim responses it reads past)"}}));
+}
+
+// `payload:` with nothing reads as null, not as the empty payload: the
+// error says how to write that.
+TEST(HealthYaml, AnEmptyPayloadKeySaysHowToWriteAnEmptyPayload) {
+  std::vector<std::string> errors;
+  HealthSpecBuilder b;
+  b.apply(YAML::Load("health:\n  type: udp\n  payload:\n")["health"], "keel.yaml", "h", errors);
+  EXPECT_EQ(joined(errors),
+            "keel.yaml:3: h.payload: must be a scalar, got nothing (null); an empty payload is written payload: \"\"\n");
+  errors.clear();
+  HealthSpecBuilder quoted;
+  quoted.apply(YAML::Load("{type: udp, payload: \"\"}"), "keel.yaml", "h", errors);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+  EXPECT_EQ(quoted.build().udpPayload, "");
+}
+
 TEST(HealthYaml, NotAMapping) {
   std::vector<std::string> errors;
   HealthSpecBuilder b;

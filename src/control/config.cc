@@ -887,7 +887,7 @@ void Parser::resolveHealth(const YAML::Node& n, const std::string& path, Service
   const std::string kImpliedTcp(kUdpImpliedTcpCheck);
   const bool svcBlock = svcHealth.IsDefined() && !svcHealth.IsNull();
   if (own && svcBlock && impliedTcp(*own, YAML::Node())) warning(svcHealth, path + ".health", kImpliedTcp);
-  // A source this host does not have: no check from it runs.
+  // A source this host does not have: its checks are not run, then fail (healthSourceNotLocal).
   auto sourceWarning = [&](const HealthCheckSpec& spec, const YAML::Node& at, const std::string& where) {
     if (spec.source && options_.addressIsLocal && !options_.addressIsLocal(*spec.source))
       warning(at, where + ".source", healthSourceNotLocal(*spec.source));  // a reload says it too
@@ -1745,8 +1745,8 @@ ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& option
 
 std::string healthSourceNotLocal(const IpAddress& source) {
   return source.toString() +
-         " is not an address of this host: no check from it runs (each is counted as not run, and the reals "
-         "keep their state) until it is";
+         " is not an address of this host: its checks are not run for `fall` checks in a row, then count as "
+         "failures (a real that was up goes down), until it is";
 }
 
 std::optional<std::string> udpPayloadOverIpv6Mtu(const HealthCheckSpec& spec, const IpAddress& real) {

@@ -301,7 +301,7 @@ inline constexpr std::string_view kIpipMacUnused =
     "mac is not used: ipip sends every packet to node.next_hop_mac (only l2dsr sends to the real's MAC)";
 
 // A health check's source this host does not have (ConfigOptions::
-// addressIsLocal): accepted, no check from it runs. keel.yaml (at the
+// addressIsLocal): accepted; its checks are not run, then fail. keel.yaml (at the
 // source key), config.check and a runtime add warn with this.
 std::string healthSourceNotLocal(const IpAddress& source);
 

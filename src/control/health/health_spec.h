@@ -88,15 +88,15 @@ struct HealthResult {
   std::string reason;
   // The check could not run for a reason of this host's, not the real's:
   // no socket (out of file descriptors or memory), no ephemeral port, a
-  // `source` that is not (or no longer) one of this host's addresses. Such
-  // a result is counted apart (HealthStatus::notRun) and changes no state:
-  // counted as a failure, a balancer out of descriptors would take its
-  // healthy reals down with the ones it could not check.
+  // `source` that is not (or no longer) one of this host's addresses, or
+  // this host's own path to the real down (no route, or a link without
+  // carrier: hostPathDown() in probe.h). Such a result is counted apart
+  // (HealthStatus::notRun) and changes no state for `fall` results in a
+  // row; past that the checker counts it as the failure it is, so a real
+  // cannot stay up unchecked. Counted as a failure at once, a balancer out
+  // of descriptors would take its healthy reals down with the ones it
+  // could not check.
   bool local = false;
-  // Local because this host had no route to the real ("network is
-  // unreachable": its own link down): the checker takes it as local for
-  // `fall` checks in a row at most, then as the failure it is.
-  bool noRoute = false;
 };
 
 // One thing wrong with a target's check: the key of its `health:` block it

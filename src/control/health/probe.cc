@@ -151,7 +151,7 @@ std::optional<std::string> hostPathDown(const ProbeConfig& config) {
   Descriptor ioctlSock{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
   if (ioctlSock.fd < 0) return std::nullopt;
   ifreq ifr{};
-  std::strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  std::memcpy(ifr.ifr_name, name, strnlen(name, IFNAMSIZ - 1));  // ifr is zeroed: the name stays terminated
   if (::ioctl(ioctlSock.fd, SIOCGIFFLAGS, &ifr) != 0) return std::nullopt;
   if (ifr.ifr_flags & IFF_RUNNING) return std::nullopt;
   return "this host's route to the real is down: " + std::string(name) + " has no carrier";
@@ -160,7 +160,7 @@ std::optional<std::string> hostPathDown(const ProbeConfig& config) {
 HealthResult unlessHostPathDown(HealthResult failed, const ProbeConfig& config) {
   if (failed.ok || failed.local) return failed;
   if (std::optional<std::string> why = hostPathDown(config)) {
-    failed.local = failed.noRoute = true;
+    failed.local = true;
     failed.reason += " (" + *why + ")";
   }
   return failed;

@@ -50,7 +50,7 @@ HealthResult failure(const boost::system::error_code& ec, std::string reason);
 // the check's packets go nowhere and it times out). One route lookup
 // without a packet (netlink RTM_GETROUTE, then the device's flags).
 std::optional<std::string> hostPathDown(const ProbeConfig& config);
-// `failed` as not run (local and noRoute, the reason saying why) when
+// `failed` as not run (local, the reason saying why) when
 // hostPathDown() finds this host's path down: a flap of the balancer's own
 // link is not the reals' fault (fault review F7, where it took every real
 // down and raised all_reals_down). A result that is ok or local already is

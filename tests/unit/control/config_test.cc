@@ -751,8 +751,8 @@ TEST(Config, HealthThatCannotWorkIsWarnedAbout) {
             "keel.yaml:8: services[0].health: no type: checks default to tcp, a TCP connect to this udp service's "
             "port; write type: udp, or type: tcp if the reals also listen on TCP there");
   EXPECT_EQ(r.warnings[1],
-            "keel.yaml:14: services[1].health.source: 10.99.99.99 is not an address of this host: no check from it "
-            "runs (each is counted as not run, and the reals keep their state) until it is");
+            "keel.yaml:14: services[1].health.source: 10.99.99.99 is not an address of this host: its checks are "
+            "not run for `fall` checks in a row, then count as failures (a real that was up goes down), until it is");
   // 10.0.1.12: 2 a second; 10.0.1.13: 1 (ntp's) beside syslog's check with
   // require_reply, which needs no ICMP error: not warned about.
   EXPECT_EQ(r.warnings[2],

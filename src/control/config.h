@@ -141,6 +141,12 @@ struct RealConfig {
   // for a real a clean stop left kept down, so that the connection table a
   // DPDK restart restores still reaches it (DaemonBackend::start).
   bool startKept = false;
+  // With startHealthy and startKept false: added held by fail-open (VALID,
+  // in the ring) if its service is fail-open and no real of it starts up
+  // (Registry::addService). keeld sets it for a real a clean stop left
+  // held, so that a DPDK restart during a fail-open hold goes on forwarding
+  // the service to it, its restored flows included.
+  bool startHeld = false;
   int line = 0;                   // 1-based line in the file, for later messages
 };
 

@@ -305,6 +305,15 @@ Status Registry::addService(const ServiceConfig& cfg) {
     real.mac = rc.mac;
     real.kept = !real.healthy && rc.startKept && canKeep(cfg, real);
   }
+  // Held as the last keeld's clean stop left it (RealConfig::startHeld),
+  // unless a real of the service starts up: then there is nothing to hold for.
+  if (cfg.healthFailOpen &&
+      std::none_of(state.reals.begin(), state.reals.end(),
+                   [](const auto& e) { return e.second.healthy && e.second.weight > 0; }))
+    for (const RealConfig& rc : cfg.reals) {
+      RealState& real = state.reals[rc.address];
+      real.held = rc.startHeld && !real.healthy && !real.kept && !lacksMac(cfg, rc.mac);
+    }
   // Ids in address order: like the ring, they do not depend on listing order.
   for (auto& [addr, real] : state.reals) {
     real.id = allocateBackend();

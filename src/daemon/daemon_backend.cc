@@ -368,7 +368,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
     if (Status s = registry_.adopt(*adopted, compose(config, kept)); !s) return s;
   } else if (stop) {
     startFrom_ = StartFrom{std::move(stop->up), startedAt_.value_or(std::chrono::system_clock::now()) - stop->at,
-                           std::move(stop->kept)};
+                           std::move(stop->kept), std::move(stop->held)};
   }
   Result r = commitUnasked(config, kept);
   Overlay applied = kept;  // what runtime_state_kept reports, once it is in
@@ -425,8 +425,10 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
     const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(startFrom_->ago);
     for (const ServiceConfig& svc : effective_.services)
       for (const RealConfig& real : svc.reals)
-        if (real.healthSpec.type != HealthCheckSpec::Type::None && (real.startHealthy || real.startKept))
-          logInfo(LogRecord(real.startHealthy ? "health_kept_from_stop" : "kept_down_from_stop")
+        if (real.healthSpec.type != HealthCheckSpec::Type::None && (real.startHealthy || real.startKept || real.startHeld))
+          logInfo(LogRecord(real.startHealthy ? "health_kept_from_stop"
+                            : real.startKept  ? "kept_down_from_stop"
+                                              : "held_from_stop")
                       .add("service", svc.name)
                       .add("real", real.address.toString())
                       .add("stopped_ms_ago", static_cast<uint64_t>(ago.count())));
@@ -564,7 +566,7 @@ void DaemonBackend::checkNextHop() {
 }
 
 void DaemonBackend::saveAtStop() const {
-  StopRecord stop{std::chrono::system_clock::now(), {}, {}};
+  StopRecord stop{std::chrono::system_clock::now(), {}, {}, {}};
   std::set<RealKey> checked;
   for (const ServiceConfig& svc : effective_.services)
     for (const RealConfig& r : svc.reals)
@@ -574,6 +576,7 @@ void DaemonBackend::saveAtStop() const {
       if (checked.count({v.name, r.address})) {
         if (r.healthy) stop.up.insert({v.name, r.address});
         if (r.kept) stop.kept.insert({v.name, r.address});
+        if (r.held) stop.held.insert({v.name, r.address});
       }
   // The checks went on while the data plane stopped (seconds under DPDK),
   // after applyPendingHealth: a transition since is nothing the registry
@@ -606,6 +609,17 @@ std::map<DaemonBackend::RealKey, bool> DaemonBackend::registryHealth() const {
 // restored entries of its flows are only those not idle past their timeout.
 bool DaemonBackend::startsKept(const std::string& service, const RealConfig& real) const {
   return startFrom_ && startFrom_->kept.count({service, real.address}) &&
+         startFrom_->ago >= std::chrono::system_clock::duration::zero();
+}
+
+// During start(): whether a checked real that starts down starts held by
+// fail-open (in the ring, VALID), as the clean stop left it: every real of
+// its service was down, and this one kept the service's flows going. As
+// for kept, however long ago; the registry holds it only if no real of the
+// service starts up (Registry::addService), and the first that comes up
+// releases it.
+bool DaemonBackend::startsHeld(const std::string& service, const RealConfig& real) const {
+  return startFrom_ && startFrom_->held.count({service, real.address}) &&
          startFrom_->ago >= std::chrono::system_clock::duration::zero();
 }
 
@@ -646,6 +660,8 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
       r.startHealthy = r.macPending.empty() &&
                        (r.healthSpec.type == HealthCheckSpec::Type::None || startsUp(svc.name, r));
       r.startKept = !r.startHealthy && r.macPending.empty() && svc.healthKeepEstablished && startsKept(svc.name, r);
+      r.startHeld = !r.startHealthy && !r.startKept && r.macPending.empty() && svc.healthFailOpen &&
+                    startsHeld(svc.name, r);
     }
   }
   return c;
@@ -1072,12 +1088,13 @@ std::optional<std::string> DaemonBackend::saveState(const StopRecord* stop) cons
     doc["stopped"] = {
         {"at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(stop->at.time_since_epoch()).count()},
         {"up", up}};
-    if (!stop->kept.empty()) {
-      nlohmann::json kept = nlohmann::json::array();
-      for (const auto& [service, address] : stop->kept)
-        kept.push_back({{"service", service}, {"address", address.toString()}});
-      doc["stopped"]["kept"] = kept;
-    }
+    auto list = [](const std::set<RealKey>& reals) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& [service, address] : reals) out.push_back({{"service", service}, {"address", address.toString()}});
+      return out;
+    };
+    if (!stop->kept.empty()) doc["stopped"]["kept"] = list(stop->kept);
+    if (!stop->held.empty()) doc["stopped"]["held"] = list(stop->held);
   }
   // Written whole, synced, then renamed over the old file, every step
   // checked (an ofstream reported nothing when its buffered write failed
@@ -1204,7 +1221,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
     if (st.is_object() && st.contains("at_ms") && st["at_ms"].is_number_integer() && st.contains("up") &&
         st["up"].is_array()) {
       const std::chrono::milliseconds at(st["at_ms"].get<int64_t>());
-      StopRecord record{std::chrono::system_clock::time_point(at), {}, {}};
+      StopRecord record{std::chrono::system_clock::time_point(at), {}, {}, {}};
       auto readReals = [](const nlohmann::json& list, std::set<RealKey>& into) {
         for (const nlohmann::json& e : list) {
           if (!e.is_object() || !e.contains("service") || !e["service"].is_string() || !e.contains("address") ||
@@ -1217,6 +1234,8 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       readReals(st["up"], record.up);
       // Kept down reals (established_on_down: keep); none in older files.
       if (st.contains("kept") && st["kept"].is_array()) readReals(st["kept"], record.kept);
+      // Reals held by fail-open; none in older files (they start down).
+      if (st.contains("held") && st["held"].is_array()) readReals(st["held"], record.held);
       *stop = std::move(record);
     }
   }
@@ -1414,6 +1433,8 @@ void DaemonBackend::syncHealth(const Config& effective) {
           why = "up from the previous keeld's stop record";
         else if (r.startKept)
           why = "down, flows kept, from the previous keeld's stop record";
+        else if (r.startHeld)
+          why = "down, held by fail-open, from the previous keeld's stop record";
         if (Status s = checker_.add(targetOf(svc, r), initiallyUp, &id, why); !s) {
           logError(LogRecord("health_target_failed").add("service", svc.name).add("real", r.address.toString()).add("error", s.message()));
           continue;

@@ -378,6 +378,7 @@ class DaemonBackend : public api::ControlBackend {
   Config compose(const Config& file, const Overlay& overlay) const;
   bool startsUp(const std::string& service, const RealConfig& real) const;
   bool startsKept(const std::string& service, const RealConfig& real) const;
+  bool startsHeld(const std::string& service, const RealConfig& real) const;
   // A runtime request as keel.yaml would have it: health resolved the same
   // way, l2dsr MACs from the neighbour table: `macs` must have asked for
   // every l2dsr real the request gives without a mac (macsFor(), one table
@@ -446,6 +447,7 @@ class DaemonBackend : public api::ControlBackend {
     std::chrono::system_clock::time_point at;
     std::set<RealKey> up;
     std::set<RealKey> kept;
+    std::set<RealKey> held;  // down, kept in the ring by fail-open
   };
   // Set by a request's commit() when saveState() failed, taken by its
   // reply; cleared by a later good save (the file holds the whole state).
@@ -595,6 +597,7 @@ class DaemonBackend : public api::ControlBackend {
     std::set<RealKey> up;
     std::chrono::system_clock::duration ago;
     std::set<RealKey> kept;
+    std::set<RealKey> held;
   };
   std::optional<StartFrom> startFrom_;
   std::optional<std::chrono::system_clock::time_point> startedAt_;

@@ -3259,6 +3259,65 @@ TEST_F(RuntimeStateTest, ACleanStopStartsARealKeptDownKeptDownAgain) {
   }
 }
 
+// A clean stop during a fail-open hold (every real of web down, the last
+// one held in the ring): a keeld that cannot adopt (DPDK) starts the held
+// real held again, VALID and in the ring, so the service goes on
+// forwarding and the connection table it restores still reaches that real;
+// the first real that comes up releases it. Before, it started down like
+// the others: the ring was empty and every flow of the service dropped
+// (drop_no_backend) until a check passed. Without the record's `held` (an
+// older keeld's file) it starts down, as before.
+TEST_F(RuntimeStateTest, ACleanStopDuringAFailOpenHoldStartsTheHeldRealHeld) {
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, interval: 10s, rise: 3, fall: 3}\n") + kApi;
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), false));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));  // the last: held
+  ASSERT_TRUE(registry_.service("web")->reals[1].held);
+  backend_->saveAtStop();
+  ASSERT_EQ(readState()["stopped"]["held"].size(), 1u);
+  const auto validOf = [](Keeld& k, const char* addr) {
+    const std::optional<ServiceView> web = k.registry.service("web");
+    for (const RealView& r : web->reals)
+      if (r.address == ip(addr)) return (k.dp.backends[r.backendId].flags & KEEL_BE_F_VALID) != 0;
+    return false;
+  };
+  const nlohmann::json stopped = readState()["stopped"];
+  {
+    test::LogCapture log;
+    auto k = restart();
+    const RealView held = k->registry.service("web")->reals[1];
+    ASSERT_EQ(held.address, ip("10.0.1.2"));
+    EXPECT_FALSE(held.healthy);
+    EXPECT_TRUE(held.held);
+    EXPECT_TRUE(validOf(*k, "10.0.1.2"));
+    auto ring = k->dp.ringTargets(k->registry.service("web")->id);
+    ASSERT_FALSE(ring.empty());
+    EXPECT_TRUE(std::all_of(ring.begin(), ring.end(), [](const auto& t) { return t == ip("10.0.1.2"); }));
+    for (const HealthStatus& st : k->backend->checker().snapshot())
+      if (st.target.address == ip("10.0.1.2")) {
+        EXPECT_EQ(st.changeReason, "down, held by fail-open, from the previous keeld's stop record");
+      }
+    EXPECT_EQ(log.take("held_from_stop").size(), 1u);
+    // 10.0.1.1 comes back: the holdover, really down, leaves the ring.
+    ASSERT_TRUE(k->registry.setRealHealth("web", ip("10.0.1.1"), true));
+    EXPECT_FALSE(k->registry.service("web")->reals[1].held);
+    ring = k->dp.ringTargets(k->registry.service("web")->id);
+    EXPECT_TRUE(std::all_of(ring.begin(), ring.end(), [](const auto& t) { return t == ip("10.0.1.1"); }));
+  }
+  // An older keeld's record, without `held`: down, as before.
+  nlohmann::json old = readState();
+  old["stopped"] = stopped;
+  old["stopped"].erase("held");
+  writeState(old.dump());
+  {
+    auto k = restart();
+    EXPECT_FALSE(k->registry.service("web")->reals[1].held);
+    EXPECT_FALSE(validOf(*k, "10.0.1.2"));
+  }
+}
+
 // Every l2dsr real a request or a whole state file adds without a mac is
 // looked up with one neighbour-table read: each read may wait up to ~1 s for
 // neighbours the table lacks, so one read per real held a start that long

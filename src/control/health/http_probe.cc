@@ -142,18 +142,23 @@ class HttpProbe final : public Probe {
     if (ec == http::error::end_of_stream || ec == asio::error::eof) {
       return {false, "http: connection closed before a response"};
     }
-    if (ec) {
-      // A response the parser refuses is still judged by its status, as
-      // keepalived's HTTP_GET judges it. A status line it refused is still
-      // in buffer_ (Beast consumes what it parsed, even on an error); one
-      // it read, before a field it refused, is in the message.
+    // A response the parser refuses is still judged by its status, as
+    // keepalived's HTTP_GET judges it: only a refusal of the parser's own
+    // (Beast's http::error), not a connection reset or closed halfway
+    // (partial_message), whose status line says nothing of a response that
+    // never finished. A final status the parser read, before a field it
+    // refused, is in the message and decides; else a status line it
+    // refused is still in buffer_ (Beast consumes what it parsed, even on
+    // an error), read by lenientFinalStatus.
+    if (ec && ec.category() == http::make_error_code(http::error::bad_field).category() &&
+        ec != http::error::partial_message) {
+      const unsigned parsed = parser_->get().result_int();
+      if (parsed >= 200 || parsed == 101) return judgeStatus(parsed);
       const auto* data = static_cast<const char*>(buffer_.data().data());
       if (std::optional<unsigned> code = lenientFinalStatus(std::string_view(data, buffer_.size())))
         return judgeStatus(*code);
-      const unsigned parsed = parser_->get().result_int();
-      if (parsed >= 200 || parsed == 101) return judgeStatus(parsed);
-      return {false, "http: " + describe(ec)};
     }
+    if (ec) return {false, "http: " + describe(ec)};
     return judgeStatus(parser_->get().result_int());
   }
 

@@ -85,6 +85,7 @@ class HttpServer {
  public:
   enum class Mode { Normal, Unavailable, Garbage, Silent, Raw };
   std::string raw;  // Mode::Raw: written as it is, and the connection held open
+  bool resetAfterRaw = false;  // Mode::Raw: the connection reset once `raw` is written
   HttpServer(asio::io_context& io, Mode mode, std::string path = "/healthz",
              const asio::ip::address& address = kLoopback)
       : acceptor_(io, tcp::endpoint(address, 0)), mode_(mode), path_(std::move(path)) {
@@ -132,7 +133,12 @@ class HttpServer {
     }
     if (mode_ == Mode::Raw) {
       silent_.push_back(s);
-      asio::async_write(s->socket, asio::buffer(raw), [s](const boost::system::error_code&, size_t) {});
+      asio::async_write(s->socket, asio::buffer(raw), [s, reset = resetAfterRaw](const boost::system::error_code&, size_t) {
+        if (!reset) return;
+        boost::system::error_code ignored;
+        s->socket.set_option(tcp::socket::linger(true, 0), ignored);  // close() then sends a reset
+        s->socket.close(ignored);
+      });
       return;
     }
     if (mode_ == Mode::Garbage) {
@@ -347,7 +353,9 @@ TEST_F(HealthCheckerTest, TcpClosedPortGoesDown) {
 TEST_F(HealthCheckerTest, ACheckThisHostCannotRunLeavesTheStateAlone) {
   TcpServer server(io_);
   HealthTarget t = target(HealthCheckSpec::Type::Tcp, server.port());
-  t.spec.fall = 20;  // not run for up to `fall` checks in a row (below)
+  // fall 2, and 4 checks not run below: running out of descriptors is never
+  // counted against the real, however long (HealthResult::exhausted), where
+  // an error about the way to it is after `fall` in a row (below).
   HealthTargetId id = add(t, true);
   // Every descriptor taken: the probe's socket() fails with EMFILE.
   rlimit old{};
@@ -649,6 +657,7 @@ TEST_F(HealthCheckerTest, HttpReadsTheStatusOfAResponseTheParserRefuses) {
     std::string what, response;
     bool up;
     std::string reason;  // its start
+    bool reset = false;  // the real resets the connection after the response's bytes
   };
   const std::vector<Case> cases = {
       {"bare LF line endings", "HTTP/1.1 200 OK\nContent-Length: 0\n\n", true, "http status 200"},
@@ -660,10 +669,16 @@ TEST_F(HealthCheckerTest, HttpReadsTheStatusOfAResponseTheParserRefuses) {
       {"bare LF, interim 100 then 200", "HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\n\n", true, "http status 200"},
       {"no status line", "HTTP/1.1 2x0 OK\r\nX-Foo : bar\r\n\r\n", false, "http: "},
       {"a status run into its reason", "HTTP/1.1 200OK\r\nX-Foo : bar\r\n\r\n", false, "http: "},
+      // The status the parser read decides, not a later line that looks like one.
+      {"a 503, then a line like a 200's", "HTTP/1.1 503 Busy\r\nHTTP/1.1 200 OK\r\n\r\n", false,
+       "http status 503 not in 200-399"},
+      // A response cut off by a reset (the real's server died) is no response.
+      {"a 200's header cut off by a reset", "HTTP/1.1 200 OK\r\nContent-", false, "http: ", true},
   };
   for (const Case& c : cases) {
     HttpServer server(io_, HttpServer::Mode::Raw);
     server.raw = c.response;
+    server.resetAfterRaw = c.reset;
     HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
     t.spec.path = "/healthz";
     t.spec.timeout = 300ms;

@@ -266,18 +266,20 @@ void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResul
     std::lock_guard lock(mu_);
     // A result of the previous spec (or of a removed target) says nothing.
     if (e->removed || generation != e->generation) return;
-    // An error of this host (its link down, no descriptor, a `source` it
-    // no longer has) is not the real's fault, for up to `fall` checks in a
-    // row; past that it is one that does not clear (a route withdrawn, an
-    // address removed for good) and counts as the failure it is, so a real
-    // cannot stay up forever unchecked. One rule for every such error.
-    if (result.local) {
+    // An error of this host about the way to the real (its link down, no
+    // route, a `source` it no longer has) is not the real's fault, for up
+    // to `fall` checks in a row; past that it is one that does not clear (a
+    // route withdrawn, an address removed for good) and counts as the
+    // failure it is, so a real cannot stay up forever unchecked. One that
+    // exhausts the host (no descriptor, memory or port) never counts: every
+    // check fails with it at once (HealthResult::exhausted).
+    if (result.local && !result.exhausted) {
       if (++e->notRunRun > e->target.spec.fall) {
         result.local = false;
         result.reason += " (an error of this host for more than " + std::to_string(e->target.spec.fall) +
                          " checks in a row: counted against the real)";
       }
-    } else {
+    } else if (!result.local) {
       e->notRunRun = 0;
     }
     if (result.local) {
@@ -286,7 +288,8 @@ void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResul
       // tried again next interval.
       ++e->notRun;
       e->lastCheck = std::chrono::system_clock::now();
-      e->last = {false, "not run: " + result.reason + " (an error of this host, not counted against the real)", true};
+      e->last = {false, "not run: " + result.reason + " (an error of this host, not counted against the real)", true,
+                 result.exhausted};
     } else {
       ++e->durationBuckets[bucket];
       e->durationSumSeconds += seconds;

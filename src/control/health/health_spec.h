@@ -91,12 +91,17 @@ struct HealthResult {
   // `source` that is not (or no longer) one of this host's addresses, or
   // this host's own path to the real down (no route, or a link without
   // carrier: hostPathDown() in probe.h). Such a result is counted apart
-  // (HealthStatus::notRun) and changes no state for `fall` results in a
-  // row; past that the checker counts it as the failure it is, so a real
-  // cannot stay up unchecked. Counted as a failure at once, a balancer out
-  // of descriptors would take its healthy reals down with the ones it
-  // could not check.
+  // (HealthStatus::notRun) and changes no state. One about the way to the
+  // real (a route, a link, a `source`) does so for `fall` results in a row
+  // at most; past that the checker counts it as the failure it is, so a
+  // real cannot stay up unchecked behind a route withdrawn for good.
   bool local = false;
+  // Local because this host ran out of what every check needs (file
+  // descriptors, memory, socket buffers, ephemeral ports): never counted
+  // against the real, however long it lasts. Every check of the balancer
+  // fails at once then, so counting it would take every real of every
+  // service down (all_reals_down everywhere) for a fault of keeld's host.
+  bool exhausted = false;
 };
 
 // One thing wrong with a target's check: the key of its `health:` block it

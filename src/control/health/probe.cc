@@ -59,7 +59,10 @@ bool isLocalError(const boost::system::error_code& ec) {
 }
 
 HealthResult failure(const boost::system::error_code& ec, std::string reason) {
-  return {false, std::move(reason), isLocalError(ec)};
+  const bool local = isLocalError(ec);
+  // All but a `source` the host lacks (EADDRNOTAVAIL): that one is about
+  // the way to the real, the rest about the host (HealthResult::exhausted).
+  return {false, std::move(reason), local, local && ec.value() != EADDRNOTAVAIL};
 }
 
 namespace {
@@ -119,6 +122,7 @@ std::optional<std::string> hostPathDown(const ProbeConfig& config) {
   for (auto* an = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(an, len); an = NLMSG_NEXT(an, len)) {
     if (an->nlmsg_seq != 1) continue;
     if (an->nlmsg_type == NLMSG_ERROR) {
+      if (an->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return std::nullopt;
       // No route now (its link's address gone, the route withdrawn). Other
       // refusals (an unreachable or prohibit route) are the operator's
       // routing, not a dead link: the failure stands.

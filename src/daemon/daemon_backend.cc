@@ -1391,13 +1391,20 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
     }
   }
   // A real of the file that is the VIP of a service added with keelctl:
-  // that service goes (a second pass, so that a real or service the first
-  // dropped does not cost it as well).
-  for (const ComposedProblem& p : composedProblems(compose(file, out)))
-    if (!p.vipService.empty() && out.addedServices.erase(p.vipService)) {
-      std::erase_if(out.reals, [&](const auto& kv) { return kv.first.first == p.vipService; });
-      logDropped(p.vipService, "", p.message);
-    }
+  // that service goes (a pass of its own, so that a real or service the
+  // first dropped does not cost it as well). Until none is left: the rule
+  // names a VIP's first service only, so a second keelctl service on that
+  // VIP (another port) shows only once the first is gone; left in, it made
+  // the commit fail, which then dropped every keelctl addition.
+  for (bool dropped = true; dropped;) {
+    dropped = false;
+    for (const ComposedProblem& p : composedProblems(compose(file, out)))
+      if (!p.vipService.empty() && out.addedServices.erase(p.vipService)) {
+        std::erase_if(out.reals, [&](const auto& kv) { return kv.first.first == p.vipService; });
+        logDropped(p.vipService, "", p.message);
+        dropped = true;
+      }
+  }
   return out;
 }
 

@@ -3259,6 +3259,30 @@ TEST_F(RuntimeStateTest, ACleanStopStartsARealKeptDownKeptDownAgain) {
   }
 }
 
+// Two services added with keelctl on one VIP (ports 80 and 443), which the
+// file then gives web as a real: the restart's replay drops both and keeps
+// the rest of the overlay. The rule names a VIP's first service only, so
+// one pass dropped one of them, and the commit, still refused, then dropped
+// every keelctl addition (runtime_state_additions_dropped).
+TEST_F(RuntimeStateTest, AReplayDropsEveryKeelctlServiceOnAVipTheFileMadeAReal) {
+  make();
+  ASSERT_TRUE(backend_->addService(serviceRequest("t1", "10.0.0.77", 80, KEEL_PROTO_TCP, nullptr, {"10.0.1.3"}))
+                  .isOk());
+  ASSERT_TRUE(backend_->addService(serviceRequest("t2", "10.0.0.77", 443, KEEL_PROTO_TCP, nullptr, {"10.0.1.4"}))
+                  .isOk());
+  ASSERT_TRUE(backend_->addService(serviceRequest("t3", "10.0.0.78", 80, KEEL_PROTO_TCP, nullptr, {"10.0.1.5"}))
+                  .isOk());
+  backend_.reset();
+  files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.0.77}\n");
+  test::LogCapture log;
+  auto k = restart();
+  EXPECT_FALSE(k->backend->findService("t1"));
+  EXPECT_FALSE(k->backend->findService("t2"));
+  EXPECT_TRUE(k->backend->findService("t3")) << "an addition the file did not clash with went too";
+  EXPECT_EQ(log.take("runtime_state_dropped").size(), 2u);
+  EXPECT_TRUE(log.take("runtime_state_additions_dropped").empty());
+}
+
 // A clean stop during a fail-open hold (every real of web down, the last
 // one held in the ring): a keeld that cannot adopt (DPDK) starts the held
 // real held again, VALID and in the ring, so the service goes on

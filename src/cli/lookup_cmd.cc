@@ -78,8 +78,13 @@ void defineLookup(CLI::App& noun, Context& ctx) {
     std::cout << "  connection table: " << (c["real"].is_null() ? std::string("a real no longer in the service")
                                                                   : str(c["real"]))
               << ", idle " << c["idle_ms"].get<uint64_t>() / 1000 << " s";
+    // A SYN is never looked up (keel_tcp_syn): one that reuses the ports
+    // opens a new connection where the ring sends it.
     if (c["kept"].get<bool>())
-      std::cout << ": the flow's packets go there\n";
+      std::cout << ": the flow's packets go there"
+                << (str(j["protocol"]) == "tcp" ? " (a SYN on these ports opens a new connection: it " + pick + ")"
+                                                : std::string())
+                << "\n";
     else
       std::cout << ", not kept (" << str(c["why"]) << "): its next packet " << pick << "\n";
   });

@@ -900,7 +900,9 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
       << lt.out;
   fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 3'200'000'000};
   lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
-  EXPECT_NE(lt.out.find("\n  connection table: 10.0.0.6, idle 3 s: the flow's packets go there\n"), std::string::npos)
+  EXPECT_NE(lt.out.find("\n  connection table: 10.0.0.6, idle 3 s: the flow's packets go there (a SYN on these "
+                        "ports opens a new connection: it takes the ring's pick)\n"),
+            std::string::npos)
       << lt.out;
   fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kDown, "its real is down", 0};
   lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});

@@ -425,7 +425,8 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
     const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(startFrom_->ago);
     for (const ServiceConfig& svc : effective_.services)
       for (const RealConfig& real : svc.reals)
-        if (real.healthSpec.type != HealthCheckSpec::Type::None && (real.startHealthy || real.startKept || real.startHeld))
+        if (real.healthSpec.type != HealthCheckSpec::Type::None &&
+            (real.startHealthy || real.startKept || (real.startHeld && registryHolds(svc.name, real.address))))
           logInfo(LogRecord(real.startHealthy ? "health_kept_from_stop"
                             : real.startKept  ? "kept_down_from_stop"
                                               : "held_from_stop")
@@ -595,6 +596,17 @@ void DaemonBackend::saveAtStop() const {
       stop.up.erase(key);
   }
   (void)saveState(&stop);  // logged if it fails; nobody to answer at a stop
+}
+
+// Whether the registry holds the real by fail-open now (RealConfig::startHeld
+// asks for it, but Registry::addService does not when a real of the service
+// starts up).
+bool DaemonBackend::registryHolds(const std::string& service, const IpAddress& address) const {
+  const std::optional<ServiceView> v = registry_.service(service);
+  if (!v) return false;
+  for (const RealView& r : v->reals)
+    if (r.address == address) return r.held;
+  return false;
 }
 
 std::map<DaemonBackend::RealKey, bool> DaemonBackend::registryHealth() const {
@@ -1440,7 +1452,7 @@ void DaemonBackend::syncHealth(const Config& effective) {
           why = "up from the previous keeld's stop record";
         else if (r.startKept)
           why = "down, flows kept, from the previous keeld's stop record";
-        else if (r.startHeld)
+        else if (r.startHeld && registryHolds(svc.name, r.address))  // not if a real of it started up
           why = "down, held by fail-open, from the previous keeld's stop record";
         if (Status s = checker_.add(targetOf(svc, r), initiallyUp, &id, why); !s) {
           logError(LogRecord("health_target_failed").add("service", svc.name).add("real", r.address.toString()).add("error", s.message()));

@@ -379,6 +379,7 @@ class DaemonBackend : public api::ControlBackend {
   bool startsUp(const std::string& service, const RealConfig& real) const;
   bool startsKept(const std::string& service, const RealConfig& real) const;
   bool startsHeld(const std::string& service, const RealConfig& real) const;
+  bool registryHolds(const std::string& service, const IpAddress& address) const;
   // A runtime request as keel.yaml would have it: health resolved the same
   // way, l2dsr MACs from the neighbour table: `macs` must have asked for
   // every l2dsr real the request gives without a mac (macsFor(), one table

@@ -3340,6 +3340,23 @@ TEST_F(RuntimeStateTest, ACleanStopDuringAFailOpenHoldStartsTheHeldRealHeld) {
     EXPECT_FALSE(k->registry.service("web")->reals[1].held);
     EXPECT_FALSE(validOf(*k, "10.0.1.2"));
   }
+  // A record that also has a real of web up (it came back during the stop):
+  // nothing to hold for, and neither the log nor health show says held.
+  nlohmann::json both = readState();
+  both["stopped"] = stopped;
+  both["stopped"]["up"] = nlohmann::json::array({{{"service", "web"}, {"address", "10.0.1.1"}}});
+  writeState(both.dump());
+  {
+    test::LogCapture log;
+    auto k = restart();
+    EXPECT_EQ(k->real("web", "10.0.1.1")->state(), "up");
+    EXPECT_FALSE(k->registry.service("web")->reals[1].held);
+    EXPECT_TRUE(log.take("held_from_stop").empty());
+    for (const HealthStatus& st : k->backend->checker().snapshot())
+      if (st.target.address == ip("10.0.1.2")) {
+        EXPECT_EQ(st.changeReason.find("held"), std::string::npos) << st.changeReason;
+      }
+  }
 }
 
 // Every l2dsr real a request or a whole state file adds without a mac is

@@ -1050,6 +1050,14 @@ void Parser::parseMetrics(const YAML::Node& n, MetricsConfig& metrics) {
                 describe(*k));
       return;
     }
+    // Every address (0.0.0.0, [::]) is one to listen on; a group or
+    // reserved one is none, which the check passed and the start then
+    // failed on (metrics_failed).
+    const bool every = host->bytes() == std::array<uint8_t, 16>{};  // 0.0.0.0 or :: (IPv4 keeps the rest zero)
+    if (std::string why = every ? std::string() : serviceAddressProblem(*host, false); !why.empty()) {
+      error(*k, "metrics.address", "cannot listen on " + why + ", got " + describe(*k));
+      return;
+    }
     metrics.address = *host;
     metrics.port = static_cast<uint16_t>(port);
   }

@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/fd.h"
+
 namespace keel::health_detail {
 
 namespace asio = boost::asio;
@@ -65,27 +67,15 @@ HealthResult failure(const boost::system::error_code& ec, std::string reason) {
   return {false, std::move(reason), local, local && ec.value() != EADDRNOTAVAIL};
 }
 
-namespace {
-
-// Closes a descriptor on every return.
-struct Descriptor {
-  int fd;
-  ~Descriptor() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-}  // namespace
-
 std::optional<std::string> hostPathDown(const ProbeConfig& config) {
   // RTM_GETROUTE with RTA_DST (and RTA_SRC for a `source`): the lookup a
   // packet of the check gets (policy rules, ECMP's pick), as `ip route get`,
   // without a packet. Answered while the request is sent, so the check
   // thread waits for no one; the timeout only bounds a kernel that is silent.
-  Descriptor sock{::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)};
-  if (sock.fd < 0) return std::nullopt;  // cannot tell
+  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (sock.get() < 0) return std::nullopt;  // cannot tell
   timeval wait{0, 100 * 1000};
-  ::setsockopt(sock.fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   const bool v4 = config.address.is_v4();
   const size_t addrLen = v4 ? 4 : 16;
   alignas(nlmsghdr) char req[NLMSG_SPACE(sizeof(rtmsg)) + 2 * RTA_SPACE(16)] = {};
@@ -113,9 +103,9 @@ std::optional<std::string> hostPathDown(const ProbeConfig& config) {
     rt->rtm_src_len = static_cast<unsigned char>(addrLen * 8);
     add(RTA_SRC, *config.source);
   }
-  if (::send(sock.fd, req, nh->nlmsg_len, 0) < 0) return std::nullopt;
+  if (::send(sock.get(), req, nh->nlmsg_len, 0) < 0) return std::nullopt;
   alignas(nlmsghdr) char buf[4096];
-  const ssize_t n = ::recv(sock.fd, buf, sizeof buf, 0);
+  const ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
   if (n <= 0) return std::nullopt;
   int len = static_cast<int>(n);
   int oif = 0;
@@ -152,11 +142,11 @@ std::optional<std::string> hostPathDown(const ProbeConfig& config) {
   // and for a device set down.
   char name[IF_NAMESIZE] = {};
   if (!if_indextoname(static_cast<unsigned>(oif), name)) return std::nullopt;
-  Descriptor ioctlSock{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
-  if (ioctlSock.fd < 0) return std::nullopt;
+  Fd ioctlSock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (ioctlSock.get() < 0) return std::nullopt;
   ifreq ifr{};
   std::memcpy(ifr.ifr_name, name, strnlen(name, IFNAMSIZ - 1));  // ifr is zeroed: the name stays terminated
-  if (::ioctl(ioctlSock.fd, SIOCGIFFLAGS, &ifr) != 0) return std::nullopt;
+  if (::ioctl(ioctlSock.get(), SIOCGIFFLAGS, &ifr) != 0) return std::nullopt;
   if (ifr.ifr_flags & IFF_RUNNING) return std::nullopt;
   return "this host's route to the real is down: " + std::string(name) + " has no carrier";
 }

@@ -423,10 +423,15 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
   if (r.isOk() && startFrom_) {
     // compose() decided: a checked real that starts healthy did so by the record.
     const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(startFrom_->ago);
+    const std::map<RealKey, RegistryReal> registered = registryReals();
+    auto holds = [&](const std::string& service, const IpAddress& address) {
+      auto it = registered.find({service, address});
+      return it != registered.end() && it->second.held;
+    };
     for (const ServiceConfig& svc : effective_.services)
       for (const RealConfig& real : svc.reals)
         if (real.healthSpec.type != HealthCheckSpec::Type::None &&
-            (real.startHealthy || real.startKept || (real.startHeld && registryHolds(svc.name, real.address))))
+            (real.startHealthy || real.startKept || (real.startHeld && holds(svc.name, real.address))))
           logInfo(LogRecord(real.startHealthy ? "health_kept_from_stop"
                             : real.startKept  ? "kept_down_from_stop"
                                               : "held_from_stop")
@@ -598,21 +603,10 @@ void DaemonBackend::saveAtStop() const {
   (void)saveState(&stop);  // logged if it fails; nobody to answer at a stop
 }
 
-// Whether the registry holds the real by fail-open now (RealConfig::startHeld
-// asks for it, but Registry::addService does not when a real of the service
-// starts up).
-bool DaemonBackend::registryHolds(const std::string& service, const IpAddress& address) const {
-  const std::optional<ServiceView> v = registry_.service(service);
-  if (!v) return false;
-  for (const RealView& r : v->reals)
-    if (r.address == address) return r.held;
-  return false;
-}
-
-std::map<DaemonBackend::RealKey, bool> DaemonBackend::registryHealth() const {
-  std::map<RealKey, bool> out;
+std::map<DaemonBackend::RealKey, DaemonBackend::RegistryReal> DaemonBackend::registryReals() const {
+  std::map<RealKey, RegistryReal> out;
   for (const ServiceView& v : registry_.services())
-    for (const RealView& r : v.reals) out[{v.name, r.address}] = r.healthy;
+    for (const RealView& r : v.reals) out[{v.name, r.address}] = {r.healthy, r.held};
   return out;
 }
 
@@ -953,12 +947,12 @@ void DaemonBackend::takeMacsOfRealsComingUp(const std::vector<Registry::HealthVe
   // Only reals the registry has down: a verdict that an up real is up (the
   // flush at a stop gives every target's) is no coming up, and its MAC
   // keeps the timer's two-read rule.
-  const std::map<RealKey, bool> registered = registryHealth();
+  const std::map<RealKey, RegistryReal> registered = registryReals();
   std::vector<std::pair<RealKey, MacAddress>> comingUp;  // each with the MAC it has
   std::vector<IpAddress> addresses;
   for (const Registry::HealthVerdict& v : verdicts) {
     auto it = registered.find({v.service, v.real});
-    if (!v.healthy || it == registered.end() || it->second) continue;
+    if (!v.healthy || it == registered.end() || it->second.healthy) continue;
     const ServiceConfig* svc = findSvc(effective_, v.service);
     const RealConfig* r = svc ? findReal(effective_, v.service, v.real) : nullptr;
     if (!r || !tableMac(*svc, *r)) continue;
@@ -1421,7 +1415,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
 }
 
 void DaemonBackend::syncHealth(const Config& effective) {
-  const std::map<RealKey, bool> registryUp = registryHealth();
+  const std::map<RealKey, RegistryReal> registered = registryReals();
   std::set<std::pair<std::string, IpAddress>> seen;
   for (const ServiceConfig& svc : effective.services) {
     for (const RealConfig& r : svc.reals) {
@@ -1443,8 +1437,8 @@ void DaemonBackend::syncHealth(const Config& effective) {
         HealthTargetId id = 0;
         // New reals are in the registry at their start health already; an
         // adopted one is there in the state the last keeld left it in.
-        auto known = registryUp.find(key);
-        const bool initiallyUp = r.startHealthy || (known != registryUp.end() && known->second);
+        auto known = registered.find(key);
+        const bool initiallyUp = r.startHealthy || (known != registered.end() && known->second.healthy);
         // What health show says of a state the previous keeld's stop record
         // set (start() only), not a check of this keeld's.
         std::string why;
@@ -1452,7 +1446,7 @@ void DaemonBackend::syncHealth(const Config& effective) {
           why = "up from the previous keeld's stop record";
         else if (r.startKept)
           why = "down, flows kept, from the previous keeld's stop record";
-        else if (r.startHeld && registryHolds(svc.name, r.address))  // not if a real of it started up
+        else if (r.startHeld && known != registered.end() && known->second.held)  // not if a real of it started up
           why = "down, held by fail-open, from the previous keeld's stop record";
         if (Status s = checker_.add(targetOf(svc, r), initiallyUp, &id, why); !s) {
           logError(LogRecord("health_target_failed").add("service", svc.name).add("real", r.address.toString()).add("error", s.message()));
@@ -1539,7 +1533,7 @@ void DaemonBackend::applyPendingHealth() {
   // logged their transition: it is logged here, as onHealthChange would
   // have, where the checker's verdict differs from the last one logged
   // (a pending one's), or else from the registry's.
-  const std::map<RealKey, bool> registered = registryHealth();
+  const std::map<RealKey, RegistryReal> registered = registryReals();
   for (const auto& [key, target] : targets_) {
     const std::optional<HealthStatus> st = checker_.status(target.id);
     if (!st) continue;
@@ -1547,7 +1541,7 @@ void DaemonBackend::applyPendingHealth() {
     if (auto it = pendingHealth_.find(target.id); it != pendingHealth_.end()) {
       logged = it->second;
     } else if (auto r = registered.find(key); r != registered.end()) {
-      logged = r->second;
+      logged = r->second.healthy;
     }
     if (logged && *logged != st->up) logHealthChange(st->target, st->up, st->changeReason);
     pendingHealth_[target.id] = st->up;

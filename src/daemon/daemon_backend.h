@@ -379,7 +379,6 @@ class DaemonBackend : public api::ControlBackend {
   bool startsUp(const std::string& service, const RealConfig& real) const;
   bool startsKept(const std::string& service, const RealConfig& real) const;
   bool startsHeld(const std::string& service, const RealConfig& real) const;
-  bool registryHolds(const std::string& service, const IpAddress& address) const;
   // A runtime request as keel.yaml would have it: health resolved the same
   // way, l2dsr MACs from the neighbour table: `macs` must have asked for
   // every l2dsr real the request gives without a mac (macsFor(), one table
@@ -508,8 +507,15 @@ class DaemonBackend : public api::ControlBackend {
   // The health_changed record of a transition (and what becomes of the
   // real's established flows when it goes down).
   void logHealthChange(const HealthTarget& target, bool up, const std::string& reason) const;
-  // Every real's health verdict as the registry has it.
-  std::map<RealKey, bool> registryHealth() const;
+  // Every real as the registry has it now: its health verdict, and whether
+  // fail-open holds it (RealConfig::startHeld asks for that, but
+  // Registry::addService does not hold it when a real of its service starts
+  // up).
+  struct RegistryReal {
+    bool healthy = false;
+    bool held = false;
+  };
+  std::map<RealKey, RegistryReal> registryReals() const;
   // The transitions since the last flush, as the checker holds them now, in
   // one Registry::setRealsHealth: each service's ring is rebuilt once for
   // all of them, and the DPDK plane publishes one snapshot. Runs when the

@@ -393,9 +393,16 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
                     .add("error", withAdds.error().message));
     }
     if (!r.isOk()) {
-      stateIgnored(r.error().message);
-      applied = Overlay{};
-      r = commitUnasked(config, Overlay{});
+      // The file alone, first: only if it goes in were the keelctl changes
+      // the cause. If it fails too (the data plane refused a write), the
+      // state file is not set aside: the start fails, and the next start
+      // finds the changes where they were.
+      Result plain = commitUnasked(config, Overlay{});
+      if (plain.isOk()) {
+        stateIgnored(r.error().message);
+        applied = Overlay{};
+      }
+      r = std::move(plain);
     }
   }
   if (r.isOk()) logKept(applied);

@@ -3696,6 +3696,37 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   EXPECT_EQ(readState()["version"], 2) << "a new file is written beside it";
 }
 
+// A start the data plane refuses with or without the keelctl changes: the
+// state file was not the cause, so it is not set aside (before, it was
+// moved to .bad-STAMP, and the next start, once the plane took writes
+// again, silently undid the drain).
+TEST_F(RuntimeStateTest, AStartThePlaneRefusesKeepsTheStateFileInPlace) {
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
+  backend_.reset();
+  const std::string before = [&] {
+    std::ifstream in(statePath_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  {
+    test::LogCapture log;
+    auto k = std::make_unique<Keeld>();
+    k->dp.failAll = true;                     // every write refused
+    forward_ = [] { return Status::ok(); };  // the start's result is this test's to check
+    k->backend = started(k->io, k->registry);
+    EXPECT_FALSE(startStatus_) << "the plane refused every write";
+    EXPECT_TRUE(log.take("runtime_state_ignored").empty());
+    for (const auto& e : std::filesystem::directory_iterator(dir_))
+      EXPECT_EQ(e.path().filename().string().find(".bad-"), std::string::npos) << e.path();
+    std::ifstream in(statePath_);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), before);
+  }
+  forward_ = nullptr;
+  auto k = restart();
+  ASSERT_TRUE(k->real("web", "10.0.1.1"));
+  EXPECT_TRUE(k->real("web", "10.0.1.1")->draining) << "the next start applies the drain";
+}
+
 // An adopting restart that finds no state file (control.socket moved to
 // another directory, or the file removed) cannot apply the keelctl changes
 // the plane ran with: it says so at warning level and counts the services

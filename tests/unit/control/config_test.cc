@@ -1216,6 +1216,10 @@ INSTANTIATE_TEST_SUITE_P(
                 {"keel.yaml:2: metrics.address: cannot listen on the broadcast address"}},
         BadCase{"metrics address IPv6 multicast", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"[ff02::1]:9477\"}\n",
                 {"keel.yaml:2: metrics.address: cannot listen on a multicast address"}},
+        BadCase{"metrics address IPv6 link-local (no zone to bind it with)",
+                "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"[fe80::1]:9477\"}\n",
+                {"keel.yaml:2: metrics.address: cannot listen on an IPv6 link-local address (binding one needs an "
+                 "interface"}},
         BadCase{"metrics address a host name", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"localhost:9477\"}\n",
                 {"keel.yaml:2: metrics.address: must be IPV4:PORT", "got \"localhost:9477\""}},
         BadCase{"metrics IPv6 without brackets", "dataplane: {kind: xdp, interface: eth0}\nmetrics: {address: \"::1:9477\"}\n",

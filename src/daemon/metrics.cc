@@ -118,6 +118,13 @@ void renderServices(Families& out, const MetricsSnapshot& s) {
   auto& drain = out.add("keel_real_draining",
                         "1 while the real is drained (out of the ring, established flows kept)",
                         MetricType::Gauge);
+  // A down real that still gets new flows: fail-open keeps the last
+  // serving reals in the ring when all are down, so keel_real_up 0 alone
+  // does not tell "out of the ring" from "gets every flow".
+  auto& held = out.add("keel_real_held",
+                       "1 while the real is down but held in the ring by fail-open (no real of the service "
+                       "serves: it gets new flows), else 0",
+                       MetricType::Gauge);
   for (const api::ServiceSnapshot& svc : s.services) {
     sample(pk, serviceLabels(svc), static_cast<double>(svc.counters.packets));
     sample(by, serviceLabels(svc), static_cast<double>(svc.counters.bytes));
@@ -128,6 +135,7 @@ void renderServices(Families& out, const MetricsSnapshot& s) {
       sample(up, realLabels(svc, r.address), r.healthy ? 1 : 0);
       sample(weight, realLabels(svc, r.address), r.weight);
       sample(drain, realLabels(svc, r.address), r.draining ? 1 : 0);
+      sample(held, realLabels(svc, r.address), r.held ? 1 : 0);
     }
   }
 }

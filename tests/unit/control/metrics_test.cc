@@ -665,6 +665,30 @@ TEST_F(MetricsTest, DownRealAndEmptyRing) {
   EXPECT_TRUE(hasLine(out, "keel_real_weight{" + kReal2 + "} 0"));
 }
 
+// The review's case: .2 is drained (and up), .1 fails. No real serves, so
+// fail-open holds .1 in the ring and it gets every new flow: keel_real_up
+// 0 with keel_real_held 1, which KeelServiceAllRealsDown and KeelRealDown
+// (deploy/prometheus) need to tell from a real out of the ring.
+TEST_F(MetricsTest, ARealHeldByFailOpenIsShownHeld) {
+  std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "# TYPE keel_real_held gauge"));
+  EXPECT_TRUE(hasLine(out, "keel_real_held{" + kReal1 + "} 0"));
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.2")}, true, ""}).isOk());
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), false));
+  out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "keel_real_up{" + kReal1 + "} 0"));
+  EXPECT_TRUE(hasLine(out, "keel_real_held{" + kReal1 + "} 1"));
+  EXPECT_TRUE(hasLine(out, "keel_real_draining{" + kReal1 + "} 0"));
+  EXPECT_TRUE(hasLine(out, "keel_real_up{" + kReal2 + "} 1"));
+  EXPECT_TRUE(hasLine(out, "keel_real_draining{" + kReal2 + "} 1"));
+  EXPECT_TRUE(hasLine(out, "keel_real_held{" + kReal2 + "} 0"));
+  EXPECT_FALSE(hasLine(out, "keel_service_ring_slots{" + kWeb + "} 0")) << "the held real keeps the ring";
+  // Back up: no longer held.
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  out = text(renderMetrics(collectSnapshot(*backend_, "v")));
+  EXPECT_TRUE(hasLine(out, "keel_real_held{" + kReal1 + "} 0"));
+}
+
 TEST(MetricsRender, HealthCountersAndPerServiceCumulativeHistogram) {
   MetricsSnapshot s;
   s.version = "v";

@@ -617,7 +617,8 @@ TEST_F(MetricsTest, TxDropsAndPortCountersWhenThePlaneHasThem) {
 }
 
 // Each DPDK worker's connection table by family (each half evicts on its
-// own: KeelConntrackPressure looks at the fullest); absent without workers.
+// own: KeelConntrackEvictingLiveFlows watches their live evictions, as
+// occupancy means nothing there); absent without workers.
 TEST_F(MetricsTest, ConntrackPerWorkerAndFamilyWhenThePlaneHasWorkers) {
   std::string out = text(renderMetrics(collectSnapshot(*backend_, "v")));
   EXPECT_EQ(out.find("keel_dpdk_conntrack_"), std::string::npos);

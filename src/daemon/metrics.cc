@@ -110,7 +110,9 @@ void renderServices(Families& out, const MetricsSnapshot& s) {
   auto& rpk = out.add("keel_real_packets_total", "Packets forwarded to the real", MetricType::Counter);
   auto& rby = out.add("keel_real_bytes_total", "Bytes forwarded to the real, frame length as received",
                       MetricType::Counter);
-  auto& up = out.add("keel_real_up", "Health verdict of the real: 1 up, 0 down (type none: always 1)",
+  auto& up = out.add("keel_real_up",
+                     "Health verdict of the real: 1 up, 0 down (type none: 1, except an l2dsr real held down "
+                     "until its MAC is known)",
                      MetricType::Gauge);
   auto& weight = out.add("keel_real_weight",
                          "Configured weight (for a draining real, the weight it returns with)",

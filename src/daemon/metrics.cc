@@ -383,14 +383,24 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& versi
   return s;
 }
 
-std::vector<MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok) {
+namespace {
+
+// ok: the loop answered this scrape. Not ok: `age` is the age of the last
+// snapshot it gave (which `snapshot` is), or none (nothing but build info).
+std::vector<MetricFamily> render(const MetricsSnapshot& snapshot, bool ok, std::optional<double> age) {
   Families out;
   renderBuildInfo(out, snapshot.version, snapshot.global.dataplane);
-  sample(out.add("keel_scrape_success", "1 if keeld's event loop answered this scrape in time, else 0 (and "
-                                        "nothing else but keel_build_info is shown)",
+  sample(out.add("keel_scrape_success",
+                 "1 if keeld's event loop answered this scrape in time, else 0: the keel_* series are then those of "
+                 "the last scrape it answered (keel_scrape_snapshot_age_seconds), or only keel_build_info if none",
                  MetricType::Gauge),
          {}, ok ? 1 : 0);
-  if (!ok) return out.take();
+  if (!ok && !age) return out.take();
+  sample(out.add("keel_scrape_snapshot_age_seconds",
+                 "Age of the keel_* series shown: 0 when keeld's event loop answered this scrape, else the time since "
+                 "the last scrape it answered",
+                 MetricType::Gauge),
+         {}, ok ? 0.0 : *age);
   renderServices(out, snapshot);
   renderHealth(out, snapshot);
   renderFlows(out, snapshot);
@@ -426,6 +436,16 @@ std::vector<MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok
   return out.take();
 }
 
+}  // namespace
+
+std::vector<MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok) {
+  return render(snapshot, ok, std::nullopt);
+}
+
+std::vector<MetricFamily> renderStale(const MetricsSnapshot& snapshot, double ageSeconds) {
+  return render(snapshot, false, ageSeconds);
+}
+
 // ------------------------------------------------------------ collector
 
 LoopCollector::LoopCollector(boost::asio::io_context& io, Source source, std::string version,
@@ -441,28 +461,48 @@ std::vector<MetricFamily> LoopCollector::Collect() const {
   failed.version = version_;
   failed.global.dataplane = dataplane_;
   if (stopped_) return renderMetrics(failed, false);
-  // The promise is shared with the job: if we give up waiting, the job may
-  // still run later and must find it alive.
-  auto promise = std::make_shared<std::promise<MetricsSnapshot>>();
-  std::future<MetricsSnapshot> future = promise->get_future();
-  boost::asio::post(io_, [promise, source = source_] {
+  // Shared with the job: if we give up waiting, the job may still run
+  // later and must find it alive, and finds it abandoned: it then skips
+  // the read, so a loop that recovers from a stall does not run one data
+  // plane read for every scrape that gave up meanwhile.
+  struct Job {
+    std::promise<MetricsSnapshot> promise;
+    std::atomic<bool> abandoned{false};
+  };
+  auto job = std::make_shared<Job>();
+  std::future<MetricsSnapshot> future = job->promise.get_future();
+  boost::asio::post(io_, [job, source = source_] {
+    if (job->abandoned.load()) return;
     try {
-      promise->set_value(source());
+      job->promise.set_value(source());
     } catch (...) {
-      promise->set_exception(std::current_exception());
+      job->promise.set_exception(std::current_exception());
     }
   });
+  auto late = [&] {
+    job->abandoned.store(true);
+    std::lock_guard lock(lastMutex_);
+    if (stopped_ || !last_) return renderMetrics(failed, false);
+    return renderStale(*last_, std::chrono::duration<double>(std::chrono::steady_clock::now() - lastAt_).count());
+  };
   // Wait in short slices so stop() (keeld exiting, the loop gone) releases
   // a waiting scrape quickly instead of after the whole timeout.
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   while (future.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
-    if (stopped_ || std::chrono::steady_clock::now() >= deadline) return renderMetrics(failed, false);
+    if (stopped_ || std::chrono::steady_clock::now() >= deadline) return late();
   }
+  std::shared_ptr<const MetricsSnapshot> got;
   try {
-    return renderMetrics(future.get());
+    got = std::make_shared<const MetricsSnapshot>(future.get());
   } catch (...) {
-    return renderMetrics(failed, false);
+    return late();
   }
+  {
+    std::lock_guard lock(lastMutex_);
+    last_ = got;
+    lastAt_ = std::chrono::steady_clock::now();
+  }
+  return renderMetrics(*got);
 }
 
 // ------------------------------------------------------------ server

@@ -25,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -72,9 +73,15 @@ struct MetricsSnapshot {
 MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& version);
 
 // The metric families for a snapshot (pure; tests render fixed snapshots).
-// `ok` false: the loop did not answer in time; only keel_build_info (from
-// the snapshot's version/dataplane) and keel_scrape_success 0 are returned.
+// `ok` false: the loop did not answer in time and there is no earlier
+// snapshot; only keel_build_info (from the snapshot's version/dataplane)
+// and keel_scrape_success 0 are returned.
 std::vector<prometheus::MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok = true);
+// The loop did not answer in time: the last snapshot it gave, `ageSeconds`
+// old, whole, with keel_scrape_success 0 and that age
+// (keel_scrape_snapshot_age_seconds), so that what fired keeps firing
+// while the loop is stalled instead of going stale and resolving.
+std::vector<prometheus::MetricFamily> renderStale(const MetricsSnapshot& snapshot, double ageSeconds);
 
 // The Collectable MetricsServer calls from its threads.
 class LoopCollector : public prometheus::Collectable {
@@ -96,6 +103,10 @@ class LoopCollector : public prometheus::Collectable {
   std::string dataplane_;
   std::chrono::milliseconds timeout_;
   std::atomic<bool> stopped_{false};
+  // The last snapshot the loop gave and when (renderStale); any thread.
+  mutable std::mutex lastMutex_;
+  mutable std::shared_ptr<const MetricsSnapshot> last_;
+  mutable std::chrono::steady_clock::time_point lastAt_;
 };
 
 // The HTTP endpoint: GET /metrics on one address, IPv4 or IPv6.

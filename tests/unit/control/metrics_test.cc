@@ -23,6 +23,7 @@
 #include <cctype>
 #include <cerrno>
 #include <functional>
+#include <future>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -844,6 +845,48 @@ TEST(LoopCollector, StuckLoopGivesUpAndNeverRunsTheSourceOffLoop) {
   c.stop();
   EXPECT_TRUE(hasLine(text(c.Collect()), "keel_scrape_success 0"));
   EXPECT_FALSE(ran);
+}
+
+// A loop that answered before and is stalled now: the last snapshot is
+// shown whole, with keel_scrape_success 0 and its age, so an alert that
+// fired keeps firing (its series went stale before, and it resolved). The
+// scrape that gave up leaves no read behind: when the loop runs again, the
+// source is not called for it.
+TEST(LoopCollector, StalledLoopShowsTheLastSnapshotAndLeavesNoReadBehind) {
+  std::atomic<int> reads{0};
+  std::string fresh, stale;
+  {
+    LoopThread loop;
+    LoopCollector c(loop.io, [&] {
+      ++reads;
+      MetricsSnapshot s;
+      s.global.connTableCapacity = 77;
+      return s;
+    }, "v", "mock", std::chrono::milliseconds(100));
+    fresh = text(c.Collect());
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    std::promise<void> holding;
+    boost::asio::post(loop.io, [released, &holding] {
+      holding.set_value();
+      released.wait();  // the loop is stalled until the test releases it
+    });
+    holding.get_future().wait();
+    stale = text(c.Collect());
+    release.set_value();
+    // The loop runs again: a job posted after the abandoned one has run
+    // once this one does.
+    std::promise<void> drained;
+    boost::asio::post(loop.io, [&drained] { drained.set_value(); });
+    drained.get_future().wait();
+  }
+  EXPECT_TRUE(hasLine(fresh, "keel_scrape_success 1"));
+  EXPECT_TRUE(hasLine(fresh, "keel_scrape_snapshot_age_seconds 0"));
+  EXPECT_TRUE(hasLine(stale, "keel_scrape_success 0")) << stale;
+  EXPECT_TRUE(hasLine(stale, "keel_conntrack_capacity 77")) << "the last snapshot, whole:\n" << stale;
+  EXPECT_NE(stale.find("keel_scrape_snapshot_age_seconds "), std::string::npos);
+  EXPECT_FALSE(hasLine(stale, "keel_scrape_snapshot_age_seconds 0")) << stale;
+  EXPECT_EQ(reads.load(), 1) << "the abandoned scrape's read ran when the loop recovered";
 }
 
 // ------------------------------------------------------------ HTTP

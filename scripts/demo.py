@@ -227,7 +227,7 @@ def main():
                     raise labmod.LabError("no keep-alive connection to drain")
                 target = lab.real_by_name(first)
                 say(f"keelctl real drain web {target.v4}   ({first}, where that connection is)")
-                ctl("real", "drain", "web", target.v4)
+                print(indent(ctl("real", "drain", "web", target.v4)))  # what changed, one line
                 print(indent(ctl("service", "list")))
                 # What keeps the open connection there: its connection-table
                 # entry, which names the drained real and is kept.
@@ -257,7 +257,7 @@ def main():
             finally:
                 conn.close()
             say(f"keelctl real undrain web {target.v4}")
-            ctl("real", "undrain", "web", target.v4)
+            print(indent(ctl("real", "undrain", "web", target.v4)))
             say(f"{REQUESTS} new connections: {first} takes new flows again")
             served, errors = client.requests(vip, REQUESTS)
             bars(served, errors, names)

@@ -170,6 +170,49 @@ std::string counted(uint64_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
+namespace {
+// "ring: 2 reals", "ring: empty" (the data plane holds the empty ring: a
+// warning says what that means).
+std::string ringText(const json& r) {
+  if (r.value("published_ring_size", uint64_t{0}) == 0) return "ring: empty";
+  return "ring: " + counted(r.value("reals_in_ring", uint64_t{0}), "real", "reals");
+}
+// "A" or "A -> B" of one key of before/after.
+std::string fromTo(const json& before, const json& after, const char* key) {
+  const std::string b = str(before.value(key, json())), a = str(after.value(key, json()));
+  return b == a ? b : b + " -> " + a;
+}
+}  // namespace
+
+std::string changeLine(const std::string& method, const json& r) {
+  if (!r.is_object() || !r.contains("service")) return "";
+  const std::string service = str(r.value("service", json()));
+  const std::string where = endpoint(str(r.value("vip", json())), r.value("port", uint64_t{0})) + "/" +
+                            upper(str(r.value("protocol", json())));
+  const std::string reals = counted(r.value("reals", uint64_t{0}), "real", "reals");
+  if (method == "service.add" && r.contains("vip"))
+    return service + ": added, " + where + " with " + reals + " (" + ringText(r) + ")";
+  if (method == "service.remove" && r.contains("vip")) return service + ": removed, " + where + " and its " + reals;
+  if (!r.contains("address") || !r.contains("before") || !r.contains("after")) return "";
+  const std::string address = str(r.value("address", json()));
+  const std::string head =
+      service + " " + (address.find(':') != std::string::npos ? "[" + address + "]" : address) + ": ";
+  const json& b = r["before"];
+  const json& a = r["after"];
+  std::string what;
+  if (method == "real.add" && a.is_object())
+    what = "added, weight " + str(a.value("weight", json())) + ", " + str(a.value("state", json()));
+  else if (method == "real.remove" && b.is_object())
+    what = "removed (was weight " + str(b.value("weight", json())) + ", " + str(b.value("state", json())) + ")";
+  else if (method == "real.set_weight" && a.is_object() && b.is_object())
+    what = "weight " + fromTo(b, a, "weight");
+  else if ((method == "real.drain" || method == "real.undrain") && a.is_object() && b.is_object())
+    what = fromTo(b, a, "state");
+  else
+    return "";
+  return head + what + " (" + ringText(r) + ")";
+}
+
 std::string upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;

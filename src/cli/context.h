@@ -119,6 +119,10 @@ std::string realState(const json& real);
 // each on stderr.
 void printWarnings(const json& result);
 std::string upper(std::string s);  // ASCII upper case ("tcp" -> "TCP")
+// What a change did, in one line, from its result (service.add/remove,
+// real.*: docs/api.md): "web 10.0.1.12: weight 100 -> 0 (ring: 1 real)".
+// Empty for a result without those keys (an older keeld's {}).
+std::string changeLine(const std::string& method, const json& result);
 // "1 service", "2 services": N and the word for it.
 std::string counted(uint64_t n, const char* one, const char* many);
 // What keeld could not apply without a restart, from a reply's

@@ -62,9 +62,16 @@ std::string flowsNote(const json& services) {
   return "Flows: table entries kept per real, counted " + age(oldest) + " ago\n";
 }
 
-// Under the table: what keeld logged as mtu_too_small_for_ipv6, still true.
+// Under the table: a service whose ring is empty (no usable real: every
+// new flow is dropped; its reals may still read up, at weight 0), and what
+// keeld logged as mtu_too_small_for_ipv6, still true.
 std::string serviceWarnings(const json& services) {
   std::string out;
+  for (const auto& s : services)
+    if (s.value("published_ring_size", uint64_t{1}) == 0)
+      out += "warning: " + str(s["name"]) + ": no usable real (ring empty): new flows to " +
+             endpoint(str(s["vip"]), s["port"].get<uint64_t>()) + "/" + upper(str(s["protocol"])) +
+             " are dropped (drop_no_backend)\n";
   for (const auto& s : services)
     if (auto m = s.find("mtu_too_small_for_ipv6"); m != s.end())
       out += "warning: " + str(s["name"]) + ": the port MTU (" + str((*m)["mtu"]) +
@@ -182,7 +189,9 @@ void defineService(CLI::App& noun, Context& ctx) {
     if (!reals.empty()) p["reals"] = reals;
     auto r = ctx.call("service.add", p);
     if (r && ctx.jsonOutput()) return ctx.printJson(*r);
-    if (r) printWarnings(*r);
+    if (!r) return;
+    if (const std::string line = changeLine("service.add", *r); !line.empty()) std::cout << line << "\n";
+    printWarnings(*r);
   });
 
   auto rmName = std::make_shared<std::string>();
@@ -190,7 +199,10 @@ void defineService(CLI::App& noun, Context& ctx) {
   rm->add_option("NAME", *rmName, "service name")->required();
   rm->callback([&ctx, rmName] {
     auto r = ctx.call("service.remove", {{"name", *rmName}});
-    if (r && ctx.jsonOutput()) ctx.printJson(*r);
+    if (r && ctx.jsonOutput()) return ctx.printJson(*r);
+    if (!r) return;
+    if (const std::string line = changeLine("service.remove", *r); !line.empty()) std::cout << line << "\n";
+    printWarnings(*r);
   });
 }
 

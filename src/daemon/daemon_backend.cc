@@ -1701,6 +1701,7 @@ api::ServiceSnapshot DaemonBackend::snapshotOf(const ServiceView& v, const Servi
     rs.weight = r.weight;
     rs.mac = r.mac;
     rs.healthy = r.healthy;
+    rs.inRing = r.inRing;
     auto ov = overlay_.reals.find({v.name, r.address});
     // Only for a down real that still gets traffic (api.md): a held real
     // in the ring, a kept one. A drained real's state is its drain, but

@@ -110,6 +110,9 @@ struct RealSnapshot {
   // established flows kept (established_on_down: keep). Never both.
   bool held = false;
   bool kept = false;
+  // In the ring the data plane holds now (weight > 0, not drained, up or
+  // held): what a change's reply counts as the service's reals_in_ring.
+  bool inRing = false;
   std::string check;              // "tcp", "http", "udp", "none"
   // The check as keel.yaml's health block spells it, every value resolved
   // (service defaults, the real's own, `service add`'s): type, port (the

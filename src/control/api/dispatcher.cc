@@ -138,6 +138,49 @@ json connListedJson(const ConnListed& c) {
   return j;
 }
 
+// ------------------------------------------------- what a change did
+// (operator review 2026-12: a change that emptied a ring, or removed a real
+// with flows, succeeded in silence). The dispatcher sees the service before
+// and after each change, whatever the backend, so the reply says what
+// changed from those two snapshots, and warns of what the operator may not
+// have meant. Nothing is refused: an empty ring can be what was meant.
+
+// "10.0.0.1:80/tcp", "[2001:db8::1]:*/udp" (port 0: every port).
+std::string serviceEndpoint(const ServiceSnapshot& s) {
+  const std::string a = s.vip.isV6() ? "[" + s.vip.toString() + "]" : s.vip.toString();
+  return a + ":" + (s.port ? std::to_string(s.port) : std::string("*")) + "/" + std::string(protocolName(s.protocol));
+}
+
+uint32_t realsInRing(const ServiceSnapshot& s) {
+  return static_cast<uint32_t>(
+      std::count_if(s.reals.begin(), s.reals.end(), [](const RealSnapshot& r) { return r.inRing; }));
+}
+
+// A real as a change's reply shows it before or after: null when it is not
+// there (before an add, after a remove).
+json realBrief(const RealSnapshot* r) {
+  if (!r) return nullptr;
+  return json{{"weight", r->weight}, {"state", r->state()}};
+}
+
+// The warning of a service whose published ring the request emptied: every
+// new flow to its VIP is dropped from now on.
+std::string emptiedRingWarning(const ServiceSnapshot& s) {
+  return svcWhere(s.name) + ": no usable real now: new flows to " + serviceEndpoint(s) +
+         " are dropped (drop_no_backend)";
+}
+
+// Every service of `after` that `before` had with a non-empty ring and that
+// holds the empty ring now.
+void addEmptiedRingWarnings(const std::vector<ServiceSnapshot>& before, const std::vector<ServiceSnapshot>& after,
+                            json& warnings) {
+  for (const ServiceSnapshot& a : after) {
+    if (a.publishedRingSize != 0) continue;
+    for (const ServiceSnapshot& b : before)
+      if (b.name == a.name && b.publishedRingSize != 0) warnings.push_back(emptiedRingWarning(a));
+  }
+}
+
 }  // namespace
 
 json toJson(const ServiceSnapshot& s) {
@@ -429,17 +472,43 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     return fail({code::kForbidden,
                  "method: " + method + " is not served on this read-only socket (it serves " + commaList(ro) + ")",
                  "method", {}});
-  auto reply = [&](const Result& r) {
+  // `said`, if given, adds to a change's result what it did (its own keys
+  // and warnings) before the reply goes out.
+  auto reply = [&](const Result& r, const std::function<void(json& result, json& warnings)>& said = {}) {
     if (!r.isOk()) return fail(r.error());
+    json result = r.result().is_object() ? r.result() : json::object();
+    json warnings = result.contains("warnings") && result["warnings"].is_array() ? result["warnings"] : json::array();
+    if (said) said(result, warnings);
     // A change that runs but could not be made to last says so, whatever
     // the method answers otherwise.
-    if (std::optional<std::string> unsaved = backend_.takeUnsavedState()) {
-      json result = r.result().is_object() ? r.result() : json::object();
-      if (!result.contains("warnings") || !result["warnings"].is_array()) result["warnings"] = json::array();
-      result["warnings"].push_back(*unsaved);
-      return DispatchOutcome{okResponse(id, std::move(result)), {}};
-    }
-    return DispatchOutcome{okResponse(id, r.result()), {}};
+    if (std::optional<std::string> unsaved = backend_.takeUnsavedState()) warnings.push_back(*unsaved);
+    if (!warnings.empty() || result.contains("warnings")) result["warnings"] = std::move(warnings);
+    return DispatchOutcome{okResponse(id, std::move(result)), {}};
+  };
+  // One service as it is now, without counters; nullopt once it is gone.
+  auto serviceNow = [&](const std::string& name) -> std::optional<ServiceSnapshot> {
+    std::vector<ServiceSnapshot> one = backend_.serviceStates(name);
+    if (one.empty()) return std::nullopt;
+    return std::move(one.front());
+  };
+  // The reply of a change to one real of `before`: the real before and
+  // after, the service's ring after, and the warning of a ring it emptied.
+  auto realChanged = [&](const Result& r, const ServiceSnapshot& before, const IpAddress& address,
+                         const std::function<void(const RealSnapshot* was, const RealSnapshot* is, json& result,
+                                                  json& warnings)>& more) {
+    return reply(r, [&](json& result, json& warnings) {
+      const std::optional<ServiceSnapshot> after = serviceNow(before.name);
+      const RealSnapshot* was = findReal(before, address);
+      const RealSnapshot* is = after ? findReal(*after, address) : nullptr;
+      result["service"] = before.name;
+      result["address"] = address.toString();
+      result["before"] = realBrief(was);
+      result["after"] = realBrief(is);
+      result["published_ring_size"] = after ? after->publishedRingSize : 0;
+      result["reals_in_ring"] = after ? realsInRing(*after) : 0;
+      if (more) more(was, is, result, warnings);
+      if (after) addEmptiedRingWarnings({before}, {*after}, warnings);
+    });
   };
   auto good = [&](json result) { return DispatchOutcome{okResponse(id, std::move(result)), {}}; };
 
@@ -452,8 +521,7 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     if (!out) return serviceNotFound(name, field);
     return std::nullopt;
   };
-  auto needReal = [&](const RealRef& ref) -> std::optional<ApiError> {
-    std::optional<ServiceSnapshot> svc;
+  auto needReal = [&](const RealRef& ref, std::optional<ServiceSnapshot>& svc) -> std::optional<ApiError> {
     if (auto e = needService(ref.service, "params.service", svc)) return e;
     if (!findReal(*svc, ref.address))
       return ApiError{code::kNotFound,
@@ -490,14 +558,30 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                          "/" + std::string(protocolName(r.protocol)) + " is already service " + s.name,
                      "params.vip", {}});
     }
-    return reply(backend_.addService(r));
+    return reply(backend_.addService(r), [&](json& result, json&) {
+      result["service"] = r.name;
+      if (const std::optional<ServiceSnapshot> now = serviceNow(r.name)) {
+        result["vip"] = now->vip.toString();
+        result["port"] = now->port;
+        result["protocol"] = protocolName(now->protocol);
+        result["reals"] = now->reals.size();
+        result["published_ring_size"] = now->publishedRingSize;
+        result["reals_in_ring"] = realsInRing(*now);
+      }
+    });
   }
   if (method == "service.remove") {
     auto p = parseServiceName(params);
     if (!p.ok()) return fail(p.error);
     std::optional<ServiceSnapshot> svc;
     if (auto e = needService(p.value->name, "params.name", svc)) return fail(*e);
-    return reply(backend_.removeService(p.value->name));
+    return reply(backend_.removeService(p.value->name), [&](json& result, json&) {
+      result["service"] = svc->name;
+      result["vip"] = svc->vip.toString();
+      result["port"] = svc->port;
+      result["protocol"] = protocolName(svc->protocol);
+      result["reals"] = svc->reals.size();  // removed with it
+    });
   }
   if (method == "real.add") {
     auto p = parseRealAdd(params);
@@ -509,25 +593,30 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                    svcWhere(p.value->service) + ": real " + p.value->real.address.toString() +
                        " already exists",
                    "params.address", {}});
-    return reply(backend_.addReal(*p.value));
+    return realChanged(backend_.addReal(*p.value), *svc, p.value->real.address, {});
   }
   if (method == "real.remove") {
     auto p = parseRealRef(params);
     if (!p.ok()) return fail(p.error);
-    if (auto e = needReal(*p.value)) return fail(*e);
-    return reply(backend_.removeReal(*p.value));
+    std::optional<ServiceSnapshot> svc;
+    if (auto e = needReal(*p.value, svc)) return fail(*e);
+    return realChanged(backend_.removeReal(*p.value), *svc, p.value->address, {});
   }
   if (method == "real.drain" || method == "real.undrain") {
     auto p = parseRealDrain(params, method == "real.drain");
     if (!p.ok()) return fail(p.error);
-    if (auto e = needReal(p.value->real)) return fail(*e);
-    return reply(backend_.setRealDrain(*p.value));
+    std::optional<ServiceSnapshot> svc;
+    if (auto e = needReal(p.value->real, svc)) return fail(*e);
+    const RealDrainRequest& req = *p.value;
+    return realChanged(backend_.setRealDrain(req), *svc, req.real.address, {});
   }
   if (method == "real.set_weight") {
     auto p = parseRealWeight(params);
     if (!p.ok()) return fail(p.error);
-    if (auto e = needReal(p.value->real)) return fail(*e);
-    return reply(backend_.setRealWeight(*p.value));
+    std::optional<ServiceSnapshot> svc;
+    if (auto e = needReal(p.value->real, svc)) return fail(*e);
+    const RealWeightRequest& req = *p.value;
+    return realChanged(backend_.setRealWeight(req), *svc, req.real.address, {});
   }
   if (method == "health.show") {
     auto p = parseServiceFilter(params);
@@ -732,7 +821,10 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
   if (method == "config.reload") {
     auto p = parseNoParams(params);
     if (!p.ok()) return fail(p.error);
-    return reply(backend_.reload());
+    const std::vector<ServiceSnapshot> before = backend_.serviceStates(std::nullopt);
+    return reply(backend_.reload(), [&](json&, json& warnings) {
+      addEmptiedRingWarnings(before, backend_.serviceStates(std::nullopt), warnings);
+    });
   }
   if (method == "daemon.status") {
     auto p = parseNoParams(params);

@@ -237,6 +237,77 @@ TEST_F(DispatcherTest, DrainRecordIsShown) {
   EXPECT_TRUE(realOf(r)["drain_reason"].is_null());
 }
 
+// A change answers what it did (operator review M2: every changing verb
+// answered {}): the real before and after, the service's ring after.
+TEST_F(DispatcherTest, AChangeAnswersWhatItChanged) {
+  json r = call(R"({"id":1,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.6","weight":0}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"], (json{{"service", "web"},
+                               {"address", "10.0.0.6"},
+                               {"before", {{"weight", 100}, {"state", "up"}}},
+                               {"after", {{"weight", 0}, {"state", "up"}}},
+                               {"published_ring_size", 65537},
+                               {"reals_in_ring", 1}}))
+      << r.dump();
+  r = call(R"({"id":2,"method":"real.drain","params":{"service":"web","address":"10.0.0.6"}})");
+  EXPECT_EQ(r["result"]["before"], (json{{"weight", 0}, {"state", "up"}})) << r.dump();
+  EXPECT_EQ(r["result"]["after"], (json{{"weight", 0}, {"state", "draining"}})) << r.dump();
+  r = call(R"({"id":3,"method":"real.add","params":{"service":"web","address":"10.0.0.9","weight":7}})");
+  EXPECT_TRUE(r["result"]["before"].is_null()) << r.dump();
+  EXPECT_EQ(r["result"]["after"], (json{{"weight", 7}, {"state", "up"}})) << r.dump();
+  EXPECT_EQ(r["result"]["reals_in_ring"], 2) << r.dump();
+  r = call(R"({"id":4,"method":"real.remove","params":{"service":"v6","address":"2001:db8::5"}})");
+  EXPECT_EQ(r["result"]["address"], "2001:db8::5") << r.dump();
+  EXPECT_EQ(r["result"]["before"], (json{{"weight", 100}, {"state", "up"}})) << r.dump();
+  EXPECT_TRUE(r["result"]["after"].is_null()) << r.dump();
+  EXPECT_EQ(r["result"]["published_ring_size"], 0) << r.dump();
+  EXPECT_EQ(r["result"]["reals_in_ring"], 0) << r.dump();
+  r = call(R"({"id":5,"method":"service.add","params":{"name":"dns","vip":"10.0.0.53","port":53,"protocol":"udp","reals":[{"address":"10.0.0.7"},{"address":"10.0.0.8","weight":0}]}})");
+  EXPECT_EQ(r["result"], (json{{"service", "dns"},
+                               {"vip", "10.0.0.53"},
+                               {"port", 53},
+                               {"protocol", "udp"},
+                               {"reals", 2},
+                               {"published_ring_size", 65537},
+                               {"reals_in_ring", 1}}))
+      << r.dump();
+  r = call(R"({"id":6,"method":"service.remove","params":{"name":"dns"}})");
+  EXPECT_EQ(r["result"],
+            (json{{"service", "dns"}, {"vip", "10.0.0.53"}, {"port", 53}, {"protocol", "udp"}, {"reals", 2}}))
+      << r.dump();
+}
+
+// A change that leaves a service no usable real is made (an operator may
+// mean it), and says so (operator review H1: weights 0, drains or removals
+// of the last reals emptied the ring in silence and dropped every new flow).
+TEST_F(DispatcherTest, AChangeThatEmptiesTheRingWarns) {
+  const std::string emptied =
+      "services[web]: no usable real now: new flows to 10.0.0.1:80/tcp are dropped (drop_no_backend)";
+  json r = call(R"({"id":1,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.5","weight":0}})");
+  EXPECT_FALSE(r["result"].contains("warnings")) << "one real is left: " << r.dump();
+  r = call(R"({"id":2,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.6","weight":0}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["warnings"], json::array({emptied})) << r.dump();
+  EXPECT_EQ(r["result"]["published_ring_size"], 0);
+  EXPECT_EQ(fake_.mutations.size(), 2u) << "made, not refused";
+  // Already empty: nothing more to say of the ring.
+  r = call(R"({"id":3,"method":"real.drain","params":{"service":"web","address":"10.0.0.6"}})");
+  EXPECT_FALSE(r["result"].contains("warnings")) << r.dump();
+  r = call(R"({"id":4,"method":"real.undrain","params":{"service":"web","address":"10.0.0.6"}})");
+  r = call(R"({"id":5,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.6","weight":5}})");
+  EXPECT_FALSE(r["result"].contains("warnings")) << r.dump();
+  EXPECT_EQ(r["result"]["reals_in_ring"], 1);
+  // The last real drained, or removed; an IPv6 service on every port.
+  r = call(R"({"id":6,"method":"real.drain","params":{"service":"web","address":"10.0.0.6"}})");
+  EXPECT_EQ(r["result"]["warnings"], json::array({emptied})) << r.dump();
+  fake_.services[1].port = 0;
+  r = call(R"({"id":7,"method":"real.remove","params":{"service":"v6","address":"2001:db8::5"}})");
+  EXPECT_EQ(r["result"]["warnings"],
+            json::array({"services[v6]: no usable real now: new flows to [2001:db8::1]:*/tcp are dropped "
+                         "(drop_no_backend)"}))
+      << r.dump();
+}
+
 TEST_F(DispatcherTest, BackendRefusalIsReported) {
   fake_.failMutations = ApiError{code::kFailed, "services[web]: limits.max_reals (16384) reached", "", {}};
   json r = call(R"({"id":1,"method":"real.add","params":{"service":"web","address":"10.0.0.9"}})");

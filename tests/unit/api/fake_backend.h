@@ -100,7 +100,10 @@ class FakeBackend : public ControlBackend {
       if (!r.draining && (r.healthy || r.held) && r.weight > 0) out.push_back(&r);  // held: fail-open
     return out;
   }
-  static void refresh(ServiceSnapshot& s) { s.publishedRingSize = usable(s).empty() ? 0 : s.ringSize; }
+  static void refresh(ServiceSnapshot& s) {
+    s.publishedRingSize = usable(s).empty() ? 0 : s.ringSize;
+    for (auto& r : s.reals) r.inRing = !r.draining && (r.healthy || r.held) && r.weight > 0;
+  }
 
   ServiceSnapshot* find(const std::string& name) {
     for (auto& s : services)

@@ -273,7 +273,7 @@ TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
   });
   CliRun held = keelctl({"real", "add", "web", "10.0.0.10"});
   EXPECT_EQ(held.rc, 0) << held.err;
-  EXPECT_EQ(held.out, "");
+  EXPECT_EQ(held.out, "web 10.0.0.10: added, weight 100, up (ring: 3 reals)\n");
   EXPECT_EQ(held.err, "warning: l2dsr: 10.0.0.10 not in the neighbour table of eth0: held down\n");
   onLoop([&] {
     fake_.addWarnings.clear();
@@ -303,6 +303,57 @@ TEST_F(KeelctlTest, RealVerbsMutateThroughTheDaemon) {
   EXPECT_EQ(dns["reals"][3]["weight"], 100);
   EXPECT_EQ(dns["reals"][4]["address"], "2001:db8::a");
   EXPECT_EQ(keelctl({"service", "remove", "dns"}).rc, 0);
+}
+
+// Each changing verb prints what it changed, one line (operator review M2:
+// they printed nothing, and -o json gave {}); a change that empties the
+// ring warns on stderr, is made, and service list shows the service apart
+// (operator review H1).
+TEST_F(KeelctlTest, ChangesSayWhatTheyChanged) {
+  startServer();
+  CliRun a = keelctl({"real", "set-weight", "web", "10.0.0.5", "0"});
+  ASSERT_EQ(a.rc, 0) << a.err;
+  EXPECT_EQ(a.out, "web 10.0.0.5: weight 100 -> 0 (ring: 1 real)\n");
+  EXPECT_EQ(a.err, "");
+  CliRun b = keelctl({"real", "set-weight", "web", "10.0.0.6", "0"});
+  ASSERT_EQ(b.rc, 0) << b.err;
+  EXPECT_EQ(b.out, "web 10.0.0.6: weight 100 -> 0 (ring: empty)\n");
+  EXPECT_EQ(b.err, "warning: services[web]: no usable real now: new flows to 10.0.0.1:80/tcp are dropped "
+                   "(drop_no_backend)\n");
+  CliRun l = keelctl({"service", "list"});
+  ASSERT_EQ(l.rc, 0) << l.err;
+  EXPECT_EQ(linesOf(l.out).back(),
+            "warning: web: no usable real (ring empty): new flows to 10.0.0.1:80/TCP are dropped (drop_no_backend)")
+      << l.out;
+  EXPECT_EQ(std::count(l.out.begin(), l.out.end(), '\n'), 2 + 3 + 2 + 1) << "v6 has a ring: " << l.out;
+  CliRun s = keelctl({"service", "show", "web"});
+  EXPECT_NE(s.out.find("ring: 0 slots published (configured 65537)\nwarning: web: no usable real (ring empty)"),
+            std::string::npos)
+      << s.out;
+  EXPECT_EQ(json::parse(keelctl({"-o", "json", "service", "show", "web"}).out)["service"]["published_ring_size"], 0);
+  CliRun d = keelctl({"real", "drain", "v6", "[2001:db8::5]"});
+  EXPECT_EQ(d.out, "v6 [2001:db8::5]: up -> draining (ring: empty)\n");
+  CliRun u = keelctl({"real", "undrain", "v6", "2001:db8::5"});
+  EXPECT_EQ(u.out, "v6 [2001:db8::5]: draining -> up (ring: 1 real)\n");
+  EXPECT_EQ(u.err, "");
+  CliRun j = keelctl({"-o", "json", "real", "set-weight", "web", "10.0.0.6", "3"});
+  ASSERT_EQ(j.rc, 0) << j.err;
+  EXPECT_EQ(json::parse(j.out), (json{{"service", "web"},
+                                     {"address", "10.0.0.6"},
+                                     {"before", {{"weight", 0}, {"state", "up"}}},
+                                     {"after", {{"weight", 3}, {"state", "up"}}},
+                                     {"published_ring_size", 65537},
+                                     {"reals_in_ring", 1}}))
+      << j.out;
+  CliRun rm = keelctl({"real", "remove", "web", "10.0.0.5"});
+  EXPECT_EQ(rm.out, "web 10.0.0.5: removed (was weight 0, up) (ring: 1 real)\n");
+  CliRun sa = keelctl({"service", "add", "dns", "--vip", "10.0.0.53", "--port", "53", "--protocol", "udp", "--real",
+                       "10.0.0.7", "--real", "10.0.0.8:0"});
+  ASSERT_EQ(sa.rc, 0) << sa.err;
+  EXPECT_EQ(sa.out, "dns: added, 10.0.0.53:53/UDP with 2 reals (ring: 1 real)\n");
+  CliRun sr = keelctl({"service", "remove", "dns"});
+  ASSERT_EQ(sr.rc, 0) << sr.err;
+  EXPECT_EQ(sr.out, "dns: removed, 10.0.0.53:53/UDP and its 2 reals\n");
 }
 
 // --real: an IPv6 real is always in brackets; a bare one is ambiguous

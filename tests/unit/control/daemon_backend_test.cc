@@ -626,6 +626,38 @@ TEST_F(DaemonBackendTest, DrainKeepsGenerationAndUndrainRestoresWeight) {
   EXPECT_EQ(ringIds(), (std::set<uint32_t>{a, idOf("10.0.1.2")}));
 }
 
+// keeld's answer to a change that leaves a service no usable real (weights
+// 0, the last real drained, or a reload): made, with the ring it left and
+// a warning (operator review H1); through the real registry, so the ring
+// read after the change is the one the data plane got.
+TEST_F(DaemonBackendTest, AChangeThatEmptiesTheRingIsMadeAndWarned) {
+  make();
+  const std::string emptied =
+      "services[web]: no usable real now: new flows to 10.0.0.1:80/tcp are dropped (drop_no_backend)";
+  nlohmann::json a =
+      call(R"({"id":1,"method":"real.set_weight","params":{"service":"web","address":"10.0.1.1","weight":0}})");
+  ASSERT_EQ(a["ok"], true) << a.dump();
+  EXPECT_EQ(a["result"]["before"], (nlohmann::json{{"weight", 100}, {"state", "up"}})) << a.dump();
+  EXPECT_EQ(a["result"]["after"], (nlohmann::json{{"weight", 0}, {"state", "up"}})) << a.dump();
+  EXPECT_EQ(a["result"]["reals_in_ring"], 1) << a.dump();
+  EXPECT_EQ(a["result"]["published_ring_size"], KEEL_RING_SIZE_DEFAULT) << a.dump();
+  EXPECT_FALSE(a["result"].contains("warnings")) << a.dump();
+  nlohmann::json b =
+      call(R"({"id":2,"method":"real.drain","params":{"service":"web","address":"10.0.1.2"}})");
+  ASSERT_EQ(b["ok"], true) << b.dump();
+  EXPECT_EQ(b["result"]["published_ring_size"], 0) << b.dump();
+  EXPECT_EQ(b["result"]["reals_in_ring"], 0) << b.dump();
+  EXPECT_EQ(b["result"]["warnings"], nlohmann::json::array({emptied})) << b.dump();
+  EXPECT_EQ(backend_->findService("web")->publishedRingSize, 0u);
+  // Back, then a reload whose file takes both weights to 0.
+  ASSERT_EQ(call(R"({"id":3,"method":"real.undrain","params":{"service":"web","address":"10.0.1.2"}})")["ok"], true);
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 0}\n      - {address: 10.0.1.2, weight: 0}\n");
+  nlohmann::json r = call(R"({"id":4,"method":"config.reload"})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  const nlohmann::json& w = r["result"]["warnings"];
+  EXPECT_NE(std::find(w.begin(), w.end(), nlohmann::json(emptied)), w.end()) << r.dump();
+}
+
 // A drain records when it began (whole seconds) and the operator's reason;
 // a repeated drain keeps the time and takes a new reason (none given: the
 // old one stays); undrain clears the record; a reload keeps it.

@@ -163,6 +163,16 @@ json realBrief(const RealSnapshot* r) {
   return json{{"weight", r->weight}, {"state", r->state()}};
 }
 
+// "42s", "4m12s", "3h05m", "2d04h": keelctl's age() (src/cli), for a
+// warning's "counted ... ago".
+std::string agoText(long long s) {
+  auto two = [](long long v) { return (v < 10 ? "0" : "") + std::to_string(v); };
+  if (s < 60) return std::to_string(s) + "s";
+  if (s < 3600) return std::to_string(s / 60) + "m" + two(s % 60) + "s";
+  if (s < 86400) return std::to_string(s / 3600) + "h" + two(s / 60 % 60) + "m";
+  return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
+}
+
 // The warning of a service whose published ring the request emptied: every
 // new flow to its VIP is dropped from now on.
 std::string emptiedRingWarning(const ServiceSnapshot& s) {
@@ -510,6 +520,9 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
       if (after) addEmptiedRingWarnings({before}, {*after}, warnings);
     });
   };
+  auto realWhere = [](const RealRef& ref) {
+    return "real " + ref.address.toString() + " of service " + ref.service;
+  };
   auto good = [&](json result) { return DispatchOutcome{okResponse(id, std::move(result)), {}}; };
 
   // Resolves params.service/params.address to a snapshot and a real,
@@ -600,7 +613,35 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     if (!p.ok()) return fail(p.error);
     std::optional<ServiceSnapshot> svc;
     if (auto e = needReal(*p.value, svc)) return fail(*e);
-    return realChanged(backend_.removeReal(*p.value), *svc, p.value->address, {});
+    const RealRef& ref = *p.value;
+    return realChanged(backend_.removeReal(ref), *svc, ref.address,
+                       [&](const RealSnapshot* was, const RealSnapshot*, json& result, json& warnings) {
+      // Its flows at the last periodic count: those kept (their next
+      // packet would have gone to it) now take the ring's pick, where IPVS
+      // would let them finish. Unknown (no count with it yet): null, and
+      // no warning (conn.list with limit 0 counts now).
+      result["flows"] = nullptr;
+      result["flows_counted_at"] = nullptr;
+      if (!was || !was->flows) return;
+      const RealFlows flows = *was->flows;
+      result["flows"] = json{{"kept", flows.kept}, {"not_kept", flows.notKept}};
+      result["flows_counted_at"] = rfc3339(svc->flowsCountedAt);
+      if (flows.kept == 0) return;
+      std::string when;
+      if (svc->flowsCountedAt)
+        when = " (counted " +
+               agoText(std::max<long long>(0, std::chrono::duration_cast<std::chrono::seconds>(
+                                                  std::chrono::system_clock::now() - *svc->flowsCountedAt)
+                                                  .count())) +
+               " ago)";
+      const bool one = flows.kept == 1;
+      const std::string them = one ? "it" : "them";
+      warnings.push_back(realWhere(ref) + " had " + std::to_string(flows.kept) + (one ? " flow" : " flows") + when +
+                         (one ? ": its" : ": their") + " next packets take the ring's pick; " +
+                         (was->draining ? "to let " + them + " finish, remove a draining real once keelctl conns " +
+                                              ref.service + " --real " + ref.address.toString() + " --count shows none"
+                                        : "drain first to let " + them + " finish"));
+    });
   }
   if (method == "real.drain" || method == "real.undrain") {
     auto p = parseRealDrain(params, method == "real.drain");

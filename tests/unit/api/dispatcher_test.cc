@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <regex>
 
 #include "control/api/dispatcher.h"
 #include "fake_backend.h"
@@ -305,6 +306,45 @@ TEST_F(DispatcherTest, AChangeThatEmptiesTheRingWarns) {
   EXPECT_EQ(r["result"]["warnings"],
             json::array({"services[v6]: no usable real now: new flows to [2001:db8::1]:*/tcp are dropped "
                          "(drop_no_backend)"}))
+      << r.dump();
+}
+
+// real.remove of a real with kept flows at the last count: made, with the
+// count in the answer and a warning that the flows move (IPVS would let
+// them finish); none without a count, or without kept flows.
+TEST_F(DispatcherTest, RemovingARealWithFlowsSaysHowMany) {
+  auto& web = fake_.services[0];
+  web.reals[0].flows = RealFlows{12, 3};
+  web.reals[1].flows = RealFlows{0, 4};
+  web.flowsCountedAt = std::chrono::system_clock::now() - std::chrono::seconds(42);
+  json r = call(R"({"id":1,"method":"real.remove","params":{"service":"web","address":"10.0.0.5"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["result"]["flows"], (json{{"kept", 12}, {"not_kept", 3}})) << r.dump();
+  EXPECT_TRUE(r["result"]["flows_counted_at"].is_string()) << r.dump();
+  ASSERT_EQ(r["result"]["warnings"].size(), 1u) << r.dump();
+  const std::string w = r["result"]["warnings"][0];
+  EXPECT_TRUE(std::regex_match(w, std::regex(R"(real 10\.0\.0\.5 of service web had 12 flows \(counted 4[23]s ago\): )"
+                                             R"(their next packets take the ring's pick; drain first to let them finish)")))
+      << w;
+  EXPECT_EQ(fake_.mutations, std::vector<std::string>{"removeReal web 10.0.0.5"});
+  r = call(R"({"id":2,"method":"real.remove","params":{"service":"web","address":"10.0.0.6"}})");
+  EXPECT_EQ(r["result"]["flows"], (json{{"kept", 0}, {"not_kept", 4}})) << r.dump();
+  // No kept flows; the ring it empties is what is said.
+  EXPECT_EQ(r["result"]["warnings"].size(), 1u) << r.dump();
+  EXPECT_EQ(r["result"]["warnings"][0].get<std::string>().rfind("services[web]: no usable real now", 0), 0u);
+  // Not counted: null, nothing said.
+  r = call(R"({"id":3,"method":"real.remove","params":{"service":"v6","address":"2001:db8::5"}})");
+  EXPECT_TRUE(r["result"]["flows"].is_null()) << r.dump();
+  EXPECT_TRUE(r["result"]["flows_counted_at"].is_null()) << r.dump();
+  // A draining real's flows: wait for them, then remove.
+  fake_.services.push_back(FakeBackend::makeService("db", "10.0.0.2", 5432, {"10.0.0.8", "10.0.0.9"}));
+  fake_.services.back().reals[0].draining = true;
+  fake_.services.back().reals[0].flows = RealFlows{1, 0};
+  r = call(R"({"id":4,"method":"real.remove","params":{"service":"db","address":"10.0.0.8"}})");
+  EXPECT_EQ(r["result"]["warnings"],
+            json::array({"real 10.0.0.8 of service db had 1 flow: its next packets take the ring's pick; to let "
+                         "it finish, remove a draining real once keelctl conns db --real 10.0.0.8 --count shows "
+                         "none"}))
       << r.dump();
 }
 

@@ -2193,13 +2193,9 @@ Result DaemonBackend::setRealDrain(const api::RealDrainRequest& req) {
   ov.drained = req.drain;
   if (!ov.added && !ov.removed && !ov.weight && !ov.drained) next.reals.erase(key);
   Result r = commit(file_, std::move(next));
-  if (r.isOk() && !req.drain && !before.drained) {
-    // Not drained: nothing changed, and the answer says so (a wrong address
-    // in a script's undrain loop would otherwise pass unnoticed).
-    return Result::ok({{"warnings", nlohmann::json::array({"real " + ref.address.toString() + " of service " +
-                                                           ref.service + " was not drained: nothing changed"})}});
-  }
-  if (r.isOk()) {
+  // Not drained: nothing changed, and nothing is logged (the dispatcher's
+  // answer says so, as it does of every repeated change).
+  if (r.isOk() && (req.drain || before.drained)) {
     // The undrain record says how long the drain lasted and why it was made.
     LogRecord log(req.drain ? "real_drained" : "real_undrained");
     log.add("service", ref.service).add("real", ref.address.toString());

@@ -649,7 +649,20 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     std::optional<ServiceSnapshot> svc;
     if (auto e = needReal(p.value->real, svc)) return fail(*e);
     const RealDrainRequest& req = *p.value;
-    return realChanged(backend_.setRealDrain(req), *svc, req.real.address, {});
+    return realChanged(backend_.setRealDrain(req), *svc, req.real.address,
+                       [&](const RealSnapshot* was, const RealSnapshot*, json&, json& warnings) {
+      if (!was) return;
+      // A repeat says so, as a wrong address in a script's loop would
+      // otherwise pass unnoticed; a drain that gives a new reason changes it.
+      if (!req.drain && !was->draining)
+        warnings.push_back(realWhere(req.real) + " was not drained: nothing changed");
+      if (req.drain && was->draining && (req.reason.empty() || req.reason == was->drainReason)) {
+        const json since = rfc3339(was->drainedSince);
+        warnings.push_back(realWhere(req.real) + " already draining" +
+                           (since.is_string() ? " since " + since.get<std::string>() : std::string()) +
+                           ": nothing changed");
+      }
+    });
   }
   if (method == "real.set_weight") {
     auto p = parseRealWeight(params);
@@ -657,7 +670,12 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     std::optional<ServiceSnapshot> svc;
     if (auto e = needReal(p.value->real, svc)) return fail(*e);
     const RealWeightRequest& req = *p.value;
-    return realChanged(backend_.setRealWeight(req), *svc, req.real.address, {});
+    return realChanged(backend_.setRealWeight(req), *svc, req.real.address,
+                       [&](const RealSnapshot* was, const RealSnapshot*, json&, json& warnings) {
+      if (was && was->weight == req.weight)
+        warnings.push_back(realWhere(req.real) + ": weight already " + std::to_string(req.weight) +
+                           ": nothing changed");
+    });
   }
   if (method == "health.show") {
     auto p = parseServiceFilter(params);

@@ -348,6 +348,29 @@ TEST_F(DispatcherTest, RemovingARealWithFlowsSaysHowMany) {
       << r.dump();
 }
 
+// A repeat that changes nothing says so, as undrain of a real not drained
+// did (operator review L4): a wrong address in a script's loop shows.
+TEST_F(DispatcherTest, ARepeatThatChangesNothingSaysSo) {
+  json r = call(R"({"id":1,"method":"real.undrain","params":{"service":"web","address":"10.0.0.5"}})");
+  EXPECT_EQ(r["result"]["warnings"], json::array({"real 10.0.0.5 of service web was not drained: nothing changed"}));
+  r = call(R"({"id":2,"method":"real.drain","params":{"service":"web","address":"10.0.0.5","reason":"upgrade"}})");
+  EXPECT_FALSE(r["result"].contains("warnings")) << r.dump();
+  r = call(R"({"id":3,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})");
+  EXPECT_EQ(r["result"]["warnings"],
+            json::array({"real 10.0.0.5 of service web already draining since 2026-12-01T14:03:05Z: nothing changed"}))
+      << r.dump();
+  r = call(R"({"id":4,"method":"real.drain","params":{"service":"web","address":"10.0.0.5","reason":"upgrade"}})");
+  EXPECT_EQ(r["result"]["warnings"].size(), 1u) << "the same reason: " << r.dump();
+  r = call(R"({"id":5,"method":"real.drain","params":{"service":"web","address":"10.0.0.5","reason":"INC-7"}})");
+  EXPECT_FALSE(r["result"].contains("warnings")) << "a new reason is a change: " << r.dump();
+  r = call(R"({"id":6,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.6","weight":100}})");
+  EXPECT_EQ(r["result"]["warnings"],
+            json::array({"real 10.0.0.6 of service web: weight already 100: nothing changed"}))
+      << r.dump();
+  r = call(R"({"id":7,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.6","weight":99}})");
+  EXPECT_FALSE(r["result"].contains("warnings")) << r.dump();
+}
+
 TEST_F(DispatcherTest, BackendRefusalIsReported) {
   fake_.failMutations = ApiError{code::kFailed, "services[web]: limits.max_reals (16384) reached", "", {}};
   json r = call(R"({"id":1,"method":"real.add","params":{"service":"web","address":"10.0.0.9"}})");

@@ -336,6 +336,10 @@ TEST_F(KeelctlTest, ChangesSayWhatTheyChanged) {
   CliRun u = keelctl({"real", "undrain", "v6", "2001:db8::5"});
   EXPECT_EQ(u.out, "v6 [2001:db8::5]: draining -> up (ring: 1 real)\n");
   EXPECT_EQ(u.err, "");
+  CliRun again = keelctl({"real", "undrain", "v6", "2001:db8::5"});
+  EXPECT_EQ(again.rc, 0);
+  EXPECT_EQ(again.out, "v6 [2001:db8::5]: up (ring: 1 real)\n");
+  EXPECT_EQ(again.err, "warning: real 2001:db8::5 of service v6 was not drained: nothing changed\n");
   CliRun j = keelctl({"-o", "json", "real", "set-weight", "web", "10.0.0.6", "3"});
   ASSERT_EQ(j.rc, 0) << j.err;
   EXPECT_EQ(json::parse(j.out), (json{{"service", "web"},

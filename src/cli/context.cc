@@ -25,8 +25,10 @@ std::optional<json> Context::call(const std::string& method, const json& params)
   if (Status s = client().call(method, params, response); !s) {
     // Sent but not answered (no answer in time, or the connection closed
     // after the request): keeld may have applied it, or still will, so
-    // this is not "unavailable" and exits 3, apart from a refusal (1); a
-    // script must look before it repeats or gives up.
+    // this is not "unavailable" and exits 3; a script must look before it
+    // repeats or gives up. Not sent (keeld not running, its socket absent
+    // or not ours to open): nothing was applied, 69, so that a script can
+    // retry later rather than take it for a refusal (1: "no such real").
     const bool sent = client().requestSent();
     const std::string message =
         s.message() + (sent ? "; the request was sent, and keeld may have applied it or still apply it: "
@@ -36,7 +38,7 @@ std::optional<json> Context::call(const std::string& method, const json& params)
     // reads one shape whatever failed.
     if (output == "json") printError(json{{"code", sent ? "no_response" : "unavailable"}, {"message", message}});
     std::cerr << "keelctl: " << message << "\n";
-    exitCode = sent ? 3 : 1;
+    exitCode = sent ? kExitNoResponse : kExitUnavailable;
     return std::nullopt;
   }
   if (response.value("ok", false)) return response.contains("result") ? response["result"] : json::object();
@@ -55,7 +57,7 @@ std::optional<json> Context::call(const std::string& method, const json& params)
   } else {
     for (const auto& e : *all) std::cerr << "keelctl: " << (e.is_string() ? e.get<std::string>() : e.dump()) << "\n";
   }
-  exitCode = 1;
+  exitCode = kExitRefused;
   return std::nullopt;
 }
 

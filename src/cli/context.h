@@ -18,6 +18,16 @@ namespace keel::cli {
 
 using nlohmann::json;
 
+// keelctl's exit codes (keelctl.8, EXIT STATUS), so that a script (a
+// keepalived notify script) can tell "retry later" from "no such real".
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRefused = 1;  // keeld refused the request, or keelctl failed (a file)
+inline constexpr int kExitUsage = 2;    // keelctl's own argument checks, before anything is sent
+inline constexpr int kExitNoResponse = 3;  // sent, not answered: keeld may have applied it
+// No request reached keeld (no socket, nobody listening, no permission):
+// nothing was applied. sysexits.h's EX_UNAVAILABLE.
+inline constexpr int kExitUnavailable = 69;
+
 struct Context {
   std::string socketPath = api::kDefaultSocketPath;
   std::string output = "table";  // table | json
@@ -25,9 +35,11 @@ struct Context {
 
   bool jsonOutput() const { return output == "json"; }
 
-  // Calls `method`; on success returns the result. On a connect/transport
-  // error or a daemon error prints "keelctl: <message>" (and any detail
-  // lines) to stderr, sets exitCode = 1 and returns nullopt.
+  // Calls `method`; on success returns the result. Otherwise prints
+  // "keelctl: <message>" (and any detail lines) to stderr, sets exitCode and
+  // returns nullopt: kExitRefused for a daemon error, kExitUnavailable when
+  // the request never reached keeld, kExitNoResponse when it was sent but
+  // not answered.
   std::optional<json> call(const std::string& method, const json& params = json::object());
 
   // -o json: the raw result, pretty-printed. Every command prints it.

@@ -203,7 +203,8 @@ def test_readonly_socket_serves_other_users_and_changes_are_audited(lab, need_ke
         assert p.returncode == 1, p.stdout + p.stderr
         assert "real.drain is not served on this read-only socket" in p.stderr, p.stderr
         p = as_nobody("service", "list")  # the main socket, 0600
-        assert p.returncode == 1 and "ermission denied" in p.stderr, p.stdout + p.stderr
+        # Not reached (nothing sent): 69, EX_UNAVAILABLE (keelctl(8) EXIT STATUS).
+        assert p.returncode == 69 and "ermission denied" in p.stderr, p.stdout + p.stderr
         assert "--socket PATH of control.readonly.socket" in p.stderr, p.stderr
         health = json.loads(k.keelctl("-o", "json", "health", "show").stdout)
         assert not any(r["draining"] for s in health["services"] for r in s["reals"]), health

@@ -461,8 +461,10 @@ TEST_F(KeelctlTest, StatsWatchAndCountAreCheckedBeforeAnyCall) {
 }
 
 TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
+  // Not reached: 69 (EX_UNAVAILABLE), apart from a refusal (1), so that a
+  // script can tell "retry later" from "no such real" (operator review M5).
   CliRun r = keelctl({"service", "list"}, dir_ + "/absent.sock");
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.rc, 69);
   EXPECT_EQ(r.err, "keelctl: cannot connect to " + dir_ +
                        "/absent.sock: No such file or directory (is keeld running? use --socket PATH for "
                        "another socket)\n");
@@ -470,13 +472,13 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
   const std::string emptyErr = dir_ + "/empty.err";
   const int emptyRc =
       std::system((quote(bin_) + " --socket '' service list >/dev/null 2>" + quote(emptyErr) + " </dev/null").c_str());
-  EXPECT_EQ(WIFEXITED(emptyRc) ? WEXITSTATUS(emptyRc) : -1, 1);
+  EXPECT_EQ(WIFEXITED(emptyRc) ? WEXITSTATUS(emptyRc) : -1, 69);
   std::ifstream emptyIn(emptyErr);
   std::string emptyLine;
   std::getline(emptyIn, emptyLine);
   EXPECT_EQ(emptyLine.rfind("keelctl: cannot connect: the socket path is empty", 0), 0u) << emptyLine;
   CliRun jr = keelctl({"-o", "json", "service", "list"}, dir_ + "/absent.sock");
-  EXPECT_EQ(jr.rc, 1);
+  EXPECT_EQ(jr.rc, 69);
   EXPECT_EQ(json::parse(jr.out)["error"]["code"], "unavailable") << jr.out;
   CliRun u = keelctl({"real", "drain", "web"});
   EXPECT_EQ(u.rc, 2);
@@ -535,7 +537,7 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
 
 // A request sent but not answered (here keeld closes the connection after
 // reading it) may have been applied: keelctl says so and exits 3, apart
-// from "cannot connect" (1), so a script looks before it repeats a drain.
+// from "cannot connect" (69), so a script looks before it repeats a drain.
 TEST_F(KeelctlTest, ARequestSentButNotAnsweredIsNotUnavailable) {
   const std::string path = dir_ + "/mute.sock";
   const int lfd = ::socket(AF_UNIX, SOCK_STREAM, 0);
@@ -1152,7 +1154,7 @@ TEST_F(KeelctlTest, PermissionDeniedNamesTheKeysOfBothSockets) {
   CliRun r = keelctl({"service", "list"}, sock);
   runAs_.clear();
   ::close(fd);
-  EXPECT_EQ(r.rc, 1) << r.err;  // cannot be reached
+  EXPECT_EQ(r.rc, 69) << r.err;  // cannot be reached: nothing sent (EX_UNAVAILABLE)
   EXPECT_NE(r.err.find("Permission denied (a socket's mode and group are keel.yaml's control.mode and "
                        "control.group"),
             std::string::npos)

@@ -18,7 +18,7 @@ struct StatsArgs {
   std::string watch;  // seconds as text; set only when --watch is given
   bool watching = false;
   bool rate = false;
-  long count = 0;  // 0 = until interrupted (watch) / 1 sample
+  long count = 0;  // --count: 0 (the default) = until interrupted (watch) / 1 sample
 };
 
 // stats.get's per-family keys (conntrack, and each worker's conntrack).
@@ -263,7 +263,8 @@ void defineStats(CLI::App& noun, Context& ctx) {
   CLI::Option* watch = noun.add_option("--watch", a->watch, "repeat every SECONDS (default 2)")
                            ->expected(0, 1);
   noun.add_flag("--rate", a->rate, "per-second rates instead of totals");
-  CLI::Option* count = noun.add_option("--count", a->count, "stop after N samples (with --watch)");
+  CLI::Option* count =
+      noun.add_option("--count", a->count, "stop after N samples (with --watch; 0, the default: never)");
   noun.callback([&ctx, a, watch, count] {
     double interval = 2.0;
     a->watching = watch->count() > 0;
@@ -272,7 +273,14 @@ void defineStats(CLI::App& noun, Context& ctx) {
       interval = std::strtod(a->watch.c_str(), &end);
       // Written so that NaN fails too (every comparison with it is false).
       if (!end || *end || !(interval >= 0.1 && interval <= 86400)) {
-        ctx.fail(2, "--watch: must be a number of seconds 0.1..86400, got \"" + a->watch + "\"");
+        // `stats --watch web`: --watch took the service for its SECONDS
+        // (it is optional, so CLI11 gives it the next word); say where
+        // SERVICE goes rather than guess which one was meant.
+        const bool word = !end || *end;
+        ctx.fail(2, "--watch: must be a number of seconds 0.1..86400, got \"" + a->watch + "\"" +
+                        (word && a->service.empty() ? " (if that is a service, put it before --watch: keelctl stats " +
+                                                          a->watch + " --watch [SECONDS])"
+                                                    : ""));
         return;
       }
     } else if (!a->watching) {

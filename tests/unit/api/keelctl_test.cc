@@ -444,10 +444,23 @@ TEST_F(KeelctlTest, DaemonErrorsExitOneAndChangeNothing) {
 // checks exit 2, as keelctl.8 says of usage errors.
 TEST_F(KeelctlTest, StatsWatchAndCountAreCheckedBeforeAnyCall) {
   startServer();
-  for (const char* w : {"nan", "inf", "0.01", "x"}) {
+  for (const char* w : {"nan", "inf", "0.01"}) {
     CliRun r = keelctl({"stats", "--watch", w, "--count", "1"});
     EXPECT_EQ(r.rc, 2) << w;
     EXPECT_EQ(r.err, std::string("keelctl: --watch: must be a number of seconds 0.1..86400, got \"") + w + "\"\n");
+  }
+  // A word where SECONDS may go: a SERVICE put after the optional SECONDS
+  // of --watch (operator review L6). Where SERVICE goes is said, unless
+  // one was given.
+  {
+    CliRun r = keelctl({"stats", "--watch", "web"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_EQ(r.err, "keelctl: --watch: must be a number of seconds 0.1..86400, got \"web\" (if that is a service, "
+                     "put it before --watch: keelctl stats web --watch [SECONDS])\n");
+    EXPECT_EQ(r.out, "");
+    r = keelctl({"stats", "web", "--watch", "x"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_EQ(r.err, "keelctl: --watch: must be a number of seconds 0.1..86400, got \"x\"\n");
   }
   {
     CliRun r = keelctl({"stats", "--count", "2"});  // one sample without --watch: the count would be ignored

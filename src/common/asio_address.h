@@ -22,4 +22,11 @@ inline boost::asio::ip::address toAsio(const IpAddress& a) {
   return boost::asio::ip::address_v6(b);
 }
 
+// Back: an IPv4 address as IPv4, any other as IPv6 (a v4-mapped one stays
+// IPv6, as toAsio gave it).
+inline IpAddress fromAsio(const boost::asio::ip::address& a) {
+  if (a.is_v4()) return IpAddress::fromV4(a.to_v4().to_bytes());
+  return IpAddress::fromV6(a.to_v6().to_bytes());
+}
+
 }  // namespace keel

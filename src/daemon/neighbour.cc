@@ -25,27 +25,9 @@
 namespace keel {
 namespace {
 
-// An address from netlink's bytes (len 4: IPv4, else IPv6).
-IpAddress addressOf(const uint8_t* bytes, size_t len) {
-  if (len == 4) {
-    std::array<uint8_t, 4> b;
-    std::memcpy(b.data(), bytes, 4);
-    return IpAddress::fromV4(b);
-  }
-  std::array<uint8_t, 16> b;
-  std::memcpy(b.data(), bytes, 16);
-  return IpAddress::fromV6(b);
-}
-
-// A NETLINK_ROUTE socket for requests and their answers (-1 if none):
-// reads time out after 1 s, so a silent socket never hangs keeld's loop.
-Fd routeSocket() {
-  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (sock.get() < 0) return sock;
-  timeval tv{1, 0};
-  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return sock;
-}
+// Reads of keeld's route sockets time out after 1 s, so a silent socket
+// never hangs keeld's loop.
+constexpr std::chrono::milliseconds kRouteReadTimeout{1000};
 
 // One RTM_GETNEIGH dump of both families, of `ifindex`'s entries (the
 // kernel filters by NDA_IFINDEX, so a host with a large table on other
@@ -54,7 +36,7 @@ Fd routeSocket() {
 // wanted (and by interface again): what it finds of them, with usable MACs.
 std::map<IpAddress, MacAddress> dumpNeighbours(int ifindex, const std::set<IpAddress>& wanted) {
   std::map<IpAddress, MacAddress> found;
-  Fd sock = routeSocket();
+  Fd sock = routeSocket(kRouteReadTimeout);
   if (sock.get() < 0) return found;
   struct {
     nlmsghdr nh;
@@ -99,7 +81,7 @@ std::map<IpAddress, MacAddress> dumpNeighbours(int ifindex, const std::set<IpAdd
           lladdr = static_cast<const uint8_t*>(RTA_DATA(rta));
       }
       if (!dst || !lladdr) continue;
-      const IpAddress a = addressOf(dst, addrLen);
+      const IpAddress a = addressFromBytes(dst, addrLen);
       if (!wanted.count(a)) continue;
       std::array<uint8_t, 6> mac;
       std::memcpy(mac.data(), lladdr, 6);
@@ -160,10 +142,10 @@ std::vector<IpAddress> interfaceAddresses(const std::string& interface) {
     if (name != interface && name.rfind(interface + ":", 0) != 0) continue;
     if (a->ifa_addr->sa_family == AF_INET) {
       const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
-      out.push_back(addressOf(reinterpret_cast<const uint8_t*>(&in->sin_addr), 4));
+      out.push_back(addressFromBytes(reinterpret_cast<const uint8_t*>(&in->sin_addr), 4));
     } else if (a->ifa_addr->sa_family == AF_INET6) {
       const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr);
-      out.push_back(addressOf(reinterpret_cast<const uint8_t*>(&in6->sin6_addr), 16));
+      out.push_back(addressFromBytes(reinterpret_cast<const uint8_t*>(&in6->sin6_addr), 16));
     }
   }
   ::freeifaddrs(list);
@@ -172,97 +154,28 @@ std::vector<IpAddress> interfaceAddresses(const std::string& interface) {
 
 namespace {
 
-// One RTM_GETROUTE for `dst` (from `src` if set) on `sock`, its answer read
-// by `seq`: the hop, or nullopt for no route or a refused lookup, and also
-// for a socket that failed or stayed silent, which sets `socketFailed`.
-std::optional<RouteHop> routeTo(int sock, uint32_t seq, const IpAddress& dst, const std::optional<IpAddress>& src,
-                                bool& socketFailed, unsigned char* type = nullptr) {
-  const size_t addrLen = dst.isV4() ? 4 : 16;
-  alignas(nlmsghdr) char req[NLMSG_SPACE(sizeof(rtmsg)) + 2 * RTA_SPACE(16)] = {};
-  auto* nh = reinterpret_cast<nlmsghdr*>(req);
-  nh->nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
-  nh->nlmsg_type = RTM_GETROUTE;
-  nh->nlmsg_flags = NLM_F_REQUEST;
-  nh->nlmsg_seq = seq;
-  auto* rt = static_cast<rtmsg*>(NLMSG_DATA(nh));
-  rt->rtm_family = dst.isV4() ? AF_INET : AF_INET6;
-  auto add = [&](unsigned short type, const IpAddress& a) {
-    auto* rta = reinterpret_cast<rtattr*>(req + NLMSG_ALIGN(nh->nlmsg_len));
-    rta->rta_type = type;
-    rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(addrLen));
-    std::memcpy(RTA_DATA(rta), a.bytes().data(), addrLen);
-    nh->nlmsg_len = NLMSG_ALIGN(nh->nlmsg_len) + RTA_ALIGN(rta->rta_len);
-  };
-  rt->rtm_dst_len = static_cast<unsigned char>(addrLen * 8);
-  add(RTA_DST, dst);
-  if (src) {
-    rt->rtm_src_len = static_cast<unsigned char>(addrLen * 8);
-    add(RTA_SRC, *src);
-  }
-  socketFailed = true;  // until an answer is read
-  if (::send(sock, req, nh->nlmsg_len, 0) < 0) return std::nullopt;
-  // One answer: RTM_NEWROUTE, or NLMSG_ERROR (no route: ENETUNREACH).
-  // Answers of an earlier request (a timed-out read) are skipped by seq.
-  alignas(nlmsghdr) char buf[8192];
-  for (int reads = 0; reads < 4; ++reads) {
-    ssize_t n = ::recv(sock, buf, sizeof buf, 0);
-    if (n <= 0) return std::nullopt;
-    int len = static_cast<int>(n);
-    for (auto* an = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(an, len); an = NLMSG_NEXT(an, len)) {
-      if (an->nlmsg_seq != seq) continue;
-      socketFailed = false;
-      if (an->nlmsg_type != RTM_NEWROUTE) return std::nullopt;
-      auto* route = static_cast<rtmsg*>(NLMSG_DATA(an));
-      if (type) *type = route->rtm_type;
-      RouteHop hop;
-      int attrLen = static_cast<int>(RTM_PAYLOAD(an));
-      for (auto* rta = reinterpret_cast<rtattr*>(RTM_RTA(route)); RTA_OK(rta, attrLen); rta = RTA_NEXT(rta, attrLen)) {
-        const auto* data = static_cast<const uint8_t*>(RTA_DATA(rta));
-        if (rta->rta_type == RTA_GATEWAY && RTA_PAYLOAD(rta) == addrLen) {
-          hop.gateway = addressOf(data, addrLen);
-        } else if (rta->rta_type == RTA_VIA && RTA_PAYLOAD(rta) >= sizeof(rtvia)) {
-          // An IPv4 route through an IPv6 gateway (RFC 5549).
-          const auto* via = reinterpret_cast<const rtvia*>(data);
-          const size_t viaLen = RTA_PAYLOAD(rta) - sizeof(rtvia);
-          if ((via->rtvia_family == AF_INET && viaLen == 4) || (via->rtvia_family == AF_INET6 && viaLen == 16))
-            hop.gateway = addressOf(via->rtvia_addr, viaLen);
-        } else if (rta->rta_type == RTA_OIF && RTA_PAYLOAD(rta) == sizeof(uint32_t)) {
-          uint32_t oif;
-          std::memcpy(&oif, data, sizeof oif);
-          char name[IF_NAMESIZE] = {};
-          if (if_indextoname(oif, name)) hop.interface = name;
-        }
-      }
-      return hop;
-    }
-  }
-  return std::nullopt;
-}
-
 // addressIsLocal on `sock` (a routeSocket()): the kernel's own answer, the
 // route to the address is of type local (the local table: an interface's
 // address, or an AnyIP range), as for `ip route get ADDR`. A bind test
 // would say yes to any address under net.ipv4.ip_nonlocal_bind, common on
 // balancers.
 bool isLocal(int sock, uint32_t seq, const IpAddress& a) {
-  bool failed = false;
-  unsigned char type = RTN_UNSPEC;
-  const bool routed = routeTo(sock, seq, a, std::nullopt, failed, &type).has_value();
-  if (failed) return true;  // cannot tell
-  return routed && type == RTN_LOCAL;
+  const RouteLookup route = lookupRoute(sock, seq, a);
+  if (route.socketFailed) return true;  // cannot tell
+  return route.hop && route.type == RTN_LOCAL;
 }
 
 }  // namespace
 
 bool addressIsLocal(const IpAddress& a) {
-  Fd sock = routeSocket();
+  Fd sock = routeSocket(kRouteReadTimeout);
   return sock.get() < 0 || isLocal(sock.get(), 1, a);  // no socket: cannot tell
 }
 
 std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destinations, const RouteSources& sources) {
   std::map<IpAddress, RouteHop> found;
   if (destinations.empty()) return found;
-  Fd sock = routeSocket();
+  Fd sock = routeSocket(kRouteReadTimeout);
   if (sock.get() < 0) return found;
   uint32_t seq = 0;
   // Decided once for all the lookups: no address is looked up twice.
@@ -270,10 +183,9 @@ std::map<IpAddress, RouteHop> routesTo(const std::vector<IpAddress>& destination
       sources.v4 && isLocal(sock.get(), ++seq, *sources.v4) ? sources.v4 : std::nullopt;
   for (const IpAddress& dst : destinations) {
     if (!dst.family()) continue;
-    bool failed = false;
-    std::optional<RouteHop> hop = routeTo(sock.get(), ++seq, dst, dst.isV4() ? v4 : sources.v6, failed);
-    if (failed) return found;  // a silent socket would cost a second for each address left
-    if (hop) found.insert_or_assign(dst, std::move(*hop));
+    RouteLookup route = lookupRoute(sock.get(), ++seq, dst, dst.isV4() ? v4 : sources.v6);
+    if (route.socketFailed) return found;  // a silent socket would cost a second for each address left
+    if (route.hop) found.insert_or_assign(dst, std::move(*route.hop));
   }
   return found;
 }

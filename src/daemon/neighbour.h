@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/route.h"  // RouteHop, and the lookup routesTo and addressIsLocal make
 
 namespace keel {
 
@@ -34,14 +35,6 @@ std::vector<IpAddress> interfaceAddresses(const std::string& interface);
 std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& addresses,
                                                   const std::string& interface, int waitMs = 1000,
                                                   bool nudge = true);
-
-// Where the kernel sends a packet for an address: the route's gateway (none:
-// the address is on-link) and its output interface's name.
-struct RouteHop {
-  std::optional<IpAddress> gateway;
-  std::string interface;
-  auto operator<=>(const RouteHop&) const = default;
-};
 
 // Whether `address` is one of this host's: the kernel routes it as local
 // (an interface's address, or an AnyIP `local` route), whatever

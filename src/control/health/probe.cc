@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/health/probe.h"
 
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -15,6 +13,7 @@
 #include <cstring>
 
 #include "common/fd.h"
+#include "common/route.h"
 
 namespace keel::health_detail {
 
@@ -72,83 +71,33 @@ std::optional<std::string> hostPathDown(const ProbeConfig& config) {
   // packet of the check gets (policy rules, ECMP's pick), as `ip route get`,
   // without a packet. Answered while the request is sent, so the check
   // thread waits for no one; the timeout only bounds a kernel that is silent.
-  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  Fd sock = routeSocket(std::chrono::milliseconds(100));
   if (sock.get() < 0) return std::nullopt;  // cannot tell
-  timeval wait{0, 100 * 1000};
-  ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   const bool v4 = config.address.is_v4();
-  const size_t addrLen = v4 ? 4 : 16;
-  alignas(nlmsghdr) char req[NLMSG_SPACE(sizeof(rtmsg)) + 2 * RTA_SPACE(16)] = {};
-  auto* nh = reinterpret_cast<nlmsghdr*>(req);
-  nh->nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
-  nh->nlmsg_type = RTM_GETROUTE;
-  nh->nlmsg_flags = NLM_F_REQUEST;
-  nh->nlmsg_seq = 1;
-  auto* rt = static_cast<rtmsg*>(NLMSG_DATA(nh));
-  rt->rtm_family = v4 ? AF_INET : AF_INET6;
-  auto add = [&](unsigned short type, const boost::asio::ip::address& a) {
-    auto* rta = reinterpret_cast<rtattr*>(req + NLMSG_ALIGN(nh->nlmsg_len));
-    rta->rta_type = type;
-    rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(addrLen));
-    if (v4) {
-      std::memcpy(RTA_DATA(rta), a.to_v4().to_bytes().data(), addrLen);
-    } else {
-      std::memcpy(RTA_DATA(rta), a.to_v6().to_bytes().data(), addrLen);
-    }
-    nh->nlmsg_len = NLMSG_ALIGN(nh->nlmsg_len) + RTA_ALIGN(rta->rta_len);
-  };
-  rt->rtm_dst_len = static_cast<unsigned char>(addrLen * 8);
-  add(RTA_DST, config.address);
-  if (config.source && config.source->is_v4() == v4) {
-    rt->rtm_src_len = static_cast<unsigned char>(addrLen * 8);
-    add(RTA_SRC, *config.source);
-  }
-  if (::send(sock.get(), req, nh->nlmsg_len, 0) < 0) return std::nullopt;
-  alignas(nlmsghdr) char buf[4096];
-  const ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
-  if (n <= 0) return std::nullopt;
-  int len = static_cast<int>(n);
-  int oif = 0;
-  for (auto* an = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(an, len); an = NLMSG_NEXT(an, len)) {
-    if (an->nlmsg_seq != 1) continue;
-    if (an->nlmsg_type == NLMSG_ERROR) {
-      if (an->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return std::nullopt;
-      // No route now (its link's address gone, the route withdrawn). Other
-      // refusals (an unreachable or prohibit route) are the operator's
-      // routing, not a dead link: the failure stands.
-      const auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(an));
-      if (err->error == -ENETUNREACH) return "this host has no route to the real";
-      return std::nullopt;
-    }
-    if (an->nlmsg_type != RTM_NEWROUTE) return std::nullopt;
-    auto* route = static_cast<rtmsg*>(NLMSG_DATA(an));
-    int attrLen = static_cast<int>(RTM_PAYLOAD(an));
-    for (auto* rta = reinterpret_cast<rtattr*>(RTM_RTA(route)); RTA_OK(rta, attrLen); rta = RTA_NEXT(rta, attrLen)) {
-      if (rta->rta_type == RTA_OIF && RTA_PAYLOAD(rta) == sizeof(uint32_t)) {
-        uint32_t index;
-        std::memcpy(&index, RTA_DATA(rta), sizeof index);
-        oif = static_cast<int>(index);
-      }
-    }
-    break;
-  }
-  if (oif <= 0) return std::nullopt;
-  // The route's device. On carrier loss the kernel keeps its connected
-  // route (flagged linkdown; used unless ignore_routes_with_linkdown is
-  // set), so the lookup above succeeds and the check's packets go nowhere:
-  // the device's operational state tells. IFF_RUNNING is the kernel's
-  // netif_oper_up() (RFC 2863 operStatus up, or unknown for a device that
-  // has no carrier to report): clear for no carrier (LOWERLAYERDOWN, DOWN)
-  // and for a device set down.
-  char name[IF_NAMESIZE] = {};
-  if (!if_indextoname(static_cast<unsigned>(oif), name)) return std::nullopt;
+  std::optional<IpAddress> source;
+  if (config.source && config.source->is_v4() == v4) source = fromAsio(*config.source);
+  const RouteLookup route = lookupRoute(sock.get(), 1, fromAsio(config.address), source);
+  // No route now (its link's address gone, the route withdrawn). Other
+  // refusals (an unreachable or prohibit route) are the operator's
+  // routing, not a dead link: the failure stands.
+  if (route.error == -ENETUNREACH) return "this host has no route to the real";
+  // The route's device (none named, or gone by now: cannot tell). On
+  // carrier loss the kernel keeps its connected route (flagged linkdown;
+  // used unless ignore_routes_with_linkdown is set), so the lookup above
+  // succeeds and the check's packets go nowhere: the device's operational
+  // state tells. IFF_RUNNING is the kernel's netif_oper_up() (RFC 2863
+  // operStatus up, or unknown for a device that has no carrier to report):
+  // clear for no carrier (LOWERLAYERDOWN, DOWN) and for a device set down.
+  if (!route.hop || route.hop->interface.empty()) return std::nullopt;
+  const std::string& name = route.hop->interface;
   Fd ioctlSock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (ioctlSock.get() < 0) return std::nullopt;
   ifreq ifr{};
-  std::memcpy(ifr.ifr_name, name, strnlen(name, IFNAMSIZ - 1));  // ifr is zeroed: the name stays terminated
+  // ifr is zeroed: the name stays terminated.
+  std::memcpy(ifr.ifr_name, name.data(), std::min(name.size(), size_t{IFNAMSIZ - 1}));
   if (::ioctl(ioctlSock.get(), SIOCGIFFLAGS, &ifr) != 0) return std::nullopt;
   if (ifr.ifr_flags & IFF_RUNNING) return std::nullopt;
-  return "this host's route to the real is down: " + std::string(name) + " has no carrier";
+  return "this host's route to the real is down: " + name + " has no carrier";
 }
 
 HealthResult unlessHostPathDown(HealthResult failed, const ProbeConfig& config) {

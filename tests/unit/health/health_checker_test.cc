@@ -502,6 +502,43 @@ TEST_F(HealthCheckerTest, ALinkWithoutCarrierIsThisHostsFaultNotTheReals) {
   }
 }
 
+// The same over IPv6: the route lookup and the device's flags are asked
+// for an IPv6 real (its own veth pair, so a leftover of the IPv4 case
+// changes nothing here). nodad: the address is usable at once, as DAD
+// would not end on a link without carrier.
+TEST_F(HealthCheckerTest, AnIpv6LinkWithoutCarrierIsThisHostsFaultNotTheReals) {
+  if (!kIsolated) GTEST_SKIP() << "needs the private network namespace (root)";
+  struct Veth {
+    bool made = std::system("ip link add keelhc2 type veth peer name keelhc3 && "
+                            "ip addr add 2001:db8:98::1/64 dev keelhc2 nodad && ip link set keelhc2 up && "
+                            "ip link set keelhc3 up && ip link set keelhc3 down") == 0;
+    ~Veth() { (void)std::system("ip link del keelhc2 2>/dev/null"); }
+  } veth;
+  ASSERT_TRUE(veth.made) << "could not make the veth pair";
+  for (auto type : {HealthCheckSpec::Type::Tcp, HealthCheckSpec::Type::Http, HealthCheckSpec::Type::Udp}) {
+    transitions_.clear();
+    HealthTarget t = target(type, 80);  // fall 2
+    t.address = *IpAddress::parse("2001:db8:98::2");
+    t.spec.timeout = 200ms;
+    t.spec.udpRequireReply = type == HealthCheckSpec::Type::Udp;  // silence would pass
+    HealthTargetId id = add(t, true);
+    ASSERT_TRUE(runUntil([&] { return checker_.status(id)->notRun >= 2 || !transitions_.empty(); }))
+        << toString(type) << ": " << checker_.status(id)->last.reason;
+    auto st = checker_.status(id);
+    EXPECT_TRUE(st->up) << toString(type) << ": " << st->last.reason;
+    EXPECT_EQ(st->failures, 0u) << toString(type) << ": " << st->last.reason;
+    EXPECT_EQ(st->notRun, 2u) << toString(type);
+    EXPECT_TRUE(st->last.local);
+    EXPECT_NE(st->last.reason.find("not run: "), std::string::npos) << st->last.reason;
+    EXPECT_NE(st->last.reason.find("keelhc2 has no carrier"), std::string::npos) << st->last.reason;
+    auto tr = awaitTransition(id);
+    ASSERT_TRUE(tr) << toString(type);
+    EXPECT_FALSE(tr->up);
+    EXPECT_EQ(checker_.status(id)->notRun, 2u) << "the not-run results stop at fall";
+    checker_.remove(id);
+  }
+}
+
 TEST(TransitionReason, NamesTheRunAndTheResult) {
   EXPECT_EQ(transitionReason(false, 3, "connect: connection refused"),
             "3 consecutive failures: connect: connection refused");

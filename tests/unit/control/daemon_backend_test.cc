@@ -1912,9 +1912,15 @@ TEST_F(DaemonBackendTest, AKeptDownTransitionSaysSoInItsLogRecord) {
   ASSERT_EQ(realOf("127.0.0.1").state(), "down");
   std::vector<std::string> changed = logs.take("health_changed");
   std::erase_if(changed, [](const std::string& line) { return line.find(" real=127.0.0.1 ") == std::string::npos; });
-  ASSERT_EQ(changed.size(), 1u);
-  EXPECT_NE(changed[0].find("state=down"), std::string::npos) << changed[0];
-  EXPECT_NE(changed[0].find("established_on_down=keep"), std::string::npos) << changed[0];
+  // The refusal's transition is the last. On a box loaded enough that a
+  // check of the listening real missed its 900 ms before a.reset(), a
+  // down and up came first (the checker delivers each transition once):
+  // every down says what becomes of the flows.
+  ASSERT_FALSE(changed.empty());
+  EXPECT_NE(changed.back().find("state=down"), std::string::npos) << changed.back();
+  for (const std::string& line : changed)
+    if (line.find("state=down") != std::string::npos)
+      EXPECT_NE(line.find("established_on_down=keep"), std::string::npos) << line;
   EXPECT_EQ(ringAddresses(), std::set<std::string>{"127.0.0.2"});
   EXPECT_TRUE(dp_.backends[id].flags & KEEL_BE_F_VALID);
   EXPECT_EQ(dp_.backends[id].gen, gen);

@@ -551,8 +551,9 @@ class Session;  // one client connection (below)
 }  // namespace
 
 struct MetricsServer::State {
-  explicit State(std::shared_ptr<LoopCollector> c)
-      : io(static_cast<int>(kThreads)),
+  State(std::shared_ptr<LoopCollector> c, std::chrono::milliseconds stalled)
+      : stalledWrite(stalled),
+        io(static_cast<int>(kThreads)),
         acceptor(io),
         retry(io),
         collector(std::move(c)),
@@ -575,8 +576,11 @@ struct MetricsServer::State {
 
   void accept();
   // Full: asks the session that has waited longest for a request to close
-  // (on its strand); false if no session waits (every one is answered).
+  // (on its strand), or if none waits, the one whose answer has been stuck
+  // longest, past stalledWrite; false if there is neither (every one is
+  // being answered, none stuck).
   bool closeLongestWaiting();
+  const std::chrono::milliseconds stalledWrite;
   // The 200 response to GET /metrics; runs the scrape (waits for the loop).
   void scrape(const http::request<http::string_body>& req, http::response<http::string_body>& res);
 
@@ -616,11 +620,13 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // Since when the session has waited for its next request (steady-clock
-  // ns: its connect, or the start of its last answer), 0 while it answers
-  // one, kClaimed once chosen to close. Any thread. The answer's start, not
-  // its end: a client may read the answer and send from another connection
-  // before this session's write handler runs (the server has kThreads), and
-  // that later connection must not rank as the older.
+  // ns: its connect, or the start of its last answer), 0 while it prepares
+  // an answer, minus the time its answer's write began while that is
+  // written (a write no client reads stalls there), kClaimed once chosen to
+  // close. Any thread. The answer's start, not its end: a client may read
+  // the answer and send from another connection before this session's
+  // write handler runs (the server has kThreads), and that later
+  // connection must not rank as the older.
   int64_t waitingSince() const { return waitingSince_.load(std::memory_order_relaxed); }
 
   // waitingSince() of a session claimed for closing: no longer waiting, so
@@ -691,8 +697,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void write() {
     answeredAt_ = steadyNow();
+    waitingSince_.store(-answeredAt_, std::memory_order_relaxed);  // writing since
     stream_.expires_after(MetricsServer::kWriteTimeout);
     http::async_write(stream_, *res_, [self = shared_from_this()](error_code ec, size_t) {
+      if (self->waitingSince_.exchange(0) == kClaimed) return self->close();  // stuck: a newcomer took its place
       if (ec || !self->res_->keep_alive()) return self->close();
       self->res_.reset();
       self->read();
@@ -729,6 +737,10 @@ bool MetricsServer::State::closeLongestWaiting() {
     for (const auto& [key, weak] : sessions)
       if (std::shared_ptr<Session> s = weak.lock()) live.push_back(std::move(s));  // null: being destroyed
   }
+  const int64_t stuckBefore =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch() -
+                                                           stalledWrite)
+          .count();
   for (;;) {  // again if another thread claimed or woke the one chosen meanwhile
     Session* oldest = nullptr;
     int64_t since = 0;
@@ -737,6 +749,14 @@ bool MetricsServer::State::closeLongestWaiting() {
         oldest = s.get();
         since = t;
       }
+    // None waits: the write stuck longest, if past stalledWrite (a
+    // client's scrape that is merely slow keeps its place).
+    if (!oldest)
+      for (const auto& s : live)
+        if (const int64_t t = s->waitingSince(); t < Session::kClaimed && -t <= stuckBefore && (!oldest || t > since)) {
+          oldest = s.get();
+          since = t;
+        }
     if (!oldest) return false;
     if (oldest->claim(since)) {
       oldest->closeClaimed();
@@ -797,9 +817,11 @@ void MetricsServer::State::scrape(const http::request<http::string_body>& req,
 }
 
 MetricsServer::MetricsServer(boost::asio::io_context& io, LoopCollector::Source source, std::string version,
-                             std::string dataplane, std::chrono::milliseconds collectTimeout)
+                             std::string dataplane, std::chrono::milliseconds collectTimeout,
+                             std::chrono::milliseconds stalledWrite)
     : collector_(std::make_shared<LoopCollector>(io, std::move(source), std::move(version),
-                                                 std::move(dataplane), collectTimeout)) {}
+                                                 std::move(dataplane), collectTimeout)),
+      stalledWrite_(stalledWrite) {}
 
 MetricsServer::~MetricsServer() { stop(); }
 
@@ -831,7 +853,7 @@ Status MetricsServer::probe(const IpAddress& address, uint16_t port) {
 Status MetricsServer::start(const IpAddress& address, uint16_t port) {
   const std::string where = address.withPort(port);
   if (state_) return Status::error("metrics: cannot listen on " + where + ": already listening");
-  auto state = std::make_unique<State>(collector_);
+  auto state = std::make_unique<State>(collector_, stalledWrite_);
   if (Status s = listenOn(state->acceptor, address, port); !s) return s;
   port_ = state->acceptor.local_endpoint().port();
   state->accept();

@@ -136,12 +136,19 @@ class MetricsServer {
   // still sending one), so idle connections cannot lock scrapes out; if
   // every connection is being answered, the newcomer is closed at once.
   static constexpr size_t kMaxConnections = 32;
+  // When none waits, a newcomer closes the connection whose answer has
+  // been stuck longest, once stuck this long: its client reads nothing
+  // (Prometheus gives up at its scrape_timeout, 10 s by default), and 32
+  // such clients would otherwise lock every scrape out for kWriteTimeout.
+  static constexpr std::chrono::milliseconds kStalledWrite{10000};
 
   // `collectTimeout`: how long a scrape waits for the loop (keeld: the
   // default); a test that holds the loop on purpose passes a longer one.
+  // `stalledWrite`: kStalledWrite (keeld), or shorter in a test.
   MetricsServer(boost::asio::io_context& io, LoopCollector::Source source, std::string version,
                 std::string dataplane,
-                std::chrono::milliseconds collectTimeout = LoopCollector::kCollectTimeout);
+                std::chrono::milliseconds collectTimeout = LoopCollector::kCollectTimeout,
+                std::chrono::milliseconds stalledWrite = kStalledWrite);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -168,6 +175,7 @@ class MetricsServer {
 
  private:
   std::shared_ptr<LoopCollector> collector_;
+  std::chrono::milliseconds stalledWrite_;
   std::unique_ptr<State> state_;
   std::vector<std::thread> threads_;
   int port_ = 0;

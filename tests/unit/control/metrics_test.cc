@@ -1141,6 +1141,55 @@ TEST(MetricsServer, ConnectionsAreCappedAndTheLongestIdleMakesRoom) {
   for (int fd : open) ::close(fd);
 }
 
+// Clients that send a request and never read the answer leave their
+// sessions in a write, not waiting for a request, so before 2026-12-06 no
+// newcomer could make room: kMaxConnections of them locked every scrape
+// out for kWriteTimeout (60 s), each holding an exposition. Past the cap a
+// newcomer now closes the session whose write has been stuck longest, once
+// stuck for stalledWrite (200 ms here). The answer is ~6 MiB (a long
+// version label), more than loopback's socket buffers hold, so the writes
+// do stall.
+TEST(MetricsServer, StuckWritesMakeRoomPastTheCap) {
+  LoopThread loop;
+  auto large = [] {
+    MetricsSnapshot s = fixedSnapshot();
+    s.version = std::string(6 << 20, 'v');
+    return s;
+  };
+  MetricsServer server(loop.io, large, "v", "mock", LoopCollector::kCollectTimeout, std::chrono::milliseconds(200));
+  ASSERT_TRUE(server.start(ip("127.0.0.1"), 0));
+  std::vector<int> stuck;
+  for (size_t i = 0; i < MetricsServer::kMaxConnections; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    stuck.push_back(fd);
+    const int small = 4096;  // before connect: the window it advertises stays small
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(server.port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    send(fd, get("/metrics"));
+  }
+  // A newcomer is served once some write has been stuck 200 ms: tried
+  // every 300 ms, at most 30 times (a slow box takes a while to start all
+  // 32 writes); before, each try was closed before its request was read.
+  Response r;
+  for (int attempt = 0; attempt < 30 && !r.complete; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    int fd = connectLoopback(AF_INET, server.port());
+    ASSERT_GE(fd, 0);
+    send(fd, get("/metrics"));
+    r = readResponse(fd);
+    ::close(fd);
+  }
+  EXPECT_TRUE(r.complete) << "no newcomer was served while 32 answers were stuck";
+  EXPECT_TRUE(hasLine(r.body, "keel_scrape_success 1"));
+  EXPECT_LE(server.connectionCount(), MetricsServer::kMaxConnections);
+  for (int fd : stuck) ::close(fd);
+}
+
 // The cap holds under a flood of connections: each newcomer closes exactly
 // one waiting session (a session chosen once cannot be chosen again), so
 // the open count settles back to kMaxConnections, not to the flood's size.

@@ -466,20 +466,37 @@ TEST_F(HealthCheckerTest, ANotRunCheckCountsPastFallInARow) {
 // not run, as for no route, for `fall` checks in a row (review: every real
 // went down and all_reals_down was raised). Here a veth whose peer is set
 // down, in this test's private namespace (gone with the process, whatever
-// happens), the reals behind it.
-TEST_F(HealthCheckerTest, ALinkWithoutCarrierIsThisHostsFaultNotTheReals) {
+// happens), the reals behind it; once per family, each on its own veth
+// pair (a leftover of one case changes nothing in the other), as the
+// route lookup and the device's flags are asked per family. IPv6's address
+// is `nodad`: usable at once, as DAD would not end on a link without
+// carrier.
+struct CarrierCase {
+  const char* link;  // the host side; its peer is set down
+  const char* peer;
+  const char* hostAddress;  // with prefix and options for `ip addr add`
+  const char* real;
+};
+
+class CarrierLossTest : public HealthCheckerTest, public ::testing::WithParamInterface<CarrierCase> {};
+
+TEST_P(CarrierLossTest, ALinkWithoutCarrierIsThisHostsFaultNotTheReals) {
   if (!kIsolated) GTEST_SKIP() << "needs the private network namespace (root)";
+  const CarrierCase& c = GetParam();
+  const std::string link = c.link, peer = c.peer;
   struct Veth {
-    bool made = std::system("ip link add keelhc0 type veth peer name keelhc1 && "
-                            "ip addr add 10.98.0.1/24 dev keelhc0 && ip link set keelhc0 up && "
-                            "ip link set keelhc1 up && ip link set keelhc1 down") == 0;
-    ~Veth() { (void)std::system("ip link del keelhc0 2>/dev/null"); }
-  } veth;
+    std::string link;
+    bool made;
+    ~Veth() { (void)std::system(("ip link del " + link + " 2>/dev/null").c_str()); }
+  } veth{link, std::system(("ip link add " + link + " type veth peer name " + peer + " && ip addr add " +
+                            c.hostAddress + " dev " + link + " && ip link set " + link + " up && ip link set " +
+                            peer + " up && ip link set " + peer + " down")
+                               .c_str()) == 0};
   ASSERT_TRUE(veth.made) << "could not make the veth pair";
   for (auto type : {HealthCheckSpec::Type::Tcp, HealthCheckSpec::Type::Http, HealthCheckSpec::Type::Udp}) {
     transitions_.clear();
     HealthTarget t = target(type, 80);  // fall 2
-    t.address = *IpAddress::parse("10.98.0.2");
+    t.address = *IpAddress::parse(c.real);
     t.spec.timeout = 200ms;
     t.spec.udpRequireReply = type == HealthCheckSpec::Type::Udp;  // silence would pass
     HealthTargetId id = add(t, true);
@@ -491,7 +508,7 @@ TEST_F(HealthCheckerTest, ALinkWithoutCarrierIsThisHostsFaultNotTheReals) {
     EXPECT_EQ(st->notRun, 2u) << toString(type);
     EXPECT_TRUE(st->last.local);
     EXPECT_NE(st->last.reason.find("not run: "), std::string::npos) << st->last.reason;
-    EXPECT_NE(st->last.reason.find("keelhc0 has no carrier"), std::string::npos) << st->last.reason;
+    EXPECT_NE(st->last.reason.find(link + " has no carrier"), std::string::npos) << st->last.reason;
     // Past `fall` in a row it counts, as no route does: a link that never
     // comes back must not leave its reals up unchecked.
     auto tr = awaitTransition(id);
@@ -502,42 +519,13 @@ TEST_F(HealthCheckerTest, ALinkWithoutCarrierIsThisHostsFaultNotTheReals) {
   }
 }
 
-// The same over IPv6: the route lookup and the device's flags are asked
-// for an IPv6 real (its own veth pair, so a leftover of the IPv4 case
-// changes nothing here). nodad: the address is usable at once, as DAD
-// would not end on a link without carrier.
-TEST_F(HealthCheckerTest, AnIpv6LinkWithoutCarrierIsThisHostsFaultNotTheReals) {
-  if (!kIsolated) GTEST_SKIP() << "needs the private network namespace (root)";
-  struct Veth {
-    bool made = std::system("ip link add keelhc2 type veth peer name keelhc3 && "
-                            "ip addr add 2001:db8:98::1/64 dev keelhc2 nodad && ip link set keelhc2 up && "
-                            "ip link set keelhc3 up && ip link set keelhc3 down") == 0;
-    ~Veth() { (void)std::system("ip link del keelhc2 2>/dev/null"); }
-  } veth;
-  ASSERT_TRUE(veth.made) << "could not make the veth pair";
-  for (auto type : {HealthCheckSpec::Type::Tcp, HealthCheckSpec::Type::Http, HealthCheckSpec::Type::Udp}) {
-    transitions_.clear();
-    HealthTarget t = target(type, 80);  // fall 2
-    t.address = *IpAddress::parse("2001:db8:98::2");
-    t.spec.timeout = 200ms;
-    t.spec.udpRequireReply = type == HealthCheckSpec::Type::Udp;  // silence would pass
-    HealthTargetId id = add(t, true);
-    ASSERT_TRUE(runUntil([&] { return checker_.status(id)->notRun >= 2 || !transitions_.empty(); }))
-        << toString(type) << ": " << checker_.status(id)->last.reason;
-    auto st = checker_.status(id);
-    EXPECT_TRUE(st->up) << toString(type) << ": " << st->last.reason;
-    EXPECT_EQ(st->failures, 0u) << toString(type) << ": " << st->last.reason;
-    EXPECT_EQ(st->notRun, 2u) << toString(type);
-    EXPECT_TRUE(st->last.local);
-    EXPECT_NE(st->last.reason.find("not run: "), std::string::npos) << st->last.reason;
-    EXPECT_NE(st->last.reason.find("keelhc2 has no carrier"), std::string::npos) << st->last.reason;
-    auto tr = awaitTransition(id);
-    ASSERT_TRUE(tr) << toString(type);
-    EXPECT_FALSE(tr->up);
-    EXPECT_EQ(checker_.status(id)->notRun, 2u) << "the not-run results stop at fall";
-    checker_.remove(id);
-  }
-}
+INSTANTIATE_TEST_SUITE_P(Families, CarrierLossTest,
+                         ::testing::Values(CarrierCase{"keelhc0", "keelhc1", "10.98.0.1/24", "10.98.0.2"},
+                                           CarrierCase{"keelhc2", "keelhc3", "2001:db8:98::1/64 nodad",
+                                                       "2001:db8:98::2"}),
+                         [](const ::testing::TestParamInfo<CarrierCase>& i) {
+                           return std::string(i.index == 0 ? "Ipv4" : "Ipv6");
+                         });
 
 TEST(TransitionReason, NamesTheRunAndTheResult) {
   EXPECT_EQ(transitionReason(false, 3, "connect: connection refused"),

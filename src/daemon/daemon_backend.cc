@@ -399,7 +399,9 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
       // finds the changes where they were.
       Result plain = commitUnasked(config, Overlay{});
       if (plain.isOk()) {
-        stateIgnored(r.error().message);
+        // That commit saved over the file (no changes): the text it had is
+        // what is set aside.
+        stateIgnored(r.error().message, stateBefore ? &*stateBefore : nullptr);
         applied = Overlay{};
       }
       r = std::move(plain);
@@ -1156,16 +1158,20 @@ std::string firstError(const std::vector<std::string>& errors) {
 
 }  // namespace
 
-void DaemonBackend::stateIgnored(const std::string& error) const {
+void DaemonBackend::stateIgnored(const std::string& error, const std::string* original) const {
   const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   char stamp[32];
   std::tm tm{};
   gmtime_r(&now, &tm);
   std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
   std::string aside = statePath_ + ".bad-" + stamp;
-  std::error_code ec;
-  std::filesystem::rename(statePath_, aside, ec);
-  if (ec) aside = "none (" + ec.message() + ")";
+  if (original) {
+    if (const Status s = writeFileReplacing(aside, 0600, *original); !s) aside = "none (" + s.message() + ")";
+  } else {
+    std::error_code ec;
+    std::filesystem::rename(statePath_, aside, ec);
+    if (ec) aside = "none (" + ec.message() + ")";
+  }
   stateMovedAside_ = true;
   logError(LogRecord("runtime_state_ignored")
                .add("path", statePath_)

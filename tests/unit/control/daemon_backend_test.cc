@@ -3126,6 +3126,43 @@ TEST_F(RuntimeStateTest, AnOverlayWhoseAdditionsNoLongerFitKeepsItsDrainsAndWeig
   for (const std::string& line : kept) EXPECT_EQ(line.find("change=added"), std::string::npos) << line;
 }
 
+// An overlay that cannot go in at all (its one change an addition that no
+// longer fits, so no drain or weight is left to keep): the start goes on
+// with the file alone and sets the state file aside as .bad-STAMP, with
+// the text it had. That commit saves the (empty) running state first, so
+// setting aside what was on disk then kept an empty file and lost the
+// operator's changes (re-read of de5a22f).
+TEST_F(RuntimeStateTest, AnOverlayThatCannotGoInIsKeptAsItWas) {
+  make();
+  size_t fileReals = 0;
+  for (const ServiceView& v : registry_.services()) fileReals += v.reals.size();
+  nlohmann::json r = call(R"({"id":1,"method":"real.add","params":{"service":"web","address":"10.0.1.9"}})");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  backend_.reset();
+  const std::string before = [&] {
+    std::ifstream in(statePath_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  ASSERT_NE(before.find("10.0.1.9"), std::string::npos) << before;
+  DataplaneLimits limits;
+  limits.maxBackends = static_cast<uint32_t>(fileReals);
+  auto k = std::make_unique<Keeld>(limits);
+  test::LogCapture log;
+  k->backend = started(k->io, k->registry);
+  EXPECT_FALSE(k->real("web", "10.0.1.9")) << "the addition does not fit";
+  const std::vector<std::string> ignored = log.take("runtime_state_ignored");
+  ASSERT_EQ(ignored.size(), 1u);
+  std::vector<std::string> aside;
+  for (const auto& e : std::filesystem::directory_iterator(dir_))
+    if (e.path().filename().string().rfind("runtime-eth0.json.bad-", 0) == 0) aside.push_back(e.path().string());
+  ASSERT_EQ(aside.size(), 1u);
+  EXPECT_NE(ignored[0].find("kept_as=" + aside[0]), std::string::npos) << ignored[0];
+  std::ifstream kept(aside[0]);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(kept), {}), before) << "the changes, as they were";
+  EXPECT_EQ(readState()["version"], 2) << "the running state is saved beside it";
+  EXPECT_EQ(readState().dump().find("10.0.1.9"), std::string::npos);
+}
+
 // A change the data plane's ids cannot take is refused before any write:
 // its answer names the limit and says nothing of a restore (operator
 // review L3: it said "the running configuration was restored").

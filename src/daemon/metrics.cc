@@ -721,7 +721,11 @@ class Session : public std::enable_shared_from_this<Session> {
   std::atomic<int64_t> waitingSince_{0};
   int64_t answeredAt_ = 0;  // when the last answer's write started (the session's strand alone)
 
-  static int64_t steadyNow() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
+  // Nanoseconds, as closeLongestWaiting() compares them.
+  static int64_t steadyNow() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
 };
 
 }  // namespace

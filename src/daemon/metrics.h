@@ -79,8 +79,9 @@ MetricsSnapshot collectSnapshot(DaemonBackend& backend, const std::string& versi
 std::vector<prometheus::MetricFamily> renderMetrics(const MetricsSnapshot& snapshot, bool ok = true);
 // The loop did not answer in time: the last snapshot it gave, `ageSeconds`
 // old, whole, with keel_scrape_success 0 and that age
-// (keel_scrape_snapshot_age_seconds), so that what fired keeps firing
-// while the loop is stalled instead of going stale and resolving.
+// (keel_scrape_snapshot_age_seconds), so that an alert on a gauge that
+// fired keeps firing while the loop is stalled instead of going stale and
+// resolving. Counters stand still, so their rates read 0 meanwhile.
 std::vector<prometheus::MetricFamily> renderStale(const MetricsSnapshot& snapshot, double ageSeconds);
 
 // The Collectable MetricsServer calls from its threads.
@@ -136,10 +137,12 @@ class MetricsServer {
   // still sending one), so idle connections cannot lock scrapes out; if
   // every connection is being answered, the newcomer is closed at once.
   static constexpr size_t kMaxConnections = 32;
-  // When none waits, a newcomer closes the connection whose answer has
-  // been stuck longest, once stuck this long: its client reads nothing
-  // (Prometheus gives up at its scrape_timeout, 10 s by default), and 32
-  // such clients would otherwise lock every scrape out for kWriteTimeout.
+  // When none waits, a newcomer closes the connection whose answer's
+  // write began longest ago, once it began this long ago: Prometheus gives
+  // up at its scrape_timeout (10 s by default), so a write still going is
+  // one no scraper waits for, or a very slow reader's (which loses its
+  // place only when the server is full); 32 clients that never read would
+  // otherwise lock every scrape out for kWriteTimeout.
   static constexpr std::chrono::milliseconds kStalledWrite{10000};
 
   // `collectTimeout`: how long a scrape waits for the loop (keeld: the

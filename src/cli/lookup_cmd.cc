@@ -77,7 +77,7 @@ void defineLookup(CLI::App& noun, Context& ctx) {
     }
     std::cout << "  connection table: " << (c["real"].is_null() ? std::string("a real no longer in the service")
                                                                   : str(c["real"]))
-              << ", idle " << c["idle_ms"].get<uint64_t>() / 1000 << " s";
+              << ", idle " << age(static_cast<long long>(c["idle_ms"].get<uint64_t>() / 1000));
     // A SYN is never looked up (keel_tcp_syn): one that reuses the ports
     // opens a new connection where the ring sends it.
     if (c["kept"].get<bool>())

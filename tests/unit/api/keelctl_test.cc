@@ -968,15 +968,17 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   EXPECT_NE(lt.out.find(")\n  connection table: no entry (a new flow: its first packet takes the ring's pick)\n"),
             std::string::npos)
       << lt.out;
-  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 3'200'000'000};
+  // The idle time as conns and health show a span (age(): "4m12s", not
+  // "252 s"), so the two read alike side by side.
+  fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kKept, "", 252'200'000'000};
   lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
-  EXPECT_NE(lt.out.find("\n  connection table: 10.0.0.6, idle 3 s: the flow's packets go there (a SYN on these "
+  EXPECT_NE(lt.out.find("\n  connection table: 10.0.0.6, idle 4m12s: the flow's packets go there (a SYN on these "
                         "ports opens a new connection: it takes the ring's pick)\n"),
             std::string::npos)
       << lt.out;
   fake_.conns["web"] = ConnView{*IpAddress::parse("10.0.0.6"), ConnState::kDown, "its real is down", 0};
   lt = keelctl({"lookup", "web", "--client", "192.0.2.1:5555"});
-  EXPECT_NE(lt.out.find("\n  connection table: 10.0.0.6, idle 0 s, not kept (its real is down): its next packet "
+  EXPECT_NE(lt.out.find("\n  connection table: 10.0.0.6, idle 0s, not kept (its real is down): its next packet "
                         "takes the ring's pick\n"),
             std::string::npos)
       << lt.out;

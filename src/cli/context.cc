@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -16,7 +18,8 @@
 namespace keel::cli {
 
 api::ApiClient& Context::client() {
-  if (!client_) client_.emplace(socketPath);
+  if (!client_)
+    client_.emplace(socketPath, std::chrono::milliseconds(std::llround(timeoutSeconds * 1000)));
   return *client_;
 }
 

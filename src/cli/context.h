@@ -31,6 +31,10 @@ inline constexpr int kExitUnavailable = 69;
 struct Context {
   std::string socketPath = api::kDefaultSocketPath;
   std::string output = "table";  // table | json
+  // How long a call waits for keeld's answer (--timeout, KEELCTL_TIMEOUT;
+  // 0.1..3600): a wedged keeld must not hold a keepalived notify script for
+  // a minute. Past it the call fails as sent but not answered (exit 3).
+  double timeoutSeconds = 60;
   int exitCode = 0;
 
   bool jsonOutput() const { return output == "json"; }

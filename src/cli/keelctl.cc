@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // keelctl: the operator's CLI for keeld's control socket.
-//   keelctl [--socket PATH] [-o table|json] NOUN VERB ARGS
+//   keelctl [--socket PATH] [--timeout SECONDS] [-o table|json] NOUN VERB ARGS
 // Each noun lives in its own file (*_cmd.cc) and registers its verbs from
 // the table below; keelctl(8) documents every command.
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/context.h"
@@ -32,7 +33,7 @@ std::string unknownCommand(CLI::App& app, int argc, char** argv) {
   std::string path = "keelctl";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--socket" || a == "-o" || a == "--output") {
+    if (a == "--socket" || a == "-o" || a == "--output" || a == "--timeout") {
       ++i;  // its value
       continue;
     }
@@ -50,6 +51,18 @@ std::string unknownCommand(CLI::App& app, int argc, char** argv) {
     for (CLI::App* sub : at->get_subcommands({})) known += (known.empty() ? "" : ", ") + sub->get_name();
     return "unknown command \"" + a + "\" for " + path + " (one of: " + known + ")";
   }
+  return "";
+}
+
+// --timeout's and KEELCTL_TIMEOUT's check: a number of seconds, 0.1 (a
+// notify script's shortest useful wait) to 3600. Empty if `text` is one,
+// else what is wrong, as stats --watch says it.
+constexpr double kMinTimeout = 0.1, kMaxTimeout = 3600;
+std::string timeoutError(const std::string& text) {
+  char* end = nullptr;
+  const double v = text.empty() ? 0 : std::strtod(text.c_str(), &end);
+  if (text.empty() || !end || *end || !(v >= kMinTimeout && v <= kMaxTimeout))  // NaN fails too
+    return "must be a number of seconds 0.1..3600, got \"" + text + "\"";
   return "";
 }
 
@@ -75,6 +88,21 @@ int main(int argc, char** argv) {
   app.add_option("--socket", ctx.socketPath, "keeld control socket")
       ->envname("KEELCTL_SOCKET")
       ->capture_default_str();
+  // Not CLI11's envname: a bad KEELCTL_TIMEOUT is named as such (below).
+  CLI::Option* timeout =
+      app.add_option("--timeout", ctx.timeoutSeconds,
+                     "wait at most SECONDS for keeld's answer (0.1..3600, or $KEELCTL_TIMEOUT), then exit 3")
+          ->type_name("SECONDS")
+          ->check(CLI::Validator([](std::string& text) { return timeoutError(text); }, ""))
+          ->capture_default_str();
+  // KEELCTL_TIMEOUT when --timeout is not given, checked once the line is
+  // parsed and before any verb runs (parse_complete_callback comes first).
+  app.parse_complete_callback([&ctx, timeout] {
+    const char* env = std::getenv("KEELCTL_TIMEOUT");
+    if (timeout->count() != 0 || !env || !*env) return;  // the option wins; empty is unset, as for KEELCTL_SOCKET
+    if (std::string err = timeoutError(env); !err.empty()) throw CLI::ValidationError("KEELCTL_TIMEOUT", err);
+    ctx.timeoutSeconds = std::strtod(env, nullptr);
+  });
   app.add_option("-o,--output", ctx.output, "output format")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();

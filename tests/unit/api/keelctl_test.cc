@@ -586,6 +586,82 @@ TEST_F(KeelctlTest, ARequestSentButNotAnsweredIsNotUnavailable) {
   EXPECT_EQ(json::parse(jr.out)["error"]["code"], "no_response") << jr.out;
 }
 
+// A keeld that has wedged: it takes the request and never answers. A
+// keepalived notify script bounds the wait with --timeout or
+// KEELCTL_TIMEOUT (the option wins); past it keelctl says and exits as for
+// any request sent but not answered (3), not after the default minute
+// (this harness kills keelctl at 20 s: rc 124).
+TEST_F(KeelctlTest, TimeoutBoundsTheWaitForAWedgedKeeld) {
+  const std::string path = dir_ + "/wedged.sock";
+  const int lfd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(lfd, 4), 0);
+  int requests = 0;
+  std::thread wedged([&] {  // reads each request, answers none, holds on until keelctl goes
+    for (int c; (c = ::accept(lfd, nullptr, nullptr)) >= 0; ::close(c)) {
+      std::string got;
+      char buf[4096];
+      for (ssize_t n; (n = ::read(c, buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+      if (got.find("\"method\":\"real.drain\"") != std::string::npos) ++requests;
+    }
+  });
+  const std::string noAnswer = "keelctl: no response from " + path +
+                               " within 1 s; the request was sent, and keeld may have applied it or still apply "
+                               "it: look (keelctl service list, health show) before repeating it\n";
+  auto timed = [&](const std::vector<std::string>& args, const std::string& socket) {
+    const auto start = std::chrono::steady_clock::now();
+    CliRun r = keelctl(args, socket);
+    return std::make_pair(r, std::chrono::steady_clock::now() - start);
+  };
+  // After the verb, as --socket may be.
+  auto [opt, optTook] = timed({"real", "drain", "web", "10.0.0.5", "--timeout", "1"}, path);
+  EXPECT_EQ(opt.rc, 3) << opt.err;
+  EXPECT_EQ(opt.err, noAnswer);
+  EXPECT_GE(optTook, std::chrono::milliseconds(900));
+  EXPECT_LT(optTook, std::chrono::seconds(10));
+  runAs_ = "env KEELCTL_TIMEOUT=1 ";
+  auto [env, envTook] = timed({"-o", "json", "real", "drain", "web", "10.0.0.5"}, path);
+  EXPECT_EQ(env.rc, 3) << env.err;
+  EXPECT_EQ(env.err, noAnswer);
+  EXPECT_EQ(json::parse(env.out)["error"]["code"], "no_response") << env.out;
+  EXPECT_LT(envTook, std::chrono::seconds(10));
+  runAs_ = "env KEELCTL_TIMEOUT=3600 ";  // the option wins
+  auto [both, bothTook] = timed({"--timeout", "1", "real", "drain", "web", "10.0.0.5"}, path);
+  EXPECT_EQ(both.rc, 3) << both.err;
+  EXPECT_LT(bothTook, std::chrono::seconds(10));
+  // A bad value is a usage error that names where it came from, before
+  // anything is sent; a bad variable is no error when the option is given.
+  for (const std::string bad : {"0", "0.05", "3601", "abc", "1s", "nan", "-5", ""}) {
+    runAs_ = "";
+    CliRun r = keelctl({"--timeout", bad, "real", "drain", "web", "10.0.0.5"}, path);
+    EXPECT_EQ(r.rc, 2) << bad;
+    EXPECT_NE(r.err.find("--timeout: must be a number of seconds 0.1..3600, got \"" + bad + "\""),
+              std::string::npos)
+        << r.err;
+    if (bad.empty()) continue;  // an empty variable is no variable
+    runAs_ = "env KEELCTL_TIMEOUT=" + quote(bad) + " ";
+    r = keelctl({"-o", "json", "real", "drain", "web", "10.0.0.5"}, path);
+    EXPECT_EQ(r.rc, 2) << bad;
+    EXPECT_NE(r.err.find("KEELCTL_TIMEOUT: must be a number of seconds 0.1..3600, got \"" + bad + "\""),
+              std::string::npos)
+        << r.err;
+    const json j = json::parse(r.out, nullptr, false);
+    EXPECT_TRUE(j.is_object() && j.contains("error") && j["error"].value("code", "") == "usage") << r.out;
+  }
+  runAs_ = "env KEELCTL_TIMEOUT=abc ";
+  CliRun wins = keelctl({"service", "list", "--timeout", "0.1"}, dir_ + "/absent.sock");
+  EXPECT_EQ(wins.rc, 69) << wins.err;
+  runAs_ = "";
+  ::shutdown(lfd, SHUT_RDWR);  // accept() returns: the thread ends
+  wedged.join();
+  ::close(lfd);
+  EXPECT_EQ(requests, 3);  // the usage errors sent nothing
+}
+
 // The table shows how long ago the state changed and why; the reason is cut
 // to keep lines within 120 columns, -o json has it whole and the absolute
 // time.

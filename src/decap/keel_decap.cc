@@ -3,9 +3,10 @@
 // (bpf/decap.bpf.c) to an interface and leaves it there.
 //
 //   keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]... [--vip PREFIX]...
-//                    [--pin-root DIR]
-//   keel-decap detach IFACE [--pin-root DIR]
-//   keel-decap status IFACE [-o json] [--pin-root DIR]
+//                    [--pin-root DIR] [-o table|json]
+//   keel-decap detach IFACE [--pin-root DIR] [-o table|json]
+//   keel-decap status IFACE [--pin-root DIR] [-o table|json]
+//   keel-decap --version
 //
 // The XDP attachment is a bpf_link pinned at PIN_ROOT/IFACE/link (default
 // /sys/fs/bpf/keel-decap), so this process can exit and a later process can
@@ -58,7 +59,7 @@ struct Args {
   std::string iface;
   std::string mode = "native";
   std::string pinRoot = kDefaultPinRoot;
-  std::string output;  // status -o: "" (table) or "json"
+  std::string output = "table";  // -o, every command's: table or json
   std::vector<std::string> allowText;  // --allow-source, as given
   std::vector<keel_decap_prefix> allow;
   std::vector<std::string> vipText;  // --vip, as given
@@ -119,9 +120,41 @@ std::string vipDescription(const std::vector<keel_decap_prefix>& vip) {
   return listDescription(vip, "any local address", "VIPs");
 }
 
+// An interface name is bytes, not necessarily UTF-8: replace, never throw.
+std::string jsonText(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+// -o json: what a command did, or its error, as one JSON object on one line
+// of standard output (the messages stay on standard error). Set once the
+// command line is parsed; fail() reads it.
+bool jsonOutput = false;
+
+// keelctl's error shape (src/cli/context.h, Context::printError), so a
+// script reads one shape from both tools: {"error": {"code": "usage" (exit
+// 2) or "failed" (exit 1), "message"}}.
+void printJsonError(const char* code, const std::string& message) {
+  std::printf("%s\n", jsonText(nlohmann::ordered_json{{"error", {{"code", code}, {"message", message}}}}).c_str());
+}
+
 int fail(const std::string& msg) {
+  if (jsonOutput) printJsonError("failed", msg);
   std::fprintf(stderr, "keel-decap: %s\n", msg.c_str());
   return 1;
+}
+
+// Whether the line asks for -o json, read before (and whether or not)
+// CLI11 can parse it: a usage error prints its JSON error too. As keelctl's.
+bool jsonAsked(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "-o" || a == "--output") && i + 1 < argc) {
+      if (std::string(argv[++i]) == "json") return true;
+    } else if (a == "-ojson" || a == "--output=json") {
+      return true;
+    }
+  }
+  return false;
 }
 
 using keel::errnoText;
@@ -132,12 +165,13 @@ class CommandLine {
  public:
   CommandLine() : app_("keel-decap: decapsulate keel's IPIP/IP6IP6 tunnels on a real server with XDP.\n"
                        "  keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]... [--vip PREFIX]...\n"
-                       "                    [--pin-root DIR]\n"
-                       "  keel-decap detach IFACE [--pin-root DIR]\n"
-                       "  keel-decap status IFACE [-o json] [--pin-root DIR]\n"
+                       "                    [--pin-root DIR] [-o table|json]\n"
+                       "  keel-decap detach IFACE [--pin-root DIR] [-o table|json]\n"
+                       "  keel-decap status IFACE [--pin-root DIR] [-o table|json]\n"
                        "See keel-decap(8), and 'keel-decap COMMAND --help' for a command's options.",
                        "keel-decap") {
     app_.require_subcommand(1, 1);
+    app_.set_version_flag("--version", std::string("keel-decap ") + KEEL_VERSION);
     app_.footer(
         "Exit status: 0 success, 1 failure (the message says what and where), 2 usage error,\n"
         "3 from status when keel-decap is not attached.");
@@ -157,8 +191,7 @@ class CommandLine {
     prefixOption(attach, "--vip", a_.vipText, "decapsulate only tunnels whose inner destination is in PREFIX",
                  KEEL_DECAP_MAX_VIP, "any local address");
     command("detach", "detach keel-decap from IFACE and remove its pins");
-    CLI::App* status = command("status", "show the attachment, allowed sources, VIPs and counters on IFACE");
-    status->add_option("-o", a_.output, "output format: json")->type_name("FORMAT")->check(CLI::IsMember({"json"}));
+    command("status", "show the attachment, allowed sources, VIPs and counters on IFACE");
   }
 
   // Parses argv into args(). Returns -1 to go on, else the exit status
@@ -170,8 +203,9 @@ class CommandLine {
     }
     // CLI11 would only say "A subcommand is required".
     if (argv[1][0] != '-' && !std::count(kCommands.begin(), kCommands.end(), std::string(argv[1]))) {
-      std::fprintf(stderr, "keel-decap: unknown command '%s' (attach, detach or status)\n"
-                           "Run 'keel-decap --help' for the usage.\n", argv[1]);
+      const std::string message = "unknown command '" + std::string(argv[1]) + "' (attach, detach or status)";
+      if (jsonAsked(argc, argv)) printJsonError("usage", message);
+      std::fprintf(stderr, "keel-decap: %s\nRun 'keel-decap --help' for the usage.\n", message.c_str());
       return 2;
     }
     try {
@@ -181,7 +215,8 @@ class CommandLine {
       checkCount("--allow-source", a_.allowText, KEEL_DECAP_MAX_ALLOW);
       checkCount("--vip", a_.vipText, KEEL_DECAP_MAX_VIP);
     } catch (const CLI::ParseError& e) {
-      // Usage errors exit 2, like most Unix tools; --help exits 0.
+      // Usage errors exit 2, like most Unix tools; --help and --version exit 0.
+      if (e.get_exit_code() != 0 && jsonAsked(argc, argv)) printJsonError("usage", e.what());
       return app_.exit(e) == 0 ? 0 : 2;
     }
     a_.allow = prefixes(a_.allowText);
@@ -238,7 +273,7 @@ class CommandLine {
     return out;
   }
 
-  // A command: IFACE and --pin-root are every command's.
+  // A command: IFACE, --pin-root and -o are every command's.
   CLI::App* command(const std::string& name, const char* help) {
     CLI::App* c = app_.add_subcommand(name, help);
     c->add_option("IFACE", a_.iface, "network interface")
@@ -269,6 +304,13 @@ class CommandLine {
               return "";
             },
             ""));
+    // Every command's, so that a script passes -o json whatever it runs
+    // (habit 9); a command that prints a line on success prints what it did
+    // as JSON instead, and its errors as keelctl's.
+    c->add_option("-o,--output", a_.output, "output format: table or json")
+        ->type_name("FORMAT")
+        ->check(CLI::IsMember({"table", "json"}))
+        ->capture_default_str();
     return c;
   }
 
@@ -372,9 +414,19 @@ int attach(const Args& a) {
     rmdir(dir.c_str());
     return fail(result);
   }
-  std::printf("keel-decap: attached to %s (%s mode), pinned at %s, decapsulating tunnels from %s to %s\n",
-              a.iface.c_str(), a.mode.c_str(), dir.c_str(), allowDescription(a.allow).c_str(),
-              vipDescription(a.vip).c_str());
+  if (a.output == "json") {
+    // The lists as status -o json has them ([]: any).
+    nlohmann::ordered_json j{{"interface", a.iface}, {"attached", true}, {"mode", a.mode}, {"pin_dir", dir},
+                             {"allow_source", nlohmann::ordered_json::array()},
+                             {"vip", nlohmann::ordered_json::array()}};
+    for (const auto& p : a.allow) j["allow_source"].push_back(prefixText(p));
+    for (const auto& p : a.vip) j["vip"].push_back(prefixText(p));
+    std::printf("%s\n", jsonText(j).c_str());
+  } else {
+    std::printf("keel-decap: attached to %s (%s mode), pinned at %s, decapsulating tunnels from %s to %s\n",
+                a.iface.c_str(), a.mode.c_str(), dir.c_str(), allowDescription(a.allow).c_str(),
+                vipDescription(a.vip).c_str());
+  }
   // Attached as asked (existing units pass no options), but an open
   // decapsulator lets anyone who reaches this interface deliver packets with
   // any source to any address of this host: say so, and what restricts it.
@@ -398,7 +450,12 @@ int detach(const Args& a) {
   if (rc) return fail("detach from " + a.iface + ": " + errnoText(errno));
   for (const char* name : kPins) unlink((dir + "/" + name).c_str());
   rmdir(dir.c_str());
-  std::printf("keel-decap: detached from %s\n", a.iface.c_str());
+  if (a.output == "json")
+    std::printf("%s\n", jsonText(nlohmann::ordered_json{{"interface", a.iface}, {"attached", false},
+                                                        {"detached", true}})
+                            .c_str());
+  else
+    std::printf("keel-decap: detached from %s\n", a.iface.c_str());
   return 0;
 }
 
@@ -516,11 +573,6 @@ std::string readLists(const std::string& dir, __u32 progId, Lists* out) {
   return pinned + "; by id: " + byId;
 }
 
-// An interface name is bytes, not necessarily UTF-8: replace, never throw.
-std::string jsonText(const nlohmann::ordered_json& j) {
-  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-}
-
 int status(const Args& a) {
   const bool json = a.output == "json";
   std::string dir = a.pinRoot + "/" + a.iface;
@@ -604,6 +656,7 @@ int main(int argc, char** argv) {
   CommandLine cl;
   if (int rc = cl.parse(argc, argv); rc >= 0) return rc;
   const Args& a = cl.args();
+  jsonOutput = a.output == "json";
   if (a.command == "attach") return attach(a);
   if (a.command == "detach") return detach(a);
   return status(a);

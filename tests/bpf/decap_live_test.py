@@ -306,7 +306,10 @@ def main():
            "status -o json without CAP_SYS_ADMIN lists the loaded --vip prefixes (%s)" % st.get("vip"))
     text = status(IF_REAL, privileged=False)
     expect(vips in text, "status lists them in the words attach used (%s)" % text)
-    sh(DECAP, "detach", IF_REAL, "--pin-root", PIN_ROOT, ns=NS_REAL)
+    # -o json on detach too: what it did, one object on stdout.
+    out = sh(DECAP, "detach", IF_REAL, "--pin-root", PIN_ROOT, "-o", "json", ns=NS_REAL, capture=True)
+    expect(json.loads(out) == {"interface": IF_REAL, "attached": False, "detached": True},
+           "detach -o json says what it did (%s)" % out.strip())
 
     # Pins without a link (what an older keel-decap's detach leaves: it knew
     # only link and stats) belong to no attachment; attach replaces them.
@@ -328,8 +331,11 @@ def main():
     expect("prog/xdp" not in link, "... and nothing is attached")
     # fd77::1234/64: the host bits are cleared when loaded, and status reads
     # back what the loaded program holds (its .rodata), so it says fd77::/64.
-    r = attach(IF_REAL, "--allow-source", "10.77.0.9/32", "--allow-source", "fd77::1234/64")
+    r = attach(IF_REAL, "--allow-source", "10.77.0.9/32", "--allow-source", "fd77::1234/64", "-o", "json")
     expect(OPEN_WARNING not in r.stderr, "attach with --allow-source does not warn (%s)" % r.stderr.strip())
+    expect(json.loads(r.stdout) == {"interface": IF_REAL, "attached": True, "mode": "native", "pin_dir": real_dir,
+                                    "allow_source": ["10.77.0.9/32", "fd77::/64"], "vip": []},
+           "attach -o json says what it attached, the lists as status has them (%s)" % r.stdout.strip())
     allowed = "decapsulating tunnels from sources 10.77.0.9/32, fd77::/64\n"
     text = status(IF_REAL)
     expect(allowed in text, "status from a new process lists the loaded --allow-source prefixes (%s)" % text)

@@ -23,7 +23,8 @@ for i in $(seq 1 64); do vips+=(--vip "192.0.2.$i"); done
 check "help" 0 "attach" --help
 check "help gives the synopsis" 0 "keel-decap attach IFACE [--mode native|generic] [--allow-source PREFIX]..." --help
 check "attach help lists --allow-source" 0 "--allow-source PREFIX" attach --help
-check "status help lists -o" 0 "-o FORMAT" status -h
+check "status help lists -o" 0 "-o,--output FORMAT" status -h
+check "detach help lists -o" 0 "-o,--output FORMAT" detach -h
 check "no arguments: the usage, exit 2" 2 "Usage: keel-decap" 
 check "unknown command" 2 "unknown command 'frob' (attach, detach or status)" frob $IF
 check "unknown option" 2 "not expected: --bogus" attach $IF --bogus
@@ -58,7 +59,12 @@ check "keeld's pin root" 2 "--pin-root: '/sys/fs/bpf/keel/' is keeld's pin root"
 check "below keeld's pin root" 2 "--pin-root: '/sys/fs/bpf/keel/x' is keeld's pin root" \
   status $IF --pin-root /sys/fs/bpf/keel/x
 check "bad mode" 2 "--mode: fast not in {native,generic}" attach $IF --mode fast
-check "bad output format" 2 "-o: yaml not in {json}" status $IF -o yaml
+check "bad output format" 2 "--output: yaml not in {table,json}" status $IF -o yaml
+check "--version" 0 "keel-decap " --version
+if ! [[ $("$DECAP" --version 2>&1) =~ ^keel-decap\ [0-9]+\.[0-9]+ ]]; then
+  echo "FAIL: --version does not print 'keel-decap VERSION': $("$DECAP" --version 2>&1)"
+  fail=1
+fi
 # Good arguments get as far as the interface lookup (nothing before it
 # changes the system): 16 prefixes, IFACE after the options, one value each.
 check "16 prefixes accepted; the missing interface named" 1 "no interface 'nosuchif0'" \
@@ -70,6 +76,39 @@ check "status -o json when not attached" 3 '{"interface":"nosuchif0","attached":
   status $IF -o json --pin-root "$pins"
 check "detach when not attached" 1 "not attached to $IF by keel-decap (no $pins/$IF/link)" \
   detach $IF --pin-root "$pins"
+# -o on every command (habit 9): table is the default; json makes a failure
+# keelctl's error object on stdout, alone, exit 1 (usage: 2); the message
+# stays on stderr.
+check_stdout() {  # description, expected rc, expected stdout (exactly), args...
+  local desc=$1 want_rc=$2 want_out=$3
+  shift 3
+  local out rc
+  out=$("$DECAP" "$@" 2>/dev/null)
+  rc=$?
+  if [ "$rc" -ne "$want_rc" ] || [ "$out" != "$want_out" ]; then
+    echo "FAIL: $desc: rc=$rc (want $want_rc), stdout '$out' (want '$want_out')"
+    fail=1
+  else
+    echo "ok: $desc"
+  fi
+}
+check "detach -o table" 1 "not attached to $IF by keel-decap" detach $IF -o table --pin-root "$pins"
+check "status -o table" 3 "keel-decap: not attached to $IF" status $IF --pin-root "$pins" -o table
+check "detach -o json: the message on stderr too" 1 "not attached to $IF by keel-decap" \
+  detach $IF -o json --pin-root "$pins"
+check_stdout "detach -o json when not attached" 1 \
+  '{"error":{"code":"failed","message":"not attached to nosuchif0 by keel-decap (no '"$pins"'/nosuchif0/link)"}}' \
+  detach $IF -o json --pin-root "$pins"
+check_stdout "attach --output json, no such interface" 1 \
+  '{"error":{"code":"failed","message":"no interface '"'nosuchif0'"'"}}' \
+  attach $IF --output json --pin-root "$pins"
+check_stdout "attach -o json, a usage error" 2 \
+  '{"error":{"code":"usage","message":"--mode: fast not in {native,generic}"}}' \
+  attach $IF --mode fast -o json
+check_stdout "-o json, an unknown command" 2 \
+  '{"error":{"code":"usage","message":"unknown command '"'frob'"' (attach, detach or status)"}}' \
+  frob $IF -o json
+check_stdout "detach -o table prints nothing on stdout when it fails" 1 "" detach $IF --pin-root "$pins"
 if [ -n "$(ls -A "$pins")" ]; then
   echo "FAIL: something was written under --pin-root: $(ls -A "$pins")"
   fail=1

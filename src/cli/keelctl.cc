@@ -66,6 +66,25 @@ std::string timeoutError(const std::string& text) {
   return "";
 }
 
+// The command a parse got to: "keelctl", "keelctl service", "keelctl real
+// add" (CLI11 records the subcommands it met, also when it then throws).
+std::pair<CLI::App*, std::string> commandReached(CLI::App& app) {
+  CLI::App* at = &app;
+  std::string path = "keelctl";
+  while (!at->get_subcommands().empty()) {
+    at = at->get_subcommands().front();
+    path += " " + at->get_name();
+  }
+  return {at, path};
+}
+
+// "list, show, add, remove": what `at` takes next.
+std::string subcommandNames(CLI::App* at) {
+  std::string names;
+  for (CLI::App* sub : at->get_subcommands({})) names += (names.empty() ? "" : ", ") + sub->get_name();
+  return names;
+}
+
 // Whether the line asks for -o json, read before (and whether or not)
 // CLI11 can parse it: a usage error prints its JSON error too.
 bool jsonAsked(int argc, char** argv) {
@@ -119,23 +138,37 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::RequiredError& e) {
-    if (std::string unknown = std::string(e.what()).find("subcommand") != std::string::npos
-                                  ? unknownCommand(app, argc, argv)
-                                  : "";
-        !unknown.empty()) {
-      if (jsonAsked(argc, argv)) ctx.printError(keel::cli::json{{"code", "usage"}, {"message", unknown}});
-      std::cerr << "keelctl: " << unknown << "\nRun with --help for more information.\n";
-      return 2;
-    }
-    if (jsonAsked(argc, argv)) ctx.printError(keel::cli::json{{"code", "usage"}, {"message", e.what()}});
-    return app.exit(e) == 0 ? 0 : 2;
   } catch (const CLI::ParseError& e) {
-    // Usage errors exit 2, like most Unix tools; --help/--version exit 0.
-    if (e.get_exit_code() != 0 && jsonAsked(argc, argv))
-      ctx.printError(keel::cli::json{{"code", "usage"}, {"message", e.what()}});
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+    // --help and --version: printed by CLI11, exit 0.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    // A usage error, exit 2 like most Unix tools. CLI11's own words name
+    // neither keelctl nor the command ("ADDRESS is required"), and for a
+    // missing noun or verb not what could go there ("A subcommand is
+    // required"): "keelctl real add: ADDRESS is required", "keelctl
+    // service: a verb is required: one of list, show, add, remove".
+    auto [at, path] = commandReached(app);
+    std::string what = e.what();
+    // keelctl's own options (--timeout 0, -o yaml, KEELCTL_TIMEOUT=x) are
+    // keelctl's wherever on the line: its --help lists them, not the verb's.
+    for (const CLI::Option* opt : app.get_options())
+      if (what.rfind(opt->get_name() + ":", 0) == 0) path = "keelctl";
+    if (what.rfind("KEELCTL_TIMEOUT:", 0) == 0) path = "keelctl";
+    const std::string unknown =
+        dynamic_cast<const CLI::RequiredError*>(&e) && what == "A subcommand is required"
+            ? unknownCommand(app, argc, argv)
+            : "";
+    if (!unknown.empty()) {
+      what = unknown;  // it names the command itself
+    } else if (what == "A subcommand is required") {
+      what = std::string(at == &app ? "a noun" : "a verb") + " is required: one of " + subcommandNames(at);
+    }
+    const std::string where = unknown.empty() ? path : "keelctl";
+    // -o json: the message as stderr's, less "keelctl" (as ctx.fail's).
+    if (jsonAsked(argc, argv))
+      ctx.printError(keel::cli::json{
+          {"code", "usage"}, {"message", where == "keelctl" ? what : where.substr(8) + ": " + what}});
+    std::cerr << where << ": " << what << "\nRun '" << path << " --help' for the usage.\n";
+    return keel::cli::kExitUsage;
   } catch (const std::exception& e) {
     // A reply of an unexpected shape (a newer or older keeld): say so.
     ctx.output = jsonAsked(argc, argv) ? "json" : "table";

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "control/api/api_client.h"
 #include "server_fixture.h"
 
 namespace keel::api {
@@ -1252,6 +1253,35 @@ TEST_F(KeelctlTest, DaemonStopHelpSaysItTakesTheBalancerOut) {
 // A socket keelctl may not connect to: the hint names the keys of both of
 // keeld's sockets, since keelctl cannot tell which one PATH is (operator
 // review L5: it named only the main socket's, wrong for the read-only one).
+// keelctl.8 beside the code (habit 9) says what an operator looks for
+// there: every option --help lists, the files (the default socket is
+// ApiClient's), and that a plain daemon stop does not wait for keeld to exit
+// (keeld answers, then stops: api_server.cc's send()).
+TEST_F(KeelctlTest, ManPageHasEveryOptionTheFilesAndWhatDaemonStopWaitsFor) {
+  const char* man = std::getenv("KEELCTL_MAN");
+  if (!man) GTEST_SKIP() << "KEELCTL_MAN not set (run through meson test)";
+  const std::string page = slurp(man);
+  ASSERT_FALSE(page.empty()) << man;
+  CliRun help = keelctl({"--help"});
+  ASSERT_EQ(help.rc, 0);
+  const std::regex longOption(R"((^|[ ,])(--[a-z][a-z-]*))");
+  int options = 0;
+  for (std::sregex_iterator it(help.out.begin(), help.out.end(), longOption), end; it != end; ++it, ++options) {
+    std::string roff;  // "--timeout" as the page writes it, "\\-\\-timeout"
+    for (char c : (*it)[2].str()) roff += c == '-' ? std::string("\\-") : std::string(1, c);
+    EXPECT_NE(page.find(roff), std::string::npos) << "keelctl.8 does not document " << (*it)[2];
+  }
+  EXPECT_GE(options, 5) << help.out;  // --help, --socket, --timeout, --output, --version
+  for (const char* env : {"KEELCTL_SOCKET", "KEELCTL_TIMEOUT"})
+    EXPECT_NE(page.find(".B " + std::string(env) + "\n"), std::string::npos) << env << " not under ENVIRONMENT";
+  const size_t files = page.find("\n.SH FILES\n");
+  ASSERT_NE(files, std::string::npos) << "keelctl.8 has no FILES section";
+  const std::string filesSection = page.substr(files, page.find("\n.SH ", files + 1) - files);
+  EXPECT_NE(filesSection.find(".I " + std::string(kDefaultSocketPath) + "\n"), std::string::npos) << filesSection;
+  EXPECT_NE(filesSection.find("control.readonly.socket"), std::string::npos) << filesSection;
+  EXPECT_NE(page.find("keelctl does not wait for keeld to exit"), std::string::npos);
+}
+
 TEST_F(KeelctlTest, PermissionDeniedNamesTheKeysOfBothSockets) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
   // util-linux's, on every Debian: missing as root is a broken host, not a skip.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace keel::api {
@@ -78,9 +79,11 @@ Status ApiClient::readLine(std::string& line) {
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
                                                                       std::chrono::steady_clock::now());
-    if (left.count() <= 0)
-      return Status::error("no response from " + path_ + " within " +
-                           std::to_string(timeout_.count() / 1000) + " s");
+    if (left.count() <= 0) {
+      char seconds[32];  // "60", "1.5", "0.1": keelctl --timeout takes fractions
+      std::snprintf(seconds, sizeof seconds, "%g", static_cast<double>(timeout_.count()) / 1000.0);
+      return Status::error("no response from " + path_ + " within " + seconds + " s");
+    }
     pollfd p{fd_, POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(left.count()));
     if (r < 0 && errno == EINTR) continue;

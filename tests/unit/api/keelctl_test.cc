@@ -635,30 +635,27 @@ TEST_F(KeelctlTest, TimeoutBoundsTheWaitForAWedgedKeeld) {
       if (got.find("\"method\":\"real.drain\"") != std::string::npos) ++requests;
     }
   });
-  const std::string noAnswer = "keelctl: no response from " + path +
-                               " within 1 s; the request was sent, and keeld may have applied it or still apply "
-                               "it: look (keelctl service list, health show) before repeating it\n";
-  auto timed = [&](const std::vector<std::string>& args, const std::string& socket) {
-    const auto start = std::chrono::steady_clock::now();
-    CliRun r = keelctl(args, socket);
-    return std::make_pair(r, std::chrono::steady_clock::now() - start);
+  auto noAnswer = [&](const std::string& seconds) {
+    return "keelctl: no response from " + path + " within " + seconds +
+           " s; the request was sent, and keeld may have applied it or still apply "
+           "it: look (keelctl service list, health show) before repeating it\n";
   };
+  // What shows the timeout applied is the answer itself: rc 3 and the
+  // message naming it. With the default 60 s, the harness's own limit (20 s)
+  // ends keelctl first (rc 124). No durations are asserted.
   // After the verb, as --socket may be.
-  auto [opt, optTook] = timed({"real", "drain", "web", "10.0.0.5", "--timeout", "1"}, path);
+  CliRun opt = keelctl({"real", "drain", "web", "10.0.0.5", "--timeout", "1"}, path);
   EXPECT_EQ(opt.rc, 3) << opt.err;
-  EXPECT_EQ(opt.err, noAnswer);
-  EXPECT_GE(optTook, std::chrono::milliseconds(900));
-  EXPECT_LT(optTook, std::chrono::seconds(10));
+  EXPECT_EQ(opt.err, noAnswer("1"));
   runAs_ = "env KEELCTL_TIMEOUT=1 ";
-  auto [env, envTook] = timed({"-o", "json", "real", "drain", "web", "10.0.0.5"}, path);
+  CliRun env = keelctl({"-o", "json", "real", "drain", "web", "10.0.0.5"}, path);
   EXPECT_EQ(env.rc, 3) << env.err;
-  EXPECT_EQ(env.err, noAnswer);
+  EXPECT_EQ(env.err, noAnswer("1"));
   EXPECT_EQ(json::parse(env.out)["error"]["code"], "no_response") << env.out;
-  EXPECT_LT(envTook, std::chrono::seconds(10));
   runAs_ = "env KEELCTL_TIMEOUT=3600 ";  // the option wins
-  auto [both, bothTook] = timed({"--timeout", "1", "real", "drain", "web", "10.0.0.5"}, path);
+  CliRun both = keelctl({"--timeout", "0.5", "real", "drain", "web", "10.0.0.5"}, path);
   EXPECT_EQ(both.rc, 3) << both.err;
-  EXPECT_LT(bothTook, std::chrono::seconds(10));
+  EXPECT_EQ(both.err, noAnswer("0.5")) << "a fraction is said as given, not as 0 s";
   // A bad value is a usage error that names where it came from, before
   // anything is sent; a bad variable is no error when the option is given.
   for (const std::string bad : {"0", "0.05", "3601", "abc", "1s", "nan", "-5", ""}) {

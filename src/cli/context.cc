@@ -162,14 +162,7 @@ std::vector<std::string> restartLines(const json& restartNeeded, const json& sto
   return lines;
 }
 
-std::string age(long long s) {
-  if (s < 0) return "-";
-  auto two = [](long long v) { return (v < 10 ? "0" : "") + std::to_string(v); };
-  if (s < 60) return std::to_string(s) + "s";
-  if (s < 3600) return std::to_string(s / 60) + "m" + two(s % 60) + "s";
-  if (s < 86400) return std::to_string(s / 3600) + "h" + two(s / 60 % 60) + "m";
-  return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
-}
+std::string age(long long s) { return ageText(s); }
 
 std::string counted(uint64_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);

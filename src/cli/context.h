@@ -149,7 +149,8 @@ std::string counted(uint64_t n, const char* one, const char* many);
 // `daemon status` under the config.
 std::vector<std::string> restartLines(const json& restartNeeded, const json& stopStartNeeded);
 // A time span in seconds: "45s", "4m12s", "3h05m", "2d04h", two units at
-// most, like `ps` etimes; "-" for a negative (unknown) one.
+// most, like `ps` etimes; "-" for a negative (unknown) one (ageText in
+// common/text.h, which keeld's warnings use too).
 std::string age(long long seconds);
 // Seconds from an RFC 3339 UTC time as the API writes it to `now` (at
 // least 0), or -1 if `when` is not one (null: unknown).

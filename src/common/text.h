@@ -19,6 +19,17 @@ std::string commaList(const Names& names) {
   return out;
 }
 
+// A span of whole seconds as keelctl's tables and keeld's warnings write
+// it: "42s", "4m12s", "3h05m", "2d04h"; "-" for a negative one (unknown).
+inline std::string ageText(long long s) {
+  if (s < 0) return "-";
+  auto two = [](long long v) { return (v < 10 ? "0" : "") + std::to_string(v); };
+  if (s < 60) return std::to_string(s) + "s";
+  if (s < 3600) return std::to_string(s / 60) + "m" + two(s % 60) + "s";
+  if (s < 86400) return std::to_string(s / 3600) + "h" + two(s / 60 % 60) + "m";
+  return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
+}
+
 // `s` for a message: `"` and `\` escaped, and every byte outside printable
 // ASCII (control characters, DEL, any byte of a multi-byte character) as
 // \xHH, so a value quoted in an error can neither break the line, move the

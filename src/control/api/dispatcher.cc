@@ -163,16 +163,6 @@ json realBrief(const RealSnapshot* r) {
   return json{{"weight", r->weight}, {"state", r->state()}};
 }
 
-// "42s", "4m12s", "3h05m", "2d04h": keelctl's age() (src/cli), for a
-// warning's "counted ... ago".
-std::string agoText(long long s) {
-  auto two = [](long long v) { return (v < 10 ? "0" : "") + std::to_string(v); };
-  if (s < 60) return std::to_string(s) + "s";
-  if (s < 3600) return std::to_string(s / 60) + "m" + two(s % 60) + "s";
-  if (s < 86400) return std::to_string(s / 3600) + "h" + two(s / 60 % 60) + "m";
-  return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
-}
-
 // The warning of a service whose published ring the request emptied: every
 // new flow to its VIP is dropped from now on.
 std::string emptiedRingWarning(const ServiceSnapshot& s) {
@@ -630,7 +620,7 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
       std::string when;
       if (svc->flowsCountedAt)
         when = " (counted " +
-               agoText(std::max<long long>(0, std::chrono::duration_cast<std::chrono::seconds>(
+               ageText(std::max<long long>(0, std::chrono::duration_cast<std::chrono::seconds>(
                                                   std::chrono::system_clock::now() - *svc->flowsCountedAt)
                                                   .count())) +
                " ago)";

@@ -401,7 +401,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
       if (plain.isOk()) {
         // That commit saved over the file (no changes): the text it had is
         // what is set aside.
-        stateIgnored(r.error().message, stateBefore ? &*stateBefore : nullptr);
+        stateIgnored(r.error().message, true, stateBefore ? &*stateBefore : nullptr);
         applied = Overlay{};
       }
       r = std::move(plain);
@@ -1158,21 +1158,25 @@ std::string firstError(const std::vector<std::string>& errors) {
 
 }  // namespace
 
-void DaemonBackend::stateIgnored(const std::string& error, const std::string* original) const {
+void DaemonBackend::stateIgnored(const std::string& error, bool savedOver, const std::string* original) const {
   const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   char stamp[32];
   std::tm tm{};
   gmtime_r(&now, &tm);
   std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
   std::string aside = statePath_ + ".bad-" + stamp;
-  if (original) {
+  if (savedOver && !original) {
+    aside = "none (this start could not read the file)";
+  } else if (savedOver) {
     if (const Status s = writeFileReplacing(aside, 0600, *original); !s) aside = "none (" + s.message() + ")";
   } else {
     std::error_code ec;
     std::filesystem::rename(statePath_, aside, ec);
     if (ec) aside = "none (" + ec.message() + ")";
   }
-  stateMovedAside_ = true;
+  // Only a file that is kept aside: otherwise a start that then fails to
+  // forward puts the text back (start()).
+  stateMovedAside_ = aside.rfind("none (", 0) != 0;
   logError(LogRecord("runtime_state_ignored")
                .add("path", statePath_)
                .add("error", error)

@@ -481,10 +481,11 @@ class DaemonBackend : public api::ControlBackend {
   // A state file start() cannot use (`error`): renamed to PATH.bad-TIME
   // before the next save overwrites it, and runtime_state_ignored logged
   // with where it is now (kept_as) and what the operator loses.
-  // `original`: the file's text as this start read it, kept as .bad-STAMP
-  // instead of what is on disk (a commit that went in without the changes
-  // has saved over the file by then).
-  void stateIgnored(const std::string& error, const std::string* original = nullptr) const;
+  // Renames the file to .bad-STAMP; `savedOver` (a commit that went in
+  // without the changes has saved over it by then): writes `original`, the
+  // text this start read, to that name instead (none if it could not be
+  // read).
+  void stateIgnored(const std::string& error, bool savedOver = false, const std::string* original = nullptr) const;
   // Set by stateIgnored (the state file moved aside as unusable) during a
   // start: a start that then fails to forward does not put that file back.
   mutable bool stateMovedAside_ = false;

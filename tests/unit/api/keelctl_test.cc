@@ -58,13 +58,15 @@ class KeelctlTest : public testing::ServerFixture {
   }
 
   // keelctl --socket <ours> ARGS...; stdout and stderr captured apart.
-  // COLUMNS (the width tables fit) is unset unless `columns` gives it, so
-  // the caller's terminal settings do not leak in. Bounded: a keelctl that
+  // COLUMNS (the width tables fit) is unset unless `columns` gives it, and
+  // KEELCTL_TIMEOUT unless runAs_ sets it, so the caller's settings do not
+  // leak in. Bounded: a keelctl that
   // hangs is killed after 20 s (rc 124), not left to meson's timeout.
   CliRun keelctl(const std::vector<std::string>& args, const std::string& socket = "",
                  const std::optional<std::string>& columns = std::nullopt) {
     std::string cmd = std::string("timeout 20 ") +
-                      (columns ? "env COLUMNS=" + quote(*columns) + " " : std::string("env -u COLUMNS ")) +
+                      (columns ? "env -u KEELCTL_TIMEOUT COLUMNS=" + quote(*columns) + " "
+                               : std::string("env -u COLUMNS -u KEELCTL_TIMEOUT ")) +
                       runAs_ + quote(bin_) + " --socket " + quote(socket.empty() ? options_.socketPath : socket);
     for (const auto& a : args) cmd += " " + quote(a);
     cmd += " >" + quote(dir_ + "/out") + " 2>" + quote(dir_ + "/err") + " </dev/null";
@@ -1247,9 +1249,6 @@ TEST_F(KeelctlTest, DaemonStopHelpSaysItTakesTheBalancerOut) {
   EXPECT_NE(h.out.find("Restart=on-failure does not start it again"), std::string::npos) << h.out;
 }
 
-// A socket keelctl may not connect to: the hint names the keys of both of
-// keeld's sockets, since keelctl cannot tell which one PATH is (operator
-// review L5: it named only the main socket's, wrong for the read-only one).
 // keelctl.8 beside the code (habit 9) says what an operator looks for
 // there: every option --help lists, the files (the default socket is
 // ApiClient's), and that a plain daemon stop does not wait for keeld to exit
@@ -1279,6 +1278,9 @@ TEST_F(KeelctlTest, ManPageHasEveryOptionTheFilesAndWhatDaemonStopWaitsFor) {
   EXPECT_NE(page.find("keelctl does not wait for keeld to exit"), std::string::npos);
 }
 
+// A socket keelctl may not connect to: the hint names the keys of both of
+// keeld's sockets, since keelctl cannot tell which one PATH is (operator
+// review L5: it named only the main socket's, wrong for the read-only one).
 TEST_F(KeelctlTest, PermissionDeniedNamesTheKeysOfBothSockets) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
   // util-linux's, on every Debian: missing as root is a broken host, not a skip.

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cli/context.h"
+#include "common/output_flag.h"
 
 namespace {
 
@@ -85,20 +86,6 @@ std::string subcommandNames(CLI::App* at) {
   return names;
 }
 
-// Whether the line asks for -o json, read before (and whether or not)
-// CLI11 can parse it: a usage error prints its JSON error too.
-bool jsonAsked(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if ((a == "-o" || a == "--output") && i + 1 < argc) {
-      if (std::string(argv[++i]) == "json") return true;
-    } else if (a == "-ojson" || a == "--output=json") {
-      return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -164,14 +151,14 @@ int main(int argc, char** argv) {
     }
     const std::string where = unknown.empty() ? path : "keelctl";
     // -o json: the message as stderr's, less "keelctl" (as ctx.fail's).
-    if (jsonAsked(argc, argv))
+    if (keel::jsonOutputAsked(argc, argv))
       ctx.printError(keel::cli::json{
           {"code", "usage"}, {"message", where == "keelctl" ? what : where.substr(8) + ": " + what}});
     std::cerr << where << ": " << what << "\nRun '" << path << " --help' for the usage.\n";
     return keel::cli::kExitUsage;
   } catch (const std::exception& e) {
     // A reply of an unexpected shape (a newer or older keeld): say so.
-    ctx.output = jsonAsked(argc, argv) ? "json" : "table";
+    ctx.output = keel::jsonOutputAsked(argc, argv) ? "json" : "table";
     ctx.fail(1, std::string("unexpected reply from keeld: ") + e.what());
     return 1;
   }

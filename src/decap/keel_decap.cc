@@ -36,6 +36,7 @@
 #include "common/address.h"
 #include "common/bpffs.h"
 #include "common/fd.h"
+#include "common/output_flag.h"
 #include "common/status.h"
 // encap.h first: the skeleton's .rodata holds its struct keel_decap_prefix.
 #include "keel/encap.h"
@@ -143,20 +144,6 @@ int fail(const std::string& msg) {
   return 1;
 }
 
-// Whether the line asks for -o json, read before (and whether or not)
-// CLI11 can parse it: a usage error prints its JSON error too. As keelctl's.
-bool jsonAsked(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if ((a == "-o" || a == "--output") && i + 1 < argc) {
-      if (std::string(argv[++i]) == "json") return true;
-    } else if (a == "-ojson" || a == "--output=json") {
-      return true;
-    }
-  }
-  return false;
-}
-
 using keel::errnoText;
 
 // The command line (CLI11). Every check is made while parsing, so a bad
@@ -204,7 +191,7 @@ class CommandLine {
     // CLI11 would only say "A subcommand is required".
     if (argv[1][0] != '-' && !std::count(kCommands.begin(), kCommands.end(), std::string(argv[1]))) {
       const std::string message = "unknown command '" + std::string(argv[1]) + "' (attach, detach or status)";
-      if (jsonAsked(argc, argv)) printJsonError("usage", message);
+      if (keel::jsonOutputAsked(argc, argv)) printJsonError("usage", message);
       std::fprintf(stderr, "keel-decap: %s\nRun 'keel-decap --help' for the usage.\n", message.c_str());
       return 2;
     }
@@ -216,7 +203,7 @@ class CommandLine {
       checkCount("--vip", a_.vipText, KEEL_DECAP_MAX_VIP);
     } catch (const CLI::ParseError& e) {
       // Usage errors exit 2, like most Unix tools; --help and --version exit 0.
-      if (e.get_exit_code() != 0 && jsonAsked(argc, argv)) printJsonError("usage", e.what());
+      if (e.get_exit_code() != 0 && keel::jsonOutputAsked(argc, argv)) printJsonError("usage", e.what());
       return app_.exit(e) == 0 ? 0 : 2;
     }
     a_.allow = prefixes(a_.allowText);

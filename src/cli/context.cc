@@ -211,6 +211,11 @@ std::string changeLine(const std::string& method, const json& r) {
   return head + what + " (" + ringText(r) + ")";
 }
 
+void printChange(const std::string& method, const json& result) {
+  if (const std::string line = changeLine(method, result); !line.empty()) std::cout << line << "\n";
+  printWarnings(result);
+}
+
 std::string upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;

@@ -139,6 +139,10 @@ std::string upper(std::string s);  // ASCII upper case ("tcp" -> "TCP")
 // real.*: docs/api.md): "web 10.0.1.12: weight 100 -> 0 (ring: 1 real)".
 // Empty for a result without those keys (an older keeld's {}).
 std::string changeLine(const std::string& method, const json& result);
+// A change's table output: its changeLine on stdout (a change that printed
+// nothing hid one that emptied the ring), then its warnings, what may not
+// have been meant, on stderr (printWarnings).
+void printChange(const std::string& method, const json& result);
 // "1 service", "2 services": N and the word for it.
 std::string counted(uint64_t n, const char* one, const char* many);
 // What keeld could not apply without a restart, from a reply's

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // keelctl real add|remove|set-weight|drain|undrain SERVICE ADDRESS [WEIGHT]
 // (drain: [--reason TEXT])
-#include <iostream>
 #include <memory>
 #include <optional>
 
@@ -41,11 +40,7 @@ void verb(CLI::App& noun, Context& ctx, const char* name, const char* help, cons
     if (!addHealthParam(ctx, p, a->health)) return;
     auto r = ctx.call(m, p);
     if (r && ctx.jsonOutput()) return ctx.printJson(*r);
-    if (!r) return;
-    // What changed, on stdout (a change that printed nothing hid one that
-    // emptied the ring); the warnings, what may not have been meant, on stderr.
-    if (const std::string line = changeLine(m, *r); !line.empty()) std::cout << line << "\n";
-    printWarnings(*r);
+    if (r) printChange(m, *r);
   });
 }
 

@@ -189,9 +189,7 @@ void defineService(CLI::App& noun, Context& ctx) {
     if (!reals.empty()) p["reals"] = reals;
     auto r = ctx.call("service.add", p);
     if (r && ctx.jsonOutput()) return ctx.printJson(*r);
-    if (!r) return;
-    if (const std::string line = changeLine("service.add", *r); !line.empty()) std::cout << line << "\n";
-    printWarnings(*r);
+    if (r) printChange("service.add", *r);
   });
 
   auto rmName = std::make_shared<std::string>();
@@ -200,9 +198,7 @@ void defineService(CLI::App& noun, Context& ctx) {
   rm->callback([&ctx, rmName] {
     auto r = ctx.call("service.remove", {{"name", *rmName}});
     if (r && ctx.jsonOutput()) return ctx.printJson(*r);
-    if (!r) return;
-    if (const std::string line = changeLine("service.remove", *r); !line.empty()) std::cout << line << "\n";
-    printWarnings(*r);
+    if (r) printChange("service.remove", *r);
   });
 }
 

@@ -94,15 +94,17 @@ class FakeBackend : public ControlBackend {
     return s;
   }
 
+  // In the ring: the registry's rule (held: fail-open).
+  static bool serves(const RealSnapshot& r) { return !r.draining && (r.healthy || r.held) && r.weight > 0; }
   static std::vector<const RealSnapshot*> usable(const ServiceSnapshot& s) {
     std::vector<const RealSnapshot*> out;
     for (const auto& r : s.reals)
-      if (!r.draining && (r.healthy || r.held) && r.weight > 0) out.push_back(&r);  // held: fail-open
+      if (serves(r)) out.push_back(&r);
     return out;
   }
   static void refresh(ServiceSnapshot& s) {
+    for (auto& r : s.reals) r.inRing = serves(r);
     s.publishedRingSize = usable(s).empty() ? 0 : s.ringSize;
-    for (auto& r : s.reals) r.inRing = !r.draining && (r.healthy || r.held) && r.weight > 0;
   }
 
   ServiceSnapshot* find(const std::string& name) {

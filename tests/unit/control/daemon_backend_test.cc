@@ -2686,6 +2686,18 @@ class RuntimeStateTest : public DaemonBackendTest {
     return nlohmann::json::parse(in);
   }
   void writeState(const std::string& text) { std::ofstream(statePath_) << text; }
+  // A file's bytes ("" if it cannot be read).
+  static std::string fileText(const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // Whether keeld `k` programmed the real of service web VALID.
+  static bool validOf(Keeld& k, const char* addr) {
+    const std::optional<ServiceView> web = k.registry.service("web");
+    for (const RealView& r : web->reals)
+      if (r.address == ip(addr)) return (k.dp.backends[r.backendId].flags & KEEL_BE_F_VALID) != 0;
+    return false;
+  }
 
   static constexpr const char* kApi =
       "  - name: api\n"
@@ -2745,10 +2757,7 @@ TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
 // no weights or checks). The state file keeps the text applied, also after
 // a reload; a restart with the same file says nothing.
 TEST_F(RuntimeStateTest, ARestartSaysWhatKeelYamlChangedWhileNoKeeldRan) {
-  auto applied = [&] {
-    std::ifstream in(appliedPath_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
+  auto applied = [&] { return fileText(appliedPath_); };
   make();
   EXPECT_EQ(applied(), files_["keel.yaml"]);
   files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.1.3, weight: 100}\n") + kApi;
@@ -2833,10 +2842,7 @@ TEST_F(RuntimeStateTest, OnlyAStartThatForwardsSavesItsTextAndSaysWhatChanged) {
   const MockDataplane before = dp_;
   backend_->saveAtStop();  // a clean stop: the state file has its stop record
   backend_.reset();
-  auto stateText = [&] {
-    std::ifstream in(statePath_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
+  auto stateText = [&] { return fileText(statePath_); };
   const std::string stateAtStop = stateText();
   ASSERT_NE(stateAtStop.find("\"stopped\""), std::string::npos) << stateAtStop;
   files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 50}\n      - {address: 10.0.1.2, weight: 100}\n") + kApi;
@@ -3139,10 +3145,7 @@ TEST_F(RuntimeStateTest, AnOverlayThatCannotGoInIsKeptAsItWas) {
   nlohmann::json r = call(R"({"id":1,"method":"real.add","params":{"service":"web","address":"10.0.1.9"}})");
   ASSERT_EQ(r["ok"], true) << r.dump();
   backend_.reset();
-  const std::string before = [&] {
-    std::ifstream in(statePath_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }();
+  const std::string before = fileText(statePath_);
   ASSERT_NE(before.find("10.0.1.9"), std::string::npos) << before;
   DataplaneLimits limits;
   limits.maxBackends = static_cast<uint32_t>(fileReals);
@@ -3157,8 +3160,7 @@ TEST_F(RuntimeStateTest, AnOverlayThatCannotGoInIsKeptAsItWas) {
     if (e.path().filename().string().rfind("runtime-eth0.json.bad-", 0) == 0) aside.push_back(e.path().string());
   ASSERT_EQ(aside.size(), 1u);
   EXPECT_NE(ignored[0].find("kept_as=" + aside[0]), std::string::npos) << ignored[0];
-  std::ifstream kept(aside[0]);
-  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(kept), {}), before) << "the changes, as they were";
+  EXPECT_EQ(fileText(aside[0]), before) << "the changes, as they were";
   EXPECT_EQ(readState()["version"], 2) << "the running state is saved beside it";
   EXPECT_EQ(readState().dump().find("10.0.1.9"), std::string::npos);
 }
@@ -3306,12 +3308,6 @@ TEST_F(RuntimeStateTest, ACleanStopStartsARealKeptDownKeptDownAgain) {
   ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
   backend_->saveAtStop();
   ASSERT_EQ(readState()["stopped"]["kept"].size(), 1u);
-  const auto validOf = [](Keeld& k, const char* addr) {
-    const std::optional<ServiceView> web = k.registry.service("web");
-    for (const RealView& r : web->reals)
-      if (r.address == ip(addr)) return (k.dp.backends[r.backendId].flags & KEEL_BE_F_VALID) != 0;
-    return false;
-  };
   {
     auto k = restart();
     EXPECT_EQ(k->real("web", "10.0.1.1")->state(), "up");
@@ -3378,12 +3374,6 @@ TEST_F(RuntimeStateTest, ACleanStopDuringAFailOpenHoldStartsTheHeldRealHeld) {
   ASSERT_TRUE(registry_.service("web")->reals[1].held);
   backend_->saveAtStop();
   ASSERT_EQ(readState()["stopped"]["held"].size(), 1u);
-  const auto validOf = [](Keeld& k, const char* addr) {
-    const std::optional<ServiceView> web = k.registry.service("web");
-    for (const RealView& r : web->reals)
-      if (r.address == ip(addr)) return (k.dp.backends[r.backendId].flags & KEEL_BE_F_VALID) != 0;
-    return false;
-  };
   const nlohmann::json stopped = readState()["stopped"];
   {
     test::LogCapture log;
@@ -3768,8 +3758,7 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
     if (e.path().filename().string().rfind("runtime-eth0.json.bad-", 0) == 0) aside.push_back(e.path().string());
   ASSERT_EQ(aside.size(), 1u);
   EXPECT_NE(ignored[0].find("kept_as=" + aside[0]), std::string::npos) << ignored[0];
-  std::ifstream kept(aside[0]);
-  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(kept), {}), "{not json");
+  EXPECT_EQ(fileText(aside[0]), "{not json");
   EXPECT_EQ(readState()["version"], 2) << "a new file is written beside it";
 }
 
@@ -3781,10 +3770,7 @@ TEST_F(RuntimeStateTest, AStartThePlaneRefusesKeepsTheStateFileInPlace) {
   make();
   ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   backend_.reset();
-  const std::string before = [&] {
-    std::ifstream in(statePath_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }();
+  const std::string before = fileText(statePath_);
   {
     test::LogCapture log;
     auto k = std::make_unique<Keeld>();
@@ -3795,8 +3781,7 @@ TEST_F(RuntimeStateTest, AStartThePlaneRefusesKeepsTheStateFileInPlace) {
     EXPECT_TRUE(log.take("runtime_state_ignored").empty());
     for (const auto& e : std::filesystem::directory_iterator(dir_))
       EXPECT_EQ(e.path().filename().string().find(".bad-"), std::string::npos) << e.path();
-    std::ifstream in(statePath_);
-    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), before);
+    EXPECT_EQ(fileText(statePath_), before);
   }
   forward_ = nullptr;
   auto k = restart();

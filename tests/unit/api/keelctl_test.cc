@@ -57,6 +57,21 @@ class KeelctlTest : public testing::ServerFixture {
     return ss.str();
   }
 
+  // A Unix socket listening at `path`, for a fake keeld that never
+  // answers (-1 if it cannot be made).
+  static int listenUnix(const std::string& path) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 4) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
   // keelctl --socket <ours> ARGS...; stdout and stderr captured apart.
   // COLUMNS (the width tables fit) is unset unless `columns` gives it, and
   // KEELCTL_TIMEOUT unless runAs_ sets it, so the caller's settings do not
@@ -581,13 +596,8 @@ TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
 // from "cannot connect" (69), so a script looks before it repeats a drain.
 TEST_F(KeelctlTest, ARequestSentButNotAnsweredIsNotUnavailable) {
   const std::string path = dir_ + "/mute.sock";
-  const int lfd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  const int lfd = listenUnix(path);
   ASSERT_GE(lfd, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(lfd, 4), 0);
   std::string got;
   std::thread mute([&] {  // two connections: one for each run below
     for (int i = 0; i < 2; ++i) {
@@ -621,13 +631,8 @@ TEST_F(KeelctlTest, ARequestSentButNotAnsweredIsNotUnavailable) {
 // (this harness kills keelctl at 20 s: rc 124).
 TEST_F(KeelctlTest, TimeoutBoundsTheWaitForAWedgedKeeld) {
   const std::string path = dir_ + "/wedged.sock";
-  const int lfd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  const int lfd = listenUnix(path);
   ASSERT_GE(lfd, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(lfd, 4), 0);
   int requests = 0;
   std::thread wedged([&] {  // reads each request, answers none, holds on until keelctl goes
     for (int c; (c = ::accept(lfd, nullptr, nullptr)) >= 0; ::close(c)) {

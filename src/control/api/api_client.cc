@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -18,6 +19,18 @@ namespace {
 // Responses are bounded by what the daemon sends; this only stops a broken
 // peer from filling memory.
 constexpr size_t kMaxResponseBytes = 256u << 20;
+
+// Bounds the next blocking connect() or send() on fd by what is left until
+// the deadline: SO_SNDTIMEO, under which a Unix stream socket's connect()
+// also waits for room in the listener's backlog (then fails with EAGAIN).
+// False once the deadline has passed.
+bool boundSends(int fd, std::chrono::steady_clock::time_point deadline) {
+  const auto left =
+      std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now()).count();
+  if (left <= 0) return false;
+  timeval tv{static_cast<time_t>(left / 1000000), static_cast<suseconds_t>(left % 1000000)};
+  return ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0;
+}
 }  // namespace
 
 ApiClient::~ApiClient() { close(); }
@@ -28,7 +41,13 @@ void ApiClient::close() {
   buffer_.clear();
 }
 
-Status ApiClient::connect() {
+std::string ApiClient::within() const {
+  char seconds[32];  // "60", "1.5", "0.1": keelctl --timeout takes fractions
+  std::snprintf(seconds, sizeof seconds, "%g", static_cast<double>(timeout_.count()) / 1000.0);
+  return std::string("within ") + seconds + " s";
+}
+
+Status ApiClient::connect(Deadline deadline) {
   if (fd_ >= 0) return Status::ok();
   sockaddr_un addr{};
   if (path_.empty()) return Status::error("cannot connect: the socket path is empty");
@@ -39,9 +58,14 @@ Status ApiClient::connect() {
   if (fd < 0) return Status::error(std::string("socket: ") + std::strerror(errno));
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path_.data(), path_.size());
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  if (!boundSends(fd, deadline) || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     int e = errno;
     ::close(fd);
+    // The listener's backlog stayed full until the deadline: keeld accepts
+    // no connections (wedged, or swamped by clients).
+    if (e == EAGAIN || std::chrono::steady_clock::now() >= deadline)
+      return Status::error("cannot connect to " + path_ + ": keeld accepted no connection " + within() +
+                           " (its backlog of connections is full: keeld may be wedged)");
     std::string hint;
     if (e == ENOENT || e == ECONNREFUSED) hint = " (is keeld running? use --socket PATH for another socket)";
     if (e == EACCES || e == EPERM)
@@ -58,19 +82,22 @@ Status ApiClient::connect() {
   return Status::ok();
 }
 
-Status ApiClient::sendAll(const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+Status ApiClient::sendAll(const std::string& data, Deadline deadline, size_t& sent) {
+  sent = 0;
+  while (sent < data.size()) {
+    // A request larger than the socket's buffer (config check of a large
+    // file) waits for keeld to read; one that reads nothing meets the deadline.
+    if (!boundSends(fd_, deadline))
+      return Status::error("keeld did not read the request on " + path_ + " " + within());
+    ssize_t n = ::send(fd_, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;  // the deadline ends it
     if (n <= 0) return Status::error("send to " + path_ + ": " + std::strerror(errno));
-    off += static_cast<size_t>(n);
+    sent += static_cast<size_t>(n);
   }
   return Status::ok();
 }
 
-Status ApiClient::readLine(std::string& line) {
-  auto deadline = std::chrono::steady_clock::now() + timeout_;
+Status ApiClient::readLine(std::string& line, Deadline deadline) {
   for (;;) {
     if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
       line = buffer_.substr(0, nl);
@@ -79,11 +106,7 @@ Status ApiClient::readLine(std::string& line) {
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
                                                                       std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      char seconds[32];  // "60", "1.5", "0.1": keelctl --timeout takes fractions
-      std::snprintf(seconds, sizeof seconds, "%g", static_cast<double>(timeout_.count()) / 1000.0);
-      return Status::error("no response from " + path_ + " within " + seconds + " s");
-    }
+    if (left.count() <= 0) return Status::error("no response from " + path_ + " " + within());
     pollfd p{fd_, POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(left.count()));
     if (r < 0 && errno == EINTR) continue;
@@ -101,17 +124,25 @@ Status ApiClient::readLine(std::string& line) {
 
 Status ApiClient::call(const std::string& method, const json& params, json& response) {
   sent_ = false;
-  if (Status s = connect(); !s) return s;
+  // One deadline for the whole exchange (keelctl --timeout).
+  const Deadline deadline = std::chrono::steady_clock::now() + timeout_;
+  if (Status s = connect(deadline); !s) return s;
   long id = nextId_++;
   json req{{"id", id}, {"method", method}};
   if (!params.is_null()) req["params"] = params;
-  if (Status s = sendAll(req.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"); !s) {
+  const std::string data = req.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  size_t out = 0;
+  const Status sending = sendAll(data, deadline, out);
+  // Sent once the JSON object is out: keeld answers a line that ends at its
+  // end of input rather than at a newline (api_server.cc), so closing after
+  // all but the newline still delivers the request.
+  sent_ = out + 1 >= data.size();
+  if (!sending) {
     close();
-    return s;
+    return sending;
   }
-  sent_ = true;
   std::string line;
-  if (Status s = readLine(line); !s) {
+  if (Status s = readLine(line, deadline); !s) {
     close();
     return s;
   }

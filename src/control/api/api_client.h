@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // A blocking client for the control socket: one request, one response line.
-// Plain POSIX (no Asio) so keelctl stays small; used by tests too.
+// Plain POSIX (no Asio) so keelctl stays small; used by tests too. Each
+// call() is bounded by the timeout as a whole: connecting (a keeld whose
+// backlog is full), sending (a keeld that reads nothing) and waiting for the
+// answer share one deadline.
 #pragma once
 
 #include <chrono>
@@ -23,9 +26,9 @@ class ApiClient {
   ApiClient(const ApiClient&) = delete;
   ApiClient& operator=(const ApiClient&) = delete;
 
-  // Connects lazily on the first call. The error names the socket and says
-  // whether the daemon looks absent ("is keeld running?").
-  Status connect();
+  // Connects lazily on the first call, by `deadline`. The error names the
+  // socket and says whether the daemon looks absent ("is keeld running?").
+  Status connect(std::chrono::steady_clock::time_point deadline);
 
   // Sends {"id", "method", "params"} and reads the matching response into
   // `response` (the whole {"id","ok",...} object). A transport failure is a
@@ -39,8 +42,12 @@ class ApiClient {
   void close();
 
  private:
-  Status sendAll(const std::string& data);
-  Status readLine(std::string& line);
+  using Deadline = std::chrono::steady_clock::time_point;
+  // Sends data by the deadline; `sent` says how many bytes went out.
+  Status sendAll(const std::string& data, Deadline deadline, size_t& sent);
+  Status readLine(std::string& line, Deadline deadline);
+  // "within 1.5 s": the timeout as the messages say it.
+  std::string within() const;
 
   std::string path_;
   std::chrono::milliseconds timeout_;

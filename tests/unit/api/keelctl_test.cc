@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <regex>
@@ -59,13 +61,13 @@ class KeelctlTest : public testing::ServerFixture {
 
   // A Unix socket listening at `path`, for a fake keeld that never
   // answers (-1 if it cannot be made).
-  static int listenUnix(const std::string& path) {
+  static int listenUnix(const std::string& path, int backlog = 4) {
     const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
     if (fd < 0) return -1;
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 4) != 0) {
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, backlog) != 0) {
       ::close(fd);
       return -1;
     }
@@ -690,6 +692,48 @@ TEST_F(KeelctlTest, TimeoutBoundsTheWaitForAWedgedKeeld) {
   wedged.join();
   ::close(lfd);
   EXPECT_EQ(requests, 3);  // the usage errors sent nothing
+}
+
+// --timeout bounds the whole exchange, not only the wait for the answer: a
+// keeld that accepts no connections (its backlog full) and one that reads
+// nothing of a request larger than the socket's buffer. Nothing was
+// applied in either case, so both exit 69, as when keeld is not running.
+// Without the bound keelctl would block until this harness kills it (rc 124).
+TEST_F(KeelctlTest, TimeoutBoundsConnectingAndSending) {
+  // Backlog 0 holds one connection not yet accepted (af_unix: full once
+  // more are queued than the backlog); ours fills it.
+  const std::string full = dir_ + "/full.sock";
+  const int lfd = listenUnix(full, 0);
+  ASSERT_GE(lfd, 0);
+  const int filler = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", full.c_str());
+  ASSERT_EQ(::connect(filler, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  CliRun c = keelctl({"--timeout", "0.5", "real", "drain", "web", "10.0.0.5"}, full);
+  EXPECT_EQ(c.rc, 69) << c.err;
+  EXPECT_EQ(c.err, "keelctl: cannot connect to " + full +
+                       ": keeld accepted no connection within 0.5 s (its backlog of connections is full: keeld may "
+                       "be wedged)\n");
+  ::close(filler);
+  ::close(lfd);
+
+  // Connected (queued, never accepted), so never read: a config check of
+  // a file over the socket's send buffer (~200 KiB) cannot be sent whole.
+  const std::string deaf = dir_ + "/deaf.sock";
+  const int dfd = listenUnix(deaf);
+  ASSERT_GE(dfd, 0);
+  const std::string big = dir_ + "/big.yaml";
+  {
+    std::ofstream f(big);
+    for (int i = 0; i < 8000; ++i) f << "# a comment line of the config file that keeps it over 400 KB\n";
+  }
+  CliRun s = keelctl({"-o", "json", "--timeout", "0.5", "config", "check", big}, deaf);
+  EXPECT_EQ(s.rc, 69) << s.err;
+  EXPECT_EQ(s.err, "keelctl: keeld did not read the request on " + deaf + " within 0.5 s\n");
+  EXPECT_EQ(json::parse(s.out, nullptr, false).value("error", json::object()).value("code", ""), "unavailable")
+      << s.out;
+  ::close(dfd);
 }
 
 // The table shows how long ago the state changed and why; the reason is cut

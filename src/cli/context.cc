@@ -98,22 +98,18 @@ std::string bareAddress(const std::string& text) {
   return text;
 }
 
-bool addHealthParam(Context& ctx, json& params, const std::string& text) {
-  if (text.empty()) return true;
+void usageError(const std::string& option, const std::string& why) { throw CLI::ValidationError(option, why); }
+
+void addHealthParam(json& params, const std::string& text) {
+  if (text.empty()) return;
   // Parsed here, so a key given twice would reach keeld once (nlohmann keeps
   // the last): refused as keeld refuses one in a request, with its path.
   api::DuplicateKeyFinder duplicates;
   json h = api::parseNotingDuplicates(text, duplicates, /*allowExceptions=*/false);
-  if (h.is_discarded()) {
-    ctx.fail(2, "--health: not valid JSON: " + text);  // a usage error, found before anything is sent
-    return false;
-  }
-  if (const auto& dup = duplicates.duplicate()) {
-    ctx.fail(2, "--health: " + *dup + ": duplicate key (each key may appear once in an object)");
-    return false;
-  }
+  if (h.is_discarded()) usageError("--health", "not valid JSON: " + text);  // found before anything is sent
+  if (const auto& dup = duplicates.duplicate())
+    usageError("--health", *dup + ": duplicate key (each key may appear once in an object)");
   params["health"] = std::move(h);
-  return true;
 }
 
 namespace {

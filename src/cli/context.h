@@ -53,7 +53,8 @@ struct Context {
   // An error keelctl finds itself, before or instead of a call: "keelctl:
   // MESSAGE" on stderr, and with -o json {"error": {"code": "usage" (exit
   // 2) or "failed" (exit 1), "message"}} on stdout, so a script reads one
-  // shape whatever failed. Sets exitCode.
+  // shape whatever failed. Sets exitCode. A bad value of a verb's own
+  // option is usageError()'s instead.
   void fail(int exit, const std::string& message);
 
   api::ApiClient& client();
@@ -61,6 +62,13 @@ struct Context {
  private:
   std::optional<api::ApiClient> client_;
 };
+
+// A value a verb checks itself before sending anything is wrong (--client
+// that is no ADDR:PORT): thrown as CLI11's own usage errors are, so main()
+// says it the same way, with the command it is about and the --help line
+// ("keelctl lookup: --client: must be ...", exit 2; -o json: code "usage").
+// Only from a verb's callback, which CLI11 runs inside parse().
+[[noreturn]] void usageError(const std::string& option, const std::string& why);
 
 // One noun of the command table (xdp-tools style): defines its verbs.
 struct Noun {
@@ -89,9 +97,9 @@ json numberOrString(const std::string& text);
 std::string bareAddress(const std::string& text);
 
 // --health TEXT (a JSON object) into params["health"]; nothing when TEXT is
-// empty. Not JSON at all: says so, sets ctx.exitCode = 2 (a usage error) and returns false.
-// What the object holds is the daemon's to check.
-bool addHealthParam(Context& ctx, json& params, const std::string& text);
+// empty. Not JSON at all, or a key twice: a usageError(). What the object
+// holds is the daemon's to check.
+void addHealthParam(json& params, const std::string& text);
 
 // "10.0.0.1:80", "[2001:db8::1]:80", port 0 shown as "*".
 std::string endpoint(const std::string& address, uint64_t port);

@@ -39,10 +39,8 @@ void defineLookup(CLI::App& noun, Context& ctx) {
   noun.add_option("--port", a->port, "destination port, for a service on every port");
   noun.callback([&ctx, a] {
     std::string addr, port;
-    if (!splitClient(a->client, addr, port)) {
-      ctx.fail(2, "--client: must be ADDR:PORT (IPv6 as [ADDR]:PORT), got \"" + a->client + "\"");
-      return;
-    }
+    if (!splitClient(a->client, addr, port))
+      usageError("--client", "must be ADDR:PORT (IPv6 as [ADDR]:PORT), got \"" + a->client + "\"");
     json p{{"service", a->service}, {"client_address", addr}, {"client_port", numberOrString(port)}};
     if (!a->protocol.empty()) p["protocol"] = a->protocol;
     if (!a->port.empty()) p["port"] = numberOrString(a->port);

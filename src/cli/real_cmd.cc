@@ -37,7 +37,7 @@ void verb(CLI::App& noun, Context& ctx, const char* name, const char* help, cons
     if (!a->weight.empty()) p["weight"] = numberOrString(a->weight);
     if (!a->mac.empty()) p["mac"] = a->mac;
     if (a->reason) p["reason"] = *a->reason;
-    if (!addHealthParam(ctx, p, a->health)) return;
+    addHealthParam(p, a->health);
     auto r = ctx.call(m, p);
     if (r && ctx.jsonOutput()) return ctx.printJson(*r);
     if (r) printChange(m, *r);

@@ -83,12 +83,9 @@ std::string serviceWarnings(const json& services) {
 // ADDR[:WEIGHT[:MAC]], IPv6 always as [ADDR][:WEIGHT[:MAC]]. A bare IPv6
 // address is refused: `2001:db8::5:50` is both the address 2001:db8::5:50
 // and 2001:db8::5 at weight 50, and keelctl cannot know which was meant.
-// nullopt after printing why (a usage error).
-std::optional<json> parseRealArg(const std::string& text, Context& ctx) {
-  auto usage = [&](const std::string& why) -> std::optional<json> {
-    ctx.fail(2, "--real " + text + ": " + why);
-    return std::nullopt;
-  };
+// A usageError() if it is none of those.
+json parseRealArg(const std::string& text) {
+  auto usage = [&](const std::string& why) -> json { usageError("--real " + text, why); };
   std::string addr, rest;
   if (!text.empty() && text[0] == '[') {
     auto close = text.find(']');
@@ -179,13 +176,9 @@ void defineService(CLI::App& noun, Context& ctx) {
     if (!add->forwarding.empty()) p["forwarding"] = add->forwarding;
     if (!add->scheduler.empty()) p["scheduler"] = add->scheduler;
     if (!add->ringSize.empty()) p["ring_size"] = numberOrString(add->ringSize);
-    if (!addHealthParam(ctx, p, add->health)) return;
+    addHealthParam(p, add->health);
     json reals = json::array();
-    for (const auto& r : add->reals) {
-      auto real = parseRealArg(r, ctx);
-      if (!real) return;
-      reals.push_back(std::move(*real));
-    }
+    for (const auto& r : add->reals) reals.push_back(parseRealArg(r));
     if (!reals.empty()) p["reals"] = reals;
     auto r = ctx.call("service.add", p);
     if (r && ctx.jsonOutput()) return ctx.printJson(*r);

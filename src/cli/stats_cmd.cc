@@ -277,25 +277,19 @@ void defineStats(CLI::App& noun, Context& ctx) {
         // (it is optional, so CLI11 gives it the next word); say where
         // SERVICE goes rather than guess which one was meant.
         const bool word = !end || *end;
-        ctx.fail(2, "--watch: must be a number of seconds 0.1..86400, got \"" + a->watch + "\"" +
-                        (word && a->service.empty() ? " (if that is a service, put it before --watch: keelctl stats " +
-                                                          a->watch + " --watch [SECONDS])"
-                                                    : ""));
-        return;
+        usageError("--watch", "must be a number of seconds 0.1..86400, got \"" + a->watch + "\"" +
+                                  (word && a->service.empty() ? " (if that is a service, put it before --watch: "
+                                                                "keelctl stats " + a->watch + " --watch [SECONDS])"
+                                                              : ""));
       }
     } else if (!a->watching) {
       interval = 1.0;  // --rate alone: one 1-second sample
     }
-    if (a->count < 0) {
-      ctx.fail(2, "--count: must be >= 0");
-      return;
-    }
+    if (a->count < 0) usageError("--count", "must be >= 0");
     // Without --watch there is one sample: a count asked for more (or
     // fewer) would be ignored without a word.
-    if (count->count() > 0 && !a->watching) {
-      ctx.fail(2, "--count: only with --watch (without it, stats prints one sample)");
-      return;
-    }
+    if (count->count() > 0 && !a->watching)
+      usageError("--count", "only with --watch (without it, stats prints one sample)");
     json params = json::object();
     if (!a->service.empty()) params["service"] = a->service;
     using Clock = std::chrono::steady_clock;

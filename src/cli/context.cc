@@ -222,6 +222,31 @@ void printWarnings(const json& result) {
   for (const auto& w : result["warnings"]) std::cerr << "warning: " << str(w) << "\n";
 }
 
+std::string countText(const json& v, bool exact) {
+  if (!v.is_number_unsigned()) return str(v);
+  const uint64_t n = v.get<uint64_t>();
+  // ipvsadm's print_largenum(): exact under 100 million, then each unit
+  // while the figure stays under 100 of the next one.
+  if (exact || n < 100'000'000ULL) return std::to_string(n);
+  if (n < 1'000'000'000ULL) return std::to_string(n / 1'000ULL) + "K";
+  if (n < 100'000'000'000ULL) return std::to_string(n / 1'000'000ULL) + "M";
+  if (n < 100'000'000'000'000ULL) return std::to_string(n / 1'000'000'000ULL) + "G";
+  return std::to_string(n / 1'000'000'000'000ULL) + "T";
+}
+
+std::string rateText(const json& v, bool exact) {
+  if (!v.is_number()) return str(v);
+  const double d = v.get<double>();
+  if (!exact && d >= 1e8) return countText(json(static_cast<uint64_t>(d)), false);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", d);
+  return buf;
+}
+
+void addExactFlag(CLI::App& verb, Context& ctx) {
+  verb.add_flag("--exact", ctx.exact, "whole numbers (by default, from 100,000,000 on: K, M, G, T)");
+}
+
 std::string str(const json& v) {
   if (v.is_null()) return "";
   if (v.is_string()) return v.get<std::string>();

@@ -36,6 +36,9 @@ struct Context {
   // a minute. Past it the call fails as sent but not answered (exit 3).
   double timeoutSeconds = 60;
   int exitCode = 0;
+  // --exact: tables print counts whole (ipvsadm's --exact); by default one
+  // of 100,000,000 or more is cut to K, M, G or T (countText()).
+  bool exact = false;
 
   bool jsonOutput() const { return output == "json"; }
 
@@ -134,6 +137,15 @@ std::string truncated(std::string s, size_t max);
 size_t outputWidth();
 
 std::string str(const json& v);  // a JSON scalar as text ("" for null)
+// A packet, byte or flow count for a table, as ipvsadm prints one: whole
+// below 100,000,000 (or when `exact`), else in thousands (K), millions (M),
+// billions (G) or trillions (T), rounded down, so a column of a busy
+// balancer's byte counts stays readable. Not a number: str().
+std::string countText(const json& v, bool exact);
+// A per-second rate the same way: one decimal below 100,000,000.
+std::string rateText(const json& v, bool exact);
+// --exact on a verb that prints counts (service list/show, stats).
+void addExactFlag(CLI::App& verb, Context& ctx);
 // A real's state as the tables show it: the API's state, and for a down
 // real that still gets traffic why: "down, held" (fail-open keeps it in the
 // ring) or "down, kept" (its established flows stay with it).

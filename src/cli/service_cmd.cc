@@ -24,7 +24,7 @@ std::optional<uint64_t> keptFlows(const json& real) {
 // ipvsadm -Ln --stats style: a service line, then one "->" line per real;
 // Flows from the last periodic count (entries kept per real: closer to
 // ipvsadm's ActiveConn + InActConn, keelctl.8).
-std::string serviceTable(const json& services) {
+std::string serviceTable(const json& services, bool exact) {
   Table t({false, false, false, false, false, true, true, true});
   t.row({"Prot", "LocalAddress:Port", "Scheduler", "Forward", "Service", "Packets", "Bytes", "Flows"});
   t.row({"  ->", "RemoteAddress", "Weight", "State", "", "Packets", "Bytes", "Flows"});
@@ -39,14 +39,14 @@ std::string serviceTable(const json& services) {
       flows += kept.value_or(0);
     }
     t.row({upper(str(s["protocol"])), endpoint(str(s["vip"]), s["port"].get<uint64_t>()),
-           str(s["scheduler"]), str(s["forwarding"]), str(s["name"]), str(s["packets"]),
-           str(s["bytes"]), counted ? std::to_string(flows) : "-"});
+           str(s["scheduler"]), str(s["forwarding"]), str(s["name"]), countText(s["packets"], exact),
+           countText(s["bytes"], exact), counted ? countText(json(flows), exact) : "-"});
     for (const auto& r : s["reals"]) {
       std::string addr = str(r["address"]);
       if (r.contains("mac")) addr += " (" + str(r["mac"]) + ")";
       const std::optional<uint64_t> kept = keptFlows(r);
-      t.row({"  ->", addr, str(r["weight"]), realState(r), "", str(r["packets"]), str(r["bytes"]),
-             kept ? std::to_string(*kept) : "-"});
+      t.row({"  ->", addr, str(r["weight"]), realState(r), "", countText(r["packets"], exact),
+             countText(r["bytes"], exact), kept ? countText(json(*kept), exact) : "-"});
     }
   }
   return t.render();
@@ -134,22 +134,24 @@ void defineService(CLI::App& noun, Context& ctx) {
   noun.require_subcommand(1, 1);
 
   CLI::App* list = noun.add_subcommand("list", "list services with their reals and counters");
+  addExactFlag(*list, ctx);
   list->callback([&ctx] {
     auto r = ctx.call("service.list");
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
-    std::cout << serviceTable((*r)["services"]) << flowsNote((*r)["services"]) << serviceWarnings((*r)["services"]);
+    std::cout << serviceTable((*r)["services"], ctx.exact) << flowsNote((*r)["services"]) << serviceWarnings((*r)["services"]);
   });
 
   auto name = std::make_shared<std::string>();
   CLI::App* show = noun.add_subcommand("show", "show one service");
   show->add_option("NAME", *name, "service name")->required();
+  addExactFlag(*show, ctx);
   show->callback([&ctx, name] {
     auto r = ctx.call("service.show", {{"name", *name}});
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     const json& s = (*r)["service"];
-    std::cout << serviceTable(json::array({s})) << flowsNote(json::array({s}));
+    std::cout << serviceTable(json::array({s}), ctx.exact) << flowsNote(json::array({s}));
     std::cout << "ring: " << str(s["published_ring_size"]) << " slots published (configured "
               << str(s["ring_size"]) << ")\n"
               << serviceWarnings(json::array({s}));

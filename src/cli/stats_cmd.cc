@@ -129,18 +129,14 @@ json rates(const json& before, const json& after, double seconds) {
   return out;
 }
 
-std::string fmtRate(const json& v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f", v.get<double>());
-  return buf;
-}
-
-void printTable(const json& r, bool isRate) {
+void printTable(const json& r, bool isRate, bool exact) {
   const char* pk = isRate ? "packets_per_s" : "packets";
   const char* by = isRate ? "bytes_per_s" : "bytes";
-  auto cell = [&](const json& o, const char* k) { return isRate ? fmtRate(o[k]) : str(o[k]); };
+  // A count, or with --rate a rate (ipvsadm's K/M/G/T unless --exact).
+  auto num = [&](const json& v) { return isRate ? rateText(v, exact) : countText(v, exact); };
+  auto cell = [&](const json& o, const char* k) { return num(o[k]); };
   std::cout << "dataplane: " << str(r["dataplane"]);
-  if (isRate) std::cout << "  (rates over " << fmtRate(r["interval_s"]) << " s)";
+  if (isRate) std::cout << "  (rates over " << rateText(r["interval_s"], true) << " s)";
   std::cout << "\n";
   // XDP: the program's interface and mode, and whether it runs there now:
   // keeld attaches it again when it finds it gone (keeld(8) upkeep), and
@@ -166,9 +162,9 @@ void printTable(const json& r, bool isRate) {
     for (const auto& [k, what] : {std::pair{"inserts_skipped", "inserts skipped"},
                                   std::pair{"midflow_misses", "mid-flow misses"}}) {
       if (isRate && ct.contains(std::string(k) + "_per_s"))
-        std::cout << ", " << fmtRate(ct[std::string(k) + "_per_s"]) << " " << what << "/s";
+        std::cout << ", " << num(ct[std::string(k) + "_per_s"]) << " " << what << "/s";
       else if (!isRate && ct.contains(k))
-        std::cout << ", " << str(ct[k]) << " " << what;
+        std::cout << ", " << num(ct[k]) << " " << what;
     }
     std::cout << "\n";
     // DPDK: each family has its own half of every worker's table, so one
@@ -178,8 +174,8 @@ void printTable(const json& r, bool isRate) {
       if (!ct.contains(f) || !ct[f].is_object()) continue;
       const json& h = ct[f];
       std::cout << "  " << f << ": " << str(h["entries"]) << " of " << str(h["capacity"]) << " entries, "
-                << (isRate ? fmtRate(h["live_evictions_per_s"]) + " live evictions/s"
-                           : str(h["live_evictions"]) + " live evictions")
+                << (isRate ? num(h["live_evictions_per_s"]) + " live evictions/s"
+                           : num(h["live_evictions"]) + " live evictions")
                 << "\n";
     }
   }
@@ -194,7 +190,7 @@ void printTable(const json& r, bool isRate) {
       std::cout << label << (isRate ? " pkts/s:" : " packets:");
       for (const auto& w : r["workers"])
         std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "="
-                  << (isRate ? fmtRate(w.value(k, json(0))) : str(w.value(k, json(0))));
+                  << num(w.value(k, json(0)));
       std::cout << "\n";
     };
     perWorkerCount("workers rx", "rx_packets");
@@ -209,7 +205,7 @@ void printTable(const json& r, bool isRate) {
         std::cout << " " << str(w["worker"]) << "@lcore" << str(w["lcore"]) << "=";
         for (size_t i = 0; i < keys.size(); ++i) {
           const json v = o.value(keys[i], json(0));
-          std::cout << (i ? "/" : "") << (isRate ? fmtRate(v) : str(v));
+          std::cout << (i ? "/" : "") << num(v);
         }
       }
       std::cout << "\n";
@@ -228,8 +224,7 @@ void printTable(const json& r, bool isRate) {
     const json& p = r["port"];
     auto n = [&](const char* k) {
       const std::string key = std::string(k) + (isRate ? "_per_s" : "");
-      const json v = p.value(key, json(0));
-      return isRate ? fmtRate(v) : str(v);
+      return num(p.value(key, json(0)));
     };
     std::cout << "port" << (isRate ? " /s" : "") << ": rx " << n("rx_packets") << " (missed " << n("rx_missed")
               << ", no mbuf " << n("rx_no_mbuf") << ", errors " << n("rx_errors") << "), tx " << n("tx_packets")
@@ -263,6 +258,7 @@ void defineStats(CLI::App& noun, Context& ctx) {
   CLI::Option* watch = noun.add_option("--watch", a->watch, "repeat every SECONDS (default 2)")
                            ->expected(0, 1);
   noun.add_flag("--rate", a->rate, "per-second rates instead of totals");
+  addExactFlag(noun, ctx);
   CLI::Option* count =
       noun.add_option("--count", a->count, "stop after N samples (with --watch; 0, the default: never)");
   noun.callback([&ctx, a, watch, count] {
@@ -326,7 +322,7 @@ void defineStats(CLI::App& noun, Context& ctx) {
         ctx.printJson(out);
       } else {
         if (a->watching && shown > 0) std::cout << "\n";
-        printTable(out, a->rate);
+        printTable(out, a->rate, ctx.exact);
       }
       std::cout.flush();
       if (limit && ++shown >= limit) return;

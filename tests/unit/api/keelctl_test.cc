@@ -153,6 +153,58 @@ TEST_F(KeelctlTest, ServiceListTableAndJson) {
   EXPECT_NE(unknown.err.find("--bogus"), std::string::npos) << unknown.err;
 }
 
+// A busy balancer's counts, as ipvsadm prints them: whole below 100,000,000,
+// then cut down to K, M, G or T; --exact (or -o json) has them whole.
+TEST_F(KeelctlTest, LargeCountsAreCutDownUnlessExact) {
+  onLoop([&] {
+    auto& web = fake_.services[0];
+    web.counters = {123'456'789'012ULL, 987'654'321'098'765ULL};  // 123G packets, 987T bytes
+    web.reals[0].counters = {99'999'999, 100'000'000};              // the last whole one, the first K
+    web.reals[1].counters = {999'999'999, 1'000'000'000};           // the last K, the first M
+    fake_.stats.port = PortStats{100'000'000'000ULL, 0, 0, 0, 99'999'999'999ULL, 0, true, 25000};  // 100G / 99999M
+    return 0;
+  });
+  startServer();
+  auto words = [](const std::string& s) {
+    std::istringstream is(s);
+    std::vector<std::string> w;
+    for (std::string x; is >> x;) w.push_back(x);
+    return w;
+  };
+  CliRun t = keelctl({"service", "list"});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  std::vector<std::string> l = linesOf(t.out);
+  ASSERT_GE(l.size(), 5u) << t.out;
+  EXPECT_EQ(words(l[2]), (std::vector<std::string>{"TCP", "10.0.0.1:80", "maglev", "ipip", "web", "123G", "987T", "-"}));
+  EXPECT_EQ(words(l[3]), (std::vector<std::string>{"->", "10.0.0.5", "100", "up", "99999999", "100000K", "-"}));
+  EXPECT_EQ(words(l[4]), (std::vector<std::string>{"->", "10.0.0.6", "100", "up", "999999K", "1000M", "-"}));
+  CliRun e = keelctl({"service", "show", "web", "--exact"});
+  ASSERT_EQ(e.rc, 0) << e.err;
+  l = linesOf(e.out);
+  ASSERT_GE(l.size(), 5u) << e.out;
+  EXPECT_EQ(words(l[2])[5], "123456789012");
+  EXPECT_EQ(words(l[2])[6], "987654321098765");
+  EXPECT_EQ(words(l[4])[4], "999999999");
+  CliRun st = keelctl({"stats"});
+  ASSERT_EQ(st.rc, 0) << st.err;
+  EXPECT_NE(st.out.find("port: rx 100G (missed 0, no mbuf 0, errors 0), tx 99999M (errors 0)"), std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find(" web "), std::string::npos);
+  bool cut = false;
+  for (const std::string& line : linesOf(st.out))
+    if (words(line).size() == 5 && words(line)[2] == "web") cut = words(line)[3] == "123G" && words(line)[4] == "987T";
+  EXPECT_TRUE(cut) << st.out;
+  CliRun sx = keelctl({"stats", "--exact"});
+  ASSERT_EQ(sx.rc, 0) << sx.err;
+  EXPECT_NE(sx.out.find("port: rx 100000000000 (missed 0, no mbuf 0, errors 0), tx 99999999999 (errors 0)"),
+            std::string::npos)
+      << sx.out;
+  EXPECT_NE(sx.out.find("987654321098765"), std::string::npos) << sx.out;
+  CliRun j = keelctl({"-o", "json", "service", "show", "web"});
+  ASSERT_EQ(j.rc, 0) << j.err;
+  EXPECT_EQ(json::parse(j.out)["service"]["bytes"], 987'654'321'098'765ULL) << j.out;
+}
+
 // Each real's flows at the last periodic count: the kept ones in the Flows
 // column, the service line the sum of its reals' ("-" unless every real has
 // a count), "-" for a real the count did not have, how old the count is

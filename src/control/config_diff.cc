@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <utility>
+#include <variant>
 
 #include "common/duration.h"
 
@@ -129,14 +130,11 @@ KeyChanges nodeChanges(const keel_node_config& from, const keel_node_config& to)
   return out;
 }
 
-void logServiceChanges(const ServiceConfig& from, const ServiceConfig& to,
-                       const std::function<std::optional<uint32_t>(const IpAddress&)>& weightBefore) {
+ConfigChanges keptServiceChanges(const ServiceConfig& from, const ServiceConfig& to,
+                                 const std::function<std::optional<uint32_t>(const IpAddress&)>& weightBefore) {
+  ConfigChanges out;
   const std::string& name = to.name;
-  if (KeyChanges c = serviceChanges(from, to); !c.empty()) {
-    LogRecord rec("service_updated");
-    rec.add("service", name);
-    logInfo(addChanges(rec, c));
-  }
+  if (KeyChanges c = serviceChanges(from, to); !c.empty()) out.push_back(change::ServiceUpdated{name, std::move(c)});
   std::map<IpAddress, const RealConfig*> was;
   for (const RealConfig& rc : from.reals) was.emplace(rc.address, &rc);
   // A check change is per real (the service's block and the real's own
@@ -148,12 +146,7 @@ void logServiceChanges(const ServiceConfig& from, const ServiceConfig& to,
     const std::optional<uint32_t> weight = weightBefore(rc.address);
     if (!weight) continue;  // added
     ++kept;
-    if (*weight != rc.weight)
-      logInfo(LogRecord("real_weight_changed")
-                  .add("service", name)
-                  .add("real", rc.address.toString())
-                  .add("from", *weight)
-                  .add("to", rc.weight));
+    if (*weight != rc.weight) out.push_back(change::RealWeightChanged{name, rc.address, *weight, rc.weight});
     auto old = was.find(rc.address);
     if (old == was.end()) continue;
     if (KeyChanges c = healthCheckChanges(old->second->healthSpec, rc.healthSpec); !c.empty())
@@ -166,17 +159,144 @@ void logServiceChanges(const ServiceConfig& from, const ServiceConfig& to,
     serviceWide.insert(serviceWide.end(), checks[0].second.begin(), checks[0].second.end());
     checks.clear();
   }
-  if (!serviceWide.empty()) {
-    LogRecord rec("health_check_changed");
-    rec.add("service", name);
-    if (shared) rec.add("reals", kept);
-    logInfo(addChanges(rec, serviceWide));
-  }
-  for (const auto& [addr, c] : checks) {
-    LogRecord rec("health_check_changed");
-    rec.add("service", name).add("real", addr.toString());
-    logInfo(addChanges(rec, c));
-  }
+  if (!serviceWide.empty())
+    out.push_back(change::HealthCheckChanged{name, std::nullopt, shared ? kept : 0, std::move(serviceWide)});
+  for (auto& [addr, c] : checks) out.push_back(change::HealthCheckChanged{name, addr, 0, std::move(c)});
+  return out;
+}
+
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+nlohmann::json keysJson(const KeyChanges& keys) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const KeyChange& k : keys) out.push_back({{"key", k.key}, {"from", k.from}, {"to", k.to}});
+  return out;
+}
+
+}  // namespace
+
+// The two ways of saying a change, beside each other: a field one of them
+// gains, the other should say too (or say why not, as the ids).
+void logChange(const ConfigChange& change) {
+  std::visit(Overloaded{
+                 [](const change::ServiceAdded& c) {
+                   logInfo(LogRecord("service_added")
+                               .add("service", c.service)
+                               .add("id", c.id)
+                               .add("vip", c.vip.toString())
+                               .add("port", c.port)
+                               .add("proto", protocolName(c.protocol))
+                               .add("reals", c.reals));
+                 },
+                 [](const change::ServiceRemoved& c) {
+                   logInfo(LogRecord("service_removed").add("service", c.service).add("id", c.id));
+                 },
+                 [](const change::ServiceUpdated& c) {
+                   LogRecord rec("service_updated");
+                   rec.add("service", c.service);
+                   logInfo(addChanges(rec, c.keys));
+                 },
+                 [](const change::RealAdded& c) {
+                   logInfo(LogRecord("real_added").add("service", c.service).add("real", c.real.toString()));
+                 },
+                 [](const change::RealRemoved& c) {
+                   logInfo(LogRecord("real_removed").add("service", c.service).add("real", c.real.toString()));
+                 },
+                 [](const change::RealWeightChanged& c) {
+                   logInfo(LogRecord("real_weight_changed")
+                               .add("service", c.service)
+                               .add("real", c.real.toString())
+                               .add("from", c.from)
+                               .add("to", c.to));
+                 },
+                 [](const change::HealthCheckChanged& c) {
+                   LogRecord rec("health_check_changed");
+                   rec.add("service", c.service);
+                   if (c.real) rec.add("real", c.real->toString());
+                   if (c.reals) rec.add("reals", c.reals);
+                   logInfo(addChanges(rec, c.keys));
+                 },
+                 [](const change::RealMacChanged& c) {
+                   LogRecord rec("real_mac_changed");
+                   rec.add("service", c.service)
+                       .add("real", c.real.toString())
+                       .add("from", c.from.toString())
+                       .add("mac", c.to.toString());
+                   if (c.byTable)
+                     logWarn(rec.add("detail", "the neighbour table's entry names another MAC; l2dsr sends there now"));
+                   else
+                     logInfo(rec.add("detail", "keel.yaml's mac for it is another; l2dsr sends there now"));
+                 },
+                 [](const change::NodeUpdated& c) {
+                   LogRecord rec("node_updated");
+                   logInfo(addChanges(rec, c.keys));
+                 },
+                 [](const change::IntervalChanged& c) {
+                   logInfo(LogRecord(c.event).add("from", c.from).add("to", c.to));
+                 },
+             },
+             change);
+}
+
+void noteChange(ConfigChange change, ConfigChanges* changes) {
+  logChange(change);
+  if (changes) changes->push_back(std::move(change));
+}
+
+nlohmann::json changeJson(const ConfigChange& change) {
+  using nlohmann::json;
+  return std::visit(
+      Overloaded{
+          [](const change::ServiceAdded& c) {
+            return json{{"change", "service_added"},
+                        {"service", c.service},
+                        {"vip", c.vip.toString()},
+                        {"port", c.port},
+                        {"protocol", std::string(protocolName(c.protocol))},
+                        {"reals", c.reals}};
+          },
+          [](const change::ServiceRemoved& c) { return json{{"change", "service_removed"}, {"service", c.service}}; },
+          [](const change::ServiceUpdated& c) {
+            return json{{"change", "service_updated"}, {"service", c.service}, {"keys", keysJson(c.keys)}};
+          },
+          [](const change::RealAdded& c) {
+            return json{{"change", "real_added"}, {"service", c.service}, {"real", c.real.toString()}};
+          },
+          [](const change::RealRemoved& c) {
+            return json{{"change", "real_removed"}, {"service", c.service}, {"real", c.real.toString()}};
+          },
+          [](const change::RealWeightChanged& c) {
+            return json{{"change", "real_weight_changed"},
+                        {"service", c.service},
+                        {"real", c.real.toString()},
+                        {"from", c.from},
+                        {"to", c.to}};
+          },
+          [](const change::HealthCheckChanged& c) {
+            json j{{"change", "health_check_changed"}, {"service", c.service}};
+            if (c.real) j["real"] = c.real->toString();
+            if (c.reals) j["reals"] = c.reals;
+            j["keys"] = keysJson(c.keys);
+            return j;
+          },
+          [](const change::RealMacChanged& c) {
+            return json{{"change", "real_mac_changed"},
+                        {"service", c.service},
+                        {"real", c.real.toString()},
+                        {"from", c.from.toString()},
+                        {"to", c.to.toString()}};
+          },
+          [](const change::NodeUpdated& c) { return json{{"change", "node_updated"}, {"keys", keysJson(c.keys)}}; },
+          [](const change::IntervalChanged& c) { return json{{"change", c.event}, {"from", c.from}, {"to", c.to}}; },
+      },
+      change);
 }
 
 }  // namespace keel

@@ -326,13 +326,7 @@ Status Registry::addService(const ServiceConfig& cfg) {
   if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, serviceFlags(cfg), {}});
       !s)
     return Status::error("service " + cfg.name + ": write service: " + s.message());
-  logInfo(LogRecord("service_added")
-              .add("service", cfg.name)
-              .add("id", state.id)
-              .add("vip", cfg.vip.toString())
-              .add("port", cfg.port)
-              .add("proto", protocolName(cfg.protocol))
-              .add("reals", cfg.reals.size()));
+  note(change::ServiceAdded{cfg.name, state.id, cfg.vip, cfg.port, cfg.protocol, cfg.reals.size()});
   return Status::ok();
 }
 
@@ -358,7 +352,7 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
                          std::to_string(state.id) + ": " + s.message());
   serviceIds_.release(state.id);
   dropVipRef(state.config.vip, vipsMaybeUnused);
-  logInfo(LogRecord("service_removed").add("service", name).add("id", state.id));
+  note(change::ServiceRemoved{name, state.id});
   services_.erase(it);
   return Status::ok();
 }
@@ -368,13 +362,17 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
 // re-applies the running config). Whether the file or a keelctl change
 // made them, the registry cannot tell: a keelctl change also logs its own
 // runtime_* or api_change record.
-void Registry::logChanges(const ServiceState& state, const ServiceConfig& cfg) {
-  logServiceChanges(state.config, cfg, [&state](const IpAddress& address) -> std::optional<uint32_t> {
-    auto real = state.reals.find(address);
-    if (real == state.reals.end()) return std::nullopt;  // added: real_added, after the writes
-    return real->second.weight;
-  });
+void Registry::noteChanges(const ServiceState& state, const ServiceConfig& cfg) {
+  for (ConfigChange& c :
+       keptServiceChanges(state.config, cfg, [&state](const IpAddress& address) -> std::optional<uint32_t> {
+         auto real = state.reals.find(address);
+         if (real == state.reals.end()) return std::nullopt;  // added: real_added, after the writes
+         return real->second.weight;
+       }))
+    note(std::move(c));
 }
+
+void Registry::note(ConfigChange change) { noteChange(std::move(change), noted_); }
 
 Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   const std::string& name = cfg.name;
@@ -386,7 +384,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   const uint32_t oldRingSize = state.config.ringSize;
   const bool forwardingChanged = state.config.forwarding != cfg.forwarding;
   const uint32_t oldFlags = serviceFlags(state.config);
-  logChanges(state, cfg);
+  noteChanges(state, cfg);
   state.config = cfg;
   const uint32_t flags = serviceFlags(cfg);
   bool serviceWritten = false;
@@ -496,11 +494,10 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     }
     if (Status s = invalidateBackend(state, it->first, it->second); !s) return s;
     if (Status s = releaseBackend(state, it->first, it->second); !s) return s;
-    logInfo(LogRecord("real_removed").add("service", name).add("real", it->first.toString()));
+    note(change::RealRemoved{name, it->first});
     it = state.reals.erase(it);
   }
-  for (const RealConfig* rc : added)
-    logInfo(LogRecord("real_added").add("service", name).add("real", rc->address.toString()));
+  for (const RealConfig* rc : added) note(change::RealAdded{name, rc->address});
 
   if ((rewrite || flags != oldFlags) && !serviceWritten)
     if (Status s = writeService(); !s) return s;
@@ -562,10 +559,17 @@ Status Registry::capacityFor(const Config& config) const {
   return Status::ok();
 }
 
-Status Registry::apply(const Config& config) {
+Status Registry::apply(const Config& config, ConfigChanges* changes) {
   // One batch: the DPDK plane publishes the whole apply as one snapshot
   // (Dataplane::beginBatch); the calls below keep their order for XDP.
   DataplaneBatch batch(dataplane_);
+  // note() keeps each change for `changes` until apply returns, whichever
+  // way it returns.
+  noted_ = changes;
+  struct Unnote {
+    Registry* registry;
+    ~Unnote() { registry->noted_ = nullptr; }
+  } unnote{this};
   std::map<std::string, const ServiceConfig*> desired;
   for (const ServiceConfig& s : config.services) desired[s.name] = &s;
 

@@ -34,6 +34,7 @@
 #include "common/address.h"
 #include "common/status.h"
 #include "control/config.h"
+#include "control/config_diff.h"
 #include "control/maglev/maglev.h"
 #include "dataplane/dataplane.h"
 
@@ -213,7 +214,11 @@ class Registry {
   // config is applied all the same: the operator may know their clients.
   // Its data-plane calls form one batch (Dataplane::beginBatch), as do
   // setRealHealth()'s.
-  Status apply(const Config& config);
+  // Each change it makes is logged (docs/operations.md, "Reloads") and, if
+  // `changes` is given, appended to it in the same order: what a reload
+  // answers it changed (config.reload's `changes`). After a failure they
+  // are those made before it.
+  Status apply(const Config& config, ConfigChanges* changes = nullptr);
   // apply()'s first step: whether `config` fits the data plane's free ids
   // (limits.max_services, limits.max_reals), an error naming the limit if
   // not. Reads only: a refusal here means nothing was written.
@@ -399,11 +404,14 @@ class Registry {
   Status addService(const ServiceConfig& cfg);
   Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
   Status updateService(ServiceState& state, const ServiceConfig& cfg);
+  // A change made: logged, and kept for apply()'s `changes` if it was given.
+  void note(ConfigChange change);
+  ConfigChanges* noted_ = nullptr;  // apply()'s `changes` while it runs
   // What updateService is about to change in a service it keeps:
   // service_updated (its own keys), real_weight_changed and
   // health_check_changed (docs/operations.md, "Reloads"). Reals added or
   // removed get real_added / real_removed once written.
-  void logChanges(const ServiceState& state, const ServiceConfig& cfg);
+  void noteChanges(const ServiceState& state, const ServiceConfig& cfg);
   // Fail-open holds reals only while nothing else can serve: once a real
   // (of `only`, if given) is healthy, not held and weighted, or the policy
   // is fail-closed, every held real is released (held cleared). Returns

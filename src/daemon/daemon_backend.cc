@@ -523,7 +523,7 @@ std::optional<keel_node_config> DaemonBackend::nodeFor(const Config& c, std::opt
   return buildNodeConfig(c, mac, &err);
 }
 
-Status DaemonBackend::writeNode(const Config& next) {
+Status DaemonBackend::writeNode(const Config& next, ConfigChanges* changes) {
   if (!planeMac_) return Status::ok();
   std::optional<MacAddress> mac;
   std::string err;
@@ -532,8 +532,7 @@ Status DaemonBackend::writeNode(const Config& next) {
   if (!node_ || !sameNode(*n, *node_)) {
     if (Status s = registry_.setNode(*n); !s) return s;  // writtenPlaneMac_ stays: the upkeep sees the MAC again
     if (node_) {  // with the keys that changed (operator review M3: it had no fields)
-      LogRecord rec("node_updated");
-      logInfo(addChanges(rec, nodeChanges(*node_, *n)));
+      noteChange(change::NodeUpdated{nodeChanges(*node_, *n)}, changes);
     }
     node_ = *n;
   }
@@ -743,8 +742,9 @@ static bool hasL2dsrMacs(const Config& c) {
 // `wasOf` gives the running service a next one is: by name in a reload,
 // as the registry matches them; by VIP, port and protocol in the start's
 // comparison, as adoption matches them (a renamed service's change too).
+// Each is logged, and appended to `changes` if given.
 template <typename Was>
-static void logMacChanges(const Config& next, Was&& wasOf) {
+static void logMacChanges(const Config& next, Was&& wasOf, ConfigChanges* changes = nullptr) {
   if (!hasL2dsrMacs(next)) return;
   for (const ServiceConfig& svc : next.services) {
     const ServiceConfig* was = wasOf(svc);
@@ -754,19 +754,12 @@ static void logMacChanges(const Config& next, Was&& wasOf) {
       if (!r.mac) continue;
       const RealConfig* old = find(runningReals, r.address);
       if (!old || !old->mac || *old->mac == *r.mac) continue;
-      LogRecord rec("real_mac_changed");
-      rec.add("service", svc.name).add("real", r.address.toString()).add("from", old->mac->toString())
-          .add("mac", r.mac->toString());
-      if (tableMac(svc, r)) {
-        logWarn(rec.add("detail", "the neighbour table's entry names another MAC; l2dsr sends there now"));
-      } else {
-        logInfo(rec.add("detail", "keel.yaml's mac for it is another; l2dsr sends there now"));
-      }
+      noteChange(change::RealMacChanged{svc.name, r.address, *old->mac, *r.mac, tableMac(svc, r)}, changes);
     }
   }
 }
 
-Result DaemonBackend::commit(const Config& file, Overlay overlay) {
+Result DaemonBackend::commit(const Config& file, Overlay overlay, ConfigChanges* changes) {
   // The apply, a restore after it fails, and the health sync: the DPDK
   // workers see the running config or the next one, never half of it.
   DataplaneBatch batch = registry_.batch();
@@ -777,7 +770,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   // so its answer does not speak of a restore (operator review L3: "the
   // running configuration was restored" when nothing had been written).
   if (Status s = registry_.capacityFor(next); !s) return Result::error(api::code::kFailed, s.message());
-  if (Status s = registry_.apply(next); !s) {
+  if (Status s = registry_.apply(next, changes); !s) {
     // The data plane may now hold part of `next`: converge back to what ran
     // before, so a failed change leaves that.
     std::string msg = s.message();
@@ -793,7 +786,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay) {
   if (lastReload_ && !nodeUndoFailed_) lastReload_->runningKept = true;
   if (!startFile_) startFile_ = file;  // the first: what the data plane was built with
   const auto runningServices = servicesByName(effective_);
-  logMacChanges(next, [&](const ServiceConfig& svc) { return find(runningServices, svc.name); });
+  logMacChanges(next, [&](const ServiceConfig& svc) { return find(runningServices, svc.name); }, changes);
   const bool newlyPending = notePendingMacs(next);
   // A start, or a reload that sets another next_hop_mac (the operator's
   // fix of a mismatch): compared at once, not at the next upkeep.
@@ -2355,28 +2348,21 @@ void DaemonBackend::logChangesWhileStopped(const std::string& before, const Conf
     const ServiceConfig* wasPtr = wasOf(svc);
     if (!wasPtr) continue;
     const ServiceConfig& was = *wasPtr;
-    if (was.name != svc.name)
-      logInfo(LogRecord("service_updated")
-                  .add("service", svc.name)
-                  .add("changed", "name")
-                  .add("name_from", was.name)
-                  .add("name_to", svc.name));
+    if (was.name != svc.name) logChange(change::ServiceUpdated{svc.name, {{"name", was.name, svc.name}}});
     const auto reals = realsByAddress(&was);
-    logServiceChanges(was, svc, [&reals](const IpAddress& a) -> std::optional<uint32_t> {
-      const RealConfig* r = find(reals, a);
-      if (!r) return std::nullopt;
-      return r->weight;
-    });
+    for (const ConfigChange& c : keptServiceChanges(was, svc, [&reals](const IpAddress& a) -> std::optional<uint32_t> {
+           const RealConfig* r = find(reals, a);
+           if (!r) return std::nullopt;
+           return r->weight;
+         }))
+      logChange(c);
   }
   logMacChanges(now, wasOf);
   if (node_ && planeMac_) {
     std::optional<MacAddress> mac;
     std::string err;
     if (std::optional<keel_node_config> n = nodeFor(*prev.config, mac, err))
-      if (KeyChanges c = nodeChanges(*n, *node_); !c.empty()) {
-        LogRecord rec("node_updated");
-        logInfo(addChanges(rec, c));
-      }
+      if (KeyChanges c = nodeChanges(*n, *node_); !c.empty()) logChange(change::NodeUpdated{std::move(c)});
   }
 }
 
@@ -2465,13 +2451,15 @@ Result DaemonBackend::reloadFile() {
     logError(LogRecord("reload_rejected").add("error", s.message()));
     return Result::error(api::code::kFailed, s.message());
   }
+  // What the reload changes, as it logs each: its reply's `changes`.
+  ConfigChanges changes;
   // The new file's node config, before the registry, so that reals which
   // need a new tunnel source find it.
-  if (Status s = writeNode(*r.config); !s) {
+  if (Status s = writeNode(*r.config, &changes); !s) {
     logError(LogRecord("reload_rejected").add("error", s.message()));
     return Result::error(api::code::kFailed, s.message());
   }
-  Result res = commit(*r.config, std::move(next));
+  Result res = commit(*r.config, std::move(next), &changes);
   if (!res.isOk()) {
     // The running file's node config back, so a failed reload changes
     // nothing.
@@ -2487,17 +2475,17 @@ Result DaemonBackend::reloadFile() {
   }
   // dataplane.upkeep_interval: the timer from now on with the new interval.
   if (upkeepArmed_ && file_.dataplane.upkeepInterval != upkeepInterval_) {
-    logInfo(LogRecord("upkeep_interval_changed")
-                .add("from", formatDurationText(upkeepInterval_))
-                .add("to", formatDurationText(file_.dataplane.upkeepInterval)));
+    noteChange(change::IntervalChanged{"upkeep_interval_changed", formatDurationText(upkeepInterval_),
+                                       formatDurationText(file_.dataplane.upkeepInterval)},
+               &changes);
     upkeepLater();
   }
   // The one metrics: key a reload applies; the endpoint stays as started.
   // Only once keeld has started the counts (flowCountSetting_ 0: not yet).
   if (flowCountSetting_ != 0 && file_.metrics.flowCountInterval != flowCountInterval_) {
-    logInfo(LogRecord("flow_count_interval_changed")
-                .add("from", formatDurationText(flowCountInterval_))
-                .add("to", formatDurationText(file_.metrics.flowCountInterval)));
+    noteChange(change::IntervalChanged{"flow_count_interval_changed", formatDurationText(flowCountInterval_),
+                                       formatDurationText(file_.metrics.flowCountInterval)},
+               &changes);
     startFlowCounts(file_.metrics.flowCountInterval);
   }
   appliedAt_ = std::chrono::system_clock::now();
@@ -2509,6 +2497,10 @@ Result DaemonBackend::reloadFile() {
   const size_t reals = countReals(effective_);
   logInfo(LogRecord("reload_done").add("services", effective_.services.size()).add("reals", reals));
   nlohmann::json out{{"services", effective_.services.size()}, {"reals", reals}};
+  // Every change, one item per record the reload logged above, made from
+  // the same values (config_diff.h, ConfigChange); empty: none.
+  out["changes"] = nlohmann::json::array();
+  for (const ConfigChange& c : changes) out["changes"].push_back(changeJson(c));
   // What the file says that means nothing or cannot be checked (an ipip
   // real's mac, an lcore option keel cannot read), logged here; and the
   // l2dsr reals held down for their MAC in the config now running (a

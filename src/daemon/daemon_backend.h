@@ -476,7 +476,7 @@ class DaemonBackend : public api::ControlBackend {
   // it is not this file's: config_changed_while_stopped, then what changed
   // in the services `now` keeps (matched by VIP, port and protocol, as an
   // adopting start matches them) and in the node, as a reload's records
-  // (logServiceChanges, real_mac_changed, node_updated).
+  // (keptServiceChanges, real_mac_changed, node_updated).
   void logChangesWhileStopped(const std::string& before, const Config& now) const;
   // A state file start() cannot use (`error`): renamed to PATH.bad-TIME
   // before the next save overwrites it, and runtime_state_ignored logged
@@ -492,7 +492,8 @@ class DaemonBackend : public api::ControlBackend {
   // runtime_state_kept for each entry of the overlay start() applied.
   static void logKept(const Overlay& o);
   // Applies file+overlay; on success commits both and syncs health targets.
-  api::Result commit(const Config& file, Overlay overlay);
+  // Each change it logs is appended to `changes` if given (a reload's reply).
+  api::Result commit(const Config& file, Overlay overlay, ConfigChanges* changes = nullptr);
   // commit() that no request waits on (start, the MAC timers): a failed
   // save is logged (runtime_state_not_saved), not told to the reply of a
   // later, unrelated request.
@@ -634,8 +635,9 @@ class DaemonBackend : public api::ControlBackend {
   std::optional<MacAddress> writtenPlaneMac_;
   std::optional<MacAddress> macFailedFor_;
   // Writes `next`'s node: (with the plane's MAC read now) if it differs
-  // from node_; nothing without setNodeSource.
-  Status writeNode(const Config& next);
+  // from node_; nothing without setNodeSource. The change it logs
+  // (node_updated) is appended to `changes` if given.
+  Status writeNode(const Config& next, ConfigChanges* changes = nullptr);
   // `c`'s node config with the plane's MAC read now (into `mac`; the last
   // one read if it cannot be now); nullopt and `err` if it cannot be built.
   // Needs setNodeSource.

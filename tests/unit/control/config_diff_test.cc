@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-// config_diff: the keys a reload changed, as its log records name them.
+// config_diff: the keys a reload changed, as its log records name them,
+// and each change as its record and config.reload's reply item say it.
 // The registry's records are asserted in registry_test.cc.
 #include "control/config_diff.h"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
+
+#include "log_capture.h"
 
 namespace keel {
 namespace {
@@ -79,6 +82,67 @@ TEST(ConfigDiff, NodeChangesNameTheNodeKeys) {
                                            {"udp_idle_timeout", "30s", "1h"},
                                            {"icmp_too_big_rate", "1000", "0"},
                                            {"conntrack_insert_rate", "0", "50000"}}));
+}
+
+// Every kind of change: its reply item names the record it was logged as
+// (`change` is the record's event), with the same service, real and values.
+TEST(ConfigDiff, EachChangeIsLoggedAndListedAlike) {
+  const IpAddress real = *IpAddress::parse("10.0.1.12");
+  const MacAddress m1 = *MacAddress::parse("02:00:00:00:00:11"), m2 = *MacAddress::parse("02:00:00:00:00:12");
+  const KeyChanges interval{{"interval", "5s", "2s"}};
+  struct Case {
+    ConfigChange change;
+    const char* record;  // as logged, after the level
+    const char* item;    // as config.reload lists it
+  };
+  const std::vector<Case> cases{
+      {change::ServiceAdded{"web", 3, *IpAddress::parse("10.0.0.1"), 0, KEEL_PROTO_UDP, 2},
+       "info event=service_added service=web id=3 vip=10.0.0.1 port=0 proto=udp reals=2",
+       R"({"change":"service_added","service":"web","vip":"10.0.0.1","port":0,"protocol":"udp","reals":2})"},
+      {change::ServiceRemoved{"web", 3}, "info event=service_removed service=web id=3",
+       R"({"change":"service_removed","service":"web"})"},
+      {change::ServiceUpdated{"web", {{"scheduler", "maglev", "maglev-src"}}},
+       "info event=service_updated service=web changed=scheduler scheduler_from=maglev scheduler_to=maglev-src",
+       R"({"change":"service_updated","service":"web",
+           "keys":[{"key":"scheduler","from":"maglev","to":"maglev-src"}]})"},
+      {change::RealAdded{"web", real}, "info event=real_added service=web real=10.0.1.12",
+       R"({"change":"real_added","service":"web","real":"10.0.1.12"})"},
+      {change::RealRemoved{"web", real}, "info event=real_removed service=web real=10.0.1.12",
+       R"({"change":"real_removed","service":"web","real":"10.0.1.12"})"},
+      {change::RealWeightChanged{"web", real, 100, 0},
+       "info event=real_weight_changed service=web real=10.0.1.12 from=100 to=0",
+       R"({"change":"real_weight_changed","service":"web","real":"10.0.1.12","from":100,"to":0})"},
+      {change::HealthCheckChanged{"web", std::nullopt, 3, interval},
+       "info event=health_check_changed service=web reals=3 changed=interval interval_from=5s interval_to=2s",
+       R"({"change":"health_check_changed","service":"web","reals":3,
+           "keys":[{"key":"interval","from":"5s","to":"2s"}]})"},
+      {change::HealthCheckChanged{"web", real, 0, {{"port", "", "8080"}}},
+       "info event=health_check_changed service=web real=10.0.1.12 changed=port port_from=\"\" port_to=8080",
+       R"({"change":"health_check_changed","service":"web","real":"10.0.1.12",
+           "keys":[{"key":"port","from":"","to":"8080"}]})"},
+      {change::RealMacChanged{"web", real, m1, m2, true},
+       "warning event=real_mac_changed service=web real=10.0.1.12 from=02:00:00:00:00:11 mac=02:00:00:00:00:12 "
+       "detail=\"the neighbour table's entry names another MAC; l2dsr sends there now\"",
+       R"({"change":"real_mac_changed","service":"web","real":"10.0.1.12",
+           "from":"02:00:00:00:00:11","to":"02:00:00:00:00:12"})"},
+      {change::NodeUpdated{{{"icmp_too_big_rate", "1000", "0"}}},
+       "info event=node_updated changed=icmp_too_big_rate icmp_too_big_rate_from=1000 icmp_too_big_rate_to=0",
+       R"({"change":"node_updated","keys":[{"key":"icmp_too_big_rate","from":"1000","to":"0"}]})"},
+      {change::IntervalChanged{"flow_count_interval_changed", "10s", "1m"},
+       "info event=flow_count_interval_changed from=10s to=1m",
+       R"({"change":"flow_count_interval_changed","from":"10s","to":"1m"})"},
+  };
+  ASSERT_EQ(cases.size(), std::variant_size_v<ConfigChange> + 1) << "a case for each kind (two health forms)";
+  for (const Case& c : cases) {
+    test::LogCapture log;
+    ConfigChanges noted;
+    noteChange(c.change, &noted);
+    const nlohmann::json item = changeJson(c.change);
+    EXPECT_EQ(item, nlohmann::json::parse(c.item));
+    EXPECT_EQ(log.take(item["change"].get<std::string>()), std::vector<std::string>{c.record});
+    ASSERT_EQ(noted.size(), 1u);
+    EXPECT_EQ(changeJson(noted[0]), item);
+  }
 }
 
 }  // namespace

@@ -740,6 +740,132 @@ TEST_F(DaemonBackendTest, ReloadRepliesWithTheKeysThatNeedARestart) {
   EXPECT_FALSE(r.result().contains("stop_start_needed")) << r.result().dump();
 }
 
+// config.reload answers what it changed (`changes`): one item per record
+// the reload logged, in the order it logged them, made from the same values
+// (config_diff.h, ConfigChange), so the reply and the log cannot disagree.
+// A reload of the same file changes nothing and says so: `changes` empty.
+TEST_F(DaemonBackendTest, AReloadRepliesWithEveryChangeItLogged) {
+  planeMac_ = "02:00:00:00:aa:01";  // node: is written, and a change to it logged
+  const std::string old =
+      "  - name: old\n"
+      "    vip: 10.0.0.3\n"
+      "    port: 80\n"
+      "    protocol: tcp\n"
+      "    reals:\n"
+      "      - {address: 10.0.1.5}\n";
+  files_["keel.yaml"] = yaml(kTwo + "      - {address: 10.0.1.4, weight: 100}\n",
+                             "    health: {type: tcp, port: 9, interval: 1h}\n") +
+                        old;
+  make();
+  {
+    test::LogCapture log;
+    api::Result same = backend_->reload();
+    ASSERT_TRUE(same.isOk()) << same.error().message;
+    EXPECT_EQ(same.result()["changes"], nlohmann::json::array()) << same.result().dump();
+  }
+  // web: a new scheduler and health interval, 10.0.1.1 weighted 3, 10.0.1.4
+  // out, 10.0.1.3 in; old out, new in; node: a new icmp_too_big_rate.
+  std::string file = yaml(
+      "      - {address: 10.0.1.1, weight: 3}\n"
+      "      - {address: 10.0.1.2, weight: 100}\n"
+      "      - {address: 10.0.1.3, weight: 100}\n",
+      "    scheduler: maglev-src\n    health: {type: tcp, port: 9, interval: 30m}\n");
+  file.replace(file.find("node: {"), 7, "node: {icmp_too_big_rate: 0, ");
+  files_["keel.yaml"] = file +
+                        "  - name: new\n"
+                        "    vip: 10.0.0.4\n"
+                        "    port: 443\n"
+                        "    protocol: tcp\n"
+                        "    reals:\n"
+                        "      - {address: 10.0.1.6}\n"
+                        "      - {address: 10.0.1.7}\n";
+  test::LogCapture log;
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  const nlohmann::json expected = nlohmann::json::parse(R"([
+    {"change": "node_updated", "keys": [{"key": "icmp_too_big_rate", "from": "1000", "to": "0"}]},
+    {"change": "service_removed", "service": "old"},
+    {"change": "service_updated", "service": "web",
+     "keys": [{"key": "scheduler", "from": "maglev", "to": "maglev-src"}]},
+    {"change": "real_weight_changed", "service": "web", "real": "10.0.1.1", "from": 100, "to": 3},
+    {"change": "health_check_changed", "service": "web", "reals": 2,
+     "keys": [{"key": "interval", "from": "1h", "to": "30m"}]},
+    {"change": "real_removed", "service": "web", "real": "10.0.1.4"},
+    {"change": "real_added", "service": "web", "real": "10.0.1.3"},
+    {"change": "service_added", "service": "new", "vip": "10.0.0.4", "port": 443, "protocol": "tcp", "reals": 2}
+  ])");
+  EXPECT_EQ(r.result()["changes"], expected) << r.result()["changes"].dump(2);
+  EXPECT_EQ(r.result()["services"], 2);
+  EXPECT_EQ(r.result()["reals"], 5);
+  // Each item is a record of the log, said the same way.
+  const std::vector<std::string> node = log.take("node_updated");
+  ASSERT_EQ(node.size(), 1u);
+  EXPECT_NE(node[0].find("changed=icmp_too_big_rate icmp_too_big_rate_from=1000 icmp_too_big_rate_to=0"),
+            std::string::npos)
+      << node[0];
+  const std::vector<std::string> removed = log.take("service_removed");
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_NE(removed[0].find("service=old id="), std::string::npos) << removed[0];
+  const std::vector<std::string> updated = log.take("service_updated");
+  ASSERT_EQ(updated.size(), 1u);
+  EXPECT_NE(updated[0].find("service=web changed=scheduler scheduler_from=maglev scheduler_to=maglev-src"),
+            std::string::npos)
+      << updated[0];
+  const std::vector<std::string> weight = log.take("real_weight_changed");
+  ASSERT_EQ(weight.size(), 1u);
+  EXPECT_NE(weight[0].find("service=web real=10.0.1.1 from=100 to=3"), std::string::npos) << weight[0];
+  const std::vector<std::string> check = log.take("health_check_changed");
+  ASSERT_EQ(check.size(), 1u);
+  EXPECT_NE(check[0].find("service=web reals=2 changed=interval interval_from=1h interval_to=30m"),
+            std::string::npos)
+      << check[0];
+  EXPECT_EQ(log.take("real_removed"), std::vector<std::string>{"info event=real_removed service=web real=10.0.1.4"});
+  EXPECT_EQ(log.take("real_added"), std::vector<std::string>{"info event=real_added service=web real=10.0.1.3"});
+  const std::vector<std::string> added = log.take("service_added");
+  ASSERT_EQ(added.size(), 1u);
+  EXPECT_NE(added[0].find("service=new id="), std::string::npos) << added[0];
+  EXPECT_NE(added[0].find(" vip=10.0.0.4 port=443 proto=tcp reals=2"), std::string::npos) << added[0];
+  // The same file again: nothing changed, nothing logged.
+  r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result()["changes"], nlohmann::json::array()) << r.result().dump();
+  for (const char* event : {"node_updated", "service_removed", "service_updated", "real_weight_changed",
+                            "health_check_changed", "real_removed", "real_added", "service_added"})
+    EXPECT_TRUE(log.take(event).empty()) << event;
+}
+
+// A reload's l2dsr MAC change and a real's own check change are in its
+// reply as they are in its log.
+TEST_F(DaemonBackendTest, AReloadRepliesWithItsMacAndPerRealCheckChanges) {
+  files_["keel.yaml"] = l2dsr(yaml(
+      "      - {address: 10.0.1.1, mac: \"02:00:00:00:00:11\"}\n"
+      "      - {address: 10.0.1.2, mac: \"02:00:00:00:00:22\"}\n",
+      "    health: {type: tcp, port: 9, interval: 1h}\n"));
+  make();
+  files_["keel.yaml"] = l2dsr(yaml(
+      "      - {address: 10.0.1.1, mac: \"02:00:00:00:00:12\"}\n"
+      "      - {address: 10.0.1.2, mac: \"02:00:00:00:00:22\", health: {port: 8080}}\n",
+      "    health: {type: tcp, port: 9, interval: 1h}\n"));
+  test::LogCapture log;
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result()["changes"], nlohmann::json::parse(R"([
+    {"change": "health_check_changed", "service": "web", "real": "10.0.1.2",
+     "keys": [{"key": "port", "from": "9", "to": "8080"}]},
+    {"change": "real_mac_changed", "service": "web", "real": "10.0.1.1",
+     "from": "02:00:00:00:00:11", "to": "02:00:00:00:00:12"}
+  ])")) << r.result()["changes"].dump(2);
+  const std::vector<std::string> check = log.take("health_check_changed");
+  ASSERT_EQ(check.size(), 1u);
+  EXPECT_NE(check[0].find("service=web real=10.0.1.2 changed=port port_from=9 port_to=8080"), std::string::npos)
+      << check[0];
+  const std::vector<std::string> mac = log.take("real_mac_changed");
+  ASSERT_EQ(mac.size(), 1u);
+  EXPECT_NE(mac[0].find("service=web real=10.0.1.1 from=02:00:00:00:00:11 mac=02:00:00:00:00:12"),
+            std::string::npos)
+      << mac[0];
+}
+
 TEST_F(DaemonBackendTest, ReloadKeepsDrainUnlessFileChangesThatReal) {
   make();
   ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cli/context.h"
+#include "common/text.h"
 
 namespace keel::cli {
 
@@ -58,6 +59,76 @@ std::optional<std::string> readConfig(const std::string& file, Context& ctx) {
   return text.str();
 }
 
+// A value of a change as keel.yaml writes it; quoted (as JSON) when it is
+// "" (not set) or holds a space, a quote or a control byte, so each
+// "KEY FROM -> TO" stays readable.
+std::string changeValue(const json& v) {
+  const std::string s = str(v);
+  const bool plain = !s.empty() && std::none_of(s.begin(), s.end(), [](char c) {
+    return c == ' ' || c == '"' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  return plain ? s : json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// "scheduler maglev -> maglev-src, ring_size 65537 -> 655373": an item's
+// "keys".
+std::string keysText(const json& keys) {
+  std::vector<std::string> parts;
+  if (keys.is_array())
+    for (const json& k : keys)
+      if (k.is_object())
+        parts.push_back(str(k.value("key", json())) + " " + changeValue(k.value("from", json())) + " -> " +
+                        changeValue(k.value("to", json())));
+  return commaList(parts);
+}
+
+// One item of config.reload's `changes` (docs/api.md) as one line, named as
+// the reload's warnings name services and reals:
+//   service web: added, 10.0.0.1:80/TCP with 2 reals
+//   service web real 10.0.1.12: weight 100 -> 0
+//   node: icmp_too_big_rate 1000 -> 0
+// A change this keelctl does not know (a newer keeld's) still gets its
+// line: its name, and its keys or from/to if it has them.
+std::string reloadChangeLine(const json& c) {
+  if (!c.is_object()) return str(c);
+  const std::string kind = str(c.value("change", json()));
+  std::string head;
+  if (c.contains("service")) head = "service " + str(c["service"]);
+  if (c.contains("real")) head += (head.empty() ? "" : " ") + std::string("real ") + str(c["real"]);
+  if (kind == "node_updated") head = "node";
+  if (kind == "upkeep_interval_changed") head = "dataplane.upkeep_interval";
+  if (kind == "flow_count_interval_changed") head = "metrics.flow_count_interval";
+  const std::string fromTo =
+      c.contains("from") || c.contains("to")
+          ? changeValue(c.value("from", json())) + " -> " + changeValue(c.value("to", json()))
+          : "";
+  std::string what;
+  if (kind == "service_added")
+    what = "added, " + endpoint(str(c.value("vip", json())), c.value("port", uint64_t{0})) + "/" +
+           upper(str(c.value("protocol", json()))) + " with " + counted(c.value("reals", uint64_t{0}), "real", "reals");
+  else if (kind == "service_removed" || kind == "real_removed")
+    what = "removed";
+  else if (kind == "real_added")
+    what = "added";
+  else if (kind == "real_weight_changed")
+    what = "weight " + fromTo;
+  else if (kind == "real_mac_changed")
+    what = "mac " + fromTo;
+  else if (kind == "health_check_changed")
+    // Without a real: the change every real the service kept shares (its
+    // health block), with its all_down / established_on_down.
+    what = "health " +
+           (c.contains("reals") ? "(" + counted(c.value("reals", uint64_t{0}), "real", "reals") + ") " : "") +
+           keysText(c.value("keys", json()));
+  else if (kind == "service_updated" || kind == "node_updated")
+    what = keysText(c.value("keys", json()));
+  else if (kind == "upkeep_interval_changed" || kind == "flow_count_interval_changed")
+    what = fromTo;
+  else
+    what = kind + (c.contains("keys") ? " " + keysText(c["keys"]) : fromTo.empty() ? "" : " " + fromTo);
+  return head.empty() ? what : head + ": " + what;
+}
+
 }  // namespace
 
 void defineConfig(CLI::App& noun, Context& ctx) {
@@ -83,8 +154,15 @@ void defineConfig(CLI::App& noun, Context& ctx) {
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     if (r->is_object() && !r->empty()) {
+      // What the reload did, one line a change, as keeld logged each; then
+      // the counts. A keeld before `changes` says nothing of them.
+      if (const json changes = r->value("changes", json()); changes.is_array()) {
+        if (changes.empty()) std::cout << "config reloaded: no changes\n";
+        for (const json& c : changes) std::cout << reloadChangeLine(c) << "\n";
+      }
       for (auto it = r->begin(); it != r->end(); ++it) {
-        if ((it.key() == "restart_needed" || it.key() == "stop_start_needed" || it.key() == "warnings") &&
+        if ((it.key() == "restart_needed" || it.key() == "stop_start_needed" || it.key() == "warnings" ||
+             it.key() == "changes") &&
             it.value().is_array())
           continue;
         std::cout << it.key() << ": " << str(it.value()) << "\n";

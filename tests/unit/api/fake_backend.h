@@ -45,6 +45,9 @@ class FakeBackend : public ControlBackend {
   std::vector<std::string> restartNeeded;  // reload(): the keys it could not apply
   std::vector<std::string> stopStartNeeded;  // reload(): those a restart would not apply either
   std::vector<std::string> reloadWarnings;  // reload(): the file's warnings
+  // reload(): its `changes` (keeld's are config_diff's changeJson items);
+  // null: none given, as by a keeld before them.
+  nlohmann::json reloadChanges = nlohmann::json::array();
   GlobalStats stats;
   std::vector<std::string> mutations;   // "addReal web 10.0.0.9", ...
   std::vector<std::string> checkedTexts;  // every config.check's text
@@ -256,7 +259,8 @@ class FakeBackend : public ControlBackend {
   Result reload() override {
     mutations.push_back("reload");
     if (failMutations) return Result::error(*failMutations);
-    nlohmann::json out{{"added", 0}, {"removed", 0}, {"changed", 1}};
+    nlohmann::json out{{"services", 2}, {"reals", 3}};
+    if (!reloadChanges.is_null()) out["changes"] = reloadChanges;
     if (!restartNeeded.empty()) out["restart_needed"] = restartNeeded;
     if (!stopStartNeeded.empty()) out["stop_start_needed"] = stopStartNeeded;
     if (!reloadWarnings.empty()) out["warnings"] = reloadWarnings;

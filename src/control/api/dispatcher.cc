@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <vector>
 
 #include "control/api/json_keys.h"
@@ -174,11 +175,13 @@ std::string emptiedRingWarning(const ServiceSnapshot& s) {
 // holds the empty ring now.
 void addEmptiedRingWarnings(const std::vector<ServiceSnapshot>& before, const std::vector<ServiceSnapshot>& after,
                             json& warnings) {
-  for (const ServiceSnapshot& a : after) {
-    if (a.publishedRingSize != 0) continue;
-    for (const ServiceSnapshot& b : before)
-      if (b.name == a.name && b.publishedRingSize != 0) warnings.push_back(emptiedRingWarning(a));
-  }
+  // By name, not a scan of `before` per service: a reload of thousands of
+  // services compares them all.
+  std::set<std::string_view> hadRing;
+  for (const ServiceSnapshot& b : before)
+    if (b.publishedRingSize != 0) hadRing.insert(b.name);
+  for (const ServiceSnapshot& a : after)
+    if (a.publishedRingSize == 0 && hadRing.count(a.name)) warnings.push_back(emptiedRingWarning(a));
 }
 
 }  // namespace

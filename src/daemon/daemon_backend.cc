@@ -1119,11 +1119,36 @@ namespace {
 
 // A warning, as a reload's drop is (operator review L2: a restart's was
 // info, so alerting on warnings missed a drain a restart dropped).
-void logDropped(const std::string& service, const std::string& real, const std::string& why) {
+// A keelctl change a start gives up, logged as a reload's (change= names
+// it: a drain given up mid-maintenance must not pass unnoticed).
+void logDropped(const std::string& service, const std::string& real, const std::string& change,
+                const std::string& why) {
   LogRecord r("runtime_state_dropped");
   r.add("service", service);
   if (!real.empty()) r.add("real", real);
-  logWarn(r.add("reason", why));
+  logWarn(r.add("change", change).add("reason", why));
+}
+
+// A real's keelctl changes as runtime_state_dropped and a reload's warnings
+// name them: "drain", "weight 50", "added real and weight 90".
+std::string overrideChange(bool added, bool removed, std::optional<uint32_t> weight, bool drained) {
+  std::string change;
+  auto also = [&](const std::string& c) { change += (change.empty() ? "" : " and ") + c; };
+  if (added) also("added real");
+  if (removed) also("removal");
+  if (weight) also("weight " + std::to_string(*weight));
+  if (drained) also("drain");
+  return change;
+}
+
+// The same for a real's entry of the state file, as saved.
+std::string savedRealChange(const nlohmann::json& e) {
+  const nlohmann::json w = e.value("weight", nlohmann::json());
+  return overrideChange(e.contains("added"), e.value("removed", false) == true,
+                        w.is_number_unsigned() && w.get<uint64_t>() <= 65535
+                            ? std::optional<uint32_t>(w.get<uint32_t>())
+                            : std::nullopt,
+                        e.value("drained", false) == true);
 }
 
 // A request's forwarding as a ServiceConfig has it: the one place the API's
@@ -1275,7 +1300,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       const std::string name = e["name"];
       const ServiceConfig* fs = findSvc(file, name);
       if (!fs || !fileSays(*fs, e.value("file", nlohmann::json()))) {
-        logDropped(name, "", "the file changed this service");
+        logDropped(name, "", "removal", "the file changed this service");
         continue;
       }
       out.removedServices.insert(name);
@@ -1289,14 +1314,14 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
         const nlohmann::json& rq = e["request"];
         const bool named = rq.is_object() && rq.contains("name") && rq["name"].is_string();
         const std::string name = named ? rq["name"].get<std::string>() : "?";
-        logDropped(name, "", p.error.message);
+        logDropped(name, "", "added service", p.error.message);
         droppedServices.insert(name);
         continue;
       }
       const api::ServiceAddRequest& req = *p.value;
       droppedServices.insert(req.name);  // until kept below
       if (const ServiceConfig* clash = fileClaim(file, req.name, req.vip, req.port, req.protocol, out.removedServices)) {
-        logDropped(req.name, "", "the file now defines service " + clash->name);
+        logDropped(req.name, "", "added service", "the file now defines service " + clash->name);
         continue;
       }
       const bool isL2dsr = forwardingOf(req) == Forwarding::kL2dsr;
@@ -1325,7 +1350,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       std::vector<std::string> errors;
       auto svc = serviceFrom(req, macs, errors);
       if (!svc) {
-        logDropped(req.name, "", firstError(errors));
+        logDropped(req.name, "", "added service", firstError(errors));
         continue;
       }
       droppedServices.erase(req.name);
@@ -1347,11 +1372,11 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       svc = &it->second.config;  // a service kept from this file: its reals go with it
     } else if (droppedServices.count(svcName) || out.removedServices.count(svcName) ||
                !(svc = findSvc(file, svcName))) {
-      logDropped(svcName, real, "the service is gone");
+      logDropped(svcName, real, savedRealChange(e), "the service is gone");
       continue;
     } else if (version == 1 ? (!fr || !e.contains("file_weight") || e["file_weight"] != fr->weight)
                             : !fileSays(fr, e.value("file", nlohmann::json()))) {
-      logDropped(svcName, real, "the file changed this real");
+      logDropped(svcName, real, savedRealChange(e), "the file changed this real");
       continue;
     }
     RealOverride ov;
@@ -1380,7 +1405,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       else
         r = realFrom(*svc, p.value->real, "services[" + svcName + "]", "params", macs, errors);
       if (!r) {
-        logDropped(svcName, real, firstError(errors));
+        logDropped(svcName, real, savedRealChange(e), firstError(errors));
         continue;
       }
       ov.added = std::move(*r);
@@ -1397,12 +1422,13 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   for (const ComposedProblem& p : composedProblems(compose(file, out))) {
     if (out.addedServices.erase(p.service)) {
       std::erase_if(out.reals, [&](const auto& kv) { return kv.first.first == p.service; });
-      logDropped(p.service, "", p.message);
+      logDropped(p.service, "", "added service", p.message);
     } else if (p.real) {
       auto it = out.reals.find({p.service, *p.real});
       if (it != out.reals.end() && it->second.added) {
         out.reals.erase(it);
-        logDropped(p.service, p.real->toString(), p.message);
+        logDropped(p.service, p.real->toString(),
+                   overrideChange(true, it->second.removed, it->second.weight, it->second.drained), p.message);
       }
     }
   }
@@ -1417,7 +1443,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
     for (const ComposedProblem& p : composedProblems(compose(file, out)))
       if (!p.vipService.empty() && out.addedServices.erase(p.vipService)) {
         std::erase_if(out.reals, [&](const auto& kv) { return kv.first.first == p.vipService; });
-        logDropped(p.vipService, "", p.message);
+        logDropped(p.vipService, "", "added service", p.message);
         dropped = true;
       }
   }
@@ -1626,13 +1652,8 @@ DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config
     const RealConfig* b = findReal(newFile, key.first, key.second);
     const bool changed = (a == nullptr) != (b == nullptr) || (a && !sameReal(*a, *b));
     if (changed) {
-      std::string change;
-      auto also = [&](const std::string& c) { change += (change.empty() ? "" : " and ") + c; };
-      if (ov.added) also("added real");
-      if (ov.removed) also("removal");
-      if (ov.weight) also("weight " + std::to_string(*ov.weight));
-      if (ov.drained) also("drain");
-      dropped.push_back({key.first, key.second.toString(), change,
+      dropped.push_back({key.first, key.second.toString(),
+                         overrideChange(ov.added.has_value(), ov.removed, ov.weight, ov.drained),
                          !b   ? "the file no longer has this real"
                          : !a ? "the file now defines this real"
                               : "the file changed this real"});

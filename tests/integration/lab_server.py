@@ -144,8 +144,10 @@ def main():
         # Drop connections idle for IDLE_S so a broken client cannot pin
         # descriptors forever.
         now = time.monotonic()
-        for conn, deadline in list(pending.items()):
-            if now > deadline:
+        # (`drop_at`, not `deadline`: that name is the run's own bound, and
+        # reusing it ended the server 60 s after its last connection.)
+        for conn, drop_at in list(pending.items()):
+            if now > drop_at:
                 pending.pop(conn)
                 partial.pop(conn, None)
                 conn.close()

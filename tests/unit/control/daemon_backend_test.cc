@@ -3857,9 +3857,34 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n"
                              "      - {address: 10.0.1.2, weight: 70}\n");
   k.reset();
-  k = restart();
+  {
+    test::LogCapture dropLog;
+    k = restart();
+    // Named as a reload names it (change=): what was given up, not only why.
+    const std::vector<std::string> dropped = dropLog.take("runtime_state_dropped");
+    ASSERT_EQ(dropped.size(), 1u);
+    EXPECT_NE(dropped[0].find("real=10.0.1.2 change=\"weight 50\" reason=\"the file changed this real\""),
+              std::string::npos)
+        << dropped[0];
+  }
   EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
   EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 70u);
+  // The same for the drain: the file changes the drained real while no
+  // keeld runs, and the start that undoes the maintenance says so.
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 90}\n"
+                             "      - {address: 10.0.1.2, weight: 70}\n");
+  k.reset();
+  {
+    test::LogCapture dropLog;
+    k = restart();
+    const std::vector<std::string> dropped = dropLog.take("runtime_state_dropped");
+    ASSERT_EQ(dropped.size(), 1u);
+    EXPECT_NE(dropped[0].find("real=10.0.1.1 change=drain reason=\"the file changed this real\""),
+              std::string::npos)
+        << dropped[0];
+  }
+  EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
+  ASSERT_TRUE(k->backend->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   ASSERT_TRUE(k->backend->setRealDrain({{"web", ip("10.0.1.1")}, false, ""}).isOk());
   k.reset();
   k = restart();

@@ -306,7 +306,24 @@ void defineStats(CLI::App& noun, Context& ctx) {
         std::this_thread::sleep_for(std::chrono::duration<double>(interval));
       json cur;
       Clock::time_point at;
-      if (!sample(cur, at)) return;
+      if (!sample(cur, at)) {
+        // A watch outlives keeld's restart (an upgrade is when it is
+        // watched): a sample keeld did not answer is said (stderr; -o json,
+        // an error line) and counts as one, and the next sample connects
+        // again. A refusal still ends it. The exit status is the last
+        // sample's.
+        if (!a->watching || ctx.exitCode == kExitRefused) return;
+        if (limit && ++shown >= limit) return;
+        if (!limit) ++shown;
+        prev = json();  // --rate: the next answer is the new start
+        continue;
+      }
+      ctx.exitCode = 0;
+      if (a->rate && prev.is_null()) {  // the first answer after a gap: two samples make a rate
+        prev = cur;
+        prevAt = at;
+        continue;
+      }
       json out = cur;
       if (a->rate) {
         double secs = std::chrono::duration<double>(at - prevAt).count();

@@ -551,6 +551,28 @@ TEST_F(KeelctlTest, StatsWatchAndCountAreCheckedBeforeAnyCall) {
   EXPECT_EQ(c.err, usageErr("stats", "--count: must be >= 0"));
 }
 
+// A watch outlives keeld's restart: a sample keeld does not answer is
+// said and the next one connects again (operator test: `stats --watch`
+// ended with "Broken pipe" at a routine restart). Here keeld is not up for
+// the first samples, then starts; the watch ends by its count, with the
+// last sample's status.
+TEST_F(KeelctlTest, StatsWatchGoesOnWhenKeeldComesBack) {
+  CliRun r;
+  std::thread watch([&] { r = keelctl({"stats", "--watch", "0.2", "--count", "20"}); });
+  // Wait (bounded) until a sample has failed, then start keeld.
+  bool failed = false;
+  for (int i = 0; i < 200 && !failed; ++i) {
+    failed = slurp(dir_ + "/err").find("cannot connect to") != std::string::npos;
+    if (!failed) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(failed) << "keelctl never said it could not connect";
+  startServer();
+  watch.join();
+  EXPECT_EQ(r.rc, 0) << r.err;  // the last sample's: answered
+  EXPECT_NE(r.err.find("keelctl: cannot connect to " + options_.socketPath), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("dataplane: mock"), std::string::npos) << "no sample after keeld came back:\n" << r.out;
+}
+
 TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {
   // Not reached: 69 (EX_UNAVAILABLE), apart from a refusal (1), so that a
   // script can tell "retry later" from "no such real" (operator review M5).

@@ -1572,6 +1572,20 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
     parser.error(root, "", std::string("internal YAML error: ") + e.what());
   }
   result.errors = parser.takeErrors();
+  // In the file's order, as an operator fixes them: the parser checks some
+  // keys after others (a service's health after its reals), so its own
+  // order jumped back and forth. By line, stably; an error of the whole
+  // file (no line) first.
+  const std::string prefix = std::string(sourceName) + ":";
+  auto lineOf = [&prefix](const std::string& e) -> unsigned long {
+    if (e.compare(0, prefix.size(), prefix) != 0) return 0;
+    size_t end = prefix.size();
+    while (end < e.size() && e[end] >= '0' && e[end] <= '9') ++end;
+    if (end == prefix.size() || end >= e.size() || e[end] != ':') return 0;
+    return std::stoul(e.substr(prefix.size(), end - prefix.size()));
+  };
+  std::stable_sort(result.errors.begin(), result.errors.end(),
+                   [&](const std::string& a, const std::string& b) { return lineOf(a) < lineOf(b); });
   result.warnings = parser.takeWarnings();
   result.fileWarnings = parser.takeFileWarnings();
   if (result.errors.empty()) result.config = std::move(cfg);

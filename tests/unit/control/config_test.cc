@@ -1435,8 +1435,8 @@ TEST(Config, AnEmptyHealthValueIsReportedAtItsKeysLine) {
                                    "      - address: 10.0.1.2\n"),
                                "keel.yaml");
   EXPECT_EQ(joinErrors(r.errors),
-            "keel.yaml:11: services[0].health.all_down: must be one of fail-open|fail-closed, got nothing (null)\n"
             "keel.yaml:10: services[0].health.expect: must be a scalar, got nothing (null)\n"
+            "keel.yaml:11: services[0].health.all_down: must be one of fail-open|fail-closed, got nothing (null)\n"
             "keel.yaml:17: services[0].reals[0].health.rise: must be a scalar, got nothing (null)\n");
 }
 
@@ -1452,10 +1452,10 @@ TEST(Config, AServiceSourceOfAnotherFamilyIsOneErrorAtItsKey) {
                                    "      - {address: 10.0.1.3, health: {rise: 3}}\n"),      // 13
                                "keel.yaml");
   EXPECT_EQ(joinErrors(r.errors),
-            "keel.yaml:12: services[0].reals[1].health.source: 2001:db8::2 is not the same family as 10.0.1.2\n"
             "keel.yaml:9: services[0].health.source: 2001:db8::1 is not the same family as reals 10.0.1.1 "
             "(reals[0]), 10.0.1.3 (reals[2]), which inherit it: give those reals a source of their family in their "
-            "own health blocks, or split the service by family\n");
+            "own health blocks, or split the service by family\n"
+            "keel.yaml:12: services[0].reals[1].health.source: 2001:db8::2 is not the same family as 10.0.1.2\n");
 }
 
 TEST(Config, MetricsAddressAndSwitch) {
@@ -1648,8 +1648,8 @@ TEST(Config, HostChecksRefuseAVipOnTheInterfaceAndAMissingGroup) {
   ConfigResult r = parseConfig(text, "keel.yaml", host);
   ASSERT_EQ(r.errors.size(), 2u) << joinErrors(r.errors);
   EXPECT_EQ(asked, std::vector<std::string>{"eth0"}) << "read once, for the whole file";
-  EXPECT_EQ(r.errors[0], "keel.yaml:6: control.group: no such group \"nosuch\" on this host");
-  EXPECT_EQ(r.errors[1],
+  EXPECT_EQ(r.errors[1], "keel.yaml:6: control.group: no such group \"nosuch\" on this host");
+  EXPECT_EQ(r.errors[0],
             "keel.yaml:4: services[0].vip: cannot be this balancer's own address (10.0.0.7 is an address of "
             "eth0): keel takes the VIP's packets before the kernel, so the host's own traffic to any port of it "
             "(SSH, BGP, the replies to keeld's health checks) would go to the reals; give the VIP an address of "

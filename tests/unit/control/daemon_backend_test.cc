@@ -797,34 +797,33 @@ TEST_F(DaemonBackendTest, AReloadRepliesWithEveryChangeItLogged) {
   EXPECT_EQ(r.result()["changes"], expected) << r.result()["changes"].dump(2);
   EXPECT_EQ(r.result()["services"], 2);
   EXPECT_EQ(r.result()["reals"], 5);
-  // Each item is a record of the log, said the same way.
-  const std::vector<std::string> node = log.take("node_updated");
-  ASSERT_EQ(node.size(), 1u);
-  EXPECT_NE(node[0].find("changed=icmp_too_big_rate icmp_too_big_rate_from=1000 icmp_too_big_rate_to=0"),
+  // Each item is a record of the log, said the same way: one record of
+  // each kind, holding what the item says.
+  auto onlyRecord = [&log](const char* event) {
+    const std::vector<std::string> records = log.take(event);
+    EXPECT_EQ(records.size(), 1u) << event;
+    return records.empty() ? std::string() : records[0];
+  };
+  const std::string node = onlyRecord("node_updated");
+  EXPECT_NE(node.find("changed=icmp_too_big_rate icmp_too_big_rate_from=1000 icmp_too_big_rate_to=0"),
             std::string::npos)
-      << node[0];
-  const std::vector<std::string> removed = log.take("service_removed");
-  ASSERT_EQ(removed.size(), 1u);
-  EXPECT_NE(removed[0].find("service=old id="), std::string::npos) << removed[0];
-  const std::vector<std::string> updated = log.take("service_updated");
-  ASSERT_EQ(updated.size(), 1u);
-  EXPECT_NE(updated[0].find("service=web changed=scheduler scheduler_from=maglev scheduler_to=maglev-src"),
+      << node;
+  const std::string removed = onlyRecord("service_removed");
+  EXPECT_NE(removed.find("service=old id="), std::string::npos) << removed;
+  const std::string updated = onlyRecord("service_updated");
+  EXPECT_NE(updated.find("service=web changed=scheduler scheduler_from=maglev scheduler_to=maglev-src"),
             std::string::npos)
-      << updated[0];
-  const std::vector<std::string> weight = log.take("real_weight_changed");
-  ASSERT_EQ(weight.size(), 1u);
-  EXPECT_NE(weight[0].find("service=web real=10.0.1.1 from=100 to=3"), std::string::npos) << weight[0];
-  const std::vector<std::string> check = log.take("health_check_changed");
-  ASSERT_EQ(check.size(), 1u);
-  EXPECT_NE(check[0].find("service=web reals=2 changed=interval interval_from=1h interval_to=30m"),
-            std::string::npos)
-      << check[0];
-  EXPECT_EQ(log.take("real_removed"), std::vector<std::string>{"info event=real_removed service=web real=10.0.1.4"});
-  EXPECT_EQ(log.take("real_added"), std::vector<std::string>{"info event=real_added service=web real=10.0.1.3"});
-  const std::vector<std::string> added = log.take("service_added");
-  ASSERT_EQ(added.size(), 1u);
-  EXPECT_NE(added[0].find("service=new id="), std::string::npos) << added[0];
-  EXPECT_NE(added[0].find(" vip=10.0.0.4 port=443 proto=tcp reals=2"), std::string::npos) << added[0];
+      << updated;
+  const std::string weight = onlyRecord("real_weight_changed");
+  EXPECT_NE(weight.find("service=web real=10.0.1.1 from=100 to=3"), std::string::npos) << weight;
+  const std::string check = onlyRecord("health_check_changed");
+  EXPECT_NE(check.find("service=web reals=2 changed=interval interval_from=1h interval_to=30m"), std::string::npos)
+      << check;
+  EXPECT_EQ(onlyRecord("real_removed"), "info event=real_removed service=web real=10.0.1.4");
+  EXPECT_EQ(onlyRecord("real_added"), "info event=real_added service=web real=10.0.1.3");
+  const std::string added = onlyRecord("service_added");
+  EXPECT_NE(added.find("service=new id="), std::string::npos) << added;
+  EXPECT_NE(added.find(" vip=10.0.0.4 port=443 proto=tcp reals=2"), std::string::npos) << added;
   // The same file again: nothing changed, nothing logged.
   r = backend_->reload();
   ASSERT_TRUE(r.isOk()) << r.error().message;
@@ -3857,16 +3856,16 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n"
                              "      - {address: 10.0.1.2, weight: 70}\n");
   k.reset();
-  {
+  // A restart's one runtime_state_dropped record, named as a reload names
+  // it (change=): what was given up, not only why.
+  auto restartDropping = [&](const std::string& what) {
     test::LogCapture dropLog;
     k = restart();
-    // Named as a reload names it (change=): what was given up, not only why.
     const std::vector<std::string> dropped = dropLog.take("runtime_state_dropped");
     ASSERT_EQ(dropped.size(), 1u);
-    EXPECT_NE(dropped[0].find("real=10.0.1.2 change=\"weight 50\" reason=\"the file changed this real\""),
-              std::string::npos)
-        << dropped[0];
-  }
+    EXPECT_NE(dropped[0].find(what + " reason=\"the file changed this real\""), std::string::npos) << dropped[0];
+  };
+  restartDropping("real=10.0.1.2 change=\"weight 50\"");
   EXPECT_TRUE(k->real("web", "10.0.1.1")->draining);
   EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 70u);
   // The same for the drain: the file changes the drained real while no
@@ -3874,15 +3873,7 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 90}\n"
                              "      - {address: 10.0.1.2, weight: 70}\n");
   k.reset();
-  {
-    test::LogCapture dropLog;
-    k = restart();
-    const std::vector<std::string> dropped = dropLog.take("runtime_state_dropped");
-    ASSERT_EQ(dropped.size(), 1u);
-    EXPECT_NE(dropped[0].find("real=10.0.1.1 change=drain reason=\"the file changed this real\""),
-              std::string::npos)
-        << dropped[0];
-  }
+  restartDropping("real=10.0.1.1 change=drain");
   EXPECT_FALSE(k->real("web", "10.0.1.1")->draining);
   ASSERT_TRUE(k->backend->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   ASSERT_TRUE(k->backend->setRealDrain({{"web", ip("10.0.1.1")}, false, ""}).isOk());

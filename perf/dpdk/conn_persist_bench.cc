@@ -34,9 +34,11 @@
 //                tmpfs, as /run is): encode + write + fsync + rename
 //   read+decode  consumeConnFile: read, decode, check, remove
 //   restore      restoreConns into fresh tables of the same sizes and
-//                count (each entry into its own worker's table), or, with
-//                --restore-workers N, into N tables (every entry into
-//                every table: sort, dedupe, N inserts an entry)
+//                count (each table takes its saved hash seeds, then each
+//                entry goes into its own worker's table, its own bucket),
+//                or, with --restore-workers N, into N tables (every entry
+//                into every table under their own seeds: sort, dedupe, N
+//                inserts an entry)
 // The fresh tables are allocated (and zeroed) outside the timing, as
 // keeld builds them before it restores. Baseline, same round, same bytes:
 //   read tables  a sequential 8-byte read of a buffer the size of every
@@ -48,7 +50,8 @@
 //                1 MiB buffer (read+decode's floor: consumeConnFile reads
 //                through a small buffer too, and decodes into its records)
 //   inserts      ConnTable::insert of the loaded entries straight into
-//                fresh tables, no checks, no sort (restore's floor)
+//                fresh tables (given the saved seeds as restore gives
+//                them), no checks, no sort (restore's floor)
 // Each quantity is wall time (steady_clock) and this thread's CPU time
 // (CLOCK_THREAD_CPUTIME_ID: user + system, the tmpfs copy included); the
 // summary gives medians over the rounds (wall: also the range), and the
@@ -303,7 +306,7 @@ void runFlows(const Options& o, uint64_t nFlows, const std::string& dir) {
   const uint64_t perFamily = tables[0]->capacity();
   // Both families' ways of every worker: 32 bytes an IPv4 way, 64 an IPv6 one.
   const size_t tableBytes = static_cast<size_t>(o.workers) * perFamily * (32 + 64);
-  const size_t fileBytes = dpdk::ConnFile::kHeaderSize + live * dpdk::ConnFile::kEntrySize;
+  const size_t fileBytes = dpdk::ConnFile::entriesOffset(o.workers) + live * dpdk::ConnFile::kEntrySize;
   std::printf("\n%s %s flows, %u workers, conn_table_size %s: %s ways a family a worker, %.0f MiB of tables;\n"
               "  %s live entries (%.2f %% of the flows, the rest evicted from full buckets; %.0f %% of the %s\n"
               "  ways), file %.1f MiB\n",
@@ -326,6 +329,7 @@ void runFlows(const Options& o, uint64_t nFlows, const std::string& dir) {
   const std::string plainPath = dir + "/plain.bin";
   Sample exportS, encodeS, writeS, consumeS, restoreS, readTablesS, memcpyS, plainWriteS, plainReadS, insertS;
   uint64_t saved = 0, loaded = 0, restored = 0, lostNoRoom = 0;
+  bool seedsRestored = false;
   volatile uint64_t sink = 0;
   for (int round = 0; round < o.rounds; ++round) {
     timed(readTablesS, [&] {
@@ -377,10 +381,13 @@ void runFlows(const Options& o, uint64_t nFlows, const std::string& dir) {
       if (!rep.restored) fail("restoreConns: " + rep.notRestored);
       restored = rep.loaded;
       lostNoRoom = rep.lostNoRoom;
+      seedsRestored = rep.seedsRestored;
     }
     {
       auto fresh = makeTables(connTableSize, restoreWorkers);
       const bool toAll = restoreWorkers != o.workers;
+      if (!toAll && in.seeds.size() == restoreWorkers)
+        for (uint32_t w = 0; w < restoreWorkers; ++w) fresh[w]->reseed(in.seeds[w]);
       timed(insertS, [&] {
         for (const dpdk::ConnRecord& r : in.records) {
           if (toAll) {
@@ -410,9 +417,9 @@ void runFlows(const Options& o, uint64_t nFlows, const std::string& dir) {
       {"read+decode (consume)", consumeS, "read()", plainReadS},
       {"restore", restoreS, "inserts", insertS},
   };
-  std::printf("  %d rounds; saved %s, read %s, restored %s entries (lost_no_room %s)\n", o.rounds,
+  std::printf("  %d rounds; saved %s, read %s, restored %s entries (lost_no_room %s; seeds restored: %s)\n", o.rounds,
               withCommas(saved).c_str(), withCommas(loaded).c_str(), withCommas(restored).c_str(),
-              withCommas(lostNoRoom).c_str());
+              withCommas(lostNoRoom).c_str(), seedsRestored ? "yes" : "no");
   std::printf("  %-26s %10s %-15s %8s %6s    %-12s %9s %8s  %s\n", "step", "wall ms", "(range)", "CPU ms",
               "ns/ent", "baseline", "wall ms", "CPU ms", "ratio (wall)");
   auto range = [](const Sample& s) {

@@ -222,19 +222,24 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
       logWarn(LogRecord("conntrack_not_restored").add("file", connPath_).add("reason", rep.notRestored));
       return false;
     }
-    logInfo(LogRecord("conntrack_restored")
-                .add("file", connPath_)
-                .add("workers", rep.workers)
-                .add("saved_workers", rep.savedWorkers)
-                .add("copied_to_all_workers", rep.copiedToAll)
-                .add("port_spread_changed", rep.spreadChanged)
-                .add("loaded", rep.loaded)
-                .add("lost_no_room", rep.lostNoRoom)
-                .add("skipped_duplicate", rep.skippedDuplicate)
-                .add("skipped_expired", rep.skippedExpired)
-                .add("skipped_no_service", rep.skippedNoService)
-                .add("skipped_no_real", rep.skippedNoReal)
-                .add("skipped_down", rep.skippedDown));
+    // seeds_restored: every entry went back into its own bucket, so
+    // lost_no_room is 0; else why not (lost_no_room may then count some).
+    LogRecord r("conntrack_restored");
+    r.add("file", connPath_)
+        .add("workers", rep.workers)
+        .add("saved_workers", rep.savedWorkers)
+        .add("copied_to_all_workers", rep.copiedToAll)
+        .add("port_spread_changed", rep.spreadChanged)
+        .add("seeds_restored", rep.seedsRestored);
+    if (!rep.seedsRestored) r.add("seeds_not_restored", rep.seedsNotRestored);
+    r.add("loaded", rep.loaded)
+        .add("lost_no_room", rep.lostNoRoom)
+        .add("skipped_duplicate", rep.skippedDuplicate)
+        .add("skipped_expired", rep.skippedExpired)
+        .add("skipped_no_service", rep.skippedNoService)
+        .add("skipped_no_real", rep.skippedNoReal)
+        .add("skipped_down", rep.skippedDown);
+    logInfo(r);
     return true;
   }
 

@@ -52,6 +52,16 @@ SavedConns exportConns(const Snapshot& snap, const std::vector<const ConnTable*>
   SavedConns out;
   out.workers = static_cast<uint32_t>(tables.size());
   out.savedAtNs = savedAtNs;
+  // The seeds, for the next keeld to put each entry back into its bucket;
+  // only as one capacity for all (the DPDK plane gives every worker the
+  // same), which the next keeld's tables must have for that.
+  const bool oneCapacity = !tables.empty() && std::all_of(tables.begin(), tables.end(), [&](const ConnTable* t) {
+    return t->capacity() == tables[0]->capacity();
+  });
+  if (oneCapacity) {
+    out.capacity = tables[0]->capacity();
+    for (const ConnTable* t : tables) out.seeds.push_back(t->seeds());
+  }
   uint64_t occupied = 0;
   for (const ConnTable* t : tables) occupied += t->occupied();
   out.records.reserve(occupied);
@@ -89,8 +99,8 @@ SavedConns exportConns(const Snapshot& snap, const std::vector<const ConnTable*>
 
 namespace {
 
-// Byte order of a file's integers: version 2 little-endian, version 1 the
-// order of the machine that wrote it (read only on a machine like it).
+// Byte order of a file's integers: versions 3 and 2 little-endian, version
+// 1 the order of the machine that wrote it (read only on a machine like it).
 enum class Order { kLittle, kNative };
 
 // Little-endian on disk, through glibc's <endian.h> conversions.
@@ -144,6 +154,7 @@ void decodeRecord(const uint8_t* p, Order o, ConnRecord* r) {
 }
 
 struct Header {
+  uint32_t version = 0;
   Order order = Order::kLittle;
   uint32_t workers = 0;
   uint32_t spread = 0;
@@ -151,21 +162,23 @@ struct Header {
   uint64_t savedAtNs = 0;
 };
 
-// The header's 40 bytes, given how many bytes follow them.
-Status parseHeader(const uint8_t* p, uint64_t body, Header* h) {
+// The header's 40 bytes.
+Status parseHeader(const uint8_t* p, Header* h) {
   if (std::memcmp(p, ConnFile::kMagic, sizeof ConnFile::kMagic) != 0)
     return Status::error("not a keel conntrack file (bad magic)");
   const uint32_t version = get32(p + at::kVersion, Order::kLittle);
-  if (version == ConnFile::kVersion) {
+  if (version == ConnFile::kVersion || version == ConnFile::kNoSeedsVersion) {
+    h->version = version;
     h->order = Order::kLittle;
   } else if (get32(p + at::kVersion, Order::kNative) == ConnFile::kNativeVersion) {
+    h->version = ConnFile::kNativeVersion;
     h->order = Order::kNative;
   } else {
     // A version 1 file is in its writer's byte order: one from a machine of
     // the other order reads as 1 << 24.
     const bool swapped1 = version == (ConnFile::kNativeVersion << 24);
     return Status::error("version " + std::to_string(version) + ", this keeld reads versions " +
-                         std::to_string(ConnFile::kNativeVersion) + " and " + std::to_string(ConnFile::kVersion) +
+                         std::to_string(ConnFile::kNativeVersion) + " to " + std::to_string(ConnFile::kVersion) +
                          (swapped1 ? " (a version 1 file from a machine of the other byte order?)" : ""));
   }
   const uint32_t entrySize = get32(p + at::kEntrySize, h->order);
@@ -177,11 +190,42 @@ Status parseHeader(const uint8_t* p, uint64_t body, Header* h) {
   h->savedAtNs = get64(p + at::kSavedAt, h->order);
   h->spread = get32(p + at::kSpread, h->order);  // 0 in version 1 (reserved, written zero)
   if (h->workers == 0) return Status::error("worker count 0");
-  if (body % ConnFile::kEntrySize != 0 || body / ConnFile::kEntrySize != h->entries)
-    return Status::error("truncated or padded: the header says " + std::to_string(h->entries) +
+  return Status::ok();
+}
+
+// The entries' bytes, given how many follow the header (and the seeds).
+Status checkBodySize(const Header& h, uint64_t body) {
+  if (body % ConnFile::kEntrySize != 0 || body / ConnFile::kEntrySize != h.entries)
+    return Status::error("truncated or padded: the header says " + std::to_string(h.entries) +
                          " entries, the file holds " + std::to_string(body) +
-                         " bytes after the header (entries are " + std::to_string(ConnFile::kEntrySize) +
-                         " bytes)");
+                         " bytes for them (entries are " + std::to_string(ConnFile::kEntrySize) + " bytes)");
+  return Status::ok();
+}
+
+// Version 3's seeds section from f, whose `*rest` bytes after the header
+// it takes off *rest.
+Status readSeeds(FILE* f, const Header& h, uint64_t* rest, SavedConns* out) {
+  uint8_t sh[ConnFile::kSeedsHeaderSize];
+  if (*rest < sizeof sh || std::fread(sh, sizeof sh, 1, f) != 1)
+    return Status::error("truncated: the seeds section is cut short");
+  *rest -= sizeof sh;
+  const uint32_t n = get32(sh, Order::kLittle), capacity = get32(sh + 4, Order::kLittle);
+  if (n == 0) return Status::ok();  // none saved
+  if (n != h.workers)
+    return Status::error("seeds of " + std::to_string(n) + " tables, the file has " + std::to_string(h.workers) +
+                         " workers");
+  if (capacity == 0) return Status::error("seeds of tables of capacity 0");
+  // Bounded by the file's size before anything is allocated.
+  if (*rest / ConnFile::kSeedsSize < n)
+    return Status::error("truncated: the seeds of " + std::to_string(n) + " tables are cut short");
+  std::vector<uint8_t> buf(static_cast<size_t>(n) * ConnFile::kSeedsSize);
+  if (std::fread(buf.data(), buf.size(), 1, f) != 1) return Status::error("read failed or the file changed while read");
+  *rest -= buf.size();
+  out->seeds.resize(n);
+  for (uint32_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < out->seeds[i].size(); ++j)
+      out->seeds[i][j] = get64(&buf[i * ConnFile::kSeedsSize + 8 * j], Order::kLittle);
+  out->capacity = capacity;
   return Status::ok();
 }
 
@@ -206,7 +250,7 @@ Status checkRecords(const std::vector<ConnRecord>& records, uint32_t workers) {
 // millions, and neither side keeps a second whole copy.
 constexpr size_t kChunk = 1024;
 
-// The one writer of the format: the header, then the entries.
+// The one writer of the format: the header, the seeds, then the entries.
 bool writeConns(FILE* f, const SavedConns& saved) {
   uint8_t h[ConnFile::kHeaderSize] = {};
   std::memcpy(h, ConnFile::kMagic, sizeof ConnFile::kMagic);
@@ -217,6 +261,15 @@ bool writeConns(FILE* f, const SavedConns& saved) {
   put64(h + at::kEntries, saved.records.size());
   put64(h + at::kSavedAt, saved.savedAtNs);
   if (std::fwrite(h, sizeof h, 1, f) != 1) return false;
+  // A set of seeds per worker, or none (a section of 8 bytes saying so).
+  const bool seeds = saved.capacity != 0 && saved.workers != 0 && saved.seeds.size() == saved.workers;
+  std::vector<uint8_t> sb(ConnFile::kSeedsHeaderSize + (seeds ? saved.seeds.size() * ConnFile::kSeedsSize : 0));
+  put32(&sb[0], seeds ? saved.workers : 0);
+  put32(&sb[4], seeds ? saved.capacity : 0);
+  for (size_t i = 0; seeds && i < saved.seeds.size(); ++i)
+    for (size_t j = 0; j < saved.seeds[i].size(); ++j)
+      put64(&sb[ConnFile::kSeedsHeaderSize + i * ConnFile::kSeedsSize + 8 * j], saved.seeds[i][j]);
+  if (std::fwrite(sb.data(), sb.size(), 1, f) != 1) return false;
   std::vector<uint8_t> buf(kChunk * ConnFile::kEntrySize);
   for (size_t i = 0; i < saved.records.size(); i += kChunk) {
     const size_t n = std::min(kChunk, saved.records.size() - i);
@@ -234,8 +287,13 @@ Status readConns(FILE* f, uint64_t size, SavedConns* out) {
     return Status::error("truncated: " + std::to_string(size) + " bytes, the header alone is " +
                          std::to_string(sizeof hb));
   Header h;
-  if (Status s = parseHeader(hb, size - sizeof hb, &h); !s) return s;
-  std::vector<ConnRecord> records(h.entries);  // the file's size bounds it (parseHeader)
+  if (Status s = parseHeader(hb, &h); !s) return s;
+  uint64_t rest = size - sizeof hb;
+  SavedConns seeds;
+  if (h.version == ConnFile::kVersion)
+    if (Status s = readSeeds(f, h, &rest, &seeds); !s) return s;
+  if (Status s = checkBodySize(h, rest); !s) return s;
+  std::vector<ConnRecord> records(h.entries);  // the file's size bounds it (checkBodySize)
   std::vector<uint8_t> buf(kChunk * ConnFile::kEntrySize);
   for (size_t i = 0; i < records.size(); i += kChunk) {
     const size_t n = std::min(kChunk, records.size() - i);
@@ -248,6 +306,8 @@ Status readConns(FILE* f, uint64_t size, SavedConns* out) {
   out->workers = h.workers;
   out->spread = h.spread;
   out->savedAtNs = h.savedAtNs;
+  out->capacity = seeds.capacity;
+  out->seeds = std::move(seeds.seeds);
   out->records = std::move(records);
   return Status::ok();
 }
@@ -319,6 +379,25 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
   // every table (conn_persist.h).
   rep.spreadChanged = saved.spread != 0 && spread != 0 && saved.spread != spread;
   rep.copiedToAll = saved.workers != tables.size() || rep.spreadChanged;
+
+  // Each entry back into the bucket it was saved from: the tables take the
+  // seeds their workers' tables had (conn_persist.h). Where that cannot
+  // be, they keep the seeds they drew and entries may land in full buckets.
+  if (rep.copiedToAll) {
+    rep.seedsNotRestored = "the entries go into every worker's table";
+  } else if (saved.seeds.size() != tables.size() || saved.capacity == 0) {
+    rep.seedsNotRestored = "the file has no hash seeds (saved by a keeld before 2026-12-06)";
+  } else if (const auto other = std::find_if(tables.begin(), tables.end(),
+                                             [&](const ConnTable* t) { return t->capacity() != saved.capacity; });
+             other != tables.end()) {
+    rep.seedsNotRestored = "the tables hold " + std::to_string((*other)->capacity()) +
+                           " flows of a family each, the saving ones " + std::to_string(saved.capacity);
+  } else if (std::any_of(tables.begin(), tables.end(), [](const ConnTable* t) { return t->occupied() != 0; })) {
+    rep.seedsNotRestored = "a table already holds entries";
+  } else {
+    for (size_t i = 0; i < tables.size(); ++i) tables[i]->reseed(saved.seeds[i]);  // empty: cannot refuse
+    rep.seedsRestored = true;
+  }
 
   // The current backends by service, family and address; a VALID one wins
   // over an invalidated slot at the same address.

@@ -26,6 +26,7 @@
 
 #include <sys/mman.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -410,6 +411,23 @@ class ConnTable {
     }
   }
 
+  // hashOf()'s seeds: which bucket each flow lands in, given the capacity.
+  using Seeds = std::array<uint64_t, 4>;
+  const Seeds& seeds() const { return seed_; }
+  // Takes given seeds in place of those drawn at construction, while the
+  // table is empty (false, nothing changed, once it holds an entry: its
+  // entries would sit in buckets the new seeds no longer look in). A clean
+  // restart's load (conn_persist.h, restoreConns) gives each table the
+  // seeds its worker's table had at the save: with the same capacity every
+  // saved entry then goes back into the bucket it came from, which held
+  // it, so none is lost for want of room. A plain write: only while no
+  // other thread reads the table (before the workers and keeld's loop run).
+  bool reseed(const Seeds& seeds) {
+    if (occupied() != 0) return false;
+    seed_ = seeds;
+    return true;
+  }
+
   uint32_t capacity() const { return v4_.capacity(); }  // per family
   // Ways of both families: the most occupied() can reach, and what the
   // plane reports as its capacity (keel_conntrack_capacity sums it over the
@@ -523,7 +541,7 @@ class ConnTable {
 
   ConnWays<ConnEntry4> v4_;
   ConnWays<ConnEntry6> v6_;
-  uint64_t seed_[4];  // random per table
+  Seeds seed_;  // random per table, or a saved table's (reseed)
 };
 
 }  // namespace keel::dpdk

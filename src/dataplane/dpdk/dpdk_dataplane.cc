@@ -932,6 +932,8 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (started_) return Status::error("dpdk: connection tables are restored only before the workers start");
     dpdk::SavedConns saved;
     if (Status s = dpdk::consumeConnFile(path, &saved, found); !s || !*found) return s;
+    // The tables are as init() built them, empty (no worker has run): with
+    // the saving layout restoreConns gives each its saved hash seeds first.
     std::vector<dpdk::ConnTable*> tables;
     for (auto& w : workers_) tables.push_back(&w->state->conns);
     *report = dpdk::restoreConns(*store_->current(), tables, saved, workerNowNs(), wallNowNs(), portSpread_);

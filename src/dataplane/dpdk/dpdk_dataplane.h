@@ -120,7 +120,8 @@ class DpdkDataplane : public Dataplane {
   // destruction follows), then writes every worker's entries the workers
   // would still honour to path, atomically. Restore: only before start()
   // (autoStart = false), after the tables are programmed: loads path into
-  // the workers' tables, naming the backends the tables now hold, and
+  // the workers' tables (with the same layout, first giving each its saved
+  // hash seeds: restoreConns), naming the backends the tables now hold, and
   // removes it (*found = false when there is none). An unusable file is an
   // error that names it and changes no table.
   virtual Status saveConnTables(const std::string& path, dpdk::ConnExportReport* report) = 0;

@@ -276,6 +276,7 @@ TEST(ConnPersist, FewerWorkersThanSavedTheFileGetEveryEntryInEveryTable) {
     ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
     ASSERT_TRUE(rep.restored);
     EXPECT_EQ(rep.copiedToAll, n != kWorkers);
+    EXPECT_EQ(rep.seedsRestored, n == kWorkers) << rep.seedsNotRestored;
     EXPECT_EQ(rep.loaded, 3u);
     if (n == kWorkers) {  // the same count: each entry into its own worker alone, as saved
       EXPECT_EQ(p2.workers[0]->conns.countLive(), 1u);
@@ -309,6 +310,7 @@ TEST(ConnPersist, AnotherPortSpreadGetsEveryEntryInEveryTable) {
     ASSERT_TRUE(rep.restored) << rep.notRestored;
     EXPECT_EQ(rep.spreadChanged, c.copied);
     EXPECT_EQ(rep.copiedToAll, c.copied);
+    EXPECT_EQ(rep.seedsRestored, !c.copied) << rep.seedsNotRestored;  // the seeds only where each table gets its own
     EXPECT_EQ(rep.loaded, 3u);
     if (c.copied) {
       expectEveryWorkerKeepsTheSavedReals(p2, 77 * kSec);
@@ -362,6 +364,137 @@ TEST(ConnPersist, ATableTooSmallKeepsTheMostRecentlySeenAndReportsTheRest) {
     EXPECT_EQ(held(p2, 0), (std::vector<uint16_t>{41000, 41002, 41004, 41006}));
     EXPECT_EQ(held(p2, 1), (std::vector<uint16_t>{41001, 41003, 41005, 41007}));
   }
+}
+
+// A first keeld (2 workers, capacity flows of a family a worker) whose
+// workers saw 3/4 x capacity IPv4 flows each of service 1, the first half
+// picked on real 10.1.0.1, the second (after a ring change) on 10.1.0.2;
+// each worker's buckets, 4 ways, are then nearly full and some overflowed.
+SavedConns busyTables(uint32_t capacity) {
+  Plane p1(kWorkers, 1, capacity);
+  p1.service(kVip, 1);
+  p1.real(5, "10.1.0.1", 1, 3);
+  p1.real(6, "10.1.0.2", 1, 4);
+  const uint32_t n = kWorkers * capacity * 3 / 4;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (i == 0 || i == n / 2) p1.ringOf(1, i == 0 ? 5 : 6);
+    const std::string client = "192.168." + std::to_string(3 + i / 250) + "." + std::to_string(1 + i % 250);
+    const Frame f{ip(client.c_str()), kVip,
+                  static_cast<uint16_t>(42000 + i), 80};
+    p1.send(f, i % kWorkers, kSaveNs - (n - i) * kSec / 10);
+  }
+  for (const auto& w : p1.workers)  // well filled: the case where fresh seeds lose entries
+    EXPECT_GE(w->conns.half(KEEL_AF_INET).occupied * 10, w->conns.capacity() * 6u);
+  return exportConns(*p1.store.current(), p1.savedTables(), kSaveNs, kWallSave);
+}
+
+// The id programSecond gives the saved real of r.
+uint32_t secondId(const ConnRecord& r) {
+  uint32_t a[4];
+  ip("10.1.0.1").toWords(a);
+  return std::memcmp(r.realAddr, a, sizeof a) == 0 ? 1u : 0u;
+}
+
+// The same worker count, spread and capacity: each table takes the seeds
+// its worker's had, so every entry goes back into the bucket that held it
+// and none is lost, however full the tables were. (With the tables' own
+// fresh seeds, as before 2026-12-06, some buckets got more than four and
+// their oldest entries were lost: checked below, so the case is one that
+// loses entries without the seeds.)
+TEST(ConnPersist, TheSameLayoutRestoresEveryEntryIntoItsOwnBucket) {
+  constexpr uint32_t kCapacity = 256;  // 64 buckets of 4 IPv4 ways a worker
+  SavedConns saved;
+  ASSERT_TRUE(decodeConns(encodeConns(busyTables(kCapacity)), &saved));  // as the file carries it
+  ASSERT_EQ(saved.seeds.size(), kWorkers);
+  EXPECT_EQ(saved.capacity, kCapacity);
+  ASSERT_GT(saved.records.size(), kWorkers * kCapacity * 6 / 10);
+
+  const uint64_t now2 = 77 * kSec;
+  Plane p2(kWorkers, 2, kCapacity);  // other seeds drawn than the first keeld's
+  programSecond(p2);
+  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, now2, kWallSave + 2 * kSec);
+  ASSERT_TRUE(rep.restored) << rep.notRestored;
+  EXPECT_FALSE(rep.copiedToAll);
+  EXPECT_TRUE(rep.seedsRestored) << rep.seedsNotRestored;
+  EXPECT_EQ(rep.lostNoRoom, 0u);
+  EXPECT_EQ(rep.loaded, saved.records.size());
+  for (uint32_t w = 0; w < kWorkers; ++w) EXPECT_EQ(p2.workers[w]->conns.seeds(), saved.seeds[w]);
+  // Each flow in its own worker's table, naming its saved real (the ring
+  // now picks id 0, 10.1.0.2, for every new flow).
+  size_t onReal1 = 0;
+  for (const ConnRecord& r : saved.records) {
+    keel_ct_value v;
+    ASSERT_TRUE(p2.workers[r.worker]->conns.peek(r.flow, now2, 0, &v)) << ntohs(r.flow.sport);
+    EXPECT_EQ(v.backend_id, secondId(r)) << ntohs(r.flow.sport);
+    onReal1 += secondId(r) == 1;
+  }
+  EXPECT_GT(onReal1, 0u);
+  EXPECT_EQ(p2.entries(), saved.records.size());
+
+  // The control: the same file without its seeds (a version 2 file) into
+  // the same tables loses entries for want of room.
+  SavedConns noSeeds = saved;
+  noSeeds.seeds.clear();
+  noSeeds.capacity = 0;
+  Plane q2(kWorkers, 2, kCapacity);
+  programSecond(q2);
+  rep = restoreConns(*q2.store.current(), q2.tables(), noSeeds, now2, kWallSave + 2 * kSec);
+  EXPECT_FALSE(rep.seedsRestored);
+  EXPECT_NE(rep.seedsNotRestored.find("no hash seeds"), std::string::npos) << rep.seedsNotRestored;
+  EXPECT_GT(rep.lostNoRoom, 0u);
+  EXPECT_EQ(rep.loaded + rep.lostNoRoom, saved.records.size());
+}
+
+// Another capacity (conn_table_size or the worker count changed): the
+// saved buckets do not exist there, so the tables keep the seeds they drew
+// and the entries go in as before 2026-12-06: a larger table has room for
+// them all, a smaller one keeps the most recently seen.
+TEST(ConnPersist, AnotherCapacityKeepsTheTablesOwnSeeds) {
+  const SavedConns saved = busyTables(256);
+  for (uint32_t capacity : {1024u, 128u}) {
+    SCOPED_TRACE(capacity);
+    Plane p2(kWorkers, 2, capacity);
+    programSecond(p2);
+    const ConnTable::Seeds drawn0 = p2.workers[0]->conns.seeds(), drawn1 = p2.workers[1]->conns.seeds();
+    ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
+    ASSERT_TRUE(rep.restored) << rep.notRestored;
+    EXPECT_FALSE(rep.copiedToAll);
+    EXPECT_FALSE(rep.seedsRestored);
+    EXPECT_NE(rep.seedsNotRestored.find("the tables hold " + std::to_string(capacity) +
+                                        " flows of a family each, the saving ones 256"),
+              std::string::npos)
+        << rep.seedsNotRestored;
+    EXPECT_EQ(p2.workers[0]->conns.seeds(), drawn0);
+    EXPECT_EQ(p2.workers[1]->conns.seeds(), drawn1);
+    EXPECT_EQ(rep.loaded + rep.lostNoRoom, saved.records.size());
+    EXPECT_EQ(p2.entries(), rep.loaded);
+    if (capacity == 128) {
+      EXPECT_GT(rep.lostNoRoom, 0u);  // 2 x 128 ways for more entries than that
+    }
+    for (const ConnRecord& r : saved.records) {  // what a table kept names the saved real
+      keel_ct_value v;
+      if (p2.workers[r.worker]->conns.peek(r.flow, 77 * kSec, 0, &v)) {
+        EXPECT_EQ(v.backend_id, secondId(r));
+      }
+    }
+  }
+}
+
+// A table that already holds entries keeps its seeds (its entries' buckets);
+// the file's entries go in as they would without seeds. keeld restores
+// only into fresh tables, before its workers run.
+TEST(ConnPersist, ATableThatHoldsEntriesIsNotReseeded) {
+  const SavedConns saved = savedFromFirstKeeld();
+  Plane p2(kWorkers, 2);
+  programSecond(p2);
+  EXPECT_EQ(p2.send(Frame{ip("192.168.1.9"), kVip, 40009, 80}, 1, 70 * kSec), 0u);
+  const ConnTable::Seeds drawn = p2.workers[0]->conns.seeds();
+  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
+  EXPECT_FALSE(rep.seedsRestored);
+  EXPECT_NE(rep.seedsNotRestored.find("already holds entries"), std::string::npos) << rep.seedsNotRestored;
+  EXPECT_EQ(p2.workers[0]->conns.seeds(), drawn);
+  EXPECT_EQ(rep.loaded, 3u);
+  EXPECT_EQ(p2.send(kFlowA, 0, 77 * kSec), 1u);
 }
 
 TEST(ConnPersist, CopiesSavedAgainLoadOncePerTableTheMostRecentlySeenFirst) {
@@ -426,15 +559,25 @@ TEST(ConnPersist, BadFilesAreErrorsThatSayWhy) {
   EXPECT_NE(error(bad).find("version 9"), std::string::npos);
   bad = good;
   bad[8] = 0;
-  bad[11] = 2;  // version 2 big-endian: a writer that ignored the byte order
-  EXPECT_NE(error(bad).find("version 33554432"), std::string::npos);
+  bad[11] = 3;  // version 3 big-endian: a writer that ignored the byte order
+  EXPECT_NE(error(bad).find("version 50331648"), std::string::npos);
   bad = good;
   bad[12] = 64;  // the entry size
   EXPECT_NE(error(bad).find("entry size 64"), std::string::npos);
   bad = good;
   bad[16] = 0;  // the worker count
   EXPECT_NE(error(bad).find("worker count 0"), std::string::npos);
-  const size_t e1 = ConnFile::kHeaderSize + ConnFile::kEntrySize;  // entry 1
+  // The seeds section (version 3): its count, capacity and length.
+  EXPECT_NE(error(good.substr(0, ConnFile::kHeaderSize + 4)).find("seeds section is cut short"), std::string::npos);
+  EXPECT_NE(error(good.substr(0, ConnFile::kHeaderSize + 40)).find("seeds of 2 tables are cut short"),
+            std::string::npos);
+  bad = good;
+  bad[40] = 3;  // seeds of 3 tables
+  EXPECT_NE(error(bad).find("seeds of 3 tables, the file has 2 workers"), std::string::npos);
+  bad = good;
+  std::memset(&bad[44], 0, 4);  // the capacity
+  EXPECT_NE(error(bad).find("capacity 0"), std::string::npos);
+  const size_t e1 = ConnFile::entriesOffset(kWorkers) + ConnFile::kEntrySize;  // entry 1
   bad = good;
   bad[e1 + 80] = 7;  // worker 7 of 2
   EXPECT_NE(error(bad).find("entry 1 is malformed (worker 7 of 2)"), std::string::npos);
@@ -455,7 +598,7 @@ TEST(ConnPersist, BadFilesAreErrorsThatSayWhy) {
     for (int j = 0; j < 4; ++j)
       if (!b.empty()) b[rng() % b.size()] = static_cast<char>(rng());
     if (decodeConns(b, &out)) {
-      EXPECT_EQ(out.records.size() * ConnFile::kEntrySize + ConnFile::kHeaderSize, b.size());
+      EXPECT_EQ(out.records.size() * ConnFile::kEntrySize + ConnFile::entriesOffset(out.seeds.size()), b.size());
     }
   }
   EXPECT_TRUE(decodeConns(good, &out));
@@ -478,6 +621,14 @@ TEST(ConnPersist, AFileRoundTripsEveryField) {
   EXPECT_EQ(back.savedAtNs, kWallSave);
   ASSERT_EQ(back.records.size(), saved.records.size());
   for (size_t i = 0; i < saved.records.size(); ++i) EXPECT_TRUE(sameRecord(back.records[i], saved.records[i])) << i;
+  // Seeds for 2 tables in a file of 3 workers: none written.
+  EXPECT_TRUE(back.seeds.empty());
+  EXPECT_EQ(back.capacity, 0u);
+  saved.seeds.push_back({~0ull, 0x8000000000000001ull, 5, 0x0102030405060708ull});
+  saved.capacity = 0x80000000u;
+  ASSERT_TRUE(decodeConns(encodeConns(saved), &back));
+  EXPECT_EQ(back.seeds, saved.seeds);
+  EXPECT_EQ(back.capacity, saved.capacity);
   ASSERT_TRUE(decodeConns(encodeConns(SavedConns{1, 7, {}}), &back));  // no entries
   EXPECT_TRUE(back.records.empty());
   EXPECT_EQ(back.savedAtNs, 7u);
@@ -494,6 +645,9 @@ TEST(ConnPersist, TheFileLayoutIsLittleEndianWithTheKeysAsTheirBytes) {
   r.worker = 0x0a0b0c0d;
   r.ageNs = 0x1122334455667788ull;
   const std::string bytes = encodeConns(SavedConns{0x01020304, 0x8877665544332211ull, {r}, 0x05060708});
+  const std::string seeded =
+      encodeConns(SavedConns{2, 0, {}, 0, 0x00000400,
+                             {{0x0102030405060708ull, 2, 3, 4}, {5, 6, 7, 0x8000000000000000ull}}});
   auto hex = [](const std::string& b) {
     std::string out;
     char two[3];
@@ -505,8 +659,10 @@ TEST(ConnPersist, TheFileLayoutIsLittleEndianWithTheKeysAsTheirBytes) {
   };
   const std::string af = hex(std::string(1, static_cast<char>(KEEL_AF_INET)));
   const std::string expected =
-      // header: magic, version 2, entry size 96, 0x01020304 workers, spread 0x05060708, 1 entry, savedAtNs
-      "4b45454c434f4e4e" "02000000" "60000000" "04030201" "08070605" "0100000000000000" "1122334455667788"
+      // header: magic, version 3, entry size 96, 0x01020304 workers, spread 0x05060708, 1 entry, savedAtNs
+      "4b45454c434f4e4e" "03000000" "60000000" "04030201" "08070605" "0100000000000000" "1122334455667788"
+      // seeds: none (seeds of 0 tables, capacity 0)
+      "00000000" "00000000"
       // flow key: source, destination (word 0 network order, words 1-3 zero), ports 40001 and 80
       // network order, TCP, family, padding
       "c0a80101" "000000000000000000000000" "0a000064" "000000000000000000000000" "9c41" "0050" "06" + af +
@@ -516,6 +672,11 @@ TEST(ConnPersist, TheFileLayoutIsLittleEndianWithTheKeysAsTheirBytes) {
       // real address, family, reserved, worker, reserved, age
       "0a010002" "000000000000000000000000" + af + "000000" "0d0c0b0a" "00000000" "8877665544332211";
   EXPECT_EQ(hex(bytes), expected);
+  // With seeds: 2 tables of capacity 1024, each table's four seeds; no entries.
+  EXPECT_EQ(hex(seeded.substr(ConnFile::kHeaderSize)),
+            "02000000" "00040000"
+            "0807060504030201" "0200000000000000" "0300000000000000" "0400000000000000"
+            "0500000000000000" "0600000000000000" "0700000000000000" "0000000000000080");
 }
 
 // What the previous keeld wrote (version 1): its structs, in the machine's
@@ -569,6 +730,48 @@ TEST(ConnPersist, TheFileOfThePreviousKeeldStillLoads) {
   programSecond(p2);
   ASSERT_EQ(restoreConns(*p2.store.current(), p2.tables(), back, 77 * kSec, kWallSave).loaded, 3u);
   EXPECT_EQ(p2.send(kFlowA, 0, 77 * kSec), 1u);
+}
+
+// What keelds from commit 7111440 to 2026-12-06 wrote (version 2): version
+// 3's layout without its seeds section.
+std::string asVersion2(const std::string& v3, size_t seededTables) {
+  std::string v2 = v3;
+  v2[8] = 2;
+  v2.erase(ConnFile::kHeaderSize, ConnFile::entriesOffset(seededTables) - ConnFile::kHeaderSize);
+  return v2;
+}
+
+TEST(ConnPersist, AVersion2FileWithoutSeedsStillLoads) {
+  const SavedConns saved = savedFromFirstKeeld();
+  ASSERT_EQ(saved.seeds.size(), kWorkers);
+  SavedConns back;
+  ASSERT_TRUE(decodeConns(asVersion2(encodeConns(saved), kWorkers), &back));
+  EXPECT_EQ(back.workers, kWorkers);
+  EXPECT_EQ(back.savedAtNs, kWallSave);
+  EXPECT_TRUE(back.seeds.empty());
+  EXPECT_EQ(back.capacity, 0u);
+  ASSERT_EQ(back.records.size(), saved.records.size());
+  for (size_t i = 0; i < saved.records.size(); ++i) EXPECT_TRUE(sameRecord(back.records[i], saved.records[i])) << i;
+
+  // It restores as before: each entry into its own worker's table, under
+  // the seeds that table drew; A stays on its drained real.
+  Plane p2(kWorkers, 2);
+  programSecond(p2);
+  const ConnTable::Seeds drawn = p2.workers[0]->conns.seeds();
+  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), back, 77 * kSec, kWallSave);
+  EXPECT_FALSE(rep.copiedToAll);
+  EXPECT_FALSE(rep.seedsRestored);
+  EXPECT_EQ(p2.workers[0]->conns.seeds(), drawn);
+  EXPECT_EQ(rep.loaded, 3u);
+  EXPECT_EQ(p2.send(kFlowA, 0, 77 * kSec), 1u);
+
+  // A version 2 file's bytes after its header are entries: a truncated one
+  // still says so.
+  std::string cut = asVersion2(encodeConns(saved), kWorkers);
+  cut.pop_back();
+  Status s = decodeConns(cut, &back);
+  EXPECT_FALSE(s);
+  EXPECT_NE(s.message().find("truncated or padded"), std::string::npos) << s.message();
 }
 
 TEST(ConnPersist, TheFileIsWrittenAtomicallyAndConsumedEvenWhenUnusable) {

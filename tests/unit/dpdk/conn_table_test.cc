@@ -187,5 +187,28 @@ TEST(ConnTableHash, TheSeedRepeatsTheHashAndDifferentSeedsDiffer) {
   EXPECT_LE(sameDE, 2u);
 }
 
+// A clean restart's load (conn_persist.h) gives an empty table the seeds a
+// saved one had: it then hashes every key as that table did. A table that
+// holds an entry refuses, and keeps its seeds (its entries' buckets).
+TEST(ConnTableHash, AnEmptyTableTakesAnotherTablesSeedsAndAnOccupiedOneRefuses) {
+  const ConnTable saved(64);  // seeds drawn at random, as keeld's
+  ConnTable next(64);
+  EXPECT_NE(next.seeds(), saved.seeds());
+  ASSERT_TRUE(next.reseed(saved.seeds()));
+  EXPECT_EQ(next.seeds(), saved.seeds());
+  for (uint16_t i = 0; i < 1000; ++i) {
+    const keel_flow_key k = i % 2 ? key4(i) : key6(i);
+    ASSERT_EQ(next.hashOf(k), saved.hashOf(k)) << i;
+  }
+
+  ConnTable used(64);
+  used.insert(key6(1), used.hashOf(key6(1)), 1, 1, 10);
+  const ConnTable::Seeds before = used.seeds();
+  EXPECT_FALSE(used.reseed(saved.seeds()));
+  EXPECT_EQ(used.seeds(), before);
+  keel_ct_value v;
+  EXPECT_TRUE(used.peek(key6(1), 10, 0, &v));
+}
+
 }  // namespace
 }  // namespace keel::dpdk

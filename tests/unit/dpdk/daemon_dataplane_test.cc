@@ -155,6 +155,12 @@ TEST_F(DaemonDataplaneTest, AStartThatFailsAfterLoadingTheSavedTablesWritesThemB
     EXPECT_EQ(std::memcmp(&r.flow, &want.flow, sizeof r.flow), 0);
     EXPECT_EQ(std::memcmp(r.realAddr, want.realAddr, sizeof r.realAddr), 0);
   }
+  // The plane's table (conn_table_size 1024, one worker: the saving
+  // table's capacity) took the saved hash seeds before the load, and so
+  // saves them again: each entry went back into the bucket it came from.
+  ASSERT_EQ(saved.seeds.size(), 1u);
+  EXPECT_EQ(back.capacity, saved.capacity);
+  EXPECT_EQ(back.seeds, saved.seeds);
   // keeld exits now (stop without saving). Closed here without releasing
   // EAL, which a process starts once, so the next keeld's plane can run in
   // this one.

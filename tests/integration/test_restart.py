@@ -539,6 +539,9 @@ def test_dpdk_restart_keeps_the_connection_tables(lab, dpdk_host):
         # worker (the port's spread digest is stable from one keeld to the next).
         got = restored_fields(log)
         assert (got["copied_to_all_workers"], got["port_spread_changed"]) == ("false", "false"), got
+        # ... into its own bucket: the tables take the saved hash seeds, so
+        # none is lost for want of room.
+        assert (got["seeds_restored"], got["lost_no_room"]) == ("true", "0"), got
         assert real_states(k2)[drained_addr] == "draining"  # the runtime drain, kept too
         after = [ask(s) for s in conns]
         moved = [(i, before[i], after[i]) for i in range(N_CONN) if after[i] != before[i]]

@@ -243,10 +243,6 @@ std::string rateText(const json& v, bool exact) {
   return buf;
 }
 
-void addExactFlag(CLI::App& verb, Context& ctx) {
-  verb.add_flag("--exact", ctx.exact, "whole numbers (by default, from 100,000,000 on: K, M, G, T)");
-}
-
 std::string str(const json& v) {
   if (v.is_null()) return "";
   if (v.is_string()) return v.get<std::string>();

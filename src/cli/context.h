@@ -144,8 +144,6 @@ std::string str(const json& v);  // a JSON scalar as text ("" for null)
 std::string countText(const json& v, bool exact);
 // A per-second rate the same way: one decimal below 100,000,000.
 std::string rateText(const json& v, bool exact);
-// --exact on a verb that prints counts (service list/show, stats).
-void addExactFlag(CLI::App& verb, Context& ctx);
 // A real's state as the tables show it: the API's state, and for a down
 // real that still gets traffic why: "down, held" (fail-open keeps it in the
 // ring) or "down, kept" (its established flows stay with it).

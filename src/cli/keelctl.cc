@@ -112,6 +112,9 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", ctx.output, "output format")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
+  // Like -o, how tables print (ipvsadm's --exact): global, so it goes
+  // anywhere on the line.
+  app.add_flag("--exact", ctx.exact, "tables: whole counts (by default, from 100,000,000 on: K, M, G, T)");
   app.require_subcommand(1, 1);
   app.set_version_flag("--version", std::string("keelctl ") + KEEL_VERSION);
   for (const Noun& n : kNouns) {

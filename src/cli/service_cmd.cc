@@ -134,7 +134,6 @@ void defineService(CLI::App& noun, Context& ctx) {
   noun.require_subcommand(1, 1);
 
   CLI::App* list = noun.add_subcommand("list", "list services with their reals and counters");
-  addExactFlag(*list, ctx);
   list->callback([&ctx] {
     auto r = ctx.call("service.list");
     if (!r) return;
@@ -145,7 +144,6 @@ void defineService(CLI::App& noun, Context& ctx) {
   auto name = std::make_shared<std::string>();
   CLI::App* show = noun.add_subcommand("show", "show one service");
   show->add_option("NAME", *name, "service name")->required();
-  addExactFlag(*show, ctx);
   show->callback([&ctx, name] {
     auto r = ctx.call("service.show", {{"name", *name}});
     if (!r) return;

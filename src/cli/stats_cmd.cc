@@ -258,7 +258,6 @@ void defineStats(CLI::App& noun, Context& ctx) {
   CLI::Option* watch = noun.add_option("--watch", a->watch, "repeat every SECONDS (default 2)")
                            ->expected(0, 1);
   noun.add_flag("--rate", a->rate, "per-second rates instead of totals");
-  addExactFlag(noun, ctx);
   CLI::Option* count =
       noun.add_option("--count", a->count, "stop after N samples (with --watch; 0, the default: never)");
   noun.callback([&ctx, a, watch, count] {
@@ -296,14 +295,12 @@ void defineStats(CLI::App& noun, Context& ctx) {
       at = Clock::now();
       return true;
     };
-    json prev;
+    json prev;  // --rate: the sample the next rate is taken from (null: none yet)
     Clock::time_point prevAt;
-    if (a->rate && !sample(prev, prevAt)) return;
     long shown = 0;
     long limit = a->watching ? a->count : 1;
-    for (;;) {
-      if (a->rate || shown > 0)
-        std::this_thread::sleep_for(std::chrono::duration<double>(interval));
+    for (bool first = true;; first = false) {
+      if (!first) std::this_thread::sleep_for(std::chrono::duration<double>(interval));
       json cur;
       Clock::time_point at;
       if (!sample(cur, at)) {
@@ -319,7 +316,7 @@ void defineStats(CLI::App& noun, Context& ctx) {
         continue;
       }
       ctx.exitCode = 0;
-      if (a->rate && prev.is_null()) {  // the first answer after a gap: two samples make a rate
+      if (a->rate && prev.is_null()) {  // the first answer, or the first after a gap: two samples make a rate
         prev = cur;
         prevAt = at;
         continue;

@@ -48,7 +48,15 @@ std::string ApiClient::within() const {
 }
 
 Status ApiClient::connect(Deadline deadline) {
-  if (fd_ >= 0) return Status::ok();
+  if (fd_ >= 0) {
+    // A kept connection keeld has closed meanwhile (its idle timeout, a
+    // restart) reads as EOF: keeld sends nothing between answers, so
+    // anything readable means it is gone. Dropped and connected again,
+    // before a send that would fail with EPIPE having delivered nothing.
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) == 0) return Status::ok();
+    close();
+  }
   sockaddr_un addr{};
   if (path_.empty()) return Status::error("cannot connect: the socket path is empty");
   if (path_.size() >= sizeof addr.sun_path)
@@ -88,7 +96,9 @@ Status ApiClient::sendAll(const std::string& data, Deadline deadline, size_t& se
     // A request larger than the socket's buffer (config check of a large
     // file) waits for keeld to read; one that reads nothing meets the deadline.
     if (!boundSends(fd_, deadline))
-      return Status::error("keeld did not read the request on " + path_ + " " + within());
+      return Status::error(sent + 1 >= data.size()
+                               ? "no response from " + path_ + " " + within()  // all but the newline: delivered (call())
+                               : "keeld did not read the request on " + path_ + " " + within());
     ssize_t n = ::send(fd_, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;  // the deadline ends it
     if (n <= 0) return Status::error("send to " + path_ + ": " + std::strerror(errno));

@@ -554,11 +554,19 @@ TEST_F(KeelctlTest, StatsWatchAndCountAreCheckedBeforeAnyCall) {
 // A watch outlives keeld's restart: a sample keeld does not answer is
 // said and the next one connects again (operator test: `stats --watch`
 // ended with "Broken pipe" at a routine restart). Here keeld is not up for
-// the first samples, then starts; the watch ends by its count, with the
-// last sample's status.
+// the first samples, then starts; with --rate (whose first sample only
+// starts the rate) the first answer starts it. Each failed sample counts
+// towards --count, and the watch ends by its count with the last sample's
+// status.
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 TEST_F(KeelctlTest, StatsWatchGoesOnWhenKeeldComesBack) {
   CliRun r;
-  std::thread watch([&] { r = keelctl({"stats", "--watch", "0.2", "--count", "20"}); });
+  std::thread watch([&] { r = keelctl({"stats", "--watch", "0.2", "--rate", "--count", "20"}); });
   // Wait (bounded) until a sample has failed, then start keeld.
   bool failed = false;
   for (int i = 0; i < 200 && !failed; ++i) {
@@ -569,8 +577,33 @@ TEST_F(KeelctlTest, StatsWatchGoesOnWhenKeeldComesBack) {
   startServer();
   watch.join();
   EXPECT_EQ(r.rc, 0) << r.err;  // the last sample's: answered
-  EXPECT_NE(r.err.find("keelctl: cannot connect to " + options_.socketPath), std::string::npos) << r.err;
-  EXPECT_NE(r.out.find("dataplane: mock"), std::string::npos) << "no sample after keeld came back:\n" << r.out;
+  const size_t failures = occurrences(r.err, "keelctl: cannot connect to " + options_.socketPath);
+  const size_t shown = occurrences(r.out, "dataplane: mock");
+  EXPECT_GE(failures, 1u) << r.err;
+  EXPECT_GE(shown, 1u) << "no rate after keeld came back:\n" << r.out;
+  EXPECT_NE(r.out.find("Pkts/s"), std::string::npos) << r.out;
+  EXPECT_EQ(failures + shown, 20u) << "each sample, answered or not, counts once\n" << r.err << r.out;
+}
+
+// A refusal is keeld's answer, not its absence: it ends the watch at once.
+TEST_F(KeelctlTest, StatsWatchEndsAtARefusal) {
+  startServer();
+  CliRun r = keelctl({"stats", "nosuch", "--watch", "0.1", "--count", "5"});
+  EXPECT_EQ(r.rc, 1) << r.err;
+  EXPECT_EQ(occurrences(r.err, "keelctl: "), 1u) << r.err;
+}
+
+// keeld closes a connection idle past its idle timeout (10 min by default,
+// 0.2 s here); a watch slower than that finds its kept connection closed at
+// each sample and connects again before sending, rather than failing every
+// other sample with EPIPE (re-read M2).
+TEST_F(KeelctlTest, AWatchSlowerThanKeeldsIdleTimeoutLosesNoSample) {
+  options_.idleTimeout = std::chrono::milliseconds(200);
+  startServer();
+  CliRun r = keelctl({"stats", "--watch", "0.5", "--count", "4"});
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(occurrences(r.out, "dataplane: mock"), 4u) << r.out;
 }
 
 TEST_F(KeelctlTest, MissingDaemonAndUsageErrors) {

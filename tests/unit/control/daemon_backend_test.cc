@@ -334,11 +334,16 @@ TEST_F(DaemonBackendTest, UpkeepSoonRunsOnceForABurstAndTheTimerFollowsTheFile) 
   hourly.replace(hourly.find("interface: eth0}"), 16, "interface: eth0, upkeep_interval: 1h}");
   files_["keel.yaml"] = hourly;
   test::LogCapture log;
-  ASSERT_TRUE(backend_->reload().isOk());
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk());
   EXPECT_GT(*backend_->upkeepDue(), std::chrono::steady_clock::now() + std::chrono::minutes(59));
   std::vector<std::string> said = log.take("upkeep_interval_changed");
   ASSERT_EQ(said.size(), 1u);
   EXPECT_NE(said[0].find("from=5s to=1h"), std::string::npos) << said[0];
+  // ... and the reload's reply lists it, as every change it logs.
+  EXPECT_EQ(r.result()["changes"],
+            nlohmann::json::array({{{"change", "upkeep_interval_changed"}, {"from", "5s"}, {"to", "1h"}}}))
+      << r.result().dump();
 }
 
 std::string macOf(const uint8_t (&bytes)[6]) {

@@ -809,21 +809,16 @@ TEST_F(DaemonBackendTest, AReloadRepliesWithEveryChangeItLogged) {
     EXPECT_EQ(records.size(), 1u) << event;
     return records.empty() ? std::string() : records[0];
   };
-  const std::string node = onlyRecord("node_updated");
-  EXPECT_NE(node.find("changed=icmp_too_big_rate icmp_too_big_rate_from=1000 icmp_too_big_rate_to=0"),
-            std::string::npos)
-      << node;
-  const std::string removed = onlyRecord("service_removed");
-  EXPECT_NE(removed.find("service=old id="), std::string::npos) << removed;
-  const std::string updated = onlyRecord("service_updated");
-  EXPECT_NE(updated.find("service=web changed=scheduler scheduler_from=maglev scheduler_to=maglev-src"),
-            std::string::npos)
-      << updated;
-  const std::string weight = onlyRecord("real_weight_changed");
-  EXPECT_NE(weight.find("service=web real=10.0.1.1 from=100 to=3"), std::string::npos) << weight;
-  const std::string check = onlyRecord("health_check_changed");
-  EXPECT_NE(check.find("service=web reals=2 changed=interval interval_from=1h interval_to=30m"), std::string::npos)
-      << check;
+  // ... and that record holds `text`.
+  auto recordHolds = [&onlyRecord](const char* event, const std::string& text) {
+    const std::string record = onlyRecord(event);
+    EXPECT_NE(record.find(text), std::string::npos) << record;
+  };
+  recordHolds("node_updated", "changed=icmp_too_big_rate icmp_too_big_rate_from=1000 icmp_too_big_rate_to=0");
+  recordHolds("service_removed", "service=old id=");
+  recordHolds("service_updated", "service=web changed=scheduler scheduler_from=maglev scheduler_to=maglev-src");
+  recordHolds("real_weight_changed", "service=web real=10.0.1.1 from=100 to=3");
+  recordHolds("health_check_changed", "service=web reals=2 changed=interval interval_from=1h interval_to=30m");
   EXPECT_EQ(onlyRecord("real_removed"), "info event=real_removed service=web real=10.0.1.4");
   EXPECT_EQ(onlyRecord("real_added"), "info event=real_added service=web real=10.0.1.3");
   const std::string added = onlyRecord("service_added");
@@ -2821,6 +2816,22 @@ class RuntimeStateTest : public DaemonBackendTest {
     std::ifstream in(path);
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
+  // The state files set aside as .bad-STAMP in the state directory.
+  std::vector<std::string> setAside() const {
+    std::vector<std::string> aside;
+    for (const auto& e : std::filesystem::directory_iterator(dir_))
+      if (e.path().filename().string().rfind("runtime-eth0.json.bad-", 0) == 0) aside.push_back(e.path().string());
+    return aside;
+  }
+  // Limits whose max_reals holds the reals programmed now (the file's, before
+  // a keelctl addition) and no more.
+  DataplaneLimits limitsForTheRealsNow() const {
+    size_t reals = 0;
+    for (const ServiceView& v : registry_.services()) reals += v.reals.size();
+    DataplaneLimits limits;
+    limits.maxBackends = static_cast<uint32_t>(reals);
+    return limits;
+  }
   // Whether keeld `k` programmed the real of service web VALID.
   static bool validOf(Keeld& k, const char* addr) {
     const std::optional<ServiceView> web = k.registry.service("web");
@@ -3234,16 +3245,13 @@ TEST_F(RuntimeStateTest, ARestartDropsOnlyTheRuntimeEntryTheChecksRefuse) {
 // drain and the weight, instead of dropping all of it.
 TEST_F(RuntimeStateTest, AnOverlayWhoseAdditionsNoLongerFitKeepsItsDrainsAndWeights) {
   make();
-  size_t fileReals = 0;
-  for (const ServiceView& v : registry_.services()) fileReals += v.reals.size();
+  const DataplaneLimits limits = limitsForTheRealsNow();
   nlohmann::json r = call(R"({"id":1,"method":"real.drain","params":{"service":"web","address":"10.0.1.1"}})");
   ASSERT_EQ(r["ok"], true) << r.dump();
   r = call(R"({"id":2,"method":"real.set_weight","params":{"service":"web","address":"10.0.1.2","weight":7}})");
   ASSERT_EQ(r["ok"], true) << r.dump();
   r = call(R"({"id":3,"method":"real.add","params":{"service":"web","address":"10.0.1.9"}})");
   ASSERT_EQ(r["ok"], true) << r.dump();
-  DataplaneLimits limits;
-  limits.maxBackends = static_cast<uint32_t>(fileReals);
   auto k = std::make_unique<Keeld>(limits);
   test::LogCapture log;
   k->backend = started(k->io, k->registry);
@@ -3270,24 +3278,19 @@ TEST_F(RuntimeStateTest, AnOverlayWhoseAdditionsNoLongerFitKeepsItsDrainsAndWeig
 // operator's changes (re-read of de5a22f).
 TEST_F(RuntimeStateTest, AnOverlayThatCannotGoInIsKeptAsItWas) {
   make();
-  size_t fileReals = 0;
-  for (const ServiceView& v : registry_.services()) fileReals += v.reals.size();
+  const DataplaneLimits limits = limitsForTheRealsNow();
   nlohmann::json r = call(R"({"id":1,"method":"real.add","params":{"service":"web","address":"10.0.1.9"}})");
   ASSERT_EQ(r["ok"], true) << r.dump();
   backend_.reset();
   const std::string before = fileText(statePath_);
   ASSERT_NE(before.find("10.0.1.9"), std::string::npos) << before;
-  DataplaneLimits limits;
-  limits.maxBackends = static_cast<uint32_t>(fileReals);
   auto k = std::make_unique<Keeld>(limits);
   test::LogCapture log;
   k->backend = started(k->io, k->registry);
   EXPECT_FALSE(k->real("web", "10.0.1.9")) << "the addition does not fit";
   const std::vector<std::string> ignored = log.take("runtime_state_ignored");
   ASSERT_EQ(ignored.size(), 1u);
-  std::vector<std::string> aside;
-  for (const auto& e : std::filesystem::directory_iterator(dir_))
-    if (e.path().filename().string().rfind("runtime-eth0.json.bad-", 0) == 0) aside.push_back(e.path().string());
+  const std::vector<std::string> aside = setAside();
   ASSERT_EQ(aside.size(), 1u);
   EXPECT_NE(ignored[0].find("kept_as=" + aside[0]), std::string::npos) << ignored[0];
   EXPECT_EQ(fileText(aside[0]), before) << "the changes, as they were";
@@ -3900,9 +3903,7 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   EXPECT_NE(ignored[0].find("drains, weights, added and removed services and reals) are not applied"),
             std::string::npos)
       << ignored[0];
-  std::vector<std::string> aside;
-  for (const auto& e : std::filesystem::directory_iterator(dir_))
-    if (e.path().filename().string().rfind("runtime-eth0.json.bad-", 0) == 0) aside.push_back(e.path().string());
+  const std::vector<std::string> aside = setAside();
   ASSERT_EQ(aside.size(), 1u);
   EXPECT_NE(ignored[0].find("kept_as=" + aside[0]), std::string::npos) << ignored[0];
   EXPECT_EQ(fileText(aside[0]), "{not json");

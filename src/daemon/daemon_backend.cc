@@ -1141,15 +1141,6 @@ std::string overrideChange(bool added, bool removed, std::optional<uint32_t> wei
   return change;
 }
 
-// The same for a real's entry of the state file, as saved.
-std::string savedRealChange(const nlohmann::json& e) {
-  const nlohmann::json w = e.value("weight", nlohmann::json());
-  return overrideChange(e.contains("added"), e.value("removed", false) == true,
-                        w.is_number_unsigned() && w.get<uint64_t>() <= 65535
-                            ? std::optional<uint32_t>(w.get<uint32_t>())
-                            : std::nullopt,
-                        e.value("drained", false) == true);
-}
 
 // A request's forwarding as a ServiceConfig has it: the one place the API's
 // string is read (api::parseServiceAdd admits only ipip|l2dsr).
@@ -1367,18 +1358,6 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
     if (!addr) continue;
     const std::string real = addr->toString();
     const RealConfig* fr = findReal(file, svcName, *addr);
-    const ServiceConfig* svc = nullptr;
-    if (auto it = out.addedServices.find(svcName); it != out.addedServices.end()) {
-      svc = &it->second.config;  // a service kept from this file: its reals go with it
-    } else if (droppedServices.count(svcName) || out.removedServices.count(svcName) ||
-               !(svc = findSvc(file, svcName))) {
-      logDropped(svcName, real, savedRealChange(e), "the service is gone");
-      continue;
-    } else if (version == 1 ? (!fr || !e.contains("file_weight") || e["file_weight"] != fr->weight)
-                            : !fileSays(fr, e.value("file", nlohmann::json()))) {
-      logDropped(svcName, real, savedRealChange(e), "the file changed this real");
-      continue;
-    }
     RealOverride ov;
     ov.drained = e.value("drained", false);
     // The drain's record, if this keeld's kind wrote one; a bad value loses
@@ -1394,6 +1373,20 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
     ov.removed = version == kStateVersion && e.value("removed", false);
     if (e.contains("weight") && e["weight"].is_number_unsigned() && e["weight"].get<uint64_t>() <= 65535)
       ov.weight = e["weight"].get<uint32_t>();
+    // What a drop below gives up, named as a reload's drops are.
+    const std::string change = overrideChange(addedReals[i].has_value(), ov.removed, ov.weight, ov.drained);
+    const ServiceConfig* svc = nullptr;
+    if (auto it = out.addedServices.find(svcName); it != out.addedServices.end()) {
+      svc = &it->second.config;  // a service kept from this file: its reals go with it
+    } else if (droppedServices.count(svcName) || out.removedServices.count(svcName) ||
+               !(svc = findSvc(file, svcName))) {
+      logDropped(svcName, real, change, "the service is gone");
+      continue;
+    } else if (version == 1 ? (!fr || !e.contains("file_weight") || e["file_weight"] != fr->weight)
+                            : !fileSays(fr, e.value("file", nlohmann::json()))) {
+      logDropped(svcName, real, change, "the file changed this real");
+      continue;
+    }
     if (addedReals[i]) {
       const api::Parsed<api::RealAddRequest>& p = *addedReals[i];
       std::vector<std::string> errors;
@@ -1405,7 +1398,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       else
         r = realFrom(*svc, p.value->real, "services[" + svcName + "]", "params", macs, errors);
       if (!r) {
-        logDropped(svcName, real, savedRealChange(e), firstError(errors));
+        logDropped(svcName, real, change, firstError(errors));
         continue;
       }
       ov.added = std::move(*r);

@@ -2143,11 +2143,39 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
   if (std::string why = realOwnAddressHostProblem(r->address); !why.empty())
     return configErrors({"service " + req.service + " real " + r->address.toString() + ": " + why});
   Overlay next = overlay_;
-  RealOverride ov;
-  ov.added = *r;
-  ov.addedSpec = req.real;
-  ov.weight = r->weight;  // also when re-adding a file real removed at runtime
-  next.reals[{req.service, r->address}] = ov;
+  const auto key = std::make_pair(req.service, r->address);
+  // A real the file defines, removed with keelctl: adding it back undoes the
+  // removal. It runs as the file's real (compose), so the entry keeps only
+  // the request's weight where it differs from the file's: an "added" real
+  // the file has would be counted by no status and given up, with a warning,
+  // by the next reload that removes it from the file. A mac or health check
+  // other than the file's would be ignored, so the request is refused.
+  const RealConfig* fileReal =
+      overlay_.removedServices.count(req.service) ? nullptr : findReal(file_, req.service, r->address);
+  if (fileReal) {
+    const std::string where = "service " + req.service + " real " + r->address.toString() + ": " + file_.source +
+                              ":" + std::to_string(fileReal->line) + " defines it";
+    if (req.real.mac && req.real.mac != fileReal->mac)
+      return configErrors({where + " with " +
+                           (fileReal->mac ? "mac " + fileReal->mac->toString() : std::string("no mac")) +
+                           "; adding it back with keelctl undoes its removal and can set its weight only: change "
+                           "its mac in the file and reload"});
+    if (!req.real.health.is_null() && r->healthSpec != fileReal->healthSpec)
+      return configErrors({where + " with another health check; adding it back with keelctl undoes its removal "
+                                   "and can set its weight only: change its check in the file and reload"});
+    RealOverride ov;
+    if (r->weight != fileReal->weight) ov.weight = r->weight;
+    if (ov.weight)
+      next.reals[key] = ov;
+    else
+      next.reals.erase(key);
+  } else {
+    RealOverride ov;
+    ov.added = *r;
+    ov.addedSpec = req.real;
+    ov.weight = r->weight;
+    next.reals[key] = ov;
+  }
   Result res = commit(file_, std::move(next));
   if (res.isOk()) {
     logResolvedMac(req.service, *r);

@@ -216,6 +216,7 @@ struct DaemonStatus {
   // file that keeps them across restarts (empty: none is kept).
   struct RuntimeChanges {
     size_t addedServices = 0, removedServices = 0, addedReals = 0, removedReals = 0, weights = 0, drains = 0;
+    bool operator==(const RuntimeChanges&) const = default;
   } runtime;
   std::string stateFile;
   std::string stateUnsaved;  // why the state file's last write failed; empty when saved

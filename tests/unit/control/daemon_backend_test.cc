@@ -899,6 +899,58 @@ TEST_F(DaemonBackendTest, ReloadKeepsDrainUnlessFileChangesThatReal) {
   EXPECT_EQ(realOf("10.0.1.2").weight, 7u);
 }
 
+// A file real removed with keelctl and added back is the file's real again:
+// nothing (or its new weight) stays on top of the file, so a reload that
+// then takes it out of the file gives nothing up (an "added real" entry
+// used to stay and be given up with a warning, while `daemon status`
+// counted no change). Another mac or check than the file's is refused.
+TEST_F(DaemonBackendTest, FileRealAddedBackUndoesItsRemoval) {
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.2");
+  ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
+  add.real.health = {{"type", "tcp"}};
+  dp_.calls.clear();
+  api::Result refused = backend_->addReal(add);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.error().message,
+            "service web real 10.0.1.2: keel.yaml:10 defines it with another health check; adding "
+            "it back with keelctl undoes its removal and can set its weight only: change its check in the file and "
+            "reload");
+  EXPECT_TRUE(dp_.calls.empty()) << "refused: nothing programmed";
+  add.real.health = nullptr;
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  EXPECT_EQ(backend_->daemonStatus().runtime, api::DaemonStatus::RuntimeChanges{});
+  EXPECT_EQ(realOf("10.0.1.2").weight, 100u);
+
+  // Removed from the file: silently, as any file real.
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n");
+  test::LogCapture log;
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(r.result().contains("warnings")) << r.result().dump();
+  EXPECT_TRUE(log.take("runtime_state_dropped").empty());
+
+  // Added back with another weight: that weight is the one change kept.
+  files_["keel.yaml"] = yaml(kTwo);
+  ASSERT_TRUE(backend_->reload().isOk());
+  ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
+  add.real.weight = 30;
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  api::DaemonStatus::RuntimeChanges weightOnly;
+  weightOnly.weights = 1;
+  EXPECT_EQ(backend_->daemonStatus().runtime, weightOnly);
+  EXPECT_EQ(realOf("10.0.1.2").weight, 30u);
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n");
+  r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result()["warnings"],
+            nlohmann::json::array({"service web real 10.0.1.2: its weight 30 made with keelctl is given up: the "
+                                   "file no longer has this real"}))
+      << r.result().dump();
+}
+
 TEST_F(DaemonBackendTest, BadReloadChangesNothing) {
   make();
   dp_.calls.clear();

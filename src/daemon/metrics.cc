@@ -358,9 +358,11 @@ void renderDataplane(Families& out, const GlobalStats& s) {
     sample(errors, {{"direction", "tx"}}, static_cast<double>(p.txErrors));
     sample(out.add("keel_dpdk_port_link_up", "1 if the DPDK port's link is up", MetricType::Gauge), {},
            p.linkUp ? 1.0 : 0.0);
-    sample(out.add("keel_dpdk_port_link_speed_mbps", "The DPDK port's link speed in Mb/s (0: unknown)",
-                   MetricType::Gauge),
-           {}, static_cast<double>(p.linkSpeedMbps));
+    // In bytes a second, as node_exporter's node_network_speed_bytes (base
+    // units; until 2026-12-06 keel_dpdk_port_link_speed_mbps in Mb/s).
+    sample(out.add("keel_dpdk_port_link_speed_bytes",
+                   "The DPDK port's link speed in bytes per second (0: unknown)", MetricType::Gauge),
+           {}, static_cast<double>(p.linkSpeedMbps) * 125000.0);
   }
 }
 

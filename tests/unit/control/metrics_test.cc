@@ -614,7 +614,7 @@ TEST_F(MetricsTest, TxDropsAndPortCountersWhenThePlaneHasThem) {
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_errors_total{direction="rx"} 1)"));
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_errors_total{direction="tx"} 2)"));
   EXPECT_TRUE(hasLine(out, "keel_dpdk_port_link_up 1"));
-  EXPECT_TRUE(hasLine(out, "keel_dpdk_port_link_speed_mbps 25000"));
+  EXPECT_TRUE(hasLine(out, "keel_dpdk_port_link_speed_bytes 3125000000"));
 }
 
 // Each DPDK worker's connection table by family (each half evicts on its

@@ -292,7 +292,7 @@ bool Registry::canKeep(const ServiceConfig& cfg, const RealState& real) {
   return cfg.healthKeepEstablished && !lacksMac(cfg, real.mac);
 }
 
-Status Registry::addService(const ServiceConfig& cfg) {
+Status Registry::addService(const ServiceConfig& cfg, ConfigChanges* changes) {
   auto id = serviceIds_.allocate();
   if (!id) return Status::error("service " + cfg.name + ": no free service id");
   ServiceState& state = services_[cfg.name];
@@ -326,11 +326,12 @@ Status Registry::addService(const ServiceConfig& cfg) {
   if (Status s = dataplane_.upsertService(serviceKey(cfg), {state.id, serviceFlags(cfg), {}});
       !s)
     return Status::error("service " + cfg.name + ": write service: " + s.message());
-  note(change::ServiceAdded{cfg.name, state.id, cfg.vip, cfg.port, cfg.protocol, cfg.reals.size()});
+  noteChange(change::ServiceAdded{cfg.name, state.id, cfg.vip, cfg.port, cfg.protocol, cfg.reals.size()}, changes);
   return Status::ok();
 }
 
-Status Registry::removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused) {
+Status Registry::removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused,
+                               ConfigChanges* changes) {
   auto it = services_.find(name);
   ServiceState& state = it->second;
   // Unhook the service first so no new packet reaches its ring, then empty
@@ -352,7 +353,7 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
                          std::to_string(state.id) + ": " + s.message());
   serviceIds_.release(state.id);
   dropVipRef(state.config.vip, vipsMaybeUnused);
-  note(change::ServiceRemoved{name, state.id});
+  noteChange(change::ServiceRemoved{name, state.id}, changes);
   services_.erase(it);
   return Status::ok();
 }
@@ -362,19 +363,17 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
 // re-applies the running config). Whether the file or a keelctl change
 // made them, the registry cannot tell: a keelctl change also logs its own
 // runtime_* or api_change record.
-void Registry::noteChanges(const ServiceState& state, const ServiceConfig& cfg) {
+void Registry::noteChanges(const ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes) {
   for (ConfigChange& c :
        keptServiceChanges(state.config, cfg, [&state](const IpAddress& address) -> std::optional<uint32_t> {
          auto real = state.reals.find(address);
          if (real == state.reals.end()) return std::nullopt;  // added: real_added, after the writes
          return real->second.weight;
        }))
-    note(std::move(c));
+    noteChange(std::move(c), changes);
 }
 
-void Registry::note(ConfigChange change) { noteChange(std::move(change), noted_); }
-
-Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
+Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes) {
   const std::string& name = cfg.name;
   std::set<IpAddress> wanted;
   for (const RealConfig& rc : cfg.reals) wanted.insert(rc.address);
@@ -384,7 +383,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
   const uint32_t oldRingSize = state.config.ringSize;
   const bool forwardingChanged = state.config.forwarding != cfg.forwarding;
   const uint32_t oldFlags = serviceFlags(state.config);
-  noteChanges(state, cfg);
+  noteChanges(state, cfg, changes);
   state.config = cfg;
   const uint32_t flags = serviceFlags(cfg);
   bool serviceWritten = false;
@@ -494,10 +493,10 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg) {
     }
     if (Status s = invalidateBackend(state, it->first, it->second); !s) return s;
     if (Status s = releaseBackend(state, it->first, it->second); !s) return s;
-    note(change::RealRemoved{name, it->first});
+    noteChange(change::RealRemoved{name, it->first}, changes);
     it = state.reals.erase(it);
   }
-  for (const RealConfig* rc : added) note(change::RealAdded{name, rc->address});
+  for (const RealConfig* rc : added) noteChange(change::RealAdded{name, rc->address}, changes);
 
   if ((rewrite || flags != oldFlags) && !serviceWritten)
     if (Status s = writeService(); !s) return s;
@@ -563,13 +562,6 @@ Status Registry::apply(const Config& config, ConfigChanges* changes) {
   // One batch: the DPDK plane publishes the whole apply as one snapshot
   // (Dataplane::beginBatch); the calls below keep their order for XDP.
   DataplaneBatch batch(dataplane_);
-  // note() keeps each change for `changes` until apply returns, whichever
-  // way it returns.
-  noted_ = changes;
-  struct Unnote {
-    Registry* registry;
-    ~Unnote() { registry->noted_ = nullptr; }
-  } unnote{this};
   std::map<std::string, const ServiceConfig*> desired;
   for (const ServiceConfig& s : config.services) desired[s.name] = &s;
 
@@ -588,12 +580,12 @@ Status Registry::apply(const Config& config, ConfigChanges* changes) {
     if (it == desired.end() || !sameKey(state.config, *it->second)) toRemove.push_back(name);
   }
   for (const std::string& name : toRemove)
-    if (Status s = removeService(name, maybeUnusedVips); !s) return failed(s, maybeUnusedVips);
+    if (Status s = removeService(name, maybeUnusedVips, changes); !s) return failed(s, maybeUnusedVips);
 
   // 2. Updates and 3. additions, in config order (first apply: ids follow it).
   for (const ServiceConfig& cfg : config.services) {
     auto it = services_.find(cfg.name);
-    Status s = it == services_.end() ? addService(cfg) : updateService(it->second, cfg);
+    Status s = it == services_.end() ? addService(cfg, changes) : updateService(it->second, cfg, changes);
     if (!s) return failed(s, maybeUnusedVips);
   }
 

@@ -401,17 +401,16 @@ class Registry {
   // its flows: established_on_down: keep, and a MAC if l2dsr (no backend is
   // ever VALID without one).
   static bool canKeep(const ServiceConfig& cfg, const RealState& real);
-  Status addService(const ServiceConfig& cfg);
-  Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused);
-  Status updateService(ServiceState& state, const ServiceConfig& cfg);
-  // A change made: logged, and kept for apply()'s `changes` if it was given.
-  void note(ConfigChange change);
-  ConfigChanges* noted_ = nullptr;  // apply()'s `changes` while it runs
+  // apply()'s steps; each change made is logged and, if `changes` is
+  // given, kept there for apply()'s caller (noteChange, config_diff.h).
+  Status addService(const ServiceConfig& cfg, ConfigChanges* changes);
+  Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused, ConfigChanges* changes);
+  Status updateService(ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes);
   // What updateService is about to change in a service it keeps:
   // service_updated (its own keys), real_weight_changed and
   // health_check_changed (docs/operations.md, "Reloads"). Reals added or
   // removed get real_added / real_removed once written.
-  void noteChanges(const ServiceState& state, const ServiceConfig& cfg);
+  static void noteChanges(const ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes);
   // Fail-open holds reals only while nothing else can serve: once a real
   // (of `only`, if given) is healthy, not held and weighted, or the policy
   // is fail-closed, every held real is released (held cleared). Returns

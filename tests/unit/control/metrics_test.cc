@@ -325,6 +325,10 @@ TEST_F(MetricsTest, AReloadAppliesTheFlowCountInterval) {
   r = reloadWithFlowCountInterval("0s");
   ASSERT_TRUE(r.isOk()) << r.error().message;
   EXPECT_FALSE(r.result().contains("restart_needed")) << r.result().dump();
+  // The reply lists the change, as every change the reload logs.
+  EXPECT_EQ(r.result()["changes"],
+            nlohmann::json::array({{{"change", "flow_count_interval_changed"}, {"from", "10s"}, {"to", "0s"}}}))
+      << r.result().dump();
   EXPECT_EQ(backend_->flowCounts(), nullptr);
   EXPECT_EQ(text(renderMetrics(collectSnapshot(*backend_, "v"))).find("keel_real_flows"), std::string::npos);
 

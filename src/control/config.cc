@@ -588,6 +588,26 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
                 quote(d.exceptionInterface) +
                 " hands the host's traffic to the kernel a second time (duplicate answers); leave it empty and "
                 "set dataplane.interface to the port's interface (docs/dpdk.md)");
+  // ... and a kernel that forwards what it receives on that interface
+  // routes its copy of each VIP packet as well: out to the router, which
+  // sends it back to this port, where keel forwards it again, until its TTL
+  // runs out (a live test saw one datagram reach a real 64 times). Refused
+  // (a host check): no run of it is right.
+  if (const std::string devargs = portDevargs(d.port, d.ealArgs);
+      portNode && isAfPacketPort(devargs) && options_.interfaceForwarding)
+    if (const std::string iface = vdevInterface(devargs); !iface.empty())
+      if (const std::vector<std::string> on = options_.interfaceForwarding(iface); !on.empty()) {
+        std::string set;
+        for (const std::string& name : on) set += (set.empty() ? "" : ", ") + name + " = 1";
+        std::string fix;
+        for (const std::string& name : on) fix += (fix.empty() ? "" : " and ") + name + "=0";
+        error(*portNode, path + ".port",
+              "the kernel forwards IP packets received on " + quote(iface) + " (" + set +
+                  "), and a net_af_packet port leaves it its own copy of every frame: it would route each VIP "
+                  "packet too, back to this port through the router, and keel would forward it again until "
+                  "its TTL ran out (the reals get many copies); set " + fix +
+                  " (sysctl), or use net_af_xdp (docs/dpdk.md)");
+      }
   if (auto k = child(n, path, "idle_sleep_us", false))
     if (auto v = integer(*k, path + ".idle_sleep_us", 0, 100000)) d.idleSleepUs = *v;
   if (auto k = child(n, path, "mtu", false))

@@ -369,6 +369,12 @@ struct ConfigOptions {
   // Whether an existing interface is a tun/tap device (keeld: its sysfs
   // tun_flags); empty: dpdk.exception_interface is checked for syntax only.
   std::function<bool(const std::string& interface)> interfaceIsTap;
+  // The sysctls by which the kernel forwards IP packets it receives on an
+  // interface ("net.ipv4.conf.eth1.forwarding", "net.ipv6.conf.all.forwarding",
+  // "net.ipv6.conf.eth1.force_forwarding"), those set; keeld reads /proc/sys.
+  // Empty: not checked. A net_af_packet port leaves the kernel its copy of
+  // every frame, which such a kernel would route too.
+  std::function<std::vector<std::string>(const std::string& interface)> interfaceForwarding;
   // Whether this keeld has the data plane a kind names (keeld: the planes it
   // was built with); empty: every kind is accepted (a file for another
   // machine, unit tests).

@@ -101,6 +101,23 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
     std::error_code ec;
     return std::filesystem::exists("/sys/class/net/" + name + "/tun_flags", ec);
   };
+  o.interfaceForwarding = [](const std::string& name) {
+    // IPv4 forwards by the receiving interface's flag, IPv6 by the global
+    // one or the interface's force_forwarding (kernel 6.17+; absent before).
+    // sysctl(8) names an interface's dots as slashes (eth0.100: eth0/100).
+    std::string asSysctl = name;
+    std::replace(asSysctl.begin(), asSysctl.end(), '.', '/');
+    std::vector<std::string> on;
+    for (const auto& [file, shown] :
+         {std::pair{"ipv4/conf/" + name + "/forwarding", "ipv4.conf." + asSysctl + ".forwarding"},
+          std::pair{std::string("ipv6/conf/all/forwarding"), std::string("ipv6.conf.all.forwarding")},
+          std::pair{"ipv6/conf/" + name + "/force_forwarding", "ipv6.conf." + asSysctl + ".force_forwarding"}}) {
+      std::ifstream f("/proc/sys/net/" + file);
+      int v = 0;
+      if (f >> v && v != 0) on.push_back("net." + shown);
+    }
+    return on;
+  };
   o.kindBuilt = dataplaneBuiltIn;
   o.allowedCpus = [cpus = startCpus()] { return cpus; };
   o.onlineCpus = [] {

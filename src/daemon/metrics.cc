@@ -331,12 +331,17 @@ void renderDataplane(Families& out, const GlobalStats& s) {
     auto& fromKernel = out.add("keel_dpdk_exception_egress_packets_total",
                                "Frames from the kernel (the exception interface) a DPDK worker sent out of the port",
                                MetricType::Counter);
+    auto& hostFrames = out.add("keel_dpdk_worker_host_frames_ignored_total",
+                               "Frames a DPDK worker's net_af_packet queue read that the port's kernel interface "
+                               "sent (the host's own, or forwarded by it: the port's MAC as source), ignored",
+                               MetricType::Counter);
     for (const WorkerStats& w : s.workers) {
       const std::string worker = std::to_string(w.worker), lcore = std::to_string(w.lcore);
       for (const auto& [path, n] : {std::pair{"port", w.txDropped}, std::pair{"to_kernel", w.toKernelDropped},
                                     std::pair{"from_kernel", w.fromKernelDropped}})
         sample(txDrop, {{"worker", worker}, {"lcore", lcore}, {"path", path}}, static_cast<double>(n));
       sample(fromKernel, {{"worker", worker}, {"lcore", lcore}}, static_cast<double>(w.fromKernel));
+      sample(hostFrames, {{"worker", worker}, {"lcore", lcore}}, static_cast<double>(w.hostFramesIgnored));
     }
   }
   if (s.port) {

@@ -88,6 +88,11 @@ struct WorkerStats {
   uint64_t toKernelDropped = 0;
   uint64_t fromKernel = 0;
   uint64_t fromKernelDropped = 0;
+  // net_af_packet only: frames its queue read that the port's kernel
+  // interface sent (the host's own, what the kernel forwards: the port's
+  // MAC as their source), freed before the packet path, so in no reason
+  // count and not in rxPackets (the port's driver counts them).
+  uint64_t hostFramesIgnored = 0;
 };
 
 // The DPDK port as the NIC (or vdev) counts it (rte_eth_stats, link): what

@@ -862,17 +862,17 @@ class Lab:
 
     def flows(self, proto: str, dst: str, port: int, count: int = 1,
               src: str | list[str] | None = None, timeout: float = 2.0,
-              retries: int = 0) -> list[dict]:
-        """Runs COUNT flows from the client (COUNT per source address if SRC
-        lists several); returns one dict per flow with src, sport, dst,
-        dport, proto and either real or error."""
+              retries: int = 0, host: "Host | None" = None) -> list[dict]:
+        """Runs COUNT flows from the client, or from HOST (COUNT per source
+        address if SRC lists several); returns one dict per flow with src,
+        sport, dst, dport, proto and either real or error."""
         argv = [PYTHON, str(HERE / "lab_client.py"), proto, "--dst", dst, "--port", str(port),
                 "--count", str(count), "--timeout", str(timeout), "--retries", str(retries)]
         sources = [src] if isinstance(src, str) else list(src or [])
         for a in sources:
             argv += ["--src", a]
         bound = max(1, len(sources)) * count * (retries + 1) * (timeout + 1) + 10
-        p = self.client.run(argv, timeout=bound)
+        p = (host or self.client).run(argv, timeout=bound)
         return json.loads(p.stdout)["flows"]
 
     def ping(self, host: Host, dst: str, count: int = 1, timeout: int = 2) -> bool:

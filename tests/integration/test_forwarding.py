@@ -198,6 +198,52 @@ def test_icmp_and_not_ours(keel, forwarding, family):
         f"pass_no_service {before['pass_no_service']} -> {after['pass_no_service']}"
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_balancers_own_traffic_to_a_vip_is_forwarded_once(keel, forwarding, family):
+    """Datagrams the balancer host itself sends to a VIP leave by its default
+    route, and the router sends them back to the balancer like any client's:
+    keel forwards each once, and the real's answer reaches the host. (A
+    net_af_packet port also reads what its interface sends; until its
+    workers ignored frames with the port's own source MAC they balanced the
+    outgoing copy too, and each datagram reached its real twice.)"""
+    lab, _ = keel
+    n = 6
+
+    def sent():
+        reasons = lab.reasons()
+        assert reasons is not None, "no keeld runs"
+        return reasons["tx_ipip"] + reasons["tx_l2dsr"]
+
+    before = settled(sent)
+    flows = lab.flows("udp", lab.vip(family), PORT, count=n, host=lab.balancer)
+    served(flows)
+    forwarded = settled(sent) - before
+    assert forwarded == n, f"{forwarded} packets forwarded for {n} datagrams the balancer sent"
+
+
+def test_af_packet_port_refused_where_the_kernel_forwards(lab, need_keel, tmp_path):
+    """A net_af_packet port leaves the kernel its copy of every frame; a
+    kernel that forwards would route each VIP packet back through the router
+    to keel again (many copies to the reals), so keeld refuses the port
+    while forwarding is on, naming the sysctl (a host check: --check-config
+    here, as a reload and the start)."""
+    if lab.plane.kind != "dpdk":
+        pytest.skip("an af_packet port is the DPDK plane's")
+    config = lab.write_config(lab.keel_config(services(lab, "ipip")), "forwarding.yaml")
+    sysctl = f"net.ipv4.conf.{lab.balancer.ifname}.forwarding"
+    check = [str(lab.binary("keeld")), "--check-config", str(config)]
+    assert lab.balancer.run(check, check=False, timeout=60).returncode == 0
+    lab.balancer.run(["sysctl", "-qw", f"{sysctl}=1"])
+    try:
+        p = lab.balancer.run(check, check=False, timeout=60)
+    finally:
+        lab.balancer.run(["sysctl", "-qw", f"{sysctl}=0"])
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert f"the kernel forwards IP packets received on \"{lab.balancer.ifname}\" ({sysctl} = 1)" in out, out
+    assert f"set {sysctl}=0 (sysctl)" in out, out
+
+
 @pytest.fixture
 def keel_variant(request, lab, need_keel):
     """keeld with the services the test passes via indirect parametrization

@@ -723,7 +723,8 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                               json{{"port", w.txDropped},
                                    {"to_kernel", w.toKernelDropped},
                                    {"from_kernel", w.fromKernelDropped}}},
-                             {"from_kernel", w.fromKernel}});
+                             {"from_kernel", w.fromKernel},
+                             {"host_frames_ignored", w.hostFramesIgnored}});
     }
     for (size_t f = 0; f < 2; ++f)
       conntrack[kFamilyNames[f]] = g.workers.empty() ? json(nullptr) : familyJson(sum[f]);

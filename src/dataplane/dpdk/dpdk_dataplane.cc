@@ -545,6 +545,25 @@ inline void addTo(std::atomic<uint64_t>& c, uint64_t n) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
+// A net_af_packet socket reads what its interface sends as well as what it
+// receives: the host's own frames and those the kernel forwards. They
+// carry the port's MAC as their source, which no frame from the wire has;
+// balanced, a VIP packet the host sent would reach its real twice (keel
+// and the kernel each sent it). Frees them before the packet path (so
+// counted under no reason), keeps the rest in order, returns their count.
+uint16_t dropOwnFrames(rte_mbuf** pkts, uint16_t n, const std::array<uint8_t, 6>& mac, std::atomic<uint64_t>& own) {
+  uint16_t kept = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    if (rte_pktmbuf_data_len(m) >= 12 && std::memcmp(rte_pktmbuf_mtod(m, const uint8_t*) + 6, mac.data(), 6) == 0)
+      rte_pktmbuf_free(m);
+    else
+      pkts[kept++] = m;
+  }
+  if (kept != n) addTo(own, n - kept);
+  return kept;
+}
+
 // One grace period: returns once every online worker has reported a
 // quiescent state since the call, i.e. finished the burst that might hold
 // the snapshot just replaced (what rte_rcu_qsbr_synchronize does). It must
@@ -585,6 +604,7 @@ struct alignas(64) Worker {
   std::atomic<uint64_t> txDropped{0};
   std::atomic<uint64_t> toKernelDropped{0};
   std::atomic<uint64_t> fromKernelDropped{0};
+  std::atomic<uint64_t> hostFramesIgnored{0};  // dropOwnFrames
   std::atomic<bool> running{false};
 };
 
@@ -690,6 +710,12 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
 
     rte_ether_addr mac{};
     if (rte_eth_macaddr_get(port_, &mac) == 0) std::memcpy(portMac_.data(), mac.addr_bytes, 6);
+    // net_af_packet (whatever name or --vdev the port was given by) hands
+    // the workers what the host sends too (dropOwnFrames).
+    rte_eth_dev_info devInfo{};
+    ignoreOwnFrames_ = rte_eth_dev_info_get(port_, &devInfo) == 0 && devInfo.driver_name &&
+                       std::strstr(devInfo.driver_name, "af_packet") != nullptr &&
+                       portMac_ != std::array<uint8_t, 6>{};
 
     if (!opts_.exceptionInterface.empty()) {
       // net_tap makes the interface and refuses a name already taken with
@@ -1038,6 +1064,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       ws.toKernelDropped = w->toKernelDropped.load(std::memory_order_relaxed);
       ws.fromKernel = w->exceptionEgress.load(std::memory_order_relaxed);
       ws.fromKernelDropped = w->fromKernelDropped.load(std::memory_order_relaxed);
+      ws.hostFramesIgnored = w->hostFramesIgnored.load(std::memory_order_relaxed);
     }
     st.port = portStats();
     return st;
@@ -1200,11 +1227,14 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     const bool haveTap = tapReady_;
     const uint32_t tapMaxFrame = tapMaxFrame_;
     const uint32_t idleSleepUs = opts_.idleSleepUs;
+    const bool ignoreOwn = ignoreOwnFrames_;
+    const std::array<uint8_t, 6> ownMac = portMac_;
     uint32_t loops = 0;
     while (!stop_.load(std::memory_order_relaxed)) {
       // One snapshot for the whole burst: every packet in it sees one state.
       const dpdk::Snapshot* snap = store_->current();
-      const uint16_t n = rte_eth_rx_burst(port_, q, next->pkts, kBurst);
+      uint16_t n = rte_eth_rx_burst(port_, q, next->pkts, kBurst);
+      if (ignoreOwn && n > 0) n = dropOwnFrames(next->pkts, n, ownMac, w.hostFramesIgnored);
       next->n = n;
       if (n > 0) {
         for (uint16_t i = 0; i < n; ++i) {
@@ -1285,6 +1315,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   uint32_t tapMaxFrame_ = 1500 + 22;
   std::string tapName_;
   std::array<uint8_t, 6> portMac_{};
+  bool ignoreOwnFrames_ = false;  // a net_af_packet port: dropOwnFrames
   bool started_ = false;
   const char* ended_ = nullptr;  // why start() is refused: a failed start, saved tables
   unsigned __int128 nsPerTsc_ = 0;  // set with the workers, before any runs

@@ -454,6 +454,7 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
   w0.toKernelDropped = 6;
   w0.fromKernel = 8;
   w0.fromKernelDropped = 7;
+  w0.hostFramesIgnored = 12;
   w0.icmpPeerFound = 3;
   w0.icmpPeerNotFound = 2;
   w0.icmpPeerRateLimited = 1;
@@ -482,7 +483,8 @@ TEST_F(DispatcherTest, StatsShowEachWorkersTableHalvesAndIcmpPeerLookups) {
                    {{"ipv4", {{"entries", 4096}, {"capacity", 4096}, {"live_evictions", 900}}},
                     {"ipv6", {{"entries", 7}, {"capacity", 4096}, {"live_evictions", 0}}}}},
                   {"tx_dropped", {{"port", 5}, {"to_kernel", 6}, {"from_kernel", 7}}},
-                  {"from_kernel", 8}}));
+                  {"from_kernel", 8},
+                  {"host_frames_ignored", 12}}));
   EXPECT_EQ(r["result"]["port"], (json{{"rx_packets", 100},
                                        {"rx_missed", 9},
                                        {"rx_no_mbuf", 4},

@@ -519,6 +519,45 @@ TEST(Config, DpdkExceptionInterfaceMustNotBeAnotherInterface) {
   EXPECT_TRUE(parse("eth1").ok());
 }
 
+// net_af_packet leaves the kernel its copy of every frame: a kernel that
+// forwards what arrives on the port's interface routes each VIP packet too,
+// back through the router to keel (a loop), so that is refused as a host
+// check, naming the sysctls to clear; the interface is the port's, also
+// when the port's devargs are its --vdev's. net_af_xdp takes the frames
+// from the kernel: no check.
+TEST(Config, DpdkAfPacketPortRefusesAForwardingKernel) {
+  ConfigOptions o;
+  std::vector<std::string> asked;
+  std::vector<std::string> on = {"net.ipv4.conf.eth1.forwarding", "net.ipv6.conf.all.forwarding"};
+  o.interfaceForwarding = [&](const std::string& iface) {
+    asked.push_back(iface);
+    return on;
+  };
+  auto parse = [&](const std::string& dpdk) {
+    return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n" + dpdk + "    workers: [1]\n", "keel.yaml", o);
+  };
+  ConfigResult r = parse("    port: \"net_af_packet0,iface=eth1\"\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors,
+            std::vector<std::string>{
+                "keel.yaml:4: dataplane.dpdk.port: the kernel forwards IP packets received on \"eth1\" "
+                "(net.ipv4.conf.eth1.forwarding = 1, net.ipv6.conf.all.forwarding = 1), and a net_af_packet port "
+                "leaves it its own copy of every frame: it would route each VIP packet too, back to this port "
+                "through the router, and keel would forward it again until its TTL ran out (the reals get many "
+                "copies); set net.ipv4.conf.eth1.forwarding=0 and net.ipv6.conf.all.forwarding=0 (sysctl), or "
+                "use net_af_xdp (docs/dpdk.md)"});
+  EXPECT_EQ(asked, std::vector<std::string>{"eth1"});
+  asked.clear();
+  r = parse("    eal_args: [--vdev, \"net_af_packet0,iface=eth2\"]\n    port: net_af_packet0\n");
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(asked, std::vector<std::string>{"eth2"}) << "the --vdev's interface";
+  asked.clear();
+  EXPECT_TRUE(parse("    port: \"net_af_xdp0,iface=eth1\"\n    exception_interface: keel0\n").ok());
+  EXPECT_TRUE(asked.empty());
+  on.clear();
+  EXPECT_TRUE(parse("    port: \"net_af_packet0,iface=eth1\"\n").ok()) << "a kernel that does not forward";
+}
+
 // The lcores EAL arguments start, read as EAL 22.11 reads them (each case
 // below was checked against Debian's 22.11.11 with dpdk-test): what EAL
 // refuses is an error, what keel cannot read a warning, never an error.

@@ -601,6 +601,7 @@ TEST_F(MetricsTest, TxDropsAndPortCountersWhenThePlaneHasThem) {
   w.toKernelDropped = 6;
   w.fromKernelDropped = 7;
   w.fromKernel = 8;
+  w.hostFramesIgnored = 11;
   dp_.stats.workers = {w};
   // rx 100 (missed 9, no mbuf 4, errors 1), tx 80 (errors 2), link up at 25000 Mb/s.
   const PortStats port{100, 9, 4, 1, 80, 2, true, 25000};
@@ -611,6 +612,7 @@ TEST_F(MetricsTest, TxDropsAndPortCountersWhenThePlaneHasThem) {
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_tx_dropped_total{worker="0",lcore="1",path="to_kernel"} 6)"));
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_tx_dropped_total{worker="0",lcore="1",path="from_kernel"} 7)"));
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_exception_egress_packets_total{worker="0",lcore="1"} 8)"));
+  EXPECT_TRUE(hasLine(out, R"(keel_dpdk_worker_host_frames_ignored_total{worker="0",lcore="1"} 11)"));
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_packets_total{direction="rx"} 100)"));
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_packets_total{direction="tx"} 80)"));
   EXPECT_TRUE(hasLine(out, R"(keel_dpdk_port_rx_dropped_total{reason="missed"} 9)"));

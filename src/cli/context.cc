@@ -3,6 +3,7 @@
 
 #include "common/text.h"
 
+#include "control/api/control_backend.h"  // api::code
 #include "control/api/json_keys.h"
 
 #include <algorithm>
@@ -60,7 +61,11 @@ std::optional<json> Context::call(const std::string& method, const json& params)
   } else {
     for (const auto& e : *all) std::cerr << "keelctl: " << (e.is_string() ? e.get<std::string>() : e.dump()) << "\n";
   }
-  exitCode = kExitRefused;
+  // busy (every connection taken) and try_later (enough such requests
+  // running): keeld did not take the request up, so nothing changed and
+  // the same command can be sent again, as when keeld cannot be reached.
+  const std::string code = err.value("code", std::string());
+  exitCode = code == api::code::kBusy || code == api::code::kTryLater ? kExitUnavailable : kExitRefused;
   return std::nullopt;
 }
 

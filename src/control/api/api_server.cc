@@ -329,7 +329,8 @@ void refuseBusy(Stream::socket& s, size_t limit) {
   std::string msg = serializeResponse(Dispatcher::errorResponse(
       nullptr, ApiError{code::kBusy,
                         "server: too many connections (limit " + std::to_string(limit) +
-                            ", every one waiting for an answer)",
+                            ", every one busy with a request: being answered, or its answer not yet read by "
+                            "its client)",
                         "", {}}));
   ::send(s.native_handle(), msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   error_code ignored;

@@ -739,6 +739,45 @@ TEST_F(KeelctlTest, ARequestSentButNotAnsweredIsNotUnavailable) {
   EXPECT_EQ(json::parse(jr.out)["error"]["code"], "no_response") << jr.out;
 }
 
+// busy and try_later: keeld did not take the request up, so nothing changed
+// and the same command may be sent again: 69, as when keeld cannot be
+// reached (a notify script retries on 69), not 1, a refusal to repeat.
+TEST_F(KeelctlTest, BusyAndTryLaterExitAsUnavailable) {
+  const std::string path = dir_ + "/answers.sock";
+  const int lfd = listenUnix(path);
+  ASSERT_GE(lfd, 0);
+  const std::vector<std::string> codes = {"busy", "try_later", "not_found"};
+  std::thread answering([&] {  // one connection a code, answered with it
+    for (const std::string& code : codes) {
+      const int c = ::accept(lfd, nullptr, nullptr);
+      if (c < 0) return;
+      std::string got;
+      char buf[4096];
+      for (ssize_t n; (n = ::read(c, buf, sizeof buf)) > 0;) {
+        got.append(buf, static_cast<size_t>(n));
+        if (got.back() == '\n') break;
+      }
+      const json request = json::parse(got, nullptr, false);
+      const std::string reply =
+          json{{"id", request.is_object() ? request.value("id", json()) : json()},
+               {"ok", false},
+               {"error", {{"code", code}, {"message", "server: " + code}}}}
+              .dump() +
+          "\n";
+      (void)!::write(c, reply.data(), reply.size());
+      ::close(c);
+    }
+  });
+  std::vector<CliRun> runs;
+  for (size_t i = 0; i < codes.size(); ++i) runs.push_back(keelctl({"real", "drain", "web", "10.0.0.5"}, path));
+  answering.join();
+  ::close(lfd);
+  EXPECT_EQ(runs[0].rc, 69) << runs[0].err;
+  EXPECT_EQ(runs[0].err, "keelctl: server: busy\n");
+  EXPECT_EQ(runs[1].rc, 69) << runs[1].err;
+  EXPECT_EQ(runs[2].rc, 1) << "a refusal stays 1: " << runs[2].err;
+}
+
 // A keeld that has wedged: it takes the request and never answers. A
 // keepalived notify script bounds the wait with --timeout or
 // KEELCTL_TIMEOUT (the option wins); past it keelctl says and exits as for

@@ -484,7 +484,8 @@ TEST_F(ServerTest, ConnectionLimitClosesTheLongestIdleToMakeRoom) {
   ASSERT_TRUE(line.has_value());
   r = json::parse(*line);
   EXPECT_EQ(r["error"]["code"], "busy");
-  EXPECT_EQ(r["error"]["message"], "server: too many connections (limit 3, every one waiting for an answer)");
+  EXPECT_EQ(r["error"]["message"], "server: too many connections (limit 3, every one busy with a request: being answered, or "
+            "its answer not yet read by its client)");
   EXPECT_TRUE(refused.waitClosed());
   onLoop([&] {
     for (auto& answer : fake_.heldConnLists) answer(Status::ok(), ConnList{});

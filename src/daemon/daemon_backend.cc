@@ -368,7 +368,11 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
     if (Status s = registry_.adopt(*adopted, compose(config, kept)); !s) return s;
   } else if (stop) {
     startFrom_ = StartFrom{std::move(stop->up), startedAt_.value_or(std::chrono::system_clock::now()) - stop->at,
-                           std::move(stop->kept), std::move(stop->held)};
+                           std::move(stop->kept), std::move(stop->held), std::move(stop->macs)};
+    // Before the commit, so such a real goes in VALID: the connection
+    // table a DPDK start restores keeps its flows (an entry of a real not
+    // VALID is skipped), and compose() starts it from the record.
+    keepStopMacs(config, kept);
   }
   Result r = commitUnasked(config, kept);
   Overlay applied = kept;  // what runtime_state_kept reports, once it is in
@@ -579,12 +583,16 @@ void DaemonBackend::checkNextHop() {
   if (nextHop_ && committed_) nextHop_->run(effective_, neighbourInterface_);
 }
 
+static bool tableMac(const ServiceConfig& svc, const RealConfig& r);
+
 void DaemonBackend::saveAtStop() const {
-  StopRecord stop{std::chrono::system_clock::now(), {}, {}, {}};
+  StopRecord stop{std::chrono::system_clock::now(), {}, {}, {}, {}};
   std::set<RealKey> checked;
   for (const ServiceConfig& svc : effective_.services)
-    for (const RealConfig& r : svc.reals)
+    for (const RealConfig& r : svc.reals) {
       if (r.healthSpec.type != HealthCheckSpec::Type::None) checked.insert({svc.name, r.address});
+      if (tableMac(svc, r)) stop.macs.emplace(RealKey{svc.name, r.address}, *r.mac);
+    }
   for (const ServiceView& v : registry_.services())
     for (const RealView& r : v.reals)
       if (checked.count({v.name, r.address})) {
@@ -1103,6 +1111,12 @@ std::optional<std::string> DaemonBackend::saveState(const StopRecord* stop) cons
     };
     if (!stop->kept.empty()) doc["stopped"]["kept"] = list(stop->kept);
     if (!stop->held.empty()) doc["stopped"]["held"] = list(stop->held);
+    if (!stop->macs.empty()) {
+      nlohmann::json macs = nlohmann::json::array();
+      for (const auto& [key, mac] : stop->macs)
+        macs.push_back({{"service", key.first}, {"address", key.second.toString()}, {"mac", mac.toString()}});
+      doc["stopped"]["macs"] = std::move(macs);
+    }
   }
   // Written whole, synced, then renamed over the old file, every step
   // checked (an ofstream reported nothing when its buffered write failed
@@ -1253,7 +1267,7 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
     if (st.is_object() && st.contains("at_ms") && st["at_ms"].is_number_integer() && st.contains("up") &&
         st["up"].is_array()) {
       const std::chrono::milliseconds at(st["at_ms"].get<int64_t>());
-      StopRecord record{std::chrono::system_clock::time_point(at), {}, {}, {}};
+      StopRecord record{std::chrono::system_clock::time_point(at), {}, {}, {}, {}};
       auto readReals = [](const nlohmann::json& list, std::set<RealKey>& into) {
         for (const nlohmann::json& e : list) {
           if (!e.is_object() || !e.contains("service") || !e["service"].is_string() || !e.contains("address") ||
@@ -1268,6 +1282,36 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       if (st.contains("kept") && st["kept"].is_array()) readReals(st["kept"], record.kept);
       // Reals held by fail-open; none in older files (they start down).
       if (st.contains("held") && st["held"].is_array()) readReals(st["held"], record.held);
+      // The l2dsr reals' table MACs; none in older files (they wait for the
+      // table). A bad entry (the file edited or damaged) is skipped with a
+      // warning: that real waits for the table, as without a record.
+      if (st.contains("macs")) {
+        auto ignored = [&](const nlohmann::json& entry, const std::string& why) {
+          logWarn(LogRecord("stop_record_mac_ignored")
+                      .add("path", statePath_)
+                      .add("entry", entry.dump())
+                      .add("reason", why)
+                      .add("detail", "that real waits for the neighbour table, as after a crash"));
+        };
+        const nlohmann::json& macs = st["macs"];
+        if (!macs.is_array()) ignored(macs, "not a list");
+        for (size_t i = 0; macs.is_array() && i < macs.size(); ++i) {
+          const nlohmann::json& e = macs[i];
+          if (!e.is_object() || !e.contains("service") || !e["service"].is_string() || !e.contains("address") ||
+              !e["address"].is_string() || !e.contains("mac") || !e["mac"].is_string()) {
+            ignored(e, "not an object with service, address and mac strings");
+            continue;
+          }
+          const std::optional<IpAddress> address = IpAddress::parse(e["address"].get<std::string>());
+          const std::optional<MacAddress> mac = MacAddress::parse(e["mac"].get<std::string>());
+          if (!address)
+            ignored(e, "address is not an IP address");
+          else if (!mac || !mac->isUnicast())
+            ignored(e, "mac is not a unicast MAC address");
+          else
+            record.macs.emplace(RealKey{e["service"].get<std::string>(), *address}, *mac);
+        }
+      }
       *stop = std::move(record);
     }
   }
@@ -2649,8 +2693,46 @@ void DaemonBackend::keepAdoptedMacs(Config& c, const ProgrammedState& adopted) {
 
 void DaemonBackend::keepAdoptedMacs(const Config& file, Overlay& overlay, const ProgrammedState& adopted) {
   auto fromPlane = [&adopted](const ServiceConfig& svc, const RealConfig& r) { return adoptedMac(adopted, svc, r); };
+  keepKnownMacs(file, overlay, fromPlane, logKeptFromPlane);
+}
+
+// A start without adoption (DPDK always): the stop record stands in for the
+// plane, so a clean restart keeps the MACs a running keeld would have kept
+// (keepResolvedMacs) where the new neighbour table lacks them; the MAC timer
+// then follows the table as for any table MAC (refreshTableMacs).
+void DaemonBackend::keepStopMacs(Config& file, Overlay& overlay) const {
+  if (!startFrom_ || startFrom_->macs.empty()) return;
+  auto fromStop = [this](const ServiceConfig& svc, const RealConfig& r) { return stopMac(svc, r); };
+  const auto ago = static_cast<uint64_t>(
+      std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(startFrom_->ago).count()));
+  auto log = [ago](const std::string& service, const RealConfig& r) {
+    logInfo(LogRecord("real_mac_kept_from_stop")
+                .add("service", service)
+                .add("real", r.address.toString())
+                .add("mac", r.mac->toString())
+                .add("stopped_ms_ago", ago));
+  };
+  for (const auto& [service, real] : keepKnownMacs(file, fromStop)) log(service, *findReal(file, service, real));
+  keepKnownMacs(file, overlay, fromStop, log);
+}
+
+std::optional<MacAddress> DaemonBackend::stopMac(const ServiceConfig& svc, const RealConfig& r) const {
+  if (!startFrom_ || svc.forwarding != Forwarding::kL2dsr) return std::nullopt;
+  auto it = startFrom_->macs.find({svc.name, r.address});
+  if (it == startFrom_->macs.end() || startFrom_->ago < std::chrono::system_clock::duration::zero())
+    return std::nullopt;
+  const bool anyAge = (svc.healthKeepEstablished && startsKept(svc.name, r)) ||
+                      (svc.healthFailOpen && startsHeld(svc.name, r));
+  if (!anyAge && startFrom_->ago > r.healthSpec.interval * r.healthSpec.fall) return std::nullopt;
+  return it->second;
+}
+
+void DaemonBackend::keepKnownMacs(
+    const Config& file, Overlay& overlay,
+    const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known,
+    const std::function<void(const std::string& service, const RealConfig&)>& took) {
   auto keep = [&](const ServiceConfig& svc, RealConfig& r) {
-    if (takeKnownMac(svc, r, fromPlane)) logKeptFromPlane(svc.name, r);
+    if (takeKnownMac(svc, r, known)) took(svc.name, r);
   };
   for (auto& [name, added] : overlay.addedServices)
     for (RealConfig& r : added.config.reals) keep(added.config, r);

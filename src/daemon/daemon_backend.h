@@ -84,7 +84,10 @@ class DaemonBackend : public api::ControlBackend {
   // an l2dsr real the neighbour table no longer holds keeps the MAC the
   // adopted plane forwards to (keepAdoptedMacs). Without it, a checked real starts up if the state file's stop record
   // (saveAtStop) has it up and was written at most its check's
-  // fall x interval before keeld started (setStartedAt): a dead real is then taken out no later than a
+  // fall x interval before keeld started (setStartedAt), and an l2dsr real
+  // the neighbour table lacks takes the MAC the record saved for it
+  // (keepStopMacs; DPDK's exception tap is new at every start, its table
+  // empty): a dead real is then taken out no later than a
   // keeld that had kept running would have (plus the restart), and the ring
   // is the one the previous keeld ran (Maglev: the same set of reals). A
   // checked real the record has kept down (established_on_down: keep)
@@ -99,9 +102,10 @@ class DaemonBackend : public api::ControlBackend {
   Status start(const Config& config, const ProgrammedState* adopted = nullptr,
                const std::function<Status()>& forward = {});
   // At a clean stop (keeld's exit path): writes the state file once more
-  // with a stop record, the time and the checked reals that are up, for
-  // the next keeld's start(). Files written while keeld runs have none, so
-  // after a crash checked reals start down.
+  // with a stop record, the time, the checked reals that are up and the
+  // MACs the neighbour table gave l2dsr reals, for the next keeld's
+  // start(). Files written while keeld runs have none, so after a crash
+  // checked reals start down and l2dsr reals wait for the table.
   void saveAtStop() const;
   // Applies the health transitions still waiting for their flush (the loop
   // stopped before it ran), and those the checker's thread recorded whose
@@ -425,6 +429,16 @@ class DaemonBackend : public api::ControlBackend {
   // lost their connections).
   static void keepAdoptedMacs(Config& c, const ProgrammedState& adopted);
   static void keepAdoptedMacs(const Config& file, Overlay& overlay, const ProgrammedState& adopted);
+  // The same for a start without adoption (during start(), startFrom_ set):
+  // the file's reals, then the overlay's, take the MAC the stop record
+  // saved (stopMac), logged as real_mac_kept_from_stop.
+  void keepStopMacs(Config& file, Overlay& overlay) const;
+  // The MAC the stop record saved for l2dsr real `r` of `svc`, if the
+  // record is recent enough for it as for its health: within the real's
+  // fall x interval (startsUp's window; a real without checks: its spec's
+  // defaults, 3 x 1 s), or at any age for a real the record starts kept or
+  // held (startsKept, startsHeld), which needs its MAC to be VALID.
+  std::optional<MacAddress> stopMac(const ServiceConfig& svc, const RealConfig& r) const;
   // True if a real started waiting (its first retry comes soon).
   bool notePendingMacs(const Config& next);
   void retryMacsLater(bool soon);
@@ -434,13 +448,19 @@ class DaemonBackend : public api::ControlBackend {
   // compose() has it (resolvePendingMacs, refreshTableMacs).
   static void forEachRealSource(Config& file, Overlay& overlay,
                                 const std::function<void(const std::string& service, RealConfig&)>& f);
-  // The one step of keepKnownMacs and the overlay's keepAdoptedMacs: a
+  // The one step of both keepKnownMacs overloads: a
   // real waiting for its MAC takes the one `known` has for it.
   static bool takeKnownMac(
       const ServiceConfig& svc, RealConfig& r,
       const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known);
   static std::vector<RealKey> keepKnownMacs(
       Config& c, const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known);
+  // The overlay's half: the reals keelctl added, to a file service or in a
+  // service it added; `took` is told of each that took a MAC.
+  static void keepKnownMacs(
+      const Config& file, Overlay& overlay,
+      const std::function<std::optional<MacAddress>(const ServiceConfig&, const RealConfig&)>& known,
+      const std::function<void(const std::string& service, const RealConfig&)>& took);
   // The checked reals that are up, and when, as saveAtStop records them;
   // and those kept down (established_on_down: keep), which start kept down.
   struct StopRecord {
@@ -448,6 +468,9 @@ class DaemonBackend : public api::ControlBackend {
     std::set<RealKey> up;
     std::set<RealKey> kept;
     std::set<RealKey> held;  // down, kept in the ring by fail-open
+    // The l2dsr reals' MACs the neighbour table gave (RealConfig::macResolved;
+    // a file's `mac:` needs none): the next start's table may lack them.
+    std::map<RealKey, MacAddress> macs;
   };
   // Set by a request's commit() when saveState() failed, taken by its
   // reply; cleared by a later good save (the file holds the whole state).
@@ -604,12 +627,14 @@ class DaemonBackend : public api::ControlBackend {
   Config effective_;  // compose(file_, overlay_), what the registry holds
   std::map<std::pair<std::string, IpAddress>, Target> targets_;
   // During start() only, without adoption: the stop record's reals and how
-  // long ago it was written (read once), for compose() (startsUp).
+  // long ago it was written (read once), for compose() (startsUp) and
+  // keepStopMacs.
   struct StartFrom {
     std::set<RealKey> up;
     std::chrono::system_clock::duration ago;
     std::set<RealKey> kept;
     std::set<RealKey> held;
+    std::map<RealKey, MacAddress> macs;
   };
   std::optional<StartFrom> startFrom_;
   std::optional<std::chrono::system_clock::time_point> startedAt_;

@@ -3611,6 +3611,180 @@ TEST_F(RuntimeStateTest, ACleanStopDuringAFailOpenHoldStartsTheHeldRealHeld) {
   }
 }
 
+// A clean stop keeps the MACs the neighbour table gave l2dsr reals: a
+// keeld that cannot adopt (DPDK, whose exception tap is new at every start,
+// its neighbour table empty) starts such a real with that MAC, VALID and up
+// from the record, so the connection table it restores keeps its flows.
+// Before, it was held down for want of a MAC, and the restore skipped its
+// entries (conntrack_restored skipped_down): its flows were reset. The MAC
+// timer still follows the table when it names another. A stale record, a
+// file that now gives a mac:, an older keeld's record without MACs and a
+// bad entry leave the real waiting for the table, as before.
+TEST_F(RuntimeStateTest, ACleanStopKeepsTheMacsTheNeighbourTableGaveL2dsrReals) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  neighbours_["10.0.1.9"] = "02:00:00:00:01:09";
+  const std::string health = "    health: {type: tcp, port: 9, interval: 10s, timeout: 50ms, rise: 3, fall: 3}\n";
+  const std::string reals = "      - {address: 10.0.1.1}\n      - {address: 10.0.1.2, mac: \"02:00:00:00:09:02\"}\n";
+  files_["keel.yaml"] = l2dsr(yaml(reals, health)) + kApi;
+  make();
+  api::RealAddRequest add;  // keelctl's, without a mac: the table's too
+  add.service = "web";
+  add.real.address = ip("10.0.1.9");
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  for (const char* a : {"10.0.1.1", "10.0.1.2", "10.0.1.9"}) ASSERT_TRUE(registry_.setRealHealth("web", ip(a), true));
+  backend_->saveAtStop();
+  const nlohmann::json stopped = readState()["stopped"];
+  ASSERT_TRUE(stopped.contains("macs")) << stopped.dump();
+  EXPECT_EQ(stopped["macs"], nlohmann::json::parse(R"([
+      {"service": "web", "address": "10.0.1.1", "mac": "02:00:00:00:01:01"},
+      {"service": "web", "address": "10.0.1.9", "mac": "02:00:00:00:01:09"}])"))
+      << "the table's MACs only, not a file's mac:";
+  neighbours_.clear();  // the new keeld's table is empty
+  const auto withStop = [&](const nlohmann::json& record) {
+    nlohmann::json doc = readState();
+    doc["stopped"] = record;
+    writeState(doc.dump());
+  };
+
+  {
+    test::LogCapture log;
+    auto k = restart();
+    for (const auto& [addr, mac] : {std::pair{"10.0.1.1", "02:00:00:00:01:01"}, {"10.0.1.9", "02:00:00:00:01:09"}}) {
+      auto r = k->real("web", addr);
+      ASSERT_TRUE(r && r->mac) << addr << ": held down for want of a MAC";
+      EXPECT_EQ(r->mac->toString(), mac) << addr;
+      EXPECT_EQ(r->state(), "up") << addr;
+      EXPECT_TRUE(validOf(*k, addr)) << addr;
+    }
+    EXPECT_EQ(k->real("web", "10.0.1.2")->mac->toString(), "02:00:00:00:09:02");
+    const std::vector<std::string> kept = log.take("real_mac_kept_from_stop");
+    ASSERT_EQ(kept.size(), 2u);
+    EXPECT_NE(kept[0].find("service=web real=10.0.1.1 mac=02:00:00:00:01:01 stopped_ms_ago="), std::string::npos)
+        << kept[0];
+    EXPECT_EQ(log.take("health_kept_from_stop").size(), 3u);
+    EXPECT_TRUE(log.take("real_mac_unresolved").empty());
+    // The table names another MAC later (a NIC swapped while keeld was
+    // stopped): followed on two reads, at the same backend, and logged.
+    const BackendId id = [&] {
+      const std::optional<ServiceView> web = k->registry.service("web");
+      for (const RealView& r : web->reals)
+        if (r.address == ip("10.0.1.1")) return r.backendId;
+      return ~0u;
+    }();
+    ASSERT_TRUE(k->dp.backends.count(id));
+    neighbours_["10.0.1.1"] = "02:00:00:00:02:01";
+    EXPECT_EQ(k->backend->refreshTableMacs(), 0u);
+    EXPECT_EQ(k->backend->refreshTableMacs(), 1u);
+    EXPECT_EQ(k->real("web", "10.0.1.1")->mac->toString(), "02:00:00:00:02:01");
+    EXPECT_EQ(k->dp.backends[id].mac[4], 0x02);
+    const std::vector<std::string> changed = log.take("real_mac_changed");
+    ASSERT_EQ(changed.size(), 1u);
+    EXPECT_NE(changed[0].find("real=10.0.1.1 from=02:00:00:00:01:01 mac=02:00:00:00:02:01"), std::string::npos)
+        << changed[0];
+    neighbours_.clear();
+  }
+
+  // The checks' window (fall x interval, 3 x 10 s) is the MAC's: older, the
+  // real waits for the table (and starts down anyway).
+  nlohmann::json stale = stopped;
+  stale["at_ms"] = stale["at_ms"].get<int64_t>() - 31000;
+  withStop(stale);
+  {
+    test::LogCapture log;
+    auto k = restart();
+    EXPECT_FALSE(k->real("web", "10.0.1.1")->mac);
+    EXPECT_FALSE(validOf(*k, "10.0.1.1"));
+    EXPECT_TRUE(log.take("real_mac_kept_from_stop").empty());
+  }
+
+  // An older keeld's record, without macs: loads, the health states kept;
+  // the real waits for the table, as before.
+  nlohmann::json old = stopped;
+  old.erase("macs");
+  withStop(old);
+  {
+    test::LogCapture log;
+    auto k = restart();
+    EXPECT_FALSE(k->real("web", "10.0.1.1")->mac);
+    EXPECT_EQ(k->real("web", "10.0.1.1")->state(), "down");
+    EXPECT_EQ(k->real("web", "10.0.1.2")->state(), "up");
+    EXPECT_TRUE(log.take("runtime_state_ignored").empty());
+    EXPECT_EQ(log.take("real_mac_unresolved").size(), 2u);
+  }
+
+  // Bad entries (an edited or damaged file): each ignored with a warning,
+  // the start goes on, and the good one is used.
+  nlohmann::json bad = stopped;
+  bad["macs"][0]["mac"] = "02:00:00:00:01";
+  bad["macs"].push_back({{"service", "web"}, {"address", "10.0.1.1"}, {"mac", "01:00:5e:00:00:01"}});
+  bad["macs"].push_back({{"service", "web"}, {"address", "10.0.1"}, {"mac", "02:00:00:00:01:01"}});
+  bad["macs"].push_back(42);
+  withStop(bad);
+  {
+    test::LogCapture log;
+    auto k = restart();
+    ASSERT_TRUE(startStatus_) << startStatus_.message();
+    EXPECT_FALSE(k->real("web", "10.0.1.1")->mac);
+    ASSERT_TRUE(k->real("web", "10.0.1.9")->mac);
+    EXPECT_EQ(k->real("web", "10.0.1.9")->state(), "up");
+    const std::vector<std::string> ignored = log.take("stop_record_mac_ignored");
+    ASSERT_EQ(ignored.size(), 4u);
+    EXPECT_NE(ignored[0].find("mac is not a unicast MAC address"), std::string::npos) << ignored[0];
+    EXPECT_TRUE(log.take("runtime_state_ignored").empty());
+  }
+  withStop(nlohmann::json::object({{"at_ms", stopped["at_ms"]}, {"up", stopped["up"]}, {"macs", "02:00:00:00:01:01"}}));
+  {
+    test::LogCapture log;
+    auto k = restart();
+    EXPECT_EQ(log.take("stop_record_mac_ignored").size(), 1u);
+    EXPECT_EQ(k->real("web", "10.0.1.2")->state(), "up") << "the rest of the record is kept";
+  }
+
+  // The file gives it a mac: since: that one, nothing from the record.
+  withStop(stopped);
+  files_["keel.yaml"] =
+      l2dsr(yaml("      - {address: 10.0.1.1, mac: \"02:00:00:00:07:01\"}\n"
+                 "      - {address: 10.0.1.2, mac: \"02:00:00:00:09:02\"}\n",
+                 health)) +
+      kApi;
+  {
+    test::LogCapture log;
+    auto k = restart();
+    EXPECT_EQ(k->real("web", "10.0.1.1")->mac->toString(), "02:00:00:00:07:01");
+    const std::vector<std::string> kept = log.take("real_mac_kept_from_stop");
+    ASSERT_EQ(kept.size(), 1u);
+    EXPECT_NE(kept[0].find("real=10.0.1.9"), std::string::npos) << kept[0];
+  }
+}
+
+// A real the record starts kept down (established_on_down: keep) takes its
+// MAC at any age of the record, as it starts kept at any age: VALID, so
+// the restored entries of its flows still reach it.
+TEST_F(RuntimeStateTest, ARealKeptDownAtAStopKeepsItsTableMacAtAnyAge) {
+  hostChecks_ = true;
+  neighbours_["10.0.1.1"] = "02:00:00:00:01:01";
+  neighbours_["10.0.1.2"] = "02:00:00:00:01:02";
+  files_["keel.yaml"] = l2dsr(yaml(kTwo, "    health: {type: tcp, port: 9, interval: 10s, rise: 3, fall: 3, "
+                                         "established_on_down: keep}\n")) +
+                        kApi;
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
+  backend_->saveAtStop();
+  nlohmann::json doc = readState();
+  doc["stopped"]["at_ms"] = doc["stopped"]["at_ms"].get<int64_t>() - 3600 * 1000;
+  writeState(doc.dump());
+  neighbours_.clear();
+  auto k = restart();
+  ASSERT_TRUE(k->real("web", "10.0.1.2")->mac);
+  EXPECT_EQ(k->real("web", "10.0.1.2")->mac->toString(), "02:00:00:00:01:02");
+  EXPECT_TRUE(validOf(*k, "10.0.1.2"));
+  EXPECT_TRUE(k->registry.service("web")->reals[1].kept);
+  EXPECT_FALSE(k->real("web", "10.0.1.1")->mac) << "an hour is past the up real's window";
+}
+
 // Every l2dsr real a request or a whole state file adds without a mac is
 // looked up with one neighbour-table read: each read may wait up to ~1 s for
 // neighbours the table lacks, so one read per real held a start that long

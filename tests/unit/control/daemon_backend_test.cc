@@ -2095,9 +2095,11 @@ TEST_F(DaemonBackendTest, AKeptDownTransitionSaysSoInItsLogRecord) {
   // every down says what becomes of the flows.
   ASSERT_FALSE(changed.empty());
   EXPECT_NE(changed.back().find("state=down"), std::string::npos) << changed.back();
-  for (const std::string& line : changed)
-    if (line.find("state=down") != std::string::npos)
+  for (const std::string& line : changed) {
+    if (line.find("state=down") != std::string::npos) {
       EXPECT_NE(line.find("established_on_down=keep"), std::string::npos) << line;
+    }
+  }
   EXPECT_EQ(ringAddresses(), std::set<std::string>{"127.0.0.2"});
   EXPECT_TRUE(dp_.backends[id].flags & KEEL_BE_F_VALID);
   EXPECT_EQ(dp_.backends[id].gen, gen);

@@ -49,6 +49,9 @@ struct ApiServer::State {
   size_t inputCapacity = 0;  // their inbuf_ allocations, summed (the same)
   // The rate limit of logged `forbidden` refusals (Connection::audit).
   LogRateLimit forbiddenLogs{ApiServer::kForbiddenLogsPerSecond};
+  // A read-only server's share of the loop (Connection::process).
+  LoopBudget loopBudget{options.readOnly ? options.readOnlyLoopPerSecond : std::chrono::milliseconds(0),
+                        options.readOnlyLoopBurst};
   bool running = false;
   bool shutdownRequested = false;
   dev_t socketDev = 0;  // identity of the socket file we created
@@ -121,11 +124,30 @@ class Connection : public std::enable_shared_from_this<Connection> {
         consume(nl + 1);
         continue;
       }
-      DispatchOutcome out = state_->dispatcher.handleLine(line);
+      // The read-only socket's requests, run and answered, within its share
+      // of the loop; past it they are answered try_later, which costs
+      // little (LoopBudget).
+      const auto began = LoopBudget::Clock::now();
+      LoopBudget& budget = state_->loopBudget;
+      std::optional<ApiError> over;
+      if (!budget.admit(began))
+        over = ApiError{code::kTryLater,
+                        "the read-only socket's requests have taken their share of keeld's loop (" +
+                            std::to_string(state_->options.readOnlyLoopPerSecond.count()) +
+                            " ms a second), so that they cannot hold up health checks and the main socket: "
+                            "send this again in a second or so",
+                        "",
+                        {}};
+      DispatchOutcome out = state_->dispatcher.handleLine(line, over ? &*over : nullptr);
       audit(out);
       consume(nl + 1);
-      if (out.later) return later(std::move(out.later));
-      return send(serializeResponse(out.response), false, out.shutdownDetach);
+      if (out.later) {
+        budget.spend(LoopBudget::Clock::now() - began);
+        return later(std::move(out.later));
+      }
+      std::string reply = serializeResponse(out.response);
+      budget.spend(LoopBudget::Clock::now() - began);
+      return send(std::move(reply), false, out.shutdownDetach);
     }
     read();
   }
@@ -371,6 +393,19 @@ void acceptNext(const std::shared_ptr<ApiServer::State>& st) {
 }
 
 }  // namespace
+
+bool LoopBudget::admit(Clock::time_point now) {
+  if (perSecond_.count() <= 0) return true;  // no limit
+  if (last_ && now > *last_) {
+    // In double: a long quiet spell times perSecond would overflow.
+    const double refill = std::chrono::duration<double>(now - *last_).count() * static_cast<double>(perSecond_.count());
+    level_ = refill >= static_cast<double>((burst_ - level_).count())
+                 ? burst_
+                 : level_ + std::chrono::nanoseconds(static_cast<int64_t>(refill));
+  }
+  if (!last_ || now > *last_) last_ = now;
+  return level_.count() > 0;
+}
 
 std::optional<uint64_t> LogRateLimit::admit(std::chrono::steady_clock::time_point now) {
   if (!windowStart_ || now - *windowStart_ >= kWindow) {

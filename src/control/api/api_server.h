@@ -53,6 +53,11 @@ struct ApiServerOptions {
   size_t maxConnections = 256;
   size_t maxBufferedBytes = 32u << 20;  // request bytes read but not yet answered, all connections
   bool readOnly = false;  // serve only what changes nothing (control.readonly)
+  // A read-only server's share of keeld's one loop (LoopBudget): its
+  // requests may take this much loop time a second, in bursts of up to
+  // readOnlyLoopBurst; past it they are answered try_later. 0: no limit.
+  std::chrono::milliseconds readOnlyLoopPerSecond{250};
+  std::chrono::milliseconds readOnlyLoopBurst{1000};
   std::chrono::milliseconds idleTimeout{std::chrono::minutes(10)};  // between requests
   std::chrono::milliseconds ioTimeout{std::chrono::seconds(30)};    // partial line / unread reply
 };
@@ -99,6 +104,33 @@ class LogRateLimit {
   std::optional<std::chrono::steady_clock::time_point> windowStart_;  // none before the first event
   uint32_t logged_ = 0;                                               // in the current window
   uint64_t suppressed_ = 0;  // not logged since the last one that was
+};
+
+// The loop time a read-only socket's requests may take (ApiServerOptions::
+// readOnlyLoopPerSecond): keeld runs every request on its one loop, beside
+// the health checks' verdicts and the main socket, and a query of a large
+// config (service.list, health.show: ~0.2 s at 10,000 reals) is not cheap,
+// so 250 connections sending one at once held the loop ~25 s, and a real
+// that died meanwhile kept new flows for as long. A bucket of loop time
+// that fills at `perSecond` up to `burst` (full at the start); a request is
+// run while it holds any, and what it took is taken out afterwards (it may
+// go below zero: the next waits for the refill). As LogRateLimit, apart
+// from the server, so it can be tested with explicit times.
+class LoopBudget {
+ public:
+  using Clock = std::chrono::steady_clock;
+  LoopBudget(std::chrono::nanoseconds perSecond, std::chrono::nanoseconds burst)
+      : perSecond_(perSecond), burst_(burst), level_(burst) {}
+  // Whether a request arriving at `now` (not earlier than the last) may run.
+  bool admit(Clock::time_point now);
+  // What a request that ran took of the loop.
+  void spend(std::chrono::nanoseconds took) {
+    if (perSecond_.count() > 0) level_ -= took;
+  }
+
+ private:
+  std::chrono::nanoseconds perSecond_, burst_, level_;
+  std::optional<Clock::time_point> last_;  // the last refill
 };
 
 class ApiServer {

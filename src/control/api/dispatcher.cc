@@ -312,7 +312,7 @@ std::string serializeResponse(const json& response) {
   return response.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
-DispatchOutcome Dispatcher::handleLine(std::string_view line) {
+DispatchOutcome Dispatcher::handleLine(std::string_view line, const ApiError* refuse) {
   json id = nullptr;
   std::string method;  // once the envelope names one: the outcome carries it, also of a throw
   auto withMethod = [&](DispatchOutcome out) {
@@ -320,6 +320,15 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
     return out;
   };
   try {
+    // nlohmann's parser ends its input at a NUL: the rest of the line would
+    // be ignored unread (`{...}\0garbage` ran the request), where a line
+    // that is not one JSON text must change nothing. JSON has no raw NUL.
+    if (const size_t nul = line.find('\0'); nul != std::string_view::npos)
+      return {errorResponse(id, {code::kParseError,
+                                 "request: malformed JSON: a NUL byte at offset " + std::to_string(nul) +
+                                     " (JSON text has none; write \\u0000 inside a string)",
+                                 "", {}}),
+              {}};
     if (tooDeep(line))
       return {errorResponse(id, {code::kInvalidRequest,
                                  "request: JSON nested deeper than " + std::to_string(kMaxJsonDepth) +
@@ -389,6 +398,8 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
       params = *p;
     }
     method = m->get<std::string>();
+    if (refuse && (!readOnly_ || std::ranges::find(readOnlyMethods(), method) != readOnlyMethods().end()))
+      return withMethod({errorResponse(id, *refuse), {}});
     return withMethod(dispatch(id, method, params));
   } catch (const std::exception& e) {
     // A bug or a backend that threw: answer, keep the daemon up (and the

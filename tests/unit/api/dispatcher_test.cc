@@ -102,6 +102,12 @@ TEST_F(DispatcherTest, BadRequestsChangeNothing) {
       {"shutdown bad detach", R"({"id":1,"method":"daemon.shutdown","params":{"detach":1}})",
        code::kInvalidParams, "params.detach: must be true or false, got 1"},
       {"binary garbage", std::string("\x00\x01\xff\xfe{{", 6), code::kParseError, nullptr},
+      // nlohmann's parser stops at a NUL: the valid request before it ran.
+      {"a request, then a NUL",
+       std::string(R"({"id":1,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.5","weight":50}})") +
+           std::string(1, '\0') + "{not json",
+       code::kParseError,
+       "request: malformed JSON: a NUL byte at offset 95 (JSON text has none; write \\u0000 inside a string)"},
       {"invalid utf8 in string", "{\"id\":1,\"method\":\"real.drain\xff\"}", code::kParseError, nullptr},
       {"deep nesting", std::string(100, '[') + std::string(100, ']'), code::kInvalidRequest,
        "request: JSON nested deeper than 64 levels"},

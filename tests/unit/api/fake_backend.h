@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "control/api/control_backend.h"
@@ -57,6 +58,7 @@ class FakeBackend : public ControlBackend {
   bool detachable = true;                 // canDetach()
   DaemonStatus status;                    // daemonStatus()
   int statusCalls = 0;
+  std::chrono::milliseconds statusTakes{0};  // how long daemonStatus() holds the loop
   std::map<std::string, ConnView> conns;  // connEntry() by service name (any flow)
   keel_flow_key lastConnKey{};            // the key the last connEntry() was asked for
   ConnList connListResult;                // what connList() returns
@@ -269,6 +271,7 @@ class FakeBackend : public ControlBackend {
   // daemon.status: what `status` holds (the test sets it); each call counted.
   DaemonStatus daemonStatus() override {
     ++statusCalls;
+    if (statusTakes.count() > 0) std::this_thread::sleep_for(statusTakes);  // a large config's query
     return status;
   }
   void shutdown(bool detach) override { shutdownDetach = detach; }

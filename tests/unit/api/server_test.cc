@@ -623,6 +623,68 @@ TEST_F(ServerTest, ReadOnlyServerRefusesChanges) {
   EXPECT_NE(lines[1].find("method=daemon.shutdown"), std::string::npos) << lines[1];
 }
 
+// LoopBudget, a read-only socket's share of keeld's loop, at explicit
+// times: full at the start, run while it holds any time, what a request took
+// taken out afterwards (below zero too), refilled at its rate up to its burst.
+TEST(LoopBudgetTest, RunsWhileTheBucketHoldsLoopTimeAndRefillsAtItsRate) {
+  using std::chrono::milliseconds;
+  LoopBudget budget(milliseconds(250), milliseconds(1000));
+  const auto t0 = LoopBudget::Clock::time_point{} + std::chrono::hours(1);
+  EXPECT_TRUE(budget.admit(t0));
+  budget.spend(milliseconds(900));
+  EXPECT_TRUE(budget.admit(t0 + milliseconds(1))) << "100 ms left";
+  budget.spend(milliseconds(300));  // 200 ms below zero now
+  EXPECT_FALSE(budget.admit(t0 + milliseconds(2)));
+  EXPECT_FALSE(budget.admit(t0 + milliseconds(800))) << "refilled 200 ms of the 200 owed: none yet";
+  EXPECT_TRUE(budget.admit(t0 + milliseconds(810)));
+  // A long quiet spell refills to the burst, no more.
+  EXPECT_TRUE(budget.admit(t0 + std::chrono::hours(24 * 365)));
+  budget.spend(milliseconds(1000));
+  EXPECT_FALSE(budget.admit(t0 + std::chrono::hours(24 * 365)));
+
+  LoopBudget none(milliseconds(0), milliseconds(0));  // no limit
+  none.spend(std::chrono::hours(1));
+  EXPECT_TRUE(none.admit(t0));
+}
+
+// A read-only socket's queries run within its share of keeld's loop: past
+// it they are answered try_later at once, without reaching the backend, so
+// a flood of large queries cannot hold up the health checks' verdicts and
+// the main socket (a live review held the loop ~25 s with 250 connections
+// sending service.list at 10,000 reals). Changes are still forbidden, and
+// the main socket has no such share. Each status here takes 40 ms of the
+// loop against a share of 50 ms and a refill of 1 ms a second.
+TEST_F(ServerTest, ReadOnlyQueriesRunWithinTheirShareOfTheLoop) {
+  options_.readOnly = true;
+  options_.readOnlyLoopPerSecond = std::chrono::milliseconds(1);
+  options_.readOnlyLoopBurst = std::chrono::milliseconds(50);
+  fake_.statusTakes = std::chrono::milliseconds(40);
+  startServer();
+  RawClient c(options_.socketPath);
+  EXPECT_EQ(c.request(R"({"id":1,"method":"daemon.status"})")["ok"], true);
+  EXPECT_EQ(c.request(R"({"id":2,"method":"daemon.status"})")["ok"], true) << "10 ms left: runs";
+  json r = c.request(R"({"id":3,"method":"daemon.status"})");
+  EXPECT_EQ(r["id"], 3);
+  EXPECT_EQ(r["error"]["code"], "try_later") << r.dump();
+  EXPECT_EQ(r["error"]["message"],
+            "the read-only socket's requests have taken their share of keeld's loop (1 ms a second), so that "
+            "they cannot hold up health checks and the main socket: send this again in a second or so");
+  EXPECT_EQ(c.request(R"({"id":4,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})")
+                ["error"]["code"],
+            "forbidden");
+  EXPECT_EQ(c.request(R"({"id":5,"method":"nope"})")["error"]["code"], "unknown_method");
+  EXPECT_TRUE(onLoop([&] { return fake_.statusCalls == 2; }));
+}
+
+TEST_F(ServerTest, TheMainSocketHasNoShareOfTheLoop) {
+  options_.readOnlyLoopPerSecond = std::chrono::milliseconds(1);
+  options_.readOnlyLoopBurst = std::chrono::milliseconds(50);
+  fake_.statusTakes = std::chrono::milliseconds(40);
+  startServer();
+  RawClient c(options_.socketPath);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(c.request(R"({"id":1,"method":"daemon.status"})")["ok"], true) << i;
+}
+
 // LogRateLimit, the limit on logged `forbidden` refusals, at explicit
 // times: a window of a second logs its first ones and counts the rest into
 // the next one logged; a window opens at the first event after the last one

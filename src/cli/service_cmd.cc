@@ -86,8 +86,9 @@ std::string serviceWarnings(const json& services) {
 // A usageError() if it is none of those.
 json parseRealArg(const std::string& text) {
   auto usage = [&](const std::string& why) -> json { usageError("--real " + text, why); };
+  if (text.empty()) return usage("empty: expected ADDR, ADDR:WEIGHT or ADDR:WEIGHT:MAC");
   std::string addr, rest;
-  if (!text.empty() && text[0] == '[') {
+  if (text[0] == '[') {
     auto close = text.find(']');
     if (close == std::string::npos) return usage("no ] after the IPv6 address");
     addr = text.substr(1, close - 1);

@@ -458,6 +458,9 @@ TEST_F(KeelctlTest, ServiceAddRefusesAmbiguousIpv6Reals) {
       {"10.0.0.7:", "--real 10.0.0.7:: no WEIGHT after :"},
       {"[2001:db8::5]:", "--real [2001:db8::5]:: no WEIGHT after :"},
       {"10.0.0.7:50:", "--real 10.0.0.7:50:: no MAC after WEIGHT:"},
+      // Nothing at all (read its last byte: out of bounds, an abort under
+      // _GLIBCXX_ASSERTIONS; else sent as the address "").
+      {"", "--real : empty: expected ADDR, ADDR:WEIGHT or ADDR:WEIGHT:MAC"},
   };
   for (const Row& row : rows) {
     CliRun r = keelctl({"service", "add", "dns", "--vip", "10.0.0.53", "--port", "53", "--real", "10.0.0.7",

@@ -409,6 +409,7 @@ void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
   YAML::Node servicesNode;
   if (auto n = child(root, "", "services", false)) {
     servicesNode = *n;
+    cfg.servicesKeyGiven = true;
     if (n->IsNull()) {
       // `services:` with nothing under it: a balancer with no services yet.
     } else if (!n->IsSequence()) {

@@ -222,6 +222,10 @@ struct Config {
   ControlConfig control;
   MetricsConfig metrics;
   std::vector<ServiceConfig> services;
+  // Whether the file has a `services:` key at all (`services: []` or an
+  // empty `services:` too): a reload refuses a file without one that would
+  // remove every running service (a file cut short), DaemonBackend::reloadFile.
+  bool servicesKeyGiven = false;
 };
 
 // The reals of every service, summed (a real in two services counts twice).

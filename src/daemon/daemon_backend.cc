@@ -2513,6 +2513,16 @@ Result DaemonBackend::reloadFile() {
       r.errors = std::move(errors);
       r.config.reset();
     }
+  // A file without a `services:` key that would take out every service the
+  // running file has: most likely cut short (an editor or a copy that
+  // stopped midway) rather than meant, and it would drop all traffic. Said
+  // explicitly, `services: []`, it is applied.
+  if (r.ok() && !r.config->servicesKeyGiven && !file_.services.empty()) {
+    r.errors = {r.config->source + ": no `services:` key, so this reload would remove all " +
+                std::to_string(file_.services.size()) +
+                " services the running file has (a file cut short?); to remove them all, write `services: []`"};
+    r.config.reset();
+  }
   if (!r.ok()) {
     for (const std::string& e : r.errors) logError(LogRecord("config_error").add("error", e));
     logError(LogRecord("reload_rejected").add("config", configPath_).add("errors", r.errors.size()));

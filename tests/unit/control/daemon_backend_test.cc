@@ -964,6 +964,37 @@ TEST_F(DaemonBackendTest, BadReloadChangesNothing) {
   EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
 }
 
+// A file cut short before `services:` would remove every running service
+// (a live test's reload did, rc 0, all traffic gone): refused, unless the
+// file says so with the key (`services: []`, or an empty `services:`).
+TEST_F(DaemonBackendTest, AReloadWithoutAServicesKeyDoesNotRemoveThemAll) {
+  make();
+  const std::string whole = yaml(kTwo);
+  const std::string cut = whole.substr(0, whole.find("services:"));
+  files_["keel.yaml"] = cut;
+  dp_.calls.clear();
+  api::Result r = backend_->reload();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+  EXPECT_EQ(r.error().message,
+            "keel.yaml: no `services:` key, so this reload would remove all 1 services the running file has (a "
+            "file cut short?); to remove them all, write `services: []`");
+  EXPECT_TRUE(dp_.calls.empty());
+  ASSERT_TRUE(backend_->findService("web"));
+  for (const std::string& none : {std::string("services: []\n"), std::string("services:\n")}) {
+    files_["keel.yaml"] = cut + none;
+    ASSERT_TRUE(backend_->reload().isOk()) << none;
+    EXPECT_FALSE(backend_->findService("web")) << none;
+    files_["keel.yaml"] = whole;
+    ASSERT_TRUE(backend_->reload().isOk());
+  }
+  // With no service running, a file without the key is no loss.
+  files_["keel.yaml"] = cut + "services: []\n";
+  ASSERT_TRUE(backend_->reload().isOk());
+  files_["keel.yaml"] = cut;
+  EXPECT_TRUE(backend_->reload().isOk());
+}
+
 // daemon.status from a keeld-like backend over a real file: what runs and
 // since when, whether the file on disk is still the text applied, the last
 // reload's outcome (a refused one keeps the applied time and says why), the

@@ -379,6 +379,10 @@ struct ConfigOptions {
   // Empty: not checked. A net_af_packet port leaves the kernel its copy of
   // every frame, which such a kernel would route too.
   std::function<std::vector<std::string>(const std::string& interface)> interfaceForwarding;
+  // Whether the host has the PCI device of that full address
+  // ("0000:03:00.0"; keeld: /sys/bus/pci/devices); empty: a PCI port is
+  // checked for syntax only. EAL's probe of one that is absent fails at start.
+  std::function<bool(const std::string& address)> pciDeviceExists;
   // Whether this keeld has the data plane a kind names (keeld: the planes it
   // was built with); empty: every kind is accepted (a file for another
   // machine, unit tests).

@@ -118,6 +118,10 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
     }
     return on;
   };
+  o.pciDeviceExists = [](const std::string& address) {
+    std::error_code ec;
+    return std::filesystem::exists("/sys/bus/pci/devices/" + address, ec);
+  };
   o.kindBuilt = dataplaneBuiltIn;
   o.allowedCpus = [cpus = startCpus()] { return cpus; };
   o.onlineCpus = [] {

@@ -497,6 +497,36 @@ TEST(Config, DpdkKernelVdevQueuesMatchTheWorkers) {
 // is no tap already holds fails the driver's probe at start, so the check
 // refuses it. A tap passes: it may be a running keeld's own, checked before
 // its reload.
+// A PCI port must be a device of this host (EAL's probe of an absent one
+// fails the start), asked by its full address, domain and all, lower case.
+TEST(Config, DpdkPciPortMustBeADeviceOfThisHost) {
+  ConfigOptions o;
+  std::vector<std::string> asked;
+  o.pciDeviceExists = [&](const std::string& a) {
+    asked.push_back(a);
+    return a == "0000:03:00.0";
+  };
+  auto parse = [&](const std::string& port) {
+    return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n    port: \"" + port +
+                           "\"\n    workers: [1]\n    exception_interface: keel0\n",
+                       "keel.yaml", o);
+  };
+  EXPECT_TRUE(parse("0000:03:00.0").ok());
+  EXPECT_TRUE(parse("03:00.0").ok());
+  EXPECT_TRUE(parse("0000:03:00.0,rx_low_latency=1").ok());
+  ConfigResult r = parse("0000:03:00.1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors, std::vector<std::string>{
+                          "keel.yaml:4: dataplane.dpdk.port: no PCI device 0000:03:00.1 on this host (`lspci -D` "
+                          "lists them; bind the NIC to vfio-pci, docs/dpdk.md)"});
+  EXPECT_FALSE(parse("0A:00.0").ok());
+  EXPECT_EQ(asked, (std::vector<std::string>{"0000:03:00.0", "0000:03:00.0", "0000:03:00.0", "0000:03:00.1",
+                                             "0000:0a:00.0"}));
+  asked.clear();
+  EXPECT_TRUE(parse("net_null0").ok()) << "not a PCI port";
+  EXPECT_TRUE(asked.empty());
+}
+
 TEST(Config, DpdkExceptionInterfaceMustNotBeAnotherInterface) {
   ConfigOptions o;
   o.interfaceExists = [](const std::string& n) { return n == "eth1" || n == "keel0"; };

@@ -382,6 +382,14 @@ class Parser {
   void resolveHealth(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
   void validate(const YAML::Node& root, Config& cfg, const YAML::Node& servicesNode);
   void warnCheckRates(const Config& cfg, const YAML::Node& servicesNode);
+  void warnAfPacketForwarding(const Config& cfg);
+  // A net_af_packet port's node and interface (parseDpdk), for
+  // warnAfPacketForwarding.
+  struct AfPacketPort {
+    YAML::Node node;
+    std::string iface;
+  };
+  std::optional<AfPacketPort> afPacketPort_;
 
   std::string source_;
   const ConfigOptions& options_;
@@ -600,26 +608,10 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
                 quote(d.exceptionInterface) +
                 " hands the host's traffic to the kernel a second time (duplicate answers); leave it empty and "
                 "set dataplane.interface to the port's interface (docs/dpdk.md)");
-  // ... and a kernel that forwards what it receives on that interface
-  // routes its copy of each VIP packet as well: out to the router, which
-  // sends it back to this port, where keel forwards it again, until its TTL
-  // runs out (a live test saw one datagram reach a real 64 times). Refused
-  // (a host check): no run of it is right.
-  if (const std::string devargs = portDevargs(d.port, d.ealArgs);
-      portNode && isAfPacketPort(devargs) && options_.interfaceForwarding)
-    if (const std::string iface = vdevInterface(devargs); !iface.empty())
-      if (const std::vector<std::string> on = options_.interfaceForwarding(iface); !on.empty()) {
-        std::string set;
-        for (const std::string& name : on) set += (set.empty() ? "" : ", ") + name + " = 1";
-        std::string fix;
-        for (const std::string& name : on) fix += (fix.empty() ? "" : " and ") + name + "=0";
-        error(*portNode, path + ".port",
-              "the kernel forwards IP packets received on " + quote(iface) + " (" + set +
-                  "), and a net_af_packet port leaves it its own copy of every frame: it would route each VIP "
-                  "packet too, back to this port through the router, and keel would forward it again until "
-                  "its TTL ran out (the reals get many copies); set " + fix +
-                  " (sysctl), or use net_af_xdp (docs/dpdk.md)");
-      }
+  // ... and one whose kernel forwards: warnAfPacketForwarding, once the
+  // VIPs are read.
+  if (const std::string devargs = portDevargs(d.port, d.ealArgs); portNode && isAfPacketPort(devargs))
+    afPacketPort_ = AfPacketPort{*portNode, vdevInterface(devargs)};
   if (auto k = child(n, path, "idle_sleep_us", false))
     if (auto v = integer(*k, path + ".idle_sleep_us", 0, 100000)) d.idleSleepUs = *v;
   if (auto k = child(n, path, "mtu", false))
@@ -1123,6 +1115,45 @@ void Parser::parseReal(const YAML::Node& n, const std::string& path, RealConfig&
 
 // Cross-field rules, run after every field parsed (so one bad field does not
 // hide the others).
+// A net_af_packet port leaves the kernel its copy of every frame. A kernel
+// that forwards what it receives there, and has a route on for a VIP,
+// routes that copy too: out to the router, which sends it back to this
+// port, where keel forwards it again, until its TTL runs out (a live test
+// saw one datagram reach its real 64 times). A blackhole route for each
+// VIP (docs/operations.md, as for ip_forward) or no forwarding stops it.
+// A warning (a host check): refusing would block every reload, and on
+// DPDK a restart, of a host that turned forwarding on for another reason.
+void Parser::warnAfPacketForwarding(const Config& cfg) {
+  if (!afPacketPort_ || afPacketPort_->iface.empty() || !options_.interfaceForwarding || !options_.routesOn)
+    return;
+  for (const int family : {4, 6}) {
+    std::set<IpAddress> vips;
+    for (const ServiceConfig& s : cfg.services)
+      if (s.vip.isV4() == (family == 4)) vips.insert(s.vip);
+    if (vips.empty()) continue;
+    const std::vector<std::string> on = options_.interfaceForwarding(afPacketPort_->iface, family);
+    if (on.empty()) continue;
+    std::vector<IpAddress> routed;
+    for (const IpAddress& vip : vips)
+      if (options_.routesOn(vip)) routed.push_back(vip);
+    if (routed.empty()) continue;
+    std::string set;
+    for (const std::string& name : on) set += (set.empty() ? "" : ", ") + name + " = 1";
+    std::string named = routed[0].toString();
+    if (routed.size() > 1) named += " and " + std::to_string(routed.size() - 1) + " more";
+    const std::string hostRoute = family == 4 ? "/32" : "/128";
+    warning(afPacketPort_->node, "dataplane.dpdk.port",
+            "the kernel forwards IPv" + std::to_string(family) + " packets received on " +
+                quote(afPacketPort_->iface) + " (" + set + ") and has a route on for VIP " + named +
+                ", and a net_af_packet port leaves it its own copy of every frame: it would route each such VIP "
+                "packet too, back to this port through the router, and keel would forward it again until its "
+                "TTL ran out (the reals get many copies); give each VIP a blackhole route (ip route add "
+                "blackhole " + routed[0].toString() + hostRoute + "), turn forwarding off, or use net_af_xdp "
+                "(docs/dpdk.md)",
+            /*host=*/true);
+  }
+}
+
 void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& servicesNode) {
   (void)root;
   // Default udp checks (no expect, require_reply: false) pass on silence and
@@ -1159,6 +1190,7 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
                         "then mostly hear silence and pass; set require_reply: true or expect");
     }
   warnCheckRates(cfg, servicesNode);
+  warnAfPacketForwarding(cfg);
   std::map<std::string, int> names;  // name -> line
   std::map<std::tuple<IpAddress, uint16_t, uint8_t>, size_t> keys;
   size_t totalReals = 0;

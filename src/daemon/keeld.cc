@@ -27,6 +27,7 @@
 // dataplane.kind this build does not have included) or runtime failure,
 // 2 usage error.
 #include <algorithm>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -52,6 +53,7 @@
 #include <string>
 
 #include "common/file_write.h"
+#include "common/route.h"
 #include "common/logging.h"
 #include "control/config.h"
 #include "control/eal_lcores.h"
@@ -87,6 +89,43 @@ const std::set<unsigned>& startCpus() {
   return cpus;
 }
 
+// The sysctls set by which the kernel forwards packets of `family` (4, 6)
+// it receives on `name` or on a device above it (its VLANs, its bond or
+// bridge: the one that receives a frame is the L3 device IPv4 asks):
+// net.ipv4.conf.DEV.forwarding; net.ipv6.conf.all.forwarding or, on
+// kernels with it (6.17+), DEV's force_forwarding. Shown as sysctl(8)
+// names them (a device's dots as slashes: eth0.100 is eth0/100).
+std::vector<std::string> forwardingSysctls(const std::string& name, int family) {
+  std::vector<std::string> devices{name};
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/class/net/" + name, ec)) {
+    const std::string entry = e.path().filename().string();
+    if (entry.rfind("upper_", 0) == 0) devices.push_back(entry.substr(6));
+  }
+  if (const auto master = std::filesystem::read_symlink("/sys/class/net/" + name + "/master", ec); !ec)
+    devices.push_back(master.filename().string());
+  std::vector<std::pair<std::string, std::string>> keys;  // /proc/sys/net/ path, sysctl name
+  auto shown = [](std::string device) {
+    std::replace(device.begin(), device.end(), '.', '/');
+    return device;
+  };
+  if (family == 4) {
+    for (const std::string& d : devices)
+      keys.emplace_back("ipv4/conf/" + d + "/forwarding", "ipv4.conf." + shown(d) + ".forwarding");
+  } else {
+    keys.emplace_back("ipv6/conf/all/forwarding", "ipv6.conf.all.forwarding");
+    for (const std::string& d : devices)
+      keys.emplace_back("ipv6/conf/" + d + "/force_forwarding", "ipv6.conf." + shown(d) + ".force_forwarding");
+  }
+  std::vector<std::string> on;
+  for (const auto& [file, sysctl] : keys) {
+    std::ifstream f("/proc/sys/net/" + file);
+    int v = 0;
+    if (f >> v && v != 0) on.push_back("net." + sysctl);
+  }
+  return on;
+}
+
 // macWaitMs: how long the neighbour-table read of a file's l2dsr reals
 // without mac: waits for the ones it prompts (resolveNeighbours). At
 // start-up (--check-config, the first load) 1 s; on keeld's running loop
@@ -101,22 +140,14 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
     std::error_code ec;
     return std::filesystem::exists("/sys/class/net/" + name + "/tun_flags", ec);
   };
-  o.interfaceForwarding = [](const std::string& name) {
-    // IPv4 forwards by the receiving interface's flag, IPv6 by the global
-    // one or the interface's force_forwarding (kernel 6.17+; absent before).
-    // sysctl(8) names an interface's dots as slashes (eth0.100: eth0/100).
-    std::string asSysctl = name;
-    std::replace(asSysctl.begin(), asSysctl.end(), '.', '/');
-    std::vector<std::string> on;
-    for (const auto& [file, shown] :
-         {std::pair{"ipv4/conf/" + name + "/forwarding", "ipv4.conf." + asSysctl + ".forwarding"},
-          std::pair{std::string("ipv6/conf/all/forwarding"), std::string("ipv6.conf.all.forwarding")},
-          std::pair{"ipv6/conf/" + name + "/force_forwarding", "ipv6.conf." + asSysctl + ".force_forwarding"}}) {
-      std::ifstream f("/proc/sys/net/" + file);
-      int v = 0;
-      if (f >> v && v != 0) on.push_back("net." + shown);
-    }
-    return on;
+  o.interfaceForwarding = forwardingSysctls;
+  o.routesOn = [](const IpAddress& address) {
+    // An output lookup: a blackhole, unreachable or prohibit route answers
+    // with an error, a VIP of this host's own with RTN_LOCAL.
+    const Fd sock = routeSocket(std::chrono::seconds(1));
+    if (sock.get() < 0) return false;
+    const RouteLookup r = lookupRoute(sock.get(), 1, address);
+    return !r.socketFailed && r.error == 0 && r.type == RTN_UNICAST;
   };
   o.pciDeviceExists = [](const std::string& address) {
     std::error_code ec;

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 #include <string>
 #include <tuple>
@@ -493,10 +494,6 @@ TEST(Config, DpdkKernelVdevQueuesMatchTheWorkers) {
   EXPECT_TRUE(parse("net_tap0,iface=keel9", "[1, 2]").ok());
 }
 
-// keeld creates the exception interface (net_tap): a name an interface that
-// is no tap already holds fails the driver's probe at start, so the check
-// refuses it. A tap passes: it may be a running keeld's own, checked before
-// its reload.
 // A PCI port must be a device of this host (EAL's probe of an absent one
 // fails the start), asked by its full address, domain and all, lower case.
 TEST(Config, DpdkPciPortMustBeADeviceOfThisHost) {
@@ -527,6 +524,10 @@ TEST(Config, DpdkPciPortMustBeADeviceOfThisHost) {
   EXPECT_TRUE(asked.empty());
 }
 
+// keeld creates the exception interface (net_tap): a name an interface that
+// is no tap already holds fails the driver's probe at start, so the check
+// refuses it. A tap passes: it may be a running keeld's own, checked before
+// its reload.
 TEST(Config, DpdkExceptionInterfaceMustNotBeAnotherInterface) {
   ConfigOptions o;
   o.interfaceExists = [](const std::string& n) { return n == "eth1" || n == "keel0"; };
@@ -550,42 +551,68 @@ TEST(Config, DpdkExceptionInterfaceMustNotBeAnotherInterface) {
 }
 
 // net_af_packet leaves the kernel its copy of every frame: a kernel that
-// forwards what arrives on the port's interface routes each VIP packet too,
-// back through the router to keel (a loop), so that is refused as a host
-// check, naming the sysctls to clear; the interface is the port's, also
-// when the port's devargs are its --vdev's. net_af_xdp takes the frames
-// from the kernel: no check.
-TEST(Config, DpdkAfPacketPortRefusesAForwardingKernel) {
+// forwards what arrives on the port's interface, and has a route on for a
+// VIP, routes each such VIP packet too, back through the router to keel (a
+// loop). A warning (a host check) per family, naming the sysctls and the
+// VIPs; a VIP with a blackhole route, or a family that does not forward, is
+// no loop. The interface is the port's, also when the port's devargs are
+// its --vdev's. net_af_xdp takes the frames from the kernel: no check.
+TEST(Config, DpdkAfPacketPortWarnsOfAForwardingKernel) {
   ConfigOptions o;
   std::vector<std::string> asked;
-  std::vector<std::string> on = {"net.ipv4.conf.eth1.forwarding", "net.ipv6.conf.all.forwarding"};
-  o.interfaceForwarding = [&](const std::string& iface) {
-    asked.push_back(iface);
-    return on;
+  std::map<int, std::vector<std::string>> on = {{4, {"net.ipv4.conf.eth1.forwarding"}},
+                                                {6, {"net.ipv6.conf.all.forwarding"}}};
+  std::set<std::string> blackholed;
+  o.interfaceForwarding = [&](const std::string& iface, int family) {
+    asked.push_back(iface + "/" + std::to_string(family));
+    return on[family];
   };
+  o.routesOn = [&](const IpAddress& a) { return blackholed.count(a.toString()) == 0; };
   auto parse = [&](const std::string& dpdk) {
-    return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n" + dpdk + "    workers: [1]\n", "keel.yaml", o);
+    return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n" + dpdk +
+                           "    workers: [1]\n"
+                           "node: {tunnel_source_v4: 10.0.0.9, tunnel_source_v6: \"2001:db8::9\", "
+                           "next_hop_mac: \"02:00:00:00:00:01\"}\n"
+                           "services:\n"
+                           "  - {name: a, vip: 10.0.0.1, port: 80, protocol: tcp, reals: [{address: 10.0.1.1}]}\n"
+                           "  - {name: b, vip: 10.0.0.2, port: 80, protocol: tcp, reals: [{address: 10.0.1.1}]}\n"
+                           "  - {name: c, vip: \"2001:db8::1\", port: 80, protocol: tcp, reals: [{address: \"2001:db8:1::1\"}]}\n",
+                       "keel.yaml", o);
+  };
+  auto loops = [](const ConfigResult& r) {
+    std::vector<std::string> out;
+    for (const std::string& w : r.warnings)
+      if (w.find("the kernel forwards") != std::string::npos) out.push_back(w);
+    return out;
   };
   ConfigResult r = parse("    port: \"net_af_packet0,iface=eth1\"\n");
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.errors,
-            std::vector<std::string>{
-                "keel.yaml:4: dataplane.dpdk.port: the kernel forwards IP packets received on \"eth1\" "
-                "(net.ipv4.conf.eth1.forwarding = 1, net.ipv6.conf.all.forwarding = 1), and a net_af_packet port "
-                "leaves it its own copy of every frame: it would route each VIP packet too, back to this port "
-                "through the router, and keel would forward it again until its TTL ran out (the reals get many "
-                "copies); set net.ipv4.conf.eth1.forwarding=0 and net.ipv6.conf.all.forwarding=0 (sysctl), or "
-                "use net_af_xdp (docs/dpdk.md)"});
-  EXPECT_EQ(asked, std::vector<std::string>{"eth1"});
+  ASSERT_TRUE(r.ok()) << joinErrors(r.errors);
+  ASSERT_EQ(loops(r),
+            (std::vector<std::string>{
+                "keel.yaml:4: dataplane.dpdk.port: the kernel forwards IPv4 packets received on \"eth1\" "
+                "(net.ipv4.conf.eth1.forwarding = 1) and has a route on for VIP 10.0.0.1 and 1 more, and a "
+                "net_af_packet port leaves it its own copy of every frame: it would route each such VIP packet "
+                "too, back to this port through the router, and keel would forward it again until its TTL ran "
+                "out (the reals get many copies); give each VIP a blackhole route (ip route add blackhole "
+                "10.0.0.1/32), turn forwarding off, or use net_af_xdp (docs/dpdk.md)",
+                "keel.yaml:4: dataplane.dpdk.port: the kernel forwards IPv6 packets received on \"eth1\" "
+                "(net.ipv6.conf.all.forwarding = 1) and has a route on for VIP 2001:db8::1, and a net_af_packet "
+                "port leaves it its own copy of every frame: it would route each such VIP packet too, back to "
+                "this port through the router, and keel would forward it again until its TTL ran out (the reals "
+                "get many copies); give each VIP a blackhole route (ip route add blackhole 2001:db8::1/128), turn "
+                "forwarding off, or use net_af_xdp (docs/dpdk.md)"}));
+  EXPECT_EQ(asked, (std::vector<std::string>{"eth1/4", "eth1/6"}));
+  blackholed = {"10.0.0.1", "10.0.0.2"};
+  on[6].clear();
+  EXPECT_TRUE(loops(parse("    port: \"net_af_packet0,iface=eth1\"\n")).empty()) << "blackholed, not forwarding";
+  blackholed.clear();
   asked.clear();
   r = parse("    eal_args: [--vdev, \"net_af_packet0,iface=eth2\"]\n    port: net_af_packet0\n");
-  EXPECT_FALSE(r.ok());
-  EXPECT_EQ(asked, std::vector<std::string>{"eth2"}) << "the --vdev's interface";
+  EXPECT_EQ(loops(r).size(), 1u);
+  EXPECT_EQ(asked, (std::vector<std::string>{"eth2/4", "eth2/6"})) << "the --vdev's interface";
   asked.clear();
-  EXPECT_TRUE(parse("    port: \"net_af_xdp0,iface=eth1\"\n    exception_interface: keel0\n").ok());
+  EXPECT_TRUE(loops(parse("    port: \"net_af_xdp0,iface=eth1\"\n    exception_interface: keel0\n")).empty());
   EXPECT_TRUE(asked.empty());
-  on.clear();
-  EXPECT_TRUE(parse("    port: \"net_af_packet0,iface=eth1\"\n").ok()) << "a kernel that does not forward";
 }
 
 // The lcores EAL arguments start, read as EAL 22.11 reads them (each case

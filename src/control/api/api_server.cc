@@ -61,7 +61,7 @@ struct ApiServer::State {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<ApiServer::State> state, Stream::socket socket)
-      : state_(std::move(state)), socket_(std::move(socket)), timer_(state_->io) {
+      : state_(std::move(state)), socket_(std::move(socket)), timer_(state_->io), budgetTimer_(state_->io) {
     socklen_t len = sizeof peer_;
     if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer_, &len) != 0) peer_ = {-1, -1u, -1u};
   }
@@ -98,6 +98,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     account();
     error_code ignored;
     timer_.cancel();
+    budgetTimer_.cancel();
     socket_.shutdown(Stream::socket::shutdown_both, ignored);
     socket_.close(ignored);
     state_->connections.erase(shared_from_this());
@@ -125,20 +126,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
         continue;
       }
       // The read-only socket's requests, run and answered, within its share
-      // of the loop; past it they are answered try_later, which costs
-      // little (LoopBudget).
+      // of the loop; past it the connection waits, reading nothing, until
+      // the share refills (LoopBudget): no work at all meanwhile.
       const auto began = LoopBudget::Clock::now();
       LoopBudget& budget = state_->loopBudget;
-      std::optional<ApiError> over;
-      if (!budget.admit(began))
-        over = ApiError{code::kTryLater,
-                        "the read-only socket's requests have taken their share of keeld's loop (" +
-                            std::to_string(state_->options.readOnlyLoopPerSecond.count()) +
-                            " ms a second), so that they cannot hold up health checks and the main socket: "
-                            "send this again in a second or so",
-                        "",
-                        {}};
-      DispatchOutcome out = state_->dispatcher.handleLine(line, over ? &*over : nullptr);
+      if (!budget.admit(began)) return waitForBudget(budget.refillIn());
+      DispatchOutcome out = state_->dispatcher.handleLine(line);
       audit(out);
       consume(nl + 1);
       if (out.later) {
@@ -267,6 +260,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
+  // Over the read-only socket's share of the loop: the line stays in the
+  // buffer, nothing more is read, and process() runs again once the share
+  // holds time. As for later(), no client timer runs meanwhile: the wait is
+  // keeld's (a client that leaves meanwhile is seen when the answer's write
+  // fails).
+  void waitForBudget(std::chrono::nanoseconds wait) {
+    timer_.expires_at(asio::steady_timer::time_point::max());
+    budgetTimer_.expires_after(wait);
+    auto self = shared_from_this();
+    budgetTimer_.async_wait([self](const error_code& ec) {
+      if (ec == asio::error::operation_aborted || self->closed_) return;
+      self->process();
+    });
+  }
+
   void tooLong() {
     ApiError e{code::kLineTooLong,
                "request: line longer than " + std::to_string(state_->options.maxLineBytes) +
@@ -326,6 +334,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<ApiServer::State> state_;
   Stream::socket socket_;
   asio::steady_timer timer_;
+  asio::steady_timer budgetTimer_;  // waitForBudget()
   std::array<char, 16 * 1024> readBuf_;  // x maxConnections: keep it small
   std::string inbuf_;
   // When the line being received must be complete (set at its first read,

@@ -114,7 +114,8 @@ class LogRateLimit {
 // that died meanwhile kept new flows for as long. A bucket of loop time
 // that fills at `perSecond` up to `burst` (full at the start); a request is
 // run while it holds any, and what it took is taken out afterwards (it may
-// go below zero: the next waits for the refill). As LogRateLimit, apart
+// go below zero: the next waits for the refill, its connection reading
+// nothing meanwhile). As LogRateLimit, apart
 // from the server, so it can be tested with explicit times.
 class LoopBudget {
  public:
@@ -123,6 +124,12 @@ class LoopBudget {
       : perSecond_(perSecond), burst_(burst), level_(burst) {}
   // Whether a request arriving at `now` (not earlier than the last) may run.
   bool admit(Clock::time_point now);
+  // After admit() said no: how long until the bucket holds time again.
+  std::chrono::nanoseconds refillIn() const {
+    if (perSecond_.count() <= 0 || level_.count() > 0) return {};
+    const double s = static_cast<double>(1 - level_.count()) / static_cast<double>(perSecond_.count());
+    return std::chrono::nanoseconds(static_cast<int64_t>(s * 1e9) + 1);
+  }
   // What a request that ran took of the loop.
   void spend(std::chrono::nanoseconds took) {
     if (perSecond_.count() > 0) level_ -= took;

@@ -312,7 +312,7 @@ std::string serializeResponse(const json& response) {
   return response.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
-DispatchOutcome Dispatcher::handleLine(std::string_view line, const ApiError* refuse) {
+DispatchOutcome Dispatcher::handleLine(std::string_view line) {
   json id = nullptr;
   std::string method;  // once the envelope names one: the outcome carries it, also of a throw
   auto withMethod = [&](DispatchOutcome out) {
@@ -398,8 +398,6 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line, const ApiError* re
       params = *p;
     }
     method = m->get<std::string>();
-    if (refuse && (!readOnly_ || std::ranges::find(readOnlyMethods(), method) != readOnlyMethods().end()))
-      return withMethod({errorResponse(id, *refuse), {}});
     return withMethod(dispatch(id, method, params));
   } catch (const std::exception& e) {
     // A bug or a backend that threw: answer, keep the daemon up (and the

@@ -50,11 +50,8 @@ class Dispatcher {
 
   // Never throws; whatever the line holds, the outcome is a response, or
   // for conn.list one to come (DispatchOutcome::later), which never throws
-  // either. With `refuse`, a well-formed request for a method this
-  // dispatcher serves is answered with that error instead of being run (the
-  // read-only socket's share of keeld's loop used up: ApiServer's
-  // LoopBudget); a malformed one or one it forbids is answered as always.
-  DispatchOutcome handleLine(std::string_view line, const ApiError* refuse = nullptr);
+  // either.
+  DispatchOutcome handleLine(std::string_view line);
 
   static nlohmann::json errorResponse(const nlohmann::json& id, const ApiError& error);
   static nlohmann::json okResponse(const nlohmann::json& id, nlohmann::json result);

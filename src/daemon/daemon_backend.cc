@@ -216,6 +216,17 @@ YAML::Node jsonToYaml(const nlohmann::json& j, bool tagged = true) {
   }
 }
 
+// A file without a `services:` key that would take out every one of
+// `running` services: most likely cut short (an editor or a copy that
+// stopped midway) rather than meant, and it would drop all traffic. Said
+// explicitly, `services: []`, it is applied. "" if that is not the case.
+std::string servicesKeyMissing(const Config& next, size_t running, const std::string& what,
+                               const std::string& whose) {
+  if (next.servicesKeyGiven || running == 0) return "";
+  return next.source + ": no `services:` key, so " + what + " would remove all " + std::to_string(running) +
+         " services " + whose + " has (a file cut short?); to remove them all, write `services: []`";
+}
+
 Result configErrors(std::vector<std::string> errors) {
   api::ApiError e;
   e.code = api::code::kInvalidConfig;
@@ -336,6 +347,12 @@ static std::string keyBytes(const keel_service_key& k) {
 
 Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
                             const std::function<Status()>& forward) {
+  // An adopting start takes out what the file lacks, as a reload does: the
+  // same guard (a refused start leaves the adopted plane forwarding).
+  if (adopted)
+    if (std::string cut = servicesKeyMissing(file, adopted->services.size(), "this start", "the data plane it adopts");
+        !cut.empty())
+      return Status::error(cut);
   Config config = file;
   if (adopted) keepAdoptedMacs(config, *adopted);
   if (auto errors = validateTargets(config); !errors.empty()) return Status::error(errors.front());
@@ -2338,6 +2355,10 @@ std::vector<std::string> DaemonBackend::overlayErrors(const Config& composed, co
 Result DaemonBackend::checkConfig(const std::string& text, const std::string& name) {
   ConfigResult r = parseConfig(text, name, checkOptions_);
   if (!r.ok()) return configErrors(std::move(r.errors));
+  // As a reload of it would refuse it.
+  if (std::string cut = servicesKeyMissing(*r.config, file_.services.size(), "a reload of it", "the running file");
+      !cut.empty())
+    return configErrors({std::move(cut)});
   if (auto errors = validateTargets(*r.config); !errors.empty()) return configErrors(std::move(errors));
   // The file with keeld's runtime changes on top, as a reload would apply
   // it: a file that passes alone but clashes with a keelctl change (a real
@@ -2513,16 +2534,12 @@ Result DaemonBackend::reloadFile() {
       r.errors = std::move(errors);
       r.config.reset();
     }
-  // A file without a `services:` key that would take out every service the
-  // running file has: most likely cut short (an editor or a copy that
-  // stopped midway) rather than meant, and it would drop all traffic. Said
-  // explicitly, `services: []`, it is applied.
-  if (r.ok() && !r.config->servicesKeyGiven && !file_.services.empty()) {
-    r.errors = {r.config->source + ": no `services:` key, so this reload would remove all " +
-                std::to_string(file_.services.size()) +
-                " services the running file has (a file cut short?); to remove them all, write `services: []`"};
-    r.config.reset();
-  }
+  if (r.ok())
+    if (std::string cut = servicesKeyMissing(*r.config, file_.services.size(), "this reload", "the running file");
+        !cut.empty()) {
+      r.errors = {std::move(cut)};
+      r.config.reset();
+    }
   if (!r.ok()) {
     for (const std::string& e : r.errors) logError(LogRecord("config_error").add("error", e));
     logError(LogRecord("reload_rejected").add("config", configPath_).add("errors", r.errors.size()));

@@ -981,6 +981,29 @@ TEST_F(DaemonBackendTest, AReloadWithoutAServicesKeyDoesNotRemoveThemAll) {
             "file cut short?); to remove them all, write `services: []`");
   EXPECT_TRUE(dp_.calls.empty());
   ASSERT_TRUE(backend_->findService("web"));
+  // config.check says what the reload would.
+  api::Result checked = backend_->checkConfig(cut, "keel.yaml");
+  ASSERT_FALSE(checked.isOk());
+  EXPECT_EQ(checked.error().message,
+            "keel.yaml: no `services:` key, so a reload of it would remove all 1 services the running file has (a "
+            "file cut short?); to remove them all, write `services: []`");
+  // So does a restart that adopts the running plane: refused before it
+  // touches it, which goes on forwarding.
+  {
+    const ProgrammedState pinned = dp_.programmed();
+    MockDataplane dp2;
+    takePins(dp2, dp_);
+    Registry registry2(dp2);
+    boost::asio::io_context io2;
+    forward_ = [] { return Status::ok(); };  // started() then leaves the start's status to us
+    auto backend2 = started(io2, registry2, &pinned);
+    EXPECT_FALSE(startStatus_);
+    EXPECT_EQ(startStatus_.message(),
+              "keel.yaml: no `services:` key, so this start would remove all 1 services the data plane it adopts "
+              "has (a file cut short?); to remove them all, write `services: []`");
+    EXPECT_TRUE(dp2.calls.empty()) << "the adopted plane untouched";
+    forward_ = nullptr;
+  }
   for (const std::string& none : {std::string("services: []\n"), std::string("services:\n")}) {
     files_["keel.yaml"] = cut + none;
     ASSERT_TRUE(backend_->reload().isOk()) << none;

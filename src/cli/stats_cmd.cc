@@ -93,6 +93,8 @@ json rates(const json& before, const json& after, double seconds) {
       }
       if (w.contains("conntrack")) wr["conntrack"] = familyRates(prev.value("conntrack", json::object()), w["conntrack"]);
       if (w.contains("from_kernel")) wr["from_kernel_per_s"] = perSecond(prev, w, "from_kernel", seconds);
+      if (w.contains("host_frames_ignored"))
+        wr["host_frames_ignored_per_s"] = perSecond(prev, w, "host_frames_ignored", seconds);
       out["workers"].push_back(std::move(wr));
     }
   }
@@ -217,6 +219,14 @@ void printTable(const json& r, bool isRate, bool exact) {
     // The kernel's own frames (ARP and ND replies, ICMP, its TCP) each
     // worker sent out of the port from the exception interface.
     perWorkerCount("workers from kernel", "from_kernel");
+    // net_af_packet: the host's own frames each worker read and ignored
+    // (docs/dpdk.md); a line only where some worker has any.
+    const std::string ignoredKey = std::string("host_frames_ignored") + (isRate ? "_per_s" : "");
+    if (std::any_of(r["workers"].begin(), r["workers"].end(), [&](const json& w) {
+          const json v = w.value(ignoredKey, json(0));
+          return v.is_number() && v.get<double>() != 0;
+        }))
+      perWorkerCount("workers host frames ignored", "host_frames_ignored");
   }
   // DPDK: the port as its driver counts it, where drops before any worker
   // (a full RX queue, an empty pool) show.

@@ -1057,6 +1057,7 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
     w0.toKernelDropped = 6;
     w0.fromKernelDropped = 7;
     w0.fromKernel = 8;
+    w0.hostFramesIgnored = 9;
     WorkerStats w1{1, 2, 10};
     w1.icmpPeerNotFound = 4;
     w1.connEntries = {4096, 0};
@@ -1081,6 +1082,7 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
                         "workers icmp peer lookups (found/not_found/rate_limited): 0@lcore1=3/2/1 1@lcore2=0/4/0\n"
                         "workers tx dropped (port/to_kernel/from_kernel): 0@lcore1=5/6/7 1@lcore2=0/0/0\n"
                         "workers from kernel packets: 0@lcore1=8 1@lcore2=0\n"
+                        "workers host frames ignored packets: 0@lcore1=9 1@lcore2=0\n"
                         "port: rx 100 (missed 9, no mbuf 4, errors 1), tx 80 (errors 2); link up 25000 Mb/s\n"),
             std::string::npos)
       << st.out;
@@ -1107,7 +1109,10 @@ TEST_F(KeelctlTest, StatsShowTableHalvesAndIcmpPeerLookups) {
                         "port /s: rx 0.0 (missed 0.0, no mbuf 0.0, errors 0.0), tx 0.0 (errors 0.0); link up "
                         "25000 Mb/s\n"),
             std::string::npos)
-      << sr.out;
+      << sr.out << "(no host frames line while none are ignored)";
+  CliRun srj = keelctl({"-o", "json", "stats", "--rate", "--watch", "0.1", "--count", "1"});
+  ASSERT_EQ(srj.rc, 0) << srj.err;
+  EXPECT_EQ(json::parse(srj.out)["workers"][0]["host_frames_ignored_per_s"], 0.0) << srj.out;
 }
 
 // With an empty ring (every real down, fail-closed) a flow the table does

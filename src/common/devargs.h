@@ -35,6 +35,16 @@ inline bool isPciPort(std::string_view devargs) {
   return true;
 }
 
+// A PCI port's full address, lower case, its domain added when it gives
+// none ("03:00.0,x=1" and "0000:03:00.0" -> "0000:03:00.0"), as sysfs and
+// EAL name the device; "" for any other port.
+inline std::string pciAddress(std::string_view devargs) {
+  if (!isPciPort(devargs)) return "";
+  std::string name(devargs.substr(0, devargs.find(',')));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name.size() == 7 ? "0000:" + name : name;
+}
+
 // The value of one key=value devarg after the device name
 // ("net_af_packet0,iface=eth1,qpairs=2", "qpairs" -> "2"), or nullopt when
 // the port does not give it.
@@ -87,11 +97,10 @@ inline std::string vdevInterface(std::string_view devargs) {
 // devargs after the name (qpairs=, ...) may change without losing them.
 inline std::string dpdkStateKey(std::string_view devargs) {
   std::string name = vdevInterface(devargs);
+  if (name.empty()) name = pciAddress(devargs);  // bus:device.function without its domain, as EAL takes it
   if (name.empty()) {
     name = std::string(devargs.substr(0, devargs.find(',')));
     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    // bus:device.function without its domain, as EAL takes it.
-    if (name.size() == 7 && name[2] == ':' && name[5] == '.') name = "0000:" + name;
   }
   for (char& c : name)
     if (c == '/' || c == '\0') c = '_';

@@ -522,10 +522,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
         error(*k, path + ".port", "no such network interface " + quote(iface) + " (its iface=)");
       // A NIC by PCI address: the device must be on this host, or EAL's
       // probe fails at start, after a restart has stopped the old keeld.
-      if (isPciPort(d.port) && options_.pciDeviceExists) {
-        std::string address = d.port.substr(0, d.port.find(','));
-        for (char& c : address) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        if (address.size() == 7) address = "0000:" + address;
+      if (const std::string address = pciAddress(d.port); !address.empty() && options_.pciDeviceExists) {
         if (!options_.pciDeviceExists(address))
           error(*k, path + ".port",
                 "no PCI device " + address + " on this host (`lspci -D` lists them; bind the NIC to vfio-pci, "

@@ -523,10 +523,21 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
       // A NIC by PCI address: the device must be on this host, or EAL's
       // probe fails at start, after a restart has stopped the old keeld.
       if (const std::string address = pciAddress(d.port); !address.empty() && options_.pciDeviceExists) {
-        if (!options_.pciDeviceExists(address))
+        if (!options_.pciDeviceExists(address)) {
           error(*k, path + ".port",
                 "no PCI device " + address + " on this host (`lspci -D` lists them; bind the NIC to vfio-pci, "
                 "docs/dpdk.md)");
+        } else if (options_.pciDriver) {
+          static const std::set<std::string> kDpdkDrivers = {"vfio-pci", "uio_pci_generic", "igb_uio",
+                                                             "mlx5_core", "mlx4_core"};
+          if (const std::string driver = options_.pciDriver(address); !kDpdkDrivers.count(driver))
+            warning(*k, path + ".port",
+                    "PCI device " + address + " is bound to " +
+                        (driver.empty() ? std::string("no driver") : "the kernel's " + driver) +
+                        ", which EAL cannot probe: bind it to vfio-pci (driverctl set-override " + address +
+                        " vfio-pci; docs/dpdk.md, \"Dedicating a NIC\") before keeld starts",
+                    /*host=*/true);
+        }
       }
     }
   }

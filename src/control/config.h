@@ -387,6 +387,11 @@ struct ConfigOptions {
   // ("0000:03:00.0"; keeld: /sys/bus/pci/devices); empty: a PCI port is
   // checked for syntax only. EAL's probe of one that is absent fails at start.
   std::function<bool(const std::string& address)> pciDeviceExists;
+  // The kernel driver a PCI device is bound to ("" for none; keeld: its
+  // sysfs driver link); empty: not checked. One that is no DPDK driver
+  // (vfio-pci, uio_pci_generic, igb_uio) nor a bifurcated one (mlx5_core,
+  // mlx4_core) leaves EAL nothing to probe: a warning.
+  std::function<std::string(const std::string& address)> pciDriver;
   // Whether this keeld has the data plane a kind names (keeld: the planes it
   // was built with); empty: every kind is accepted (a file for another
   // machine, unit tests).

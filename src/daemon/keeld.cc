@@ -153,6 +153,11 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
     std::error_code ec;
     return std::filesystem::exists("/sys/bus/pci/devices/" + address, ec);
   };
+  o.pciDriver = [](const std::string& address) {
+    std::error_code ec;
+    const auto link = std::filesystem::read_symlink("/sys/bus/pci/devices/" + address + "/driver", ec);
+    return ec ? std::string() : link.filename().string();
+  };
   o.kindBuilt = dataplaneBuiltIn;
   o.allowedCpus = [cpus = startCpus()] { return cpus; };
   o.onlineCpus = [] {

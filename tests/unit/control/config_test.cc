@@ -522,6 +522,27 @@ TEST(Config, DpdkPciPortMustBeADeviceOfThisHost) {
   asked.clear();
   EXPECT_TRUE(parse("net_null0").ok()) << "not a PCI port";
   EXPECT_TRUE(asked.empty());
+  // Present but bound to a kernel driver EAL cannot probe: a warning.
+  std::string driver = "ixgbe";
+  o.pciDriver = [&](const std::string&) { return driver; };
+  r = parse("0000:03:00.0");
+  ASSERT_TRUE(r.ok());
+  auto bound = [](const ConfigResult& c) {
+    return std::count_if(c.warnings.begin(), c.warnings.end(),
+                         [](const std::string& w) { return w.find("is bound to") != std::string::npos; });
+  };
+  ASSERT_EQ(bound(r), 1);
+  EXPECT_NE(std::find(r.warnings.begin(), r.warnings.end(),
+                      "keel.yaml:4: dataplane.dpdk.port: PCI device 0000:03:00.0 is bound to the kernel's ixgbe, "
+                      "which EAL cannot probe: bind it to vfio-pci (driverctl set-override 0000:03:00.0 vfio-pci; "
+                      "docs/dpdk.md, \"Dedicating a NIC\") before keeld starts"),
+            r.warnings.end());
+  for (const char* ok : {"vfio-pci", "mlx5_core"}) {
+    driver = ok;
+    EXPECT_EQ(bound(parse("0000:03:00.0")), 0) << ok;
+  }
+  driver = "";
+  EXPECT_EQ(bound(parse("0000:03:00.0")), 1) << "no driver at all";
 }
 
 // keeld creates the exception interface (net_tap): a name an interface that

@@ -2218,7 +2218,10 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
                               ":" + std::to_string(fileReal->line) + " defines it";
     if (req.real.mac && req.real.mac != fileReal->mac)
       return configErrors({where + " with " +
-                           (fileReal->mac ? "mac " + fileReal->mac->toString() : std::string("no mac")) +
+                           (!fileReal->mac            ? std::string("no mac")
+                            : fileReal->macResolved ? "no mac: (the neighbour table gives " +
+                                                          fileReal->mac->toString() + ")"
+                                                    : "mac " + fileReal->mac->toString()) +
                            "; adding it back with keelctl undoes its removal and can set its weight only: change "
                            "its mac in the file and reload"});
     if (!req.real.health.is_null() && r->healthSpec != fileReal->healthSpec)
@@ -2237,12 +2240,17 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
     ov.weight = r->weight;
     next.reals[key] = ov;
   }
+  const Forwarding forwarding = svc->forwarding;  // svc is effective_'s, which the commit replaces
   Result res = commit(file_, std::move(next));
+  // What runs: for a file real added back, the file's (its MAC included),
+  // not the request's.
+  const RealConfig* running = findReal(effective_, req.service, r->address);
+  const RealConfig& added = fileReal && running ? *running : *r;
   if (res.isOk()) {
-    logResolvedMac(req.service, *r);
+    if (!fileReal) logResolvedMac(req.service, *r);
     logInfo(LogRecord("runtime_real_added").add("service", req.service).add("real", r->address.toString()));
   }
-  return addWarnings(std::move(res), svc->forwarding, {*r});
+  return addWarnings(std::move(res), forwarding, {added});
 }
 
 Result DaemonBackend::removeReal(const api::RealRef& ref) {

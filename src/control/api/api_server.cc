@@ -125,6 +125,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
         consume(nl + 1);
         continue;
       }
+      // daemon.shutdown was answered (on any connection): keeld is stopping,
+      // and a request after it (pipelined behind it, say) must not run
+      // unseen by the stop. busy: nothing ran; the next keeld takes it.
+      if (state_->shutdownRequested) {
+        consume(nl + 1);
+        return send(serializeResponse(Dispatcher::errorResponse(
+                        nullptr, ApiError{code::kBusy,
+                                          "server: keeld is shutting down (daemon.shutdown): this request was not "
+                                          "run; send it to the next keeld",
+                                          "", {}})),
+                    true, std::nullopt);
+      }
       // The read-only socket's requests, run and answered, within its share
       // of the loop; past it the connection waits, reading nothing, until
       // the share refills (LoopBudget): no work at all meanwhile.

@@ -771,6 +771,25 @@ TEST_F(ServerTest, ShutdownRunsAfterTheReply) {
   EXPECT_TRUE(onLoop([&] { return *fake_.shutdownDetach; }));
 }
 
+// A request after daemon.shutdown's answer (pipelined behind it here) is
+// not run: keeld is stopping, and a change made then would be neither
+// seen by the stop nor, after a detaching one, by the next keeld's state.
+// It is answered busy (nothing ran: send it to the next keeld) and the
+// connection closes.
+TEST_F(ServerTest, NothingRunsAfterTheShutdownsReply) {
+  startServer();
+  RawClient c(options_.socketPath);
+  ASSERT_TRUE(c.send(R"({"id":1,"method":"daemon.shutdown","params":{"detach":true}})" "\n"
+                     R"({"id":2,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.5","weight":50}})"
+                     "\n"));
+  EXPECT_EQ(json::parse(c.readLine().value_or("null"))["ok"], true);
+  const json second = json::parse(c.readLine().value_or("null"));
+  EXPECT_EQ(second["error"]["code"], "busy") << second.dump();
+  EXPECT_EQ(second["error"]["message"],
+            "server: keeld is shutting down (daemon.shutdown): this request was not run; send it to the next keeld");
+  EXPECT_TRUE(onLoop([&] { return fake_.mutations.empty(); })) << "the set_weight ran";
+}
+
 TEST_F(ServerTest, SocketFileLifecycle) {
   options_.mode = 0660;
   startServer();

@@ -1464,6 +1464,14 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       }
       ov.added = std::move(*r);
       ov.addedSpec = p.value->real;
+      // A file real removed and added back, saved by a keeld before
+      // 2026-12-06 as an added real: it runs as the file's real (compose),
+      // so only a weight other than the file's stays, as addReal keeps it.
+      if (fr && !out.addedServices.count(svcName)) {
+        if (ov.weight == fr->weight) ov.weight.reset();
+        ov.added.reset();
+        ov.addedSpec.reset();
+      }
     }
     if (!ov.added && !ov.removed && !ov.drained && !ov.weight) continue;
     out.reals[{svcName, *addr}] = std::move(ov);

@@ -4283,6 +4283,40 @@ TEST_F(RuntimeStateTest, ADrainKeepsItsTimeAndReasonAcrossARestart) {
   EXPECT_EQ(k->real("web", "10.0.1.1")->drainReason, "");
 }
 
+// A state file from before 2026-12-06 may hold a file real removed and
+// added back as an "added" real: the next keeld keeps only what addReal now
+// keeps (a weight other than the file's), so neither its status nor a
+// reload that drops the real from the file reports a phantom addition.
+TEST_F(RuntimeStateTest, AnOldAddedEntryOfAFileRealBecomesTheFilesReal) {
+  make();
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.9");
+  ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
+  ASSERT_TRUE(backend_->addReal(add).isOk());
+  backend_.reset();
+  // What such a keeld saved: the add's entry, at the file real's address,
+  // with the file's fingerprint of that real (the removal's entry had it).
+  nlohmann::json doc = readState();
+  nlohmann::json removed, added;
+  for (const auto& e : doc["reals"]) (e["address"] == "10.0.1.2" ? removed : added) = e;
+  ASSERT_TRUE(removed.is_object() && added.is_object()) << doc.dump();
+  added["address"] = "10.0.1.2";
+  added["added"]["address"] = "10.0.1.2";
+  added["file"] = removed["file"];
+  doc["reals"] = nlohmann::json::array({added});
+  writeState(doc.dump());
+  test::LogCapture log;
+  auto k = restart();
+  EXPECT_TRUE(log.take("runtime_state_dropped").empty());
+  EXPECT_EQ(k->backend->daemonStatus().runtime, api::DaemonStatus::RuntimeChanges{});
+  EXPECT_EQ(k->real("web", "10.0.1.2")->weight, 100u);
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n") + kApi;
+  api::Result r = k->backend->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(r.result().contains("warnings")) << r.result().dump();
+}
+
 TEST_F(RuntimeStateTest, BadEntriesAreDroppedAndBadFilesIgnored) {
   make();
   changeEverything();

@@ -1121,8 +1121,6 @@ void Parser::parseReal(const YAML::Node& n, const std::string& path, RealConfig&
   if (auto k = child(n, path, "health", false)) emptyHealth(*k, path), real.health = YAML::Clone(*k);
 }
 
-// Cross-field rules, run after every field parsed (so one bad field does not
-// hide the others).
 // A net_af_packet port leaves the kernel its copy of every frame. A kernel
 // that forwards what it receives there, and has a route on for a VIP,
 // routes that copy too: out to the router, which sends it back to this
@@ -1162,6 +1160,8 @@ void Parser::warnAfPacketForwarding(const Config& cfg) {
   }
 }
 
+// Cross-field rules, run after every field parsed (so one bad field does not
+// hide the others).
 void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& servicesNode) {
   (void)root;
   // Default udp checks (no expect, require_reply: false) pass on silence and

@@ -55,7 +55,8 @@ struct ApiServerOptions {
   bool readOnly = false;  // serve only what changes nothing (control.readonly)
   // A read-only server's share of keeld's one loop (LoopBudget): its
   // requests may take this much loop time a second, in bursts of up to
-  // readOnlyLoopBurst; past it they are answered try_later. 0: no limit.
+  // readOnlyLoopBurst; past it a connection's next request waits for the
+  // refill. 0: no limit.
   std::chrono::milliseconds readOnlyLoopPerSecond{250};
   std::chrono::milliseconds readOnlyLoopBurst{1000};
   std::chrono::milliseconds idleTimeout{std::chrono::minutes(10)};  // between requests
@@ -115,8 +116,8 @@ class LogRateLimit {
 // that fills at `perSecond` up to `burst` (full at the start); a request is
 // run while it holds any, and what it took is taken out afterwards (it may
 // go below zero: the next waits for the refill, its connection reading
-// nothing meanwhile). As LogRateLimit, apart
-// from the server, so it can be tested with explicit times.
+// nothing meanwhile). As LogRateLimit, apart from the server, so it can be
+// tested with explicit times.
 class LoopBudget {
  public:
   using Clock = std::chrono::steady_clock;

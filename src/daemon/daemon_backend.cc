@@ -1465,15 +1465,10 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
       ov.added = std::move(*r);
       ov.addedSpec = p.value->real;
       // A file real removed and added back, saved by a keeld before
-      // 2026-12-06 as an added real: it runs as the file's real (compose),
-      // so only a weight other than the file's stays, as addReal keeps it.
-      if (fr && !out.addedServices.count(svcName)) {
-        if (ov.weight == fr->weight) ov.weight.reset();
-        ov.added.reset();
-        ov.addedSpec.reset();
-      }
+      // 2026-12-06 as an added real: read as addReal now keeps it.
+      if (fr && !out.addedServices.count(svcName)) ov.asFileReal(*fr);
     }
-    if (!ov.added && !ov.removed && !ov.drained && !ov.weight) continue;
+    if (ov.none()) continue;
     out.reals[{svcName, *addr}] = std::move(ov);
   }
   // What the composed-config checks refuse (validateComposed), entry by
@@ -2213,12 +2208,15 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
     return configErrors({"service " + req.service + " real " + r->address.toString() + ": " + why});
   Overlay next = overlay_;
   const auto key = std::make_pair(req.service, r->address);
+  RealOverride ov;
+  ov.added = *r;
+  ov.addedSpec = req.real;
+  ov.weight = r->weight;
   // A real the file defines, removed with keelctl: adding it back undoes the
-  // removal. It runs as the file's real (compose), so the entry keeps only
-  // the request's weight where it differs from the file's: an "added" real
-  // the file has would be counted by no status and given up, with a warning,
-  // by the next reload that removes it from the file. A mac or health check
-  // other than the file's would be ignored, so the request is refused.
+  // removal (RealOverride::asFileReal): an "added" real the file has would
+  // be counted by no status and given up, with a warning, by the next
+  // reload that removes it from the file. A mac or health check other than
+  // the file's would be ignored, so the request is refused.
   const RealConfig* fileReal =
       overlay_.removedServices.count(req.service) ? nullptr : findReal(file_, req.service, r->address);
   if (fileReal) {
@@ -2235,19 +2233,12 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
     if (!req.real.health.is_null() && r->healthSpec != fileReal->healthSpec)
       return configErrors({where + " with another health check; adding it back with keelctl undoes its removal "
                                    "and can set its weight only: change its check in the file and reload"});
-    RealOverride ov;
-    if (r->weight != fileReal->weight) ov.weight = r->weight;
-    if (ov.weight)
-      next.reals[key] = ov;
-    else
-      next.reals.erase(key);
-  } else {
-    RealOverride ov;
-    ov.added = *r;
-    ov.addedSpec = req.real;
-    ov.weight = r->weight;
-    next.reals[key] = ov;
+    ov.asFileReal(*fileReal);
   }
+  if (ov.none())
+    next.reals.erase(key);
+  else
+    next.reals[key] = ov;
   const Forwarding forwarding = svc->forwarding;  // svc is effective_'s, which the commit replaces
   Result res = commit(file_, std::move(next));
   // What runs: for a file real added back, the file's (its MAC included),
@@ -2313,7 +2304,7 @@ Result DaemonBackend::setRealDrain(const api::RealDrainRequest& req) {
     ov.drainReason.clear();
   }
   ov.drained = req.drain;
-  if (!ov.added && !ov.removed && !ov.weight && !ov.drained) next.reals.erase(key);
+  if (ov.none()) next.reals.erase(key);
   Result r = commit(file_, std::move(next));
   // Not drained: nothing changed, and nothing is logged (the dispatcher's
   // answer says so, as it does of every repeated change).

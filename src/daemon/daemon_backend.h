@@ -361,6 +361,16 @@ class DaemonBackend : public api::ControlBackend {
     // operator's reason (empty: none).
     std::optional<std::chrono::system_clock::time_point> drainedSince;
     std::string drainReason;
+    // No change at all: the entry can go.
+    bool none() const { return !added && !removed && !weight && !drained; }
+    // For a real the file defines, as `fileReal`: keelctl removed it and
+    // added it back. It runs as the file's real (compose), so the add is
+    // no change, and its weight one only where it differs from the file's.
+    void asFileReal(const RealConfig& fileReal) {
+      added.reset();
+      addedSpec.reset();
+      if (weight == fileReal.weight) weight.reset();
+    }
   };
   struct AddedService {
     ServiceConfig config;

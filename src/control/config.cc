@@ -1130,7 +1130,7 @@ void Parser::parseReal(const YAML::Node& n, const std::string& path, RealConfig&
 // A warning (a host check): refusing would block every reload, and on
 // DPDK a restart, of a host that turned forwarding on for another reason.
 void Parser::warnAfPacketForwarding(const Config& cfg) {
-  if (!afPacketPort_ || afPacketPort_->iface.empty() || !options_.interfaceForwarding || !options_.routesOn)
+  if (!afPacketPort_ || afPacketPort_->iface.empty() || !options_.interfaceForwarding || !options_.routedOn)
     return;
   for (const int family : {4, 6}) {
     std::set<IpAddress> vips;
@@ -1139,9 +1139,7 @@ void Parser::warnAfPacketForwarding(const Config& cfg) {
     if (vips.empty()) continue;
     const std::vector<std::string> on = options_.interfaceForwarding(afPacketPort_->iface, family);
     if (on.empty()) continue;
-    std::vector<IpAddress> routed;
-    for (const IpAddress& vip : vips)
-      if (options_.routesOn(vip)) routed.push_back(vip);
+    const std::vector<IpAddress> routed = options_.routedOn({vips.begin(), vips.end()});
     if (routed.empty()) continue;
     std::string set;
     for (const std::string& name : on) set += (set.empty() ? "" : ", ") + name + " = 1";

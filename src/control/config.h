@@ -377,12 +377,12 @@ struct ConfigOptions {
   // it receives on an interface, or on the VLAN, bond or bridge devices
   // above it ("net.ipv4.conf.eth1.forwarding", "net.ipv6.conf.all.forwarding",
   // "net.ipv6.conf.eth1.force_forwarding"), those set; keeld reads /proc/sys.
-  // And whether the kernel would route a packet to an address on (a route
-  // that is no blackhole, unreachable or prohibit one, nor local). Either
-  // empty: not checked. A net_af_packet port leaves the kernel its copy of
+  // And of some addresses, those the kernel would route a packet to on (a
+  // route that is no blackhole, unreachable or prohibit one, nor local).
+  // Either empty: not checked. A net_af_packet port leaves the kernel its copy of
   // every frame, which such a kernel would route too.
   std::function<std::vector<std::string>(const std::string& interface, int family)> interfaceForwarding;
-  std::function<bool(const IpAddress& address)> routesOn;
+  std::function<std::vector<IpAddress>(const std::vector<IpAddress>& addresses)> routedOn;
   // Whether the host has the PCI device of that full address
   // ("0000:03:00.0"; keeld: /sys/bus/pci/devices); empty: a PCI port is
   // checked for syntax only. EAL's probe of one that is absent fails at start.

@@ -141,13 +141,18 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
     return std::filesystem::exists("/sys/class/net/" + name + "/tun_flags", ec);
   };
   o.interfaceForwarding = forwardingSysctls;
-  o.routesOn = [](const IpAddress& address) {
-    // An output lookup: a blackhole, unreachable or prohibit route answers
-    // with an error, a VIP of this host's own with RTN_LOCAL.
+  o.routedOn = [](const std::vector<IpAddress>& addresses) {
+    // Output lookups on one socket: a blackhole, unreachable or prohibit
+    // route answers with an error, a VIP of this host's own with RTN_LOCAL.
+    std::vector<IpAddress> routed;
     const Fd sock = routeSocket(std::chrono::seconds(1));
-    if (sock.get() < 0) return false;
-    const RouteLookup r = lookupRoute(sock.get(), 1, address);
-    return !r.socketFailed && r.error == 0 && r.type == RTN_UNICAST;
+    if (sock.get() < 0) return routed;
+    uint32_t seq = 0;
+    for (const IpAddress& a : addresses) {
+      const RouteLookup r = lookupRoute(sock.get(), ++seq, a);
+      if (!r.socketFailed && r.error == 0 && r.type == RTN_UNICAST) routed.push_back(a);
+    }
+    return routed;
   };
   o.pciDeviceExists = [](const std::string& address) {
     std::error_code ec;

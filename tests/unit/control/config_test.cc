@@ -588,7 +588,12 @@ TEST(Config, DpdkAfPacketPortWarnsOfAForwardingKernel) {
     asked.push_back(iface + "/" + std::to_string(family));
     return on[family];
   };
-  o.routesOn = [&](const IpAddress& a) { return blackholed.count(a.toString()) == 0; };
+  o.routedOn = [&](const std::vector<IpAddress>& vips) {
+    std::vector<IpAddress> routed;
+    for (const IpAddress& a : vips)
+      if (!blackholed.count(a.toString())) routed.push_back(a);
+    return routed;
+  };
   auto parse = [&](const std::string& dpdk) {
     return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n" + dpdk +
                            "    workers: [1]\n"

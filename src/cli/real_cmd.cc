@@ -48,7 +48,7 @@ void verb(CLI::App& noun, Context& ctx, const char* name, const char* help, cons
 
 void defineReal(CLI::App& noun, Context& ctx) {
   noun.require_subcommand(1, 1);
-  verb(noun, ctx, "add", "add a real to a service (weight default 100)", "real.add", 1);
+  verb(noun, ctx, "add", "add a real to a service (weight default 100; a file real added back: the file's)", "real.add", 1);
   verb(noun, ctx, "remove", "remove a real; its flows are re-picked", "real.remove", 0);
   verb(noun, ctx, "set-weight", "change a real's weight (0 = no new flows)", "real.set_weight", 2);
   verb(noun, ctx, "drain", "take a real out of the ring, keeping its flows", "real.drain", 0);

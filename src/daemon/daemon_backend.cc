@@ -2028,7 +2028,7 @@ std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, cons
                                                   ServiceHealthBlock serviceBlock) const {
   RealConfig r;
   r.address = spec.address;
-  r.weight = spec.weight;
+  if (spec.weight) r.weight = *spec.weight;
   r.mac = spec.mac;
   r.health = jsonToYaml(spec.health, !replayingState_);
   bool ok = true;

@@ -365,8 +365,10 @@ class DaemonBackend : public api::ControlBackend {
     bool none() const { return !added && !removed && !weight && !drained; }
     // For a real the file defines, as `fileReal`: keelctl removed it and
     // added it back. It runs as the file's real (compose), so the add is
-    // no change, and its weight one only where it differs from the file's.
+    // no change, and its weight one only where the request gave one other
+    // than the file's (none given: the file's, not keel.yaml's default).
     void asFileReal(const RealConfig& fileReal) {
+      if (addedSpec && !addedSpec->weight) weight.reset();
       added.reset();
       addedSpec.reset();
       if (weight == fileReal.weight) weight.reset();

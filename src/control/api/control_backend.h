@@ -226,7 +226,9 @@ struct DaemonStatus {
 
 struct RealSpec {
   IpAddress address;
-  uint32_t weight = 100;          // 0..65535, same default as keel.yaml
+  // 0..65535. Absent: keel.yaml's default, 100, except for a real the file
+  // defines, added back after a removal: the file's weight.
+  std::optional<uint32_t> weight;
   std::optional<MacAddress> mac;
   nlohmann::json health;          // null if absent; same keys as YAML `health`, not interpreted here
 };

@@ -314,7 +314,8 @@ Parsed<RealAddRequest> parseRealAdd(const json& params) {
 
 namespace {
 json realParams(const RealSpec& real) {
-  json p{{"address", real.address.toString()}, {"weight", real.weight}};
+  json p{{"address", real.address.toString()}};
+  if (real.weight) p["weight"] = *real.weight;
   if (real.mac) p["mac"] = real.mac->toString();
   if (!real.health.is_null()) p["health"] = real.health;
   return p;

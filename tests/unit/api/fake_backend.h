@@ -176,7 +176,7 @@ class FakeBackend : public ControlBackend {
     for (const auto& spec : r.reals) {
       RealSnapshot rs;
       rs.address = spec.address;
-      rs.weight = spec.weight;
+      rs.weight = spec.weight.value_or(100);
       rs.mac = spec.mac;
       rs.check = "none";
       s.reals.push_back(rs);
@@ -195,12 +195,12 @@ class FakeBackend : public ControlBackend {
   }
   Result addReal(const RealAddRequest& r) override {
     mutations.push_back("addReal " + r.service + " " + r.real.address.toString() + " " +
-                        std::to_string(r.real.weight));
+                        std::to_string(r.real.weight.value_or(100)));
     if (failMutations) return Result::error(*failMutations);
     auto* s = find(r.service);
     RealSnapshot rs;
     rs.address = r.real.address;
-    rs.weight = r.real.weight;
+    rs.weight = r.real.weight.value_or(100);
     rs.mac = r.real.mac;
     rs.check = "none";
     s->reals.push_back(rs);

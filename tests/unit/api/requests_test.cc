@@ -141,7 +141,9 @@ TEST(RequestsTest, RealDrainReason) {
 TEST(RequestsTest, RealAddDefaultsAndMac) {
   auto r = parseRealAdd(json::parse(R"({"service":"web","address":"10.0.0.9"})"));
   ASSERT_TRUE(r.ok()) << r.error.message;
-  EXPECT_EQ(r.value->real.weight, 100u);  // keel.yaml default
+  // None given: the backend applies keel.yaml's default (100), or the
+  // file's weight for a file real added back.
+  EXPECT_EQ(r.value->real.weight, std::nullopt);
   EXPECT_FALSE(r.value->real.mac);
   r = parseRealAdd(json::parse(
       R"({"service":"web","address":"10.0.0.9","weight":5,"mac":"02:00:00:00:00:09","health":{"type":"tcp"}})"));
@@ -172,7 +174,7 @@ TEST(RequestsTest, ServiceAddAcceptsYamlKeys) {
   EXPECT_EQ(s.scheduler, "maglev-src");
   EXPECT_EQ(s.ringSize, 655373u);
   ASSERT_EQ(s.reals.size(), 2u);
-  EXPECT_EQ(s.reals[0].weight, 100u);
+  EXPECT_EQ(s.reals[0].weight, std::nullopt);
   EXPECT_EQ(s.reals[1].weight, 0u);
   EXPECT_EQ(s.reals[1].mac->toString(), "02:00:00:00:00:02");
 

@@ -951,6 +951,27 @@ TEST_F(DaemonBackendTest, FileRealAddedBackUndoesItsRemoval) {
       << r.result().dump();
 }
 
+// Added back with no weight given, a file real takes the file's weight, not
+// keel.yaml's default: the add leaves no change on top of the file. A real
+// the file lacks, added with no weight, gets the default.
+TEST_F(DaemonBackendTest, FileRealAddedBackWithoutWeightTakesTheFiles) {
+  files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n      - {address: 10.0.1.2, weight: 40}\n");
+  make();
+  ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
+  api::RealAddRequest add;
+  add.service = "web";
+  add.real.address = ip("10.0.1.2");
+  api::Result r = backend_->addReal(add);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(realOf("10.0.1.2").weight, 40u);
+  EXPECT_EQ(backend_->daemonStatus().runtime, api::DaemonStatus::RuntimeChanges{});
+
+  add.real.address = ip("10.0.1.3");
+  r = backend_->addReal(add);
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(realOf("10.0.1.3").weight, 100u);
+}
+
 TEST_F(DaemonBackendTest, BadReloadChangesNothing) {
   make();
   dp_.calls.clear();

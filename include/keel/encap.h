@@ -528,7 +528,9 @@ KEEL_INLINE __u16 keel_icmp_too_big_len(const struct keel_pkt *pkt)
  * gets the error rather than DROP_TOO_BIG. Reads the original frame. */
 KEEL_INLINE int keel_icmp_too_big_wanted(void *data, void *end, const struct keel_pkt *pkt)
 {
-	if (pkt->icmp_error || !keel_answerable(data, end, pkt))
+	/* Never an error about an error; a group frame or source never got
+	 * this far (keel_parse_l4). */
+	if (pkt->icmp_error)
 		return 0;
 	if (pkt->ip_len < KEEL_ICMP_TOO_BIG_QUOTE)
 		return 0;

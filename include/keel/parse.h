@@ -458,7 +458,7 @@ KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pk
  * (loopback), 224/4 (multicast) or 240/4 (reserved, with the limited
  * broadcast 255.255.255.255); not IPv6 :: (unspecified), ::1 (loopback) or
  * ff00::/8 (multicast) (RFC 4291 2.5.2, 2.5.3, 2.7). keel-decap asks it of
- * a tunnel's destinations, keel_answerable() of a source it would answer. */
+ * a tunnel's destinations, keel_parse_l4() of a VIP packet's source. */
 KEEL_INLINE int keel_addr_unicast(__u8 family, const __u32 *addr)
 {
 	const __u8 *b = (const __u8 *)addr;
@@ -473,20 +473,6 @@ KEEL_INLINE int keel_addr_unicast(__u8 family, const __u32 *addr)
 	return (b[12] | b[13] | b[14]) != 0 || b[15] > 1;
 }
 
-/* Whether keel may answer a packet (an echo reply, an ICMP too-big): it
- * came from one host (keel_addr_unicast), to this one alone: not in a
- * frame sent to an Ethernet group address (RFC 1122 3.2.2, RFC 1812
- * 4.3.2.7, RFC 4443 2.4(e)). A forged group source would aim the answers
- * at many hosts, and a group frame would make every balancer on the link
- * answer. Valid once keel_parse_l3() returned KEEL_CONTINUE (the source is
- * in pkt->key). */
-KEEL_INLINE int keel_answerable(const void *data, const void *end, const struct keel_pkt *pkt)
-{
-	if ((const __u8 *)data + 1 > (const __u8 *)end || (((const __u8 *)data)[0] & 1))
-		return 0;
-	return keel_addr_unicast(pkt->key.family, pkt->key.src);
-}
-
 /* Stage 2, for packets aimed at a VIP: fragments, extension headers, ICMP,
  * ports. On KEEL_CONTINUE pkt->key is the complete flow key. */
 KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
@@ -498,9 +484,21 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 	 * (broadcast, multicast) reached every station on the link: every
 	 * balancer there would forward it (each real getting a copy from
 	 * each) or answer it. A router must not forward a link-layer
-	 * broadcast (RFC 1812 5.3.4; a host discards it, RFC 1122 3.3.6). */
+	 * broadcast (RFC 1812 5.3.4; a host discards it, RFC 1122 3.3.6).
+	 * These two checks also keep every answer keel sends (an echo reply,
+	 * an ICMP too-big) to one host (RFC 1122 3.2.2, RFC 1812 4.3.2.7,
+	 * RFC 4443 2.4(e)): a forged group source would aim them at many. */
 	if ((__u8 *)data + 1 > (__u8 *)end || (((const __u8 *)data)[0] & 1))
 		return KEEL_R_DROP_L2_MULTICAST;
+	/* A source no one host has (a martian: 0/8, loopback, multicast,
+	 * 240/4, ::, ff00::/8) or the VIP itself: a host discards it (RFC 1122
+	 * 3.2.1.3, RFC 1812 5.3.7, RFC 4291 2.7), and so did IPVS's kernel.
+	 * Forwarded, it would take a connection-table entry and reach a real
+	 * that drops it. */
+	if (!keel_addr_unicast(pkt->key.family, pkt->key.src) ||
+	    (pkt->key.src[0] == pkt->key.dst[0] && pkt->key.src[1] == pkt->key.dst[1] &&
+	     pkt->key.src[2] == pkt->key.dst[2] && pkt->key.src[3] == pkt->key.dst[3]))
+		return KEEL_R_DROP_BAD_SOURCE;
 	if ((__u8 *)data + pkt->l3_off + pkt->ip_len > (__u8 *)end)
 		return KEEL_R_DROP_TRUNCATED;
 
@@ -546,7 +544,7 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 			return KEEL_R_DROP_TRUNCATED;
 		if (pkt->key.family == KEEL_AF_INET && pkt->l4_proto == KEEL_IPPROTO_ICMP) {
 			if (icmp->type == KEEL_ICMP_ECHO_REQUEST && icmp->code == 0)
-				return keel_answerable(data, end, pkt) ? KEEL_ICMP_ECHO : KEEL_R_DROP_ICMP;
+				return KEEL_ICMP_ECHO;
 			/* Errors about a real's packet go to that real, as Katran
 			 * steers type 3: frag-needed for its path MTU, and the rest
 			 * (port, host or net unreachable, administratively
@@ -563,7 +561,7 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 						: KEEL_ICMP_ERROR_OTHER);
 		} else if (pkt->key.family == KEEL_AF_INET6 && pkt->l4_proto == KEEL_IPPROTO_ICMPV6) {
 			if (icmp->type == KEEL_ICMPV6_ECHO_REQUEST && icmp->code == 0)
-				return keel_answerable(data, end, pkt) ? KEEL_ICMP_ECHO : KEEL_R_DROP_ICMP;
+				return KEEL_ICMP_ECHO;
 			if (icmp->type == KEEL_ICMPV6_DEST_UNREACH || icmp->type == KEEL_ICMPV6_PKT_TOOBIG ||
 			    icmp->type == KEEL_ICMPV6_TIME_EXCEEDED)
 				return keel_parse_icmp_quote(data, end, pkt, off + sizeof(*icmp),

@@ -143,6 +143,10 @@ std::vector<std::vector<uint8_t>> makeFrames(int flows, const IpAddress& vip, ui
     const uint32_t a = rng();
     if (vip.isV4()) {
       std::memcpy(src, &a, 4);
+      // One host's address (keel_addr_unicast): a source in 0/8, 127/8 or
+      // 224/4 and above is dropped as drop_bad_source, not forwarded.
+      src[0] = static_cast<uint8_t>(1 + src[0] % 223);
+      if (src[0] == 127) src[0] = 128;
     } else {
       const uint32_t b = rng();
       std::memcpy(src + 8, &a, 4);

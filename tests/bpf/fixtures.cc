@@ -669,14 +669,31 @@ std::vector<FixtureRow> fixtureRows() {
   rows.push_back({"icmpv6 echo in a frame to another host's MAC, vlan: answered from the node's MAC",
                   toGroup(echoRequest(tagged, kClient6, "fd00:100::2"), kOtherHostMac), Verdict::kTx,
                   KEEL_R_TX_ICMP_ECHO, echoReply(tagged, kClient6, "fd00:100::2")});
-  // No answer to a source that is no single host's, nor to a frame sent to
-  // an Ethernet group address (keel_answerable; RFC 1122 3.2.2, RFC 4443 2.4).
-  for (const char* src : {"224.0.0.1", "255.255.255.255", "0.0.0.0", "127.0.0.1", "240.0.0.1"})
+  // Nothing from a source that is no single host's, or from the VIP itself,
+  // is answered or forwarded (a martian: RFC 1122 3.2.1.3, RFC 1812 5.3.7,
+  // RFC 4291 2.7).
+  for (const char* src : {"224.0.0.1", "255.255.255.255", "0.0.0.0", "127.0.0.1", "240.0.0.1", "10.100.0.1"}) {
     rows.push_back(dropRow(std::string("icmp echo from ") + src + ": no reply", echoRequest(plain, src, "10.100.0.1"),
-                           KEEL_R_DROP_ICMP));
-  for (const char* src : {"ff02::1", "::", "::1"})
+                           KEEL_R_DROP_BAD_SOURCE));
+    rows.push_back(dropRow(std::string("tcp to a v4 VIP from ") + src + ", vlan",
+                           flowPacket(tagged, src, "10.100.0.1", kTcp, kSport, 80), KEEL_R_DROP_BAD_SOURCE));
+  }
+  for (const char* src : {"ff02::1", "::", "::1", "fd00:100::2"}) {
     rows.push_back(dropRow(std::string("icmpv6 echo from ") + src + ": no reply",
-                           echoRequest(plain, src, "fd00:100::1"), KEEL_R_DROP_ICMP));
+                           echoRequest(plain, src, "fd00:100::2"), KEEL_R_DROP_BAD_SOURCE));
+    rows.push_back(dropRow(std::string("udp to a v6 VIP from ") + src,
+                           flowPacket(plain, src, "fd00:100::2", kUdp, kSport, 53), KEEL_R_DROP_BAD_SOURCE));
+  }
+  // Sources the check must not take for one of those: next to each range,
+  // a link-local client on the balancer's link, another VIP.
+  for (const char* src : {"1.0.0.1", "126.255.255.254", "128.0.0.1", "223.255.255.254"})
+    rows.push_back(forwardRow(std::string("ipip v4 tcp from ") + src + ": one host's",
+                              flowPacket(plain, src, "10.100.0.1", kTcp, kSport, 80), 14, 0,
+                              flowKey(src, "10.100.0.1", kSport, 80, kTcp)));
+  for (const char* src : {"::2", "fe80::1", "fd00:100::1"})
+    rows.push_back(forwardRow(std::string("l2dsr v6 udp from ") + src + ": one host's",
+                              flowPacket(plain, src, "fd00:100::2", kUdp, kSport, 53), 14, 7,
+                              flowKey(src, "fd00:100::2", kSport, 53, kUdp)));
   // Anything to a VIP in a frame to an Ethernet group address reached every
   // balancer on the link: none answers or forwards it (RFC 1812 5.3.4).
   rows.push_back(dropRow("icmp echo in an Ethernet broadcast frame, vlan: no reply",
@@ -908,14 +925,16 @@ std::vector<FixtureRow> mtuRows(uint32_t mtu) {
   rows.push_back(dropRow("ipip v4 without DF over the MTU, vlan",
                          sizedPacket(tagged, kClient4, "10.100.0.1", kUdp, kSport, 53, mtu, false), KEEL_R_DROP_TOO_BIG));
   // No error to a source that is no single host's, nor for a frame sent to
-  // an Ethernet group address (keel_answerable).
+  // an Ethernet group address: keel_parse_l4 drops them first.
   rows.push_back(dropRow("ipip v4 DF over the MTU from 255.255.255.255: no frag-needed",
                          sizedPacket(plain, "255.255.255.255", "10.100.0.1", kUdp, kSport, 53, mtu, true),
-                         KEEL_R_DROP_TOO_BIG));
+                         KEEL_R_DROP_BAD_SOURCE));
   rows.push_back(dropRow("ipip v4 DF over the MTU from 224.0.0.9: no frag-needed",
-                         sizedPacket(plain, "224.0.0.9", "10.100.0.1", kUdp, kSport, 53, mtu, true), KEEL_R_DROP_TOO_BIG));
+                         sizedPacket(plain, "224.0.0.9", "10.100.0.1", kUdp, kSport, 53, mtu, true),
+                         KEEL_R_DROP_BAD_SOURCE));
   rows.push_back(dropRow("ipip v6 over the MTU from ff02::1: no packet-too-big",
-                         sizedPacket(plain, "ff02::1", "fd00:100::1", kUdp, kSport, 53, mtu, true), KEEL_R_DROP_TOO_BIG));
+                         sizedPacket(plain, "ff02::1", "fd00:100::1", kUdp, kSport, 53, mtu, true),
+                         KEEL_R_DROP_BAD_SOURCE));
   rows.push_back(dropRow("ipip v4 DF over the MTU in an Ethernet broadcast frame: no frag-needed",
                          toGroup(sizedPacket(plain, kClient4, "10.100.0.1", kTcp, kSport, 80, mtu, true), kBroadcast),
                          KEEL_R_DROP_L2_MULTICAST));

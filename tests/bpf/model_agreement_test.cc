@@ -77,7 +77,10 @@ std::string randomAddress(std::mt19937& rng, uint8_t family) {
   uint8_t raw[16];
   for (auto& b : raw) b = static_cast<uint8_t>(rng());
   if (family == KEEL_AF_INET) {
-    raw[0] = static_cast<uint8_t>(1 + raw[0] % 223);  // unicast-looking, never 0.x
+    // One host's (keel_addr_unicast): never 0/8, 127/8 or 224/4 and above,
+    // whose packets keel drops (drop_bad_source).
+    raw[0] = static_cast<uint8_t>(1 + raw[0] % 223);
+    if (raw[0] == 127) raw[0] = 128;
     inet_ntop(AF_INET, raw, buf, sizeof buf);
   } else {
     raw[0] = 0x20;

@@ -19,6 +19,7 @@
 #include "control/api/json_keys.h"
 #include "control/api/requests.h"
 #include "keel/maglev_lookup.h"
+#include "keel/parse.h"
 
 namespace keel::api {
 
@@ -770,6 +771,16 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
       return fail({code::kInvalidParams,
                    where + "client " + r.clientAddress.toString() + " and VIP " + svc->vip.toString() +
                        " are different address families",
+                   "params.client_address", {}});
+    // Both planes drop such a packet before they look anything up
+    // (keel_parse_l4): no real ever gets it.
+    __u32 clientWords[4] = {};
+    r.clientAddress.toWords(clientWords);
+    if (!keel_addr_unicast(r.clientAddress.family(), clientWords) || r.clientAddress == svc->vip)
+      return fail({code::kInvalidParams,
+                   where + "client " + r.clientAddress.toString() +
+                       (r.clientAddress == svc->vip ? " is the VIP itself" : " is no single host's address") +
+                       ": the data planes drop its packets (drop_bad_source)",
                    "params.client_address", {}});
     uint16_t dport = svc->port;
     if (svc->port == 0 && !r.port)

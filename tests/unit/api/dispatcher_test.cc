@@ -896,6 +896,11 @@ TEST_F(DispatcherTest, LookupRejectsMismatches) {
        "services[web]: service is tcp, lookup asked for udp"},
       {R"({"service":"web","client_address":"2001:db8::1","client_port":1})", "params.client_address",
        "services[web]: client 2001:db8::1 and VIP 10.0.0.1 are different address families"},
+      {R"({"service":"web","client_address":"224.0.0.1","client_port":1})", "params.client_address",
+       "services[web]: client 224.0.0.1 is no single host's address: the data planes drop its packets "
+       "(drop_bad_source)"},
+      {R"({"service":"web","client_address":"10.0.0.1","client_port":1})", "params.client_address",
+       "services[web]: client 10.0.0.1 is the VIP itself: the data planes drop its packets (drop_bad_source)"},
       {R"({"service":"web","client_address":"192.0.2.1","client_port":1,"port":81})", "params.port",
        "services[web]: service port is 80, lookup asked for 81"},
       {R"({"service":"any","client_address":"192.0.2.1","client_port":1})", "params.port",

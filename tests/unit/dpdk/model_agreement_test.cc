@@ -36,7 +36,11 @@ std::string randomAddress(std::mt19937& rng, bool v6) {
     std::snprintf(buf, sizeof buf, "2001:db8:%x:%x::%x", static_cast<unsigned>(rng() & 0xffff),
                   static_cast<unsigned>(rng() & 0xffff), static_cast<unsigned>(rng() & 0xffff));
   } else {
-    std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", static_cast<unsigned>(1 + rng() % 223),
+    // One host's (keel_addr_unicast): never 0/8, 127/8 or 224/4 and above,
+    // whose packets keel drops (drop_bad_source).
+    unsigned first = static_cast<unsigned>(1 + rng() % 223);
+    if (first == 127) first = 128;
+    std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", first,
                   static_cast<unsigned>(rng() % 256), static_cast<unsigned>(rng() % 256),
                   static_cast<unsigned>(1 + rng() % 254));
   }

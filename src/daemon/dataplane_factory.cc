@@ -233,12 +233,12 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
         .add("seeds_restored", rep.seedsRestored);
     if (!rep.seedsRestored) r.add("seeds_not_restored", rep.seedsNotRestored);
     r.add("loaded", rep.loaded)
+        .add("loaded_real_down", rep.loadedRealDown)
         .add("lost_no_room", rep.lostNoRoom)
         .add("skipped_duplicate", rep.skippedDuplicate)
         .add("skipped_expired", rep.skippedExpired)
         .add("skipped_no_service", rep.skippedNoService)
-        .add("skipped_no_real", rep.skippedNoReal)
-        .add("skipped_down", rep.skippedDown);
+        .add("skipped_no_real", rep.skippedNoReal);
     logInfo(r);
     return true;
   }

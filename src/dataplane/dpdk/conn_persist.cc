@@ -452,6 +452,7 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
     uint32_t backendId;
     uint32_t gen;
     uint64_t age;
+    bool realValid;
   };
   std::vector<Entry> entries;
   entries.reserve(records.size());
@@ -475,12 +476,15 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
       continue;
     }
     const BackendSlot* slot = snapshotBackend(snap, it->second);
-    if (!(slot->be.flags & KEEL_BE_F_VALID)) {
-      ++rep.skippedDown;
-      continue;
-    }
     if (!rep.copiedToAll && r.worker >= tables.size()) continue;  // decodeConns refuses such files
-    entries.push_back(Entry{&r, flowDigest(r.flow), rep.copiedToAll ? kAll : r.worker, it->second, slot->be.gen, age});
+    // A real that is not VALID yet (its checks have not passed since a
+    // stop longer than fall x interval, its l2dsr MAC not found yet) keeps
+    // its entries, as the tables of a keeld that never stopped would: a
+    // packet before the real is VALID is picked from the ring (and its
+    // entry rewritten), one after it goes back to the real. Skipping them
+    // reset every flow of a drained real whose checks were not kept.
+    entries.push_back(Entry{&r, flowDigest(r.flow), rep.copiedToAll ? kAll : r.worker, it->second, slot->be.gen, age,
+                            (slot->be.flags & KEEL_BE_F_VALID) != 0});
   }
 
   // Least recently seen first: an insert into a full bucket evicts its
@@ -511,6 +515,7 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
       kept = kept && t.peek(e.r->flow, nowNs, 0, &v);
     });
     ++(kept ? rep.loaded : rep.lostNoRoom);
+    if (kept && !e.realValid) ++rep.loadedRealDown;
   }
   rep.restored = true;
   return rep;

@@ -168,6 +168,10 @@ struct ConnRestoreReport {
   bool seedsRestored = false;
   std::string seedsNotRestored;
   uint64_t loaded = 0;  // entries every table they went into still holds
+  // Of those, entries whose real is not VALID at the restore (down, its
+  // checks not yet passed; an l2dsr real waiting for its MAC): they reach it
+  // once it is, unless a packet of the flow came first and was re-picked.
+  uint64_t loadedRealDown = 0;
   // Entries some table they went into could not keep: later inserts filled
   // the bucket with more recently seen entries. Never with seedsRestored;
   // otherwise where buckets fill up: all entries copied into each table,
@@ -182,7 +186,6 @@ struct ConnRestoreReport {
   uint64_t skippedDuplicate = 0;
   uint64_t skippedNoService = 0;  // its service is gone
   uint64_t skippedNoReal = 0;     // the service has no real at that address
-  uint64_t skippedDown = 0;       // the real is there but not VALID (down, or its slot invalidated)
   uint64_t skippedExpired = 0;    // older than its protocol's idle timeout, the gap included
 };
 

@@ -182,15 +182,33 @@ TEST(ConnPersist, ARemovedRealsEntriesAreSkipped) {
   EXPECT_EQ(p2.entries(), 2u);
 }
 
-TEST(ConnPersist, ADownRealsEntriesAreSkipped) {
+// A real not VALID at the start (its checks not passed yet after a stop
+// longer than fall x interval, say) keeps its entries, as a running keeld's
+// tables would: its flows go back to it once it is VALID, and a packet
+// before that takes the ring's pick. (Until 2026-12-06 they were skipped,
+// and a drained real whose checks were not kept lost every flow.)
+TEST(ConnPersist, ARealDownAtTheStartKeepsItsEntriesForWhenItIsUp) {
   SavedConns saved = savedFromFirstKeeld();
-  Plane p2(kWorkers, 2);
-  programSecond(p2, true, /*real1Valid=*/false);
-  ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, 77 * kSec, kWallSave);
-  ASSERT_TRUE(rep.restored);
-  EXPECT_EQ(rep.loaded, 2u);
-  EXPECT_EQ(rep.skippedDown, 1u);
-  EXPECT_EQ(p2.entries(), 2u);
+  const uint64_t now2 = 77 * kSec;
+  {
+    Plane p2(kWorkers, 2);
+    programSecond(p2, true, /*real1Valid=*/false);
+    ConnRestoreReport rep = restoreConns(*p2.store.current(), p2.tables(), saved, now2, kWallSave);
+    ASSERT_TRUE(rep.restored);
+    EXPECT_EQ(rep.loaded, 3u);
+    EXPECT_EQ(rep.loadedRealDown, 1u);
+    EXPECT_EQ(p2.entries(), 3u);
+    // Its checks pass: the registry writes it VALID at the same generation.
+    p2.real(1, "10.1.0.1", 7, 12);
+    EXPECT_EQ(p2.send(kFlowA, 0, now2), 1u) << "A goes back to 10.1.0.1";
+  }
+  {
+    // A packet of A while its real is still down takes the ring's pick.
+    Plane p2(kWorkers, 2);
+    programSecond(p2, true, /*real1Valid=*/false);
+    ASSERT_EQ(restoreConns(*p2.store.current(), p2.tables(), saved, now2, kWallSave).loadedRealDown, 1u);
+    EXPECT_EQ(p2.send(kFlowA, 0, now2), 0u);
+  }
 }
 
 TEST(ConnPersist, ARemovedServicesEntriesAreSkipped) {

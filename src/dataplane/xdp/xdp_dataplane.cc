@@ -178,6 +178,7 @@ XdpDataplane::XdpDataplane(const XdpOptions& options) : options_(options) {}
 
 XdpDataplane::~XdpDataplane() {
   if (!leaveInPlace_) (void)shutdown(false);
+  if (freshPinDir_ && !pinned_) ::rmdir(options_.pinDir.c_str());  // only if empty
   if (attachedFd_ >= 0) ::close(attachedFd_);
   keel_balancer__destroy(skel_);
 }
@@ -530,6 +531,7 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
     if (Status s = bpffsForPins(); !s) return Status::error("xdp: " + s.message());
     if (Status s = lockPinDir(options.pinDir, &dp->pinLock_); !s) return s;
     if (Status s = dp->adoptPinnedMaps(&adopting); !s) return s;
+    dp->freshPinDir_ = !adopting;
   }
   if (int rc = keel_balancer__load(dp->skel_); rc != 0)
     return Status::error("xdp: load balancer program: " + errnoText(rc) + takeLibbpfLog());
@@ -571,6 +573,7 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
     }
     dp->pinned_ = true;
   }
+  dp->freshPinDir_ = false;
   *out = std::move(dp);
   return Status::ok();
 }
@@ -687,6 +690,15 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
                                    " xdp off` if it is stale)"
                          : rc == -EOPNOTSUPP ? " (driver lacks native XDP; try xdp_mode: generic)"
                                              : "";
+      // Drivers refuse a program that does not take multi-buffer frames on
+      // an MTU over one page's frame (veth ERANGE, mlx5/i40e/ice EINVAL):
+      // keel's program reads single-buffer frames only.
+      if (const std::optional<uint32_t> mtu = portMtu();
+          (rc == -ERANGE || rc == -EINVAL) && options_.mode == XdpAttachMode::kNative && mtu && *mtu > 1500)
+        hint = " (the interface's MTU is " + std::to_string(*mtu) +
+               ": drivers refuse a native XDP program of single-buffer frames, as keel's is, over about 3,500 "
+               "bytes; for jumbo frames use dataplane.kind: dpdk, or xdp_mode: generic (much slower), or lower "
+               "the MTU: docs/configuration.md, dataplane)";
       return Status::error("xdp: attach to " + options_.interface + " in " + modeName +
                            " mode: " + errnoText(rc) + hint + takeLibbpfLog());
     }

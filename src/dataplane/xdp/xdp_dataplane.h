@@ -166,6 +166,9 @@ class XdpDataplane final : public Dataplane {
   bool pinned_ = false;
   Fd pinLock_;  // the flock on options_.pinDir (create)
   bool leaveInPlace_ = false;
+  // create() made or found the pin directory empty and has not finished: a
+  // failed fresh start removes it again (while it still holds the lock).
+  bool freshPinDir_ = false;
   bool keptProgram_ = false;
   bool replacedProgram_ = false;
   // The attached program's .rodata, pinned as prog_rodata: ours, or the

@@ -309,6 +309,23 @@ TEST_F(XdpDataplaneTest, PortMtuIsTheInterfacesMtuNow) {
   EXPECT_EQ(dp_->portMtu(), std::optional<uint32_t>(1320));
 }
 
+// A jumbo MTU: the driver refuses a program of single-buffer frames (veth:
+// ERANGE, "Peer MTU is too large to set XDP"); the error says what to do
+// instead, and the failed fresh start leaves no pin directory behind.
+TEST_F(XdpDataplaneTest, AJumboMtuRefusalSaysWhatToDo) {
+  ASSERT_EQ(run("ip -n " + ns_ + " link set " + ifA_ + " mtu 9000"), 0);
+  ASSERT_EQ(run("ip -n " + ns_ + " link set " + ifB_ + " mtu 9000"), 0);
+  Status s = XdpDataplane::create(optionsFor(XdpAttachMode::kNative, {4, 8, 128}), &dp_);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("the interface's MTU is 9000: drivers refuse a native XDP program of single-buffer "
+                             "frames"),
+            std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("dataplane.kind: dpdk"), std::string::npos) << s.message();
+  std::error_code ec;
+  EXPECT_FALSE(std::filesystem::exists(pinDir_, ec)) << pinDir_ << " left behind";
+}
+
 // Counts written into every CPU's record of a few ids, as packets would
 // leave them; resetCounters zeroes one id on every CPU and no other id.
 TEST_F(XdpDataplaneTest, ResetCountersZeroesOneIdOnEveryCpu) {

@@ -1238,7 +1238,7 @@ void DaemonBackend::logKept(const Overlay& o) {
     logInfo(LogRecord("runtime_state_kept")
                 .add("service", key.first)
                 .add("real", key.second.toString())
-                .add("change", ov.added ? "added" : ov.removed ? "removed" : "weight/drain"));
+                .add("change", overrideChange(ov.added.has_value(), ov.removed, ov.weight, ov.drained)));
 }
 
 // Every entry is re-validated as the request that made it was, and kept

@@ -3397,6 +3397,11 @@ TEST_F(RuntimeStateTest, AnOverlayWhoseAdditionsNoLongerFitKeepsItsDrainsAndWeig
   std::vector<std::string> kept = log.take("runtime_state_kept");
   ASSERT_EQ(kept.size(), 2u);
   for (const std::string& line : kept) EXPECT_EQ(line.find("change=added"), std::string::npos) << line;
+  // Each says which change it kept, as runtime_state_dropped does (it said
+  // change=weight/drain for both).
+  std::sort(kept.begin(), kept.end());
+  EXPECT_NE(kept[0].find("real=10.0.1.1 change=drain"), std::string::npos) << kept[0];
+  EXPECT_NE(kept[1].find("real=10.0.1.2 change=\"weight 7\""), std::string::npos) << kept[1];
 }
 
 // An overlay that cannot go in at all (its one change an addition that no

@@ -143,7 +143,11 @@ void defineConfig(CLI::App& noun, Context& ctx) {
     auto r = ctx.call("config.check", {{"text", *text}, {"name", *file}});
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
-    std::cout << *file << ": ok\n";
+    // keeld --check-config's line, so a script reads one answer from either.
+    std::cout << *file << ": OK";
+    if (r->contains("services") && r->contains("reals"))
+      std::cout << " (" << (*r)["services"].dump() << " services, " << (*r)["reals"].dump() << " reals)";
+    std::cout << "\n";
     // Valid, but keeld would hold these down (l2dsr reals not in the
     // neighbour table).
     printWarnings(*r);

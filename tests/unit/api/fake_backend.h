@@ -253,10 +253,11 @@ class FakeBackend : public ControlBackend {
       return Result::error(e);
     }
     if (path.find("warn") != std::string::npos)
-      return Result::ok(nlohmann::json{{"path", path},
+      return Result::ok(nlohmann::json{{"name", path},
                                         {"services", 2},
+                                        {"reals", 3},
                                         {"warnings", {"l2dsr: 10.0.0.5 not in the neighbour table of eth1"}}});
-    return Result::ok(nlohmann::json{{"path", path}, {"services", 2}});
+    return Result::ok(nlohmann::json{{"name", path}, {"services", 2}, {"reals", 3}});
   }
   Result reload() override {
     mutations.push_back("reload");

@@ -1368,14 +1368,14 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   { std::ofstream(dir_ + "/bad.yaml") << "services:\n"; }
   CliRun ok = keelctl({"config", "check", dir_ + "/good.yaml"});
   EXPECT_EQ(ok.rc, 0) << ok.err;
-  EXPECT_EQ(ok.out, dir_ + "/good.yaml: ok\n");
+  EXPECT_EQ(ok.out, dir_ + "/good.yaml: OK (2 services, 3 reals)\n") << "keeld --check-config's line";
   EXPECT_EQ(onLoop([&] { return fake_.checkedTexts; }), std::vector<std::string>{goodText});
   // Valid with warnings (an l2dsr real keeld would hold down): ok, and each
   // warning on stderr.
   { std::ofstream(dir_ + "/warn.yaml") << goodText; }
   CliRun warn = keelctl({"config", "check", dir_ + "/warn.yaml"});
   EXPECT_EQ(warn.rc, 0) << warn.err;
-  EXPECT_EQ(warn.out, dir_ + "/warn.yaml: ok\n");
+  EXPECT_EQ(warn.out, dir_ + "/warn.yaml: OK (2 services, 3 reals)\n");
   EXPECT_EQ(warn.err, "warning: l2dsr: 10.0.0.5 not in the neighbour table of eth1\n");
   onLoop([&] {
     fake_.checkedTexts.pop_back();

@@ -349,7 +349,8 @@ int attach(const Args& a) {
   if (a.pinRoot.rfind(keel::kBpffsPath, 0) == 0 && !bpffsForPins(&err)) return fail(err);
   std::string dir = a.pinRoot + "/" + a.iface;
   if (access((dir + "/link").c_str(), F_OK) == 0)
-    return fail("already attached to " + a.iface + " (" + dir + "/link exists); run 'keel-decap detach " + a.iface + "' first");
+    return fail("already attached to " + a.iface + " (" + dir + "/link exists); run 'keel-decap detach " + a.iface +
+                (a.pinRoot == kDefaultPinRoot ? std::string() : " --pin-root " + a.pinRoot) + "' first");
 
   enableLoForwarding();
   keel_decap* skel = keel_decap::open();

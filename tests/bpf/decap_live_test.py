@@ -336,6 +336,13 @@ def main():
     expect(json.loads(r.stdout) == {"interface": IF_REAL, "attached": True, "mode": "native", "pin_dir": real_dir,
                                     "allow_source": ["10.77.0.9/32", "fd77::/64"], "vip": []},
            "attach -o json says what it attached, the lists as status has them (%s)" % r.stdout.strip())
+    # A second attach is refused with the detach to run, its --pin-root
+    # included (without it the hint looked in the default root and failed).
+    r = subprocess.run(nsexec(NS_REAL) + [DECAP, "attach", IF_REAL, "--pin-root", PIN_ROOT],
+                       check=False, text=True, capture_output=True, timeout=30)
+    expect(r.returncode != 0 and
+           "run 'keel-decap detach %s --pin-root %s' first" % (IF_REAL, PIN_ROOT) in r.stderr,
+           "a second attach names the detach with its --pin-root (%s)" % r.stderr.strip())
     allowed = "decapsulating tunnels from sources 10.77.0.9/32, fd77::/64\n"
     text = status(IF_REAL)
     expect(allowed in text, "status from a new process lists the loaded --allow-source prefixes (%s)" % text)

@@ -158,14 +158,21 @@ class Parser {
   void checkDuplicateKeys(const YAML::Node& n, const std::string& path, int depth = 0) {
     if (depth > 64) return;  // an alias cannot recurse forever
     if (n.IsMap()) {
-      std::map<std::string, int> firstLine;
+      std::map<std::string, std::pair<int, int>> firstPlace;  // line, column (1-based; 0: unknown)
       for (auto it = n.begin(); it != n.end(); ++it) {
         const YAML::Node key = it->first;  // a copy: it->first lives in a proxy the iterator returns
         if (!key.IsScalar()) continue;  // checkMap says "keys must be plain strings"
         const std::string keyPath = join(path, key.Scalar());
-        const int line = key.Mark().is_null() ? 0 : key.Mark().line + 1;
-        if (auto [first, fresh] = firstLine.emplace(key.Scalar(), line); !fresh)
-          error(key, keyPath, "duplicate key (first at line " + std::to_string(first->second) + ")");
+        const std::pair<int, int> place =
+            key.Mark().is_null() ? std::pair{0, 0} : std::pair{key.Mark().line + 1, key.Mark().column + 1};
+        if (auto [first, fresh] = firstPlace.emplace(key.Scalar(), place); !fresh) {
+          // Both on one line (a flow mapping): the columns tell them apart.
+          if (first->second.first == place.first && place.first != 0)
+            error(key, keyPath, "duplicate key at column " + std::to_string(place.second) + " (first at column " +
+                                    std::to_string(first->second.second) + ")");
+          else
+            error(key, keyPath, "duplicate key (first at line " + std::to_string(first->second.first) + ")");
+        }
         checkDuplicateKeys(it->second, keyPath, depth + 1);
       }
     } else if (n.IsSequence()) {
@@ -1624,8 +1631,12 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
       if (opener && opener->line < e.mark.line) {
         loc += ":" + std::to_string(opener->line + 1);
         msg = std::string(e.msg == YAML::ErrorMsg::END_OF_SEQ_FLOW ? "'['" : "'{'") + " at column " +
-              std::to_string(opener->column + 1) + " is never closed (" + e.msg + ", seen at line " +
-              std::to_string(e.mark.line + 1) + ")";
+              std::to_string(opener->column + 1) + " is never closed (" + e.msg + ", seen " +
+              // At the end: the line after a final newline is none the file shows.
+              (yamlText.find_first_not_of(" \t\r\n", static_cast<size_t>(e.mark.pos)) == std::string_view::npos
+                   ? std::string("at the end of the file")
+                   : "at line " + std::to_string(e.mark.line + 1)) +
+              ")";
       } else {
         loc += ":" + std::to_string(e.mark.line + 1);
       }

@@ -1071,18 +1071,18 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"duplicate key", svc("    port: 81\n"),
                 {"keel.yaml:8: services[0].port: duplicate key (first at line 6)"}},
         BadCase{"duplicate health key", svc("    health: {type: http, type: tcp}\n"),
-                {"keel.yaml:8: services[0].health.type: duplicate key (first at line 8)"}},
+                {"keel.yaml:8: services[0].health.type: duplicate key at column 26 (first at column 14)"}},
         BadCase{"duplicate key in a real's health",
                 svc("    reals:\n      - address: 10.0.1.11\n        health:\n          port: 81\n"
                     "          port: 82\n"),
                 {"keel.yaml:12: services[0].reals[0].health.port: duplicate key (first at line 11)"}},
         BadCase{"duplicate key in a real", svc("    reals:\n      - {address: 10.0.1.11, weight: 1, weight: 2}\n"),
-                {"keel.yaml:9: services[0].reals[0].weight: duplicate key (first at line 9)"}},
+                {"keel.yaml:9: services[0].reals[0].weight: duplicate key at column 41 (first at column 30)"}},
         BadCase{"duplicate top-level key", "dataplane: {kind: xdp, interface: eth0}\nservices: []\nservices: []\n",
                 {"keel.yaml:3: services: duplicate key (first at line 2)"}},
         BadCase{"duplicate key under dpdk",
                 "dataplane:\n  kind: dpdk\n  dpdk: {port: p0, workers: [1], port: p1}\n",
-                {"keel.yaml:3: dataplane.dpdk.port: duplicate key (first at line 3)"}},
+                {"keel.yaml:3: dataplane.dpdk.port: duplicate key at column 34 (first at column 10)"}},
         BadCase{"a tcp check with an http key", svc("    health: {type: tcp, path: /healthz}\n"),
                 {"keel.yaml:8: services[0].health.path: only http checks use path (this check is tcp)"}},
         BadCase{"a real's udp key under the service's http check",
@@ -1374,6 +1374,10 @@ INSTANTIATE_TEST_SUITE_P(
                         "    vip: 192.0.2.10\n    port: [80\n    protocol: tcp\n",
                 {"keel.yaml:6: YAML syntax error: '[' at column 11 is never closed (end of sequence flow not found, "
                  "seen at line 7)"}},
+        BadCase{"unclosed flow sequence at the end of the file",
+                "dataplane: {kind: xdp, interface: eth0}\nnode: {}\nmetrics: {}\nservices: [\n",
+                {"keel.yaml:4: YAML syntax error: '[' at column 11 is never closed (end of sequence flow not found, "
+                 "seen at the end of the file)"}},
         // An alias stands for a whole subtree: nested ones made a file of
         // a few hundred bytes expand to billions of nodes (a check that ran
         // for days on keeld's loop). keel.yaml takes none.
@@ -1674,9 +1678,9 @@ TEST(Config, EachDuplicateKeyIsOneError) {
       .substr(std::string("dataplane: {kind: xdp, interface: eth0}\n").size());
   ConfigResult r = parseConfig(yaml, "keel.yaml");
   ASSERT_EQ(r.errors.size(), 3u) << joinErrors(r.errors);
-  EXPECT_EQ(r.errors[0], "keel.yaml:1: dataplane.kind: duplicate key (first at line 1)");
-  EXPECT_EQ(r.errors[1], "keel.yaml:8: services[0].health.path: duplicate key (first at line 8)");
-  EXPECT_EQ(r.errors[2], "keel.yaml:10: services[0].reals[0].health.rise: duplicate key (first at line 10)");
+  EXPECT_EQ(r.errors[0], "keel.yaml:1: dataplane.kind: duplicate key at column 41 (first at column 13)");
+  EXPECT_EQ(r.errors[1], "keel.yaml:8: services[0].health.path: duplicate key at column 36 (first at column 26)");
+  EXPECT_EQ(r.errors[2], "keel.yaml:10: services[0].reals[0].health.rise: duplicate key at column 48 (first at column 39)");
 }
 
 // A service's type-specific key its reals drop by changing the type is no

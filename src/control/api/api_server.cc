@@ -15,6 +15,7 @@
 #include <boost/asio/write.hpp>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -46,7 +47,23 @@ struct ApiServer::State {
   bool replacedLogged = false;         // watchSocket() found another file at the path
   std::unordered_set<std::shared_ptr<Connection>> connections;
   size_t bufferedBytes = 0;  // the connections' inbuf_ sizes, summed (Connection::account)
+  size_t replyBytes = 0;     // their outbuf_ sizes: replies not yet wholly written (the same)
   size_t inputCapacity = 0;  // their inbuf_ allocations, summed (the same)
+  // Connections with a request to run that wait for room under
+  // maxBufferedBytes (Connection::waitForRoom), first come first; one
+  // closed meanwhile is skipped.
+  std::deque<std::weak_ptr<Connection>> waitingForRoom;
+  bool resumePosted = false;  // Connection::scheduleResume's handler is queued on the loop
+  size_t heldBytes() const { return bufferedBytes + replyBytes; }
+  // Whether a request may run now and add its reply. While no reply is being
+  // written it always may: only request bytes are held then, which the shed
+  // bounds, and waiting would free nothing, so it would wait for ever. Else
+  // while what is held is under the bound: the request that crosses it is
+  // answered whole (a reply is never cut), so the held bytes stay under
+  // maxBufferedBytes plus one reply (plus conn.list answers, counted when
+  // they come: their requests ran with room, and keeld reads the table for
+  // at most 4 at a time, the rest answered try_later).
+  bool roomForAReply() const { return replyBytes == 0 || heldBytes() < options.maxBufferedBytes; }
   // The rate limit of logged `forbidden` refusals (Connection::audit).
   LogRateLimit forbiddenLogs{ApiServer::kForbiddenLogsPerSecond};
   // A read-only server's share of the loop (Connection::process).
@@ -137,6 +154,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                           "", {}})),
                     true, std::nullopt);
       }
+      // Backpressure on replies (ApiServerOptions::maxBufferedBytes): with
+      // no room for another reply, or connections waiting for it before
+      // this one, the line stays in the buffer, unparsed, and nothing more is
+      // read from this connection until its turn comes (waitForRoom).
+      if (!std::exchange(admitted_, false) && !(state_->waitingForRoom.empty() && state_->roomForAReply()))
+        return waitForRoom();
       // The read-only socket's requests, run and answered, within its share
       // of the loop; past it the connection waits, reading nothing, until
       // the share refills (LoopBudget): no work at all meanwhile.
@@ -188,8 +211,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       self->inbuf_.append(self->readBuf_.data(), n);
       self->account();
       // Over the bound with no whole line to answer (one would be framed
-      // and its bytes released first): shed.
-      if (self->state_->bufferedBytes > self->state_->options.maxBufferedBytes &&
+      // and its bytes released first, or wait for room for its reply):
+      // shed. Unsent replies count, as they hold memory as much, but are
+      // never what is shed.
+      if (self->state_->heldBytes() > self->state_->options.maxBufferedBytes &&
           self->inbuf_.find('\n', self->scanned_) == std::string::npos && self->shedLargest())
         return;
       self->process();
@@ -228,13 +253,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // Keeps State::bufferedBytes equal to the sum of the open connections'
-  // inbuf_ sizes, and State::inputCapacity to that of their allocations;
-  // called after every change to inbuf_.
+  // inbuf_ sizes, State::inputCapacity to that of their allocations, and
+  // State::replyBytes to that of the outbuf_ sizes of every connection
+  // whose write has not ended (a closed one's too, until its write handler
+  // runs); called after every change to inbuf_ or outbuf_. Bytes released
+  // may make room for a waiting request.
   void account() {
-    state_->bufferedBytes = state_->bufferedBytes - counted_ + inbuf_.size();
+    ApiServer::State& st = *state_;
+    const size_t heldBefore = st.heldBytes();
+    st.bufferedBytes = st.bufferedBytes - counted_ + inbuf_.size();
     counted_ = inbuf_.size();
-    state_->inputCapacity = state_->inputCapacity - countedCapacity_ + inbuf_.capacity();
+    st.inputCapacity = st.inputCapacity - countedCapacity_ + inbuf_.capacity();
     countedCapacity_ = inbuf_.capacity();
+    st.replyBytes = st.replyBytes - countedReply_ + outbuf_.size();
+    countedReply_ = outbuf_.size();
+    if (st.heldBytes() < heldBefore) scheduleResume(state_);
   }
 
   // Over maxBufferedBytes: closes the connection that holds the most
@@ -245,9 +278,41 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (!largest || c->buffered() > largest->buffered()) largest = c;
     if (!largest) return false;
     const bool self = largest.get() == this;
-    largest->evict("server: unanswered requests over " + std::to_string(state_->options.maxBufferedBytes) +
-                   " bytes on all connections; closing the connection that holds the most");
+    largest->evict("server: unanswered requests and unsent replies over " +
+                   std::to_string(state_->options.maxBufferedBytes) +
+                   " bytes on all connections; closing the connection that holds the most request bytes");
     return self;
+  }
+
+  // No room for another reply (State::roomForAReply), or connections
+  // waiting for it first: the framed line waits in the buffer, and nothing
+  // more is read, until scheduleResume() gives this connection its turn. As
+  // for later(), no client timer runs meanwhile: the wait is for other
+  // clients to read their replies, each of which is closed if it has not
+  // read its reply within ioTimeout, so the wait ends.
+  void waitForRoom() {
+    timer_.expires_at(asio::steady_timer::time_point::max());
+    state_->waitingForRoom.push_back(weak_from_this());
+    scheduleResume(state_);  // room already: the connections ahead of this one have their turn queued
+  }
+
+  // Runs the waiting connections' requests, first come first, while there
+  // is room for their replies. Posted rather than run at once: account()
+  // calls it from inside other connections' handlers (a write's end, a
+  // close), which must not run a request of another connection midway.
+  static void scheduleResume(const std::shared_ptr<ApiServer::State>& st) {
+    if (st->resumePosted || st->waitingForRoom.empty() || !st->roomForAReply()) return;
+    st->resumePosted = true;
+    asio::post(st->io, [st] {
+      st->resumePosted = false;
+      while (st->running && !st->waitingForRoom.empty() && st->roomForAReply()) {
+        std::shared_ptr<Connection> c = st->waitingForRoom.front().lock();
+        st->waitingForRoom.pop_front();
+        if (!c || c->closed_) continue;
+        c->admitted_ = true;  // its turn: past the queue, into the request
+        c->process();         // runs it, adding its reply, or waits for the loop budget
+      }
+    });
   }
 
   // A response the backend gives later (DispatchOutcome::later): no timer
@@ -300,11 +365,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void send(std::string text, bool closeAfter, std::optional<bool> shutdownDetach) {
     outbuf_ = std::move(text);
+    // The reply's string grew by doubling as it was serialised, so its
+    // allocation may be up to twice its size, held as long as its client
+    // takes to read it. A copy of what was just serialised is cheap beside
+    // the serialising, and makes the bytes counted the bytes held.
+    outbuf_.shrink_to_fit();
+    account();
     arm(state_->options.ioTimeout);
     auto self = shared_from_this();
     asio::async_write(socket_, asio::buffer(outbuf_),
                       [self, closeAfter, shutdownDetach](const error_code& ec, size_t) {
                         std::string().swap(self->outbuf_);  // its memory too (consume())
+                        self->account();  // which may make room for a waiting request
                         self->waitingSince_ = std::chrono::steady_clock::now();
                         // The reply is out (or the client is gone): only now
                         // may the daemon stop, so `daemon stop` sees its ack.
@@ -356,6 +428,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t scanned_ = 0;  // bytes of inbuf_ already known to hold no '\n'
   size_t counted_ = 0;  // inbuf_'s size as State::bufferedBytes counts it
   size_t countedCapacity_ = 0;  // inbuf_'s capacity as State::inputCapacity counts it
+  size_t countedReply_ = 0;     // outbuf_'s size as State::replyBytes counts it
+  bool admitted_ = false;       // given its turn by scheduleResume(): run the next request
   std::string outbuf_;
   bool closed_ = false;
   bool waiting_ = false;  // a read is pending
@@ -591,6 +665,8 @@ ApiServer::~ApiServer() { stop(); }
 size_t ApiServer::connectionCount() const { return state_->connections.size(); }
 
 size_t ApiServer::bufferedBytes() const { return state_->bufferedBytes; }
+
+size_t ApiServer::replyBytes() const { return state_->replyBytes; }
 
 size_t ApiServer::inputCapacity() const { return state_->inputCapacity; }
 

@@ -6,6 +6,16 @@
 //  - One request at a time per connection: the next line is read only after
 //    the previous response is written, so a client that never reads costs
 //    one response buffer, never an unbounded queue.
+//  - Backpressure on replies: a reply is held until all of it is written,
+//    and what all connections hold (unanswered request bytes and unsent
+//    reply bytes) is kept under maxBufferedBytes. Past it no further request
+//    is run, on any connection, until a reply is written or its connection
+//    closes; the waiting connections read nothing meanwhile, so their
+//    clients' sends fill the kernel's socket buffers, not keeld. A reply is
+//    never cut or dropped for it: the request that crosses the bound is
+//    answered whole, however large. Before, each connection held a reply:
+//    255 clients that sent service.list at 10,000 reals (~2 MB a reply) and
+//    read nothing took keeld from 97 MB to 387 MB (a review's measure).
 //  - A line longer than maxLineBytes gets a line_too_long error and the
 //    connection is closed (the rest of the line cannot be framed reliably).
 //  - At most maxConnections clients. A client that comes when all are taken
@@ -13,9 +23,11 @@
 //    requests, or sending a line slowly), which gets a busy error first; only
 //    when every connection is being answered is the newcomer refused with
 //    busy. So idle connections cannot lock `config reload` out.
-//  - Unfinished request bytes, all connections together, stay under
-//    maxBufferedBytes: past it the connection holding the most is told busy
-//    and closed, so many half-sent lines cannot take a line's limit each.
+//  - Unfinished request bytes count towards the same bound: a read that
+//    takes the bytes held past it without a whole line to answer has the
+//    connection holding the most request bytes told busy and closed, so
+//    many half-sent lines cannot take a line's limit each (waiting would
+//    not help: a line that is not whole cannot be run to make room).
 //  - Timers close a client that is idle too long, that takes too long to
 //    finish a request line, or that does not read its response.
 //  - Writes use MSG_NOSIGNAL (Asio does on Linux): a client that vanishes
@@ -51,7 +63,10 @@ struct ApiServerOptions {
   std::string group;  // empty: the daemon's own group; else chown to it
   size_t maxLineBytes = 1u << 20;
   size_t maxConnections = 256;
-  size_t maxBufferedBytes = 32u << 20;  // request bytes read but not yet answered, all connections
+  // What the connections may hold, all together: request bytes read but not
+  // yet answered, and reply bytes not yet written. Past it no request runs
+  // until a reply is out; the one that crosses it may pass it by its reply.
+  size_t maxBufferedBytes = 32u << 20;
   bool readOnly = false;  // serve only what changes nothing (control.readonly)
   // A read-only server's share of keeld's one loop (LoopBudget): its
   // requests may take this much loop time a second, in bursts of up to
@@ -162,6 +177,9 @@ class ApiServer {
   size_t connectionCount() const;
   // Request bytes read and not yet answered, all connections (tests).
   size_t bufferedBytes() const;
+  // Reply bytes held until their reply is wholly written, all connections
+  // (tests): with bufferedBytes(), what maxBufferedBytes bounds.
+  size_t replyBytes() const;
   // The memory the connections' input buffers hold, used or not (tests).
   size_t inputCapacity() const;
   // `forbidden` refusals logged a second at most, per socket (the rest are

@@ -86,6 +86,10 @@ class HttpServer {
   enum class Mode { Normal, Unavailable, Garbage, Silent, Raw };
   std::string raw;  // Mode::Raw: written as it is, and the connection held open
   bool resetAfterRaw = false;  // Mode::Raw: the connection reset once `raw` is written
+  // Mode::Raw: written 50 ms after `raw`, so the check reads it apart (in a
+  // segment of its own).
+  std::string rawLater;
+  bool closeAfterRaw = false;  // Mode::Raw: the connection closed (a FIN) once it is all written
   HttpServer(asio::io_context& io, Mode mode, std::string path = "/healthz",
              const asio::ip::address& address = kLoopback)
       : acceptor_(io, tcp::endpoint(address, 0)), mode_(mode), path_(std::move(path)) {
@@ -98,8 +102,9 @@ class HttpServer {
 
  private:
   struct Session {
-    explicit Session(tcp::socket s) : socket(std::move(s)) {}
+    explicit Session(tcp::socket s) : socket(std::move(s)), later(socket.get_executor()) {}
     tcp::socket socket;
+    asio::steady_timer later;  // rawLater
     boost::beast::flat_buffer buffer;
     http::request<http::string_body> request;
     http::response<http::string_body> response;
@@ -133,11 +138,22 @@ class HttpServer {
     }
     if (mode_ == Mode::Raw) {
       silent_.push_back(s);
-      asio::async_write(s->socket, asio::buffer(raw), [s, reset = resetAfterRaw](const boost::system::error_code&, size_t) {
-        if (!reset) return;
+      const auto end = [s, reset = resetAfterRaw, close = closeAfterRaw] {
         boost::system::error_code ignored;
-        s->socket.set_option(tcp::socket::linger(true, 0), ignored);  // close() then sends a reset
-        s->socket.close(ignored);
+        if (reset) {
+          s->socket.set_option(tcp::socket::linger(true, 0), ignored);  // close() then sends a reset
+          s->socket.close(ignored);
+        } else if (close) {
+          s->socket.shutdown(tcp::socket::shutdown_send, ignored);
+        }
+      };
+      asio::async_write(s->socket, asio::buffer(raw), [this, s, end](const boost::system::error_code& ec, size_t) {
+        if (ec || rawLater.empty()) return end();
+        s->later.expires_after(50ms);
+        s->later.async_wait([this, s, end](const boost::system::error_code& e) {
+          if (e) return;
+          asio::async_write(s->socket, asio::buffer(rawLater), [end](const boost::system::error_code&, size_t) { end(); });
+        });
       });
       return;
     }
@@ -714,6 +730,66 @@ TEST_F(HealthCheckerTest, HttpReadsTheStatusOfAResponseTheParserRefuses) {
     } else {
       EXPECT_EQ(tr->up, c.up) << c.what;
       EXPECT_EQ(tr->reason.rfind(c.reason, 0), 0u) << c.what << ": " << tr->reason;
+    }
+    checker_.remove(id);
+  }
+}
+
+// A check passes only when the final response's status line and its whole
+// header, through the blank line, came within 64 KiB and the timeout, as
+// keepalived's HTTP_GET reads a status only once it has read the header's
+// end (check_http.c, extract_html) and fails a response that closes or
+// times out before. Before, a 200 whose header never ended passed once 64
+// KiB of it had come, and a response the parser refused passed on its
+// status line alone, whole or cut off.
+TEST_F(HealthCheckerTest, HttpPassesOnlyAWholeHeaderWithinTheLimit) {
+  std::string pad;  // 100 KB of fields the parser takes
+  for (int i = 0; i < 100; ++i) pad += "X-Pad-" + std::to_string(i) + ": " + std::string(1000, 'a') + "\r\n";
+  const std::string refused = "HTTP/1.1 200 OK\r\nX-Foo : bar\r\n";  // a field Beast refuses, keepalived takes
+  struct Case {
+    std::string what, response, later;
+    bool close;  // the real closes (a FIN) once it has written all
+    bool up;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"a 200 whose header never ends", "HTTP/1.1 200 OK\r\n" + pad, "", false, false,
+       "http: response header over 64 KiB (its end not within it)"},
+      {"the same after a field the parser refuses", refused + pad, "", false, false,
+       "http: response header over 64 KiB (its end not within it)"},
+      {"a refused 200 whose header ends just past 64 KiB", refused + pad.substr(0, 66000) + "\r\n\r\n", "", false,
+       false, "http: response header over 64 KiB (its end not within it)"},
+      {"a refused 200 whose header stops, held open", refused, "", false, false,
+       "timeout after 300ms (an incomplete response: its header unfinished)"},
+      {"a 200 with no reason phrase whose header stops, held open", "HTTP/1.1 200\r\nContent-Length: 0\r\n", "",
+       false, false, "timeout after 300ms (an incomplete response: its header unfinished)"},
+      {"a bare-LF interim, then a 200 whose header stops", "HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\n", "", false,
+       false, "timeout after 300ms (an incomplete response: its header unfinished)"},
+      {"a refused 200's header cut off by the close", refused, "", true, false,
+       "http: connection closed before the response header ended"},
+      {"a 200's header cut off by the close", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n", "", true, false,
+       "http: connection closed before the response header ended"},
+      // What passes: the header's end read after the refusal, in a later
+      // segment; a refused header that ends just within 64 KiB.
+      {"a refused 200 whose header ends in a later segment", refused, "\r\n", false, true, "http status 200"},
+      {"a refused 200 whose header ends within 64 KiB", refused + pad.substr(0, 60000) + "\r\n\r\n", "", false, true,
+       "http status 200"},
+  };
+  for (const Case& c : cases) {
+    HttpServer server(io_, HttpServer::Mode::Raw);
+    server.raw = c.response;
+    server.rawLater = c.later;
+    server.closeAfterRaw = c.close;
+    HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+    t.spec.path = "/healthz";
+    t.spec.timeout = 300ms;
+    HealthTargetId id = add(t, !c.up);
+    auto tr = awaitTransition(id);
+    if (!tr) {
+      ADD_FAILURE() << c.what << ": no transition; last result: " << checker_.status(id)->last.reason;
+    } else {
+      EXPECT_EQ(tr->up, c.up) << c.what;
+      EXPECT_EQ(tr->reason, c.reason) << c.what;
     }
     checker_.remove(id);
   }

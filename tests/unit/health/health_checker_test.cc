@@ -319,6 +319,20 @@ class HealthCheckerTest : public ::testing::Test {
     io_.run_for(d);
   }
 
+  // A raw HTTP response from a server of its own, judged by an http check
+  // that starts in the state the response should take it out of.
+  struct RawResponse {
+    std::string what, response;
+    bool up = false;
+    std::string reason;         // the transition's (its start only, with reasonPrefix)
+    bool reasonPrefix = false;
+    std::string later;          // written in a later segment
+    bool close = false;         // a FIN once all is written
+    bool reset = false;         // an RST after the response's bytes
+    std::chrono::milliseconds timeout = 500ms;
+  };
+  void expectJudged(const std::vector<RawResponse>& cases);
+
   asio::io_context io_;
   // The checks no longer keep io_ busy: without this, run_for() would
   // return at once and runUntil's bound would be spent in a millisecond.
@@ -327,6 +341,31 @@ class HealthCheckerTest : public ::testing::Test {
   std::function<void(HealthTargetId)> onTransition_;
   HealthChecker checker_;  // after io_: the checker must go first
 };
+
+void HealthCheckerTest::expectJudged(const std::vector<RawResponse>& cases) {
+  for (const RawResponse& c : cases) {
+    HttpServer server(io_, HttpServer::Mode::Raw);
+    server.raw = c.response;
+    server.rawLater = c.later;
+    server.closeAfterRaw = c.close;
+    server.resetAfterRaw = c.reset;
+    HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
+    t.spec.path = "/healthz";
+    t.spec.timeout = c.timeout;
+    HealthTargetId id = add(t, !c.up);
+    auto tr = awaitTransition(id);
+    if (!tr) {
+      ADD_FAILURE() << c.what << ": no transition; last result: " << checker_.status(id)->last.reason;
+    } else {
+      EXPECT_EQ(tr->up, c.up) << c.what;
+      if (c.reasonPrefix)
+        EXPECT_EQ(tr->reason.rfind(c.reason, 0), 0u) << c.what << ": " << tr->reason;
+      else
+        EXPECT_EQ(tr->reason, c.reason) << c.what;
+    }
+    checker_.remove(id);
+  }
+}
 
 TEST_F(HealthCheckerTest, RunsIsolatedWhenRoot) {
   if (::geteuid() == 0) {
@@ -654,12 +693,7 @@ TEST_F(HealthCheckerTest, Http503GoesDown) {
 // large header fail no healthy real, and interim 1xx responses are read
 // past to the final one (RFC 9110 15.2; 103 Early Hints from Node, Go, h2o).
 TEST_F(HealthCheckerTest, HttpJudgesTheFinalResponseHeaderOnly) {
-  struct Case {
-    std::string what, response;
-    bool up;
-    std::string reason;
-  };
-  const std::vector<Case> cases = {
+  const std::vector<RawResponse> cases = {
       {"a body of 100 MB", "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\nabc", true, "http status 200"},
       {"interim responses, then 200",
        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
@@ -671,21 +705,7 @@ TEST_F(HealthCheckerTest, HttpJudgesTheFinalResponseHeaderOnly) {
       {"a 20 KB header", "HTTP/1.1 200 OK\r\nSet-Cookie: " + std::string(20000, 'a') + "\r\nContent-Length: 0\r\n\r\n",
        true, "http status 200"},
   };
-  for (const Case& c : cases) {
-    HttpServer server(io_, HttpServer::Mode::Raw);
-    server.raw = c.response;
-    HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
-    t.spec.path = "/healthz";
-    HealthTargetId id = add(t, !c.up);
-    auto tr = awaitTransition(id);
-    if (!tr) {
-      ADD_FAILURE() << c.what << ": no transition; last result: " << checker_.status(id)->last.reason;
-    } else {
-      EXPECT_EQ(tr->up, c.up) << c.what;
-      EXPECT_EQ(tr->reason, c.reason) << c.what;
-    }
-    checker_.remove(id);
-  }
+  expectJudged(cases);
 }
 
 // Responses Beast's parser refuses but keepalived's HTTP_GET accepts: only
@@ -716,23 +736,11 @@ TEST_F(HealthCheckerTest, HttpReadsTheStatusOfAResponseTheParserRefuses) {
       // A response cut off by a reset (the real's server died) is no response.
       {"a 200's header cut off by a reset", "HTTP/1.1 200 OK\r\nContent-", false, "http: ", true},
   };
-  for (const Case& c : cases) {
-    HttpServer server(io_, HttpServer::Mode::Raw);
-    server.raw = c.response;
-    server.resetAfterRaw = c.reset;
-    HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
-    t.spec.path = "/healthz";
-    t.spec.timeout = 300ms;
-    HealthTargetId id = add(t, !c.up);
-    auto tr = awaitTransition(id);
-    if (!tr) {
-      ADD_FAILURE() << c.what << ": no transition; last result: " << checker_.status(id)->last.reason;
-    } else {
-      EXPECT_EQ(tr->up, c.up) << c.what;
-      EXPECT_EQ(tr->reason.rfind(c.reason, 0), 0u) << c.what << ": " << tr->reason;
-    }
-    checker_.remove(id);
-  }
+  std::vector<RawResponse> judged;
+  for (const Case& c : cases)
+    judged.push_back({.what = c.what, .response = c.response, .up = c.up, .reason = c.reason, .reasonPrefix = true,
+                      .reset = c.reset, .timeout = 300ms});
+  expectJudged(judged);
 }
 
 // A check passes only when the final response's status line and its whole
@@ -775,24 +783,11 @@ TEST_F(HealthCheckerTest, HttpPassesOnlyAWholeHeaderWithinTheLimit) {
       {"a refused 200 whose header ends within 64 KiB", refused + pad.substr(0, 60000) + "\r\n\r\n", "", false, true,
        "http status 200"},
   };
-  for (const Case& c : cases) {
-    HttpServer server(io_, HttpServer::Mode::Raw);
-    server.raw = c.response;
-    server.rawLater = c.later;
-    server.closeAfterRaw = c.close;
-    HealthTarget t = target(HealthCheckSpec::Type::Http, server.port());
-    t.spec.path = "/healthz";
-    t.spec.timeout = 300ms;
-    HealthTargetId id = add(t, !c.up);
-    auto tr = awaitTransition(id);
-    if (!tr) {
-      ADD_FAILURE() << c.what << ": no transition; last result: " << checker_.status(id)->last.reason;
-    } else {
-      EXPECT_EQ(tr->up, c.up) << c.what;
-      EXPECT_EQ(tr->reason, c.reason) << c.what;
-    }
-    checker_.remove(id);
-  }
+  std::vector<RawResponse> judged;
+  for (const Case& c : cases)
+    judged.push_back({.what = c.what, .response = c.response, .up = c.up, .reason = c.reason, .later = c.later,
+                      .close = c.close, .timeout = 300ms});
+  expectJudged(judged);
 }
 
 TEST_F(HealthCheckerTest, Http503AcceptedWhenInRange) {

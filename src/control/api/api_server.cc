@@ -210,11 +210,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (ec) return self->close();  // EOF, reset, or cancelled by stop()
       self->inbuf_.append(self->readBuf_.data(), n);
       self->account();
-      // Over the bound with no whole line to answer (one would be framed
-      // and its bytes released first, or wait for room for its reply):
-      // shed. Unsent replies count, as they hold memory as much, but are
-      // never what is shed.
-      if (self->state_->heldBytes() > self->state_->options.maxBufferedBytes &&
+      // Request bytes over the bound with no whole line to answer (one
+      // would be framed and its bytes released first, or wait for room for
+      // its reply): shed. Request bytes alone: replies are bounded by the
+      // requests they hold back (roomForAReply), and shedding a request for
+      // a reply's bytes would close well-behaved clients (a request that
+      // came in two reads, or one waiting its turn) and free nothing.
+      if (self->state_->bufferedBytes > self->state_->options.maxBufferedBytes &&
           self->inbuf_.find('\n', self->scanned_) == std::string::npos && self->shedLargest())
         return;
       self->process();
@@ -278,9 +280,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (!largest || c->buffered() > largest->buffered()) largest = c;
     if (!largest) return false;
     const bool self = largest.get() == this;
-    largest->evict("server: unanswered requests and unsent replies over " +
-                   std::to_string(state_->options.maxBufferedBytes) +
-                   " bytes on all connections; closing the connection that holds the most request bytes");
+    largest->evict("server: unanswered requests over " + std::to_string(state_->options.maxBufferedBytes) +
+                   " bytes on all connections; closing the connection that holds the most");
     return self;
   }
 

@@ -66,6 +66,8 @@ struct ApiServerOptions {
   // What the connections may hold, all together: request bytes read but not
   // yet answered, and reply bytes not yet written. Past it no request runs
   // until a reply is out; the one that crosses it may pass it by its reply.
+  // Request bytes alone over it (no whole line among them) shed the
+  // connection holding the most; replies never make it close anyone.
   size_t maxBufferedBytes = 32u << 20;
   bool readOnly = false;  // serve only what changes nothing (control.readonly)
   // A read-only server's share of keeld's one loop (LoopBudget): its

@@ -609,8 +609,8 @@ TEST_F(ServerTest, BufferedRequestBytesAreBoundedOverAllConnections) {
   json r = json::parse(*line);
   EXPECT_EQ(r["error"]["code"], "busy");
   EXPECT_EQ(r["error"]["message"],
-            "server: unanswered requests and unsent replies over 5000 bytes on all connections; closing the "
-            "connection that holds the most request bytes");
+            "server: unanswered requests over 5000 bytes on all connections; closing the connection that holds "
+            "the most");
   EXPECT_TRUE(big.waitClosed());
   ASSERT_TRUE(small.send(R"("method":"service.list"})" "\n"));
   EXPECT_EQ(json::parse(small.readLine().value_or("null"))["id"], 2);
@@ -691,6 +691,37 @@ TEST_F(ServerTest, ARequestWaitingForRoomRunsOnceTheClientHoldingItLeaves) {
   settle();
   EXPECT_EQ(server_->replyBytes(), 0u);
   EXPECT_EQ(server_->connectionCount(), 1u);
+}
+
+// While a reply holds the bound, a request that comes in pieces is not
+// shed, nor is one waiting its turn: unsent replies never make the server
+// close a client (it closed the waiting one, then the reader itself). Both
+// run once the reply is out.
+TEST_F(ServerTest, ARequestInPiecesWhileAReplyHoldsTheBoundIsNotShed) {
+  const size_t reply = makeRepliesLarge();
+  options_.maxBufferedBytes = reply / 4;
+  server_ = std::make_unique<ApiServer>(io_, fake_, options_);
+  ASSERT_TRUE(server_->start().isOk());  // no startServer(): this thread runs the loop
+  RawClient holder(options_.socketPath), waiter(options_.socketPath), pieces(options_.socketPath);
+  ASSERT_TRUE(holder.send(R"({"id":100,"method":"service.list"})" "\n"));
+  settle();
+  ASSERT_EQ(server_->replyBytes(), reply);
+  ASSERT_TRUE(waiter.send(R"({"id":2,"method":"daemon.status"})" "\n"));
+  settle();
+  ASSERT_TRUE(pieces.send(R"({"id":3,)"));
+  settle();
+  ASSERT_TRUE(pieces.send(R"("method":"daemon.status"})" "\n"));
+  settle();
+  EXPECT_EQ(server_->connectionCount(), 3u) << "nobody shed";
+  EXPECT_EQ(fake_.statusCalls, 0);
+  holder.close();
+  for (RawClient* c : {&waiter, &pieces})
+    ASSERT_TRUE(pollUntil([&] {
+      pollfd p{c->fd(), POLLIN, 0};
+      return ::poll(&p, 1, 0) > 0;
+    }));
+  EXPECT_EQ(json::parse(waiter.readLine().value_or("null"))["id"], 2);
+  EXPECT_EQ(json::parse(pieces.readLine().value_or("null"))["id"], 3);
 }
 
 // A connection shed while its answer is being written gets no busy line:

@@ -473,6 +473,16 @@ KEEL_INLINE int keel_addr_unicast(__u8 family, const __u32 *addr)
 	return (b[12] | b[13] | b[14]) != 0 || b[15] > 1;
 }
 
+/* Whether a packet from src to the VIP dst is a martian: its source is no
+ * one host's (keel_addr_unicast) or the VIP itself. A host discards it (RFC
+ * 1122 3.2.1.3, RFC 1812 5.3.7, RFC 4291 2.7); keel_parse_l4 drops it as
+ * DROP_BAD_SOURCE, and keelctl lookup refuses such a client. */
+KEEL_INLINE int keel_src_martian(__u8 family, const __u32 *src, const __u32 *dst)
+{
+	return !keel_addr_unicast(family, src) ||
+	       (src[0] == dst[0] && src[1] == dst[1] && src[2] == dst[2] && src[3] == dst[3]);
+}
+
 /* Stage 2, for packets aimed at a VIP: fragments, extension headers, ICMP,
  * ports. On KEEL_CONTINUE pkt->key is the complete flow key. */
 KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
@@ -490,14 +500,10 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 	 * RFC 4443 2.4(e)): a forged group source would aim them at many. */
 	if ((__u8 *)data + 1 > (__u8 *)end || (((const __u8 *)data)[0] & 1))
 		return KEEL_R_DROP_L2_MULTICAST;
-	/* A source no one host has (a martian: 0/8, loopback, multicast,
-	 * 240/4, ::, ff00::/8) or the VIP itself: a host discards it (RFC 1122
-	 * 3.2.1.3, RFC 1812 5.3.7, RFC 4291 2.7), and so did IPVS's kernel.
+	/* A martian (keel_src_martian), which IPVS's kernel discarded too.
 	 * Forwarded, it would take a connection-table entry and reach a real
 	 * that drops it. */
-	if (!keel_addr_unicast(pkt->key.family, pkt->key.src) ||
-	    (pkt->key.src[0] == pkt->key.dst[0] && pkt->key.src[1] == pkt->key.dst[1] &&
-	     pkt->key.src[2] == pkt->key.dst[2] && pkt->key.src[3] == pkt->key.dst[3]))
+	if (keel_src_martian(pkt->key.family, pkt->key.src, pkt->key.dst))
 		return KEEL_R_DROP_BAD_SOURCE;
 	if ((__u8 *)data + pkt->l3_off + pkt->ip_len > (__u8 *)end)
 		return KEEL_R_DROP_TRUNCATED;

@@ -774,9 +774,10 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
                    "params.client_address", {}});
     // Both planes drop such a packet before they look anything up
     // (keel_parse_l4): no real ever gets it.
-    __u32 clientWords[4] = {};
+    __u32 clientWords[4] = {}, vipWords[4] = {};
     r.clientAddress.toWords(clientWords);
-    if (!keel_addr_unicast(r.clientAddress.family(), clientWords) || r.clientAddress == svc->vip)
+    svc->vip.toWords(vipWords);
+    if (keel_src_martian(r.clientAddress.family(), clientWords, vipWords))
       return fail({code::kInvalidParams,
                    where + "client " + r.clientAddress.toString() +
                        (r.clientAddress == svc->vip ? " is the VIP itself" : " is no single host's address") +

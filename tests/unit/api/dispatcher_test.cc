@@ -891,6 +891,7 @@ TEST_F(DispatcherTest, LookupRejectsMismatches) {
   fake_.services.push_back(FakeBackend::makeService("any", "10.0.0.3", 0, {"10.0.0.8"}));
   // A port-0 service beside web on web's VIP: port 80 is web's.
   fake_.services.push_back(FakeBackend::makeService("all", "10.0.0.1", 0, {"10.0.0.9"}));
+  fake_.services.push_back(FakeBackend::makeService("v6", "2001:db8::10", 80, {"2001:db8::11"}));
   const Row rows[] = {
       {R"({"service":"web","client_address":"192.0.2.1","client_port":1,"protocol":"udp"})", "params.protocol",
        "services[web]: service is tcp, lookup asked for udp"},
@@ -901,6 +902,11 @@ TEST_F(DispatcherTest, LookupRejectsMismatches) {
        "(drop_bad_source)"},
       {R"({"service":"web","client_address":"10.0.0.1","client_port":1})", "params.client_address",
        "services[web]: client 10.0.0.1 is the VIP itself: the data planes drop its packets (drop_bad_source)"},
+      {R"({"service":"v6","client_address":"::1","client_port":1})", "params.client_address",
+       "services[v6]: client ::1 is no single host's address: the data planes drop its packets (drop_bad_source)"},
+      {R"({"service":"v6","client_address":"ff02::1","client_port":1})", "params.client_address",
+       "services[v6]: client ff02::1 is no single host's address: the data planes drop its packets "
+       "(drop_bad_source)"},
       {R"({"service":"web","client_address":"192.0.2.1","client_port":1,"port":81})", "params.port",
        "services[web]: service port is 80, lookup asked for 81"},
       {R"({"service":"any","client_address":"192.0.2.1","client_port":1})", "params.port",

@@ -67,12 +67,17 @@ SavedConns exportConns(const Snapshot& snap, const std::vector<const ConnTable*>
   out.records.reserve(occupied);
   for (uint32_t w = 0; w < tables.size(); ++w) {
     tables[w]->forEach([&](const keel_flow_key& key, const keel_ct_value& v) {
-      // The rule the worker applies on a hit (worker_path.cc): a valid real
-      // of its service at the generation the entry was picked with.
+      // The entries a hit may still follow (worker_path.cc): a real of its
+      // service at the generation the entry was picked with. Not VALID at
+      // that generation is a real not up since this keeld started (a real
+      // that goes down, or is removed, gets a new generation): its checks
+      // still pending after a restore, or its l2dsr MAC not yet found. Its
+      // entries wait for it, here as in the tables (they were dropped
+      // here, so a second restart before its checks passed lost them).
       const BackendSlot* slot = snapshotBackend(snap, v.backend_id);
       const keel_service_key* svc =
           slot && slot->be.service_id < services.size() ? services[slot->be.service_id] : nullptr;
-      if (!slot || !(slot->be.flags & KEEL_BE_F_VALID) || slot->be.gen != v.gen || !svc) {
+      if (!slot || slot->be.gen != v.gen || !svc) {
         ++rep.skippedStale;
         return;
       }
@@ -479,10 +484,13 @@ ConnRestoreReport restoreConns(const Snapshot& snap, const std::vector<ConnTable
     if (!rep.copiedToAll && r.worker >= tables.size()) continue;  // decodeConns refuses such files
     // A real that is not VALID yet (its checks have not passed since a
     // stop longer than fall x interval, its l2dsr MAC not found yet) keeps
-    // its entries, as the tables of a keeld that never stopped would: a
-    // packet before the real is VALID is picked from the ring (and its
-    // entry rewritten), one after it goes back to the real. Skipping them
-    // reset every flow of a drained real whose checks were not kept.
+    // its entries at its generation: a packet before the real is VALID is
+    // picked from the ring (and its entry rewritten), one after it goes
+    // back to the real, as for a real that stayed up under a keeld that
+    // never stopped. Should its checks fail instead, it stays down at that
+    // generation (it was never up here, so no change bumps it) and the
+    // entries are followed by no packet. Skipping them reset every flow of
+    // a drained real whose checks were not kept.
     entries.push_back(Entry{&r, flowDigest(r.flow), rep.copiedToAll ? kAll : r.worker, it->second, slot->be.gen, age,
                             (slot->be.flags & KEEL_BE_F_VALID) != 0});
   }

@@ -124,7 +124,9 @@ struct SavedConns {
 
 struct ConnExportReport {
   uint64_t saved = 0;
-  uint64_t skippedStale = 0;    // the worker would re-pick it anyway (real not usable, old generation)
+  // No hit will follow it again: its real's generation moved on (the real
+  // went down or was removed), or the slot is another service's.
+  uint64_t skippedStale = 0;
   uint64_t skippedExpired = 0;  // idle longer than its protocol's timeout
 };
 

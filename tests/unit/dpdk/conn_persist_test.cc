@@ -198,6 +198,11 @@ TEST(ConnPersist, ARealDownAtTheStartKeepsItsEntriesForWhenItIsUp) {
     EXPECT_EQ(rep.loaded, 3u);
     EXPECT_EQ(rep.loadedRealDown, 1u);
     EXPECT_EQ(p2.entries(), 3u);
+    // Stopped again before its checks passed: the entry is saved for the
+    // next keeld too (it was dropped as stale).
+    ConnExportReport ex;
+    EXPECT_EQ(exportConns(*p2.store.current(), p2.savedTables(), now2, kWallSave + kSec, &ex).records.size(), 3u);
+    EXPECT_EQ(ex.skippedStale, 0u);
     // Its checks pass: the registry writes it VALID at the same generation.
     p2.real(1, "10.1.0.1", 7, 12);
     EXPECT_EQ(p2.send(kFlowA, 0, now2), 1u) << "A goes back to 10.1.0.1";

@@ -639,11 +639,17 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   // and with an exception interface the tap's RX ring (512 per worker,
   // filled at start): a smaller pool starves RX (rx_no_mbuf). Checked with
   // the default too.
-  const uint64_t need = uint64_t{d.rxDescriptors} + d.txDescriptors + DpdkConfig::kMbufSlackPerWorker +
+  const bool afXdp = isAfXdpPort(portDevargs(d.port, d.ealArgs));
+  const uint64_t rx = afXdp ? std::max<uint64_t>(d.rxDescriptors, DpdkConfig::kAfXdpFillBuffers) : d.rxDescriptors;
+  const uint64_t need = rx + d.txDescriptors + DpdkConfig::kMbufSlackPerWorker +
                         (d.exceptionInterface.empty() ? 0 : DpdkConfig::kTapDescriptors);
   if (d.mbufsPerWorker < need)
     error(mbufsNode ? *mbufsNode : n, path + ".mbufs_per_worker",
-          "must be at least rx_descriptors + tx_descriptors + " + std::to_string(DpdkConfig::kMbufSlackPerWorker) +
+          "must be at least " +
+              std::string(afXdp ? "max(rx_descriptors, " + std::to_string(DpdkConfig::kAfXdpFillBuffers) +
+                                      ": net_af_xdp's fill ring)"
+                                : "rx_descriptors") +
+              " + tx_descriptors + " + std::to_string(DpdkConfig::kMbufSlackPerWorker) +
               " (bursts in flight, mempool cache)" +
               (d.exceptionInterface.empty() ? "" : " + " + std::to_string(DpdkConfig::kTapDescriptors) + " (the exception interface's RX ring)") +
               " = " + std::to_string(need) + ", got " +

@@ -363,11 +363,14 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
     // net_af_xdp fills its socket's ring from the pool when the queue is
     // set up, and fails with only "Invalid argument" when the pool is short
     // (DPDK 22.11 here: 1,024 buffers a worker were too few, 2,048 enough).
+    // The exception interface's RX ring comes from the same pool after the
+    // port's: short, its setup fails with ENOMEM.
     if (rc != 0)
       return Status::error(std::string(what) + ": rx queue " + std::to_string(q) + ": " + rte_strerror(-rc) +
                            (info.driver_name && std::strstr(info.driver_name, "af_xdp")
                                 ? " (net_af_xdp: too few buffers for its ring? raise dataplane.dpdk.mbufs_per_worker)"
-                                : ""));
+                            : rc == -ENOMEM ? " (too few packet buffers? raise dataplane.dpdk.mbufs_per_worker)"
+                                            : ""));
     rc = rte_eth_tx_queue_setup(port, q, txd, socket, nullptr);
     if (rc != 0)
       return Status::error(std::string(what) + ": tx queue " + std::to_string(q) + ": " +

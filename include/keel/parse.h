@@ -456,9 +456,11 @@ KEEL_INLINE int keel_parse_icmp_quote(void *data, void *end, struct keel_pkt *pk
 /* Whether an address (network-order words, as in keel_flow_key) is one
  * host's: not IPv4 0/8 ("this network", RFC 1122 3.2.1.3), 127/8
  * (loopback), 224/4 (multicast) or 240/4 (reserved, with the limited
- * broadcast 255.255.255.255); not IPv6 :: (unspecified), ::1 (loopback) or
- * ff00::/8 (multicast) (RFC 4291 2.5.2, 2.5.3, 2.7). keel-decap asks it of
- * a tunnel's destinations, keel_parse_l4() of a VIP packet's source. */
+ * broadcast 255.255.255.255); not IPv6 :: (unspecified), ::1 (loopback),
+ * ff00::/8 (multicast) (RFC 4291 2.5.2, 2.5.3, 2.7) or IPv4-mapped
+ * ::ffff:0:0/96, which a stack uses internally and never sends (RFC 4291
+ * 2.5.5.2; Linux drops it as a source). keel-decap asks it of a tunnel's
+ * destinations, keel_parse_l4() of a VIP packet's source. */
 KEEL_INLINE int keel_addr_unicast(__u8 family, const __u32 *addr)
 {
 	const __u8 *b = (const __u8 *)addr;
@@ -466,6 +468,8 @@ KEEL_INLINE int keel_addr_unicast(__u8 family, const __u32 *addr)
 	if (family == KEEL_AF_INET)
 		return b[0] != 0 && b[0] != 127 && b[0] < 224;
 	if (b[0] == 0xff)
+		return 0;
+	if ((addr[0] | addr[1]) == 0 && b[8] == 0 && b[9] == 0 && b[10] == 0xff && b[11] == 0xff)
 		return 0;
 	if ((addr[0] | addr[1] | addr[2]) != 0)
 		return 1;

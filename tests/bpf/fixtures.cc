@@ -678,7 +678,7 @@ std::vector<FixtureRow> fixtureRows() {
     rows.push_back(dropRow(std::string("tcp to a v4 VIP from ") + src + ", vlan",
                            flowPacket(tagged, src, "10.100.0.1", kTcp, kSport, 80), KEEL_R_DROP_BAD_SOURCE));
   }
-  for (const char* src : {"ff02::1", "::", "::1", "fd00:100::2"}) {
+  for (const char* src : {"ff02::1", "::", "::1", "fd00:100::2", "::ffff:127.0.0.1", "::ffff:192.0.2.1"}) {
     rows.push_back(dropRow(std::string("icmpv6 echo from ") + src + ": no reply",
                            echoRequest(plain, src, "fd00:100::2"), KEEL_R_DROP_BAD_SOURCE));
     rows.push_back(dropRow(std::string("udp to a v6 VIP from ") + src,
@@ -690,7 +690,7 @@ std::vector<FixtureRow> fixtureRows() {
     rows.push_back(forwardRow(std::string("ipip v4 tcp from ") + src + ": one host's",
                               flowPacket(plain, src, "10.100.0.1", kTcp, kSport, 80), 14, 0,
                               flowKey(src, "10.100.0.1", kSport, 80, kTcp)));
-  for (const char* src : {"::2", "fe80::1", "fd00:100::1"})
+  for (const char* src : {"::2", "fe80::1", "fd00:100::1", "::fffe:c000:201", "::1:ffff:c000:201"})
     rows.push_back(forwardRow(std::string("l2dsr v6 udp from ") + src + ": one host's",
                               flowPacket(plain, src, "fd00:100::2", kUdp, kSport, 53), 14, 7,
                               flowKey(src, "fd00:100::2", kSport, 53, kUdp)));

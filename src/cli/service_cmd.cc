@@ -74,7 +74,8 @@ std::string serviceWarnings(const json& services) {
              " are dropped (drop_no_backend)\n";
   for (const auto& s : services)
     if (auto m = s.find("mtu_too_small_for_ipv6"); m != s.end())
-      out += "warning: " + str(s["name"]) + ": the port MTU (" + str((*m)["mtu"]) +
+      // mtu is the port's, or node.tunnel_mtu where that is smaller.
+      out += "warning: " + str(s["name"]) + ": the MTU toward the reals (" + str((*m)["mtu"]) +
              ") is too small for IPv6 clients through ipip: " + str((*m)["needed"]) +
              " needed (docs/operations.md, MTU with ipip)\n";
   return out;

@@ -1135,7 +1135,7 @@ void Parser::parseReal(const YAML::Node& n, const std::string& path, RealConfig&
 }
 
 // A net_af_packet port leaves the kernel its copy of every frame. A kernel
-// that forwards what it receives there, and has a route on for a VIP,
+// that forwards what it receives there, and has a route for a VIP,
 // routes that copy too: out to the router, which sends it back to this
 // port, where keel forwards it again, until its TTL runs out (a live test
 // saw one datagram reach its real 64 times). A blackhole route for each
@@ -1161,7 +1161,7 @@ void Parser::warnAfPacketForwarding(const Config& cfg) {
     const std::string hostRoute = family == 4 ? "/32" : "/128";
     warning(afPacketPort_->node, "dataplane.dpdk.port",
             "the kernel forwards IPv" + std::to_string(family) + " packets received on " +
-                quote(afPacketPort_->iface) + " (" + set + ") and has a route on for VIP " + named +
+                quote(afPacketPort_->iface) + " (" + set + ") and has a route for VIP " + named +
                 ", and a net_af_packet port leaves it its own copy of every frame: it would route each such VIP "
                 "packet too, back to this port through the router, and keel would forward it again until its "
                 "TTL ran out (the reals get many copies); give each VIP a blackhole route (ip route add "

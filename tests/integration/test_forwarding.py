@@ -230,7 +230,7 @@ def test_the_balancers_own_traffic_to_a_vip_is_forwarded_once(keel, forwarding, 
 
 def test_af_packet_port_warned_where_the_kernel_would_route_vips(lab, need_keel):
     """A net_af_packet port leaves the kernel its copy of every frame; a
-    kernel that forwards, with a route on for a VIP, would route each VIP
+    kernel that forwards, with a route for a VIP, would route each VIP
     packet back through the router to keel again (many copies to the
     reals). keeld says so (a host check's warning: --check-config here, as a
     reload and the start), naming the sysctl; a blackhole route for the VIP
@@ -251,7 +251,7 @@ def test_af_packet_port_warned_where_the_kernel_would_route_vips(lab, need_keel)
     lab.balancer.run(["sysctl", "-qw", f"{sysctl}=1"])
     try:
         out = checked()
-        assert f"{warned} \"{lab.balancer.ifname}\" ({sysctl} = 1) and has a route on for VIP {lab.vip4}" \
+        assert f"{warned} \"{lab.balancer.ifname}\" ({sysctl} = 1) and has a route for VIP {lab.vip4}" \
             in out, out
         lab.balancer.run(["ip", "route", "add", "blackhole", f"{lab.vip4}/32"])
         try:

@@ -691,14 +691,17 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
                          : rc == -EOPNOTSUPP ? " (driver lacks native XDP; try xdp_mode: generic)"
                                              : "";
       // Drivers refuse a program that does not take multi-buffer frames on
-      // an MTU over one page's frame (veth ERANGE, mlx5/i40e/ice EINVAL):
-      // keel's program reads single-buffer frames only.
-      if (const std::optional<uint32_t> mtu = portMtu();
-          (rc == -ERANGE || rc == -EINVAL) && options_.mode == XdpAttachMode::kNative && mtu && *mtu > 1500)
-        hint = " (the interface's MTU is " + std::to_string(*mtu) +
-               ": drivers refuse a native XDP program of single-buffer frames, as keel's is, over about 3,500 "
-               "bytes; for jumbo frames use dataplane.kind: dpdk, or xdp_mode: generic (much slower), or lower "
-               "the MTU: docs/configuration.md, dataplane)";
+      // an MTU over one page's frame (mlx5/i40e/ice EINVAL; veth ERANGE,
+      // for its peer's MTU, which may be the larger): keel's program reads
+      // single-buffer frames only. EINVAL is other refusals too: only over
+      // 3,000 bytes is this the likely one.
+      const std::optional<uint32_t> mtu = portMtu();
+      if (options_.mode == XdpAttachMode::kNative &&
+          (rc == -ERANGE || (rc == -EINVAL && mtu && *mtu > 3000)))
+        hint = " (" + (mtu ? "the interface's MTU is " + std::to_string(*mtu) + "; " : std::string()) +
+               "drivers refuse a native XDP program of single-buffer frames, as keel's is, on a link whose MTU, "
+               "a veth peer's included, is over about 3,500 bytes; for jumbo frames use dataplane.kind: dpdk, "
+               "or xdp_mode: generic (much slower), or lower the MTU: docs/configuration.md, dataplane)";
       return Status::error("xdp: attach to " + options_.interface + " in " + modeName +
                            " mode: " + errnoText(rc) + hint + takeLibbpfLog());
     }

@@ -325,13 +325,13 @@ TEST_F(KeelctlTest, ServiceListWarnsOfAnMtuTooSmallForIpv6Clients) {
   std::vector<std::string> l = linesOf(t.out);
   ASSERT_EQ(l.size(), 2u + 3u + 2u + 1u) << t.out;
   EXPECT_EQ(l.back(),
-            "warning: v6: the port MTU (1300) is too small for IPv6 clients through ipip: 1320 needed "
+            "warning: v6: the MTU toward the reals (1300) is too small for IPv6 clients through ipip: 1320 needed "
             "(docs/operations.md, MTU with ipip)");
   CliRun show = keelctl({"service", "show", "web"});
   EXPECT_EQ(show.out.find("warning"), std::string::npos) << show.out;
   show = keelctl({"service", "show", "v6"});
   ASSERT_EQ(show.rc, 0) << show.err;
-  EXPECT_EQ(linesOf(show.out).back().rfind("warning: v6: the port MTU (1300)", 0), 0u) << show.out;
+  EXPECT_EQ(linesOf(show.out).back().rfind("warning: v6: the MTU toward the reals (1300)", 0), 0u) << show.out;
   CliRun j = keelctl({"-o", "json", "service", "show", "v6"});
   ASSERT_EQ(j.rc, 0) << j.err;
   EXPECT_EQ(json::parse(j.out)["service"]["mtu_too_small_for_ipv6"], (json{{"mtu", 1300}, {"needed", 1320}}));

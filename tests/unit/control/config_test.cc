@@ -572,7 +572,7 @@ TEST(Config, DpdkExceptionInterfaceMustNotBeAnotherInterface) {
 }
 
 // net_af_packet leaves the kernel its copy of every frame: a kernel that
-// forwards what arrives on the port's interface, and has a route on for a
+// forwards what arrives on the port's interface, and has a route for a
 // VIP, routes each such VIP packet too, back through the router to keel (a
 // loop). A warning (a host check) per family, naming the sysctls and the
 // VIPs; a VIP with a blackhole route, or a family that does not forward, is
@@ -616,13 +616,13 @@ TEST(Config, DpdkAfPacketPortWarnsOfAForwardingKernel) {
   ASSERT_EQ(loops(r),
             (std::vector<std::string>{
                 "keel.yaml:4: dataplane.dpdk.port: the kernel forwards IPv4 packets received on \"eth1\" "
-                "(net.ipv4.conf.eth1.forwarding = 1) and has a route on for VIP 10.0.0.1 and 1 more, and a "
+                "(net.ipv4.conf.eth1.forwarding = 1) and has a route for VIP 10.0.0.1 and 1 more, and a "
                 "net_af_packet port leaves it its own copy of every frame: it would route each such VIP packet "
                 "too, back to this port through the router, and keel would forward it again until its TTL ran "
                 "out (the reals get many copies); give each VIP a blackhole route (ip route add blackhole "
                 "10.0.0.1/32), turn forwarding off, or use net_af_xdp (docs/dpdk.md)",
                 "keel.yaml:4: dataplane.dpdk.port: the kernel forwards IPv6 packets received on \"eth1\" "
-                "(net.ipv6.conf.all.forwarding = 1) and has a route on for VIP 2001:db8::1, and a net_af_packet "
+                "(net.ipv6.conf.all.forwarding = 1) and has a route for VIP 2001:db8::1, and a net_af_packet "
                 "port leaves it its own copy of every frame: it would route each such VIP packet too, back to "
                 "this port through the router, and keel would forward it again until its TTL ran out (the reals "
                 "get many copies); give each VIP a blackhole route (ip route add blackhole 2001:db8::1/128), turn "

@@ -317,13 +317,19 @@ TEST_F(XdpDataplaneTest, AJumboMtuRefusalSaysWhatToDo) {
   ASSERT_EQ(run("ip -n " + ns_ + " link set " + ifB_ + " mtu 9000"), 0);
   Status s = XdpDataplane::create(optionsFor(XdpAttachMode::kNative, {4, 8, 128}), &dp_);
   ASSERT_FALSE(s.isOk());
-  EXPECT_NE(s.message().find("the interface's MTU is 9000: drivers refuse a native XDP program of single-buffer "
+  EXPECT_NE(s.message().find("the interface's MTU is 9000; drivers refuse a native XDP program of single-buffer "
                              "frames"),
             std::string::npos)
       << s.message();
   EXPECT_NE(s.message().find("dataplane.kind: dpdk"), std::string::npos) << s.message();
   std::error_code ec;
   EXPECT_FALSE(std::filesystem::exists(pinDir_, ec)) << pinDir_ << " left behind";
+  // Only the veth's peer large: the same hint, with the interface's 1500.
+  ASSERT_EQ(run("ip -n " + ns_ + " link set " + ifA_ + " mtu 1500"), 0);
+  s = XdpDataplane::create(optionsFor(XdpAttachMode::kNative, {4, 8, 128}), &dp_);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_NE(s.message().find("the interface's MTU is 1500; drivers refuse a native XDP program"), std::string::npos)
+      << s.message();
 }
 
 // Counts written into every CPU's record of a few ids, as packets would

@@ -21,7 +21,7 @@
  *
  * "Local" is wider than the VIPs, so two checks come before the lookup. An
  * inner destination that is no unicast address (loopback, multicast,
- * broadcast, 0/8, 240/4, ::, ::1, ff00::/8) is never decapsulated: the FIB
+ * broadcast, 0/8, 240/4, ::, ::1, ff00::/8, ::ffff:0:0/96) is never decapsulated: the FIB
  * calls 127/8, ::1 and ff00::/8 local too. With `--vip PREFIX` only inner
  * destinations in those prefixes are; without it every local address of the
  * real is a tunnel target, its management address included. The helper

@@ -47,11 +47,12 @@ struct DpdkConfig {
   // ring is filled with mbufs from the same pool at start.
   static constexpr uint32_t kTapDescriptors = 512;
   // net_af_xdp fills its socket's fill ring from the pool when its queue is
-  // set up, at least this many buffers whatever rx_descriptors says, in
-  // place of an RX ring's (DPDK 22.11, measured: rx/tx 256 with an
-  // exception interface failed at 2,048 a worker and started at 2,560; at
-  // the default 1,024 descriptors, 3,008 started).
-  static constexpr uint32_t kAfXdpFillBuffers = 1024;
+  // set up, XSK_RING_CONS__DEFAULT_NUM_DESCS (2,048) buffers whatever
+  // rx_descriptors says, and keeps it full while it runs, in place of an
+  // RX ring's (DPDK 22.11; measured: rx/tx 256 with an exception
+  // interface failed at 2,048 a worker and started at 2,560, the fill
+  // ring and the tap's 512).
+  static constexpr uint32_t kAfXdpFillBuffers = 2048;
   std::vector<std::string> ealArgs;   // without argv[0]
   std::string port;                   // PCI address or vdev devargs
   std::vector<unsigned> workers;      // EAL lcores, one RX/TX queue pair each

@@ -278,8 +278,8 @@ TEST_F(DecapTest, DecapsulatesOnlyFromAllowedSources) {
 // An inner destination that is no unicast address is never decapsulated,
 // whatever the FIB says of it (loopback and ff02::1 are "local" to it, so
 // without this check both were decapsulated): IPv4 0/8, 127/8, 224/4
-// (multicast), 240/4 (reserved, with 255.255.255.255); IPv6 ::, ::1, ff00::/8.
-// Each through both outer families.
+// (multicast), 240/4 (reserved, with 255.255.255.255); IPv6 ::, ::1, ff00::/8,
+// IPv4-mapped ::ffff:0:0/96. Each through both outer families.
 TEST_F(DecapTest, NeverDecapsulatesToANonUnicastDestination) {
   for (const char* dst : {"127.0.0.1", "127.1.2.3", "0.0.0.0", "0.1.2.3", "224.0.0.1", "239.255.255.250",
                           "240.0.0.1", "255.255.255.255"}) {
@@ -291,7 +291,7 @@ TEST_F(DecapTest, NeverDecapsulatesToANonUnicastDestination) {
                }));
     check(std::string("4in6 vlan to ") + dst, t, t, KEEL_DECAP_R_PASS_NOT_UNICAST);
   }
-  for (const char* dst : {"::1", "::", "ff02::1", "ff05::1:3", "ff0e::1"}) {
+  for (const char* dst : {"::1", "::", "ff02::1", "ff05::1:3", "ff0e::1", "::ffff:127.0.0.1", "::ffff:10.100.0.1"}) {
     Bytes in = bare(false, [&](PacketBuilder& b) { b.IPv6(kClient6, dst).Udp(40000, 53).Payload("y"); });
     Bytes t = tunnel(false, true, "fc00:1::1", in);
     check(std::string("6in6 to ") + dst, t, t, KEEL_DECAP_R_PASS_NOT_UNICAST);
@@ -307,7 +307,7 @@ TEST_F(DecapTest, NeverDecapsulatesToANonUnicastDestination) {
                      bare(false, [&](PacketBuilder& b) { b.IPv4(kClient4, dst).Udp(40000, 53).Payload("x"); }));
     check(std::string("4in4 to ") + dst, t, t, KEEL_DECAP_R_PASS_NOT_LOCAL);
   }
-  for (const char* dst : {"::2", "fe00::1", "feff:ffff::1"}) {
+  for (const char* dst : {"::2", "fe00::1", "feff:ffff::1", "::fffe:a64:1"}) {
     Bytes t = tunnel(false, true, "fc00:1::1",
                      bare(false, [&](PacketBuilder& b) { b.IPv6(kClient6, dst).Udp(40000, 53).Payload("y"); }));
     check(std::string("6in6 to ") + dst, t, t, KEEL_DECAP_R_PASS_NOT_LOCAL);
@@ -332,7 +332,7 @@ TEST_F(DecapTest, TunnelsNotAddressedToThisHostAlonePassUntouched) {
     Bytes t = tunnel(false, false, outer, in4);
     check(std::string("4in4 sent to ") + outer, t, t, KEEL_DECAP_R_PASS_OUTER_NOT_UNICAST);
   }
-  for (const char* outer : {"ff02::1", "ff05::2", "::"}) {
+  for (const char* outer : {"ff02::1", "ff05::2", "::", "::ffff:10.1.0.1"}) {
     Bytes t = tunnel(false, true, outer, in6);
     check(std::string("6in6 sent to ") + outer, t, t, KEEL_DECAP_R_PASS_OUTER_NOT_UNICAST);
   }

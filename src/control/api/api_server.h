@@ -23,8 +23,8 @@
 //    requests, or sending a line slowly), which gets a busy error first; only
 //    when every connection is being answered is the newcomer refused with
 //    busy. So idle connections cannot lock `config reload` out.
-//  - Unfinished request bytes count towards the same bound: a read that
-//    takes the bytes held past it without a whole line to answer has the
+//  - Unfinished request bytes have the same bound: a read that takes the
+//    request bytes held past it without a whole line to answer has the
 //    connection holding the most request bytes told busy and closed, so
 //    many half-sent lines cannot take a line's limit each (waiting would
 //    not help: a line that is not whole cannot be run to make room).
@@ -66,8 +66,8 @@ struct ApiServerOptions {
   // What the connections may hold, all together: request bytes read but not
   // yet answered, and reply bytes not yet written. Past it no request runs
   // until a reply is out; the one that crosses it may pass it by its reply.
-  // Request bytes alone over it (no whole line among them) shed the
-  // connection holding the most; replies never make it close anyone.
+  // Request bytes alone over it, after a read that brought no whole line,
+  // shed the connection holding the most; replies never get anyone shed.
   size_t maxBufferedBytes = 32u << 20;
   bool readOnly = false;  // serve only what changes nothing (control.readonly)
   // A read-only server's share of keeld's one loop (LoopBudget): its

@@ -70,8 +70,10 @@ SavedConns exportConns(const Snapshot& snap, const std::vector<const ConnTable*>
       // The entries a hit may still follow (worker_path.cc): a real of its
       // service at the generation the entry was picked with. Not VALID at
       // that generation is a real not up since this keeld started (a real
-      // that goes down, or is removed, gets a new generation): its checks
-      // still pending after a restore, or its l2dsr MAC not yet found. Its
+      // that goes down, or is removed, gets a new generation; barring an
+      // apply the data plane refused midway, whose retry rewrites it at
+      // its old one): its checks still pending after a restore, or its
+      // l2dsr MAC not yet found. Its
       // entries wait for it, here as in the tables (they were dropped
       // here, so a second restart before its checks passed lost them).
       const BackendSlot* slot = snapshotBackend(snap, v.backend_id);

@@ -125,7 +125,7 @@ struct SavedConns {
 struct ConnExportReport {
   uint64_t saved = 0;
   // No hit will follow it again: its real's generation moved on (the real
-  // went down or was removed), or the slot is another service's.
+  // went down or was removed), or the slot names no service now.
   uint64_t skippedStale = 0;
   uint64_t skippedExpired = 0;  // idle longer than its protocol's timeout
 };

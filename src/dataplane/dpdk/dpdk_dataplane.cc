@@ -362,15 +362,18 @@ Status setupPort(uint16_t port, const char* what, uint16_t queues, uint16_t rxd,
     rc = rte_eth_rx_queue_setup(port, q, rxd, socket, nullptr, pool);
     // net_af_xdp fills its socket's ring from the pool when the queue is
     // set up, and fails with only "Invalid argument" when the pool is short
-    // (DPDK 22.11 here: 1,024 buffers a worker were too few, 2,048 enough).
-    // The exception interface's RX ring comes from the same pool after the
-    // port's: short, its setup fails with ENOMEM.
+    // (DPDK 22.11: it takes 2,048 buffers a worker, config.h's
+    // kAfXdpFillBuffers). The exception interface's RX ring comes from the
+    // same pool after the port's: short, its net_tap setup fails with
+    // ENOMEM (on a NIC, ENOMEM is rather the ring's own memory).
+    const bool tap = std::strcmp(what, "dpdk.exception_interface") == 0;
     if (rc != 0)
       return Status::error(std::string(what) + ": rx queue " + std::to_string(q) + ": " + rte_strerror(-rc) +
                            (info.driver_name && std::strstr(info.driver_name, "af_xdp")
                                 ? " (net_af_xdp: too few buffers for its ring? raise dataplane.dpdk.mbufs_per_worker)"
-                            : rc == -ENOMEM ? " (too few packet buffers? raise dataplane.dpdk.mbufs_per_worker)"
-                                            : ""));
+                            : tap && rc == -ENOMEM
+                                ? " (too few packet buffers after the port's? raise dataplane.dpdk.mbufs_per_worker)"
+                                : ""));
     rc = rte_eth_tx_queue_setup(port, q, txd, socket, nullptr);
     if (rc != 0)
       return Status::error(std::string(what) + ": tx queue " + std::to_string(q) + ": " +

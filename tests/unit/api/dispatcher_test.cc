@@ -904,6 +904,9 @@ TEST_F(DispatcherTest, LookupRejectsMismatches) {
        "services[web]: client 10.0.0.1 is the VIP itself: the data planes drop its packets (drop_bad_source)"},
       {R"({"service":"v6","client_address":"::1","client_port":1})", "params.client_address",
        "services[v6]: client ::1 is no single host's address: the data planes drop its packets (drop_bad_source)"},
+      {R"({"service":"v6","client_address":"::ffff:192.0.2.1","client_port":1})", "params.client_address",
+       "services[v6]: client ::ffff:192.0.2.1 is no single host's address: the data planes drop its packets "
+       "(drop_bad_source)"},
       {R"({"service":"v6","client_address":"ff02::1","client_port":1})", "params.client_address",
        "services[v6]: client ff02::1 is no single host's address: the data planes drop its packets "
        "(drop_bad_source)"},

@@ -1152,15 +1152,15 @@ INSTANTIATE_TEST_SUITE_P(
                 {"keel.yaml:9: dataplane.dpdk.mbufs_per_worker: must be at least rx_descriptors + "
                  "tx_descriptors + 448 (bursts in flight, mempool cache) + 512 (the exception interface's RX "
                  "ring) = 1984, got \"1200\""}},
-        // net_af_xdp fills its socket's ring with 1,024 whatever the RX ring
+        // net_af_xdp fills its socket's ring with 2,048 whatever the RX ring
         // (2,048 passed here, and the start failed at the tap's RX ring).
         BadCase{"dpdk af_xdp pool under its fill ring",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: \"net_af_xdp0,iface=eth0\"\n    workers: [1]\n"
                 "    rx_descriptors: 256\n    tx_descriptors: 256\n    exception_interface: keel0\n"
                 "    mbufs_per_worker: 2048\n",
-                {"keel.yaml:9: dataplane.dpdk.mbufs_per_worker: must be at least max(rx_descriptors, 1024: "
+                {"keel.yaml:9: dataplane.dpdk.mbufs_per_worker: must be at least max(rx_descriptors, 2048: "
                  "net_af_xdp's fill ring) + tx_descriptors + 448 (bursts in flight, mempool cache) + 512 (the "
-                 "exception interface's RX ring) = 2240, got \"2048\""}},
+                 "exception interface's RX ring) = 3264, got \"2048\""}},
         // Checked with the default pool too.
         BadCase{"dpdk default pool under large rings",
                 "dataplane:\n  kind: dpdk\n  dpdk:\n    port: x\n    workers: [1]\n    rx_descriptors: 8192\n",

@@ -190,6 +190,7 @@ enum keel_reason {
 	KEEL_R_TX_ICMP_TOO_BIG,       /* over the MTU: ICMP frag-needed / PTB sent back to the client */
 	KEEL_R_DROP_L2_MULTICAST,     /* VIP, in a frame to an Ethernet broadcast or multicast address */
 	KEEL_R_DROP_BAD_SOURCE,       /* VIP, from a source no one host has (0/8, loopback, multicast, ...) or the VIP */
+	KEEL_R_DROP_SOURCE_ROUTE,     /* VIP, IPv4 loose/strict source route with hops left (the VIP is not the last hop) */
 	KEEL_R_MAX
 };
 
@@ -198,6 +199,7 @@ enum keel_reason {
 	"pass_bad_header", "tx_ipip", "tx_l2dsr", "tx_icmp_echo",             \
 	"drop_truncated", "drop_fragment", "drop_ipv6_ext", "drop_icmp",      \
 	"drop_l4_proto", "drop_no_backend", "drop_encap_failed", "drop_too_big", \
-	"tx_icmp_too_big", "drop_l2_multicast", "drop_bad_source"
+	"tx_icmp_too_big", "drop_l2_multicast", "drop_bad_source", \
+	"drop_source_route"
 
 #endif

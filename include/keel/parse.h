@@ -487,6 +487,49 @@ KEEL_INLINE int keel_src_martian(__u8 family, const __u32 *src, const __u32 *dst
 	       (src[0] == dst[0] && src[1] == dst[1] && src[2] == dst[2] && src[3] == dst[3]);
 }
 
+/* IPv4 options of a VIP packet (after the fixed header, up to the IHL's
+ * end): KEEL_R_DROP_SOURCE_ROUTE for a loose or strict source route (LSRR
+ * 131, SSRR 137) with hops left, whose next hop is not the VIP's to keep
+ * (RFC 791 3.1, RFC 1812 5.2.4.1): the IPv6 rule for a routing header with
+ * segments left (keel_parse_ipv6_ext), and what a Linux host does without
+ * accept_source_route; a real that accepted it would route the packet on.
+ * Options cut short or overrunning the header are DROP_TRUNCATED. The
+ * others are read past. Each option is at least a byte, so 40 steps cover
+ * the 40 bytes options can take. */
+KEEL_INLINE int keel_parse_ipv4_options(void *data, void *end, const struct keel_pkt *pkt)
+{
+	__u16 off = (__u16)((pkt->l3_off & 0x1f) + sizeof(struct keel_ipv4));
+	const __u16 stop = pkt->l4_off & 0x7f;
+	int i;
+
+	for (i = 0; i < 40; i++) {
+		const __u8 *o = (const __u8 *)data + (off & 0x7f);
+		__u8 len;
+
+		if (off >= stop)
+			break;
+		if (o + 1 > (const __u8 *)end)
+			return KEEL_R_DROP_TRUNCATED;
+		if (o[0] == 0)  /* end of options */
+			break;
+		if (o[0] == 1) {  /* no-op */
+			off++;
+			continue;
+		}
+		if (o + 3 > (const __u8 *)end || off + 2 > stop)
+			return KEEL_R_DROP_TRUNCATED;
+		len = o[1];
+		if (len < 2 || off + len > stop)
+			return KEEL_R_DROP_TRUNCATED;
+		/* The pointer (o[2], 1-based, at least 4) past the route's end:
+		 * no hops left, the VIP the last; within it, hops to go. */
+		if ((o[0] == 131 || o[0] == 137) && o[2] <= len)
+			return KEEL_R_DROP_SOURCE_ROUTE;
+		off += len;
+	}
+	return KEEL_CONTINUE;
+}
+
 /* Stage 2, for packets aimed at a VIP: fragments, extension headers, ICMP,
  * ports. On KEEL_CONTINUE pkt->key is the complete flow key. */
 KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
@@ -519,6 +562,11 @@ KEEL_INLINE int keel_parse_l4(void *data, void *end, struct keel_pkt *pkt)
 			return KEEL_R_DROP_TRUNCATED;
 		if (ip->frag_off & KEEL_HTONS(KEEL_IP_MF | KEEL_IP_OFFMASK))
 			return KEEL_R_DROP_FRAGMENT;
+		if ((ip->ver_ihl & 0x0f) > 5) {
+			rc = keel_parse_ipv4_options(data, end, pkt);
+			if (rc != KEEL_CONTINUE)
+				return rc;
+		}
 	} else {
 		rc = keel_parse_ipv6_ext(data, end, pkt);
 		if (rc != KEEL_CONTINUE)

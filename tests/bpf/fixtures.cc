@@ -521,6 +521,24 @@ std::vector<FixtureRow> fixtureRows() {
                     .Udp(kSport, 53).Payload("opts").build();
     rows.push_back(forwardRow("l2dsr v4 with 40 bytes of IP options (IHL 15), vlan", in2, 18, 5,
                               flowKey(kClient4, "10.100.0.2", kSport, 53, kUdp)));
+    // Source routes (LSRR 131, SSRR 137: type, length, pointer, addresses):
+    // with hops left the VIP is not the last hop, as an IPv6 routing header
+    // with segments left; with none left (pointer past the route) it is.
+    auto v4opts = [](const Bytes& opts, const char* vip = "10.100.0.1") {
+      return PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, vip, {.options = opts})
+          .Tcp(kSport, 80).Payload("srr").build();
+    };
+    rows.push_back(dropRow("v4 loose source route, one hop left", v4opts({131, 7, 4, 192, 0, 2, 9, 0}),
+                           KEEL_R_DROP_SOURCE_ROUTE));
+    rows.push_back(dropRow("v4 strict source route after no-ops, one of two hops left",
+                           v4opts({1, 137, 11, 8, 192, 0, 2, 9, 192, 0, 2, 10, 0, 0, 0, 0}), KEEL_R_DROP_SOURCE_ROUTE));
+    rows.push_back(forwardRow("ipip v4 loose source route, no hops left", v4opts({131, 7, 8, 192, 0, 2, 9, 0}), 14, 0,
+                              flowKey(kClient4, "10.100.0.1", kSport, 80, kTcp)));
+    rows.push_back(forwardRow("ipip v4 record route then end of options", v4opts({7, 7, 4, 0, 0, 0, 0, 0}), 14, 0,
+                              flowKey(kClient4, "10.100.0.1", kSport, 80, kTcp)));
+    // An option whose length is under 2 or runs past the header.
+    rows.push_back(dropRow("v4 option of length 1", v4opts({68, 1, 0, 0}), KEEL_R_DROP_TRUNCATED));
+    rows.push_back(dropRow("v4 option running past the header", v4opts({1, 1, 68, 8}), KEEL_R_DROP_TRUNCATED));
   }
   {
     auto key6 = flowKey(kClient6, "fd00:100::1", kSport, 80, kTcp);

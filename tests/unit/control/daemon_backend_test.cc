@@ -57,6 +57,14 @@ class NeedsIsolation : public ::testing::Environment {
     ::testing::AddGlobalTestEnvironment(new NeedsIsolation);
 
 IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+// A real.add of one real, as keelctl sends it: no weight, mac or check
+// unless the test sets them.
+api::RealAddRequest realAdd(const std::string& service, const char* address) {
+  api::RealAddRequest r;
+  r.service = service;
+  r.real.address = ip(address);
+  return r;
+}
 
 std::string yaml(const std::string& reals, const std::string& health = "") {
   return "dataplane: {kind: xdp, interface: eth0}\n"
@@ -234,9 +242,7 @@ class DaemonBackendTest : public ::testing::Test {
   void startWithAnIpv6RealAddedAndADrain() {
     files_["keel.yaml"] = withTunnelSourceV6(yaml(kTwo));
     make();
-    api::RealAddRequest add;
-    add.service = "web";
-    add.real.address = ip("2001:db8:1::12");
+    api::RealAddRequest add = realAdd("web", "2001:db8:1::12");
     ASSERT_TRUE(backend_->addReal(add).isOk());
     ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   }
@@ -906,9 +912,7 @@ TEST_F(DaemonBackendTest, ReloadKeepsDrainUnlessFileChangesThatReal) {
 // counted no change). Another mac or check than the file's is refused.
 TEST_F(DaemonBackendTest, FileRealAddedBackUndoesItsRemoval) {
   make();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.2");
+  api::RealAddRequest add = realAdd("web", "10.0.1.2");
   ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
   add.real.health = {{"type", "tcp"}};
   dp_.calls.clear();
@@ -958,9 +962,7 @@ TEST_F(DaemonBackendTest, FileRealAddedBackWithoutWeightTakesTheFiles) {
   files_["keel.yaml"] = yaml("      - {address: 10.0.1.1, weight: 100}\n      - {address: 10.0.1.2, weight: 40}\n");
   make();
   ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.2");
+  api::RealAddRequest add = realAdd("web", "10.0.1.2");
   api::Result r = backend_->addReal(add);
   ASSERT_TRUE(r.isOk()) << r.error().message;
   EXPECT_EQ(realOf("10.0.1.2").weight, 40u);
@@ -1086,9 +1088,7 @@ TEST_F(DaemonBackendTest, StatusFollowsTheFileTheReloadsAndTheRuntimeChanges) {
 
   ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, ""}).isOk());
   ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 7}).isOk());
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.9");
+  api::RealAddRequest add = realAdd("web", "10.0.1.9");
   add.real.weight = 30;
   ASSERT_TRUE(backend_->addReal(add).isOk());
   st = backend_->daemonStatus();
@@ -1309,9 +1309,7 @@ TEST_F(DaemonBackendTest, CheckConfigChecksTheFileWithTheRuntimeChanges) {
 
 TEST_F(DaemonBackendTest, RuntimeAddAndRemoveReal) {
   make();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.9");
+  api::RealAddRequest add = realAdd("web", "10.0.1.9");
   add.real.weight = 10;
   ASSERT_TRUE(backend_->addReal(add).isOk());
   EXPECT_EQ(backend_->findService("web")->reals.size(), 3u);
@@ -1345,9 +1343,7 @@ TEST_F(DaemonBackendTest, RuntimeIpv6IpipServiceOnASmallMtuIsWarnedOnce) {
   ASSERT_EQ(w.size(), 1u);
   EXPECT_NE(w[0].find("service=web6 vip=2001:db8:100::10 mtu=1300 needed=1320"), std::string::npos) << w[0];
 
-  api::RealAddRequest add;
-  add.service = "web6";
-  add.real.address = ip("2001:db8:1::12");
+  api::RealAddRequest add = realAdd("web6", "2001:db8:1::12");
   ASSERT_TRUE(backend_->addReal(add).isOk());
   ASSERT_TRUE(backend_->reload().isOk());
   EXPECT_TRUE(backend_->findService("web6"));
@@ -1360,9 +1356,7 @@ TEST_F(DaemonBackendTest, RuntimeIpv6IpipServiceOnASmallMtuIsWarnedOnce) {
 TEST_F(DaemonBackendTest, RuntimeRealWithoutItsTunnelSourceIsRefused) {
   make();
   dp_.calls.clear();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("2001:db8:1::12");
+  api::RealAddRequest add = realAdd("web", "2001:db8:1::12");
   api::Result r = backend_->addReal(add);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
@@ -1389,9 +1383,7 @@ TEST_F(DaemonBackendTest, RuntimeRealWithoutItsTunnelSourceIsRefused) {
 TEST_F(DaemonBackendTest, RuntimeRealsAndVipsTheFileWouldRefuseAreRefused) {
   make();
   dp_.calls.clear();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("224.0.0.1");
+  api::RealAddRequest add = realAdd("web", "224.0.0.1");
   api::Result r = backend_->addReal(add);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().message, "service web real 224.0.0.1: a real cannot be a multicast address");
@@ -1475,9 +1467,7 @@ TEST_F(DaemonBackendTest, ARealThatIsAnotherServicesVipIsRefusedAtRuntime) {
   const std::string why =
       ": a real cannot be a VIP of this balancer (a tunnel or frame to it would come back to this balancer instead "
       "of reaching a real, and its health checks would reach that service's reals and pass)";
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.0.77");  // web2's VIP
+  api::RealAddRequest add = realAdd("web", "10.0.0.77");  // web2's VIP
   api::Result r = backend_->addReal(add);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
@@ -1527,9 +1517,7 @@ TEST_F(DaemonBackendTest, AReloadThatBreaksARuntimeRealIsRefusedBeforeTheNodeIsW
   const std::string file = yaml(kTwo);
   files_["keel.yaml"] = withTunnelSourceV6(file);
   make();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("2001:db8:1::12");
+  api::RealAddRequest add = realAdd("web", "2001:db8:1::12");
   ASSERT_TRUE(backend_->addReal(add).isOk());
   preApplied_.clear();
   dp_.calls.clear();
@@ -1604,9 +1592,7 @@ TEST_F(DaemonBackendTest, AReloadErrorOfAFileServiceNamesTheRealsKeelctlAdded) {
 // destination MAC.
 TEST_F(DaemonBackendTest, AReloadToL2dsrWithAMaclessRuntimeRealIsRefused) {
   make();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.9");
+  api::RealAddRequest add = realAdd("web", "10.0.1.9");
   ASSERT_TRUE(backend_->addReal(add).isOk());
   std::string file = yaml("      - {address: 10.0.1.1, weight: 100, mac: \"02:00:00:00:01:01\"}\n");
   const std::string proto = "    protocol: tcp\n";
@@ -1625,9 +1611,7 @@ TEST_F(DaemonBackendTest, AReloadToL2dsrWithAMaclessRuntimeRealIsRefused) {
 TEST_F(DaemonBackendTest, RuntimeHealthErrorChangesNothing) {
   make();
   dp_.calls.clear();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.9");
+  api::RealAddRequest add = realAdd("web", "10.0.1.9");
   add.real.health = {{"rise", "many"}};
   api::Result r = backend_->addReal(add);
   ASSERT_FALSE(r.isOk());
@@ -1773,9 +1757,7 @@ TEST_F(DaemonBackendTest, CheckedRealsStartDownAndFailOpenKeepsTheLast) {
 TEST_F(DaemonBackendTest, AReloadChangesTheCheckOfARealAddedAtRuntime) {
   files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9}\n");
   make();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.9");
+  api::RealAddRequest add = realAdd("web", "10.0.1.9");
   ASSERT_TRUE(backend_->addReal(add).isOk());
   auto checkOf = [&](const std::string& address) {
     nlohmann::json r = call(R"({"id":1,"method":"health.show","params":{"service":"web"}})");
@@ -1795,9 +1777,7 @@ TEST_F(DaemonBackendTest, AReloadChangesTheCheckOfARealAddedAtRuntime) {
 // config_warning in the log), as config.check gives it.
 TEST_F(DaemonBackendTest, AnIpipRealsMacIsAcceptedWithAWarning) {
   make();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.9");
+  api::RealAddRequest add = realAdd("web", "10.0.1.9");
   add.real.mac = *MacAddress::parse("02:00:00:00:00:09");
   api::Result r = backend_->addReal(add);
   ASSERT_TRUE(r.isOk()) << r.error().message;
@@ -1821,9 +1801,7 @@ TEST_F(DaemonBackendTest, AHealthSourceThisHostLacksIsWarnedOnARuntimeAdd) {
   host.addressIsLocal = [](const IpAddress& a) { return a == ip("10.0.0.2"); };
   backend_->setCheckOptions(host);
   const std::string warning = "health.source: " + healthSourceNotLocal(ip("192.0.2.7"));
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.9");
+  api::RealAddRequest add = realAdd("web", "10.0.1.9");
   add.real.health = {{"type", "tcp"}, {"port", 9}, {"source", "192.0.2.7"}};
   api::Result r = backend_->addReal(add);
   ASSERT_TRUE(r.isOk()) << r.error().message;
@@ -2325,9 +2303,7 @@ TEST_F(DaemonBackendTest, L2dsrRuntimeAddsResolveTheMacLikeTheFile) {
     return out;
   };
 
-  api::RealAddRequest add;
-  add.service = "dsr";
-  add.real.address = ip("10.0.1.8");
+  api::RealAddRequest add = realAdd("dsr", "10.0.1.8");
   r = backend_->addReal(add);
   ASSERT_TRUE(r.isOk()) << r.error().message;
   const std::string pending = "l2dsr: 10.0.1.8 not in the neighbour table of eth0";
@@ -2787,9 +2763,7 @@ TEST_F(DaemonBackendTest, RuntimeAddsWarnOfAUdpPayloadOverTheIpv6MinimumMtu) {
                                    "(1280), so a smaller path MTU than 1348 bytes fragments the check or fails it "
                                    "(Packet Too Big)"}))
       << r.result().dump();
-  api::RealAddRequest add;
-  add.service = "dns";
-  add.real.address = ip("2001:db8:1::54");
+  api::RealAddRequest add = realAdd("dns", "2001:db8:1::54");
   r = backend_->addReal(add);
   ASSERT_TRUE(r.isOk()) << r.error().message;
   EXPECT_EQ(r.result()["warnings"].size(), 1u) << r.result().dump();
@@ -2826,9 +2800,7 @@ TEST_F(DaemonBackendTest, RuntimeAddReadsTheTableAsARequestAndIsRetriedSoon) {
   backend_->setRequestMacResolver(counting(requests));
   backend_->setMacRetryResolver(counting(retries));
   backend_->setMacRefreshResolver(quietResolver());
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.3");
+  api::RealAddRequest add = realAdd("web", "10.0.1.3");
   api::Result r = backend_->addReal(add);
   ASSERT_TRUE(r.isOk()) << r.error().message;
   EXPECT_EQ(atStart, 0) << "a request read the table with the start-up's resolver";
@@ -2906,9 +2878,7 @@ class RuntimeStateTest : public DaemonBackendTest {
     dns.reals.push_back(api::RealSpec{ip("10.0.3.1"), 5, std::nullopt, nullptr});
     dns.reals.push_back(api::RealSpec{ip("10.0.3.2"), 100, std::nullopt, nullptr});
     ASSERT_TRUE(backend_->addService(dns).isOk());
-    api::RealAddRequest add;
-    add.service = "web";
-    add.real.address = ip("10.0.1.9");
+    api::RealAddRequest add = realAdd("web", "10.0.1.9");
     add.real.weight = 10;
     add.real.health = {{"type", "tcp"}, {"port", 9}};
     ASSERT_TRUE(backend_->addReal(add).isOk());
@@ -3894,9 +3864,7 @@ TEST_F(RuntimeStateTest, L2dsrMacsOfARequestAndOfTheStateFileAreLookedUpTogether
   ASSERT_TRUE(
       backend_->addService(l2dsrService("dsr2", "10.0.0.8", {api::RealSpec{ip("10.0.6.1"), 100, std::nullopt, nullptr}}))
           .isOk());
-  api::RealAddRequest add;
-  add.service = "dsr";
-  add.real.address = ip("10.0.5.3");
+  api::RealAddRequest add = realAdd("dsr", "10.0.5.3");
   ASSERT_TRUE(backend_->addReal(add).isOk());
   backend_.reset();
 
@@ -3952,9 +3920,7 @@ TEST_F(RuntimeStateTest, AnAdoptingRestartKeepsThePlanesMacsOfRealsKeelctlAdded)
                  {"10.0.1.9", "02:00:00:00:01:09"}, {"10.0.5.1", "02:00:00:00:05:01"},
                  {"10.0.5.3", "02:00:00:00:05:03"}};
   make();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.9");
+  api::RealAddRequest add = realAdd("web", "10.0.1.9");
   ASSERT_TRUE(backend_->addReal(add).isOk());
   ASSERT_TRUE(
       backend_->addService(l2dsrService("dsr", "10.0.0.7", {api::RealSpec{ip("10.0.5.1"), 100, std::nullopt, nullptr}}))
@@ -4315,9 +4281,7 @@ TEST_F(RuntimeStateTest, ADrainKeepsItsTimeAndReasonAcrossARestart) {
 // reload that drops the real from the file reports a phantom addition.
 TEST_F(RuntimeStateTest, AnOldAddedEntryOfAFileRealBecomesTheFilesReal) {
   make();
-  api::RealAddRequest add;
-  add.service = "web";
-  add.real.address = ip("10.0.1.9");
+  api::RealAddRequest add = realAdd("web", "10.0.1.9");
   ASSERT_TRUE(backend_->removeReal({"web", ip("10.0.1.2")}).isOk());
   ASSERT_TRUE(backend_->addReal(add).isOk());
   backend_.reset();

@@ -377,7 +377,7 @@ class Parser {
   void parseDataplane(const YAML::Node& n, DataplaneConfig& dp);
   void parseDpdk(const YAML::Node& n, DpdkConfig& d);
   void checkDpdkLcores(const YAML::Node& n, const DpdkConfig& d, const std::vector<YAML::Node>& workerNodes);
-  void checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d);
+  void checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d, const std::string& devargs);
   void parseNode(const YAML::Node& n, NodeConfig& node);
   void parseLimits(const YAML::Node& n, DataplaneLimits& limits);
   void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
@@ -571,7 +571,9 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
       }
     }
   }
-  checkPortQueues(portNode, d);
+  // The port's own devargs, or its --vdev's in eal_args (portDevargs).
+  const std::string devargs = portDevargs(d.port, d.ealArgs);
+  checkPortQueues(portNode, d, devargs);
   if (auto k = child(n, path, "rx_descriptors", false))
     if (auto v = integer(*k, path + ".rx_descriptors", 64, 32768)) d.rxDescriptors = *v;
   if (auto k = child(n, path, "tx_descriptors", false))
@@ -625,7 +627,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
                 "set dataplane.interface to the port's interface (docs/dpdk.md)");
   // ... and one whose kernel forwards: warnAfPacketForwarding, once the
   // VIPs are read.
-  if (const std::string devargs = portDevargs(d.port, d.ealArgs); portNode && isAfPacketPort(devargs))
+  if (portNode && isAfPacketPort(devargs))
     afPacketPort_ = AfPacketPort{*portNode, vdevInterface(devargs)};
   if (auto k = child(n, path, "idle_sleep_us", false))
     if (auto v = integer(*k, path + ".idle_sleep_us", 0, 100000)) d.idleSleepUs = *v;
@@ -639,7 +641,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   // and with an exception interface the tap's RX ring (512 per worker,
   // filled at start): a smaller pool starves RX (rx_no_mbuf). Checked with
   // the default too.
-  const bool afXdp = isAfXdpPort(portDevargs(d.port, d.ealArgs));
+  const bool afXdp = isAfXdpPort(devargs);
   const uint64_t rx = afXdp ? std::max<uint64_t>(d.rxDescriptors, DpdkConfig::kAfXdpFillBuffers) : d.rxDescriptors;
   const uint64_t need = rx + d.txDescriptors + DpdkConfig::kMbufSlackPerWorker +
                         (d.exceptionInterface.empty() ? 0 : DpdkConfig::kTapDescriptors);
@@ -666,9 +668,8 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
 // here, with the file's line, so --check-config and a reload catch them;
 // the start refuses net_af_packet's again (setupPort() in the DPDK plane,
 // from the pairs the driver opened).
-void Parser::checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d) {
-  // The port's own devargs, or its --vdev's in eal_args (portDevargs).
-  const std::string devargs = portDevargs(d.port, d.ealArgs);
+void Parser::checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d,
+                             const std::string& devargs) {
   if (!portNode || d.port.empty() || d.workers.empty() || !isKernelVdev(devargs)) return;
   const std::string where = devargs == d.port ? "" : " (its --vdev in eal_args)";
   const bool afPacket = isAfPacketPort(devargs);

@@ -138,6 +138,13 @@ void printJsonError(const char* code, const std::string& message) {
   std::printf("%s\n", jsonText(nlohmann::ordered_json{{"error", {{"code", code}, {"message", message}}}}).c_str());
 }
 
+// An interface's pin directory, then the root, each only if empty: another
+// interface's pins (and the root holding them) stay.
+void removePinDirIfEmpty(const std::string& dir, const std::string& root) {
+  rmdir(dir.c_str());
+  rmdir(root.c_str());
+}
+
 int fail(const std::string& msg) {
   if (jsonOutput) printJsonError("failed", msg);
   std::fprintf(stderr, "keel-decap: %s\n", msg.c_str());
@@ -376,11 +383,20 @@ int attach(const Args& a) {
                 (e == EBUSY || e == EEXIST ? " (another XDP program is attached)" : ""));
   }
   std::string result;
-  if (mkdir(a.pinRoot.c_str(), 0700) != 0 && errno != EEXIST) {
-    result = "mkdir " + a.pinRoot + ": " + errnoText(errno);
-  } else if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    result = "mkdir " + dir + ": " + errnoText(errno);
-  } else {
+  // The root may go between the two mkdirs (a detach of another interface
+  // removes it when empty): made again, a few times.
+  for (int tries = 0;; tries++) {
+    result.clear();
+    if (mkdir(a.pinRoot.c_str(), 0700) != 0 && errno != EEXIST) {
+      result = "mkdir " + a.pinRoot + ": " + errnoText(errno);
+    } else if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      const int e = errno;
+      result = "mkdir " + dir + ": " + errnoText(e);
+      if (e == ENOENT && tries < 10) continue;
+    }
+    break;
+  }
+  if (result.empty()) {
     // There is no link pin (checked above), so anything here belongs to no
     // attachment: an older keel-decap's detach removed only link and stats.
     for (const char* name : kPins) unlink((dir + "/" + name).c_str());
@@ -399,7 +415,7 @@ int attach(const Args& a) {
     // Closing the only link fd detaches again: nothing is left behind.
     close(linkFd);
     keel_decap::destroy(skel);
-    rmdir(dir.c_str());
+    removePinDirIfEmpty(dir, a.pinRoot);
     return fail(result);
   }
   if (a.output == "json") {
@@ -437,7 +453,7 @@ int detach(const Args& a) {
   int rc = bpf_link_detach(link.get());
   if (rc) return fail("detach from " + a.iface + ": " + errnoText(errno));
   for (const char* name : kPins) unlink((dir + "/" + name).c_str());
-  rmdir(dir.c_str());
+  removePinDirIfEmpty(dir, a.pinRoot);
   if (a.output == "json")
     std::printf("%s\n", jsonText(nlohmann::ordered_json{{"interface", a.iface}, {"attached", false},
                                                         {"detached", true}})

@@ -130,17 +130,32 @@ long flockHolder(const std::string& path) {
   return 0;
 }
 
+// Removes a pin directory and then its parent (/sys/fs/bpf/keel), each only
+// if empty: what another keeld (another interface) or anyone else keeps
+// there stays, and so does the directory holding it.
+void removePinDirIfEmpty(const std::string& dir) {
+  if (::rmdir(dir.c_str()) != 0) return;
+  const std::string parent = std::filesystem::path(dir).parent_path();
+  if (!parent.empty() && parent != "/") ::rmdir(parent.c_str());
+}
+
 // Creates the pin directory if missing and takes its lock (create()). A
 // keeld that is still exiting (`keelctl daemon stop` returns before it has)
 // holds it a moment longer: waited for, up to `wait` (5 s). A lock won on a
 // directory its previous holder removed meanwhile (shutdown's rmdir) is on
-// a deleted inode: taken again on the directory that is there now.
+// a deleted inode: taken again on the directory that is there now. The
+// parent may go between the two mkdirs of create_directories (another
+// interface's keeld stopping removes it when empty): created again.
 Status lockPinDir(const std::string& dir, Fd* out,
                   std::chrono::milliseconds wait = std::chrono::seconds(5)) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
   for (;;) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
+    if (ec == std::errc::no_such_file_or_directory && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
     if (ec) return Status::error("xdp: create " + dir + ": " + ec.message());
     Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (fd.get() < 0) return Status::error("xdp: open " + dir + ": " + errnoText(errno));
@@ -178,7 +193,7 @@ XdpDataplane::XdpDataplane(const XdpOptions& options) : options_(options) {}
 
 XdpDataplane::~XdpDataplane() {
   if (!leaveInPlace_) (void)shutdown(false);
-  if (freshPinDir_ && !pinned_) ::rmdir(options_.pinDir.c_str());  // only if empty
+  if (freshPinDir_ && !pinned_) removePinDirIfEmpty(options_.pinDir);
   if (attachedFd_ >= 0) ::close(attachedFd_);
   keel_balancer__destroy(skel_);
 }
@@ -941,7 +956,7 @@ void XdpDataplane::unpinMaps() {
   unpin(kProgPin);
   unpin(kRodataPin);
   unpin(xdp::kLayoutsPin);
-  ::rmdir(options_.pinDir.c_str());  // only if empty; keeps others' files
+  removePinDirIfEmpty(options_.pinDir);  // keeps others' files
   pinned_ = false;
 }
 

@@ -292,6 +292,8 @@ TEST_F(XdpDataplaneTest, ProgramsMapsPinsAndDetaches) {
   EXPECT_EQ(bpf_xdp_query_id(ifindex, XDP_FLAGS_DRV_MODE, &attachedId), 0);
   EXPECT_EQ(attachedId, 0u);
   EXPECT_FALSE(std::filesystem::exists(pinDir_));
+  // and its parent, /sys/fs/bpf/keel for keeld, which nothing else uses here
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(pinDir_).parent_path()));
 }
 
 // portMtu() reads the attached interface's MTU at the time of the call: a
@@ -324,6 +326,7 @@ TEST_F(XdpDataplaneTest, AJumboMtuRefusalSaysWhatToDo) {
   EXPECT_NE(s.message().find("dataplane.kind: dpdk"), std::string::npos) << s.message();
   std::error_code ec;
   EXPECT_FALSE(std::filesystem::exists(pinDir_, ec)) << pinDir_ << " left behind";
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(pinDir_).parent_path(), ec));
   // Only the veth's peer large: the same hint, with the interface's 1500.
   ASSERT_EQ(run("ip -n " + ns_ + " link set " + ifA_ + " mtu 1500"), 0);
   s = XdpDataplane::create(optionsFor(XdpAttachMode::kNative, {4, 8, 128}), &dp_);

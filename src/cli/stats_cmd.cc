@@ -24,11 +24,6 @@ struct StatsArgs {
 // stats.get's per-family keys (conntrack, and each worker's conntrack).
 const char* const kFamilies[] = {"ipv4", "ipv6"};
 
-std::string upper(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // Per-second deltas of every counter between two stats.get results. A
 // counter that went backwards (daemon restarted) reads as 0, not garbage.
 double perSecond(const json& a, const json& b, const char* key, double seconds) {

@@ -4,6 +4,7 @@
 
 #include <rte_cycles.h>
 #include <rte_dev.h>
+#include <rte_devargs.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -28,6 +29,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -180,6 +182,16 @@ Status attachPort(const std::string& devargs, const char* what, uint16_t* port, 
   *probed = false;
   std::string name = portDeviceName(devargs);
   if (rte_eth_dev_get_port_by_name(name.c_str(), port) == 0) return Status::ok();
+  // A name no bus takes (a vdev driver's name misspelt, or its driver not
+  // installed): EAL says only "failed to parse device", and rte_dev_probe
+  // EFAULT, which read as the driver's refusal.
+  rte_devargs parsed{};
+  const bool known = rte_devargs_parse(&parsed, devargs.c_str()) == 0;
+  std::free(parsed.data);  // what rte_devargs_reset (experimental in 22.11) frees
+  if (!known)
+    return Status::error(std::string(what) + ": cannot probe \"" + devargs + "\": no DPDK driver takes the name \"" +
+                         name + "\" (a vdev's name is its driver's and a number, such as net_af_packet0 or "
+                         "net_af_xdp0, and its driver must be installed; a PCI device is named by its address)");
   int rc = rte_dev_probe(devargs.c_str());
   if (rc < 0)
     // Drivers return what they like (af_packet: -1 for any devargs it

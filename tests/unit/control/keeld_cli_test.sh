@@ -38,8 +38,9 @@ services:
       - {address: 10.0.1.12, weight: abc}
 YAML
 sed 's/interface: lo/interface: nosuchif0/' "$dir/good.yaml" > "$dir/noif.yaml"
-# kind dpdk with a port no driver provides: EAL starts (no hugepages, no PCI,
-# no files), the port cannot be probed, keeld says which key and exits 1.
+# kind dpdk with a port no driver provides (or one its driver refuses): EAL
+# starts (no hugepages, no PCI, no files), the port cannot be probed, keeld
+# says which key and why, and exits 1.
 dpdk_yaml() {  # extra line for the dpdk block
   cat <<YAML
 dataplane:
@@ -55,6 +56,7 @@ services:
 YAML
 }
 dpdk_yaml "" > "$dir/dpdk.yaml"
+sed 's/port: net_nosuch0/port: "net_null0,nosuchkey=1"/' "$dir/dpdk.yaml" > "$dir/dpdk-refused.yaml"
 dpdk_yaml "    rx_desc: 512" > "$dir/dpdk-typo.yaml"
 # What EAL would refuse at start, said by --check-config: a worker that is
 # not an lcore of eal_args; a CPU the host does not have (127: RTE_MAX_LCORE
@@ -91,8 +93,12 @@ if [ ! -e /sys/devices/system/cpu/cpu127 ]; then
     "dpdk-cpu.yaml:4: dataplane.dpdk.eal_args: --lcores 0@0,1@127 runs lcores on CPU 127, not online on this host" \
     --check-config "$dir/dpdk-cpu.yaml"
 fi
-check "dpdk port that cannot be probed" 1 "dataplane.dpdk.port: cannot probe" \
+check "dpdk port no driver takes" 1 \
+  'dataplane.dpdk.port: cannot probe \"net_nosuch0\": no DPDK driver takes the name \"net_nosuch0\"' \
   --config "$dir/dpdk.yaml"
+check "dpdk port its driver refuses" 1 \
+  'dataplane.dpdk.port: cannot probe \"net_null0,nosuchkey=1\": its driver refused it' \
+  --config "$dir/dpdk-refused.yaml"
 check "dpdk worker on a service core" 1 "dpdk.workers: lcore 1 is a service core" \
   --config "$dir/dpdk-service.yaml"
 # A metrics port in use fails the start before the data plane (no EAL).

@@ -288,8 +288,11 @@ bool Registry::lacksMac(const ServiceConfig& cfg, const std::optional<MacAddress
   return cfg.forwarding == Forwarding::kL2dsr && !mac;
 }
 
+// A drained real (weight 0) keeps its flows under either setting: the drain
+// promised them their end, and the usual graceful stop fails the real's
+// check while it finishes what is in flight.
 bool Registry::canKeep(const ServiceConfig& cfg, const RealState& real) {
-  return cfg.healthKeepEstablished && !lacksMac(cfg, real.mac);
+  return (cfg.healthKeepEstablished || real.weight == 0) && !lacksMac(cfg, real.mac);
 }
 
 Status Registry::addService(const ServiceConfig& cfg, ConfigChanges* changes) {
@@ -412,8 +415,9 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg, Co
   // they go down the health way, out of the ring first, then invalidated.
   std::set<IpAddress> macLost;
   // Kept reals (down, VALID at their generation) of a service that is
-  // repick now: invalidated as a real going down under repick is, once the
-  // new ring is live. (A real already down when the service turns keep
+  // repick now, drained ones aside (canKeep), or undrained under repick:
+  // invalidated as a real going down under repick is, once the new ring is
+  // live. (A real already down when the service turns keep, or is drained,
   // stays invalidated: its flows have moved, and none are left to keep.)
   std::set<IpAddress> unkept;
   for (const RealConfig& rc : cfg.reals) {
@@ -432,7 +436,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg, Co
       macLost.insert(rc.address);
       continue;
     }
-    if (real.kept && !cfg.healthKeepEstablished) {
+    if (real.kept && !canKeep(cfg, real)) {
       real.kept = false;
       real.mac = rc.mac;
       unkept.insert(rc.address);

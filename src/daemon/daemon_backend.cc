@@ -646,6 +646,12 @@ std::map<DaemonBackend::RealKey, DaemonBackend::RegistryReal> DaemonBackend::reg
 // During start(): whether a checked real that starts down starts kept
 // (start(), header). However long ago: it is down either way, and the
 // restored entries of its flows are only those not idle past their timeout.
+// Whether a real that goes down keeps its established flows (the registry's
+// canKeep, MACs aside): under established_on_down: keep, or drained.
+static bool keepsFlowsWhenDown(const ServiceConfig& svc, const RealConfig& r) {
+  return svc.healthKeepEstablished || r.weight == 0;
+}
+
 bool DaemonBackend::startsKept(const std::string& service, const RealConfig& real) const {
   return startFrom_ && startFrom_->kept.count({service, real.address}) &&
          startFrom_->ago >= std::chrono::system_clock::duration::zero();
@@ -698,7 +704,7 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
     for (RealConfig& r : svc.reals) {
       r.startHealthy = r.macPending.empty() &&
                        (r.healthSpec.type == HealthCheckSpec::Type::None || startsUp(svc.name, r));
-      r.startKept = !r.startHealthy && r.macPending.empty() && svc.healthKeepEstablished && startsKept(svc.name, r);
+      r.startKept = !r.startHealthy && r.macPending.empty() && keepsFlowsWhenDown(svc, r) && startsKept(svc.name, r);
       r.startHeld = !r.startHealthy && !r.startKept && r.macPending.empty() && svc.healthFailOpen &&
                     startsHeld(svc.name, r);
     }
@@ -2755,7 +2761,7 @@ std::optional<MacAddress> DaemonBackend::stopMac(const ServiceConfig& svc, const
   auto it = startFrom_->macs.find({svc.name, r.address});
   if (it == startFrom_->macs.end() || startFrom_->ago < std::chrono::system_clock::duration::zero())
     return std::nullopt;
-  const bool anyAge = (svc.healthKeepEstablished && startsKept(svc.name, r)) ||
+  const bool anyAge = (keepsFlowsWhenDown(svc, r) && startsKept(svc.name, r)) ||
                       (svc.healthFailOpen && startsHeld(svc.name, r));
   if (!anyAge && startFrom_->ago > r.healthSpec.interval * r.healthSpec.fall) return std::nullopt;
   return it->second;

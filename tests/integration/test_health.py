@@ -261,21 +261,24 @@ def logged(keeld, event: str, real: str, after: int) -> str:
     pytest.fail(f"keeld did not log {event} for {real} within {STATE_WAIT_S}s:\n{keeld.log()}")
 
 
-def fail_check_under_conns(lab, keeld, endpoints, conns):
+def fail_check_under_conns(lab, keeld, endpoints, conns, drain=False):
     """Opens connections through the VIP (into CONNS, which the caller
     closes), then fails the check of a real that serves some of them, A, by
-    stopping its check endpoint only. Once keeld has logged A's real_down
-    (after writing the data plane) and health show says down, returns (A,
-    what each connection answered, the connections on A, keeld's
-    health_changed and real_down records)."""
+    stopping its check endpoint only (DRAIN: drains A first). Once keeld has
+    logged A's real_down (after writing the data plane) and health show says
+    down, returns (A, what each connection answered, the connections on A,
+    keeld's health_changed and real_down records)."""
     before = connect_and_ask(lab, PORT, 12, conns)
     target = next(r for r in lab.reals if r.role in before)
+    if drain:
+        keeld.keelctl("real", "drain", "web", target.v4)
     mark = len(keeld.full_log())
     lab.stop_endpoint(endpoints[target.role])
     down = logged(keeld, "real_down", target.v4, mark)
     changed = logged(keeld, "health_changed", target.v4, mark)
     h = health_of(keeld, target.v4)
-    assert h["state"] == "down" and h["reason"].startswith("2 consecutive failures: connect"), h
+    assert h["state"] == ("draining" if drain else "down"), h
+    assert h["reason"].startswith("2 consecutive failures: connect"), h
     held = [s for s, b in zip(conns, before) if b == target.role]
     return target, before, held, changed, down
 
@@ -342,6 +345,33 @@ def test_down_keeps_established(keel_on_down):
         wait_states(keeld, {target.v4: "up"})
         assert [ask(s) for s in held] == [target.role] * len(held)
         assert names(lab.flows("tcp", lab.vip4, PORT, count=60))[target.role] > 0
+    finally:
+        for s in conns:
+            s.close()
+
+
+@pytest.mark.parametrize("keel_on_down", [None], indirect=True, ids=["default"])
+def test_drained_down_keeps_established(keel_on_down):
+    """Under the default (repick) too, a drained real whose check then fails
+    keeps its established flows: the drain promised them their end, and a
+    graceful stop fails the check while it finishes what is in flight."""
+    lab, keeld, endpoints = keel_on_down
+    conns = []
+    try:
+        target, before, held, changed, down = fail_check_under_conns(lab, keeld, endpoints, conns, drain=True)
+        assert "established_on_down=repick" in changed and "established=kept" in down, (changed, down)
+        deadline = time.monotonic() + WATCH_S
+        while True:
+            got = [ask(s) for s in held]
+            assert got == [target.role] * len(held), f"flows on drained, down {target.role} answered {got}"
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(HEALTH_INTERVAL_S)
+        for s in held:
+            c = lookup_conn(keeld, s)
+            assert c["real"] == target.v4 and c["kept"], c
+        assert health_of(keeld, target.v4)["kept"] is True
+        assert_others_unmoved(lab, target, conns, before)
     finally:
         for s in conns:
             s.close()

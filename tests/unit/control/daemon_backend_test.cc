@@ -3569,6 +3569,26 @@ TEST_F(RuntimeStateTest, ACleanStopStartsARealKeptDownKeptDownAgain) {
   }
 }
 
+// Under repick, a drained real that went down kept its flows (the drain
+// promised them their end): a clean stop records it kept, and a keeld that
+// cannot adopt (DPDK) starts it down and drained but VALID, so the table it
+// restores still reaches it.
+TEST_F(RuntimeStateTest, ADrainedRealKeptDownUnderRepickStartsKeptDownAgain) {
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, interval: 10s, rise: 3, fall: 3}\n") + kApi;
+  make();
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.2")}, true, ""}).isOk());
+  ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
+  ASSERT_TRUE(registry_.service("web")->reals[1].kept);
+  backend_->saveAtStop();
+  ASSERT_EQ(readState()["stopped"]["kept"].size(), 1u);
+  auto k = restart();
+  EXPECT_EQ(k->real("web", "10.0.1.2")->state(), "draining");
+  EXPECT_TRUE(validOf(*k, "10.0.1.2"));
+  EXPECT_TRUE(k->registry.service("web")->reals[1].kept);
+}
+
 // Two services added with keelctl on one VIP (ports 80 and 443), which the
 // file then gives web as a real: the restart's replay drops both and keeps
 // the rest of the overlay. The rule names a VIP's first service only, so

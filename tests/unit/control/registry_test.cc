@@ -459,7 +459,10 @@ TEST_F(RegistryTest, ConnEntryNamesTheEntrysRealAndWhetherItIsKept) {
   EXPECT_FALSE(v->kept());
   EXPECT_NE(v->why.find("idle past"), std::string::npos) << v->why;
   dp_.setConn(k, ConnEntry{1, 1, 0, false});
-  // Down: not VALID.
+  // Down (undrained first: a drained real keeps its flows when it goes
+  // down): not VALID.
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")}),
+                  service("dns", "192.0.2.53", 53, {real("10.0.2.1")})}));
   ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
   v = reg_.connEntry("web", k);
   EXPECT_FALSE(v->kept());
@@ -834,7 +837,8 @@ TEST_F(RegistryTest, ADrainedRealComingUpKeepsTheHeldRealServing) {
   take();
   ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), true).isOk());  // drained, passes again
   // Weight 0 serves nothing: 10.0.1.11 stays held, VALID at its generation.
-  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=2 valid"}));
+  // (10.0.1.12 went down drained, so kept: up at the generation it kept.)
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 valid"}));
   EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0}));
   EXPECT_TRUE(reg_.service("web")->reals[0].held);
   EXPECT_TRUE(dp_.backends[0].flags & KEEL_BE_F_VALID);
@@ -966,6 +970,42 @@ TEST_F(RegistryTest, DrainAndWeightChangesWhileKeptDownMoveNothing) {
   ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
   EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 valid"}));
   EXPECT_TRUE(dp_.backends[1].flags & KEEL_BE_F_KEPT_DOWN);
+}
+
+// Under repick too, a drained real that goes down keeps its flows (the
+// drain promised them their end; a graceful stop fails the check while it
+// finishes them): out of the ring already, VALID at its generation, marked
+// down. Undrained while still down, it is a down real of a repick service:
+// invalidated once the ring is live. Drained again while down and
+// invalidated, its flows stay moved.
+TEST_F(RegistryTest, ADrainedRealThatGoesDownKeepsItsFlowsUnderRepick) {
+  LogCapture logs;
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)})}));
+  keel_flow_key k{};
+  k.src[0] = 0x01020304;
+  dp_.setConn(k, ConnEntry{1, 1, 1'000'000'000, false});  // 10.0.1.12's flow, written at gen 1
+  take();
+  ASSERT_TRUE(reg_.setRealHealth("web", ip("10.0.1.12"), false).isOk());
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=1 valid"}));
+  EXPECT_TRUE(dp_.backends[1].flags & KEEL_BE_F_KEPT_DOWN);
+  EXPECT_TRUE(reg_.service("web")->reals[1].kept);
+  EXPECT_TRUE(reg_.connEntry("web", k)->kept()) << reg_.connEntry("web", k)->why;
+  std::vector<std::string> down = logs.take("real_down");
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_NE(down[0].find("established=kept"), std::string::npos) << down[0];
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)})}));
+  EXPECT_TRUE(take().empty());  // a reload keeps it so
+
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 100)})}));
+  EXPECT_EQ(take(), (Calls{"upsertBackend 1 10.0.1.12 gen=2 invalid"}));
+  EXPECT_FALSE(reg_.service("web")->reals[1].kept);
+  EXPECT_FALSE(reg_.connEntry("web", k)->kept());
+  down = logs.take("real_down");
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_NE(down[0].find("established=repicked"), std::string::npos) << down[0];
+  applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12", 0)})}));
+  EXPECT_TRUE(take().empty());
+  EXPECT_FALSE(reg_.service("web")->reals[1].kept);
 }
 
 // No backend is VALID without a MAC: a kept l2dsr real whose MAC goes is

@@ -172,6 +172,16 @@ std::string emptiedRingWarning(const ServiceSnapshot& s) {
          " are dropped (drop_no_backend)";
 }
 
+// A down real whose flows the change stopped keeping: drained (weight 0),
+// it kept them whatever established_on_down said; at a weight again under
+// repick, it is a down real of a repick service, and they move.
+void addUnkeptWarning(const std::string& where, const RealSnapshot* was, const RealSnapshot* now,
+                      json& warnings) {
+  if (!was || !now || !was->kept || now->kept) return;
+  warnings.push_back(where + " is down: its established flows, kept while it was drained, take the " +
+                     "ring's pick now (the service's established_on_down is repick)");
+}
+
 // Every service of `after` that `before` had with a non-empty ring and that
 // holds the empty ring now.
 void addEmptiedRingWarnings(const std::vector<ServiceSnapshot>& before, const std::vector<ServiceSnapshot>& after,
@@ -653,8 +663,9 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     if (auto e = needReal(p.value->real, svc)) return fail(*e);
     const RealDrainRequest& req = *p.value;
     return realChanged(backend_.setRealDrain(req), *svc, req.real.address,
-                       [&](const RealSnapshot* was, const RealSnapshot*, json&, json& warnings) {
+                       [&](const RealSnapshot* was, const RealSnapshot* now, json&, json& warnings) {
       if (!was) return;
+      addUnkeptWarning(realWhere(req.real), was, now, warnings);
       // A repeat says so, as a wrong address in a script's loop would
       // otherwise pass unnoticed; a drain that gives a new reason changes it.
       if (!req.drain && !was->draining)
@@ -674,7 +685,8 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     if (auto e = needReal(p.value->real, svc)) return fail(*e);
     const RealWeightRequest& req = *p.value;
     return realChanged(backend_.setRealWeight(req), *svc, req.real.address,
-                       [&](const RealSnapshot* was, const RealSnapshot*, json&, json& warnings) {
+                       [&](const RealSnapshot* was, const RealSnapshot* now, json&, json& warnings) {
+      addUnkeptWarning(realWhere(req.real), was, now, warnings);
       if (was && was->weight == req.weight)
         warnings.push_back(realWhere(req.real) + ": weight already " + std::to_string(req.weight) +
                            ": nothing changed");

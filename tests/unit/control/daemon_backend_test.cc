@@ -2117,6 +2117,36 @@ TEST_F(DaemonBackendTest, EstablishedOnDownComesFromTheFileAndABadReloadChangesN
   EXPECT_EQ(dp_.backends[id].gen, gen + 1);
 }
 
+// A drained real that went down kept its flows (registry.h); undrained (or
+// given a weight) while still down under repick, they move, and the reply
+// says so. Under keep nothing moves and nothing is said.
+TEST_F(DaemonBackendTest, UndrainingADownRealUnderRepickSaysItsFlowsMove) {
+  for (const char* policy : {"", ", established_on_down: keep"}) {
+    SCOPED_TRACE(policy);
+    files_["keel.yaml"] = yaml(kTwo, std::string("    health: {type: tcp, port: 9, interval: 10s") + policy + "}\n");
+    make();
+    ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.1"), true));
+    ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), true));
+    ASSERT_EQ(call(R"({"id":1,"method":"real.drain","params":{"service":"web","address":"10.0.1.2"}})")["ok"], true);
+    ASSERT_TRUE(registry_.setRealHealth("web", ip("10.0.1.2"), false));
+    ASSERT_TRUE(registry_.service("web")->reals[1].kept);
+    nlohmann::json r = call(R"({"id":2,"method":"real.undrain","params":{"service":"web","address":"10.0.1.2"}})");
+    ASSERT_EQ(r["ok"], true) << r.dump();
+    const bool repick = std::string(policy).empty();
+    EXPECT_EQ(registry_.service("web")->reals[1].kept, !repick);
+    const nlohmann::json warnings = r["result"].value("warnings", nlohmann::json::array());
+    if (repick) {
+      EXPECT_EQ(warnings, nlohmann::json::array({"real 10.0.1.2 of service web is down: its established flows, "
+                                                 "kept while it was drained, take the ring's pick now (the "
+                                                 "service's established_on_down is repick)"}))
+          << r.dump();
+    } else {
+      EXPECT_TRUE(warnings.empty()) << r.dump();
+    }
+    backend_.reset();
+  }
+}
+
 // The checker for real (listeners on loopback, one then closed): the down
 // transition's health_changed names the policy, and the real is kept.
 TEST_F(DaemonBackendTest, AKeptDownTransitionSaysSoInItsLogRecord) {

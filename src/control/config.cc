@@ -5,13 +5,16 @@
 #include "common/duration.h"
 #include "control/eal_lcores.h"
 #include "common/devargs.h"
+#include "common/fd.h"
 #include "control/health/health_yaml.h"
 #include "keel/maglev_lookup.h"
 
 #include <yaml-cpp/eventhandler.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -19,7 +22,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -1822,25 +1824,36 @@ std::optional<HealthCheckSpec> resolveServiceHealth(const YAML::Node& serviceHea
 }
 
 std::optional<std::string> readConfigText(const std::string& path, std::string& error) {
-  // ifstream opens a directory and reads it as empty ("file is empty"),
-  // which says nothing of the mistake; keelctl config check says this too.
-  if (struct stat st {}; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    error = path + ": not a regular file";
-    return std::nullopt;
-  }
-  std::ifstream in(path);
-  if (!in) {
+  // Only a regular file: ifstream reads a directory as empty ("file is
+  // empty"), and opening a FIFO waits for a writer, which held keeld's loop
+  // (health failover, every request, /metrics) until one came (config
+  // review HIGH). Opened without blocking, then checked by what was opened.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  if (fd.get() < 0) {
     error = path + ": cannot open: " + std::strerror(errno);
     return std::nullopt;
   }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    error = path + ": not a regular file";
+    return std::nullopt;
+  }
   // Read up to the bound and one byte more: a file past it (a log or an
-  // image named by mistake, /dev/zero) is refused before it is parsed,
-  // which took seconds of keeld's loop for 100 MB (input review L11).
+  // image named by mistake) is refused before it is parsed, which took
+  // seconds of keeld's loop for 100 MB (input review L11).
   constexpr size_t kMaxConfigBytes = 64u << 20;
   std::string text;
   char chunk[65536];
-  while (text.size() <= kMaxConfigBytes && in.read(chunk, sizeof chunk).gcount() > 0)
-    text.append(chunk, static_cast<size_t>(in.gcount()));
+  while (text.size() <= kMaxConfigBytes) {
+    const ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      error = path + ": cannot read: " + std::strerror(errno);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    text.append(chunk, static_cast<size_t>(n));
+  }
   if (text.size() > kMaxConfigBytes) {
     error = path + ": over " + std::to_string(kMaxConfigBytes >> 20) +
             " MiB: not a keel.yaml keeld reads (is it the right file?)";

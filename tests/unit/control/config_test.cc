@@ -8,6 +8,10 @@
 #include "control/eal_lcores.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include <map>
 #include <set>
@@ -1811,6 +1815,24 @@ TEST(Config, MissingFileSaysSo) {
   ConfigResult r = loadConfigFile("/nonexistent/keel.yaml");
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_NE(r.errors[0].find("/nonexistent/keel.yaml: cannot open"), std::string::npos);
+}
+
+// Only a regular file is read: a FIFO is refused at once (opening it waited
+// for a writer, holding keeld's loop: health failover, every request), and
+// so are a directory and a device.
+TEST(Config, OnlyARegularFileIsRead) {
+  const std::string dir = std::filesystem::temp_directory_path() / ("keel-cfg-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string fifo = dir + "/keel.yaml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // (Before, the FIFO's open waited for a writer: the test hung until
+  // meson's timeout failed it.)
+  for (const std::string& path : {fifo, dir, std::string("/dev/zero")}) {
+    ConfigResult r = loadConfigFile(path);
+    ASSERT_EQ(r.errors.size(), 1u) << path;
+    EXPECT_EQ(r.errors[0], path + ": not a regular file");
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Config, IdleTimeoutsUpToSevenDays) {

@@ -426,7 +426,7 @@ void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
   YAML::Node servicesNode;
   if (auto n = child(root, "", "services", false)) {
     servicesNode = *n;
-    cfg.servicesKeyGiven = true;
+    cfg.servicesListGiven = n->IsSequence();
     if (n->IsNull()) {
       // `services:` with nothing under it: a balancer with no services yet.
     } else if (!n->IsSequence()) {
@@ -875,6 +875,7 @@ void Parser::parseService(const YAML::Node& n, const std::string& path, ServiceC
   }
   if (auto k = child(n, path, "health", false)) emptyHealth(*k, path), svc.health = YAML::Clone(*k);
   if (auto k = child(n, path, "reals", false)) {
+    svc.realsListGiven = k->IsSequence();
     if (k->IsNull()) {
       // No reals yet: the service drops its traffic (drop_no_backend).
     } else if (!k->IsSequence()) {

@@ -177,6 +177,10 @@ struct ServiceConfig {
   // keep (true): it only leaves the ring, VALID at its generation as a
   // drained real is, so they keep reaching it (Registry::setRealHealth).
   bool healthKeepEstablished = false;
+  // Whether the service gives a `reals:` list (`reals: []` too): a reload
+  // refuses a service without one (the key missing, or nothing under it)
+  // whose running namesake has reals, as for `services:` above.
+  bool realsListGiven = false;
   int line = 0;
   // keel.yaml only: false when `port` or `protocol` is missing or did not
   // parse (reported at it), so the checks that need them (vip, port and
@@ -229,10 +233,11 @@ struct Config {
   ControlConfig control;
   MetricsConfig metrics;
   std::vector<ServiceConfig> services;
-  // Whether the file has a `services:` key at all (`services: []` or an
-  // empty `services:` too): a reload refuses a file without one that would
-  // remove every running service (a file cut short), DaemonBackend::reloadFile.
-  bool servicesKeyGiven = false;
+  // Whether the file gives a `services:` list (`services: []` too): a
+  // reload refuses a file without one (the key missing, or nothing under
+  // it: where a file cut short ends) that would remove every running
+  // service, DaemonBackend::reloadFile.
+  bool servicesListGiven = false;
 };
 
 // The reals of every service, summed (a real in two services counts twice).

@@ -216,15 +216,31 @@ YAML::Node jsonToYaml(const nlohmann::json& j, bool tagged = true) {
   }
 }
 
-// A file without a `services:` key that would take out every one of
-// `running` services: most likely cut short (an editor or a copy that
-// stopped midway) rather than meant, and it would drop all traffic. Said
-// explicitly, `services: []`, it is applied. "" if that is not the case.
-std::string servicesKeyMissing(const Config& next, size_t running, const std::string& what,
-                               const std::string& whose) {
-  if (next.servicesKeyGiven || running == 0) return "";
-  return next.source + ": no `services:` key, so " + what + " would remove all " + std::to_string(running) +
-         " services " + whose + " has (a file cut short?); to remove them all, write `services: []`";
+// A file without a `services:` list (the key missing, or nothing under it)
+// that would take out every one of `running` services, or a service
+// without a `reals:` list whose namesake in `runningFile` has reals: most
+// likely cut short (an editor or a copy that stopped midway, often right
+// after the key) rather than meant, and it would drop that traffic. Said
+// explicitly, `services: []` or `reals: []`, it is applied. "" if that is
+// not the case.
+std::string cutShort(const Config& next, size_t running, const Config* runningFile, const std::string& what,
+                     const std::string& whose) {
+  if (!next.servicesListGiven && running > 0)
+    return next.source + ": no `services:` list (the key missing, or nothing under it), so " + what +
+           " would remove all " + std::to_string(running) + " services " + whose +
+           " has (a file cut short?); to remove them all, write `services: []`";
+  if (!runningFile) return "";
+  for (size_t i = 0; i < next.services.size(); ++i) {
+    const ServiceConfig& s = next.services[i];
+    if (s.realsListGiven) continue;
+    const ServiceConfig* was = findSvc(*runningFile, s.name);
+    if (!was || was->reals.empty()) continue;
+    return next.source + ":" + std::to_string(s.line) + ": services[" + std::to_string(i) +
+           "].reals: no list (the key missing, or nothing under it), so " + what + " would remove all " +
+           std::to_string(was->reals.size()) + " reals service " + s.name + " has in " + whose +
+           " (a file cut short?); to remove them all, write `reals: []`";
+  }
+  return "";
 }
 
 Result configErrors(std::vector<std::string> errors) {
@@ -350,7 +366,7 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
   // An adopting start takes out what the file lacks, as a reload does: the
   // same guard (a refused start leaves the adopted plane forwarding).
   if (adopted)
-    if (std::string cut = servicesKeyMissing(file, adopted->services.size(), "this start", "the data plane it adopts");
+    if (std::string cut = cutShort(file, adopted->services.size(), nullptr, "this start", "the data plane it adopts");
         !cut.empty())
       return Status::error(cut);
   Config config = file;
@@ -2369,7 +2385,7 @@ Result DaemonBackend::checkConfig(const std::string& text, const std::string& na
   ConfigResult r = parseConfig(text, name, checkOptions_);
   if (!r.ok()) return configErrors(std::move(r.errors));
   // As a reload of it would refuse it.
-  if (std::string cut = servicesKeyMissing(*r.config, file_.services.size(), "a reload of it", "the running file");
+  if (std::string cut = cutShort(*r.config, file_.services.size(), &file_, "a reload of it", "the running file");
       !cut.empty())
     return configErrors({std::move(cut)});
   if (auto errors = validateTargets(*r.config); !errors.empty()) return configErrors(std::move(errors));
@@ -2548,7 +2564,7 @@ Result DaemonBackend::reloadFile() {
       r.config.reset();
     }
   if (r.ok())
-    if (std::string cut = servicesKeyMissing(*r.config, file_.services.size(), "this reload", "the running file");
+    if (std::string cut = cutShort(*r.config, file_.services.size(), &file_, "this reload", "the running file");
         !cut.empty()) {
       r.errors = {std::move(cut)};
       r.config.reset();

@@ -987,32 +987,35 @@ TEST_F(DaemonBackendTest, BadReloadChangesNothing) {
   EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
 }
 
-// A file cut short before `services:` would remove every running service
-// (a live test's reload did, rc 0, all traffic gone): refused, unless the
-// file says so with the key (`services: []`, or an empty `services:`).
-TEST_F(DaemonBackendTest, AReloadWithoutAServicesKeyDoesNotRemoveThemAll) {
+// A file cut short before `services:`, or right after it, would remove
+// every running service (a live test's reload did, rc 0, all traffic gone):
+// refused, unless the file says so with a list (`services: []`).
+TEST_F(DaemonBackendTest, AReloadWithoutAServicesListDoesNotRemoveThemAll) {
   make();
   const std::string whole = yaml(kTwo);
   const std::string cut = whole.substr(0, whole.find("services:"));
-  files_["keel.yaml"] = cut;
-  dp_.calls.clear();
-  api::Result r = backend_->reload();
-  ASSERT_FALSE(r.isOk());
-  EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
-  EXPECT_EQ(r.error().message,
-            "keel.yaml: no `services:` key, so this reload would remove all 1 services the running file has (a "
-            "file cut short?); to remove them all, write `services: []`");
-  EXPECT_TRUE(dp_.calls.empty());
-  ASSERT_TRUE(backend_->findService("web"));
-  // config.check says what the reload would.
-  api::Result checked = backend_->checkConfig(cut, "keel.yaml");
-  ASSERT_FALSE(checked.isOk());
-  EXPECT_EQ(checked.error().message,
-            "keel.yaml: no `services:` key, so a reload of it would remove all 1 services the running file has (a "
-            "file cut short?); to remove them all, write `services: []`");
+  const std::string refusal = "keel.yaml: no `services:` list (the key missing, or nothing under it), so ";
+  for (const std::string& file : {cut, cut + "services:\n"}) {
+    SCOPED_TRACE(file);
+    files_["keel.yaml"] = file;
+    dp_.calls.clear();
+    api::Result r = backend_->reload();
+    ASSERT_FALSE(r.isOk());
+    EXPECT_EQ(r.error().code, api::code::kInvalidConfig);
+    EXPECT_EQ(r.error().message, refusal + "this reload would remove all 1 services the running file has (a file "
+                                           "cut short?); to remove them all, write `services: []`");
+    EXPECT_TRUE(dp_.calls.empty());
+    ASSERT_TRUE(backend_->findService("web"));
+    // config.check says what the reload would.
+    api::Result checked = backend_->checkConfig(file, "keel.yaml");
+    ASSERT_FALSE(checked.isOk());
+    EXPECT_EQ(checked.error().message, refusal + "a reload of it would remove all 1 services the running file has "
+                                                 "(a file cut short?); to remove them all, write `services: []`");
+  }
   // So does a restart that adopts the running plane: refused before it
   // touches it, which goes on forwarding.
   {
+    files_["keel.yaml"] = cut;
     const ProgrammedState pinned = dp_.programmed();
     MockDataplane dp2;
     takePins(dp2, dp_);
@@ -1021,23 +1024,48 @@ TEST_F(DaemonBackendTest, AReloadWithoutAServicesKeyDoesNotRemoveThemAll) {
     forward_ = [] { return Status::ok(); };  // started() then leaves the start's status to us
     auto backend2 = started(io2, registry2, &pinned);
     EXPECT_FALSE(startStatus_);
-    EXPECT_EQ(startStatus_.message(),
-              "keel.yaml: no `services:` key, so this start would remove all 1 services the data plane it adopts "
-              "has (a file cut short?); to remove them all, write `services: []`");
+    EXPECT_EQ(startStatus_.message(), refusal + "this start would remove all 1 services the data plane it adopts "
+                                                "has (a file cut short?); to remove them all, write `services: []`");
     EXPECT_TRUE(dp2.calls.empty()) << "the adopted plane untouched";
     forward_ = nullptr;
   }
-  for (const std::string& none : {std::string("services: []\n"), std::string("services:\n")}) {
-    files_["keel.yaml"] = cut + none;
-    ASSERT_TRUE(backend_->reload().isOk()) << none;
-    EXPECT_FALSE(backend_->findService("web")) << none;
-    files_["keel.yaml"] = whole;
-    ASSERT_TRUE(backend_->reload().isOk());
-  }
-  // With no service running, a file without the key is no loss.
   files_["keel.yaml"] = cut + "services: []\n";
   ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_FALSE(backend_->findService("web"));
+  // With no service running, a file without the list is no loss.
   files_["keel.yaml"] = cut;
+  EXPECT_TRUE(backend_->reload().isOk());
+  files_["keel.yaml"] = cut + "services:\n";
+  EXPECT_TRUE(backend_->reload().isOk());
+}
+
+// The same for a service cut short at its `reals:` (the key missing, or
+// nothing under it) whose running namesake has reals: refused, naming the
+// service; `reals: []` empties it.
+TEST_F(DaemonBackendTest, AReloadWithoutARealsListDoesNotEmptyTheService) {
+  make();
+  const std::string whole = yaml(kTwo);
+  const std::string cut = whole.substr(0, whole.find("    reals:"));
+  for (const std::string& file : {cut, cut + "    reals:\n"}) {
+    SCOPED_TRACE(file);
+    files_["keel.yaml"] = file;
+    dp_.calls.clear();
+    api::Result r = backend_->reload();
+    ASSERT_FALSE(r.isOk());
+    EXPECT_NE(r.error().message.find(": services[0].reals: no list (the key missing, or nothing under it), so this "
+                                     "reload would remove all 2 reals service web has in the running file (a file "
+                                     "cut short?); to remove them all, write `reals: []`"),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(r.error().message.rfind("keel.yaml:", 0), 0u) << r.error().message;
+    EXPECT_TRUE(dp_.calls.empty());
+    EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
+    EXPECT_FALSE(backend_->checkConfig(file, "keel.yaml").isOk());
+  }
+  files_["keel.yaml"] = cut + "    reals: []\n";
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_TRUE(backend_->findService("web")->reals.empty());
+  files_["keel.yaml"] = cut;  // nothing to lose now
   EXPECT_TRUE(backend_->reload().isOk());
 }
 

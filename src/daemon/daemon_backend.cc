@@ -1724,9 +1724,17 @@ DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config
       out.reals.emplace(key, ov);
       continue;
     }
-    // The service left the file, or was added at runtime and the file now
-    // defines it (its runtime reals go with the runtime service).
-    if (!findSvc(newFile, key.first) || overlay.addedServices.count(key.first)) continue;
+    // A service added at runtime and dropped above: its reals go with it
+    // (the service's drop is said).
+    if (overlay.addedServices.count(key.first)) continue;
+    // The file removed (or renamed) the service: said, as any change given
+    // up (a drain undone in silence once came back undrained with it).
+    if (!findSvc(newFile, key.first)) {
+      dropped.push_back({key.first, key.second.toString(),
+                         overrideChange(ov.added.has_value(), ov.removed, ov.weight, ov.drained),
+                         "the file no longer has this service"});
+      continue;
+    }
     const RealConfig* a = findReal(oldFile, key.first, key.second);
     const RealConfig* b = findReal(newFile, key.first, key.second);
     const bool changed = (a == nullptr) != (b == nullptr) || (a && !sameReal(*a, *b));

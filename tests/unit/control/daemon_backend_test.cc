@@ -905,6 +905,37 @@ TEST_F(DaemonBackendTest, ReloadKeepsDrainUnlessFileChangesThatReal) {
   EXPECT_EQ(realOf("10.0.1.2").weight, 7u);
 }
 
+// A file that removes (or renames) a service gives up every keelctl change
+// to its reals, and says so: a drain, a weight, an added real (config
+// review: they went in silence, and the service came back undrained).
+TEST_F(DaemonBackendTest, AFileThatRemovesAServiceSaysWhichChangesGo) {
+  make();
+  ASSERT_TRUE(backend_->setRealDrain({{"web", ip("10.0.1.1")}, true, "INC-9"}).isOk());
+  ASSERT_TRUE(backend_->setRealWeight({{"web", ip("10.0.1.2")}, 5}).isOk());
+  ASSERT_TRUE(backend_->addReal(realAdd("web", "10.0.1.3")).isOk());
+  std::string renamed = yaml(kTwo);
+  renamed.replace(renamed.find("name: web"), 9, "name: www");
+  files_["keel.yaml"] = renamed;
+  // config check says it first, as the reload's words.
+  api::Result checked = backend_->checkConfig(renamed, "keel.yaml");
+  ASSERT_TRUE(checked.isOk()) << checked.error().message;
+  EXPECT_EQ(checked.result()["warnings"].size(), 3u) << checked.result().dump();
+  test::LogCapture log;
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_EQ(r.result()["warnings"],
+            nlohmann::json::array(
+                {"service web real 10.0.1.1: its drain made with keelctl is given up: the file no longer has this "
+                 "service",
+                 "service web real 10.0.1.2: its weight 5 made with keelctl is given up: the file no longer has "
+                 "this service",
+                 "service web real 10.0.1.3: its added real and weight 100 made with keelctl is given up: the file no "
+                 "longer has this service"}))
+      << r.result().dump();
+  EXPECT_EQ(log.take("runtime_state_dropped").size(), 3u);
+  EXPECT_EQ(backend_->daemonStatus().runtime, api::DaemonStatus::RuntimeChanges{});
+}
+
 // A file real removed with keelctl and added back is the file's real again:
 // nothing (or its new weight) stays on top of the file, so a reload that
 // then takes it out of the file gives nothing up (an "added real" entry

@@ -1469,16 +1469,26 @@ std::optional<YAML::Mark> firstAlias(std::string_view text) {
   return std::nullopt;
 }
 
-// Where the flow collection ('[' or '{') that yaml-cpp found unclosed was
-// opened: yaml-cpp reports "end of sequence flow not found" where it gave up,
-// often the line after the fault (`port: [80` on line 6 reported at 7).
-// A scan of the text up to that point, skipping quoted scalars and
-// comments; nullopt if it finds no opener left open.
+// What yaml-cpp gave up on may be the consequence of a fault lines before:
+// an unclosed '[' or '{' ("end of sequence flow not found", or "illegal
+// block entry" when a block list follows), or a quoted scalar whose closing
+// quote is missing, which swallows the lines up to the next quote ("end of
+// map not found" there). A scan of the text up to where yaml-cpp stopped,
+// skipping comments, finds such a fault: a quote still open, else the last
+// flow collection left open, else the last quoted scalar if it ran over a
+// line end (keel.yaml has no reason for one). nullopt if none.
 struct TextPlace {
   int line, column;  // 0-based, as YAML::Mark
+  std::string what;  // the fault, as the error says it
 };
-std::optional<TextPlace> unclosedFlow(std::string_view text, size_t upto) {
-  std::vector<TextPlace> open;
+std::optional<TextPlace> earlierFault(std::string_view text, size_t upto) {
+  struct Open {
+    int line, column;
+    char c;
+  };
+  std::vector<Open> open;
+  std::optional<Open> quoteAt;        // the quote open now, or the last one
+  std::optional<int> lastQuoteEnd;    // the line the last quoted scalar closed on
   int line = 0, column = 0;
   char quote = 0;      // inside a '...' or "..." scalar
   bool comment = false;
@@ -1490,7 +1500,7 @@ std::optional<TextPlace> unclosedFlow(std::string_view text, size_t upto) {
       ++line;
       column = -1;
       comment = false;
-      prev = '\n';
+      if (!quote) prev = '\n';
       blankBefore = true;
       continue;
     }
@@ -1500,6 +1510,7 @@ std::optional<TextPlace> unclosedFlow(std::string_view text, size_t upto) {
         ++i, ++column;  // an escaped character
       } else if (c == quote) {
         quote = 0;
+        lastQuoteEnd = line;
         prev = c;
       }
       continue;
@@ -1514,14 +1525,28 @@ std::optional<TextPlace> unclosedFlow(std::string_view text, size_t upto) {
     // plain scalar is just a character).
     if ((c == '\'' || c == '"') && std::string_view("\n[{,:-?").find(prev) != std::string_view::npos) {
       quote = c;
+      quoteAt = Open{line, column, c};
       continue;
     }
-    if (c == '[' || c == '{') open.push_back({line, column});
+    if (c == '[' || c == '{') open.push_back({line, column, c});
     if ((c == ']' || c == '}') && !open.empty()) open.pop_back();
     prev = c;
   }
-  if (open.empty()) return std::nullopt;
-  return open.back();
+  const auto quoted = [](char c) { return std::string(c == '"' ? "'\"'" : "\"'\""); };
+  if (quote)
+    return TextPlace{quoteAt->line, quoteAt->column,
+                     quoted(quote) + " at column " + std::to_string(quoteAt->column + 1) +
+                         " opens a quoted scalar that is never closed"};
+  if (!open.empty())
+    return TextPlace{open.back().line, open.back().column,
+                     std::string("'") + open.back().c + "' at column " + std::to_string(open.back().column + 1) +
+                         " is never closed"};
+  if (quoteAt && lastQuoteEnd && *lastQuoteEnd > quoteAt->line)
+    return TextPlace{quoteAt->line, quoteAt->column,
+                     quoted(quoteAt->c) + " at column " + std::to_string(quoteAt->column + 1) +
+                         " opens a quoted scalar that runs on to line " + std::to_string(*lastQuoteEnd + 1) +
+                         ": is its closing quote missing?"};
+  return std::nullopt;
 }
 
 }  // namespace
@@ -1635,13 +1660,10 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
     std::string loc(sourceName);
     std::string msg = e.msg;
     if (!e.mark.is_null()) {
-      std::optional<TextPlace> opener;
-      if (e.msg == YAML::ErrorMsg::END_OF_SEQ_FLOW || e.msg == YAML::ErrorMsg::END_OF_MAP_FLOW)
-        opener = unclosedFlow(yamlText, static_cast<size_t>(e.mark.pos));
-      if (opener && opener->line < e.mark.line) {
-        loc += ":" + std::to_string(opener->line + 1);
-        msg = std::string(e.msg == YAML::ErrorMsg::END_OF_SEQ_FLOW ? "'['" : "'{'") + " at column " +
-              std::to_string(opener->column + 1) + " is never closed (" + e.msg + ", seen " +
+      const std::optional<TextPlace> fault = earlierFault(yamlText, static_cast<size_t>(e.mark.pos));
+      if (fault && fault->line < e.mark.line) {
+        loc += ":" + std::to_string(fault->line + 1);
+        msg = fault->what + " (" + e.msg + ", seen " +
               // At the end: the line after a final newline is none the file shows.
               (yamlText.find_first_not_of(" \t\r\n", static_cast<size_t>(e.mark.pos)) == std::string_view::npos
                    ? std::string("at the end of the file")

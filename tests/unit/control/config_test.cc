@@ -1403,6 +1403,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"YAML alias",
                 kHead + "  - &web {name: web, vip: 192.0.2.10, port: 80, protocol: tcp}\n  - *web\n",
                 {"keel.yaml:5: YAML alias (*name) at column 5: keel.yaml takes no aliases; write the value out"}},
+        // The same fault in a block list: yaml-cpp reports an "illegal block
+        // entry" at the next list item; named where the '{' opens.
+        BadCase{"unclosed flow mapping in a block list, named where it opens",
+                kHead + "  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n    reals:\n"
+                        "      - {address: 10.0.1.11, weight: 100\n      - {address: 10.0.1.12}\n"
+                        "  - name: dns\n",
+                {"keel.yaml:9: YAML syntax error: '{' at column 9 is never closed (illegal block entry, seen at "
+                 "line 11)"}},
+        // A missing closing quote swallows the lines up to the next quote,
+        // where yaml-cpp gives up: named where the scalar opens.
+        BadCase{"quoted scalar without its closing quote, named where it opens",
+                kHead + "  - name: \"web\n    vip: 192.0.2.10\n    port: 80\n    reals: []\n"
+                        "  - name: dns\n    health: {type: http, path: \"/h\"}\n",
+                {"keel.yaml:4: YAML syntax error: '\"' at column 11 opens a quoted scalar that runs on to line 9: "
+                 "is its closing quote missing? (end of map not found, seen at line 9)"}},
         BadCase{"unclosed flow mapping, named where it opens",
                 "dataplane: {kind: xdp, interface: 'eth0 }'\nnode: {}\n",
                 {"keel.yaml:1: YAML syntax error: '{' at column 12 is never closed (end of map flow not found"}},

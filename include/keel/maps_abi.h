@@ -83,6 +83,12 @@ KEEL_STATIC_ASSERT(sizeof(struct keel_service_value) == 16, "service value ABI")
  * restarted keeld holds it again instead of taking it for up. */
 #define KEEL_BE_F_HELD (1u << 2)
 
+/* backends[id].service_id of an id the control plane released (its real
+ * removed): no service's, so a restarted keeld adopting the pins does not
+ * take the slot for a real of the service it had (a real added back then
+ * read as adopted, not added). Written with VALID clear. */
+#define KEEL_SERVICE_NONE 0xffffffffu
+
 /* backends[id]: one real of one service. */
 struct keel_backend {
 	__u32 addr[4];     /* real address, network order bytes */

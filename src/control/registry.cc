@@ -166,10 +166,10 @@ Status Registry::writeBackend(const ServiceState& state, const IpAddress& addr,
 }
 
 Status Registry::invalidateBackend(const ServiceState& state, const IpAddress& addr,
-                                   RealState& real) {
+                                   RealState& real, bool released) {
   // Called only after a ring without this real is published: new flows can
   // no longer pick it, and the new generation makes old flows re-pick.
-  if (Status s = writeInvalid(real.id, state.id, addr); !s)
+  if (Status s = writeInvalid(real.id, released ? KEEL_SERVICE_NONE : state.id, addr); !s)
     return Status::error("service " + state.config.name + ": real " + addr.toString() +
                          ": invalidate backend " + std::to_string(real.id) + ": " + s.message());
   return Status::ok();
@@ -347,7 +347,7 @@ Status Registry::removeService(const std::string& name, std::vector<IpAddress>& 
   // Each real leaves the state once its id is released, so an error midway
   // leaves the state naming exactly the ids still taken.
   for (auto r = state.reals.begin(); r != state.reals.end(); r = state.reals.erase(r)) {
-    if (Status s = invalidateBackend(state, r->first, r->second); !s) return s;
+    if (Status s = invalidateBackend(state, r->first, r->second, /*released=*/true); !s) return s;
     if (Status s = releaseBackend(state, r->first, r->second); !s) return s;
   }
   // No packet finds the service any more: its counters can go with its id.
@@ -495,7 +495,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg, Co
       ++it;
       continue;
     }
-    if (Status s = invalidateBackend(state, it->first, it->second); !s) return s;
+    if (Status s = invalidateBackend(state, it->first, it->second, /*released=*/true); !s) return s;
     if (Status s = releaseBackend(state, it->first, it->second); !s) return s;
     noteChange(change::RealRemoved{name, it->first}, changes);
     it = state.reals.erase(it);

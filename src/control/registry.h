@@ -431,7 +431,10 @@ class Registry {
   // Builds the ring of `reals` (ringReals) and hands it to the data plane.
   Status publishRing(ServiceState& state, const std::vector<MaglevReal>& reals);
   Status writeBackend(const ServiceState& state, const IpAddress& addr, const RealState& real);
-  Status invalidateBackend(const ServiceState& state, const IpAddress& addr, RealState& real);
+  // released: the real leaves the service (releaseBackend follows), so the
+  // slot is written as no service's (KEEL_SERVICE_NONE).
+  Status invalidateBackend(const ServiceState& state, const IpAddress& addr, RealState& real,
+                           bool released = false);
   // Writes backend id not VALID at its next generation (owner serviceId,
   // address addr): invalidateBackend's write, and adopt()'s for orphans.
   Status writeInvalid(BackendId id, ServiceId serviceId, const IpAddress& addr);

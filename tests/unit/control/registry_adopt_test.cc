@@ -214,6 +214,35 @@ TEST_F(RegistryAdoptTest, WhatTheConfigDroppedIsRemovedByTheOrderingRules) {
   EXPECT_EQ(secondReg_->serviceCount(), 1u);
 }
 
+// A real removed before the restart leaves its slot as no service's
+// (KEEL_SERVICE_NONE), so a config that has it again while no keeld ran
+// adds it (real_added, a fresh generation past the old one), rather than
+// adoption taking the released slot for the real and saying nothing.
+TEST_F(RegistryAdoptTest, ARealRemovedBeforeTheRestartIsAddedBackNotAdopted) {
+  ASSERT_TRUE(firstReg_.apply(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})}))
+                  .isOk());
+  const auto [oldId, oldGen] = identities(firstReg_).at({"web", "10.0.1.11"});
+  ASSERT_TRUE(firstReg_.apply(config({service("web", "192.0.2.10", 80, {real("10.0.1.12")})})).isOk());
+  EXPECT_EQ(first_.backends[oldId].service_id, KEEL_SERVICE_NONE);
+  EXPECT_FALSE(first_.backends[oldId].flags & KEEL_BE_F_VALID);
+  const Config again = config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12")})});
+  second_.backends = first_.backends;
+  second_.services = first_.services;
+  second_.serviceKeys = first_.serviceKeys;
+  second_.vips = first_.vips;
+  second_.vipKeys = first_.vipKeys;
+  second_.rings = first_.rings;
+  secondReg_ = std::make_unique<Registry>(second_);
+  ASSERT_TRUE(secondReg_->adopt(first_.programmed(), again).isOk());
+  ConfigChanges changes;
+  ASSERT_TRUE(secondReg_->apply(again, &changes).isOk());
+  std::vector<std::string> what;
+  for (const ConfigChange& c : changes) what.push_back(changeJson(c).dump());
+  EXPECT_EQ(what, std::vector<std::string>{R"({"change":"real_added","real":"10.0.1.11","service":"web"})"});
+  const auto [id, gen] = identities(*secondReg_).at({"web", "10.0.1.11"});
+  if (id == oldId) EXPECT_GT(gen, oldGen) << "a reused id moves past its old generation";
+}
+
 // An l2dsr real dropped from the config while no keeld ran is still in
 // the pinned ring, so adoption keeps it (VALID) until apply() publishes a
 // ring without it and invalidates it; the first apply rewrites it VALID

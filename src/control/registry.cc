@@ -835,7 +835,7 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
     const keel_backend& b = programmed.backends[id];
     if (!(b.flags & KEEL_BE_F_VALID) || backendIds_.used(id)) continue;
     const IpAddress addr = IpAddress::fromWords(b.addr, b.family);
-    if (Status s = writeInvalid(id, b.service_id, addr); !s)
+    if (Status s = writeInvalid(id, KEEL_SERVICE_NONE, addr); !s)  // released, as its removal would have
       return Status::error("adopt: invalidate orphan backend " + std::to_string(id) + ": " + s.message());
     logWarn(LogRecord("orphan_backend_invalidated")
                 .add("id", id)

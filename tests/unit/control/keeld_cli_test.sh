@@ -120,8 +120,15 @@ fi
 check "bad log level" 2 "keeld: --log-level: must be one of trace|debug|info|warn|error|off, got \"loud\"" \
   --log-level loud --check-config "$dir/good.yaml"
 check "a directory for a file" 1 "$dir: not a regular file" --check-config "$dir"
-# An endless file is refused at its bound, not read forever (input review L11).
-check "an endless file" 1 "/dev/zero: over 64 MiB: not a keel.yaml keeld reads" --check-config /dev/zero
+# A file past the bound is refused there, not read whole (input review L11);
+# an endless device or a FIFO is no regular file, refused before any read
+# (a FIFO's open waited for a writer).
+truncate -s 65M "$dir/huge.yaml"
+check "a file over the bound" 1 "$dir/huge.yaml: over 64 MiB: not a keel.yaml keeld reads" \
+  --check-config "$dir/huge.yaml"
+check "an endless device" 1 "/dev/zero: not a regular file" --check-config /dev/zero
+mkfifo "$dir/fifo.yaml"
+check "a FIFO" 1 "$dir/fifo.yaml: not a regular file" --check-config "$dir/fifo.yaml"
 # A control socket path keeld could not serve (a file there, a file on the
 # way) is an error of the file with its line, not a start that fails after
 # it programmed the data plane (input review H1).

@@ -1223,9 +1223,7 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
     std::string path;
   };
   std::vector<NeedMac> needMac;
-  const std::vector<IpAddress> ownAddresses = interfaceValid_ && options_.interfaceAddresses
-                                                  ? options_.interfaceAddresses(cfg.dataplane.interface)
-                                                  : std::vector<IpAddress>{};
+  const OwnAddresses own = interfaceValid_ ? ownAddresses(options_, cfg.dataplane.interface) : OwnAddresses{};
   const VipOwners vips = vipOwners(cfg.services);
   for (size_t i = 0; i < cfg.services.size(); ++i) {
     ServiceConfig& svc = cfg.services[i];
@@ -1250,7 +1248,7 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
       }
     }
     if (svc.vip.family())
-      if (std::string why = vipOwnAddressProblem(svc.vip, svc.port, cfg.node, ownAddresses, cfg.dataplane.interface);
+      if (std::string why = vipOwnAddressProblem(svc.vip, svc.port, cfg.node, own);
           !why.empty())
         error(svcNode["vip"], path + ".vip", why);
     if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !cfg.node.nextHopMac) {
@@ -1300,7 +1298,7 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
                                                (o.name.empty() ? "" : " (" + o.name + ")")));
       }
       if (std::string why =
-              realOwnAddressProblem(real.address, cfg.node, ownAddresses, cfg.dataplane.interface);
+              realOwnAddressProblem(real.address, cfg.node, own);
           !why.empty())
         error(addrNode, rpath + ".address", why);
       if (svc.forwarding == Forwarding::kIpip) {
@@ -1327,7 +1325,8 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
     std::vector<IpAddress> addresses;
     for (const NeedMac& n : needMac) addresses.push_back(cfg.services[n.service].reals[n.real].address);
     const MacLookup macs =
-        lookUpMacs(addresses, interfaceValid_ ? cfg.dataplane.interface : "", options_.resolveMac);
+        lookUpMacs(addresses, interfaceValid_ ? cfg.dataplane.interface : "", options_.resolveMac,
+                   options_.interfacesOn);
     for (const NeedMac& n : needMac) {
       RealConfig& real = cfg.services[n.service].reals[n.real];
       RealMac m = resolveRealMac(cfg.services[n.service].name, real.address, macs);
@@ -1562,20 +1561,29 @@ std::string ringSizeProblem(size_t reals, uint32_t ringSize) {
 namespace {
 
 // Which of this balancer's own addresses `a` is ("" if none).
-std::string ownAddressOwner(const IpAddress& a, const NodeConfig& node,
-                            const std::vector<IpAddress>& interfaceAddresses, const std::string& interface) {
+std::string ownAddressOwner(const IpAddress& a, const NodeConfig& node, const OwnAddresses& interfaceAddresses) {
   if (node.tunnelSourceV4 && a == *node.tunnelSourceV4) return "node.tunnel_source_v4";
   if (node.tunnelSourceV6 && a == *node.tunnelSourceV6) return "node.tunnel_source_v6";
-  if (std::find(interfaceAddresses.begin(), interfaceAddresses.end(), a) != interfaceAddresses.end())
-    return "an address of " + interface;
+  if (auto it = interfaceAddresses.find(a); it != interfaceAddresses.end()) return "an address of " + it->second;
   return "";
 }
 
 }  // namespace
 
+OwnAddresses ownAddresses(const ConfigOptions& options, const std::string& interface) {
+  OwnAddresses out;
+  if (!options.interfaceAddresses || interface.empty()) return out;
+  std::vector<std::string> interfaces{interface};
+  if (options.interfacesOn)
+    for (std::string& upper : options.interfacesOn(interface)) interfaces.push_back(std::move(upper));
+  for (const std::string& name : interfaces)
+    for (const IpAddress& a : options.interfaceAddresses(name)) out.emplace(a, name);  // the first keeps it
+  return out;
+}
+
 std::string realOwnAddressProblem(const IpAddress& real, const NodeConfig& node,
-                                  const std::vector<IpAddress>& interfaceAddresses, const std::string& interface) {
-  const std::string owner = ownAddressOwner(real, node, interfaceAddresses, interface);
+                                  const OwnAddresses& interfaceAddresses) {
+  const std::string owner = ownAddressOwner(real, node, interfaceAddresses);
   if (owner.empty()) return "";
   return "a real cannot be this balancer's own address (" + real.toString() + " is " + owner +
          "): its packets would come back to this balancer, which takes no tunnel and answers no VIP, while its "
@@ -1603,8 +1611,8 @@ std::string realIsOtherVip(const IpAddress& real, const std::string& owner) {
 }
 
 std::string vipOwnAddressProblem(const IpAddress& vip, uint16_t port, const NodeConfig& node,
-                                 const std::vector<IpAddress>& interfaceAddresses, const std::string& interface) {
-  const std::string owner = ownAddressOwner(vip, node, interfaceAddresses, interface);
+                                 const OwnAddresses& interfaceAddresses) {
+  const std::string owner = ownAddressOwner(vip, node, interfaceAddresses);
   if (owner.empty()) return "";
   return "cannot be this balancer's own address (" + vip.toString() + " is " + owner +
          "): keel takes the VIP's packets before the kernel, so the host's own traffic to " +
@@ -1735,16 +1743,27 @@ std::vector<std::string> stopStartNeededKeys(const Config& started, const std::v
 }
 
 MacLookup lookUpMacs(const std::vector<IpAddress>& reals, const std::string& interface,
-                     const MacResolver& resolver) {
+                     const MacResolver& resolver,
+                     const std::function<std::vector<std::string>(const std::string&)>& interfacesOn) {
   MacLookup out;
   out.interface = interface;
   out.lookedUp = !interface.empty() && resolver;
-  if (out.lookedUp && !reals.empty()) out.resolved = resolver(reals, interface);
+  if (out.lookedUp && !reals.empty()) {
+    out.resolved = resolver(reals, interface);
+    if (interfacesOn) out.uppers = interfacesOn(interface);
+  }
   return out;
 }
 
+std::string interfacesNamed(const std::string& interface, const std::vector<std::string>& uppers) {
+  if (uppers.empty()) return interface;
+  std::string out = interface + " or the interfaces on it (";
+  for (size_t i = 0; i < uppers.size(); ++i) out += (i ? ", " : "") + uppers[i];
+  return out + ")";
+}
+
 RealMac resolveRealMac(const std::string& service, const IpAddress& real, const MacLookup& lookup) {
-  const std::string& interface = lookup.interface;
+  const std::string interface = interfacesNamed(lookup.interface, lookup.uppers);
   const bool lookedUp = lookup.lookedUp;
   RealMac out;
   auto it = lookup.resolved.find(real);

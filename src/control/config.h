@@ -262,13 +262,24 @@ using MacResolver = std::function<std::map<IpAddress, MacAddress>(const std::vec
 // `interface` empty: there is no neighbour table (dpdk without
 // dataplane.interface or dpdk.exception_interface); `resolver` empty: none
 // is read (no host checks).
+// The resolver reads the entries of `interface` and of the interfaces
+// stacked on it (a VLAN trunk's eth0.100: keeld's resolveNeighbours);
+// `interfacesOn`, if set, names those for the messages (keeld's
+// interfacesOn), asked only when there are reals to look up.
 struct MacLookup {
   std::string interface;
+  std::vector<std::string> uppers;  // the interfaces on it whose entries were read too
   bool lookedUp = false;  // the table of `interface` was read
   std::map<IpAddress, MacAddress> resolved;
 };
 MacLookup lookUpMacs(const std::vector<IpAddress>& reals, const std::string& interface,
-                     const MacResolver& resolver);
+                     const MacResolver& resolver,
+                     const std::function<std::vector<std::string>(const std::string&)>& interfacesOn = {});
+
+// How the messages name the neighbour tables read for an interface and the
+// interfaces on it: "eth0", or "eth0 or the interfaces on it (eth0.100,
+// eth0.200)".
+std::string interfacesNamed(const std::string& interface, const std::vector<std::string>& uppers);
 
 // An l2dsr real's MAC when none is given, from a lookup that asked for it.
 // l2dsr rewrites only the MAC, so the real must be on the balancer's own
@@ -336,21 +347,31 @@ std::string healthSourceNotLocal(const IpAddress& source);
 inline constexpr size_t kMaxUdpPayloadV6 = 1280 - 40 - 8;
 std::optional<std::string> udpPayloadOverIpv6Mtu(const HealthCheckSpec& spec, const IpAddress& real);
 
+// The addresses of the data plane's interfaces, each with the interface
+// that has it: dataplane.interface's and those of the interfaces stacked on
+// it (options.interfacesOn: a VLAN trunk's eth0.100, where the host's
+// addresses are while the data plane is on eth0; until 2026-12-06 only
+// dataplane.interface's were read). Empty without
+// options.interfaceAddresses or an interface.
+using OwnAddresses = std::map<IpAddress, std::string>;
+struct ConfigOptions;
+OwnAddresses ownAddresses(const ConfigOptions& options, const std::string& interface);
+
 // Why a service's VIP cannot be what it is given this balancer's own
 // addresses (empty: it can): node.tunnel_source_v4/v6, or one of
-// `interfaceAddresses` (the addresses of dataplane.interface; empty when not
-// checked). keel takes a VIP's packets before the kernel sees them, so the
-// host's own traffic to the VIP's port of such an address (with port 0: to
-// every port, SSH, BGP and the replies to keeld's health checks) would go to
-// the reals. keel.yaml, config.check and runtime changes refuse it.
+// `interfaceAddresses` (ownAddresses(); empty when not checked). keel takes
+// a VIP's packets before the kernel sees them, so the host's own traffic
+// to the VIP's port of such an address (with port 0: to every port, SSH,
+// BGP and the replies to keeld's health checks) would go to the reals.
+// keel.yaml, config.check and runtime changes refuse it.
 std::string vipOwnAddressProblem(const IpAddress& vip, uint16_t port, const NodeConfig& node,
-                                 const std::vector<IpAddress>& interfaceAddresses, const std::string& interface);
+                                 const OwnAddresses& interfaceAddresses);
 // Why a real cannot be what it is given this balancer's own addresses (the
 // same ones as vipOwnAddressProblem; empty: it can): its tunnels or frames
 // come back to the balancer, while its health checks reach the host itself
 // and pass (fault review F8: a third of the flows then went nowhere).
 std::string realOwnAddressProblem(const IpAddress& real, const NodeConfig& node,
-                                  const std::vector<IpAddress>& interfaceAddresses, const std::string& interface);
+                                  const OwnAddresses& interfaceAddresses);
 // Why a service cannot have `reals` reals on a ring of `ringSize` slots
 // (empty: it can): more reals than slots leaves some with no slot at all,
 // up but never picked. keel.yaml, config.check and runtime changes refuse
@@ -418,6 +439,11 @@ struct ConfigOptions {
   // The addresses of a network interface (keeld: getifaddrs); empty: a VIP
   // is checked against node.tunnel_source_v4/v6 only (vipOwnAddressProblem).
   std::function<std::vector<IpAddress>(const std::string& interface)> interfaceAddresses;
+  // The interfaces stacked directly on one (keeld: interfacesOn, its VLAN,
+  // macvlan and ipvlan devices); empty: none. Their addresses are
+  // dataplane.interface's for the VIP and real checks (ownAddresses), and
+  // the l2dsr messages name them among the neighbour tables read.
+  std::function<std::vector<std::string>(const std::string& interface)> interfacesOn;
   // Whether a group exists (keeld: getgrnam_r); empty: control.group is
   // not checked (the socket's start fails on a group that does not exist).
   std::function<bool(const std::string& group)> groupExists;

@@ -303,7 +303,7 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
     // that can change under a running config (an address added later), and
     // refusing every later drain or weight for it would help nobody; a new
     // VIP is checked against them by service.add, a file by its parse.
-    if (std::string why = vipOwnAddressProblem(svc.vip, svc.port, c.node, {}, ""); !why.empty())
+    if (std::string why = vipOwnAddressProblem(svc.vip, svc.port, c.node, {}); !why.empty())
       service("the VIP " + why);
     if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !c.node.nextHopMac)
       service("ipip forwarding needs node.next_hop_mac (the router toward the reals)");
@@ -321,7 +321,7 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
       }
       // The tunnel sources only, as for the VIP above (the interface's
       // addresses: checkOwnAddresses, for what a request adds).
-      if (std::string why = realOwnAddressProblem(r.address, c.node, {}, ""); !why.empty()) real(why);
+      if (std::string why = realOwnAddressProblem(r.address, c.node, {}); !why.empty()) real(why);
       if (r.mac && !r.mac->isUnicast())
         real("its MAC must be a unicast address, got " + r.mac->toString());
       if (svc.forwarding == Forwarding::kIpip) {
@@ -603,12 +603,17 @@ void DaemonBackend::followPlaneMac() {
 }
 
 void DaemonBackend::setRouteResolver(RouteResolver routes) {
-  // The neighbour resolver is looked up at each run: keeld sets the retries'
+  // The neighbour resolver and the interfaces on dataplane.interface are
+  // looked up at each run: keeld sets the retries' and the check options
   // after this, and so may a test.
   nextHop_ = std::make_unique<NextHopCheck>(
-      std::move(routes), [this](const std::vector<IpAddress>& gateways, const std::string& iface) {
+      std::move(routes),
+      [this](const std::vector<IpAddress>& gateways, const std::string& iface) {
         const MacResolver& read = retryMacResolver();
         return read ? read(gateways, iface) : std::map<IpAddress, MacAddress>{};
+      },
+      [this](const std::string& iface) {
+        return checkOptions_.interfacesOn ? checkOptions_.interfacesOn(iface) : std::vector<std::string>{};
       });
 }
 
@@ -1057,7 +1062,8 @@ size_t DaemonBackend::resolvePendingMacs() {
     } else if (auto it = macs.resolved.find(r.address); it != macs.resolved.end()) {
       // In the table, but with a group or zero MAC: still down, and why.
       r.macPending = "l2dsr: the neighbour-table entry of " + r.address.toString() + " on " +
-                     neighbourInterface_ + " is " + it->second.toString() + ", not a unicast MAC";
+                     interfacesNamed(neighbourInterface_, macs.uppers) + " is " + it->second.toString() +
+                     ", not a unicast MAC";
     } else if (!m.pending.empty()) {
       r.macPending = m.pending;  // (no table read at all: it keeps its reason)
     }
@@ -2086,7 +2092,7 @@ std::optional<RealConfig> DaemonBackend::realFrom(const ServiceConfig& svc, cons
 }
 
 MacLookup DaemonBackend::lookUpMacs(const std::vector<IpAddress>& reals, const MacResolver& resolver) const {
-  return keel::lookUpMacs(reals, neighbourInterface_, resolver);
+  return keel::lookUpMacs(reals, neighbourInterface_, resolver, checkOptions_.interfacesOn);
 }
 
 MacLookup DaemonBackend::macsFor(bool l2dsr, const std::vector<api::RealSpec>& reals) const {
@@ -2166,13 +2172,12 @@ api::Result DaemonBackend::addWarnings(Result r, Forwarding forwarding, const st
   return Result::ok({{"warnings", std::move(warnings)}});
 }
 
-// A real a request adds on one of dataplane.interface's addresses now (a
-// host check, as for a new VIP; the tunnel sources are checked with the
-// composed config).
-std::string DaemonBackend::realOwnAddressHostProblem(const IpAddress& real) const {
-  if (!checkOptions_.interfaceAddresses || file_.dataplane.interface.empty()) return "";
-  return realOwnAddressProblem(real, NodeConfig{}, checkOptions_.interfaceAddresses(file_.dataplane.interface),
-                               file_.dataplane.interface);
+// The addresses of dataplane.interface and of the interfaces on it now: a
+// VIP or real a request adds on one is refused (a host check; the tunnel
+// sources are checked with the composed config, as a file's are). Read
+// once a request, whatever its number of reals.
+OwnAddresses DaemonBackend::hostOwnAddresses() const {
+  return ownAddresses(checkOptions_, file_.dataplane.interface);
 }
 
 Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
@@ -2180,16 +2185,11 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
   std::optional<HealthCheckSpec> serviceCheck;
   auto svc = serviceFrom(req, macsFor(forwardingOf(req) == Forwarding::kL2dsr, req.reals), errors, &serviceCheck);
   if (!svc) return configErrors(std::move(errors));
-  // A new VIP on one of the interface's addresses now (host checks; the
-  // tunnel sources are checked with the composed config, as a file's are).
-  if (checkOptions_.interfaceAddresses && !file_.dataplane.interface.empty())
-    if (std::string why = vipOwnAddressProblem(svc->vip, svc->port, file_.node,
-                                               checkOptions_.interfaceAddresses(file_.dataplane.interface),
-                                               file_.dataplane.interface);
-        !why.empty())
-      return configErrors({"service " + req.name + ": the VIP " + why});
+  const OwnAddresses own = hostOwnAddresses();
+  if (std::string why = vipOwnAddressProblem(svc->vip, svc->port, file_.node, own); !why.empty())
+    return configErrors({"service " + req.name + ": the VIP " + why});
   for (const RealConfig& real : svc->reals)
-    if (std::string why = realOwnAddressHostProblem(real.address); !why.empty())
+    if (std::string why = realOwnAddressProblem(real.address, NodeConfig{}, own); !why.empty())
       return configErrors({"service " + req.name + " real " + real.address.toString() + ": " + why});
   Overlay next = overlay_;
   next.addedServices[req.name] = AddedService{*svc, req};
@@ -2234,7 +2234,7 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
   auto r = realFrom(*svc, req.real, "services[" + svc->name + "]", "params",
                     macsFor(svc->forwarding == Forwarding::kL2dsr, {req.real}), errors);
   if (!r) return configErrors(std::move(errors));
-  if (std::string why = realOwnAddressHostProblem(r->address); !why.empty())
+  if (std::string why = realOwnAddressProblem(r->address, NodeConfig{}, hostOwnAddresses()); !why.empty())
     return configErrors({"service " + req.service + " real " + r->address.toString() + ": " + why});
   Overlay next = overlay_;
   const auto key = std::make_pair(req.service, r->address);

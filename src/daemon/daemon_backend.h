@@ -428,7 +428,7 @@ class DaemonBackend : public api::ControlBackend {
   // the file keeld started with), and of those the ones a restart does not
   // apply either: config.reload's restart_needed / stop_start_needed.
   std::pair<std::vector<std::string>, std::vector<std::string>> waitingForRestart() const;
-  std::string realOwnAddressHostProblem(const IpAddress& real) const;
+  OwnAddresses hostOwnAddresses() const;
   // healthSourceNotLocal's warning for a check source this host lacks
   // (checkOptions_.addressIsLocal), as a runtime add's answer says it.
   std::optional<std::string> sourceWarning(const IpAddress& source) const;

@@ -175,6 +175,7 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
     return resolveNeighbours(reals, iface, macWaitMs);
   };
   o.interfaceAddresses = interfaceAddresses;
+  o.interfacesOn = interfacesOn;
   o.addressIsLocal = addressIsLocal;
   o.socketPathProblem = api::socketPathProblem;
   o.groupExists = [](const std::string& name) {

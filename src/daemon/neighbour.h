@@ -22,16 +22,29 @@ std::optional<MacAddress> interfaceMac(const std::string& interface);
 // not exist. A VIP cannot be one of them (vipOwnAddressProblem).
 std::vector<IpAddress> interfaceAddresses(const std::string& interface);
 
-// The neighbour entries of `addresses` on `interface` (netlink RTM_GETNEIGH,
-// one dump for all of them). Those missing are nudged into resolution (one
-// UDP datagram each to the discard port, which makes the kernel ARP /
-// neighbour-solicit an on-link address), then all are polled together for
-// at most `waitMs` in all. An address absent from the result is not on-link
-// there or did not answer: l2dsr cannot reach it (yet). waitMs 0: no wait,
-// the dump's answer; the nudges' answers are in the table for the next call
-// (keeld's retries of reals held down for want of a MAC). nudge false: the
-// dump alone (keeld's refresh of MACs it has, where an entry missing is no
-// news and is not worth a datagram every few seconds).
+// The interfaces stacked directly on `interface` in this network namespace
+// (its uppers: links whose IFLA_LINK is it, of kind vlan, macvlan or
+// ipvlan), by name; none if it has none or does not exist. On a VLAN
+// trunk the data plane attaches to eth0 while the host's addresses,
+// routes and neighbours are on eth0.100: with eth0 these are "the data
+// plane's interfaces", whose neighbour entries l2dsr and next_hop_mac's
+// check read and whose addresses no VIP or real may be. One RTM_GETLINK
+// dump. (Until 2026-12-06 only dataplane.interface was read.)
+std::vector<std::string> interfacesOn(const std::string& interface);
+
+// The neighbour entries of `addresses` on `interface` and the interfaces
+// on it (interfacesOn; netlink RTM_GETNEIGH, one dump of each interface
+// for all the addresses). Those missing are nudged into resolution (one
+// UDP datagram each to the discard port, through the interface its route
+// leaves by if that is one of them, else through `interface`, which makes
+// the kernel ARP / neighbour-solicit an on-link address), then all are
+// polled together for at most `waitMs` in all. An address absent from the
+// result is not on-link there or did not answer: l2dsr cannot reach it
+// (yet). waitMs 0: no wait, the dumps' answer; the nudges' answers are in
+// the table for the next call (keeld's retries of reals held down for want
+// of a MAC). nudge false: the dumps alone (keeld's refresh of MACs it has,
+// where an entry missing is no news and is not worth a datagram every few
+// seconds).
 std::map<IpAddress, MacAddress> resolveNeighbours(const std::vector<IpAddress>& addresses,
                                                   const std::string& interface, int waitMs = 1000,
                                                   bool nudge = true);

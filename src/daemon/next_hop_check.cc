@@ -67,11 +67,18 @@ void NextHopCheck::run(const Config& config, const std::string& interface, std::
     return;
   }
   refreshRoutes(reals, RouteSources{config.node.tunnelSourceV4, config.node.tunnelSourceV6}, now);
+  // The data plane's interfaces: a VLAN trunk's routes leave through
+  // eth0.100, on the data plane's wire all the same.
+  const std::vector<std::string> uppers = interfacesOn_ ? interfacesOn_(interface) : std::vector<std::string>{};
+  std::set<std::string> ours(uppers.begin(), uppers.end());
+  ours.insert(interface);
+  const std::string named = interfacesNamed(interface, uppers);
 
   // What the cached routes say, per family.
   struct Seen {
-    std::set<IpAddress> gateways;  // of routes through `interface`
-    bool onLink = false, noRoute = false;
+    std::map<IpAddress, std::string> gateways;  // of routes through one of `ours`, with it
+    bool noRoute = false;
+    std::set<std::string> onLink;     // those of `ours` routes without a gateway leave by
     std::set<std::string> elsewhere;  // other output interfaces
   };
   std::map<int, Seen> seen;
@@ -83,11 +90,11 @@ void NextHopCheck::run(const Config& config, const std::string& interface, std::
     const std::optional<RouteHop>& hop = it->second.hop;
     if (!hop)
       s.noRoute = true;
-    else if (hop->interface != interface)
+    else if (!ours.count(hop->interface))
       s.elsewhere.insert(hop->interface.empty() ? std::string("an unnamed interface") : hop->interface);
     else if (!hop->gateway)
-      s.onLink = true;
-    else if (s.gateways.insert(*hop->gateway).second)
+      s.onLink.insert(hop->interface);
+    else if (s.gateways.emplace(*hop->gateway, hop->interface).second)
       gateways.push_back(*hop->gateway);
   }
   const std::map<IpAddress, MacAddress> entries =
@@ -102,11 +109,12 @@ void NextHopCheck::run(const Config& config, const std::string& interface, std::
     if (s.gateways.empty()) {
       // Nothing to compare next_hop_mac with.
       std::vector<std::string> how;
-      if (s.onLink) how.push_back("on-link on " + interface + " (routes without a gateway)");
+      if (!s.onLink.empty())
+        how.push_back("on-link on " + commaList(s.onLink) + " (routes without a gateway)");
       for (const std::string& other : s.elsewhere) how.push_back("routed through " + other);
       if (s.noRoute) how.push_back("without a route");
       std::string reason = "its ipip reals are " + commaList(how) + "; none is routed through a gateway on " +
-                           interface + ", so keeld has no router's MAC to compare";
+                           named + ", so keeld has no router's MAC to compare";
       f.verdict = Verdict::kUnknown;
       f.warned.clear();
       if (reason != f.unchecked)
@@ -120,7 +128,7 @@ void NextHopCheck::run(const Config& config, const std::string& interface, std::
     }
     f.unchecked.clear();
     std::vector<std::pair<IpAddress, MacAddress>> usable;
-    for (const IpAddress& gw : s.gateways)
+    for (const auto& [gw, via] : s.gateways)
       if (auto e = entries.find(gw); e != entries.end()) usable.emplace_back(gw, e->second);
     if (usable.empty()) continue;  // no entry to read (yet): no news, the verdict stays
     auto match = std::find_if(usable.begin(), usable.end(), [&](const auto& u) { return u.second == want; });
@@ -130,7 +138,7 @@ void NextHopCheck::run(const Config& config, const std::string& interface, std::
                     .add("family", familyLabel(fam))
                     .add("gateway", match->first.toString())
                     .add("next_hop_mac", want.toString())
-                    .add("interface", interface));
+                    .add("interface", s.gateways.at(match->first)));
       f.verdict = Verdict::kMatch;
       f.warned.clear();
       continue;
@@ -143,7 +151,7 @@ void NextHopCheck::run(const Config& config, const std::string& interface, std::
                     .add("gateway", gw.toString())
                     .add("neighbour_mac", mac.toString())
                     .add("next_hop_mac", want.toString())
-                    .add("interface", interface)
+                    .add("interface", s.gateways.at(gw))
                     .add("detail", kMismatchDetail));
   }
 }

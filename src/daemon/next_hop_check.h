@@ -8,7 +8,10 @@
 // every ipip flow is blackholed while keel counts it forwarded, and nothing
 // else notices: the health checks go through the kernel, which follows the
 // new MAC. So keeld compares: for each family with ipip reals, the gateways
-// the kernel's routes to those reals use on dataplane.interface, and their
+// the kernel's routes to those reals use on the data plane's interfaces
+// (dataplane.interface and the interfaces stacked on it: on a VLAN trunk
+// the data plane is on eth0 while the host's routes leave through
+// eth0.100; until 2026-12-06 only dataplane.interface counted), and their
 // neighbour entries there. It never changes the data plane's MAC itself:
 // the operator's file wins (docs/operations.md, "next_hop_mac").
 //
@@ -18,8 +21,8 @@
 // meant for, not the main table's.
 //
 // What counts, per family:
-//  - the gateways of the reals' routes that leave through dataplane.interface
-//    with a usable neighbour entry (resolveNeighbours' states, with a MAC);
+//  - the gateways of the reals' routes that leave through one of the data
+//    plane's interfaces with a usable neighbour entry (resolveNeighbours' states, with a MAC);
 //  - mismatch: at least one such entry, and none of them is next_hop_mac.
 //    With several gateways (reals behind different routers, an ECMP route)
 //    keel still sends every frame to next_hop_mac, which is fine as long as
@@ -35,7 +38,7 @@
 //  - no entry usable (none yet, the router gone quiet): no news, the
 //    verdict stays; an entry missing is prompted (the neighbour resolver's
 //    nudge), so the next check finds it;
-//  - no real routed through a gateway on dataplane.interface (all on-link,
+//  - no real routed through a gateway on the data plane's interfaces (all on-link,
 //    as in a one-LAN lab where the router routes back onto the LAN; or the
 //    routes leave through another interface; or there is no route): there
 //    is nothing to compare with, the verdict is cleared, and it is said
@@ -51,8 +54,9 @@
 // within a few runs, and a route that changes (a new default gateway) is
 // followed within kRouteRefresh (longer past ~3,000 reals: the budget
 // spreads the refresh). The neighbour entries, which is where a replaced
-// router shows, are read at every run: one dump filtered by interface for
-// all the gateways (few).
+// router shows, are read at every run: one dump filtered by interface, per
+// data plane interface, for all the gateways (few), and one link dump to
+// know the interfaces on dataplane.interface.
 #pragma once
 
 #include <chrono>
@@ -75,6 +79,8 @@ namespace keel {
 // routesTo); an address with no route is absent.
 using RouteResolver = std::function<std::map<IpAddress, RouteHop>(const std::vector<IpAddress>& destinations,
                                                                   const RouteSources& sources)>;
+// The interfaces stacked on one (keeld: interfacesOn).
+using InterfacesOn = std::function<std::vector<std::string>(const std::string& interface)>;
 
 class NextHopCheck {
  public:
@@ -82,13 +88,16 @@ class NextHopCheck {
   static constexpr std::chrono::seconds kRouteRefresh{60};
 
   // `routes`: route lookups; `neighbours`: the neighbour entries of the
-  // gateways on an interface (keeld: resolveNeighbours without a wait,
-  // nudging the ones missing).
-  NextHopCheck(RouteResolver routes, MacResolver neighbours)
-      : routes_(std::move(routes)), neighbours_(std::move(neighbours)) {}
+  // gateways on an interface and the interfaces on it (keeld:
+  // resolveNeighbours without a wait, nudging the ones missing);
+  // `interfacesOn`: the interfaces stacked on an interface (keeld:
+  // interfacesOn), whose routes count as the interface's; empty: none.
+  NextHopCheck(RouteResolver routes, MacResolver neighbours, InterfacesOn interfacesOn = {})
+      : routes_(std::move(routes)), neighbours_(std::move(neighbours)), interfacesOn_(std::move(interfacesOn)) {}
 
   // One check of `config`'s ipip reals against its node.next_hop_mac, on
-  // `interface` (dataplane.interface); logs what changed.
+  // `interface` (dataplane.interface) and the interfaces on it; logs what
+  // changed.
   void run(const Config& config, const std::string& interface,
            std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
 
@@ -116,6 +125,7 @@ class NextHopCheck {
 
   RouteResolver routes_;
   MacResolver neighbours_;
+  InterfacesOn interfacesOn_;
   std::map<IpAddress, CachedRoute> cache_;
   // The sources cache_'s routes were looked up from: the node's tunnel
   // sources, so that a policy rule routing keel's outer source by another

@@ -1826,6 +1826,34 @@ TEST(Config, HostChecksRefuseAVipOnTheInterfaceAndAMissingGroup) {
   EXPECT_TRUE(parseConfig(text, "keel.yaml", host).ok());
 }
 
+// A VLAN trunk: the data plane on eth0, the host's addresses on eth0.100
+// on it. A VIP or real at one of those is this balancer's own too, named
+// with its interface (until 2026-12-06 only eth0's were read).
+TEST(Config, HostChecksReadTheAddressesOfTheInterfacesOnIt) {
+  const std::string text = kHead +
+                           "  - name: web\n    vip: 10.100.0.7\n    port: 80\n    protocol: tcp\n    reals:\n"
+                           "      - {address: 10.200.0.8}\n";  // line 9
+  ConfigOptions host;
+  host.interfacesOn = [](const std::string& iface) {
+    return iface == "eth0" ? std::vector<std::string>{"eth0.100", "eth0.200"} : std::vector<std::string>{};
+  };
+  host.interfaceAddresses = [](const std::string& iface) {
+    if (iface == "eth0.100") return std::vector<IpAddress>{*IpAddress::parse("10.100.0.7")};
+    if (iface == "eth0.200") return std::vector<IpAddress>{*IpAddress::parse("10.200.0.8")};
+    return std::vector<IpAddress>{};
+  };
+  ConfigResult r = parseConfig(text, "keel.yaml", host);
+  ASSERT_EQ(r.errors.size(), 2u) << joinErrors(r.errors);
+  EXPECT_NE(r.errors[0].find("keel.yaml:5: services[0].vip: cannot be this balancer's own address (10.100.0.7 is an "
+                             "address of eth0.100)"),
+            std::string::npos)
+      << r.errors[0];
+  EXPECT_NE(r.errors[1].find("keel.yaml:9: services[0].reals[0].address: a real cannot be this balancer's own "
+                             "address (10.200.0.8 is an address of eth0.200)"),
+            std::string::npos)
+      << r.errors[1];
+}
+
 TEST(Config, MissingFileSaysSo) {
   ConfigResult r = loadConfigFile("/nonexistent/keel.yaml");
   ASSERT_EQ(r.errors.size(), 1u);

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // resolveNeighbours() against the kernel's neighbour table, in a private
 // network namespace (root only; skips otherwise): only the asked
-// interface's usable entries of the asked addresses are returned. And
-// routesTo() against its routing table: each address's gateway (none
-// on-link) and output interface, as next_hop_mac's check reads them.
+// interface's usable entries of the asked addresses are returned, and
+// those of the interfaces stacked on it (a VLAN trunk's eth0.100; here a
+// macvlan, as this kernel may lack 8021q). And routesTo() against its
+// routing table: each address's gateway (none on-link) and output
+// interface, as next_hop_mac's check reads them; and the checks that read
+// the data plane's interfaces (own addresses, next_hop_mac) on a stacked
+// interface.
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <unistd.h>
@@ -13,7 +17,9 @@
 #include <cstdlib>
 #include <string>
 
+#include "control/config.h"
 #include "daemon/neighbour.h"
+#include "daemon/next_hop_check.h"
 
 namespace keel {
 namespace {
@@ -46,10 +52,129 @@ class NeighbourTest : public ::testing::Test {
     ASSERT_TRUE(run("ip neigh replace 10.9.0.7 dev nba nud incomplete"));
   }
   void TearDown() override {
+    run("ip link del nbv");  // gone with nba too; said for a test that moved it
     run("ip link del nba");
     run("ip link del nbc");
   }
+
+  // A macvlan nbv on nba holding the host's address and a neighbour entry,
+  // as eth0.100 on a trunk whose eth0 carries the data plane; nbc's entry
+  // for the same address has another MAC, so a read of the wrong interface
+  // would show.
+  static void stackMacvlan() {
+    ASSERT_TRUE(run("ip link add nbv link nba type macvlan mode bridge"));
+    ASSERT_TRUE(run("ip link set nbv up"));
+    ASSERT_TRUE(run("ip addr add 10.9.5.1/24 dev nbv"));
+    ASSERT_TRUE(run("ip addr add fd00:95::1/64 dev nbv nodad"));
+    ASSERT_TRUE(run("ip neigh replace 10.9.5.5 lladdr 02:00:00:00:0b:05 dev nbv nud permanent"));
+    ASSERT_TRUE(run("ip neigh replace 10.9.5.5 lladdr 02:00:00:00:0c:55 dev nbc nud permanent"));
+  }
 };
+
+// The data plane's interfaces are nba and what is stacked on it: a macvlan
+// (as a VLAN device), not nba's veth peer nbb (whose IFLA_LINK is nba too),
+// nor what is stacked on another interface.
+TEST_F(NeighbourTest, TheInterfacesOnItAreItsStackedDevices) {
+  EXPECT_TRUE(interfacesOn("nba").empty()) << "nbb is nba's peer, not on it";
+  stackMacvlan();
+  ASSERT_TRUE(run("ip link add nbw link nbc type macvlan mode bridge"));
+  EXPECT_EQ(interfacesOn("nba"), std::vector<std::string>{"nbv"});
+  EXPECT_EQ(interfacesOn("nbc"), std::vector<std::string>{"nbw"});
+  EXPECT_TRUE(interfacesOn("nbv").empty());
+  EXPECT_TRUE(interfacesOn("nosuch0").empty());
+}
+
+// l2dsr on a trunk: a real's entry on the interface on dataplane.interface
+// is found; the same address's entry on another interface is not taken.
+TEST_F(NeighbourTest, EntriesOfTheInterfacesOnItAreRead) {
+  stackMacvlan();
+  const std::map<IpAddress, MacAddress> a = resolveNeighbours({ip("10.9.5.5"), ip("10.9.0.5")}, "nba", 0, false);
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a.at(ip("10.9.5.5")).toString(), "02:00:00:00:0b:05");
+  EXPECT_EQ(a.at(ip("10.9.0.5")).toString(), "02:00:00:00:0a:05");
+  const std::map<IpAddress, MacAddress> c = resolveNeighbours({ip("10.9.5.5")}, "nbc", 0, false);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c.at(ip("10.9.5.5")).toString(), "02:00:00:00:0c:55");
+  EXPECT_TRUE(resolveNeighbours({ip("10.9.5.5")}, "nbb", 0, false).empty()) << "nba's peer reads no nbv";
+}
+
+// A real missing from the table is asked for where its route leaves: on
+// the macvlan that has its subnet (a trunk: tagged, on eth0.100), not
+// untagged on nba. The kernel makes the entry as it sends, so it is there
+// when the call returns.
+TEST_F(NeighbourTest, AMissingRealIsAskedForThroughTheInterfaceItIsOnLinkOn) {
+  stackMacvlan();
+  EXPECT_TRUE(resolveNeighbours({ip("10.9.5.6")}, "nba", 0, true).empty());
+  FILE* show = ::popen("ip -4 neigh show 10.9.5.6", "r");
+  ASSERT_NE(show, nullptr);
+  char line[256] = "";
+  const bool any = std::fgets(line, sizeof line, show) != nullptr;
+  ::pclose(show);
+  ASSERT_TRUE(any) << "no neighbour entry made for 10.9.5.6";
+  EXPECT_NE(std::string(line).find("dev nbv"), std::string::npos) << line;
+}
+
+// A VIP or real that is the address of an interface on dataplane.interface
+// is this host's own: refused, naming that interface.
+TEST_F(NeighbourTest, TheAddressesOfTheInterfacesOnItAreOwn) {
+  stackMacvlan();
+  ASSERT_TRUE(run("ip addr add 10.9.0.1/24 dev nba"));
+  ConfigOptions host;
+  host.interfaceAddresses = interfaceAddresses;
+  host.interfacesOn = interfacesOn;
+  const OwnAddresses own = ownAddresses(host, "nba");
+  EXPECT_EQ(own.at(ip("10.9.5.1")), "nbv");
+  EXPECT_EQ(own.at(ip("fd00:95::1")), "nbv");
+  EXPECT_EQ(own.at(ip("10.9.0.1")), "nba");
+  const std::string vip = vipOwnAddressProblem(ip("10.9.5.1"), 80, NodeConfig{}, own);
+  EXPECT_NE(vip.find("10.9.5.1 is an address of nbv"), std::string::npos) << vip;
+  EXPECT_FALSE(realOwnAddressProblem(ip("fd00:95::1"), NodeConfig{}, own).empty());
+  EXPECT_TRUE(vipOwnAddressProblem(ip("10.9.5.2"), 80, NodeConfig{}, own).empty());
+  EXPECT_FALSE(ownAddresses(host, "nbc").count(ip("10.9.5.1")));
+}
+
+// A real that is not found names the tables read: the interface and those on it.
+TEST_F(NeighbourTest, APendingRealNamesTheInterfacesRead) {
+  stackMacvlan();
+  const MacResolver read = [](const std::vector<IpAddress>& reals, const std::string& iface) {
+    return resolveNeighbours(reals, iface, 0, false);
+  };
+  const MacLookup lookup = lookUpMacs({ip("10.9.5.5"), ip("10.9.5.9")}, "nba", read, interfacesOn);
+  EXPECT_EQ(resolveRealMac("web", ip("10.9.5.5"), lookup).mac->toString(), "02:00:00:00:0b:05");
+  EXPECT_EQ(resolveRealMac("web", ip("10.9.5.9"), lookup).pending,
+            "l2dsr: 10.9.5.9 not in the neighbour table of nba or the interfaces on it (nbv)");
+}
+
+// next_hop_mac on a trunk: the ipip reals' router is routed through the
+// interface on dataplane.interface, and a wrong next_hop_mac is a mismatch
+// there, not "unchecked".
+TEST_F(NeighbourTest, NextHopMacIsComparedThroughTheInterfacesOnIt) {
+  stackMacvlan();
+  ASSERT_TRUE(run("ip route add 10.50.0.0/16 via 10.9.5.254 dev nbv"));
+  ASSERT_TRUE(run("ip neigh replace 10.9.5.254 lladdr 02:00:00:00:0b:fe dev nbv nud permanent"));
+  NextHopCheck check(routesTo,
+                     [](const std::vector<IpAddress>& gateways, const std::string& iface) {
+                       return resolveNeighbours(gateways, iface, 0, false);
+                     },
+                     interfacesOn);
+  Config c;
+  c.dataplane.interface = "nba";
+  c.node.nextHopMac = *MacAddress::parse("02:00:00:00:00:01");
+  ServiceConfig svc;
+  svc.name = "web";
+  svc.vip = ip("192.0.2.10");
+  svc.port = 80;
+  svc.forwarding = Forwarding::kIpip;
+  RealConfig real;
+  real.address = ip("10.50.1.1");
+  svc.reals.push_back(real);
+  c.services.push_back(svc);
+  check.run(c, "nba");
+  EXPECT_EQ(check.mismatches(), (std::map<std::string, bool>{{"ipv4", true}}));
+  c.node.nextHopMac = *MacAddress::parse("02:00:00:00:0b:fe");
+  check.run(c, "nba");
+  EXPECT_EQ(check.mismatches(), (std::map<std::string, bool>{{"ipv4", false}}));
+}
 
 TEST_F(NeighbourTest, OnlyTheInterfacesUsableEntriesOfTheAskedAddresses) {
   const std::map<IpAddress, MacAddress> a =

@@ -42,6 +42,9 @@ class NextHopCheckTest : public ::testing::Test {
                           if (auto it = neighbours_.find(g.toString()); iface == "eth0" && it != neighbours_.end())
                             out[g] = mac(it->second);
                         return out;
+                      },
+                      [this](const std::string& iface) {
+                        return iface == "eth0" ? uppers_ : std::vector<std::string>{};
                       }};
 
   // A config with an ipip service of `reals` and node.next_hop_mac `nextHop`.
@@ -70,7 +73,8 @@ class NextHopCheckTest : public ::testing::Test {
   test::LogCapture log_;
   std::map<std::string, RouteHop> routes_;     // by destination
   std::optional<RouteHop> defaultRoute_ = RouteHop{ip("10.0.0.254"), "eth0"};  // of its family
-  std::map<std::string, std::string> neighbours_;  // eth0's entries
+  std::map<std::string, std::string> neighbours_;  // the entries of eth0 and the interfaces on it
+  std::vector<std::string> uppers_;                // the interfaces on eth0
   std::vector<IpAddress> asked_;
   std::vector<RouteSources> askedFrom_;  // each lookup's sources
   int neighbourReads_ = 0;
@@ -270,6 +274,36 @@ TEST_F(NextHopCheckTest, NoRouterOnTheInterfaceIsSaidOnceAtInfo) {
   run(c, later + 2 * NextHopCheck::kRouteRefresh);
   EXPECT_EQ(log_.take("next_hop_mac_mismatch").size(), 1u);
   EXPECT_EQ(check_.mismatches().at("ipv4"), true);
+}
+
+// A VLAN trunk: the data plane is on eth0, the host's routes leave through
+// eth0.100 on it. A router there is compared as one on eth0 (a wrong
+// next_hop_mac is a mismatch naming eth0.100), and the reason for reals on
+// no such router names the interfaces looked at. Routes through a VLAN of
+// another interface are not.
+TEST_F(NextHopCheckTest, ARouterOnAnInterfaceOnItIsCompared) {
+  uppers_ = {"eth0.100", "eth0.200"};
+  routes_["10.0.1.1"] = RouteHop{ip("10.100.0.254"), "eth0.100"};
+  neighbours_["10.100.0.254"] = kOther;
+  const Config c = config({"10.0.1.1"});
+  run(c);
+  std::vector<std::string> warned = log_.take("next_hop_mac_mismatch");
+  ASSERT_EQ(warned.size(), 1u);
+  EXPECT_NE(warned[0].find("gateway=10.100.0.254 neighbour_mac=02:00:00:00:00:99 next_hop_mac=02:00:00:00:00:01 "
+                           "interface=eth0.100"),
+            std::string::npos)
+      << warned[0];
+  EXPECT_EQ(check_.mismatches().at("ipv4"), true);
+
+  routes_["10.0.1.1"] = RouteHop{ip("10.9.0.1"), "eth1.100"};
+  run(c, std::chrono::steady_clock::time_point{} + NextHopCheck::kRouteRefresh);
+  std::vector<std::string> said = log_.take("next_hop_mac_unchecked");
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_NE(said[0].find("routed through eth1.100; none is routed through a gateway on eth0 or the interfaces on it "
+                         "(eth0.100, eth0.200)"),
+            std::string::npos)
+      << said[0];
+  EXPECT_EQ(check_.mismatches().at("ipv4"), false);
 }
 
 // Thousands of reals: a run makes at most kRouteLookupsPerRun route lookups,

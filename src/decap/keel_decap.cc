@@ -20,6 +20,7 @@
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -143,6 +144,18 @@ void printJsonError(const char* code, const std::string& message) {
 void removePinDirIfEmpty(const std::string& dir, const std::string& root) {
   rmdir(dir.c_str());
   rmdir(root.c_str());
+}
+
+// keel-decap attaches through an XDP bpf_link (Linux 5.9): an older kernel
+// answers EINVAL, which says nothing; said when uname's release is older.
+std::string olderThan59Hint() {
+  struct utsname u {};
+  if (::uname(&u) != 0) return "";
+  int major = 0, minor = 0;
+  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return "";
+  if (major > 5 || (major == 5 && minor >= 9)) return "";
+  return std::string(" (keel-decap attaches with an XDP link, which needs Linux 5.9 or later; this kernel is ") +
+         u.release + ")";
 }
 
 int fail(const std::string& msg) {
@@ -380,7 +393,7 @@ int attach(const Args& a) {
     int e = errno;
     keel_decap::destroy(skel);
     return fail("attach to " + a.iface + " in " + a.mode + " mode: " + errnoText(e) +
-                (e == EBUSY || e == EEXIST ? " (another XDP program is attached)" : ""));
+                (e == EBUSY || e == EEXIST ? " (another XDP program is attached)" : olderThan59Hint()));
   }
   std::string result;
   // The root may go between the two mkdirs (a detach of another interface

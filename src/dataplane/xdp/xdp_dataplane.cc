@@ -13,6 +13,7 @@
 #include <sys/sysmacros.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -80,21 +81,41 @@ std::string gLibbpfLog;
 
 int libbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG) return 0;
-  char buf[1024];
-  int n = std::vsnprintf(buf, sizeof buf, fmt, args);
+  // Whole: libbpf hands the verifier's log over as one message, whose last
+  // lines say why (a fixed 1 KiB buffer kept its head and lost the reason;
+  // kernel review, 2026-12-06).
+  va_list again;
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, fmt, args);
+  std::string text(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+  if (n > 0) std::vsnprintf(text.data(), text.size() + 1, fmt, again);
+  va_end(again);
   std::lock_guard lock(gLibbpfLogMutex);
-  gLibbpfLog += buf;
+  gLibbpfLog += text;
   // The verifier's last lines say why; 8 KiB of tail is plenty.
   if (gLibbpfLog.size() > 8192) gLibbpfLog.erase(0, gLibbpfLog.size() - 8192);
   return n;
 }
 
+// libbpf's lines name themselves ("libbpf: ..."); the verifier's follow.
 std::string takeLibbpfLog() {
   std::lock_guard lock(gLibbpfLogMutex);
   std::string out;
   std::swap(out, gLibbpfLog);
   while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out.empty() ? "" : "\nlibbpf: " + out;
+  return out.empty() ? "" : "\n" + out;
+}
+
+// The newest kernel feature the balancer needs: bpf_check_mtu (Linux 5.12;
+// the rest is older, docs/operations.md). Probed before the load, so an
+// older kernel gets that said rather than a verifier dump.
+Status kernelSupportsBalancer() {
+  if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_XDP, BPF_FUNC_check_mtu, nullptr) > 0) return Status::ok();
+  struct utsname u {};
+  ::uname(&u);
+  return Status::error(std::string("xdp: this kernel (") + u.release +
+                       ") has no bpf_check_mtu helper, which keel's XDP program calls: keel needs Linux 5.12 or "
+                       "later for the XDP data plane (dataplane.kind: dpdk needs no such helper)");
 }
 
 // A bpffs at /sys/fs/bpf (common/bpffs.h), or keeld's reason why not.
@@ -548,8 +569,10 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
     if (Status s = dp->adoptPinnedMaps(&adopting); !s) return s;
     dp->freshPinDir_ = !adopting;
   }
-  if (int rc = keel_balancer__load(dp->skel_); rc != 0)
+  if (int rc = keel_balancer__load(dp->skel_); rc != 0) {
+    if (Status k = kernelSupportsBalancer(); !k) return k;
     return Status::error("xdp: load balancer program: " + errnoText(rc) + takeLibbpfLog());
+  }
   // Before the swap: the new program must never see an empty node_config.
   if (Status s = dp->carryOver(CarryPhase::kBeforeSwap); !s) return s;
   // Optional: without it (kernel < 6.6) the entry count is just unknown.

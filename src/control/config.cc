@@ -1472,28 +1472,48 @@ std::optional<YAML::Mark> firstAlias(std::string_view text) {
 // an unclosed '[' or '{' ("end of sequence flow not found", or "illegal
 // block entry" when a block list follows), or a quoted scalar whose closing
 // quote is missing, which swallows the lines up to the next quote ("end of
-// map not found" there). A scan of the text up to where yaml-cpp stopped,
-// skipping comments, finds such a fault: a quote still open, else the last
-// flow collection left open, else the last quoted scalar if it ran over a
-// line end (keel.yaml has no reason for one). nullopt if none.
+// map not found" where that quote closes it). Only for those errors (`msg`),
+// a scan of the text, skipping comments, finds such a fault before where
+// yaml-cpp stopped (`upto`): a quote still open there, else the innermost
+// flow collection open there and never closed in the whole file, else the
+// last quoted scalar if it ran over a line end and closed on the error's
+// line (keel.yaml has no reason for one). nullopt if none: the error is
+// then named where yaml-cpp found it.
 struct TextPlace {
   int line, column;  // 0-based, as YAML::Mark
   std::string what;  // the fault, as the error says it
 };
-std::optional<TextPlace> earlierFault(std::string_view text, size_t upto) {
+std::optional<TextPlace> earlierFault(std::string_view text, size_t upto, int errorLine, const std::string& msg) {
+  if (msg != YAML::ErrorMsg::END_OF_SEQ_FLOW && msg != YAML::ErrorMsg::END_OF_MAP_FLOW &&
+      msg != YAML::ErrorMsg::BLOCK_ENTRY && msg != YAML::ErrorMsg::END_OF_MAP)
+    return std::nullopt;
   struct Open {
     int line, column;
     char c;
+    bool closed = false;
   };
-  std::vector<Open> open;
-  std::optional<Open> quoteAt;        // the quote open now, or the last one
-  std::optional<int> lastQuoteEnd;    // the line the last quoted scalar closed on
+  std::vector<Open> opened;             // every '[' / '{' outside quotes, in order
+  std::vector<size_t> open;             // indexes into `opened` open now
+  std::vector<size_t> openAtError;      // `open` when the scan reached upto
+  bool reachedError = false;
+  std::optional<Open> quoteAt;          // the quote open now, or the last one
+  std::optional<int> lastQuoteEnd;     // the line the last quoted scalar closed on
+  std::optional<Open> quoteAtError;    // quoteAt / lastQuoteEnd / quote as they were at upto
+  std::optional<int> quoteEndAtError;
+  char quoteOpenAtError = 0;
   int line = 0, column = 0;
   char quote = 0;      // inside a '...' or "..." scalar
   bool comment = false;
   char prev = '\n';    // the last character outside quotes that was not a blank
   bool blankBefore = true;
-  for (size_t i = 0; i < upto && i < text.size(); ++i, ++column) {
+  for (size_t i = 0; i < text.size(); ++i, ++column) {
+    if (i >= upto && !reachedError) {
+      reachedError = true;
+      openAtError = open;
+      quoteAtError = quoteAt;
+      quoteEndAtError = lastQuoteEnd;
+      quoteOpenAtError = quote;
+    }
     const char c = text[i];
     if (c == '\n') {
       ++line;
@@ -1527,23 +1547,37 @@ std::optional<TextPlace> earlierFault(std::string_view text, size_t upto) {
       quoteAt = Open{line, column, c};
       continue;
     }
-    if (c == '[' || c == '{') open.push_back({line, column, c});
-    if ((c == ']' || c == '}') && !open.empty()) open.pop_back();
+    if (c == '[' || c == '{') {
+      opened.push_back({line, column, c});
+      open.push_back(opened.size() - 1);
+    }
+    if ((c == ']' || c == '}') && !open.empty()) {
+      opened[open.back()].closed = true;
+      open.pop_back();
+    }
     prev = c;
   }
+  if (!reachedError) {
+    openAtError = open;
+    quoteAtError = quoteAt;
+    quoteEndAtError = lastQuoteEnd;
+    quoteOpenAtError = quote;
+  }
   const auto quoted = [](char c) { return std::string(c == '"' ? "'\"'" : "\"'\""); };
-  if (quote)
-    return TextPlace{quoteAt->line, quoteAt->column,
-                     quoted(quote) + " at column " + std::to_string(quoteAt->column + 1) +
+  if (quoteOpenAtError)
+    return TextPlace{quoteAtError->line, quoteAtError->column,
+                     quoted(quoteOpenAtError) + " at column " + std::to_string(quoteAtError->column + 1) +
                          " opens a quoted scalar that is never closed"};
-  if (!open.empty())
-    return TextPlace{open.back().line, open.back().column,
-                     std::string("'") + open.back().c + "' at column " + std::to_string(open.back().column + 1) +
-                         " is never closed"};
-  if (quoteAt && lastQuoteEnd && *lastQuoteEnd > quoteAt->line)
-    return TextPlace{quoteAt->line, quoteAt->column,
-                     quoted(quoteAt->c) + " at column " + std::to_string(quoteAt->column + 1) +
-                         " opens a quoted scalar that runs on to line " + std::to_string(*lastQuoteEnd + 1) +
+  for (auto it = openAtError.rbegin(); it != openAtError.rend(); ++it) {
+    const Open& o = opened[*it];
+    if (o.closed) continue;  // closed later: not what yaml-cpp stumbled on
+    return TextPlace{o.line, o.column,
+                     std::string("'") + o.c + "' at column " + std::to_string(o.column + 1) + " is never closed"};
+  }
+  if (quoteAtError && quoteEndAtError && *quoteEndAtError > quoteAtError->line && *quoteEndAtError == errorLine)
+    return TextPlace{quoteAtError->line, quoteAtError->column,
+                     quoted(quoteAtError->c) + " at column " + std::to_string(quoteAtError->column + 1) +
+                         " opens a quoted scalar that runs on to line " + std::to_string(*quoteEndAtError + 1) +
                          ": is its closing quote missing?"};
   return std::nullopt;
 }
@@ -1668,7 +1702,8 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
     std::string loc(sourceName);
     std::string msg = e.msg;
     if (!e.mark.is_null()) {
-      const std::optional<TextPlace> fault = earlierFault(yamlText, static_cast<size_t>(e.mark.pos));
+      const std::optional<TextPlace> fault =
+          earlierFault(yamlText, static_cast<size_t>(e.mark.pos), e.mark.line, e.msg);
       if (fault && fault->line < e.mark.line) {
         loc += ":" + std::to_string(fault->line + 1);
         msg = fault->what + " (" + e.msg + ", seen " +
@@ -1750,7 +1785,10 @@ MacLookup lookUpMacs(const std::vector<IpAddress>& reals, const std::string& int
   out.lookedUp = !interface.empty() && resolver;
   if (out.lookedUp && !reals.empty()) {
     out.resolved = resolver(reals, interface);
-    if (interfacesOn) out.uppers = interfacesOn(interface);
+    // Only to name the tables read when some real is not in them: a link
+    // dump costs ~5 ms with 1,000 links (neighbour.cc).
+    std::set<IpAddress> distinct(reals.begin(), reals.end());
+    if (interfacesOn && out.resolved.size() < distinct.size()) out.uppers = interfacesOn(interface);
   }
   return out;
 }
@@ -1870,6 +1908,11 @@ std::optional<std::string> readConfigText(const std::string& path, std::string& 
   // empty"), and opening a FIFO waits for a writer, which held keeld's loop
   // (health failover, every request, /metrics) until one came (config
   // review HIGH). Opened without blocking, then checked by what was opened.
+  // Checked before the open too: opening some devices does something.
+  if (struct stat st {}; ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    error = path + ": not a regular file";
+    return std::nullopt;
+  }
   Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0) {
     error = path + ": cannot open: " + std::strerror(errno);

@@ -223,24 +223,48 @@ YAML::Node jsonToYaml(const nlohmann::json& j, bool tagged = true) {
 // after the key) rather than meant, and it would drop that traffic. Said
 // explicitly, `services: []` or `reals: []`, it is applied. "" if that is
 // not the case.
-std::string cutShort(const Config& next, size_t running, const Config* runningFile, const std::string& what,
+std::string cutShort(const Config& next, size_t running,
+                     const std::function<size_t(const ServiceConfig&)>& runningReals, const std::string& what,
                      const std::string& whose) {
   if (!next.servicesListGiven && running > 0)
     return next.source + ": no `services:` list (the key missing, or nothing under it), so " + what +
            " would remove all " + std::to_string(running) + " services " + whose +
            " has (a file cut short?); to remove them all, write `services: []`";
-  if (!runningFile) return "";
   for (size_t i = 0; i < next.services.size(); ++i) {
     const ServiceConfig& s = next.services[i];
     if (s.realsListGiven) continue;
-    const ServiceConfig* was = findSvc(*runningFile, s.name);
-    if (!was || was->reals.empty()) continue;
+    const size_t had = runningReals(s);
+    if (had == 0) continue;
     return next.source + ":" + std::to_string(s.line) + ": services[" + std::to_string(i) +
            "].reals: no list (the key missing, or nothing under it), so " + what + " would remove all " +
-           std::to_string(was->reals.size()) + " reals service " + s.name + " has in " + whose +
+           std::to_string(had) + " reals service " + s.name + " has in " + whose +
            " (a file cut short?); to remove them all, write `reals: []`";
   }
   return "";
+}
+
+// The reals a service of the running file has (cutShort): by name, as a
+// reload matches services.
+std::function<size_t(const ServiceConfig&)> realsIn(const Config& running) {
+  return [&running](const ServiceConfig& s) {
+    const ServiceConfig* was = findSvc(running, s.name);
+    return was ? was->reals.size() : size_t{0};
+  };
+}
+
+// The reals an adopted data plane forwards to for a service (cutShort): its
+// VALID backends, the service matched by VIP, port and protocol as adoption
+// matches it.
+std::function<size_t(const ServiceConfig&)> realsIn(const ProgrammedState& adopted) {
+  return [&adopted](const ServiceConfig& s) {
+    const keel_service_key key = Registry::serviceKey(s);
+    auto it = std::find_if(adopted.services.begin(), adopted.services.end(),
+                           [&](const auto& kv) { return std::memcmp(&kv.first, &key, sizeof key) == 0; });
+    if (it == adopted.services.end()) return size_t{0};
+    return static_cast<size_t>(std::count_if(adopted.backends.begin(), adopted.backends.end(), [&](const keel_backend& b) {
+      return b.family != 0 && b.service_id == it->second.id && (b.flags & KEEL_BE_F_VALID);
+    }));
+  };
 }
 
 Result configErrors(std::vector<std::string> errors) {
@@ -366,7 +390,8 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
   // An adopting start takes out what the file lacks, as a reload does: the
   // same guard (a refused start leaves the adopted plane forwarding).
   if (adopted)
-    if (std::string cut = cutShort(file, adopted->services.size(), nullptr, "this start", "the data plane it adopts");
+    if (std::string cut = cutShort(file, adopted->services.size(), realsIn(*adopted), "this start",
+                                   "the data plane it adopts");
         !cut.empty())
       return Status::error(cut);
   Config config = file;
@@ -664,15 +689,15 @@ std::map<DaemonBackend::RealKey, DaemonBackend::RegistryReal> DaemonBackend::reg
   return out;
 }
 
-// During start(): whether a checked real that starts down starts kept
-// (start(), header). However long ago: it is down either way, and the
-// restored entries of its flows are only those not idle past their timeout.
 // Whether a real that goes down keeps its established flows (the registry's
 // canKeep, MACs aside): under established_on_down: keep, or drained.
 static bool keepsFlowsWhenDown(const ServiceConfig& svc, const RealConfig& r) {
   return svc.healthKeepEstablished || r.weight == 0;
 }
 
+// During start(): whether a checked real that starts down starts kept
+// (start(), header). However long ago: it is down either way, and the
+// restored entries of its flows are only those not idle past their timeout.
 bool DaemonBackend::startsKept(const std::string& service, const RealConfig& real) const {
   return startFrom_ && startFrom_->kept.count({service, real.address}) &&
          startFrom_->ago >= std::chrono::system_clock::duration::zero();
@@ -2393,7 +2418,7 @@ Result DaemonBackend::checkConfig(const std::string& text, const std::string& na
   ConfigResult r = parseConfig(text, name, checkOptions_);
   if (!r.ok()) return configErrors(std::move(r.errors));
   // As a reload of it would refuse it.
-  if (std::string cut = cutShort(*r.config, file_.services.size(), &file_, "a reload of it", "the running file");
+  if (std::string cut = cutShort(*r.config, file_.services.size(), realsIn(file_), "a reload of it", "the running file");
       !cut.empty())
     return configErrors({std::move(cut)});
   if (auto errors = validateTargets(*r.config); !errors.empty()) return configErrors(std::move(errors));
@@ -2572,7 +2597,7 @@ Result DaemonBackend::reloadFile() {
       r.config.reset();
     }
   if (r.ok())
-    if (std::string cut = cutShort(*r.config, file_.services.size(), &file_, "this reload", "the running file");
+    if (std::string cut = cutShort(*r.config, file_.services.size(), realsIn(file_), "this reload", "the running file");
         !cut.empty()) {
       r.errors = {std::move(cut)};
       r.config.reset();

@@ -570,7 +570,10 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
     dp->freshPinDir_ = !adopting;
   }
   if (int rc = keel_balancer__load(dp->skel_); rc != 0) {
-    if (Status k = kernelSupportsBalancer(); !k) return k;
+    if (Status k = kernelSupportsBalancer(); !k) {
+      takeLibbpfLog();  // the verifier's dump: said better by the line above, and not left for a later error
+      return k;
+    }
     return Status::error("xdp: load balancer program: " + errnoText(rc) + takeLibbpfLog());
   }
   // Before the swap: the new program must never see an empty node_config.

@@ -1418,6 +1418,17 @@ INSTANTIATE_TEST_SUITE_P(
                         "  - name: dns\n    health: {type: http, path: \"/h\"}\n",
                 {"keel.yaml:4: YAML syntax error: '\"' at column 11 opens a quoted scalar that runs on to line 9: "
                  "is its closing quote missing? (end of map not found, seen at line 9)"}},
+        // An error a fault lines before did not cause is named where
+        // yaml-cpp found it: a multi-line flow list closed later, a quoted
+        // scalar that ran over a line and closed well before the error.
+        BadCase{"a later error inside a multi-line flow list that is closed",
+                kHead + "  - name: web\n    vip: 192.0.2.10\n    port: 80\n    reals: [\n"
+                        "      {address: 10.0.0.1},\n      {address: 10.0.0.2, weight: [5}\n    ]\n",
+                {"keel.yaml:9: YAML syntax error: illegal flow end"}},
+        BadCase{"a later error after a multi-line quoted scalar",
+                kHead + "  - name: web\n    vip: 192.0.2.10\n    health:\n      path: \"/healthz\n        ?x=1\"\n"
+                        "    reals:\n      - address: 10.0.0.1\n     - address: 10.0.0.2\n",
+                {"keel.yaml:11: YAML syntax error: end of map not found"}},
         BadCase{"unclosed flow mapping, named where it opens",
                 "dataplane: {kind: xdp, interface: 'eth0 }'\nnode: {}\n",
                 {"keel.yaml:1: YAML syntax error: '{' at column 12 is never closed (end of map flow not found"}},

@@ -1093,6 +1093,26 @@ TEST_F(DaemonBackendTest, AReloadWithoutARealsListDoesNotEmptyTheService) {
     EXPECT_EQ(backend_->findService("web")->reals.size(), 2u);
     EXPECT_FALSE(backend_->checkConfig(file, "keel.yaml").isOk());
   }
+  // So does a restart that adopts the running plane, whose service still
+  // forwards to its reals: refused before it touches it.
+  {
+    files_["keel.yaml"] = cut + "    reals:\n";
+    const ProgrammedState pinned = dp_.programmed();
+    MockDataplane dp2;
+    takePins(dp2, dp_);
+    Registry registry2(dp2);
+    boost::asio::io_context io2;
+    forward_ = [] { return Status::ok(); };
+    auto backend2 = started(io2, registry2, &pinned);
+    EXPECT_FALSE(startStatus_);
+    EXPECT_NE(startStatus_.message().find(": services[0].reals: no list (the key missing, or nothing under it), so "
+                                          "this start would remove all 2 reals service web has in the data plane it "
+                                          "adopts"),
+              std::string::npos)
+        << startStatus_.message();
+    EXPECT_TRUE(dp2.calls.empty()) << "the adopted plane untouched";
+    forward_ = nullptr;
+  }
   files_["keel.yaml"] = cut + "    reals: []\n";
   ASSERT_TRUE(backend_->reload().isOk());
   EXPECT_TRUE(backend_->findService("web")->reals.empty());

@@ -227,10 +227,16 @@ void logChange(const ConfigChange& change) {
                    LogRecord rec("real_mac_changed");
                    rec.add("service", c.service)
                        .add("real", c.real.toString())
-                       .add("from", c.from.toString())
-                       .add("mac", c.to.toString());
+                       .add("from", c.from ? c.from->toString() : std::string())
+                       .add("mac", c.to ? c.to->toString() : std::string());
                    if (c.byTable)
                      logWarn(rec.add("detail", "the neighbour table's entry names another MAC; l2dsr sends there now"));
+                   else if (!c.to)
+                     logWarn(rec.add("detail", "keel.yaml gives no mac for it now and the neighbour table has none: "
+                                               "held down until one is found"));
+                   else if (!c.from)
+                     logInfo(rec.add("detail", "keel.yaml gives its mac now (it was held down waiting for one); "
+                                               "l2dsr sends there"));
                    else
                      logInfo(rec.add("detail", "keel.yaml's mac for it is another; l2dsr sends there now"));
                  },
@@ -290,8 +296,8 @@ nlohmann::json changeJson(const ConfigChange& change) {
             return json{{"change", "real_mac_changed"},
                         {"service", c.service},
                         {"real", c.real.toString()},
-                        {"from", c.from.toString()},
-                        {"to", c.to.toString()}};
+                        {"from", c.from ? c.from->toString() : std::string()},
+                        {"to", c.to ? c.to->toString() : std::string()}};
           },
           [](const change::NodeUpdated& c) { return json{{"change", "node_updated"}, {"keys", keysJson(c.keys)}}; },
           [](const change::IntervalChanged& c) { return json{{"change", c.event}, {"from", c.from}, {"to", c.to}}; },

@@ -104,7 +104,10 @@ struct HealthCheckChanged {
 struct RealMacChanged {  // real_mac_changed: an l2dsr real sent to another MAC
   std::string service;
   IpAddress real;
-  MacAddress from, to;
+  // none: no MAC (from: held down waiting for one, which keel.yaml's mac:
+  // now gives; to: keel.yaml's mac: taken away and the table has none, so
+  // held down), written "" as keel.yaml's not set.
+  std::optional<MacAddress> from, to;
   bool byTable = false;  // the neighbour table's entry moved (a warning), not keel.yaml's mac:
 };
 struct NodeUpdated {  // node_updated: nodeChanges

@@ -801,37 +801,35 @@ static bool hasTableMacs(const Config& c) {
       if (tableMac(svc, r)) return true;
   return false;
 }
-static bool hasL2dsrMacs(const Config& c) {
-  for (const ServiceConfig& svc : c.services)
-    if (svc.forwarding == Forwarding::kL2dsr)
-      for (const RealConfig& r : svc.reals)
-        if (r.mac) return true;
-  return false;
-}
 
 // A running l2dsr real that now has another MAC: the neighbour table's
 // entry names another (the refresh, a reload's read; a warning, whichever
 // found it), or a reload's keel.yaml gives another mac: (info: asked for;
 // before, such a change was applied with no word of it), or keel.yaml
 // changed it while no keeld ran (a start's comparison with the text the
-// keeld before applied); not for a mac: a reload takes away (the table's
-// MAC then follows, warned about as the table's if it differs).
+// keeld before applied). Also a real held down for want of a MAC that
+// keel.yaml's mac: now gives one (it comes up), and one whose mac: the file
+// took away with no table entry to follow (held down: a warning); a mac:
+// taken away where the table has one is the table's, as above (until
+// 2026-12-06 these two said nothing, and the reload answered "no changes").
 // `wasOf` gives the running service a next one is: by name in a reload,
 // as the registry matches them; by VIP, port and protocol in the start's
 // comparison, as adoption matches them (a renamed service's change too).
 // Each is logged, and appended to `changes` if given.
 template <typename Was>
 static void logMacChanges(const Config& next, Was&& wasOf, ConfigChanges* changes = nullptr) {
-  if (!hasL2dsrMacs(next)) return;
   for (const ServiceConfig& svc : next.services) {
+    if (svc.forwarding != Forwarding::kL2dsr) continue;
     const ServiceConfig* was = wasOf(svc);
-    if (!was || was->forwarding != Forwarding::kL2dsr || svc.forwarding != Forwarding::kL2dsr) continue;
+    if (!was || was->forwarding != Forwarding::kL2dsr) continue;
     const auto runningReals = realsByAddress(was);
     for (const RealConfig& r : svc.reals) {
-      if (!r.mac) continue;
       const RealConfig* old = find(runningReals, r.address);
-      if (!old || !old->mac || *old->mac == *r.mac) continue;
-      noteChange(change::RealMacChanged{svc.name, r.address, *old->mac, *r.mac, tableMac(svc, r)}, changes);
+      if (!old || old->mac == r.mac) continue;
+      // Found in the table where it was missing: real_mac_resolved says it.
+      if (!old->mac && tableMac(svc, r)) continue;
+      noteChange(change::RealMacChanged{svc.name, r.address, old->mac, r.mac, r.mac && old->mac && tableMac(svc, r)},
+                 changes);
     }
   }
 }

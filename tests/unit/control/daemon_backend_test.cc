@@ -2753,6 +2753,41 @@ TEST_F(DaemonBackendTest, AFilesNewMacForAnL2dsrRealIsLogged) {
   EXPECT_TRUE(log.take("real_mac_changed").empty());
 }
 
+// A real held down for want of a MAC that keel.yaml's mac: now gives comes
+// up, and one whose mac: the file takes away with no table entry is held
+// down: both are in the reload's changes (they answered "no changes").
+TEST_F(DaemonBackendTest, AReloadThatGivesOrTakesAMacSaysSo) {
+  hostChecks_ = true;
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 10.0.1.1}\n"));  // in no table: held down
+  make();
+  ASSERT_FALSE(realOf("10.0.1.1").healthy);
+  test::LogCapture log;
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 10.0.1.1, mac: \"02:00:00:00:00:21\"}\n"));
+  api::Result r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_TRUE(realOf("10.0.1.1").healthy);
+  EXPECT_EQ(r.result()["changes"],
+            nlohmann::json::array({{{"change", "real_mac_changed"}, {"service", "web"}, {"real", "10.0.1.1"},
+                                    {"from", ""}, {"to", "02:00:00:00:00:21"}}}))
+      << r.result().dump();
+  std::vector<std::string> changed = log.take("real_mac_changed");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].rfind("info ", 0), 0u) << changed[0];
+
+  files_["keel.yaml"] = l2dsr(yaml("      - {address: 10.0.1.1}\n"));
+  r = backend_->reload();
+  ASSERT_TRUE(r.isOk()) << r.error().message;
+  EXPECT_FALSE(realOf("10.0.1.1").healthy);
+  EXPECT_EQ(r.result()["changes"],
+            nlohmann::json::array({{{"change", "real_mac_changed"}, {"service", "web"}, {"real", "10.0.1.1"},
+                                    {"from", "02:00:00:00:00:21"}, {"to", ""}}}))
+      << r.result().dump();
+  changed = log.take("real_mac_changed");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].rfind("warning ", 0), 0u) << changed[0];
+  EXPECT_NE(changed[0].find("held down until one is found"), std::string::npos) << changed[0];
+}
+
 // A checked real found later starts its checks then, down until `rise`
 // passes, as any new checked real. rise 2 with a 1m interval: its first
 // check runs at once and may pass (a host whose egress accepts every TCP

@@ -1316,6 +1316,11 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
     stateIgnored(*dup + ": duplicate key (keeld writes each key once)");
     return out;
   }
+  if (doc.is_discarded()) {  // cut short or damaged: said so, not as a foreign file
+    in.close();
+    stateIgnored("not valid JSON (cut short or damaged?)");
+    return out;
+  }
   const int version = doc.is_object() && doc.contains("version") && doc["version"].is_number_integer()
                           ? doc["version"].get<int>()
                           : 0;

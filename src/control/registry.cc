@@ -292,7 +292,7 @@ bool Registry::lacksMac(const ServiceConfig& cfg, const std::optional<MacAddress
 // promised them their end, and the usual graceful stop fails the real's
 // check while it finishes what is in flight.
 bool Registry::canKeep(const ServiceConfig& cfg, const RealState& real) {
-  return (cfg.healthKeepEstablished || real.weight == 0) && !lacksMac(cfg, real.mac);
+  return keepsFlowsWhenDown(cfg, real.weight) && !lacksMac(cfg, real.mac);
 }
 
 Status Registry::addService(const ServiceConfig& cfg, ConfigChanges* changes) {

@@ -234,6 +234,12 @@ class Registry {
   Status setNode(const keel_node_config& node) { return dataplane_.setNode(node); }
   // The data plane's key of a service (VIP, port, protocol, family).
   static keel_service_key serviceKey(const ServiceConfig& cfg);
+  // Whether a real of `cfg` at `weight` that goes down keeps its
+  // established flows, MACs aside (canKeep): under established_on_down:
+  // keep, or drained (weight 0), whose drain promised them their end.
+  static bool keepsFlowsWhenDown(const ServiceConfig& cfg, uint32_t weight) {
+    return cfg.healthKeepEstablished || weight == 0;
+  }
   // Reads the port's MTU (Dataplane::portMtu) and logs a warning,
   // mtu_too_small_for_ipv6, for each service ipv6MtuShortfalls() names:
   // once per service, again only when its MTU or need changes (a reload of
@@ -398,8 +404,8 @@ class Registry {
   ServiceView viewOf(const std::string& name, const ServiceState& state) const;
   static bool lacksMac(const ServiceConfig& cfg, const std::optional<MacAddress>& mac);
   // Whether a real going down (or released by fail-open) under `cfg` keeps
-  // its flows: established_on_down: keep, and a MAC if l2dsr (no backend is
-  // ever VALID without one).
+  // its flows: keepsFlowsWhenDown, and a MAC if l2dsr (no backend is ever
+  // VALID without one).
   static bool canKeep(const ServiceConfig& cfg, const RealState& real);
   // apply()'s steps; each change made is logged and, if `changes` is
   // given, kept there for apply()'s caller (noteChange, config_diff.h).

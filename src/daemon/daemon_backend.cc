@@ -47,6 +47,15 @@ const ServiceConfig* findSvc(const Config& c, const std::string& name) {
   return nullptr;
 }
 
+// The adopted plane's service `svc` is, matched by VIP, port and protocol
+// as adoption matches it (Registry::adopt); nullptr if it has none.
+const keel_service_value* adoptedService(const ProgrammedState& adopted, const ServiceConfig& svc) {
+  const keel_service_key key = Registry::serviceKey(svc);
+  auto it = std::find_if(adopted.services.begin(), adopted.services.end(),
+                         [&](const auto& kv) { return std::memcmp(&kv.first, &key, sizeof key) == 0; });
+  return it == adopted.services.end() ? nullptr : &it->second;
+}
+
 // The file's service that takes the place of a runtime-added one: the same
 // name, or the same VIP, port and protocol. Reload (rebase) and restart
 // (loadState) both drop the runtime service then: the file wins.
@@ -257,13 +266,12 @@ std::function<size_t(const ServiceConfig&)> realsIn(const Config& running) {
 // matches it.
 std::function<size_t(const ServiceConfig&)> realsIn(const ProgrammedState& adopted) {
   return [&adopted](const ServiceConfig& s) {
-    const keel_service_key key = Registry::serviceKey(s);
-    auto it = std::find_if(adopted.services.begin(), adopted.services.end(),
-                           [&](const auto& kv) { return std::memcmp(&kv.first, &key, sizeof key) == 0; });
-    if (it == adopted.services.end()) return size_t{0};
-    return static_cast<size_t>(std::count_if(adopted.backends.begin(), adopted.backends.end(), [&](const keel_backend& b) {
-      return b.family != 0 && b.service_id == it->second.id && (b.flags & KEEL_BE_F_VALID);
-    }));
+    const keel_service_value* v = adoptedService(adopted, s);
+    if (!v) return size_t{0};
+    return static_cast<size_t>(
+        std::count_if(adopted.backends.begin(), adopted.backends.end(), [&](const keel_backend& b) {
+          return b.family != 0 && b.service_id == v->id && (b.flags & KEEL_BE_F_VALID);
+        }));
   };
 }
 
@@ -689,12 +697,6 @@ std::map<DaemonBackend::RealKey, DaemonBackend::RegistryReal> DaemonBackend::reg
   return out;
 }
 
-// Whether a real that goes down keeps its established flows (the registry's
-// canKeep, MACs aside): under established_on_down: keep, or drained.
-static bool keepsFlowsWhenDown(const ServiceConfig& svc, const RealConfig& r) {
-  return svc.healthKeepEstablished || r.weight == 0;
-}
-
 // During start(): whether a checked real that starts down starts kept
 // (start(), header). However long ago: it is down either way, and the
 // restored entries of its flows are only those not idle past their timeout.
@@ -750,7 +752,8 @@ Config DaemonBackend::compose(const Config& file, const Overlay& overlay) const 
     for (RealConfig& r : svc.reals) {
       r.startHealthy = r.macPending.empty() &&
                        (r.healthSpec.type == HealthCheckSpec::Type::None || startsUp(svc.name, r));
-      r.startKept = !r.startHealthy && r.macPending.empty() && keepsFlowsWhenDown(svc, r) && startsKept(svc.name, r);
+      r.startKept = !r.startHealthy && r.macPending.empty() && Registry::keepsFlowsWhenDown(svc, r.weight) &&
+                    startsKept(svc.name, r);
       r.startHeld = !r.startHealthy && !r.startKept && r.macPending.empty() && svc.healthFailOpen &&
                     startsHeld(svc.name, r);
     }
@@ -2756,12 +2759,10 @@ namespace {
 // The MAC an adopted plane forwards to for `r` of l2dsr service `svc`.
 std::optional<MacAddress> adoptedMac(const ProgrammedState& adopted, const ServiceConfig& svc, const RealConfig& r) {
   if (svc.forwarding != Forwarding::kL2dsr) return std::nullopt;
-  const keel_service_key key = Registry::serviceKey(svc);
-  auto s = std::find_if(adopted.services.begin(), adopted.services.end(),
-                        [&](const auto& kv) { return std::memcmp(&kv.first, &key, sizeof key) == 0; });
-  if (s == adopted.services.end()) return std::nullopt;
+  const keel_service_value* s = adoptedService(adopted, svc);
+  if (!s) return std::nullopt;
   for (const keel_backend& b : adopted.backends) {
-    if (b.family == 0 || b.service_id != s->second.id || IpAddress::fromWords(b.addr, b.family) != r.address)
+    if (b.family == 0 || b.service_id != s->id || IpAddress::fromWords(b.addr, b.family) != r.address)
       continue;
     const MacAddress mac(std::array<uint8_t, 6>{b.mac[0], b.mac[1], b.mac[2], b.mac[3], b.mac[4], b.mac[5]});
     return mac.isZero() ? std::nullopt : std::optional<MacAddress>(mac);
@@ -2813,7 +2814,7 @@ std::optional<MacAddress> DaemonBackend::stopMac(const ServiceConfig& svc, const
   auto it = startFrom_->macs.find({svc.name, r.address});
   if (it == startFrom_->macs.end() || startFrom_->ago < std::chrono::system_clock::duration::zero())
     return std::nullopt;
-  const bool anyAge = (keepsFlowsWhenDown(svc, r) && startsKept(svc.name, r)) ||
+  const bool anyAge = (Registry::keepsFlowsWhenDown(svc, r.weight) && startsKept(svc.name, r)) ||
                       (svc.healthFailOpen && startsHeld(svc.name, r));
   if (!anyAge && startFrom_->ago > r.healthSpec.interval * r.healthSpec.fall) return std::nullopt;
   return it->second;

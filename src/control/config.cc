@@ -1506,14 +1506,15 @@ std::optional<TextPlace> earlierFault(std::string_view text, size_t upto, int er
   bool comment = false;
   char prev = '\n';    // the last character outside quotes that was not a blank
   bool blankBefore = true;
+  const auto atError = [&] {
+    reachedError = true;
+    openAtError = open;
+    quoteAtError = quoteAt;
+    quoteEndAtError = lastQuoteEnd;
+    quoteOpenAtError = quote;
+  };
   for (size_t i = 0; i < text.size(); ++i, ++column) {
-    if (i >= upto && !reachedError) {
-      reachedError = true;
-      openAtError = open;
-      quoteAtError = quoteAt;
-      quoteEndAtError = lastQuoteEnd;
-      quoteOpenAtError = quote;
-    }
+    if (i >= upto && !reachedError) atError();
     const char c = text[i];
     if (c == '\n') {
       ++line;
@@ -1557,12 +1558,7 @@ std::optional<TextPlace> earlierFault(std::string_view text, size_t upto, int er
     }
     prev = c;
   }
-  if (!reachedError) {
-    openAtError = open;
-    quoteAtError = quoteAt;
-    quoteEndAtError = lastQuoteEnd;
-    quoteOpenAtError = quote;
-  }
+  if (!reachedError) atError();
   const auto quoted = [](char c) { return std::string(c == '"' ? "'\"'" : "\"'\""); };
   if (quoteOpenAtError)
     return TextPlace{quoteAtError->line, quoteAtError->column,

@@ -5,7 +5,10 @@
 #include <sys/mount.h>
 #include <sys/vfs.h>
 
+#include <unistd.h>
+
 #include <cerrno>
+#include <filesystem>
 
 namespace keel {
 
@@ -14,6 +17,12 @@ BpffsMount ensureBpffs() {
   if (statfs(kBpffsPath, &st) == 0 && st.f_type == BPF_FS_MAGIC) return {};
   if (mount("bpf", kBpffsPath, "bpf", 0, nullptr) != 0) return {false, errno};
   return {true, 0};
+}
+
+void removePinDirIfEmpty(const std::string& dir) {
+  ::rmdir(dir.c_str());
+  const std::string root = std::filesystem::path(dir).parent_path();
+  if (!root.empty() && root != "/") ::rmdir(root.c_str());
 }
 
 }  // namespace keel

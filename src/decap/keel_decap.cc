@@ -139,13 +139,6 @@ void printJsonError(const char* code, const std::string& message) {
   std::printf("%s\n", jsonText(nlohmann::ordered_json{{"error", {{"code", code}, {"message", message}}}}).c_str());
 }
 
-// An interface's pin directory, then the root, each only if empty: another
-// interface's pins (and the root holding them) stay.
-void removePinDirIfEmpty(const std::string& dir, const std::string& root) {
-  rmdir(dir.c_str());
-  rmdir(root.c_str());
-}
-
 // keel-decap attaches through an XDP bpf_link (Linux 5.9): an older kernel
 // answers EINVAL, which says nothing; said when uname's release is older.
 std::string olderThan59Hint() {
@@ -428,7 +421,7 @@ int attach(const Args& a) {
     // Closing the only link fd detaches again: nothing is left behind.
     close(linkFd);
     keel_decap::destroy(skel);
-    removePinDirIfEmpty(dir, a.pinRoot);
+    keel::removePinDirIfEmpty(dir);
     return fail(result);
   }
   if (a.output == "json") {
@@ -466,7 +459,7 @@ int detach(const Args& a) {
   int rc = bpf_link_detach(link.get());
   if (rc) return fail("detach from " + a.iface + ": " + errnoText(errno));
   for (const char* name : kPins) unlink((dir + "/" + name).c_str());
-  removePinDirIfEmpty(dir, a.pinRoot);
+  keel::removePinDirIfEmpty(dir);
   if (a.output == "json")
     std::printf("%s\n", jsonText(nlohmann::ordered_json{{"interface", a.iface}, {"attached", false},
                                                         {"detached", true}})

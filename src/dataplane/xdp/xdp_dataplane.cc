@@ -151,15 +151,6 @@ long flockHolder(const std::string& path) {
   return 0;
 }
 
-// Removes a pin directory and then its parent (/sys/fs/bpf/keel), each only
-// if empty: what another keeld (another interface) or anyone else keeps
-// there stays, and so does the directory holding it.
-void removePinDirIfEmpty(const std::string& dir) {
-  if (::rmdir(dir.c_str()) != 0) return;
-  const std::string parent = std::filesystem::path(dir).parent_path();
-  if (!parent.empty() && parent != "/") ::rmdir(parent.c_str());
-}
-
 // Creates the pin directory if missing and takes its lock (create()). A
 // keeld that is still exiting (`keelctl daemon stop` returns before it has)
 // holds it a moment longer: waited for, up to `wait` (5 s). A lock won on a

@@ -81,13 +81,39 @@ class XdpDaemonDataplane final : public DaemonDataplane {
   XdpMode mode_;
 };
 
-std::unique_ptr<DaemonDataplane> makeXdp(const Config& config, std::string* error) {
+XdpOptions xdpOptionsOf(const Config& config) {
   XdpOptions xo;
   xo.interface = config.dataplane.interface;
   xo.mode = config.dataplane.xdpMode == XdpMode::kNative ? XdpAttachMode::kNative
                                                          : XdpAttachMode::kGeneric;
   xo.limits = config.limits;
   xo.pinDir = XdpOptions::defaultPinDir(xo.interface);
+  return xo;
+}
+
+// An XDP plane a previous keeld left on the interface (kind switched from
+// xdp by a plain restart) stays attached and takes the VIP traffic first,
+// with its last state and no keeld to change it: a DPDK keeld refuses to
+// start on it, before EAL runs. Both the interface keeld resolves neighbours
+// on and the one a vdev port taps (they need not be the same:
+// dataplane.interface defaults to the exception interface). The refusal,
+// or "" if neither has one pinned.
+std::string pinnedXdpPlaneUnder(const Config& config) {
+  for (const std::string& iface : {config.dataplane.interface, vdevInterface(config.dataplane.dpdk.port)}) {
+    if (iface.empty()) continue;
+    const std::string pins = XdpOptions::defaultPinDir(iface);
+    std::error_code ec;
+    if (std::filesystem::exists(pins + "/prog", ec))
+      return "dataplane.kind: dpdk, but the XDP data plane of a previous keeld is pinned under " + pins +
+             " and may still be attached to " + iface + ", forwarding with its last state: take it out "
+             "first (ip link set dev " + iface + " xdp off; rm -r " + pins + "), or switch planes with "
+             "keelctl daemon stop, which does both";
+  }
+  return "";
+}
+
+std::unique_ptr<DaemonDataplane> makeXdp(const Config& config, std::string* error) {
+  const XdpOptions xo = xdpOptionsOf(config);
   std::unique_ptr<XdpDataplane> dp;
   if (Status s = XdpDataplane::create(xo, &dp); !s) {
     *error = s.message();
@@ -263,23 +289,9 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
 
 std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const StateFiles& files,
                                           std::string* error) {
-  // An XDP plane a previous keeld left on the interface (kind switched from
-  // xdp by a plain restart) stays attached and takes the VIP traffic first,
-  // with its last state and no keeld to change it: refused before EAL runs.
-  // Both the interface keeld resolves neighbours on and the one a vdev
-  // port taps (they need not be the same: dataplane.interface defaults to
-  // the exception interface).
-  for (const std::string& iface : {config.dataplane.interface, vdevInterface(config.dataplane.dpdk.port)}) {
-    if (iface.empty()) continue;
-    const std::string pins = XdpOptions::defaultPinDir(iface);
-    std::error_code ec;
-    if (std::filesystem::exists(pins + "/prog", ec)) {
-      *error = "dataplane.kind: dpdk, but the XDP data plane of a previous keeld is pinned under " + pins +
-               " and may still be attached to " + iface + ", forwarding with its last state: take it out "
-               "first (ip link set dev " + iface + " xdp off; rm -r " + pins + "), or switch planes with "
-               "keelctl daemon stop, which does both";
-      return nullptr;
-    }
+  if (std::string pinned = pinnedXdpPlaneUnder(config); !pinned.empty()) {
+    *error = std::move(pinned);
+    return nullptr;
   }
   const DpdkConfig& c = config.dataplane.dpdk;
   DpdkOptions o;
@@ -333,6 +345,12 @@ void adoptLegacyDpdkState(const std::string& stateDir, const StateFiles& files) 
       logWarn(LogRecord("state_file_not_renamed").add("from", legacy.string()).add("to", keyed.string())
                   .add("error", std::strerror(errno)));
   }
+}
+
+std::vector<std::string> pinnedStateConflicts(const Config& config) {
+  if (config.dataplane.kind == DataplaneKind::kXdp) return XdpDataplane::adoptionConflicts(xdpOptionsOf(config));
+  if (std::string pinned = pinnedXdpPlaneUnder(config); !pinned.empty()) return {std::move(pinned)};
+  return {};
 }
 
 std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const StateFiles& files,

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/address.h"
 #include "common/logging.h"
@@ -60,6 +61,13 @@ bool dataplaneBuiltIn(DataplaneKind kind);
 // connection tables between a clean stop and the next start.
 std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const StateFiles& files,
                                                      std::string* error);
+
+// What the next start would refuse in the state a previous keeld left on
+// this host (keeld --check-config): on XDP, pinned maps of other limits:
+// sizes or a pinned program attached in the other xdp_mode (adoption
+// refuses both); on DPDK, an XDP plane pinned for its interface. The
+// start's own words, one error each; empty when nothing conflicts.
+std::vector<std::string> pinnedStateConflicts(const Config& config);
 
 // A DPDK keeld before keyed state files kept runtime-dpdk.json and
 // conntrack-dpdk.bin in stateDir: each is renamed to its keyed name in

@@ -655,8 +655,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (vm.count("check-config")) {
-    auto c = keel::loadOrReport(checkPath, !vm.count("no-host-checks"));
+    const bool hostChecks = !vm.count("no-host-checks");
+    auto c = keel::loadOrReport(checkPath, hostChecks);
     if (!c) return 1;
+    // A file that loads may still be one the next start refuses: state a
+    // keeld left pinned on this host with other limits: or xdp_mode.
+    if (hostChecks)
+      if (const std::vector<std::string> conflicts = keel::pinnedStateConflicts(*c); !conflicts.empty()) {
+        for (const std::string& e : conflicts) std::cerr << e << "\n";
+        std::cerr << checkPath << ": " << conflicts.size()
+                  << " error(s) against the data plane pinned on this host: a restart would refuse the file\n";
+        return 1;
+      }
     std::cout << checkPath << ": OK (" << c->services.size() << " services, "
               << keel::countReals(*c) << " reals)\n";
     return 0;

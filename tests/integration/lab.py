@@ -470,6 +470,13 @@ class KeeldHost:
         self._keelds.append(k)
         return k
 
+    def check_config(self, config: dict, name: str) -> subprocess.CompletedProcess:
+        """keeld --check-config on CONFIG (written as NAME.yaml) in this
+        host, where it sees what the keelds before it left pinned."""
+        path = self.lab.write_config(config, f"{name}.yaml")
+        return self.run([str(self.lab.build_dir / self.lab.BINARIES["keeld"]), "--check-config", str(path)],
+                        check=False)
+
     @property
     def pin_dir(self) -> str:
         """Where keeld pins the balancer's maps and program

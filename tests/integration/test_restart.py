@@ -366,6 +366,39 @@ def test_a_start_that_cannot_serve_its_sockets_leaves_the_adopted_plane_as_it_wa
     k3.stop()
 
 
+def test_other_limits_over_a_pinned_plane_are_refused_by_check_config_and_start(lab, host):
+    """A limits: change needs a fresh data plane: the next keeld refuses to
+    adopt maps pinned at other sizes. keeld --check-config, which operators
+    run before a restart, says so too (it passed such a file before, and the
+    restart then failed with the old plane forwarding and no keeld). The
+    refused start leaves the plane as it was; the old file still adopts."""
+    web, _ = configs(lab)
+    config = lab.keel_config([web])
+    k1 = host.start(config, "first")
+    wait_serving(lab, config)
+    assert k1.stop() == 0, k1.log()
+    prog = lab.balancer_prog_id()
+    assert prog is not None and host.pinned("conntrack"), "the XDP plane was not left in place"
+    same = host.check_config(config, "same-check")
+    assert same.returncode == 0, same.stdout + same.stderr
+    bigger = copy.deepcopy(config)
+    bigger.setdefault("limits", {})["conn_table_size"] = 2 * config.get("limits", {}).get(
+        "conn_table_size", 1000000)
+    want = f"limits.conn_table_size: {bigger['limits']['conn_table_size']}, but the pinned map " \
+           f"{host.pin_dir}/conntrack was made with"
+    checked = host.check_config(bigger, "bigger-check")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert want in checked.stderr and "a restart would refuse the file" in checked.stderr, checked.stderr
+    k2 = host.start(bigger, "bigger", wait_ready=False)
+    assert k2.proc.wait(timeout=30) == 1, k2.log()
+    assert want in k2.log(), k2.log()
+    assert lab.balancer_prog_id() == prog, "the refused keeld touched the XDP plane"
+    wait_serving(lab, config)  # still forwarding, with the first keeld's state
+    k3 = host.start(config, "third")
+    assert show_service(k3, "web")["reals"], k3.log()
+    k3.stop()
+
+
 def test_a_dpdk_keeld_is_refused_while_an_xdp_plane_is_left_on_its_interface(lab, host):
     """kind switched from xdp to dpdk by a plain restart: the XDP plane the
     first keeld left attached (and pinned) would go on taking the VIP
@@ -385,6 +418,12 @@ def test_a_dpdk_keeld_is_refused_while_an_xdp_plane_is_left_on_its_interface(lab
     # pins are found by the interface the port's iface= taps.
     del dpdk["dataplane"]["interface"]
     dpdk["dataplane"]["dpdk"]["exception_interface"] = "keelx0"
+    # keeld --check-config says so first, in the start's words.
+    checked = host.check_config(dpdk, "dpdk-check")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert f"the XDP data plane of a previous keeld is pinned under {host.pin_dir}" in checked.stderr, \
+        checked.stderr
+    assert "a restart would refuse the file" in checked.stderr, checked.stderr
     k2 = host.start(dpdk, "dpdk", wait_ready=False)
     assert k2.proc.wait(timeout=30) == 1, k2.log()
     log = k2.log()

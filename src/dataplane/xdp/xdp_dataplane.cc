@@ -216,11 +216,42 @@ uint32_t XdpDataplane::attachFlags() const {
 
 namespace {
 
+// The maps the config sizes (limits:), each with its key; the BPF defaults
+// are only defaults. vips: at most one VIP per service.
+struct SizedMap {
+  const char* map;
+  const char* key;
+  uint32_t DataplaneLimits::*entries;
+};
+constexpr SizedMap kSizedMaps[] = {
+    {"vips", "limits.max_services", &DataplaneLimits::maxServices},
+    {"services", "limits.max_services", &DataplaneLimits::maxServices},
+    {"rings", "limits.max_services", &DataplaneLimits::maxServices},
+    {"stats_services", "limits.max_services", &DataplaneLimits::maxServices},
+    {"backends", "limits.max_reals", &DataplaneLimits::maxBackends},
+    {"stats_backends", "limits.max_reals", &DataplaneLimits::maxBackends},
+    {"conntrack", "limits.conn_table_size", &DataplaneLimits::connTableSize},
+};
+
 // The limits: key that sizes each map (for adoption errors).
 const char* limitKeyOf(const std::string& map) {
-  if (map == "backends" || map == "stats_backends") return "limits.max_reals";
-  if (map == "conntrack") return "limits.conn_table_size";
+  for (const SizedMap& s : kSizedMaps)
+    if (map == s.map) return s.key;
   return "limits.max_services";
+}
+
+// The adoption errors for a pinned map made with pinnedEntries and a config
+// asking for entries; the same words from create() and adoptionConflicts().
+std::string sizeConflict(const std::string& map, const std::string& path, uint32_t entries,
+                         uint32_t pinnedEntries) {
+  return std::string(limitKeyOf(map)) + ": " + std::to_string(entries) + ", but the pinned map " + path +
+         " was made with " + std::to_string(pinnedEntries) +
+         " entries; map sizes cannot change while keeping the running state: restore the old value";
+}
+
+std::string otherModeConflict(const std::string& modeName, const std::string& interface) {
+  return "dataplane.xdp_mode: " + modeName + ", but the pinned program on " + interface +
+         " is attached in the other mode; a mode change cannot keep the running state: restore the old value";
 }
 
 std::string removeHint(const XdpOptions& o) {
@@ -499,11 +530,8 @@ Status XdpDataplane::adoptPinnedMaps(bool* adopting) {
     }
     if (info.max_entries != bpf_map__max_entries(map)) {
       closeAll();
-      return Status::error(std::string(limitKeyOf(name)) + ": " +
-                           std::to_string(bpf_map__max_entries(map)) + ", but the pinned map " + path +
-                           " was made with " + std::to_string(info.max_entries) +
-                           " entries; map sizes cannot change while keeping the running state: "
-                           "restore the old value" + removeHint(options_));
+      return Status::error(sizeConflict(name, path, bpf_map__max_entries(map), info.max_entries) +
+                           removeHint(options_));
     }
   }
   for (auto& [m, fd] : fds) {
@@ -537,21 +565,11 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   // (libbpf then takes the pinned map's BTF type ids in place of ours).
   if (!options.pinDir.empty())
     if (Status s = dp->readOurLayouts(); !s) return s;
-  auto& m = dp->skel_->maps;
-  // Sizes come from the config (limits:); the BPF defaults are only defaults.
-  // vips: at most one VIP per service.
-  struct {
-    bpf_map* map;
-    uint32_t entries;
-  } sizes[] = {
-      {m.vips, l.maxServices},           {m.services, l.maxServices},
-      {m.rings, l.maxServices},          {m.stats_services, l.maxServices},
-      {m.backends, l.maxBackends},       {m.stats_backends, l.maxBackends},
-      {m.conntrack, l.connTableSize},
-  };
-  for (auto& s : sizes) {
-    if (int rc = bpf_map__set_max_entries(s.map, s.entries); rc != 0)
-      return Status::error(std::string("xdp: size map ") + bpf_map__name(s.map) + ": " + errnoText(rc));
+  for (const SizedMap& s : kSizedMaps) {
+    bpf_map* map = bpf_object__find_map_by_name(dp->skel_->obj, s.map);
+    if (!map) return Status::error(std::string("xdp: the balancer object has no map ") + s.map);
+    if (int rc = bpf_map__set_max_entries(map, l.*s.entries); rc != 0)
+      return Status::error(std::string("xdp: size map ") + s.map + ": " + errnoText(rc));
   }
   bool adopting = false;
   if (!options.pinDir.empty()) {
@@ -610,6 +628,41 @@ Status XdpDataplane::create(const XdpOptions& options, std::unique_ptr<XdpDatapl
   return Status::ok();
 }
 
+std::vector<std::string> XdpDataplane::adoptionConflicts(const XdpOptions& options) {
+  std::vector<std::string> out;
+  if (options.pinDir.empty()) return out;
+  // Nothing pinned, or pins this user cannot open: nothing to compare (the
+  // start itself says what it finds).
+  Fd prog(bpf_obj_get((options.pinDir + "/" + kProgPin).c_str()));
+  if (prog.get() < 0) return out;
+  std::set<std::string> said;  // one error a key: it sizes several maps
+  for (const SizedMap& s : kSizedMaps) {
+    if (said.count(s.key)) continue;
+    const std::string path = options.pinDir + "/" + s.map;
+    Fd fd(bpf_obj_get(path.c_str()));
+    if (fd.get() < 0) continue;
+    const std::optional<bpf_map_info> info = mapInfo(fd.get());
+    if (info && info->max_entries != options.limits.*s.entries) {
+      out.push_back(sizeConflict(s.map, path, options.limits.*s.entries, info->max_entries));
+      said.insert(s.key);
+    }
+  }
+  const int ifindex = static_cast<int>(if_nametoindex(options.interface.c_str()));
+  LIBBPF_OPTS(bpf_xdp_query_opts, query);
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  if (ifindex != 0 && bpf_xdp_query(ifindex, 0, &query) == 0 &&
+      bpf_obj_get_info_by_fd(prog.get(), &info, &len) == 0) {
+    const bool native = options.mode == XdpAttachMode::kNative;
+    const uint32_t attached = native ? query.drv_prog_id : query.skb_prog_id;
+    const uint32_t other = native ? query.skb_prog_id : query.drv_prog_id;
+    if (other == info.id && attached != info.id)
+      out.push_back(otherModeConflict(native ? "native" : "generic", options.interface));
+  }
+  if (!out.empty()) out.back() += removeHint(options);
+  return out;
+}
+
 Status XdpDataplane::attachOrReplace(bool adopting) {
   const std::string modeName = options_.mode == XdpAttachMode::kNative ? "native" : "generic";
   int progFd = bpf_program__fd(skel_->progs.balancer);
@@ -648,10 +701,7 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
   }
   const uint32_t otherModeId = native ? query.skb_prog_id : query.drv_prog_id;
   if (pinnedId != 0 && otherModeId == pinnedId && attachedId != pinnedId)
-    return Status::error("dataplane.xdp_mode: " + modeName + ", but the pinned program on " +
-                         options_.interface + " is attached in the other mode; a mode change "
-                         "cannot keep the running state: restore the old value" +
-                         removeHint(options_));
+    return Status::error(otherModeConflict(modeName, options_.interface) + removeHint(options_));
 
   if (attachedId != 0 && attachedId == pinnedId) {
     std::set<uint32_t> pinnedMaps;

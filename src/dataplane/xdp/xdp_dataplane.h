@@ -59,6 +59,12 @@ class XdpDataplane final : public Dataplane {
   // the holder's pid, while another process holds it: a second keeld on the
   // same interface must not adopt and reprogram the running one's maps.
   static Status create(const XdpOptions& options, std::unique_ptr<XdpDataplane>* out);
+  // What create() would refuse in the state pinned under options.pinDir
+  // (a limits: size or the xdp_mode differing; create()'s words, its hint
+  // to start over after the last), without loading or changing anything:
+  // keeld --check-config. Empty when nothing is pinned there or the pins
+  // cannot be opened.
+  static std::vector<std::string> adoptionConflicts(const XdpOptions& options);
   ~XdpDataplane() override;
 
   // Detaches our program (only if it is still the attached one) and, if

@@ -1141,20 +1141,39 @@ TEST_F(XdpAdoptTest, NodeConfigPinnedByABuildWithAShorterLayoutIsCarriedOver) {
   }
 }
 
+// adoptionConflicts (keeld --check-config) says, without loading anything,
+// what create() then refuses, in its words.
 TEST_F(XdpAdoptTest, ChangedLimitsAreRefusedNamingTheKeyAndChangeNothing) {
-  firstKeeld();
   XdpOptions o = options();
   o.limits.maxBackends = 64;
+  EXPECT_TRUE(XdpDataplane::adoptionConflicts(o).empty());  // nothing pinned yet
+  firstKeeld();
+  EXPECT_TRUE(XdpDataplane::adoptionConflicts(options()).empty());
+  std::vector<std::string> conflicts = XdpDataplane::adoptionConflicts(o);
   Status s = XdpDataplane::create(o, &dp_);
   ASSERT_FALSE(s.isOk());
   EXPECT_NE(s.message().find("limits.max_reals: 64"), std::string::npos) << s.message();
+  EXPECT_EQ(conflicts, std::vector<std::string>{s.message()});
   EXPECT_EQ(attachedId(), firstProg_);
   o = options();
   o.mode = XdpAttachMode::kGeneric;
+  conflicts = XdpDataplane::adoptionConflicts(o);
   s = XdpDataplane::create(o, &dp_);
   ASSERT_FALSE(s.isOk());
   EXPECT_NE(s.message().find("dataplane.xdp_mode"), std::string::npos) << s.message();
+  EXPECT_EQ(conflicts, std::vector<std::string>{s.message()});
   EXPECT_EQ(attachedId(), firstProg_);
+  // Two at once: each said, the hint to start over once, after the last.
+  o.limits.connTableSize = 512;
+  conflicts = XdpDataplane::adoptionConflicts(o);
+  ASSERT_EQ(conflicts.size(), 2u);
+  EXPECT_EQ(conflicts[0].rfind("limits.conn_table_size: 512, but the pinned map " + pinDir_ +
+                                   "/conntrack was made with 256 entries", 0),
+            0u)
+      << conflicts[0];
+  EXPECT_EQ(conflicts[0].find("to start over"), std::string::npos) << conflicts[0];
+  EXPECT_EQ(conflicts[1].rfind("dataplane.xdp_mode: generic", 0), 0u) << conflicts[1];
+  EXPECT_NE(conflicts[1].find("to start over"), std::string::npos) << conflicts[1];
   // Then the unchanged options still adopt.
   s = XdpDataplane::create(options(), &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();

@@ -406,6 +406,9 @@ class Parser {
   std::vector<std::string> fileWarnings_;
   std::vector<std::string> warnings_;
   bool interfaceValid_ = false;
+  // node: keys the file gives, valid or not: a service that needs one which
+  // is given but wrong gets no second error saying it is missing.
+  std::set<std::string> nodeKeysGiven_;
   // (line, column) of an empty value's mark -> its key's line (child()).
   std::map<std::pair<int, int>, int> emptyValueLine_;
 };
@@ -769,6 +772,8 @@ void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
                             "hash_source_v4", "udp_idle_timeout", "tcp_idle_timeout", "icmp_too_big_rate",
                             "icmp_too_big_client_rate", "tunnel_mtu", "conntrack_insert_rate"}))
     return;
+  for (const auto& kv : n)
+    if (kv.first.IsScalar()) nodeKeysGiven_.insert(kv.first.Scalar());
   // A tunnel's outer source: routers drop one that is unspecified,
   // multicast, broadcast, loopback or link-local (martians, RFC 1122
   // 3.2.1.3, RFC 4291 2.5.6), so each tunnelled packet would be lost: the
@@ -1251,7 +1256,8 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
       if (std::string why = vipOwnAddressProblem(svc.vip, svc.port, cfg.node, own);
           !why.empty())
         error(svcNode["vip"], path + ".vip", why);
-    if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !cfg.node.nextHopMac) {
+    if (svc.forwarding == Forwarding::kIpip && !svc.reals.empty() && !cfg.node.nextHopMac &&
+        !nodeKeysGiven_.count("next_hop_mac")) {
       YAML::Node f = svcNode["forwarding"];
       error(f.IsDefined() ? f : svcNode, path + ".forwarding",
             "ipip forwarding needs node.next_hop_mac (the router toward the reals)");
@@ -1304,10 +1310,10 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
       if (svc.forwarding == Forwarding::kIpip) {
         if (const YAML::Node macNode = realsNode[j]["mac"]; macNode.IsDefined())
           warning(macNode, rpath + ".mac", std::string(kIpipMacUnused));
-        if (real.address.isV4() && !cfg.node.tunnelSourceV4)
+        if (real.address.isV4() && !cfg.node.tunnelSourceV4 && !nodeKeysGiven_.count("tunnel_source_v4"))
           error(addrNode, rpath + ".address",
                 "ipip to an IPv4 real needs node.tunnel_source_v4");
-        if (real.address.isV6() && !cfg.node.tunnelSourceV6)
+        if (real.address.isV6() && !cfg.node.tunnelSourceV6 && !nodeKeysGiven_.count("tunnel_source_v6"))
           error(addrNode, rpath + ".address",
                 "ipip to an IPv6 real needs node.tunnel_source_v6");
       } else if (!real.mac && !realsNode[j]["mac"].IsDefined()) {

@@ -162,6 +162,25 @@ TEST(Config, AnL2dsrRealNotInTheNeighbourTableIsAcceptedWithAWarning) {
 
 // Connecting to a Unix socket takes write permission on it: a mode that
 // gives others write lets every local user drive keeld.
+// A node: key that is given but wrong is one error, at its line: the ipip
+// service that needs it does not also say it is missing (it did: three
+// errors for one wrong tunnel_source_v4). A key not given at all still is.
+TEST(Config, AWrongNodeKeyIsNotAlsoReportedMissing) {
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth0}\n"
+      "node: {tunnel_source_v4: 127.0.0.1, next_hop_mac: zz}\n"
+      "services:\n"
+      "  - {name: web, vip: 192.0.2.10, port: 80, protocol: tcp, forwarding: ipip,\n"
+      "     reals: [{address: 10.0.1.11}, {address: \"2001:db8::11\"}]}\n",
+      "keel.yaml");
+  EXPECT_EQ(r.errors,
+            (std::vector<std::string>{
+                "keel.yaml:2: node.tunnel_source_v4: cannot be a loopback address (no router forwards a tunnel "
+                "from it), got 127.0.0.1",
+                "keel.yaml:2: node.next_hop_mac: must be a MAC address like \"02:00:00:00:00:01\", got \"zz\"",
+                "keel.yaml:5: services[0].reals[1].address: ipip to an IPv6 real needs node.tunnel_source_v6"}));
+}
+
 TEST(Config, ControlModeOpenToEveryoneIsWarnedAbout) {
   const std::string base = "dataplane: {kind: xdp, interface: eth0}\nservices: []\n";
   ConfigResult r = parseConfig(base + "control: {mode: \"0666\"}\n", "keel.yaml", resolverFor("eth0"));

@@ -9,6 +9,7 @@
 #include "control/health/health_yaml.h"
 #include "keel/maglev_lookup.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 
 #include <arpa/inet.h>
@@ -1718,6 +1719,10 @@ ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,
         loc += ":" + std::to_string(e.mark.line + 1);
       }
     }
+    // yaml-cpp stops at 500 levels of nesting with its generic "bad file".
+    if (const auto* deep = dynamic_cast<const YAML::DeepRecursion*>(&e))
+      msg = "lists or mappings nested " + std::to_string(deep->depth()) +
+            " levels deep, where the YAML reader stops (keel.yaml's own structure is a few levels deep)";
     result.errors.push_back(loc + ": YAML syntax error: " + msg);
     return result;
   }

@@ -162,6 +162,16 @@ TEST(Config, AnL2dsrRealNotInTheNeighbourTableIsAcceptedWithAWarning) {
 
 // Connecting to a Unix socket takes write permission on it: a mode that
 // gives others write lets every local user drive keeld.
+// yaml-cpp gives up at 500 levels with "bad file": said as what it is.
+TEST(Config, NestingPastTheReadersDepthIsSaidAsSuch) {
+  ConfigResult r = parseConfig("dataplane: {kind: xdp, interface: eth0}\nnode: " + std::string(600, '[') +
+                                   std::string(600, ']') + "\n",
+                               "keel.yaml");
+  EXPECT_EQ(r.errors, std::vector<std::string>{"keel.yaml:2: YAML syntax error: lists or mappings nested 500 "
+                                               "levels deep, where the YAML reader stops (keel.yaml's own "
+                                               "structure is a few levels deep)"});
+}
+
 // A node: key that is given but wrong is one error, at its line: the ipip
 // service that needs it does not also say it is missing (it did: three
 // errors for one wrong tunnel_source_v4). A key not given at all still is.

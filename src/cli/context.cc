@@ -24,7 +24,8 @@ api::ApiClient& Context::client() {
   return *client_;
 }
 
-std::optional<json> Context::call(const std::string& method, const json& params) {
+std::optional<json> Context::call(const std::string& method, const json& params,
+                                  const std::map<std::string, std::string>& flags) {
   json response;
   if (Status s = client().call(method, params, response); !s) {
     // Sent but not answered (no answer in time, or the connection closed
@@ -57,7 +58,11 @@ std::optional<json> Context::call(const std::string& method, const json& params)
                         ? &err["details"]["errors"]
                         : nullptr;
   if (!all) {
-    std::cerr << "keelctl: " << err.value("message", std::string("request failed")) << "\n";
+    std::string message = err.value("message", std::string("request failed"));
+    const std::string field = err.value("field", std::string());
+    if (const auto flag = flags.find(field); flag != flags.end() && message.rfind(field + ": ", 0) == 0)
+      message = flag->second + message.substr(field.size());
+    std::cerr << "keelctl: " << message << "\n";
   } else {
     for (const auto& e : *all) std::cerr << "keelctl: " << (e.is_string() ? e.get<std::string>() : e.dump()) << "\n";
   }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ctime>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -46,8 +47,12 @@ struct Context {
   // "keelctl: <message>" (and any detail lines) to stderr, sets exitCode and
   // returns nullopt: kExitRefused for a daemon error, kExitUnavailable when
   // the request never reached keeld, kExitNoResponse when it was sent but
-  // not answered.
-  std::optional<json> call(const std::string& method, const json& params = json::object());
+  // not answered. flags: the command's option for a request field
+  // ("params.detach" -> "--keep-forwarding"): an error at that field is
+  // printed naming the option the operator typed, not the API's field
+  // (-o json keeps the daemon's error as sent).
+  std::optional<json> call(const std::string& method, const json& params = json::object(),
+                           const std::map<std::string, std::string>& flags = {});
 
   // -o json: the raw result, pretty-printed. Every command prints it.
   void printJson(const json& result) const;

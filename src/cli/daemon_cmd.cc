@@ -104,7 +104,7 @@ void defineDaemon(CLI::App& noun, Context& ctx) {
   stop->callback([&ctx, detach] {
     json p = json::object();
     if (*detach) p["detach"] = true;
-    auto r = ctx.call("daemon.shutdown", p);
+    auto r = ctx.call("daemon.shutdown", p, {{"params.detach", "--keep-forwarding"}});
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(*r);
     std::cout << (*detach ? "keeld stopping; the data plane keeps forwarding for the next keeld\n"

@@ -1431,6 +1431,25 @@ TEST_F(KeelctlTest, LookupHealthStatsConfigDaemon) {
   EXPECT_EQ(rl.out.find("warnings"), std::string::npos) << rl.out;
   EXPECT_EQ(rl.err, "warning: keel.yaml:9: services[0].reals[0].mac: mac is not used\n");
 
+  // A plane that cannot outlive keeld (DPDK) refuses --keep-forwarding:
+  // the refusal names the option typed, not the API's params.detach
+  // (-o json keeps the daemon's error as sent).
+  onLoop([&] {
+    fake_.detachable = false;
+    return 0;
+  });
+  CliRun refused = keelctl({"daemon", "stop", "--keep-forwarding"});
+  EXPECT_EQ(refused.rc, 1);
+  EXPECT_EQ(refused.err.rfind("keelctl: --keep-forwarding: this data plane cannot keep forwarding", 0), 0u)
+      << refused.err;
+  refused = keelctl({"-o", "json", "daemon", "stop", "--keep-forwarding"});
+  EXPECT_EQ(json::parse(refused.out)["error"]["field"], "params.detach") << refused.out;
+  EXPECT_EQ(json::parse(refused.out)["error"]["message"].get<std::string>().rfind("params.detach: ", 0), 0u);
+  onLoop([&] {
+    fake_.detachable = true;
+    return 0;
+  });
+
   // --keep-forwarding (DaemonStopDetachIsTheOlderName: --detach): the
   // data plane stays. The server stops after it.
   CliRun d = keelctl({"daemon", "stop", "--keep-forwarding"});

@@ -170,6 +170,8 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
         .add("exception_interface", config_.exceptionInterface);
   }
   std::string where() const override { return config_.port; }
+  std::string linklessDevice() const override { return config_.exceptionInterface; }
+  std::optional<bool> portLinkUp() const override { return dp_ ? dp_->portLinkUp() : std::nullopt; }
 
  private:
   // What the port runs with, as the driver took it (it may adjust the

@@ -50,6 +50,13 @@ class DaemonDataplane {
   virtual void describe(LogRecord& record) const = 0;
   // One short phrase for status lines: "eth0", "net_af_packet0,iface=eth0".
   virtual std::string where() const = 0;
+  // The kernel device the host's own traffic leaves by whose carrier does
+  // not follow the link it really takes (DPDK's exception tap, always
+  // running while the port may have no link), or "" (XDP; a DPDK port on
+  // a kernel interface it shares, whose carrier the kernel sees). With it,
+  // portLinkUp(): that link now, nullopt when it cannot be read.
+  virtual std::string linklessDevice() const { return ""; }
+  virtual std::optional<bool> portLinkUp() const { return std::nullopt; }
 };
 
 // False for a kind this keeld was built without (a host check: keeld

@@ -42,6 +42,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/program_options.hpp>
 #include <array>
 #include <cstring>
@@ -478,6 +479,38 @@ int run(const std::string& path, bool detachOnExit) {
     }
     logInfo(LogRecord("metrics_listening").add("address", config.metrics.listenAddress()));
   }
+  // DPDK's exception tap is always running, whatever the port's link: the
+  // checker hears of the port's link from here (every 100 ms on the loop),
+  // so a check through the tap while the port has no link is not run, as
+  // on a kernel link without carrier, rather than taking every real down.
+  // The port's link changes are logged here too.
+  boost::asio::steady_timer linkTimer(io);
+  std::optional<bool> lastLinkUp;
+  std::function<void()> pollPortLink = [&] {
+    if (const std::optional<bool> up = handle->portLinkUp(); up && up != lastLinkUp) {
+      backend.checker().setLinklessDeviceDown(!*up);
+      if (lastLinkUp || !*up) {
+        LogRecord r(*up ? "dpdk_port_link_up" : "dpdk_port_link_down");
+        r.add("port", handle->where()).add("exception_interface", handle->linklessDevice());
+        if (*up) logInfo(r);
+        else logWarn(r.add("detail", "checks through the exception interface are not run until it is back"));
+      }
+      lastLinkUp = up;
+    }
+    linkTimer.expires_after(std::chrono::milliseconds(100));
+    linkTimer.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) pollPortLink();
+    });
+  };
+  if (const std::string tap = handle->linklessDevice(); !tap.empty()) {
+    backend.checker().setLinklessDevice(handle->where(), [tap](const std::string& device) {
+      if (device == tap) return true;
+      const std::vector<std::string> on = interfacesOn(tap);  // its VLAN devices
+      return std::find(on.begin(), on.end(), device) != on.end();
+    });
+    boost::asio::post(io, [&] { pollPortLink(); });
+  }
+
   // DPDK: the saved connection tables go in once the ids are programmed,
   // and only then do the workers read packets.
   Status s = backend.start(config, adoptedState, [&] { return handle->startForwarding(); });

@@ -93,11 +93,18 @@ HealthChecker::HealthChecker(asio::io_context& owner, Callback onChange)
       onChange_(std::move(onChange)),
       checkIo_(std::make_unique<asio::io_context>()),
       rng_(std::random_device{}()),
+      linkless_(std::make_shared<health_detail::LinklessDevice>()),
       thread_([io = checkIo_.get()] {
         pthread_setname_np(pthread_self(), "keel-health");  // top -H, perf
         auto work = asio::make_work_guard(*io);
         io->run();
       }) {}
+
+void HealthChecker::setLinklessDevice(std::string port, std::function<bool(const std::string& device)> carries) {
+  linkless_->set(std::move(port), std::move(carries));
+}
+
+void HealthChecker::setLinklessDeviceDown(bool down) { linkless_->setDown(down); }
 
 HealthChecker::~HealthChecker() {
   *alive_ = false;
@@ -130,7 +137,7 @@ Status HealthChecker::add(HealthTarget target, bool initiallyUp, HealthTargetId*
   {
     std::lock_guard lock(mu_);
     e = std::make_shared<Entry>(*checkIo_, nextId_++, std::move(target), initiallyUp);
-    e->config = health_detail::makeProbeConfig(e->target);
+    e->config = health_detail::makeProbeConfig(e->target, linkless_);
     e->lastChange = std::chrono::system_clock::now();
     e->changeReason = !why.empty() ? std::move(why) : initiallyUp ? "added up" : "added down";
     entries_.emplace(e->id, e);
@@ -170,7 +177,7 @@ Status HealthChecker::update(HealthTargetId id, HealthCheckSpec spec) {
     if (Status s = validateHealthTarget(candidate, where); !s) return s;
     ++e->generation;
     e->target = std::move(candidate);
-    e->config = health_detail::makeProbeConfig(e->target);
+    e->config = health_detail::makeProbeConfig(e->target, linkless_);
     e->state.setThresholds(e->target.spec.rise, e->target.spec.fall);
     e->state.resetRuns();
   }

@@ -67,6 +67,10 @@ class io_context;
 
 namespace keel {
 
+namespace health_detail {
+class LinklessDevice;
+}
+
 using HealthTargetId = uint64_t;  // never 0
 
 // Upper bounds (seconds) of the check-duration histogram buckets, the
@@ -161,6 +165,15 @@ class HealthChecker {
   // CPU time the check thread has used (health_bench).
   std::chrono::nanoseconds threadCpuTime() const;
 
+  // Kernel devices whose carrier does not follow their link (DPDK's
+  // exception tap and the devices on it, `port` the DPDK port behind it;
+  // carries(device) says which): while setLinklessDeviceDown(true), a
+  // check whose route leaves by one and fails or passes on silence is not
+  // run, as on a device without carrier (probe.h, hostPathDown). Any
+  // thread; carries is called on the check thread.
+  void setLinklessDevice(std::string port, std::function<bool(const std::string& device)> carries);
+  void setLinklessDeviceDown(bool down);
+
  private:
   struct Entry;
   using EntryPtr = std::shared_ptr<Entry>;
@@ -193,6 +206,8 @@ class HealthChecker {
   // them and the handlers it still holds.
   std::unique_ptr<boost::asio::io_context> checkIo_;
   std::minstd_rand rng_;  // check thread only
+  // Every probe config's (setLinklessDevice).
+  std::shared_ptr<health_detail::LinklessDevice> linkless_;
   // When the last queued first check runs (scheduleFirst); check thread only.
   std::chrono::steady_clock::time_point firstSlot_{};
 

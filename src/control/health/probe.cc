@@ -19,8 +19,17 @@ namespace keel::health_detail {
 
 namespace asio = boost::asio;
 
-std::shared_ptr<const ProbeConfig> makeProbeConfig(const HealthTarget& target) {
+std::optional<std::string> LinklessDevice::downFor(const std::string& route) const {
+  if (!down_.load(std::memory_order_relaxed)) return std::nullopt;
+  std::lock_guard lock(mu_);
+  if (!carries_ || !carries_(route)) return std::nullopt;
+  return "this host's route to the real is down: " + route + " carries DPDK port " + port_ + ", whose link is down";
+}
+
+std::shared_ptr<const ProbeConfig> makeProbeConfig(const HealthTarget& target,
+                                                   std::shared_ptr<const LinklessDevice> linkless) {
   auto c = std::make_shared<ProbeConfig>();
+  c->linkless = std::move(linkless);
   c->spec = target.spec;
   c->address = toAsio(target.address);
   c->port = target.checkPort();
@@ -96,17 +105,19 @@ std::optional<std::string> hostPathDown(const ProbeConfig& config) {
   // ifr is zeroed: the name stays terminated.
   std::memcpy(ifr.ifr_name, name.data(), std::min(name.size(), size_t{IFNAMSIZ - 1}));
   if (::ioctl(ioctlSock.get(), SIOCGIFFLAGS, &ifr) != 0) return std::nullopt;
-  if (ifr.ifr_flags & IFF_RUNNING) return std::nullopt;
-  return "this host's route to the real is down: " + name + " has no carrier";
+  if (!(ifr.ifr_flags & IFF_RUNNING)) return "this host's route to the real is down: " + name + " has no carrier";
+  if (config.linkless) return config.linkless->downFor(name);
+  return std::nullopt;
 }
 
-HealthResult unlessHostPathDown(HealthResult failed, const ProbeConfig& config) {
-  if (failed.ok || failed.local) return failed;
+HealthResult unlessHostPathDown(HealthResult result, const ProbeConfig& config) {
+  if (result.local) return result;
   if (std::optional<std::string> why = hostPathDown(config)) {
-    failed.local = true;
-    failed.reason += " (" + *why + ")";
+    result.ok = false;
+    result.local = true;
+    result.reason += " (" + *why + ")";
   }
-  return failed;
+  return result;
 }
 
 HealthResult pathFailure(const boost::system::error_code& ec, std::string reason, const ProbeConfig& config) {

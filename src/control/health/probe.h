@@ -9,8 +9,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -18,6 +20,34 @@
 #include "control/health/health_spec.h"
 
 namespace keel::health_detail {
+
+// Kernel devices whose carrier does not follow the link their traffic
+// takes: DPDK's exception tap, always running, while the port whose frames
+// it carries may have lost its link (and the VLAN devices on the tap).
+// One per checker, shared by every ProbeConfig; keeld names them once and
+// keeps `down` current (HealthChecker::setLinklessDevice, ...Down).
+class LinklessDevice {
+ public:
+  // carries(device): whether the host's traffic leaving by `device` takes
+  // the port's link (keeld: the tap or an interface stacked on it, read
+  // through netlink, which sees the process's own network namespace).
+  using Carries = std::function<bool(const std::string& device)>;
+  void set(std::string port, Carries carries) {
+    std::lock_guard lock(mu_);
+    port_ = std::move(port);
+    carries_ = std::move(carries);
+  }
+  void setDown(bool down) { down_.store(down, std::memory_order_relaxed); }
+  // Why `route` (the route's device) is down although the kernel runs it:
+  // it carries the port's link, which is down. Nothing otherwise.
+  std::optional<std::string> downFor(const std::string& route) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::string port_;
+  Carries carries_;
+  std::atomic<bool> down_{false};
+};
 
 // Everything a probe needs, resolved once per spec change and shared
 // (immutably) by every run, so a run copies no strings.
@@ -28,9 +58,11 @@ struct ProbeConfig {
   std::optional<boost::asio::ip::address> source;
   std::string hostHeader;   // http only
   std::string timeoutText;  // "1s", for reasons
+  std::shared_ptr<const LinklessDevice> linkless;  // the checker's; may be null
 };
 
-std::shared_ptr<const ProbeConfig> makeProbeConfig(const HealthTarget& target);
+std::shared_ptr<const ProbeConfig> makeProbeConfig(const HealthTarget& target,
+                                                   std::shared_ptr<const LinklessDevice> linkless = nullptr);
 
 // "Connection refused" -> "connection refused": reasons read as one phrase.
 std::string describe(const boost::system::error_code& ec);
@@ -47,15 +79,19 @@ HealthResult failure(const boost::system::error_code& ec, std::string reason);
 // cannot tell): no route to it ("network is unreachable": its address or
 // route gone), or the route's device without carrier (the kernel keeps a
 // connected route through a link that lost carrier, flagged linkdown, so
-// the check's packets go nowhere and it times out). One route lookup
-// without a packet (netlink RTM_GETROUTE, then the device's flags).
+// the check's packets go nowhere and it times out), or a device the
+// kernel runs whose link is down all the same (config.linkless: DPDK's
+// exception tap while the port has no link). One route lookup without a
+// packet (netlink RTM_GETROUTE, then the device's flags).
 std::optional<std::string> hostPathDown(const ProbeConfig& config);
-// `failed` as not run (local, the reason saying why) when
-// hostPathDown() finds this host's path down: a flap of the balancer's own
-// link is not the reals' fault (fault review F7, where it took every real
-// down and raised all_reals_down). A result that is ok or local already is
+// `result` as not run (local, the reason saying why) when hostPathDown()
+// finds this host's path down: a flap of the balancer's own link is not
+// the reals' fault (fault review F7, where it took every real down and
+// raised all_reals_down). That holds for a pass too: a udp check passes on
+// silence, which is all a dead link gives (it brought a dead real up while
+// the balancer's link was down). A result that is local already is
 // returned as it is.
-HealthResult unlessHostPathDown(HealthResult failed, const ProbeConfig& config);
+HealthResult unlessHostPathDown(HealthResult result, const ProbeConfig& config);
 // A failed result for a socket's error (a connect's, a udp receive's):
 // local if `ec` is a local error; for the errors a dead path gives
 // (ENETUNREACH, EHOSTUNREACH, ETIMEDOUT) not run when hostPathDown() says

@@ -1101,14 +1101,28 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
       p.txErrors = e.oerrors;
     }
     rte_eth_link link{};
-    if (rte_eth_link_get_nowait(port_, &link) == 0) {
-      p.linkUp = link.link_status == RTE_ETH_LINK_UP;
+    if (rte_eth_link_get_nowait(port_, &link) == 0)
       p.linkSpeedMbps = link.link_speed == RTE_ETH_SPEED_NUM_UNKNOWN ? 0 : link.link_speed;
-    }
+    p.linkUp = portLinkUp().value_or(false);
     return p;
   }
 
   PortFacts portFacts() const override { return facts_; }
+
+  // net_af_packet and net_af_xdp report their link up from start to stop
+  // whatever the interface does: the kernel interface's own state is the
+  // link there (IFF_RUNNING: carrier, and set up).
+  std::optional<bool> portLinkUp() const override {
+    if (!portReady_) return std::nullopt;
+    if (!portRestore_.iface.empty()) {
+      ifreq ifr{};
+      if (!kernelIfreq(portRestore_.iface, SIOCGIFFLAGS, &ifr)) return std::nullopt;
+      return (ifr.ifr_flags & IFF_RUNNING) != 0;
+    }
+    rte_eth_link link{};
+    if (rte_eth_link_get_nowait(port_, &link) != 0) return std::nullopt;
+    return link.link_status == RTE_ETH_LINK_UP;
+  }
 
   std::optional<ConnEntry> findConn(const keel_flow_key& key) override {
     // Read only, as a worker reads its peers' tables for ICMP errors

@@ -114,6 +114,9 @@ class DpdkDataplane : public Dataplane {
   // Packets received by the exception path from the kernel and sent out.
   virtual uint64_t exceptionEgressPackets() const = 0;
   virtual PortFacts portFacts() const = 0;
+  // The port's link now (without waiting); nullopt before the port is
+  // configured or when the driver cannot say.
+  virtual std::optional<bool> portLinkUp() const = 0;
 
   // A clean restart's connection tables (dpdk/conn_persist.h). Save: stops
   // the workers for good (the plane forwards nothing afterwards; only its

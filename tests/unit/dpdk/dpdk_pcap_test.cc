@@ -892,6 +892,26 @@ bool hasFlag(const std::string& flags, const std::string& flag) {
          flags.find("," + flag + ">") != std::string::npos || flags == "<" + flag + ">";
 }
 
+// portLinkUp() follows the port's link (keeld polls it for the health
+// checker: the exception tap is always running, so the kernel cannot tell
+// a check there that the link is gone): a veth whose peer goes down and
+// comes back.
+TEST_F(DpdkPcapTest, PortLinkUpFollowsThePortsLink) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for a veth and packet sockets";
+  const std::string a = "kla" + kPid, b = "klb" + kPid;
+  Veth link(a, b);
+  ASSERT_TRUE(link.up) << "ip link add " << a;
+  std::string err;
+  auto dp = createDpdkDataplane(pcapOptions("net_af_packet_keell" + kPid + ",iface=" + a + ",qpairs=1"), &err);
+  ASSERT_NE(dp, nullptr) << err;
+  ASSERT_TRUE(dp->start());
+  EXPECT_TRUE(waitFor([&] { return dp->portLinkUp() == std::optional<bool>(true); }));
+  ASSERT_EQ(std::system(("ip link set " + b + " down").c_str()), 0);
+  EXPECT_TRUE(waitFor([&] { return dp->portLinkUp() == std::optional<bool>(false); }));
+  ASSERT_EQ(std::system(("ip link set " + b + " up").c_str()), 0);
+  EXPECT_TRUE(waitFor([&] { return dp->portLinkUp() == std::optional<bool>(true); }));
+}
+
 // The port takes frames to other MACs only when asked (dpdk.promiscuous):
 // a flooded frame for another balancer's MAC is not forwarded twice. A vdev
 // over a kernel interface leaves the kernel's mode alone unless asked, and

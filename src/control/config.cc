@@ -1886,7 +1886,7 @@ std::optional<HealthCheckSpec> resolveRealHealth(const YAML::Node& serviceHealth
   const YAML::Node& specNode = strip ? stripped : serviceHealth;
   const size_t before = errors.service.size() + errors.real.size();
   HealthSpecBuilder b;
-  b.apply(specNode, source, servicePath + ".health", errors.service);
+  b.apply(specNode, source, servicePath + ".health", errors.service, "all_down, established_on_down");
   b.apply(realHealth, source, realPath + ".health", errors.real);
   if (errors.service.size() + errors.real.size() != before) return std::nullopt;
   return b.build();

@@ -48,7 +48,7 @@ std::optional<HealthDuration> parseHealthDuration(std::string_view text) {
 }
 
 void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, std::string_view keyPath,
-                              std::vector<std::string>& errors) {
+                              std::vector<std::string>& errors, std::string_view alsoKnown) {
   if (!node || node.IsNull()) return;
   if (!node.IsMap()) {
     errors.push_back(locate(source, node) + ": " + std::string(keyPath) + ": must be a mapping (type, port, path, ...)");
@@ -195,7 +195,8 @@ void HealthSpecBuilder::apply(const YAML::Node& node, std::string_view source, s
       errors.push_back(where + "a service's key, not a real's: set it in the service's health block");
     } else {
       errors.push_back(where + "unknown key (known: type, port, path, host, expect, payload, require_reply, "
-                               "interval, timeout, rise, fall, source)");
+                               "interval, timeout, rise, fall, source" +
+                       (alsoKnown.empty() ? std::string() : ", " + std::string(alsoKnown)) + ")");
     }
   }
   // An expect needs a reply whatever require_reply says: a layer whose own

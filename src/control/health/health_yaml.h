@@ -88,8 +88,11 @@ class HealthSpecBuilder {
  public:
   // Overlays a `health:` mapping (null/undefined: no change). Each problem
   // appends "SOURCE:LINE: KEYPATH.key: what is wrong" to `errors` (locate()).
+  // alsoKnown: keys the caller takes out of this block before (a
+  // service's all_down, established_on_down), named among the known keys
+  // when one is unknown.
   void apply(const YAML::Node& node, std::string_view source, std::string_view keyPath,
-             std::vector<std::string>& errors);
+             std::vector<std::string>& errors, std::string_view alsoKnown = "");
   // The resolved spec: every key's mistake was reported by the apply() of
   // the layer that set it.
   const HealthCheckSpec& build() const { return spec_; }

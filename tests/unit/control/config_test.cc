@@ -1285,6 +1285,14 @@ INSTANTIATE_TEST_SUITE_P(
                 svc("    reals:\n      - {address: 10.0.1.11, weight: 1}\n      - {address: 10.0.1.12" +
                     std::string(1, '\0') + ", weight: 1}\n"),
                 {"keel.yaml:10: control character 0x00 at column 28: YAML allows none but tab and line breaks"}},
+        BadCase{"an unknown key of a service's health block names the service-only keys among the known",
+                svc("    health: {type: tcp, intervall: 1s}\n    reals:\n      - {address: 10.0.1.11}\n"),
+                {"keel.yaml:8: services[0].health.intervall: unknown key (known: type, port, path, host, expect, "
+                 "payload, require_reply, interval, timeout, rise, fall, source, all_down, established_on_down)"}},
+        BadCase{"an unknown key of a real's health block does not",
+                svc("    reals:\n      - {address: 10.0.1.11, health: {intervall: 1s}}\n"),
+                {"services[0].reals[0].health.intervall: unknown key (known: type, port, path, host, expect, "
+                 "payload, require_reply, interval, timeout, rise, fall, source)"}},
         BadCase{"bad duration",
                 "dataplane: {kind: xdp, interface: eth0}\nnode:\n  udp_idle_timeout: 30\n",
                 {"keel.yaml:3: node.udp_idle_timeout: must be a duration like 100ms, 30s, 2m or 1h, got \"30\""}},

@@ -48,12 +48,17 @@ namespace {
 
 // What the checker would refuse in a service's own check whichever real it
 // runs against (no port on a port-0 service, an http path without '/').
-// The checker's test also wants a real's address: given the check's own
-// source (or else the VIP) instead, its family test has nothing to find;
-// that one is per real, and each real gets it. None when there is no
-// address to use (a bad vip is reported already).
+// The checker's test also wants a real's address: given a stand-in of the
+// check's source's family (or else the VIP) instead, its family test has
+// nothing to find, nor its test of the real's own address; those are per
+// real, and each real gets them. None when there is no address to use (a
+// bad vip is reported already).
 std::vector<HealthProblem> serviceHealthProblems(const HealthCheckSpec& spec, const IpAddress& vip, uint16_t port) {
-  const IpAddress address = spec.source ? *spec.source : vip;
+  // Documentation addresses (RFC 5737, RFC 3849): global, so only the
+  // check's own keys can be wrong.
+  const IpAddress address = !spec.source          ? vip
+                            : spec.source->isV6() ? *IpAddress::parse("2001:db8::1")
+                                                  : *IpAddress::parse("192.0.2.1");
   if (spec.type == HealthCheckSpec::Type::None || !address.family()) return {};
   return healthTargetProblems(HealthTarget{"", address, port, spec});
 }
@@ -1317,6 +1322,7 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
         if (real.address.isV6() && !cfg.node.tunnelSourceV6 && !nodeKeysGiven_.count("tunnel_source_v6"))
           error(addrNode, rpath + ".address",
                 "ipip to an IPv6 real needs node.tunnel_source_v6");
+        if (std::string why = ipipRealProblem(real.address); !why.empty()) error(addrNode, rpath + ".address", why);
       } else if (!real.mac && !realsNode[j]["mac"].IsDefined()) {
         // With an invalid dataplane.interface (reported already) there is
         // nothing to look in; with none at all (dpdk) resolveRealMac says so.

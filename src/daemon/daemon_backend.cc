@@ -359,6 +359,7 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
       if (svc.forwarding == Forwarding::kIpip) {
         if (r.address.isV4() && !c.node.tunnelSourceV4) real("ipip to an IPv4 real needs node.tunnel_source_v4");
         if (r.address.isV6() && !c.node.tunnelSourceV6) real("ipip to an IPv6 real needs node.tunnel_source_v6");
+        if (std::string why = ipipRealProblem(r.address); !why.empty()) real(why);
       } else if (!r.mac && r.macPending.empty()) {
         real("l2dsr needs the real's MAC (give mac, or add it again so that keeld resolves it)");
       }

@@ -91,6 +91,12 @@ std::vector<HealthProblem> healthTargetProblems(const HealthTarget& target) {
                                   "scope it to): give the real a global address, or type: none"});
     if (s.source && s.source->family() != target.address.family()) {
       problems.push_back({"source", s.source->toString() + " is not the same family as " + target.address.toString()});
+    } else if (s.source && s.source->isV6() && s.source->bytes()[0] == 0xfe && (s.source->bytes()[1] & 0xc0) == 0x80) {
+      // Binding fe80::/10 needs a scope too: every check would fail with
+      // "invalid argument", counted against the real.
+      problems.push_back({"source", s.source->toString() +
+                                        " is IPv6 link-local, which a check cannot bind without an interface to "
+                                        "scope it to: give a global address of this host"});
     }
   }
   if (s.rise == 0) problems.push_back({"rise", "must be >= 1"});

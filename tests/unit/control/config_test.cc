@@ -1433,6 +1433,18 @@ INSTANTIATE_TEST_SUITE_P(
         // for days on keeld's loop). keel.yaml takes none.
         // fe80::/10 needs an interface to connect to, which a check has not:
         // every check would fail with "invalid argument".
+        BadCase{"ipip to link-local reals (routers do not forward to them)",
+                svc("    reals:\n      - {address: 169.254.0.11}\n      - {address: \"fe80::2\"}\n"),
+                {"keel.yaml:9: services[0].reals[0].address: ipip cannot reach a link-local real: the tunnelled "
+                 "packet goes to the router (node.next_hop_mac), which does not forward to link-local addresses",
+                 "keel.yaml:10: services[0].reals[1].address: ipip cannot reach a link-local real"}},
+        BadCase{"the service's health.source link-local (said at source, not as a real)",
+                svc("    health: {type: tcp, source: \"fe80::1\"}\n    reals:\n      - {address: \"2001:db8::11\"}\n"),
+                {"keel.yaml:8: services[0].health.source: fe80::1 is IPv6 link-local, which a check cannot bind "
+                 "without an interface to scope it to: give a global address of this host"}},
+        BadCase{"a real's health.source link-local",
+                svc("    reals:\n      - {address: \"2001:db8::11\", health: {source: \"fe80::1\"}}\n"),
+                {"keel.yaml:9: services[0].reals[0].health.source: fe80::1 is IPv6 link-local"}},
         BadCase{"health check of a link-local real",
                 svc("    health: {type: tcp}\n    reals:\n      - {address: \"fe80::2\"}\n"),
                 {"keel.yaml:10: services[0].reals[0].health: the real fe80::2 is IPv6 link-local, "

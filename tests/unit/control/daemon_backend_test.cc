@@ -1471,6 +1471,12 @@ TEST_F(DaemonBackendTest, RuntimeRealsAndVipsTheFileWouldRefuseAreRefused) {
   r = backend_->addReal(add);
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.error().message, "service web real 10.0.1.9: its MAC must be a unicast address, got 01:00:5e:00:00:01");
+  add.real.mac.reset();
+  add.real.address = ip("169.254.0.9");  // web forwards by ipip: no router forwards to it
+  r = backend_->addReal(add);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.error().message.rfind("service web real 169.254.0.9: ipip cannot reach a link-local real", 0), 0u)
+      << r.error().message;
   api::ServiceAddRequest svc;
   svc.name = "any";
   svc.vip = ip("0.0.0.0");

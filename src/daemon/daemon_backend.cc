@@ -434,8 +434,18 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
     // The adopted data plane says which reals are up (VALID).
     if (Status s = registry_.adopt(*adopted, compose(config, kept)); !s) return s;
   } else if (stop) {
-    startFrom_ = StartFrom{std::move(stop->up), startedAt_.value_or(std::chrono::system_clock::now()) - stop->at,
-                           std::move(stop->kept), std::move(stop->held), std::move(stop->macs)};
+    // How long before this keeld started the stop was written. A record
+    // written after that, by a keeld still stopping when this one started
+    // (a supervisor that does not wait for the exit), is as fresh as can
+    // be: 0 (it was negative, and the record was ignored: every kept-down
+    // real's flows reset). Only one written after now, under a clock set
+    // back, stays negative and is not used.
+    const auto now = std::chrono::system_clock::now();
+    const auto ago = stop->at > now ? now - stop->at
+                                    : std::max(std::chrono::system_clock::duration::zero(),
+                                               startedAt_.value_or(now) - stop->at);
+    startFrom_ = StartFrom{std::move(stop->up), ago, std::move(stop->kept), std::move(stop->held),
+                           std::move(stop->macs)};
     // Before the commit, so such a real goes in VALID: the connection
     // table a DPDK start restores keeps its flows (an entry of a real not
     // VALID is skipped), and compose() starts it from the record.

@@ -3640,6 +3640,25 @@ TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
     auto k = restart();
     EXPECT_EQ(states(*k), States("up", "down"));
   }
+  // Written after this keeld started, by one still stopping (a supervisor
+  // that did not wait for its exit): as fresh as can be (live restart
+  // review: it was negative and ignored, every kept-down flow reset).
+  doc["stopped"]["at_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+  writeState(doc.dump());
+  startedAt_ = std::chrono::system_clock::now() - std::chrono::milliseconds(5);
+  {
+    auto k = restart();
+    EXPECT_EQ(states(*k), States("up", "down"));
+  }
+  // After now (a clock set back): not used.
+  doc["stopped"]["at_ms"] = doc["stopped"]["at_ms"].get<int64_t>() + 3600 * 1000;
+  writeState(doc.dump());
+  {
+    auto k = restart();
+    EXPECT_EQ(states(*k), States("down", "down"));
+  }
   startedAt_.reset();
 
   // Adopted: the data plane's state wins over the record (.2 down there).

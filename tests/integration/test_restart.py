@@ -750,6 +750,22 @@ def test_interface_made_again_and_pins_removed_are_put_back_without_moving_a_flo
         log = k.log()
         assert "event=dataplane_adopted" in log and "program=kept" in log, log
         assert [ask(s) for s in conns] == before, k.log()
+
+        # bpffs itself unmounted (umount -l: keeld holds the lock): mounted
+        # again and the plane pinned there (live restart review: keeld only
+        # said "create DIR: No such file or directory", stopped with
+        # pins_state=missing, and the next keeld could not adopt).
+        host.run(["umount", "-l", "/sys/fs/bpf"])
+        assert not host.pinned()
+        assert k.stop() == 0, k.log()
+        log = k.log_path.read_text(errors="replace")
+        stop = next(line for line in log.splitlines() if "event=stopped_left_in_place" in line)
+        assert "pins_state=present" in stop, log
+        assert host.run(["mountpoint", "-q", "/sys/fs/bpf"], check=False).returncode == 0
+        k = host.start(config, "third")
+        log = k.log()
+        assert "event=dataplane_adopted" in log and "program=kept" in log, log
+        assert [ask(s) for s in conns] == before, k.log()
         assert k.stop() == 0, k.log()
     finally:
         for s in conns:

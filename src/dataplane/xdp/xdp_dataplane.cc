@@ -1463,8 +1463,13 @@ void XdpDataplane::maintainPins() {
   if (!dirOk) {
     // Made again and locked as create() does, without its wait: the
     // control thread does not block here; a holder is retried next time.
+    // bpffs first, as create() does: unmounted under us (umount -l), it
+    // is mounted again, or the error says it is not there (it said "create
+    // DIR: No such file or directory", and the pins stayed missing for
+    // the next keeld, which could not adopt).
     Fd fd;
-    s = lockPinDir(dir, &fd, std::chrono::milliseconds(0));
+    s = bpffsForPins();
+    if (s) s = lockPinDir(dir, &fd, std::chrono::milliseconds(0));
     if (s) {
       pinLock_ = std::move(fd);
       restored.push_back(dir);

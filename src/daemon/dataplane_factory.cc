@@ -2,6 +2,7 @@
 #include "daemon/dataplane_factory.h"
 
 #include "common/devargs.h"
+#include "common/path_lock.h"
 
 #include <fcntl.h>
 
@@ -132,8 +133,8 @@ std::unique_ptr<DaemonDataplane> makeXdp(const Config& config, std::string* erro
 #ifdef KEEL_HAVE_DPDK
 class DpdkDaemonDataplane final : public DaemonDataplane {
  public:
-  DpdkDaemonDataplane(std::unique_ptr<DpdkDataplane> dp, DpdkConfig config, std::string connPath)
-      : dp_(std::move(dp)), config_(std::move(config)), connPath_(std::move(connPath)) {}
+  DpdkDaemonDataplane(std::unique_ptr<DpdkDataplane> dp, DpdkConfig config, std::string connPath, Fd lock)
+      : lock_(std::move(lock)), dp_(std::move(dp)), config_(std::move(config)), connPath_(std::move(connPath)) {}
 
   Dataplane& plane() override { return *dp_; }
   const ProgrammedState* adopted() const override { return nullptr; }
@@ -284,6 +285,7 @@ class DpdkDaemonDataplane final : public DaemonDataplane {
                 .add("skipped_expired", rep.skippedExpired));
   }
 
+  Fd lock_;  // StateFiles::lock, held until this keeld exits (declared first: let go last)
   std::unique_ptr<DpdkDataplane> dp_;
   DpdkConfig config_;
   std::string connPath_;
@@ -293,6 +295,19 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const StateFiles
                                           std::string* error) {
   if (std::string pinned = pinnedXdpPlaneUnder(config); !pinned.empty()) {
     *error = std::move(pinned);
+    return nullptr;
+  }
+  // One keeld per port, before EAL runs: a second one (another socket or
+  // metrics port, EAL's own lock off with --no-shconf, --in-memory or
+  // another --file-prefix) ran beside the first, and every VIP packet
+  // reached the reals twice. A keeld still stopping is waited for.
+  Fd lock;
+  if (const PathLock l = lockPath(files.lock, /*directory=*/false, std::chrono::seconds(5), &lock); !l.ok) {
+    *error = !l.busy ? "dataplane.dpdk.port: " + l.error
+                     : "dataplane.dpdk.port: " + config.dataplane.dpdk.port + " is run by another keeld" +
+                           (l.holder > 0 ? " (pid " + std::to_string(l.holder) + ")" : std::string()) +
+                           ", which holds " + files.lock + ": stop it first (`systemctl stop keeld`); a second "
+                           "keeld on the port would send every VIP packet to the reals twice";
     return nullptr;
   }
   const DpdkConfig& c = config.dataplane.dpdk;
@@ -321,7 +336,7 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const StateFiles
     releaseDpdkEnvironment();  // keeld exits: EAL may have started before the failure
     return nullptr;
   }
-  return std::make_unique<DpdkDaemonDataplane>(std::move(dp), c, files.conntrack);
+  return std::make_unique<DpdkDaemonDataplane>(std::move(dp), c, files.conntrack, std::move(lock));
 }
 #endif
 

@@ -23,6 +23,11 @@ struct StateFiles {
   // applied-KEY.yaml: the text of keel.yaml as the running keeld applied it
   // (DaemonBackend::setAppliedPath): the next keeld logs what changed since.
   std::string applied;
+  // lock-KEY: a DPDK keeld's flock for its port (XDP locks its pin
+  // directory): held while it runs, so a second keeld on the same port,
+  // which would send every VIP packet to the reals twice and write over
+  // these files, is refused, and a next keeld waits for the last to exit.
+  std::string lock;
 };
 
 inline StateFiles stateFiles(const Config& config, const std::string& stateDir) {
@@ -30,7 +35,8 @@ inline StateFiles stateFiles(const Config& config, const std::string& stateDir) 
                                                                        : dpdkStateKey(config.dataplane.dpdk.port);
   const std::filesystem::path dir(stateDir);
   return {(dir / ("runtime-" + key + ".json")).string(), (dir / ("conntrack-" + key + ".bin")).string(),
-          (dir / ("interface-" + key + ".txt")).string(), (dir / ("applied-" + key + ".yaml")).string()};
+          (dir / ("interface-" + key + ".txt")).string(), (dir / ("applied-" + key + ".yaml")).string(),
+          (dir / ("lock-" + key)).string()};
 }
 
 }  // namespace keel

@@ -469,6 +469,32 @@ def test_sd_notify_ready_reloading_stopping(lab, host):
         path.unlink(missing_ok=True)
 
 
+def test_a_second_dpdk_keeld_on_the_port_is_refused_and_leaves_the_first_serving(lab, dpdk_host):
+    """A second DPDK keeld on the port a running one drives, with another
+    control socket and metrics port (EAL's own lock is off: the lab's
+    eal_args have --no-shconf), is refused before EAL runs, by the port's
+    lock beside the state files, naming the holder (live restart review:
+    both ran, and every VIP packet reached the reals twice). The first
+    serves on, its state files untouched."""
+    web, _ = configs(lab)
+    config = lab.keel_config([web])
+    k1 = dpdk_host.start(config, "first")
+    wait_serving(lab, config)
+    state = dpdk_host.run(["cat", dpdk_host.state_path]).stdout
+    other = copy.deepcopy(config)
+    other["control"] = {"socket": "/run/keel/second.sock"}
+    other["metrics"] = {"address": "127.0.0.1:9478"}
+    k2 = dpdk_host.start(other, "second", wait_ready=False)
+    assert k2.proc.wait(timeout=30) == 1, k2.log()
+    log = k2.log()
+    assert f"is run by another keeld (pid {k1.proc.pid})" in log, log
+    assert "dpdk_port_started" not in log, log
+    assert k1.proc.poll() is None
+    wait_serving(lab, config)
+    assert dpdk_host.run(["cat", dpdk_host.state_path]).stdout == state, "the runtime state was rewritten"
+    k1.stop()
+
+
 def test_dpdk_restart_keeps_checked_reals_up_and_flows_on_their_reals(lab, dpdk_host):
     # fall x interval = 30 s: how long after the stop the next keeld may
     # still trust it (DaemonBackend::start), far more than a start takes on

@@ -34,6 +34,7 @@
 #include "balancer.skel.h"
 #include "common/bpffs.h"
 #include "common/fd.h"
+#include "common/path_lock.h"
 #include "common/logging.h"
 #include "dataplane/xdp/map_layout.h"
 
@@ -129,69 +130,18 @@ Status bpffsForPins() {
   return Status::error(std::string("mount bpffs on ") + kBpffsPath + ": " + std::strerror(err) + hint);
 }
 
-// The pid holding a flock on `path`, from /proc/locks ("1: FLOCK ADVISORY
-// WRITE <pid> <maj>:<min>:<inode> 0 EOF", major and minor in hex); 0 if
-// not found (another pid namespace, or released meanwhile).
-long flockHolder(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return 0;
-  std::ifstream locks("/proc/locks");
-  std::string line;
-  while (std::getline(locks, line)) {
-    std::istringstream in(line);
-    std::string index, kind, advisory, mode, id;
-    long pid = 0;
-    if (!(in >> index >> kind >> advisory >> mode >> pid >> id) || kind != "FLOCK") continue;
-    unsigned maj = 0, min = 0;
-    unsigned long long ino = 0;
-    if (std::sscanf(id.c_str(), "%x:%x:%llu", &maj, &min, &ino) == 3 && maj == major(st.st_dev) &&
-        min == minor(st.st_dev) && ino == st.st_ino)
-      return pid;
-  }
-  return 0;
-}
-
-// Creates the pin directory if missing and takes its lock (create()). A
-// keeld that is still exiting (`keelctl daemon stop` returns before it has)
-// holds it a moment longer: waited for, up to `wait` (5 s). A lock won on a
-// directory its previous holder removed meanwhile (shutdown's rmdir) is on
-// a deleted inode: taken again on the directory that is there now. The
-// parent may go between the two mkdirs of create_directories (another
-// interface's keeld stopping removes it when empty): created again.
+// The pin directory's lock (common/path_lock.h): made if missing, waited
+// for up to `wait`.
 Status lockPinDir(const std::string& dir, Fd* out,
                   std::chrono::milliseconds wait = std::chrono::seconds(5)) {
-  const auto deadline = std::chrono::steady_clock::now() + wait;
-  for (;;) {
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec == std::errc::no_such_file_or_directory && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      continue;
-    }
-    if (ec) return Status::error("xdp: create " + dir + ": " + ec.message());
-    Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (fd.get() < 0) return Status::error("xdp: open " + dir + ": " + errnoText(errno));
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
-      struct stat held {}, now {};
-      if (::fstat(fd.get(), &held) == 0 && ::stat(dir.c_str(), &now) == 0 && held.st_dev == now.st_dev &&
-          held.st_ino == now.st_ino) {
-        *out = std::move(fd);
-        return Status::ok();
-      }
-      continue;  // removed (or replaced) while we waited
-    }
-    if (errno != EWOULDBLOCK) return Status::error("xdp: lock " + dir + ": " + errnoText(errno));
-    if (std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      continue;
-    }
-    const long pid = flockHolder(dir);
-    return Status::error("xdp: " + dir + " is locked by another keeld" +
-                         (pid > 0 ? " (pid " + std::to_string(pid) + ")" : std::string()) +
-                         ", which runs the data plane on this interface: stop it first (`keelctl daemon "
-                         "stop --keep-forwarding`, or `systemctl stop keeld`); a second keeld would "
-                         "reprogram its maps");
-  }
+  const PathLock lock = lockPath(dir, /*directory=*/true, wait, out);
+  if (lock.ok) return Status::ok();
+  if (!lock.busy) return Status::error("xdp: " + lock.error);
+  return Status::error("xdp: " + dir + " is locked by another keeld" +
+                       (lock.holder > 0 ? " (pid " + std::to_string(lock.holder) + ")" : std::string()) +
+                       ", which runs the data plane on this interface: stop it first (`keelctl daemon "
+                       "stop --keep-forwarding`, or `systemctl stop keeld`); a second keeld would "
+                       "reprogram its maps");
 }
 
 Status mapStatus(int rc, const char* what) {

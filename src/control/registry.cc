@@ -1009,6 +1009,36 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
   return out;
 }
 
+Status Registry::holdIfNoneServes(const std::string& service, const IpAddress& addr, const std::string& why,
+                                  bool* held) {
+  *held = false;
+  auto sit = services_.find(service);
+  if (sit == services_.end()) return Status::ok();
+  ServiceState& state = sit->second;
+  auto rit = state.reals.find(addr);
+  if (!state.config.healthFailOpen || rit == state.reals.end()) return Status::ok();
+  RealState& real = rit->second;
+  if (real.healthy || real.held || real.weight == 0 || lacksMac(state.config, real.mac)) return Status::ok();
+  for (const auto& [a, r] : state.reals)
+    if (r.held || (r.healthy && r.weight > 0)) return Status::ok();
+  real.held = true;
+  real.kept = false;  // in the ring now, as any held real
+  auto fail = [&](const Status& s) {
+    state.rewrite = true;  // the next apply writes the service whole
+    return s;
+  };
+  // As the last real going down is held: VALID | HELD first, then the ring.
+  if (Status s = writeBackend(state, addr, real); !s) return fail(s);
+  if (Status s = publishRing(state, ringReals(state)); !s) return fail(s);
+  *held = true;
+  logError(LogRecord("all_reals_down")
+               .add("service", service)
+               .add("policy", "fail-open")
+               .add("kept", addr.toString())
+               .add("detail", why));
+  return Status::ok();
+}
+
 std::optional<IpAddress> Registry::ringSlotReal(const std::string& service, uint32_t slot) const {
   auto sit = services_.find(service);
   if (sit == services_.end() || slot >= sit->second.ring.size()) return std::nullopt;

@@ -314,6 +314,15 @@ class Registry {
     bool healthy = false;
   };
   std::vector<Status> setRealsHealth(const std::vector<HealthVerdict>& verdicts);
+  // Fail-open for a service none of whose reals has come up since it was
+  // added (a fresh start, a start after a crash, a service added or
+  // renamed): `real`, down, with a weight and its MAC, is held as the last
+  // real going down is (in the ring, VALID | HELD; all_reals_down logged,
+  // `why` its detail), if the service is fail-open and none of its reals
+  // serves or is held. *held says whether it was. The caller decides that
+  // every other real's check has confirmed it down as well
+  // (DaemonBackend::onConfirmedDown).
+  Status holdIfNoneServes(const std::string& service, const IpAddress& real, const std::string& why, bool* held);
 
   // The real in `slot` of the ring last published for `service`; nullopt
   // if the service is unknown, its ring is empty or slot is out of range.

@@ -386,7 +386,11 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
       stopper_(std::move(stopper)),
       checker_(io, [this](HealthTargetId id, const HealthTarget& t, bool up, const std::string& reason) {
         onHealthChange(id, t, up, reason);
-      }) {}
+      }) {
+  checker_.setOnConfirmedDown([this](HealthTargetId, const HealthTarget& t, const std::string& reason) {
+    onConfirmedDown(t, reason);
+  });
+}
 
 // A service key's bytes, a map key for matching services by VIP, port and
 // protocol (what keys the data plane's service table).
@@ -1686,6 +1690,40 @@ void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target
     if (ec) return;  // cancelled: the backend is going (~DaemonBackend)
     flushHealth();
   });
+}
+
+void DaemonBackend::onConfirmedDown(const HealthTarget& target, const std::string& reason) {
+  // This turn's verdicts first: a real that came up serves, and holds off.
+  if (!pendingHealth_.empty()) {
+    healthFlush_.cancel();
+    flushHealth();
+  }
+  const std::optional<ServiceView> view = registry_.service(target.service);
+  if (!view) return;
+  for (const RealView& r : view->reals) {
+    if (r.address == target.address || r.weight == 0) continue;
+    if (r.healthy || r.held) return;
+    // Unchecked and down (an l2dsr real without its MAC): it cannot serve.
+    auto t = targets_.find({target.service, r.address});
+    if (t == targets_.end()) continue;
+    const std::optional<HealthStatus> st = checker_.status(t->second.id);
+    // One still to finish its first `fall` checks may yet come up.
+    if (!st || st->up || st->consecutiveFail < st->target.spec.fall) return;
+  }
+  bool held = false;
+  const Status s = registry_.holdIfNoneServes(
+      target.service, target.address,
+      "no real of the service has come up since it was added, and each has failed its first `fall` checks (the "
+      "last: " + reason + "): fail-open holds this one, as it holds the last real that goes down",
+      &held);
+  if (!s) {
+    std::optional<Status> back = restoreRunning();
+    logError(LogRecord("health_apply_failed")
+                 .add("service", target.service)
+                 .add("real", target.address.toString())
+                 .add("error", s.message())
+                 .add("settled", back && back->isOk() ? "yes" : "no: " + (back ? *back : s).message()));
+  }
 }
 
 void DaemonBackend::applyPendingHealth() {

@@ -544,6 +544,12 @@ class DaemonBackend : public api::ControlBackend {
   // A checker transition: logged at once, handed to the registry with the
   // others of the same loop turn (flushHealth).
   void onHealthChange(HealthTargetId id, const HealthTarget& target, bool up, const std::string& reason);
+  // A real that started down confirmed down by its first `fall` checks
+  // (HealthChecker::setOnConfirmedDown): with every other real of its
+  // fail-open service confirmed down too, and none up or held, it is held
+  // (Registry::holdIfNoneServes), so a service whose checks fail while it
+  // works does not stay dark after a start without a stop record.
+  void onConfirmedDown(const HealthTarget& target, const std::string& reason);
   // The health_changed record of a transition (and what becomes of the
   // real's established flows when it goes down).
   void logHealthChange(const HealthTarget& target, bool up, const std::string& reason) const;

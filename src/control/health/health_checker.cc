@@ -43,6 +43,8 @@ struct HealthChecker::Entry {
   uint64_t failures = 0;
   uint64_t notRun = 0;
   uint32_t notRunRun = 0;  // not-run results in a row (HealthResult::local)
+  // Up, or down confirmed (setOnConfirmedDown), since added or updated.
+  bool confirmed = false;
   uint64_t transitions = 0;
   std::array<uint64_t, kHealthDurationBuckets.size() + 1> durationBuckets{};
   double durationSumSeconds = 0;
@@ -66,6 +68,7 @@ struct HealthChecker::Change {
   HealthTarget target;
   bool up = false;
   std::string reason;
+  bool confirmed = false;  // no transition: down confirmed (onConfirmedDown_)
 };
 
 namespace {
@@ -180,6 +183,7 @@ Status HealthChecker::update(HealthTargetId id, HealthCheckSpec spec) {
     e->config = health_detail::makeProbeConfig(e->target, linkless_);
     e->state.setThresholds(e->target.spec.rise, e->target.spec.fall);
     e->state.resetRuns();
+    e->confirmed = false;
   }
   restartLater(e);
   return Status::ok();
@@ -306,10 +310,15 @@ void HealthChecker::onResult(const EntryPtr& e, uint64_t generation, HealthResul
       if (!result.ok) ++e->failures;
       e->lastCheck = std::chrono::system_clock::now();
       e->last = std::move(result);
-      if (e->state.record(e->last.ok))
+      if (e->state.record(e->last.ok)) {
         change = recordChange(*e, transitionReason(e->last.ok,
                                                    e->last.ok ? e->state.consecutiveOk() : e->state.consecutiveFail(),
                                                    e->last.reason));
+        e->confirmed = true;
+      } else if (!e->confirmed && !e->state.up() && e->state.consecutiveFail() >= e->state.fall()) {
+        e->confirmed = true;
+        change = Change{e->target, false, transitionReason(false, e->state.consecutiveFail(), e->last.reason), true};
+      }
     }
     interval = std::chrono::duration_cast<Clock::duration>(e->target.spec.interval);
   }
@@ -379,6 +388,10 @@ void HealthChecker::deliver(HealthTargetId id, const Change& change) {
     if (!entries_.count(id)) return;  // removed since
   }
   // Unlocked: the callback may add, update or remove (this target too).
+  if (change.confirmed) {
+    if (onConfirmedDown_) onConfirmedDown_(id, change.target, change.reason);
+    return;
+  }
   if (onChange_) onChange_(id, change.target, change.up, change.reason);
 }
 

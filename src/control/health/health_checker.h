@@ -172,6 +172,15 @@ class HealthChecker {
   // run, as on a device without carrier (probe.h, hostPathDown). Any
   // thread; carries is called on the check thread.
   void setLinklessDevice(std::string port, std::function<bool(const std::string& device)> carries);
+
+  // Called (on the owner's loop, as the transitions are) once a target
+  // that is down, and has not been up since it was added or its check
+  // changed, has failed `fall` checks in a row: no transition, as it was
+  // down already, but its state is now confirmed rather than assumed
+  // (DaemonBackend: fail-open then holds a real of a service none of whose
+  // reals ever came up). Set before targets are added.
+  using ConfirmedDown = std::function<void(HealthTargetId id, const HealthTarget& target, const std::string& reason)>;
+  void setOnConfirmedDown(ConfirmedDown f) { onConfirmedDown_ = std::move(f); }
   void setLinklessDeviceDown(bool down);
 
  private:
@@ -198,6 +207,7 @@ class HealthChecker {
 
   boost::asio::io_context& owner_;
   Callback onChange_;
+  ConfirmedDown onConfirmedDown_;
   // False once the checker is going: transitions posted to the owner's
   // loop before then are dropped. Read and written on the owner's thread.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -1836,6 +1836,66 @@ TEST_F(DaemonBackendTest, CheckedRealsStartDownAndFailOpenKeepsTheLast) {
   EXPECT_FALSE(dp_.backends[idOf("10.0.1.2")].flags & KEEL_BE_F_VALID);
 }
 
+// A start without a stop record (the first, one after a crash or after
+// `keelctl daemon stop`) whose checks all fail: fail-open holds a real once
+// every real has failed its first `fall` checks, as it holds the last real
+// that goes down (live restart review: after a crash a service whose
+// health endpoint was broken while it served stayed dark for good).
+// Fail-closed holds none. Here the checks get no route (the test's own
+// network namespace): not run for `fall` checks, then failures.
+class ConfirmedDownTest : public DaemonBackendTest {
+ protected:
+  // Starts `policy`'s service of two reals whose checks cannot pass, and
+  // runs the loop until both have failed their first `fall` (2) checks and
+  // the last callback ran.
+  void startAndConfirm(const std::string& policy) {
+    files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, interval: 100ms, timeout: 50ms, rise: 1, "
+                                     "fall: 2, all_down: " + policy + "}\n");
+    make();
+    EXPECT_TRUE(ringIds().empty());
+    auto confirmed = [&] {
+      for (const HealthStatus& st : backend_->checker().snapshot())
+        if (st.consecutiveFail < 2) return false;
+      return true;
+    };
+    for (int i = 0; i < 300 && !confirmed(); ++i) {
+      io_.restart();
+      io_.run_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(confirmed());
+    for (int i = 0; i < 5; ++i) {
+      io_.restart();
+      io_.run_for(std::chrono::milliseconds(10));
+    }
+  }
+};
+
+TEST_F(ConfirmedDownTest, AFailOpenServiceWhoseRealsNeverCameUpHoldsOneOnceAllAreConfirmedDown) {
+  test::LogCapture log;
+  startAndConfirm("fail-open");
+  ASSERT_EQ(ringIds().size(), 1u);
+  const uint32_t id = *ringIds().begin();
+  EXPECT_TRUE(dp_.backends[id].flags & KEEL_BE_F_VALID);
+  EXPECT_TRUE(dp_.backends[id].flags & KEEL_BE_F_HELD);
+  const auto down = log.take("all_reals_down");
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_NE(down[0].find("policy=fail-open"), std::string::npos) << down[0];
+  EXPECT_NE(down[0].find("no real of the service has come up since it was added"), std::string::npos) << down[0];
+  EXPECT_EQ(realOf("10.0.1.1").held + realOf("10.0.1.2").held, 1);
+  // The first real to come up releases it, as any held real.
+  const IpAddress heldReal = realOf("10.0.1.1").held ? ip("10.0.1.1") : ip("10.0.1.2");
+  const IpAddress other = heldReal == ip("10.0.1.1") ? ip("10.0.1.2") : ip("10.0.1.1");
+  ASSERT_TRUE(registry_.setRealHealth("web", other, true));
+  EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf(other.toString().c_str())});
+}
+
+TEST_F(ConfirmedDownTest, AFailClosedServiceHoldsNone) {
+  test::LogCapture log;
+  startAndConfirm("fail-closed");
+  EXPECT_TRUE(ringIds().empty());
+  EXPECT_TRUE(log.take("all_reals_down").empty());
+}
+
 // A real added with keelctl inherits its service's health like the file's
 // reals: a reload that changes the service's check changes its check too
 // (as a restart, which re-resolves it, always did).

@@ -138,10 +138,23 @@ void Probe::start(Done done) {
   // The checker's own loop runs nothing but checks, so the deadline runs on
   // time (keeld's loop, which reloads and API calls hold, is another one).
   deadline_.expires_after(config_->spec.timeout);
+  const HealthCheckSpec& spec = config_->spec;
+  if (spec.type == HealthCheckSpec::Type::Udp && !spec.udpRequireReply && spec.udpExpect.empty())
+    pathDownAtStart_ = hostPathDown(*config_);
   deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;
     // A failed timeout is what a link without carrier gives too (the
-    // kernel keeps its route): the route's state decides.
-    if (!ec) self->finish(unlessHostPathDown(self->timedOut(), *self->config_));
+    // kernel keeps its route): the route's state decides, then or (for a
+    // pass on silence) when the check began.
+    HealthResult r = self->timedOut();
+    if (r.ok && self->pathDownAtStart_) {
+      r.ok = false;
+      r.local = true;
+      r.reason += " (" + *self->pathDownAtStart_ + " when the check began)";
+      self->finish(std::move(r));
+      return;
+    }
+    self->finish(unlessHostPathDown(std::move(r), *self->config_));
   });
   begin();
 }

@@ -140,6 +140,11 @@ class Probe : public std::enable_shared_from_this<Probe> {
   boost::asio::steady_timer deadline_;
   Done done_;
   bool finished_ = false;
+  // A check that passes on silence (udp without require_reply or expect):
+  // this host's path as the check began. Silence from a datagram sent into
+  // a dead link that is back by the timeout passed (a dead real came up
+  // with rise 1 right after a link flap).
+  std::optional<std::string> pathDownAtStart_;
 };
 
 std::shared_ptr<Probe> makeTcpProbe(boost::asio::io_context& io, std::shared_ptr<const ProbeConfig> config);

@@ -629,6 +629,39 @@ TEST_F(HealthCheckerTest, ALinklessDeviceWhosePortHasNoLinkIsThisHostsFault) {
   }
 }
 
+// A udp check that passes on silence whose datagram went out while the
+// path was down, and whose timeout comes after it is back: not run, not a
+// pass (live review: a dead real came up with rise 1 right after a flap).
+TEST_F(HealthCheckerTest, SilenceFromACheckThatBeganOnADeadPathIsNotAPass) {
+  if (!kIsolated) GTEST_SKIP() << "needs the private network namespace (root)";
+  struct Links {
+    bool made;
+    ~Links() { (void)std::system("ip link del keelhc7 2>/dev/null"); }
+  } links{std::system("ip link add keelhc7 type veth peer name keelhc8 && ip link set keelhc7 up && "
+                      "ip link set keelhc8 up && ip addr add 10.95.0.1/24 dev keelhc7") == 0};
+  ASSERT_TRUE(links.made) << "could not make the links";
+  checker_.setLinklessDevice("net_tap_test1", [](const std::string& device) { return device == "keelhc7"; });
+  checker_.setLinklessDeviceDown(true);
+  HealthTarget t = target(HealthCheckSpec::Type::Udp, 80);  // rise 1 here would bring it up on one pass
+  t.address = *IpAddress::parse("10.95.0.2");
+  t.spec.rise = 1;
+  t.spec.timeout = 400ms;
+  t.spec.interval = 2s;
+  HealthTargetId id = add(t, false);
+  // The first check runs at once: back up while it waits for its timeout.
+  std::this_thread::sleep_for(150ms);
+  checker_.setLinklessDeviceDown(false);
+  ASSERT_TRUE(runUntil([&] { return checker_.status(id)->notRun + checker_.status(id)->checks >= 1; }));
+  auto st = checker_.status(id);
+  EXPECT_FALSE(st->up) << st->last.reason;
+  EXPECT_EQ(st->notRun, 1u) << st->last.reason;
+  EXPECT_NE(st->last.reason.find("carries DPDK port net_tap_test1, whose link is down when the check began"),
+            std::string::npos)
+      << st->last.reason;
+  EXPECT_TRUE(transitions_.empty());
+  checker_.remove(id);
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, CarrierLossTest,
                          ::testing::Values(CarrierCase{"keelhc0", "keelhc1", "10.98.0.1/24", "10.98.0.2"},
                                            CarrierCase{"keelhc2", "keelhc3", "2001:db8:98::1/64 nodad",

@@ -27,6 +27,7 @@
 // dataplane.kind this build does not have included) or runtime failure,
 // 2 usage error.
 #include <algorithm>
+#include <thread>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sched.h>
@@ -322,9 +323,16 @@ int run(const std::string& path, bool detachOnExit) {
 
   // Another keeld serving this socket: refused before the data plane, which
   // it runs (XDP: the pin directory's lock refuses a second keeld on the
-  // interface whatever its socket; DPDK: EAL's lock on its --file-prefix).
+  // interface whatever its socket; DPDK: the port's lock beside the state
+  // files). One still exiting (killed a moment ago, its threads ending;
+  // a supervisor that did not wait) is waited for, up to 5 s, as those
+  // locks wait: it was refused at once.
+  const auto socketDeadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (const std::string& socket : {config.control.socket, config.control.readonlySocket})
     if (!socket.empty() && api::socketIsLive(socket)) {
+      while (api::socketIsLive(socket) && std::chrono::steady_clock::now() < socketDeadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!api::socketIsLive(socket)) continue;
       logError(LogRecord("control_socket_failed")
                    .add("socket", socket)
                    .add("error", "another process is serving it (is keeld already running?)"));

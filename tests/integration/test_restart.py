@@ -32,7 +32,9 @@ keelds run in a KeeldHost (lab.py), whose bpffs and /run/keel outlive each of th
 import copy
 import json
 import re
+import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -314,6 +316,40 @@ def test_a_second_keeld_is_refused_and_leaves_the_first_serving(lab, host):
     assert show_service(k1, "web")["reals"], "the first keeld's service is gone"
     assert host.run(["cat", host.state_path]).stdout == state, "the runtime state was rewritten"
     k1.stop()
+
+
+def test_a_keeld_started_while_the_last_is_still_stopping_waits_for_it(lab, host):
+    """A supervisor that starts the next keeld without waiting for the last
+    to exit (SIGTERM, or kill -9 while its threads end, then a start at
+    once): the new one waits, up to 5 s, for the control socket to be let
+    go, and starts (live restart review: refused at once with
+    control_socket_failed, leaving no keeld). Here a stand-in serves the
+    default socket for 1.5 s; then a SIGTERM'd keeld and a start at once."""
+    web, _ = configs(lab)
+    config = lab.keel_config([web])
+    holder = subprocess.Popen(host.argv([
+        "/usr/bin/python3", "-c",
+        "import os, socket, time; os.makedirs('/run/keel', exist_ok=True); "
+        "s = socket.socket(socket.AF_UNIX); s.bind('/run/keel/keel.sock'); s.listen(); "
+        "print('ready', flush=True); time.sleep(1.5)"]), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        k1 = host.start(config, "first")
+        log = k1.log()
+        assert "control_socket_failed" not in log, log
+        assert holder.wait(timeout=10) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=5)
+    wait_serving(lab, config)
+    k1.proc.send_signal(signal.SIGTERM)
+    k2 = host.start(config, "second")
+    assert k1.proc.wait(timeout=10) == 0
+    log = k2.log()
+    assert "control_socket_failed" not in log and "event=dataplane_adopted" in log, log
+    wait_serving(lab, config)
+    assert k2.stop() == 0, k2.log()
 
 
 def test_a_start_that_cannot_serve_its_sockets_leaves_the_adopted_plane_as_it_was(lab, host):

@@ -455,7 +455,9 @@ Status DaemonBackend::start(const Config& file, const ProgrammedState* adopted,
     // VALID is skipped), and compose() starts it from the record.
     keepStopMacs(config, kept);
   }
+  adopting_ = adopted != nullptr;  // syncHealth's reasons for the adopted reals
   Result r = commitUnasked(config, kept);
+  adopting_ = false;
   Overlay applied = kept;  // what runtime_state_kept reports, once it is in
   if (!r.isOk() && !kept.empty()) {
     // What the additions need (ids past the limits, a clash with the file)
@@ -1615,6 +1617,11 @@ void DaemonBackend::syncHealth(const Config& effective) {
           why = "down, flows kept, from the previous keeld's stop record";
         else if (r.startHeld && known != registered.end() && known->second.held)  // not if a real of it started up
           why = "down, held by fail-open, from the previous keeld's stop record";
+        else if (adopting_ && known != registered.end())  // not "added": the plane had it in this state
+          why = std::string(known->second.held      ? "down, held by fail-open,"
+                            : known->second.healthy ? "up,"
+                                                    : "down,") +
+                " as the adopted data plane had it";
         if (Status s = checker_.add(targetOf(svc, r), initiallyUp, &id, why); !s) {
           logError(LogRecord("health_target_failed").add("service", svc.name).add("real", r.address.toString()).add("error", s.message()));
           continue;

@@ -608,6 +608,7 @@ class DaemonBackend : public api::ControlBackend {
   // write error (empty: saved).
   std::string version_;
   bool adopted_ = false;
+  bool adopting_ = false;  // during start()'s commit of an adopted plane
   std::chrono::system_clock::time_point appliedAt_{};
   std::string appliedBy_;
   std::optional<std::string> appliedText_;

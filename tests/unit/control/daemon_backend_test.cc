@@ -3728,6 +3728,12 @@ TEST_F(RuntimeStateTest, ACleanStopStartsTheCheckedRealsItHadUpAgain) {
   {
     auto k = restart(&dp_);
     EXPECT_EQ(states(*k), States("up", "down"));
+    // health show says where each state came from: not "added" (review).
+    std::map<std::string, std::string> reasons;
+    for (const HealthStatus& st : k->backend->checker().snapshot())
+      reasons[st.target.address.toString()] = st.changeReason;
+    EXPECT_EQ(reasons["10.0.1.1"], "up, as the adopted data plane had it");
+    EXPECT_EQ(reasons["10.0.1.2"], "down, as the adopted data plane had it");
   }
 }
 

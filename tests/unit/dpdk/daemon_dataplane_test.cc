@@ -104,7 +104,8 @@ Config dpdkConfig() {
 }
 
 StateFiles stateFiles() {
-  return {kDir + "/runtime.json", kDir + "/conntrack.bin", kDir + "/interface.txt", kDir + "/applied.yaml"};
+  return {kDir + "/runtime.json", kDir + "/conntrack.bin", kDir + "/interface.txt", kDir + "/applied.yaml",
+          kDir + "/lock"};
 }
 
 class DaemonDataplaneTest : public ::testing::Test {

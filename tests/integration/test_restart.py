@@ -402,19 +402,27 @@ def test_a_start_that_cannot_serve_its_sockets_leaves_the_adopted_plane_as_it_wa
     k3.stop()
 
 
+def left_in_place(lab, host):
+    """An XDP keeld of web started, serving, and stopped with its plane left
+    attached and pinned (a plain stop): its config and the program's id."""
+    web, _ = configs(lab)
+    config = lab.keel_config([web])
+    k = host.start(config, "first")
+    wait_serving(lab, config)
+    assert k.stop() == 0, k.log()
+    prog = lab.balancer_prog_id()
+    assert prog is not None and host.pinned("prog") and host.pinned("conntrack"), \
+        "the XDP plane was not left in place"
+    return config, prog
+
+
 def test_other_limits_over_a_pinned_plane_are_refused_by_check_config_and_start(lab, host):
     """A limits: change needs a fresh data plane: the next keeld refuses to
     adopt maps pinned at other sizes. keeld --check-config, which operators
     run before a restart, says so too (it passed such a file before, and the
     restart then failed with the old plane forwarding and no keeld). The
     refused start leaves the plane as it was; the old file still adopts."""
-    web, _ = configs(lab)
-    config = lab.keel_config([web])
-    k1 = host.start(config, "first")
-    wait_serving(lab, config)
-    assert k1.stop() == 0, k1.log()
-    prog = lab.balancer_prog_id()
-    assert prog is not None and host.pinned("conntrack"), "the XDP plane was not left in place"
+    config, prog = left_in_place(lab, host)
     same = host.check_config(config, "same-check")
     assert same.returncode == 0, same.stdout + same.stderr
     bigger = copy.deepcopy(config)
@@ -441,13 +449,7 @@ def test_a_dpdk_keeld_is_refused_while_an_xdp_plane_is_left_on_its_interface(lab
     traffic first with its last state, and no keeld to change it. The DPDK
     keeld is refused before EAL runs, naming the pins and how to take them
     out; the XDP plane is left as it was."""
-    web, _ = configs(lab)
-    config = lab.keel_config([web])
-    k1 = host.start(config, "xdp")
-    wait_serving(lab, config)
-    assert k1.stop() == 0, k1.log()
-    prog = lab.balancer_prog_id()
-    assert prog is not None and host.pinned("prog"), "the XDP plane was not left in place"
+    config, prog = left_in_place(lab, host)
     dpdk = copy.deepcopy(config)
     dpdk["dataplane"] = labmod.DpdkDataplane().config(lab)
     # dataplane.interface defaults to the exception interface then: the

@@ -579,6 +579,19 @@ TEST_P(CarrierLossTest, ALinkWithoutCarrierIsThisHostsFaultNotTheReals) {
   }
 }
 
+// A veth pair with carrier, both ends up, `address` on the first and
+// `more` run after (in this test's private namespace); deleted at the end.
+struct ScratchVeth {
+  ScratchVeth(const std::string& a, const std::string& b, const std::string& address, const std::string& more = "")
+      : name(a),
+        made(std::system(("ip link add " + a + " type veth peer name " + b + " && ip link set " + a + " up && ip link set " +
+                          b + " up && ip addr add " + address + " dev " + a + more)
+                             .c_str()) == 0) {}
+  ~ScratchVeth() { (void)std::system(("ip link del " + name + " 2>/dev/null").c_str()); }
+  std::string name;
+  bool made;
+};
+
 // DPDK's exception tap is always running, while the port whose frames it
 // carries may have no link: keeld says so (setLinklessDevice, and the
 // port's link every 100 ms). A check whose route leaves by the device, or
@@ -588,13 +601,9 @@ TEST_P(CarrierLossTest, ALinkWithoutCarrierIsThisHostsFaultNotTheReals) {
 // stands for the tap, a macvlan on it for a VLAN device.
 TEST_F(HealthCheckerTest, ALinklessDeviceWhosePortHasNoLinkIsThisHostsFault) {
   if (!kIsolated) GTEST_SKIP() << "needs the private network namespace (root)";
-  struct Links {
-    bool made;
-    ~Links() { (void)std::system("ip link del keelhc4 2>/dev/null"); }
-  } links{std::system("ip link add keelhc4 type veth peer name keelhc5 && ip link set keelhc4 up && "
-                      "ip link set keelhc5 up && ip addr add 10.97.0.1/24 dev keelhc4 && "
-                      "ip link add keelhc6 link keelhc4 type macvlan mode bridge && ip link set keelhc6 up && "
-                      "ip addr add 10.96.0.1/24 dev keelhc6") == 0};
+  const ScratchVeth links("keelhc4", "keelhc5", "10.97.0.1/24",
+                          " && ip link add keelhc6 link keelhc4 type macvlan mode bridge && ip link set keelhc6 up && "
+                          "ip addr add 10.96.0.1/24 dev keelhc6");
   ASSERT_TRUE(links.made) << "could not make the links";
   checker_.setLinklessDevice("net_tap_test0", [](const std::string& device) {
     return device == "keelhc4" || device == "keelhc6";  // keeld: the tap and interfacesOn(tap)
@@ -634,11 +643,7 @@ TEST_F(HealthCheckerTest, ALinklessDeviceWhosePortHasNoLinkIsThisHostsFault) {
 // pass (live review: a dead real came up with rise 1 right after a flap).
 TEST_F(HealthCheckerTest, SilenceFromACheckThatBeganOnADeadPathIsNotAPass) {
   if (!kIsolated) GTEST_SKIP() << "needs the private network namespace (root)";
-  struct Links {
-    bool made;
-    ~Links() { (void)std::system("ip link del keelhc7 2>/dev/null"); }
-  } links{std::system("ip link add keelhc7 type veth peer name keelhc8 && ip link set keelhc7 up && "
-                      "ip link set keelhc8 up && ip addr add 10.95.0.1/24 dev keelhc7") == 0};
+  const ScratchVeth links("keelhc7", "keelhc8", "10.95.0.1/24");
   ASSERT_TRUE(links.made) << "could not make the links";
   checker_.setLinklessDevice("net_tap_test1", [](const std::string& device) { return device == "keelhc7"; });
   checker_.setLinklessDeviceDown(true);

@@ -1019,8 +1019,10 @@ Status Registry::holdIfNoneServes(const std::string& service, const IpAddress& a
   if (!state.config.healthFailOpen || rit == state.reals.end()) return Status::ok();
   RealState& real = rit->second;
   if (real.healthy || real.held || real.weight == 0 || lacksMac(state.config, real.mac)) return Status::ok();
+  // In the ring: a held real drained since (weight 0) keeps its flag but
+  // serves nothing.
   for (const auto& [a, r] : state.reals)
-    if (r.held || (r.healthy && r.weight > 0)) return Status::ok();
+    if (r.inRing()) return Status::ok();
   real.held = true;
   real.kept = false;  // in the ring now, as any held real
   auto fail = [&](const Status& s) {
@@ -1037,6 +1039,20 @@ Status Registry::holdIfNoneServes(const std::string& service, const IpAddress& a
                .add("kept", addr.toString())
                .add("detail", why));
   return Status::ok();
+}
+
+std::vector<std::string> Registry::failOpenServicesWithoutRing() const {
+  std::vector<std::string> out;
+  for (const auto& [name, state] : services_) {
+    if (!state.config.healthFailOpen) continue;
+    bool weighted = false, serving = false;
+    for (const auto& [a, r] : state.reals) {
+      weighted = weighted || r.weight > 0;
+      serving = serving || r.inRing();
+    }
+    if (weighted && !serving) out.push_back(name);
+  }
+  return out;
 }
 
 std::optional<IpAddress> Registry::ringSlotReal(const std::string& service, uint32_t slot) const {

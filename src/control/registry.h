@@ -319,10 +319,14 @@ class Registry {
   // renamed): `real`, down, with a weight and its MAC, is held as the last
   // real going down is (in the ring, VALID | HELD; all_reals_down logged,
   // `why` its detail), if the service is fail-open and none of its reals
-  // serves or is held. *held says whether it was. The caller decides that
+  // is in the ring. *held says whether it was. The caller decides that
   // every other real's check has confirmed it down as well
   // (DaemonBackend::onConfirmedDown).
   Status holdIfNoneServes(const std::string& service, const IpAddress& real, const std::string& why, bool* held);
+  // The fail-open services with no real in the ring (serving or held with
+  // a weight), though one has a weight: where holdIfNoneServes may have a
+  // real to hold.
+  std::vector<std::string> failOpenServicesWithoutRing() const;
 
   // The real in `slot` of the ring last published for `service`; nullopt
   // if the service is unknown, its ring is empty or slot is out of range.

@@ -387,8 +387,13 @@ DaemonBackend::DaemonBackend(boost::asio::io_context& io, Registry& registry, st
       checker_(io, [this](HealthTargetId id, const HealthTarget& t, bool up, const std::string& reason) {
         onHealthChange(id, t, up, reason);
       }) {
-  checker_.setOnConfirmedDown([this](HealthTargetId, const HealthTarget& t, const std::string& reason) {
-    onConfirmedDown(t, reason);
+  checker_.setOnConfirmedDown([this](HealthTargetId, const HealthTarget&, const std::string&) {
+    // This turn's verdicts first: a real that came up serves, and holds off.
+    if (!pendingHealth_.empty()) {
+      healthFlush_.cancel();
+      flushHealth();
+    }
+    ensureFailOpenHolds();
   });
 }
 
@@ -890,6 +895,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay, ConfigChanges*
   overlay_ = std::move(overlay);
   effective_ = std::move(next);
   syncHealth(effective_);
+  ensureFailOpenHolds();  // a reload to fail-open, an undrain, a held real removed
   if (nextHopChanged) checkNextHop();
   // Running but not saved: the reply says so (takeUnsavedState), since a
   // restart would start without this change.
@@ -1699,37 +1705,46 @@ void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target
   });
 }
 
-void DaemonBackend::onConfirmedDown(const HealthTarget& target, const std::string& reason) {
-  // This turn's verdicts first: a real that came up serves, and holds off.
-  if (!pendingHealth_.empty()) {
-    healthFlush_.cancel();
-    flushHealth();
-  }
-  const std::optional<ServiceView> view = registry_.service(target.service);
-  if (!view) return;
-  for (const RealView& r : view->reals) {
-    if (r.address == target.address || r.weight == 0) continue;
-    if (r.healthy || r.held) return;
-    // Unchecked and down (an l2dsr real without its MAC): it cannot serve.
-    auto t = targets_.find({target.service, r.address});
-    if (t == targets_.end()) continue;
-    const std::optional<HealthStatus> st = checker_.status(t->second.id);
-    // One still to finish its first `fall` checks may yet come up.
-    if (!st || st->up || st->consecutiveFail < st->target.spec.fall) return;
-  }
-  bool held = false;
-  const Status s = registry_.holdIfNoneServes(
-      target.service, target.address,
-      "no real of the service has come up since it was added, and each has failed its first `fall` checks (the "
-      "last: " + reason + "): fail-open holds this one, as it holds the last real that goes down",
-      &held);
-  if (!s) {
-    std::optional<Status> back = restoreRunning();
-    logError(LogRecord("health_apply_failed")
-                 .add("service", target.service)
-                 .add("real", target.address.toString())
-                 .add("error", s.message())
-                 .add("settled", back && back->isOk() ? "yes" : "no: " + (back ? *back : s).message()));
+void DaemonBackend::ensureFailOpenHolds() {
+  for (const std::string& name : registry_.failOpenServicesWithoutRing()) {
+    const std::optional<ServiceView> view = registry_.service(name);
+    if (!view) continue;
+    std::vector<IpAddress> candidates;
+    bool allConfirmed = true;
+    for (const RealView& r : view->reals) {
+      if (r.weight == 0) continue;
+      // Unchecked and down (an l2dsr real waiting for its MAC): it cannot
+      // serve, and is no candidate.
+      auto t = targets_.find({name, r.address});
+      if (t == targets_.end()) continue;
+      const std::optional<HealthStatus> st = checker_.status(t->second.id);
+      // One still to fail its first `fall` checks may yet come up.
+      if (!st || st->up || st->consecutiveFail < st->target.spec.fall) {
+        allConfirmed = false;
+        break;
+      }
+      candidates.push_back(r.address);
+    }
+    if (!allConfirmed) continue;
+    for (const IpAddress& addr : candidates) {
+      bool held = false;
+      const Status s = registry_.holdIfNoneServes(
+          name, addr,
+          "no real of the service has come up since it was added (or since it turned fail-open, or got a "
+          "weight back), and each has failed `fall` checks in a row: fail-open holds this one, as it holds "
+          "the last real that goes down",
+          &held);
+      if (!s) {
+        std::optional<Status> back = restoreRunning();
+        logError(LogRecord("health_apply_failed")
+                     .add("service", name)
+                     .add("real", addr.toString())
+                     .add("error", s.message())
+                     .add("settled", back && back->isOk() ? "yes" : "no: " + (back ? *back : s).message()));
+        break;
+      }
+      if (held) break;  // else (no MAC): the next
+    }
   }
 }
 
@@ -1777,7 +1792,10 @@ void DaemonBackend::flushHealth() {
   std::vector<size_t> failed;
   for (size_t i = 0; i < results.size(); ++i)
     if (!results[i]) failed.push_back(i);
-  if (failed.empty()) return;
+  if (failed.empty()) {
+    ensureFailOpenHolds();
+    return;
+  }
   // The services that failed are marked for a full rewrite: apply the
   // running config now, so a real that went down does not keep its flows
   // until the next change.

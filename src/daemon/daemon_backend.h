@@ -544,12 +544,16 @@ class DaemonBackend : public api::ControlBackend {
   // A checker transition: logged at once, handed to the registry with the
   // others of the same loop turn (flushHealth).
   void onHealthChange(HealthTargetId id, const HealthTarget& target, bool up, const std::string& reason);
-  // A real that started down confirmed down by its first `fall` checks
-  // (HealthChecker::setOnConfirmedDown): with every other real of its
-  // fail-open service confirmed down too, and none up or held, it is held
-  // (Registry::holdIfNoneServes), so a service whose checks fail while it
-  // works does not stay dark after a start without a stop record.
-  void onConfirmedDown(const HealthTarget& target, const std::string& reason);
+  // Fail-open for a service none of whose reals has come up since it was
+  // added (a start without a stop record, a service added or renamed): in
+  // every fail-open service without a real serving or held, once each
+  // checked real with a weight has failed `fall` checks in a row (the
+  // checker's state, not an event: a reload to fail-open, an undrain, a
+  // held real removed all count), one is held (Registry::holdIfNoneServes),
+  // so a service whose checks fail while it works does not stay dark.
+  // Run when the checker confirms a real down (setOnConfirmedDown), after
+  // each flush of health verdicts and after each commit.
+  void ensureFailOpenHolds();
   // The health_changed record of a transition (and what becomes of the
   // real's established flows when it goes down).
   void logHealthChange(const HealthTarget& target, bool up, const std::string& reason) const;

@@ -1894,6 +1894,32 @@ TEST_F(ConfirmedDownTest, AFailClosedServiceHoldsNone) {
   startAndConfirm("fail-closed");
   EXPECT_TRUE(ringIds().empty());
   EXPECT_TRUE(log.take("all_reals_down").empty());
+  // Reloaded to fail-open with its reals confirmed down already: held then
+  // (re-read review: the hold came from a one-time event, and missed this).
+  files_["keel.yaml"] = yaml(kTwo, "    health: {type: tcp, port: 9, interval: 100ms, timeout: 50ms, rise: 1, "
+                                   "fall: 2, all_down: fail-open}\n");
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(ringIds().size(), 1u);
+  EXPECT_EQ(log.take("all_reals_down").size(), 1u);
+}
+
+// Every real drained while their checks fail, then one undrained: that one
+// is held at once (it has a weight again, and is confirmed down).
+TEST_F(ConfirmedDownTest, AnUndrainOfAConfirmedDownRealInADarkServiceHoldsIt) {
+  startAndConfirm("fail-open");
+  ASSERT_EQ(ringIds().size(), 1u);
+  for (const char* a : {"10.0.1.1", "10.0.1.2"}) {
+    api::RealDrainRequest drain;
+    drain.real = {"web", ip(a)};
+    ASSERT_TRUE(backend_->setRealDrain(drain).isOk());
+  }
+  EXPECT_TRUE(ringIds().empty());
+  api::RealDrainRequest undrain;
+  undrain.real = {"web", ip("10.0.1.2")};
+  undrain.drain = false;
+  ASSERT_TRUE(backend_->setRealDrain(undrain).isOk());
+  EXPECT_EQ(ringIds(), std::set<uint32_t>{idOf("10.0.1.2")});
+  EXPECT_TRUE(realOf("10.0.1.2").held);
 }
 
 // A real added with keelctl inherits its service's health like the file's
@@ -2134,8 +2160,8 @@ TEST_F(DaemonBackendTest, AHealthTransitionTheDataPlaneFailsIsSettled) {
   files_["keel.yaml"] = yaml("      - {address: 127.0.0.1}\n"
                              "      - {address: 127.0.0.2}\n",
                              "    health: {type: tcp, port: " + std::to_string(listener.local_endpoint().port()) +
-                                 ", interval: 100ms, timeout: 900ms, rise: 1, fall: 1}\n");
-  make();
+                                 ", interval: 100ms, timeout: 900ms, rise: 1, fall: 1, all_down: fail-closed}\n");
+  make();  // fail-closed: fail-open would hold a real once both failed (ensureFailOpenHolds)
   ASSERT_TRUE(dp_.rings[0].empty());
   dp_.failAfter = 1;  // the up transition's backend write fails, and does not land
   dp_.failedCallsLand = false;

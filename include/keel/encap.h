@@ -29,7 +29,8 @@
  *                  real's NIC spreads tunnels over its RX queues (RSS sees one
  *                  outer 2-tuple per balancer otherwise):
  *                    v4: hash_src_v4_prefix | (hash & ~hash_src_v4_mask)
- *                    v6: tunnel_src_v6 words 0..2, word 3 = hash
+ *                    v6: hash_src_v6_prefix (tunnel_src_v6 when 0) words
+ *                        0..2, word 3 = hash
  *                  (hash = keel_flow_hash of the flow key: per-flow, stable)
  *   L2             dst = node next_hop_mac, src = node local_mac, an 802.1Q tag
  *                  is kept, the ethertype becomes the outer family's
@@ -216,9 +217,18 @@ KEEL_INLINE void keel_encap_prepare(struct keel_encap_tpl *t, const struct keel_
 		ip6->payload_len = 0;
 		ip6->nexthdr = 0;
 		ip6->hop_limit = KEEL_ENCAP_TTL;
-		ip6->saddr[0] = node->tunnel_src_v6[0];
-		ip6->saddr[1] = node->tunnel_src_v6[1];
-		ip6->saddr[2] = node->tunnel_src_v6[2];
+		/* Hashed by the node with a prefix of its own (hash_source_v6):
+		 * its 96 bits, the last 32 the flow hash's per packet. */
+		if (t->node_hash_src &&
+		    (node->hash_src_v6_prefix[0] | node->hash_src_v6_prefix[1] | node->hash_src_v6_prefix[2])) {
+			ip6->saddr[0] = node->hash_src_v6_prefix[0];
+			ip6->saddr[1] = node->hash_src_v6_prefix[1];
+			ip6->saddr[2] = node->hash_src_v6_prefix[2];
+		} else {
+			ip6->saddr[0] = node->tunnel_src_v6[0];
+			ip6->saddr[1] = node->tunnel_src_v6[1];
+			ip6->saddr[2] = node->tunnel_src_v6[2];
+		}
 		ip6->saddr[3] = node->tunnel_src_v6[3];
 		ip6->daddr[0] = real->addr[0];
 		ip6->daddr[1] = real->addr[1];

@@ -133,8 +133,11 @@ struct keel_node_config {
 	__u32 conntrack_insert_rate; /* 0: no limit; else connection-table inserts a second per CPU /
 				      * worker; past it a new flow is forwarded by the ring but not
 				      * remembered (keel_ct_insert_allow, rate.h) */
+	__u32 hash_src_v6_prefix[3]; /* network order: the first 96 bits of a hashed IPv6 outer
+				      * source (the last 32 the flow hash, encap.h); all 0:
+				      * tunnel_src_v6's */
 };
-KEEL_STATIC_ASSERT(sizeof(struct keel_node_config) == 68, "node config ABI");
+KEEL_STATIC_ASSERT(sizeof(struct keel_node_config) == 80, "node config ABI");
 
 /* Per CPU (XDP: ct_insert_limit[0]) / per worker (DPDK): the connection-table
  * insert limit's GCRA time and the inserts it turned away. */

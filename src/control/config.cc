@@ -367,6 +367,25 @@ class Parser {
     return Ipv4Prefix{p->address, p->length};
   }
 
+  // node.hash_source_v6: an IPv6 /96 whose last 32 bits the flow hash
+  // fills (encap.h), so exactly /96; every address of it is some flow's
+  // outer source, so it holds none a tunnel may not come from. The classes
+  // serviceAddressProblem refuses are /96 or wider (::/96, ::ffff:0:0/96,
+  // fe80::/10, ff00::/8), so the network address decides.
+  std::optional<IpAddress> prefix96(const YAML::Node& n, const std::string& path) {
+    const std::string what = "must be an IPv6 /96 prefix like \"2001:db8:100::/96\" (the flow hash fills its last "
+                             "32 bits)";
+    if (!n.IsScalar()) return error(n, path, what + ", got " + describe(n)), std::nullopt;
+    auto p = IpPrefix::parse(n.Scalar());
+    if (!p || !p->address.isV6() || p->length != 96) return error(n, path, what + ", got " + describe(n)), std::nullopt;
+    const std::array<uint8_t, 16>& b = p->address.bytes();
+    if (b[12] | b[13] | b[14] | b[15]) return error(n, path, "host bits must be zero, got " + describe(n)), std::nullopt;
+    if (std::string why = serviceAddressProblem(p->address, true); !why.empty())
+      return error(n, path, "cannot hold " + why + " (no router forwards a tunnel from it), got " + describe(n)),
+             std::nullopt;
+    return p->address;
+  }
+
   // `health:` with nothing under it: an error, as an empty node: or
   // limits: is (checkMap's words). It read as no block (no checks) while
   // `health: {}` turns tcp checks on, and the docs say any health: block
@@ -775,7 +794,7 @@ void Parser::checkDpdkLcores(const YAML::Node& n, const DpdkConfig& d, const std
 
 void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
   if (!checkMap(n, "node", {"tunnel_source_v4", "tunnel_source_v6", "next_hop_mac", "local_mac",
-                            "hash_source_v4", "udp_idle_timeout", "tcp_idle_timeout", "icmp_too_big_rate",
+                            "hash_source_v4", "hash_source_v6", "udp_idle_timeout", "tcp_idle_timeout", "icmp_too_big_rate",
                             "icmp_too_big_client_rate", "tunnel_mtu", "conntrack_insert_rate"}))
     return;
   for (const auto& kv : n)
@@ -799,6 +818,7 @@ void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
   if (auto k = child(n, "node", "local_mac", false)) node.localMac = mac(*k, "node.local_mac");
   if (auto k = child(n, "node", "hash_source_v4", false))
     node.hashSourceV4 = prefix4(*k, "node.hash_source_v4");
+  if (auto k = child(n, "node", "hash_source_v6", false)) node.hashSourceV6 = prefix96(*k, "node.hash_source_v6");
   // The data plane keeps idle timeouts in whole seconds (32 bits). At most
   // 7 days: longer than the kernel's own longest conntrack default (TCP
   // established, 5 days), so anything above is a unit typo (900m for 900s

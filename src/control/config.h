@@ -103,6 +103,7 @@ struct NodeConfig {
   std::optional<MacAddress> nextHopMac;
   std::optional<MacAddress> localMac;       // absent: the data plane's (xdp: the interface's, dpdk: the port's)
   std::optional<Ipv4Prefix> hashSourceV4;   // Katran-style outer source from the flow hash
+  std::optional<IpAddress> hashSourceV6;    // the /96 the same for IPv6 reals (its network address)
   std::chrono::milliseconds udpIdleTimeout{std::chrono::seconds(30)};
   std::chrono::milliseconds tcpIdleTimeout{std::chrono::seconds(900)};
   // ICMP too-big answers a second, per CPU (XDP) or worker (DPDK); 0: none.

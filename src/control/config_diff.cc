@@ -69,6 +69,12 @@ std::string hashSource(const keel_node_config& n) {
   return v4(n.hash_src_v4_prefix) + "/" + std::to_string(std::popcount(n.hash_src_v4_mask));
 }
 
+std::string hashSource6(const keel_node_config& n) {
+  if (!(n.flags & KEEL_NODE_F_HASH_SRC_V6)) return "";
+  const __u32 words[4] = {n.hash_src_v6_prefix[0], n.hash_src_v6_prefix[1], n.hash_src_v6_prefix[2], 0};
+  return IpAddress::fromWords(words, KEEL_AF_INET6).toString() + "/96";
+}
+
 std::string seconds(__u32 s) { return formatDurationText(std::chrono::seconds(s)); }
 
 }  // namespace
@@ -112,7 +118,7 @@ KeyChanges healthCheckChanges(const HealthCheckSpec& from, const HealthCheckSpec
 }
 
 KeyChanges nodeChanges(const keel_node_config& from, const keel_node_config& to) {
-  static_assert(sizeof(keel_node_config) == 68, "a new node field: compare it here too");
+  static_assert(sizeof(keel_node_config) == 80, "a new node field: compare it here too");
   KeyChanges out;
   compare(out, "tunnel_source_v4", v4(from.tunnel_src_v4), v4(to.tunnel_src_v4));
   compare(out, "tunnel_source_v6", v6(from.tunnel_src_v6), v6(to.tunnel_src_v6));
@@ -127,6 +133,7 @@ KeyChanges nodeChanges(const keel_node_config& from, const keel_node_config& to)
   compare(out, "tunnel_mtu", std::to_string(from.tunnel_mtu), std::to_string(to.tunnel_mtu));
   compare(out, "conntrack_insert_rate", std::to_string(from.conntrack_insert_rate),
           std::to_string(to.conntrack_insert_rate));
+  compare(out, "hash_source_v6", hashSource6(from), hashSource6(to));
   return out;
 }
 

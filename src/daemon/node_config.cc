@@ -32,6 +32,10 @@ std::optional<keel_node_config> buildNodeConfig(const Config& c,
         IpPrefix{node.hashSourceV4->address, node.hashSourceV4->length}.maskBytes();
     std::memcpy(&n.hash_src_v4_mask, mask.data(), 4);  // network order, as the prefix
   }
+  if (node.hashSourceV6) {
+    n.flags |= KEEL_NODE_F_HASH_SRC_V6;
+    std::memcpy(n.hash_src_v6_prefix, node.hashSourceV6->bytes().data(), 12);
+  }
   n.udp_idle_timeout_s = static_cast<uint32_t>(node.udpIdleTimeout.count() / 1000);
   n.tcp_idle_timeout_s = static_cast<uint32_t>(node.tcpIdleTimeout.count() / 1000);
   n.icmp_too_big_rate = node.icmpTooBigRate;

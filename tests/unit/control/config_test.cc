@@ -299,6 +299,38 @@ TEST(Config, ControlReadonlySocket) {
   EXPECT_NE(r.errors[0].find("user"), std::string::npos) << r.errors[0];
 }
 
+// node.hash_source_v6: the /96 whose last 32 bits the flow hash fills.
+TEST(Config, HashSourceV6IsAnIpv6Slash96ATunnelMayComeFrom) {
+  auto parse = [](const std::string& value) {
+    return parseConfig("dataplane: {kind: xdp, interface: eth0}\n"
+                       "node: {tunnel_source_v6: \"2001:db8::2\", next_hop_mac: \"02:00:00:00:00:01\",\n"
+                       "       hash_source_v6: " + value + "}\n"
+                       "services:\n"
+                       "  - {name: web, vip: \"2001:db8:100::1\", port: 80, protocol: tcp,\n"
+                       "     reals: [{address: \"2001:db8:1::11\"}]}\n",
+                       "keel.yaml");
+  };
+  ConfigResult ok = parse("\"2001:db8:200::/96\"");
+  ASSERT_TRUE(ok.ok()) << joinErrors(ok.errors);
+  ASSERT_TRUE(ok.config->node.hashSourceV6.has_value());
+  EXPECT_EQ(ok.config->node.hashSourceV6->toString(), "2001:db8:200::");
+  const std::string what =
+      "keel.yaml:3: node.hash_source_v6: must be an IPv6 /96 prefix like \"2001:db8:100::/96\" (the flow hash "
+      "fills its last 32 bits), got ";
+  for (const auto& [value, error] : std::vector<std::pair<std::string, std::string>>{
+           {"\"2001:db8:200::/64\"", what + "\"2001:db8:200::/64\""},
+           {"172.16.0.0/16", what + "\"172.16.0.0/16\""},
+           {"\"2001:db8:200::1/96\"", "keel.yaml:3: node.hash_source_v6: host bits must be zero, got "
+                                      "\"2001:db8:200::1/96\""},
+           {"\"fe80::/96\"", "keel.yaml:3: node.hash_source_v6: cannot hold a link-local address (no router "
+                             "forwards a tunnel from it), got \"fe80::/96\""},
+           {"\"::ffff:0:0/96\"", "keel.yaml:3: node.hash_source_v6: cannot hold an IPv4-mapped IPv6 address"}}) {
+    ConfigResult r = parse(value);
+    ASSERT_EQ(r.errors.size(), 1u) << value << ": " << joinErrors(r.errors);
+    EXPECT_EQ(r.errors[0].rfind(error, 0), 0u) << r.errors[0];
+  }
+}
+
 TEST(Config, ValidFileRoundTrips) {
   ConfigResult r = parseConfig(kValid, "keel.yaml", resolverFor("eth0"));
   ASSERT_TRUE(r.ok()) << joinErrors(r.errors);

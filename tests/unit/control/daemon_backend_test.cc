@@ -431,6 +431,31 @@ TEST_F(DaemonBackendTest, TheNodeIsWrittenAndFollowsThePlanesMac) {
   EXPECT_EQ(macOf(dp_.node().local_mac), "02:00:00:00:aa:04");
 }
 
+// node.hash_source_v6 reaches the node config as the flag and the /96's
+// words, which the data plane's templates take (encap.h); a reload that
+// sets it says so.
+TEST_F(DaemonBackendTest, HashSourceV6IsWrittenToTheNode) {
+  test::LogCapture log;
+  planeMac_ = "02:00:00:00:aa:01";  // the backend writes the node (setNodeSource)
+  make();
+  EXPECT_FALSE(dp_.node().flags & KEEL_NODE_F_HASH_SRC_V6);
+  std::string file = yaml(kTwo);
+  const std::string node = "next_hop_mac: \"02:00:00:00:00:01\"}";
+  file.replace(file.find(node), node.size(),
+               "next_hop_mac: \"02:00:00:00:00:01\", hash_source_v6: \"2001:db8:200::/96\"}");
+  files_["keel.yaml"] = file;
+  ASSERT_TRUE(backend_->reload().isOk());
+  EXPECT_TRUE(dp_.node().flags & KEEL_NODE_F_HASH_SRC_V6);
+  EXPECT_FALSE(dp_.node().flags & KEEL_NODE_F_HASH_SRC_V4);
+  const uint8_t want[12] = {0x20, 0x01, 0x0d, 0xb8, 0x02, 0, 0, 0, 0, 0, 0, 0};
+  EXPECT_EQ(std::memcmp(dp_.node().hash_src_v6_prefix, want, 12), 0);
+  const std::vector<std::string> updated = log.take("node_updated");
+  ASSERT_EQ(updated.size(), 1u);
+  EXPECT_NE(updated[0].find("changed=hash_source_v6 hash_source_v6_from=\"\" hash_source_v6_to=2001:db8:200::/96"),
+            std::string::npos)
+      << updated[0];
+}
+
 // A reload writes the new node: before the registry applies the file, and
 // one the registry then refuses writes the running file's node: again.
 TEST_F(DaemonBackendTest, AReloadWritesTheNodeAndARefusedOnePutsItBack) {

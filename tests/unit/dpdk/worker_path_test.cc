@@ -214,6 +214,19 @@ TEST_F(WorkerPathTest, ANodeChangeReachesTheOuterHeadersOfRealsAlreadyInPlace) {
   const uint32_t word3 = flowHashOf(flow6);
   EXPECT_EQ(std::memcmp(hashed6.bytes.data() + 14 + 8, ip("2001:db8:ff::1").bytes().data(), 12), 0);
   EXPECT_EQ(std::memcmp(hashed6.bytes.data() + 14 + 8 + 12, &word3, 4), 0);
+
+  // With a /96 of its own (node.hash_source_v6): its 96 bits, then the hash.
+  std::memcpy(node.hash_src_v6_prefix, ip("2001:db8:200::").bytes().data(), 12);
+  ASSERT_TRUE(store_.setNode(node));
+  Out prefixed6 = run(in6);
+  ASSERT_EQ(prefixed6.r.reason, KEEL_R_TX_IPIP);
+  EXPECT_EQ(std::memcmp(prefixed6.bytes.data() + 14 + 8, ip("2001:db8:200::").bytes().data(), 12), 0);
+  EXPECT_EQ(std::memcmp(prefixed6.bytes.data() + 14 + 8 + 12, &word3, 4), 0);
+  // Not hashed by the node: tunnel_src_v6 whole, whatever the prefix.
+  node.flags &= ~KEEL_NODE_F_HASH_SRC_V6;
+  ASSERT_TRUE(store_.setNode(node));
+  Out unhashed6 = run(in6);
+  EXPECT_EQ(std::memcmp(unhashed6.bytes.data() + 14 + 8, ip("2001:db8:ff::1").bytes().data(), 16), 0);
 }
 
 TEST_F(WorkerPathTest, MixedFamiliesPickTheOuterHeaderByTheRealsFamily) {

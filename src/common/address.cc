@@ -146,9 +146,9 @@ std::string ipipRealProblem(const IpAddress& a) {
   const auto& b = a.bytes();
   const bool linkLocal = a.isV4() ? b[0] == 169 && b[1] == 254 : a.isV6() && b[0] == 0xfe && (b[1] & 0xc0) == 0x80;
   if (!linkLocal) return {};
-  return "ipip cannot reach a link-local real: the tunnelled packet goes to the router (node.next_hop_mac), "
-         "which does not forward to link-local addresses (RFC 3927, RFC 4291); give the real a routable "
-         "address, or use l2dsr";
+  return "ipip to a link-local real: the tunnelled packet goes to the router (node.next_hop_mac), which "
+         "need not forward to link-local addresses (RFC 3927, RFC 4291: most routers drop them); give the real "
+         "a routable address, or use l2dsr";
 }
 
 bool MacAddress::isZero() const {

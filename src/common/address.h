@@ -69,7 +69,7 @@ struct IpPrefix {
 // not loopback nor link-local. (A real may be loopback: health-check tests
 // and single-host labs use it.)
 std::string serviceAddressProblem(const IpAddress& a, bool vip);
-// Why `a` cannot be an ipip real, or empty: a link-local address
+// Why `a` should not be an ipip real, or empty: a link-local address
 // (169.254.0.0/16, fe80::/10). The tunnelled packet goes to the router
 // (node.next_hop_mac), and routers do not forward to link-local
 // destinations (RFC 3927 2.7, RFC 4291 2.5.6); l2dsr reaches such a real,

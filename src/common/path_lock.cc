@@ -56,6 +56,11 @@ PathLock lockPath(const std::string& path, bool directory, std::chrono::millisec
     Fd fd(directory ? ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
                     : ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (fd.get() < 0) {
+      // Its directory removed between the two (a keeld letting go, rm -r).
+      if (errno == ENOENT && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
       r.error = "open " + path + ": " + std::strerror(errno);
       return r;
     }

@@ -1342,7 +1342,9 @@ void Parser::validate(const YAML::Node& root, Config& cfg, const YAML::Node& ser
         if (real.address.isV6() && !cfg.node.tunnelSourceV6 && !nodeKeysGiven_.count("tunnel_source_v6"))
           error(addrNode, rpath + ".address",
                 "ipip to an IPv6 real needs node.tunnel_source_v6");
-        if (std::string why = ipipRealProblem(real.address); !why.empty()) error(addrNode, rpath + ".address", why);
+        // A warning in a file (files that ran before 2026-12-06 keep
+        // starting); keelctl real add and service add refuse it.
+        if (std::string why = ipipRealProblem(real.address); !why.empty()) warning(addrNode, rpath + ".address", why);
       } else if (!real.mac && !realsNode[j]["mac"].IsDefined()) {
         // With an invalid dataplane.interface (reported already) there is
         // nothing to look in; with none at all (dpdk) resolveRealMac says so.

@@ -359,7 +359,6 @@ std::vector<ComposedProblem> composedProblems(const Config& c) {
       if (svc.forwarding == Forwarding::kIpip) {
         if (r.address.isV4() && !c.node.tunnelSourceV4) real("ipip to an IPv4 real needs node.tunnel_source_v4");
         if (r.address.isV6() && !c.node.tunnelSourceV6) real("ipip to an IPv6 real needs node.tunnel_source_v6");
-        if (std::string why = ipipRealProblem(r.address); !why.empty()) real(why);
       } else if (!r.mac && r.macPending.empty()) {
         real("l2dsr needs the real's MAC (give mac, or add it again so that keeld resolves it)");
       }
@@ -2293,9 +2292,14 @@ Result DaemonBackend::addService(const api::ServiceAddRequest& req) {
   const OwnAddresses own = hostOwnAddresses();
   if (std::string why = vipOwnAddressProblem(svc->vip, svc->port, file_.node, own); !why.empty())
     return configErrors({"service " + req.name + ": the VIP " + why});
-  for (const RealConfig& real : svc->reals)
+  for (const RealConfig& real : svc->reals) {
     if (std::string why = realOwnAddressProblem(real.address, NodeConfig{}, own); !why.empty())
       return configErrors({"service " + req.name + " real " + real.address.toString() + ": " + why});
+    // Refused in a request; a file's is a warning (files that ran before
+    // 2026-12-06 keep starting).
+    if (std::string why = ipipRealProblem(real.address); !why.empty() && svc->forwarding == Forwarding::kIpip)
+      return configErrors({"service " + req.name + " real " + real.address.toString() + ": " + why});
+  }
   Overlay next = overlay_;
   next.addedServices[req.name] = AddedService{*svc, req};
   Result r = commit(file_, std::move(next));
@@ -2340,6 +2344,8 @@ Result DaemonBackend::addReal(const api::RealAddRequest& req) {
                     macsFor(svc->forwarding == Forwarding::kL2dsr, {req.real}), errors);
   if (!r) return configErrors(std::move(errors));
   if (std::string why = realOwnAddressProblem(r->address, NodeConfig{}, hostOwnAddresses()); !why.empty())
+    return configErrors({"service " + req.service + " real " + r->address.toString() + ": " + why});
+  if (std::string why = ipipRealProblem(r->address); !why.empty() && svc->forwarding == Forwarding::kIpip)
     return configErrors({"service " + req.service + " real " + r->address.toString() + ": " + why});
   Overlay next = overlay_;
   const auto key = std::make_pair(req.service, r->address);

@@ -303,11 +303,12 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const StateFiles
   // reached the reals twice. A keeld still stopping is waited for.
   Fd lock;
   if (const PathLock l = lockPath(files.lock, /*directory=*/false, std::chrono::seconds(5), &lock); !l.ok) {
-    *error = !l.busy ? "dataplane.dpdk.port: " + l.error
+    *error = !l.busy ? "dpdk: the port's lock " + files.lock + ": " + l.error
                      : "dataplane.dpdk.port: " + config.dataplane.dpdk.port + " is run by another keeld" +
                            (l.holder > 0 ? " (pid " + std::to_string(l.holder) + ")" : std::string()) +
-                           ", which holds " + files.lock + ": stop it first (`systemctl stop keeld`); a second "
-                           "keeld on the port would send every VIP packet to the reals twice";
+                           ", which held " + files.lock + " for 5 s: stop it first, or wait for it to stop "
+                           "(`systemctl stop keeld`); a second keeld on the port would send every VIP packet "
+                           "to the reals twice";
     return nullptr;
   }
   const DpdkConfig& c = config.dataplane.dpdk;

@@ -52,9 +52,9 @@ class DaemonDataplane {
   virtual std::string where() const = 0;
   // The kernel device the host's own traffic leaves by whose carrier does
   // not follow the link it really takes (DPDK's exception tap, always
-  // running while the port may have no link), or "" (XDP; a DPDK port on
-  // a kernel interface it shares, whose carrier the kernel sees). With it,
-  // portLinkUp(): that link now, nullopt when it cannot be read.
+  // running while the port may have no link), or "" (XDP; DPDK without
+  // an exception interface, whose kernel interface's carrier the kernel
+  // sees). With it, portLinkUp(): that link now, nullopt when unreadable.
   virtual std::string linklessDevice() const { return ""; }
   virtual std::optional<bool> portLinkUp() const { return std::nullopt; }
 };

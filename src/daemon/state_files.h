@@ -23,12 +23,29 @@ struct StateFiles {
   // applied-KEY.yaml: the text of keel.yaml as the running keeld applied it
   // (DaemonBackend::setAppliedPath): the next keeld logs what changed since.
   std::string applied;
-  // lock-KEY: a DPDK keeld's flock for its port (XDP locks its pin
-  // directory): held while it runs, so a second keeld on the same port,
-  // which would send every VIP packet to the reals twice and write over
-  // these files, is refused, and a next keeld waits for the last to exit.
+  // A DPDK keeld's flock for its port (XDP locks its pin directory), in
+  // one directory whatever control.socket says (kDpdkLockDir, not beside
+  // these files: a second keeld with its socket elsewhere must meet it
+  // too), keyed by the port and a representor= it selects: held while it
+  // runs, so a second keeld on the same port, which would send every VIP
+  // packet to the reals twice, is refused, and a next keeld waits for the
+  // last to exit.
   std::string lock;
 };
+
+inline constexpr const char* kDpdkLockDir = "/run/keel/locks";
+
+// The port's lock: its state key, and the representor it selects (ports
+// one device name selects among share the key; they are other ports).
+inline std::string dpdkLockPath(const std::string& port) {
+  std::string key = dpdkStateKey(port);
+  if (std::optional<std::string> r = devargValue(port, "representor")) {
+    key += "-representor-" + *r;
+    for (char& c : key)
+      if (c == '/' || c == '\0') c = '_';
+  }
+  return std::string(kDpdkLockDir) + "/" + key;
+}
 
 inline StateFiles stateFiles(const Config& config, const std::string& stateDir) {
   const std::string key = config.dataplane.kind == DataplaneKind::kXdp ? config.dataplane.interface
@@ -36,7 +53,7 @@ inline StateFiles stateFiles(const Config& config, const std::string& stateDir) 
   const std::filesystem::path dir(stateDir);
   return {(dir / ("runtime-" + key + ".json")).string(), (dir / ("conntrack-" + key + ".bin")).string(),
           (dir / ("interface-" + key + ".txt")).string(), (dir / ("applied-" + key + ".yaml")).string(),
-          (dir / ("lock-" + key)).string()};
+          config.dataplane.kind == DataplaneKind::kXdp ? std::string() : dpdkLockPath(config.dataplane.dpdk.port)};
 }
 
 }  // namespace keel

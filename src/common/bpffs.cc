@@ -15,7 +15,10 @@ namespace keel {
 BpffsMount ensureBpffs() {
   struct statfs st {};
   if (statfs(kBpffsPath, &st) == 0 && st.f_type == BPF_FS_MAGIC) return {};
-  if (mount("bpf", kBpffsPath, "bpf", 0, nullptr) != 0) return {false, errno};
+  // 0700: a bpffs mounted with defaults is world-writable (sticky), and any
+  // user could then make /sys/fs/bpf/keel first and own keeld's pins or
+  // block its start (security review).
+  if (mount("bpf", kBpffsPath, "bpf", 0, "mode=0700") != 0) return {false, errno};
   return {true, 0};
 }
 

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <tuple>
 #include <nlohmann/json.hpp>
 #include <string_view>
@@ -29,6 +30,7 @@
 #include "common/file_write.h"
 #include "common/logging.h"
 #include "control/api/requests.h"
+#include "control/api/dispatcher.h"
 #include "daemon/node_config.h"
 
 namespace keel {
@@ -1329,20 +1331,28 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   } done{replayingState_};
   Overlay out;
   if (statePath_.empty()) return out;
-  std::ifstream in(statePath_);
-  if (!in) return out;  // none yet
+  std::ifstream stateFile(statePath_);
+  if (!stateFile) return out;  // none yet
+  std::stringstream in;
+  in << stateFile.rdbuf();
+  stateFile.close();
+  // keeld writes a few levels; a deeper file was not written by it, and
+  // walking it would overflow the stack (security review: a tampered file
+  // crashed every start).
+  if (api::jsonNestedTooDeep(in.view())) {
+    stateIgnored("JSON nested deeper than " + std::to_string(api::kMaxJsonDepth) + " levels (keeld writes a few)");
+    return out;
+  }
   // keeld writes each key once; a key twice means the file was edited or
   // damaged, and which value was meant is unknown: the file is ignored, as
   // a malformed one is.
   api::DuplicateKeyFinder duplicates;
   nlohmann::json doc = api::parseNotingDuplicates(in, duplicates, /*allowExceptions=*/false);
   if (const auto& dup = duplicates.duplicate()) {
-    in.close();
     stateIgnored(*dup + ": duplicate key (keeld writes each key once)");
     return out;
   }
   if (doc.is_discarded()) {  // cut short or damaged: said so, not as a foreign file
-    in.close();
     stateIgnored("not valid JSON (cut short or damaged?)");
     return out;
   }
@@ -1354,7 +1364,6 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   };
   if ((version != 1 && version != kStateVersion) || !arrayOr("reals") ||
       (version == kStateVersion && (!arrayOr("services") || !arrayOr("removed_services")))) {
-    in.close();
     stateIgnored("not a keeld runtime state file of version 1 or " + std::to_string(kStateVersion));
     return out;
   }

@@ -27,6 +27,7 @@
 // dataplane.kind this build does not have included) or runtime failure,
 // 2 usage error.
 #include <algorithm>
+#include <sys/stat.h>
 #include <thread>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -320,6 +321,15 @@ int run(const std::string& path, bool detachOnExit) {
   const std::filesystem::path stateDir = std::filesystem::path(config.control.socket).parent_path();
   (void)makeDirectories(stateDir.string(), 0755);  // ApiServer::start reports a failure
   const StateFiles files = stateFiles(config, stateDir.string());
+  // keeld applies the runtime state it finds there at start: a directory
+  // another user may write (/tmp) lets that user replace it, e.g. with one
+  // that drains every real (security review). Said, not refused.
+  if (struct stat sd {}; ::stat(stateDir.c_str(), &sd) == 0 && (sd.st_uid != ::geteuid() || (sd.st_mode & 022)))
+    logWarn(LogRecord("state_dir_unsafe")
+                .add("dir", stateDir.string())
+                .add("detail", "control.socket's directory, where keeld keeps and reads back its runtime state, is "
+                               "owned by another user or writable by group or others: use a directory only keeld's "
+                               "user writes, such as /run/keel"));
 
   // Another keeld serving this socket: refused before the data plane, which
   // it runs (XDP: the pin directory's lock refuses a second keeld on the

@@ -352,6 +352,24 @@ def test_a_keeld_started_while_the_last_is_still_stopping_waits_for_it(lab, host
     assert k2.stop() == 0, k2.log()
 
 
+def test_a_state_directory_others_may_write_is_warned_about(lab, host):
+    """control.socket in a directory other users may write (/tmp-like):
+    keeld reads its runtime state back from there at start, so such a user
+    could replace it (security review: a forged file drained every real).
+    Said at start (state_dir_unsafe); /run/keel itself is not."""
+    web, _ = configs(lab)
+    config = lab.keel_config([web])
+    host.run(["sh", "-c", "mkdir -p /run/keel/w && chmod 1777 /run/keel/w"])
+    config["control"] = {"socket": "/run/keel/w/keel.sock"}
+    k = host.start(config, "open-dir")
+    assert "event=state_dir_unsafe dir=/run/keel/w" in k.log(), k.log()
+    assert k.stop() == 0, k.log()
+    del config["control"]
+    k = host.start(config, "run-keel")
+    assert "state_dir_unsafe" not in k.log(), k.log()
+    assert k.stop() == 0, k.log()
+
+
 def test_a_start_that_cannot_serve_its_sockets_leaves_the_adopted_plane_as_it_was(lab, host):
     """A restart whose control socket cannot be served left the adopted
     plane programmed with the refused file's services and the runtime state
@@ -829,6 +847,8 @@ def test_interface_made_again_and_pins_removed_are_put_back_without_moving_a_flo
         stop = next(line for line in log.splitlines() if "event=stopped_left_in_place" in line)
         assert "pins_state=present" in stop, log
         assert host.run(["mountpoint", "-q", "/sys/fs/bpf"], check=False).returncode == 0
+        # Mounted 0700, not world-writable (security review).
+        assert int(host.run(["stat", "-c", "%a", "/sys/fs/bpf"]).stdout, 8) & 0o777 == 0o700
         k = host.start(config, "third")
         log = k.log()
         assert "event=dataplane_adopted" in log and "program=kept" in log, log

@@ -66,27 +66,6 @@ const RealSnapshot* findReal(const ServiceSnapshot& s, const IpAddress& a) {
   return nullptr;
 }
 
-// Depth of [ and { outside strings. nlohmann's parser is iterative, but a
-// bound keeps every later walk over the value (dump, destroy) cheap and is
-// far above anything a real request nests (service.add: 4).
-bool tooDeep(std::string_view line) {
-  size_t depth = 0;
-  bool inString = false, escaped = false;
-  for (char c : line) {
-    if (inString) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') inString = false;
-    } else if (c == '"') {
-      inString = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) return true;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
 
 constexpr size_t kMaxIdBytes = 256;  // a string id (docs/api.md)
 
@@ -340,7 +319,7 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
                                      " (JSON text has none; write \\u0000 inside a string)",
                                  "", {}}),
               {}};
-    if (tooDeep(line))
+    if (jsonNestedTooDeep(line))
       return {errorResponse(id, {code::kInvalidRequest,
                                  "request: JSON nested deeper than " + std::to_string(kMaxJsonDepth) +
                                      " levels", "", {}}), {}};
@@ -932,6 +911,28 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     return DispatchOutcome{okResponse(id, json{{"detach", detach}}), detach};
   }
   return fail({code::kInternal, "internal error: method " + method + " is listed but not dispatched", "method", {}});
+}
+
+// Depth of [ and { outside strings. nlohmann's parser is iterative, but a
+// bound keeps every later walk over the value (dump, destroy) cheap and is
+// far above anything a real request nests (service.add: 4).
+bool jsonNestedTooDeep(std::string_view line) {
+  size_t depth = 0;
+  bool inString = false, escaped = false;
+  for (char c : line) {
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') inString = false;
+    } else if (c == '"') {
+      inString = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
 }
 
 }  // namespace keel::api

@@ -18,6 +18,10 @@
 namespace keel::api {
 
 inline constexpr size_t kMaxJsonDepth = 64;
+// Whether `text` nests [ and { (outside strings) deeper than kMaxJsonDepth:
+// a request, or a state file keeld reads (a deeper value made keeld's
+// later walks over it, dump and destroy, overflow the stack).
+bool jsonNestedTooDeep(std::string_view text);
 
 struct DispatchOutcome {
   DispatchOutcome() = default;

@@ -4488,6 +4488,16 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   ASSERT_EQ(aside.size(), 1u);
   EXPECT_NE(ignored[0].find("kept_as=" + aside[0]), std::string::npos) << ignored[0];
   EXPECT_EQ(fileText(aside[0]), "{not json");
+
+  // Nested past api::kMaxJsonDepth (a tampered file: 100,000 levels made
+  // every start overflow the stack walking it, security review): ignored.
+  k.reset();
+  writeState("{\"version\": 2, \"stopped\": {\"macs\": " + std::string(100000, '[') + std::string(100000, ']') +
+             "}}");
+  k = restart();
+  const std::vector<std::string> deep = log.take("runtime_state_ignored");
+  ASSERT_EQ(deep.size(), 1u);
+  EXPECT_NE(deep[0].find("JSON nested deeper than 64 levels"), std::string::npos) << deep[0];
   EXPECT_EQ(readState()["version"], 2) << "a new file is written beside it";
 }
 

@@ -2425,7 +2425,17 @@ Result DaemonBackend::removeReal(const api::RealRef& ref) {
 
 Result DaemonBackend::setRealWeight(const api::RealWeightRequest& req) {
   Overlay next = overlay_;
-  next.reals[{req.real.service, req.real.address}].weight = req.weight;
+  const auto key = std::make_pair(req.real.service, req.real.address);
+  RealOverride& ov = next.reals[key];
+  // Back to the file's own weight: no change on top of the file any more
+  // (it was kept as one: a restart said "runtime_state_kept weight 100",
+  // and config check warned it would be given up; scale review).
+  const RealConfig* fileReal = ov.added ? nullptr : findReal(file_, req.real.service, req.real.address);
+  if (fileReal && fileReal->weight == req.weight)
+    ov.weight.reset();
+  else
+    ov.weight = req.weight;
+  if (ov.none()) next.reals.erase(key);
   Result r = commit(file_, std::move(next));
   if (r.isOk())
     logInfo(LogRecord("runtime_weight_set")

@@ -3210,6 +3210,21 @@ class RuntimeStateTest : public DaemonBackendTest {
   std::string dir_;
 };
 
+// A weight set back to the file's own is no runtime change any more: the
+// state file keeps nothing for it (scale review: it kept "weight 100").
+TEST_F(RuntimeStateTest, AWeightSetBackToTheFilesIsNoRuntimeChange) {
+  make();
+  api::RealWeightRequest w;
+  w.real = {"web", ip("10.0.1.1")};
+  w.weight = 50;
+  ASSERT_TRUE(backend_->setRealWeight(w).isOk());
+  EXPECT_EQ(readState()["reals"].size(), 1u) << readState();
+  w.weight = 100;  // yaml(kTwo)'s
+  ASSERT_TRUE(backend_->setRealWeight(w).isOk());
+  EXPECT_TRUE(readState()["reals"].empty()) << readState();
+  EXPECT_EQ(backend_->findService("web")->reals[0].weight, 100u);
+}
+
 TEST_F(RuntimeStateTest, ARestartKeepsTheWholeOverlayAndMovesNoFlow) {
   make();
   changeEverything();

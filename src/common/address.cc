@@ -110,6 +110,11 @@ std::optional<MacAddress> MacAddress::parse(std::string_view text) {
   return MacAddress(b);
 }
 
+bool IpAddress::isLinkLocal() const {
+  const auto& b = bytes();
+  return isV4() ? b[0] == 169 && b[1] == 254 : isV6() && b[0] == 0xfe && (b[1] & 0xc0) == 0x80;
+}
+
 std::string serviceAddressProblem(const IpAddress& a, bool vip) {
   const auto& b = a.bytes();
   if (a.isV4()) {
@@ -119,7 +124,7 @@ std::string serviceAddressProblem(const IpAddress& a, bool vip) {
     if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "the broadcast address";
     if (b[0] >= 240) return "a reserved address (240.0.0.0/4: routers and hosts drop it)";
     if (vip && b[0] == 127) return "a loopback address";
-    if (vip && b[0] == 169 && b[1] == 254) return "a link-local address";
+    if (vip && a.isLinkLocal()) return "a link-local address";
     return {};
   }
   if (!a.isV6()) return {};
@@ -137,15 +142,13 @@ std::string serviceAddressProblem(const IpAddress& a, bool vip) {
     return "an IPv4-compatible IPv6 address (::a.b.c.d, deprecated by RFC 4291: use the IPv4 address)";
   if (vip) {
     if (loopback) return "a loopback address";
-    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return "a link-local address";
+    if (a.isLinkLocal()) return "a link-local address";
   }
   return {};
 }
 
 std::string ipipRealProblem(const IpAddress& a) {
-  const auto& b = a.bytes();
-  const bool linkLocal = a.isV4() ? b[0] == 169 && b[1] == 254 : a.isV6() && b[0] == 0xfe && (b[1] & 0xc0) == 0x80;
-  if (!linkLocal) return {};
+  if (!a.isLinkLocal()) return {};
   return "ipip to a link-local real: the tunnelled packet goes to the router (node.next_hop_mac), which "
          "need not forward to link-local addresses (RFC 3927, RFC 4291: most routers drop them); give the real "
          "a routable address, or use l2dsr";

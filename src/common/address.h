@@ -25,6 +25,9 @@ class IpAddress {
 
   bool isV4() const { return family_ == KEEL_AF_INET; }
   bool isV6() const { return family_ == KEEL_AF_INET6; }
+  // 169.254.0.0/16 or fe80::/10 (RFC 3927, RFC 4291): an IPv6 one needs an
+  // interface (a scope) to bind or connect to; no router forwards either.
+  bool isLinkLocal() const;
   uint8_t family() const { return family_; }  // KEEL_AF_INET / KEEL_AF_INET6, 0 if unset
   // Network-order bytes; IPv4 uses the first 4, the rest are zero.
   const std::array<uint8_t, 16>& bytes() const { return bytes_; }

@@ -1141,7 +1141,7 @@ void Parser::parseMetrics(const YAML::Node& n, MetricsConfig& metrics) {
     // An IPv6 link-local address is bound only with an interface's scope
     // id, which an address literal here cannot carry: the start would fail
     // (EINVAL) after the check passed.
-    if (host->isV6() && host->bytes()[0] == 0xfe && (host->bytes()[1] & 0xc0) == 0x80) {
+    if (host->isV6() && host->isLinkLocal()) {
       error(*k, "metrics.address",
             "cannot listen on an IPv6 link-local address (binding one needs an interface, which "
             "metrics.address does not name: use a global or unique-local address, or [::]), got " +

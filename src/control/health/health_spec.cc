@@ -85,13 +85,13 @@ std::vector<HealthProblem> healthTargetProblems(const HealthTarget& target) {
     if (s.timeout.count() <= 0) problems.push_back({"timeout", "must be > 0"});
     // fe80::/10 needs an interface (a scope) to connect to, which a check
     // does not have: every check would fail with "invalid argument".
-    if (target.address.isV6() && target.address.bytes()[0] == 0xfe && (target.address.bytes()[1] & 0xc0) == 0x80)
+    if (target.address.isV6() && target.address.isLinkLocal())
       problems.push_back({"", "the real " + target.address.toString() +
                                   " is IPv6 link-local, which a health check cannot reach (it has no interface to "
                                   "scope it to): give the real a global address, or type: none"});
     if (s.source && s.source->family() != target.address.family()) {
       problems.push_back({"source", s.source->toString() + " is not the same family as " + target.address.toString()});
-    } else if (s.source && s.source->isV6() && s.source->bytes()[0] == 0xfe && (s.source->bytes()[1] & 0xc0) == 0x80) {
+    } else if (s.source && s.source->isV6() && s.source->isLinkLocal()) {
       // Binding fe80::/10 needs a scope too: every check would fail with
       // "invalid argument", counted against the real.
       problems.push_back({"source", s.source->toString() +

@@ -1713,6 +1713,18 @@ void DaemonBackend::onHealthChange(HealthTargetId id, const HealthTarget& target
   });
 }
 
+// A health write the data plane refused, and whether restoring the running
+// config (`back`, restoreRunning's; none: not tried) settled it.
+static void logHealthApplyFailed(const std::string& service, const IpAddress& real, const Status& error,
+                                 const std::optional<Status>& back) {
+  const Status& again = back ? *back : error;
+  logError(LogRecord("health_apply_failed")
+               .add("service", service)
+               .add("real", real.toString())
+               .add("error", error.message())
+               .add("settled", again.isOk() ? "yes" : "no: " + again.message()));
+}
+
 void DaemonBackend::ensureFailOpenHolds() {
   for (const std::string& name : registry_.failOpenServicesWithoutRing()) {
     const std::optional<ServiceView> view = registry_.service(name);
@@ -1743,12 +1755,7 @@ void DaemonBackend::ensureFailOpenHolds() {
           "the last real that goes down",
           &held);
       if (!s) {
-        std::optional<Status> back = restoreRunning();
-        logError(LogRecord("health_apply_failed")
-                     .add("service", name)
-                     .add("real", addr.toString())
-                     .add("error", s.message())
-                     .add("settled", back && back->isOk() ? "yes" : "no: " + (back ? *back : s).message()));
+        logHealthApplyFailed(name, addr, s, restoreRunning());
         break;
       }
       if (held) break;  // else (no MAC): the next
@@ -1807,15 +1814,8 @@ void DaemonBackend::flushHealth() {
   // The services that failed are marked for a full rewrite: apply the
   // running config now, so a real that went down does not keep its flows
   // until the next change.
-  std::optional<Status> back = restoreRunning();
-  for (size_t i : failed) {
-    const Status& again = back ? *back : results[i];
-    logError(LogRecord("health_apply_failed")
-                 .add("service", verdicts[i].service)
-                 .add("real", verdicts[i].real.toString())
-                 .add("error", results[i].message())
-                 .add("settled", again.isOk() ? "yes" : "no: " + again.message()));
-  }
+  const std::optional<Status> back = restoreRunning();
+  for (size_t i : failed) logHealthApplyFailed(verdicts[i].service, verdicts[i].real, results[i], back);
 }
 
 DaemonBackend::Overlay DaemonBackend::rebase(const Config& oldFile, const Config& newFile,

@@ -333,8 +333,8 @@ int run(const std::string& path, bool detachOnExit) {
 
   // Another keeld serving this socket: refused before the data plane, which
   // it runs (XDP: the pin directory's lock refuses a second keeld on the
-  // interface whatever its socket; DPDK: the port's lock beside the state
-  // files). One still exiting (killed a moment ago, its threads ending;
+  // interface whatever its socket; DPDK: the port's lock in
+  // /run/keel/locks). One still exiting (killed a moment ago, its threads ending;
   // a supervisor that did not wait) is waited for, up to 5 s, as those
   // locks wait: it was refused at once.
   const auto socketDeadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);

@@ -110,13 +110,17 @@ std::optional<std::string> hostPathDown(const ProbeConfig& config) {
   return std::nullopt;
 }
 
+// `result` as not run for a reason of this host's path (`why`).
+static HealthResult notRunForPath(HealthResult result, const std::string& why) {
+  result.ok = false;
+  result.local = true;
+  result.reason += " (" + why + ")";
+  return result;
+}
+
 HealthResult unlessHostPathDown(HealthResult result, const ProbeConfig& config) {
   if (result.local) return result;
-  if (std::optional<std::string> why = hostPathDown(config)) {
-    result.ok = false;
-    result.local = true;
-    result.reason += " (" + *why + ")";
-  }
+  if (std::optional<std::string> why = hostPathDown(config)) return notRunForPath(std::move(result), *why);
   return result;
 }
 
@@ -147,14 +151,10 @@ void Probe::start(Done done) {
     // kernel keeps its route): the route's state decides, then or (for a
     // pass on silence) when the check began.
     HealthResult r = self->timedOut();
-    if (r.ok && self->pathDownAtStart_) {
-      r.ok = false;
-      r.local = true;
-      r.reason += " (" + *self->pathDownAtStart_ + " when the check began)";
-      self->finish(std::move(r));
-      return;
-    }
-    self->finish(unlessHostPathDown(std::move(r), *self->config_));
+    if (r.ok && self->pathDownAtStart_)
+      self->finish(notRunForPath(std::move(r), *self->pathDownAtStart_ + " when the check began"));
+    else
+      self->finish(unlessHostPathDown(std::move(r), *self->config_));
   });
   begin();
 }

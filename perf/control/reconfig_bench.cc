@@ -15,7 +15,10 @@
 //   null  a Dataplane that does nothing: the control plane's own cost
 //   xdp   the XDP data plane, attached natively to a veth in a private
 //         network namespace the bench makes (so no host interface is
-//         touched); needs root. Skipped with --no-xdp.
+//         touched); needs root. Skipped with --no-xdp. Twice, each on
+//         fresh pins: the plane alone (each ring swap its own map update,
+//         the in-run baseline) and behind a RingBatcher, as keeld drives it
+//         (a batch's ring swaps in one update).
 //   dpdk  the DPDK data plane on a net_null vdev (--no-huge, --no-pci),
 //         one worker lcore busy-polling it on CPU 1, so every snapshot
 //         swap waits for a real worker's quiescent state. Skipped with
@@ -57,6 +60,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "dataplane/ring_batcher.h"
 #include "control/config.h"
 #include "control/maglev/maglev.h"
 #include "control/registry.h"
@@ -513,8 +517,12 @@ int main(int argc, char** argv) {
     keel::XdpOptions xo;
     xo.interface = "kb0";
     xo.mode = keel::XdpAttachMode::kNative;
-    std::unique_ptr<keel::XdpDataplane> dp;
-    if (Status s = keel::XdpDataplane::create(xo, &dp); !s) die("xdp data plane", s);
+    auto create = [&] {
+      std::unique_ptr<keel::XdpDataplane> dp;
+      if (Status s = keel::XdpDataplane::create(xo, &dp); !s) die("xdp data plane", s);
+      return dp;
+    };
+    std::unique_ptr<keel::XdpDataplane> dp = create();
     printHeader("xdp baselines (veth in a private netns)");
     std::vector<Sample> publish;
     for (int k = 0; k < o.reps; ++k)
@@ -533,7 +541,15 @@ int main(int argc, char** argv) {
     // Leave the ring slot the baseline used empty again.
     if (Status s = dp->publishRing(uint32_t(KEEL_MAX_SERVICES_DEFAULT - 1), {}); !s) die("publishRing", s);
     std::fflush(stdout);
-    runCases("xdp data plane", *dp, o);
+    // The XDP plane alone (each ring its own update, as keeld drove it
+    // before RingBatcher), then on fresh pins as keeld drives it now.
+    runCases("xdp data plane, each ring published alone", *dp, o);
+    (void)dp->shutdown(true);
+    dp = create();
+    {
+      keel::RingBatcher batcher(*dp, {});
+      runCases("xdp data plane behind RingBatcher (as keeld drives it)", batcher, o);
+    }
     (void)dp->shutdown(true);
   }
   std::printf("\nload average at end: %s\n", keel::bench::loadAverage().c_str());

@@ -892,6 +892,19 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
   // service that never stops serving).
   for (auto& [service, mine] : byService)
     std::stable_partition(mine.begin(), mine.end(), [&](size_t i) { return verdicts[i].healthy; });
+  // Each service's writes up to its new ring in a first pass, the writes
+  // that must follow its ring (down reals invalidated or marked kept,
+  // holdovers released) in a second, so the rings of every service go to
+  // the plane together (on XDP one publish for all, RingBatcher) before
+  // any real that left one is invalidated. Each service still sees its
+  // own writes in the order below.
+  struct AfterRing {
+    ServiceState* state;
+    std::string_view service;
+    std::vector<size_t> changed, logged;
+    std::vector<IpAddress> down, released;
+  };
+  std::vector<AfterRing> afterRing;
   for (const auto& [service, indices] : byService) {
     auto sit = services_.find(service);
     if (sit == services_.end()) {
@@ -988,20 +1001,29 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
       const std::vector<MaglevReal> newRing = ringReals(state);
       if (newRing != oldRing) st = publishRing(state, newRing);
     }
-    for (const IpAddress& addr : down) {
-      if (!st) break;
-      RealState& real = state.reals[addr];
-      st = real.kept ? writeBackend(state, addr, real) : invalidateBackend(state, addr, real);
-    }
-    if (st) st = invalidateReleased(state, released);
     if (!st) {
       fail(st);
       continue;
     }
-    for (size_t i : logged) {
+    afterRing.push_back({&state, service, std::move(changed), std::move(logged), std::move(down), std::move(released)});
+  }
+  for (AfterRing& a : afterRing) {
+    ServiceState& state = *a.state;
+    Status st = Status::ok();
+    for (const IpAddress& addr : a.down) {
+      RealState& real = state.reals[addr];
+      if (st = real.kept ? writeBackend(state, addr, real) : invalidateBackend(state, addr, real); !st) break;
+    }
+    if (st) st = invalidateReleased(state, a.released);
+    if (!st) {
+      state.rewrite = true;  // as fail() above
+      for (size_t i : a.changed) out[i] = st;
+      continue;
+    }
+    for (size_t i : a.logged) {
       const RealState& real = state.reals[verdicts[i].real];
       LogRecord rec(verdicts[i].healthy ? "real_up" : "real_down");
-      rec.add("service", service).add("real", verdicts[i].real.toString());
+      rec.add("service", std::string(a.service)).add("real", verdicts[i].real.toString());
       if (!verdicts[i].healthy) rec.add("established", real.kept ? "kept" : "repicked");
       logInfo(rec);
     }

@@ -18,6 +18,7 @@
 
 #include "daemon/neighbour.h"
 #include "dataplane/xdp/nic_offloads.h"
+#include "dataplane/ring_batcher.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 #ifdef KEEL_HAVE_DPDK
 #include "dataplane/dpdk/dpdk_dataplane.h"
@@ -29,9 +30,14 @@ namespace {
 class XdpDaemonDataplane final : public DaemonDataplane {
  public:
   XdpDaemonDataplane(std::unique_ptr<XdpDataplane> dp, std::string interface, XdpMode mode)
-      : dp_(std::move(dp)), interface_(std::move(interface)), mode_(mode) {}
+      : dp_(std::move(dp)),
+        batcher_(*dp_, dp_->adopted() ? dp_->adopted()->backends : std::vector<keel_backend>{}),
+        interface_(std::move(interface)),
+        mode_(mode) {}
 
-  Dataplane& plane() override { return *dp_; }
+  // Each ring publish on XDP waits a grace period in the kernel: a batch's
+  // rings go out together (ring_batcher.h).
+  Dataplane& plane() override { return batcher_; }
   const ProgrammedState* adopted() const override {
     return dp_->adopted() ? &*dp_->adopted() : nullptr;
   }
@@ -44,7 +50,7 @@ class XdpDaemonDataplane final : public DaemonDataplane {
       // maps: traffic keeps flowing with the last state. What the host took
       // since the last timer (the interface made again, the pins removed)
       // is put back first, so the next keeld has a plane to adopt.
-      dp_->maintain();
+      batcher_.maintain();  // and what it holds (none, unless a write failed)
       dp_->leaveInPlace();
       return Status::ok();
     }
@@ -78,6 +84,7 @@ class XdpDaemonDataplane final : public DaemonDataplane {
 
  private:
   std::unique_ptr<XdpDataplane> dp_;
+  RingBatcher batcher_;
   std::string interface_;
   XdpMode mode_;
 };

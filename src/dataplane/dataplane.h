@@ -304,6 +304,20 @@ class Dataplane {
   // Replaces the service's ring in one atomic step. slots.size() is M; each
   // entry is a BackendId. An empty vector publishes "no usable backend".
   virtual Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) = 0;
+  // Several rings, each as publishRing() would publish it, in order;
+  // *published says how many went out (all of them on success, those
+  // before the one that failed otherwise). This default calls publishRing
+  // for each; the XDP plane makes one kernel call of them, which waits one
+  // grace period instead of one per ring (RingBatcher uses it).
+  using RingList = std::vector<std::pair<ServiceId, std::vector<uint32_t>>>;
+  virtual Status publishRings(const RingList& rings, size_t* published) {
+    *published = 0;
+    for (const auto& [id, slots] : rings) {
+      if (Status s = publishRing(id, slots); !s) return s;
+      ++*published;
+    }
+    return Status::ok();
+  }
 
   // A batch of changes: the calls above made between beginBatch() and the
   // matching endBatch() may reach the packet path together, at endBatch(),
@@ -313,9 +327,12 @@ class Dataplane {
   // workers see the batch whole, except where it frees an id: resetCounters
   // publishes what the batch holds so far first (a counter is zeroed only
   // after no packet can use its id), so a batch that releases ids reaches
-  // the workers in more than one snapshot. The XDP plane's map updates take
-  // effect one by one either way. So the registry orders its calls as if
-  // there were no batch: every prefix of them must forward correctly.
+  // the workers in more than one snapshot. The XDP plane applies each call
+  // at once; keeld puts a RingBatcher in front of it, which holds a batch's
+  // ring and service writes back and publishes the rings together, keeping
+  // each service's own calls in order (ring_batcher.h). So the registry
+  // orders its calls as if there were no batch: every prefix of them must
+  // forward correctly.
   // Calls nest: only the outermost endBatch() publishes.
   // Reads (findConn, stats, portMtu) are unaffected. Use DataplaneBatch.
   virtual void beginBatch() {}

@@ -1065,19 +1065,28 @@ Status XdpDataplane::removeService(const keel_service_key& key) {
   return mapStatus(rc, "xdp: remove service");
 }
 
-Status XdpDataplane::publishRing(ServiceId id, const std::vector<uint32_t>& slots) {
+Status XdpDataplane::checkRing(ServiceId id, const std::vector<uint32_t>& slots) const {
   if (id >= options_.limits.maxServices)
     return Status::error("xdp: service id " + std::to_string(id) + " >= limits.max_services");
   for (uint32_t b : slots)
     if (b >= options_.limits.maxBackends)
       return Status::error("xdp: ring of service " + std::to_string(id) + " names backend " +
                            std::to_string(b) + " >= limits.max_reals");
-  // Layout (include/keel/maglev_lookup.h): word 0 = M, then M slots. An
-  // empty ring is one word, M = 0: "no usable real".
-  const uint32_t words = static_cast<uint32_t>(slots.size()) + 1;
-  std::vector<uint32_t> values(words);
+  return Status::ok();
+}
+
+// Layout (include/keel/maglev_lookup.h): word 0 = M, then M slots. An
+// empty ring is one word, M = 0: "no usable real".
+std::vector<uint32_t> XdpDataplane::ringWords(const std::vector<uint32_t>& slots) {
+  std::vector<uint32_t> values(slots.size() + 1);
   values[0] = static_cast<uint32_t>(slots.size());
   std::copy(slots.begin(), slots.end(), values.begin() + 1);
+  return values;
+}
+
+Status XdpDataplane::publishRing(ServiceId id, const std::vector<uint32_t>& slots) {
+  if (Status s = checkRing(id, slots); !s) return s;
+  const std::vector<uint32_t> values = ringWords(slots);
   // The atomic swap: packets see the old ring or this one. The outer map
   // holds its own reference, so our fd can go.
   const int outer = bpf_map__fd(skel_->maps.rings);
@@ -1103,6 +1112,39 @@ Status XdpDataplane::publishRing(ServiceId id, const std::vector<uint32_t>& slot
   if (rc != 0)
     return Status::error("xdp: publish ring for service " + std::to_string(id) + ": " + errnoText(err));
   return Status::ok();
+}
+
+Status XdpDataplane::publishRings(const RingList& rings, size_t* published) {
+  *published = 0;
+  // Checked and made first; what comes before a ring that cannot be made
+  // still goes out.
+  std::vector<uint32_t> keys;
+  std::vector<int> fds;
+  Status made = Status::ok();
+  for (const auto& [id, slots] : rings) {
+    if (made = checkRing(id, slots); !made) break;
+    const int fd = makeRing(ringWords(slots), ringsMmapable_);
+    if (fd < 0) {
+      made = Status::error("xdp: ring for service " + std::to_string(id) + ": " + errnoText(-fd));
+      break;
+    }
+    keys.push_back(id);
+    fds.push_back(fd);
+  }
+  uint32_t count = static_cast<uint32_t>(keys.size());
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+  const int rc = count == 0 ? 0 : bpf_map_update_batch(bpf_map__fd(skel_->maps.rings), keys.data(), fds.data(),
+                                                       &count, &opts);
+  for (int fd : fds) ::close(fd);  // the outer map holds its own references
+  if (rc != 0) {
+    // Those after the count one by one: publishRing says which failed and
+    // why (and takes plain rings where an adopted map wants them).
+    *published = std::min<size_t>(count, keys.size());
+    for (; *published < keys.size(); ++*published)
+      if (Status s = publishRing(rings[*published].first, rings[*published].second); !s) return s;
+  }
+  *published = keys.size();
+  return made;
 }
 
 int XdpDataplane::makeRing(const std::vector<uint32_t>& values, bool mmapable) {

@@ -95,6 +95,9 @@ class XdpDataplane final : public Dataplane {
   Status upsertService(const keel_service_key& key, const keel_service_value& value) override;
   Status removeService(const keel_service_key& key) override;
   Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override;
+  // One BPF_MAP_UPDATE_BATCH of the rings array-of-maps: the kernel waits
+  // one grace period for it, where each publishRing() waits one.
+  Status publishRings(const RingList& rings, size_t* published) override;
   std::optional<uint64_t> connTableEntries() override;
   uint64_t connTableCapacity() const override;  // the conntrack map's max_entries
   std::optional<ConnEntry> findConn(const keel_flow_key& key) override;
@@ -214,6 +217,8 @@ class XdpDataplane final : public Dataplane {
   bool ringsMmapable_ = true;
   // A new inner ring array holding `values`, as an fd (or -errno).
   int makeRing(const std::vector<uint32_t>& values, bool mmapable);
+  Status checkRing(ServiceId id, const std::vector<uint32_t>& slots) const;
+  static std::vector<uint32_t> ringWords(const std::vector<uint32_t>& slots);
 };
 
 }  // namespace keel

@@ -359,7 +359,8 @@ TEST_F(RegistryTest, HealthDownAndUpFollowTheOrderingRules) {
 // The checker's transitions of one keeld loop turn go in together: each
 // service's ring is built and published once for all of its verdicts, in
 // one data-plane batch, with each real's order of writes kept (up: backend
-// before the ring; down: the ring before the backend). Without the batch
+// before the ring; down: the ring before the backend), and every service's
+// ring before any service's down reals are written. Without the batch
 // form each verdict rebuilt and published its service's ring (10,000 reals
 // coming up at start-up: 10,000 Maglev builds and publishes).
 TEST_F(RegistryTest, ManyVerdictsPublishEachServiceRingOnce) {
@@ -373,8 +374,10 @@ TEST_F(RegistryTest, ManyVerdictsPublishEachServiceRingOnce) {
   ASSERT_EQ(r.size(), 3u);
   for (const Status& s : r) EXPECT_TRUE(s.isOk()) << s.message();
   EXPECT_EQ(dp_.batches, before + 1);
-  // Services by name (dns: id 1, backends 3-4; web: id 0, backends 0-2).
-  EXPECT_EQ(take(), (Calls{"publishRing 1 [3]", "upsertBackend 4 10.0.2.2 gen=2 invalid", "publishRing 0 [0]",
+  // Services by name (dns: id 1, backends 3-4; web: id 0, backends 0-2),
+  // every ring before any real that left one is invalidated (so on XDP the
+  // rings go out in one publish, RingBatcher).
+  EXPECT_EQ(take(), (Calls{"publishRing 1 [3]", "publishRing 0 [0]", "upsertBackend 4 10.0.2.2 gen=2 invalid",
                            "upsertBackend 1 10.0.1.12 gen=2 invalid", "upsertBackend 2 10.0.1.13 gen=2 invalid"}));
   // Up together; an unknown real fails alone.
   r = reg_.setRealsHealth({V{"web", ip("10.0.1.13"), true}, V{"web", ip("10.9.9.9"), true},

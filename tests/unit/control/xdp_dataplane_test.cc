@@ -335,6 +335,55 @@ TEST_F(XdpDataplaneTest, AJumboMtuRefusalSaysWhatToDo) {
       << s.message();
 }
 
+// The words of service id's ring as the program reads them (M, then the
+// slots), read from the pinned rings map; empty if it has none.
+std::vector<uint32_t> ringWordsOf(int rings, uint32_t id) {
+  uint32_t innerId = 0;
+  if (bpf_map_lookup_elem(rings, &id, &innerId) != 0) return {};
+  int inner = bpf_map_get_fd_by_id(innerId);
+  if (inner < 0) return {};
+  std::vector<uint32_t> out;
+  uint32_t m = 0, key = 0;
+  if (bpf_map_lookup_elem(inner, &key, &m) == 0) {
+    out.push_back(m);
+    for (key = 1; key <= m; ++key) {
+      uint32_t v = UINT32_MAX;
+      bpf_map_lookup_elem(inner, &key, &v);
+      out.push_back(v);
+    }
+  }
+  close(inner);
+  return out;
+}
+
+// publishRings swaps several rings in one batch update of the rings map
+// (RingBatcher's publish); one it cannot take stops it there, with the
+// rings before it published and counted.
+TEST_F(XdpDataplaneTest, PublishRingsSwapsEachRingAndStopsAtOneItCannotTake) {
+  Status s = XdpDataplane::create(optionsFor(XdpAttachMode::kNative, {8, 16, 128}), &dp_);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  const Dataplane::RingList rings{{1, {0, 1, 2, 1, 0}}, {4, {3, 3, 3}}, {7, {}}};
+  size_t published = 99;
+  s = dp_->publishRings(rings, &published);
+  ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(published, 3u);
+  int map = pinned("rings");
+  ASSERT_GE(map, 0);
+  EXPECT_EQ(ringWordsOf(map, 1), (std::vector<uint32_t>{5, 0, 1, 2, 1, 0}));
+  EXPECT_EQ(ringWordsOf(map, 4), (std::vector<uint32_t>{3, 3, 3, 3}));
+  EXPECT_EQ(ringWordsOf(map, 7), (std::vector<uint32_t>{0}));
+  EXPECT_EQ(ringWordsOf(map, 2), (std::vector<uint32_t>{}));  // never published
+
+  // The second names a backend past limits.max_reals: the first goes out.
+  s = dp_->publishRings({{2, {5}}, {3, {16}}, {4, {6}}}, &published);
+  EXPECT_FALSE(s.isOk());
+  EXPECT_EQ(s.message(), "xdp: ring of service 3 names backend 16 >= limits.max_reals");
+  EXPECT_EQ(published, 1u);
+  EXPECT_EQ(ringWordsOf(map, 2), (std::vector<uint32_t>{1, 5}));
+  EXPECT_EQ(ringWordsOf(map, 4), (std::vector<uint32_t>{3, 3, 3, 3}));  // untouched
+  close(map);
+}
+
 // Counts written into every CPU's record of a few ids, as packets would
 // leave them; resetCounters zeroes one id on every CPU and no other id.
 TEST_F(XdpDataplaneTest, ResetCountersZeroesOneIdOnEveryCpu) {
@@ -802,8 +851,11 @@ TEST_F(XdpAdoptTest, RingsPinnedByABuildWithPlainInnerArraysStillTakeRings) {
   EXPECT_EQ(mapId("rings"), oldRings);
   std::vector<uint32_t> slots(13);
   for (uint32_t i = 0; i < slots.size(); ++i) slots[i] = i % 3;
-  for (int round = 0; round < 2; ++round) {  // the fallback, then plain from the start
-    s = dp_->publishRing(2, slots);
+  // The fallback (from a batch publish, which the old map refuses whole),
+  // then plain from the start, one ring and in a batch.
+  for (int round = 0; round < 3; ++round) {
+    size_t published = 0;
+    s = round == 1 ? dp_->publishRing(2, slots) : dp_->publishRings({{2, slots}}, &published);
     ASSERT_TRUE(s.isOk()) << s.message();
     int rings = pinned("rings");
     uint32_t key = 2, innerId = 0;

@@ -76,6 +76,22 @@ class MockDataplane : public Dataplane {
     for (uint32_t b : members) m += (m.empty() ? "" : ",") + std::to_string(b);
     return apply("publishRing " + std::to_string(id) + " [" + m + "]", [&] { rings[id] = slots; });
   }
+  // One call, logged "publishRings 0,2" (the ids); the rings land one by
+  // one, as the kernel's batch update swaps them (afterEach sees each). A
+  // failure lands none.
+  Status publishRings(const RingList& list, size_t* published) override {
+    std::string ids;
+    for (const auto& [id, slots] : list) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    *published = 0;
+    Status s = apply("publishRings " + ids, [&] {
+      for (const auto& [id, slots] : list) {
+        rings[id] = slots;
+        if (afterEach) afterEach();
+      }
+    }, /*checked=*/false);
+    if (s) *published = list.size();
+    return s;
+  }
   Status zeroCounters(CounterKind kind, uint32_t id) override {
     std::vector<keel_counter>& v = kind == CounterKind::kService ? stats.services : stats.backends;
     return apply(std::string(kind == CounterKind::kService ? "resetService " : "resetBackend ") + std::to_string(id),
@@ -184,6 +200,9 @@ class MockDataplane : public Dataplane {
   // If set, scanConns() calls it first, on the thread it runs on (keeld's
   // conn.list walks off its loop): a test sees that thread, or holds the walk.
   std::function<void()> onScan;
+  // If set, called after every change a call makes to the state above (a
+  // batch of rings: after each ring), to check what packets could meet.
+  std::function<void()> afterEach;
   // Batches (Dataplane::beginBatch): the current nesting depth, how many
   // outermost batches ended, and the logged calls made outside any batch.
   int batchDepth = 0;
@@ -199,11 +218,14 @@ class MockDataplane : public Dataplane {
 
  private:
   template <typename Change>
-  Status apply(std::string call, Change change) {
+  Status apply(std::string call, Change change, bool checked = true) {
     if (batchDepth == 0) unbatchedCalls.push_back(call);
     calls.push_back(std::move(call));
     const bool fail = (failAfter > 0 && --failAfter == 0) || failAll;
-    if (!fail || failedCallsLand) change();
+    if (!fail || (failedCallsLand && checked)) {
+      change();
+      if (afterEach && checked) afterEach();
+    }
     return fail ? Status::error("injected failure") : Status::ok();
   }
   DataplaneLimits limits_;

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "dataplane/ring_batcher.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/logging.h"
+
+namespace keel {
+
+RingBatcher::RingBatcher(Dataplane& inner, const std::vector<keel_backend>& backends)
+    : inner_(inner), validOwner_(inner.limits().maxBackends) {
+  for (size_t id = 0; id < backends.size() && id < validOwner_.size(); ++id)
+    if (backends[id].flags & KEEL_BE_F_VALID) validOwner_[id] = backends[id].service_id;
+}
+
+bool RingBatcher::holds(ServiceId id) const { return ringAt_.count(id) || heldServiceIds_.count(id); }
+
+Status RingBatcher::flush() {
+  if (!rings_.empty()) {
+    size_t published = 0;
+    const Status s = inner_.publishRings(rings_, &published);
+    published = std::min(published, rings_.size());
+    for (size_t i = 0; i < published; ++i) heldSlots_ -= rings_[i].second.size();
+    rings_.erase(rings_.begin(), rings_.begin() + static_cast<std::ptrdiff_t>(published));
+    ringAt_.clear();
+    for (size_t i = 0; i < rings_.size(); ++i) ringAt_[rings_[i].first] = i;
+    // The service writes wait for the rings they may name.
+    if (!s) return s;
+  }
+  size_t written = 0;
+  Status s = Status::ok();
+  for (; written < services_.size(); ++written) {
+    s = inner_.upsertService(services_[written].key, services_[written].value);
+    if (!s) break;
+    if (--heldServiceIds_[services_[written].value.id] == 0) heldServiceIds_.erase(services_[written].value.id);
+  }
+  services_.erase(services_.begin(), services_.begin() + static_cast<std::ptrdiff_t>(written));
+  return s;
+}
+
+Status RingBatcher::setNode(const keel_node_config& node) {
+  if (Status s = flush(); !s) return s;
+  return inner_.setNode(node);
+}
+
+Status RingBatcher::addVip(const keel_vip_key& vip) {
+  // Outside a batch, anything still held from a failed flush goes first.
+  if (depth_ == 0)
+    if (Status s = flush(); !s) return s;
+  return inner_.addVip(vip);
+}
+
+Status RingBatcher::removeVip(const keel_vip_key& vip) {
+  if (Status s = flush(); !s) return s;
+  return inner_.removeVip(vip);
+}
+
+Status RingBatcher::upsertBackend(BackendId id, const keel_backend& backend) {
+  if (id >= validOwner_.size()) return inner_.upsertBackend(id, backend);  // the plane's own error
+  const std::optional<ServiceId> owner = validOwner_[id];
+  const bool needsFlush = depth_ == 0 || holds(backend.service_id) ||
+                          (owner && (*owner == kUnknownOwner ? !rings_.empty() || !services_.empty()
+                                                             : holds(*owner)));
+  if (needsFlush)
+    if (Status s = flush(); !s) return s;
+  Status s = inner_.upsertBackend(id, backend);
+  validOwner_[id] = !s ? std::optional<ServiceId>(kUnknownOwner)
+                   : (backend.flags & KEEL_BE_F_VALID) ? std::optional<ServiceId>(backend.service_id)
+                                                       : std::nullopt;
+  return s;
+}
+
+Status RingBatcher::upsertService(const keel_service_key& key, const keel_service_value& value) {
+  if (depth_ == 0) {
+    if (Status s = flush(); !s) return s;
+    return inner_.upsertService(key, value);
+  }
+  auto same = std::find_if(services_.begin(), services_.end(), [&](const HeldService& h) {
+    return std::memcmp(&h.key, &key, sizeof key) == 0;
+  });
+  if (same != services_.end()) {
+    if (--heldServiceIds_[same->value.id] == 0) heldServiceIds_.erase(same->value.id);
+    same->value = value;
+  } else {
+    services_.push_back({key, value});
+  }
+  ++heldServiceIds_[value.id];
+  return Status::ok();
+}
+
+Status RingBatcher::removeService(const keel_service_key& key) {
+  if (Status s = flush(); !s) return s;
+  return inner_.removeService(key);
+}
+
+Status RingBatcher::publishRing(ServiceId id, const std::vector<uint32_t>& slots) {
+  // A held service write of this id goes before its ring, as it was called.
+  if (depth_ == 0 || heldServiceIds_.count(id))
+    if (Status s = flush(); !s) return s;
+  if (depth_ == 0) return inner_.publishRing(id, slots);
+  if (auto at = ringAt_.find(id); at != ringAt_.end()) {
+    heldSlots_ -= rings_[at->second].second.size();
+    rings_[at->second].second = slots;
+  } else {
+    ringAt_[id] = rings_.size();
+    rings_.emplace_back(id, slots);
+  }
+  heldSlots_ += slots.size();
+  if (heldSlots_ >= kMaxHeldSlots) return flush();
+  return Status::ok();
+}
+
+void RingBatcher::beginBatch() {
+  ++depth_;
+  inner_.beginBatch();
+}
+
+void RingBatcher::endBatch() {
+  if (depth_ > 0 && --depth_ == 0 && (!rings_.empty() || !services_.empty())) {
+    const size_t rings = rings_.size(), services = services_.size();
+    if (Status s = flush(); !s)
+      logError(LogRecord("dataplane_held_writes_failed")
+                   .add("rings", rings)
+                   .add("services", services)
+                   .add("error", s.message())
+                   .add("detail", "held until the next change or upkeep, which try again; a change that "
+                                  "needs them fails meanwhile"));
+  }
+  inner_.endBatch();
+}
+
+void RingBatcher::maintain() {
+  inner_.maintain();
+  if (depth_ == 0 && (!rings_.empty() || !services_.empty()))
+    if (Status s = flush(); !s)
+      logError(LogRecord("dataplane_held_writes_failed").add("error", s.message()));
+}
+
+Status RingBatcher::zeroCounters(CounterKind which, uint32_t id) {
+  if (Status s = flush(); !s) return s;
+  return inner_.resetCounters(which, id);
+}
+
+}  // namespace keel

@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0
+// A Dataplane in front of another whose ring publish is slow one by one and
+// cheap in a batch. On XDP each publishRing() is an update of the rings
+// array-of-maps, and the kernel makes every such update wait for a grace
+// period (synchronize_rcu, 10-13 ms on the test host), so a start of 1,000
+// services took 13 s with keeld's loop held; one batch update of many rings
+// waits once (Dataplane::publishRings).
+//
+// Inside beginBatch()/endBatch() it holds ring publishes and service writes
+// back and passes every other call through, once what that call could
+// depend on has been applied. The rules, per service id S (the ring of S,
+// the service entry whose value names S, and the backends S owns):
+//   - a ring publish of S is held; if a service write of S is held, both go
+//     out first, so a service's entry and ring reach the plane in the
+//     registry's order (held rings go before held service writes);
+//   - a service write is held (the ring it names, if held, goes out first);
+//   - a backend write goes out at once, after whatever is held of its old
+//     owner (if the slot is VALID now: an applied ring of that owner may
+//     name it) and of its new owner;
+//   - removeService, removeVip, setNode and counter resets first apply all
+//     that is held (they are rare, and an id they free may be reused);
+//   - addVip goes out at once (a VIP without its service is passed to the
+//     kernel, as before it was announced).
+// So each service sees its own calls in order, and calls of different
+// services touch different entries: every state the plane passes through
+// is, service by service, one the registry's order passes through. What is
+// held goes out at the outermost endBatch() in one publishRings() and then
+// the service writes, or earlier when a call needs it or when the held
+// rings reach kMaxHeldSlots.
+//
+// A held write that the plane refuses stays held: the next call that needs
+// it gets the error (and is not made), endBatch() logs it, and every later
+// call and maintain() try again. Outside a batch nothing is held.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dataplane/dataplane.h"
+
+namespace keel {
+
+class RingBatcher final : public Dataplane {
+ public:
+  // Held ring slots past which the held rings go out without waiting for
+  // the batch's end (32 MiB of slots: 128 rings of M = 65537).
+  static constexpr size_t kMaxHeldSlots = size_t{8} << 20;
+
+  // `backends`: what the plane holds now (ProgrammedState::backends of an
+  // adopted plane, indexed by BackendId), or empty for a fresh plane.
+  RingBatcher(Dataplane& inner, const std::vector<keel_backend>& backends);
+
+  std::string kind() const override { return inner_.kind(); }
+  DataplaneLimits limits() const override { return inner_.limits(); }
+
+  Status setNode(const keel_node_config& node) override;
+  Status addVip(const keel_vip_key& vip) override;
+  Status removeVip(const keel_vip_key& vip) override;
+  Status upsertBackend(BackendId id, const keel_backend& backend) override;
+  Status upsertService(const keel_service_key& key, const keel_service_value& value) override;
+  Status removeService(const keel_service_key& key) override;
+  Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override;
+  void beginBatch() override;
+  void endBatch() override;
+
+  std::optional<uint64_t> connTableEntries() override { return inner_.connTableEntries(); }
+  uint64_t connTableCapacity() const override { return inner_.connTableCapacity(); }
+  std::optional<ConnEntry> findConn(const keel_flow_key& key) override { return inner_.findConn(key); }
+  Status scanConns(const ConnVisitor& visit) override { return inner_.scanConns(visit); }
+  std::optional<uint32_t> portMtu() const override { return inner_.portMtu(); }
+  void maintain() override;
+  std::optional<DataplaneUpkeep> upkeep() const override { return inner_.upkeep(); }
+
+  // Rings and service writes held now (tests, and the batch's log record).
+  size_t heldRings() const { return rings_.size(); }
+  size_t heldServices() const { return services_.size(); }
+
+ protected:
+  Status zeroCounters(CounterKind which, uint32_t id) override;
+  DataplaneStats readCounters(uint32_t services, uint32_t backends) override {
+    return inner_.readStats(services, backends);
+  }
+
+ private:
+  struct HeldService {
+    keel_service_key key;
+    keel_service_value value;
+  };
+  bool holds(ServiceId id) const;
+  // Applies everything held: the rings in one publishRings(), then the
+  // service writes in their order. What failed stays held.
+  Status flush();
+  Status flushIfHeld(ServiceId id) { return holds(id) ? flush() : Status::ok(); }
+
+  // A slot whose last write failed: it may hold either value, so any held
+  // write may matter to it.
+  static constexpr uint32_t kUnknownOwner = UINT32_MAX;
+
+  Dataplane& inner_;
+  int depth_ = 0;
+  RingList rings_;                      // one per id, the last publish of it
+  std::map<ServiceId, size_t> ringAt_;  // id -> index in rings_
+  size_t heldSlots_ = 0;
+  std::vector<HeldService> services_;           // in call order, one per key
+  std::map<ServiceId, size_t> heldServiceIds_;  // id -> held writes naming it
+  // Each backend slot's owner while it is VALID (nullopt: not VALID, so no
+  // applied ring names it; kUnknownOwner: a failed write).
+  std::vector<std::optional<ServiceId>> validOwner_;
+};
+
+}  // namespace keel

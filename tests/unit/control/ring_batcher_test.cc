@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: Apache-2.0
+// RingBatcher (src/dataplane/ring_batcher.h) in front of the recording mock:
+// a batch's rings reach the plane in one publishRings(), and whatever order
+// the held writes go out in, no state the plane passes through sends a
+// packet where the registry's own order would not.
+#include "dataplane/ring_batcher.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "control/registry.h"
+#include "mock_dataplane.h"
+#include "registry_builders.h"
+
+namespace keel {
+namespace {
+
+using test::config;
+using test::ip;
+using test::MockDataplane;
+using test::real;
+using test::service;
+
+constexpr DataplaneLimits kLimits{16, 64, 1000};
+
+size_t countPrefix(const std::vector<std::string>& calls, const std::string& prefix) {
+  return static_cast<size_t>(std::count_if(calls.begin(), calls.end(), [&](const std::string& c) {
+    return c.rfind(prefix, 0) == 0;
+  }));
+}
+
+// What packets could meet in this state, as a list of faults: a service
+// packets can look up whose ring names a slot that is not a VALID backend
+// of that service (dropped, or sent to another service's real), or, under
+// l2dsr, a backend without a MAC (sent to 00:00:00:00:00:00).
+std::vector<std::string> faults(const MockDataplane& dp) {
+  std::vector<std::string> out;
+  for (const auto& [key, value] : dp.services) {
+    auto ring = dp.rings.find(value.id);
+    if (ring == dp.rings.end()) {
+      out.push_back(key + ": no ring");
+      continue;
+    }
+    for (BackendId b : ring->second) {
+      auto be = dp.backends.find(b);
+      if (be == dp.backends.end() || !(be->second.flags & KEEL_BE_F_VALID) || be->second.service_id != value.id) {
+        out.push_back(key + ": ring names backend " + std::to_string(b) + ", not a VALID one of service " +
+                      std::to_string(value.id));
+        break;
+      }
+      static constexpr std::array<uint8_t, 6> kZero{};
+      if ((value.flags & KEEL_SVC_F_FWD_L2DSR) && std::equal(kZero.begin(), kZero.end(), be->second.mac)) {
+        out.push_back(key + ": l2dsr to backend " + std::to_string(b) + " without a MAC");
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+// Each service's key, flags and ring as backend addresses: equal for two
+// planes that forward alike.
+std::map<std::string, std::string> forwarding(const MockDataplane& dp) {
+  std::map<std::string, std::string> out;
+  for (const auto& [key, value] : dp.services) {
+    std::string ring = std::to_string(value.flags) + ":";
+    for (const auto& t : dp.ringTargets(value.id)) ring += " " + (t ? t->toString() : "-");
+    out[key] = ring;
+  }
+  return out;
+}
+
+ServiceConfig dsr(ServiceConfig s) {
+  s.forwarding = Forwarding::kL2dsr;
+  for (size_t i = 0; i < s.reals.size(); ++i)
+    s.reals[i].mac = MacAddress({2, 0, 0, 0, static_cast<uint8_t>(s.port), static_cast<uint8_t>(i + 1)});
+  return s;
+}
+
+// Configs that add, change, remove and re-add services (ids and backend
+// ids reused by other services), and change forwarding both ways.
+std::vector<Config> steps() {
+  auto web = [](std::vector<RealConfig> r) { return service("web", "192.0.2.10", 80, std::move(r)); };
+  auto dns = [](std::vector<RealConfig> r) { return service("dns", "192.0.2.53", 53, std::move(r)); };
+  auto app = [](std::vector<RealConfig> r) { return service("app", "192.0.2.20", 443, std::move(r)); };
+  return {
+      config({web({real("10.0.1.1"), real("10.0.1.2"), real("10.0.1.3")}), dns({real("10.0.2.1"), real("10.0.2.2")})}),
+      config({web({real("10.0.1.1", 50), real("10.0.1.3"), real("10.0.1.4")}), dns({real("10.0.2.2")}),
+              app({real("10.0.3.1"), real("10.0.3.2")})}),
+      config({dsr(web({real("10.0.1.1"), real("10.0.1.3")})), app({real("10.0.3.1"), real("10.0.3.3")})}),
+      config({web({real("10.0.1.3"), real("10.0.1.5")}), dns({real("10.0.2.1"), real("10.0.2.3")}),
+              dsr(app({real("10.0.3.1"), real("10.0.3.3"), real("10.0.3.4")}))}),
+      config({dns({real("10.0.2.3")}), service("new", "192.0.2.30", 80, {real("10.0.4.1"), real("10.0.4.2")})}),
+      config({}),
+      config({web({real("10.0.1.1"), real("10.0.1.2")}), dsr(app({real("10.0.3.1")}))}),
+  };
+}
+
+// Every real of the running config down, then up, in one setRealsHealth
+// each (a switch failure and its repair).
+void healthRoundTrip(Registry& reg, const Config& c, std::vector<std::string>* errors) {
+  for (const bool healthy : {false, true}) {
+    std::vector<Registry::HealthVerdict> verdicts;
+    for (const ServiceConfig& s : c.services)
+      for (const RealConfig& r : s.reals) verdicts.push_back({s.name, r.address, healthy});
+    for (const Status& s : reg.setRealsHealth(verdicts))
+      if (!s) errors->push_back(s.message());
+  }
+}
+
+TEST(RingBatcher, AStartPublishesEveryRingInOneCall) {
+  MockDataplane dp(kLimits);
+  RingBatcher batcher(dp, {});
+  Registry reg(batcher);
+  ASSERT_TRUE(reg.apply(steps()[1]).isOk());
+  EXPECT_EQ(countPrefix(dp.calls, "publishRing "), 0u);
+  EXPECT_EQ(countPrefix(dp.calls, "publishRings "), 1u);
+  // The rings before the services that name them, the backends before both.
+  const auto at = [&](const std::string& prefix) {
+    return std::find_if(dp.calls.begin(), dp.calls.end(), [&](const std::string& c) { return c.rfind(prefix, 0) == 0; });
+  };
+  EXPECT_EQ(*at("publishRings "), "publishRings 0,1,2");
+  EXPECT_LT(at("publishRings "), at("upsertService "));
+  EXPECT_LT(at("upsertBackend "), at("publishRings "));
+  EXPECT_EQ(batcher.heldRings(), 0u);
+  EXPECT_EQ(batcher.heldServices(), 0u);
+
+  MockDataplane plain(kLimits);
+  Registry direct(plain);
+  ASSERT_TRUE(direct.apply(steps()[1]).isOk());
+  EXPECT_EQ(forwarding(dp), forwarding(plain));
+  EXPECT_EQ(dp.services.size(), 3u);
+}
+
+// Health verdicts of several services in one call: their rings go out
+// together, going down (Registry::setRealsHealth invalidates the reals
+// that left a ring only once every service's ring is written) and up.
+TEST(RingBatcher, VerdictsAcrossServicesShareOnePublish) {
+  MockDataplane dp(kLimits);
+  RingBatcher batcher(dp, {});
+  Registry reg(batcher);
+  const Config running =
+      config({service("web", "192.0.2.10", 80, {real("10.0.1.1"), real("10.0.1.2"), real("10.0.1.3")}),
+              service("dns", "192.0.2.53", 53, {real("10.0.2.1"), real("10.0.2.2")}),
+              service("app", "192.0.2.20", 443, {real("10.0.3.1"), real("10.0.3.2")})});
+  ASSERT_TRUE(reg.apply(running).isOk());
+  std::vector<Registry::HealthVerdict> down, up;
+  for (const ServiceConfig& s : running.services) {
+    down.push_back({s.name, s.reals[0].address, false});
+    up.push_back({s.name, s.reals[0].address, true});
+  }
+  dp.calls.clear();
+  for (const Status& s : reg.setRealsHealth(down)) ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(countPrefix(dp.calls, "publishRing "), 0u);
+  EXPECT_EQ(countPrefix(dp.calls, "publishRings "), 1u);
+  EXPECT_EQ(dp.calls.front(), "publishRings 2,1,0");  // services by name: app 2, dns 1, web 0
+  EXPECT_EQ(countPrefix(dp.calls, "upsertBackend "), 3u);  // after it
+  dp.calls.clear();
+  for (const Status& s : reg.setRealsHealth(up)) ASSERT_TRUE(s.isOk()) << s.message();
+  EXPECT_EQ(countPrefix(dp.calls, "publishRing "), 0u);
+  EXPECT_EQ(countPrefix(dp.calls, "publishRings "), 1u);
+  EXPECT_EQ(dp.calls.back(), "publishRings 2,1,0");
+}
+
+// The property: through every step (applies, removals that free ids reused
+// by the next step, forwarding changes both ways, every real down and up),
+// after every single change the plane makes, no service packets can reach
+// sends them to a slot that is not its own VALID backend, or l2dsr without
+// a MAC; and after each step the plane forwards exactly as one driven
+// without the batcher. The same walk without the batcher is the control:
+// the registry's own order must pass it too.
+TEST(RingBatcher, NoStateThePlanePassesThroughMisroutes) {
+  for (const bool batched : {false, true}) {
+    MockDataplane dp(kLimits);
+    RingBatcher batcher(dp, {});
+    Registry reg(batched ? static_cast<Dataplane&>(batcher) : dp);
+    MockDataplane plain(kLimits);
+    Registry direct(plain);
+    std::vector<std::string> seen;
+    dp.afterEach = [&] {
+      for (std::string& f : faults(dp)) seen.push_back(dp.calls.back() + ": " + f);
+    };
+    std::vector<std::string> errors;
+    int step = 0;
+    for (const Config& c : steps()) {
+      ++step;
+      ASSERT_TRUE(reg.apply(c).isOk()) << "step " << step;
+      ASSERT_TRUE(direct.apply(c).isOk());
+      EXPECT_EQ(forwarding(dp), forwarding(plain)) << "step " << step;
+      healthRoundTrip(reg, c, &errors);
+      healthRoundTrip(direct, c, &errors);
+      EXPECT_EQ(forwarding(dp), forwarding(plain)) << "step " << step << ", after down and up";
+    }
+    EXPECT_TRUE(errors.empty()) << errors.front();
+    EXPECT_TRUE(seen.empty()) << (batched ? "batched: " : "direct: ") << seen.size() << " faults, first: "
+                              << seen.front();
+    if (batched) {
+      EXPECT_EQ(countPrefix(dp.calls, "publishRing "), 0u);  // every ring went out in a batch
+      EXPECT_GT(countPrefix(dp.calls, "publishRings "), 0u);
+    }
+  }
+}
+
+// A backend write waits only for what is held of its own service (old
+// owner or new): another service's held ring stays held.
+TEST(RingBatcher, ABackendWriteWaitsForItsOwnServiceOnly) {
+  MockDataplane dp(kLimits);
+  RingBatcher batcher(dp, {});
+  keel_backend b0{};
+  b0.service_id = 0;
+  b0.flags = KEEL_BE_F_VALID;
+  b0.family = KEEL_AF_INET;
+  keel_backend b1 = b0;
+  b1.service_id = 1;
+  DataplaneBatch batch(batcher);
+  ASSERT_TRUE(batcher.upsertBackend(0, b0).isOk());
+  ASSERT_TRUE(batcher.upsertBackend(1, b1).isOk());
+  ASSERT_TRUE(batcher.publishRing(0, {0, 0}).isOk());
+  ASSERT_TRUE(batcher.publishRing(1, {1, 1}).isOk());
+  EXPECT_EQ(batcher.heldRings(), 2u);
+  // Service 1's backend 1 invalidated: ring 1 (which names it) goes first,
+  // with ring 0 in the same publish.
+  keel_backend gone = b1;
+  gone.flags = 0;
+  ASSERT_TRUE(batcher.upsertBackend(1, gone).isOk());
+  EXPECT_EQ(batcher.heldRings(), 0u);
+  ASSERT_GE(dp.calls.size(), 2u);
+  EXPECT_EQ(dp.calls[dp.calls.size() - 2], "publishRings 0,1");
+  // Now a ring of service 0 held, and a write of a backend owned by
+  // neither held service: it goes out at once, the ring stays held.
+  ASSERT_TRUE(batcher.publishRing(0, {0}).isOk());
+  keel_backend b2 = b1;
+  b2.service_id = 2;
+  ASSERT_TRUE(batcher.upsertBackend(2, b2).isOk());
+  EXPECT_EQ(batcher.heldRings(), 1u);
+  EXPECT_EQ(dp.calls.back(), "upsertBackend 2 0.0.0.0 gen=0 valid");
+}
+
+// A held publish the plane refuses stays held: endBatch logs it, the next
+// call that needs it retries, and once it goes out the plane is whole.
+TEST(RingBatcher, ARefusedPublishStaysHeldUntilItGoesOut) {
+  MockDataplane dp(kLimits);
+  RingBatcher batcher(dp, {});
+  Registry reg(batcher);
+  ASSERT_TRUE(reg.apply(steps()[0]).isOk());
+  // The change's publishRings is its first failing call: the weight change
+  // makes no other write before it.
+  Config weights = steps()[0];
+  weights.services[0].reals[0].weight = 10;
+  weights.services[1].reals[0].weight = 10;
+  dp.failAfter = 1;
+  dp.calls.clear();
+  ASSERT_TRUE(reg.apply(weights).isOk());  // the batch's end failed, logged
+  EXPECT_EQ(dp.calls, (std::vector<std::string>{"publishRings 0,1"}));
+  EXPECT_EQ(batcher.heldRings(), 2u);
+  // Upkeep tries again.
+  batcher.maintain();
+  EXPECT_EQ(batcher.heldRings(), 0u);
+  MockDataplane plain(kLimits);
+  Registry direct(plain);
+  ASSERT_TRUE(direct.apply(steps()[0]).isOk());
+  ASSERT_TRUE(direct.apply(weights).isOk());
+  EXPECT_EQ(forwarding(dp), forwarding(plain));
+
+  // Refused again, and then a change that needs the held ring (a real of
+  // web removed: its backend is invalidated once the ring without it is
+  // out) fails with the refusal, and no write past it lands first.
+  Config fewer = weights;
+  fewer.services[1].reals[0].weight = 20;
+  dp.failAfter = 1;
+  ASSERT_TRUE(reg.apply(fewer).isOk());
+  EXPECT_EQ(batcher.heldRings(), 1u);
+  dp.failAfter = 1;
+  dp.calls.clear();
+  Config removed = fewer;
+  removed.services[0].reals.erase(removed.services[0].reals.begin());
+  dp.afterEach = [&] { EXPECT_TRUE(faults(dp).empty()) << dp.calls.back() << ": " << faults(dp).front(); };
+  EXPECT_FALSE(reg.apply(removed).isOk());
+  EXPECT_EQ(dp.calls.front(), "publishRings 1,0");
+  EXPECT_EQ(countPrefix(dp.calls, "upsertBackend "), 0u);  // the invalidation waited, then was not made
+  // keeld applies the running config again: the plane converges to it.
+  ASSERT_TRUE(reg.apply(fewer).isOk());
+  ASSERT_TRUE(direct.apply(fewer).isOk());
+  EXPECT_EQ(forwarding(dp), forwarding(plain));
+  EXPECT_EQ(batcher.heldRings(), 0u);
+}
+
+}  // namespace
+}  // namespace keel

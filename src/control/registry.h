@@ -384,7 +384,13 @@ class Registry {
     ServiceConfig config;  // as last applied (reals in config order)
     ServiceId id = 0;
     std::map<IpAddress, RealState> reals;
-    std::vector<uint32_t> ring;  // as last published (backend ids), for lookups
+    // The ring as last published, kept as what built it, not as its M
+    // slots (256 KiB a service at M = 65,537, most of keeld's memory):
+    // Maglev is deterministic, so buildMaglevTable(publishedReals,
+    // publishedM) gives the slots again (ringSlotReal). publishedM 0: no
+    // ring (empty: no usable real).
+    std::vector<MaglevReal> publishedReals;
+    uint32_t publishedM = 0;
     // The next apply rewrites it all (every backend, the ring, the service
     // entry): it was taken over by adopt(), or a failed apply left its
     // data-plane state unsure.

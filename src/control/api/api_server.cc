@@ -177,6 +177,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
       budget.spend(LoopBudget::Clock::now() - began);
       return send(std::move(reply), false, out.shutdownDetach);
     }
+    // Every line of a client that has shut its sending side is answered:
+    // closed, not read again. A read after the EOF need not end: Asio
+    // marks a socket whose read gave 0 bytes as drained, and waits for the
+    // next readiness edge from epoll, which a peer that has shut down
+    // never sends (the connection was held to the idle timeout).
+    if (inputEnded_) return close();
     read();
   }
 
@@ -197,17 +203,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     socket_.async_read_some(asio::buffer(readBuf_), [self](const error_code& ec, size_t n) {
       if (self->closed_) return;
       self->waiting_ = false;
-      if (ec == asio::error::eof && self->inbuf_.find_first_not_of(" \t\r\n") != std::string::npos &&
-          self->inbuf_.find('\n', self->scanned_) == std::string::npos) {
-        // The client's last line ends at its end of input, not a newline
-        // (`printf '{...}' | socat - UNIX-CONNECT:...`): answered like any
+      if (ec == asio::error::eof) {
+        // The client shut its sending side (`printf '{...}' | socat -
+        // UNIX-CONNECT:...`, or it closed): what it sent is answered, then
+        // the connection closes (process(), inputEnded_). Its last line may
+        // end at its end of input rather than a newline: answered like any
         // line (a JSON object delimits itself, so a cut-off one is no
-        // request), then the next read's EOF closes.
-        self->inbuf_ += '\n';
-        self->account();
+        // request).
+        self->inputEnded_ = true;
+        if (self->inbuf_.find_first_not_of(" \t\r\n") != std::string::npos) {
+          self->inbuf_ += '\n';
+          self->account();
+        }
         return self->process();
       }
-      if (ec) return self->close();  // EOF, reset, or cancelled by stop()
+      if (ec) return self->close();  // reset, or cancelled by stop()
       self->inbuf_.append(self->readBuf_.data(), n);
       self->account();
       // Request bytes over the bound with no whole line to answer (one
@@ -434,6 +444,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string outbuf_;
   bool closed_ = false;
   bool waiting_ = false;  // a read is pending
+  bool inputEnded_ = false;  // a read gave EOF: the client sends nothing more (read())
   ucred peer_{};          // the client (SO_PEERCRED, at connect); -1 if unknown
   std::chrono::steady_clock::time_point waitingSince_ = std::chrono::steady_clock::now();  // connect, or last answer
 };

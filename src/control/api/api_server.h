@@ -29,7 +29,8 @@
 //    many half-sent lines cannot take a line's limit each (waiting would
 //    not help: a line that is not whole cannot be run to make room).
 //  - Timers close a client that is idle too long, that takes too long to
-//    finish a request line, or that does not read its response.
+//    finish a request line, or that does not read its response. A client
+//    that shuts its sending side has what it sent answered, then is closed.
 //  - Writes use MSG_NOSIGNAL (Asio does on Linux): a client that vanishes
 //    mid-reply costs an EPIPE, not a SIGPIPE.
 //  - Every handler runs on the io_context thread; no locks.

@@ -2,6 +2,7 @@
 #include "control/api/api_server.h"
 
 #include <grp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,6 +32,26 @@ using Stream = asio::local::stream_protocol;
 using boost::system::error_code;
 
 class Connection;
+
+namespace {
+
+// Whether a request line names a method that changes keeld
+// (Dispatcher::changes). Only asked for the line of a client that has gone
+// (Connection::runsWithoutItsClient), so the line is parsed twice only then.
+// A line that names none is answered with an error, which changes nothing.
+bool namesAChange(std::string_view line) {
+  if (jsonNestedTooDeep(line)) return false;
+  try {
+    const nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!request.is_object()) return false;
+    const auto method = request.find("method");
+    return method != request.end() && method->is_string() && Dispatcher::changes(method->get<std::string>());
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+}  // namespace
 
 struct ApiServer::State {
   State(asio::io_context& io, ControlBackend& b, ApiServerOptions o)
@@ -124,6 +145,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   // Frames as many complete lines as the buffer holds, one at a time.
   void process() {
+    stopWatching();
     if (closed_ || !state_->running) return close();
     const size_t limit = state_->options.maxLineBytes;
     for (;;) {
@@ -142,6 +164,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
         consume(nl + 1);
         continue;
       }
+      // A client that has gone reads no answer: its requests are not run
+      // (clientGone(), runsWithoutItsClient()). Asked before each one, as a
+      // client may pipeline many and leave, and its requests wait their
+      // turn (below) or are run one by one, as their answers are written;
+      // each write into a closed connection fails, but only after its
+      // request has run. Requests that wait are watched (watchClient()).
+      if (clientGone() && !runsWithoutItsClient(line)) return close();
       // daemon.shutdown was answered (on any connection): keeld is stopping,
       // and a request after it (pipelined behind it, say) must not run
       // unseen by the stop. busy: nothing ran; the next keeld takes it.
@@ -300,11 +329,71 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // more is read, until scheduleResume() gives this connection its turn. As
   // for later(), no client timer runs meanwhile: the wait is for other
   // clients to read their replies, each of which is closed if it has not
-  // read its reply within ioTimeout, so the wait ends.
+  // read its reply within ioTimeout, so the wait ends. A client that goes
+  // meanwhile is seen at once (watchClient()).
   void waitForRoom() {
     timer_.expires_at(asio::steady_timer::time_point::max());
     state_->waitingForRoom.push_back(weak_from_this());
+    watchClient();
     scheduleResume(state_);  // room already: the connections ahead of this one have their turn queued
+  }
+
+  // Whether the client has gone: it closed its end or reset it, so it will
+  // neither send nor read another byte (POLLHUP: both directions shut;
+  // POLLERR: reset). One that only shut its sending side (printf | socat)
+  // has not: it reads its answers. Level-triggered, and seen while
+  // requests it sent are still unread.
+  bool clientGone() {
+    pollfd p{socket_.native_handle(), 0, 0};  // POLLHUP and POLLERR are reported unasked
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0;
+  }
+
+  // Whether `line`, the next request of a client that has gone, is run
+  // all the same: on the main socket, one that changes keeld. Its client
+  // sent it whole and sees its effect, not its answer (`socat -u` sends a
+  // request and closes), and it was run before keeld looked for a client's
+  // end; its answer's write fails, which closes the connection, so nothing
+  // after it runs. The read-only socket runs no change (forbidden), so it
+  // drops everything of a gone client.
+  bool runsWithoutItsClient(std::string_view line) const {
+    return !state_->options.readOnly && namesAChange(line);
+  }
+
+  // While a request waits (waitForRoom, waitForBudget) nothing is read, so
+  // a client that leaves would be seen only when its request ran and its
+  // answer's write failed: a read-only client that sent many queries and
+  // left had each of its connections run one when the loop's share came
+  // round, ahead of everyone else, and a query from another client waited
+  // up to 100 s behind them (security review M1). The socket's error
+  // condition is waited for instead: Linux reports EPOLLHUP when the
+  // client has closed (or shut both directions) and EPOLLERR on a reset,
+  // and more requests arriving do not wake it. Then the connection is
+  // closed, releasing its bytes and its place, unless its waiting request
+  // runs without its client. process() stops the wait (the connection
+  // reads or writes again); nothing else is pending on the socket then, so
+  // cancel() ends only the wait: left pending, it would fire, stale, when
+  // the client leaves, and while it is queued Asio tries no read at once
+  // but hands each to epoll. The wait is armed only after process() found
+  // the client there: an end that comes in between is reported to the wait
+  // (Asio re-registers the socket with epoll as it queues the wait, and
+  // epoll then reports what is pending).
+  void watchClient() {
+    if (watching_) return;
+    watching_ = true;
+    auto self = shared_from_this();
+    socket_.async_wait(Stream::socket::wait_error, [self, watch = ++watchCount_](const error_code& ec) {
+      if (ec || self->closed_ || watch != self->watchCount_ || !self->watching_) return;
+      self->watching_ = false;
+      if (!self->clientGone()) return self->watchClient();  // not expected: the client is there
+      const std::string_view waiting(self->inbuf_.data(), std::min(self->inbuf_.find('\n'), self->inbuf_.size()));
+      if (!self->runsWithoutItsClient(waiting)) self->close();
+    });
+  }
+  void stopWatching() {
+    if (!std::exchange(watching_, false)) return;
+    ++watchCount_;  // a wait that has ended but whose handler has not run is stale now
+    error_code ignored;
+    socket_.cancel(ignored);
   }
 
   // Runs the waiting connections' requests, first come first, while there
@@ -351,10 +440,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Over the read-only socket's share of the loop: the line stays in the
   // buffer, nothing more is read, and process() runs again once the share
   // holds time. As for later(), no client timer runs meanwhile: the wait is
-  // keeld's (a client that leaves meanwhile is seen when the answer's write
-  // fails).
+  // keeld's. A client that goes meanwhile is seen at once (watchClient()).
   void waitForBudget(std::chrono::nanoseconds wait) {
     timer_.expires_at(asio::steady_timer::time_point::max());
+    watchClient();
     budgetTimer_.expires_after(wait);
     auto self = shared_from_this();
     budgetTimer_.async_wait([self](const error_code& ec) {
@@ -445,6 +534,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   bool waiting_ = false;  // a read is pending
   bool inputEnded_ = false;  // a read gave EOF: the client sends nothing more (read())
+  bool watching_ = false;    // a wait for the client's end is pending (watchClient())
+  uint64_t watchCount_ = 0;  // the current wait's number: a stale one's handler does nothing
   ucred peer_{};          // the client (SO_PEERCRED, at connect); -1 if unknown
   std::chrono::steady_clock::time_point waitingSince_ = std::chrono::steady_clock::now();  // connect, or last answer
 };

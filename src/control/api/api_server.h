@@ -31,6 +31,11 @@
 //  - Timers close a client that is idle too long, that takes too long to
 //    finish a request line, or that does not read its response. A client
 //    that shuts its sending side has what it sent answered, then is closed.
+//  - A client that has gone (closed or reset its end) has no more of its
+//    requests run (on the main socket, a change next in line still is):
+//    looked for before each request, and waited for while one waits for
+//    room or for the read-only share of the loop, so its connection is
+//    closed then and its requests hold up no one's.
 //  - Writes use MSG_NOSIGNAL (Asio does on Linux): a client that vanishes
 //    mid-reply costs an EPIPE, not a SIGPIPE.
 //  - Every handler runs on the io_context thread; no locks.

@@ -683,8 +683,11 @@ TEST_F(ServerTest, AReplyLargerThanTheBoundIsWrittenWhole) {
 }
 
 // A request waiting for room runs once the client that holds it goes away
-// without reading: its write fails and its reply's bytes are released. No
-// timer is involved: the loop runs only what the clients' acts make ready.
+// without reading: its write fails and its reply's bytes are released. The
+// request its client sent while it waited, left unread meanwhile, is read
+// and answered after it (the wait for the client's end, watchClient(), must
+// not hold up that read). No timer is involved: the loop runs only what the
+// clients' acts make ready.
 TEST_F(ServerTest, ARequestWaitingForRoomRunsOnceTheClientHoldingItLeaves) {
   const size_t reply = makeRepliesLarge();
   options_.maxBufferedBytes = reply / 4;
@@ -700,16 +703,74 @@ TEST_F(ServerTest, ARequestWaitingForRoomRunsOnceTheClientHoldingItLeaves) {
   settle();
   EXPECT_EQ(fake_.statusCalls, 0) << "ran with no room for its reply";
   EXPECT_EQ(server_->bufferedBytes(), status.size()) << "its line was not read and held";
+  ASSERT_TRUE(waiter.send(R"({"id":3,"method":"daemon.status"})" "\n"));
+  settle();
+  EXPECT_EQ(server_->bufferedBytes(), status.size()) << "read while it waited";
   holder.close();
-  ASSERT_TRUE(pollUntil([&] {
-    pollfd p{waiter.fd(), POLLIN, 0};
-    return ::poll(&p, 1, 0) > 0;
-  }));
+  ASSERT_TRUE(pollUntil([&] { return fake_.statusCalls == 2; }));
   EXPECT_EQ(json::parse(waiter.readLine().value_or("null"))["id"], 2);
-  EXPECT_EQ(fake_.statusCalls, 1);
+  EXPECT_EQ(json::parse(waiter.readLine().value_or("null"))["id"], 3);
   settle();
   EXPECT_EQ(server_->replyBytes(), 0u);
   EXPECT_EQ(server_->connectionCount(), 1u);
+}
+
+// A client that leaves while its request waits for room is seen at once:
+// its connection is closed, its bytes released, and its query never runs
+// (security review M1: waiting, the connection read nothing, so the client's
+// end was seen only once the query had run and its answer's write failed).
+// A change on the main socket still runs once room comes: it was sent whole
+// (`socat -u` sends one and closes), as before. The loop runs on this thread
+// (settle()): no timer is involved.
+TEST_F(ServerTest, AClientThatLeavesWhileItsRequestWaitsForRoomIsClosedAndItsQueryNotRun) {
+  const size_t reply = makeRepliesLarge();
+  options_.maxBufferedBytes = reply / 4;
+  server_ = std::make_unique<ApiServer>(io_, fake_, options_);
+  ASSERT_TRUE(server_->start().isOk());  // no startServer(): this thread runs the loop
+  RawClient holder(options_.socketPath);
+  ASSERT_TRUE(holder.send(R"({"id":100,"method":"service.list"})" "\n"));
+  settle();
+  ASSERT_EQ(server_->replyBytes(), reply);
+  RawClient query(options_.socketPath), change(options_.socketPath);
+  const std::string status = R"({"id":2,"method":"daemon.status"})" "\n";
+  const std::string drain = R"({"id":3,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})" "\n";
+  ASSERT_TRUE(query.send(status + status));
+  ASSERT_TRUE(change.send(drain));
+  settle();
+  ASSERT_EQ(server_->connectionCount(), 3u);
+  ASSERT_EQ(server_->bufferedBytes(), 2 * status.size() + drain.size()) << "both wait for room";
+  query.close();
+  change.close();
+  settle();
+  EXPECT_EQ(server_->connectionCount(), 2u) << "the query's connection was not closed while it waited";
+  EXPECT_EQ(server_->bufferedBytes(), drain.size());
+  holder.close();  // room: the change runs, into a closed connection
+  ASSERT_TRUE(pollUntil([&] { return server_->connectionCount() == 0; }));
+  EXPECT_EQ(fake_.statusCalls, 0) << "a query of a client that had left was run";
+  EXPECT_EQ(fake_.mutations, std::vector<std::string>{"drain web 10.0.0.5"});
+  EXPECT_EQ(server_->bufferedBytes(), 0u);
+  EXPECT_EQ(server_->replyBytes(), 0u);
+}
+
+// A client that sends requests and closes before keeld has run them has
+// none of its queries run: keeld looks before each request, so they are not
+// run one by one as their answers' writes fail. The next request, if a
+// change (main socket), is still run, and nothing after it.
+TEST_F(ServerTest, RequestsOfAClientThatClosedAreNotRunButItsNextChange) {
+  server_ = std::make_unique<ApiServer>(io_, fake_, options_);
+  ASSERT_TRUE(server_->start().isOk());  // no startServer(): this thread runs the loop
+  const std::string status = R"({"id":1,"method":"daemon.status"})" "\n";
+  const std::string drain = R"({"id":2,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})" "\n";
+  const std::string undrain = R"({"id":3,"method":"real.undrain","params":{"service":"web","address":"10.0.0.5"}})" "\n";
+  for (const std::string& sent : {status + status + drain, drain + status + undrain}) {
+    RawClient c(options_.socketPath);
+    ASSERT_TRUE(c.send(sent));
+    c.close();  // before the server has accepted it
+  }
+  settle();
+  EXPECT_EQ(server_->connectionCount(), 0u);
+  EXPECT_EQ(fake_.statusCalls, 0) << "a query of a client that had closed was run";
+  EXPECT_EQ(fake_.mutations, std::vector<std::string>{"drain web 10.0.0.5"});
 }
 
 // While a reply holds the bound, a request that comes in pieces is not
@@ -881,6 +942,50 @@ TEST_F(ServerTest, ReadOnlyQueriesRunWithinTheirShareOfTheLoop) {
   ASSERT_TRUE(eventually([&] { return server_->bufferedBytes() == third.size() + fourth.size(); }))
       << server_->bufferedBytes();
   EXPECT_TRUE(onLoop([&] { return fake_.statusCalls == 2; })) << "a held request ran";
+}
+
+// Read-only clients that send queries past the share of the loop and leave
+// are seen at once: their waiting queries are not run, and another client's
+// query is answered without running them first (security review M1: each
+// such connection ran one when the share came round, as its client's end
+// was seen only when the answer's write failed; a query from another client
+// waited up to 100 s behind them). One leaves with answers unread (a reset),
+// one with none (a close). The loop runs on this thread: once it has
+// nothing left to do, what did not happen could not, whatever the box's
+// speed. Each status takes 40 ms of a share of 50 ms that refills at 20 ms
+// a second: the share holds time again after 1.5 s.
+TEST_F(ServerTest, ReadOnlyQueriesOfClientsThatLeftAreNotRun) {
+  options_.readOnly = true;
+  options_.readOnlyLoopPerSecond = std::chrono::milliseconds(20);
+  options_.readOnlyLoopBurst = std::chrono::milliseconds(50);
+  fake_.statusTakes = std::chrono::milliseconds(40);
+  server_ = std::make_unique<ApiServer>(io_, fake_, options_);
+  ASSERT_TRUE(server_->start().isOk());  // no startServer(): this thread runs the loop
+  const std::string status = R"({"id":1,"method":"daemon.status"})" "\n";
+  RawClient reset(options_.socketPath);
+  ASSERT_TRUE(reset.send(status + status + status + status));
+  settle();
+  ASSERT_EQ(fake_.statusCalls, 2) << "10 ms left after the first: the second runs, the third waits";
+  RawClient closed(options_.socketPath);
+  ASSERT_TRUE(closed.send(status));
+  settle();
+  ASSERT_EQ(server_->bufferedBytes(), 3 * status.size()) << "two of one and one of the other wait";
+  reset.close();  // its two answers unread
+  closed.close();
+  settle();
+  EXPECT_EQ(server_->connectionCount(), 0u) << "a connection waiting for the share was not closed";
+  EXPECT_EQ(server_->bufferedBytes(), 0u);
+
+  RawClient other(options_.socketPath);
+  ASSERT_TRUE(other.send(R"({"id":7,"method":"daemon.status"})" "\n"));
+  // Once it is answered and it is the only connection left, every
+  // connection that waited has been closed or has run its query.
+  ASSERT_TRUE(pollUntil([&] {
+    pollfd p{other.fd(), POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0 && server_->connectionCount() == 1;
+  }));
+  EXPECT_EQ(json::parse(other.readLine().value_or("null"))["id"], 7);
+  EXPECT_EQ(fake_.statusCalls, 3) << "queries of clients that had left were run";
 }
 
 TEST_F(ServerTest, TheMainSocketHasNoShareOfTheLoop) {

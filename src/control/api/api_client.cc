@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/api/api_client.h"
 
+#include "control/api/dispatcher.h"  // jsonNestedTooDeep
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -156,6 +158,14 @@ Status ApiClient::call(const std::string& method, const json& params, json& resp
     close();
     return s;
   }
+  // Nested deeper than keeld nests any reply: refused before it is
+  // parsed, with the bound keeld puts on what it reads (kMaxJsonDepth). The
+  // socket may be anyone's (keelctl --socket), and copying, dumping or
+  // comparing such a value recurses once a level: 200,000 levels overflowed
+  // keelctl's stack (security review L2).
+  if (jsonNestedTooDeep(line))
+    return Status::error("malformed response from " + path_ + ": JSON nested deeper than " +
+                         std::to_string(kMaxJsonDepth) + " levels");
   response = json::parse(line, nullptr, false);
   if (response.is_discarded() || !response.is_object() || !response.contains("ok"))
     return Status::error("malformed response from " + path_);

@@ -32,7 +32,10 @@ class ApiClient {
 
   // Sends {"id", "method", "params"} and reads the matching response into
   // `response` (the whole {"id","ok",...} object). A transport failure is a
-  // Status error; a daemon error is a response with ok=false.
+  // Status error, and so is a response that is no such object, answers
+  // another request or nests deeper than api::kMaxJsonDepth (refused
+  // unparsed); a daemon error is a response with ok=false. What the
+  // object holds is the caller's to check.
   Status call(const std::string& method, const nlohmann::json& params, nlohmann::json& response);
   // Whether the last call() got its request out before it failed: then
   // keeld may have applied it, or still will (no answer in time, or the

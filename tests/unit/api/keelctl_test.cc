@@ -101,6 +101,37 @@ class KeelctlTest : public testing::ServerFixture {
     return r;
   }
 
+  // keelctl ARGS against a peer that is no keeld (the socket is the
+  // caller's to name: security review L2): every request line on every
+  // connection is answered with `reply`, a whole response line, as sent.
+  CliRun keelctlAnswered(const std::string& reply, const std::vector<std::string>& args) {
+    const std::string path = dir_ + "/peer.sock";
+    ::unlink(path.c_str());
+    const int lfd = listenUnix(path);
+    if (lfd < 0) return CliRun{};
+    std::thread peer([&] {
+      for (int c; (c = ::accept(lfd, nullptr, nullptr)) >= 0; ::close(c)) {
+        char buf[4096];
+        for (ssize_t n; (n = ::read(c, buf, sizeof buf)) > 0;)
+          for (ssize_t i = 0; i < n; ++i)
+            if (buf[i] == '\n') {
+              const std::string line = reply + "\n";
+              // MSG_NOSIGNAL: keelctl may go before it has read a large reply.
+              for (size_t sent = 0; sent < line.size();) {
+                const ssize_t w = ::send(c, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+                if (w <= 0) break;
+                sent += static_cast<size_t>(w);
+              }
+            }
+      }
+    });
+    CliRun r = keelctl(args, path);
+    ::shutdown(lfd, SHUT_RDWR);  // accept() returns: the thread ends
+    peer.join();
+    ::close(lfd);
+    return r;
+  }
+
   std::string bin_;
   std::string runAs_;  // a command keelctl runs under (setpriv ...), with its trailing space
 };
@@ -1567,6 +1598,34 @@ TEST_F(KeelctlTest, ManPageHasEveryOptionTheFilesAndWhatDaemonStopWaitsFor) {
   EXPECT_NE(filesSection.find(".I " + std::string(kDefaultSocketPath) + "\n"), std::string::npos) << filesSection;
   EXPECT_NE(filesSection.find("control.readonly.socket"), std::string::npos) << filesSection;
   EXPECT_NE(page.find("keelctl does not wait for keeld to exit"), std::string::npos);
+}
+
+// A peer behind --socket may answer anything. A reply nested 200,000 levels
+// deep overflowed keelctl's stack (a copy or dump recurses once a level):
+// it is refused before it is parsed, at the depth keeld refuses in a
+// request (api::kMaxJsonDepth), as an answer that is no answer (exit 3:
+// the request was sent).
+TEST_F(KeelctlTest, AReplyNestedTooDeepIsRefusedNotACrash) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  for (const std::string& reply : {R"({"ok":true,"result":)" + deep + "}",
+                                   R"({"ok":false,"error":{"code":"failed","message":"x","details":)" + deep + "}}"}) {
+    CliRun r = keelctlAnswered(reply, {"daemon", "status"});
+    EXPECT_EQ(r.rc, 3) << r.err;
+    EXPECT_EQ(r.err, "keelctl: malformed response from " + dir_ +
+                         "/peer.sock: JSON nested deeper than 64 levels; the request was sent, and keeld may have "
+                         "applied it or still apply it: look (keelctl service list, health show) before repeating "
+                         "it\n");
+    EXPECT_EQ(r.out, "");
+    CliRun j = keelctlAnswered(reply, {"-o", "json", "service", "list"});
+    EXPECT_EQ(j.rc, 3) << j.err;
+    const json je = json::parse(j.out, nullptr, false);
+    EXPECT_TRUE(je.is_object() && je.contains("error") && je["error"].value("code", "") == "no_response") << j.out;
+  }
+  // At the bound it is a reply like any other: -o json prints it.
+  const std::string deepest = std::string(63, '[') + std::string(63, ']');
+  CliRun ok = keelctlAnswered(R"({"ok":true,"result":)" + deepest + "}", {"-o", "json", "service", "list"});
+  EXPECT_EQ(ok.rc, 0) << ok.err;
+  EXPECT_EQ(json::parse(ok.out, nullptr, false), json::parse(deepest)) << ok.out;
 }
 
 // A socket keelctl may not connect to: the hint names the keys of both of

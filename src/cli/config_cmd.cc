@@ -62,8 +62,8 @@ std::optional<std::string> readConfig(const std::string& file, Context& ctx) {
 // A value of a change as keel.yaml writes it; quoted (as JSON) when it is
 // "" (not set) or holds a space, a quote or a control byte, so each
 // "KEY FROM -> TO" stays readable.
-std::string changeValue(const json& v) {
-  const std::string s = str(v);
+std::string changeValue(const Reply& v) {
+  const std::string s = v.text();
   const bool plain = !s.empty() && std::none_of(s.begin(), s.end(), [](char c) {
     return c == ' ' || c == '"' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
   });
@@ -72,13 +72,12 @@ std::string changeValue(const json& v) {
 
 // "scheduler maglev -> maglev-src, ring_size 65537 -> 655373": an item's
 // "keys".
-std::string keysText(const json& keys) {
+std::string keysText(const Reply& keys) {
   std::vector<std::string> parts;
-  if (keys.is_array())
-    for (const json& k : keys)
-      if (k.is_object())
-        parts.push_back(str(k.value("key", json())) + " " + changeValue(k.value("from", json())) + " -> " +
-                        changeValue(k.value("to", json())));
+  if (keys.isArray())
+    for (const Reply& k : keys.items())
+      if (k.isObject())
+        parts.push_back(k.get("key").text() + " " + changeValue(k.get("from")) + " -> " + changeValue(k.get("to")));
   return commaList(parts);
 }
 
@@ -89,23 +88,21 @@ std::string keysText(const json& keys) {
 //   node: icmp_too_big_rate 1000 -> 0
 // A change this keelctl does not know (a newer keeld's) still gets its
 // line: its name, and its keys or from/to if it has them.
-std::string reloadChangeLine(const json& c) {
-  if (!c.is_object()) return str(c);
-  const std::string kind = str(c.value("change", json()));
+std::string reloadChangeLine(const Reply& c) {
+  if (!c.isObject()) return c.text();
+  const std::string kind = c.get("change").text();
   std::string head;
-  if (c.contains("service")) head = "service " + str(c["service"]);
-  if (c.contains("real")) head += (head.empty() ? "" : " ") + std::string("real ") + str(c["real"]);
+  if (c.has("service")) head = "service " + c["service"].text();
+  if (c.has("real")) head += (head.empty() ? "" : " ") + std::string("real ") + c["real"].text();
   if (kind == "node_updated") head = "node";
   if (kind == "upkeep_interval_changed") head = "dataplane.upkeep_interval";
   if (kind == "flow_count_interval_changed") head = "metrics.flow_count_interval";
   const std::string fromTo =
-      c.contains("from") || c.contains("to")
-          ? changeValue(c.value("from", json())) + " -> " + changeValue(c.value("to", json()))
-          : "";
+      c.has("from") || c.has("to") ? changeValue(c.get("from")) + " -> " + changeValue(c.get("to")) : "";
   std::string what;
   if (kind == "service_added")
-    what = "added, " + endpoint(str(c.value("vip", json())), c.value("port", uint64_t{0})) + "/" +
-           upper(str(c.value("protocol", json()))) + " with " + counted(c.value("reals", uint64_t{0}), "real", "reals");
+    what = "added, " + endpoint(c.get("vip").text(), c.get("port").countOr(0)) + "/" + upper(c.get("protocol").text()) +
+           " with " + counted(c.get("reals").countOr(0), "real", "reals");
   else if (kind == "service_removed" || kind == "real_removed")
     what = "removed";
   else if (kind == "real_added")
@@ -118,14 +115,13 @@ std::string reloadChangeLine(const json& c) {
     // Without a real: the change every real the service kept shares (its
     // health block), with its all_down / established_on_down.
     what = "health " +
-           (c.contains("reals") ? "(" + counted(c.value("reals", uint64_t{0}), "real", "reals") + ") " : "") +
-           keysText(c.value("keys", json()));
+           (c.has("reals") ? "(" + counted(c["reals"].count(), "real", "reals") + ") " : "") + keysText(c.get("keys"));
   else if (kind == "service_updated" || kind == "node_updated")
-    what = keysText(c.value("keys", json()));
+    what = keysText(c.get("keys"));
   else if (kind == "upkeep_interval_changed" || kind == "flow_count_interval_changed")
     what = fromTo;
   else
-    what = kind + (c.contains("keys") ? " " + keysText(c["keys"]) : fromTo.empty() ? "" : " " + fromTo);
+    what = kind + (c.has("keys") ? " " + keysText(c["keys"]) : fromTo.empty() ? "" : " " + fromTo);
   return head.empty() ? what : head + ": " + what;
 }
 
@@ -142,12 +138,13 @@ void defineConfig(CLI::App& noun, Context& ctx) {
     // Messages name the file as the operator wrote it, as keeld --check-config does.
     auto r = ctx.call("config.check", {{"text", *text}, {"name", *file}});
     if (!r) return;
-    if (ctx.jsonOutput()) return ctx.printJson(*r);
+    if (ctx.jsonOutput()) return ctx.printJson(r->value());
     // keeld --check-config's line, so a script reads one answer from either.
-    std::cout << *file << ": OK";
-    if (r->contains("services") && r->contains("reals"))
-      std::cout << " (" << (*r)["services"].dump() << " services, " << (*r)["reals"].dump() << " reals)";
-    std::cout << "\n";
+    std::string line = *file + ": OK";
+    if (r->has("services") && r->has("reals"))
+      line += " (" + std::to_string((*r)["services"].count()) + " services, " +
+              std::to_string((*r)["reals"].count()) + " reals)";
+    std::cout << line << "\n";
     // Valid, but keeld would hold these down (l2dsr reals not in the
     // neighbour table).
     printWarnings(*r);
@@ -156,27 +153,27 @@ void defineConfig(CLI::App& noun, Context& ctx) {
   reload->callback([&ctx] {
     auto r = ctx.call("config.reload");
     if (!r) return;
-    if (ctx.jsonOutput()) return ctx.printJson(*r);
-    if (r->is_object() && !r->empty()) {
+    if (ctx.jsonOutput()) return ctx.printJson(r->value());
+    if (!r->empty()) {  // {} or null: an older keeld's; anything else but an object is a ReplyError
       // What the reload did, one line a change, as keeld logged each; then
       // the counts. A keeld before `changes` says nothing of them.
-      if (const json changes = r->value("changes", json()); changes.is_array()) {
-        if (changes.empty()) std::cout << "config reloaded: no changes\n";
-        for (const json& c : changes) std::cout << reloadChangeLine(c) << "\n";
+      std::string out;
+      if (const Reply changes = r->get("changes"); changes.isArray()) {
+        if (changes.empty()) out += "config reloaded: no changes\n";
+        for (const Reply& c : changes.items()) out += reloadChangeLine(c) + "\n";
       }
-      for (auto it = r->begin(); it != r->end(); ++it) {
-        if ((it.key() == "restart_needed" || it.key() == "stop_start_needed" || it.key() == "warnings" ||
-             it.key() == "changes") &&
-            it.value().is_array())
+      for (const auto& [key, value] : r->members()) {
+        if ((key == "restart_needed" || key == "stop_start_needed" || key == "warnings" || key == "changes") &&
+            value.isArray())
           continue;
-        std::cout << it.key() << ": " << str(it.value()) << "\n";
+        out += key + ": " + value.text() + "\n";
       }
+      std::cout << out;
       // Keys the file changed that only a restart applies: kept running as
       // keeld started (keeld(8), RELOAD). Those a restart does not apply
       // either (stop_start_needed: a pinned XDP plane that outlives keeld)
       // get their own line with the way to apply them.
-      for (const std::string& line : restartLines(r->value("restart_needed", json()),
-                                                  r->value("stop_start_needed", json())))
+      for (const std::string& line : restartLines(r->get("restart_needed"), r->get("stop_start_needed")))
         std::cerr << "warning: " << line << "\n";
       printWarnings(*r);
     } else {

@@ -10,7 +10,7 @@ namespace keel::cli {
 namespace {
 
 // A JSON scalar as a cell, "-" for null (no service, no real).
-std::string cell(const json& v) { return v.is_null() ? "-" : str(v); }
+std::string cell(const Reply& v) { return v.isNull() ? "-" : v.text(); }
 
 struct ConnsArgs {
   std::string service, real, client, limit;
@@ -36,19 +36,20 @@ void defineConns(CLI::App& noun, Context& ctx) {
     if (a->count) p["limit"] = 0;
     auto r = ctx.call("conn.list", p);
     if (!r) return;
-    if (ctx.jsonOutput()) return ctx.printJson(*r);
-    const json& j = *r;
+    if (ctx.jsonOutput()) return ctx.printJson(r->value());
+    const Reply& j = *r;
     if (a->count) {
       Table t({false, false, true, true});
       t.row({"Service", "Real", "Kept", "NotKept"});
-      for (const json& n : j["counts"])
-        t.row({cell(n["service"]), cell(n["real"]), str(n["kept"]), str(n["not_kept"])});
-      std::cout << t.render() << j["matched"].get<uint64_t>() << " matching of " << j["scanned"].get<uint64_t>()
-                << " in the connection table\n";
+      for (const Reply& n : j["counts"].items())
+        t.row({cell(n["service"]), cell(n["real"]), n["kept"].text(), n["not_kept"].text()});
+      std::cout << t.render() + std::to_string(j["matched"].count()) + " matching of " +
+                       std::to_string(j["scanned"].count()) + " in the connection table\n";
       return;
     }
+    const std::vector<Reply> conns = j["connections"].items();
     bool workers = false;
-    for (const json& c : j["connections"]) workers = workers || c.contains("worker");
+    for (const Reply& c : conns) workers = workers || c.has("worker");
     std::vector<bool> right = {false, false, false, false, false, true, false};
     std::vector<std::string> head = {"Prot", "Client", "Destination", "Service", "Real", "Idle", "State"};
     if (workers) {
@@ -57,23 +58,22 @@ void defineConns(CLI::App& noun, Context& ctx) {
     }
     Table t(right);
     t.row(head);
-    for (const json& c : j["connections"]) {
-      std::vector<std::string> row = {
-          upper(str(c["protocol"])),
-          clientEndpoint(str(c["client_address"]), c["client_port"].get<uint64_t>()),
-          endpoint(str(c["vip"]), c["port"].get<uint64_t>()),
-          cell(c["service"]),
-          cell(c["real"]),
-          age(static_cast<long long>(c["idle_ms"].get<uint64_t>() / 1000)),
-          str(c["state"])};
-      if (workers) row.insert(row.end() - 1, c.contains("worker") ? str(c["worker"]) : "-");
+    for (const Reply& c : conns) {
+      std::vector<std::string> row = {upper(c["protocol"].text()),
+                                      clientEndpoint(c["client_address"].text(), c["client_port"].count()),
+                                      endpoint(c["vip"].text(), c["port"].count()),
+                                      cell(c["service"]),
+                                      cell(c["real"]),
+                                      age(static_cast<long long>(c["idle_ms"].count() / 1000)),
+                                      c["state"].text()};
+      if (workers) row.insert(row.end() - 1, c.has("worker") ? c["worker"].text() : "-");
       t.row(std::move(row));
     }
-    std::cout << t.render();
-    const uint64_t listed = j["connections"].size(), matched = j["matched"].get<uint64_t>();
-    std::cout << counted(listed, "entry", "entries");
-    if (matched > listed) std::cout << " of " << matched << " matching (--limit " << listed << ")";
-    std::cout << ", " << j["scanned"].get<uint64_t>() << " in the connection table\n";
+    const uint64_t listed = conns.size(), matched = j["matched"].count(), scanned = j["scanned"].count();
+    std::string tail = counted(listed, "entry", "entries");
+    if (matched > listed)
+      tail += " of " + std::to_string(matched) + " matching (--limit " + std::to_string(listed) + ")";
+    std::cout << t.render() + tail + ", " + std::to_string(scanned) + " in the connection table\n";
   });
 }
 

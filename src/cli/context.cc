@@ -24,10 +24,10 @@ api::ApiClient& Context::client() {
   return *client_;
 }
 
-std::optional<json> Context::call(const std::string& method, const json& params,
-                                  const std::map<std::string, std::string>& flags) {
-  json response;
-  if (Status s = client().call(method, params, response); !s) {
+std::optional<Reply> Context::call(const std::string& method, const json& params,
+                                   const std::map<std::string, std::string>& flags) {
+  json line;
+  if (Status s = client().call(method, params, line); !s) {
     // Sent but not answered (no answer in time, or the connection closed
     // after the request): keeld may have applied it, or still will, so
     // this is not "unavailable" and exits 3; a script must look before it
@@ -46,30 +46,32 @@ std::optional<json> Context::call(const std::string& method, const json& params,
     exitCode = sent ? kExitNoResponse : kExitUnavailable;
     return std::nullopt;
   }
-  if (response.value("ok", false)) return response.contains("result") ? response["result"] : json::object();
-  const json err = response.contains("error") ? response["error"] : json::object();
+  const Reply response(std::move(line), method);
+  if (response.get("ok").flagOr(false))
+    return response.has("result") ? response["result"] : Reply(json::object(), method, "result");
+  const Reply err = response.has("error") ? response["error"] : Reply(json::object(), method, "error");
+  // Read before anything is printed: an error that is no object is a
+  // ReplyError, said once.
+  const std::string code = err.get("code").text();
+  const Reply details = err.get("details");
   // -o json: the daemon's error as it sent it (code, field, details), for
   // scripts that tell "already exists" from a failure; stderr as always.
-  if (output == "json") printError(err);
+  if (output == "json") printError(err.value());
   // Every error of a file or request (config.check, reload, a runtime
   // change), one per line; the message alone names the first "(and N more)".
-  const json* all = err.contains("details") && err["details"].contains("errors") && err["details"]["errors"].is_array() &&
-                            !err["details"]["errors"].empty()
-                        ? &err["details"]["errors"]
-                        : nullptr;
-  if (!all) {
-    std::string message = err.value("message", std::string("request failed"));
-    const std::string field = err.value("field", std::string());
+  if (!details.isObject() || !details.get("errors").isArray() || details["errors"].empty()) {
+    const Reply m = err.get("message");
+    std::string message = m.isNull() ? "request failed" : m.text();
+    const std::string field = err.get("field").text();
     if (const auto flag = flags.find(field); flag != flags.end() && message.rfind(field + ": ", 0) == 0)
       message = flag->second + message.substr(field.size());
     std::cerr << "keelctl: " << message << "\n";
   } else {
-    for (const auto& e : *all) std::cerr << "keelctl: " << (e.is_string() ? e.get<std::string>() : e.dump()) << "\n";
+    for (const Reply& e : details["errors"].items()) std::cerr << "keelctl: " << e.text() << "\n";
   }
   // busy (every connection taken) and try_later (enough such requests
   // running): keeld did not take the request up, so nothing changed and
   // the same command can be sent again, as when keeld cannot be reached.
-  const std::string code = err.value("code", std::string());
   exitCode = code == api::code::kBusy || code == api::code::kTryLater ? kExitUnavailable : kExitRefused;
   return std::nullopt;
 }
@@ -146,11 +148,11 @@ long long secondsSince(const json& when, std::time_t now) {
   return std::max<long long>(0, now - ::timegm(&tm));
 }
 
-std::vector<std::string> restartLines(const json& restartNeeded, const json& stopStartNeeded) {
-  auto keysOf = [](const json& list) {
+std::vector<std::string> restartLines(const Reply& restartNeeded, const Reply& stopStartNeeded) {
+  auto keysOf = [](const Reply& list) {
     std::vector<std::string> keys;
-    if (list.is_array())
-      for (const auto& k : list) keys.push_back(str(k));
+    if (list.isArray())
+      for (const Reply& k : list.items()) keys.push_back(k.text());
     return keys;
   };
   const std::vector<std::string> stopStart = keysOf(stopStartNeeded);
@@ -177,47 +179,47 @@ std::string counted(uint64_t n, const char* one, const char* many) {
 namespace {
 // "ring: 2 reals", "ring: empty" (the data plane holds the empty ring: a
 // warning says what that means).
-std::string ringText(const json& r) {
-  if (r.value("published_ring_size", uint64_t{0}) == 0) return "ring: empty";
-  return "ring: " + counted(r.value("reals_in_ring", uint64_t{0}), "real", "reals");
+std::string ringText(const Reply& r) {
+  if (r.get("published_ring_size").countOr(0) == 0) return "ring: empty";
+  return "ring: " + counted(r.get("reals_in_ring").countOr(0), "real", "reals");
 }
 // "A" or "A -> B" of one key of before/after.
-std::string fromTo(const json& before, const json& after, const char* key) {
-  const std::string b = str(before.value(key, json())), a = str(after.value(key, json()));
+std::string fromTo(const Reply& before, const Reply& after, const char* key) {
+  const std::string b = before.get(key).text(), a = after.get(key).text();
   return b == a ? b : b + " -> " + a;
 }
 }  // namespace
 
-std::string changeLine(const std::string& method, const json& r) {
-  if (!r.is_object() || !r.contains("service")) return "";
-  const std::string service = str(r.value("service", json()));
-  const std::string where = endpoint(str(r.value("vip", json())), r.value("port", uint64_t{0})) + "/" +
-                            upper(str(r.value("protocol", json())));
-  const std::string reals = counted(r.value("reals", uint64_t{0}), "real", "reals");
-  if (method == "service.add" && r.contains("vip"))
+std::string changeLine(const std::string& method, const Reply& r) {
+  if (!r.isObject() || !r.has("service")) return "";
+  const std::string service = r["service"].text();
+  const std::string where =
+      endpoint(r.get("vip").text(), r.get("port").countOr(0)) + "/" + upper(r.get("protocol").text());
+  const std::string reals = counted(r.get("reals").countOr(0), "real", "reals");
+  if (method == "service.add" && r.has("vip"))
     return service + ": added, " + where + " with " + reals + " (" + ringText(r) + ")";
-  if (method == "service.remove" && r.contains("vip")) return service + ": removed, " + where + " and its " + reals;
-  if (!r.contains("address") || !r.contains("before") || !r.contains("after")) return "";
-  const std::string address = str(r.value("address", json()));
+  if (method == "service.remove" && r.has("vip")) return service + ": removed, " + where + " and its " + reals;
+  if (!r.has("address") || !r.has("before") || !r.has("after")) return "";
+  const std::string address = r["address"].text();
   const std::string head =
       service + " " + (address.find(':') != std::string::npos ? "[" + address + "]" : address) + ": ";
-  const json& b = r["before"];
-  const json& a = r["after"];
+  const Reply b = r["before"];
+  const Reply a = r["after"];
   std::string what;
-  if (method == "real.add" && a.is_object())
-    what = "added, weight " + str(a.value("weight", json())) + ", " + str(a.value("state", json()));
-  else if (method == "real.remove" && b.is_object())
-    what = "removed (was weight " + str(b.value("weight", json())) + ", " + str(b.value("state", json())) + ")";
-  else if (method == "real.set_weight" && a.is_object() && b.is_object())
+  if (method == "real.add" && a.isObject())
+    what = "added, weight " + a.get("weight").text() + ", " + a.get("state").text();
+  else if (method == "real.remove" && b.isObject())
+    what = "removed (was weight " + b.get("weight").text() + ", " + b.get("state").text() + ")";
+  else if (method == "real.set_weight" && a.isObject() && b.isObject())
     what = "weight " + fromTo(b, a, "weight");
-  else if ((method == "real.drain" || method == "real.undrain") && a.is_object() && b.is_object())
+  else if ((method == "real.drain" || method == "real.undrain") && a.isObject() && b.isObject())
     what = fromTo(b, a, "state");
   else
     return "";
   return head + what + " (" + ringText(r) + ")";
 }
 
-void printChange(const std::string& method, const json& result) {
+void printChange(const std::string& method, const Reply& result) {
   if (const std::string line = changeLine(method, result); !line.empty()) std::cout << line << "\n";
   printWarnings(result);
 }
@@ -227,9 +229,11 @@ std::string upper(std::string s) {
   return s;
 }
 
-void printWarnings(const json& result) {
-  if (!result.is_object() || !result.contains("warnings") || !result["warnings"].is_array()) return;
-  for (const auto& w : result["warnings"]) std::cerr << "warning: " << str(w) << "\n";
+void printWarnings(const Reply& result) {
+  if (!result.isObject() || !result.get("warnings").isArray()) return;
+  std::string lines;
+  for (const Reply& w : result["warnings"].items()) lines += "warning: " + w.text() + "\n";
+  std::cerr << lines;
 }
 
 std::string countText(const json& v, bool exact) {
@@ -253,20 +257,15 @@ std::string rateText(const json& v, bool exact) {
   return buf;
 }
 
-std::string str(const json& v) {
-  if (v.is_null()) return "";
-  if (v.is_string()) return v.get<std::string>();
-  return v.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string realState(const json& real) {
-  std::string s = str(real.value("state", json()));
+std::string realState(const Reply& real) {
+  std::string s = real.get("state").text();
   // A drained real that also fails its checks: its established flows have
   // moved unless kept (operator review M5: "draining" alone hid it).
-  if (s == "draining" && !real.value("healthy", true)) return s + (real.value("kept", false) ? ", down, kept" : ", down");
+  if (s == "draining" && !real.get("healthy").flagOr(true))
+    return s + (real.get("kept").flagOr(false) ? ", down, kept" : ", down");
   if (s != "down") return s;
-  if (real.value("held", false)) return s + ", held";
-  if (real.value("kept", false)) return s + ", kept";
+  if (real.get("held").flagOr(false)) return s + ", held";
+  if (real.get("kept").flagOr(false)) return s + ", kept";
   return s;
 }
 

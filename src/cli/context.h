@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/reply.h"
 #include "control/api/api_client.h"
 
 namespace keel::cli {
@@ -43,7 +44,9 @@ struct Context {
 
   bool jsonOutput() const { return output == "json"; }
 
-  // Calls `method`; on success returns the result. Otherwise prints
+  // Calls `method`; on success returns the result, read through Reply (an
+  // answer of a shape keelctl does not read, its envelope too, is a
+  // ReplyError: reply.h). Otherwise prints
   // "keelctl: <message>" (and any detail lines) to stderr, sets exitCode and
   // returns nullopt: kExitRefused for a daemon error, kExitUnavailable when
   // the request never reached keeld, kExitNoResponse when it was sent but
@@ -51,8 +54,8 @@ struct Context {
   // ("params.detach" -> "--keep-forwarding"): an error at that field is
   // printed naming the option the operator typed, not the API's field
   // (-o json keeps the daemon's error as sent).
-  std::optional<json> call(const std::string& method, const json& params = json::object(),
-                           const std::map<std::string, std::string>& flags = {});
+  std::optional<Reply> call(const std::string& method, const json& params = json::object(),
+                            const std::map<std::string, std::string>& flags = {});
 
   // -o json: the raw result, pretty-printed. Every command prints it.
   void printJson(const json& result) const;
@@ -141,7 +144,6 @@ std::string truncated(std::string s, size_t max);
 // positive number (POSIX's "preferred width"), else 120.
 size_t outputWidth();
 
-std::string str(const json& v);  // a JSON scalar as text ("" for null)
 // A packet, byte or flow count for a table, as ipvsadm prints one: whole
 // below 100,000,000 (or when `exact`), else in thousands (K), millions (M),
 // billions (G) or trillions (T), rounded down, so a column of a busy
@@ -152,20 +154,20 @@ std::string rateText(const json& v, bool exact);
 // A real's state as the tables show it: the API's state, and for a down
 // real that still gets traffic why: "down, held" (fail-open keeps it in the
 // ring) or "down, kept" (its established flows stay with it).
-std::string realState(const json& real);
+std::string realState(const Reply& real);
 // A result's "warnings" (what keeld accepted but will not do yet, e.g. an
 // l2dsr real held down until its MAC is found), one "warning: ..." line
 // each on stderr.
-void printWarnings(const json& result);
+void printWarnings(const Reply& result);
 std::string upper(std::string s);  // ASCII upper case ("tcp" -> "TCP")
 // What a change did, in one line, from its result (service.add/remove,
 // real.*: docs/api.md): "web 10.0.1.12: weight 100 -> 0 (ring: 1 real)".
 // Empty for a result without those keys (an older keeld's {}).
-std::string changeLine(const std::string& method, const json& result);
+std::string changeLine(const std::string& method, const Reply& result);
 // A change's table output: its changeLine on stdout (a change that printed
 // nothing hid one that emptied the ring), then its warnings, what may not
 // have been meant, on stderr (printWarnings).
-void printChange(const std::string& method, const json& result);
+void printChange(const std::string& method, const Reply& result);
 // "1 service", "2 services": N and the word for it.
 std::string counted(uint64_t n, const char* one, const char* many);
 // What keeld could not apply without a restart, from a reply's
@@ -174,7 +176,7 @@ std::string counted(uint64_t n, const char* one, const char* many);
 // does (a pinned XDP plane outlives a restart), each naming its keys once;
 // none when there are none. `config reload` prints them as warnings,
 // `daemon status` under the config.
-std::vector<std::string> restartLines(const json& restartNeeded, const json& stopStartNeeded);
+std::vector<std::string> restartLines(const Reply& restartNeeded, const Reply& stopStartNeeded);
 // A time span in seconds: "45s", "4m12s", "3h05m", "2d04h", two units at
 // most, like `ps` etimes; "-" for a negative (unknown) one (ageText in
 // common/text.h, which keeld's warnings use too).

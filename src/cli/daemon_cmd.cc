@@ -3,6 +3,7 @@
 #include <ctime>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "cli/context.h"
@@ -12,10 +13,10 @@ namespace keel::cli {
 namespace {
 
 // "2 drains, 1 weight, 1 added service"; empty when there are none.
-std::string runtimeChanges(const json& rc) {
+std::string runtimeChanges(const Reply& rc) {
   std::string out;
   auto add = [&](const char* key, const char* one, const char* many) {
-    if (const uint64_t n = rc.value(key, uint64_t{0}); n != 0) out += (out.empty() ? "" : ", ") + counted(n, one, many);
+    if (const uint64_t n = rc.get(key).countOr(0); n != 0) out += (out.empty() ? "" : ", ") + counted(n, one, many);
   };
   add("drains", "drain", "drains");
   add("weights", "weight", "weights");
@@ -26,49 +27,53 @@ std::string runtimeChanges(const json& rc) {
   return out;
 }
 
-void printStatus(const json& r) {
+// The whole text before any of it is printed: a reply that lacks a key
+// keelctl reads is said alone (ReplyError), not after half a status.
+std::string statusText(const Reply& r) {
   const std::time_t now = std::time(nullptr);
-  const json& dp = r["dataplane"];
-  const json& cfg = r["config"];
-  std::cout << "keeld " << str(r["version"]) << ", pid " << str(r["pid"]) << ", up "
-            << age(secondsSince(r["started_at"], now)) << " (since " << str(r["started_at"]) << ")\n";
-  std::cout << "data plane: " << str(dp["kind"]);
-  if (!dp["where"].is_null()) std::cout << " on " << str(dp["where"]);
-  std::cout << (dp.value("adopted", false) ? ", adopted from the keeld before (its flows kept)" : "") << "\n";
-  std::cout << "running: " << counted(r.value("services", uint64_t{0}), "service", "services") << ", "
-            << counted(r.value("reals", uint64_t{0}), "real", "reals") << "\n";
-  std::cout << "config: " << str(cfg["path"]) << ", applied "
-            << (str(cfg["applied_by"]) == "reload" ? "by a reload " : "at keeld's start ")
-            << age(secondsSince(cfg["applied_at"], now)) << " ago (" << str(cfg["applied_at"]) << ")\n";
-  const json& last = cfg["last_reload"];
-  const bool refused = last.is_object() && !last.value("ok", true);
+  std::ostringstream out;
+  const Reply dp = r["dataplane"];
+  const Reply cfg = r["config"];
+  out << "keeld " << r["version"].text() << ", pid " << r["pid"].text() << ", up "
+      << age(secondsSince(r["started_at"].value(), now)) << " (since " << r["started_at"].text() << ")\n";
+  out << "data plane: " << dp["kind"].text();
+  if (!dp.get("where").isNull()) out << " on " << dp["where"].text();
+  out << (dp.get("adopted").flagOr(false) ? ", adopted from the keeld before (its flows kept)" : "") << "\n";
+  out << "running: " << counted(r.get("services").countOr(0), "service", "services") << ", "
+      << counted(r.get("reals").countOr(0), "real", "reals") << "\n";
+  out << "config: " << cfg["path"].text() << ", applied "
+      << (cfg["applied_by"].text() == "reload" ? "by a reload " : "at keeld's start ")
+      << age(secondsSince(cfg["applied_at"].value(), now)) << " ago (" << cfg["applied_at"].text() << ")\n";
+  const Reply last = cfg.get("last_reload");
+  const bool refused = last.isObject() && !last.get("ok").flagOr(true);
   if (refused) {
-    std::cout << "  LAST RELOAD REFUSED " << age(secondsSince(last["at"], now)) << " ago (" << str(last["at"])
-              << ", " << str(last["code"]) << ")"
-              << (last.value("running_kept", true)
-                      ? "; keeld runs the config applied before it:\n"
-                      : "; and the config applied before it could NOT be put back: part of the refused file "
-                        "may run:\n");
-    for (const json& e : last["errors"]) std::cout << "    " << str(e) << "\n";
-  } else if (last.is_object()) {
-    std::cout << "  last reload: applied " << age(secondsSince(last["at"], now)) << " ago\n";
+    out << "  LAST RELOAD REFUSED " << age(secondsSince(last["at"].value(), now)) << " ago (" << last["at"].text()
+        << ", " << last["code"].text() << ")"
+        << (last.get("running_kept").flagOr(true)
+                ? "; keeld runs the config applied before it:\n"
+                : "; and the config applied before it could NOT be put back: part of the refused file "
+                  "may run:\n");
+    for (const Reply& e : last["errors"].items()) out << "    " << e.text() << "\n";
+  } else if (last.isObject()) {
+    out << "  last reload: applied " << age(secondsSince(last["at"].value(), now)) << " ago\n";
   }
-  if (cfg["file_changed"].is_boolean() && cfg["file_changed"].get<bool>())
-    std::cout << (refused ? "  CHANGED ON DISK since it was applied: fix the file (`keelctl config check FILE`), "
-                            "then `keelctl config reload`\n"
-                          : "  CHANGED ON DISK since it was applied: `keelctl config reload` applies it "
-                            "(`keelctl config check FILE` checks it first)\n");
-  if (!cfg["file_error"].is_null()) std::cout << "  CANNOT READ it now: " << str(cfg["file_error"]) << "\n";
-  for (const std::string& line : restartLines(cfg["restart_needed"], cfg["stop_start_needed"]))
-    std::cout << "  " << line << "\n";
-  const json& rc = r["runtime_changes"];
+  if (cfg.get("file_changed").flagOr(false))
+    out << (refused ? "  CHANGED ON DISK since it was applied: fix the file (`keelctl config check FILE`), "
+                      "then `keelctl config reload`\n"
+                    : "  CHANGED ON DISK since it was applied: `keelctl config reload` applies it "
+                      "(`keelctl config check FILE` checks it first)\n");
+  if (!cfg.get("file_error").isNull()) out << "  CANNOT READ it now: " << cfg["file_error"].text() << "\n";
+  for (const std::string& line : restartLines(cfg.get("restart_needed"), cfg.get("stop_start_needed")))
+    out << "  " << line << "\n";
+  const Reply rc = r["runtime_changes"];
   const std::string changes = runtimeChanges(rc);
-  std::cout << "keelctl changes on top of the file: " << (changes.empty() ? "none" : changes);
-  if (!changes.empty() && !rc["state_file"].is_null()) std::cout << " (kept in " << str(rc["state_file"]) << ")";
-  std::cout << "\n";
-  if (!rc["unsaved"].is_null())
-    std::cout << "  NOT SAVED: " << str(rc["unsaved"]) << " (keeld tries again, and at a clean stop: only a crash "
-              << "or kill -9 before then would lose the changes since)\n";
+  out << "keelctl changes on top of the file: " << (changes.empty() ? "none" : changes);
+  if (!changes.empty() && !rc.get("state_file").isNull()) out << " (kept in " << rc["state_file"].text() << ")";
+  out << "\n";
+  if (!rc.get("unsaved").isNull())
+    out << "  NOT SAVED: " << rc["unsaved"].text() << " (keeld tries again, and at a clean stop: only a crash "
+        << "or kill -9 before then would lose the changes since)\n";
+  return out.str();
 }
 
 }  // namespace
@@ -82,8 +87,8 @@ void defineDaemon(CLI::App& noun, Context& ctx) {
   status->callback([&ctx] {
     auto r = ctx.call("daemon.status");
     if (!r) return;
-    if (ctx.jsonOutput()) return ctx.printJson(*r);
-    printStatus(*r);
+    if (ctx.jsonOutput()) return ctx.printJson(r->value());
+    std::cout << statusText(*r);
   });
   auto detach = std::make_shared<bool>(false);
   // The help says what the verb takes out, not only that keeld stops: an
@@ -106,7 +111,7 @@ void defineDaemon(CLI::App& noun, Context& ctx) {
     if (*detach) p["detach"] = true;
     auto r = ctx.call("daemon.shutdown", p, {{"params.detach", "--keep-forwarding"}});
     if (!r) return;
-    if (ctx.jsonOutput()) return ctx.printJson(*r);
+    if (ctx.jsonOutput()) return ctx.printJson(r->value());
     std::cout << (*detach ? "keeld stopping; the data plane keeps forwarding for the next keeld\n"
                           : "keeld stopping; its data plane is taken out (XDP: detached, pins removed) and its "
                             "runtime changes are dropped\n");

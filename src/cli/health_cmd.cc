@@ -17,9 +17,9 @@ constexpr size_t kMaxResult = 28;
 constexpr size_t kMinReason = 24;
 
 // The current run: "12 ok", "2 fail", "-" before any result.
-std::string run(const json& real) {
-  uint64_t ok = real.value("consecutive_ok", uint64_t{0});
-  uint64_t fail = real.value("consecutive_fail", uint64_t{0});
+std::string run(const Reply& real) {
+  uint64_t ok = real.get("consecutive_ok").countOr(0);
+  uint64_t fail = real.get("consecutive_fail").countOr(0);
   if (ok) return std::to_string(ok) + " ok";
   if (fail) return std::to_string(fail) + " fail";
   return "-";
@@ -27,10 +27,10 @@ std::string run(const json& real) {
 
 // The check and the port it connects to: "tcp :8081", "none"; the type
 // alone from a keeld without check_spec. -o json has every parameter.
-std::string check(const json& real) {
-  const json spec = real.value("check_spec", json());
-  if (!spec.is_object() || !spec.contains("port")) return str(real["check"]);
-  return str(spec["type"]) + " :" + str(spec["port"]);
+std::string check(const Reply& real) {
+  const Reply spec = real.get("check_spec");
+  if (!spec.has("port")) return real["check"].text();
+  return spec["type"].text() + " :" + spec["port"].text();
 }
 
 }  // namespace
@@ -45,24 +45,24 @@ void defineHealth(CLI::App& noun, Context& ctx) {
     if (!service->empty()) p["service"] = *service;
     auto r = ctx.call("health.show", p);
     if (!r) return;
-    if (ctx.jsonOutput()) return ctx.printJson(*r);
+    if (ctx.jsonOutput()) return ctx.printJson(r->value());
     const std::time_t now = std::time(nullptr);
     Table t({false, false, false, false, false, false, true, false});
     t.row({"Service", "Real", "State", "Check", "Run", "Last result", "Changed", "Reason"});
-    for (const auto& s : (*r)["services"])
-      for (const auto& real : s["reals"]) {
+    for (const Reply& s : (*r)["services"].items())
+      for (const Reply& real : s["reals"].items()) {
         // Changed and Reason explain State: for a draining real that is the
         // drain (since when, and the operator's reason), not the health
         // verdict, which State does not show then (-o json has both).
-        const bool draining = real.value("draining", false);
-        const json when = real.value(draining ? "drained_since" : "last_change", json());
-        std::string why = str(real["reason"]);
+        const bool draining = real.get("draining").flagOr(false);
+        const Reply when = real.get(draining ? "drained_since" : "last_change");
+        std::string why = real["reason"].text();
         if (draining) {
-          const json given = real.value("drain_reason", json());
-          why = given.is_string() ? "drained: " + given.get<std::string>() : "drained";
+          const Reply given = real.get("drain_reason");
+          why = given.isString() ? "drained: " + given.text() : "drained";
         }
-        t.row({str(s["name"]), str(real["address"]), realState(real), check(real), run(real),
-               truncated(str(real["detail"]), kMaxResult), age(secondsSince(when, now)), why});
+        t.row({s["name"].text(), real["address"].text(), realState(real), check(real), run(real),
+               truncated(real["detail"].text(), kMaxResult), age(secondsSince(when.value(), now)), why});
       }
     t.fitLastColumn(outputWidth(), kMinReason);
     std::cout << t.render();

@@ -159,11 +159,18 @@ int main(int argc, char** argv) {
           {"code", "usage"}, {"message", where == "keelctl" ? what : where.substr(8) + ": " + what}});
     std::cerr << where << ": " << what << "\nRun '" << path << " --help' for the usage.\n";
     return keel::cli::kExitUsage;
-  } catch (const std::exception& e) {
-    // A reply of an unexpected shape (a newer or older keeld): say so.
+  } catch (const keel::cli::ReplyError& e) {
+    // A reply of a shape keelctl does not read (a newer or older keeld, or
+    // no keeld at all behind --socket): what is wrong, where, and exit 1
+    // (keelctl.8: "an answer of a shape it does not know").
     ctx.output = keel::jsonOutputAsked(argc, argv) ? "json" : "table";
-    ctx.fail(1, std::string("unexpected reply from keeld: ") + e.what());
-    return 1;
+    ctx.fail(keel::cli::kExitRefused, e.what());
+    return keel::cli::kExitRefused;
+  } catch (const std::exception& e) {
+    // Anything else a reply made throw (Reply should have said it).
+    ctx.output = keel::jsonOutputAsked(argc, argv) ? "json" : "table";
+    ctx.fail(keel::cli::kExitRefused, std::string("unexpected reply from keeld: ") + e.what());
+    return keel::cli::kExitRefused;
   }
   return ctx.exitCode;
 }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // keelctl lookup SERVICE --client ADDR:PORT [--protocol tcp|udp] [--port N]
+#include <cstdio>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 #include "cli/context.h"
 
@@ -29,6 +31,50 @@ bool splitClient(const std::string& text, std::string& addr, std::string& port) 
   return !addr.empty() && !port.empty();
 }
 
+// lookup's answer, whole before any of it is printed (a ReplyError is said
+// alone).
+std::string lookupText(const Reply& j) {
+  std::ostringstream out;
+  out << j["protocol"].text() << " " << clientEndpoint(j["client_address"].text(), j["client_port"].count())
+      << " -> " << endpoint(j["vip"].text(), j["port"].count()) << " (" << j["service"].text() << "): ";
+  if (j["real"].isNull()) {
+    const Reply note = j.get("note");
+    out << "no real (" << (note.isNull() ? std::string("empty ring") : note.text()) << ")\n";
+  } else {
+    char hash[24];
+    std::snprintf(hash, sizeof hash, "0x%08llx", static_cast<unsigned long long>(j["hash"].count()));
+    out << j["real"].text();
+    if (j.has("state")) out << " [" << realState(j) << "]";  // "down, held" as service list says
+    out << "  (the ring's pick: " << j["scheduler"].text() << " hash " << hash << ", slot " << j["slot"].text()
+        << " of " << j["ring_size"].text() << ")\n";
+  }
+  // The flow's own entry decides for an established flow (a keeld older
+  // than the field sends none: nothing to say then).
+  if (!j.has("connection")) return out.str();
+  const Reply c = j["connection"];
+  // With no ring (no usable real) there is no pick to take: the packet
+  // is dropped (operator review L9: it said the ring's pick).
+  const std::string pick = j["real"].isNull() ? "is dropped (the ring is empty: drop_no_backend)"
+                                              : "takes the ring's pick";
+  if (c.isNull()) {
+    out << "  connection table: no entry (a new flow: its first packet " << pick << ")\n";
+    return out.str();
+  }
+  out << "  connection table: "
+      << (c["real"].isNull() ? std::string("a real no longer in the service") : c["real"].text()) << ", idle "
+      << age(static_cast<long long>(c["idle_ms"].count() / 1000));
+  // A SYN is never looked up (keel_tcp_syn): one that reuses the ports
+  // opens a new connection where the ring sends it.
+  if (c["kept"].flag())
+    out << ": the flow's packets go there"
+        << (j["protocol"].text() == "tcp" ? " (a SYN on these ports opens a new connection: it " + pick + ")"
+                                          : std::string())
+        << "\n";
+  else
+    out << ", not kept (" << c["why"].text() << "): its next packet " << pick << "\n";
+  return out.str();
+}
+
 }  // namespace
 
 void defineLookup(CLI::App& noun, Context& ctx) {
@@ -46,45 +92,8 @@ void defineLookup(CLI::App& noun, Context& ctx) {
     if (!a->port.empty()) p["port"] = numberOrString(a->port);
     auto r = ctx.call("lookup", p);
     if (!r) return;
-    if (ctx.jsonOutput()) return ctx.printJson(*r);
-    const json& j = *r;
-    std::cout << str(j["protocol"]) << " " << clientEndpoint(str(j["client_address"]), j["client_port"].get<uint64_t>())
-              << " -> " << endpoint(str(j["vip"]), j["port"].get<uint64_t>()) << " (" << str(j["service"])
-              << "): ";
-    if (j["real"].is_null()) {
-      std::cout << "no real (" << str(j.value("note", json("empty ring"))) << ")\n";
-    } else {
-      char hash[16];
-      std::snprintf(hash, sizeof hash, "0x%08x", j["hash"].get<uint32_t>());
-      std::cout << str(j["real"]);
-      if (j.contains("state")) std::cout << " [" << realState(j) << "]";  // "down, held" as service list says
-      std::cout << "  (the ring's pick: " << str(j["scheduler"]) << " hash " << hash << ", slot "
-                << str(j["slot"]) << " of " << str(j["ring_size"]) << ")\n";
-    }
-    // The flow's own entry decides for an established flow (a keeld older
-    // than the field sends none: nothing to say then).
-    if (!j.contains("connection")) return;
-    const json& c = j["connection"];
-    // With no ring (no usable real) there is no pick to take: the packet
-    // is dropped (operator review L9: it said the ring's pick).
-    const std::string pick = j["real"].is_null() ? "is dropped (the ring is empty: drop_no_backend)"
-                                                 : "takes the ring's pick";
-    if (c.is_null()) {
-      std::cout << "  connection table: no entry (a new flow: its first packet " << pick << ")\n";
-      return;
-    }
-    std::cout << "  connection table: " << (c["real"].is_null() ? std::string("a real no longer in the service")
-                                                                  : str(c["real"]))
-              << ", idle " << age(static_cast<long long>(c["idle_ms"].get<uint64_t>() / 1000));
-    // A SYN is never looked up (keel_tcp_syn): one that reuses the ports
-    // opens a new connection where the ring sends it.
-    if (c["kept"].get<bool>())
-      std::cout << ": the flow's packets go there"
-                << (str(j["protocol"]) == "tcp" ? " (a SYN on these ports opens a new connection: it " + pick + ")"
-                                                : std::string())
-                << "\n";
-    else
-      std::cout << ", not kept (" << str(c["why"]) << "): its next packet " << pick << "\n";
+    if (ctx.jsonOutput()) return ctx.printJson(r->value());
+    std::cout << lookupText(*r);
   });
 }
 

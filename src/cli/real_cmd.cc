@@ -39,7 +39,7 @@ void verb(CLI::App& noun, Context& ctx, const char* name, const char* help, cons
     if (a->reason) p["reason"] = *a->reason;
     addHealthParam(p, a->health);
     auto r = ctx.call(m, p);
-    if (r && ctx.jsonOutput()) return ctx.printJson(*r);
+    if (r && ctx.jsonOutput()) return ctx.printJson(r->value());
     if (r) printChange(m, *r);
   });
 }

@@ -12,41 +12,43 @@ namespace keel::cli {
 
 namespace {
 
-// A real's kept flows at the last count; nullopt if it has none.
-std::optional<uint64_t> keptFlows(const json& real) {
-  const auto f = real.find("flows");
-  if (f == real.end() || !f->is_object()) return std::nullopt;
-  const auto k = f->find("kept");
-  if (k == f->end() || !k->is_number_unsigned()) return std::nullopt;
-  return k->get<uint64_t>();
+// A real's kept flows at the last count; nullopt if it has none (no
+// "flows", or null: no count yet, or counts are off).
+std::optional<uint64_t> keptFlows(const Reply& real) {
+  const Reply f = real.get("flows");
+  if (f.isNull()) return std::nullopt;
+  const Reply kept = f.get("kept");
+  if (kept.isNull()) return std::nullopt;
+  return kept.count();
 }
 
 // ipvsadm -Ln --stats style: a service line, then one "->" line per real;
 // Flows from the last periodic count (entries kept per real: closer to
 // ipvsadm's ActiveConn + InActConn, keelctl.8).
-std::string serviceTable(const json& services, bool exact) {
+std::string serviceTable(const std::vector<Reply>& services, bool exact) {
   Table t({false, false, false, false, false, true, true, true});
   t.row({"Prot", "LocalAddress:Port", "Scheduler", "Forward", "Service", "Packets", "Bytes", "Flows"});
   t.row({"  ->", "RemoteAddress", "Weight", "State", "", "Packets", "Bytes", "Flows"});
   for (const auto& s : services) {
     // The service's: the sum of its reals', "-" unless every real has a
     // count (a partial sum would read as the whole).
+    const std::vector<Reply> reals = s["reals"].items();
     uint64_t flows = 0;
-    bool counted = !s["reals"].empty();
-    for (const auto& r : s["reals"]) {
+    bool counted = !reals.empty();
+    for (const Reply& r : reals) {
       const std::optional<uint64_t> kept = keptFlows(r);
       counted = counted && kept;
       flows += kept.value_or(0);
     }
-    t.row({upper(str(s["protocol"])), endpoint(str(s["vip"]), s["port"].get<uint64_t>()),
-           str(s["scheduler"]), str(s["forwarding"]), str(s["name"]), countText(s["packets"], exact),
-           countText(s["bytes"], exact), counted ? countText(json(flows), exact) : "-"});
-    for (const auto& r : s["reals"]) {
-      std::string addr = str(r["address"]);
-      if (r.contains("mac")) addr += " (" + str(r["mac"]) + ")";
+    t.row({upper(s["protocol"].text()), endpoint(s["vip"].text(), s["port"].count()), s["scheduler"].text(),
+           s["forwarding"].text(), s["name"].text(), countText(s["packets"].value(), exact),
+           countText(s["bytes"].value(), exact), counted ? countText(json(flows), exact) : "-"});
+    for (const Reply& r : reals) {
+      std::string addr = r["address"].text();
+      if (r.has("mac")) addr += " (" + r["mac"].text() + ")";
       const std::optional<uint64_t> kept = keptFlows(r);
-      t.row({"  ->", addr, str(r["weight"]), realState(r), "", countText(r["packets"], exact),
-             countText(r["bytes"], exact), kept ? countText(json(*kept), exact) : "-"});
+      t.row({"  ->", addr, r["weight"].text(), realState(r), "", countText(r["packets"].value(), exact),
+             countText(r["bytes"].value(), exact), kept ? countText(json(*kept), exact) : "-"});
     }
   }
   return t.render();
@@ -54,10 +56,10 @@ std::string serviceTable(const json& services, bool exact) {
 
 // Under the table: how old the Flows column is (the oldest count shown);
 // nothing while there is no count ("-": none yet, or counts are off).
-std::string flowsNote(const json& services) {
+std::string flowsNote(const std::vector<Reply>& services) {
   long long oldest = -1;
-  for (const auto& s : services)
-    oldest = std::max(oldest, secondsSince(s.value("flows_counted_at", json(nullptr)), std::time(nullptr)));
+  for (const Reply& s : services)
+    oldest = std::max(oldest, secondsSince(s.get("flows_counted_at").value(), std::time(nullptr)));
   if (oldest < 0) return "";
   return "Flows: table entries kept per real, counted " + age(oldest) + " ago\n";
 }
@@ -65,18 +67,18 @@ std::string flowsNote(const json& services) {
 // Under the table: a service whose ring is empty (no usable real: every
 // new flow is dropped; its reals may still read up, at weight 0), and what
 // keeld logged as mtu_too_small_for_ipv6, still true.
-std::string serviceWarnings(const json& services) {
+std::string serviceWarnings(const std::vector<Reply>& services) {
   std::string out;
-  for (const auto& s : services)
-    if (s.value("published_ring_size", uint64_t{1}) == 0)
-      out += "warning: " + str(s["name"]) + ": no usable real (ring empty): new flows to " +
-             endpoint(str(s["vip"]), s["port"].get<uint64_t>()) + "/" + upper(str(s["protocol"])) +
+  for (const Reply& s : services)
+    if (s.get("published_ring_size").countOr(1) == 0)
+      out += "warning: " + s["name"].text() + ": no usable real (ring empty): new flows to " +
+             endpoint(s["vip"].text(), s["port"].count()) + "/" + upper(s["protocol"].text()) +
              " are dropped (drop_no_backend)\n";
-  for (const auto& s : services)
-    if (auto m = s.find("mtu_too_small_for_ipv6"); m != s.end())
+  for (const Reply& s : services)
+    if (const Reply m = s.get("mtu_too_small_for_ipv6"); !m.isNull())
       // mtu is the port's, or node.tunnel_mtu where that is smaller.
-      out += "warning: " + str(s["name"]) + ": the MTU toward the reals (" + str((*m)["mtu"]) +
-             ") is too small for IPv6 clients through ipip: " + str((*m)["needed"]) +
+      out += "warning: " + s["name"].text() + ": the MTU toward the reals (" + m["mtu"].text() +
+             ") is too small for IPv6 clients through ipip: " + m["needed"].text() +
              " needed (docs/operations.md, MTU with ipip)\n";
   return out;
 }
@@ -139,8 +141,9 @@ void defineService(CLI::App& noun, Context& ctx) {
   list->callback([&ctx] {
     auto r = ctx.call("service.list");
     if (!r) return;
-    if (ctx.jsonOutput()) return ctx.printJson(*r);
-    std::cout << serviceTable((*r)["services"], ctx.exact) << flowsNote((*r)["services"]) << serviceWarnings((*r)["services"]);
+    if (ctx.jsonOutput()) return ctx.printJson(r->value());
+    const std::vector<Reply> services = (*r)["services"].items();
+    std::cout << serviceTable(services, ctx.exact) + flowsNote(services) + serviceWarnings(services);
   });
 
   auto name = std::make_shared<std::string>();
@@ -149,12 +152,10 @@ void defineService(CLI::App& noun, Context& ctx) {
   show->callback([&ctx, name] {
     auto r = ctx.call("service.show", {{"name", *name}});
     if (!r) return;
-    if (ctx.jsonOutput()) return ctx.printJson(*r);
-    const json& s = (*r)["service"];
-    std::cout << serviceTable(json::array({s}), ctx.exact) << flowsNote(json::array({s}));
-    std::cout << "ring: " << str(s["published_ring_size"]) << " slots published (configured "
-              << str(s["ring_size"]) << ")\n"
-              << serviceWarnings(json::array({s}));
+    if (ctx.jsonOutput()) return ctx.printJson(r->value());
+    const std::vector<Reply> s = {(*r)["service"]};
+    std::cout << serviceTable(s, ctx.exact) + flowsNote(s) + "ring: " + s[0]["published_ring_size"].text() +
+                     " slots published (configured " + s[0]["ring_size"].text() + ")\n" + serviceWarnings(s);
   });
 
   auto add = std::make_shared<AddArgs>();
@@ -183,7 +184,7 @@ void defineService(CLI::App& noun, Context& ctx) {
     for (const auto& r : add->reals) reals.push_back(parseRealArg(r));
     if (!reals.empty()) p["reals"] = reals;
     auto r = ctx.call("service.add", p);
-    if (r && ctx.jsonOutput()) return ctx.printJson(*r);
+    if (r && ctx.jsonOutput()) return ctx.printJson(r->value());
     if (r) printChange("service.add", *r);
   });
 
@@ -192,7 +193,7 @@ void defineService(CLI::App& noun, Context& ctx) {
   rm->add_option("NAME", *rmName, "service name")->required();
   rm->callback([&ctx, rmName] {
     auto r = ctx.call("service.remove", {{"name", *rmName}});
-    if (r && ctx.jsonOutput()) return ctx.printJson(*r);
+    if (r && ctx.jsonOutput()) return ctx.printJson(r->value());
     if (r) printChange("service.remove", *r);
   });
 }

@@ -1628,6 +1628,128 @@ TEST_F(KeelctlTest, AReplyNestedTooDeepIsRefusedNotACrash) {
   EXPECT_EQ(json::parse(ok.out, nullptr, false), json::parse(deepest)) << ok.out;
 }
 
+// A reply without a member keelctl reads, or with one of another type,
+// is said once, naming the member, and exits 1 ("an answer of a shape it
+// does not know", keelctl.8), with nothing printed before it: it made
+// keelctl abort (an assertion in nlohmann::json) or say the library's
+// "type must be number, but is string".
+TEST_F(KeelctlTest, AReplyOfAnotherShapeNamesWhatIsWrong) {
+  const json status = json::parse(R"({"version": "0.1.0", "pid": 7, "started_at": "2026-01-01T00:00:00Z",
+      "dataplane": {"kind": "xdp", "where": "eth0", "adopted": false},
+      "config": {"path": "/etc/keel/keel.yaml", "applied_at": "2026-01-01T00:00:00Z", "applied_by": "start",
+                 "file_changed": false, "file_error": null, "last_reload": null, "restart_needed": [],
+                 "stop_start_needed": []},
+      "services": 1, "reals": 2,
+      "runtime_changes": {"drains": 0, "weights": 0, "added_services": 0, "removed_services": 0,
+                          "added_reals": 0, "removed_reals": 0, "state_file": null, "unsaved": null}})");
+  const json service = json::parse(R"({"name": "web", "vip": "10.0.0.1", "port": 80, "protocol": "tcp",
+      "scheduler": "maglev", "forwarding": "ipip", "packets": 1, "bytes": 2, "ring_size": 65537,
+      "published_ring_size": 65537,
+      "reals": [{"address": "10.0.0.5", "weight": 100, "state": "up", "packets": 1, "bytes": 2}]})");
+  const json lookup = json::parse(R"({"service": "web", "protocol": "tcp", "client_address": "192.0.2.1",
+      "client_port": 5555, "vip": "10.0.0.1", "port": 80, "real": "10.0.0.5", "hash": 1, "scheduler": "maglev",
+      "slot": 3, "ring_size": 65537, "connection": {"real": "10.0.0.5", "idle_ms": 1000, "kept": true}})");
+  const json conns = json::parse(R"({"connections": [{"protocol": "tcp", "client_address": "192.0.2.1",
+      "client_port": 5555, "vip": "10.0.0.1", "port": 80, "service": "web", "real": "10.0.0.5",
+      "idle_ms": 1000, "state": "kept"}], "matched": 1, "scanned": 9})");
+  const json stats = json::parse(R"({"dataplane": "xdp", "reasons": {"tx_ipip": {"packets": 1, "bytes": 2}},
+      "services": [{"name": "web", "vip": "10.0.0.1", "port": 80, "protocol": "tcp", "packets": 1, "bytes": 2,
+                    "reals": [{"address": "10.0.0.5", "packets": 1, "bytes": 2}]}]})");
+  const json health = json::parse(R"({"services": [{"name": "web", "reals": [{"address": "10.0.0.5",
+      "state": "up", "check": "tcp", "reason": "", "detail": "ok"}]}]})");
+  auto ok = [](json result) { return json{{"ok", true}, {"result", std::move(result)}}.dump(); };
+  // The whole of each reply prints (so each row's fault is the one named).
+  for (const auto& [args, result] : std::vector<std::pair<std::vector<std::string>, json>>{
+           {{"daemon", "status"}, status},
+           {{"service", "show", "web"}, json{{"service", service}}},
+           {{"lookup", "web", "--client", "192.0.2.1:5555"}, lookup},
+           {{"conns"}, conns},
+           {{"stats"}, stats},
+           {{"stats", "--rate"}, stats},
+           {{"health", "show"}, health}}) {
+    CliRun r = keelctlAnswered(ok(result), args);
+    EXPECT_EQ(r.rc, 0) << args[0] << ": " << r.err;
+    EXPECT_EQ(r.err, "") << args[0];
+  }
+  auto without = [](json j, const json::json_pointer& at) {
+    j[at.parent_pointer()].erase(at.back());
+    return j;
+  };
+  auto with = [](json j, const json::json_pointer& at, json v) {
+    j[at] = std::move(v);
+    return j;
+  };
+  struct Row {
+    std::vector<std::string> args;
+    std::string reply, err;
+  };
+  const std::string to = "keelctl: unexpected reply from keeld to ";
+  const Row rows[] = {
+      {{"daemon", "status"}, ok(without(status, "/config"_json_pointer)),
+       to + "daemon.status: result.config: missing\n"},
+      {{"daemon", "status"}, ok(without(status, "/config/applied_at"_json_pointer)),
+       to + "daemon.status: result.config.applied_at: missing\n"},
+      {{"daemon", "status"}, ok(with(status, "/dataplane"_json_pointer, "xdp")),
+       to + "daemon.status: result.dataplane: expected an object, got a string\n"},
+      {{"daemon", "status"}, ok(with(status, "/services"_json_pointer, -1)),
+       to + "daemon.status: result.services: expected a non-negative integer, got -1\n"},
+      {{"daemon", "status"},
+       ok(with(status, "/config/last_reload"_json_pointer, json{{"at", "2026-01-01T00:00:00Z"}, {"ok", false}})),
+       to + "daemon.status: result.config.last_reload.code: missing\n"},
+      {{"daemon", "status"}, ok(json::array()), to + "daemon.status: result: expected an object, got an array\n"},
+      {{"service", "list"}, ok(json{{"services", {with(service, "/port"_json_pointer, "80")}}}),
+       to + "service.list: result.services[0].port: expected a non-negative integer, got a string\n"},
+      {{"service", "list"}, ok(json::object()), to + "service.list: result.services: missing\n"},
+      {{"service", "show", "web"}, ok(json{{"service", with(service, "/reals"_json_pointer, json::object())}}),
+       to + "service.show: result.service.reals: expected an array, got an object\n"},
+      {{"service", "show", "web"}, ok(json{{"service", without(service, "/reals/0/address"_json_pointer)}}),
+       to + "service.show: result.service.reals[0].address: missing\n"},
+      {{"lookup", "web", "--client", "192.0.2.1:5555"}, ok(with(lookup, "/connection/kept"_json_pointer, "yes")),
+       to + "lookup: result.connection.kept: expected true or false, got a string\n"},
+      {{"lookup", "web", "--client", "192.0.2.1:5555"}, ok(without(lookup, "/hash"_json_pointer)),
+       to + "lookup: result.hash: missing\n"},
+      {{"conns"}, ok(with(conns, "/connections/0/idle_ms"_json_pointer, 1.5)),
+       to + "conn.list: result.connections[0].idle_ms: expected a non-negative integer, got 1.5\n"},
+      {{"conns", "--count"}, ok(json{{"counts", json::array()}, {"scanned", 0}}),
+       to + "conn.list: result.matched: missing\n"},
+      {{"stats"}, ok(without(stats, "/reasons"_json_pointer)), to + "stats.get: result.reasons: missing\n"},
+      {{"stats", "--rate"}, ok(without(stats, "/services/0/reals/0/address"_json_pointer)),
+       to + "stats.get: result.services[0].reals[0].address: missing\n"},
+      {{"health", "show"}, ok(with(health, "/services/0/reals"_json_pointer, nullptr)),
+       to + "health.show: result.services[0].reals: expected an array, got null\n"},
+      {{"config", "reload"},
+       ok(json{{"changes", {{{"change", "health_check_changed"}, {"service", "web"}, {"reals", "2"}}}}}),
+       to + "config.reload: result.changes[0].reals: expected a non-negative integer, got a string\n"},
+      {{"real", "drain", "web", "10.0.0.5"},
+       ok(json{{"service", "web"}, {"address", "10.0.0.5"}, {"before", {{"weight", 100}, {"state", "up"}}},
+               {"after", {{"weight", 100}, {"state", "draining"}}}, {"published_ring_size", "65537"}}),
+       to + "real.drain: result.published_ring_size: expected a non-negative integer, got a string\n"},
+      // The envelope too.
+      {{"service", "list"}, R"({"ok":"yes","result":{"services":[]}})",
+       to + "service.list: ok: expected true or false, got a string\n"},
+      {{"service", "list"}, R"({"ok":false,"error":"no"})",
+       to + "service.list: error: expected an object, got a string\n"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.reply);
+    CliRun r = keelctlAnswered(row.reply, row.args);
+    EXPECT_EQ(r.rc, 1) << r.err;
+    EXPECT_EQ(r.err, row.err);
+    EXPECT_EQ(r.out, "") << "nothing before the error";
+  }
+  // -o json prints a result as sent, whatever it holds; a reply it cannot
+  // read itself (its envelope) is an error object as any other.
+  CliRun raw = keelctlAnswered(ok(without(status, "/config"_json_pointer)), {"-o", "json", "daemon", "status"});
+  EXPECT_EQ(raw.rc, 0) << raw.err;
+  EXPECT_EQ(json::parse(raw.out, nullptr, false), without(status, "/config"_json_pointer)) << raw.out;
+  CliRun env = keelctlAnswered(R"({"ok":1})", {"-o", "json", "daemon", "status"});
+  EXPECT_EQ(env.rc, 1) << env.err;
+  EXPECT_EQ(env.err, to + "daemon.status: ok: expected true or false, got 1\n");
+  EXPECT_EQ(json::parse(env.out, nullptr, false),
+            (json{{"error", {{"code", "failed"}, {"message", env.err.substr(9, env.err.size() - 10)}}}}))
+      << env.out;
+}
+
 // A socket keelctl may not connect to: the hint names the keys of both of
 // keeld's sockets, since keelctl cannot tell which one PATH is (operator
 // review L5: it named only the main socket's, wrong for the read-only one).

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+// What keeld answered, read with care. The socket is the caller's to name
+// (--socket, KEELCTL_SOCKET), so the peer may be no keeld, or a broken one
+// (security review L2): keelctl reaches a reply's values only through
+// Reply, which names the member that is missing or of another type than
+// keelctl reads (ReplyError, said once by main(), exit 1). (How deep a
+// reply may nest is bounded before it is parsed: ApiClient.)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace keel::cli {
+
+using nlohmann::json;
+
+// A JSON value as text: a string as it is, a number or boolean as JSON
+// writes it (an object or array too), null as "".
+std::string str(const json& v);
+
+// A reply of a shape keelctl does not read: what() is the whole message,
+// "unexpected reply from keeld to daemon.status: result.config.path:
+// missing".
+class ReplyError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A value of one of keeld's replies and where in it it is
+// ("result.services[2].port"), for the error. Holds the reply alive, so it
+// can be kept (stats --rate keeps the last sample).
+class Reply {
+ public:
+  // The whole of `value`, which answered `method`, at `path` ("" for the
+  // response line, "result" for a result made apart).
+  Reply(json value, std::string method, std::string path = "");
+
+  // A member keelctl needs: a ReplyError when this is no object or it is
+  // absent (one there as null is there: isNull()).
+  Reply operator[](std::string_view key) const;
+  // A member that may be absent (an older keeld's reply): null then. A
+  // ReplyError when this is no object.
+  Reply get(std::string_view key) const;
+  // Whether this is an object that has `key` (json::contains).
+  bool has(std::string_view key) const { return v_->is_object() && v_->contains(key); }
+
+  // An array's elements; a ReplyError for anything else.
+  std::vector<Reply> items() const;
+  // An object's members, in its order; a ReplyError for anything else.
+  std::vector<std::pair<std::string, Reply>> members() const;
+
+  // The value as text (str()): a string as it is, a number or boolean as
+  // JSON writes it, null as "".
+  std::string text() const;
+  // A count, port or id: a non-negative integer, else a ReplyError.
+  uint64_t count() const;
+  // count(), or `absent` for null (an absent member: get()).
+  uint64_t countOr(uint64_t absent) const { return v_->is_null() ? absent : count(); }
+  // true or false, else a ReplyError.
+  bool flag() const;
+  bool flagOr(bool absent) const { return v_->is_null() ? absent : flag(); }
+
+  bool isNull() const { return v_->is_null(); }
+  bool isObject() const { return v_->is_object(); }
+  bool isArray() const { return v_->is_array(); }
+  bool isString() const { return v_->is_string(); }
+  bool empty() const { return v_->empty(); }
+  // The value itself, for -o json and for what takes any value (countText).
+  const json& value() const { return *v_; }
+
+ private:
+  // A ReplyError naming this value: "PATH: WHAT".
+  [[noreturn]] void fail(const std::string& what) const;
+  struct Doc {
+    json value;
+    std::string method;
+  };
+  Reply(std::shared_ptr<const Doc> doc, const json* v, std::string path)
+      : doc_(std::move(doc)), v_(v), path_(std::move(path)) {}
+  std::string child(std::string_view key) const;
+  // "expected an object, got an array".
+  [[noreturn]] void wrongType(const char* expected) const;
+
+  std::shared_ptr<const Doc> doc_;
+  const json* v_;
+  std::string path_;
+};
+
+}  // namespace keel::cli

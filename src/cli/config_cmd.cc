@@ -60,14 +60,15 @@ std::optional<std::string> readConfig(const std::string& file, Context& ctx) {
 }
 
 // A value of a change as keel.yaml writes it; quoted (as JSON) when it is
-// "" (not set) or holds a space, a quote or a control byte, so each
-// "KEY FROM -> TO" stays readable.
+// "" (not set) or holds a space, a quote or a character visibleText()
+// escapes, so each "KEY FROM -> TO" stays readable. Shown through
+// visibleText() either way: JSON escapes neither DEL nor the C1 controls.
 std::string changeValue(const Reply& v) {
-  const std::string s = v.text();
-  const bool plain = !s.empty() && std::none_of(s.begin(), s.end(), [](char c) {
-    return c == ' ' || c == '"' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-  });
-  return plain ? s : json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+  const json& j = v.value();
+  const std::string s =
+      j.is_null() ? "" : j.is_string() ? j.get<std::string>() : j.dump(-1, ' ', false, json::error_handler_t::replace);
+  const bool plain = !s.empty() && s.find_first_of(" \"") == std::string::npos && visibleText(s) == s;
+  return visibleText(plain ? s : json(s).dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 // "scheduler maglev -> maglev-src, ring_size 65537 -> 655373": an item's
@@ -140,7 +141,7 @@ void defineConfig(CLI::App& noun, Context& ctx) {
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(r->value());
     // keeld --check-config's line, so a script reads one answer from either.
-    std::string line = *file + ": OK";
+    std::string line = visibleText(*file) + ": OK";
     if (r->has("services") && r->has("reals"))
       line += " (" + std::to_string((*r)["services"].count()) + " services, " +
               std::to_string((*r)["reals"].count()) + " reals)";
@@ -166,7 +167,7 @@ void defineConfig(CLI::App& noun, Context& ctx) {
         if ((key == "restart_needed" || key == "stop_start_needed" || key == "warnings" || key == "changes") &&
             value.isArray())
           continue;
-        out += key + ": " + value.text() + "\n";
+        out += visibleText(key) + ": " + value.text() + "\n";
       }
       std::cout << out;
       // Keys the file changed that only a restart applies: kept running as

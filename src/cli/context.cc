@@ -42,7 +42,7 @@ std::optional<Reply> Context::call(const std::string& method, const json& params
     // -o json: an error object here too (no daemon answered), so a script
     // reads one shape whatever failed.
     if (output == "json") printError(json{{"code", sent ? "no_response" : "unavailable"}, {"message", message}});
-    std::cerr << "keelctl: " << message << "\n";
+    std::cerr << "keelctl: " << visibleText(message) << "\n";
     exitCode = sent ? kExitNoResponse : kExitUnavailable;
     return std::nullopt;
   }
@@ -78,17 +78,17 @@ std::optional<Reply> Context::call(const std::string& method, const json& params
 
 void Context::fail(int exit, const std::string& message) {
   if (jsonOutput()) printError(json{{"code", exit == 2 ? "usage" : "failed"}, {"message", message}});
-  std::cerr << "keelctl: " << message << "\n";
+  std::cerr << "keelctl: " << visibleText(message) << "\n";
   exitCode = exit;
 }
 
 // One line, so `stats --watch -o json` stays one JSON document a line.
 void Context::printError(const json& error) const {
-  std::cout << json{{"error", error}}.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+  std::cout << jsonText(json{{"error", error}}, -1) << "\n";
 }
 
 void Context::printJson(const json& result) const {
-  std::cout << result.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+  std::cout << jsonText(result, 2) << "\n";
 }
 
 json numberOrString(const std::string& text) {

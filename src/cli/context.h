@@ -57,7 +57,8 @@ struct Context {
   std::optional<Reply> call(const std::string& method, const json& params = json::object(),
                             const std::map<std::string, std::string>& flags = {});
 
-  // -o json: the raw result, pretty-printed. Every command prints it.
+  // -o json: the raw result, pretty-printed (jsonText()). Every command
+  // prints it.
   void printJson(const json& result) const;
   // -o json's {"error": ERROR} on stdout, on one line.
   void printError(const json& error) const;

@@ -1,9 +1,50 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/reply.h"
 
+#include <algorithm>
+#include <cstdio>
+
 namespace keel::cli {
 
 namespace {
+
+// The length of the valid UTF-8 sequence at s[i], with its code point in
+// `cp`; 0 if none starts there (a stray continuation byte, an overlong or
+// cut sequence, a surrogate, past U+10FFFF).
+size_t decodeUtf8(std::string_view s, size_t i, char32_t& cp) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char lead = byte(0);
+  size_t n = 0;
+  char32_t least = 0;
+  if (lead < 0x80) {
+    cp = lead;
+    return 1;
+  }
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    n = 2, cp = lead & 0x1f, least = 0x80;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    n = 3, cp = lead & 0x0f, least = 0x800;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    n = 4, cp = lead & 0x07, least = 0x10000;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(k) & 0xc0) != 0x80) return 0;
+    cp = cp << 6 | (byte(k) & 0x3f);
+  }
+  if (cp < least || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return n;
+}
+
+// A character visibleText() writes as \xHH: controls (C0, DEL, C1), and
+// those that make a line read as other text (isValidDrainReason's set:
+// U+061C, U+200E, U+200F, U+2028..U+202E, U+2066..U+2069).
+bool hidden(char32_t cp) {
+  return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
+         (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
 
 // "a string", "null", "-5": what a value is, for "expected X, got Y". A
 // number is said as it is (ASCII); a string is not quoted, so the message
@@ -29,10 +70,55 @@ const json& nullValue() {
 
 }  // namespace
 
+std::string visibleText(std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    char32_t cp = 0;
+    const size_t n = decodeUtf8(s, i, cp);
+    if (n && !hidden(cp)) {
+      out.append(s, i, n);
+    } else {
+      for (size_t k = 0; k < std::max<size_t>(n, 1); ++k) {
+        const auto c = static_cast<unsigned char>(s[i + k]);
+        out += "\\x";
+        out += kHex[c >> 4];
+        out += kHex[c & 15];
+      }
+    }
+    i += std::max<size_t>(n, 1);
+  }
+  return out;
+}
+
+std::string jsonText(const json& v, int indent) {
+  const std::string dumped = v.dump(indent, ' ', false, json::error_handler_t::replace);
+  std::string out;
+  out.reserve(dumped.size());
+  for (size_t i = 0; i < dumped.size();) {
+    // dump writes valid UTF-8 (invalid bytes replaced) and escapes the C0
+    // controls of strings, so those left are its own layout (indent's
+    // newlines). Any byte of 0x7f and up is inside a string, where \uXXXX
+    // is the same character (U+007F..U+FFFF: one escape, no surrogates).
+    char32_t cp = 0;
+    const size_t n = decodeUtf8(dumped, i, cp);
+    if (n && cp >= 0x7f && hidden(cp)) {
+      char escape[12];
+      std::snprintf(escape, sizeof escape, "\\u%04x", static_cast<unsigned>(cp));
+      out += escape;
+    } else {
+      out.append(dumped, i, std::max<size_t>(n, 1));
+    }
+    i += std::max<size_t>(n, 1);
+  }
+  return out;
+}
+
 std::string str(const json& v) {
   if (v.is_null()) return "";
-  if (v.is_string()) return v.get<std::string>();
-  return v.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (v.is_string()) return visibleText(v.get_ref<const std::string&>());
+  return visibleText(v.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 Reply::Reply(json value, std::string method, std::string path) : v_(nullptr), path_(std::move(path)) {
@@ -42,7 +128,7 @@ Reply::Reply(json value, std::string method, std::string path) : v_(nullptr), pa
 }
 
 std::string Reply::child(std::string_view key) const {
-  return (path_.empty() ? "" : path_ + ".") + std::string(key);
+  return (path_.empty() ? "" : path_ + ".") + visibleText(key);
 }
 
 void Reply::fail(const std::string& what) const {

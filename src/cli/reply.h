@@ -3,8 +3,9 @@
 // (--socket, KEELCTL_SOCKET), so the peer may be no keeld, or a broken one
 // (security review L2): keelctl reaches a reply's values only through
 // Reply, which names the member that is missing or of another type than
-// keelctl reads (ReplyError, said once by main(), exit 1). (How deep a
-// reply may nest is bounded before it is parsed: ApiClient.)
+// keelctl reads (ReplyError, said once by main(), exit 1), and prints its
+// text only through visibleText(), so nothing in it can drive the terminal.
+// (How deep a reply may nest is bounded before it is parsed: ApiClient.)
 #pragma once
 
 #include <cstdint>
@@ -21,8 +22,27 @@ namespace keel::cli {
 
 using nlohmann::json;
 
-// A JSON value as text: a string as it is, a number or boolean as JSON
-// writes it (an object or array too), null as "".
+// `s` as a terminal may show it: every byte of a character a terminal acts
+// on or that makes the line read as other text is written \xHH, as keeld
+// quotes values in its messages (printable() of common/text.h): the C0
+// controls (ESC among them), DEL, the C1 controls (U+0080..U+009F: CSI,
+// NEL), the line and paragraph separators and the bidirectional marks,
+// overrides and isolates, the set keeld refuses in a drain reason
+// (isValidDrainReason, input review L3), and any byte of no valid UTF-8
+// sequence. Other text, non-ASCII letters too, is kept as it is; so is
+// `\`, so a message quoting a path or a pattern reads as sent (-o json has
+// every value exactly).
+std::string visibleText(std::string_view s);
+
+// `v` as -o json prints it (nlohmann's dump, invalid UTF-8 replaced). dump
+// escapes the C0 controls in strings but writes DEL, the C1 controls and
+// the rest of visibleText()'s set as they are: those are written \uXXXX,
+// the same string to a JSON reader, so -o json on a terminal is as safe as
+// a table.
+std::string jsonText(const json& v, int indent);
+
+// A JSON value as text: a string through visibleText(), a number or
+// boolean as JSON writes it (an object or array too), null as "".
 std::string str(const json& v);
 
 // A reply of a shape keelctl does not read: what() is the whole message,
@@ -53,11 +73,12 @@ class Reply {
 
   // An array's elements; a ReplyError for anything else.
   std::vector<Reply> items() const;
-  // An object's members, in its order; a ReplyError for anything else.
+  // An object's members, in its order; a ReplyError for anything else. A
+  // key is as sent: print it through visibleText().
   std::vector<std::pair<std::string, Reply>> members() const;
 
-  // The value as text (str()): a string as it is, a number or boolean as
-  // JSON writes it, null as "".
+  // The value as text (str()): a string through visibleText(), a number or
+  // boolean as JSON writes it, null as "".
   std::string text() const;
   // A count, port or id: a non-negative integer, else a ReplyError.
   uint64_t count() const;

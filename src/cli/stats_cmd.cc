@@ -253,7 +253,7 @@ std::string statsText(const Reply& r, bool isRate, bool exact) {
   Table reasons({false, true, true});
   reasons.row({"Reason", isRate ? "Pkts/s" : "Packets", isRate ? "Bytes/s" : "Bytes"});
   for (const auto& [key, reason] : r["reasons"].members())
-    reasons.row({key, cell(reason, pk), cell(reason, by)});
+    reasons.row({visibleText(key), cell(reason, pk), cell(reason, by)});
   out << reasons.render() << "\n";
   Table t({false, false, false, true, true});
   t.row({"Prot", "LocalAddress:Port", "Service", isRate ? "Pkts/s" : "Packets", isRate ? "Bytes/s" : "Bytes"});
@@ -347,7 +347,7 @@ void defineStats(CLI::App& noun, Context& ctx) {
       if (ctx.jsonOutput() && a->watching) {
         // JSON Lines: one compact document per sample, so a pipe (jq -c,
         // a script) can consume each sample as it arrives.
-        std::cout << out.value().dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+        std::cout << jsonText(out.value(), -1) << "\n";
       } else if (ctx.jsonOutput()) {
         ctx.printJson(out.value());
       } else {

@@ -1750,6 +1750,96 @@ TEST_F(KeelctlTest, AReplyOfAnotherShapeNamesWhatIsWrong) {
       << env.out;
 }
 
+// Whether `text` holds, raw, a character a terminal acts on or that makes
+// a line read as other text: a C0 control but the newline, DEL, a C1
+// control (UTF-8 C2 80..9F), U+061C, U+200E, U+200F, U+2028..U+202E or
+// U+2066..U+2069.
+bool rawControl(const std::string& text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto b = [&](size_t k) { return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0; };
+    if ((b(0) < 0x20 && b(0) != '\n') || b(0) == 0x7f) return true;
+    if (b(0) == 0xc2 && b(1) >= 0x80 && b(1) <= 0x9f) return true;
+    if (b(0) == 0xd8 && b(1) == 0x9c) return true;
+    if (b(0) == 0xe2 && b(1) == 0x80 && (b(2) == 0x8e || b(2) == 0x8f || (b(2) >= 0xa8 && b(2) <= 0xae))) return true;
+    if (b(0) == 0xe2 && b(1) == 0x81 && b(2) >= 0xa6 && b(2) <= 0xa9) return true;
+  }
+  return false;
+}
+
+// What a peer behind --socket sends is shown, never obeyed: a table, a
+// line, an error or a warning writes each byte of a control character
+// (ESC's sequences, C1's CSI, DEL, a bidirectional override) as \xHH, and
+// so does -o json (\uXXXX, the same string to a JSON reader), where JSON
+// left DEL and C1 raw. Other UTF-8 text stays as it is.
+TEST_F(KeelctlTest, ControlCharactersFromTheDaemonAreShownEscaped) {
+  const std::string esc = "\x1b[2J\x1b]0;owned\x07";  // clear the screen, set the title
+  const std::string c1 = "\xc2\x9b" "31m";            // CSI as one C1 character
+  const std::string rlo = "\xe2\x80\xae";              // U+202E, right-to-left override
+  const json services = {{"services",
+                          {{{"name", "web" + esc}, {"vip", "10.0.0.1"}, {"port", 80}, {"protocol", "tcp"},
+                            {"scheduler", "maglev" + c1}, {"forwarding", "ipip"}, {"packets", 1}, {"bytes", 2},
+                            {"reals",
+                             {{{"address", "10.0.0.5\x7f"}, {"weight", 100}, {"state", "up" + rlo},
+                               {"packets", 0}, {"bytes", 0}}}}}}}};
+  const std::string list = json{{"ok", true}, {"result", services}}.dump();
+  CliRun t = keelctlAnswered(list, {"service", "list"});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  EXPECT_FALSE(rawControl(t.out)) << t.out;
+  EXPECT_NE(t.out.find("maglev\\xc2\\x9b31m"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("web\\x1b[2J\\x1b]0;owned\\x07"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("10.0.0.5\\x7f"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("up\\xe2\\x80\\xae"), std::string::npos) << t.out;
+  CliRun j = keelctlAnswered(list, {"-o", "json", "service", "list"});
+  ASSERT_EQ(j.rc, 0) << j.err;
+  EXPECT_FALSE(rawControl(j.out)) << j.out;
+  EXPECT_NE(j.out.find(R"("scheduler": "maglev\u009b31m")"), std::string::npos) << j.out;
+  EXPECT_EQ(json::parse(j.out, nullptr, false), services) << "the same values to a JSON reader";
+
+  // keeld's errors: the message, each of a file's errors (a newline in one
+  // cannot forge a line of its own), the change's warnings.
+  CliRun e = keelctlAnswered(
+      json{{"ok", false}, {"error", {{"code", "not_found"}, {"message", "no such" + esc}}}}.dump(),
+      {"real", "drain", "web", "10.0.0.5"});
+  EXPECT_EQ(e.rc, 1);
+  EXPECT_EQ(e.err, "keelctl: no such\\x1b[2J\\x1b]0;owned\\x07\n");
+  CliRun d = keelctlAnswered(
+      json{{"ok", false},
+           {"error",
+            {{"code", "invalid_config"}, {"message", "m"}, {"details", {{"errors", {"a:1: x\nkeelctl: OK"}}}}}}}
+          .dump(),
+      {"config", "reload"});
+  EXPECT_EQ(d.err, "keelctl: a:1: x\\x0akeelctl: OK\n");
+  CliRun w = keelctlAnswered(
+      json{{"ok", true},
+           {"result",
+            {{"service", "web"}, {"address", "10.0.0.5"}, {"before", {{"weight", 100}, {"state", "up"}}},
+             {"after", {{"weight", 100}, {"state", "draining" + c1}}}, {"published_ring_size", 0},
+             {"reals_in_ring", 0}, {"warnings", {"ring" + esc}}}}}
+          .dump(),
+      {"real", "drain", "web", "10.0.0.5"});
+  EXPECT_EQ(w.rc, 0) << w.err;
+  EXPECT_EQ(w.out, "web 10.0.0.5: up -> draining\\xc2\\x9b31m (ring: empty)\n");
+  EXPECT_EQ(w.err, "warning: ring\\x1b[2J\\x1b]0;owned\\x07\n");
+  // A member's name is text too (config reload prints those it does not
+  // know), and so is a status's.
+  CliRun k = keelctlAnswered(json{{"ok", true}, {"result", {{"new" + esc, "v" + c1}}}}.dump(), {"config", "reload"});
+  EXPECT_EQ(k.out, "new\\x1b[2J\\x1b]0;owned\\x07: v\\xc2\\x9b31m\n");
+  // Text that is only non-ASCII is kept as it is.
+  const std::string reason = "HTTP 503 \xc3\xbc" "berlastet, \xe2\x80\x9e" "sp\xc3\xa4ter\xe2\x80\x9c \xe2\x9c\x93";
+  CliRun h = keelctlAnswered(
+      json{{"ok", true},
+           {"result",
+            {{"services",
+              {{{"name", "web"},
+                {"reals",
+                 {{{"address", "10.0.0.5"}, {"state", "down"}, {"check", "http"}, {"detail", "503"},
+                   {"reason", reason}}}}}}}}}}
+          .dump(),
+      {"health", "show"});
+  ASSERT_EQ(h.rc, 0) << h.err;
+  EXPECT_NE(h.out.find(reason + "\n"), std::string::npos) << h.out;
+}
+
 // A socket keelctl may not connect to: the hint names the keys of both of
 // keeld's sockets, since keelctl cannot tell which one PATH is (operator
 // review L5: it named only the main socket's, wrong for the read-only one).

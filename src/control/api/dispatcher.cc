@@ -334,6 +334,19 @@ DispatchOutcome Dispatcher::handleLine(std::string_view line) {
       if (auto p = what.find("] "); p != std::string_view::npos) what.remove_prefix(p + 2);
       return {errorResponse(id, {code::kParseError, "request: malformed JSON: " + oneLine(what, 200),
                                  "", {}}), {}};
+    } catch (const json::out_of_range& e) {
+      // A number no double holds (`"id": 1e400`): the parser stops at it
+      // with out_of_range 406, which answered `internal` (security review
+      // L4). The input's fault, named where it is, as a bad value there is.
+      std::string_view what = e.what();  // "[json.exception.out_of_range.406] number overflow parsing '1e400'"
+      if (auto p = what.find("] "); p != std::string_view::npos) what.remove_prefix(p + 2);
+      const std::string where = oneLine(duplicates.where(), 200);
+      const bool inParams = where.starts_with("params.") || where.starts_with("params[");
+      return {errorResponse(id, {inParams ? code::kInvalidParams : code::kInvalidRequest,
+                                 (where.empty() ? "request" : where) + ": number out of range (" + oneLine(what, 200) +
+                                     "; a JSON number here must fit a double)",
+                                 where, {}}),
+              {}};
     }
     if (!req.is_object())
       return {errorResponse(id, {code::kInvalidRequest,

@@ -45,6 +45,10 @@ class DuplicateKeyFinder {
     return true;  // keep everything: the caller decides
   }
   const std::optional<std::string>& duplicate() const { return duplicate_; }
+  // The path of the value being read when the parse stopped ("id",
+  // "params.reals[1].weight"; "" at the top): where a number too large for
+  // a double is, the parser stopping at it (Dispatcher::handleLine).
+  std::string where() const { return path(); }
 
  private:
   // One per open object or list. No frame keeps its own path: the path is

@@ -59,6 +59,17 @@ TEST_F(DispatcherTest, BadRequestsChangeNothing) {
       {"method not string", R"({"id":1,"method":7})", code::kInvalidRequest, "method: must be a string, got 7"},
       {"bad id", R"({"id":[1],"method":"service.list"})", code::kInvalidRequest,
        "id: must be an integer or a string, got a list"},
+      // A number no double holds stops the parser (security review L4: `internal`).
+      {"id overflows", R"({"id":1e400,"method":"service.list"})", code::kInvalidRequest,
+       "id: number out of range (number overflow parsing '1e400'; a JSON number here must fit a double)"},
+      {"param overflows", R"({"id":1,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.5","weight":-1e400}})",
+       code::kInvalidParams,
+       "params.weight: number out of range (number overflow parsing '-1e400'; a JSON number here must fit a double)"},
+      {"overflow in a list", R"({"id":1,"method":"service.add","params":{"name":"x","reals":[{"address":"10.0.0.7"},{"weight":1E999}]}})",
+       code::kInvalidParams,
+       "params.reals[1].weight: number out of range (number overflow parsing '1E999'; a JSON number here must fit a double)"},
+      {"overflow alone", "1e400", code::kInvalidRequest,
+       "request: number out of range (number overflow parsing '1e400'; a JSON number here must fit a double)"},
       {"id too long to echo", R"({"id":")" + std::string(257, 'i') + R"(","method":"service.list"})",
        code::kInvalidRequest, "id: a string of at most 256 bytes, got 257"},
       {"extra envelope key", R"({"id":1,"method":"service.list","parms":{}})", code::kInvalidRequest,
@@ -125,6 +136,17 @@ TEST_F(DispatcherTest, BadRequestsChangeNothing) {
   }
   EXPECT_TRUE(fake_.mutations.empty()) << fake_.mutations.front();
   EXPECT_FALSE(fake_.shutdownDetach.has_value());
+}
+
+TEST_F(DispatcherTest, ANumberNoDoubleHoldsIsRefusedAtItsKey) {
+  json r = call(R"({"id":1e400,"method":"service.list"})");
+  EXPECT_EQ(r["error"]["code"], code::kInvalidRequest) << r.dump();
+  EXPECT_EQ(r["error"]["field"], "id") << r.dump();
+  EXPECT_TRUE(r["id"].is_null()) << r.dump();
+  r = call(R"({"id":7,"method":"real.set_weight","params":{"service":"web","address":"10.0.0.5","weight":1e400}})");
+  EXPECT_EQ(r["error"]["code"], code::kInvalidParams) << r.dump();
+  EXPECT_EQ(r["error"]["field"], "params.weight") << r.dump();
+  EXPECT_TRUE(fake_.mutations.empty());
 }
 
 TEST_F(DispatcherTest, ErrorsEchoIdAndField) {

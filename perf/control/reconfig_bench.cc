@@ -11,6 +11,8 @@
 //   no change      apply() of the identical config: the diff alone
 //   weight change  one real's weight 100 -> 50 (and back): ring rebuilt
 //   remove real    one real removed (timed) and added back (timed apart)
+//   every service  one real removed from every service in one apply, then
+//                  added back (one rep each)
 // Each case runs against three data planes, in this order:
 //   null  a Dataplane that does nothing: the control plane's own cost
 //   xdp   the XDP data plane, attached natively to a veth in a private
@@ -277,6 +279,19 @@ void runCases(const char* title, keel::Dataplane& dp, const Options& o) {
   printRow("weight change of one real (and back)", weight);
   printRow("remove one real", remove);
   printRow("add it back", add);
+
+  // One real out of every service at once (a server shared by every
+  // service taken out), and back.
+  Config withoutOne = base;
+  for (keel::ServiceConfig& svc : withoutOne.services) svc.reals.erase(svc.reals.begin() + 3);
+  const Sample removeEvery = timeOnce([&] {
+    if (Status s = registry.apply(withoutOne); !s) die("apply remove a real from every service", s);
+  });
+  const Sample addEvery = timeOnce([&] {
+    if (Status s = registry.apply(base); !s) die("apply add it back to every service", s);
+  });
+  printRow("one real out of every service", {removeEvery});
+  printRow("and back into every service", {addEvery});
 
   // Health: every real of the first H services down, then up; one verdict
   // at a time, then all in one call.

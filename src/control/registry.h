@@ -23,6 +23,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -430,7 +431,16 @@ class Registry {
   // given, kept there for apply()'s caller (noteChange, config_diff.h).
   Status addService(const ServiceConfig& cfg, ConfigChanges* changes);
   Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused, ConfigChanges* changes);
-  Status updateService(ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes);
+  // afterRing: where to put what must follow the service's new ring (reals
+  // invalidated and released, the service written last), to be run once
+  // every service's ring is written (apply()); null: run here.
+  Status updateService(ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes,
+                       std::vector<std::function<Status()>>* afterRing);
+  Status updateServiceAfterRing(ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes,
+                                const std::set<IpAddress>& wanted, const std::vector<IpAddress>& released,
+                                const std::set<IpAddress>& macLost, const std::set<IpAddress>& unkept,
+                                const std::vector<const RealConfig*>& added, bool writeServiceLast);
+  size_t newBackendIds(const Config& config) const;
   // What updateService is about to change in a service it keeps:
   // service_updated (its own keys), real_weight_changed and
   // health_check_changed (docs/operations.md, "Reloads"). Reals added or

@@ -50,7 +50,7 @@ class XdpDaemonDataplane final : public DaemonDataplane {
       // maps: traffic keeps flowing with the last state. What the host took
       // since the last timer (the interface made again, the pins removed)
       // is put back first, so the next keeld has a plane to adopt.
-      batcher_.maintain();  // and what it holds (none, unless a write failed)
+      dp_->maintain();
       dp_->leaveInPlace();
       return Status::ok();
     }

@@ -333,10 +333,14 @@ class Dataplane {
   // each service's own calls in order (ring_batcher.h). So the registry
   // orders its calls as if there were no batch: every prefix of them must
   // forward correctly.
-  // Calls nest: only the outermost endBatch() publishes.
+  // Calls nest: DPDK publishes at the outermost endBatch() only; the
+  // RingBatcher sends what it holds at every endBatch(), so that a batch's
+  // caller learns whether its writes reached the plane. endBatch() says
+  // so: an error means what the batch held was not written, and nothing
+  // of it is held any more (the caller rewrites what it changed).
   // Reads (findConn, stats, portMtu) are unaffected. Use DataplaneBatch.
   virtual void beginBatch() {}
-  virtual void endBatch() {}
+  virtual Status endBatch() { return Status::ok(); }
 
   // Zeroes the packet/byte counters of one id (summed over every CPU or
   // worker). The registry calls it when it frees an id, after the call that
@@ -434,12 +438,22 @@ class Dataplane {
 class DataplaneBatch {
  public:
   explicit DataplaneBatch(Dataplane& dp) : dp_(dp) { dp_.beginBatch(); }
-  ~DataplaneBatch() { dp_.endBatch(); }
+  // An early return's end: its caller is failing already (and its error
+  // says so), so what this end returns adds nothing (RingBatcher logs it).
+  ~DataplaneBatch() {
+    if (!ended_) (void)dp_.endBatch();
+  }
+  // The batch's end on success: whether what it held reached the plane.
+  Status finish() {
+    ended_ = true;
+    return dp_.endBatch();
+  }
   DataplaneBatch(const DataplaneBatch&) = delete;
   DataplaneBatch& operator=(const DataplaneBatch&) = delete;
 
  private:
   Dataplane& dp_;
+  bool ended_ = false;
 };
 
 }  // namespace keel

@@ -20,23 +20,30 @@ Status RingBatcher::flush() {
   if (!rings_.empty()) {
     size_t published = 0;
     const Status s = inner_.publishRings(rings_, &published);
-    published = std::min(published, rings_.size());
-    for (size_t i = 0; i < published; ++i) heldSlots_ -= rings_[i].second.size();
-    rings_.erase(rings_.begin(), rings_.begin() + static_cast<std::ptrdiff_t>(published));
+    if (!s) {
+      drop();  // the service writes wait for the rings they may name
+      return s;
+    }
+    rings_.clear();
     ringAt_.clear();
-    for (size_t i = 0; i < rings_.size(); ++i) ringAt_[rings_[i].first] = i;
-    // The service writes wait for the rings they may name.
-    if (!s) return s;
+    heldSlots_ = 0;
   }
-  size_t written = 0;
-  Status s = Status::ok();
-  for (; written < services_.size(); ++written) {
-    s = inner_.upsertService(services_[written].key, services_[written].value);
-    if (!s) break;
-    if (--heldServiceIds_[services_[written].value.id] == 0) heldServiceIds_.erase(services_[written].value.id);
-  }
-  services_.erase(services_.begin(), services_.begin() + static_cast<std::ptrdiff_t>(written));
-  return s;
+  for (const HeldService& h : services_)
+    if (Status s = inner_.upsertService(h.key, h.value); !s) {
+      drop();
+      return s;
+    }
+  services_.clear();
+  heldServiceIds_.clear();
+  return Status::ok();
+}
+
+void RingBatcher::drop() {
+  rings_.clear();
+  ringAt_.clear();
+  heldSlots_ = 0;
+  services_.clear();
+  heldServiceIds_.clear();
 }
 
 Status RingBatcher::setNode(const keel_node_config& node) {
@@ -44,12 +51,7 @@ Status RingBatcher::setNode(const keel_node_config& node) {
   return inner_.setNode(node);
 }
 
-Status RingBatcher::addVip(const keel_vip_key& vip) {
-  // Outside a batch, anything still held from a failed flush goes first.
-  if (depth_ == 0)
-    if (Status s = flush(); !s) return s;
-  return inner_.addVip(vip);
-}
+Status RingBatcher::addVip(const keel_vip_key& vip) { return inner_.addVip(vip); }
 
 Status RingBatcher::removeVip(const keel_vip_key& vip) {
   if (Status s = flush(); !s) return s;
@@ -59,7 +61,7 @@ Status RingBatcher::removeVip(const keel_vip_key& vip) {
 Status RingBatcher::upsertBackend(BackendId id, const keel_backend& backend) {
   if (id >= validOwner_.size()) return inner_.upsertBackend(id, backend);  // the plane's own error
   const std::optional<ServiceId> owner = validOwner_[id];
-  const bool needsFlush = depth_ == 0 || holds(backend.service_id) ||
+  const bool needsFlush = holds(backend.service_id) ||
                           (owner && (*owner == kUnknownOwner ? !rings_.empty() || !services_.empty()
                                                              : holds(*owner)));
   if (needsFlush)
@@ -72,10 +74,7 @@ Status RingBatcher::upsertBackend(BackendId id, const keel_backend& backend) {
 }
 
 Status RingBatcher::upsertService(const keel_service_key& key, const keel_service_value& value) {
-  if (depth_ == 0) {
-    if (Status s = flush(); !s) return s;
-    return inner_.upsertService(key, value);
-  }
+  if (depth_ == 0) return inner_.upsertService(key, value);
   auto same = std::find_if(services_.begin(), services_.end(), [&](const HeldService& h) {
     return std::memcmp(&h.key, &key, sizeof key) == 0;
   });
@@ -95,10 +94,10 @@ Status RingBatcher::removeService(const keel_service_key& key) {
 }
 
 Status RingBatcher::publishRing(ServiceId id, const std::vector<uint32_t>& slots) {
-  // A held service write of this id goes before its ring, as it was called.
-  if (depth_ == 0 || heldServiceIds_.count(id))
-    if (Status s = flush(); !s) return s;
   if (depth_ == 0) return inner_.publishRing(id, slots);
+  // A held service write of this id goes before its ring, as it was called.
+  if (heldServiceIds_.count(id))
+    if (Status s = flush(); !s) return s;
   if (auto at = ringAt_.find(id); at != ringAt_.end()) {
     heldSlots_ -= rings_[at->second].second.size();
     rings_[at->second].second = slots;
@@ -116,25 +115,19 @@ void RingBatcher::beginBatch() {
   inner_.beginBatch();
 }
 
-void RingBatcher::endBatch() {
-  if (depth_ > 0 && --depth_ == 0 && (!rings_.empty() || !services_.empty())) {
-    const size_t rings = rings_.size(), services = services_.size();
-    if (Status s = flush(); !s)
-      logError(LogRecord("dataplane_held_writes_failed")
-                   .add("rings", rings)
-                   .add("services", services)
-                   .add("error", s.message())
-                   .add("detail", "held until the next change or upkeep, which try again; a change that "
-                                  "needs them fails meanwhile"));
-  }
-  inner_.endBatch();
-}
-
-void RingBatcher::maintain() {
-  inner_.maintain();
-  if (depth_ == 0 && (!rings_.empty() || !services_.empty()))
-    if (Status s = flush(); !s)
-      logError(LogRecord("dataplane_held_writes_failed").add("error", s.message()));
+Status RingBatcher::endBatch() {
+  if (depth_ > 0) --depth_;
+  const size_t rings = rings_.size(), services = services_.size();
+  Status s = flush();
+  if (!s)
+    logError(LogRecord("dataplane_held_writes_failed")
+                 .add("rings", rings)
+                 .add("services", services)
+                 .add("error", s.message())
+                 .add("detail", "those not written are dropped; the change that made them fails, and the next "
+                                "apply writes its services again"));
+  const Status inner = inner_.endBatch();
+  return s ? inner : s;
 }
 
 Status RingBatcher::zeroCounters(CounterKind which, uint32_t id) {

@@ -24,13 +24,17 @@
 // So each service sees its own calls in order, and calls of different
 // services touch different entries: every state the plane passes through
 // is, service by service, one the registry's order passes through. What is
-// held goes out at the outermost endBatch() in one publishRings() and then
-// the service writes, or earlier when a call needs it or when the held
-// rings reach kMaxHeldSlots.
+// held goes out at every endBatch() (nested ones too, so that each of the
+// registry's batches learns from DataplaneBatch::finish() whether its
+// writes reached the plane) in one publishRings() and then the service
+// writes, or earlier when a call needs it or when the held rings reach
+// kMaxHeldSlots. Outside a batch nothing is held.
 //
-// A held write that the plane refuses stays held: the next call that needs
-// it gets the error (and is not made), endBatch() logs it, and every later
-// call and maintain() try again. Outside a batch nothing is held.
+// A held write the plane refuses fails the call that sent it out (the call
+// itself is not made) or the batch's end, and everything held is dropped
+// then: the registry marks what it changed for a rewrite, and its next
+// apply writes it whole (Registry::failed()). Held writes never outlive a
+// batch, so one refused write cannot block later changes.
 #pragma once
 
 #include <cstdint>
@@ -66,14 +70,14 @@ class RingBatcher final : public Dataplane {
   Status removeService(const keel_service_key& key) override;
   Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override;
   void beginBatch() override;
-  void endBatch() override;
+  Status endBatch() override;
 
   std::optional<uint64_t> connTableEntries() override { return inner_.connTableEntries(); }
   uint64_t connTableCapacity() const override { return inner_.connTableCapacity(); }
   std::optional<ConnEntry> findConn(const keel_flow_key& key) override { return inner_.findConn(key); }
   Status scanConns(const ConnVisitor& visit) override { return inner_.scanConns(visit); }
   std::optional<uint32_t> portMtu() const override { return inner_.portMtu(); }
-  void maintain() override;
+  void maintain() override { inner_.maintain(); }
   std::optional<DataplaneUpkeep> upkeep() const override { return inner_.upkeep(); }
 
   // Rings and service writes held now (tests, and the batch's log record).
@@ -93,8 +97,9 @@ class RingBatcher final : public Dataplane {
   };
   bool holds(ServiceId id) const;
   // Applies everything held: the rings in one publishRings(), then the
-  // service writes in their order. What failed stays held.
+  // service writes in their order. On an error what is left is dropped.
   Status flush();
+  void drop();
   Status flushIfHeld(ServiceId id) { return holds(id) ? flush() : Status::ok(); }
 
   // A slot whose last write failed: it may hold either value, so any held

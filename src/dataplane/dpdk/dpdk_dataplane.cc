@@ -1022,7 +1022,10 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
   }
   // One snapshot for a batch of the changes above (Dataplane::beginBatch).
   void beginBatch() override { store_->beginBatch(); }
-  void endBatch() override { store_->endBatch(); }
+  Status endBatch() override {
+    store_->endBatch();
+    return Status::ok();
+  }
 
   Status zeroCounters(CounterKind kind, uint32_t id) override {
     const bool svc = kind == CounterKind::kService;

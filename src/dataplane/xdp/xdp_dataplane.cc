@@ -1138,8 +1138,12 @@ Status XdpDataplane::publishRings(const RingList& rings, size_t* published) {
   for (int fd : fds) ::close(fd);  // the outer map holds its own references
   if (rc != 0) {
     // Those after the count one by one: publishRing says which failed and
-    // why (and takes plain rings where an adopted map wants them).
-    *published = std::min<size_t>(count, keys.size());
+    // why (and takes plain rings where an adopted map wants them). A
+    // kernel that refuses the call before it starts (an older one without
+    // batch updates of an array-of-maps: ENOTSUPP) leaves count as it was passed
+    // in, so a count of all of them with an error is none of them (each
+    // one's error is returned with the count of those it did).
+    *published = count < keys.size() ? count : 0;
     for (; *published < keys.size(); ++*published)
       if (Status s = publishRing(rings[*published].first, rings[*published].second); !s) return s;
   }

@@ -395,20 +395,23 @@ TEST_F(RegistryTest, ManyVerdictsPublishEachServiceRingOnce) {
   EXPECT_TRUE(r[0].isOk() && r[1].isOk());
   EXPECT_TRUE(take().empty());
   EXPECT_EQ(reg_.setRealHealth("web", ip("10.0.1.11"), true).message(), "");
-  // A data-plane failure fails the verdicts of that service only; the other
-  // service's are applied.
+  // A data-plane failure fails every verdict that changed something: a
+  // plane that holds writes drops them all on a refusal (RingBatcher), the
+  // other services' included, so nothing more is written past a ring
+  // (web's 10.0.1.12 leaves the ring, as drained, not yet invalidated).
   dp_.failAfter = 1;  // dns's first write: 10.0.2.2's backend; dns writes nothing more
   r = reg_.setRealsHealth({V{"web", ip("10.0.1.12"), false}, V{"dns", ip("10.0.2.1"), false},
                            V{"dns", ip("10.0.2.2"), true}});
-  EXPECT_TRUE(r[0].isOk());
+  EXPECT_FALSE(r[0].isOk());
   EXPECT_FALSE(r[1].isOk());
   EXPECT_FALSE(r[2].isOk());
-  EXPECT_EQ(take(), (Calls{"upsertBackend 4 10.0.2.2 gen=2 valid", "publishRing 0 [0,2]",
-                           "upsertBackend 1 10.0.1.12 gen=3 invalid"}));
-  // The next apply rewrites dns whole, with the verdicts it recorded.
+  EXPECT_EQ(take(), (Calls{"upsertBackend 4 10.0.2.2 gen=2 valid", "publishRing 0 [0,2]"}));
+  // The next apply rewrites both whole, with the verdicts they recorded.
   applyOk(config({service("web", "192.0.2.10", 80, {real("10.0.1.11"), real("10.0.1.12"), real("10.0.1.13")}),
                   service("dns", "192.0.2.53", 53, {real("10.0.2.1"), real("10.0.2.2")})}));
   EXPECT_EQ(ringMembers(1), (std::set<uint32_t>{4}));
+  EXPECT_EQ(ringMembers(0), (std::set<uint32_t>{0, 2}));
+  EXPECT_FALSE(dp_.backends[1].flags & KEEL_BE_F_VALID);
 }
 
 // Every change apply() and setRealHealth() make is inside one data-plane

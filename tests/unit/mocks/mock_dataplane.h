@@ -127,8 +127,9 @@ class MockDataplane : public Dataplane {
   const keel_node_config& node() const { return node_; }  // what setNode() wrote last
   void maintain() override { ++maintained; }
   void beginBatch() override { ++batchDepth; }
-  void endBatch() override {
+  Status endBatch() override {
     if (batchDepth > 0 && --batchDepth == 0) ++batches;
+    return Status::ok();
   }
   std::optional<uint64_t> connTableEntries() override {
     ++connTableCalls;

@@ -467,9 +467,13 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg, Co
 
   const bool rewrite = state.rewrite;
   state.rewrite = false;
-  if (rewrite)  // the same ids and generations: only what the config changed moves
+  // The same ids and generations: only what the config changed moves. The
+  // reals that are down are written after the ring (below): after a failed
+  // write the plane's ring may still name one (dropped packets until the
+  // ring is written).
+  if (rewrite)
     for (const auto& [addr, real] : state.reals)
-      if (!macLost.count(addr) && !unkept.count(addr))  // VALID until invalidated below
+      if (real.valid() && !macLost.count(addr) && !unkept.count(addr))  // VALID until invalidated below
         if (Status s = writeBackend(state, addr, real); !s) return s;
   // After the rewrite above, which writes held reals VALID: the ring that
   // still names them is live until the one below replaces it.
@@ -480,7 +484,7 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg, Co
   auto tail = [this, &state, &cfg, changes, wanted = std::move(wanted), released, macLost = std::move(macLost),
                unkept = std::move(unkept), added = std::move(added), rewrite, flags, oldFlags,
                serviceWritten]() -> Status {
-    return updateServiceAfterRing(state, cfg, changes, wanted, released, macLost, unkept, added,
+    return updateServiceAfterRing(state, cfg, changes, wanted, released, macLost, unkept, added, rewrite,
                                   (rewrite || flags != oldFlags) && !serviceWritten);
   };
   if (!afterRing) return tail();
@@ -492,8 +496,14 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg, Co
 Status Registry::updateServiceAfterRing(ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes,
                                         const std::set<IpAddress>& wanted, const std::vector<IpAddress>& released,
                                         const std::set<IpAddress>& macLost, const std::set<IpAddress>& unkept,
-                                        const std::vector<const RealConfig*>& added, bool writeServiceLast) {
+                                        const std::vector<const RealConfig*>& added, bool rewrite,
+                                        bool writeServiceLast) {
   const std::string& name = cfg.name;
+  if (rewrite)  // the reals that are down, now that the ring without them is written
+    for (const auto& [addr, real] : state.reals)
+      if (!real.valid() && wanted.count(addr) && !macLost.count(addr) && !unkept.count(addr) &&
+          std::find(released.begin(), released.end(), addr) == released.end())  // invalidateReleased's
+        if (Status s = writeBackend(state, addr, real); !s) return s;
   if (Status s = invalidateReleased(state, released); !s) return s;
   for (const IpAddress& addr : macLost) {
     if (Status s = invalidateBackend(state, addr, state.reals[addr]); !s) return s;

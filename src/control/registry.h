@@ -439,7 +439,8 @@ class Registry {
   Status updateServiceAfterRing(ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes,
                                 const std::set<IpAddress>& wanted, const std::vector<IpAddress>& released,
                                 const std::set<IpAddress>& macLost, const std::set<IpAddress>& unkept,
-                                const std::vector<const RealConfig*>& added, bool writeServiceLast);
+                                const std::vector<const RealConfig*>& added, bool rewrite,
+                                bool writeServiceLast);
   size_t newBackendIds(const Config& config) const;
   // What updateService is about to change in a service it keeps:
   // service_updated (its own keys), real_weight_changed and

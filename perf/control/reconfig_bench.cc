@@ -12,7 +12,7 @@
 //   weight change  one real's weight 100 -> 50 (and back): ring rebuilt
 //   remove real    one real removed (timed) and added back (timed apart)
 //   every service  one real removed from every service in one apply, then
-//                  added back (one rep each)
+//                  added back (one rep each); last, every service removed
 // Each case runs against three data planes, in this order:
 //   null  a Dataplane that does nothing: the control plane's own cost
 //   xdp   the XDP data plane, attached natively to a veth in a private
@@ -321,6 +321,12 @@ void runCases(const char* title, keel::Dataplane& dp, const Options& o) {
   printRow(n + " reals up, one verdict at a time", {eachUp});
   printRow(n + " reals down, in one setRealsHealth", {allDown});
   printRow(n + " reals up, in one setRealsHealth", {allUp});
+
+  // Last: every service removed in one apply.
+  const Sample removeAll = timeOnce([&] {
+    if (Status s = registry.apply(Config{}); !s) die("apply no services", s);
+  });
+  printRow("remove every service", {removeAll});
 }
 
 // A private network namespace with a veth pair, so XDP attaches to an

@@ -126,7 +126,7 @@ Status Registry::addVipRef(const IpAddress& vip) {
   // An entry at 0 refs is still announced (apply() withdraws unused VIPs
   // last), so only a VIP with no entry needs addVip.
   auto [it, inserted] = vipRefs_.try_emplace(vip, 0);
-  // The service holds its ref even if the add fails (removeService drops
+  // The service holds its ref even if the add fails (dropService drops
   // one); whether the VIP is announced is then unknown until an apply
   // settles it.
   ++it->second;
@@ -334,17 +334,24 @@ Status Registry::addService(const ServiceConfig& cfg, ConfigChanges* changes) {
   return Status::ok();
 }
 
-Status Registry::removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused,
-                               ConfigChanges* changes) {
-  auto it = services_.find(name);
-  ServiceState& state = it->second;
-  // Unhook the service first so no new packet reaches its ring, then empty
-  // the ring (packets already past the service lookup drop, not misroute),
-  // then invalidate every backend so conntrack entries go stale.
+// Unhook the service first so no new packet reaches its ring, then empty
+// the ring (packets already past the service lookup drop, not misroute);
+// dropService() then invalidates every backend so conntrack entries go
+// stale. apply() unhooks every service it removes before it drops any, so
+// on XDP their empty rings go out in one swap (RingBatcher).
+Status Registry::unhookService(const std::string& name) {
+  ServiceState& state = services_.at(name);
   if (Status s = dataplane_.removeService(serviceKey(state.config)); !s)
     return Status::error("service " + name + ": remove service: " + s.message());
   if (Status s = dataplane_.publishRing(state.id, {}); !s)
     return Status::error("service " + name + ": publish empty ring: " + s.message());
+  return Status::ok();
+}
+
+Status Registry::dropService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused,
+                             ConfigChanges* changes) {
+  auto it = services_.find(name);
+  ServiceState& state = it->second;
   // Each real leaves the state once its id is released, so an error midway
   // leaves the state naming exactly the ids still taken.
   for (auto r = state.reals.begin(); r != state.reals.end(); r = state.reals.erase(r)) {
@@ -630,7 +637,9 @@ Status Registry::apply(const Config& config, ConfigChanges* changes) {
     if (it == desired.end() || !sameKey(state.config, *it->second)) toRemove.push_back(name);
   }
   for (const std::string& name : toRemove)
-    if (Status s = removeService(name, maybeUnusedVips, changes); !s) return failed(s, maybeUnusedVips);
+    if (Status s = unhookService(name); !s) return failed(s, maybeUnusedVips);
+  for (const std::string& name : toRemove)
+    if (Status s = dropService(name, maybeUnusedVips, changes); !s) return failed(s, maybeUnusedVips);
 
   // 2. Updates and 3. additions, in config order (first apply: ids follow it).
   //    What follows an updated service's new ring (its reals invalidated
@@ -884,8 +893,8 @@ Status Registry::adopt(const ProgrammedState& programmed, const Config& config) 
     if (vipRefs_.try_emplace(vip, 0).second) pendingUnusedVips_.push_back(vip);
   }
   // Backends still VALID that no pinned service owns: a keeld killed inside
-  // removeService() (service entry deleted, its backends not yet
-  // invalidated). Their ids are free here, so the next service to get the
+  // a removal (unhookService() done, dropService() not: service entry
+  // deleted, its backends not yet invalidated), or inside a batched add. Their ids are free here, so the next service to get the
   // old service id would find connection-table entries that name them
   // (VALID, that service id, that generation) and send old flows to reals
   // it does not have. Invalidated at a new generation now, as the release

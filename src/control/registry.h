@@ -430,7 +430,8 @@ class Registry {
   // apply()'s steps; each change made is logged and, if `changes` is
   // given, kept there for apply()'s caller (noteChange, config_diff.h).
   Status addService(const ServiceConfig& cfg, ConfigChanges* changes);
-  Status removeService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused, ConfigChanges* changes);
+  Status unhookService(const std::string& name);
+  Status dropService(const std::string& name, std::vector<IpAddress>& vipsMaybeUnused, ConfigChanges* changes);
   // afterRing: where to put what must follow the service's new ring (reals
   // invalidated and released, the service written last), to be run once
   // every service's ring is written (apply()); null: run here.

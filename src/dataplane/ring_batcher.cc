@@ -89,7 +89,11 @@ Status RingBatcher::upsertService(const keel_service_key& key, const keel_servic
 }
 
 Status RingBatcher::removeService(const keel_service_key& key) {
-  if (Status s = flush(); !s) return s;
+  // A held write of this key goes first; other services' held writes may
+  // wait (the entry gone, nothing reaches this one's ring).
+  if (std::any_of(services_.begin(), services_.end(),
+                  [&](const HeldService& h) { return std::memcmp(&h.key, &key, sizeof key) == 0; }))
+    if (Status s = flush(); !s) return s;
   return inner_.removeService(key);
 }
 

@@ -17,8 +17,10 @@
 //   - a backend write goes out at once, after whatever is held of its old
 //     owner (if the slot is VALID now: an applied ring of that owner may
 //     name it) and of its new owner;
-//   - removeService, removeVip, setNode and counter resets first apply all
-//     that is held (they are rare, and an id they free may be reused);
+//   - removeService first applies a held write of its key (the others wait:
+//     with the entry gone no packet reaches its ring); removeVip, setNode
+//     and counter resets first apply all that is held (they are rare, and
+//     an id they free may be reused);
 //   - addVip goes out at once (a VIP without its service is passed to the
 //     kernel, as before it was announced).
 // So each service sees its own calls in order, and calls of different

@@ -203,6 +203,25 @@ TEST(RingBatcher, ARealOutOfEveryServiceSharesOnePublishWhenTheIdsFit) {
   }
 }
 
+// A reload that removes several services: their empty rings go out in
+// one publish, before any of their backends is invalidated.
+TEST(RingBatcher, ServicesRemovedTogetherShareOnePublish) {
+  MockDataplane dp(kLimits);
+  RingBatcher batcher(dp, {});
+  Registry reg(batcher);
+  ASSERT_TRUE(reg.apply(steps()[1]).isOk());  // web, dns, app
+  dp.calls.clear();
+  ASSERT_TRUE(reg.apply(config({})).isOk());
+  EXPECT_EQ(countPrefix(dp.calls, "publishRings "), 1u);
+  EXPECT_EQ(countPrefix(dp.calls, "publishRing "), 0u);
+  const auto first = [&](const std::string& prefix) {
+    return std::find_if(dp.calls.begin(), dp.calls.end(), [&](const std::string& c) { return c.rfind(prefix, 0) == 0; });
+  };
+  EXPECT_LT(first("removeService "), first("publishRings "));
+  EXPECT_LT(first("publishRings "), first("upsertBackend "));
+  EXPECT_TRUE(dp.services.empty());
+}
+
 // The property: through every step (applies, removals that free ids reused
 // by the next step, forwarding changes both ways, every real down and up),
 // after every single change the plane makes, no service packets can reach

@@ -4,47 +4,11 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/text.h"
+
 namespace keel::cli {
 
 namespace {
-
-// The length of the valid UTF-8 sequence at s[i], with its code point in
-// `cp`; 0 if none starts there (a stray continuation byte, an overlong or
-// cut sequence, a surrogate, past U+10FFFF).
-size_t decodeUtf8(std::string_view s, size_t i, char32_t& cp) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const unsigned char lead = byte(0);
-  size_t n = 0;
-  char32_t least = 0;
-  if (lead < 0x80) {
-    cp = lead;
-    return 1;
-  }
-  if (lead >= 0xc2 && lead <= 0xdf) {
-    n = 2, cp = lead & 0x1f, least = 0x80;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    n = 3, cp = lead & 0x0f, least = 0x800;
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    n = 4, cp = lead & 0x07, least = 0x10000;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    if ((byte(k) & 0xc0) != 0x80) return 0;
-    cp = cp << 6 | (byte(k) & 0x3f);
-  }
-  if (cp < least || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-  return n;
-}
-
-// A character visibleText() writes as \xHH: controls (C0, DEL, C1), and
-// those that make a line read as other text (isValidDrainReason's set:
-// U+061C, U+200E, U+200F, U+2028..U+202E, U+2066..U+2069).
-bool hidden(char32_t cp) {
-  return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
-         (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
-}
 
 // "a string", "null", "-5": what a value is, for "expected X, got Y". A
 // number is said as it is (ASCII); a string is not quoted, so the message
@@ -77,7 +41,7 @@ std::string visibleText(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     char32_t cp = 0;
     const size_t n = decodeUtf8(s, i, cp);
-    if (n && !hidden(cp)) {
+    if (n && !isHiddenCodePoint(cp)) {
       out.append(s, i, n);
     } else {
       for (size_t k = 0; k < std::max<size_t>(n, 1); ++k) {
@@ -103,7 +67,7 @@ std::string jsonText(const json& v, int indent) {
     // is the same character (U+007F..U+FFFF: one escape, no surrogates).
     char32_t cp = 0;
     const size_t n = decodeUtf8(dumped, i, cp);
-    if (n && cp >= 0x7f && hidden(cp)) {
+    if (n && cp >= 0x7f && isHiddenCodePoint(cp)) {
       char escape[12];
       std::snprintf(escape, sizeof escape, "\\u%04x", static_cast<unsigned>(cp));
       out += escape;

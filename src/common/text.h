@@ -58,6 +58,48 @@ inline std::string printable(std::string_view s, size_t limit = std::string_view
   return out;
 }
 
+// The length of the valid UTF-8 sequence at s[i], with its code point in
+// `cp`; 0 if none starts there (a stray continuation byte, an overlong or
+// cut sequence, a surrogate, past U+10FFFF).
+inline size_t decodeUtf8(std::string_view s, size_t i, char32_t& cp) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char lead = byte(0);
+  size_t n = 0;
+  char32_t least = 0;
+  if (lead < 0x80) {
+    cp = lead;
+    return 1;
+  }
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    n = 2, cp = lead & 0x1f, least = 0x80;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    n = 3, cp = lead & 0x0f, least = 0x800;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    n = 4, cp = lead & 0x07, least = 0x10000;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(k) & 0xc0) != 0x80) return 0;
+    cp = cp << 6 | (byte(k) & 0x3f);
+  }
+  if (cp < least || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return n;
+}
+
+// A character that acts on a terminal or makes a line read as other text:
+// the C0 controls, DEL, the C1 controls (U+0080..U+009F: NEL breaks a
+// line), the line and paragraph separators (U+2028, U+2029) and the
+// bidirectional marks, overrides and isolates (U+061C, U+200E, U+200F,
+// U+202A..U+202E, U+2066..U+2069) (input review L3). keeld refuses them in
+// a drain reason (api::isValidDrainReason); keelctl shows them escaped
+// (cli::visibleText).
+inline bool isHiddenCodePoint(char32_t cp) {
+  return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
+         (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
 // A whole decimal number as keel reads one from a file, a request or a
 // command line: digits only, no sign, no leading zero. YAML 1.1 and C read
 // "010" as octal 8 and a plain decimal read gives 10; keel refuses it rather

@@ -21,27 +21,15 @@ bool isValidServiceName(std::string_view s) {
 
 bool isValidDrainReason(std::string_view s) {
   if (s.empty() || s.size() > kMaxDrainReason) return false;
-  if (std::any_of(s.begin(), s.end(), [](char c) {
-        const auto u = static_cast<unsigned char>(c);
-        return u < 0x20 || u == 0x7f;
-      }))
-    return false;
-  // Nor the control characters of UTF-8's own (C1, U+0080..U+009F: NEL
-  // breaks a line), the line and paragraph separators (U+2028, U+2029) and
-  // the bidirectional marks, overrides and isolates (U+061C, U+200E,
-  // U+200F, U+202A..U+202E, U+2066..U+2069), which can make `keelctl health show` display text
-  // other than what is stored (input review L3). The text is valid UTF-8
-  // (the request's JSON is), so these are exactly their byte sequences.
-  for (size_t i = 0; i + 1 < s.size(); ++i) {
-    const auto a = static_cast<unsigned char>(s[i]), b = static_cast<unsigned char>(s[i + 1]);
-    if (a == 0xc2 && b >= 0x80 && b <= 0x9f) return false;
-    if (a == 0xd8 && b == 0x9c) return false;  // U+061C, the Arabic letter mark
-    if (a == 0xe2 && i + 2 < s.size()) {
-      const auto c = static_cast<unsigned char>(s[i + 2]);
-      // U+200E, U+200F (direction marks), U+2028..U+202E.
-      if (b == 0x80 && (c == 0x8e || c == 0x8f || (c >= 0xa8 && c <= 0xae))) return false;
-      if (b == 0x81 && c >= 0xa6 && c <= 0xa9) return false;
-    }
+  // No character that can make `keelctl health show` display text other
+  // than what is stored (isHiddenCodePoint: controls, C1, line separators,
+  // bidirectional marks; input review L3). The request's JSON is valid
+  // UTF-8; a byte that starts no sequence is passed over, as before.
+  for (size_t i = 0; i < s.size();) {
+    char32_t cp = 0;
+    const size_t n = decodeUtf8(s, i, cp);
+    if (n && isHiddenCodePoint(cp)) return false;
+    i += n ? n : 1;
   }
   return true;
 }

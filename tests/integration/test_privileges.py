@@ -11,7 +11,11 @@ from the unit; no CAP_SYS_ADMIN), applied with setpriv the way systemd does
     swapped over the same maps (the connection stays), and the next restart
     keeps it again;
   - `keelctl daemon stop` detaches and removes the pins.
-keelds run in a KeeldHost (lab.py), whose bpffs outlives each of them."""
+keelds run in a KeeldHost (lab.py), whose bpffs outlives each of them.
+Each keeld here also runs under the unit's kernel-facing sandbox lines that
+sandbox_wrap() knows how to apply without systemd (ProtectKernelTunables,
+ProtectKernelLogs, MemoryDenyWriteExecute); the DPDK plane is run the same
+way with keeld.service plus the keeld-dpdk.conf drop-in."""
 import json
 import os
 import re
@@ -27,6 +31,7 @@ from suite import ask, connect_and_ask, served, wait_serving
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT = DEPLOY / "keeld.service.in"
 DECAP_UNIT = DEPLOY / "keel-decap@.service.in"
+DPDK_DROPIN = DEPLOY / "keeld-dpdk.conf"
 PORT = 80
 EXTRA_PORT = 8080
 
@@ -49,6 +54,87 @@ def unit_caps(unit: Path = UNIT) -> list[str]:
     return [c.removeprefix("CAP_").lower() for c in bounding]
 
 
+def unit_setting(key: str, *units: Path) -> str | None:
+    """KEY's value as systemd merges it over a unit and its drop-ins, for a
+    setting whose last line wins (yes/no switches)."""
+    value = None
+    for unit in units:
+        for m in re.finditer(rf"^{key}=(.*)$", unit.read_text(), re.M):
+            value = m.group(1).strip()
+    return value
+
+
+# What sandbox_wrap() does for each sandbox line it applies, as systemd 252
+# does it (systemd.exec(5)); keeld runs in a mount namespace of its own.
+#   ProtectKernelTunables: /proc/sys and every mount under /sys read-only
+#     (ReadWritePaths=/sys/fs/bpf: bpffs stays writable), /proc/kallsyms
+#     and /proc/kcore inaccessible.
+#   ProtectKernelLogs: /proc/kmsg and /dev/kmsg inaccessible (systemd also
+#     filters syslog(2), which keeld never calls).
+#   MemoryDenyWriteExecute: no mapping both writable and executable, and
+#     none made executable later; systemd 252 filters mmap/mprotect with
+#     seccomp, here the kernel's own PR_SET_MDWE (Linux 6.3) does the same.
+# An inaccessible path is covered by a mode-000 file: keeld runs as root
+# without CAP_DAC_OVERRIDE, so it cannot open it (systemd's own trick).
+_SANDBOX_SCRIPT = r"""
+inaccessible=$1; shift
+if [ "$TUNABLES" = yes ]; then
+  mount --bind /proc/sys /proc/sys
+  mount -o remount,bind,ro /proc/sys
+  for m in $(awk '$5 ~ "^/sys(/|$)" { print $5 }' /proc/self/mountinfo | sort -u); do
+    case "$m" in /sys/fs/bpf|/sys/fs/bpf/*) continue ;; esac
+    mount -o remount,bind,ro "$m"
+  done
+  for f in /proc/kallsyms /proc/kcore; do [ -e "$f" ] && mount --bind "$inaccessible" "$f"; done
+fi
+if [ "$LOGS" = yes ]; then
+  for f in /proc/kmsg /dev/kmsg; do [ -e "$f" ] && mount --bind "$inaccessible" "$f"; done
+fi
+if [ "$MDWE" = yes ]; then
+  exec /usr/bin/python3 -c '
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit("PR_SET_MDWE: " + os.strerror(ctypes.get_errno()))
+os.execvp(sys.argv[1], sys.argv[1:])
+' "$@"
+fi
+exec "$@"
+"""
+
+
+def sandbox_wrap(lab, *units: Path) -> tuple[str, ...]:
+    """A command prefix that applies the sandbox lines of UNITS (a unit and
+    its drop-ins) that this file knows (above) and checks that the unit's
+    ReadWritePaths keeps bpffs writable under ProtectKernelTunables."""
+    on = {key: unit_setting(key, *units) == "yes"
+          for key in ("ProtectKernelTunables", "ProtectKernelLogs", "MemoryDenyWriteExecute")}
+    if on["ProtectKernelTunables"]:
+        assert unit_setting("ReadWritePaths", units[0]) == "/sys/fs/bpf", \
+            "keeld pins under /sys/fs/bpf/keel: the unit must keep bpffs writable"
+    inaccessible = lab.tmp / "inaccessible"
+    if not inaccessible.exists():
+        inaccessible.touch(mode=0o000)
+        inaccessible.chmod(0o000)
+    env = (f"TUNABLES={'yes' if on['ProtectKernelTunables'] else 'no'}",
+           f"LOGS={'yes' if on['ProtectKernelLogs'] else 'no'}",
+           f"MDWE={'yes' if on['MemoryDenyWriteExecute'] else 'no'}")
+    return ("unshare", "--mount", "env", *env, "sh", "-ec", _SANDBOX_SCRIPT, "sandbox", str(inaccessible))
+
+
+def assert_sandboxed(pid: int) -> None:
+    """keeld's own mounts show the sandbox (sandbox_wrap) in force: a check
+    of the wrap, so a test cannot pass because the wrap did nothing."""
+    options = {}
+    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+        fields = line.split()
+        options[fields[4]] = fields[5].split(",")  # the last mount on a point wins
+    if unit_setting("ProtectKernelTunables", UNIT) == "yes":
+        assert "ro" in options["/proc/sys"] and "ro" in options["/sys"], options
+        assert "rw" in options["/sys/fs/bpf"], options
+        assert "/proc/kallsyms" in options, options
+
+
 def cap_names() -> list[str]:
     """Capability names by number, as setpriv knows them."""
     return labmod.run(["setpriv", "--list-caps"]).stdout.split()
@@ -63,7 +149,7 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
     caps = unit_caps()
     assert "sys_admin" not in caps, caps
     spec = "-all," + ",".join("+" + c for c in caps)
-    wrap = ("setpriv", f"--inh-caps={spec}", f"--ambient-caps={spec}",
+    wrap = (*sandbox_wrap(lab, UNIT), "setpriv", f"--inh-caps={spec}", f"--ambient-caps={spec}",
             f"--bounding-set={spec}", "--no-new-privs")
     numbers = cap_names()
     want = sum(1 << numbers.index(c) for c in caps)
@@ -71,6 +157,7 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
     def start(config, name):
         k = host.start(config, name, wrap=wrap)
         assert effective_caps(k.proc.pid) == want, (hex(effective_caps(k.proc.pid)), hex(want))
+        assert_sandboxed(k.proc.pid)
         return k
 
     web = lab.service("web", 4, PORT, "tcp", "ipip")
@@ -134,6 +221,38 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
         for c in conns:
             c.close()
         k.stop()
+
+
+def test_dpdk_unit_and_dropin_capabilities_serve(lab, need_keel):
+    """The DPDK plane under exactly keeld.service's capabilities plus those
+    of its drop-in keeld-dpdk.conf (CAP_NET_RAW for net_af_packet), and the
+    unit's sandbox lines (sandbox_wrap): EAL starts, the exception tap comes
+    up, flows are balanced, a reload adds a service, and the capability set
+    is the two files' union, nothing more."""
+    if lab.dataplane != "dpdk":
+        pytest.skip("the XDP plane's privileges: test_unit_capabilities_run_adopt_reload_and_stop")
+    caps = unit_caps(UNIT) + unit_caps(DPDK_DROPIN)
+    spec = "-all," + ",".join("+" + c for c in caps)
+    wrap = (*sandbox_wrap(lab, UNIT, DPDK_DROPIN), "setpriv", f"--inh-caps={spec}",
+            f"--ambient-caps={spec}", f"--bounding-set={spec}", "--no-new-privs")
+    numbers = cap_names()
+    web = lab.service("web", 4, PORT, "tcp", "ipip")
+    config = lab.keel_config([web])
+    lab.plane.reset(lab)
+    lab.decap_attach()
+    k = labmod.Keeld.start(lab, config, "dpdkcaps", labmod.Keeld.wait_ready, wrap=wrap)
+    try:
+        assert effective_caps(k.proc.pid) == sum(1 << numbers.index(c) for c in caps)
+        assert_sandboxed(k.proc.pid)
+        wait_serving(lab, config)
+        served(lab.flows("tcp", lab.vip4, PORT, count=4))
+        extra = lab.service("extra", 4, EXTRA_PORT, "tcp", "ipip")
+        k.reload(lab.keel_config([web, extra]))
+        served(lab.flows("tcp", lab.vip4, EXTRA_PORT, count=3))
+    finally:
+        k.stop()
+        lab.plane.reset(lab)
+        lab.decap_detach()
 
 
 def test_decap_unit_capabilities_attach_and_detach(lab, need_keel):

@@ -12,9 +12,9 @@ from the unit; no CAP_SYS_ADMIN), applied with setpriv the way systemd does
     keeps it again;
   - `keelctl daemon stop` detaches and removes the pins.
 keelds run in a KeeldHost (lab.py), whose bpffs outlives each of them.
-Each keeld here also runs under the unit's kernel-facing sandbox lines that
-sandbox_wrap() knows how to apply without systemd (ProtectKernelTunables,
-ProtectKernelLogs, MemoryDenyWriteExecute); the DPDK plane is run the same
+Each keeld here also runs under the unit's sandbox lines that sandbox_wrap()
+knows how to apply without systemd (ProtectKernelTunables,
+ProtectKernelLogs, MemoryDenyWriteExecute, UMask); the DPDK plane is run the same
 way with keeld.service plus the keeld-dpdk.conf drop-in."""
 import json
 import os
@@ -71,6 +71,7 @@ def unit_setting(key: str, *units: Path) -> str | None:
 #     and /proc/kcore inaccessible.
 #   ProtectKernelLogs: /proc/kmsg and /dev/kmsg inaccessible (systemd also
 #     filters syslog(2), which keeld never calls).
+#   UMask: the file mode creation mask keeld starts with.
 #   MemoryDenyWriteExecute: no mapping both writable and executable, and
 #     none made executable later; systemd 252 filters mmap/mprotect with
 #     seccomp, here the kernel's own PR_SET_MDWE (Linux 6.3) does the same.
@@ -78,6 +79,7 @@ def unit_setting(key: str, *units: Path) -> str | None:
 # without CAP_DAC_OVERRIDE, so it cannot open it (systemd's own trick).
 _SANDBOX_SCRIPT = r"""
 inaccessible=$1; shift
+umask "$UMASK"
 if [ "$TUNABLES" = yes ]; then
   mount --bind /proc/sys /proc/sys
   mount -o remount,bind,ro /proc/sys
@@ -90,17 +92,50 @@ fi
 if [ "$LOGS" = yes ]; then
   for f in /proc/kmsg /dev/kmsg; do [ -e "$f" ] && mount --bind "$inaccessible" "$f"; done
 fi
-if [ "$MDWE" = yes ]; then
-  exec /usr/bin/python3 -c '
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
-    sys.exit("PR_SET_MDWE: " + os.strerror(ctypes.get_errno()))
+exec /usr/bin/python3 -c '
+import ctypes, errno, os, sys
+if os.environ.pop("MDWE") == "yes":
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+        sys.exit("PR_SET_MDWE: " + os.strerror(ctypes.get_errno()))
+denied = os.environ.pop("DENY_SYSCALLS").split()
+if denied:
+    import seccomp
+    action = seccomp.ERRNO(getattr(errno, os.environ.pop("DENY_ERRNO")))
+    f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    for name in denied:
+        try:
+            f.add_rule(action, name)
+        except (RuntimeError, ValueError, OSError):
+            pass  # not a system call of this architecture (systemd skips it too)
+    f.load()
 os.execvp(sys.argv[1], sys.argv[1:])
 ' "$@"
-fi
-exec "$@"
 """
+
+
+def denied_syscalls(*units: Path) -> tuple[list[str], str]:
+    """The system calls a unit's deny-list SystemCallFilter= ("~@group ...")
+    refuses, expanded by this machine's systemd-analyze, and the errno they
+    fail with (SystemCallErrorNumber=); ([], "") without a filter. An allow
+    list is not emulated: the unit must not have one."""
+    spec = unit_setting("SystemCallFilter", *units)
+    if not spec:
+        return [], ""
+    assert spec.startswith("~"), f"only a deny list is emulated here: {spec}"
+    names, groups = set(), spec[1:].split()
+    while groups:  # a group may name others
+        out = labmod.run(["systemd-analyze", "syscall-filter", groups.pop()]).stdout
+        for line in out.splitlines():
+            entry = line.split()[0] if line.startswith("    ") and line.split() else ""
+            if entry.startswith("@"):
+                groups.append(entry)
+            elif entry and not entry.startswith("#"):
+                names.add(entry)
+    assert names, spec
+    errno_name = unit_setting("SystemCallErrorNumber", *units)
+    assert errno_name, "the unit must say SystemCallErrorNumber= (a refused call fails, not kills)"
+    return sorted(names), errno_name
 
 
 def sandbox_wrap(lab, *units: Path) -> tuple[str, ...]:
@@ -116,7 +151,10 @@ def sandbox_wrap(lab, *units: Path) -> tuple[str, ...]:
     if not inaccessible.exists():
         inaccessible.touch(mode=0o000)
         inaccessible.chmod(0o000)
-    env = (f"TUNABLES={'yes' if on['ProtectKernelTunables'] else 'no'}",
+    denied, errno_name = denied_syscalls(*units)
+    env = (f"UMASK={unit_setting('UMask', *units) or '0022'}",
+           f"DENY_SYSCALLS={' '.join(denied)}", f"DENY_ERRNO={errno_name}",
+           f"TUNABLES={'yes' if on['ProtectKernelTunables'] else 'no'}",
            f"LOGS={'yes' if on['ProtectKernelLogs'] else 'no'}",
            f"MDWE={'yes' if on['MemoryDenyWriteExecute'] else 'no'}")
     return ("unshare", "--mount", "env", *env, "sh", "-ec", _SANDBOX_SCRIPT, "sandbox", str(inaccessible))
@@ -133,6 +171,9 @@ def assert_sandboxed(pid: int) -> None:
         assert "ro" in options["/proc/sys"] and "ro" in options["/sys"], options
         assert "rw" in options["/sys/fs/bpf"], options
         assert "/proc/kallsyms" in options, options
+    if denied_syscalls(UNIT)[0]:
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert re.search(r"^Seccomp:\s*2$", status, re.M), status
 
 
 def cap_names() -> list[str]:

@@ -488,11 +488,10 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg, Co
   const std::vector<MaglevReal> newRing = ringReals(state, &wanted);
   if (rewrite || newRing != oldRing || cfg.ringSize != oldRingSize)
     if (Status s = publishRing(state, newRing); !s) return s;
-  auto tail = [this, &state, &cfg, changes, wanted = std::move(wanted), released, macLost = std::move(macLost),
-               unkept = std::move(unkept), added = std::move(added), rewrite, flags, oldFlags,
-               serviceWritten]() -> Status {
-    return updateServiceAfterRing(state, cfg, changes, wanted, released, macLost, unkept, added, rewrite,
-                                  (rewrite || flags != oldFlags) && !serviceWritten);
+  AfterRing after{std::move(wanted), released, std::move(macLost), std::move(unkept), std::move(added), rewrite,
+                  (rewrite || flags != oldFlags) && !serviceWritten};
+  auto tail = [this, &state, &cfg, changes, after = std::move(after)]() -> Status {
+    return updateServiceAfterRing(state, cfg, changes, after);
   };
   if (!afterRing) return tail();
   afterRing->push_back(std::move(tail));
@@ -501,10 +500,8 @@ Status Registry::updateService(ServiceState& state, const ServiceConfig& cfg, Co
 
 // updateService's writes that follow the service's new ring.
 Status Registry::updateServiceAfterRing(ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes,
-                                        const std::set<IpAddress>& wanted, const std::vector<IpAddress>& released,
-                                        const std::set<IpAddress>& macLost, const std::set<IpAddress>& unkept,
-                                        const std::vector<const RealConfig*>& added, bool rewrite,
-                                        bool writeServiceLast) {
+                                        const AfterRing& after) {
+  const auto& [wanted, released, macLost, unkept, added, rewrite, writeServiceLast] = after;
   const std::string& name = cfg.name;
   if (rewrite)  // the reals that are down, now that the ring without them is written
     for (const auto& [addr, real] : state.reals)

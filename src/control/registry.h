@@ -437,11 +437,18 @@ class Registry {
   // every service's ring is written (apply()); null: run here.
   Status updateService(ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes,
                        std::vector<std::function<Status()>>* afterRing);
+  // What updateService found that its writes after the ring need.
+  struct AfterRing {
+    std::set<IpAddress> wanted;             // the file's reals
+    std::vector<IpAddress> released;        // held reals the new ring serves without (unholdIfServed)
+    std::set<IpAddress> macLost;            // up or held, and no MAC now: to invalidate
+    std::set<IpAddress> unkept;             // kept, and may keep no more: to invalidate
+    std::vector<const RealConfig*> added;   // written VALID before the ring
+    bool rewrite = false;                   // a rewrite: the down reals are written after the ring
+    bool writeServiceLast = false;          // the service entry goes out after everything else
+  };
   Status updateServiceAfterRing(ServiceState& state, const ServiceConfig& cfg, ConfigChanges* changes,
-                                const std::set<IpAddress>& wanted, const std::vector<IpAddress>& released,
-                                const std::set<IpAddress>& macLost, const std::set<IpAddress>& unkept,
-                                const std::vector<const RealConfig*>& added, bool rewrite,
-                                bool writeServiceLast);
+                                const AfterRing& after);
   size_t newBackendIds(const Config& config) const;
   // What updateService is about to change in a service it keeps:
   // service_updated (its own keys), real_weight_changed and

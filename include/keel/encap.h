@@ -91,15 +91,22 @@ KEEL_INLINE __u16 keel_ipv4_hdr_csum(const struct keel_ipv4 *ip)
 	return (__u16)~keel_csum_fold(sum);
 }
 
-/* RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). Using the complement form avoids
- * the -0/+0 ambiguity of eqn. 2 (RFC 1624 §3). All values as in memory. */
+/* RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). All values as in memory.
+ * One case remains: where every covered word is now zero (an ICMP echo
+ * reply with id 0, sequence 0 and a zero or empty payload), the sum of
+ * nonzero terms comes out as -0 (0xffff) where +0 is the truth, so eqn. 3
+ * gives 0x0000, which no receiver accepts: only 0xffff verifies then. 0xffff
+ * verifies wherever 0x0000 does (it adds -0 instead of +0), so 0x0000 is
+ * never returned. */
 KEEL_INLINE __u16 keel_csum_replace16(__u16 check, __u16 old_word, __u16 new_word)
 {
 	__u32 sum = (__u16)~check;
+	__u16 out;
 
 	sum += (__u16)~old_word;
 	sum += new_word;
-	return (__u16)~keel_csum_fold(sum);
+	out = (__u16)~keel_csum_fold(sum);
+	return out ? out : 0xffff;
 }
 
 /* ---- Outer header ---- */

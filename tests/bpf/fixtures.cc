@@ -184,19 +184,22 @@ Bytes flowPacket(const Frame& f, const std::string& src, const std::string& dst,
   return b.Payload(payload).build();
 }
 
-Bytes echoRequest(const Frame& f, const std::string& src, const std::string& dst) {
+// REST: the id and sequence number.
+Bytes echoRequest(const Frame& f, const std::string& src, const std::string& dst, uint32_t rest = 0x12340001,
+                  const std::string& payload = "ping payload") {
   PacketBuilder b = l2(f);
   if (familyOf(src) == KEEL_AF_INET6) {
-    b.IPv6(src, dst, {.hopLimit = 57}).Icmp6(128, 0, 0x12340001);
+    b.IPv6(src, dst, {.hopLimit = 57}).Icmp6(128, 0, rest);
   } else {
-    b.IPv4(src, dst, {.ttl = 57}).Icmp(8, 0, 0x12340001);
+    b.IPv4(src, dst, {.ttl = 57}).Icmp(8, 0, rest);
   }
-  return b.Payload("ping payload").build();
+  return b.Payload(payload).build();
 }
 
 // Built from scratch (not by editing the request): an independent oracle for
 // the in-place rewrite.
-Bytes echoReply(const Frame& f, const std::string& client, const std::string& vip) {
+Bytes echoReply(const Frame& f, const std::string& client, const std::string& vip, uint32_t rest = 0x12340001,
+                const std::string& payload = "ping payload") {
   PacketBuilder b;
   if (f.vlan) {
     b.Eth(kRouterMac, kLbMac, f.tpid).Vlan(*f.vlan);
@@ -204,11 +207,11 @@ Bytes echoReply(const Frame& f, const std::string& client, const std::string& vi
     b.Eth(kRouterMac, kLbMac);
   }
   if (familyOf(client) == KEEL_AF_INET6) {
-    b.IPv6(vip, client, {.hopLimit = 64}).Icmp6(129, 0, 0x12340001);
+    b.IPv6(vip, client, {.hopLimit = 64}).Icmp6(129, 0, rest);
   } else {
-    b.IPv4(vip, client, {.ttl = 64}).Icmp(0, 0, 0x12340001);
+    b.IPv4(vip, client, {.ttl = 64}).Icmp(0, 0, rest);
   }
-  return b.Payload("ping payload").build();
+  return b.Payload(payload).build();
 }
 
 FixtureRow passRow(std::string d, Bytes in, keel_reason r) {
@@ -677,6 +680,15 @@ std::vector<FixtureRow> fixtureRows() {
                   echoReply(plain, kClient6, "fd00:100::1")});
   rows.push_back({"icmpv6 echo to a v6 VIP, vlan", echoRequest(tagged, kClient6, "fd00:100::2"), Verdict::kTx,
                   KEEL_R_TX_ICMP_ECHO, echoReply(tagged, kClient6, "fd00:100::2")});
+  // The reply's words are all zero: its checksum must be 0xffff (the
+  // builder computes it whole), never the 0x0000 an incremental update
+  // gives there; zero words of payload or none, plain and tagged.
+  rows.push_back({"icmp echo with id 0, sequence 0, no payload: reply checksum 0xffff",
+                  echoRequest(plain, kClient4, "10.100.0.1", 0, ""), Verdict::kTx, KEEL_R_TX_ICMP_ECHO,
+                  echoReply(plain, kClient4, "10.100.0.1", 0, "")});
+  rows.push_back({"icmp echo with id 0, sequence 0, zero payload, vlan: reply checksum 0xffff",
+                  echoRequest(tagged, kClient4, "10.100.0.1", 0, std::string(56, '\0')), Verdict::kTx,
+                  KEEL_R_TX_ICMP_ECHO, echoReply(tagged, kClient4, "10.100.0.1", 0, std::string(56, '\0'))});
   rows.push_back(passRow("icmp echo to a non-VIP", echoRequest(plain, kClient4, "198.51.100.1"), KEEL_R_PASS_NOT_VIP));
   // Seen in a frame to another host's MAC (a promiscuous interface): the
   // reply leaves from the node's MAC, never from that host's, which would

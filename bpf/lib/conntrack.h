@@ -176,9 +176,9 @@ lb_pick(const struct keel_pkt *pkt, const struct keel_service_value *svc,
 	be = lb_ring_pick(pkt, svc, be_id);
 	if (!be)
 		return NULL;
-	/* An ICMP error only follows an existing flow; letting it create
-	 * entries would let forged errors fill the table. */
-	if (pkt->icmp_error)
+	/* An ICMP error or a TCP RST only follows an existing flow
+	 * (keel_ct_may_insert). */
+	if (!keel_ct_may_insert(pkt))
 		return be;
 	if (lb_ct_insert_allowed(node, now)) {
 		lb_ct_write(pkt, be, *be_id, now);

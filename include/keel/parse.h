@@ -232,6 +232,18 @@ KEEL_INLINE int keel_tcp_syn(const struct keel_pkt *pkt)
 	       (pkt->tcp_flags & (KEEL_TCP_SYN | KEEL_TCP_ACK | KEEL_TCP_RST | KEEL_TCP_FIN)) == KEEL_TCP_SYN;
 }
 
+/* Whether a packet whose flow the connection table does not hold may write
+ * the flow's entry once the ring picked its real. Not an ICMP error: it
+ * follows a flow, and forged errors would fill the table. Not a TCP RST: it
+ * ends the connection it names (an entry would only take a way until it
+ * idles out), and forged RSTs (or backscatter) would evict live flows and
+ * spend node.conntrack_insert_rate. Either is still forwarded to the
+ * ring's real. */
+KEEL_INLINE int keel_ct_may_insert(const struct keel_pkt *pkt)
+{
+	return !pkt->icmp_error && !(pkt->l4_proto == KEEL_PROTO_TCP && (pkt->tcp_flags & KEEL_TCP_RST));
+}
+
 /* Stage 1: Ethernet, VLAN and the fixed IP header. */
 KEEL_INLINE int keel_parse_l3(void *data, void *end, struct keel_pkt *pkt)
 {

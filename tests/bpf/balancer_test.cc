@@ -465,6 +465,50 @@ TEST(Balancer, ARefusedSynWithNoRingRealIsDropped) {
       << "the SYN asked the limit";
 }
 
+// A TCP RST (with or without ACK) whose flow the table does not hold goes
+// to the ring's real but writes no entry and asks the insert limit nothing
+// (keel_ct_may_insert): forged RSTs cannot fill the table. The flow's next
+// segment (an ACK) is inserted as usual, and a RST of a flow the table
+// holds follows its entry.
+TEST(Balancer, ARstMissIsForwardedButNotRemembered) {
+  auto lb = loadFixture();
+  ASSERT_TRUE(lb);
+  FixtureState st = fixtureState();
+  st.node.conntrack_insert_rate = 1000;
+  ASSERT_EQ(lb->setNode(st.node), "");
+  const int limitFd = bpf_map__fd(lb->skel()->maps.ct_insert_limit);
+  auto segment = [](uint16_t sport, uint8_t flags) {
+    return PacketBuilder().Eth(kLbMac, kRouterMac).IPv4(kClient4, "10.100.0.1").Tcp(sport, 80, flags).build();
+  };
+  auto held = [&](uint16_t sport, keel_ct_value* ct = nullptr) {
+    const keel_flow_key key = flowKey(kClient4, "10.100.0.1", sport, 80, KEEL_PROTO_TCP);
+    keel_ct_value v{};
+    const bool found = bpf_map_lookup_elem(lb->conntrackFd(), &key, &v) == 0;
+    if (ct) *ct = v;
+    return found;
+  };
+  auto tats = [&] {
+    return sumOverCpus<keel_ct_insert_limit>(limitFd, 0, [](const keel_ct_insert_limit& l) { return l.tat; });
+  };
+  EXPECT_EQ(lb->run(segment(30300, kTcpRst)).action, XDP_TX);
+  EXPECT_EQ(lb->run(segment(30301, kTcpRst | kTcpAck)).action, XDP_TX);
+  EXPECT_EQ(lb->reasons()[KEEL_R_TX_IPIP].packets, 2u) << "a RST miss goes to the ring's real";
+  EXPECT_FALSE(held(30300)) << "a RST miss made an entry";
+  EXPECT_FALSE(held(30301)) << "a RST+ACK miss made an entry";
+  EXPECT_EQ(tats(), 0u) << "a RST miss asked the insert limit";
+  EXPECT_EQ(lb->run(segment(30300, kTcpAck)).action, XDP_TX);
+  keel_ct_value ct{};
+  ASSERT_TRUE(held(30300, &ct)) << "the flow's ACK was not remembered";
+  EXPECT_NE(tats(), 0u);
+  // Held for another real of the service now (0 and 20 both serve it): the
+  // RST follows the entry, not the ring.
+  const uint32_t other = ct.backend_id == 20 ? 0 : 20;
+  holdFlow(*lb, flowKey(kClient4, "10.100.0.1", 30300, 80, KEEL_PROTO_TCP), other);
+  const keel_counter before = lb->backend(other);
+  EXPECT_EQ(lb->run(segment(30300, kTcpRst)).action, XDP_TX);
+  EXPECT_EQ(lb->backend(other).packets - before.packets, 1u) << "a held flow's RST left its entry's real";
+}
+
 // node.conntrack_insert_rate: past it a flow the table does not hold is
 // forwarded by the ring but not written into it, and the refused insert is
 // counted per CPU in ct_insert_limit (per packet: such a flow tries again

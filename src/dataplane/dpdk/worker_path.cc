@@ -156,8 +156,9 @@ inline bool insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
 
 // A flow the connection table does not hold (or holds for a real it may no
 // longer use), or a SYN: its real from the service's ring, remembered unless
-// the packet is an ICMP error (which follows its flow but never creates one)
-// or the worker is past node.conntrack_insert_rate. A SYN (keel_tcp_syn,
+// the packet is an ICMP error or a TCP RST (which follow their flow but never
+// create one: keel_ct_may_insert) or the worker is past
+// node.conntrack_insert_rate. A SYN (keel_tcp_syn,
 // never looked up in stage 1) asks the limit only once the ring gave it a
 // usable real, so SYNs to a service with none spend no other flow's insert
 // (as bpf/lib/conntrack.h); one the limit refuses follows the table like
@@ -184,7 +185,7 @@ inline bool insertAllowed(const Snapshot& s, WorkerState& w, uint64_t nowNs) {
     if (midflowMiss) countEvent(w.counters.ctMidflowMisses);
     return nullptr;
   }
-  if (p.icmp_error) return be;
+  if (!keel_ct_may_insert(&p)) return be;  // an ICMP error or a TCP RST follows a flow, never makes one
   __u64& inserted = w.passInserts[connHash >> 28];
   const __u64 bit = __u64{1} << ((connHash >> 22) & 63);
   // A later packet of a flow an earlier packet of this pass inserted

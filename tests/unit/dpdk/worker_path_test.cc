@@ -403,6 +403,35 @@ TEST_F(WorkerPathTest, ASynPastTheInsertRateFollowsItsEntry) {
   EXPECT_EQ(run(test::buildFrame(f), t0).r.backendId, 2u) << "its entry rewritten";
 }
 
+// A TCP RST (with or without ACK) whose flow the worker's table does not
+// hold goes to the ring's real but writes no entry and asks the insert
+// limit nothing (keel_ct_may_insert), as in XDP; the flow's next segment is
+// inserted, and a RST of a held flow follows its entry after a ring change.
+TEST_F(WorkerPathTest, ARstMissIsForwardedButNotRemembered) {
+  keel_node_config node = test::nodeConfig();
+  node.conntrack_insert_rate = 1000;
+  ASSERT_TRUE(store_.setNode(node));
+  oneRealService(vip4_, 80, 1, 1, "10.1.0.1");
+  ASSERT_TRUE(store_.upsertBackend(2, test::backend(ip("10.1.0.2"), 1, 1)));
+  const uint64_t t0 = 1'000'000'000;
+  Frame rst{ip("192.168.1.1"), vip4_, 1000, 80};
+  rst.tcpFlags = KEEL_TCP_RST;
+  Frame rstAck{ip("192.168.1.1"), vip4_, 1001, 80};
+  rstAck.tcpFlags = KEEL_TCP_RST | KEEL_TCP_ACK;
+  EXPECT_EQ(run(test::buildFrame(rst), t0).r.backendId, 1u) << "a RST miss goes to the ring's real";
+  EXPECT_EQ(run(test::buildFrame(rstAck), t0).r.backendId, 1u);
+  EXPECT_EQ(worker_.conns.countLive(), 0u) << "a RST miss made an entry";
+  EXPECT_EQ(worker_.ctInsertTat, 0u) << "a RST miss asked the insert limit";
+  Frame ack = rst;
+  ack.tcpFlags = KEEL_TCP_ACK;
+  EXPECT_EQ(run(test::buildFrame(ack), t0).r.backendId, 1u);
+  EXPECT_EQ(worker_.conns.countLive(), 1u) << "the flow's ACK was not remembered";
+  ring(1, {2, 2, 2, 2, 2});
+  EXPECT_EQ(run(test::buildFrame(rst), t0).r.backendId, 1u) << "a held flow's RST left its entry's real";
+  EXPECT_EQ(run(test::buildFrame(rstAck), t0).r.backendId, 2u) << "a RST miss follows the ring";
+  EXPECT_EQ(worker_.conns.countLive(), 1u);
+}
+
 // A SYN the ring has no usable real for is dropped before the insert limit
 // is asked: SYNs to a service with every real down spend no other flow's
 // insert and are not counted as skipped. At rate 20 (bursts of one) the

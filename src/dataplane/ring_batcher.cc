@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "dataplane/ring_batcher.h"
 
-#include <algorithm>
-#include <cstring>
-
 #include "common/logging.h"
 
 namespace keel {
@@ -34,6 +31,7 @@ Status RingBatcher::flush() {
       return s;
     }
   services_.clear();
+  serviceAt_.clear();
   heldServiceIds_.clear();
   return Status::ok();
 }
@@ -43,6 +41,7 @@ void RingBatcher::drop() {
   ringAt_.clear();
   heldSlots_ = 0;
   services_.clear();
+  serviceAt_.clear();
   heldServiceIds_.clear();
 }
 
@@ -75,12 +74,10 @@ Status RingBatcher::upsertBackend(BackendId id, const keel_backend& backend) {
 
 Status RingBatcher::upsertService(const keel_service_key& key, const keel_service_value& value) {
   if (depth_ == 0) return inner_.upsertService(key, value);
-  auto same = std::find_if(services_.begin(), services_.end(), [&](const HeldService& h) {
-    return std::memcmp(&h.key, &key, sizeof key) == 0;
-  });
-  if (same != services_.end()) {
-    if (--heldServiceIds_[same->value.id] == 0) heldServiceIds_.erase(same->value.id);
-    same->value = value;
+  if (auto [at, added] = serviceAt_.try_emplace(key, services_.size()); !added) {
+    HeldService& same = services_[at->second];
+    if (--heldServiceIds_[same.value.id] == 0) heldServiceIds_.erase(same.value.id);
+    same.value = value;
   } else {
     services_.push_back({key, value});
   }
@@ -91,8 +88,7 @@ Status RingBatcher::upsertService(const keel_service_key& key, const keel_servic
 Status RingBatcher::removeService(const keel_service_key& key) {
   // A held write of this key goes first; other services' held writes may
   // wait (the entry gone, nothing reaches this one's ring).
-  if (std::any_of(services_.begin(), services_.end(),
-                  [&](const HeldService& h) { return std::memcmp(&h.key, &key, sizeof key) == 0; }))
+  if (serviceAt_.count(key))
     if (Status s = flush(); !s) return s;
   return inner_.removeService(key);
 }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -36,12 +37,41 @@ size_t countPrefix(const std::vector<std::string>& calls, const std::string& pre
 }
 
 // What packets could meet in this state, as a list of faults: a service
-// packets can look up whose ring names a slot that is not a VALID backend
-// of that service (dropped, or sent to another service's real), or, under
-// l2dsr, a backend without a MAC (sent to 00:00:00:00:00:00).
+// packets can look up whose VIP is not announced (Dataplane::addVip: the
+// VIP first), or whose ring names a slot that is not a VALID backend of
+// that service (dropped, or sent to another service's real), or, under
+// l2dsr, a backend without a MAC (sent to 00:00:00:00:00:00). And when the
+// last call zeroed an id's counters (resetCounters: only once no packet
+// can use the id), a use of that id: a service id that an entry names or
+// whose ring is not empty (packets past the entry's lookup still read it),
+// a backend id that is VALID or that a ring names.
 std::vector<std::string> faults(const MockDataplane& dp) {
   std::vector<std::string> out;
+  if (!dp.calls.empty()) {
+    const std::string& last = dp.calls.back();
+    for (const auto& [prefix, isService] : {std::pair{"resetService ", true}, std::pair{"resetBackend ", false}}) {
+      if (last.rfind(prefix, 0) != 0) continue;
+      const uint32_t id = static_cast<uint32_t>(std::stoul(last.substr(std::string(prefix).size())));
+      if (isService) {
+        for (const auto& [key, value] : dp.services)
+          if (value.id == id) out.push_back("counters of service " + std::to_string(id) + " zeroed while " + key +
+                                            " names it");
+        if (auto ring = dp.rings.find(id); ring != dp.rings.end() && !ring->second.empty())
+          out.push_back("counters of service " + std::to_string(id) + " zeroed while its ring is not empty");
+      } else {
+        if (auto be = dp.backends.find(id); be != dp.backends.end() && (be->second.flags & KEEL_BE_F_VALID))
+          out.push_back("counters of backend " + std::to_string(id) + " zeroed while it is VALID");
+        for (const auto& [ringId, slots] : dp.rings)
+          if (std::find(slots.begin(), slots.end(), id) != slots.end())
+            out.push_back("counters of backend " + std::to_string(id) + " zeroed while ring " +
+                          std::to_string(ringId) + " names it");
+      }
+    }
+  }
   for (const auto& [key, value] : dp.services) {
+    const keel_service_key& k = dp.serviceKeys.at(key);
+    if (!dp.vips.count(test::addressFromWords(k.vip, k.family).toString()))
+      out.push_back(key + ": its VIP is not announced");
     auto ring = dp.rings.find(value.id);
     if (ring == dp.rings.end()) {
       out.push_back(key + ": no ring");
@@ -222,18 +252,43 @@ TEST(RingBatcher, ServicesRemovedTogetherShareOnePublish) {
   EXPECT_TRUE(dp.services.empty());
 }
 
+// How the walk below drives the plane.
+enum class Drive {
+  kDirect,   // the registry straight on the plane: the control
+  kBatched,  // through a RingBatcher, as keeld on XDP
+  // Through a RingBatcher, each step inside an outer batch, as
+  // DaemonBackend::commit opens one around its apply: what the registry's
+  // own batch held is on the plane when that batch ends, with the outer
+  // one still open.
+  kNested,
+  // A keeld restarted over a plane the first step was written to by another
+  // (Registry::adopt), its batcher built with the backends the plane holds.
+  kAdopted,
+};
+
+const char* toString(Drive d) {
+  switch (d) {
+    case Drive::kDirect: return "direct";
+    case Drive::kBatched: return "batched";
+    case Drive::kNested: return "nested";
+    case Drive::kAdopted: return "adopted";
+  }
+  return "?";
+}
+
 // The property: through every step (applies, removals that free ids reused
 // by the next step, forwarding changes both ways, every real down and up),
-// after every single change the plane makes, no service packets can reach
-// sends them to a slot that is not its own VALID backend, or l2dsr without
-// a MAC; and after each step the plane forwards exactly as one driven
-// without the batcher. The same walk without the batcher is the control:
-// the registry's own order must pass it too.
+// after every single change the plane makes, no service that packets can
+// reach sends them to a slot that is not its own VALID backend, or l2dsr
+// without a MAC, or has a VIP that is not announced, and no id's counters are
+// zeroed while packets can use it (faults()); and after each step the
+// plane forwards exactly as one driven without the batcher. The same walk
+// without the batcher is the control: the registry's own order must pass
+// it too.
 TEST(RingBatcher, NoStateThePlanePassesThroughMisroutes) {
-  for (const bool batched : {false, true}) {
+  for (const Drive drive : {Drive::kDirect, Drive::kBatched, Drive::kNested, Drive::kAdopted}) {
+    SCOPED_TRACE(toString(drive));
     MockDataplane dp(kLimits);
-    RingBatcher batcher(dp, {});
-    Registry reg(batched ? static_cast<Dataplane&>(batcher) : dp);
     MockDataplane plain(kLimits);
     Registry direct(plain);
     std::vector<std::string> seen;
@@ -241,23 +296,40 @@ TEST(RingBatcher, NoStateThePlanePassesThroughMisroutes) {
       for (std::string& f : faults(dp)) seen.push_back(dp.calls.back() + ": " + f);
     };
     std::vector<std::string> errors;
+    if (drive == Drive::kAdopted) {  // the first keeld, killed after its first step
+      Registry first(dp);
+      ASSERT_TRUE(first.apply(steps()[0]).isOk());
+    }
+    const size_t unbatchedPublishes = countPrefix(dp.calls, "publishRing ");
+    RingBatcher batcher(dp, drive == Drive::kAdopted ? dp.programmed().backends : std::vector<keel_backend>{});
+    Registry reg(drive == Drive::kDirect ? static_cast<Dataplane&>(dp) : batcher);
+    if (drive == Drive::kAdopted) {
+      ASSERT_TRUE(reg.adopt(dp.programmed(), steps()[0]).isOk());
+    }
     int step = 0;
     for (const Config& c : steps()) {
       ++step;
+      std::optional<DataplaneBatch> outer;
+      if (drive == Drive::kNested) outer.emplace(batcher);
       ASSERT_TRUE(reg.apply(c).isOk()) << "step " << step;
       ASSERT_TRUE(direct.apply(c).isOk());
       EXPECT_EQ(forwarding(dp), forwarding(plain)) << "step " << step;
       healthRoundTrip(reg, c, &errors);
       healthRoundTrip(direct, c, &errors);
       EXPECT_EQ(forwarding(dp), forwarding(plain)) << "step " << step << ", after down and up";
+      if (outer) {
+        EXPECT_TRUE(outer->finish().isOk());
+      }
     }
     EXPECT_TRUE(errors.empty()) << errors.front();
-    EXPECT_TRUE(seen.empty()) << (batched ? "batched: " : "direct: ") << seen.size() << " faults, first: "
-                              << seen.front();
-    if (batched) {
-      EXPECT_EQ(countPrefix(dp.calls, "publishRing "), 0u);  // every ring went out in a batch
+    EXPECT_TRUE(seen.empty()) << seen.size() << " faults, first: " << seen.front();
+    if (drive != Drive::kDirect) {
+      // Every ring the batcher saw went out in a batch.
+      EXPECT_EQ(countPrefix(dp.calls, "publishRing "), unbatchedPublishes);
       EXPECT_GT(countPrefix(dp.calls, "publishRings "), 0u);
     }
+    EXPECT_GT(countPrefix(dp.calls, "resetService "), 0u);  // the walk frees ids, so the reset check ran
+    EXPECT_GT(countPrefix(dp.calls, "resetBackend "), 0u);
   }
 }
 

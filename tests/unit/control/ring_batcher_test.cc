@@ -2,13 +2,15 @@
 // RingBatcher (src/dataplane/ring_batcher.h) in front of the recording mock:
 // a batch's rings reach the plane in one publishRings(), and whatever order
 // the held writes go out in, no state the plane passes through sends a
-// packet where the registry's own order would not.
+// packet where the caller's own order would not: the registry's (a walk
+// of applies and health changes) or another's (direct call sequences).
 #include "dataplane/ring_batcher.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -436,6 +438,227 @@ TEST(RingBatcher, VerdictsWhoseWritesAreRefusedFailAndAreRewritten) {
   // leaves them out: the failed ring may still name them.
   ASSERT_TRUE(reg.apply(running).isOk());  // as keeld does after a failed verdict
   EXPECT_EQ(forwarding(dp), forwarding(plain));
+}
+
+// Direct call sequences. The registry's order never needs some of the
+// batcher's rules (the walk above passes without each of them): a backend
+// write waiting for its new owner, a held service write going before its
+// service's next ring, a counter reset sending what is held, the owners
+// of an adopted plane's slots, a refused write's slot. A caller with
+// another order does, and the batcher keeps any caller's per-service
+// order: each rule is checked by a sequence that is sound called straight
+// on the plane and that, without the rule, the batcher would send out in
+// an order passing through a fault.
+
+// Service i: VIP 192.0.2.(10 + i), port 80, tcp.
+keel_service_key keyOf(int i) {
+  keel_service_key k{};
+  ip(("192.0.2." + std::to_string(10 + i)).c_str()).toWords(k.vip);
+  k.port = htons(80);
+  k.proto = KEEL_PROTO_TCP;
+  k.family = KEEL_AF_INET;
+  return k;
+}
+
+keel_vip_key vipOf(int i) {
+  keel_vip_key v{};
+  ip(("192.0.2." + std::to_string(10 + i)).c_str()).toWords(v.addr);
+  v.family = KEEL_AF_INET;
+  return v;
+}
+
+// Backend `id` (real 10.0.0.(id + 1)) of service `owner`, with a MAC
+// 02:00:00:00:00:`mac` unless mac is 0.
+keel_backend backend(BackendId id, ServiceId owner, bool valid, uint8_t mac = 0) {
+  keel_backend b{};
+  ip(("10.0.0." + std::to_string(id + 1)).c_str()).toWords(b.addr);
+  b.service_id = owner;
+  b.flags = valid ? KEEL_BE_F_VALID : 0;
+  b.family = KEEL_AF_INET;
+  if (mac) {
+    b.mac[0] = 2;
+    b.mac[5] = mac;
+  }
+  return b;
+}
+
+// `plane` takes the calls (the mock, or a RingBatcher in front of it);
+// `mock` is the plane itself (to refuse a call).
+using Sequence = std::function<void(Dataplane& plane, MockDataplane& mock)>;
+
+struct Outcome {
+  std::vector<std::string> faults;  // "call: fault", after every single change
+  std::map<std::string, std::string> forwarding;  // at the end
+};
+
+// `setup`, then `calls`, on a fresh mock, straight or through a batcher.
+// The setup goes through the batcher too (outside a batch, so passed on
+// at once), unless `adopted`: then it is written to the plane straight,
+// as by a keeld before this one, and the batcher is built with the
+// backends the plane holds (ProgrammedState::backends).
+Outcome drive(const Sequence& setup, const Sequence& calls, bool batched, bool adopted = false) {
+  MockDataplane dp(kLimits);
+  Outcome out;
+  dp.afterEach = [&] {
+    for (std::string& f : faults(dp)) out.faults.push_back(dp.calls.back() + ": " + f);
+  };
+  std::optional<RingBatcher> batcher;
+  auto plane = [&]() -> Dataplane& { return batched ? static_cast<Dataplane&>(*batcher) : dp; };
+  if (adopted) {
+    setup(dp, dp);
+    batcher.emplace(dp, dp.programmed().backends);
+  } else {
+    batcher.emplace(dp, std::vector<keel_backend>{});
+    setup(plane(), dp);
+  }
+  calls(plane(), dp);
+  out.forwarding = forwarding(dp);
+  return out;
+}
+
+// The sequence is sound straight on the plane (the control), passes
+// through no fault behind the batcher, and ends forwarding alike.
+void expectSound(const Sequence& setup, const Sequence& calls, bool adopted = false) {
+  const Outcome direct = drive(setup, calls, false, adopted);
+  const Outcome batched = drive(setup, calls, true, adopted);
+  EXPECT_TRUE(direct.faults.empty()) << "direct (the sequence itself): " << direct.faults.front();
+  EXPECT_TRUE(batched.faults.empty()) << "batched: " << batched.faults.size() << " faults, first: "
+                                      << batched.faults.front();
+  EXPECT_EQ(batched.forwarding, direct.forwarding);
+  EXPECT_FALSE(direct.forwarding.empty());  // the sequence leaves a service to compare
+}
+
+// Service `id` on its VIP with backends `ids` (each VALID, its MAC ending
+// in 1 + its id) and a ring naming them.
+void addService(Dataplane& plane, int id, const std::vector<BackendId>& ids, uint32_t flags = 0) {
+  for (BackendId b : ids) ASSERT_TRUE(plane.upsertBackend(b, backend(b, id, true, uint8_t(1 + b))).isOk());
+  ASSERT_TRUE(plane.publishRing(id, ids).isOk());
+  ASSERT_TRUE(plane.addVip(vipOf(id)).isOk());
+  ASSERT_TRUE(plane.upsertService(keyOf(id), {uint32_t(id), flags, {}}).isOk());
+}
+
+// A backend write first sends what is held of its new owner. Here the held
+// write moves service 0's entry to service 1, and slot 0 then becomes
+// service 1's: sent at once, slot 0 would be service 1's while the entry
+// still names service 0, whose ring names slot 0.
+TEST(RingBatcher, ABackendWriteFirstSendsWhatIsHeldOfItsNewOwner) {
+  const Sequence setup = [](Dataplane& plane, MockDataplane&) {
+    addService(plane, 0, {0});
+    ASSERT_TRUE(plane.upsertBackend(1, backend(1, 1, true)).isOk());  // service 1: its ring, no entry yet
+    ASSERT_TRUE(plane.publishRing(1, {1}).isOk());
+  };
+  const Sequence calls = [](Dataplane& plane, MockDataplane&) {
+    DataplaneBatch batch(plane);
+    ASSERT_TRUE(plane.upsertService(keyOf(0), {1, 0, {}}).isOk());  // held
+    ASSERT_TRUE(plane.upsertBackend(0, backend(0, 1, true)).isOk());  // service 0's slot, now 1's
+    ASSERT_TRUE(plane.publishRing(1, {0, 1}).isOk());
+    EXPECT_TRUE(batch.finish().isOk());
+  };
+  expectSound(setup, calls);
+}
+
+// A held service write of id S goes out before S's next ring is held (held
+// rings go before held service writes at a flush). Here service 0 leaves
+// l2dsr and then its ring names a backend without a MAC: with both held,
+// the ring would land first, under l2dsr.
+TEST(RingBatcher, AHeldServiceWriteGoesBeforeItsServicesNextRing) {
+  const Sequence setup = [](Dataplane& plane, MockDataplane&) { addService(plane, 0, {0}, KEEL_SVC_F_FWD_L2DSR); };
+  const Sequence calls = [](Dataplane& plane, MockDataplane&) {
+    DataplaneBatch batch(plane);
+    ASSERT_TRUE(plane.upsertBackend(1, backend(1, 0, true)).isOk());  // no MAC, no ring names it yet
+    ASSERT_TRUE(plane.upsertService(keyOf(0), {0, 0, {}}).isOk());     // ipip: held
+    ASSERT_TRUE(plane.publishRing(0, {1}).isOk());
+    EXPECT_TRUE(batch.finish().isOk());
+  };
+  expectSound(setup, calls);
+}
+
+// A counter reset first sends everything held. Here a service's entry is
+// removed, its empty ring held, and its counters reset with no backend
+// write between to send the ring out (the registry invalidates the
+// service's reals first, which does): sent at once, the reset would come
+// while the old ring still names a backend, for packets past the lookup.
+TEST(RingBatcher, ACounterResetFirstSendsWhatIsHeld) {
+  const Sequence setup = [](Dataplane& plane, MockDataplane&) {
+    addService(plane, 0, {0});
+    addService(plane, 1, {1});
+  };
+  const Sequence calls = [](Dataplane& plane, MockDataplane&) {
+    DataplaneBatch batch(plane);
+    ASSERT_TRUE(plane.removeService(keyOf(0)).isOk());
+    ASSERT_TRUE(plane.publishRing(0, {}).isOk());  // held
+    ASSERT_TRUE(plane.resetCounters(CounterKind::kService, 0).isOk());
+    EXPECT_TRUE(batch.finish().isOk());
+  };
+  expectSound(setup, calls);
+}
+
+// A batcher in front of a plane a previous keeld wrote knows which service
+// owns each VALID slot from the backends it was built with: a backend
+// write to one first sends what is held of that service. Here slot 1 is
+// released after service 0's held ring stops naming it; without the owner
+// the release would go first, under the old ring. (Registry::adopt's first
+// apply rewrites every adopted backend, which tells the batcher the owners
+// anyway: the walk's adopted drive does not need them.)
+TEST(RingBatcher, AnAdoptedSlotsWriteFirstSendsWhatIsHeldOfItsOwner) {
+  const Sequence setup = [](Dataplane& plane, MockDataplane&) { addService(plane, 0, {0, 1}); };
+  const Sequence calls = [](Dataplane& plane, MockDataplane&) {
+    DataplaneBatch batch(plane);
+    ASSERT_TRUE(plane.publishRing(0, {0}).isOk());  // held
+    ASSERT_TRUE(plane.upsertBackend(1, backend(1, KEEL_SERVICE_NONE, false)).isOk());
+    EXPECT_TRUE(batch.finish().isOk());
+  };
+  expectSound(setup, calls, /*adopted=*/true);
+}
+
+// A slot whose write the plane refused may hold the old value or the new
+// one (a refused write may have landed): a later write to it first sends
+// everything held, whatever service either value names. Here the held
+// write is service 0's ring dropping slot 1, and the later write releases
+// slot 1. Refused and not landed, slot 1 is still service 0's, though the
+// refused write released it; refused and landed, it is service 0's, though
+// it was free before.
+TEST(RingBatcher, AWriteToASlotWhoseWriteWasRefusedFirstSendsEverythingHeld) {
+  for (const bool landed : {false, true}) {
+    SCOPED_TRACE(landed ? "the refused write landed" : "the refused write did not land");
+    const Sequence setup = [&](Dataplane& plane, MockDataplane& mock) {
+      mock.failedCallsLand = landed;
+      if (landed) {
+        addService(plane, 0, {0});
+        mock.failAfter = 1;  // slot 1 added to service 0: refused, but written
+        EXPECT_FALSE(plane.upsertBackend(1, backend(1, 0, true)).isOk());
+        ASSERT_TRUE(plane.publishRing(0, {0, 1}).isOk());  // the plane holds it VALID: a ring may name it
+      } else {
+        addService(plane, 0, {0, 1});
+        mock.failAfter = 1;  // slot 1 released: refused, not written (still VALID, still named)
+        EXPECT_FALSE(plane.upsertBackend(1, backend(1, KEEL_SERVICE_NONE, false)).isOk());
+      }
+    };
+    const Sequence calls = [](Dataplane& plane, MockDataplane&) {
+      DataplaneBatch batch(plane);
+      ASSERT_TRUE(plane.publishRing(0, {0}).isOk());  // held
+      ASSERT_TRUE(plane.upsertBackend(1, backend(1, KEEL_SERVICE_NONE, false)).isOk());
+      EXPECT_TRUE(batch.finish().isOk());
+    };
+    expectSound(setup, calls);
+  }
+}
+
+// removeService first sends a held write of its key: held past it, the
+// write would put the removed service back when it goes out.
+TEST(RingBatcher, ARemovalFirstSendsAHeldWriteOfItsKey) {
+  const Sequence setup = [](Dataplane& plane, MockDataplane&) {
+    addService(plane, 0, {0});
+    addService(plane, 1, {1});
+  };
+  const Sequence calls = [](Dataplane& plane, MockDataplane&) {
+    DataplaneBatch batch(plane);
+    ASSERT_TRUE(plane.upsertService(keyOf(0), {0, KEEL_SVC_F_SCHED_SRC, {}}).isOk());  // held
+    ASSERT_TRUE(plane.removeService(keyOf(0)).isOk());
+    ASSERT_TRUE(plane.publishRing(0, {}).isOk());
+    EXPECT_TRUE(batch.finish().isOk());
+  };
+  expectSound(setup, calls);
 }
 
 }  // namespace

@@ -661,5 +661,106 @@ TEST(RingBatcher, ARemovalFirstSendsAHeldWriteOfItsKey) {
   expectSound(setup, calls);
 }
 
+// What is held goes out at every endBatch(), a nested one too (as in
+// DaemonBackend::commit, whose batch holds the registry's): the inner
+// batch's end writes it, and says so when the plane refuses it.
+TEST(RingBatcher, EveryBatchEndSendsWhatIsHeldANestedOneToo) {
+  MockDataplane dp(kLimits);
+  RingBatcher batcher(dp, {});
+  addService(batcher, 0, {0, 1});
+  DataplaneBatch outer(batcher);
+  {
+    DataplaneBatch inner(batcher);
+    ASSERT_TRUE(batcher.publishRing(0, {1, 0}).isOk());
+    ASSERT_TRUE(batcher.upsertService(keyOf(0), {0, KEEL_SVC_F_SCHED_SRC, {}}).isOk());
+    EXPECT_EQ(dp.rings[0], (std::vector<uint32_t>{0, 1}));  // held
+    EXPECT_TRUE(inner.finish().isOk());
+  }
+  EXPECT_EQ(dp.rings[0], (std::vector<uint32_t>{1, 0}));
+  EXPECT_EQ(dp.services.at(MockDataplane::keyString(keyOf(0))).flags, KEEL_SVC_F_SCHED_SRC);
+  {
+    DataplaneBatch inner(batcher);
+    ASSERT_TRUE(batcher.publishRing(0, {1}).isOk());
+    dp.failAfter = 1;  // the inner end's publishRings
+    EXPECT_FALSE(inner.finish().isOk());
+  }
+  EXPECT_EQ(dp.rings[0], (std::vector<uint32_t>{1, 0}));  // refused: not written, and not held
+  ASSERT_TRUE(batcher.publishRing(0, {0}).isOk());
+  EXPECT_EQ(dp.rings[0], (std::vector<uint32_t>{1, 0}));
+  EXPECT_TRUE(outer.finish().isOk());
+  EXPECT_EQ(dp.rings[0], (std::vector<uint32_t>{0}));
+  EXPECT_EQ(countPrefix(dp.calls, "publishRing "), 1u);  // addService's, outside any batch
+}
+
+// Held rings go out without waiting for the batch's end once they hold
+// kMaxHeldSlots slots (the memory a batch holds is bounded), with the
+// service writes held before them, rings first.
+TEST(RingBatcher, HeldRingsGoOutOnceTheyHoldMaxHeldSlots) {
+  MockDataplane dp(kLimits);
+  RingBatcher batcher(dp, {});
+  ASSERT_TRUE(batcher.upsertBackend(0, backend(0, 0, true)).isOk());
+  ASSERT_TRUE(batcher.upsertBackend(1, backend(1, 1, true)).isOk());
+  ASSERT_TRUE(batcher.addVip(vipOf(0)).isOk());
+  const size_t half = RingBatcher::kMaxHeldSlots / 2;
+  DataplaneBatch batch(batcher);
+  ASSERT_TRUE(batcher.publishRing(0, std::vector<uint32_t>(half, 0)).isOk());
+  ASSERT_TRUE(batcher.upsertService(keyOf(0), {0, 0, {}}).isOk());
+  ASSERT_TRUE(batcher.publishRing(1, std::vector<uint32_t>(half - 1, 1)).isOk());
+  EXPECT_TRUE(dp.rings.empty());  // one slot short: all held
+  EXPECT_TRUE(dp.services.empty());
+  ASSERT_TRUE(batcher.publishRing(1, std::vector<uint32_t>(half, 1)).isOk());
+  // At kMaxHeldSlots: out, in one publish, before the service write.
+  EXPECT_EQ(dp.calls, (std::vector<std::string>{"upsertBackend 0 10.0.0.1 gen=0 valid",
+                                                "upsertBackend 1 10.0.0.2 gen=0 valid", "addVip 192.0.2.10",
+                                                "publishRings 0,1", "upsertService 192.0.2.10:80/6 id=0 flags=0"}));
+  EXPECT_EQ(dp.rings[0].size(), half);
+  EXPECT_EQ(dp.rings[1].size(), half);
+  EXPECT_EQ(batcher.heldRings(), 0u);
+  EXPECT_EQ(batcher.heldServices(), 0u);
+  ASSERT_TRUE(batcher.publishRing(0, {0}).isOk());  // the next is held again
+  EXPECT_EQ(dp.rings[0].size(), half);
+  EXPECT_TRUE(batch.finish().isOk());
+  EXPECT_EQ(dp.rings[0], (std::vector<uint32_t>{0}));
+}
+
+// A key written twice in a batch is held once, with its last value, and
+// written once; what a refused end dropped is not held (nor found) by the
+// next batch, whose write of the same key goes out.
+TEST(RingBatcher, AKeysHeldWriteIsReplacedAndEndsWithItsBatch) {
+  MockDataplane dp(kLimits);
+  RingBatcher batcher(dp, {});
+  addService(batcher, 0, {0});
+  addService(batcher, 1, {1});
+  const std::string key0 = MockDataplane::keyString(keyOf(0));
+  auto writesOf0 = [&] { return countPrefix(dp.calls, "upsertService " + key0); };
+  const size_t before = writesOf0();
+  {
+    DataplaneBatch batch(batcher);
+    ASSERT_TRUE(batcher.upsertService(keyOf(1), {1, KEEL_SVC_F_SCHED_SRC, {}}).isOk());
+    ASSERT_TRUE(batcher.upsertService(keyOf(0), {0, KEEL_SVC_F_SCHED_SRC, {}}).isOk());
+    ASSERT_TRUE(batcher.upsertService(keyOf(0), {0, KEEL_SVC_F_HASH_SRC_IP, {}}).isOk());
+    EXPECT_EQ(batcher.heldServices(), 2u);
+    EXPECT_TRUE(batch.finish().isOk());
+  }
+  EXPECT_EQ(writesOf0(), before + 1);
+  EXPECT_EQ(dp.services.at(key0).flags, KEEL_SVC_F_HASH_SRC_IP);
+  {
+    DataplaneBatch batch(batcher);
+    ASSERT_TRUE(batcher.upsertService(keyOf(0), {0, 0, {}}).isOk());
+    dp.failAfter = 1;  // the end's write of it: refused, not written
+    dp.failedCallsLand = false;
+    EXPECT_FALSE(batch.finish().isOk());
+  }
+  EXPECT_EQ(dp.services.at(key0).flags, KEEL_SVC_F_HASH_SRC_IP);
+  {
+    DataplaneBatch batch(batcher);
+    ASSERT_TRUE(batcher.upsertService(keyOf(0), {0, KEEL_SVC_F_SCHED_SRC, {}}).isOk());
+    EXPECT_EQ(batcher.heldServices(), 1u);
+    EXPECT_TRUE(batch.finish().isOk());
+  }
+  EXPECT_EQ(dp.services.at(key0).flags, KEEL_SVC_F_SCHED_SRC);
+  EXPECT_EQ(writesOf0(), before + 3);
+}
+
 }  // namespace
 }  // namespace keel

@@ -216,7 +216,7 @@ class NullDataplane final : public keel::Dataplane {
   Status upsertBackend(keel::BackendId, const keel_backend&) override { return Status::ok(); }
   Status upsertService(const keel_service_key&, const keel_service_value&) override { return Status::ok(); }
   Status removeService(const keel_service_key&) override { return Status::ok(); }
-  Status publishRing(keel::ServiceId, const std::vector<uint32_t>&) override { return Status::ok(); }
+  Status publishRing(keel::ServiceId, std::vector<uint32_t>) override { return Status::ok(); }
   Status zeroCounters(keel::CounterKind, uint32_t) override { return Status::ok(); }
   keel::DataplaneStats readCounters(uint32_t, uint32_t) override { return {}; }
   std::optional<uint64_t> connTableEntries() override { return std::nullopt; }

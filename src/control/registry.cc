@@ -239,10 +239,11 @@ Status Registry::publishRing(ServiceState& state, const std::vector<MaglevReal>&
       return Status::error("service " + state.config.name + ": " + s.message());
     slots = buildMaglevTable(reals, state.config.ringSize);
   }
-  if (Status s = dataplane_.publishRing(state.id, slots); !s)
+  const auto m = static_cast<uint32_t>(slots.size());
+  if (Status s = dataplane_.publishRing(state.id, std::move(slots)); !s)
     return Status::error("service " + state.config.name + ": publish ring: " + s.message());
-  state.publishedM = static_cast<uint32_t>(slots.size());
-  state.publishedReals = slots.empty() ? std::vector<MaglevReal>{} : reals;
+  state.publishedM = m;
+  state.publishedReals = m == 0 ? std::vector<MaglevReal>{} : reals;
   return Status::ok();
 }
 

@@ -303,7 +303,9 @@ class Dataplane {
   virtual Status removeService(const keel_service_key& key) = 0;
   // Replaces the service's ring in one atomic step. slots.size() is M; each
   // entry is a BackendId. An empty vector publishes "no usable backend".
-  virtual Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) = 0;
+  // By value: a plane that keeps the slots (RingBatcher holds a batch's
+  // rings) takes them without a copy of 256 KiB a ring at M = 65537.
+  virtual Status publishRing(ServiceId id, std::vector<uint32_t> slots) = 0;
   // Several rings, each as publishRing() would publish it, in order;
   // *published says how many went out (all of them on success, those
   // before the one that failed otherwise). This default calls publishRing

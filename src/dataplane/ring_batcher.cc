@@ -93,19 +93,20 @@ Status RingBatcher::removeService(const keel_service_key& key) {
   return inner_.removeService(key);
 }
 
-Status RingBatcher::publishRing(ServiceId id, const std::vector<uint32_t>& slots) {
-  if (depth_ == 0) return inner_.publishRing(id, slots);
+Status RingBatcher::publishRing(ServiceId id, std::vector<uint32_t> slots) {
+  if (depth_ == 0) return inner_.publishRing(id, std::move(slots));
   // A held service write of this id goes before its ring, as it was called.
   if (heldServiceIds_.count(id))
     if (Status s = flush(); !s) return s;
+  const size_t m = slots.size();
   if (auto at = ringAt_.find(id); at != ringAt_.end()) {
     heldSlots_ -= rings_[at->second].second.size();
-    rings_[at->second].second = slots;
+    rings_[at->second].second = std::move(slots);
   } else {
     ringAt_[id] = rings_.size();
-    rings_.emplace_back(id, slots);
+    rings_.emplace_back(id, std::move(slots));
   }
-  heldSlots_ += slots.size();
+  heldSlots_ += m;
   if (heldSlots_ >= kMaxHeldSlots) return flush();
   return Status::ok();
 }

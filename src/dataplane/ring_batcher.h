@@ -74,7 +74,7 @@ class RingBatcher final : public Dataplane {
   Status upsertBackend(BackendId id, const keel_backend& backend) override;
   Status upsertService(const keel_service_key& key, const keel_service_value& value) override;
   Status removeService(const keel_service_key& key) override;
-  Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override;
+  Status publishRing(ServiceId id, std::vector<uint32_t> slots) override;
   void beginBatch() override;
   Status endBatch() override;
 

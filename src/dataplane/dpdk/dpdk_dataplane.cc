@@ -1017,7 +1017,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     return store_->upsertService(k, v);
   }
   Status removeService(const keel_service_key& k) override { return store_->removeService(k); }
-  Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override {
+  Status publishRing(ServiceId id, std::vector<uint32_t> slots) override {
     return store_->publishRing(id, slots);
   }
   // One snapshot for a batch of the changes above (Dataplane::beginBatch).

@@ -1084,7 +1084,7 @@ std::vector<uint32_t> XdpDataplane::ringWords(const std::vector<uint32_t>& slots
   return values;
 }
 
-Status XdpDataplane::publishRing(ServiceId id, const std::vector<uint32_t>& slots) {
+Status XdpDataplane::publishRing(ServiceId id, std::vector<uint32_t> slots) {
   if (Status s = checkRing(id, slots); !s) return s;
   const std::vector<uint32_t> values = ringWords(slots);
   // The atomic swap: packets see the old ring or this one. The outer map

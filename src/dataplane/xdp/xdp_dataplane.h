@@ -94,7 +94,7 @@ class XdpDataplane final : public Dataplane {
   Status upsertBackend(BackendId id, const keel_backend& backend) override;
   Status upsertService(const keel_service_key& key, const keel_service_value& value) override;
   Status removeService(const keel_service_key& key) override;
-  Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override;
+  Status publishRing(ServiceId id, std::vector<uint32_t> slots) override;
   // One BPF_MAP_UPDATE_BATCH of the rings array-of-maps: the kernel waits
   // one grace period for it, where each publishRing() waits one.
   Status publishRings(const RingList& rings, size_t* published) override;

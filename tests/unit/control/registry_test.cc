@@ -1608,7 +1608,7 @@ TEST(RegistryMemory, APublishedRingIsNotKeptSlotBySlot) {
     Status upsertBackend(BackendId, const keel_backend&) override { return Status::ok(); }
     Status upsertService(const keel_service_key&, const keel_service_value&) override { return Status::ok(); }
     Status removeService(const keel_service_key&) override { return Status::ok(); }
-    Status publishRing(ServiceId, const std::vector<uint32_t>&) override { return Status::ok(); }
+    Status publishRing(ServiceId, std::vector<uint32_t>) override { return Status::ok(); }
     std::optional<uint64_t> connTableEntries() override { return std::nullopt; }
     std::optional<ConnEntry> findConn(const keel_flow_key&) override { return std::nullopt; }
     Status scanConns(const ConnVisitor&) override { return Status::ok(); }

@@ -70,7 +70,7 @@ class MockDataplane : public Dataplane {
       serviceKeys.erase(keyString(key));
     });
   }
-  Status publishRing(ServiceId id, const std::vector<uint32_t>& slots) override {
+  Status publishRing(ServiceId id, std::vector<uint32_t> slots) override {
     std::set<uint32_t> members(slots.begin(), slots.end());
     std::string m;
     for (uint32_t b : members) m += (m.empty() ? "" : ",") + std::to_string(b);

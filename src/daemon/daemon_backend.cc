@@ -28,6 +28,7 @@
 
 #include "common/duration.h"
 #include "common/file_write.h"
+#include "common/json_depth.h"
 #include "common/logging.h"
 #include "control/api/requests.h"
 #include "control/api/dispatcher.h"
@@ -1339,8 +1340,8 @@ DaemonBackend::Overlay DaemonBackend::loadState(const Config& file, std::optiona
   // keeld writes a few levels; a deeper file was not written by it, and
   // walking it would overflow the stack (security review: a tampered file
   // crashed every start).
-  if (api::jsonNestedTooDeep(in.view())) {
-    stateIgnored("JSON nested deeper than " + std::to_string(api::kMaxJsonDepth) + " levels (keeld writes a few)");
+  if (jsonNestedTooDeep(in.view())) {
+    stateIgnored("JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels (keeld writes a few)");
     return out;
   }
   // keeld writes each key once; a key twice means the file was edited or

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/api/api_client.h"
 
-#include "control/api/dispatcher.h"  // jsonNestedTooDeep
+#include "common/json_depth.h"
 
 #include <poll.h>
 #include <sys/socket.h>

@@ -33,7 +33,7 @@ class ApiClient {
   // Sends {"id", "method", "params"} and reads the matching response into
   // `response` (the whole {"id","ok",...} object). A transport failure is a
   // Status error, and so is a response that is no such object, answers
-  // another request or nests deeper than api::kMaxJsonDepth (refused
+  // another request or nests deeper than kMaxJsonDepth (refused
   // unparsed); a daemon error is a response with ok=false. What the
   // object holds is the caller's to check.
   Status call(const std::string& method, const nlohmann::json& params, nlohmann::json& response);

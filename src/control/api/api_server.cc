@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/file_write.h"
+#include "common/json_depth.h"
 #include "common/logging.h"
 #include "control/api/dispatcher.h"
 

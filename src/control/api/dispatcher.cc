@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/api/dispatcher.h"
+#include "common/json_depth.h"
 #include "common/text.h"
 
 #include <arpa/inet.h>
@@ -924,28 +925,6 @@ DispatchOutcome Dispatcher::dispatch(const json& id, const std::string& method, 
     return DispatchOutcome{okResponse(id, json{{"detach", detach}}), detach};
   }
   return fail({code::kInternal, "internal error: method " + method + " is listed but not dispatched", "method", {}});
-}
-
-// Depth of [ and { outside strings. nlohmann's parser is iterative, but a
-// bound keeps every later walk over the value (dump, destroy) cheap and is
-// far above anything a real request nests (service.add: 4).
-bool jsonNestedTooDeep(std::string_view line) {
-  size_t depth = 0;
-  bool inString = false, escaped = false;
-  for (char c : line) {
-    if (inString) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') inString = false;
-    } else if (c == '"') {
-      inString = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) return true;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
 }
 
 }  // namespace keel::api

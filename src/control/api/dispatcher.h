@@ -17,12 +17,6 @@
 
 namespace keel::api {
 
-inline constexpr size_t kMaxJsonDepth = 64;
-// Whether `text` nests [ and { (outside strings) deeper than kMaxJsonDepth:
-// a request, or a state file keeld reads (a deeper value made keeld's
-// later walks over it, dump and destroy, overflow the stack).
-bool jsonNestedTooDeep(std::string_view text);
-
 struct DispatchOutcome {
   DispatchOutcome() = default;
   DispatchOutcome(nlohmann::json r, std::optional<bool> detach = std::nullopt)

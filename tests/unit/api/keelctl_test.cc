@@ -1603,8 +1603,8 @@ TEST_F(KeelctlTest, ManPageHasEveryOptionTheFilesAndWhatDaemonStopWaitsFor) {
 // A peer behind --socket may answer anything. A reply nested 200,000 levels
 // deep overflowed keelctl's stack (a copy or dump recurses once a level):
 // it is refused before it is parsed, at the depth keeld refuses in a
-// request (api::kMaxJsonDepth), as an answer that is no answer (exit 3:
-// the request was sent).
+// request (kMaxJsonDepth, common/json_depth.h), as an answer that is no
+// answer (exit 3: the request was sent).
 TEST_F(KeelctlTest, AReplyNestedTooDeepIsRefusedNotACrash) {
   const std::string deep = std::string(200000, '[') + std::string(200000, ']');
   for (const std::string& reply : {R"({"ok":true,"result":)" + deep + "}",

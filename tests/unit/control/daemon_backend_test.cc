@@ -4504,7 +4504,7 @@ TEST_F(RuntimeStateTest, DrainsAndWeightsSurviveARestartUnlessTheFileChangedThat
   EXPECT_NE(ignored[0].find("kept_as=" + aside[0]), std::string::npos) << ignored[0];
   EXPECT_EQ(fileText(aside[0]), "{not json");
 
-  // Nested past api::kMaxJsonDepth (a tampered file: 100,000 levels made
+  // Nested past kMaxJsonDepth (a tampered file: 100,000 levels made
   // every start overflow the stack walking it, security review): ignored.
   k.reset();
   writeState("{\"version\": 2, \"stopped\": {\"macs\": " + std::string(100000, '[') + std::string(100000, ']') +

@@ -61,14 +61,15 @@ std::optional<std::string> readConfig(const std::string& file, Context& ctx) {
 
 // A value of a change as keel.yaml writes it; quoted (as JSON) when it is
 // "" (not set) or holds a space, a quote or a character visibleText()
-// escapes, so each "KEY FROM -> TO" stays readable. Shown through
-// visibleText() either way: JSON escapes neither DEL nor the C1 controls.
+// escapes (`\` among them), so each "KEY FROM -> TO" stays readable. The
+// quoted form is JSON, whose `\` are its escapes: shown through
+// visibleMessage(), since JSON escapes neither DEL nor the C1 controls.
 std::string changeValue(const Reply& v) {
   const json& j = v.value();
   const std::string s =
       j.is_null() ? "" : j.is_string() ? j.get<std::string>() : j.dump(-1, ' ', false, json::error_handler_t::replace);
   const bool plain = !s.empty() && s.find_first_of(" \"") == std::string::npos && visibleText(s) == s;
-  return visibleText(plain ? s : json(s).dump(-1, ' ', false, json::error_handler_t::replace));
+  return plain ? s : visibleMessage(json(s).dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 // "scheduler maglev -> maglev-src, ring_size 65537 -> 655373": an item's
@@ -140,8 +141,9 @@ void defineConfig(CLI::App& noun, Context& ctx) {
     auto r = ctx.call("config.check", {{"text", *text}, {"name", *file}});
     if (!r) return;
     if (ctx.jsonOutput()) return ctx.printJson(r->value());
-    // keeld --check-config's line, so a script reads one answer from either.
-    std::string line = visibleText(*file) + ": OK";
+    // keeld --check-config's line, so a script reads one answer from either
+    // (the operator's own name: a `\` in it as typed).
+    std::string line = visibleMessage(*file) + ": OK";
     if (r->has("services") && r->has("reals"))
       line += " (" + std::to_string((*r)["services"].count()) + " services, " +
               std::to_string((*r)["reals"].count()) + " reals)";

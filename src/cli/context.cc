@@ -42,7 +42,7 @@ std::optional<Reply> Context::call(const std::string& method, const json& params
     // -o json: an error object here too (no daemon answered), so a script
     // reads one shape whatever failed.
     if (output == "json") printError(json{{"code", sent ? "no_response" : "unavailable"}, {"message", message}});
-    std::cerr << "keelctl: " << visibleText(message) << "\n";
+    std::cerr << "keelctl: " << visibleMessage(message) << "\n";
     exitCode = sent ? kExitNoResponse : kExitUnavailable;
     return std::nullopt;
   }
@@ -61,13 +61,13 @@ std::optional<Reply> Context::call(const std::string& method, const json& params
   // change), one per line; the message alone names the first "(and N more)".
   if (!details.isObject() || !details.get("errors").isArray() || details["errors"].empty()) {
     const Reply m = err.get("message");
-    std::string message = m.isNull() ? "request failed" : m.text();
-    const std::string field = err.get("field").text();
+    std::string message = m.isNull() ? "request failed" : m.message();
+    const std::string field = err.get("field").message();
     if (const auto flag = flags.find(field); flag != flags.end() && message.rfind(field + ": ", 0) == 0)
       message = flag->second + message.substr(field.size());
     std::cerr << "keelctl: " << message << "\n";
   } else {
-    for (const Reply& e : details["errors"].items()) std::cerr << "keelctl: " << e.text() << "\n";
+    for (const Reply& e : details["errors"].items()) std::cerr << "keelctl: " << e.message() << "\n";
   }
   // busy (every connection taken) and try_later (enough such requests
   // running): keeld did not take the request up, so nothing changed and
@@ -78,7 +78,7 @@ std::optional<Reply> Context::call(const std::string& method, const json& params
 
 void Context::fail(int exit, const std::string& message) {
   if (jsonOutput()) printError(json{{"code", exit == 2 ? "usage" : "failed"}, {"message", message}});
-  std::cerr << "keelctl: " << visibleText(message) << "\n";
+  std::cerr << "keelctl: " << visibleMessage(message) << "\n";
   exitCode = exit;
 }
 
@@ -232,7 +232,7 @@ std::string upper(std::string s) {
 void printWarnings(const Reply& result) {
   if (!result.isObject() || !result.get("warnings").isArray()) return;
   std::string lines;
-  for (const Reply& w : result["warnings"].items()) lines += "warning: " + w.text() + "\n";
+  for (const Reply& w : result["warnings"].items()) lines += "warning: " + w.message() + "\n";
   std::cerr << lines;
 }
 

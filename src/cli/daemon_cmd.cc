@@ -53,7 +53,7 @@ std::string statusText(const Reply& r) {
                 ? "; keeld runs the config applied before it:\n"
                 : "; and the config applied before it could NOT be put back: part of the refused file "
                   "may run:\n");
-    for (const Reply& e : last["errors"].items()) out << "    " << e.text() << "\n";
+    for (const Reply& e : last["errors"].items()) out << "    " << e.message() << "\n";
   } else if (last.isObject()) {
     out << "  last reload: applied " << age(secondsSince(last["at"].value(), now)) << " ago\n";
   }
@@ -62,7 +62,7 @@ std::string statusText(const Reply& r) {
                       "then `keelctl config reload`\n"
                     : "  CHANGED ON DISK since it was applied: `keelctl config reload` applies it "
                       "(`keelctl config check FILE` checks it first)\n");
-  if (!cfg.get("file_error").isNull()) out << "  CANNOT READ it now: " << cfg["file_error"].text() << "\n";
+  if (!cfg.get("file_error").isNull()) out << "  CANNOT READ it now: " << cfg["file_error"].message() << "\n";
   for (const std::string& line : restartLines(cfg.get("restart_needed"), cfg.get("stop_start_needed")))
     out << "  " << line << "\n";
   const Reply rc = r["runtime_changes"];
@@ -71,7 +71,7 @@ std::string statusText(const Reply& r) {
   if (!changes.empty() && !rc.get("state_file").isNull()) out << " (kept in " << rc["state_file"].text() << ")";
   out << "\n";
   if (!rc.get("unsaved").isNull())
-    out << "  NOT SAVED: " << rc["unsaved"].text() << " (keeld tries again, and at a clean stop: only a crash "
+    out << "  NOT SAVED: " << rc["unsaved"].message() << " (keeld tries again, and at a clean stop: only a crash "
         << "or kill -9 before then would lose the changes since)\n";
   return out.str();
 }

@@ -32,16 +32,17 @@ const json& nullValue() {
   return kNull;
 }
 
-}  // namespace
-
-std::string visibleText(std::string_view s) {
+// visibleText() and visibleMessage(), which differ only in `\`.
+std::string visible(std::string_view s, bool escapeBackslash) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
     char32_t cp = 0;
     const size_t n = decodeUtf8(s, i, cp);
-    if (n && !isHiddenCodePoint(cp)) {
+    if (n == 1 && cp == '\\' && escapeBackslash) {
+      out += "\\\\";
+    } else if (n && !isHiddenCodePoint(cp)) {
       out.append(s, i, n);
     } else {
       for (size_t k = 0; k < std::max<size_t>(n, 1); ++k) {
@@ -55,6 +56,12 @@ std::string visibleText(std::string_view s) {
   }
   return out;
 }
+
+}  // namespace
+
+std::string visibleText(std::string_view s) { return visible(s, true); }
+
+std::string visibleMessage(std::string_view s) { return visible(s, false); }
 
 std::string jsonText(const json& v, int indent) {
   const std::string dumped = v.dump(indent, ' ', false, json::error_handler_t::replace);
@@ -82,7 +89,11 @@ std::string jsonText(const json& v, int indent) {
 std::string str(const json& v) {
   if (v.is_null()) return "";
   if (v.is_string()) return visibleText(v.get_ref<const std::string&>());
-  return visibleText(v.dump(-1, ' ', false, json::error_handler_t::replace));
+  return visibleMessage(v.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+std::string messageStr(const json& v) {
+  return v.is_string() ? visibleMessage(v.get_ref<const std::string&>()) : str(v);
 }
 
 Reply::Reply(json value, std::string method, std::string path) : v_(nullptr), path_(std::move(path)) {
@@ -134,6 +145,8 @@ std::vector<std::pair<std::string, Reply>> Reply::members() const {
 }
 
 std::string Reply::text() const { return str(*v_); }
+
+std::string Reply::message() const { return messageStr(*v_); }
 
 uint64_t Reply::count() const {
   if (!v_->is_number_unsigned()) wrongType("a non-negative integer");

@@ -4,7 +4,8 @@
 // (security review L2): keelctl reaches a reply's values only through
 // Reply, which names the member that is missing or of another type than
 // keelctl reads (ReplyError, said once by main(), exit 1), and prints its
-// text only through visibleText(), so nothing in it can drive the terminal.
+// text only through visibleText() or visibleMessage(), so nothing in it can
+// drive the terminal.
 // (How deep a reply may nest is bounded before it is parsed: ApiClient.)
 #pragma once
 
@@ -22,17 +23,26 @@ namespace keel::cli {
 
 using nlohmann::json;
 
-// `s` as a terminal may show it: every byte of a character a terminal acts
-// on or that makes the line read as other text is written \xHH, as keeld
-// quotes values in its messages (printable() of common/text.h): the C0
-// controls (ESC among them), DEL, the C1 controls (U+0080..U+009F: CSI,
-// NEL), the line and paragraph separators and the bidirectional marks,
-// overrides and isolates, the set keeld refuses in a drain reason
-// (isValidDrainReason, input review L3), and any byte of no valid UTF-8
-// sequence. Other text, non-ASCII letters too, is kept as it is; so is
-// `\`, so a message quoting a path or a pattern reads as sent (-o json has
-// every value exactly).
+// A value `s` (a name, a state, a drain reason) as a terminal may show it:
+// every byte of a character a terminal acts on or that makes the line read
+// as other text is written \xHH, as keeld quotes values in its messages
+// (printable() of common/text.h): the C0 controls (ESC among them), DEL,
+// the C1 controls (U+0080..U+009F: CSI, NEL), the line and paragraph
+// separators and the bidirectional marks, overrides and isolates, the set
+// keeld refuses in a drain reason (isValidDrainReason, input review L3),
+// and any byte of no valid UTF-8 sequence. A `\` is written `\\`, so what
+// is shown reads back one way: a reason of the four characters `\x1b`
+// shows `\\x1b`, never like an escaped ESC. Other text, non-ASCII letters
+// too, is kept as it is (-o json has every value exactly).
 std::string visibleText(std::string_view s);
+
+// Text whose backslashes are already its own escapes, as visibleText()
+// but for `\`, kept: keeld's messages (an error's message and details, a
+// warning), which quote the values they name through printable() (`\\`,
+// `\"`, `\xHH`), JSON text, and keelctl's own messages made of values
+// already through visibleText(). Escaping those again would write keeld's
+// `got "w\xc3\xa9b"` as `got "w\\xc3\\xa9b"`.
+std::string visibleMessage(std::string_view s);
 
 // `v` as -o json prints it (nlohmann's dump, invalid UTF-8 replaced). dump
 // escapes the C0 controls in strings but writes DEL, the C1 controls and
@@ -42,8 +52,11 @@ std::string visibleText(std::string_view s);
 std::string jsonText(const json& v, int indent);
 
 // A JSON value as text: a string through visibleText(), a number or
-// boolean as JSON writes it (an object or array too), null as "".
+// boolean as JSON writes it (an object or array too, through
+// visibleMessage(): its strings are JSON's), null as "".
 std::string str(const json& v);
+// The same for a message (visibleMessage()): a string is keeld's text.
+std::string messageStr(const json& v);
 
 // A reply of a shape keelctl does not read: what() is the whole message,
 // "unexpected reply from keeld to daemon.status: result.config.path:
@@ -80,6 +93,9 @@ class Reply {
   // The value as text (str()): a string through visibleText(), a number or
   // boolean as JSON writes it, null as "".
   std::string text() const;
+  // The value as a message of keeld's (an error, a warning: messageStr()):
+  // its `\` kept, as keeld's own escapes.
+  std::string message() const;
   // A count, port or id: a non-negative integer, else a ReplyError.
   uint64_t count() const;
   // count(), or `absent` for null (an absent member: get()).

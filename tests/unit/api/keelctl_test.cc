@@ -1840,6 +1840,85 @@ TEST_F(KeelctlTest, ControlCharactersFromTheDaemonAreShownEscaped) {
   EXPECT_NE(h.out.find(reason + "\n"), std::string::npos) << h.out;
 }
 
+// A backslash in a value shows as \\, so what keelctl prints reads back one
+// way: a drain reason of the four characters \x1b (keeld takes it: it is
+// text) showed exactly as an ESC that a peer sent and keelctl escaped.
+// keeld's messages, which quote their values with printable() (\\, \",
+// \xHH), keep their backslashes, as do JSON text and keelctl's own
+// messages, so nothing is escaped twice. -o json was right all along: the
+// value, JSON-escaped.
+TEST_F(KeelctlTest, ABackslashInAValueIsShownEscaped) {
+  startServer();
+  const std::string literal = "\\x1b[2J";  // backslash, x, 1, b, [, 2, J
+  ASSERT_EQ(keelctl({"real", "drain", "web", "10.0.0.5", "--reason", literal}).rc, 0);
+  CliRun h = keelctl({"health", "show", "web"});
+  ASSERT_EQ(h.rc, 0) << h.err;
+  EXPECT_NE(h.out.find("drained: \\\\x1b[2J\n"), std::string::npos) << h.out;
+  CliRun j = keelctl({"-o", "json", "health", "show", "web"});
+  ASSERT_EQ(j.rc, 0) << j.err;
+  EXPECT_NE(j.out.find(R"("drain_reason": "\\x1b[2J")"), std::string::npos) << j.out;
+  EXPECT_EQ(json::parse(j.out)["services"][0]["reals"][0]["drain_reason"], literal);
+
+  // The same reason as a peer sends it with a real ESC: now told apart.
+  auto health = [](const std::string& reason) {
+    return json{{"ok", true},
+                {"result",
+                 {{"services",
+                   {{{"name", "web"},
+                     {"reals",
+                      {{{"address", "10.0.0.5"}, {"state", "draining"}, {"draining", true}, {"check", "tcp"},
+                        {"detail", "ok"}, {"reason", ""}, {"drain_reason", reason}}}}}}}}}}
+        .dump();
+  };
+  CliRun esc = keelctlAnswered(health("\x1b[2J"), {"health", "show"});
+  CliRun lit = keelctlAnswered(health(literal), {"health", "show"});
+  ASSERT_EQ(esc.rc, 0) << esc.err;
+  ASSERT_EQ(lit.rc, 0) << lit.err;
+  EXPECT_NE(esc.out.find("drained: \\x1b[2J\n"), std::string::npos) << esc.out;
+  EXPECT_NE(lit.out.find("drained: \\\\x1b[2J\n"), std::string::npos) << lit.out;
+  EXPECT_NE(esc.out, lit.out);
+
+  // keeld's message quotes a value through printable(): shown as keeld
+  // wrote it, not "w\\\\xc3\\\\xa9b".
+  const std::string quoted = R"(services[w\xc3\xa9b]: not found, got "a\"b\\c")";
+  CliRun e = keelctlAnswered(json{{"ok", false}, {"error", {{"code", "not_found"}, {"message", quoted}}}}.dump(),
+                             {"real", "drain", "web", "10.0.0.5"});
+  EXPECT_EQ(e.rc, 1);
+  EXPECT_EQ(e.err, "keelctl: " + quoted + "\n");
+  // A change's warning and a reload's errors likewise.
+  CliRun w = keelctlAnswered(
+      json{{"ok", true},
+           {"result",
+            {{"service", "web"}, {"address", "10.0.0.5"}, {"before", {{"weight", 100}, {"state", "up"}}},
+             {"after", {{"weight", 100}, {"state", "draining"}}}, {"published_ring_size", 1}, {"reals_in_ring", 1},
+             {"warnings", {quoted}}}}}
+          .dump(),
+      {"real", "drain", "web", "10.0.0.5"});
+  EXPECT_EQ(w.rc, 0) << w.err;
+  EXPECT_EQ(w.err, "warning: " + quoted + "\n");
+  CliRun d = keelctlAnswered(
+      json{{"ok", false},
+           {"error", {{"code", "invalid_config"}, {"message", "m"}, {"details", {{"errors", {quoted}}}}}}}.dump(),
+      {"config", "reload"});
+  EXPECT_EQ(d.err, "keelctl: " + quoted + "\n");
+  // A reload's change value with a backslash is quoted as JSON, escaped
+  // once.
+  const json changes = json::parse(R"({"changes": [{"change": "service_updated", "service": "web",
+      "keys": [{"key": "path", "from": "/a\\b", "to": "/c"}]}]})");
+  CliRun c = keelctlAnswered(json{{"ok", true}, {"result", changes}}.dump(), {"config", "reload"});
+  EXPECT_EQ(c.rc, 0) << c.err;
+  EXPECT_EQ(c.out, "service web: path \"/a\\\\b\" -> /c\n");
+  EXPECT_EQ(c.err, "");
+  // A member's name in an error of a reply's shape: escaped once.
+  CliRun s = keelctlAnswered(json{{"ok", true},
+                                  {"result", {{"dataplane", "xdp"}, {"reasons", {{"a\\b", json::object()}}},
+                                              {"services", json::array()}}}}
+                                 .dump(),
+                             {"stats"});
+  EXPECT_EQ(s.rc, 1);
+  EXPECT_EQ(s.err, "keelctl: unexpected reply from keeld to stats.get: result.reasons.a\\\\b.packets: missing\n");
+}
+
 // A socket keelctl may not connect to: the hint names the keys of both of
 // keeld's sockets, since keelctl cannot tell which one PATH is (operator
 // review L5: it named only the main socket's, wrong for the read-only one).

@@ -42,7 +42,7 @@ std::string visible(std::string_view s, bool escapeBackslash) {
     const size_t n = decodeUtf8(s, i, cp);
     if (n == 1 && cp == '\\' && escapeBackslash) {
       out += "\\\\";
-    } else if (n && !isHiddenCodePoint(cp)) {
+    } else if (n && !isHiddenCodePoint(cp) && !isZeroWidthCodePoint(cp)) {
       out.append(s, i, n);
     } else {
       for (size_t k = 0; k < std::max<size_t>(n, 1); ++k) {
@@ -74,7 +74,7 @@ std::string jsonText(const json& v, int indent) {
     // is the same character (U+007F..U+FFFF: one escape, no surrogates).
     char32_t cp = 0;
     const size_t n = decodeUtf8(dumped, i, cp);
-    if (n && cp >= 0x7f && isHiddenCodePoint(cp)) {
+    if (n && cp >= 0x7f && (isHiddenCodePoint(cp) || isZeroWidthCodePoint(cp))) {
       char escape[12];
       std::snprintf(escape, sizeof escape, "\\u%04x", static_cast<unsigned>(cp));
       out += escape;

@@ -30,10 +30,12 @@ using nlohmann::json;
 // the C1 controls (U+0080..U+009F: CSI, NEL), the line and paragraph
 // separators and the bidirectional marks, overrides and isolates, the set
 // keeld refuses in a drain reason (isValidDrainReason, input review L3),
-// and any byte of no valid UTF-8 sequence. A `\` is written `\\`, so what
-// is shown reads back one way: a reason of the four characters `\x1b`
-// shows `\\x1b`, never like an escaped ESC. Other text, non-ASCII letters
-// too, is kept as it is (-o json has every value exactly).
+// the zero-width characters (isZeroWidthCodePoint: "web" and "web" with a
+// U+200B after it would print alike) and any byte of no valid UTF-8
+// sequence. A `\` is written `\\`, so what is shown reads back one way: a
+// reason of the four characters `\x1b` shows `\\x1b`, never like an
+// escaped ESC. Other text, non-ASCII letters too, is kept as it is (-o json
+// has every value exactly).
 std::string visibleText(std::string_view s);
 
 // Text whose backslashes are already its own escapes, as visibleText()
@@ -46,9 +48,9 @@ std::string visibleMessage(std::string_view s);
 
 // `v` as -o json prints it (nlohmann's dump, invalid UTF-8 replaced). dump
 // escapes the C0 controls in strings but writes DEL, the C1 controls and
-// the rest of visibleText()'s set as they are: those are written \uXXXX,
-// the same string to a JSON reader, so -o json on a terminal is as safe as
-// a table.
+// the rest of visibleText()'s set (the zero-width characters too) as they
+// are: those are written \uXXXX, the same string to a JSON reader, so -o
+// json on a terminal is as safe, and as plain, as a table.
 std::string jsonText(const json& v, int indent);
 
 // A JSON value as text: a string through visibleText(), a number or

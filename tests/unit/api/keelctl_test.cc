@@ -1919,6 +1919,41 @@ TEST_F(KeelctlTest, ABackslashInAValueIsShownEscaped) {
   EXPECT_EQ(s.err, "keelctl: unexpected reply from keeld to stats.get: result.reasons.a\\\\b.packets: missing\n");
 }
 
+// The zero-width characters (U+200B..U+200D, U+2060, U+FEFF) printed as
+// they are, so "web" and "web" followed by a ZERO WIDTH SPACE were two
+// services that looked one. A table shows their bytes as \xHH and -o json
+// as \uXXXX; keeld still takes them in a drain reason (ZWJ joins an emoji
+// sequence), and keelctl shows them escaped there too.
+TEST_F(KeelctlTest, ZeroWidthCharactersAreShownEscaped) {
+  const std::string zwsp = "\u200B", zwnj = "\u200C", zwj = "\u200D", wj = "\u2060", bom = "\uFEFF";
+  auto service = [](const std::string& name) {
+    return json{{"name", name}, {"vip", "10.0.0.1"}, {"port", 80}, {"protocol", "tcp"}, {"scheduler", "maglev"},
+                {"forwarding", "ipip"}, {"packets", 0}, {"bytes", 0}, {"reals", json::array()}};
+  };
+  const json services = {
+      {"services", {service("web"), service("web" + zwsp), service(bom + "w" + zwnj + "e" + wj + "b" + zwj)}}};
+  const std::string list = json{{"ok", true}, {"result", services}}.dump();
+  CliRun t = keelctlAnswered(list, {"service", "list"});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  EXPECT_NE(t.out.find(" web  "), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find(" web\\xe2\\x80\\x8b  "), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find(" \\xef\\xbb\\xbfw\\xe2\\x80\\x8ce\\xe2\\x81\\xa0b\\xe2\\x80\\x8d  "), std::string::npos) << t.out;
+  CliRun j = keelctlAnswered(list, {"-o", "json", "service", "list"});
+  ASSERT_EQ(j.rc, 0) << j.err;
+  EXPECT_NE(j.out.find(R"("name": "web\u200b")"), std::string::npos) << j.out;
+  EXPECT_NE(j.out.find(R"("name": "\ufeffw\u200ce\u2060b\u200d")"), std::string::npos) << j.out;
+  EXPECT_EQ(json::parse(j.out, nullptr, false), services) << "the same values to a JSON reader";
+
+  startServer();
+  const std::string coder = "\U0001F469" + zwj + "\U0001F4BB";  // woman, ZWJ, laptop: one emoji
+  ASSERT_EQ(keelctl({"real", "drain", "web", "10.0.0.5", "--reason", "on call " + coder}).rc, 0);
+  CliRun h = keelctl({"health", "show", "web"});
+  ASSERT_EQ(h.rc, 0) << h.err;
+  EXPECT_NE(h.out.find("drained: on call \U0001F469\\xe2\\x80\\x8d\U0001F4BB\n"), std::string::npos) << h.out;
+  CliRun hj = keelctl({"-o", "json", "health", "show", "web"});
+  EXPECT_EQ(json::parse(hj.out)["services"][0]["reals"][0]["drain_reason"], "on call " + coder);
+}
+
 // A socket keelctl may not connect to: the hint names the keys of both of
 // keeld's sockets, since keelctl cannot tell which one PATH is (operator
 // review L5: it named only the main socket's, wrong for the read-only one).

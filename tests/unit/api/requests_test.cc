@@ -105,6 +105,12 @@ TEST(RequestsTest, RealDrainReason) {
   EXPECT_EQ(r.value->reason, "NIC swap — ticket #12");
   r = parseRealDrain(json::parse(R"({"service":"web","address":"10.0.0.5","reason":")" + std::string(200, 'x') + "\"}"), true);
   ASSERT_TRUE(r.ok()) << "200 bytes is the limit, inclusive";
+  // The zero-width characters are text, ZWJ in an emoji sequence (woman,
+  // ZWJ, laptop) and ZWNJ in Persian spelling: taken, and keelctl shows
+  // them escaped (isZeroWidthCodePoint), not refused as hidden.
+  r = parseRealDrain(json::parse(R"({"service":"web","address":"10.0.0.5","reason":"on call \ud83d\udc69\u200d\ud83d\udcbb, \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"})"), true);
+  ASSERT_TRUE(r.ok()) << r.error.message;
+  EXPECT_EQ(r.value->reason, "on call \U0001F469\u200D\U0001F4BB, \u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645");
   r = parseRealDrain(json::parse(R"({"service":"web","address":"10.0.0.5"})"), false);
   ASSERT_TRUE(r.ok()) << r.error.message;
   EXPECT_FALSE(r.value->drain);

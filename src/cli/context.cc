@@ -5,6 +5,7 @@
 
 #include "control/api/control_backend.h"  // api::code
 #include "control/api/json_keys.h"
+#include "control/api/methods.h"
 
 #include <algorithm>
 #include <cctype>
@@ -26,6 +27,7 @@ api::ApiClient& Context::client() {
 
 std::optional<Reply> Context::call(const std::string& method, const json& params,
                                    const std::map<std::string, std::string>& flags) {
+  lastMethod_ = method;
   json line;
   if (Status s = client().call(method, params, line); !s) {
     // Sent but not answered (no answer in time, or the connection closed
@@ -77,9 +79,27 @@ std::optional<Reply> Context::call(const std::string& method, const json& params
 }
 
 void Context::fail(int exit, const std::string& message) {
-  if (jsonOutput()) printError(json{{"code", exit == 2 ? "usage" : "failed"}, {"message", message}});
+  const char* code = exit == kExitUsage ? "usage" : exit == kExitNoResponse ? "no_response" : "failed";
+  if (jsonOutput()) printError(json{{"code", code}, {"message", message}});
   std::cerr << "keelctl: " << visibleMessage(message) << "\n";
   exitCode = exit;
+}
+
+int Context::unreadableReply(const std::string& message) {
+  if (!api::isChangeMethod(lastMethod_)) {
+    fail(kExitRefused, message);
+    return kExitRefused;
+  }
+  // Where the change shows: a reload in daemon status (when the config
+  // was applied, how the last reload went), a stop in whether keeld still
+  // answers, the rest in the services and their reals.
+  const std::string look = lastMethod_ == "config.reload"     ? "keelctl daemon status"
+                           : lastMethod_ == "daemon.shutdown" ? "keelctl daemon status, which cannot connect "
+                                                                "once keeld has stopped"
+                                                              : "keelctl service list, health show";
+  fail(kExitNoResponse, message + "; the request was sent, and keeld may have applied it: look (" + look +
+                            ") before repeating it");
+  return kExitNoResponse;
 }
 
 // One line, so `stats --watch -o json` stays one JSON document a line.

@@ -25,7 +25,9 @@ using nlohmann::json;
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitRefused = 1;  // keeld refused the request, or keelctl failed (a file)
 inline constexpr int kExitUsage = 2;    // keelctl's own argument checks, before anything is sent
-inline constexpr int kExitNoResponse = 3;  // sent, not answered: keeld may have applied it
+// Sent, and not answered, or answered unreadably (a change's): keeld may
+// have applied it.
+inline constexpr int kExitNoResponse = 3;
 // No request reached keeld (no socket, nobody listening, no permission):
 // nothing was applied. sysexits.h's EX_UNAVAILABLE.
 inline constexpr int kExitUnavailable = 69;
@@ -64,15 +66,23 @@ struct Context {
   void printError(const json& error) const;
   // An error keelctl finds itself, before or instead of a call: "keelctl:
   // MESSAGE" on stderr, and with -o json {"error": {"code": "usage" (exit
-  // 2) or "failed" (exit 1), "message"}} on stdout, so a script reads one
-  // shape whatever failed. Sets exitCode. A bad value of a verb's own
-  // option is usageError()'s instead.
+  // 2), "no_response" (exit 3) or "failed" (exit 1), "message"}} on stdout,
+  // so a script reads one shape whatever failed. Sets exitCode. A bad value
+  // of a verb's own option is usageError()'s instead.
   void fail(int exit, const std::string& message);
+  // An answer keelctl could not read (`message`: a ReplyError's, naming
+  // the member), to the last call(): said as fail() does, and returns the
+  // exit status. For a change (api::isChangeMethod) that is
+  // kExitNoResponse, with where to look before repeating it: keeld may
+  // have applied it (an answer with ok true did), and 1 would tell a
+  // script it refused it and nothing changed. For a query, kExitRefused.
+  int unreadableReply(const std::string& message);
 
   api::ApiClient& client();
 
  private:
   std::optional<api::ApiClient> client_;
+  std::string lastMethod_;  // the last call()'s
 };
 
 // A value a verb checks itself before sending anything is wrong (--client

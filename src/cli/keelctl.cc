@@ -162,15 +162,14 @@ int main(int argc, char** argv) {
   } catch (const keel::cli::ReplyError& e) {
     // A reply of a shape keelctl does not read (a newer or older keeld, or
     // no keeld at all behind --socket): what is wrong, where, and exit 1
-    // (keelctl.8: "an answer of a shape it does not know").
+    // (keelctl.8: "an answer of a shape it does not know"), or 3 for a
+    // change, which keeld may have applied.
     ctx.output = keel::jsonOutputAsked(argc, argv) ? "json" : "table";
-    ctx.fail(keel::cli::kExitRefused, e.what());
-    return keel::cli::kExitRefused;
+    return ctx.unreadableReply(e.what());
   } catch (const std::exception& e) {
     // Anything else a reply made throw (Reply should have said it).
     ctx.output = keel::jsonOutputAsked(argc, argv) ? "json" : "table";
-    ctx.fail(keel::cli::kExitRefused, std::string("unexpected reply from keeld: ") + e.what());
-    return keel::cli::kExitRefused;
+    return ctx.unreadableReply(std::string("unexpected reply from keeld: ") + e.what());
   }
   return ctx.exitCode;
 }

@@ -3,7 +3,8 @@
 // (--socket, KEELCTL_SOCKET), so the peer may be no keeld, or a broken one
 // (security review L2): keelctl reaches a reply's values only through
 // Reply, which names the member that is missing or of another type than
-// keelctl reads (ReplyError, said once by main(), exit 1), and prints its
+// keelctl reads (ReplyError, said once by main(): exit 1, or 3 for the
+// answer to a change, which keeld may have applied), and prints its
 // text only through visibleText() or visibleMessage(), so nothing in it can
 // drive the terminal.
 // (How deep a reply may nest is bounded before it is parsed: ApiClient.)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/api/dispatcher.h"
 #include "common/json_depth.h"
+#include "control/api/methods.h"
 #include "common/text.h"
 
 #include <arpa/inet.h>
@@ -457,12 +458,7 @@ const std::vector<std::string>& Dispatcher::methods() {
   return kMethods;
 }
 
-bool Dispatcher::changes(const std::string& method) {
-  static const std::vector<std::string> kChanging = {
-      "service.add", "service.remove", "real.add",      "real.remove",    "real.set_weight",
-      "real.drain",  "real.undrain",   "config.reload", "daemon.shutdown"};
-  return std::find(kChanging.begin(), kChanging.end(), method) != kChanging.end();
-}
+bool Dispatcher::changes(const std::string& method) { return isChangeMethod(method); }
 
 const std::vector<std::string>& Dispatcher::readOnlyMethods() {
   // Not config.check, which changes nothing either: it runs the host checks

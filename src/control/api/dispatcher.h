@@ -58,7 +58,7 @@ class Dispatcher {
   static const std::vector<std::string>& methods();
   // Whether a method can change keeld's state (service.add, real.drain,
   // config.reload, daemon.shutdown, ...): logged with the caller by the
-  // server.
+  // server. isChangeMethod() of methods.h, which keelctl uses too.
   static bool changes(const std::string& method);
   // The methods a read-only socket serves (queries; not config.check); it
   // answers every other one with `forbidden`.

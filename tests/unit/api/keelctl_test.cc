@@ -1632,7 +1632,8 @@ TEST_F(KeelctlTest, AReplyNestedTooDeepIsRefusedNotACrash) {
 // is said once, naming the member, and exits 1 ("an answer of a shape it
 // does not know", keelctl.8), with nothing printed before it: it made
 // keelctl abort (an assertion in nlohmann::json) or say the library's
-// "type must be number, but is string".
+// "type must be number, but is string". (The answer to a change exits 3:
+// AnUnreadableAnswerToAChangeMayHaveBeenApplied.)
 TEST_F(KeelctlTest, AReplyOfAnotherShapeNamesWhatIsWrong) {
   const json status = json::parse(R"({"version": "0.1.0", "pid": 7, "started_at": "2026-01-01T00:00:00Z",
       "dataplane": {"kind": "xdp", "where": "eth0", "adopted": false},
@@ -1717,13 +1718,6 @@ TEST_F(KeelctlTest, AReplyOfAnotherShapeNamesWhatIsWrong) {
        to + "stats.get: result.services[0].reals[0].address: missing\n"},
       {{"health", "show"}, ok(with(health, "/services/0/reals"_json_pointer, nullptr)),
        to + "health.show: result.services[0].reals: expected an array, got null\n"},
-      {{"config", "reload"},
-       ok(json{{"changes", {{{"change", "health_check_changed"}, {"service", "web"}, {"reals", "2"}}}}}),
-       to + "config.reload: result.changes[0].reals: expected a non-negative integer, got a string\n"},
-      {{"real", "drain", "web", "10.0.0.5"},
-       ok(json{{"service", "web"}, {"address", "10.0.0.5"}, {"before", {{"weight", 100}, {"state", "up"}}},
-               {"after", {{"weight", 100}, {"state", "draining"}}}, {"published_ring_size", "65537"}}),
-       to + "real.drain: result.published_ring_size: expected a non-negative integer, got a string\n"},
       // The envelope too.
       {{"service", "list"}, R"({"ok":"yes","result":{"services":[]}})",
        to + "service.list: ok: expected true or false, got a string\n"},
@@ -1748,6 +1742,62 @@ TEST_F(KeelctlTest, AReplyOfAnotherShapeNamesWhatIsWrong) {
   EXPECT_EQ(json::parse(env.out, nullptr, false),
             (json{{"error", {{"code", "failed"}, {"message", env.err.substr(9, env.err.size() - 10)}}}}))
       << env.out;
+}
+
+// An answer to a change that keelctl cannot read (of another shape, its
+// envelope too) exited 1, which tells a script that keeld refused it and
+// nothing changed; keeld may have applied it (with "ok": true it did), so
+// it exits 3, as an answer that is no JSON at all did already, saying
+// where to look before repeating it (-o json: no_response). An answer to a
+// query stays 1: nothing was to change.
+TEST_F(KeelctlTest, AnUnreadableAnswerToAChangeMayHaveBeenApplied) {
+  auto ok = [](json result) { return json{{"ok", true}, {"result", std::move(result)}}.dump(); };
+  const std::string to = "keelctl: unexpected reply from keeld to ";
+  const std::string applied = "; the request was sent, and keeld may have applied it: look (";
+  struct Row {
+    std::vector<std::string> args;
+    std::string reply, err;
+  };
+  const Row rows[] = {
+      {{"real", "drain", "web", "10.0.0.5"},
+       ok(json{{"service", "web"}, {"address", "10.0.0.5"}, {"before", {{"weight", 100}, {"state", "up"}}},
+               {"after", {{"weight", 100}, {"state", "draining"}}}, {"published_ring_size", "65537"}}),
+       to + "real.drain: result.published_ring_size: expected a non-negative integer, got a string" + applied +
+           "keelctl service list, health show) before repeating it\n"},
+      {{"real", "set-weight", "web", "10.0.0.5", "0"}, R"({"ok":"yes","result":{}})",
+       to + "real.set_weight: ok: expected true or false, got a string" + applied +
+           "keelctl service list, health show) before repeating it\n"},
+      {{"service", "remove", "web"}, R"({"ok":false,"error":"no"})",
+       to + "service.remove: error: expected an object, got a string" + applied +
+           "keelctl service list, health show) before repeating it\n"},
+      {{"service", "add", "dns", "--vip", "10.0.0.53", "--port", "53"}, ok(json{{"service", "dns"}, {"vip", "10.0.0.53"}, {"port", "53"}}),
+       to + "service.add: result.port: expected a non-negative integer, got a string" + applied +
+           "keelctl service list, health show) before repeating it\n"},
+      {{"config", "reload"},
+       ok(json{{"changes", {{{"change", "health_check_changed"}, {"service", "web"}, {"reals", "2"}}}}}),
+       to + "config.reload: result.changes[0].reals: expected a non-negative integer, got a string" + applied +
+           "keelctl daemon status) before repeating it\n"},
+      {{"daemon", "stop"}, R"({"ok":1})",
+       to + "daemon.shutdown: ok: expected true or false, got 1" + applied +
+           "keelctl daemon status, which cannot connect once keeld has stopped) before repeating it\n"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.reply);
+    CliRun r = keelctlAnswered(row.reply, row.args);
+    EXPECT_EQ(r.rc, 3) << r.err;
+    EXPECT_EQ(r.err, row.err);
+    EXPECT_EQ(r.out, "") << "nothing before the error";
+  }
+  // -o json: the same message, code no_response, as for no answer.
+  CliRun j = keelctlAnswered(R"({"ok":"yes"})", {"-o", "json", "real", "drain", "web", "10.0.0.5"});
+  EXPECT_EQ(j.rc, 3) << j.err;
+  EXPECT_EQ(json::parse(j.out, nullptr, false),
+            (json{{"error", {{"code", "no_response"}, {"message", j.err.substr(9, j.err.size() - 10)}}}}))
+      << j.out;
+  // A query's: 1, as before.
+  CliRun q = keelctlAnswered(R"({"ok":"yes"})", {"health", "show"});
+  EXPECT_EQ(q.rc, 1) << q.err;
+  EXPECT_EQ(q.err, to + "health.show: ok: expected true or false, got a string\n");
 }
 
 // Whether `text` holds, raw, a character a terminal acts on or that makes

@@ -317,45 +317,55 @@ void defineStats(CLI::App& noun, Context& ctx) {
     long limit = a->watching ? a->count : 1;
     for (bool first = true;; first = false) {
       if (!first) std::this_thread::sleep_for(std::chrono::duration<double>(interval));
-      std::optional<Reply> cur;
-      Clock::time_point at;
-      if (!sample(cur, at)) {
-        // A watch outlives keeld's restart (an upgrade is when it is
-        // watched): a sample keeld did not answer is said (stderr; -o json,
-        // an error line) and counts as one, and the next sample connects
-        // again. A refusal still ends it. The exit status is the last
-        // sample's.
-        if (!a->watching || ctx.exitCode == kExitRefused) return;
-        if (limit && ++shown >= limit) return;
-        if (!limit) ++shown;
-        prev.reset();  // --rate: the next answer is the new start
-        continue;
+      try {
+        std::optional<Reply> cur;
+        Clock::time_point at;
+        if (!sample(cur, at)) {
+          // A watch outlives keeld's restart (an upgrade is when it is
+          // watched): a sample keeld did not answer is said (stderr; -o
+          // json, an error line) and counts as one, and the next sample
+          // connects again. A refusal still ends it. The exit status is the
+          // last sample's.
+          if (!a->watching || ctx.exitCode == kExitRefused) return;
+          prev.reset();  // --rate: the next answer is the new start
+        } else {
+          ctx.exitCode = 0;
+          if (a->rate && !prev) {  // the first answer, or the first after a gap: two samples make a rate
+            prev = cur;
+            prevAt = at;
+            continue;
+          }
+          Reply out = *cur;
+          if (a->rate) {
+            double secs = std::chrono::duration<double>(at - prevAt).count();
+            out = Reply(rates(*prev, *cur, secs > 0 ? secs : 1e-9), "stats.get", "result");
+            prev = cur;
+            prevAt = at;
+          }
+          if (ctx.jsonOutput() && a->watching) {
+            // JSON Lines: one compact document per sample, so a pipe (jq
+            // -c, a script) can consume each sample as it arrives.
+            std::cout << jsonText(out.value(), -1) << "\n";
+          } else if (ctx.jsonOutput()) {
+            ctx.printJson(out.value());
+          } else {
+            const std::string text = statsText(out, a->rate, ctx.exact);
+            if (a->watching && shown > 0) std::cout << "\n";
+            std::cout << text;
+          }
+          std::cout.flush();
+        }
+      } catch (const ReplyError& e) {
+        // An answer keelctl cannot read (its envelope, or a member statsText
+        // or rates() needs): one sample it could not show, said as any
+        // (main() says it of a single sample: exit 1), counted, and the
+        // watch goes on, as it does past an answer that is no JSON. The
+        // next may be whole; with --rate it starts the next rate (the bad
+        // one may have been the start).
+        if (!a->watching) throw;
+        ctx.unreadableReply(e.what());
+        prev.reset();
       }
-      ctx.exitCode = 0;
-      if (a->rate && !prev) {  // the first answer, or the first after a gap: two samples make a rate
-        prev = cur;
-        prevAt = at;
-        continue;
-      }
-      Reply out = *cur;
-      if (a->rate) {
-        double secs = std::chrono::duration<double>(at - prevAt).count();
-        out = Reply(rates(*prev, *cur, secs > 0 ? secs : 1e-9), "stats.get", "result");
-        prev = cur;
-        prevAt = at;
-      }
-      if (ctx.jsonOutput() && a->watching) {
-        // JSON Lines: one compact document per sample, so a pipe (jq -c,
-        // a script) can consume each sample as it arrives.
-        std::cout << jsonText(out.value(), -1) << "\n";
-      } else if (ctx.jsonOutput()) {
-        ctx.printJson(out.value());
-      } else {
-        const std::string text = statsText(out, a->rate, ctx.exact);
-        if (a->watching && shown > 0) std::cout << "\n";
-        std::cout << text;
-      }
-      std::cout.flush();
       if (limit && ++shown >= limit) return;
       if (!limit) ++shown;
     }

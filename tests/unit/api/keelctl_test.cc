@@ -105,17 +105,23 @@ class KeelctlTest : public testing::ServerFixture {
   // caller's to name: security review L2): every request line on every
   // connection is answered with `reply`, a whole response line, as sent.
   CliRun keelctlAnswered(const std::string& reply, const std::vector<std::string>& args) {
+    return keelctlAnsweredInTurn({reply}, args);
+  }
+  // The same, the n-th request line (over every connection) answered with
+  // replies[n], and each after the last with the last.
+  CliRun keelctlAnsweredInTurn(const std::vector<std::string>& replies, const std::vector<std::string>& args) {
     const std::string path = dir_ + "/peer.sock";
     ::unlink(path.c_str());
     const int lfd = listenUnix(path);
-    if (lfd < 0) return CliRun{};
+    if (lfd < 0 || replies.empty()) return CliRun{};
     std::thread peer([&] {
+      size_t answered = 0;
       for (int c; (c = ::accept(lfd, nullptr, nullptr)) >= 0; ::close(c)) {
         char buf[4096];
         for (ssize_t n; (n = ::read(c, buf, sizeof buf)) > 0;)
           for (ssize_t i = 0; i < n; ++i)
             if (buf[i] == '\n') {
-              const std::string line = reply + "\n";
+              const std::string line = replies[std::min(answered++, replies.size() - 1)] + "\n";
               // MSG_NOSIGNAL: keelctl may go before it has read a large reply.
               for (size_t sent = 0; sent < line.size();) {
                 const ssize_t w = ::send(c, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
@@ -625,6 +631,41 @@ TEST_F(KeelctlTest, StatsWatchEndsAtARefusal) {
   CliRun r = keelctl({"stats", "nosuch", "--watch", "0.1", "--count", "5"});
   EXPECT_EQ(r.rc, 1) << r.err;
   EXPECT_EQ(occurrences(r.err, "keelctl: "), 1u) << r.err;
+}
+
+// An answer keelctl cannot read (a member missing, its envelope) ended a
+// watch at once, as a refusal does, though the next sample may be whole
+// (an answer that is no JSON at all did not end it). It is said, counts
+// as a sample, and the watch goes on; with --rate the next answer starts
+// the next rate. The exit status is the last sample's.
+TEST_F(KeelctlTest, StatsWatchGoesOnPastAnAnswerItCannotRead) {
+  const std::string good = R"({"ok":true,"result":{"dataplane":"xdp","reasons":{},"services":[]}})";
+  const std::string noReasons = R"({"ok":true,"result":{"dataplane":"xdp","services":[]}})";
+  const std::string badOk = R"({"ok":"yes"})";
+  const std::string to = "keelctl: unexpected reply from keeld to stats.get: ";
+  CliRun r = keelctlAnsweredInTurn({noReasons, good, badOk, good}, {"stats", "--watch", "0.1", "--count", "4"});
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.err, to + "result.reasons: missing\n" + to + "ok: expected true or false, got a string\n");
+  EXPECT_EQ(occurrences(r.out, "dataplane: xdp\n"), 2u) << r.out;
+  // Ending on one: its status, 1.
+  CliRun last = keelctlAnsweredInTurn({good, noReasons}, {"stats", "--watch", "0.1", "--count", "2"});
+  EXPECT_EQ(last.rc, 1) << last.err;
+  EXPECT_EQ(occurrences(last.out, "dataplane: xdp\n"), 1u) << last.out;
+  // --rate: the bad answer ends the rate it would have made; the next two
+  // make the next.
+  CliRun rate =
+      keelctlAnsweredInTurn({good, noReasons, good, good}, {"stats", "--watch", "0.1", "--rate", "--count", "2"});
+  EXPECT_EQ(rate.rc, 0) << rate.err;
+  EXPECT_EQ(rate.err, to + "result.reasons: missing\n");
+  EXPECT_EQ(occurrences(rate.out, "(rates over "), 1u) << rate.out;
+  // -o json (which prints a result as sent, so only its envelope can be
+  // unreadable): an error line among the samples, one document a line.
+  CliRun j = keelctlAnsweredInTurn({badOk, good}, {"-o", "json", "stats", "--watch", "0.1", "--count", "2"});
+  EXPECT_EQ(j.rc, 0) << j.err;
+  const std::vector<std::string> lines = linesOf(j.out);
+  ASSERT_EQ(lines.size(), 2u) << j.out;
+  EXPECT_EQ(json::parse(lines[0], nullptr, false)["error"]["code"], "failed") << j.out;
+  EXPECT_EQ(json::parse(lines[1], nullptr, false)["dataplane"], "xdp") << j.out;
 }
 
 // keeld closes a connection idle past its idle timeout (10 min by default,

@@ -10,10 +10,12 @@
 // back and passes every other call through, once what that call could
 // depend on has been applied. The rules, per service id S (the ring of S,
 // the service entry whose value names S, and the backends S owns):
-//   - a ring publish of S is held; if a service write of S is held, both go
-//     out first, so a service's entry and ring reach the plane in the
-//     registry's order (held rings go before held service writes);
-//   - a service write is held (the ring it names, if held, goes out first);
+//   - a ring publish of S is held; if a service write naming S is held,
+//     everything held goes out first and then this ring is held, so a
+//     service's entry and its next ring reach the plane in the registry's
+//     order (at a flush held rings go before held service writes);
+//   - a service write is held (the ring it names, if held, goes out before
+//     it at the flush); a second write of the same key replaces it;
 //   - a backend write goes out at once, after whatever is held of its old
 //     owner (if the slot is VALID now: an applied ring of that owner may
 //     name it) and of its new owner;
@@ -25,7 +27,12 @@
 //     kernel, as before it was announced).
 // So each service sees its own calls in order, and calls of different
 // services touch different entries: every state the plane passes through
-// is, service by service, one the registry's order passes through. What is
+// is, service by service, one the registry's order passes through. One
+// order is not kept: a held write that moves a key from id S0 to S1,
+// then a ring of S0 (the batcher does not know that the plane's entry
+// names S0, so that ring goes out at the flush before the entry moves).
+// The registry never moves a key between ids (a changed key is a removal
+// and an add), so no state of its batches depends on it. What is
 // held goes out at every endBatch() (nested ones too, so that each of the
 // registry's batches learns from DataplaneBatch::finish() whether its
 // writes reached the plane) in one publishRings() and then the service

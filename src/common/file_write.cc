@@ -58,7 +58,11 @@ Status makeDirectories(const std::string& path, mode_t mode) {
   for (const auto& part : std::filesystem::path(path)) {
     prefix = (std::filesystem::path(prefix) / part).string();
     if (part == "/" || part.empty()) continue;
-    if (::mkdir(prefix.c_str(), mode) == 0) continue;
+    if (::mkdir(prefix.c_str(), mode) == 0) {
+      if (::chmod(prefix.c_str(), mode) != 0)
+        return Status::error("chmod " + prefix + ": " + std::strerror(errno));
+      continue;
+    }
     const int err = errno;
     struct stat st{};
     if (err == EEXIST && ::stat(prefix.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) continue;

@@ -26,10 +26,12 @@ Status writeFileReplacing(const std::string& path, mode_t mode, const std::funct
 // The same for a file whose content is `text`, whole.
 Status writeFileReplacing(const std::string& path, mode_t mode, std::string_view text);
 
-// `path` and every missing parent, each made with `mode` (the umask may only
-// narrow it; std::filesystem::create_directories would give 0777 & ~umask,
-// world-writable under umask 0). An existing directory is fine; a file in
-// the way is an error: "mkdir DIR: reason".
+// `path` and every missing parent, each made with exactly `mode`, whatever
+// the umask (std::filesystem::create_directories would give 0777 & ~umask:
+// world-writable under umask 0, and under keeld.service's UMask=0077 a
+// control socket's new directory would be 0700, shutting out the group its
+// socket is for). An existing directory is left as it is; a file in the way
+// is an error: "mkdir DIR: reason".
 Status makeDirectories(const std::string& path, mode_t mode);
 
 }  // namespace keel

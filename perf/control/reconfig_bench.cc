@@ -69,6 +69,7 @@
 #include "dataplane/dpdk/dpdk_dataplane.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 #include "keel/maglev_lookup.h"
+#include "null_dataplane.h"
 
 #include "../common/bench_env.h"
 
@@ -204,29 +205,7 @@ Config makeConfig(int services, int reals) {
   return c;
 }
 
-// The control plane's own cost: accepts everything, stores nothing.
-class NullDataplane final : public keel::Dataplane {
- public:
-  explicit NullDataplane(keel::DataplaneLimits limits) : limits_(limits) {}
-  std::string kind() const override { return "null"; }
-  keel::DataplaneLimits limits() const override { return limits_; }
-  Status setNode(const keel_node_config&) override { return Status::ok(); }
-  Status addVip(const keel_vip_key&) override { return Status::ok(); }
-  Status removeVip(const keel_vip_key&) override { return Status::ok(); }
-  Status upsertBackend(keel::BackendId, const keel_backend&) override { return Status::ok(); }
-  Status upsertService(const keel_service_key&, const keel_service_value&) override { return Status::ok(); }
-  Status removeService(const keel_service_key&) override { return Status::ok(); }
-  Status publishRing(keel::ServiceId, std::vector<uint32_t>) override { return Status::ok(); }
-  Status zeroCounters(keel::CounterKind, uint32_t) override { return Status::ok(); }
-  keel::DataplaneStats readCounters(uint32_t, uint32_t) override { return {}; }
-  std::optional<uint64_t> connTableEntries() override { return std::nullopt; }
-  std::optional<keel::ConnEntry> findConn(const keel_flow_key&) override { return std::nullopt; }
-  keel::Status scanConns(const keel::ConnVisitor&) override { return keel::Status::ok(); }
-  std::optional<uint32_t> portMtu() const override { return 1500; }
-
- private:
-  keel::DataplaneLimits limits_;
-};
+using keel::NullDataplane;  // the control plane's own cost: accepts everything, stores nothing
 
 // Room for S services of R reals (at least the defaults).
 keel::DataplaneLimits limitsFor(const Options& o) {

@@ -42,39 +42,12 @@
 
 #include "dataplane/ring_batcher.h"
 #include "keel/maglev_lookup.h"
+#include "null_dataplane.h"
 
 #include "../common/bench_env.h"
 
 namespace keel {
 namespace {
-
-// Accepts everything, stores nothing.
-class NullDataplane final : public Dataplane {
- public:
-  explicit NullDataplane(DataplaneLimits limits) : limits_(limits) {}
-  std::string kind() const override { return "null"; }
-  DataplaneLimits limits() const override { return limits_; }
-  Status setNode(const keel_node_config&) override { return Status::ok(); }
-  Status addVip(const keel_vip_key&) override { return Status::ok(); }
-  Status removeVip(const keel_vip_key&) override { return Status::ok(); }
-  Status upsertBackend(BackendId, const keel_backend&) override { return Status::ok(); }
-  Status upsertService(const keel_service_key&, const keel_service_value&) override { return Status::ok(); }
-  Status removeService(const keel_service_key&) override { return Status::ok(); }
-  Status publishRing(ServiceId, std::vector<uint32_t>) override { return Status::ok(); }
-  Status publishRings(const RingList& rings, size_t* published) override {
-    *published = rings.size();
-    return Status::ok();
-  }
-  Status zeroCounters(CounterKind, uint32_t) override { return Status::ok(); }
-  DataplaneStats readCounters(uint32_t, uint32_t) override { return {}; }
-  std::optional<uint64_t> connTableEntries() override { return std::nullopt; }
-  std::optional<ConnEntry> findConn(const keel_flow_key&) override { return std::nullopt; }
-  Status scanConns(const ConnVisitor&) override { return Status::ok(); }
-  std::optional<uint32_t> portMtu() const override { return 1500; }
-
- private:
-  DataplaneLimits limits_;
-};
 
 struct Options {
   std::vector<int> services{1000, 10000};

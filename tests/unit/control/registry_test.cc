@@ -16,6 +16,7 @@
 #include "keel/encap.h"
 #include "log_capture.h"
 #include "mock_dataplane.h"
+#include "null_dataplane.h"
 #include "registry_builders.h"
 
 namespace keel {
@@ -1598,26 +1599,7 @@ TEST_F(RegistryTest, NoMtuWarningWhenThePlaneCannotTellItsMtu) {
 // the slot the plane holds.
 TEST(RegistryMemory, APublishedRingIsNotKeptSlotBySlot) {
   // A plane that keeps nothing, so the heap measured is the registry's.
-  class KeepsNothing final : public Dataplane {
-   public:
-    std::string kind() const override { return "discard"; }
-    DataplaneLimits limits() const override { return {128, 1024, 1000}; }
-    Status setNode(const keel_node_config&) override { return Status::ok(); }
-    Status addVip(const keel_vip_key&) override { return Status::ok(); }
-    Status removeVip(const keel_vip_key&) override { return Status::ok(); }
-    Status upsertBackend(BackendId, const keel_backend&) override { return Status::ok(); }
-    Status upsertService(const keel_service_key&, const keel_service_value&) override { return Status::ok(); }
-    Status removeService(const keel_service_key&) override { return Status::ok(); }
-    Status publishRing(ServiceId, std::vector<uint32_t>) override { return Status::ok(); }
-    std::optional<uint64_t> connTableEntries() override { return std::nullopt; }
-    std::optional<ConnEntry> findConn(const keel_flow_key&) override { return std::nullopt; }
-    Status scanConns(const ConnVisitor&) override { return Status::ok(); }
-    std::optional<uint32_t> portMtu() const override { return std::nullopt; }
-
-   protected:
-    Status zeroCounters(CounterKind, uint32_t) override { return Status::ok(); }
-    DataplaneStats readCounters(uint32_t, uint32_t) override { return {}; }
-  } plane;
+  NullDataplane plane({128, 1024, 1000}, std::nullopt);
   std::vector<ServiceConfig> services;
   for (int i = 0; i < 64; ++i) {
     const std::string vip = "192.0.2." + std::to_string(i + 1);

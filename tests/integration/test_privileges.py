@@ -64,9 +64,26 @@ def unit_setting(key: str, *units: Path) -> str | None:
     return value
 
 
+def unit_paths(key: str, *units: Path) -> list[str]:
+    """A path-list setting (ReadOnlyPaths=, ReadWritePaths=) as systemd
+    merges it over a unit and its drop-ins: lines add, an empty one resets
+    the list; a "-" prefix (ignore if missing) dropped."""
+    paths: list[str] = []
+    for unit in units:
+        for m in re.finditer(rf"^{key}=(.*)$", unit.read_text(), re.M):
+            words = m.group(1).split()
+            paths = paths + [w.removeprefix("-") for w in words] if words else []
+    return paths
+
+
 # What sandbox_wrap() does for each sandbox line it applies, after what
 # systemd 252 does (systemd.exec(5)); keeld runs in a mount namespace of its
 # own.
+#   ReadOnlyPaths, ReadWritePaths: every mount at or under a read-only path
+#     remounted read-only, except those at or under a read-write one (a
+#     path that is no mount point is bound onto itself first), as a
+#     systemd 252 PID 1 was seen to do (/sys read-only, /sys/fs/bpf
+#     writable; docs/operations.md).
 #   ProtectKernelLogs: /proc/kmsg and /dev/kmsg inaccessible (systemd also
 #     filters syslog(2), which keeld never calls).
 #   UMask: the file mode creation mask keeld starts with.
@@ -84,6 +101,14 @@ def unit_setting(key: str, *units: Path) -> str | None:
 _SANDBOX_SCRIPT = r"""
 inaccessible=$1; shift
 umask "$UMASK"
+for p in $READ_ONLY; do
+  mountpoint -q "$p" || mount --bind "$p" "$p"
+  for m in $(awk -v p="$p" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo | sort -u); do
+    keep=no
+    for w in $READ_WRITE; do case "$m" in "$w"|"$w"/*) keep=yes ;; esac; done
+    [ "$keep" = yes ] || mount -o remount,bind,ro "$m"
+  done
+done
 if [ "$LOGS" = yes ]; then
   for f in /proc/kmsg /dev/kmsg; do [ -e "$f" ] && mount --bind "$inaccessible" "$f"; done
 fi
@@ -146,22 +171,30 @@ def sandbox_wrap(lab, *units: Path) -> tuple[str, ...]:
         inaccessible.chmod(0o000)
     denied, errno_name = denied_syscalls(*units)
     env = (f"UMASK={unit_setting('UMask', *units) or '0022'}",
+           f"READ_ONLY={' '.join(unit_paths('ReadOnlyPaths', *units))}",
+           f"READ_WRITE={' '.join(unit_paths('ReadWritePaths', *units))}",
            f"DENY_SYSCALLS={' '.join(denied)}", f"DENY_ERRNO={errno_name}",
            f"LOGS={'yes' if on['ProtectKernelLogs'] else 'no'}",
            f"MDWE={'yes' if on['MemoryDenyWriteExecute'] else 'no'}")
     return ("unshare", "--mount", "env", *env, "sh", "-ec", _SANDBOX_SCRIPT, "sandbox", str(inaccessible))
 
 
-def assert_sandboxed(pid: int) -> None:
-    """keeld's own mounts show the sandbox (sandbox_wrap) in force: a check
-    of the wrap, so a test cannot pass because the wrap did nothing."""
+def assert_sandboxed(pid: int, *units: Path) -> None:
+    """keeld's own mounts show the sandbox of UNITS (sandbox_wrap) in force:
+    a check of the wrap, so a test cannot pass because the wrap did
+    nothing."""
     options = {}
     for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
         fields = line.split()
         options[fields[4]] = fields[5].split(",")  # the last mount on a point wins
-    if unit_setting("ProtectKernelLogs", UNIT) == "yes":
+    for path in unit_paths("ReadOnlyPaths", *units):
+        assert "ro" in options[path], (path, options)
+    for path in unit_paths("ReadWritePaths", *units):
+        if path in options:
+            assert "rw" in options[path], (path, options)
+    if unit_setting("ProtectKernelLogs", *units) == "yes":
         assert "/proc/kmsg" in options or not Path("/proc/kmsg").exists(), options
-    if denied_syscalls(UNIT)[0]:
+    if denied_syscalls(*units)[0]:
         status = Path(f"/proc/{pid}/status").read_text()
         assert re.search(r"^Seccomp:\s*2$", status, re.M), status
 
@@ -188,7 +221,7 @@ def test_unit_capabilities_run_adopt_reload_and_stop(lab, host):
     def start(config, name):
         k = host.start(config, name, wrap=wrap)
         assert effective_caps(k.proc.pid) == want, (hex(effective_caps(k.proc.pid)), hex(want))
-        assert_sandboxed(k.proc.pid)
+        assert_sandboxed(k.proc.pid, UNIT)
         return k
 
     web = lab.service("web", 4, PORT, "tcp", "ipip")
@@ -274,7 +307,7 @@ def test_dpdk_unit_and_dropin_capabilities_serve(lab, need_keel):
     k = labmod.Keeld.start(lab, config, "dpdkcaps", labmod.Keeld.wait_ready, wrap=wrap)
     try:
         assert effective_caps(k.proc.pid) == sum(1 << numbers.index(c) for c in caps)
-        assert_sandboxed(k.proc.pid)
+        assert_sandboxed(k.proc.pid, UNIT, DPDK_DROPIN)
         wait_serving(lab, config)
         served(lab.flows("tcp", lab.vip4, PORT, count=4))
         extra = lab.service("extra", 4, EXTRA_PORT, "tcp", "ipip")

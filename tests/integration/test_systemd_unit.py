@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """deploy/keeld.service under a real systemd (Debian's /lib/systemd/systemd)
 booted as PID 1 of a private container, the unit installed as `meson install`
-would (@SBINDIR@, @BINDIR@ pointing into --keel-build) with no drop-in:
+would (@SBINDIR@, @BINDIR@ pointing into --keel-build); with no drop-in on
+the XDP plane:
   - `systemctl start` returns once keeld said READY=1 (Type=notify): the
     service is active/running, its status line says it attached, keeld
     pinned under /sys/fs/bpf/keel/IFACE and keelctl answers on
@@ -16,7 +17,15 @@ would (@SBINDIR@, @BINDIR@ pointing into --keel-build) with no drop-in:
     (dataplane_adopted program=kept in the journal, same program id on the
     interface);
   - `systemctl stop` leaves the program attached and its pins and /run/keel
-    in place (RuntimeDirectoryPreserve=yes) for the next keeld.
+    in place (RuntimeDirectoryPreserve=yes) for the next keeld;
+  - a keeld killed with SIGKILL is restarted by systemd (Restart=on-failure)
+    and adopts the program, which stayed attached through the gap;
+  - a broken file at start (keeld exits 1) is retried until the unit's start
+    limit, after which it stays failed.
+With --dataplane dpdk, the unit plus its drop-in keeld-dpdk.conf on a
+net_af_packet port: start, the two files' capabilities, EAL's /run/dpdk,
+keelctl, stop (an expected failure while EAL cannot use the
+RUNTIME_DIRECTORY= that systemd gives the two files: the test says why).
 
 The container (SystemdContainer) is `unshare --pid --mount --net --uts --ipc
 --cgroup` of a cgroup2 directory of its own, whose root is an overlay of the
@@ -35,9 +44,9 @@ The unit's LimitNOFILE=524288 is above this sandbox's hard limit where the
 tests run without CAP_SYS_RESOURCE: systemd then sets the closest limit it
 can (keeld logs open_file_limit as a warning) and starts keeld anyway, so no
 drop-in is needed. Skips where systemd cannot boot that way (no cgroup2, no
-root, no systemd), and under the DPDK data plane (the unit's XDP plane is
-the one that pins and adopts; keeld-dpdk.conf is test_privileges.py's)."""
+root, no systemd); each test runs on its data plane only."""
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -54,6 +63,7 @@ import lab as labmod
 from test_privileges import cap_names, unit_caps
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "keeld.service.in"
+DPDK_DROPIN = UNIT.parent / "keeld-dpdk.conf"
 SYSTEMD = "/lib/systemd/systemd"
 IFACE, PEER = "kv0", "kv1"
 ADDR = "10.99.0.1"
@@ -155,10 +165,11 @@ class SystemdContainer:
     cgroup2 directory of its own. close() kills it and removes the cgroup
     and the temporary directory; its namespaces, mounts, bpffs and veths
     die with its processes."""
+    serial = itertools.count()  # names unique among the containers of a run
 
     def __init__(self, build: Path):
         self.build = build
-        self.name = f"ksd{os.getpid()}"
+        self.name = f"ksd{os.getpid()}-{next(SystemdContainer.serial)}"
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         self.cgroup: Path | None = None
         self.launcher: subprocess.Popen | None = None
@@ -261,11 +272,14 @@ class SystemdContainer:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-@pytest.fixture
-def container(request, root, keel_build):
+def systemd_container(request, keel_build: Path, plane: str):
+    """Generator body of the container fixtures: a booted SystemdContainer
+    for the tests of data plane PLANE (skipped unless --dataplane lists it),
+    closed whatever the test did; on a failure keeld's status and journal
+    are printed first."""
     kinds = [k.strip() for k in request.config.getoption("--dataplane").split(",")]
-    if "xdp" not in kinds:
-        pytest.skip("keeld.service under systemd is checked with the XDP data plane")
+    if plane not in kinds:
+        pytest.skip(f"keeld.service under systemd with the {plane} data plane: --dataplane {plane}")
     if not os.access(SYSTEMD, os.X_OK):
         pytest.skip(f"{SYSTEMD} not installed")
     missing = [n for n in ("keeld", "keelctl") if not (keel_build / labmod.Lab.BINARIES[n]).exists()]
@@ -288,9 +302,41 @@ def container(request, root, keel_build):
         c.close()
 
 
-def keel_yaml(services: list[str]) -> str:
+@pytest.fixture
+def container(request, root, keel_build):
+    """A container for keeld.service as shipped (XDP plane)."""
+    yield from systemd_container(request, keel_build, "xdp")
+
+
+@pytest.fixture
+def dpdk_container(request, root, keel_build):
+    """A container for keeld.service with keeld-dpdk.conf (DPDK plane)."""
+    yield from systemd_container(request, keel_build, "dpdk")
+
+
+def dataplane(plane: str, prefix: str) -> dict:
+    """keel.yaml's dataplane section for PLANE on IFACE. DPDK: the lab's
+    net_af_packet port (lab.DpdkDataplane: no hugepages, no PCI, two workers
+    that sleep when idle) but, as on a DPDK node (docs/dpdk.md), with EAL's
+    runtime files under /run/dpdk/PREFIX (no --no-shconf): the directory
+    the drop-in makes is then used. No exception interface: a net_af_packet
+    port leaves the kernel its frames (config.cc warns against one)."""
+    if plane == "xdp":
+        return {"kind": "xdp", "interface": IFACE, "xdp_mode": "native"}
+    cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    return {"kind": "dpdk", "interface": IFACE,
+            "dpdk": {"eal_args": ["--no-huge", "-m", "128", "--no-pci", "--no-telemetry",
+                                  "--file-prefix", prefix, "--lcores", f"(0-2)@({cpus})",
+                                  "--log-level", "lib.eal:warning"],
+                     "port": f"net_af_packet0,iface={IFACE},qpairs=2",
+                     "workers": [1, 2],
+                     "rx_descriptors": 256, "tx_descriptors": 256,
+                     "mbufs_per_worker": 2048, "idle_sleep_us": 200}}
+
+
+def keel_yaml(services: list[str], plane: str = "xdp", prefix: str = "keel") -> str:
     config = {
-        "dataplane": {"kind": "xdp", "interface": IFACE, "xdp_mode": "native"},
+        "dataplane": dataplane(plane, prefix),
         "node": {"tunnel_source_v4": ADDR, "next_hop_mac": "02:00:00:00:00:01"},
         "services": [{"name": name, "vip": f"192.0.2.{10 + i}", "port": 80, "protocol": "tcp",
                       "forwarding": "ipip",
@@ -299,6 +345,57 @@ def keel_yaml(services: list[str]) -> str:
                      for i, name in enumerate(services)],
     }
     return labmod.to_yaml(config) + "\n"
+
+
+class KeeldUnit:
+    """keeld.service installed in container C as `meson install` would
+    (@SBINDIR@, @BINDIR@ pointing into --keel-build), with DROPINS (name ->
+    file) under keeld.service.d and CONFIG as /etc/keel/keel.yaml; IFACE
+    up, journald started, systemd's units reloaded. Not started."""
+
+    def __init__(self, c: SystemdContainer, config: str, dropins: dict[str, Path] | None = None):
+        self.c = c
+        build = c.build
+        self.keelctl = str(build / labmod.Lab.BINARIES["keelctl"])
+        unit = (UNIT.read_text().replace("@SBINDIR@", str(build / "src/daemon"))
+                .replace("@BINDIR@", str(build / "src/cli")).replace("@DOCDIR@", "/tmp"))
+        c.write("/etc/systemd/system/keeld.service", unit)
+        for name, path in (dropins or {}).items():
+            c.write(f"/etc/systemd/system/keeld.service.d/{name}", path.read_text())
+        c.write("/etc/keel/keel.yaml", config)
+        c.run(["sh", "-ec", f"ip link set lo up; ip link add {IFACE} type veth peer name {PEER}; "
+                            f"ip addr add {ADDR}/24 dev {IFACE}; ip link set {IFACE} up; "
+                            f"ip link set {PEER} up"])
+        # keeld's output goes to the journal (StandardOutput's default).
+        c.run(["systemctl", "start", "systemd-journald.socket", "systemd-journald.service"])
+        c.run(["systemctl", "daemon-reload"])
+
+    def show(self, prop: str) -> str:
+        return self.c.run(["systemctl", "show", "-P", prop, "keeld"]).stdout.strip()
+
+    def journal(self) -> str:
+        return self.c.run(["journalctl", "--no-pager", "-o", "cat", "-u", "keeld"]).stdout
+
+    def prog_id(self) -> int | None:
+        link = json.loads(self.c.run(["ip", "-j", "-d", "link", "show", "dev", IFACE]).stdout)[0]
+        return ((link.get("xdp") or {}).get("prog") or {}).get("id")
+
+    def services(self) -> list[str]:
+        out = self.c.run([self.keelctl, "-o", "json", "service", "list"], timeout=20).stdout
+        return sorted(s["name"] for s in json.loads(out)["services"])
+
+    def pins(self) -> list[str]:
+        return sorted(os.listdir(self.c.path(f"/sys/fs/bpf/keel/{IFACE}")))
+
+    def caps(self, pid: int, *units: Path) -> dict[str, int]:
+        """PID's capability sets (CapEff, ...) and, as "want", the union of
+        UNITS' CapabilityBoundingSet= (= AmbientCapabilities=)."""
+        status = self.c.run(["cat", f"/proc/{pid}/status"]).stdout
+        numbers = cap_names()
+        got = {f: int(re.search(rf"^{f}:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+               for f in ("CapEff", "CapPrm", "CapBnd", "CapAmb")}
+        got["want"] = sum(1 << numbers.index(cap) for u in units for cap in unit_caps(u))
+        return got
 
 
 def mount_options(mountinfo: str) -> dict[str, set[str]]:
@@ -314,34 +411,8 @@ def mount_options(mountinfo: str) -> dict[str, set[str]]:
 def test_keeld_service_under_systemd(container):
     c = container
     build = c.build
-    keelctl = str(build / labmod.Lab.BINARIES["keelctl"])
-    unit = (UNIT.read_text().replace("@SBINDIR@", str(build / "src/daemon"))
-            .replace("@BINDIR@", str(build / "src/cli")).replace("@DOCDIR@", "/tmp"))
-    c.write("/etc/systemd/system/keeld.service", unit)
-    c.write("/etc/keel/keel.yaml", keel_yaml(["web"]))
-    c.run(["sh", "-ec", f"ip link set lo up; ip link add {IFACE} type veth peer name {PEER}; "
-                        f"ip addr add {ADDR}/24 dev {IFACE}; ip link set {IFACE} up; "
-                        f"ip link set {PEER} up"])
-    # keeld's output goes to the journal (StandardOutput's default).
-    c.run(["systemctl", "start", "systemd-journald.socket", "systemd-journald.service"])
-    c.run(["systemctl", "daemon-reload"])
-
-    def show(prop: str) -> str:
-        return c.run(["systemctl", "show", "-P", prop, "keeld"]).stdout.strip()
-
-    def journal() -> str:
-        return c.run(["journalctl", "--no-pager", "-o", "cat", "-u", "keeld"]).stdout
-
-    def prog_id() -> int | None:
-        link = json.loads(c.run(["ip", "-j", "-d", "link", "show", "dev", IFACE]).stdout)[0]
-        return ((link.get("xdp") or {}).get("prog") or {}).get("id")
-
-    def services() -> list[str]:
-        out = c.run([keelctl, "-o", "json", "service", "list"], timeout=20).stdout
-        return sorted(s["name"] for s in json.loads(out)["services"])
-
-    def pins() -> list[str]:
-        return sorted(os.listdir(c.path(f"/sys/fs/bpf/keel/{IFACE}")))
+    u = KeeldUnit(c, keel_yaml(["web"]))
+    show, journal, prog_id, services, pins = u.show, u.journal, u.prog_id, u.services, u.pins
 
     # The unit as shipped: no drop-in, the ExecStart= of the file.
     assert show("DropInPaths") == ""
@@ -362,12 +433,10 @@ def test_keeld_service_under_systemd(container):
     assert "event=ready" in log, log
 
     # -- its privileges and sandbox, as the unit says
-    status = c.run(["cat", f"/proc/{pid}/status"]).stdout
-    numbers = cap_names()
-    want = sum(1 << numbers.index(cap) for cap in unit_caps(UNIT))
+    caps = u.caps(pid, UNIT)
     for field in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
-        got = int(re.search(rf"^{field}:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
-        assert got == want, f"{field} {got:#x}, the unit's {want:#x}"
+        assert caps[field] == caps["want"], f"{field} {caps[field]:#x}, the unit's {caps['want']:#x}"
+    status = c.run(["cat", f"/proc/{pid}/status"]).stdout
     assert re.search(r"^NoNewPrivs:\s*1$", status, re.M), status
     assert re.search(r"^Seccomp:\s*2$", status, re.M), status
     mounts = mount_options(c.run(["cat", f"/proc/{pid}/mountinfo"]).stdout)
@@ -410,4 +479,105 @@ def test_keeld_service_under_systemd(container):
     assert re.search(rf"event=stopped_left_in_place .*prog_id={first_id}", journal())
     assert prog_id() == first_id
     assert "prog" in pins() and "services" in pins(), pins()
+    assert c.path("/run/keel").is_dir()  # RuntimeDirectoryPreserve=yes
+
+
+def test_keeld_service_restarts_a_killed_keeld_hitless(container):
+    """keeld killed (SIGKILL: no STOPPING=1, no clean stop): the XDP program
+    stays attached through the gap, and systemd (Restart=on-failure,
+    RestartSec=2s) starts a keeld that adopts it, kept, same program id."""
+    u = KeeldUnit(container, keel_yaml(["web"]))
+    container.run(["systemctl", "start", "keeld"], timeout=100)
+    pid = int(u.show("MainPID"))
+    first_id = u.prog_id()
+    assert first_id, "no XDP program on the interface"
+    assert u.show("NRestarts") == "0"
+
+    container.run(["kill", "-9", str(pid)])
+    # keeld is gone and systemd waits out RestartSec= (state auto-restart):
+    # the program is still the one on the interface.
+    wait_for("keeld's main process gone", lambda: u.show("MainPID") == "0", 10, 0.05)
+    assert u.show("SubState") == "auto-restart", u.show("SubState")
+    assert u.prog_id() == first_id
+    assert "prog" in u.pins(), u.pins()
+
+    def restarted():
+        return (u.show("ActiveState"), u.show("SubState")) == ("active", "running") \
+            and int(u.show("MainPID")) not in (0, pid)
+    wait_for("keeld restarted by systemd", restarted, 30)  # RestartSec=2s, READY=1
+    assert u.show("NRestarts") == "1"
+    log = u.journal()
+    assert "Main process exited, code=killed, status=9/KILL" in log, log
+    assert re.search(rf"event=dataplane_adopted .*interface={IFACE} .*prog_id={first_id} "
+                     r".*program=kept", log), log
+    assert u.prog_id() == first_id
+    assert u.services() == ["web"]
+
+
+def test_keeld_service_broken_config_fails_at_the_start_limit(container):
+    """A broken /etc/keel/keel.yaml: keeld exits 1 (keeld(8), EXIT STATUS:
+    invalid configuration), which Restart=on-failure retries, as only exit 2
+    is RestartPreventExitStatus=; the fifth start within
+    StartLimitIntervalSec=60 (StartLimitBurst=5) is the last one, after
+    which the unit stays failed (~8 s: four RestartSec=2s), never having
+    attached.
+
+    systemd 252 fails `systemctl start` at keeld's first exit (the restarts
+    that follow are its own), refuses the sixth start with "Start request
+    repeated too quickly" and leaves the unit's Result at exit-code
+    (start-limit-hit is the refused job's result, not the unit's)."""
+    broken = keel_yaml(["web"]).replace("tunnel_source_v4", "tunnel_sauce_v4")
+    u = KeeldUnit(container, broken)
+    p = container.run(["systemctl", "start", "keeld"], check=False, timeout=60)
+    assert p.returncode != 0, p
+    assert u.show("ExecMainStatus") == "1"
+    wait_for("keeld.service refused at its start limit",
+             lambda: "Start request repeated too quickly" in u.journal(), 30)
+    assert (u.show("ActiveState"), u.show("Result")) == ("failed", "exit-code")
+    assert (u.show("ExecMainCode"), u.show("ExecMainStatus")) == ("1", "1")  # exited, 1
+    assert u.show("NRestarts") == "5"  # the fifth scheduled, then refused
+    log = u.journal()
+    assert log.count("event=start_rejected") == 5, log  # StartLimitBurst=5 runs of keeld
+    assert "event=config_error" in log and "tunnel_sauce_v4" in log, log
+    assert u.prog_id() is None
+
+
+def test_keeld_service_dpdk_dropin_under_systemd(dpdk_container):
+    """keeld.service with keeld-dpdk.conf as /etc/systemd/system/keeld.service.d/
+    dpdk.conf, on a net_af_packet port: start returns once keeld said
+    READY=1, keeld holds the unit's capabilities plus the drop-in's
+    (CAP_NET_RAW), EAL keeps its runtime files in /run/dpdk (the drop-in's
+    RuntimeDirectory=), keelctl answers, and stop is clean."""
+    c = dpdk_container
+    prefix = f"{c.name}-dpdk"
+    u = KeeldUnit(c, keel_yaml(["web"], "dpdk", prefix), {"dpdk.conf": DPDK_DROPIN})
+    assert u.show("DropInPaths") == "/etc/systemd/system/keeld.service.d/dpdk.conf"
+    start = c.run(["systemctl", "start", "keeld"], check=False, timeout=100)
+    if start.returncode != 0:
+        # systemd sets RUNTIME_DIRECTORY=/run/dpdk:/run/keel for the unit's
+        # and the drop-in's RuntimeDirectory=; EAL takes that variable as the
+        # parent of its own runtime directory and cannot create
+        # "/run/dpdk:/run/keel/dpdk", so it refuses to start (with
+        # --no-shconf it only logs the error). This failure, exactly, is
+        # known; any other fails the test, and once the unit avoids it the
+        # checks below run.
+        log = u.journal()
+        if re.search(r"EAL: Error creating '/run/\w+:/run/\w+/dpdk'", log):
+            pytest.xfail("keeld-dpdk.conf: EAL takes RUNTIME_DIRECTORY=/run/dpdk:/run/keel as one path "
+                         "and fails (UnsetEnvironment=RUNTIME_DIRECTORY in the drop-in starts it)")
+        pytest.fail(f"systemctl start keeld: {start.stderr}\n{log}")
+    assert (u.show("ActiveState"), u.show("SubState")) == ("active", "running")
+    pid = int(u.show("MainPID"))
+    caps = u.caps(pid, UNIT, DPDK_DROPIN)
+    assert "net_raw" in unit_caps(DPDK_DROPIN)
+    for field in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+        assert caps[field] == caps["want"], f"{field} {caps[field]:#x}, the two files' {caps['want']:#x}"
+    assert c.path("/run/dpdk").is_dir()
+    assert c.path(f"/run/dpdk/{prefix}").is_dir(), os.listdir(c.path("/run/dpdk"))
+    assert u.services() == ["web"]
+    assert "event=ready" in u.journal()
+
+    c.run(["systemctl", "stop", "keeld"], timeout=60)
+    assert u.show("ActiveState") == "inactive"
+    assert (u.show("Result"), u.show("ExecMainStatus")) == ("success", "0")
     assert c.path("/run/keel").is_dir()  # RuntimeDirectoryPreserve=yes

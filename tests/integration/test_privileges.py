@@ -79,11 +79,12 @@ def unit_paths(key: str, *units: Path) -> list[str]:
 # What sandbox_wrap() does for each sandbox line it applies, after what
 # systemd 252 does (systemd.exec(5)); keeld runs in a mount namespace of its
 # own.
-#   ReadOnlyPaths, ReadWritePaths: every mount at or under a read-only path
-#     remounted read-only, except those at or under a read-write one (a
-#     path that is no mount point is bound onto itself first), as a
-#     systemd 252 PID 1 was seen to do (/sys read-only, /sys/fs/bpf
-#     writable; docs/operations.md).
+#   ReadOnlyPaths, ReadWritePaths, RuntimeDirectory: every mount at or under
+#     a read-only path remounted read-only, except those at or under a
+#     read-write one or a runtime directory (made first; one that is no mount
+#     point is bound onto itself), as systemd 252 does
+#     (test_systemd_unit.py: /sys and /run read-only, /sys/fs/bpf and
+#     /run/keel writable).
 #   ProtectKernelLogs: /proc/kmsg and /dev/kmsg inaccessible (systemd also
 #     filters syslog(2), which keeld never calls).
 #   UMask: the file mode creation mask keeld starts with.
@@ -101,12 +102,19 @@ def unit_paths(key: str, *units: Path) -> list[str]:
 _SANDBOX_SCRIPT = r"""
 inaccessible=$1; shift
 umask "$UMASK"
+for w in $RUNTIME; do mkdir -p "$w"; done
+for w in $READ_WRITE; do
+  [ -e "$w" ] || continue
+  mountpoint -q "$w" || mount --bind "$w" "$w"
+done
 for p in $READ_ONLY; do
-  mountpoint -q "$p" || mount --bind "$p" "$p"
+  mountpoint -q "$p" || mount --rbind "$p" "$p"  # its submounts kept
   for m in $(awk -v p="$p" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo | sort -u); do
     keep=no
     for w in $READ_WRITE; do case "$m" in "$w"|"$w"/*) keep=yes ;; esac; done
-    [ "$keep" = yes ] || mount -o remount,bind,ro "$m"
+    # A lab's own submounts that refuse a bind remount (/run/netns and its
+    # nsfs files) stay as they are; the read-only path itself must not.
+    [ "$keep" = yes ] || mount -o remount,bind,ro "$m" 2>/dev/null || [ "$m" != "$p" ]
   done
 done
 if [ "$LOGS" = yes ]; then
@@ -170,9 +178,12 @@ def sandbox_wrap(lab, *units: Path) -> tuple[str, ...]:
         inaccessible.touch(mode=0o000)
         inaccessible.chmod(0o000)
     denied, errno_name = denied_syscalls(*units)
+    # RuntimeDirectory= (each /run/NAME): made, and writable, as ReadWritePaths.
+    runtime = ["/run/" + d for d in unit_paths("RuntimeDirectory", *units)]
     env = (f"UMASK={unit_setting('UMask', *units) or '0022'}",
            f"READ_ONLY={' '.join(unit_paths('ReadOnlyPaths', *units))}",
-           f"READ_WRITE={' '.join(unit_paths('ReadWritePaths', *units))}",
+           f"READ_WRITE={' '.join(unit_paths('ReadWritePaths', *units) + runtime)}",
+           f"RUNTIME={' '.join(runtime)}",
            f"DENY_SYSCALLS={' '.join(denied)}", f"DENY_ERRNO={errno_name}",
            f"LOGS={'yes' if on['ProtectKernelLogs'] else 'no'}",
            f"MDWE={'yes' if on['MemoryDenyWriteExecute'] else 'no'}")
@@ -189,7 +200,7 @@ def assert_sandboxed(pid: int, *units: Path) -> None:
         options[fields[4]] = fields[5].split(",")  # the last mount on a point wins
     for path in unit_paths("ReadOnlyPaths", *units):
         assert "ro" in options[path], (path, options)
-    for path in unit_paths("ReadWritePaths", *units):
+    for path in unit_paths("ReadWritePaths", *units) + ["/run/" + d for d in unit_paths("RuntimeDirectory", *units)]:
         if path in options:
             assert "rw" in options[path], (path, options)
     if unit_setting("ProtectKernelLogs", *units) == "yes":

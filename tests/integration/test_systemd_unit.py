@@ -453,10 +453,8 @@ def test_keeld_service_under_systemd(container):
     assert re.search(r"^NoNewPrivs:\s*1$", status, re.M), status
     assert re.search(r"^Seccomp:\s*2$", status, re.M), status
     mounts = mount_options(c.run(["cat", f"/proc/{pid}/mountinfo"]).stdout)
-    for ro in ("/", "/proc/sys", "/sys"):
+    for ro in ("/", "/proc/sys", "/sys", "/run"):
         assert "ro" in mounts[ro], (ro, mounts[ro])
-    # /run itself stays writable to keeld under systemd 252 (ProtectSystem=
-    # strict remounts / read-only but not the /run tmpfs): not checked.
     for rw in ("/sys/fs/bpf", "/run/keel"):
         assert "rw" in mounts[rw], (rw, mounts[rw])
     # UMask=0077 does not reach the socket: control.mode sets it (0600).
@@ -576,6 +574,10 @@ def test_keeld_service_dpdk_dropin_under_systemd(dpdk_container):
         assert caps[field] == caps["want"], f"{field} {caps[field]:#x}, the two files' {caps['want']:#x}"
     assert c.path("/run/dpdk").is_dir()
     assert c.path(f"/run/dpdk/{prefix}").is_dir(), os.listdir(c.path("/run/dpdk"))
+    mounts = mount_options(c.run(["cat", f"/proc/{pid}/mountinfo"]).stdout)
+    assert "ro" in mounts["/run"], mounts["/run"]
+    for rw in ("/run/keel", "/run/dpdk"):
+        assert "rw" in mounts[rw], (rw, mounts[rw])
     assert u.services() == ["web"]
     assert "event=ready" in u.journal()
 

@@ -37,10 +37,16 @@ std::optional<Reply> Context::call(const std::string& method, const json& params
     // or not ours to open): nothing was applied, 69, so that a script can
     // retry later rather than take it for a refusal (1: "no such real").
     const bool sent = client().requestSent();
+    // A query changes nothing: said so, rather than "look before
+    // repeating it" (which only a change needs).
     const std::string message =
-        s.message() + (sent ? "; the request was sent, and keeld may have applied it or still apply it: "
-                              "look (keelctl service list, health show) before repeating it"
-                            : "");
+        s.message() + (!sent                          ? ""
+                       : api::isChangeMethod(method) ? "; the request was sent, and keeld may have applied it or "
+                                                       "still apply it: look (keelctl service list, health show) "
+                                                       "before repeating it"
+                                                     : "; the request was sent: a query, which changes nothing, so "
+                                                       "it can be repeated (keeld's journal says why it did not "
+                                                       "answer)");
     // -o json: an error object here too (no daemon answered), so a script
     // reads one shape whatever failed.
     if (output == "json") printError(json{{"code", sent ? "no_response" : "unavailable"}, {"message", message}});

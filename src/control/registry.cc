@@ -964,13 +964,13 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
   // the plane together (on XDP one publish for all, RingBatcher) before
   // any real that left one is invalidated. Each service still sees its
   // own writes in the order below.
-  struct AfterRing {
+  struct HealthTail {  // one service's writes after its ring (not updateService's AfterRing)
     ServiceState* state;
     std::string_view service;
     std::vector<size_t> changed, logged;
     std::vector<IpAddress> down, released;
   };
-  std::vector<AfterRing> afterRing;
+  std::vector<HealthTail> afterRing;
   std::optional<Status> broken;  // the first data-plane error (below)
   for (const auto& [service, indices] : byService) {
     auto sit = services_.find(service);
@@ -1080,7 +1080,7 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
   // after the first one nothing more is written past a ring: every
   // service changed here fails its verdicts and is written whole by the
   // next apply (keeld applies the running config after a failed verdict).
-  for (AfterRing& a : afterRing) {
+  for (HealthTail& a : afterRing) {
     if (broken) break;
     ServiceState& state = *a.state;
     Status st = Status::ok();
@@ -1092,7 +1092,7 @@ std::vector<Status> Registry::setRealsHealth(const std::vector<HealthVerdict>& v
     if (!st) broken = st;
   }
   if (Status end = batch.finish(); !end && !broken) broken = end;
-  for (AfterRing& a : afterRing) {
+  for (HealthTail& a : afterRing) {
     if (broken) {
       a.state->rewrite = true;
       for (size_t i : a.changed)

@@ -14,26 +14,13 @@ RingBatcher::RingBatcher(Dataplane& inner, const std::vector<keel_backend>& back
 bool RingBatcher::holds(ServiceId id) const { return ringAt_.count(id) || heldServiceIds_.count(id); }
 
 Status RingBatcher::flush() {
-  if (!rings_.empty()) {
-    size_t published = 0;
-    const Status s = inner_.publishRings(rings_, &published);
-    if (!s) {
-      drop();  // the service writes wait for the rings they may name
-      return s;
-    }
-    rings_.clear();
-    ringAt_.clear();
-    heldSlots_ = 0;
-  }
-  for (const HeldService& h : services_)
-    if (Status s = inner_.upsertService(h.key, h.value); !s) {
-      drop();
-      return s;
-    }
-  services_.clear();
-  serviceAt_.clear();
-  heldServiceIds_.clear();
-  return Status::ok();
+  Status s = Status::ok();
+  size_t published = 0;
+  if (!rings_.empty()) s = inner_.publishRings(rings_, &published);
+  // The service writes only once their rings are out: they may name them.
+  for (size_t i = 0; s && i < services_.size(); ++i) s = inner_.upsertService(services_[i].key, services_[i].value);
+  drop();  // written, or (on an error) dropped with what was not
+  return s;
 }
 
 void RingBatcher::drop() {

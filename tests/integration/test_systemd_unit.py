@@ -61,7 +61,7 @@ from pathlib import Path
 import pytest
 
 import lab as labmod
-from test_privileges import cap_names, unit_caps
+from test_privileges import cap_field, cap_mask, mount_options, unit_caps
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "keeld.service.in"
 DPDK_DROPIN = UNIT.parent / "keeld-dpdk.conf"
@@ -404,26 +404,13 @@ class KeeldUnit:
         """PID's capability sets (CapEff, ...) and, as "want", the union of
         UNITS' CapabilityBoundingSet= (= AmbientCapabilities=)."""
         status = self.c.run(["cat", f"/proc/{pid}/status"]).stdout
-        numbers = cap_names()
-        got = {f: int(re.search(rf"^{f}:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
-               for f in ("CapEff", "CapPrm", "CapBnd", "CapAmb")}
-        got["want"] = sum(1 << numbers.index(cap) for u in units for cap in unit_caps(u))
+        got = {f: cap_field(status, f) for f in ("CapEff", "CapPrm", "CapBnd", "CapAmb")}
+        got["want"] = cap_mask([cap for u in units for cap in unit_caps(u)])
         return got
-
-
-def mount_options(mountinfo: str) -> dict[str, set[str]]:
-    """Mount point -> per-mount options, from /proc/PID/mountinfo (the
-    last mount on a point wins: it is the one seen)."""
-    out = {}
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        out[fields[4]] = set(fields[5].split(","))
-    return out
 
 
 def test_keeld_service_under_systemd(container):
     c = container
-    build = c.build
     u = KeeldUnit(c, keel_yaml(["web"]))
     show, journal, prog_id, services, pins = u.show, u.journal, u.prog_id, u.services, u.pins
 

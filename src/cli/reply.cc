@@ -32,9 +32,11 @@ const json& nullValue() {
   return kNull;
 }
 
+// What keelctl shows escaped, in tables and in -o json alike.
+bool escapedOnDisplay(char32_t cp) { return isHiddenCodePoint(cp) || isZeroWidthCodePoint(cp); }
+
 // visibleText() and visibleMessage(), which differ only in `\`.
 std::string visible(std::string_view s, bool escapeBackslash) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
@@ -42,15 +44,10 @@ std::string visible(std::string_view s, bool escapeBackslash) {
     const size_t n = decodeUtf8(s, i, cp);
     if (n == 1 && cp == '\\' && escapeBackslash) {
       out += "\\\\";
-    } else if (n && !isHiddenCodePoint(cp) && !isZeroWidthCodePoint(cp)) {
+    } else if (n && !escapedOnDisplay(cp)) {
       out.append(s, i, n);
     } else {
-      for (size_t k = 0; k < std::max<size_t>(n, 1); ++k) {
-        const auto c = static_cast<unsigned char>(s[i + k]);
-        out += "\\x";
-        out += kHex[c >> 4];
-        out += kHex[c & 15];
-      }
+      for (size_t k = 0; k < std::max<size_t>(n, 1); ++k) appendHexEscape(out, static_cast<unsigned char>(s[i + k]));
     }
     i += std::max<size_t>(n, 1);
   }
@@ -74,7 +71,7 @@ std::string jsonText(const json& v, int indent) {
     // is the same character (U+007F..U+FFFF: one escape, no surrogates).
     char32_t cp = 0;
     const size_t n = decodeUtf8(dumped, i, cp);
-    if (n && cp >= 0x7f && (isHiddenCodePoint(cp) || isZeroWidthCodePoint(cp))) {
+    if (n && cp >= 0x7f && escapedOnDisplay(cp)) {
       char escape[12];
       std::snprintf(escape, sizeof escape, "\\u%04x", static_cast<unsigned>(cp));
       out += escape;

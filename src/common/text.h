@@ -30,13 +30,21 @@ inline std::string ageText(long long s) {
   return std::to_string(s / 86400) + "d" + two(s / 3600 % 24) + "h";
 }
 
+// `c` as \xHH (two lower-case hex digits), appended to `out`: how printable()
+// and keelctl's visibleText() show a byte they escape.
+inline void appendHexEscape(std::string& out, unsigned char c) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += "\\x";
+  out += kHex[c >> 4];
+  out += kHex[c & 15];
+}
+
 // `s` for a message: `"` and `\` escaped, and every byte outside printable
 // ASCII (control characters, DEL, any byte of a multi-byte character) as
 // \xHH, so a value quoted in an error can neither break the line, move the
 // terminal's cursor nor forge a line of its own; cut at `limit` bytes with
 // "...".
 inline std::string printable(std::string_view s, size_t limit = std::string_view::npos) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   size_t n = 0;
   for (unsigned char c : s) {
@@ -50,9 +58,7 @@ inline std::string printable(std::string_view s, size_t limit = std::string_view
     } else if (c >= 0x20 && c < 0x7f) {
       out += static_cast<char>(c);
     } else {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
+      appendHexEscape(out, c);
     }
   }
   return out;

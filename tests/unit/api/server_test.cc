@@ -69,6 +69,21 @@ class ServerTest : public testing::ServerFixture {
     }
   }
 
+  // A server whose replies are larger than its bound four times over, run
+  // by this thread (settle()), and in `holder` a client whose service.list
+  // reply the server holds whole, unread: nothing else has room until the
+  // holder reads or leaves.
+  void holdAFullReply(std::unique_ptr<RawClient>& holder) {
+    const size_t reply = makeRepliesLarge();
+    options_.maxBufferedBytes = reply / 4;
+    server_ = std::make_unique<ApiServer>(io_, fake_, options_);
+    ASSERT_TRUE(server_->start().isOk());  // no startServer(): this thread runs the loop
+    holder = std::make_unique<RawClient>(options_.socketPath);
+    ASSERT_TRUE(holder->send(R"({"id":100,"method":"service.list"})" "\n"));
+    settle();
+    ASSERT_EQ(server_->replyBytes(), reply);
+  }
+
   // The service.list reply with `id`, as the server sends it.
   std::string serviceList(int id) {
     Dispatcher dispatcher(fake_);
@@ -689,14 +704,8 @@ TEST_F(ServerTest, AReplyLargerThanTheBoundIsWrittenWhole) {
 // not hold up that read). No timer is involved: the loop runs only what the
 // clients' acts make ready.
 TEST_F(ServerTest, ARequestWaitingForRoomRunsOnceTheClientHoldingItLeaves) {
-  const size_t reply = makeRepliesLarge();
-  options_.maxBufferedBytes = reply / 4;
-  server_ = std::make_unique<ApiServer>(io_, fake_, options_);
-  ASSERT_TRUE(server_->start().isOk());  // no startServer(): this thread runs the loop
-  RawClient holder(options_.socketPath);
-  ASSERT_TRUE(holder.send(R"({"id":100,"method":"service.list"})" "\n"));
-  settle();
-  ASSERT_EQ(server_->replyBytes(), reply);
+  std::unique_ptr<RawClient> holder;
+  ASSERT_NO_FATAL_FAILURE(holdAFullReply(holder));
   RawClient waiter(options_.socketPath);
   const std::string status = R"({"id":2,"method":"daemon.status"})" "\n";
   ASSERT_TRUE(waiter.send(status));
@@ -706,7 +715,7 @@ TEST_F(ServerTest, ARequestWaitingForRoomRunsOnceTheClientHoldingItLeaves) {
   ASSERT_TRUE(waiter.send(R"({"id":3,"method":"daemon.status"})" "\n"));
   settle();
   EXPECT_EQ(server_->bufferedBytes(), status.size()) << "read while it waited";
-  holder.close();
+  holder->close();
   ASSERT_TRUE(pollUntil([&] { return fake_.statusCalls == 2; }));
   EXPECT_EQ(json::parse(waiter.readLine().value_or("null"))["id"], 2);
   EXPECT_EQ(json::parse(waiter.readLine().value_or("null"))["id"], 3);
@@ -723,14 +732,8 @@ TEST_F(ServerTest, ARequestWaitingForRoomRunsOnceTheClientHoldingItLeaves) {
 // (`socat -u` sends one and closes), as before. The loop runs on this thread
 // (settle()): no timer is involved.
 TEST_F(ServerTest, AClientThatLeavesWhileItsRequestWaitsForRoomIsClosedAndItsQueryNotRun) {
-  const size_t reply = makeRepliesLarge();
-  options_.maxBufferedBytes = reply / 4;
-  server_ = std::make_unique<ApiServer>(io_, fake_, options_);
-  ASSERT_TRUE(server_->start().isOk());  // no startServer(): this thread runs the loop
-  RawClient holder(options_.socketPath);
-  ASSERT_TRUE(holder.send(R"({"id":100,"method":"service.list"})" "\n"));
-  settle();
-  ASSERT_EQ(server_->replyBytes(), reply);
+  std::unique_ptr<RawClient> holder;
+  ASSERT_NO_FATAL_FAILURE(holdAFullReply(holder));
   RawClient query(options_.socketPath), change(options_.socketPath);
   const std::string status = R"({"id":2,"method":"daemon.status"})" "\n";
   const std::string drain = R"({"id":3,"method":"real.drain","params":{"service":"web","address":"10.0.0.5"}})" "\n";
@@ -744,7 +747,7 @@ TEST_F(ServerTest, AClientThatLeavesWhileItsRequestWaitsForRoomIsClosedAndItsQue
   settle();
   EXPECT_EQ(server_->connectionCount(), 2u) << "the query's connection was not closed while it waited";
   EXPECT_EQ(server_->bufferedBytes(), drain.size());
-  holder.close();  // room: the change runs, into a closed connection
+  holder->close();  // room: the change runs, into a closed connection
   ASSERT_TRUE(pollUntil([&] { return server_->connectionCount() == 0; }));
   EXPECT_EQ(fake_.statusCalls, 0) << "a query of a client that had left was run";
   EXPECT_EQ(fake_.mutations, std::vector<std::string>{"drain web 10.0.0.5"});

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +31,14 @@ inline std::string machineDescription() {
 }
 
 // The 1, 5 and 15 minute load averages: "12.10 13.40 13.02".
+// This thread's CPU time (CLOCK_THREAD_CPUTIME_ID: user and system), in
+// microseconds: what a bench charges a measured call with on a shared box.
+inline double threadCpuUs() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) * 1e6 + double(t.tv_nsec) / 1e3;
+}
+
 inline std::string loadAverage() {
   std::ifstream f("/proc/loadavg");
   std::string a, b, c;

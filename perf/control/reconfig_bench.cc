@@ -141,11 +141,7 @@ Options parseArgs(int argc, char** argv) {
   return o;
 }
 
-double threadCpuUs() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
+using keel::bench::threadCpuUs;
 
 struct Sample {
   double wallUs, cpuUs;

@@ -93,12 +93,6 @@ Options parseArgs(int argc, char** argv) {
   return o;
 }
 
-double threadCpuMs() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return double(t.tv_sec) * 1e3 + double(t.tv_nsec) / 1e6;
-}
-
 keel_service_key keyOf(int i) {
   keel_service_key k{};
   k.vip[0] = htonl((10u << 24) | uint32_t(i));  // i < 2^24
@@ -117,21 +111,21 @@ void die(const char* what, const Status& s) {
 using Calls = std::function<void(Dataplane& dp)>;
 
 void row(const std::string& name, int n, int reps, Dataplane& direct, Dataplane& batched, const Calls& calls) {
-  std::vector<double> wall[2], cpu[2];
+  std::vector<double> wall[2], cpu;  // cpu: the batched runs' (the column printed)
   for (int r = 0; r < reps; ++r)
     for (int b = 0; b < 2; ++b) {  // alternated, so drift in the host's load hits both alike
       Dataplane& dp = b ? batched : direct;
-      const double c0 = threadCpuMs();
+      const double c0 = bench::threadCpuUs();
       const auto t0 = std::chrono::steady_clock::now();
       dp.beginBatch();
       calls(dp);
       if (Status s = dp.endBatch(); !s) die("endBatch", s);
       wall[b].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      cpu[b].push_back(threadCpuMs() - c0);
+      if (b) cpu.push_back((bench::threadCpuUs() - c0) / 1e3);
     }
   const bench::Sorted d(wall[0]), w(wall[1]);
   std::printf("  %-36s %10.3f %10.3f %10.3f %10.3f %10.3f\n", name.c_str(), d.median(), w.median(), w.quantile(0),
-              bench::median(cpu[1]), w.median() * 1e3 / n);
+              bench::median(cpu), w.median() * 1e3 / n);
 }
 
 void run(int n, int reps) {

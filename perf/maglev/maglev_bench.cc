@@ -32,11 +32,7 @@ struct Sample {
   double wallUs, cpuUs;
 };
 
-double threadCpuUs() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
+using keel::bench::threadCpuUs;
 
 struct Stats {
   double best, median, p99;

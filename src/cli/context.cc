@@ -25,6 +25,20 @@ api::ApiClient& Context::client() {
   return *client_;
 }
 
+namespace {
+
+// Where a change that may have been applied shows, for "look before
+// repeating it": a reload in daemon status (when the config was applied,
+// how the last reload went), a stop in whether keeld still answers, the
+// rest in the services and their reals.
+std::string whereToLook(const std::string& method) {
+  if (method == "config.reload") return "keelctl daemon status";
+  if (method == "daemon.shutdown") return "keelctl daemon status, which cannot connect once keeld has stopped";
+  return "keelctl service list, health show";
+}
+
+}  // namespace
+
 std::optional<Reply> Context::call(const std::string& method, const json& params,
                                    const std::map<std::string, std::string>& flags) {
   lastMethod_ = method;
@@ -42,8 +56,8 @@ std::optional<Reply> Context::call(const std::string& method, const json& params
     const std::string message =
         s.message() + (!sent                          ? ""
                        : api::isChangeMethod(method) ? "; the request was sent, and keeld may have applied it or "
-                                                       "still apply it: look (keelctl service list, health show) "
-                                                       "before repeating it"
+                                                       "still apply it: look (" +
+                                                           whereToLook(method) + ") before repeating it"
                                                      : "; the request was sent: a query, which changes nothing, so "
                                                        "it can be repeated (keeld's journal says why it did not "
                                                        "answer)");
@@ -96,15 +110,8 @@ int Context::unreadableReply(const std::string& message) {
     fail(kExitRefused, message);
     return kExitRefused;
   }
-  // Where the change shows: a reload in daemon status (when the config
-  // was applied, how the last reload went), a stop in whether keeld still
-  // answers, the rest in the services and their reals.
-  const std::string look = lastMethod_ == "config.reload"     ? "keelctl daemon status"
-                           : lastMethod_ == "daemon.shutdown" ? "keelctl daemon status, which cannot connect "
-                                                                "once keeld has stopped"
-                                                              : "keelctl service list, health show";
-  fail(kExitNoResponse, message + "; the request was sent, and keeld may have applied it: look (" + look +
-                            ") before repeating it");
+  fail(kExitNoResponse, message + "; the request was sent, and keeld may have applied it: look (" +
+                            whereToLook(lastMethod_) + ") before repeating it");
   return kExitNoResponse;
 }
 

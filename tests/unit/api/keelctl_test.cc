@@ -892,6 +892,19 @@ TEST_F(KeelctlTest, TimeoutBoundsTheWaitForAWedgedKeeld) {
   CliRun both = keelctl({"--timeout", "0.5", "real", "drain", "web", "10.0.0.5"}, path);
   EXPECT_EQ(both.rc, 3) << both.err;
   EXPECT_EQ(both.err, noAnswer("0.5")) << "a fraction is said as given, not as 0 s";
+  // A reload and a stop show elsewhere than in the services: keelctl says
+  // where, as it does for an answer to them it cannot read.
+  runAs_ = "";
+  CliRun reload = keelctl({"--timeout", "0.5", "config", "reload"}, path);
+  EXPECT_EQ(reload.rc, 3) << reload.err;
+  EXPECT_EQ(reload.err, "keelctl: no response from " + path +
+                            " within 0.5 s; the request was sent, and keeld may have applied it or still apply "
+                            "it: look (keelctl daemon status) before repeating it\n");
+  CliRun stop = keelctl({"--timeout", "0.5", "daemon", "stop"}, path);
+  EXPECT_EQ(stop.rc, 3) << stop.err;
+  EXPECT_NE(stop.err.find("look (keelctl daemon status, which cannot connect once keeld has stopped)"),
+            std::string::npos)
+      << stop.err;
   // A bad value is a usage error that names where it came from, before
   // anything is sent; a bad variable is no error when the option is given.
   for (const std::string bad : {"0", "0.05", "3601", "abc", "1s", "nan", "-5", ""}) {

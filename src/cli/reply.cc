@@ -125,6 +125,12 @@ Reply Reply::get(std::string_view key) const {
   return Reply(doc_, it == v_->end() ? &nullValue() : &*it, child(key));
 }
 
+Reply Reply::objectOr(std::string_view key) const {
+  static const json kEmpty = json::object();
+  const auto it = v_->is_object() ? v_->find(key) : v_->end();
+  return Reply(doc_, v_->is_object() && it != v_->end() && it->is_object() ? &*it : &kEmpty, child(key));
+}
+
 std::vector<Reply> Reply::items() const {
   if (!v_->is_array()) wrongType("an array");
   std::vector<Reply> out;

@@ -84,6 +84,10 @@ class Reply {
   // A member that may be absent (an older keeld's reply): null then. A
   // ReplyError when this is no object.
   Reply get(std::string_view key) const;
+  // The member `key` if this is an object whose `key` is an object, else an
+  // empty object: a counter group's previous sample, which is all zeros
+  // when the group appeared since (or this is no object at all).
+  Reply objectOr(std::string_view key) const;
   // Whether this is an object that has `key` (json::contains).
   bool has(std::string_view key) const { return v_->is_object() && v_->contains(key); }
 

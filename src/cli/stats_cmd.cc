@@ -56,12 +56,11 @@ json rates(const Reply& before, const Reply& after, double seconds) {
   if (after.has("attachment")) out["attachment"] = after["attachment"].value();  // a state, not a counter
   // Entries and capacity are gauges: the latest value as they are; a
   // family's live evictions are a counter, shown as a rate.
-  const Reply none(json::object(), "stats.get", "");
   auto familyRates = [&](const Reply& before, const Reply& after) {
     json out = after.value();
     for (const char* f : kFamilies) {
       if (!after.has(f) || !after[f].isObject()) continue;
-      const Reply prev = before.has(f) && before[f].isObject() ? before[f] : none;
+      const Reply prev = before.objectOr(f);
       out[f].erase("live_evictions");
       out[f]["live_evictions_per_s"] = perSecond(prev, after[f], "live_evictions", seconds);
     }
@@ -69,7 +68,7 @@ json rates(const Reply& before, const Reply& after, double seconds) {
   };
   if (after.has("conntrack")) {
     const Reply ct = after["conntrack"];
-    const Reply was = before.has("conntrack") ? before["conntrack"] : none;
+    const Reply was = before.objectOr("conntrack");
     out["conntrack"] = familyRates(was, ct);
     for (const char* k : {"inserts_skipped", "midflow_misses"}) {
       if (!ct.has(k)) continue;
@@ -87,13 +86,13 @@ json rates(const Reply& before, const Reply& after, double seconds) {
       // each as a rate, under KEY_per_s.
       for (const char* key : {"icmp_peer_lookups", "tx_dropped"}) {
         if (!w.has(key)) continue;
-        const Reply was = prev.has(key) ? prev[key] : none;
+        const Reply was = prev.objectOr(key);
         json perS = json::object();
         for (const auto& [k, v] : w[key].members()) perS[k] = perSecond(was, w[key], k.c_str(), seconds);
         wr[std::string(key) + "_per_s"] = std::move(perS);
       }
       if (w.has("conntrack"))
-        wr["conntrack"] = familyRates(prev.has("conntrack") ? prev["conntrack"] : none, w["conntrack"]);
+        wr["conntrack"] = familyRates(prev.objectOr("conntrack"), w["conntrack"]);
       if (w.has("from_kernel")) wr["from_kernel_per_s"] = perSecond(prev, w, "from_kernel", seconds);
       if (w.has("host_frames_ignored"))
         wr["host_frames_ignored_per_s"] = perSecond(prev, w, "host_frames_ignored", seconds);
@@ -103,7 +102,7 @@ json rates(const Reply& before, const Reply& after, double seconds) {
   // The port's counters as rates; its link as it is.
   if (after.has("port") && after["port"].isObject()) {
     const Reply now = after["port"];
-    const Reply was = before.has("port") && before["port"].isObject() ? before["port"] : none;
+    const Reply was = before.objectOr("port");
     json port = json::object();
     for (const auto& [k, v] : now.members()) {
       if (v.value().is_boolean() || k == "link_speed_mbps")
@@ -115,9 +114,9 @@ json rates(const Reply& before, const Reply& after, double seconds) {
   } else if (after.has("port")) {
     out["port"] = nullptr;
   }
-  const Reply wasReasons = before.has("reasons") ? before["reasons"] : none;
+  const Reply wasReasons = before.objectOr("reasons");
   for (const auto& [k, v] : after["reasons"].members())
-    out["reasons"][k] = rate(wasReasons.has(k) ? wasReasons[k] : none, v);
+    out["reasons"][k] = rate(wasReasons.objectOr(k), v);
   for (const Reply& s : after["services"].items()) {
     const Reply prev = previous(before, "services", s, "name");
     json svc = rate(prev, s);

@@ -194,15 +194,22 @@ class DpdkDataplane:
         pass  # no XDP_TX: af_packet transmits through the veth like any socket
 
     def config(self, lab: "Lab") -> dict:
+        return self.config_for(lab.balancer.ifname, f"{lab.prefix}-dpdk")
+
+    @classmethod
+    def config_for(cls, interface: str, prefix: str, shconf: bool = False) -> dict:
+        """The dataplane section for a net_af_packet port on INTERFACE, EAL
+        files under --file-prefix PREFIX. shconf: EAL keeps its runtime
+        files under /run/dpdk/PREFIX, as on a DPDK node (docs/dpdk.md);
+        else none (--no-shconf), so labs run side by side."""
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-        lcores = f"(0-{max(self.workers)})@({cpus})"
-        return {"kind": "dpdk", "interface": lab.balancer.ifname,
-                "dpdk": {"eal_args": ["--no-huge", "-m", "128", "--no-pci", "--no-shconf", "--no-telemetry",
-                                      "--file-prefix", f"{lab.prefix}-dpdk", "--lcores", lcores,
+        lcores = f"(0-{max(cls.workers)})@({cpus})"
+        return {"kind": "dpdk", "interface": interface,
+                "dpdk": {"eal_args": ["--no-huge", "-m", "128", "--no-pci"] + ([] if shconf else ["--no-shconf"]) +
+                                     ["--no-telemetry", "--file-prefix", prefix, "--lcores", lcores,
                                       "--log-level", "lib.eal:warning"],
-                         "port": f"net_af_packet0,iface={lab.balancer.ifname},"
-                                 f"qpairs={len(self.workers)}",
-                         "workers": self.workers,
+                         "port": f"net_af_packet0,iface={interface},qpairs={len(cls.workers)}",
+                         "workers": cls.workers,
                          "rx_descriptors": 256, "tx_descriptors": 256,
                          "mbufs_per_worker": 2048, "idle_sleep_us": 200}}
 

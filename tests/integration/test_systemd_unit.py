@@ -319,20 +319,12 @@ def dataplane(plane: str, prefix: str) -> dict:
     """keel.yaml's dataplane section for PLANE on IFACE. DPDK: the lab's
     net_af_packet port (lab.DpdkDataplane: no hugepages, no PCI, two workers
     that sleep when idle) but, as on a DPDK node (docs/dpdk.md), with EAL's
-    runtime files under /run/dpdk/PREFIX (no --no-shconf): the directory
-    the drop-in makes is then used. No exception interface: a net_af_packet
+    runtime files under /run/dpdk/PREFIX (shconf): the directory the
+    drop-in makes is then used. No exception interface: a net_af_packet
     port leaves the kernel its frames (config.cc warns against one)."""
     if plane == "xdp":
         return {"kind": "xdp", "interface": IFACE, "xdp_mode": "native"}
-    cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    return {"kind": "dpdk", "interface": IFACE,
-            "dpdk": {"eal_args": ["--no-huge", "-m", "128", "--no-pci", "--no-telemetry",
-                                  "--file-prefix", prefix, "--lcores", f"(0-2)@({cpus})",
-                                  "--log-level", "lib.eal:warning"],
-                     "port": f"net_af_packet0,iface={IFACE},qpairs=2",
-                     "workers": [1, 2],
-                     "rx_descriptors": 256, "tx_descriptors": 256,
-                     "mbufs_per_worker": 2048, "idle_sleep_us": 200}}
+    return labmod.DpdkDataplane.config_for(IFACE, prefix, shconf=True)
 
 
 def keel_yaml(services: list[str], plane: str = "xdp", prefix: str = "keel") -> str:

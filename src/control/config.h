@@ -540,6 +540,15 @@ ConfigResult loadConfigFile(const std::string& path, const ConfigOptions& option
 // endpoint keep the started values until keeld starts again (keeld(8)).
 std::vector<std::string> restartNeededKeys(const Config& started, const Config& next);
 
+// What of a started config restartNeededKeys and stopStartNeededKeys read:
+// all but its services, which are the registry's once applied (a real's
+// config is ~340 bytes, and a copy of every one kept only for these
+// comparisons cost that much a real for keeld's life).
+inline Config startShape(Config c) {
+  c.services = std::vector<ServiceConfig>();  // its storage too, unlike `= {}`
+  return c;
+}
+
 // Of restartNeededKeys' `keys`, those a restart does not apply either,
 // because keeld started an XDP plane: it is pinned and outlives keeld, so
 // the next keeld adopts it as it runs and refuses to with another xdp_mode

@@ -886,7 +886,7 @@ Result DaemonBackend::commit(const Config& file, Overlay overlay, ConfigChanges*
   // The plane holds a whole config again: a refused reload's failed undo
   // (daemon.status's running_kept) is over.
   if (lastReload_ && !nodeUndoFailed_) lastReload_->runningKept = true;
-  if (!startFile_) startFile_ = file;  // the first: what the data plane was built with
+  if (!startFile_) startFile_ = startShape(file);  // the first: what the data plane was built with
   const auto runningServices = servicesByName(effective_);
   logMacChanges(next, [&](const ServiceConfig& svc) { return find(runningServices, svc.name); }, changes);
   const bool newlyPending = notePendingMacs(next);
@@ -2107,7 +2107,11 @@ void DaemonBackend::countFlows(bool first) {
     return;
   }
   auto counts = std::make_shared<FlowCounts>();
-  for (const ServiceView& v : registry_.services())
+  const std::vector<ServiceView> services = registry_.services();
+  size_t reals = 0;
+  for (const ServiceView& v : services) reals += v.reals.size();
+  counts->rows.reserve(reals);  // kept for a whole interval: no growth's spare half
+  for (const ServiceView& v : services)
     for (const RealView& r : v.reals) {
       counts->rowOf[{v.name, r.address}] = counts->rows.size();
       counts->rows.push_back({v.name, v.vip, v.port, v.protocol, r.address, 0, 0, r.backendId, r.firstGen});

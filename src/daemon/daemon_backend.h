@@ -599,7 +599,8 @@ class DaemonBackend : public api::ControlBackend {
   std::string configPath_;
   Loader loader_;
   // The file of the first commit (keeld's start): what the data plane, the
-  // socket and the endpoint were built with (restartNeededKeys).
+  // socket and the endpoint were built with (restartNeededKeys), without
+  // its services (startShape).
   std::optional<Config> startFile_;
   PreApply preApply_;
   Stopper stopper_;

@@ -133,6 +133,20 @@ std::chrono::nanoseconds HealthChecker::threadCpuTime() const {
   return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
 
+namespace {
+
+// What a check of `target` runs with; none for type none, which never
+// starts a check (restart() schedules none for it, and startCheck() runs
+// only from a schedule of the entry's current generation). A real without
+// checks then costs the checker no copy of its spec (~380 bytes).
+std::shared_ptr<const ProbeConfig> probeConfigFor(const HealthTarget& target,
+                                                const std::shared_ptr<health_detail::LinklessDevice>& linkless) {
+  if (target.spec.type == HealthCheckSpec::Type::None) return nullptr;
+  return health_detail::makeProbeConfig(target, linkless);
+}
+
+}  // namespace
+
 Status HealthChecker::add(HealthTarget target, bool initiallyUp, HealthTargetId* id, std::string why) {
   std::string where = "service " + target.service + " real " + target.address.toString();
   if (Status s = validateHealthTarget(target, where); !s) return s;
@@ -140,7 +154,7 @@ Status HealthChecker::add(HealthTarget target, bool initiallyUp, HealthTargetId*
   {
     std::lock_guard lock(mu_);
     e = std::make_shared<Entry>(*checkIo_, nextId_++, std::move(target), initiallyUp);
-    e->config = health_detail::makeProbeConfig(e->target, linkless_);
+    e->config = probeConfigFor(e->target, linkless_);
     e->lastChange = std::chrono::system_clock::now();
     e->changeReason = !why.empty() ? std::move(why) : initiallyUp ? "added up" : "added down";
     entries_.emplace(e->id, e);
@@ -180,7 +194,7 @@ Status HealthChecker::update(HealthTargetId id, HealthCheckSpec spec) {
     if (Status s = validateHealthTarget(candidate, where); !s) return s;
     ++e->generation;
     e->target = std::move(candidate);
-    e->config = health_detail::makeProbeConfig(e->target, linkless_);
+    e->config = probeConfigFor(e->target, linkless_);
     e->state.setThresholds(e->target.spec.rise, e->target.spec.fall);
     e->state.resetRuns();
     e->confirmed = false;
@@ -255,7 +269,7 @@ void HealthChecker::startCheck(const EntryPtr& e, uint64_t generation) {
   std::shared_ptr<const ProbeConfig> config;
   {
     std::lock_guard lock(mu_);
-    if (e->removed || generation != e->generation) return;
+    if (e->removed || generation != e->generation || !e->config) return;  // !config: type none
     config = e->config;
     e->checkStart = Clock::now();
     e->lastDue = e->nextDue;

@@ -2106,6 +2106,32 @@ TEST(Config, RestartNeededKeysNameWhatOnlyARestartApplies) {
   EXPECT_EQ(restartNeededKeys(a, c), std::vector<std::string>{"metrics"});
 }
 
+// keeld keeps the config it started with only for those comparisons, as
+// startShape() leaves it: without its services (their memory too), and
+// with every key a restart needs, so it compares as the whole file would.
+TEST(Config, StartShapeDropsTheServicesAndKeepsWhatRestartsCompare) {
+  ConfigResult r = parseConfig(
+      "dataplane: {kind: xdp, interface: eth9, xdp_mode: generic}\n"
+      "node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: \"02:00:00:00:00:01\"}\n"
+      "limits: {conn_table_size: 4096}\n"
+      "control: {socket: /run/keel/x.sock, mode: \"0660\"}\n"
+      "metrics: {address: \"127.0.0.1:9999\"}\n"
+      "services:\n"
+      "  - {name: web, vip: 192.0.2.1, port: 80, protocol: tcp, reals: [{address: 10.0.1.1}]}\n",
+      "keel.yaml");
+  ASSERT_TRUE(r.ok()) << r.errors.front();
+  const Config shape = startShape(*r.config);
+  EXPECT_TRUE(shape.services.empty());
+  EXPECT_EQ(shape.services.capacity(), 0u);
+  EXPECT_TRUE(restartNeededKeys(shape, *r.config).empty());
+  EXPECT_TRUE(restartNeededKeys(*r.config, shape).empty());
+  Config defaults;  // every restart key differs from the defaults in the file above
+  EXPECT_EQ(restartNeededKeys(shape, defaults),
+            (std::vector<std::string>{"dataplane.interface", "dataplane.xdp_mode", "limits", "control", "metrics"}));
+  EXPECT_EQ(stopStartNeededKeys(shape, restartNeededKeys(shape, defaults)),
+            (std::vector<std::string>{"dataplane.interface", "dataplane.xdp_mode", "limits"}));
+}
+
 // Of those keys, a started XDP plane (pinned, adopted by the next keeld as
 // it runs) needs keelctl daemon stop and a start for its shape and
 // interface; a DPDK plane ends with keeld, so a restart applies them all.

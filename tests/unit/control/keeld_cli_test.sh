@@ -7,8 +7,12 @@ set -u
 KEELD=$1
 MAN=${2:-}
 dir=$(mktemp -d)
-# EAL keeps an (empty) runtime directory per --file-prefix.
-trap 'rm -rf "$dir" "/var/run/dpdk/keeld-cli-$$"' EXIT
+# EAL keeps an (empty) runtime directory per --file-prefix; each DPDK start
+# leaves its port's lock file in keeld's one lock directory (state_files.h):
+# ports named for this run, so removing theirs touches no other keeld's.
+nosuch=net_nosuch$$
+null=net_null_kc$$
+trap 'rm -rf "$dir" "/var/run/dpdk/keeld-cli-$$"; rm -f "/run/keel/locks/dpdk-$nosuch" "/run/keel/locks/dpdk-$null"' EXIT
 CLI=$KEELD
 # shellcheck source=cli_check.sh
 source "$(dirname "$0")/cli_check.sh"
@@ -47,7 +51,7 @@ dataplane:
   kind: dpdk
   dpdk:
     eal_args: [--no-huge, -m, "64", --no-pci, --no-shconf, --no-telemetry, --file-prefix, keeld-cli-$$, --lcores, "0@0,1@0"]
-    port: net_nosuch0
+    port: $nosuch
     workers: [1]
 $1
 node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: "02:00:00:00:00:01"}
@@ -56,7 +60,7 @@ services:
 YAML
 }
 dpdk_yaml "" > "$dir/dpdk.yaml"
-sed 's/port: net_nosuch0/port: "net_null0,nosuchkey=1"/' "$dir/dpdk.yaml" > "$dir/dpdk-refused.yaml"
+sed "s/port: $nosuch/port: \"$null,nosuchkey=1\"/" "$dir/dpdk.yaml" > "$dir/dpdk-refused.yaml"
 dpdk_yaml "    rx_desc: 512" > "$dir/dpdk-typo.yaml"
 # What EAL would refuse at start, said by --check-config: a worker that is
 # not an lcore of eal_args; a CPU the host does not have (127: RTE_MAX_LCORE
@@ -94,10 +98,10 @@ if [ ! -e /sys/devices/system/cpu/cpu127 ]; then
     --check-config "$dir/dpdk-cpu.yaml"
 fi
 check "dpdk port no driver takes" 1 \
-  'dataplane.dpdk.port: cannot probe \"net_nosuch0\": no DPDK driver takes the name \"net_nosuch0\"' \
+  "dataplane.dpdk.port: cannot probe \\\"$nosuch\\\": no DPDK driver takes the name \\\"$nosuch\\\"" \
   --config "$dir/dpdk.yaml"
 check "dpdk port its driver refuses" 1 \
-  'dataplane.dpdk.port: cannot probe \"net_null0,nosuchkey=1\": its driver refused it' \
+  "dataplane.dpdk.port: cannot probe \\\"$null,nosuchkey=1\\\": its driver refused it" \
   --config "$dir/dpdk-refused.yaml"
 check "dpdk worker on a service core" 1 "dpdk.workers: lcore 1 is a service core" \
   --config "$dir/dpdk-service.yaml"

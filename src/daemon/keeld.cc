@@ -453,14 +453,15 @@ int run(const std::string& path, bool detachOnExit) {
   // The runtime overlay (keelctl changes), per interface like the pins.
   backend.setStatePath(files.runtime);
   backend.setAppliedPath(files.applied);
-  backend.setReloadHook([](bool done, bool ok) {
+  backend.setReloadHook([&io](bool done, bool ok) {
     if (!done) {
       sd_notify(0, "RELOADING=1\nSTATUS=reloading the config");
       return;
     }
     sd_notify(0, ok ? "READY=1\nSTATUS=running; last reload applied"
                     : "READY=1\nSTATUS=running; last reload rejected (see the log)");
-    releaseFreedMemory();
+    // After the reload's reply is written, not before it.
+    boost::asio::post(io, releaseFreedMemory);
   });
   // The control socket, the read-only one if configured, and the metrics
   // endpoint: listening before the data plane is programmed, so a start that

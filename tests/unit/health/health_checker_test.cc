@@ -1212,6 +1212,37 @@ TEST_F(HealthCheckerTest, UpdateWhileACheckIsInFlightDropsItsResult) {
   EXPECT_EQ(st.last.reason.find("cancelled"), std::string::npos) << st.last.reason;
 }
 
+// A check turned into type none while one of its checks is in flight, and
+// back: none runs no check (it has no probe config at all) and is up at
+// once; the check given back starts again and decides.
+TEST_F(HealthCheckerTest, UpdateToNoneAndBackStopsAndRestartsTheChecks) {
+  ThreadedHttpServer silent(HttpServer::Mode::Silent);
+  ClosedTcpPort closed(io_);
+  HealthTarget t = httpTarget(silent.port());
+  t.spec.timeout = 5s;  // in flight for the whole test unless abandoned
+  t.spec.fall = 1;
+  HealthTargetId id = add(t, false);
+  ASSERT_TRUE(runUntil([&] { return checker_.status(id)->lastStart != std::chrono::steady_clock::time_point{}; }));
+  HealthCheckSpec none = t.spec;
+  none.type = HealthCheckSpec::Type::None;
+  none.path.clear();
+  ASSERT_TRUE(checker_.update(id, none).isOk());
+  auto up = awaitTransition(id);
+  ASSERT_TRUE(up);
+  EXPECT_TRUE(up->up);
+  EXPECT_EQ(up->change, "type none: always up");
+  runFor(300ms);
+  EXPECT_EQ(checker_.status(id)->checks, 0u) << "a check ran for type none (or the abandoned one counted)";
+  HealthCheckSpec tcp = none;
+  tcp.type = HealthCheckSpec::Type::Tcp;
+  tcp.port = closed.port();
+  tcp.timeout = 500ms;
+  ASSERT_TRUE(checker_.update(id, tcp).isOk());
+  ASSERT_TRUE(runUntil([&] { return transitions_.size() >= 2; }));
+  EXPECT_FALSE(transitions_[1].up);
+  EXPECT_GE(checker_.status(id)->checks, 1u);
+}
+
 // A checker destroyed with a transition still posted to its owner's loop:
 // the loop runs on without calling it.
 TEST(HealthCheckerLifetime, DestroyedWithATransitionPostedCallsNothing) {

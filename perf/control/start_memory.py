@@ -11,7 +11,13 @@ after the start has been applied) and a further second has passed, the
 tool reads VmRSS and VmHWM (the peak) of keeld from /proc/PID/status, then
 stops it (SIGTERM) and removes the namespace. Baseline, in the same run:
 the same keeld with `services: []`. Each row prints RSS, the peak, and
-what the services add over the baseline per real.
+what the services add over the baseline per real. With --health every
+service has a tcp check (interval 10 s, timeout 1 s) to port 80 of reals
+whose addresses are local to the namespace (a `local` route on lo), where
+nothing listens: each check is refused at once and every real is down
+while its checks go on; the reading is taken --settle seconds (default 12)
+after the first answer, once every real's first check has run (they start
+at 5,000 a second).
 
 Run as root from the source tree after building keeld and keelctl:
     /usr/bin/python3 perf/control/start_memory.py --build build [--sizes 1000x10,100x100,200x200]
@@ -40,7 +46,7 @@ def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} CPUs ({model}), kernel {platform.release()}, load {' '.join(load)}"
 
 
-def config(services: int, reals: int, sock: str) -> str:
+def config(services: int, reals: int, sock: str, health: bool = False) -> str:
     out = ["dataplane: {kind: xdp, interface: sm0, xdp_mode: native}",
            'node: {tunnel_source_v4: 10.200.0.2, next_hop_mac: "02:00:00:00:00:01"}',
            f"limits: {{max_services: {max(1024, services)}, max_reals: {max(16384, services * reals)}}}",
@@ -52,12 +58,16 @@ def config(services: int, reals: int, sock: str) -> str:
     out.append("services:")
     for s in range(services):
         out += [f"  - name: s{s}", f"    vip: 198.18.{s // 250}.{s % 250 + 1}", "    port: 80",
-                "    protocol: tcp", "    reals:"]
+                "    protocol: tcp"]
+        if health:
+            out.append("    health: {type: tcp, port: 80, interval: 10s, timeout: 1s}")
+        out.append("    reals:")
         out += [f"      - {{address: 10.{100 + r // 62500}.{(r // 250) % 250}.{r % 250 + 1}}}" for r in range(reals)]
     return "\n".join(out) + "\n"
 
 
-def measure(build: str, services: int, reals: int, timeout: float) -> tuple[float, float, float]:
+def measure(build: str, services: int, reals: int, timeout: float, health: bool = False,
+            settle: float = 1.0) -> tuple[float, float, float]:
     """(RSS MB, peak MB, seconds to the first answer) of keeld with this config."""
     ns = f"km{os.getpid()}-{services}x{reals}"
     tmp = tempfile.mkdtemp(prefix="keel-start-memory-")
@@ -69,10 +79,14 @@ def measure(build: str, services: int, reals: int, timeout: float) -> tuple[floa
         run("link", "set", "sm0", "up")
         run("link", "set", "sm1", "up")
         run("addr", "add", "10.200.0.2/24", "dev", "sm0")
+        run("link", "set", "lo", "up")
+        # The reals' addresses (10.100.0.0/14) are this namespace's own: a
+        # check's connect is refused at once (nothing listens on :80).
+        run("route", "add", "local", "10.100.0.0/14", "dev", "lo")
         sock = os.path.join(tmp, "keel.sock")
         path = os.path.join(tmp, "keel.yaml")
         with open(path, "w") as f:
-            f.write(config(services, reals, sock))
+            f.write(config(services, reals, sock, health))
         os.mkdir(os.path.join(tmp, "bpf"))
         # A private mount namespace with a bpffs of its own: no pins of this
         # run outlive it or meet another keeld's.
@@ -94,7 +108,7 @@ def measure(build: str, services: int, reals: int, timeout: float) -> tuple[floa
                 break
             time.sleep(0.1)
         ready = time.monotonic() - began
-        time.sleep(1)
+        time.sleep(settle)
         status = {}
         # ip netns exec, unshare and sh each exec the next without a fork:
         # the pid is keeld's (and its Name says so).
@@ -123,6 +137,8 @@ def main() -> int:
     ap.add_argument("--build", default="build")
     ap.add_argument("--sizes", default="1000x10,100x100,200x200", help="SxR,... (services x reals each)")
     ap.add_argument("--timeout", type=float, default=120, help="seconds a start may take")
+    ap.add_argument("--health", action="store_true", help="a tcp check on every real (refused at once)")
+    ap.add_argument("--settle", type=float, help="seconds after the first answer to read (default 1, 12 with --health)")
     a = ap.parse_args()
     # meson's benchmark timeout ends the run with SIGTERM: as an exception,
     # so measure()'s cleanup still stops keeld and removes the namespace.
@@ -133,10 +149,12 @@ def main() -> int:
     sizes = [tuple(int(x) for x in s.split("x")) for s in a.sizes.split(",")]
     print(__doc__.split("\n\n")[1].replace("\n", " "))
     print(f"machine: {machine()}")
-    base, base_peak, base_ready = measure(a.build, 0, 0, a.timeout)
+    settle = a.settle if a.settle is not None else 12.0 if a.health else 1.0
+    print(f"health checks: {'tcp, refused' if a.health else 'none'}; reading {settle:g} s after the first answer")
+    base, base_peak, base_ready = measure(a.build, 0, 0, a.timeout, settle=settle)
     print(f"baseline (services: []): RSS {base:.1f} MB, peak {base_peak:.1f} MB, first answer after {base_ready:.1f} s")
     for s, r in sizes:
-        rss, peak, ready = measure(a.build, s, r, a.timeout)
+        rss, peak, ready = measure(a.build, s, r, a.timeout, a.health, settle)
         print(f"{s} services x {r} reals: RSS {rss:.1f} MB, peak {peak:.1f} MB, first answer after {ready:.1f} s; "
               f"over the baseline {rss - base:.1f} MB, {(rss - base) * 1024 / (s * r):.2f} KiB a real")
     return 0

@@ -108,7 +108,7 @@ int run(int services, int reals, int runs, bool flowCounts) {
   const std::string text = configText(services, reals);
   DaemonBackend backend(
       io, registry, "keel.yaml", [&](const std::string& p) { return parseConfig(text, p); },
-      [](const Config&) { return Status::ok(); }, [](bool) {});
+      [](const Config&, const Config&) { return Status::ok(); }, [](bool) {});
   ConfigResult cfg = parseConfig(text, "keel.yaml");
   if (!cfg.ok()) {
     std::fprintf(stderr, "config: %s\n", cfg.errors.front().c_str());

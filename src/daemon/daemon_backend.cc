@@ -2732,7 +2732,7 @@ Result DaemonBackend::reloadFile() {
       return configErrors(std::move(errors));
     }
   }
-  if (Status s = preApply_(*r.config); !s) {
+  if (Status s = preApply_(startFile_ ? *startFile_ : file_, *r.config); !s) {
     logError(LogRecord("reload_rejected").add("error", s.message()));
     return Result::error(api::code::kFailed, s.message());
   }

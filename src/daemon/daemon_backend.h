@@ -63,8 +63,10 @@ class DaemonBackend : public api::ControlBackend {
   // Loads a config (keeld passes loadConfigFile with host options).
   using Loader = std::function<ConfigResult(const std::string& path)>;
   // Runs before a reload writes anything (keeld: the warnings for keys a
-  // reload cannot apply); returns an error to reject the reload.
-  using PreApply = std::function<Status(const Config& next)>;
+  // reload cannot apply); returns an error to reject the reload. `started`
+  // is the config of the start (startFile_: without its services), the
+  // one keeld compares restart keys with.
+  using PreApply = std::function<Status(const Config& started, const Config& next)>;
   // The data plane's own MAC now (keeld: the XDP interface's, the DPDK
   // port's); nullopt if it has none to read.
   using PlaneMacSource = std::function<std::optional<MacAddress>()>;

@@ -419,10 +419,10 @@ int run(const std::string& path, bool detachOnExit) {
   const ConfigOptions onLoop = hostConfigOptions(kRequestMacWaitMs);
   DaemonBackend backend(
       io, registry, path, [&onLoop](const std::string& p) { return loadConfigFile(p, onLoop); },
-      // `config` stays what keeld started with: the data plane, socket and
-      // endpoint it built (reloads change only the backend's copy).
-      [&](const Config& next) { return preApply(config, next, detachOnExit); }, stop);
-  // (`config` loses its services once the start has applied them: startShape.)
+      // Compared with what keeld started with (the backend keeps it): the
+      // data plane, socket and endpoint it built.
+      [detachOnExit](const Config& started, const Config& next) { return preApply(started, next, detachOnExit); },
+      stop);
   backend.setCanDetach(handle->canDetach());
   // node: is the backend's to write (start, reloads), with the data plane's
   // MAC as local_mac unless the file gives one, read again at each reload
@@ -553,8 +553,9 @@ int run(const std::string& path, bool detachOnExit) {
   }
   for (const ServiceConfig& svc : config.services)
     for (const RealConfig& r : svc.reals) logResolvedMac(svc.name, r);
-  // From here `config` is what keeld started with for preApply alone: its
-  // services are the backend's.
+  // The services are the backend's from here (which also keeps the start's
+  // shape for reloads, preApply): `config` keeps only what the rest of the
+  // start-up below reads.
   config = startShape(std::move(config));
 
   // Each real's flows (keel_real_flows, keelctl service list's Flows): a

@@ -135,7 +135,7 @@ class DaemonBackendTest : public ::testing::Test {
           r.text = it->second;  // as loadConfigFile gives it
           return r;
         },
-        [this](const Config& next) {
+        [this](const Config&, const Config& next) {
           preApplied_.push_back(next.node.tunnelSourceV6 ? next.node.tunnelSourceV6->toString() : "none");
           return Status::ok();
         },
@@ -1165,7 +1165,7 @@ TEST_F(DaemonBackendTest, StatusFollowsTheFileTheReloadsAndTheRuntimeChanges) {
   std::string refusal;  // what keeld's preApply refuses a reload with, if set
   backend_ = std::make_unique<DaemonBackend>(
       io_, registry_, path, [](const std::string& p) { return loadConfigFile(p); },
-      [&refusal](const Config&) { return refusal.empty() ? Status::ok() : Status::error(refusal); }, [](bool) {});
+      [&refusal](const Config&, const Config&) { return refusal.empty() ? Status::ok() : Status::error(refusal); }, [](bool) {});
   backend_->setVersion("9.9.9");
   backend_->setStartText(*first.text);
   const auto before = std::chrono::system_clock::now();

@@ -84,7 +84,7 @@ class MetricsTest : public ::testing::Test {
     backend_ = std::make_unique<DaemonBackend>(
         io_, registry_, "keel.yaml",
         [this](const std::string& p) { return parseConfig(configText_, p); },
-        [](const Config&) { return Status::ok(); }, [](bool) {});
+        [](const Config&, const Config&) { return Status::ok(); }, [](bool) {});
     ConfigResult r = parseConfig(kConfig, "keel.yaml");
     ASSERT_TRUE(r.ok()) << r.errors.front();
     ASSERT_TRUE(backend_->start(*r.config));

@@ -240,7 +240,9 @@ TEST_F(RegistryAdoptTest, ARealRemovedBeforeTheRestartIsAddedBackNotAdopted) {
   for (const ConfigChange& c : changes) what.push_back(changeJson(c).dump());
   EXPECT_EQ(what, std::vector<std::string>{R"({"change":"real_added","real":"10.0.1.11","service":"web"})"});
   const auto [id, gen] = identities(*secondReg_).at({"web", "10.0.1.11"});
-  if (id == oldId) EXPECT_GT(gen, oldGen) << "a reused id moves past its old generation";
+  if (id == oldId) {
+    EXPECT_GT(gen, oldGen) << "a reused id moves past its old generation";
+  }
 }
 
 // An l2dsr real dropped from the config while no keeld ran is still in

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace keel {
@@ -65,17 +66,52 @@ inline std::optional<std::string> devargValue(std::string_view devargs, std::str
 // (or `--vdev=NAME,...`) in the EAL arguments that creates it, which keel's
 // data plane then takes as it is ("net_af_packet0" with --vdev
 // "net_af_packet0,iface=eth1,qpairs=2"); the port itself if neither.
+// The values of one EAL option in the EAL arguments, each with the index of
+// the argument that holds it: `-d PATH` / `-dPATH` for "-d", `--vdev X` /
+// `--vdev=X` for "--vdev".
+inline std::vector<std::pair<size_t, std::string>> ealOptionValues(const std::vector<std::string>& ealArgs,
+                                                                    std::string_view option) {
+  std::vector<std::pair<size_t, std::string>> out;
+  const std::string joined = std::string(option) + (option.size() > 2 ? "=" : "");
+  for (size_t i = 0; i < ealArgs.size(); ++i) {
+    if (ealArgs[i] == option && i + 1 < ealArgs.size()) {
+      out.emplace_back(i + 1, ealArgs[i + 1]);
+      ++i;
+    } else if (ealArgs[i].size() > joined.size() && ealArgs[i].rfind(joined, 0) == 0) {
+      out.emplace_back(i, ealArgs[i].substr(joined.size()));
+    }
+  }
+  return out;
+}
+
 inline std::string portDevargs(const std::string& port, const std::vector<std::string>& ealArgs) {
   if (port.find(',') != std::string::npos) return port;
-  for (size_t i = 0; i < ealArgs.size(); ++i) {
-    std::string_view v;
-    if (ealArgs[i] == "--vdev" && i + 1 < ealArgs.size())
-      v = ealArgs[i + 1];
-    else if (ealArgs[i].rfind("--vdev=", 0) == 0)
-      v = std::string_view(ealArgs[i]).substr(7);
-    if (!v.empty() && v.substr(0, v.find(',')) == port) return std::string(v);
-  }
+  for (const auto& [i, v] : ealOptionValues(ealArgs, "--vdev"))
+    if (v.substr(0, v.find(',')) == port) return v;
   return port;
+}
+
+// What EAL would make of a DPDK config's names before it starts
+// (keeld's config check; the DPDK plane's checkDpdkDeviceNames()): for each
+// plugin path given to EAL (`-d`), "" when it loads or why not (dlerror);
+// for each device's devargs, whether a bus takes its name (a vdev driver's
+// name or alias and a number, a PCI address), as rte_devargs_parse() decides
+// at EAL's start and at a port's probe.
+struct DeviceNameCheck {
+  std::vector<std::string> pluginErrors;
+  std::vector<bool> known;
+};
+
+// A device's name in its devargs: the part before the first ','
+// ("net_af_packet0,iface=eth1" -> "net_af_packet0").
+inline std::string_view deviceName(std::string_view devargs) { return devargs.substr(0, devargs.find(',')); }
+
+// Why EAL refuses a device name no bus takes, after the name: the same
+// words from the config check and from a probe that fails on it.
+inline std::string unknownDeviceName(std::string_view name) {
+  return "no DPDK driver takes the name \"" + std::string(name) +
+         "\" (a vdev's name is its driver's and a number, such as net_af_packet0 or net_af_xdp0, and its "
+         "driver must be installed; a PCI device is named by its address)";
 }
 
 // The kernel interface such a vdev's devargs name ("net_af_packet0,

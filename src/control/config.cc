@@ -405,6 +405,8 @@ class Parser {
   void parseDpdk(const YAML::Node& n, DpdkConfig& d);
   void checkDpdkLcores(const YAML::Node& n, const DpdkConfig& d, const std::vector<YAML::Node>& workerNodes);
   void checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d, const std::string& devargs);
+  void checkDeviceNames(const std::optional<YAML::Node>& portNode, const std::optional<YAML::Node>& ealNode,
+                        const DpdkConfig& d, const std::string& devargs);
   void parseNode(const YAML::Node& n, NodeConfig& node);
   void parseLimits(const YAML::Node& n, DataplaneLimits& limits);
   void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
@@ -531,7 +533,8 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
                           "mbufs_per_worker", "exception_interface", "idle_sleep_us", "mtu",
                           "promiscuous"}))
     return;
-  if (auto k = child(n, path, "eal_args", false)) {
+  std::optional<YAML::Node> ealNode = child(n, path, "eal_args", false);
+  if (auto k = ealNode) {
     if (!k->IsSequence()) {
       error(*k, path + ".eal_args", "must be a list of strings, got " + describe(*k));
     } else {
@@ -603,6 +606,7 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   }
   // The port's own devargs, or its --vdev's in eal_args (portDevargs).
   const std::string devargs = portDevargs(d.port, d.ealArgs);
+  checkDeviceNames(portNode, ealNode, d, devargs);
   checkPortQueues(portNode, d, devargs);
   if (auto k = child(n, path, "rx_descriptors", false))
     if (auto v = integer(*k, path + ".rx_descriptors", 64, 32768)) d.rxDescriptors = *v;
@@ -686,6 +690,40 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
               (d.exceptionInterface.empty() ? "" : " + " + std::to_string(DpdkConfig::kTapDescriptors) + " (the exception interface's RX ring)") +
               " = " + std::to_string(need) + ", got " +
               (mbufsNode ? describe(*mbufsNode) : std::to_string(d.mbufsPerWorker) + " (the default)"));
+}
+
+// The names EAL takes at its start (each --vdev of eal_args) and at the
+// port's probe (the port, unless a --vdev made it or it is a PCI address,
+// which pciDeviceExists looks for), against the drivers EAL would load:
+// DPDK's and the -d paths of eal_args. A misspelt vdev is refused here, with
+// the file's line, where otherwise --check-config passed it and the start
+// failed after a restart had stopped the old keeld.
+void Parser::checkDeviceNames(const std::optional<YAML::Node>& portNode, const std::optional<YAML::Node>& ealNode,
+                              const DpdkConfig& d, const std::string& devargs) {
+  if (!options_.dpdkDeviceNames || !portNode || d.port.empty()) return;
+  const std::vector<std::pair<size_t, std::string>> plugins = ealOptionValues(d.ealArgs, "-d");
+  const std::vector<std::pair<size_t, std::string>> vdevs = ealOptionValues(d.ealArgs, "--vdev");
+  std::vector<std::string> pluginPaths, names;
+  for (const auto& [i, p] : plugins) pluginPaths.push_back(p);
+  for (const auto& [i, v] : vdevs) names.push_back(v);
+  // A port a --vdev makes (portDevargs found it) is that --vdev's name.
+  const bool checkPort = devargs == d.port && !isPciPort(d.port);
+  if (checkPort) names.push_back(d.port);
+  if (pluginPaths.empty() && names.empty()) return;
+  const std::optional<DeviceNameCheck> r = options_.dpdkDeviceNames(pluginPaths, names);
+  if (!r || r->pluginErrors.size() != plugins.size() || r->known.size() != names.size()) return;
+  // The eal_args element of index i, for the error's line.
+  auto at = [&](size_t i) { return ealNode && ealNode->IsSequence() && i < ealNode->size() ? (*ealNode)[i] : *portNode; };
+  for (size_t j = 0; j < plugins.size(); ++j)
+    if (!r->pluginErrors[j].empty())
+      error(at(plugins[j].first), "dataplane.dpdk.eal_args[" + std::to_string(plugins[j].first) + "]",
+            "-d " + quote(plugins[j].second) + ": EAL cannot load this driver path: " + r->pluginErrors[j]);
+  for (size_t j = 0; j < vdevs.size(); ++j)
+    if (!r->known[j])
+      error(at(vdevs[j].first), "dataplane.dpdk.eal_args[" + std::to_string(vdevs[j].first) + "]",
+            "--vdev " + quote(vdevs[j].second) + ": " + unknownDeviceName(deviceName(vdevs[j].second)));
+  if (checkPort && !r->known.back())
+    error(*portNode, "dataplane.dpdk.port", unknownDeviceName(deviceName(d.port)));
 }
 
 // A kernel vdev's queue count is in its devargs (net_af_packet's qpairs=,

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/devargs.h"
 #include "control/health/health_spec.h"
 #include "dataplane/dataplane.h"
 
@@ -456,6 +457,15 @@ struct ConfigOptions {
   // (vfio-pci, uio_pci_generic, igb_uio) nor a bifurcated one (mlx5_core,
   // mlx4_core) leaves EAL nothing to probe: a warning.
   std::function<std::string(const std::string& address)> pciDriver;
+  // What EAL would make of dataplane.dpdk's driver paths (eal_args' -d
+  // values) and device devargs (the port unless a PCI address, each
+  // --vdev of eal_args) before it starts (keeld: the DPDK plane's
+  // checkDpdkDeviceNames); empty, or nullopt: not checked. A name no
+  // installed driver takes (a misspelt vdev) fails EAL's start, after a
+  // restart has stopped the old keeld.
+  std::function<std::optional<DeviceNameCheck>(const std::vector<std::string>& plugins,
+                                               const std::vector<std::string>& devargs)>
+      dpdkDeviceNames;
   // Whether this keeld has the data plane a kind names (keeld: the planes it
   // was built with); empty: every kind is accepted (a file for another
   // machine, unit tests).

@@ -359,6 +359,16 @@ bool dataplaneBuiltIn(DataplaneKind kind) {
 #endif
 }
 
+std::optional<DeviceNameCheck> dpdkDeviceNames(const std::vector<std::string>& plugins,
+                                               const std::vector<std::string>& devargs, bool mayLoad) {
+#ifdef KEEL_HAVE_DPDK
+  return checkDpdkDeviceNames(plugins, devargs, mayLoad);
+#else
+  (void)plugins, (void)devargs, (void)mayLoad;
+  return std::nullopt;
+#endif
+}
+
 void adoptLegacyDpdkState(const std::string& stateDir, const StateFiles& files) {
   const std::filesystem::path dir(stateDir);
   for (const auto& [legacy, keyed] : {std::pair{dir / "runtime-dpdk.json", std::filesystem::path(files.runtime)},

@@ -63,6 +63,14 @@ class DaemonDataplane {
 // refuses the file, exit 1).
 bool dataplaneBuiltIn(DataplaneKind kind);
 
+// The DPDK plane's checkDpdkDeviceNames() (dpdk_dataplane.h): what EAL
+// would make of a config's driver paths and device names; nullopt in a
+// keeld built without DPDK, or where it cannot tell without loading DPDK's
+// drivers and mayLoad is false (keeld's running loop: an XDP keeld loads
+// none for a file it would not apply without a restart).
+std::optional<DeviceNameCheck> dpdkDeviceNames(const std::vector<std::string>& plugins,
+                                               const std::vector<std::string>& devargs, bool mayLoad);
+
 // Returns null and sets *error ("dataplane...: what is wrong") on failure;
 // nothing stays attached then. files: where a DPDK plane keeps its
 // connection tables between a clean stop and the next start.

@@ -137,7 +137,9 @@ std::vector<std::string> forwardingSysctls(const std::string& name, int family) 
 // a request stops the loop for at most that: the reals not in the table by
 // then are held down and retried (DaemonBackend::kMacFirstRetry).
 constexpr int kRequestMacWaitMs = static_cast<int>(DaemonBackend::kRequestMacWait.count());
-ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
+// onLoop: keeld's running loop, which loads no DPDK drivers to check a file
+// (dpdkDeviceNames).
+ConfigOptions hostConfigOptions(int macWaitMs = 1000, bool onLoop = false) {
   ConfigOptions o;
   o.interfaceExists = [](const std::string& name) { return if_nametoindex(name.c_str()) != 0; };
   o.interfaceIsTap = [](const std::string& name) {
@@ -168,6 +170,9 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000) {
     return ec ? std::string() : link.filename().string();
   };
   o.kindBuilt = dataplaneBuiltIn;
+  o.dpdkDeviceNames = [onLoop](const std::vector<std::string>& plugins, const std::vector<std::string>& devargs) {
+    return dpdkDeviceNames(plugins, devargs, /*mayLoad=*/!onLoop);
+  };
   o.allowedCpus = [cpus = startCpus()] { return cpus; };
   o.onlineCpus = [] {
     std::ifstream f("/sys/devices/system/cpu/online");
@@ -416,7 +421,7 @@ int run(const std::string& path, bool detachOnExit) {
   // The host checks of every parse on keeld's running loop (reloads,
   // config.check) and of runtime adds: their neighbour-table reads wait at
   // most kRequestMacWait.
-  const ConfigOptions onLoop = hostConfigOptions(kRequestMacWaitMs);
+  const ConfigOptions onLoop = hostConfigOptions(kRequestMacWaitMs, /*onLoop=*/true);
   DaemonBackend backend(
       io, registry, path, [&onLoop](const std::string& p) { return loadConfigFile(p, onLoop); },
       // Compared with what keeld started with (the backend keeps it): the

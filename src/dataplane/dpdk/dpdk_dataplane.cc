@@ -15,7 +15,9 @@
 #include <rte_pci.h>
 #include <rte_rcu_qsbr.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <dlfcn.h>
+#include <sys/stat.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include <net/if.h>
@@ -33,6 +35,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "common/address.h"
@@ -68,6 +71,7 @@ constexpr uint32_t kFrameOverhead = RTE_ETHER_HDR_LEN + 2 * RTE_VLAN_HLEN;
 
 std::mutex gEalMutex;
 bool gEalReady = false;
+std::set<std::string> gEalPlugins;  // the -d paths of the EAL arguments it started with
 std::atomic<unsigned> gInstance{0};
 std::atomic<unsigned> gLivePlanes{0};  // releaseDpdkEnvironment() waits for 0
 
@@ -173,8 +177,90 @@ Status initEal(const std::vector<std::string>& args) {
   }
   routeLibraryLogs();
   gEalReady = true;
+  gEalPlugins.clear();
+  for (const auto& [i, path] : ealOptionValues(args, "-d")) gEalPlugins.insert(path);
   return Status::ok();
 }
+
+// A file EAL loads from a driver directory (eal_plugindir_init): a regular
+// file (through symlinks) whose name ends in ".so" or ".so." and a version.
+bool pluginFile(const std::string& dir, const std::string& name) {
+  const size_t so = name.rfind(".so");
+  if (so == std::string::npos || so == 0) return false;
+  const std::string_view rest = std::string_view(name).substr(so + 3);
+  if (!rest.empty() && (rest[0] != '.' || rest.size() == 1 ||
+                        rest.find_first_not_of("0123456789.") != std::string_view::npos))
+    return false;
+  struct stat sb;
+  return ::stat((dir + "/" + name).c_str(), &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+// Loads one driver path as EAL's start does (eal_plugins_init): every
+// driver file of a directory, or one file (a name without '/' through the
+// library search path). "" or why not. Never unloaded: the drivers' constructors
+// registered them with their buses.
+std::string loadPlugin(const std::string& path) {
+  struct stat sb;
+  if (::stat(path.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    std::vector<std::string> names;
+    if (DIR* d = ::opendir(path.c_str())) {
+      while (const dirent* e = ::readdir(d))
+        if (pluginFile(path, e->d_name)) names.push_back(e->d_name);
+      ::closedir(d);
+    } else {
+      return std::string("cannot read the directory: ") + std::strerror(errno);
+    }
+    for (const std::string& name : names)
+      if (std::string why = loadPlugin(path + "/" + name); !why.empty()) return why;
+    return "";
+  }
+  if (::dlopen(path.c_str(), RTLD_NOW)) return "";
+  const char* why = ::dlerror();
+  return why ? why : "dlopen failed";
+}
+
+}  // namespace
+
+std::optional<DeviceNameCheck> checkDpdkDeviceNames(const std::vector<std::string>& plugins,
+                                                    const std::vector<std::string>& devargs, bool mayLoad) {
+  std::lock_guard<std::mutex> lock(gEalMutex);
+  DeviceNameCheck out;
+  if (gEalReady) {
+    // EAL loaded its drivers at its start; one it did not load is not looked for.
+    for (const std::string& p : plugins)
+      if (!gEalPlugins.count(p)) return std::nullopt;
+    out.pluginErrors.assign(plugins.size(), "");
+  } else {
+    if (!mayLoad) return std::nullopt;
+    // DPDK's own driver directory, as EAL loads it first in a shared build.
+    struct stat sb;
+    if (::stat(RTE_EAL_PMD_PATH, &sb) == 0 && S_ISDIR(sb.st_mode) && !loadPlugin(RTE_EAL_PMD_PATH).empty())
+      return std::nullopt;  // EAL would fail to start too, but say so itself
+    bool loaded = true;
+    for (const std::string& p : plugins) {
+      out.pluginErrors.push_back(loadPlugin(p));
+      loaded = loaded && out.pluginErrors.back().empty();
+    }
+    // A driver path that does not load: EAL refuses it first, and the
+    // names its drivers might have taken are not looked for.
+    if (!loaded) {
+      out.known.assign(devargs.size(), true);
+      return out;
+    }
+  }
+  // rte_devargs_parse logs each name no bus takes; the caller says it itself.
+  const int level = rte_log_get_level(RTE_LOGTYPE_EAL);
+  rte_log_set_level(RTE_LOGTYPE_EAL, RTE_LOG_CRIT);
+  for (const std::string& d : devargs) {
+    rte_devargs parsed{};
+    out.known.push_back(rte_devargs_parse(&parsed, d.c_str()) == 0);
+    std::free(parsed.data);  // what rte_devargs_reset (experimental in 22.11) frees
+  }
+  if (level >= 0) rte_log_set_level(RTE_LOGTYPE_EAL, static_cast<uint32_t>(level));
+  return out;
+}
+
+namespace {
 
 // Finds the ethdev for devargs, hot-plugging it if EAL did not already probe
 // it. *probed tells the caller to remove it again on shutdown.
@@ -189,9 +275,7 @@ Status attachPort(const std::string& devargs, const char* what, uint16_t* port, 
   const bool known = rte_devargs_parse(&parsed, devargs.c_str()) == 0;
   std::free(parsed.data);  // what rte_devargs_reset (experimental in 22.11) frees
   if (!known)
-    return Status::error(std::string(what) + ": cannot probe \"" + devargs + "\": no DPDK driver takes the name \"" +
-                         name + "\" (a vdev's name is its driver's and a number, such as net_af_packet0 or "
-                         "net_af_xdp0, and its driver must be installed; a PCI device is named by its address)");
+    return Status::error(std::string(what) + ": cannot probe \"" + devargs + "\": " + unknownDeviceName(name));
   int rc = rte_dev_probe(devargs.c_str());
   if (rc < 0)
     // Drivers return what they like (af_packet: -1 for any devargs it

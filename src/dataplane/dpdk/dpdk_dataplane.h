@@ -11,9 +11,11 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/devargs.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/dpdk/conn_persist.h"
 
@@ -136,6 +138,16 @@ class DpdkDataplane : public Dataplane {
 // the part before the first ',', a PCI address in its full form
 // ("03:00.0,x=1" -> "0000:03:00.0").
 std::string portDeviceName(const std::string& devargs);
+
+// What EAL would make of a config's driver paths (the `-d` values of its
+// EAL arguments) and device devargs (the port, each --vdev) before it
+// starts: DeviceNameCheck (common/devargs.h). Before EAL runs in this
+// process the drivers are loaded as EAL loads them (DPDK's driver directory,
+// then each path) when mayLoad, else nothing is checked (nullopt); once EAL
+// runs, the names are read against the drivers it loaded, and a path it
+// was not started with is not checked (nullopt).
+std::optional<DeviceNameCheck> checkDpdkDeviceNames(const std::vector<std::string>& plugins,
+                                                    const std::vector<std::string>& devargs, bool mayLoad);
 
 // Returns null and sets *error (what is wrong and where) on failure.
 std::unique_ptr<Dataplane> makeDpdkDataplane(const DpdkOptions& options, std::string* error);

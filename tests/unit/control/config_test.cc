@@ -610,6 +610,57 @@ TEST(Config, DpdkKernelVdevQueuesMatchTheWorkers) {
 
 // A PCI port must be a device of this host (EAL's probe of an absent one
 // fails the start), asked by its full address, domain and all, lower case.
+// The names EAL takes (the port, each --vdev) and its driver paths (-d),
+// asked of the host (keeld: the DPDK plane loads the drivers as EAL would)
+// and refused with their lines.
+TEST(Config, DpdkDeviceNamesAreTheDriversEalLoads) {
+  ConfigOptions o;
+  std::vector<std::string> plugins, names;
+  bool pluginLoads = true;
+  bool tells = true;
+  o.dpdkDeviceNames = [&](const std::vector<std::string>& p,
+                          const std::vector<std::string>& d) -> std::optional<DeviceNameCheck> {
+    plugins = p;
+    names = d;
+    if (!tells) return std::nullopt;
+    DeviceNameCheck c;
+    for (size_t i = 0; i < p.size(); ++i) c.pluginErrors.push_back(pluginLoads ? "" : "cannot open " + p[i]);
+    for (const std::string& n : d) c.known.push_back(n.rfind("net_null", 0) == 0 || n.rfind("0000:", 0) == 0);
+    return c;
+  };
+  auto parse = [&](const std::string& ealArgs, const std::string& port) {
+    return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n    eal_args: [" + ealArgs + "]\n    port: \"" + port +
+                           "\"\n    workers: [1]\n",
+                       "keel.yaml", o);
+  };
+  EXPECT_TRUE(parse("--no-pci", "net_null0").ok());
+  EXPECT_EQ(names, std::vector<std::string>{"net_null0"});
+  EXPECT_TRUE(plugins.empty());
+  ConfigResult r = parse("--no-pci", "net_nul0,size=64");
+  EXPECT_EQ(r.errors, std::vector<std::string>{"keel.yaml:5: dataplane.dpdk.port: " + unknownDeviceName("net_nul0")});
+  // A port a --vdev makes is asked once, by that --vdev, where the error is.
+  r = parse("--no-pci, --vdev, \"net_nul0,size=64\", \"--vdev=net_null1\", -d, /opt/pmd, -d/opt/x.so", "net_nul0");
+  EXPECT_EQ(names, (std::vector<std::string>{"net_nul0,size=64", "net_null1"}));
+  EXPECT_EQ(plugins, (std::vector<std::string>{"/opt/pmd", "/opt/x.so"}));
+  EXPECT_EQ(r.errors, std::vector<std::string>{"keel.yaml:4: dataplane.dpdk.eal_args[2]: --vdev \"net_nul0,size=64\": " +
+                                               unknownDeviceName("net_nul0")});
+  // A driver path that does not load is the error; the names it might have
+  // served are not judged (the host says so: every name known).
+  pluginLoads = false;
+  r = parse("-d, /opt/pmd, --vdev, net_null1", "net_null1");
+  EXPECT_EQ(r.errors, std::vector<std::string>{
+                          "keel.yaml:4: dataplane.dpdk.eal_args[1]: -d \"/opt/pmd\": EAL cannot load this driver path: "
+                          "cannot open /opt/pmd"});
+  pluginLoads = true;
+  // A PCI port is the PCI check's (pciDeviceExists), not asked here.
+  names = {"not asked"};
+  EXPECT_TRUE(parse("-a, 0000:03:00.0", "0000:03:00.0").ok());
+  EXPECT_EQ(names, std::vector<std::string>{"not asked"});
+  // A host that cannot tell (keeld's loop before EAL runs): nothing refused.
+  tells = false;
+  EXPECT_TRUE(parse("--no-pci", "net_nul0").ok());
+}
+
 TEST(Config, DpdkPciPortMustBeADeviceOfThisHost) {
   ConfigOptions o;
   std::vector<std::string> asked;

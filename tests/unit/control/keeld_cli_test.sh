@@ -42,16 +42,19 @@ services:
       - {address: 10.0.1.12, weight: abc}
 YAML
 sed 's/interface: lo/interface: nosuchif0/' "$dir/good.yaml" > "$dir/noif.yaml"
-# kind dpdk with a port no driver provides (or one its driver refuses): EAL
-# starts (no hugepages, no PCI, no files), the port cannot be probed, keeld
-# says which key and why, and exits 1.
+# kind dpdk over a net_null port named for this run. A name no driver takes
+# (a misspelt vdev: the port, an eal_args --vdev) or a driver path (-d) that
+# does not load is refused by --check-config, with its line, as EAL's start
+# would refuse it; a port its driver refuses fails the start: EAL starts
+# (no hugepages, no PCI, no files), the probe fails, keeld says which key
+# and why, and exits 1.
 dpdk_yaml() {  # extra line for the dpdk block
   cat <<YAML
 dataplane:
   kind: dpdk
   dpdk:
     eal_args: [--no-huge, -m, "64", --no-pci, --no-shconf, --no-telemetry, --file-prefix, keeld-cli-$$, --lcores, "0@0,1@0"]
-    port: $nosuch
+    port: $null
     workers: [1]
 $1
 node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: "02:00:00:00:00:01"}
@@ -60,7 +63,10 @@ services:
 YAML
 }
 dpdk_yaml "" > "$dir/dpdk.yaml"
-sed "s/port: $nosuch/port: \"$null,nosuchkey=1\"/" "$dir/dpdk.yaml" > "$dir/dpdk-refused.yaml"
+sed "s/port: $null/port: \"$null,nosuchkey=1\"/" "$dir/dpdk.yaml" > "$dir/dpdk-refused.yaml"
+sed "s/port: $null/port: $nosuch/" "$dir/dpdk.yaml" > "$dir/dpdk-nosuch.yaml"
+sed "s|--no-telemetry,|--no-telemetry, --vdev, \"$nosuch,x=1\",|" "$dir/dpdk.yaml" > "$dir/dpdk-vdev.yaml"
+sed "s|--no-telemetry,|--no-telemetry, -d, \"$dir/none.so\",|" "$dir/dpdk.yaml" > "$dir/dpdk-plugin.yaml"
 dpdk_yaml "    rx_desc: 512" > "$dir/dpdk-typo.yaml"
 # What EAL would refuse at start, said by --check-config: a worker that is
 # not an lcore of eal_args; a CPU the host does not have (127: RTE_MAX_LCORE
@@ -98,8 +104,17 @@ if [ ! -e /sys/devices/system/cpu/cpu127 ]; then
     --check-config "$dir/dpdk-cpu.yaml"
 fi
 check "dpdk port no driver takes" 1 \
-  "dataplane.dpdk.port: cannot probe \\\"$nosuch\\\": no DPDK driver takes the name \\\"$nosuch\\\"" \
-  --config "$dir/dpdk.yaml"
+  "dpdk-nosuch.yaml:5: dataplane.dpdk.port: no DPDK driver takes the name \"$nosuch\"" \
+  --check-config "$dir/dpdk-nosuch.yaml"
+check "dpdk port no driver takes: the start is refused before EAL" 1 \
+  "event=config_error error=\"$dir/dpdk-nosuch.yaml:5: dataplane.dpdk.port: no DPDK driver takes the name" \
+  --config "$dir/dpdk-nosuch.yaml"
+check "dpdk --vdev no driver takes" 1 \
+  "dpdk-vdev.yaml:4: dataplane.dpdk.eal_args[7]: --vdev \"$nosuch,x=1\": no DPDK driver takes the name \"$nosuch\"" \
+  --check-config "$dir/dpdk-vdev.yaml"
+check "dpdk -d that does not load" 1 \
+  "dpdk-plugin.yaml:4: dataplane.dpdk.eal_args[7]: -d \"$dir/none.so\": EAL cannot load this driver path: $dir/none.so: cannot open shared object file" \
+  --check-config "$dir/dpdk-plugin.yaml"
 check "dpdk port its driver refuses" 1 \
   "dataplane.dpdk.port: cannot probe \\\"$null,nosuchkey=1\\\": its driver refused it" \
   --config "$dir/dpdk-refused.yaml"

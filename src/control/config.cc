@@ -607,6 +607,9 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   // The port's own devargs, or its --vdev's in eal_args (portDevargs).
   const std::string devargs = portDevargs(d.port, d.ealArgs);
   checkDeviceNames(portNode, ealNode, d, devargs);
+  if (options_.hugepages)
+    if (const std::string why = hugepageProblem(d.ealArgs, options_.hugepages(), /*freeOnly=*/false); !why.empty())
+      error(ealNode ? *ealNode : n, path + ".eal_args", why);
   checkPortQueues(portNode, d, devargs);
   if (auto k = child(n, path, "rx_descriptors", false))
     if (auto v = integer(*k, path + ".rx_descriptors", 64, 32768)) d.rxDescriptors = *v;

@@ -23,6 +23,7 @@
 
 #include "common/address.h"
 #include "common/devargs.h"
+#include "common/hugepages.h"
 #include "control/health/health_spec.h"
 #include "dataplane/dataplane.h"
 
@@ -466,6 +467,11 @@ struct ConfigOptions {
   std::function<std::optional<DeviceNameCheck>(const std::vector<std::string>& plugins,
                                                const std::vector<std::string>& devargs)>
       dpdkDeviceNames;
+  // The host's hugepages (keeld: readHugepages); empty: not checked. A
+  // DPDK config whose EAL would find none to use (hugepageProblem: none
+  // reserved, or none of a mounted size) fails EAL's start, so it is an
+  // error here.
+  std::function<std::vector<HugepageSize>()> hugepages;
   // Whether this keeld has the data plane a kind names (keeld: the planes it
   // was built with); empty: every kind is accepted (a file for another
   // machine, unit tests).

@@ -173,6 +173,7 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000, bool onLoop = false) {
   o.dpdkDeviceNames = [onLoop](const std::vector<std::string>& plugins, const std::vector<std::string>& devargs) {
     return dpdkDeviceNames(plugins, devargs, /*mayLoad=*/!onLoop);
   };
+  o.hugepages = [] { return readHugepages(); };
   o.allowedCpus = [cpus = startCpus()] { return cpus; };
   o.onlineCpus = [] {
     std::ifstream f("/sys/devices/system/cpu/online");

@@ -41,6 +41,7 @@
 #include "common/address.h"
 #include "common/devargs.h"
 #include "common/file_write.h"
+#include "common/hugepages.h"
 #include "common/logging.h"
 #include "common/text.h"
 #include "dataplane/dpdk/mbuf_frame.h"
@@ -172,7 +173,10 @@ Status initEal(const std::vector<std::string>& args) {
   if (rte_eal_init(static_cast<int>(store.size()), argv.data()) < 0) {
     std::string joined;
     for (const auto& a : args) joined += " " + a;
-    return Status::error("dpdk.eal_args: EAL initialisation failed: " + rteError() +
+    // No hugepages to use fails EAL with EACCES ("Permission denied"),
+    // which says nothing of them: the pages free now, as EAL counts them.
+    std::string why = hugepageProblem(args, readHugepages(), /*freeOnly=*/true);
+    return Status::error("dpdk.eal_args: EAL initialisation failed: " + (why.empty() ? rteError() : why) +
                          " (args:" + joined + ")");
   }
   routeLibraryLogs();

@@ -661,6 +661,34 @@ TEST(Config, DpdkDeviceNamesAreTheDriversEalLoads) {
   EXPECT_TRUE(parse("--no-pci", "net_nul0").ok());
 }
 
+// EAL that would find no hugepages (none reserved, none of a mounted
+// size) fails the start: refused at eal_args' line, unless it runs without.
+TEST(Config, DpdkEalNeedsHugepagesUnlessNoHuge) {
+  ConfigOptions o;
+  std::vector<HugepageSize> sizes = {{2u << 20, 0, 0, "/dev/hugepages"}};
+  o.hugepages = [&] { return sizes; };
+  auto parse = [&](const std::string& ealArgs) {
+    return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n    eal_args: [" + ealArgs +
+                           "]\n    port: net_null0\n    workers: [1]\n",
+                       "keel.yaml", o);
+  };
+  ConfigResult r = parse("-l, 0-1");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].rfind("keel.yaml:4: dataplane.dpdk.eal_args: EAL would find no hugepages to use: none are "
+                              "reserved", 0),
+            0u)
+      << r.errors[0];
+  EXPECT_TRUE(parse("-l, 0-1, --no-huge, -m, \"512\"").ok());
+  sizes[0].reserved = 512;
+  EXPECT_TRUE(parse("-l, 0-1").ok());
+  // A file that gives no eal_args: the error is at the dpdk block.
+  sizes[0].reserved = 0;
+  r = parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n    port: net_null0\n    workers: [1]\n", "keel.yaml", o);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].rfind("keel.yaml:4: dataplane.dpdk.eal_args: EAL would find no hugepages", 0), 0u)
+      << r.errors[0];
+}
+
 TEST(Config, DpdkPciPortMustBeADeviceOfThisHost) {
   ConfigOptions o;
   std::vector<std::string> asked;

@@ -17,7 +17,10 @@ whose addresses are local to the namespace (a `local` route on lo), where
 nothing listens: each check is refused at once and every real is down
 while its checks go on; the reading is taken --settle seconds (default 12)
 after the first answer, once every real's first check has run (they start
-at 5,000 a second).
+at 5,000 a second). With --check, keeld is then asked to check its own
+file (`keelctl config check`, which parses it whole on keeld's loop and
+applies nothing) and read again --settle seconds after the answer: what a
+check leaves resident.
 
 Run as root from the source tree after building keeld and keelctl:
     /usr/bin/python3 perf/control/start_memory.py --build build [--sizes 1000x10,100x100,200x200]
@@ -67,8 +70,9 @@ def config(services: int, reals: int, sock: str, health: bool = False) -> str:
 
 
 def measure(build: str, services: int, reals: int, timeout: float, health: bool = False,
-            settle: float = 1.0) -> tuple[float, float, float]:
-    """(RSS MB, peak MB, seconds to the first answer) of keeld with this config."""
+            settle: float = 1.0, check: bool = False) -> tuple[float, float, float, float | None]:
+    """(RSS MB, peak MB, seconds to the first answer, RSS MB after a config check or None) of keeld
+    with this config."""
     ns = f"km{os.getpid()}-{services}x{reals}"
     tmp = tempfile.mkdtemp(prefix="keel-start-memory-")
     keeld = None
@@ -109,17 +113,29 @@ def measure(build: str, services: int, reals: int, timeout: float, health: bool 
             time.sleep(0.1)
         ready = time.monotonic() - began
         time.sleep(settle)
-        status = {}
-        # ip netns exec, unshare and sh each exec the next without a fork:
-        # the pid is keeld's (and its Name says so).
-        with open(f"/proc/{keeld.pid}/status") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                status[k] = v.strip()
-        if "keeld" not in status.get("Name", ""):
-            raise RuntimeError(f"pid {keeld.pid} is {status.get('Name')}, not keeld")
-        kb = lambda k: float(status[k].split()[0]) / 1024
-        return kb("VmRSS"), kb("VmHWM"), ready
+
+        def status() -> dict[str, float]:
+            fields = {}
+            # ip netns exec, unshare and sh each exec the next without a fork:
+            # the pid is keeld's (and its Name says so).
+            with open(f"/proc/{keeld.pid}/status") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    fields[k] = v.strip()
+            if "keeld" not in fields.get("Name", ""):
+                raise RuntimeError(f"pid {keeld.pid} is {fields.get('Name')}, not keeld")
+            return {k: float(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
+
+        started = status()
+        checked = None
+        if check:
+            r = subprocess.run([os.path.join(build, "src/cli/keelctl"), "--socket", sock, "--timeout", str(timeout),
+                            "config", "check", path], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"keelctl config check: exit {r.returncode}: {r.stdout}{r.stderr}")
+            time.sleep(settle)
+            checked = status()["VmRSS"]
+        return started["VmRSS"], started["VmHWM"], ready, checked
     finally:
         if keeld and keeld.poll() is None:
             keeld.send_signal(signal.SIGTERM)
@@ -139,6 +155,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=120, help="seconds a start may take")
     ap.add_argument("--health", action="store_true", help="a tcp check on every real (refused at once)")
     ap.add_argument("--settle", type=float, help="seconds after the first answer to read (default 1, 12 with --health)")
+    ap.add_argument("--check", action="store_true", help="then `keelctl config check` of the file, and read again")
     a = ap.parse_args()
     # meson's benchmark timeout ends the run with SIGTERM: as an exception,
     # so measure()'s cleanup still stops keeld and removes the namespace.
@@ -151,12 +168,13 @@ def main() -> int:
     print(f"machine: {machine()}")
     settle = a.settle if a.settle is not None else 12.0 if a.health else 1.0
     print(f"health checks: {'tcp, refused' if a.health else 'none'}; reading {settle:g} s after the first answer")
-    base, base_peak, base_ready = measure(a.build, 0, 0, a.timeout, settle=settle)
+    base, base_peak, base_ready, _ = measure(a.build, 0, 0, a.timeout, settle=settle)
     print(f"baseline (services: []): RSS {base:.1f} MB, peak {base_peak:.1f} MB, first answer after {base_ready:.1f} s")
     for s, r in sizes:
-        rss, peak, ready = measure(a.build, s, r, a.timeout, a.health, settle)
+        rss, peak, ready, checked = measure(a.build, s, r, a.timeout, a.health, settle, a.check)
         print(f"{s} services x {r} reals: RSS {rss:.1f} MB, peak {peak:.1f} MB, first answer after {ready:.1f} s; "
-              f"over the baseline {rss - base:.1f} MB, {(rss - base) * 1024 / (s * r):.2f} KiB a real")
+              f"over the baseline {rss - base:.1f} MB, {(rss - base) * 1024 / (s * r):.2f} KiB a real"
+              + (f"; after a config check RSS {checked:.1f} MB ({checked - rss:+.1f})" if checked is not None else ""))
     return 0
 
 

@@ -2525,6 +2525,12 @@ std::vector<std::string> DaemonBackend::overlayErrors(const Config& composed, co
 }
 
 Result DaemonBackend::checkConfig(const std::string& text, const std::string& name) {
+  Result res = checkConfigText(text, name);
+  if (parsedHook_) parsedHook_();  // the parse's memory is freed by now
+  return res;
+}
+
+Result DaemonBackend::checkConfigText(const std::string& text, const std::string& name) {
   ConfigResult r = parseConfig(text, name, checkOptions_);
   if (!r.ok()) return configErrors(std::move(r.errors));
   // As a reload of it would refuse it.
@@ -2566,6 +2572,7 @@ Result DaemonBackend::reload() {
   }
   lastReload_ = std::move(outcome);
   if (reloadHook_) reloadHook_(true, res.isOk());
+  if (parsedHook_) parsedHook_();
   return res;
 }
 

@@ -466,9 +466,9 @@ int run(const std::string& path, bool detachOnExit) {
     }
     sd_notify(0, ok ? "READY=1\nSTATUS=running; last reload applied"
                     : "READY=1\nSTATUS=running; last reload rejected (see the log)");
-    // After the reload's reply is written, not before it.
-    boost::asio::post(io, releaseFreedMemory);
   });
+  // After a reload's or a check's answer, not before it.
+  backend.setParsedHook([&io] { boost::asio::post(io, releaseFreedMemory); });
   // The control socket, the read-only one if configured, and the metrics
   // endpoint: listening before the data plane is programmed, so a start that
   // cannot serve them (a path or port taken since the checks above, a bind

@@ -1381,6 +1381,26 @@ TEST_F(DaemonBackendTest, CheckConfigReportsEveryErrorAndAppliesNothing) {
   EXPECT_TRUE(backend_->checkConfig(yaml(kTwo), "other.yaml").isOk());
 }
 
+// Every request that parsed a whole file tells keeld once it is done
+// (setParsedHook: keeld gives the parse's freed pages back then), whether
+// the file passed or not.
+TEST_F(DaemonBackendTest, ChecksAndReloadsCallTheParsedHook) {
+  make();
+  int parsed = 0;
+  backend_->setParsedHook([&parsed] { ++parsed; });
+  EXPECT_TRUE(backend_->checkConfig(yaml(kTwo), "other.yaml").isOk());
+  EXPECT_EQ(parsed, 1);
+  EXPECT_FALSE(backend_->checkConfig("services: [", "other.yaml").isOk());
+  EXPECT_EQ(parsed, 2);
+  EXPECT_TRUE(backend_->reload().isOk());
+  EXPECT_EQ(parsed, 3);
+  files_["keel.yaml"] = "services: [";
+  EXPECT_FALSE(backend_->reload().isOk());
+  EXPECT_EQ(parsed, 4);
+  backend_->daemonStatus();
+  EXPECT_EQ(parsed, 4) << "a request that parses no file";
+}
+
 // config.check checks the file with keeld's runtime changes on top, as a
 // reload applies it: a file that passes alone but clashes with a keelctl
 // change is refused as the reload would refuse it, and a change the reload

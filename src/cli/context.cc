@@ -3,7 +3,7 @@
 
 #include "common/text.h"
 
-#include "control/api/control_backend.h"  // api::code
+#include "control/api/codes.h"
 #include "control/api/json_keys.h"
 #include "control/api/methods.h"
 

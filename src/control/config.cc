@@ -1189,6 +1189,16 @@ void Parser::parseMetrics(const YAML::Node& n, MetricsConfig& metrics) {
                 describe(*k));
       return;
     }
+    // An address this host does not have (a file from another node, a
+    // typo): the check passed it and the start failed to listen.
+    if (options_.bindProblem && !every)
+      if (const std::string why = options_.bindProblem(*host); !why.empty()) {
+        error(*k, "metrics.address",
+              "cannot listen on " + host->toString() + ": " + why +
+                  " (no address of this host: use one it has, 127.0.0.1, or 0.0.0.0 / [::] for every address), got " +
+                  describe(*k));
+        return;
+      }
     metrics.address = *host;
     metrics.port = static_cast<uint16_t>(port);
   }

@@ -502,6 +502,11 @@ struct ConfigOptions {
   // a health check's `source` is not checked. One it does not have is a
   // warning: every check from it is not run (HealthResult::local).
   std::function<bool(const IpAddress& address)> addressIsLocal;
+  // Why a socket of this host cannot bind an address ("" when it can;
+  // keeld: a TCP socket bound to it with port 0, so net.ipv4/ipv6
+  // .ip_nonlocal_bind count); empty: metrics.address is not checked for it.
+  // One that cannot be bound fails the start (metrics_failed).
+  std::function<std::string(const IpAddress& address)> bindProblem;
 };
 
 ConfigResult parseConfig(std::string_view yamlText, std::string_view sourceName,

@@ -187,6 +187,27 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000, bool onLoop = false) {
   o.interfaceAddresses = interfaceAddresses;
   o.interfacesOn = interfacesOn;
   o.addressIsLocal = addressIsLocal;
+  o.bindProblem = [](const IpAddress& a) -> std::string {
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (a.isV4()) {
+      auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+      in->sin_family = AF_INET;
+      std::memcpy(&in->sin_addr, a.bytes().data(), 4);
+      len = sizeof(sockaddr_in);
+    } else {
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+      in6->sin6_family = AF_INET6;
+      std::memcpy(&in6->sin6_addr, a.bytes().data(), 16);
+      len = sizeof(sockaddr_in6);
+    }
+    const Fd sock(::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (sock.get() < 0) return "";  // cannot tell
+    // Only an address the host lacks counts: the port is the start's to find free.
+    if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno == EADDRNOTAVAIL)
+      return std::strerror(EADDRNOTAVAIL);
+    return "";
+  };
   o.socketPathProblem = api::socketPathProblem;
   o.groupExists = [](const std::string& name) {
     // A lookup that failed says nothing of the group: not refused for it

@@ -663,6 +663,30 @@ TEST(Config, DpdkDeviceNamesAreTheDriversEalLoads) {
 
 // EAL that would find no hugepages (none reserved, none of a mounted
 // size) fails the start: refused at eal_args' line, unless it runs without.
+// A metrics address no socket of this host can bind (keeld: a bind that
+// fails EADDRNOTAVAIL) is refused at its line; every address is not asked.
+TEST(Config, MetricsAddressMustBeBindable) {
+  ConfigOptions o;
+  std::vector<std::string> asked;
+  o.bindProblem = [&](const IpAddress& a) {
+    asked.push_back(a.toString());
+    return a.toString() == "192.0.2.77" ? std::string("Cannot assign requested address") : std::string();
+  };
+  auto parse = [&](const std::string& address) {
+    return parseConfig("dataplane: {kind: xdp, interface: eth0}\nmetrics:\n  address: \"" + address + "\"\n",
+                       "keel.yaml", o);
+  };
+  EXPECT_EQ(parse("192.0.2.77:9477").errors,
+            std::vector<std::string>{"keel.yaml:3: metrics.address: cannot listen on 192.0.2.77: Cannot assign "
+                                     "requested address (no address of this host: use one it has, 127.0.0.1, or "
+                                     "0.0.0.0 / [::] for every address), got \"192.0.2.77:9477\""});
+  EXPECT_TRUE(parse("127.0.0.1:9477").ok());
+  EXPECT_TRUE(parse("[::1]:9477").ok());
+  EXPECT_TRUE(parse("0.0.0.0:9477").ok());
+  EXPECT_TRUE(parse("[::]:9477").ok());
+  EXPECT_EQ(asked, (std::vector<std::string>{"192.0.2.77", "127.0.0.1", "::1"}));
+}
+
 TEST(Config, DpdkEalNeedsHugepagesUnlessNoHuge) {
   ConfigOptions o;
   std::vector<HugepageSize> sizes = {{2u << 20, 0, 0, "/dev/hugepages"}};

@@ -136,6 +136,12 @@ if [ "$rc" -eq 1 ] && grep -qF "metrics: cannot listen on 127.0.0.1:$port: Addre
 else
   echo "FAIL: a busy metrics port: rc $rc"; echo "$out"; fail=1
 fi
+# A metrics address this host does not have (TEST-NET-1): the check says
+# so at its line, where the start failed to listen.
+sed 's|^node:|metrics: {address: "192.0.2.77:9477"}\nnode:|' "$dir/good.yaml" > "$dir/metrics-away.yaml"
+check "a metrics address this host lacks" 1 \
+  "metrics-away.yaml:2: metrics.address: cannot listen on 192.0.2.77: Cannot assign requested address" \
+  --check-config "$dir/metrics-away.yaml"
 check "bad log level" 2 "keeld: --log-level: must be one of trace|debug|info|warn|error|off, got \"loud\"" \
   --log-level loud --check-config "$dir/good.yaml"
 check "a directory for a file" 1 "$dir: not a regular file" --check-config "$dir"

@@ -3,6 +3,7 @@
 #include "common/text.h"
 
 #include "common/duration.h"
+#include "control/eal_args.h"
 #include "control/eal_lcores.h"
 #include "common/devargs.h"
 #include "common/fd.h"
@@ -541,6 +542,10 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
       for (size_t i = 0; i < k->size(); ++i)
         if (auto s = scalar((*k)[i], path + ".eal_args[" + std::to_string(i) + "]", "a string"))
           d.ealArgs.push_back(*s);
+      // What EAL's start would refuse of them (eal_args.h), at the argument.
+      if (d.ealArgs.size() == k->size())
+        for (const EalArgProblem& p : checkEalArgs(d.ealArgs))
+          error((*k)[p.arg], path + ".eal_args[" + std::to_string(p.arg) + "]", p.message);
     }
   }
   std::optional<YAML::Node> portNode = child(n, path, "port", true);

@@ -5,6 +5,7 @@
 #include "common/duration.h"
 #include "common/devargs.h"
 #include "control/config.h"
+#include "control/eal_args.h"
 #include "control/eal_lcores.h"
 
 #include <gtest/gtest.h>
@@ -665,6 +666,53 @@ TEST(Config, DpdkDeviceNamesAreTheDriversEalLoads) {
 // size) fails the start: refused at eal_args' line, unless it runs without.
 // A metrics address no socket of this host can bind (keeld: a bind that
 // fails EADDRNOTAVAIL) is refused at its line; every address is not asked.
+// What EAL 22.11's start refuses of its arguments, read without it
+// (eal_args.h): each problem at its argument, with what EAL says.
+TEST(Config, EalArgsEalRefuses) {
+  auto problems = [](const std::vector<std::string>& args) {
+    std::vector<std::string> out;
+    for (const EalArgProblem& p : checkEalArgs(args)) out.push_back(std::to_string(p.arg) + ": " + p.message);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(problems({"-l", "0-2", "-a", "0000:03:00.0", "--file-prefix", "keel", "--huge-unlink"}), V{});
+  EXPECT_EQ(problems({"--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--no-telemetry", "--lcores", "0@0,1@0",
+                      "--vdev=net_null0", "-d", "/opt/pmd", "-s0x2", "-vl0-1", "--main-lcore", "0"}),
+            V{});
+  // getopt_long's abbreviations are EAL's too.
+  EXPECT_EQ(problems({"--no-hu", "--file", "x", "--lcore", "0-1"}), V{});
+  EXPECT_EQ(problems({"--no-huge", "--no-telemtry"}),
+            V{"1: EAL has no option --no-telemtry (did you mean --no-telemetry?)"});
+  EXPECT_EQ(problems({"--huge"}), V{"0: --huge is ambiguous to EAL (it abbreviates --huge-dir --huge-unlink "
+                                    "--huge-worker-stack)"});
+  EXPECT_EQ(problems({"-x", "-vq"}), (V{"0: EAL has no option -x", "1: EAL has no option -q"}));
+  EXPECT_EQ(problems({"--no-pci=1"}), V{"0: --no-pci takes no value (EAL refuses --no-pci=1)"});
+  EXPECT_EQ(problems({"--no-pci", "--file-prefix"}), V{"1: --file-prefix needs a value, and eal_args end after it"});
+  EXPECT_EQ(problems({"--help"}), V{"0: EAL prints its usage and exits: keeld would never start"});
+  EXPECT_EQ(problems({"--iova-mode", "xx", "--proc-type=main", "--vfio-intr", "msi", "-n", "0"}),
+            (V{"1: --iova-mode must be pa or va, got \"xx\"",
+               "2: --proc-type must be primary, secondary or auto, got \"main\"",
+               "6: -n (memory channels) must be a positive number, got \"0\""}));
+  EXPECT_EQ(problems({"-m", "512", "--socket-mem", "512"}),
+            V{"3: EAL refuses -m and --socket-mem together (eal_args[1] gives -m)"});
+  EXPECT_EQ(problems({"--no-huge", "--huge-unlink"}),
+            V{"1: EAL refuses --huge-unlink with --no-huge (no hugepage files to unlink: leave it out of a --no-huge run)"});
+  EXPECT_EQ(problems({"--no-huge", "--in-memory"}).size(), 1u);
+  EXPECT_EQ(problems({"--in-memory", "--legacy-mem"}), V{"1: EAL refuses --legacy-mem with --in-memory"});
+  EXPECT_EQ(problems({"--no-huge", "--match-allocations"}),
+            V{"1: EAL refuses --match-allocations in legacy memory mode (--no-huge)"});
+  EXPECT_EQ(problems({"-a", "0000:01:00.0", "--block=0000:02:00.0"}),
+            V{"2: EAL refuses an allow list (-a) and a block list (--block) together"});
+  // After "--" the arguments are the application's: EAL stops there.
+  EXPECT_EQ(problems({"--no-huge", "--", "--bogus"}), V{});
+  // In a file: at the argument's line.
+  ConfigResult r = parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n    eal_args:\n      - --no-huge\n      - --no-telemtry\n"
+                               "    port: net_null0\n    workers: [1]\n",
+                               "keel.yaml");
+  EXPECT_EQ(r.errors, V{"keel.yaml:6: dataplane.dpdk.eal_args[1]: EAL has no option --no-telemtry (did you mean "
+                        "--no-telemetry?)"});
+}
+
 TEST(Config, MetricsAddressMustBeBindable) {
   ConfigOptions o;
   std::vector<std::string> asked;

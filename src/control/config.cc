@@ -409,7 +409,7 @@ class Parser {
   void checkDeviceNames(const std::optional<YAML::Node>& portNode, const std::optional<YAML::Node>& ealNode,
                         const DpdkConfig& d, const std::string& devargs);
   void parseNode(const YAML::Node& n, NodeConfig& node);
-  void parseLimits(const YAML::Node& n, DataplaneLimits& limits);
+  void parseLimits(const YAML::Node& n, DataplaneLimits& limits, DataplaneKind kind);
   void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
   void parseReal(const YAML::Node& n, const std::string& path, RealConfig& real);
   void parseControl(const YAML::Node& n, ControlConfig& control);
@@ -451,7 +451,7 @@ void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
 
   if (auto n = child(root, "", "dataplane", true)) parseDataplane(*n, cfg.dataplane);
   if (auto n = child(root, "", "node", false)) parseNode(*n, cfg.node);
-  if (auto n = child(root, "", "limits", false)) parseLimits(*n, cfg.limits);
+  if (auto n = child(root, "", "limits", false)) parseLimits(*n, cfg.limits, cfg.dataplane.kind);
   if (auto n = child(root, "", "control", false)) parseControl(*n, cfg.control);
   if (auto n = child(root, "", "metrics", false)) parseMetrics(*n, cfg.metrics);
   YAML::Node servicesNode;
@@ -886,7 +886,7 @@ void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
     if (auto v = integer(*k, "node.conntrack_insert_rate", 0, 100000000)) node.conntrackInsertRate = *v;
 }
 
-void Parser::parseLimits(const YAML::Node& n, DataplaneLimits& limits) {
+void Parser::parseLimits(const YAML::Node& n, DataplaneLimits& limits, DataplaneKind kind) {
   if (!checkMap(n, "limits", {"max_services", "max_reals", "conn_table_size"})) return;
   // Upper bounds keep BPF map allocations within what one node can hold.
   if (auto k = child(n, "limits", "max_services", false))
@@ -894,7 +894,17 @@ void Parser::parseLimits(const YAML::Node& n, DataplaneLimits& limits) {
   if (auto k = child(n, "limits", "max_reals", false))
     if (auto v = integer(*k, "limits.max_reals", 1, 1u << 22)) limits.maxBackends = *v;
   if (auto k = child(n, "limits", "conn_table_size", false))
-    if (auto v = integer(*k, "limits.conn_table_size", 1, 1u << 28)) limits.connTableSize = *v;
+    if (auto v = integer(*k, "limits.conn_table_size", 1, 1u << 28)) {
+      // XDP's table is one kernel LRU hash map, whose bucket array (a
+      // power of two, 16 bytes a bucket) must stay under 4 GiB: more than
+      // 2^27 entries fail its creation at start with E2BIG.
+      if (kind == DataplaneKind::kXdp && *v > kXdpMaxConnTable)
+        error(*k, "limits.conn_table_size",
+              "XDP's connection table is a kernel hash map of at most " + std::to_string(kXdpMaxConnTable) +
+                  " (2^27) entries (its creation fails past that), got " + describe(*k));
+      else
+        limits.connTableSize = *v;
+    }
 }
 
 void Parser::parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc) {

@@ -430,6 +430,10 @@ std::optional<size_t> otherVipOwner(const VipOwners& owners, const IpAddress& re
 // a file, "service web2" at runtime).
 std::string realIsOtherVip(const IpAddress& real, const std::string& owner);
 
+// The most entries the XDP plane's connection table (a kernel LRU hash
+// map) can be created with: past 2^27 its bucket array is refused (E2BIG).
+inline constexpr uint64_t kXdpMaxConnTable = uint64_t{1} << 27;
+
 struct ConfigOptions {
   // Empty: an l2dsr real without `mac` is an error; set: a real it does not
   // find is accepted and held down (RealConfig::macPending).

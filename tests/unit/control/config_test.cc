@@ -668,6 +668,24 @@ TEST(Config, DpdkDeviceNamesAreTheDriversEalLoads) {
 // fails EADDRNOTAVAIL) is refused at its line; every address is not asked.
 // What EAL 22.11's start refuses of its arguments, read without it
 // (eal_args.h): each problem at its argument, with what EAL says.
+// XDP's connection table is one kernel LRU hash map: past 2^27 entries
+// its creation fails (E2BIG), so the file is refused; DPDK's tables are
+// its own and take up to 2^28.
+TEST(Config, XdpConnTableAtMost2To27) {
+  auto parse = [](const std::string& kind, uint64_t size) {
+    return parseConfig("dataplane:\n  kind: " + kind + "\n" +
+                           (kind == "xdp" ? "  interface: eth0\n" : "  dpdk: {port: net_null0, workers: [1]}\n") +
+                           "limits:\n  conn_table_size: " + std::to_string(size) + "\n",
+                       "keel.yaml");
+  };
+  EXPECT_TRUE(parse("xdp", 134217728).ok());
+  EXPECT_EQ(parse("xdp", 134217729).errors,
+            std::vector<std::string>{"keel.yaml:5: limits.conn_table_size: XDP's connection table is a kernel hash map "
+                                     "of at most 134217728 (2^27) entries (its creation fails past that), got "
+                                     "\"134217729\""});
+  EXPECT_TRUE(parse("dpdk", 268435456).ok());
+}
+
 TEST(Config, EalArgsEalRefuses) {
   auto problems = [](const std::vector<std::string>& args) {
     std::vector<std::string> out;

@@ -832,10 +832,20 @@ void Parser::checkDpdkLcores(const YAML::Node& n, const DpdkConfig& d, const std
   std::set<unsigned> missing;
   for (unsigned c : e->cpus)
     if (!online.count(c)) missing.insert(c);
-  if (!missing.empty())
+  if (!missing.empty()) {
     error(at, path + ".eal_args",
           e->source + " runs lcores on CPU " + EalLcores::listText(missing) + ", not online on this host (online: " +
               EalLcores::listText(online) + "): EAL would refuse it");
+    return;
+  }
+  const std::set<unsigned> cpuset = options_.cpusetCpus ? options_.cpusetCpus() : std::set<unsigned>{};
+  for (unsigned c : e->cpus)
+    if (!cpuset.empty() && !cpuset.count(c)) missing.insert(c);
+  if (!missing.empty())
+    error(at, path + ".eal_args",
+          e->source + " runs lcores on CPU " + EalLcores::listText(missing) +
+              ", outside the CPUs this process's cpuset cgroup gives it (" + EalLcores::listText(cpuset) +
+              ": systemd's AllowedCPUs=, a container's CPU set): EAL would abort setting their affinity");
 }
 
 void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {

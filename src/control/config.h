@@ -487,6 +487,12 @@ struct ConfigOptions {
   // unit tests).
   std::function<std::set<unsigned>()> allowedCpus;
   std::function<std::set<unsigned>()> onlineCpus;
+  // The CPUs this process's cgroup may use (keeld: cpuset.cpus.effective,
+  // e.g. systemd's AllowedCPUs= or a container's); empty, or an empty set:
+  // not checked. EAL aborts (PANIC, SIGABRT) setting an lcore's affinity to
+  // a CPU outside them. Not the process's affinity (CPUAffinity=), which
+  // EAL's threads may leave.
+  std::function<std::set<unsigned>()> cpusetCpus;
   // The addresses of a network interface (keeld: getifaddrs); empty: a VIP
   // is checked against node.tunnel_source_v4/v6 only (vipOwnAddressProblem).
   std::function<std::vector<IpAddress>(const std::string& interface)> interfaceAddresses;

@@ -54,6 +54,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "common/file_write.h"
@@ -91,6 +92,48 @@ const std::set<unsigned>& startCpus() {
     return out;
   }();
   return cpus;
+}
+
+// The CPUs keeld's cgroup may use: the effective CPUs of its cpuset
+// cgroup (v1: cpuset.effective_cpus under the cpuset hierarchy's mount;
+// v2: cpuset.cpus.effective under the cgroup2 mount), or of the nearest
+// ancestor that has the file; empty when none is found (not checked).
+std::set<unsigned> cgroupCpus() {
+  std::string v1Mount, v2Mount;
+  {
+    std::ifstream mounts("/proc/self/mounts");
+    std::string dev, dir, type, opts, line;
+    while (std::getline(mounts, line)) {
+      std::istringstream in(line);
+      if (!(in >> dev >> dir >> type >> opts)) continue;
+      if (type == "cgroup2" && v2Mount.empty()) v2Mount = dir;
+      if (type == "cgroup" && ("," + opts + ",").find(",cpuset,") != std::string::npos) v1Mount = dir;
+    }
+  }
+  std::string v1Path, v2Path;
+  {
+    std::ifstream self("/proc/self/cgroup");
+    std::string line;
+    while (std::getline(self, line)) {
+      const size_t a = line.find(':'), b = line.find(':', a + 1);
+      if (a == std::string::npos || b == std::string::npos) continue;
+      const std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",";
+      if (line.compare(0, a, "0") == 0 && b == a + 1) v2Path = line.substr(b + 1);
+      else if (controllers.find(",cpuset,") != std::string::npos) v1Path = line.substr(b + 1);
+    }
+  }
+  auto read = [](const std::string& mount, const std::string& path, const char* file) -> std::set<unsigned> {
+    if (mount.empty() || path.empty() || path[0] != '/') return {};
+    const std::filesystem::path root(mount);
+    for (std::filesystem::path dir = root / path.substr(1);; dir = dir.parent_path()) {
+      std::ifstream f(dir / file);
+      std::string cpus;
+      if (f && std::getline(f, cpus) && !cpus.empty()) return parseCpuList(cpus).value_or(std::set<unsigned>{});
+      if (dir == root || dir == dir.parent_path() || dir.string().size() <= root.string().size()) return {};
+    }
+  };
+  if (std::set<unsigned> cpus = read(v1Mount, v1Path, "cpuset.effective_cpus"); !cpus.empty()) return cpus;
+  return read(v2Mount, v2Path, "cpuset.cpus.effective");
 }
 
 // The sysctls set by which the kernel forwards packets of `family` (4, 6)
@@ -181,6 +224,7 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000, bool onLoop = false) {
     if (!std::getline(f, line)) return std::set<unsigned>{};
     return parseCpuList(line).value_or(std::set<unsigned>{});
   };
+  o.cpusetCpus = cgroupCpus;
   o.resolveMac = [macWaitMs](const std::vector<IpAddress>& reals, const std::string& iface) {
     return resolveNeighbours(reals, iface, macWaitMs);
   };

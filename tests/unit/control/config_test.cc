@@ -671,6 +671,28 @@ TEST(Config, DpdkDeviceNamesAreTheDriversEalLoads) {
 // XDP's connection table is one kernel LRU hash map: past 2^27 entries
 // its creation fails (E2BIG), so the file is refused; DPDK's tables are
 // its own and take up to 2^28.
+// An lcore on a CPU outside the process's cpuset (AllowedCPUs=, a
+// container) makes EAL abort at start; the process's affinity alone
+// (CPUAffinity=) does not bound EAL's threads, so it is not asked here.
+TEST(Config, DpdkLcoresInsideTheCpuset) {
+  ConfigOptions o;
+  std::set<unsigned> cpuset = {0};
+  o.onlineCpus = [] { return std::set<unsigned>{0, 1, 2, 3}; };
+  o.cpusetCpus = [&] { return cpuset; };
+  auto parse = [&](const std::string& lcores) {
+    return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n    eal_args: [--no-huge, --lcores, \"" + lcores +
+                           "\"]\n    port: net_null0\n    workers: [1]\n",
+                       "keel.yaml", o);
+  };
+  EXPECT_EQ(parse("0@0,1@1").errors,
+            std::vector<std::string>{"keel.yaml:4: dataplane.dpdk.eal_args: --lcores 0@0,1@1 runs lcores on CPU 1, "
+                                     "outside the CPUs this process's cpuset cgroup gives it (0: systemd's "
+                                     "AllowedCPUs=, a container's CPU set): EAL would abort setting their affinity"});
+  EXPECT_TRUE(parse("0@0,1@0").ok());
+  cpuset = {};  // unknown: not checked
+  EXPECT_TRUE(parse("0@0,1@1").ok());
+}
+
 TEST(Config, XdpConnTableAtMost2To27) {
   auto parse = [](const std::string& kind, uint64_t size) {
     return parseConfig("dataplane:\n  kind: " + kind + "\n" +

@@ -15,6 +15,7 @@
 #include <rte_pci.h>
 #include <rte_rcu_qsbr.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <sys/stat.h>
@@ -33,6 +34,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -40,6 +42,7 @@
 
 #include "common/address.h"
 #include "common/devargs.h"
+#include "common/fd.h"
 #include "common/file_write.h"
 #include "common/hugepages.h"
 #include "common/logging.h"
@@ -156,6 +159,14 @@ void routeLibraryLogs() {
   }
 }
 
+// The name of process pid (its comm), or "" when gone.
+std::string processName(long pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  std::getline(f, name);
+  return name;
+}
+
 Status initEal(const std::vector<std::string>& args) {
   std::lock_guard<std::mutex> lock(gEalMutex);
   if (gEalReady) return Status::ok();
@@ -176,6 +187,13 @@ Status initEal(const std::vector<std::string>& args) {
     // No hugepages to use fails EAL with EACCES ("Permission denied"),
     // which says nothing of them: the pages free now, as EAL counts them.
     std::string why = hugepageProblem(args, readHugepages(), /*freeOnly=*/true);
+    // A --file-prefix another primary holds fails EAL with no errno set
+    // ("Success"): say whose it is.
+    std::string prefix;
+    if (const long holder = ealPrefixHolder(args, &prefix); why.empty() && holder > 0)
+      why = "another DPDK primary process (pid " + std::to_string(holder) + ", " + processName(holder) +
+            ") runs with --file-prefix " + prefix +
+            ": give each keeld, and each other DPDK program, a --file-prefix of its own";
     return Status::error("dpdk.eal_args: EAL initialisation failed: " + (why.empty() ? rteError() : why) +
                          " (args:" + joined + ")");
   }
@@ -224,6 +242,30 @@ std::string loadPlugin(const std::string& path) {
 }
 
 }  // namespace
+
+long ealPrefixHolder(const std::vector<std::string>& ealArgs, std::string* prefixOut) {
+  auto given = [&](const char* option) {
+    return std::any_of(ealArgs.begin(), ealArgs.end(), [&](const std::string& a) { return a == option; });
+  };
+  if (given("--in-memory") || given("--no-shconf")) return 0;  // no shared config, no lock
+  const std::vector<std::pair<size_t, std::string>> prefixes = ealOptionValues(ealArgs, "--file-prefix");
+  const std::string prefix = prefixes.empty() ? "rte" : prefixes.back().second;
+  if (prefixOut) *prefixOut = prefix;
+  // EAL's runtime directory: /var/run/dpdk for root, else
+  // $XDG_RUNTIME_DIR/dpdk or /tmp/dpdk (eal_create_runtime_dir).
+  std::string base = "/var/run";
+  if (::getuid() != 0) {
+    const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+    base = xdg ? xdg : "/tmp";
+  }
+  const Fd fd(::open((base + "/dpdk/" + prefix + "/config").c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return 0;
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (::fcntl(fd.get(), F_GETLK, &fl) != 0 || fl.l_type == F_UNLCK) return 0;
+  return fl.l_pid;
+}
 
 std::optional<DeviceNameCheck> checkDpdkDeviceNames(const std::vector<std::string>& plugins,
                                                     const std::vector<std::string>& devargs, bool mayLoad) {
@@ -781,7 +823,9 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     if (!pool_)
       return Status::error("dpdk.mbufs_per_worker: cannot create a pool of " + std::to_string(nbufs) +
                            " mbufs of " + std::to_string(dataRoom) + " bytes on socket " + std::to_string(poolSocket) + ": " + rteError() +
-                           " (hugepages reserved on that socket? see docs/dpdk.md)");
+                           (rte_eal_has_hugepages() ? std::string(" (hugepages reserved on that socket?")
+                                                    : std::string(" (EAL's -m under --no-huge?")) +
+                           " lower mbufs_per_worker or give EAL more; docs/dpdk.md, \"Hugepages\")");
     portRestore_.iface = vdevInterface(opts_.port);
     if (!portRestore_.iface.empty() && !opts_.kernelStateFile.empty()) recordKernelState();
     PortSetup setup;

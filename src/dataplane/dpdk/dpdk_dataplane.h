@@ -149,6 +149,12 @@ std::string portDeviceName(const std::string& devargs);
 std::optional<DeviceNameCheck> checkDpdkDeviceNames(const std::vector<std::string>& plugins,
                                                     const std::vector<std::string>& devargs, bool mayLoad);
 
+// The pid of another DPDK primary process that holds the runtime config
+// of the --file-prefix the EAL arguments give ("rte" when none; *prefix
+// says which), or 0: none, or the arguments keep no shared config
+// (--in-memory, --no-shconf). EAL's start fails on a prefix held.
+long ealPrefixHolder(const std::vector<std::string>& ealArgs, std::string* prefix = nullptr);
+
 // Returns null and sets *error (what is wrong and where) on failure.
 std::unique_ptr<Dataplane> makeDpdkDataplane(const DpdkOptions& options, std::string* error);
 // The same, typed, for tests and benchmarks that call start() themselves.

@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // checkDpdkDeviceNames(): what EAL would make of a config's device names
 // and driver paths, before EAL runs in the process (keeld --check-config
-// and the start's config check), with DPDK's installed drivers.
+// and the start's config check), with DPDK's installed drivers; and
+// ealPrefixHolder(), whose process holds a --file-prefix.
 #include <gtest/gtest.h>
 #include <rte_config.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -40,6 +47,42 @@ TEST(DpdkDeviceNames, ADriverPathLoadsAsEalLoadsIt) {
   EXPECT_NE(r->pluginErrors[0].find("/nonexistent/librte_net_x.so: cannot open shared object file"), std::string::npos)
       << r->pluginErrors[0];
   EXPECT_EQ(r->known, std::vector<bool>{true});
+}
+
+// Another primary's --file-prefix: the pid holding EAL's lock on its
+// runtime config (a write lock from a child here, as EAL takes it).
+TEST(EalPrefixHolder, NamesTheProcessHoldingThePrefix) {
+  const std::string prefix = "keel-prefix-test-" + std::to_string(::getpid());
+  const std::string dir = "/var/run/dpdk/" + prefix;
+  ASSERT_EQ(::system(("mkdir -p " + dir + " && : > " + dir + "/config").c_str()), 0);
+  std::string named;
+  EXPECT_EQ(ealPrefixHolder({"--file-prefix", prefix}, &named), 0) << "no holder";
+  EXPECT_EQ(named, prefix);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const int fd = ::open((dir + "/config").c_str(), O_RDWR);
+    struct flock fl{};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_len = 64;
+    if (fd < 0 || ::fcntl(fd, F_SETLK, &fl) != 0) ::_exit(1);
+    (void)!::write(ready[1], "x", 1);
+    ::sleep(10);  // killed by the parent long before
+    ::_exit(0);
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  EXPECT_EQ(ealPrefixHolder({"--no-huge", "--file-prefix", prefix}), child);
+  EXPECT_EQ(ealPrefixHolder({"--file-prefix", prefix, "--in-memory"}), 0) << "no shared config";
+  EXPECT_EQ(ealPrefixHolder({"--file-prefix", prefix, "--no-shconf"}), 0) << "no shared config";
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  EXPECT_EQ(ealPrefixHolder({"--file-prefix", prefix}), 0) << "its holder gone";
+  ASSERT_EQ(::system(("rm -rf " + dir).c_str()), 0);
 }
 
 }  // namespace

@@ -95,6 +95,7 @@ std::vector<HugepageSize> readHugepages(const std::string& root) {
     const uint64_t over = readNumber(e.path() / "nr_overcommit_hugepages");
     const uint64_t surplus = readNumber(e.path() / "surplus_hugepages");
     s.available = (free > resv ? free - resv : 0) + (over > surplus ? over - surplus : 0);
+    s.overcommit = over;
     for (const auto& [size, dir] : mounts)
       if (size == s.bytes) {
         s.mount = dir;
@@ -135,6 +136,39 @@ std::string hugepageProblem(const std::vector<std::string>& ealArgs, const std::
   else
     why += "none are reserved (vm.nr_hugepages, or hugepages= on the kernel command line)";
   return why + "; docs/dpdk.md \"Hugepages\" (--no-huge runs EAL without them, for tests)";
+}
+
+std::optional<uint64_t> ealMemoryLimit(const std::vector<std::string>& ealArgs, const std::vector<HugepageSize>& sizes,
+                                       std::string* what) {
+  const bool noHuge = option(ealArgs, "--no-huge", 7);
+  std::optional<uint64_t> megabytes;
+  for (size_t i = 0; i < ealArgs.size(); ++i)
+    if (ealArgs[i] == "-m") {
+      if (i + 1 >= ealArgs.size()) return std::nullopt;
+      const std::string& v = ealArgs[i + 1];
+      if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 9) return std::nullopt;
+      megabytes = std::stoull(v);
+    } else if (ealArgs[i].rfind("-m", 0) == 0 && ealArgs[i].size() > 2) {
+      return std::nullopt;  // "-m512": not read here
+    }
+  if (noHuge || option(ealArgs, "--legacy-mem", 5)) {
+    if (!megabytes && !noHuge) return std::nullopt;
+    const uint64_t mb = megabytes.value_or(64);  // EAL's memory under --no-huge without -m
+    if (what) *what = (megabytes ? "-m " + std::to_string(mb) : "EAL's default of 64 MB") +
+                      (noHuge ? " under --no-huge" : " under --legacy-mem");
+    return mb << 20;
+  }
+  if (option(ealArgs, "--socket-limit", 9) || option(ealArgs, "--socket-mem", 9)) return std::nullopt;
+  const bool inMemory = option(ealArgs, "--in-memory", 4);
+  uint64_t bytes = 0;
+  for (const HugepageSize& s : sizes) {
+    if (s.mount.empty() && !inMemory) continue;
+    if (s.overcommit > 0) return std::nullopt;
+    bytes += s.reserved * s.bytes;
+  }
+  if (bytes == 0) return std::nullopt;  // hugepageProblem's to say
+  if (what) *what = "the hugepages reserved, " + std::to_string(bytes >> 20) + " MiB";
+  return bytes;
 }
 
 }  // namespace keel

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@ struct HugepageSize {
   uint64_t reserved = 0;   // nr_hugepages
   uint64_t available = 0;  // what EAL counts: free - resv, plus overcommit - surplus
   std::string mount;       // a hugetlbfs mounted for this size, "" for none
+  uint64_t overcommit = 0; // nr_overcommit_hugepages: surplus pages the kernel may add on demand
 };
 
 // Each page size the kernel offers (/sys/kernel/mm/hugepages), with its
@@ -33,5 +35,23 @@ std::vector<HugepageSize> readHugepages(const std::string& root = "");
 // may hold them all).
 std::string hugepageProblem(const std::vector<std::string>& ealArgs, const std::vector<HugepageSize>& sizes,
                             bool freeOnly);
+
+// The least EAL memory keel's DPDK plane takes for a config (its mbufs and
+// connection tables; the DPDK plane's dpdkMemoryFloor computes it).
+struct EalMemoryNeed {
+  uint64_t mbufBytes = 0;
+  uint64_t connBytes = 0;
+  uint64_t total() const { return mbufBytes + connBytes; }
+};
+
+// The most memory EAL started with these arguments can hand out, or
+// nullopt when that is not bounded here: under --no-huge (and with
+// --legacy-mem) its -m (64 MB when not given under --no-huge); otherwise
+// the hugepages reserved of the sizes it can use (hugepageProblem's), or
+// nullopt when the kernel may add surplus pages (nr_overcommit_hugepages),
+// -m is not a plain number, or --socket-limit / --socket-mem say more.
+// what: how it was bounded, for messages ("-m 256 under --no-huge").
+std::optional<uint64_t> ealMemoryLimit(const std::vector<std::string>& ealArgs, const std::vector<HugepageSize>& sizes,
+                                       std::string* what);
 
 }  // namespace keel

@@ -410,6 +410,7 @@ class Parser {
                         const DpdkConfig& d, const std::string& devargs);
   void parseNode(const YAML::Node& n, NodeConfig& node);
   void parseLimits(const YAML::Node& n, DataplaneLimits& limits, DataplaneKind kind);
+  void checkDpdkMemory(const Config& cfg);
   void parseService(const YAML::Node& n, const std::string& path, ServiceConfig& svc);
   void parseReal(const YAML::Node& n, const std::string& path, RealConfig& real);
   void parseControl(const YAML::Node& n, ControlConfig& control);
@@ -439,6 +440,8 @@ class Parser {
   std::set<std::string> nodeKeysGiven_;
   // (line, column) of an empty value's mark -> its key's line (child()).
   std::map<std::pair<int, int>, int> emptyValueLine_;
+  // dataplane.dpdk, once read (checkDpdkMemory).
+  std::optional<YAML::Node> dpdkNode_;
 };
 
 void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
@@ -452,6 +455,7 @@ void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
   if (auto n = child(root, "", "dataplane", true)) parseDataplane(*n, cfg.dataplane);
   if (auto n = child(root, "", "node", false)) parseNode(*n, cfg.node);
   if (auto n = child(root, "", "limits", false)) parseLimits(*n, cfg.limits, cfg.dataplane.kind);
+  checkDpdkMemory(cfg);
   if (auto n = child(root, "", "control", false)) parseControl(*n, cfg.control);
   if (auto n = child(root, "", "metrics", false)) parseMetrics(*n, cfg.metrics);
   YAML::Node servicesNode;
@@ -495,6 +499,7 @@ void Parser::parseDataplane(const YAML::Node& n, DataplaneConfig& dp) {
       error(*k, "dataplane.dpdk", "only with kind: dpdk");
     else if (dpdk)
       parseDpdk(*k, dp.dpdk);
+      dpdkNode_ = *k;
   }
   if (auto k = child(n, "dataplane", "xdp_mode", false)) {
     if (dpdk) {
@@ -894,6 +899,33 @@ void Parser::parseNode(const YAML::Node& n, NodeConfig& node) {
       node.tunnelMtu = *v;
   if (auto k = child(n, "node", "conntrack_insert_rate", false))
     if (auto v = integer(*k, "node.conntrack_insert_rate", 0, 100000000)) node.conntrackInsertRate = *v;
+}
+
+// The DPDK plane's mbufs and connection tables against the memory EAL can
+// hand out (ealMemoryLimit): a start with less than they take fails for
+// certain (the pool, or a worker's table, cannot be allocated), after a
+// restart has stopped the old keeld. The need is a floor (no EAL or
+// mempool overhead), so a file refused here cannot start.
+void Parser::checkDpdkMemory(const Config& cfg) {
+  const DpdkConfig& d = cfg.dataplane.dpdk;
+  if (cfg.dataplane.kind != DataplaneKind::kDpdk || !dpdkNode_ || !options_.dpdkMemoryFloor || d.workers.empty() ||
+      !errors_.empty())
+    return;
+  std::string what;
+  const std::optional<uint64_t> limit =
+      ealMemoryLimit(d.ealArgs, options_.hugepages ? options_.hugepages() : std::vector<HugepageSize>{}, &what);
+  if (!limit) return;
+  const EalMemoryNeed need = options_.dpdkMemoryFloor(static_cast<uint32_t>(d.workers.size()), d.mbufsPerWorker,
+                                                      d.mtu, cfg.limits.connTableSize);
+  if (need.total() <= *limit) return;
+  auto mib = [](uint64_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; };
+  error(*dpdkNode_, "dataplane.dpdk",
+        "the DPDK plane needs at least " + mib(need.total()) + " of EAL memory (" + mib(need.mbufBytes) + " for " +
+            std::to_string(uint64_t{d.mbufsPerWorker} * d.workers.size()) + " mbufs: mbufs_per_worker x workers; " +
+            mib(need.connBytes) + " for the connection tables of limits.conn_table_size " +
+            std::to_string(cfg.limits.connTableSize) + "), more than EAL has (" + what +
+            "): give EAL more (-m, hugepages) or lower limits.conn_table_size or mbufs_per_worker (docs/dpdk.md, "
+            "\"Hugepages\")");
 }
 
 void Parser::parseLimits(const YAML::Node& n, DataplaneLimits& limits, DataplaneKind kind) {

@@ -476,6 +476,12 @@ struct ConfigOptions {
   // reserved, or none of a mounted size) fails EAL's start, so it is an
   // error here.
   std::function<std::vector<HugepageSize>()> hugepages;
+  // The least EAL memory the DPDK plane takes for workers x
+  // mbufs_per_worker mbufs of a port MTU and a conn_table_size (keeld: the
+  // DPDK plane's dpdkMemoryFloor); empty: not checked. A file whose need
+  // is over what EAL can hand out (ealMemoryLimit) cannot start.
+  std::function<EalMemoryNeed(uint32_t workers, uint32_t mbufsPerWorker, uint16_t mtu, uint32_t connTableSize)>
+      dpdkMemoryFloor;
   // Whether this keeld has the data plane a kind names (keeld: the planes it
   // was built with); empty: every kind is accepted (a file for another
   // machine, unit tests).

@@ -359,6 +359,15 @@ bool dataplaneBuiltIn(DataplaneKind kind) {
 #endif
 }
 
+EalMemoryNeed dpdkMemoryNeed(uint32_t workers, uint32_t mbufsPerWorker, uint16_t mtu, uint32_t connTableSize) {
+#ifdef KEEL_HAVE_DPDK
+  return dpdkMemoryFloor(workers, mbufsPerWorker, mtu, connTableSize);
+#else
+  (void)workers, (void)mbufsPerWorker, (void)mtu, (void)connTableSize;
+  return {};
+#endif
+}
+
 std::optional<DeviceNameCheck> dpdkDeviceNames(const std::vector<std::string>& plugins,
                                                const std::vector<std::string>& devargs, bool mayLoad) {
 #ifdef KEEL_HAVE_DPDK

@@ -68,6 +68,10 @@ bool dataplaneBuiltIn(DataplaneKind kind);
 // keeld built without DPDK, or where it cannot tell without loading DPDK's
 // drivers and mayLoad is false (keeld's running loop: an XDP keeld loads
 // none for a file it would not apply without a restart).
+// The DPDK plane's dpdkMemoryFloor() (dpdk_dataplane.h); zero in a keeld
+// built without DPDK.
+EalMemoryNeed dpdkMemoryNeed(uint32_t workers, uint32_t mbufsPerWorker, uint16_t mtu, uint32_t connTableSize);
+
 std::optional<DeviceNameCheck> dpdkDeviceNames(const std::vector<std::string>& plugins,
                                                const std::vector<std::string>& devargs, bool mayLoad);
 

@@ -217,6 +217,7 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000, bool onLoop = false) {
     return dpdkDeviceNames(plugins, devargs, /*mayLoad=*/!onLoop);
   };
   o.hugepages = [] { return readHugepages(); };
+  o.dpdkMemoryFloor = dpdkMemoryNeed;
   o.allowedCpus = [cpus = startCpus()] { return cpus; };
   o.onlineCpus = [] {
     std::ifstream f("/sys/devices/system/cpu/online");

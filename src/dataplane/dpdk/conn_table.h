@@ -221,9 +221,16 @@ class ConnWays {
   static constexpr uint32_t kWays = 4;
 
   // capacity is rounded up to a power of two number of buckets.
-  ConnWays(uint32_t capacity, const ConnMemory& memory) : entries_(nullptr, Free{memory.release}) {
+  static uint32_t bucketsFor(uint32_t capacity) {
     uint32_t buckets = 1;
     while (buckets * kWays < capacity) buckets <<= 1;
+    return buckets;
+  }
+  // The bytes a table of this capacity takes.
+  static uint64_t bytesFor(uint32_t capacity) { return uint64_t{bucketsFor(capacity)} * kWays * sizeof(Entry); }
+
+  ConnWays(uint32_t capacity, const ConnMemory& memory) : entries_(nullptr, Free{memory.release}) {
+    const uint32_t buckets = bucketsFor(capacity);
     mask_ = buckets - 1;
     // 2 MiB-aligned: with a million entries spread over tens of MiB, every
     // lookup is a cache miss, and on 4 KiB pages a TLB miss (a page walk)
@@ -409,6 +416,11 @@ class ConnTable {
         s = z ^ (z >> 31);
       }
     }
+  }
+
+  // The bytes a table of this capacity takes, both families.
+  static uint64_t bytesFor(uint32_t capacity) {
+    return ConnWays<ConnEntry4>::bytesFor(capacity) + ConnWays<ConnEntry6>::bytesFor(capacity);
   }
 
   // hashOf()'s seeds: which bucket each flow lands in, given the capacity.

@@ -243,6 +243,26 @@ std::string loadPlugin(const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+// Each mbuf's data room, its headroom included, for a port MTU (0: the
+// driver's default): a frame of the MTU in one buffer (see init()).
+uint32_t mbufDataRoom(uint16_t mtu) {
+  const uint32_t frame = uint32_t{mtu} + kFrameOverhead;
+  return std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_PKTMBUF_HEADROOM + (frame + 1023u) / 1024u * 1024u);
+}
+
+}  // namespace
+
+EalMemoryNeed dpdkMemoryFloor(uint32_t workers, uint32_t mbufsPerWorker, uint16_t mtu, uint32_t connTableSize) {
+  EalMemoryNeed f;
+  if (workers == 0) return f;
+  f.mbufBytes = uint64_t{mbufsPerWorker} * workers * (sizeof(rte_mbuf) + mbufDataRoom(mtu));
+  const uint32_t perWorker = (connTableSize + workers - 1) / workers;  // as init() splits it
+  f.connBytes = uint64_t{workers} * dpdk::ConnTable::bytesFor(perWorker);
+  return f;
+}
+
 long ealPrefixHolder(const std::vector<std::string>& ealArgs, std::string* prefixOut) {
   auto given = [&](const char* option) {
     return std::any_of(ealArgs.begin(), ealArgs.end(), [&](const std::string& a) { return a == option; });
@@ -815,9 +835,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
     // up to 1 KiB: NICs round the buffer they are given down (ixgbe to 1 KiB,
     // i40e and ice to 128 bytes) and would split a frame that only just fit;
     // start() checks what the driver made of it (kFrameOverhead).
-    const uint32_t frame = uint32_t{opts_.mtu} + kFrameOverhead;
-    const uint32_t dataRoom = std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE,
-                                                 RTE_PKTMBUF_HEADROOM + (frame + 1023u) / 1024u * 1024u);
+    const uint32_t dataRoom = mbufDataRoom(opts_.mtu);
     facts_.bufferBytes = static_cast<uint16_t>(dataRoom);
     pool_ = rte_pktmbuf_pool_create(poolName.c_str(), nbufs, 256, 0, static_cast<uint16_t>(dataRoom), poolSocket);
     if (!pool_)

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/devargs.h"
+#include "common/hugepages.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/dpdk/conn_persist.h"
 
@@ -148,6 +149,12 @@ std::string portDeviceName(const std::string& devargs);
 // was not started with is not checked (nullopt).
 std::optional<DeviceNameCheck> checkDpdkDeviceNames(const std::vector<std::string>& plugins,
                                                     const std::vector<std::string>& devargs, bool mayLoad);
+
+// The least EAL memory the plane takes for a config (no EAL needed): its
+// mbuf pool's buffers and mbuf headers (no mempool overhead) and every
+// worker's connection tables (both families). EAL's own heap comes on top,
+// so a start with less memory than this fails for certain.
+EalMemoryNeed dpdkMemoryFloor(uint32_t workers, uint32_t mbufsPerWorker, uint16_t mtu, uint32_t connTableSize);
 
 // The pid of another DPDK primary process that holds the runtime config
 // of the --file-prefix the EAL arguments give ("rte" when none; *prefix

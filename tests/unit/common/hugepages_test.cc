@@ -92,6 +92,26 @@ TEST_F(HugepagesTest, PagesInUseCountForACheckNotForAFailedStart) {
   EXPECT_NE(why.find("every reserved page is in use (64 of 2 MiB reserved, none free)"), std::string::npos) << why;
 }
 
+// What EAL can hand out: -m under --no-huge (64 MB without it), else the
+// pages reserved of the usable sizes; nothing said where the kernel may add
+// surplus pages or the arguments bound it otherwise.
+TEST_F(HugepagesTest, EalMemoryLimit) {
+  std::string what;
+  EXPECT_EQ(ealMemoryLimit({"--no-huge", "-m", "256"}, read(), &what), uint64_t{256} << 20);
+  EXPECT_EQ(what, "-m 256 under --no-huge");
+  EXPECT_EQ(ealMemoryLimit({"--no-huge"}, read(), &what), uint64_t{64} << 20);
+  EXPECT_EQ(what, "EAL's default of 64 MB under --no-huge");
+  EXPECT_EQ(ealMemoryLimit({"--no-huge", "-m512"}, read(), nullptr), std::nullopt);
+  EXPECT_EQ(ealMemoryLimit({}, read(), nullptr), std::nullopt) << "no pages: hugepageProblem's";
+  size("hugepages-2048kB", 512, 512, 0);
+  write("proc/mounts", "hugetlbfs /dev/hugepages hugetlbfs rw,pagesize=2M 0 0\n");
+  EXPECT_EQ(ealMemoryLimit({"-m", "64"}, read(), &what), uint64_t{1} << 30) << "-m preallocates; EAL grows past it";
+  EXPECT_EQ(what, "the hugepages reserved, 1024 MiB");
+  EXPECT_EQ(ealMemoryLimit({"--socket-mem", "64"}, read(), nullptr), std::nullopt);
+  write("sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages", "100\n");
+  EXPECT_EQ(ealMemoryLimit({}, read(), nullptr), std::nullopt) << "surplus pages on demand";
+}
+
 TEST_F(HugepagesTest, AKernelWithoutHugepagesHasNoSizes) {
   fs::remove_all(root_ / "sys");
   EXPECT_TRUE(read().empty());

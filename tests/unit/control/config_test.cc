@@ -674,6 +674,33 @@ TEST(Config, DpdkDeviceNamesAreTheDriversEalLoads) {
 // An lcore on a CPU outside the process's cpuset (AllowedCPUs=, a
 // container) makes EAL abort at start; the process's affinity alone
 // (CPUAffinity=) does not bound EAL's threads, so it is not asked here.
+// The DPDK plane's floor of EAL memory against what EAL can hand out: a
+// file that cannot fit is refused at the dpdk block, naming both.
+TEST(Config, DpdkMemoryMustFitEal) {
+  ConfigOptions o;
+  std::vector<std::string> asked;
+  o.dpdkMemoryFloor = [&](uint32_t workers, uint32_t mbufs, uint16_t mtu, uint32_t conns) {
+    asked.push_back(std::to_string(workers) + "/" + std::to_string(mbufs) + "/" + std::to_string(mtu) + "/" +
+                    std::to_string(conns));
+    return EalMemoryNeed{uint64_t{mbufs} * workers * 2304, uint64_t{conns} * 100};
+  };
+  auto parse = [&](const std::string& mb, uint64_t conns) {
+    return parseConfig("dataplane:\n  kind: dpdk\n  dpdk:\n    eal_args: [--no-huge, -m, \"" + mb +
+                           "\"]\n    port: net_null0\n    workers: [1, 2]\n    mbufs_per_worker: 4096\n    mtu: 9000\n"
+                           "limits: {conn_table_size: " + std::to_string(conns) + "}\n",
+                       "keel.yaml", o);
+  };
+  EXPECT_TRUE(parse("256", 1000000).ok());
+  EXPECT_EQ(asked, std::vector<std::string>{"2/4096/9000/1000000"});
+  ConfigResult r = parse("64", 1000000);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0], "keel.yaml:4: dataplane.dpdk: the DPDK plane needs at least 114 MiB of EAL memory (18 MiB "
+                         "for 8192 mbufs: mbufs_per_worker x workers; 96 MiB for the connection tables of "
+                         "limits.conn_table_size 1000000), more than EAL has (-m 64 under --no-huge): give EAL more "
+                         "(-m, hugepages) or lower limits.conn_table_size or mbufs_per_worker (docs/dpdk.md, "
+                         "\"Hugepages\")");
+}
+
 TEST(Config, DpdkLcoresInsideTheCpuset) {
   ConfigOptions o;
   std::set<unsigned> cpuset = {0};

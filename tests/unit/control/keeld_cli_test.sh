@@ -58,6 +58,7 @@ dataplane:
     workers: [1]
 $1
 node: {tunnel_source_v4: 10.0.0.2, next_hop_mac: "02:00:00:00:00:01"}
+limits: {conn_table_size: 10000}
 services:
   - {name: web, vip: 192.0.2.10, port: 80, protocol: tcp, reals: [{address: 10.0.1.11}, {address: 10.0.1.12}]}
 YAML

@@ -5,6 +5,7 @@
 // ealPrefixHolder(), whose process holds a --file-prefix.
 #include <gtest/gtest.h>
 #include <rte_config.h>
+#include <rte_mbuf.h>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -47,6 +48,19 @@ TEST(DpdkDeviceNames, ADriverPathLoadsAsEalLoadsIt) {
   EXPECT_NE(r->pluginErrors[0].find("/nonexistent/librte_net_x.so: cannot open shared object file"), std::string::npos)
       << r->pluginErrors[0];
   EXPECT_EQ(r->known, std::vector<bool>{true});
+}
+
+// The floor of EAL memory the plane takes: its mbufs (header and data
+// room) and each worker's tables, as init() sizes them.
+TEST(DpdkMemoryFloor, MbufsAndTablesAsInitSizesThem) {
+  const EalMemoryNeed one = dpdkMemoryFloor(1, 8192, 0, 1000000);
+  EXPECT_EQ(one.mbufBytes, uint64_t{8192} * (sizeof(rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE));
+  // 1,000,000 flows: 262,144 buckets of 4 ways, 32 + 64 bytes a way.
+  EXPECT_EQ(one.connBytes, uint64_t{262144} * 4 * 96);
+  const EalMemoryNeed two = dpdkMemoryFloor(2, 8192, 9000, 1000000);
+  EXPECT_EQ(two.mbufBytes, uint64_t{16384} * (sizeof(rte_mbuf) + RTE_PKTMBUF_HEADROOM + 9216))
+      << "9,000 + 22 bytes of Ethernet and two tags, in whole KiB";
+  EXPECT_EQ(two.connBytes, uint64_t{2} * 131072 * 4 * 96) << "500,000 a worker";
 }
 
 // Another primary's --file-prefix: the pid holding EAL's lock on its

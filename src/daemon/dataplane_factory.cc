@@ -392,7 +392,12 @@ void adoptLegacyDpdkState(const std::string& stateDir, const StateFiles& files) 
 }
 
 std::vector<std::string> pinnedStateConflicts(const Config& config) {
-  if (config.dataplane.kind == DataplaneKind::kXdp) return XdpDataplane::adoptionConflicts(xdpOptionsOf(config));
+  if (config.dataplane.kind == DataplaneKind::kXdp) {
+    const XdpOptions xo = xdpOptionsOf(config);
+    std::vector<std::string> out = XdpDataplane::adoptionConflicts(xo);
+    for (std::string& e : XdpDataplane::attachConflicts(xo)) out.push_back(std::move(e));
+    return out;
+  }
   if (std::string pinned = pinnedXdpPlaneUnder(config); !pinned.empty()) return {std::move(pinned)};
   return {};
 }

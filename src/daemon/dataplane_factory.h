@@ -81,11 +81,14 @@ std::optional<DeviceNameCheck> dpdkDeviceNames(const std::vector<std::string>& p
 std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const StateFiles& files,
                                                      std::string* error);
 
-// What the next start would refuse in the state a previous keeld left on
-// this host (keeld --check-config): on XDP, pinned maps of other limits:
-// sizes or a pinned program attached in the other xdp_mode (adoption
-// refuses both); on DPDK, an XDP plane pinned for its interface. The
-// start's own words, one error each; empty when nothing conflicts.
+// What the next start would refuse in the state a previous keeld, or
+// anything else, left on this host (keeld --check-config): on XDP, pinned
+// maps of other limits: sizes or a pinned program attached in the other
+// xdp_mode (adoption refuses both; XdpDataplane::adoptionConflicts), an XDP
+// program on the interface that is not keel's own
+// (XdpDataplane::attachConflicts); on DPDK, an XDP plane pinned for its
+// interface. The start's own words, one error each; empty when nothing
+// conflicts.
 std::vector<std::string> pinnedStateConflicts(const Config& config);
 
 // A DPDK keeld before keyed state files kept runtime-dpdk.json and

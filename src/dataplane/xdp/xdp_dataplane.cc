@@ -36,6 +36,7 @@
 #include "common/fd.h"
 #include "common/path_lock.h"
 #include "common/logging.h"
+#include "dataplane/xdp/attached_program.h"
 #include "dataplane/xdp/map_layout.h"
 
 namespace keel {
@@ -44,6 +45,9 @@ namespace {
 // Pin names under <pinDir> beside the maps' (bpffs allows no '.' in names).
 constexpr const char* kProgPin = "prog";
 constexpr const char* kRodataPin = "prog_rodata";
+// The pin whose presence makes a start adopt (skel->maps.backends' name):
+// for attachConflicts(), which opens no skeleton.
+constexpr const char* kBackendsPin = "backends";
 // Where a pin is written before it is renamed over its name: a pin is
 // replaced in one step (rename(2) over an existing bpffs entry), so a keeld
 // killed meanwhile leaves the old pin or the new one, never none. A
@@ -202,6 +206,43 @@ std::string sizeConflict(const std::string& map, const std::string& path, uint32
 std::string otherModeConflict(const std::string& modeName, const std::string& interface) {
   return "dataplane.xdp_mode: " + modeName + ", but the pinned program on " + interface +
          " is attached in the other mode; a mode change cannot keep the running state: restore the old value";
+}
+
+// Why the kernel would not attach keel's program (rc) to an interface
+// that ran `found` just before: a program there that is not the pinned one
+// (EBUSY in the same mode, EEXIST in the other), a driver without native
+// XDP (EOPNOTSUPP); "" for another error. adopting: pins were found (else a
+// program there is most likely keel's own, its pins removed). The same
+// words from create() and attachConflicts().
+std::string attachRefusal(const XdpOptions& o, int rc, bool adopting, const AttachedXdp& found) {
+  const std::string modeName = o.mode == XdpAttachMode::kNative ? "native" : "generic";
+  std::string hint;
+  if (rc == -EBUSY || rc == -EEXIST) {
+    // No native program where the kernel refused: the one in the way is
+    // generic, and `xdp off` would not detach it.
+    const bool generic = found.native == 0 && found.generic != 0;
+    const uint32_t id = generic ? found.generic : found.native;
+    // No pins at all (removed while a keeld ran, then that keeld killed
+    // before it pinned them again): the attached program is most likely
+    // keel's own, forwarding with its last state, and `xdp off` costs
+    // every established flow (review s31 F2): said first.
+    const std::string orphan =
+        o.pinDir.empty() || adopting ? ""
+                                     : o.pinDir + " has no pinned data plane (no backends pin): if the pins were "
+                                                  "removed while a keeld ran, the attached program is most likely "
+                                                  "keel's own, still forwarding with its last state, and detaching "
+                                                  "it drops VIP traffic until keeld attaches and picks every "
+                                                  "established flow again; ";
+    hint = " (an XDP program" + (id != 0 ? " (id " + std::to_string(id) + ")" : std::string()) +
+           " is already attached" + (id != 0 ? generic ? " in generic mode" : " in native mode" : "") +
+           " and it is not the one pinned under " + (o.pinDir.empty() ? "<no pins>" : o.pinDir) + "; " + orphan +
+           "`" + xdpOffCommand(o.interface, generic) + "` if it is stale)";
+  } else if (rc == -EOPNOTSUPP) {
+    hint = " (driver lacks native XDP; try xdp_mode: generic)";
+  } else {
+    return "";
+  }
+  return "xdp: attach to " + o.interface + " in " + modeName + " mode: " + errnoText(rc) + hint;
 }
 
 std::string removeHint(const XdpOptions& o) {
@@ -613,6 +654,39 @@ std::vector<std::string> XdpDataplane::adoptionConflicts(const XdpOptions& optio
   return out;
 }
 
+std::vector<std::string> XdpDataplane::attachConflicts(const XdpOptions& options) {
+  std::vector<std::string> out;
+  const int ifindex = static_cast<int>(if_nametoindex(options.interface.c_str()));
+  const std::optional<AttachedXdp> found = ifindex != 0 ? attachedXdp(ifindex) : std::nullopt;
+  if (!found) return out;  // no such interface (the file's check says so), or no answer: nothing to tell
+  const bool native = options.mode == XdpAttachMode::kNative;
+  const uint32_t attached = native ? found->native : found->generic;
+  const uint32_t other = native ? found->generic : found->native;
+  // keel's own program, as create() tells it: where it adopts (a backends
+  // pin, adoptPinnedMaps), the program pinned as prog, or, in our mode, the
+  // one pinned as prog_new (attachOrReplace: a keeld killed between its
+  // swap and its pin). A pin this user may not open: whether the program
+  // is keel's cannot be told, and nothing is said.
+  const bool adopting = !options.pinDir.empty() && ::access((options.pinDir + "/" + kBackendsPin).c_str(), F_OK) == 0;
+  uint32_t pinned = 0, swapped = 0;
+  auto idOf = [](const std::string& path, uint32_t* id) {
+    if (::access(path.c_str(), F_OK) != 0) return true;  // none
+    Fd fd(bpf_obj_get(path.c_str()));
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (fd.get() < 0 || bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return false;
+    *id = info.id;
+    return true;
+  };
+  const std::string progPin = options.pinDir + "/" + kProgPin;
+  if (adopting && (!idOf(progPin, &pinned) || !idOf(progPin + kNewSuffix, &swapped))) return out;
+  if (attached != 0 && attached != pinned && attached != swapped)
+    out.push_back(attachRefusal(options, -EBUSY, adopting, *found));
+  else if (attached == 0 && other != 0 && other != pinned)  // pinned: adoptionConflicts() says it
+    out.push_back(attachRefusal(options, -EEXIST, adopting, *found));
+  return out;
+}
+
 Status XdpDataplane::attachOrReplace(bool adopting) {
   const std::string modeName = options_.mode == XdpAttachMode::kNative ? "native" : "generic";
   int progFd = bpf_program__fd(skel_->progs.balancer);
@@ -705,23 +779,7 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
     if (int rc = bpf_xdp_attach(ifindex_, progFd, attachFlags() | XDP_FLAGS_UPDATE_IF_NOEXIST,
                                 &attachOpts);
         rc != 0) {
-      // No pins at all (removed while a keeld ran, then that keeld killed
-      // before it pinned them again): the attached program is most likely
-      // keel's own, forwarding with its last state, and `xdp off` costs
-      // every established flow (review s31 F2): said first.
-      const std::string orphan =
-          options_.pinDir.empty() || adopting ? ""
-                                  : options_.pinDir + " has no pinned data plane (no backends pin): if the pins were removed while a keeld ran, the "
-                                                      "attached program is most likely keel's own, still forwarding "
-                                                      "with its last state, and detaching it drops VIP traffic "
-                                                      "until keeld attaches and picks every established flow again; ";
-      std::string hint = rc == -EBUSY || rc == -EEXIST
-                             ? " (an XDP program is already attached and it is not the one "
-                               "pinned under " + (options_.pinDir.empty() ? "<no pins>" : options_.pinDir) +
-                                   "; " + orphan + "`ip link set dev " + options_.interface +
-                                   " xdp off` if it is stale)"
-                         : rc == -EOPNOTSUPP ? " (driver lacks native XDP; try xdp_mode: generic)"
-                                             : "";
+      std::string refusal = attachRefusal(options_, rc, adopting, AttachedXdp{query.drv_prog_id, query.skb_prog_id});
       // Drivers refuse a program that does not take multi-buffer frames on
       // an MTU over one page's frame (mlx5/i40e/ice EINVAL; veth ERANGE,
       // for its peer's MTU, which may be the larger): keel's program reads
@@ -730,12 +788,14 @@ Status XdpDataplane::attachOrReplace(bool adopting) {
       const std::optional<uint32_t> mtu = portMtu();
       if (options_.mode == XdpAttachMode::kNative &&
           (rc == -ERANGE || (rc == -EINVAL && mtu && *mtu > 3000)))
-        hint = " (" + (mtu ? "the interface's MTU is " + std::to_string(*mtu) + "; " : std::string()) +
-               "drivers refuse a native XDP program of single-buffer frames, as keel's is, on a link whose MTU, "
-               "a veth peer's included, is over about 3,500 bytes; for jumbo frames use dataplane.kind: dpdk, "
-               "or xdp_mode: generic (much slower), or lower the MTU: docs/configuration.md, dataplane)";
-      return Status::error("xdp: attach to " + options_.interface + " in " + modeName +
-                           " mode: " + errnoText(rc) + hint + takeLibbpfLog());
+        refusal = "xdp: attach to " + options_.interface + " in " + modeName + " mode: " + errnoText(rc) + " (" +
+                  (mtu ? "the interface's MTU is " + std::to_string(*mtu) + "; " : std::string()) +
+                  "drivers refuse a native XDP program of single-buffer frames, as keel's is, on a link whose "
+                  "MTU, a veth peer's included, is over about 3,500 bytes; for jumbo frames use dataplane.kind: "
+                  "dpdk, or xdp_mode: generic (much slower), or lower the MTU: docs/configuration.md, dataplane)";
+      if (refusal.empty())
+        refusal = "xdp: attach to " + options_.interface + " in " + modeName + " mode: " + errnoText(rc);
+      return Status::error(refusal + takeLibbpfLog());
     }
   }
   attached_ = true;

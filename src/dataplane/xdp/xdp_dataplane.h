@@ -65,6 +65,15 @@ class XdpDataplane final : public Dataplane {
   // keeld --check-config. Empty when nothing is pinned there or the pins
   // cannot be opened.
   static std::vector<std::string> adoptionConflicts(const XdpOptions& options);
+  // What create() would refuse at the attach on the interface as it is
+  // now, in its words, without changing anything (keeld --check-config):
+  // an XDP program attached that is not keel's own (in the configured mode,
+  // or in the other, where the kernel runs one only). keel's own: the
+  // program pinned under options.pinDir where create() would adopt, which
+  // it keeps or replaces (the restart). Empty when nothing conflicts, or
+  // what is there cannot be told (no answer from the kernel, pins this user
+  // may not open).
+  static std::vector<std::string> attachConflicts(const XdpOptions& options);
   ~XdpDataplane() override;
 
   // Detaches our program (only if it is still the attached one) and, if

@@ -812,6 +812,8 @@ TEST_F(XdpAdoptTest, AKeeldKilledBetweenItsSwapAndItsPinIsAdopted) {
   const uint32_t otherProg = swapInAnotherBuild("prog_new");
   ASSERT_NE(otherProg, 0u);
   ASSERT_NE(otherProg, firstProg_);
+  // keeld --check-config takes it for keel's too.
+  EXPECT_EQ(XdpDataplane::attachConflicts(options()), std::vector<std::string>{});
 
   Status s = XdpDataplane::create(options(), &dp_);
   ASSERT_TRUE(s.isOk()) << s.message();
@@ -1444,10 +1446,15 @@ TEST_F(XdpAdoptTest, RemovedPinsArePinnedAgainFromTheMapsHeld) {
 // own, before the `xdp off` that would cost every established flow.
 TEST_F(XdpAdoptTest, AStartOverAnAttachedProgramWithoutPinsSaysItIsMostLikelyKeels) {
   ASSERT_TRUE(XdpDataplane::create(options(), &dp_).isOk());
+  EXPECT_EQ(XdpDataplane::attachConflicts(options()), std::vector<std::string>{});  // running, pinned
   ASSERT_TRUE(std::filesystem::remove_all(pinDir_) > 0);
+  // keeld --check-config says it first, in the start's words.
+  const std::vector<std::string> conflicts = XdpDataplane::attachConflicts(options());
   std::unique_ptr<XdpDataplane> next;
   Status s = XdpDataplane::create(options(), &next);
   ASSERT_FALSE(s.isOk());
+  ASSERT_EQ(conflicts.size(), 1u);
+  EXPECT_EQ(s.message().rfind(conflicts[0], 0), 0u) << s.message() << "\n" << conflicts[0];
   EXPECT_NE(s.message().find("already attached"), std::string::npos) << s.message();
   const size_t orphan = s.message().find(pinDir_ + " has no pinned data plane (no backends pin)");
   EXPECT_NE(orphan, std::string::npos) << s.message();

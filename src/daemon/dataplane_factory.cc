@@ -19,6 +19,7 @@
 #include "daemon/neighbour.h"
 #include "dataplane/xdp/nic_offloads.h"
 #include "dataplane/ring_batcher.h"
+#include "dataplane/xdp/attached_program.h"
 #include "dataplane/xdp/xdp_dataplane.h"
 #ifdef KEEL_HAVE_DPDK
 #include "dataplane/dpdk/dpdk_dataplane.h"
@@ -118,6 +119,23 @@ std::string pinnedXdpPlaneUnder(const Config& config) {
              "keelctl daemon stop, which does both";
   }
   return "";
+}
+
+// A net_af_xdp port on an interface that runs an XDP program net_af_xdp
+// cannot work beside (attached_program.h): the port's rx queue setup would
+// fail with "Invalid argument" once EAL runs. A DPDK keeld refuses to start
+// on it before EAL runs, naming the program, and keeld --check-config says
+// so first. Not with xdp_prog=, use_cni= or use_pinned_map=: the port then
+// brings a program of its own, or expects one there. The refusal, or "".
+std::string xdpProgramUnderAfXdpPort(const Config& config) {
+  const DpdkConfig& c = config.dataplane.dpdk;
+  const std::string devargs = portDevargs(c.port, c.ealArgs);
+  if (!isAfXdpPort(devargs)) return "";
+  for (const char* key : {"xdp_prog", "use_cni", "use_pinned_map"})
+    if (devargValue(devargs, key)) return "";
+  const std::string iface = vdevInterface(devargs);
+  const std::string why = iface.empty() ? "" : afXdpProgramInTheWay(iface);
+  return why.empty() ? "" : "dataplane.dpdk.port: " + c.port + ": " + why;
 }
 
 std::unique_ptr<DaemonDataplane> makeXdp(const Config& config, std::string* error) {
@@ -304,6 +322,10 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const StateFiles
     *error = std::move(pinned);
     return nullptr;
   }
+  if (std::string program = xdpProgramUnderAfXdpPort(config); !program.empty()) {
+    *error = std::move(program);
+    return nullptr;
+  }
   // One keeld per port, before EAL runs: a second one (another socket or
   // metrics port, EAL's own lock off with --no-shconf, --in-memory or
   // another --file-prefix) ran beside the first, and every VIP packet
@@ -398,7 +420,10 @@ std::vector<std::string> pinnedStateConflicts(const Config& config) {
     for (std::string& e : XdpDataplane::attachConflicts(xo)) out.push_back(std::move(e));
     return out;
   }
+  // keel's XDP plane first: its refusal's `xdp off` takes out what is
+  // attached, as the start says it alone.
   if (std::string pinned = pinnedXdpPlaneUnder(config); !pinned.empty()) return {std::move(pinned)};
+  if (std::string program = xdpProgramUnderAfXdpPort(config); !program.empty()) return {std::move(program)};
   return {};
 }
 

@@ -87,8 +87,9 @@ std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const
 // xdp_mode (adoption refuses both; XdpDataplane::adoptionConflicts), an XDP
 // program on the interface that is not keel's own
 // (XdpDataplane::attachConflicts); on DPDK, an XDP plane pinned for its
-// interface. The start's own words, one error each; empty when nothing
-// conflicts.
+// interface, else an XDP program net_af_xdp cannot work beside on a
+// net_af_xdp port's interface. The start's own words, one error each; empty
+// when nothing conflicts.
 std::vector<std::string> pinnedStateConflicts(const Config& config);
 
 // A DPDK keeld before keyed state files kept runtime-dpdk.json and

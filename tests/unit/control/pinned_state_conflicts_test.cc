@@ -2,7 +2,8 @@
 // Root only: pinnedStateConflicts() (keeld --check-config, after the file
 // loads) against the XDP programs an interface already runs, in a netns of
 // this test's own: someone else's program on dataplane.interface is what the
-// XDP start refuses; keel's own program, left by a previous keeld, is the
+// XDP start refuses, and on a net_af_xdp port's interface what the DPDK
+// start fails on; keel's own program, left by a previous keeld, is the
 // restart's and refuses nothing. Skips when not root.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -184,6 +185,52 @@ TEST_F(PinnedStateConflictsTest, KeelsOwnProgramLeftByAPreviousKeeldIsNoConflict
     ASSERT_TRUE(plane_->stop(/*leave=*/false).isOk());
     plane_.reset();
   }
+}
+
+// A net_af_xdp port on an interface with someone else's program: the port's
+// rx queue setup would fail ("Invalid argument", which keeld took for too
+// few buffers); the check names the program and how to detach it, and the
+// start refuses it in the same words before EAL runs. libxdp's own
+// programs (its AF_XDP program, its dispatcher) are the port's to use.
+TEST_F(PinnedStateConflictsTest, AProgramSomeoneElseAttachedUnderANetAfXdpPortIsRefused) {
+  const Config c = afXdpConfig();
+  EXPECT_TRUE(pinnedStateConflicts(c).empty());
+  for (const bool generic : {false, true}) {
+    const uint32_t id = attachOther("xdp_pass", generic);
+    const std::vector<std::string> conflicts = pinnedStateConflicts(c);
+    ASSERT_EQ(conflicts.size(), 1u);
+    EXPECT_EQ(conflicts[0], "dataplane.dpdk.port: net_af_xdp0,iface=" + ifA_ + ": an XDP program (id " +
+                                std::to_string(id) + ", xdp_pass) is attached to " + ifA_ + " in " +
+                                (generic ? "generic" : "native") +
+                                " mode, and net_af_xdp attaches its own only where none is or a libxdp "
+                                "dispatcher runs: detach it first if it is stale (`ip link set dev " + ifA_ +
+                                (generic ? " xdpgeneric off`)" : " xdp off`)"));
+    if (dataplaneBuiltIn(DataplaneKind::kDpdk)) {
+      std::string error;
+      EXPECT_EQ(makeDaemonDataplane(c, StateFiles{}, &error), nullptr);
+      EXPECT_EQ(error, conflicts[0]);
+    }
+    detachOther(generic);
+  }
+  for (const char* libxdps : {"xsk_def_prog", "xdp_dispatcher"}) {
+    attachOther(libxdps, false);
+    EXPECT_TRUE(pinnedStateConflicts(c).empty()) << libxdps;
+    detachOther(false);
+  }
+  // A port that brings its own program, or expects one there: not judged.
+  attachOther("xdp_pass", false);
+  Config own = c;
+  own.dataplane.dpdk.port += ",xdp_prog=/tmp/prog.o";
+  EXPECT_TRUE(pinnedStateConflicts(own).empty());
+  // The port named in eal_args' --vdev: the same port.
+  Config byName = c;
+  byName.dataplane.dpdk.port = "net_af_xdp0";
+  byName.dataplane.dpdk.ealArgs = {"--vdev", "net_af_xdp0,iface=" + ifA_};
+  EXPECT_EQ(pinnedStateConflicts(byName).size(), 1u);
+  // A net_af_packet port taps the interface beside the program.
+  Config packet = c;
+  packet.dataplane.dpdk.port = "net_af_packet0,iface=" + ifA_;
+  EXPECT_TRUE(pinnedStateConflicts(packet).empty());
 }
 
 }  // namespace

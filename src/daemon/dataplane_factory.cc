@@ -5,6 +5,7 @@
 #include "common/path_lock.h"
 
 #include <fcntl.h>
+#include <net/if.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -112,11 +113,15 @@ std::string pinnedXdpPlaneUnder(const Config& config) {
     if (iface.empty()) continue;
     const std::string pins = XdpOptions::defaultPinDir(iface);
     std::error_code ec;
-    if (std::filesystem::exists(pins + "/prog", ec))
-      return "dataplane.kind: dpdk, but the XDP data plane of a previous keeld is pinned under " + pins +
-             " and may still be attached to " + iface + ", forwarding with its last state: take it out "
-             "first (ip link set dev " + iface + " xdp off; rm -r " + pins + "), or switch planes with "
-             "keelctl daemon stop, which does both";
+    if (!std::filesystem::exists(pins + "/prog", ec)) continue;
+    // Detached in the mode it runs in (`xdp off` leaves a generic one).
+    const int ifindex = static_cast<int>(if_nametoindex(iface.c_str()));
+    const std::optional<AttachedXdp> found = ifindex != 0 ? attachedXdp(ifindex) : std::nullopt;
+    const bool generic = found && found->native == 0 && found->generic != 0;
+    return "dataplane.kind: dpdk, but the XDP data plane of a previous keeld is pinned under " + pins +
+           " and may still be attached to " + iface + ", forwarding with its last state: take it out "
+           "first (" + xdpOffCommand(iface, generic) + "; rm -r " + pins + "), or switch planes with "
+           "keelctl daemon stop, which does both";
   }
   return "";
 }

@@ -246,8 +246,16 @@ std::string attachRefusal(const XdpOptions& o, int rc, bool adopting, const Atta
 }
 
 std::string removeHint(const XdpOptions& o) {
-  return "; to start over instead, detach and remove the old state: `ip link set dev " + o.interface +
-         " xdp off; rm -r " + o.pinDir + "` (established flows are then re-picked)";
+  // Detached in the mode it runs in, as the kernel says (`xdp off` leaves a
+  // generic program where the driver has a native mode); none: the
+  // configured one.
+  bool generic = o.mode == XdpAttachMode::kGeneric;
+  const int ifindex = static_cast<int>(if_nametoindex(o.interface.c_str()));
+  if (const std::optional<AttachedXdp> found = ifindex != 0 ? attachedXdp(ifindex) : std::nullopt;
+      found && (found->native != 0 || found->generic != 0))
+    generic = found->native == 0;
+  return "; to start over instead, detach and remove the old state: `" + xdpOffCommand(o.interface, generic) +
+         "; rm -r " + o.pinDir + "` (established flows are then re-picked)";
 }
 
 // The kernel's description of map fd; nullopt (errno says why) if it

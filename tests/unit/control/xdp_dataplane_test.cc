@@ -1234,6 +1234,25 @@ TEST_F(XdpAdoptTest, ChangedLimitsAreRefusedNamingTheKeyAndChangeNothing) {
   expectStateKept();
 }
 
+// A plane left in generic mode and a restart in native mode: refused (a
+// mode change cannot keep the state), and the hint to start over detaches
+// the program where it runs: `xdp off` would leave a generic program on a
+// veth (as on any driver with a native mode), and the next start would
+// find it in the way. Followed as written, the next start attaches.
+TEST_F(XdpAdoptTest, TheHintToStartOverDetachesAGenericProgram) {
+  ASSERT_TRUE(XdpDataplane::create(optionsFor(XdpAttachMode::kGeneric, {8, 32, 256}), &dp_).isOk());
+  dp_->leaveInPlace();
+  dp_.reset();
+  const std::vector<std::string> conflicts = XdpDataplane::adoptionConflicts(options());
+  ASSERT_EQ(conflicts.size(), 1u);
+  const std::string hint = "`ip link set dev " + ifA_ + " xdpgeneric off; rm -r " + pinDir_ + "`";
+  const size_t at = conflicts[0].find(hint);
+  ASSERT_NE(at, std::string::npos) << conflicts[0];
+  ASSERT_EQ(run(hint.substr(1, hint.size() - 2)), 0);  // in this thread's netns
+  Status s = XdpDataplane::create(options(), &dp_);
+  EXPECT_TRUE(s.isOk()) << s.message();
+}
+
 // Clears one capability from this thread's effective set (the permitted set
 // keeps it) and restores it on destruction: what keeld without it sees.
 class WithoutEffectiveCap {

@@ -5,9 +5,11 @@
 #include "common/path_lock.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <net/if.h>
 
 #include <cerrno>
+#include <fstream>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -126,18 +128,46 @@ std::string pinnedXdpPlaneUnder(const Config& config) {
   return "";
 }
 
+// Whether this process has a capability in its effective set
+// (/proc/self/status CapEff); true when that cannot be read (not refused
+// for it).
+bool effectiveCapability(int cap) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("CapEff:", 0) == 0) {
+      try {
+        return (std::stoull(line.substr(7), nullptr, 16) >> cap) & 1;
+      } catch (...) {
+        return true;
+      }
+    }
+  return true;
+}
+
 // A net_af_xdp port on an interface that runs an XDP program net_af_xdp
 // cannot work beside (attached_program.h): the port's rx queue setup would
 // fail with "Invalid argument" once EAL runs. A DPDK keeld refuses to start
 // on it before EAL runs, naming the program, and keeld --check-config says
 // so first. Not with xdp_prog=, use_cni= or use_pinned_map=: the port then
 // brings a program of its own, or expects one there. The refusal, or "".
+//
+// Before that, the capability libxdp needs: it reads back by id the
+// program it attached (BPF_PROG_GET_FD_BY_ID), which takes CAP_SYS_ADMIN;
+// without it (keeld.service grants CAP_BPF and CAP_NET_ADMIN, not
+// CAP_SYS_ADMIN) the socket is not made and the start failed with the same
+// "Invalid argument" (checked: keeld under setpriv without CAP_SYS_ADMIN).
 std::string xdpProgramUnderAfXdpPort(const Config& config) {
   const DpdkConfig& c = config.dataplane.dpdk;
   const std::string devargs = portDevargs(c.port, c.ealArgs);
   if (!isAfXdpPort(devargs)) return "";
   for (const char* key : {"xdp_prog", "use_cni", "use_pinned_map"})
     if (devargValue(devargs, key)) return "";
+  if (!effectiveCapability(CAP_SYS_ADMIN))
+    return "dataplane.dpdk.port: " + c.port +
+           ": net_af_xdp loads its XDP program with libxdp, which needs CAP_SYS_ADMIN (it reads the program "
+           "back by id), and this keeld runs without it: add it to the unit (deploy/keeld-dpdk.conf says how), "
+           "or use a net_af_packet port";
   const std::string iface = vdevInterface(devargs);
   const std::string why = iface.empty() ? "" : afXdpProgramInTheWay(iface);
   return why.empty() ? "" : "dataplane.dpdk.port: " + c.port + ": " + why;

@@ -804,7 +804,8 @@ int main(int argc, char** argv) {
       if (const std::vector<std::string> conflicts = keel::pinnedStateConflicts(*c); !conflicts.empty()) {
         for (const std::string& e : conflicts) std::cerr << e << "\n";
         std::cerr << checkPath << ": " << conflicts.size()
-                  << " error(s) against the data plane pinned on this host: a restart would refuse the file\n";
+                  << " error(s) against the state of this host (what is pinned or attached there, what the data plane may "
+                     "use): a restart would refuse the file\n";
         return 1;
       }
     std::cout << checkPath << ": OK (" << c->services.size() << " services, "

@@ -143,6 +143,18 @@ sed 's|^node:|metrics: {address: "192.0.2.77:9477"}\nnode:|' "$dir/good.yaml" > 
 check "a metrics address this host lacks" 1 \
   "metrics-away.yaml:2: metrics.address: cannot listen on 192.0.2.77: Cannot assign requested address" \
   --check-config "$dir/metrics-away.yaml"
+# A net_af_xdp port in a keeld without CAP_SYS_ADMIN (keeld.service's
+# case): libxdp cannot read its program back, so the check and the start
+# say so before EAL runs (the start failed with "rx queue 0: Invalid
+# argument" before).
+sed "s/port: $null/port: \"net_af_xdp0,iface=lo\"/" "$dir/dpdk.yaml" > "$dir/dpdk-afxdp.yaml"
+if out=$(setpriv --bounding-set=-sys_admin --inh-caps=-sys_admin "$KEELD" --check-config "$dir/dpdk-afxdp.yaml" 2>&1);
+   [ $? -eq 1 ] && grep -qF "net_af_xdp loads its XDP program with libxdp, which needs CAP_SYS_ADMIN" <<<"$out"; then
+  echo "ok: a net_af_xdp port without CAP_SYS_ADMIN is refused by the check"
+else
+  echo "FAIL: a net_af_xdp port without CAP_SYS_ADMIN:"; echo "$out"; fail=1
+fi
+check "a net_af_xdp port with CAP_SYS_ADMIN passes" 0 "OK (1 services, 2 reals)" --check-config "$dir/dpdk-afxdp.yaml"
 check "bad log level" 2 "keeld: --log-level: must be one of trace|debug|info|warn|error|off, got \"loud\"" \
   --log-level loud --check-config "$dir/good.yaml"
 check "a directory for a file" 1 "$dir: not a regular file" --check-config "$dir"

@@ -459,7 +459,8 @@ int run(const std::string& path, bool detachOnExit) {
   // backend writes the node config and follows that MAC from then on
   // (setNodeSource below).
   if (!buildNodeConfig(config, handle->localMac(), &err)) {
-    std::cerr << err << "\n";
+    // A record like every other failed start's (one grep of the journal).
+    logError(LogRecord("dataplane_failed").add("error", err));
     abandon();
     return 1;
   }

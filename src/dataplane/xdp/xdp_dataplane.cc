@@ -675,10 +675,19 @@ std::vector<std::string> XdpDataplane::attachConflicts(const XdpOptions& options
   // one pinned as prog_new (attachOrReplace: a keeld killed between its
   // swap and its pin). A pin this user may not open: whether the program
   // is keel's cannot be told, and nothing is said.
-  const bool adopting = !options.pinDir.empty() && ::access((options.pinDir + "/" + kBackendsPin).c_str(), F_OK) == 0;
+  // Only ENOENT says there is none: bpffs is mode 0700, so to a user
+  // other than root every pin is EACCES, and keel's own program would look
+  // like someone else's.
+  bool adopting = false;
+  if (!options.pinDir.empty()) {
+    if (::access((options.pinDir + "/" + kBackendsPin).c_str(), F_OK) == 0)
+      adopting = true;
+    else if (errno != ENOENT)
+      return out;
+  }
   uint32_t pinned = 0, swapped = 0;
   auto idOf = [](const std::string& path, uint32_t* id) {
-    if (::access(path.c_str(), F_OK) != 0) return true;  // none
+    if (::access(path.c_str(), F_OK) != 0) return errno == ENOENT;  // none, or cannot tell
     Fd fd(bpf_obj_get(path.c_str()));
     bpf_prog_info info{};
     uint32_t len = sizeof info;

@@ -12,6 +12,8 @@
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -20,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "dead_runs.h"
 #include "control/config.h"
 #include "daemon/dataplane_factory.h"
 #include "dataplane/xdp/xdp_dataplane.h"
@@ -31,18 +34,7 @@ int run(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").
 
 // The namespaces and pins of runs that were killed (meson's timeout), each
 // named by its pid: removed when that process is gone.
-void removeLeftoversOfDeadRuns() {
-  auto deadPid = [](const std::string& name, const std::string& prefix) {
-    if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size()) return false;
-    const std::string pid = name.substr(prefix.size());
-    return pid.find_first_not_of("0123456789") == std::string::npos && !std::filesystem::exists("/proc/" + pid);
-  };
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/var/run/netns", ec))
-    if (deadPid(e.path().filename().string(), "keelpc")) run("ip netns del " + e.path().filename().string());
-  for (const auto& e : std::filesystem::directory_iterator("/sys/fs/bpf/keel", ec))
-    if (deadPid(e.path().filename().string(), "kpa")) std::filesystem::remove_all(e.path(), ec);
-}
+void removeLeftoversOfDeadRuns() { test_support::removeLeftoversOfDeadRuns("keelpc", "/sys/fs/bpf/keel", "kpa"); }
 
 class PinnedStateConflictsTest : public ::testing::Test {
  protected:
@@ -180,6 +172,19 @@ TEST_F(PinnedStateConflictsTest, KeelsOwnProgramLeftByAPreviousKeeldIsNoConflict
     ASSERT_TRUE(plane_->stop(/*leave=*/true).isOk());
     plane_.reset();
     EXPECT_EQ(pinnedStateConflicts(c), std::vector<std::string>{});  // left in place
+    // Checked by a user other than root (an operator's shell): the pins
+    // cannot be looked at (bpffs is 0700 where keeld mounts it), which says
+    // nothing, so keel's own program is not taken for someone else's.
+    const std::string pins = XdpOptions::defaultPinDir(ifA_);
+    ASSERT_EQ(::chmod(pins.c_str(), 0700), 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) ::_exit(2);
+      ::_exit(pinnedStateConflicts(c).empty() ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
     plane_ = makeDaemonDataplane(c, StateFiles{}, &error);  // and the start agrees
     ASSERT_NE(plane_, nullptr) << error;
     ASSERT_TRUE(plane_->stop(/*leave=*/false).isOk());

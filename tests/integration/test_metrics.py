@@ -231,10 +231,10 @@ def test_sigterm_stops_cleanly(lab, need_keel):
 
 
 def test_unbindable_address_stops_startup(lab, need_keel):
-    """A metrics address keeld cannot bind (not local here) is a start-up
-    failure with the reason, and the data plane it had freshly attached is
-    detached again, like every failed start (an adopted one would be left
-    forwarding as it was found)."""
+    """A metrics address keeld cannot bind (not local here) is refused by the
+    start's config check, at its line, before any data plane is attached
+    (it was a metrics_failed after the attach, before the check bound it
+    too), and keeld --check-config says the same."""
     config = lab.keel_config([lab.service("web", 4, PORT, "tcp", "ipip")])
     config["metrics"] = {"address": "192.0.2.1:9477"}  # TEST-NET-1: on no interface
     k = lab.start_keeld(config, "badmetrics", wait=None)
@@ -246,7 +246,9 @@ def test_unbindable_address_stops_startup(lab, need_keel):
         k.stop()
         lab.plane.reset(lab)
     assert rc == 1, log
-    assert "metrics_failed" in log and "192.0.2.1:9477: Cannot assign requested address" in log, log
+    assert "event=config_error" in log and \
+        "metrics.address: cannot listen on 192.0.2.1: Cannot assign requested address" in log, log
+    assert "event=start_rejected" in log, log
     assert not attached, "keeld exited but left the balancer attached"
 
 

@@ -8,6 +8,7 @@
 // swaps a changed one atomically over the same maps, and refuses changed
 // limits naming the key; adoption works without CAP_SYS_ADMIN and from the
 // pins of an older keeld (no prog_rodata). Skips when not root.
+#include "dead_runs.h"
 #include "common/clock.h"
 #include "dataplane/xdp/map_layout.h"
 #include "dataplane/xdp/nic_offloads.h"
@@ -47,19 +48,7 @@ int run(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").
 // What a run of this test that was killed (meson's timeout: SIGTERM, then
 // SIGKILL; TearDown never ran) left: its named namespace and its pins, each
 // named by its pid. Removed when that process is gone.
-void removeLeftoversOfDeadRuns() {
-  auto deadPid = [](const std::string& name, const std::string& prefix) {
-    if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size()) return false;
-    const std::string pid = name.substr(prefix.size());
-    if (pid.find_first_not_of("0123456789") != std::string::npos) return false;
-    return !std::filesystem::exists("/proc/" + pid);
-  };
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/var/run/netns", ec))
-    if (deadPid(e.path().filename().string(), "keelxt")) run("ip netns del " + e.path().filename().string());
-  for (const auto& e : std::filesystem::directory_iterator("/sys/fs/bpf", ec))
-    if (deadPid(e.path().filename().string(), "keel-test-")) std::filesystem::remove_all(e.path(), ec);
-}
+void removeLeftoversOfDeadRuns() { test_support::removeLeftoversOfDeadRuns("keelxt", "/sys/fs/bpf", "keel-test-"); }
 
 class XdpDataplaneTest : public ::testing::Test {
  protected:

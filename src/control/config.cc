@@ -497,9 +497,10 @@ void Parser::parseDataplane(const YAML::Node& n, DataplaneConfig& dp) {
   if (auto k = child(n, "dataplane", "dpdk", dpdk)) {
     if (kindKnown && !dpdk)
       error(*k, "dataplane.dpdk", "only with kind: dpdk");
-    else if (dpdk)
+    else if (dpdk) {
       parseDpdk(*k, dp.dpdk);
       dpdkNode_ = *k;
+    }
   }
   if (auto k = child(n, "dataplane", "xdp_mode", false)) {
     if (dpdk) {
@@ -1248,7 +1249,7 @@ void Parser::parseMetrics(const YAML::Node& n, MetricsConfig& metrics) {
     }
     // An address this host does not have (a file from another node, a
     // typo): the check passed it and the start failed to listen.
-    if (options_.bindProblem && !every)
+    if (options_.bindProblem && !every && metrics.enabled)
       if (const std::string why = options_.bindProblem(*host); !why.empty()) {
         error(*k, "metrics.address",
               "cannot listen on " + host->toString() + ": " + why +

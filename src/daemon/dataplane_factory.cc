@@ -151,23 +151,12 @@ bool effectiveCapability(int cap) {
 // on it before EAL runs, naming the program, and keeld --check-config says
 // so first. Not with xdp_prog=, use_cni= or use_pinned_map=: the port then
 // brings a program of its own, or expects one there. The refusal, or "".
-//
-// Before that, the capability libxdp needs: it reads back by id the
-// program it attached (BPF_PROG_GET_FD_BY_ID), which takes CAP_SYS_ADMIN;
-// without it (keeld.service grants CAP_BPF and CAP_NET_ADMIN, not
-// CAP_SYS_ADMIN) the socket is not made and the start failed with the same
-// "Invalid argument" (checked: keeld under setpriv without CAP_SYS_ADMIN).
 std::string xdpProgramUnderAfXdpPort(const Config& config) {
   const DpdkConfig& c = config.dataplane.dpdk;
   const std::string devargs = portDevargs(c.port, c.ealArgs);
   if (!isAfXdpPort(devargs)) return "";
   for (const char* key : {"xdp_prog", "use_cni", "use_pinned_map"})
     if (devargValue(devargs, key)) return "";
-  if (!effectiveCapability(CAP_SYS_ADMIN))
-    return "dataplane.dpdk.port: " + c.port +
-           ": net_af_xdp loads its XDP program with libxdp, which needs CAP_SYS_ADMIN (it reads the program "
-           "back by id), and this keeld runs without it: add it to the unit (deploy/keeld-dpdk.conf says how), "
-           "or use a net_af_packet port";
   const std::string iface = vdevInterface(devargs);
   const std::string why = iface.empty() ? "" : afXdpProgramInTheWay(iface);
   return why.empty() ? "" : "dataplane.dpdk.port: " + c.port + ": " + why;
@@ -359,6 +348,22 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const StateFiles
   }
   if (std::string program = xdpProgramUnderAfXdpPort(config); !program.empty()) {
     *error = std::move(program);
+    return nullptr;
+  }
+  // The capability libxdp needs for a net_af_xdp port: it reads back by id
+  // the program it attached (BPF_PROG_GET_FD_BY_ID), which takes
+  // CAP_SYS_ADMIN; without it (keeld.service grants CAP_BPF and
+  // CAP_NET_ADMIN, not CAP_SYS_ADMIN) the socket is not made and the start
+  // failed with "rx queue 0: Invalid argument" (checked: keeld under setpriv
+  // without it). At start only: --check-config, run by hand, has the
+  // shell's capabilities, not the unit's.
+  if (const std::string devargs = portDevargs(config.dataplane.dpdk.port, config.dataplane.dpdk.ealArgs);
+      isAfXdpPort(devargs) && !devargValue(devargs, "xdp_prog") && !devargValue(devargs, "use_cni") &&
+      !devargValue(devargs, "use_pinned_map") && !effectiveCapability(CAP_SYS_ADMIN)) {
+    *error = "dataplane.dpdk.port: " + config.dataplane.dpdk.port +
+             ": net_af_xdp loads its XDP program with libxdp, which needs CAP_SYS_ADMIN (it reads the program "
+             "back by id), and this keeld runs without it: add it to the unit (deploy/keeld-dpdk.conf says how), "
+             "or use a net_af_packet port";
     return nullptr;
   }
   // One keeld per port, before EAL runs: a second one (another socket or

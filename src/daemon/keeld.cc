@@ -232,7 +232,10 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000, bool onLoop = false) {
   o.interfaceAddresses = interfaceAddresses;
   o.interfacesOn = interfacesOn;
   o.addressIsLocal = addressIsLocal;
-  o.bindProblem = [](const IpAddress& a) -> std::string {
+  // Not on the running loop: a reload never binds the endpoint again (its
+  // address is a restart key), so an address that moved away since the
+  // start (keepalived's, a tentative IPv6 one) must not refuse it.
+  if (!onLoop) o.bindProblem = [](const IpAddress& a) -> std::string {
     sockaddr_storage ss{};
     socklen_t len;
     if (a.isV4()) {
@@ -268,7 +271,13 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000, bool onLoop = false) {
 // machine) dataplane.interface is checked for syntax only and l2dsr reals
 // need an explicit mac.
 std::optional<Config> loadOrReport(const std::string& path, bool hostChecks = true) {
-  ConfigResult r = loadConfigFile(path, hostChecks ? hostConfigOptions() : ConfigOptions{});
+  ConfigOptions options = hostChecks ? hostConfigOptions() : ConfigOptions{};
+  // By hand --check-config runs in the shell's cgroup, not the unit's: a
+  // shell limited to other CPUs than keeld.service (user.slice's
+  // AllowedCPUs=, an isolation recipe) would refuse a file the unit starts.
+  // The start and reloads check it, in keeld's own cgroup.
+  options.cpusetCpus = nullptr;
+  ConfigResult r = loadConfigFile(path, options);
   for (const std::string& e : r.errors) std::cerr << e << "\n";
   // What passes but runs short (an l2dsr real held down until the neighbour
   // table has it): keeld logs each such real again when it starts.

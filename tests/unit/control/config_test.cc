@@ -800,6 +800,11 @@ TEST(Config, MetricsAddressMustBeBindable) {
   EXPECT_TRUE(parse("0.0.0.0:9477").ok());
   EXPECT_TRUE(parse("[::]:9477").ok());
   EXPECT_EQ(asked, (std::vector<std::string>{"192.0.2.77", "127.0.0.1", "::1"}));
+  // No endpoint, nothing to bind.
+  EXPECT_TRUE(parseConfig("dataplane: {kind: xdp, interface: eth0}\nmetrics:\n  enabled: false\n  address: "
+                          "\"192.0.2.77:9477\"\n",
+                          "keel.yaml", o)
+                  .ok());
 }
 
 TEST(Config, DpdkEalNeedsHugepagesUnlessNoHuge) {

@@ -113,7 +113,9 @@ std::string hugepageProblem(const std::vector<std::string>& ealArgs, const std::
   const bool inMemory = option(ealArgs, "--in-memory", 4);
   std::vector<std::string> unmounted, taken;
   for (const HugepageSize& s : sizes) {
-    const uint64_t pages = freeOnly ? s.available : s.reserved;
+    // Reserved, and those the kernel may add on demand (overcommit), as
+    // EAL counts them (get_num_hugepages).
+    const uint64_t pages = freeOnly ? s.available : s.reserved + s.overcommit;
     if (pages == 0) {
       if (s.reserved > 0) taken.push_back(std::to_string(s.reserved) + " of " + sizeName(s.bytes));
       continue;
@@ -148,6 +150,7 @@ std::optional<uint64_t> ealMemoryLimit(const std::vector<std::string>& ealArgs, 
       const std::string& v = ealArgs[i + 1];
       if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 9) return std::nullopt;
       megabytes = std::stoull(v);
+      if (*megabytes == 0) megabytes.reset();  // EAL's default
     } else if (ealArgs[i].rfind("-m", 0) == 0 && ealArgs[i].size() > 2) {
       return std::nullopt;  // "-m512": not read here
     }

@@ -2,6 +2,8 @@
 #include "control/eal_args.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <array>
 #include <map>
 #include <optional>
@@ -19,7 +21,7 @@ struct LongOption {
 };
 
 // EAL 22.11's long options (eal_long_options), with getopt_long's has_arg.
-constexpr std::array<LongOption, 38> kLongOptions{{
+constexpr std::array<LongOption, 37> kLongOptions{{
     {"allow", Arg::kRequired},
     {"base-virtaddr", Arg::kRequired},
     {"block", Arg::kRequired},
@@ -119,6 +121,7 @@ std::vector<EalArgProblem> checkEalArgs(const std::vector<std::string>& args) {
   std::map<std::string, std::pair<size_t, std::string>> given;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
+    const size_t optionArg = i;  // the option's own argument, where its problems are said
     if (a == "--") break;  // the rest is the application's: EAL stops here
     if (a.size() < 2 || a[0] != '-') continue;  // not an option: EAL leaves it to the application
     std::string name, value;
@@ -176,7 +179,7 @@ std::vector<EalArgProblem> checkEalArgs(const std::vector<std::string>& args) {
       }
       value = args[++i];
     }
-    given.emplace(name, std::make_pair(i, value));
+    given.emplace(name, std::make_pair(optionArg, value));
   }
   auto has = [&](const char* o) { return given.count(o) != 0; };
   auto at = [&](const char* o) { return given.at(o).first; };
@@ -186,8 +189,10 @@ std::vector<EalArgProblem> checkEalArgs(const std::vector<std::string>& args) {
   if (has("--iova-mode") && valueOf("--iova-mode") != "pa" && valueOf("--iova-mode") != "va")
     problems.push_back({at("--iova-mode"), "--iova-mode must be pa or va, got \"" + valueOf("--iova-mode") + "\""});
   if (has("--proc-type")) {
-    const std::string v = valueOf("--proc-type");
-    if (v != "primary" && v != "secondary" && v != "auto")
+    std::string v = valueOf("--proc-type");
+    std::string lower = v;  // EAL compares without case (strncasecmp)
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower != "primary" && lower != "secondary" && lower != "auto")
       problems.push_back({at("--proc-type"), "--proc-type must be primary, secondary or auto, got \"" + v + "\""});
   }
   if (has("--vfio-intr")) {
@@ -196,14 +201,18 @@ std::vector<EalArgProblem> checkEalArgs(const std::vector<std::string>& args) {
       problems.push_back({at("--vfio-intr"), "--vfio-intr must be legacy, msi or msix, got \"" + v + "\""});
   }
   if (has("-n")) {
+    // EAL reads it with atoi() and refuses only 0 (so "abc" too).
     const std::string v = valueOf("-n");
-    if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.find_first_not_of('0') == std::string::npos)
-      problems.push_back({at("-n"), "-n (memory channels) must be a positive number, got \"" + v + "\""});
+    if (std::atoi(v.c_str()) == 0)
+      problems.push_back({at("-n"), "-n (memory channels) must be a number other than 0, got \"" + v + "\""});
   }
   if (has("-m") && has("--socket-mem"))
     problems.push_back({at("--socket-mem"), "EAL refuses -m and --socket-mem together (eal_args[" +
                                                 std::to_string(at("-m")) + "] gives -m)"});
-  if (has("--no-huge") && has("--huge-unlink"))
+  // --huge-unlink alone or =always unlinks before mapping, which --no-huge
+  // refuses; =existing and =never do not.
+  if (has("--no-huge") && has("--huge-unlink") &&
+      (valueOf("--huge-unlink").empty() || valueOf("--huge-unlink") == "always"))
     problems.push_back({at("--huge-unlink"), "EAL refuses --huge-unlink with --no-huge (no hugepage files to unlink: "
                                              "leave it out of a --no-huge run)"});
   if (has("--no-huge") && has("--in-memory"))

@@ -535,7 +535,7 @@ int run(const std::string& path, bool detachOnExit) {
   // The runtime overlay (keelctl changes), per interface like the pins.
   backend.setStatePath(files.runtime);
   backend.setAppliedPath(files.applied);
-  backend.setReloadHook([&io](bool done, bool ok) {
+  backend.setReloadHook([](bool done, bool ok) {
     if (!done) {
       sd_notify(0, "RELOADING=1\nSTATUS=reloading the config");
       return;

@@ -184,16 +184,18 @@ Status initEal(const std::vector<std::string>& args) {
   if (rte_eal_init(static_cast<int>(store.size()), argv.data()) < 0) {
     std::string joined;
     for (const auto& a : args) joined += " " + a;
-    // No hugepages to use fails EAL with EACCES ("Permission denied"),
-    // which says nothing of them: the pages free now, as EAL counts them.
-    std::string why = hugepageProblem(args, readHugepages(), /*freeOnly=*/true);
     // A --file-prefix another primary holds fails EAL with no errno set
-    // ("Success"): say whose it is.
+    // ("Success"): say whose it is. EAL looks at it before the hugepages.
+    std::string why;
     std::string prefix;
-    if (const long holder = ealPrefixHolder(args, &prefix); why.empty() && holder > 0)
+    if (const long holder = ealPrefixHolder(args, &prefix); holder > 0)
       why = "another DPDK primary process (pid " + std::to_string(holder) + ", " + processName(holder) +
             ") runs with --file-prefix " + prefix +
             ": give each keeld, and each other DPDK program, a --file-prefix of its own";
+    // Hugepages it cannot use fail EAL with EACCES ("Permission denied"),
+    // which says nothing of them: the pages free now, as EAL counts them.
+    else if (rte_errno == EACCES)
+      why = hugepageProblem(args, readHugepages(), /*freeOnly=*/true);
     return Status::error("dpdk.eal_args: EAL initialisation failed: " + (why.empty() ? rteError() : why) +
                          " (args:" + joined + ")");
   }
@@ -232,8 +234,13 @@ std::string loadPlugin(const std::string& path) {
     } else {
       return std::string("cannot read the directory: ") + std::strerror(errno);
     }
+    // A file named *.so that does not load fails EAL's start; one of
+    // another suffix EAL may not even try (it takes *.so.ABI_VERSION alone),
+    // so its failure says nothing.
     for (const std::string& name : names)
-      if (std::string why = loadPlugin(path + "/" + name); !why.empty()) return why;
+      if (std::string why = loadPlugin(path + "/" + name); !why.empty() && name.size() > 3 &&
+                                                           name.compare(name.size() - 3, 3, ".so") == 0)
+        return why;
     return "";
   }
   if (::dlopen(path.c_str(), RTLD_NOW)) return "";

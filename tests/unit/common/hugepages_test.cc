@@ -95,6 +95,14 @@ TEST_F(HugepagesTest, PagesInUseCountForACheckNotForAFailedStart) {
 // What EAL can hand out: -m under --no-huge (64 MB without it), else the
 // pages reserved of the usable sizes; nothing said where the kernel may add
 // surplus pages or the arguments bound it otherwise.
+// Pages the kernel adds on demand (nr_overcommit_hugepages) are pages EAL
+// finds, reserved or not.
+TEST_F(HugepagesTest, OvercommitPagesCount) {
+  write("proc/mounts", "hugetlbfs /dev/hugepages hugetlbfs rw,pagesize=2M 0 0\n");
+  write("sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages", "256\n");
+  EXPECT_EQ(hugepageProblem({}, read(), false), "");
+}
+
 TEST_F(HugepagesTest, EalMemoryLimit) {
   std::string what;
   EXPECT_EQ(ealMemoryLimit({"--no-huge", "-m", "256"}, read(), &what), uint64_t{256} << 20);
@@ -102,6 +110,7 @@ TEST_F(HugepagesTest, EalMemoryLimit) {
   EXPECT_EQ(ealMemoryLimit({"--no-huge"}, read(), &what), uint64_t{64} << 20);
   EXPECT_EQ(what, "EAL's default of 64 MB under --no-huge");
   EXPECT_EQ(ealMemoryLimit({"--no-huge", "-m512"}, read(), nullptr), std::nullopt);
+  EXPECT_EQ(ealMemoryLimit({"--no-huge", "-m", "0"}, read(), nullptr), uint64_t{64} << 20) << "0: EAL's default";
   EXPECT_EQ(ealMemoryLimit({}, read(), nullptr), std::nullopt) << "no pages: hugepageProblem's";
   size("hugepages-2048kB", 512, 512, 0);
   write("proc/mounts", "hugetlbfs /dev/hugepages hugetlbfs rw,pagesize=2M 0 0\n");

@@ -609,8 +609,6 @@ TEST(Config, DpdkKernelVdevQueuesMatchTheWorkers) {
   EXPECT_TRUE(parse("net_tap0,iface=keel9", "[1, 2]").ok());
 }
 
-// A PCI port must be a device of this host (EAL's probe of an absent one
-// fails the start), asked by its full address, domain and all, lower case.
 // The names EAL takes (the port, each --vdev) and its driver paths (-d),
 // asked of the host (keeld: the DPDK plane loads the drivers as EAL would)
 // and refused with their lines.
@@ -662,18 +660,6 @@ TEST(Config, DpdkDeviceNamesAreTheDriversEalLoads) {
   EXPECT_TRUE(parse("--no-pci", "net_nul0").ok());
 }
 
-// EAL that would find no hugepages (none reserved, none of a mounted
-// size) fails the start: refused at eal_args' line, unless it runs without.
-// A metrics address no socket of this host can bind (keeld: a bind that
-// fails EADDRNOTAVAIL) is refused at its line; every address is not asked.
-// What EAL 22.11's start refuses of its arguments, read without it
-// (eal_args.h): each problem at its argument, with what EAL says.
-// XDP's connection table is one kernel LRU hash map: past 2^27 entries
-// its creation fails (E2BIG), so the file is refused; DPDK's tables are
-// its own and take up to 2^28.
-// An lcore on a CPU outside the process's cpuset (AllowedCPUs=, a
-// container) makes EAL abort at start; the process's affinity alone
-// (CPUAffinity=) does not bound EAL's threads, so it is not asked here.
 // The DPDK plane's floor of EAL memory against what EAL can hand out: a
 // file that cannot fit is refused at the dpdk block, naming both.
 TEST(Config, DpdkMemoryMustFitEal) {
@@ -701,6 +687,9 @@ TEST(Config, DpdkMemoryMustFitEal) {
                          "\"Hugepages\")");
 }
 
+// An lcore on a CPU outside the process's cpuset (AllowedCPUs=, a
+// container) makes EAL abort at start; the process's affinity alone
+// (CPUAffinity=) does not bound EAL's threads, so it is not asked here.
 TEST(Config, DpdkLcoresInsideTheCpuset) {
   ConfigOptions o;
   std::set<unsigned> cpuset = {0};
@@ -720,6 +709,9 @@ TEST(Config, DpdkLcoresInsideTheCpuset) {
   EXPECT_TRUE(parse("0@0,1@1").ok());
 }
 
+// XDP's connection table is one kernel LRU hash map: past 2^27 entries
+// its creation fails (E2BIG), so the file is refused; DPDK's tables are
+// its own and take up to 2^28.
 TEST(Config, XdpConnTableAtMost2To27) {
   auto parse = [](const std::string& kind, uint64_t size) {
     return parseConfig("dataplane:\n  kind: " + kind + "\n" +
@@ -735,6 +727,8 @@ TEST(Config, XdpConnTableAtMost2To27) {
   EXPECT_TRUE(parse("dpdk", 268435456).ok());
 }
 
+// What EAL 22.11's start refuses of its arguments, read without it
+// (eal_args.h): each problem at its argument, with what EAL says.
 TEST(Config, EalArgsEalRefuses) {
   auto problems = [](const std::vector<std::string>& args) {
     std::vector<std::string> out;
@@ -757,13 +751,17 @@ TEST(Config, EalArgsEalRefuses) {
   EXPECT_EQ(problems({"--no-pci", "--file-prefix"}), V{"1: --file-prefix needs a value, and eal_args end after it"});
   EXPECT_EQ(problems({"--help"}), V{"0: EAL prints its usage and exits: keeld would never start"});
   EXPECT_EQ(problems({"--iova-mode", "xx", "--proc-type=main", "--vfio-intr", "msi", "-n", "0"}),
-            (V{"1: --iova-mode must be pa or va, got \"xx\"",
+            (V{"0: --iova-mode must be pa or va, got \"xx\"",
                "2: --proc-type must be primary, secondary or auto, got \"main\"",
-               "6: -n (memory channels) must be a positive number, got \"0\""}));
+               "5: -n (memory channels) must be a number other than 0, got \"0\""}));
+  // As EAL reads them: --proc-type without case, -n by atoi().
+  EXPECT_EQ(problems({"--proc-type", "Primary", "-n", "4x"}), V{});
   EXPECT_EQ(problems({"-m", "512", "--socket-mem", "512"}),
-            V{"3: EAL refuses -m and --socket-mem together (eal_args[1] gives -m)"});
+            V{"2: EAL refuses -m and --socket-mem together (eal_args[0] gives -m)"});
   EXPECT_EQ(problems({"--no-huge", "--huge-unlink"}),
             V{"1: EAL refuses --huge-unlink with --no-huge (no hugepage files to unlink: leave it out of a --no-huge run)"});
+  EXPECT_EQ(problems({"--no-huge", "--huge-unlink=always"}).size(), 1u);
+  EXPECT_EQ(problems({"--no-huge", "--huge-unlink=never"}), V{}) << "=existing and =never unlink nothing first";
   EXPECT_EQ(problems({"--no-huge", "--in-memory"}).size(), 1u);
   EXPECT_EQ(problems({"--in-memory", "--legacy-mem"}), V{"1: EAL refuses --legacy-mem with --in-memory"});
   EXPECT_EQ(problems({"--no-huge", "--match-allocations"}),
@@ -780,6 +778,8 @@ TEST(Config, EalArgsEalRefuses) {
                         "--no-telemetry?)"});
 }
 
+// A metrics address no socket of this host can bind (keeld: a bind that
+// fails EADDRNOTAVAIL) is refused at its line; every address is not asked.
 TEST(Config, MetricsAddressMustBeBindable) {
   ConfigOptions o;
   std::vector<std::string> asked;
@@ -807,6 +807,8 @@ TEST(Config, MetricsAddressMustBeBindable) {
                   .ok());
 }
 
+// EAL that would find no hugepages (none reserved, none of a mounted
+// size) fails the start: refused at eal_args' line, unless it runs without.
 TEST(Config, DpdkEalNeedsHugepagesUnlessNoHuge) {
   ConfigOptions o;
   std::vector<HugepageSize> sizes = {{2u << 20, 0, 0, "/dev/hugepages"}};
@@ -833,6 +835,8 @@ TEST(Config, DpdkEalNeedsHugepagesUnlessNoHuge) {
       << r.errors[0];
 }
 
+// A PCI port must be a device of this host (EAL's probe of an absent one
+// fails the start), asked by its full address, domain and all, lower case.
 TEST(Config, DpdkPciPortMustBeADeviceOfThisHost) {
   ConfigOptions o;
   std::vector<std::string> asked;

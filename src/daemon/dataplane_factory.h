@@ -85,11 +85,11 @@ std::unique_ptr<DaemonDataplane> makeDaemonDataplane(const Config& config, const
 // anything else, left on this host (keeld --check-config): on XDP, pinned
 // maps of other limits: sizes or a pinned program attached in the other
 // xdp_mode (adoption refuses both; XdpDataplane::adoptionConflicts), an XDP
-// program on the interface that is not keel's own
-// (XdpDataplane::attachConflicts); on DPDK, an XDP plane pinned for its
-// interface, else an XDP program net_af_xdp cannot work beside on a
-// net_af_xdp port's interface. The start's own words, one error each; empty
-// when nothing conflicts.
+// program on the interface that is not keel's own, native mode on a driver
+// that has none (XdpDataplane::attachConflicts); on DPDK, an XDP plane
+// pinned for its interface, else an XDP program net_af_xdp cannot work
+// beside on a net_af_xdp port's interface. The start's own words, one error
+// each; empty when nothing conflicts.
 std::vector<std::string> pinnedStateConflicts(const Config& config);
 
 // A DPDK keeld before keyed state files kept runtime-dpdk.json and

@@ -38,6 +38,7 @@
 #include "common/logging.h"
 #include "dataplane/xdp/attached_program.h"
 #include "dataplane/xdp/map_layout.h"
+#include "dataplane/xdp/xdp_features.h"
 
 namespace keel {
 namespace {
@@ -701,6 +702,9 @@ std::vector<std::string> XdpDataplane::attachConflicts(const XdpOptions& options
     out.push_back(attachRefusal(options, -EBUSY, adopting, *found));
   else if (attached == 0 && other != 0 && other != pinned)  // pinned: adoptionConflicts() says it
     out.push_back(attachRefusal(options, -EEXIST, adopting, *found));
+  // Only where no program runs natively: one that does proves the driver can.
+  if (native && found->native == 0 && lacksNativeXdp(xdpFeatures(ifindex)))
+    out.push_back(attachRefusal(options, -EOPNOTSUPP, adopting, *found));
   return out;
 }
 

@@ -68,11 +68,12 @@ class XdpDataplane final : public Dataplane {
   // What create() would refuse at the attach on the interface as it is
   // now, in its words, without changing anything (keeld --check-config):
   // an XDP program attached that is not keel's own (in the configured mode,
-  // or in the other, where the kernel runs one only). keel's own: the
-  // program pinned under options.pinDir where create() would adopt, which
-  // it keeps or replaces (the restart). Empty when nothing conflicts, or
-  // what is there cannot be told (no answer from the kernel, pins this user
-  // may not open).
+  // or in the other, where the kernel runs one only), and native mode on a
+  // driver the kernel says has no native XDP (xdp_features.h). keel's own:
+  // the program pinned under options.pinDir where create() would adopt,
+  // which it keeps or replaces (the restart). Empty when nothing conflicts,
+  // or what is there cannot be told (no answer from the kernel, pins this
+  // user may not open, a kernel that reports no XDP features).
   static std::vector<std::string> attachConflicts(const XdpOptions& options);
   ~XdpDataplane() override;
 

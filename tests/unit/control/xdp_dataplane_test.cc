@@ -13,6 +13,7 @@
 #include "dataplane/xdp/map_layout.h"
 #include "dataplane/xdp/nic_offloads.h"
 #include "dataplane/xdp/xdp_dataplane.h"
+#include "dataplane/xdp/xdp_features.h"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -144,6 +145,24 @@ TEST_F(XdpDataplaneTest, ReceiveOffloadsThatChangeWhatXdpSeesAreWarned) {
   EXPECT_TRUE(xdpOffloadWarnings(ifA_, false, *on, {}).empty()) << "an untagged port loses nothing";
 
   EXPECT_FALSE(activeNicFeatures("kxnone" + std::to_string(getpid())).has_value());
+}
+
+// The XDP features a driver declares (kernel 6.3 and later): a veth runs
+// programs natively, and says so. And what keeld --check-config makes of
+// them: native mode is refused only where features are declared without
+// the basic actions; none declared, or none known, tells nothing.
+TEST_F(XdpDataplaneTest, TheKernelSaysWhetherADriverRunsNativeXdp) {
+  const std::optional<uint64_t> veth = xdpFeatures(static_cast<int>(if_nametoindex(ifA_.c_str())));
+  if (veth) {
+    EXPECT_NE(*veth & kXdpActBasic, 0u) << *veth;
+    EXPECT_FALSE(lacksNativeXdp(veth));
+  }
+  EXPECT_EQ(xdpFeatures(0), std::nullopt);  // no such interface
+  EXPECT_FALSE(lacksNativeXdp(std::nullopt));
+  EXPECT_FALSE(lacksNativeXdp(0));
+  EXPECT_FALSE(lacksNativeXdp(kXdpActBasic));
+  EXPECT_FALSE(lacksNativeXdp(0x23));  // a veth's: basic, redirect, multi-buffer
+  EXPECT_TRUE(lacksNativeXdp(0x4));    // a redirect target (ndo_xmit) only
 }
 
 TEST_F(XdpDataplaneTest, ProgramsMapsPinsAndDetaches) {

@@ -703,7 +703,7 @@ std::vector<std::string> XdpDataplane::attachConflicts(const XdpOptions& options
   else if (attached == 0 && other != 0 && other != pinned)  // pinned: adoptionConflicts() says it
     out.push_back(attachRefusal(options, -EEXIST, adopting, *found));
   // Only where no program runs natively: one that does proves the driver can.
-  if (native && found->native == 0 && lacksNativeXdp(xdpFeatures(ifindex)))
+  if (native && found->native == 0 && lacksNativeXdp(xdpFeatures(ifindex), driverName(options.interface)))
     out.push_back(attachRefusal(options, -EOPNOTSUPP, adopting, *found));
   return out;
 }

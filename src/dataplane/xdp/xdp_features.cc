@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "dataplane/xdp/xdp_features.h"
 
+#include <linux/ethtool.h>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -94,8 +98,24 @@ std::optional<uint64_t> xdpFeatures(int ifindex) {
   return features;
 }
 
-bool lacksNativeXdp(std::optional<uint64_t> features) {
-  return features && *features != 0 && (*features & kXdpActBasic) == 0;
+std::string driverName(const std::string& ifname) {
+  Fd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ethtool_drvinfo info{};
+  info.cmd = ETHTOOL_GDRVINFO;
+  ifreq req{};
+  if (sock.get() < 0 || ifname.size() >= sizeof req.ifr_name) return "";
+  std::memcpy(req.ifr_name, ifname.c_str(), ifname.size() + 1);
+  req.ifr_data = reinterpret_cast<char*>(&info);
+  if (::ioctl(sock.get(), SIOCETHTOOL, &req) != 0) return "";
+  return std::string(info.driver, strnlen(info.driver, sizeof info.driver));
+}
+
+bool lacksNativeXdp(std::optional<uint64_t> features, const std::string& driver) {
+  if (!features) return false;
+  if (*features != 0) return (*features & kXdpActBasic) == 0;
+  for (const char* none : {"macvlan", "ipvlan", "bridge", "802.1Q VLAN Support", "tun"})
+    if (driver == none) return true;
+  return false;
 }
 
 }  // namespace keel

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace keel {
 
@@ -21,9 +22,19 @@ constexpr uint64_t kXdpActBasic = 1;
 // answer for the interface.
 std::optional<uint64_t> xdpFeatures(int ifindex);
 
-// Whether native mode would be refused, from those features: declared, and
-// without the basic actions. None declared (0: a driver may still take a
-// program; nullopt: nothing known) tells nothing: false.
-bool lacksNativeXdp(std::optional<uint64_t> features);
+// The name of ifname's driver, as `ethtool -i` prints it ("veth",
+// "macvlan"); "" where it cannot be read.
+std::string driverName(const std::string& ifname);
+
+// Whether native mode would be refused, from those features and the
+// driver's name: features declared without the basic actions; or none
+// declared (0) by a driver that has no native XDP in any kernel, whose
+// devices keel may be pointed at (measured on 6.18: each declares 0 and
+// the kernel refuses a native program): macvlan, ipvlan, bridge, 802.1Q
+// VLAN and tun in layer-3 mode (a tap device, of the same driver, declares
+// the basic actions). Any other driver declaring none tells nothing (a bond
+// without slaves declares none, yet takes a program), nor does a kernel
+// that declares nothing (nullopt): false.
+bool lacksNativeXdp(std::optional<uint64_t> features, const std::string& driver);
 
 }  // namespace keel

@@ -20,12 +20,14 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dead_runs.h"
 #include "control/config.h"
 #include "daemon/dataplane_factory.h"
 #include "dataplane/xdp/xdp_dataplane.h"
+#include "dataplane/xdp/xdp_features.h"
 
 namespace keel {
 namespace {
@@ -189,6 +191,42 @@ TEST_F(PinnedStateConflictsTest, KeelsOwnProgramLeftByAPreviousKeeldIsNoConflict
     ASSERT_NE(plane_, nullptr) << error;
     ASSERT_TRUE(plane_->stop(/*leave=*/false).isOk());
     plane_.reset();
+  }
+}
+
+// xdp_mode: native on a device whose driver has no native XDP (here a
+// macvlan, a bridge and a tun device, which the kernel of 6.3 and later
+// says declare no XDP features): the start fails to attach, so the check
+// says so in its words; generic mode takes any device.
+TEST_F(PinnedStateConflictsTest, NativeModeOnADriverWithoutNativeXdpIsRefusedAsTheStartRefusesIt) {
+  const std::string pid = std::to_string(getpid());
+  const std::vector<std::pair<std::string, std::string>> devices = {
+      {"kpm" + pid, "link " + ifB_ + " type macvlan"},
+      {"kpr" + pid, "type bridge"},
+      {"kpt" + pid, "type tun"},
+  };
+  for (const auto& [name, how] : devices) {
+    ASSERT_EQ(run(how == "type tun" ? "ip -n " + ns_ + " tuntap add dev " + name + " mode tun"
+                                    : "ip -n " + ns_ + " link add " + name + " " + how),
+              0)
+        << how;
+    ASSERT_EQ(run("ip -n " + ns_ + " link set " + name + " up"), 0);
+    if (!xdpFeatures(static_cast<int>(if_nametoindex(name.c_str()))))
+      GTEST_SKIP() << "a kernel before 6.3 declares no XDP features: the check says nothing";
+    Config c = xdpConfig(XdpMode::kNative);
+    c.dataplane.interface = name;
+    const std::vector<std::string> conflicts = pinnedStateConflicts(c);
+    std::string error;
+    EXPECT_EQ(makeDaemonDataplane(c, StateFiles{}, &error), nullptr) << name;
+    ASSERT_EQ(conflicts.size(), 1u) << how;
+    EXPECT_EQ(conflicts[0], "xdp: attach to " + name +
+                                " in native mode: Operation not supported (driver lacks native XDP; try "
+                                "xdp_mode: generic)");
+    EXPECT_EQ(error.rfind(conflicts[0], 0), 0u) << error;
+    c.dataplane.xdpMode = XdpMode::kGeneric;
+    EXPECT_TRUE(pinnedStateConflicts(c).empty()) << how;
+    std::error_code ec;
+    std::filesystem::remove_all(XdpOptions::defaultPinDir(name), ec);
   }
 }
 

@@ -149,20 +149,26 @@ TEST_F(XdpDataplaneTest, ReceiveOffloadsThatChangeWhatXdpSeesAreWarned) {
 
 // The XDP features a driver declares (kernel 6.3 and later): a veth runs
 // programs natively, and says so. And what keeld --check-config makes of
-// them: native mode is refused only where features are declared without
-// the basic actions; none declared, or none known, tells nothing.
+// them: native mode is refused where features are declared without the
+// basic actions, or none by a driver that has no native XDP; none declared
+// by another driver, or none known, tells nothing.
 TEST_F(XdpDataplaneTest, TheKernelSaysWhetherADriverRunsNativeXdp) {
   const std::optional<uint64_t> veth = xdpFeatures(static_cast<int>(if_nametoindex(ifA_.c_str())));
   if (veth) {
     EXPECT_NE(*veth & kXdpActBasic, 0u) << *veth;
-    EXPECT_FALSE(lacksNativeXdp(veth));
+    EXPECT_FALSE(lacksNativeXdp(veth, "veth"));
   }
+  EXPECT_EQ(driverName(ifA_), "veth");
+  EXPECT_EQ(driverName("nosuch"), "");
   EXPECT_EQ(xdpFeatures(0), std::nullopt);  // no such interface
-  EXPECT_FALSE(lacksNativeXdp(std::nullopt));
-  EXPECT_FALSE(lacksNativeXdp(0));
-  EXPECT_FALSE(lacksNativeXdp(kXdpActBasic));
-  EXPECT_FALSE(lacksNativeXdp(0x23));  // a veth's: basic, redirect, multi-buffer
-  EXPECT_TRUE(lacksNativeXdp(0x4));    // a redirect target (ndo_xmit) only
+  EXPECT_FALSE(lacksNativeXdp(std::nullopt, "macvlan"));
+  EXPECT_FALSE(lacksNativeXdp(0, "bonding"));
+  EXPECT_FALSE(lacksNativeXdp(0, ""));
+  EXPECT_FALSE(lacksNativeXdp(kXdpActBasic, "tun"));  // a tap device
+  EXPECT_FALSE(lacksNativeXdp(0x23, "veth"));         // basic, redirect, multi-buffer
+  EXPECT_TRUE(lacksNativeXdp(0x4, "somenic"));         // a redirect target (ndo_xmit) only
+  for (const char* none : {"macvlan", "ipvlan", "bridge", "802.1Q VLAN Support", "tun"})
+    EXPECT_TRUE(lacksNativeXdp(0, none)) << none;
 }
 
 TEST_F(XdpDataplaneTest, ProgramsMapsPinsAndDetaches) {

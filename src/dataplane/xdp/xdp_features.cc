@@ -2,16 +2,17 @@
 #include "dataplane/xdp/xdp_features.h"
 
 #include <linux/ethtool.h>
-#include <linux/genetlink.h>
-#include <linux/netlink.h>
 #include <linux/sockios.h>
 #include <net/if.h>
+#include <netlink/genl/ctrl.h>
+#include <netlink/genl/genl.h>
+#include <netlink/netlink.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "common/fd.h"
@@ -21,79 +22,42 @@ namespace {
 
 // The netdev family (include/uapi/linux/netdev.h, kernel 6.3): its
 // dev-get command and the attributes it takes and answers with.
-constexpr const char kNetdevFamily[] = "netdev";
-constexpr uint8_t kNetdevCmdDevGet = 1;        // NETDEV_CMD_DEV_GET
-constexpr uint16_t kNetdevAttrIfindex = 1;     // NETDEV_A_DEV_IFINDEX (u32)
-constexpr uint16_t kNetdevAttrXdpFeatures = 3;  // NETDEV_A_DEV_XDP_FEATURES (u64)
+constexpr uint8_t kNetdevCmdDevGet = 1;         // NETDEV_CMD_DEV_GET
+constexpr int kNetdevAttrIfindex = 1;           // NETDEV_A_DEV_IFINDEX (u32)
+constexpr int kNetdevAttrXdpFeatures = 3;       // NETDEV_A_DEV_XDP_FEATURES (u64)
+constexpr int kNetdevAttrMax = kNetdevAttrXdpFeatures;
 
-// One generic netlink request (a single attribute) and its one answer:
-// calls onAttr(type, data, len) for each attribute of the answer. False
-// on an error answer, a send or receive that fails, or no answer in 1 s.
-template <typename OnAttr>
-bool ask(int sock, uint16_t family, uint8_t cmd, uint16_t attr, const void* data, uint16_t len, uint32_t seq,
-         OnAttr onAttr) {
-  struct {
-    nlmsghdr nh;
-    genlmsghdr g;
-    char attrs[64];
-  } req{};
-  if (static_cast<size_t>(NLA_HDRLEN + NLA_ALIGN(len)) > sizeof req.attrs) return false;
-  auto* a = reinterpret_cast<nlattr*>(req.attrs);
-  a->nla_type = attr;
-  a->nla_len = static_cast<uint16_t>(NLA_HDRLEN + len);
-  std::memcpy(req.attrs + NLA_HDRLEN, data, len);
-  req.nh.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN + NLA_HDRLEN + NLA_ALIGN(len));
-  req.nh.nlmsg_type = family;
-  req.nh.nlmsg_flags = NLM_F_REQUEST;
-  req.nh.nlmsg_seq = seq;
-  req.g.cmd = cmd;
-  req.g.version = 1;
-  if (::send(sock, &req, req.nh.nlmsg_len, 0) < 0) return false;
-  alignas(nlmsghdr) char buf[8192];
-  for (int reads = 0; reads < 8; ++reads) {  // skips a stray answer to another seq
-    const ssize_t n = ::recv(sock, buf, sizeof buf, 0);
-    if (n <= 0) return false;
-    int left = static_cast<int>(n);
-    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
-      if (nh->nlmsg_seq != seq) continue;
-      if (nh->nlmsg_type == NLMSG_ERROR || nh->nlmsg_len < NLMSG_LENGTH(GENL_HDRLEN)) return false;
-      const char* at = static_cast<const char*>(NLMSG_DATA(nh)) + GENL_HDRLEN;
-      int rest = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN));
-      while (rest >= NLA_HDRLEN) {
-        const auto* na = reinterpret_cast<const nlattr*>(at);
-        if (na->nla_len < NLA_HDRLEN || na->nla_len > rest) break;
-        onAttr(static_cast<uint16_t>(na->nla_type & NLA_TYPE_MASK), at + NLA_HDRLEN, na->nla_len - NLA_HDRLEN);
-        rest -= NLA_ALIGN(na->nla_len);
-        at += NLA_ALIGN(na->nla_len);
-      }
-      return true;
-    }
-  }
-  return false;
+struct SockFree {
+  void operator()(nl_sock* s) const { nl_socket_free(s); }
+};
+struct MsgFree {
+  void operator()(nl_msg* m) const { nlmsg_free(m); }
+};
+
+// The answer's NETDEV_A_DEV_XDP_FEATURES, into *arg (std::optional<uint64_t>).
+int onDevice(nl_msg* msg, void* arg) {
+  nlattr* attrs[kNetdevAttrMax + 1] = {};
+  if (genlmsg_parse(nlmsg_hdr(msg), 0, attrs, kNetdevAttrMax, nullptr) == 0 && attrs[kNetdevAttrXdpFeatures])
+    *static_cast<std::optional<uint64_t>*>(arg) = nla_get_u64(attrs[kNetdevAttrXdpFeatures]);
+  return NL_OK;
 }
 
 }  // namespace
 
 std::optional<uint64_t> xdpFeatures(int ifindex) {
-  Fd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC));
-  if (sock.get() < 0) return std::nullopt;
-  const timeval timeout{1, 0};
-  ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  uint16_t family = 0;
-  // An older kernel has no such family: an error answer.
-  if (!ask(sock.get(), GENL_ID_CTRL, CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_NAME, kNetdevFamily,
-           sizeof kNetdevFamily, 1, [&](uint16_t type, const char* data, int len) {
-             if (type == CTRL_ATTR_FAMILY_ID && len >= 2) std::memcpy(&family, data, 2);
-           }) ||
-      family == 0)
+  // libnl-genl: resolve the family (an older kernel has none), ask dev-get
+  // for the interface, read the one answer.
+  std::unique_ptr<nl_sock, SockFree> sock(nl_socket_alloc());
+  if (!sock || genl_connect(sock.get()) != 0) return std::nullopt;
+  const int family = genl_ctrl_resolve(sock.get(), "netdev");
+  if (family < 0) return std::nullopt;
+  std::unique_ptr<nl_msg, MsgFree> msg(nlmsg_alloc());
+  if (!msg || !genlmsg_put(msg.get(), NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, 0, kNetdevCmdDevGet, 1) ||
+      nla_put_u32(msg.get(), kNetdevAttrIfindex, static_cast<uint32_t>(ifindex)) != 0)
     return std::nullopt;
   std::optional<uint64_t> features;
-  const uint32_t index = static_cast<uint32_t>(ifindex);
-  if (!ask(sock.get(), family, kNetdevCmdDevGet, kNetdevAttrIfindex, &index, sizeof index, 2,
-           [&](uint16_t type, const char* data, int len) {
-             uint64_t v = 0;
-             if (type == kNetdevAttrXdpFeatures && len >= 8) features = (std::memcpy(&v, data, 8), v);
-           }))
+  if (nl_socket_modify_cb(sock.get(), NL_CB_VALID, NL_CB_CUSTOM, onDevice, &features) != 0 ||
+      nl_send_auto(sock.get(), msg.get()) < 0 || nl_recvmsgs_default(sock.get()) != 0)
     return std::nullopt;
   return features;
 }

@@ -27,14 +27,16 @@ std::optional<uint64_t> xdpFeatures(int ifindex);
 std::string driverName(const std::string& ifname);
 
 // Whether native mode would be refused, from those features and the
-// driver's name: features declared without the basic actions; or none
-// declared (0) by a driver that has no native XDP in any kernel, whose
+// driver's name: none declared (0) by a driver that has no native XDP in
+// any kernel (no ndo_bpf), whose
 // devices keel may be pointed at (measured on 6.18: each declares 0 and
 // the kernel refuses a native program): macvlan, ipvlan, bridge, 802.1Q
 // VLAN and tun in layer-3 mode (a tap device, of the same driver, declares
 // the basic actions). Any other driver declaring none tells nothing (a bond
-// without slaves declares none, yet takes a program), nor does a kernel
-// that declares nothing (nullopt): false.
+// without slaves declares none, yet takes a program), nor do features
+// without the basic actions (the kernel's attach never reads them:
+// netdevsim declared HW_OFFLOAD alone in 6.3-6.12 and took native
+// programs), nor a kernel that declares nothing (nullopt): false.
 bool lacksNativeXdp(std::optional<uint64_t> features, const std::string& driver);
 
 }  // namespace keel

@@ -228,6 +228,14 @@ TEST_F(PinnedStateConflictsTest, NativeModeOnADriverWithoutNativeXdpIsRefusedAsT
     std::error_code ec;
     std::filesystem::remove_all(XdpOptions::defaultPinDir(name), ec);
   }
+  // A tap, the tun driver's other mode, runs native programs: not refused
+  // (the driver's name alone would).
+  const std::string tap = "kpp" + pid;
+  ASSERT_EQ(run("ip -n " + ns_ + " tuntap add dev " + tap + " mode tap"), 0);
+  ASSERT_EQ(run("ip -n " + ns_ + " link set " + tap + " up"), 0);
+  Config c = xdpConfig(XdpMode::kNative);
+  c.dataplane.interface = tap;
+  EXPECT_TRUE(pinnedStateConflicts(c).empty());
 }
 
 // A net_af_xdp port on an interface with someone else's program: the port's

@@ -1428,6 +1428,22 @@ TEST_F(DpdkPcapTest, RingSwapsUnderTrafficNeverShowHalfATable) {
   EXPECT_EQ(st.workers[0].txDropped + rte_ring_count(port.tx), n) << "sent, or refused by the full TX queue";
 }
 
+// With EAL running in the process (keeld's reloads and keelctl config
+// check in a DPDK keeld), device names are read against the drivers EAL
+// loaded, nothing loaded again; a driver path it was not started with is
+// not looked at; EAL's log level is as it was.
+TEST_F(DpdkPcapTest, DeviceNamesOnceEalRunsAreItsDriversOnly) {
+  ASSERT_NO_FATAL_FAILURE(startEal());
+  const int level = rte_log_get_level(RTE_LOGTYPE_EAL);
+  const std::optional<DeviceNameCheck> r =
+      checkDpdkDeviceNames({}, {"net_null0", "net_pcap9,rx_pcap=x", "net_nosuch0"}, /*mayLoad=*/false);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->known, (std::vector<bool>{true, true, false}));
+  EXPECT_EQ(rte_log_get_level(RTE_LOGTYPE_EAL), level);
+  EXPECT_FALSE(checkDpdkDeviceNames({"/opt/keel-test/pmd.so"}, {"net_null0"}, /*mayLoad=*/true).has_value())
+      << "a -d path EAL did not start with";
+}
+
 }  // namespace
 }  // namespace keel::dpdk
 

@@ -248,15 +248,25 @@ std::string loadPlugin(const std::string& path) {
   return why ? why : "dlopen failed";
 }
 
-}  // namespace
-
-namespace {
-
 // Each mbuf's data room, its headroom included, for a port MTU (0: the
 // driver's default): a frame of the MTU in one buffer (see init()).
 uint32_t mbufDataRoom(uint16_t mtu) {
   const uint32_t frame = uint32_t{mtu} + kFrameOverhead;
   return std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_PKTMBUF_HEADROOM + (frame + 1023u) / 1024u * 1024u);
+}
+
+// Each worker's share of limits.conn_table_size (its tables' capacity per
+// family): init() sizes the tables by it, dpdkMemoryFloor counts them.
+uint32_t connTableShare(uint32_t connTableSize, uint32_t workers) { return (connTableSize + workers - 1) / workers; }
+
+// Whether a bus takes the name devargs give (a vdev driver's name or alias
+// and a number, a PCI address), as EAL's start and a port's probe decide:
+// the config check's answer and attachPort()'s.
+bool busTakes(const std::string& devargs) {
+  rte_devargs parsed{};
+  const bool known = rte_devargs_parse(&parsed, devargs.c_str()) == 0;
+  std::free(parsed.data);  // what rte_devargs_reset (experimental in 22.11) frees
+  return known;
 }
 
 }  // namespace
@@ -265,8 +275,7 @@ EalMemoryNeed dpdkMemoryFloor(uint32_t workers, uint32_t mbufsPerWorker, uint16_
   EalMemoryNeed f;
   if (workers == 0) return f;
   f.mbufBytes = uint64_t{mbufsPerWorker} * workers * (sizeof(rte_mbuf) + mbufDataRoom(mtu));
-  const uint32_t perWorker = (connTableSize + workers - 1) / workers;  // as init() splits it
-  f.connBytes = uint64_t{workers} * dpdk::ConnTable::bytesFor(perWorker);
+  f.connBytes = uint64_t{workers} * dpdk::ConnTable::bytesFor(connTableShare(connTableSize, workers));
   return f;
 }
 
@@ -324,11 +333,7 @@ std::optional<DeviceNameCheck> checkDpdkDeviceNames(const std::vector<std::strin
   // rte_devargs_parse logs each name no bus takes; the caller says it itself.
   const int level = rte_log_get_level(RTE_LOGTYPE_EAL);
   rte_log_set_level(RTE_LOGTYPE_EAL, RTE_LOG_CRIT);
-  for (const std::string& d : devargs) {
-    rte_devargs parsed{};
-    out.known.push_back(rte_devargs_parse(&parsed, d.c_str()) == 0);
-    std::free(parsed.data);  // what rte_devargs_reset (experimental in 22.11) frees
-  }
+  for (const std::string& d : devargs) out.known.push_back(busTakes(d));
   if (level >= 0) rte_log_set_level(RTE_LOGTYPE_EAL, static_cast<uint32_t>(level));
   return out;
 }
@@ -344,10 +349,7 @@ Status attachPort(const std::string& devargs, const char* what, uint16_t* port, 
   // A name no bus takes (a vdev driver's name misspelt, or its driver not
   // installed): EAL says only "failed to parse device", and rte_dev_probe
   // EFAULT, which read as the driver's refusal.
-  rte_devargs parsed{};
-  const bool known = rte_devargs_parse(&parsed, devargs.c_str()) == 0;
-  std::free(parsed.data);  // what rte_devargs_reset (experimental in 22.11) frees
-  if (!known)
+  if (!busTakes(devargs))
     return Status::error(std::string(what) + ": cannot probe \"" + devargs + "\": " + unknownDeviceName(name));
   int rc = rte_dev_probe(devargs.c_str());
   if (rc < 0)
@@ -922,7 +924,7 @@ class DpdkDataplaneImpl final : public DpdkDataplane {
         return s;
     }
 
-    uint32_t perWorker = (opts_.limits.connTableSize + nq - 1) / nq;
+    const uint32_t perWorker = connTableShare(opts_.limits.connTableSize, nq);
     for (uint16_t q = 0; q < nq; ++q) {
       auto w = std::make_unique<Worker>();
       w->owner = this;

@@ -145,19 +145,27 @@ bool effectiveCapability(int cap) {
   return true;
 }
 
+// Whether the DPDK port is a net_af_xdp one whose XDP program libxdp loads:
+// not with xdp_prog=, use_cni= or use_pinned_map=, where the port brings a
+// program of its own or expects one there.
+bool afXdpPortLoadsLibxdp(const Config& config) {
+  const std::string devargs = portDevargs(config.dataplane.dpdk.port, config.dataplane.dpdk.ealArgs);
+  if (!isAfXdpPort(devargs)) return false;
+  for (const char* key : {"xdp_prog", "use_cni", "use_pinned_map"})
+    if (devargValue(devargs, key)) return false;
+  return true;
+}
+
 // A net_af_xdp port on an interface that runs an XDP program net_af_xdp
 // cannot work beside (attached_program.h): the port's rx queue setup would
 // fail with "Invalid argument" once EAL runs. A DPDK keeld refuses to start
 // on it before EAL runs, naming the program, and keeld --check-config says
-// so first. Not with xdp_prog=, use_cni= or use_pinned_map=: the port then
-// brings a program of its own, or expects one there. The refusal, or "".
+// so first. Only where libxdp loads the port's program
+// (afXdpPortLoadsLibxdp). The refusal, or "".
 std::string xdpProgramUnderAfXdpPort(const Config& config) {
+  if (!afXdpPortLoadsLibxdp(config)) return "";
   const DpdkConfig& c = config.dataplane.dpdk;
-  const std::string devargs = portDevargs(c.port, c.ealArgs);
-  if (!isAfXdpPort(devargs)) return "";
-  for (const char* key : {"xdp_prog", "use_cni", "use_pinned_map"})
-    if (devargValue(devargs, key)) return "";
-  const std::string iface = vdevInterface(devargs);
+  const std::string iface = vdevInterface(portDevargs(c.port, c.ealArgs));
   const std::string why = iface.empty() ? "" : afXdpProgramInTheWay(iface);
   return why.empty() ? "" : "dataplane.dpdk.port: " + c.port + ": " + why;
 }
@@ -357,9 +365,7 @@ std::unique_ptr<DaemonDataplane> makeDpdk(const Config& config, const StateFiles
   // failed with "rx queue 0: Invalid argument" (checked: keeld under setpriv
   // without it). At start only: --check-config, run by hand, has the
   // shell's capabilities, not the unit's.
-  if (const std::string devargs = portDevargs(config.dataplane.dpdk.port, config.dataplane.dpdk.ealArgs);
-      isAfXdpPort(devargs) && !devargValue(devargs, "xdp_prog") && !devargValue(devargs, "use_cni") &&
-      !devargValue(devargs, "use_pinned_map") && !effectiveCapability(CAP_SYS_ADMIN)) {
+  if (afXdpPortLoadsLibxdp(config) && !effectiveCapability(CAP_SYS_ADMIN)) {
     *error = "dataplane.dpdk.port: " + config.dataplane.dpdk.port +
              ": net_af_xdp loads its XDP program with libxdp, which needs CAP_SYS_ADMIN (it reads the program "
              "back by id), and this keeld runs without it: add it to the unit (deploy/keeld-dpdk.conf says how), "

@@ -43,6 +43,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -57,6 +58,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/asio_address.h"
 #include "common/file_write.h"
 #include "common/route.h"
 #include "common/logging.h"
@@ -235,26 +237,18 @@ ConfigOptions hostConfigOptions(int macWaitMs = 1000, bool onLoop = false) {
   // Not on the running loop: a reload never binds the endpoint again (its
   // address is a restart key), so an address that moved away since the
   // start (keepalived's, a tentative IPv6 one) must not refuse it.
+  // A TCP socket bound to it with port 0, as the metrics endpoint binds
+  // (Asio, toAsio): only an address the host lacks counts, the port is the
+  // start's to find free.
   if (!onLoop) o.bindProblem = [](const IpAddress& a) -> std::string {
-    sockaddr_storage ss{};
-    socklen_t len;
-    if (a.isV4()) {
-      auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-      in->sin_family = AF_INET;
-      std::memcpy(&in->sin_addr, a.bytes().data(), 4);
-      len = sizeof(sockaddr_in);
-    } else {
-      auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-      in6->sin6_family = AF_INET6;
-      std::memcpy(&in6->sin6_addr, a.bytes().data(), 16);
-      len = sizeof(sockaddr_in6);
-    }
-    const Fd sock(::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (sock.get() < 0) return "";  // cannot tell
-    // Only an address the host lacks counts: the port is the start's to find free.
-    if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno == EADDRNOTAVAIL)
-      return std::strerror(EADDRNOTAVAIL);
-    return "";
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket sock(io);
+    const boost::asio::ip::tcp::endpoint at(toAsio(a), 0);
+    boost::system::error_code ec;
+    sock.open(at.protocol(), ec);
+    if (ec) return "";  // cannot tell
+    sock.bind(at, ec);
+    return ec.value() == EADDRNOTAVAIL ? std::strerror(EADDRNOTAVAIL) : "";
   };
   o.socketPathProblem = api::socketPathProblem;
   o.groupExists = [](const std::string& name) {

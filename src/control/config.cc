@@ -406,8 +406,12 @@ class Parser {
   void parseDpdk(const YAML::Node& n, DpdkConfig& d);
   void checkDpdkLcores(const YAML::Node& n, const DpdkConfig& d, const std::vector<YAML::Node>& workerNodes);
   void checkPortQueues(const std::optional<YAML::Node>& portNode, const DpdkConfig& d, const std::string& devargs);
-  void checkDeviceNames(const std::optional<YAML::Node>& portNode, const std::optional<YAML::Node>& ealNode,
-                        const DpdkConfig& d, const std::string& devargs);
+  void checkDeviceNames(const YAML::Node& n, const std::optional<YAML::Node>& portNode, const DpdkConfig& d,
+                        const std::string& devargs);
+  // Where an error about dataplane.dpdk.eal_args[i] goes: that element, or
+  // the list, or the dpdk block n where the file has neither; and its path.
+  static YAML::Node ealArgNode(const YAML::Node& n, size_t i);
+  static std::string ealArgPath(size_t i) { return "dataplane.dpdk.eal_args[" + std::to_string(i) + "]"; }
   void parseNode(const YAML::Node& n, NodeConfig& node);
   void parseLimits(const YAML::Node& n, DataplaneLimits& limits, DataplaneKind kind);
   void checkDpdkMemory(const Config& cfg);
@@ -442,6 +446,8 @@ class Parser {
   std::map<std::pair<int, int>, int> emptyValueLine_;
   // dataplane.dpdk, once read (checkDpdkMemory).
   std::optional<YAML::Node> dpdkNode_;
+  // The host's hugepages, read once for a file (options_.hugepages).
+  std::optional<std::vector<HugepageSize>> hugepages_;
 };
 
 void Parser::parseDocument(const YAML::Node& root, Config& cfg) {
@@ -546,12 +552,11 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
       error(*k, path + ".eal_args", "must be a list of strings, got " + describe(*k));
     } else {
       for (size_t i = 0; i < k->size(); ++i)
-        if (auto s = scalar((*k)[i], path + ".eal_args[" + std::to_string(i) + "]", "a string"))
+        if (auto s = scalar((*k)[i], ealArgPath(i), "a string"))
           d.ealArgs.push_back(*s);
       // What EAL's start would refuse of them (eal_args.h), at the argument.
       if (d.ealArgs.size() == k->size())
-        for (const EalArgProblem& p : checkEalArgs(d.ealArgs))
-          error((*k)[p.arg], path + ".eal_args[" + std::to_string(p.arg) + "]", p.message);
+        for (const EalArgProblem& p : checkEalArgs(d.ealArgs)) error(ealArgNode(n, p.arg), ealArgPath(p.arg), p.message);
     }
   }
   std::optional<YAML::Node> portNode = child(n, path, "port", true);
@@ -617,10 +622,12 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
   }
   // The port's own devargs, or its --vdev's in eal_args (portDevargs).
   const std::string devargs = portDevargs(d.port, d.ealArgs);
-  checkDeviceNames(portNode, ealNode, d, devargs);
-  if (options_.hugepages)
-    if (const std::string why = hugepageProblem(d.ealArgs, options_.hugepages(), /*freeOnly=*/false); !why.empty())
+  checkDeviceNames(n, portNode, d, devargs);
+  if (options_.hugepages) {
+    hugepages_ = options_.hugepages();
+    if (const std::string why = hugepageProblem(d.ealArgs, *hugepages_, /*freeOnly=*/false); !why.empty())
       error(ealNode ? *ealNode : n, path + ".eal_args", why);
+  }
   checkPortQueues(portNode, d, devargs);
   if (auto k = child(n, path, "rx_descriptors", false))
     if (auto v = integer(*k, path + ".rx_descriptors", 64, 32768)) d.rxDescriptors = *v;
@@ -712,8 +719,13 @@ void Parser::parseDpdk(const YAML::Node& n, DpdkConfig& d) {
 // DPDK's and the -d paths of eal_args. A misspelt vdev is refused here, with
 // the file's line, where otherwise --check-config passed it and the start
 // failed after a restart had stopped the old keeld.
-void Parser::checkDeviceNames(const std::optional<YAML::Node>& portNode, const std::optional<YAML::Node>& ealNode,
-                              const DpdkConfig& d, const std::string& devargs) {
+YAML::Node Parser::ealArgNode(const YAML::Node& n, size_t i) {
+  const YAML::Node eal = n["eal_args"];
+  return eal.IsSequence() && i < eal.size() ? eal[i] : (eal.IsDefined() ? eal : n);
+}
+
+void Parser::checkDeviceNames(const YAML::Node& n, const std::optional<YAML::Node>& portNode, const DpdkConfig& d,
+                              const std::string& devargs) {
   if (!options_.dpdkDeviceNames || !portNode || d.port.empty()) return;
   const std::vector<std::pair<size_t, std::string>> plugins = ealOptionValues(d.ealArgs, "-d");
   const std::vector<std::pair<size_t, std::string>> vdevs = ealOptionValues(d.ealArgs, "--vdev");
@@ -726,15 +738,13 @@ void Parser::checkDeviceNames(const std::optional<YAML::Node>& portNode, const s
   if (pluginPaths.empty() && names.empty()) return;
   const std::optional<DeviceNameCheck> r = options_.dpdkDeviceNames(pluginPaths, names);
   if (!r || r->pluginErrors.size() != plugins.size() || r->known.size() != names.size()) return;
-  // The eal_args element of index i, for the error's line.
-  auto at = [&](size_t i) { return ealNode && ealNode->IsSequence() && i < ealNode->size() ? (*ealNode)[i] : *portNode; };
   for (size_t j = 0; j < plugins.size(); ++j)
     if (!r->pluginErrors[j].empty())
-      error(at(plugins[j].first), "dataplane.dpdk.eal_args[" + std::to_string(plugins[j].first) + "]",
+      error(ealArgNode(n, plugins[j].first), ealArgPath(plugins[j].first),
             "-d " + quote(plugins[j].second) + ": EAL cannot load this driver path: " + r->pluginErrors[j]);
   for (size_t j = 0; j < vdevs.size(); ++j)
     if (!r->known[j])
-      error(at(vdevs[j].first), "dataplane.dpdk.eal_args[" + std::to_string(vdevs[j].first) + "]",
+      error(ealArgNode(n, vdevs[j].first), ealArgPath(vdevs[j].first),
             "--vdev " + quote(vdevs[j].second) + ": " + unknownDeviceName(deviceName(vdevs[j].second)));
   if (checkPort && !r->known.back())
     error(*portNode, "dataplane.dpdk.port", unknownDeviceName(deviceName(d.port)));
@@ -791,18 +801,16 @@ void Parser::checkPortQueues(const std::optional<YAML::Node>& portNode, const Dp
 void Parser::checkDpdkLcores(const YAML::Node& n, const DpdkConfig& d, const std::vector<YAML::Node>& workerNodes) {
   const std::string path = "dataplane.dpdk";
   const YAML::Node eal = n["eal_args"];
-  auto argNode = [&](size_t i) { return eal.IsSequence() && i < eal.size() ? eal[i] : (eal.IsDefined() ? eal : n); };
-  auto argPath = [&](size_t i) { return path + ".eal_args[" + std::to_string(i) + "]"; };
   // An element that is no string (reported already) would shift the
   // indices: nothing to check against then.
   if (eal.IsDefined() && (!eal.IsSequence() || eal.size() != d.ealArgs.size())) return;
   EalLcoresResult r = readEalLcores(d.ealArgs);
   if (!r.error.empty()) {
-    error(argNode(r.arg), argPath(r.arg), r.error);
+    error(ealArgNode(n, r.arg), ealArgPath(r.arg), r.error);
     return;
   }
   if (!r.warning.empty()) {  // keel cannot tell; EAL will
-    warning(argNode(r.arg), argPath(r.arg), r.warning);
+    warning(ealArgNode(n, r.arg), ealArgPath(r.arg), r.warning);
     return;
   }
   std::optional<EalLcores> e = r.lcores;
@@ -913,8 +921,7 @@ void Parser::checkDpdkMemory(const Config& cfg) {
       !errors_.empty())
     return;
   std::string what;
-  const std::optional<uint64_t> limit =
-      ealMemoryLimit(d.ealArgs, options_.hugepages ? options_.hugepages() : std::vector<HugepageSize>{}, &what);
+  const std::optional<uint64_t> limit = ealMemoryLimit(d.ealArgs, hugepages_.value_or(std::vector<HugepageSize>{}), &what);
   if (!limit) return;
   const EalMemoryNeed need = options_.dpdkMemoryFloor(static_cast<uint32_t>(d.workers.size()), d.mbufsPerWorker,
                                                       d.mtu, cfg.limits.connTableSize);
